@@ -1,0 +1,136 @@
+"""Loading the reference implementation's checkpoints: key clean-up, config inference, errors.
+
+The reference saves plain ``state_dict``s of the unwrapped networks. Files from other setups
+(DataParallel's ``module.``, ``torch.compile``'s ``_orig_mod.``, or PyTorch < 0.4 InstanceNorm
+running statistics) are normalised here; anything that still does not fit raises a ValueError
+naming the keys and the configuration the file looks like.
+"""
+from os import PathLike
+
+import torch
+
+_WRAPPER_PREFIXES = ("module.", "_orig_mod.")
+_STAT_SUFFIXES = ("running_mean", "running_var", "num_batches_tracked")
+_MAX_KEYS_SHOWN = 6
+
+
+def read_state_dict(source, map_location="cpu") -> dict:
+    """A state_dict from a path or an already loaded mapping, wrapper prefixes removed."""
+    if isinstance(source, (str, PathLike)):
+        state_dict = torch.load(source, map_location=map_location, weights_only=True)
+        where = f"checkpoint {str(source)!r}"
+    else:
+        state_dict, where = source, "the given state_dict"
+    if not isinstance(state_dict, dict) or not all(isinstance(k, str) for k in state_dict):
+        raise ValueError(f"{where} is not a state_dict (a mapping of names to tensors); "
+                         "save networks with torch.save(net.state_dict(), path)")
+    return {_strip_wrapper_prefixes(k): v for k, v in state_dict.items()}
+
+
+def _strip_wrapper_prefixes(key: str) -> str:
+    stripped = True
+    while stripped:
+        stripped = False
+        for prefix in _WRAPPER_PREFIXES:
+            if key.startswith(prefix):
+                key, stripped = key[len(prefix):], True
+    return key
+
+
+def drop_legacy_instance_norm_stats(module: torch.nn.Module, state_dict: dict) -> dict:
+    """Remove running-stat entries of InstanceNorm layers that keep none (old checkpoints have them)."""
+    instance_norms = {name for name, m in module.named_modules()
+                      if isinstance(m, torch.nn.modules.instancenorm._InstanceNorm)
+                      and not m.track_running_stats}
+    kept = {}
+    for key, value in state_dict.items():
+        owner, _, leaf = key.rpartition(".")
+        if leaf in _STAT_SUFFIXES and owner in instance_norms:
+            continue
+        kept[key] = value
+    return kept
+
+
+def check_state_dict_fits(module: torch.nn.Module, state_dict: dict, describe_file) -> None:
+    """Raise ValueError if keys or shapes differ; the message says what the file looks like."""
+    expected = module.state_dict()
+    missing = [k for k in expected if k not in state_dict]
+    unexpected = [k for k in state_dict if k not in expected]
+    wrong_shape = [f"{k}: file {tuple(state_dict[k].shape)} vs module {tuple(v.shape)}"
+                   for k, v in expected.items()
+                   if k in state_dict and tuple(state_dict[k].shape) != tuple(v.shape)]
+    if not (missing or unexpected or wrong_shape):
+        return
+    problems = []
+    for label, keys in (("missing", missing), ("unexpected", unexpected),
+                        ("shape mismatch", wrong_shape)):
+        if keys:
+            shown = ", ".join(keys[:_MAX_KEYS_SHOWN])
+            more = f" (+{len(keys) - _MAX_KEYS_SHOWN} more)" if len(keys) > _MAX_KEYS_SHOWN else ""
+            problems.append(f"{len(keys)} {label}: {shown}{more}")
+    try:
+        looks_like = f"the file looks like {describe_file(state_dict)}"
+    except ValueError as err:
+        looks_like = f"its configuration could not be inferred ({err})"
+    raise ValueError(f"checkpoint does not fit {module.config_string()}: " + "; ".join(problems)
+                     + f". {looks_like}; build the module with that configuration, or use "
+                       f"{type(module).__name__}.from_checkpoint(path).")
+
+
+def _norm_from_keys(state_dict: dict, norm_weight_key: str, biased_conv_key: str) -> str:
+    if norm_weight_key in state_dict:
+        return "batch"
+    return "instance" if biased_conv_key in state_dict else "none"
+
+
+def infer_unet_config(state_dict: dict) -> dict:
+    """input_nc, output_nc, num_downs, ngf and norm of a reference U-Net checkpoint."""
+    try:
+        first_down = state_dict["model.model.0.weight"]
+        last_up = state_dict["model.model.3.weight"]
+    except KeyError as err:
+        raise ValueError(f"no U-Net outermost conv key {err.args[0]!r}") from None
+    # Level k's Sequential is at "model.model." + "1.model." + "3.model." * (k - 1); a level with
+    # a deeper submodule has keys under its index 3; the innermost level holds its up conv there.
+    num_downs, prefix = 2, "model.model.1.model."
+    while any(k.startswith(prefix + "3.model.") for k in state_dict):
+        prefix += "3.model."
+        num_downs += 1
+    return {
+        "input_nc": first_down.shape[1],
+        "output_nc": last_up.shape[1],
+        "num_downs": num_downs,
+        "ngf": first_down.shape[0],
+        "norm": _norm_from_keys(state_dict, "model.model.1.model.2.running_mean",
+                                "model.model.1.model.1.bias"),
+    }
+
+
+def infer_patchgan_config(state_dict: dict) -> dict:
+    """input_nc, ndf, n_layers and norm of a reference NLayerDiscriminator checkpoint."""
+    try:
+        first = state_dict["model.0.weight"]
+    except KeyError:
+        raise ValueError("no PatchGAN first conv key 'model.0.weight'") from None
+    conv_weights = [k for k, v in state_dict.items()
+                    if k.startswith("model.") and k.endswith(".weight") and v.dim() == 4]
+    return {
+        "input_nc": first.shape[1],
+        "ndf": first.shape[0],
+        "n_layers": len(conv_weights) - 2,
+        "norm": _norm_from_keys(state_dict, "model.3.running_mean", "model.2.bias"),
+    }
+
+
+def infer_pixelgan_config(state_dict: dict) -> dict:
+    """input_nc, ndf and norm of a reference PixelDiscriminator checkpoint."""
+    try:
+        first = state_dict["net.0.weight"]
+    except KeyError:
+        raise ValueError("no PixelGAN first conv key 'net.0.weight'") from None
+    return {"input_nc": first.shape[1], "ndf": first.shape[0],
+            "norm": _norm_from_keys(state_dict, "net.3.running_mean", "net.2.bias")}
+
+
+def format_config(class_name: str, config: dict) -> str:
+    return f"{class_name}(" + ", ".join(f"{k}={v!r}" for k, v in config.items()) + ")"

@@ -1,0 +1,35 @@
+"""Input validation shared by the public modules: fail early with a message a user can act on."""
+import torch
+
+
+def check_image_batch(x, *, expected_channels: int, module: torch.nn.Module, name: str,
+                      spatial_multiple: int = 1) -> None:
+    """Raise ValueError unless ``x`` is an N x C x H x W floating tensor this module can take.
+
+    ``spatial_multiple``: H and W must be multiples of it (the U-Net halves them num_downs times).
+    Under autocast a float32 input to a bf16/fp16 region is fine, so dtypes are only compared
+    to the parameters' outside autocast.
+    """
+    if not isinstance(x, torch.Tensor):
+        raise ValueError(f"{name} expects a torch.Tensor, got {type(x).__name__}")
+    if x.dim() != 4:
+        raise ValueError(f"{name} expects a 4-D tensor (N, C, H, W), got shape {tuple(x.shape)}")
+    if x.shape[1] != expected_channels:
+        raise ValueError(f"{name} expects {expected_channels} input channels, got {x.shape[1]} "
+                         f"(shape {tuple(x.shape)})")
+    if not x.is_floating_point():
+        raise ValueError(f"{name} expects a floating-point tensor, got {x.dtype}")
+    height, width = x.shape[-2:]
+    if height % spatial_multiple or width % spatial_multiple or height == 0 or width == 0:
+        raise ValueError(f"{name} needs height and width that are positive multiples of "
+                         f"{spatial_multiple}, got {height}x{width}; resize or crop the input "
+                         f"(e.g. to {max(spatial_multiple, 256)}x{max(spatial_multiple, 256)})")
+    param = next(module.parameters(), None)
+    if param is None:
+        return
+    if x.device != param.device:
+        raise ValueError(f"{name} input is on {x.device} but the module's parameters are on "
+                         f"{param.device}; move one with .to(device)")
+    if not torch.is_autocast_enabled(x.device.type) and x.dtype != param.dtype:
+        raise ValueError(f"{name} input dtype {x.dtype} does not match the parameters' "
+                         f"{param.dtype}; convert one with .to(dtype) or run under autocast")

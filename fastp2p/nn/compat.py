@@ -1,0 +1,41 @@
+"""The checkpoint behaviour shared by every public network."""
+from fastp2p.nn.checkpoint import (check_state_dict_fits, drop_legacy_instance_norm_stats,
+                                   format_config, read_state_dict)
+
+
+class ReferenceCheckpointMixin:
+    """``load_state_dict`` that takes the reference implementation's files as they are.
+
+    Subclasses define ``config()`` (their constructor arguments) and ``_infer_config`` (the same
+    read off a state_dict), which also powers ``from_checkpoint``.
+    """
+
+    def config(self) -> dict:
+        raise NotImplementedError
+
+    @staticmethod
+    def _infer_config(state_dict: dict) -> dict:
+        raise NotImplementedError
+
+    def config_string(self) -> str:
+        return format_config(type(self).__name__, self.config())
+
+    def load_state_dict(self, state_dict, strict=True, assign=False):
+        state_dict = drop_legacy_instance_norm_stats(self, read_state_dict(state_dict))
+        if strict:
+            check_state_dict_fits(
+                self, state_dict,
+                lambda sd: format_config(type(self).__name__, self._infer_config(sd)))
+        return super().load_state_dict(state_dict, strict=strict, assign=assign)
+
+    @classmethod
+    def from_checkpoint(cls, source, map_location="cpu", **overrides):
+        """Build the network a checkpoint (path or state_dict) was saved from, and load it.
+
+        The configuration is read off the keys and shapes; ``overrides`` sets what they cannot
+        tell (e.g. ``use_dropout``), or forces a value.
+        """
+        state_dict = read_state_dict(source, map_location=map_location)
+        model = cls(**{**cls._infer_config(state_dict), **overrides})
+        model.load_state_dict(state_dict)
+        return model

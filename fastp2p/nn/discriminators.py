@@ -1,0 +1,74 @@
+"""fastp2p.PatchDiscriminator and fastp2p.PixelDiscriminator: drop-ins for the reference ones."""
+from fastp2p.nn.checks import check_image_batch
+from fastp2p.nn.checkpoint import infer_patchgan_config, infer_pixelgan_config
+from fastp2p.nn.compat import ReferenceCheckpointMixin
+from fastp2p.nn.norm import describe_norm_layer, resolve_norm_layer
+from fastp2p.reference.discriminators import NLayerDiscriminator, PixelDiscriminator as _Pixel
+
+
+def _check_positive(**values):
+    for name, value in values.items():
+        if not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be a positive int, got {value!r}")
+
+
+def patch_logits_size(size: int, n_layers: int) -> int:
+    """Side of the logit map for an input side: n_layers 4x4/s2/p1 convs, then two 4x4/s1/p1."""
+    for _ in range(n_layers):
+        size = (size - 2) // 2 + 1
+    return size - 2
+
+
+class PatchDiscriminator(ReferenceCheckpointMixin, NLayerDiscriminator):
+    """Drop-in replacement for the reference ``NLayerDiscriminator`` (PatchGAN)."""
+
+    def __init__(self, input_nc=6, ndf=64, n_layers=3, norm_layer=None, *, norm=None):
+        _check_positive(input_nc=input_nc, ndf=ndf)
+        if not isinstance(n_layers, int) or n_layers < 0:
+            raise ValueError(f"n_layers must be an int >= 0, got {n_layers!r}")
+        factory = resolve_norm_layer(norm, norm_layer)
+        super().__init__(input_nc, ndf, n_layers, factory)
+        self.input_nc, self.ndf, self.n_layers, self.norm_layer = input_nc, ndf, n_layers, factory
+
+    def config(self) -> dict:
+        return {"input_nc": self.input_nc, "ndf": self.ndf, "n_layers": self.n_layers,
+                "norm": describe_norm_layer(self.norm_layer)}
+
+    _infer_config = staticmethod(infer_patchgan_config)
+
+    def extra_repr(self) -> str:
+        return ", ".join(f"{k}={v}" for k, v in self.config().items())
+
+    def forward(self, input):
+        check_image_batch(input, expected_channels=self.input_nc, module=self,
+                          name="PatchDiscriminator")
+        smallest = min(input.shape[-2:])
+        if patch_logits_size(smallest, self.n_layers) < 1:
+            raise ValueError(f"PatchDiscriminator with n_layers={self.n_layers} needs inputs "
+                             f"large enough for a 1x1 logit map; {tuple(input.shape[-2:])} is "
+                             "too small (use a larger image or fewer layers)")
+        return super().forward(input)
+
+
+class PixelDiscriminator(ReferenceCheckpointMixin, _Pixel):
+    """Drop-in replacement for the reference ``PixelDiscriminator`` (1x1 PatchGAN)."""
+
+    def __init__(self, input_nc=6, ndf=64, norm_layer=None, *, norm=None):
+        _check_positive(input_nc=input_nc, ndf=ndf)
+        factory = resolve_norm_layer(norm, norm_layer)
+        super().__init__(input_nc, ndf, factory)
+        self.input_nc, self.ndf, self.norm_layer = input_nc, ndf, factory
+
+    def config(self) -> dict:
+        return {"input_nc": self.input_nc, "ndf": self.ndf,
+                "norm": describe_norm_layer(self.norm_layer)}
+
+    _infer_config = staticmethod(infer_pixelgan_config)
+
+    def extra_repr(self) -> str:
+        return ", ".join(f"{k}={v}" for k, v in self.config().items())
+
+    def forward(self, input):
+        check_image_batch(input, expected_channels=self.input_nc, module=self,
+                          name="PixelDiscriminator")
+        return super().forward(input)

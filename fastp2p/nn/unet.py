@@ -1,0 +1,47 @@
+"""fastp2p.UNet: the reference U-Net generator's parameters and outputs, run fast."""
+from fastp2p.nn.checks import check_image_batch
+from fastp2p.nn.checkpoint import infer_unet_config
+from fastp2p.nn.compat import ReferenceCheckpointMixin
+from fastp2p.nn.norm import describe_norm_layer, resolve_norm_layer
+from fastp2p.reference.unet import UnetGenerator
+
+MIN_NUM_DOWNS = 5  # the reference always builds the 4 outer levels plus the innermost one
+
+
+class UNet(ReferenceCheckpointMixin, UnetGenerator):
+    """Drop-in replacement for the reference ``UnetGenerator``.
+
+    Same constructor (``norm_layer`` as the reference passes it, or ``norm="batch" | "instance"
+    | "none"``), same ``state_dict`` keys, shapes and dtypes, same outputs within DESIGN.md's
+    tolerances. Inputs must be N x input_nc x H x W with H and W multiples of 2**num_downs.
+    """
+
+    def __init__(self, input_nc=3, output_nc=3, num_downs=8, ngf=64, norm_layer=None,
+                 use_dropout=False, *, norm=None):
+        for name, value in (("input_nc", input_nc), ("output_nc", output_nc), ("ngf", ngf)):
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive int, got {value!r}")
+        if not isinstance(num_downs, int) or num_downs < MIN_NUM_DOWNS:
+            raise ValueError(f"num_downs must be an int >= {MIN_NUM_DOWNS} (the U-Net always has "
+                             f"5 levels; 7 for 128x128 inputs, 8 for 256x256), got {num_downs!r}")
+        factory = resolve_norm_layer(norm, norm_layer)
+        super().__init__(input_nc, output_nc, num_downs, ngf, factory, use_dropout)
+        self.input_nc, self.output_nc, self.num_downs = input_nc, output_nc, num_downs
+        self.ngf, self.use_dropout = ngf, use_dropout
+        self.norm_layer = factory
+
+    def config(self) -> dict:
+        return {"input_nc": self.input_nc, "output_nc": self.output_nc,
+                "num_downs": self.num_downs, "ngf": self.ngf,
+                "norm": describe_norm_layer(self.norm_layer),
+                "use_dropout": self.use_dropout}
+
+    _infer_config = staticmethod(infer_unet_config)
+
+    def extra_repr(self) -> str:
+        return ", ".join(f"{k}={v}" for k, v in self.config().items())
+
+    def forward(self, input):
+        check_image_batch(input, expected_channels=self.input_nc, module=self, name="UNet",
+                          spatial_multiple=2 ** self.num_downs)
+        return super().forward(input)

@@ -1,0 +1,44 @@
+"""Shared fixtures and device marks.
+
+- ``cuda`` tests are skipped without a CUDA GPU; ``interpreter`` tests without Triton. Nothing
+  here touches CUDA at import, so the suite collects on any machine.
+- Golden data comes from ``../shared/reference`` beside the checkout (or $FASTP2P_REFERENCE_DIR);
+  tests that need it skip with the reason when it is absent.
+"""
+import importlib.util
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+REFERENCE_DIR = Path(os.environ.get(
+    "FASTP2P_REFERENCE_DIR", Path(__file__).resolve().parents[2] / "shared" / "reference"))
+
+
+def pytest_collection_modifyitems(config, items):
+    has_cuda = torch.cuda.is_available()
+    has_triton = importlib.util.find_spec("triton") is not None
+    for item in items:
+        if "cuda" in item.keywords and not has_cuda:
+            item.add_marker(pytest.mark.skip(reason="needs a CUDA GPU"))
+        if "interpreter" in item.keywords and not has_triton:
+            item.add_marker(pytest.mark.skip(reason="needs triton (pip install '.[test]')"))
+
+
+@pytest.fixture
+def reference_file():
+    """Path of a file in the shared reference data; skips the test if it is not there."""
+    def find(name: str) -> Path:
+        path = REFERENCE_DIR / name
+        if not path.exists():
+            pytest.skip(f"reference data {path} not found: these tests need the shared/ folder "
+                        "beside the checkout (or FASTP2P_REFERENCE_DIR)")
+        return path
+    return find
+
+
+@pytest.fixture
+def golden(reference_file):
+    """Load a golden tensor file from the shared reference data."""
+    return lambda name: torch.load(reference_file(name), weights_only=True)

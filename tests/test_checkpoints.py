@@ -1,0 +1,92 @@
+"""Checkpoints written by the reference networks load into fastp2p's and give the same outputs."""
+import copy
+
+import pytest
+import torch
+
+import fastp2p
+from fastp2p import reference
+from tolerances import GOLDEN_OUTPUT, assert_close
+
+
+def _reference_unet(num_downs, ngf, norm, use_dropout):
+    return reference.init_weights(reference.UnetGenerator(
+        3, 3, num_downs, ngf, reference.get_norm_layer(norm), use_dropout))
+
+
+def _outputs(net, x, train):
+    net.train(train)
+    torch.manual_seed(1234)  # the same dropout mask for both networks in train mode
+    with torch.no_grad():
+        return net(x)
+
+
+@pytest.mark.parametrize("use_dropout", [False, True], ids=["no-dropout", "dropout"])
+@pytest.mark.parametrize("norm", ["batch", "instance", "none"])
+@pytest.mark.parametrize("num_downs,ngf", [(5, 4), (6, 3), (7, 8), (8, 4)])
+def test_reference_checkpoint_loads_and_matches(tmp_path, num_downs, ngf, norm, use_dropout):
+    torch.manual_seed(0)
+    theirs = _reference_unet(num_downs, ngf, norm, use_dropout)
+    x = torch.rand(2, 3, 2 ** num_downs, 2 ** num_downs) * 2 - 1
+    _outputs(theirs, x, train=True)  # moves BatchNorm running stats away from their defaults
+    path = tmp_path / "latest_net_G.pth"
+    torch.save(theirs.state_dict(), path)
+
+    ours = fastp2p.UNet(3, 3, num_downs, ngf, norm=norm, use_dropout=use_dropout)
+    ours.load_state_dict(torch.load(path, weights_only=True))
+    inferred = fastp2p.UNet.from_checkpoint(path, use_dropout=use_dropout)
+    for net in (ours, inferred):
+        for train in (False, True):
+            # each train-mode pass moves the running stats: compare against a fresh copy
+            expected = _outputs(copy.deepcopy(theirs), x, train)
+            assert_close(_outputs(net, x, train), expected, GOLDEN_OUTPUT, f"train={train}")
+
+
+def test_from_checkpoint_infers_the_configuration():
+    torch.manual_seed(0)
+    for config in [dict(input_nc=1, output_nc=3, num_downs=7, ngf=8, norm="instance"),
+                   dict(input_nc=3, output_nc=2, num_downs=5, ngf=5, norm="batch"),
+                   dict(input_nc=3, output_nc=3, num_downs=6, ngf=4, norm="none")]:
+        original = fastp2p.UNet(**config)
+        loaded = fastp2p.UNet.from_checkpoint(original.state_dict())
+        assert loaded.config() == original.config()
+        for (k, a), (_, b) in zip(original.state_dict().items(), loaded.state_dict().items()):
+            assert torch.equal(a, b), k
+
+
+@pytest.mark.parametrize("n_layers", [1, 3, 4])
+@pytest.mark.parametrize("norm", ["batch", "instance", "none"])
+def test_discriminators_from_checkpoint(n_layers, norm):
+    patch = fastp2p.PatchDiscriminator(6, ndf=4, n_layers=n_layers, norm=norm)
+    assert fastp2p.PatchDiscriminator.from_checkpoint(patch.state_dict()).config() == patch.config()
+    pixel = fastp2p.PixelDiscriminator(6, ndf=4, norm=norm)
+    assert fastp2p.PixelDiscriminator.from_checkpoint(pixel.state_dict()).config() == pixel.config()
+
+
+def test_legacy_instance_norm_running_stats_are_dropped():
+    """PyTorch < 0.4 saved InstanceNorm running stats; the reference loader deletes them."""
+    net = fastp2p.UNet(3, 3, 5, ngf=4, norm="instance")
+    state = net.state_dict()
+    legacy = dict(state)
+    for name, module in net.named_modules():
+        if isinstance(module, torch.nn.InstanceNorm2d):
+            legacy[f"{name}.running_mean"] = torch.zeros(module.num_features)
+            legacy[f"{name}.running_var"] = torch.ones(module.num_features)
+    assert len(legacy) > len(state)
+    fresh = fastp2p.UNet(3, 3, 5, ngf=4, norm="instance")
+    fresh.load_state_dict(legacy)
+    assert all(torch.equal(fresh.state_dict()[k], v) for k, v in state.items())
+
+
+@pytest.mark.parametrize("prefix", ["module.", "_orig_mod.", "module._orig_mod."])
+def test_wrapper_prefixes_are_stripped(prefix):
+    net = fastp2p.UNet(3, 3, 5, ngf=4)
+    wrapped = {prefix + k: v for k, v in net.state_dict().items()}
+    assert fastp2p.UNet.from_checkpoint(wrapped).config() == net.config()
+
+
+def test_non_strict_load_keeps_pytorch_semantics():
+    net = fastp2p.UNet(3, 3, 5, ngf=4)
+    partial = dict(list(net.state_dict().items())[:3])
+    result = fastp2p.UNet(3, 3, 5, ngf=4).load_state_dict(partial, strict=False)
+    assert result.missing_keys and not result.unexpected_keys

@@ -1,0 +1,94 @@
+"""Bad input gets a ValueError that says what was expected (DESIGN.md section 7)."""
+import re
+
+import pytest
+import torch
+
+import fastp2p
+
+
+@pytest.fixture(scope="module")
+def unet():
+    return fastp2p.UNet(3, 3, 5, ngf=4)
+
+
+@pytest.mark.parametrize("bad_input,message", [
+    (torch.rand(3, 32, 32), "4-D tensor"),
+    (torch.rand(1, 4, 32, 32), "expects 3 input channels, got 4"),
+    (torch.rand(1, 3, 48, 32), "multiples of 32, got 48x32"),
+    (torch.rand(1, 3, 32, 32, dtype=torch.float64), "dtype torch.float64 does not match"),
+    (torch.ones(1, 3, 32, 32, dtype=torch.uint8), "floating-point"),
+    ([1, 2, 3], "expects a torch.Tensor"),
+], ids=["rank", "channels", "spatial", "dtype", "integer", "not-tensor"])
+def test_unet_rejects_bad_input(unet, bad_input, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        unet(bad_input)
+
+
+def test_unet_accepts_non_contiguous_and_channels_last(unet):
+    x = torch.rand(2, 32, 32, 3).permute(0, 3, 1, 2)
+    assert unet(x).shape == (2, 3, 32, 32)
+    assert unet(x.contiguous(memory_format=torch.channels_last)).shape == (2, 3, 32, 32)
+
+
+@pytest.mark.parametrize("kwargs,message", [
+    (dict(num_downs=4), "num_downs must be an int >= 5"),
+    (dict(ngf=0), "ngf must be a positive int"),
+    (dict(norm="group"), "norm must be one of"),
+    (dict(norm="batch", norm_layer=torch.nn.BatchNorm2d), "not both"),
+    (dict(norm_layer="batch"), "use norm='batch'"),
+])
+def test_unet_constructor_errors(kwargs, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        fastp2p.UNet(**{"input_nc": 3, "output_nc": 3, "num_downs": 8, **kwargs})
+
+
+def test_mismatched_checkpoint_names_keys_and_the_files_configuration():
+    saved = fastp2p.UNet(3, 3, 6, ngf=4, norm="instance").state_dict()
+    with pytest.raises(ValueError) as err:
+        fastp2p.UNet(3, 3, 5, ngf=4, norm="batch").load_state_dict(saved)
+    text = str(err.value)
+    assert "missing" in text and "unexpected" in text
+    assert "model.model.1.model.2.running_mean" in text
+    assert "num_downs=6" in text and "norm='instance'" in text
+    assert "from_checkpoint" in text
+
+
+def test_wrong_shape_checkpoint_is_reported():
+    saved = fastp2p.UNet(3, 3, 5, ngf=8).state_dict()
+    with pytest.raises(ValueError, match=r"shape mismatch: model\.model\.0\.weight: file \(8, 3, 4, 4\) vs module \(4, 3, 4, 4\)"):
+        fastp2p.UNet(3, 3, 5, ngf=4).load_state_dict(saved)
+
+
+def test_a_file_that_is_not_a_state_dict(tmp_path):
+    path = tmp_path / "weird.pth"
+    torch.save([torch.zeros(1)], path)
+    with pytest.raises(ValueError, match="is not a state_dict"):
+        fastp2p.UNet.from_checkpoint(path)
+
+
+def test_a_checkpoint_of_another_network():
+    with pytest.raises(ValueError, match="no U-Net outermost conv key"):
+        fastp2p.UNet.from_checkpoint(fastp2p.PatchDiscriminator(6, ndf=4).state_dict())
+
+
+def test_patchgan_input_too_small():
+    with pytest.raises(ValueError, match="too small"):
+        fastp2p.PatchDiscriminator(6, ndf=4, n_layers=3)(torch.rand(1, 6, 16, 16))
+    assert fastp2p.PatchDiscriminator(6, ndf=4, n_layers=3)(torch.rand(1, 6, 32, 32)).shape == (1, 1, 2, 2)
+
+
+def test_discriminator_channel_check():
+    with pytest.raises(ValueError, match="expects 6 input channels, got 3"):
+        fastp2p.PixelDiscriminator(6, ndf=4)(torch.rand(1, 3, 8, 8))
+
+
+@pytest.mark.parametrize("call,message", [
+    (lambda: fastp2p.GANLoss("hinge"), "gan_mode must be one of"),
+    (lambda: fastp2p.GANLoss("vanilla")(torch.zeros(2, 1, 3, 3, dtype=torch.long), True), "floating-point"),
+    (lambda: fastp2p.GANLoss("vanilla")(torch.rand(2, 1, 3, 3), "real"), "True or False"),
+    (lambda: fastp2p.init_weights(torch.nn.Conv2d(1, 1, 1), "uniform"), "init_type must be one of"),
+])
+def test_loss_and_init_errors(call, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        call()

@@ -1,0 +1,27 @@
+"""init_weights behaves like the reference implementation's."""
+import pytest
+import torch
+
+import fastp2p
+
+
+@pytest.mark.parametrize("init_type", ["normal", "xavier", "kaiming", "orthogonal"])
+def test_every_conv_is_reinitialised_and_biases_zeroed(init_type):
+    torch.manual_seed(0)
+    net = fastp2p.UNet(3, 3, 5, ngf=8, norm="instance")
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    fastp2p.init_weights(net, init_type, 0.02)
+    for name, value in net.state_dict().items():
+        if name.endswith("bias"):
+            assert torch.count_nonzero(value) == 0, name
+        else:
+            assert not torch.equal(value, before[name]), name
+
+
+def test_normal_init_statistics():
+    torch.manual_seed(0)
+    net = fastp2p.init_weights(fastp2p.PatchDiscriminator(6, ndf=32, norm="batch"), "normal", 0.02)
+    conv = net.model[2].weight
+    assert abs(conv.mean().item()) < 2e-3 and abs(conv.std().item() - 0.02) < 2e-3
+    norm = net.model[3].weight
+    assert abs(norm.mean().item() - 1.0) < 0.01 and torch.count_nonzero(net.model[3].bias) == 0

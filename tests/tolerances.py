@@ -1,0 +1,27 @@
+"""The tolerance table of DESIGN.md section 5, and the error measure it is stated in."""
+import torch
+
+FP32_SINGLE_OP = 1e-5       # float32 kernel vs float64 reference, one op
+FP32_NETWORK = 1e-4         # float32 whole UNet / PatchGAN, forward and every gradient
+TF32_MATMUL = 1e-3          # TF32 matmul inside a float32 path
+BF16_NETWORK = 2e-2         # bf16 whole model vs float64 reference
+BF16_VS_AUTOCAST = 1.5      # ... and no worse than this times PyTorch's own bf16 autocast error
+TRAINING_200_STEPS = 1e-3   # final weights, fused vs reference, float32, same seed
+GOLDEN_OUTPUT = 1e-5        # compatibility with the reference implementation's golden outputs
+
+
+def relative_error(actual: torch.Tensor, expected: torch.Tensor) -> float:
+    """||actual - expected|| / ||expected|| in float64 (Frobenius); NaN or Inf never passes."""
+    actual, expected = actual.detach().double(), expected.detach().double()
+    if actual.shape != expected.shape:
+        raise AssertionError(f"shape {tuple(actual.shape)} != {tuple(expected.shape)}")
+    if not torch.isfinite(actual).all():
+        return float("inf")
+    denominator = expected.norm().item()
+    difference = (actual - expected).norm().item()
+    return difference / denominator if denominator > 0 else difference
+
+
+def assert_close(actual, expected, bound: float, what: str = "") -> None:
+    error = relative_error(actual, expected)
+    assert error <= bound, f"{what}: relative error {error:.3e} > {bound:.1e}"
