@@ -1,7 +1,7 @@
 """Build fastp2p. A pure-Python install always succeeds; kernels/ ships as fastp2p.kernels."""
-from setuptools import setup
+from setuptools import find_packages, setup
 
-PACKAGES = ["fastp2p", "fastp2p.reference", "fastp2p.nn", "fastp2p.ops", "fastp2p.kernels"]
+PACKAGES = find_packages(include=["fastp2p", "fastp2p.*"]) + ["fastp2p.kernels"]
 
 setup(
     name="fastp2p",
@@ -17,7 +17,13 @@ setup(
     install_requires=["torch>=2.4", "numpy"],
     extras_require={
         "triton": ["triton>=3.2"],
-        "test": ["pytest>=8", "triton==3.9.0", "numpy>=2,<3"],
+        "data": ["pillow>=10", "tqdm>=4.60", "scikit-image>=0.22"],
+        "train": ["pillow>=10", "tqdm>=4.60", "matplotlib>=3.7", "scikit-image>=0.22"],
+        "bench": ["matplotlib>=3.7", "pytest-benchmark>=4"],
+        # Everything the test suite exercises; triton and numpy pinned (the interpreter's
+        # behaviour is what CI proves the kernels with).
+        "test": ["pytest>=8", "pytest-benchmark>=4", "triton==3.9.0", "numpy>=2,<3",
+                 "pillow>=10", "tqdm>=4.60", "matplotlib>=3.7", "scikit-image>=0.22"],
     },
     entry_points={"console_scripts": ["fastp2p=fastp2p.cli:main"]},
 )

@@ -1,26 +1,16 @@
-"""The ``fastp2p`` command (also ``python -m fastp2p``)."""
+"""The ``fastp2p`` command (also ``python -m fastp2p``).
+
+Each subcommand lives beside the code it drives, in a module with ``register(subparsers)`` that
+adds its parser and sets ``run`` (a function taking the parsed args, returning an exit code).
+Those modules import their heavy dependencies inside ``run``, so ``--help`` stays fast.
+"""
 import argparse
+import importlib
 import sys
 
-
-def _info(args: argparse.Namespace) -> int:
-    """Print versions and what this machine can run."""
-    import torch
-
-    import fastp2p
-
-    print(f"fastp2p {fastp2p.__version__}")
-    print(f"torch   {torch.__version__}")
-    try:
-        import triton
-        print(f"triton  {triton.__version__}")
-    except ImportError:
-        print("triton  not installed (fused Triton kernels unavailable; reference math is used)")
-    if torch.cuda.is_available():
-        print(f"cuda    {torch.version.cuda} on {torch.cuda.get_device_name()}")
-    else:
-        print("cuda    no GPU visible")
-    return 0
+COMMAND_MODULES = (
+    "fastp2p.info",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -32,8 +22,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"fastp2p {fastp2p.__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
-    info = commands.add_parser("info", help="print versions and available backends")
-    info.set_defaults(run=_info)
+    for module_name in COMMAND_MODULES:
+        importlib.import_module(module_name).register(commands)
     return parser
 
 
