@@ -1,0 +1,70 @@
+"""The plain-PyTorch meaning of the fused norm-act op: the reference backend and the test oracle.
+
+Same signature as the kernel launchers (see ``norm_act_fwd``). The backward of this path is
+autograd through the same math; the kernels' backward is tested against it.
+"""
+import torch
+import torch.nn.functional as F
+
+from fastp2p.ops.dropout_rng import dropout_keep_mask
+
+NORMS = ("instance", "batch", "none")
+ACTIVATIONS = ("none", "relu", "leaky_relu")
+
+
+def norm_act_math(x, weight, bias, running_mean, running_var, *, norm, training, momentum, eps,
+                  activation, slope, dropout_p, seed, offset):
+    """y = dropout(act(norm(x) * weight + bias)), computed in x's dtype (float64 for references).
+
+    Batch norm in training updates running_mean / running_var in place like nn.BatchNorm2d.
+    """
+    if norm not in NORMS:
+        raise ValueError(f"norm must be one of {NORMS}, got {norm!r}")
+    if activation not in ACTIVATIONS:
+        raise ValueError(f"activation must be one of {ACTIVATIONS}, got {activation!r}")
+    if norm == "instance":
+        y = F.instance_norm(x, weight=weight, bias=bias, eps=eps)
+    elif norm == "batch":
+        y = F.batch_norm(x, running_mean, running_var, weight, bias,
+                         training=training or running_mean is None, momentum=momentum, eps=eps)
+    else:
+        y = x
+        if weight is not None:
+            y = y * weight.view(1, -1, 1, 1) + bias.view(1, -1, 1, 1)
+    if activation == "relu":
+        y = F.relu(y)
+    elif activation == "leaky_relu":
+        y = F.leaky_relu(y, slope)
+    if dropout_p > 0:
+        keep = dropout_keep_mask(tuple(y.shape), dropout_p, seed, offset, device=y.device)
+        y = torch.where(keep, y / (1 - dropout_p), torch.zeros_like(y))
+    return y
+
+
+def norm_act_fwd(x, weight, bias, running_mean, running_var, out, out_channel_offset, *, norm,
+                 training, momentum, eps, activation, slope, dropout_p, seed, offset):
+    """Write norm-act(x) into ``out[:, out_channel_offset : out_channel_offset + C]``.
+
+    Returns the float32 statistics a backward would need: (mean, rstd) per (N, C) for instance
+    norm, per C for batch norm (the running ones in eval), empty tensors for no norm.
+    """
+    channels = x.shape[1]
+    y = norm_act_math(x, weight, bias, running_mean, running_var, norm=norm, training=training,
+                      momentum=momentum, eps=eps, activation=activation, slope=slope,
+                      dropout_p=dropout_p, seed=seed, offset=offset)
+    out[:, out_channel_offset:out_channel_offset + channels].copy_(y)
+    return _saved_statistics(x, running_mean, running_var, norm=norm, training=training, eps=eps)
+
+
+def _saved_statistics(x, running_mean, running_var, *, norm, training, eps):
+    x32 = x.detach().float()
+    if norm == "instance":
+        var, mean = torch.var_mean(x32, dim=(2, 3), unbiased=False)
+    elif norm == "batch" and (training or running_mean is None):
+        var, mean = torch.var_mean(x32, dim=(0, 2, 3), unbiased=False)
+    elif norm == "batch":
+        mean, var = running_mean.float(), running_var.float()
+    else:
+        empty = x32.new_empty(0)
+        return empty, empty
+    return mean, torch.rsqrt(var + eps)
