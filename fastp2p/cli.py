@@ -10,6 +10,7 @@ import sys
 
 COMMAND_MODULES = (
     "fastp2p.info",
+    "fastp2p.bench.command",
 )
 
 

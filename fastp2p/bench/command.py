@@ -1,0 +1,201 @@
+"""``fastp2p bench`` (also ``python -m benchmarks`` from a checkout): the benchmark suite."""
+import argparse
+import sys
+from pathlib import Path
+
+DESCRIPTION = """\
+Benchmark pix2pix training and inference, every peer side by side in one process
+(DESIGN.md §6): reference eager fp32; tuned eager (bf16 autocast, channels-last,
+cudnn.benchmark, fused Adam); torch.compile of it (default, reduce-overhead,
+max-autotune-no-cudagraphs; G and D compiled separately); the tuned step captured as one CUDA
+graph; and fastp2p's training engine. Reports median images/s over the timed steps with
+p20/p80, peak memory, model-FLOP utilization against a bf16 matmul rate measured in the same
+run, and fastp2p's ratio to each peer; then U-Net inference (fastp2p vs reference) and the
+micro-benchmarks of benchmarks/bench_*.py (GB/s and fraction of the measured copy bandwidth).
+A peer that fails (compile error, out of memory, missing module, time limit) is reported as
+failed with its error, and the run goes on.
+
+Writes <out>/<device>-<YYYYMMDD>-<commit>.json with every figure, a markdown table beside it
+(also printed last) and a PNG bar chart. Exit code 0 when the run completed, whatever the
+peers' status (read it in the results)."""
+
+EPILOG = """\
+examples:
+  fastp2p bench                         full run on the GPU (about 5-8 minutes on an H100)
+  fastp2p bench --quick                 tiny CPU smoke run of everything a CPU can run
+  fastp2p bench --peers reference,fastp2p --batch-sizes 16 --sections training
+  fastp2p bench --plot benchmarks/results/nvidia-h100-80gb-hbm3-20261122-abcd1234.json"""
+
+
+def _positive_ints(text: str) -> tuple:
+    try:
+        values = tuple(int(item) for item in text.split(",") if item.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated positive integers, got "
+                                         f"{text!r}") from None
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"expected comma-separated positive integers, got "
+                                         f"{text!r}")
+    return values
+
+
+def _names(text: str) -> tuple:
+    return tuple(item.strip() for item in text.split(",") if item.strip())
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from fastp2p.bench.peers import PEER_NAMES
+
+    parser.add_argument("--quick", action="store_true",
+                        help="CPU smoke mode: tiny networks (64x64, ngf=ndf=8), batch 1,2, 3 "
+                             "steps, CPU peers only, micro-benchmarks with collect(quick=True); "
+                             "results are labelled 'quick' and say nothing about GPU speed")
+    parser.add_argument("--device", choices=("auto", "cuda", "cpu"), default="auto",
+                        help="where to run (default: cuda when a GPU is visible, else cpu; "
+                             "--quick always runs on the cpu)")
+    parser.add_argument("--sections", type=_names, default=("training", "inference", "micro"),
+                        help="comma-separated subset of training,inference,micro (default: all)")
+    parser.add_argument("--batch-sizes", type=_positive_ints, default=None,
+                        help="training batch sizes (default 1,16,64; quick: 1,2)")
+    parser.add_argument("--steps", type=int, default=None,
+                        help="timed training steps per peer and batch size, after warm-up "
+                             "(default 50, the protocol's minimum; quick: 3)")
+    parser.add_argument("--warmup", type=int, default=None,
+                        help="untimed steps first: compilation, graph capture, cuDNN "
+                             "autotuning (default 10; quick: 1)")
+    parser.add_argument("--peers", type=_names, default=None,
+                        help=f"comma-separated training peers (default on a GPU: all of "
+                             f"{','.join(PEER_NAMES)}; on a CPU: reference,eager-tuned,fastp2p)")
+    parser.add_argument("--peer-time-limit", type=float, default=None, metavar="SECONDS",
+                        help="wall-time limit of each job (one peer at one batch size, one "
+                             "inference case, one micro module), compilation included; past it "
+                             "the job is reported as failed (default 240; quick: 120)")
+    parser.add_argument("--time-budget", type=float, default=None, metavar="SECONDS",
+                        help="wall-time budget of the whole run; jobs that would start after it "
+                             "are reported as skipped. Compiled peers run last (largest batch "
+                             "first, max-autotune last) so they are what a budget cuts "
+                             "(default: none)")
+    parser.add_argument("--out", type=Path, default=None, metavar="DIR",
+                        help="folder for the JSON, markdown and PNG (default: "
+                             "benchmarks/results of the source checkout, else "
+                             "./fastp2p-bench-results)")
+    parser.add_argument("--benchmarks-dir", type=Path, default=None, metavar="DIR",
+                        help="folder of bench_*.py micro-benchmark modules (default: the "
+                             "checkout's benchmarks/)")
+    parser.add_argument("--plot", type=Path, default=None, metavar="RESULTS_JSON",
+                        help="run nothing: remake the markdown table and PNG chart beside a "
+                             "saved results JSON, and print the table")
+    parser.add_argument("--list-peers", action="store_true",
+                        help="print the training peers and what each runs, then exit")
+
+
+def register(commands) -> None:
+    parser = commands.add_parser("bench", help="benchmark training and inference against peers",
+                                 description=DESCRIPTION, epilog=EPILOG,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_arguments(parser)
+    parser.set_defaults(run=run)
+
+
+def settings_from_args(args):
+    """Validate the options and fill in the defaults of the chosen mode."""
+    import torch
+
+    from fastp2p.bench.environment import find_checkout
+    from fastp2p.bench.networks import FULL_CONFIG, QUICK_CONFIG
+    from fastp2p.bench.peers import PEERS, peer_by_name
+    from fastp2p.bench.suite import SECTIONS, SuiteSettings
+
+    unknown = [name for name in args.sections if name not in SECTIONS]
+    if unknown or not args.sections:
+        raise ValueError(f"--sections takes a comma-separated subset of {','.join(SECTIONS)}; "
+                         f"got {','.join(args.sections) or 'nothing'}")
+    if args.quick:
+        if args.device == "cuda":
+            raise ValueError("--quick is the CPU smoke mode; drop --device cuda (or --quick)")
+        device = "cpu"
+    elif args.device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    else:
+        device = args.device
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ValueError("--device cuda: no CUDA GPU is visible to torch "
+                         f"{torch.__version__} (use --device cpu or --quick)")
+    steps = args.steps if args.steps is not None else (3 if args.quick else 50)
+    warmup = args.warmup if args.warmup is not None else (1 if args.quick else 10)
+    if steps < 1 or warmup < 0:
+        raise ValueError(f"--steps must be >= 1 and --warmup >= 0, got {steps} and {warmup}")
+    if args.peers is None:
+        peers = tuple(p for p in PEERS if device == "cuda" or p.on_cpu_by_default)
+    else:
+        peers = tuple(peer_by_name(name) for name in args.peers)
+        cuda_only = [p.name for p in peers if p.cuda_only and device != "cuda"]
+        if cuda_only:
+            raise ValueError(f"peer(s) {', '.join(cuda_only)} need a CUDA GPU; this run is on "
+                             "the cpu")
+    limit = args.peer_time_limit if args.peer_time_limit is not None else (
+        120.0 if args.quick else 240.0)
+    for name, value in (("--peer-time-limit", limit), ("--time-budget", args.time_budget)):
+        if value is not None and value <= 0:
+            raise ValueError(f"{name} must be a positive number of seconds, got {value}")
+    checkout = find_checkout()
+    benchmarks_dir = args.benchmarks_dir or (checkout / "benchmarks" if checkout else None)
+    if benchmarks_dir is not None and not Path(benchmarks_dir).is_dir():
+        raise ValueError(f"--benchmarks-dir {benchmarks_dir} is not a folder")
+    return SuiteSettings(
+        quick=args.quick, device=device, sections=tuple(args.sections),
+        config=QUICK_CONFIG if args.quick else FULL_CONFIG,
+        batch_sizes=args.batch_sizes or ((1, 2) if args.quick else (1, 16, 64)),
+        steps=steps, warmup=warmup, peers=peers, job_time_limit=limit,
+        time_budget=args.time_budget, benchmarks_dir=benchmarks_dir,
+        inference_rep_ms=100.0 if args.quick else 500.0)
+
+
+def default_out_dir() -> Path:
+    from fastp2p.bench.environment import find_checkout
+
+    checkout = find_checkout()
+    return checkout / "benchmarks" / "results" if checkout else Path("fastp2p-bench-results")
+
+
+def run(args: argparse.Namespace) -> int:
+    from fastp2p.bench import report
+
+    if args.list_peers:
+        from fastp2p.bench.peers import PEERS
+        for peer in PEERS:
+            where = "cuda only" if peer.cuda_only else (
+                "cpu and cuda" if peer.on_cpu_by_default else "cuda (cpu on request)")
+            print(f"{peer.name:26s} {peer.description} [{where}]")
+        return 0
+    try:
+        if args.plot is not None:
+            files = report.render_files(args.plot)
+            print(f"wrote {files['markdown']}" + (f" and {files['chart']}" if files["chart"]
+                                                   else ""))
+            print(files["markdown"].read_text(encoding="utf-8"))
+            return 0
+        settings = settings_from_args(args)
+    except ValueError as error:
+        print(f"fastp2p bench: error: {error}", file=sys.stderr)
+        return 2
+
+    from fastp2p.bench.suite import run_suite
+
+    results = run_suite(settings)
+    files = report.save_results(results, args.out or default_out_dir())
+    for kind, path in files.items():
+        if path is not None:
+            print(f"wrote {kind}: {path}")
+    print()
+    print(files["markdown"].read_text(encoding="utf-8"))
+    return 0
+
+
+def main(argv=None) -> int:
+    """``python -m benchmarks``: the same options as ``fastp2p bench``."""
+    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=DESCRIPTION,
+                                     epilog=EPILOG,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_arguments(parser)
+    return run(parser.parse_args(argv))

@@ -1,0 +1,109 @@
+"""What a result was measured on: device, driver, CUDA, torch, triton, commit, date."""
+import datetime
+import os
+import platform
+import re
+import subprocess
+from pathlib import Path
+
+import torch
+
+
+def find_checkout(start=None):
+    """The fastp2p source checkout (holding ``benchmarks/`` and ``fastp2p/``), or None.
+
+    Looks upwards from ``start`` (default: the working directory), then beside the imported
+    package (an editable install).
+    """
+    import fastp2p
+
+    candidates = []
+    here = Path(start or os.getcwd()).resolve()
+    candidates += [here, *here.parents]
+    candidates.append(Path(fastp2p.__file__).resolve().parents[1])
+    for folder in candidates:
+        if (folder / "benchmarks" / "__init__.py").is_file() and (folder / "fastp2p").is_dir():
+            return folder
+    return None
+
+
+def _git(checkout, *args):
+    if checkout is None:
+        return None
+    try:
+        result = subprocess.run(["git", *args], cwd=checkout, capture_output=True, text=True,
+                                timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return result.stdout.strip() if result.returncode == 0 else None
+
+
+def git_commit(checkout):
+    """(short commit, dirty) of the checkout; ("unknown", None) outside a git checkout."""
+    commit = _git(checkout, "rev-parse", "--short=8", "HEAD")
+    if commit is None:
+        return "unknown", None
+    status = _git(checkout, "status", "--porcelain", "--untracked-files=no")
+    return commit, bool(status)
+
+
+def nvidia_driver():
+    try:
+        result = subprocess.run(["nvidia-smi", "--query-gpu=driver_version",
+                                 "--format=csv,noheader"], capture_output=True, text=True,
+                                timeout=20)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    lines = result.stdout.strip().splitlines()
+    return lines[0].strip() if result.returncode == 0 and lines else None
+
+
+def device_name(device) -> str:
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"CPU ({platform.processor() or platform.machine()}, {os.cpu_count()} cores)"
+
+
+def device_slug(device) -> str:
+    """A file-name-safe device label: ``nvidia-h100-80gb-hbm3``, ``cpu``."""
+    if torch.device(device).type != "cuda":
+        return "cpu"
+    return re.sub(r"[^a-z0-9]+", "-", device_name(device).lower()).strip("-")
+
+
+def describe(device, checkout) -> dict:
+    """Everything needed to reproduce or compare a run, as JSON-ready values."""
+    import fastp2p
+
+    try:
+        import triton
+        triton_version = triton.__version__
+    except ImportError:
+        triton_version = None
+    cuda = torch.device(device).type == "cuda"
+    commit, dirty = git_commit(checkout)
+    now = datetime.datetime.now(datetime.timezone.utc)
+    info = {
+        "device": device_name(device),
+        "device_type": torch.device(device).type,
+        "driver": nvidia_driver() if cuda else None,
+        "cuda": torch.version.cuda,
+        "cudnn": torch.backends.cudnn.version() if cuda else None,
+        "torch": torch.__version__,
+        "triton": triton_version,
+        "fastp2p": fastp2p.__version__,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "commit": commit,
+        "commit_dirty": dirty,
+        "date_utc": now.strftime("%Y-%m-%d %H:%M:%S"),
+        "date": now.strftime("%Y%m%d"),
+    }
+    if cuda:
+        props = torch.cuda.get_device_properties(device)
+        info["multiprocessors"] = props.multi_processor_count
+        info["memory_bytes"] = props.total_memory
+    return info

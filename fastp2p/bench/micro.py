@@ -1,0 +1,82 @@
+"""Kernel and data micro-benchmarks: every ``benchmarks/bench_*.py`` module with ``collect``.
+
+The contract for such a module (owned by the kernels, data and C++ areas)::
+
+    def collect(quick: bool) -> list[dict]
+
+Each row needs ``name`` (str) and ``median_ms`` (float); it may carry ``p20_ms``, ``p80_ms``,
+``bytes`` (bytes the op must move: each input read once plus each output written once),
+``gbps``, ``device`` ("cuda" | "cpu"; default: the run's device), ``provider`` (e.g.
+"reference", "eager", "compile", "fastp2p"), ``dtype``, ``shape``, ``mode``, ``memory_format``
+and any other JSON-able fields. ``quick=True`` asks for tiny CPU shapes only. Time with
+``fastp2p.bench.benchmark`` (do_bench semantics). The harness adds ``gbps`` from ``bytes`` where
+missing, and ``copy_gbps`` / ``copy_fraction`` against the device-to-device copy bandwidth it
+measures in the same run (``fastp2p.bench.copy_bandwidth_gbps(device)`` returns that number).
+"""
+import importlib
+import math
+import sys
+from pathlib import Path
+
+import torch
+
+from fastp2p.bench.ceilings import copy_bandwidth_gbps
+from fastp2p.bench.runner import Job
+
+
+def discover(benchmarks_dir) -> list:
+    """Paths of ``bench_*.py`` in ``benchmarks_dir`` (sorted); empty if there is none."""
+    if benchmarks_dir is None:
+        return []
+    return sorted(Path(benchmarks_dir).glob("bench_*.py"))
+
+
+def import_benchmark_module(path: Path):
+    """Import ``benchmarks/bench_x.py`` as ``benchmarks.bench_x`` (as pytest does)."""
+    root = str(path.parent.parent.resolve())
+    if root not in sys.path:
+        sys.path.insert(0, root)
+    return importlib.import_module(f"{path.parent.name}.{path.stem}")
+
+
+def normalize_row(row, *, module: str, default_device: str) -> dict:
+    """Check one collected row against the contract and add bandwidth figures."""
+    if not isinstance(row, dict):
+        raise ValueError(f"{module}.collect() must return a list of dicts, got a "
+                         f"{type(row).__name__} item")
+    median = row.get("median_ms")
+    if not isinstance(row.get("name"), str) or not isinstance(median, (int, float)) \
+            or not math.isfinite(median) or median <= 0:
+        raise ValueError(f"{module}.collect() rows need a str 'name' and a positive finite "
+                         f"'median_ms'; got {row!r}")
+    row = {"device": torch.device(default_device).type, **row}
+    if "gbps" not in row and isinstance(row.get("bytes"), (int, float)):
+        row["gbps"] = row["bytes"] / (median * 1e-3) / 1e9
+    if isinstance(row.get("gbps"), (int, float)):
+        row["copy_gbps"] = copy_bandwidth_gbps(row["device"])
+        row["copy_fraction"] = row["gbps"] / row["copy_gbps"]
+    return row
+
+
+def micro_job(path: Path, *, quick: bool, device: str) -> Job:
+    module_name = path.stem
+
+    def run():
+        module = import_benchmark_module(path)
+        collect = getattr(module, "collect", None)
+        if collect is None:
+            return [{"status": "skipped",
+                     "error": "no collect(quick) function: a pytest-benchmark-only module"}]
+        rows = collect(quick)
+        if not isinstance(rows, (list, tuple)):
+            raise ValueError(f"{module_name}.collect() must return a list of dicts, got "
+                             f"{type(rows).__name__}")
+        if not rows:
+            raise ValueError(f"{module_name}.collect({quick}) returned no rows")
+        return [normalize_row(row, module=module_name, default_device=device) for row in rows]
+
+    return Job("micro", module_name, run, {"module": module_name})
+
+
+def micro_jobs(benchmarks_dir, *, quick: bool, device: str):
+    return [micro_job(path, quick=quick, device=device) for path in discover(benchmarks_dir)]

@@ -1,0 +1,199 @@
+"""The training peers of DESIGN.md §6 and the one pix2pix step they all run.
+
+Every PyTorch peer runs :class:`TrainStep` (plain PyTorch, parametrised by precision, memory
+format and optimizer options) under a different execution: eager, ``torch.compile`` of G and D
+separately (as PyTorch's maintainers advise for GANs), or the whole step captured as one CUDA
+graph. The fastp2p peer runs ``fastp2p.train.engine.Pix2PixEngine``, imported only when it runs
+so that its absence shows up as that peer's failure, not the suite's.
+"""
+import contextlib
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+
+from fastp2p.bench.networks import NetworkConfig, build_pair
+
+LAMBDA_L1 = 100.0
+LR, BETAS = 2e-4, (0.5, 0.999)
+
+
+@dataclass(frozen=True)
+class PeerSpec:
+    name: str
+    description: str
+    precision: str = "bf16"          # "fp32" | "bf16" (bf16 autocast, no GradScaler)
+    channels_last: bool = True
+    cudnn_benchmark: bool = True
+    fused_adam: bool = True
+    execution: str = "eager"         # "eager" | "compile" | "cuda-graph" | "fastp2p"
+    compile_mode: str | None = None
+    cuda_only: bool = False
+    on_cpu_by_default: bool = False  # part of the CPU peer set (--quick, --device cpu)
+
+    def options(self, device_type: str) -> dict:
+        """The options as run on ``device_type`` (the fastp2p engine's CPU path is eager fp32)."""
+        if self.execution == "fastp2p":
+            if device_type == "cuda":
+                return {"precision": self.precision, "channels_last": self.channels_last,
+                        "cuda_graph": True}
+            return {"precision": "fp32", "channels_last": False, "cuda_graph": False}
+        options = {"precision": self.precision, "channels_last": self.channels_last,
+                   "fused_adam": self.fused_adam}
+        if device_type == "cuda":
+            options["cudnn_benchmark"] = self.cudnn_benchmark
+        if self.compile_mode:
+            options["compile_mode"] = self.compile_mode
+        return options
+
+
+_TUNED = "bf16 autocast, channels-last, cudnn.benchmark, fused Adam"
+PEERS = (
+    PeerSpec("reference", "reference modules, eager fp32 NCHW, default Adam (what users of the "
+             "reference implementation run)", precision="fp32", channels_last=False,
+             cudnn_benchmark=False, fused_adam=False, on_cpu_by_default=True),
+    PeerSpec("eager-tuned", f"reference modules, eager, {_TUNED}", on_cpu_by_default=True),
+    PeerSpec("cuda-graph", f"eager-tuned step captured whole as one CUDA graph (no fastp2p "
+             "kernels): isolates launch overhead", execution="cuda-graph", cuda_only=True),
+    PeerSpec("fastp2p", "fastp2p Pix2PixEngine: bf16, channels-last, whole-step CUDA graph "
+             "(on a CPU: its eager fp32 path)", execution="fastp2p", on_cpu_by_default=True),
+    PeerSpec("compile-default", "torch.compile(G), torch.compile(D) of eager-tuned, mode "
+             "default", execution="compile", compile_mode="default"),
+    PeerSpec("compile-reduce-overhead", "torch.compile of eager-tuned, mode reduce-overhead "
+             "(CUDA graphs through cudagraph trees)", execution="compile",
+             compile_mode="reduce-overhead"),
+    PeerSpec("compile-max-autotune", "torch.compile of eager-tuned, mode "
+             "max-autotune-no-cudagraphs", execution="compile",
+             compile_mode="max-autotune-no-cudagraphs"),
+)
+PEER_NAMES = tuple(peer.name for peer in PEERS)
+
+
+def peer_by_name(name: str) -> PeerSpec:
+    for peer in PEERS:
+        if peer.name == name:
+            return peer
+    raise ValueError(f"unknown peer {name!r}; choose from {', '.join(PEER_NAMES)}")
+
+
+def set_requires_grad(module: nn.Module, flag: bool) -> None:
+    for parameter in module.parameters():
+        parameter.requires_grad_(flag)
+
+
+class TrainStep:
+    """One pix2pix update, exactly the reference's: fake = G(A); D on (A, fake.detach()) and
+    (A, B) with 0.5 * (BCE_fake + BCE_real); G on BCE(D(A, fake), real) + 100 * L1(fake, B);
+    Adam(2e-4, (0.5, 0.999)) for each. D is frozen during the G update, as in the reference.
+
+    ``run_g`` / ``run_d`` are what the forward passes call (the modules, or compiled wrappers
+    of them); ``capturable`` readies Adam for CUDA-graph capture; ``autocast_cache`` must be
+    False while capturing (the autocast weight cache would hold tensors from outside the graph).
+    """
+
+    def __init__(self, generator, discriminator, *, device, precision, fused_adam,
+                 capturable=False, run_g=None, run_d=None, autocast_cache=True):
+        from fastp2p.reference import GANLoss
+
+        if precision not in ("fp32", "bf16"):
+            raise ValueError(f"precision must be 'fp32' or 'bf16', got {precision!r}")
+        self.generator, self.discriminator = generator, discriminator
+        self.run_g = run_g or generator
+        self.run_d = run_d or discriminator
+        device_type = torch.device(device).type
+        self.autocast = (lambda: torch.autocast(device_type, dtype=torch.bfloat16,
+                                                cache_enabled=autocast_cache)) \
+            if precision == "bf16" else contextlib.nullcontext
+        adam = {"lr": LR, "betas": BETAS}
+        if fused_adam:
+            adam["fused"] = True
+        if capturable:
+            adam["capturable"] = True
+        self.optimizer_g = torch.optim.Adam(generator.parameters(), **adam)
+        self.optimizer_d = torch.optim.Adam(discriminator.parameters(), **adam)
+        self.gan_loss = GANLoss("vanilla").to(device)
+        self.l1_loss = nn.L1Loss()
+
+    def __call__(self, real_a, real_b):
+        with self.autocast():
+            fake_b = self.run_g(real_a)
+        set_requires_grad(self.discriminator, True)
+        self.optimizer_d.zero_grad(set_to_none=True)
+        with self.autocast():
+            loss_d_fake = self.gan_loss(self.run_d(torch.cat((real_a, fake_b.detach()), 1)),
+                                        False)
+            loss_d_real = self.gan_loss(self.run_d(torch.cat((real_a, real_b), 1)), True)
+            loss_d = (loss_d_fake + loss_d_real) * 0.5
+        loss_d.backward()
+        self.optimizer_d.step()
+
+        set_requires_grad(self.discriminator, False)
+        self.optimizer_g.zero_grad(set_to_none=True)
+        with self.autocast():
+            loss_g = (self.gan_loss(self.run_d(torch.cat((real_a, fake_b), 1)), True)
+                      + self.l1_loss(fake_b, real_b) * LAMBDA_L1)
+        loss_g.backward()
+        self.optimizer_g.step()
+
+
+def capture_whole_step(step, real_a, real_b, warmup_iterations: int = 3):
+    """Capture ``step(real_a, real_b)`` as one CUDA graph; returns its replay function.
+
+    Warm-up runs on a side stream first (cuDNN autotuning, optimizer state, AccumulateGrad
+    streams), as torch.cuda.graph's whole-network recipe requires; the inputs are the graph's
+    static buffers.
+    """
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        for _ in range(warmup_iterations):
+            step(real_a, real_b)
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        step(real_a, real_b)
+    return graph.replay
+
+
+def build_peer_step(spec: PeerSpec, config: NetworkConfig, real_a, real_b, *, device,
+                    seed: int = 0):
+    """Networks, optimizers and inputs for ``spec``; returns a no-argument step function.
+
+    The batch is converted to the peer's memory format here, once, as a data loader would.
+    """
+    device_type = torch.device(device).type
+    if spec.cuda_only and device_type != "cuda":
+        raise ValueError(f"peer {spec.name} needs a CUDA device")
+    options = spec.options(device_type)
+    memory_format = torch.channels_last if options["channels_last"] else torch.contiguous_format
+    real_a = real_a.contiguous(memory_format=memory_format)
+    real_b = real_b.contiguous(memory_format=memory_format)
+
+    if spec.execution == "fastp2p":
+        from fastp2p.train.engine import Pix2PixEngine
+
+        generator, discriminator = build_pair(config, fast=True, device=device, seed=seed)
+        engine = Pix2PixEngine(generator, discriminator, gan_mode="vanilla",
+                               lambda_L1=LAMBDA_L1, lr=LR, beta1=BETAS[0], **options)
+        return lambda: engine.step(real_a, real_b)
+
+    generator, discriminator = build_pair(config, fast=False, device=device, seed=seed)
+    generator.to(memory_format=memory_format)
+    discriminator.to(memory_format=memory_format)
+    graphed = spec.execution == "cuda-graph"
+    run_g = run_d = None
+    if spec.execution == "compile":
+        run_g = torch.compile(generator, mode=spec.compile_mode, dynamic=False)
+        run_d = torch.compile(discriminator, mode=spec.compile_mode, dynamic=False)
+    step = TrainStep(generator, discriminator, device=device, precision=options["precision"],
+                     fused_adam=options["fused_adam"], capturable=graphed, run_g=run_g,
+                     run_d=run_d, autocast_cache=not graphed)
+    if graphed:
+        return capture_whole_step(step, real_a, real_b)
+    if spec.compile_mode == "reduce-overhead":
+        def step_with_mark():
+            # tells cudagraph trees that a new iteration starts: last step's outputs are dead
+            torch.compiler.cudagraph_mark_step_begin()
+            step(real_a, real_b)
+        return step_with_mark
+    return lambda: step(real_a, real_b)

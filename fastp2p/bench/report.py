@@ -1,0 +1,207 @@
+"""Results on disk: the JSON of every figure, a markdown table, and a PNG bar chart.
+
+The table and the chart are made from the saved rows only (``fastp2p bench --plot FILE.json``
+remakes both from a file), never from a live run.
+"""
+import json
+import math
+from pathlib import Path
+
+MIB = 1024 * 1024
+
+
+def results_stem(results: dict) -> str:
+    """``<device>-<YYYYMMDD>-<commit>`` (plus ``-quick`` for the CPU smoke mode)."""
+    env = results["environment"]
+    stem = f"{results['device_slug']}-{env['date']}-{env['commit']}"
+    return stem + ("-quick" if results["mode"] == "quick" else "")
+
+
+def save_results(results: dict, out_dir) -> dict:
+    """Write JSON, markdown and PNG into ``out_dir``; returns {"json", "markdown", "chart"}."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    json_path = out_dir / f"{results_stem(results)}.json"
+    json_path.write_text(json.dumps(results, indent=1, default=str) + "\n", encoding="utf-8")
+    return {"json": json_path, **render_files(json_path)}
+
+
+def load_results(path) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"results file {path} not found (expected a benchmarks/results/*.json "
+                         "written by `fastp2p bench`)")
+    try:
+        results = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{path} is not valid JSON: {error}") from None
+    if not isinstance(results, dict) or "training" not in results or "environment" not in results:
+        raise ValueError(f"{path} is not a fastp2p bench results file (no 'training' or "
+                         "'environment' key)")
+    return results
+
+
+def render_files(json_path) -> dict:
+    """(Re)make the markdown table and the chart beside a saved results JSON."""
+    json_path = Path(json_path)
+    results = load_results(json_path)
+    markdown_path = json_path.with_suffix(".md")
+    markdown_path.write_text(markdown(results), encoding="utf-8")
+    chart_path = json_path.with_suffix(".png")
+    try:
+        plot_training(results, chart_path)
+    except ImportError as error:
+        chart_path = None
+        print(f"no chart: {error} (pip install matplotlib)")
+    return {"markdown": markdown_path, "chart": chart_path}
+
+
+def _number(value, digits=1, scale=1.0):
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "–"
+    return f"{value * scale:,.{digits}f}"
+
+
+def _status_cell(row):
+    error = (row.get("error") or "").replace("|", "/").replace("\n", " ")
+    return f"{row['status']}: {error[:120]}"
+
+
+def _table(header, lines):
+    out = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
+    out += ["| " + " | ".join(str(cell) for cell in line) + " |" for line in lines]
+    return out
+
+
+def markdown(results: dict) -> str:
+    env, config = results["environment"], results["config"]
+    ceilings, flops = results.get("ceilings", {}), results.get("flop_model", {})
+    dirty = " (uncommitted changes)" if env.get("commit_dirty") else ""
+    lines = [f"# fastp2p benchmark: {env['device']}, {env['date_utc']} UTC, "
+             f"commit {env['commit']}{dirty}", ""]
+    if results["mode"] == "quick":
+        lines += ["**Quick mode**: tiny shapes on the CPU, a smoke test of the suite; these "
+                  "figures say nothing about GPU speed.", ""]
+    versions = ", ".join(f"{key} {env[key]}" for key in ("torch", "triton", "cuda", "cudnn",
+                                                         "driver") if env.get(key))
+    lines += [f"Versions: {versions}, python {env['python']}.",
+              f"Networks: {config['network_description']}; {config['steps']} timed steps after "
+              f"{config['warmup']} warm-up per peer" + (
+                  " (fewer than the protocol's 50)" if config["steps"] < 50 else "") + "."]
+    matmul, copy = ceilings.get("matmul"), ceilings.get("copy")
+    if matmul or copy:
+        parts = []
+        if matmul:
+            parts.append(f"{matmul['dtype']} matmul {_number(matmul['tflops'])} TFLOP/s "
+                         f"({matmul['size']}³)")
+        if copy:
+            parts.append(f"device-to-device copy {_number(copy['gbps'])} GB/s (read + write)")
+        lines.append("Ceilings measured in this run: " + "; ".join(parts) + ".")
+    if flops:
+        lines.append(f"FLOP model: {flops['train_step_gflop_per_image']:.4g} GFLOP per image per "
+                     f"training step from the layer shapes (G forward "
+                     f"{flops['generator_forward_gflop']:.4g}, D forward "
+                     f"{flops['discriminator_forward_gflop']:.4g}); DESIGN.md estimate for "
+                     "256x256 "
+                     f"≈{flops['design_estimate_gflop_per_image']:.0f}. MFU = model FLOP/s over "
+                     "the matmul rate above.")
+    lines.append("")
+
+    training = results.get("training", [])
+    if training:
+        lines += ["## Training throughput (one full D + G step)", ""]
+        rows = []
+        for row in training:
+            if row["status"] != "ok":
+                rows.append([row["peer"], row["batch_size"], _status_cell(row), "", "", "", "",
+                             ""])
+                continue
+            peak = row.get("peak_memory_bytes")
+            rows.append([row["peer"], row["batch_size"], _number(row["images_per_s"]),
+                         f"{_number(row['images_per_s_p20'])}–{_number(row['images_per_s_p80'])}",
+                         _number(row["step_ms"], 2),
+                         _number(peak / MIB, 0) if peak else "–",
+                         _number(row.get("mfu"), 1, 100) + ("%" if row.get("mfu") else ""),
+                         _number(row.get("fastp2p_ratio"), 2) + (
+                             "×" if row.get("fastp2p_ratio") else "")])
+        lines += _table(["peer", "batch", "images/s (median)", "p20–p80", "step ms",
+                         "peak MiB", "MFU", "fastp2p ×"], rows)
+        lines += ["", "fastp2p × = fastp2p's images/s over the peer's at the same batch size "
+                  "(> 1: fastp2p is faster).", ""]
+        lines += [f"- `{name}`: {text}" for name, text in results.get("peers", {}).items()]
+        lines.append("")
+
+    inference = results.get("inference", [])
+    if inference:
+        lines += ["## Inference throughput (U-Net forward, eval mode)", ""]
+        rows = []
+        for row in inference:
+            case = [row["module"], row["device"], row["precision"] + (
+                ", channels-last" if row["channels_last"] else ""), row["batch_size"]]
+            if row["status"] != "ok":
+                rows.append(case + [_status_cell(row), "", "", ""])
+                continue
+            rows.append(case + [_number(row["images_per_s"]),
+                                f"{_number(row['images_per_s_p20'])}–"
+                                f"{_number(row['images_per_s_p80'])}",
+                                _number(row["ms"], 3),
+                                _number(row.get("fastp2p_ratio"), 2)])
+        lines += _table(["module", "device", "precision", "batch", "images/s", "p20–p80",
+                         "ms", "fastp2p ×"], rows)
+        lines.append("")
+
+    micro = results.get("micro", [])
+    if micro:
+        lines += ["## Micro-benchmarks", ""]
+        rows = []
+        for row in micro:
+            label = " ".join(str(row[key]) for key in ("name", "provider", "dtype", "shape",
+                                                       "mode") if row.get(key) is not None)
+            if row["status"] != "ok":
+                rows.append([row["module"], label, _status_cell(row), "", "", ""])
+                continue
+            spread = (f"{_number(row.get('p20_ms'), 4)}–{_number(row.get('p80_ms'), 4)}"
+                      if "p20_ms" in row else "–")
+            rows.append([row["module"], label, _number(row["median_ms"], 4), spread,
+                         _number(row.get("gbps")),
+                         _number(row.get("copy_fraction"), 0, 100) + (
+                             "%" if row.get("copy_fraction") is not None else "")])
+        lines += _table(["module", "case", "median ms", "p20–p80", "GB/s", "of copy"], rows)
+        lines.append("")
+    return "\n".join(lines)
+
+
+def plot_training(results: dict, path) -> None:
+    """Bar chart of images/s per peer, one panel per batch size; failed peers are labelled."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    training = results.get("training", [])
+    batch_sizes = sorted({row["batch_size"] for row in training}) or [0]
+    peers = list(dict.fromkeys(row["peer"] for row in training))
+    figure, axes = plt.subplots(1, len(batch_sizes), squeeze=False,
+                                figsize=(4.2 * len(batch_sizes), 0.5 * len(peers) + 1.8))
+    for axis, batch in zip(axes[0], batch_sizes):
+        by_peer = {row["peer"]: row for row in training if row["batch_size"] == batch}
+        values = [by_peer[p]["images_per_s"] if by_peer.get(p, {}).get("status") == "ok" else 0
+                  for p in peers]
+        colors = ["tab:orange" if p == "fastp2p" else "tab:blue" for p in peers]
+        bars = axis.barh(peers, values, color=colors)
+        axis.invert_yaxis()
+        top = max(values) if any(values) else 1.0
+        for bar, peer, value in zip(bars, peers, values):
+            row = by_peer.get(peer)
+            text = f"{value:,.1f}" if value else (row["status"] if row else "not run")
+            axis.text(bar.get_width() + top * 0.01, bar.get_y() + bar.get_height() / 2, text,
+                      va="center", fontsize=8)
+        axis.set_xlim(0, top * 1.25)
+        axis.set_title(f"batch {batch}")
+        axis.set_xlabel("images/s (median)")
+    env = results["environment"]
+    mode = " — QUICK CPU SMOKE TEST" if results["mode"] == "quick" else ""
+    figure.suptitle(f"pix2pix training throughput: {env['device']}, {env['date']}, "
+                    f"{env['commit']}{mode}", fontsize=10)
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)

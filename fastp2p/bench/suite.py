@@ -1,0 +1,112 @@
+"""One benchmark run: ceilings, FLOP model, then every job, into one results dict."""
+from dataclasses import dataclass
+
+import torch
+
+from fastp2p.bench import ceilings, environment
+from fastp2p.bench.flops import training_step_flops
+from fastp2p.bench.inference import finalize_inference_rows, inference_jobs
+from fastp2p.bench.micro import micro_jobs
+from fastp2p.bench.networks import NetworkConfig
+from fastp2p.bench.peers import PEER_NAMES
+from fastp2p.bench.runner import Log, Runner, short_error
+from fastp2p.bench.training import TrainingSettings, finalize_training_rows, training_jobs
+
+SECTIONS = ("training", "inference", "micro")
+SCHEMA_VERSION = 1
+
+
+@dataclass(frozen=True)
+class SuiteSettings:
+    quick: bool
+    device: str
+    sections: tuple
+    config: NetworkConfig
+    batch_sizes: tuple
+    steps: int
+    warmup: int
+    peers: tuple                 # PeerSpec
+    job_time_limit: float | None
+    time_budget: float | None
+    benchmarks_dir: object       # Path or None
+    inference_rep_ms: float
+
+
+def measure_ceilings(device: str, log) -> dict:
+    out = {}
+    for name, measure in (("copy", ceilings.copy_bandwidth), ("matmul", ceilings.matmul_rate)):
+        try:
+            out[name] = measure(device)
+        except Exception as error:  # noqa: BLE001 - a missing ceiling leaves MFU empty
+            out[name] = None
+            out[f"{name}_error"] = short_error(error)
+    copy, matmul = out.get("copy"), out.get("matmul")
+    log("ceilings: " + ", ".join(filter(None, [
+        f"copy {copy['gbps']:.1f} GB/s" if copy else f"copy failed: {out.get('copy_error')}",
+        f"{matmul['dtype']} matmul {matmul['tflops']:.2f} TFLOP/s" if matmul
+        else f"matmul failed: {out.get('matmul_error')}"])))
+    return out
+
+
+def run_suite(settings: SuiteSettings, log=None) -> dict:
+    log = log or Log()
+    device = settings.device
+    checkout = environment.find_checkout()
+    env = environment.describe(device, checkout)
+    log(f"fastp2p bench ({'quick' if settings.quick else 'full'}) on {env['device']}, "
+        f"torch {env['torch']}, commit {env['commit']}")
+    runner = Runner(job_time_limit=settings.job_time_limit, time_budget=settings.time_budget,
+                    log=log)
+    measured = measure_ceilings(device, log)
+    flop_model = training_step_flops(settings.config)
+
+    training_settings = TrainingSettings(settings.config, settings.batch_sizes, settings.steps,
+                                         settings.warmup, device)
+    first, compiled = (training_jobs(settings.peers, training_settings)
+                       if "training" in settings.sections else ([], []))
+    jobs = list(first)
+    if "inference" in settings.sections:
+        jobs += inference_jobs(device, settings.config, quick=settings.quick,
+                               rep_ms=settings.inference_rep_ms)
+    if "micro" in settings.sections:
+        found = micro_jobs(settings.benchmarks_dir, quick=settings.quick, device=device)
+        if settings.benchmarks_dir is None:
+            log("micro: no benchmarks/ folder found (run from a source checkout, or pass "
+                "--benchmarks-dir): micro-benchmarks not run")
+        elif not found:
+            log(f"micro: no bench_*.py modules in {settings.benchmarks_dir}")
+        jobs += found
+    jobs += compiled
+
+    rows = {section: [] for section in SECTIONS}
+    for job in jobs:
+        rows[job.section] += runner.run(job)
+
+    matmul = measured.get("matmul")
+    training = finalize_training_rows(
+        rows["training"], peer_order=PEER_NAMES,
+        gflop_per_image=flop_model["train_step_gflop_per_image"],
+        matmul_tflops=matmul["tflops"] if matmul else None)
+    return {
+        "schema": SCHEMA_VERSION,
+        "mode": "quick" if settings.quick else "full",
+        "device_slug": environment.device_slug(device),
+        "environment": env,
+        "config": {
+            "device": device, "sections": list(settings.sections),
+            "batch_sizes": list(settings.batch_sizes), "steps": settings.steps,
+            "warmup": settings.warmup, "peers": [peer.name for peer in settings.peers],
+            "job_time_limit_s": settings.job_time_limit, "time_budget_s": settings.time_budget,
+            "network": settings.config.as_dict(),
+            "network_description": settings.config.describe(),
+            "cudnn_allow_tf32": torch.backends.cudnn.allow_tf32,
+            "matmul_allow_tf32": torch.backends.cuda.matmul.allow_tf32,
+        },
+        "peers": {peer.name: peer.description for peer in settings.peers},
+        "ceilings": measured,
+        "flop_model": flop_model,
+        "training": training,
+        "inference": finalize_inference_rows(rows["inference"]),
+        "micro": rows["micro"],
+        "wall_seconds": round(log.elapsed(), 1),
+    }

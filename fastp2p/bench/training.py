@@ -1,0 +1,83 @@
+"""End-to-end training throughput: every peer, every batch size, one process (DESIGN.md §6)."""
+from dataclasses import dataclass
+
+import torch
+
+from fastp2p.bench.networks import NetworkConfig, make_batch
+from fastp2p.bench.peers import PeerSpec, build_peer_step
+from fastp2p.bench.runner import Job
+from fastp2p.bench.timing import cudnn_benchmark, time_steps
+
+
+@dataclass(frozen=True)
+class TrainingSettings:
+    config: NetworkConfig
+    batch_sizes: tuple
+    steps: int
+    warmup: int
+    device: str
+
+
+def training_job(spec: PeerSpec, batch_size: int, settings: TrainingSettings) -> Job:
+    device = settings.device
+    device_type = torch.device(device).type
+    options = spec.options(device_type)
+    identity = {"peer": spec.name, "batch_size": batch_size, "device": device_type, **options}
+
+    def run():
+        cuda = device_type == "cuda"
+        with cudnn_benchmark(options.get("cudnn_benchmark", False)):
+            if cuda:
+                torch.cuda.reset_peak_memory_stats(device)
+            real_a, real_b = make_batch(settings.config, batch_size, device)
+            step = build_peer_step(spec, settings.config, real_a, real_b, device=device)
+            timing = time_steps(step, device=device, warmup=settings.warmup,
+                                steps=settings.steps)
+            peak = torch.cuda.max_memory_allocated(device) if cuda else None
+        return [{
+            "steps": timing.count, "warmup": settings.warmup,
+            "step_ms": timing.median_ms, "step_ms_p20": timing.p20_ms,
+            "step_ms_p80": timing.p80_ms,
+            "images_per_s": batch_size * 1e3 / timing.median_ms,
+            # the faster steps (p20 of time) give the higher throughput (p80 of images/s)
+            "images_per_s_p20": batch_size * 1e3 / timing.p80_ms,
+            "images_per_s_p80": batch_size * 1e3 / timing.p20_ms,
+            "peak_memory_bytes": peak,
+        }]
+
+    return Job("training", f"{spec.name} batch {batch_size}", run, identity)
+
+
+def training_jobs(peers, settings: TrainingSettings):
+    """(first, last): jobs to run before the other sections, and the compiled peers' jobs.
+
+    Compilation is slow and its time hard to predict, so compiled peers run last, the largest
+    batch first and max-autotune after the other modes; under a time budget whatever does not
+    fit is reported as skipped rather than crowding out the cheaper peers.
+    """
+    first = [training_job(peer, batch, settings)
+             for peer in peers if peer.execution != "compile"
+             for batch in settings.batch_sizes]
+    compiled = [(peer, batch) for peer in peers if peer.execution == "compile"
+                for batch in settings.batch_sizes]
+    compiled.sort(key=lambda item: (item[0].compile_mode == "max-autotune-no-cudagraphs",
+                                    -item[1]))
+    return first, [training_job(peer, batch, settings) for peer, batch in compiled]
+
+
+def finalize_training_rows(rows, *, peer_order, gflop_per_image, matmul_tflops):
+    """Sort rows, add model-FLOP utilization and fastp2p's throughput ratio to each peer."""
+    order = {name: index for index, name in enumerate(peer_order)}
+    rows = sorted(rows, key=lambda row: (order.get(row["peer"], len(order)), row["batch_size"]))
+    fastp2p = {row["batch_size"]: row["images_per_s"] for row in rows
+               if row["peer"] == "fastp2p" and row["status"] == "ok"}
+    for row in rows:
+        if row["status"] != "ok":
+            row["mfu"] = row["fastp2p_ratio"] = None
+            continue
+        achieved_tflops = row["images_per_s"] * gflop_per_image / 1e3
+        row["model_tflops"] = achieved_tflops
+        row["mfu"] = achieved_tflops / matmul_tflops if matmul_tflops else None
+        reference = fastp2p.get(row["batch_size"])
+        row["fastp2p_ratio"] = reference / row["images_per_s"] if reference else None
+    return rows
