@@ -32,11 +32,21 @@ def discover(benchmarks_dir) -> list:
 
 
 def import_benchmark_module(path: Path):
-    """Import ``benchmarks/bench_x.py`` as ``benchmarks.bench_x`` (as pytest does)."""
-    root = str(path.parent.parent.resolve())
+    """Import ``benchmarks/bench_x.py`` as ``benchmarks.bench_x`` (as pytest does).
+
+    The checkout is appended to ``sys.path`` (not prepended), so it never shadows the installed
+    fastp2p; a same-named package found elsewhere first is an error, not a silent substitute.
+    """
+    path = path.resolve()
+    root = str(path.parent.parent)
     if root not in sys.path:
-        sys.path.insert(0, root)
-    return importlib.import_module(f"{path.parent.name}.{path.stem}")
+        sys.path.append(root)
+    module = importlib.import_module(f"{path.parent.name}.{path.stem}")
+    if Path(module.__file__).resolve() != path:
+        raise ImportError(f"importing {path.parent.name}.{path.stem} found {module.__file__}, "
+                          f"not {path}: another '{path.parent.name}' package shadows the "
+                          "checkout's")
+    return module
 
 
 def normalize_row(row, *, module: str, default_device: str) -> dict:
