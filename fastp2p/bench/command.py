@@ -182,8 +182,9 @@ def run(args: argparse.Namespace) -> int:
 
     from fastp2p.bench.suite import run_suite
 
-    results = run_suite(settings)
-    files = report.save_results(results, args.out or default_out_dir())
+    out_dir = args.out or default_out_dir()
+    results = run_suite(settings, on_progress=lambda partial: report.write_json(partial, out_dir))
+    files = report.save_results(results, out_dir)
     for kind, path in files.items():
         if path is not None:
             print(f"wrote {kind}: {path}")

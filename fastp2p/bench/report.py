@@ -17,12 +17,20 @@ def results_stem(results: dict) -> str:
     return stem + ("-quick" if results["mode"] == "quick" else "")
 
 
-def save_results(results: dict, out_dir) -> dict:
-    """Write JSON, markdown and PNG into ``out_dir``; returns {"json", "markdown", "chart"}."""
+def write_json(results: dict, out_dir) -> Path:
+    """Write the results JSON atomically (a partial run's file is replaced, never torn)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     json_path = out_dir / f"{results_stem(results)}.json"
-    json_path.write_text(json.dumps(results, indent=1, default=str) + "\n", encoding="utf-8")
+    temporary = json_path.with_suffix(".json.tmp")
+    temporary.write_text(json.dumps(results, indent=1, default=str) + "\n", encoding="utf-8")
+    temporary.replace(json_path)
+    return json_path
+
+
+def save_results(results: dict, out_dir) -> dict:
+    """Write JSON, markdown and PNG into ``out_dir``; returns {"json", "markdown", "chart"}."""
+    json_path = write_json(results, out_dir)
     return {"json": json_path, **render_files(json_path)}
 
 
@@ -79,6 +87,9 @@ def markdown(results: dict) -> str:
     dirty = " (uncommitted changes)" if env.get("commit_dirty") else ""
     lines = [f"# fastp2p benchmark: {env['device']}, {env['date_utc']} UTC, "
              f"commit {env['commit']}{dirty}", ""]
+    if not results.get("complete", True):
+        lines += ["**Incomplete run**: stopped before every job ran; the rows below are the "
+                  "ones that finished.", ""]
     if results["mode"] == "quick":
         lines += ["**Quick mode**: tiny shapes on the CPU, a smoke test of the suite; these "
                   "figures say nothing about GPU speed.", ""]

@@ -48,7 +48,9 @@ def measure_ceilings(device: str, log) -> dict:
     return out
 
 
-def run_suite(settings: SuiteSettings, log=None) -> dict:
+def run_suite(settings: SuiteSettings, log=None, on_progress=None) -> dict:
+    """Run every job; ``on_progress(results)`` gets the results so far after each job (so a
+    run killed from outside still leaves its figures on disk)."""
     log = log or Log()
     device = settings.device
     checkout = environment.find_checkout()
@@ -79,15 +81,7 @@ def run_suite(settings: SuiteSettings, log=None) -> dict:
     jobs += compiled
 
     rows = {section: [] for section in SECTIONS}
-    for job in jobs:
-        rows[job.section] += runner.run(job)
-
-    matmul = measured.get("matmul")
-    training = finalize_training_rows(
-        rows["training"], peer_order=PEER_NAMES,
-        gflop_per_image=flop_model["train_step_gflop_per_image"],
-        matmul_tflops=matmul["tflops"] if matmul else None)
-    return {
+    fixed = {
         "schema": SCHEMA_VERSION,
         "mode": "quick" if settings.quick else "full",
         "device_slug": environment.device_slug(device),
@@ -105,8 +99,20 @@ def run_suite(settings: SuiteSettings, log=None) -> dict:
         "peers": {peer.name: peer.description for peer in settings.peers},
         "ceilings": measured,
         "flop_model": flop_model,
-        "training": training,
-        "inference": finalize_inference_rows(rows["inference"]),
-        "micro": rows["micro"],
-        "wall_seconds": round(log.elapsed(), 1),
     }
+    matmul = measured.get("matmul")
+
+    def assemble(complete: bool) -> dict:
+        training = finalize_training_rows(
+            [dict(row) for row in rows["training"]], peer_order=PEER_NAMES,
+            gflop_per_image=flop_model["train_step_gflop_per_image"],
+            matmul_tflops=matmul["tflops"] if matmul else None)
+        return {**fixed, "complete": complete, "training": training,
+                "inference": finalize_inference_rows([dict(r) for r in rows["inference"]]),
+                "micro": list(rows["micro"]), "wall_seconds": round(log.elapsed(), 1)}
+
+    for job in jobs:
+        rows[job.section] += runner.run(job)
+        if on_progress is not None:
+            on_progress(assemble(complete=False))
+    return assemble(complete=True)
