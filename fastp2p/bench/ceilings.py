@@ -49,7 +49,6 @@ def _measure_copy(device: str, nbytes: int) -> tuple:
     timing = benchmark(lambda: destination.copy_(source), device=device, warmup_ms=25,
                        rep_ms=200, flush_l2=False)
     moved = 2 * nbytes
-    del source, destination
     return (("gbps", moved / (timing.median_ms * 1e-3) / 1e9), ("bytes", moved),
             ("median_ms", timing.median_ms), ("p20_ms", timing.p20_ms),
             ("p80_ms", timing.p80_ms))
@@ -72,7 +71,6 @@ def _measure_matmul(device: str, size: int, dtype: torch.dtype) -> tuple:
     b = torch.randn(size, size, device=device).to(dtype)
     timing = benchmark(lambda: torch.mm(a, b), device=device, warmup_ms=50, rep_ms=300,
                        flush_l2=False)
-    del a, b
     flops = 2 * size ** 3
     return (("tflops", flops / (timing.median_ms * 1e-3) / 1e12),
             ("dtype", str(dtype).removeprefix("torch.")), ("size", size),

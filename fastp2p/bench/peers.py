@@ -32,7 +32,9 @@ class PeerSpec:
     on_cpu_by_default: bool = False  # part of the CPU peer set (--quick, --device cpu)
 
     def options(self, device_type: str) -> dict:
-        """The options as run on ``device_type`` (the fastp2p engine's CPU path is eager fp32)."""
+        """The options as run on ``device_type``: the engine's keyword arguments for fastp2p
+        (its CPU path is eager fp32), the step's for the PyTorch peers. cuDNN autotuning is
+        set around every peer from ``cudnn_benchmark``."""
         if self.execution == "fastp2p":
             if device_type == "cuda":
                 return {"precision": self.precision, "channels_last": self.channels_last,
@@ -40,8 +42,6 @@ class PeerSpec:
             return {"precision": "fp32", "channels_last": False, "cuda_graph": False}
         options = {"precision": self.precision, "channels_last": self.channels_last,
                    "fused_adam": self.fused_adam}
-        if device_type == "cuda":
-            options["cudnn_benchmark"] = self.cudnn_benchmark
         if self.compile_mode:
             options["compile_mode"] = self.compile_mode
         return options
@@ -49,11 +49,13 @@ class PeerSpec:
 
 _TUNED = "bf16 autocast, channels-last, cudnn.benchmark, fused Adam"
 PEERS = (
-    PeerSpec("reference", "reference modules, eager fp32 NCHW, default Adam (what users of the "
-             "reference implementation run)", precision="fp32", channels_last=False,
-             cudnn_benchmark=False, fused_adam=False, on_cpu_by_default=True),
+    # The reference implementation turns cudnn.benchmark on itself (BaseModel, for fixed-size
+    # crops), so its users get autotuned convolutions too.
+    PeerSpec("reference", "reference modules, eager fp32 NCHW, default Adam, cudnn.benchmark "
+             "as the reference implementation sets it (what its users run)", precision="fp32",
+             channels_last=False, fused_adam=False, on_cpu_by_default=True),
     PeerSpec("eager-tuned", f"reference modules, eager, {_TUNED}", on_cpu_by_default=True),
-    PeerSpec("cuda-graph", f"eager-tuned step captured whole as one CUDA graph (no fastp2p "
+    PeerSpec("cuda-graph", "eager-tuned step captured whole as one CUDA graph (no fastp2p "
              "kernels): isolates launch overhead", execution="cuda-graph", cuda_only=True),
     PeerSpec("fastp2p", "fastp2p Pix2PixEngine: bf16, channels-last, whole-step CUDA graph "
              "(on a CPU: its eager fp32 path)", execution="fastp2p", on_cpu_by_default=True),

@@ -191,24 +191,29 @@ def plot_training(results: dict, path) -> None:
     training = results.get("training", [])
     batch_sizes = sorted({row["batch_size"] for row in training}) or [0]
     peers = list(dict.fromkeys(row["peer"] for row in training))
-    figure, axes = plt.subplots(1, len(batch_sizes), squeeze=False,
-                                figsize=(4.2 * len(batch_sizes), 0.5 * len(peers) + 1.8))
+    figure, axes = plt.subplots(1, len(batch_sizes), squeeze=False, sharey=True,
+                                figsize=(2.2 + 3.2 * len(batch_sizes), 0.45 * len(peers) + 1.6))
     for axis, batch in zip(axes[0], batch_sizes):
         by_peer = {row["peer"]: row for row in training if row["batch_size"] == batch}
-        values = [by_peer[p]["images_per_s"] if by_peer.get(p, {}).get("status") == "ok" else 0
-                  for p in peers]
+        measured = [by_peer.get(p, {}).get("status") == "ok" for p in peers]
+        values = [by_peer[p]["images_per_s"] if ok else 0 for p, ok in zip(peers, measured)]
+        # p20-p80 of the per-step throughput as the error bar
+        spread = [[v - by_peer[p]["images_per_s_p20"] if ok else 0 for p, v, ok in
+                   zip(peers, values, measured)],
+                  [by_peer[p]["images_per_s_p80"] - v if ok else 0 for p, v, ok in
+                   zip(peers, values, measured)]]
         colors = ["tab:orange" if p == "fastp2p" else "tab:blue" for p in peers]
-        bars = axis.barh(peers, values, color=colors)
-        axis.invert_yaxis()
+        bars = axis.barh(peers, values, xerr=spread, color=colors, ecolor="0.3", capsize=2)
         top = max(values) if any(values) else 1.0
-        for bar, peer, value in zip(bars, peers, values):
+        for bar, peer, value, upper in zip(bars, peers, values, spread[1]):
             row = by_peer.get(peer)
             text = f"{value:,.1f}" if value else (row["status"] if row else "not run")
-            axis.text(bar.get_width() + top * 0.01, bar.get_y() + bar.get_height() / 2, text,
+            axis.text(value + upper + top * 0.03, bar.get_y() + bar.get_height() / 2, text,
                       va="center", fontsize=8)
-        axis.set_xlim(0, top * 1.25)
+        axis.set_xlim(0, top * 1.4)
         axis.set_title(f"batch {batch}")
-        axis.set_xlabel("images/s (median)")
+        axis.set_xlabel("images/s (median, p20–p80)")
+    axes[0][0].invert_yaxis()  # shared: first peer on top in every panel
     env = results["environment"]
     mode = " — QUICK CPU SMOKE TEST" if results["mode"] == "quick" else ""
     figure.suptitle(f"pix2pix training throughput: {env['device']}, {env['date']}, "

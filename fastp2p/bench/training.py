@@ -22,11 +22,13 @@ def training_job(spec: PeerSpec, batch_size: int, settings: TrainingSettings) ->
     device = settings.device
     device_type = torch.device(device).type
     options = spec.options(device_type)
-    identity = {"peer": spec.name, "batch_size": batch_size, "device": device_type, **options}
+    autotune = spec.cudnn_benchmark and device_type == "cuda"
+    identity = {"peer": spec.name, "batch_size": batch_size, "device": device_type, **options,
+                "cudnn_benchmark": autotune}
 
     def run():
         cuda = device_type == "cuda"
-        with cudnn_benchmark(options.get("cudnn_benchmark", False)):
+        with cudnn_benchmark(autotune):
             if cuda:
                 torch.cuda.reset_peak_memory_stats(device)
             real_a, real_b = make_batch(settings.config, batch_size, device)
