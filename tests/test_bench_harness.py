@@ -183,3 +183,19 @@ def test_load_results_rejects_other_files(tmp_path):
         report.load_results(other)
     with pytest.raises(ValueError, match="not found"):
         report.load_results(tmp_path / "missing.json")
+
+
+def test_train_step_runs_with_compiled_networks():
+    # dynamo's tracing (backend "eager": no inductor build) of the step the compile peers run,
+    # with D frozen and unfrozen each step
+    config = NetworkConfig(image_size=32, num_downs=5, ngf=4, ndf=4)
+    generator, discriminator = build_pair(config, fast=False, device="cpu")
+    step = TrainStep(generator, discriminator, device="cpu", precision="fp32", fused_adam=False,
+                     run_g=torch.compile(generator, backend="eager"),
+                     run_d=torch.compile(discriminator, backend="eager"))
+    before = [p.detach().clone() for p in generator.parameters()]
+    real_a, real_b = make_batch(config, 2, "cpu")
+    for _ in range(2):
+        step(real_a, real_b)
+    assert all(not torch.equal(a, p) for a, p in zip(before, generator.parameters()))
+    torch._dynamo.reset()

@@ -100,8 +100,9 @@ class TrainStep:
         if precision not in ("fp32", "bf16"):
             raise ValueError(f"precision must be 'fp32' or 'bf16', got {precision!r}")
         self.generator, self.discriminator = generator, discriminator
-        self.run_g = run_g or generator
-        self.run_d = run_d or discriminator
+        # `is None`, not `or`: truth-testing a compiled module asks the wrapped one for len()
+        self.run_g = generator if run_g is None else run_g
+        self.run_d = discriminator if run_d is None else run_d
         device_type = torch.device(device).type
         self.autocast = (lambda: torch.autocast(device_type, dtype=torch.bfloat16,
                                                 cache_enabled=autocast_cache)) \
