@@ -199,3 +199,54 @@ def test_train_step_runs_with_compiled_networks():
         step(real_a, real_b)
     assert all(not torch.equal(a, p) for a, p in zip(before, generator.parameters()))
     torch._dynamo.reset()
+
+
+def test_fastp2p_peer_drives_the_engine_interface(monkeypatch):
+    # A stand-in with the interface the training area provides (HELPER_RULES: "Training engine
+    # -> benchmarks"), so the peer's wiring is checked before the real engine lands.
+    import sys
+    import types
+
+    from fastp2p.bench.peers import peer_by_name
+    from fastp2p.bench.training import TrainingSettings, finalize_training_rows, training_job
+
+    calls = {}
+
+    class Pix2PixEngine:
+        def __init__(self, netG, netD, *, gan_mode="vanilla", lambda_L1=100.0, lr=2e-4,
+                     beta1=0.5, precision="fp32", channels_last=False, cuda_graph=False):
+            calls["init"] = dict(gan_mode=gan_mode, lambda_L1=lambda_L1, lr=lr, beta1=beta1,
+                                 precision=precision, channels_last=channels_last,
+                                 cuda_graph=cuda_graph, G=type(netG).__name__,
+                                 D=type(netD).__name__)
+            self.step_impl = TrainStep(netG, netD, device="cpu", precision=precision,
+                                       fused_adam=False)
+            calls["steps"] = 0
+
+        def step(self, real_A, real_B):
+            calls["steps"] += 1
+            self.step_impl(real_A, real_B)
+
+    package = types.ModuleType("fastp2p.train")
+    engine = types.ModuleType("fastp2p.train.engine")
+    engine.Pix2PixEngine = Pix2PixEngine
+    package.engine = engine
+    monkeypatch.setitem(sys.modules, "fastp2p.train", package)
+    monkeypatch.setitem(sys.modules, "fastp2p.train.engine", engine)
+
+    config = NetworkConfig(image_size=32, num_downs=5, ngf=4, ndf=4)
+    settings = TrainingSettings(config, (2,), steps=2, warmup=1, device="cpu")
+    runner = Runner(job_time_limit=60)
+    rows = runner.run(training_job(peer_by_name("fastp2p"), 2, settings))
+    rows += runner.run(training_job(peer_by_name("reference"), 2, settings))
+    assert [row["status"] for row in rows] == ["ok", "ok"], rows
+    assert calls["init"] == dict(gan_mode="vanilla", lambda_L1=100.0, lr=2e-4, beta1=0.5,
+                                 precision="fp32", channels_last=False, cuda_graph=False,
+                                 G="UNet", D="PatchDiscriminator")
+    assert calls["steps"] == 3  # warm-up + timed
+    rows = finalize_training_rows(rows, peer_order=("reference", "fastp2p"),
+                                  gflop_per_image=1.0, matmul_tflops=1.0)
+    assert [row["peer"] for row in rows] == ["reference", "fastp2p"]
+    assert rows[0]["fastp2p_ratio"] == pytest.approx(
+        rows[1]["images_per_s"] / rows[0]["images_per_s"])
+    assert rows[1]["fastp2p_ratio"] == pytest.approx(1.0)
