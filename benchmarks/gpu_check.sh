@@ -67,7 +67,7 @@ run_pytest() {  # name, seconds, pytest args...
     esac
 }
 
-run_pytest cuda 120 -m cuda tests
+run_pytest cuda 180 -m cuda tests
 run_pytest cpu 45 -m "not cuda and not slow and not interpreter" tests
 run_pytest benchmarks 30 --benchmark-disable benchmarks
 
