@@ -12,6 +12,8 @@ and any other JSON-able fields. ``quick=True`` asks for tiny CPU shapes only. Ti
 ``fastp2p.bench.benchmark`` (do_bench semantics). The harness adds ``gbps`` from ``bytes`` where
 missing, and ``copy_gbps`` / ``copy_fraction`` against the device-to-device copy bandwidth it
 measures in the same run (``fastp2p.bench.copy_bandwidth_gbps(device)`` returns that number).
+A typical row: ``{"name": "norm_act_fwd", "provider": "fastp2p", "dtype": "bf16",
+"shape": "N16-C256-H64-W64-nhwc", "bytes": nbytes, **benchmark(fn, device="cuda").as_dict()}``.
 """
 import importlib
 import math
