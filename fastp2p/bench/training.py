@@ -1,4 +1,5 @@
 """End-to-end training throughput: every peer, every batch size, one process (DESIGN.md §6)."""
+import time
 from dataclasses import dataclass
 
 import torch
@@ -32,12 +33,18 @@ def training_job(spec: PeerSpec, batch_size: int, settings: TrainingSettings) ->
             if cuda:
                 torch.cuda.reset_peak_memory_stats(device)
             real_a, real_b = make_batch(settings.config, batch_size, device)
+            began = time.monotonic()
             step = build_peer_step(spec, settings.config, real_a, real_b, device=device)
-            timing = time_steps(step, device=device, warmup=settings.warmup,
-                                steps=settings.steps)
+            for _ in range(settings.warmup):  # compilation, capture, cuDNN autotuning
+                step()
+            if cuda:
+                torch.cuda.synchronize(device)
+            setup_seconds = time.monotonic() - began
+            timing = time_steps(step, device=device, warmup=0, steps=settings.steps)
             peak = torch.cuda.max_memory_allocated(device) if cuda else None
         return [{
             "steps": timing.count, "warmup": settings.warmup,
+            "setup_seconds": setup_seconds,
             "step_ms": timing.median_ms, "step_ms_p20": timing.p20_ms,
             "step_ms_p80": timing.p80_ms,
             "images_per_s": batch_size * 1e3 / timing.median_ms,
