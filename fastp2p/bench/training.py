@@ -24,8 +24,8 @@ def training_job(spec: PeerSpec, batch_size: int, settings: TrainingSettings) ->
     device_type = torch.device(device).type
     options = spec.options(device_type)
     autotune = spec.cudnn_benchmark and device_type == "cuda"
-    identity = {"peer": spec.name, "batch_size": batch_size, "device": device_type, **options,
-                "cudnn_benchmark": autotune}
+    identity = {"peer": spec.name, "batch_size": batch_size, "device": device_type,
+                "execution": spec.execution, **options, "cudnn_benchmark": autotune}
 
     def run():
         cuda = device_type == "cuda"
