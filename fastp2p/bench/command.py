@@ -21,7 +21,8 @@ peers' status (read it in the results)."""
 
 EPILOG = """\
 examples:
-  fastp2p bench                         full run on the GPU (about 5-8 minutes on an H100)
+  fastp2p bench                         full run on the GPU (the 9 torch.compile jobs dominate)
+  fastp2p bench --time-budget 300       the same, skipping whatever would start after 300 s
   fastp2p bench --quick                 tiny CPU smoke run of everything a CPU can run
   fastp2p bench --peers reference,fastp2p --batch-sizes 16 --sections training
   fastp2p bench --plot benchmarks/results/nvidia-h100-80gb-hbm3-20261122-abcd1234.json"""
