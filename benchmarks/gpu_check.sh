@@ -41,7 +41,8 @@ finish() {  # copy results, logs and junit XML out, then exit with the overall s
 }
 
 log "install (pip install --no-build-isolation --no-deps -e .)"
-if ! "$PY" -m pip install --no-build-isolation --no-deps -e . > "$WORK/install.log" 2>&1; then
+if ! timeout 240 "$PY" -m pip install --no-build-isolation --no-deps -e . \
+        > "$WORK/install.log" 2>&1; then
     log "install FAILED:"; tail -n 30 "$WORK/install.log"; STATUS=1
 fi
 "$PY" -m fastp2p info
