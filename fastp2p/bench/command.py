@@ -37,7 +37,7 @@ def _positive_ints(text: str) -> tuple:
     if not values or min(values) < 1:
         raise argparse.ArgumentTypeError(f"expected comma-separated positive integers, got "
                                          f"{text!r}")
-    return values
+    return tuple(dict.fromkeys(values))  # each size once, in the order given
 
 
 def _names(text: str) -> tuple:
@@ -74,7 +74,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--time-budget", type=float, default=None, metavar="SECONDS",
                         help="wall-time budget of the whole run; jobs that would start after it "
                              "are reported as skipped. Compiled peers run last (largest batch "
-                             "first, max-autotune last) so they are what a budget cuts "
+                             "first, then the smallest; max-autotune last), so they are what a "
+                             "budget cuts "
                              "(default: none)")
     parser.add_argument("--out", type=Path, default=None, metavar="DIR",
                         help="folder for the JSON, markdown and PNG (default: "
