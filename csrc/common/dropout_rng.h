@@ -1,0 +1,37 @@
+// The counter-based dropout hash of fastp2p/ops/dropout_rng.py, bit for bit: element i (the
+// logical NCHW flat index) is kept when mix(start + i) >= threshold, where
+// start = mix(seed) + offset (mod 2**32, folded on the host) and threshold = floor(p * 2**32).
+#pragma once
+#include <cstdint>
+
+#if defined(__CUDACC__)
+#define FASTP2P_HOST_DEVICE __host__ __device__ __forceinline__
+#else
+#define FASTP2P_HOST_DEVICE inline
+#endif
+
+namespace fastp2p {
+
+FASTP2P_HOST_DEVICE uint32_t mix32(uint32_t h) {
+  h ^= h >> 16;
+  h *= 0x7FEB352Du;
+  h ^= h >> 15;
+  h *= 0x846CA68Bu;
+  h ^= h >> 16;
+  return h;
+}
+
+struct DropoutParams {
+  bool enabled;        // p > 0
+  uint32_t start;      // mix(seed & 0xFFFFFFFF) + offset, mod 2**32
+  uint32_t threshold;  // floor(p * 2**32)
+  float scale;         // 1 / (1 - p)
+
+  // The multiplier of element `index`: 0 when dropped, 1 / (1 - p) when kept.
+  FASTP2P_HOST_DEVICE float factor(int64_t index) const {
+    uint32_t bits = mix32(start + static_cast<uint32_t>(index));
+    return bits >= threshold ? scale : 0.0f;
+  }
+};
+
+}  // namespace fastp2p
