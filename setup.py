@@ -36,6 +36,19 @@ def _max_jobs():
     return max(1, int(value)) if value.isdigit() else max(1, os.cpu_count() or 1)
 
 
+def _cuda_home(nvcc):
+    """The toolkit root: nvcc's own report (it may be a wrapper script), else its parent folder."""
+    try:
+        report = subprocess.run([nvcc, "--dryrun", "-c", "x.cu"], capture_output=True, text=True,
+                                timeout=60).stderr
+        for line in report.splitlines():
+            if line.startswith("#$ TOP="):
+                return Path(os.path.realpath(line.split("=", 1)[1].strip()))
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return Path(os.path.realpath(nvcc)).parent.parent
+
+
 class OptionalBuildExt(build_ext):
     """Builds fastp2p._C when it can; any failure installs without it and records why."""
 
@@ -72,21 +85,29 @@ class OptionalBuildExt(build_ext):
             import pybind11
         except ImportError as error:
             raise RuntimeError("pybind11 is not installed (pip install pybind11)") from error
+        cuda = self._cuda_config()
+        if cuda:
+            try:
+                self._compile_and_link(ext, pybind11.get_include(), cuda)
+                return
+            except Exception as error:
+                self._info["cuda_reason"] = f"{type(error).__name__}: {error}"
+                _log(f"the CUDA part failed ({error}); building the CPU part alone")
+        self._compile_and_link(ext, pybind11.get_include(), None)
+
+    def _compile_and_link(self, ext, pybind11_include, cuda):
         compiler = self.compiler
         jobs = _max_jobs()
         openmp = self._has_flag(["-fopenmp"])
         cxx_flags = ["-std=c++17", "-O3", "-fvisibility=hidden"] + (["-fopenmp"] if openmp else [])
-        include_dirs = [pybind11.get_include(), str(ROOT / "csrc")]
-        macros = []
-        cuda = self._cuda_config()
-        if cuda:
-            macros.append(("FASTP2P_WITH_CUDA", "1"))
+        include_dirs = [pybind11_include, str(ROOT / "csrc")]
+        macros = [("FASTP2P_WITH_CUDA", "1")] if cuda else []
         self._info.update(openmp=openmp, cuda=bool(cuda), cxx=compiler.compiler_so[0],
                           max_jobs=jobs, cuda_archs=cuda["archs"] if cuda else None)
         _log(f"compiler {compiler.compiler_so[0]}, C++17, OpenMP {'on' if openmp else 'off'}, "
-             f"CUDA {'on: ' + cuda['nvcc'] + ' ' + cuda['archs'] if cuda else 'off'}, "
+             f"CUDA {'on: ' + cuda['nvcc'] + ' sm_' + cuda['archs'] + ' + PTX' if cuda else 'off'}, "
              f"MAX_JOBS={jobs}")
-        build_temp = Path(self.build_temp)
+        build_temp = Path(self.build_temp) / ("cuda" if cuda else "cpu")
         build_temp.mkdir(parents=True, exist_ok=True)
 
         def compile_cpp(source):
@@ -94,10 +115,9 @@ class OptionalBuildExt(build_ext):
                                     include_dirs=include_dirs, extra_postargs=cxx_flags)[0]
 
         with ThreadPoolExecutor(jobs) as pool:
-            objects = list(pool.map(compile_cpp, CPP_SOURCES))
-            if cuda:
-                objects += list(pool.map(lambda s: self._nvcc(cuda, s, include_dirs, build_temp),
-                                         CUDA_SOURCES))
+            cuda_objects = [pool.submit(self._nvcc, cuda, s, include_dirs, build_temp)
+                            for s in (CUDA_SOURCES if cuda else [])]
+            objects = list(pool.map(compile_cpp, CPP_SOURCES)) + [f.result() for f in cuda_objects]
         link_args = (["-fopenmp"] if openmp else []) + (cuda["link"] if cuda else [])
         compiler.link_shared_object(objects, self.get_ext_fullpath(ext.name),
                                     extra_postargs=link_args, target_lang="c++")
@@ -129,7 +149,7 @@ class OptionalBuildExt(build_ext):
                 raise RuntimeError("FASTP2P_CUDA=1 but nvcc was not found (set CUDA_HOME or PATH)")
             _log("CUDA part skipped: nvcc not found")
             return None
-        home = Path(os.path.realpath(nvcc)).parent.parent
+        home = _cuda_home(nvcc)
         lib_dirs = [d for d in (home / "lib64", home / "lib", home / "targets" / "x86_64-linux" / "lib",
                                 home / "targets" / "sbsa-linux" / "lib") if (d / "libcudart_static.a").exists()]
         if not lib_dirs:
