@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from cpp_backend_helpers import (cpp_backend, double, make_inputs, oracle_backward, poisoned,
+from cpp_backend_helpers import (LAYOUTS, cpp_backend, double, make_inputs, oracle_backward, poisoned,
                                  reference_fwd)
 from fastp2p.ops.dropout_rng import dropout_keep_mask
 from tolerances import FP32_SINGLE_OP, assert_close, relative_error
@@ -64,8 +64,7 @@ def test_cuda_forward_and_backward_match_reference(case, shape, layout, dtype):
     else:
         own = relative_error(expected[:, 8:].to(dtype), expected[:, 8:])
         assert relative_error(out[:, 8:], expected[:, 8:]) <= 2 * own + 1e-3
-    grad_out = torch.randn(shape, device="cuda").to(dtype).to(memory_format=x.dim() and
-                                                               (torch.channels_last if layout == "nhwc" else torch.contiguous_format))
+    grad_out = torch.randn(shape, device="cuda").to(dtype).to(memory_format=LAYOUTS[layout])
     grad_x, grad_weight, grad_bias = cpp_backend.norm_act_bwd(
         grad_out, x, weight, bias, mean, rstd, norm=norm, activation=activation, slope=0.2,
         dropout_p=p, seed=77, offset=2 ** 33 + 5, training=training)

@@ -30,7 +30,7 @@ struct DropoutParams {
   // The multiplier of element `index`: 0 when dropped, 1 / (1 - p) when kept.
   FASTP2P_HOST_DEVICE float factor(int64_t index) const {
     uint32_t bits = mix32(start + static_cast<uint32_t>(index));
-    return bits >= threshold ? scale : 0.0f;
+    return scale * float(bits >= threshold);  // no branch: vectorizes on the CPU
   }
 };
 

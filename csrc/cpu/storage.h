@@ -31,10 +31,10 @@ inline float to_float(Float16 v) {
 template <typename T> T from_float(float f);
 template <> inline float from_float<float>(float f) { return f; }
 template <> inline BFloat16 from_float<BFloat16>(float f) {
-  uint32_t u = float_bits(f);
-  if (std::isnan(f)) return {uint16_t(0x7FC0)};
-  u += 0x7FFFu + ((u >> 16) & 1u);
-  return {uint16_t(u >> 16)};
+  const uint32_t u = float_bits(f);
+  const uint32_t rounded = (u + 0x7FFFu + ((u >> 16) & 1u)) >> 16;
+  // Integer select (no branch, so loops vectorize): NaN stays a quiet NaN.
+  return {uint16_t((u & 0x7FFFFFFFu) > 0x7F800000u ? 0x7FC0u : rounded)};
 }
 template <> inline Float16 from_float<Float16>(float f) {
   uint32_t u = float_bits(f);

@@ -1,0 +1,167 @@
+"""CPU inference of U-Net-256 (batch 1, 256x256, float32), and the fused C++ norm-act on its layers.
+
+Everything is measured in one process on the same machine, so the ratios are like for like:
+- ``unet``: the reference UnetGenerator (batch norm, eval, no_grad) in NCHW and in channels-last,
+  and fastp2p.UNet as it routes today;
+- ``norm_act``: on every normalized layer's real shape, PyTorch eager BatchNorm (eval) +
+  activation (+ torch.cat with the skip tensor on the decoder side) against fastp2p._C's fused
+  norm-act writing straight into its slice of a preallocated concatenation buffer;
+- ``projection``: the channels-last U-Net time with the eager norm-act-cat time swapped for the
+  fused one. It is arithmetic on the rows above, not a measurement, and is labelled so.
+
+Run: ``python benchmarks/bench_cpu_inference.py [--quick] [--json FILE]``; or call
+``collect(quick)`` for the rows.
+"""
+import argparse
+import json
+import platform
+import statistics
+import sys
+import time
+
+import torch
+import torch.nn.functional as F
+
+import fastp2p
+from fastp2p.ops import cpp_backend
+from fastp2p.reference import UnetGenerator
+
+# (channels, spatial size, side) of every normalized conv output of U-Net-256 (ngf=64) at batch 1.
+# Encoder norms feed LeakyReLU(0.2); decoder norms feed ReLU and are concatenated after the skip.
+LAYERS = [(128, 64, "down"), (256, 32, "down"), (512, 16, "down"), (512, 8, "down"),
+          (512, 4, "down"), (512, 2, "down"),
+          (512, 2, "up"), (512, 4, "up"), (512, 8, "up"), (512, 16, "up"), (256, 32, "up"),
+          (128, 64, "up"), (64, 128, "up")]
+FORMATS = {"nchw": torch.contiguous_format, "channels_last": torch.channels_last}
+
+
+def median_ms(fn, repeats, warmup=1):
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - start) * 1e3)
+    return statistics.median(times), min(times), max(times)
+
+
+def _environment():
+    return {"device": "cpu", "cpu": platform.processor() or platform.machine(),
+            "threads": torch.get_num_threads(), "torch": torch.__version__,
+            "cpp_backend": cpp_backend.available()}
+
+
+def bench_unet(repeats):
+    torch.manual_seed(0)
+    image = torch.rand(1, 3, 256, 256) * 2 - 1
+    rows = []
+    reference = UnetGenerator(3, 3, 8, ngf=64).eval()
+    for layout, memory_format in FORMATS.items():
+        model = reference.to(memory_format=memory_format)
+        x = image.to(memory_format=memory_format)
+        with torch.no_grad():
+            ms, low, high = median_ms(lambda: model(x), repeats)
+        rows.append({"bench": "unet", "model": "reference", "layout": layout,
+                     "median_ms": ms, "min_ms": low, "max_ms": high})
+    ours = fastp2p.UNet(3, 3, 8, ngf=64).eval()
+    ours.load_state_dict(reference.state_dict())
+    with torch.no_grad():
+        ms, low, high = median_ms(lambda: ours(image), repeats)
+    rows.append({"bench": "unet", "model": "fastp2p.UNet (routing as of this commit)",
+                 "layout": "nchw", "median_ms": ms, "min_ms": low, "max_ms": high})
+    return rows
+
+
+def bench_norm_act(repeats, layout):
+    memory_format = FORMATS[layout]
+    rows = []
+    for channels, size, side in LAYERS:
+        gen = torch.Generator().manual_seed(channels + size)
+        x = torch.randn(1, channels, size, size, generator=gen).to(memory_format=memory_format)
+        skip = torch.randn(1, channels, size, size, generator=gen).to(memory_format=memory_format)
+        weight, bias = torch.rand(channels, generator=gen) + 0.5, torch.randn(channels, generator=gen)
+        mean, var = torch.randn(channels, generator=gen) * 0.1, torch.rand(channels, generator=gen) + 0.5
+        activation = "relu" if side == "up" else "leaky_relu"
+        out_channels = 2 * channels if side == "up" else channels
+        buffer = torch.empty(1, out_channels, size, size).to(memory_format=memory_format)
+        buffer[:, :out_channels - channels] = skip[:, :out_channels - channels]
+
+        def eager():
+            y = F.batch_norm(x, mean, var, weight, bias, training=False, eps=1e-5)
+            y = F.relu(y) if side == "up" else F.leaky_relu(y, 0.2)
+            return torch.cat([skip, y], 1) if side == "up" else y
+
+        def fused():
+            cpp_backend.norm_act_fwd(x, weight, bias, mean, var, buffer, out_channels - channels,
+                                     norm="batch", training=False, momentum=0.1, eps=1e-5,
+                                     activation=activation, slope=0.2, dropout_p=0.0, seed=0,
+                                     offset=0)
+
+        fused()
+        torch.testing.assert_close(buffer, eager(), rtol=1e-5, atol=1e-5)  # same numbers first
+        eager_ms = median_ms(eager, repeats)[0]
+        fused_ms = median_ms(fused, repeats)[0]
+        rows.append({"bench": "norm_act", "layout": layout, "side": side,
+                     "shape": [1, channels, size, size], "op": "batchnorm-eval+act" + ("+cat" if side == "up" else ""),
+                     "eager_ms": eager_ms, "fused_ms": fused_ms, "speedup": eager_ms / fused_ms})
+    return rows
+
+
+def collect(quick: bool) -> list:
+    """Benchmark rows (dicts); quick: fewer repeats (for smoke runs)."""
+    environment = _environment()
+    if not environment["cpp_backend"]:
+        raise RuntimeError(f"the C++ backend is unavailable: {cpp_backend.unavailable_reason()}")
+    unet_repeats, layer_repeats = (2, 5) if quick else (7, 50)
+    rows = bench_unet(unet_repeats)
+    for layout in FORMATS:
+        rows += bench_norm_act(layer_repeats, layout)
+    reference = {r["layout"]: r["median_ms"] for r in rows if r.get("model") == "reference"}
+    eager = sum(r["eager_ms"] for r in rows if r["bench"] == "norm_act" and r["layout"] == "channels_last")
+    fused = sum(r["fused_ms"] for r in rows if r["bench"] == "norm_act" and r["layout"] == "channels_last")
+    projected = reference["channels_last"] - eager + fused
+    rows.append({"bench": "projection", "note": "arithmetic on measured rows, not a measurement",
+                 "unet_channels_last_with_fused_norm_act_ms": projected,
+                 "vs_reference_nchw": reference["nchw"] / projected})
+    return [{**environment, **row} for row in rows]
+
+
+def _print_table(rows):
+    for row in rows:
+        if row["bench"] == "unet":
+            print(f"unet  {row['model']:<42} {row['layout']:<14} {row['median_ms']:9.1f} ms "
+                  f"(min {row['min_ms']:.1f}, max {row['max_ms']:.1f})")
+    reference = {r["layout"]: r["median_ms"] for r in rows if r.get("model") == "reference"}
+    print(f"reference channels-last vs NCHW: {reference['nchw'] / reference['channels_last']:.2f}x")
+    print(f"\n{'layout':<14} {'shape':<20} {'op':<24} {'eager ms':>9} {'fused ms':>9} {'speedup':>8}")
+    for row in rows:
+        if row["bench"] == "norm_act":
+            print(f"{row['layout']:<14} {str(tuple(row['shape'])):<20} {row['op']:<24} "
+                  f"{row['eager_ms']:9.3f} {row['fused_ms']:9.3f} {row['speedup']:7.2f}x")
+    for layout in FORMATS:
+        eager = sum(r["eager_ms"] for r in rows if r["bench"] == "norm_act" and r["layout"] == layout)
+        fused = sum(r["fused_ms"] for r in rows if r["bench"] == "norm_act" and r["layout"] == layout)
+        print(f"all layers, {layout}: eager {eager:.2f} ms, fused {fused:.2f} ms, {eager / fused:.2f}x")
+    projection = next(r for r in rows if r["bench"] == "projection")
+    print(f"\nprojection ({projection['note']}): channels-last U-Net with fused norm-act "
+          f"{projection['unet_channels_last_with_fused_norm_act_ms']:.1f} ms, "
+          f"{projection['vs_reference_nchw']:.2f}x the reference NCHW")
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="fewer repeats (a smoke run)")
+    parser.add_argument("--json", metavar="FILE", help="also write the rows to FILE as JSON")
+    args = parser.parse_args(argv)
+    rows = collect(args.quick)
+    print(f"device: cpu, {rows[0]['threads']} threads, torch {rows[0]['torch']}\n")
+    _print_table(rows)
+    if args.json:
+        with open(args.json, "w") as handle:
+            json.dump(rows, handle, indent=1)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
