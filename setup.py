@@ -101,7 +101,7 @@ class OptionalBuildExt(build_ext):
         openmp = self._has_flag(["-fopenmp"])
         # -fno-trapping-math: no code here reads FP exception flags, and it lets GCC turn the
         # activation gates into vector selects.
-        cxx_flags = ["-std=c++17", "-O3", "-fno-trapping-math", "-fvisibility=hidden"] + \
+        cxx_flags = ["-std=c++17", "-O3", "-g0", "-fno-trapping-math", "-fvisibility=hidden"] + \
             (["-fopenmp"] if openmp else [])
         include_dirs = [pybind11_include, str(ROOT / "csrc")]
         macros = [("FASTP2P_WITH_CUDA", "1")] if cuda else []

@@ -113,6 +113,7 @@ void norm_act_fwd(const TensorTuple& x_t, const OptTensor& weight_t, const OptTe
   a.slope = float(slope);
   a.dropout = make_dropout(dropout_p, seed, offset);
   a.num_threads = num_threads > 0 ? num_threads : 1;
+  a.device = x.device;
   if (!x.is_cuda()) {
     py::gil_scoped_release release;
     cpu::norm_act_fwd(a);
@@ -164,6 +165,7 @@ void norm_act_bwd(const TensorTuple& grad_out_t, const TensorTuple& x_t, const T
   a.slope = float(slope);
   a.dropout = make_dropout(dropout_p, seed, offset);
   a.num_threads = num_threads > 0 ? num_threads : 1;
+  a.device = x.device;
   if (!x.is_cuda()) {
     py::gil_scoped_release release;
     cpu::norm_act_bwd(a);

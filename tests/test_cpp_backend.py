@@ -112,3 +112,23 @@ def test_missing_extension_warns_once_with_the_build_reason(backend_without_exte
     assert not backend.cuda_available()
     with pytest.raises(RuntimeError, match="unavailable"):
         backend.l1_loss_fwd(torch.randn(2), torch.randn(2))
+
+
+def test_setup_installs_pure_python_when_the_compiler_fails(tmp_path):
+    """setup.py's build_ext with a compiler that always fails: exit 0, and the reason is recorded."""
+    import os
+    import subprocess
+    from pathlib import Path
+    root = Path(__file__).resolve().parents[1]
+    if not (root / "setup.py").exists():
+        pytest.skip("needs the source checkout")
+    env = {**os.environ, "CC": "false", "CXX": "false", "LDSHARED": "false", "FASTP2P_CUDA": "0"}
+    result = subprocess.run(
+        [sys.executable, "setup.py", "-q", "build_ext", "--build-lib", str(tmp_path / "lib"),
+         "--build-temp", str(tmp_path / "temp")],
+        cwd=root, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "SKIPPED the C++ extension" in result.stdout + result.stderr
+    record = json.loads((tmp_path / "lib" / "fastp2p" / "_C_build.json").read_text())
+    assert record["built"] is False and "CompileError" in record["reason"]
+    assert not list((tmp_path / "lib" / "fastp2p").glob("_C*.so"))

@@ -45,6 +45,7 @@ struct NormActFwdArgs {
   float slope;
   DropoutParams dropout;
   int num_threads;      // CPU only: torch's intra-op thread count
+  int device;           // CUDA only: the device index of the tensors
 };
 
 struct NormActBwdArgs {
@@ -67,6 +68,7 @@ struct NormActBwdArgs {
   float slope;
   DropoutParams dropout;
   int num_threads;
+  int device;
 };
 
 }  // namespace fastp2p

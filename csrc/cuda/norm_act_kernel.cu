@@ -389,6 +389,25 @@ int apply_blocks(int64_t work) {
   return int(std::min<int64_t>((work + 255) / 256, 65535LL * 8));
 }
 
+// Launches on the tensors' device, restoring the caller's current device afterwards (this
+// extension has its own static CUDA runtime, so torch's device guard does not reach it).
+class DeviceGuard {
+ public:
+  explicit DeviceGuard(int device) {
+    if (cudaGetDevice(&previous_) != cudaSuccess) previous_ = -1;
+    if (previous_ != device && cudaSetDevice(device) != cudaSuccess)
+      throw std::runtime_error("cannot select CUDA device " + std::to_string(device));
+  }
+  ~DeviceGuard() {
+    int current = -1;
+    if (previous_ >= 0 && cudaGetDevice(&current) == cudaSuccess && current != previous_)
+      cudaSetDevice(previous_);
+  }
+
+ private:
+  int previous_ = -1;
+};
+
 template <typename Fn>
 void dispatch_storage(DType dtype, Fn&& fn) {
   switch (dtype) {
@@ -461,6 +480,7 @@ int64_t norm_act_bwd_workspace_floats(const Shape4& s, StatsMode stats, bool aff
 }
 
 void norm_act_fwd(const NormActFwdArgs& args, std::uintptr_t stream, float* workspace) {
+  DeviceGuard guard(args.device);
   dispatch_storage(args.dtype, [&](auto storage) {
     using T = decltype(storage);
     const int vec = vector_width<T>(args.shape, {{args.x, args.x_strides}, {args.out, args.out_strides}});
@@ -470,6 +490,7 @@ void norm_act_fwd(const NormActFwdArgs& args, std::uintptr_t stream, float* work
 }
 
 void norm_act_bwd(const NormActBwdArgs& args, std::uintptr_t stream, float* workspace) {
+  DeviceGuard guard(args.device);
   dispatch_storage(args.dtype, [&](auto storage) {
     using T = decltype(storage);
     const int vec = vector_width<T>(args.shape, {{args.x, args.x_strides},
