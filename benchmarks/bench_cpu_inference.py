@@ -35,15 +35,19 @@ LAYERS = [(128, 64, "down"), (256, 32, "down"), (512, 16, "down"), (512, 8, "dow
 FORMATS = {"nchw": torch.contiguous_format, "channels_last": torch.channels_last}
 
 
-def median_ms(fn, repeats, warmup=1):
-    for _ in range(warmup):
-        fn()
-    times = []
+def interleaved_ms(functions, repeats, warmup=1):
+    """{name: (median, min, max)} in ms, timing the functions in turn (A B A B ...) so that they
+    see the same machine load; on a shared machine `min` is the steadier figure."""
+    for fn in functions.values():
+        for _ in range(warmup):
+            fn()
+    times = {name: [] for name in functions}
     for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - start) * 1e3)
-    return statistics.median(times), min(times), max(times)
+        for name, fn in functions.items():
+            start = time.perf_counter()
+            fn()
+            times[name].append((time.perf_counter() - start) * 1e3)
+    return {name: (statistics.median(t), min(t), max(t)) for name, t in times.items()}
 
 
 def _environment():
@@ -57,19 +61,19 @@ def bench_unet(repeats):
     image = torch.rand(1, 3, 256, 256) * 2 - 1
     rows = []
     reference = UnetGenerator(3, 3, 8, ngf=64).eval()
-    for layout, memory_format in FORMATS.items():
-        model = reference.to(memory_format=memory_format)
-        x = image.to(memory_format=memory_format)
-        with torch.no_grad():
-            ms, low, high = median_ms(lambda: model(x), repeats)
-        rows.append({"bench": "unet", "model": "reference", "layout": layout,
-                     "median_ms": ms, "min_ms": low, "max_ms": high})
+    channels_last = UnetGenerator(3, 3, 8, ngf=64).eval().to(memory_format=torch.channels_last)
+    channels_last.load_state_dict(reference.state_dict())
     ours = fastp2p.UNet(3, 3, 8, ngf=64).eval()
     ours.load_state_dict(reference.state_dict())
+    image_cl = image.to(memory_format=torch.channels_last)
+    runs = {("reference", "nchw"): lambda: reference(image),
+            ("reference", "channels_last"): lambda: channels_last(image_cl),
+            ("fastp2p.UNet (routing as of this commit)", "nchw"): lambda: ours(image)}
     with torch.no_grad():
-        ms, low, high = median_ms(lambda: ours(image), repeats)
-    rows.append({"bench": "unet", "model": "fastp2p.UNet (routing as of this commit)",
-                 "layout": "nchw", "median_ms": ms, "min_ms": low, "max_ms": high})
+        timings = interleaved_ms(runs, repeats)
+    for (model, layout), (ms, low, high) in timings.items():
+        rows.append({"bench": "unet", "model": model, "layout": layout,
+                     "median_ms": ms, "min_ms": low, "max_ms": high})
     return rows
 
 
@@ -100,11 +104,14 @@ def bench_norm_act(repeats, layout):
 
         fused()
         torch.testing.assert_close(buffer, eager(), rtol=1e-5, atol=1e-5)  # same numbers first
-        eager_ms = median_ms(eager, repeats)[0]
-        fused_ms = median_ms(fused, repeats)[0]
+        timings = interleaved_ms({"eager": eager, "fused": fused}, repeats)
         rows.append({"bench": "norm_act", "layout": layout, "side": side,
-                     "shape": [1, channels, size, size], "op": "batchnorm-eval+act" + ("+cat" if side == "up" else ""),
-                     "eager_ms": eager_ms, "fused_ms": fused_ms, "speedup": eager_ms / fused_ms})
+                     "shape": [1, channels, size, size],
+                     "op": "batchnorm-eval+act" + ("+cat" if side == "up" else ""),
+                     "eager_ms": timings["eager"][0], "fused_ms": timings["fused"][0],
+                     "eager_min_ms": timings["eager"][1], "fused_min_ms": timings["fused"][1],
+                     "speedup": timings["eager"][0] / timings["fused"][0],
+                     "speedup_of_min": timings["eager"][1] / timings["fused"][1]})
     return rows
 
 
@@ -117,11 +124,11 @@ def collect(quick: bool) -> list:
     rows = bench_unet(unet_repeats)
     for layout in FORMATS:
         rows += bench_norm_act(layer_repeats, layout)
-    reference = {r["layout"]: r["median_ms"] for r in rows if r.get("model") == "reference"}
-    eager = sum(r["eager_ms"] for r in rows if r["bench"] == "norm_act" and r["layout"] == "channels_last")
-    fused = sum(r["fused_ms"] for r in rows if r["bench"] == "norm_act" and r["layout"] == "channels_last")
-    projected = reference["channels_last"] - eager + fused
-    rows.append({"bench": "projection", "note": "arithmetic on measured rows, not a measurement",
+    reference = {r["layout"]: r["min_ms"] for r in rows if r.get("model") == "reference"}
+    layers = [r for r in rows if r["bench"] == "norm_act" and r["layout"] == "channels_last"]
+    projected = reference["channels_last"] - sum(r["eager_min_ms"] for r in layers) + \
+        sum(r["fused_min_ms"] for r in layers)
+    rows.append({"bench": "projection", "note": "arithmetic on measured minima, not a measurement",
                  "unet_channels_last_with_fused_norm_act_ms": projected,
                  "vs_reference_nchw": reference["nchw"] / projected})
     return [{**environment, **row} for row in rows]
@@ -130,19 +137,26 @@ def collect(quick: bool) -> list:
 def _print_table(rows):
     for row in rows:
         if row["bench"] == "unet":
-            print(f"unet  {row['model']:<42} {row['layout']:<14} {row['median_ms']:9.1f} ms "
+            print(f"unet  {row['model']:<42} {row['layout']:<14} median {row['median_ms']:7.1f} ms "
                   f"(min {row['min_ms']:.1f}, max {row['max_ms']:.1f})")
-    reference = {r["layout"]: r["median_ms"] for r in rows if r.get("model") == "reference"}
-    print(f"reference channels-last vs NCHW: {reference['nchw'] / reference['channels_last']:.2f}x")
-    print(f"\n{'layout':<14} {'shape':<20} {'op':<24} {'eager ms':>9} {'fused ms':>9} {'speedup':>8}")
+    for stat in ("median_ms", "min_ms"):
+        reference = {r["layout"]: r[stat] for r in rows if r.get("model") == "reference"}
+        print(f"reference channels-last vs NCHW ({stat[:-3]}): "
+              f"{reference['nchw'] / reference['channels_last']:.2f}x")
+    print(f"\n{'layout':<14} {'shape':<20} {'op':<24} {'eager ms':>9} {'fused ms':>9} {'speedup':>8}"
+          f" {'(of min)':>9}")
     for row in rows:
         if row["bench"] == "norm_act":
             print(f"{row['layout']:<14} {str(tuple(row['shape'])):<20} {row['op']:<24} "
-                  f"{row['eager_ms']:9.3f} {row['fused_ms']:9.3f} {row['speedup']:7.2f}x")
+                  f"{row['eager_ms']:9.3f} {row['fused_ms']:9.3f} {row['speedup']:7.2f}x "
+                  f"{row['speedup_of_min']:8.2f}x")
     for layout in FORMATS:
-        eager = sum(r["eager_ms"] for r in rows if r["bench"] == "norm_act" and r["layout"] == layout)
-        fused = sum(r["fused_ms"] for r in rows if r["bench"] == "norm_act" and r["layout"] == layout)
-        print(f"all layers, {layout}: eager {eager:.2f} ms, fused {fused:.2f} ms, {eager / fused:.2f}x")
+        layers = [r for r in rows if r["bench"] == "norm_act" and r["layout"] == layout]
+        for stat in ("", "_min"):
+            eager = sum(r[f"eager{stat}_ms"] for r in layers)
+            fused = sum(r[f"fused{stat}_ms"] for r in layers)
+            print(f"all layers, {layout}, {'median' if not stat else 'min'}: eager {eager:.2f} ms, "
+                  f"fused {fused:.2f} ms, {eager / fused:.2f}x")
     projection = next(r for r in rows if r["bench"] == "projection")
     print(f"\nprojection ({projection['note']}): channels-last U-Net with fused norm-act "
           f"{projection['unet_channels_last_with_fused_norm_act_ms']:.1f} ms, "
@@ -154,7 +168,10 @@ def main(argv=None):
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="fewer repeats (a smoke run)")
     parser.add_argument("--json", metavar="FILE", help="also write the rows to FILE as JSON")
+    parser.add_argument("--threads", type=int, help="torch (and fastp2p._C) threads; default: torch's")
     args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     rows = collect(args.quick)
     print(f"device: cpu, {rows[0]['threads']} threads, torch {rows[0]['torch']}\n")
     _print_table(rows)

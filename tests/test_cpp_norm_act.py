@@ -164,3 +164,39 @@ def test_low_precision_storage_is_within_twice_pytorchs_own_error(dtype, layout,
     own_grad = oracle[0].to(dtype)
     assert relative_error(grad_x, oracle[0]) <= 2 * relative_error(own_grad, oracle[0]) + 1e-3
     assert_close(grad_weight, oracle[1], 1e-3, "grad_weight (float32 sums of low-precision inputs)")
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16], ids=["fp32", "bf16", "fp16"])
+def test_identity_round_trips_every_bit_pattern_class(dtype):
+    """norm none, no affine, no activation: out must equal x bit for bit, specials included
+    (the storage conversions of csrc/cpu/storage.h both ways, subnormals, infinities, NaN, -0)."""
+    info = torch.finfo(dtype)
+    specials = torch.tensor([0.0, -0.0, float("inf"), float("-inf"), float("nan"), info.max,
+                             -info.max, info.tiny, info.tiny / 4, -info.tiny / 8, 1.0, -2.5],
+                            dtype=torch.float32).to(dtype)
+    x = torch.cat([specials, torch.randn(4 * 3 * 5 * 2 - specials.numel()).to(dtype)]).view(4, 3, 5, 2)
+    out = torch.empty_like(x)
+    cpp_backend.norm_act_fwd(x, None, None, None, None, out, 0, norm="none", training=True,
+                             momentum=0.1, eps=1e-5, activation="none", slope=0.0, dropout_p=0.0,
+                             seed=0, offset=0)
+    bits = torch.int32 if dtype == torch.float32 else torch.int16
+    # The kernel computes x * 1 + 0, which turns -0 into +0 (IEEE): so does `x + 0` here.
+    # NaN payloads carry no meaning (and differ between CPUs' default NaNs): compare NaN-ness.
+    nan = x.isnan()
+    assert torch.equal(out.isnan(), nan)
+    assert torch.equal(out.view(bits)[~nan], (x + 0.0).view(bits)[~nan])
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=["bf16", "fp16"])
+def test_rounding_to_storage_matches_pytorch(dtype):
+    """float32 results are rounded to the storage dtype exactly as PyTorch rounds (nearest even)."""
+    values = torch.randn(2, 8, 16, 16) * torch.logspace(-9, 4, 16).view(1, 1, 1, 16)
+    scale = torch.full((8,), 1.0 + 2.0 ** -12)  # moves values off the storage grid
+    x32 = values.to(dtype).float()
+    out = torch.empty(values.shape, dtype=dtype)
+    cpp_backend.norm_act_fwd(values.to(dtype), scale, torch.zeros(8), None, None, out, 0,
+                             norm="none", training=True, momentum=0.1, eps=1e-5,
+                             activation="none", slope=0.0, dropout_p=0.0, seed=0, offset=0)
+    expected = (x32 * scale.view(1, -1, 1, 1) + 0.0).to(dtype)  # + 0: the kernel's zero shift
+    bits = torch.int16
+    assert torch.equal(out.view(bits), expected.view(bits))

@@ -309,7 +309,20 @@ bool channels_inner(const Shape4& s, std::initializer_list<Strides4> tensors) {
   return channels_ok && (!rows_ok || s.C >= s.W);
 }
 
-void norm_act_fwd(const NormActFwdArgs& args) {
+// When every tensor stores each (n, c) plane's rows back to back (h stride == W * w stride),
+// the plane is one row of H * W elements: longer inner loops for small NCHW maps. The logical
+// NCHW index, and so the dropout counter, is unchanged by this view.
+void collapse_spatial(Shape4& s, std::initializer_list<Strides4*> tensors) {
+  for (const Strides4* t : tensors)
+    if (t->h != t->w * s.W) return;
+  for (Strides4* t : tensors) t->h = t->w * s.H * s.W;
+  s.W *= s.H;
+  s.H = 1;
+}
+
+void norm_act_fwd(const NormActFwdArgs& original) {
+  NormActFwdArgs args = original;
+  collapse_spatial(args.shape, {&args.x_strides, &args.out_strides});
   const bool ci = channels_inner(args.shape, {args.x_strides, args.out_strides});
   dispatch_storage(args.dtype, [&](auto storage) {
     using T = decltype(storage);
@@ -317,7 +330,9 @@ void norm_act_fwd(const NormActFwdArgs& args) {
   });
 }
 
-void norm_act_bwd(const NormActBwdArgs& args) {
+void norm_act_bwd(const NormActBwdArgs& original) {
+  NormActBwdArgs args = original;
+  collapse_spatial(args.shape, {&args.x_strides, &args.grad_out_strides, &args.grad_x_strides});
   const bool ci = channels_inner(args.shape, {args.x_strides, args.grad_out_strides, args.grad_x_strides});
   dispatch_storage(args.dtype, [&](auto storage) {
     using T = decltype(storage);

@@ -131,7 +131,9 @@ def _check_pair(a, b, names):
 
 
 def _fp32(t):
-    return None if t is None else t.detach().to(torch.float32).contiguous()
+    if t is None or (t.dtype == torch.float32 and t.is_contiguous()):
+        return t
+    return t.detach().to(torch.float32).contiguous()
 
 
 def _float32_buffer(t):
