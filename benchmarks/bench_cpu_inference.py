@@ -2,7 +2,8 @@
 
 Everything is measured in one process on the same machine, so the ratios are like for like:
 - ``unet``: the reference UnetGenerator (batch norm, eval, no_grad) in NCHW and in channels-last,
-  and fastp2p.UNet as it routes today;
+  the same with each eval BatchNorm folded into its conv (an inference-only rewrite the ops layer
+  could adopt), and fastp2p.UNet as it routes today;
 - ``norm_act``: on every normalized layer's real shape, PyTorch eager BatchNorm (eval) +
   activation (+ torch.cat with the skip tensor on the decoder side) against fastp2p._C's fused
   norm-act writing straight into its slice of a preallocated concatenation buffer;
@@ -56,6 +57,29 @@ def _environment():
             "cpp_backend": cpp_backend.available()}
 
 
+def fold_eval_batchnorm(model):
+    """A copy of `model` with every eval BatchNorm2d that directly follows a conv folded into
+    that conv's weight and bias (an inference-only rewrite: the norm disappears)."""
+    import copy
+    model = copy.deepcopy(model).eval()
+    for sequential in [m for m in model.modules() if isinstance(m, torch.nn.Sequential)]:
+        layers = list(sequential)
+        for i in range(len(layers) - 1):
+            conv, norm = layers[i], layers[i + 1]
+            if not isinstance(conv, (torch.nn.Conv2d, torch.nn.ConvTranspose2d)) or \
+                    not isinstance(norm, torch.nn.BatchNorm2d):
+                continue
+            with torch.no_grad():
+                scale = norm.weight * torch.rsqrt(norm.running_var + norm.eps)
+                bias = conv.bias if conv.bias is not None else torch.zeros_like(norm.running_mean)
+                # Output channels are dim 0 of a Conv2d weight and dim 1 of a ConvTranspose2d's.
+                shape = (-1, 1, 1, 1) if isinstance(conv, torch.nn.Conv2d) else (1, -1, 1, 1)
+                conv.weight.mul_(scale.view(shape))
+                conv.bias = torch.nn.Parameter((bias - norm.running_mean) * scale + norm.bias)
+            sequential[i + 1] = torch.nn.Identity()
+    return model
+
+
 def bench_unet(repeats):
     torch.manual_seed(0)
     image = torch.rand(1, 3, 256, 256) * 2 - 1
@@ -65,9 +89,13 @@ def bench_unet(repeats):
     channels_last.load_state_dict(reference.state_dict())
     ours = fastp2p.UNet(3, 3, 8, ngf=64).eval()
     ours.load_state_dict(reference.state_dict())
+    folded = fold_eval_batchnorm(reference).to(memory_format=torch.channels_last)
     image_cl = image.to(memory_format=torch.channels_last)
+    with torch.no_grad():  # the fold must not change the function
+        torch.testing.assert_close(folded(image_cl), reference(image), rtol=1e-4, atol=1e-5)
     runs = {("reference", "nchw"): lambda: reference(image),
             ("reference", "channels_last"): lambda: channels_last(image_cl),
+            ("reference, eval BatchNorm folded into the convs", "channels_last"): lambda: folded(image_cl),
             ("fastp2p.UNet (routing as of this commit)", "nchw"): lambda: ours(image)}
     with torch.no_grad():
         timings = interleaved_ms(runs, repeats)
