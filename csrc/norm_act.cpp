@@ -17,9 +17,14 @@ namespace {
 
 using OptTensor = std::optional<TensorTuple>;
 
-DropoutParams make_dropout(double p, uint64_t seed, uint64_t offset) {
+DropoutParams make_dropout(double p, uint64_t seed, uint64_t offset, std::uintptr_t seed_ptr,
+                           std::uintptr_t offset_ptr, bool on_cuda) {
   CHECK_ARG(p >= 0.0 && p < 1.0, "dropout_p must be in [0, 1), got ", p);
-  DropoutParams d;
+  CHECK_ARG((seed_ptr == 0) == (offset_ptr == 0), "seed and offset must both be device tensors or neither");
+  CHECK_ARG(seed_ptr == 0 || on_cuda, "seed/offset tensors are read on the device: CUDA tensors only");
+  DropoutParams d{};
+  d.seed_ptr = reinterpret_cast<const int64_t*>(seed_ptr);
+  d.offset_ptr = reinterpret_cast<const int64_t*>(offset_ptr);
   d.enabled = p > 0.0;
   d.start = mix32(uint32_t(seed & 0xFFFFFFFFu)) + uint32_t(offset & 0xFFFFFFFFu);
   d.threshold = uint32_t(p * 4294967296.0);  // floor(p * 2**32): exact scaling, p < 1
@@ -80,7 +85,8 @@ void norm_act_fwd(const TensorTuple& x_t, const OptTensor& weight_t, const OptTe
                   const OptTensor& running_mean_t, const OptTensor& running_var_t,
                   const TensorTuple& out_t, const OptTensor& mean_t, const OptTensor& rstd_t,
                   int stats_code, double momentum, double eps, int activation_code, double slope,
-                  double dropout_p, uint64_t seed, uint64_t offset, int num_threads,
+                  double dropout_p, uint64_t seed, uint64_t offset, std::uintptr_t seed_ptr,
+                  std::uintptr_t offset_ptr, int num_threads,
                   std::uintptr_t stream, const OptTensor& workspace_t) {
   const TensorArg x(x_t), out(out_t);
   NormActFwdArgs a{};
@@ -111,7 +117,7 @@ void norm_act_fwd(const TensorTuple& x_t, const OptTensor& weight_t, const OptTe
   a.eps = float(eps);
   a.activation = check_activation(activation_code);
   a.slope = float(slope);
-  a.dropout = make_dropout(dropout_p, seed, offset);
+  a.dropout = make_dropout(dropout_p, seed, offset, seed_ptr, offset_ptr, x.is_cuda());
   a.num_threads = num_threads > 0 ? num_threads : 1;
   a.device = x.device;
   if (!x.is_cuda()) {
@@ -133,7 +139,8 @@ void norm_act_bwd(const TensorTuple& grad_out_t, const TensorTuple& x_t, const T
                   const OptTensor& weight_t, const OptTensor& bias_t, const OptTensor& mean_t,
                   const OptTensor& rstd_t, const OptTensor& grad_weight_t,
                   const OptTensor& grad_bias_t, int stats_code, int activation_code, double slope,
-                  double dropout_p, uint64_t seed, uint64_t offset, int num_threads,
+                  double dropout_p, uint64_t seed, uint64_t offset, std::uintptr_t seed_ptr,
+                  std::uintptr_t offset_ptr, int num_threads,
                   std::uintptr_t stream, const OptTensor& workspace_t) {
   const TensorArg grad_out(grad_out_t), x(x_t), grad_x(grad_x_t);
   NormActBwdArgs a{};
@@ -163,7 +170,7 @@ void norm_act_bwd(const TensorTuple& grad_out_t, const TensorTuple& x_t, const T
   }
   a.activation = check_activation(activation_code);
   a.slope = float(slope);
-  a.dropout = make_dropout(dropout_p, seed, offset);
+  a.dropout = make_dropout(dropout_p, seed, offset, seed_ptr, offset_ptr, x.is_cuda());
   a.num_threads = num_threads > 0 ? num_threads : 1;
   a.device = x.device;
   if (!x.is_cuda()) {
@@ -189,11 +196,11 @@ void register_norm_act(py::module_& m) {
   m.def("norm_act_fwd", &norm_act_fwd, "Fused norm + activation + dropout into a channel slice",
         "x"_a, "weight"_a, "bias"_a, "running_mean"_a, "running_var"_a, "out"_a, "mean"_a,
         "rstd"_a, "stats"_a, "momentum"_a, "eps"_a, "activation"_a, "slope"_a, "dropout_p"_a,
-        "seed"_a, "offset"_a, "num_threads"_a, "stream"_a, "workspace"_a);
+        "seed"_a, "offset"_a, "seed_ptr"_a, "offset_ptr"_a, "num_threads"_a, "stream"_a, "workspace"_a);
   m.def("norm_act_bwd", &norm_act_bwd, "Backward of norm_act_fwd (recomputes the mask)",
         "grad_out"_a, "x"_a, "grad_x"_a, "weight"_a, "bias"_a, "mean"_a, "rstd"_a,
         "grad_weight"_a, "grad_bias"_a, "stats"_a, "activation"_a, "slope"_a, "dropout_p"_a,
-        "seed"_a, "offset"_a, "num_threads"_a, "stream"_a, "workspace"_a);
+        "seed"_a, "offset"_a, "seed_ptr"_a, "offset_ptr"_a, "num_threads"_a, "stream"_a, "workspace"_a);
 #if defined(FASTP2P_WITH_CUDA)
   m.def("norm_act_fwd_workspace_floats", [](int64_t n, int64_t c, int64_t h, int64_t w, int stats) {
     return cuda::norm_act_fwd_workspace_floats({n, c, h, w}, check_stats(stats));

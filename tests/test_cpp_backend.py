@@ -23,9 +23,10 @@ def test_extension_is_built_when_a_compiler_exists():
     assert cpp_backend.unavailable_reason() == ""
 
 
-def _fwd(x, out=None, offset=0, weight=None, bias=None, **overrides):
+def _fwd(x, out=None, channel_offset=0, weight=None, bias=None, **overrides):
     out = torch.empty(x.shape, dtype=x.dtype) if out is None else out
-    return cpp_backend.norm_act_fwd(x, weight, bias, None, None, out, offset, **{**NORM_KW, **overrides})
+    return cpp_backend.norm_act_fwd(x, weight, bias, None, None, out, channel_offset,
+                                    **{**NORM_KW, **overrides})
 
 
 BAD_FORWARD = {
@@ -40,6 +41,8 @@ BAD_FORWARD = {
     "unknown activation": (lambda: _fwd(torch.randn(1, 2, 3, 3), activation="gelu"), "activation must be one of"),
     "dropout p = 1": (lambda: _fwd(torch.randn(1, 2, 3, 3), dropout_p=1.0), "[0, 1)"),
     "float seed": (lambda: _fwd(torch.randn(1, 2, 3, 3), seed=1.5), "seed must be a Python int"),
+    "int32 offset tensor": (lambda: _fwd(torch.randn(1, 2, 3, 3), offset=torch.tensor([3], dtype=torch.int32)),
+                            "one int64 element"),
     "instance norm of 1x1": (lambda: _fwd(torch.randn(2, 2, 1, 1)), "more than one spatial element"),
     "batch norm of one value": (lambda: _fwd(torch.randn(1, 2, 1, 1), norm="batch"), "more than one value"),
     "empty x": (lambda: _fwd(torch.randn(0, 2, 3, 3)), "must not be empty"),
@@ -81,7 +84,7 @@ def test_extension_boundary_checks_raise_value_error_too():
     bad_out = (x.data_ptr(), 0, (1, 2, 3, 4), x.stride() + (), -1)
     with pytest.raises(ValueError, match="out .* must have size 3 in dimension 3"):
         _C.norm_act_fwd(arg, None, None, None, None, bad_out, None, None, 3, 0.1, 1e-5, 0, 0.0,
-                        0.0, 0, 0, 1, 0, None)
+                        0.0, 0, 0, 0, 0, 1, 0, None)
     with pytest.raises(ValueError, match="dtype code"):
         _C.l1_loss_fwd((x.data_ptr(), 7, (18,), (1,), -1), arg, arg, arg, 1)
 

@@ -106,3 +106,28 @@ def test_cuda_graph_replay_rewrites_the_output():
     graph.replay()
     torch.cuda.synchronize()
     assert torch.equal(out, expected)
+
+
+def test_cuda_graph_replay_reads_the_advanced_dropout_offset():
+    """seed/offset as device tensors: each replay after `offset += numel` draws the next mask."""
+    _needs_cuda_build()
+    shape = (2, 64, 8, 8)
+    x = (torch.rand(shape, device="cuda") + 0.5).to(memory_format=torch.channels_last)
+    out = torch.empty_like(x)
+    seed = torch.tensor([1234], dtype=torch.int64, device="cuda")
+    offset = torch.tensor([0], dtype=torch.int64, device="cuda")
+    kw = dict(norm="none", training=True, momentum=0.1, eps=1e-5, activation="none", slope=0.0,
+              dropout_p=0.5, seed=seed, offset=offset)
+    cpp_backend.norm_act_fwd(x, None, None, None, None, out, 0, **kw)  # warm-up
+    stream = torch.cuda.Stream()
+    stream.wait_stream(torch.cuda.current_stream())
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.stream(stream), torch.cuda.graph(graph, stream=stream):
+        cpp_backend.norm_act_fwd(x, None, None, None, None, out, 0, **kw)
+    for step in range(3):
+        offset.fill_(step * x.numel())
+        out.fill_(float("nan"))
+        graph.replay()
+        torch.cuda.synchronize()
+        expected = dropout_keep_mask(shape, 0.5, 1234, step * x.numel())
+        assert torch.equal((out != 0).cpu(), expected), f"replay {step}"

@@ -115,6 +115,17 @@ def test_dropout_mask_is_bit_identical_to_the_contract(layout, seed, offset):
     torch.testing.assert_close(out[keep], (x / 0.6)[keep], rtol=2e-7, atol=0)  # x * (1 / 0.6)
 
 
+def test_seed_and_offset_may_be_int64_tensors():
+    """The graph-replay form of the counters (tensors) draws the same mask as the ints."""
+    shape = (2, 3, 4, 5)
+    x = torch.rand(shape) + 0.5
+    out = torch.empty_like(x)
+    cpp_backend.norm_act_fwd(x, None, None, None, None, out, 0, norm="none", training=True,
+                             momentum=0.1, eps=1e-5, activation="none", slope=0.0, dropout_p=0.5,
+                             seed=torch.tensor([2 ** 35 + 9]), offset=torch.tensor(1000))
+    assert torch.equal(out != 0, dropout_keep_mask(shape, 0.5, 2 ** 35 + 9, 1000))
+
+
 def test_non_contiguous_input_and_mismatched_out_layout():
     """x with no unit stride (a transposed view) and an NCHW out for a channels-last x."""
     base = torch.randn(2, 4, 6, 5)

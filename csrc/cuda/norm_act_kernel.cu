@@ -206,6 +206,7 @@ __global__ void norm_act_apply_kernel(NormActFwdArgs a, bool per_sample) {
   const int64_t vectors = s.C / VEC, total = s.N * s.H * s.W * vectors;
   const T* x = static_cast<const T*>(a.x);
   T* out = static_cast<T*>(a.out);
+  const DropoutParams dropout = a.dropout.resolved();
   for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < total;
        i += int64_t(gridDim.x) * blockDim.x) {
     const int64_t pixel = i / vectors, c0 = (i % vectors) * VEC;
@@ -218,7 +219,7 @@ __global__ void norm_act_apply_kernel(NormActFwdArgs a, bool per_sample) {
       const float m = a.mean ? a.mean[g] : 0.0f, r = a.rstd ? a.rstd[g] : 1.0f;
       const float z = (v[k] - m) * r * (a.weight ? a.weight[c] : 1.0f) + (a.bias ? a.bias[c] : 0.0f);
       v[k] = activate(a.activation, a.slope, z);
-      if (a.dropout.enabled) v[k] *= a.dropout.factor(((n * s.C + c) * s.H + h) * s.W + w);
+      if (dropout.enabled) v[k] *= dropout.factor(((n * s.C + c) * s.H + h) * s.W + w);
     }
     store<T, VEC>(out + offset(a.out_strides, n, c0, h, w), v);
   }
@@ -228,8 +229,9 @@ __global__ void norm_act_apply_kernel(NormActFwdArgs a, bool per_sample) {
 // Rebuilds, from x and the saved statistics, x_hat and dz (the gradient at z = x_hat * w + b:
 // dropout mask and activation gate recomputed) for VEC channels of pixel (n, h, w).
 template <typename T, int VEC>
-__device__ __forceinline__ void rebuild(const NormActBwdArgs& a, bool per_sample, int64_t n, int64_t c0,
-                                        int64_t h, int64_t w, float (&x_hat)[VEC], float (&dz)[VEC]) {
+__device__ __forceinline__ void rebuild(const NormActBwdArgs& a, const DropoutParams& dropout,
+                                        bool per_sample, int64_t n, int64_t c0, int64_t h,
+                                        int64_t w, float (&x_hat)[VEC], float (&dz)[VEC]) {
   const Shape4 s = a.shape;
   float xv[VEC], gv[VEC];
   load<T, VEC>(static_cast<const T*>(a.x) + offset(a.x_strides, n, c0, h, w), xv);
@@ -240,7 +242,7 @@ __device__ __forceinline__ void rebuild(const NormActBwdArgs& a, bool per_sample
     const float m = a.mean ? a.mean[g] : 0.0f, r = a.rstd ? a.rstd[g] : 1.0f;
     x_hat[k] = (xv[k] - m) * r;
     float grad = gv[k];
-    if (a.dropout.enabled) grad *= a.dropout.factor(((n * s.C + c) * s.H + h) * s.W + w);
+    if (dropout.enabled) grad *= dropout.factor(((n * s.C + c) * s.H + h) * s.W + w);
     const float z = x_hat[k] * (a.weight ? a.weight[c] : 1.0f) + (a.bias ? a.bias[c] : 0.0f);
     dz[k] = activation_grad(a.activation, a.slope, z, grad);
   }
@@ -254,13 +256,14 @@ __global__ void norm_act_bwd_partial_kernel(NormActBwdArgs a, RowMap map, WarpSh
   const int64_t C = map.s.C, group = blockIdx.y, split = blockIdx.z;
   const int64_t c0 = (int64_t(blockIdx.x) * ws.lanes_c + ws.lane_c()) * VEC;
   float sum_dz[VEC] = {}, sum_dz_xhat[VEC] = {};
+  const DropoutParams dropout = a.dropout.resolved();
   if (c0 < C) {
     const int64_t step = int64_t(kWarps) * ws.lanes_r() * splits;
     for (int64_t r = (split * kWarps + ws.warp()) * ws.lanes_r() + ws.lane_r(); r < map.rows(); r += step) {
       int64_t n, h, w;
       map.locate(group, r, n, h, w);
       float x_hat[VEC], dz[VEC];
-      rebuild<T, VEC>(a, map.per_sample, n, c0, h, w, x_hat, dz);
+      rebuild<T, VEC>(a, dropout, map.per_sample, n, c0, h, w, x_hat, dz);
 #pragma unroll
       for (int k = 0; k < VEC; ++k) {
         sum_dz[k] += dz[k];
@@ -334,12 +337,13 @@ template <typename T, int VEC>
 __global__ void norm_act_bwd_apply_kernel(NormActBwdArgs a, bool per_sample, const float* __restrict__ coeffs) {
   const Shape4 s = a.shape;
   const int64_t vectors = s.C / VEC, total = s.N * s.H * s.W * vectors;
+  const DropoutParams dropout = a.dropout.resolved();
   for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < total;
        i += int64_t(gridDim.x) * blockDim.x) {
     const int64_t pixel = i / vectors, c0 = (i % vectors) * VEC;
     const int64_t w = pixel % s.W, h = (pixel / s.W) % s.H, n = pixel / (s.W * s.H);
     float x_hat[VEC], dz[VEC], gx[VEC];
-    rebuild<T, VEC>(a, per_sample, n, c0, h, w, x_hat, dz);
+    rebuild<T, VEC>(a, dropout, per_sample, n, c0, h, w, x_hat, dz);
 #pragma unroll
     for (int k = 0; k < VEC; ++k) {
       const float* kc = coeffs + ((per_sample ? n : 0) * s.C + c0 + k) * 3;

@@ -191,13 +191,28 @@ def _activation_code(activation):
     return ACTIVATIONS[activation]
 
 
-def _check_dropout(dropout_p, seed, offset):
+def _check_dropout(dropout_p, seed, offset, device):
+    """(p, seed32, offset32, seed_ptr, offset_ptr). seed / offset are Python ints, or (for CUDA
+    graph replay) one-element int64 tensors on x's device that the kernels read when they run."""
     if not 0.0 <= float(dropout_p) < 1.0:
         raise ValueError(f"dropout_p must be in [0, 1), got {dropout_p}")
-    for name, value in (("seed", seed), ("offset", offset)):
-        if not isinstance(value, int) or isinstance(value, bool):
-            raise ValueError(f"{name} must be a Python int, got {type(value).__name__}")
-    return float(dropout_p), seed & _LOW32, offset & _LOW32
+    as_tensor = [isinstance(v, torch.Tensor) for v in (seed, offset)]
+    for name, value, is_tensor in (("seed", seed, as_tensor[0]), ("offset", offset, as_tensor[1])):
+        if is_tensor:
+            if value.dtype != torch.int64 or value.numel() != 1:
+                raise ValueError(f"{name} as a tensor must be one int64 element, got "
+                                 f"{value.dtype} of shape {tuple(value.shape)}")
+        elif not isinstance(value, int) or isinstance(value, bool):
+            raise ValueError(f"{name} must be a Python int or an int64 tensor, got {type(value).__name__}")
+    if not any(as_tensor):
+        return float(dropout_p), seed & _LOW32, offset & _LOW32, 0, 0
+    if device.type == "cpu":  # read now: the CPU kernel runs synchronously
+        seed, offset = (int(v.item()) if t else v for v, t in zip((seed, offset), as_tensor))
+        return float(dropout_p), seed & _LOW32, offset & _LOW32, 0, 0
+    if not all(as_tensor) or seed.device != device or offset.device != device:
+        raise ValueError(f"for CUDA tensors, seed and offset must both be ints or both be int64 "
+                         f"tensors on {device}")
+    return float(dropout_p), 0, 0, seed.data_ptr(), offset.data_ptr()
 
 
 def _device_extras(x, workspace_floats):
@@ -245,7 +260,7 @@ def norm_act_fwd(x, weight, bias, running_mean, running_var, out, out_channel_of
     if stats == _BATCH_TRAIN and n * height * width == 1:
         raise ValueError("batch norm in training needs more than one value per channel "
                          f"(as nn.BatchNorm2d), got N x H x W = {n} x {height} x {width}")
-    dropout_p, seed32, offset32 = _check_dropout(dropout_p, seed, offset)
+    dropout_p, seed32, offset32, seed_ptr, offset_ptr = _check_dropout(dropout_p, seed, offset, x.device)
     activation_code = _activation_code(activation)
 
     layout = _layout_of(x)
@@ -268,7 +283,7 @@ def norm_act_fwd(x, weight, bias, running_mean, running_var, out, out_channel_of
                            None if stats == _NONE else _arg(mean.view(-1)),
                            None if stats == _NONE else _arg(rstd.view(-1)), stats, float(momentum),
                            float(eps), activation_code, float(slope), dropout_p, seed32, offset32,
-                           torch.get_num_threads(), stream, workspace)
+                           seed_ptr, offset_ptr, torch.get_num_threads(), stream, workspace)
         if destination is not out_slice:
             out_slice.copy_(destination)
         if stats == _BATCH_TRAIN and running_mean is not None:
@@ -282,9 +297,10 @@ def norm_act_bwd(grad_out_slice, x, weight, bias, mean, rstd, *, norm, activatio
                  dropout_p, seed, offset, training=True):
     """Gradients of norm_act_fwd: (grad_x, grad_weight, grad_bias); the last two None without affine.
 
-    ``mean``/``rstd`` are what norm_act_fwd returned. ``training=False`` marks batch norm in eval
-    mode (mean/rstd are the running ones, so the statistics do not depend on x); the HELPER_RULES
-    signature has no such flag, so it is keyword-only with the training default.
+    ``mean``/``rstd`` are what norm_act_fwd returned. ``training=False`` marks batch norm whose
+    forward used the running stats (its ``training or running_mean is None`` was False), so the
+    statistics do not depend on x; the HELPER_RULES signature has no such flag, so it is
+    keyword-only with the training default.
     """
     C_ext = _require()
     _check_activation_input(x, "x")
@@ -310,7 +326,7 @@ def norm_act_bwd(grad_out_slice, x, weight, bias, mean, rstd, *, norm, activatio
                 raise ValueError(f"{name} must be the saved statistics of shape {expected}, got {shape}")
             if t.device != x.device:
                 raise ValueError(f"{name} must be on {x.device} like x, got {t.device}")
-    dropout_p, seed32, offset32 = _check_dropout(dropout_p, seed, offset)
+    dropout_p, seed32, offset32, seed_ptr, offset_ptr = _check_dropout(dropout_p, seed, offset, x.device)
     activation_code = _activation_code(activation)
 
     layout = _layout_of(x)
@@ -329,7 +345,8 @@ def norm_act_bwd(grad_out_slice, x, weight, bias, mean, rstd, *, norm, activatio
                            _optional_arg(_fp32(bias)), _optional_arg(saved[0]),
                            _optional_arg(saved[1]), _optional_arg(grad_weight),
                            _optional_arg(grad_bias), stats, activation_code, float(slope),
-                           dropout_p, seed32, offset32, torch.get_num_threads(), stream, workspace)
+                           dropout_p, seed32, offset32, seed_ptr, offset_ptr,
+                           torch.get_num_threads(), stream, workspace)
     if affine:
         grad_weight, grad_bias = grad_weight.to(weight.dtype), grad_bias.to(bias.dtype)
     return grad_x, grad_weight, grad_bias
