@@ -10,7 +10,6 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -85,7 +84,12 @@ class OptionalBuildExt(build_ext):
             import pybind11
         except ImportError as error:
             raise RuntimeError("pybind11 is not installed (pip install pybind11)") from error
-        cuda = self._cuda_config()
+        try:
+            cuda = self._cuda_config()
+        except RuntimeError as error:  # FASTP2P_CUDA=1 without a usable toolkit
+            self._info["cuda_reason"] = str(error)
+            _log(f"CUDA part NOT built: {error}; building the CPU part alone")
+            cuda = None
         if cuda:
             try:
                 self._compile_and_link(ext, pybind11.get_include(), cuda)
