@@ -113,6 +113,7 @@ def test_missing_extension_warns_once_with_the_build_reason(backend_without_exte
         assert backend.available() is False  # no second warning
     assert "was not built at install: CompileError: no C++ compiler" in backend.unavailable_reason()
     assert not backend.cuda_available()
+    assert "no C++ compiler" in backend.cuda_unavailable_reason()
     with pytest.raises(RuntimeError, match="unavailable"):
         backend.l1_loss_fwd(torch.randn(2), torch.randn(2))
 

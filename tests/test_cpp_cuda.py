@@ -22,7 +22,7 @@ CASES = [
 
 def _needs_cuda_build():
     if not cpp_backend.cuda_available():
-        pytest.skip(f"fastp2p._C was built without CUDA ({cpp_backend.unavailable_reason() or 'no nvcc at install'})")
+        pytest.skip(cpp_backend.cuda_unavailable_reason())
 
 
 def case_id(case):

@@ -76,6 +76,19 @@ def cuda_available() -> bool:
     return _load() is not None and bool(_extension.with_cuda)
 
 
+def cuda_unavailable_reason() -> str:
+    """Why the CUDA kernels are missing ('' when they are built)."""
+    if cuda_available():
+        return ""
+    if _extension is None:
+        return unavailable_reason()
+    try:
+        info = json.loads(_BUILD_INFO.read_text())
+    except (OSError, ValueError):
+        info = {}
+    return info.get("cuda_reason") or "fastp2p._C was built without CUDA (no nvcc at install, or FASTP2P_CUDA=0)"
+
+
 def _require():
     if not available():
         raise RuntimeError(f"the fastp2p C++ backend is unavailable: {_reason}")
