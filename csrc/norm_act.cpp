@@ -1,0 +1,214 @@
+// Binding of the fused norm-act launchers: boundary checks, then the CPU or CUDA kernel.
+// Tensors arrive as (data_ptr, dtype code, sizes, strides, device) tuples; the Python launcher
+// (fastp2p/ops/cpp_backend.py) allocates every output.
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include "common/norm_act_params.h"
+#include "cpu/kernels.h"
+#if defined(FASTP2P_WITH_CUDA)
+#include "cuda/kernels.h"
+#endif
+
+namespace py = pybind11;
+
+namespace fastp2p {
+namespace {
+
+using OptTensor = std::optional<TensorTuple>;
+
+DropoutParams make_dropout(double p, uint64_t seed, uint64_t offset, std::uintptr_t seed_ptr,
+                           std::uintptr_t offset_ptr, bool on_cuda) {
+  CHECK_ARG(p >= 0.0 && p < 1.0, "dropout_p must be in [0, 1), got ", p);
+  CHECK_ARG((seed_ptr == 0) == (offset_ptr == 0), "seed and offset must both be device tensors or neither");
+  CHECK_ARG(seed_ptr == 0 || on_cuda, "seed/offset tensors are read on the device: CUDA tensors only");
+  DropoutParams d{};
+  d.seed_ptr = reinterpret_cast<const int64_t*>(seed_ptr);
+  d.offset_ptr = reinterpret_cast<const int64_t*>(offset_ptr);
+  d.enabled = p > 0.0;
+  d.start = mix32(uint32_t(seed & 0xFFFFFFFFu)) + uint32_t(offset & 0xFFFFFFFFu);
+  d.threshold = uint32_t(p * 4294967296.0);  // floor(p * 2**32): exact scaling, p < 1
+  d.scale = float(1.0 / (1.0 - p));
+  return d;
+}
+
+Shape4 check_activation_tensor(const TensorArg& t, const char* name) {
+  CHECK_DIM(t, 4, name);
+  return {t.sizes[0], t.sizes[1], t.sizes[2], t.sizes[3]};
+}
+
+void check_like(const TensorArg& t, const TensorArg& x, const char* name) {
+  CHECK_DIM(t, 4, name);
+  for (int d = 0; d < 4; ++d) CHECK_SIZE(t, d, x.sizes[d], name);
+  CHECK_DTYPE(t, x.dtype, name);
+  CHECK_SAME_DEVICE(t, x, name);
+}
+
+const float* channel_vector(const std::optional<TensorArg>& t, const TensorArg& x, int64_t size,
+                            const char* name) {
+  if (!t) return nullptr;
+  CHECK_CONTIGUOUS_1D(*t, size, name);
+  CHECK_DTYPE(*t, DType::kFloat32, name);
+  CHECK_SAME_DEVICE(*t, x, name);
+  return static_cast<const float*>(t->data);
+}
+
+StatsMode check_stats(int code) {
+  CHECK_ARG(code >= 0 && code <= 3, "stats mode must be 0..3 (instance, batch-train, "
+            "batch-eval, none), got ", code);
+  return static_cast<StatsMode>(code);
+}
+
+Activation check_activation(int code) {
+  CHECK_ARG(code >= 0 && code <= 2, "activation must be 0..2 (none, relu, leaky_relu), got ", code);
+  return static_cast<Activation>(code);
+}
+
+int64_t group_count(const Shape4& s, StatsMode stats) {
+  if (stats == StatsMode::kNone) return 0;
+  return stats == StatsMode::kInstance ? s.N * s.C : s.C;
+}
+
+#if defined(FASTP2P_WITH_CUDA)
+float* optional_workspace(const OptTensor& workspace, const TensorArg& x, int64_t floats) {
+  if (floats == 0) return nullptr;
+  CHECK_ARG(workspace.has_value(), "the CUDA launcher needs a float32 workspace of ", floats, " elements");
+  TensorArg w(*workspace);
+  CHECK_DTYPE(w, DType::kFloat32, "workspace");
+  CHECK_SAME_DEVICE(w, x, "workspace");
+  CHECK_ARG(w.numel() >= floats, "workspace must hold ", floats, " floats, got ", w.numel());
+  return static_cast<float*>(w.data);
+}
+#endif
+
+void norm_act_fwd(const TensorTuple& x_t, const OptTensor& weight_t, const OptTensor& bias_t,
+                  const OptTensor& running_mean_t, const OptTensor& running_var_t,
+                  const TensorTuple& out_t, const OptTensor& mean_t, const OptTensor& rstd_t,
+                  int stats_code, double momentum, double eps, int activation_code, double slope,
+                  double dropout_p, uint64_t seed, uint64_t offset, std::uintptr_t seed_ptr,
+                  std::uintptr_t offset_ptr, int num_threads,
+                  std::uintptr_t stream, const OptTensor& workspace_t) {
+  const TensorArg x(x_t), out(out_t);
+  NormActFwdArgs a{};
+  a.dtype = x.dtype;
+  a.shape = check_activation_tensor(x, "x");
+  check_like(out, x, "out (the destination channel slice)");
+  a.x = x.data;
+  a.x_strides = strides4(x);
+  a.out = out.data;
+  a.out_strides = strides4(out);
+  a.stats = check_stats(stats_code);
+  CHECK_ARG(weight_t.has_value() == bias_t.has_value(), "weight and bias must both be given or both be None");
+  a.weight = channel_vector(optional_arg(weight_t), x, a.shape.C, "weight");
+  a.bias = channel_vector(optional_arg(bias_t), x, a.shape.C, "bias");
+  CHECK_ARG(running_mean_t.has_value() == running_var_t.has_value(),
+            "running_mean and running_var must both be given or both be None");
+  CHECK_ARG(a.stats != StatsMode::kBatchEval || running_mean_t.has_value(),
+            "batch norm in eval mode needs running_mean and running_var");
+  a.running_mean = const_cast<float*>(channel_vector(optional_arg(running_mean_t), x, a.shape.C, "running_mean"));
+  a.running_var = const_cast<float*>(channel_vector(optional_arg(running_var_t), x, a.shape.C, "running_var"));
+  const int64_t groups = group_count(a.shape, a.stats);
+  if (groups > 0) {
+    CHECK_ARG(mean_t && rstd_t, "mean and rstd outputs are needed when there is a norm");
+    a.mean = const_cast<float*>(channel_vector(optional_arg(mean_t), x, groups, "mean"));
+    a.rstd = const_cast<float*>(channel_vector(optional_arg(rstd_t), x, groups, "rstd"));
+  }
+  a.momentum = float(momentum);
+  a.eps = float(eps);
+  a.activation = check_activation(activation_code);
+  a.slope = float(slope);
+  a.dropout = make_dropout(dropout_p, seed, offset, seed_ptr, offset_ptr, x.is_cuda());
+  a.num_threads = num_threads > 0 ? num_threads : 1;
+  a.device = x.device;
+  if (!x.is_cuda()) {
+    py::gil_scoped_release release;
+    cpu::norm_act_fwd(a);
+    return;
+  }
+#if defined(FASTP2P_WITH_CUDA)
+  float* workspace = optional_workspace(workspace_t, x, cuda::norm_act_fwd_workspace_floats(a.shape, a.stats));
+  py::gil_scoped_release release;
+  cuda::norm_act_fwd(a, stream, workspace);
+#else
+  (void)stream, (void)workspace_t;
+  fail("fastp2p._C was built without CUDA: x must be a CPU tensor");
+#endif
+}
+
+void norm_act_bwd(const TensorTuple& grad_out_t, const TensorTuple& x_t, const TensorTuple& grad_x_t,
+                  const OptTensor& weight_t, const OptTensor& bias_t, const OptTensor& mean_t,
+                  const OptTensor& rstd_t, const OptTensor& grad_weight_t,
+                  const OptTensor& grad_bias_t, int stats_code, int activation_code, double slope,
+                  double dropout_p, uint64_t seed, uint64_t offset, std::uintptr_t seed_ptr,
+                  std::uintptr_t offset_ptr, int num_threads,
+                  std::uintptr_t stream, const OptTensor& workspace_t) {
+  const TensorArg grad_out(grad_out_t), x(x_t), grad_x(grad_x_t);
+  NormActBwdArgs a{};
+  a.dtype = x.dtype;
+  a.shape = check_activation_tensor(x, "x");
+  check_like(grad_out, x, "grad_out");
+  check_like(grad_x, x, "grad_x");
+  a.grad_out = grad_out.data;
+  a.grad_out_strides = strides4(grad_out);
+  a.x = x.data;
+  a.x_strides = strides4(x);
+  a.grad_x = grad_x.data;
+  a.grad_x_strides = strides4(grad_x);
+  a.stats = check_stats(stats_code);
+  CHECK_ARG(weight_t.has_value() == bias_t.has_value(), "weight and bias must both be given or both be None");
+  CHECK_ARG(weight_t.has_value() == grad_weight_t.has_value() && weight_t.has_value() == grad_bias_t.has_value(),
+            "grad_weight and grad_bias outputs are needed exactly when there is a weight");
+  a.weight = channel_vector(optional_arg(weight_t), x, a.shape.C, "weight");
+  a.bias = channel_vector(optional_arg(bias_t), x, a.shape.C, "bias");
+  a.grad_weight = const_cast<float*>(channel_vector(optional_arg(grad_weight_t), x, a.shape.C, "grad_weight"));
+  a.grad_bias = const_cast<float*>(channel_vector(optional_arg(grad_bias_t), x, a.shape.C, "grad_bias"));
+  const int64_t groups = group_count(a.shape, a.stats);
+  if (groups > 0) {
+    CHECK_ARG(mean_t && rstd_t, "the saved mean and rstd are needed when there is a norm");
+    a.mean = channel_vector(optional_arg(mean_t), x, groups, "mean");
+    a.rstd = channel_vector(optional_arg(rstd_t), x, groups, "rstd");
+  }
+  a.activation = check_activation(activation_code);
+  a.slope = float(slope);
+  a.dropout = make_dropout(dropout_p, seed, offset, seed_ptr, offset_ptr, x.is_cuda());
+  a.num_threads = num_threads > 0 ? num_threads : 1;
+  a.device = x.device;
+  if (!x.is_cuda()) {
+    py::gil_scoped_release release;
+    cpu::norm_act_bwd(a);
+    return;
+  }
+#if defined(FASTP2P_WITH_CUDA)
+  float* workspace = optional_workspace(
+      workspace_t, x, cuda::norm_act_bwd_workspace_floats(a.shape, a.stats, a.weight != nullptr));
+  py::gil_scoped_release release;
+  cuda::norm_act_bwd(a, stream, workspace);
+#else
+  (void)stream, (void)workspace_t;
+  fail("fastp2p._C was built without CUDA: x must be a CPU tensor");
+#endif
+}
+
+}  // namespace
+
+void register_norm_act(py::module_& m) {
+  using namespace py::literals;
+  m.def("norm_act_fwd", &norm_act_fwd, "Fused norm + activation + dropout into a channel slice",
+        "x"_a, "weight"_a, "bias"_a, "running_mean"_a, "running_var"_a, "out"_a, "mean"_a,
+        "rstd"_a, "stats"_a, "momentum"_a, "eps"_a, "activation"_a, "slope"_a, "dropout_p"_a,
+        "seed"_a, "offset"_a, "seed_ptr"_a, "offset_ptr"_a, "num_threads"_a, "stream"_a, "workspace"_a);
+  m.def("norm_act_bwd", &norm_act_bwd, "Backward of norm_act_fwd (recomputes the mask)",
+        "grad_out"_a, "x"_a, "grad_x"_a, "weight"_a, "bias"_a, "mean"_a, "rstd"_a,
+        "grad_weight"_a, "grad_bias"_a, "stats"_a, "activation"_a, "slope"_a, "dropout_p"_a,
+        "seed"_a, "offset"_a, "seed_ptr"_a, "offset_ptr"_a, "num_threads"_a, "stream"_a, "workspace"_a);
+#if defined(FASTP2P_WITH_CUDA)
+  m.def("norm_act_fwd_workspace_floats", [](int64_t n, int64_t c, int64_t h, int64_t w, int stats) {
+    return cuda::norm_act_fwd_workspace_floats({n, c, h, w}, check_stats(stats));
+  });
+  m.def("norm_act_bwd_workspace_floats", [](int64_t n, int64_t c, int64_t h, int64_t w, int stats, bool affine) {
+    return cuda::norm_act_bwd_workspace_floats({n, c, h, w}, check_stats(stats), affine);
+  });
+#endif
+}
+
+}  // namespace fastp2p

@@ -1,0 +1,420 @@
+"""Host launchers over the C++ extension fastp2p._C (CPU kernels; CUDA ones when it was built with nvcc).
+
+Same signatures and meaning as the Triton launchers and ``norm_act_reference`` (see HELPER_RULES'
+interfaces): no autograd; the ops layer wraps them. The extension has no torch at build time,
+so tensors cross as (data pointer, dtype code, sizes, strides, device) tuples; this module
+checks every argument, allocates the outputs and picks a layout the kernels read with unit
+stride (channels-last or NCHW rows; anything else is copied once).
+
+If the extension is missing (no compiler at install, a failed build), ``available()`` is False,
+warns once with the reason, and the ops layer keeps to the reference math.
+"""
+import json
+import warnings
+from pathlib import Path
+
+import torch
+
+NORMS = ("instance", "batch", "none")
+ACTIVATIONS = {"none": 0, "relu": 1, "leaky_relu": 2}
+GAN_MODES = {"vanilla": 0, "lsgan": 1, "wgangp": 2}
+# Storage dtypes and their codes in csrc/common/tensor_arg.h.
+_DTYPE_CODES = {torch.float32: 0, torch.bfloat16: 1, torch.float16: 2}
+# Statistics modes in csrc/common/norm_act_params.h.
+_INSTANCE, _BATCH_TRAIN, _BATCH_EVAL, _NONE = 0, 1, 2, 3
+_LOW32 = 0xFFFFFFFF
+_BUILD_INFO = Path(__file__).resolve().parents[1] / "_C_build.json"
+
+_extension = None
+_reason = None
+_warned = False
+
+
+def _load():
+    """Import fastp2p._C once; remember why not if it fails."""
+    global _extension, _reason
+    if _extension is None and _reason is None:
+        try:
+            from fastp2p import _C
+            _extension = _C
+        except ImportError as error:
+            _reason = _missing_reason(error)
+    return _extension
+
+
+def _missing_reason(error: ImportError) -> str:
+    try:
+        info = json.loads(_BUILD_INFO.read_text())
+    except (OSError, ValueError):
+        return (f"fastp2p._C cannot be imported ({error}) and the install left no build record: "
+                "reinstall fastp2p with a C++17 compiler (pip install .) to build it")
+    if not info.get("built"):
+        return f"fastp2p._C was not built at install: {info.get('reason') or 'unknown reason'}"
+    return f"fastp2p._C was built but cannot be imported: {error}"
+
+
+def available() -> bool:
+    """True when fastp2p._C imports; otherwise warns once with the reason."""
+    global _warned
+    if _load() is not None:
+        return True
+    if not _warned:
+        _warned = True
+        warnings.warn(f"fastp2p C++ backend unavailable, using the reference math: {_reason}",
+                      RuntimeWarning, stacklevel=2)
+    return False
+
+
+def unavailable_reason() -> str:
+    """Why the extension cannot be used ('' when it can)."""
+    _load()
+    return _reason or ""
+
+
+def cuda_available() -> bool:
+    """True when fastp2p._C was built with its CUDA kernels."""
+    return _load() is not None and bool(_extension.with_cuda)
+
+
+def cuda_unavailable_reason() -> str:
+    """Why the CUDA kernels are missing ('' when they are built)."""
+    if cuda_available():
+        return ""
+    if _extension is None:
+        return unavailable_reason()
+    try:
+        info = json.loads(_BUILD_INFO.read_text())
+    except (OSError, ValueError):
+        info = {}
+    return info.get("cuda_reason") or "fastp2p._C was built without CUDA (no nvcc at install, or FASTP2P_CUDA=0)"
+
+
+def _require():
+    if not available():
+        raise RuntimeError(f"the fastp2p C++ backend is unavailable: {_reason}")
+    return _extension
+
+
+# -- argument plumbing -----------------------------------------------------------------------
+def _arg(t):
+    return (t.data_ptr(), _DTYPE_CODES[t.dtype], tuple(t.shape), tuple(t.stride()),
+            -1 if t.device.type == "cpu" else t.device.index)
+
+
+def _optional_arg(t):
+    return None if t is None else _arg(t)
+
+
+def _check_device(x, what):
+    if x.device.type == "cuda":
+        if not cuda_available():
+            raise ValueError(f"{what}: fastp2p._C was built without CUDA; expected a CPU tensor, "
+                             f"got one on {x.device}")
+    elif x.device.type != "cpu":
+        raise ValueError(f"{what}: expected a CPU or CUDA tensor, got one on {x.device}")
+
+
+def _check_activation_input(x, name):
+    if not isinstance(x, torch.Tensor):
+        raise ValueError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
+    if x.dim() != 4:
+        raise ValueError(f"{name} must be 4-D (N, C, H, W), got shape {tuple(x.shape)}")
+    if x.dtype not in _DTYPE_CODES:
+        raise ValueError(f"{name} must be float32, bfloat16 or float16, got {x.dtype}")
+    if x.numel() == 0:
+        raise ValueError(f"{name} must not be empty, got shape {tuple(x.shape)}")
+    _check_device(x, name)
+
+
+def _check_channel_vector(t, name, channels, device):
+    if t is None:
+        return
+    if not isinstance(t, torch.Tensor) or tuple(t.shape) != (channels,):
+        shape = tuple(t.shape) if isinstance(t, torch.Tensor) else type(t).__name__
+        raise ValueError(f"{name} must be a tensor of shape ({channels},), got {shape}")
+    if t.device != device:
+        raise ValueError(f"{name} must be on {device} like x, got {t.device}")
+    if not t.is_floating_point():
+        raise ValueError(f"{name} must be floating point, got {t.dtype}")
+
+
+def _check_pair(a, b, names):
+    if (a is None) != (b is None):
+        raise ValueError(f"{names[0]} and {names[1]} must both be tensors or both be None")
+
+
+def _fp32(t):
+    if t is None or (t.dtype == torch.float32 and t.is_contiguous()):
+        return t
+    return t.detach().to(torch.float32).contiguous()
+
+
+def _float32_buffer(t):
+    """t itself when the kernel can update it in place (float32, contiguous), else a copy."""
+    if t is None or (t.dtype == torch.float32 and t.is_contiguous()):
+        return t
+    return t.detach().to(torch.float32).contiguous()
+
+
+def _unit_stride_layouts(t):
+    """(channels_ok, rows_ok): unit stride along C, along W (a size-1 dimension counts)."""
+    return t.shape[1] == 1 or t.stride(1) == 1, t.shape[3] == 1 or t.stride(3) == 1
+
+
+def _layout_of(x):
+    """'channels_last' or 'rows' (NCHW): the unit-stride dimension the kernels iterate over."""
+    channels_ok, rows_ok = _unit_stride_layouts(x)
+    if channels_ok and (not rows_ok or x.shape[1] >= x.shape[3]):
+        return "channels_last"
+    return "rows" if rows_ok else None
+
+
+def _fits(t, layout):
+    channels_ok, rows_ok = _unit_stride_layouts(t)
+    return channels_ok if layout == "channels_last" else rows_ok
+
+
+def _empty_in(layout, like):
+    memory_format = torch.channels_last if layout == "channels_last" else torch.contiguous_format
+    return torch.empty(like.shape, dtype=like.dtype, device=like.device, memory_format=memory_format)
+
+
+def _conform(t, layout):
+    """t itself when the kernels can read it in `layout`, else a copy in that layout."""
+    if _fits(t, layout):
+        return t
+    copy = _empty_in(layout, t)
+    copy.copy_(t)
+    return copy
+
+
+def _stats_mode(norm, training, running_mean):
+    if norm not in NORMS:
+        raise ValueError(f"norm must be one of {NORMS}, got {norm!r}")
+    if norm == "instance":
+        return _INSTANCE
+    if norm == "batch":
+        return _BATCH_TRAIN if training or running_mean is None else _BATCH_EVAL
+    return _NONE
+
+
+def _activation_code(activation):
+    if activation not in ACTIVATIONS:
+        raise ValueError(f"activation must be one of {tuple(ACTIVATIONS)}, got {activation!r}")
+    return ACTIVATIONS[activation]
+
+
+def _check_dropout(dropout_p, seed, offset, device):
+    """(p, seed32, offset32, seed_ptr, offset_ptr). seed / offset are Python ints, or (for CUDA
+    graph replay) one-element int64 tensors on x's device that the kernels read when they run."""
+    if not 0.0 <= float(dropout_p) < 1.0:
+        raise ValueError(f"dropout_p must be in [0, 1), got {dropout_p}")
+    as_tensor = [isinstance(v, torch.Tensor) for v in (seed, offset)]
+    for name, value, is_tensor in (("seed", seed, as_tensor[0]), ("offset", offset, as_tensor[1])):
+        if is_tensor:
+            if value.dtype != torch.int64 or value.numel() != 1:
+                raise ValueError(f"{name} as a tensor must be one int64 element, got "
+                                 f"{value.dtype} of shape {tuple(value.shape)}")
+        elif not isinstance(value, int) or isinstance(value, bool):
+            raise ValueError(f"{name} must be a Python int or an int64 tensor, got {type(value).__name__}")
+    if not any(as_tensor):
+        return float(dropout_p), seed & _LOW32, offset & _LOW32, 0, 0
+    if device.type == "cpu":  # read now: the CPU kernel runs synchronously
+        seed, offset = (int(v.item()) if t else v for v, t in zip((seed, offset), as_tensor))
+        return float(dropout_p), seed & _LOW32, offset & _LOW32, 0, 0
+    if not all(as_tensor) or seed.device != device or offset.device != device:
+        raise ValueError(f"for CUDA tensors, seed and offset must both be ints or both be int64 "
+                         f"tensors on {device}")
+    return float(dropout_p), 0, 0, seed.data_ptr(), offset.data_ptr()
+
+
+def _device_extras(x, workspace_floats):
+    """(stream, workspace) for a CUDA launch; (0, None) on the CPU."""
+    if x.device.type != "cuda":
+        return 0, None
+    stream = torch.cuda.current_stream(x.device).cuda_stream
+    floats = workspace_floats()
+    workspace = torch.empty(max(floats, 1), dtype=torch.float32, device=x.device)
+    return stream, _arg(workspace)
+
+
+# -- norm-act ----------------------------------------------------------------------------------
+def norm_act_fwd(x, weight, bias, running_mean, running_var, out, out_channel_offset, *, norm,
+                 training, momentum, eps, activation, slope, dropout_p, seed, offset):
+    """Write dropout(act(norm(x) * weight + bias)) into ``out[:, offset:offset + C]``.
+
+    Returns float32 (mean, rstd): (N, C) for instance norm, (C,) for batch norm (the running
+    ones in eval), empty for no norm. Batch norm in training updates the running stats in place
+    like nn.BatchNorm2d (momentum, unbiased variance).
+    """
+    C_ext = _require()
+    _check_activation_input(x, "x")
+    _check_activation_input(out, "out")
+    n, channels, height, width = x.shape
+    if out.dtype != x.dtype or out.device != x.device:
+        raise ValueError(f"out must have x's dtype and device ({x.dtype}, {x.device}), "
+                         f"got {out.dtype}, {out.device}")
+    if not isinstance(out_channel_offset, int) or out_channel_offset < 0 or \
+            out_channel_offset + channels > out.shape[1]:
+        raise ValueError(f"out_channel_offset must be an int in [0, {out.shape[1] - channels}] so "
+                         f"that {channels} channels fit in out's {out.shape[1]}, got {out_channel_offset}")
+    if out.shape[0] != n or tuple(out.shape[2:]) != (height, width):
+        raise ValueError(f"out must have shape ({n}, >= {channels}, {height}, {width}), "
+                         f"got {tuple(out.shape)}")
+    _check_pair(weight, bias, ("weight", "bias"))
+    _check_pair(running_mean, running_var, ("running_mean", "running_var"))
+    for name, t in (("weight", weight), ("bias", bias), ("running_mean", running_mean),
+                    ("running_var", running_var)):
+        _check_channel_vector(t, name, channels, x.device)
+    stats = _stats_mode(norm, training, running_mean)
+    if stats == _INSTANCE and height * width == 1:
+        raise ValueError("instance norm needs more than one spatial element per channel "
+                         f"(as nn.InstanceNorm2d), got H x W = {height} x {width}")
+    if stats == _BATCH_TRAIN and n * height * width == 1:
+        raise ValueError("batch norm in training needs more than one value per channel "
+                         f"(as nn.BatchNorm2d), got N x H x W = {n} x {height} x {width}")
+    dropout_p, seed32, offset32, seed_ptr, offset_ptr = _check_dropout(dropout_p, seed, offset, x.device)
+    activation_code = _activation_code(activation)
+
+    layout = _layout_of(x)
+    if layout is None:
+        layout, x = "channels_last", _conform(x, "channels_last")
+    out_slice = out.narrow(1, out_channel_offset, channels)
+    destination = out_slice if _fits(out_slice, layout) else _empty_in(layout, x)
+    # Running stats are updated in place: through float32 buffers when they are not already.
+    running = [_float32_buffer(running_mean), _float32_buffer(running_var)]
+    groups = {_INSTANCE: (n, channels), _BATCH_TRAIN: (channels,), _BATCH_EVAL: (channels,),
+              _NONE: (0,)}[stats]
+    mean = torch.empty(groups, dtype=torch.float32, device=x.device)
+    rstd = torch.empty(groups, dtype=torch.float32, device=x.device)
+    weight32, bias32 = _fp32(weight), _fp32(bias)
+    stream, workspace = _device_extras(
+        x, lambda: C_ext.norm_act_fwd_workspace_floats(n, channels, height, width, stats))
+    with torch.no_grad():
+        C_ext.norm_act_fwd(_arg(x), _optional_arg(weight32), _optional_arg(bias32),
+                           _optional_arg(running[0]), _optional_arg(running[1]), _arg(destination),
+                           None if stats == _NONE else _arg(mean.view(-1)),
+                           None if stats == _NONE else _arg(rstd.view(-1)), stats, float(momentum),
+                           float(eps), activation_code, float(slope), dropout_p, seed32, offset32,
+                           seed_ptr, offset_ptr, torch.get_num_threads(), stream, workspace)
+        if destination is not out_slice:
+            out_slice.copy_(destination)
+        if stats == _BATCH_TRAIN and running_mean is not None:
+            for target, updated in zip((running_mean, running_var), running):
+                if target is not updated:
+                    target.copy_(updated)
+    return mean, rstd
+
+
+def norm_act_bwd(grad_out_slice, x, weight, bias, mean, rstd, *, norm, activation, slope,
+                 dropout_p, seed, offset, training=True):
+    """Gradients of norm_act_fwd: (grad_x, grad_weight, grad_bias); the last two None without affine.
+
+    ``mean``/``rstd`` are what norm_act_fwd returned. ``training=False`` marks batch norm whose
+    forward used the running stats (its ``training or running_mean is None`` was False), so the
+    statistics do not depend on x; the HELPER_RULES signature has no such flag, so it is
+    keyword-only with the training default.
+    """
+    C_ext = _require()
+    _check_activation_input(x, "x")
+    _check_activation_input(grad_out_slice, "grad_out_slice")
+    n, channels, height, width = x.shape
+    if grad_out_slice.shape != x.shape or grad_out_slice.dtype != x.dtype or \
+            grad_out_slice.device != x.device:
+        raise ValueError(f"grad_out_slice must match x (shape {tuple(x.shape)}, {x.dtype}, "
+                         f"{x.device}), got {tuple(grad_out_slice.shape)}, "
+                         f"{grad_out_slice.dtype}, {grad_out_slice.device}")
+    _check_pair(weight, bias, ("weight", "bias"))
+    for name, t in (("weight", weight), ("bias", bias)):
+        _check_channel_vector(t, name, channels, x.device)
+    if norm == "batch" and not training:
+        stats = _BATCH_EVAL
+    else:
+        stats = _stats_mode(norm, True, None)
+    if stats != _NONE:
+        expected = (n, channels) if stats == _INSTANCE else (channels,)
+        for name, t in (("mean", mean), ("rstd", rstd)):
+            if not isinstance(t, torch.Tensor) or tuple(t.shape) != expected:
+                shape = tuple(t.shape) if isinstance(t, torch.Tensor) else type(t).__name__
+                raise ValueError(f"{name} must be the saved statistics of shape {expected}, got {shape}")
+            if t.device != x.device:
+                raise ValueError(f"{name} must be on {x.device} like x, got {t.device}")
+    dropout_p, seed32, offset32, seed_ptr, offset_ptr = _check_dropout(dropout_p, seed, offset, x.device)
+    activation_code = _activation_code(activation)
+
+    layout = _layout_of(x)
+    if layout is None:
+        layout, x = "channels_last", _conform(x, "channels_last")
+    grad_out = _conform(grad_out_slice, layout)
+    grad_x = _empty_in(layout, x)
+    affine = weight is not None
+    grad_weight = torch.empty(channels, dtype=torch.float32, device=x.device) if affine else None
+    grad_bias = torch.empty(channels, dtype=torch.float32, device=x.device) if affine else None
+    stream, workspace = _device_extras(
+        x, lambda: C_ext.norm_act_bwd_workspace_floats(n, channels, height, width, stats, affine))
+    saved = (None, None) if stats == _NONE else (_fp32(mean).view(-1), _fp32(rstd).view(-1))
+    with torch.no_grad():
+        C_ext.norm_act_bwd(_arg(grad_out), _arg(x), _arg(grad_x), _optional_arg(_fp32(weight)),
+                           _optional_arg(_fp32(bias)), _optional_arg(saved[0]),
+                           _optional_arg(saved[1]), _optional_arg(grad_weight),
+                           _optional_arg(grad_bias), stats, activation_code, float(slope),
+                           dropout_p, seed32, offset32, seed_ptr, offset_ptr,
+                           torch.get_num_threads(), stream, workspace)
+    if affine:
+        grad_weight, grad_bias = grad_weight.to(weight.dtype), grad_bias.to(bias.dtype)
+    return grad_x, grad_weight, grad_bias
+
+
+# -- losses ------------------------------------------------------------------------------------
+def _check_loss_input(t, name):
+    if not isinstance(t, torch.Tensor):
+        raise ValueError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
+    if t.dtype not in _DTYPE_CODES:
+        raise ValueError(f"{name} must be float32, bfloat16 or float16, got {t.dtype}")
+    if t.device.type != "cpu":
+        raise ValueError(f"{name}: the C++ loss kernels take CPU tensors, got one on {t.device}")
+    if t.numel() == 0:
+        raise ValueError(f"{name} must not be empty")
+
+
+def _dense_alike(*tensors):
+    """The tensors as they are when dense with one shared stride pattern, else contiguous copies."""
+    first = tensors[0]
+    dense = first.is_contiguous() or (first.dim() == 4 and
+                                      first.is_contiguous(memory_format=torch.channels_last))
+    if dense and all(t.stride() == first.stride() for t in tensors):
+        return tensors
+    return tuple(t.contiguous() for t in tensors)
+
+
+def _like(t):
+    return torch.empty_strided(t.shape, t.stride(), dtype=t.dtype, device=t.device)
+
+
+def gan_loss_fwd(logits, *, mode, target_is_real):
+    """(loss, grad_logits): the GANLoss mean against 1 (real) or 0 (fake) and d loss / d logits."""
+    C_ext = _require()
+    _check_loss_input(logits, "logits")
+    if mode not in GAN_MODES:
+        raise ValueError(f"mode must be one of {tuple(GAN_MODES)}, got {mode!r}")
+    (logits,) = _dense_alike(logits.detach())
+    grad = _like(logits)
+    loss = torch.empty((), dtype=torch.float32)
+    C_ext.gan_loss_fwd(_arg(logits), _arg(grad), _arg(loss), GAN_MODES[mode],
+                       bool(target_is_real), torch.get_num_threads())
+    return loss, grad
+
+
+def l1_loss_fwd(x, y):
+    """(loss, grad_x): mean |x - y| and its gradient with respect to x (grad_y = -grad_x)."""
+    C_ext = _require()
+    _check_loss_input(x, "x")
+    _check_loss_input(y, "y")
+    if x.shape != y.shape or x.dtype != y.dtype:
+        raise ValueError(f"y must match x (shape {tuple(x.shape)}, {x.dtype}), "
+                         f"got {tuple(y.shape)}, {y.dtype}")
+    x, y = _dense_alike(x.detach(), y.detach())
+    grad = _like(x)
+    loss = torch.empty((), dtype=torch.float32)
+    C_ext.l1_loss_fwd(_arg(x), _arg(y), _arg(grad), _arg(loss), torch.get_num_threads())
+    return loss, grad
