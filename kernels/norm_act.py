@@ -1,0 +1,454 @@
+"""Fused norm + activation + dropout + channel-slice write (the U-Net's zero-copy skip concat).
+
+Forward: a split reduction computes fp32 per-channel (batch) or per-(sample, channel) (instance)
+mean/M2 with Chan's merge of per-tile moments (no E[x^2]-E[x]^2), a tiny finalize combines the
+splits (and updates BatchNorm running stats), one elementwise pass writes the result into
+``out[:, c0:c0+C]``. Backward recomputes x_hat, the activation's derivative and the dropout mask
+(counter-based hash, never stored) from x and the saved (mean, rstd): one reduction pass for
+sum(g) and sum(g * x_hat), one elementwise pass for grad_x. Strides are passed everywhere, so
+channels-last (NHWC) is native and nothing is made contiguous.
+"""
+import torch
+import triton
+import triton.language as tl
+
+from fastp2p.ops.dropout_rng import dropout_threshold
+
+NORMS = ("instance", "batch", "none")
+ACTIVATIONS = ("none", "relu", "leaky_relu")
+_ACTIVATION_CODE = {"none": 0, "relu": 1, "leaky_relu": 2}
+_NORM_CODE = {"none": 0, "instance": 1, "batch": 2}
+_LOW32 = 0xFFFFFFFF
+
+
+@triton.jit
+def _mix32(h):
+    """The HELPER_RULES finaliser on int64 holding 32-bit values (masked after each multiply)."""
+    h = h ^ (h >> 16)
+    h = (h * 0x7FEB352D) & 0xFFFFFFFF
+    h = h ^ (h >> 15)
+    h = (h * 0x846CA68B) & 0xFFFFFFFF
+    return h ^ (h >> 16)
+
+
+@triton.jit
+def _tile(row0, col0, rows, group, C, HW, W, sn, sc, sh, sw,
+          GROUP_IS_SAMPLE: tl.constexpr, BLOCK_HW: tl.constexpr, BLOCK_C: tl.constexpr):
+    """Offsets of a (BLOCK_HW rows x BLOCK_C channels) tile; a row is one (n, h, w) position.
+
+    Rows count positions inside a group: sample ``group``'s H*W (instance norm) or all N*H*W
+    (batch / none, group 0). Returns (n, hw, c, row mask, channel mask, element offsets for
+    strides sn/sc/sh/sw)."""
+    r = row0 + tl.arange(0, BLOCK_HW).to(tl.int64)
+    c = col0 + tl.arange(0, BLOCK_C).to(tl.int64)
+    row_ok = r < rows
+    col_ok = c < C
+    if GROUP_IS_SAMPLE:
+        n = tl.zeros_like(r) + group
+        hw = r
+    else:
+        n = r // HW
+        hw = r % HW
+    h = hw // W
+    w = hw % W
+    offs = (n * sn + h * sh + w * sw)[:, None] + (c * sc)[None, :]
+    return n, hw, c, row_ok, col_ok, offs
+
+
+@triton.jit
+def _grad_z(G_ptr, g_offs, x_hat, weight, bias, mask, nchw_index, seed_mixed, offset, threshold,
+            slope, keep_scale, ACTIVATION: tl.constexpr, DROPOUT: tl.constexpr):
+    """d loss / d z where z = x_hat * weight + bias and y = dropout(act(z)); recomputed."""
+    g = tl.load(G_ptr + g_offs, mask=mask, other=0.0).to(tl.float32)
+    if DROPOUT:
+        bits = _mix32((nchw_index + seed_mixed + offset) & 0xFFFFFFFF)
+        g = tl.where(bits >= threshold, g * keep_scale, 0.0)
+    z = x_hat * weight + bias
+    if ACTIVATION == 1:
+        g = tl.where(z > 0, g, 0.0)
+    elif ACTIVATION == 2:
+        g = tl.where(z > 0, g, g * slope)
+    return tl.where(mask, g, 0.0)
+
+
+@triton.jit
+def _rng_start(Seed, Offset, RNG_IN_MEMORY: tl.constexpr):
+    """(mix(seed), offset) on 32 bits: read from int64 device scalars (graph replay reads the
+    current values) or passed as ints already mixed on the host (no methods on scalars: the
+    interpreter passes them as Python ints)."""
+    if RNG_IN_MEMORY:
+        seed_mixed = _mix32(tl.load(Seed) & 0xFFFFFFFF)
+        offset = tl.load(Offset) & 0xFFFFFFFF
+    else:
+        seed_mixed = Seed
+        offset = Offset
+    return seed_mixed, offset
+
+
+@triton.jit
+def _norm_act_stats_kernel(
+    X_ptr,            # (N, C, H, W) input, any strides
+    PartMean_ptr,     # (G, S, C) float32: mean of each split
+    PartM2_ptr,       # (G, S, C) float32: sum of squared deviations of each split
+    C, HW, W, rows, rows_per_split, num_splits,
+    sn, sc, sh, sw,
+    GROUP_IS_SAMPLE: tl.constexpr, BLOCK_HW: tl.constexpr, BLOCK_C: tl.constexpr,
+):
+    pid = tl.program_id(0).to(tl.int64)
+    group = pid // num_splits
+    split = pid % num_splits
+    col0 = tl.program_id(1).to(tl.int64) * BLOCK_C
+    row_begin = split * rows_per_split
+    row_end = tl.minimum(row_begin + rows_per_split, rows)
+    mean = tl.zeros((BLOCK_C,), tl.float32)
+    m2 = tl.zeros((BLOCK_C,), tl.float32)
+    count = tl.zeros((BLOCK_C,), tl.float32)  # the same in every lane; a vector keeps types simple
+    for start in range(0, rows_per_split, BLOCK_HW):
+        n, hw, c, row_ok, col_ok, offs = _tile(row_begin + start, col0, row_end, group, C, HW, W,
+                                               sn, sc, sh, sw, GROUP_IS_SAMPLE, BLOCK_HW, BLOCK_C)
+        mask = row_ok[:, None] & col_ok[None, :]
+        x = tl.load(X_ptr + offs, mask=mask, other=0.0).to(tl.float32)
+        tile_count = tl.sum(row_ok.to(tl.float32), axis=0)
+        tile_mean = tl.sum(x, axis=0) / tl.maximum(tile_count, 1.0)
+        tile_m2 = tl.sum(tl.where(mask, (x - tile_mean[None, :]) * (x - tile_mean[None, :]), 0.0),
+                         axis=0)
+        total = tl.maximum(count + tile_count, 1.0)
+        delta = tile_mean - mean
+        mean += delta * (tile_count / total)
+        m2 += tile_m2 + delta * delta * (count * tile_count / total)
+        count += tile_count
+    c = col0 + tl.arange(0, BLOCK_C)
+    out = (group * num_splits + split) * C + c
+    tl.store(PartMean_ptr + out, mean, mask=c < C)
+    tl.store(PartM2_ptr + out, m2, mask=c < C)
+
+
+@triton.jit
+def _norm_act_stats_finalize_kernel(
+    PartMean_ptr, PartM2_ptr,          # (G, S, C) split moments
+    Mean_ptr, Rstd_ptr,                # (G, C) float32 outputs
+    RunMean_ptr, RunVar_ptr,           # (C,) running stats (batch norm training) or dummies
+    C, rows, rows_per_split, num_splits, eps, momentum,
+    UPDATE_RUNNING: tl.constexpr, BLOCK_C: tl.constexpr,
+):
+    group = tl.program_id(0).to(tl.int64)
+    c = tl.program_id(1).to(tl.int64) * BLOCK_C + tl.arange(0, BLOCK_C)
+    ok = c < C
+    mean = tl.zeros((BLOCK_C,), tl.float32)
+    m2 = tl.zeros((BLOCK_C,), tl.float32)
+    count = tl.zeros((BLOCK_C,), tl.float32)
+    for split in range(0, num_splits):
+        at = (group * num_splits + split) * C + c
+        split_mean = tl.load(PartMean_ptr + at, mask=ok, other=0.0)
+        split_m2 = tl.load(PartM2_ptr + at, mask=ok, other=0.0)
+        split_count = tl.minimum(rows - split * rows_per_split, rows_per_split).to(tl.float32)
+        total = count + split_count
+        delta = split_mean - mean
+        mean += delta * (split_count / total)
+        m2 += split_m2 + delta * delta * (count * split_count / total)
+        count = total
+    var = m2 / count
+    tl.store(Mean_ptr + group * C + c, mean, mask=ok)
+    tl.store(Rstd_ptr + group * C + c, 1.0 / tl.sqrt(var + eps), mask=ok)
+    if UPDATE_RUNNING:
+        unbiased = m2 / tl.maximum(count - 1.0, 1.0)
+        run_mean = tl.load(RunMean_ptr + c, mask=ok, other=0.0).to(tl.float32)
+        run_var = tl.load(RunVar_ptr + c, mask=ok, other=0.0).to(tl.float32)
+        tl.store(RunMean_ptr + c, (1.0 - momentum) * run_mean + momentum * mean, mask=ok)
+        tl.store(RunVar_ptr + c, (1.0 - momentum) * run_var + momentum * unbiased, mask=ok)
+
+
+@triton.jit
+def _load_affine_and_stats(Weight_ptr, Bias_ptr, Mean_ptr, Rstd_ptr, n, c, C, mask, col_ok,
+                           NORM: tl.constexpr, AFFINE: tl.constexpr):
+    """Per-element weight, bias, mean, rstd (broadcast to the tile)."""
+    if AFFINE:
+        weight = tl.load(Weight_ptr + c, mask=col_ok, other=1.0).to(tl.float32)[None, :]
+        bias = tl.load(Bias_ptr + c, mask=col_ok, other=0.0).to(tl.float32)[None, :]
+    else:
+        weight = 1.0
+        bias = 0.0
+    if NORM == 1:
+        at = n[:, None] * C + c[None, :]
+        mean = tl.load(Mean_ptr + at, mask=mask, other=0.0)
+        rstd = tl.load(Rstd_ptr + at, mask=mask, other=1.0)
+    elif NORM == 2:
+        mean = tl.load(Mean_ptr + c, mask=col_ok, other=0.0)[None, :]
+        rstd = tl.load(Rstd_ptr + c, mask=col_ok, other=1.0)[None, :]
+    else:
+        mean = 0.0
+        rstd = 1.0
+    return weight, bias, mean, rstd
+
+
+@triton.jit(do_not_specialize=["Seed", "Offset"])
+def _norm_act_fwd_kernel(
+    X_ptr,                 # (N, C, H, W) input
+    Y_ptr,                 # destination already offset to channel c0: (N, C, H, W) view
+    Weight_ptr, Bias_ptr,  # (C,) affine or dummies
+    Mean_ptr, Rstd_ptr,    # (N, C) instance | (C,) batch | dummies for none
+    Seed, Offset,          # ints, or int64 device scalars when RNG_IN_MEMORY
+    C, HW, W, rows,
+    sxn, sxc, sxh, sxw, syn, syc, syh, syw,
+    slope, threshold, keep_scale,
+    NORM: tl.constexpr, AFFINE: tl.constexpr, ACTIVATION: tl.constexpr,
+    DROPOUT: tl.constexpr, RNG_IN_MEMORY: tl.constexpr,
+    BLOCK_HW: tl.constexpr, BLOCK_C: tl.constexpr,
+):
+    row0 = tl.program_id(0).to(tl.int64) * BLOCK_HW
+    col0 = tl.program_id(1).to(tl.int64) * BLOCK_C
+    n, hw, c, row_ok, col_ok, x_offs = _tile(row0, col0, rows, 0, C, HW, W, sxn, sxc, sxh, sxw,
+                                             False, BLOCK_HW, BLOCK_C)
+    y_offs = (n * syn + (hw // W) * syh + (hw % W) * syw)[:, None] + (c * syc)[None, :]
+    mask = row_ok[:, None] & col_ok[None, :]
+    x = tl.load(X_ptr + x_offs, mask=mask, other=0.0).to(tl.float32)
+    weight, bias, mean, rstd = _load_affine_and_stats(Weight_ptr, Bias_ptr, Mean_ptr, Rstd_ptr,
+                                                      n, c, C, mask, col_ok, NORM, AFFINE)
+    y = (x - mean) * rstd * weight + bias
+    if ACTIVATION == 1:
+        y = tl.maximum(y, 0.0)
+    elif ACTIVATION == 2:
+        y = tl.where(y > 0, y, y * slope)
+    if DROPOUT:
+        seed_mixed, offset = _rng_start(Seed, Offset, RNG_IN_MEMORY)
+        nchw_index = (n[:, None] * C + c[None, :]) * HW + hw[:, None]
+        bits = _mix32((nchw_index + seed_mixed + offset) & 0xFFFFFFFF)
+        y = tl.where(bits >= threshold, y * keep_scale, 0.0)
+    tl.store(Y_ptr + y_offs, y.to(Y_ptr.dtype.element_ty), mask=mask)
+
+
+@triton.jit(do_not_specialize=["Seed", "Offset"])
+def _norm_act_bwd_reduce_kernel(
+    X_ptr, G_ptr,                      # input and grad of the output slice
+    Weight_ptr, Bias_ptr, Mean_ptr, Rstd_ptr,
+    PartSumG_ptr, PartSumGXhat_ptr,    # (G, S, C) float32 partial sums
+    Seed, Offset,
+    C, HW, W, rows, rows_per_split, num_splits,
+    sxn, sxc, sxh, sxw, sgn, sgc, sgh, sgw,
+    slope, threshold, keep_scale,
+    NORM: tl.constexpr, AFFINE: tl.constexpr, ACTIVATION: tl.constexpr,
+    DROPOUT: tl.constexpr, RNG_IN_MEMORY: tl.constexpr,
+    BLOCK_HW: tl.constexpr, BLOCK_C: tl.constexpr,
+):
+    pid = tl.program_id(0).to(tl.int64)
+    group = pid // num_splits
+    split = pid % num_splits
+    col0 = tl.program_id(1).to(tl.int64) * BLOCK_C
+    row_begin = split * rows_per_split
+    row_end = tl.minimum(row_begin + rows_per_split, rows)
+    seed_mixed, offset = _rng_start(Seed, Offset, RNG_IN_MEMORY)
+    sum_g = tl.zeros((BLOCK_C,), tl.float32)
+    sum_g_xhat = tl.zeros((BLOCK_C,), tl.float32)
+    for start in range(0, rows_per_split, BLOCK_HW):
+        n, hw, c, row_ok, col_ok, x_offs = _tile(row_begin + start, col0, row_end, group, C, HW,
+                                                 W, sxn, sxc, sxh, sxw, NORM == 1, BLOCK_HW,
+                                                 BLOCK_C)
+        g_offs = (n * sgn + (hw // W) * sgh + (hw % W) * sgw)[:, None] + (c * sgc)[None, :]
+        mask = row_ok[:, None] & col_ok[None, :]
+        x = tl.load(X_ptr + x_offs, mask=mask, other=0.0)
+        weight, bias, mean, rstd = _load_affine_and_stats(Weight_ptr, Bias_ptr, Mean_ptr,
+                                                          Rstd_ptr, n, c, C, mask, col_ok,
+                                                          NORM, AFFINE)
+        x_hat = (x.to(tl.float32) - mean) * rstd
+        nchw_index = (n[:, None] * C + c[None, :]) * HW + hw[:, None]
+        g = _grad_z(G_ptr, g_offs, x_hat, weight, bias, mask, nchw_index, seed_mixed, offset,
+                    threshold, slope, keep_scale, ACTIVATION, DROPOUT)
+        sum_g += tl.sum(g, axis=0)
+        sum_g_xhat += tl.sum(g * x_hat, axis=0)
+    c = col0 + tl.arange(0, BLOCK_C)
+    out = (group * num_splits + split) * C + c
+    tl.store(PartSumG_ptr + out, sum_g, mask=c < C)
+    tl.store(PartSumGXhat_ptr + out, sum_g_xhat, mask=c < C)
+
+
+@triton.jit(do_not_specialize=["Seed", "Offset"])
+def _norm_act_bwd_kernel(
+    X_ptr, G_ptr, DX_ptr,              # input, grad of the output slice, grad of the input
+    Weight_ptr, Bias_ptr, Mean_ptr, Rstd_ptr,
+    SumG_ptr, SumGXhat_ptr,            # (G, C) float32 group sums (instance: per sample)
+    Seed, Offset,
+    C, HW, W, rows, inv_group_count,
+    sxn, sxc, sxh, sxw, sgn, sgc, sgh, sgw, sdn, sdc, sdh, sdw,
+    slope, threshold, keep_scale,
+    NORM: tl.constexpr, BATCH_STATS: tl.constexpr, AFFINE: tl.constexpr,
+    ACTIVATION: tl.constexpr, DROPOUT: tl.constexpr, RNG_IN_MEMORY: tl.constexpr,
+    BLOCK_HW: tl.constexpr, BLOCK_C: tl.constexpr,
+):
+    row0 = tl.program_id(0).to(tl.int64) * BLOCK_HW
+    col0 = tl.program_id(1).to(tl.int64) * BLOCK_C
+    n, hw, c, row_ok, col_ok, x_offs = _tile(row0, col0, rows, 0, C, HW, W, sxn, sxc, sxh, sxw,
+                                             False, BLOCK_HW, BLOCK_C)
+    h = hw // W
+    w = hw % W
+    g_offs = (n * sgn + h * sgh + w * sgw)[:, None] + (c * sgc)[None, :]
+    dx_offs = (n * sdn + h * sdh + w * sdw)[:, None] + (c * sdc)[None, :]
+    mask = row_ok[:, None] & col_ok[None, :]
+    seed_mixed, offset = _rng_start(Seed, Offset, RNG_IN_MEMORY)
+    x = tl.load(X_ptr + x_offs, mask=mask, other=0.0).to(tl.float32)
+    weight, bias, mean, rstd = _load_affine_and_stats(Weight_ptr, Bias_ptr, Mean_ptr, Rstd_ptr,
+                                                      n, c, C, mask, col_ok, NORM, AFFINE)
+    x_hat = (x - mean) * rstd
+    nchw_index = (n[:, None] * C + c[None, :]) * HW + hw[:, None]
+    g = _grad_z(G_ptr, g_offs, x_hat, weight, bias, mask, nchw_index, seed_mixed, offset,
+                threshold, slope, keep_scale, ACTIVATION, DROPOUT)
+    dx = g * weight * rstd
+    if BATCH_STATS:
+        # Instance norm: sums per (n, c); batch norm in training: per c. Both stored (G, C).
+        if NORM == 1:
+            at = n[:, None] * C + c[None, :]
+            sum_g = tl.load(SumG_ptr + at, mask=mask, other=0.0)
+            sum_g_xhat = tl.load(SumGXhat_ptr + at, mask=mask, other=0.0)
+        else:
+            sum_g = tl.load(SumG_ptr + c, mask=col_ok, other=0.0)[None, :]
+            sum_g_xhat = tl.load(SumGXhat_ptr + c, mask=col_ok, other=0.0)[None, :]
+        dx -= weight * rstd * inv_group_count * (sum_g + x_hat * sum_g_xhat)
+    tl.store(DX_ptr + dx_offs, dx.to(DX_ptr.dtype.element_ty), mask=mask)
+
+
+# ----------------------------------------------------------------------------- host launchers
+
+def _blocks(channels: int, interpreted: bool):
+    """Tile sizes: channel blocks along the contiguous NHWC axis; bigger tiles in the
+    interpreter, where each program costs more than each element."""
+    block_c = min(triton.next_power_of_2(channels), 64)
+    block_hw = max(4096 // block_c, 16) if interpreted else max(2048 // block_c, 16)
+    return block_hw, block_c
+
+
+def _splits(rows: int, groups: int, channel_blocks: int, block_hw: int, interpreted: bool):
+    """Split long reductions so that enough programs run at once; rows_per_split is a
+    multiple of the tile height."""
+    if interpreted:
+        target_programs = 1
+    else:
+        target_programs = 4 * 132
+    splits = max(1, min(triton.cdiv(rows, block_hw),
+                        triton.cdiv(target_programs, groups * channel_blocks)))
+    rows_per_split = triton.cdiv(triton.cdiv(rows, splits), block_hw) * block_hw
+    return triton.cdiv(rows, rows_per_split), rows_per_split
+
+
+def _rng_args(seed, offset):
+    """Seed and offset as kernel arguments: device tensors stay pointers (CUDA-graph replay
+    reads the current values), ints are reduced to 32 bits here."""
+    if isinstance(seed, torch.Tensor) or isinstance(offset, torch.Tensor):
+        if not (isinstance(seed, torch.Tensor) and isinstance(offset, torch.Tensor)):
+            raise ValueError("seed and offset must both be ints or both be int64 tensors")
+        return seed, offset, True
+    return _mix32_host(int(seed) & _LOW32), int(offset) & _LOW32, False
+
+
+def _mix32_host(h: int) -> int:
+    h ^= h >> 16
+    h = (h * 0x7FEB352D) & _LOW32
+    h ^= h >> 15
+    h = (h * 0x846CA68B) & _LOW32
+    return h ^ (h >> 16)
+
+
+def _interpreted(x: torch.Tensor) -> bool:
+    return x.device.type == "cpu"
+
+
+def _dropout_args(dropout_p: float):
+    if dropout_p > 0:
+        return dropout_threshold(dropout_p), 1.0 / (1.0 - dropout_p)
+    return 0, 1.0
+
+
+def norm_act_fwd(x, weight, bias, running_mean, running_var, out, out_channel_offset, *, norm,
+                 training, momentum, eps, activation, slope, dropout_p, seed, offset):
+    """Write dropout(act(norm(x) * weight + bias)) into out[:, c0:c0+C]; return (mean, rstd).
+
+    The contract (shapes, dtypes, batch-norm running-stat update) is HELPER_RULES'; inputs are
+    validated by fastp2p.ops before they reach a backend.
+    """
+    N, C, H, W = x.shape
+    HW, interpreted = H * W, _interpreted(x)
+    block_hw, block_c = _blocks(C, interpreted)
+    channel_blocks = triton.cdiv(C, block_c)
+    affine = weight is not None
+    batch_stats = norm == "instance" or (norm == "batch" and (training or running_mean is None))
+    if norm == "none":
+        mean = rstd = x.new_empty(0, dtype=torch.float32)
+    elif batch_stats:
+        groups, rows = (N, HW) if norm == "instance" else (1, N * HW)
+        splits, rows_per_split = _splits(rows, groups, channel_blocks, block_hw, interpreted)
+        part_mean = torch.empty(groups, splits, C, device=x.device, dtype=torch.float32)
+        part_m2 = torch.empty_like(part_mean)
+        _norm_act_stats_kernel[(groups * splits, channel_blocks)](
+            x, part_mean, part_m2, C, HW, W, rows, rows_per_split, splits, *x.stride(),
+            GROUP_IS_SAMPLE=norm == "instance", BLOCK_HW=block_hw, BLOCK_C=block_c)
+        mean = torch.empty(groups, C, device=x.device, dtype=torch.float32)
+        rstd = torch.empty_like(mean)
+        update = norm == "batch" and training and running_mean is not None
+        _norm_act_stats_finalize_kernel[(groups, channel_blocks)](
+            part_mean, part_m2, mean, rstd,
+            running_mean if update else mean, running_var if update else rstd,
+            C, rows, rows_per_split, splits, float(eps), float(momentum or 0.0),
+            UPDATE_RUNNING=update, BLOCK_C=block_c)
+        if norm == "batch":
+            mean, rstd = mean.view(C), rstd.view(C)
+    else:
+        mean = running_mean.float()
+        rstd = torch.rsqrt(running_var.float() + eps)
+    seed_arg, offset_arg, rng_in_memory = _rng_args(seed, offset)
+    threshold, keep_scale = _dropout_args(dropout_p)
+    y = out.narrow(1, out_channel_offset, C)
+    grid = (triton.cdiv(N * HW, block_hw), channel_blocks)
+    _norm_act_fwd_kernel[grid](
+        x, y, weight if affine else x, bias if affine else x,
+        mean if norm != "none" else x, rstd if norm != "none" else x,
+        seed_arg, offset_arg, C, HW, W, N * HW, *x.stride(), *y.stride(),
+        float(slope), threshold, keep_scale,
+        NORM=_NORM_CODE[norm], AFFINE=affine, ACTIVATION=_ACTIVATION_CODE[activation],
+        DROPOUT=dropout_p > 0, RNG_IN_MEMORY=rng_in_memory, BLOCK_HW=block_hw, BLOCK_C=block_c)
+    return mean, rstd
+
+
+def norm_act_bwd(grad_out_slice, x, weight, bias, mean, rstd, *, norm, activation, slope,
+                 dropout_p, seed, offset, training=True):
+    """(grad_x, grad_weight, grad_bias) of norm_act_fwd, given the (mean, rstd) it returned.
+
+    ``training``: whether batch norm normalized with the batch's statistics (then grad_x flows
+    through them) or with the running ones (eval: they are constants). HELPER_RULES' signature
+    cannot tell the two apart from (C,)-shaped stats, hence this keyword (default: batch stats).
+    """
+    N, C, H, W = x.shape
+    HW, interpreted = H * W, _interpreted(x)
+    block_hw, block_c = _blocks(C, interpreted)
+    channel_blocks = triton.cdiv(C, block_c)
+    affine = weight is not None
+    norm_code = _NORM_CODE[norm]
+    batch_stats = norm == "instance" or (norm == "batch" and training)
+    seed_arg, offset_arg, rng_in_memory = _rng_args(seed, offset)
+    threshold, keep_scale = _dropout_args(dropout_p)
+    dummy = x
+    common = dict(NORM=norm_code, AFFINE=affine, ACTIVATION=_ACTIVATION_CODE[activation],
+                  DROPOUT=dropout_p > 0, RNG_IN_MEMORY=rng_in_memory, BLOCK_HW=block_hw,
+                  BLOCK_C=block_c)
+    stats = (mean if norm != "none" else dummy, rstd if norm != "none" else dummy)
+    affine_args = (weight if affine else dummy, bias if affine else dummy)
+    grad_weight = grad_bias = None
+    sum_g = sum_g_xhat = dummy
+    if batch_stats or affine:
+        groups, rows = (N, HW) if norm == "instance" else (1, N * HW)
+        splits, rows_per_split = _splits(rows, groups, channel_blocks, block_hw, interpreted)
+        part_g = torch.empty(groups, splits, C, device=x.device, dtype=torch.float32)
+        part_g_xhat = torch.empty_like(part_g)
+        _norm_act_bwd_reduce_kernel[(groups * splits, channel_blocks)](
+            x, grad_out_slice, *affine_args, *stats, part_g, part_g_xhat, seed_arg, offset_arg,
+            C, HW, W, rows, rows_per_split, splits, *x.stride(), *grad_out_slice.stride(),
+            float(slope), threshold, keep_scale, **common)
+        sum_g, sum_g_xhat = part_g.sum(1), part_g_xhat.sum(1)
+        if affine:
+            grad_weight = sum_g_xhat.sum(0).to(weight.dtype)
+            grad_bias = sum_g.sum(0).to(bias.dtype)
+    grad_x = torch.empty_like(x)
+    group_count = HW if norm == "instance" else N * HW
+    grid = (triton.cdiv(N * HW, block_hw), channel_blocks)
+    _norm_act_bwd_kernel[grid](
+        x, grad_out_slice, grad_x, *affine_args, *stats, sum_g, sum_g_xhat, seed_arg, offset_arg,
+        C, HW, W, N * HW, 1.0 / group_count, *x.stride(), *grad_out_slice.stride(),
+        *grad_x.stride(), float(slope), threshold, keep_scale, BATCH_STATS=batch_stats, **common)
+    return grad_x, grad_weight, grad_bias
