@@ -315,13 +315,15 @@ def _blocks(channels: int, interpreted: bool):
     return block_hw, block_c
 
 
+# Programs a statistics reduction aims for (None: 1 in the interpreter, where programs run one
+# after another, else enough to fill a large GPU). Tests set it to exercise the split merge.
+REDUCTION_PROGRAMS = None
+
+
 def _splits(rows: int, groups: int, channel_blocks: int, block_hw: int, interpreted: bool):
     """Split long reductions so that enough programs run at once; rows_per_split is a
     multiple of the tile height."""
-    if interpreted:
-        target_programs = 1
-    else:
-        target_programs = 4 * 132
+    target_programs = REDUCTION_PROGRAMS or (1 if interpreted else 4 * 132)
     splits = max(1, min(triton.cdiv(rows, block_hw),
                         triton.cdiv(target_programs, groups * channel_blocks)))
     rows_per_split = triton.cdiv(triton.cdiv(rows, splits), block_hw) * block_hw

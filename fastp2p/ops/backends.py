@@ -44,6 +44,16 @@ def _interpreter_on() -> bool:
     return os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
 
 
+def _serves_cpu(backend: _Backend, forced: bool) -> bool:
+    """Triton runs CPU tensors only when its kernels were built by the interpreter; chosen
+    automatically only while TRITON_INTERPRET is still set (so a test module that builds them
+    interpreted does not reroute the rest of a test session)."""
+    if not backend.needs_interpreter_on_cpu:
+        return True
+    module = _load(backend.module)
+    return bool(getattr(module, "INTERPRETED", False)) and (forced or _interpreter_on())
+
+
 def backend_name_for(device) -> str:
     """Name of the backend that runs ops on ``device`` now (reads the environment each call)."""
     forced = os.environ.get(ENV_VAR, "").strip()
@@ -55,18 +65,24 @@ def backend_name_for(device) -> str:
             raise ValueError(f"{ENV_VAR}={forced} but that backend is not available here "
                              f"(module {backend.module} did not import); install it or unset "
                              f"{ENV_VAR}")
-        if device.type == "cpu" and backend.needs_interpreter_on_cpu and not _interpreter_on():
+        if device.type == "cpu" and not _serves_cpu(backend, forced=True):
             raise ValueError(f"{ENV_VAR}={forced} on CPU tensors needs TRITON_INTERPRET=1 set "
-                             "before triton is imported")
+                             "before fastp2p's kernels are imported")
         return forced
     for backend in _BACKENDS:
         if device.type not in backend.devices:
             continue
-        if device.type == "cpu" and backend.needs_interpreter_on_cpu and not _interpreter_on():
+        if _load(backend.module) is None:
             continue
-        if _load(backend.module) is not None:
-            return backend.name
+        if device.type == "cpu" and not _serves_cpu(backend, forced=False):
+            continue
+        return backend.name
     raise ValueError(f"no fastp2p backend serves device {device}")
+
+
+def clear_cache() -> None:
+    """Forget imported backends (after a test re-imports the kernels interpreted)."""
+    _load.cache_clear()
 
 
 def backend_for(device):

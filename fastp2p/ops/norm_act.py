@@ -133,14 +133,14 @@ class _NormActFunction(torch.autograd.Function):
         mean, rstd = backend.norm_act_fwd(x, weight, bias, running_mean, running_var, out,
                                           skip_channels, **rng, **cfg.launcher_kwargs())
         ctx.save_for_backward(x, weight, bias, mean, rstd, skip)
-        ctx.cfg, ctx.rng, ctx.skip_channels = cfg, rng, skip_channels
+        ctx.cfg, ctx.rng, ctx.skip_channels, ctx.backend = cfg, rng, skip_channels, backend
         ctx.batch_stats = running_mean is None or cfg.training
         return out
 
     @staticmethod
     def backward(ctx, grad_out):
         x, weight, bias, mean, rstd, skip = ctx.saved_tensors
-        cfg, backend = ctx.cfg, backend_for(x.device)
+        cfg, backend = ctx.cfg, ctx.backend
         grad_x, grad_weight, grad_bias = backend.norm_act_bwd(
             grad_out.narrow(1, ctx.skip_channels, x.shape[1]), x, weight, bias, mean, rstd,
             norm=cfg.norm, activation=cfg.activation, slope=cfg.slope, dropout_p=cfg.dropout_p,
