@@ -1,6 +1,8 @@
 """The Triton backend as fastp2p.ops sees it: the launchers of this package under one name."""
 import os
 
+import torch
+
 from fastp2p.kernels.losses import gan_loss_fwd, l1_loss_fwd
 from fastp2p.kernels import norm_act as norm_act_module
 from fastp2p.kernels.norm_act import norm_act_bwd, norm_act_fwd
@@ -9,7 +11,10 @@ from fastp2p.kernels.norm_act import norm_act_bwd, norm_act_fwd
 # only then can they run CPU tensors.
 INTERPRETED = os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
 
-__all__ = ["INTERPRETED", "available", "gan_loss_fwd", "l1_loss_fwd", "norm_act_bwd", "norm_act_fwd"]
+NAME = "triton"
+DTYPES = (torch.float32, torch.bfloat16, torch.float16)  # statistics and math in float32
+
+__all__ = ["DTYPES", "INTERPRETED", "NAME", "available", "gan_loss_fwd", "l1_loss_fwd", "norm_act_bwd", "norm_act_fwd"]
 
 
 def available() -> bool:

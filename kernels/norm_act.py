@@ -372,7 +372,7 @@ def norm_act_fwd(x, weight, bias, running_mean, running_var, out, out_channel_of
     affine = weight is not None
     batch_stats = norm == "instance" or (norm == "batch" and (training or running_mean is None))
     if norm == "none":
-        mean = rstd = x.new_empty(0, dtype=torch.float32)
+        mean, rstd = x.new_empty(0, dtype=torch.float32), x.new_empty(0, dtype=torch.float32)
     elif batch_stats:
         groups, rows = (N, HW) if norm == "instance" else (1, N * HW)
         splits, rows_per_split = _splits(rows, groups, channel_blocks, block_hw, interpreted)

@@ -214,3 +214,43 @@ def test_gpu_unet_cuda_graph_and_compile(monkeypatch):
     assert_close(out, expected, 1e-6, "graph replay")
     compiled = torch.compile(ours, fullgraph=True)
     assert_close(compiled(x), expected, 1e-5, "compile")
+
+
+def test_compiles_without_graph_breaks(backend):
+    """Dynamo sees the fused ops as custom ops: one graph for the whole forward and backward
+    (aot_eager: no C++ compiler needed; the GPU test runs inductor)."""
+    ours, _ = _unet_pair("batch", 5, use_dropout=False)
+    disc = fastp2p.PatchDiscriminator(6, ndf=4, n_layers=2, norm="instance")
+    loss_fn = fastp2p.GANLoss("vanilla")
+
+    def step(a):
+        fake = ours(a)
+        return loss_fn(disc(torch.cat([a, fake], 1)), True)
+
+    x = _input(32)
+    expected = step(x)
+    torch._dynamo.reset()
+    compiled = torch.compile(step, backend="aot_eager", fullgraph=True)
+    assert_close(compiled(x), expected, 1e-5, "compiled")
+    compiled(x).backward()
+    assert all(p.grad is not None for p in ours.parameters())
+
+
+@pytest.mark.parametrize("norm,training", [("instance", True), ("batch", True),
+                                           ("batch", False), ("none", True)])
+def test_opcheck_norm_act_ops(backend, norm, training):
+    """Schema, fake tensors, declared mutation (running stats), AOT dispatch. The ops carry no
+    autograd registration of their own (the autograd.Function around them is the formula), so
+    the inputs here do not require grad."""
+    x, skip = torch.randn(2, 3, 4, 4), torch.randn(2, 2, 4, 4)
+    w, b = torch.rand(3), torch.rand(3)
+    running = (torch.zeros(3), torch.ones(3)) if norm == "batch" else (None, None)
+    cfg = dict(norm=norm, training=training, momentum=0.1, eps=1e-5, activation="leaky_relu",
+               slope=0.2, dropout_p=0.5)
+    args = (x, w, b, *running, skip, None, 3, 4)
+    torch.library.opcheck(torch.ops.fastp2p.norm_act_fwd.default, args, cfg)
+    out, mean, rstd = torch.ops.fastp2p.norm_act_fwd(*args, **cfg)
+    bwd_args = (torch.randn_like(out), x, w, b, mean, rstd, skip, None, 3, 4)
+    torch.library.opcheck(torch.ops.fastp2p.norm_act_bwd.default, bwd_args,
+                          dict(norm=norm, training=training, activation="leaky_relu", slope=0.2,
+                               dropout_p=0.5))

@@ -1,6 +1,7 @@
 """The one place that picks a backend for each call.
 
-A backend is a module exposing ``available()``, ``norm_act_fwd``, ``norm_act_bwd``,
+A backend is a module exposing ``NAME``, ``DTYPES`` (the input dtypes it computes exactly),
+``available()``, ``norm_act_fwd``, ``norm_act_bwd``,
 ``gan_loss_fwd`` and ``l1_loss_fwd`` with the launcher signatures of HELPER_RULES. ``_BACKENDS``
 lists them in order of preference with the devices each serves; the first one that is
 installed and serves the tensor's device wins. ``FASTP2P_BACKEND=<name>`` forces one.

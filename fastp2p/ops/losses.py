@@ -7,18 +7,18 @@ loss (the kernels write both in one pass); the backward only scales it by grad_o
 """
 import torch
 
-from fastp2p.ops.backends import backend_for, backend_name_for
+from fastp2p.ops.backends import backend_for
+from fastp2p.ops.norm_act import check_backend_dtype
 
 GAN_MODES = ("vanilla", "lsgan", "wgangp")
-_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
+_DTYPES = (torch.float32, torch.bfloat16, torch.float16, torch.float64)
 
 
 def _check_floating(name, t):
     if not isinstance(t, torch.Tensor):
         raise ValueError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
-    allowed = _DTYPES + ((torch.float64,) if backend_name_for(t.device) == "reference" else ())
-    if t.dtype not in allowed:
-        raise ValueError(f"{name} must be one of {[str(d) for d in allowed]}, got {t.dtype}")
+    if t.dtype not in _DTYPES:
+        raise ValueError(f"{name} must be one of {[str(d) for d in _DTYPES]}, got {t.dtype}")
     if t.numel() == 0:
         raise ValueError(f"{name} is empty")
 
@@ -26,8 +26,9 @@ def _check_floating(name, t):
 @torch.library.custom_op("fastp2p::gan_loss_fwd", mutates_args=())
 def _gan_loss_fwd(logits: torch.Tensor, mode: str, target_is_real: bool
                   ) -> tuple[torch.Tensor, torch.Tensor]:
-    loss, grad = backend_for(logits.device).gan_loss_fwd(logits, mode=mode,
-                                                         target_is_real=target_is_real)
+    backend = backend_for(logits.device)
+    check_backend_dtype(backend, logits, "gan_loss")
+    loss, grad = backend.gan_loss_fwd(logits, mode=mode, target_is_real=target_is_real)
     return loss, grad
 
 
@@ -51,7 +52,9 @@ _gan_loss_fwd.register_autograd(_gan_loss_backward, setup_context=_gan_loss_setu
 
 @torch.library.custom_op("fastp2p::l1_loss_fwd", mutates_args=())
 def _l1_loss_fwd(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    loss, grad = backend_for(x.device).l1_loss_fwd(x, y)
+    backend = backend_for(x.device)
+    check_backend_dtype(backend, x, "l1_loss")
+    loss, grad = backend.l1_loss_fwd(x, y)
     return loss, grad
 
 

@@ -10,7 +10,10 @@ import torch.nn.functional as F
 from fastp2p.ops import norm_act_reference
 from fastp2p.ops.dropout_rng import dropout_keep_mask
 
-__all__ = ["available", "gan_loss_fwd", "l1_loss_fwd", "norm_act_bwd", "norm_act_fwd"]
+NAME = "reference"
+DTYPES = (torch.float32, torch.bfloat16, torch.float16, torch.float64)
+
+__all__ = ["DTYPES", "NAME", "available", "gan_loss_fwd", "l1_loss_fwd", "norm_act_bwd", "norm_act_fwd"]
 
 
 def available() -> bool:
