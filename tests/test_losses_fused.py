@@ -14,7 +14,7 @@ from triton_interpreter import interpreted_kernels
 
 KERNELS = interpreted_kernels()
 BACKENDS = ["reference", pytest.param("triton", marks=[pytest.mark.interpreter, pytest.mark.skipif(
-    KERNELS is None, reason="needs triton (pip install '.[test]')")])]
+    KERNELS is None, reason="interpreter tests: need triton ('.[test]') and no GPU")])]
 MODES = ["vanilla", "lsgan", "wgangp"]
 
 

@@ -14,7 +14,8 @@ from tolerances import BF16_NETWORK, FP32_SINGLE_OP, assert_close, relative_erro
 from triton_interpreter import interpreted_kernels
 
 KERNELS = interpreted_kernels()
-needs_triton = pytest.mark.skipif(KERNELS is None, reason="needs triton (pip install '.[test]')")
+needs_triton = pytest.mark.skipif(
+    KERNELS is None, reason="interpreter tests: need triton ('.[test]') and no GPU")
 
 
 @pytest.fixture

@@ -9,10 +9,14 @@ plain-PyTorch path they would have without TRITON_INTERPRET, and kernel tests op
 import importlib
 import os
 
+import torch
+
 
 def interpreted_kernels():
-    """The Triton backend module built by the interpreter, or None without triton."""
-    if importlib.util.find_spec("triton") is None:
+    """The Triton backend module built by the interpreter, or None without triton, and on a
+    machine with a GPU (there TRITON_INTERPRET would turn the real kernels of the GPU tests
+    into interpreted ones; is_available() does not initialise CUDA)."""
+    if importlib.util.find_spec("triton") is None or torch.cuda.is_available():
         return None
     os.environ.setdefault("TRITON_INTERPRET", "1")
     os.environ.setdefault("FASTP2P_BACKEND", "reference")
