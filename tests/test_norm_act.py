@@ -241,8 +241,9 @@ def test_triton_backend_rejects_float64(triton_backend):
 
 # --------------------------------------------------------------------------------- GPU
 
-U_NET_256_NORM_SHAPES = [  # (C, H) of every norm-act of U-Net-256 (down and up) and the PatchGAN
-    (64, 128), (128, 64), (256, 32), (512, 16), (512, 8), (512, 4), (512, 2), (128, 31)]
+# (C, H) of every norm-act of U-Net-256 (down and up) and the PatchGAN (its 31x31 layer is 512)
+U_NET_256_NORM_SHAPES = [
+    (64, 128), (128, 64), (256, 32), (512, 16), (512, 8), (512, 4), (512, 2), (512, 31)]
 
 
 @pytest.mark.cuda
@@ -251,32 +252,35 @@ U_NET_256_NORM_SHAPES = [  # (C, H) of every norm-act of U-Net-256 (down and up)
                          ids=["fp32", "bf16", "fp16"])
 @pytest.mark.parametrize("norm", ["instance", "batch"])
 def test_gpu_real_shapes(batch, dtype, norm, monkeypatch):
-    """Each real norm-act layer shape vs float64; low precision also against PyTorch's own
-    error in that dtype (the kernel's error <= 2x PyTorch's + a small atol)."""
+    """Every real norm-act layer shape, forward and every gradient, vs float64; in bf16/fp16
+    also against PyTorch's own error in that dtype (<= 2x it + a small atol)."""
     monkeypatch.setenv("FASTP2P_BACKEND", "triton")
-    gen = torch.Generator(device="cuda").manual_seed(0)
+    torch.manual_seed(0)
     for channels, size in U_NET_256_NORM_SHAPES:
-        if norm == "instance" and size * size <= 1:
-            continue
-        x64 = torch.randn(batch, channels, size, size, device="cuda", dtype=torch.float64,
-                          generator=gen)
-        x = x64.to(dtype).contiguous(memory_format=torch.channels_last)
-        weight = torch.rand(channels, device="cuda") + 0.5
-        bias = torch.rand(channels, device="cuda") - 0.5
-        kwargs = dict(norm=norm, training=True, momentum=0.1, eps=1e-5, activation="leaky_relu",
-                      slope=0.2, dropout_p=0.0, seed=0, offset=0)
-        expected = norm_act_math(x.double(), weight.double(), bias.double(), None, None, **kwargs)
-        out = torch.full((batch, 2 * channels, size, size), float("nan"), device="cuda",
-                         dtype=dtype).contiguous(memory_format=torch.channels_last)
-        norm_act_into(x, weight, bias, None, None, out, channels, **kwargs)
-        got = out[:, channels:]
-        assert not out[:, :channels].isfinite().any()
+        case = (norm, True, "relu", True, 0.5 if size <= 16 else 0.0,
+                (batch, channels, size, size), "nhwc")
+        data = [_to_cuda(t) for t in _make(case, dtype)]
+        expected, expected_grads, _ = _reference(*data[:-1])
+        got, got_grads, _ = _fused(*data, dtype)
+        what = f"C{channels} H{size}"
         if dtype == torch.float32:
-            assert_close(got, expected, FP32_SINGLE_OP, f"C{channels} H{size}")
-        else:
-            theirs = norm_act_math(x, weight.to(dtype), bias.to(dtype), None, None, **kwargs)
-            bound = 2 * relative_error(theirs, expected) + 1e-3
-            assert relative_error(got, expected) <= bound, f"C{channels} H{size}"
+            assert_close(got, expected, FP32_SINGLE_OP, what)
+            for g, e in zip(got_grads, expected_grads):
+                assert_close(g, e, FP32_SINGLE_OP, what)
+            continue
+        # PyTorch's own math in this dtype, on the same inputs and mask
+        x64, skip64, weight, bias, running, grad, kwargs, _ = data
+        x = x64.to(dtype).requires_grad_()
+        skip = skip64.to(dtype).requires_grad_()
+        w, b = weight.to(dtype).requires_grad_(), bias.to(dtype).requires_grad_()
+        rm, rv = (None, None) if running is None else (running[0].float(), running[1].float())
+        theirs = torch.cat([torch.relu(skip), norm_act_math(x, w, b, rm, rv, **kwargs)], 1)
+        theirs.backward(grad.to(dtype))
+        pairs = [(got, theirs, expected)] + list(zip(got_grads, [x.grad, skip.grad, w.grad,
+                                                               b.grad], expected_grads))
+        for ours_t, theirs_t, ref in pairs:
+            bound = 2 * relative_error(theirs_t, ref) + 1e-3
+            assert relative_error(ours_t, ref) <= bound, what
 
 
 @pytest.mark.cuda
