@@ -73,17 +73,14 @@ def backend_name_for(device) -> str:
     for backend in _BACKENDS:
         if device.type not in backend.devices:
             continue
+        if device.type == "cpu" and backend.needs_interpreter_on_cpu and not _interpreter_on():
+            continue  # without importing triton at all
         if _load(backend.module) is None:
             continue
         if device.type == "cpu" and not _serves_cpu(backend, forced=False):
             continue
         return backend.name
     raise ValueError(f"no fastp2p backend serves device {device}")
-
-
-def clear_cache() -> None:
-    """Forget imported backends (after a test re-imports the kernels interpreted)."""
-    _load.cache_clear()
 
 
 def backend_for(device):

@@ -105,7 +105,7 @@ def _check_destination(out, x, offset):
     if out.dtype != x.dtype or out.device != x.device:
         raise ValueError(f"norm_act: destination must be {x.dtype} on {x.device}, got "
                          f"{out.dtype} on {out.device}")
-    if not 0 <= offset or offset + c > out.shape[1]:
+    if offset < 0 or offset + c > out.shape[1]:
         raise ValueError(f"norm_act: channels [{offset}, {offset + c}) do not fit a destination "
                          f"with {out.shape[1]} channels")
 
