@@ -1,6 +1,8 @@
 """Fused norm + activation + dropout + channel-slice write (the U-Net's zero-copy skip concat).
 
-Forward: a split reduction computes fp32 per-channel (batch) or per-(sample, channel) (instance)
+Forward: groups small enough for registers (every map up to 32x32 at batch 1, the small
+instance-norm maps at any batch) run in one kernel that reads x once. Larger ones: a split
+reduction computes fp32 per-channel (batch) or per-(sample, channel) (instance)
 mean/M2 with Chan's merge of per-tile moments (no E[x^2]-E[x]^2), a tiny finalize combines the
 splits (and updates BatchNorm running stats), one elementwise pass writes the result into
 ``out[:, c0:c0+C]``. Backward recomputes x_hat, the activation's derivative and the dropout mask
@@ -147,6 +149,14 @@ def _norm_act_stats_finalize_kernel(
         mean += delta * (split_count / total)
         m2 += split_m2 + delta * delta * (count * split_count / total)
         count = total
+    _store_statistics(Mean_ptr, Rstd_ptr, RunMean_ptr, RunVar_ptr, group, c, ok, C, mean, m2,
+                      count, eps, momentum, UPDATE_RUNNING)
+
+
+@triton.jit
+def _store_statistics(Mean_ptr, Rstd_ptr, RunMean_ptr, RunVar_ptr, group, c, ok, C, mean, m2,
+                      count, eps, momentum, UPDATE_RUNNING: tl.constexpr):
+    """Saved (mean, rstd) of a group, and nn.BatchNorm2d's running update (unbiased var)."""
     var = m2 / count
     tl.store(Mean_ptr + group * C + c, mean, mask=ok)
     tl.store(Rstd_ptr + group * C + c, 1.0 / tl.sqrt(var + eps), mask=ok)
@@ -156,6 +166,61 @@ def _norm_act_stats_finalize_kernel(
         run_var = tl.load(RunVar_ptr + c, mask=ok, other=0.0).to(tl.float32)
         tl.store(RunMean_ptr + c, (1.0 - momentum) * run_mean + momentum * mean, mask=ok)
         tl.store(RunVar_ptr + c, (1.0 - momentum) * run_var + momentum * unbiased, mask=ok)
+
+
+@triton.jit
+def _activate_drop_store(Y_ptr, y, n, hw, c, mask, C, HW, W, syn, syc, syh, syw, Seed, Offset,
+                         slope, threshold, keep_scale, ACTIVATION: tl.constexpr,
+                         DROPOUT: tl.constexpr, RNG_IN_MEMORY: tl.constexpr):
+    """act, then dropout with the counter-based mask, then the store into the slice."""
+    if ACTIVATION == 1:
+        y = tl.maximum(y, 0.0)
+    elif ACTIVATION == 2:
+        y = tl.where(y > 0, y, y * slope)
+    if DROPOUT:
+        seed_mixed, offset = _rng_start(Seed, Offset, RNG_IN_MEMORY)
+        nchw_index = (n[:, None] * C + c[None, :]) * HW + hw[:, None]
+        bits = _mix32((nchw_index + seed_mixed + offset) & 0xFFFFFFFF)
+        y = tl.where(bits >= threshold, y * keep_scale, 0.0)
+    y_offs = (n * syn + (hw // W) * syh + (hw % W) * syw)[:, None] + (c * syc)[None, :]
+    tl.store(Y_ptr + y_offs, y.to(Y_ptr.dtype.element_ty), mask=mask)
+
+
+@triton.jit(do_not_specialize=["Seed", "Offset"])
+def _norm_act_fwd_one_pass_kernel(
+    X_ptr, Y_ptr,                      # input; destination offset to channel c0
+    Weight_ptr, Bias_ptr,              # (C,) affine or dummies
+    Mean_ptr, Rstd_ptr,                # (G, C) float32 outputs
+    RunMean_ptr, RunVar_ptr,           # (C,) running stats (batch norm training) or dummies
+    Seed, Offset,
+    C, HW, W, rows, eps, momentum,
+    sxn, sxc, sxh, sxw, syn, syc, syh, syw,
+    slope, threshold, keep_scale,
+    GROUP_IS_SAMPLE: tl.constexpr, UPDATE_RUNNING: tl.constexpr, AFFINE: tl.constexpr,
+    ACTIVATION: tl.constexpr, DROPOUT: tl.constexpr, RNG_IN_MEMORY: tl.constexpr,
+    BLOCK_HW: tl.constexpr, BLOCK_C: tl.constexpr,
+):
+    """A whole group (BLOCK_HW >= rows) in registers: exact two-pass statistics from one read,
+    then the output. One launch instead of three for the small maps (and batch 1)."""
+    group = tl.program_id(0).to(tl.int64)
+    col0 = tl.program_id(1).to(tl.int64) * BLOCK_C
+    n, hw, c, row_ok, col_ok, x_offs = _tile(0, col0, rows, group, C, HW, W, sxn, sxc, sxh, sxw,
+                                             GROUP_IS_SAMPLE, BLOCK_HW, BLOCK_C)
+    mask = row_ok[:, None] & col_ok[None, :]
+    x = tl.load(X_ptr + x_offs, mask=mask, other=0.0).to(tl.float32)
+    count = tl.zeros((BLOCK_C,), tl.float32) + rows
+    mean = tl.sum(x, axis=0) / count
+    centered = tl.where(mask, x - mean[None, :], 0.0)
+    m2 = tl.sum(centered * centered, axis=0)
+    _store_statistics(Mean_ptr, Rstd_ptr, RunMean_ptr, RunVar_ptr, group, c, col_ok, C, mean,
+                      m2, count, eps, momentum, UPDATE_RUNNING)
+    rstd = 1.0 / tl.sqrt(m2 / count + eps)
+    y = centered * rstd[None, :]
+    if AFFINE:
+        y = (y * tl.load(Weight_ptr + c, mask=col_ok, other=1.0).to(tl.float32)[None, :]
+             + tl.load(Bias_ptr + c, mask=col_ok, other=0.0).to(tl.float32)[None, :])
+    _activate_drop_store(Y_ptr, y, n, hw, c, mask, C, HW, W, syn, syc, syh, syw, Seed, Offset,
+                         slope, threshold, keep_scale, ACTIVATION, DROPOUT, RNG_IN_MEMORY)
 
 
 @triton.jit
@@ -199,22 +264,13 @@ def _norm_act_fwd_kernel(
     col0 = tl.program_id(1).to(tl.int64) * BLOCK_C
     n, hw, c, row_ok, col_ok, x_offs = _tile(row0, col0, rows, 0, C, HW, W, sxn, sxc, sxh, sxw,
                                              False, BLOCK_HW, BLOCK_C)
-    y_offs = (n * syn + (hw // W) * syh + (hw % W) * syw)[:, None] + (c * syc)[None, :]
     mask = row_ok[:, None] & col_ok[None, :]
     x = tl.load(X_ptr + x_offs, mask=mask, other=0.0).to(tl.float32)
     weight, bias, mean, rstd = _load_affine_and_stats(Weight_ptr, Bias_ptr, Mean_ptr, Rstd_ptr,
                                                       n, c, C, mask, col_ok, NORM, AFFINE)
     y = (x - mean) * rstd * weight + bias
-    if ACTIVATION == 1:
-        y = tl.maximum(y, 0.0)
-    elif ACTIVATION == 2:
-        y = tl.where(y > 0, y, y * slope)
-    if DROPOUT:
-        seed_mixed, offset = _rng_start(Seed, Offset, RNG_IN_MEMORY)
-        nchw_index = (n[:, None] * C + c[None, :]) * HW + hw[:, None]
-        bits = _mix32((nchw_index + seed_mixed + offset) & 0xFFFFFFFF)
-        y = tl.where(bits >= threshold, y * keep_scale, 0.0)
-    tl.store(Y_ptr + y_offs, y.to(Y_ptr.dtype.element_ty), mask=mask)
+    _activate_drop_store(Y_ptr, y, n, hw, c, mask, C, HW, W, syn, syc, syh, syw, Seed, Offset,
+                         slope, threshold, keep_scale, ACTIVATION, DROPOUT, RNG_IN_MEMORY)
 
 
 @triton.jit(do_not_specialize=["Seed", "Offset"])
@@ -330,6 +386,19 @@ def _splits(rows: int, groups: int, channel_blocks: int, block_hw: int, interpre
     return triton.cdiv(rows, rows_per_split), rows_per_split
 
 
+# Largest group held in registers by the one-pass forward (rows x channels of one program);
+# larger groups take the split reduction. Tests set it to 0 to exercise the split path.
+ONE_PASS_MAX_ELEMENTS = 8192
+
+
+def _one_pass_block(rows: int, channels: int):
+    """(BLOCK_HW, BLOCK_C) of the one-pass forward, or None when the group is too large."""
+    block_rows, all_channels = triton.next_power_of_2(rows), triton.next_power_of_2(channels)
+    if block_rows * min(4, all_channels) > ONE_PASS_MAX_ELEMENTS:
+        return None
+    return block_rows, min(all_channels, 64, ONE_PASS_MAX_ELEMENTS // block_rows)
+
+
 def _rng_args(seed, offset):
     """Seed and offset as kernel arguments: device tensors stay pointers (CUDA-graph replay
     reads the current values), ints are reduced to 32 bits here."""
@@ -371,6 +440,25 @@ def norm_act_fwd(x, weight, bias, running_mean, running_var, out, out_channel_of
     channel_blocks = triton.cdiv(C, block_c)
     affine = weight is not None
     batch_stats = norm == "instance" or (norm == "batch" and (training or running_mean is None))
+    seed_arg, offset_arg, rng_in_memory = _rng_args(seed, offset)
+    threshold, keep_scale = _dropout_args(dropout_p)
+    y = out.narrow(1, out_channel_offset, C)
+    update = norm == "batch" and training and running_mean is not None
+    flags = dict(AFFINE=affine, ACTIVATION=_ACTIVATION_CODE[activation], DROPOUT=dropout_p > 0,
+                 RNG_IN_MEMORY=rng_in_memory)
+    if batch_stats and _one_pass_block(N * HW if norm == "batch" else HW, C):
+        groups, rows = (N, HW) if norm == "instance" else (1, N * HW)
+        block_rows, block_c1 = _one_pass_block(rows, C)
+        mean = torch.empty(groups, C, device=x.device, dtype=torch.float32)
+        rstd = torch.empty_like(mean)
+        _norm_act_fwd_one_pass_kernel[(groups, triton.cdiv(C, block_c1))](
+            x, y, weight if affine else x, bias if affine else x, mean, rstd,
+            running_mean if update else mean, running_var if update else rstd,
+            seed_arg, offset_arg, C, HW, W, rows, float(eps), float(momentum or 0.0),
+            *x.stride(), *y.stride(), float(slope), threshold, keep_scale,
+            GROUP_IS_SAMPLE=norm == "instance", UPDATE_RUNNING=update, BLOCK_HW=block_rows,
+            BLOCK_C=block_c1, num_warps=8 if block_rows * block_c1 >= 4096 else 4, **flags)
+        return (mean.view(C), rstd.view(C)) if norm == "batch" else (mean, rstd)
     if norm == "none":
         mean, rstd = x.new_empty(0, dtype=torch.float32), x.new_empty(0, dtype=torch.float32)
     elif batch_stats:
@@ -383,7 +471,6 @@ def norm_act_fwd(x, weight, bias, running_mean, running_var, out, out_channel_of
             GROUP_IS_SAMPLE=norm == "instance", BLOCK_HW=block_hw, BLOCK_C=block_c)
         mean = torch.empty(groups, C, device=x.device, dtype=torch.float32)
         rstd = torch.empty_like(mean)
-        update = norm == "batch" and training and running_mean is not None
         _norm_act_stats_finalize_kernel[(groups, channel_blocks)](
             part_mean, part_m2, mean, rstd,
             running_mean if update else mean, running_var if update else rstd,
@@ -394,17 +481,13 @@ def norm_act_fwd(x, weight, bias, running_mean, running_var, out, out_channel_of
     else:
         mean = running_mean.float()
         rstd = torch.rsqrt(running_var.float() + eps)
-    seed_arg, offset_arg, rng_in_memory = _rng_args(seed, offset)
-    threshold, keep_scale = _dropout_args(dropout_p)
-    y = out.narrow(1, out_channel_offset, C)
     grid = (triton.cdiv(N * HW, block_hw), channel_blocks)
     _norm_act_fwd_kernel[grid](
         x, y, weight if affine else x, bias if affine else x,
         mean if norm != "none" else x, rstd if norm != "none" else x,
         seed_arg, offset_arg, C, HW, W, N * HW, *x.stride(), *y.stride(),
         float(slope), threshold, keep_scale,
-        NORM=_NORM_CODE[norm], AFFINE=affine, ACTIVATION=_ACTIVATION_CODE[activation],
-        DROPOUT=dropout_p > 0, RNG_IN_MEMORY=rng_in_memory, BLOCK_HW=block_hw, BLOCK_C=block_c)
+        NORM=_NORM_CODE[norm], BLOCK_HW=block_hw, BLOCK_C=block_c, **flags)
     return mean, rstd
 
 

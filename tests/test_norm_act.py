@@ -113,8 +113,12 @@ def _check_against_reference(case, dtype, bound):
 
 @needs_triton
 @pytest.mark.interpreter
+@pytest.mark.parametrize("path", ["one-pass", "split"])
 @pytest.mark.parametrize("case", CASES, ids=[_case_id(c) for c in CASES])
-def test_kernel_matches_float64_reference(case, triton_backend):
+def test_kernel_matches_float64_reference(case, path, triton_backend, monkeypatch):
+    """Both forward paths: the whole group in registers, and the split reduction."""
+    if path == "split":
+        monkeypatch.setattr(KERNELS.norm_act_module, "ONE_PASS_MAX_ELEMENTS", 0)
     _check_against_reference(case, torch.float32, FP32_SINGLE_OP)
 
 
@@ -124,6 +128,7 @@ def test_kernel_matches_float64_reference(case, triton_backend):
 def test_split_reduction_merges_statistics(norm, triton_backend, monkeypatch):
     """Many programs per reduction (as on a GPU), each over several tiles: Chan's merge."""
     monkeypatch.setattr(KERNELS.norm_act_module, "REDUCTION_PROGRAMS", 6)
+    monkeypatch.setattr(KERNELS.norm_act_module, "ONE_PASS_MAX_ELEMENTS", 0)
     case = (norm, True, "leaky_relu", True, 0.0, (2, 5, 24, 40), "nhwc")
     _check_against_reference(case, torch.float32, FP32_SINGLE_OP)
 
