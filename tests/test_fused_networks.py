@@ -154,6 +154,23 @@ def test_unsupported_norm_falls_back_to_the_reference_forward():
     assert_close(ours(x), theirs(x), 1e-6, "fallback")
 
 
+@pytest.mark.interpreter
+@pytest.mark.skipif(KERNELS is None, reason="interpreter tests: need triton and no GPU")
+@pytest.mark.parametrize("case", ["unet-batch", "unet-instance", "patchgan"])
+def test_triton_kernels_reproduce_the_golden_files(golden, monkeypatch, case):
+    """The reference implementation's own outputs, gradients and buffer updates at 256x256,
+    through the Triton kernels (interpreted): test_golden.py's checks, backend forced."""
+    from test_golden import UNET_CASES, _check_against_golden
+    monkeypatch.setenv("FASTP2P_BACKEND", "triton")
+    if case == "patchgan":
+        net, name = fastp2p.PatchDiscriminator(6, ndf=8, n_layers=3, norm="batch"), \
+            "golden_patchgan_ndf8.pt"
+    else:
+        norm = case.split("-")[1]
+        net, name = fastp2p.UNet(3, 3, 8, ngf=8, norm=norm), UNET_CASES[norm]
+    _check_against_golden(net, golden(name))
+
+
 @pytest.mark.cuda
 @pytest.mark.parametrize("batch", [1, 64])
 def test_gpu_unet256_bf16_within_autocast_error(monkeypatch, batch):
