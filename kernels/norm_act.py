@@ -1,8 +1,8 @@
 """Fused norm + activation + dropout + channel-slice write (the U-Net's zero-copy skip concat).
 
 Forward: groups small enough for registers (every map up to 32x32 at batch 1, the small
-instance-norm maps at any batch) run in one kernel that reads x once. Larger ones: a split
-reduction computes fp32 per-channel (batch) or per-(sample, channel) (instance)
+instance-norm maps at any batch) run in one kernel that reads x once, forward and backward.
+Larger ones: a split reduction computes fp32 per-channel (batch) or per-(sample, channel) (instance)
 mean/M2 with Chan's merge of per-tile moments (no E[x^2]-E[x]^2), a tiny finalize combines the
 splits (and updates BatchNorm running stats), one elementwise pass writes the result into
 ``out[:, c0:c0+C]``. Backward recomputes x_hat, the activation's derivative and the dropout mask
@@ -361,6 +361,48 @@ def _norm_act_bwd_kernel(
     tl.store(DX_ptr + dx_offs, dx.to(DX_ptr.dtype.element_ty), mask=mask)
 
 
+@triton.jit(do_not_specialize=["Seed", "Offset"])
+def _norm_act_bwd_one_pass_kernel(
+    X_ptr, G_ptr, DX_ptr,              # input, grad of the output slice, grad of the input
+    Weight_ptr, Bias_ptr, Mean_ptr, Rstd_ptr,
+    SumGXhat_ptr, SumG_ptr,            # (G, C) float32 per-group sums (grad_weight, grad_bias)
+    Seed, Offset,
+    C, HW, W, rows,
+    sxn, sxc, sxh, sxw, sgn, sgc, sgh, sgw, sdn, sdc, sdh, sdw,
+    slope, threshold, keep_scale,
+    NORM: tl.constexpr, BATCH_STATS: tl.constexpr, AFFINE: tl.constexpr,
+    ACTIVATION: tl.constexpr, DROPOUT: tl.constexpr, RNG_IN_MEMORY: tl.constexpr,
+    BLOCK_HW: tl.constexpr, BLOCK_C: tl.constexpr,
+):
+    """The whole group in registers: the sums and grad_x from one read of x and of the grad."""
+    group = tl.program_id(0).to(tl.int64)
+    col0 = tl.program_id(1).to(tl.int64) * BLOCK_C
+    n, hw, c, row_ok, col_ok, x_offs = _tile(0, col0, rows, group, C, HW, W, sxn, sxc, sxh, sxw,
+                                             NORM == 1, BLOCK_HW, BLOCK_C)
+    h = hw // W
+    w = hw % W
+    g_offs = (n * sgn + h * sgh + w * sgw)[:, None] + (c * sgc)[None, :]
+    dx_offs = (n * sdn + h * sdh + w * sdw)[:, None] + (c * sdc)[None, :]
+    mask = row_ok[:, None] & col_ok[None, :]
+    seed_mixed, offset = _rng_start(Seed, Offset, RNG_IN_MEMORY)
+    x = tl.load(X_ptr + x_offs, mask=mask, other=0.0).to(tl.float32)
+    weight, bias, mean, rstd = _load_affine_and_stats(Weight_ptr, Bias_ptr, Mean_ptr, Rstd_ptr,
+                                                      n, c, C, mask, col_ok, NORM, AFFINE)
+    x_hat = tl.where(mask, (x - mean) * rstd, 0.0)
+    nchw_index = (n[:, None] * C + c[None, :]) * HW + hw[:, None]
+    g = _grad_z(G_ptr, g_offs, x_hat, weight, bias, mask, nchw_index, seed_mixed, offset,
+                threshold, slope, keep_scale, ACTIVATION, DROPOUT)
+    sum_g = tl.sum(g, axis=0)
+    sum_g_xhat = tl.sum(g * x_hat, axis=0)
+    if AFFINE:
+        tl.store(SumGXhat_ptr + group * C + c, sum_g_xhat, mask=col_ok)
+        tl.store(SumG_ptr + group * C + c, sum_g, mask=col_ok)
+    dx = g * weight * rstd
+    if BATCH_STATS:
+        dx -= weight * rstd / rows * (sum_g[None, :] + x_hat * sum_g_xhat[None, :])
+    tl.store(DX_ptr + dx_offs, dx.to(DX_ptr.dtype.element_ty), mask=mask)
+
+
 # ----------------------------------------------------------------------------- host launchers
 
 def _blocks(channels: int, interpreted: bool):
@@ -515,9 +557,24 @@ def norm_act_bwd(grad_out_slice, x, weight, bias, mean, rstd, *, norm, activatio
     stats = (mean if norm != "none" else dummy, rstd if norm != "none" else dummy)
     affine_args = (weight if affine else dummy, bias if affine else dummy)
     grad_weight = grad_bias = None
+    groups, rows = (N, HW) if norm == "instance" else (1, N * HW)
+    one_pass = _one_pass_block(rows, C)
+    if one_pass:
+        block_rows, block_c1 = one_pass
+        grad_x = torch.empty_like(x)
+        sums = [torch.empty(groups, C, device=x.device, dtype=torch.float32) if affine else dummy
+                for _ in range(2)]
+        _norm_act_bwd_one_pass_kernel[(groups, triton.cdiv(C, block_c1))](
+            x, grad_out_slice, grad_x, *affine_args, *stats, *sums, seed_arg, offset_arg,
+            C, HW, W, rows, *x.stride(), *grad_out_slice.stride(), *grad_x.stride(),
+            float(slope), threshold, keep_scale, BATCH_STATS=batch_stats,
+            **dict(common, BLOCK_HW=block_rows, BLOCK_C=block_c1),
+            num_warps=8 if block_rows * block_c1 >= 4096 else 4)
+        if affine:
+            grad_weight, grad_bias = sums[0].sum(0).to(weight.dtype), sums[1].sum(0).to(bias.dtype)
+        return grad_x, grad_weight, grad_bias
     sum_g = sum_g_xhat = dummy
     if batch_stats or affine:
-        groups, rows = (N, HW) if norm == "instance" else (1, N * HW)
         splits, rows_per_split = _splits(rows, groups, channel_blocks, block_hw, interpreted)
         part_g = torch.empty(groups, splits, C, device=x.device, dtype=torch.float32)
         part_g_xhat = torch.empty_like(part_g)

@@ -116,7 +116,8 @@ def _check_against_reference(case, dtype, bound):
 @pytest.mark.parametrize("path", ["one-pass", "split"])
 @pytest.mark.parametrize("case", CASES, ids=[_case_id(c) for c in CASES])
 def test_kernel_matches_float64_reference(case, path, triton_backend, monkeypatch):
-    """Both forward paths: the whole group in registers, and the split reduction."""
+    """Both paths (forward and backward): the whole group in registers, and the split
+    reduction."""
     if path == "split":
         monkeypatch.setattr(KERNELS.norm_act_module, "ONE_PASS_MAX_ELEMENTS", 0)
     _check_against_reference(case, torch.float32, FP32_SINGLE_OP)
