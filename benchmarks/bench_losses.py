@@ -65,7 +65,8 @@ def collect(quick: bool = False) -> list:
             for provider, fn in providers.items():
                 timing = time_ms(functools.partial(fn, x, y), device, quick)
                 rows.append(row(op, shape, dtype, provider, timing, moved, copy_gbps,
-                                device=str(device), memory_format="channels_last"))
+                                device=str(device), memory_format="channels_last",
+                                mode="loss+grad"))
     return rows
 
 

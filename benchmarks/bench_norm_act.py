@@ -98,7 +98,7 @@ def collect(quick: bool = False) -> list:
                         timing = time_ms(functools.partial(fn, *args), device, quick)
                         rows.append(row(f"{op}[{norm}]", args[1].shape, dtype, provider, timing,
                                         moved, copy_gbps, device=str(device),
-                                        memory_format="channels_last"))
+                                        memory_format="channels_last", mode="forward"))
     return rows
 
 

@@ -14,7 +14,8 @@ INTERPRETED = os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
 NAME = "triton"
 DTYPES = (torch.float32, torch.bfloat16, torch.float16)  # statistics and math in float32
 
-__all__ = ["DTYPES", "INTERPRETED", "NAME", "available", "gan_loss_fwd", "l1_loss_fwd", "norm_act_bwd", "norm_act_fwd"]
+__all__ = ["DTYPES", "INTERPRETED", "NAME",
+           "available", "gan_loss_fwd", "l1_loss_fwd", "norm_act_bwd", "norm_act_fwd"]
 
 
 def available() -> bool:

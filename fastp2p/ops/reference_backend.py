@@ -13,7 +13,8 @@ from fastp2p.ops.dropout_rng import dropout_keep_mask
 NAME = "reference"
 DTYPES = (torch.float32, torch.bfloat16, torch.float16, torch.float64)
 
-__all__ = ["DTYPES", "NAME", "available", "gan_loss_fwd", "l1_loss_fwd", "norm_act_bwd", "norm_act_fwd"]
+__all__ = ["DTYPES", "NAME",
+           "available", "gan_loss_fwd", "l1_loss_fwd", "norm_act_bwd", "norm_act_fwd"]
 
 
 def available() -> bool:
