@@ -143,6 +143,23 @@ def test_discriminators_match_reference(backend, norm, train):
         _compare(ours, copy.deepcopy(theirs).double(), x, train, ours_cls.__name__)
 
 
+@pytest.mark.parametrize("norm", ["batch", "instance"])
+def test_bf16_autocast_within_pytorchs_own_error(backend, norm):
+    """DESIGN section 5's bf16 rule on the CPU: fused under bf16 autocast vs float64, no worse
+    than 1.5x PyTorch's own autocast error on the same inputs (+ a small atol)."""
+    ours, theirs64 = _unet_pair(norm, 5, use_dropout=False)
+    theirs = copy.deepcopy(theirs64).float()
+    x = _input(32).contiguous(memory_format=torch.channels_last)
+    with torch.no_grad():
+        expected = theirs64(x.double())
+        with torch.autocast("cpu", torch.bfloat16):
+            autocast_out = theirs(x)
+            out = ours(x)
+    error, autocast_error = relative_error(out, expected), relative_error(autocast_out, expected)
+    assert error <= BF16_NETWORK
+    assert error <= BF16_VS_AUTOCAST * autocast_error + 1e-3, (error, autocast_error)
+
+
 def test_unsupported_norm_falls_back_to_the_reference_forward():
     """BatchNorm with momentum=None (cumulative average) runs the reference math, unchanged."""
     torch.manual_seed(0)
@@ -256,12 +273,25 @@ def test_compiles_without_graph_breaks(backend):
 @pytest.mark.parametrize("norm,training", [("instance", True), ("batch", True),
                                            ("batch", False), ("none", True)])
 def test_opcheck_norm_act_ops(backend, norm, training):
+    _opcheck_norm_act(norm, training, "cpu")
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("norm,training", [("instance", True), ("batch", True),
+                                           ("batch", False), ("none", True)])
+def test_gpu_opcheck_norm_act_ops(monkeypatch, norm, training):
+    monkeypatch.setenv("FASTP2P_BACKEND", "triton")
+    _opcheck_norm_act(norm, training, "cuda")
+
+
+def _opcheck_norm_act(norm, training, device):
     """Schema, fake tensors, declared mutation (running stats), AOT dispatch. The ops carry no
     autograd registration of their own (the autograd.Function around them is the formula), so
     the inputs here do not require grad."""
-    x, skip = torch.randn(2, 3, 4, 4), torch.randn(2, 2, 4, 4)
-    w, b = torch.rand(3), torch.rand(3)
-    running = (torch.zeros(3), torch.ones(3)) if norm == "batch" else (None, None)
+    x, skip = torch.randn(2, 3, 4, 4, device=device), torch.randn(2, 2, 4, 4, device=device)
+    w, b = torch.rand(3, device=device), torch.rand(3, device=device)
+    running = ((torch.zeros(3, device=device), torch.ones(3, device=device)) if norm == "batch"
+               else (None, None))
     cfg = dict(norm=norm, training=training, momentum=0.1, eps=1e-5, activation="leaky_relu",
                slope=0.2, dropout_p=0.5)
     args = (x, w, b, *running, skip, None, 3, 4)

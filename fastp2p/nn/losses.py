@@ -28,5 +28,9 @@ class GANLoss(_ReferenceGANLoss):
             raise ValueError(f"target_is_real must be True or False, got {target_is_real!r}")
         if not self._default_labels:
             return super().forward(prediction, target_is_real)
-        loss = gan_loss(prediction, self.gan_mode, target_is_real)
-        return loss if prediction.dtype == torch.float64 else loss.to(prediction.dtype)
+        loss = gan_loss(prediction, self.gan_mode, target_is_real)  # float32 (float64 in)
+        # As the reference: the logits' dtype, except under autocast (which runs these losses
+        # in float32).
+        if torch.is_autocast_enabled(prediction.device.type):
+            return loss
+        return loss.to(prediction.dtype)
