@@ -301,3 +301,41 @@ def _opcheck_norm_act(norm, training, device):
     torch.library.opcheck(torch.ops.fastp2p.norm_act_bwd.default, bwd_args,
                           dict(norm=norm, training=training, activation="leaky_relu", slope=0.2,
                                dropout_p=0.5))
+
+
+@pytest.mark.cuda
+def test_gpu_train_step_graph_replays_fresh_dropout_masks(monkeypatch):
+    """Forward + backward captured once; each replay reads the current dropout offset and
+    advances it, so replays equal successive eager steps."""
+    from fastp2p.ops import l1_loss
+    monkeypatch.setenv("FASTP2P_BACKEND", "triton")
+    torch.manual_seed(0)
+    net = fastp2p.UNet(3, 3, 8, 16, norm="instance", use_dropout=True).cuda()
+    eager = copy.deepcopy(net)
+    x = torch.rand(2, 3, 256, 256, device="cuda") * 2 - 1
+    target = torch.zeros_like(x)
+
+    def step(model):
+        model.zero_grad(set_to_none=True)
+        out = model(x)
+        l1_loss(out, target).backward()
+        return out
+
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        step(net)
+    torch.cuda.current_stream().wait_stream(side)
+    net.set_dropout_rng(5, 0)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        captured = step(net)
+    eager.set_dropout_rng(5, 0)
+    for replay in range(2):
+        graph.replay()
+        expected = step(eager)
+        assert_close(captured, expected, 1e-5, f"replay {replay} output")
+        for (name, p), q in zip(net.named_parameters(), eager.parameters()):
+            if q.grad.norm() > 0:
+                assert_close(p.grad, q.grad, 1e-4, f"replay {replay} grad {name}")
+        assert net.dropout_rng.tolist() == eager.dropout_rng.tolist()
