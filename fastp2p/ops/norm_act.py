@@ -277,12 +277,13 @@ def norm_act_concat(skip, x, weight=None, bias=None, running_mean=None, running_
 def norm_act_into(x, weight, bias, running_mean, running_var, out, out_channel_offset, *,
                   norm="instance", training=True, momentum=0.1, eps=1e-5, activation="none",
                   slope=0.2, dropout_p=0.0, seed=0, offset=0):
-    """No-autograd forward into a caller's buffer slice (what benchmarks time); checked."""
+    """The checked launcher without autograd: writes into a caller's buffer slice and returns
+    the saved (mean, rstd) (for callers that manage their own buffers and backward)."""
     cfg = NormActConfig(norm, training, momentum, eps, activation, slope, dropout_p)
     check_norm_act_inputs(x, weight, bias, running_mean, running_var, cfg)
     _check_destination(out, x, out_channel_offset)
     backend = backend_for(x.device)
     check_backend_dtype(backend, x, "norm_act")
     return backend.norm_act_fwd(x, weight, bias, running_mean, running_var, out,
-                                              out_channel_offset, seed=seed, offset=offset,
-                                              **cfg.launcher_kwargs())
+                                out_channel_offset, seed=seed, offset=offset,
+                                **cfg.launcher_kwargs())
