@@ -1,15 +1,17 @@
 """Fused norm + activation + dropout + channel-slice write (the U-Net's zero-copy skip concat).
 
-Forward: groups small enough for registers (every map up to 32x32 at batch 1, the small
-instance-norm maps at any batch) run in one kernel that reads x once, forward and backward.
-Larger ones: a split reduction computes fp32 per-channel (batch) or per-(sample, channel) (instance)
-mean/M2 with Chan's merge of per-tile moments (no E[x^2]-E[x]^2), a tiny finalize combines the
-splits (and updates BatchNorm running stats), one elementwise pass writes the result into
-``out[:, c0:c0+C]``. Backward recomputes x_hat, the activation's derivative and the dropout mask
+Groups small enough for registers (maps up to 32x32 at batch 1, the small instance-norm maps at
+any batch) take one kernel that reads x once, forward and backward. Larger ones: a split
+reduction computes fp32 per-channel (batch) or per-(sample, channel) (instance) mean/M2 with
+Chan's merge of per-tile moments (no E[x^2]-E[x]^2), a tiny finalize combines the splits (and
+updates BatchNorm running stats), one elementwise pass writes ``out[:, c0:c0+C]``. Backward
+recomputes x_hat, the activation's derivative and the dropout mask
 (counter-based hash, never stored) from x and the saved (mean, rstd): one reduction pass for
 sum(g) and sum(g * x_hat), one elementwise pass for grad_x. Strides are passed everywhere, so
 channels-last (NHWC) is native and nothing is made contiguous.
 """
+import functools
+
 import torch
 import triton
 import triton.language as tl
@@ -414,14 +416,25 @@ def _blocks(channels: int, interpreted: bool):
 
 
 # Programs a statistics reduction aims for (None: 1 in the interpreter, where programs run one
-# after another, else enough to fill a large GPU). Tests set it to exercise the split merge.
+# after another, else 4 per SM of the GPU). Tests set it to exercise the split merge.
 REDUCTION_PROGRAMS = None
 
 
-def _splits(rows: int, groups: int, channel_blocks: int, block_hw: int, interpreted: bool):
+@functools.lru_cache(maxsize=None)
+def _sm_count(device_index: int) -> int:
+    return torch.cuda.get_device_properties(device_index).multi_processor_count
+
+
+def _splits(x: torch.Tensor, rows: int, groups: int, channel_blocks: int, block_hw: int):
     """Split long reductions so that enough programs run at once; rows_per_split is a
     multiple of the tile height."""
-    target_programs = REDUCTION_PROGRAMS or (1 if interpreted else 4 * 132)
+    if REDUCTION_PROGRAMS:
+        target_programs = REDUCTION_PROGRAMS
+    elif _interpreted(x):
+        target_programs = 1
+    else:
+        target_programs = 4 * _sm_count(x.device.index if x.device.index is not None
+                                        else torch.cuda.current_device())
     splits = max(1, min(triton.cdiv(rows, block_hw),
                         triton.cdiv(target_programs, groups * channel_blocks)))
     rows_per_split = triton.cdiv(triton.cdiv(rows, splits), block_hw) * block_hw
@@ -434,7 +447,7 @@ ONE_PASS_MAX_ELEMENTS = 8192
 
 
 def _one_pass_block(rows: int, channels: int):
-    """(BLOCK_HW, BLOCK_C) of the one-pass forward, or None when the group is too large."""
+    """(BLOCK_HW, BLOCK_C) of the one-pass kernels, or None when the group is too large."""
     block_rows, all_channels = triton.next_power_of_2(rows), triton.next_power_of_2(channels)
     if block_rows * min(4, all_channels) > ONE_PASS_MAX_ELEMENTS:
         return None
@@ -505,7 +518,7 @@ def norm_act_fwd(x, weight, bias, running_mean, running_var, out, out_channel_of
         mean, rstd = x.new_empty(0, dtype=torch.float32), x.new_empty(0, dtype=torch.float32)
     elif batch_stats:
         groups, rows = (N, HW) if norm == "instance" else (1, N * HW)
-        splits, rows_per_split = _splits(rows, groups, channel_blocks, block_hw, interpreted)
+        splits, rows_per_split = _splits(x, rows, groups, channel_blocks, block_hw)
         part_mean = torch.empty(groups, splits, C, device=x.device, dtype=torch.float32)
         part_m2 = torch.empty_like(part_mean)
         _norm_act_stats_kernel[(groups * splits, channel_blocks)](
@@ -575,7 +588,7 @@ def norm_act_bwd(grad_out_slice, x, weight, bias, mean, rstd, *, norm, activatio
         return grad_x, grad_weight, grad_bias
     sum_g = sum_g_xhat = dummy
     if batch_stats or affine:
-        splits, rows_per_split = _splits(rows, groups, channel_blocks, block_hw, interpreted)
+        splits, rows_per_split = _splits(x, rows, groups, channel_blocks, block_hw)
         part_g = torch.empty(groups, splits, C, device=x.device, dtype=torch.float32)
         part_g_xhat = torch.empty_like(part_g)
         _norm_act_bwd_reduce_kernel[(groups * splits, channel_blocks)](
