@@ -81,24 +81,49 @@ def _providers(op, norm, device, quick):
     return providers
 
 
+def _forward_backward(fn, args):
+    """A call that runs fn forward and backward (inputs and affine params require grad)."""
+    skip, y, weight, bias, running_mean, running_var = args
+    leaves = [t.detach().requires_grad_() if t is not None else None
+              for t in (skip, y, weight, bias)]
+    out = fn(*leaves, running_mean, running_var)
+    grad = torch.randn_like(out)
+
+    def call():
+        for t in leaves:
+            if t is not None:
+                t.grad = None
+        fn(*leaves, running_mean, running_var).backward(grad)
+    return call
+
+
 def collect(quick: bool = False) -> list:
-    """Rows of (op, shape, dtype, provider, median/p20/p80 ms, GB/s, fraction of copy)."""
+    """Rows of (op, shape, dtype, provider, mode, median/p20/p80 ms, GB/s, fraction of copy).
+
+    Bytes are the logical minimum: forward reads the inputs and writes the output once;
+    forward+backward adds one read of the inputs and of the output gradient and one write of
+    the input gradients."""
     device = default_device()
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
     torch._dynamo.config.cache_size_limit = max(torch._dynamo.config.cache_size_limit, 256)
     copy_gbps = copy_bandwidth_gbps(device, quick)
     layers = QUICK_LAYERS if quick else LAYERS
     rows = []
-    with torch.no_grad():
-        for norm in ("instance", "batch"):
-            for batch in ((1, 2) if quick else (1, 64)):
-                for op, channels, side in layers:
-                    args, moved = _inputs(op, batch, channels, side, dtype, device)
-                    for provider, fn in _providers(op, norm, device, quick).items():
-                        timing = time_ms(functools.partial(fn, *args), device, quick)
+    for norm in ("instance", "batch"):
+        for batch in ((1, 2) if quick else (1, 64)):
+            for op, channels, side in layers:
+                args, moved = _inputs(op, batch, channels, side, dtype, device)
+                for provider, fn in _providers(op, norm, device, quick).items():
+                    for mode in ("forward", "forward+backward"):
+                        if mode == "forward":
+                            with torch.no_grad():
+                                timing = time_ms(functools.partial(fn, *args), device, quick)
+                        else:
+                            timing = time_ms(_forward_backward(fn, args), device, quick)
                         rows.append(row(f"{op}[{norm}]", args[1].shape, dtype, provider, timing,
-                                        moved, copy_gbps, device=str(device),
-                                        memory_format="channels_last", mode="forward"))
+                                        moved * (1 if mode == "forward" else 2.5), copy_gbps,
+                                        device=str(device), memory_format="channels_last",
+                                        mode=mode))
     return rows
 
 
@@ -123,5 +148,5 @@ def test_norm_act_benchmark(benchmark, provider, op):
 if __name__ == "__main__":
     import sys
     for r in collect(quick="--quick" in sys.argv):
-        print(f"{r['op']:28s} {str(r['shape']):22s} {r['provider']:20s} "
+        print(f"{r['op']:28s} {str(r['shape']):22s} {r['provider']:20s} {r['mode']:17s}"
               f"{r['median_ms']:9.4f} ms {r['gbps']:8.1f} GB/s {r['fraction_of_copy']:6.1%}")
