@@ -35,8 +35,10 @@ def test_reference_checkpoint_loads_and_matches(tmp_path, num_downs, ngf, norm, 
     ours = fastp2p.UNet(3, 3, num_downs, ngf, norm=norm, use_dropout=use_dropout)
     ours.load_state_dict(torch.load(path, weights_only=True))
     inferred = fastp2p.UNet.from_checkpoint(path, use_dropout=use_dropout)
+    # Train-mode dropout draws fastp2p's counter-based masks, not torch's global RNG (a documented
+    # behaviour change): that case is compared with the same masks in tests/test_fused_networks.py.
     for net in (ours, inferred):
-        for train in (False, True):
+        for train in ((False,) if use_dropout else (False, True)):
             # each train-mode pass moves the running stats: compare against a fresh copy
             expected = _outputs(copy.deepcopy(theirs), x, train)
             assert_close(_outputs(net, x, train), expected, GOLDEN_OUTPUT, f"train={train}")

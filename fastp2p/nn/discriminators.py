@@ -2,6 +2,7 @@
 from fastp2p.nn.checks import check_image_batch
 from fastp2p.nn.checkpoint import infer_patchgan_config, infer_pixelgan_config
 from fastp2p.nn.compat import ReferenceCheckpointMixin
+from fastp2p.nn.fused import sequential_forward, sequential_supported
 from fastp2p.nn.norm import describe_norm_layer, resolve_norm_layer
 from fastp2p.reference.discriminators import NLayerDiscriminator, PixelDiscriminator as _Pixel
 
@@ -20,7 +21,9 @@ def patch_logits_size(size: int, n_layers: int) -> int:
 
 
 class PatchDiscriminator(ReferenceCheckpointMixin, NLayerDiscriminator):
-    """Drop-in replacement for the reference ``NLayerDiscriminator`` (PatchGAN)."""
+    """Drop-in replacement for the reference ``NLayerDiscriminator`` (PatchGAN); its norm +
+    LeakyReLU pairs run as fused fastp2p.ops.norm_act (the reference forward for norm layers
+    the fused op cannot reproduce)."""
 
     def __init__(self, input_nc=6, ndf=64, n_layers=3, norm_layer=None, *, norm=None):
         _check_positive(input_nc=input_nc, ndf=ndf)
@@ -47,11 +50,14 @@ class PatchDiscriminator(ReferenceCheckpointMixin, NLayerDiscriminator):
             raise ValueError(f"PatchDiscriminator with n_layers={self.n_layers} needs inputs "
                              f"large enough for a 1x1 logit map; {tuple(input.shape[-2:])} is "
                              "too small (use a larger image or fewer layers)")
-        return super().forward(input)
+        if not sequential_supported(self.model):
+            return super().forward(input)
+        return sequential_forward(self.model, input)
 
 
 class PixelDiscriminator(ReferenceCheckpointMixin, _Pixel):
-    """Drop-in replacement for the reference ``PixelDiscriminator`` (1x1 PatchGAN)."""
+    """Drop-in replacement for the reference ``PixelDiscriminator`` (1x1 PatchGAN), fused like
+    PatchDiscriminator."""
 
     def __init__(self, input_nc=6, ndf=64, norm_layer=None, *, norm=None):
         _check_positive(input_nc=input_nc, ndf=ndf)
@@ -71,4 +77,6 @@ class PixelDiscriminator(ReferenceCheckpointMixin, _Pixel):
     def forward(self, input):
         check_image_batch(input, expected_channels=self.input_nc, module=self,
                           name="PixelDiscriminator")
-        return super().forward(input)
+        if not sequential_supported(self.net):
+            return super().forward(input)
+        return sequential_forward(self.net, input)

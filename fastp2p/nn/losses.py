@@ -1,12 +1,22 @@
-"""fastp2p.GANLoss: the reference GANLoss with checked inputs."""
+"""fastp2p.GANLoss: the reference GANLoss with checked inputs, computed by fastp2p.ops.gan_loss."""
 import torch
 
+from fastp2p.ops import gan_loss
 from fastp2p.reference.losses import GANLoss as _ReferenceGANLoss
 
 
 class GANLoss(_ReferenceGANLoss):
     """``GANLoss(gan_mode)`` with gan_mode "vanilla" | "lsgan" | "wgangp"; called as
-    ``loss(prediction, target_is_real)``; returns a 0-dim tensor."""
+    ``loss(prediction, target_is_real)``; returns a 0-dim tensor.
+
+    With the default labels (1 real, 0 fake) the loss and its gradient come from one fused
+    pass (fastp2p.ops.gan_loss; float32 result); other labels run the reference math.
+    """
+
+    def __init__(self, gan_mode, target_real_label=1.0, target_fake_label=0.0):
+        super().__init__(gan_mode, target_real_label, target_fake_label)
+        # Read once here: checking the label buffers per call would sync with the device.
+        self._default_labels = (target_real_label, target_fake_label) == (1.0, 0.0)
 
     def forward(self, prediction, target_is_real):
         if not isinstance(prediction, torch.Tensor) or not prediction.is_floating_point():
@@ -16,4 +26,11 @@ class GANLoss(_ReferenceGANLoss):
             raise ValueError("GANLoss got an empty prediction tensor")
         if not isinstance(target_is_real, bool):
             raise ValueError(f"target_is_real must be True or False, got {target_is_real!r}")
-        return super().forward(prediction, target_is_real)
+        if not self._default_labels:
+            return super().forward(prediction, target_is_real)
+        loss = gan_loss(prediction, self.gan_mode, target_is_real)  # float32 (float64 in)
+        # As the reference: the logits' dtype, except under autocast (which runs these losses
+        # in float32).
+        if torch.is_autocast_enabled(prediction.device.type):
+            return loss
+        return loss.to(prediction.dtype)

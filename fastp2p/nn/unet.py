@@ -2,6 +2,7 @@
 from fastp2p.nn.checks import check_image_batch
 from fastp2p.nn.checkpoint import infer_unet_config
 from fastp2p.nn.compat import ReferenceCheckpointMixin
+from fastp2p.nn.fused import init_dropout_rng, set_dropout_rng, unet_forward, unet_supported
 from fastp2p.nn.norm import describe_norm_layer, resolve_norm_layer
 from fastp2p.reference.unet import UnetGenerator
 
@@ -14,6 +15,15 @@ class UNet(ReferenceCheckpointMixin, UnetGenerator):
     Same constructor (``norm_layer`` as the reference passes it, or ``norm="batch" | "instance"
     | "none"``), same ``state_dict`` keys, shapes and dtypes, same outputs within DESIGN.md's
     tolerances. Inputs must be N x input_nc x H x W with H and W multiples of 2**num_downs.
+
+    The forward runs the modules' own convolutions and fastp2p's fused norm + activation
+    (+ dropout, + skip concatenation) ops (fastp2p.nn.fused); norm layers it cannot reproduce
+    exactly (e.g. SyncBatchNorm, BatchNorm with momentum=None) run the reference forward.
+    Behaviour change: in train mode with ``use_dropout=True`` the dropout masks come from a
+    counter-based RNG, not torch's global RNG, so they differ from the reference's masks (the
+    math given a mask is the same). State: the non-persistent buffer ``dropout_rng``
+    ([seed, offset], int64; seed defaults to torch.initial_seed()), whose offset advances after
+    each training forward; set it with ``set_dropout_rng(seed, offset)``.
     """
 
     def __init__(self, input_nc=3, output_nc=3, num_downs=8, ngf=64, norm_layer=None,
@@ -29,6 +39,7 @@ class UNet(ReferenceCheckpointMixin, UnetGenerator):
         self.input_nc, self.output_nc, self.num_downs = input_nc, output_nc, num_downs
         self.ngf, self.use_dropout = ngf, use_dropout
         self.norm_layer = factory
+        init_dropout_rng(self)
 
     def config(self) -> dict:
         return {"input_nc": self.input_nc, "output_nc": self.output_nc,
@@ -44,4 +55,10 @@ class UNet(ReferenceCheckpointMixin, UnetGenerator):
     def forward(self, input):
         check_image_batch(input, expected_channels=self.input_nc, module=self, name="UNet",
                           spatial_multiple=2 ** self.num_downs)
-        return super().forward(input)
+        if not unet_supported(self):
+            return super().forward(input)
+        return unet_forward(self, input)
+
+    def set_dropout_rng(self, seed: int, offset: int = 0) -> None:
+        """Position the dropout stream (e.g. restore it from a training checkpoint)."""
+        set_dropout_rng(self, seed, offset)

@@ -1,6 +1,13 @@
-"""Autograd ops and the one place that picks a backend (triton | cuda | cpp | reference) per call.
+"""Autograd ops and the one place that picks a backend (triton | reference, later cpp) per call.
 
-So far it holds the reference meaning of the fused ops (``norm_act_reference``, ``dropout_rng``),
-which the kernels and the C++ backend are tested against; the public modules in fastp2p.nn still
-run the reference networks' own math.
+- ``norm_act`` / ``norm_act_concat`` / ``norm_act_into``: fused norm + activation + dropout
+  (+ zero-copy skip concatenation); ``gan_loss`` / ``l1_loss``: loss and gradient in one pass.
+- ``backends.backend_name_for(device)``: which backend runs (``FASTP2P_BACKEND`` forces one).
+- ``norm_act_reference`` / ``dropout_rng``: the meaning of the fused ops, the tests' oracle.
 """
+from fastp2p.ops.backends import backend_for, backend_name_for
+from fastp2p.ops.losses import gan_loss, l1_loss
+from fastp2p.ops.norm_act import norm_act, norm_act_concat, norm_act_into
+
+__all__ = ["backend_for", "backend_name_for", "gan_loss", "l1_loss", "norm_act",
+           "norm_act_concat", "norm_act_into"]

@@ -1,0 +1,102 @@
+"""gan_loss and l1_loss: loss and gradient from one pass, as torch.library custom ops.
+
+They are pure functions of their inputs, so they are ``torch.library.custom_op``s with a fake
+(meta) implementation and a registered autograd formula: torch.compile traces them without a
+graph break and CUDA graphs capture them. The forward computes the gradient along with the
+loss (the kernels write both in one pass); the backward only scales it by grad_output.
+"""
+import torch
+
+from fastp2p.ops.backends import backend_for
+from fastp2p.ops.norm_act import check_backend_dtype
+
+GAN_MODES = ("vanilla", "lsgan", "wgangp")
+_DTYPES = (torch.float32, torch.bfloat16, torch.float16, torch.float64)
+
+
+def _check_floating(name, t):
+    if not isinstance(t, torch.Tensor):
+        raise ValueError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
+    if t.dtype not in _DTYPES:
+        raise ValueError(f"{name} must be one of {[str(d) for d in _DTYPES]}, got {t.dtype}")
+    if t.numel() == 0:
+        raise ValueError(f"{name} is empty")
+
+
+@torch.library.custom_op("fastp2p::gan_loss_fwd", mutates_args=())
+def _gan_loss_fwd(logits: torch.Tensor, mode: str, target_is_real: bool
+                  ) -> tuple[torch.Tensor, torch.Tensor]:
+    backend = backend_for(logits.device)
+    check_backend_dtype(backend, logits, "gan_loss")
+    loss, grad = backend.gan_loss_fwd(logits, mode=mode, target_is_real=target_is_real)
+    return loss, grad
+
+
+@_gan_loss_fwd.register_fake
+def _(logits, mode, target_is_real):
+    return logits.new_empty((), dtype=torch.float32), torch.empty_like(logits)
+
+
+def _gan_loss_setup(ctx, inputs, output):
+    ctx.save_for_backward(output[1])
+    ctx.input_dtype = inputs[0].dtype
+
+
+def _gan_loss_backward(ctx, grad_loss, grad_grad):
+    (grad_logits,) = ctx.saved_tensors
+    return (grad_logits * grad_loss).to(ctx.input_dtype), None, None
+
+
+_gan_loss_fwd.register_autograd(_gan_loss_backward, setup_context=_gan_loss_setup)
+
+
+@torch.library.custom_op("fastp2p::l1_loss_fwd", mutates_args=())
+def _l1_loss_fwd(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    backend = backend_for(x.device)
+    check_backend_dtype(backend, x, "l1_loss")
+    loss, grad = backend.l1_loss_fwd(x, y)
+    return loss, grad
+
+
+@_l1_loss_fwd.register_fake
+def _(x, y):
+    return x.new_empty((), dtype=torch.float32), torch.empty_like(x)
+
+
+def _l1_setup(ctx, inputs, output):
+    ctx.save_for_backward(output[1])
+    ctx.dtypes = (inputs[0].dtype, inputs[1].dtype)
+
+
+def _l1_backward(ctx, grad_loss, grad_grad):
+    (grad_x,) = ctx.saved_tensors
+    scaled = grad_x * grad_loss
+    return scaled.to(ctx.dtypes[0]), (-scaled).to(ctx.dtypes[1])
+
+
+_l1_loss_fwd.register_autograd(_l1_backward, setup_context=_l1_setup)
+
+
+def gan_loss(logits: torch.Tensor, mode: str, target_is_real: bool) -> torch.Tensor:
+    """The PatchGAN loss (0-dim float32) of ``logits`` against the all-real / all-fake target.
+
+    vanilla: BCE-with-logits mean vs 1/0; lsgan: MSE mean vs 1/0; wgangp: -mean (real) or
+    +mean (fake).
+    """
+    _check_floating("gan_loss logits", logits)
+    if mode not in GAN_MODES:
+        raise ValueError(f"gan_loss mode must be one of {GAN_MODES}, got {mode!r}")
+    if not isinstance(target_is_real, bool):
+        raise ValueError(f"target_is_real must be True or False, got {target_is_real!r}")
+    return _gan_loss_fwd(logits, mode, target_is_real)[0]
+
+
+def l1_loss(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """mean |x - y| as a 0-dim float32 tensor, with gradients for both."""
+    _check_floating("l1_loss x", x)
+    _check_floating("l1_loss y", y)
+    if x.shape != y.shape or x.device != y.device or x.dtype != y.dtype:
+        raise ValueError(f"l1_loss expects x and y of the same shape, dtype and device, got "
+                         f"{tuple(x.shape)} {x.dtype} {x.device} and {tuple(y.shape)} {y.dtype} "
+                         f"{y.device}")
+    return _l1_loss_fwd(x, y)[0]

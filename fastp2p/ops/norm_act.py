@@ -1,0 +1,289 @@
+"""norm_act and norm_act_concat: the fused norm + activation + dropout op with autograd.
+
+Two layers: the forward and the backward are each a ``torch.library.custom_op``
+(``fastp2p::norm_act_fwd`` / ``fastp2p::norm_act_bwd``, with fake implementations), so
+torch.compile treats them as opaque ops without tracing the launchers; the autograd formula is
+a ``torch.autograd.Function`` around them, because the forward mutates BatchNorm's running
+statistics and ``register_autograd`` does not accept ops that mutate inputs. Seed/offset are
+ints or device scalars (what CUDA-graph replay reads). The losses, pure functions, are custom
+ops with ``register_autograd`` (fastp2p/ops/losses.py).
+
+``norm_act_concat(skip, x, ...)`` returns ``cat([relu(skip), norm_act(x)], 1)`` without
+torch.cat: both halves are written by the backend straight into their channel slices of one
+buffer (the U-Net decoder input; ReLU because the enclosing block's ReLU is what consumes the
+concatenation).
+"""
+from dataclasses import dataclass
+from typing import Optional
+
+import torch
+
+from fastp2p.ops.backends import backend_for
+from fastp2p.ops.dropout_rng import dropout_threshold
+
+NORMS = ("instance", "batch", "none")
+ACTIVATIONS = ("none", "relu", "leaky_relu")
+_DTYPES = (torch.float32, torch.bfloat16, torch.float16, torch.float64)
+
+
+@dataclass(frozen=True)
+class NormActConfig:
+    norm: str = "instance"
+    training: bool = True
+    momentum: float = 0.1
+    eps: float = 1e-5
+    activation: str = "none"
+    slope: float = 0.2
+    dropout_p: float = 0.0
+
+    def launcher_kwargs(self):
+        return dict(norm=self.norm, training=self.training, momentum=self.momentum, eps=self.eps,
+                    activation=self.activation, slope=self.slope, dropout_p=self.dropout_p)
+
+
+def _check_vector(name, t, channels, x):
+    if t is None:
+        return
+    if not isinstance(t, torch.Tensor) or tuple(t.shape) != (channels,):
+        shape = tuple(t.shape) if isinstance(t, torch.Tensor) else type(t).__name__
+        raise ValueError(f"norm_act: {name} must have shape ({channels},) to match x's "
+                         f"{channels} channels, got {shape}")
+    if t.device != x.device:
+        raise ValueError(f"norm_act: {name} is on {t.device}, expected x's device {x.device}")
+    if not t.is_floating_point():
+        raise ValueError(f"norm_act: {name} must be floating point, got {t.dtype}")
+
+
+def check_backend_dtype(backend, x, op: str):
+    """Each backend declares the dtypes it computes exactly (Triton: no float64)."""
+    if x.dtype not in backend.DTYPES:
+        raise ValueError(f"{op} on the {backend.NAME} backend expects "
+                         f"{[str(d) for d in backend.DTYPES]}, got {x.dtype}")
+
+
+def check_norm_act_inputs(x, weight, bias, running_mean, running_var, cfg: NormActConfig):
+    """ValueError naming what was expected, for every backend alike (traceable by dynamo)."""
+    if not isinstance(x, torch.Tensor) or x.dim() != 4:
+        shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+        raise ValueError(f"norm_act expects x of shape (N, C, H, W), got {shape}")
+    if x.dtype not in _DTYPES:
+        raise ValueError(f"norm_act expects x in {[str(d) for d in _DTYPES]}, got {x.dtype}")
+    if cfg.norm not in NORMS:
+        raise ValueError(f"norm must be one of {NORMS}, got {cfg.norm!r}")
+    if cfg.activation not in ACTIVATIONS:
+        raise ValueError(f"activation must be one of {ACTIVATIONS}, got {cfg.activation!r}")
+    dropout_threshold(cfg.dropout_p)
+    channels = x.shape[1]
+    if (weight is None) != (bias is None):
+        raise ValueError("norm_act: give both weight and bias (affine) or neither")
+    for name, t in (("weight", weight), ("bias", bias), ("running_mean", running_mean),
+                    ("running_var", running_var)):
+        _check_vector(name, t, channels, x)
+    if (running_mean is None) != (running_var is None):
+        raise ValueError("norm_act: give both running_mean and running_var or neither")
+    if running_mean is not None and cfg.norm != "batch":
+        raise ValueError(f"norm_act: running statistics are only used by norm='batch', "
+                         f"got norm={cfg.norm!r}")
+    if cfg.norm == "batch" and cfg.training and running_mean is not None and cfg.momentum is None:
+        raise ValueError("norm_act: BatchNorm momentum=None (cumulative average) is not "
+                         "supported by the fused path; use a float momentum")
+    # The same conditions (and messages' meaning) as PyTorch's functional norms.
+    n, _, h, w = x.shape
+    if cfg.norm == "instance" and h * w <= 1:
+        raise ValueError(f"Expected more than 1 spatial element when training, got input size "
+                         f"{list(x.shape)} (instance norm over a 1x1 map)")
+    if cfg.norm == "batch" and (cfg.training or running_mean is None) and n * h * w <= 1:
+        raise ValueError(f"Expected more than 1 value per channel when training, got input "
+                         f"size {list(x.shape)}")
+
+
+def _check_destination(out, x, offset):
+    n, c, h, w = x.shape
+    if out.dim() != 4 or out.shape[0] != n or tuple(out.shape[2:]) != (h, w):
+        raise ValueError(f"norm_act: destination must be ({n}, C_out, {h}, {w}), got "
+                         f"{tuple(out.shape)}")
+    if out.dtype != x.dtype or out.device != x.device:
+        raise ValueError(f"norm_act: destination must be {x.dtype} on {x.device}, got "
+                         f"{out.dtype} on {out.device}")
+    if offset < 0 or offset + c > out.shape[1]:
+        raise ValueError(f"norm_act: channels [{offset}, {offset + c}) do not fit a destination "
+                         f"with {out.shape[1]} channels")
+
+
+def _like_memory_format(x, channels):
+    """An uninitialised (N, channels, H, W) tensor in x's memory format (channels-last stays)."""
+    n, _, h, w = x.shape
+    channels_last = x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    return torch.empty((n, channels, h, w), dtype=x.dtype, device=x.device, memory_format=fmt)
+
+
+def _rng_args(seed, offset):
+    """(seed, offset, rng): ints, or a fresh int64 [seed, offset] device tensor when they are
+    device scalars (a copy: the backward must see the forward's values even if the module
+    advances its offset in place; a CUDA graph replays the copy with the current values)."""
+    if isinstance(seed, torch.Tensor) or isinstance(offset, torch.Tensor):
+        if not (isinstance(seed, torch.Tensor) and isinstance(offset, torch.Tensor)):
+            raise ValueError("norm_act: seed and offset must both be ints or both be int64 "
+                             "tensors")
+        return 0, 0, torch.stack([seed.reshape(()), offset.reshape(())]).to(torch.int64)
+    return int(seed), int(offset), None
+
+
+def _rng_kwargs(seed, offset, rng):
+    if rng is None:
+        return dict(seed=seed, offset=offset)
+    return dict(seed=rng[0], offset=rng[1])
+
+
+# The custom ops below are what torch.compile sees (opaque, no Python launcher to trace) and
+# what CUDA graphs capture; the forward mutates BatchNorm's running statistics in place.
+@torch.library.custom_op("fastp2p::norm_act_fwd", mutates_args=("running_mean", "running_var"))
+def _norm_act_fwd_op(x: torch.Tensor, weight: Optional[torch.Tensor],
+                     bias: Optional[torch.Tensor], running_mean: Optional[torch.Tensor],
+                     running_var: Optional[torch.Tensor], skip: Optional[torch.Tensor],
+                     rng: Optional[torch.Tensor], seed: int, offset: int, norm: str,
+                     training: bool, momentum: float, eps: float, activation: str, slope: float,
+                     dropout_p: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    backend = backend_for(x.device)
+    check_backend_dtype(backend, x, "norm_act")
+    skip_channels = 0 if skip is None else skip.shape[1]
+    out = _like_memory_format(x, skip_channels + x.shape[1])
+    if skip is not None:
+        backend.norm_act_fwd(skip, None, None, None, None, out, 0, seed=0, offset=0,
+                             **_SKIP_CFG.launcher_kwargs())
+    mean, rstd = backend.norm_act_fwd(
+        x, weight, bias, running_mean, running_var, out, skip_channels,
+        **_rng_kwargs(seed, offset, rng), norm=norm, training=training, momentum=momentum,
+        eps=eps, activation=activation, slope=slope, dropout_p=dropout_p)
+    # Outputs of a custom op may alias neither inputs nor each other: eval batch norm can hand
+    # back the running mean itself, and "none" one shared empty tensor.
+    if norm == "none":
+        return out, x.new_empty(0, dtype=torch.float32), x.new_empty(0, dtype=torch.float32)
+    if running_mean is not None and mean.data_ptr() == running_mean.data_ptr():
+        mean = mean.clone()
+    return out, mean, rstd
+
+
+@_norm_act_fwd_op.register_fake
+def _(x, weight, bias, running_mean, running_var, skip, rng, seed, offset, norm, training,
+      momentum, eps, activation, slope, dropout_p):
+    skip_channels = 0 if skip is None else skip.shape[1]
+    n, c = x.shape[:2]
+    stats = {"instance": (n, c), "batch": (c,), "none": (0,)}[norm]
+    mean = x.new_empty(stats, dtype=torch.float32)
+    return _like_memory_format(x, skip_channels + c), mean, torch.empty_like(mean)
+
+
+@torch.library.custom_op("fastp2p::norm_act_bwd", mutates_args=())
+def _norm_act_bwd_op(grad_out: torch.Tensor, x: torch.Tensor, weight: Optional[torch.Tensor],
+                     bias: Optional[torch.Tensor], mean: torch.Tensor, rstd: torch.Tensor,
+                     skip: Optional[torch.Tensor], rng: Optional[torch.Tensor], seed: int,
+                     offset: int, norm: str, training: bool, activation: str, slope: float,
+                     dropout_p: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor,
+                                                torch.Tensor]:
+    """(grad_x, grad_weight, grad_bias, grad_skip); absent ones are empty tensors."""
+    backend = backend_for(x.device)
+    skip_channels = 0 if skip is None else skip.shape[1]
+    grad_x, grad_weight, grad_bias = backend.norm_act_bwd(
+        grad_out.narrow(1, skip_channels, x.shape[1]), x, weight, bias, mean, rstd, norm=norm,
+        activation=activation, slope=slope, dropout_p=dropout_p, training=training,
+        **_rng_kwargs(seed, offset, rng))
+    grad_skip = None
+    if skip is not None:
+        empty = x.new_empty(0)
+        grad_skip = backend.norm_act_bwd(
+            grad_out.narrow(1, 0, skip_channels), skip, None, None, empty, empty, norm="none",
+            activation="relu", slope=0.0, dropout_p=0.0, seed=0, offset=0)[0]
+    # Outputs may not alias inputs or each other (the reference math can return grad_out).
+    fresh = [t if t is not None and t.untyped_storage().data_ptr() !=
+             grad_out.untyped_storage().data_ptr() else (None if t is None else t.clone())
+             for t in (grad_x, grad_weight, grad_bias, grad_skip)]
+    return tuple(x.new_empty(0) if t is None else t for t in fresh)
+
+
+@_norm_act_bwd_op.register_fake
+def _(grad_out, x, weight, bias, mean, rstd, skip, rng, seed, offset, norm, training,
+      activation, slope, dropout_p):
+    empty = x.new_empty(0)
+    grad_weight = empty if weight is None else torch.empty_like(weight)
+    grad_bias = empty if bias is None else torch.empty_like(bias)
+    return (torch.empty_like(x), grad_weight, grad_bias,
+            empty if skip is None else torch.empty_like(skip))
+
+
+_SKIP_CFG = NormActConfig(norm="none", activation="relu")
+
+
+class _NormActFunction(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, weight, bias, running_mean, running_var, skip, seed, offset, cfg):
+        seed, offset, rng = _rng_args(seed, offset)
+        out, mean, rstd = _norm_act_fwd_op(x, weight, bias, running_mean, running_var, skip,
+                                           rng, seed, offset, **cfg.launcher_kwargs())
+        ctx.save_for_backward(x, weight, bias, mean, rstd, skip, rng)
+        ctx.cfg, ctx.seed, ctx.offset = cfg, seed, offset
+        ctx.batch_stats = running_mean is None or cfg.training
+        return out
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        x, weight, bias, mean, rstd, skip, rng = ctx.saved_tensors
+        cfg = ctx.cfg
+        grad_x, grad_weight, grad_bias, grad_skip = _norm_act_bwd_op(
+            grad_out, x, weight, bias, mean, rstd, skip, rng, ctx.seed, ctx.offset,
+            norm=cfg.norm, training=ctx.batch_stats, activation=cfg.activation, slope=cfg.slope,
+            dropout_p=cfg.dropout_p)
+        if weight is None:
+            grad_weight = grad_bias = None
+        if skip is None:
+            grad_skip = None
+        return grad_x, grad_weight, grad_bias, None, None, grad_skip, None, None, None
+
+
+def _run(x, weight, bias, running_mean, running_var, skip, seed, offset, cfg):
+    check_norm_act_inputs(x, weight, bias, running_mean, running_var, cfg)
+    if skip is not None:
+        if skip.dim() != 4 or skip.shape[0] != x.shape[0] or skip.shape[2:] != x.shape[2:]:
+            raise ValueError(f"norm_act_concat: skip must be ({x.shape[0]}, C_skip, "
+                             f"{x.shape[2]}, {x.shape[3]}) like x, got {tuple(skip.shape)}")
+        if skip.dtype != x.dtype or skip.device != x.device:
+            raise ValueError(f"norm_act_concat: skip must be {x.dtype} on {x.device}, got "
+                             f"{skip.dtype} on {skip.device}")
+    return _NormActFunction.apply(x, weight, bias, running_mean, running_var, skip, seed,
+                                  offset, cfg)
+
+
+def norm_act(x, weight=None, bias=None, running_mean=None, running_var=None, *,
+             norm="instance", training=True, momentum=0.1, eps=1e-5, activation="none",
+             slope=0.2, dropout_p=0.0, seed=0, offset=0):
+    """dropout(act(norm(x) * weight + bias)) with autograd, in x's memory format.
+
+    ``seed``/``offset``: ints, or int64 0-dim device tensors (read at run time: what a CUDA
+    graph replays); the mask is ``fastp2p.ops.dropout_rng.dropout_keep_mask``'s.
+    """
+    cfg = NormActConfig(norm, training, momentum, eps, activation, slope, dropout_p)
+    return _run(x, weight, bias, running_mean, running_var, None, seed, offset, cfg)
+
+
+def norm_act_concat(skip, x, weight=None, bias=None, running_mean=None, running_var=None, *,
+                    norm="instance", training=True, momentum=0.1, eps=1e-5, activation="relu",
+                    slope=0.2, dropout_p=0.0, seed=0, offset=0):
+    """``cat([relu(skip), norm_act(x, ...)], 1)``, each half written in place by the backend."""
+    cfg = NormActConfig(norm, training, momentum, eps, activation, slope, dropout_p)
+    return _run(x, weight, bias, running_mean, running_var, skip, seed, offset, cfg)
+
+
+def norm_act_into(x, weight, bias, running_mean, running_var, out, out_channel_offset, *,
+                  norm="instance", training=True, momentum=0.1, eps=1e-5, activation="none",
+                  slope=0.2, dropout_p=0.0, seed=0, offset=0):
+    """The checked launcher without autograd: writes into a caller's buffer slice and returns
+    the saved (mean, rstd) (for callers that manage their own buffers and backward)."""
+    cfg = NormActConfig(norm, training, momentum, eps, activation, slope, dropout_p)
+    check_norm_act_inputs(x, weight, bias, running_mean, running_var, cfg)
+    _check_destination(out, x, out_channel_offset)
+    backend = backend_for(x.device)
+    check_backend_dtype(backend, x, "norm_act")
+    return backend.norm_act_fwd(x, weight, bias, running_mean, running_var, out,
+                                out_channel_offset, seed=seed, offset=offset,
+                                **cfg.launcher_kwargs())

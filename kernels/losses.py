@@ -1,0 +1,102 @@
+"""PatchGAN loss and L1 loss: the mean and its gradient in one pass over the elements.
+
+The gradient of a mean loss is elementwise (it does not depend on the loss value), so each
+program writes its block of d loss / d input and a partial sum; the partial sums are added in a
+fixed order afterwards (deterministic, no atomics). Dense tensors are walked in storage order,
+so channels-last or permuted inputs need no copy and the gradient keeps the input's strides.
+"""
+import torch
+import triton
+import triton.language as tl
+
+GAN_MODES = ("vanilla", "lsgan", "wgangp")
+_MODE_CODE = {"vanilla": 0, "lsgan": 1, "wgangp": 2}
+BLOCK = 1024
+
+
+@triton.jit
+def _gan_loss_fwd_kernel(
+    X_ptr,             # logits, dense, walked in storage order
+    Grad_ptr,          # d loss / d logits, same strides as X
+    Partial_ptr,       # (num_blocks,) float32 partial sums of the per-element loss
+    numel, target, inv_numel,
+    MODE: tl.constexpr, BLOCK: tl.constexpr,
+):
+    offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
+    ok = offs < numel
+    x = tl.load(X_ptr + offs, mask=ok, other=0.0).to(tl.float32)
+    if MODE == 0:
+        # BCE with logits, the stable form: max(x, 0) - x t + log(1 + exp(-|x|))
+        loss = tl.maximum(x, 0.0) - x * target + tl.log(1.0 + tl.exp(-tl.abs(x)))
+        grad = (1.0 / (1.0 + tl.exp(-x)) - target) * inv_numel
+    elif MODE == 1:
+        loss = (x - target) * (x - target)
+        grad = 2.0 * (x - target) * inv_numel
+    else:
+        # target is -1 (real: -mean) or +1 (fake: +mean)
+        loss = x * target
+        grad = tl.zeros_like(x) + target * inv_numel
+    tl.store(Grad_ptr + offs, grad.to(Grad_ptr.dtype.element_ty), mask=ok)
+    tl.store(Partial_ptr + tl.program_id(0), tl.sum(tl.where(ok, loss, 0.0), axis=0))
+
+
+@triton.jit
+def _l1_loss_fwd_kernel(
+    X_ptr, Y_ptr,      # same shape and strides, dense
+    Grad_ptr,          # d loss / d x, same strides
+    Partial_ptr,       # (num_blocks,) float32 partial sums of |x - y|
+    numel, inv_numel,
+    BLOCK: tl.constexpr,
+):
+    offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
+    ok = offs < numel
+    diff = (tl.load(X_ptr + offs, mask=ok, other=0.0).to(tl.float32)
+            - tl.load(Y_ptr + offs, mask=ok, other=0.0).to(tl.float32))
+    sign = tl.where(diff > 0, 1.0, tl.where(diff < 0, -1.0, 0.0))
+    tl.store(Grad_ptr + offs, (sign * inv_numel).to(Grad_ptr.dtype.element_ty), mask=ok)
+    tl.store(Partial_ptr + tl.program_id(0), tl.sum(tl.abs(diff), axis=0))
+
+
+def _dense(t: torch.Tensor) -> bool:
+    """True when t's elements fill one storage range without gaps (any dimension order)."""
+    sizes_strides = sorted((s, n) for n, s in zip(t.shape, t.stride()) if n != 1)
+    expected = 1
+    for stride, size in sizes_strides:
+        if stride != expected:
+            return False
+        expected *= size
+    return True
+
+
+def _storage_order(t: torch.Tensor) -> torch.Tensor:
+    """t itself if dense, else a contiguous copy (the only case that copies)."""
+    return t if _dense(t) else t.contiguous()
+
+
+def gan_loss_fwd(logits, *, mode, target_is_real):
+    """(loss: 0-dim float32, grad_logits): BCE-with-logits / MSE mean vs 1 or 0, or WGAN mean."""
+    x = _storage_order(logits)
+    numel = x.numel()
+    if mode == "wgangp":
+        target = -1.0 if target_is_real else 1.0
+    else:
+        target = 1.0 if target_is_real else 0.0
+    grad = torch.empty_like(x)
+    blocks = triton.cdiv(numel, BLOCK)
+    partial = torch.empty(blocks, device=x.device, dtype=torch.float32)
+    _gan_loss_fwd_kernel[(blocks,)](x, grad, partial, numel, target, 1.0 / numel,
+                                    MODE=_MODE_CODE[mode], BLOCK=BLOCK)
+    return partial.sum() / numel, grad
+
+
+def l1_loss_fwd(x, y):
+    """(loss = mean |x - y| as 0-dim float32, grad_x); grad_y = -grad_x."""
+    x = _storage_order(x)
+    if y.stride() != x.stride():
+        y = torch.empty_like(x).copy_(y)
+    numel = x.numel()
+    grad = torch.empty_like(x)
+    blocks = triton.cdiv(numel, BLOCK)
+    partial = torch.empty(blocks, device=x.device, dtype=torch.float32)
+    _l1_loss_fwd_kernel[(blocks,)](x, y, grad, partial, numel, 1.0 / numel, BLOCK=BLOCK)
+    return partial.sum() / numel, grad

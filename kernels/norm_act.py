@@ -1,0 +1,492 @@
+"""Fused norm + activation + dropout + channel-slice write (the U-Net's zero-copy skip concat).
+
+Groups small enough for registers (maps up to 32x32 at batch 1, the small instance-norm maps at
+any batch) take one kernel that reads x once, forward and backward. Larger ones: a split
+reduction computes fp32 per-channel (batch) or per-(sample, channel) (instance) mean/M2 with
+Chan's merge of per-tile moments (no E[x^2]-E[x]^2), a tiny finalize combines the splits (and
+updates BatchNorm running stats), one elementwise pass writes ``out[:, c0:c0+C]``. Backward
+recomputes x_hat, the activation's derivative and the dropout mask
+(counter-based hash, never stored) from x and the saved (mean, rstd): one reduction pass for
+sum(g) and sum(g * x_hat), one elementwise pass for grad_x. Strides are passed everywhere, so
+channels-last (NHWC) is native and nothing is made contiguous.
+"""
+import functools
+
+import torch
+import triton
+import triton.language as tl
+
+from fastp2p.kernels.norm_act_tiles import (_activate_drop_store, _grad_z, _load_affine_and_stats,
+                                            _rng_start, _store_statistics, _tile)
+from fastp2p.ops.dropout_rng import dropout_threshold
+
+NORMS = ("instance", "batch", "none")
+ACTIVATIONS = ("none", "relu", "leaky_relu")
+_ACTIVATION_CODE = {"none": 0, "relu": 1, "leaky_relu": 2}
+_NORM_CODE = {"none": 0, "instance": 1, "batch": 2}
+_LOW32 = 0xFFFFFFFF
+
+
+@triton.jit
+def _norm_act_stats_kernel(
+    X_ptr,            # (N, C, H, W) input, any strides
+    PartMean_ptr,     # (G, S, C) float32: mean of each split
+    PartM2_ptr,       # (G, S, C) float32: sum of squared deviations of each split
+    C, HW, W, rows, rows_per_split, num_splits,
+    sn, sc, sh, sw,
+    GROUP_IS_SAMPLE: tl.constexpr, BLOCK_HW: tl.constexpr, BLOCK_C: tl.constexpr,
+):
+    pid = tl.program_id(0).to(tl.int64)
+    group = pid // num_splits
+    split = pid % num_splits
+    col0 = tl.program_id(1).to(tl.int64) * BLOCK_C
+    row_begin = split * rows_per_split
+    row_end = tl.minimum(row_begin + rows_per_split, rows)
+    mean = tl.zeros((BLOCK_C,), tl.float32)
+    m2 = tl.zeros((BLOCK_C,), tl.float32)
+    count = tl.zeros((BLOCK_C,), tl.float32)  # the same in every lane; a vector keeps types simple
+    for start in range(0, rows_per_split, BLOCK_HW):
+        n, hw, c, row_ok, col_ok, offs = _tile(row_begin + start, col0, row_end, group, C, HW, W,
+                                               sn, sc, sh, sw, GROUP_IS_SAMPLE, BLOCK_HW, BLOCK_C)
+        mask = row_ok[:, None] & col_ok[None, :]
+        x = tl.load(X_ptr + offs, mask=mask, other=0.0).to(tl.float32)
+        tile_count = tl.sum(row_ok.to(tl.float32), axis=0)
+        tile_mean = tl.sum(x, axis=0) / tl.maximum(tile_count, 1.0)
+        tile_m2 = tl.sum(tl.where(mask, (x - tile_mean[None, :]) * (x - tile_mean[None, :]), 0.0),
+                         axis=0)
+        total = tl.maximum(count + tile_count, 1.0)
+        delta = tile_mean - mean
+        mean += delta * (tile_count / total)
+        m2 += tile_m2 + delta * delta * (count * tile_count / total)
+        count += tile_count
+    c = col0 + tl.arange(0, BLOCK_C)
+    out = (group * num_splits + split) * C + c
+    tl.store(PartMean_ptr + out, mean, mask=c < C)
+    tl.store(PartM2_ptr + out, m2, mask=c < C)
+
+
+@triton.jit
+def _norm_act_stats_finalize_kernel(
+    PartMean_ptr, PartM2_ptr,          # (G, S, C) split moments
+    Mean_ptr, Rstd_ptr,                # (G, C) float32 outputs
+    RunMean_ptr, RunVar_ptr,           # (C,) running stats (batch norm training) or dummies
+    C, rows, rows_per_split, num_splits, eps, momentum,
+    UPDATE_RUNNING: tl.constexpr, BLOCK_C: tl.constexpr,
+):
+    group = tl.program_id(0).to(tl.int64)
+    c = tl.program_id(1).to(tl.int64) * BLOCK_C + tl.arange(0, BLOCK_C)
+    ok = c < C
+    mean = tl.zeros((BLOCK_C,), tl.float32)
+    m2 = tl.zeros((BLOCK_C,), tl.float32)
+    count = tl.zeros((BLOCK_C,), tl.float32)
+    for split in range(0, num_splits):
+        at = (group * num_splits + split) * C + c
+        split_mean = tl.load(PartMean_ptr + at, mask=ok, other=0.0)
+        split_m2 = tl.load(PartM2_ptr + at, mask=ok, other=0.0)
+        split_count = tl.minimum(rows - split * rows_per_split, rows_per_split).to(tl.float32)
+        total = count + split_count
+        delta = split_mean - mean
+        mean += delta * (split_count / total)
+        m2 += split_m2 + delta * delta * (count * split_count / total)
+        count = total
+    _store_statistics(Mean_ptr, Rstd_ptr, RunMean_ptr, RunVar_ptr, group, c, ok, C, mean, m2,
+                      count, eps, momentum, UPDATE_RUNNING)
+
+
+@triton.jit(do_not_specialize=["Seed", "Offset"])
+def _norm_act_fwd_one_pass_kernel(
+    X_ptr, Y_ptr,                      # input; destination offset to channel c0
+    Weight_ptr, Bias_ptr,              # (C,) affine or dummies
+    Mean_ptr, Rstd_ptr,                # (G, C) float32 outputs
+    RunMean_ptr, RunVar_ptr,           # (C,) running stats (batch norm training) or dummies
+    Seed, Offset,
+    C, HW, W, rows, eps, momentum,
+    sxn, sxc, sxh, sxw, syn, syc, syh, syw,
+    slope, threshold, keep_scale,
+    GROUP_IS_SAMPLE: tl.constexpr, UPDATE_RUNNING: tl.constexpr, AFFINE: tl.constexpr,
+    ACTIVATION: tl.constexpr, DROPOUT: tl.constexpr, RNG_IN_MEMORY: tl.constexpr,
+    BLOCK_HW: tl.constexpr, BLOCK_C: tl.constexpr,
+):
+    """A whole group (BLOCK_HW >= rows) in registers: exact two-pass statistics from one read,
+    then the output. One launch instead of three for the small maps (and batch 1)."""
+    group = tl.program_id(0).to(tl.int64)
+    col0 = tl.program_id(1).to(tl.int64) * BLOCK_C
+    n, hw, c, row_ok, col_ok, x_offs = _tile(0, col0, rows, group, C, HW, W, sxn, sxc, sxh, sxw,
+                                             GROUP_IS_SAMPLE, BLOCK_HW, BLOCK_C)
+    mask = row_ok[:, None] & col_ok[None, :]
+    x = tl.load(X_ptr + x_offs, mask=mask, other=0.0).to(tl.float32)
+    count = tl.zeros((BLOCK_C,), tl.float32) + rows
+    mean = tl.sum(x, axis=0) / count
+    centered = tl.where(mask, x - mean[None, :], 0.0)
+    m2 = tl.sum(centered * centered, axis=0)
+    _store_statistics(Mean_ptr, Rstd_ptr, RunMean_ptr, RunVar_ptr, group, c, col_ok, C, mean,
+                      m2, count, eps, momentum, UPDATE_RUNNING)
+    rstd = 1.0 / tl.sqrt(m2 / count + eps)
+    y = centered * rstd[None, :]
+    if AFFINE:
+        y = (y * tl.load(Weight_ptr + c, mask=col_ok, other=1.0).to(tl.float32)[None, :]
+             + tl.load(Bias_ptr + c, mask=col_ok, other=0.0).to(tl.float32)[None, :])
+    _activate_drop_store(Y_ptr, y, n, hw, c, mask, C, HW, W, syn, syc, syh, syw, Seed, Offset,
+                         slope, threshold, keep_scale, ACTIVATION, DROPOUT, RNG_IN_MEMORY)
+
+
+@triton.jit(do_not_specialize=["Seed", "Offset"])
+def _norm_act_fwd_kernel(
+    X_ptr,                 # (N, C, H, W) input
+    Y_ptr,                 # destination already offset to channel c0: (N, C, H, W) view
+    Weight_ptr, Bias_ptr,  # (C,) affine or dummies
+    Mean_ptr, Rstd_ptr,    # (N, C) instance | (C,) batch | dummies for none
+    Seed, Offset,          # ints, or int64 device scalars when RNG_IN_MEMORY
+    C, HW, W, rows,
+    sxn, sxc, sxh, sxw, syn, syc, syh, syw,
+    slope, threshold, keep_scale,
+    NORM: tl.constexpr, AFFINE: tl.constexpr, ACTIVATION: tl.constexpr,
+    DROPOUT: tl.constexpr, RNG_IN_MEMORY: tl.constexpr,
+    BLOCK_HW: tl.constexpr, BLOCK_C: tl.constexpr,
+):
+    row0 = tl.program_id(0).to(tl.int64) * BLOCK_HW
+    col0 = tl.program_id(1).to(tl.int64) * BLOCK_C
+    n, hw, c, row_ok, col_ok, x_offs = _tile(row0, col0, rows, 0, C, HW, W, sxn, sxc, sxh, sxw,
+                                             False, BLOCK_HW, BLOCK_C)
+    mask = row_ok[:, None] & col_ok[None, :]
+    x = tl.load(X_ptr + x_offs, mask=mask, other=0.0).to(tl.float32)
+    weight, bias, mean, rstd = _load_affine_and_stats(Weight_ptr, Bias_ptr, Mean_ptr, Rstd_ptr,
+                                                      n, c, C, mask, col_ok, NORM, AFFINE)
+    y = (x - mean) * rstd * weight + bias
+    _activate_drop_store(Y_ptr, y, n, hw, c, mask, C, HW, W, syn, syc, syh, syw, Seed, Offset,
+                         slope, threshold, keep_scale, ACTIVATION, DROPOUT, RNG_IN_MEMORY)
+
+
+@triton.jit(do_not_specialize=["Seed", "Offset"])
+def _norm_act_bwd_reduce_kernel(
+    X_ptr, G_ptr,                      # input and grad of the output slice
+    Weight_ptr, Bias_ptr, Mean_ptr, Rstd_ptr,
+    PartSumG_ptr, PartSumGXhat_ptr,    # (G, S, C) float32 partial sums
+    Seed, Offset,
+    C, HW, W, rows, rows_per_split, num_splits,
+    sxn, sxc, sxh, sxw, sgn, sgc, sgh, sgw,
+    slope, threshold, keep_scale,
+    NORM: tl.constexpr, AFFINE: tl.constexpr, ACTIVATION: tl.constexpr,
+    DROPOUT: tl.constexpr, RNG_IN_MEMORY: tl.constexpr,
+    BLOCK_HW: tl.constexpr, BLOCK_C: tl.constexpr,
+):
+    pid = tl.program_id(0).to(tl.int64)
+    group = pid // num_splits
+    split = pid % num_splits
+    col0 = tl.program_id(1).to(tl.int64) * BLOCK_C
+    row_begin = split * rows_per_split
+    row_end = tl.minimum(row_begin + rows_per_split, rows)
+    seed_mixed, offset = _rng_start(Seed, Offset, RNG_IN_MEMORY)
+    sum_g = tl.zeros((BLOCK_C,), tl.float32)
+    sum_g_xhat = tl.zeros((BLOCK_C,), tl.float32)
+    for start in range(0, rows_per_split, BLOCK_HW):
+        n, hw, c, row_ok, col_ok, x_offs = _tile(row_begin + start, col0, row_end, group, C, HW,
+                                                 W, sxn, sxc, sxh, sxw, NORM == 1, BLOCK_HW,
+                                                 BLOCK_C)
+        g_offs = (n * sgn + (hw // W) * sgh + (hw % W) * sgw)[:, None] + (c * sgc)[None, :]
+        mask = row_ok[:, None] & col_ok[None, :]
+        x = tl.load(X_ptr + x_offs, mask=mask, other=0.0)
+        weight, bias, mean, rstd = _load_affine_and_stats(Weight_ptr, Bias_ptr, Mean_ptr,
+                                                          Rstd_ptr, n, c, C, mask, col_ok,
+                                                          NORM, AFFINE)
+        x_hat = (x.to(tl.float32) - mean) * rstd
+        nchw_index = (n[:, None] * C + c[None, :]) * HW + hw[:, None]
+        g = _grad_z(G_ptr, g_offs, x_hat, weight, bias, mask, nchw_index, seed_mixed, offset,
+                    threshold, slope, keep_scale, ACTIVATION, DROPOUT)
+        sum_g += tl.sum(g, axis=0)
+        sum_g_xhat += tl.sum(g * x_hat, axis=0)
+    c = col0 + tl.arange(0, BLOCK_C)
+    out = (group * num_splits + split) * C + c
+    tl.store(PartSumG_ptr + out, sum_g, mask=c < C)
+    tl.store(PartSumGXhat_ptr + out, sum_g_xhat, mask=c < C)
+
+
+@triton.jit(do_not_specialize=["Seed", "Offset"])
+def _norm_act_bwd_kernel(
+    X_ptr, G_ptr, DX_ptr,              # input, grad of the output slice, grad of the input
+    Weight_ptr, Bias_ptr, Mean_ptr, Rstd_ptr,
+    SumG_ptr, SumGXhat_ptr,            # (G, C) float32 group sums (instance: per sample)
+    Seed, Offset,
+    C, HW, W, rows, inv_group_count,
+    sxn, sxc, sxh, sxw, sgn, sgc, sgh, sgw, sdn, sdc, sdh, sdw,
+    slope, threshold, keep_scale,
+    NORM: tl.constexpr, BATCH_STATS: tl.constexpr, AFFINE: tl.constexpr,
+    ACTIVATION: tl.constexpr, DROPOUT: tl.constexpr, RNG_IN_MEMORY: tl.constexpr,
+    BLOCK_HW: tl.constexpr, BLOCK_C: tl.constexpr,
+):
+    row0 = tl.program_id(0).to(tl.int64) * BLOCK_HW
+    col0 = tl.program_id(1).to(tl.int64) * BLOCK_C
+    n, hw, c, row_ok, col_ok, x_offs = _tile(row0, col0, rows, 0, C, HW, W, sxn, sxc, sxh, sxw,
+                                             False, BLOCK_HW, BLOCK_C)
+    h = hw // W
+    w = hw % W
+    g_offs = (n * sgn + h * sgh + w * sgw)[:, None] + (c * sgc)[None, :]
+    dx_offs = (n * sdn + h * sdh + w * sdw)[:, None] + (c * sdc)[None, :]
+    mask = row_ok[:, None] & col_ok[None, :]
+    seed_mixed, offset = _rng_start(Seed, Offset, RNG_IN_MEMORY)
+    x = tl.load(X_ptr + x_offs, mask=mask, other=0.0).to(tl.float32)
+    weight, bias, mean, rstd = _load_affine_and_stats(Weight_ptr, Bias_ptr, Mean_ptr, Rstd_ptr,
+                                                      n, c, C, mask, col_ok, NORM, AFFINE)
+    x_hat = (x - mean) * rstd
+    nchw_index = (n[:, None] * C + c[None, :]) * HW + hw[:, None]
+    g = _grad_z(G_ptr, g_offs, x_hat, weight, bias, mask, nchw_index, seed_mixed, offset,
+                threshold, slope, keep_scale, ACTIVATION, DROPOUT)
+    dx = g * weight * rstd
+    if BATCH_STATS:
+        # Instance norm: sums per (n, c); batch norm in training: per c. Both stored (G, C).
+        if NORM == 1:
+            at = n[:, None] * C + c[None, :]
+            sum_g = tl.load(SumG_ptr + at, mask=mask, other=0.0)
+            sum_g_xhat = tl.load(SumGXhat_ptr + at, mask=mask, other=0.0)
+        else:
+            sum_g = tl.load(SumG_ptr + c, mask=col_ok, other=0.0)[None, :]
+            sum_g_xhat = tl.load(SumGXhat_ptr + c, mask=col_ok, other=0.0)[None, :]
+        dx -= weight * rstd * inv_group_count * (sum_g + x_hat * sum_g_xhat)
+    tl.store(DX_ptr + dx_offs, dx.to(DX_ptr.dtype.element_ty), mask=mask)
+
+
+@triton.jit(do_not_specialize=["Seed", "Offset"])
+def _norm_act_bwd_one_pass_kernel(
+    X_ptr, G_ptr, DX_ptr,              # input, grad of the output slice, grad of the input
+    Weight_ptr, Bias_ptr, Mean_ptr, Rstd_ptr,
+    SumGXhat_ptr, SumG_ptr,            # (G, C) float32 per-group sums (grad_weight, grad_bias)
+    Seed, Offset,
+    C, HW, W, rows,
+    sxn, sxc, sxh, sxw, sgn, sgc, sgh, sgw, sdn, sdc, sdh, sdw,
+    slope, threshold, keep_scale,
+    NORM: tl.constexpr, BATCH_STATS: tl.constexpr, AFFINE: tl.constexpr,
+    ACTIVATION: tl.constexpr, DROPOUT: tl.constexpr, RNG_IN_MEMORY: tl.constexpr,
+    BLOCK_HW: tl.constexpr, BLOCK_C: tl.constexpr,
+):
+    """The whole group in registers: the sums and grad_x from one read of x and of the grad."""
+    group = tl.program_id(0).to(tl.int64)
+    col0 = tl.program_id(1).to(tl.int64) * BLOCK_C
+    n, hw, c, row_ok, col_ok, x_offs = _tile(0, col0, rows, group, C, HW, W, sxn, sxc, sxh, sxw,
+                                             NORM == 1, BLOCK_HW, BLOCK_C)
+    h = hw // W
+    w = hw % W
+    g_offs = (n * sgn + h * sgh + w * sgw)[:, None] + (c * sgc)[None, :]
+    dx_offs = (n * sdn + h * sdh + w * sdw)[:, None] + (c * sdc)[None, :]
+    mask = row_ok[:, None] & col_ok[None, :]
+    seed_mixed, offset = _rng_start(Seed, Offset, RNG_IN_MEMORY)
+    x = tl.load(X_ptr + x_offs, mask=mask, other=0.0).to(tl.float32)
+    weight, bias, mean, rstd = _load_affine_and_stats(Weight_ptr, Bias_ptr, Mean_ptr, Rstd_ptr,
+                                                      n, c, C, mask, col_ok, NORM, AFFINE)
+    x_hat = tl.where(mask, (x - mean) * rstd, 0.0)
+    nchw_index = (n[:, None] * C + c[None, :]) * HW + hw[:, None]
+    g = _grad_z(G_ptr, g_offs, x_hat, weight, bias, mask, nchw_index, seed_mixed, offset,
+                threshold, slope, keep_scale, ACTIVATION, DROPOUT)
+    sum_g = tl.sum(g, axis=0)
+    sum_g_xhat = tl.sum(g * x_hat, axis=0)
+    if AFFINE:
+        tl.store(SumGXhat_ptr + group * C + c, sum_g_xhat, mask=col_ok)
+        tl.store(SumG_ptr + group * C + c, sum_g, mask=col_ok)
+    dx = g * weight * rstd
+    if BATCH_STATS:
+        dx -= weight * rstd / rows * (sum_g[None, :] + x_hat * sum_g_xhat[None, :])
+    tl.store(DX_ptr + dx_offs, dx.to(DX_ptr.dtype.element_ty), mask=mask)
+
+
+# ----------------------------------------------------------------------------- host launchers
+
+def _blocks(channels: int, interpreted: bool):
+    """Tile sizes: channel blocks along the contiguous NHWC axis; bigger tiles in the
+    interpreter, where each program costs more than each element."""
+    block_c = min(triton.next_power_of_2(channels), 64)
+    block_hw = max(4096 // block_c, 16) if interpreted else max(2048 // block_c, 16)
+    return block_hw, block_c
+
+
+# Programs a statistics reduction aims for (None: 1 in the interpreter, where programs run one
+# after another, else 4 per SM of the GPU). Tests set it to exercise the split merge.
+REDUCTION_PROGRAMS = None
+
+
+@functools.lru_cache(maxsize=None)
+def _sm_count(device_index: int) -> int:
+    return torch.cuda.get_device_properties(device_index).multi_processor_count
+
+
+def _splits(x: torch.Tensor, rows: int, groups: int, channel_blocks: int, block_hw: int):
+    """Split long reductions so that enough programs run at once; rows_per_split is a
+    multiple of the tile height."""
+    if REDUCTION_PROGRAMS:
+        target_programs = REDUCTION_PROGRAMS
+    elif _interpreted(x):
+        target_programs = 1
+    else:
+        target_programs = 4 * _sm_count(x.device.index if x.device.index is not None
+                                        else torch.cuda.current_device())
+    splits = max(1, min(triton.cdiv(rows, block_hw),
+                        triton.cdiv(target_programs, groups * channel_blocks)))
+    rows_per_split = triton.cdiv(triton.cdiv(rows, splits), block_hw) * block_hw
+    return triton.cdiv(rows, rows_per_split), rows_per_split
+
+
+# Largest group held in registers by the one-pass forward (rows x channels of one program);
+# larger groups take the split reduction. Tests set it to 0 to exercise the split path.
+ONE_PASS_MAX_ELEMENTS = 8192
+
+
+def _one_pass_block(rows: int, channels: int):
+    """(BLOCK_HW, BLOCK_C) of the one-pass kernels, or None when the group is too large."""
+    block_rows, all_channels = triton.next_power_of_2(rows), triton.next_power_of_2(channels)
+    if block_rows * min(4, all_channels) > ONE_PASS_MAX_ELEMENTS:
+        return None
+    return block_rows, min(all_channels, 64, ONE_PASS_MAX_ELEMENTS // block_rows)
+
+
+def _rng_args(seed, offset):
+    """Seed and offset as kernel arguments: device tensors stay pointers (CUDA-graph replay
+    reads the current values), ints are reduced to 32 bits here."""
+    if isinstance(seed, torch.Tensor) or isinstance(offset, torch.Tensor):
+        if not (isinstance(seed, torch.Tensor) and isinstance(offset, torch.Tensor)):
+            raise ValueError("seed and offset must both be ints or both be int64 tensors")
+        return seed, offset, True
+    return _mix32_host(int(seed) & _LOW32), int(offset) & _LOW32, False
+
+
+def _mix32_host(h: int) -> int:
+    h ^= h >> 16
+    h = (h * 0x7FEB352D) & _LOW32
+    h ^= h >> 15
+    h = (h * 0x846CA68B) & _LOW32
+    return h ^ (h >> 16)
+
+
+def _interpreted(x: torch.Tensor) -> bool:
+    return x.device.type == "cpu"
+
+
+def _dropout_args(dropout_p: float):
+    if dropout_p > 0:
+        return dropout_threshold(dropout_p), 1.0 / (1.0 - dropout_p)
+    return 0, 1.0
+
+
+def norm_act_fwd(x, weight, bias, running_mean, running_var, out, out_channel_offset, *, norm,
+                 training, momentum, eps, activation, slope, dropout_p, seed, offset):
+    """Write dropout(act(norm(x) * weight + bias)) into out[:, c0:c0+C]; return (mean, rstd).
+
+    The contract (shapes, dtypes, batch-norm running-stat update) is HELPER_RULES'; inputs are
+    validated by fastp2p.ops before they reach a backend.
+    """
+    N, C, H, W = x.shape
+    HW, interpreted = H * W, _interpreted(x)
+    block_hw, block_c = _blocks(C, interpreted)
+    channel_blocks = triton.cdiv(C, block_c)
+    affine = weight is not None
+    batch_stats = norm == "instance" or (norm == "batch" and (training or running_mean is None))
+    seed_arg, offset_arg, rng_in_memory = _rng_args(seed, offset)
+    threshold, keep_scale = _dropout_args(dropout_p)
+    y = out.narrow(1, out_channel_offset, C)
+    update = norm == "batch" and training and running_mean is not None
+    flags = dict(AFFINE=affine, ACTIVATION=_ACTIVATION_CODE[activation], DROPOUT=dropout_p > 0,
+                 RNG_IN_MEMORY=rng_in_memory)
+    if batch_stats and _one_pass_block(N * HW if norm == "batch" else HW, C):
+        groups, rows = (N, HW) if norm == "instance" else (1, N * HW)
+        block_rows, block_c1 = _one_pass_block(rows, C)
+        mean = torch.empty(groups, C, device=x.device, dtype=torch.float32)
+        rstd = torch.empty_like(mean)
+        _norm_act_fwd_one_pass_kernel[(groups, triton.cdiv(C, block_c1))](
+            x, y, weight if affine else x, bias if affine else x, mean, rstd,
+            running_mean if update else mean, running_var if update else rstd,
+            seed_arg, offset_arg, C, HW, W, rows, float(eps), float(momentum or 0.0),
+            *x.stride(), *y.stride(), float(slope), threshold, keep_scale,
+            GROUP_IS_SAMPLE=norm == "instance", UPDATE_RUNNING=update, BLOCK_HW=block_rows,
+            BLOCK_C=block_c1, num_warps=8 if block_rows * block_c1 >= 4096 else 4, **flags)
+        return (mean.view(C), rstd.view(C)) if norm == "batch" else (mean, rstd)
+    if norm == "none":
+        mean, rstd = x.new_empty(0, dtype=torch.float32), x.new_empty(0, dtype=torch.float32)
+    elif batch_stats:
+        groups, rows = (N, HW) if norm == "instance" else (1, N * HW)
+        splits, rows_per_split = _splits(x, rows, groups, channel_blocks, block_hw)
+        part_mean = torch.empty(groups, splits, C, device=x.device, dtype=torch.float32)
+        part_m2 = torch.empty_like(part_mean)
+        _norm_act_stats_kernel[(groups * splits, channel_blocks)](
+            x, part_mean, part_m2, C, HW, W, rows, rows_per_split, splits, *x.stride(),
+            GROUP_IS_SAMPLE=norm == "instance", BLOCK_HW=block_hw, BLOCK_C=block_c)
+        mean = torch.empty(groups, C, device=x.device, dtype=torch.float32)
+        rstd = torch.empty_like(mean)
+        _norm_act_stats_finalize_kernel[(groups, channel_blocks)](
+            part_mean, part_m2, mean, rstd,
+            running_mean if update else mean, running_var if update else rstd,
+            C, rows, rows_per_split, splits, float(eps), float(momentum or 0.0),
+            UPDATE_RUNNING=update, BLOCK_C=block_c)
+        if norm == "batch":
+            mean, rstd = mean.view(C), rstd.view(C)
+    else:
+        mean = running_mean.float()
+        rstd = torch.rsqrt(running_var.float() + eps)
+    grid = (triton.cdiv(N * HW, block_hw), channel_blocks)
+    _norm_act_fwd_kernel[grid](
+        x, y, weight if affine else x, bias if affine else x,
+        mean if norm != "none" else x, rstd if norm != "none" else x,
+        seed_arg, offset_arg, C, HW, W, N * HW, *x.stride(), *y.stride(),
+        float(slope), threshold, keep_scale,
+        NORM=_NORM_CODE[norm], BLOCK_HW=block_hw, BLOCK_C=block_c, **flags)
+    return mean, rstd
+
+
+def norm_act_bwd(grad_out_slice, x, weight, bias, mean, rstd, *, norm, activation, slope,
+                 dropout_p, seed, offset, training=True):
+    """(grad_x, grad_weight, grad_bias) of norm_act_fwd, given the (mean, rstd) it returned.
+
+    ``training``: whether batch norm normalized with the batch's statistics (then grad_x flows
+    through them) or with the running ones (eval: they are constants). HELPER_RULES' signature
+    cannot tell the two apart from (C,)-shaped stats, hence this keyword (default: batch stats).
+    """
+    N, C, H, W = x.shape
+    HW, interpreted = H * W, _interpreted(x)
+    block_hw, block_c = _blocks(C, interpreted)
+    channel_blocks = triton.cdiv(C, block_c)
+    affine = weight is not None
+    norm_code = _NORM_CODE[norm]
+    batch_stats = norm == "instance" or (norm == "batch" and training)
+    seed_arg, offset_arg, rng_in_memory = _rng_args(seed, offset)
+    threshold, keep_scale = _dropout_args(dropout_p)
+    dummy = x
+    common = dict(NORM=norm_code, AFFINE=affine, ACTIVATION=_ACTIVATION_CODE[activation],
+                  DROPOUT=dropout_p > 0, RNG_IN_MEMORY=rng_in_memory, BLOCK_HW=block_hw,
+                  BLOCK_C=block_c)
+    stats = (mean if norm != "none" else dummy, rstd if norm != "none" else dummy)
+    affine_args = (weight if affine else dummy, bias if affine else dummy)
+    grad_weight = grad_bias = None
+    groups, rows = (N, HW) if norm == "instance" else (1, N * HW)
+    one_pass = _one_pass_block(rows, C)
+    if one_pass:
+        block_rows, block_c1 = one_pass
+        grad_x = torch.empty_like(x)
+        sums = [torch.empty(groups, C, device=x.device, dtype=torch.float32) if affine else dummy
+                for _ in range(2)]
+        _norm_act_bwd_one_pass_kernel[(groups, triton.cdiv(C, block_c1))](
+            x, grad_out_slice, grad_x, *affine_args, *stats, *sums, seed_arg, offset_arg,
+            C, HW, W, rows, *x.stride(), *grad_out_slice.stride(), *grad_x.stride(),
+            float(slope), threshold, keep_scale, BATCH_STATS=batch_stats,
+            **dict(common, BLOCK_HW=block_rows, BLOCK_C=block_c1),
+            num_warps=8 if block_rows * block_c1 >= 4096 else 4)
+        if affine:
+            grad_weight, grad_bias = sums[0].sum(0).to(weight.dtype), sums[1].sum(0).to(bias.dtype)
+        return grad_x, grad_weight, grad_bias
+    sum_g = sum_g_xhat = dummy
+    if batch_stats or affine:
+        splits, rows_per_split = _splits(x, rows, groups, channel_blocks, block_hw)
+        part_g = torch.empty(groups, splits, C, device=x.device, dtype=torch.float32)
+        part_g_xhat = torch.empty_like(part_g)
+        _norm_act_bwd_reduce_kernel[(groups * splits, channel_blocks)](
+            x, grad_out_slice, *affine_args, *stats, part_g, part_g_xhat, seed_arg, offset_arg,
+            C, HW, W, rows, rows_per_split, splits, *x.stride(), *grad_out_slice.stride(),
+            float(slope), threshold, keep_scale, **common)
+        sum_g, sum_g_xhat = part_g.sum(1), part_g_xhat.sum(1)
+        if affine:
+            grad_weight = sum_g_xhat.sum(0).to(weight.dtype)
+            grad_bias = sum_g.sum(0).to(bias.dtype)
+    grad_x = torch.empty_like(x)
+    group_count = HW if norm == "instance" else N * HW
+    grid = (triton.cdiv(N * HW, block_hw), channel_blocks)
+    _norm_act_bwd_kernel[grid](
+        x, grad_out_slice, grad_x, *affine_args, *stats, sum_g, sum_g_xhat, seed_arg, offset_arg,
+        C, HW, W, N * HW, 1.0 / group_count, *x.stride(), *grad_out_slice.stride(),
+        *grad_x.stride(), float(slope), threshold, keep_scale, BATCH_STATS=batch_stats, **common)
+    return grad_x, grad_weight, grad_bias
+

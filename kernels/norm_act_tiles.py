@@ -1,0 +1,127 @@
+"""Tile addressing, the dropout hash and the epilogues shared by the norm-act kernels.
+
+A tile is BLOCK_HW positions (n, h, w) x BLOCK_C channels of a logical NCHW tensor addressed
+through its strides (channels-last is native); all math is in float32.
+"""
+import triton
+import triton.language as tl
+
+
+@triton.jit
+def _mix32(h):
+    """The HELPER_RULES finaliser on int64 holding 32-bit values (masked after each multiply)."""
+    h = h ^ (h >> 16)
+    h = (h * 0x7FEB352D) & 0xFFFFFFFF
+    h = h ^ (h >> 15)
+    h = (h * 0x846CA68B) & 0xFFFFFFFF
+    return h ^ (h >> 16)
+
+
+@triton.jit
+def _tile(row0, col0, rows, group, C, HW, W, sn, sc, sh, sw,
+          GROUP_IS_SAMPLE: tl.constexpr, BLOCK_HW: tl.constexpr, BLOCK_C: tl.constexpr):
+    """Offsets of a (BLOCK_HW rows x BLOCK_C channels) tile; a row is one (n, h, w) position.
+
+    Rows count positions inside a group: sample ``group``'s H*W (instance norm) or all N*H*W
+    (batch / none, group 0). Returns (n, hw, c, row mask, channel mask, element offsets for
+    strides sn/sc/sh/sw)."""
+    r = row0 + tl.arange(0, BLOCK_HW).to(tl.int64)
+    c = col0 + tl.arange(0, BLOCK_C).to(tl.int64)
+    row_ok = r < rows
+    col_ok = c < C
+    if GROUP_IS_SAMPLE:
+        n = tl.zeros_like(r) + group
+        hw = r
+    else:
+        n = r // HW
+        hw = r % HW
+    h = hw // W
+    w = hw % W
+    offs = (n * sn + h * sh + w * sw)[:, None] + (c * sc)[None, :]
+    return n, hw, c, row_ok, col_ok, offs
+
+
+@triton.jit
+def _grad_z(G_ptr, g_offs, x_hat, weight, bias, mask, nchw_index, seed_mixed, offset, threshold,
+            slope, keep_scale, ACTIVATION: tl.constexpr, DROPOUT: tl.constexpr):
+    """d loss / d z where z = x_hat * weight + bias and y = dropout(act(z)); recomputed."""
+    g = tl.load(G_ptr + g_offs, mask=mask, other=0.0).to(tl.float32)
+    if DROPOUT:
+        bits = _mix32((nchw_index + seed_mixed + offset) & 0xFFFFFFFF)
+        g = tl.where(bits >= threshold, g * keep_scale, 0.0)
+    z = x_hat * weight + bias
+    if ACTIVATION == 1:
+        g = tl.where(z > 0, g, 0.0)
+    elif ACTIVATION == 2:
+        g = tl.where(z > 0, g, g * slope)
+    return tl.where(mask, g, 0.0)
+
+
+@triton.jit
+def _rng_start(Seed, Offset, RNG_IN_MEMORY: tl.constexpr):
+    """(mix(seed), offset) on 32 bits: read from int64 device scalars (graph replay reads the
+    current values) or passed as ints already mixed on the host (no methods on scalars: the
+    interpreter passes them as Python ints)."""
+    if RNG_IN_MEMORY:
+        seed_mixed = _mix32(tl.load(Seed) & 0xFFFFFFFF)
+        offset = tl.load(Offset) & 0xFFFFFFFF
+    else:
+        seed_mixed = Seed
+        offset = Offset
+    return seed_mixed, offset
+
+
+@triton.jit
+def _store_statistics(Mean_ptr, Rstd_ptr, RunMean_ptr, RunVar_ptr, group, c, ok, C, mean, m2,
+                      count, eps, momentum, UPDATE_RUNNING: tl.constexpr):
+    """Saved (mean, rstd) of a group, and nn.BatchNorm2d's running update (unbiased var)."""
+    var = m2 / count
+    tl.store(Mean_ptr + group * C + c, mean, mask=ok)
+    tl.store(Rstd_ptr + group * C + c, 1.0 / tl.sqrt(var + eps), mask=ok)
+    if UPDATE_RUNNING:
+        unbiased = m2 / tl.maximum(count - 1.0, 1.0)
+        run_mean = tl.load(RunMean_ptr + c, mask=ok, other=0.0).to(tl.float32)
+        run_var = tl.load(RunVar_ptr + c, mask=ok, other=0.0).to(tl.float32)
+        tl.store(RunMean_ptr + c, (1.0 - momentum) * run_mean + momentum * mean, mask=ok)
+        tl.store(RunVar_ptr + c, (1.0 - momentum) * run_var + momentum * unbiased, mask=ok)
+
+
+@triton.jit
+def _activate_drop_store(Y_ptr, y, n, hw, c, mask, C, HW, W, syn, syc, syh, syw, Seed, Offset,
+                         slope, threshold, keep_scale, ACTIVATION: tl.constexpr,
+                         DROPOUT: tl.constexpr, RNG_IN_MEMORY: tl.constexpr):
+    """act, then dropout with the counter-based mask, then the store into the slice."""
+    if ACTIVATION == 1:
+        y = tl.maximum(y, 0.0)
+    elif ACTIVATION == 2:
+        y = tl.where(y > 0, y, y * slope)
+    if DROPOUT:
+        seed_mixed, offset = _rng_start(Seed, Offset, RNG_IN_MEMORY)
+        nchw_index = (n[:, None] * C + c[None, :]) * HW + hw[:, None]
+        bits = _mix32((nchw_index + seed_mixed + offset) & 0xFFFFFFFF)
+        y = tl.where(bits >= threshold, y * keep_scale, 0.0)
+    y_offs = (n * syn + (hw // W) * syh + (hw % W) * syw)[:, None] + (c * syc)[None, :]
+    tl.store(Y_ptr + y_offs, y.to(Y_ptr.dtype.element_ty), mask=mask)
+
+
+@triton.jit
+def _load_affine_and_stats(Weight_ptr, Bias_ptr, Mean_ptr, Rstd_ptr, n, c, C, mask, col_ok,
+                           NORM: tl.constexpr, AFFINE: tl.constexpr):
+    """Per-element weight, bias, mean, rstd (broadcast to the tile)."""
+    if AFFINE:
+        weight = tl.load(Weight_ptr + c, mask=col_ok, other=1.0).to(tl.float32)[None, :]
+        bias = tl.load(Bias_ptr + c, mask=col_ok, other=0.0).to(tl.float32)[None, :]
+    else:
+        weight = 1.0
+        bias = 0.0
+    if NORM == 1:
+        at = n[:, None] * C + c[None, :]
+        mean = tl.load(Mean_ptr + at, mask=mask, other=0.0)
+        rstd = tl.load(Rstd_ptr + at, mask=mask, other=1.0)
+    elif NORM == 2:
+        mean = tl.load(Mean_ptr + c, mask=col_ok, other=0.0)[None, :]
+        rstd = tl.load(Rstd_ptr + c, mask=col_ok, other=1.0)[None, :]
+    else:
+        mean = 0.0
+        rstd = 1.0
+    return weight, bias, mean, rstd

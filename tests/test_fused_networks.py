@@ -1,0 +1,341 @@
+"""Whole networks through fastp2p.ops vs the reference modules in float64: outputs, the input
+gradient, every parameter gradient and the BatchNorm buffers, in train and eval mode.
+
+Train-mode dropout: fastp2p draws counter-based masks (not torch's global RNG), so the
+reference runs with the same masks (``dropout_keep_mask``) swapped into its Dropout modules.
+"""
+import copy
+
+import pytest
+import torch
+import torch.nn as nn
+
+import fastp2p
+from fastp2p import reference
+from fastp2p.ops.dropout_rng import dropout_keep_mask
+from tolerances import BF16_NETWORK, BF16_VS_AUTOCAST, FP32_NETWORK, assert_close, relative_error
+from triton_interpreter import interpreted_kernels
+
+KERNELS = interpreted_kernels()
+BACKENDS = ["reference", pytest.param("triton", marks=[pytest.mark.interpreter, pytest.mark.skipif(
+    KERNELS is None, reason="interpreter tests: need triton ('.[test]') and no GPU")])]
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request, monkeypatch):
+    monkeypatch.setenv("FASTP2P_BACKEND", request.param)
+    return request.param
+
+
+class _SameMaskDropout(nn.Module):
+    """The reference's Dropout position, drawing fastp2p's mask from a shared counter."""
+
+    def __init__(self, p, counter):
+        super().__init__()
+        self.p, self.counter = p, counter
+
+    def forward(self, x):
+        if not self.training:
+            return x
+        keep = dropout_keep_mask(tuple(x.shape), self.p, self.counter["seed"],
+                                 self.counter["offset"])
+        self.counter["offset"] += x.numel()
+        return torch.where(keep, x / (1 - self.p), torch.zeros_like(x))
+
+
+def _with_same_masks(net, seed, offset):
+    counter = {"seed": seed, "offset": offset}
+    for module in list(net.modules()):
+        for name, child in module.named_children():
+            if isinstance(child, nn.Dropout):
+                setattr(module, name, _SameMaskDropout(child.p, counter))
+    return net
+
+
+def _analytically_zero(expected: torch.Tensor) -> bool:
+    """Conv biases right before an InstanceNorm: their exact gradient is 0."""
+    return expected.norm().item() < 1e-10
+
+
+def _compare(ours, theirs64, x, train, what, bound=FP32_NETWORK):
+    ours.train(train)
+    theirs64.train(train)
+    x_ours = x.clone().requires_grad_()
+    x_ref = x.double().requires_grad_()
+    out = ours(x_ours)
+    expected = theirs64(x_ref)
+    weight = torch.rand(expected.shape, generator=torch.Generator().manual_seed(9),
+                        dtype=torch.float64) * 2 - 1
+    (out.double() * weight).sum().backward()
+    (expected * weight).sum().backward()
+    assert_close(out, expected, bound, f"{what} output")
+    assert_close(x_ours.grad, x_ref.grad, bound, f"{what} grad input")
+    ref_params = dict(theirs64.named_parameters())
+    # Exactly-zero gradients hold only float32 rounding noise: bound it by the largest gradient.
+    noise_bound = FP32_NETWORK * max(p.grad.abs().max().item() for p in ref_params.values())
+    for name, p in ours.named_parameters():
+        e = ref_params[name].grad
+        if _analytically_zero(e):
+            assert p.grad.abs().max().item() <= noise_bound, f"{what} grad {name}"
+        else:
+            assert_close(p.grad, e, bound, f"{what} grad {name}")
+    ref_buffers = dict(theirs64.named_buffers())
+    for name, b in ours.named_buffers():
+        if name in ref_buffers:
+            assert_close(b, ref_buffers[name], bound, f"{what} buffer {name}")
+
+
+def _unet_pair(norm, num_downs, use_dropout):
+    torch.manual_seed(0)
+    theirs = reference.init_weights(reference.UnetGenerator(
+        3, 3, num_downs, 4, reference.get_norm_layer(norm), use_dropout))
+    ours = fastp2p.UNet(3, 3, num_downs, 4, norm=norm, use_dropout=use_dropout)
+    ours.load_state_dict(theirs.state_dict())
+    return ours, copy.deepcopy(theirs).double()
+
+
+def _input(size, batch=2):
+    return torch.rand(batch, 3, size, size, generator=torch.Generator().manual_seed(1)) * 2 - 1
+
+
+@pytest.mark.parametrize("layout", ["nchw", "nhwc"])
+@pytest.mark.parametrize("train", [True, False], ids=["train", "eval"])
+@pytest.mark.parametrize("norm", ["batch", "instance", "none"])
+def test_unet_matches_reference(backend, norm, train, layout):
+    ours, theirs64 = _unet_pair(norm, 5, use_dropout=False)
+    x = _input(32)
+    if layout == "nhwc":
+        x = x.contiguous(memory_format=torch.channels_last)
+    if not train:  # eval after one train step, so the running stats are not the defaults
+        with torch.no_grad():
+            ours.train()(x)
+            theirs64.train()(x.double())
+    _compare(ours, theirs64, x, train, f"unet-{norm}")
+
+
+@pytest.mark.parametrize("norm", ["batch", "instance"])
+def test_unet_dropout_uses_the_counter_masks_and_advances(backend, norm):
+    ours, theirs64 = _unet_pair(norm, 6, use_dropout=True)
+    ours.set_dropout_rng(77, 1000)
+    _with_same_masks(theirs64, 77, 1000)
+    x = _input(64)
+    _compare(ours, theirs64, x, True, f"unet-dropout-{norm}")
+    # one dropout block at num_downs=6 (64x64 input): its up output is 2 x 32 x 4 x 4
+    assert ours.dropout_rng.tolist() == [77, 1000 + 2 * 32 * 4 * 4]
+    ours.zero_grad()
+    theirs64.zero_grad()
+    _compare(ours, theirs64, x, False, "dropout-eval")
+    assert ours.dropout_rng.tolist() == [77, 1000 + 2 * 32 * 4 * 4]
+
+
+@pytest.mark.parametrize("train", [True, False], ids=["train", "eval"])
+@pytest.mark.parametrize("norm", ["batch", "instance"])
+def test_discriminators_match_reference(backend, norm, train):
+    torch.manual_seed(0)
+    for ours_cls, ref_cls, kwargs in [
+            (fastp2p.PatchDiscriminator, reference.NLayerDiscriminator, dict(ndf=4, n_layers=3)),
+            (fastp2p.PixelDiscriminator, reference.PixelDiscriminator, dict(ndf=4))]:
+        theirs = reference.init_weights(ref_cls(6, norm_layer=reference.get_norm_layer(norm),
+                                                **kwargs))
+        ours = ours_cls(6, norm=norm, **kwargs)
+        ours.load_state_dict(theirs.state_dict())
+        x = torch.rand(2, 6, 32, 32, generator=torch.Generator().manual_seed(3)) * 2 - 1
+        _compare(ours, copy.deepcopy(theirs).double(), x, train, ours_cls.__name__)
+
+
+@pytest.mark.parametrize("norm", ["batch", "instance"])
+def test_bf16_autocast_within_pytorchs_own_error(backend, norm):
+    """DESIGN section 5's bf16 rule on the CPU: fused under bf16 autocast vs float64, no worse
+    than 1.5x PyTorch's own autocast error on the same inputs (+ a small atol)."""
+    ours, theirs64 = _unet_pair(norm, 5, use_dropout=False)
+    theirs = copy.deepcopy(theirs64).float()
+    x = _input(32).contiguous(memory_format=torch.channels_last)
+    with torch.no_grad():
+        expected = theirs64(x.double())
+        with torch.autocast("cpu", torch.bfloat16):
+            autocast_out = theirs(x)
+            out = ours(x)
+    error, autocast_error = relative_error(out, expected), relative_error(autocast_out, expected)
+    assert error <= BF16_NETWORK
+    assert error <= BF16_VS_AUTOCAST * autocast_error + 1e-3, (error, autocast_error)
+
+
+def test_unsupported_norm_falls_back_to_the_reference_forward():
+    """BatchNorm with momentum=None (cumulative average) runs the reference math, unchanged."""
+    torch.manual_seed(0)
+    factory = lambda c: nn.BatchNorm2d(c, momentum=None)  # noqa: E731
+    theirs = reference.UnetGenerator(3, 3, 5, 4, factory)
+    ours = fastp2p.UNet(3, 3, 5, 4, norm_layer=factory)
+    ours.load_state_dict(theirs.state_dict())
+    x = _input(32)
+    assert_close(ours(x), theirs(x), 1e-6, "fallback")
+
+
+@pytest.mark.interpreter
+@pytest.mark.skipif(KERNELS is None, reason="interpreter tests: need triton and no GPU")
+@pytest.mark.parametrize("case", ["unet-batch", "unet-instance", "patchgan"])
+def test_triton_kernels_reproduce_the_golden_files(golden, monkeypatch, case):
+    """The reference implementation's own outputs, gradients and buffer updates at 256x256,
+    through the Triton kernels (interpreted): test_golden.py's checks, backend forced."""
+    from test_golden import UNET_CASES, _check_against_golden
+    monkeypatch.setenv("FASTP2P_BACKEND", "triton")
+    if case == "patchgan":
+        net, name = fastp2p.PatchDiscriminator(6, ndf=8, n_layers=3, norm="batch"), \
+            "golden_patchgan_ndf8.pt"
+    else:
+        norm = case.split("-")[1]
+        net, name = fastp2p.UNet(3, 3, 8, ngf=8, norm=norm), UNET_CASES[norm]
+    _check_against_golden(net, golden(name))
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("batch", [1, 64])
+def test_gpu_unet256_bf16_within_autocast_error(monkeypatch, batch):
+    """DESIGN section 5: bf16 whole model within 2e-2 of float64 and no worse than 1.5x
+    PyTorch's own bf16 autocast error on the same inputs (forward output)."""
+    monkeypatch.setenv("FASTP2P_BACKEND", "triton")
+    torch.manual_seed(0)
+    theirs = reference.init_weights(reference.UnetGenerator(
+        3, 3, 8, 64, reference.get_norm_layer("batch"))).cuda()
+    ours = fastp2p.UNet(3, 3, 8, 64, norm="batch").cuda()
+    ours.load_state_dict(theirs.state_dict())
+    x = (torch.rand(batch, 3, 256, 256, device="cuda") * 2 - 1).contiguous(
+        memory_format=torch.channels_last)
+    ours64 = copy.deepcopy(theirs).double()
+    with torch.no_grad():
+        expected = ours64(x.double())
+        with torch.autocast("cuda", torch.bfloat16):
+            autocast_out = copy.deepcopy(theirs).to(memory_format=torch.channels_last)(x)
+            out = ours.to(memory_format=torch.channels_last)(x)
+    error, autocast_error = relative_error(out, expected), relative_error(autocast_out, expected)
+    assert error <= BF16_NETWORK
+    assert error <= BF16_VS_AUTOCAST * autocast_error + 1e-3, (error, autocast_error)
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16], ids=["fp32", "fp16"])
+def test_gpu_unet256_forward_and_grads(monkeypatch, dtype):
+    monkeypatch.setenv("FASTP2P_BACKEND", "triton")
+    torch.backends.cudnn.allow_tf32 = False
+    torch.backends.cuda.matmul.allow_tf32 = False
+    ours, theirs64 = _unet_pair("batch", 8, use_dropout=False)
+    ours, theirs64 = ours.cuda(), theirs64.cuda()
+    x = _input(256).cuda()
+    if dtype == torch.float32:
+        _compare(ours, theirs64, x, True, "unet256-fp32")
+    else:
+        with torch.autocast("cuda", dtype):
+            out = ours(x)
+        assert relative_error(out, theirs64(x.double())) <= BF16_NETWORK
+
+
+@pytest.mark.cuda
+def test_gpu_unet_cuda_graph_and_compile(monkeypatch):
+    monkeypatch.setenv("FASTP2P_BACKEND", "triton")
+    ours = fastp2p.UNet(3, 3, 8, 16, norm="batch", use_dropout=True).cuda().eval()
+    x = torch.rand(2, 3, 256, 256, device="cuda")
+    expected = ours(x)
+    out = torch.empty_like(expected)
+    stream = torch.cuda.Stream()
+    with torch.cuda.stream(stream):
+        ours(x)
+    torch.cuda.current_stream().wait_stream(stream)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        out.copy_(ours(x))
+    out.fill_(float("nan"))
+    graph.replay()
+    assert_close(out, expected, 1e-6, "graph replay")
+    compiled = torch.compile(ours, fullgraph=True)
+    assert_close(compiled(x), expected, 1e-5, "compile")
+
+
+def test_compiles_without_graph_breaks(backend):
+    """Dynamo sees the fused ops as custom ops: one graph for the whole forward and backward
+    (aot_eager: no C++ compiler needed; the GPU test runs inductor)."""
+    ours, _ = _unet_pair("batch", 5, use_dropout=False)
+    disc = fastp2p.PatchDiscriminator(6, ndf=4, n_layers=2, norm="instance")
+    loss_fn = fastp2p.GANLoss("vanilla")
+
+    def step(a):
+        fake = ours(a)
+        return loss_fn(disc(torch.cat([a, fake], 1)), True)
+
+    x = _input(32)
+    expected = step(x)
+    torch._dynamo.reset()
+    compiled = torch.compile(step, backend="aot_eager", fullgraph=True)
+    assert_close(compiled(x), expected, 1e-5, "compiled")
+    compiled(x).backward()
+    assert all(p.grad is not None for p in ours.parameters())
+
+
+@pytest.mark.parametrize("norm,training", [("instance", True), ("batch", True),
+                                           ("batch", False), ("none", True)])
+def test_opcheck_norm_act_ops(backend, norm, training):
+    _opcheck_norm_act(norm, training, "cpu")
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("norm,training", [("instance", True), ("batch", True),
+                                           ("batch", False), ("none", True)])
+def test_gpu_opcheck_norm_act_ops(monkeypatch, norm, training):
+    monkeypatch.setenv("FASTP2P_BACKEND", "triton")
+    _opcheck_norm_act(norm, training, "cuda")
+
+
+def _opcheck_norm_act(norm, training, device):
+    """Schema, fake tensors, declared mutation (running stats), AOT dispatch. The ops carry no
+    autograd registration of their own (the autograd.Function around them is the formula), so
+    the inputs here do not require grad."""
+    x, skip = torch.randn(2, 3, 4, 4, device=device), torch.randn(2, 2, 4, 4, device=device)
+    w, b = torch.rand(3, device=device), torch.rand(3, device=device)
+    running = ((torch.zeros(3, device=device), torch.ones(3, device=device)) if norm == "batch"
+               else (None, None))
+    cfg = dict(norm=norm, training=training, momentum=0.1, eps=1e-5, activation="leaky_relu",
+               slope=0.2, dropout_p=0.5)
+    args = (x, w, b, *running, skip, None, 3, 4)
+    torch.library.opcheck(torch.ops.fastp2p.norm_act_fwd.default, args, cfg)
+    out, mean, rstd = torch.ops.fastp2p.norm_act_fwd(*args, **cfg)
+    bwd_args = (torch.randn_like(out), x, w, b, mean, rstd, skip, None, 3, 4)
+    torch.library.opcheck(torch.ops.fastp2p.norm_act_bwd.default, bwd_args,
+                          dict(norm=norm, training=training, activation="leaky_relu", slope=0.2,
+                               dropout_p=0.5))
+
+
+@pytest.mark.cuda
+def test_gpu_train_step_graph_replays_fresh_dropout_masks(monkeypatch):
+    """Forward + backward captured once; each replay reads the current dropout offset and
+    advances it, so replays equal successive eager steps."""
+    from fastp2p.ops import l1_loss
+    monkeypatch.setenv("FASTP2P_BACKEND", "triton")
+    torch.manual_seed(0)
+    net = fastp2p.UNet(3, 3, 8, 16, norm="instance", use_dropout=True).cuda()
+    eager = copy.deepcopy(net)
+    x = torch.rand(2, 3, 256, 256, device="cuda") * 2 - 1
+    target = torch.zeros_like(x)
+
+    def step(model):
+        model.zero_grad(set_to_none=True)
+        out = model(x)
+        l1_loss(out, target).backward()
+        return out
+
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        step(net)
+    torch.cuda.current_stream().wait_stream(side)
+    net.set_dropout_rng(5, 0)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        captured = step(net)
+    eager.set_dropout_rng(5, 0)
+    for replay in range(2):
+        graph.replay()
+        expected = step(eager)
+        assert_close(captured, expected, 1e-5, f"replay {replay} output")
+        for (name, p), q in zip(net.named_parameters(), eager.parameters()):
+            if q.grad.norm() > 0:
+                assert_close(p.grad, q.grad, 1e-4, f"replay {replay} grad {name}")
+        assert net.dropout_rng.tolist() == eager.dropout_rng.tolist()
