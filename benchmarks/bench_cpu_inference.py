@@ -1,19 +1,19 @@
 """CPU inference of U-Net-256 (batch 1, 256x256, float32), and the fused C++ norm-act on its layers.
 
 Everything is measured in one process on the same machine, so the ratios are like for like:
-- ``unet``: the reference UnetGenerator (batch norm, eval, no_grad) in NCHW and in channels-last,
-  the same with each eval BatchNorm folded into its conv (an inference-only rewrite the ops layer
-  could adopt), and fastp2p.UNet as it routes today;
+- ``unet``: the reference UnetGenerator (batch norm, eval, no_grad) in NCHW and channels-last,
+  the same with each eval BatchNorm folded into its conv (an inference-only rewrite fastp2p does
+  not do), and fastp2p.UNet (the C++ backend on CPU tensors) in NCHW and channels-last; every
+  peer is checked against the reference output before it is timed;
 - ``norm_act``: on every normalized layer's real shape, PyTorch eager BatchNorm (eval) +
   activation (+ torch.cat with the skip tensor on the decoder side) against fastp2p._C's fused
-  norm-act writing straight into its slice of a preallocated concatenation buffer;
-- ``projection``: the channels-last U-Net time with the eager norm-act-cat time swapped for the
-  fused one. It is arithmetic on the rows above, not a measurement, and is labelled so.
+  norm-act writing straight into its slice of a preallocated concatenation buffer.
 
 Run: ``python benchmarks/bench_cpu_inference.py [--quick] [--json FILE]``; or call
 ``collect(quick)`` for the rows.
 """
 import argparse
+import copy
 import json
 import platform
 import statistics
@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 
 import fastp2p
-from fastp2p.ops import cpp_backend
+from fastp2p.ops import backend_name_for, cpp_backend
 from fastp2p.reference import UnetGenerator
 
 # (channels, spatial size, side) of every normalized conv output of U-Net-256 (ngf=64) at batch 1.
@@ -60,7 +60,6 @@ def _environment():
 def fold_eval_batchnorm(model):
     """A copy of `model` with every eval BatchNorm2d that directly follows a conv folded into
     that conv's weight and bias (an inference-only rewrite: the norm disappears)."""
-    import copy
     model = copy.deepcopy(model).eval()
     for sequential in [m for m in model.modules() if isinstance(m, torch.nn.Sequential)]:
         layers = list(sequential)
@@ -81,31 +80,39 @@ def fold_eval_batchnorm(model):
 
 
 def bench_unet(repeats):
+    """fastp2p.UNet (the C++ backend's fused norm-act on CPU tensors) against the reference."""
     torch.manual_seed(0)
     image = torch.rand(1, 3, 256, 256) * 2 - 1
-    rows = []
+    image_cl = image.to(memory_format=torch.channels_last)
     reference = UnetGenerator(3, 3, 8, ngf=64).eval()
-    channels_last = UnetGenerator(3, 3, 8, ngf=64).eval().to(memory_format=torch.channels_last)
-    channels_last.load_state_dict(reference.state_dict())
+    reference_cl = copy.deepcopy(reference).to(memory_format=torch.channels_last)
     ours = fastp2p.UNet(3, 3, 8, ngf=64).eval()
     ours.load_state_dict(reference.state_dict())
+    ours_cl = copy.deepcopy(ours).to(memory_format=torch.channels_last)
     folded = fold_eval_batchnorm(reference).to(memory_format=torch.channels_last)
-    image_cl = image.to(memory_format=torch.channels_last)
-    with torch.no_grad():  # the fold must not change the function
-        torch.testing.assert_close(folded(image_cl), reference(image), rtol=1e-4, atol=1e-5)
     runs = {("reference", "nchw"): lambda: reference(image),
-            ("reference", "channels_last"): lambda: channels_last(image_cl),
-            ("reference, eval BatchNorm folded into the convs", "channels_last"): lambda: folded(image_cl),
-            ("fastp2p.UNet (routing as of this commit)", "nchw"): lambda: ours(image)}
+            ("reference", "channels_last"): lambda: reference_cl(image_cl),
+            ("reference, eval BatchNorm folded into the convs", "channels_last"):
+                lambda: folded(image_cl),
+            ("fastp2p.UNet", "nchw"): lambda: ours(image),
+            ("fastp2p.UNet", "channels_last"): lambda: ours_cl(image_cl)}
     with torch.no_grad():
+        expected = reference(image)
+        for (model, layout), run in runs.items():  # the same numbers before any timing
+            torch.testing.assert_close(run(), expected, rtol=1e-4, atol=1e-5,
+                                       msg=lambda m: f"{model} ({layout}): {m}")
         timings = interleaved_ms(runs, repeats)
-    for (model, layout), (ms, low, high) in timings.items():
-        rows.append({"bench": "unet", "model": model, "layout": layout,
-                     "median_ms": ms, "min_ms": low, "max_ms": high})
-    return rows
+    baseline = timings[("reference", "nchw")]
+    return [{"name": f"unet256 inference: {model}, {layout}", "bench": "unet", "model": model,
+             "layout": layout, "backend": backend_name_for(torch.device("cpu")),
+             "median_ms": ms, "min_ms": low, "max_ms": high,
+             "speedup_vs_reference_nchw": baseline[0] / ms,
+             "speedup_of_min_vs_reference_nchw": baseline[1] / low}
+            for (model, layout), (ms, low, high) in timings.items()]
 
 
 def bench_norm_act(repeats, layout):
+    """PyTorch eager norm + activation (+ cat) against the fused C++ op on each layer's shape."""
     memory_format = FORMATS[layout]
     rows = []
     for channels, size, side in LAYERS:
@@ -133,18 +140,20 @@ def bench_norm_act(repeats, layout):
         fused()
         torch.testing.assert_close(buffer, eager(), rtol=1e-5, atol=1e-5)  # same numbers first
         timings = interleaved_ms({"eager": eager, "fused": fused}, repeats)
-        rows.append({"bench": "norm_act", "layout": layout, "side": side,
-                     "shape": [1, channels, size, size],
-                     "op": "batchnorm-eval+act" + ("+cat" if side == "up" else ""),
-                     "eager_ms": timings["eager"][0], "fused_ms": timings["fused"][0],
-                     "eager_min_ms": timings["eager"][1], "fused_min_ms": timings["fused"][1],
-                     "speedup": timings["eager"][0] / timings["fused"][0],
-                     "speedup_of_min": timings["eager"][1] / timings["fused"][1]})
+        op = "batchnorm-eval+act" + ("+cat" if side == "up" else "")
+        # what each must at least move: read x (and skip), write the output
+        moved = (x.numel() + (skip.numel() if side == "up" else 0) + buffer.numel()) * 4
+        for provider, (ms, low, high) in timings.items():
+            rows.append({"name": f"{op} {channels}x{size}x{size} {layout}: {provider}",
+                         "bench": "norm_act", "provider": provider, "op": op,
+                         "layout": layout, "shape": [1, channels, size, size], "bytes": moved,
+                         "median_ms": ms, "min_ms": low, "max_ms": high,
+                         "speedup_vs_eager": timings["eager"][0] / ms})
     return rows
 
 
 def collect(quick: bool) -> list:
-    """Benchmark rows (dicts); quick: fewer repeats (for smoke runs)."""
+    """Benchmark rows (dicts with ``name`` and ``median_ms``); quick: fewer repeats."""
     environment = _environment()
     if not environment["cpp_backend"]:
         raise RuntimeError(f"the C++ backend is unavailable: {cpp_backend.unavailable_reason()}")
@@ -152,43 +161,21 @@ def collect(quick: bool) -> list:
     rows = bench_unet(unet_repeats)
     for layout in FORMATS:
         rows += bench_norm_act(layer_repeats, layout)
-    reference = {r["layout"]: r["min_ms"] for r in rows if r.get("model") == "reference"}
-    layers = [r for r in rows if r["bench"] == "norm_act" and r["layout"] == "channels_last"]
-    projected = reference["channels_last"] - sum(r["eager_min_ms"] for r in layers) + \
-        sum(r["fused_min_ms"] for r in layers)
-    rows.append({"bench": "projection", "note": "arithmetic on measured minima, not a measurement",
-                 "unet_channels_last_with_fused_norm_act_ms": projected,
-                 "vs_reference_nchw": reference["nchw"] / projected})
     return [{**environment, **row} for row in rows]
 
 
 def _print_table(rows):
     for row in rows:
         if row["bench"] == "unet":
-            print(f"unet  {row['model']:<42} {row['layout']:<14} median {row['median_ms']:7.1f} ms "
-                  f"(min {row['min_ms']:.1f}, max {row['max_ms']:.1f})")
-    for stat in ("median_ms", "min_ms"):
-        reference = {r["layout"]: r[stat] for r in rows if r.get("model") == "reference"}
-        print(f"reference channels-last vs NCHW ({stat[:-3]}): "
-              f"{reference['nchw'] / reference['channels_last']:.2f}x")
-    print(f"\n{'layout':<14} {'shape':<20} {'op':<24} {'eager ms':>9} {'fused ms':>9} {'speedup':>8}"
-          f" {'(of min)':>9}")
-    for row in rows:
-        if row["bench"] == "norm_act":
-            print(f"{row['layout']:<14} {str(tuple(row['shape'])):<20} {row['op']:<24} "
-                  f"{row['eager_ms']:9.3f} {row['fused_ms']:9.3f} {row['speedup']:7.2f}x "
-                  f"{row['speedup_of_min']:8.2f}x")
-    for layout in FORMATS:
-        layers = [r for r in rows if r["bench"] == "norm_act" and r["layout"] == layout]
-        for stat in ("", "_min"):
-            eager = sum(r[f"eager{stat}_ms"] for r in layers)
-            fused = sum(r[f"fused{stat}_ms"] for r in layers)
-            print(f"all layers, {layout}, {'median' if not stat else 'min'}: eager {eager:.2f} ms, "
-                  f"fused {fused:.2f} ms, {eager / fused:.2f}x")
-    projection = next(r for r in rows if r["bench"] == "projection")
-    print(f"\nprojection ({projection['note']}): channels-last U-Net with fused norm-act "
-          f"{projection['unet_channels_last_with_fused_norm_act_ms']:.1f} ms, "
-          f"{projection['vs_reference_nchw']:.2f}x the reference NCHW")
+            print(f"unet  {row['model']:<48} {row['layout']:<14} median {row['median_ms']:7.1f} ms"
+                  f" (min {row['min_ms']:.1f})  {row['speedup_vs_reference_nchw']:.2f}x "
+                  f"(of min {row['speedup_of_min_vs_reference_nchw']:.2f}x) vs reference NCHW")
+    print(f"\n{'layout':<14} {'shape':<20} {'op':<24} {'eager ms':>9} {'fused ms':>9} {'speedup':>8}")
+    layers = [r for r in rows if r["bench"] == "norm_act"]
+    for eager, fused in zip(layers[::2], layers[1::2]):
+        print(f"{eager['layout']:<14} {str(tuple(eager['shape'])):<20} {eager['op']:<24} "
+              f"{eager['median_ms']:9.3f} {fused['median_ms']:9.3f} "
+              f"{fused['speedup_vs_eager']:7.2f}x")
 
 
 def main(argv=None):

@@ -14,14 +14,10 @@ import fastp2p
 from fastp2p import reference
 from fastp2p.ops.dropout_rng import dropout_keep_mask
 from tolerances import BF16_NETWORK, BF16_VS_AUTOCAST, FP32_NETWORK, assert_close, relative_error
-from triton_interpreter import interpreted_kernels
-
-KERNELS = interpreted_kernels()
-BACKENDS = ["reference", pytest.param("triton", marks=[pytest.mark.interpreter, pytest.mark.skipif(
-    KERNELS is None, reason="interpreter tests: need triton ('.[test]') and no GPU")])]
+from triton_interpreter import CPU_BACKEND_PARAMS, KERNELS
 
 
-@pytest.fixture(params=BACKENDS)
+@pytest.fixture(params=CPU_BACKEND_PARAMS)
 def backend(request, monkeypatch):
     monkeypatch.setenv("FASTP2P_BACKEND", request.param)
     return request.param

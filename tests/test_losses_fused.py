@@ -10,15 +10,11 @@ import fastp2p
 from fastp2p.ops import gan_loss, l1_loss
 from fastp2p.reference import GANLoss as ReferenceGANLoss
 from tolerances import FP32_SINGLE_OP, GOLDEN_OUTPUT, assert_close
-from triton_interpreter import interpreted_kernels
-
-KERNELS = interpreted_kernels()
-BACKENDS = ["reference", pytest.param("triton", marks=[pytest.mark.interpreter, pytest.mark.skipif(
-    KERNELS is None, reason="interpreter tests: need triton ('.[test]') and no GPU")])]
+from triton_interpreter import CPU_BACKEND_PARAMS, KERNELS
 MODES = ["vanilla", "lsgan", "wgangp"]
 
 
-@pytest.fixture(params=BACKENDS)
+@pytest.fixture(params=CPU_BACKEND_PARAMS)
 def backend(request, monkeypatch):
     monkeypatch.setenv("FASTP2P_BACKEND", request.param)
     return request.param

@@ -11,9 +11,8 @@ from fastp2p.ops import backend_name_for, norm_act_concat, norm_act_into
 from fastp2p.ops.dropout_rng import dropout_keep_mask
 from fastp2p.ops.norm_act_reference import norm_act_math
 from tolerances import BF16_NETWORK, FP32_SINGLE_OP, assert_close, relative_error
-from triton_interpreter import interpreted_kernels
+from triton_interpreter import KERNELS
 
-KERNELS = interpreted_kernels()
 needs_triton = pytest.mark.skipif(
     KERNELS is None, reason="interpreter tests: need triton ('.[test]') and no GPU")
 

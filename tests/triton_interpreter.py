@@ -9,6 +9,7 @@ plain-PyTorch path they would have without TRITON_INTERPRET, and kernel tests op
 import importlib
 import os
 
+import pytest
 import torch
 
 
@@ -22,3 +23,21 @@ def interpreted_kernels():
     os.environ.setdefault("FASTP2P_BACKEND", "reference")
     backend = importlib.import_module("fastp2p.kernels.backend")
     return backend if backend.INTERPRETED else None
+
+
+KERNELS = interpreted_kernels()
+
+
+def _cpp_built() -> bool:
+    from fastp2p.ops import cpp_backend
+    return cpp_backend.available()
+
+
+# The backends a CPU test of the ops / networks runs through, as pytest params.
+CPU_BACKEND_PARAMS = [
+    "reference",
+    pytest.param("triton", marks=[pytest.mark.interpreter, pytest.mark.skipif(
+        KERNELS is None, reason="interpreter tests: need triton ('.[test]') and no GPU")]),
+    pytest.param("cpp", marks=pytest.mark.skipif(
+        not _cpp_built(), reason="fastp2p._C was not built (see cpp_backend.unavailable_reason())")),
+]

@@ -1,4 +1,4 @@
-"""Autograd ops and the one place that picks a backend (triton | reference, later cpp) per call.
+"""Autograd ops and the one place that picks a backend (triton | cpp | reference) per call.
 
 - ``norm_act`` / ``norm_act_concat`` / ``norm_act_into``: fused norm + activation + dropout
   (+ zero-copy skip concatenation); ``gan_loss`` / ``l1_loss``: loss and gradient in one pass.

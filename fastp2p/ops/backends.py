@@ -5,7 +5,7 @@ A backend is a module exposing ``NAME``, ``DTYPES`` (the input dtypes it compute
 ``gan_loss_fwd`` and ``l1_loss_fwd`` with the launcher signatures of HELPER_RULES. ``_BACKENDS``
 lists them in order of preference with the devices each serves; the first one that is
 installed and serves the tensor's device wins. ``FASTP2P_BACKEND=<name>`` forces one.
-Adding a backend (e.g. the C++ one, ``fastp2p.ops.cpp_backend``) is one entry in ``_BACKENDS``.
+Adding a backend is one entry in ``_BACKENDS``.
 """
 import importlib
 import os
@@ -25,6 +25,9 @@ _BACKENDS = (
     # Triton on CUDA; on CPU only through the interpreter (TRITON_INTERPRET=1, set before
     # triton is imported).
     _Backend("triton", "fastp2p.kernels.backend", ("cuda", "cpu"), needs_interpreter_on_cpu=True),
+    # The C++ extension's CPU kernels. Its CUDA kernels are not chosen automatically yet: the
+    # per-shape choice against Triton waits for a GPU benchmark (force with FASTP2P_BACKEND=cpp).
+    _Backend("cpp", "fastp2p.ops.cpp_backend", ("cpu",)),
     _Backend("reference", "fastp2p.ops.reference_backend", ("cuda", "cpu", "mps", "xpu")),
 )
 BACKEND_NAMES = tuple(b.name for b in _BACKENDS)

@@ -15,6 +15,9 @@ from pathlib import Path
 
 import torch
 
+NAME = "cpp"
+# Storage dtypes the kernels compute exactly (float32 statistics and math).
+DTYPES = (torch.float32, torch.bfloat16, torch.float16)
 NORMS = ("instance", "batch", "none")
 ACTIVATIONS = {"none": 0, "relu": 1, "leaky_relu": 2}
 GAN_MODES = {"vanilla": 0, "lsgan": 1, "wgangp": 2}
