@@ -48,7 +48,7 @@ def _fused(op, device):
 def collect(quick: bool = False) -> list:
     device = default_device()
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
-    copy_gbps = copy_bandwidth_gbps(device, quick)
+    copy_gbps = copy_bandwidth_gbps(device)
     rows = []
     for op, chw in (QUICK_SHAPES if quick else SHAPES).items():
         for batch in ((1, 2) if quick else (1, 64)):

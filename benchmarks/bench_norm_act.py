@@ -106,7 +106,7 @@ def collect(quick: bool = False) -> list:
     device = default_device()
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
     torch._dynamo.config.cache_size_limit = max(torch._dynamo.config.cache_size_limit, 256)
-    copy_gbps = copy_bandwidth_gbps(device, quick)
+    copy_gbps = copy_bandwidth_gbps(device)
     layers = QUICK_LAYERS if quick else LAYERS
     rows = []
     for norm in ("instance", "batch"):
