@@ -105,6 +105,11 @@ class Pix2PixEngine:
     def lr(self) -> float:
         return self._lr_value
 
+    @property
+    def steps_since_read(self) -> int:
+        """Steps whose losses ``read_losses`` has not returned yet."""
+        return self._steps_since_read
+
     def set_lr(self, lr: float) -> None:
         """Change the learning rate of both optimizers (between steps; never syncs)."""
         if not lr >= 0:
