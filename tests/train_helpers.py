@@ -23,3 +23,28 @@ def random_batches(count, batch_size=2, size=32, seed=1):
 def parameters_and_buffers(*nets):
     return [t.detach().clone() for net in nets for t in
             list(net.parameters()) + list(net.buffers())]
+
+
+def write_aligned_dataset(root, pairs=4, size=32, phases=("train", "test"), seed=3):
+    """An aligned dataset (A|B side by side, size x 2*size PNGs) of random-ish smooth images."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    for phase in phases:
+        folder = root / phase
+        folder.mkdir(parents=True, exist_ok=True)
+        for index in range(pairs):
+            coarse = rng.integers(0, 256, (size // 4, size // 2, 3), dtype=np.uint8)
+            image = Image.fromarray(coarse).resize((2 * size, size), Image.BILINEAR)
+            image.save(folder / f"{index:03d}.png")
+    return root
+
+
+def train_argv(dataroot, checkpoints, *extra, size=32):
+    """A `fastp2p train` command line for a tiny, CPU-cheap run (4 pairs, batch 1)."""
+    return ["train", "--dataroot", str(dataroot), "--checkpoints_dir", str(checkpoints),
+            "--name", "tiny", "--netG", f"unet_{size}", "--ngf", "4", "--ndf", "4",
+            "--load_size", str(size), "--crop_size", str(size), "--num_threads", "0",
+            "--n_epochs", "1", "--n_epochs_decay", "1", "--log-every", "1",
+            "--display_freq", "3", "--save_latest_freq", "1000", *extra]

@@ -190,11 +190,15 @@ class Pix2PixEngine:
         for name in ("loss_sums", "device_step", "first_nonfinite_step"):
             if name in state:
                 getattr(self, "_" + name).copy_(state[name])
-        torch.set_rng_state(state["rng"]["cpu"])
-        if "cuda" in state["rng"] and self.device.type == "cuda":
-            torch.cuda.set_rng_state(state["rng"]["cuda"], self.device)
+        self.load_rng_state(state["rng"])
         # Loading replaced the optimizer state tensors a captured graph would point at.
         self._reset_graph()
+
+    def load_rng_state(self, rng: dict) -> None:
+        """Restore the RNG states (dropout draws) saved in ``state_dict()["rng"]``."""
+        torch.set_rng_state(rng["cpu"])
+        if "cuda" in rng and self.device.type == "cuda":
+            torch.cuda.set_rng_state(rng["cuda"], self.device)
 
     # ---- the step ---------------------------------------------------------------------------
     def _autocast(self):

@@ -78,6 +78,7 @@ class Trainer:
         self.last_epoch = args.epoch_count + args.n_epochs + args.n_epochs_decay - 1
         self.progress = Progress(epoch=args.epoch_count, epoch_batches=0, images=0)
         self.saved_at = None
+        self._resumed_rng = None
 
     # ---- state ------------------------------------------------------------------------------
     def train_state(self) -> dict:
@@ -89,6 +90,9 @@ class Trainer:
         self.schedule.load_state_dict(state["schedule"])
         self.progress = Progress(**state["progress"])
         random.setstate(state["python_rng"])
+        # Starting the epoch's data iterator draws a seed from the global RNG, which the
+        # interrupted run did before it saved: restore the saved state once more after that.
+        self._resumed_rng = state["engine"]["rng"]
 
     def save(self, labels) -> None:
         """Checkpoint under ``labels`` unless the weights went non-finite (keep the good one)."""
@@ -131,7 +135,11 @@ class Trainer:
         bar = progress_bar(total=len(loader), initial=skip,
                            desc=f"epoch {progress.epoch}/{self.last_epoch}") if progress_bar else None
         window_start, window_images, epoch_losses = time.perf_counter(), 0, []
-        for index, batch in enumerate(loader):
+        batches = iter(loader)
+        if self._resumed_rng is not None:
+            engine.load_rng_state(self._resumed_rng)
+            self._resumed_rng = None
+        for index, batch in enumerate(batches):
             if index < skip:
                 continue
             engine.step(batch["A"], batch["B"])
