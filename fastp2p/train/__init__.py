@@ -1,1 +1,1 @@
-"""Training: the pix2pix step (eager or one CUDA graph), DDP, checkpoints, `fastp2p train`/`test`."""
+"""Training: the pix2pix step (eager or one CUDA graph), DDP, checkpoints, train/test CLIs."""

@@ -152,8 +152,8 @@ class Pix2PixEngine:
 
     def last_batch(self):
         """(real_A, fake_B, real_B) of the latest step, detached (for sample images)."""
-        if self.steps == 0:
-            raise ValueError("no step has run yet")
+        if self._last_batch is None:
+            raise ValueError("no step has run since the engine was created or loaded")
         return tuple(t.detach() for t in self._last_batch)
 
     def state_dict(self) -> dict:

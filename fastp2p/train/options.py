@@ -32,7 +32,8 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     """Network, run-name and device options shared by train and test."""
     group = parser.add_argument_group("model (reference names)")
     group.add_argument("--name", default="experiment_name",
-                       help="run name: checkpoints go to CHECKPOINTS_DIR/NAME (default %(default)s)")
+                       help="run name: checkpoints go to CHECKPOINTS_DIR/NAME "
+                            "(default %(default)s)")
     group.add_argument("--checkpoints_dir", default="./checkpoints",
                        help="folder of all runs' checkpoints (default %(default)s)")
     group.add_argument("--netG", default=QuickDefault("unet_256", "unet_128"),
@@ -66,8 +67,8 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
                             "--continue_train) (default %(default)s)")
     fast = parser.add_argument_group("fastp2p execution")
     fast.add_argument("--device", default="auto",
-                      help="'auto' (CUDA if visible, else CPU), 'cpu', 'cuda' or 'cuda:N'; "
-                           "under torchrun each process takes cuda:LOCAL_RANK (default %(default)s)")
+                      help="'auto' (CUDA if visible, else CPU), 'cpu', 'cuda' or 'cuda:N'; under "
+                           "torchrun each process takes cuda:LOCAL_RANK (default %(default)s)")
     fast.add_argument("--seed", type=int, default=0,
                       help="seed of weight init, data order, augmentation and dropout; the same "
                            "seed and options give the same run (default %(default)s)")

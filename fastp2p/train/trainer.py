@@ -10,9 +10,7 @@ import math
 import random
 import signal
 import time
-from dataclasses import dataclass, asdict
-
-import torch
+from dataclasses import asdict, dataclass
 
 from fastp2p.train.checkpoints import CheckpointWriteError
 
@@ -132,8 +130,10 @@ class Trainer:
         engine.set_lr(self.schedule.lr_for_epoch(progress.epoch))
         loader.set_epoch(progress.epoch)
         skip = progress.epoch_batches
-        bar = progress_bar(total=len(loader), initial=skip,
-                           desc=f"epoch {progress.epoch}/{self.last_epoch}") if progress_bar else None
+        bar = None
+        if progress_bar is not None:
+            bar = progress_bar(total=len(loader), initial=skip,
+                               desc=f"epoch {progress.epoch}/{self.last_epoch}")
         window_start, window_images, epoch_losses = time.perf_counter(), 0, []
         batches = iter(loader)
         if self._resumed_rng is not None:
