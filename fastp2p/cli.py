@@ -10,6 +10,8 @@ import sys
 
 COMMAND_MODULES = (
     "fastp2p.info",
+    "fastp2p.train.train_command",
+    "fastp2p.train.translate_command",
     "fastp2p.bench.command",
 )
 

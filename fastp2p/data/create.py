@@ -1,0 +1,36 @@
+"""``create_dataset(args, phase)``: the right dataset for a DATAROOT and the data options."""
+import argparse
+import math
+from pathlib import Path
+
+from fastp2p.data.datasets import AlignedDataset, TwoFoldersDataset
+from fastp2p.data.default_dataset import default_dataroot
+from fastp2p.data.errors import DataError
+from fastp2p.data.folders import scan_aligned, scan_two_folders
+from fastp2p.data.transforms import Preprocess
+
+
+def create_dataset(args: argparse.Namespace, phase: str):
+    """A Dataset of ``{"A", "B", "A_paths", "B_paths"}`` dicts for ``phase`` (train/val/test).
+
+    ``args`` carries the options of ``add_data_arguments``. A folder written by ``fastp2p pack``
+    is detected and read from its shards; no ``--dataroot`` means the embedded default dataset.
+    """
+    config = Preprocess.from_args(args)
+    swap = args.direction == "BtoA"
+    if args.max_dataset_size < 1:
+        raise DataError(f"--max_dataset_size must be >= 1, got {args.max_dataset_size}")
+    limit = None if math.isinf(args.max_dataset_size) else int(args.max_dataset_size)
+    root = Path(args.dataroot) if args.dataroot else default_dataroot()
+    if not root.is_dir():
+        raise DataError(f"{root}: --dataroot folder not found; point it at a dataset folder "
+                        "holding train/ (and val/, test/)")
+    phase_dir = root / phase
+    from fastp2p.data.packed import PackedDataset, is_packed
+    if is_packed(phase_dir):
+        return PackedDataset(phase_dir, config, swap, limit)
+    if args.dataset_mode == "two_folders":
+        pairs = scan_two_folders(phase_dir, config, args.skip_bad, limit)
+        return TwoFoldersDataset(pairs, config, swap)
+    paths = scan_aligned(phase_dir, config, args.skip_bad, limit)
+    return AlignedDataset(paths, config, swap)

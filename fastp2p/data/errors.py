@@ -1,0 +1,27 @@
+"""Bad input: one-line errors that name the file and say what to do (DESIGN section 7).
+
+Every dataset scan collects its problems as ``(path, problem)``; ``raise_or_report`` then either
+raises a ``DataError`` for the first one (nothing is skipped silently) or, with ``--skip-bad``,
+prints the list of skipped files and lets the caller go on without them.
+"""
+import sys
+from pathlib import Path
+
+SKIP_HINT = "fix or remove it, or pass --skip-bad to skip bad files"
+
+
+class DataError(ValueError):
+    """A dataset problem the user has to fix; the message is one line naming the file."""
+
+
+def raise_or_report(problems: list[tuple[Path, str]], skip_bad: bool, what: str) -> None:
+    """Raise for the first problem unless ``skip_bad``; then list every skipped file on stderr."""
+    if not problems:
+        return
+    if not skip_bad:
+        path, problem = problems[0]
+        more = f" ({len(problems) - 1} more bad files in {what})" if len(problems) > 1 else ""
+        raise DataError(f"{path}: {problem}; {SKIP_HINT}{more}")
+    print(f"fastp2p: skipped {len(problems)} bad files in {what} (--skip-bad):", file=sys.stderr)
+    for path, problem in problems:
+        print(f"  {path}: {problem}", file=sys.stderr)

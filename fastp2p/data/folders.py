@@ -1,0 +1,187 @@
+"""Finding paired images on disk and checking them before training starts.
+
+Two layouts, as the reference implementation and the pix2pix datasets ship them:
+- aligned: ``DATAROOT/PHASE/*.jpg`` (any depth), each image A|B side by side;
+- two folders: ``DATAROOT/PHASE/A/x.png`` pairs with ``DATAROOT/PHASE/B/x.jpg`` by file stem.
+The scan reads image headers only (fast); with ``--skip-bad`` it decodes every file so that
+truncated ones are found and skipped up front too.
+"""
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+from PIL import Image, UnidentifiedImageError
+
+from fastp2p.data.errors import DataError, raise_or_report
+from fastp2p.data.transforms import Preprocess
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".tif", ".tiff")
+GRAYSCALE_MODES = ("1", "L", "LA", "I", "I;16", "F")
+# Modes whose output size follows the input size, so mixed sizes cannot be batched.
+SIZE_KEEPING_MODES = ("none", "scale_width")
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    path: Path
+    size: tuple[int, int]     # (width, height) of the whole file
+    grayscale: bool
+
+
+def list_images(folder: Path) -> list[Path]:
+    """Image files under ``folder`` (recursively, as the reference's make_dataset), sorted."""
+    return sorted(p for p in folder.rglob("*")
+                  if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
+
+
+def require_folder(folder: Path, expected: str) -> None:
+    if not folder.is_dir():
+        raise DataError(f"{folder}: folder not found; expected {expected} there "
+                        "(check --dataroot and --dataset_mode)")
+
+
+def read_info(path: Path, decode: bool) -> ImageInfo:
+    """Header (and, if ``decode``, all pixels) of one image; DataError names what is wrong."""
+    try:
+        with Image.open(path) as img:
+            if decode:
+                img.load()
+            return ImageInfo(path, img.size, img.mode in GRAYSCALE_MODES)
+    except UnidentifiedImageError:
+        raise DataError("not a readable image (its content is not a known image format)") from None
+    except (OSError, SyntaxError, ValueError) as error:
+        raise DataError(f"truncated or corrupt image ({error})") from None
+
+
+def open_rgb(path: Path) -> Image.Image:
+    """Decode one image as RGB, with a one-line error naming the file if it cannot be."""
+    try:
+        with Image.open(path) as img:
+            return img.convert("RGB")
+    except (OSError, SyntaxError, ValueError) as error:
+        raise DataError(f"{path}: cannot decode this image ({error}); fix or remove it, or pass "
+                        "--skip-bad (which checks every file before training)") from None
+
+
+def _scan(paths: list[Path], decode: bool, problems: list) -> list[ImageInfo]:
+    infos = []
+    for path in paths:
+        try:
+            infos.append(read_info(path, decode))
+        except DataError as error:
+            problems.append((path, str(error)))
+    return infos
+
+
+def _check_consistent(infos: list[ImageInfo], half_sizes: dict, config: Preprocess,
+                      problems: list) -> set[Path]:
+    """Grayscale among colour, too small for the crop, mixed sizes: the paths that fail."""
+    bad = set()
+    colour = sum(not info.grayscale for info in infos)
+    if 0 < colour < len(infos):
+        majority_gray = colour < len(infos) - colour
+        for info in infos:
+            if info.grayscale != majority_gray:
+                kind, others = ("grayscale", "colour") if info.grayscale else ("colour", "grayscale")
+                problems.append((info.path, f"{kind} image among {others} ones; convert it "
+                                            f"to {'RGB' if others == 'colour' else 'grayscale'}"))
+                bad.add(info.path)
+    if config.mode == "crop":
+        for info in infos:
+            width, height = half_sizes[info.path]
+            if min(width, height) < config.crop_size:
+                problems.append((info.path, f"{width}x{height} is smaller than --crop_size "
+                                            f"{config.crop_size}; use --preprocess "
+                                            "resize_and_crop or a smaller --crop_size"))
+                bad.add(info.path)
+    if config.mode in SIZE_KEEPING_MODES:
+        common, _ = Counter(half_sizes[i.path] for i in infos).most_common(1)[0]
+        for info in infos:
+            if half_sizes[info.path] != common and info.path not in bad:
+                width, height = half_sizes[info.path]
+                problems.append((info.path, f"{width}x{height} but most are {common[0]}x"
+                                            f"{common[1]}, and --preprocess {config.mode} keeps "
+                                            "sizes; resize it or use --preprocess resize_and_crop"))
+                bad.add(info.path)
+    return bad
+
+
+def scan_aligned(phase_dir: Path, config: Preprocess, skip_bad: bool,
+                 limit: int | None = None) -> list[Path]:
+    """The usable A|B images of one phase folder (the first ``limit`` in sorted order)."""
+    require_folder(phase_dir, "A|B images side by side (*.jpg, *.png)")
+    if (phase_dir / "A").is_dir() and (phase_dir / "B").is_dir():
+        raise DataError(f"{phase_dir}: holds A/ and B/ subfolders, not A|B images; pass "
+                        "--dataset_mode two_folders")
+    paths = list_images(phase_dir)
+    if not paths:
+        raise DataError(f"{phase_dir}: no images ({', '.join(IMAGE_EXTENSIONS)}) found; put the "
+                        "A|B images there or point --dataroot at the right folder")
+    paths = paths[:limit]
+    problems = []
+    infos = []
+    for info in _scan(paths, skip_bad, problems):
+        width, height = info.size
+        if width % 2:
+            problems.append((info.path, f"width {width} is odd, so it cannot be split into "
+                                        "equal A|B halves; crop it to an even width"))
+        else:
+            infos.append(info)
+    half_sizes = {i.path: (i.size[0] // 2, i.size[1]) for i in infos}
+    bad = _check_consistent(infos, half_sizes, config, problems)
+    raise_or_report(problems, skip_bad, str(phase_dir))
+    good = [info.path for info in infos if info.path not in bad]
+    if not good:
+        raise DataError(f"{phase_dir}: every image was bad and skipped; nothing left to load")
+    return good
+
+
+def scan_two_folders(phase_dir: Path, config: Preprocess, skip_bad: bool,
+                     limit: int | None = None) -> list[tuple[Path, Path]]:
+    """(A, B) path pairs of one phase folder, paired by file stem (the first ``limit``)."""
+    folders = {}
+    for side in ("A", "B"):
+        folders[side] = phase_dir / side
+        require_folder(folders[side], f"the {side} images of the pairs")
+    problems = []
+    by_stem = {}
+    for side, folder in folders.items():
+        paths = list_images(folder)
+        if not paths:
+            raise DataError(f"{folder}: no images ({', '.join(IMAGE_EXTENSIONS)}) found; put the "
+                            f"{side} images there")
+        stems = {}
+        for path in paths:
+            key = str(path.relative_to(folder).with_suffix(""))
+            if key in stems:
+                problems.append((path, f"has the same name as {stems[key].name}, so its pair "
+                                       "is ambiguous; rename one of them"))
+            else:
+                stems[key] = path
+        by_stem[side] = stems
+    for side, other in (("A", "B"), ("B", "A")):
+        for key, path in by_stem[side].items():
+            if key not in by_stem[other]:
+                problems.append((path, f"has no partner named {key}.* in {folders[other]}; "
+                                       "A and B files pair by name"))
+    keys = sorted(by_stem["A"].keys() & by_stem["B"].keys())
+    pairs = [(by_stem["A"][k], by_stem["B"][k]) for k in keys][:limit]
+    infos = {i.path: i for i in _scan([p for pair in pairs for p in pair], skip_bad, problems)}
+    complete = []
+    for a_path, b_path in pairs:
+        if a_path in infos and b_path in infos:
+            if infos[a_path].size != infos[b_path].size:
+                (aw, ah), (bw, bh) = infos[a_path].size, infos[b_path].size
+                problems.append((a_path, f"is {aw}x{ah} but its partner {b_path} is {bw}x{bh}; "
+                                         "resize them to the same size"))
+            else:
+                complete.append((a_path, b_path))
+    a_infos = [infos[a] for a, _ in complete]
+    bad = _check_consistent(a_infos, {i.path: i.size for i in a_infos}, config, problems)
+    bad |= _check_consistent([infos[b] for _, b in complete],
+                             {b: infos[b].size for _, b in complete}, config, problems)
+    raise_or_report(problems, skip_bad, str(phase_dir))
+    good = [(a, b) for a, b in complete if a not in bad and b not in bad]
+    if not good:
+        raise DataError(f"{phase_dir}: every pair was bad and skipped; nothing left to load")
+    return good

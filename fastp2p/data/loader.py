@@ -1,0 +1,136 @@
+"""Batches for training: rank sharding, an order and augmentation fixed by (seed, epoch),
+background workers that assemble batches (pinned when asked), and a side-stream prefetcher.
+
+Order: exactly ``torch.utils.data.DistributedSampler`` (shuffled by seed + epoch, padded to a
+multiple of world_size, rank r takes every world_size-th index). Augmentation: each item's crop
+and flip come from a generator seeded by (seed, epoch, index), so they do not depend on the
+number of workers or on which worker loads the item.
+"""
+import random
+
+import torch
+from torch.utils.data import BatchSampler, DataLoader, DistributedSampler
+
+
+class _SeededItems(torch.utils.data.Dataset):
+    """Indexed by (index, epoch): loads ``dataset`` item ``index`` with its own seeded draws."""
+
+    def __init__(self, dataset, seed: int):
+        self.dataset = dataset
+        self.seed = seed
+
+    def __len__(self):
+        return len(self.dataset)
+
+    def __getitem__(self, key):
+        index, epoch = key
+        load = getattr(self.dataset, "load", None)
+        if load is None:    # a plain Dataset: its own randomness
+            return self.dataset[index]
+        return load(index, random.Random(f"{self.seed}/{epoch}/{index}"))
+
+
+class _EpochBatches(torch.utils.data.Sampler):
+    """Batches of (index, epoch) keys from a DistributedSampler."""
+
+    def __init__(self, sampler: DistributedSampler, batch_size: int, drop_last: bool):
+        self.sampler = sampler
+        self.batches = BatchSampler(sampler, batch_size, drop_last)
+
+    def __len__(self):
+        return len(self.batches)
+
+    def __iter__(self):
+        epoch = self.sampler.epoch
+        for batch in self.batches:
+            yield [(index, epoch) for index in batch]
+
+
+class PairLoader:
+    """Iterable of batched dicts ``{"A": NxCxHxW, "B": ..., "A_paths": [...], "B_paths": [...]}``."""
+
+    def __init__(self, dataset, batch_size: int, *, shuffle: bool, num_workers: int, seed: int,
+                 rank: int = 0, world_size: int = 1, drop_last: bool = False,
+                 pin_memory: bool = False):
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        if num_workers < 0:
+            raise ValueError(f"num_workers must be >= 0, got {num_workers}")
+        if world_size < 1 or not 0 <= rank < world_size:
+            raise ValueError(f"rank must be in [0, world_size), got rank {rank} of {world_size}")
+        if len(dataset) == 0:
+            raise ValueError("the dataset is empty: nothing to load")
+        self.dataset = dataset
+        self.sampler = DistributedSampler(dataset, num_replicas=world_size, rank=rank,
+                                          shuffle=shuffle, seed=seed, drop_last=False)
+        self.batch_sampler = _EpochBatches(self.sampler, batch_size, drop_last)
+        # pin only where there is a device to pin for (torch warns and ignores it otherwise)
+        pin = pin_memory and torch.cuda.is_available()
+        self._loader = DataLoader(_SeededItems(dataset, seed), batch_sampler=self.batch_sampler,
+                                  num_workers=num_workers, pin_memory=pin,
+                                  persistent_workers=num_workers > 0)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.sampler.set_epoch(epoch)
+
+    @property
+    def epoch(self) -> int:
+        return self.sampler.epoch
+
+    def __len__(self) -> int:
+        return len(self.batch_sampler)
+
+    def __iter__(self):
+        return iter(self._loader)
+
+
+def create_dataloader(dataset, batch_size: int, *, shuffle: bool, num_workers: int, seed: int,
+                      rank: int = 0, world_size: int = 1, drop_last: bool = False,
+                      pin_memory: bool = False) -> PairLoader:
+    """Batches of ``dataset`` for rank ``rank`` of ``world_size``; call ``set_epoch`` each epoch.
+
+    Pass ``shuffle=not args.serial_batches`` to follow the reference's option.
+    """
+    return PairLoader(dataset, batch_size, shuffle=shuffle, num_workers=num_workers, seed=seed,
+                      rank=rank, world_size=world_size, drop_last=drop_last,
+                      pin_memory=pin_memory)
+
+
+class CudaPrefetcher:
+    """Wraps a loader: copies batch k+1 to ``device`` on a side stream while batch k is used.
+
+    Tensors must come from pinned memory (``pin_memory=True``) for the copy to be asynchronous.
+    """
+
+    def __init__(self, loader, device):
+        self.loader = loader
+        self.device = torch.device(device)
+        self.stream = torch.cuda.Stream(self.device)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.loader.set_epoch(epoch)
+
+    def __len__(self) -> int:
+        return len(self.loader)
+
+    def _copy(self, batch: dict) -> dict:
+        with torch.cuda.stream(self.stream):
+            return {key: value.to(self.device, non_blocking=True)
+                    if isinstance(value, torch.Tensor) else value
+                    for key, value in batch.items()}
+
+    def __iter__(self):
+        current = torch.cuda.current_stream(self.device)
+        pending = None
+        for batch in self.loader:
+            incoming = self._copy(batch)
+            if pending is not None:
+                yield pending
+            current.wait_stream(self.stream)
+            for value in incoming.values():
+                if isinstance(value, torch.Tensor):
+                    # the copy was made on the side stream; keep its memory alive for the consumer
+                    value.record_stream(current)
+            pending = incoming
+        if pending is not None:
+            yield pending

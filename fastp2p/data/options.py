@@ -1,0 +1,38 @@
+"""The data options, named as in the reference implementation's BaseOptions."""
+import argparse
+
+PREPROCESS_MODES = ("resize_and_crop", "crop", "scale_width", "scale_width_and_crop", "none")
+
+
+def add_data_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Add the reference-named data options (and ``--skip-bad``) to ``parser``; returns it."""
+    group = parser.add_argument_group("data")
+    group.add_argument("--dataroot", default=None,
+                       help="dataset folder: DATAROOT/{train,val,test}/ holding A|B images side "
+                            "by side (aligned), or A/ and B/ subfolders (two_folders), or the "
+                            "output of `fastp2p pack` (detected). Default: a small edges->photo "
+                            "dataset built once from scikit-image's sample photographs")
+    group.add_argument("--dataset_mode", default="aligned", choices=("aligned", "two_folders"),
+                       help="aligned: each image is A|B side by side, split at w/2; "
+                            "two_folders: PHASE/A/x.png pairs with PHASE/B/x.png by name")
+    group.add_argument("--direction", default="AtoB", choices=("AtoB", "BtoA"),
+                       help="AtoB translates the left (A) image into the right (B) one")
+    group.add_argument("--preprocess", default="resize_and_crop", choices=PREPROCESS_MODES,
+                       help="how images are scaled and cropped at load time (as the reference)")
+    group.add_argument("--load_size", type=int, default=286, help="scale images to this size")
+    group.add_argument("--crop_size", type=int, default=256, help="then crop to this size")
+    group.add_argument("--no_flip", action="store_true",
+                       help="do not flip pairs horizontally (by default half of them are)")
+    group.add_argument("--max_dataset_size", type=float, default=float("inf"),
+                       help="use at most this many pairs (the first ones in sorted order)")
+    group.add_argument("--serial_batches", action="store_true",
+                       help="take pairs in order instead of shuffling them")
+    group.add_argument("--num_threads", type=int, default=4, help="data loading workers")
+    group.add_argument("--input_nc", type=int, default=3, choices=(1, 3),
+                       help="channels of the input image (1 converts it to grayscale)")
+    group.add_argument("--output_nc", type=int, default=3, choices=(1, 3),
+                       help="channels of the output image (1 converts it to grayscale)")
+    group.add_argument("--skip-bad", dest="skip_bad", action="store_true",
+                       help="skip unreadable or mismatched files (and list them) instead of "
+                            "stopping at the first one")
+    return parser

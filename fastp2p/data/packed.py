@@ -1,0 +1,155 @@
+"""Reading what ``fastp2p pack`` wrote: shards of uint8 A|B pairs and their index.
+
+Layout of one packed phase folder::
+
+    index.json          format, version, load_size, height, width (of one half), channels,
+                        count, pairs_per_shard, shards [{file, count, sha256}], sources [[A, B]]
+    shard-00000.u8      count x height x (2 * width) x 3 uint8, row-major (NHWC), no header
+
+A pair is read by memory-mapping its shard and copying one row: no decoding in the training
+loop. Only the crop, flip and normalization remain to be done (here, or on the GPU).
+"""
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from fastp2p.data.errors import DataError
+from fastp2p.data.transforms import Preprocess, crop_flip_uint8, draw_params
+
+INDEX_NAME = "index.json"
+FORMAT = "fastp2p-pack"
+VERSION = 1
+REPACK_HINT = "re-run `fastp2p pack DATAROOT OUT` (it resumes and rewrites bad shards)"
+
+
+def is_packed(phase_dir: Path) -> bool:
+    return (Path(phase_dir) / INDEX_NAME).is_file()
+
+
+def pair_shape(index: dict) -> tuple[int, int, int]:
+    return index["height"], 2 * index["width"], index["channels"]
+
+
+def read_index(phase_dir: Path) -> dict:
+    path = Path(phase_dir) / INDEX_NAME
+    try:
+        index = json.loads(path.read_text())
+    except (OSError, ValueError) as error:
+        raise DataError(f"{path}: unreadable pack index ({error}); {REPACK_HINT}") from None
+    if not isinstance(index, dict) or index.get("format") != FORMAT:
+        raise DataError(f"{path}: not a fastp2p pack index; {REPACK_HINT}")
+    if index.get("version") != VERSION:
+        raise DataError(f"{path}: pack format version {index.get('version')}, this fastp2p reads "
+                        f"version {VERSION}; {REPACK_HINT}")
+    return index
+
+
+def check_shard_size(path: Path, count: int, shape: tuple) -> None:
+    expected = count * int(np.prod(shape))
+    actual = path.stat().st_size if path.is_file() else None
+    if actual is None:
+        raise DataError(f"{path}: shard missing; {REPACK_HINT}")
+    if actual != expected:
+        raise DataError(f"{path}: shard is {actual} bytes, expected {expected} ({count} pairs "
+                        f"of {'x'.join(map(str, shape))}): truncated or corrupt; {REPACK_HINT}")
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 22), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def verify_pack(phase_dir: Path, progress: bool = False) -> dict:
+    """Check every shard's size and checksum against the index; returns the index."""
+    phase_dir = Path(phase_dir)
+    index = read_index(phase_dir)
+    shape = pair_shape(index)
+    shards = index["shards"]
+    if sum(s["count"] for s in shards) != index["count"] or len(index["sources"]) != index["count"]:
+        raise DataError(f"{phase_dir / INDEX_NAME}: shard counts, sources and count disagree; "
+                        f"{REPACK_HINT}")
+    if progress:
+        from tqdm import tqdm
+        shards = tqdm(shards, desc=f"verify {phase_dir.name}", unit="shard")
+    for shard in shards:
+        path = phase_dir / shard["file"]
+        check_shard_size(path, shard["count"], shape)
+        if file_sha256(path) != shard["sha256"]:
+            raise DataError(f"{path}: checksum does not match the index: corrupt; {REPACK_HINT}")
+    return index
+
+
+class PackedDataset(torch.utils.data.Dataset):
+    """Pairs from one packed phase folder, preprocessed like the folder datasets."""
+
+    def __init__(self, phase_dir: Path, config: Preprocess, swap: bool,
+                 limit: int | None = None):
+        self.phase_dir = Path(phase_dir)
+        self.index = read_index(self.phase_dir)
+        self.shape = pair_shape(self.index)
+        stored = self.index["width"]
+        if config.mode == "resize_and_crop" and config.load_size != stored:
+            raise DataError(f"{self.phase_dir}: packed at load_size {stored} but --load_size is "
+                            f"{config.load_size}; pass --load_size {stored} or repack with "
+                            f"--load_size {config.load_size}")
+        if config.mode not in ("resize_and_crop", "crop"):
+            raise DataError(f"{self.phase_dir}: packed pairs are already resized to {stored}x"
+                            f"{self.index['height']}; use --preprocess resize_and_crop or crop "
+                            f"(not {config.mode})")
+        if config.mode == "crop" and min(stored, self.index["height"]) < config.crop_size:
+            raise DataError(f"{self.phase_dir}: packed pairs are {stored}x{self.index['height']},"
+                            f" smaller than --crop_size {config.crop_size}; repack with a larger "
+                            "--load_size or crop less")
+        self.config = config
+        self.swap = swap
+        self.per_shard = self.index["pairs_per_shard"]
+        self.shards = self.index["shards"]
+        for shard in self.shards:
+            check_shard_size(self.phase_dir / shard["file"], shard["count"], self.shape)
+        self.length = self.index["count"] if limit is None else min(limit, self.index["count"])
+        self._maps = {}
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getstate__(self):
+        # memory maps are reopened in each worker process, never pickled (that would copy them)
+        state = self.__dict__.copy()
+        state["_maps"] = {}
+        return state
+
+    def _shard(self, number: int) -> np.memmap:
+        if number not in self._maps:
+            shard = self.shards[number]
+            self._maps[number] = np.memmap(self.phase_dir / shard["file"], dtype=np.uint8,
+                                           mode="r", shape=(shard["count"], *self.shape))
+        return self._maps[number]
+
+    def read_raw(self, index: int) -> np.ndarray:
+        """The stored uint8 H x 2W x 3 pair (a copy out of the memory map)."""
+        if not 0 <= index < self.length:
+            raise IndexError(f"pair {index} out of range for {self.length} pairs")
+        shard, row = divmod(index, self.per_shard)
+        return np.array(self._shard(shard)[row])
+
+    def __getitem__(self, index: int) -> dict:
+        import random
+        return self.load(index, random)
+
+    def load(self, index: int, rng) -> dict:
+        pair = self.read_raw(index)
+        width = self.shape[1] // 2
+        a_half, b_half = pair[:, :width], pair[:, width:]
+        a_path, b_path = self.index["sources"][index]
+        if self.swap:
+            a_half, b_half, a_path, b_path = b_half, a_half, b_path, a_path
+        params = draw_params(self.config, width, self.shape[0], rng)
+        return {"A": crop_flip_uint8(a_half, self.config, params, self.config.a_channels),
+                "B": crop_flip_uint8(b_half, self.config, params, self.config.b_channels),
+                "A_paths": a_path, "B_paths": b_path}

@@ -1,0 +1,73 @@
+"""torchrun support: process group, device per process, DDP wrapping, SyncBatchNorm.
+
+``torchrun --nproc_per_node=N -m fastp2p train ...`` sets RANK / WORLD_SIZE / LOCAL_RANK; then
+each process trains on its shard of every batch (the data loader shards by rank), gradients are
+averaged by DistributedDataParallel (NCCL on GPUs, gloo on CPUs), and rank 0 alone writes files.
+"""
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
+
+
+@dataclass
+class ProcessInfo:
+    rank: int
+    world_size: int
+    device: torch.device
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def resolve_device(name: str, local_rank: int = 0) -> torch.device:
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ValueError(f"--device must be auto, cpu, cuda or cuda:N, got {name!r}") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"--device {name}: no CUDA GPU is visible; use --device cpu")
+        if device.index is None:
+            device = torch.device("cuda", local_rank)
+    elif device.type != "cpu":
+        raise ValueError(f"--device must be auto, cpu, cuda or cuda:N, got {name!r}")
+    return device
+
+
+def init_processes(device_name: str) -> ProcessInfo:
+    """Join the torchrun job if there is one (WORLD_SIZE > 1), else a single process."""
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    device = resolve_device(device_name, local_rank)
+    if world_size == 1:
+        return ProcessInfo(0, 1, device)
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return ProcessInfo(dist.get_rank(), dist.get_world_size(), device)
+
+
+def wrap_for_data_parallel(net: torch.nn.Module, info: ProcessInfo,
+                           sync_batchnorm: bool) -> torch.nn.Module:
+    """DDP-wrap ``net`` in a multi-process job (SyncBatchNorm first if asked); else unchanged."""
+    if info.world_size == 1:
+        return net
+    if sync_batchnorm:
+        if info.device.type != "cuda":
+            raise ValueError("--norm syncbatch needs CUDA devices (PyTorch's SyncBatchNorm has "
+                             "no CPU implementation); use --norm batch or instance on CPU")
+        net = torch.nn.SyncBatchNorm.convert_sync_batchnorm(net)
+    device_ids = [info.device.index] if info.device.type == "cuda" else None
+    return DistributedDataParallel(net, device_ids=device_ids)
+
+
+def shutdown_processes(info: ProcessInfo) -> None:
+    if info.world_size > 1 and dist.is_initialized():
+        dist.destroy_process_group()

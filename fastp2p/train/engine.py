@@ -1,0 +1,300 @@
+"""The pix2pix training step (DESIGN.md §4), eager or captured whole as one CUDA graph.
+
+One step is the reference implementation's ``optimize_parameters``: fake_B = G(A); the
+discriminator step on (A, fake_B.detach()) and (A, B) with 0.5 * (L_fake + L_real); then, with
+D frozen, the generator step on L_GAN(D(A, fake_B), real) + lambda * L1(fake_B, B). The same
+Python body runs in every mode; the modes change only how it executes:
+
+- eager (any device, fp32): plain ``torch.optim.Adam`` and float lr - the yardstick;
+- on CUDA: fused capturable Adam with the lr in a device tensor, losses summed on the device and
+  read only by ``read_losses`` (the one call that syncs), optional bf16 autocast (no GradScaler:
+  bf16 has fp32's range) and channels-last weights and activations;
+- ``cuda_graph=True``: inputs are copied into static buffers; the first ``WARMUP_STEPS`` steps run
+  eagerly on a side stream (real updates, as PyTorch's whole-network capture recipe requires),
+  the next one is captured with ``torch.cuda.graph`` and replayed, and every later step is a
+  replay. BatchNorm running statistics, dropout RNG, Adam's step counters and the loss sums all
+  live in device tensors, so they advance inside the graph.
+"""
+import contextlib
+
+import torch
+import torch.nn.functional as F
+from torch.nn.parallel import DistributedDataParallel
+
+from fastp2p.nn import GANLoss
+
+PRECISIONS = ("fp32", "bf16")
+LOSS_NAMES = ("G_GAN", "G_L1", "D_real", "D_fake")
+WARMUP_STEPS = 3  # eager side-stream steps before capture: lets cuDNN and the allocator settle
+
+
+def set_requires_grad(net: torch.nn.Module, requires_grad: bool) -> None:
+    """Freeze or unfreeze a network, as the reference does around its generator step."""
+    for param in net.parameters():
+        param.requires_grad_(requires_grad)
+
+
+def unwrap(net: torch.nn.Module) -> torch.nn.Module:
+    """The network inside a DistributedDataParallel wrapper (or the network itself)."""
+    return net.module if isinstance(net, DistributedDataParallel) else net
+
+
+class Pix2PixEngine:
+    """Owns the optimizers and runs pix2pix updates of ``netG`` and ``netD``.
+
+    ``netG`` / ``netD`` may be wrapped in DistributedDataParallel; the generator step then calls
+    the frozen discriminator unwrapped, because its gradients are not wanted (and DDP would wait
+    for them). ``step`` never syncs with the host; ``read_losses`` does.
+    """
+
+    def __init__(self, netG, netD, *, gan_mode="vanilla", lambda_L1=100.0, lr=2e-4, beta1=0.5,
+                 precision="fp32", channels_last=False, cuda_graph=False):
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+        if not lr >= 0:
+            raise ValueError(f"lr must be >= 0, got {lr!r}")
+        if not 0.0 <= beta1 < 1.0:
+            raise ValueError(f"beta1 must be in [0, 1), got {beta1!r}")
+        params_G = list(netG.parameters())
+        if not params_G or not list(netD.parameters()):
+            raise ValueError("netG and netD must both have parameters")
+        self.device = params_G[0].device
+        is_cuda = self.device.type == "cuda"
+        if cuda_graph and not is_cuda:
+            raise ValueError("cuda_graph=True needs the networks on a CUDA device, they are on "
+                             f"{self.device}; use cuda_graph=False")
+        if cuda_graph and (isinstance(netG, DistributedDataParallel)
+                           or isinstance(netD, DistributedDataParallel)):
+            raise ValueError("cuda_graph=True is not supported with DistributedDataParallel; "
+                             "use cuda_graph=False (--no-graphs) for multi-process training")
+        if precision == "bf16" and not is_cuda:
+            raise ValueError("precision='bf16' is the CUDA fast path; on "
+                             f"{self.device} use precision='fp32'")
+        self.netG, self.netD = netG, netD
+        self.gan_mode, self.lambda_L1 = gan_mode, float(lambda_L1)
+        self.precision, self.channels_last, self.cuda_graph = precision, channels_last, cuda_graph
+        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
+        if channels_last:
+            netG.to(memory_format=torch.channels_last)
+            netD.to(memory_format=torch.channels_last)
+        self.criterionGAN = GANLoss(gan_mode).to(self.device)
+
+        # On CUDA the lr is a device tensor shared by both optimizers: set_lr writes into it,
+        # so a captured graph sees the new value without re-capture.
+        self._lr_value = float(lr)
+        if is_cuda:
+            self._lr = torch.tensor(self._lr_value, dtype=torch.float32, device=self.device)
+            adam_options = {"lr": self._lr, "fused": True, "capturable": True}
+        else:
+            self._lr = None
+            adam_options = {"lr": self._lr_value}
+        betas = (float(beta1), 0.999)
+        self.optimizer_G = torch.optim.Adam(netG.parameters(), betas=betas, **adam_options)
+        self.optimizer_D = torch.optim.Adam(netD.parameters(), betas=betas, **adam_options)
+
+        self._loss_sums = torch.zeros(len(LOSS_NAMES), dtype=torch.float32, device=self.device)
+        self._device_step = torch.zeros((), dtype=torch.int64, device=self.device)
+        # 1-based number of the first step whose losses were not finite; 0 while all were.
+        self._first_nonfinite_step = torch.zeros((), dtype=torch.int64, device=self.device)
+        self.steps = 0
+        self._steps_since_read = 0
+        self._reset_graph()
+
+    # ---- public API ------------------------------------------------------------------------
+    @property
+    def lr(self) -> float:
+        return self._lr_value
+
+    @property
+    def steps_since_read(self) -> int:
+        """Steps whose losses ``read_losses`` has not returned yet."""
+        return self._steps_since_read
+
+    def set_lr(self, lr: float) -> None:
+        """Change the learning rate of both optimizers (between steps; never syncs)."""
+        if not lr >= 0:
+            raise ValueError(f"lr must be >= 0, got {lr!r}")
+        self._lr_value = float(lr)
+        if self._lr is not None:
+            self._lr.fill_(self._lr_value)
+        else:
+            for optimizer in (self.optimizer_G, self.optimizer_D):
+                for group in optimizer.param_groups:
+                    group["lr"] = self._lr_value
+
+    def step(self, real_A: torch.Tensor, real_B: torch.Tensor) -> None:
+        """One full pix2pix D+G update on a batch (N x C x H x W tensors in [-1, 1])."""
+        self._check_batch(real_A, real_B)
+        if self.cuda_graph:
+            self._graph_step(real_A, real_B)
+        else:
+            real_A, real_B = self._to_device(real_A), self._to_device(real_B)
+            fake_B = self._step_body(real_A, real_B)
+            self._last_batch = (real_A, fake_B, real_B)
+        self.steps += 1
+        self._steps_since_read += 1
+
+    def read_losses(self) -> dict:
+        """Losses averaged over the steps since the last read (syncs with the device).
+
+        Names and scaling as the reference logs them: G_L1 includes the lambda factor.
+        """
+        if self._steps_since_read == 0:
+            return {name: float("nan") for name in LOSS_NAMES}
+        sums = self._loss_sums.tolist()
+        self._loss_sums.zero_()
+        count, self._steps_since_read = self._steps_since_read, 0
+        return {name: value / count for name, value in zip(LOSS_NAMES, sums)}
+
+    def first_nonfinite_step(self) -> int:
+        """1-based engine step whose losses first were NaN or Inf, 0 if none (syncs)."""
+        return int(self._first_nonfinite_step.item())
+
+    def last_batch(self):
+        """(real_A, fake_B, real_B) of the latest step, detached (for sample images)."""
+        if self._last_batch is None:
+            raise ValueError("no step has run since the engine was created or loaded")
+        return tuple(t.detach() for t in self._last_batch)
+
+    def state_dict(self) -> dict:
+        """Optimizers, lr, counters and RNG states: everything a bit-exact resume needs."""
+        rng = {"cpu": torch.get_rng_state()}
+        if self.device.type == "cuda":
+            rng["cuda"] = torch.cuda.get_rng_state(self.device)
+        return {
+            "optimizer_G": self.optimizer_G.state_dict(),
+            "optimizer_D": self.optimizer_D.state_dict(),
+            "lr": self._lr_value,
+            "steps": self.steps,
+            "steps_since_read": self._steps_since_read,
+            "loss_sums": self._loss_sums.cpu(),
+            "device_step": self._device_step.cpu(),
+            "first_nonfinite_step": self._first_nonfinite_step.cpu(),
+            "rng": rng,
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        missing = {"optimizer_G", "optimizer_D", "lr", "steps", "rng"} - set(state)
+        if missing:
+            raise ValueError(f"engine state lacks {sorted(missing)}: not a Pix2PixEngine state")
+        self.optimizer_G.load_state_dict(state["optimizer_G"])
+        self.optimizer_D.load_state_dict(state["optimizer_D"])
+        if self._lr is not None:
+            # load_state_dict put the saved lr tensors into the groups; share ours again.
+            for optimizer in (self.optimizer_G, self.optimizer_D):
+                for group in optimizer.param_groups:
+                    group["lr"] = self._lr
+        self.set_lr(state["lr"])
+        self.steps = int(state["steps"])
+        self._steps_since_read = int(state.get("steps_since_read", 0))
+        for name in ("loss_sums", "device_step", "first_nonfinite_step"):
+            if name in state:
+                getattr(self, "_" + name).copy_(state[name])
+        self.load_rng_state(state["rng"])
+        # Loading replaced the optimizer state tensors a captured graph would point at.
+        self._reset_graph()
+
+    def load_rng_state(self, rng: dict) -> None:
+        """Restore the RNG states (dropout draws) saved in ``state_dict()["rng"]``."""
+        torch.set_rng_state(rng["cpu"])
+        if "cuda" in rng and self.device.type == "cuda":
+            torch.cuda.set_rng_state(rng["cuda"], self.device)
+
+    # ---- the step ---------------------------------------------------------------------------
+    def _autocast(self):
+        if self.precision == "bf16":
+            # No weight-cast cache: a cached cast would be captured once and go stale.
+            return torch.autocast("cuda", dtype=torch.bfloat16,
+                                  cache_enabled=not self.cuda_graph)
+        return contextlib.nullcontext()
+
+    def _step_body(self, real_A, real_B):
+        """The reference's optimize_parameters; every tensor it touches stays on the device."""
+        with self._autocast():
+            fake_B = self.netG(real_A)
+        # Discriminator: fake pairs (detached from G) and real pairs.
+        set_requires_grad(self.netD, True)
+        self.optimizer_D.zero_grad(set_to_none=True)
+        with self._autocast():
+            loss_D_fake = self.criterionGAN(self.netD(torch.cat((real_A, fake_B.detach()), 1)),
+                                            False)
+            loss_D_real = self.criterionGAN(self.netD(torch.cat((real_A, real_B), 1)), True)
+            loss_D = (loss_D_fake + loss_D_real) * 0.5
+        loss_D.backward()
+        self.optimizer_D.step()
+        # Generator: fool the (just updated, now frozen) discriminator and stay close to B.
+        set_requires_grad(self.netD, False)
+        self.optimizer_G.zero_grad(set_to_none=True)
+        with self._autocast():
+            loss_G_GAN = self.criterionGAN(unwrap(self.netD)(torch.cat((real_A, fake_B), 1)),
+                                           True)
+            loss_G_L1 = F.l1_loss(fake_B, real_B) * self.lambda_L1
+            loss_G = loss_G_GAN + loss_G_L1
+        loss_G.backward()
+        self.optimizer_G.step()
+
+        losses = torch.stack([loss_G_GAN, loss_G_L1, loss_D_real, loss_D_fake]).detach().float()
+        self._loss_sums.add_(losses)
+        self._device_step.add_(1)
+        newly_bad = (~torch.isfinite(losses).all()) & (self._first_nonfinite_step == 0)
+        self._first_nonfinite_step.copy_(
+            torch.where(newly_bad, self._device_step, self._first_nonfinite_step))
+        return fake_B.detach()
+
+    def _check_batch(self, real_A, real_B):
+        for name, t in (("real_A", real_A), ("real_B", real_B)):
+            if not isinstance(t, torch.Tensor) or t.dim() != 4 or not t.is_floating_point():
+                raise ValueError(f"{name} must be a floating N x C x H x W tensor, got "
+                                 f"{getattr(t, 'shape', type(t).__name__)}")
+        if real_A.shape[0] != real_B.shape[0] or real_A.shape[2:] != real_B.shape[2:]:
+            raise ValueError(f"real_A {tuple(real_A.shape)} and real_B {tuple(real_B.shape)} "
+                             "must have the same batch size and spatial size")
+
+    def _to_device(self, t):
+        return t.to(self.device, dtype=torch.float32, non_blocking=True).contiguous(
+            memory_format=self.memory_format)
+
+    # ---- CUDA graph -------------------------------------------------------------------------
+    def _reset_graph(self):
+        self._graph = None
+        self._static = None
+        self._warmup_left = WARMUP_STEPS
+        self._last_batch = None
+
+    def _graph_step(self, real_A, real_B):
+        if self._static is None:
+            self._static = tuple(
+                torch.empty(t.shape, dtype=torch.float32, device=self.device,
+                            memory_format=self.memory_format) for t in (real_A, real_B))
+        static_A, static_B = self._static
+        if real_A.shape != static_A.shape or real_B.shape != static_B.shape:
+            raise ValueError(f"a CUDA graph replays fixed shapes: captured "
+                             f"{tuple(static_A.shape)} / {tuple(static_B.shape)}, got "
+                             f"{tuple(real_A.shape)} / {tuple(real_B.shape)} (drop the last "
+                             "partial batch, or use cuda_graph=False)")
+        static_A.copy_(real_A, non_blocking=True)
+        static_B.copy_(real_B, non_blocking=True)
+        if self._graph is not None:
+            self._graph.replay()
+            return
+        if self._warmup_left == 0:
+            self._capture_and_replay(static_A, static_B)
+            return
+        side = torch.cuda.Stream(self.device)
+        side.wait_stream(torch.cuda.current_stream(self.device))
+        with torch.cuda.stream(side):
+            fake_B = self._step_body(static_A, static_B)
+        torch.cuda.current_stream(self.device).wait_stream(side)
+        self._warmup_left -= 1
+        self._last_batch = (static_A, fake_B, static_B)
+
+    def _capture_and_replay(self, static_A, static_B):
+        # Gradients must be allocated inside the graph's pool, not accumulated into warm-up ones.
+        self.optimizer_G.zero_grad(set_to_none=True)
+        self.optimizer_D.zero_grad(set_to_none=True)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            fake_B = self._step_body(static_A, static_B)
+        self._graph = graph
+        self._last_batch = (static_A, fake_B, static_B)
+        graph.replay()  # capture only records: this replay is the step itself

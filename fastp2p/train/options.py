@@ -1,0 +1,141 @@
+"""Command-line options of ``fastp2p train`` and ``fastp2p test``.
+
+Options that exist in the reference implementation keep its names and defaults, so a user of
+that implementation switches by changing the command's first word. Without ``--dataroot`` (the
+embedded sample dataset) a few defaults shrink so the whole job runs in minutes on a laptop CPU:
+those are ``QuickDefault`` values, shown in ``--help`` as "X (Y without --dataroot)"; an option
+given explicitly always wins.
+"""
+import argparse
+
+
+class QuickDefault:
+    """A default replaced by ``quick`` when training on the embedded dataset."""
+
+    def __init__(self, value, quick):
+        self.value, self.quick = value, quick
+
+    def __str__(self):
+        return f"{self.value}; {self.quick} without --dataroot"
+
+
+def resolve_quick_defaults(args: argparse.Namespace) -> argparse.Namespace:
+    """Replace every QuickDefault left in ``args`` by the value that applies."""
+    quick = getattr(args, "dataroot", None) is None
+    for name, value in vars(args).items():
+        if isinstance(value, QuickDefault):
+            setattr(args, name, value.quick if quick else value.value)
+    return args
+
+
+def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    """Network, run-name and device options shared by train and test."""
+    group = parser.add_argument_group("model (reference names)")
+    group.add_argument("--name", default="experiment_name",
+                       help="run name: checkpoints go to CHECKPOINTS_DIR/NAME "
+                            "(default %(default)s)")
+    group.add_argument("--checkpoints_dir", default="./checkpoints",
+                       help="folder of all runs' checkpoints (default %(default)s)")
+    group.add_argument("--netG", default=QuickDefault("unet_256", "unet_128"),
+                       help="generator: unet_256 (8 levels, for 256x256 crops), unet_128 (7 "
+                            "levels) or unet_N for any power of two N >= 32 (log2 N levels); "
+                            "crops must be multiples of N (default %(default)s)")
+    group.add_argument("--netD", default="basic", choices=("basic", "n_layers", "pixel"),
+                       help="discriminator: basic = 70x70 PatchGAN (3 layers), n_layers = "
+                            "PatchGAN with --n_layers_D layers, pixel = 1x1 PixelGAN "
+                            "(default %(default)s)")
+    group.add_argument("--n_layers_D", type=int, default=3,
+                       help="PatchGAN layers when --netD n_layers (default %(default)s)")
+    group.add_argument("--ngf", type=int, default=QuickDefault(64, 16),
+                       help="generator filters in the last conv layer (default %(default)s)")
+    group.add_argument("--ndf", type=int, default=QuickDefault(64, 16),
+                       help="discriminator filters in the first conv layer (default %(default)s)")
+    group.add_argument("--norm", default="batch",
+                       choices=("batch", "instance", "none", "syncbatch"),
+                       help="normalization; syncbatch = BatchNorm with statistics over all "
+                            "processes of a torchrun job (CUDA only; the same as batch in one "
+                            "process) (default %(default)s)")
+    group.add_argument("--no_dropout", action="store_true",
+                       help="no dropout in the generator (pix2pix uses dropout 0.5 as its noise)")
+    group.add_argument("--init_type", default="normal",
+                       choices=("normal", "xavier", "kaiming", "orthogonal"),
+                       help="weight initialisation (default %(default)s)")
+    group.add_argument("--init_gain", type=float, default=0.02,
+                       help="scale for normal, xavier and orthogonal init (default %(default)s)")
+    group.add_argument("--epoch", default="latest",
+                       help="which saved epoch to load: 'latest' or a number (test, and "
+                            "--continue_train) (default %(default)s)")
+    fast = parser.add_argument_group("fastp2p execution")
+    fast.add_argument("--device", default="auto",
+                      help="'auto' (CUDA if visible, else CPU), 'cpu', 'cuda' or 'cuda:N'; under "
+                           "torchrun each process takes cuda:LOCAL_RANK (default %(default)s)")
+    fast.add_argument("--seed", type=int, default=0,
+                      help="seed of weight init, data order, augmentation and dropout; the same "
+                           "seed and options give the same run (default %(default)s)")
+
+
+def add_train_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("training (reference names)")
+    group.add_argument("--gan_mode", default="vanilla", choices=("vanilla", "lsgan", "wgangp"),
+                       help="GAN objective: vanilla = BCE as in the paper, lsgan = least "
+                            "squares, wgangp = Wasserstein critic term (default %(default)s)")
+    group.add_argument("--lambda_L1", type=float, default=100.0,
+                       help="weight of the L1 term of the generator loss (default %(default)s)")
+    group.add_argument("--lr", type=float, default=2e-4,
+                       help="initial Adam learning rate (default %(default)s)")
+    group.add_argument("--beta1", type=float, default=0.5,
+                       help="Adam beta1 (beta2 is 0.999) (default %(default)s)")
+    group.add_argument("--batch_size", type=int, default=1,
+                       help="images per step (per process under torchrun) (default %(default)s)")
+    group.add_argument("--n_epochs", type=int, default=QuickDefault(100, 2),
+                       help="epochs at the initial lr (default %(default)s)")
+    group.add_argument("--n_epochs_decay", type=int, default=QuickDefault(100, 1),
+                       help="epochs of linear decay to zero after that (default %(default)s)")
+    group.add_argument("--lr_policy", default="linear",
+                       choices=("linear", "step", "plateau", "cosine"),
+                       help="lr schedule: linear (constant, then linear decay), step (x0.1 every "
+                            "--lr_decay_iters epochs), plateau (x0.2 when the generator loss "
+                            "stalls 5 epochs), cosine (over --n_epochs) (default %(default)s)")
+    group.add_argument("--lr_decay_iters", type=int, default=50,
+                       help="epochs between step decays (default %(default)s)")
+    group.add_argument("--epoch_count", type=int, default=1,
+                       help="number of the first epoch; with --continue_train the saved "
+                            "state's epoch is used instead (default %(default)s)")
+    group.add_argument("--continue_train", action="store_true",
+                       help="resume from CHECKPOINTS_DIR/NAME/{--epoch}_*.pth: weights, "
+                            "optimizers, lr schedule, RNG and position in the epoch")
+    group.add_argument("--save_epoch_freq", type=int, default=5,
+                       help="also keep {epoch}_net_G.pth every this many epochs "
+                            "(default %(default)s)")
+    group.add_argument("--save_latest_freq", type=int, default=QuickDefault(5000, 200),
+                       help="save latest_* every this many training images (default %(default)s)")
+    group.add_argument("--display_freq", type=int, default=QuickDefault(400, 50),
+                       help="save a sample (real_A, fake_B, real_B) and refresh the loss plot "
+                            "and HTML page every this many training images (default %(default)s)")
+    fast = parser.add_argument_group("fastp2p execution")
+    fast.add_argument("--precision", default="fp32", choices=("fp32", "bf16"),
+                      help="bf16 = bf16 autocast without loss scaling (CUDA only) "
+                           "(default %(default)s)")
+    fast.add_argument("--graphs", action=argparse.BooleanOptionalAction, default=None,
+                      help="capture the whole D+G step as one CUDA graph and replay it (default: "
+                           "on for a single CUDA process, off otherwise; needs fixed batch "
+                           "shapes, so the last partial batch of an epoch is dropped)")
+    fast.add_argument("--channels-last", dest="channels_last", action="store_true",
+                      help="channels-last (NHWC) weights and activations (faster on tensor cores)")
+    fast.add_argument("--log-every", dest="log_every", type=int, default=50,
+                      help="read the losses from the device every this many steps: progress "
+                           "bar, loss_log.csv and the NaN/Inf check (default %(default)s)")
+
+
+def add_test_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("testing (reference names)")
+    group.add_argument("--results_dir", default="./results",
+                       help="results go to RESULTS_DIR/NAME/PHASE_EPOCH (default %(default)s)")
+    group.add_argument("--phase", default="test",
+                       help="which split to translate: train, val, test (default %(default)s)")
+    group.add_argument("--eval", action="store_true",
+                       help="run the generator in eval mode (BatchNorm running statistics, no "
+                            "dropout); without it, as in the reference, test uses batch "
+                            "statistics and dropout")
+    group.add_argument("--num_test", type=int, default=50,
+                       help="translate at most this many images (default %(default)s)")

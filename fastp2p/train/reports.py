@@ -1,0 +1,138 @@
+"""What a person looks at: image files, loss_log.csv, the loss plot and the HTML pages.
+
+Images are written as the reference's ``tensor2im`` does it (x in [-1, 1] -> (x + 1) / 2 * 255,
+truncated to uint8; one channel repeated to three). Plots use matplotlib's Agg backend, so no
+display is needed. Files other people may be reading (plot, pages) are replaced atomically.
+"""
+import csv
+import html
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from fastp2p.train.engine import LOSS_NAMES
+
+LOG_FIELDS = ("epoch", "step", "images", "lr", *LOSS_NAMES, "images_per_s")
+TRIPLET = ("real_A", "fake_B", "real_B")
+
+
+def tensor_to_image(image: torch.Tensor) -> np.ndarray:
+    """One C x H x W tensor in [-1, 1] -> H x W x 3 uint8, exactly as the reference."""
+    array = image.detach().float().cpu().numpy()
+    if array.shape[0] == 1:
+        array = np.tile(array, (3, 1, 1))
+    return ((np.transpose(array, (1, 2, 0)) + 1) / 2.0 * 255.0).astype(np.uint8)
+
+
+def _replace_atomically(path: Path, write) -> None:
+    temp = path.with_name(f".{path.name}.tmp-{os.getpid()}{path.suffix}")
+    write(temp)
+    os.replace(temp, path)
+
+
+def save_image(image: torch.Tensor, path: Path) -> None:
+    from PIL import Image
+    _replace_atomically(Path(path), lambda p: Image.fromarray(tensor_to_image(image)).save(p))
+
+
+class LossLog:
+    """Appends one row per loss read to ``loss_log.csv`` and keeps them for the plot.
+
+    On resume the rows up to the resumed step are read back, so the curve continues.
+    """
+
+    def __init__(self, path: Path, resume_step=None):
+        self.path = Path(path)
+        self.rows = []
+        if resume_step is not None and self.path.exists():
+            with open(self.path, newline="") as handle:
+                self.rows = [row for row in csv.DictReader(handle)
+                             if int(row["step"]) <= resume_step]
+        with open(self.path, "w", newline="") as handle:
+            writer = csv.DictWriter(handle, LOG_FIELDS)
+            writer.writeheader()
+            writer.writerows(self.rows)
+
+    def append(self, row: dict) -> None:
+        row = {key: row[key] for key in LOG_FIELDS}
+        self.rows.append(row)
+        with open(self.path, "a", newline="") as handle:
+            csv.DictWriter(handle, LOG_FIELDS).writerow(row)
+
+    def plot(self, path: Path, title: str) -> None:
+        """The four losses against the training step (G_L1 on its own axis: it is ~100x)."""
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        steps = [int(row["step"]) for row in self.rows]
+        figure, (gan_axis, l1_axis) = plt.subplots(2, 1, figsize=(8, 6), sharex=True)
+        for name in ("G_GAN", "D_real", "D_fake"):
+            gan_axis.plot(steps, [float(row[name]) for row in self.rows], label=name)
+        l1_axis.plot(steps, [float(row["G_L1"]) for row in self.rows], label="G_L1 (x lambda)",
+                     color="tab:red")
+        gan_axis.set_ylabel("GAN losses")
+        l1_axis.set_ylabel("L1 loss")
+        l1_axis.set_xlabel("training step")
+        for axis in (gan_axis, l1_axis):
+            axis.legend(loc="upper right")
+            axis.grid(alpha=0.3)
+        gan_axis.set_title(title)
+        figure.tight_layout()
+        _replace_atomically(Path(path), lambda p: figure.savefig(p, dpi=100))
+        plt.close(figure)
+
+
+def write_html(path: Path, title: str, sections, loss_plot=None, refresh_s=None) -> None:
+    """A page with an optional loss plot and rows of labelled image triplets.
+
+    ``sections``: (heading, [(label, relative image path), ...]) pairs, shown in that order.
+    """
+    lines = ["<!DOCTYPE html>", "<html><head><meta charset='utf-8'>",
+             f"<title>{html.escape(title)}</title>"]
+    if refresh_s:
+        lines.append(f"<meta http-equiv='refresh' content='{int(refresh_s)}'>")
+    lines += ["<style>body{font-family:sans-serif} td{padding:4px;text-align:center}"
+              " img{width:256px;image-rendering:pixelated}</style></head><body>",
+              f"<h1>{html.escape(title)}</h1>"]
+    if loss_plot:
+        lines.append(f"<h2>Losses</h2><img src='{html.escape(str(loss_plot))}' "
+                     "style='width:800px'>")
+    for heading, images in sections:
+        lines.append(f"<h3>{html.escape(heading)}</h3><table><tr>")
+        for label, source in images:
+            lines.append(f"<td><img src='{html.escape(str(source))}'><br>"
+                         f"{html.escape(label)}</td>")
+        lines.append("</tr></table>")
+    lines.append("</body></html>")
+    _replace_atomically(Path(path), lambda p: Path(p).write_text("\n".join(lines),
+                                                                 encoding="utf-8"))
+
+
+class TrainingPage:
+    """``CHECKPOINTS/NAME/web``: sample triplets, the loss plot and index.html, newest first."""
+
+    def __init__(self, folder: Path, name: str):
+        self.folder = Path(folder)
+        self.images = self.folder / "images"
+        self.images.mkdir(parents=True, exist_ok=True)
+        self.name = name
+        self.index = self.folder / "index.html"
+        self.loss_plot = self.folder / "loss.png"
+
+    def add_sample(self, epoch: int, step: int, triplet) -> None:
+        for label, batch in zip(TRIPLET, triplet):
+            save_image(batch[0], self.images / f"epoch{epoch:03d}_step{step:07d}_{label}.png")
+
+    def refresh(self, loss_log: LossLog) -> None:
+        if loss_log.rows:
+            loss_log.plot(self.loss_plot, f"{self.name}: losses")
+        samples = sorted({p.name.rsplit("_", 2)[0] for p in self.images.glob("epoch*_real_A.png")},
+                         reverse=True)
+        sections = [(stem.replace("_", ", "),
+                     [(label, f"images/{stem}_{label}.png") for label in TRIPLET])
+                    for stem in samples]
+        write_html(self.index, f"fastp2p training: {self.name}", sections,
+                   loss_plot="loss.png" if self.loss_plot.exists() else None, refresh_s=60)

@@ -1,0 +1,75 @@
+"""Learning-rate policies of the reference implementation, as plain functions of the epoch.
+
+The engine holds the lr (a device tensor on CUDA), so the policies only compute a number and
+the training loop calls ``engine.set_lr`` at the start of each epoch. ``epochs_done`` counts the
+epochs completed since training started at ``--epoch_count`` (0 for the first epoch), which is
+what the reference's schedulers have seen when that epoch runs.
+"""
+import math
+
+LR_POLICIES = ("linear", "step", "plateau", "cosine")
+
+
+class LRSchedule:
+    """``lr_for_epoch(epoch)``, and ``observe(metric)`` after an epoch for the plateau policy.
+
+    - linear: constant for ``n_epochs``, then linear decay over ``n_epochs_decay`` (the
+      reference's ``lambda_rule``: factor ``1 - max(0, epoch - n_epochs) / (n_epochs_decay + 1)``);
+    - step: multiply by 0.1 every ``lr_decay_iters`` epochs;
+    - cosine: cosine annealing to 0 over ``n_epochs``;
+    - plateau: multiply by 0.2 when the metric (the epoch's mean generator loss) has not improved
+      by 1% for 5 epochs (the reference's ReduceLROnPlateau settings).
+    """
+
+    PLATEAU_FACTOR, PLATEAU_THRESHOLD, PLATEAU_PATIENCE = 0.2, 0.01, 5
+
+    def __init__(self, policy, base_lr, *, n_epochs, n_epochs_decay, epoch_count=1,
+                 lr_decay_iters=50):
+        if policy not in LR_POLICIES:
+            raise ValueError(f"lr_policy must be one of {LR_POLICIES}, got {policy!r}")
+        for name, value, low in (("n_epochs", n_epochs, 0), ("n_epochs_decay", n_epochs_decay, 0),
+                                 ("epoch_count", epoch_count, 1),
+                                 ("lr_decay_iters", lr_decay_iters, 1)):
+            if not isinstance(value, int) or value < low:
+                raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
+        if policy == "cosine" and n_epochs < 1:
+            raise ValueError("lr_policy 'cosine' anneals over n_epochs, which must be >= 1")
+        self.policy, self.base_lr = policy, float(base_lr)
+        self.n_epochs, self.n_epochs_decay = n_epochs, n_epochs_decay
+        self.epoch_count, self.lr_decay_iters = epoch_count, lr_decay_iters
+        self.plateau_scale, self.best_metric, self.bad_epochs = 1.0, math.inf, 0
+
+    def lr_for_epoch(self, epoch: int) -> float:
+        """The lr for (1-based) ``epoch``."""
+        epochs_done = epoch - self.epoch_count
+        if self.policy == "linear":
+            factor = 1.0 - max(0, epoch - self.n_epochs) / float(self.n_epochs_decay + 1)
+        elif self.policy == "step":
+            factor = 0.1 ** (epochs_done // self.lr_decay_iters)
+        elif self.policy == "cosine":
+            factor = 0.5 * (1.0 + math.cos(math.pi * min(epochs_done, self.n_epochs)
+                                           / self.n_epochs))
+        else:
+            factor = self.plateau_scale
+        return self.base_lr * factor
+
+    def observe(self, metric: float) -> None:
+        """Feed the epoch's metric (lower is better); only the plateau policy uses it."""
+        if self.policy != "plateau" or not math.isfinite(metric):
+            return
+        if metric < self.best_metric * (1.0 - self.PLATEAU_THRESHOLD):
+            self.best_metric, self.bad_epochs = metric, 0
+            return
+        self.bad_epochs += 1
+        if self.bad_epochs > self.PLATEAU_PATIENCE:
+            self.plateau_scale *= self.PLATEAU_FACTOR
+            self.bad_epochs = 0
+
+    def state_dict(self) -> dict:
+        return {"plateau_scale": self.plateau_scale, "best_metric": self.best_metric,
+                "bad_epochs": self.bad_epochs}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.plateau_scale = float(state["plateau_scale"])
+        self.best_metric = float(state["best_metric"])
+        self.bad_epochs = int(state["bad_epochs"])

@@ -1,0 +1,90 @@
+"""``fastp2p test``: translate a split with a trained generator, as the reference's test.py.
+
+Writes ``RESULTS_DIR/NAME/PHASE_EPOCH/images/{stem}_{real_A,fake_B,real_B}.png`` and an
+``index.html`` beside them. As in the reference: batch size 1, pairs in order, no flipping, and
+the generator stays in train mode (batch statistics, dropout as noise) unless ``--eval``.
+"""
+import argparse
+import sys
+from pathlib import Path
+
+from fastp2p.train.options import (QuickDefault, add_model_arguments, add_test_arguments,
+                                   resolve_quick_defaults)
+
+DESCRIPTION = """\
+Translate a split (default: test) with CHECKPOINTS_DIR/NAME/EPOCH_net_G.pth and write the
+real_A / fake_B / real_B images and an HTML index to RESULTS_DIR/NAME/PHASE_EPOCH/. Use the
+same model options (--netG, --ngf, --norm, --no_dropout, --input_nc, ...) as for training;
+without --dataroot the quick profile's defaults apply, matching `fastp2p train` without it."""
+
+
+def register(commands) -> None:
+    from fastp2p.data import add_data_arguments
+
+    parser = commands.add_parser("test", help="translate a split with a trained generator",
+                                 description=DESCRIPTION,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_data_arguments(parser)
+    # The reference's test options: load straight at the crop size (load_size = crop_size).
+    parser.set_defaults(load_size=QuickDefault(256, 128), crop_size=QuickDefault(256, 128))
+    for action in parser._actions:
+        if action.dest in ("load_size", "crop_size"):
+            action.help = f"{action.help} (default %(default)s)"
+    add_model_arguments(parser)
+    add_test_arguments(parser)
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+    from tqdm import tqdm
+
+    from fastp2p.data import DataError, create_dataloader, create_dataset
+    from fastp2p.train.checkpoints import CheckpointFolder
+    from fastp2p.train.distributed import resolve_device
+    from fastp2p.train.networks import build_generator
+    from fastp2p.train.reports import TRIPLET, save_image, write_html
+
+    resolve_quick_defaults(args)
+    # The reference's test-time overrides: one image at a time, in order, unflipped.
+    args.no_flip, args.serial_batches = True, True
+    try:
+        if args.num_test < 1:
+            raise ValueError(f"--num_test must be >= 1, got {args.num_test}")
+        device = resolve_device(args.device)
+        torch.manual_seed(args.seed)
+        dataset = create_dataset(args, args.phase)
+        loader = create_dataloader(dataset, 1, shuffle=False, num_workers=args.num_threads,
+                                   seed=args.seed)
+        netG = build_generator(args).to(device)
+        weights = CheckpointFolder(args.checkpoints_dir, args.name).load_network(
+            netG, args.epoch, "G")
+    except (ValueError, DataError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    if args.eval:
+        netG.eval()
+    out_dir = Path(args.results_dir) / args.name / f"{args.phase}_{args.epoch}"
+    images_dir = out_dir / "images"
+    images_dir.mkdir(parents=True, exist_ok=True)
+    sections = []
+    total = min(len(loader), args.num_test)
+    with torch.no_grad():
+        for index, batch in enumerate(tqdm(loader, total=total, unit="image",
+                                           desc=f"translating {args.phase}")):
+            if index >= args.num_test:
+                break
+            real_A = batch["A"].to(device)
+            fake_B = netG(real_A)
+            stem = Path(batch["A_paths"][0]).stem
+            images = []
+            for label, tensor in zip(TRIPLET, (real_A, fake_B, batch["B"])):
+                save_image(tensor[0], images_dir / f"{stem}_{label}.png")
+                images.append((label, f"images/{stem}_{label}.png"))
+            sections.append((stem, images))
+    write_html(out_dir / "index.html",
+               f"{args.name}: {args.phase}, epoch {args.epoch}"
+               f"{' (eval mode)' if args.eval else ''}", sections)
+    print(f"translated {len(sections)} image(s) with {weights}\nopen: "
+          f"{(out_dir / 'index.html').resolve()}")
+    return 0

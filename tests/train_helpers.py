@@ -1,0 +1,50 @@
+"""Tiny pix2pix networks and batches shared by the training tests (CPU-cheap: ngf 4, 32x32)."""
+import torch
+
+import fastp2p
+
+
+def tiny_networks(seed=0, norm="batch", num_downs=5, ngf=4, ndf=4, use_dropout=False):
+    """A fastp2p U-Net and PatchGAN initialised like the reference (normal, gain 0.02)."""
+    torch.manual_seed(seed)
+    netG = fastp2p.init_weights(fastp2p.UNet(3, 3, num_downs, ngf=ngf, norm=norm,
+                                             use_dropout=use_dropout))
+    netD = fastp2p.init_weights(fastp2p.PatchDiscriminator(6, ndf=ndf, n_layers=2, norm=norm))
+    return netG, netD
+
+
+def random_batches(count, batch_size=2, size=32, seed=1):
+    """``count`` (A, B) pairs of random images in [-1, 1]."""
+    generator = torch.Generator().manual_seed(seed)
+    return [tuple(torch.rand(batch_size, 3, size, size, generator=generator) * 2 - 1
+                  for _ in range(2)) for _ in range(count)]
+
+
+def parameters_and_buffers(*nets):
+    return [t.detach().clone() for net in nets for t in
+            list(net.parameters()) + list(net.buffers())]
+
+
+def write_aligned_dataset(root, pairs=4, size=32, phases=("train", "test"), seed=3):
+    """An aligned dataset (A|B side by side, size x 2*size PNGs) of random-ish smooth images."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    for phase in phases:
+        folder = root / phase
+        folder.mkdir(parents=True, exist_ok=True)
+        for index in range(pairs):
+            coarse = rng.integers(0, 256, (size // 4, size // 2, 3), dtype=np.uint8)
+            image = Image.fromarray(coarse).resize((2 * size, size), Image.BILINEAR)
+            image.save(folder / f"{index:03d}.png")
+    return root
+
+
+def train_argv(dataroot, checkpoints, *extra, size=32):
+    """A `fastp2p train` command line for a tiny, CPU-cheap run (4 pairs, batch 1)."""
+    return ["train", "--dataroot", str(dataroot), "--checkpoints_dir", str(checkpoints),
+            "--name", "tiny", "--netG", f"unet_{size}", "--ngf", "4", "--ndf", "4",
+            "--load_size", str(size), "--crop_size", str(size), "--num_threads", "0",
+            "--n_epochs", "1", "--n_epochs_decay", "1", "--log-every", "1",
+            "--display_freq", "3", "--save_latest_freq", "1000", *extra]
