@@ -32,7 +32,8 @@ def _worker(rank, world_size, port, batches, out_dir):
             half = real_A.shape[0] // world_size
             engine.step(real_A[rank * half:(rank + 1) * half],
                         real_B[rank * half:(rank + 1) * half])
-        torch.save({"G": netG.state_dict(), "D": netD.state_dict()},
+        torch.save({"G": netG.state_dict(), "D": netD.state_dict(),
+                    "dropout_rng": netG.dropout_rng.clone()},
                    os.path.join(out_dir, f"rank{rank}.pt"))
     finally:
         dist.destroy_process_group()
@@ -47,6 +48,8 @@ def test_two_gloo_processes_match_one_process_on_the_whole_batch(tmp_path):
     for real_A, real_B in batches:
         engine.step(real_A, real_B)
     ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in range(2)]
+    # each rank keeps its own dropout stream: DDP does not broadcast rank 0's over it
+    assert ranks[0]["dropout_rng"][0] != ranks[1]["dropout_rng"][0]
     start_G, start_D = tiny_networks(norm="instance")
     for which, net, start in (("G", netG, start_G), ("D", netD, start_D)):
         for name, param in net.named_parameters():

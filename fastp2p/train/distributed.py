@@ -64,8 +64,24 @@ def wrap_for_data_parallel(net: torch.nn.Module, info: ProcessInfo,
             raise ValueError("--norm syncbatch needs CUDA devices (PyTorch's SyncBatchNorm has "
                              "no CPU implementation); use --norm batch or instance on CPU")
         net = torch.nn.SyncBatchNorm.convert_sync_batchnorm(net)
+    _give_each_rank_its_dropout_stream(net, info.rank)
     device_ids = [info.device.index] if info.device.type == "cuda" else None
     return DistributedDataParallel(net, device_ids=device_ids)
+
+
+def _give_each_rank_its_dropout_stream(net: torch.nn.Module, rank: int) -> None:
+    """fastp2p's fused dropout draws from a counter buffer (``dropout_rng``: [seed, offset]).
+    DDP broadcasts rank 0's buffers before every forward, which would hand all ranks the same
+    masks; so each rank's seed is shifted by its rank (the seed is hashed before use, so nearby
+    seeds give unrelated streams) and DDP is told to leave those buffers alone."""
+    streams = [(f"{name}.dropout_rng" if name else "dropout_rng", module)
+               for name, module in net.named_modules()
+               if isinstance(getattr(module, "dropout_rng", None), torch.Tensor)]
+    with torch.no_grad():
+        for _, module in streams:
+            module.dropout_rng[0] = (module.dropout_rng[0] + rank) & 0xFFFFFFFF
+    DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(
+        net, [name for name, _ in streams])
 
 
 def shutdown_processes(info: ProcessInfo) -> None:

@@ -171,6 +171,7 @@ class Pix2PixEngine:
             "device_step": self._device_step.cpu(),
             "first_nonfinite_step": self._first_nonfinite_step.cpu(),
             "rng": rng,
+            "dropout_rng": self._dropout_streams(),
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -191,8 +192,22 @@ class Pix2PixEngine:
             if name in state:
                 getattr(self, "_" + name).copy_(state[name])
         self.load_rng_state(state["rng"])
+        for name, position in state.get("dropout_rng", {}).items():
+            self._dropout_stream_owners()[name].dropout_rng.copy_(position)
         # Loading replaced the optimizer state tensors a captured graph would point at.
         self._reset_graph()
+
+    def _dropout_stream_owners(self) -> dict:
+        """Modules whose fused dropout draws from a counter (fastp2p.UNet's ``dropout_rng``
+        buffer: [seed, offset]); it is not in their state_dict, so the engine state keeps it."""
+        return {f"{label}.{name}" if name else label: module
+                for label, net in (("netG", self.netG), ("netD", self.netD))
+                for name, module in net.named_modules()
+                if isinstance(getattr(module, "dropout_rng", None), torch.Tensor)}
+
+    def _dropout_streams(self) -> dict:
+        return {name: module.dropout_rng.detach().cpu().clone()
+                for name, module in self._dropout_stream_owners().items()}
 
     def load_rng_state(self, rng: dict) -> None:
         """Restore the RNG states (dropout draws) saved in ``state_dict()["rng"]``."""
