@@ -99,8 +99,10 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--lr_decay_iters", type=int, default=50,
                        help="epochs between step decays (default %(default)s)")
     group.add_argument("--epoch_count", type=int, default=1,
-                       help="number of the first epoch; with --continue_train the saved "
-                            "state's epoch is used instead (default %(default)s)")
+                       help="number of the first epoch: epochs EPOCH_COUNT .. N_EPOCHS + "
+                            "N_EPOCHS_DECAY are trained, as in the reference; with "
+                            "--continue_train the saved state's epoch is used instead "
+                            "(default %(default)s)")
     group.add_argument("--continue_train", action="store_true",
                        help="resume from CHECKPOINTS_DIR/NAME/{--epoch}_*.pth: weights, "
                             "optimizers, lr schedule, RNG and position in the epoch")
