@@ -69,3 +69,12 @@ def test_bad_policy_raises():
         LRSchedule("exp", 1e-3, n_epochs=1, n_epochs_decay=1)
     with pytest.raises(ValueError, match="n_epochs_decay"):
         LRSchedule("linear", 1e-3, n_epochs=1, n_epochs_decay=-1)
+
+
+def test_training_runs_epoch_count_to_n_epochs_plus_decay_like_the_reference():
+    from types import SimpleNamespace
+
+    from fastp2p.train.trainer import Trainer
+    args = SimpleNamespace(epoch_count=4, n_epochs=5, n_epochs_decay=7)
+    trainer = Trainer(args, None, None, None, None, None)
+    assert (trainer.progress.epoch, trainer.last_epoch) == (4, 12)

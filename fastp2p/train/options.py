@@ -87,9 +87,9 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
                        help="Adam beta1 (beta2 is 0.999) (default %(default)s)")
     group.add_argument("--batch_size", type=int, default=1,
                        help="images per step (per process under torchrun) (default %(default)s)")
-    group.add_argument("--n_epochs", type=int, default=QuickDefault(100, 2),
+    group.add_argument("--n_epochs", type=int, default=QuickDefault(100, 3),
                        help="epochs at the initial lr (default %(default)s)")
-    group.add_argument("--n_epochs_decay", type=int, default=QuickDefault(100, 1),
+    group.add_argument("--n_epochs_decay", type=int, default=QuickDefault(100, 3),
                        help="epochs of linear decay to zero after that (default %(default)s)")
     group.add_argument("--lr_policy", default="linear",
                        choices=("linear", "step", "plateau", "cosine"),
@@ -99,17 +99,19 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--lr_decay_iters", type=int, default=50,
                        help="epochs between step decays (default %(default)s)")
     group.add_argument("--epoch_count", type=int, default=1,
-                       help="number of the first epoch; with --continue_train the saved "
-                            "state's epoch is used instead (default %(default)s)")
+                       help="number of the first epoch: epochs EPOCH_COUNT .. N_EPOCHS + "
+                            "N_EPOCHS_DECAY are trained, as in the reference; with "
+                            "--continue_train the saved state's epoch is used instead "
+                            "(default %(default)s)")
     group.add_argument("--continue_train", action="store_true",
                        help="resume from CHECKPOINTS_DIR/NAME/{--epoch}_*.pth: weights, "
                             "optimizers, lr schedule, RNG and position in the epoch")
     group.add_argument("--save_epoch_freq", type=int, default=5,
                        help="also keep {epoch}_net_G.pth every this many epochs "
                             "(default %(default)s)")
-    group.add_argument("--save_latest_freq", type=int, default=QuickDefault(5000, 200),
+    group.add_argument("--save_latest_freq", type=int, default=QuickDefault(5000, 400),
                        help="save latest_* every this many training images (default %(default)s)")
-    group.add_argument("--display_freq", type=int, default=QuickDefault(400, 50),
+    group.add_argument("--display_freq", type=int, default=QuickDefault(400, 100),
                        help="save a sample (real_A, fake_B, real_B) and refresh the loss plot "
                             "and HTML page every this many training images (default %(default)s)")
     fast = parser.add_argument_group("fastp2p execution")

@@ -20,7 +20,7 @@ On CUDA the step runs fused Adam, an lr in device memory and, by default, one CU
 step. Ctrl-C (or SIGTERM) saves latest_* and exits with 128+signal; a NaN/Inf loss stops with
 exit code 1 and leaves the last good checkpoint untouched.
 Without --dataroot: the embedded dataset (82 edges->photo pairs) and a quick profile
-(unet_128, ngf/ndf 16, 143->128 crops, 2+1 epochs); every default that changes says so below."""
+(unet_128, ngf/ndf 16, 143->128 crops, 3+3 epochs); every default that changes says so below."""
 
 
 def register(commands) -> None:

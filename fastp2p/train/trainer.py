@@ -73,7 +73,8 @@ class Trainer:
         self.schedule, self.checkpoints = schedule, checkpoints
         self.is_main, self.world_size = is_main, world_size
         self.page, self.loss_log, self.say = page, loss_log, say
-        self.last_epoch = args.epoch_count + args.n_epochs + args.n_epochs_decay - 1
+        # As the reference's loop: epochs epoch_count .. n_epochs + n_epochs_decay.
+        self.last_epoch = args.n_epochs + args.n_epochs_decay
         self.progress = Progress(epoch=args.epoch_count, epoch_batches=0, images=0)
         self.saved_at = None
         self._resumed_rng = None
