@@ -13,7 +13,7 @@ from PIL import Image
 
 from fastp2p.data import add_data_arguments
 
-STEP = 10           # red/green grow by this per pixel: halves up to 25 pixels fit in uint8
+STEP = 10           # red/green grow by this per pixel (exact up to 25 pixels, then wrapping)
 A_BLUE, B_BLUE = 0, 255
 
 
@@ -21,8 +21,8 @@ def gradient_half(width: int, height: int, blue: int) -> np.ndarray:
     """uint8 HxWx3: red = STEP * x, green = STEP * y, blue constant."""
     ys, xs = np.mgrid[0:height, 0:width]
     half = np.empty((height, width, 3), np.uint8)
-    half[..., 0] = xs * STEP
-    half[..., 1] = ys * STEP
+    half[..., 0] = (xs * STEP) % 256     # wider halves wrap around
+    half[..., 1] = (ys * STEP) % 256
     half[..., 2] = blue
     return half
 

@@ -49,7 +49,7 @@ def read_info(path: Path, decode: bool) -> ImageInfo:
             return ImageInfo(path, img.size, img.mode in GRAYSCALE_MODES)
     except UnidentifiedImageError:
         raise DataError("not a readable image (its content is not a known image format)") from None
-    except (OSError, SyntaxError, ValueError) as error:
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
         raise DataError(f"truncated or corrupt image ({error})") from None
 
 
@@ -58,7 +58,7 @@ def open_rgb(path: Path) -> Image.Image:
     try:
         with Image.open(path) as img:
             return img.convert("RGB")
-    except (OSError, SyntaxError, ValueError) as error:
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
         raise DataError(f"{path}: cannot decode this image ({error}); fix or remove it, or pass "
                         "--skip-bad (which checks every file before training)") from None
 
@@ -78,7 +78,10 @@ def _check_consistent(infos: list[ImageInfo], half_sizes: dict, config: Preproce
     """Grayscale among colour, too small for the crop, mixed sizes: the paths that fail."""
     bad = set()
     colour = sum(not info.grayscale for info in infos)
-    if 0 < colour < len(infos):
+    # when A and B are both converted to one channel (--input_nc 1 --output_nc 1), colour does
+    # not matter; otherwise a stray grayscale image would train on three equal channels
+    wants_colour = 3 in (config.a_channels, config.b_channels)
+    if wants_colour and 0 < colour < len(infos):
         majority_gray = colour < len(infos) - colour
         for info in infos:
             if info.grayscale != majority_gray:
