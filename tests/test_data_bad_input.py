@@ -242,3 +242,13 @@ def test_fastp2p_train_reports_a_file_broken_mid_epoch_in_one_line(tmp_path, cap
     err = capsys.readouterr().err
     assert f"error: {bad}: cannot decode this image" in err
     assert "Traceback" not in err and "worker" not in err
+
+
+def test_files_that_are_not_images_by_extension_are_named_not_silently_dropped(tmp_path, capsys):
+    make_aligned(tmp_path, count=2, width=16, height=16)
+    Image.fromarray(gradient_half(32, 16, 0)).save(tmp_path / "train" / "pair09.webp")
+    (tmp_path / "train" / ".DS_Store").write_bytes(b"\0")          # hidden: not worth a word
+    dataset = create_dataset(data_args(tmp_path, *CROP), "train")
+    assert len(dataset) == 2
+    err = capsys.readouterr().err
+    assert "ignoring 1 files in" in err and "pair09.webp" in err and ".DS_Store" not in err

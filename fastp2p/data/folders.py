@@ -6,6 +6,7 @@ Two layouts, as the reference implementation and the pix2pix datasets ship them:
 The scan reads image headers only (fast); with ``--skip-bad`` it decodes every file so that
 truncated ones are found and skipped up front too.
 """
+import sys
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,9 +30,25 @@ class ImageInfo:
 
 
 def list_images(folder: Path) -> list[Path]:
-    """Image files under ``folder`` (recursively, as the reference's make_dataset), sorted."""
-    return sorted(p for p in folder.rglob("*")
-                  if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
+    """Image files under ``folder`` (recursively, as the reference's make_dataset), sorted.
+
+    Other files are left out as the reference leaves them out, but named on stderr: a folder of
+    .webp or .gif images should not look like an empty or smaller dataset without a word.
+    """
+    images, others = [], []
+    for path in folder.rglob("*"):
+        if path.suffix.lower() in IMAGE_EXTENSIONS:
+            if path.is_file():
+                images.append(path)
+        elif not path.name.startswith(".") and path.is_file():
+            others.append(path)
+    if others:
+        others.sort()
+        shown = ", ".join(str(p.relative_to(folder)) for p in others[:3])
+        more = f" and {len(others) - 3} more" if len(others) > 3 else ""
+        print(f"fastp2p: ignoring {len(others)} files in {folder} that are not "
+              f"{'/'.join(IMAGE_EXTENSIONS)} images: {shown}{more}", file=sys.stderr)
+    return sorted(images)
 
 
 def require_folder(folder: Path, expected: str) -> None:
