@@ -252,3 +252,9 @@ def test_files_that_are_not_images_by_extension_are_named_not_silently_dropped(t
     assert len(dataset) == 2
     err = capsys.readouterr().err
     assert "ignoring 1 files in" in err and "pair09.webp" in err and ".DS_Store" not in err
+
+
+def test_a_sliver_that_preprocess_none_would_round_to_nothing(tmp_path):
+    bad = write_ab(tmp_path / "train" / "sliver.png", 16, 2)
+    message = data_error(tmp_path, "--preprocess", "none")
+    assert_names_and_advises(message, bad, "16x2 is too small to round to a multiple of 4")

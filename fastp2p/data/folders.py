@@ -114,6 +114,13 @@ def _check_consistent(infos: list[ImageInfo], half_sizes: dict, config: Preproce
                                             f"{config.crop_size}; use --preprocess "
                                             "resize_and_crop or a smaller --crop_size"))
                 bad.add(info.path)
+    if config.mode == "none":
+        for info in infos:
+            width, height = half_sizes[info.path]
+            if min(width, height) < 3:     # rounding to a multiple of 4 would leave nothing
+                problems.append((info.path, f"{width}x{height} is too small to round to a "
+                                            "multiple of 4; remove it"))
+                bad.add(info.path)
     if config.mode in SIZE_KEEPING_MODES:
         common, _ = Counter(half_sizes[i.path] for i in infos).most_common(1)[0]
         for info in infos:
