@@ -119,8 +119,13 @@ def default_dataroot(task: str = "edges2photo") -> Path:
     final = root / f"default-{task}-{_fingerprint(task)}"
     if final.is_dir():
         return final
-    root.mkdir(parents=True, exist_ok=True)
-    building = Path(tempfile.mkdtemp(prefix=f".building-{final.name}-", dir=root))
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        building = Path(tempfile.mkdtemp(prefix=f".building-{final.name}-", dir=root))
+    except OSError as error:
+        raise DataError(f"{root}: cannot create the cache folder for the default dataset "
+                        f"({error}); set FASTP2P_CACHE to a writable folder or pass "
+                        "--dataroot") from None
     try:
         build_default_dataset(building, task)
         try:
@@ -128,6 +133,10 @@ def default_dataroot(task: str = "edges2photo") -> Path:
         except OSError:
             if not final.is_dir():        # not another process finishing first: a real failure
                 raise
+    except OSError as error:
+        raise DataError(f"{final}: building the default dataset failed ({error}); nothing was "
+                        "left behind: free some space or set FASTP2P_CACHE to another folder, "
+                        "and run again") from None
     finally:
         shutil.rmtree(building, ignore_errors=True)
     return final

@@ -6,6 +6,7 @@ Two layouts, as the reference implementation and the pix2pix datasets ship them:
 The scan reads image headers only (fast); with ``--skip-bad`` it decodes every file so that
 truncated ones are found and skipped up front too.
 """
+import sys
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,9 +30,25 @@ class ImageInfo:
 
 
 def list_images(folder: Path) -> list[Path]:
-    """Image files under ``folder`` (recursively, as the reference's make_dataset), sorted."""
-    return sorted(p for p in folder.rglob("*")
-                  if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
+    """Image files under ``folder`` (recursively, as the reference's make_dataset), sorted.
+
+    Other files are left out as the reference leaves them out, but named on stderr: a folder of
+    .webp or .gif images should not look like an empty or smaller dataset without a word.
+    """
+    images, others = [], []
+    for path in folder.rglob("*"):
+        if path.suffix.lower() in IMAGE_EXTENSIONS:
+            if path.is_file():
+                images.append(path)
+        elif not path.name.startswith(".") and path.is_file():
+            others.append(path)
+    if others:
+        others.sort()
+        shown = ", ".join(str(p.relative_to(folder)) for p in others[:3])
+        more = f" and {len(others) - 3} more" if len(others) > 3 else ""
+        print(f"fastp2p: ignoring {len(others)} files in {folder} that are not "
+              f"{'/'.join(IMAGE_EXTENSIONS)} images: {shown}{more}", file=sys.stderr)
+    return sorted(images)
 
 
 def require_folder(folder: Path, expected: str) -> None:
@@ -49,7 +66,7 @@ def read_info(path: Path, decode: bool) -> ImageInfo:
             return ImageInfo(path, img.size, img.mode in GRAYSCALE_MODES)
     except UnidentifiedImageError:
         raise DataError("not a readable image (its content is not a known image format)") from None
-    except (OSError, SyntaxError, ValueError) as error:
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
         raise DataError(f"truncated or corrupt image ({error})") from None
 
 
@@ -58,7 +75,7 @@ def open_rgb(path: Path) -> Image.Image:
     try:
         with Image.open(path) as img:
             return img.convert("RGB")
-    except (OSError, SyntaxError, ValueError) as error:
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
         raise DataError(f"{path}: cannot decode this image ({error}); fix or remove it, or pass "
                         "--skip-bad (which checks every file before training)") from None
 
@@ -78,7 +95,10 @@ def _check_consistent(infos: list[ImageInfo], half_sizes: dict, config: Preproce
     """Grayscale among colour, too small for the crop, mixed sizes: the paths that fail."""
     bad = set()
     colour = sum(not info.grayscale for info in infos)
-    if 0 < colour < len(infos):
+    # when A and B are both converted to one channel (--input_nc 1 --output_nc 1), colour does
+    # not matter; otherwise a stray grayscale image would train on three equal channels
+    wants_colour = 3 in (config.a_channels, config.b_channels)
+    if wants_colour and 0 < colour < len(infos):
         majority_gray = colour < len(infos) - colour
         for info in infos:
             if info.grayscale != majority_gray:
@@ -93,6 +113,13 @@ def _check_consistent(infos: list[ImageInfo], half_sizes: dict, config: Preproce
                 problems.append((info.path, f"{width}x{height} is smaller than --crop_size "
                                             f"{config.crop_size}; use --preprocess "
                                             "resize_and_crop or a smaller --crop_size"))
+                bad.add(info.path)
+    if config.mode == "none":
+        for info in infos:
+            width, height = half_sizes[info.path]
+            if min(width, height) < 3:     # rounding to a multiple of 4 would leave nothing
+                problems.append((info.path, f"{width}x{height} is too small to round to a "
+                                            "multiple of 4; remove it"))
                 bad.add(info.path)
     if config.mode in SIZE_KEEPING_MODES:
         common, _ = Counter(half_sizes[i.path] for i in infos).most_common(1)[0]

@@ -5,11 +5,29 @@ Order: exactly ``torch.utils.data.DistributedSampler`` (shuffled by seed + epoch
 multiple of world_size, rank r takes every world_size-th index). Augmentation: each item's crop
 and flip come from a generator seeded by (seed, epoch, index), so they do not depend on the
 number of workers or on which worker loads the item.
+
+Bad files: a ``DataError`` raised while a worker loads an item would reach the main process as a
+multi-line worker traceback; instead the worker hands the error back as a ``_LoadFailure`` and the
+main process raises it as the same one-line ``DataError`` naming the file.
 """
 import random
+from dataclasses import dataclass
 
 import torch
-from torch.utils.data import BatchSampler, DataLoader, DistributedSampler
+from torch.utils.data import BatchSampler, DataLoader, DistributedSampler, default_collate
+
+from fastp2p.data.errors import DataError
+
+
+@dataclass(frozen=True)
+class _LoadFailure:
+    """A DataError met in a worker, carried (picklable) to the main process to be raised there."""
+    message: str
+
+
+def _collate(items: list):
+    failures = [item for item in items if isinstance(item, _LoadFailure)]
+    return failures[0] if failures else default_collate(items)
 
 
 class _SeededItems(torch.utils.data.Dataset):
@@ -25,9 +43,12 @@ class _SeededItems(torch.utils.data.Dataset):
     def __getitem__(self, key):
         index, epoch = key
         load = getattr(self.dataset, "load", None)
-        if load is None:    # a plain Dataset: its own randomness
-            return self.dataset[index]
-        return load(index, random.Random(f"{self.seed}/{epoch}/{index}"))
+        try:
+            if load is None:    # a plain Dataset: its own randomness
+                return self.dataset[index]
+            return load(index, random.Random(f"{self.seed}/{epoch}/{index}"))
+        except DataError as error:
+            return _LoadFailure(str(error))
 
 
 class _EpochBatches(torch.utils.data.Sampler):
@@ -67,8 +88,8 @@ class PairLoader:
         # pin only where there is a device to pin for (torch warns and ignores it otherwise)
         pin = pin_memory and torch.cuda.is_available()
         self._loader = DataLoader(_SeededItems(dataset, seed), batch_sampler=self.batch_sampler,
-                                  num_workers=num_workers, pin_memory=pin,
-                                  persistent_workers=num_workers > 0)
+                                  collate_fn=_collate, num_workers=num_workers,
+                                  pin_memory=pin, persistent_workers=num_workers > 0)
 
     def set_epoch(self, epoch: int) -> None:
         self.sampler.set_epoch(epoch)
@@ -81,7 +102,16 @@ class PairLoader:
         return len(self.batch_sampler)
 
     def __iter__(self):
-        return iter(self._loader)
+        # the DataLoader iterator is made here, not lazily: making it draws worker seeds from
+        # torch's RNG, and the trainer restores its RNG state after calling iter(loader)
+        return _raise_failures(iter(self._loader))
+
+
+def _raise_failures(batches):
+    for batch in batches:
+        if isinstance(batch, _LoadFailure):
+            raise DataError(batch.message)
+        yield batch
 
 
 def create_dataloader(dataset, batch_size: int, *, shuffle: bool, num_workers: int, seed: int,
