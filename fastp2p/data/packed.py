@@ -3,12 +3,14 @@
 Layout of one packed phase folder::
 
     index.json          format, version, load_size, height, width (of one half), channels,
-                        count, pairs_per_shard, shards [{file, count, sha256}], sources [[A, B]]
+                        count, shards [{file, count, sha256}], sources [[A, B]] (relative
+                        to the packed DATAROOT, in pair order)
     shard-00000.u8      count x height x (2 * width) x 3 uint8, row-major (NHWC), no header
 
 A pair is read by memory-mapping its shard and copying one row: no decoding in the training
 loop. Only the crop, flip and normalization remain to be done (here, or on the GPU).
 """
+import bisect
 import hashlib
 import json
 from pathlib import Path
@@ -108,8 +110,9 @@ class PackedDataset(torch.utils.data.Dataset):
                             "--load_size or crop less")
         self.config = config
         self.swap = swap
-        self.per_shard = self.index["pairs_per_shard"]
         self.shards = self.index["shards"]
+        # first pair of each shard (shards may hold fewer pairs when --skip-bad dropped some)
+        self.shard_starts = np.cumsum([0] + [s["count"] for s in self.shards])[:-1].tolist()
         for shard in self.shards:
             check_shard_size(self.phase_dir / shard["file"], shard["count"], self.shape)
         self.length = self.index["count"] if limit is None else min(limit, self.index["count"])
@@ -135,7 +138,8 @@ class PackedDataset(torch.utils.data.Dataset):
         """The stored uint8 H x 2W x 3 pair (a copy out of the memory map)."""
         if not 0 <= index < self.length:
             raise IndexError(f"pair {index} out of range for {self.length} pairs")
-        shard, row = divmod(index, self.per_shard)
+        shard = bisect.bisect_right(self.shard_starts, index) - 1
+        row = index - self.shard_starts[shard]
         return np.array(self._shard(shard)[row])
 
     def __getitem__(self, index: int) -> dict:
