@@ -45,20 +45,21 @@ def use_kernel(device: torch.device) -> bool:
 
 def augment_pairs_torch(pairs, crop_x, crop_y, flip, *, crop_size, swap=False,
                         dtype=torch.float32):
-    """The same contract as ``fastp2p.kernels.augment.augment_pairs``, in plain PyTorch."""
-    count, _, double_width, _ = pairs.shape
-    device = pairs.device
-    crop_x, crop_y, flip = (t.to(device=device, dtype=torch.int64) for t in (crop_x, crop_y, flip))
-    steps = torch.arange(crop_size, device=device)
-    rows = crop_y[:, None] + steps                                   # (N, crop)
-    cols = crop_x[:, None] + torch.where(flip[:, None] != 0, crop_size - 1 - steps, steps)
-    samples = torch.arange(count, device=device)[:, None, None]
-    halves = []
-    for start in ((double_width // 2, 0) if swap else (0, double_width // 2)):
-        crop = pairs[samples, rows[:, :, None], (cols + start)[:, None, :]]   # (N, crop, crop, C)
-        scaled = crop.float().div(255).sub(0.5).div(0.5).to(dtype)
-        halves.append(scaled.permute(0, 3, 1, 2))        # NCHW view of NHWC memory
-    return halves[0], halves[1]
+    """The same contract as ``fastp2p.kernels.augment.augment_pairs``, in plain PyTorch: the
+    crops are sliced per sample into one uint8 batch (cheap views and copies), then scaled in
+    one batched pass, with the CPU path's exact float operations."""
+    count, _, double_width, channels = pairs.shape
+    width = double_width // 2
+    crops = torch.empty((2, count, crop_size, crop_size, channels), dtype=torch.uint8,
+                        device=pairs.device)
+    starts = (width, 0) if swap else (0, width)
+    for n, (x, y, mirrored) in enumerate(zip(crop_x.tolist(), crop_y.tolist(), flip.tolist())):
+        for side, start in enumerate(starts):
+            crop = pairs[n, y:y + crop_size, start + x:start + x + crop_size]
+            crops[side, n] = crop.flip(1) if mirrored else crop
+    scaled = crops.float().div_(255).sub_(0.5).div_(0.5).to(dtype)
+    a, b = scaled.permute(0, 1, 4, 2, 3)        # NCHW views of NHWC memory
+    return a, b
 
 
 def augment_batch(pairs: torch.Tensor, config: Preprocess, rngs, *, swap: bool = False,
