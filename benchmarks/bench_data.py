@@ -3,7 +3,7 @@ CPU cores, and the fused augmentation kernel on a GPU when there is one.
 
 A synthetic aligned dataset (smooth random 256x256 A and B halves, saved as quality-90 JPEGs,
 the size of the pix2pix datasets' files) is packed at load_size 286 with ``fastp2p pack``; then,
-all in one process, with a warm page cache:
+all in one process (one torch thread, like a loader worker), with a warm page cache:
 - ``folder items``: the folder dataset's items (JPEG decode, bicubic resize to 286, crop 256,
   flip, normalize), what training without ``fastp2p pack`` pays per pair;
 - ``shard items``: the packed dataset's items (memory map + copy, crop, flip, normalize on the
@@ -113,6 +113,17 @@ def _items(dataset, indices):
 
 
 def cpu_rows(root: Path, count: int, quick: bool) -> list:
+    # One intra-op thread, as in a DataLoader worker: on a shared 2-core machine torch's
+    # thread pool otherwise waits for preempted threads and the figures swing tenfold.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return _cpu_rows(root, count, quick)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _cpu_rows(root: Path, count: int, quick: bool) -> list:
     config = Preprocess(load_size=LOAD, crop_size=CROP)
     pack_phase(root / "data", root / "packed", "train", load_size=LOAD,
                workers=1 if quick else _usable_cpus(), progress=False)
@@ -124,7 +135,7 @@ def cpu_rows(root: Path, count: int, quick: bool) -> list:
     packed.read_batch(range(count))            # warm the page cache and the memory maps
     rows = [
         _timed_row("data folder items (JPEG decode+resize+crop)", lambda: _items(folder, indices[:8]),
-                   8, quick, provider="folder", shape=shape, threads=torch.get_num_threads()),
+                   8, quick, provider="folder", shape=shape),
         _timed_row("data shard items (mmap+crop+normalize, CPU)", lambda: _items(packed, indices),
                    batch, quick, provider="shard-items", shape=shape),
         _timed_row("data shard batches (mmap+copy uint8)", lambda: packed.read_batch(indices),
@@ -191,6 +202,8 @@ def collect(quick: bool = False) -> list:
     cores = _usable_cpus()
     for row in rows:
         row.setdefault("cpu_cores", cores)
+        if row["device"] == "cpu":
+            row.setdefault("torch_threads", 1)
     return rows
 
 
