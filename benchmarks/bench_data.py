@@ -134,8 +134,8 @@ def _cpu_rows(root: Path, count: int, quick: bool) -> list:
     shape = f"{LOAD}x{2 * LOAD} -> 2x{CROP}x{CROP}"
     packed.read_batch(range(count))            # warm the page cache and the memory maps
     rows = [
-        _timed_row("data folder items (JPEG decode+resize+crop)", lambda: _items(folder, indices[:8]),
-                   8, quick, provider="folder", shape=shape),
+        _timed_row("data folder items (JPEG decode+resize+crop)",
+                   lambda: _items(folder, indices[:8]), 8, quick, provider="folder", shape=shape),
         _timed_row("data shard items (mmap+crop+normalize, CPU)", lambda: _items(packed, indices),
                    batch, quick, provider="shard-items", shape=shape),
         _timed_row("data shard batches (mmap+copy uint8)", lambda: packed.read_batch(indices),

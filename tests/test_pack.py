@@ -232,3 +232,31 @@ def test_cli_help_and_bad_options(tmp_path):
     assert result.returncode == 1 and "DATAROOT folder not found" in result.stderr
     result = _cli("--verify", tmp_path, cwd=tmp_path)
     assert result.returncode == 1 and "no packed dataset here" in result.stderr
+
+
+def test_pairs_failing_at_pack_time_are_skipped_and_listed(aligned_root, tmp_path, monkeypatch):
+    """A file that breaks between the scan and its decode (or a decode error the header scan
+    cannot see): with --skip-bad its pair is left out and listed, shards may end up uneven or
+    empty, and the reader still maps every index to the right pair."""
+    real_load = pack_module.load_pair
+    bad = {"train/03.png", "train/04.png", "train/05.png"}     # all of shard 1
+
+    def load_or_fail(dataroot, a_rel, b_rel, aligned, load_size):
+        if a_rel in bad:
+            raise DataError(f"{dataroot / a_rel}: cannot decode this image (test)")
+        return real_load(dataroot, a_rel, b_rel, aligned, load_size)
+
+    monkeypatch.setattr(pack_module, "load_pair", load_or_fail)
+    with pytest.raises(DataError, match="03.png"):
+        _pack(aligned_root, tmp_path / "strict")
+    index = _pack(aligned_root, tmp_path / "out", skip_bad=True)
+    assert [s["count"] for s in index["shards"]] == [3, 0, 1]
+    assert sorted(path for path, _ in index["skipped"]) == sorted(bad)
+    folder_ds = create_dataset(_args(aligned_root), "train")
+    packed_ds = create_dataset(_args(tmp_path / "out"), "train")
+    kept = [i for i, path in enumerate(folder_ds.paths) if not any(path.endswith(b) for b in bad)]
+    assert len(packed_ds) == len(kept) == 4
+    for slot, index in enumerate(kept):
+        want = folder_ds.load(index, random.Random(slot))
+        got = packed_ds.load(slot, random.Random(slot))
+        assert torch.equal(got["A"], want["A"]) and got["A_paths"] == want["A_paths"]

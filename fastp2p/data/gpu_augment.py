@@ -32,9 +32,7 @@ def _interpreting() -> bool:
 
 def use_kernel(device: torch.device) -> bool:
     """Whether the Triton kernel runs for tensors on ``device`` (else the PyTorch gather)."""
-    if device.type == "cuda":
-        return True
-    if device.type != "cpu" or not _interpreting():
+    if device.type not in ("cuda", "cpu") or (device.type == "cpu" and not _interpreting()):
         return False
     try:
         import triton  # noqa: F401

@@ -22,7 +22,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 from fastp2p.data.errors import DataError
 from fastp2p.data.folders import open_rgb, scan_aligned, scan_two_folders
