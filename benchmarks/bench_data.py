@@ -10,7 +10,8 @@ all in one process (one torch thread, like a loader worker), with a warm page ca
   CPU: the CPU training path);
 - ``shard batches``: ``read_batch`` of 64 random pairs, uint8 286x572x3 each (memory map +
   copy: what the GPU path reads; crop/flip/normalize then run on the GPU);
-- the same three through a DataLoader with one worker per core (full mode);
+- the same three through a DataLoader with one worker per core, and an epoch of
+  ``PackedDeviceLoader`` (reader thread, augmentation where the batches go) (full mode);
 - ``augment``: crop/flip/split/normalize of a uint8 batch, the PyTorch gather on the CPU and, on
   CUDA, the Triton kernel against the same gather on the GPU.
 Every row carries ``pairs_per_s``. Run: ``python benchmarks/bench_data.py [--quick]``.
@@ -32,6 +33,7 @@ from fastp2p.data.datasets import AlignedDataset
 from fastp2p.data.gpu_augment import augment_pairs_torch, draw_crop_flips
 from fastp2p.data.pack import pack_phase
 from fastp2p.data.packed import PackedDataset
+from fastp2p.data.packed_loader import PackedDeviceLoader
 from fastp2p.data.transforms import Preprocess
 
 LOAD, CROP, HALF = 286, 256, 256
@@ -149,6 +151,7 @@ def _cpu_rows(root: Path, count: int, quick: bool) -> list:
         lambda: augment_pairs_torch(raw, crop_x, crop_y, flip, crop_size=CROP), batch, quick,
         provider="torch", shape=shape, dtype="float32"))
     if not quick:
+        rows.append(_device_loader_row(packed, "cpu", torch.float32, quick))
         workers = _usable_cpus()
         rows += [
             _loader_row(f"data folder items, {workers} workers",
@@ -162,6 +165,22 @@ def _cpu_rows(root: Path, count: int, quick: bool) -> list:
                         provider="shard-batches", shape=f"{LOAD}x{2 * LOAD}x3 uint8"),
         ]
     return rows
+
+
+def _device_loader_row(packed, device, dtype, quick) -> dict:
+    """A whole epoch of PackedDeviceLoader (reader thread + augmentation on ``device``)."""
+    loader = PackedDeviceLoader(packed, BATCH, shuffle=True, seed=0, device=device, dtype=dtype)
+
+    def one_epoch():
+        for batch in loader:
+            pass
+        if device == "cuda":
+            torch.cuda.synchronize()
+    dtype_name = str(dtype).replace("torch.", "")
+    return _timed_row(f"data PackedDeviceLoader epoch -> {device} {dtype_name}", one_epoch,
+                      len(loader.sampler), quick, provider="packed-device-loader",
+                      dtype=dtype_name, shape=f"{LOAD}x{2 * LOAD} -> 2x{CROP}x{CROP}",
+                      **({"device": "cuda"} if device == "cuda" else {}))
 
 
 def cuda_rows(quick: bool) -> list:
@@ -197,8 +216,11 @@ def collect(quick: bool = False) -> list:
         root = Path(tmp)
         make_dataset(root / "data", count)
         rows = cpu_rows(root, count, quick)
-    if torch.cuda.is_available():
-        rows += cuda_rows(quick)
+        if torch.cuda.is_available():
+            config = Preprocess(load_size=LOAD, crop_size=CROP)
+            packed = PackedDataset(root / "packed" / "train", config, swap=False)
+            rows.append(_device_loader_row(packed, "cuda", torch.bfloat16, quick))
+            rows += cuda_rows(quick)
     cores = _usable_cpus()
     for row in rows:
         row.setdefault("cpu_cores", cores)
