@@ -13,6 +13,7 @@ COMMAND_MODULES = (
     "fastp2p.train.train_command",
     "fastp2p.train.translate_command",
     "fastp2p.bench.command",
+    "fastp2p.data.pack_command",
 )
 
 

@@ -2,13 +2,18 @@
 
 Layout of one packed phase folder::
 
-    index.json          format, version, load_size, height, width (of one half), channels,
-                        count, pairs_per_shard, shards [{file, count, sha256}], sources [[A, B]]
+    index.json          format, version, preprocess ("resize_and_crop"), load_size, height,
+                        width (of one half), channels, count, pairs_per_shard (planned),
+                        dataroot (absolute, at pack time), shards [{file, count, sha256, plan,
+                        skipped}], sources [[A, B]] (relative to dataroot, in pair order),
+                        skipped [[file, why]] (with --skip-bad)
     shard-00000.u8      count x height x (2 * width) x 3 uint8, row-major (NHWC), no header
 
 A pair is read by memory-mapping its shard and copying one row: no decoding in the training
-loop. Only the crop, flip and normalization remain to be done (here, or on the GPU).
+loop. Only the crop, flip and normalization remain to be done (here, or on the GPU:
+``fastp2p.data.gpu_augment`` takes the uint8 batches of ``read_batch``).
 """
+import bisect
 import hashlib
 import json
 from pathlib import Path
@@ -94,25 +99,25 @@ class PackedDataset(torch.utils.data.Dataset):
         self.index = read_index(self.phase_dir)
         self.shape = pair_shape(self.index)
         stored = self.index["width"]
-        if config.mode == "resize_and_crop" and config.load_size != stored:
+        # Pairs are stored as resize_and_crop sees them after its resize; any other mode would
+        # need the original pixels (crop, none) or per-image sizes (scale_width*).
+        if config.mode != "resize_and_crop":
+            raise DataError(f"{self.phase_dir}: packed pairs were resized to {stored}x{stored} "
+                            f"at pack time, which only --preprocess resize_and_crop expects (not "
+                            f"{config.mode}); point --dataroot at the image folders instead")
+        if config.load_size != stored:
             raise DataError(f"{self.phase_dir}: packed at load_size {stored} but --load_size is "
                             f"{config.load_size}; pass --load_size {stored} or repack with "
                             f"--load_size {config.load_size}")
-        if config.mode not in ("resize_and_crop", "crop"):
-            raise DataError(f"{self.phase_dir}: packed pairs are already resized to {stored}x"
-                            f"{self.index['height']}; use --preprocess resize_and_crop or crop "
-                            f"(not {config.mode})")
-        if config.mode == "crop" and min(stored, self.index["height"]) < config.crop_size:
-            raise DataError(f"{self.phase_dir}: packed pairs are {stored}x{self.index['height']},"
-                            f" smaller than --crop_size {config.crop_size}; repack with a larger "
-                            "--load_size or crop less")
         self.config = config
         self.swap = swap
-        self.per_shard = self.index["pairs_per_shard"]
         self.shards = self.index["shards"]
+        # first pair of each shard (shards may hold fewer pairs when --skip-bad dropped some)
+        self.shard_starts = np.cumsum([0] + [s["count"] for s in self.shards])[:-1].tolist()
         for shard in self.shards:
             check_shard_size(self.phase_dir / shard["file"], shard["count"], self.shape)
         self.length = self.index["count"] if limit is None else min(limit, self.index["count"])
+        self.dataroot = Path(self.index.get("dataroot", ""))
         self._maps = {}
 
     def __len__(self) -> int:
@@ -135,8 +140,31 @@ class PackedDataset(torch.utils.data.Dataset):
         """The stored uint8 H x 2W x 3 pair (a copy out of the memory map)."""
         if not 0 <= index < self.length:
             raise IndexError(f"pair {index} out of range for {self.length} pairs")
-        shard, row = divmod(index, self.per_shard)
+        shard = bisect.bisect_right(self.shard_starts, index) - 1
+        row = index - self.shard_starts[shard]
         return np.array(self._shard(shard)[row])
+
+    def read_batch(self, indices, out: torch.Tensor | None = None) -> torch.Tensor:
+        """Stored pairs ``indices`` as one uint8 (N, H, 2W, 3) tensor (into ``out`` if given,
+        e.g. pinned memory): one copy per pair out of the memory maps, nothing else."""
+        indices = list(indices)
+        if out is None:
+            out = torch.empty((len(indices), *self.shape), dtype=torch.uint8)
+        if tuple(out.shape) != (len(indices), *self.shape) or out.dtype != torch.uint8:
+            raise ValueError(f"out must be uint8 {(len(indices), *self.shape)}, got "
+                             f"{out.dtype} {tuple(out.shape)}")
+        target = out.numpy()
+        for slot, index in enumerate(indices):
+            if not 0 <= index < self.length:
+                raise IndexError(f"pair {index} out of range for {self.length} pairs")
+            shard = bisect.bisect_right(self.shard_starts, index) - 1
+            target[slot] = self._shard(shard)[index - self.shard_starts[shard]]
+        return out
+
+    def source_paths(self, index: int) -> tuple[str, str]:
+        """(A, B) file paths of pair ``index`` as the folder dataset names them (before swap)."""
+        a_rel, b_rel = self.index["sources"][index]
+        return str(self.dataroot / a_rel), str(self.dataroot / b_rel)
 
     def __getitem__(self, index: int) -> dict:
         import random
@@ -146,7 +174,7 @@ class PackedDataset(torch.utils.data.Dataset):
         pair = self.read_raw(index)
         width = self.shape[1] // 2
         a_half, b_half = pair[:, :width], pair[:, width:]
-        a_path, b_path = self.index["sources"][index]
+        a_path, b_path = self.source_paths(index)
         if self.swap:
             a_half, b_half, a_path, b_path = b_half, a_half, b_path, a_path
         params = draw_params(self.config, width, self.shape[0], rng)

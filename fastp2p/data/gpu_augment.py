@@ -1,0 +1,92 @@
+"""Crop, flip and normalize whole uint8 batches of packed pairs on the device.
+
+``PackedDataset.read_batch`` gives uint8 (N, H, 2W, 3) pairs (already resized); this module
+draws each pair's crop and flip exactly as the CPU path does (``transforms.draw_params``, the
+reference's distribution, from the generator given for that pair) and turns the batch into the
+model's A and B in one pass: the Triton kernel ``fastp2p.kernels.augment`` on CUDA (or on CPU
+tensors under ``TRITON_INTERPRET=1``), a plain-PyTorch gather otherwise. Given the same
+generators, the result equals what the dataset's ``load`` yields item by item.
+"""
+import os
+
+import torch
+
+from fastp2p.data.transforms import Preprocess, draw_params
+
+
+def draw_crop_flips(config: Preprocess, height: int, width: int, rngs):
+    """int32 (N,) crop_x, crop_y and flip tensors (CPU), one draw per generator in ``rngs``.
+
+    Pass one ``random.Random`` per pair (seeded as the loader seeds items to reproduce its
+    crops), or the same generator N times to draw the batch sequentially.
+    """
+    draws = [draw_params(config, width, height, rng) for rng in rngs]
+    as_tensor = lambda values: torch.tensor(values, dtype=torch.int32)   # noqa: E731
+    return (as_tensor([p.x for p in draws]), as_tensor([p.y for p in draws]),
+            as_tensor([int(config.flip and p.flip) for p in draws]))
+
+
+def _interpreting() -> bool:
+    return os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
+
+
+def use_kernel(device: torch.device) -> bool:
+    """Whether the Triton kernel runs for tensors on ``device`` (else the PyTorch gather)."""
+    if device.type not in ("cuda", "cpu") or (device.type == "cpu" and not _interpreting()):
+        return False
+    try:
+        import triton  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def augment_pairs_torch(pairs, crop_x, crop_y, flip, *, crop_size, swap=False,
+                        dtype=torch.float32):
+    """The same contract as ``fastp2p.kernels.augment.augment_pairs``, in plain PyTorch: the
+    crops are sliced per sample into one uint8 batch (cheap views and copies), then scaled in
+    one batched pass, with the CPU path's exact float operations."""
+    count, _, double_width, channels = pairs.shape
+    width = double_width // 2
+    crops = torch.empty((2, count, crop_size, crop_size, channels), dtype=torch.uint8,
+                        device=pairs.device)
+    starts = (width, 0) if swap else (0, width)
+    for n, (x, y, mirrored) in enumerate(zip(crop_x.tolist(), crop_y.tolist(), flip.tolist())):
+        for side, start in enumerate(starts):
+            crop = pairs[n, y:y + crop_size, start + x:start + x + crop_size]
+            crops[side, n] = crop.flip(1) if mirrored else crop
+    scaled = crops.float().div_(255).sub_(0.5).div_(0.5).to(dtype)
+    a, b = scaled.permute(0, 1, 4, 2, 3)        # NCHW views of NHWC memory
+    return a, b
+
+
+def augment_batch(pairs: torch.Tensor, config: Preprocess, rngs, *, swap: bool = False,
+                  dtype: torch.dtype = torch.float32, device=None) -> dict:
+    """``{"A", "B"}``: (N, 3, crop, crop) ``dtype`` tensors in [-1, 1] (channels-last memory).
+
+    ``pairs``: uint8 (N, H, 2W, 3) from ``read_batch`` (pinned, for an asynchronous copy);
+    ``rngs``: one generator per pair; ``swap``: BtoA; ``device``: where to compute (default:
+    where ``pairs`` is).
+    """
+    if config.mode != "resize_and_crop":
+        raise ValueError(f"augment_batch does the crop and flip of --preprocess resize_and_crop "
+                         f"on packed pairs, not {config.mode}")
+    if config.a_channels != 3 or config.b_channels != 3:
+        raise ValueError("augment_batch makes 3-channel A and B; with --input_nc/--output_nc 1 "
+                         "use the dataset's own (CPU) items")
+    rngs = list(rngs)
+    if pairs.dim() != 4 or len(rngs) != pairs.shape[0]:
+        raise ValueError(f"need uint8 (N, H, 2W, 3) pairs and one generator per pair, got "
+                         f"{tuple(pairs.shape)} pairs and {len(rngs)} generators")
+    height, width = pairs.shape[1], pairs.shape[2] // 2
+    crop_x, crop_y, flip = draw_crop_flips(config, height, width, rngs)
+    device = torch.device(device) if device is not None else pairs.device
+    pairs = pairs.to(device, non_blocking=True)
+    if use_kernel(device):
+        from fastp2p.kernels.augment import augment_pairs
+        a, b = augment_pairs(pairs, crop_x, crop_y, flip, crop_size=config.crop_size,
+                             swap=swap, dtype=dtype)
+    else:
+        a, b = augment_pairs_torch(pairs, crop_x, crop_y, flip, crop_size=config.crop_size,
+                                   swap=swap, dtype=dtype)
+    return {"A": a, "B": b}

@@ -1,0 +1,297 @@
+"""Writing packed datasets (``fastp2p pack``): decode and resize every pair once, into shards.
+
+Each phase folder (train/val/test) of a DATAROOT becomes ``OUT/PHASE/`` with fixed-size uint8
+A|B pairs (see ``packed.py`` for the layout), resized exactly as the reference's
+``resize_and_crop`` does before its random crop (bicubic, each half to load_size x load_size), so
+a packed dataset yields the same items as the folder dataset. Other ``--preprocess`` modes keep
+per-image sizes or need the original pixels; they read the image folders directly.
+
+Restartable: the sorted pair list is cut into planned shards; a worker writes a whole shard to a
+temp file, fsyncs it and renames it into place, and the main process records it (with a digest
+of the shard's source files, names, sizes and mtimes) in ``pack-state.json``, written atomically
+too. A re-run keeps every recorded shard whose plan is unchanged and whose checksum verifies, and
+packs only the rest; ``index.json`` appears last, so a reader never sees half a pack.
+"""
+import hashlib
+import json
+import math
+import multiprocessing
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from fastp2p.data.errors import DataError
+from fastp2p.data.folders import open_rgb, scan_aligned, scan_two_folders
+from fastp2p.data.packed import FORMAT, INDEX_NAME, VERSION, file_sha256
+from fastp2p.data.transforms import BICUBIC, Preprocess
+
+STATE_NAME = "pack-state.json"
+PHASES = ("train", "val", "test")
+CHANNELS = 3
+SHARD_TARGET_BYTES = 256 << 20     # big enough to stream, small enough to redo after a crash
+MIN_SHARDS = 16                    # so small datasets still spread over the workers
+
+
+def pair_bytes(load_size: int) -> int:
+    return load_size * 2 * load_size * CHANNELS
+
+
+def auto_pairs_per_shard(count: int, load_size: int) -> int:
+    """Shards of about SHARD_TARGET_BYTES, but at least MIN_SHARDS of them when there are pairs
+    enough. Depends only on the data, not on --workers, so a resume with other workers keeps
+    its shards."""
+    by_bytes = max(1, SHARD_TARGET_BYTES // pair_bytes(load_size))
+    return max(1, min(by_bytes, math.ceil(count / MIN_SHARDS)))
+
+
+def load_pair(dataroot: Path, a_rel: str, b_rel: str, aligned: bool, load_size: int) -> np.ndarray:
+    """One pair as stored: uint8 load_size x 2*load_size x 3, each half resized like the folder
+    dataset's resize_and_crop does it (same Pillow calls, so the same pixels)."""
+    if aligned:
+        pair = open_rgb(dataroot / a_rel)
+        width, height = pair.size
+        half = width // 2
+        halves = pair.crop((0, 0, half, height)), pair.crop((half, 0, width, height))
+    else:
+        halves = open_rgb(dataroot / a_rel), open_rgb(dataroot / b_rel)
+    pixels = np.empty((load_size, 2 * load_size, CHANNELS), dtype=np.uint8)
+    for side, img in enumerate(halves):
+        resized = img.resize((load_size, load_size), BICUBIC)
+        pixels[:, side * load_size:(side + 1) * load_size] = np.asarray(resized)
+    return pixels
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    temp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
+    with open(temp, "w") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(temp, path)
+    _fsync_dir(path.parent)
+
+
+def _fsync_dir(folder: Path) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:     # e.g. Windows: directories cannot be opened; rename is still atomic
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+# ---- one shard, in a worker process -------------------------------------------------------
+
+_advance = None     # called with 1 after each pair: the progress bar or a shared counter
+
+
+def _count_into(counter) -> None:
+    """Pool initializer: each worker adds its finished pairs to the shared ``counter``."""
+    global _advance
+
+    def advance(pairs: int) -> None:
+        with counter.get_lock():
+            counter.value += pairs
+    _advance = advance
+
+
+def write_shard(job: dict) -> dict:
+    """Decode, resize and write one planned shard atomically; returns its index record."""
+    phase_dir, dataroot = Path(job["phase_dir"]), Path(job["dataroot"])
+    final = phase_dir / job["file"]
+    temp = final.with_name(f"{final.name}.tmp-{os.getpid()}")
+    digest = hashlib.sha256()
+    sources, skipped = [], []
+    try:
+        with open(temp, "wb") as f:
+            for a_rel, b_rel in job["pairs"]:
+                try:
+                    pixels = load_pair(dataroot, a_rel, b_rel, job["aligned"], job["load_size"])
+                except DataError as error:
+                    if not job["skip_bad"]:
+                        raise
+                    skipped.append([a_rel, str(error)])
+                else:
+                    data = pixels.data
+                    f.write(data)
+                    digest.update(data)
+                    sources.append([a_rel, b_rel])
+                if _advance is not None:
+                    _advance(1)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(temp, final)
+    finally:
+        if temp.exists():
+            temp.unlink()
+    _fsync_dir(phase_dir)
+    return {"file": job["file"], "count": len(sources), "sha256": digest.hexdigest(),
+            "plan": job["plan"], "sources": sources, "skipped": skipped}
+
+
+# ---- one phase, in the main process -------------------------------------------------------
+
+def plan_pairs(dataroot: Path, phase: str, dataset_mode: str, load_size: int,
+               skip_bad: bool) -> list[tuple[str, str]]:
+    """The pairs of one phase (relative to dataroot), checked as the folder datasets check them."""
+    # crop_size 1: packing resizes and never crops, so no image is "smaller than the crop"
+    config = Preprocess(mode="resize_and_crop", load_size=load_size, crop_size=1)
+    phase_dir = dataroot / phase
+    if dataset_mode == "two_folders":
+        pairs = scan_two_folders(phase_dir, config, skip_bad)
+    else:
+        pairs = [(path, path) for path in scan_aligned(phase_dir, config, skip_bad)]
+    return [(str(a.relative_to(dataroot)), str(b.relative_to(dataroot))) for a, b in pairs]
+
+
+def _plan_digest(dataroot: Path, pairs, settings: dict) -> str:
+    """What a shard's bytes depend on: settings, and each source's name, size and mtime."""
+    digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode())
+    for name in sorted({p for pair in pairs for p in pair}):
+        stat = (dataroot / name).stat()
+        digest.update(f"{name}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+    return digest.hexdigest()
+
+
+def _recorded_shards(phase_dir: Path) -> dict:
+    """Shard records of an earlier run (finished: index.json; interrupted: pack-state.json)."""
+    records = {}
+    index_path, state_path = phase_dir / INDEX_NAME, phase_dir / STATE_NAME
+    try:
+        if index_path.is_file():
+            index = json.loads(index_path.read_text())
+            start = 0
+            for shard in index.get("shards", []):
+                count = shard["count"]
+                records[shard["file"]] = dict(shard, sources=index["sources"][start:start + count])
+                start += count
+        if state_path.is_file():
+            records.update(json.loads(state_path.read_text())["shards"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return {}   # unreadable bookkeeping: pack everything again
+    return records
+
+
+def _still_good(phase_dir: Path, record: dict, plan: str, load_size: int) -> bool:
+    path = phase_dir / record["file"]
+    return (record.get("plan") == plan and path.is_file()
+            and path.stat().st_size == record["count"] * pair_bytes(load_size)
+            and file_sha256(path) == record["sha256"])
+
+
+def pack_phase(dataroot: Path, out: Path, phase: str, *, load_size: int = 286,
+               dataset_mode: str = "aligned", workers: int = 1, skip_bad: bool = False,
+               pairs_per_shard: int | None = None, progress: bool = True) -> dict:
+    """Pack ``dataroot/phase`` into ``out/phase``; resumes an interrupted run. Returns the index."""
+    dataroot, phase_dir = Path(os.path.abspath(dataroot)), Path(out) / phase
+    if load_size < 1:
+        raise DataError(f"--load_size must be >= 1, got {load_size}")
+    pairs = plan_pairs(dataroot, phase, dataset_mode, load_size, skip_bad)
+    per_shard = pairs_per_shard or auto_pairs_per_shard(len(pairs), load_size)
+    if per_shard < 1:
+        raise DataError(f"--pairs-per-shard must be >= 1, got {per_shard}")
+    settings = {"format": FORMAT, "version": VERSION, "load_size": load_size,
+                "dataset_mode": dataset_mode, "skip_bad": skip_bad}
+    jobs = []
+    for number, start in enumerate(range(0, len(pairs), per_shard)):
+        chunk = pairs[start:start + per_shard]
+        jobs.append({"file": f"shard-{number:05d}.u8", "pairs": chunk,
+                     "plan": _plan_digest(dataroot, chunk, settings),
+                     "phase_dir": str(phase_dir), "dataroot": str(dataroot),
+                     "aligned": dataset_mode == "aligned", "load_size": load_size,
+                     "skip_bad": skip_bad})
+    phase_dir.mkdir(parents=True, exist_ok=True)
+    for leftover in phase_dir.glob("*.tmp-*"):     # temp files of a run that was killed
+        leftover.unlink()
+    earlier = _recorded_shards(phase_dir)
+    done = {job["file"]: earlier[job["file"]] for job in jobs
+            if job["file"] in earlier and _still_good(phase_dir, earlier[job["file"]],
+                                                      job["plan"], load_size)}
+    todo = [job for job in jobs if job["file"] not in done]
+    state_path = phase_dir / STATE_NAME
+    if todo:
+        # from here on the folder is being rewritten: only the state file describes it
+        _atomic_write_text(state_path, json.dumps({"shards": done}))
+        (phase_dir / INDEX_NAME).unlink(missing_ok=True)
+        kept = sum(len(job["pairs"]) for job in jobs if job["file"] in done)
+        bar = _progress_bar(progress, len(pairs), kept, f"pack {phase}")
+        try:
+            for record in _run_jobs(todo, workers, bar):
+                done[record["file"]] = record
+                _atomic_write_text(state_path, json.dumps({"shards": done}))
+        finally:
+            if bar is not None:
+                bar.close()
+    planned = {job["file"] for job in jobs}
+    for stale in phase_dir.glob("shard-*.u8"):     # shards of an earlier, longer plan
+        if stale.name not in planned:
+            stale.unlink()
+    index = _write_index(dataroot, phase_dir, phase, [done[job["file"]] for job in jobs],
+                         load_size, per_shard, dataset_mode)
+    state_path.unlink(missing_ok=True)
+    return index
+
+
+def _progress_bar(enabled: bool, total: int, initial: int, desc: str):
+    if not enabled:
+        return None
+    from tqdm import tqdm
+    return tqdm(total=total, initial=initial, desc=desc, unit="pair", smoothing=0.1)
+
+
+def _run_jobs(jobs: list, workers: int, bar):
+    """Yield each job's record as it finishes, on ``workers`` processes (0 or 1: in process)."""
+    global _advance
+    if workers <= 1 or len(jobs) == 1:
+        _advance = bar.update if bar is not None else None
+        try:
+            for job in jobs:
+                yield write_shard(job)
+        finally:
+            _advance = None
+        return
+    counter = multiprocessing.Value("q", 0)
+    context = multiprocessing.get_context("spawn" if sys.platform == "win32" else "fork")
+    with context.Pool(min(workers, len(jobs)), initializer=_count_into,
+                      initargs=(counter,)) as pool:
+        pending = [pool.apply_async(write_shard, (job,)) for job in jobs]
+        reported = 0
+        while pending:
+            time.sleep(0.1)
+            if bar is not None and counter.value != reported:
+                bar.update(counter.value - reported)
+                reported = counter.value
+            still = []
+            for result in pending:
+                if result.ready():
+                    yield result.get()      # re-raises a worker's DataError here
+                else:
+                    still.append(result)
+            pending = still
+        if bar is not None:
+            bar.update(counter.value - reported)
+
+
+def _write_index(dataroot: Path, phase_dir: Path, phase: str, records: list, load_size: int,
+                 per_shard: int, dataset_mode: str) -> dict:
+    sources = [pair for record in records for pair in record["sources"]]
+    skipped = [item for record in records for item in record["skipped"]]
+    if not sources:
+        raise DataError(f"{dataroot / phase}: every pair was bad and skipped; nothing was packed")
+    index = {
+        "format": FORMAT, "version": VERSION, "preprocess": "resize_and_crop",
+        "load_size": load_size, "height": load_size, "width": load_size, "channels": CHANNELS,
+        "count": len(sources), "pairs_per_shard": per_shard, "dataset_mode": dataset_mode,
+        "dataroot": str(dataroot), "phase": phase,
+        # a shard whose pairs were all skipped stays listed (0 pairs), so a resume keeps it
+        "shards": [{key: record[key] for key in ("file", "count", "sha256", "plan", "skipped")}
+                   for record in records],
+        "sources": sources, "skipped": skipped,
+    }
+    _atomic_write_text(phase_dir / INDEX_NAME, json.dumps(index))
+    return index

@@ -1,0 +1,130 @@
+"""``fastp2p pack``: turn a folder of paired images into shards (and ``--verify`` them)."""
+import argparse
+import os
+import sys
+
+DESCRIPTION = """\
+Decode and resize every pair of DATAROOT once and write OUT/PHASE/ shards of uint8 A|B pairs
+plus an index (count, sizes, source names, sha256 checksums). Training with --dataroot OUT then
+reads pairs with a memory map and a copy: no image decoding in the training loop.
+
+Pairs are stored as the reference's --preprocess resize_and_crop sees them after its bicubic
+resize (each half load_size x load_size); the random crop and flip still happen at load time,
+so a packed dataset gives the same pairs as the folders. Other --preprocess modes (crop,
+scale_width, scale_width_and_crop, none) need the original pixels or sizes: train those from the
+image folders.
+
+An interrupted run resumes: run the same command again; finished shards whose checksum verifies
+are kept. `fastp2p pack --verify OUT` checks every shard against the index."""
+
+
+def register(commands) -> None:
+    parser = commands.add_parser(
+        "pack", help="pack a paired-image dataset into shards for fast loading",
+        description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("dataroot", nargs="?", metavar="DATAROOT",
+                        help="dataset folder holding train/ (and val/, test/), aligned A|B images "
+                             "or A/ and B/ subfolders (see --dataset_mode)")
+    parser.add_argument("out", nargs="?", metavar="OUT",
+                        help="output folder; gets OUT/PHASE/index.json and shard-NNNNN.u8 files "
+                             "(pass it to `fastp2p train --dataroot OUT`)")
+    parser.add_argument("--verify", metavar="OUT",
+                        help="instead of packing: check the size and sha256 of every shard in "
+                             "OUT (or in one phase folder of it) against its index")
+    parser.add_argument("--load_size", type=int, default=286,
+                        help="each half is resized (bicubic) to load_size x load_size, as "
+                             "--preprocess resize_and_crop does before its crop (default 286); "
+                             "train with the same --load_size")
+    parser.add_argument("--dataset_mode", default="aligned", choices=("aligned", "two_folders"),
+                        help="aligned: each image is A|B side by side (default); two_folders: "
+                             "PHASE/A/x pairs with PHASE/B/x by name")
+    parser.add_argument("--phase", nargs="+", metavar="PHASE",
+                        help="which phase folders to pack (default: every one of train, val, "
+                             "test that DATAROOT has)")
+    parser.add_argument("--workers", type=int, default=None,
+                        help="processes that decode and write shards in parallel (default: "
+                             "the CPUs this process may use)")
+    parser.add_argument("--pairs-per-shard", dest="pairs_per_shard", type=int, default=None,
+                        help="pairs in each shard file (default: about 256 MB per shard, and at "
+                             "least 16 shards when there are enough pairs)")
+    parser.add_argument("--skip-bad", dest="skip_bad", action="store_true",
+                        help="skip unreadable or mismatched images and list them, instead of "
+                             "stopping at the first one (every image is then decoded once more "
+                             "up front to find truncated files)")
+    parser.add_argument("--no-progress", dest="progress", action="store_false",
+                        help="no progress bars")
+    parser.set_defaults(run=run, pack_parser=parser)
+
+
+def _usable_cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
+def run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from fastp2p.data.errors import DataError
+    from fastp2p.data.pack import PHASES, pack_phase
+    from fastp2p.data.packed import is_packed, verify_pack
+
+    parser = args.pack_parser
+    if args.verify is not None:
+        if args.dataroot is not None or args.out is not None:
+            parser.error("--verify OUT takes no DATAROOT; run `fastp2p pack --verify OUT`")
+        root = Path(args.verify)
+        phase_dirs = [root] if is_packed(root) else [root / p for p in PHASES
+                                                        if is_packed(root / p)]
+        if not phase_dirs:
+            print(f"fastp2p pack: error: {root}: no packed dataset here (no index.json in it or "
+                  f"in its {', '.join(PHASES)} folders); pack one with `fastp2p pack DATAROOT "
+                  "OUT`", file=sys.stderr)
+            return 1
+        try:
+            for phase_dir in phase_dirs:
+                index = verify_pack(phase_dir, progress=args.progress)
+                print(f"{phase_dir}: {index['count']} pairs of {index['height']}x"
+                      f"{2 * index['width']} in {len(index['shards'])} shards: checksums OK")
+        except DataError as error:
+            print(f"fastp2p pack: error: {error}", file=sys.stderr)
+            return 1
+        return 0
+    if args.dataroot is None or args.out is None:
+        parser.error("pass DATAROOT and OUT (or --verify OUT)")
+    if args.load_size < 1:
+        parser.error(f"--load_size must be >= 1, got {args.load_size}")
+    if args.pairs_per_shard is not None and args.pairs_per_shard < 1:
+        parser.error(f"--pairs-per-shard must be >= 1, got {args.pairs_per_shard}")
+    workers = _usable_cpus() if args.workers is None else args.workers
+    if workers < 1:
+        parser.error(f"--workers must be >= 1, got {workers}")
+    dataroot, out = Path(args.dataroot), Path(args.out)
+    phases = args.phase or [p for p in PHASES if (dataroot / p).is_dir()]
+    try:
+        if not dataroot.is_dir():
+            raise DataError(f"{dataroot}: DATAROOT folder not found; point it at a dataset "
+                            "holding train/ (and val/, test/)")
+        if not phases:
+            raise DataError(f"{dataroot}: no {', '.join(PHASES)} folder in it; pass --phase "
+                            "NAME for another phase folder")
+        if out.resolve() == dataroot.resolve():
+            raise DataError(f"{out}: OUT must differ from DATAROOT")
+        for phase in phases:
+            index = pack_phase(dataroot, out, phase, load_size=args.load_size,
+                               dataset_mode=args.dataset_mode, workers=workers,
+                               skip_bad=args.skip_bad, pairs_per_shard=args.pairs_per_shard,
+                               progress=args.progress)
+            print(f"{out / phase}: {index['count']} pairs in {len(index['shards'])} shards"
+                  + (f", {len(index['skipped'])} bad files skipped" if index["skipped"] else ""))
+            for path, why in index["skipped"]:
+                print(f"  skipped {path}: {why}", file=sys.stderr)
+    except DataError as error:
+        print(f"fastp2p pack: error: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("fastp2p pack: interrupted; run the same command again to resume (finished "
+              "shards are kept)", file=sys.stderr)
+        return 130
+    return 0

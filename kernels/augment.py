@@ -1,0 +1,132 @@
+"""Input pipeline in one pass: a uint8 batch of stored A|B pairs -> the model's A and B.
+
+Fused: per-sample random crop (offsets from small int32 tensors), horizontal flip, the split into
+the A and B halves (swapped for BtoA by choosing which half feeds A), the reference's
+``(v / 255 - 0.5) / 0.5`` scaling and the cast to fp32/bf16/fp16, written NHWC. Each program reads
+one source row segment of the pair once and writes the matching row of A and of B. The division
+by 255 is correctly rounded (``div_rn``) so fp32 outputs match the CPU path bit for bit.
+"""
+import torch
+import triton
+import triton.language as tl
+
+# Output dtypes the kernel writes (its math is fp32; the store casts).
+OUT_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
+MAX_BLOCK_W = 128
+
+
+@triton.jit
+def _round_fp32_to_bf16(x):
+    """x rounded to the nearest bf16 (ties to even), still fp32: the later cast is then exact.
+    Written out because the Triton 3.9 interpreter truncates fp32 -> bf16 casts where the GPU
+    rounds (checked 2026-11); values here are finite, so no NaN/Inf care is needed."""
+    bits = x.to(tl.uint32, bitcast=True)
+    bits = (bits + 0x7FFF + ((bits >> 16) & 1)) & 0xFFFF0000
+    return bits.to(tl.float32, bitcast=True)
+
+
+@triton.jit
+def _augment_kernel(
+    Pairs_ptr,          # uint8 (N, H, 2W, C): stored A|B pairs, any strides
+    CropX_ptr,          # int32 (N,): first column of the crop inside a half
+    CropY_ptr,          # int32 (N,): first row of the crop
+    Flip_ptr,           # int32 (N,): 1 = mirror the crop left-right
+    A_ptr, B_ptr,       # (N, C, crop_h, crop_w) outputs, any strides (NHWC memory is native)
+    crop_h, crop_w,     # output height and width
+    a_col, b_col,       # first stored column of the half that becomes A / B (0 or W)
+    s_pn, s_ph, s_pw, s_pc,      # strides of Pairs (elements)
+    s_an, s_ac, s_ah, s_aw,      # strides of A
+    s_bn, s_bc, s_bh, s_bw,      # strides of B
+    C: tl.constexpr,             # channels (<= BLOCK_C)
+    BLOCK_W: tl.constexpr,       # output columns per program
+    BLOCK_C: tl.constexpr,       # C rounded up to a power of two
+    OUT_BF16: tl.constexpr,      # outputs are bf16: round explicitly (see _round_fp32_to_bf16)
+):
+    row = tl.program_id(0).to(tl.int64)          # n * crop_h + r
+    n = row // crop_h
+    r = row % crop_h
+    cols = tl.program_id(1).to(tl.int64) * BLOCK_W + tl.arange(0, BLOCK_W)
+    chans = tl.arange(0, BLOCK_C).to(tl.int64)
+    x0 = tl.load(CropX_ptr + n).to(tl.int64)
+    y0 = tl.load(CropY_ptr + n).to(tl.int64)
+    flip = tl.load(Flip_ptr + n)
+    src_cols = x0 + tl.where(flip != 0, crop_w - 1 - cols, cols)
+    mask = (cols < crop_w)[:, None] & (chans < C)[None, :]
+    src = (Pairs_ptr + n * s_pn + (y0 + r) * s_ph
+           + src_cols[:, None] * s_pw + chans[None, :] * s_pc)
+    a = tl.load(src + a_col * s_pw, mask=mask, other=0).to(tl.float32)
+    b = tl.load(src + b_col * s_pw, mask=mask, other=0).to(tl.float32)
+    # (v / 255 - 0.5) / 0.5 as torch computes it on the CPU; dividing by 0.5 is exact, so * 2
+    a = (tl.math.div_rn(a, 255.0) - 0.5) * 2.0
+    b = (tl.math.div_rn(b, 255.0) - 0.5) * 2.0
+    if OUT_BF16:
+        a = _round_fp32_to_bf16(a)
+        b = _round_fp32_to_bf16(b)
+    a_dst = A_ptr + n * s_an + r * s_ah + cols[:, None] * s_aw + chans[None, :] * s_ac
+    b_dst = B_ptr + n * s_bn + r * s_bh + cols[:, None] * s_bw + chans[None, :] * s_bc
+    tl.store(a_dst, a.to(A_ptr.dtype.element_ty), mask=mask)
+    tl.store(b_dst, b.to(B_ptr.dtype.element_ty), mask=mask)
+
+
+def _check_offsets(name, offsets, count, high, device):
+    if offsets.dtype != torch.int32 or offsets.shape != (count,):
+        raise ValueError(f"{name} must be int32 of shape ({count},), got {offsets.dtype} "
+                         f"{tuple(offsets.shape)}")
+    if offsets.device.type == "cpu":
+        # checked where it costs no device sync; device tensors are the caller's promise
+        if count and (int(offsets.min()) < 0 or int(offsets.max()) > high):
+            raise ValueError(f"{name} must lie in [0, {high}] (stored size minus crop size), got "
+                             f"values in [{int(offsets.min())}, {int(offsets.max())}]")
+        return offsets.to(device, non_blocking=True)
+    if offsets.device != device:
+        raise ValueError(f"{name} is on {offsets.device} but the pairs are on {device}")
+    return offsets
+
+
+def augment_pairs(pairs, crop_x, crop_y, flip, *, crop_size, swap=False, dtype=torch.float32,
+                  out_a=None, out_b=None):
+    """(A, B), each (N, C, crop_size, crop_size) in [-1, 1], from uint8 ``pairs`` (N, H, 2W, C).
+
+    ``crop_x``, ``crop_y``, ``flip``: int32 (N,) per-sample crop corner (inside a half) and flip
+    flag. On the CPU they are range-checked; on the device they are trusted (no sync).
+    ``swap`` (BtoA) feeds the right half to A. Outputs are allocated channels-last (NHWC
+    memory) unless ``out_a`` / ``out_b`` are given (any strides, dtype ``dtype``).
+    """
+    if pairs.dtype != torch.uint8 or pairs.dim() != 4:
+        raise ValueError(f"pairs must be uint8 (N, H, 2W, C), got {pairs.dtype} "
+                         f"{tuple(pairs.shape)}")
+    count, height, double_width, channels = pairs.shape
+    if double_width % 2 or not 1 <= channels <= 4:
+        raise ValueError(f"pairs must be (N, H, 2W, C) with an even width and 1-4 channels, got "
+                         f"{tuple(pairs.shape)}")
+    width = double_width // 2
+    if not 1 <= crop_size <= min(height, width):
+        raise ValueError(f"crop_size must be in [1, {min(height, width)}] for pairs of "
+                         f"{height}x{width} halves, got {crop_size}")
+    if dtype not in OUT_DTYPES:
+        raise ValueError(f"dtype must be one of {', '.join(map(str, OUT_DTYPES))}, got {dtype}")
+    crop_x = _check_offsets("crop_x", crop_x, count, width - crop_size, pairs.device)
+    crop_y = _check_offsets("crop_y", crop_y, count, height - crop_size, pairs.device)
+    flip = _check_offsets("flip", flip, count, 1, pairs.device)
+    shape = (count, channels, crop_size, crop_size)
+    outs = []
+    for name, out in (("out_a", out_a), ("out_b", out_b)):
+        if out is None:
+            out = torch.empty(shape, dtype=dtype, device=pairs.device,
+                              memory_format=torch.channels_last)
+        elif tuple(out.shape) != shape or out.dtype != dtype or out.device != pairs.device:
+            raise ValueError(f"{name} must be {dtype} {shape} on {pairs.device}, got "
+                             f"{out.dtype} {tuple(out.shape)} on {out.device}")
+        outs.append(out)
+    out_a, out_b = outs
+    if count == 0:
+        return out_a, out_b
+    block_w = min(MAX_BLOCK_W, triton.next_power_of_2(crop_size))
+    grid = (count * crop_size, triton.cdiv(crop_size, block_w))
+    a_col, b_col = (width, 0) if swap else (0, width)
+    _augment_kernel[grid](
+        pairs, crop_x, crop_y, flip, out_a, out_b, crop_size, crop_size, a_col, b_col,
+        *pairs.stride(), *out_a.stride(), *out_b.stride(),
+        C=channels, BLOCK_W=block_w, BLOCK_C=triton.next_power_of_2(channels),
+        OUT_BF16=dtype == torch.bfloat16)
+    return out_a, out_b
