@@ -19,6 +19,12 @@ from torch.utils.data import BatchSampler, DataLoader, DistributedSampler, defau
 from fastp2p.data.errors import DataError
 
 
+def item_rng(seed: int, epoch: int, index: int) -> random.Random:
+    """The generator of one pair's crop and flip: a function of (seed, epoch, index) alone, so
+    any worker count, rank split or resume point draws the same (the packed GPU loader too)."""
+    return random.Random(f"{seed}/{epoch}/{index}")
+
+
 @dataclass(frozen=True)
 class _LoadFailure:
     """A DataError met in a worker, carried (picklable) to the main process to be raised there."""
@@ -46,7 +52,7 @@ class _SeededItems(torch.utils.data.Dataset):
         try:
             if load is None:    # a plain Dataset: its own randomness
                 return self.dataset[index]
-            return load(index, random.Random(f"{self.seed}/{epoch}/{index}"))
+            return load(index, item_rng(self.seed, epoch, index))
         except DataError as error:
             return _LoadFailure(str(error))
 

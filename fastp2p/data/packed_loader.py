@@ -7,22 +7,17 @@ asynchronously and runs ``gpu_augment`` there. No worker processes: the uint8 ba
 them (see benchmarks/bench_data.py).
 
 Order and augmentation follow ``create_dataloader`` exactly: a ``DistributedSampler`` order per
-(seed, epoch) and rank, and each pair's crop and flip drawn from ``random.Random(
-f"{seed}/{epoch}/{index}")``, so for the same seed the batches equal the CPU loader's.
+(seed, epoch) and rank, and each pair's crop and flip drawn from the CPU loader's ``item_rng``,
+so for the same seed the batches equal the CPU loader's.
 """
 import queue
-import random
 import threading
 
 import torch
 from torch.utils.data import BatchSampler, DistributedSampler
 
 from fastp2p.data.gpu_augment import augment_batch
-
-
-def item_rng(seed: int, epoch: int, index: int) -> random.Random:
-    """The generator of one pair's crop and flip (as fastp2p.data.loader seeds its items)."""
-    return random.Random(f"{seed}/{epoch}/{index}")
+from fastp2p.data.loader import item_rng
 
 
 class PackedDeviceLoader:

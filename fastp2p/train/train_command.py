@@ -63,6 +63,7 @@ def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from fastp2p.data import DataError, create_dataloader, create_dataset
+    from fastp2p.data.packed_loader import PackedDeviceLoader
     from fastp2p.train.checkpoints import CheckpointFolder, CheckpointWriteError
     from fastp2p.train.distributed import (init_processes, shutdown_processes,
                                            wrap_for_data_parallel)
@@ -86,10 +87,19 @@ def run(args: argparse.Namespace) -> int:
             graphs = info.device.type == "cuda" and info.world_size == 1
         torch.manual_seed(args.seed)
         dataset = create_dataset(args, "train")
-        loader = create_dataloader(dataset, args.batch_size, shuffle=not args.serial_batches,
-                                   num_workers=args.num_threads, seed=args.seed, rank=info.rank,
-                                   world_size=info.world_size, drop_last=graphs,
-                                   pin_memory=info.device.type == "cuda")
+        if hasattr(dataset, "read_batch") and info.device.type == "cuda":
+            # Packed shards on a GPU: uint8 batches straight out of the memory maps into pinned
+            # buffers, cropped, flipped and normalised on the device (same pairs, same draws).
+            loader = PackedDeviceLoader(dataset, args.batch_size,
+                                        shuffle=not args.serial_batches, seed=args.seed,
+                                        device=info.device, rank=info.rank,
+                                        world_size=info.world_size, drop_last=graphs)
+        else:
+            loader = create_dataloader(dataset, args.batch_size,
+                                       shuffle=not args.serial_batches,
+                                       num_workers=args.num_threads, seed=args.seed,
+                                       rank=info.rank, world_size=info.world_size,
+                                       drop_last=graphs, pin_memory=info.device.type == "cuda")
         if len(loader) == 0:
             raise ValueError(f"{len(dataset)} training pairs make no full batch of "
                              f"{args.batch_size}: lower --batch_size")
