@@ -141,7 +141,7 @@ def test_bad_arguments_get_clear_errors():
 
 @pytest.mark.skipif(sys.modules.get("triton") is None and KERNELS is None,
                     reason="needs triton")
-def test_kernel_compiles_for_sm90():
+def test_kernel_compiles_for_sm90(tmp_path):
     """The interpreter cannot see compiled-mode errors: build the kernel for an sm_90 target."""
     script = textwrap.dedent("""
         import triton
@@ -161,8 +161,10 @@ def test_kernel_compiles_for_sm90():
         print("compiled")
     """)
     env = {k: v for k, v in __import__("os").environ.items() if k != "TRITON_INTERPRET"}
+    # cwd outside the checkout: `python -c` puts the cwd first on sys.path, and the source
+    # folder fastp2p/ (without kernels/ inside) would shadow the installed package.
     result = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
-                            text=True, timeout=300)
+                            text=True, timeout=300, cwd=tmp_path)
     assert result.returncode == 0 and "compiled" in result.stdout, result.stderr[-3000:]
 
 

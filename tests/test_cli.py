@@ -1,11 +1,13 @@
 """The fastp2p command runs and explains itself."""
 import subprocess
 import sys
+import tempfile
 
 
 def _run(*args):
+    # cwd outside the checkout, so `python -m` imports the installed package, not the source folder
     return subprocess.run([sys.executable, "-m", "fastp2p", *args], capture_output=True,
-                          text=True, timeout=120)
+                          text=True, timeout=120, cwd=tempfile.gettempdir())
 
 
 def test_help_lists_the_commands():
