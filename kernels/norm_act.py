@@ -16,8 +16,9 @@ import torch
 import triton
 import triton.language as tl
 
-from fastp2p.kernels.norm_act_tiles import (_activate_drop_store, _grad_z, _load_affine_and_stats,
-                                            _rng_start, _store_statistics, _tile)
+from fastp2p.kernels.norm_act_tiles import (_activate_drop_store, _load_affine_and_stats,
+                                            _offsets, _recompute_grad_z, _rng_start,
+                                            _store_statistics, _tile)
 from fastp2p.ops.dropout_rng import dropout_threshold
 
 NORMS = ("instance", "batch", "none")
@@ -183,16 +184,11 @@ def _norm_act_bwd_reduce_kernel(
         n, hw, c, row_ok, col_ok, x_offs = _tile(row_begin + start, col0, row_end, group, C, HW,
                                                  W, sxn, sxc, sxh, sxw, NORM == 1, BLOCK_HW,
                                                  BLOCK_C)
-        g_offs = (n * sgn + (hw // W) * sgh + (hw % W) * sgw)[:, None] + (c * sgc)[None, :]
         mask = row_ok[:, None] & col_ok[None, :]
-        x = tl.load(X_ptr + x_offs, mask=mask, other=0.0)
-        weight, bias, mean, rstd = _load_affine_and_stats(Weight_ptr, Bias_ptr, Mean_ptr,
-                                                          Rstd_ptr, n, c, C, mask, col_ok,
-                                                          NORM, AFFINE)
-        x_hat = (x.to(tl.float32) - mean) * rstd
-        nchw_index = (n[:, None] * C + c[None, :]) * HW + hw[:, None]
-        g = _grad_z(G_ptr, g_offs, x_hat, weight, bias, mask, nchw_index, seed_mixed, offset,
-                    threshold, slope, keep_scale, ACTIVATION, DROPOUT)
+        weight, rstd, x_hat, g = _recompute_grad_z(
+            X_ptr, G_ptr, Weight_ptr, Bias_ptr, Mean_ptr, Rstd_ptr, n, hw, c, x_offs, mask,
+            col_ok, C, HW, W, sgn, sgc, sgh, sgw, seed_mixed, offset, slope, threshold,
+            keep_scale, NORM, AFFINE, ACTIVATION, DROPOUT)
         sum_g += tl.sum(g, axis=0)
         sum_g_xhat += tl.sum(g * x_hat, axis=0)
     c = col0 + tl.arange(0, BLOCK_C)
@@ -218,19 +214,12 @@ def _norm_act_bwd_kernel(
     col0 = tl.program_id(1).to(tl.int64) * BLOCK_C
     n, hw, c, row_ok, col_ok, x_offs = _tile(row0, col0, rows, 0, C, HW, W, sxn, sxc, sxh, sxw,
                                              False, BLOCK_HW, BLOCK_C)
-    h = hw // W
-    w = hw % W
-    g_offs = (n * sgn + h * sgh + w * sgw)[:, None] + (c * sgc)[None, :]
-    dx_offs = (n * sdn + h * sdh + w * sdw)[:, None] + (c * sdc)[None, :]
     mask = row_ok[:, None] & col_ok[None, :]
     seed_mixed, offset = _rng_start(Seed, Offset, RNG_IN_MEMORY)
-    x = tl.load(X_ptr + x_offs, mask=mask, other=0.0).to(tl.float32)
-    weight, bias, mean, rstd = _load_affine_and_stats(Weight_ptr, Bias_ptr, Mean_ptr, Rstd_ptr,
-                                                      n, c, C, mask, col_ok, NORM, AFFINE)
-    x_hat = (x - mean) * rstd
-    nchw_index = (n[:, None] * C + c[None, :]) * HW + hw[:, None]
-    g = _grad_z(G_ptr, g_offs, x_hat, weight, bias, mask, nchw_index, seed_mixed, offset,
-                threshold, slope, keep_scale, ACTIVATION, DROPOUT)
+    weight, rstd, x_hat, g = _recompute_grad_z(
+        X_ptr, G_ptr, Weight_ptr, Bias_ptr, Mean_ptr, Rstd_ptr, n, hw, c, x_offs, mask, col_ok,
+        C, HW, W, sgn, sgc, sgh, sgw, seed_mixed, offset, slope, threshold, keep_scale, NORM,
+        AFFINE, ACTIVATION, DROPOUT)
     dx = g * weight * rstd
     if BATCH_STATS:
         # Instance norm: sums per (n, c); batch norm in training: per c. Both stored (G, C).
@@ -242,6 +231,7 @@ def _norm_act_bwd_kernel(
             sum_g = tl.load(SumG_ptr + c, mask=col_ok, other=0.0)[None, :]
             sum_g_xhat = tl.load(SumGXhat_ptr + c, mask=col_ok, other=0.0)[None, :]
         dx -= weight * rstd * inv_group_count * (sum_g + x_hat * sum_g_xhat)
+    dx_offs = _offsets(n, hw, c, W, sdn, sdc, sdh, sdw)
     tl.store(DX_ptr + dx_offs, dx.to(DX_ptr.dtype.element_ty), mask=mask)
 
 
@@ -263,19 +253,13 @@ def _norm_act_bwd_one_pass_kernel(
     col0 = tl.program_id(1).to(tl.int64) * BLOCK_C
     n, hw, c, row_ok, col_ok, x_offs = _tile(0, col0, rows, group, C, HW, W, sxn, sxc, sxh, sxw,
                                              NORM == 1, BLOCK_HW, BLOCK_C)
-    h = hw // W
-    w = hw % W
-    g_offs = (n * sgn + h * sgh + w * sgw)[:, None] + (c * sgc)[None, :]
-    dx_offs = (n * sdn + h * sdh + w * sdw)[:, None] + (c * sdc)[None, :]
     mask = row_ok[:, None] & col_ok[None, :]
     seed_mixed, offset = _rng_start(Seed, Offset, RNG_IN_MEMORY)
-    x = tl.load(X_ptr + x_offs, mask=mask, other=0.0).to(tl.float32)
-    weight, bias, mean, rstd = _load_affine_and_stats(Weight_ptr, Bias_ptr, Mean_ptr, Rstd_ptr,
-                                                      n, c, C, mask, col_ok, NORM, AFFINE)
-    x_hat = tl.where(mask, (x - mean) * rstd, 0.0)
-    nchw_index = (n[:, None] * C + c[None, :]) * HW + hw[:, None]
-    g = _grad_z(G_ptr, g_offs, x_hat, weight, bias, mask, nchw_index, seed_mixed, offset,
-                threshold, slope, keep_scale, ACTIVATION, DROPOUT)
+    weight, rstd, x_hat, g = _recompute_grad_z(
+        X_ptr, G_ptr, Weight_ptr, Bias_ptr, Mean_ptr, Rstd_ptr, n, hw, c, x_offs, mask, col_ok,
+        C, HW, W, sgn, sgc, sgh, sgw, seed_mixed, offset, slope, threshold, keep_scale, NORM,
+        AFFINE, ACTIVATION, DROPOUT)
+    x_hat = tl.where(mask, x_hat, 0.0)  # g is 0 there too: padding adds nothing to the sums
     sum_g = tl.sum(g, axis=0)
     sum_g_xhat = tl.sum(g * x_hat, axis=0)
     if AFFINE:
@@ -284,6 +268,7 @@ def _norm_act_bwd_one_pass_kernel(
     dx = g * weight * rstd
     if BATCH_STATS:
         dx -= weight * rstd / rows * (sum_g[None, :] + x_hat * sum_g_xhat[None, :])
+    dx_offs = _offsets(n, hw, c, W, sdn, sdc, sdh, sdw)
     tl.store(DX_ptr + dx_offs, dx.to(DX_ptr.dtype.element_ty), mask=mask)
 
 

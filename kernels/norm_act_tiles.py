@@ -35,26 +35,45 @@ def _tile(row0, col0, rows, group, C, HW, W, sn, sc, sh, sw,
     else:
         n = r // HW
         hw = r % HW
-    h = hw // W
-    w = hw % W
-    offs = (n * sn + h * sh + w * sw)[:, None] + (c * sc)[None, :]
-    return n, hw, c, row_ok, col_ok, offs
+    return n, hw, c, row_ok, col_ok, _offsets(n, hw, c, W, sn, sc, sh, sw)
 
 
 @triton.jit
-def _grad_z(G_ptr, g_offs, x_hat, weight, bias, mask, nchw_index, seed_mixed, offset, threshold,
-            slope, keep_scale, ACTIVATION: tl.constexpr, DROPOUT: tl.constexpr):
-    """d loss / d z where z = x_hat * weight + bias and y = dropout(act(z)); recomputed."""
+def _offsets(n, hw, c, W, sn, sc, sh, sw):
+    """Element offsets of rows (n, hw) x channels c in a tensor of strides sn/sc/sh/sw."""
+    return (n * sn + (hw // W) * sh + (hw % W) * sw)[:, None] + (c * sc)[None, :]
+
+
+@triton.jit
+def _dropout_keep(n, hw, c, C, HW, seed_mixed, offset, threshold):
+    """The counter-based keep mask of the tile, from each element's logical NCHW index."""
+    nchw_index = (n[:, None] * C + c[None, :]) * HW + hw[:, None]
+    return _mix32((nchw_index + seed_mixed + offset) & 0xFFFFFFFF) >= threshold
+
+
+@triton.jit
+def _recompute_grad_z(X_ptr, G_ptr, Weight_ptr, Bias_ptr, Mean_ptr, Rstd_ptr, n, hw, c, x_offs,
+                      mask, col_ok, C, HW, W, sgn, sgc, sgh, sgw, seed_mixed, offset, slope,
+                      threshold, keep_scale, NORM: tl.constexpr, AFFINE: tl.constexpr,
+                      ACTIVATION: tl.constexpr, DROPOUT: tl.constexpr):
+    """The backward prologue: loads x, the affine and the saved statistics, recomputes x_hat
+    and returns (weight, rstd, x_hat, g) with g = d loss / d z, where z = x_hat * weight + bias
+    and y = dropout(act(z)); g is 0 outside the mask."""
+    x = tl.load(X_ptr + x_offs, mask=mask, other=0.0).to(tl.float32)
+    weight, bias, mean, rstd = _load_affine_and_stats(Weight_ptr, Bias_ptr, Mean_ptr, Rstd_ptr,
+                                                      n, c, C, mask, col_ok, NORM, AFFINE)
+    x_hat = (x - mean) * rstd
+    g_offs = _offsets(n, hw, c, W, sgn, sgc, sgh, sgw)
     g = tl.load(G_ptr + g_offs, mask=mask, other=0.0).to(tl.float32)
     if DROPOUT:
-        bits = _mix32((nchw_index + seed_mixed + offset) & 0xFFFFFFFF)
-        g = tl.where(bits >= threshold, g * keep_scale, 0.0)
+        g = tl.where(_dropout_keep(n, hw, c, C, HW, seed_mixed, offset, threshold),
+                     g * keep_scale, 0.0)
     z = x_hat * weight + bias
     if ACTIVATION == 1:
         g = tl.where(z > 0, g, 0.0)
     elif ACTIVATION == 2:
         g = tl.where(z > 0, g, g * slope)
-    return tl.where(mask, g, 0.0)
+    return weight, rstd, x_hat, tl.where(mask, g, 0.0)
 
 
 @triton.jit
@@ -97,10 +116,9 @@ def _activate_drop_store(Y_ptr, y, n, hw, c, mask, C, HW, W, syn, syc, syh, syw,
         y = tl.where(y > 0, y, y * slope)
     if DROPOUT:
         seed_mixed, offset = _rng_start(Seed, Offset, RNG_IN_MEMORY)
-        nchw_index = (n[:, None] * C + c[None, :]) * HW + hw[:, None]
-        bits = _mix32((nchw_index + seed_mixed + offset) & 0xFFFFFFFF)
-        y = tl.where(bits >= threshold, y * keep_scale, 0.0)
-    y_offs = (n * syn + (hw // W) * syh + (hw % W) * syw)[:, None] + (c * syc)[None, :]
+        y = tl.where(_dropout_keep(n, hw, c, C, HW, seed_mixed, offset, threshold),
+                     y * keep_scale, 0.0)
+    y_offs = _offsets(n, hw, c, W, syn, syc, syh, syw)
     tl.store(Y_ptr + y_offs, y.to(Y_ptr.dtype.element_ty), mask=mask)
 
 
