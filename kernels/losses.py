@@ -9,7 +9,6 @@ import torch
 import triton
 import triton.language as tl
 
-GAN_MODES = ("vanilla", "lsgan", "wgangp")
 _MODE_CODE = {"vanilla": 0, "lsgan": 1, "wgangp": 2}
 BLOCK = 1024
 

@@ -21,8 +21,6 @@ from fastp2p.kernels.norm_act_tiles import (_activate_drop_store, _load_affine_a
                                             _store_statistics, _tile)
 from fastp2p.ops.dropout_rng import dropout_threshold
 
-NORMS = ("instance", "batch", "none")
-ACTIVATIONS = ("none", "relu", "leaky_relu")
 _ACTIVATION_CODE = {"none": 0, "relu": 1, "leaky_relu": 2}
 _NORM_CODE = {"none": 0, "instance": 1, "batch": 2}
 _LOW32 = 0xFFFFFFFF
@@ -368,9 +366,10 @@ def norm_act_fwd(x, weight, bias, running_mean, running_var, out, out_channel_of
     update = norm == "batch" and training and running_mean is not None
     flags = dict(AFFINE=affine, ACTIVATION=_ACTIVATION_CODE[activation], DROPOUT=dropout_p > 0,
                  RNG_IN_MEMORY=rng_in_memory)
-    if batch_stats and _one_pass_block(N * HW if norm == "batch" else HW, C):
-        groups, rows = (N, HW) if norm == "instance" else (1, N * HW)
-        block_rows, block_c1 = _one_pass_block(rows, C)
+    groups, rows = (N, HW) if norm == "instance" else (1, N * HW)
+    one_pass = batch_stats and _one_pass_block(rows, C)
+    if one_pass:
+        block_rows, block_c1 = one_pass
         mean = torch.empty(groups, C, device=x.device, dtype=torch.float32)
         rstd = torch.empty_like(mean)
         _norm_act_fwd_one_pass_kernel[(groups, triton.cdiv(C, block_c1))](
@@ -384,7 +383,6 @@ def norm_act_fwd(x, weight, bias, running_mean, running_var, out, out_channel_of
     if norm == "none":
         mean, rstd = x.new_empty(0, dtype=torch.float32), x.new_empty(0, dtype=torch.float32)
     elif batch_stats:
-        groups, rows = (N, HW) if norm == "instance" else (1, N * HW)
         splits, rows_per_split = _splits(x, rows, groups, channel_blocks, block_hw)
         part_mean = torch.empty(groups, splits, C, device=x.device, dtype=torch.float32)
         part_m2 = torch.empty_like(part_mean)
