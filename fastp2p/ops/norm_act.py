@@ -20,10 +20,10 @@ import torch
 
 from fastp2p.ops.backends import backend_for
 from fastp2p.ops.dropout_rng import dropout_threshold
+from fastp2p.ops.norm_act_reference import ACTIVATIONS, NORMS
 
-NORMS = ("instance", "batch", "none")
-ACTIVATIONS = ("none", "relu", "leaky_relu")
-_DTYPES = (torch.float32, torch.bfloat16, torch.float16, torch.float64)
+# Input dtypes the ops accept (each backend narrows this: see check_backend_dtype).
+OP_DTYPES = (torch.float32, torch.bfloat16, torch.float16, torch.float64)
 
 
 @dataclass(frozen=True)
@@ -66,8 +66,8 @@ def check_norm_act_inputs(x, weight, bias, running_mean, running_var, cfg: NormA
     if not isinstance(x, torch.Tensor) or x.dim() != 4:
         shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
         raise ValueError(f"norm_act expects x of shape (N, C, H, W), got {shape}")
-    if x.dtype not in _DTYPES:
-        raise ValueError(f"norm_act expects x in {[str(d) for d in _DTYPES]}, got {x.dtype}")
+    if x.dtype not in OP_DTYPES:
+        raise ValueError(f"norm_act expects x in {[str(d) for d in OP_DTYPES]}, got {x.dtype}")
     if cfg.norm not in NORMS:
         raise ValueError(f"norm must be one of {NORMS}, got {cfg.norm!r}")
     if cfg.activation not in ACTIVATIONS:
