@@ -16,9 +16,11 @@ import torch
 import triton
 import triton.language as tl
 
-from fastp2p.kernels.norm_act_tiles import (_activate_drop_store, _load_affine_and_stats,
-                                            _offsets, _recompute_grad_z, _rng_start,
-                                            _store_statistics, _tile)
+from fastp2p.kernels.norm_act_tiles import (_activate_drop_store, _load_affine,
+                                            _load_affine_and_stats, _load_per_group,
+                                            _merge_moments, _offsets, _recompute_grad_z,
+                                            _rng_start, _store_partials, _store_statistics,
+                                            _tile)
 from fastp2p.ops.dropout_rng import dropout_threshold
 
 _ACTIVATION_CODE = {"none": 0, "relu": 1, "leaky_relu": 2}
@@ -53,15 +55,9 @@ def _norm_act_stats_kernel(
         tile_mean = tl.sum(x, axis=0) / tl.maximum(tile_count, 1.0)
         tile_m2 = tl.sum(tl.where(mask, (x - tile_mean[None, :]) * (x - tile_mean[None, :]), 0.0),
                          axis=0)
-        total = tl.maximum(count + tile_count, 1.0)
-        delta = tile_mean - mean
-        mean += delta * (tile_count / total)
-        m2 += tile_m2 + delta * delta * (count * tile_count / total)
-        count += tile_count
-    c = col0 + tl.arange(0, BLOCK_C)
-    out = (group * num_splits + split) * C + c
-    tl.store(PartMean_ptr + out, mean, mask=c < C)
-    tl.store(PartM2_ptr + out, m2, mask=c < C)
+        mean, m2, count = _merge_moments(mean, m2, count, tile_mean, tile_m2, tile_count)
+    _store_partials(PartMean_ptr, PartM2_ptr, mean, m2, group, split, num_splits, col0, C,
+                    BLOCK_C)
 
 
 @triton.jit
@@ -83,11 +79,7 @@ def _norm_act_stats_finalize_kernel(
         split_mean = tl.load(PartMean_ptr + at, mask=ok, other=0.0)
         split_m2 = tl.load(PartM2_ptr + at, mask=ok, other=0.0)
         split_count = tl.minimum(rows - split * rows_per_split, rows_per_split).to(tl.float32)
-        total = count + split_count
-        delta = split_mean - mean
-        mean += delta * (split_count / total)
-        m2 += split_m2 + delta * delta * (count * split_count / total)
-        count = total
+        mean, m2, count = _merge_moments(mean, m2, count, split_mean, split_m2, split_count)
     _store_statistics(Mean_ptr, Rstd_ptr, RunMean_ptr, RunVar_ptr, group, c, ok, C, mean, m2,
                       count, eps, momentum, UPDATE_RUNNING)
 
@@ -123,8 +115,8 @@ def _norm_act_fwd_one_pass_kernel(
     rstd = 1.0 / tl.sqrt(m2 / count + eps)
     y = centered * rstd[None, :]
     if AFFINE:
-        y = (y * tl.load(Weight_ptr + c, mask=col_ok, other=1.0).to(tl.float32)[None, :]
-             + tl.load(Bias_ptr + c, mask=col_ok, other=0.0).to(tl.float32)[None, :])
+        weight, bias = _load_affine(Weight_ptr, Bias_ptr, c, col_ok)
+        y = y * weight + bias
     _activate_drop_store(Y_ptr, y, n, hw, c, mask, C, HW, W, syn, syc, syh, syw, Seed, Offset,
                          slope, threshold, keep_scale, ACTIVATION, DROPOUT, RNG_IN_MEMORY)
 
@@ -189,10 +181,8 @@ def _norm_act_bwd_reduce_kernel(
             keep_scale, NORM, AFFINE, ACTIVATION, DROPOUT)
         sum_g += tl.sum(g, axis=0)
         sum_g_xhat += tl.sum(g * x_hat, axis=0)
-    c = col0 + tl.arange(0, BLOCK_C)
-    out = (group * num_splits + split) * C + c
-    tl.store(PartSumG_ptr + out, sum_g, mask=c < C)
-    tl.store(PartSumGXhat_ptr + out, sum_g_xhat, mask=c < C)
+    _store_partials(PartSumG_ptr, PartSumGXhat_ptr, sum_g, sum_g_xhat, group, split, num_splits,
+                    col0, C, BLOCK_C)
 
 
 @triton.jit(do_not_specialize=["Seed", "Offset"])
@@ -221,13 +211,8 @@ def _norm_act_bwd_kernel(
     dx = g * weight * rstd
     if BATCH_STATS:
         # Instance norm: sums per (n, c); batch norm in training: per c. Both stored (G, C).
-        if NORM == 1:
-            at = n[:, None] * C + c[None, :]
-            sum_g = tl.load(SumG_ptr + at, mask=mask, other=0.0)
-            sum_g_xhat = tl.load(SumGXhat_ptr + at, mask=mask, other=0.0)
-        else:
-            sum_g = tl.load(SumG_ptr + c, mask=col_ok, other=0.0)[None, :]
-            sum_g_xhat = tl.load(SumGXhat_ptr + c, mask=col_ok, other=0.0)[None, :]
+        sum_g = _load_per_group(SumG_ptr, n, c, C, mask, col_ok, 0.0, NORM == 1)
+        sum_g_xhat = _load_per_group(SumGXhat_ptr, n, c, C, mask, col_ok, 0.0, NORM == 1)
         dx -= weight * rstd * inv_group_count * (sum_g + x_hat * sum_g_xhat)
     dx_offs = _offsets(n, hw, c, W, sdn, sdc, sdh, sdw)
     tl.store(DX_ptr + dx_offs, dx.to(DX_ptr.dtype.element_ty), mask=mask)

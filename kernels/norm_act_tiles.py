@@ -123,23 +123,59 @@ def _activate_drop_store(Y_ptr, y, n, hw, c, mask, C, HW, W, syn, syc, syh, syw,
 
 
 @triton.jit
+def _load_affine(Weight_ptr, Bias_ptr, c, col_ok):
+    """(weight, bias) of the tile's channels as float32 rows (1, BLOCK_C)."""
+    weight = tl.load(Weight_ptr + c, mask=col_ok, other=1.0).to(tl.float32)[None, :]
+    bias = tl.load(Bias_ptr + c, mask=col_ok, other=0.0).to(tl.float32)[None, :]
+    return weight, bias
+
+
+@triton.jit
+def _load_per_group(Ptr, n, c, C, mask, col_ok, OTHER: tl.constexpr,
+                    PER_SAMPLE: tl.constexpr):
+    """A float32 (G, C) group vector broadcast to the tile: per (n, c) for instance norm
+    (PER_SAMPLE), else per channel (batch norm, G = 1)."""
+    if PER_SAMPLE:
+        value = tl.load(Ptr + n[:, None] * C + c[None, :], mask=mask, other=OTHER)
+    else:
+        value = tl.load(Ptr + c, mask=col_ok, other=OTHER)[None, :]
+    return value
+
+
+@triton.jit
 def _load_affine_and_stats(Weight_ptr, Bias_ptr, Mean_ptr, Rstd_ptr, n, c, C, mask, col_ok,
                            NORM: tl.constexpr, AFFINE: tl.constexpr):
     """Per-element weight, bias, mean, rstd (broadcast to the tile)."""
     if AFFINE:
-        weight = tl.load(Weight_ptr + c, mask=col_ok, other=1.0).to(tl.float32)[None, :]
-        bias = tl.load(Bias_ptr + c, mask=col_ok, other=0.0).to(tl.float32)[None, :]
+        weight, bias = _load_affine(Weight_ptr, Bias_ptr, c, col_ok)
     else:
         weight = 1.0
         bias = 0.0
-    if NORM == 1:
-        at = n[:, None] * C + c[None, :]
-        mean = tl.load(Mean_ptr + at, mask=mask, other=0.0)
-        rstd = tl.load(Rstd_ptr + at, mask=mask, other=1.0)
-    elif NORM == 2:
-        mean = tl.load(Mean_ptr + c, mask=col_ok, other=0.0)[None, :]
-        rstd = tl.load(Rstd_ptr + c, mask=col_ok, other=1.0)[None, :]
-    else:
+    if NORM == 0:
         mean = 0.0
         rstd = 1.0
+    else:
+        mean = _load_per_group(Mean_ptr, n, c, C, mask, col_ok, 0.0, NORM == 1)
+        rstd = _load_per_group(Rstd_ptr, n, c, C, mask, col_ok, 1.0, NORM == 1)
     return weight, bias, mean, rstd
+
+
+@triton.jit
+def _merge_moments(mean, m2, count, part_mean, part_m2, part_count):
+    """Chan et al.'s merge of a part's (mean, M2, count) into the running ones; an empty part
+    (count 0, a tile past the end of its split) leaves them unchanged."""
+    total = tl.maximum(count + part_count, 1.0)
+    delta = part_mean - mean
+    mean += delta * (part_count / total)
+    m2 += part_m2 + delta * delta * (count * part_count / total)
+    return mean, m2, count + part_count
+
+
+@triton.jit
+def _store_partials(A_ptr, B_ptr, a, b, group, split, num_splits, col0, C,
+                    BLOCK_C: tl.constexpr):
+    """A split's two per-channel results into (G, S, C) buffers."""
+    c = col0 + tl.arange(0, BLOCK_C)
+    at = (group * num_splits + split) * C + c
+    tl.store(A_ptr + at, a, mask=c < C)
+    tl.store(B_ptr + at, b, mask=c < C)
