@@ -297,11 +297,13 @@ ONE_PASS_MAX_ELEMENTS = 8192
 
 
 def _one_pass_block(rows: int, channels: int):
-    """(BLOCK_HW, BLOCK_C) of the one-pass kernels, or None when the group is too large."""
+    """(BLOCK_HW, BLOCK_C, num_warps) of the one-pass kernels, or None when the group is too
+    large."""
     block_rows, all_channels = triton.next_power_of_2(rows), triton.next_power_of_2(channels)
     if block_rows * min(4, all_channels) > ONE_PASS_MAX_ELEMENTS:
         return None
-    return block_rows, min(all_channels, 64, ONE_PASS_MAX_ELEMENTS // block_rows)
+    block_c = min(all_channels, 64, ONE_PASS_MAX_ELEMENTS // block_rows)
+    return block_rows, block_c, 8 if block_rows * block_c >= 4096 else 4
 
 
 def _rng_args(seed, offset):
@@ -354,7 +356,7 @@ def norm_act_fwd(x, weight, bias, running_mean, running_var, out, out_channel_of
     groups, rows = (N, HW) if norm == "instance" else (1, N * HW)
     one_pass = batch_stats and _one_pass_block(rows, C)
     if one_pass:
-        block_rows, block_c1 = one_pass
+        block_rows, block_c1, num_warps = one_pass
         mean = torch.empty(groups, C, device=x.device, dtype=torch.float32)
         rstd = torch.empty_like(mean)
         _norm_act_fwd_one_pass_kernel[(groups, triton.cdiv(C, block_c1))](
@@ -363,7 +365,7 @@ def norm_act_fwd(x, weight, bias, running_mean, running_var, out, out_channel_of
             seed_arg, offset_arg, C, HW, W, rows, float(eps), float(momentum or 0.0),
             *x.stride(), *y.stride(), float(slope), threshold, keep_scale,
             GROUP_IS_SAMPLE=norm == "instance", UPDATE_RUNNING=update, BLOCK_HW=block_rows,
-            BLOCK_C=block_c1, num_warps=8 if block_rows * block_c1 >= 4096 else 4, **flags)
+            BLOCK_C=block_c1, num_warps=num_warps, **flags)
         return (mean.view(C), rstd.view(C)) if norm == "batch" else (mean, rstd)
     if norm == "none":
         mean, rstd = x.new_empty(0, dtype=torch.float32), x.new_empty(0, dtype=torch.float32)
@@ -423,7 +425,7 @@ def norm_act_bwd(grad_out_slice, x, weight, bias, mean, rstd, *, norm, activatio
     groups, rows = (N, HW) if norm == "instance" else (1, N * HW)
     one_pass = _one_pass_block(rows, C)
     if one_pass:
-        block_rows, block_c1 = one_pass
+        block_rows, block_c1, num_warps = one_pass
         grad_x = torch.empty_like(x)
         sums = [torch.empty(groups, C, device=x.device, dtype=torch.float32) if affine else dummy
                 for _ in range(2)]
@@ -432,7 +434,7 @@ def norm_act_bwd(grad_out_slice, x, weight, bias, mean, rstd, *, norm, activatio
             C, HW, W, rows, *x.stride(), *grad_out_slice.stride(), *grad_x.stride(),
             float(slope), threshold, keep_scale, BATCH_STATS=batch_stats,
             **dict(common, BLOCK_HW=block_rows, BLOCK_C=block_c1),
-            num_warps=8 if block_rows * block_c1 >= 4096 else 4)
+            num_warps=num_warps)
         if affine:
             grad_weight, grad_bias = sums[0].sum(0).to(weight.dtype), sums[1].sum(0).to(bias.dtype)
         return grad_x, grad_weight, grad_bias
