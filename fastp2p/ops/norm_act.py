@@ -97,14 +97,19 @@ def check_norm_act_inputs(x, weight, bias, running_mean, running_var, cfg: NormA
                          f"size {list(x.shape)}")
 
 
+def _check_like_x(what, t, x, channels):
+    """``t`` shares x's batch, map size, dtype and device (its channel count is its own)."""
+    n, _, h, w = x.shape
+    if t.dim() != 4 or t.shape[0] != n or tuple(t.shape[2:]) != (h, w):
+        raise ValueError(f"{what} must be ({n}, {channels}, {h}, {w}) like x, got "
+                         f"{tuple(t.shape)}")
+    if t.dtype != x.dtype or t.device != x.device:
+        raise ValueError(f"{what} must be {x.dtype} on {x.device}, got {t.dtype} on {t.device}")
+
+
 def _check_destination(out, x, offset):
-    n, c, h, w = x.shape
-    if out.dim() != 4 or out.shape[0] != n or tuple(out.shape[2:]) != (h, w):
-        raise ValueError(f"norm_act: destination must be ({n}, C_out, {h}, {w}), got "
-                         f"{tuple(out.shape)}")
-    if out.dtype != x.dtype or out.device != x.device:
-        raise ValueError(f"norm_act: destination must be {x.dtype} on {x.device}, got "
-                         f"{out.dtype} on {out.device}")
+    _check_like_x("norm_act: destination", out, x, "C_out")
+    c = x.shape[1]
     if offset < 0 or offset + c > out.shape[1]:
         raise ValueError(f"norm_act: channels [{offset}, {offset + c}) do not fit a destination "
                          f"with {out.shape[1]} channels")
@@ -244,12 +249,7 @@ class _NormActFunction(torch.autograd.Function):
 def _run(x, weight, bias, running_mean, running_var, skip, seed, offset, cfg):
     check_norm_act_inputs(x, weight, bias, running_mean, running_var, cfg)
     if skip is not None:
-        if skip.dim() != 4 or skip.shape[0] != x.shape[0] or skip.shape[2:] != x.shape[2:]:
-            raise ValueError(f"norm_act_concat: skip must be ({x.shape[0]}, C_skip, "
-                             f"{x.shape[2]}, {x.shape[3]}) like x, got {tuple(skip.shape)}")
-        if skip.dtype != x.dtype or skip.device != x.device:
-            raise ValueError(f"norm_act_concat: skip must be {x.dtype} on {x.device}, got "
-                             f"{skip.dtype} on {skip.device}")
+        _check_like_x("norm_act_concat: skip", skip, x, "C_skip")
     return _NormActFunction.apply(x, weight, bias, running_mean, running_var, skip, seed,
                                   offset, cfg)
 
