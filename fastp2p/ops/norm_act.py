@@ -201,10 +201,14 @@ def _norm_act_bwd_op(grad_out: torch.Tensor, x: torch.Tensor, weight: Optional[t
             grad_out.narrow(1, 0, skip_channels), skip, None, None, empty, empty, norm="none",
             activation="relu", slope=0.0, dropout_p=0.0, seed=0, offset=0)[0]
     # Outputs may not alias inputs or each other (the reference math can return grad_out).
-    fresh = [t if t is not None and t.untyped_storage().data_ptr() !=
-             grad_out.untyped_storage().data_ptr() else (None if t is None else t.clone())
-             for t in (grad_x, grad_weight, grad_bias, grad_skip)]
-    return tuple(x.new_empty(0) if t is None else t for t in fresh)
+    grad_out_storage = grad_out.untyped_storage().data_ptr()
+
+    def fresh(t):
+        if t is None:
+            return x.new_empty(0)
+        return t.clone() if t.untyped_storage().data_ptr() == grad_out_storage else t
+
+    return tuple(fresh(t) for t in (grad_x, grad_weight, grad_bias, grad_skip))
 
 
 @_norm_act_bwd_op.register_fake
