@@ -350,6 +350,7 @@ def norm_act_fwd(x, weight, bias, running_mean, running_var, out, out_channel_of
     seed_arg, offset_arg, rng_in_memory = _rng_args(seed, offset)
     threshold, keep_scale = _dropout_args(dropout_p)
     y = out.narrow(1, out_channel_offset, C)
+    affine_args = (weight if affine else x, bias if affine else x)  # x: a dummy pointer
     update = norm == "batch" and training and running_mean is not None
     flags = dict(AFFINE=affine, ACTIVATION=_ACTIVATION_CODE[activation], DROPOUT=dropout_p > 0,
                  RNG_IN_MEMORY=rng_in_memory)
@@ -360,7 +361,7 @@ def norm_act_fwd(x, weight, bias, running_mean, running_var, out, out_channel_of
         mean = torch.empty(groups, C, device=x.device, dtype=torch.float32)
         rstd = torch.empty_like(mean)
         _norm_act_fwd_one_pass_kernel[(groups, triton.cdiv(C, block_c1))](
-            x, y, weight if affine else x, bias if affine else x, mean, rstd,
+            x, y, *affine_args, mean, rstd,
             running_mean if update else mean, running_var if update else rstd,
             seed_arg, offset_arg, C, HW, W, rows, float(eps), float(momentum or 0.0),
             *x.stride(), *y.stride(), float(slope), threshold, keep_scale,
@@ -390,7 +391,7 @@ def norm_act_fwd(x, weight, bias, running_mean, running_var, out, out_channel_of
         rstd = torch.rsqrt(running_var.float() + eps)
     grid = (triton.cdiv(N * HW, block_hw), channel_blocks)
     _norm_act_fwd_kernel[grid](
-        x, y, weight if affine else x, bias if affine else x,
+        x, y, *affine_args,
         mean if norm != "none" else x, rstd if norm != "none" else x,
         seed_arg, offset_arg, C, HW, W, N * HW, *x.stride(), *y.stride(),
         float(slope), threshold, keep_scale,
@@ -423,10 +424,10 @@ def norm_act_bwd(grad_out_slice, x, weight, bias, mean, rstd, *, norm, activatio
     affine_args = (weight if affine else dummy, bias if affine else dummy)
     grad_weight = grad_bias = None
     groups, rows = (N, HW) if norm == "instance" else (1, N * HW)
+    grad_x = torch.empty_like(x)
     one_pass = _one_pass_block(rows, C)
     if one_pass:
         block_rows, block_c1, num_warps = one_pass
-        grad_x = torch.empty_like(x)
         sums = [torch.empty(groups, C, device=x.device, dtype=torch.float32) if affine else dummy
                 for _ in range(2)]
         _norm_act_bwd_one_pass_kernel[(groups, triton.cdiv(C, block_c1))](
@@ -451,12 +452,10 @@ def norm_act_bwd(grad_out_slice, x, weight, bias, mean, rstd, *, norm, activatio
         if affine:
             grad_weight = sum_g_xhat.sum(0).to(weight.dtype)
             grad_bias = sum_g.sum(0).to(bias.dtype)
-    grad_x = torch.empty_like(x)
-    group_count = HW if norm == "instance" else N * HW
     grid = (triton.cdiv(N * HW, block_hw), channel_blocks)
     _norm_act_bwd_kernel[grid](
         x, grad_out_slice, grad_x, *affine_args, *stats, sum_g, sum_g_xhat, seed_arg, offset_arg,
-        C, HW, W, N * HW, 1.0 / group_count, *x.stride(), *grad_out_slice.stride(),
+        C, HW, W, N * HW, 1.0 / rows, *x.stride(), *grad_out_slice.stride(),
         *grad_x.stride(), float(slope), threshold, keep_scale, BATCH_STATS=batch_stats, **common)
     return grad_x, grad_weight, grad_bias
 
