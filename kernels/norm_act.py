@@ -355,37 +355,34 @@ def norm_act_fwd(x, weight, bias, running_mean, running_var, out, out_channel_of
     flags = dict(AFFINE=affine, ACTIVATION=_ACTIVATION_CODE[activation], DROPOUT=dropout_p > 0,
                  RNG_IN_MEMORY=rng_in_memory)
     groups, rows = (N, HW) if norm == "instance" else (1, N * HW)
-    one_pass = batch_stats and _one_pass_block(rows, C)
-    if one_pass:
-        block_rows, block_c1, num_warps = one_pass
+    if batch_stats:
         mean = torch.empty(groups, C, device=x.device, dtype=torch.float32)
         rstd = torch.empty_like(mean)
-        _norm_act_fwd_one_pass_kernel[(groups, triton.cdiv(C, block_c1))](
-            x, y, *affine_args, mean, rstd,
-            running_mean if update else mean, running_var if update else rstd,
-            seed_arg, offset_arg, C, HW, W, rows, float(eps), float(momentum or 0.0),
-            *x.stride(), *y.stride(), float(slope), threshold, keep_scale,
-            GROUP_IS_SAMPLE=norm == "instance", UPDATE_RUNNING=update, BLOCK_HW=block_rows,
-            BLOCK_C=block_c1, num_warps=num_warps, **flags)
-        return (mean.view(C), rstd.view(C)) if norm == "batch" else (mean, rstd)
-    if norm == "none":
-        mean, rstd = x.new_empty(0, dtype=torch.float32), x.new_empty(0, dtype=torch.float32)
-    elif batch_stats:
+        running = (running_mean, running_var) if update else (mean, rstd)  # else dummies
+        one_pass = _one_pass_block(rows, C)
+        if one_pass:
+            block_rows, block_c1, num_warps = one_pass
+            _norm_act_fwd_one_pass_kernel[(groups, triton.cdiv(C, block_c1))](
+                x, y, *affine_args, mean, rstd, *running,
+                seed_arg, offset_arg, C, HW, W, rows, float(eps), float(momentum or 0.0),
+                *x.stride(), *y.stride(), float(slope), threshold, keep_scale,
+                GROUP_IS_SAMPLE=norm == "instance", UPDATE_RUNNING=update,
+                BLOCK_HW=block_rows, BLOCK_C=block_c1, num_warps=num_warps, **flags)
+            return (mean.view(C), rstd.view(C)) if norm == "batch" else (mean, rstd)
         splits, rows_per_split = _splits(x, rows, groups, channel_blocks, block_hw)
         part_mean = torch.empty(groups, splits, C, device=x.device, dtype=torch.float32)
         part_m2 = torch.empty_like(part_mean)
         _norm_act_stats_kernel[(groups * splits, channel_blocks)](
             x, part_mean, part_m2, C, HW, W, rows, rows_per_split, splits, *x.stride(),
             GROUP_IS_SAMPLE=norm == "instance", BLOCK_HW=block_hw, BLOCK_C=block_c)
-        mean = torch.empty(groups, C, device=x.device, dtype=torch.float32)
-        rstd = torch.empty_like(mean)
         _norm_act_stats_finalize_kernel[(groups, channel_blocks)](
-            part_mean, part_m2, mean, rstd,
-            running_mean if update else mean, running_var if update else rstd,
+            part_mean, part_m2, mean, rstd, *running,
             C, rows, rows_per_split, splits, float(eps), float(momentum or 0.0),
             UPDATE_RUNNING=update, BLOCK_C=block_c)
         if norm == "batch":
             mean, rstd = mean.view(C), rstd.view(C)
+    elif norm == "none":
+        mean, rstd = x.new_empty(0, dtype=torch.float32), x.new_empty(0, dtype=torch.float32)
     else:
         mean = running_mean.float()
         rstd = torch.rsqrt(running_var.float() + eps)
