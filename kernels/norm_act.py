@@ -16,7 +16,7 @@ import torch
 import triton
 import triton.language as tl
 
-from fastp2p.kernels.norm_act_tiles import (_activate_drop_store, _load_affine,
+from fastp2p.kernels.norm_act_tiles import (_activate_drop_store, _elementwise_tile, _load_affine,
                                             _load_affine_and_stats, _load_per_group,
                                             _merge_moments, _offsets, _recompute_grad_z,
                                             _rng_start, _store_partials, _store_statistics,
@@ -135,11 +135,8 @@ def _norm_act_fwd_kernel(
     DROPOUT: tl.constexpr, RNG_IN_MEMORY: tl.constexpr,
     BLOCK_HW: tl.constexpr, BLOCK_C: tl.constexpr,
 ):
-    row0 = tl.program_id(0).to(tl.int64) * BLOCK_HW
-    col0 = tl.program_id(1).to(tl.int64) * BLOCK_C
-    n, hw, c, row_ok, col_ok, x_offs = _tile(row0, col0, rows, 0, C, HW, W, sxn, sxc, sxh, sxw,
-                                             False, BLOCK_HW, BLOCK_C)
-    mask = row_ok[:, None] & col_ok[None, :]
+    n, hw, c, col_ok, mask, x_offs = _elementwise_tile(rows, C, HW, W, sxn, sxc, sxh, sxw,
+                                                       BLOCK_HW, BLOCK_C)
     x = tl.load(X_ptr + x_offs, mask=mask, other=0.0).to(tl.float32)
     weight, bias, mean, rstd = _load_affine_and_stats(Weight_ptr, Bias_ptr, Mean_ptr, Rstd_ptr,
                                                       n, c, C, mask, col_ok, NORM, AFFINE)
@@ -198,11 +195,8 @@ def _norm_act_bwd_kernel(
     ACTIVATION: tl.constexpr, DROPOUT: tl.constexpr, RNG_IN_MEMORY: tl.constexpr,
     BLOCK_HW: tl.constexpr, BLOCK_C: tl.constexpr,
 ):
-    row0 = tl.program_id(0).to(tl.int64) * BLOCK_HW
-    col0 = tl.program_id(1).to(tl.int64) * BLOCK_C
-    n, hw, c, row_ok, col_ok, x_offs = _tile(row0, col0, rows, 0, C, HW, W, sxn, sxc, sxh, sxw,
-                                             False, BLOCK_HW, BLOCK_C)
-    mask = row_ok[:, None] & col_ok[None, :]
+    n, hw, c, col_ok, mask, x_offs = _elementwise_tile(rows, C, HW, W, sxn, sxc, sxh, sxw,
+                                                       BLOCK_HW, BLOCK_C)
     seed_mixed, offset = _rng_start(Seed, Offset, RNG_IN_MEMORY)
     weight, rstd, x_hat, g = _recompute_grad_z(
         X_ptr, G_ptr, Weight_ptr, Bias_ptr, Mean_ptr, Rstd_ptr, n, hw, c, x_offs, mask, col_ok,

@@ -39,6 +39,18 @@ def _tile(row0, col0, rows, group, C, HW, W, sn, sc, sh, sw,
 
 
 @triton.jit
+def _elementwise_tile(rows, C, HW, W, sn, sc, sh, sw, BLOCK_HW: tl.constexpr,
+                      BLOCK_C: tl.constexpr):
+    """This program's tile in the elementwise kernels' grid (row blocks over all N*H*W
+    positions x channel blocks): (n, hw, c, channel mask, element mask, element offsets)."""
+    row0 = tl.program_id(0).to(tl.int64) * BLOCK_HW
+    col0 = tl.program_id(1).to(tl.int64) * BLOCK_C
+    n, hw, c, row_ok, col_ok, offs = _tile(row0, col0, rows, 0, C, HW, W, sn, sc, sh, sw, False,
+                                           BLOCK_HW, BLOCK_C)
+    return n, hw, c, col_ok, row_ok[:, None] & col_ok[None, :], offs
+
+
+@triton.jit
 def _offsets(n, hw, c, W, sn, sc, sh, sw):
     """Element offsets of rows (n, hw) x channels c in a tensor of strides sn/sc/sh/sw."""
     return (n * sn + (hw // W) * sh + (hw % W) * sw)[:, None] + (c * sc)[None, :]
