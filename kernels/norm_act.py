@@ -19,8 +19,8 @@ import triton.language as tl
 from fastp2p.kernels.norm_act_tiles import (_activate_drop_store, _elementwise_tile, _load_affine,
                                             _load_affine_and_stats, _load_per_group,
                                             _merge_moments, _offsets, _recompute_grad_z,
-                                            _rng_start, _store_partials, _store_statistics,
-                                            _tile)
+                                            _rng_start, _split_program, _store_partials,
+                                            _store_statistics, _tile)
 from fastp2p.ops.dropout_rng import dropout_threshold
 
 _ACTIVATION_CODE = {"none": 0, "relu": 1, "leaky_relu": 2}
@@ -37,12 +37,8 @@ def _norm_act_stats_kernel(
     sn, sc, sh, sw,
     GROUP_IS_SAMPLE: tl.constexpr, BLOCK_HW: tl.constexpr, BLOCK_C: tl.constexpr,
 ):
-    pid = tl.program_id(0).to(tl.int64)
-    group = pid // num_splits
-    split = pid % num_splits
-    col0 = tl.program_id(1).to(tl.int64) * BLOCK_C
-    row_begin = split * rows_per_split
-    row_end = tl.minimum(row_begin + rows_per_split, rows)
+    group, split, col0, row_begin, row_end = _split_program(rows, rows_per_split, num_splits,
+                                                            BLOCK_C)
     mean = tl.zeros((BLOCK_C,), tl.float32)
     m2 = tl.zeros((BLOCK_C,), tl.float32)
     count = tl.zeros((BLOCK_C,), tl.float32)  # the same in every lane; a vector keeps types simple
@@ -158,12 +154,8 @@ def _norm_act_bwd_reduce_kernel(
     DROPOUT: tl.constexpr, RNG_IN_MEMORY: tl.constexpr,
     BLOCK_HW: tl.constexpr, BLOCK_C: tl.constexpr,
 ):
-    pid = tl.program_id(0).to(tl.int64)
-    group = pid // num_splits
-    split = pid % num_splits
-    col0 = tl.program_id(1).to(tl.int64) * BLOCK_C
-    row_begin = split * rows_per_split
-    row_end = tl.minimum(row_begin + rows_per_split, rows)
+    group, split, col0, row_begin, row_end = _split_program(rows, rows_per_split, num_splits,
+                                                            BLOCK_C)
     seed_mixed, offset = _rng_start(Seed, Offset, RNG_IN_MEMORY)
     sum_g = tl.zeros((BLOCK_C,), tl.float32)
     sum_g_xhat = tl.zeros((BLOCK_C,), tl.float32)

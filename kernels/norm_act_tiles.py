@@ -184,6 +184,18 @@ def _merge_moments(mean, m2, count, part_mean, part_m2, part_count):
 
 
 @triton.jit
+def _split_program(rows, rows_per_split, num_splits, BLOCK_C: tl.constexpr):
+    """This program's place in a split reduction's grid ((groups x splits) x channel blocks):
+    (group, split, first channel, first row, end row) of its rows of the group."""
+    pid = tl.program_id(0).to(tl.int64)
+    group = pid // num_splits
+    split = pid % num_splits
+    col0 = tl.program_id(1).to(tl.int64) * BLOCK_C
+    row_begin = split * rows_per_split
+    return group, split, col0, row_begin, tl.minimum(row_begin + rows_per_split, rows)
+
+
+@triton.jit
 def _store_partials(A_ptr, B_ptr, a, b, group, split, num_splits, col0, C,
                     BLOCK_C: tl.constexpr):
     """A split's two per-channel results into (G, S, C) buffers."""
