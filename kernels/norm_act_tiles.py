@@ -1,4 +1,6 @@
-"""Tile addressing, the dropout hash and the epilogues shared by the norm-act kernels.
+"""The pieces shared by the norm-act kernels: tile and grid addressing, the dropout hash, the
+loads of the affine and statistics, Chan's moment merge, the backward prologue and the
+epilogues.
 
 A tile is BLOCK_HW positions (n, h, w) x BLOCK_C channels of a logical NCHW tensor addressed
 through its strides (channels-last is native); all math is in float32.
