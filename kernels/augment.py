@@ -26,6 +26,19 @@ def _round_fp32_to_bf16(x):
 
 
 @triton.jit
+def _convert_half(src, Out_ptr, n, r, cols, chans, s_n, s_c, s_h, s_w, mask,
+                  OUT_BF16: tl.constexpr):
+    """One half's row segment: uint8 -> the reference's ``(v / 255 - 0.5) / 0.5`` -> Out."""
+    v = tl.load(src, mask=mask, other=0).to(tl.float32)
+    # As torch computes it on the CPU; dividing by 0.5 is exact, so * 2
+    v = (tl.math.div_rn(v, 255.0) - 0.5) * 2.0
+    if OUT_BF16:
+        v = _round_fp32_to_bf16(v)
+    dst = Out_ptr + n * s_n + r * s_h + cols[:, None] * s_w + chans[None, :] * s_c
+    tl.store(dst, v.to(Out_ptr.dtype.element_ty), mask=mask)
+
+
+@triton.jit
 def _augment_kernel(
     Pairs_ptr,          # uint8 (N, H, 2W, C): stored A|B pairs, any strides
     CropX_ptr,          # int32 (N,): first column of the crop inside a half
@@ -54,18 +67,10 @@ def _augment_kernel(
     mask = (cols < crop_w)[:, None] & (chans < C)[None, :]
     src = (Pairs_ptr + n * s_pn + (y0 + r) * s_ph
            + src_cols[:, None] * s_pw + chans[None, :] * s_pc)
-    a = tl.load(src + a_col * s_pw, mask=mask, other=0).to(tl.float32)
-    b = tl.load(src + b_col * s_pw, mask=mask, other=0).to(tl.float32)
-    # (v / 255 - 0.5) / 0.5 as torch computes it on the CPU; dividing by 0.5 is exact, so * 2
-    a = (tl.math.div_rn(a, 255.0) - 0.5) * 2.0
-    b = (tl.math.div_rn(b, 255.0) - 0.5) * 2.0
-    if OUT_BF16:
-        a = _round_fp32_to_bf16(a)
-        b = _round_fp32_to_bf16(b)
-    a_dst = A_ptr + n * s_an + r * s_ah + cols[:, None] * s_aw + chans[None, :] * s_ac
-    b_dst = B_ptr + n * s_bn + r * s_bh + cols[:, None] * s_bw + chans[None, :] * s_bc
-    tl.store(a_dst, a.to(A_ptr.dtype.element_ty), mask=mask)
-    tl.store(b_dst, b.to(B_ptr.dtype.element_ty), mask=mask)
+    _convert_half(src + a_col * s_pw, A_ptr, n, r, cols, chans, s_an, s_ac, s_ah, s_aw, mask,
+                  OUT_BF16)
+    _convert_half(src + b_col * s_pw, B_ptr, n, r, cols, chans, s_bn, s_bc, s_bh, s_bw, mask,
+                  OUT_BF16)
 
 
 def _check_offsets(name, offsets, count, high, device):

@@ -9,7 +9,6 @@ import torch
 import triton
 import triton.language as tl
 
-GAN_MODES = ("vanilla", "lsgan", "wgangp")
 _MODE_CODE = {"vanilla": 0, "lsgan": 1, "wgangp": 2}
 BLOCK = 1024
 
@@ -73,6 +72,13 @@ def _storage_order(t: torch.Tensor) -> torch.Tensor:
     return t if _dense(t) else t.contiguous()
 
 
+def _grad_and_partials(x: torch.Tensor):
+    """(grad like x, one float32 partial sum per block, number of blocks)."""
+    blocks = triton.cdiv(x.numel(), BLOCK)
+    return (torch.empty_like(x), torch.empty(blocks, device=x.device, dtype=torch.float32),
+            blocks)
+
+
 def gan_loss_fwd(logits, *, mode, target_is_real):
     """(loss: 0-dim float32, grad_logits): BCE-with-logits / MSE mean vs 1 or 0, or WGAN mean."""
     x = _storage_order(logits)
@@ -81,9 +87,7 @@ def gan_loss_fwd(logits, *, mode, target_is_real):
         target = -1.0 if target_is_real else 1.0
     else:
         target = 1.0 if target_is_real else 0.0
-    grad = torch.empty_like(x)
-    blocks = triton.cdiv(numel, BLOCK)
-    partial = torch.empty(blocks, device=x.device, dtype=torch.float32)
+    grad, partial, blocks = _grad_and_partials(x)
     _gan_loss_fwd_kernel[(blocks,)](x, grad, partial, numel, target, 1.0 / numel,
                                     MODE=_MODE_CODE[mode], BLOCK=BLOCK)
     return partial.sum() / numel, grad
@@ -95,8 +99,6 @@ def l1_loss_fwd(x, y):
     if y.stride() != x.stride():
         y = torch.empty_like(x).copy_(y)
     numel = x.numel()
-    grad = torch.empty_like(x)
-    blocks = triton.cdiv(numel, BLOCK)
-    partial = torch.empty(blocks, device=x.device, dtype=torch.float32)
+    grad, partial, blocks = _grad_and_partials(x)
     _l1_loss_fwd_kernel[(blocks,)](x, y, grad, partial, numel, 1.0 / numel, BLOCK=BLOCK)
     return partial.sum() / numel, grad

@@ -16,12 +16,13 @@ import torch
 import triton
 import triton.language as tl
 
-from fastp2p.kernels.norm_act_tiles import (_activate_drop_store, _grad_z, _load_affine_and_stats,
-                                            _rng_start, _store_statistics, _tile)
+from fastp2p.kernels.norm_act_tiles import (_activate_drop_store, _elementwise_tile, _load_affine,
+                                            _load_affine_and_stats, _load_per_group,
+                                            _merge_moments, _offsets, _recompute_grad_z,
+                                            _rng_start, _split_program, _store_partials,
+                                            _store_statistics, _tile)
 from fastp2p.ops.dropout_rng import dropout_threshold
 
-NORMS = ("instance", "batch", "none")
-ACTIVATIONS = ("none", "relu", "leaky_relu")
 _ACTIVATION_CODE = {"none": 0, "relu": 1, "leaky_relu": 2}
 _NORM_CODE = {"none": 0, "instance": 1, "batch": 2}
 _LOW32 = 0xFFFFFFFF
@@ -36,12 +37,8 @@ def _norm_act_stats_kernel(
     sn, sc, sh, sw,
     GROUP_IS_SAMPLE: tl.constexpr, BLOCK_HW: tl.constexpr, BLOCK_C: tl.constexpr,
 ):
-    pid = tl.program_id(0).to(tl.int64)
-    group = pid // num_splits
-    split = pid % num_splits
-    col0 = tl.program_id(1).to(tl.int64) * BLOCK_C
-    row_begin = split * rows_per_split
-    row_end = tl.minimum(row_begin + rows_per_split, rows)
+    group, split, col0, row_begin, row_end = _split_program(rows, rows_per_split, num_splits,
+                                                            BLOCK_C)
     mean = tl.zeros((BLOCK_C,), tl.float32)
     m2 = tl.zeros((BLOCK_C,), tl.float32)
     count = tl.zeros((BLOCK_C,), tl.float32)  # the same in every lane; a vector keeps types simple
@@ -54,15 +51,9 @@ def _norm_act_stats_kernel(
         tile_mean = tl.sum(x, axis=0) / tl.maximum(tile_count, 1.0)
         tile_m2 = tl.sum(tl.where(mask, (x - tile_mean[None, :]) * (x - tile_mean[None, :]), 0.0),
                          axis=0)
-        total = tl.maximum(count + tile_count, 1.0)
-        delta = tile_mean - mean
-        mean += delta * (tile_count / total)
-        m2 += tile_m2 + delta * delta * (count * tile_count / total)
-        count += tile_count
-    c = col0 + tl.arange(0, BLOCK_C)
-    out = (group * num_splits + split) * C + c
-    tl.store(PartMean_ptr + out, mean, mask=c < C)
-    tl.store(PartM2_ptr + out, m2, mask=c < C)
+        mean, m2, count = _merge_moments(mean, m2, count, tile_mean, tile_m2, tile_count)
+    _store_partials(PartMean_ptr, PartM2_ptr, mean, m2, group, split, num_splits, col0, C,
+                    BLOCK_C)
 
 
 @triton.jit
@@ -84,11 +75,7 @@ def _norm_act_stats_finalize_kernel(
         split_mean = tl.load(PartMean_ptr + at, mask=ok, other=0.0)
         split_m2 = tl.load(PartM2_ptr + at, mask=ok, other=0.0)
         split_count = tl.minimum(rows - split * rows_per_split, rows_per_split).to(tl.float32)
-        total = count + split_count
-        delta = split_mean - mean
-        mean += delta * (split_count / total)
-        m2 += split_m2 + delta * delta * (count * split_count / total)
-        count = total
+        mean, m2, count = _merge_moments(mean, m2, count, split_mean, split_m2, split_count)
     _store_statistics(Mean_ptr, Rstd_ptr, RunMean_ptr, RunVar_ptr, group, c, ok, C, mean, m2,
                       count, eps, momentum, UPDATE_RUNNING)
 
@@ -124,8 +111,8 @@ def _norm_act_fwd_one_pass_kernel(
     rstd = 1.0 / tl.sqrt(m2 / count + eps)
     y = centered * rstd[None, :]
     if AFFINE:
-        y = (y * tl.load(Weight_ptr + c, mask=col_ok, other=1.0).to(tl.float32)[None, :]
-             + tl.load(Bias_ptr + c, mask=col_ok, other=0.0).to(tl.float32)[None, :])
+        weight, bias = _load_affine(Weight_ptr, Bias_ptr, c, col_ok)
+        y = y * weight + bias
     _activate_drop_store(Y_ptr, y, n, hw, c, mask, C, HW, W, syn, syc, syh, syw, Seed, Offset,
                          slope, threshold, keep_scale, ACTIVATION, DROPOUT, RNG_IN_MEMORY)
 
@@ -144,11 +131,8 @@ def _norm_act_fwd_kernel(
     DROPOUT: tl.constexpr, RNG_IN_MEMORY: tl.constexpr,
     BLOCK_HW: tl.constexpr, BLOCK_C: tl.constexpr,
 ):
-    row0 = tl.program_id(0).to(tl.int64) * BLOCK_HW
-    col0 = tl.program_id(1).to(tl.int64) * BLOCK_C
-    n, hw, c, row_ok, col_ok, x_offs = _tile(row0, col0, rows, 0, C, HW, W, sxn, sxc, sxh, sxw,
-                                             False, BLOCK_HW, BLOCK_C)
-    mask = row_ok[:, None] & col_ok[None, :]
+    n, hw, c, col_ok, mask, x_offs = _elementwise_tile(rows, C, HW, W, sxn, sxc, sxh, sxw,
+                                                       BLOCK_HW, BLOCK_C)
     x = tl.load(X_ptr + x_offs, mask=mask, other=0.0).to(tl.float32)
     weight, bias, mean, rstd = _load_affine_and_stats(Weight_ptr, Bias_ptr, Mean_ptr, Rstd_ptr,
                                                       n, c, C, mask, col_ok, NORM, AFFINE)
@@ -170,12 +154,8 @@ def _norm_act_bwd_reduce_kernel(
     DROPOUT: tl.constexpr, RNG_IN_MEMORY: tl.constexpr,
     BLOCK_HW: tl.constexpr, BLOCK_C: tl.constexpr,
 ):
-    pid = tl.program_id(0).to(tl.int64)
-    group = pid // num_splits
-    split = pid % num_splits
-    col0 = tl.program_id(1).to(tl.int64) * BLOCK_C
-    row_begin = split * rows_per_split
-    row_end = tl.minimum(row_begin + rows_per_split, rows)
+    group, split, col0, row_begin, row_end = _split_program(rows, rows_per_split, num_splits,
+                                                            BLOCK_C)
     seed_mixed, offset = _rng_start(Seed, Offset, RNG_IN_MEMORY)
     sum_g = tl.zeros((BLOCK_C,), tl.float32)
     sum_g_xhat = tl.zeros((BLOCK_C,), tl.float32)
@@ -183,22 +163,15 @@ def _norm_act_bwd_reduce_kernel(
         n, hw, c, row_ok, col_ok, x_offs = _tile(row_begin + start, col0, row_end, group, C, HW,
                                                  W, sxn, sxc, sxh, sxw, NORM == 1, BLOCK_HW,
                                                  BLOCK_C)
-        g_offs = (n * sgn + (hw // W) * sgh + (hw % W) * sgw)[:, None] + (c * sgc)[None, :]
         mask = row_ok[:, None] & col_ok[None, :]
-        x = tl.load(X_ptr + x_offs, mask=mask, other=0.0)
-        weight, bias, mean, rstd = _load_affine_and_stats(Weight_ptr, Bias_ptr, Mean_ptr,
-                                                          Rstd_ptr, n, c, C, mask, col_ok,
-                                                          NORM, AFFINE)
-        x_hat = (x.to(tl.float32) - mean) * rstd
-        nchw_index = (n[:, None] * C + c[None, :]) * HW + hw[:, None]
-        g = _grad_z(G_ptr, g_offs, x_hat, weight, bias, mask, nchw_index, seed_mixed, offset,
-                    threshold, slope, keep_scale, ACTIVATION, DROPOUT)
+        weight, rstd, x_hat, g = _recompute_grad_z(
+            X_ptr, G_ptr, Weight_ptr, Bias_ptr, Mean_ptr, Rstd_ptr, n, hw, c, x_offs, mask,
+            col_ok, C, HW, W, sgn, sgc, sgh, sgw, seed_mixed, offset, slope, threshold,
+            keep_scale, NORM, AFFINE, ACTIVATION, DROPOUT)
         sum_g += tl.sum(g, axis=0)
         sum_g_xhat += tl.sum(g * x_hat, axis=0)
-    c = col0 + tl.arange(0, BLOCK_C)
-    out = (group * num_splits + split) * C + c
-    tl.store(PartSumG_ptr + out, sum_g, mask=c < C)
-    tl.store(PartSumGXhat_ptr + out, sum_g_xhat, mask=c < C)
+    _store_partials(PartSumG_ptr, PartSumGXhat_ptr, sum_g, sum_g_xhat, group, split, num_splits,
+                    col0, C, BLOCK_C)
 
 
 @triton.jit(do_not_specialize=["Seed", "Offset"])
@@ -214,34 +187,20 @@ def _norm_act_bwd_kernel(
     ACTIVATION: tl.constexpr, DROPOUT: tl.constexpr, RNG_IN_MEMORY: tl.constexpr,
     BLOCK_HW: tl.constexpr, BLOCK_C: tl.constexpr,
 ):
-    row0 = tl.program_id(0).to(tl.int64) * BLOCK_HW
-    col0 = tl.program_id(1).to(tl.int64) * BLOCK_C
-    n, hw, c, row_ok, col_ok, x_offs = _tile(row0, col0, rows, 0, C, HW, W, sxn, sxc, sxh, sxw,
-                                             False, BLOCK_HW, BLOCK_C)
-    h = hw // W
-    w = hw % W
-    g_offs = (n * sgn + h * sgh + w * sgw)[:, None] + (c * sgc)[None, :]
-    dx_offs = (n * sdn + h * sdh + w * sdw)[:, None] + (c * sdc)[None, :]
-    mask = row_ok[:, None] & col_ok[None, :]
+    n, hw, c, col_ok, mask, x_offs = _elementwise_tile(rows, C, HW, W, sxn, sxc, sxh, sxw,
+                                                       BLOCK_HW, BLOCK_C)
     seed_mixed, offset = _rng_start(Seed, Offset, RNG_IN_MEMORY)
-    x = tl.load(X_ptr + x_offs, mask=mask, other=0.0).to(tl.float32)
-    weight, bias, mean, rstd = _load_affine_and_stats(Weight_ptr, Bias_ptr, Mean_ptr, Rstd_ptr,
-                                                      n, c, C, mask, col_ok, NORM, AFFINE)
-    x_hat = (x - mean) * rstd
-    nchw_index = (n[:, None] * C + c[None, :]) * HW + hw[:, None]
-    g = _grad_z(G_ptr, g_offs, x_hat, weight, bias, mask, nchw_index, seed_mixed, offset,
-                threshold, slope, keep_scale, ACTIVATION, DROPOUT)
+    weight, rstd, x_hat, g = _recompute_grad_z(
+        X_ptr, G_ptr, Weight_ptr, Bias_ptr, Mean_ptr, Rstd_ptr, n, hw, c, x_offs, mask, col_ok,
+        C, HW, W, sgn, sgc, sgh, sgw, seed_mixed, offset, slope, threshold, keep_scale, NORM,
+        AFFINE, ACTIVATION, DROPOUT)
     dx = g * weight * rstd
     if BATCH_STATS:
         # Instance norm: sums per (n, c); batch norm in training: per c. Both stored (G, C).
-        if NORM == 1:
-            at = n[:, None] * C + c[None, :]
-            sum_g = tl.load(SumG_ptr + at, mask=mask, other=0.0)
-            sum_g_xhat = tl.load(SumGXhat_ptr + at, mask=mask, other=0.0)
-        else:
-            sum_g = tl.load(SumG_ptr + c, mask=col_ok, other=0.0)[None, :]
-            sum_g_xhat = tl.load(SumGXhat_ptr + c, mask=col_ok, other=0.0)[None, :]
+        sum_g = _load_per_group(SumG_ptr, n, c, C, mask, col_ok, 0.0, NORM == 1)
+        sum_g_xhat = _load_per_group(SumGXhat_ptr, n, c, C, mask, col_ok, 0.0, NORM == 1)
         dx -= weight * rstd * inv_group_count * (sum_g + x_hat * sum_g_xhat)
+    dx_offs = _offsets(n, hw, c, W, sdn, sdc, sdh, sdw)
     tl.store(DX_ptr + dx_offs, dx.to(DX_ptr.dtype.element_ty), mask=mask)
 
 
@@ -263,19 +222,13 @@ def _norm_act_bwd_one_pass_kernel(
     col0 = tl.program_id(1).to(tl.int64) * BLOCK_C
     n, hw, c, row_ok, col_ok, x_offs = _tile(0, col0, rows, group, C, HW, W, sxn, sxc, sxh, sxw,
                                              NORM == 1, BLOCK_HW, BLOCK_C)
-    h = hw // W
-    w = hw % W
-    g_offs = (n * sgn + h * sgh + w * sgw)[:, None] + (c * sgc)[None, :]
-    dx_offs = (n * sdn + h * sdh + w * sdw)[:, None] + (c * sdc)[None, :]
     mask = row_ok[:, None] & col_ok[None, :]
     seed_mixed, offset = _rng_start(Seed, Offset, RNG_IN_MEMORY)
-    x = tl.load(X_ptr + x_offs, mask=mask, other=0.0).to(tl.float32)
-    weight, bias, mean, rstd = _load_affine_and_stats(Weight_ptr, Bias_ptr, Mean_ptr, Rstd_ptr,
-                                                      n, c, C, mask, col_ok, NORM, AFFINE)
-    x_hat = tl.where(mask, (x - mean) * rstd, 0.0)
-    nchw_index = (n[:, None] * C + c[None, :]) * HW + hw[:, None]
-    g = _grad_z(G_ptr, g_offs, x_hat, weight, bias, mask, nchw_index, seed_mixed, offset,
-                threshold, slope, keep_scale, ACTIVATION, DROPOUT)
+    weight, rstd, x_hat, g = _recompute_grad_z(
+        X_ptr, G_ptr, Weight_ptr, Bias_ptr, Mean_ptr, Rstd_ptr, n, hw, c, x_offs, mask, col_ok,
+        C, HW, W, sgn, sgc, sgh, sgw, seed_mixed, offset, slope, threshold, keep_scale, NORM,
+        AFFINE, ACTIVATION, DROPOUT)
+    x_hat = tl.where(mask, x_hat, 0.0)  # g is 0 there too: padding adds nothing to the sums
     sum_g = tl.sum(g, axis=0)
     sum_g_xhat = tl.sum(g * x_hat, axis=0)
     if AFFINE:
@@ -284,6 +237,7 @@ def _norm_act_bwd_one_pass_kernel(
     dx = g * weight * rstd
     if BATCH_STATS:
         dx -= weight * rstd / rows * (sum_g[None, :] + x_hat * sum_g_xhat[None, :])
+    dx_offs = _offsets(n, hw, c, W, sdn, sdc, sdh, sdw)
     tl.store(DX_ptr + dx_offs, dx.to(DX_ptr.dtype.element_ty), mask=mask)
 
 
@@ -329,11 +283,13 @@ ONE_PASS_MAX_ELEMENTS = 8192
 
 
 def _one_pass_block(rows: int, channels: int):
-    """(BLOCK_HW, BLOCK_C) of the one-pass kernels, or None when the group is too large."""
+    """(BLOCK_HW, BLOCK_C, num_warps) of the one-pass kernels, or None when the group is too
+    large."""
     block_rows, all_channels = triton.next_power_of_2(rows), triton.next_power_of_2(channels)
     if block_rows * min(4, all_channels) > ONE_PASS_MAX_ELEMENTS:
         return None
-    return block_rows, min(all_channels, 64, ONE_PASS_MAX_ELEMENTS // block_rows)
+    block_c = min(all_channels, 64, ONE_PASS_MAX_ELEMENTS // block_rows)
+    return block_rows, block_c, 8 if block_rows * block_c >= 4096 else 4
 
 
 def _rng_args(seed, offset):
@@ -380,47 +336,45 @@ def norm_act_fwd(x, weight, bias, running_mean, running_var, out, out_channel_of
     seed_arg, offset_arg, rng_in_memory = _rng_args(seed, offset)
     threshold, keep_scale = _dropout_args(dropout_p)
     y = out.narrow(1, out_channel_offset, C)
+    affine_args = (weight if affine else x, bias if affine else x)  # x: a dummy pointer
     update = norm == "batch" and training and running_mean is not None
     flags = dict(AFFINE=affine, ACTIVATION=_ACTIVATION_CODE[activation], DROPOUT=dropout_p > 0,
                  RNG_IN_MEMORY=rng_in_memory)
-    if batch_stats and _one_pass_block(N * HW if norm == "batch" else HW, C):
-        groups, rows = (N, HW) if norm == "instance" else (1, N * HW)
-        block_rows, block_c1 = _one_pass_block(rows, C)
+    groups, rows = (N, HW) if norm == "instance" else (1, N * HW)
+    if batch_stats:
         mean = torch.empty(groups, C, device=x.device, dtype=torch.float32)
         rstd = torch.empty_like(mean)
-        _norm_act_fwd_one_pass_kernel[(groups, triton.cdiv(C, block_c1))](
-            x, y, weight if affine else x, bias if affine else x, mean, rstd,
-            running_mean if update else mean, running_var if update else rstd,
-            seed_arg, offset_arg, C, HW, W, rows, float(eps), float(momentum or 0.0),
-            *x.stride(), *y.stride(), float(slope), threshold, keep_scale,
-            GROUP_IS_SAMPLE=norm == "instance", UPDATE_RUNNING=update, BLOCK_HW=block_rows,
-            BLOCK_C=block_c1, num_warps=8 if block_rows * block_c1 >= 4096 else 4, **flags)
-        return (mean.view(C), rstd.view(C)) if norm == "batch" else (mean, rstd)
-    if norm == "none":
-        mean, rstd = x.new_empty(0, dtype=torch.float32), x.new_empty(0, dtype=torch.float32)
-    elif batch_stats:
-        groups, rows = (N, HW) if norm == "instance" else (1, N * HW)
+        running = (running_mean, running_var) if update else (mean, rstd)  # else dummies
+        one_pass = _one_pass_block(rows, C)
+        if one_pass:
+            block_rows, block_c1, num_warps = one_pass
+            _norm_act_fwd_one_pass_kernel[(groups, triton.cdiv(C, block_c1))](
+                x, y, *affine_args, mean, rstd, *running,
+                seed_arg, offset_arg, C, HW, W, rows, float(eps), float(momentum or 0.0),
+                *x.stride(), *y.stride(), float(slope), threshold, keep_scale,
+                GROUP_IS_SAMPLE=norm == "instance", UPDATE_RUNNING=update,
+                BLOCK_HW=block_rows, BLOCK_C=block_c1, num_warps=num_warps, **flags)
+            return (mean.view(C), rstd.view(C)) if norm == "batch" else (mean, rstd)
         splits, rows_per_split = _splits(x, rows, groups, channel_blocks, block_hw)
         part_mean = torch.empty(groups, splits, C, device=x.device, dtype=torch.float32)
         part_m2 = torch.empty_like(part_mean)
         _norm_act_stats_kernel[(groups * splits, channel_blocks)](
             x, part_mean, part_m2, C, HW, W, rows, rows_per_split, splits, *x.stride(),
             GROUP_IS_SAMPLE=norm == "instance", BLOCK_HW=block_hw, BLOCK_C=block_c)
-        mean = torch.empty(groups, C, device=x.device, dtype=torch.float32)
-        rstd = torch.empty_like(mean)
         _norm_act_stats_finalize_kernel[(groups, channel_blocks)](
-            part_mean, part_m2, mean, rstd,
-            running_mean if update else mean, running_var if update else rstd,
+            part_mean, part_m2, mean, rstd, *running,
             C, rows, rows_per_split, splits, float(eps), float(momentum or 0.0),
             UPDATE_RUNNING=update, BLOCK_C=block_c)
         if norm == "batch":
             mean, rstd = mean.view(C), rstd.view(C)
+    elif norm == "none":
+        mean, rstd = x.new_empty(0, dtype=torch.float32), x.new_empty(0, dtype=torch.float32)
     else:
         mean = running_mean.float()
         rstd = torch.rsqrt(running_var.float() + eps)
     grid = (triton.cdiv(N * HW, block_hw), channel_blocks)
     _norm_act_fwd_kernel[grid](
-        x, y, weight if affine else x, bias if affine else x,
+        x, y, *affine_args,
         mean if norm != "none" else x, rstd if norm != "none" else x,
         seed_arg, offset_arg, C, HW, W, N * HW, *x.stride(), *y.stride(),
         float(slope), threshold, keep_scale,
@@ -453,10 +407,10 @@ def norm_act_bwd(grad_out_slice, x, weight, bias, mean, rstd, *, norm, activatio
     affine_args = (weight if affine else dummy, bias if affine else dummy)
     grad_weight = grad_bias = None
     groups, rows = (N, HW) if norm == "instance" else (1, N * HW)
+    grad_x = torch.empty_like(x)
     one_pass = _one_pass_block(rows, C)
     if one_pass:
-        block_rows, block_c1 = one_pass
-        grad_x = torch.empty_like(x)
+        block_rows, block_c1, num_warps = one_pass
         sums = [torch.empty(groups, C, device=x.device, dtype=torch.float32) if affine else dummy
                 for _ in range(2)]
         _norm_act_bwd_one_pass_kernel[(groups, triton.cdiv(C, block_c1))](
@@ -464,7 +418,7 @@ def norm_act_bwd(grad_out_slice, x, weight, bias, mean, rstd, *, norm, activatio
             C, HW, W, rows, *x.stride(), *grad_out_slice.stride(), *grad_x.stride(),
             float(slope), threshold, keep_scale, BATCH_STATS=batch_stats,
             **dict(common, BLOCK_HW=block_rows, BLOCK_C=block_c1),
-            num_warps=8 if block_rows * block_c1 >= 4096 else 4)
+            num_warps=num_warps)
         if affine:
             grad_weight, grad_bias = sums[0].sum(0).to(weight.dtype), sums[1].sum(0).to(bias.dtype)
         return grad_x, grad_weight, grad_bias
@@ -481,12 +435,10 @@ def norm_act_bwd(grad_out_slice, x, weight, bias, mean, rstd, *, norm, activatio
         if affine:
             grad_weight = sum_g_xhat.sum(0).to(weight.dtype)
             grad_bias = sum_g.sum(0).to(bias.dtype)
-    grad_x = torch.empty_like(x)
-    group_count = HW if norm == "instance" else N * HW
     grid = (triton.cdiv(N * HW, block_hw), channel_blocks)
     _norm_act_bwd_kernel[grid](
         x, grad_out_slice, grad_x, *affine_args, *stats, sum_g, sum_g_xhat, seed_arg, offset_arg,
-        C, HW, W, N * HW, 1.0 / group_count, *x.stride(), *grad_out_slice.stride(),
+        C, HW, W, N * HW, 1.0 / rows, *x.stride(), *grad_out_slice.stride(),
         *grad_x.stride(), float(slope), threshold, keep_scale, BATCH_STATS=batch_stats, **common)
     return grad_x, grad_weight, grad_bias
 

@@ -1,4 +1,6 @@
-"""Tile addressing, the dropout hash and the epilogues shared by the norm-act kernels.
+"""The pieces shared by the norm-act kernels: tile and grid addressing, the dropout hash, the
+loads of the affine and statistics, Chan's moment merge, the backward prologue and the
+epilogues.
 
 A tile is BLOCK_HW positions (n, h, w) x BLOCK_C channels of a logical NCHW tensor addressed
 through its strides (channels-last is native); all math is in float32.
@@ -35,26 +37,57 @@ def _tile(row0, col0, rows, group, C, HW, W, sn, sc, sh, sw,
     else:
         n = r // HW
         hw = r % HW
-    h = hw // W
-    w = hw % W
-    offs = (n * sn + h * sh + w * sw)[:, None] + (c * sc)[None, :]
-    return n, hw, c, row_ok, col_ok, offs
+    return n, hw, c, row_ok, col_ok, _offsets(n, hw, c, W, sn, sc, sh, sw)
 
 
 @triton.jit
-def _grad_z(G_ptr, g_offs, x_hat, weight, bias, mask, nchw_index, seed_mixed, offset, threshold,
-            slope, keep_scale, ACTIVATION: tl.constexpr, DROPOUT: tl.constexpr):
-    """d loss / d z where z = x_hat * weight + bias and y = dropout(act(z)); recomputed."""
+def _elementwise_tile(rows, C, HW, W, sn, sc, sh, sw, BLOCK_HW: tl.constexpr,
+                      BLOCK_C: tl.constexpr):
+    """This program's tile in the elementwise kernels' grid (row blocks over all N*H*W
+    positions x channel blocks): (n, hw, c, channel mask, element mask, element offsets)."""
+    row0 = tl.program_id(0).to(tl.int64) * BLOCK_HW
+    col0 = tl.program_id(1).to(tl.int64) * BLOCK_C
+    n, hw, c, row_ok, col_ok, offs = _tile(row0, col0, rows, 0, C, HW, W, sn, sc, sh, sw, False,
+                                           BLOCK_HW, BLOCK_C)
+    return n, hw, c, col_ok, row_ok[:, None] & col_ok[None, :], offs
+
+
+@triton.jit
+def _offsets(n, hw, c, W, sn, sc, sh, sw):
+    """Element offsets of rows (n, hw) x channels c in a tensor of strides sn/sc/sh/sw."""
+    return (n * sn + (hw // W) * sh + (hw % W) * sw)[:, None] + (c * sc)[None, :]
+
+
+@triton.jit
+def _dropout_keep(n, hw, c, C, HW, seed_mixed, offset, threshold):
+    """The counter-based keep mask of the tile, from each element's logical NCHW index."""
+    nchw_index = (n[:, None] * C + c[None, :]) * HW + hw[:, None]
+    return _mix32((nchw_index + seed_mixed + offset) & 0xFFFFFFFF) >= threshold
+
+
+@triton.jit
+def _recompute_grad_z(X_ptr, G_ptr, Weight_ptr, Bias_ptr, Mean_ptr, Rstd_ptr, n, hw, c, x_offs,
+                      mask, col_ok, C, HW, W, sgn, sgc, sgh, sgw, seed_mixed, offset, slope,
+                      threshold, keep_scale, NORM: tl.constexpr, AFFINE: tl.constexpr,
+                      ACTIVATION: tl.constexpr, DROPOUT: tl.constexpr):
+    """The backward prologue: loads x, the affine and the saved statistics, recomputes x_hat
+    and returns (weight, rstd, x_hat, g) with g = d loss / d z, where z = x_hat * weight + bias
+    and y = dropout(act(z)); g is 0 outside the mask."""
+    x = tl.load(X_ptr + x_offs, mask=mask, other=0.0).to(tl.float32)
+    weight, bias, mean, rstd = _load_affine_and_stats(Weight_ptr, Bias_ptr, Mean_ptr, Rstd_ptr,
+                                                      n, c, C, mask, col_ok, NORM, AFFINE)
+    x_hat = (x - mean) * rstd
+    g_offs = _offsets(n, hw, c, W, sgn, sgc, sgh, sgw)
     g = tl.load(G_ptr + g_offs, mask=mask, other=0.0).to(tl.float32)
     if DROPOUT:
-        bits = _mix32((nchw_index + seed_mixed + offset) & 0xFFFFFFFF)
-        g = tl.where(bits >= threshold, g * keep_scale, 0.0)
+        g = tl.where(_dropout_keep(n, hw, c, C, HW, seed_mixed, offset, threshold),
+                     g * keep_scale, 0.0)
     z = x_hat * weight + bias
     if ACTIVATION == 1:
         g = tl.where(z > 0, g, 0.0)
     elif ACTIVATION == 2:
         g = tl.where(z > 0, g, g * slope)
-    return tl.where(mask, g, 0.0)
+    return weight, rstd, x_hat, tl.where(mask, g, 0.0)
 
 
 @triton.jit
@@ -97,11 +130,30 @@ def _activate_drop_store(Y_ptr, y, n, hw, c, mask, C, HW, W, syn, syc, syh, syw,
         y = tl.where(y > 0, y, y * slope)
     if DROPOUT:
         seed_mixed, offset = _rng_start(Seed, Offset, RNG_IN_MEMORY)
-        nchw_index = (n[:, None] * C + c[None, :]) * HW + hw[:, None]
-        bits = _mix32((nchw_index + seed_mixed + offset) & 0xFFFFFFFF)
-        y = tl.where(bits >= threshold, y * keep_scale, 0.0)
-    y_offs = (n * syn + (hw // W) * syh + (hw % W) * syw)[:, None] + (c * syc)[None, :]
+        y = tl.where(_dropout_keep(n, hw, c, C, HW, seed_mixed, offset, threshold),
+                     y * keep_scale, 0.0)
+    y_offs = _offsets(n, hw, c, W, syn, syc, syh, syw)
     tl.store(Y_ptr + y_offs, y.to(Y_ptr.dtype.element_ty), mask=mask)
+
+
+@triton.jit
+def _load_affine(Weight_ptr, Bias_ptr, c, col_ok):
+    """(weight, bias) of the tile's channels as float32 rows (1, BLOCK_C)."""
+    weight = tl.load(Weight_ptr + c, mask=col_ok, other=1.0).to(tl.float32)[None, :]
+    bias = tl.load(Bias_ptr + c, mask=col_ok, other=0.0).to(tl.float32)[None, :]
+    return weight, bias
+
+
+@triton.jit
+def _load_per_group(Ptr, n, c, C, mask, col_ok, OTHER: tl.constexpr,
+                    PER_SAMPLE: tl.constexpr):
+    """A float32 (G, C) group vector broadcast to the tile: per (n, c) for instance norm
+    (PER_SAMPLE), else per channel (batch norm, G = 1)."""
+    if PER_SAMPLE:
+        value = tl.load(Ptr + n[:, None] * C + c[None, :], mask=mask, other=OTHER)
+    else:
+        value = tl.load(Ptr + c, mask=col_ok, other=OTHER)[None, :]
+    return value
 
 
 @triton.jit
@@ -109,19 +161,47 @@ def _load_affine_and_stats(Weight_ptr, Bias_ptr, Mean_ptr, Rstd_ptr, n, c, C, ma
                            NORM: tl.constexpr, AFFINE: tl.constexpr):
     """Per-element weight, bias, mean, rstd (broadcast to the tile)."""
     if AFFINE:
-        weight = tl.load(Weight_ptr + c, mask=col_ok, other=1.0).to(tl.float32)[None, :]
-        bias = tl.load(Bias_ptr + c, mask=col_ok, other=0.0).to(tl.float32)[None, :]
+        weight, bias = _load_affine(Weight_ptr, Bias_ptr, c, col_ok)
     else:
         weight = 1.0
         bias = 0.0
-    if NORM == 1:
-        at = n[:, None] * C + c[None, :]
-        mean = tl.load(Mean_ptr + at, mask=mask, other=0.0)
-        rstd = tl.load(Rstd_ptr + at, mask=mask, other=1.0)
-    elif NORM == 2:
-        mean = tl.load(Mean_ptr + c, mask=col_ok, other=0.0)[None, :]
-        rstd = tl.load(Rstd_ptr + c, mask=col_ok, other=1.0)[None, :]
-    else:
+    if NORM == 0:
         mean = 0.0
         rstd = 1.0
+    else:
+        mean = _load_per_group(Mean_ptr, n, c, C, mask, col_ok, 0.0, NORM == 1)
+        rstd = _load_per_group(Rstd_ptr, n, c, C, mask, col_ok, 1.0, NORM == 1)
     return weight, bias, mean, rstd
+
+
+@triton.jit
+def _merge_moments(mean, m2, count, part_mean, part_m2, part_count):
+    """Chan et al.'s merge of a part's (mean, M2, count) into the running ones; an empty part
+    (count 0, a tile past the end of its split) leaves them unchanged."""
+    total = tl.maximum(count + part_count, 1.0)
+    delta = part_mean - mean
+    mean += delta * (part_count / total)
+    m2 += part_m2 + delta * delta * (count * part_count / total)
+    return mean, m2, count + part_count
+
+
+@triton.jit
+def _split_program(rows, rows_per_split, num_splits, BLOCK_C: tl.constexpr):
+    """This program's place in a split reduction's grid ((groups x splits) x channel blocks):
+    (group, split, first channel, first row, end row) of its rows of the group."""
+    pid = tl.program_id(0).to(tl.int64)
+    group = pid // num_splits
+    split = pid % num_splits
+    col0 = tl.program_id(1).to(tl.int64) * BLOCK_C
+    row_begin = split * rows_per_split
+    return group, split, col0, row_begin, tl.minimum(row_begin + rows_per_split, rows)
+
+
+@triton.jit
+def _store_partials(A_ptr, B_ptr, a, b, group, split, num_splits, col0, C,
+                    BLOCK_C: tl.constexpr):
+    """A split's two per-channel results into (G, S, C) buffers."""
+    c = col0 + tl.arange(0, BLOCK_C)
+    at = (group * num_splits + split) * C + c
+    tl.store(A_ptr + at, a, mask=c < C)
+    tl.store(B_ptr + at, b, mask=c < C)

@@ -33,3 +33,10 @@ def check_image_batch(x, *, expected_channels: int, module: torch.nn.Module, nam
     if not torch.is_autocast_enabled(x.device.type) and x.dtype != param.dtype:
         raise ValueError(f"{name} input dtype {x.dtype} does not match the parameters' "
                          f"{param.dtype}; convert one with .to(dtype) or run under autocast")
+
+
+def check_positive_ints(**values) -> None:
+    """Raise ValueError unless every value is an int >= 1 (constructor sizes)."""
+    for name, value in values.items():
+        if not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be a positive int, got {value!r}")

@@ -20,6 +20,9 @@ class ReferenceCheckpointMixin:
     def config_string(self) -> str:
         return format_config(type(self).__name__, self.config())
 
+    def extra_repr(self) -> str:
+        return ", ".join(f"{k}={v}" for k, v in self.config().items())
+
     def load_state_dict(self, state_dict, strict=True, assign=False):
         state_dict = drop_legacy_instance_norm_stats(self, read_state_dict(state_dict))
         if strict:

@@ -1,16 +1,10 @@
 """fastp2p.PatchDiscriminator and fastp2p.PixelDiscriminator: drop-ins for the reference ones."""
-from fastp2p.nn.checks import check_image_batch
+from fastp2p.nn.checks import check_image_batch, check_positive_ints
 from fastp2p.nn.checkpoint import infer_patchgan_config, infer_pixelgan_config
 from fastp2p.nn.compat import ReferenceCheckpointMixin
 from fastp2p.nn.fused import sequential_forward, sequential_supported
 from fastp2p.nn.norm import describe_norm_layer, resolve_norm_layer
 from fastp2p.reference.discriminators import NLayerDiscriminator, PixelDiscriminator as _Pixel
-
-
-def _check_positive(**values):
-    for name, value in values.items():
-        if not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name} must be a positive int, got {value!r}")
 
 
 def patch_logits_size(size: int, n_layers: int) -> int:
@@ -26,7 +20,7 @@ class PatchDiscriminator(ReferenceCheckpointMixin, NLayerDiscriminator):
     the fused op cannot reproduce)."""
 
     def __init__(self, input_nc=6, ndf=64, n_layers=3, norm_layer=None, *, norm=None):
-        _check_positive(input_nc=input_nc, ndf=ndf)
+        check_positive_ints(input_nc=input_nc, ndf=ndf)
         if not isinstance(n_layers, int) or n_layers < 0:
             raise ValueError(f"n_layers must be an int >= 0, got {n_layers!r}")
         factory = resolve_norm_layer(norm, norm_layer)
@@ -38,9 +32,6 @@ class PatchDiscriminator(ReferenceCheckpointMixin, NLayerDiscriminator):
                 "norm": describe_norm_layer(self.norm_layer)}
 
     _infer_config = staticmethod(infer_patchgan_config)
-
-    def extra_repr(self) -> str:
-        return ", ".join(f"{k}={v}" for k, v in self.config().items())
 
     def forward(self, input):
         check_image_batch(input, expected_channels=self.input_nc, module=self,
@@ -60,7 +51,7 @@ class PixelDiscriminator(ReferenceCheckpointMixin, _Pixel):
     PatchDiscriminator."""
 
     def __init__(self, input_nc=6, ndf=64, norm_layer=None, *, norm=None):
-        _check_positive(input_nc=input_nc, ndf=ndf)
+        check_positive_ints(input_nc=input_nc, ndf=ndf)
         factory = resolve_norm_layer(norm, norm_layer)
         super().__init__(input_nc, ndf, factory)
         self.input_nc, self.ndf, self.norm_layer = input_nc, ndf, factory
@@ -70,9 +61,6 @@ class PixelDiscriminator(ReferenceCheckpointMixin, _Pixel):
                 "norm": describe_norm_layer(self.norm_layer)}
 
     _infer_config = staticmethod(infer_pixelgan_config)
-
-    def extra_repr(self) -> str:
-        return ", ".join(f"{k}={v}" for k, v in self.config().items())
 
     def forward(self, input):
         check_image_batch(input, expected_channels=self.input_nc, module=self,

@@ -130,12 +130,12 @@ def sequential_forward(seq: nn.Sequential, x):
         if isinstance(layer, nn.Conv2d):
             x, i = layer(x), i + 1
             continue
-        norm = {} if isinstance(layer, nn.LeakyReLU) else norm_kwargs(layer)
-        i += 0 if isinstance(layer, nn.LeakyReLU) else 1
-        if i < len(layers) and isinstance(layers[i], nn.LeakyReLU):
-            x = norm_act(x, activation="leaky_relu", slope=layers[i].negative_slope,
-                         **{"norm": "none", **norm})
-            i += 1
+        if isinstance(layer, nn.LeakyReLU):  # a LeakyReLU straight after a conv: no norm
+            norm = dict(norm="none")
         else:
-            x = norm_act(x, **{"norm": "none", **norm})
+            norm, i = norm_kwargs(layer), i + 1
+        act = dict(activation="none")
+        if i < len(layers) and isinstance(layers[i], nn.LeakyReLU):
+            act, i = dict(activation="leaky_relu", slope=layers[i].negative_slope), i + 1
+        x = norm_act(x, **norm, **act)
     return x

@@ -1,5 +1,5 @@
 """fastp2p.UNet: the reference U-Net generator's parameters and outputs, run fast."""
-from fastp2p.nn.checks import check_image_batch
+from fastp2p.nn.checks import check_image_batch, check_positive_ints
 from fastp2p.nn.checkpoint import infer_unet_config
 from fastp2p.nn.compat import ReferenceCheckpointMixin
 from fastp2p.nn.fused import init_dropout_rng, set_dropout_rng, unet_forward, unet_supported
@@ -28,9 +28,7 @@ class UNet(ReferenceCheckpointMixin, UnetGenerator):
 
     def __init__(self, input_nc=3, output_nc=3, num_downs=8, ngf=64, norm_layer=None,
                  use_dropout=False, *, norm=None):
-        for name, value in (("input_nc", input_nc), ("output_nc", output_nc), ("ngf", ngf)):
-            if not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive int, got {value!r}")
+        check_positive_ints(input_nc=input_nc, output_nc=output_nc, ngf=ngf)
         if not isinstance(num_downs, int) or num_downs < MIN_NUM_DOWNS:
             raise ValueError(f"num_downs must be an int >= {MIN_NUM_DOWNS} (the U-Net always has "
                              f"5 levels; 7 for 128x128 inputs, 8 for 256x256), got {num_downs!r}")
@@ -48,9 +46,6 @@ class UNet(ReferenceCheckpointMixin, UnetGenerator):
                 "use_dropout": self.use_dropout}
 
     _infer_config = staticmethod(infer_unet_config)
-
-    def extra_repr(self) -> str:
-        return ", ".join(f"{k}={v}" for k, v in self.config().items())
 
     def forward(self, input):
         check_image_batch(input, expected_channels=self.input_nc, module=self, name="UNet",

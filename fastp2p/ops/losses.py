@@ -8,17 +8,15 @@ loss (the kernels write both in one pass); the backward only scales it by grad_o
 import torch
 
 from fastp2p.ops.backends import backend_for
-from fastp2p.ops.norm_act import check_backend_dtype
-
-GAN_MODES = ("vanilla", "lsgan", "wgangp")
-_DTYPES = (torch.float32, torch.bfloat16, torch.float16, torch.float64)
+from fastp2p.ops.norm_act import OP_DTYPES, check_backend_dtype
+from fastp2p.reference.losses import GAN_MODES
 
 
 def _check_floating(name, t):
     if not isinstance(t, torch.Tensor):
         raise ValueError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
-    if t.dtype not in _DTYPES:
-        raise ValueError(f"{name} must be one of {[str(d) for d in _DTYPES]}, got {t.dtype}")
+    if t.dtype not in OP_DTYPES:
+        raise ValueError(f"{name} must be one of {[str(d) for d in OP_DTYPES]}, got {t.dtype}")
     if t.numel() == 0:
         raise ValueError(f"{name} is empty")
 

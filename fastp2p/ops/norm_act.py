@@ -20,10 +20,10 @@ import torch
 
 from fastp2p.ops.backends import backend_for
 from fastp2p.ops.dropout_rng import dropout_threshold
+from fastp2p.ops.norm_act_reference import ACTIVATIONS, NORMS
 
-NORMS = ("instance", "batch", "none")
-ACTIVATIONS = ("none", "relu", "leaky_relu")
-_DTYPES = (torch.float32, torch.bfloat16, torch.float16, torch.float64)
+# Input dtypes the ops accept (each backend narrows this: see check_backend_dtype).
+OP_DTYPES = (torch.float32, torch.bfloat16, torch.float16, torch.float64)
 
 
 @dataclass(frozen=True)
@@ -66,8 +66,8 @@ def check_norm_act_inputs(x, weight, bias, running_mean, running_var, cfg: NormA
     if not isinstance(x, torch.Tensor) or x.dim() != 4:
         shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
         raise ValueError(f"norm_act expects x of shape (N, C, H, W), got {shape}")
-    if x.dtype not in _DTYPES:
-        raise ValueError(f"norm_act expects x in {[str(d) for d in _DTYPES]}, got {x.dtype}")
+    if x.dtype not in OP_DTYPES:
+        raise ValueError(f"norm_act expects x in {[str(d) for d in OP_DTYPES]}, got {x.dtype}")
     if cfg.norm not in NORMS:
         raise ValueError(f"norm must be one of {NORMS}, got {cfg.norm!r}")
     if cfg.activation not in ACTIVATIONS:
@@ -97,14 +97,19 @@ def check_norm_act_inputs(x, weight, bias, running_mean, running_var, cfg: NormA
                          f"size {list(x.shape)}")
 
 
+def _check_like_x(what, t, x, channels):
+    """``t`` shares x's batch, map size, dtype and device (its channel count is its own)."""
+    n, _, h, w = x.shape
+    if t.dim() != 4 or t.shape[0] != n or tuple(t.shape[2:]) != (h, w):
+        raise ValueError(f"{what} must be ({n}, {channels}, {h}, {w}) like x, got "
+                         f"{tuple(t.shape)}")
+    if t.dtype != x.dtype or t.device != x.device:
+        raise ValueError(f"{what} must be {x.dtype} on {x.device}, got {t.dtype} on {t.device}")
+
+
 def _check_destination(out, x, offset):
-    n, c, h, w = x.shape
-    if out.dim() != 4 or out.shape[0] != n or tuple(out.shape[2:]) != (h, w):
-        raise ValueError(f"norm_act: destination must be ({n}, C_out, {h}, {w}), got "
-                         f"{tuple(out.shape)}")
-    if out.dtype != x.dtype or out.device != x.device:
-        raise ValueError(f"norm_act: destination must be {x.dtype} on {x.device}, got "
-                         f"{out.dtype} on {out.device}")
+    _check_like_x("norm_act: destination", out, x, "C_out")
+    c = x.shape[1]
     if offset < 0 or offset + c > out.shape[1]:
         raise ValueError(f"norm_act: channels [{offset}, {offset + c}) do not fit a destination "
                          f"with {out.shape[1]} channels")
@@ -196,10 +201,14 @@ def _norm_act_bwd_op(grad_out: torch.Tensor, x: torch.Tensor, weight: Optional[t
             grad_out.narrow(1, 0, skip_channels), skip, None, None, empty, empty, norm="none",
             activation="relu", slope=0.0, dropout_p=0.0, seed=0, offset=0)[0]
     # Outputs may not alias inputs or each other (the reference math can return grad_out).
-    fresh = [t if t is not None and t.untyped_storage().data_ptr() !=
-             grad_out.untyped_storage().data_ptr() else (None if t is None else t.clone())
-             for t in (grad_x, grad_weight, grad_bias, grad_skip)]
-    return tuple(x.new_empty(0) if t is None else t for t in fresh)
+    grad_out_storage = grad_out.untyped_storage().data_ptr()
+
+    def fresh(t):
+        if t is None:
+            return x.new_empty(0)
+        return t.clone() if t.untyped_storage().data_ptr() == grad_out_storage else t
+
+    return tuple(fresh(t) for t in (grad_x, grad_weight, grad_bias, grad_skip))
 
 
 @_norm_act_bwd_op.register_fake
@@ -244,12 +253,7 @@ class _NormActFunction(torch.autograd.Function):
 def _run(x, weight, bias, running_mean, running_var, skip, seed, offset, cfg):
     check_norm_act_inputs(x, weight, bias, running_mean, running_var, cfg)
     if skip is not None:
-        if skip.dim() != 4 or skip.shape[0] != x.shape[0] or skip.shape[2:] != x.shape[2:]:
-            raise ValueError(f"norm_act_concat: skip must be ({x.shape[0]}, C_skip, "
-                             f"{x.shape[2]}, {x.shape[3]}) like x, got {tuple(skip.shape)}")
-        if skip.dtype != x.dtype or skip.device != x.device:
-            raise ValueError(f"norm_act_concat: skip must be {x.dtype} on {x.device}, got "
-                             f"{skip.dtype} on {skip.device}")
+        _check_like_x("norm_act_concat: skip", skip, x, "C_skip")
     return _NormActFunction.apply(x, weight, bias, running_mean, running_var, skip, seed,
                                   offset, cfg)
 

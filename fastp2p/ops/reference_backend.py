@@ -51,13 +51,11 @@ def norm_act_bwd(grad_out_slice, x, weight, bias, mean, rstd, *, norm, activatio
     grad_x = rstd * w * (g - mean(g) - x_hat * mean(g * x_hat)) over the normalized group.
     """
     dtype = _compute_dtype(x)
-    x_c = x.to(dtype)
-    if norm == "instance":
-        x_hat = (x_c - mean.to(dtype)[:, :, None, None]) * rstd.to(dtype)[:, :, None, None]
-    elif norm == "batch":
-        x_hat = (x_c - mean.to(dtype)[None, :, None, None]) * rstd.to(dtype)[None, :, None, None]
-    else:
-        x_hat = x_c
+    x_hat = x.to(dtype)
+    if norm != "none":
+        # Saved statistics are (N, C) for instance norm, (C,) for batch norm: as (N|1, C, 1, 1).
+        mean, rstd = (t.to(dtype).reshape(-1, x.shape[1], 1, 1) for t in (mean, rstd))
+        x_hat = (x_hat - mean) * rstd
     affine = weight is not None
     w = weight.to(dtype)[None, :, None, None] if affine else None
     z = x_hat * w + bias.to(dtype)[None, :, None, None] if affine else x_hat
@@ -78,13 +76,11 @@ def norm_act_bwd(grad_out_slice, x, weight, bias, mean, rstd, *, norm, activatio
     if norm == "none":
         grad_x = g_hat
     else:
-        scale = rstd.to(dtype)[:, :, None, None] if norm == "instance" else \
-            rstd.to(dtype)[None, :, None, None]
-        grad_x = g_hat * scale
+        grad_x = g_hat * rstd
         if norm == "instance" or training:
             dims = (2, 3) if norm == "instance" else (0, 2, 3)
-            grad_x = scale * (g_hat - g_hat.mean(dims, keepdim=True)
-                              - x_hat * (g_hat * x_hat).mean(dims, keepdim=True))
+            grad_x = rstd * (g_hat - g_hat.mean(dims, keepdim=True)
+                             - x_hat * (g_hat * x_hat).mean(dims, keepdim=True))
     grad_x = grad_x.to(x.dtype)
     return grad_x, grad_weight, grad_bias
 
