@@ -477,8 +477,7 @@ int64_t norm_act_fwd_workspace_floats(const Shape4& s, StatsMode stats) {
   return (per_sample(stats) ? s.N : 1) * splits_for(s, stats) * s.C * 3;
 }
 
-int64_t norm_act_bwd_workspace_floats(const Shape4& s, StatsMode stats, bool affine) {
-  (void)affine;  // the partial sums are always reserved: a few floats per channel
+int64_t norm_act_bwd_workspace_floats(const Shape4& s, StatsMode stats) {
   const int64_t samples = per_sample(stats) ? s.N : 1;
   return samples * splits_for(s, stats) * s.C * 2 + samples * s.C * 3;
 }

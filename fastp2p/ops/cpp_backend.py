@@ -354,7 +354,7 @@ def norm_act_bwd(grad_out_slice, x, weight, bias, mean, rstd, *, norm, activatio
     grad_weight = torch.empty(channels, dtype=torch.float32, device=x.device) if affine else None
     grad_bias = torch.empty(channels, dtype=torch.float32, device=x.device) if affine else None
     stream, workspace = _device_extras(
-        x, lambda: C_ext.norm_act_bwd_workspace_floats(n, channels, height, width, stats, affine))
+        x, lambda: C_ext.norm_act_bwd_workspace_floats(n, channels, height, width, stats))
     saved = (None, None) if stats == _NONE else (_fp32(mean).view(-1), _fp32(rstd).view(-1))
     with torch.no_grad():
         C_ext.norm_act_bwd(_arg(grad_out), _arg(x), _arg(grad_x), _optional_arg(_fp32(weight)),
