@@ -64,6 +64,15 @@ Activation check_activation(int code) {
   return static_cast<Activation>(code);
 }
 
+// As nn.InstanceNorm2d and nn.BatchNorm2d: statistics of a single value per group are rejected
+// (no variance, and the running variance's count / (count - 1) would divide by zero).
+void check_statistics_count(const Shape4& s, StatsMode stats) {
+  CHECK_ARG(stats != StatsMode::kInstance || s.H * s.W > 1, "instance norm needs more than one spatial "
+            "element per channel (as nn.InstanceNorm2d), got H x W = ", s.H, " x ", s.W);
+  CHECK_ARG(stats != StatsMode::kBatchTrain || s.N * s.H * s.W > 1, "batch norm in training needs more "
+            "than one value per channel (as nn.BatchNorm2d), got N x H x W = ", s.N, " x ", s.H, " x ", s.W);
+}
+
 int64_t group_count(const Shape4& s, StatsMode stats) {
   if (stats == StatsMode::kNone) return 0;
   return stats == StatsMode::kInstance ? s.N * s.C : s.C;
@@ -138,6 +147,7 @@ void norm_act_fwd(const TensorTuple& x_t, const OptTensor& weight_t, const OptTe
   a.out = out.data;
   a.out_strides = strides4(out);
   a.stats = check_stats(stats_code);
+  check_statistics_count(a.shape, a.stats);
   CHECK_ARG(weight_t.has_value() == bias_t.has_value(), "weight and bias must both be given or both be None");
   a.weight = channel_vector(optional_arg(weight_t), x, a.shape.C, "weight");
   a.bias = channel_vector(optional_arg(bias_t), x, a.shape.C, "bias");

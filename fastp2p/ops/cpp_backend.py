@@ -270,13 +270,9 @@ def norm_act_fwd(x, weight, bias, running_mean, running_var, out, out_channel_of
     for name, t in (("weight", weight), ("bias", bias), ("running_mean", running_mean),
                     ("running_var", running_var)):
         _check_channel_vector(t, name, channels, x.device)
+    # (One value per norm group, as in a 1x1 instance norm, is rejected by the extension itself,
+    # which divides by count - 1 for the running variance: so it guards direct callers too.)
     stats = _stats_mode(norm, training, running_mean)
-    if stats == _INSTANCE and height * width == 1:
-        raise ValueError("instance norm needs more than one spatial element per channel "
-                         f"(as nn.InstanceNorm2d), got H x W = {height} x {width}")
-    if stats == _BATCH_TRAIN and n * height * width == 1:
-        raise ValueError("batch norm in training needs more than one value per channel "
-                         f"(as nn.BatchNorm2d), got N x H x W = {n} x {height} x {width}")
     dropout_p, seed32, offset32, seed_ptr, offset_ptr = _check_dropout(dropout_p, seed, offset, x.device)
     activation_code = _activation_code(activation)
 
