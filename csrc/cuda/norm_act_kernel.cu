@@ -359,8 +359,6 @@ void check_launch(const char* what) {
   if (error != cudaSuccess) throw std::runtime_error(std::string(what) + ": " + cudaGetErrorString(error));
 }
 
-bool per_sample(StatsMode stats) { return stats == StatsMode::kInstance; }
-
 int splits_for(const Shape4& s, StatsMode stats) {
   const int64_t samples = per_sample(stats) ? s.N : 1;
   const int64_t rows = per_sample(stats) ? s.H * s.W : s.N * s.H * s.W;
