@@ -64,12 +64,42 @@ Activation check_activation(int code) {
   return static_cast<Activation>(code);
 }
 
+// As nn.InstanceNorm2d and nn.BatchNorm2d: statistics of a single value per group are rejected
+// (no variance, and the running variance's count / (count - 1) would divide by zero).
+void check_statistics_count(const Shape4& s, StatsMode stats) {
+  CHECK_ARG(stats != StatsMode::kInstance || s.H * s.W > 1, "instance norm needs more than one spatial "
+            "element per channel (as nn.InstanceNorm2d), got H x W = ", s.H, " x ", s.W);
+  CHECK_ARG(stats != StatsMode::kBatchTrain || s.N * s.H * s.W > 1, "batch norm in training needs more "
+            "than one value per channel (as nn.BatchNorm2d), got N x H x W = ", s.N, " x ", s.H, " x ", s.W);
+}
+
 int64_t group_count(const Shape4& s, StatsMode stats) {
   if (stats == StatsMode::kNone) return 0;
   return stats == StatsMode::kInstance ? s.N * s.C : s.C;
 }
 
+// The arguments after the statistics, the same in both directions: activation, dropout, and
+// where the kernel runs.
+template <typename Args>
+void set_pointwise_args(Args& a, const TensorArg& x, int activation_code, double slope,
+                        double dropout_p, uint64_t seed, uint64_t offset, std::uintptr_t seed_ptr,
+                        std::uintptr_t offset_ptr, int num_threads) {
+  a.activation = check_activation(activation_code);
+  a.slope = float(slope);
+  a.dropout = make_dropout(dropout_p, seed, offset, seed_ptr, offset_ptr, x.is_cuda());
+  a.num_threads = num_threads > 0 ? num_threads : 1;
+  a.device = x.device;
+}
+
+// Each direction's kernels, by argument type, so that one launch() serves both.
+void cpu_kernel(const NormActFwdArgs& a) { cpu::norm_act_fwd(a); }
+void cpu_kernel(const NormActBwdArgs& a) { cpu::norm_act_bwd(a); }
 #if defined(FASTP2P_WITH_CUDA)
+int64_t cuda_workspace_floats(const NormActFwdArgs& a) { return cuda::norm_act_fwd_workspace_floats(a.shape, a.stats); }
+int64_t cuda_workspace_floats(const NormActBwdArgs& a) { return cuda::norm_act_bwd_workspace_floats(a.shape, a.stats); }
+void cuda_kernel(const NormActFwdArgs& a, std::uintptr_t stream, float* ws) { cuda::norm_act_fwd(a, stream, ws); }
+void cuda_kernel(const NormActBwdArgs& a, std::uintptr_t stream, float* ws) { cuda::norm_act_bwd(a, stream, ws); }
+
 float* optional_workspace(const OptTensor& workspace, const TensorArg& x, int64_t floats) {
   if (floats == 0) return nullptr;
   CHECK_ARG(workspace.has_value(), "the CUDA launcher needs a float32 workspace of ", floats, " elements");
@@ -80,6 +110,25 @@ float* optional_workspace(const OptTensor& workspace, const TensorArg& x, int64_
   return static_cast<float*>(w.data);
 }
 #endif
+
+// Runs the kernel on x's device with the GIL released: the CPU one, or the CUDA one on the
+// caller's stream with the caller's workspace.
+template <typename Args>
+void launch(const Args& a, const TensorArg& x, std::uintptr_t stream, const OptTensor& workspace_t) {
+  if (!x.is_cuda()) {
+    py::gil_scoped_release release;
+    cpu_kernel(a);
+    return;
+  }
+#if defined(FASTP2P_WITH_CUDA)
+  float* workspace = optional_workspace(workspace_t, x, cuda_workspace_floats(a));
+  py::gil_scoped_release release;
+  cuda_kernel(a, stream, workspace);
+#else
+  (void)stream, (void)workspace_t;
+  fail("fastp2p._C was built without CUDA: x must be a CPU tensor");
+#endif
+}
 
 void norm_act_fwd(const TensorTuple& x_t, const OptTensor& weight_t, const OptTensor& bias_t,
                   const OptTensor& running_mean_t, const OptTensor& running_var_t,
@@ -98,6 +147,7 @@ void norm_act_fwd(const TensorTuple& x_t, const OptTensor& weight_t, const OptTe
   a.out = out.data;
   a.out_strides = strides4(out);
   a.stats = check_stats(stats_code);
+  check_statistics_count(a.shape, a.stats);
   CHECK_ARG(weight_t.has_value() == bias_t.has_value(), "weight and bias must both be given or both be None");
   a.weight = channel_vector(optional_arg(weight_t), x, a.shape.C, "weight");
   a.bias = channel_vector(optional_arg(bias_t), x, a.shape.C, "bias");
@@ -115,24 +165,9 @@ void norm_act_fwd(const TensorTuple& x_t, const OptTensor& weight_t, const OptTe
   }
   a.momentum = float(momentum);
   a.eps = float(eps);
-  a.activation = check_activation(activation_code);
-  a.slope = float(slope);
-  a.dropout = make_dropout(dropout_p, seed, offset, seed_ptr, offset_ptr, x.is_cuda());
-  a.num_threads = num_threads > 0 ? num_threads : 1;
-  a.device = x.device;
-  if (!x.is_cuda()) {
-    py::gil_scoped_release release;
-    cpu::norm_act_fwd(a);
-    return;
-  }
-#if defined(FASTP2P_WITH_CUDA)
-  float* workspace = optional_workspace(workspace_t, x, cuda::norm_act_fwd_workspace_floats(a.shape, a.stats));
-  py::gil_scoped_release release;
-  cuda::norm_act_fwd(a, stream, workspace);
-#else
-  (void)stream, (void)workspace_t;
-  fail("fastp2p._C was built without CUDA: x must be a CPU tensor");
-#endif
+  set_pointwise_args(a, x, activation_code, slope, dropout_p, seed, offset, seed_ptr, offset_ptr,
+                     num_threads);
+  launch(a, x, stream, workspace_t);
 }
 
 void norm_act_bwd(const TensorTuple& grad_out_t, const TensorTuple& x_t, const TensorTuple& grad_x_t,
@@ -168,25 +203,9 @@ void norm_act_bwd(const TensorTuple& grad_out_t, const TensorTuple& x_t, const T
     a.mean = channel_vector(optional_arg(mean_t), x, groups, "mean");
     a.rstd = channel_vector(optional_arg(rstd_t), x, groups, "rstd");
   }
-  a.activation = check_activation(activation_code);
-  a.slope = float(slope);
-  a.dropout = make_dropout(dropout_p, seed, offset, seed_ptr, offset_ptr, x.is_cuda());
-  a.num_threads = num_threads > 0 ? num_threads : 1;
-  a.device = x.device;
-  if (!x.is_cuda()) {
-    py::gil_scoped_release release;
-    cpu::norm_act_bwd(a);
-    return;
-  }
-#if defined(FASTP2P_WITH_CUDA)
-  float* workspace = optional_workspace(
-      workspace_t, x, cuda::norm_act_bwd_workspace_floats(a.shape, a.stats, a.weight != nullptr));
-  py::gil_scoped_release release;
-  cuda::norm_act_bwd(a, stream, workspace);
-#else
-  (void)stream, (void)workspace_t;
-  fail("fastp2p._C was built without CUDA: x must be a CPU tensor");
-#endif
+  set_pointwise_args(a, x, activation_code, slope, dropout_p, seed, offset, seed_ptr, offset_ptr,
+                     num_threads);
+  launch(a, x, stream, workspace_t);
 }
 
 }  // namespace
@@ -205,8 +224,8 @@ void register_norm_act(py::module_& m) {
   m.def("norm_act_fwd_workspace_floats", [](int64_t n, int64_t c, int64_t h, int64_t w, int stats) {
     return cuda::norm_act_fwd_workspace_floats({n, c, h, w}, check_stats(stats));
   });
-  m.def("norm_act_bwd_workspace_floats", [](int64_t n, int64_t c, int64_t h, int64_t w, int stats, bool affine) {
-    return cuda::norm_act_bwd_workspace_floats({n, c, h, w}, check_stats(stats), affine);
+  m.def("norm_act_bwd_workspace_floats", [](int64_t n, int64_t c, int64_t h, int64_t w, int stats) {
+    return cuda::norm_act_bwd_workspace_floats({n, c, h, w}, check_stats(stats));
   });
 #endif
 }

@@ -34,6 +34,16 @@ def make_inputs(shape, *, affine, norm, dtype, layout, seed=0, device="cpu"):
     return x, weight, bias, running
 
 
+def case_id(case):
+    """Test id of a (norm, training, activation, affine, dropout_p) case."""
+    norm, training, activation, affine, p = case
+    return f"{norm}-{'train' if training else 'eval'}-{activation}-{'affine' if affine else 'plain'}-p{p}"
+
+
+def shape_id(shape):
+    return "N{}-C{}-H{}-W{}".format(*shape)
+
+
 def double(t):
     return None if t is None else t.detach().double()
 
@@ -50,4 +60,4 @@ def oracle_backward(x, weight, bias, running, grad_out, **kw):
 
 
 __all__ = ["cpp_backend", "reference_fwd", "requires_extension", "poisoned", "make_inputs",
-           "double", "oracle_backward", "LAYOUTS"]
+           "case_id", "shape_id", "double", "oracle_backward", "LAYOUTS"]

@@ -85,6 +85,10 @@ def test_extension_boundary_checks_raise_value_error_too():
     with pytest.raises(ValueError, match="out .* must have size 3 in dimension 3"):
         _C.norm_act_fwd(arg, None, None, None, None, bad_out, None, None, 3, 0.1, 1e-5, 0, 0.0,
                         0.0, 0, 0, 0, 0, 1, 0, None)
+    one_pixel = (x.data_ptr(), 0, (1, 2, 1, 1), (2, 1, 1, 1), -1)
+    with pytest.raises(ValueError, match="batch norm in training needs more than one value"):
+        _C.norm_act_fwd(one_pixel, None, None, None, None, one_pixel, arg, arg, 1, 0.1, 1e-5, 0,
+                        0.0, 0.0, 0, 0, 0, 0, 1, 0, None)
     with pytest.raises(ValueError, match="dtype code"):
         _C.l1_loss_fwd((x.data_ptr(), 7, (18,), (1,), -1), arg, arg, arg, 1)
 

@@ -2,8 +2,8 @@
 import pytest
 import torch
 
-from cpp_backend_helpers import (LAYOUTS, cpp_backend, double, make_inputs, oracle_backward, poisoned,
-                                 reference_fwd)
+from cpp_backend_helpers import (LAYOUTS, case_id, cpp_backend, double, make_inputs, oracle_backward,
+                                 poisoned, reference_fwd, shape_id)
 from fastp2p.ops.dropout_rng import dropout_keep_mask
 from tolerances import FP32_SINGLE_OP, assert_close, relative_error
 
@@ -25,11 +25,6 @@ def _needs_cuda_build():
         pytest.skip(cpp_backend.cuda_unavailable_reason())
 
 
-def case_id(case):
-    norm, training, activation, affine, p = case
-    return f"{norm}-{'train' if training else 'eval'}-{activation}-{'affine' if affine else 'plain'}-p{p}"
-
-
 def kwargs(norm, training, activation, p):
     return dict(norm=norm, training=training, momentum=0.1, eps=1e-5, activation=activation,
                 slope=0.2, dropout_p=p, seed=77, offset=2 ** 33 + 5)
@@ -37,7 +32,7 @@ def kwargs(norm, training, activation, p):
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=["fp32", "bf16"])
 @pytest.mark.parametrize("layout", ["nhwc", "nchw"])
-@pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "N{}-C{}-H{}-W{}".format(*s))
+@pytest.mark.parametrize("shape", SHAPES, ids=shape_id)
 @pytest.mark.parametrize("case", CASES, ids=case_id)
 def test_cuda_forward_and_backward_match_reference(case, shape, layout, dtype):
     _needs_cuda_build()

@@ -2,8 +2,8 @@
 import pytest
 import torch
 
-from cpp_backend_helpers import (cpp_backend, double, make_inputs, oracle_backward, poisoned,
-                                 reference_fwd, requires_extension)
+from cpp_backend_helpers import (case_id, cpp_backend, double, make_inputs, oracle_backward,
+                                 poisoned, reference_fwd, requires_extension, shape_id)
 from fastp2p.ops.dropout_rng import dropout_keep_mask
 from tolerances import FP32_SINGLE_OP, assert_close, relative_error
 
@@ -23,20 +23,26 @@ CASES = [  # norm, training, activation, affine, dropout_p
 ]
 
 
-def case_id(case):
-    norm, training, activation, affine, p = case
-    return f"{norm}-{'train' if training else 'eval'}-{activation}-{'affine' if affine else 'plain'}-p{p}"
+def copies(tensors):
+    """Clones (None stays None): a forward that updates running stats in place leaves the
+    originals for the oracle."""
+    return [None if t is None else t.clone() for t in tensors]
 
 
-def shape_id(shape):
-    return "N{}-C{}-H{}-W{}".format(*shape)
+def over_cases_shapes_layouts(test):
+    """Parametrizes a test over every (case, shape, layout) of the float32 comparisons."""
+    test = pytest.mark.parametrize("case", CASES, ids=case_id)(test)
+    test = pytest.mark.parametrize("shape", SHAPES, ids=shape_id)(test)
+    return pytest.mark.parametrize("layout", ["nchw", "nhwc"])(test)
 
 
-def valid(shape, norm, training):
+def case_inputs(case, shape, layout, seed):
+    """make_inputs for a float32 case; skips the shapes the reference module rejects."""
+    norm, training, _, affine, _ = case
     n, _, h, w = shape
-    if norm == "instance":
-        return h * w > 1
-    return not (norm == "batch" and training and n * h * w == 1)
+    if (norm == "instance" and h * w == 1) or (norm == "batch" and training and n * h * w == 1):
+        pytest.skip("the reference module rejects this shape (one value per channel)")
+    return make_inputs(shape, affine=affine, norm=norm, dtype=torch.float32, layout=layout, seed=seed)
 
 
 def kwargs(norm, training, activation, p, seed=1234, offset=99):
@@ -44,15 +50,10 @@ def kwargs(norm, training, activation, p, seed=1234, offset=99):
                 slope=0.2, dropout_p=p, seed=seed, offset=offset)
 
 
-@pytest.mark.parametrize("layout", ["nchw", "nhwc"])
-@pytest.mark.parametrize("shape", SHAPES, ids=shape_id)
-@pytest.mark.parametrize("case", CASES, ids=case_id)
+@over_cases_shapes_layouts
 def test_forward_matches_reference_and_writes_only_its_slice(case, shape, layout):
     norm, training, activation, affine, p = case
-    if not valid(shape, norm, training):
-        pytest.skip("the reference module rejects this shape (one value per channel)")
-    x, weight, bias, running = make_inputs(shape, affine=affine, norm=norm, dtype=torch.float32,
-                                           layout=layout)
+    x, weight, bias, running = case_inputs(case, shape, layout, seed=0)
     n, c, h, w = shape
     out = poisoned((n, c + 5, h, w), torch.float32, layout)
     expected = torch.full((n, c + 5, h, w), float("nan"), dtype=torch.float64)
@@ -71,19 +72,14 @@ def test_forward_matches_reference_and_writes_only_its_slice(case, shape, layout
         assert_close(running[1], running64[1], FP32_SINGLE_OP, "running_var")
 
 
-@pytest.mark.parametrize("layout", ["nchw", "nhwc"])
-@pytest.mark.parametrize("shape", SHAPES, ids=shape_id)
-@pytest.mark.parametrize("case", CASES, ids=case_id)
+@over_cases_shapes_layouts
 def test_backward_matches_autograd_of_the_reference(case, shape, layout):
     norm, training, activation, affine, p = case
-    if not valid(shape, norm, training):
-        pytest.skip("the reference module rejects this shape (one value per channel)")
-    x, weight, bias, running = make_inputs(shape, affine=affine, norm=norm, dtype=torch.float32,
-                                           layout=layout, seed=1)
+    x, weight, bias, running = case_inputs(case, shape, layout, seed=1)
     n, c, h, w = shape
     kw = kwargs(norm, training, activation, p)
     out = poisoned((n, c, h, w), torch.float32, layout)
-    mean, rstd = cpp_backend.norm_act_fwd(x, weight, bias, *[double(t).float() if t is not None else None for t in running], out, 0, **kw)
+    mean, rstd = cpp_backend.norm_act_fwd(x, weight, bias, *copies(running), out, 0, **kw)
     # The gradient arrives as a channel slice of a wider buffer whose other channels are NaN.
     grad_buffer = poisoned((n, c + 4, h, w), torch.float32, layout)
     grad_buffer[:, 2:2 + c] = torch.randn(shape, generator=torch.Generator().manual_seed(2))
@@ -162,7 +158,7 @@ def test_low_precision_storage_is_within_twice_pytorchs_own_error(dtype, layout,
     reference_fwd(double(x), double(weight), double(bias), *running64, exact, 0, **kw)
     # PyTorch's own: the same math run in float32 on the stored inputs, rounded to the dtype.
     own = torch.empty(shape, dtype=torch.float32)
-    reference_fwd(x.float(), weight, bias, *[double(t).float() if t is not None else None for t in running], own, 0, **kw)
+    reference_fwd(x.float(), weight, bias, *copies(running), own, 0, **kw)
     own_error = relative_error(own.to(dtype), exact)
     assert relative_error(out, exact) <= 2 * own_error + 1e-3
     grad_out = torch.randn(shape).to(dtype)

@@ -13,6 +13,9 @@ namespace fastp2p {
 enum class StatsMode : int { kInstance = 0, kBatchTrain = 1, kBatchEval = 2, kNone = 3 };
 enum class Activation : int { kNone = 0, kRelu = 1, kLeakyRelu = 2 };
 
+// Instance norm keeps statistics per (n, c), every other mode per channel.
+inline bool per_sample(StatsMode stats) { return stats == StatsMode::kInstance; }
+
 struct Shape4 {
   int64_t N, C, H, W;
   int64_t numel() const { return N * C * H * W; }

@@ -115,8 +115,6 @@ inline float negative_slope(Activation a, float slope) {
 
 constexpr int64_t kChunk = 256;  // elements of a segment processed through a float scratch
 
-bool per_sample(StatsMode stats) { return stats == StatsMode::kInstance; }
-
 // Per-group (mean, rstd) of the forward: computed from x, or taken from the running stats.
 template <typename T, bool CI>
 void compute_statistics(const NormActFwdArgs& a, std::vector<float>& mean, std::vector<float>& rstd) {
@@ -294,8 +292,6 @@ void backward(const NormActBwdArgs& a) {
   });
 }
 
-}  // namespace
-
 // Channels-last segments when every tensor has unit channel stride (C == 1 counts), NCHW rows
 // when every tensor has unit W stride; with both, the longer inner loop.
 bool channels_inner(const Shape4& s, std::initializer_list<Strides4> tensors) {
@@ -319,6 +315,8 @@ void collapse_spatial(Shape4& s, std::initializer_list<Strides4*> tensors) {
   s.W *= s.H;
   s.H = 1;
 }
+
+}  // namespace
 
 void norm_act_fwd(const NormActFwdArgs& original) {
   NormActFwdArgs args = original;

@@ -9,8 +9,8 @@ namespace fastp2p::cuda {
 
 // float32 scratch the forward needs for its partial statistics (0 when no statistics).
 int64_t norm_act_fwd_workspace_floats(const Shape4& shape, StatsMode stats);
-// ... and the backward for its partial sums.
-int64_t norm_act_bwd_workspace_floats(const Shape4& shape, StatsMode stats, bool affine);
+// ... and the backward for its partial sums (reserved with or without affine: a few floats per channel).
+int64_t norm_act_bwd_workspace_floats(const Shape4& shape, StatsMode stats);
 
 // `stream` is the caller's cudaStream_t as an integer; `workspace` holds the floats above.
 void norm_act_fwd(const NormActFwdArgs& args, std::uintptr_t stream, float* workspace);

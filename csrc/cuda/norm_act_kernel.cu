@@ -359,8 +359,6 @@ void check_launch(const char* what) {
   if (error != cudaSuccess) throw std::runtime_error(std::string(what) + ": " + cudaGetErrorString(error));
 }
 
-bool per_sample(StatsMode stats) { return stats == StatsMode::kInstance; }
-
 int splits_for(const Shape4& s, StatsMode stats) {
   const int64_t samples = per_sample(stats) ? s.N : 1;
   const int64_t rows = per_sample(stats) ? s.H * s.W : s.N * s.H * s.W;
@@ -477,8 +475,7 @@ int64_t norm_act_fwd_workspace_floats(const Shape4& s, StatsMode stats) {
   return (per_sample(stats) ? s.N : 1) * splits_for(s, stats) * s.C * 3;
 }
 
-int64_t norm_act_bwd_workspace_floats(const Shape4& s, StatsMode stats, bool affine) {
-  (void)affine;  // the partial sums are always reserved: a few floats per channel
+int64_t norm_act_bwd_workspace_floats(const Shape4& s, StatsMode stats) {
   const int64_t samples = per_sample(stats) ? s.N : 1;
   return samples * splits_for(s, stats) * s.C * 2 + samples * s.C * 3;
 }

@@ -99,21 +99,27 @@ def _require():
 
 
 # -- argument plumbing -----------------------------------------------------------------------
+# These run on every call: attribute reads that skip torch.device objects (get_device() is -1 on
+# the CPU, the index on CUDA) keep the launchers' overhead small next to small layers' kernels.
 def _arg(t):
-    return (t.data_ptr(), _DTYPE_CODES[t.dtype], tuple(t.shape), tuple(t.stride()),
-            -1 if t.device.type == "cpu" else t.device.index)
+    return (t.data_ptr(), _DTYPE_CODES[t.dtype], tuple(t.shape), tuple(t.stride()), t.get_device())
 
 
 def _optional_arg(t):
     return None if t is None else _arg(t)
 
 
+def _statistics_arg(t):
+    """A float32 contiguous statistics tensor ((N, C) or (C,)) as the 1-D vector the kernels see."""
+    return (t.data_ptr(), _DTYPE_CODES[torch.float32], (t.numel(),), (1,), t.get_device())
+
+
 def _check_device(x, what):
-    if x.device.type == "cuda":
+    if x.is_cuda:
         if not cuda_available():
             raise ValueError(f"{what}: fastp2p._C was built without CUDA; expected a CPU tensor, "
                              f"got one on {x.device}")
-    elif x.device.type != "cpu":
+    elif not x.is_cpu:
         raise ValueError(f"{what}: expected a CPU or CUDA tensor, got one on {x.device}")
 
 
@@ -147,13 +153,8 @@ def _check_pair(a, b, names):
 
 
 def _fp32(t):
-    if t is None or (t.dtype == torch.float32 and t.is_contiguous()):
-        return t
-    return t.detach().to(torch.float32).contiguous()
-
-
-def _float32_buffer(t):
-    """t itself when the kernel can update it in place (float32, contiguous), else a copy."""
+    """t itself when the kernels can read it (or update it in place) as it is: float32 and
+    contiguous; else a float32 contiguous copy."""
     if t is None or (t.dtype == torch.float32 and t.is_contiguous()):
         return t
     return t.detach().to(torch.float32).contiguous()
@@ -220,7 +221,7 @@ def _check_dropout(dropout_p, seed, offset, device):
                                  f"{value.dtype} of shape {tuple(value.shape)}")
         elif not isinstance(value, int) or isinstance(value, bool):
             raise ValueError(f"{name} must be a Python int or an int64 tensor, got {type(value).__name__}")
-    if not any(as_tensor):
+    if not (as_tensor[0] or as_tensor[1]):
         return float(dropout_p), seed & _LOW32, offset & _LOW32, 0, 0
     if device.type == "cpu":  # read now: the CPU kernel runs synchronously
         seed, offset = (int(v.item()) if t else v for v, t in zip((seed, offset), as_tensor))
@@ -233,7 +234,7 @@ def _check_dropout(dropout_p, seed, offset, device):
 
 def _device_extras(x, workspace_floats):
     """(stream, workspace) for a CUDA launch; (0, None) on the CPU."""
-    if x.device.type != "cuda":
+    if not x.is_cuda:
         return 0, None
     stream = torch.cuda.current_stream(x.device).cuda_stream
     floats = workspace_floats()
@@ -269,13 +270,9 @@ def norm_act_fwd(x, weight, bias, running_mean, running_var, out, out_channel_of
     for name, t in (("weight", weight), ("bias", bias), ("running_mean", running_mean),
                     ("running_var", running_var)):
         _check_channel_vector(t, name, channels, x.device)
+    # (One value per norm group, as in a 1x1 instance norm, is rejected by the extension itself,
+    # which divides by count - 1 for the running variance: so it guards direct callers too.)
     stats = _stats_mode(norm, training, running_mean)
-    if stats == _INSTANCE and height * width == 1:
-        raise ValueError("instance norm needs more than one spatial element per channel "
-                         f"(as nn.InstanceNorm2d), got H x W = {height} x {width}")
-    if stats == _BATCH_TRAIN and n * height * width == 1:
-        raise ValueError("batch norm in training needs more than one value per channel "
-                         f"(as nn.BatchNorm2d), got N x H x W = {n} x {height} x {width}")
     dropout_p, seed32, offset32, seed_ptr, offset_ptr = _check_dropout(dropout_p, seed, offset, x.device)
     activation_code = _activation_code(activation)
 
@@ -285,24 +282,23 @@ def norm_act_fwd(x, weight, bias, running_mean, running_var, out, out_channel_of
     out_slice = out.narrow(1, out_channel_offset, channels)
     destination = out_slice if _fits(out_slice, layout) else _empty_in(layout, x)
     # Running stats are updated in place: through float32 buffers when they are not already.
-    running = [_float32_buffer(running_mean), _float32_buffer(running_var)]
-    groups = {_INSTANCE: (n, channels), _BATCH_TRAIN: (channels,), _BATCH_EVAL: (channels,),
-              _NONE: (0,)}[stats]
+    running = [_fp32(running_mean), _fp32(running_var)]
+    groups = (n, channels) if stats == _INSTANCE else ((0,) if stats == _NONE else (channels,))
     mean = torch.empty(groups, dtype=torch.float32, device=x.device)
     rstd = torch.empty(groups, dtype=torch.float32, device=x.device)
-    weight32, bias32 = _fp32(weight), _fp32(bias)
     stream, workspace = _device_extras(
         x, lambda: C_ext.norm_act_fwd_workspace_floats(n, channels, height, width, stats))
-    with torch.no_grad():
-        C_ext.norm_act_fwd(_arg(x), _optional_arg(weight32), _optional_arg(bias32),
-                           _optional_arg(running[0]), _optional_arg(running[1]), _arg(destination),
-                           None if stats == _NONE else _arg(mean.view(-1)),
-                           None if stats == _NONE else _arg(rstd.view(-1)), stats, float(momentum),
-                           float(eps), activation_code, float(slope), dropout_p, seed32, offset32,
-                           seed_ptr, offset_ptr, torch.get_num_threads(), stream, workspace)
-        if destination is not out_slice:
+    C_ext.norm_act_fwd(_arg(x), _optional_arg(_fp32(weight)), _optional_arg(_fp32(bias)),
+                       _optional_arg(running[0]), _optional_arg(running[1]), _arg(destination),
+                       None if stats == _NONE else _statistics_arg(mean),
+                       None if stats == _NONE else _statistics_arg(rstd), stats, float(momentum),
+                       float(eps), activation_code, float(slope), dropout_p, seed32, offset32,
+                       seed_ptr, offset_ptr, torch.get_num_threads(), stream, workspace)
+    if destination is not out_slice:
+        with torch.no_grad():
             out_slice.copy_(destination)
-        if stats == _BATCH_TRAIN and running_mean is not None:
+    if stats == _BATCH_TRAIN and running_mean is not None:
+        with torch.no_grad():
             for target, updated in zip((running_mean, running_var), running):
                 if target is not updated:
                     target.copy_(updated)
@@ -354,15 +350,14 @@ def norm_act_bwd(grad_out_slice, x, weight, bias, mean, rstd, *, norm, activatio
     grad_weight = torch.empty(channels, dtype=torch.float32, device=x.device) if affine else None
     grad_bias = torch.empty(channels, dtype=torch.float32, device=x.device) if affine else None
     stream, workspace = _device_extras(
-        x, lambda: C_ext.norm_act_bwd_workspace_floats(n, channels, height, width, stats, affine))
-    saved = (None, None) if stats == _NONE else (_fp32(mean).view(-1), _fp32(rstd).view(-1))
-    with torch.no_grad():
-        C_ext.norm_act_bwd(_arg(grad_out), _arg(x), _arg(grad_x), _optional_arg(_fp32(weight)),
-                           _optional_arg(_fp32(bias)), _optional_arg(saved[0]),
-                           _optional_arg(saved[1]), _optional_arg(grad_weight),
-                           _optional_arg(grad_bias), stats, activation_code, float(slope),
-                           dropout_p, seed32, offset32, seed_ptr, offset_ptr,
-                           torch.get_num_threads(), stream, workspace)
+        x, lambda: C_ext.norm_act_bwd_workspace_floats(n, channels, height, width, stats))
+    # The saved statistics, checked above to have their shape: as float32 contiguous vectors.
+    saved = (None, None) if stats == _NONE else (_statistics_arg(_fp32(mean)), _statistics_arg(_fp32(rstd)))
+    C_ext.norm_act_bwd(_arg(grad_out), _arg(x), _arg(grad_x), _optional_arg(_fp32(weight)),
+                       _optional_arg(_fp32(bias)), saved[0], saved[1],
+                       _optional_arg(grad_weight), _optional_arg(grad_bias), stats,
+                       activation_code, float(slope), dropout_p, seed32, offset32, seed_ptr,
+                       offset_ptr, torch.get_num_threads(), stream, workspace)
     if affine:
         grad_weight, grad_bias = grad_weight.to(weight.dtype), grad_bias.to(bias.dtype)
     return grad_x, grad_weight, grad_bias
@@ -374,7 +369,7 @@ def _check_loss_input(t, name):
         raise ValueError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
     if t.dtype not in _DTYPE_CODES:
         raise ValueError(f"{name} must be float32, bfloat16 or float16, got {t.dtype}")
-    if t.device.type != "cpu":
+    if not t.is_cpu:
         raise ValueError(f"{name}: the C++ loss kernels take CPU tensors, got one on {t.device}")
     if t.numel() == 0:
         raise ValueError(f"{name} must not be empty")
