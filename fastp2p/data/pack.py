@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from fastp2p.data.atomic_files import replacing
 from fastp2p.data.errors import DataError
 from fastp2p.data.folders import open_rgb, scan_aligned, scan_two_folders
 from fastp2p.data.packed import FORMAT, INDEX_NAME, VERSION, file_sha256
@@ -65,24 +66,8 @@ def load_pair(dataroot: Path, a_rel: str, b_rel: str, aligned: bool, load_size: 
 
 
 def _atomic_write_text(path: Path, text: str) -> None:
-    temp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
-    with open(temp, "w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(temp, path)
-    _fsync_dir(path.parent)
-
-
-def _fsync_dir(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:     # e.g. Windows: directories cannot be opened; rename is still atomic
-        return
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    with replacing(path) as temp:
+        temp.write_text(text)
 
 
 # ---- one shard, in a worker process -------------------------------------------------------
@@ -103,33 +88,23 @@ def _count_into(counter) -> None:
 def write_shard(job: dict) -> dict:
     """Decode, resize and write one planned shard atomically; returns its index record."""
     phase_dir, dataroot = Path(job["phase_dir"]), Path(job["dataroot"])
-    final = phase_dir / job["file"]
-    temp = final.with_name(f"{final.name}.tmp-{os.getpid()}")
     digest = hashlib.sha256()
     sources, skipped = [], []
-    try:
-        with open(temp, "wb") as f:
-            for a_rel, b_rel in job["pairs"]:
-                try:
-                    pixels = load_pair(dataroot, a_rel, b_rel, job["aligned"], job["load_size"])
-                except DataError as error:
-                    if not job["skip_bad"]:
-                        raise
-                    skipped.append([a_rel, str(error)])
-                else:
-                    data = pixels.data
-                    f.write(data)
-                    digest.update(data)
-                    sources.append([a_rel, b_rel])
-                if _advance is not None:
-                    _advance(1)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(temp, final)
-    finally:
-        if temp.exists():
-            temp.unlink()
-    _fsync_dir(phase_dir)
+    with replacing(phase_dir / job["file"]) as temp, open(temp, "wb") as f:
+        for a_rel, b_rel in job["pairs"]:
+            try:
+                pixels = load_pair(dataroot, a_rel, b_rel, job["aligned"], job["load_size"])
+            except DataError as error:
+                if not job["skip_bad"]:
+                    raise
+                skipped.append([a_rel, str(error)])
+            else:
+                data = pixels.data
+                f.write(data)
+                digest.update(data)
+                sources.append([a_rel, b_rel])
+            if _advance is not None:
+                _advance(1)
     return {"file": job["file"], "count": len(sources), "sha256": digest.hexdigest(),
             "plan": job["plan"], "sources": sources, "skipped": skipped}
 
