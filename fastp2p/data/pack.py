@@ -40,6 +40,15 @@ def pair_bytes(load_size: int) -> int:
     return load_size * 2 * load_size * CHANNELS
 
 
+def usable_cpus() -> int:
+    """CPUs this process may run on (its affinity mask, where the platform has one): the
+    default number of packing workers."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
 def auto_pairs_per_shard(count: int, load_size: int) -> int:
     """Shards of about SHARD_TARGET_BYTES, but at least MIN_SHARDS of them when there are pairs
     enough. Depends only on the data, not on --workers, so a resume with other workers keeps
