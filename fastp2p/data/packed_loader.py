@@ -55,6 +55,12 @@ class PackedDeviceLoader:
                                             pin_memory=pin) for _ in range(self.buffers)]
         return self._host[size]
 
+    def _batch_paths(self, indices) -> dict:
+        paths = [self.dataset.source_paths(i) for i in indices]
+        if self.dataset.swap:
+            paths = [(b, a) for a, b in paths]
+        return {"A_paths": [a for a, _ in paths], "B_paths": [b for _, b in paths]}
+
     def __iter__(self):
         epoch = self.sampler.epoch
         cuda = self.device.type == "cuda"
@@ -75,7 +81,11 @@ class PackedDeviceLoader:
                     if copied[slot] is not None:
                         copied[slot].synchronize()
                     host = self._host_buffers(len(indices))[slot]
-                    filled.put((slot, indices, self.dataset.read_batch(indices, out=host)))
+                    pairs = self.dataset.read_batch(indices, out=host)
+                    # the per-pair generators and names too: Python work kept off the
+                    # training thread
+                    rngs = [item_rng(self.seed, epoch, i) for i in indices]
+                    filled.put((slot, pairs, rngs, self._batch_paths(indices)))
                 filled.put(None)
             except BaseException as error:      # re-raised in the consuming thread
                 filled.put(error)
@@ -89,21 +99,15 @@ class PackedDeviceLoader:
                     return
                 if isinstance(item, BaseException):
                     raise item
-                slot, indices, host = item
+                slot, host, rngs, paths = item
                 pairs = host.to(self.device, non_blocking=True)
                 if cuda:
                     copied[slot] = torch.cuda.Event()
                     copied[slot].record()
-                batch = augment_batch(pairs, self.dataset.config,
-                                      [item_rng(self.seed, epoch, i) for i in indices],
+                batch = augment_batch(pairs, self.dataset.config, rngs,
                                       swap=self.dataset.swap, dtype=self.dtype)
                 free.put(slot)      # on the CPU the augmentation above has read it already
-                paths = [self.dataset.source_paths(i) for i in indices]
-                if self.dataset.swap:
-                    paths = [(b, a) for a, b in paths]
-                batch["A_paths"] = [a for a, _ in paths]
-                batch["B_paths"] = [b for _, b in paths]
-                yield batch
+                yield {**batch, **paths}
         finally:
             stop.set()
             free.put(0)     # wakes a reader waiting for a slot; it sees ``stop`` and returns
