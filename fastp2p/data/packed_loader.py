@@ -10,6 +10,7 @@ Order and augmentation follow ``create_dataloader`` exactly: a ``DistributedSamp
 (seed, epoch) and rank, and each pair's crop and flip drawn from the CPU loader's ``item_rng``,
 so for the same seed the batches equal the CPU loader's.
 """
+import itertools
 import queue
 import threading
 
@@ -41,9 +42,12 @@ class PackedDeviceLoader:
                                           shuffle=shuffle, seed=seed, drop_last=False)
         self.batches = BatchSampler(self.sampler, batch_size, drop_last)
         self._host = {}     # batch size -> list of reusable host buffers
+        self.start_batch = 0
 
-    def set_epoch(self, epoch: int) -> None:
+    def set_epoch(self, epoch: int, start_batch: int = 0) -> None:
+        """As ``PairLoader.set_epoch``: ``start_batch`` skips the epoch's first batches unread."""
         self.sampler.set_epoch(epoch)
+        self.start_batch = start_batch
 
     def __len__(self) -> int:
         return len(self.batches)
@@ -74,7 +78,7 @@ class PackedDeviceLoader:
 
         def read():
             try:
-                for indices in self.batches:
+                for indices in itertools.islice(self.batches, self.start_batch, None):
                     slot = free.get()
                     if stop.is_set():
                         return
