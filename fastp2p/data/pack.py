@@ -25,7 +25,7 @@ import numpy as np
 
 from fastp2p.data.atomic_files import replacing
 from fastp2p.data.errors import DataError
-from fastp2p.data.folders import open_rgb, scan_aligned, scan_two_folders
+from fastp2p.data.folders import open_pair, scan_aligned, scan_two_folders
 from fastp2p.data.packed import FORMAT, INDEX_NAME, VERSION, file_sha256
 from fastp2p.data.transforms import BICUBIC, Preprocess
 
@@ -60,13 +60,7 @@ def auto_pairs_per_shard(count: int, load_size: int) -> int:
 def load_pair(dataroot: Path, a_rel: str, b_rel: str, aligned: bool, load_size: int) -> np.ndarray:
     """One pair as stored: uint8 load_size x 2*load_size x 3, each half resized like the folder
     dataset's resize_and_crop does it (same Pillow calls, so the same pixels)."""
-    if aligned:
-        pair = open_rgb(dataroot / a_rel)
-        width, height = pair.size
-        half = width // 2
-        halves = pair.crop((0, 0, half, height)), pair.crop((half, 0, width, height))
-    else:
-        halves = open_rgb(dataroot / a_rel), open_rgb(dataroot / b_rel)
+    halves = open_pair(dataroot / a_rel, dataroot / b_rel, aligned)
     pixels = np.empty((load_size, 2 * load_size, CHANNELS), dtype=np.uint8)
     for side, img in enumerate(halves):
         resized = img.resize((load_size, load_size), BICUBIC)
