@@ -17,7 +17,6 @@ all in one process (one torch thread, like a loader worker), with a warm page ca
 Every row carries ``pairs_per_s``. Run: ``python benchmarks/bench_data.py [--quick]``.
 """
 import argparse
-import os
 import random
 import sys
 import tempfile
@@ -31,20 +30,13 @@ from PIL import Image
 from fastp2p.bench.timing import benchmark
 from fastp2p.data.datasets import AlignedDataset
 from fastp2p.data.gpu_augment import augment_pairs_torch, draw_crop_flips
-from fastp2p.data.pack import pack_phase
+from fastp2p.data.pack import pack_phase, usable_cpus
 from fastp2p.data.packed import PackedDataset
 from fastp2p.data.packed_loader import PackedDeviceLoader
 from fastp2p.data.transforms import Preprocess
 
 LOAD, CROP, HALF = 286, 256, 256
 BATCH = 64
-
-
-def _usable_cpus() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:
-        return os.cpu_count() or 1
 
 
 def _smooth_image(rng, height, width) -> np.ndarray:
@@ -128,7 +120,7 @@ def cpu_rows(root: Path, count: int, quick: bool) -> list:
 def _cpu_rows(root: Path, count: int, quick: bool) -> list:
     config = Preprocess(load_size=LOAD, crop_size=CROP)
     pack_phase(root / "data", root / "packed", "train", load_size=LOAD,
-               workers=1 if quick else _usable_cpus(), progress=False)
+               workers=1 if quick else usable_cpus(), progress=False)
     folder = AlignedDataset(sorted((root / "data" / "train").glob("*.jpg")), config, swap=False)
     packed = PackedDataset(root / "packed" / "train", config, swap=False)
     batch = min(BATCH, count)
@@ -152,7 +144,7 @@ def _cpu_rows(root: Path, count: int, quick: bool) -> list:
         provider="torch", shape=shape, dtype="float32"))
     if not quick:
         rows.append(_device_loader_row(packed, "cpu", torch.float32, quick))
-        workers = _usable_cpus()
+        workers = usable_cpus()
         rows += [
             _loader_row(f"data folder items, {workers} workers",
                         _Batches(lambda b: _items(folder, b), count, 16), workers, quick,
@@ -221,7 +213,7 @@ def collect(quick: bool = False) -> list:
             packed = PackedDataset(root / "packed" / "train", config, swap=False)
             rows.append(_device_loader_row(packed, "cuda", torch.bfloat16, quick))
             rows += cuda_rows(quick)
-    cores = _usable_cpus()
+    cores = usable_cpus()
     for row in rows:
         row.setdefault("cpu_cores", cores)
         if row["device"] == "cpu":
@@ -235,7 +227,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     rows = collect(args.quick)
     gpu = f"CUDA {torch.cuda.get_device_name()}" if torch.cuda.is_available() else "no GPU"
-    print(f"{_usable_cpus()} CPU cores, torch {torch.__version__}, {gpu}")
+    print(f"{usable_cpus()} CPU cores, torch {torch.__version__}, {gpu}")
     for row in rows:
         cpu = (f"  (this process's CPU: {row['process_cpu_ms_mean']:.2f} ms/call)"
                if "process_cpu_ms_mean" in row else "")

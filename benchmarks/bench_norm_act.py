@@ -149,4 +149,4 @@ if __name__ == "__main__":
     import sys
     for r in collect(quick="--quick" in sys.argv):
         print(f"{r['op']:28s} {str(r['shape']):22s} {r['provider']:20s} {r['mode']:17s}"
-              f"{r['median_ms']:9.4f} ms {r['gbps']:8.1f} GB/s {r['fraction_of_copy']:6.1%}")
+              f"{r['median_ms']:9.4f} ms {r['gbps']:8.1f} GB/s {r['copy_fraction']:6.1%}")

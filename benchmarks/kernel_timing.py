@@ -26,7 +26,7 @@ def row(op, shape, dtype, provider, timing_ms, moved_bytes, copy_gbps, **extra) 
     return dict(name=f"{op} {'x'.join(map(str, shape))} {dtype_name}{mode}: {provider}",
                 op=op, shape=shape, dtype=dtype_name, provider=provider, median_ms=median,
                 p20_ms=p20, p80_ms=p80, bytes=moved_bytes, gbps=gbps, copy_gbps=copy_gbps,
-                fraction_of_copy=gbps / copy_gbps, **extra)
+                copy_fraction=gbps / copy_gbps, **extra)
 
 
 def default_device() -> torch.device:

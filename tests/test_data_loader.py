@@ -42,6 +42,19 @@ def test_batches_are_stacked_float_pairs_with_path_lists(dataset):
     assert len(dropped) == len(list(dropped)) == 2
 
 
+@pytest.mark.parametrize("workers", [0, 2])
+def test_start_batch_gives_the_rest_of_the_epoch_and_only_for_that_epoch(dataset, workers):
+    loader = create_dataloader(dataset, 3, shuffle=True, num_workers=workers, seed=5)
+    whole = epoch_batches(loader, 3)
+    loader.set_epoch(3, start_batch=2)
+    rest = list(loader)
+    assert len(loader) == len(whole) == 4                    # len stays the whole epoch's
+    assert len(rest) == 2 and names(rest) == names(whole[2:])
+    for a, b in zip(rest, whole[2:]):
+        assert torch.equal(a["A"], b["A"]) and torch.equal(a["B"], b["B"])
+    assert names(epoch_batches(loader, 3)) == names(whole)   # the next set_epoch starts at 0
+
+
 def test_order_and_augmentation_are_fixed_by_seed_and_epoch(dataset):
     first = create_dataloader(dataset, 3, shuffle=True, num_workers=0, seed=5)
     second = create_dataloader(dataset, 3, shuffle=True, num_workers=0, seed=5)

@@ -54,6 +54,18 @@ def test_batches_equal_create_dataloader(packed_root, direction):
     assert not torch.equal(got[0]["A"], got[2]["A"][:len(got[0]["A"])])   # epochs differ
 
 
+def test_start_batch_skips_the_first_batches_of_that_epoch_only(packed_root):
+    dataset = _dataset(packed_root, "AtoB")
+    loader = PackedDeviceLoader(dataset, 2, shuffle=True, seed=3, device="cpu")
+    whole = _collect(loader, (1,))
+    loader.set_epoch(1, start_batch=1)
+    rest = list(loader)
+    assert len(loader) == len(whole) == 4 and len(rest) == 3
+    for g, w in zip(rest, whole[1:]):
+        assert torch.equal(g["A"], w["A"]) and g["A_paths"] == w["A_paths"]
+    assert len(_collect(loader, (1,))) == 4
+
+
 def test_stopping_early_ends_the_reader_thread(packed_root):
     loader = PackedDeviceLoader(_dataset(packed_root, "AtoB"), 1, shuffle=False, seed=0,
                                 device="cpu", buffers=2)

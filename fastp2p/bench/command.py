@@ -15,8 +15,8 @@ micro-benchmarks of benchmarks/bench_*.py (GB/s and fraction of the measured cop
 A peer that fails (compile error, out of memory, missing module, time limit) is reported as
 failed with its error, and the run goes on.
 
-Writes <out>/<device>-<YYYYMMDD>-<commit>.json with every figure, a markdown table beside it
-(also printed last) and a PNG bar chart. Exit code 0 when the run completed, whatever the
+Writes <out>/<device>-<YYYYMMDD>-<commit>.json (-quick.json for --quick) with every figure,
+a markdown table beside it (also printed last) and a PNG bar chart. Exit code 0 when the run completed, whatever the
 peers' status (read it in the results)."""
 
 EPILOG = """\

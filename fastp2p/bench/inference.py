@@ -62,9 +62,7 @@ def inference_job(module_name: str, case: InferenceCase, config: NetworkConfig,
         peak = torch.cuda.max_memory_allocated(case.device) if cuda else None
         return [{"ms": timing.median_ms, "ms_p20": timing.p20_ms, "ms_p80": timing.p80_ms,
                  "calls": timing.count,
-                 "images_per_s": case.batch_size * 1e3 / timing.median_ms,
-                 "images_per_s_p20": case.batch_size * 1e3 / timing.p80_ms,
-                 "images_per_s_p80": case.batch_size * 1e3 / timing.p20_ms,
+                 **timing.throughput(case.batch_size),
                  "peak_memory_bytes": peak}]
 
     label = (f"{module_name} UNet {case.device} {case.precision} batch {case.batch_size}")

@@ -7,6 +7,8 @@ import json
 import math
 from pathlib import Path
 
+from fastp2p.data.atomic_files import replacing
+
 MIB = 1024 * 1024
 
 
@@ -22,9 +24,8 @@ def write_json(results: dict, out_dir) -> Path:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     json_path = out_dir / f"{results_stem(results)}.json"
-    temporary = json_path.with_suffix(".json.tmp")
-    temporary.write_text(json.dumps(results, indent=1, default=str) + "\n", encoding="utf-8")
-    temporary.replace(json_path)
+    with replacing(json_path, durable=False) as temporary:
+        temporary.write_text(json.dumps(results, indent=1, default=str) + "\n", encoding="utf-8")
     return json_path
 
 

@@ -30,6 +30,13 @@ class Timing:
     def as_dict(self) -> dict:
         return asdict(self)
 
+    def throughput(self, items_per_call: int, name: str = "images_per_s") -> dict:
+        """``name`` at the median, and its p20/p80: the faster calls (p20 of time) give the
+        higher rate (p80 of throughput)."""
+        return {name: items_per_call * 1e3 / self.median_ms,
+                f"{name}_p20": items_per_call * 1e3 / self.p80_ms,
+                f"{name}_p80": items_per_call * 1e3 / self.p20_ms}
+
 
 def quantile(values, q: float) -> float:
     """Linear-interpolated quantile (numpy's default method) of a non-empty sequence."""

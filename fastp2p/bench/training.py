@@ -47,10 +47,7 @@ def training_job(spec: PeerSpec, batch_size: int, settings: TrainingSettings) ->
             "setup_seconds": setup_seconds,
             "step_ms": timing.median_ms, "step_ms_p20": timing.p20_ms,
             "step_ms_p80": timing.p80_ms,
-            "images_per_s": batch_size * 1e3 / timing.median_ms,
-            # the faster steps (p20 of time) give the higher throughput (p80 of images/s)
-            "images_per_s_p20": batch_size * 1e3 / timing.p80_ms,
-            "images_per_s_p80": batch_size * 1e3 / timing.p20_ms,
+            **timing.throughput(batch_size),
             "peak_memory_bytes": peak,
         }]
 

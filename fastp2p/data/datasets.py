@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 from PIL import Image
 
-from fastp2p.data.folders import open_rgb
+from fastp2p.data.folders import open_pair
 from fastp2p.data.transforms import Preprocess, draw_params, transform_image
 
 
@@ -49,10 +49,7 @@ class AlignedDataset(PairDataset):
 
     def read_halves(self, index):
         path = self.paths[index]
-        pair = open_rgb(Path(path))
-        width, height = pair.size
-        half = width // 2
-        return pair.crop((0, 0, half, height)), pair.crop((half, 0, width, height)), path, path
+        return *open_pair(Path(path), Path(path), aligned=True), path, path
 
 
 class TwoFoldersDataset(PairDataset):
@@ -67,4 +64,4 @@ class TwoFoldersDataset(PairDataset):
 
     def read_halves(self, index):
         a_path, b_path = self.pairs[index]
-        return open_rgb(Path(a_path)), open_rgb(Path(b_path)), a_path, b_path
+        return *open_pair(Path(a_path), Path(b_path), aligned=False), a_path, b_path

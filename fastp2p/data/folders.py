@@ -80,6 +80,17 @@ def open_rgb(path: Path) -> Image.Image:
                         "--skip-bad (which checks every file before training)") from None
 
 
+def open_pair(a_path: Path, b_path: Path, aligned: bool) -> tuple[Image.Image, Image.Image]:
+    """The (A, B) images of one pair, RGB: an aligned A|B image split at width // 2 (as the
+    reference's AlignedDataset; ``b_path`` is the same file), or two files."""
+    if not aligned:
+        return open_rgb(a_path), open_rgb(b_path)
+    pair = open_rgb(a_path)
+    width, height = pair.size
+    half = width // 2
+    return pair.crop((0, 0, half, height)), pair.crop((half, 0, width, height))
+
+
 def _scan(paths: list[Path], decode: bool, problems: list) -> list[ImageInfo]:
     infos = []
     for path in paths:

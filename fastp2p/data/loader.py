@@ -10,6 +10,7 @@ Bad files: a ``DataError`` raised while a worker loads an item would reach the m
 multi-line worker traceback; instead the worker hands the error back as a ``_LoadFailure`` and the
 main process raises it as the same one-line ``DataError`` naming the file.
 """
+import itertools
 import random
 from dataclasses import dataclass
 
@@ -63,13 +64,14 @@ class _EpochBatches(torch.utils.data.Sampler):
     def __init__(self, sampler: DistributedSampler, batch_size: int, drop_last: bool):
         self.sampler = sampler
         self.batches = BatchSampler(sampler, batch_size, drop_last)
+        self.start_batch = 0
 
     def __len__(self):
         return len(self.batches)
 
     def __iter__(self):
         epoch = self.sampler.epoch
-        for batch in self.batches:
+        for batch in itertools.islice(self.batches, self.start_batch, None):
             yield [(index, epoch) for index in batch]
 
 
@@ -97,8 +99,11 @@ class PairLoader:
                                   collate_fn=_collate, num_workers=num_workers,
                                   pin_memory=pin, persistent_workers=num_workers > 0)
 
-    def set_epoch(self, epoch: int) -> None:
+    def set_epoch(self, epoch: int, start_batch: int = 0) -> None:
+        """Iterate epoch ``epoch`` from its batch ``start_batch`` on (a resume in the middle of
+        an epoch: the batches before it are not loaded; ``len`` stays the whole epoch's)."""
         self.sampler.set_epoch(epoch)
+        self.batch_sampler.start_batch = start_batch
 
     @property
     def epoch(self) -> int:
@@ -143,8 +148,8 @@ class CudaPrefetcher:
         self.device = torch.device(device)
         self.stream = torch.cuda.Stream(self.device)
 
-    def set_epoch(self, epoch: int) -> None:
-        self.loader.set_epoch(epoch)
+    def set_epoch(self, epoch: int, start_batch: int = 0) -> None:
+        self.loader.set_epoch(epoch, start_batch)
 
     def __len__(self) -> int:
         return len(self.loader)

@@ -23,8 +23,9 @@ from pathlib import Path
 
 import numpy as np
 
+from fastp2p.data.atomic_files import replacing
 from fastp2p.data.errors import DataError
-from fastp2p.data.folders import open_rgb, scan_aligned, scan_two_folders
+from fastp2p.data.folders import open_pair, scan_aligned, scan_two_folders
 from fastp2p.data.packed import FORMAT, INDEX_NAME, VERSION, file_sha256
 from fastp2p.data.transforms import BICUBIC, Preprocess
 
@@ -39,6 +40,15 @@ def pair_bytes(load_size: int) -> int:
     return load_size * 2 * load_size * CHANNELS
 
 
+def usable_cpus() -> int:
+    """CPUs this process may run on (its affinity mask, where the platform has one): the
+    default number of packing workers."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
 def auto_pairs_per_shard(count: int, load_size: int) -> int:
     """Shards of about SHARD_TARGET_BYTES, but at least MIN_SHARDS of them when there are pairs
     enough. Depends only on the data, not on --workers, so a resume with other workers keeps
@@ -50,13 +60,7 @@ def auto_pairs_per_shard(count: int, load_size: int) -> int:
 def load_pair(dataroot: Path, a_rel: str, b_rel: str, aligned: bool, load_size: int) -> np.ndarray:
     """One pair as stored: uint8 load_size x 2*load_size x 3, each half resized like the folder
     dataset's resize_and_crop does it (same Pillow calls, so the same pixels)."""
-    if aligned:
-        pair = open_rgb(dataroot / a_rel)
-        width, height = pair.size
-        half = width // 2
-        halves = pair.crop((0, 0, half, height)), pair.crop((half, 0, width, height))
-    else:
-        halves = open_rgb(dataroot / a_rel), open_rgb(dataroot / b_rel)
+    halves = open_pair(dataroot / a_rel, dataroot / b_rel, aligned)
     pixels = np.empty((load_size, 2 * load_size, CHANNELS), dtype=np.uint8)
     for side, img in enumerate(halves):
         resized = img.resize((load_size, load_size), BICUBIC)
@@ -65,24 +69,8 @@ def load_pair(dataroot: Path, a_rel: str, b_rel: str, aligned: bool, load_size: 
 
 
 def _atomic_write_text(path: Path, text: str) -> None:
-    temp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
-    with open(temp, "w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(temp, path)
-    _fsync_dir(path.parent)
-
-
-def _fsync_dir(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:     # e.g. Windows: directories cannot be opened; rename is still atomic
-        return
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    with replacing(path) as temp:
+        temp.write_text(text)
 
 
 # ---- one shard, in a worker process -------------------------------------------------------
@@ -103,33 +91,23 @@ def _count_into(counter) -> None:
 def write_shard(job: dict) -> dict:
     """Decode, resize and write one planned shard atomically; returns its index record."""
     phase_dir, dataroot = Path(job["phase_dir"]), Path(job["dataroot"])
-    final = phase_dir / job["file"]
-    temp = final.with_name(f"{final.name}.tmp-{os.getpid()}")
     digest = hashlib.sha256()
     sources, skipped = [], []
-    try:
-        with open(temp, "wb") as f:
-            for a_rel, b_rel in job["pairs"]:
-                try:
-                    pixels = load_pair(dataroot, a_rel, b_rel, job["aligned"], job["load_size"])
-                except DataError as error:
-                    if not job["skip_bad"]:
-                        raise
-                    skipped.append([a_rel, str(error)])
-                else:
-                    data = pixels.data
-                    f.write(data)
-                    digest.update(data)
-                    sources.append([a_rel, b_rel])
-                if _advance is not None:
-                    _advance(1)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(temp, final)
-    finally:
-        if temp.exists():
-            temp.unlink()
-    _fsync_dir(phase_dir)
+    with replacing(phase_dir / job["file"]) as temp, open(temp, "wb") as f:
+        for a_rel, b_rel in job["pairs"]:
+            try:
+                pixels = load_pair(dataroot, a_rel, b_rel, job["aligned"], job["load_size"])
+            except DataError as error:
+                if not job["skip_bad"]:
+                    raise
+                skipped.append([a_rel, str(error)])
+            else:
+                data = pixels.data
+                f.write(data)
+                digest.update(data)
+                sources.append([a_rel, b_rel])
+            if _advance is not None:
+                _advance(1)
     return {"file": job["file"], "count": len(sources), "sha256": digest.hexdigest(),
             "plan": job["plan"], "sources": sources, "skipped": skipped}
 

@@ -1,6 +1,5 @@
 """``fastp2p pack``: turn a folder of paired images into shards (and ``--verify`` them)."""
 import argparse
-import os
 import sys
 
 DESCRIPTION = """\
@@ -56,18 +55,11 @@ def register(commands) -> None:
     parser.set_defaults(run=run, pack_parser=parser)
 
 
-def _usable_cpus() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:
-        return os.cpu_count() or 1
-
-
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from fastp2p.data.errors import DataError
-    from fastp2p.data.pack import PHASES, pack_phase
+    from fastp2p.data.pack import PHASES, pack_phase, usable_cpus
     from fastp2p.data.packed import is_packed, verify_pack
 
     parser = args.pack_parser
@@ -97,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
         parser.error(f"--load_size must be >= 1, got {args.load_size}")
     if args.pairs_per_shard is not None and args.pairs_per_shard < 1:
         parser.error(f"--pairs-per-shard must be >= 1, got {args.pairs_per_shard}")
-    workers = _usable_cpus() if args.workers is None else args.workers
+    workers = usable_cpus() if args.workers is None else args.workers
     if workers < 1:
         parser.error(f"--workers must be >= 1, got {workers}")
     dataroot, out = Path(args.dataroot), Path(args.out)

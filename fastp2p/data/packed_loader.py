@@ -10,6 +10,7 @@ Order and augmentation follow ``create_dataloader`` exactly: a ``DistributedSamp
 (seed, epoch) and rank, and each pair's crop and flip drawn from the CPU loader's ``item_rng``,
 so for the same seed the batches equal the CPU loader's.
 """
+import itertools
 import queue
 import threading
 
@@ -41,9 +42,12 @@ class PackedDeviceLoader:
                                           shuffle=shuffle, seed=seed, drop_last=False)
         self.batches = BatchSampler(self.sampler, batch_size, drop_last)
         self._host = {}     # batch size -> list of reusable host buffers
+        self.start_batch = 0
 
-    def set_epoch(self, epoch: int) -> None:
+    def set_epoch(self, epoch: int, start_batch: int = 0) -> None:
+        """As ``PairLoader.set_epoch``: ``start_batch`` skips the epoch's first batches unread."""
         self.sampler.set_epoch(epoch)
+        self.start_batch = start_batch
 
     def __len__(self) -> int:
         return len(self.batches)
@@ -54,6 +58,12 @@ class PackedDeviceLoader:
             self._host[size] = [torch.empty((size, *self.dataset.shape), dtype=torch.uint8,
                                             pin_memory=pin) for _ in range(self.buffers)]
         return self._host[size]
+
+    def _batch_paths(self, indices) -> dict:
+        paths = [self.dataset.source_paths(i) for i in indices]
+        if self.dataset.swap:
+            paths = [(b, a) for a, b in paths]
+        return {"A_paths": [a for a, _ in paths], "B_paths": [b for _, b in paths]}
 
     def __iter__(self):
         epoch = self.sampler.epoch
@@ -68,14 +78,18 @@ class PackedDeviceLoader:
 
         def read():
             try:
-                for indices in self.batches:
+                for indices in itertools.islice(self.batches, self.start_batch, None):
                     slot = free.get()
                     if stop.is_set():
                         return
                     if copied[slot] is not None:
                         copied[slot].synchronize()
                     host = self._host_buffers(len(indices))[slot]
-                    filled.put((slot, indices, self.dataset.read_batch(indices, out=host)))
+                    pairs = self.dataset.read_batch(indices, out=host)
+                    # the per-pair generators and names too: Python work kept off the
+                    # training thread
+                    rngs = [item_rng(self.seed, epoch, i) for i in indices]
+                    filled.put((slot, pairs, rngs, self._batch_paths(indices)))
                 filled.put(None)
             except BaseException as error:      # re-raised in the consuming thread
                 filled.put(error)
@@ -89,21 +103,15 @@ class PackedDeviceLoader:
                     return
                 if isinstance(item, BaseException):
                     raise item
-                slot, indices, host = item
+                slot, host, rngs, paths = item
                 pairs = host.to(self.device, non_blocking=True)
                 if cuda:
                     copied[slot] = torch.cuda.Event()
                     copied[slot].record()
-                batch = augment_batch(pairs, self.dataset.config,
-                                      [item_rng(self.seed, epoch, i) for i in indices],
+                batch = augment_batch(pairs, self.dataset.config, rngs,
                                       swap=self.dataset.swap, dtype=self.dtype)
                 free.put(slot)      # on the CPU the augmentation above has read it already
-                paths = [self.dataset.source_paths(i) for i in indices]
-                if self.dataset.swap:
-                    paths = [(b, a) for a, b in paths]
-                batch["A_paths"] = [a for a, _ in paths]
-                batch["B_paths"] = [b for _, b in paths]
-                yield batch
+                yield {**batch, **paths}
         finally:
             stop.set()
             free.put(0)     # wakes a reader waiting for a slot; it sees ``stop`` and returns

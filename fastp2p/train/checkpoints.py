@@ -12,6 +12,7 @@ from pathlib import Path
 
 import torch
 
+from fastp2p.data.atomic_files import fsync_directory, temporary_sibling
 from fastp2p.train.engine import unwrap
 
 NETWORK_SUFFIXES = {"G": "net_G.pth", "D": "net_D.pth"}
@@ -23,31 +24,19 @@ class CheckpointWriteError(RuntimeError):
     """Writing a checkpoint failed; the previous checkpoint files are unchanged."""
 
 
-def _fsync_directory(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:  # some platforms cannot open a directory; the rename is still atomic
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
 def atomic_save(objects: dict) -> None:
     """``torch.save`` each value to its path key; all files appear together or none changes."""
     written = []
     try:
         for path, obj in objects.items():
             path = Path(path)
-            temp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+            temp = temporary_sibling(path)
             written.append((temp, path))
             with open(temp, "wb") as handle:
                 torch.save(obj, handle)
                 handle.flush()
                 os.fsync(handle.fileno())
+        # renamed only once every file is complete: a failure above changes nothing
         for temp, path in written:
             os.replace(temp, path)
     except (OSError, RuntimeError) as err:
@@ -58,7 +47,7 @@ def atomic_save(objects: dict) -> None:
             "previous checkpoint files are unchanged; free disk space or fix the folder's "
             "permissions, then resume with --continue_train") from err
     for folder in {path.parent for _, path in written}:
-        _fsync_directory(folder)
+        fsync_directory(folder)
 
 
 def network_state(net: torch.nn.Module) -> dict:

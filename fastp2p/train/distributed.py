@@ -11,6 +11,8 @@ import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
+from fastp2p.train.engine import dropout_rng_modules
+
 
 @dataclass
 class ProcessInfo:
@@ -74,14 +76,12 @@ def _give_each_rank_its_dropout_stream(net: torch.nn.Module, rank: int) -> None:
     DDP broadcasts rank 0's buffers before every forward, which would hand all ranks the same
     masks; so each rank's seed is shifted by its rank (the seed is hashed before use, so nearby
     seeds give unrelated streams) and DDP is told to leave those buffers alone."""
-    streams = [(f"{name}.dropout_rng" if name else "dropout_rng", module)
-               for name, module in net.named_modules()
-               if isinstance(getattr(module, "dropout_rng", None), torch.Tensor)]
+    streams = dropout_rng_modules(net)
     with torch.no_grad():
-        for _, module in streams:
+        for module in streams.values():
             module.dropout_rng[0] = (module.dropout_rng[0] + rank) & 0xFFFFFFFF
     DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(
-        net, [name for name, _ in streams])
+        net, [f"{name}.dropout_rng" if name else "dropout_rng" for name in streams])
 
 
 def shutdown_processes(info: ProcessInfo) -> None:

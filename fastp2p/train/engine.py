@@ -34,6 +34,13 @@ def set_requires_grad(net: torch.nn.Module, requires_grad: bool) -> None:
         param.requires_grad_(requires_grad)
 
 
+def dropout_rng_modules(net: torch.nn.Module) -> dict:
+    """{qualified name: module} of the modules whose fused dropout draws from a counter buffer
+    (fastp2p.UNet's ``dropout_rng``: [seed, offset]; not in their state_dict)."""
+    return {name: module for name, module in net.named_modules()
+            if isinstance(getattr(module, "dropout_rng", None), torch.Tensor)}
+
+
 def unwrap(net: torch.nn.Module) -> torch.nn.Module:
     """The network inside a DistributedDataParallel wrapper (or the network itself)."""
     return net.module if isinstance(net, DistributedDataParallel) else net
@@ -192,18 +199,18 @@ class Pix2PixEngine:
             if name in state:
                 getattr(self, "_" + name).copy_(state[name])
         self.load_rng_state(state["rng"])
+        owners = self._dropout_stream_owners()
         for name, position in state.get("dropout_rng", {}).items():
-            self._dropout_stream_owners()[name].dropout_rng.copy_(position)
+            owners[name].dropout_rng.copy_(position)
         # Loading replaced the optimizer state tensors a captured graph would point at.
         self._reset_graph()
 
     def _dropout_stream_owners(self) -> dict:
-        """Modules whose fused dropout draws from a counter (fastp2p.UNet's ``dropout_rng``
-        buffer: [seed, offset]); it is not in their state_dict, so the engine state keeps it."""
+        """``dropout_rng_modules`` of both networks, by "netG.<name>" / "netD.<name>": their
+        streams are not in the state_dicts, so the engine state keeps them."""
         return {f"{label}.{name}" if name else label: module
                 for label, net in (("netG", self.netG), ("netD", self.netD))
-                for name, module in net.named_modules()
-                if isinstance(getattr(module, "dropout_rng", None), torch.Tensor)}
+                for name, module in dropout_rng_modules(net).items()}
 
     def _dropout_streams(self) -> dict:
         return {name: module.dropout_rng.detach().cpu().clone()

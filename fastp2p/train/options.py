@@ -28,6 +28,14 @@ def resolve_quick_defaults(args: argparse.Namespace) -> argparse.Namespace:
     return args
 
 
+def describe_defaults(parser: argparse.ArgumentParser, names) -> None:
+    """Append "(default ...)" to the help of the options ``names`` (e.g. data options whose
+    defaults a command replaced by QuickDefaults), unless their help already shows it."""
+    for action in parser._actions:
+        if action.dest in names and "%(default)" not in (action.help or ""):
+            action.help = f"{action.help} (default %(default)s)"
+
+
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     """Network, run-name and device options shared by train and test."""
     group = parser.add_argument_group("model (reference names)")
@@ -107,8 +115,9 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
                        help="resume from CHECKPOINTS_DIR/NAME/{--epoch}_*.pth: weights, "
                             "optimizers, lr schedule, RNG and position in the epoch")
     group.add_argument("--save_epoch_freq", type=int, default=5,
-                       help="also keep {epoch}_net_G.pth every this many epochs "
-                            "(default %(default)s)")
+                       help="also keep EPOCH_net_G.pth, EPOCH_net_D.pth and "
+                            "EPOCH_train_state.pth every this many epochs and after the last "
+                            "one (default %(default)s)")
     group.add_argument("--save_latest_freq", type=int, default=QuickDefault(5000, 400),
                        help="save latest_* every this many training images (default %(default)s)")
     group.add_argument("--display_freq", type=int, default=QuickDefault(400, 100),

@@ -6,12 +6,12 @@ display is needed. Files other people may be reading (plot, pages) are replaced 
 """
 import csv
 import html
-import os
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from fastp2p.data.atomic_files import replacing
 from fastp2p.train.engine import LOSS_NAMES
 
 LOG_FIELDS = ("epoch", "step", "images", "lr", *LOSS_NAMES, "images_per_s")
@@ -27,9 +27,10 @@ def tensor_to_image(image: torch.Tensor) -> np.ndarray:
 
 
 def _replace_atomically(path: Path, write) -> None:
-    temp = path.with_name(f".{path.name}.tmp-{os.getpid()}{path.suffix}")
-    write(temp)
-    os.replace(temp, path)
+    """``write(temp_path)``, then rename over ``path``: viewers never see half a file. Not
+    fsynced: these are views of the run, remade at the next refresh."""
+    with replacing(path, durable=False) as temp:
+        write(temp)
 
 
 def save_image(image: torch.Tensor, path: Path) -> None:

@@ -8,7 +8,7 @@ import argparse
 import sys
 
 from fastp2p.train.options import (QuickDefault, add_model_arguments, add_train_arguments,
-                                   resolve_quick_defaults)
+                                   describe_defaults, resolve_quick_defaults)
 
 DESCRIPTION = """\
 Train pix2pix (conditional GAN, Isola et al. 2017) on a paired dataset. Options keep the
@@ -32,16 +32,10 @@ def register(commands) -> None:
     add_data_arguments(parser)
     parser.set_defaults(load_size=QuickDefault(parser.get_default("load_size"), 143),
                         crop_size=QuickDefault(parser.get_default("crop_size"), 128))
-    _describe_defaults(parser, ("load_size", "crop_size"))
+    describe_defaults(parser, ("load_size", "crop_size"))
     add_model_arguments(parser)
     add_train_arguments(parser)
     parser.set_defaults(run=run)
-
-
-def _describe_defaults(parser, names) -> None:
-    for action in parser._actions:
-        if action.dest in names and "%(default)" not in (action.help or ""):
-            action.help = f"{action.help} (default %(default)s)"
 
 
 def _check_options(args) -> None:

@@ -4,7 +4,8 @@ Positions are counted as the reference counts them: ``--display_freq`` and
 ``--save_latest_freq`` in training images (all processes together), epochs from
 ``--epoch_count``. A saved training state records the epoch and how many batches of it are done,
 so ``--continue_train`` resumes in the middle of an epoch; the loader's order and augmentation
-depend only on (seed, epoch, index), so skipping the done batches reproduces the same stream.
+depend only on (seed, epoch, index), so starting the loader after the done batches (which it
+then never loads) reproduces the same stream.
 """
 import math
 import random
@@ -129,8 +130,8 @@ class Trainer:
     def _run_epoch(self, loader, stops, progress_bar) -> None:
         args, engine, progress = self.args, self.engine, self.progress
         engine.set_lr(self.schedule.lr_for_epoch(progress.epoch))
-        loader.set_epoch(progress.epoch)
         skip = progress.epoch_batches
+        loader.set_epoch(progress.epoch, start_batch=skip)
         bar = None
         if progress_bar is not None:
             bar = progress_bar(total=len(loader), initial=skip,
@@ -140,9 +141,7 @@ class Trainer:
         if self._resumed_rng is not None:
             engine.load_rng_state(self._resumed_rng)
             self._resumed_rng = None
-        for index, batch in enumerate(batches):
-            if index < skip:
-                continue
+        for index, batch in enumerate(batches, start=skip):
             engine.step(batch["A"], batch["B"])
             batch_images = batch["A"].shape[0] * self.world_size
             before, progress.images = progress.images, progress.images + batch_images

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from fastp2p.train.options import (QuickDefault, add_model_arguments, add_test_arguments,
-                                   resolve_quick_defaults)
+                                   describe_defaults, resolve_quick_defaults)
 
 DESCRIPTION = """\
 Translate a split (default: test) with CHECKPOINTS_DIR/NAME/EPOCH_net_G.pth and write the
@@ -27,9 +27,10 @@ def register(commands) -> None:
     add_data_arguments(parser)
     # The reference's test options: load straight at the crop size (load_size = crop_size).
     parser.set_defaults(load_size=QuickDefault(256, 128), crop_size=QuickDefault(256, 128))
+    describe_defaults(parser, ("load_size", "crop_size"))
     for action in parser._actions:
-        if action.dest in ("load_size", "crop_size"):
-            action.help = f"{action.help} (default %(default)s)"
+        if action.dest in ("no_flip", "serial_batches"):
+            action.help += " (always on in fastp2p test, as in the reference's test)"
     add_model_arguments(parser)
     add_test_arguments(parser)
     parser.set_defaults(run=run)
