@@ -20,8 +20,9 @@ from setuptools.command.build_ext import build_ext
 
 PACKAGES = find_packages(include=["fastp2p", "fastp2p.*"]) + ["fastp2p.kernels"]
 ROOT = Path(__file__).resolve().parent
-CPP_SOURCES = ["csrc/module.cpp", "csrc/norm_act.cpp", "csrc/losses.cpp",
-               "csrc/cpu/norm_act_kernel.cpp", "csrc/cpu/loss_kernel.cpp"]
+CPP_SOURCES = ["csrc/module.cpp", "csrc/norm_act.cpp", "csrc/losses.cpp", "csrc/conv.cpp",
+               "csrc/cpu/norm_act_kernel.cpp", "csrc/cpu/loss_kernel.cpp",
+               "csrc/cpu/col2im_kernel.cpp"]
 CUDA_SOURCES = ["csrc/cuda/norm_act_kernel.cu"]
 BUILD_INFO = "_C_build.json"
 

@@ -7,6 +7,7 @@ namespace py = pybind11;
 namespace fastp2p {
 void register_norm_act(py::module_& m);
 void register_losses(py::module_& m);
+void register_conv(py::module_& m);
 }  // namespace fastp2p
 
 PYBIND11_MODULE(_C, m) {
@@ -23,4 +24,5 @@ PYBIND11_MODULE(_C, m) {
 #endif
   fastp2p::register_norm_act(m);
   fastp2p::register_losses(m);
+  fastp2p::register_conv(m);
 }

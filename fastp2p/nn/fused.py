@@ -1,7 +1,8 @@
 """The fused forward of the public networks, over the reference module trees (same parameters).
 
-Convolutions stay cuDNN's (the modules' own Conv2d / ConvTranspose2d, in the input's memory
-format); every norm + activation (+ dropout, + skip concatenation) goes through
+Convolutions stay the modules' own (cuDNN / oneDNN, in the input's memory format), except the
+decoder's transposed convolutions in CPU float32 inference, which run as GEMM + C++ col2im
+(``fastp2p.ops.conv_transpose``); every norm + activation (+ dropout, + skip concatenation) goes through
 ``fastp2p.ops``. Data-flow facts used by the U-Net (checked against the reference): the skip
 that a block concatenates is LeakyReLU(x) (the in-place LeakyReLU), and every concatenation is
 consumed first by the enclosing block's ReLU, so the decoder reads
@@ -14,6 +15,7 @@ import torch
 import torch.nn as nn
 
 from fastp2p.ops import norm_act, norm_act_concat
+from fastp2p.ops.conv_transpose import conv_transpose2d
 
 _DIRECT_NORMS = (nn.BatchNorm2d, nn.InstanceNorm2d, nn.Identity)
 
@@ -84,12 +86,12 @@ def _unet_level(block, skip, rng: DropoutRNG):
     innermost = isinstance(m[3], nn.ConvTranspose2d)
     down = m[1](skip)
     if innermost:
-        up = m[3](norm_act(down, norm="none", activation="relu"))
+        up = conv_transpose2d(m[3], norm_act(down, norm="none", activation="relu"))
         upnorm, dropout = m[4], None
     else:
         child_skip = norm_act(down, activation="leaky_relu", slope=m[0].negative_slope,
                               **norm_kwargs(m[2]))
-        up = m[5](_unet_level(m[3], child_skip, rng))
+        up = conv_transpose2d(m[5], _unet_level(m[3], child_skip, rng))
         upnorm, dropout = m[6], (m[7] if len(m) > 7 else None)
     p = dropout.p if dropout is not None and dropout.training else 0.0
     seed, offset = rng.take(up.numel()) if p > 0 else (0, 0)
@@ -108,7 +110,7 @@ def unet_forward(unet, input):
     down = outer[0](input)
     skip = norm_act(down, norm="none", activation="leaky_relu",
                     slope=outer[1].model[0].negative_slope)
-    out = torch.tanh(outer[3](_unet_level(outer[1], skip, rng)))
+    out = torch.tanh(conv_transpose2d(outer[3], _unet_level(outer[1], skip, rng)))
     rng.advance()
     return out
 

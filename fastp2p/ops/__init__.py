@@ -2,6 +2,8 @@
 
 - ``norm_act`` / ``norm_act_concat`` / ``norm_act_into``: fused norm + activation + dropout
   (+ zero-copy skip concatenation); ``gan_loss`` / ``l1_loss``: loss and gradient in one pass.
+- ``conv_transpose.conv_transpose2d(module, x)``: the decoder's transposed convolution, as GEMM +
+  C++ col2im in CPU float32 inference, else the module itself.
 - ``backends.backend_name_for(device)``: which backend runs (``FASTP2P_BACKEND`` forces one).
 - ``norm_act_reference`` / ``dropout_rng``: the meaning of the fused ops, the tests' oracle.
 """

@@ -1,0 +1,33 @@
+"""The U-Net decoder's transposed convolutions, routed per call.
+
+On CPU tensors in float32, when no gradient is needed (inference) and the C++ backend serves
+the device, ``conv_transpose2d`` runs the GEMM + col2im form (``cpp_backend.conv_transpose2d_fwd``);
+everything else — training, other dtypes, CUDA (cuDNN is fast there), unusual module settings —
+runs the module itself. Same numbers either way, up to float32 summation order.
+"""
+import torch
+import torch.nn as nn
+
+from fastp2p.ops.backends import backend_for, backend_name_for
+
+
+def _gemm_form_applies(module: nn.ConvTranspose2d, x: torch.Tensor) -> bool:
+    if not (x.is_cpu and x.dtype == torch.float32 and x.dim() == 4):
+        return False
+    params = [p for p in (module.weight, module.bias) if p is not None]
+    if torch.is_grad_enabled() and (x.requires_grad or any(p.requires_grad for p in params)):
+        return False
+    square = module.kernel_size[0] == module.kernel_size[1]
+    return (square and module.groups == 1 and module.padding_mode == "zeros"
+            and module.dilation == (1, 1) and module.output_padding == (0, 0)
+            and len(set(module.stride)) == 1 and len(set(module.padding)) == 1
+            and all(p.dtype == torch.float32 for p in params)
+            and backend_name_for(x.device) == "cpp")
+
+
+def conv_transpose2d(module: nn.ConvTranspose2d, x: torch.Tensor) -> torch.Tensor:
+    """``module(x)``, through the C++ GEMM + col2im form where it applies (see the module doc)."""
+    if not _gemm_form_applies(module, x):
+        return module(x)
+    return backend_for(x.device).conv_transpose2d_fwd(
+        x, module.weight, module.bias, stride=module.stride[0], padding=module.padding[0])
