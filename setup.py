@@ -198,6 +198,8 @@ setup(
     python_requires=">=3.10",
     packages=PACKAGES,
     package_dir={"fastp2p.kernels": "kernels"},
+    # the measured Triton / CUDA C++ choice table, once a GPU run has written one
+    package_data={"fastp2p.ops": ["cuda_norm_act_choice.json"]},
     ext_modules=[Extension("fastp2p._C", sources=CPP_SOURCES, language="c++")],
     cmdclass={"build_ext": OptionalBuildExt},
     # A range that an installed CPU build satisfies: pip then installs no CUDA torch on top of it.

@@ -4,10 +4,12 @@
 #   1. pip install --no-build-isolation --no-deps -e .
 #   2. the GPU tests (pytest -m cuda), then the other CPU tests quickly (no interpreter or slow
 #      tests), then pytest benchmarks/ with --benchmark-disable (each micro-benchmark test once);
-#   3. the full benchmark (python -m benchmarks), under a time budget that uses what the tests
+#   3. the Triton / CUDA C++ norm-act timings per shape and the choice table they give
+#      (benchmarks/cuda_choice_table.py);
+#   4. the full benchmark (python -m benchmarks), under a time budget that uses what the tests
 #      left of GPU_CHECK_SECONDS (default 480 s, so the call ends well inside 10 minutes);
-#   4. results JSON + markdown table + PNG chart, the logs and the junit XML copied to $OUT when
-#      it is set (8 files, no sub-folders) and to benchmarks/results/.
+#   5. results JSON + markdown table + PNG chart, the choice table, the logs and the junit XML
+#      copied to $OUT when it is set (9 files, no sub-folders) and to benchmarks/results/.
 # Usage: bash benchmarks/gpu_check.sh   (PYTHON=... to pick the interpreter)
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -71,6 +73,12 @@ run_pytest() {  # name, seconds, pytest args...
 run_pytest cuda 180 -m cuda tests
 run_pytest cpu 45 -m "not cuda and not slow and not interpreter" tests
 run_pytest benchmarks 30 --benchmark-disable benchmarks
+
+# The per-shape Triton / CUDA C++ choice (both launchers timed on every norm-act shape): commit
+# it as fastp2p/ops/cuda_norm_act_choice.json together with the results file.
+log "Triton vs CUDA C++ norm-act kernels per shape (limit 150s)"
+timeout --signal=INT --kill-after=10 150 "$PY" benchmarks/cuda_choice_table.py \
+    --out "$RESULTS/cuda_norm_act_choice.json" || { log "no choice table (see above)"; STATUS=1; }
 
 # The benchmark gets what is left, minus a margin for writing and copying the results. Jobs
 # that would start after its budget are reported as skipped; the hard limit is the safety net

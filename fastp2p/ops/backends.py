@@ -12,6 +12,8 @@ import os
 from dataclasses import dataclass
 from functools import lru_cache
 
+from fastp2p.ops import cuda_choice
+
 
 @dataclass(frozen=True)
 class _Backend:
@@ -25,8 +27,8 @@ _BACKENDS = (
     # Triton on CUDA; on CPU only through the interpreter (TRITON_INTERPRET=1, set before
     # triton is imported).
     _Backend("triton", "fastp2p.kernels.backend", ("cuda", "cpu"), needs_interpreter_on_cpu=True),
-    # The C++ extension's CPU kernels. Its CUDA kernels are not chosen automatically yet: the
-    # per-shape choice against Triton waits for a GPU benchmark (force with FASTP2P_BACKEND=cpp).
+    # The C++ extension's CPU kernels. Its CUDA norm-act kernels run the shapes a GPU benchmark
+    # found faster than Triton (norm_act_backend_for); FASTP2P_BACKEND=cpp forces them all.
     _Backend("cpp", "fastp2p.ops.cpp_backend", ("cpu",)),
     _Backend("reference", "fastp2p.ops.reference_backend", ("cuda", "cpu", "mps", "xpu")),
 )
@@ -86,7 +88,21 @@ def backend_name_for(device) -> str:
     raise ValueError(f"no fastp2p backend serves device {device}")
 
 
+def _module_named(name: str):
+    return _load(next(b.module for b in _BACKENDS if b.name == name))
+
+
 def backend_for(device):
     """The backend module (launchers) for tensors on ``device``."""
-    name = backend_name_for(device)
-    return _load(next(b.module for b in _BACKENDS if b.name == name))
+    return _module_named(backend_name_for(device))
+
+
+def norm_act_backend_for(x, norm: str):
+    """The norm-act launchers for conv output ``x``: ``backend_for``, except that on CUDA the
+    shapes of the measured choice table (fastp2p.ops.cuda_choice) go to the CUDA C++ kernels."""
+    name = backend_name_for(x.device)
+    if name == "triton" and x.is_cuda and not os.environ.get(ENV_VAR, "").strip():
+        cpp = _module_named("cpp")
+        if cpp is not None and cpp.cuda_available() and cuda_choice.prefers_cpp(norm, x):
+            return cpp
+    return _module_named(name)

@@ -18,7 +18,7 @@ from typing import Optional
 
 import torch
 
-from fastp2p.ops.backends import backend_for
+from fastp2p.ops.backends import norm_act_backend_for
 from fastp2p.ops.dropout_rng import dropout_threshold
 from fastp2p.ops.norm_act_reference import ACTIVATIONS, NORMS
 
@@ -150,7 +150,7 @@ def _norm_act_fwd_op(x: torch.Tensor, weight: Optional[torch.Tensor],
                      rng: Optional[torch.Tensor], seed: int, offset: int, norm: str,
                      training: bool, momentum: float, eps: float, activation: str, slope: float,
                      dropout_p: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    backend = backend_for(x.device)
+    backend = norm_act_backend_for(x, norm)
     check_backend_dtype(backend, x, "norm_act")
     skip_channels = 0 if skip is None else skip.shape[1]
     out = _like_memory_format(x, skip_channels + x.shape[1])
@@ -188,7 +188,7 @@ def _norm_act_bwd_op(grad_out: torch.Tensor, x: torch.Tensor, weight: Optional[t
                      dropout_p: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor,
                                                 torch.Tensor]:
     """(grad_x, grad_weight, grad_bias, grad_skip); absent ones are empty tensors."""
-    backend = backend_for(x.device)
+    backend = norm_act_backend_for(x, norm)  # the forward's choice: same x and norm
     skip_channels = 0 if skip is None else skip.shape[1]
     grad_x, grad_weight, grad_bias = backend.norm_act_bwd(
         grad_out.narrow(1, skip_channels, x.shape[1]), x, weight, bias, mean, rstd, norm=norm,
@@ -286,7 +286,7 @@ def norm_act_into(x, weight, bias, running_mean, running_var, out, out_channel_o
     cfg = NormActConfig(norm, training, momentum, eps, activation, slope, dropout_p)
     check_norm_act_inputs(x, weight, bias, running_mean, running_var, cfg)
     _check_destination(out, x, out_channel_offset)
-    backend = backend_for(x.device)
+    backend = norm_act_backend_for(x, norm)
     check_backend_dtype(backend, x, "norm_act")
     return backend.norm_act_fwd(x, weight, bias, running_mean, running_var, out,
                                 out_channel_offset, seed=seed, offset=offset,
