@@ -15,15 +15,18 @@ Run: ``python benchmarks/bench_cpu_inference.py [--quick] [--json FILE]``; or ca
 import argparse
 import copy
 import json
+import os
 import platform
 import statistics
 import sys
 import time
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
 import fastp2p
+from fastp2p.bench.environment import find_checkout, git_commit
 from fastp2p.ops import backend_name_for, cpp_backend
 from fastp2p.reference import UnetGenerator
 
@@ -51,10 +54,23 @@ def interleaved_ms(functions, repeats, warmup=1):
     return {name: (statistics.median(t), min(t), max(t)) for name, t in times.items()}
 
 
+def _cpu_model() -> str:
+    """The CPU's model name (Linux /proc/cpuinfo), else what platform knows."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def _environment():
-    return {"device": "cpu", "cpu": platform.processor() or platform.machine(),
-            "threads": torch.get_num_threads(), "torch": torch.__version__,
-            "cpp_backend": cpp_backend.available()}
+    commit, dirty = git_commit(find_checkout(Path(__file__).resolve().parent))
+    return {"device": "cpu", "cpu": _cpu_model(),
+            "cpu_count": os.cpu_count(), "threads": torch.get_num_threads(),
+            "torch": torch.__version__, "fastp2p": fastp2p.__version__,
+            "cpp_backend": cpp_backend.available(), "commit": commit, "dirty": dirty}
 
 
 def fold_eval_batchnorm(model):
@@ -188,7 +204,9 @@ def main(argv=None):
     if args.threads:
         torch.set_num_threads(args.threads)
     rows = collect(args.quick)
-    print(f"device: cpu, {rows[0]['threads']} threads, torch {rows[0]['torch']}\n")
+    print(f"device: cpu ({rows[0]['cpu']}, {rows[0]['cpu_count']} cores), {rows[0]['threads']} "
+          f"threads, torch {rows[0]['torch']}, commit {rows[0]['commit']}"
+          f"{' (dirty)' if rows[0]['dirty'] else ''}\n")
     _print_table(rows)
     if args.json:
         with open(args.json, "w") as handle:
