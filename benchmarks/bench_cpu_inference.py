@@ -173,7 +173,7 @@ def collect(quick: bool) -> list:
     environment = _environment()
     if not environment["cpp_backend"]:
         raise RuntimeError(f"the C++ backend is unavailable: {cpp_backend.unavailable_reason()}")
-    unet_repeats, layer_repeats = (2, 5) if quick else (7, 50)
+    unet_repeats, layer_repeats = (2, 5) if quick else (15, 50)
     rows = bench_unet(unet_repeats)
     for layout in FORMATS:
         rows += bench_norm_act(layer_repeats, layout)

@@ -53,6 +53,16 @@ def test_matches_float64_conv_transpose(shape, layout, weight_layout, with_bias)
     assert_close(out, expected, FP32_SINGLE_OP, "conv_transpose2d")
 
 
+@pytest.mark.parametrize("budget", [1, 3 * 5 * 6 * 16 * 4 * 2], ids=["one-image", "two-images"])
+def test_large_batches_run_a_few_images_at_a_time(monkeypatch, budget):
+    """The GEMM output is bounded by _CONV_COLS_BYTES: a batch of 3 in chunks of 1 or 2."""
+    monkeypatch.setattr(cpp_backend, "_CONV_COLS_BYTES", budget)
+    x, weight, bias = _case((3, 6, 5, 3, 5, 4, 2, 1))
+    out = cpp_backend.conv_transpose2d_fwd(x, weight, bias, stride=2, padding=1)
+    assert_close(out, F.conv_transpose2d(x.double(), weight.double(), bias.double(), 2, 1),
+                 FP32_SINGLE_OP, "chunked")
+
+
 def test_kernel_writes_every_output_element():
     """The col2im kernel straight into a NaN-poisoned output: every element written."""
     x, weight, bias = _case((2, 6, 5, 3, 5, 4, 2, 1))

@@ -26,6 +26,8 @@ _DTYPE_CODES = {torch.float32: 0, torch.bfloat16: 1, torch.float16: 2}
 # Statistics modes in csrc/common/norm_act_params.h.
 _INSTANCE, _BATCH_TRAIN, _BATCH_EVAL, _NONE = 0, 1, 2, 3
 _LOW32 = 0xFFFFFFFF
+# Most bytes of GEMM output (cols) that conv_transpose2d_fwd holds at once.
+_CONV_COLS_BYTES = 64 << 20
 _BUILD_INFO = Path(__file__).resolve().parents[1] / "_C_build.json"
 
 _extension = None
@@ -433,18 +435,25 @@ def conv_transpose2d_fwd(x, weight, bias, *, stride, padding):
     for name, t in (("x", x), ("weight", weight), ("bias", bias)):
         if t is not None and (t.dtype != torch.float32 or not t.is_cpu):
             raise ValueError(f"{name} must be a float32 CPU tensor, got {t.dtype} on {t.device}")
-    rows = x.detach().permute(0, 2, 3, 1).reshape(-1, in_channels)  # a view when channels-last
+    rows = x.detach().permute(0, 2, 3, 1).reshape(batch, -1, in_channels)  # a view if NHWC
     # The weight as a matrix in its own memory order (no copy of it on any call): contiguous,
     # (in, out, k, k) -> taps minor; channels-last, (in, k, k, out) -> taps major.
     weight = weight.detach()
     taps_minor = weight.is_contiguous()
     if not taps_minor:
         weight = weight.permute(0, 2, 3, 1).contiguous()  # a view unless oddly strided
-    cols = torch.mm(rows, weight.view(in_channels, -1))
+    matrix = weight.view(in_channels, -1)
+    bias_arg = _optional_arg(None if bias is None else bias.detach())
     out_height = (height - 1) * stride - 2 * padding + kernel
     out_width = (width - 1) * stride - 2 * padding + kernel
     out = torch.empty((batch, out_height, out_width, channels), dtype=torch.float32)
-    C_ext.col2im_transposed(_arg(cols.view(batch, height, width, -1)),
-                            _optional_arg(None if bias is None else bias.detach()), _arg(out),
-                            kernel, stride, padding, taps_minor, torch.get_num_threads())
+    # cols holds k*k values per output value: a few images at a time bound that buffer.
+    cols_bytes_per_image = height * width * matrix.shape[1] * 4
+    images = max(1, min(batch, _CONV_COLS_BYTES // max(1, cols_bytes_per_image)))
+    for first in range(0, batch, images):
+        count = min(images, batch - first)
+        cols = torch.mm(rows[first:first + count].reshape(-1, in_channels), matrix)
+        C_ext.col2im_transposed(_arg(cols.view(count, height, width, -1)), bias_arg,
+                                _arg(out[first:first + count]), kernel, stride, padding,
+                                taps_minor, torch.get_num_threads())
     return out.permute(0, 3, 1, 2)
