@@ -17,7 +17,8 @@ TRAIN_OPTIONS = ("--netG", "--netD", "--n_layers_D", "--ngf", "--ndf", "--norm",
                  "--n_epochs_decay", "--lr_policy", "--display_freq", "--precision", "--graphs",
                  "--no-graphs", "--channels-last", "--seed", "--log-every", "--device",
                  "--dataroot", "--direction", "--crop_size")
-TEST_OPTIONS = ("--results_dir", "--eval", "--num_test", "--phase", "--epoch", "--name")
+TEST_OPTIONS = ("--results_dir", "--eval", "--num_test", "--phase", "--epoch", "--name",
+                "--channels-last", "--no-channels-last")
 
 
 @pytest.fixture(scope="module")
@@ -66,6 +67,9 @@ def test_test_command_writes_triplets_and_index(trained, capsys):
     evaluated = np.asarray(Image.open(images / "000_fake_B.png"))
     assert main(argv + ["--eval"]) == 0  # eval mode: deterministic
     assert np.array_equal(evaluated, np.asarray(Image.open(images / "000_fake_B.png")))
+    assert main(argv + ["--eval", "--no-channels-last"]) == 0  # NCHW: the same image (rounding)
+    nchw = np.asarray(Image.open(images / "000_fake_B.png")).astype(int)
+    assert np.abs(nchw - evaluated.astype(int)).max() <= 1
     assert main(argv) == 0  # train mode, as the reference's default: batch statistics
     assert not np.array_equal(evaluated, np.asarray(Image.open(images / "000_fake_B.png")))
     assert "open:" in capsys.readouterr().out

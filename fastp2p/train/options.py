@@ -150,3 +150,8 @@ def add_test_arguments(parser: argparse.ArgumentParser) -> None:
                             "statistics and dropout")
     group.add_argument("--num_test", type=int, default=50,
                        help="translate at most this many images (default %(default)s)")
+    group.add_argument("--channels-last", dest="channels_last",
+                       action=argparse.BooleanOptionalAction, default=True,
+                       help="run the generator and its inputs in channels-last (NHWC): the "
+                            "faster layout for CPU inference and tensor cores; the images are "
+                            "the same up to float rounding (default: on)")

@@ -65,6 +65,8 @@ def run(args: argparse.Namespace) -> int:
         return 1
     if args.eval:
         netG.eval()
+    layout = torch.channels_last if args.channels_last else torch.contiguous_format
+    netG.to(memory_format=layout)
     out_dir = Path(args.results_dir) / args.name / f"{args.phase}_{args.epoch}"
     images_dir = out_dir / "images"
     images_dir.mkdir(parents=True, exist_ok=True)
@@ -76,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
             if index >= args.num_test:
                 break
             real_A = batch["A"].to(device)
-            fake_B = netG(real_A)
+            fake_B = netG(real_A.contiguous(memory_format=layout))
             stem = Path(batch["A_paths"][0]).stem
             images = []
             for label, tensor in zip(TRIPLET, (real_A, fake_B, batch["B"])):
