@@ -250,3 +250,27 @@ def test_fastp2p_peer_drives_the_engine_interface(monkeypatch):
     assert rows[0]["fastp2p_ratio"] == pytest.approx(
         rows[1]["images_per_s"] / rows[0]["images_per_s"])
     assert rows[1]["fastp2p_ratio"] == pytest.approx(1.0)
+
+
+def test_graph_replay_keeps_what_the_graph_points_at_alive():
+    import gc
+    import weakref
+
+    from fastp2p.bench.peers import GraphReplay
+
+    class Recorder:
+        replays = 0
+
+        def replay(self):
+            self.replays += 1
+
+    class Owner:  # stands for the step (networks, optimizer state) and the static inputs
+        pass
+
+    owner, graph = Owner(), Recorder()
+    alive = weakref.ref(owner)
+    replay = GraphReplay(graph, owner)
+    del owner
+    gc.collect()
+    replay()
+    assert alive() is not None and graph.replays == 1

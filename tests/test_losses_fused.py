@@ -126,3 +126,19 @@ def test_opcheck_on_cpu(backend):
     for mode in MODES:
         torch.library.opcheck(torch.ops.fastp2p.gan_loss_fwd.default, (x, mode, False))
     torch.library.opcheck(torch.ops.fastp2p.l1_loss_fwd.default, (x, y))
+
+
+def test_half_gradients_do_not_underflow():
+    """+-1/numel is below float16's smallest normal for large maps; the ops compute float16 in
+    float32, so a loss-scaled gradient (x 65536, as GradScaler does) keeps its value."""
+    gen = torch.Generator().manual_seed(11)
+    x, y = (torch.randn(3, 1000, 1000, generator=gen).half().requires_grad_() for _ in range(2))
+    scale = 65536.0
+    (l1_loss(x, y) * scale).backward()
+    expected = torch.sign(x.detach().float() - y.detach().float()) * (scale / x.numel())
+    assert x.grad.dtype == torch.float16
+    assert_close(x.grad, expected, 1e-3, "l1 grad x")
+    assert_close(y.grad, -expected, 1e-3, "l1 grad y")
+    logits = (torch.randn(3, 1000, 1000, generator=gen) * 2).half().requires_grad_()
+    (gan_loss(logits, "wgangp", True) * scale).backward()
+    assert_close(logits.grad, torch.full(logits.shape, -scale / logits.numel()), 1e-3, "wgan grad")

@@ -11,8 +11,9 @@ GOLDEN_OUTPUT = 1e-5        # compatibility with the reference implementation's 
 
 
 def relative_error(actual: torch.Tensor, expected: torch.Tensor) -> float:
-    """||actual - expected|| / ||expected|| in float64 (Frobenius); NaN or Inf never passes."""
-    actual, expected = actual.detach().double(), expected.detach().double()
+    """||actual - expected|| / ||expected|| in float64 (Frobenius); NaN or Inf never passes.
+    Compared on the CPU, so a GPU result can be checked against a CPU oracle."""
+    actual, expected = actual.detach().double().cpu(), expected.detach().double().cpu()
     if actual.shape != expected.shape:
         raise AssertionError(f"shape {tuple(actual.shape)} != {tuple(expected.shape)}")
     if not torch.isfinite(actual).all():

@@ -144,7 +144,7 @@ def capture_whole_step(step, real_a, real_b, warmup_iterations: int = 3):
 
     Warm-up runs on a side stream first (cuDNN autotuning, optimizer state, AccumulateGrad
     streams), as torch.cuda.graph's whole-network recipe requires; the inputs are the graph's
-    static buffers.
+    static buffers. The returned ``GraphReplay`` keeps ``step`` and the inputs alive.
     """
     side = torch.cuda.Stream()
     side.wait_stream(torch.cuda.current_stream())
@@ -153,9 +153,21 @@ def capture_whole_step(step, real_a, real_b, warmup_iterations: int = 3):
             step(real_a, real_b)
     torch.cuda.current_stream().wait_stream(side)
     graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph):
+    with torch.cuda.graph(graph, capture_error_mode="thread_local"):
         step(real_a, real_b)
-    return graph.replay
+    return GraphReplay(graph, step, real_a, real_b)
+
+
+class GraphReplay:
+    """Replays a captured step. The graph reads and writes memory it does not own (parameters,
+    optimizer state, the static inputs); holding their owners here keeps that memory alive for
+    as long as the graph can be replayed."""
+
+    def __init__(self, graph, *owners):
+        self.graph, self.owners = graph, owners
+
+    def __call__(self):
+        self.graph.replay()
 
 
 def build_peer_step(spec: PeerSpec, config: NetworkConfig, real_a, real_b, *, device,

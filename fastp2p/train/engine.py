@@ -315,7 +315,9 @@ class Pix2PixEngine:
         self.optimizer_G.zero_grad(set_to_none=True)
         self.optimizer_D.zero_grad(set_to_none=True)
         graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph):
+        # thread_local: the loader's pin-memory thread may call CUDA during the capture, which
+        # the default (global) mode would turn into a capture error.
+        with torch.cuda.graph(graph, capture_error_mode="thread_local"):
             fake_B = self._step_body(static_A, static_B)
         self._graph = graph
         self._last_batch = (static_A, fake_B, static_B)
