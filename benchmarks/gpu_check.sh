@@ -1,52 +1,55 @@
 #!/usr/bin/env bash
 # The one-call GPU check, for a CUDA machine with no package registry (torch, triton, pytest,
 # pytest-benchmark and matplotlib already installed):
-#   1. pip install --no-build-isolation --no-deps -e .
-#   2. the GPU tests (pytest -m cuda), then the other CPU tests quickly (no interpreter or slow
-#      tests), then pytest benchmarks/ with --benchmark-disable (each micro-benchmark test once);
-#   3. the Triton / CUDA C++ norm-act timings per shape and the choice table they give
+#   1. pip install --no-build-isolation --no-deps -e .  (builds fastp2p._C with its CUDA kernels)
+#   2. tests: the GPU tests (pytest -m cuda), then pytest benchmarks/ with --benchmark-disable
+#      (each micro-benchmark test once);
+#   3. choice: the Triton / CUDA C++ norm-act timings per shape and the choice table they give
 #      (benchmarks/cuda_choice_table.py);
-#   4. the full benchmark (python -m benchmarks), under a time budget that uses what the tests
-#      left of GPU_CHECK_SECONDS (default 480 s, so the call ends well inside 10 minutes);
-#   5. results JSON + markdown table + PNG chart, the choice table, the logs and the junit XML
-#      copied to $OUT when it is set (9 files, no sub-folders) and to benchmarks/results/.
+#   4. profile: GPU time per step by kernel family and the heaviest kernels, batch 1 and 64
+#      (benchmarks/profile_step.py -> profile.txt);
+#   5. bench: the full benchmark (python -m benchmarks $BENCH_ARGS), under a time budget that
+#      uses what the steps before left of GPU_CHECK_SECONDS (default 480 s).
+# GPU_CHECK_STAGES picks the stages (default "tests choice profile bench"; the install always
+# runs), so a short device lease can split the check over two calls.
+# Every file is written where it is read back from as soon as it exists: $OUT when it is set
+# (at most 7 files, no sub-folders: gpu_check.log, tests.log, the results JSON, markdown and
+# PNG, the choice table, profile.txt), else a temporary folder; the results are also copied to
+# benchmarks/results/. A run killed from outside still leaves its logs and the figures so far.
 # Usage: bash benchmarks/gpu_check.sh   (PYTHON=... to pick the interpreter)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 export PYTHONUNBUFFERED=1
 PY="${PYTHON:-python3}"
 TOTAL="${GPU_CHECK_SECONDS:-480}"
+STAGES=" ${GPU_CHECK_STAGES:-tests choice profile bench} "
 START=$(date +%s)
-WORK="$(mktemp -d)"
-RESULTS="$WORK/results"
+RESULTS="${OUT:-$(mktemp -d)}"
 mkdir -p "$RESULTS"
 STATUS=0
 
 log() { echo "[$(date -u +%H:%M:%S) +$(( $(date +%s) - START ))s] gpu_check: $*"; }
 left() { echo $(( TOTAL - ($(date +%s) - START) )); }
+wanted() { [[ "$STAGES" == *" $1 "* ]]; }
 
 # Everything printed also goes to gpu_check.log.
-exec > >(tee "$WORK/gpu_check.log") 2>&1
+exec > >(tee "$RESULTS/gpu_check.log") 2>&1
 
-finish() {  # copy results, logs and junit XML out, then exit with the overall status
+finish() {  # copy the results into the checkout, then exit with the overall status
     mkdir -p benchmarks/results
     cp "$RESULTS"/*.json "$RESULTS"/*.md "$RESULTS"/*.png benchmarks/results/ 2>/dev/null
-    log "done in $(( $(date +%s) - START ))s, status $STATUS"
-    if [ -n "${OUT:-}" ]; then
-        mkdir -p "$OUT"
-        cp "$RESULTS"/*.json "$RESULTS"/*.md "$RESULTS"/*.png "$OUT"/ 2>/dev/null
-        cp "$WORK/tests.log" "$WORK"/junit-*.xml "$OUT"/ 2>/dev/null
-        sleep 1  # let tee flush before the log is copied
-        cp "$WORK/gpu_check.log" "$OUT"/
-    fi
+    log "done in $(( $(date +%s) - START ))s, status $STATUS; files in $RESULTS"
     exit $STATUS
 }
 
+log "stages:$STAGES(limit ${TOTAL}s)"
 log "install (pip install --no-build-isolation --no-deps -e .)"
 if ! timeout 240 "$PY" -m pip install --no-build-isolation --no-deps -e . \
-        > "$WORK/install.log" 2>&1; then
-    log "install FAILED:"; tail -n 30 "$WORK/install.log"; STATUS=1
+        > "$RESULTS/install.log" 2>&1; then
+    log "install FAILED:"; tail -n 30 "$RESULTS/install.log"; STATUS=1
 fi
+grep "fastp2p build" "$RESULTS/install.log"
+rm -f "$RESULTS/install.log"
 "$PY" -m fastp2p info
 if ! "$PY" -c "import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1)"; then
     log "no CUDA GPU visible to torch: this is the GPU check (use 'fastp2p bench --quick' on a CPU)"
@@ -59,10 +62,12 @@ nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,clocks.mem --f
 run_pytest() {  # name, seconds, pytest args...
     local name="$1" seconds="$2"; shift 2
     log "pytest $name (limit ${seconds}s): $*"
-    timeout --signal=INT --kill-after=10 "$seconds" "$PY" -m pytest -q -rfEs \
-        -p no:cacheprovider --junitxml="$WORK/junit-$name.xml" "$@" >> "$WORK/tests.log" 2>&1
+    echo "===== pytest $name: $*" >> "$RESULTS/tests.log"
+    timeout --signal=INT --kill-after=10 "$seconds" "$PY" -m pytest -q -rfEs --durations=15 \
+        -p no:cacheprovider "$@" >> "$RESULTS/tests.log" 2>&1
     local rc=$?
-    tail -n 3 "$WORK/tests.log"
+    grep -E "^(FAILED|ERROR)" "$RESULTS/tests.log" | tail -n 20
+    tail -n 1 "$RESULTS/tests.log"
     case $rc in
         0|5) log "pytest $name: passed (exit $rc)";;
         124|137) log "pytest $name: TIME LIMIT (${seconds}s) reached"; STATUS=1;;
@@ -70,30 +75,42 @@ run_pytest() {  # name, seconds, pytest args...
     esac
 }
 
-run_pytest cuda 180 -m cuda tests
-run_pytest cpu 45 -m "not cuda and not slow and not interpreter" tests
-run_pytest benchmarks 30 --benchmark-disable benchmarks
+if wanted tests; then
+    run_pytest cuda "${GPU_TEST_SECONDS:-180}" -m cuda tests
+    run_pytest benchmarks 30 --benchmark-disable benchmarks
+fi
 
 # The per-shape Triton / CUDA C++ choice (both launchers timed on every norm-act shape): commit
 # it as fastp2p/ops/cuda_norm_act_choice.json together with the results file.
-log "Triton vs CUDA C++ norm-act kernels per shape (limit 150s)"
-timeout --signal=INT --kill-after=10 150 "$PY" benchmarks/cuda_choice_table.py \
-    --out "$RESULTS/cuda_norm_act_choice.json" || { log "no choice table (see above)"; STATUS=1; }
+if wanted choice; then
+    log "Triton vs CUDA C++ norm-act kernels per shape (limit 150s)"
+    timeout --signal=INT --kill-after=10 150 "$PY" benchmarks/cuda_choice_table.py \
+        --out "$RESULTS/cuda_norm_act_choice.json" || { log "no choice table (see above)"; STATUS=1; }
+fi
 
-# The benchmark gets what is left, minus a margin for writing and copying the results. Jobs
-# that would start after its budget are reported as skipped; the hard limit is the safety net
-# (the results JSON is rewritten after every job, so even a killed run leaves its figures).
-BUDGET=$(( $(left) - 45 ))
-if (( BUDGET < 60 )); then BUDGET=60; fi
-log "benchmark (time budget ${BUDGET}s, 110s per job)"
-timeout --signal=INT --kill-after=10 $(( BUDGET + 30 )) "$PY" -m benchmarks \
-    --out "$RESULTS" --time-budget "$BUDGET" --peer-time-limit 110
-BENCH_RC=$?
-if (( BENCH_RC != 0 )); then
-    log "benchmark exited with $BENCH_RC"; STATUS=1
-    for json in "$RESULTS"/*.json; do  # a partial run: make its table and chart anyway
-        [ -e "$json" ] && "$PY" -m benchmarks --plot "$json" > /dev/null 2>&1
-    done
+if wanted profile; then
+    log "profile of the fastp2p step (limit 120s)"
+    timeout --signal=INT --kill-after=10 120 "$PY" benchmarks/profile_step.py \
+        --out "$RESULTS/profile.txt" || { log "no profile (see above)"; STATUS=1; }
+fi
+
+# The benchmark gets what is left, minus a margin for writing the results. Jobs that would
+# start after its budget are reported as skipped; the hard limit is the safety net (the results
+# JSON is rewritten after every job, so even a killed run leaves its figures).
+if wanted bench; then
+    BUDGET=$(( $(left) - 20 ))
+    if (( BUDGET < 60 )); then BUDGET=60; fi
+    log "benchmark (time budget ${BUDGET}s, 110s per job): ${BENCH_ARGS:-}"
+    # shellcheck disable=SC2086  # BENCH_ARGS is a list of options
+    timeout --signal=INT --kill-after=10 $(( BUDGET + 15 )) "$PY" -m benchmarks \
+        --out "$RESULTS" --time-budget "$BUDGET" --peer-time-limit 110 ${BENCH_ARGS:-}
+    BENCH_RC=$?
+    if (( BENCH_RC != 0 )); then
+        log "benchmark exited with $BENCH_RC"; STATUS=1
+        for json in "$RESULTS"/*.json; do  # a partial run: make its table and chart anyway
+            [[ "$json" == *choice* ]] || "$PY" -m benchmarks --plot "$json" > /dev/null 2>&1
+        done
+    fi
 fi
 
 finish

@@ -1,0 +1,107 @@
+"""Where a fastp2p training step spends its GPU time: the PyTorch profiler over a few steps of
+``Pix2PixEngine`` (bf16, channels-last) on U-Net-256 + the 70x70 PatchGAN, run eagerly so that
+every kernel shows by name (the CUDA-graph step replays the same kernels without the launch
+gaps). Prints, per batch size, the GPU time per step by kernel family and the heaviest kernels,
+beside the FLOP floor (the step's model FLOPs at the bf16 matmul rate measured here) and the
+measured copy bandwidth: the numbers benchmarks/NOTES.md records.
+
+    python benchmarks/profile_step.py --batch-sizes 1,64 --out profile.txt
+"""
+import argparse
+import re
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+import torch
+from torch.profiler import ProfilerActivity, profile
+
+from fastp2p.bench import ceilings
+from fastp2p.bench.flops import training_step_flops
+from fastp2p.bench.networks import FULL_CONFIG, build_pair, make_batch
+from fastp2p.train.engine import Pix2PixEngine
+
+# Kernel families by name, first match wins (cuDNN / cuBLAS / CUTLASS convolutions and GEMMs,
+# fastp2p's Triton kernels, PyTorch's elementwise and reduction kernels, the fused Adam).
+FAMILIES = (
+    ("fastp2p norm-act", r"norm_act|_stats|_apply|_reduce_partials"),
+    ("fastp2p loss", r"loss"),
+    ("adam", r"adam|Adam|multi_tensor"),
+    ("convolution / GEMM", r"conv|gemm|Gemm|cudnn|cutlass|sm90|wgrad|dgrad|fprop|xmma|implicit"),
+    ("layout / cast copies", r"copy|Copy|nchwToNhwc|nhwcToNchw|convert|transpose"),
+    ("elementwise / reduce", r"elementwise|vectorized|reduce|Reduce"),
+)
+
+
+def family(name: str) -> str:
+    for label, pattern in FAMILIES:
+        if re.search(pattern, name):
+            return label
+    return "other"
+
+
+def profile_batch(batch: int, steps: int, warmup: int) -> tuple[float, dict, list]:
+    """(GPU ms per step, {family: ms per step}, [(kernel, ms per step, calls per step)])."""
+    generator, discriminator = build_pair(FULL_CONFIG, fast=True, device="cuda", seed=0)
+    engine = Pix2PixEngine(generator, discriminator, precision="bf16", channels_last=True,
+                           cuda_graph=False)
+    real_a, real_b = make_batch(FULL_CONFIG, batch, "cuda")
+    for _ in range(warmup):
+        engine.step(real_a, real_b)
+    torch.cuda.synchronize()
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        for _ in range(steps):
+            engine.step(real_a, real_b)
+        torch.cuda.synchronize()
+    kernels = defaultdict(lambda: [0.0, 0])
+    for event in prof.events():
+        if event.device_type == torch.autograd.DeviceType.CUDA:
+            entry = kernels[event.name]
+            entry[0] += event.device_time / 1e3 / steps  # µs in total -> ms per step
+            entry[1] += 1
+    families = defaultdict(float)
+    for name, (ms, _) in kernels.items():
+        families[family(name)] += ms
+    top = sorted(((name, ms, calls / steps) for name, (ms, calls) in kernels.items()),
+                 key=lambda item: -item[1])
+    return sum(families.values()), dict(families), top
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--batch-sizes", default="1,64", help="comma-separated (default 1,64)")
+    parser.add_argument("--steps", type=int, default=5, help="profiled steps (default 5)")
+    parser.add_argument("--warmup", type=int, default=5, help="steps first (default 5)")
+    parser.add_argument("--top", type=int, default=25, help="kernels listed per batch size")
+    parser.add_argument("--out", type=Path, help="also write the report here")
+    args = parser.parse_args(argv)
+    if not torch.cuda.is_available():
+        print("profile_step: needs a CUDA GPU", file=sys.stderr)
+        return 1
+    matmul = ceilings.matmul_rate("cuda")
+    copy = ceilings.copy_bandwidth("cuda")
+    gflop = training_step_flops(FULL_CONFIG)["train_step_gflop_per_image"]
+    lines = [f"device {torch.cuda.get_device_name()}, torch {torch.__version__}; measured "
+             f"{matmul['dtype']} matmul {matmul['tflops']:.0f} TFLOP/s, copy "
+             f"{copy['gbps']:.0f} GB/s; model {gflop:.1f} GFLOP per image per step"]
+    for batch in (int(b) for b in args.batch_sizes.split(",")):
+        total, families, top = profile_batch(batch, args.steps, args.warmup)
+        flop_floor = gflop * batch / (matmul["tflops"] * 1e3) * 1e3  # ms
+        lines.append(f"\n== batch {batch}: {total:.2f} GPU ms per step (eager, summed kernel "
+                     f"time); FLOP floor {flop_floor:.2f} ms ({flop_floor / total:.0%} of it)")
+        for label, ms in sorted(families.items(), key=lambda item: -item[1]):
+            lines.append(f"  {label:24s} {ms:9.3f} ms  {ms / total:6.1%}")
+        lines.append("  heaviest kernels (ms per step, calls per step):")
+        for name, ms, calls in top[:args.top]:
+            lines.append(f"  {ms:9.3f} {calls:6.1f}  {name[:110]}")
+        del top
+        torch.cuda.empty_cache()
+    report = "\n".join(lines)
+    print(report)
+    if args.out:
+        args.out.write_text(report + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
