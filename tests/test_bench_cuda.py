@@ -42,16 +42,29 @@ def test_peer_steps_run_and_report(peer):
     assert rows[0]["peak_memory_bytes"] > 0
 
 
-def test_whole_step_graph_replays_match_the_eager_step():
+@pytest.fixture
+def deterministic_cudnn():
+    """The same convolution algorithms, without TF32, in both runs of the test (Adam turns the
+    last-bit differences of two algorithms into lr-sized steps on near-zero gradients)."""
+    saved = (torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic,
+             torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32)
+    torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic = False, True
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    yield
+    (torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic,
+     torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32) = saved
+
+
+def test_whole_step_graph_replays_match_the_eager_step(deterministic_cudnn):
     # No dropout (its random stream differs between eager and replay); fp32 so the comparison
-    # measures the capture, not bf16 rounding.
+    # measures the capture, not bf16 rounding; capturable Adam in both, so the same update math.
     config = NetworkConfig(image_size=64, num_downs=6, ngf=8, ndf=8, use_dropout=False)
     real_a, real_b = make_batch(config, 2, "cuda")
     generators = []
     for graphed in (False, True):
         generator, discriminator = build_pair(config, fast=False, device="cuda", seed=3)
         step = TrainStep(generator, discriminator, device="cuda", precision="fp32",
-                         fused_adam=True, capturable=graphed, autocast_cache=not graphed)
+                         fused_adam=True, capturable=True, autocast_cache=not graphed)
         if graphed:
             replay = capture_whole_step(step, real_a, real_b, warmup_iterations=2)
             for _ in range(3):  # 2 warm-up steps + 3 replays (capture itself runs nothing) = 5

@@ -60,8 +60,8 @@ def _compare(ours, theirs64, x, train, what, bound=FP32_NETWORK):
     x_ref = x.double().requires_grad_()
     out = ours(x_ours)
     expected = theirs64(x_ref)
-    weight = torch.rand(expected.shape, generator=torch.Generator().manual_seed(9),
-                        dtype=torch.float64) * 2 - 1
+    weight = (torch.rand(expected.shape, generator=torch.Generator().manual_seed(9),
+                         dtype=torch.float64) * 2 - 1).to(expected.device)
     (out.double() * weight).sum().backward()
     (expected * weight).sum().backward()
     assert_close(out, expected, bound, f"{what} output")
@@ -331,7 +331,9 @@ def test_gpu_train_step_graph_replays_fresh_dropout_masks(monkeypatch):
         graph.replay()
         expected = step(eager)
         assert_close(captured, expected, 1e-5, f"replay {replay} output")
-        for (name, p), q in zip(net.named_parameters(), eager.parameters()):
-            if q.grad.norm() > 0:
-                assert_close(p.grad, q.grad, 1e-4, f"replay {replay} grad {name}")
+        # All gradients as one vector: the conv biases before an InstanceNorm have an exact
+        # gradient of 0, so alone they would compare rounding noise (~1e-10) with noise.
+        assert_close(torch.cat([p.grad.flatten() for p in net.parameters()]),
+                     torch.cat([q.grad.flatten() for q in eager.parameters()]), 1e-4,
+                     f"replay {replay} gradients")
         assert net.dropout_rng.tolist() == eager.dropout_rng.tolist()
