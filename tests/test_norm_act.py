@@ -346,3 +346,23 @@ def test_gpu_torch_compile_has_no_graph_break(monkeypatch):
     w, b = torch.rand(32, device="cuda"), torch.rand(32, device="cuda")
     compiled = torch.compile(block, fullgraph=True)
     assert_close(compiled(x, w, b), block(x, w, b), FP32_SINGLE_OP, "compiled")
+
+
+def test_eager_calls_skip_the_custom_op_dispatch_and_still_bump_versions(monkeypatch):
+    """Eager forward and backward call the implementations directly (the op's dispatch costs
+    more host time than small kernels take); the running stats still count as modified."""
+    import importlib
+    module = importlib.import_module("fastp2p.ops.norm_act")  # the package exports a function
+
+    def through_the_op(*args, **kwargs):
+        raise AssertionError("an eager call went through the custom op's dispatch")
+    monkeypatch.setattr(module, "_norm_act_fwd_op", through_the_op)
+    monkeypatch.setattr(module, "_norm_act_bwd_op", through_the_op)
+    x = torch.randn(2, 4, 3, 3, requires_grad=True)
+    running_mean, running_var = torch.zeros(4), torch.ones(4)
+    version = running_mean._version
+    y = module.norm_act(x, None, None, running_mean, running_var, norm="batch",
+                        activation="relu")
+    y.sum().backward()
+    assert running_mean._version > version and x.grad is not None
+    assert running_mean.abs().sum() > 0  # updated by the kernel
