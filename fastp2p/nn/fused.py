@@ -2,7 +2,8 @@
 
 Convolutions stay the modules' own (cuDNN / oneDNN, in the input's memory format), except the
 decoder's transposed convolutions in CPU float32 inference, which run as GEMM + C++ col2im
-(``fastp2p.ops.conv_transpose``); every norm + activation (+ dropout, + skip concatenation) goes through
+(``fastp2p.ops.conv_transpose``), and, on GPUs, the image-side layers with 3 or 6 channels, which
+run with their channels zero-padded to 8 (``fastp2p.ops.aligned_channels``); every norm + activation (+ dropout, + skip concatenation) goes through
 ``fastp2p.ops``. Data-flow facts used by the U-Net (checked against the reference): the skip
 that a block concatenates is LeakyReLU(x) (the in-place LeakyReLU), and every concatenation is
 consumed first by the enclosing block's ReLU, so the decoder reads
@@ -15,6 +16,7 @@ import torch
 import torch.nn as nn
 
 from fastp2p.ops import norm_act, norm_act_concat
+from fastp2p.ops.aligned_channels import conv2d
 from fastp2p.ops.conv_transpose import conv_transpose2d
 
 _DIRECT_NORMS = (nn.BatchNorm2d, nn.InstanceNorm2d, nn.Identity)
@@ -107,7 +109,7 @@ def unet_supported(unet) -> bool:
 def unet_forward(unet, input):
     outer = unet.model.model  # [down conv, submodule, ReLU, up conv, Tanh]
     rng = DropoutRNG(unet.dropout_rng)
-    down = outer[0](input)
+    down = conv2d(outer[0], input)
     skip = norm_act(down, norm="none", activation="leaky_relu",
                     slope=outer[1].model[0].negative_slope)
     out = torch.tanh(conv_transpose2d(outer[3], _unet_level(outer[1], skip, rng)))
@@ -130,7 +132,7 @@ def sequential_forward(seq: nn.Sequential, x):
     while i < len(layers):
         layer = layers[i]
         if isinstance(layer, nn.Conv2d):
-            x, i = layer(x), i + 1
+            x, i = conv2d(layer, x), i + 1
             continue
         if isinstance(layer, nn.LeakyReLU):  # a LeakyReLU straight after a conv: no norm
             norm = dict(norm="none")

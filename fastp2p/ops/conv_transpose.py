@@ -2,12 +2,15 @@
 
 On CPU tensors in float32, when no gradient is needed (inference) and the C++ backend serves
 the device, ``conv_transpose2d`` runs the GEMM + col2im form (``cpp_backend.conv_transpose2d_fwd``);
-everything else — training, other dtypes, CUDA (cuDNN is fast there), unusual module settings —
-runs the module itself. Same numbers either way, up to float32 summation order.
+on a GPU, a layer whose output channel count is not a multiple of 8 (the U-Net's last, 3
+channels) runs with zero-padded channels (``fastp2p.ops.aligned_channels``); everything else —
+training on CPUs, other dtypes, unusual module settings — runs the module itself. Same numbers
+every way, up to float32 summation order.
 """
 import torch
 import torch.nn as nn
 
+from fastp2p.ops.aligned_channels import conv_transpose2d_channel_padded, pads_output
 from fastp2p.ops.backends import backend_for, backend_name_for
 
 
@@ -26,8 +29,12 @@ def _gemm_form_applies(module: nn.ConvTranspose2d, x: torch.Tensor) -> bool:
 
 
 def conv_transpose2d(module: nn.ConvTranspose2d, x: torch.Tensor) -> torch.Tensor:
-    """``module(x)``, through the C++ GEMM + col2im form where it applies (see the module doc)."""
-    if not _gemm_form_applies(module, x):
-        return module(x)
-    return backend_for(x.device).conv_transpose2d_fwd(
-        x, module.weight, module.bias, stride=module.stride[0], padding=module.padding[0])
+    """``module(x)``: through the C++ GEMM + col2im form where it applies (see the module doc),
+    on a GPU with its output channels padded to a multiple of 8 where they are not
+    (``fastp2p.ops.aligned_channels``)."""
+    if _gemm_form_applies(module, x):
+        return backend_for(x.device).conv_transpose2d_fwd(
+            x, module.weight, module.bias, stride=module.stride[0], padding=module.padding[0])
+    if pads_output(module, x):
+        return conv_transpose2d_channel_padded(module, x)
+    return module(x)
