@@ -7,11 +7,11 @@ weight, bias) against ``norm_act_math`` in float64 with the same dropout mask.
 import pytest
 import torch
 
-from fastp2p.ops import backend_name_for, norm_act_concat, norm_act_into
+from fastp2p.ops import backend_name_for, norm_act, norm_act_concat, norm_act_into
 from fastp2p.ops.dropout_rng import dropout_keep_mask
 from fastp2p.ops.norm_act_reference import norm_act_math
 from tolerances import BF16_NETWORK, FP32_SINGLE_OP, assert_close, relative_error
-from triton_interpreter import KERNELS
+from triton_interpreter import CPU_BACKEND_PARAMS, KERNELS
 
 needs_triton = pytest.mark.skipif(
     KERNELS is None, reason="interpreter tests: need triton ('.[test]') and no GPU")
@@ -366,3 +366,63 @@ def test_eager_calls_skip_the_custom_op_dispatch_and_still_bump_versions(monkeyp
     y.sum().backward()
     assert running_mean._version > version and x.grad is not None
     assert running_mean.abs().sum() > 0  # updated by the kernel
+
+
+@pytest.fixture(params=CPU_BACKEND_PARAMS)
+def cpu_backend(request, monkeypatch):
+    monkeypatch.setenv("FASTP2P_BACKEND", request.param)
+    return request.param
+
+
+@pytest.mark.parametrize("activation,slope,p", [
+    ("leaky_relu", 0.2, 0.0), ("leaky_relu", 0.2, 0.5), ("relu", 0.0, 0.5), ("none", 0.0, 0.3),
+    ("leaky_relu", -0.5, 0.0)])  # a negative slope flips signs: that case keeps x
+def test_no_norm_layers_backward_from_their_output_matches_float64(cpu_backend, activation,
+                                                                   slope, p):
+    """norm='none' without affine saves the output instead of x for the backward."""
+    gen = torch.Generator().manual_seed(3)
+    x64 = torch.randn(2, 5, 4, 6, generator=gen, dtype=torch.float64)
+    x64[0, 1] = 0.0  # the derivative at exactly 0 follows PyTorch's (x > 0) convention
+    grad = torch.randn(x64.shape, generator=gen, dtype=torch.float64)
+    kwargs = dict(norm="none", activation=activation, slope=slope, dropout_p=p, seed=21,
+                  offset=5)
+    x = x64.float().contiguous(memory_format=torch.channels_last).requires_grad_()
+    y = norm_act(x, **kwargs)
+    y.backward(grad.float())
+    ref = x64.clone().requires_grad_()
+    norm_act_math(ref, None, None, None, None, training=True, momentum=0.1, eps=1e-5,
+                  **kwargs).backward(grad)
+    assert_close(x.grad, ref.grad, FP32_SINGLE_OP, "grad x")
+
+
+def test_networks_save_no_more_activations_for_backward_than_the_reference():
+    """What autograd keeps between forward and backward (the bulk of a training step's peak
+    memory), counted by storage: fastp2p's U-Net and PatchGAN keep no more than the reference
+    modules (their no-norm layers keep the output that the next convolution keeps anyway, and
+    dropout masks are regenerated, not kept)."""
+    from fastp2p.bench.networks import NetworkConfig, build_pair
+
+    config = NetworkConfig(image_size=64, num_downs=6, ngf=8, ndf=8)
+
+    def activation_bytes(net, x):
+        params = {p.untyped_storage().data_ptr() for p in net.parameters()}
+        kept = {}
+
+        def pack(t):
+            storage = t.untyped_storage()
+            if storage.data_ptr() not in params:
+                kept[storage.data_ptr()] = storage.nbytes()
+            return t
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            out = net(x)
+        return sum(kept.values()), out
+
+    totals = {}
+    for fast in (False, True):
+        generator, discriminator = build_pair(config, fast=fast, device="cpu", seed=0)
+        x = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(1))
+        kept_g, fake = activation_bytes(generator, x)
+        kept_d, _ = activation_bytes(discriminator, torch.cat([x, fake.detach()], 1))
+        totals[fast] = (kept_g, kept_d)
+    assert totals[True][0] <= totals[False][0], f"U-Net: {totals}"
+    assert totals[True][1] <= totals[False][1], f"PatchGAN: {totals}"

@@ -240,6 +240,16 @@ def _runs_directly(x) -> bool:
             and not torch.compiler.is_compiling())
 
 
+def _backward_reads_output(cfg: NormActConfig, weight, skip) -> bool:
+    """Whether the backward can take the output in place of x: with no norm and no affine, the
+    gradient needs only where x > 0, and ReLU / LeakyReLU (slope >= 0) and the dropout scale keep
+    that sign (a dropped element's gradient is 0 either way). The next convolution keeps the
+    output for its own backward, so saving it instead of x spares one activation-sized buffer
+    (the layers without a norm: the U-Net's first and innermost, the PatchGAN's first)."""
+    return (cfg.norm == "none" and weight is None and skip is None
+            and (cfg.activation != "leaky_relu" or cfg.slope >= 0))
+
+
 class _NormActFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, weight, bias, running_mean, running_var, skip, seed, offset, cfg):
@@ -251,14 +261,16 @@ class _NormActFunction(torch.autograd.Function):
         if direct and running_mean is not None and cfg.training:
             # What the op's dispatch does for its mutated arguments.
             torch.autograd.graph.increment_version((running_mean, running_var))
-        ctx.save_for_backward(x, weight, bias, mean, rstd, skip, rng)
+        ctx.from_output = _backward_reads_output(cfg, weight, skip)
+        ctx.save_for_backward(out if ctx.from_output else x, weight, bias, mean, rstd, skip,
+                              rng)
         ctx.cfg, ctx.seed, ctx.offset, ctx.direct = cfg, seed, offset, direct
         ctx.batch_stats = running_mean is None or cfg.training
         return out
 
     @staticmethod
     def backward(ctx, grad_out):
-        x, weight, bias, mean, rstd, skip, rng = ctx.saved_tensors
+        x, weight, bias, mean, rstd, skip, rng = ctx.saved_tensors  # x: maybe the output
         cfg = ctx.cfg
         backward = _norm_act_bwd if ctx.direct else _norm_act_bwd_op
         grad_x, grad_weight, grad_bias, grad_skip = backward(
