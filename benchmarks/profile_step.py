@@ -24,9 +24,9 @@ from fastp2p.train.engine import Pix2PixEngine
 # Kernel families by name, first match wins (cuDNN / cuBLAS / CUTLASS convolutions and GEMMs,
 # fastp2p's Triton kernels, PyTorch's elementwise and reduction kernels, the fused Adam).
 FAMILIES = (
+    ("adam", r"adam|Adam|multi_tensor"),  # before norm-act: its name has "_apply" too
     ("fastp2p norm-act", r"norm_act|_stats|_apply|_reduce_partials"),
     ("fastp2p loss", r"loss"),
-    ("adam", r"adam|Adam|multi_tensor"),
     ("convolution / GEMM", r"conv|gemm|Gemm|cudnn|cutlass|sm90|wgrad|dgrad|fprop|xmma|implicit"),
     ("layout / cast copies", r"copy|Copy|nchwToNhwc|nhwcToNchw|convert|transpose"),
     ("elementwise / reduce", r"elementwise|vectorized|reduce|Reduce"),
