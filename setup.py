@@ -57,7 +57,10 @@ class OptionalBuildExt(build_ext):
         try:
             super().run()
         except Exception as error:  # a missing compiler surfaces here, before build_extension
-            self._skip(f"{type(error).__name__}: {error}")
+            # After a skipped build, an editable install fails to copy the missing library:
+            # keep the first reason (the one a user can act on), not that consequence.
+            if not self._info["reason"]:
+                self._skip(f"{type(error).__name__}: {error}")
         self._write_info()
 
     def build_extension(self, ext):

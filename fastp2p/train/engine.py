@@ -6,7 +6,8 @@ D frozen, the generator step on L_GAN(D(A, fake_B), real) + lambda * L1(fake_B, 
 Python body runs in every mode; the modes change only how it executes:
 
 - eager (any device, fp32): plain ``torch.optim.Adam`` and float lr - the yardstick;
-- on CUDA: fused capturable Adam with the lr in a device tensor, losses summed on the device and
+- on CUDA: fused capturable Adam with the lr in a device tensor, fastp2p's fused L1, D's input
+  pairs concatenated in bf16 under bf16 autocast, losses summed on the device and
   read only by ``read_losses`` (the one call that syncs), optional bf16 autocast (no GradScaler:
   bf16 has fp32's range) and channels-last weights and activations;
 - ``cuda_graph=True``: inputs are copied into static buffers; the first ``WARMUP_STEPS`` steps run
@@ -22,6 +23,7 @@ import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
 
 from fastp2p.nn import GANLoss
+from fastp2p.ops import l1_loss
 
 PRECISIONS = ("fp32", "bf16")
 LOSS_NAMES = ("G_GAN", "G_L1", "D_real", "D_fake")
@@ -85,6 +87,9 @@ class Pix2PixEngine:
             netG.to(memory_format=torch.channels_last)
             netD.to(memory_format=torch.channels_last)
         self.criterionGAN = GANLoss(gan_mode).to(self.device)
+        # The CUDA path takes fastp2p's fused L1 (loss and gradient in one pass; float32, as
+        # autocast runs F.l1_loss); the CPU path stays the reference's step bit for bit.
+        self._l1_loss = l1_loss if is_cuda else F.l1_loss
 
         # On CUDA the lr is a device tensor shared by both optimizers: set_lr writes into it,
         # so a captured graph sees the new value without re-capture.
@@ -234,13 +239,21 @@ class Pix2PixEngine:
         """The reference's optimize_parameters; every tensor it touches stays on the device."""
         with self._autocast():
             fake_B = self.netG(real_A)
+        # D's input pairs in the dtype its first convolution computes in: under bf16 autocast,
+        # casting the halves before the concatenation gives the values that casting the float32
+        # concatenation would, with a third of the bytes written.
+        pair_dtype = torch.bfloat16 if self.precision == "bf16" else torch.float32
+        pair_A, pair_B = real_A.to(pair_dtype), real_B.to(pair_dtype)
+
+        def pair(fake_or_real_B):
+            return torch.cat((pair_A, fake_or_real_B.to(pair_dtype)), 1)
+
         # Discriminator: fake pairs (detached from G) and real pairs.
         set_requires_grad(self.netD, True)
         self.optimizer_D.zero_grad(set_to_none=True)
         with self._autocast():
-            loss_D_fake = self.criterionGAN(self.netD(torch.cat((real_A, fake_B.detach()), 1)),
-                                            False)
-            loss_D_real = self.criterionGAN(self.netD(torch.cat((real_A, real_B), 1)), True)
+            loss_D_fake = self.criterionGAN(self.netD(pair(fake_B.detach())), False)
+            loss_D_real = self.criterionGAN(self.netD(pair(pair_B)), True)
             loss_D = (loss_D_fake + loss_D_real) * 0.5
         loss_D.backward()
         self.optimizer_D.step()
@@ -248,9 +261,8 @@ class Pix2PixEngine:
         set_requires_grad(self.netD, False)
         self.optimizer_G.zero_grad(set_to_none=True)
         with self._autocast():
-            loss_G_GAN = self.criterionGAN(unwrap(self.netD)(torch.cat((real_A, fake_B), 1)),
-                                           True)
-            loss_G_L1 = F.l1_loss(fake_B, real_B) * self.lambda_L1
+            loss_G_GAN = self.criterionGAN(unwrap(self.netD)(pair(fake_B)), True)
+            loss_G_L1 = self._l1_loss(fake_B.float(), real_B) * self.lambda_L1
             loss_G = loss_G_GAN + loss_G_L1
         loss_G.backward()
         self.optimizer_G.step()
