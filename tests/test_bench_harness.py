@@ -274,3 +274,12 @@ def test_graph_replay_keeps_what_the_graph_points_at_alive():
     gc.collect()
     replay()
     assert alive() is not None and graph.replays == 1
+
+
+def test_micro_modules_can_be_picked_by_name(tmp_path):
+    folder = tmp_path / "fake_benchmarks_pick"
+    _write_modules(folder)
+    jobs = micro.micro_jobs(folder, quick=True, device="cpu", only=("bench_good", "bench_broken"))
+    assert [job.identity["module"] for job in jobs] == ["bench_good", "bench_broken"]
+    with pytest.raises(ValueError, match="no bench_nothing in .*bench_bad_rows, bench_broken"):
+        micro.micro_jobs(folder, quick=True, device="cpu", only=("bench_nothing",))

@@ -104,8 +104,9 @@ def test_plot_remakes_table_and_chart_from_saved_json(quick_run, tmp_path):
     (("--sections", "training,everything"), "--sections takes"),
     (("--steps", "0"), "--steps must be >= 1"),
     (("--plot", "missing.json"), "not found"),
+    (("--quick", "--micro", "bench_nope"), "--micro: no bench_nope"),
 ], ids=["unknown-peer", "quick-on-cuda", "graph-on-cpu", "bad-section", "zero-steps",
-        "plot-missing"])
+        "plot-missing", "unknown-micro-module"])
 def test_bad_options_get_a_clear_error(args, message, tmp_path):
     result = _bench(*args, cwd=tmp_path)
     assert result.returncode == 2 and message in result.stderr, result.stderr
@@ -115,5 +116,6 @@ def test_help_explains_every_option(tmp_path):
     result = _bench("--help", cwd=tmp_path)
     assert result.returncode == 0
     for option in ("--batch-sizes", "--steps", "--warmup", "--peers", "--out", "--quick",
-                   "--plot", "--peer-time-limit", "--time-budget", "--sections", "--device"):
+                   "--plot", "--peer-time-limit", "--time-budget", "--sections", "--device",
+                   "--micro"):
         assert option in result.stdout

@@ -25,6 +25,7 @@ examples:
   fastp2p bench --time-budget 300       the same, skipping whatever would start after 300 s
   fastp2p bench --quick                 tiny CPU smoke run of everything a CPU can run
   fastp2p bench --peers reference,fastp2p --batch-sizes 16 --sections training
+  fastp2p bench --sections micro --micro bench_norm_act,bench_losses   the kernel benchmarks alone
   fastp2p bench --plot benchmarks/results/nvidia-h100-80gb-hbm3-20261122-abcd1234.json"""
 
 
@@ -84,6 +85,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--benchmarks-dir", type=Path, default=None, metavar="DIR",
                         help="folder of bench_*.py micro-benchmark modules (default: the "
                              "checkout's benchmarks/)")
+    parser.add_argument("--micro", type=_names, default=None, metavar="MODULES",
+                        help="comma-separated micro-benchmark modules to run, by file name "
+                             "without .py (e.g. bench_norm_act,bench_losses; default: every "
+                             "bench_*.py of the benchmarks folder)")
     parser.add_argument("--plot", type=Path, default=None, metavar="RESULTS_JSON",
                         help="run nothing: remake the markdown table and PNG chart beside a "
                              "saved results JSON, and print the table")
@@ -104,6 +109,7 @@ def settings_from_args(args):
     import torch
 
     from fastp2p.bench.environment import find_checkout
+    from fastp2p.bench.micro import micro_jobs
     from fastp2p.bench.networks import FULL_CONFIG, QUICK_CONFIG
     from fastp2p.bench.peers import PEERS, peer_by_name
     from fastp2p.bench.suite import SECTIONS, SuiteSettings
@@ -144,13 +150,15 @@ def settings_from_args(args):
     benchmarks_dir = args.benchmarks_dir or (checkout / "benchmarks" if checkout else None)
     if benchmarks_dir is not None and not Path(benchmarks_dir).is_dir():
         raise ValueError(f"--benchmarks-dir {benchmarks_dir} is not a folder")
+    if args.micro:  # unknown names fail here, before anything is timed
+        micro_jobs(benchmarks_dir, quick=args.quick, device=device, only=args.micro)
     return SuiteSettings(
         quick=args.quick, device=device, sections=tuple(args.sections),
         config=QUICK_CONFIG if args.quick else FULL_CONFIG,
         batch_sizes=args.batch_sizes or ((1, 2) if args.quick else (1, 16, 64)),
         steps=steps, warmup=warmup, peers=peers, job_time_limit=limit,
         time_budget=args.time_budget, benchmarks_dir=benchmarks_dir,
-        inference_rep_ms=100.0 if args.quick else 500.0)
+        inference_rep_ms=100.0 if args.quick else 500.0, micro_modules=args.micro)
 
 
 def default_out_dir() -> Path:

@@ -90,5 +90,15 @@ def micro_job(path: Path, *, quick: bool, device: str) -> Job:
     return Job("micro", module_name, run, {"module": module_name})
 
 
-def micro_jobs(benchmarks_dir, *, quick: bool, device: str):
-    return [micro_job(path, quick=quick, device=device) for path in discover(benchmarks_dir)]
+def micro_jobs(benchmarks_dir, *, quick: bool, device: str, only=None):
+    """One job per module of ``benchmarks_dir``, or per module named in ``only`` (file stems,
+    in that order; a name with no module is a ValueError listing the ones there are)."""
+    paths = discover(benchmarks_dir)
+    if only:
+        by_name = {path.stem: path for path in paths}
+        missing = [name for name in only if name not in by_name]
+        if missing:
+            raise ValueError(f"--micro: no {', '.join(missing)} in {benchmarks_dir}; its "
+                             f"modules are {', '.join(by_name) or 'none'}")
+        paths = [by_name[name] for name in only]
+    return [micro_job(path, quick=quick, device=device) for path in paths]

@@ -30,6 +30,7 @@ class SuiteSettings:
     time_budget: float | None
     benchmarks_dir: object       # Path or None
     inference_rep_ms: float
+    micro_modules: tuple = None  # bench_*.py stems to run; None: all
 
 
 def measure_ceilings(device: str, log) -> dict:
@@ -71,7 +72,8 @@ def run_suite(settings: SuiteSettings, log=None, on_progress=None) -> dict:
         jobs += inference_jobs(device, settings.config, quick=settings.quick,
                                rep_ms=settings.inference_rep_ms)
     if "micro" in settings.sections:
-        found = micro_jobs(settings.benchmarks_dir, quick=settings.quick, device=device)
+        found = micro_jobs(settings.benchmarks_dir, quick=settings.quick, device=device,
+                           only=settings.micro_modules)
         if settings.benchmarks_dir is None:
             log("micro: no benchmarks/ folder found (run from a source checkout, or pass "
                 "--benchmarks-dir): micro-benchmarks not run")
