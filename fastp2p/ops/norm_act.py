@@ -147,11 +147,11 @@ def _rng_kwargs(seed, offset, rng):
 # mutating custom op costs ~0.1 ms of host time per call (it rebuilds the schema's argument list
 # for every argument), more than a small layer's kernels take on a GPU.
 def _norm_act_fwd(x: torch.Tensor, weight: Optional[torch.Tensor],
-                     bias: Optional[torch.Tensor], running_mean: Optional[torch.Tensor],
-                     running_var: Optional[torch.Tensor], skip: Optional[torch.Tensor],
-                     rng: Optional[torch.Tensor], seed: int, offset: int, norm: str,
-                     training: bool, momentum: float, eps: float, activation: str, slope: float,
-                     dropout_p: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+                  bias: Optional[torch.Tensor], running_mean: Optional[torch.Tensor],
+                  running_var: Optional[torch.Tensor], skip: Optional[torch.Tensor],
+                  rng: Optional[torch.Tensor], seed: int, offset: int, norm: str,
+                  training: bool, momentum: float, eps: float, activation: str, slope: float,
+                  dropout_p: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     backend = norm_act_backend_for(x, norm)
     check_backend_dtype(backend, x, "norm_act")
     skip_channels = 0 if skip is None else skip.shape[1]
@@ -187,11 +187,11 @@ def _(x, weight, bias, running_mean, running_var, skip, rng, seed, offset, norm,
 
 
 def _norm_act_bwd(grad_out: torch.Tensor, x: torch.Tensor, weight: Optional[torch.Tensor],
-                     bias: Optional[torch.Tensor], mean: torch.Tensor, rstd: torch.Tensor,
-                     skip: Optional[torch.Tensor], rng: Optional[torch.Tensor], seed: int,
-                     offset: int, norm: str, training: bool, activation: str, slope: float,
-                     dropout_p: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor,
-                                                torch.Tensor]:
+                  bias: Optional[torch.Tensor], mean: torch.Tensor, rstd: torch.Tensor,
+                  skip: Optional[torch.Tensor], rng: Optional[torch.Tensor], seed: int,
+                  offset: int, norm: str, training: bool, activation: str, slope: float,
+                  dropout_p: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor,
+                                             torch.Tensor]:
     """(grad_x, grad_weight, grad_bias, grad_skip); absent ones are empty tensors."""
     backend = norm_act_backend_for(x, norm)  # the forward's choice: same x and norm
     skip_channels = 0 if skip is None else skip.shape[1]
@@ -261,9 +261,8 @@ class _NormActFunction(torch.autograd.Function):
         if direct and running_mean is not None and cfg.training:
             # What the op's dispatch does for its mutated arguments.
             torch.autograd.graph.increment_version((running_mean, running_var))
-        ctx.from_output = _backward_reads_output(cfg, weight, skip)
-        ctx.save_for_backward(out if ctx.from_output else x, weight, bias, mean, rstd, skip,
-                              rng)
+        saved_x = out if _backward_reads_output(cfg, weight, skip) else x
+        ctx.save_for_backward(saved_x, weight, bias, mean, rstd, skip, rng)
         ctx.cfg, ctx.seed, ctx.offset, ctx.direct = cfg, seed, offset, direct
         ctx.batch_stats = running_mean is None or cfg.training
         return out
