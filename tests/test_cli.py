@@ -20,3 +20,4 @@ def test_info_prints_versions():
     result = _run("info")
     assert result.returncode == 0, result.stderr
     assert "fastp2p 0.1.0" in result.stdout and "torch" in result.stdout
+    assert "C++     fastp2p._C" in result.stdout  # built, or unavailable with the reason
