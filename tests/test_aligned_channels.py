@@ -107,3 +107,26 @@ def test_conv_transpose_router_keeps_the_cpu_gemm_form_first():
     with torch.no_grad():
         out = conv_transpose2d(up, torch.randn(1, 16, 4, 4))
     assert out.shape == (1, 3, 8, 8)
+
+
+@pytest.mark.parametrize("transposed", [False, True], ids=["conv", "conv_transpose"])
+def test_under_autocast_it_pads_in_the_computed_dtype(transposed, monkeypatch):
+    """Under autocast the padding is applied after the cast (half the bytes of padding float32):
+    same dtype out and the same function as the module under the same autocast."""
+    padded_dtypes = []
+    pad = aligned_channels._zero_pad_dim1
+    monkeypatch.setattr(aligned_channels, "_zero_pad_dim1",
+                        lambda t, extra: padded_dtypes.append(t.dtype) or pad(t, extra))
+    torch.manual_seed(2)
+    if transposed:
+        module, padded, channels = nn.ConvTranspose2d(16, 3, 4, 2, 1), \
+            conv_transpose2d_channel_padded, 3
+        x = torch.randn(2, 16, 6, 6)
+    else:
+        module, padded, channels = nn.Conv2d(3, 16, 4, 2, 1), conv2d_channel_padded, 16
+        x = torch.randn(2, 3, 12, 12)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        ours, expected = padded(module, x), module(x)
+    assert padded_dtypes and set(padded_dtypes) == {torch.bfloat16}
+    assert ours.dtype == expected.dtype == torch.bfloat16 and ours.shape[1] == channels
+    assert_close(ours.float(), expected.float(), 1e-2, "bf16 output")

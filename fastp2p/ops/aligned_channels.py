@@ -46,10 +46,20 @@ def _zero_pad_dim1(t: torch.Tensor, extra: int) -> torch.Tensor:
     return torch.cat((t, zeros), 1)
 
 
+def _as_computed(t: torch.Tensor) -> torch.Tensor:
+    """``t`` in the dtype autocast would run the convolution in (itself outside autocast):
+    padding after that cast writes half the bytes of padding the float32 tensor, same values."""
+    device = t.device.type
+    if t.is_floating_point() and torch.is_autocast_enabled(device):
+        return t.to(torch.get_autocast_dtype(device))
+    return t
+
+
 def conv2d_channel_padded(module: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
     """``module(x)`` computed with the input channels zero-padded to a multiple of 8."""
     extra = _padding(module.in_channels)
-    return F.conv2d(_zero_pad_dim1(x, extra), _zero_pad_dim1(module.weight, extra), module.bias,
+    return F.conv2d(_zero_pad_dim1(_as_computed(x), extra),
+                    _zero_pad_dim1(_as_computed(module.weight), extra), module.bias,
                     module.stride, module.padding, module.dilation)
 
 
@@ -59,8 +69,9 @@ def conv_transpose2d_channel_padded(module: nn.ConvTranspose2d, x: torch.Tensor)
     out_channels = module.out_channels
     extra = _padding(out_channels)
     bias = None if module.bias is None else F.pad(module.bias, (0, extra))
-    y = F.conv_transpose2d(x, _zero_pad_dim1(module.weight, extra), bias, module.stride,
-                           module.padding, module.output_padding, 1, module.dilation)
+    y = F.conv_transpose2d(x, _zero_pad_dim1(_as_computed(module.weight), extra), bias,
+                           module.stride, module.padding, module.output_padding, 1,
+                           module.dilation)
     return y[:, :out_channels]
 
 
