@@ -382,6 +382,12 @@ def norm_act_fwd(x, weight, bias, running_mean, running_var, out, out_channel_of
     return mean, rstd
 
 
+def _sum_dim(t: torch.Tensor, dim: int) -> torch.Tensor:
+    """``t.sum(dim)``, as a view when that dimension has one entry (batch norm's single group,
+    a reduction in one split): at batch 1 each of these launches costs more than its sum."""
+    return t.select(dim, 0) if t.shape[dim] == 1 else t.sum(dim)
+
+
 def norm_act_bwd(grad_out_slice, x, weight, bias, mean, rstd, *, norm, activation, slope,
                  dropout_p, seed, offset, training=True):
     """(grad_x, grad_weight, grad_bias) of norm_act_fwd, given the (mean, rstd) it returned.
@@ -420,7 +426,8 @@ def norm_act_bwd(grad_out_slice, x, weight, bias, mean, rstd, *, norm, activatio
             **dict(common, BLOCK_HW=block_rows, BLOCK_C=block_c1),
             num_warps=num_warps)
         if affine:
-            grad_weight, grad_bias = sums[0].sum(0).to(weight.dtype), sums[1].sum(0).to(bias.dtype)
+            grad_weight = _sum_dim(sums[0], 0).to(weight.dtype)
+            grad_bias = _sum_dim(sums[1], 0).to(bias.dtype)
         return grad_x, grad_weight, grad_bias
     sum_g = sum_g_xhat = dummy
     if batch_stats or affine:
@@ -431,10 +438,10 @@ def norm_act_bwd(grad_out_slice, x, weight, bias, mean, rstd, *, norm, activatio
             x, grad_out_slice, *affine_args, *stats, part_g, part_g_xhat, seed_arg, offset_arg,
             C, HW, W, rows, rows_per_split, splits, *x.stride(), *grad_out_slice.stride(),
             float(slope), threshold, keep_scale, **common)
-        sum_g, sum_g_xhat = part_g.sum(1), part_g_xhat.sum(1)
+        sum_g, sum_g_xhat = _sum_dim(part_g, 1), _sum_dim(part_g_xhat, 1)
         if affine:
-            grad_weight = sum_g_xhat.sum(0).to(weight.dtype)
-            grad_bias = sum_g.sum(0).to(bias.dtype)
+            grad_weight = _sum_dim(sum_g_xhat, 0).to(weight.dtype)
+            grad_bias = _sum_dim(sum_g, 0).to(bias.dtype)
     grid = (triton.cdiv(N * HW, block_hw), channel_blocks)
     _norm_act_bwd_kernel[grid](
         x, grad_out_slice, grad_x, *affine_args, *stats, sum_g, sum_g_xhat, seed_arg, offset_arg,
