@@ -45,8 +45,8 @@ finish() {  # copy the results into the checkout, then exit with the overall sta
 log "stages:$STAGES(limit ${TOTAL}s)"
 log "install (pip install --no-build-isolation --no-deps -e .)"
 # A system interpreter marked externally managed (PEP 668) still takes an editable install.
-if ! PIP_BREAK_SYSTEM_PACKAGES=1 timeout 240 "$PY" -m pip install --no-build-isolation --no-deps -e . \
-        > "$RESULTS/install.log" 2>&1; then
+if ! PIP_BREAK_SYSTEM_PACKAGES=1 timeout 240 "$PY" -m pip install --no-build-isolation \
+        --no-deps -e . > "$RESULTS/install.log" 2>&1; then
     log "install FAILED:"; tail -n 30 "$RESULTS/install.log"; STATUS=1
 fi
 rm -f "$RESULTS/install.log"
@@ -85,7 +85,8 @@ fi
 if wanted choice; then
     log "Triton vs CUDA C++ norm-act kernels per shape (limit 150s)"
     timeout --signal=INT --kill-after=10 150 "$PY" benchmarks/cuda_choice_table.py \
-        --out "$RESULTS/cuda_norm_act_choice.json" || { log "no choice table (see above)"; STATUS=1; }
+        --out "$RESULTS/cuda_norm_act_choice.json" \
+        || { log "no choice table (see above)"; STATUS=1; }
 fi
 
 if wanted profile; then

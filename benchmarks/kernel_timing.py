@@ -7,7 +7,7 @@ import sys
 import torch
 
 from fastp2p.bench.ceilings import copy_bandwidth_gbps
-from fastp2p.bench.peers import GraphReplay
+from fastp2p.bench.peers import capture
 from fastp2p.bench.timing import benchmark
 
 __all__ = ["captured", "copy_bandwidth_gbps", "default_device", "row", "time_ms"]
@@ -28,24 +28,15 @@ def time_ms(fn, device: torch.device, quick: bool = False):
     return timing.median_ms, timing.p20_ms, timing.p80_ms
 
 
-def captured(fn, warmup_calls: int = 3):
-    """fn as one CUDA graph: warm-up calls on a side stream (allocator, autotuning), then one
-    capture; returns the replay (which keeps fn and what it holds alive)."""
-    side = torch.cuda.Stream()
-    side.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(side):
-        for _ in range(warmup_calls):
-            fn()
-    torch.cuda.current_stream().wait_stream(side)
-    graph = torch.cuda.CUDAGraph()
+def captured(fn):
+    """fn as one CUDA graph replay (``fastp2p.bench.peers.capture``), or fn itself, with a
+    warning, when something in it cannot be captured."""
     try:
-        with torch.cuda.graph(graph, capture_error_mode="thread_local"):
-            fn()
-    except RuntimeError as error:  # something in fn cannot be captured: time it directly
+        return capture(fn)
+    except RuntimeError as error:
         print(f"kernel_timing: CUDA-graph capture failed ({error}); timing direct calls, host "
               "overhead included", file=sys.stderr)
         return fn
-    return GraphReplay(graph, fn)
 
 
 def row(op, shape, dtype, provider, timing_ms, moved_bytes, copy_gbps, **extra) -> dict:

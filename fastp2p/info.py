@@ -4,8 +4,8 @@ import argparse
 
 def register(commands) -> None:
     parser = commands.add_parser("info", help="print versions and available backends",
-                                 description="Print fastp2p, torch, triton and CUDA versions, and what the C++ "
-                                             "extension fastp2p._C was built with.")
+                                 description="Print fastp2p, torch, triton and CUDA versions, "
+                                             "and what fastp2p._C was built with.")
     parser.set_defaults(run=run)
 
 

@@ -139,27 +139,32 @@ class TrainStep:
         self.optimizer_g.step()
 
 
-def capture_whole_step(step, real_a, real_b, warmup_iterations: int = 3):
-    """Capture ``step(real_a, real_b)`` as one CUDA graph; returns its replay function.
+def capture(fn, warmup_calls: int = 3):
+    """Capture ``fn()`` as one CUDA graph; returns its ``GraphReplay``, which keeps ``fn`` and
+    what it holds alive.
 
-    Warm-up runs on a side stream first (cuDNN autotuning, optimizer state, AccumulateGrad
-    streams), as torch.cuda.graph's whole-network recipe requires; the inputs are the graph's
-    static buffers. The returned ``GraphReplay`` keeps ``step`` and the inputs alive.
+    Warm-up calls run on a side stream first (cuDNN autotuning, optimizer state, AccumulateGrad
+    streams, allocator growth), as torch.cuda.graph's whole-network recipe requires.
     """
     side = torch.cuda.Stream()
     side.wait_stream(torch.cuda.current_stream())
     with torch.cuda.stream(side):
-        for _ in range(warmup_iterations):
-            step(real_a, real_b)
+        for _ in range(warmup_calls):
+            fn()
     torch.cuda.current_stream().wait_stream(side)
     graph = torch.cuda.CUDAGraph()
     with torch.cuda.graph(graph, capture_error_mode="thread_local"):
-        step(real_a, real_b)
-    return GraphReplay(graph, step, real_a, real_b)
+        fn()
+    return GraphReplay(graph, fn)
+
+
+def capture_whole_step(step, real_a, real_b, warmup_iterations: int = 3):
+    """``capture`` of ``step(real_a, real_b)``: the inputs are the graph's static buffers."""
+    return capture(lambda: step(real_a, real_b), warmup_iterations)
 
 
 class GraphReplay:
-    """Replays a captured step. The graph reads and writes memory it does not own (parameters,
+    """Replays a captured graph. The graph reads and writes memory it does not own (parameters,
     optimizer state, the static inputs); holding their owners here keeps that memory alive for
     as long as the graph can be replayed."""
 

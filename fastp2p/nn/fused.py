@@ -3,10 +3,11 @@
 Convolutions stay the modules' own (cuDNN / oneDNN, in the input's memory format), except the
 decoder's transposed convolutions in CPU float32 inference, which run as GEMM + C++ col2im
 (``fastp2p.ops.conv_transpose``), and, on GPUs, the image-side layers with 3 or 6 channels, which
-run with their channels zero-padded to 8 (``fastp2p.ops.aligned_channels``); every norm + activation (+ dropout, + skip concatenation) goes through
-``fastp2p.ops``. Data-flow facts used by the U-Net (checked against the reference): the skip
-that a block concatenates is LeakyReLU(x) (the in-place LeakyReLU), and every concatenation is
-consumed first by the enclosing block's ReLU, so the decoder reads
+run with their channels zero-padded to 8 (``fastp2p.ops.aligned_channels``); every norm +
+activation (+ dropout, + skip concatenation) goes through ``fastp2p.ops``. Data-flow facts
+used by the U-Net (checked against the reference): the skip that a block concatenates is
+LeakyReLU(x) (the in-place LeakyReLU), and every concatenation is consumed first by the
+enclosing block's ReLU, so the decoder reads
 ``cat([relu(x), relu(dropout(norm(up)))])`` — built by ``norm_act_concat`` straight into one
 buffer. Dropout uses the counter-based mask (``fastp2p.ops.dropout_rng``), drawn from the
 module's ``dropout_rng`` buffer ([seed, offset], int64, not saved in the state_dict), whose

@@ -14,6 +14,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from fastp2p.ops.norm_act import _like_memory_format
+
 CHANNEL_MULTIPLE = 8
 
 
@@ -39,11 +41,7 @@ def pads_output(module: nn.ConvTranspose2d, x: torch.Tensor) -> bool:
 def _zero_pad_dim1(t: torch.Tensor, extra: int) -> torch.Tensor:
     """``t`` with ``extra`` zero slices appended along dim 1, in t's memory format (torch.cat
     keeps channels-last when all its inputs have it)."""
-    channels_last = t.is_contiguous(memory_format=torch.channels_last) and not t.is_contiguous()
-    zeros = torch.empty((t.shape[0], extra, *t.shape[2:]), dtype=t.dtype, device=t.device,
-                        memory_format=torch.channels_last if channels_last
-                        else torch.contiguous_format).zero_()
-    return torch.cat((t, zeros), 1)
+    return torch.cat((t, _like_memory_format(t, extra).zero_()), 1)
 
 
 def _as_computed(t: torch.Tensor) -> torch.Tensor:
