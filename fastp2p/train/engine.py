@@ -24,6 +24,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from fastp2p.nn import GANLoss
 from fastp2p.ops import l1_loss
+from fastp2p.train.finite import first_nonfinite, training_tensors
 
 PRECISIONS = ("fp32", "bf16")
 LOSS_NAMES = ("G_GAN", "G_L1", "D_real", "D_fake")
@@ -161,6 +162,14 @@ class Pix2PixEngine:
     def first_nonfinite_step(self) -> int:
         """1-based engine step whose losses first were NaN or Inf, 0 if none (syncs)."""
         return int(self._first_nonfinite_step.item())
+
+    def first_nonfinite_tensor(self) -> str | None:
+        """Name of the first parameter, buffer or optimizer state of G or D holding NaN or Inf,
+        None if all are finite (one reduction on the device, one sync)."""
+        networks = {"netG": unwrap(self.netG), "netD": unwrap(self.netD)}
+        return first_nonfinite(training_tensors(
+            networks, {"optimizer_G": (self.optimizer_G, networks["netG"]),
+                       "optimizer_D": (self.optimizer_D, networks["netD"])}))
 
     def last_batch(self):
         """(real_A, fake_B, real_B) of the latest step, detached (for sample images)."""

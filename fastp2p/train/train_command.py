@@ -38,13 +38,18 @@ def register(commands) -> None:
     parser.set_defaults(run=run)
 
 
-def _check_options(args) -> None:
-    for name in ("batch_size", "log_every", "save_epoch_freq", "ngf", "ndf"):
-        if getattr(args, name) < 1:
-            raise ValueError(f"--{name} must be >= 1, got {getattr(args, name)}")
+def _check_options(args, device) -> None:
+    """Checks that need several options or the device (single values are checked by argparse);
+    a ValueError here exits with code 2, as argparse's errors do."""
     if args.crop_size % 2 ** _levels(args):
         raise ValueError(f"--crop_size {args.crop_size} must be a multiple of "
                          f"{2 ** _levels(args)} for --netG {args.netG}")
+    if device.type != "cuda" and args.precision != "fp32":
+        raise ValueError(f"--precision {args.precision} (autocast, the CUDA fast path) needs a "
+                         f"CUDA device, this run is on {device}; use --precision fp32")
+    if device.type != "cuda" and args.graphs:
+        raise ValueError(f"--graphs (cuda_graph) needs a CUDA device, this run is on {device}; "
+                         "use --no-graphs")
 
 
 def _levels(args) -> int:
@@ -58,9 +63,10 @@ def run(args: argparse.Namespace) -> int:
 
     from fastp2p.data import DataError, create_dataloader, create_dataset
     from fastp2p.data.packed_loader import PackedDeviceLoader
-    from fastp2p.train.checkpoints import CheckpointFolder, CheckpointWriteError
-    from fastp2p.train.distributed import (init_processes, shutdown_processes,
-                                           wrap_for_data_parallel)
+    from fastp2p.train.checkpoints import (CheckpointFolder, CheckpointWriteError,
+                                           describe_os_error)
+    from fastp2p.train.distributed import (init_processes, resolve_device,
+                                           shutdown_processes, wrap_for_data_parallel)
     from fastp2p.train.engine import Pix2PixEngine
     from fastp2p.train.networks import build_discriminator, build_generator
     from fastp2p.train.reports import LossLog, TrainingPage
@@ -69,10 +75,10 @@ def run(args: argparse.Namespace) -> int:
 
     resolve_quick_defaults(args)
     try:
-        _check_options(args)
+        _check_options(args, resolve_device(args.device))
         info = init_processes(args.device)
     except ValueError as err:
-        print(f"error: {err}", file=sys.stderr)
+        print(f"fastp2p train: error: {err}", file=sys.stderr)
         return 2
     say = tqdm.write if info.is_main else (lambda message: None)
     try:
@@ -100,6 +106,10 @@ def run(args: argparse.Namespace) -> int:
         netG = build_generator(args).to(info.device)
         netD = build_discriminator(args).to(info.device)
         checkpoints = CheckpointFolder(args.checkpoints_dir, args.name)
+        if info.is_main:
+            checkpoints.prepare()
+        # the training state first: an older fastp2p's file is reported as such
+        state = checkpoints.load_train_state(args.epoch) if args.continue_train else None
         if args.continue_train:
             checkpoints.load_network(netG, args.epoch, "G")
             checkpoints.load_network(netD, args.epoch, "D")
@@ -111,10 +121,8 @@ def run(args: argparse.Namespace) -> int:
         schedule = LRSchedule(args.lr_policy, args.lr, n_epochs=args.n_epochs,
                               n_epochs_decay=args.n_epochs_decay, epoch_count=args.epoch_count,
                               lr_decay_iters=args.lr_decay_iters)
-        state = checkpoints.load_train_state(args.epoch) if args.continue_train else None
         page = loss_log = None
         if info.is_main:
-            checkpoints.path.mkdir(parents=True, exist_ok=True)
             _write_options(args, checkpoints.path / "train_opt.txt")
             page = TrainingPage(checkpoints.path / "web", args.name)
             loss_log = LossLog(checkpoints.path / "loss_log.csv",
@@ -138,6 +146,9 @@ def run(args: argparse.Namespace) -> int:
         return code
     except (ValueError, DataError, CheckpointWriteError) as err:
         print(f"error: {err}", file=sys.stderr)
+        return 1
+    except OSError as err:  # e.g. a read-only or full checkpoints folder
+        print(f"error: {describe_os_error(err)}", file=sys.stderr)
         return 1
     finally:
         shutdown_processes(info)

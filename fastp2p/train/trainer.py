@@ -13,7 +13,10 @@ import signal
 import time
 from dataclasses import asdict, dataclass
 
-from fastp2p.train.checkpoints import CheckpointWriteError
+import numpy as np
+import torch
+
+from fastp2p.train.checkpoints import CheckpointWriteError, describe_os_error
 
 EXIT_OK, EXIT_FAILED = 0, 1
 
@@ -82,35 +85,56 @@ class Trainer:
 
     # ---- state ------------------------------------------------------------------------------
     def train_state(self) -> dict:
+        """Tensors and plain containers only, so the file loads with weights_only=True."""
+        version, keys, gaussian = random.getstate()
+        kind, numpy_keys, position, has_gauss, cached = np.random.get_state()
         return {"engine": self.engine.state_dict(), "schedule": self.schedule.state_dict(),
-                "progress": asdict(self.progress), "python_rng": random.getstate()}
+                "progress": asdict(self.progress),
+                "python_rng": {"version": version, "keys": list(keys), "gaussian": gaussian},
+                "numpy_rng": {"kind": kind, "keys": torch.from_numpy(numpy_keys.astype(np.int64)),
+                              "position": int(position), "has_gauss": int(has_gauss),
+                              "cached_gaussian": float(cached)}}
 
     def resume(self, state: dict) -> None:
         self.engine.load_state_dict(state["engine"])
         self.schedule.load_state_dict(state["schedule"])
         self.progress = Progress(**state["progress"])
-        random.setstate(state["python_rng"])
+        python_rng, numpy_rng = state["python_rng"], state["numpy_rng"]
+        random.setstate((python_rng["version"], tuple(python_rng["keys"]),
+                         python_rng["gaussian"]))
+        np.random.set_state((numpy_rng["kind"], numpy_rng["keys"].numpy().astype(np.uint32),
+                             numpy_rng["position"], numpy_rng["has_gauss"],
+                             numpy_rng["cached_gaussian"]))
         # Starting the epoch's data iterator draws a seed from the global RNG, which the
         # interrupted run did before it saved: restore the saved state once more after that.
         self._resumed_rng = state["engine"]["rng"]
 
     def save(self, labels) -> None:
         """Checkpoint under ``labels`` unless the weights went non-finite (keep the good one)."""
-        self._check_finite()
+        self._check_finite(weights=True)
         if self.is_main:
-            self.checkpoints.save(labels, self.netG, self.netD, self.train_state())
+            self.checkpoints.save(labels, self.netG, self.netD, self.train_state(),
+                                  step=self.engine.steps)
             self.saved_at = self.engine.steps
 
-    def _check_finite(self) -> None:
+    def _check_finite(self, weights=False) -> None:
+        """Stop if a loss (or, with ``weights``, a parameter, buffer or optimizer state) is
+        NaN or Inf, before anything is saved."""
         bad_step = self.engine.first_nonfinite_step()
         if bad_step:
-            kept = ("the last good checkpoint in " + str(self.checkpoints.path) + " is unchanged"
-                    if self.saved_at is not None or self.checkpoints.path.exists()
-                    else "no checkpoint was written")
-            raise TrainingStopped(
-                f"a loss became NaN or Inf at step {bad_step} (epoch {self.progress.epoch}); "
-                f"training stopped and {kept}. Lower --lr, check the data, or try "
-                "--precision fp32", EXIT_FAILED)
+            what = f"a loss became NaN or Inf at step {bad_step}"
+        else:
+            bad_tensor = self.engine.first_nonfinite_tensor() if weights else None
+            if bad_tensor is None:
+                return
+            what = f"{bad_tensor} holds NaN or Inf at step {self.engine.steps}"
+        latest = self.checkpoints.manifest("latest")
+        kept = (f"the last good checkpoint {self.checkpoints.path}/latest_* (step "
+                f"{latest['step']}) is unchanged" if latest is not None
+                else "no checkpoint was written")
+        hint = "" if self.args.precision == "fp32" else ", or try --precision fp32"
+        raise TrainingStopped(f"{what} (epoch {self.progress.epoch}); training stopped and "
+                              f"{kept}. Lower --lr or check the data{hint}", EXIT_FAILED)
 
     # ---- the loop ---------------------------------------------------------------------------
     def fit(self, loader, progress_bar=None) -> int:
@@ -124,6 +148,11 @@ class Trainer:
                 return stop.exit_code
             except CheckpointWriteError as err:
                 self.say(f"error: {err}")
+                return EXIT_FAILED
+            except OSError as err:  # samples, loss log, page: the checkpoints are untouched
+                self.say(f"error: {describe_os_error(err)}; the checkpoints in "
+                         f"{self.checkpoints.path} are unchanged. Free disk space or fix the "
+                         "folder's permissions, then resume with --continue_train")
                 return EXIT_FAILED
         return EXIT_OK
 

@@ -50,8 +50,6 @@ def run(args: argparse.Namespace) -> int:
     # The reference's test-time overrides: one image at a time, in order, unflipped.
     args.no_flip, args.serial_batches = True, True
     try:
-        if args.num_test < 1:
-            raise ValueError(f"--num_test must be >= 1, got {args.num_test}")
         device = resolve_device(args.device)
         torch.manual_seed(args.seed)
         dataset = create_dataset(args, args.phase)
