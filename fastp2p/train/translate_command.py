@@ -38,13 +38,11 @@ def register(commands) -> None:
 
 def run(args: argparse.Namespace) -> int:
     import torch
-    from tqdm import tqdm
 
     from fastp2p.data import DataError, create_dataloader, create_dataset
-    from fastp2p.train.checkpoints import CheckpointFolder
+    from fastp2p.train.checkpoints import CheckpointFolder, describe_os_error
     from fastp2p.train.distributed import resolve_device
     from fastp2p.train.networks import build_generator
-    from fastp2p.train.reports import TRIPLET, save_image, write_html
 
     resolve_quick_defaults(args)
     # The reference's test-time overrides: one image at a time, in order, unflipped.
@@ -63,6 +61,23 @@ def run(args: argparse.Namespace) -> int:
         return 1
     if args.eval:
         netG.eval()
+    try:
+        out_dir, count = _translate(args, netG, loader, device)
+    except OSError as err:  # e.g. a full disk or a read-only results folder
+        print(f"error: {describe_os_error(err)}", file=sys.stderr)
+        return 1
+    print(f"translated {count} image(s) with {weights}\nopen: "
+          f"{(out_dir / 'index.html').resolve()}")
+    return 0
+
+
+def _translate(args, netG, loader, device):
+    """Write the image triplets and index.html; returns (output folder, images written)."""
+    import torch
+    from tqdm import tqdm
+
+    from fastp2p.train.reports import TRIPLET, save_image, write_html
+
     layout = torch.channels_last if args.channels_last else torch.contiguous_format
     netG.to(memory_format=layout)
     out_dir = Path(args.results_dir) / args.name / f"{args.phase}_{args.epoch}"
@@ -86,6 +101,4 @@ def run(args: argparse.Namespace) -> int:
     write_html(out_dir / "index.html",
                f"{args.name}: {args.phase}, epoch {args.epoch}"
                f"{' (eval mode)' if args.eval else ''}", sections)
-    print(f"translated {len(sections)} image(s) with {weights}\nopen: "
-          f"{(out_dir / 'index.html').resolve()}")
-    return 0
+    return out_dir, len(sections)
