@@ -10,6 +10,9 @@ all in one process (one torch thread, like a loader worker), with a warm page ca
   CPU: the CPU training path);
 - ``shard batches``: ``read_batch`` of 64 random pairs, uint8 286x572x3 each (memory map +
   copy: what the GPU path reads; crop/flip/normalize then run on the GPU);
+- ``shard CRC32``: the corruption check a process runs once per shard when it first maps it
+  (``zlib.crc32`` over the shard's bytes), per pair, so its ratio to ``shard batches`` is the
+  cost of checking the whole pack relative to one epoch's read time;
 - the same three through a DataLoader with one worker per core, and an epoch of
   ``PackedDeviceLoader`` (reader thread, augmentation where the batches go) (full mode);
 - ``augment``: crop/flip/split/normalize of a uint8 batch, the PyTorch gather on the CPU and, on
@@ -21,6 +24,7 @@ import random
 import sys
 import tempfile
 import time
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -136,6 +140,11 @@ def _cpu_rows(root: Path, count: int, quick: bool) -> list:
                    batch, quick, provider="shard-batches", shape=f"{LOAD}x{2 * LOAD}x3 uint8",
                    bytes=2 * batch * LOAD * 2 * LOAD * 3),
     ]
+    whole_shard = packed._shard(0)
+    rows.append(_timed_row("data shard CRC32 (zlib, once per shard per process)",
+                           lambda: zlib.crc32(whole_shard), len(whole_shard), quick,
+                           provider="shard-crc32", shape=f"{LOAD}x{2 * LOAD}x3 uint8",
+                           bytes=whole_shard.nbytes))
     raw = packed.read_batch(indices)
     crop_x, crop_y, flip = draw_crop_flips(config, LOAD, LOAD, [random.Random(i) for i in indices])
     rows.append(_timed_row(
@@ -233,6 +242,13 @@ def main(argv=None) -> int:
                if "process_cpu_ms_mean" in row else "")
         print(f"{row['name']:50s} {row['median_ms']:9.2f} ms/call "
               f"{row['pairs_per_s']:9.0f} pairs/s{cpu}")
+    # the in-process rows (the first of each provider; the DataLoader rows come later)
+    rate = {}
+    for row in rows:
+        rate.setdefault(row["provider"], row["pairs_per_s"])
+    print(f"checking every shard's CRC32 (once per process) costs "
+          f"{rate['shard-batches'] / rate['shard-crc32']:.2f} x one epoch's shard-batch read "
+          "time (ratio of the in-process rows above, measured in this run)")
     return 0
 
 

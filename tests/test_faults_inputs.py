@@ -1,7 +1,9 @@
 """Fault injection on what a user or an attacker hands fastp2p (issue 12): edited pack indexes,
 damaged shards, files that are not checkpoints, option values that make no sense, and empty
 batches. Each gets a one-line error; nothing is read or written outside the folder named."""
+import errno
 import json
+import os
 import re
 import shutil
 from pathlib import Path
@@ -203,8 +205,24 @@ def test_bad_option_values_exit_2_before_anything_is_written(tmp_path, capsys, o
 def test_test_command_refuses_paths_in_its_names_too(tmp_path, capsys):
     code, err = _exit_code_and_error(["test", "--name", "../x", "--num_test", "1"], capsys)
     assert code == 2 and "--name" in err
+    code, err = _exit_code_and_error(["test", "--phase", "../../etc", "--num_test", "1"], capsys)
+    assert code == 2 and "--phase" in err
     code, err = _exit_code_and_error(["test", "--num_test", "0"], capsys)
     assert code == 2 and "--num_test" in err
+
+
+def test_pack_refuses_phase_paths_and_reports_write_errors_in_one_line(packed, tmp_path,
+                                                                       capsys):
+    root, _ = packed
+    code, err = _exit_code_and_error(["pack", str(root), str(tmp_path / "out"), "--phase",
+                                      "../../x"], capsys)
+    assert code == 2 and "--phase" in err
+    not_a_folder = tmp_path / "file"
+    not_a_folder.write_text("x")
+    assert main(["pack", str(root), str(not_a_folder / "out"), "--workers", "1",
+                 "--no-progress"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and str(not_a_folder) in err and os.strerror(errno.ENOTDIR) in err
 
 
 def test_options_that_need_cuda_exit_2_on_the_cpu(tmp_path, capsys):

@@ -1,10 +1,13 @@
 """``fastp2p pack``: turn a folder of paired images into shards (and ``--verify`` them)."""
 import argparse
+import os
 import sys
+
+from fastp2p.option_types import plain_name
 
 DESCRIPTION = """\
 Decode and resize every pair of DATAROOT once and write OUT/PHASE/ shards of uint8 A|B pairs
-plus an index (count, sizes, source names, sha256 checksums). Training with --dataroot OUT then
+plus an index (count, sizes, source names, sha256 and CRC32 checksums). Training with --dataroot OUT then
 reads pairs with a memory map and a copy: no image decoding in the training loop.
 
 Pairs are stored as the reference's --preprocess resize_and_crop sees them after its bicubic
@@ -37,7 +40,7 @@ def register(commands) -> None:
     parser.add_argument("--dataset_mode", default="aligned", choices=("aligned", "two_folders"),
                         help="aligned: each image is A|B side by side (default); two_folders: "
                              "PHASE/A/x pairs with PHASE/B/x by name")
-    parser.add_argument("--phase", nargs="+", metavar="PHASE",
+    parser.add_argument("--phase", nargs="+", metavar="PHASE", type=plain_name,
                         help="which phase folders to pack (default: every one of train, val, "
                              "test that DATAROOT has)")
     parser.add_argument("--workers", type=int, default=None,
@@ -114,6 +117,11 @@ def run(args: argparse.Namespace) -> int:
                 print(f"  skipped {path}: {why}", file=sys.stderr)
     except DataError as error:
         print(f"fastp2p pack: error: {error}", file=sys.stderr)
+        return 1
+    except OSError as error:  # e.g. a full disk: finished shards are kept for the re-run
+        reason = os.strerror(error.errno) if error.errno else str(error)
+        print(f"fastp2p pack: error: {error.filename}: {reason}; fix it and run the same "
+              "command again to resume", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("fastp2p pack: interrupted; run the same command again to resume (finished "

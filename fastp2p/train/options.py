@@ -144,7 +144,7 @@ def add_test_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("testing (reference names)")
     group.add_argument("--results_dir", default="./results",
                        help="results go to RESULTS_DIR/NAME/PHASE_EPOCH (default %(default)s)")
-    group.add_argument("--phase", default="test",
+    group.add_argument("--phase", type=plain_name, default="test",
                        help="which split to translate: train, val, test (default %(default)s)")
     group.add_argument("--eval", action="store_true",
                        help="run the generator in eval mode (BatchNorm running statistics, no "

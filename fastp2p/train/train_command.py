@@ -15,10 +15,12 @@ Train pix2pix (conditional GAN, Isola et al. 2017) on a paired dataset. Options 
 reference implementation's names (junyanz/pytorch-CycleGAN-and-pix2pix train.py), so its
 commands work after changing their first word. Writes CHECKPOINTS_DIR/NAME/: latest_net_G.pth,
 latest_net_D.pth, EPOCH_net_G.pth (plain state_dicts), *_train_state.pth (for
---continue_train), loss_log.csv and web/index.html (loss plot and sample images).
+--continue_train), *_checkpoint.json (each set's manifest: a set changes all together or not
+at all), loss_log.csv and web/index.html (loss plot and sample images).
 On CUDA the step runs fused Adam, an lr in device memory and, by default, one CUDA graph per
-step. Ctrl-C (or SIGTERM) saves latest_* and exits with 128+signal; a NaN/Inf loss stops with
-exit code 1 and leaves the last good checkpoint untouched.
+step. Ctrl-C (or SIGTERM) saves latest_* and exits with 128+signal; a NaN/Inf loss, weight,
+buffer or optimizer state stops with exit code 1 before anything non-finite is saved, and the
+last good checkpoint stays; a failed write exits with 1 and one line naming the file.
 Without --dataroot: the embedded dataset (82 edges->photo pairs) and a quick profile
 (unet_128, ngf/ndf 16, 143->128 crops, 3+3 epochs); every default that changes says so below."""
 

@@ -80,7 +80,6 @@ class Trainer:
         # As the reference's loop: epochs epoch_count .. n_epochs + n_epochs_decay.
         self.last_epoch = args.n_epochs + args.n_epochs_decay
         self.progress = Progress(epoch=args.epoch_count, epoch_batches=0, images=0)
-        self.saved_at = None
         self._resumed_rng = None
 
     # ---- state ------------------------------------------------------------------------------
@@ -115,7 +114,6 @@ class Trainer:
         if self.is_main:
             self.checkpoints.save(labels, self.netG, self.netD, self.train_state(),
                                   step=self.engine.steps)
-            self.saved_at = self.engine.steps
 
     def _check_finite(self, weights=False) -> None:
         """Stop if a loss (or, with ``weights``, a parameter, buffer or optimizer state) is
