@@ -1,7 +1,8 @@
 """Command-line options of ``fastp2p train`` and ``fastp2p test``.
 
-Options that exist in the reference implementation keep its names and defaults, so a user of
-that implementation switches by changing the command's first word. Without ``--dataroot`` (the
+Options that exist in the reference implementation keep its names and defaults (the rest of
+its options are in reference_options.py), so a user of that implementation switches by changing
+the command's first word. Without ``--dataroot`` (the
 embedded sample dataset) a few defaults shrink so the whole job runs in minutes on a laptop CPU:
 those are ``QuickDefault`` values, shown in ``--help`` as "X (Y without --dataroot)"; an option
 given explicitly always wins.

@@ -17,9 +17,10 @@ Train pix2pix (conditional GAN, Isola et al. 2017) on a paired dataset. Every op
 reference implementation's train.py (junyanz/pytorch-CycleGAN-and-pix2pix) is accepted, so its
 commands run after changing their first word: `python train.py --model pix2pix ...` becomes
 `fastp2p train --model pix2pix ...`; the options it has that mean nothing here (the visdom
-display, --pool_size) are named in one line at the start and ignored. Writes CHECKPOINTS_DIR/NAME/: latest_net_G.pth,
-latest_net_D.pth, EPOCH_net_G.pth (plain state_dicts), *_train_state.pth (for
---continue_train), loss_log.csv and web/index.html (loss plot and sample images).
+display, --pool_size) are named in one line at the start and ignored.
+Writes CHECKPOINTS_DIR/NAME/: latest_net_G.pth, latest_net_D.pth, EPOCH_net_G.pth (plain
+state_dicts), *_train_state.pth (for --continue_train), loss_log.csv and web/index.html (loss
+plot and sample images).
 On CUDA the step runs fused Adam, an lr in device memory and, by default, one CUDA graph per
 step. Ctrl-C (or SIGTERM) saves latest_* and exits with 128+signal; a NaN/Inf loss stops with
 exit code 1 and leaves the last good checkpoint untouched.
