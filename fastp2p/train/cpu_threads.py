@@ -1,13 +1,14 @@
 """How many CPU threads compute and how many processes load data, from the usable cores.
 
 PyTorch's default (one compute thread per core) plus the reference's 4 loader workers
-oversubscribes a small machine: on a loaded 2-core machine the default run was 5-7x slower
-than with OMP_NUM_THREADS=1, because OpenMP threads that wait for a descheduled sibling burn
-their time slices. So fastp2p counts the cores this process may run on
-(``os.sched_getaffinity``: what taskset, cgroups' cpusets and container limits leave it) and:
+oversubscribes a small machine: on a loaded 2-core machine the default run was 5-11x slower
+than with OMP_NUM_THREADS=1 (README, Train, has the figures), mostly because OpenMP threads
+that wait for a descheduled sibling burn their time slices. So fastp2p counts the cores this
+process may run on (``os.sched_getaffinity``: what taskset, cpusets and container limits leave
+it) and:
 
 - on a CPU device, trains with no loader workers on up to 2 usable cores (decoding the small
-  images costs far less than a step) and one worker per 8 cores above that (at most 4), and
+  images costs far less than a step), else one worker plus one per 8 cores (at most 4), and
   gives torch one compute thread per remaining core, minus one when the machine is already
   busy (load average at least the usable cores) so the main thread keeps a core;
 - on a CUDA device, keeps torch's thread count (the GPU computes) and gives loading one worker
