@@ -6,13 +6,12 @@ Weights & Biases (needs the ``wandb`` package; ``WANDB_MODE=offline`` logs witho
 into the run's folder, for ``wandb sync`` later). A tracker that is asked for but not installed
 is a one-line error before anything runs, never a silent no-op.
 
-A tracker has ``log_scalars(step, {name: float})``, ``log_images(step, {label: image})`` (C x H
+This module is imported to build ``--help``: it imports torch and the trackers' packages only
+when a tracker is used. A tracker has ``log_scalars(step, {name: float})``, ``log_images(step, {label: image})`` (C x H
 x W tensors in [-1, 1], as the networks see them) and ``close()``.
 """
 import argparse
 from pathlib import Path
-
-from fastp2p.train.reports import tensor_to_image
 
 
 class TrackerUnavailable(ValueError):
@@ -87,6 +86,7 @@ class TensorBoardTracker:
             self.writer.add_scalar(name, value, step)
 
     def log_images(self, step: int, images: dict) -> None:
+        from fastp2p.train.reports import tensor_to_image
         for label, image in images.items():
             self.writer.add_image(label, tensor_to_image(image), step, dataformats="HWC")
 
@@ -105,6 +105,7 @@ class WandbTracker:
         self.run.log(dict(values), step=step)
 
     def log_images(self, step: int, images: dict) -> None:
+        from fastp2p.train.reports import tensor_to_image
         self.run.log({label: self.wandb.Image(tensor_to_image(image), caption=label)
                       for label, image in images.items()}, step=step)
 
