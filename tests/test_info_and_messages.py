@@ -20,6 +20,7 @@ def test_info_names_the_dispatchers_cpu_backend(capsys):
 
 
 def test_info_explains_the_reference_fallback(monkeypatch):
+    monkeypatch.delenv("FASTP2P_BACKEND", raising=False)
     monkeypatch.setattr(fastp2p.ops, "backend_name_for", lambda device: "reference")
     monkeypatch.setattr(cpp_backend, "unavailable_reason", lambda: "no C++ compiler at install")
     assert info._backend_line(torch.device("cpu")) == (
@@ -32,6 +33,7 @@ def test_info_explains_the_reference_fallback(monkeypatch):
 
 
 def test_info_lists_cuda_when_a_gpu_is_visible(monkeypatch, capsys):
+    monkeypatch.delenv("FASTP2P_BACKEND", raising=False)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda *a: "Fake GPU")
     monkeypatch.setattr(fastp2p.ops, "backend_name_for",
