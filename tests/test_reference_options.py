@@ -1,8 +1,6 @@
 """The reference implementation's commands run after changing their first word: every option of
 its options/base_options.py, train_options.py and test_options.py parses, and each one maps as
 fastp2p.train.reference_options says (or is named as ignored, in one line)."""
-import argparse
-
 import pytest
 import torch
 
@@ -173,10 +171,9 @@ def test_a_reference_training_command_runs_end_to_end(tmp_path, capsys):
     """Train with reference options (save by iteration, print networks, ignored visdom and pool
     options), then test the iteration checkpoint with --load_iter."""
     data = write_aligned_dataset(tmp_path / "data")
-    argv = [a for a in train_argv(data, tmp_path / "ckpt", "--save_latest_freq", "4",
-                                  "--model", "pix2pix", "--gpu_ids", "-1", "--display_id", "0",
-                                  "--pool_size", "0", "--verbose", "--save_by_iter",
-                                  "--no_html", "--print_freq", "2")]
+    argv = train_argv(data, tmp_path / "ckpt", "--save_latest_freq", "4", "--model", "pix2pix",
+                      "--gpu_ids", "-1", "--display_id", "0", "--pool_size", "0", "--verbose",
+                      "--save_by_iter", "--no_html", "--print_freq", "2")
     at = argv.index("--log-every")
     del argv[at:at + 2]
     assert main(argv) == 0
@@ -206,14 +203,3 @@ def test_bad_reference_options_stop_with_exit_code_2(tmp_path, capsys):
     assert "error: --model cycle_gan: fastp2p implements pix2pix only" in capsys.readouterr().err
     assert main(["test", "--gpu_ids", "0,1", "--dataroot", str(tmp_path)]) == 2
     assert "torchrun --nproc_per_node=2" in capsys.readouterr().err
-
-
-def test_reference_option_table_has_no_duplicate_flags():
-    """Each reference option is defined once per command (argparse would raise on a clash,
-    but only when the parser is built: build both here)."""
-    for command in ("train", "test"):
-        parser = build_parser()
-        sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-        flags = [flag for action in sub.choices[command]._actions
-                 for flag in action.option_strings]
-        assert len(flags) == len(set(flags))

@@ -70,7 +70,7 @@ def test_plain_progress_off_a_terminal():
 def test_a_run_into_a_pipe_prints_lines_not_bar_frames(tmp_path, capfd):
     """pytest's captured stdout/stderr are not terminals, as a pipe or a log file."""
     data = write_aligned_dataset(tmp_path / "data")
-    argv = [a for a in train_argv(data, tmp_path / "ckpt")]
+    argv = train_argv(data, tmp_path / "ckpt")
     at = argv.index("--num_threads")
     del argv[at:at + 2]  # the default worker choice
     assert main(argv) == 0
