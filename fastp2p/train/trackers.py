@@ -19,7 +19,7 @@ class TrackerUnavailable(ValueError):
 
 
 def add_tracker_arguments(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group("trackers (loss_log.csv and web/ are always written)")
+    group = parser.add_argument_group("trackers (besides loss_log.csv and the web/ page)")
     group.add_argument("--use_wandb", action="store_true",
                        help="log losses and images to Weights & Biases, as the reference does "
                             "(pip install wandb; WANDB_MODE=offline works without an account)")
