@@ -31,8 +31,9 @@ def add_data_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPars
                        help="use at most this many pairs (the first ones in sorted order)")
     group.add_argument("--serial_batches", action="store_true",
                        help="take pairs in order instead of shuffling them")
-    group.add_argument("--num_threads", type=non_negative_int, default=4,
-                       help="data loading workers")
+    group.add_argument("--num_threads", type=non_negative_int, default=None,
+                       help="data loading worker processes (default: chosen from the usable "
+                            "cores, printed at the start; the reference's default is 4)")
     group.add_argument("--input_nc", type=int, default=3, choices=(1, 3),
                        help="channels of the input image (1 converts it to grayscale)")
     group.add_argument("--output_nc", type=int, default=3, choices=(1, 3),

@@ -109,9 +109,10 @@ def check_state_dict_fits(module: torch.nn.Module, state_dict: dict, describe_fi
         looks_like = f"the file looks like {describe_file(state_dict)}"
     except ValueError as err:
         looks_like = f"its configuration could not be inferred ({err})"
-    raise ValueError(f"checkpoint does not fit {module.config_string()}: " + "; ".join(problems)
-                     + f". {looks_like}; build the module with that configuration, or use "
-                       f"{type(module).__name__}.from_checkpoint(path).")
+    # The diagnosis and what to do come first, on one line; the key lists (often long) after.
+    raise ValueError(f"checkpoint does not fit {module.config_string()}: {looks_like}; use "
+                     f"{type(module).__name__}.from_checkpoint(path), or build the module with "
+                     "that configuration.\ndetails: " + "; ".join(problems))
 
 
 def _norm_from_keys(state_dict: dict, norm_weight_key: str, biased_conv_key: str) -> str:

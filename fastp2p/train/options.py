@@ -1,7 +1,8 @@
 """Command-line options of ``fastp2p train`` and ``fastp2p test``.
 
-Options that exist in the reference implementation keep its names and defaults, so a user of
-that implementation switches by changing the command's first word. Without ``--dataroot`` (the
+Options that exist in the reference implementation keep its names and defaults (the rest of
+its options are in reference_options.py), so a user of that implementation switches by changing
+the command's first word. Without ``--dataroot`` (the
 embedded sample dataset) a few defaults shrink so the whole job runs in minutes on a laptop CPU:
 those are ``QuickDefault`` values, shown in ``--help`` as "X (Y without --dataroot)"; an option
 given explicitly always wins.
@@ -36,6 +37,15 @@ def describe_defaults(parser: argparse.ArgumentParser, names) -> None:
     for action in parser._actions:
         if action.dest in names and "%(default)" not in (action.help or ""):
             action.help = f"{action.help} (default %(default)s)"
+
+
+def _argument_group(parser: argparse.ArgumentParser, title: str):
+    """The parser's group titled ``title``, made if it does not exist yet (so options of one
+    kind added by different functions show under one heading in --help)."""
+    for group in parser._action_groups:
+        if group.title == title:
+            return group
+    return parser.add_argument_group(title)
 
 
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
@@ -75,7 +85,7 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--epoch", type=plain_name, default="latest",
                        help="which saved epoch to load: 'latest' or a number (test, and "
                             "--continue_train) (default %(default)s)")
-    fast = parser.add_argument_group("fastp2p execution")
+    fast = _argument_group(parser, "fastp2p execution")
     fast.add_argument("--device", default="auto",
                       help="'auto' (CUDA if visible, else CPU), 'cpu', 'cuda' or 'cuda:N'; under "
                            "torchrun each process takes cuda:LOCAL_RANK (default %(default)s)")
@@ -125,7 +135,7 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--display_freq", type=positive_int, default=QuickDefault(400, 100),
                        help="save a sample (real_A, fake_B, real_B) and refresh the loss plot "
                             "and HTML page every this many training images (default %(default)s)")
-    fast = parser.add_argument_group("fastp2p execution")
+    fast = _argument_group(parser, "fastp2p execution")
     fast.add_argument("--precision", default="fp32", choices=("fp32", "bf16"),
                       help="bf16 = bf16 autocast without loss scaling (CUDA only) "
                            "(default %(default)s)")
@@ -135,9 +145,10 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
                            "shapes, so the last partial batch of an epoch is dropped)")
     fast.add_argument("--channels-last", dest="channels_last", action="store_true",
                       help="channels-last (NHWC) weights and activations (faster on tensor cores)")
-    fast.add_argument("--log-every", dest="log_every", type=positive_int, default=50,
+    fast.add_argument("--log-every", dest="log_every", type=positive_int, default=None,
                       help="read the losses from the device every this many steps: progress "
-                           "bar, loss_log.csv and the NaN/Inf check (default %(default)s)")
+                           "line, loss_log.csv, trackers and the NaN/Inf check (default 50; "
+                           "the reference's --print_freq sets it in images)")
 
 
 def add_test_arguments(parser: argparse.ArgumentParser) -> None:

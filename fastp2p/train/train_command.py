@@ -9,14 +9,19 @@ import sys
 
 from fastp2p.train.options import (QuickDefault, add_model_arguments, add_train_arguments,
                                    describe_defaults, resolve_quick_defaults)
+from fastp2p.train.reference_options import add_reference_arguments
+from fastp2p.train.trackers import add_tracker_arguments
 
 DESCRIPTION = """\
-Train pix2pix (conditional GAN, Isola et al. 2017) on a paired dataset. Options keep the
-reference implementation's names (junyanz/pytorch-CycleGAN-and-pix2pix train.py), so its
-commands work after changing their first word. Writes CHECKPOINTS_DIR/NAME/: latest_net_G.pth,
-latest_net_D.pth, EPOCH_net_G.pth (plain state_dicts), *_train_state.pth (for
---continue_train), *_checkpoint.json (each set's manifest: a set changes all together or not
-at all), loss_log.csv and web/index.html (loss plot and sample images).
+Train pix2pix (conditional GAN, Isola et al. 2017) on a paired dataset. Every option of the
+reference implementation's train.py (junyanz/pytorch-CycleGAN-and-pix2pix) is accepted, so its
+commands run after changing their first word: `python train.py --model pix2pix ...` becomes
+`fastp2p train --model pix2pix ...`; the options it has that mean nothing here (the visdom
+display, --pool_size) are named in one line at the start and ignored.
+Writes CHECKPOINTS_DIR/NAME/: latest_net_G.pth, latest_net_D.pth, EPOCH_net_G.pth (plain
+state_dicts), *_train_state.pth (for --continue_train), loss_log.csv and web/index.html (loss
+plot and sample images), and *_checkpoint.json (each set's manifest: a set changes all
+together or not at all).
 On CUDA the step runs fused Adam, an lr in device memory and, by default, one CUDA graph per
 step. Ctrl-C (or SIGTERM) saves latest_* and exits with 128+signal; a NaN/Inf loss, weight,
 buffer or optimizer state stops with exit code 1 before anything non-finite is saved, and the
@@ -37,6 +42,8 @@ def register(commands) -> None:
     describe_defaults(parser, ("load_size", "crop_size"))
     add_model_arguments(parser)
     add_train_arguments(parser)
+    add_tracker_arguments(parser)
+    add_reference_arguments(parser, "train")
     parser.set_defaults(run=run)
 
 
@@ -67,28 +74,40 @@ def run(args: argparse.Namespace) -> int:
     from fastp2p.data.packed_loader import PackedDeviceLoader
     from fastp2p.train.checkpoints import (CheckpointFolder, CheckpointWriteError,
                                            describe_os_error)
+    from fastp2p.train.cpu_threads import apply_thread_choice, choose_threads
     from fastp2p.train.distributed import (init_processes, resolve_device,
                                            shutdown_processes, wrap_for_data_parallel)
     from fastp2p.train.engine import Pix2PixEngine
     from fastp2p.train.networks import build_discriminator, build_generator
+    from fastp2p.train.progress import progress_bar
+    from fastp2p.train.reference_options import apply_reference_options, describe_networks
     from fastp2p.train.reports import LossLog, TrainingPage
     from fastp2p.train.schedulers import LRSchedule
+    from fastp2p.train.trackers import check_trackers_installed, close_trackers, open_trackers
     from fastp2p.train.trainer import Trainer
 
     resolve_quick_defaults(args)
     try:
+        ignored = apply_reference_options(args, "train")
+        check_trackers_installed(args)
         _check_options(args, resolve_device(args.device))
         info = init_processes(args.device)
     except ValueError as err:
         print(f"fastp2p train: error: {err}", file=sys.stderr)
         return 2
     say = tqdm.write if info.is_main else (lambda message: None)
+    if ignored:
+        say(ignored)
+    threads = choose_threads(info.device.type, args.num_threads)
+    apply_thread_choice(threads)
+    say(threads.summary)
+    trackers = []
     try:
         graphs = args.graphs
         if graphs is None:
             graphs = info.device.type == "cuda" and info.world_size == 1
         torch.manual_seed(args.seed)
-        dataset = create_dataset(args, "train")
+        dataset = create_dataset(args, args.phase)
         if hasattr(dataset, "read_batch") and info.device.type == "cuda":
             # Packed shards on a GPU: uint8 batches straight out of the memory maps into pinned
             # buffers, cropped, flipped and normalised on the device (same pairs, same draws).
@@ -99,7 +118,7 @@ def run(args: argparse.Namespace) -> int:
         else:
             loader = create_dataloader(dataset, args.batch_size,
                                        shuffle=not args.serial_batches,
-                                       num_workers=args.num_threads, seed=args.seed,
+                                       num_workers=threads.loader_workers, seed=args.seed,
                                        rank=info.rank, world_size=info.world_size,
                                        drop_last=graphs, pin_memory=info.device.type == "cuda")
         if len(loader) == 0:
@@ -107,6 +126,8 @@ def run(args: argparse.Namespace) -> int:
                              f"{args.batch_size}: lower --batch_size")
         netG = build_generator(args).to(info.device)
         netD = build_discriminator(args).to(info.device)
+        if args.verbose:
+            say(describe_networks(G=netG, D=netD))
         checkpoints = CheckpointFolder(args.checkpoints_dir, args.name)
         if info.is_main:
             checkpoints.prepare()
@@ -126,11 +147,13 @@ def run(args: argparse.Namespace) -> int:
         page = loss_log = None
         if info.is_main:
             _write_options(args, checkpoints.path / "train_opt.txt")
-            page = TrainingPage(checkpoints.path / "web", args.name)
+            page = None if args.no_html else TrainingPage(checkpoints.path / "web", args.name)
             loss_log = LossLog(checkpoints.path / "loss_log.csv",
                                resume_step=state["engine"]["steps"] if state else None)
+            trackers = open_trackers(args, checkpoints.path, "train")
         trainer = Trainer(args, engine, netG, netD, schedule, checkpoints, is_main=info.is_main,
-                          world_size=info.world_size, page=page, loss_log=loss_log, say=say)
+                          world_size=info.world_size, page=page, loss_log=loss_log, say=say,
+                          trackers=trackers)
         if state is not None:
             trainer.resume(state)
             say(f"resumed {checkpoints.path} at epoch {trainer.progress.epoch}, step "
@@ -139,12 +162,15 @@ def run(args: argparse.Namespace) -> int:
             f"{args.netD} ndf {args.ndf}, crop {args.crop_size}, batch {args.batch_size} x "
             f"{info.world_size} process(es) on {info.device}, {args.precision}"
             f"{', CUDA graph' if graphs else ''}{', channels-last' if args.channels_last else ''}")
-        code = trainer.fit(loader, progress_bar=(lambda **kw: tqdm(unit="step", **kw))
+        code = trainer.fit(loader, progress_bar=(lambda **kw: progress_bar(unit="step", **kw))
                            if info.is_main else None)
         if code == 0 and info.is_main:
-            say(f"checkpoints: {checkpoints.path}/latest_net_G.pth (and latest_net_D.pth)\n"
-                f"samples:     {page.images}\nloss plot:   {page.loss_plot}\n"
-                f"loss log:    {loss_log.path}\nopen:        {page.index.resolve()}")
+            say(f"checkpoints: {checkpoints.path}/latest_net_G.pth (and latest_net_D.pth)")
+            if page is not None:
+                say(f"samples:     {page.images}\nloss plot:   {page.loss_plot}")
+            say(f"loss log:    {loss_log.path}")
+            if page is not None:
+                say(f"open:        {page.index.resolve()}")
         return code
     except (ValueError, DataError, CheckpointWriteError) as err:
         print(f"error: {err}", file=sys.stderr)
@@ -153,6 +179,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: {describe_os_error(err)}", file=sys.stderr)
         return 1
     finally:
+        close_trackers(trackers)
         shutdown_processes(info)
 
 

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from fastp2p.train.checkpoints import CheckpointWriteError, describe_os_error
+from fastp2p.train.reports import TRIPLET
 
 EXIT_OK, EXIT_FAILED = 0, 1
 
@@ -68,15 +69,18 @@ class Trainer:
     """Runs epochs of ``engine`` steps over ``loader``; rank 0 writes checkpoints and reports.
 
     ``checkpoints``: a CheckpointFolder; ``page`` / ``loss_log``: TrainingPage / LossLog on the
-    main process, None elsewhere; ``say``: prints a line (tqdm-safe) on the main process.
+    main process, None elsewhere (``page`` also None with --no_html); ``say``: prints a line
+    (tqdm-safe) on the main process; ``trackers``: TensorBoard / W&B (fastp2p.train.trackers)
+    that get the losses and samples too.
     """
 
     def __init__(self, args, engine, netG, netD, schedule, checkpoints, *, is_main=True,
-                 world_size=1, page=None, loss_log=None, say=print):
+                 world_size=1, page=None, loss_log=None, say=print, trackers=()):
         self.args, self.engine, self.netG, self.netD = args, engine, netG, netD
         self.schedule, self.checkpoints = schedule, checkpoints
         self.is_main, self.world_size = is_main, world_size
         self.page, self.loss_log, self.say = page, loss_log, say
+        self.trackers = list(trackers)
         # As the reference's loop: epochs epoch_count .. n_epochs + n_epochs_decay.
         self.last_epoch = args.n_epochs + args.n_epochs_decay
         self.progress = Progress(epoch=args.epoch_count, epoch_batches=0, images=0)
@@ -180,11 +184,12 @@ class Trainer:
                 losses = self._log(window_images / (time.perf_counter() - window_start), bar)
                 epoch_losses.append(losses)
                 window_start, window_images = time.perf_counter(), 0
-            if self.page is not None and _crossed(before, progress.images, args.display_freq):
-                self.page.add_sample(progress.epoch, engine.steps, engine.last_batch())
-                self.page.refresh(self.loss_log)
+            if (self.page is not None or self.trackers) \
+                    and _crossed(before, progress.images, args.display_freq):
+                self._add_sample()
             if _crossed(before, progress.images, args.save_latest_freq):
-                self.save(["latest"])
+                # --save_by_iter (the reference's): also keep this point, named by its images
+                self.save(["latest"] + ([f"iter_{progress.images}"] if args.save_by_iter else []))
             if stops.signal_number is not None:
                 self.save(["latest"])
                 name = signal.Signals(stops.signal_number).name
@@ -210,6 +215,15 @@ class Trainer:
         self.say(f"epoch {finished} done: {progress.images} images, lr {engine.lr:.3g}, "
                  f"saved {', '.join(labels)}")
 
+    def _add_sample(self) -> None:
+        triplet = self.engine.last_batch()
+        if self.page is not None:
+            self.page.add_sample(self.progress.epoch, self.engine.steps, triplet)
+            self.page.refresh(self.loss_log)
+        for tracker in self.trackers:
+            tracker.log_images(self.engine.steps,
+                               {label: batch[0] for label, batch in zip(TRIPLET, triplet)})
+
     def _log(self, images_per_s: float, bar) -> dict:
         losses = self.engine.read_losses()
         self._check_finite()
@@ -217,6 +231,9 @@ class Trainer:
             self.loss_log.append({"epoch": self.progress.epoch, "step": self.engine.steps,
                                   "images": self.progress.images, "lr": self.engine.lr,
                                   **losses, "images_per_s": round(images_per_s, 2)})
+        for tracker in self.trackers:
+            tracker.log_scalars(self.engine.steps, {**losses, "lr": self.engine.lr,
+                                                    "images_per_s": images_per_s})
         if bar is not None:
             bar.set_postfix({"img/s": f"{images_per_s:.1f}",
                              **{name: f"{value:.3f}" for name, value in losses.items()}})

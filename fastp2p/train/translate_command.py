@@ -10,12 +10,16 @@ from pathlib import Path
 
 from fastp2p.train.options import (QuickDefault, add_model_arguments, add_test_arguments,
                                    describe_defaults, resolve_quick_defaults)
+from fastp2p.train.reference_options import add_reference_arguments
+from fastp2p.train.trackers import add_tracker_arguments
 
 DESCRIPTION = """\
 Translate a split (default: test) with CHECKPOINTS_DIR/NAME/EPOCH_net_G.pth and write the
 real_A / fake_B / real_B images and an HTML index to RESULTS_DIR/NAME/PHASE_EPOCH/. Use the
 same model options (--netG, --ngf, --norm, --no_dropout, --input_nc, ...) as for training;
-without --dataroot the quick profile's defaults apply, matching `fastp2p train` without it."""
+without --dataroot the quick profile's defaults apply, matching `fastp2p train` without it.
+Every option of the reference's test.py is accepted (`python test.py --model pix2pix ...` runs
+as `fastp2p test --model pix2pix ...`); those that mean nothing here are named in one line."""
 
 
 def register(commands) -> None:
@@ -33,6 +37,8 @@ def register(commands) -> None:
             action.help += " (always on in fastp2p test, as in the reference's test)"
     add_model_arguments(parser)
     add_test_arguments(parser)
+    add_tracker_arguments(parser)
+    add_reference_arguments(parser, "test")
     parser.set_defaults(run=run)
 
 
@@ -41,38 +47,58 @@ def run(args: argparse.Namespace) -> int:
 
     from fastp2p.data import DataError, create_dataloader, create_dataset
     from fastp2p.train.checkpoints import CheckpointFolder, describe_os_error
+    from fastp2p.train.cpu_threads import apply_thread_choice, choose_threads
     from fastp2p.train.distributed import resolve_device
     from fastp2p.train.networks import build_generator
+    from fastp2p.train.reference_options import apply_reference_options, describe_networks
+    from fastp2p.train.trackers import check_trackers_installed, close_trackers, open_trackers
 
     resolve_quick_defaults(args)
     # The reference's test-time overrides: one image at a time, in order, unflipped.
     args.no_flip, args.serial_batches = True, True
     try:
+        ignored = apply_reference_options(args, "test")
+        check_trackers_installed(args)
         device = resolve_device(args.device)
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    if ignored:
+        print(ignored)
+    threads = choose_threads(device.type, args.num_threads)
+    apply_thread_choice(threads)
+    print(threads.summary)
+    trackers = []
+    try:
         torch.manual_seed(args.seed)
         dataset = create_dataset(args, args.phase)
-        loader = create_dataloader(dataset, 1, shuffle=False, num_workers=args.num_threads,
-                                   seed=args.seed)
+        loader = create_dataloader(dataset, 1, shuffle=False,
+                                   num_workers=threads.loader_workers, seed=args.seed)
         netG = build_generator(args).to(device)
         weights = CheckpointFolder(args.checkpoints_dir, args.name).load_network(
             netG, args.epoch, "G")
+        if args.verbose:
+            print(describe_networks(G=netG))
+        out_dir = Path(args.results_dir) / args.name / f"{args.phase}_{args.epoch}"
+        trackers = open_trackers(args, out_dir, "test")
+        if args.eval:
+            netG.eval()
+        count = _translate(args, netG, loader, device, out_dir, trackers)
     except (ValueError, DataError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
-    if args.eval:
-        netG.eval()
-    try:
-        out_dir, count = _translate(args, netG, loader, device)
     except OSError as err:  # e.g. a full disk or a read-only results folder
         print(f"error: {describe_os_error(err)}", file=sys.stderr)
         return 1
+    finally:
+        close_trackers(trackers)
     print(f"translated {count} image(s) with {weights}\nopen: "
           f"{(out_dir / 'index.html').resolve()}")
     return 0
 
 
-def _translate(args, netG, loader, device):
-    """Write the image triplets and index.html; returns (output folder, images written)."""
+def _translate(args, netG, loader, device, out_dir, trackers) -> int:
+    """Write the image triplets and index.html into out_dir; returns the images written."""
     import torch
     from tqdm import tqdm
 
@@ -80,25 +106,26 @@ def _translate(args, netG, loader, device):
 
     layout = torch.channels_last if args.channels_last else torch.contiguous_format
     netG.to(memory_format=layout)
-    out_dir = Path(args.results_dir) / args.name / f"{args.phase}_{args.epoch}"
     images_dir = out_dir / "images"
     images_dir.mkdir(parents=True, exist_ok=True)
     sections = []
     total = min(len(loader), args.num_test)
+    # disable=None: no bar when stderr is not a terminal (a log file would keep every frame)
     with torch.no_grad():
-        for index, batch in enumerate(tqdm(loader, total=total, unit="image",
+        for index, batch in enumerate(tqdm(loader, total=total, unit="image", disable=None,
                                            desc=f"translating {args.phase}")):
             if index >= args.num_test:
                 break
             real_A = batch["A"].to(device)
             fake_B = netG(real_A.contiguous(memory_format=layout))
             stem = Path(batch["A_paths"][0]).stem
-            images = []
-            for label, tensor in zip(TRIPLET, (real_A, fake_B, batch["B"])):
-                save_image(tensor[0], images_dir / f"{stem}_{label}.png")
-                images.append((label, f"images/{stem}_{label}.png"))
-            sections.append((stem, images))
+            triplet = dict(zip(TRIPLET, (real_A[0], fake_B[0], batch["B"][0])))
+            for label, image in triplet.items():
+                save_image(image, images_dir / f"{stem}_{label}.png")
+            sections.append((stem, [(label, f"images/{stem}_{label}.png") for label in TRIPLET]))
+            for tracker in trackers:
+                tracker.log_images(index, triplet)
     write_html(out_dir / "index.html",
                f"{args.name}: {args.phase}, epoch {args.epoch}"
                f"{' (eval mode)' if args.eval else ''}", sections)
-    return out_dir, len(sections)
+    return len(sections)
