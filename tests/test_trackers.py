@@ -68,9 +68,10 @@ def test_use_wandb_in_test_logs_each_translated_image(data, tmp_path, monkeypatc
 
 
 @pytest.mark.parametrize("flag,module,message", [
-    ("--use_wandb", "wandb", "error: --use_wandb needs the wandb package: pip install wandb"),
+    ("--use_wandb", "wandb",
+     "fastp2p train: error: --use_wandb needs the wandb package: pip install wandb"),
     ("--tensorboard", "torch.utils.tensorboard",
-     "error: --tensorboard needs the tensorboard package: pip install tensorboard"),
+     "fastp2p train: error: --tensorboard needs the tensorboard package: pip install tensorboard"),
 ])
 def test_missing_tracker_package_is_a_clear_error(data, tmp_path, monkeypatch, capsys, flag,
                                                   module, message):
