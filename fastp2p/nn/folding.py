@@ -55,21 +55,22 @@ _cache: "weakref.WeakKeyDictionary[nn.Module, _Folded]" = weakref.WeakKeyDiction
 
 
 def _sources(conv, norm):
-    return (conv.weight, conv.bias, norm.weight, norm.bias, norm.running_mean, norm.running_var)
+    """The tensors a fold is computed from (read from the modules' dicts: nn.Module's
+    __getattr__ costs about a microsecond per lookup, and this runs per layer per call)."""
+    weights, params, buffers = conv._parameters, norm._parameters, norm._buffers
+    return (weights["weight"], weights.get("bias"), params.get("weight"), params.get("bias"),
+            buffers["running_mean"], buffers["running_var"])
 
 
 def _key(conv, norm) -> Optional[tuple]:
-    """(address, version) of every source tensor, plus eps; None for inference tensors
-    (created under inference_mode), which have no version counter to watch."""
-    key = [norm.eps]
-    for t in _sources(conv, norm):
-        if t is None:
-            key.append(None)
-            continue
-        if t.is_inference():
-            return None
-        key.append((t.data_ptr(), t._version, t.dtype, t.device))
-    return tuple(key)
+    """eps and (address, version) of every source tensor; None when one is an inference tensor
+    (created under inference_mode), which has no version counter to watch. A dtype or device
+    change shows as a new address: the cache holds the old tensors, so theirs stay taken."""
+    try:
+        return (norm.eps,) + tuple(None if t is None else (t.data_ptr(), t._version)
+                                   for t in _sources(conv, norm))
+    except RuntimeError:  # "Inference tensors do not track version counter"
+        return None
 
 
 def _stand_in(conv: nn.Module, weight: torch.Tensor, bias: torch.Tensor) -> nn.Module:
@@ -121,3 +122,8 @@ def folded_conv(conv: nn.Module, norm: nn.BatchNorm2d) -> Optional[nn.Module]:
             entry = _Folded(key, _stand_in(conv, weight, bias), held)
         _cache[norm] = entry
     return entry.conv
+
+
+def folded_for(module: nn.Module) -> list:
+    """The cached folds of ``module``'s norm layers (for a CUDA graph that reads them to hold)."""
+    return [_cache[m] for m in module.modules() if m in _cache]

@@ -41,6 +41,7 @@ def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from fastp2p.data import DataError, create_dataloader, create_dataset
+    from fastp2p.nn import graphed
     from fastp2p.train.checkpoints import CheckpointFolder
     from fastp2p.train.distributed import resolve_device
     from fastp2p.train.networks import build_generator
@@ -72,13 +73,15 @@ def run(args: argparse.Namespace) -> int:
     images_dir.mkdir(parents=True, exist_ok=True)
     sections = []
     total = min(len(loader), args.num_test)
+    # On CUDA each forward is one graph replay (captured on the first image); eager on a CPU.
+    translate = graphed(netG)
     with torch.no_grad():
         for index, batch in enumerate(tqdm(loader, total=total, unit="image",
                                            desc=f"translating {args.phase}")):
             if index >= args.num_test:
                 break
             real_A = batch["A"].to(device)
-            fake_B = netG(real_A.contiguous(memory_format=layout))
+            fake_B = translate(real_A.contiguous(memory_format=layout))
             stem = Path(batch["A_paths"][0]).stem
             images = []
             for label, tensor in zip(TRIPLET, (real_A, fake_B, batch["B"])):
