@@ -19,6 +19,7 @@ Folding applies only where no gradient is wanted (``torch.no_grad()``, ``torch.i
 or nothing requiring grad): the folded weights carry no autograd history, and train-mode or
 batch-statistics norms (and InstanceNorm) always keep the statistics path.
 """
+import contextlib
 import weakref
 from dataclasses import dataclass
 from typing import Optional
@@ -27,6 +28,19 @@ import torch
 import torch.nn as nn
 
 _FOLDABLE_CONVS = (nn.Conv2d, nn.ConvTranspose2d)
+_enabled = True
+
+
+@contextlib.contextmanager
+def folding_disabled():
+    """Keep every norm on the statistics path inside this block (what the benchmarks compare
+    folding against)."""
+    global _enabled
+    previous, _enabled = _enabled, False
+    try:
+        yield
+    finally:
+        _enabled = previous
 
 
 def gradient_wanted(module: nn.Module, x: torch.Tensor) -> bool:
@@ -39,9 +53,10 @@ def gradient_wanted(module: nn.Module, x: torch.Tensor) -> bool:
 def can_fold(conv: nn.Module, norm: nn.Module) -> bool:
     """Whether ``norm`` normalizes with its running statistics right after ``conv`` (the caller
     checks that no gradient is wanted)."""
-    return (type(norm) is nn.BatchNorm2d and not norm.training and norm.track_running_stats
-            and norm.running_mean is not None and type(conv) in _FOLDABLE_CONVS
-            and conv.groups == 1 and conv.out_channels == norm.num_features)
+    return (_enabled and type(norm) is nn.BatchNorm2d and not norm.training
+            and norm.track_running_stats and norm.running_mean is not None
+            and type(conv) in _FOLDABLE_CONVS and conv.groups == 1
+            and conv.out_channels == norm.num_features)
 
 
 @dataclass
