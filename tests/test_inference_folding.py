@@ -281,3 +281,16 @@ def test_the_check_per_call_reuses_the_fold(backend, monkeypatch):
         _batchnorms(ours)[0].running_mean.add_(1)
         ours(_image())
     assert len(calls) == len(_batchnorms(ours)) + 1  # only the changed one is rebuilt
+
+
+def test_folding_disabled_keeps_the_statistics_path(backend):
+    ours, theirs = _unet_pair()
+    ours.eval()
+    x = _image()
+    with folding.folding_disabled(), torch.no_grad():
+        out = ours(x)
+    assert _folded_norms(ours) == []
+    assert_close(out, _reference_output(theirs, x), FP32_NETWORK, "folding disabled")
+    with torch.no_grad():
+        ours(x)
+    assert set(_folded_norms(ours)) == set(_batchnorms(ours))  # on again after the block

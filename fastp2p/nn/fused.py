@@ -11,7 +11,9 @@ enclosing block's ReLU, so the decoder reads
 ``cat([relu(x), relu(dropout(norm(up)))])`` — built by ``norm_act_concat`` straight into one
 buffer. Dropout uses the counter-based mask (``fastp2p.ops.dropout_rng``), drawn from the
 module's ``dropout_rng`` buffer ([seed, offset], int64, not saved in the state_dict), whose
-offset advances by the dropped elements after every training forward.
+offset advances by the dropped elements after every training forward. When no gradient is
+wanted, an eval-mode BatchNorm is folded into the convolution before it (``conv_norm``,
+fastp2p.nn.folding) and its fused op runs with norm "none" (bias + activation only).
 """
 import torch
 import torch.nn as nn
