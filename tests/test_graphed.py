@@ -196,3 +196,15 @@ def test_cuda_train_mode_replays_follow_the_eager_sequence():
     assert net.dropout_rng.tolist() == eager_net.dropout_rng.tolist()
     for (name, ours), theirs in zip(net.state_dict().items(), eager_net.state_dict().values()):
         assert torch.equal(ours, theirs), name
+
+
+def test_state_of_a_module_made_under_inference_mode():
+    """Inference tensors have no version counter: their address stands for them."""
+    with torch.inference_mode():
+        net = fastp2p.UNet(3, 3, 5, 4).eval()
+    tensors = _ModuleTensors(net)
+    state = tensors.state()
+    assert all(version is None for _, version in state)
+    with torch.inference_mode():
+        net.half()
+    assert tensors.state() != state

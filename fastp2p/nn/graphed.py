@@ -46,17 +46,22 @@ class _ModuleTensors:
 
     def __init__(self, module: nn.Module):
         self.modules = list(module.modules())
-        self.stores = [store for m in self.modules for store in (m._parameters, m._buffers)
-                       if store]
+        self.stores = [store for m in self.modules for store in (m._parameters, m._buffers)]
 
     def tensors(self) -> list:
         return [t for store in self.stores for t in store.values() if t is not None]
 
     def state(self) -> tuple:
         """(address, version) of every parameter and buffer: equal between two calls only if
-        nothing was replaced or changed in place in between."""
-        return tuple((t.data_ptr(), t._version) for store in self.stores
-                     for t in store.values() if t is not None)
+        nothing was replaced or changed in place in between. Inference tensors (made under
+        inference_mode) have no version: their address alone (the graph reads their memory as
+        it is; nothing is folded from them, see fastp2p.nn.folding)."""
+        try:
+            return tuple((t.data_ptr(), t._version) for store in self.stores
+                         for t in store.values() if t is not None)
+        except RuntimeError:
+            return tuple((t.data_ptr(), None if t.is_inference() else t._version)
+                         for store in self.stores for t in store.values() if t is not None)
 
     def signature(self, x: torch.Tensor) -> tuple:
         """What a captured graph is specific to, besides the module's tensors."""
