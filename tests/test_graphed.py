@@ -13,7 +13,7 @@ import torch
 import torch.nn as nn
 
 import fastp2p
-from fastp2p.nn.graphed import GraphedModule, _ModuleTensors
+from fastp2p.nn.graph_replay import GraphedModule, _ModuleTensors
 
 
 def _unet(seed=0, **kwargs):

@@ -91,7 +91,7 @@ def inference_cases(device: str, *, quick: bool):
 def _prepare(variant: Variant, model):
     """The callable a variant times."""
     if variant.execution == "graphed":
-        from fastp2p.nn.graphed import graphed
+        from fastp2p.nn.graph_replay import graphed
         return graphed(model)
     if variant.execution in ("default", "reduce-overhead"):
         return torch.compile(model, mode=variant.execution)
