@@ -16,7 +16,8 @@ import fastp2p
 from fastp2p import reference
 from fastp2p.nn import folding
 from fastp2p.ops import cpp_backend
-from tolerances import FP32_NETWORK, FP32_SINGLE_OP, assert_close
+from tolerances import (BF16_NETWORK, BF16_VS_AUTOCAST, FP32_NETWORK, FP32_SINGLE_OP, assert_close,
+                        relative_error)
 
 BACKENDS = ["reference", pytest.param("cpp", marks=pytest.mark.skipif(
     not cpp_backend.available(), reason="fastp2p._C was not built"))]
@@ -294,3 +295,19 @@ def test_folding_disabled_keeps_the_statistics_path(backend):
     with torch.no_grad():
         ours(x)
     assert set(_folded_norms(ours)) == set(_batchnorms(ours))  # on again after the block
+
+
+def test_folded_unet_under_bf16_autocast_within_pytorchs_own_error(backend):
+    """DESIGN section 5's bf16 rule for the folded path (weights folded in float32, then cast by
+    autocast): within 2e-2 of float64 and no worse than 1.5x PyTorch's own autocast error."""
+    ours, theirs = _unet_pair()
+    ours.eval().to(memory_format=torch.channels_last)
+    theirs32 = copy.deepcopy(theirs).eval().to(memory_format=torch.channels_last)
+    x = _image().contiguous(memory_format=torch.channels_last)
+    expected = _reference_output(theirs, x)
+    with torch.no_grad(), torch.autocast("cpu", torch.bfloat16):
+        out, autocast_out = ours(x), theirs32(x)
+    assert set(_folded_norms(ours)) == set(_batchnorms(ours))
+    error, autocast_error = relative_error(out, expected), relative_error(autocast_out, expected)
+    assert error <= BF16_NETWORK
+    assert error <= BF16_VS_AUTOCAST * autocast_error + 1e-3, (error, autocast_error)
