@@ -147,11 +147,13 @@ def markdown(results: dict) -> str:
 
     inference = results.get("inference", [])
     if inference:
-        lines += ["## Inference throughput (U-Net forward, eval mode)", ""]
+        lines += ["## Inference throughput (U-Net forward, no_grad)", ""]
         rows = []
         for row in inference:
-            case = [row["module"], row["device"], row["precision"] + (
-                ", channels-last" if row["channels_last"] else ""), row["batch_size"]]
+            threads = f", {row['threads']} threads" if row.get("threads") else ""
+            case = [row["module"], row["device"] + threads, row["precision"] + (
+                ", channels-last" if row["channels_last"] else ""), row.get("mode", "eval"),
+                row["batch_size"]]
             if row["status"] != "ok":
                 rows.append(case + [_status_cell(row), "", "", ""])
                 continue
@@ -160,9 +162,10 @@ def markdown(results: dict) -> str:
                                 f"{_number(row['images_per_s_p80'])}",
                                 _number(row["ms"], 3),
                                 _number(row.get("fastp2p_ratio"), 2)])
-        lines += _table(["module", "device", "precision", "batch", "images/s", "p20–p80",
-                         "ms", "fastp2p ×"], rows)
-        lines.append("")
+        lines += _table(["module", "device", "precision", "mode", "batch", "images/s",
+                         "p20–p80", "ms", "fastp2p ×"], rows)
+        lines += ["", "fastp2p × = the fastest fastp2p variant's images/s over the row's, same "
+                  "device, threads, mode and batch.", ""]
 
     micro = results.get("micro", [])
     if micro:

@@ -69,8 +69,14 @@ def run_suite(settings: SuiteSettings, log=None, on_progress=None) -> dict:
                        if "training" in settings.sections else ([], []))
     jobs = list(first)
     if "inference" in settings.sections:
-        jobs += inference_jobs(device, settings.config, quick=settings.quick,
-                               rep_ms=settings.inference_rep_ms)
+        # torch.compile of the reference module runs when its training peer is in --peers.
+        compile_modes = tuple(peer.compile_mode for peer in settings.peers
+                              if peer.compile_mode in ("default", "reduce-overhead"))
+        inference, inference_compiled = inference_jobs(
+            device, settings.config, quick=settings.quick, rep_ms=settings.inference_rep_ms,
+            compile_modes=compile_modes)
+        jobs += inference
+        compiled = inference_compiled + list(compiled)
     if "micro" in settings.sections:
         found = micro_jobs(settings.benchmarks_dir, quick=settings.quick, device=device,
                            only=settings.micro_modules)

@@ -102,6 +102,7 @@ def _translate(args, netG, loader, device, out_dir, trackers) -> int:
     import torch
     from tqdm import tqdm
 
+    from fastp2p.nn import graphed
     from fastp2p.train.reports import TRIPLET, save_image, write_html
 
     layout = torch.channels_last if args.channels_last else torch.contiguous_format
@@ -110,6 +111,8 @@ def _translate(args, netG, loader, device, out_dir, trackers) -> int:
     images_dir.mkdir(parents=True, exist_ok=True)
     sections = []
     total = min(len(loader), args.num_test)
+    # On CUDA each forward is one graph replay (captured on the first image); eager on a CPU.
+    translate = graphed(netG)
     # disable=None: no bar when stderr is not a terminal (a log file would keep every frame)
     with torch.no_grad():
         for index, batch in enumerate(tqdm(loader, total=total, unit="image", disable=None,
@@ -117,7 +120,7 @@ def _translate(args, netG, loader, device, out_dir, trackers) -> int:
             if index >= args.num_test:
                 break
             real_A = batch["A"].to(device)
-            fake_B = netG(real_A.contiguous(memory_format=layout))
+            fake_B = translate(real_A.contiguous(memory_format=layout))
             stem = Path(batch["A_paths"][0]).stem
             triplet = dict(zip(TRIPLET, (real_A[0], fake_B[0], batch["B"][0])))
             for label, image in triplet.items():
