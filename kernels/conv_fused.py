@@ -20,7 +20,9 @@ from fastp2p.kernels.conv_fused_tiles import (_load_activated, _output_rows, _pr
 from fastp2p.kernels.norm_act_tiles import _merge_moments, _rng_start
 
 ACTIVATION_CODE = {"none": 0, "relu": 1, "leaky_relu": 2}
-_STORAGE_DTYPES = {torch.float32: "ieee", torch.bfloat16: "tf32", torch.float16: "tf32"}
+# Storage dtypes; products are accumulated in float32 (tl.dot with input_precision="ieee": no
+# TF32 rounding of float32 operands, so the float32 path meets DESIGN §5's 1e-5 on a GPU too).
+STORAGE_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
 
 
 class InputTransform(NamedTuple):
@@ -47,7 +49,7 @@ def _accumulate_source(acc, X_ptr, Scale_ptr, Shift_ptr, Seed, Offset, W_ptr, c_
                        STRIDE: tl.constexpr, PADDING: tl.constexpr, KH: tl.constexpr,
                        KW: tl.constexpr, TRANSPOSED: tl.constexpr, AFFINE: tl.constexpr,
                        ACTIVATION: tl.constexpr, DROPOUT: tl.constexpr,
-                       DOT_PRECISION: tl.constexpr, BLOCK_K: tl.constexpr):
+                       BLOCK_K: tl.constexpr):
     """acc += activated source tile @ weight tile over this source's K-range: every tap
     (kh, kw) x channel block. The weight's input-channel index of the source's channel c is
     c_base + c (the second source of a concat starts after the first)."""
@@ -76,7 +78,7 @@ def _accumulate_source(acc, X_ptr, Scale_ptr, Shift_ptr, Seed, Offset, W_ptr, c_
                                     threshold, keep_scale, AFFINE, ACTIVATION, DROPOUT)
                 w_offs = ((c_base + ci) * swi)[:, None] + (co * swo)[None, :] + kh * swh + kw * sww
                 w = tl.load(W_ptr + w_offs, mask=ci_ok[:, None] & co_ok[None, :], other=0.0)
-                acc = tl.dot(a.to(w.dtype), w, acc, input_precision=DOT_PRECISION)
+                acc = tl.dot(a.to(w.dtype), w, acc, input_precision="ieee")
     return acc
 
 
@@ -100,8 +102,7 @@ def _conv_fused_kernel(
     AFFINE_B: tl.constexpr, ACTIVATION_B: tl.constexpr, DROPOUT_B: tl.constexpr,
     HAS_BIAS: tl.constexpr, DGRAD: tl.constexpr, PARTIALS: tl.constexpr,
     AFFINE_X: tl.constexpr, ACTIVATION_X: tl.constexpr, DROPOUT_X: tl.constexpr,
-    DOT_PRECISION: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
-    BLOCK_K: tl.constexpr,
+    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
 ):
     """One (BLOCK_M output pixels of one image and phase) x (BLOCK_N output channels) tile.
 
@@ -121,13 +122,13 @@ def _conv_fused_kernel(
                              H, W, san, sac, sah, saw, swo, swi, swh, sww, n, phase_h, phase_w,
                              oh, ow, row_ok, co, co_ok, slope, threshold, keep_scale, STRIDE,
                              PADDING, KH, KW, TRANSPOSED, AFFINE_A, ACTIVATION_A, DROPOUT_A,
-                             DOT_PRECISION, BLOCK_K)
+                             BLOCK_K)
     if TWO_SOURCES:
         acc = _accumulate_source(acc, B_ptr, ScaleB_ptr, ShiftB_ptr, SeedB, OffsetB, W_ptr, CA,
                                  CB, H, W, sbn, sbc, sbh, sbw, swo, swi, swh, sww, n, phase_h,
                                  phase_w, oh, ow, row_ok, co, co_ok, slope, threshold,
                                  keep_scale, STRIDE, PADDING, KH, KW, TRANSPOSED, AFFINE_B,
-                                 ACTIVATION_B, DROPOUT_B, DOT_PRECISION, BLOCK_K)
+                                 ACTIVATION_B, DROPOUT_B, BLOCK_K)
     mask = row_ok[:, None] & co_ok[None, :]
     y_offs = (n * syn + oh * syh + ow * syw)[:, None] + (co * syc)[None, :]
     if DGRAD:
@@ -216,11 +217,12 @@ class TilePartials(NamedTuple):
     count: torch.Tensor
 
 
-def _dot_precision(dtype: torch.dtype) -> str:
-    if dtype not in _STORAGE_DTYPES:
-        raise TypeError(f"fused conv: unsupported dtype {dtype}; use float32, bfloat16 or "
-                        "float16")
-    return _STORAGE_DTYPES[dtype]
+def _check_storage(*tensors: torch.Tensor) -> None:
+    """One supported storage dtype for the GEMM operands (sources, weight, gradients)."""
+    dtypes = {t.dtype for t in tensors}
+    if len(dtypes) != 1 or not dtypes <= set(STORAGE_DTYPES):
+        raise TypeError(f"fused conv: operands must share one dtype of {STORAGE_DTYPES}, got "
+                        f"{sorted(map(str, dtypes))}")
 
 
 def _affine_code(scale: Optional[torch.Tensor]) -> int:
@@ -268,7 +270,14 @@ def _launch(sources, transforms, weight, weight_roles, bias, y, *, kernel_size, 
             transposed, slope, partials, dgrad_input=None, dgrad_transform=IDENTITY):
     """Run _conv_fused_kernel over y; weight_roles: the weight's dims of (output channel, input
     channel) of this launch. Returns the TilePartials, or None without partials."""
+    if len(sources) not in (1, 2) or len(transforms) != len(sources):
+        raise ValueError(f"fused conv: 1 or 2 sources with one InputTransform each, got "
+                         f"{len(sources)} sources and {len(transforms)} transforms")
+    if len({(s.shape[0],) + tuple(s.shape[2:]) for s in sources}) != 1:
+        raise ValueError("fused conv: the sources must share batch, height and width, got "
+                         f"{[tuple(s.shape) for s in sources]}")
     a, ta = sources[0], transforms[0]
+    _check_storage(*sources, weight)
     two = len(sources) == 2
     b, tb = (sources[1], transforms[1]) if two else (a, IDENTITY)
     N, CA, H, W = a.shape
@@ -310,8 +319,7 @@ def _launch(sources, transforms, weight, weight_roles, bias, y, *, kernel_size, 
         AFFINE_B=aff_b, ACTIVATION_B=act_b, DROPOUT_B=drop_b,
         HAS_BIAS=bias is not None, DGRAD=dgrad_input is not None, PARTIALS=partials,
         AFFINE_X=aff_x, ACTIVATION_X=act_x, DROPOUT_X=drop_x,
-        DOT_PRECISION=_dot_precision(a.dtype), BLOCK_M=block_m, BLOCK_N=block_n,
-        BLOCK_K=block_k)
+        BLOCK_M=block_m, BLOCK_N=block_n, BLOCK_K=block_k)
     return out
 
 

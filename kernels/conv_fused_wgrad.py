@@ -7,7 +7,7 @@ import torch
 import triton
 import triton.language as tl
 
-from fastp2p.kernels.conv_fused import (IDENTITY, InputTransform, _dot_precision,
+from fastp2p.kernels.conv_fused import (IDENTITY, InputTransform, _check_storage,
                                         _dropout_args, _transform_args)
 from fastp2p.kernels.conv_fused_tiles import _load_activated
 from fastp2p.kernels.norm_act_tiles import _rng_start
@@ -23,7 +23,7 @@ def _conv_wgrad_kernel(
     slope, threshold, keep_scale,
     STRIDE: tl.constexpr, PADDING: tl.constexpr, KH: tl.constexpr, KW: tl.constexpr,
     TRANSPOSED: tl.constexpr, AFFINE: tl.constexpr, ACTIVATION: tl.constexpr,
-    DROPOUT: tl.constexpr, DOT_PRECISION: tl.constexpr,
+    DROPOUT: tl.constexpr,
     BLOCK_P: tl.constexpr, BLOCK_CI: tl.constexpr, BLOCK_CO: tl.constexpr,
 ):
     """dW[ci, co, kh, kw] = sum over pixels of a[.., ci] * g[.., co], where a pixel pairs input
@@ -65,7 +65,7 @@ def _conv_wgrad_kernel(
         g_ok = p_ok & (oh >= 0) & (oh < OH) & (ow >= 0) & (ow < OW)
         g_offs = (n * sgn + oh * sgh + ow * sgw)[:, None] + (co * sgc)[None, :]
         g = tl.load(G_ptr + g_offs, mask=g_ok[:, None] & co_ok[None, :], other=0.0)
-        acc = tl.dot(tl.trans(a.to(g.dtype)), g, acc, input_precision=DOT_PRECISION)
+        acc = tl.dot(tl.trans(a.to(g.dtype)), g, acc, input_precision="ieee")
     dw_offs = (((split * C + ci[:, None]) * CO + co[None, :]) * KH + kh) * KW + kw
     tl.store(DW_ptr + dw_offs, acc, mask=ci_ok[:, None] & co_ok[None, :])
 
@@ -91,6 +91,7 @@ def conv_fused_wgrad(grad_y, x, transform: InputTransform = IDENTITY, *, kernel_
     """d loss / d weight for the channels of one source x of conv_fused_fwd, float32: shaped
     (C_out, C, KH, KW) for a direct convolution, (C, C_out, KH, KW) for a transposed one (the
     caller concatenates the sources' slices along the weight's input-channel dim)."""
+    _check_storage(x, grad_y)
     N, C, H, W = x.shape
     _, CO, OH, OW = grad_y.shape
     KH, KW = kernel_size
@@ -108,7 +109,7 @@ def conv_fused_wgrad(grad_y, x, transform: InputTransform = IDENTITY, *, kernel_
         x, *x_args, grad_y, partial, C, H, W, CO, OH, OW, rows, rows_per_split, splits,
         *x.stride(), *grad_y.stride(), float(slope), threshold, keep_scale,
         STRIDE=stride, PADDING=padding, KH=KH, KW=KW, TRANSPOSED=transposed, AFFINE=affine,
-        ACTIVATION=activation, DROPOUT=dropout, DOT_PRECISION=_dot_precision(x.dtype),
+        ACTIVATION=activation, DROPOUT=dropout,
         BLOCK_P=block_p, BLOCK_CI=block_ci, BLOCK_CO=block_co)
     grad = partial[0] if splits == 1 else partial.sum(0)
     return grad if transposed else grad.transpose(0, 1)

@@ -226,3 +226,62 @@ def test_statistics_stable_far_from_zero():
         mean64, var64 = statistics_reference(y.double(), per_sample)
         assert_close(mean, mean64, FP32_SINGLE_OP, "mean")
         assert_close(rstd, (var64 + EPS).rsqrt(), FP32_SINGLE_OP, "rstd")
+
+
+GPU_CASES = [
+    Case("down-s2-C64-instance-lrelu", (Source(64, "instance", "leaky_relu"),), 128, 4, 32, 32,
+         norm="instance"),
+    Case("tail-s1-C256-batch-lrelu", (Source(256, "batch", "leaky_relu"),), 1, 2, 18, 18,
+         stride=1),
+    Case("up-s2-skip64-up64-dropout",
+         (Source(64, "instance", "relu"), Source(64, "instance", "relu", 0.5)), 32, 4, 16, 16,
+         transposed=True, norm="instance"),
+]
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("case", GPU_CASES, ids=[c.name for c in GPU_CASES])
+def test_bf16_within_autocast_error(case):
+    """bf16 storage, fp32 accumulation: forward, every source's and the weight's gradient no
+    worse than 1.5x (DESIGN §5) PyTorch's bf16 autocast error of the unfused composition, both
+    measured against float64, plus 2e-4 for the summation order."""
+    sources, transforms, weight, bias, _, _, gen = _make(case)
+    y64, grad_y64, xs, ts, w64, _ = _reference(case, sources, transforms, weight, bias, gen)
+    geometry = dict(stride=case.stride, padding=case.padding, transposed=case.transposed)
+    cuda = torch.device("cuda")
+
+    # The peer: the same composition under bf16 autocast (norm/activation in fp32, conv bf16).
+    xs_auto = [s.to(cuda, torch.bfloat16).float().requires_grad_() for s in sources]
+    ts_auto = [t._replace(scale=None if t.scale is None else t.scale.to(cuda).float(),
+                          shift=None if t.shift is None else t.shift.to(cuda).float())
+               for t in transforms]
+    w_auto = weight.to(cuda).float().requires_grad_()
+    with torch.autocast("cuda", torch.bfloat16):
+        y_auto = conv_fused_reference(xs_auto, ts_auto, w_auto,
+                                      None if bias is None else bias.to(cuda).float(),
+                                      slope=SLOPE, **geometry)
+    y_auto.backward(grad_y64.to(cuda, torch.bfloat16))
+
+    xs16 = [_layout(s.to(torch.bfloat16), case.layout).to(cuda) for s in sources]
+    ts16 = [t._replace(scale=None if t.scale is None else t.scale.to(cuda).float(),
+                       shift=None if t.shift is None else t.shift.to(cuda).float())
+            for t in transforms]
+    w16 = weight.to(cuda, torch.bfloat16)
+    y, _ = conv_fused_fwd(xs16, ts16, w16, None if bias is None else bias.to(cuda).float(),
+                          partials=False, slope=SLOPE,
+                          out=_poisoned(y64.shape, torch.bfloat16).to(cuda), **geometry)
+    grad_y = _layout(grad_y64.to(torch.bfloat16), "nhwc").to(cuda)
+    checks = [("forward", y, y_auto, y64)]
+    offset, weight_grads = 0, []
+    for i, (x, t) in enumerate(zip(xs16, ts16)):
+        grad_x, _, _ = conv_fused_dgrad(grad_y, w16, x, t, channel_offset=offset, slope=SLOPE,
+                                        **geometry)
+        checks.append((f"grad source {i}", grad_x, xs_auto[i].grad, xs[i].grad))
+        weight_grads.append(conv_fused_wgrad(grad_y, x, t, kernel_size=(4, 4), slope=SLOPE,
+                                             **geometry))
+        offset += x.shape[1]
+    checks.append(("grad weight", torch.cat(weight_grads, 0 if case.transposed else 1),
+                   w_auto.grad, w64.grad))
+    for what, got, autocast, expected in checks:
+        bound = BF16_VS_AUTOCAST * relative_error(autocast, expected) + 2e-4
+        assert_close(got, expected, bound, f"{what} (autocast peer {bound:.2e})")
