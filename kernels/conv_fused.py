@@ -171,22 +171,34 @@ def _conv_stats_finish_kernel(
     Mean_ptr, Rstd_ptr, Scale_ptr, Shift_ptr,  # (G, C) float32 outputs
     RunMean_ptr, RunVar_ptr,                   # (C,) running stats (UPDATE_RUNNING) or dummies
     C, parts_per_group, eps, momentum,
-    AFFINE: tl.constexpr, UPDATE_RUNNING: tl.constexpr, BLOCK_C: tl.constexpr,
+    AFFINE: tl.constexpr, UPDATE_RUNNING: tl.constexpr, BLOCK_P: tl.constexpr,
+    BLOCK_C: tl.constexpr,
 ):
     """Chan-merges a group's tiles (an image's for instance norm, all for batch norm) into
-    (mean, rstd) and the next prologue's scale = gamma * rstd, shift = beta - mean * scale."""
+    (mean, rstd) and the next prologue's scale = gamma * rstd, shift = beta - mean * scale.
+    BLOCK_P tiles at a time: their combined moments (deviations from the block's mean, not
+    sums of squares), then one merge into the running ones; batch norm at batch 64 merges
+    thousands of tiles per channel."""
     group = tl.program_id(0).to(tl.int64)
     c = tl.program_id(1).to(tl.int64) * BLOCK_C + tl.arange(0, BLOCK_C).to(tl.int64)
     ok = c < C
     mean = tl.zeros((BLOCK_C,), tl.float32)
     m2 = tl.zeros((BLOCK_C,), tl.float32)
     count = tl.zeros((BLOCK_C,), tl.float32)
-    for i in range(0, parts_per_group):
+    for start in range(0, parts_per_group, BLOCK_P):
+        i = start + tl.arange(0, BLOCK_P).to(tl.int64)
+        part_ok = i < parts_per_group
         part = group * parts_per_group + i
-        part_count = tl.load(PartCount_ptr + part)
-        part_mean = tl.load(PartMean_ptr + part * C + c, mask=ok, other=0.0)
-        part_m2 = tl.load(PartM2_ptr + part * C + c, mask=ok, other=0.0)
-        mean, m2, count = _merge_moments(mean, m2, count, part_mean, part_m2, part_count)
+        mask = part_ok[:, None] & ok[None, :]
+        part_count = tl.load(PartCount_ptr + part, mask=part_ok, other=0.0)[:, None]
+        part_mean = tl.load(PartMean_ptr + part[:, None] * C + c[None, :], mask=mask, other=0.0)
+        part_m2 = tl.load(PartM2_ptr + part[:, None] * C + c[None, :], mask=mask, other=0.0)
+        block_count = tl.sum(part_count, axis=0)
+        block_mean = tl.sum(part_count * part_mean, axis=0) / tl.maximum(block_count, 1.0)
+        deviation = part_mean - block_mean[None, :]
+        block_m2 = tl.sum(part_m2 + part_count * deviation * deviation, axis=0)
+        mean, m2, count = _merge_moments(mean, m2, count, block_mean, block_m2,
+                                         tl.zeros((BLOCK_C,), tl.float32) + block_count)
     rstd = 1.0 / tl.sqrt(m2 / count + eps)
     tl.store(Mean_ptr + group * C + c, mean, mask=ok)
     tl.store(Rstd_ptr + group * C + c, rstd, mask=ok)
@@ -378,6 +390,7 @@ def conv_stats_finish(parts: TilePartials, *, per_sample, eps, gamma=None, beta=
     groups = N if per_sample else 1
     stats = [parts.a.new_empty((groups, C)) for _ in range(4)]
     block_c = min(64, triton.next_power_of_2(C))
+    block_p = min(64, triton.next_power_of_2(N * T // groups))
     update = running_mean is not None
     dummy = parts.a
     _conv_stats_finish_kernel[(groups, triton.cdiv(C, block_c))](
@@ -385,5 +398,5 @@ def conv_stats_finish(parts: TilePartials, *, per_sample, eps, gamma=None, beta=
         gamma if gamma is not None else dummy, beta if beta is not None else dummy,
         *stats, running_mean if update else dummy, running_var if update else dummy,
         C, T * N // groups, float(eps), float(momentum or 0.0),
-        AFFINE=gamma is not None, UPDATE_RUNNING=update, BLOCK_C=block_c)
+        AFFINE=gamma is not None, UPDATE_RUNNING=update, BLOCK_P=block_p, BLOCK_C=block_c)
     return tuple(s if per_sample else s.view(C) for s in stats)

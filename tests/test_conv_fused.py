@@ -285,3 +285,33 @@ def test_bf16_within_autocast_error(case):
     for what, got, autocast, expected in checks:
         bound = BF16_VS_AUTOCAST * relative_error(autocast, expected) + 2e-4
         assert_close(got, expected, bound, f"{what} (autocast peer {bound:.2e})")
+
+
+@needs_triton
+@pytest.mark.interpreter
+@pytest.mark.parametrize("per_sample", [True, False], ids=["instance", "batch"])
+def test_statistics_finish_merges_many_tiles(per_sample):
+    """More tiles than one block of the finishing kernel, some of them empty (a tile past the
+    end of a phase): the merged mean and rstd of all rows, far from zero."""
+    from fastp2p.kernels.conv_fused import TilePartials
+    gen = torch.Generator().manual_seed(11)
+    N, T, C = 2, 150, 3
+    counts = torch.randint(0, 6, (N, T), generator=gen)
+    rows = [[torch.randn(int(k), C, generator=gen, dtype=torch.float64) * 2 + 300
+             for k in counts[n]] for n in range(N)]
+    mean = torch.stack([torch.stack([r.mean(0) if len(r) else torch.zeros(C, dtype=r.dtype)
+                                     for r in image]) for image in rows])
+    m2 = torch.stack([torch.stack([((r - r.mean(0)) ** 2).sum(0) if len(r)
+                                   else torch.zeros(C, dtype=r.dtype) for r in image])
+                      for image in rows])
+    parts = TilePartials(mean.float(), m2.float(), counts.float())
+    got_mean, got_rstd, _, _ = conv_stats_finish(parts, per_sample=per_sample, eps=EPS)
+    data = [torch.cat(image) for image in rows]
+    if not per_sample:
+        data = [torch.cat(data)]
+    expected_mean = torch.stack([d.mean(0) for d in data])
+    expected_rstd = torch.stack([(d.var(0, unbiased=False) + EPS).rsqrt() for d in data])
+    if not per_sample:
+        expected_mean, expected_rstd = expected_mean[0], expected_rstd[0]
+    assert_close(got_mean, expected_mean, FP32_SINGLE_OP, "mean")
+    assert_close(got_rstd, expected_rstd, FP32_SINGLE_OP, "rstd")
