@@ -15,8 +15,8 @@ import torch
 import triton
 import triton.language as tl
 
-from fastp2p.kernels.conv_fused_tiles import (_load_activated, _output_rows, _prologue_coefficients,
-                                              _prologue_grad)
+from fastp2p.kernels.conv_fused_tiles import (_load_activated, _load_folded_grad, _output_rows,
+                                              _prologue_coefficients, _prologue_grad)
 from fastp2p.kernels.norm_act_tiles import _merge_moments, _rng_start
 
 ACTIVATION_CODE = {"none": 0, "relu": 1, "leaky_relu": 2}
@@ -42,17 +42,28 @@ class InputTransform(NamedTuple):
 IDENTITY = InputTransform()
 
 
+class GradFold(NamedTuple):
+    """The part of a conv output's gradient that arrives through its norm statistics, added
+    while dgrad / wgrad load the gradient: g + alpha * y + beta, with y the (pre-norm) output
+    and alpha, beta float32 (N, C) (instance norm) or (C,) (batch norm)."""
+    y: torch.Tensor
+    alpha: torch.Tensor
+    beta: torch.Tensor
+
+
 @triton.jit
-def _accumulate_source(acc, X_ptr, Scale_ptr, Shift_ptr, Seed, Offset, W_ptr, c_base, C, H, W,
-                       sxn, sxc, sxh, sxw, swo, swi, swh, sww, n, phase_h, phase_w, oh, ow,
-                       row_ok, co, co_ok, slope, threshold, keep_scale,
+def _accumulate_source(acc, X_ptr, Scale_ptr, Shift_ptr, Seed, Offset, Fold_ptr, W_ptr, c_base,
+                       C, H, W, sxn, sxc, sxh, sxw, sfn, sfc, sfh, sfw, swo, swi, swh, sww, n,
+                       phase_h, phase_w, oh, ow, row_ok, co, co_ok, slope, threshold, keep_scale,
                        STRIDE: tl.constexpr, PADDING: tl.constexpr, KH: tl.constexpr,
                        KW: tl.constexpr, TRANSPOSED: tl.constexpr, AFFINE: tl.constexpr,
-                       ACTIVATION: tl.constexpr, DROPOUT: tl.constexpr,
+                       ACTIVATION: tl.constexpr, DROPOUT: tl.constexpr, FOLD: tl.constexpr,
                        BLOCK_K: tl.constexpr):
     """acc += activated source tile @ weight tile over this source's K-range: every tap
     (kh, kw) x channel block. The weight's input-channel index of the source's channel c is
-    c_base + c (the second source of a concat starts after the first)."""
+    c_base + c (the second source of a concat starts after the first). FOLD (dgrad): the
+    source is an output gradient, loaded as g + scale * y + shift with y at Fold_ptr
+    (``_load_folded_grad``) instead of through the activation prologue."""
     seed_mixed, offset = _rng_start(Seed, Offset, DROPOUT)
     taps_h: tl.constexpr = KH // STRIDE if TRANSPOSED else KH
     taps_w: tl.constexpr = KW // STRIDE if TRANSPOSED else KW
@@ -73,9 +84,15 @@ def _accumulate_source(acc, X_ptr, Scale_ptr, Shift_ptr, Seed, Offset, W_ptr, c_
             for c0 in range(0, C, BLOCK_K):
                 ci = c0 + tl.arange(0, BLOCK_K).to(tl.int64)
                 ci_ok = ci < C
-                a = _load_activated(X_ptr, Scale_ptr, Shift_ptr, n, ih, iw, ci, row_ok, ci_ok,
-                                    C, H, W, sxn, sxc, sxh, sxw, slope, seed_mixed, offset,
-                                    threshold, keep_scale, AFFINE, ACTIVATION, DROPOUT)
+                if FOLD:
+                    a = _load_folded_grad(X_ptr, Fold_ptr, Scale_ptr, Shift_ptr, n, ih, iw, ci,
+                                          row_ok, ci_ok, C, H, W, sxn, sxc, sxh, sxw, sfn, sfc,
+                                          sfh, sfw, True, AFFINE)
+                else:
+                    a = _load_activated(X_ptr, Scale_ptr, Shift_ptr, n, ih, iw, ci, row_ok,
+                                        ci_ok, C, H, W, sxn, sxc, sxh, sxw, slope, seed_mixed,
+                                        offset, threshold, keep_scale, AFFINE, ACTIVATION,
+                                        DROPOUT)
                 w_offs = ((c_base + ci) * swi)[:, None] + (co * swo)[None, :] + kh * swh + kw * sww
                 w = tl.load(W_ptr + w_offs, mask=ci_ok[:, None] & co_ok[None, :], other=0.0)
                 acc = tl.dot(a.to(w.dtype), w, acc, input_precision="ieee")
@@ -85,6 +102,7 @@ def _accumulate_source(acc, X_ptr, Scale_ptr, Shift_ptr, Seed, Offset, W_ptr, c_
 @triton.jit(do_not_specialize=["SeedA", "OffsetA", "SeedB", "OffsetB", "SeedX", "OffsetX"])
 def _conv_fused_kernel(
     A_ptr, ScaleA_ptr, ShiftA_ptr, SeedA, OffsetA,   # source A (N, CA, H, W) and its prologue
+    FoldA_ptr,                                       # FOLD_A: y of the gradient A (N, CA, H, W)
     B_ptr, ScaleB_ptr, ShiftB_ptr, SeedB, OffsetB,   # source B (N, CB, H, W) (TWO_SOURCES)
     W_ptr,                                           # weight, (out ch, in ch: A then B, kh, kw)
     Bias_ptr,                                        # (CO,) (HAS_BIAS) or a dummy
@@ -93,12 +111,13 @@ def _conv_fused_kernel(
     PartA_ptr, PartB_ptr,                            # (N, T, CO) f32: mean, M2 | sum g, sum g*x
     PartCount_ptr,                                   # (N, T) f32 rows of each tile
     CA, CB, H, W, CO, OH, OW, QH, QW, tiles_per_phase, T,
-    san, sac, sah, saw, sbn, sbc, sbh, sbw,
+    san, sac, sah, saw, sfn, sfc, sfh, sfw, sbn, sbc, sbh, sbw,
     swo, swi, swh, sww, syn, syc, syh, syw, sxn, sxc, sxh, sxw,
     slope, threshold, keep_scale,
     STRIDE: tl.constexpr, PADDING: tl.constexpr, KH: tl.constexpr, KW: tl.constexpr,
     TRANSPOSED: tl.constexpr, TWO_SOURCES: tl.constexpr,
     AFFINE_A: tl.constexpr, ACTIVATION_A: tl.constexpr, DROPOUT_A: tl.constexpr,
+    FOLD_A: tl.constexpr,
     AFFINE_B: tl.constexpr, ACTIVATION_B: tl.constexpr, DROPOUT_B: tl.constexpr,
     HAS_BIAS: tl.constexpr, DGRAD: tl.constexpr, PARTIALS: tl.constexpr,
     AFFINE_X: tl.constexpr, ACTIVATION_X: tl.constexpr, DROPOUT_X: tl.constexpr,
@@ -118,17 +137,17 @@ def _conv_fused_kernel(
     co = tl.program_id(1).to(tl.int64) * BLOCK_N + tl.arange(0, BLOCK_N).to(tl.int64)
     co_ok = co < CO
     acc = tl.zeros((BLOCK_M, BLOCK_N), tl.float32)
-    acc = _accumulate_source(acc, A_ptr, ScaleA_ptr, ShiftA_ptr, SeedA, OffsetA, W_ptr, 0, CA,
-                             H, W, san, sac, sah, saw, swo, swi, swh, sww, n, phase_h, phase_w,
-                             oh, ow, row_ok, co, co_ok, slope, threshold, keep_scale, STRIDE,
-                             PADDING, KH, KW, TRANSPOSED, AFFINE_A, ACTIVATION_A, DROPOUT_A,
-                             BLOCK_K)
+    acc = _accumulate_source(acc, A_ptr, ScaleA_ptr, ShiftA_ptr, SeedA, OffsetA, FoldA_ptr,
+                             W_ptr, 0, CA, H, W, san, sac, sah, saw, sfn, sfc, sfh, sfw, swo,
+                             swi, swh, sww, n, phase_h, phase_w, oh, ow, row_ok, co, co_ok,
+                             slope, threshold, keep_scale, STRIDE, PADDING, KH, KW, TRANSPOSED,
+                             AFFINE_A, ACTIVATION_A, DROPOUT_A, FOLD_A, BLOCK_K)
     if TWO_SOURCES:
-        acc = _accumulate_source(acc, B_ptr, ScaleB_ptr, ShiftB_ptr, SeedB, OffsetB, W_ptr, CA,
-                                 CB, H, W, sbn, sbc, sbh, sbw, swo, swi, swh, sww, n, phase_h,
-                                 phase_w, oh, ow, row_ok, co, co_ok, slope, threshold,
-                                 keep_scale, STRIDE, PADDING, KH, KW, TRANSPOSED, AFFINE_B,
-                                 ACTIVATION_B, DROPOUT_B, BLOCK_K)
+        acc = _accumulate_source(acc, B_ptr, ScaleB_ptr, ShiftB_ptr, SeedB, OffsetB, B_ptr,
+                                 W_ptr, CA, CB, H, W, sbn, sbc, sbh, sbw, sbn, sbc, sbh, sbw,
+                                 swo, swi, swh, sww, n, phase_h, phase_w, oh, ow, row_ok, co,
+                                 co_ok, slope, threshold, keep_scale, STRIDE, PADDING, KH, KW,
+                                 TRANSPOSED, AFFINE_B, ACTIVATION_B, DROPOUT_B, False, BLOCK_K)
     mask = row_ok[:, None] & co_ok[None, :]
     y_offs = (n * syn + oh * syh + ow * syw)[:, None] + (co * syc)[None, :]
     if DGRAD:
@@ -279,7 +298,8 @@ def _empty_nhwc(shape, like: torch.Tensor, dtype=None) -> torch.Tensor:
 
 
 def _launch(sources, transforms, weight, weight_roles, bias, y, *, kernel_size, stride, padding,
-            transposed, slope, partials, dgrad_input=None, dgrad_transform=IDENTITY):
+            transposed, slope, partials, dgrad_input=None, dgrad_transform=IDENTITY,
+            fold: Optional[GradFold] = None):
     """Run _conv_fused_kernel over y; weight_roles: the weight's dims of (output channel, input
     channel) of this launch. Returns the TilePartials, or None without partials."""
     if len(sources) not in (1, 2) or len(transforms) != len(sources):
@@ -289,6 +309,8 @@ def _launch(sources, transforms, weight, weight_roles, bias, y, *, kernel_size, 
         raise ValueError("fused conv: the sources must share batch, height and width, got "
                          f"{[tuple(s.shape) for s in sources]}")
     a, ta = sources[0], transforms[0]
+    if fold is not None:  # source A is a gradient: its "scale/shift" are the fold's alpha/beta
+        ta = InputTransform(fold.alpha, fold.beta)
     _check_storage(*sources, weight)
     two = len(sources) == 2
     b, tb = (sources[1], transforms[1]) if two else (a, IDENTITY)
@@ -314,6 +336,7 @@ def _launch(sources, transforms, weight, weight_roles, bias, y, *, kernel_size, 
         out = None
     part_args = (out.a, out.b, out.count) if partials else (y, y, y)
     a_args, (aff_a, act_a, drop_a) = _transform_args(ta, a)
+    fold_y = fold.y if fold is not None else a
     b_args, (aff_b, act_b, drop_b) = _transform_args(tb, a)
     x = dgrad_input if dgrad_input is not None else a
     x_args, (aff_x, act_x, drop_x) = _transform_args(dgrad_transform, a)
@@ -322,12 +345,13 @@ def _launch(sources, transforms, weight, weight_roles, bias, y, *, kernel_size, 
     ws = weight.stride()
     grid = (N * T, triton.cdiv(CO, block_n))
     _conv_fused_kernel[grid](
-        a, *a_args, b, *b_args, weight, bias if bias is not None else a, y, x, *x_args,
+        a, *a_args, fold_y, b, *b_args, weight, bias if bias is not None else a, y, x, *x_args,
         *part_args, CA, CB, H, W, CO, OH, OW, QH, QW, tiles_per_phase, T,
-        *a.stride(), *b.stride(), ws[w_out], ws[w_in], ws[2], ws[3], *y.stride(), *x.stride(),
+        *a.stride(), *fold_y.stride(), *b.stride(), ws[w_out], ws[w_in], ws[2], ws[3],
+        *y.stride(), *x.stride(),
         float(slope), threshold, keep_scale,
         STRIDE=stride, PADDING=padding, KH=KH, KW=KW, TRANSPOSED=transposed, TWO_SOURCES=two,
-        AFFINE_A=aff_a, ACTIVATION_A=act_a, DROPOUT_A=drop_a,
+        AFFINE_A=aff_a, ACTIVATION_A=act_a, DROPOUT_A=drop_a, FOLD_A=fold is not None,
         AFFINE_B=aff_b, ACTIVATION_B=act_b, DROPOUT_B=drop_b,
         HAS_BIAS=bias is not None, DGRAD=dgrad_input is not None, PARTIALS=partials,
         AFFINE_X=aff_x, ACTIVATION_X=act_x, DROPOUT_X=drop_x,
@@ -357,13 +381,14 @@ def conv_fused_fwd(sources, transforms, weight, bias=None, *, stride, padding,
 
 
 def conv_fused_dgrad(grad_y, weight, x, transform, *, channel_offset=0, stride, padding,
-                     transposed=False, slope=0.2, out=None):
+                     transposed=False, slope=0.2, fold: Optional[GradFold] = None, out=None):
     """The gradients through one source x of conv_fused_fwd (its channels start at
     ``channel_offset`` of the weight's input channels): (grad_x, grad_scale, grad_shift), the
     last two None when the transform has no scale (else shaped like transform.scale, float32).
 
     The launch is the opposite direction's convolution of grad_y; its epilogue recomputes the
-    prologue from x (activation derivative, dropout mask) and reduces sum g * x and sum g."""
+    prologue from x (activation derivative, dropout mask) and reduces sum g * x and sum g.
+    ``fold``: grad_y is completed by the statistics' share while it is loaded (GradFold)."""
     C = x.shape[1]
     in_dim = 0 if transposed else 1
     w = weight.narrow(in_dim, channel_offset, C)
@@ -372,7 +397,7 @@ def conv_fused_dgrad(grad_y, weight, x, transform, *, channel_offset=0, stride, 
     parts = _launch((grad_y,), (IDENTITY,), w, (in_dim, 1 - in_dim), None, grad_x,
                     kernel_size=tuple(weight.shape[2:]), stride=stride, padding=padding,
                     transposed=not transposed, slope=slope, partials=with_affine,
-                    dgrad_input=x, dgrad_transform=transform)
+                    dgrad_input=x, dgrad_transform=transform, fold=fold)
     if not with_affine:
         return grad_x, None, None
     per_sample = transform.scale.dim() == 2

@@ -98,3 +98,23 @@ def _output_rows(pid_m, tiles_per_phase, QH, QW, OH, OW, PHASE_STRIDE: tl.conste
     row_ok = (r < QH * QW) & (oh < OH) & (ow < OW)
     return n, phase_h, phase_w, tile_in_image, oh, ow, row_ok
 
+
+
+@triton.jit
+def _load_folded_grad(G_ptr, Y_ptr, Alpha_ptr, Beta_ptr, n, oh, ow, c, row_ok, col_ok, C, OH,
+                      OW, sgn, sgc, sgh, sgw, syn, syc, syh, syw, FOLD: tl.constexpr,
+                      AFFINE: tl.constexpr):
+    """A tile of the output gradient at rows (n, oh, ow), 0 outside the map, in float32; with
+    FOLD, plus what reaches the output y through its norm statistics (mean, rstd):
+    g + alpha * y + beta, alpha and beta per (n, c) (AFFINE 1) or per c (AFFINE 2) -- the
+    elementwise rest of the norm backward, so the sum is never written."""
+    inside = row_ok & (oh >= 0) & (oh < OH) & (ow >= 0) & (ow < OW)
+    mask = inside[:, None] & col_ok[None, :]
+    g_offs = (n * sgn + oh * sgh + ow * sgw)[:, None] + (c * sgc)[None, :]
+    g = tl.load(G_ptr + g_offs, mask=mask, other=0.0).to(tl.float32)
+    if FOLD:
+        y_offs = (n * syn + oh * syh + ow * syw)[:, None] + (c * syc)[None, :]
+        y = tl.load(Y_ptr + y_offs, mask=mask, other=0.0).to(tl.float32)
+        alpha, beta = _prologue_coefficients(Alpha_ptr, Beta_ptr, n, c, C, mask, col_ok, AFFINE)
+        g = tl.where(mask, g + alpha * y + beta, 0.0)
+    return g

@@ -3,13 +3,15 @@ prologue recomputes the activated input dropout(act(x * scale + shift)) from the
 x (nothing activated is kept for the backward). One program per (tap, input-channel block,
 output-channel block, pixel split); splits write float32 partials summed on the host.
 """
+from typing import Optional
+
 import torch
 import triton
 import triton.language as tl
 
-from fastp2p.kernels.conv_fused import (IDENTITY, InputTransform, _check_storage,
-                                        _dropout_args, _transform_args)
-from fastp2p.kernels.conv_fused_tiles import _load_activated
+from fastp2p.kernels.conv_fused import (IDENTITY, GradFold, InputTransform, _affine_code,
+                                        _check_storage, _dropout_args, _transform_args)
+from fastp2p.kernels.conv_fused_tiles import _load_activated, _load_folded_grad
 from fastp2p.kernels.norm_act_tiles import _rng_start
 
 
@@ -17,13 +19,14 @@ from fastp2p.kernels.norm_act_tiles import _rng_start
 def _conv_wgrad_kernel(
     X_ptr, Scale_ptr, Shift_ptr, Seed, Offset,  # forward input (N, C, H, W), pre-prologue
     G_ptr,                                      # gradient of the output (N, CO, OH, OW)
+    FoldY_ptr, Alpha_ptr, Beta_ptr,             # FOLD: y (N, CO, OH, OW), (N, CO) | (CO,)
     DW_ptr,                                     # (splits, C, CO, KH, KW) float32 partials
     C, H, W, CO, OH, OW, rows, rows_per_split, num_splits,
-    sxn, sxc, sxh, sxw, sgn, sgc, sgh, sgw,
+    sxn, sxc, sxh, sxw, sgn, sgc, sgh, sgw, syn, syc, syh, syw,
     slope, threshold, keep_scale,
     STRIDE: tl.constexpr, PADDING: tl.constexpr, KH: tl.constexpr, KW: tl.constexpr,
     TRANSPOSED: tl.constexpr, AFFINE: tl.constexpr, ACTIVATION: tl.constexpr,
-    DROPOUT: tl.constexpr,
+    DROPOUT: tl.constexpr, FOLD: tl.constexpr, AFFINE_FOLD: tl.constexpr,
     BLOCK_P: tl.constexpr, BLOCK_CI: tl.constexpr, BLOCK_CO: tl.constexpr,
 ):
     """dW[ci, co, kh, kw] = sum over pixels of a[.., ci] * g[.., co], where a pixel pairs input
@@ -62,10 +65,11 @@ def _conv_wgrad_kernel(
         a = _load_activated(X_ptr, Scale_ptr, Shift_ptr, n, ih, iw, ci, p_ok, ci_ok, C, H, W,
                             sxn, sxc, sxh, sxw, slope, seed_mixed, offset, threshold, keep_scale,
                             AFFINE, ACTIVATION, DROPOUT)
-        g_ok = p_ok & (oh >= 0) & (oh < OH) & (ow >= 0) & (ow < OW)
-        g_offs = (n * sgn + oh * sgh + ow * sgw)[:, None] + (co * sgc)[None, :]
-        g = tl.load(G_ptr + g_offs, mask=g_ok[:, None] & co_ok[None, :], other=0.0)
-        acc = tl.dot(tl.trans(a.to(g.dtype)), g, acc, input_precision="ieee")
+        g = _load_folded_grad(G_ptr, FoldY_ptr, Alpha_ptr, Beta_ptr, n, oh, ow, co, p_ok, co_ok,
+                              CO, OH, OW, sgn, sgc, sgh, sgw, syn, syc, syh, syw, FOLD,
+                              AFFINE_FOLD)
+        storage = X_ptr.dtype.element_ty
+        acc = tl.dot(tl.trans(a.to(storage)), g.to(storage), acc, input_precision="ieee")
     dw_offs = (((split * C + ci[:, None]) * CO + co[None, :]) * KH + kh) * KW + kw
     tl.store(DW_ptr + dw_offs, acc, mask=ci_ok[:, None] & co_ok[None, :])
 
@@ -87,10 +91,11 @@ def _splits(rows: int, programs_without_split: int, block_p: int, device: torch.
 
 
 def conv_fused_wgrad(grad_y, x, transform: InputTransform = IDENTITY, *, kernel_size, stride,
-                     padding, transposed=False, slope=0.2):
+                     padding, transposed=False, slope=0.2, fold: Optional[GradFold] = None):
     """d loss / d weight for the channels of one source x of conv_fused_fwd, float32: shaped
     (C_out, C, KH, KW) for a direct convolution, (C, C_out, KH, KW) for a transposed one (the
-    caller concatenates the sources' slices along the weight's input-channel dim)."""
+    caller concatenates the sources' slices along the weight's input-channel dim).
+    ``fold``: grad_y is completed by the statistics' share while it is loaded (GradFold)."""
     _check_storage(x, grad_y)
     N, C, H, W = x.shape
     _, CO, OH, OW = grad_y.shape
@@ -104,12 +109,15 @@ def conv_fused_wgrad(grad_y, x, transform: InputTransform = IDENTITY, *, kernel_
     partial = torch.empty((splits, C, CO, KH, KW), dtype=torch.float32, device=x.device)
     x_args, (affine, activation, dropout) = _transform_args(transform, x)
     threshold, keep_scale = _dropout_args((transform,))
+    fold_args = (fold.y, fold.alpha, fold.beta) if fold is not None else (grad_y,) * 3
     grid = (KH * KW * splits, triton.cdiv(C, block_ci), triton.cdiv(CO, block_co))
     _conv_wgrad_kernel[grid](
-        x, *x_args, grad_y, partial, C, H, W, CO, OH, OW, rows, rows_per_split, splits,
-        *x.stride(), *grad_y.stride(), float(slope), threshold, keep_scale,
+        x, *x_args, grad_y, *fold_args, partial, C, H, W, CO, OH, OW, rows, rows_per_split,
+        splits, *x.stride(), *grad_y.stride(), *fold_args[0].stride(), float(slope), threshold,
+        keep_scale,
         STRIDE=stride, PADDING=padding, KH=KH, KW=KW, TRANSPOSED=transposed, AFFINE=affine,
-        ACTIVATION=activation, DROPOUT=dropout,
+        ACTIVATION=activation, DROPOUT=dropout, FOLD=fold is not None,
+        AFFINE_FOLD=_affine_code(fold.alpha) if fold is not None else 0,
         BLOCK_P=block_p, BLOCK_CI=block_ci, BLOCK_CO=block_co)
     grad = partial[0] if splits == 1 else partial.sum(0)
     return grad if transposed else grad.transpose(0, 1)

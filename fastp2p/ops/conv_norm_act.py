@@ -6,9 +6,9 @@ takes ``scale = gamma * rstd`` and ``shift = beta - mean * scale`` (tiny per-cha
 so autograd carries gamma, beta and the statistics), so the normalised activation is never
 written. Backward: dgrad per source (its epilogue gives the gradients of scale and shift),
 wgrad per source (recomputing the activated input), the bias gradient as a sum; the gradient
-reaching (mean, rstd) is folded into the output gradient elementwise here (a torch pass that
-the dgrad prologue can absorb later). Saved: the sources (pre-norm), the output and the
-statistics — no activated tensor.
+reaching (mean, rstd) is added to the output gradient while dgrad and wgrad load it (a
+GradFold: alpha * y + beta per channel), so that sum is never written. Saved: the sources
+(pre-norm), the output and the statistics — no activated tensor.
 
 Not yet routed by ``fastp2p.ops``' backend choice: the integrator wires it behind the measured
 per-layer table (issue 16). Supports explicit dtypes (float32, bf16), not autocast.
@@ -18,8 +18,8 @@ from typing import Optional, Sequence
 
 import torch
 
-from fastp2p.kernels.conv_fused import (InputTransform, conv_fused_dgrad, conv_fused_fwd,
-                                        conv_stats_finish)
+from fastp2p.kernels.conv_fused import (GradFold, InputTransform, conv_fused_dgrad,
+                                        conv_fused_fwd, conv_stats_finish)
 from fastp2p.kernels.conv_fused_wgrad import conv_fused_wgrad
 
 NORMS = ("none", "instance", "batch")
@@ -69,10 +69,10 @@ class _ConvNormAct(torch.autograd.Function):
     def backward(ctx, grad_y, grad_mean, grad_rstd):
         cfg = ctx.cfg
         weight, bias, y, mean, rstd, *flat = ctx.saved_tensors
-        grad_y = _fold_statistics_grad(grad_y, grad_mean, grad_rstd, y, mean, rstd, cfg.norm)
-        grad_y = grad_y.to(weight.dtype)
+        grad_y = (torch.zeros_like(y) if grad_y is None else grad_y).to(weight.dtype)
+        fold = _statistics_fold(grad_mean, grad_rstd, y, mean, rstd, cfg.norm)
         geometry = dict(stride=cfg.stride, padding=cfg.padding, transposed=cfg.transposed,
-                        slope=cfg.slope)
+                        slope=cfg.slope, fold=fold)
         grads_flat, weight_grads, offset = [], [], 0
         for i, template in enumerate(ctx.transforms):
             x, scale, shift = flat[3 * i: 3 * i + 3]
@@ -92,25 +92,30 @@ class _ConvNormAct(torch.autograd.Function):
         if ctx.needs_input_grad[3]:
             grad_weight = torch.cat(weight_grads, 0 if cfg.transposed else 1).to(weight.dtype)
         if bias is not None and ctx.needs_input_grad[4]:
-            grad_bias = grad_y.float().sum((0, 2, 3)).to(bias.dtype)
+            grad_bias = grad_y.float().sum((0, 2, 3))
+            if fold is not None:  # sum of alpha * y + beta, from the statistics: no pass over y
+                folded = _group_count(y, cfg.norm) * (fold.alpha * mean + fold.beta)
+                grad_bias = grad_bias + folded.reshape(-1, y.shape[1]).sum(0)
+            grad_bias = grad_bias.to(bias.dtype)
         return (None, None, None, grad_weight, grad_bias, *grads_flat)
 
 
-def _fold_statistics_grad(grad_y, grad_mean, grad_rstd, y, mean, rstd, norm):
-    """grad_y plus what reaches y through mean and rstd = (var + eps)^-1/2 (biased var):
-    d mean / d y = 1 / count, d rstd / d y = -rstd^3 (y - mean) / count."""
-    if grad_y is None:
-        grad_y = torch.zeros_like(y)
+def _group_count(y, norm) -> int:
+    """Values per statistic: an image's map (instance norm) or the whole batch's (batch)."""
+    return y.shape[2] * y.shape[3] * (1 if norm == "instance" else y.shape[0])
+
+
+def _statistics_fold(grad_mean, grad_rstd, y, mean, rstd, norm) -> Optional[GradFold]:
+    """What reaches y through mean and rstd = (var + eps)^-1/2 (biased var), as the GradFold
+    alpha * y + beta that dgrad and wgrad add while loading grad_y: d mean / d y = 1 / count,
+    d rstd / d y = -rstd^3 (y - mean) / count. None when the statistics have no gradient."""
     if norm == "none" or (grad_mean is None and grad_rstd is None):
-        return grad_y
-    per_sample = norm == "instance"
-    count = y.shape[2] * y.shape[3] * (1 if per_sample else y.shape[0])
-    view = (lambda t: t[:, :, None, None]) if per_sample else (lambda t: t[None, :, None, None])
-    grad_mean = torch.zeros_like(mean) if grad_mean is None else grad_mean
-    grad_rstd = torch.zeros_like(rstd) if grad_rstd is None else grad_rstd
-    coeff = -grad_rstd * rstd ** 3 / count
-    return (grad_y.float() + view(grad_mean / count - coeff * mean)
-            + view(coeff) * y.float()).to(grad_y.dtype)
+        return None
+    count = _group_count(y, norm)
+    grad_mean = torch.zeros_like(mean) if grad_mean is None else grad_mean.float()
+    grad_rstd = torch.zeros_like(rstd) if grad_rstd is None else grad_rstd.float()
+    alpha = -grad_rstd * rstd ** 3 / count
+    return GradFold(y, alpha.contiguous(), (grad_mean / count - alpha * mean).contiguous())
 
 
 def conv_norm_act(sources: Sequence[torch.Tensor], transforms: Sequence[InputTransform],
