@@ -286,6 +286,18 @@ def _dropout_args(transforms) -> tuple:
     return int(p * 2 ** 32), 1.0 / (1.0 - p)
 
 
+def gemm_blocks(rows: int, cols: int, depth: int, dtype: torch.dtype, device: torch.device):
+    """(BLOCK rows, BLOCK cols, BLOCK depth, num_warps) of an implicit GEMM: powers of two from
+    16 (tl.dot's minimum) up to 64 x 64 x 32 -- 128 x 128 x 64 with 8 warps for 16-bit
+    operands on a GPU (usual tensor-core tiles; not yet tuned by a measurement). float32 keeps
+    the small tiles: its IEEE dot runs on CUDA cores, for proofs rather than speed."""
+    large = device.type == "cuda" and dtype != torch.float32
+    block_rows = min(128 if large else 64, max(16, triton.next_power_of_2(rows)))
+    block_cols = min(128 if large else 64, max(16, triton.next_power_of_2(cols)))
+    block_depth = min(64 if large else 32, max(16, triton.next_power_of_2(depth)))
+    return block_rows, block_cols, block_depth, 8 if block_rows * block_cols >= 128 * 128 else 4
+
+
 def output_size(size: int, kernel: int, stride: int, padding: int, transposed: bool) -> int:
     if transposed:
         return (size - 1) * stride - 2 * padding + kernel
@@ -323,9 +335,8 @@ def _launch(sources, transforms, weight, weight_roles, bias, y, *, kernel_size, 
                          f"stride {stride}")
     phase_stride = stride if transposed else 1
     QH, QW = triton.cdiv(OH, phase_stride), triton.cdiv(OW, phase_stride)
-    block_m = min(64, max(16, triton.next_power_of_2(QH * QW)))
-    block_n = min(64, max(16, triton.next_power_of_2(CO)))
-    block_k = min(32, max(16, triton.next_power_of_2(max(CA, CB))))
+    block_m, block_n, block_k, num_warps = gemm_blocks(QH * QW, CO, max(CA, CB), a.dtype,
+                                                       a.device)
     tiles_per_phase = triton.cdiv(QH * QW, block_m)
     T = phase_stride * phase_stride * tiles_per_phase
     if partials:
@@ -355,7 +366,8 @@ def _launch(sources, transforms, weight, weight_roles, bias, y, *, kernel_size, 
         AFFINE_B=aff_b, ACTIVATION_B=act_b, DROPOUT_B=drop_b,
         HAS_BIAS=bias is not None, DGRAD=dgrad_input is not None, PARTIALS=partials,
         AFFINE_X=aff_x, ACTIVATION_X=act_x, DROPOUT_X=drop_x,
-        BLOCK_M=block_m, BLOCK_N=block_n, BLOCK_K=block_k)
+        BLOCK_M=block_m, BLOCK_N=block_n, BLOCK_K=block_k, num_warps=num_warps,
+        num_stages=1 if a.device.type == "cpu" else 3)
     return out
 
 

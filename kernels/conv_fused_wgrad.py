@@ -10,7 +10,8 @@ import triton
 import triton.language as tl
 
 from fastp2p.kernels.conv_fused import (IDENTITY, GradFold, InputTransform, _affine_code,
-                                        _check_storage, _dropout_args, _transform_args)
+                                        _check_storage, _dropout_args, _transform_args,
+                                        gemm_blocks)
 from fastp2p.kernels.conv_fused_tiles import _load_activated, _load_folded_grad
 from fastp2p.kernels.norm_act_tiles import _rng_start
 
@@ -100,9 +101,7 @@ def conv_fused_wgrad(grad_y, x, transform: InputTransform = IDENTITY, *, kernel_
     N, C, H, W = x.shape
     _, CO, OH, OW = grad_y.shape
     KH, KW = kernel_size
-    block_p = 64
-    block_ci = min(64, max(16, triton.next_power_of_2(C)))
-    block_co = min(64, max(16, triton.next_power_of_2(CO)))
+    block_ci, block_co, block_p, num_warps = gemm_blocks(C, CO, 64, x.dtype, x.device)
     rows = N * (H * W if transposed else OH * OW)
     channel_programs = triton.cdiv(C, block_ci) * triton.cdiv(CO, block_co)
     splits, rows_per_split = _splits(rows, KH * KW * channel_programs, block_p, x.device)
@@ -118,6 +117,7 @@ def conv_fused_wgrad(grad_y, x, transform: InputTransform = IDENTITY, *, kernel_
         STRIDE=stride, PADDING=padding, KH=KH, KW=KW, TRANSPOSED=transposed, AFFINE=affine,
         ACTIVATION=activation, DROPOUT=dropout, FOLD=fold is not None,
         AFFINE_FOLD=_affine_code(fold.alpha) if fold is not None else 0,
-        BLOCK_P=block_p, BLOCK_CI=block_ci, BLOCK_CO=block_co)
+        BLOCK_P=block_p, BLOCK_CI=block_ci, BLOCK_CO=block_co, num_warps=num_warps,
+        num_stages=1 if x.device.type == "cpu" else 3)
     grad = partial[0] if splits == 1 else partial.sum(0)
     return grad if transposed else grad.transpose(0, 1)
