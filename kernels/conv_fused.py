@@ -385,6 +385,9 @@ def conv_fused_fwd(sources, transforms, weight, bias=None, *, stride, padding,
     co = weight.shape[1] if transposed else weight.shape[0]
     shape = (a.shape[0], co, output_size(a.shape[2], KH, stride, padding, transposed),
              output_size(a.shape[3], KW, stride, padding, transposed))
+    if out is not None and (tuple(out.shape) != shape or out.dtype != a.dtype):
+        raise ValueError(f"conv_fused_fwd: out must be {a.dtype} of shape {shape}, got "
+                         f"{out.dtype} {tuple(out.shape)}")
     y = out if out is not None else _empty_nhwc(shape, a)
     parts = _launch(sources, transforms, weight, (1, 0) if transposed else (0, 1), bias, y,
                     kernel_size=(KH, KW), stride=stride, padding=padding, transposed=transposed,
@@ -404,6 +407,9 @@ def conv_fused_dgrad(grad_y, weight, x, transform, *, channel_offset=0, stride, 
     C = x.shape[1]
     in_dim = 0 if transposed else 1
     w = weight.narrow(in_dim, channel_offset, C)
+    if out is not None and out.shape != x.shape:
+        raise ValueError(f"conv_fused_dgrad: out must be shaped like x {tuple(x.shape)}, got "
+                         f"{tuple(out.shape)}")
     grad_x = out if out is not None else _empty_nhwc(x.shape, x)
     with_affine = transform.scale is not None
     parts = _launch((grad_y,), (IDENTITY,), w, (in_dim, 1 - in_dim), None, grad_x,

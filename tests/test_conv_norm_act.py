@@ -89,3 +89,48 @@ def test_chain_matches_float64_reference():
             assert leaf.grad.abs().max() < FP32_SINGLE_OP * leaves["w1"].grad.norm()
         else:
             assert_close(leaf.grad, leaves64[name].grad, FP32_SINGLE_OP, f"grad {name}")
+
+
+@pytest.mark.cuda
+def test_cuda_graph_replay_with_device_rng():
+    """Forward + backward captured as one CUDA graph (device-scalar dropout seed and offset, no
+    host sync): a replay after poisoning the outputs rewrites them with the eager values, and
+    a new offset written into the device scalar changes the mask on the next replay."""
+    cuda = torch.device("cuda")
+    gen = torch.Generator(device=cuda).manual_seed(0)
+    x = torch.randn(2, 8, 8, 8, device=cuda, generator=gen).contiguous(
+        memory_format=torch.channels_last).requires_grad_()
+    weight = (torch.randn(8, 16, 4, 4, device=cuda, generator=gen) * 0.1).requires_grad_()
+    scale = torch.rand(2, 8, device=cuda, generator=gen) + 0.5
+    shift = torch.randn(2, 8, device=cuda, generator=gen)
+    seed = torch.tensor(3, device=cuda)
+    offset = torch.tensor(0, device=cuda)
+    transform = InputTransform(scale, shift, "relu", 0.5, seed, offset)
+    grad = torch.randn(2, 16, 16, 16, device=cuda, generator=gen)
+
+    def step():
+        x.grad = weight.grad = None
+        y, mean, rstd = conv_norm_act([x], [transform], weight, None, stride=2, padding=1,
+                                      transposed=True, norm="instance")
+        torch.autograd.backward([y, rstd], [grad, torch.ones_like(rstd)])
+        return y
+
+    eager_y = step().detach().clone()
+    eager_grads = (x.grad.clone(), weight.grad.clone())
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        step()
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        static_y = step()
+    for t in (static_y, x.grad, weight.grad):
+        t.fill_(float("nan"))
+    graph.replay()
+    torch.cuda.synchronize()
+    assert torch.equal(static_y, eager_y)
+    assert torch.equal(x.grad, eager_grads[0]) and torch.equal(weight.grad, eager_grads[1])
+    offset.fill_(12345)
+    graph.replay()
+    assert not torch.equal(static_y, eager_y)
