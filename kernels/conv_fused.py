@@ -1,13 +1,17 @@
-"""Fused implicit-GEMM convolution (NHWC, fp32 accumulate): the previous norm's scale/shift, the
-activation and the dropout mask are applied while the input tile is loaded (zero padding after
-them), and the epilogue adds the bias and writes per-tile (count, mean, M2) of the output for the
-next norm, merged with Chan's formula by a tiny finishing kernel that also yields that norm's
-scale/shift. A transposed convolution runs as STRIDE**2 phase sub-convolutions; the decoder's
-skip-concat is two K-ranges (two sources, each with its own prologue), so no concatenated buffer
-exists. Backward: dgrad is the same kernel in the other direction (direct <-> transposed) whose
-epilogue recomputes the forward prologue from the pre-norm input and writes its gradient plus the
-norm backward's two reductions (sum g, sum g*x); wgrad (kernels/conv_fused_wgrad.py) recomputes
-the activated input in its prologue. Only pre-norm tensors and per-channel statistics are kept.
+"""Fused implicit-GEMM convolution, NHWC, fp32 accumulate. Fused: the previous norm's
+scale/shift + activation + dropout applied as the input tile loads (padding zero after them), the
+bias and the next norm's tile moments in the epilogue; recomputed in backward: all of the prologue.
+
+Details. A transposed convolution runs as STRIDE**2 phase sub-convolutions (oh = a * STRIDE +
+phase); the decoder's skip-concat is two K-ranges (two sources, each with its own prologue), so no
+concatenated buffer exists. Tile moments (count, mean, M2) are Chan-merged by a tiny finishing
+kernel that also yields the next prologue's scale/shift. dgrad is the same kernel in the other
+direction (direct <-> transposed): its epilogue recomputes the forward prologue from the pre-norm
+input, stores the input gradient and reduces the gradients of scale and shift (sum g * x, sum g:
+the norm backward's two reductions up to the affine); its loads can add the share of the output
+gradient that comes through the output's statistics (GradFold). wgrad
+(kernels/conv_fused_wgrad.py) recomputes the activated input. Only pre-norm tensors and
+per-channel statistics are kept for the backward.
 """
 from typing import NamedTuple, Optional
 
@@ -262,6 +266,25 @@ def _affine_code(scale: Optional[torch.Tensor]) -> int:
     return 1 if scale.dim() == 2 else 2
 
 
+def _check_transform(transform: InputTransform, x: torch.Tensor) -> None:
+    """scale and shift: both or neither, float32 (N, C) or (C,) for x (N, C, H, W)."""
+    if (transform.scale is None) != (transform.shift is None):
+        raise ValueError("fused conv: give an InputTransform both scale and shift, or neither")
+    if transform.activation not in ACTIVATION_CODE:
+        raise ValueError(f"fused conv: activation must be one of {tuple(ACTIVATION_CODE)}, "
+                         f"got {transform.activation!r}")
+    if transform.scale is None:
+        return
+    allowed = ((x.shape[0], x.shape[1]), (x.shape[1],))
+    for name, t in (("scale", transform.scale), ("shift", transform.shift)):
+        if tuple(t.shape) not in allowed or t.dtype != torch.float32 or t.device != x.device:
+            raise ValueError(f"fused conv: {name} must be float32 of shape {allowed[0]} or "
+                             f"{allowed[1]} on {x.device}, got {t.dtype} {tuple(t.shape)} on "
+                             f"{t.device}")
+    if transform.scale.shape != transform.shift.shape:
+        raise ValueError("fused conv: scale and shift must have the same shape")
+
+
 def _transform_args(transform: InputTransform, dummy: torch.Tensor):
     """(scale, shift, seed, offset) kernel arguments of a prologue, and its constexpr flags."""
     dropout = transform.dropout_p > 0
@@ -320,6 +343,8 @@ def _launch(sources, transforms, weight, weight_roles, bias, y, *, kernel_size, 
     if len({(s.shape[0],) + tuple(s.shape[2:]) for s in sources}) != 1:
         raise ValueError("fused conv: the sources must share batch, height and width, got "
                          f"{[tuple(s.shape) for s in sources]}")
+    for source, transform in zip(sources, transforms):
+        _check_transform(transform, source)
     a, ta = sources[0], transforms[0]
     if fold is not None:  # source A is a gradient: its "scale/shift" are the fold's alpha/beta
         ta = InputTransform(fold.alpha, fold.beta)
@@ -412,6 +437,7 @@ def conv_fused_dgrad(grad_y, weight, x, transform, *, channel_offset=0, stride, 
                          f"{tuple(out.shape)}")
     grad_x = out if out is not None else _empty_nhwc(x.shape, x)
     with_affine = transform.scale is not None
+    _check_transform(transform, x)
     parts = _launch((grad_y,), (IDENTITY,), w, (in_dim, 1 - in_dim), None, grad_x,
                     kernel_size=tuple(weight.shape[2:]), stride=stride, padding=padding,
                     transposed=not transposed, slope=slope, partials=with_affine,

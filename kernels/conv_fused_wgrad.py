@@ -10,8 +10,8 @@ import triton
 import triton.language as tl
 
 from fastp2p.kernels.conv_fused import (IDENTITY, GradFold, InputTransform, _affine_code,
-                                        _check_storage, _dropout_args, _transform_args,
-                                        gemm_blocks)
+                                        _check_storage, _check_transform, _dropout_args,
+                                        _transform_args, gemm_blocks)
 from fastp2p.kernels.conv_fused_tiles import _load_activated, _load_folded_grad
 from fastp2p.kernels.norm_act_tiles import _rng_start
 
@@ -98,6 +98,7 @@ def conv_fused_wgrad(grad_y, x, transform: InputTransform = IDENTITY, *, kernel_
     caller concatenates the sources' slices along the weight's input-channel dim).
     ``fold``: grad_y is completed by the statistics' share while it is loaded (GradFold)."""
     _check_storage(x, grad_y)
+    _check_transform(transform, x)
     N, C, H, W = x.shape
     _, CO, OH, OW = grad_y.shape
     KH, KW = kernel_size

@@ -47,7 +47,8 @@ class Case:
     padding: int = 1
     norm: str = "none"          # the statistics the epilogue feeds: none | instance | batch
     bias: bool = True
-    layout: str = "nhwc"        # nhwc | nchw | slice (a channel slice of a wider NHWC buffer)
+    layout: str = "nhwc"        # nhwc | nchw | slice (a channel slice of a wider NHWC buffer,
+                                # and a channels-last weight)
 
 
 CASES = [
@@ -147,7 +148,9 @@ def _check_case(case):
 
     xs32 = [_layout(s.float(), case.layout) for s in sources]
     ts32 = [_as(t, torch.float32) for t in transforms]
-    y, parts = conv_fused_fwd(xs32, ts32, weight.float(), None if bias is None else bias.float(),
+    # Weights as the engine keeps them in the strided cases: channels-last.
+    w32 = _layout(weight.float(), "nhwc" if case.layout == "slice" else "nchw")
+    y, parts = conv_fused_fwd(xs32, ts32, w32, None if bias is None else bias.float(),
                               partials=case.norm != "none",
                               out=_poisoned(y64.shape, torch.float32), **geometry)
     assert_close(y, y64, FP32_SINGLE_OP, "forward")
@@ -178,7 +181,7 @@ def _check_case(case):
     offset, weight_grads = 0, []
     for i, (x, t, x64, t64) in enumerate(zip(xs32, ts32, xs, ts)):
         grad_x, grad_scale, grad_shift = conv_fused_dgrad(
-            grad_y, weight.float(), x, t, channel_offset=offset,
+            grad_y, w32, x, t, channel_offset=offset,
             out=_poisoned(x.shape, torch.float32), **geometry)
         assert_close(grad_x, x64.grad, FP32_SINGLE_OP, f"grad source {i}")
         if t.scale is not None:
@@ -315,3 +318,24 @@ def test_statistics_finish_merges_many_tiles(per_sample):
         expected_mean, expected_rstd = expected_mean[0], expected_rstd[0]
     assert_close(got_mean, expected_mean, FP32_SINGLE_OP, "mean")
     assert_close(got_rstd, expected_rstd, FP32_SINGLE_OP, "rstd")
+
+
+@pytest.mark.parametrize("bad, message", [
+    (dict(scale=torch.ones(3)), "both scale and shift"),
+    (dict(scale=torch.ones(2, 4), shift=torch.ones(2, 4)), "shape (2, 3) or (3,)"),
+    (dict(scale=torch.ones(3, dtype=torch.float64), shift=torch.ones(3, dtype=torch.float64)),
+     "float32"),
+    (dict(activation="tanh"), "activation must be one of"),
+], ids=["scale-without-shift", "wrong-shape", "wrong-dtype", "unknown-activation"])
+def test_bad_transform_is_a_clear_error(bad, message):
+    """Checked before any launch: no interpreter needed."""
+    x = torch.randn(2, 3, 4, 4)
+    with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        conv_fused_fwd([x], [InputTransform(**bad)], torch.randn(5, 3, 4, 4), stride=2,
+                       padding=1)
+
+
+def test_mixed_operand_dtypes_are_a_clear_error():
+    with pytest.raises(TypeError, match="share one dtype"):
+        conv_fused_fwd([torch.randn(1, 3, 4, 4)], [InputTransform()],
+                       torch.randn(5, 3, 4, 4, dtype=torch.bfloat16), stride=2, padding=1)
