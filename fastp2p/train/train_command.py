@@ -52,7 +52,9 @@ def _levels(args) -> int:
     return unet_levels(args.netG)
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace, times=None) -> int:
+    """``times``: a StageTimes to time the loop into (the benchmark's end-to-end section reads
+    it afterwards); by default one that skips the first step."""
     import torch
     from tqdm import tqdm
 
@@ -65,6 +67,7 @@ def run(args: argparse.Namespace) -> int:
     from fastp2p.train.networks import build_discriminator, build_generator
     from fastp2p.train.reports import LossLog, TrainingPage
     from fastp2p.train.schedulers import LRSchedule
+    from fastp2p.train.stage_times import StageTimes
     from fastp2p.train.trainer import Trainer
 
     resolve_quick_defaults(args)
@@ -81,9 +84,10 @@ def run(args: argparse.Namespace) -> int:
             graphs = info.device.type == "cuda" and info.world_size == 1
         torch.manual_seed(args.seed)
         dataset = create_dataset(args, "train")
-        if hasattr(dataset, "read_batch") and info.device.type == "cuda":
-            # Packed shards on a GPU: uint8 batches straight out of the memory maps into pinned
-            # buffers, cropped, flipped and normalised on the device (same pairs, same draws).
+        if hasattr(dataset, "read_batch") and args.input_nc == args.output_nc == 3:
+            # Packed shards: uint8 batches straight out of the memory maps (into pinned buffers
+            # on a GPU) by threads of this process, cropped, flipped and normalised where the
+            # step runs (same pairs, same draws as the item loader).
             loader = PackedDeviceLoader(dataset, args.batch_size,
                                         shuffle=not args.serial_batches, seed=args.seed,
                                         device=info.device, rank=info.rank,
@@ -119,8 +123,13 @@ def run(args: argparse.Namespace) -> int:
             page = TrainingPage(checkpoints.path / "web", args.name)
             loss_log = LossLog(checkpoints.path / "loss_log.csv",
                                resume_step=state["engine"]["steps"] if state else None)
+        if times is None:
+            times = StageTimes()
+        if info.device.type == "cuda":
+            times.sync = lambda: torch.cuda.synchronize(info.device)
         trainer = Trainer(args, engine, netG, netD, schedule, checkpoints, is_main=info.is_main,
-                          world_size=info.world_size, page=page, loss_log=loss_log, say=say)
+                          world_size=info.world_size, page=page, loss_log=loss_log, say=say,
+                          times=times)
         if state is not None:
             trainer.resume(state)
             say(f"resumed {checkpoints.path} at epoch {trainer.progress.epoch}, step "
@@ -132,6 +141,8 @@ def run(args: argparse.Namespace) -> int:
         code = trainer.fit(loader, progress_bar=(lambda **kw: tqdm(unit="step", **kw))
                            if info.is_main else None)
         if code == 0 and info.is_main:
+            if times.describe():
+                say(("rank 0: " if info.world_size > 1 else "") + times.describe())
             say(f"checkpoints: {checkpoints.path}/latest_net_G.pth (and latest_net_D.pth)\n"
                 f"samples:     {page.images}\nloss plot:   {page.loss_plot}\n"
                 f"loss log:    {loss_log.path}\nopen:        {page.index.resolve()}")
