@@ -22,7 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 import torch
 from torch.utils.data import BatchSampler, DistributedSampler
 
-from fastp2p.data.gpu_augment import augment_batch
+from fastp2p.data.gpu_augment import augment_batch, use_kernel
 from fastp2p.data.loader import item_rng
 from fastp2p.data.pack import usable_cpus
 
@@ -95,7 +95,9 @@ class PackedDeviceLoader:
     def __iter__(self):
         epoch = self.sampler.epoch
         cuda = self.device.type == "cuda"
-        in_reader = self.device.type == "cpu"   # nothing to copy: augment in the reader thread
+        # nothing to copy on the CPU: augment in the reader thread (the PyTorch gather; the
+        # Triton interpreter, TRITON_INTERPRET=1, is not thread-safe and stays on this one)
+        in_reader = self.device.type == "cpu" and not use_kernel(self.device)
         # a slot is reused once its batch is consumed; on CUDA only after the asynchronous
         # device copy that reads it, whose event the reader waits for before refilling
         copied = [None] * self.buffers
