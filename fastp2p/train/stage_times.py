@@ -43,11 +43,11 @@ class StageTimes:
                 self._pending.append((name, time.perf_counter() - begin))
 
     def waiting(self, batches):
-        """``batches`` (an iterator) with the time spent waiting for each next batch timed."""
-        iterator = iter(batches)
+        """The iterator ``batches`` with the time spent waiting for each next batch timed (pass
+        an iterator already started: a generator starts it only at the first batch)."""
         while True:
             with self.stage("data"):
-                batch = next(iterator, None)
+                batch = next(batches, None)
             if batch is None:
                 return
             yield batch

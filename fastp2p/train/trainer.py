@@ -141,7 +141,7 @@ class Trainer:
                                desc=f"epoch {progress.epoch}/{self.last_epoch}")
         window_start, window_images, epoch_losses = time.perf_counter(), 0, []
         times = self.times
-        batches = times.waiting(loader)
+        batches = times.waiting(iter(loader))     # started here: it draws from the global RNG
         if self._resumed_rng is not None:
             engine.load_rng_state(self._resumed_rng)
             self._resumed_rng = None
