@@ -1,11 +1,9 @@
 """``fastp2p pack --synthetic``: deterministic, structured pairs; resumable; packed end to end."""
-import subprocess
-import sys
-
 import numpy as np
 import pytest
 from PIL import Image
 
+from fastp2p.cli import main
 from fastp2p.data.errors import DataError
 from fastp2p.data.packed import read_index
 from fastp2p.data.synthetic import SIZE, pair_name, synthetic_pair, write_synthetic
@@ -52,20 +50,25 @@ def test_written_folders_are_identical_and_resume(tmp_path):
         write_synthetic(tmp_path / "one", 3, seed=7, progress=False)
 
 
-def _fastp2p(*args, cwd):
-    return subprocess.run([sys.executable, "-m", "fastp2p", *map(str, args)], cwd=cwd,
-                          capture_output=True, text=True)
+def _pack(*args, capsys):
+    """``fastp2p pack ARGS`` in this process: (exit code, stdout, stderr)."""
+    try:
+        code = main(["pack", *map(str, args)])
+    except SystemExit as exit:      # argparse's errors
+        code = exit.code
+    out, err = capsys.readouterr()
+    return code, out, err
 
 
-def test_pack_synthetic_writes_then_packs(tmp_path):
-    done = _fastp2p("pack", "--synthetic", 6, "data", "packed", "--load_size", 40,
-                    "--no-progress", "--workers", 2, cwd=tmp_path)
-    assert done.returncode == 0, done.stderr
-    assert "6 synthetic pairs (seed 0)" in done.stdout
+def test_pack_synthetic_writes_then_packs(tmp_path, capsys):
+    code, out, err = _pack("--synthetic", 6, tmp_path / "data", tmp_path / "packed",
+                           "--load_size", 40, "--no-progress", "--workers", 2, capsys=capsys)
+    assert code == 0, err
+    assert "6 synthetic pairs (seed 0)" in out
     index = read_index(tmp_path / "packed" / "train")
     assert index["count"] == 6 and index["sources"][0] == ["train/" + pair_name(0)] * 2
-    refused = _fastp2p("pack", "--synthetic", 0, "data", cwd=tmp_path)
-    assert refused.returncode == 2 and "--synthetic must be >= 1" in refused.stderr
-    refused = _fastp2p("pack", "--synthetic", 2, "--dataset_mode", "two_folders", "d",
-                       cwd=tmp_path)
-    assert refused.returncode == 2 and "aligned" in refused.stderr
+    code, _, err = _pack("--synthetic", 0, tmp_path / "data", capsys=capsys)
+    assert code == 2 and "--synthetic must be >= 1" in err
+    code, _, err = _pack("--synthetic", 2, "--dataset_mode", "two_folders", tmp_path / "d",
+                         capsys=capsys)
+    assert code == 2 and "aligned" in err
