@@ -26,7 +26,8 @@ root, out, workers = sys.argv[1], sys.argv[2], int(sys.argv[3])
 wall, cpu = time.perf_counter(), time.process_time()
 index = pack_phase(root, out, "train", load_size=286, workers=workers, progress=False)
 wall = time.perf_counter() - wall
-me, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+me = resource.getrusage(resource.RUSAGE_SELF)
+children = resource.getrusage(resource.RUSAGE_CHILDREN)
 print(json.dumps({"pairs": index["count"], "shards": len(index["shards"]), "wall_s": wall,
                   "cpu_s": me.ru_utime + me.ru_stime + children.ru_utime + children.ru_stime,
                   "main_peak_rss_mb": me.ru_maxrss / 1024,

@@ -18,7 +18,9 @@ latest_net_D.pth, EPOCH_net_G.pth (plain state_dicts), *_train_state.pth (for
 --continue_train), loss_log.csv and web/index.html (loss plot and sample images).
 On CUDA the step runs fused Adam, an lr in device memory and, by default, one CUDA graph per
 step. Ctrl-C (or SIGTERM) saves latest_* and exits with 128+signal; a NaN/Inf loss stops with
-exit code 1 and leaves the last good checkpoint untouched.
+exit code 1 and leaves the last good checkpoint untouched. At the end it prints the images/s
+over the steps after the first and the share of that time spent waiting for data, in the step,
+logging, writing samples and checkpoints.
 Without --dataroot: the embedded dataset (82 edges->photo pairs) and a quick profile
 (unet_128, ngf/ndf 16, 143->128 crops, 3+3 epochs); every default that changes says so below."""
 
