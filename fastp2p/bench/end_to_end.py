@@ -61,7 +61,7 @@ def frequencies(steps: int, batch_images: int) -> dict:
 
 
 def train_argv(config: NetworkConfig, batch_size: int, packed: Path, checkpoints: Path,
-               device: str, every: dict) -> list:
+               device: str, every: dict, world_size: int = 1) -> list:
     cuda = torch.device(device).type == "cuda"
     argv = ["train", "--dataroot", str(packed), "--name", f"e2e-b{batch_size}",
             "--checkpoints_dir", str(checkpoints), "--device", device,
@@ -78,7 +78,9 @@ def train_argv(config: NetworkConfig, batch_size: int, packed: Path, checkpoints
     if not config.use_dropout:
         argv.append("--no_dropout")
     if cuda:        # as the fastp2p peer of the training section runs on a GPU
-        argv += ["--channels-last", "--graphs"]
+        argv.append("--channels-last")
+        if world_size == 1:     # train's own default: no whole-step graph under DDP
+            argv.append("--graphs")
     return argv
 
 
@@ -143,7 +145,7 @@ def end_to_end_job(batch_size: int, world_size: int, settings: EndToEndSettings)
             packed = make_packed_set(work, steps * batch_size * world_size,
                                      load_size(settings.config))
             argv = train_argv(settings.config, batch_size, packed, work / "checkpoints", device,
-                              every)
+                              every, world_size)
             ranks = run_processes(argv, skip, world_size, work)
         total = sum(rank["images_per_s"] for rank in ranks)
         main = ranks[0]
