@@ -14,7 +14,8 @@ all in one process (one torch thread, like a loader worker), with a warm page ca
   (``zlib.crc32`` over the shard's bytes), per pair, so its ratio to ``shard batches`` is the
   cost of checking the whole pack relative to one epoch's read time;
 - the same three through a DataLoader with one worker per core, and an epoch of
-  ``PackedDeviceLoader`` (reader thread, augmentation where the batches go) (full mode);
+  ``PackedDeviceLoader`` (reader threads, augmentation where the batches go; with one reader
+  and with its default, one per usable core) (full mode);
 - ``augment``: crop/flip/split/normalize of a uint8 batch, the PyTorch gather on the CPU and, on
   CUDA, the Triton kernel against the same gather on the GPU.
 Every row carries ``pairs_per_s``. Run: ``python benchmarks/bench_data.py [--quick]``.
@@ -36,7 +37,7 @@ from fastp2p.data.datasets import AlignedDataset
 from fastp2p.data.gpu_augment import augment_pairs_torch, draw_crop_flips
 from fastp2p.data.pack import pack_phase, usable_cpus
 from fastp2p.data.packed import PackedDataset
-from fastp2p.data.packed_loader import PackedDeviceLoader
+from fastp2p.data.packed_loader import PackedDeviceLoader, default_readers
 from fastp2p.data.transforms import Preprocess
 
 LOAD, CROP, HALF = 286, 256, 256
@@ -152,7 +153,8 @@ def _cpu_rows(root: Path, count: int, quick: bool) -> list:
         lambda: augment_pairs_torch(raw, crop_x, crop_y, flip, crop_size=CROP), batch, quick,
         provider="torch", shape=shape, dtype="float32"))
     if not quick:
-        rows.append(_device_loader_row(packed, "cpu", torch.float32, quick))
+        rows += [_device_loader_row(packed, "cpu", torch.float32, quick, readers)
+                 for readers in sorted({1, default_readers()})]
         workers = usable_cpus()
         rows += [
             _loader_row(f"data folder items, {workers} workers",
@@ -168,9 +170,10 @@ def _cpu_rows(root: Path, count: int, quick: bool) -> list:
     return rows
 
 
-def _device_loader_row(packed, device, dtype, quick) -> dict:
-    """A whole epoch of PackedDeviceLoader (reader thread + augmentation on ``device``)."""
-    loader = PackedDeviceLoader(packed, BATCH, shuffle=True, seed=0, device=device, dtype=dtype)
+def _device_loader_row(packed, device, dtype, quick, readers=None) -> dict:
+    """A whole epoch of PackedDeviceLoader (reader threads + augmentation on ``device``)."""
+    loader = PackedDeviceLoader(packed, BATCH, shuffle=True, seed=0, device=device, dtype=dtype,
+                                readers=readers)
 
     def one_epoch():
         for batch in loader:
@@ -178,8 +181,10 @@ def _device_loader_row(packed, device, dtype, quick) -> dict:
         if device == "cuda":
             torch.cuda.synchronize()
     dtype_name = str(dtype).replace("torch.", "")
-    return _timed_row(f"data PackedDeviceLoader epoch -> {device} {dtype_name}", one_epoch,
+    return _timed_row(f"data PackedDeviceLoader epoch -> {device} {dtype_name}, "
+                      f"{loader.readers} readers", one_epoch,
                       len(loader.sampler), quick, provider="packed-device-loader",
+                      readers=loader.readers,
                       dtype=dtype_name, shape=f"{LOAD}x{2 * LOAD} -> 2x{CROP}x{CROP}",
                       **({"device": "cuda"} if device == "cuda" else {}))
 

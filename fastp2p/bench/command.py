@@ -11,7 +11,10 @@ max-autotune-no-cudagraphs; G and D compiled separately); the tuned step capture
 graph; and fastp2p's training engine. Reports median images/s over the timed steps with
 p20/p80, peak memory, model-FLOP utilization against a bf16 matmul rate measured in the same
 run, and fastp2p's ratio to each peer; then U-Net inference (fastp2p vs reference) and the
-micro-benchmarks of benchmarks/bench_*.py (GB/s and fraction of the measured copy bandwidth).
+micro-benchmarks of benchmarks/bench_*.py (GB/s and fraction of the measured copy bandwidth);
+then end to end: `fastp2p train` itself on a packed synthetic set (loading, augmentation,
+logging, samples, checkpoints), images/s against the step-only figure, with the time waited
+for data and each of the others reported apart.
 A job that fails (compile error, out of memory, missing module, time limit) is reported as
 failed with its error, and the run goes on; at the end the failed jobs are listed and the exit
 code is 1 (0 when every job ran or was skipped by --time-budget). The suite needs only the
@@ -58,8 +61,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", choices=("auto", "cuda", "cpu"), default="auto",
                         help="where to run (default: cuda when a GPU is visible, else cpu; "
                              "--quick always runs on the cpu)")
-    parser.add_argument("--sections", type=_names, default=("training", "inference", "micro"),
-                        help="comma-separated subset of training,inference,micro (default: all)")
+    parser.add_argument("--sections", type=_names,
+                        default=("training", "inference", "micro", "end-to-end"),
+                        help="comma-separated subset of training,inference,micro,end-to-end "
+                             "(default: all)")
     parser.add_argument("--batch-sizes", type=_positive_ints, default=None,
                         help="training batch sizes (default 1,16,64; quick: 1,2)")
     parser.add_argument("--steps", type=int, default=None,
@@ -71,6 +76,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--peers", type=_names, default=None,
                         help=f"comma-separated training peers (default on a GPU: all of "
                              f"{','.join(PEER_NAMES)}; on a CPU: reference,eager-tuned,fastp2p)")
+    parser.add_argument("--processes", type=_positive_ints, default=(1,),
+                        help="end-to-end section: comma-separated process counts to run "
+                             "`fastp2p train` at, spawned as torchrun spawns them (gloo on a "
+                             "CPU, one GPU each on CUDA); per-rank and total images/s "
+                             "(default 1)")
     parser.add_argument("--peer-time-limit", type=float, default=None, metavar="SECONDS",
                         help="wall-time limit of each job (one peer at one batch size, one "
                              "inference case, one micro module), compilation included; past it "
@@ -132,6 +142,10 @@ def settings_from_args(args):
     if device == "cuda" and not torch.cuda.is_available():
         raise ValueError("--device cuda: no CUDA GPU is visible to torch "
                          f"{torch.__version__} (use --device cpu or --quick)")
+    if device == "cuda" and "end-to-end" in args.sections and (
+            max(args.processes) > torch.cuda.device_count()):
+        raise ValueError(f"--processes {max(args.processes)} needs as many GPUs; "
+                         f"{torch.cuda.device_count()} visible")
     steps = args.steps if args.steps is not None else (3 if args.quick else 50)
     warmup = args.warmup if args.warmup is not None else (1 if args.quick else 10)
     if steps < 1 or warmup < 0:
@@ -161,7 +175,8 @@ def settings_from_args(args):
         batch_sizes=args.batch_sizes or ((1, 2) if args.quick else (1, 16, 64)),
         steps=steps, warmup=warmup, peers=peers, job_time_limit=limit,
         time_budget=args.time_budget, benchmarks_dir=benchmarks_dir,
-        inference_rep_ms=100.0 if args.quick else 500.0, micro_modules=args.micro)
+        inference_rep_ms=100.0 if args.quick else 500.0, micro_modules=args.micro,
+        processes=args.processes)
 
 
 def default_out_dir(cwd=None) -> Path:
@@ -182,7 +197,7 @@ def default_out_dir(cwd=None) -> Path:
 def failed_jobs(results: dict) -> list:
     """One line per job that failed (not those skipped by the time budget)."""
     lines = []
-    for section in ("training", "inference", "micro"):
+    for section in ("training", "inference", "micro", "end_to_end"):
         for row in results.get(section, []):
             if row.get("status") == "failed":
                 who = ", ".join(f"{key} {row[key]}" for key in ("peer", "batch_size", "module",

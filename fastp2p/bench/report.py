@@ -167,6 +167,8 @@ def markdown(results: dict) -> str:
         lines += ["", "fastp2p × = the fastest fastp2p variant's images/s over the row's, same "
                   "device, threads, mode and batch.", ""]
 
+    lines += _end_to_end_lines(results.get("end_to_end", []))
+
     micro = results.get("micro", [])
     if micro:
         lines += ["## Micro-benchmarks", ""]
@@ -186,6 +188,38 @@ def markdown(results: dict) -> str:
         lines += _table(["module", "case", "median ms", "p20–p80", "GB/s", "of copy"], rows)
         lines.append("")
     return "\n".join(lines)
+
+
+def _end_to_end_lines(rows) -> list:
+    if not rows:
+        return []
+    lines = ["## End to end (`fastp2p train` on a packed synthetic set)", ""]
+    table = []
+    for row in rows:
+        case = [row["batch_size"], row["processes"], row["device"], row["precision"]]
+        if row["status"] != "ok":
+            table.append(case + [_status_cell(row)] + [""] * 8)
+            continue
+        per_rank = row.get("per_rank_images_per_s", [])
+        shares = [f"{_number(row[f'{stage}_share'], 1, 100)}% "
+                  f"({_number(row[f'{stage}_ms_per_call'], 1)} ms × {row[f'{stage}_calls']})"
+                  if row[f"{stage}_calls"] else "–"
+                  for stage in ("data", "log", "sample", "checkpoint")]
+        table.append(case + [_number(row["images_per_s"]),
+                             " / ".join(_number(x) for x in per_rank) if len(per_rank) > 1
+                             else "–",
+                             _number(row.get("step_only_images_per_s")),
+                             _number(row.get("ratio_to_step_only"), 0, 100) + (
+                                 "%" if row.get("ratio_to_step_only") is not None else "")]
+                     + shares)
+    lines += _table(["batch", "processes", "device", "precision", "images/s (total)",
+                     "per rank", "step only", "of step only", "waiting for data", "logging",
+                     "samples", "checkpoints"], table)
+    lines += ["", "Over the steps after the warm-up; each stage: its share of the wall time "
+              "(rank 0), ms per call × calls. Step only: the fastp2p peer of the training "
+              "section at the same batch size per process; of step only: images/s per process "
+              "over it.", ""]
+    return lines
 
 
 def plot_training(results: dict, path) -> None:

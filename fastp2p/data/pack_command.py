@@ -17,7 +17,12 @@ scale_width, scale_width_and_crop, none) need the original pixels or sizes: trai
 image folders.
 
 An interrupted run resumes: run the same command again; finished shards whose checksum verifies
-are kept. `fastp2p pack --verify OUT` checks every shard against the index."""
+are kept. `fastp2p pack --verify OUT` checks every shard against the index.
+
+No dataset at hand? `fastp2p pack --synthetic N DATAROOT [OUT]` writes N synthetic aligned
+pairs (shapes -> their outlines, 256x256 JPEGs, the same files for the same --seed) into
+DATAROOT/train, then packs them into OUT if given: a set of any size to measure packing and
+training on."""
 
 
 def register(commands) -> None:
@@ -53,6 +58,12 @@ def register(commands) -> None:
                         help="skip unreadable or mismatched images and list them, instead of "
                              "stopping at the first one (every image is then decoded once more "
                              "up front to find truncated files)")
+    parser.add_argument("--synthetic", type=int, metavar="N", default=None,
+                        help="first write N synthetic edges->picture pairs into DATAROOT/train "
+                             "(missing files only; deterministic per --seed), then pack them "
+                             "into OUT if OUT is given")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="which synthetic set --synthetic writes (default 0)")
     parser.add_argument("--no-progress", dest="progress", action="store_false",
                         help="no progress bars")
     parser.set_defaults(run=run, pack_parser=parser)
@@ -86,7 +97,13 @@ def run(args: argparse.Namespace) -> int:
             print(f"fastp2p pack: error: {error}", file=sys.stderr)
             return 1
         return 0
-    if args.dataroot is None or args.out is None:
+    if args.synthetic is not None and args.dataroot is None:
+        parser.error("--synthetic N writes into DATAROOT: pass it (and OUT to pack them)")
+    if args.synthetic is not None and args.synthetic < 1:
+        parser.error(f"--synthetic must be >= 1 pairs, got {args.synthetic}")
+    if args.synthetic is not None and args.dataset_mode != "aligned":
+        parser.error("--synthetic writes aligned A|B images: drop --dataset_mode two_folders")
+    if args.dataroot is None or (args.out is None and args.synthetic is None):
         parser.error("pass DATAROOT and OUT (or --verify OUT)")
     if args.load_size < 1:
         parser.error(f"--load_size must be >= 1, got {args.load_size}")
@@ -95,9 +112,17 @@ def run(args: argparse.Namespace) -> int:
     workers = usable_cpus() if args.workers is None else args.workers
     if workers < 1:
         parser.error(f"--workers must be >= 1, got {workers}")
-    dataroot, out = Path(args.dataroot), Path(args.out)
-    phases = args.phase or [p for p in PHASES if (dataroot / p).is_dir()]
+    dataroot = Path(args.dataroot)
     try:
+        if args.synthetic is not None:
+            from fastp2p.data.synthetic import write_synthetic
+            folder = write_synthetic(dataroot, args.synthetic, seed=args.seed, workers=workers,
+                                     progress=args.progress)
+            print(f"{folder}: {args.synthetic} synthetic pairs (seed {args.seed})")
+            if args.out is None:
+                return 0
+        out = Path(args.out)
+        phases = args.phase or [p for p in PHASES if (dataroot / p).is_dir()]
         if not dataroot.is_dir():
             raise DataError(f"{dataroot}: DATAROOT folder not found; point it at a dataset "
                             "holding train/ (and val/, test/)")

@@ -25,7 +25,9 @@ together or not at all).
 On CUDA the step runs fused Adam, an lr in device memory and, by default, one CUDA graph per
 step. Ctrl-C (or SIGTERM) saves latest_* and exits with 128+signal; a NaN/Inf loss, weight,
 buffer or optimizer state stops with exit code 1 before anything non-finite is saved, and the
-last good checkpoint stays; a failed write exits with 1 and one line naming the file.
+last good checkpoint stays; a failed write exits with 1 and one line naming the file. At the
+end it prints the images/s over the steps after the first and the share of that time spent
+waiting for data, in the step, logging, writing samples and checkpoints.
 Without --dataroot: the embedded dataset (82 edges->photo pairs) and a quick profile
 (unet_128, ngf/ndf 16, 143->128 crops, 3+3 epochs); every default that changes says so below."""
 
@@ -66,7 +68,9 @@ def _levels(args) -> int:
     return unet_levels(args.netG)
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace, times=None) -> int:
+    """``times``: a StageTimes to time the loop into (the benchmark's end-to-end section reads
+    it afterwards); by default one that skips the first step."""
     import torch
     from tqdm import tqdm
 
@@ -83,6 +87,7 @@ def run(args: argparse.Namespace) -> int:
     from fastp2p.train.reference_options import apply_reference_options, describe_networks
     from fastp2p.train.reports import LossLog, TrainingPage
     from fastp2p.train.schedulers import LRSchedule
+    from fastp2p.train.stage_times import StageTimes
     from fastp2p.train.trackers import check_trackers_installed, close_trackers, open_trackers
     from fastp2p.train.trainer import Trainer
 
@@ -108,9 +113,10 @@ def run(args: argparse.Namespace) -> int:
             graphs = info.device.type == "cuda" and info.world_size == 1
         torch.manual_seed(args.seed)
         dataset = create_dataset(args, args.phase)
-        if hasattr(dataset, "read_batch") and info.device.type == "cuda":
-            # Packed shards on a GPU: uint8 batches straight out of the memory maps into pinned
-            # buffers, cropped, flipped and normalised on the device (same pairs, same draws).
+        if hasattr(dataset, "read_batch") and args.input_nc == args.output_nc == 3:
+            # Packed shards: uint8 batches straight out of the memory maps (into pinned buffers
+            # on a GPU) by threads of this process, cropped, flipped and normalised where the
+            # step runs (same pairs, same draws as the item loader).
             loader = PackedDeviceLoader(dataset, args.batch_size,
                                         shuffle=not args.serial_batches, seed=args.seed,
                                         device=info.device, rank=info.rank,
@@ -151,9 +157,13 @@ def run(args: argparse.Namespace) -> int:
             loss_log = LossLog(checkpoints.path / "loss_log.csv",
                                resume_step=state["engine"]["steps"] if state else None)
             trackers = open_trackers(args, checkpoints.path, "train")
+        if times is None:
+            times = StageTimes()
+        if info.device.type == "cuda":
+            times.sync = lambda: torch.cuda.synchronize(info.device)
         trainer = Trainer(args, engine, netG, netD, schedule, checkpoints, is_main=info.is_main,
                           world_size=info.world_size, page=page, loss_log=loss_log, say=say,
-                          trackers=trackers)
+                          trackers=trackers, times=times)
         if state is not None:
             trainer.resume(state)
             say(f"resumed {checkpoints.path} at epoch {trainer.progress.epoch}, step "
@@ -165,6 +175,8 @@ def run(args: argparse.Namespace) -> int:
         code = trainer.fit(loader, progress_bar=(lambda **kw: progress_bar(unit="step", **kw))
                            if info.is_main else None)
         if code == 0 and info.is_main:
+            if times.describe():
+                say(("rank 0: " if info.world_size > 1 else "") + times.describe())
             say(f"checkpoints: {checkpoints.path}/latest_net_G.pth (and latest_net_D.pth)")
             if page is not None:
                 say(f"samples:     {page.images}\nloss plot:   {page.loss_plot}")

@@ -18,6 +18,7 @@ import torch
 
 from fastp2p.train.checkpoints import CheckpointWriteError, describe_os_error
 from fastp2p.train.reports import TRIPLET
+from fastp2p.train.stage_times import StageTimes
 
 EXIT_OK, EXIT_FAILED = 0, 1
 
@@ -71,16 +72,18 @@ class Trainer:
     ``checkpoints``: a CheckpointFolder; ``page`` / ``loss_log``: TrainingPage / LossLog on the
     main process, None elsewhere (``page`` also None with --no_html); ``say``: prints a line
     (tqdm-safe) on the main process; ``trackers``: TensorBoard / W&B (fastp2p.train.trackers)
-    that get the losses and samples too.
+    that get the losses and samples too; ``times``: a StageTimes that the loop's stages are
+    timed into.
     """
 
     def __init__(self, args, engine, netG, netD, schedule, checkpoints, *, is_main=True,
-                 world_size=1, page=None, loss_log=None, say=print, trackers=()):
+                 world_size=1, page=None, loss_log=None, say=print, trackers=(), times=None):
         self.args, self.engine, self.netG, self.netD = args, engine, netG, netD
         self.schedule, self.checkpoints = schedule, checkpoints
         self.is_main, self.world_size = is_main, world_size
         self.page, self.loss_log, self.say = page, loss_log, say
         self.trackers = list(trackers)
+        self.times = times if times is not None else StageTimes()
         # As the reference's loop: epochs epoch_count .. n_epochs + n_epochs_decay.
         self.last_epoch = args.n_epochs + args.n_epochs_decay
         self.progress = Progress(epoch=args.epoch_count, epoch_batches=0, images=0)
@@ -168,12 +171,15 @@ class Trainer:
             bar = progress_bar(total=len(loader), initial=skip,
                                desc=f"epoch {progress.epoch}/{self.last_epoch}")
         window_start, window_images, epoch_losses = time.perf_counter(), 0, []
-        batches = iter(loader)
+        times = self.times
+        batches = times.waiting(iter(loader))     # started here: it draws from the global RNG
         if self._resumed_rng is not None:
             engine.load_rng_state(self._resumed_rng)
             self._resumed_rng = None
         for index, batch in enumerate(batches, start=skip):
-            engine.step(batch["A"], batch["B"])
+            with times.stage("step"):
+                engine.step(batch["A"], batch["B"])
+            times.step_done(batch["A"].shape[0])
             batch_images = batch["A"].shape[0] * self.world_size
             before, progress.images = progress.images, progress.images + batch_images
             progress.epoch_batches = index + 1
@@ -181,21 +187,26 @@ class Trainer:
             if bar is not None:
                 bar.update(1)
             if engine.steps % args.log_every == 0:
-                losses = self._log(window_images / (time.perf_counter() - window_start), bar)
+                with times.stage("log"):
+                    losses = self._log(window_images / (time.perf_counter() - window_start), bar)
                 epoch_losses.append(losses)
                 window_start, window_images = time.perf_counter(), 0
             if (self.page is not None or self.trackers) \
                     and _crossed(before, progress.images, args.display_freq):
-                self._add_sample()
+                with times.stage("sample"):
+                    self._add_sample()
             if _crossed(before, progress.images, args.save_latest_freq):
-                # --save_by_iter (the reference's): also keep this point, named by its images
-                self.save(["latest"] + ([f"iter_{progress.images}"] if args.save_by_iter else []))
+                with times.stage("checkpoint"):
+                    # --save_by_iter (the reference's): also keep this point, named by its images
+                    self.save(["latest"] + ([f"iter_{progress.images}"] if args.save_by_iter
+                                            else []))
             if stops.signal_number is not None:
                 self.save(["latest"])
                 name = signal.Signals(stops.signal_number).name
                 raise TrainingStopped(f"{name} received: saved {self.checkpoints.path}/latest_* "
                                       f"at step {engine.steps}; resume with --continue_train",
                                       128 + stops.signal_number)
+        times.epoch_end()
         if bar is not None:
             bar.close()
         if engine.steps_since_read:
