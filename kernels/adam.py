@@ -12,7 +12,7 @@ CUDA graph that replays the launch advances the step and sees lr changes. The st
 ticket: every program adds 1 to it, and since launches on one stream do not overlap, a program
 that draws ticket ``k`` is in launch ``k // num_programs`` - no second launch to increment the
 step and no race between programs reading and writing it. The bias corrections are computed in
-float64, as torch.optim.Adam computes them in Python floats.
+float64 (by multiplications only), as torch.optim.Adam computes them in Python floats.
 
 The update is torch.optim.Adam's (L2 weight decay added to the gradient, not AdamW), in its
 order of float32 operations:
@@ -54,6 +54,19 @@ def _lerp(start, end, weight):
 
 
 @triton.jit
+def _power(base, exponent):
+    """base ** exponent (float64, exponent an integer >= 0) by repeated squaring: multiplies
+    only, within a few ulps of Python's ``beta ** step``."""
+    result = base * 0.0 + 1.0
+    while exponent > 0:
+        if exponent % 2 == 1:
+            result = result * base
+        base = base * base
+        exponent = exponent // 2
+    return result
+
+
+@triton.jit
 def _adam_kernel(
     Master_ptr, ExpAvg_ptr, ExpAvgSq_ptr,  # (numel,) float32, updated in place
     GradCopied_ptr,    # (num_copied,) gradients of the copied parameters (the copy's dtype)
@@ -66,13 +79,13 @@ def _adam_kernel(
     COPY_BF16: tl.constexpr, BLOCK: tl.constexpr,
 ):
     ticket = tl.atomic_add(Ticket_ptr, 1)
-    step = (ticket // tl.num_programs(0) + 1).to(tl.float64)
+    step = ticket // tl.num_programs(0) + 1
     beta1 = tl.load(Hyper_ptr)
     beta2 = tl.load(Hyper_ptr + 1)
-    bias_correction1 = 1.0 - tl.exp(step * tl.log(beta1))
-    bias_correction2 = 1.0 - tl.exp(step * tl.log(beta2))
+    bias_correction1 = 1.0 - _power(beta1, step)
+    bias_correction2 = 1.0 - _power(beta2, step)
     neg_step_size = (-tl.load(Lr_ptr).to(tl.float64) / bias_correction1).to(tl.float32)
-    bias_correction2_sqrt = tl.sqrt(bias_correction2).to(tl.float32)
+    bias_correction2_sqrt = tl.sqrt(bias_correction2.to(tl.float32))
     weight1 = (1.0 - beta1).to(tl.float32)
     weight2 = (1.0 - beta2).to(tl.float32)
     beta2 = beta2.to(tl.float32)
