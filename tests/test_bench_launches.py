@@ -54,3 +54,15 @@ def test_cuda_step_counts_its_kernels():
     x = torch.randn(1024, device="cuda")
     counts = device_work_per_step(lambda: (x * 2 + 1).sum(), "cuda", steps=2)
     assert counts["kernels_per_step"] >= 2  # at least the multiply-add and the reduction
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("peer", ["fastp2p", "fastp2p-master-weights"])
+def test_cuda_training_rows_count_the_captured_steps_kernels(peer):
+    from fastp2p.bench.networks import QUICK_CONFIG
+
+    settings = TrainingSettings(QUICK_CONFIG, (2,), steps=3, warmup=5, device="cuda")
+    rows = Runner(job_time_limit=120).run(training_job(peer_by_name(peer), 2, settings))
+    assert rows[0]["status"] == "ok", rows[0].get("traceback")
+    assert rows[0]["kernels_per_step"] > 10  # graph replays are seen, not just the launch
