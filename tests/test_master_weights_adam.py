@@ -169,6 +169,23 @@ def test_optimizer_state_round_trips_through_a_weights_only_checkpoint():
     assert torch.equal(resumed.copy, opt.copy)
 
 
+def test_per_parameter_state_views_the_flat_buffers():
+    """``opt.state`` as torch.optim has it ({param: {name: tensor}}), for code that inspects
+    optimizer states: views of the flat moments and, for copied parameters, the masters."""
+    MasterWeightsAdam, _ = _adam_classes()
+    netG, _ = tiny_networks()
+    opt = MasterWeightsAdam(netG, lr=2e-4)
+    _random_grads(opt, seed=0)
+    opt.step()
+    assert list(opt.state) == opt._params
+    assert _flat(s["exp_avg"] for s in opt.state.values()).equal(opt.exp_avg)
+    assert _flat(s["exp_avg_sq"] for s in opt.state.values()).equal(opt.exp_avg_sq)
+    masters = [s["master"] for s in opt.state.values() if "master" in s]
+    assert _flat(masters).equal(opt.master[:opt.num_copied])
+    opt.exp_avg[-1] = float("nan")  # a view sees what the kernel will read
+    assert opt.state[opt._params[-1]]["exp_avg"].isnan().any()
+
+
 def test_bad_state_and_replaced_gradients_raise_clear_errors():
     MasterWeightsAdam, _ = _adam_classes()
     netG, netD = tiny_networks()

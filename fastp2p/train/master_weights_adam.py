@@ -117,6 +117,9 @@ class MasterWeightsAdam:
         self.grad_own = self._grad_bytes[own_start:-4].view(torch.float32)
 
         self._params, self._grads = [], []
+        # torch.optim's per-parameter view of the state ({param: {name: tensor}}), for code
+        # that inspects optimizer states (e.g. for NaN before a checkpoint): views, no copies.
+        self.state = {}
         owners = {id(p): (m, local) for m in module.modules()
                   for local, p in m.named_parameters(recurse=False)}
         offset = 0
@@ -134,6 +137,10 @@ class MasterWeightsAdam:
                     grad = _view_into(self.grad_own, offset - self.num_copied, param)
                 param.data = model
                 param.grad = grad
+                self.state[param] = {
+                    "exp_avg": _view_into(self.exp_avg, offset, param),
+                    "exp_avg_sq": _view_into(self.exp_avg_sq, offset, param),
+                    **({"master": master} if model is not master else {})}
                 self._params.append(param)
                 self._grads.append(grad)
                 offset += size
