@@ -85,7 +85,7 @@ def _adam_kernel(
     bias_correction1 = 1.0 - _power(beta1, step)
     bias_correction2 = 1.0 - _power(beta2, step)
     neg_step_size = (-tl.load(Lr_ptr).to(tl.float64) / bias_correction1).to(tl.float32)
-    bias_correction2_sqrt = tl.sqrt(bias_correction2.to(tl.float32))
+    bias_correction2_sqrt = tl.sqrt_rn(bias_correction2.to(tl.float32))
     weight1 = (1.0 - beta1).to(tl.float32)
     weight2 = (1.0 - beta2).to(tl.float32)
     beta2 = beta2.to(tl.float32)
@@ -107,7 +107,10 @@ def _adam_kernel(
             grad = grad + weight_decay * p
         m = _lerp(m, grad, weight1)
         v = v * beta2 + weight2 * grad * grad
-        p = p + neg_step_size * m / (tl.sqrt(v) / bias_correction2_sqrt + eps)
+        # IEEE square root and divisions (tl.sqrt and / are the fast approximate ones on a
+        # GPU), as torch computes them; the kernel is bound by memory, not by these.
+        denom = tl.div_rn(tl.sqrt_rn(v), bias_correction2_sqrt) + eps
+        p = p + tl.div_rn(neg_step_size * m, denom)
         tl.store(Master_ptr + offs, p, mask=ok)
         tl.store(ExpAvg_ptr + offs, m, mask=ok)
         tl.store(ExpAvgSq_ptr + offs, v, mask=ok)
