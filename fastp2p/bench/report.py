@@ -126,7 +126,7 @@ def markdown(results: dict) -> str:
         for row in training:
             if row["status"] != "ok":
                 rows.append([row["peer"], row["batch_size"], _status_cell(row), "", "", "", "",
-                             "", ""])
+                             "", "", ""])
                 continue
             peak = row.get("peak_memory_bytes")
             rows.append([row["peer"], row["batch_size"], _number(row["images_per_s"]),
@@ -136,12 +136,14 @@ def markdown(results: dict) -> str:
                          _number(row.get("mfu"), 1, 100) + ("%" if row.get("mfu") else ""),
                          _number(row.get("fastp2p_ratio"), 2) + (
                              "×" if row.get("fastp2p_ratio") else ""),
-                         _number(row.get("setup_seconds"), 1)])
+                         _number(row.get("setup_seconds"), 1),
+                         _number(row.get("kernels_per_step"), 0)])
         lines += _table(["peer", "batch", "images/s (median)", "p20–p80", "step ms",
-                         "peak MiB", "MFU", "fastp2p ×", "setup s"], rows)
+                         "peak MiB", "MFU", "fastp2p ×", "setup s", "kernels/step"], rows)
         lines += ["", "fastp2p × = fastp2p's images/s over the peer's at the same batch size "
                   "(> 1: fastp2p is faster). setup s = building the networks plus the warm-up "
-                  "steps (compilation, graph capture, cuDNN autotuning).", ""]
+                  "steps (compilation, graph capture, cuDNN autotuning). kernels/step = GPU kernels per step "
+                  "(CUDA profiler; copies and fills not counted), fewer is better at batch 1.", ""]
         lines += [f"- `{name}`: {text}" for name, text in results.get("peers", {}).items()]
         lines.append("")
 
