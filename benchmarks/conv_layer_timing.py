@@ -13,7 +13,7 @@ follows.
 - ``fused``: ``fastp2p.ops.conv_norm_act`` — prologue scale/shift + activation, bias and the
   statistics in the epilogue; the decoder reads skip and up as two K-ranges.
 
-CUDA only: ``python benchmarks/bench_conv.py [--quick] [--norm batch|instance]``; on a machine
+CUDA only: ``python benchmarks/conv_layer_timing.py [--quick] [--norm batch|instance]``; on a machine
 without a GPU it says so and exits with status 1.
 """
 import argparse
@@ -132,13 +132,13 @@ def main(argv=None) -> int:
                         help="the networks' norm layer (pix2pix default: batch)")
     args = parser.parse_args(argv)
     if not torch.cuda.is_available():
-        print("bench_conv: needs a CUDA GPU (the fused Triton convolution runs on CPUs only "
+        print("conv_layer_timing: needs a CUDA GPU (the fused Triton convolution runs on CPUs only "
               "through the Triton interpreter, which is not a benchmark); nothing measured",
               file=sys.stderr)
         return 1
     try:
         from kernel_timing import time_ms
-    except ImportError:  # imported as benchmarks.bench_conv
+    except ImportError:  # imported as benchmarks.conv_layer_timing
         from benchmarks.kernel_timing import time_ms
     device = torch.device("cuda")
     print(f"# {torch.cuda.get_device_name(device)}, torch {torch.__version__}, bf16 "
