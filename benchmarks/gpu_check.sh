@@ -16,8 +16,8 @@
 # runs), so a short device lease can split the check over two calls.
 # Every file is written where it is read back from as soon as it exists: $OUT when it is set
 # (at most 8 files, no sub-folders: gpu_check.log, tests.log, the results JSON, markdown and
-# PNG, the choice table, conv_layers.txt, profile.txt), else a temporary folder; the results are also copied to
-# benchmarks/results/. A run killed from outside still leaves its logs and the figures so far.
+# PNG, the choice table, conv_layers.txt, profile.txt), else a temporary folder; the results
+# are also copied to benchmarks/results/. A run killed from outside still leaves its logs and the figures so far.
 # Usage: bash benchmarks/gpu_check.sh   (PYTHON=... to pick the interpreter)
 set -uo pipefail
 cd "$(dirname "$0")/.."
