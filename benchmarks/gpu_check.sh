@@ -81,7 +81,7 @@ if wanted tests; then
 fi
 
 # The per-shape Triton / CUDA C++ choice (both launchers timed on every norm-act shape): commit
-# it as fastp2p/ops/cuda_norm_act_choice.json together with the results file.
+# it as fastp2p/ops/backends/cuda_norm_act_choice.json together with the results file.
 if wanted choice; then
     log "Triton vs CUDA C++ norm-act kernels per shape (limit 150s)"
     timeout --signal=INT --kill-after=10 150 "$PY" benchmarks/cuda_choice_table.py \

@@ -31,7 +31,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _extension_status() -> str:
     """Whether fastp2p._C is there, with its CUDA kernels or why not."""
-    from fastp2p.ops import cpp_backend
+    from fastp2p.ops.backends import cpp as cpp_backend
 
     reason = cpp_backend.unavailable_reason()
     if reason:

@@ -14,7 +14,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from fastp2p.ops.norm_act import _like_memory_format
+from fastp2p.ops.definitions import like_memory_format
 
 CHANNEL_MULTIPLE = 8
 
@@ -41,7 +41,7 @@ def pads_output(module: nn.ConvTranspose2d, x: torch.Tensor) -> bool:
 def _zero_pad_dim1(t: torch.Tensor, extra: int) -> torch.Tensor:
     """``t`` with ``extra`` zero slices appended along dim 1, in t's memory format (torch.cat
     keeps channels-last when all its inputs have it)."""
-    return torch.cat((t, _like_memory_format(t, extra).zero_()), 1)
+    return torch.cat((t, like_memory_format(t, extra).zero_()), 1)
 
 
 def _as_computed(t: torch.Tensor) -> torch.Tensor:

@@ -8,8 +8,7 @@ loss (the kernels write both in one pass); the backward only scales it by grad_o
 import torch
 
 from fastp2p.ops.backends import backend_for
-from fastp2p.ops.norm_act import OP_DTYPES, check_backend_dtype
-from fastp2p.reference.losses import GAN_MODES
+from fastp2p.ops.definitions import GAN_MODES, OP_DTYPES, check_backend_dtype
 
 
 def _widen_half(t: torch.Tensor) -> torch.Tensor:

@@ -4,7 +4,7 @@ import torch
 
 from fastp2p.ops.dropout_rng import dropout_keep_mask
 from fastp2p.ops.norm_act_reference import norm_act_fwd
-from tolerances import FP32_SINGLE_OP, assert_close
+from helpers.tolerances import FP32_SINGLE_OP, assert_close
 
 
 def test_dropout_mask_is_reproducible_and_advances_with_offset():

@@ -9,15 +9,9 @@ import torch.nn.functional as F
 import fastp2p
 from fastp2p.ops import gan_loss, l1_loss
 from fastp2p.reference import GANLoss as ReferenceGANLoss
-from tolerances import FP32_SINGLE_OP, GOLDEN_OUTPUT, assert_close
-from triton_interpreter import CPU_BACKEND_PARAMS, KERNELS
+from helpers.tolerances import FP32_SINGLE_OP, GOLDEN_OUTPUT, assert_close
+from helpers.triton_interpreter import KERNELS
 MODES = ["vanilla", "lsgan", "wgangp"]
-
-
-@pytest.fixture(params=CPU_BACKEND_PARAMS)
-def backend(request, monkeypatch):
-    monkeypatch.setenv("FASTP2P_BACKEND", request.param)
-    return request.param
 
 
 @pytest.mark.parametrize("mode", MODES)

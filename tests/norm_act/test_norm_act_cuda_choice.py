@@ -9,10 +9,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from fastp2p.ops import cpp_backend, cuda_choice, norm_act
-from tolerances import FP32_SINGLE_OP, assert_close
+from fastp2p.ops import norm_act
+from fastp2p.ops.backends import cpp as cpp_backend, cuda_choice
+from helpers.tolerances import FP32_SINGLE_OP, assert_close
 
-CHECKOUT = Path(__file__).resolve().parents[1]
+CHECKOUT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")

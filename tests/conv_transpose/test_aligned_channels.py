@@ -10,7 +10,7 @@ from fastp2p.ops import aligned_channels
 from fastp2p.ops.aligned_channels import (conv2d, conv2d_channel_padded,
                                           conv_transpose2d_channel_padded)
 from fastp2p.ops.conv_transpose import conv_transpose2d
-from tolerances import FP32_SINGLE_OP, assert_close
+from helpers.tolerances import FP32_SINGLE_OP, assert_close
 
 LAYOUTS = {"nchw": torch.contiguous_format, "nhwc": torch.channels_last}
 

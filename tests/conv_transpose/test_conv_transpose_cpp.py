@@ -9,10 +9,11 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 import fastp2p
-from cpp_backend_helpers import LAYOUTS, requires_extension
+from helpers.cpp_backend_helpers import LAYOUTS, requires_extension
 from fastp2p import reference
-from fastp2p.ops import conv_transpose, cpp_backend
-from tolerances import FP32_NETWORK, FP32_SINGLE_OP, assert_close
+from fastp2p.ops import conv_transpose
+from fastp2p.ops.backends import cpp as cpp_backend
+from helpers.tolerances import FP32_NETWORK, FP32_SINGLE_OP, assert_close
 
 pytestmark = requires_extension
 

@@ -3,9 +3,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from cpp_backend_helpers import cpp_backend, requires_extension
+from helpers.cpp_backend_helpers import cpp_backend, requires_extension
 from fastp2p.reference import GANLoss
-from tolerances import FP32_SINGLE_OP, GOLDEN_OUTPUT, assert_close, relative_error
+from helpers.tolerances import FP32_SINGLE_OP, GOLDEN_OUTPUT, assert_close, relative_error
 
 pytestmark = requires_extension
 

@@ -21,7 +21,7 @@ def interpreted_kernels():
         return None
     os.environ.setdefault("TRITON_INTERPRET", "1")
     os.environ.setdefault("FASTP2P_BACKEND", "reference")
-    backend = importlib.import_module("fastp2p.kernels.backend")
+    backend = importlib.import_module("fastp2p.ops.backends.triton")
     return backend if backend.INTERPRETED else None
 
 
@@ -29,8 +29,8 @@ KERNELS = interpreted_kernels()
 
 
 def _cpp_built() -> bool:
-    from fastp2p.ops import cpp_backend
-    return cpp_backend.available()
+    from fastp2p.ops.backends import cpp
+    return cpp.available()
 
 
 # The backends a CPU test of the ops / networks runs through, as pytest params.
@@ -39,5 +39,5 @@ CPU_BACKEND_PARAMS = [
     pytest.param("triton", marks=[pytest.mark.interpreter, pytest.mark.skipif(
         KERNELS is None, reason="interpreter tests: need triton ('.[test]') and no GPU")]),
     pytest.param("cpp", marks=pytest.mark.skipif(
-        not _cpp_built(), reason="fastp2p._C was not built (see cpp_backend.unavailable_reason())")),
+        not _cpp_built(), reason="fastp2p._C was not built (see fastp2p.ops.backends.cpp.unavailable_reason())")),
 ]

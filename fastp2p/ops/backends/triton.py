@@ -1,10 +1,13 @@
-"""The Triton backend as fastp2p.ops sees it: the launchers of this package under one name."""
+"""The Triton backend: the launchers of fastp2p.kernels under the contract's names.
+
+The launchers themselves live beside their kernels (kernels/<op>.py); this adapter only names
+them and says what the backend can run.
+"""
 import os
 
 import torch
 
 from fastp2p.kernels.losses import gan_loss_fwd, l1_loss_fwd
-from fastp2p.kernels import norm_act as norm_act_module
 from fastp2p.kernels.norm_act import norm_act_bwd, norm_act_fwd
 
 # Whether the kernels were built by the Triton interpreter (TRITON_INTERPRET=1 at import):

@@ -4,7 +4,7 @@ through norm_act_math)."""
 import pytest
 import torch
 
-from fastp2p.ops import cpp_backend
+from fastp2p.ops.backends import cpp as cpp_backend
 from fastp2p.ops.norm_act_reference import norm_act_fwd as reference_fwd
 from fastp2p.ops.norm_act_reference import norm_act_math
 

@@ -2,10 +2,10 @@
 import pytest
 import torch
 
-from cpp_backend_helpers import (case_id, cpp_backend, double, make_inputs, oracle_backward,
+from helpers.cpp_backend_helpers import (case_id, cpp_backend, double, make_inputs, oracle_backward,
                                  poisoned, reference_fwd, requires_extension, shape_id)
 from fastp2p.ops.dropout_rng import dropout_keep_mask
-from tolerances import FP32_SINGLE_OP, assert_close, relative_error
+from helpers.tolerances import FP32_SINGLE_OP, assert_close, relative_error
 
 pytestmark = requires_extension
 

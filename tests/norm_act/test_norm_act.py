@@ -10,11 +10,17 @@ import torch
 from fastp2p.ops import backend_name_for, norm_act, norm_act_concat, norm_act_into
 from fastp2p.ops.dropout_rng import dropout_keep_mask
 from fastp2p.ops.norm_act_reference import norm_act_math
-from tolerances import BF16_NETWORK, FP32_SINGLE_OP, assert_close, relative_error
-from triton_interpreter import CPU_BACKEND_PARAMS, KERNELS
+from helpers.tolerances import BF16_NETWORK, FP32_SINGLE_OP, assert_close, relative_error
+from helpers.triton_interpreter import KERNELS
 
 needs_triton = pytest.mark.skipif(
     KERNELS is None, reason="interpreter tests: need triton ('.[test]') and no GPU")
+
+
+def _kernels_norm_act():
+    """The Triton launchers' module (its tuning constants), imported only where triton is."""
+    import fastp2p.kernels.norm_act
+    return fastp2p.kernels.norm_act
 
 
 @pytest.fixture
@@ -118,7 +124,7 @@ def test_kernel_matches_float64_reference(case, path, triton_backend, monkeypatc
     """Both paths (forward and backward): the whole group in registers, and the split
     reduction."""
     if path == "split":
-        monkeypatch.setattr(KERNELS.norm_act_module, "ONE_PASS_MAX_ELEMENTS", 0)
+        monkeypatch.setattr(_kernels_norm_act(), "ONE_PASS_MAX_ELEMENTS", 0)
     _check_against_reference(case, torch.float32, FP32_SINGLE_OP)
 
 
@@ -127,8 +133,8 @@ def test_kernel_matches_float64_reference(case, path, triton_backend, monkeypatc
 @pytest.mark.parametrize("norm", ["instance", "batch"])
 def test_split_reduction_merges_statistics(norm, triton_backend, monkeypatch):
     """Many programs per reduction (as on a GPU), each over several tiles: Chan's merge."""
-    monkeypatch.setattr(KERNELS.norm_act_module, "REDUCTION_PROGRAMS", 6)
-    monkeypatch.setattr(KERNELS.norm_act_module, "ONE_PASS_MAX_ELEMENTS", 0)
+    monkeypatch.setattr(_kernels_norm_act(), "REDUCTION_PROGRAMS", 6)
+    monkeypatch.setattr(_kernels_norm_act(), "ONE_PASS_MAX_ELEMENTS", 0)
     case = (norm, True, "leaky_relu", True, 0.0, (2, 5, 24, 40), "nhwc")
     _check_against_reference(case, torch.float32, FP32_SINGLE_OP)
 
@@ -368,16 +374,10 @@ def test_eager_calls_skip_the_custom_op_dispatch_and_still_bump_versions(monkeyp
     assert running_mean.abs().sum() > 0  # updated by the kernel
 
 
-@pytest.fixture(params=CPU_BACKEND_PARAMS)
-def cpu_backend(request, monkeypatch):
-    monkeypatch.setenv("FASTP2P_BACKEND", request.param)
-    return request.param
-
-
 @pytest.mark.parametrize("activation,slope,p", [
     ("leaky_relu", 0.2, 0.0), ("leaky_relu", 0.2, 0.5), ("relu", 0.0, 0.5), ("none", 0.0, 0.3),
     ("leaky_relu", -0.5, 0.0)])  # a negative slope flips signs: that case keeps x
-def test_no_norm_layers_backward_from_their_output_matches_float64(cpu_backend, activation,
+def test_no_norm_layers_backward_from_their_output_matches_float64(backend, activation,
                                                                    slope, p):
     """norm='none' without affine saves the output instead of x for the backward."""
     gen = torch.Generator().manual_seed(3)

@@ -1,10 +1,12 @@
-"""Host launchers over the C++ extension fastp2p._C (CPU kernels; CUDA ones when it was built with nvcc).
+"""The C++ backend: host launchers over the extension fastp2p._C (CPU kernels; CUDA ones when it
+was built with nvcc).
 
-Same signatures and meaning as the Triton launchers and ``norm_act_reference`` (see HELPER_RULES'
-interfaces): no autograd; the ops layer wraps them. The extension has no torch at build time,
-so tensors cross as (data pointer, dtype code, sizes, strides, device) tuples; this module
-checks every argument, allocates the outputs and picks a layout the kernels read with unit
-stride (channels-last or NCHW rows; anything else is copied once).
+The launchers follow ``contract.Backend`` (no autograd; the ops layer wraps them and has checked
+every argument; the C++ ``CHECK_*`` macros stay as the last line of defence for direct calls
+into the extension). The extension has no torch at build time, so tensors cross as (data
+pointer, dtype code, sizes, strides, device) tuples; this module allocates the outputs and picks
+a layout the kernels read with unit stride (channels-last or NCHW rows; anything else is copied
+once).
 
 If the extension is missing (no compiler at install, a failed build), ``available()`` is False,
 warns once with the reason, and the ops layer keeps to the reference math.
@@ -15,12 +17,11 @@ from pathlib import Path
 
 import torch
 
+from fastp2p.ops.definitions import ACTIVATION_CODES, GAN_MODE_CODES
+
 NAME = "cpp"
 # Storage dtypes the kernels compute exactly (float32 statistics and math).
 DTYPES = (torch.float32, torch.bfloat16, torch.float16)
-NORMS = ("instance", "batch", "none")
-ACTIVATIONS = {"none": 0, "relu": 1, "leaky_relu": 2}
-GAN_MODES = {"vanilla": 0, "lsgan": 1, "wgangp": 2}
 # Storage dtypes and their codes in csrc/common/tensor_arg.h.
 _DTYPE_CODES = {torch.float32: 0, torch.bfloat16: 1, torch.float16: 2}
 # Statistics modes in csrc/common/norm_act_params.h.
@@ -28,7 +29,7 @@ _INSTANCE, _BATCH_TRAIN, _BATCH_EVAL, _NONE = 0, 1, 2, 3
 _LOW32 = 0xFFFFFFFF
 # Most bytes of GEMM output (cols) that conv_transpose2d_fwd holds at once.
 _CONV_COLS_BYTES = 64 << 20
-_BUILD_INFO = Path(__file__).resolve().parents[1] / "_C_build.json"
+_BUILD_INFO = Path(__file__).resolve().parents[2] / "_C_build.json"
 
 _extension = None
 _reason = None
@@ -117,41 +118,13 @@ def _statistics_arg(t):
 
 
 def _check_device(x, what):
+    """The one check of its own: what this build can run (the arguments were checked by the op)."""
     if x.is_cuda:
         if not cuda_available():
             raise ValueError(f"{what}: fastp2p._C was built without CUDA; expected a CPU tensor, "
                              f"got one on {x.device}")
     elif not x.is_cpu:
         raise ValueError(f"{what}: expected a CPU or CUDA tensor, got one on {x.device}")
-
-
-def _check_activation_input(x, name):
-    if not isinstance(x, torch.Tensor):
-        raise ValueError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
-    if x.dim() != 4:
-        raise ValueError(f"{name} must be 4-D (N, C, H, W), got shape {tuple(x.shape)}")
-    if x.dtype not in _DTYPE_CODES:
-        raise ValueError(f"{name} must be float32, bfloat16 or float16, got {x.dtype}")
-    if x.numel() == 0:
-        raise ValueError(f"{name} must not be empty, got shape {tuple(x.shape)}")
-    _check_device(x, name)
-
-
-def _check_channel_vector(t, name, channels, device):
-    if t is None:
-        return
-    if not isinstance(t, torch.Tensor) or tuple(t.shape) != (channels,):
-        shape = tuple(t.shape) if isinstance(t, torch.Tensor) else type(t).__name__
-        raise ValueError(f"{name} must be a tensor of shape ({channels},), got {shape}")
-    if t.device != device:
-        raise ValueError(f"{name} must be on {device} like x, got {t.device}")
-    if not t.is_floating_point():
-        raise ValueError(f"{name} must be floating point, got {t.dtype}")
-
-
-def _check_pair(a, b, names):
-    if (a is None) != (b is None):
-        raise ValueError(f"{names[0]} and {names[1]} must both be tensors or both be None")
 
 
 def _fp32(t):
@@ -195,8 +168,6 @@ def _conform(t, layout):
 
 
 def _stats_mode(norm, training, running_mean):
-    if norm not in NORMS:
-        raise ValueError(f"norm must be one of {NORMS}, got {norm!r}")
     if norm == "instance":
         return _INSTANCE
     if norm == "batch":
@@ -204,33 +175,16 @@ def _stats_mode(norm, training, running_mean):
     return _NONE
 
 
-def _activation_code(activation):
-    if activation not in ACTIVATIONS:
-        raise ValueError(f"activation must be one of {tuple(ACTIVATIONS)}, got {activation!r}")
-    return ACTIVATIONS[activation]
-
-
-def _check_dropout(dropout_p, seed, offset, device):
+def _rng(dropout_p, seed, offset, device):
     """(p, seed32, offset32, seed_ptr, offset_ptr). seed / offset are Python ints, or (for CUDA
-    graph replay) one-element int64 tensors on x's device that the kernels read when they run."""
-    if not 0.0 <= float(dropout_p) < 1.0:
-        raise ValueError(f"dropout_p must be in [0, 1), got {dropout_p}")
-    as_tensor = [isinstance(v, torch.Tensor) for v in (seed, offset)]
-    for name, value, is_tensor in (("seed", seed, as_tensor[0]), ("offset", offset, as_tensor[1])):
-        if is_tensor:
-            if value.dtype != torch.int64 or value.numel() != 1:
-                raise ValueError(f"{name} as a tensor must be one int64 element, got "
-                                 f"{value.dtype} of shape {tuple(value.shape)}")
-        elif not isinstance(value, int) or isinstance(value, bool):
-            raise ValueError(f"{name} must be a Python int or an int64 tensor, got {type(value).__name__}")
-    if not (as_tensor[0] or as_tensor[1]):
+    graph replay) int64 tensors on x's device that the kernels read when they run."""
+    if not isinstance(seed, torch.Tensor):
         return float(dropout_p), seed & _LOW32, offset & _LOW32, 0, 0
     if device.type == "cpu":  # read now: the CPU kernel runs synchronously
-        seed, offset = (int(v.item()) if t else v for v, t in zip((seed, offset), as_tensor))
-        return float(dropout_p), seed & _LOW32, offset & _LOW32, 0, 0
-    if not all(as_tensor) or seed.device != device or offset.device != device:
-        raise ValueError(f"for CUDA tensors, seed and offset must both be ints or both be int64 "
-                         f"tensors on {device}")
+        return float(dropout_p), int(seed.item()) & _LOW32, int(offset.item()) & _LOW32, 0, 0
+    if seed.device != device or offset.device != device:
+        raise ValueError(f"for CUDA tensors, seed and offset tensors must be on {device}, got "
+                         f"{seed.device} and {offset.device}")
     return float(dropout_p), 0, 0, seed.data_ptr(), offset.data_ptr()
 
 
@@ -254,29 +208,13 @@ def norm_act_fwd(x, weight, bias, running_mean, running_var, out, out_channel_of
     like nn.BatchNorm2d (momentum, unbiased variance).
     """
     C_ext = _require()
-    _check_activation_input(x, "x")
-    _check_activation_input(out, "out")
+    _check_device(x, "norm_act")
     n, channels, height, width = x.shape
-    if out.dtype != x.dtype or out.device != x.device:
-        raise ValueError(f"out must have x's dtype and device ({x.dtype}, {x.device}), "
-                         f"got {out.dtype}, {out.device}")
-    if not isinstance(out_channel_offset, int) or out_channel_offset < 0 or \
-            out_channel_offset + channels > out.shape[1]:
-        raise ValueError(f"out_channel_offset must be an int in [0, {out.shape[1] - channels}] so "
-                         f"that {channels} channels fit in out's {out.shape[1]}, got {out_channel_offset}")
-    if out.shape[0] != n or tuple(out.shape[2:]) != (height, width):
-        raise ValueError(f"out must have shape ({n}, >= {channels}, {height}, {width}), "
-                         f"got {tuple(out.shape)}")
-    _check_pair(weight, bias, ("weight", "bias"))
-    _check_pair(running_mean, running_var, ("running_mean", "running_var"))
-    for name, t in (("weight", weight), ("bias", bias), ("running_mean", running_mean),
-                    ("running_var", running_var)):
-        _check_channel_vector(t, name, channels, x.device)
     # (One value per norm group, as in a 1x1 instance norm, is rejected by the extension itself,
     # which divides by count - 1 for the running variance: so it guards direct callers too.)
     stats = _stats_mode(norm, training, running_mean)
-    dropout_p, seed32, offset32, seed_ptr, offset_ptr = _check_dropout(dropout_p, seed, offset, x.device)
-    activation_code = _activation_code(activation)
+    dropout_p, seed32, offset32, seed_ptr, offset_ptr = _rng(dropout_p, seed, offset, x.device)
+    activation_code = ACTIVATION_CODES[activation]
 
     layout = _layout_of(x)
     if layout is None:
@@ -313,35 +251,14 @@ def norm_act_bwd(grad_out_slice, x, weight, bias, mean, rstd, *, norm, activatio
 
     ``mean``/``rstd`` are what norm_act_fwd returned. ``training=False`` marks batch norm whose
     forward used the running stats (its ``training or running_mean is None`` was False), so the
-    statistics do not depend on x; the HELPER_RULES signature has no such flag, so it is
-    keyword-only with the training default.
+    statistics do not depend on x (keyword-only, with the training default).
     """
     C_ext = _require()
-    _check_activation_input(x, "x")
-    _check_activation_input(grad_out_slice, "grad_out_slice")
+    _check_device(x, "norm_act")
     n, channels, height, width = x.shape
-    if grad_out_slice.shape != x.shape or grad_out_slice.dtype != x.dtype or \
-            grad_out_slice.device != x.device:
-        raise ValueError(f"grad_out_slice must match x (shape {tuple(x.shape)}, {x.dtype}, "
-                         f"{x.device}), got {tuple(grad_out_slice.shape)}, "
-                         f"{grad_out_slice.dtype}, {grad_out_slice.device}")
-    _check_pair(weight, bias, ("weight", "bias"))
-    for name, t in (("weight", weight), ("bias", bias)):
-        _check_channel_vector(t, name, channels, x.device)
-    if norm == "batch" and not training:
-        stats = _BATCH_EVAL
-    else:
-        stats = _stats_mode(norm, True, None)
-    if stats != _NONE:
-        expected = (n, channels) if stats == _INSTANCE else (channels,)
-        for name, t in (("mean", mean), ("rstd", rstd)):
-            if not isinstance(t, torch.Tensor) or tuple(t.shape) != expected:
-                shape = tuple(t.shape) if isinstance(t, torch.Tensor) else type(t).__name__
-                raise ValueError(f"{name} must be the saved statistics of shape {expected}, got {shape}")
-            if t.device != x.device:
-                raise ValueError(f"{name} must be on {x.device} like x, got {t.device}")
-    dropout_p, seed32, offset32, seed_ptr, offset_ptr = _check_dropout(dropout_p, seed, offset, x.device)
-    activation_code = _activation_code(activation)
+    stats = _BATCH_EVAL if norm == "batch" and not training else _stats_mode(norm, True, None)
+    dropout_p, seed32, offset32, seed_ptr, offset_ptr = _rng(dropout_p, seed, offset, x.device)
+    activation_code = ACTIVATION_CODES[activation]
 
     layout = _layout_of(x)
     if layout is None:
@@ -366,15 +283,11 @@ def norm_act_bwd(grad_out_slice, x, weight, bias, mean, rstd, *, norm, activatio
 
 
 # -- losses ------------------------------------------------------------------------------------
-def _check_loss_input(t, name):
-    if not isinstance(t, torch.Tensor):
-        raise ValueError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
-    if t.dtype not in _DTYPE_CODES:
-        raise ValueError(f"{name} must be float32, bfloat16 or float16, got {t.dtype}")
+def _check_loss_device(t):
+    """The one check of its own: the loss kernels are CPU code (the arguments were checked by
+    the op)."""
     if not t.is_cpu:
-        raise ValueError(f"{name}: the C++ loss kernels take CPU tensors, got one on {t.device}")
-    if t.numel() == 0:
-        raise ValueError(f"{name} must not be empty")
+        raise ValueError(f"the C++ loss kernels take CPU tensors, got one on {t.device}")
 
 
 def _dense_alike(*tensors):
@@ -394,13 +307,11 @@ def _like(t):
 def gan_loss_fwd(logits, *, mode, target_is_real):
     """(loss, grad_logits): the GANLoss mean against 1 (real) or 0 (fake) and d loss / d logits."""
     C_ext = _require()
-    _check_loss_input(logits, "logits")
-    if mode not in GAN_MODES:
-        raise ValueError(f"mode must be one of {tuple(GAN_MODES)}, got {mode!r}")
+    _check_loss_device(logits)
     (logits,) = _dense_alike(logits.detach())
     grad = _like(logits)
     loss = torch.empty((), dtype=torch.float32)
-    C_ext.gan_loss_fwd(_arg(logits), _arg(grad), _arg(loss), GAN_MODES[mode],
+    C_ext.gan_loss_fwd(_arg(logits), _arg(grad), _arg(loss), GAN_MODE_CODES[mode],
                        bool(target_is_real), torch.get_num_threads())
     return loss, grad
 
@@ -408,11 +319,7 @@ def gan_loss_fwd(logits, *, mode, target_is_real):
 def l1_loss_fwd(x, y):
     """(loss, grad_x): mean |x - y| and its gradient with respect to x (grad_y = -grad_x)."""
     C_ext = _require()
-    _check_loss_input(x, "x")
-    _check_loss_input(y, "y")
-    if x.shape != y.shape or x.dtype != y.dtype:
-        raise ValueError(f"y must match x (shape {tuple(x.shape)}, {x.dtype}), "
-                         f"got {tuple(y.shape)}, {y.dtype}")
+    _check_loss_device(x)
     x, y = _dense_alike(x.detach(), y.detach())
     grad = _like(x)
     loss = torch.empty((), dtype=torch.float32)

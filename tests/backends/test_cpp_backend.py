@@ -1,5 +1,6 @@
-"""The C++ backend's boundary: bad input raises ValueError naming what was expected, and a
-missing extension is reported (once) instead of failing the import."""
+"""The C++ backend: bad input (checked once, by the ops) raises ValueError naming what was
+expected before it reaches the C++ kernels, the extension's own CHECK_* macros guard direct
+calls, and a missing extension is reported (once) instead of failing the import."""
 import importlib
 import json
 import re
@@ -10,7 +11,8 @@ import warnings
 import pytest
 import torch
 
-from cpp_backend_helpers import cpp_backend, requires_extension
+from fastp2p.ops import gan_loss, l1_loss, norm_act, norm_act_into
+from helpers.cpp_backend_helpers import cpp_backend, requires_extension
 
 NORM_KW = dict(norm="instance", training=True, momentum=0.1, eps=1e-5, activation="relu",
                slope=0.0, dropout_p=0.0, seed=0, offset=0)
@@ -23,18 +25,25 @@ def test_extension_is_built_when_a_compiler_exists():
     assert cpp_backend.unavailable_reason() == ""
 
 
+@pytest.fixture
+def cpp_forced(monkeypatch):
+    """Arguments are checked once, at the op boundary (fastp2p.ops), not again in the adapter:
+    these tests call the ops with the C++ backend forced."""
+    monkeypatch.setenv("FASTP2P_BACKEND", "cpp")
+
+
 def _fwd(x, out=None, channel_offset=0, weight=None, bias=None, **overrides):
     out = torch.empty(x.shape, dtype=x.dtype) if out is None else out
-    return cpp_backend.norm_act_fwd(x, weight, bias, None, None, out, channel_offset,
-                                    **{**NORM_KW, **overrides})
+    return norm_act_into(x, weight, bias, None, None, out, channel_offset,
+                         **{**NORM_KW, **overrides})
 
 
 BAD_FORWARD = {
-    "3-D x": (lambda: _fwd(torch.randn(2, 3, 4)), "4-D"),
-    "float64 x": (lambda: _fwd(torch.randn(1, 2, 3, 3, dtype=torch.float64)), "float32, bfloat16 or float16"),
-    "offset past the end": (lambda: _fwd(torch.randn(1, 2, 3, 3), torch.empty(1, 3, 3, 3), 2), "out_channel_offset"),
-    "out spatial size": (lambda: _fwd(torch.randn(1, 2, 3, 3), torch.empty(1, 2, 3, 4)), "out must have shape"),
-    "out dtype": (lambda: _fwd(torch.randn(1, 2, 3, 3), torch.empty(1, 2, 3, 3, dtype=torch.bfloat16)), "dtype"),
+    "3-D x": (lambda: _fwd(torch.randn(2, 3, 4)), "x of shape (N, C, H, W)"),
+    "float64 x": (lambda: _fwd(torch.randn(1, 2, 3, 3, dtype=torch.float64)), "on the cpp backend expects"),
+    "offset past the end": (lambda: _fwd(torch.randn(1, 2, 3, 3), torch.empty(1, 3, 3, 3), 2), "do not fit a destination"),
+    "out spatial size": (lambda: _fwd(torch.randn(1, 2, 3, 3), torch.empty(1, 2, 3, 4)), "destination must be (1, C_out, 3, 3)"),
+    "out dtype": (lambda: _fwd(torch.randn(1, 2, 3, 3), torch.empty(1, 2, 3, 3, dtype=torch.bfloat16)), "destination must be torch.float32"),
     "weight shape": (lambda: _fwd(torch.randn(1, 2, 3, 3), weight=torch.ones(3), bias=torch.ones(3)), "shape (2,)"),
     "weight without bias": (lambda: _fwd(torch.randn(1, 2, 3, 3), weight=torch.ones(2)), "both"),
     "unknown norm": (lambda: _fwd(torch.randn(1, 2, 3, 3), norm="group"), "norm must be one of"),
@@ -43,36 +52,35 @@ BAD_FORWARD = {
     "float seed": (lambda: _fwd(torch.randn(1, 2, 3, 3), seed=1.5), "seed must be a Python int"),
     "int32 offset tensor": (lambda: _fwd(torch.randn(1, 2, 3, 3), offset=torch.tensor([3], dtype=torch.int32)),
                             "one int64 element"),
-    "instance norm of 1x1": (lambda: _fwd(torch.randn(2, 2, 1, 1)), "more than one spatial element"),
-    "batch norm of one value": (lambda: _fwd(torch.randn(1, 2, 1, 1), norm="batch"), "more than one value"),
+    "instance norm of 1x1": (lambda: _fwd(torch.randn(2, 2, 1, 1)), "more than 1 spatial element"),
+    "batch norm of one value": (lambda: _fwd(torch.randn(1, 2, 1, 1), norm="batch"), "more than 1 value"),
     "empty x": (lambda: _fwd(torch.randn(0, 2, 3, 3)), "must not be empty"),
 }
 
 
 @requires_extension
 @pytest.mark.parametrize("case", BAD_FORWARD, ids=list(BAD_FORWARD))
-def test_bad_forward_input_raises_value_error(case):
+def test_bad_forward_input_raises_value_error(cpp_forced, case):
     call, message = BAD_FORWARD[case]
     with pytest.raises(ValueError, match=re.escape(message)):
         call()
 
 
 @requires_extension
-def test_bad_backward_and_loss_input_raise_value_error():
-    x = torch.randn(1, 2, 3, 3)
-    with pytest.raises(ValueError, match="grad_out_slice must match x"):
-        cpp_backend.norm_act_bwd(torch.randn(1, 2, 3, 4), x, None, None, torch.zeros(1, 2),
-                                 torch.ones(1, 2), norm="instance", activation="relu", slope=0.0,
-                                 dropout_p=0.0, seed=0, offset=0)
-    with pytest.raises(ValueError, match=r"mean must be the saved statistics of shape \(1, 2\)"):
-        cpp_backend.norm_act_bwd(x, x, None, None, torch.zeros(2), torch.ones(2), norm="instance",
-                                 activation="relu", slope=0.0, dropout_p=0.0, seed=0, offset=0)
+def test_bad_backward_and_loss_input_raise_value_error(cpp_forced):
+    """The backward's own inputs (grad_out, the saved statistics) come from autograd, which
+    checks the gradient's shape itself; the losses' inputs are checked by the ops."""
+    x = torch.randn(1, 2, 3, 3, requires_grad=True)
+    y = norm_act(x, norm="instance", activation="relu")
+    with pytest.raises(RuntimeError, match="shape"):
+        y.backward(torch.randn(1, 2, 3, 4))
+    x = x.detach()
     with pytest.raises(ValueError, match="mode must be one of"):
-        cpp_backend.gan_loss_fwd(x, mode="hinge", target_is_real=True)
-    with pytest.raises(ValueError, match="y must match x"):
-        cpp_backend.l1_loss_fwd(x, torch.randn(1, 2, 3, 4))
-    with pytest.raises(ValueError, match="float32, bfloat16 or float16"):
-        cpp_backend.l1_loss_fwd(x.double(), x.double())
+        gan_loss(x, "hinge", True)
+    with pytest.raises(ValueError, match="same shape"):
+        l1_loss(x, torch.randn(1, 2, 3, 4))
+    with pytest.raises(ValueError, match="on the cpp backend expects"):
+        l1_loss(x.double(), x.double())
 
 
 @requires_extension
@@ -128,7 +136,7 @@ def test_setup_installs_pure_python_when_the_compiler_fails(tmp_path):
     import subprocess
     from pathlib import Path
     pytest.importorskip("setuptools")
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
     if not (root / "setup.py").exists():
         pytest.skip("needs the source checkout")
     env = {**os.environ, "CC": "false", "CXX": "false", "LDSHARED": "false", "FASTP2P_CUDA": "0"}

@@ -1,4 +1,5 @@
-"""The reference backend: plain PyTorch with the launchers' signatures (any device, no Triton).
+"""The reference backend: plain PyTorch with the contract's launchers (any device, no Triton);
+also what the registry runs for an op another backend lacks.
 
 ``norm_act_fwd`` is the shared oracle of ``norm_act_reference``; the backward and the losses
 are written out here with the same formulas the kernels implement, in float32 (or float64 when

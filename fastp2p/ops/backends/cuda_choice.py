@@ -5,7 +5,8 @@ The choice is data, not a guess: ``cuda_norm_act_choice.json`` beside this file,
 ``benchmarks/cuda_choice_table.py`` from the micro-benchmark rows of a GPU run
 (``benchmarks/gpu_check.sh`` leaves it with the results) and committed with them. It lists the
 (norm, dtype, N, C, H, W) for which the C++ kernel's forward + backward beat Triton's. Without
-the file, or without a CUDA build of fastp2p._C, every CUDA call runs Triton.
+the file, or without a CUDA build of fastp2p._C, every CUDA call runs Triton — and no table is
+committed yet, so the CUDA C++ norm-act kernels are dormant by default.
 """
 import json
 from functools import lru_cache
