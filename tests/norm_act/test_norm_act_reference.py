@@ -23,7 +23,7 @@ def test_dropout_mask_keeps_one_minus_p(p):
 
 
 def _python_uint32_keep(seed, offset, index, p):
-    """The contract of HELPER_RULES / dropout_rng.py, written with Python integers."""
+    """The contract of kernels/dropout_rng.py, restated independently with Python integers."""
     def mix(h):
         h ^= h >> 16
         h = (h * 0x7FEB352D) & 0xFFFFFFFF
