@@ -7,7 +7,7 @@ import sys
 import torch
 
 from fastp2p.bench.ceilings import copy_bandwidth_gbps
-from fastp2p.bench.peers import capture
+from fastp2p.nn.cuda_graphs import capture
 from fastp2p.bench.timing import benchmark
 
 __all__ = ["captured", "copy_bandwidth_gbps", "default_device", "row", "time_ms"]
@@ -29,7 +29,7 @@ def time_ms(fn, device: torch.device, quick: bool = False):
 
 
 def captured(fn):
-    """fn as one CUDA graph replay (``fastp2p.bench.peers.capture``), or fn itself, with a
+    """fn as one CUDA graph replay (``fastp2p.nn.cuda_graphs.capture``), or fn itself, with a
     warning, when something in it cannot be captured."""
     try:
         return capture(fn)

@@ -256,7 +256,7 @@ def test_graph_replay_keeps_what_the_graph_points_at_alive():
     import gc
     import weakref
 
-    from fastp2p.bench.peers import GraphReplay
+    from fastp2p.nn.cuda_graphs import GraphReplay
 
     class Recorder:
         replays = 0

@@ -62,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
     from fastp2p.train.distributed import (init_processes, shutdown_processes,
                                            wrap_for_data_parallel)
     from fastp2p.train.engine import Pix2PixEngine
-    from fastp2p.train.networks import build_discriminator, build_generator
+    from fastp2p.train.networks import discriminator_from_options, generator_from_options
     from fastp2p.train.reports import LossLog, TrainingPage
     from fastp2p.train.schedulers import LRSchedule
     from fastp2p.train.trainer import Trainer
@@ -97,8 +97,8 @@ def run(args: argparse.Namespace) -> int:
         if len(loader) == 0:
             raise ValueError(f"{len(dataset)} training pairs make no full batch of "
                              f"{args.batch_size}: lower --batch_size")
-        netG = build_generator(args).to(info.device)
-        netD = build_discriminator(args).to(info.device)
+        netG = generator_from_options(args).to(info.device)
+        netD = discriminator_from_options(args).to(info.device)
         checkpoints = CheckpointFolder(args.checkpoints_dir, args.name)
         if args.continue_train:
             checkpoints.load_network(netG, args.epoch, "G")

@@ -43,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
     from fastp2p.data import DataError, create_dataloader, create_dataset
     from fastp2p.train.checkpoints import CheckpointFolder
     from fastp2p.train.distributed import resolve_device
-    from fastp2p.train.networks import build_generator
+    from fastp2p.train.networks import generator_from_options
     from fastp2p.train.reports import TRIPLET, save_image, write_html
 
     resolve_quick_defaults(args)
@@ -57,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
         dataset = create_dataset(args, args.phase)
         loader = create_dataloader(dataset, 1, shuffle=False, num_workers=args.num_threads,
                                    seed=args.seed)
-        netG = build_generator(args).to(device)
+        netG = generator_from_options(args).to(device)
         weights = CheckpointFolder(args.checkpoints_dir, args.name).load_network(
             netG, args.epoch, "G")
     except (ValueError, DataError) as err:
