@@ -20,7 +20,7 @@ def time_ms(fn, device: torch.device, quick: bool = False):
 
     The graph keeps the host out of the figure: the training step replays its kernels from one
     graph, so their GPU time is what it pays, while a direct call of a small layer's op would
-    time Python and launch overhead (seen on an H200: 2-4 ms per op for 1x512x2x2 maps)."""
+    time Python and launch overhead (benchmarks/NOTES.md, run 1: "GPU inference")."""
     if device.type == "cuda":
         fn = captured(fn)
     timing = benchmark(fn, device=device, warmup_ms=10 if quick else 25,

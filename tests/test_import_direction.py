@@ -74,3 +74,10 @@ def test_imports_point_down_the_layers(layer, path):
 def test_the_scan_sees_every_layer():
     layers = {layer for layer, _ in _modules()}
     assert layers == set(FORBIDDEN)
+
+
+def test_the_reference_layer_names_the_gan_modes_the_ops_define():
+    """fastp2p.reference imports only torch, so it spells the GAN modes itself: the same ones."""
+    from fastp2p.ops.definitions import GAN_MODES
+    from fastp2p.reference.losses import GAN_MODES as REFERENCE_GAN_MODES
+    assert REFERENCE_GAN_MODES == GAN_MODES

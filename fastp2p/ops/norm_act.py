@@ -146,8 +146,8 @@ def _rng_kwargs(seed, offset, rng):
 # The custom ops below are what torch.compile and other tracers see (opaque, no Python launcher
 # to trace); the forward mutates BatchNorm's running statistics in place. Eager calls (CUDA-graph
 # capture included) run the same functions directly: the dispatcher's generic handling of a
-# mutating custom op costs ~0.1 ms of host time per call (it rebuilds the schema's argument list
-# for every argument), more than a small layer's kernels take on a GPU.
+# mutating custom op rebuilds the schema's argument list for every argument on every call, which
+# costs more host time than a small layer's kernels take on a GPU (benchmarks/NOTES.md, run 1).
 def _norm_act_fwd(x: torch.Tensor, weight: Optional[torch.Tensor],
                   bias: Optional[torch.Tensor], running_mean: Optional[torch.Tensor],
                   running_var: Optional[torch.Tensor], skip: Optional[torch.Tensor],
@@ -298,8 +298,22 @@ def norm_act(x, weight=None, bias=None, running_mean=None, running_var=None, *,
              slope=0.2, dropout_p=0.0, seed=0, offset=0):
     """dropout(act(norm(x) * weight + bias)) with autograd, in x's memory format.
 
-    ``seed``/``offset``: ints, or int64 0-dim device tensors (read at run time: what a CUDA
-    graph replays); the mask is ``fastp2p.ops.dropout_rng.dropout_keep_mask``'s.
+    - ``x``: (N, C, H, W) float32, bfloat16 or float16 (float64 on the reference backend), on
+      any device a backend serves; channels-last (NHWC) or contiguous, any strides. The output
+      has x's shape, dtype and memory format.
+    - ``weight`` / ``bias``: (C,) floating point, both or neither (affine).
+    - ``running_mean`` / ``running_var``: (C,), both or neither, ``norm="batch"`` only: used in
+      eval (``training=False``), updated in place in training (``momentum``, unbiased variance,
+      like nn.BatchNorm2d).
+    - ``norm``: "instance" | "batch" | "none"; ``activation``: "none" | "relu" | "leaky_relu"
+      (``slope``); ``dropout_p`` in [0, 1).
+    - ``seed``/``offset``: ints, or int64 0-dim device tensors (read at run time: what a CUDA
+      graph replays); the mask is ``fastp2p.ops.dropout_rng.dropout_keep_mask``'s.
+
+    Example::
+
+        x = torch.randn(2, 64, 32, 32).to(memory_format=torch.channels_last)
+        y = norm_act(x, weight, bias, norm="instance", activation="leaky_relu", slope=0.2)
     """
     cfg = NormActConfig(norm, training, momentum, eps, activation, slope, dropout_p)
     return _run(x, weight, bias, running_mean, running_var, None, seed, offset, cfg)
@@ -308,7 +322,16 @@ def norm_act(x, weight=None, bias=None, running_mean=None, running_var=None, *,
 def norm_act_concat(skip, x, weight=None, bias=None, running_mean=None, running_var=None, *,
                     norm="instance", training=True, momentum=0.1, eps=1e-5, activation="relu",
                     slope=0.2, dropout_p=0.0, seed=0, offset=0):
-    """``cat([relu(skip), norm_act(x, ...)], 1)``, each half written in place by the backend."""
+    """``cat([relu(skip), norm_act(x, ...)], 1)``, each half written in place by the backend.
+
+    ``skip``: (N, C_skip, H, W) with x's dtype and device; the result is (N, C_skip + C, H, W)
+    in x's memory format (the U-Net decoder's input, without a torch.cat). Other arguments as
+    ``norm_act`` (activation defaults to "relu" here).
+
+    Example::
+
+        up = norm_act_concat(skip, x, weight, bias, norm="batch", dropout_p=0.5, seed=7)
+    """
     cfg = NormActConfig(norm, training, momentum, eps, activation, slope, dropout_p)
     return _run(x, weight, bias, running_mean, running_var, skip, seed, offset, cfg)
 
@@ -316,8 +339,19 @@ def norm_act_concat(skip, x, weight=None, bias=None, running_mean=None, running_
 def norm_act_into(x, weight, bias, running_mean, running_var, out, out_channel_offset, *,
                   norm="instance", training=True, momentum=0.1, eps=1e-5, activation="none",
                   slope=0.2, dropout_p=0.0, seed=0, offset=0):
-    """The checked launcher without autograd: writes into a caller's buffer slice and returns
-    the saved (mean, rstd) (for callers that manage their own buffers and backward)."""
+    """The checked launcher without autograd: writes ``norm_act(x, ...)`` into
+    ``out[:, out_channel_offset:out_channel_offset + C]`` and returns the float32 (mean, rstd)
+    (N, C) for instance norm, (C,) for batch norm, empty for none — for callers that manage
+    their own buffers and backward.
+
+    ``out``: (N, C_out, H, W) with x's dtype and device, any memory format; the channels outside
+    the slice are left as they are. Other arguments as ``norm_act``.
+
+    Example::
+
+        buffer = torch.empty(2, 96, 32, 32)
+        mean, rstd = norm_act_into(x, None, None, None, None, buffer, 32, norm="instance")
+    """
     cfg = NormActConfig(norm, training, momentum, eps, activation, slope, dropout_p)
     check_norm_act_inputs(x, weight, bias, running_mean, running_var, cfg)
     _check_destination(out, x, out_channel_offset)
