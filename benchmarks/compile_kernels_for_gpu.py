@@ -3,8 +3,8 @@
 The interpreter runs kernels as numpy code, so it cannot see errors that only the real compiler
 raises (types, constexpr handling, layouts). This script compiles each kernel specialization
 the launchers can request down to a cubin. ``--all`` compiles every combination, otherwise a
-spread-out subset. Run it without TRITON_INTERPRET (tests/backends/test_kernels_compile.py does so in a
-subprocess); exits 1 on any failure.
+spread-out subset. Run it without TRITON_INTERPRET (tests/backends/test_kernels_compile.py
+does so in a subprocess); exits 1 on any failure.
 """
 import itertools
 import sys
