@@ -17,7 +17,8 @@
 # Every file is written where it is read back from as soon as it exists: $OUT when it is set
 # (at most 8 files, no sub-folders: gpu_check.log, tests.log, the results JSON, markdown and
 # PNG, the choice table, conv_layers.txt, profile.txt), else a temporary folder; the results
-# are also copied to benchmarks/results/. A run killed from outside still leaves its logs and the figures so far.
+# are also copied to benchmarks/results/. A run killed from outside still leaves its logs and
+# the figures so far.
 # Usage: bash benchmarks/gpu_check.sh   (PYTHON=... to pick the interpreter)
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -83,7 +84,7 @@ if wanted tests; then
 fi
 
 # The per-shape Triton / CUDA C++ choice (both launchers timed on every norm-act shape): commit
-# it as fastp2p/ops/cuda_norm_act_choice.json together with the results file.
+# it as fastp2p/ops/backends/cuda_norm_act_choice.json together with the results file.
 if wanted choice; then
     log "Triton vs CUDA C++ norm-act kernels per shape (limit 150s)"
     timeout --signal=INT --kill-after=10 150 "$PY" benchmarks/cuda_choice_table.py \
