@@ -143,6 +143,26 @@ def _rng_kwargs(seed, offset, rng):
     return dict(seed=rng[0], offset=rng[1])
 
 
+_SKIP_KWARGS = NormActConfig(norm="none", activation="relu").launcher_kwargs()
+
+
+def _launch_fwd(x, weight, bias, running_mean, running_var, skip, rng, seed, offset, norm,
+                training, momentum, eps, activation, slope, dropout_p):
+    """(out, mean, rstd) as the backend's launcher returns them (the arguments checked)."""
+    backend = norm_act_backend_for(x, norm)
+    check_backend_dtype(backend, x, "norm_act")
+    skip_channels = 0 if skip is None else skip.shape[1]
+    out = like_memory_format(x, skip_channels + x.shape[1])
+    launcher = backend.norm_act_fwd
+    if skip is not None:
+        launcher(skip, None, None, None, None, out, 0, seed=0, offset=0, **_SKIP_KWARGS)
+    mean, rstd = launcher(
+        x, weight, bias, running_mean, running_var, out, skip_channels,
+        **_rng_kwargs(seed, offset, rng), norm=norm, training=training, momentum=momentum,
+        eps=eps, activation=activation, slope=slope, dropout_p=dropout_p)
+    return out, mean, rstd
+
+
 # The custom ops below are what torch.compile and other tracers see (opaque, no Python launcher
 # to trace); the forward mutates BatchNorm's running statistics in place. Eager calls (CUDA-graph
 # capture included) run the same functions directly: the dispatcher's generic handling of a
@@ -154,17 +174,9 @@ def _norm_act_fwd(x: torch.Tensor, weight: Optional[torch.Tensor],
                   rng: Optional[torch.Tensor], seed: int, offset: int, norm: str,
                   training: bool, momentum: float, eps: float, activation: str, slope: float,
                   dropout_p: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    backend = norm_act_backend_for(x, norm)
-    check_backend_dtype(backend, x, "norm_act")
-    skip_channels = 0 if skip is None else skip.shape[1]
-    out = like_memory_format(x, skip_channels + x.shape[1])
-    if skip is not None:
-        backend.norm_act_fwd(skip, None, None, None, None, out, 0, seed=0, offset=0,
-                             **_SKIP_CFG.launcher_kwargs())
-    mean, rstd = backend.norm_act_fwd(
-        x, weight, bias, running_mean, running_var, out, skip_channels,
-        **_rng_kwargs(seed, offset, rng), norm=norm, training=training, momentum=momentum,
-        eps=eps, activation=activation, slope=slope, dropout_p=dropout_p)
+    out, mean, rstd = _launch_fwd(x, weight, bias, running_mean, running_var, skip, rng, seed,
+                                  offset, norm, training, momentum, eps, activation, slope,
+                                  dropout_p)
     # Outputs of a custom op may alias neither inputs nor each other: eval batch norm can hand
     # back the running mean itself, and "none" one shared empty tensor.
     if norm == "none":
@@ -232,9 +244,6 @@ def _(grad_out, x, weight, bias, mean, rstd, skip, rng, seed, offset, norm, trai
             empty if skip is None else torch.empty_like(skip))
 
 
-_SKIP_CFG = NormActConfig(norm="none", activation="relu")
-
-
 def _runs_directly(x) -> bool:
     """Eager call on real tensors: skip the custom op's dispatch (see above). Tracing
     (torch.compile, export, fake or meta tensors) goes through the op."""
@@ -252,6 +261,12 @@ def _backward_reads_output(cfg: NormActConfig, weight, skip) -> bool:
             and (cfg.activation != "leaky_relu" or cfg.slope >= 0))
 
 
+def _mark_running_stats_updated(running_mean, running_var, cfg: NormActConfig) -> None:
+    """What the op's dispatch does for its mutated arguments, on a call that skips it."""
+    if running_mean is not None and cfg.training:
+        torch.autograd.graph.increment_version((running_mean, running_var))
+
+
 class _NormActFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, weight, bias, running_mean, running_var, skip, seed, offset, cfg):
@@ -260,9 +275,8 @@ class _NormActFunction(torch.autograd.Function):
         forward = _norm_act_fwd if direct else _norm_act_fwd_op
         out, mean, rstd = forward(x, weight, bias, running_mean, running_var, skip, rng, seed,
                                   offset, **cfg.launcher_kwargs())
-        if direct and running_mean is not None and cfg.training:
-            # What the op's dispatch does for its mutated arguments.
-            torch.autograd.graph.increment_version((running_mean, running_var))
+        if direct:
+            _mark_running_stats_updated(running_mean, running_var, cfg)
         saved_x = out if _backward_reads_output(cfg, weight, skip) else x
         ctx.save_for_backward(saved_x, weight, bias, mean, rstd, skip, rng)
         ctx.cfg, ctx.seed, ctx.offset, ctx.direct = cfg, seed, offset, direct
@@ -285,12 +299,27 @@ class _NormActFunction(torch.autograd.Function):
         return grad_x, grad_weight, grad_bias, None, None, grad_skip, None, None, None
 
 
+def _records_autograd(x, weight, bias, skip) -> bool:
+    """Whether this call needs the autograd Function (a gradient can flow to an input)."""
+    return torch.is_grad_enabled() and (
+        x.requires_grad or (weight is not None and (weight.requires_grad or bias.requires_grad))
+        or (skip is not None and skip.requires_grad))
+
+
 def _run(x, weight, bias, running_mean, running_var, skip, seed, offset, cfg):
     check_norm_act_inputs(x, weight, bias, running_mean, running_var, cfg)
     if skip is not None:
         _check_like_x("norm_act_concat: skip", skip, x, "C_skip")
-    return _NormActFunction.apply(x, weight, bias, running_mean, running_var, skip, seed,
-                                  offset, cfg)
+    if _records_autograd(x, weight, bias, skip) or not _runs_directly(x):
+        return _NormActFunction.apply(x, weight, bias, running_mean, running_var, skip, seed,
+                                      offset, cfg)
+    # Inference: nothing to save or differentiate, so the launcher runs without the autograd
+    # Function around it (which costs more host time than a small layer's kernel).
+    seed, offset, rng = _rng_args(seed, offset)
+    out = _launch_fwd(x, weight, bias, running_mean, running_var, skip, rng, seed, offset,
+                      **cfg.launcher_kwargs())[0]
+    _mark_running_stats_updated(running_mean, running_var, cfg)
+    return out
 
 
 def norm_act(x, weight=None, bias=None, running_mean=None, running_var=None, *,

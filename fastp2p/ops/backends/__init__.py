@@ -99,9 +99,8 @@ def _serves_cpu(entry: _Entry, forced: bool) -> bool:
     return bool(getattr(backend.module, "INTERPRETED", False)) and (forced or _interpreter_on())
 
 
-def backend_name_for(device) -> str:
-    """Name of the backend that runs ops on ``device`` now (reads the environment each call)."""
-    forced = os.environ.get(ENV_VAR, "").strip()
+def _resolve(device_type: str, forced: str) -> str:
+    """The backend name for a device type under ``FASTP2P_BACKEND=forced`` (empty: not forced)."""
     if forced:
         if forced not in BACKEND_NAMES:
             raise ValueError(f"{ENV_VAR} must be one of {BACKEND_NAMES}, got {forced!r}")
@@ -110,21 +109,44 @@ def backend_name_for(device) -> str:
             raise ValueError(f"{ENV_VAR}={forced} but that backend is not available here "
                              f"(module {entry.module} did not import); install it or unset "
                              f"{ENV_VAR}")
-        if device.type == "cpu" and not _serves_cpu(entry, forced=True):
+        if device_type == "cpu" and not _serves_cpu(entry, forced=True):
             raise ValueError(f"{ENV_VAR}={forced} on CPU tensors needs TRITON_INTERPRET=1 set "
                              "before fastp2p's kernels are imported")
         return forced
     for entry in _BACKENDS:
-        if device.type not in entry.devices:
+        if device_type not in entry.devices:
             continue
-        if device.type == "cpu" and entry.needs_interpreter_on_cpu and not _interpreter_on():
+        if device_type == "cpu" and entry.needs_interpreter_on_cpu and not _interpreter_on():
             continue  # without importing triton at all
         if _load(entry.module) is None:
             continue
-        if device.type == "cpu" and not _serves_cpu(entry, forced=False):
+        if device_type == "cpu" and not _serves_cpu(entry, forced=False):
             continue
         return entry.name
-    raise ValueError(f"no fastp2p backend serves device {device}")
+    raise ValueError(f"no fastp2p backend serves device {device_type}")
+
+
+# What _resolve answered, per (device type, FASTP2P_BACKEND, TRITON_INTERPRET): the environment
+# is read on every call (tests and users change it between calls), the registry walked once per
+# combination. Its other inputs do not change within a process: _load caches each backend's
+# availability, and the Triton module's INTERPRETED is fixed when it is imported.
+_resolved: dict = {}
+
+
+def _resolved_for(device_type: str) -> tuple:
+    """(name, loaded backend) for ``device_type`` under the current environment."""
+    environ = os.environ
+    key = (device_type, environ.get(ENV_VAR), environ.get("TRITON_INTERPRET"))
+    resolved = _resolved.get(key)
+    if resolved is None:
+        name = _resolve(device_type, (key[1] or "").strip())
+        resolved = _resolved[key] = (name, backend_named(name))
+    return resolved
+
+
+def backend_name_for(device) -> str:
+    """Name of the backend that runs ops on ``device`` now (follows the environment each call)."""
+    return _resolved_for(device.type)[0]
 
 
 def backend_named(name: str):
@@ -134,7 +156,7 @@ def backend_named(name: str):
 
 def backend_for(device):
     """The backend (launchers) for tensors on ``device``."""
-    return backend_named(backend_name_for(device))
+    return _resolved_for(device.type)[1]
 
 
 def norm_act_backend_for(x, norm: str):
@@ -144,9 +166,9 @@ def norm_act_backend_for(x, norm: str):
     Dormant by default: no choice table is committed, so the CUDA C++ norm-act kernels never
     run unless a GPU run's table is committed (benchmarks/cuda_choice_table.py) or
     FASTP2P_BACKEND=cpp forces them."""
-    name = backend_name_for(x.device)
+    name, backend = _resolved_for(x.device.type)
     if name == "triton" and x.is_cuda and not os.environ.get(ENV_VAR, "").strip():
         cpp = backend_named("cpp")
         if cpp is not None and cpp.cuda_available() and cuda_choice.prefers_cpp(norm, x):
             return cpp
-    return backend_named(name)
+    return backend

@@ -167,6 +167,25 @@ def _conform(t, layout):
     return copy
 
 
+def _destination(out, out_channel_offset, x, layout):
+    """The kernel's destination: (the argument of out[:, offset:offset + C], None) when that
+    slice can be written in ``layout`` as it is (described by its address, without building a
+    view); else (a staging tensor's argument, (the slice, the staging tensor)) to copy back."""
+    batch, out_channels, height, width = out.shape
+    channels, strides = x.shape[1], out.stride()
+    if out_channel_offset < 0 or out_channel_offset + channels > out_channels:
+        raise ValueError(f"channels [{out_channel_offset}, {out_channel_offset + channels}) do "
+                         f"not fit a destination with {out_channels} channels")
+    fits = (channels == 1 or strides[1] == 1) if layout == "channels_last" else (
+        width == 1 or strides[3] == 1)
+    if fits:  # the slice's shape and strides, as the extension checks them against x's
+        address = out.data_ptr() + out_channel_offset * strides[1] * out.element_size()
+        return (address, _DTYPE_CODES[out.dtype], (batch, channels, height, width), strides,
+                out.get_device()), None
+    staging = _empty_in(layout, x)
+    return _arg(staging), (out.narrow(1, out_channel_offset, channels), staging)
+
+
 def _stats_mode(norm, training, running_mean):
     if norm == "instance":
         return _INSTANCE
@@ -207,8 +226,9 @@ def norm_act_fwd(x, weight, bias, running_mean, running_var, out, out_channel_of
     ones in eval), empty for no norm. Batch norm in training updates the running stats in place
     like nn.BatchNorm2d (momentum, unbiased variance).
     """
-    C_ext = _require()
-    _check_device(x, "norm_act")
+    C_ext = _extension or _require()
+    if not x.is_cpu:
+        _check_device(x, "norm_act")
     n, channels, height, width = x.shape
     # (One value per norm group, as in a 1x1 instance norm, is rejected by the extension itself,
     # which divides by count - 1 for the running variance: so it guards direct callers too.)
@@ -219,24 +239,27 @@ def norm_act_fwd(x, weight, bias, running_mean, running_var, out, out_channel_of
     layout = _layout_of(x)
     if layout is None:
         layout, x = "channels_last", _conform(x, "channels_last")
-    out_slice = out.narrow(1, out_channel_offset, channels)
-    destination = out_slice if _fits(out_slice, layout) else _empty_in(layout, x)
+    destination, staged = _destination(out, out_channel_offset, x, layout)
     # Running stats are updated in place: through float32 buffers when they are not already.
     running = [_fp32(running_mean), _fp32(running_var)]
-    groups = (n, channels) if stats == _INSTANCE else ((0,) if stats == _NONE else (channels,))
-    mean = torch.empty(groups, dtype=torch.float32, device=x.device)
-    rstd = torch.empty(groups, dtype=torch.float32, device=x.device)
+    if stats == _NONE:  # no statistics: one empty tensor stands for both (as the contract allows)
+        mean = rstd = x.new_empty(0, dtype=torch.float32)
+    else:
+        groups = (n, channels) if stats == _INSTANCE else (channels,)
+        mean = torch.empty(groups, dtype=torch.float32, device=x.device)
+        rstd = torch.empty(groups, dtype=torch.float32, device=x.device)
     stream, workspace = _device_extras(
         x, lambda: C_ext.norm_act_fwd_workspace_floats(n, channels, height, width, stats))
     C_ext.norm_act_fwd(_arg(x), _optional_arg(_fp32(weight)), _optional_arg(_fp32(bias)),
-                       _optional_arg(running[0]), _optional_arg(running[1]), _arg(destination),
+                       _optional_arg(running[0]), _optional_arg(running[1]), destination,
                        None if stats == _NONE else _statistics_arg(mean),
                        None if stats == _NONE else _statistics_arg(rstd), stats, float(momentum),
                        float(eps), activation_code, float(slope), dropout_p, seed32, offset32,
                        seed_ptr, offset_ptr, torch.get_num_threads(), stream, workspace)
-    if destination is not out_slice:
+    if staged is not None:
+        out_slice, staging = staged
         with torch.no_grad():
-            out_slice.copy_(destination)
+            out_slice.copy_(staging)
     if stats == _BATCH_TRAIN and running_mean is not None:
         with torch.no_grad():
             for target, updated in zip((running_mean, running_var), running):
