@@ -5,8 +5,10 @@ Two layers: the forward and the backward are each a ``torch.library.custom_op``
 torch.compile treats them as opaque ops without tracing the launchers; the autograd formula is
 a ``torch.autograd.Function`` around them, because the forward mutates BatchNorm's running
 statistics and ``register_autograd`` does not accept ops that mutate inputs. Seed/offset are
-ints or device scalars (what CUDA-graph replay reads). The losses, pure functions, are custom
-ops with ``register_autograd`` (fastp2p/ops/losses.py).
+ints or device scalars (what CUDA-graph replay reads). An eager call that records no autograd
+(inference) runs the launcher without either layer: their host cost exceeds a small layer's
+kernel time (benchmarks/NOTES.md, "Host cost per fused call"). The losses, pure functions, are
+custom ops with ``register_autograd`` (fastp2p/ops/losses.py).
 
 ``norm_act_concat(skip, x, ...)`` returns ``cat([relu(skip), norm_act(x)], 1)`` without
 torch.cat: both halves are written by the backend straight into their channel slices of one

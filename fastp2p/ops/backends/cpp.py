@@ -242,8 +242,8 @@ def norm_act_fwd(x, weight, bias, running_mean, running_var, out, out_channel_of
     destination, staged = _destination(out, out_channel_offset, x, layout)
     # Running stats are updated in place: through float32 buffers when they are not already.
     running = [_fp32(running_mean), _fp32(running_var)]
-    if stats == _NONE:  # no statistics: one empty tensor stands for both (as the contract allows)
-        mean = rstd = x.new_empty(0, dtype=torch.float32)
+    if stats == _NONE:  # no statistics (new_empty: cheaper than torch.empty with a device)
+        mean, rstd = x.new_empty(0, dtype=torch.float32), x.new_empty(0, dtype=torch.float32)
     else:
         groups = (n, channels) if stats == _INSTANCE else (channels,)
         mean = torch.empty(groups, dtype=torch.float32, device=x.device)
