@@ -27,7 +27,8 @@ step. Ctrl-C (or SIGTERM) saves latest_* and exits with 128+signal; a NaN/Inf lo
 buffer or optimizer state stops with exit code 1 before anything non-finite is saved, and the
 last good checkpoint stays; a failed write exits with 1 and one line naming the file. At the
 end it prints the images/s over the steps after the first and the share of that time spent
-waiting for data, in the step, logging, writing samples and checkpoints.
+waiting for data, in the step, logging, and copying samples and checkpoints to host memory
+(a background thread writes their files while training goes on).
 Without --dataroot: the embedded dataset (82 edges->photo pairs) and a quick profile
 (unet_128, ngf/ndf 16, 143->128 crops, 3+3 epochs); every default that changes says so below."""
 
