@@ -177,3 +177,14 @@ def test_writer_runs_jobs_in_order_and_raises_a_failure_before_the_next_job():
         writer.submit(lambda: done.append(3))   # waits for the failed one: 3 never runs
     writer.close()
     assert done == [1, 2]
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_host_copy_of_cuda_tensors_is_pinned_complete_and_owns_its_memory():
+    weight = torch.randn(1024, 1024, device="cuda")
+    expected = weight.cpu()
+    copy = host_copy({"w": weight, "again": weight})
+    weight.add_(1.0)   # queued after the copies: must not reach them
+    torch.cuda.synchronize()
+    assert copy["w"].device.type == "cpu" and copy["w"].is_pinned()
+    assert torch.equal(copy["w"], expected) and copy["again"] is copy["w"]
