@@ -30,8 +30,8 @@ def register(commands) -> None:
                                  description=DESCRIPTION,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     add_data_arguments(parser)
-    parser.set_defaults(load_size=QuickDefault(parser.get_default("load_size"), 143),
-                        crop_size=QuickDefault(parser.get_default("crop_size"), 128))
+    parser.set_defaults(load_size=QuickDefault(parser.get_default("load_size"), 72),
+                        crop_size=QuickDefault(parser.get_default("crop_size"), 64))
     describe_defaults(parser, ("load_size", "crop_size"))
     add_model_arguments(parser)
     add_train_arguments(parser)
@@ -57,6 +57,7 @@ def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from fastp2p.data import DataError, create_dataloader, create_dataset
+    from fastp2p.data.create import follow_packed_load_size
     from fastp2p.data.packed_loader import PackedDeviceLoader
     from fastp2p.train.checkpoints import CheckpointFolder, CheckpointWriteError
     from fastp2p.train.distributed import (init_processes, shutdown_processes,
@@ -67,6 +68,7 @@ def run(args: argparse.Namespace) -> int:
     from fastp2p.train.schedulers import LRSchedule
     from fastp2p.train.trainer import Trainer
 
+    load_size_given = not isinstance(args.load_size, QuickDefault)
     resolve_quick_defaults(args)
     try:
         _check_options(args)
@@ -80,6 +82,9 @@ def run(args: argparse.Namespace) -> int:
         if graphs is None:
             graphs = info.device.type == "cuda" and info.world_size == 1
         torch.manual_seed(args.seed)
+        followed = follow_packed_load_size(args, "train", load_size_given)
+        if followed:
+            say(followed)
         dataset = create_dataset(args, "train")
         if hasattr(dataset, "read_batch") and info.device.type == "cuda":
             # Packed shards on a GPU: uint8 batches straight out of the memory maps into pinned
@@ -132,8 +137,12 @@ def run(args: argparse.Namespace) -> int:
         code = trainer.fit(loader, progress_bar=(lambda **kw: tqdm(unit="step", **kw))
                            if info.is_main else None)
         if code == 0 and info.is_main:
+            # name only what holds something (a resumed, finished run trains no step)
+            samples = (page.images if any(page.images.glob("*.png"))
+                       else "none (no training step ran)")
             say(f"checkpoints: {checkpoints.path}/latest_net_G.pth (and latest_net_D.pth)\n"
-                f"samples:     {page.images}\nloss plot:   {page.loss_plot}\n"
+                f"samples:     {samples}\nloss plot:   "
+                f"{page.loss_plot if page.loss_plot.exists() else 'none (no losses logged)'}\n"
                 f"loss log:    {loss_log.path}\nopen:        {page.index.resolve()}")
         return code
     except (ValueError, DataError, CheckpointWriteError) as err:

@@ -78,6 +78,8 @@ class Trainer:
         self.last_epoch = args.n_epochs + args.n_epochs_decay
         self.progress = Progress(epoch=args.epoch_count, epoch_batches=0, images=0)
         self.saved_at = None
+        self.sampled_at = None  # engine step of the newest sample image
+        self.steps_run = 0      # steps taken by this process (not counting resumed ones)
         self._resumed_rng = None
 
     # ---- state ------------------------------------------------------------------------------
@@ -143,6 +145,7 @@ class Trainer:
             self._resumed_rng = None
         for index, batch in enumerate(batches, start=skip):
             engine.step(batch["A"], batch["B"])
+            self.steps_run += 1
             batch_images = batch["A"].shape[0] * self.world_size
             before, progress.images = progress.images, progress.images + batch_images
             progress.epoch_batches = index + 1
@@ -153,9 +156,8 @@ class Trainer:
                 losses = self._log(window_images / (time.perf_counter() - window_start), bar)
                 epoch_losses.append(losses)
                 window_start, window_images = time.perf_counter(), 0
-            if self.page is not None and _crossed(before, progress.images, args.display_freq):
-                self.page.add_sample(progress.epoch, engine.steps, engine.last_batch())
-                self.page.refresh(self.loss_log)
+            if _crossed(before, progress.images, args.display_freq):
+                self._sample()
             if _crossed(before, progress.images, args.save_latest_freq):
                 self.save(["latest"])
             if stops.signal_number is not None:
@@ -166,6 +168,8 @@ class Trainer:
                                       128 + stops.signal_number)
         if bar is not None:
             bar.close()
+        if progress.epoch == self.last_epoch and self.sampled_at != engine.steps:
+            self._sample()  # the final model's sample, whatever --display_freq
         if engine.steps_since_read:
             epoch_losses.append(self._log(window_images / (time.perf_counter() - window_start),
                                           None))
@@ -182,6 +186,15 @@ class Trainer:
             self.page.refresh(self.loss_log)
         self.say(f"epoch {finished} done: {progress.images} images, lr {engine.lr:.3g}, "
                  f"saved {', '.join(labels)}")
+
+    def _sample(self) -> None:
+        """Write the latest step's (real_A, fake_B, real_B) and refresh the page (main process,
+        and only once a step has run in this process: a resumed, finished run has none)."""
+        if self.page is None or self.steps_run == 0:
+            return
+        self.page.add_sample(self.progress.epoch, self.engine.steps, self.engine.last_batch())
+        self.page.refresh(self.loss_log)
+        self.sampled_at = self.engine.steps
 
     def _log(self, images_per_s: float, bar) -> dict:
         losses = self.engine.read_losses()

@@ -26,7 +26,7 @@ def register(commands) -> None:
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     add_data_arguments(parser)
     # The reference's test options: load straight at the crop size (load_size = crop_size).
-    parser.set_defaults(load_size=QuickDefault(256, 128), crop_size=QuickDefault(256, 128))
+    parser.set_defaults(load_size=QuickDefault(256, 64), crop_size=QuickDefault(256, 64))
     describe_defaults(parser, ("load_size", "crop_size"))
     for action in parser._actions:
         if action.dest in ("no_flip", "serial_batches"):
@@ -41,11 +41,14 @@ def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from fastp2p.data import DataError, create_dataloader, create_dataset
+    from fastp2p.data.create import follow_packed_load_size
     from fastp2p.train.checkpoints import CheckpointFolder
     from fastp2p.train.distributed import resolve_device
+    from fastp2p.train.evaluation import L1Scores, train_mean_image
     from fastp2p.train.networks import build_generator
     from fastp2p.train.reports import TRIPLET, save_image, write_html
 
+    load_size_given = not isinstance(args.load_size, QuickDefault)
     resolve_quick_defaults(args)
     # The reference's test-time overrides: one image at a time, in order, unflipped.
     args.no_flip, args.serial_batches = True, True
@@ -54,6 +57,9 @@ def run(args: argparse.Namespace) -> int:
             raise ValueError(f"--num_test must be >= 1, got {args.num_test}")
         device = resolve_device(args.device)
         torch.manual_seed(args.seed)
+        followed = follow_packed_load_size(args, args.phase, load_size_given)
+        if followed:
+            print(followed)
         dataset = create_dataset(args, args.phase)
         loader = create_dataloader(dataset, 1, shuffle=False, num_workers=args.num_threads,
                                    seed=args.seed)
@@ -71,6 +77,7 @@ def run(args: argparse.Namespace) -> int:
     images_dir = out_dir / "images"
     images_dir.mkdir(parents=True, exist_ok=True)
     sections = []
+    scores = None
     total = min(len(loader), args.num_test)
     with torch.no_grad():
         for index, batch in enumerate(tqdm(loader, total=total, unit="image",
@@ -79,6 +86,10 @@ def run(args: argparse.Namespace) -> int:
                 break
             real_A = batch["A"].to(device)
             fake_B = netG(real_A.contiguous(memory_format=layout))
+            if scores is None:
+                scores = L1Scores(args.input_nc == args.output_nc,
+                                  *train_mean_image(args, batch["B"].shape[1:]))
+            scores.add(real_A, fake_B, batch["B"])
             stem = Path(batch["A_paths"][0]).stem
             images = []
             for label, tensor in zip(TRIPLET, (real_A, fake_B, batch["B"])):
@@ -88,6 +99,8 @@ def run(args: argparse.Namespace) -> int:
     write_html(out_dir / "index.html",
                f"{args.name}: {args.phase}, epoch {args.epoch}"
                f"{' (eval mode)' if args.eval else ''}", sections)
-    print(f"translated {len(sections)} image(s) with {weights}\nopen: "
-          f"{(out_dir / 'index.html').resolve()}")
+    print(f"translated {len(sections)} image(s) with {weights}")
+    if scores is not None:
+        print(scores.report())
+    print(f"open: {(out_dir / 'index.html').resolve()}")
     return 0
