@@ -1,8 +1,10 @@
 """``fastp2p test``: translate a split with a trained generator, as the reference's test.py.
 
 Writes ``RESULTS_DIR/NAME/PHASE_EPOCH/images/{stem}_{real_A,fake_B,real_B}.png`` and an
-``index.html`` beside them. As in the reference: batch size 1, pairs in order, no flipping, and
-the generator stays in train mode (batch statistics, dropout as noise) unless ``--eval``.
+``index.html`` beside them, then prints the mean L1 of fake_B to real_B next to two baselines
+(``fastp2p.train.evaluation``). As in the reference: batch size 1, pairs in order, no flipping,
+and the generator stays in train mode (batch statistics, dropout as noise) unless ``--eval``
+(the default without ``--dataroot``, whose quick profile trains at batch 8).
 """
 import argparse
 import sys
@@ -13,9 +15,12 @@ from fastp2p.train.options import (QuickDefault, add_model_arguments, add_test_a
 
 DESCRIPTION = """\
 Translate a split (default: test) with CHECKPOINTS_DIR/NAME/EPOCH_net_G.pth and write the
-real_A / fake_B / real_B images and an HTML index to RESULTS_DIR/NAME/PHASE_EPOCH/. Use the
-same model options (--netG, --ngf, --norm, --no_dropout, --input_nc, ...) as for training;
-without --dataroot the quick profile's defaults apply, matching `fastp2p train` without it."""
+real_A / fake_B / real_B images and an HTML index to RESULTS_DIR/NAME/PHASE_EPOCH/, and print
+the mean L1 of fake_B to real_B beside two baselines: the train split's mean image (a constant
+answer) and, when A and B have the same channels, real_A itself. Use the same model options
+(--netG, --ngf, --norm, --no_dropout, --input_nc, ...) as for training; without --dataroot the
+quick profile's defaults apply, matching `fastp2p train` without it. A packed DATAROOT is read
+at the load size it was packed at unless --load_size is given."""
 
 
 def register(commands) -> None:
