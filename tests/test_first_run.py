@@ -109,3 +109,23 @@ def test_task_chooses_an_embedded_dataset_and_conflicts_with_dataroot(tmp_path, 
     assert main(train_argv(data, tmp_path / "ckpt", "--task", "edges2photo")) == 1
     error = capsys.readouterr().err
     assert "--task edges2photo" in error and "--dataroot" in error and error.count("\n") == 1
+
+
+def test_l1_scores_average_per_image_and_name_a_missing_baseline():
+    import torch
+    from fastp2p.train.evaluation import L1Scores
+
+    real_B = torch.zeros(1, 3, 2, 2)
+    scores = L1Scores(True, torch.full((3, 2, 2), 0.5), "the mean of 2 train images")
+    scores.add(torch.full((1, 3, 2, 2), 0.8), torch.full((1, 3, 2, 2), 0.1), real_B)
+    scores.add(torch.full((1, 3, 2, 2), 0.4), torch.full((1, 3, 2, 2), 0.3), real_B)
+    assert scores.images == 2
+    assert scores.mean("model") == pytest.approx(0.2)
+    assert scores.mean("identity") == pytest.approx(0.6)
+    assert scores.mean("constant") == pytest.approx(0.5)
+    report = scores.report()
+    assert "model / constant 0.40" in report and "model / identity 0.33" in report
+    missing = L1Scores(False, None, "no train split to average")
+    missing.add(real_B, real_B, real_B)
+    report = missing.report()
+    assert "not computed: no train split to average" in report and "identity" not in report
