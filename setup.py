@@ -211,7 +211,11 @@ setup(
         "triton": ["triton>=3.2"],
         "data": ["pillow>=10", "tqdm>=4.60", "scikit-image>=0.22"],
         "train": ["pillow>=10", "tqdm>=4.60", "matplotlib>=3.7", "scikit-image>=0.22"],
-        "bench": ["matplotlib>=3.7", "pytest-benchmark>=4"],
+        # fastp2p bench: the chart, and Pillow for the data micro-benchmark; pytest-benchmark
+        # only for `pytest benchmarks/`.
+        "bench": ["matplotlib>=3.7", "pillow>=10", "pytest-benchmark>=4"],
+        # fastp2p train/test --tensorboard and --use_wandb
+        "trackers": ["tensorboard>=2.10", "wandb>=0.16"],
         # Everything the test suite exercises; triton and numpy pinned (the interpreter's
         # behaviour is what CI proves the kernels with).
         "test": ["pytest>=8", "pytest-benchmark>=4", "triton==3.9.0", "numpy>=2,<3",

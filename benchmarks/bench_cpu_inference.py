@@ -1,10 +1,15 @@
-"""CPU inference of U-Net-256 (batch 1, 256x256, float32), and the fused C++ norm-act on its layers.
+"""CPU inference of U-Net-256 (256x256, float32), and the fused C++ norm-act on its layers.
 
 Everything is measured in one process on the same machine, so the ratios are like for like:
-- ``unet``: the reference UnetGenerator (batch norm, eval, no_grad) in NCHW and channels-last,
-  the same with each eval BatchNorm folded into its conv (an inference-only rewrite fastp2p does
-  not do), and fastp2p.UNet (the C++ backend on CPU tensors) in NCHW and channels-last; every
-  peer is checked against the reference output before it is timed;
+- ``unet``: under ``torch.no_grad()``, in eval mode (and train mode with ``--modes eval,train``:
+  the reference's test.py keeps the generator in train mode): the reference UnetGenerator in NCHW
+  and channels-last; the reference with each eval BatchNorm folded into its conv by hand (a
+  one-off rewrite of a copy, eval only); torch.compile of the reference (``--compile``: slow to
+  build); fastp2p.UNet in NCHW and channels-last (eval: BatchNorm folded into the convs,
+  cached), and in channels-last with folding switched off (eval). Models are timed in turn
+  (A B C A B C ...) so they see the same machine load; medians and minima are reported. Eval
+  outputs are checked against the reference's before anything is timed. Per thread count
+  (``--threads 2,all``) and batch size (``--batch-sizes 1``).
 - ``norm_act``: on every normalized layer's real shape, PyTorch eager BatchNorm (eval) +
   activation (+ torch.cat with the skip tensor on the decoder side) against fastp2p._C's fused
   norm-act writing straight into its slice of a preallocated concatenation buffer.
@@ -14,6 +19,7 @@ Run: ``python benchmarks/bench_cpu_inference.py [--quick] [--json FILE]``; or ca
 """
 import argparse
 import copy
+import functools
 import json
 import os
 import platform
@@ -27,6 +33,7 @@ import torch.nn.functional as F
 
 import fastp2p
 from fastp2p.bench.environment import find_checkout, git_commit
+from fastp2p.nn.folding import folding_disabled
 from fastp2p.ops import backend_name_for, cpp_backend
 from fastp2p.reference import UnetGenerator
 
@@ -70,7 +77,8 @@ def _environment():
     return {"device": "cpu", "cpu": _cpu_model(),
             "cpu_count": os.cpu_count(), "threads": torch.get_num_threads(),
             "torch": torch.__version__, "fastp2p": fastp2p.__version__,
-            "cpp_backend": cpp_backend.available(), "commit": commit, "dirty": dirty}
+            "cpp_backend": cpp_backend.available(), "commit": commit, "dirty": dirty,
+            "load_average": [round(load, 2) for load in os.getloadavg()]}
 
 
 def fold_eval_batchnorm(model):
@@ -95,34 +103,71 @@ def fold_eval_batchnorm(model):
     return model
 
 
-def bench_unet(repeats):
-    """fastp2p.UNet (the C++ backend's fused norm-act on CPU tensors) against the reference."""
+def _unet_models(compile_reference: bool, train: bool):
+    """{(model, layout): (module, memory format)} with the same weights; the reference first."""
     torch.manual_seed(0)
-    image = torch.rand(1, 3, 256, 256) * 2 - 1
-    image_cl = image.to(memory_format=torch.channels_last)
-    reference = UnetGenerator(3, 3, 8, ngf=64).eval()
-    reference_cl = copy.deepcopy(reference).to(memory_format=torch.channels_last)
-    ours = fastp2p.UNet(3, 3, 8, ngf=64).eval()
+    reference = fastp2p.init_weights(UnetGenerator(3, 3, 8, ngf=64), "normal", 0.02)
+    with torch.no_grad():  # running statistics away from their initial 0 / 1
+        for module in reference.modules():
+            if isinstance(module, torch.nn.BatchNorm2d):
+                module.running_mean.uniform_(-0.1, 0.1)
+                module.running_var.uniform_(0.5, 1.5)
+    ours = fastp2p.UNet(3, 3, 8, ngf=64)
     ours.load_state_dict(reference.state_dict())
-    ours_cl = copy.deepcopy(ours).to(memory_format=torch.channels_last)
-    folded = fold_eval_batchnorm(reference).to(memory_format=torch.channels_last)
-    runs = {("reference", "nchw"): lambda: reference(image),
-            ("reference", "channels_last"): lambda: reference_cl(image_cl),
-            ("reference, eval BatchNorm folded into the convs", "channels_last"):
-                lambda: folded(image_cl),
-            ("fastp2p.UNet", "nchw"): lambda: ours(image),
-            ("fastp2p.UNet", "channels_last"): lambda: ours_cl(image_cl)}
+    cl = torch.channels_last
+
+    def copy_of(model, layout=torch.contiguous_format):
+        return copy.deepcopy(model).train(train).to(memory_format=layout)
+
+    models = {("reference", "nchw"): (copy_of(reference), torch.contiguous_format),
+              ("reference", "channels_last"): (copy_of(reference, cl), cl)}
+    if not train:
+        models[("reference, eval BatchNorm folded into the convs", "channels_last")] = (
+            fold_eval_batchnorm(reference).to(memory_format=cl), cl)
+    if compile_reference:
+        models[("reference, torch.compile", "channels_last")] = (
+            torch.compile(copy_of(reference, cl)), cl)
+    models[("fastp2p.UNet", "nchw")] = (copy_of(ours), torch.contiguous_format)
+    models[("fastp2p.UNet", "channels_last")] = (copy_of(ours, cl), cl)
+    if not train:
+        models[(UNFOLDED, "channels_last")] = (copy_of(ours, cl), cl)
+    return models
+
+
+UNFOLDED = "fastp2p.UNet, folding off"
+
+
+def bench_unet(repeats, *, batch_size=1, train=False, compile_reference=False):
+    """fastp2p.UNet (the C++ backend's fused norm-act on CPU tensors) against the reference."""
+    image = torch.rand(batch_size, 3, 256, 256,
+                       generator=torch.Generator().manual_seed(1)) * 2 - 1
+    models = _unet_models(compile_reference, train)
+    runs = {}
+    for (model, layout), (module, memory_format) in models.items():
+        x = image.contiguous(memory_format=memory_format)
+        if model == UNFOLDED:
+            def run(module=module, x=x):
+                with folding_disabled():
+                    return module(x)
+        else:
+            run = functools.partial(module, x)
+        runs[(model, layout)] = run
     with torch.no_grad():
-        expected = reference(image)
-        for (model, layout), run in runs.items():  # the same numbers before any timing
-            torch.testing.assert_close(run(), expected, rtol=1e-4, atol=1e-5,
-                                       msg=lambda m: f"{model} ({layout}): {m}")
-        timings = interleaved_ms(runs, repeats)
+        if not train:  # the same numbers before any timing (also each model's warm-up)
+            expected = runs[("reference", "nchw")]()
+            for (model, layout), run in runs.items():
+                torch.testing.assert_close(run(), expected, rtol=1e-4, atol=1e-5,
+                                           msg=lambda m: f"{model} ({layout}): {m}")
+        timings = interleaved_ms(runs, repeats, warmup=1 if train else 0)
     baseline = timings[("reference", "nchw")]
-    return [{"name": f"unet256 inference: {model}, {layout}", "bench": "unet", "model": model,
-             "layout": layout, "backend": backend_name_for(torch.device("cpu")),
+    baseline_cl = timings[("reference", "channels_last")]
+    mode = "train" if train else "eval"
+    return [{"name": f"unet256 inference {mode} batch {batch_size}: {model}, {layout}",
+             "bench": "unet", "model": model, "layout": layout, "mode": mode,
+             "batch_size": batch_size, "backend": backend_name_for(torch.device("cpu")),
              "median_ms": ms, "min_ms": low, "max_ms": high,
              "speedup_vs_reference_nchw": baseline[0] / ms,
+             "speedup_vs_reference_channels_last": baseline_cl[0] / ms,
              "speedup_of_min_vs_reference_nchw": baseline[1] / low}
             for (model, layout), (ms, low, high) in timings.items()]
 
@@ -168,26 +213,54 @@ def bench_norm_act(repeats, layout):
     return rows
 
 
-def collect(quick: bool) -> list:
-    """Benchmark rows (dicts with ``name`` and ``median_ms``); quick: fewer repeats."""
-    environment = _environment()
-    if not environment["cpp_backend"]:
+def _thread_counts(text: str) -> list:
+    """"2,all" -> [2, os.cpu_count()], each once."""
+    counts = [os.cpu_count() if item.strip() == "all" else int(item)
+              for item in text.split(",") if item.strip()]
+    return list(dict.fromkeys(counts))
+
+
+def collect(quick: bool, *, threads="2,all", batch_sizes=(1,), modes=("eval",),
+            compile_reference=False, layers=True) -> list:
+    """Benchmark rows (dicts with ``name`` and ``median_ms``); quick: fewer repeats, the
+    current thread count."""
+    if not cpp_backend.available():
         raise RuntimeError(f"the C++ backend is unavailable: {cpp_backend.unavailable_reason()}")
     unet_repeats, layer_repeats = (2, 5) if quick else (15, 50)
-    rows = bench_unet(unet_repeats)
-    for layout in FORMATS:
-        rows += bench_norm_act(layer_repeats, layout)
-    return [{**environment, **row} for row in rows]
+    counts = [torch.get_num_threads()] if quick else _thread_counts(threads)
+    initial = torch.get_num_threads()
+    rows = []
+    try:
+        for count in counts:
+            torch.set_num_threads(count)
+            environment = _environment()
+            for batch_size in batch_sizes:
+                for mode in modes:
+                    rows += [{**environment, **row} for row in bench_unet(
+                        unet_repeats, batch_size=batch_size, train=mode == "train",
+                        compile_reference=compile_reference)]
+            if layers:
+                for layout in FORMATS:
+                    rows += [{**environment, **row}
+                             for row in bench_norm_act(layer_repeats, layout)]
+    finally:
+        torch.set_num_threads(initial)
+    return rows
 
 
 def _print_table(rows):
     for row in rows:
         if row["bench"] == "unet":
-            print(f"unet  {row['model']:<48} {row['layout']:<14} median {row['median_ms']:7.1f} ms"
-                  f" (min {row['min_ms']:.1f})  {row['speedup_vs_reference_nchw']:.2f}x "
-                  f"(of min {row['speedup_of_min_vs_reference_nchw']:.2f}x) vs reference NCHW")
-    print(f"\n{'layout':<14} {'shape':<20} {'op':<24} {'eager ms':>9} {'fused ms':>9} {'speedup':>8}")
+            print(f"unet {row['threads']} threads {row['mode']} batch {row['batch_size']}  "
+                  f"{row['model']:<48} {row['layout']:<14} median {row['median_ms']:7.1f} ms"
+                  f" (min {row['min_ms']:.1f})  {row['speedup_vs_reference_nchw']:.2f}x vs "
+                  f"reference NCHW, {row['speedup_vs_reference_channels_last']:.2f}x vs "
+                  f"reference channels-last (of min {row['speedup_of_min_vs_reference_nchw']:.2f}x"
+                  f" vs NCHW)")
     layers = [r for r in rows if r["bench"] == "norm_act"]
+    if not layers:
+        return
+    print(f"\n{'layout':<14} {'shape':<20} {'op':<24} {'eager ms':>9} {'fused ms':>9} {'speedup':>8}")
     for eager, fused in zip(layers[::2], layers[1::2]):
         print(f"{eager['layout']:<14} {str(tuple(eager['shape'])):<20} {eager['op']:<24} "
               f"{eager['median_ms']:9.3f} {fused['median_ms']:9.3f} "
@@ -199,14 +272,34 @@ def main(argv=None):
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="fewer repeats (a smoke run)")
     parser.add_argument("--json", metavar="FILE", help="also write the rows to FILE as JSON")
-    parser.add_argument("--threads", type=int, help="torch (and fastp2p._C) threads; default: torch's")
+    parser.add_argument("--threads", default="2,all",
+                        help="comma-separated torch (and fastp2p._C) thread counts, 'all' = every "
+                             "core (default: 2,all; each count once)")
+    parser.add_argument("--batch-sizes", default="1",
+                        help="comma-separated U-Net batch sizes (default: 1)")
+    parser.add_argument("--modes", default="eval",
+                        help="comma-separated subset of eval,train (default: eval)")
+    parser.add_argument("--compile", action="store_true",
+                        help="also time torch.compile of the reference (minutes to build on a "
+                             "small CPU)")
+    parser.add_argument("--no-layers", action="store_true",
+                        help="skip the per-layer norm-act comparison")
     args = parser.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    rows = collect(args.quick)
-    print(f"device: cpu ({rows[0]['cpu']}, {rows[0]['cpu_count']} cores), {rows[0]['threads']} "
-          f"threads, torch {rows[0]['torch']}, commit {rows[0]['commit']}"
-          f"{' (dirty)' if rows[0]['dirty'] else ''}\n")
+    modes = tuple(m.strip() for m in args.modes.split(",") if m.strip())
+    if not modes or set(modes) - {"eval", "train"}:
+        parser.error(f"--modes takes eval and/or train, got {args.modes!r}")
+    try:
+        batch_sizes = tuple(int(b) for b in args.batch_sizes.split(",") if b.strip())
+        _thread_counts(args.threads)
+    except ValueError:
+        parser.error("--threads and --batch-sizes take comma-separated integers ('all' for "
+                     "--threads)")
+    rows = collect(args.quick, threads=args.threads, batch_sizes=batch_sizes, modes=modes,
+                   compile_reference=args.compile, layers=not args.no_layers)
+    first = rows[0]
+    print(f"device: cpu ({first['cpu']}, {first['cpu_count']} cores), load average "
+          f"{first['load_average']}, torch {first['torch']}, commit {first['commit']}"
+          f"{' (dirty)' if first['dirty'] else ''}\n")
     _print_table(rows)
     if args.json:
         with open(args.json, "w") as handle:

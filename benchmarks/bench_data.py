@@ -10,8 +10,12 @@ all in one process (one torch thread, like a loader worker), with a warm page ca
   CPU: the CPU training path);
 - ``shard batches``: ``read_batch`` of 64 random pairs, uint8 286x572x3 each (memory map +
   copy: what the GPU path reads; crop/flip/normalize then run on the GPU);
+- ``shard CRC32``: the corruption check a process runs once per shard when it first maps it
+  (``zlib.crc32`` over the shard's bytes), per pair, so its ratio to ``shard batches`` is the
+  cost of checking the whole pack relative to one epoch's read time;
 - the same three through a DataLoader with one worker per core, and an epoch of
-  ``PackedDeviceLoader`` (reader thread, augmentation where the batches go) (full mode);
+  ``PackedDeviceLoader`` (reader threads, augmentation where the batches go; with one reader
+  and with its default, one per usable core) (full mode);
 - ``augment``: crop/flip/split/normalize of a uint8 batch, the PyTorch gather on the CPU and, on
   CUDA, the Triton kernel against the same gather on the GPU.
 Every row carries ``pairs_per_s``. Run: ``python benchmarks/bench_data.py [--quick]``.
@@ -21,6 +25,7 @@ import random
 import sys
 import tempfile
 import time
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -32,7 +37,7 @@ from fastp2p.data.datasets import AlignedDataset
 from fastp2p.data.gpu_augment import augment_pairs_torch, draw_crop_flips
 from fastp2p.data.pack import pack_phase, usable_cpus
 from fastp2p.data.packed import PackedDataset
-from fastp2p.data.packed_loader import PackedDeviceLoader
+from fastp2p.data.packed_loader import PackedDeviceLoader, default_readers
 from fastp2p.data.transforms import Preprocess
 
 LOAD, CROP, HALF = 286, 256, 256
@@ -136,6 +141,11 @@ def _cpu_rows(root: Path, count: int, quick: bool) -> list:
                    batch, quick, provider="shard-batches", shape=f"{LOAD}x{2 * LOAD}x3 uint8",
                    bytes=2 * batch * LOAD * 2 * LOAD * 3),
     ]
+    whole_shard = packed._shard(0)
+    rows.append(_timed_row("data shard CRC32 (zlib, once per shard per process)",
+                           lambda: zlib.crc32(whole_shard), len(whole_shard), quick,
+                           provider="shard-crc32", shape=f"{LOAD}x{2 * LOAD}x3 uint8",
+                           bytes=whole_shard.nbytes))
     raw = packed.read_batch(indices)
     crop_x, crop_y, flip = draw_crop_flips(config, LOAD, LOAD, [random.Random(i) for i in indices])
     rows.append(_timed_row(
@@ -143,7 +153,8 @@ def _cpu_rows(root: Path, count: int, quick: bool) -> list:
         lambda: augment_pairs_torch(raw, crop_x, crop_y, flip, crop_size=CROP), batch, quick,
         provider="torch", shape=shape, dtype="float32"))
     if not quick:
-        rows.append(_device_loader_row(packed, "cpu", torch.float32, quick))
+        rows += [_device_loader_row(packed, "cpu", torch.float32, quick, readers)
+                 for readers in sorted({1, default_readers()})]
         workers = usable_cpus()
         rows += [
             _loader_row(f"data folder items, {workers} workers",
@@ -159,9 +170,10 @@ def _cpu_rows(root: Path, count: int, quick: bool) -> list:
     return rows
 
 
-def _device_loader_row(packed, device, dtype, quick) -> dict:
-    """A whole epoch of PackedDeviceLoader (reader thread + augmentation on ``device``)."""
-    loader = PackedDeviceLoader(packed, BATCH, shuffle=True, seed=0, device=device, dtype=dtype)
+def _device_loader_row(packed, device, dtype, quick, readers=None) -> dict:
+    """A whole epoch of PackedDeviceLoader (reader threads + augmentation on ``device``)."""
+    loader = PackedDeviceLoader(packed, BATCH, shuffle=True, seed=0, device=device, dtype=dtype,
+                                readers=readers)
 
     def one_epoch():
         for batch in loader:
@@ -169,8 +181,10 @@ def _device_loader_row(packed, device, dtype, quick) -> dict:
         if device == "cuda":
             torch.cuda.synchronize()
     dtype_name = str(dtype).replace("torch.", "")
-    return _timed_row(f"data PackedDeviceLoader epoch -> {device} {dtype_name}", one_epoch,
+    return _timed_row(f"data PackedDeviceLoader epoch -> {device} {dtype_name}, "
+                      f"{loader.readers} readers", one_epoch,
                       len(loader.sampler), quick, provider="packed-device-loader",
+                      readers=loader.readers,
                       dtype=dtype_name, shape=f"{LOAD}x{2 * LOAD} -> 2x{CROP}x{CROP}",
                       **({"device": "cuda"} if device == "cuda" else {}))
 
@@ -233,6 +247,13 @@ def main(argv=None) -> int:
                if "process_cpu_ms_mean" in row else "")
         print(f"{row['name']:50s} {row['median_ms']:9.2f} ms/call "
               f"{row['pairs_per_s']:9.0f} pairs/s{cpu}")
+    # the in-process rows (the first of each provider; the DataLoader rows come later)
+    rate = {}
+    for row in rows:
+        rate.setdefault(row["provider"], row["pairs_per_s"])
+    print(f"checking every shard's CRC32 (once per process) costs "
+          f"{rate['shard-batches'] / rate['shard-crc32']:.2f} x one epoch's shard-batch read "
+          "time (ratio of the in-process rows above, measured in this run)")
     return 0
 
 

@@ -7,7 +7,6 @@ CPU when there is no GPU; the fastp2p provider names the backend that ran).
 """
 import functools
 
-import pytest
 import torch
 import torch.nn.functional as F
 
@@ -68,22 +67,6 @@ def collect(quick: bool = False) -> list:
                                 device=str(device), memory_format="channels_last",
                                 mode="loss+grad"))
     return rows
-
-
-@pytest.mark.parametrize("provider", ["eager", "fastp2p"])
-@pytest.mark.parametrize("op", ["gan_loss[vanilla]", "l1_loss"])
-def test_loss_benchmark(benchmark, provider, op):
-    device = default_device()
-    x = torch.randn(1 if device.type == "cpu" else 64, *SHAPES[op], device=device)
-    y = torch.randn_like(x)
-    fn = _eager(op) if provider == "eager" else _fused(op, device)
-
-    def run():
-        fn(x, y)
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-
-    benchmark(run)
 
 
 if __name__ == "__main__":

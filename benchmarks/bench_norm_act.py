@@ -8,11 +8,11 @@ torch.compile of the same computation, with the copy bandwidth of the same run a
 
 ``collect(quick)`` returns the rows (the benchmark suite calls it); ``quick=True`` runs tiny
 shapes, on the CPU when there is no GPU (there fastp2p is whatever backend the dispatcher picks,
-named in the row). ``pytest benchmarks/bench_norm_act.py`` runs pytest-benchmark on one shape.
+named in the row). ``pytest benchmarks/`` runs pytest-benchmark on one shape
+(test_micro_benchmarks.py).
 """
 import functools
 
-import pytest
 import torch
 import torch.nn.functional as F
 
@@ -125,24 +125,6 @@ def collect(quick: bool = False) -> list:
                                         device=str(device), memory_format="channels_last",
                                         mode=mode))
     return rows
-
-
-@pytest.mark.parametrize("provider", ["eager", "fastp2p"])
-@pytest.mark.parametrize("op", ["norm_act", "norm_act_concat"])
-def test_norm_act_benchmark(benchmark, provider, op):
-    device = default_device()
-    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
-    side = 64 if device.type == "cuda" else 8
-    args, _ = _inputs(op, 1 if device.type == "cpu" else 64, 64, side, dtype, device)
-    fn = _eager(op, "instance") if provider == "eager" else _fused(op, "instance")
-
-    def run():
-        fn(*args)
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-
-    with torch.no_grad():
-        benchmark(run)
 
 
 if __name__ == "__main__":

@@ -1,14 +1,8 @@
-"""``pytest benchmarks/`` collects the ``bench_*.py`` modules (pytest's default pattern is
-``test_*.py``) and runs their pytest-benchmark tests; the project's device marks apply here too.
+"""``pytest benchmarks/`` runs the pytest-benchmark tests of test_micro_benchmarks.py; the
+project's device marks apply here too.
 """
 import pytest
 import torch
-
-
-def pytest_collect_file(file_path, parent):
-    if file_path.suffix == ".py" and file_path.name.startswith("bench_"):
-        return pytest.Module.from_parent(parent, path=file_path)
-    return None
 
 
 def pytest_collection_modifyitems(config, items):

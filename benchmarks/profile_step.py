@@ -18,6 +18,7 @@ from torch.profiler import ProfilerActivity, profile
 
 from fastp2p.bench import ceilings
 from fastp2p.bench.flops import training_step_flops
+from fastp2p.bench.launches import count_device_work
 from fastp2p.bench.networks import FULL_CONFIG, build_pair, make_batch
 from fastp2p.train.engine import Pix2PixEngine
 
@@ -40,11 +41,13 @@ def family(name: str) -> str:
     return "other"
 
 
-def profile_batch(batch: int, steps: int, warmup: int) -> tuple[float, dict, list]:
-    """(GPU ms per step, {family: ms per step}, [(kernel, ms per step, calls per step)])."""
+def profile_batch(batch: int, steps: int, warmup: int,
+                  master_weights: bool = False) -> tuple[float, dict, list, dict]:
+    """(GPU ms per step, {family: ms per step}, [(kernel, ms per step, calls per step)],
+    {"kernels": per step, "memory_ops": per step})."""
     generator, discriminator = build_pair(FULL_CONFIG, fast=True, device="cuda", seed=0)
     engine = Pix2PixEngine(generator, discriminator, precision="bf16", channels_last=True,
-                           cuda_graph=False)
+                           cuda_graph=False, master_weights=master_weights)
     real_a, real_b = make_batch(FULL_CONFIG, batch, "cuda")
     for _ in range(warmup):
         engine.step(real_a, real_b)
@@ -64,7 +67,8 @@ def profile_batch(batch: int, steps: int, warmup: int) -> tuple[float, dict, lis
         families[family(name)] += ms
     top = sorted(((name, ms, calls / steps) for name, (ms, calls) in kernels.items()),
                  key=lambda item: -item[1])
-    return sum(families.values()), dict(families), top
+    counts = {name: count / steps for name, count in count_device_work(prof.events()).items()}
+    return sum(families.values()), dict(families), top, counts
 
 
 def main(argv=None) -> int:
@@ -74,6 +78,8 @@ def main(argv=None) -> int:
     parser.add_argument("--warmup", type=int, default=5, help="steps first (default 5)")
     parser.add_argument("--top", type=int, default=25, help="kernels listed per batch size")
     parser.add_argument("--out", type=Path, help="also write the report here")
+    parser.add_argument("--master-weights", action="store_true",
+                        help="profile the engine with master_weights=True (issue 17)")
     args = parser.parse_args(argv)
     if not torch.cuda.is_available():
         print("profile_step: needs a CUDA GPU", file=sys.stderr)
@@ -85,10 +91,13 @@ def main(argv=None) -> int:
              f"{matmul['dtype']} matmul {matmul['tflops']:.0f} TFLOP/s, copy "
              f"{copy['gbps']:.0f} GB/s; model {gflop:.1f} GFLOP per image per step"]
     for batch in (int(b) for b in args.batch_sizes.split(",")):
-        total, families, top = profile_batch(batch, args.steps, args.warmup)
+        total, families, top, counts = profile_batch(batch, args.steps, args.warmup,
+                                                     args.master_weights)
         flop_floor = gflop * batch / (matmul["tflops"] * 1e3) * 1e3  # ms
         lines.append(f"\n== batch {batch}: {total:.2f} GPU ms per step (eager, summed kernel "
-                     f"time); FLOP floor {flop_floor:.2f} ms ({flop_floor / total:.0%} of it)")
+                     f"time); FLOP floor {flop_floor:.2f} ms ({flop_floor / total:.0%} of it); "
+                     f"{counts['kernels']:.0f} kernels and {counts['memory_ops']:.0f} "
+                     "copies / fills per step")
         for label, ms in sorted(families.items(), key=lambda item: -item[1]):
             lines.append(f"  {label:24s} {ms:9.3f} ms  {ms / total:6.1%}")
         lines.append("  heaviest kernels (ms per step, calls per step):")

@@ -31,9 +31,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _subcommand_parser(parser: argparse.ArgumentParser, name: str) -> argparse.ArgumentParser:
+    commands = next(action for action in parser._actions
+                    if isinstance(action, argparse._SubParsersAction))
+    return commands.choices[name]
+
+
 def main(argv=None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:
+        # argparse leaves a subcommand's unknown options to the top-level parser, whose usage
+        # would say nothing about them: report them with the subcommand's usage instead.
+        where = _subcommand_parser(parser, args.command) if args.command else parser
+        where.error(f"unrecognized arguments: {' '.join(unknown)}")
     if getattr(args, "run", None) is None:
         parser.print_help()
         return 2

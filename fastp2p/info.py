@@ -1,11 +1,13 @@
-"""``fastp2p info``: versions, and what this machine can run."""
+"""``fastp2p info``: versions, and which backend the fused ops use on each device, and why."""
 import argparse
 
 
 def register(commands) -> None:
-    parser = commands.add_parser("info", help="print versions and available backends",
+    parser = commands.add_parser("info", help="print versions and the backend of each device",
                                  description="Print fastp2p, torch, triton and CUDA versions, "
-                                             "and what fastp2p._C was built with.")
+                                             "what fastp2p._C was built with, and, for the CPU "
+                                             "and each visible GPU, which backend the fused "
+                                             "ops (norm-act, losses) will use and why.")
     parser.set_defaults(run=run)
 
 
@@ -20,12 +22,16 @@ def run(args: argparse.Namespace) -> int:
         import triton
         print(f"triton  {triton.__version__}")
     except ImportError:
-        print("triton  not installed (fused Triton kernels unavailable; reference math is used)")
+        print("triton  not installed (the Triton kernels need it: pip install 'fastp2p[triton]')")
     if torch.cuda.is_available():
         print(f"cuda    {torch.version.cuda} on {torch.cuda.get_device_name()}")
     else:
         print("cuda    no GPU visible")
     print(f"C++     {_extension_status()}")
+    print("fused ops (norm-act, losses) run on:")
+    devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+    for device in devices:
+        print(f"  {device:5s} {_backend_line(torch.device(device))}")
     return 0
 
 
@@ -35,7 +41,47 @@ def _extension_status() -> str:
 
     reason = cpp_backend.unavailable_reason()
     if reason:
-        return f"fastp2p._C unavailable ({reason}); the reference math runs on CPUs"
+        return f"fastp2p._C not available ({reason})"
     if cpp_backend.cuda_available():
         return "fastp2p._C with CPU and CUDA kernels"
     return f"fastp2p._C with CPU kernels; no CUDA kernels ({cpp_backend.cuda_unavailable_reason()})"
+
+
+def _backend_line(device) -> str:
+    """The dispatcher's own choice for ``device`` (fastp2p.ops.backend_name_for), explained."""
+    import os
+
+    from fastp2p.ops import backend_name_for, cpp_backend
+    from fastp2p.ops.backends import ENV_VAR
+
+    try:
+        name = backend_name_for(device)
+    except ValueError as err:
+        return f"none: {err}"
+    if os.environ.get(ENV_VAR, "").strip():
+        return f"{name}: forced by {ENV_VAR}={name}"
+    if name == "cpp":
+        return "cpp: the CPU kernels of fastp2p._C"
+    if name == "triton" and device.type == "cpu":
+        return "triton: the Triton kernels through the interpreter (TRITON_INTERPRET=1; slow)"
+    if name == "triton":
+        cuda_cpp = ("; the CUDA kernels of fastp2p._C on the norm-act shapes of the measured "
+                    "choice table" if cpp_backend.cuda_available() else "")
+        return f"triton: the Triton kernels{cuda_cpp}"
+    if device.type == "cpu":
+        why = f"fastp2p._C not available ({cpp_backend.unavailable_reason()})"
+    else:
+        why = _why_no_triton()
+    return f"reference: plain PyTorch math, because {why}"
+
+
+def _why_no_triton() -> str:
+    try:
+        import triton  # noqa: F401
+    except ImportError:
+        return "triton is not installed (pip install 'fastp2p[triton]')"
+    try:
+        import fastp2p.kernels.backend  # noqa: F401
+    except ImportError as err:
+        return f"fastp2p's Triton kernels did not import ({err})"
+    return "the Triton backend reports itself unavailable on this machine"

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from fastp2p.bench import ceilings
-from fastp2p.bench.inference import InferenceCase, inference_job
+from fastp2p.bench.inference import InferenceCase, Variant, inference_job
 from fastp2p.bench.networks import QUICK_CONFIG, NetworkConfig, build_pair, make_batch
 from fastp2p.bench.peers import TrainStep, capture_whole_step, peer_by_name
 from fastp2p.bench.runner import Runner
@@ -79,8 +79,12 @@ def test_whole_step_graph_replays_match_the_eager_step(deterministic_cudnn):
     assert ((graphed - eager).norm() / eager.norm()).item() < 1e-3
 
 
-def test_inference_case_runs_on_cuda():
-    case = InferenceCase("cuda", "bf16", True, 2)
-    rows = Runner(job_time_limit=60).run(inference_job("reference", case, QUICK_CONFIG, 20.0))
+@pytest.mark.parametrize("module, fast, execution", [("reference", False, "eager"),
+                                                    ("fastp2p graphed", True, "graphed")])
+def test_inference_case_runs_on_cuda(module, fast, execution):
+    variant = Variant(module, fast, execution, "bf16", True)
+    job = inference_job(variant, InferenceCase("cuda", 2, train=False), QUICK_CONFIG, 20.0)
+    rows = Runner(job_time_limit=60).run(job)
     assert rows[0]["status"] == "ok", rows[0].get("traceback")
     assert rows[0]["images_per_s"] > 0 and rows[0]["peak_memory_bytes"] > 0
+    assert rows[0]["relative_error_vs_reference"] <= 2e-2

@@ -71,7 +71,8 @@ def test_quick_run_measures_cpu_peers_honestly(quick_run):
     else:  # the engine is not on this branch yet: a failed peer with its error, run goes on
         assert fastp2p["status"] == "failed" and "fastp2p.train" in fastp2p["error"]
     inference = {(row["module"], row["device"]): row for row in results["inference"]}
-    assert set(inference) == {("reference", "cpu"), ("fastp2p", "cpu")}
+    assert set(inference) == {("reference", "cpu"), ("fastp2p", "cpu"),
+                              ("fastp2p unfolded", "cpu")}
     assert all(row["status"] == "ok" for row in inference.values())
 
 

@@ -6,7 +6,7 @@ import torch
 
 import fastp2p.train.checkpoints as checkpoints_module
 from fastp2p.cli import main
-from fastp2p.train.checkpoints import CheckpointFolder, CheckpointWriteError, atomic_save
+from fastp2p.train.checkpoints import CheckpointFolder, CheckpointWriteError
 from fastp2p.train.engine import Pix2PixEngine
 from train_helpers import random_batches, tiny_networks, train_argv, write_aligned_dataset
 
@@ -78,20 +78,24 @@ def test_failed_write_keeps_the_previous_checkpoint_and_leaves_no_temp_files(tmp
     assert _files(folder.path) == before
 
 
-def test_permission_error_on_rename_is_reported(tmp_path, monkeypatch):
+def test_permission_error_on_the_commit_is_reported(tmp_path, monkeypatch):
+    netG, netD = tiny_networks()
+    folder = CheckpointFolder(tmp_path, "run")
+    folder.save(["latest"], netG, netD, {"progress": 1})
+    before = _files(folder.path)
+
     def refuse(src, dst):
         raise PermissionError(errno.EACCES, "Permission denied", str(dst))
     monkeypatch.setattr(checkpoints_module.os, "replace", refuse)
-    target = tmp_path / "x.pth"
-    target.write_bytes(b"old")
+    monkeypatch.setattr("fastp2p.data.atomic_files.os.replace", refuse)
     try:
-        atomic_save({target: {"a": torch.ones(2)}})
+        folder.save(["latest"], netG, netD, {"progress": 2})
     except CheckpointWriteError as err:
         assert "Permission denied" in str(err)
     else:
         raise AssertionError("the failed write was not reported")
-    assert target.read_bytes() == b"old"
-    assert [p.name for p in tmp_path.iterdir()] == ["x.pth"]
+    assert _files(folder.path) == before
+    assert not list(folder.path.glob(".*"))
 
 
 def test_training_reports_a_failed_write_and_exits_1(tmp_path, monkeypatch, capsys):

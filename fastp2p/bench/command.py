@@ -11,13 +11,19 @@ max-autotune-no-cudagraphs; G and D compiled separately); the tuned step capture
 graph; and fastp2p's training engine. Reports median images/s over the timed steps with
 p20/p80, peak memory, model-FLOP utilization against a bf16 matmul rate measured in the same
 run, and fastp2p's ratio to each peer; then U-Net inference (fastp2p vs reference) and the
-micro-benchmarks of benchmarks/bench_*.py (GB/s and fraction of the measured copy bandwidth).
-A peer that fails (compile error, out of memory, missing module, time limit) is reported as
-failed with its error, and the run goes on.
+micro-benchmarks of benchmarks/bench_*.py (GB/s and fraction of the measured copy bandwidth);
+then end to end: `fastp2p train` itself on a packed synthetic set (loading, augmentation,
+logging, samples, checkpoints), images/s against the step-only figure, with the time waited
+for data and each of the others reported apart.
+A job that fails (compile error, out of memory, missing module, time limit) is reported as
+failed with its error, and the run goes on; at the end the failed jobs are listed and the exit
+code is 1 (0 when every job ran or was skipped by --time-budget). The suite needs only the
+package's own dependencies (the [bench] extra adds matplotlib for the chart).
 
 Writes <out>/<device>-<YYYYMMDD>-<commit>.json (-quick.json for --quick) with every figure,
-a markdown table beside it (also printed last) and a PNG bar chart. Exit code 0 when the run completed, whatever the
-peers' status (read it in the results)."""
+a markdown table beside it (also printed last) and a PNG bar chart; <out> is
+./fastp2p-bench-results, or a new temporary folder when run inside the source checkout (so a
+run never writes into the source tree unless --out says so)."""
 
 EPILOG = """\
 examples:
@@ -55,8 +61,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", choices=("auto", "cuda", "cpu"), default="auto",
                         help="where to run (default: cuda when a GPU is visible, else cpu; "
                              "--quick always runs on the cpu)")
-    parser.add_argument("--sections", type=_names, default=("training", "inference", "micro"),
-                        help="comma-separated subset of training,inference,micro (default: all)")
+    parser.add_argument("--sections", type=_names,
+                        default=("training", "inference", "micro", "end-to-end"),
+                        help="comma-separated subset of training,inference,micro,end-to-end "
+                             "(default: all)")
     parser.add_argument("--batch-sizes", type=_positive_ints, default=None,
                         help="training batch sizes (default 1,16,64; quick: 1,2)")
     parser.add_argument("--steps", type=int, default=None,
@@ -68,6 +76,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--peers", type=_names, default=None,
                         help=f"comma-separated training peers (default on a GPU: all of "
                              f"{','.join(PEER_NAMES)}; on a CPU: reference,eager-tuned,fastp2p)")
+    parser.add_argument("--processes", type=_positive_ints, default=(1,),
+                        help="end-to-end section: comma-separated process counts to run "
+                             "`fastp2p train` at, spawned as torchrun spawns them (gloo on a "
+                             "CPU, one GPU each on CUDA); per-rank and total images/s "
+                             "(default 1)")
     parser.add_argument("--peer-time-limit", type=float, default=None, metavar="SECONDS",
                         help="wall-time limit of each job (one peer at one batch size, one "
                              "inference case, one micro module), compilation included; past it "
@@ -80,8 +93,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "(default: none)")
     parser.add_argument("--out", type=Path, default=None, metavar="DIR",
                         help="folder for the JSON, markdown and PNG (default: "
-                             "benchmarks/results of the source checkout, else "
-                             "./fastp2p-bench-results)")
+                             "./fastp2p-bench-results; inside the source checkout a new "
+                             "temporary folder; printed either way)")
     parser.add_argument("--benchmarks-dir", type=Path, default=None, metavar="DIR",
                         help="folder of bench_*.py micro-benchmark modules (default: the "
                              "checkout's benchmarks/)")
@@ -129,6 +142,10 @@ def settings_from_args(args):
     if device == "cuda" and not torch.cuda.is_available():
         raise ValueError("--device cuda: no CUDA GPU is visible to torch "
                          f"{torch.__version__} (use --device cpu or --quick)")
+    if device == "cuda" and "end-to-end" in args.sections and (
+            max(args.processes) > torch.cuda.device_count()):
+        raise ValueError(f"--processes {max(args.processes)} needs as many GPUs; "
+                         f"{torch.cuda.device_count()} visible")
     steps = args.steps if args.steps is not None else (3 if args.quick else 50)
     warmup = args.warmup if args.warmup is not None else (1 if args.quick else 10)
     if steps < 1 or warmup < 0:
@@ -158,14 +175,35 @@ def settings_from_args(args):
         batch_sizes=args.batch_sizes or ((1, 2) if args.quick else (1, 16, 64)),
         steps=steps, warmup=warmup, peers=peers, job_time_limit=limit,
         time_budget=args.time_budget, benchmarks_dir=benchmarks_dir,
-        inference_rep_ms=100.0 if args.quick else 500.0, micro_modules=args.micro)
+        inference_rep_ms=100.0 if args.quick else 500.0, micro_modules=args.micro,
+        processes=args.processes)
 
 
-def default_out_dir() -> Path:
+def default_out_dir(cwd=None) -> Path:
+    """./fastp2p-bench-results, unless the working directory is inside the source checkout:
+    then a new temporary folder (results land in benchmarks/results/ only with --out)."""
+    import os
+    import tempfile
+
     from fastp2p.bench.environment import find_checkout
 
-    checkout = find_checkout()
-    return checkout / "benchmarks" / "results" if checkout else Path("fastp2p-bench-results")
+    cwd = Path(cwd or os.getcwd()).resolve()
+    checkout = find_checkout(cwd)
+    if checkout is not None and cwd.is_relative_to(checkout.resolve()):
+        return Path(tempfile.mkdtemp(prefix="fastp2p-bench-results-"))
+    return cwd / "fastp2p-bench-results"
+
+
+def failed_jobs(results: dict) -> list:
+    """One line per job that failed (not those skipped by the time budget)."""
+    lines = []
+    for section in ("training", "inference", "micro", "end_to_end"):
+        for row in results.get(section, []):
+            if row.get("status") == "failed":
+                who = ", ".join(f"{key} {row[key]}" for key in ("peer", "batch_size", "module",
+                                                                  "device") if key in row)
+                lines.append(f"{section} ({who}): {row.get('error', 'no error recorded')}")
+    return lines
 
 
 def run(args: argparse.Namespace) -> int:
@@ -193,6 +231,7 @@ def run(args: argparse.Namespace) -> int:
     from fastp2p.bench.suite import run_suite
 
     out_dir = args.out or default_out_dir()
+    print(f"results go to {out_dir}" + ("" if args.out else " (--out to choose)"), flush=True)
     results = run_suite(settings, on_progress=lambda partial: report.write_json(partial, out_dir))
     files = report.save_results(results, out_dir)
     for kind, path in files.items():
@@ -200,6 +239,11 @@ def run(args: argparse.Namespace) -> int:
             print(f"wrote {kind}: {path}")
     print()
     print(files["markdown"].read_text(encoding="utf-8"))
+    failures = failed_jobs(results)
+    if failures:
+        print(f"fastp2p bench: {len(failures)} job(s) failed:\n  " + "\n  ".join(failures),
+              file=sys.stderr)
+        return 1
     return 0
 
 

@@ -1,8 +1,25 @@
-"""Inference throughput: ``fastp2p.UNet`` against the reference module, same weights and input.
+"""Inference throughput of the U-Net: fastp2p's ways of running it against the reference's.
 
-GPU: bf16 autocast, channels-last, batch 1 and 64; CPU: fp32 NCHW, batch 1. Both modules run in
-eval mode under ``torch.inference_mode`` with identical settings, so the ratio is the modules'.
+Every variant runs the same weights and input, under ``torch.no_grad()`` as a translation loop
+does (``fastp2p test``, the reference's test.py), in eval mode and in train mode (the reference's
+test.py keeps the generator in train mode: batch statistics, dropout as noise):
+
+- ``reference``: the reference module, eager, fp32 NCHW (what its users run), fp32 channels-last,
+  and on a GPU bf16 autocast channels-last;
+- ``reference compile`` / ``reference compile reduce-overhead``: torch.compile of the reference in
+  the case's best layout (only when the matching training peer, compile-default /
+  compile-reduce-overhead, is in the run's ``--peers``; reduce-overhead only on a GPU);
+- ``fastp2p``: fastp2p.UNet eager, as a user gets it (eval BatchNorm folded into the convs);
+  ``fastp2p unfolded``: the same with folding off (eval only, to show what folding buys);
+  ``fastp2p graphed``: ``fastp2p.graphed(UNet)``, one CUDA-graph replay per call (GPU only).
+
+On a CPU each case runs at 2 threads and at every core of the machine (one setting when the
+machine has 2). In eval mode each variant's output is checked against the reference's before it
+is timed. Ratios: every non-fastp2p row gets ``fastp2p_ratio``, the fastest fastp2p variant of
+the same case over it.
 """
+import os
+from contextlib import nullcontext
 from dataclasses import dataclass
 
 import torch
@@ -11,78 +28,180 @@ from fastp2p.bench.networks import NetworkConfig, build_generator, make_batch
 from fastp2p.bench.runner import Job
 from fastp2p.bench.timing import benchmark, cudnn_benchmark
 
-MODULES = ("reference", "fastp2p")
+FP32_CHECK, BF16_CHECK = 1e-4, 2e-2  # relative error bounds vs the fp32 reference (DESIGN §5)
+
+
+@dataclass(frozen=True)
+class Variant:
+    module: str          # the row's name: "reference", "fastp2p graphed", ...
+    fast: bool           # fastp2p.UNet, else the reference module
+    execution: str       # "eager" | "unfolded" | "graphed" | a torch.compile mode
+    precision: str       # "fp32" | "bf16"
+    channels_last: bool
+    eval_only: bool = False
 
 
 @dataclass(frozen=True)
 class InferenceCase:
     device: str
-    precision: str
-    channels_last: bool
     batch_size: int
+    train: bool
+    threads: int | None = None  # CPU only
+
+
+def _variants(device_type: str, compile_modes: tuple, quick: bool):
+    cuda = device_type == "cuda"
+    best = ("bf16", True) if cuda else ("fp32", True)
+    if quick:
+        return [Variant("reference", False, "eager", "fp32", False),
+                Variant("fastp2p", True, "eager", "fp32", False),
+                Variant("fastp2p unfolded", True, "unfolded", "fp32", False, eval_only=True)]
+    variants = [Variant("reference", False, "eager", "fp32", False),
+                Variant("reference", False, "eager", "fp32", True)]
+    if cuda:
+        variants.append(Variant("reference", False, "eager", "bf16", True))
+    for mode in compile_modes:
+        if mode == "reduce-overhead" and not cuda:
+            continue
+        name = "reference compile" + ("" if mode == "default" else f" {mode}")
+        variants.append(Variant(name, False, mode, *best))
+    if not cuda:
+        variants.append(Variant("fastp2p", True, "eager", "fp32", False))
+    variants += [Variant("fastp2p", True, "eager", *best),
+                 Variant("fastp2p unfolded", True, "unfolded", *best, eval_only=True)]
+    if cuda:
+        variants.append(Variant("fastp2p graphed", True, "graphed", *best))
+    return variants
 
 
 def inference_cases(device: str, *, quick: bool):
-    """GPU cases only when the run's device is CUDA; the CPU fp32 batch-1 case always."""
-    cases = []
-    if torch.device(device).type == "cuda" and not quick:
-        cases += [InferenceCase(device, "bf16", True, batch) for batch in (1, 64)]
-    cases.append(InferenceCase("cpu", "fp32", False, 1))
-    return cases
+    """GPU: batch 1, 16, 64; CPU: batch 1 and 4 at 2 threads and at every core (quick: batch 1,
+    the current thread count); eval and train mode each."""
+    device_type = torch.device(device).type
+    if quick:
+        return [InferenceCase("cpu", 1, train) for train in (False, True)]
+    if device_type == "cuda":
+        return [InferenceCase(device, batch, train) for batch in (1, 16, 64)
+                for train in (False, True)]
+    threads = sorted({min(2, os.cpu_count() or 1), os.cpu_count() or 1})
+    return [InferenceCase("cpu", batch, train, n) for n in threads for batch in (1, 4)
+            for train in (False, True)]
 
 
-def inference_job(module_name: str, case: InferenceCase, config: NetworkConfig,
+def _prepare(variant: Variant, model):
+    """The callable a variant times."""
+    if variant.execution == "graphed":
+        from fastp2p.nn.graph_replay import graphed
+        return graphed(model)
+    if variant.execution in ("default", "reduce-overhead"):
+        return torch.compile(model, mode=variant.execution)
+    return model
+
+
+def inference_job(variant: Variant, case: InferenceCase, config: NetworkConfig,
                   rep_ms: float) -> Job:
-    identity = {"module": module_name, "device": torch.device(case.device).type,
-                "precision": case.precision, "channels_last": case.channels_last,
-                "batch_size": case.batch_size}
+    device_type = torch.device(case.device).type
+    identity = {"module": variant.module, "execution": variant.execution,
+                "device": device_type, "precision": variant.precision,
+                "channels_last": variant.channels_last, "batch_size": case.batch_size,
+                "mode": "train" if case.train else "eval", "threads": case.threads}
 
     def run():
-        cuda = torch.device(case.device).type == "cuda"
-        torch.manual_seed(0)
+        from fastp2p.nn.folding import folding_disabled
         from fastp2p.reference import init_weights
-        model = init_weights(build_generator(config, fast=module_name == "fastp2p"),
-                             "normal", 0.02)
-        memory_format = torch.channels_last if case.channels_last else torch.contiguous_format
-        model = model.to(case.device, memory_format=memory_format).eval()
-        image, _ = make_batch(config, case.batch_size, case.device)
-        image = image.contiguous(memory_format=memory_format)
-        autocast = torch.autocast(torch.device(case.device).type, dtype=torch.bfloat16,
-                                  enabled=case.precision == "bf16")
-        if cuda:
-            torch.cuda.reset_peak_memory_stats(case.device)
 
-        def forward():
-            with torch.inference_mode(), autocast:
-                model(image)
+        cuda = device_type == "cuda"
+        threads = torch.get_num_threads()
+        if case.threads:
+            torch.set_num_threads(case.threads)
+        try:
+            torch.manual_seed(0)
+            memory_format = (torch.channels_last if variant.channels_last
+                             else torch.contiguous_format)
+            model = init_weights(build_generator(config, fast=variant.fast), "normal", 0.02)
+            model = model.to(case.device, memory_format=memory_format).train(case.train)
+            image, _ = make_batch(config, case.batch_size, case.device)
+            image = image.contiguous(memory_format=memory_format)
+            forward = _prepare(variant, model)
+            autocast = torch.autocast(device_type, dtype=torch.bfloat16,
+                                      enabled=variant.precision == "bf16")
+            if cuda:
+                torch.cuda.reset_peak_memory_stats(case.device)
 
-        with cudnn_benchmark(cuda):
-            timing = benchmark(forward, device=case.device, warmup_ms=rep_ms / 4,
-                               rep_ms=rep_ms, flush_l2=False)
+            def call():
+                with torch.no_grad(), autocast:
+                    return forward(image)
+
+            unfolded = variant.execution == "unfolded"
+            with cudnn_benchmark(cuda), folding_disabled() if unfolded else nullcontext():
+                error = None if case.train else _check_against_reference(call(), config, image)
+                timing = benchmark(call, device=case.device, warmup_ms=rep_ms / 4,
+                                   rep_ms=rep_ms, flush_l2=False)
+        finally:
+            torch.set_num_threads(threads)
         peak = torch.cuda.max_memory_allocated(case.device) if cuda else None
         return [{"ms": timing.median_ms, "ms_p20": timing.p20_ms, "ms_p80": timing.p80_ms,
-                 "calls": timing.count,
-                 **timing.throughput(case.batch_size),
-                 "peak_memory_bytes": peak}]
+                 "calls": timing.count, **timing.throughput(case.batch_size),
+                 "relative_error_vs_reference": error, "peak_memory_bytes": peak}]
 
-    label = (f"{module_name} UNet {case.device} {case.precision} batch {case.batch_size}")
+    label = (f"{variant.module} ({variant.precision}"
+             f"{', channels-last' if variant.channels_last else ''}) UNet {case.device} "
+             f"batch {case.batch_size} {'train' if case.train else 'eval'}"
+             f"{f', {case.threads} threads' if case.threads else ''}")
     return Job("inference", label, run, identity)
 
 
-def inference_jobs(device: str, config: NetworkConfig, *, quick: bool, rep_ms: float):
-    return [inference_job(name, case, config, rep_ms)
-            for case in inference_cases(device, quick=quick) for name in MODULES]
+def _check_against_reference(output, config, image):
+    """Relative error of ``output`` against the reference module in fp32 on the same weights and
+    input (eval mode); raises past DESIGN §5's bound for the output's dtype."""
+    from fastp2p.reference import init_weights
+
+    torch.manual_seed(0)
+    reference = init_weights(build_generator(config, fast=False), "normal", 0.02)
+    reference = reference.to(image.device).eval()
+    with torch.no_grad():
+        expected = reference(image.contiguous())
+    error = ((output.float() - expected).norm() / expected.norm()).item()
+    bound = FP32_CHECK if output.dtype == torch.float32 else BF16_CHECK
+    if not error <= bound:
+        raise AssertionError(f"output differs from the reference module's: relative error "
+                             f"{error:.2e} > {bound:.0e}")
+    return error
+
+
+def inference_jobs(device: str, config: NetworkConfig, *, quick: bool, rep_ms: float,
+                   compile_modes: tuple = ()):
+    """(jobs, compiled jobs): the torch.compile variants apart, to run last (slow to build, so
+    they are what a --time-budget cuts)."""
+    jobs, compiled = [], []
+    for case in inference_cases(device, quick=quick):
+        for variant in _variants(torch.device(case.device).type, compile_modes, quick):
+            if case.train and variant.eval_only:
+                continue
+            job = inference_job(variant, case, config, rep_ms)
+            (compiled if variant.execution in ("default", "reduce-overhead") else jobs).append(job)
+    return jobs, compiled
+
+
+def _case_key(row):
+    return (row["device"], row["batch_size"], row.get("mode"), row.get("threads"))
 
 
 def finalize_inference_rows(rows):
-    """Add fastp2p's throughput ratio to the reference module's for each case."""
-    def case_key(row):
-        return (row["device"], row["precision"], row["channels_last"], row["batch_size"])
-
-    fastp2p = {case_key(row): row["images_per_s"] for row in rows
-               if row["module"] == "fastp2p" and row["status"] == "ok"}
+    """Every non-fastp2p row: ``fastp2p_ratio`` = the fastest fastp2p variant of its case over it
+    (named in ``fastp2p_best``)."""
+    best = {}
     for row in rows:
-        ours = fastp2p.get(case_key(row))
-        row["fastp2p_ratio"] = (ours / row["images_per_s"]
-                                if ours and row["status"] == "ok" else None)
+        if row["module"].startswith("fastp2p") and row["status"] == "ok":
+            key = _case_key(row)
+            if key not in best or row["images_per_s"] > best[key]["images_per_s"]:
+                best[key] = row
+    for row in rows:
+        ours = best.get(_case_key(row))
+        fast = row["module"].startswith("fastp2p")
+        row["fastp2p_ratio"] = (ours["images_per_s"] / row["images_per_s"]
+                                if ours and not fast and row["status"] == "ok" else None)
+        if ours and not fast:
+            row["fastp2p_best"] = (f"{ours['module']} ({ours['precision']}"
+                                   f"{', channels-last' if ours['channels_last'] else ''})")
     return rows

@@ -30,6 +30,7 @@ class PeerSpec:
     compile_mode: str | None = None
     cuda_only: bool = False
     on_cpu_by_default: bool = False  # part of the CPU peer set (--quick, --device cpu)
+    master_weights: bool = False     # fastp2p: the engine's master_weights option (issue 17)
 
     def options(self, device_type: str) -> dict:
         """The options as run on ``device_type``: the engine's keyword arguments for fastp2p
@@ -37,8 +38,9 @@ class PeerSpec:
         set around every peer from ``cudnn_benchmark``."""
         if self.execution == "fastp2p":
             if device_type == "cuda":
+                master = {"master_weights": True} if self.master_weights else {}
                 return {"precision": self.precision, "channels_last": self.channels_last,
-                        "cuda_graph": True}
+                        "cuda_graph": True, **master}
             return {"precision": "fp32", "channels_last": False, "cuda_graph": False}
         options = {"precision": self.precision, "channels_last": self.channels_last,
                    "fused_adam": self.fused_adam}
@@ -59,6 +61,10 @@ PEERS = (
              "kernels): isolates launch overhead", execution="cuda-graph", cuda_only=True),
     PeerSpec("fastp2p", "fastp2p Pix2PixEngine: bf16, channels-last, whole-step CUDA graph "
              "(on a CPU: its eager fp32 path)", execution="fastp2p", on_cpu_by_default=True),
+    PeerSpec("fastp2p-master-weights", "fastp2p with master_weights=True: the optimizer keeps "
+             "float32 masters and writes the bf16 weights (no per-step weight casts); off by "
+             "default until measured faster", execution="fastp2p", cuda_only=True,
+             master_weights=True),
     PeerSpec("compile-default", "torch.compile(G), torch.compile(D) of eager-tuned, mode "
              "default", execution="compile", compile_mode="default"),
     PeerSpec("compile-reduce-overhead", "torch.compile of eager-tuned, mode reduce-overhead "

@@ -126,7 +126,7 @@ def markdown(results: dict) -> str:
         for row in training:
             if row["status"] != "ok":
                 rows.append([row["peer"], row["batch_size"], _status_cell(row), "", "", "", "",
-                             "", ""])
+                             "", "", ""])
                 continue
             peak = row.get("peak_memory_bytes")
             rows.append([row["peer"], row["batch_size"], _number(row["images_per_s"]),
@@ -136,22 +136,26 @@ def markdown(results: dict) -> str:
                          _number(row.get("mfu"), 1, 100) + ("%" if row.get("mfu") else ""),
                          _number(row.get("fastp2p_ratio"), 2) + (
                              "×" if row.get("fastp2p_ratio") else ""),
-                         _number(row.get("setup_seconds"), 1)])
+                         _number(row.get("setup_seconds"), 1),
+                         _number(row.get("kernels_per_step"), 0)])
         lines += _table(["peer", "batch", "images/s (median)", "p20–p80", "step ms",
-                         "peak MiB", "MFU", "fastp2p ×", "setup s"], rows)
+                         "peak MiB", "MFU", "fastp2p ×", "setup s", "kernels/step"], rows)
         lines += ["", "fastp2p × = fastp2p's images/s over the peer's at the same batch size "
                   "(> 1: fastp2p is faster). setup s = building the networks plus the warm-up "
-                  "steps (compilation, graph capture, cuDNN autotuning).", ""]
+                  "steps (compilation, graph capture, cuDNN autotuning). kernels/step = GPU kernels per step "
+                  "(CUDA profiler; copies and fills not counted), fewer is better at batch 1.", ""]
         lines += [f"- `{name}`: {text}" for name, text in results.get("peers", {}).items()]
         lines.append("")
 
     inference = results.get("inference", [])
     if inference:
-        lines += ["## Inference throughput (U-Net forward, eval mode)", ""]
+        lines += ["## Inference throughput (U-Net forward, no_grad)", ""]
         rows = []
         for row in inference:
-            case = [row["module"], row["device"], row["precision"] + (
-                ", channels-last" if row["channels_last"] else ""), row["batch_size"]]
+            threads = f", {row['threads']} threads" if row.get("threads") else ""
+            case = [row["module"], row["device"] + threads, row["precision"] + (
+                ", channels-last" if row["channels_last"] else ""), row.get("mode", "eval"),
+                row["batch_size"]]
             if row["status"] != "ok":
                 rows.append(case + [_status_cell(row), "", "", ""])
                 continue
@@ -160,9 +164,12 @@ def markdown(results: dict) -> str:
                                 f"{_number(row['images_per_s_p80'])}",
                                 _number(row["ms"], 3),
                                 _number(row.get("fastp2p_ratio"), 2)])
-        lines += _table(["module", "device", "precision", "batch", "images/s", "p20–p80",
-                         "ms", "fastp2p ×"], rows)
-        lines.append("")
+        lines += _table(["module", "device", "precision", "mode", "batch", "images/s",
+                         "p20–p80", "ms", "fastp2p ×"], rows)
+        lines += ["", "fastp2p × = the fastest fastp2p variant's images/s over the row's, same "
+                  "device, threads, mode and batch.", ""]
+
+    lines += _end_to_end_lines(results.get("end_to_end", []))
 
     micro = results.get("micro", [])
     if micro:
@@ -183,6 +190,38 @@ def markdown(results: dict) -> str:
         lines += _table(["module", "case", "median ms", "p20–p80", "GB/s", "of copy"], rows)
         lines.append("")
     return "\n".join(lines)
+
+
+def _end_to_end_lines(rows) -> list:
+    if not rows:
+        return []
+    lines = ["## End to end (`fastp2p train` on a packed synthetic set)", ""]
+    table = []
+    for row in rows:
+        case = [row["batch_size"], row["processes"], row["device"], row["precision"]]
+        if row["status"] != "ok":
+            table.append(case + [_status_cell(row)] + [""] * 8)
+            continue
+        per_rank = row.get("per_rank_images_per_s", [])
+        shares = [f"{_number(row[f'{stage}_share'], 1, 100)}% "
+                  f"({_number(row[f'{stage}_ms_per_call'], 1)} ms × {row[f'{stage}_calls']})"
+                  if row[f"{stage}_calls"] else "–"
+                  for stage in ("data", "log", "sample", "checkpoint")]
+        table.append(case + [_number(row["images_per_s"]),
+                             " / ".join(_number(x) for x in per_rank) if len(per_rank) > 1
+                             else "–",
+                             _number(row.get("step_only_images_per_s")),
+                             _number(row.get("ratio_to_step_only"), 0, 100) + (
+                                 "%" if row.get("ratio_to_step_only") is not None else "")]
+                     + shares)
+    lines += _table(["batch", "processes", "device", "precision", "images/s (total)",
+                     "per rank", "step only", "of step only", "waiting for data", "logging",
+                     "samples", "checkpoints"], table)
+    lines += ["", "Over the steps after the warm-up; each stage: its share of the wall time "
+              "(rank 0), ms per call × calls. Step only: the fastp2p peer of the training "
+              "section at the same batch size per process; of step only: images/s per process "
+              "over it.", ""]
+    return lines
 
 
 def plot_training(results: dict, path) -> None:

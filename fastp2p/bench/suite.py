@@ -4,6 +4,8 @@ from dataclasses import dataclass
 import torch
 
 from fastp2p.bench import ceilings, environment
+from fastp2p.bench.end_to_end import (EndToEndSettings, end_to_end_jobs,
+                                      finalize_end_to_end_rows)
 from fastp2p.bench.flops import training_step_flops
 from fastp2p.bench.inference import finalize_inference_rows, inference_jobs
 from fastp2p.bench.micro import micro_jobs
@@ -12,7 +14,7 @@ from fastp2p.bench.peers import PEER_NAMES
 from fastp2p.bench.runner import Log, Runner, short_error
 from fastp2p.bench.training import TrainingSettings, finalize_training_rows, training_jobs
 
-SECTIONS = ("training", "inference", "micro")
+SECTIONS = ("training", "inference", "micro", "end-to-end")
 SCHEMA_VERSION = 1
 
 
@@ -31,6 +33,7 @@ class SuiteSettings:
     benchmarks_dir: object       # Path or None
     inference_rep_ms: float
     micro_modules: tuple = None  # bench_*.py stems to run; None: all
+    processes: tuple = (1,)      # end-to-end section: process counts (world sizes)
 
 
 def measure_ceilings(device: str, log) -> dict:
@@ -68,9 +71,19 @@ def run_suite(settings: SuiteSettings, log=None, on_progress=None) -> dict:
     first, compiled = (training_jobs(settings.peers, training_settings)
                        if "training" in settings.sections else ([], []))
     jobs = list(first)
+    if "end-to-end" in settings.sections:
+        jobs += end_to_end_jobs(EndToEndSettings(settings.config, settings.batch_sizes,
+                                                 settings.steps, settings.warmup, device,
+                                                 settings.processes))
     if "inference" in settings.sections:
-        jobs += inference_jobs(device, settings.config, quick=settings.quick,
-                               rep_ms=settings.inference_rep_ms)
+        # torch.compile of the reference module runs when its training peer is in --peers.
+        compile_modes = tuple(peer.compile_mode for peer in settings.peers
+                              if peer.compile_mode in ("default", "reduce-overhead"))
+        inference, inference_compiled = inference_jobs(
+            device, settings.config, quick=settings.quick, rep_ms=settings.inference_rep_ms,
+            compile_modes=compile_modes)
+        jobs += inference
+        compiled = inference_compiled + list(compiled)
     if "micro" in settings.sections:
         found = micro_jobs(settings.benchmarks_dir, quick=settings.quick, device=device,
                            only=settings.micro_modules)
@@ -92,6 +105,7 @@ def run_suite(settings: SuiteSettings, log=None, on_progress=None) -> dict:
             "device": device, "sections": list(settings.sections),
             "batch_sizes": list(settings.batch_sizes), "steps": settings.steps,
             "warmup": settings.warmup, "peers": [peer.name for peer in settings.peers],
+            "processes": list(settings.processes),
             "job_time_limit_s": settings.job_time_limit, "time_budget_s": settings.time_budget,
             "network": settings.config.as_dict(),
             "network_description": settings.config.describe(),
@@ -111,7 +125,10 @@ def run_suite(settings: SuiteSettings, log=None, on_progress=None) -> dict:
             matmul_tflops=matmul["tflops"] if matmul else None)
         return {**fixed, "complete": complete, "training": training,
                 "inference": finalize_inference_rows([dict(r) for r in rows["inference"]]),
-                "micro": list(rows["micro"]), "wall_seconds": round(log.elapsed(), 1)}
+                "micro": list(rows["micro"]),
+                "end_to_end": finalize_end_to_end_rows([dict(r) for r in rows["end-to-end"]],
+                                                       training),
+                "wall_seconds": round(log.elapsed(), 1)}
 
     for job in jobs:
         rows[job.section] += runner.run(job)

@@ -4,6 +4,7 @@ from dataclasses import dataclass
 
 import torch
 
+from fastp2p.bench.launches import device_work_per_step
 from fastp2p.bench.networks import NetworkConfig, make_batch
 from fastp2p.bench.peers import PeerSpec, build_peer_step
 from fastp2p.bench.runner import Job
@@ -42,13 +43,14 @@ def training_job(spec: PeerSpec, batch_size: int, settings: TrainingSettings) ->
             setup_seconds = time.monotonic() - began
             timing = time_steps(step, device=device, warmup=0, steps=settings.steps)
             peak = torch.cuda.max_memory_allocated(device) if cuda else None
+            work = device_work_per_step(step, device)  # after timing: profiling slows steps
         return [{
             "steps": timing.count, "warmup": settings.warmup,
             "setup_seconds": setup_seconds,
             "step_ms": timing.median_ms, "step_ms_p20": timing.p20_ms,
             "step_ms_p80": timing.p80_ms,
             **timing.throughput(batch_size),
-            "peak_memory_bytes": peak,
+            "peak_memory_bytes": peak, **work,
         }]
 
     return Job("training", f"{spec.name} batch {batch_size}", run, identity)

@@ -41,22 +41,38 @@ def use_kernel(device: torch.device) -> bool:
     return True
 
 
+def _scale_into(pixels: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+    """uint8 ``pixels`` as the CPU path's ToTensor + Normalize make them, (x / 255 - 0.5) / 0.5,
+    computed as x / 127.5 - 1: the same float32 values (each step is the other's scaled by a
+    power of two, which commutes with rounding), in two passes instead of four."""
+    torch.div(pixels, 127.5, out=out)
+    return out.sub_(1)
+
+
 def augment_pairs_torch(pairs, crop_x, crop_y, flip, *, crop_size, swap=False,
                         dtype=torch.float32):
-    """The same contract as ``fastp2p.kernels.augment.augment_pairs``, in plain PyTorch: the
-    crops are sliced per sample into one uint8 batch (cheap views and copies), then scaled in
-    one batched pass, with the CPU path's exact float operations."""
+    """The same contract as ``fastp2p.kernels.augment.augment_pairs``, in plain PyTorch, with
+    the CPU path's exact float values. On the CPU each crop is scaled as it is cut (it is still
+    in cache); elsewhere the crops are gathered into one uint8 batch and scaled in one pass."""
     count, _, double_width, channels = pairs.shape
     width = double_width // 2
-    crops = torch.empty((2, count, crop_size, crop_size, channels), dtype=torch.uint8,
-                        device=pairs.device)
+    on_cpu = pairs.device.type == "cpu"
+    scaled = torch.empty((2, count, crop_size, crop_size, channels), dtype=torch.float32,
+                         device=pairs.device)
+    crops = scaled if on_cpu else torch.empty(scaled.shape, dtype=torch.uint8,
+                                              device=pairs.device)
     starts = (width, 0) if swap else (0, width)
     for n, (x, y, mirrored) in enumerate(zip(crop_x.tolist(), crop_y.tolist(), flip.tolist())):
         for side, start in enumerate(starts):
             crop = pairs[n, y:y + crop_size, start + x:start + x + crop_size]
-            crops[side, n] = crop.flip(1) if mirrored else crop
-    scaled = crops.float().div_(255).sub_(0.5).div_(0.5).to(dtype)
-    a, b = scaled.permute(0, 1, 4, 2, 3)        # NCHW views of NHWC memory
+            crop = crop.flip(1) if mirrored else crop
+            if on_cpu:
+                _scale_into(crop, scaled[side, n])
+            else:
+                crops[side, n] = crop
+    if not on_cpu:
+        _scale_into(crops, scaled)
+    a, b = scaled.to(dtype).permute(0, 1, 4, 2, 3)      # NCHW views of NHWC memory
     return a, b
 
 

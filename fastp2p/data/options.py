@@ -2,6 +2,7 @@
 import argparse
 
 from fastp2p.data.default_dataset import DEFAULT_TASK, TASKS
+from fastp2p.option_types import non_negative_int, positive_int
 
 PREPROCESS_MODES = ("resize_and_crop", "crop", "scale_width", "scale_width_and_crop", "none")
 
@@ -25,15 +26,19 @@ def add_data_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPars
                        help="AtoB translates the left (A) image into the right (B) one")
     group.add_argument("--preprocess", default="resize_and_crop", choices=PREPROCESS_MODES,
                        help="how images are scaled and cropped at load time (as the reference)")
-    group.add_argument("--load_size", type=int, default=286, help="scale images to this size")
-    group.add_argument("--crop_size", type=int, default=256, help="then crop to this size")
+    group.add_argument("--load_size", type=positive_int, default=286,
+                       help="scale images to this size")
+    group.add_argument("--crop_size", type=positive_int, default=256,
+                       help="then crop to this size")
     group.add_argument("--no_flip", action="store_true",
                        help="do not flip pairs horizontally (by default half of them are)")
     group.add_argument("--max_dataset_size", type=float, default=float("inf"),
                        help="use at most this many pairs (the first ones in sorted order)")
     group.add_argument("--serial_batches", action="store_true",
                        help="take pairs in order instead of shuffling them")
-    group.add_argument("--num_threads", type=int, default=4, help="data loading workers")
+    group.add_argument("--num_threads", type=non_negative_int, default=None,
+                       help="data loading worker processes (default: chosen from the usable "
+                            "cores, printed at the start; the reference's default is 4)")
     group.add_argument("--input_nc", type=int, default=3, choices=(1, 3),
                        help="channels of the input image (1 converts it to grayscale)")
     group.add_argument("--output_nc", type=int, default=3, choices=(1, 3),

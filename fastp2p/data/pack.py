@@ -19,6 +19,7 @@ import multiprocessing
 import os
 import sys
 import time
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +27,7 @@ import numpy as np
 from fastp2p.data.atomic_files import replacing
 from fastp2p.data.errors import DataError
 from fastp2p.data.folders import open_pair, scan_aligned, scan_two_folders
-from fastp2p.data.packed import FORMAT, INDEX_NAME, VERSION, file_sha256
+from fastp2p.data.packed import FORMAT, INDEX_NAME, VERSION, file_checksums
 from fastp2p.data.transforms import BICUBIC, Preprocess
 
 STATE_NAME = "pack-state.json"
@@ -91,7 +92,7 @@ def _count_into(counter) -> None:
 def write_shard(job: dict) -> dict:
     """Decode, resize and write one planned shard atomically; returns its index record."""
     phase_dir, dataroot = Path(job["phase_dir"]), Path(job["dataroot"])
-    digest = hashlib.sha256()
+    digest, crc = hashlib.sha256(), 0
     sources, skipped = [], []
     with replacing(phase_dir / job["file"]) as temp, open(temp, "wb") as f:
         for a_rel, b_rel in job["pairs"]:
@@ -105,11 +106,12 @@ def write_shard(job: dict) -> dict:
                 data = pixels.data
                 f.write(data)
                 digest.update(data)
+                crc = zlib.crc32(data, crc)
                 sources.append([a_rel, b_rel])
             if _advance is not None:
                 _advance(1)
     return {"file": job["file"], "count": len(sources), "sha256": digest.hexdigest(),
-            "plan": job["plan"], "sources": sources, "skipped": skipped}
+            "crc32": crc, "plan": job["plan"], "sources": sources, "skipped": skipped}
 
 
 # ---- one phase, in the main process -------------------------------------------------------
@@ -155,11 +157,15 @@ def _recorded_shards(phase_dir: Path) -> dict:
     return records
 
 
-def _still_good(phase_dir: Path, record: dict, plan: str, load_size: int) -> bool:
+def _still_good(phase_dir: Path, record: dict, plan: str, load_size: int) -> dict | None:
+    """``record`` (with its CRC32, which packs of format version 1 lack) if its shard can be
+    kept, else None."""
     path = phase_dir / record["file"]
-    return (record.get("plan") == plan and path.is_file()
-            and path.stat().st_size == record["count"] * pair_bytes(load_size)
-            and file_sha256(path) == record["sha256"])
+    if (record.get("plan") != plan or not path.is_file()
+            or path.stat().st_size != record["count"] * pair_bytes(load_size)):
+        return None
+    sha256, crc32 = file_checksums(path)
+    return dict(record, crc32=crc32) if sha256 == record["sha256"] else None
 
 
 def pack_phase(dataroot: Path, out: Path, phase: str, *, load_size: int = 286,
@@ -187,9 +193,9 @@ def pack_phase(dataroot: Path, out: Path, phase: str, *, load_size: int = 286,
     for leftover in phase_dir.glob("*.tmp-*"):     # temp files of a run that was killed
         leftover.unlink()
     earlier = _recorded_shards(phase_dir)
-    done = {job["file"]: earlier[job["file"]] for job in jobs
-            if job["file"] in earlier and _still_good(phase_dir, earlier[job["file"]],
-                                                      job["plan"], load_size)}
+    checked = {job["file"]: _still_good(phase_dir, earlier[job["file"]], job["plan"], load_size)
+               for job in jobs if job["file"] in earlier}
+    done = {name: record for name, record in checked.items() if record is not None}
     todo = [job for job in jobs if job["file"] not in done]
     state_path = phase_dir / STATE_NAME
     if todo:
@@ -267,7 +273,8 @@ def _write_index(dataroot: Path, phase_dir: Path, phase: str, records: list, loa
         "count": len(sources), "pairs_per_shard": per_shard, "dataset_mode": dataset_mode,
         "dataroot": str(dataroot), "phase": phase,
         # a shard whose pairs were all skipped stays listed (0 pairs), so a resume keeps it
-        "shards": [{key: record[key] for key in ("file", "count", "sha256", "plan", "skipped")}
+        "shards": [{key: record[key]
+                    for key in ("file", "count", "sha256", "crc32", "plan", "skipped")}
                    for record in records],
         "sources": sources, "skipped": skipped,
     }

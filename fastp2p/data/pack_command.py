@@ -1,10 +1,13 @@
 """``fastp2p pack``: turn a folder of paired images into shards (and ``--verify`` them)."""
 import argparse
+import os
 import sys
+
+from fastp2p.option_types import plain_name
 
 DESCRIPTION = """\
 Decode and resize every pair of DATAROOT once and write OUT/PHASE/ shards of uint8 A|B pairs
-plus an index (count, sizes, source names, sha256 checksums). Training with --dataroot OUT then
+plus an index (count, sizes, source names, sha256 and CRC32 checksums). Training with --dataroot OUT then
 reads pairs with a memory map and a copy: no image decoding in the training loop.
 
 Pairs are stored as the reference's --preprocess resize_and_crop sees them after its bicubic
@@ -14,7 +17,12 @@ scale_width, scale_width_and_crop, none) need the original pixels or sizes: trai
 image folders.
 
 An interrupted run resumes: run the same command again; finished shards whose checksum verifies
-are kept. `fastp2p pack --verify OUT` checks every shard against the index."""
+are kept. `fastp2p pack --verify OUT` checks every shard against the index.
+
+No dataset at hand? `fastp2p pack --synthetic N DATAROOT [OUT]` writes N synthetic aligned
+pairs (shapes -> their outlines, 256x256 JPEGs, the same files for the same --seed) into
+DATAROOT/train, then packs them into OUT if given: a set of any size to measure packing and
+training on."""
 
 
 def register(commands) -> None:
@@ -37,7 +45,7 @@ def register(commands) -> None:
     parser.add_argument("--dataset_mode", default="aligned", choices=("aligned", "two_folders"),
                         help="aligned: each image is A|B side by side (default); two_folders: "
                              "PHASE/A/x pairs with PHASE/B/x by name")
-    parser.add_argument("--phase", nargs="+", metavar="PHASE",
+    parser.add_argument("--phase", nargs="+", metavar="PHASE", type=plain_name,
                         help="which phase folders to pack (default: every one of train, val, "
                              "test that DATAROOT has)")
     parser.add_argument("--workers", type=int, default=None,
@@ -50,6 +58,12 @@ def register(commands) -> None:
                         help="skip unreadable or mismatched images and list them, instead of "
                              "stopping at the first one (every image is then decoded once more "
                              "up front to find truncated files)")
+    parser.add_argument("--synthetic", type=int, metavar="N", default=None,
+                        help="first write N synthetic edges->picture pairs into DATAROOT/train "
+                             "(missing files only; deterministic per --seed), then pack them "
+                             "into OUT if OUT is given")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="which synthetic set --synthetic writes (default 0)")
     parser.add_argument("--no-progress", dest="progress", action="store_false",
                         help="no progress bars")
     parser.set_defaults(run=run, pack_parser=parser)
@@ -83,7 +97,13 @@ def run(args: argparse.Namespace) -> int:
             print(f"fastp2p pack: error: {error}", file=sys.stderr)
             return 1
         return 0
-    if args.dataroot is None or args.out is None:
+    if args.synthetic is not None and args.dataroot is None:
+        parser.error("--synthetic N writes into DATAROOT: pass it (and OUT to pack them)")
+    if args.synthetic is not None and args.synthetic < 1:
+        parser.error(f"--synthetic must be >= 1 pairs, got {args.synthetic}")
+    if args.synthetic is not None and args.dataset_mode != "aligned":
+        parser.error("--synthetic writes aligned A|B images: drop --dataset_mode two_folders")
+    if args.dataroot is None or (args.out is None and args.synthetic is None):
         parser.error("pass DATAROOT and OUT (or --verify OUT)")
     if args.load_size < 1:
         parser.error(f"--load_size must be >= 1, got {args.load_size}")
@@ -92,9 +112,17 @@ def run(args: argparse.Namespace) -> int:
     workers = usable_cpus() if args.workers is None else args.workers
     if workers < 1:
         parser.error(f"--workers must be >= 1, got {workers}")
-    dataroot, out = Path(args.dataroot), Path(args.out)
-    phases = args.phase or [p for p in PHASES if (dataroot / p).is_dir()]
+    dataroot = Path(args.dataroot)
     try:
+        if args.synthetic is not None:
+            from fastp2p.data.synthetic import write_synthetic
+            folder = write_synthetic(dataroot, args.synthetic, seed=args.seed, workers=workers,
+                                     progress=args.progress)
+            print(f"{folder}: {args.synthetic} synthetic pairs (seed {args.seed})")
+            if args.out is None:
+                return 0
+        out = Path(args.out)
+        phases = args.phase or [p for p in PHASES if (dataroot / p).is_dir()]
         if not dataroot.is_dir():
             raise DataError(f"{dataroot}: DATAROOT folder not found; point it at a dataset "
                             "holding train/ (and val/, test/)")
@@ -114,6 +142,11 @@ def run(args: argparse.Namespace) -> int:
                 print(f"  skipped {path}: {why}", file=sys.stderr)
     except DataError as error:
         print(f"fastp2p pack: error: {error}", file=sys.stderr)
+        return 1
+    except OSError as error:  # e.g. a full disk: finished shards are kept for the re-run
+        reason = os.strerror(error.errno) if error.errno else str(error)
+        print(f"fastp2p pack: error: {error.filename}: {reason}; fix it and run the same "
+              "command again to resume", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("fastp2p pack: interrupted; run the same command again to resume (finished "

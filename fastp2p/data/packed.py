@@ -4,18 +4,25 @@ Layout of one packed phase folder::
 
     index.json          format, version, preprocess ("resize_and_crop"), load_size, height,
                         width (of one half), channels, count, pairs_per_shard (planned),
-                        dataroot (absolute, at pack time), shards [{file, count, sha256, plan,
-                        skipped}], sources [[A, B]] (relative to dataroot, in pair order),
+                        dataroot (absolute, at pack time), shards [{file, count, sha256, crc32,
+                        plan, skipped}], sources [[A, B]] (relative to dataroot, in pair order),
                         skipped [[file, why]] (with --skip-bad)
     shard-00000.u8      count x height x (2 * width) x 3 uint8, row-major (NHWC), no header
 
 A pair is read by memory-mapping its shard and copying one row: no decoding in the training
 loop. Only the crop, flip and normalization remain to be done (here, or on the GPU:
 ``fastp2p.data.gpu_augment`` takes the uint8 batches of ``read_batch``).
+
+Nothing in the index is trusted: it is checked against its schema when opened, and shard files
+must be plain names inside the pack folder. The first time a process maps a shard it checks the
+shard's CRC32 (one pass over its bytes, once per process: see benchmarks/NOTES.md for the cost),
+so a damaged shard stops training before any of its pairs is used.
 """
 import bisect
 import hashlib
 import json
+import re
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +33,7 @@ from fastp2p.data.transforms import Preprocess, crop_flip_uint8, draw_params
 
 INDEX_NAME = "index.json"
 FORMAT = "fastp2p-pack"
-VERSION = 1
+VERSION = 2  # 2: shards carry a CRC32
 REPACK_HINT = "re-run `fastp2p pack DATAROOT OUT` (it resumes and rewrites bad shards)"
 
 
@@ -49,7 +56,58 @@ def read_index(phase_dir: Path) -> dict:
     if index.get("version") != VERSION:
         raise DataError(f"{path}: pack format version {index.get('version')}, this fastp2p reads "
                         f"version {VERSION}; {REPACK_HINT}")
+    problem = _schema_problem(index)
+    if problem:
+        raise DataError(f"{path}: {problem}; {REPACK_HINT}")
     return index
+
+
+def _is_int(value, low=0) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= low
+
+
+def is_plain_file_name(name) -> bool:
+    """A file name without any folder part: it can only name a file inside the pack folder."""
+    return (isinstance(name, str) and name not in ("", ".", "..") and "/" not in name
+            and "\\" not in name and "\0" not in name and Path(name).name == name)
+
+
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+
+
+def _schema_problem(index: dict) -> str | None:
+    """What is wrong with a pack index, naming the field; None if it fits the schema."""
+    for field in ("load_size", "height", "width", "channels", "count", "pairs_per_shard"):
+        if not _is_int(index.get(field), 1):
+            return f"field {field!r} must be an integer >= 1, got {index.get(field)!r}"
+    for field in ("preprocess", "dataroot"):
+        if not isinstance(index.get(field), str):
+            return f"field {field!r} must be a string, got {index.get(field)!r}"
+    shards = index.get("shards")
+    if not isinstance(shards, list) or not shards:
+        return "field 'shards' must be a non-empty list"
+    for number, shard in enumerate(shards):
+        where = f"shards[{number}]"
+        if not isinstance(shard, dict):
+            return f"{where} must be an object"
+        if not is_plain_file_name(shard.get("file")):
+            return (f"{where}.file must be a plain file name inside the pack folder, got "
+                    f"{shard.get('file')!r}")
+        if not _is_int(shard.get("count")):
+            return f"{where}.count must be an integer >= 0, got {shard.get('count')!r}"
+        if not isinstance(shard.get("sha256"), str) or not _SHA256.match(shard["sha256"]):
+            return f"{where}.sha256 must be 64 hexadecimal digits"
+        if not _is_int(shard.get("crc32")) or shard["crc32"] >= 1 << 32:
+            return f"{where}.crc32 must be an unsigned 32-bit integer, got {shard.get('crc32')!r}"
+    sources = index.get("sources")
+    if not isinstance(sources, list) or not all(
+            isinstance(pair, list) and len(pair) == 2 and all(isinstance(p, str) for p in pair)
+            for pair in sources):
+        return "field 'sources' must be a list of [A, B] file name pairs"
+    if sum(shard["count"] for shard in shards) != index["count"] or len(sources) != index["count"]:
+        return (f"field 'count' ({index['count']}) disagrees with the shards' counts "
+                f"({sum(shard['count'] for shard in shards)}) or the sources ({len(sources)})")
+    return None
 
 
 def check_shard_size(path: Path, count: int, shape: tuple) -> None:
@@ -63,11 +121,17 @@ def check_shard_size(path: Path, count: int, shape: tuple) -> None:
 
 
 def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
+    return file_checksums(path)[0]
+
+
+def file_checksums(path: Path) -> tuple[str, int]:
+    """(SHA-256 hex digest, CRC32) of a file, in one read."""
+    digest, crc = hashlib.sha256(), 0
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 22), b""):
             digest.update(block)
-    return digest.hexdigest()
+            crc = zlib.crc32(block, crc)
+    return digest.hexdigest(), crc
 
 
 def verify_pack(phase_dir: Path, progress: bool = False) -> dict:
@@ -76,9 +140,6 @@ def verify_pack(phase_dir: Path, progress: bool = False) -> dict:
     index = read_index(phase_dir)
     shape = pair_shape(index)
     shards = index["shards"]
-    if sum(s["count"] for s in shards) != index["count"] or len(index["sources"]) != index["count"]:
-        raise DataError(f"{phase_dir / INDEX_NAME}: shard counts, sources and count disagree; "
-                        f"{REPACK_HINT}")
     if progress:
         from tqdm import tqdm
         shards = tqdm(shards, desc=f"verify {phase_dir.name}", unit="shard")
@@ -117,8 +178,9 @@ class PackedDataset(torch.utils.data.Dataset):
         for shard in self.shards:
             check_shard_size(self.phase_dir / shard["file"], shard["count"], self.shape)
         self.length = self.index["count"] if limit is None else min(limit, self.index["count"])
-        self.dataroot = Path(self.index.get("dataroot", ""))
+        self.dataroot = Path(self.index["dataroot"])
         self._maps = {}
+        self._verified = set()  # shards whose CRC32 this process (or its parent) checked
 
     def __len__(self) -> int:
         return self.length
@@ -132,8 +194,16 @@ class PackedDataset(torch.utils.data.Dataset):
     def _shard(self, number: int) -> np.memmap:
         if number not in self._maps:
             shard = self.shards[number]
-            self._maps[number] = np.memmap(self.phase_dir / shard["file"], dtype=np.uint8,
-                                           mode="r", shape=(shard["count"], *self.shape))
+            path = self.phase_dir / shard["file"]
+            pairs = np.memmap(path, dtype=np.uint8, mode="r",
+                              shape=(shard["count"], *self.shape))
+            # zlib releases the GIL here, so the GPU loader's reader thread checks in parallel
+            # with training
+            if number not in self._verified and zlib.crc32(pairs) != shard["crc32"]:
+                raise DataError(f"{path}: shard checksum (CRC32) does not match {INDEX_NAME}: "
+                                f"the file is damaged or changed since packing; {REPACK_HINT}")
+            self._verified.add(number)
+            self._maps[number] = pairs
         return self._maps[number]
 
     def read_raw(self, index: int) -> np.ndarray:

@@ -1,35 +1,57 @@
 """Batches of a packed dataset, cropped, flipped and normalized on the device.
 
-A background thread copies each batch's uint8 pairs out of the shard memory maps into one of a
-few reused (pinned, on CUDA) host buffers; the training thread copies the buffer to the device
-asynchronously and runs ``gpu_augment`` there. No worker processes: the uint8 batches are large
-(31 MB for 64 pairs of 286x572x3), and passing them between processes costs more than reading
-them (see benchmarks/bench_data.py).
+Threads of the training process read each batch's uint8 pairs out of the shard memory maps into
+one of a few reused (pinned, on CUDA) host buffers; on CUDA the training thread copies the buffer
+to the device asynchronously and runs ``gpu_augment`` there, on the CPU the reader thread runs
+the augmentation too, so batches are made on every core the process may use. No worker
+processes: the uint8 batches are large (31 MB for 64 pairs of 286x572x3), and passing them
+between processes costs more than reading them (see benchmarks/bench_data.py).
+
+Up to ``buffers`` batches are read ahead (a bounded queue: the host memory is ``buffers``
+batches), so a pause of the training thread (a checkpoint save, a sample) finds that many
+batches ready when it ends.
 
 Order and augmentation follow ``create_dataloader`` exactly: a ``DistributedSampler`` order per
 (seed, epoch) and rank, and each pair's crop and flip drawn from the CPU loader's ``item_rng``,
 so for the same seed the batches equal the CPU loader's.
 """
+import collections
 import itertools
-import queue
-import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import torch
 from torch.utils.data import BatchSampler, DistributedSampler
 
-from fastp2p.data.gpu_augment import augment_batch
+from fastp2p.data.gpu_augment import augment_batch, use_kernel
 from fastp2p.data.loader import item_rng
+from fastp2p.data.pack import usable_cpus
+
+MAX_READERS = 8     # past this, more threads only add pinned memory: one reads ~10k pairs/s
+
+
+def default_readers() -> int:
+    """Reader threads: one per CPU this process may use (``os.sched_getaffinity``), at most
+    MAX_READERS."""
+    return max(1, min(usable_cpus(), MAX_READERS))
 
 
 class PackedDeviceLoader:
-    """Iterable of ``{"A", "B", "A_paths", "B_paths"}`` batches on ``device``; ``set_epoch``."""
+    """Iterable of ``{"A", "B", "A_paths", "B_paths"}`` batches on ``device``; ``set_epoch``.
+
+    ``readers``: reader threads (default ``default_readers()``); ``buffers``: batches read
+    ahead, each one host buffer (default readers + 2: every reader busy while the training
+    thread holds one batch and the next is ready).
+    """
 
     def __init__(self, dataset, batch_size: int, *, shuffle: bool, seed: int, device,
                  dtype: torch.dtype = torch.float32, rank: int = 0, world_size: int = 1,
-                 drop_last: bool = False, buffers: int = 3):
-        if batch_size < 1 or buffers < 2:
-            raise ValueError(f"batch_size must be >= 1 and buffers >= 2, got {batch_size}, "
-                             f"{buffers}")
+                 drop_last: bool = False, buffers: int | None = None,
+                 readers: int | None = None):
+        readers = default_readers() if readers is None else readers
+        buffers = readers + 2 if buffers is None else buffers
+        if batch_size < 1 or buffers < 2 or readers < 1:
+            raise ValueError(f"batch_size and readers must be >= 1 and buffers >= 2, got "
+                             f"{batch_size}, {readers}, {buffers}")
         if not hasattr(dataset, "read_batch"):
             raise ValueError("PackedDeviceLoader reads a PackedDataset (a folder written by "
                              "`fastp2p pack`); use create_dataloader for image folders")
@@ -38,6 +60,7 @@ class PackedDeviceLoader:
         self.device = torch.device(device)
         self.dtype = dtype
         self.buffers = buffers
+        self.readers = readers
         self.sampler = DistributedSampler(dataset, num_replicas=world_size, rank=rank,
                                           shuffle=shuffle, seed=seed, drop_last=False)
         self.batches = BatchSampler(self.sampler, batch_size, drop_last)
@@ -65,54 +88,58 @@ class PackedDeviceLoader:
             paths = [(b, a) for a, b in paths]
         return {"A_paths": [a for a, _ in paths], "B_paths": [b for _, b in paths]}
 
+    def _augment(self, pairs, rngs) -> dict:
+        return augment_batch(pairs, self.dataset.config, rngs, swap=self.dataset.swap,
+                             dtype=self.dtype)
+
     def __iter__(self):
         epoch = self.sampler.epoch
         cuda = self.device.type == "cuda"
-        filled, free = queue.Queue(), queue.Queue()
-        for slot in range(self.buffers):
-            free.put(slot)
-        # a slot comes back to ``free`` once its batch is read; on CUDA with the event of the
-        # asynchronous device copy that reads it, which the reader waits for before refilling
+        # nothing to copy on the CPU: augment in the reader thread (the PyTorch gather; the
+        # Triton interpreter, TRITON_INTERPRET=1, is not thread-safe and stays on this one)
+        in_reader = self.device.type == "cpu" and not use_kernel(self.device)
+        # a slot is reused once its batch is consumed; on CUDA only after the asynchronous
+        # device copy that reads it, whose event the reader waits for before refilling
         copied = [None] * self.buffers
-        stop = threading.Event()
+        free = list(range(self.buffers))
+        batches = itertools.islice(self.batches, self.start_batch, None)
 
-        def read():
-            try:
-                for indices in itertools.islice(self.batches, self.start_batch, None):
-                    slot = free.get()
-                    if stop.is_set():
-                        return
-                    if copied[slot] is not None:
-                        copied[slot].synchronize()
+        def read(slot, host, indices):
+            if copied[slot] is not None:
+                copied[slot].synchronize()
+            pairs = self.dataset.read_batch(indices, out=host)
+            # the per-pair generators and names too: Python work kept off the training thread
+            rngs = [item_rng(self.seed, epoch, i) for i in indices]
+            made = self._augment(pairs, rngs) if in_reader else (pairs, rngs)
+            return slot, made, self._batch_paths(indices)
+
+        with ThreadPoolExecutor(self.readers, thread_name_prefix="fastp2p-packed-reader") as pool:
+            pending = collections.deque()
+
+            def read_next() -> None:
+                indices = next(batches, None)
+                if indices is not None:
+                    slot = free.pop()
                     host = self._host_buffers(len(indices))[slot]
-                    pairs = self.dataset.read_batch(indices, out=host)
-                    # the per-pair generators and names too: Python work kept off the
-                    # training thread
-                    rngs = [item_rng(self.seed, epoch, i) for i in indices]
-                    filled.put((slot, pairs, rngs, self._batch_paths(indices)))
-                filled.put(None)
-            except BaseException as error:      # re-raised in the consuming thread
-                filled.put(error)
+                    pending.append(pool.submit(read, slot, host, indices))
 
-        reader = threading.Thread(target=read, name="fastp2p-packed-reader", daemon=True)
-        reader.start()
-        try:
-            while True:
-                item = filled.get()
-                if item is None:
-                    return
-                if isinstance(item, BaseException):
-                    raise item
-                slot, host, rngs, paths = item
-                pairs = host.to(self.device, non_blocking=True)
-                if cuda:
-                    copied[slot] = torch.cuda.Event()
-                    copied[slot].record()
-                batch = augment_batch(pairs, self.dataset.config, rngs,
-                                      swap=self.dataset.swap, dtype=self.dtype)
-                free.put(slot)      # on the CPU the augmentation above has read it already
-                yield {**batch, **paths}
-        finally:
-            stop.set()
-            free.put(0)     # wakes a reader waiting for a slot; it sees ``stop`` and returns
-            reader.join()
+            try:
+                for _ in range(self.buffers):
+                    read_next()
+                while pending:
+                    slot, made, paths = pending.popleft().result()   # re-raises a reader's error
+                    if in_reader:
+                        batch = made
+                    else:
+                        pairs, rngs = made
+                        pairs = pairs.to(self.device, non_blocking=True)
+                        if cuda:
+                            copied[slot] = torch.cuda.Event()
+                            copied[slot].record()
+                        batch = self._augment(pairs, rngs)
+                    free.append(slot)
+                    read_next()
+                    yield {**batch, **paths}
+            finally:
+                for future in pending:      # an abandoned epoch: read no further
+                    future.cancel()

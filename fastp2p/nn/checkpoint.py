@@ -5,6 +5,7 @@ The reference saves plain ``state_dict``s of the unwrapped networks. Files from 
 running statistics) are normalised here; anything that still does not fit raises a ValueError
 naming the keys and the configuration the file looks like.
 """
+import pickle
 from os import PathLike
 
 import torch
@@ -12,12 +13,48 @@ import torch
 _WRAPPER_PREFIXES = ("module.", "_orig_mod.")
 _STAT_SUFFIXES = ("running_mean", "running_var", "num_batches_tracked")
 _MAX_KEYS_SHOWN = 6
+_ZIP_MAGIC = b"PK\x03\x04"  # torch.save's format since PyTorch 1.6
+
+
+def load_safely(source, map_location="cpu", name=None):
+    """``torch.load(source, weights_only=True)``: tensors and plain containers only, so loading
+    never runs code. ``source``: a path or an open binary file (``name`` names it in errors).
+    Raises ValueError, one line, for a file that is empty, not a PyTorch checkpoint, truncated,
+    or holds other Python objects (which a pickle could turn into code execution)."""
+    name = str(source) if name is None else name
+    try:
+        return torch.load(source, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as err:
+        if "weights only" in str(err).lower():
+            raise ValueError(f"{name}: refused, it holds Python objects other than tensors and "
+                             "plain containers, and loading them could run code; load only "
+                             "checkpoints written by torch.save of a state_dict") from None
+        error = err
+    except (EOFError, RuntimeError, KeyError, IndexError, ValueError, TypeError) as err:
+        error = err
+    head = _first_bytes(source)
+    if head == b"":
+        raise ValueError(f"{name}: the file is empty, not a PyTorch checkpoint (a save that "
+                         "was cut off?)") from None
+    if head.startswith(_ZIP_MAGIC) or head.startswith(b"\x80"):
+        raise ValueError(f"{name}: truncated or damaged PyTorch checkpoint "
+                         f"({type(error).__name__}); write it again") from None
+    raise ValueError(f"{name}: not a PyTorch checkpoint (expected a file written by "
+                     "torch.save)") from None
+
+
+def _first_bytes(source, count=4) -> bytes:
+    if hasattr(source, "seek"):
+        source.seek(0)
+        return source.read(count)
+    with open(source, "rb") as handle:
+        return handle.read(count)
 
 
 def read_state_dict(source, map_location="cpu") -> dict:
     """A state_dict from a path or an already loaded mapping, wrapper prefixes removed."""
     if isinstance(source, (str, PathLike)):
-        state_dict = torch.load(source, map_location=map_location, weights_only=True)
+        state_dict = load_safely(source, map_location=map_location)
         where = f"checkpoint {str(source)!r}"
     else:
         state_dict, where = source, "the given state_dict"
@@ -72,9 +109,10 @@ def check_state_dict_fits(module: torch.nn.Module, state_dict: dict, describe_fi
         looks_like = f"the file looks like {describe_file(state_dict)}"
     except ValueError as err:
         looks_like = f"its configuration could not be inferred ({err})"
-    raise ValueError(f"checkpoint does not fit {module.config_string()}: " + "; ".join(problems)
-                     + f". {looks_like}; build the module with that configuration, or use "
-                       f"{type(module).__name__}.from_checkpoint(path).")
+    # The diagnosis and what to do come first, on one line; the key lists (often long) after.
+    raise ValueError(f"checkpoint does not fit {module.config_string()}: {looks_like}; use "
+                     f"{type(module).__name__}.from_checkpoint(path), or build the module with "
+                     "that configuration.\ndetails: " + "; ".join(problems))
 
 
 def _norm_from_keys(state_dict: dict, norm_weight_key: str, biased_conv_key: str) -> str:

@@ -11,11 +11,14 @@ enclosing block's ReLU, so the decoder reads
 ``cat([relu(x), relu(dropout(norm(up)))])`` — built by ``norm_act_concat`` straight into one
 buffer. Dropout uses the counter-based mask (``fastp2p.ops.dropout_rng``), drawn from the
 module's ``dropout_rng`` buffer ([seed, offset], int64, not saved in the state_dict), whose
-offset advances by the dropped elements after every training forward.
+offset advances by the dropped elements after every training forward. When no gradient is
+wanted, an eval-mode BatchNorm is folded into the convolution before it (``conv_norm``,
+fastp2p.nn.folding) and its fused op runs with norm "none" (bias + activation only).
 """
 import torch
 import torch.nn as nn
 
+from fastp2p.nn.folding import can_fold, folded_conv, gradient_wanted
 from fastp2p.ops import norm_act, norm_act_concat
 from fastp2p.ops.aligned_channels import conv2d
 from fastp2p.ops.conv_transpose import conv_transpose2d
@@ -82,24 +85,36 @@ def set_dropout_rng(module: nn.Module, seed: int, offset: int = 0) -> None:
         module.dropout_rng.copy_(torch.tensor([seed, offset], dtype=torch.int64))
 
 
-def _unet_level(block, skip, rng: DropoutRNG):
+def conv_norm(conv_fn, conv, norm, x, fold: bool):
+    """``conv_fn(conv, x)`` and the ``norm_act`` arguments for what of ``norm`` remains: with
+    ``fold`` (no gradient wanted) an eval-mode BatchNorm is folded into the convolution
+    (fastp2p.nn.folding) and nothing remains of it but the bias the convolution adds."""
+    folded = folded_conv(conv, norm) if fold and can_fold(conv, norm) else None
+    if folded is not None:
+        return conv_fn(folded, x), dict(norm="none")
+    return conv_fn(conv, x), norm_kwargs(norm)
+
+
+def _unet_level(block, skip, rng: DropoutRNG, fold: bool):
     """A non-outermost U-Net level. ``skip`` = LeakyReLU(x) of the level's input x; returns
     relu(cat([x, up])), the buffer the parent's transposed conv reads."""
     m = block.model
     innermost = isinstance(m[3], nn.ConvTranspose2d)
-    down = m[1](skip)
     if innermost:
-        up = conv_transpose2d(m[3], norm_act(down, norm="none", activation="relu"))
-        upnorm, dropout = m[4], None
+        inner = norm_act(conv2d(m[1], skip), norm="none", activation="relu")
+        up, up_norm = conv_norm(conv_transpose2d, m[3], m[4], inner, fold)
+        dropout = None
     else:
+        down, down_norm = conv_norm(conv2d, m[1], m[2], skip, fold)
         child_skip = norm_act(down, activation="leaky_relu", slope=m[0].negative_slope,
-                              **norm_kwargs(m[2]))
-        up = conv_transpose2d(m[5], _unet_level(m[3], child_skip, rng))
-        upnorm, dropout = m[6], (m[7] if len(m) > 7 else None)
+                              **down_norm)
+        up, up_norm = conv_norm(conv_transpose2d, m[5], m[6],
+                                _unet_level(m[3], child_skip, rng, fold), fold)
+        dropout = m[7] if len(m) > 7 else None
     p = dropout.p if dropout is not None and dropout.training else 0.0
     seed, offset = rng.take(up.numel()) if p > 0 else (0, 0)
     return norm_act_concat(skip, up, activation="relu", dropout_p=p, seed=seed, offset=offset,
-                           **norm_kwargs(upnorm))
+                           **up_norm)
 
 
 def unet_supported(unet) -> bool:
@@ -113,7 +128,8 @@ def unet_forward(unet, input):
     down = conv2d(outer[0], input)
     skip = norm_act(down, norm="none", activation="leaky_relu",
                     slope=outer[1].model[0].negative_slope)
-    out = torch.tanh(conv_transpose2d(outer[3], _unet_level(outer[1], skip, rng)))
+    fold = not gradient_wanted(unet, input)
+    out = torch.tanh(conv_transpose2d(outer[3], _unet_level(outer[1], skip, rng, fold)))
     rng.advance()
     return out
 
@@ -128,14 +144,20 @@ def sequential_supported(seq: nn.Sequential) -> bool:
 
 
 def sequential_forward(seq: nn.Sequential, x):
-    """Discriminator stacks: conv, then [norm] + LeakyReLU fused into one norm_act."""
+    """Discriminator stacks: conv, then [norm] + LeakyReLU fused into one norm_act (an eval
+    BatchNorm folded into the conv when no gradient is wanted)."""
     layers, i = list(seq), 0
+    fold = not gradient_wanted(seq, x)
     while i < len(layers):
         layer = layers[i]
         if isinstance(layer, nn.Conv2d):
-            x, i = conv2d(layer, x), i + 1
-            continue
-        if isinstance(layer, nn.LeakyReLU):  # a LeakyReLU straight after a conv: no norm
+            following = layers[i + 1] if i + 1 < len(layers) else None
+            if not isinstance(following, (nn.BatchNorm2d, nn.InstanceNorm2d)):
+                x, i = conv2d(layer, x), i + 1
+                continue
+            x, norm = conv_norm(conv2d, layer, following, x, fold)
+            i += 2
+        elif isinstance(layer, nn.LeakyReLU):  # a LeakyReLU straight after a conv: no norm
             norm = dict(norm="none")
         else:
             norm, i = norm_kwargs(layer), i + 1

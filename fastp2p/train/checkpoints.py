@@ -1,53 +1,114 @@
-"""Checkpoints in the reference layout, written atomically.
+"""Checkpoints in the reference layout; each label's files change all together or not at all.
 
 ``CHECKPOINTS/NAME/{label}_net_G.pth`` and ``{label}_net_D.pth`` are plain state_dicts of the
 unwrapped networks on the CPU (the reference implementation loads them as they are);
-``{label}_train_state.pth`` holds everything else a bit-exact resume needs. ``label`` is
-``latest`` or an epoch number. Every file of a save goes to a temporary file in the same folder,
-is fsynced, and only when all of them are complete are they renamed over the old ones: a crash,
-a full disk or a permission error leaves the previous checkpoint as it was.
+``{label}_train_state.pth`` holds everything else a bit-exact resume needs, as tensors and plain
+containers only, so every file loads with ``weights_only=True`` (no code runs from a checkpoint);
+``{label}_checkpoint.json``, the manifest, names the save's generation and step and each file's
+size and SHA-256. ``label`` is ``latest`` or an epoch number.
+
+A save writes every file to a temporary sibling and fsyncs it; then it replaces the manifest
+(the commit point), then renames the temporary files over the old ones. A crash or a failed
+write before the manifest's rename leaves the previous set as it was; a crash after it leaves
+some files under their temporary names, which the manifest records: the next ``fastp2p train``
+finishes the renames, and loading takes each file whose checksum the manifest names, so a
+resume never mixes files of two saves. Temporary files of killed saves are removed by the next
+run of the same name.
 """
+import hashlib
+import json
 import os
+import re
 from pathlib import Path
 
 import torch
 
-from fastp2p.data.atomic_files import fsync_directory, temporary_sibling
+from fastp2p.data.atomic_files import fsync_directory, replacing, temporary_sibling
+from fastp2p.nn.checkpoint import load_safely
 from fastp2p.train.engine import unwrap
 
 NETWORK_SUFFIXES = {"G": "net_G.pth", "D": "net_D.pth"}
 TRAIN_STATE_SUFFIX = "train_state.pth"
-TRAIN_STATE_FORMAT = 1
+MANIFEST_SUFFIX = "checkpoint.json"
+# 2: RNG states, optimizers and counters as tensors and plain containers (weights_only loads)
+TRAIN_STATE_FORMAT = 2
+MANIFEST_FORMAT = "fastp2p-checkpoint"
+_TEMPORARY = re.compile(r"^\..+\.tmp-(\d+)(\.[^.]*)?$")  # atomic_files.temporary_sibling names
+_BLOCK = 1 << 22
 
 
 class CheckpointWriteError(RuntimeError):
     """Writing a checkpoint failed; the previous checkpoint files are unchanged."""
 
 
-def atomic_save(objects: dict) -> None:
-    """``torch.save`` each value to its path key; all files appear together or none changes."""
-    written = []
+def describe_os_error(err: OSError) -> str:
+    """``PATH: what the errno means`` (e.g. "No space left on device")."""
+    reason = os.strerror(err.errno) if err.errno else str(err)
+    path = err.filename if err.filename is not None else "?"
+    return f"{path}: {reason}"
+
+
+class _HashingWriter:
+    """A binary file that also counts and hashes what is written through it."""
+
+    def __init__(self, handle):
+        self.handle, self.digest, self.size = handle, hashlib.sha256(), 0
+
+    def write(self, data):
+        self.digest.update(data)
+        self.size += len(data)
+        return self.handle.write(data)
+
+    def flush(self):
+        self.handle.flush()
+
+
+def _write_durably(obj, temp: Path) -> dict:
+    """``torch.save`` into ``temp`` and fsync it; returns its manifest entry (size, sha256)."""
+    with open(temp, "wb") as handle:
+        writer = _HashingWriter(handle)
+        torch.save(obj, writer)
+        handle.flush()
+        os.fsync(handle.fileno())
+    return {"size": writer.size, "sha256": writer.digest.hexdigest()}
+
+
+def _matches(path: Path, entry: dict):
+    """An open handle of ``path`` (at offset 0) if its size and SHA-256 are ``entry``'s."""
     try:
-        for path, obj in objects.items():
-            path = Path(path)
-            temp = temporary_sibling(path)
-            written.append((temp, path))
-            with open(temp, "wb") as handle:
-                torch.save(obj, handle)
-                handle.flush()
-                os.fsync(handle.fileno())
-        # renamed only once every file is complete: a failure above changes nothing
-        for temp, path in written:
-            os.replace(temp, path)
-    except (OSError, RuntimeError) as err:
-        for temp, _ in written:
-            temp.unlink(missing_ok=True)
-        raise CheckpointWriteError(
-            f"could not write {written[-1][1] if written else 'the checkpoint'}: {err}. The "
-            "previous checkpoint files are unchanged; free disk space or fix the folder's "
-            "permissions, then resume with --continue_train") from err
-    for folder in {path.parent for _, path in written}:
-        fsync_directory(folder)
+        handle = open(path, "rb")
+    except FileNotFoundError:
+        return None
+    digest, size = hashlib.sha256(), 0
+    for block in iter(lambda: handle.read(_BLOCK), b""):
+        digest.update(block)
+        size += len(block)
+    if size == entry["size"] and digest.hexdigest() == entry["sha256"]:
+        handle.seek(0)
+        return handle
+    handle.close()
+    return None
+
+
+def _unlink_quietly(path: Path) -> None:
+    """Remove a temporary file after a failed write; the write's own error is the one reported
+    (a file system that turned read-only may refuse this too)."""
+    try:
+        path.unlink(missing_ok=True)
+    except OSError:
+        pass
+
+
+def _process_alive(pid: int) -> bool:
+    if os.name == "nt":  # os.kill would terminate the process there: assume it is alive
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # e.g. another user's process
+        return True
+    return True
 
 
 def network_state(net: torch.nn.Module) -> dict:
@@ -65,33 +126,174 @@ class CheckpointFolder:
     def file(self, label, suffix) -> Path:
         return self.path / f"{label}_{suffix}"
 
-    def save(self, labels, netG, netD, train_state: dict) -> None:
-        """Write G, D and the training state under every label (e.g. ["latest", "5"])."""
-        self.path.mkdir(parents=True, exist_ok=True)
+    # ---- writing ----------------------------------------------------------------------------
+    def save(self, labels, netG, netD, train_state: dict, step: int = 0) -> None:
+        """Write G, D and the training state under every label (e.g. ["latest", "5"]), each
+        label's set committed by its manifest; raises CheckpointWriteError on failure."""
         G, D = network_state(netG), network_state(netD)
-        objects = {}
-        for label in labels:
-            objects[self.file(label, NETWORK_SUFFIXES["G"])] = G
-            objects[self.file(label, NETWORK_SUFFIXES["D"])] = D
-            objects[self.file(label, TRAIN_STATE_SUFFIX)] = {"format": TRAIN_STATE_FORMAT,
-                                                             **train_state}
-        atomic_save(objects)
+        generation = self._last_generation() + 1
+        state = {"format": TRAIN_STATE_FORMAT, "generation": generation, **train_state}
+        staged = {}  # label -> {final path: (temporary path, manifest entry)}
+        committed = []
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+            for label in labels:
+                staged[label] = {}
+                for suffix, obj in ((NETWORK_SUFFIXES["G"], G), (NETWORK_SUFFIXES["D"], D),
+                                    (TRAIN_STATE_SUFFIX, state)):
+                    final = self.file(label, suffix)
+                    temp = temporary_sibling(final)
+                    staged[label][final] = (temp, None)  # known before writing: removed on failure
+                    staged[label][final] = (temp, _write_durably(obj, temp))
+            for label in labels:
+                self._commit(label, generation, step, staged[label])
+                committed.append(label)
+                for final, (temp, _) in staged[label].items():
+                    os.replace(temp, final)
+        except (OSError, RuntimeError) as err:
+            for label, files in staged.items():
+                if label not in committed:
+                    for temp, _ in files.values():
+                        _unlink_quietly(temp)
+            reason = describe_os_error(err) if isinstance(err, OSError) else str(err)
+            kept = ("the previous checkpoint files are unchanged" if not committed else
+                    f"the new {'/'.join(committed)}_* set is recorded in its manifest and the "
+                    "next `fastp2p train` of this --name finishes moving it into place")
+            raise CheckpointWriteError(
+                f"could not write the checkpoint: {reason}; {kept}. Free disk space or fix the "
+                "folder's permissions, then resume with --continue_train") from err
+        fsync_directory(self.path)
+
+    def _commit(self, label, generation, step, files) -> None:
+        manifest = {"format": MANIFEST_FORMAT, "generation": generation, "step": step,
+                    "files": {final.name: {**entry, "staged": temp.name}
+                              for final, (temp, entry) in files.items()}}
+        with replacing(self.file(label, MANIFEST_SUFFIX)) as temp:
+            temp.write_text(json.dumps(manifest, indent=1))
+
+    def _manifests(self):
+        return sorted(self.path.glob(f"*_{MANIFEST_SUFFIX}"))
+
+    def _last_generation(self) -> int:
+        generations = [0]
+        for path in self._manifests():
+            try:
+                generations.append(int(json.loads(path.read_text())["generation"]))
+            except (OSError, ValueError, KeyError, TypeError):
+                continue  # a damaged manifest is reported when its set is loaded
+        return max(generations)
+
+    def prepare(self) -> None:
+        """Before a run writes here (main process): create the folder, finish the renames of a
+        save that was interrupted after its commit, and remove temporary files that killed
+        processes left. Raises OSError (e.g. a read-only folder)."""
+        self.path.mkdir(parents=True, exist_ok=True)
+        referenced = set()
+        for manifest_path in self._manifests():
+            try:
+                manifest = self._read_manifest(manifest_path)
+            except ValueError:
+                continue  # reported if that set is ever resumed; other sets may be fine
+            for final_name, entry in manifest["files"].items():
+                staged = self.path / entry["staged"]
+                handle = _matches(staged, entry)
+                if handle is not None:
+                    handle.close()
+                    os.replace(staged, self.path / final_name)
+                referenced.add(entry["staged"])
+        fsync_directory(self.path)
+        for folder in (self.path, self.path / "web", self.path / "web" / "images"):
+            for leftover in folder.glob(".*.tmp-*"):
+                match = _TEMPORARY.match(leftover.name)
+                if (match and leftover.name not in referenced
+                        and not _process_alive(int(match.group(1)))):
+                    leftover.unlink(missing_ok=True)
+
+    # ---- reading ----------------------------------------------------------------------------
+    def _read_manifest(self, path: Path) -> dict:
+        try:
+            manifest = json.loads(path.read_text())
+            files = manifest["files"]
+            valid = (manifest.get("format") == MANIFEST_FORMAT
+                     and isinstance(manifest["generation"], int) and isinstance(files, dict)
+                     and all(isinstance(entry.get("size"), int)
+                             and isinstance(entry.get("sha256"), str)
+                             and isinstance(entry.get("staged"), str)
+                             and Path(entry["staged"]).name == entry["staged"]
+                             and Path(name).name == name for name, entry in files.items()))
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
+            raise ValueError(f"{path}: unreadable checkpoint manifest ({err}); resume from "
+                             "another --epoch or start again without --continue_train") from None
+        if not valid:
+            raise ValueError(f"{path}: not a fastp2p checkpoint manifest; resume from another "
+                             "--epoch or start again without --continue_train")
+        return manifest
+
+    def manifest(self, label) -> dict | None:
+        """The manifest of ``label``'s set, or None if there is none."""
+        path = self.file(label, MANIFEST_SUFFIX)
+        return self._read_manifest(path) if path.exists() else None
+
+    def _load_checked(self, label, suffix, manifest: dict):
+        """Load ``label``'s file ``suffix`` as the manifest records it: the file itself, or the
+        temporary file of a committed save whose rename did not happen yet."""
+        final = self.file(label, suffix)
+        entry = manifest["files"].get(final.name)
+        if entry is None:
+            raise ValueError(f"{self.file(label, MANIFEST_SUFFIX)} does not list {final.name}; "
+                             "resume from another --epoch or start again without "
+                             "--continue_train")
+        # final, then the staged file, then final again: another process may be finishing
+        # the rename in between (`prepare`), and a rename is atomic
+        for candidate in (final, self.path / entry["staged"], final):
+            handle = _matches(candidate, entry)
+            if handle is not None:
+                with handle:
+                    return load_safely(handle, map_location="cpu", name=str(final))
+        raise ValueError(
+            f"{final} is not the file its manifest {final.parent.name}/{label}_{MANIFEST_SUFFIX} "
+            f"records (generation {manifest['generation']}, step {manifest.get('step')}): the "
+            "set was mixed by hand or the file is damaged; resume from another --epoch or start "
+            "again without --continue_train")
 
     def load_network(self, net: torch.nn.Module, label, which: str) -> Path:
+        """Load G or D of ``label``; checked against the manifest when there is one (files of
+        the reference implementation have none)."""
         path = self.file(label, NETWORK_SUFFIXES[which])
-        if not path.exists():
+        manifest = self.manifest(label)
+        if manifest is not None:
+            state = self._load_checked(label, NETWORK_SUFFIXES[which], manifest)
+        elif path.exists():
+            state = load_safely(path, map_location="cpu")
+        else:
             raise ValueError(f"no checkpoint {path}: train first (fastp2p train --name "
                              f"{self.path.name}) or pick an existing --epoch")
-        unwrap(net).load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+        unwrap(net).load_state_dict(state)
         return path
 
     def load_train_state(self, label) -> dict:
+        """The training state of ``label``'s set, after checking that the set is complete."""
         path = self.file(label, TRAIN_STATE_SUFFIX)
-        if not path.exists():
-            raise ValueError(f"no training state {path} to resume from; start without "
-                             "--continue_train, or pick the --epoch that was saved")
-        state = torch.load(path, map_location="cpu", weights_only=False)
-        if state.get("format") != TRAIN_STATE_FORMAT:
-            raise ValueError(f"{path} has training-state format {state.get('format')!r}; this "
-                             f"fastp2p reads format {TRAIN_STATE_FORMAT}")
+        manifest = self.manifest(label)
+        if manifest is None:
+            if not path.exists():
+                raise ValueError(f"no checkpoint {path} to resume from; start without "
+                                 "--continue_train, or pick the --epoch that was saved")
+            state = load_safely(path, map_location="cpu")
+        else:
+            state = self._load_checked(label, TRAIN_STATE_SUFFIX, manifest)
+        if not isinstance(state, dict) or state.get("format") != TRAIN_STATE_FORMAT:
+            found = state.get("format") if isinstance(state, dict) else None
+            raise ValueError(f"{path} has training-state format {found!r} (an older fastp2p's); "
+                             f"this fastp2p resumes format {TRAIN_STATE_FORMAT} only: finish "
+                             "the run with the version that wrote it, or start again without "
+                             "--continue_train")
+        if manifest is None:
+            raise ValueError(f"{path} has no manifest {self.file(label, MANIFEST_SUFFIX).name}, "
+                             "so its set cannot be checked; resume from another --epoch or "
+                             "start again without --continue_train")
+        if state.get("generation") != manifest["generation"]:
+            raise ValueError(f"{path} is of generation {state.get('generation')!r} but its "
+                             f"manifest records generation {manifest['generation']}; resume "
+                             "from another --epoch or start again without --continue_train")
         return state

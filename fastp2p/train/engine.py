@@ -10,6 +10,9 @@ Python body runs in every mode; the modes change only how it executes:
   pairs concatenated in bf16 under bf16 autocast, losses summed on the device and
   read only by ``read_losses`` (the one call that syncs), optional bf16 autocast (no GradScaler:
   bf16 has fp32's range) and channels-last weights and activations;
+- ``master_weights=True`` (off by default until a GPU run shows it faster; issue 17): one
+  ``MasterWeightsAdam`` per network keeps float32 masters and writes the bf16 weights the
+  autocast step computes with, so no per-step weight or gradient casts remain;
 - ``cuda_graph=True``: inputs are copied into static buffers; the first ``WARMUP_STEPS`` steps run
   eagerly on a side stream (real updates, as PyTorch's whole-network capture recipe requires),
   the next one is captured with ``torch.cuda.graph`` and replayed, and every later step is a
@@ -24,6 +27,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from fastp2p.nn import GANLoss
 from fastp2p.ops import l1_loss
+from fastp2p.train.finite import first_nonfinite, training_tensors
 
 PRECISIONS = ("fp32", "bf16")
 LOSS_NAMES = ("G_GAN", "G_L1", "D_real", "D_fake")
@@ -57,7 +61,7 @@ class Pix2PixEngine:
     """
 
     def __init__(self, netG, netD, *, gan_mode="vanilla", lambda_L1=100.0, lr=2e-4, beta1=0.5,
-                 precision="fp32", channels_last=False, cuda_graph=False):
+                 precision="fp32", channels_last=False, cuda_graph=False, master_weights=False):
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
         if not lr >= 0:
@@ -79,6 +83,9 @@ class Pix2PixEngine:
         if precision == "bf16" and not is_cuda:
             raise ValueError("precision='bf16' is the CUDA fast path; on "
                              f"{self.device} use precision='fp32'")
+        if master_weights:
+            from fastp2p.train.master_weights_adam import check_master_weights_device
+            check_master_weights_device(self.device, netG, netD)
         self.netG, self.netD = netG, netD
         self.gan_mode, self.lambda_L1 = gan_mode, float(lambda_L1)
         self.precision, self.channels_last, self.cuda_graph = precision, channels_last, cuda_graph
@@ -94,15 +101,22 @@ class Pix2PixEngine:
         # On CUDA the lr is a device tensor shared by both optimizers: set_lr writes into it,
         # so a captured graph sees the new value without re-capture.
         self._lr_value = float(lr)
-        if is_cuda:
+        if is_cuda or master_weights:
             self._lr = torch.tensor(self._lr_value, dtype=torch.float32, device=self.device)
             adam_options = {"lr": self._lr, "fused": True, "capturable": True}
         else:
             self._lr = None
             adam_options = {"lr": self._lr_value}
         betas = (float(beta1), 0.999)
-        self.optimizer_G = torch.optim.Adam(netG.parameters(), betas=betas, **adam_options)
-        self.optimizer_D = torch.optim.Adam(netD.parameters(), betas=betas, **adam_options)
+        if master_weights:
+            from fastp2p.train.master_weights_adam import MasterWeightsAdam
+            copy_dtype = torch.bfloat16 if precision == "bf16" else torch.float32
+            self.optimizer_G, self.optimizer_D = (
+                MasterWeightsAdam(net, lr=self._lr, betas=betas, copy_dtype=copy_dtype)
+                for net in (netG, netD))
+        else:
+            self.optimizer_G = torch.optim.Adam(netG.parameters(), betas=betas, **adam_options)
+            self.optimizer_D = torch.optim.Adam(netD.parameters(), betas=betas, **adam_options)
 
         self._loss_sums = torch.zeros(len(LOSS_NAMES), dtype=torch.float32, device=self.device)
         self._device_step = torch.zeros((), dtype=torch.int64, device=self.device)
@@ -161,6 +175,14 @@ class Pix2PixEngine:
     def first_nonfinite_step(self) -> int:
         """1-based engine step whose losses first were NaN or Inf, 0 if none (syncs)."""
         return int(self._first_nonfinite_step.item())
+
+    def first_nonfinite_tensor(self) -> str | None:
+        """Name of the first parameter, buffer or optimizer state of G or D holding NaN or Inf,
+        None if all are finite (one reduction on the device, one sync)."""
+        networks = {"netG": unwrap(self.netG), "netD": unwrap(self.netD)}
+        return first_nonfinite(training_tensors(
+            networks, {"optimizer_G": (self.optimizer_G, networks["netG"]),
+                       "optimizer_D": (self.optimizer_D, networks["netD"])}))
 
     def last_batch(self):
         """(real_A, fake_B, real_B) of the latest step, detached (for sample images)."""

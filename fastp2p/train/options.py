@@ -1,12 +1,15 @@
 """Command-line options of ``fastp2p train`` and ``fastp2p test``.
 
-Options that exist in the reference implementation keep its names and defaults, so a user of
-that implementation switches by changing the command's first word. Without ``--dataroot`` (the
+Options that exist in the reference implementation keep its names and defaults (the rest of
+its options are in reference_options.py), so a user of that implementation switches by changing
+the command's first word. Without ``--dataroot`` (the
 embedded sample dataset) a few defaults shrink so the whole job runs in minutes on a laptop CPU:
 those are ``QuickDefault`` values, shown in ``--help`` as "X (Y without --dataroot)"; an option
 given explicitly always wins.
 """
 import argparse
+
+from fastp2p.option_types import non_negative_int, plain_name, positive_int
 
 
 class QuickDefault:
@@ -36,10 +39,19 @@ def describe_defaults(parser: argparse.ArgumentParser, names) -> None:
             action.help = f"{action.help} (default %(default)s)"
 
 
+def _argument_group(parser: argparse.ArgumentParser, title: str):
+    """The parser's group titled ``title``, made if it does not exist yet (so options of one
+    kind added by different functions show under one heading in --help)."""
+    for group in parser._action_groups:
+        if group.title == title:
+            return group
+    return parser.add_argument_group(title)
+
+
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     """Network, run-name and device options shared by train and test."""
     group = parser.add_argument_group("model (reference names)")
-    group.add_argument("--name", default="experiment_name",
+    group.add_argument("--name", type=plain_name, default="experiment_name",
                        help="run name: checkpoints go to CHECKPOINTS_DIR/NAME "
                             "(default %(default)s)")
     group.add_argument("--checkpoints_dir", default="./checkpoints",
@@ -52,11 +64,11 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
                        help="discriminator: basic = 70x70 PatchGAN (3 layers), n_layers = "
                             "PatchGAN with --n_layers_D layers, pixel = 1x1 PixelGAN "
                             "(default %(default)s)")
-    group.add_argument("--n_layers_D", type=int, default=3,
+    group.add_argument("--n_layers_D", type=non_negative_int, default=3,
                        help="PatchGAN layers when --netD n_layers (default %(default)s)")
-    group.add_argument("--ngf", type=int, default=QuickDefault(64, 16),
+    group.add_argument("--ngf", type=positive_int, default=QuickDefault(64, 16),
                        help="generator filters in the last conv layer (default %(default)s)")
-    group.add_argument("--ndf", type=int, default=QuickDefault(64, 16),
+    group.add_argument("--ndf", type=positive_int, default=QuickDefault(64, 16),
                        help="discriminator filters in the first conv layer (default %(default)s)")
     group.add_argument("--norm", default="batch",
                        choices=("batch", "instance", "none", "syncbatch"),
@@ -70,10 +82,10 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
                        help="weight initialisation (default %(default)s)")
     group.add_argument("--init_gain", type=float, default=0.02,
                        help="scale for normal, xavier and orthogonal init (default %(default)s)")
-    group.add_argument("--epoch", default="latest",
+    group.add_argument("--epoch", type=plain_name, default="latest",
                        help="which saved epoch to load: 'latest' or a number (test, and "
                             "--continue_train) (default %(default)s)")
-    fast = parser.add_argument_group("fastp2p execution")
+    fast = _argument_group(parser, "fastp2p execution")
     fast.add_argument("--device", default="auto",
                       help="'auto' (CUDA if visible, else CPU), 'cpu', 'cuda' or 'cuda:N'; under "
                            "torchrun each process takes cuda:LOCAL_RANK (default %(default)s)")
@@ -93,20 +105,20 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
                        help="initial Adam learning rate (default %(default)s)")
     group.add_argument("--beta1", type=float, default=0.5,
                        help="Adam beta1 (beta2 is 0.999) (default %(default)s)")
-    group.add_argument("--batch_size", type=int, default=QuickDefault(1, 8),
+    group.add_argument("--batch_size", type=positive_int, default=QuickDefault(1, 8),
                        help="images per step (per process under torchrun) (default %(default)s)")
-    group.add_argument("--n_epochs", type=int, default=QuickDefault(100, 6),
+    group.add_argument("--n_epochs", type=non_negative_int, default=QuickDefault(100, 6),
                        help="epochs at the initial lr (default %(default)s)")
-    group.add_argument("--n_epochs_decay", type=int, default=QuickDefault(100, 6),
+    group.add_argument("--n_epochs_decay", type=non_negative_int, default=QuickDefault(100, 6),
                        help="epochs of linear decay to zero after that (default %(default)s)")
     group.add_argument("--lr_policy", default="linear",
                        choices=("linear", "step", "plateau", "cosine"),
                        help="lr schedule: linear (constant, then linear decay), step (x0.1 every "
                             "--lr_decay_iters epochs), plateau (x0.2 when the generator loss "
                             "stalls 5 epochs), cosine (over --n_epochs) (default %(default)s)")
-    group.add_argument("--lr_decay_iters", type=int, default=50,
+    group.add_argument("--lr_decay_iters", type=positive_int, default=50,
                        help="epochs between step decays (default %(default)s)")
-    group.add_argument("--epoch_count", type=int, default=1,
+    group.add_argument("--epoch_count", type=positive_int, default=1,
                        help="number of the first epoch: epochs EPOCH_COUNT .. N_EPOCHS + "
                             "N_EPOCHS_DECAY are trained, as in the reference; with "
                             "--continue_train the saved state's epoch is used instead "
@@ -114,16 +126,16 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--continue_train", action="store_true",
                        help="resume from CHECKPOINTS_DIR/NAME/{--epoch}_*.pth: weights, "
                             "optimizers, lr schedule, RNG and position in the epoch")
-    group.add_argument("--save_epoch_freq", type=int, default=5,
+    group.add_argument("--save_epoch_freq", type=positive_int, default=5,
                        help="also keep EPOCH_net_G.pth, EPOCH_net_D.pth and "
                             "EPOCH_train_state.pth every this many epochs and after the last "
                             "one (default %(default)s)")
-    group.add_argument("--save_latest_freq", type=int, default=QuickDefault(5000, 4000),
+    group.add_argument("--save_latest_freq", type=positive_int, default=QuickDefault(5000, 4000),
                        help="save latest_* every this many training images (default %(default)s)")
-    group.add_argument("--display_freq", type=int, default=QuickDefault(400, 2000),
+    group.add_argument("--display_freq", type=positive_int, default=QuickDefault(400, 2000),
                        help="save a sample (real_A, fake_B, real_B) and refresh the loss plot "
                             "and HTML page every this many training images (default %(default)s)")
-    fast = parser.add_argument_group("fastp2p execution")
+    fast = _argument_group(parser, "fastp2p execution")
     fast.add_argument("--precision", default="fp32", choices=("fp32", "bf16"),
                       help="bf16 = bf16 autocast without loss scaling (CUDA only) "
                            "(default %(default)s)")
@@ -133,16 +145,17 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
                            "shapes, so the last partial batch of an epoch is dropped)")
     fast.add_argument("--channels-last", dest="channels_last", action="store_true",
                       help="channels-last (NHWC) weights and activations (faster on tensor cores)")
-    fast.add_argument("--log-every", dest="log_every", type=int, default=50,
+    fast.add_argument("--log-every", dest="log_every", type=positive_int, default=None,
                       help="read the losses from the device every this many steps: progress "
-                           "bar, loss_log.csv and the NaN/Inf check (default %(default)s)")
+                           "line, loss_log.csv, trackers and the NaN/Inf check (default 50; "
+                           "the reference's --print_freq sets it in images)")
 
 
 def add_test_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("testing (reference names)")
     group.add_argument("--results_dir", default="./results",
                        help="results go to RESULTS_DIR/NAME/PHASE_EPOCH (default %(default)s)")
-    group.add_argument("--phase", default="test",
+    group.add_argument("--phase", type=plain_name, default="test",
                        help="which split to translate: train, val, test (default %(default)s)")
     group.add_argument("--eval", action=argparse.BooleanOptionalAction,
                        default=QuickDefault(False, True),
@@ -151,7 +164,7 @@ def add_test_arguments(parser: argparse.ArgumentParser) -> None:
                             "statistics and dropout, which only matches training at batch 1: "
                             "the quick profile trains at batch 8, hence on without --dataroot "
                             "(default %(default)s)")
-    group.add_argument("--num_test", type=int, default=50,
+    group.add_argument("--num_test", type=positive_int, default=50,
                        help="translate at most this many images (default %(default)s)")
     group.add_argument("--channels-last", dest="channels_last",
                        action=argparse.BooleanOptionalAction, default=True,

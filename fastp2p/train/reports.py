@@ -64,12 +64,20 @@ class LossLog:
 
     def plot(self, path: Path, title: str) -> None:
         """The four losses against the training step (G_L1 on its own axis: it is ~100x)."""
+        import matplotlib.pyplot as plt
+
+        figure = self.figure(title)
+        _replace_atomically(Path(path), lambda p: figure.savefig(p, dpi=100))
+        plt.close(figure)
+
+    def figure(self, title: str):
+        """The loss plot as a matplotlib figure (close it with plt.close)."""
         import matplotlib
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
 
         steps = [int(row["step"]) for row in self.rows]
-        figure, (gan_axis, l1_axis) = plt.subplots(2, 1, figsize=(8, 6), sharex=True)
+        figure, (gan_axis, l1_axis) = plt.subplots(2, 1, figsize=(9, 6), sharex=True)
         for name in ("G_GAN", "D_real", "D_fake"):
             gan_axis.plot(steps, [float(row[name]) for row in self.rows], label=name)
         l1_axis.plot(steps, [float(row["G_L1"]) for row in self.rows], label="G_L1 (x lambda)",
@@ -78,12 +86,13 @@ class LossLog:
         l1_axis.set_ylabel("L1 loss")
         l1_axis.set_xlabel("training step")
         for axis in (gan_axis, l1_axis):
-            axis.legend(loc="upper right")
+            # Outside the plotting area, to the right: inside, it covered the curves' ends
+            # (where a diverging G_GAN climbs).
+            axis.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
             axis.grid(alpha=0.3)
         gan_axis.set_title(title)
         figure.tight_layout()
-        _replace_atomically(Path(path), lambda p: figure.savefig(p, dpi=100))
-        plt.close(figure)
+        return figure
 
 
 def write_html(path: Path, title: str, sections, loss_plot=None, refresh_s=None) -> None:

@@ -9,16 +9,25 @@ import sys
 
 from fastp2p.train.options import (QuickDefault, add_model_arguments, add_train_arguments,
                                    describe_defaults, resolve_quick_defaults)
+from fastp2p.train.reference_options import add_reference_arguments
+from fastp2p.train.trackers import add_tracker_arguments
 
 DESCRIPTION = """\
-Train pix2pix (conditional GAN, Isola et al. 2017) on a paired dataset. Options keep the
-reference implementation's names (junyanz/pytorch-CycleGAN-and-pix2pix train.py), so its
-commands work after changing their first word. Writes CHECKPOINTS_DIR/NAME/: latest_net_G.pth,
-latest_net_D.pth, EPOCH_net_G.pth (plain state_dicts), *_train_state.pth (for
---continue_train), loss_log.csv and web/index.html (loss plot and sample images).
+Train pix2pix (conditional GAN, Isola et al. 2017) on a paired dataset. Every option of the
+reference implementation's train.py (junyanz/pytorch-CycleGAN-and-pix2pix) is accepted, so its
+commands run after changing their first word: `python train.py --model pix2pix ...` becomes
+`fastp2p train --model pix2pix ...`; the options it has that mean nothing here (the visdom
+display, --pool_size) are named in one line at the start and ignored.
+Writes CHECKPOINTS_DIR/NAME/: latest_net_G.pth, latest_net_D.pth, EPOCH_net_G.pth (plain
+state_dicts), *_train_state.pth (for --continue_train), loss_log.csv and web/index.html (loss
+plot and sample images), and *_checkpoint.json (each set's manifest: a set changes all
+together or not at all).
 On CUDA the step runs fused Adam, an lr in device memory and, by default, one CUDA graph per
-step. Ctrl-C (or SIGTERM) saves latest_* and exits with 128+signal; a NaN/Inf loss stops with
-exit code 1 and leaves the last good checkpoint untouched.
+step. Ctrl-C (or SIGTERM) saves latest_* and exits with 128+signal; a NaN/Inf loss, weight,
+buffer or optimizer state stops with exit code 1 before anything non-finite is saved, and the
+last good checkpoint stays; a failed write exits with 1 and one line naming the file. At the
+end it prints the images/s over the steps after the first and the share of that time spent
+waiting for data, in the step, logging, writing samples and checkpoints.
 Without --dataroot: the embedded dataset of --task (811 grayscale->colour pairs by default) and a
 quick profile (unet_64, ngf/ndf 16, 72->64 crops, batch 8, lr 5e-4, 6+6 epochs); every default
 that changes says so below. `fastp2p test` then prints the test L1 against two baselines."""
@@ -36,16 +45,23 @@ def register(commands) -> None:
     describe_defaults(parser, ("load_size", "crop_size"))
     add_model_arguments(parser)
     add_train_arguments(parser)
+    add_tracker_arguments(parser)
+    add_reference_arguments(parser, "train")
     parser.set_defaults(run=run)
 
 
-def _check_options(args) -> None:
-    for name in ("batch_size", "log_every", "save_epoch_freq", "ngf", "ndf"):
-        if getattr(args, name) < 1:
-            raise ValueError(f"--{name} must be >= 1, got {getattr(args, name)}")
+def _check_options(args, device) -> None:
+    """Checks that need several options or the device (single values are checked by argparse);
+    a ValueError here exits with code 2, as argparse's errors do."""
     if args.crop_size % 2 ** _levels(args):
         raise ValueError(f"--crop_size {args.crop_size} must be a multiple of "
                          f"{2 ** _levels(args)} for --netG {args.netG}")
+    if device.type != "cuda" and args.precision != "fp32":
+        raise ValueError(f"--precision {args.precision} (autocast, the CUDA fast path) needs a "
+                         f"CUDA device, this run is on {device}; use --precision fp32")
+    if device.type != "cuda" and args.graphs:
+        raise ValueError(f"--graphs (cuda_graph) needs a CUDA device, this run is on {device}; "
+                         "use --no-graphs")
 
 
 def _levels(args) -> int:
@@ -53,43 +69,60 @@ def _levels(args) -> int:
     return unet_levels(args.netG)
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace, times=None) -> int:
+    """``times``: a StageTimes to time the loop into (the benchmark's end-to-end section reads
+    it afterwards); by default one that skips the first step."""
     import torch
     from tqdm import tqdm
 
     from fastp2p.data import DataError, create_dataloader, create_dataset
     from fastp2p.data.create import follow_packed_load_size
     from fastp2p.data.packed_loader import PackedDeviceLoader
-    from fastp2p.train.checkpoints import CheckpointFolder, CheckpointWriteError
-    from fastp2p.train.distributed import (init_processes, shutdown_processes,
-                                           wrap_for_data_parallel)
+    from fastp2p.train.checkpoints import (CheckpointFolder, CheckpointWriteError,
+                                           describe_os_error)
+    from fastp2p.train.cpu_threads import apply_thread_choice, choose_threads
+    from fastp2p.train.distributed import (init_processes, resolve_device,
+                                           shutdown_processes, wrap_for_data_parallel)
     from fastp2p.train.engine import Pix2PixEngine
     from fastp2p.train.networks import build_discriminator, build_generator
+    from fastp2p.train.progress import progress_bar
+    from fastp2p.train.reference_options import apply_reference_options, describe_networks
     from fastp2p.train.reports import LossLog, TrainingPage
     from fastp2p.train.schedulers import LRSchedule
+    from fastp2p.train.stage_times import StageTimes
+    from fastp2p.train.trackers import check_trackers_installed, close_trackers, open_trackers
     from fastp2p.train.trainer import Trainer
 
     load_size_given = not isinstance(args.load_size, QuickDefault)
     resolve_quick_defaults(args)
     try:
-        _check_options(args)
+        ignored = apply_reference_options(args, "train")
+        check_trackers_installed(args)
+        _check_options(args, resolve_device(args.device))
         info = init_processes(args.device)
     except ValueError as err:
-        print(f"error: {err}", file=sys.stderr)
+        print(f"fastp2p train: error: {err}", file=sys.stderr)
         return 2
     say = tqdm.write if info.is_main else (lambda message: None)
+    if ignored:
+        say(ignored)
+    threads = choose_threads(info.device.type, args.num_threads)
+    apply_thread_choice(threads)
+    say(threads.summary)
+    trackers = []
     try:
         graphs = args.graphs
         if graphs is None:
             graphs = info.device.type == "cuda" and info.world_size == 1
         torch.manual_seed(args.seed)
-        followed = follow_packed_load_size(args, "train", load_size_given)
+        followed = follow_packed_load_size(args, args.phase, load_size_given)
         if followed:
             say(followed)
-        dataset = create_dataset(args, "train")
-        if hasattr(dataset, "read_batch") and info.device.type == "cuda":
-            # Packed shards on a GPU: uint8 batches straight out of the memory maps into pinned
-            # buffers, cropped, flipped and normalised on the device (same pairs, same draws).
+        dataset = create_dataset(args, args.phase)
+        if hasattr(dataset, "read_batch") and args.input_nc == args.output_nc == 3:
+            # Packed shards: uint8 batches straight out of the memory maps (into pinned buffers
+            # on a GPU) by threads of this process, cropped, flipped and normalised where the
+            # step runs (same pairs, same draws as the item loader).
             loader = PackedDeviceLoader(dataset, args.batch_size,
                                         shuffle=not args.serial_batches, seed=args.seed,
                                         device=info.device, rank=info.rank,
@@ -97,7 +130,7 @@ def run(args: argparse.Namespace) -> int:
         else:
             loader = create_dataloader(dataset, args.batch_size,
                                        shuffle=not args.serial_batches,
-                                       num_workers=args.num_threads, seed=args.seed,
+                                       num_workers=threads.loader_workers, seed=args.seed,
                                        rank=info.rank, world_size=info.world_size,
                                        drop_last=graphs, pin_memory=info.device.type == "cuda")
         if len(loader) == 0:
@@ -105,7 +138,13 @@ def run(args: argparse.Namespace) -> int:
                              f"{args.batch_size}: lower --batch_size")
         netG = build_generator(args).to(info.device)
         netD = build_discriminator(args).to(info.device)
+        if args.verbose:
+            say(describe_networks(G=netG, D=netD))
         checkpoints = CheckpointFolder(args.checkpoints_dir, args.name)
+        if info.is_main:
+            checkpoints.prepare()
+        # the training state first: an older fastp2p's file is reported as such
+        state = checkpoints.load_train_state(args.epoch) if args.continue_train else None
         if args.continue_train:
             checkpoints.load_network(netG, args.epoch, "G")
             checkpoints.load_network(netD, args.epoch, "D")
@@ -117,16 +156,20 @@ def run(args: argparse.Namespace) -> int:
         schedule = LRSchedule(args.lr_policy, args.lr, n_epochs=args.n_epochs,
                               n_epochs_decay=args.n_epochs_decay, epoch_count=args.epoch_count,
                               lr_decay_iters=args.lr_decay_iters)
-        state = checkpoints.load_train_state(args.epoch) if args.continue_train else None
         page = loss_log = None
         if info.is_main:
-            checkpoints.path.mkdir(parents=True, exist_ok=True)
             _write_options(args, checkpoints.path / "train_opt.txt")
-            page = TrainingPage(checkpoints.path / "web", args.name)
+            page = None if args.no_html else TrainingPage(checkpoints.path / "web", args.name)
             loss_log = LossLog(checkpoints.path / "loss_log.csv",
                                resume_step=state["engine"]["steps"] if state else None)
+            trackers = open_trackers(args, checkpoints.path, "train")
+        if times is None:
+            times = StageTimes()
+        if info.device.type == "cuda":
+            times.sync = lambda: torch.cuda.synchronize(info.device)
         trainer = Trainer(args, engine, netG, netD, schedule, checkpoints, is_main=info.is_main,
-                          world_size=info.world_size, page=page, loss_log=loss_log, say=say)
+                          world_size=info.world_size, page=page, loss_log=loss_log, say=say,
+                          trackers=trackers, times=times)
         if state is not None:
             trainer.resume(state)
             say(f"resumed {checkpoints.path} at epoch {trainer.progress.epoch}, step "
@@ -135,21 +178,30 @@ def run(args: argparse.Namespace) -> int:
             f"{args.netD} ndf {args.ndf}, crop {args.crop_size}, batch {args.batch_size} x "
             f"{info.world_size} process(es) on {info.device}, {args.precision}"
             f"{', CUDA graph' if graphs else ''}{', channels-last' if args.channels_last else ''}")
-        code = trainer.fit(loader, progress_bar=(lambda **kw: tqdm(unit="step", **kw))
+        code = trainer.fit(loader, progress_bar=(lambda **kw: progress_bar(unit="step", **kw))
                            if info.is_main else None)
         if code == 0 and info.is_main:
-            # name only what holds something (a resumed, finished run trains no step)
-            samples = (page.images if any(page.images.glob("*.png"))
-                       else "none (no training step ran)")
-            say(f"checkpoints: {checkpoints.path}/latest_net_G.pth (and latest_net_D.pth)\n"
-                f"samples:     {samples}\nloss plot:   "
-                f"{page.loss_plot if page.loss_plot.exists() else 'none (no losses logged)'}\n"
-                f"loss log:    {loss_log.path}\nopen:        {page.index.resolve()}")
+            if times.describe():
+                say(("rank 0: " if info.world_size > 1 else "") + times.describe())
+            say(f"checkpoints: {checkpoints.path}/latest_net_G.pth (and latest_net_D.pth)")
+            if page is not None:
+                # name only what holds something (a resumed, finished run trains no step)
+                samples = (page.images if any(page.images.glob("*.png"))
+                           else "none (no training step ran)")
+                plot = page.loss_plot if page.loss_plot.exists() else "none (no losses logged)"
+                say(f"samples:     {samples}\nloss plot:   {plot}")
+            say(f"loss log:    {loss_log.path}")
+            if page is not None:
+                say(f"open:        {page.index.resolve()}")
         return code
     except (ValueError, DataError, CheckpointWriteError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
+    except OSError as err:  # e.g. a read-only or full checkpoints folder
+        print(f"error: {describe_os_error(err)}", file=sys.stderr)
+        return 1
     finally:
+        close_trackers(trackers)
         shutdown_processes(info)
 
 

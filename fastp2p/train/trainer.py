@@ -13,7 +13,12 @@ import signal
 import time
 from dataclasses import asdict, dataclass
 
-from fastp2p.train.checkpoints import CheckpointWriteError
+import numpy as np
+import torch
+
+from fastp2p.train.checkpoints import CheckpointWriteError, describe_os_error
+from fastp2p.train.reports import TRIPLET
+from fastp2p.train.stage_times import StageTimes
 
 EXIT_OK, EXIT_FAILED = 0, 1
 
@@ -65,54 +70,78 @@ class Trainer:
     """Runs epochs of ``engine`` steps over ``loader``; rank 0 writes checkpoints and reports.
 
     ``checkpoints``: a CheckpointFolder; ``page`` / ``loss_log``: TrainingPage / LossLog on the
-    main process, None elsewhere; ``say``: prints a line (tqdm-safe) on the main process.
+    main process, None elsewhere (``page`` also None with --no_html); ``say``: prints a line
+    (tqdm-safe) on the main process; ``trackers``: TensorBoard / W&B (fastp2p.train.trackers)
+    that get the losses and samples too; ``times``: a StageTimes that the loop's stages are
+    timed into.
     """
 
     def __init__(self, args, engine, netG, netD, schedule, checkpoints, *, is_main=True,
-                 world_size=1, page=None, loss_log=None, say=print):
+                 world_size=1, page=None, loss_log=None, say=print, trackers=(), times=None):
         self.args, self.engine, self.netG, self.netD = args, engine, netG, netD
         self.schedule, self.checkpoints = schedule, checkpoints
         self.is_main, self.world_size = is_main, world_size
         self.page, self.loss_log, self.say = page, loss_log, say
+        self.trackers = list(trackers)
+        self.times = times if times is not None else StageTimes()
         # As the reference's loop: epochs epoch_count .. n_epochs + n_epochs_decay.
         self.last_epoch = args.n_epochs + args.n_epochs_decay
         self.progress = Progress(epoch=args.epoch_count, epoch_batches=0, images=0)
-        self.saved_at = None
         self.sampled_at = None  # engine step of the newest sample image
         self.steps_run = 0      # steps taken by this process (not counting resumed ones)
         self._resumed_rng = None
 
     # ---- state ------------------------------------------------------------------------------
     def train_state(self) -> dict:
+        """Tensors and plain containers only, so the file loads with weights_only=True."""
+        version, keys, gaussian = random.getstate()
+        kind, numpy_keys, position, has_gauss, cached = np.random.get_state()
         return {"engine": self.engine.state_dict(), "schedule": self.schedule.state_dict(),
-                "progress": asdict(self.progress), "python_rng": random.getstate()}
+                "progress": asdict(self.progress),
+                "python_rng": {"version": version, "keys": list(keys), "gaussian": gaussian},
+                "numpy_rng": {"kind": kind, "keys": torch.from_numpy(numpy_keys.astype(np.int64)),
+                              "position": int(position), "has_gauss": int(has_gauss),
+                              "cached_gaussian": float(cached)}}
 
     def resume(self, state: dict) -> None:
         self.engine.load_state_dict(state["engine"])
         self.schedule.load_state_dict(state["schedule"])
         self.progress = Progress(**state["progress"])
-        random.setstate(state["python_rng"])
+        python_rng, numpy_rng = state["python_rng"], state["numpy_rng"]
+        random.setstate((python_rng["version"], tuple(python_rng["keys"]),
+                         python_rng["gaussian"]))
+        np.random.set_state((numpy_rng["kind"], numpy_rng["keys"].numpy().astype(np.uint32),
+                             numpy_rng["position"], numpy_rng["has_gauss"],
+                             numpy_rng["cached_gaussian"]))
         # Starting the epoch's data iterator draws a seed from the global RNG, which the
         # interrupted run did before it saved: restore the saved state once more after that.
         self._resumed_rng = state["engine"]["rng"]
 
     def save(self, labels) -> None:
         """Checkpoint under ``labels`` unless the weights went non-finite (keep the good one)."""
-        self._check_finite()
+        self._check_finite(weights=True)
         if self.is_main:
-            self.checkpoints.save(labels, self.netG, self.netD, self.train_state())
-            self.saved_at = self.engine.steps
+            self.checkpoints.save(labels, self.netG, self.netD, self.train_state(),
+                                  step=self.engine.steps)
 
-    def _check_finite(self) -> None:
+    def _check_finite(self, weights=False) -> None:
+        """Stop if a loss (or, with ``weights``, a parameter, buffer or optimizer state) is
+        NaN or Inf, before anything is saved."""
         bad_step = self.engine.first_nonfinite_step()
         if bad_step:
-            kept = ("the last good checkpoint in " + str(self.checkpoints.path) + " is unchanged"
-                    if self.saved_at is not None or self.checkpoints.path.exists()
-                    else "no checkpoint was written")
-            raise TrainingStopped(
-                f"a loss became NaN or Inf at step {bad_step} (epoch {self.progress.epoch}); "
-                f"training stopped and {kept}. Lower --lr, check the data, or try "
-                "--precision fp32", EXIT_FAILED)
+            what = f"a loss became NaN or Inf at step {bad_step}"
+        else:
+            bad_tensor = self.engine.first_nonfinite_tensor() if weights else None
+            if bad_tensor is None:
+                return
+            what = f"{bad_tensor} holds NaN or Inf at step {self.engine.steps}"
+        latest = self.checkpoints.manifest("latest")
+        kept = (f"the last good checkpoint {self.checkpoints.path}/latest_* (step "
+                f"{latest['step']}) is unchanged" if latest is not None
+                else "no checkpoint was written")
+        hint = "" if self.args.precision == "fp32" else ", or try --precision fp32"
+        raise TrainingStopped(f"{what} (epoch {self.progress.epoch}); training stopped and "
+                              f"{kept}. Lower --lr or check the data{hint}", EXIT_FAILED)
 
     # ---- the loop ---------------------------------------------------------------------------
     def fit(self, loader, progress_bar=None) -> int:
@@ -127,6 +156,11 @@ class Trainer:
             except CheckpointWriteError as err:
                 self.say(f"error: {err}")
                 return EXIT_FAILED
+            except OSError as err:  # samples, loss log, page: the checkpoints are untouched
+                self.say(f"error: {describe_os_error(err)}; the checkpoints in "
+                         f"{self.checkpoints.path} are unchanged. Free disk space or fix the "
+                         "folder's permissions, then resume with --continue_train")
+                return EXIT_FAILED
         return EXIT_OK
 
     def _run_epoch(self, loader, stops, progress_bar) -> None:
@@ -139,12 +173,15 @@ class Trainer:
             bar = progress_bar(total=len(loader), initial=skip,
                                desc=f"epoch {progress.epoch}/{self.last_epoch}")
         window_start, window_images, epoch_losses = time.perf_counter(), 0, []
-        batches = iter(loader)
+        times = self.times
+        batches = times.waiting(iter(loader))     # started here: it draws from the global RNG
         if self._resumed_rng is not None:
             engine.load_rng_state(self._resumed_rng)
             self._resumed_rng = None
         for index, batch in enumerate(batches, start=skip):
-            engine.step(batch["A"], batch["B"])
+            with times.stage("step"):
+                engine.step(batch["A"], batch["B"])
+            times.step_done(batch["A"].shape[0])
             self.steps_run += 1
             batch_images = batch["A"].shape[0] * self.world_size
             before, progress.images = progress.images, progress.images + batch_images
@@ -153,23 +190,32 @@ class Trainer:
             if bar is not None:
                 bar.update(1)
             if engine.steps % args.log_every == 0:
-                losses = self._log(window_images / (time.perf_counter() - window_start), bar)
+                with times.stage("log"):
+                    losses = self._log(window_images / (time.perf_counter() - window_start), bar)
                 epoch_losses.append(losses)
                 window_start, window_images = time.perf_counter(), 0
-            if _crossed(before, progress.images, args.display_freq):
-                self._sample()
+            if (self.page is not None or self.trackers) \
+                    and _crossed(before, progress.images, args.display_freq):
+                with times.stage("sample"):
+                    self._add_sample()
             if _crossed(before, progress.images, args.save_latest_freq):
-                self.save(["latest"])
+                with times.stage("checkpoint"):
+                    # --save_by_iter (the reference's): also keep this point, named by its images
+                    self.save(["latest"] + ([f"iter_{progress.images}"] if args.save_by_iter
+                                            else []))
             if stops.signal_number is not None:
                 self.save(["latest"])
                 name = signal.Signals(stops.signal_number).name
                 raise TrainingStopped(f"{name} received: saved {self.checkpoints.path}/latest_* "
                                       f"at step {engine.steps}; resume with --continue_train",
                                       128 + stops.signal_number)
+        times.epoch_end()
         if bar is not None:
             bar.close()
-        if progress.epoch == self.last_epoch and self.sampled_at != engine.steps:
-            self._sample()  # the final model's sample, whatever --display_freq
+        if (self.page is not None or self.trackers) and progress.epoch == self.last_epoch \
+                and self.sampled_at != engine.steps:
+            with times.stage("sample"):
+                self._add_sample()  # the final model's sample, whatever --display_freq
         if engine.steps_since_read:
             epoch_losses.append(self._log(window_images / (time.perf_counter() - window_start),
                                           None))
@@ -187,13 +233,18 @@ class Trainer:
         self.say(f"epoch {finished} done: {progress.images} images, lr {engine.lr:.3g}, "
                  f"saved {', '.join(labels)}")
 
-    def _sample(self) -> None:
-        """Write the latest step's (real_A, fake_B, real_B) and refresh the page (main process,
-        and only once a step has run in this process: a resumed, finished run has none)."""
-        if self.page is None or self.steps_run == 0:
+    def _add_sample(self) -> None:
+        """Write the latest step's (real_A, fake_B, real_B) to the page and the trackers (only
+        once a step has run in this process: a resumed, finished run has none)."""
+        if self.steps_run == 0:
             return
-        self.page.add_sample(self.progress.epoch, self.engine.steps, self.engine.last_batch())
-        self.page.refresh(self.loss_log)
+        triplet = self.engine.last_batch()
+        if self.page is not None:
+            self.page.add_sample(self.progress.epoch, self.engine.steps, triplet)
+            self.page.refresh(self.loss_log)
+        for tracker in self.trackers:
+            tracker.log_images(self.engine.steps,
+                               {label: batch[0] for label, batch in zip(TRIPLET, triplet)})
         self.sampled_at = self.engine.steps
 
     def _log(self, images_per_s: float, bar) -> dict:
@@ -203,6 +254,9 @@ class Trainer:
             self.loss_log.append({"epoch": self.progress.epoch, "step": self.engine.steps,
                                   "images": self.progress.images, "lr": self.engine.lr,
                                   **losses, "images_per_s": round(images_per_s, 2)})
+        for tracker in self.trackers:
+            tracker.log_scalars(self.engine.steps, {**losses, "lr": self.engine.lr,
+                                                    "images_per_s": images_per_s})
         if bar is not None:
             bar.set_postfix({"img/s": f"{images_per_s:.1f}",
                              **{name: f"{value:.3f}" for name, value in losses.items()}})

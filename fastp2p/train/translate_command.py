@@ -12,6 +12,8 @@ from pathlib import Path
 
 from fastp2p.train.options import (QuickDefault, add_model_arguments, add_test_arguments,
                                    describe_defaults, resolve_quick_defaults)
+from fastp2p.train.reference_options import add_reference_arguments
+from fastp2p.train.trackers import add_tracker_arguments
 
 DESCRIPTION = """\
 Translate a split (default: test) with CHECKPOINTS_DIR/NAME/EPOCH_net_G.pth and write the
@@ -20,7 +22,9 @@ the mean L1 of fake_B to real_B beside two baselines: the train split's mean ima
 answer) and, when A and B have the same channels, real_A itself. Use the same model options
 (--netG, --ngf, --norm, --no_dropout, --input_nc, ...) as for training; without --dataroot the
 quick profile's defaults apply, matching `fastp2p train` without it. A packed DATAROOT is read
-at the load size it was packed at unless --load_size is given."""
+at the load size it was packed at unless --load_size is given.
+Every option of the reference's test.py is accepted (`python test.py --model pix2pix ...` runs
+as `fastp2p test --model pix2pix ...`); those that mean nothing here are named in one line."""
 
 
 def register(commands) -> None:
@@ -38,74 +42,112 @@ def register(commands) -> None:
             action.help += " (always on in fastp2p test, as in the reference's test)"
     add_model_arguments(parser)
     add_test_arguments(parser)
+    add_tracker_arguments(parser)
+    add_reference_arguments(parser, "test")
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
     import torch
-    from tqdm import tqdm
 
     from fastp2p.data import DataError, create_dataloader, create_dataset
     from fastp2p.data.create import follow_packed_load_size
-    from fastp2p.train.checkpoints import CheckpointFolder
+    from fastp2p.train.checkpoints import CheckpointFolder, describe_os_error
+    from fastp2p.train.cpu_threads import apply_thread_choice, choose_threads
     from fastp2p.train.distributed import resolve_device
-    from fastp2p.train.evaluation import L1Scores, train_mean_image
     from fastp2p.train.networks import build_generator
-    from fastp2p.train.reports import TRIPLET, save_image, write_html
+    from fastp2p.train.reference_options import apply_reference_options, describe_networks
+    from fastp2p.train.trackers import check_trackers_installed, close_trackers, open_trackers
 
     load_size_given = not isinstance(args.load_size, QuickDefault)
     resolve_quick_defaults(args)
     # The reference's test-time overrides: one image at a time, in order, unflipped.
     args.no_flip, args.serial_batches = True, True
     try:
-        if args.num_test < 1:
-            raise ValueError(f"--num_test must be >= 1, got {args.num_test}")
+        ignored = apply_reference_options(args, "test")
+        check_trackers_installed(args)
         device = resolve_device(args.device)
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    if ignored:
+        print(ignored)
+    threads = choose_threads(device.type, args.num_threads)
+    apply_thread_choice(threads)
+    print(threads.summary)
+    trackers = []
+    try:
         torch.manual_seed(args.seed)
         followed = follow_packed_load_size(args, args.phase, load_size_given)
         if followed:
             print(followed)
         dataset = create_dataset(args, args.phase)
-        loader = create_dataloader(dataset, 1, shuffle=False, num_workers=args.num_threads,
-                                   seed=args.seed)
+        loader = create_dataloader(dataset, 1, shuffle=False,
+                                   num_workers=threads.loader_workers, seed=args.seed)
         netG = build_generator(args).to(device)
         weights = CheckpointFolder(args.checkpoints_dir, args.name).load_network(
             netG, args.epoch, "G")
+        if args.verbose:
+            print(describe_networks(G=netG))
+        out_dir = Path(args.results_dir) / args.name / f"{args.phase}_{args.epoch}"
+        trackers = open_trackers(args, out_dir, "test")
+        if args.eval:
+            netG.eval()
+        count, scores = _translate(args, netG, loader, device, out_dir, trackers)
     except (ValueError, DataError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
-    if args.eval:
-        netG.eval()
+    except OSError as err:  # e.g. a full disk or a read-only results folder
+        print(f"error: {describe_os_error(err)}", file=sys.stderr)
+        return 1
+    finally:
+        close_trackers(trackers)
+    print(f"translated {count} image(s) with {weights}")
+    if scores is not None:
+        print(scores.report())
+    print(f"open: {(out_dir / 'index.html').resolve()}")
+    return 0
+
+
+def _translate(args, netG, loader, device, out_dir, trackers) -> int:
+    """Write the image triplets and index.html into out_dir; returns the number of images
+    written and their L1Scores (None when there were none)."""
+    import torch
+    from tqdm import tqdm
+
+    from fastp2p.nn import graphed
+    from fastp2p.train.evaluation import L1Scores, train_mean_image
+    from fastp2p.train.reports import TRIPLET, save_image, write_html
+
     layout = torch.channels_last if args.channels_last else torch.contiguous_format
     netG.to(memory_format=layout)
-    out_dir = Path(args.results_dir) / args.name / f"{args.phase}_{args.epoch}"
     images_dir = out_dir / "images"
     images_dir.mkdir(parents=True, exist_ok=True)
     sections = []
     scores = None
     total = min(len(loader), args.num_test)
+    # On CUDA each forward is one graph replay (captured on the first image); eager on a CPU.
+    translate = graphed(netG)
+    # disable=None: no bar when stderr is not a terminal (a log file would keep every frame)
     with torch.no_grad():
-        for index, batch in enumerate(tqdm(loader, total=total, unit="image",
+        for index, batch in enumerate(tqdm(loader, total=total, unit="image", disable=None,
                                            desc=f"translating {args.phase}")):
             if index >= args.num_test:
                 break
             real_A = batch["A"].to(device)
-            fake_B = netG(real_A.contiguous(memory_format=layout))
+            fake_B = translate(real_A.contiguous(memory_format=layout))
             if scores is None:
                 scores = L1Scores(args.input_nc == args.output_nc,
                                   *train_mean_image(args, batch["B"].shape[1:]))
             scores.add(real_A, fake_B, batch["B"])
             stem = Path(batch["A_paths"][0]).stem
-            images = []
-            for label, tensor in zip(TRIPLET, (real_A, fake_B, batch["B"])):
-                save_image(tensor[0], images_dir / f"{stem}_{label}.png")
-                images.append((label, f"images/{stem}_{label}.png"))
-            sections.append((stem, images))
+            triplet = dict(zip(TRIPLET, (real_A[0], fake_B[0], batch["B"][0])))
+            for label, image in triplet.items():
+                save_image(image, images_dir / f"{stem}_{label}.png")
+            sections.append((stem, [(label, f"images/{stem}_{label}.png") for label in TRIPLET]))
+            for tracker in trackers:
+                tracker.log_images(index, triplet)
     write_html(out_dir / "index.html",
                f"{args.name}: {args.phase}, epoch {args.epoch}"
                f"{' (eval mode)' if args.eval else ''}", sections)
-    print(f"translated {len(sections)} image(s) with {weights}")
-    if scores is not None:
-        print(scores.report())
-    print(f"open: {(out_dir / 'index.html').resolve()}")
-    return 0
+    return len(sections), scores

@@ -1,0 +1,152 @@
+"""Synthetic aligned pairs at any scale, made without a download (``fastp2p pack --synthetic``).
+
+Each pair is an edges -> picture pair like the pix2pix edges2* datasets: B is a 256x256
+"photo" of a few filled shapes (ellipses, rectangles, polygons) with shaded colours over a
+smooth background and a little grain, A is the shapes' outlines (dark lines on white). The
+content is structured (a network can learn the mapping; JPEG sizes and decode times resemble
+real datasets'), and pair ``i`` depends only on (seed, i), so a folder is the same on every
+machine and a partly written one is finished by writing the missing files.
+
+Files are ``DATAROOT/PHASE/NNNNNNN.jpg`` (A|B side by side, 512x256), written atomically, one
+at a time, on ``workers`` processes: memory stays flat in the number of pairs.
+"""
+import math
+import multiprocessing
+import sys
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFilter
+
+from fastp2p.data.atomic_files import replacing
+from fastp2p.data.errors import DataError
+
+SIZE = 256          # each half, as the pix2pix datasets' 256x256 images
+QUALITY = 90        # JPEG quality, as the pix2pix datasets' files
+FILE_DIGITS = 7     # names sort in index order up to 10 million pairs
+
+
+def pair_name(index: int) -> str:
+    return f"{index:0{FILE_DIGITS}d}.jpg"
+
+
+def _is_pair_file(name: str, count: int) -> bool:
+    stem, dot, suffix = name.partition(".")
+    return (dot == "." and suffix == "jpg" and len(stem) == FILE_DIGITS and stem.isdigit()
+            and int(stem) < count)
+
+
+def _background(rng, size: int) -> np.ndarray:
+    """A smooth colour field: two random colours blended along a random direction, plus a
+    coarse bicubic-upsampled variation."""
+    angle = rng.uniform(0, 2 * math.pi)
+    ramp = (np.cos(angle) * np.arange(size)[None, :] + np.sin(angle) * np.arange(size)[:, None])
+    ramp = (ramp - ramp.min()) / max(np.ptp(ramp), 1e-6)
+    start, end = rng.uniform(0, 255, 3), rng.uniform(0, 255, 3)
+    field = start + ramp[..., None] * (end - start)
+    coarse = rng.integers(0, 256, (size // 32, size // 32, 3), dtype=np.uint8)
+    variation = np.asarray(Image.fromarray(coarse).resize((size, size), Image.Resampling.BICUBIC))
+    return 0.75 * field + 0.25 * variation
+
+
+def _shape_outline(rng, size: int) -> tuple[str, list]:
+    kind = ("ellipse", "rectangle", "polygon")[rng.integers(3)]
+    if kind == "polygon":
+        cx, cy = rng.uniform(0.15, 0.85, 2) * size
+        radius = rng.uniform(0.08, 0.3) * size
+        corners = rng.integers(3, 8)
+        angles = np.sort(rng.uniform(0, 2 * math.pi, corners))
+        radii = radius * rng.uniform(0.6, 1.0, corners)
+        return kind, [(float(cx + r * math.cos(a)), float(cy + r * math.sin(a)))
+                      for a, r in zip(angles, radii)]
+    x0, y0 = rng.uniform(0.0, 0.75, 2) * size
+    width, height = rng.uniform(0.12, 0.45, 2) * size
+    return kind, [float(x0), float(y0), float(min(x0 + width, size - 1)),
+                  float(min(y0 + height, size - 1))]
+
+
+def synthetic_pair(seed: int, index: int, size: int = SIZE) -> np.ndarray:
+    """Pair ``index`` of the synthetic set ``seed``: uint8 size x 2*size x 3, A (edges) | B."""
+    rng = np.random.default_rng([seed, index])
+    labels = Image.new("L", (size, size), 0)
+    label_draw = ImageDraw.Draw(labels)
+    shapes = []
+    for label in range(1, rng.integers(3, 9) + 1):
+        kind, outline = _shape_outline(rng, size)
+        getattr(label_draw, kind)(outline, fill=label)
+        shapes.append(rng.uniform(0, 255, 3))
+    label_map = np.asarray(labels)
+    photo = _background(rng, size)
+    # each shape's colour, shaded from light (top left) to dark (bottom right)
+    shade = 0.75 + 0.5 * (1 - (np.arange(size)[None, :] + np.arange(size)[:, None]) / (2 * size))
+    for label, colour in enumerate(shapes, start=1):
+        inside = label_map == label
+        photo[inside] = colour * shade[inside][:, None]
+    photo += rng.normal(0, 3, photo.shape)
+    b_half = Image.fromarray(np.clip(photo, 0, 255).astype(np.uint8))
+    b_half = b_half.filter(ImageFilter.GaussianBlur(0.6))     # soften the jagged shape borders
+    # an edge wherever the shape label changes between neighbours, drawn 2 pixels wide
+    edges = np.zeros((size, size), dtype=bool)
+    edges[:, 1:] |= label_map[:, 1:] != label_map[:, :-1]
+    edges[1:, :] |= label_map[1:, :] != label_map[:-1, :]
+    edges[:, :-1] |= edges[:, 1:]
+    edges[:-1, :] |= edges[1:, :]
+    pair = np.empty((size, 2 * size, 3), dtype=np.uint8)
+    pair[:, :size] = np.where(edges, 0, 255)[..., None].astype(np.uint8)
+    pair[:, size:] = np.asarray(b_half)
+    return pair
+
+
+def _write_range(job: tuple) -> int:
+    """Write pairs [start, stop) of set ``seed`` that are not there yet; returns how many."""
+    folder, seed, start, stop = job
+    written = 0
+    for index in range(start, stop):
+        path = Path(folder) / pair_name(index)
+        if path.is_file():      # written by an earlier, interrupted run: same bytes
+            continue
+        # not fsynced one by one: a torn file after a power loss is found by `fastp2p pack`
+        with replacing(path, durable=False) as temp:
+            Image.fromarray(synthetic_pair(seed, index)).save(temp, quality=QUALITY)
+        written += 1
+    return written
+
+
+def write_synthetic(dataroot, count: int, *, seed: int = 0, phase: str = "train",
+                    workers: int = 1, progress: bool = True) -> Path:
+    """Write pairs 0 .. count-1 of set ``seed`` into ``dataroot/phase`` (missing ones only);
+    returns that folder. Deterministic: the same (seed, count) gives the same files."""
+    if count < 1:
+        raise DataError(f"--synthetic must be >= 1 pairs, got {count}")
+    folder = Path(dataroot) / phase
+    folder.mkdir(parents=True, exist_ok=True)
+    extra = [path.name for path in folder.iterdir()
+             if not path.name.startswith(".") and not _is_pair_file(path.name, count)]
+    if extra:
+        # packing the folder would take those files in too
+        raise DataError(f"{folder}: holds {len(extra)} files that are not pairs 0..{count - 1} "
+                        f"of a synthetic set (e.g. {sorted(extra)[0]}); write into an empty "
+                        "DATAROOT, or pass the --synthetic N of the earlier run")
+    chunk = 64      # small enough for a live progress bar, large enough to amortize the Pool
+    jobs = [(str(folder), seed, start, min(start + chunk, count))
+            for start in range(0, count, chunk)]
+    bar = None
+    if progress:
+        from tqdm import tqdm
+        bar = tqdm(total=count, desc=f"synthetic {phase}", unit="pair", smoothing=0.1)
+    try:
+        if workers <= 1 or len(jobs) == 1:
+            for job in jobs:
+                _write_range(job)
+                if bar is not None:
+                    bar.update(job[3] - job[2])
+        else:
+            context = multiprocessing.get_context("spawn" if sys.platform == "win32" else "fork")
+            with context.Pool(min(workers, len(jobs))) as pool:
+                for job, _ in zip(jobs, pool.imap(_write_range, jobs)):
+                    if bar is not None:
+                        bar.update(job[3] - job[2])
+    finally:
+        if bar is not None:
+            bar.close()
+    return folder

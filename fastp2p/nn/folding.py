@@ -1,0 +1,144 @@
+"""Eval-mode BatchNorm folded into the convolution before it, for inference.
+
+A BatchNorm that normalizes with its running statistics is a per-channel affine map,
+``y = (x - running_mean) * weight / sqrt(running_var + eps) + bias``, so after a convolution it
+is the same convolution with each output channel's weights scaled and its bias shifted. The
+fused forward then runs that convolution and the fused op with norm "none": bias + activation
+(+ the skip concatenation's write) and no normalization pass.
+
+The folded weights live in a stand-in module (a copy of the convolution's settings whose
+parameters are the folded tensors), never registered on the network: ``state_dict``,
+``parameters()`` and training are untouched. It is cached per norm module and rebuilt when any
+tensor it is computed from changes: the key holds each tensor's storage address and version
+counter (bumped by every in-place change: an optimizer step, ``load_state_dict``,
+``bn.running_var.mul_(2)``), and the cache keeps the old tensors alive so that a replaced tensor
+(``.to()``, ``.half()``, ``.data = ...``) cannot reuse an address it remembers. Checking a key
+costs a few microseconds per layer.
+
+Folding applies only where no gradient is wanted (``torch.no_grad()``, ``torch.inference_mode()``,
+or nothing requiring grad): the folded weights carry no autograd history, and train-mode or
+batch-statistics norms (and InstanceNorm) always keep the statistics path.
+"""
+import contextlib
+import weakref
+from dataclasses import dataclass
+from typing import Optional
+
+import torch
+import torch.nn as nn
+
+_FOLDABLE_CONVS = (nn.Conv2d, nn.ConvTranspose2d)
+_enabled = True
+
+
+@contextlib.contextmanager
+def folding_disabled():
+    """Keep every norm on the statistics path inside this block (what the benchmarks compare
+    folding against)."""
+    global _enabled
+    previous, _enabled = _enabled, False
+    try:
+        yield
+    finally:
+        _enabled = previous
+
+
+def gradient_wanted(module: nn.Module, x: torch.Tensor) -> bool:
+    """Whether this forward of ``module`` on ``x`` records autograd history."""
+    if not torch.is_grad_enabled():
+        return False
+    return x.requires_grad or any(p.requires_grad for p in module.parameters())
+
+
+def can_fold(conv: nn.Module, norm: nn.Module) -> bool:
+    """Whether ``norm`` normalizes with its running statistics right after ``conv`` (the caller
+    checks that no gradient is wanted)."""
+    return (_enabled and type(norm) is nn.BatchNorm2d and not norm.training
+            and norm.track_running_stats and norm.running_mean is not None
+            and type(conv) in _FOLDABLE_CONVS and conv.groups == 1
+            and conv.out_channels == norm.num_features)
+
+
+@dataclass
+class _Folded:
+    key: tuple
+    conv: nn.Module        # the stand-in with the folded weight and bias
+    held: tuple            # the source tensors, kept so that their addresses stay unique
+
+
+_cache: "weakref.WeakKeyDictionary[nn.Module, _Folded]" = weakref.WeakKeyDictionary()
+
+
+def _sources(conv, norm):
+    """The tensors a fold is computed from (read from the modules' dicts: nn.Module's
+    __getattr__ costs about a microsecond per lookup, and this runs per layer per call)."""
+    weights, params, buffers = conv._parameters, norm._parameters, norm._buffers
+    return (weights["weight"], weights.get("bias"), params.get("weight"), params.get("bias"),
+            buffers["running_mean"], buffers["running_var"])
+
+
+def _key(conv, norm) -> Optional[tuple]:
+    """eps and (address, version) of every source tensor; None when one is an inference tensor
+    (created under inference_mode), which has no version counter to watch. A dtype or device
+    change shows as a new address: the cache holds the old tensors, so theirs stay taken."""
+    try:
+        return (norm.eps,) + tuple(None if t is None else (t.data_ptr(), t._version)
+                                   for t in _sources(conv, norm))
+    except RuntimeError:  # "Inference tensors do not track version counter"
+        return None
+
+
+def _stand_in(conv: nn.Module, weight: torch.Tensor, bias: torch.Tensor) -> nn.Module:
+    """A module of conv's type and settings whose parameters are ``weight`` and ``bias`` (built
+    on the meta device, so nothing is allocated or initialised for it)."""
+    settings = dict(stride=conv.stride, padding=conv.padding, dilation=conv.dilation,
+                    groups=conv.groups, padding_mode=conv.padding_mode, bias=True,
+                    device="meta")
+    if isinstance(conv, nn.ConvTranspose2d):
+        settings["output_padding"] = conv.output_padding
+    stand_in = type(conv)(conv.in_channels, conv.out_channels, conv.kernel_size, **settings)
+    stand_in.weight = nn.Parameter(weight, requires_grad=False)
+    stand_in.bias = nn.Parameter(bias, requires_grad=False)
+    return stand_in
+
+
+def fold_batchnorm(conv: nn.Module, norm: nn.BatchNorm2d):
+    """(weight, bias) of ``conv`` followed by eval-mode ``norm``, in conv's dtype and memory
+    format, computed in at least float32."""
+    compute = torch.promote_types(conv.weight.dtype, torch.float32)
+    var = norm.running_var.to(compute)
+    scale = torch.rsqrt(var + norm.eps)
+    if norm.weight is not None:
+        scale = scale * norm.weight.to(compute)
+    shift = -norm.running_mean.to(compute) * scale
+    if conv.bias is not None:
+        shift = shift + conv.bias.to(compute) * scale
+    if norm.bias is not None:
+        shift = shift + norm.bias.to(compute)
+    # Output channels are dim 0 of a Conv2d weight and dim 1 of a ConvTranspose2d's.
+    shape = (1, -1, 1, 1) if isinstance(conv, nn.ConvTranspose2d) else (-1, 1, 1, 1)
+    weight = torch.empty_like(conv.weight)  # keeps the weight's memory format
+    weight.copy_(conv.weight.to(compute) * scale.view(shape))
+    return weight, shift.to(conv.weight.dtype)
+
+
+def folded_conv(conv: nn.Module, norm: nn.BatchNorm2d) -> Optional[nn.Module]:
+    """The cached stand-in for ``norm(conv(x))`` (rebuilt if a source tensor changed), or None
+    when the sources cannot be watched (inference tensors): then the caller keeps the norm."""
+    key = _key(conv, norm)
+    if key is None:
+        return None
+    entry = _cache.get(norm)
+    if entry is None or entry.key != key:
+        # Normal tensors even inside inference_mode: the cache outlives this call.
+        with torch.inference_mode(False), torch.no_grad():
+            weight, bias = fold_batchnorm(conv, norm)
+            held = tuple(t.detach() for t in _sources(conv, norm) if t is not None)
+            entry = _Folded(key, _stand_in(conv, weight, bias), held)
+        _cache[norm] = entry
+    return entry.conv
+
+
+def folded_for(module: nn.Module) -> list:
+    """The cached folds of ``module``'s norm layers (for a CUDA graph that reads them to hold)."""
+    return [_cache[m] for m in module.modules() if m in _cache]

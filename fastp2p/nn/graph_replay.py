@@ -1,0 +1,173 @@
+"""``fastp2p.graphed(module)``: a network's whole forward captured as one CUDA graph and replayed.
+
+At batch 1 a U-Net forward is launch-bound: ~50 kernels of a few microseconds each, and the host
+time to issue them exceeds the GPU time. A CUDA graph issues them all with one call. This is a
+raw ``torch.cuda.CUDAGraph`` (torch.compile's cudagraph trees check more per call than these
+kernels take at batch 1).
+
+Per call, on a CUDA input: the input is copied into the static buffer of the capture for its
+signature (shape, dtype, memory format, device, the train/eval flag of every submodule, autocast
+state) and that graph is replayed; the result is a clone of the graph's static output, so a later
+call never overwrites it. A signature seen for the first time runs the module eagerly (that is
+the call's result; it also warms up cuDNN and Triton on a side stream) and then captures it. A
+graph is captured against the parameters and buffers as they are (storage address and version
+counter of each): when any of them changed since (an optimizer step, ``load_state_dict``,
+``.to()``, an eager train-mode forward updating BatchNorm statistics), the next call re-captures.
+Eval-mode BatchNorm is folded into the convolutions inside the graph (fastp2p.nn.folding).
+
+Train mode replays what eager train mode does: BatchNorm uses batch statistics and updates its
+running statistics in place, and the U-Net's ``dropout_rng`` offset advances by the same count
+on every replay, so a sequence of graphed calls draws the same dropout masks as the same
+sequence of eager calls. The tensors the forward mutates get their version counters bumped after
+each replay, as an eager forward would, so eager folding caches see the change.
+
+Every call runs without autograd (like ``torch.no_grad()``): this is for inference. CPU (and any
+non-CUDA) inputs run the module eagerly under ``torch.no_grad()``, same API.
+"""
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+
+from fastp2p.nn.folding import folded_for
+
+
+def _memory_format(x: torch.Tensor):
+    channels_last = (x.dim() == 4 and not x.is_contiguous()
+                     and x.is_contiguous(memory_format=torch.channels_last))
+    return torch.channels_last if channels_last else torch.contiguous_format
+
+
+class _ModuleTensors:
+    """A module's submodules and their parameter and buffer dicts, listed once (walking the
+    module tree costs tens of microseconds, more than a replay at batch 1). The dicts are read
+    on every call, so a parameter replaced by assignment is seen; submodules added after
+    ``graphed()`` are not."""
+
+    def __init__(self, module: nn.Module):
+        self.modules = list(module.modules())
+        self.stores = [store for m in self.modules for store in (m._parameters, m._buffers)]
+
+    def tensors(self) -> list:
+        return [t for store in self.stores for t in store.values() if t is not None]
+
+    def state(self) -> tuple:
+        """(address, version) of every parameter and buffer: equal between two calls only if
+        nothing was replaced or changed in place in between. Inference tensors (made under
+        inference_mode) have no version: their address alone (the graph reads their memory as
+        it is; nothing is folded from them, see fastp2p.nn.folding)."""
+        try:
+            return tuple((t.data_ptr(), t._version) for store in self.stores
+                         for t in store.values() if t is not None)
+        except RuntimeError:
+            return tuple((t.data_ptr(), None if t.is_inference() else t._version)
+                         for store in self.stores for t in store.values() if t is not None)
+
+    def signature(self, x: torch.Tensor) -> tuple:
+        """What a captured graph is specific to, besides the module's tensors."""
+        device = x.device.type
+        autocast = torch.is_autocast_enabled(device)
+        return (tuple(x.shape), x.dtype, x.device, _memory_format(x),
+                tuple(m.training for m in self.modules),
+                autocast, torch.get_autocast_dtype(device) if autocast else None)
+
+    def changed(self, before: tuple, after: tuple) -> list:
+        """The tensors whose (address, version) differs between two ``state()`` snapshots."""
+        return [t for t, b, a in zip(self.tensors(), before, after) if b != a]
+
+
+@dataclass
+class _Capture:
+    graph: "torch.cuda.CUDAGraph"
+    static_input: torch.Tensor
+    static_output: torch.Tensor
+    state: tuple        # _ModuleTensors.state() the graph is valid for
+    mutated: list       # tensors the forward changes in place (train mode: BatchNorm, dropout)
+    folded: list        # the folded weights the graph reads, kept alive with it
+
+
+class GraphedModule:
+    """Callable wrapper returned by :func:`graphed`; ``module`` is the wrapped network (its
+    parameters, state_dict and eager forward are unchanged)."""
+
+    def __init__(self, module: nn.Module):
+        if not isinstance(module, nn.Module):
+            raise ValueError(f"fastp2p.graphed expects an nn.Module, got {type(module).__name__}")
+        self.module = module
+        self._tensors = _ModuleTensors(module)
+        self._captures = {}
+        self._stream = None
+
+    def __repr__(self):
+        return f"GraphedModule({self.module.__class__.__name__}, {len(self._captures)} captures)"
+
+    def clear(self) -> None:
+        """Drop every captured graph (and the GPU memory it holds)."""
+        self._captures.clear()
+
+    def __call__(self, input: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            if not (isinstance(input, torch.Tensor) and input.is_cuda):
+                return self.module(input)
+            key = self._tensors.signature(input)
+            capture = self._captures.get(key)
+            if capture is None or capture.state != self._tensors.state():
+                self._captures.pop(key, None)  # free the stale graph's memory before capturing
+                output, self._captures[key] = self._capture(input)
+                return output
+            capture.static_input.copy_(input)
+            capture.graph.replay()
+            if capture.mutated:
+                torch.autograd.graph.increment_version(capture.mutated)
+                capture.state = self._tensors.state()
+            return capture.static_output.clone()
+
+    def _capture(self, input: torch.Tensor):
+        """Run the module eagerly on a side stream (the result of this call, and the warm-up a
+        capture needs), then capture the same forward on that stream."""
+        device = input.device
+        if self._stream is None:
+            self._stream = torch.cuda.Stream(device)
+        main = torch.cuda.current_stream(device)
+        static_input = torch.empty(input.shape, dtype=input.dtype, device=device,
+                                   memory_format=_memory_format(input))
+        static_input.copy_(input)
+        self._stream.wait_stream(main)
+        with torch.cuda.stream(self._stream):
+            output = self.module(static_input)
+        main.wait_stream(self._stream)
+        if not isinstance(output, torch.Tensor):
+            raise ValueError(f"fastp2p.graphed supports modules that return one tensor, "
+                             f"{self.module.__class__.__name__} returned {type(output).__name__}")
+        output.record_stream(main)  # allocated on the side stream, used on the caller's
+        before = self._tensors.state()
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph, stream=self._stream, capture_error_mode="thread_local"), \
+                _autocast_without_cache(device.type):
+            static_output = self.module(static_input)
+        after = self._tensors.state()
+        capture = _Capture(graph, static_input, static_output, after,
+                           self._tensors.changed(before, after), folded_for(self.module))
+        return output, capture
+
+
+def _autocast_without_cache(device_type: str):
+    """Autocast as the caller set it, but without its cache of cast weights: a cached cast made
+    by the eager warm-up lives outside the graph's memory and is freed when the caller's
+    autocast region ends, so the graph must cast (and own) its own copies."""
+    enabled = torch.is_autocast_enabled(device_type)
+    dtype = torch.get_autocast_dtype(device_type)
+    return torch.autocast(device_type, dtype=dtype, enabled=enabled, cache_enabled=False)
+
+
+def graphed(module: nn.Module) -> GraphedModule:
+    """The module's forward as CUDA-graph replays on CUDA inputs (eager on other devices).
+
+    >>> G = fastp2p.UNet(3, 3, 8, ngf=64).cuda().eval()
+    >>> translate = fastp2p.graphed(G)
+    >>> fake_B = translate(real_A)       # first call per input shape: eager + capture
+    >>> fake_B = translate(next_A)       # later calls: one graph replay (+ input and output copy)
+
+    See this module's docstring for what a capture is specific to and when it is re-captured.
+    """
+    return GraphedModule(module)

@@ -1,0 +1,29 @@
+"""argparse ``type=`` checks for option values, so a bad value is refused while parsing: one line
+naming the option, exit code 2 (argparse's ``parser.error``), before anything runs."""
+import argparse
+import os
+
+
+def _int_at_least(low: int):
+    def parse(text: str) -> int:
+        value = int(text)  # a ValueError reads "invalid int value: 'x'"
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be >= {low}, got {value}")
+        return value
+    parse.__name__ = "int"
+    return parse
+
+
+positive_int = _int_at_least(1)
+non_negative_int = _int_at_least(0)
+
+
+def plain_name(text: str) -> str:
+    """A name used as one file or folder name (--name, --epoch): no path separators, not ``.``
+    or ``..``, so nothing is written outside the folder it is meant to be in."""
+    separators = {"/", "\\", os.sep} | ({os.altsep} if os.altsep else set())
+    if text in ("", ".", "..") or any(s in text for s in separators) or "\0" in text:
+        raise argparse.ArgumentTypeError(f"must be a plain name without path separators (it "
+                                         f"names a folder or files inside the given folder), "
+                                         f"got {text!r}")
+    return text

@@ -1,0 +1,86 @@
+"""How many CPU threads compute and how many processes load data, from the usable cores.
+
+PyTorch's default (one compute thread per core) plus the reference's 4 loader workers
+oversubscribes a small machine: on a loaded 2-core machine the default run was 5-11x slower
+than with OMP_NUM_THREADS=1 (README, Train, has the figures), mostly because OpenMP threads
+that wait for a descheduled sibling burn their time slices. So fastp2p counts the cores this
+process may run on (``os.sched_getaffinity``: what taskset, cpusets and container limits leave
+it) and:
+
+- on a CPU device, trains with no loader workers on up to 2 usable cores (decoding the small
+  images costs far less than a step), else one worker plus one per 8 cores (at most 4), and
+  gives torch one compute thread per remaining core, minus one when the machine is already
+  busy (load average at least the usable cores) so the main thread keeps a core;
+- on a CUDA device, keeps torch's thread count (the GPU computes) and gives loading one worker
+  per remaining core, at most 4, the reference's default.
+
+``--num_threads`` (loader workers, the reference's option) and OMP_NUM_THREADS /
+MKL_NUM_THREADS (torch's compute threads) override the choice; the run prints it once.
+"""
+import functools
+import os
+from dataclasses import dataclass
+
+THREAD_ENV_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
+MAX_WORKERS = 4  # the reference's --num_threads default
+
+
+@dataclass(frozen=True)
+class ThreadChoice:
+    torch_threads: int      # what torch.get_num_threads() will be
+    loader_workers: int     # DataLoader worker processes
+    summary: str            # the one line the run prints
+
+
+@functools.lru_cache(maxsize=None)
+def _machine_busy(cores: int) -> bool:
+    """Read once per process: every run in it gets the same choice (the same thread count gives
+    the same float reduction order, which resume tests compare bit for bit)."""
+    try:
+        return os.getloadavg()[0] >= cores
+    except OSError:
+        return False
+
+
+def choose_threads(device_type: str, num_threads_option, *, cores=None, busy=None,
+                   environ=None) -> ThreadChoice:
+    """The choice for a run on ``device_type`` ("cpu" | "cuda"). ``num_threads_option``: the
+    --num_threads given, or None. ``cores``, ``busy`` and ``environ`` default to this machine's
+    (tests pass their own)."""
+    import torch
+
+    from fastp2p.data.pack import usable_cpus
+
+    environ = os.environ if environ is None else environ
+    if cores is None:
+        # torchrun's processes on this machine share its cores
+        processes = int(environ.get("LOCAL_WORLD_SIZE", "1") or 1)
+        cores = max(1, usable_cpus() // processes)
+    if num_threads_option is not None:
+        workers, workers_from = num_threads_option, "--num_threads"
+    elif device_type == "cuda":
+        workers, workers_from = min(MAX_WORKERS, max(0, cores - 1)), "auto"
+    else:
+        workers = 0 if cores <= 2 else min(MAX_WORKERS, cores // 8 + 1)
+        workers_from = "auto"
+    env_set = [name for name in THREAD_ENV_VARS if environ.get(name, "").strip()]
+    if env_set:
+        threads, threads_from = torch.get_num_threads(), f"{env_set[0]}={environ[env_set[0]]}"
+    elif device_type == "cuda":
+        threads, threads_from = torch.get_num_threads(), "torch's default"
+    else:
+        if busy is None:
+            busy = _machine_busy(cores)
+        threads = max(1, cores - workers - (1 if busy else 0))
+        threads_from = "auto, machine busy" if busy else "auto"
+    summary = (f"threads: {cores} usable core(s) -> torch {threads} compute thread(s) "
+               f"({threads_from}), {workers} loader worker(s) ({workers_from}); set "
+               "OMP_NUM_THREADS or --num_threads to change")
+    return ThreadChoice(threads, workers, summary)
+
+
+def apply_thread_choice(choice: ThreadChoice) -> None:
+    import torch
+
+    if torch.get_num_threads() != choice.torch_threads:
+        torch.set_num_threads(choice.torch_threads)

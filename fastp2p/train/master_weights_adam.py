@@ -1,0 +1,244 @@
+"""Adam with float32 master weights that writes the network's bf16 weights itself (issue 17).
+
+Design. Under bf16 autocast a network with float32 parameters pays, every step, one cast
+kernel per convolution weight use (autocast's cache is off inside a CUDA graph) and one per
+weight gradient back to float32 - 62 small kernels of a batch-1 step on the H200. Here the
+optimizer takes over the module's parameters once, at construction:
+
+- Every parameter's float32 value moves into one flat master buffer per network; the Adam
+  moments are two more flat buffers of the same length, so one kernel launch
+  (fastp2p.kernels.adam) updates the whole network, with no pointer table.
+- Parameters of convolutions and linear layers (the ones autocast would cast) become views into
+  a flat buffer of ``copy_dtype`` (bf16 on the GPU) that the kernel writes from the masters in
+  the same pass: the module computes with them directly, so no weight cast is left in the step,
+  and their gradients come out of the backward in bf16. Every other parameter (norm scales and
+  shifts, which the norm kernels read in float32) is a view into the master buffer itself.
+- Each parameter's ``.grad`` is a permanent view into one flat gradient buffer (the bf16 region
+  first, then the float32 one): autograd accumulates into it in place, ``zero_grad`` is one
+  memset, and the buffers' addresses never change, as a CUDA graph needs.
+- The module's ``state_dict`` still holds float32 tensors under the reference's keys: a hook on
+  each module that owns a copied parameter puts the master in place of the copy, and a load
+  pre-hook writes loaded values into the masters (the normal load then rounds them into the
+  copy, exactly as the kernel does). Checkpoints of the network are therefore the same as
+  without this optimizer and load into the reference modules.
+
+Semantics: torch.optim.Adam's update (L2 weight decay, bias correction) on the float32
+masters; the model's copy is ``master.to(copy_dtype)``, rounded to nearest even. One
+difference: a parameter whose gradient was never produced is updated with a zero gradient
+(momentum keeps moving it), where torch.optim.Adam skips a parameter whose ``.grad`` is None.
+pix2pix's networks use every parameter in every step, so this never arises there.
+
+After construction the module must not be moved or cast (``.to()``, ``.half()``, loading with
+``assign=True``), and its grads must not be set to None (``module.zero_grad()``): all of these
+replace the views; ``step`` raises a clear error if it finds a replaced gradient.
+"""
+import os
+
+import torch
+import torch.nn as nn
+from torch.nn.parallel import DistributedDataParallel
+
+from fastp2p.kernels.adam import HYPER_FIELDS, adam_step, num_programs_for
+
+COPIED_MODULES = (nn.modules.conv._ConvNd, nn.Linear)
+
+
+def check_master_weights_device(device: torch.device, *nets: nn.Module) -> None:
+    """Raise a one-line ValueError where MasterWeightsAdam cannot run: its kernel needs a CUDA
+    device (or CPU tensors under TRITON_INTERPRET=1, as the tests run it), and it replaces the
+    parameters that DistributedDataParallel's gradient buckets point at."""
+    interpreted = os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
+    if not (device.type == "cuda" or (device.type == "cpu" and interpreted)):
+        raise ValueError(f"master_weights=True needs the networks on a CUDA device, they are on "
+                         f"{device}; use master_weights=False")
+    if any(isinstance(net, DistributedDataParallel) for net in nets):
+        raise ValueError("master_weights=True is not supported with DistributedDataParallel; "
+                         "use master_weights=False for multi-process training")
+
+
+def _dense_strides(t: torch.Tensor) -> bool:
+    """True when t fills exactly t.numel() consecutive elements (any dimension order)."""
+    return t.is_contiguous() or (t.dim() == 4 and t.is_contiguous(
+        memory_format=torch.channels_last))
+
+
+def _view_into(flat: torch.Tensor, offset: int, like: torch.Tensor) -> torch.Tensor:
+    """flat[offset:offset + like.numel()] seen with like's shape and strides."""
+    return flat.as_strided(like.shape, like.stride(), flat.storage_offset() + offset)
+
+
+class MasterWeightsAdam:
+    """``torch.optim.Adam`` for a whole module, keeping float32 masters and writing the
+    module's ``copy_dtype`` weights (see the module docstring for the design).
+
+    ``lr`` is a float or a float32 tensor on the module's device (the engine passes the tensor
+    it shares between optimizers; writing into it changes the lr without re-capturing a graph).
+    """
+
+    def __init__(self, module: nn.Module, *, lr=1e-3, betas=(0.9, 0.999), eps=1e-8,
+                 weight_decay=0.0, copy_dtype=torch.bfloat16):
+        if copy_dtype not in (torch.bfloat16, torch.float32):
+            raise ValueError(f"copy_dtype must be torch.bfloat16 or torch.float32, got {copy_dtype}")
+        beta1, beta2 = (float(b) for b in betas)
+        if not (0.0 <= beta1 < 1.0 and 0.0 <= beta2 < 1.0):
+            raise ValueError(f"betas must be in [0, 1), got {betas!r}")
+        if not eps >= 0 or not weight_decay >= 0:
+            raise ValueError(f"eps and weight_decay must be >= 0, got {eps!r}, {weight_decay!r}")
+        named = list(module.named_parameters())
+        if not named:
+            raise ValueError("the module has no parameters")
+        for name, param in named:
+            if param.dtype != torch.float32 or not _dense_strides(param):
+                raise ValueError(f"parameter {name} must be a dense float32 tensor (contiguous or "
+                                 f"channels-last), got {param.dtype} with strides {param.stride()}")
+        self.device = named[0][1].device
+        copied_ids = {id(p) for m in module.modules() if isinstance(m, COPIED_MODULES)
+                      for p in m.parameters(recurse=False)}
+        # The copied region first, then the parameters that are their own masters.
+        named.sort(key=lambda item: id(item[1]) not in copied_ids)
+        self._names = [name for name, _ in named]
+        self._numels = [p.numel() for _, p in named]
+        self.num_copied = sum(p.numel() for _, p in named if id(p) in copied_ids)
+        numel = sum(self._numels)
+        self.copy_dtype = copy_dtype
+
+        options = {"dtype": torch.float32, "device": self.device}
+        self.master = torch.empty(numel, **options)
+        self.exp_avg = torch.zeros(numel, **options)
+        self.exp_avg_sq = torch.zeros(numel, **options)
+        # One allocation with room for one element, so an empty region still has an address.
+        self.copy = torch.empty(self.num_copied + 1, dtype=copy_dtype,
+                                device=self.device)[:self.num_copied]
+        copied_bytes = self.num_copied * self.copy.element_size()
+        own_start = -(-copied_bytes // 16) * 16  # float32 region 16-byte aligned
+        self._grad_bytes = torch.zeros(own_start + 4 * (numel - self.num_copied) + 4,
+                                       dtype=torch.uint8, device=self.device)
+        self.grad_copied = self._grad_bytes[:copied_bytes].view(copy_dtype)
+        self.grad_own = self._grad_bytes[own_start:-4].view(torch.float32)
+
+        self._params, self._grads = [], []
+        # torch.optim's per-parameter view of the state ({param: {name: tensor}}), for code
+        # that inspects optimizer states (e.g. for NaN before a checkpoint): views, no copies.
+        self.state = {}
+        owners = {id(p): (m, local) for m in module.modules()
+                  for local, p in m.named_parameters(recurse=False)}
+        offset = 0
+        with torch.no_grad():
+            for (name, param), size in zip(named, self._numels):
+                master = _view_into(self.master, offset, param)
+                master.copy_(param)
+                if offset < self.num_copied:
+                    model = _view_into(self.copy, offset, param)
+                    model.copy_(master)
+                    grad = _view_into(self.grad_copied, offset, param)
+                    self._keep_state_dict_float32(*owners[id(param)], master)
+                else:
+                    model = master
+                    grad = _view_into(self.grad_own, offset - self.num_copied, param)
+                param.data = model
+                param.grad = grad
+                self.state[param] = {
+                    "exp_avg": _view_into(self.exp_avg, offset, param),
+                    "exp_avg_sq": _view_into(self.exp_avg_sq, offset, param),
+                    **({"master": master} if model is not master else {})}
+                self._params.append(param)
+                self._grads.append(grad)
+                offset += size
+
+        if not isinstance(lr, torch.Tensor):
+            lr = torch.tensor(float(lr), **options)
+        self.param_groups = [{"lr": lr, "betas": (beta1, beta2), "eps": float(eps),
+                              "weight_decay": float(weight_decay)}]
+        self._hyper = torch.empty(len(HYPER_FIELDS), dtype=torch.float64, device=self.device)
+        self._write_hyper()
+        self.num_programs = num_programs_for(numel, self.device)
+        self._ticket = torch.zeros(1, dtype=torch.int64, device=self.device)
+
+    # ---- the torch.optim.Optimizer surface the engine uses --------------------------------
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        """Zero every gradient with one memset. The gradients stay (views into one buffer that
+        the kernel reads), whatever ``set_to_none`` says."""
+        self._grad_bytes.zero_()
+
+    @torch.no_grad()
+    def step(self) -> None:
+        """One Adam step of every parameter and the copy's refresh, in one launch; no sync."""
+        group = self.param_groups[0]
+        lr = group["lr"]
+        if not isinstance(lr, torch.Tensor) or lr.dtype != torch.float32 or lr.numel() != 1:
+            raise ValueError("MasterWeightsAdam reads the lr from a one-element float32 tensor "
+                             f"(param_groups[0]['lr']), got {lr!r}; write into that tensor instead")
+        for param, grad in zip(self._params, self._grads):
+            if param.grad is not grad:
+                raise ValueError("a parameter's .grad was replaced or set to None (e.g. by "
+                                 "module.zero_grad()); with MasterWeightsAdam call its zero_grad()")
+        adam_step(self.master, self.exp_avg, self.exp_avg_sq, self.grad_copied, self.grad_own,
+                  self.copy, lr, self._ticket, self._hyper, self.num_programs)
+
+    @property
+    def steps(self) -> int:
+        """Steps taken (syncs with the device)."""
+        return int(self._ticket.item()) // self.num_programs
+
+    def state_dict(self) -> dict:
+        """The moments, step count and hyper-parameters as plain tensors and containers.
+
+        The master weights are not in it: they are the module's state_dict (float32).
+        """
+        group = self.param_groups[0]
+        lr = group["lr"]
+        return {
+            "state": {"step": self.steps, "exp_avg": self.exp_avg, "exp_avg_sq": self.exp_avg_sq},
+            "param_groups": [{"lr": float(lr) if isinstance(lr, torch.Tensor) else lr,
+                              "betas": list(group["betas"]), "eps": group["eps"],
+                              "weight_decay": group["weight_decay"],
+                              "params": list(self._names), "numels": list(self._numels)}],
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        try:
+            saved, group = state["state"], state["param_groups"][0]
+            layout = (list(group["params"]), list(group["numels"]))
+        except (KeyError, IndexError, TypeError) as error:
+            raise ValueError("not a MasterWeightsAdam state_dict (a torch.optim.Adam state cannot "
+                             f"be loaded into master weights): missing {error}") from None
+        if layout != (self._names, self._numels):
+            raise ValueError("MasterWeightsAdam state_dict is for different parameters: saved "
+                             f"{len(layout[0])} named {layout[0][:3]}..., this module has "
+                             f"{len(self._names)} named {self._names[:3]}...")
+        with torch.no_grad():
+            self.exp_avg.copy_(saved["exp_avg"])
+            self.exp_avg_sq.copy_(saved["exp_avg_sq"])
+            self._ticket.fill_(int(saved["step"]) * self.num_programs)
+        ours = self.param_groups[0]
+        ours["betas"] = tuple(float(b) for b in group["betas"])
+        ours["eps"], ours["weight_decay"] = float(group["eps"]), float(group["weight_decay"])
+        ours["lr"].fill_(float(group["lr"]))
+        self._write_hyper()
+
+    # ---- internals ---------------------------------------------------------------------------
+    def _write_hyper(self) -> None:
+        group = self.param_groups[0]
+        values = {"beta1": group["betas"][0], "beta2": group["betas"][1], "eps": group["eps"],
+                  "weight_decay": group["weight_decay"]}
+        self._hyper.copy_(torch.tensor([values[name] for name in HYPER_FIELDS],
+                                       dtype=torch.float64))
+
+    @staticmethod
+    def _keep_state_dict_float32(owner: nn.Module, local_name: str, master: torch.Tensor):
+        """Make ``owner``'s state_dict show ``master`` (float32) for its copied parameter
+        ``local_name``, and its load_state_dict write the loaded value into the master."""
+
+        def save_master(module, state_dict, prefix, local_metadata):
+            key = prefix + local_name
+            if key in state_dict:
+                state_dict[key] = master.detach()
+
+        def load_master(module, state_dict, prefix, *args):
+            value = state_dict.get(prefix + local_name)
+            if isinstance(value, torch.Tensor) and value.shape == master.shape:
+                with torch.no_grad():
+                    master.copy_(value)
+
+        owner.register_state_dict_post_hook(save_master)
+        owner.register_load_state_dict_pre_hook(load_master)

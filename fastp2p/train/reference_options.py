@@ -1,0 +1,185 @@
+"""The reference implementation's options that fastp2p's own options do not already cover.
+
+junyanz/pytorch-CycleGAN-and-pix2pix defines its command line in ``options/base_options.py``,
+``train_options.py`` and ``test_options.py``. fastp2p's train and test options keep those names;
+the rest are added here, so every reference command for pix2pix parses after changing its first
+word. Each one has one of three fates:
+
+- mapped: it does here what it did there (``--gpu_ids -1`` -> CPU, ``--print_freq`` -> the loss
+  log interval, ``--load_iter``, ``--suffix``, ``--verbose``, ...); ``apply_reference_options``
+  turns it into fastp2p's own settings;
+- ignored: it has nothing to act on here (the visdom display, the image pool pix2pix does not
+  use); the run prints ONE line naming those given and why;
+- refused: a value fastp2p cannot honour (``--model cycle_gan``, several ``--gpu_ids``) stops
+  with a one-line error saying what to do instead.
+
+The logging options of the reference (``--use_wandb``, ``--wandb_project_name``) live with the
+trackers, in ``fastp2p.train.trackers``.
+"""
+import argparse
+import os
+from dataclasses import dataclass
+
+GROUP_TITLE = "reference options (accepted so its commands run unchanged)"
+VISDOM = "no visdom display here; see web/index.html, --tensorboard, --use_wandb"
+DEFAULT_LOG_EVERY = 50  # steps between loss reads when neither --log-every nor --print_freq
+
+
+@dataclass(frozen=True)
+class IgnoredOption:
+    flag: str
+    phases: tuple       # "train" and/or "test": where the reference defines it
+    type: object        # the reference's type; None for a store_true flag
+    reference_default: object
+    why: str
+
+
+IGNORED = (
+    IgnoredOption("--display_id", ("train",), int, 1, VISDOM),
+    IgnoredOption("--display_server", ("train",), str, "http://localhost", VISDOM),
+    IgnoredOption("--display_env", ("train",), str, "main", VISDOM),
+    IgnoredOption("--display_port", ("train",), int, 8097, VISDOM),
+    IgnoredOption("--display_ncols", ("train",), int, 4, VISDOM),
+    IgnoredOption("--update_html_freq", ("train",), int, 1000,
+                  "every --display_freq sample goes to the HTML page"),
+    IgnoredOption("--display_winsize", ("train", "test"), int, 256,
+                  "images are saved at the size the networks produce"),
+    IgnoredOption("--pool_size", ("train",), int, 50,
+                  "the reference's pix2pix model uses no image pool either (it sets 0)"),
+    IgnoredOption("--batch_size", ("test",), int, 1,
+                  "test translates one image at a time, as the reference's test.py forces"),
+    IgnoredOption("--aspect_ratio", ("test",), float, 1.0,
+                  "images are saved at the size the generator produces"),
+)
+
+
+def add_reference_arguments(parser: argparse.ArgumentParser, phase: str) -> None:
+    """Add the reference options fastp2p does not define itself (``phase``: train or test)."""
+    group = parser.add_argument_group(
+        GROUP_TITLE, "The options of the reference's options/base_options.py and "
+                     f"{phase}_options.py that fastp2p does not\nhave under the same name: "
+                     "mapped onto fastp2p's own, or accepted and ignored (a run names the\n"
+                     "ignored ones it was given, in one line).")
+    group.add_argument("--model", default="pix2pix",
+                       help="pix2pix, the one model fastp2p trains; any other (cycle_gan, test, "
+                            "colorization) is an error (default %(default)s)")
+    group.add_argument("--gpu_ids", default=None, metavar="IDS",
+                       help="as the reference: -1 = CPU (--device cpu), N = cuda:N (--device "
+                            "cuda:N); several ids are refused: run one process per GPU with "
+                            "`torchrun --nproc_per_node=K -m fastp2p ...` instead (default: "
+                            "--device)")
+    group.add_argument("--load_iter", type=int, default=0,
+                       help="when > 0, load iter_LOAD_ITER_* (saved by train --save_by_iter) "
+                            "instead of --epoch (default %(default)s)")
+    group.add_argument("--verbose", action="store_true",
+                       help="print the networks and their parameter counts")
+    group.add_argument("--suffix", default="",
+                       help="append _SUFFIX to --name; may name other options, e.g. "
+                            "'{netG}_size{load_size}' (default: none)")
+    if phase == "train":
+        group.add_argument("--print_freq", type=int, default=None, metavar="IMAGES",
+                           help="read, log and print the losses every this many training "
+                                "images (rounded to whole batches; sets --log-every)")
+        group.add_argument("--phase", default="train",
+                           help="the split of DATAROOT to train on (default %(default)s)")
+        group.add_argument("--save_by_iter", action="store_true",
+                           help="at every --save_latest_freq also keep iter_IMAGES_* (IMAGES: "
+                                "training images so far), loadable with --load_iter IMAGES")
+        group.add_argument("--no_html", action="store_true",
+                           help="write no web/ folder (no sample images, loss plot or HTML "
+                                "page); loss_log.csv is still written")
+    for option in IGNORED:
+        if phase not in option.phases:
+            continue
+        kwargs = ({"action": "store_true"} if option.type is None
+                  else {"type": option.type, "metavar": "N" if option.type is int else "X"})
+        group.add_argument(option.flag, default=argparse.SUPPRESS,
+                           help=f"ignored: {option.why} (reference default "
+                                f"{option.reference_default})", **kwargs)
+
+
+def apply_reference_options(args: argparse.Namespace, phase: str) -> str | None:
+    """Turn the mapped reference options into fastp2p settings, in place.
+
+    Raises ValueError (one line) for a value fastp2p cannot honour. Returns the one line to print
+    about the ignored options that were given, or None.
+    """
+    if args.model != "pix2pix":
+        raise ValueError(f"--model {args.model}: fastp2p implements pix2pix only; use --model "
+                         "pix2pix (or leave it out), or the reference implementation for "
+                         f"{args.model}")
+    if args.suffix:
+        try:
+            args.name = f"{args.name}_{args.suffix.format(**vars(args))}"
+        except (KeyError, IndexError, ValueError) as err:
+            raise ValueError(f"--suffix {args.suffix!r}: {err!r} is not an option name "
+                             "(write options as {netG}, {load_size}, ...)") from None
+    if args.gpu_ids is not None:
+        args.device = _device_for_gpu_ids(args.gpu_ids, args.device)
+    if args.load_iter < 0:
+        raise ValueError(f"--load_iter must be >= 0, got {args.load_iter}")
+    if args.load_iter > 0:
+        args.epoch = f"iter_{args.load_iter}"
+    if phase == "train":
+        args.log_every = _log_every(args)
+    return _ignored_line(args, phase)
+
+
+def _device_for_gpu_ids(gpu_ids: str, device: str) -> str:
+    try:
+        ids = [int(item) for item in gpu_ids.split(",") if item.strip()]
+    except ValueError:
+        raise ValueError(f"--gpu_ids takes comma-separated integers (-1 for the CPU), got "
+                         f"{gpu_ids!r}") from None
+    gpus = [i for i in ids if i >= 0]  # the reference drops negative ids; none left = CPU
+    if len(gpus) > 1:
+        raise ValueError(f"--gpu_ids {gpu_ids}: fastp2p runs one process per GPU; use "
+                         f"`torchrun --nproc_per_node={len(gpus)} -m fastp2p ...` without "
+                         "--gpu_ids (CUDA_VISIBLE_DEVICES picks which GPUs)")
+    wanted = f"cuda:{gpus[0]}" if gpus else "cpu"
+    if gpus and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise ValueError(f"--gpu_ids {gpu_ids} under torchrun: each process takes "
+                         "cuda:LOCAL_RANK; drop --gpu_ids")
+    if device not in ("auto", wanted):
+        raise ValueError(f"--gpu_ids {gpu_ids} means --device {wanted}, but --device {device} "
+                         "was given: keep one of them")
+    if gpus:
+        import torch
+        if not torch.cuda.is_available():
+            raise ValueError(f"--gpu_ids {gpu_ids}: no CUDA GPU is visible; use --gpu_ids -1 "
+                             "(CPU)")
+    return wanted
+
+
+def _log_every(args) -> int:
+    if args.print_freq is None:
+        return DEFAULT_LOG_EVERY if args.log_every is None else args.log_every
+    if args.log_every is not None:
+        raise ValueError("--print_freq and --log-every both set how often losses are read: "
+                         "keep one of them")
+    if args.print_freq < 1:
+        raise ValueError(f"--print_freq must be >= 1, got {args.print_freq}")
+    return max(1, args.print_freq // args.batch_size)
+
+
+def _ignored_line(args, phase: str) -> str | None:
+    given = [option for option in IGNORED if phase in option.phases
+             and option.flag[2:] in vars(args)]
+    if not given:
+        return None
+    by_reason = {}
+    for option in given:
+        by_reason.setdefault(option.why, []).append(
+            f"{option.flag} {getattr(args, option.flag[2:])}")
+    return "ignored reference options: " + "; ".join(
+        f"{', '.join(flags)} ({why})" for why, flags in by_reason.items())
+
+
+def describe_networks(**networks) -> str:
+    """What ``--verbose`` prints, as the reference's ``print_networks(verbose=True)``: each
+    network's modules and its parameter count."""
+    parts = []
+    for name, net in networks.items():
+        count = sum(parameter.numel() for parameter in net.parameters())
+        parts.append(f"network {name}:\n{net}\n[network {name}] {count / 1e6:.3f} M parameters")
+    return "\n".join(parts)

@@ -1,0 +1,124 @@
+"""Weight gradient of the fused convolution (kernels/conv_fused.py): a GEMM over pixels whose
+prologue recomputes the activated input dropout(act(x * scale + shift)) from the stored pre-norm
+x (nothing activated is kept for the backward). One program per (tap, input-channel block,
+output-channel block, pixel split); splits write float32 partials summed on the host.
+"""
+from typing import Optional
+
+import torch
+import triton
+import triton.language as tl
+
+from fastp2p.kernels.conv_fused import (IDENTITY, GradFold, InputTransform, _affine_code,
+                                        _check_storage, _check_transform, _dropout_args,
+                                        _transform_args, gemm_blocks)
+from fastp2p.kernels.conv_fused_tiles import _load_activated, _load_folded_grad
+from fastp2p.kernels.norm_act_tiles import _rng_start
+
+
+@triton.jit(do_not_specialize=["Seed", "Offset"])
+def _conv_wgrad_kernel(
+    X_ptr, Scale_ptr, Shift_ptr, Seed, Offset,  # forward input (N, C, H, W), pre-prologue
+    G_ptr,                                      # gradient of the output (N, CO, OH, OW)
+    FoldY_ptr, Alpha_ptr, Beta_ptr,             # FOLD: y (N, CO, OH, OW), (N, CO) | (CO,)
+    DW_ptr,                                     # (splits, C, CO, KH, KW) float32 partials
+    C, H, W, CO, OH, OW, rows, rows_per_split, num_splits,
+    sxn, sxc, sxh, sxw, sgn, sgc, sgh, sgw, syn, syc, syh, syw,
+    slope, threshold, keep_scale,
+    STRIDE: tl.constexpr, PADDING: tl.constexpr, KH: tl.constexpr, KW: tl.constexpr,
+    TRANSPOSED: tl.constexpr, AFFINE: tl.constexpr, ACTIVATION: tl.constexpr,
+    DROPOUT: tl.constexpr, FOLD: tl.constexpr, AFFINE_FOLD: tl.constexpr,
+    BLOCK_P: tl.constexpr, BLOCK_CI: tl.constexpr, BLOCK_CO: tl.constexpr,
+):
+    """dW[ci, co, kh, kw] = sum over pixels of a[.., ci] * g[.., co], where a pixel pairs input
+    (ih, iw) with output (oh, ow) = (ih, iw) * STRIDE - PADDING + (kh, kw) for a transposed
+    convolution, (ih, iw) = (oh, ow) * STRIDE - PADDING + (kh, kw) for a direct one. The rows
+    walked are the side without the stride (output pixels, resp. input pixels); the other
+    side is gathered, out-of-range positions contributing 0."""
+    pid = tl.program_id(0).to(tl.int64)
+    tap = pid // num_splits
+    split = pid % num_splits
+    kh = tap // KW
+    kw = tap % KW
+    ci = tl.program_id(1).to(tl.int64) * BLOCK_CI + tl.arange(0, BLOCK_CI).to(tl.int64)
+    co = tl.program_id(2).to(tl.int64) * BLOCK_CO + tl.arange(0, BLOCK_CO).to(tl.int64)
+    ci_ok = ci < C
+    co_ok = co < CO
+    seed_mixed, offset = _rng_start(Seed, Offset, DROPOUT)
+    row_begin = split * rows_per_split
+    row_end = tl.minimum(row_begin + rows_per_split, rows)
+    acc = tl.zeros((BLOCK_CI, BLOCK_CO), tl.float32)
+    for start in range(0, rows_per_split, BLOCK_P):
+        p = row_begin + start + tl.arange(0, BLOCK_P).to(tl.int64)
+        p_ok = p < row_end
+        if TRANSPOSED:
+            n = p // (H * W)
+            ih = (p % (H * W)) // W
+            iw = p % W
+            oh = ih * STRIDE - PADDING + kh
+            ow = iw * STRIDE - PADDING + kw
+        else:
+            n = p // (OH * OW)
+            oh = (p % (OH * OW)) // OW
+            ow = p % OW
+            ih = oh * STRIDE - PADDING + kh
+            iw = ow * STRIDE - PADDING + kw
+        a = _load_activated(X_ptr, Scale_ptr, Shift_ptr, n, ih, iw, ci, p_ok, ci_ok, C, H, W,
+                            sxn, sxc, sxh, sxw, slope, seed_mixed, offset, threshold, keep_scale,
+                            AFFINE, ACTIVATION, DROPOUT)
+        g = _load_folded_grad(G_ptr, FoldY_ptr, Alpha_ptr, Beta_ptr, n, oh, ow, co, p_ok, co_ok,
+                              CO, OH, OW, sgn, sgc, sgh, sgw, syn, syc, syh, syw, FOLD,
+                              AFFINE_FOLD)
+        storage = X_ptr.dtype.element_ty
+        acc = tl.dot(tl.trans(a.to(storage)), g.to(storage), acc, input_precision="ieee")
+    dw_offs = (((split * C + ci[:, None]) * CO + co[None, :]) * KH + kh) * KW + kw
+    tl.store(DW_ptr + dw_offs, acc, mask=ci_ok[:, None] & co_ok[None, :])
+
+
+# Programs a wgrad launch aims for (None: 1 split in the interpreter, else 4 per SM).
+WGRAD_PROGRAMS = None
+
+
+def _splits(rows: int, programs_without_split: int, block_p: int, device: torch.device):
+    if WGRAD_PROGRAMS:
+        target = WGRAD_PROGRAMS
+    elif device.type == "cpu":
+        target = 1
+    else:
+        target = 4 * torch.cuda.get_device_properties(device).multi_processor_count
+    splits = max(1, min(triton.cdiv(rows, block_p), triton.cdiv(target, programs_without_split)))
+    rows_per_split = triton.cdiv(triton.cdiv(rows, splits), block_p) * block_p
+    return triton.cdiv(rows, rows_per_split), rows_per_split
+
+
+def conv_fused_wgrad(grad_y, x, transform: InputTransform = IDENTITY, *, kernel_size, stride,
+                     padding, transposed=False, slope=0.2, fold: Optional[GradFold] = None):
+    """d loss / d weight for the channels of one source x of conv_fused_fwd, float32: shaped
+    (C_out, C, KH, KW) for a direct convolution, (C, C_out, KH, KW) for a transposed one (the
+    caller concatenates the sources' slices along the weight's input-channel dim).
+    ``fold``: grad_y is completed by the statistics' share while it is loaded (GradFold)."""
+    _check_storage(x, grad_y)
+    _check_transform(transform, x)
+    N, C, H, W = x.shape
+    _, CO, OH, OW = grad_y.shape
+    KH, KW = kernel_size
+    block_ci, block_co, block_p, num_warps = gemm_blocks(C, CO, 64, x.dtype, x.device)
+    rows = N * (H * W if transposed else OH * OW)
+    channel_programs = triton.cdiv(C, block_ci) * triton.cdiv(CO, block_co)
+    splits, rows_per_split = _splits(rows, KH * KW * channel_programs, block_p, x.device)
+    partial = torch.empty((splits, C, CO, KH, KW), dtype=torch.float32, device=x.device)
+    x_args, (affine, activation, dropout) = _transform_args(transform, x)
+    threshold, keep_scale = _dropout_args((transform,))
+    fold_args = (fold.y, fold.alpha, fold.beta) if fold is not None else (grad_y,) * 3
+    grid = (KH * KW * splits, triton.cdiv(C, block_ci), triton.cdiv(CO, block_co))
+    _conv_wgrad_kernel[grid](
+        x, *x_args, grad_y, *fold_args, partial, C, H, W, CO, OH, OW, rows, rows_per_split,
+        splits, *x.stride(), *grad_y.stride(), *fold_args[0].stride(), float(slope), threshold,
+        keep_scale,
+        STRIDE=stride, PADDING=padding, KH=KH, KW=KW, TRANSPOSED=transposed, AFFINE=affine,
+        ACTIVATION=activation, DROPOUT=dropout, FOLD=fold is not None,
+        AFFINE_FOLD=_affine_code(fold.alpha) if fold is not None else 0,
+        BLOCK_P=block_p, BLOCK_CI=block_ci, BLOCK_CO=block_co, num_warps=num_warps,
+        num_stages=1 if x.device.type == "cpu" else 3)
+    grad = partial[0] if splits == 1 else partial.sum(0)
+    return grad if transposed else grad.transpose(0, 1)

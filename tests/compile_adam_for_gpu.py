@@ -1,0 +1,40 @@
+"""Compile kernels/adam.py's kernel for an sm_90 GPU without one (Triton's ahead-of-time path):
+the interpreter cannot see what only the real compiler rejects (float64 scalars, the squaring
+loop, the bit-level bf16 rounding, the scalar atomic). Run without TRITON_INTERPRET; exits 1 on
+any failure."""
+import sys
+
+import triton
+from triton.backends.compiler import GPUTarget
+from triton.compiler import ASTSource
+
+from fastp2p.kernels.adam import GPU_BLOCK, _adam_kernel
+
+POINTERS = {"Master_ptr": "*fp32", "ExpAvg_ptr": "*fp32", "ExpAvgSq_ptr": "*fp32",
+            "GradOwn_ptr": "*fp32", "Lr_ptr": "*fp32", "Ticket_ptr": "*i64",
+            "Hyper_ptr": "*fp64"}
+
+
+def main() -> int:
+    failures = 0
+    for copy_bf16 in (False, True):
+        copy_type = "*bf16" if copy_bf16 else "*fp32"
+        constexprs = {"COPY_BF16": copy_bf16, "BLOCK": GPU_BLOCK}
+        signature = {name: POINTERS.get(name, copy_type if name in ("GradCopied_ptr", "Copy_ptr")
+                                        else "i64")
+                     for name in _adam_kernel.arg_names}
+        signature.update({name: "constexpr" for name in constexprs})
+        try:
+            compiled = triton.compile(ASTSource(fn=_adam_kernel, signature=signature,
+                                                constexprs=constexprs),
+                                      target=GPUTarget("cuda", 90, 32))
+            assert "atom" in compiled.asm["ptx"], "no atomic in the PTX"
+        except Exception as err:  # report every failing specialization, then fail
+            failures += 1
+            print(f"FAILED COPY_BF16={copy_bf16}: {err!r}"[:3000])
+    print(f"compiled 2 adam specializations for sm_90, {failures} failed")
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

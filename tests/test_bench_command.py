@@ -1,0 +1,68 @@
+"""`fastp2p bench`: runs on the package's own dependencies, exits non-zero when a job failed,
+and writes outside the source tree unless --out says otherwise."""
+import argparse
+import subprocess
+import sys
+from pathlib import Path
+
+from fastp2p.bench import command
+
+CHECKOUT = Path(__file__).resolve().parents[1]
+
+
+def test_micro_benchmark_modules_import_without_pytest():
+    """What `pip install .` gives (no test extra): every bench_*.py the suite imports must load."""
+    script = ("import sys; sys.modules['pytest'] = None; sys.modules['pytest_benchmark'] = None\n"
+              "from fastp2p.bench.micro import discover, import_benchmark_module\n"
+              f"paths = discover({str(CHECKOUT / 'benchmarks')!r})\n"
+              "assert paths\n"
+              "for path in paths:\n"
+              "    assert callable(import_benchmark_module(path).collect), path\n")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                            timeout=300, cwd=CHECKOUT.parent)
+    assert result.returncode == 0, result.stderr[-3000:]
+
+
+def test_default_results_folder_is_outside_the_checkout(tmp_path):
+    inside = command.default_out_dir(CHECKOUT)
+    assert not inside.resolve().is_relative_to(CHECKOUT) and inside.is_dir()
+    inside.rmdir()
+    assert command.default_out_dir(tmp_path) == tmp_path / "fastp2p-bench-results"
+
+
+def _results(*statuses):
+    return {"training": [{"peer": "reference", "batch_size": 1, "status": statuses[0],
+                          "error": "RuntimeError: boom"}],
+            "inference": [], "micro": [{"module": "bench_losses", "status": status,
+                                        "error": "ModuleNotFoundError: No module named 'x'"}
+                                       for status in statuses[1:]]}
+
+
+def test_failed_jobs_are_listed():
+    assert command.failed_jobs(_results("ok", "ok", "skipped")) == []
+    assert command.failed_jobs(_results("failed", "failed")) == [
+        "training (peer reference, batch_size 1): RuntimeError: boom",
+        "micro (module bench_losses): ModuleNotFoundError: No module named 'x'"]
+
+
+def test_a_failed_job_makes_the_exit_code_1(tmp_path, monkeypatch, capsys):
+    import fastp2p.bench.report as report
+    import fastp2p.bench.suite as suite
+
+    monkeypatch.setattr(command, "settings_from_args", lambda args: None)
+    monkeypatch.setattr(report, "write_json", lambda results, out: None)
+
+    def save(results, out):
+        table = Path(out) / "table.md"
+        table.parent.mkdir(parents=True, exist_ok=True)
+        table.write_text("| table |\n")
+        return {"json": None, "markdown": table, "chart": None}
+
+    monkeypatch.setattr(report, "save_results", save)
+    args = argparse.Namespace(list_peers=False, plot=None, out=tmp_path / "out")
+    for statuses, code in ((("ok", "ok"), 0), (("ok", "failed"), 1)):
+        monkeypatch.setattr(suite, "run_suite", lambda settings, on_progress=None,
+                            statuses=statuses: _results(*statuses))
+        assert command.run(args) == code
+    err = capsys.readouterr().err
+    assert "fastp2p bench: 1 job(s) failed:" in err and "micro (module bench_losses)" in err

@@ -1,0 +1,346 @@
+"""Fault injection on training and its checkpoints (issue 12), CPU, tiny runs: no code runs from
+a checkpoint, nothing non-finite is saved, a checkpoint set changes all together or not at all,
+failed writes are one-line errors with exit code 1, and stale temporary files go away."""
+import errno
+import hashlib
+import json
+import os
+import random
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import fastp2p.train.checkpoints as checkpoints_module
+from fastp2p.cli import main
+from fastp2p.train.checkpoints import CheckpointFolder
+from fastp2p.train.engine import Pix2PixEngine
+from fastp2p.train.schedulers import LRSchedule
+from fastp2p.train.trainer import Trainer
+from train_helpers import tiny_networks, train_argv, write_aligned_dataset
+
+
+class CodeRunner:
+    """Unpickling this creates ``marker``: what an attacker's checkpoint would do."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return open, (self.marker, "w")
+
+
+class SimulatedKill(BaseException):
+    """Stops a save where kill -9 would: no except or cleanup code of the project runs."""
+
+
+def _checkpoint_bytes(folder):
+    return {path.name: path.read_bytes() for path in sorted(folder.iterdir())
+            if path.name.endswith((".pth", ".json")) and not path.name.startswith(".")}
+
+
+def _one_line_error(captured):
+    lines = [line for line in (captured.out + captured.err).splitlines()
+             if line.startswith("error:")]
+    assert len(lines) == 1, captured
+    return lines[0]
+
+
+def _replace_in_set(folder, label, name, data: bytes):
+    """Overwrite a file of a saved set and record it in the manifest, as an attacker who can
+    write the folder would (the checksums are not a defence against them)."""
+    (folder / name).write_bytes(data)
+    manifest_path = folder / f"{label}_checkpoint.json"
+    manifest = json.loads(manifest_path.read_text())
+    manifest["files"][name].update(size=len(data), sha256=hashlib.sha256(data).hexdigest())
+    manifest_path.write_text(json.dumps(manifest))
+
+
+@pytest.fixture
+def trained(tmp_path):
+    """A finished one-epoch run: (dataroot, checkpoints dir, argv, run folder)."""
+    data = write_aligned_dataset(tmp_path / "data")
+    argv = train_argv(data, tmp_path / "ckpt", "--n_epochs_decay", "0")
+    assert main(argv) == 0
+    return data, tmp_path / "ckpt", argv, tmp_path / "ckpt" / "tiny"
+
+
+# ---- 1. no code runs from a checkpoint ------------------------------------------------------
+
+def _malicious(marker) -> bytes:
+    path = marker.with_suffix(".pth")
+    torch.save({"format": 2, "payload": CodeRunner(marker)}, path)
+    return path.read_bytes()
+
+
+def test_malicious_train_state_is_refused_and_runs_nothing(trained, tmp_path, capsys):
+    _, _, argv, folder = trained
+    marker = tmp_path / "pwned"
+    _replace_in_set(folder, "latest", "latest_train_state.pth", _malicious(marker))
+    capsys.readouterr()
+    assert main(argv + ["--continue_train"]) == 1
+    line = _one_line_error(capsys.readouterr())
+    assert "latest_train_state.pth" in line and "refused" in line
+    assert not marker.exists()
+
+
+def test_malicious_network_file_is_refused_and_runs_nothing(trained, tmp_path, capsys):
+    data, checkpoints, _, folder = trained
+    marker = tmp_path / "pwned"
+    _replace_in_set(folder, "latest", "latest_net_G.pth", _malicious(marker))
+    capsys.readouterr()
+    assert main(["test", "--dataroot", str(data), "--checkpoints_dir", str(checkpoints),
+                 "--name", "tiny", "--netG", "unet_32", "--ngf", "4", "--load_size", "32",
+                 "--crop_size", "32", "--num_threads", "0",
+                 "--results_dir", str(tmp_path / "results")]) == 1
+    assert "refused" in _one_line_error(capsys.readouterr())
+    import fastp2p
+    with pytest.raises(ValueError, match="refused"):
+        fastp2p.UNet.from_checkpoint(folder / "latest_net_G.pth")
+    assert not marker.exists()
+
+
+def test_train_state_of_the_old_format_gets_a_clear_error(trained, capsys):
+    _, _, argv, folder = trained
+    (folder / "latest_checkpoint.json").unlink()
+    torch.save({"format": 1, "python_rng": random.getstate()}, folder / "latest_train_state.pth")
+    capsys.readouterr()
+    assert main(argv + ["--continue_train"]) == 1
+    line = _one_line_error(capsys.readouterr())
+    assert "format 1" in line and "older fastp2p" in line
+
+
+def test_train_state_restores_python_and_numpy_rngs_from_plain_containers(tmp_path):
+    netG, netD = tiny_networks()
+    args = type("Args", (), {"n_epochs": 1, "n_epochs_decay": 0, "epoch_count": 1,
+                             "precision": "fp32"})()
+    schedule = LRSchedule("linear", 2e-4, n_epochs=1, n_epochs_decay=0)
+    trainer = Trainer(args, Pix2PixEngine(netG, netD), netG, netD, schedule,
+                      CheckpointFolder(tmp_path, "run"))
+    random.seed(3)
+    np.random.seed(4)
+    np.random.standard_normal()  # a cached Gaussian is part of numpy's state
+    path = tmp_path / "state.pth"
+    torch.save(trainer.train_state(), path)
+    expected = (random.random(), np.random.standard_normal(), np.random.random())
+    random.seed(99)
+    np.random.seed(99)
+    trainer.resume(torch.load(path, weights_only=True))
+    assert (random.random(), np.random.standard_normal(), np.random.random()) == expected
+
+
+# ---- 2. nothing non-finite is saved ---------------------------------------------------------
+
+def _poison_running_var_at(monkeypatch, step):
+    original = Pix2PixEngine.step
+
+    def step_then_poison(self, real_A, real_B):
+        original(self, real_A, real_B)
+        if self.steps == step:
+            batch_norm = next(m for m in self.netG.modules()
+                              if isinstance(m, torch.nn.BatchNorm2d))
+            batch_norm.running_var[0] = float("inf")
+    monkeypatch.setattr(Pix2PixEngine, "step", step_then_poison)
+
+
+def test_inf_in_a_buffer_stops_before_the_save_and_keeps_the_last_good_one(tmp_path, monkeypatch,
+                                                                          capsys):
+    data = write_aligned_dataset(tmp_path / "data")
+    _poison_running_var_at(monkeypatch, 6)
+    # epoch 1 (steps 1-4) ends with a save; in epoch 2 latest is saved every 2 images
+    code = main(train_argv(data, tmp_path / "ckpt", "--save_latest_freq", "2"))
+    assert code == 1
+    out = capsys.readouterr().out
+    assert "running_var holds NaN or Inf at step 6" in out and "netG." in out
+    assert "(step 4) is unchanged" in out and "--precision fp32" not in out
+    folder = CheckpointFolder(tmp_path / "ckpt", "tiny")
+    assert folder.load_train_state("latest")["progress"]["images"] == 4
+    for which in ("G", "D"):
+        weights = torch.load(folder.file("latest", f"net_{which}.pth"), weights_only=True)
+        assert all(torch.isfinite(v).all() for v in weights.values() if v.is_floating_point())
+
+
+def test_divergence_before_any_save_does_not_promise_a_checkpoint(tmp_path, monkeypatch, capsys):
+    data = write_aligned_dataset(tmp_path / "data")
+    _poison_running_var_at(monkeypatch, 1)
+    assert main(train_argv(data, tmp_path / "ckpt", "--save_latest_freq", "1")) == 1
+    out = capsys.readouterr().out
+    assert "no checkpoint was written" in out and "unchanged" not in out
+    assert not list((tmp_path / "ckpt" / "tiny").glob("*.pth"))
+
+
+def test_nan_loss_before_any_save_does_not_promise_a_checkpoint(tmp_path, monkeypatch, capsys):
+    data = write_aligned_dataset(tmp_path / "data")
+    original = Pix2PixEngine.step
+
+    def poisoned_step(self, real_A, real_B):
+        original(self, real_A * float("nan") if self.steps == 0 else real_A, real_B)
+    monkeypatch.setattr(Pix2PixEngine, "step", poisoned_step)
+    assert main(train_argv(data, tmp_path / "ckpt")) == 1
+    out = capsys.readouterr().out
+    assert "NaN or Inf at step 1" in out and "no checkpoint was written" in out
+
+
+def test_optimizer_state_is_checked_too():
+    netG, netD = tiny_networks()
+    engine = Pix2PixEngine(netG, netD)
+    engine.step(torch.rand(1, 3, 32, 32) * 2 - 1, torch.rand(1, 3, 32, 32) * 2 - 1)
+    assert engine.first_nonfinite_tensor() is None
+    first = next(iter(engine.optimizer_D.state.values()))
+    first["exp_avg_sq"].view(-1)[0] = float("nan")
+    assert engine.first_nonfinite_tensor() == "optimizer_D exp_avg_sq of model.0.weight"
+
+
+# ---- 3. a set changes all together or not at all --------------------------------------------
+
+def _kill_at_replace(monkeypatch, call):
+    """os.replace works until its ``call``-th use, which is where the process dies. The save's
+    renames are: the manifest (the commit), then G, D and the training state."""
+    real_replace, calls = os.replace, []
+
+    def replace(src, dst):
+        calls.append(dst)
+        if len(calls) == call:
+            raise SimulatedKill
+        real_replace(src, dst)
+    monkeypatch.setattr(checkpoints_module.os, "replace", replace)
+
+
+def _state(net):
+    return {k: v.clone() for k, v in net.state_dict().items()}
+
+
+def _assert_state(net, expected):
+    assert all(torch.equal(net.state_dict()[k], v) for k, v in expected.items())
+
+
+@pytest.mark.parametrize("dies_at", [1, 2, 3, 4], ids=["before-commit", "after-commit",
+                                                       "after-G", "after-D"])
+def test_a_save_killed_between_renames_resumes_one_whole_set(tmp_path, monkeypatch, dies_at):
+    netG, netD = tiny_networks()
+    folder = CheckpointFolder(tmp_path, "run")
+    folder.save(["latest"], netG, netD, {"tag": "old"})
+    old_G, old_D = _state(netG), _state(netD)
+    with torch.no_grad():
+        for param in list(netG.parameters()) + list(netD.parameters()):
+            param.add_(1.0)
+    new_G, new_D = _state(netG), _state(netD)
+    with monkeypatch.context() as patch:
+        _kill_at_replace(patch, dies_at)
+        with pytest.raises(SimulatedKill):
+            folder.save(["latest"], netG, netD, {"tag": "new"})
+    committed = dies_at > 1
+    expected_tag, expected_G, expected_D = (("new", new_G, new_D) if committed
+                                            else ("old", old_G, old_D))
+    loadG, loadD = tiny_networks(seed=7)
+    for finish_first in (False, True):  # loading picks the recorded files; prepare renames them
+        if finish_first:
+            folder.prepare()
+            if committed:
+                assert not list(folder.path.glob(".*"))
+        assert folder.load_train_state("latest")["tag"] == expected_tag
+        folder.load_network(loadG, "latest", "G")
+        folder.load_network(loadD, "latest", "D")
+        _assert_state(loadG, expected_G)
+        _assert_state(loadD, expected_D)
+
+
+def test_a_set_mixed_by_hand_is_refused(tmp_path):
+    netG, netD = tiny_networks()
+    folder = CheckpointFolder(tmp_path, "run")
+    folder.save(["latest"], netG, netD, {"tag": "old"})
+    old_D = folder.file("latest", "net_D.pth").read_bytes()
+    with torch.no_grad():
+        next(netD.parameters()).add_(1.0)
+    folder.save(["latest"], netG, netD, {"tag": "new"})
+    folder.file("latest", "net_D.pth").write_bytes(old_D)
+    with pytest.raises(ValueError, match="latest_net_D.pth is not the file its manifest"):
+        folder.load_network(netD, "latest", "D")
+
+
+def test_the_reference_layout_stays_plain_state_dicts(trained):
+    *_, folder = trained
+    netG, _ = tiny_networks()
+    weights = torch.load(folder / "latest_net_G.pth", weights_only=True)
+    assert set(weights) == set(netG.state_dict())
+
+
+# ---- 4. failed writes are one-line errors; the checkpoint stays -----------------------------
+
+def _rerun_with_more_epochs(argv):
+    return argv + ["--continue_train", "--n_epochs", "2"]
+
+
+def test_a_full_disk_while_writing_samples(trained, monkeypatch, capsys):
+    _, _, argv, folder = trained
+    before = _checkpoint_bytes(folder)
+
+    def disk_full(self, fp, *args, **kwargs):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(fp))
+    monkeypatch.setattr(Image.Image, "save", disk_full)
+    capsys.readouterr()
+    assert main(_rerun_with_more_epochs(argv)) == 1
+    line = _one_line_error(capsys.readouterr())
+    assert ".png" in line and os.strerror(errno.ENOSPC) in line
+    assert _checkpoint_bytes(folder) == before
+
+
+def test_a_read_only_checkpoints_folder_at_start(tmp_path, monkeypatch, capsys):
+    data = write_aligned_dataset(tmp_path / "data", pairs=1, phases=("train",))
+    checkpoints = tmp_path / "ckpt"
+    real_mkdir = type(checkpoints).mkdir
+
+    def read_only(self, *args, **kwargs):
+        if str(self).startswith(str(checkpoints)):
+            raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(self))
+        real_mkdir(self, *args, **kwargs)
+    monkeypatch.setattr(type(checkpoints), "mkdir", read_only)
+    assert main(train_argv(data, checkpoints)) == 1
+    line = _one_line_error(capsys.readouterr())
+    assert str(checkpoints / "tiny") in line and os.strerror(errno.EROFS) in line
+
+
+def test_a_file_system_turned_read_only_during_a_save_and_its_cleanup(trained, monkeypatch,
+                                                                      capsys):
+    _, _, argv, folder = trained
+    before = _checkpoint_bytes(folder)
+
+    def read_only_save(obj, handle):
+        raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(folder / "latest_net_G.pth"))
+
+    def read_only_unlink(self, missing_ok=False):
+        if self.exists() or not missing_ok:
+            raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(self))
+    monkeypatch.setattr(checkpoints_module.torch, "save", read_only_save)
+    monkeypatch.setattr(type(folder), "unlink", read_only_unlink)
+    capsys.readouterr()
+    assert main(_rerun_with_more_epochs(argv)) == 1
+    line = _one_line_error(capsys.readouterr())
+    assert "latest_net_G.pth" in line and os.strerror(errno.EROFS) in line
+    assert _checkpoint_bytes(folder) == before
+    # the temporary file the read-only file system kept goes with the next run (test below)
+    assert [p.name for p in folder.glob(".*")] == [f".latest_net_G.pth.tmp-{os.getpid()}.pth"]
+
+
+# ---- 5. temporary files of killed saves are removed by the next run -------------------------
+
+def _dead_pid() -> int:
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    return child.pid
+
+
+def test_the_next_run_removes_stale_temporary_files_of_its_own_name(trained, capsys):
+    _, checkpoints, argv, folder = trained
+    dead = _dead_pid()
+    stale = folder / f".latest_net_G.pth.tmp-{dead}.pth"
+    alive = folder / f".latest_net_D.pth.tmp-{os.getppid()}.pth"  # a live process's save
+    other_run = checkpoints / "other" / f".latest_net_G.pth.tmp-{dead}.pth"
+    other_run.parent.mkdir()
+    for path in (stale, alive, other_run):
+        path.write_bytes(b"x" * 100)
+    assert main(_rerun_with_more_epochs(argv)) == 0
+    assert not stale.exists() and alive.exists() and other_run.exists()

@@ -1,0 +1,313 @@
+"""Eval-mode BatchNorm folded into the convolutions (fastp2p.nn.folding): whole networks against
+the float64 reference modules (DESIGN section 5), the cache following every change of a weight or
+a running statistic, and the paths that must not fold (train mode, InstanceNorm, gradients).
+
+Uninitialised memory is poisoned: the ``poisoned`` fixture turns on PyTorch's deterministic mode,
+whose ``torch.empty`` fills floating tensors with NaN, so an element a fused op fails to write
+(e.g. its slice of the concatenation buffer) makes the output NaN, which never passes.
+"""
+import copy
+
+import pytest
+import torch
+import torch.nn as nn
+
+import fastp2p
+from fastp2p import reference
+from fastp2p.nn import folding
+from fastp2p.ops import cpp_backend
+from tolerances import (BF16_NETWORK, BF16_VS_AUTOCAST, FP32_NETWORK, FP32_SINGLE_OP, assert_close,
+                        relative_error)
+
+BACKENDS = ["reference", pytest.param("cpp", marks=pytest.mark.skipif(
+    not cpp_backend.available(), reason="fastp2p._C was not built"))]
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request, monkeypatch):
+    monkeypatch.setenv("FASTP2P_BACKEND", request.param)
+    return request.param
+
+
+@pytest.fixture
+def poisoned():
+    previous = torch.are_deterministic_algorithms_enabled()
+    torch.use_deterministic_algorithms(True)
+    assert torch.utils.deterministic.fill_uninitialized_memory
+    assert torch.isnan(torch.empty(4)).all()
+    yield
+    torch.use_deterministic_algorithms(previous)
+
+
+def _randomize_batchnorms(net, seed):
+    """Running statistics and affine parameters far from the defaults (0, 1), so that a fold that
+    ignored any of them would show."""
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for m in net.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                c = m.num_features
+                m.running_mean.copy_(torch.randn(c, generator=gen) * 0.3)
+                m.running_var.copy_(torch.rand(c, generator=gen) * 2 + 0.2)
+                m.weight.copy_(torch.rand(c, generator=gen) + 0.5)
+                m.bias.copy_(torch.randn(c, generator=gen) * 0.2)
+    return net
+
+
+def _unet_pair(norm="batch", num_downs=6, use_dropout=True):
+    torch.manual_seed(0)
+    theirs = reference.init_weights(reference.UnetGenerator(
+        3, 3, num_downs, 8, reference.get_norm_layer(norm), use_dropout))
+    if norm == "batch":
+        _randomize_batchnorms(theirs, 5)
+    ours = fastp2p.UNet(3, 3, num_downs, 8, norm=norm, use_dropout=use_dropout)
+    ours.load_state_dict(theirs.state_dict())
+    return ours, theirs
+
+
+def _image(size=64, batch=2, channels=3, seed=1):
+    return torch.rand(batch, channels, size, size, generator=torch.Generator().manual_seed(seed)) \
+        * 2 - 1
+
+
+def _reference_output(theirs, x, train=False):
+    theirs64 = copy.deepcopy(theirs).double().train(train)
+    with torch.no_grad():
+        return theirs64(x.double())
+
+
+def _folded_norms(net):
+    return [m for m in net.modules() if m in folding._cache]
+
+
+def _batchnorms(net):
+    return [m for m in net.modules() if isinstance(m, nn.BatchNorm2d)]
+
+
+@pytest.mark.parametrize("grad_off", ["no_grad", "inference_mode", "no_param_requires_grad"])
+@pytest.mark.parametrize("layout", ["nchw", "nhwc"])
+def test_folded_unet_matches_float64_reference(backend, poisoned, layout, grad_off):
+    ours, theirs = _unet_pair()
+    ours.eval()
+    x = _image()
+    if layout == "nhwc":
+        ours.to(memory_format=torch.channels_last)
+        x = x.contiguous(memory_format=torch.channels_last)
+    if grad_off == "no_grad":
+        with torch.no_grad():
+            out = ours(x)
+    elif grad_off == "inference_mode":
+        with torch.inference_mode():
+            out = ours(x)
+    else:
+        ours.requires_grad_(False)
+        out = ours(x)
+        assert not out.requires_grad
+    assert_close(out, _reference_output(theirs, x), FP32_NETWORK, "folded unet")
+    assert set(_folded_norms(ours)) == set(_batchnorms(ours))  # every BatchNorm was folded
+    if layout == "nhwc":
+        assert out.is_contiguous(memory_format=torch.channels_last)
+
+
+@pytest.mark.parametrize("name", ["patch", "pixel"])
+def test_folded_discriminators_match_float64_reference(backend, poisoned, name):
+    torch.manual_seed(0)
+    norm_layer = reference.get_norm_layer("batch")
+    if name == "patch":
+        theirs = reference.NLayerDiscriminator(6, ndf=8, n_layers=3, norm_layer=norm_layer)
+        ours = fastp2p.PatchDiscriminator(6, ndf=8, n_layers=3, norm="batch")
+    else:
+        theirs = reference.PixelDiscriminator(6, ndf=8, norm_layer=norm_layer)
+        ours = fastp2p.PixelDiscriminator(6, ndf=8, norm="batch")
+    _randomize_batchnorms(reference.init_weights(theirs), 6)
+    ours.load_state_dict(theirs.state_dict())
+    x = _image(channels=6, size=32)
+    with torch.no_grad():
+        out = ours.eval()(x)
+    assert_close(out, _reference_output(theirs, x), FP32_NETWORK, name)
+    assert set(_folded_norms(ours)) == set(_batchnorms(ours))
+
+
+def test_fold_of_one_layer_is_the_conv_then_the_norm():
+    """Single convolutions (and transposed ones) with eval BatchNorm, against float64."""
+    gen = torch.Generator().manual_seed(2)
+    for conv in (nn.Conv2d(5, 7, 4, 2, 1, bias=True), nn.ConvTranspose2d(5, 7, 4, 2, 1)):
+        norm = _randomize_batchnorms(nn.Sequential(nn.BatchNorm2d(7)), 3)[0].eval()
+        x = torch.randn(2, 5, 6, 6, generator=gen)
+        weight, bias = folding.fold_batchnorm(conv, norm)
+        folded = folding._stand_in(conv, weight, bias)
+        expected = copy.deepcopy(nn.Sequential(conv, norm)).double()(x.double())
+        assert_close(folded(x), expected, FP32_SINGLE_OP, type(conv).__name__)
+
+
+def _assert_follows(ours, theirs, x, what):
+    with torch.no_grad():
+        out = ours(x)
+    assert_close(out, _reference_output(theirs, x), FP32_NETWORK, what)
+
+
+def test_second_call_follows_in_place_changes(backend):
+    ours, theirs = _unet_pair()
+    ours.eval()
+    x = _image()
+    _assert_follows(ours, theirs, x, "first call")
+    level = ours.model.model[1].model  # [LeakyReLU, conv, BatchNorm, submodule, ...]
+    ref_level = theirs.model.model[1].model
+    gen = torch.Generator().manual_seed(4)
+    changes = [
+        ("running_var", lambda m: m[2].running_var.mul_(2)),
+        ("running_mean", lambda m: m[2].running_mean.add_(0.5)),
+        ("norm weight", lambda m: m[2].weight.mul_(-1)),
+        ("norm bias", lambda m: m[2].bias.add_(1)),
+        ("conv weight", lambda m: m[1].weight.add_(
+            torch.randn(m[1].weight.shape, generator=gen) * 0.05)),
+        ("up norm running_var", lambda m: m[6].running_var.mul_(0.5)),
+        ("up conv weight", lambda m: m[5].weight.mul_(1.5)),
+    ]
+    for what, change in changes:
+        with torch.no_grad():
+            change(level)
+            change(ref_level) if what != "conv weight" else \
+                ref_level[1].weight.copy_(level[1].weight)
+        _assert_follows(ours, theirs, x, f"after changing the {what}")
+
+
+def test_changed_eps_and_load_state_dict_invalidate_the_cache(backend):
+    ours, theirs = _unet_pair()
+    ours.eval()
+    x = _image()
+    _assert_follows(ours, theirs, x, "first call")
+    for ours_norm, ref_norm in zip(_batchnorms(ours), _batchnorms(theirs)):
+        ours_norm.eps = ref_norm.eps = 0.5
+    _assert_follows(ours, theirs, x, "after changing eps")
+    other = _randomize_batchnorms(copy.deepcopy(theirs), 11)
+    with torch.no_grad():
+        for p in other.parameters():
+            p.mul_(1.1)
+    ours.load_state_dict(other.state_dict())
+    _assert_follows(ours, other, x, "after load_state_dict")
+
+
+def test_moving_the_module_rebuilds_the_fold(monkeypatch):
+    """.double() replaces every tensor (new addresses): the fold is rebuilt in float64 (the
+    reference backend: the C++ kernels take no float64)."""
+    monkeypatch.setenv("FASTP2P_BACKEND", "reference")
+    ours, theirs = _unet_pair()
+    ours.eval()
+    x = _image()
+    _assert_follows(ours, theirs, x, "float32")
+    ours.double()
+    with torch.no_grad():
+        out = ours(x.double())
+    assert out.dtype == torch.float64
+    assert_close(out, _reference_output(theirs, x), 1e-10, "after .double()")
+
+
+def test_folding_leaves_state_dict_and_parameters_alone(backend):
+    ours, _ = _unet_pair()
+    before = {k: v.clone() for k, v in ours.state_dict().items()}
+    parameters = [id(p) for p in ours.parameters()]
+    with torch.no_grad():
+        ours.eval()(_image())
+    after = ours.state_dict()
+    assert list(after) == list(before)
+    for key, value in before.items():
+        assert torch.equal(after[key], value), key
+    assert [id(p) for p in ours.parameters()] == parameters
+    assert all(p.requires_grad for p in ours.parameters())
+
+
+@pytest.mark.parametrize("case", ["train-batch", "eval-instance", "eval-with-grad"])
+def test_statistics_path_where_folding_does_not_apply(backend, case):
+    """Train-mode BatchNorm (batch statistics, running stats updated), InstanceNorm, and any
+    forward that records gradients keep the norm: nothing is folded, outputs and gradients as
+    the reference's."""
+    norm = "instance" if case == "eval-instance" else "batch"
+    ours, theirs = _unet_pair(norm=norm, use_dropout=False)
+    train = case == "train-batch"
+    ours.train(train)
+    theirs64 = copy.deepcopy(theirs).double().train(train)
+    x = _image()
+    x_ours, x_ref = x.clone().requires_grad_(), x.double().requires_grad_()
+    if case == "eval-with-grad":
+        with torch.no_grad():
+            ours(x)  # a folded call first: its cache must not leak into the gradient path
+    out, expected = ours(x_ours), theirs64(x_ref)
+    assert_close(out, expected, FP32_NETWORK, f"{case} output")
+    weight = torch.rand(expected.shape, generator=torch.Generator().manual_seed(9),
+                        dtype=torch.float64)
+    (out.double() * weight).sum().backward()
+    (expected * weight).sum().backward()
+    assert_close(x_ours.grad, x_ref.grad, FP32_NETWORK, f"{case} grad input")
+    ref_params = dict(theirs64.named_parameters())
+    for name, p in ours.named_parameters():
+        if ref_params[name].grad.norm() > 1e-10:  # (conv biases before InstanceNorm: exactly 0)
+            assert_close(p.grad, ref_params[name].grad, FP32_NETWORK, f"{case} grad {name}")
+    ref_buffers = dict(theirs64.named_buffers())
+    for name, b in ours.named_buffers():
+        if name in ref_buffers:
+            assert_close(b, ref_buffers[name], FP32_NETWORK, f"{case} buffer {name}")
+    if case != "eval-with-grad":
+        assert _folded_norms(ours) == []
+    if case == "train-batch":
+        with torch.no_grad():
+            ours(x)
+        assert _folded_norms(ours) == []  # train mode under no_grad: batch statistics too
+
+
+def test_inference_tensors_are_not_cached_but_still_correct(backend):
+    """Parameters created under inference_mode have no version counter to watch: no fold."""
+    ours, theirs = _unet_pair()
+    state = theirs.state_dict()
+    with torch.inference_mode():
+        ours = fastp2p.UNet(3, 3, 6, 8, norm="batch", use_dropout=True).eval()
+        ours.load_state_dict(state)
+        out = ours(_image())
+    assert _folded_norms(ours) == []
+    assert_close(out, _reference_output(theirs, _image()), FP32_NETWORK, "inference tensors")
+
+
+def test_the_check_per_call_reuses_the_fold(backend, monkeypatch):
+    ours, _ = _unet_pair()
+    ours.eval()
+    calls = []
+    original = folding.fold_batchnorm
+    monkeypatch.setattr(folding, "fold_batchnorm",
+                        lambda conv, norm: calls.append(norm) or original(conv, norm))
+    with torch.no_grad():
+        ours(_image())
+        ours(_image(seed=2))
+    assert len(calls) == len(_batchnorms(ours))  # built once, reused by the second call
+    with torch.no_grad():
+        _batchnorms(ours)[0].running_mean.add_(1)
+        ours(_image())
+    assert len(calls) == len(_batchnorms(ours)) + 1  # only the changed one is rebuilt
+
+
+def test_folding_disabled_keeps_the_statistics_path(backend):
+    ours, theirs = _unet_pair()
+    ours.eval()
+    x = _image()
+    with folding.folding_disabled(), torch.no_grad():
+        out = ours(x)
+    assert _folded_norms(ours) == []
+    assert_close(out, _reference_output(theirs, x), FP32_NETWORK, "folding disabled")
+    with torch.no_grad():
+        ours(x)
+    assert set(_folded_norms(ours)) == set(_batchnorms(ours))  # on again after the block
+
+
+def test_folded_unet_under_bf16_autocast_within_pytorchs_own_error(backend):
+    """DESIGN section 5's bf16 rule for the folded path (weights folded in float32, then cast by
+    autocast): within 2e-2 of float64 and no worse than 1.5x PyTorch's own autocast error."""
+    ours, theirs = _unet_pair()
+    ours.eval().to(memory_format=torch.channels_last)
+    theirs32 = copy.deepcopy(theirs).eval().to(memory_format=torch.channels_last)
+    x = _image().contiguous(memory_format=torch.channels_last)
+    expected = _reference_output(theirs, x)
+    with torch.no_grad(), torch.autocast("cpu", torch.bfloat16):
+        out, autocast_out = ours(x), theirs32(x)
+    assert set(_folded_norms(ours)) == set(_batchnorms(ours))
+    error, autocast_error = relative_error(out, expected), relative_error(autocast_out, expected)
+    assert error <= BF16_NETWORK
+    assert error <= BF16_VS_AUTOCAST * autocast_error + 1e-3, (error, autocast_error)

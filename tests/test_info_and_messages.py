@@ -1,0 +1,63 @@
+"""`fastp2p info` states, per device, the backend the dispatcher picks and why; a checkpoint
+that does not fit says what to do on its first line."""
+import sys
+
+import pytest
+import torch
+
+import fastp2p
+import fastp2p.ops
+from fastp2p import info
+from fastp2p.ops import backend_name_for, cpp_backend
+
+
+def test_info_names_the_dispatchers_cpu_backend(capsys):
+    assert info.run(None) == 0
+    out = capsys.readouterr().out
+    line = next(line for line in out.splitlines() if line.startswith("  cpu "))
+    assert line.split()[1].rstrip(":") == backend_name_for(torch.device("cpu"))
+    assert "reference math is used" not in out  # the old, contradicting wording
+
+
+def test_info_explains_the_reference_fallback(monkeypatch):
+    monkeypatch.delenv("FASTP2P_BACKEND", raising=False)
+    monkeypatch.setattr(fastp2p.ops, "backend_name_for", lambda device: "reference")
+    monkeypatch.setattr(cpp_backend, "unavailable_reason", lambda: "no C++ compiler at install")
+    assert info._backend_line(torch.device("cpu")) == (
+        "reference: plain PyTorch math, because fastp2p._C not available (no C++ compiler at "
+        "install)")
+    monkeypatch.setitem(sys.modules, "triton", None)
+    assert info._backend_line(torch.device("cuda")) == (
+        "reference: plain PyTorch math, because triton is not installed (pip install "
+        "'fastp2p[triton]')")
+
+
+def test_info_lists_cuda_when_a_gpu_is_visible(monkeypatch, capsys):
+    monkeypatch.delenv("FASTP2P_BACKEND", raising=False)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda *a: "Fake GPU")
+    monkeypatch.setattr(fastp2p.ops, "backend_name_for",
+                        lambda device: "triton" if device.type == "cuda" else "cpp")
+    monkeypatch.setattr(cpp_backend, "cuda_available", lambda: False)
+    assert info.run(None) == 0
+    out = capsys.readouterr().out
+    assert "  cpu   cpp: the CPU kernels of fastp2p._C" in out
+    assert "  cuda  triton: the Triton kernels" in out
+
+
+def test_forced_backend_is_named(monkeypatch):
+    monkeypatch.setenv("FASTP2P_BACKEND", "reference")
+    assert info._backend_line(torch.device("cpu")) == (
+        "reference: forced by FASTP2P_BACKEND=reference")
+
+
+def test_mismatched_checkpoint_error_leads_with_the_diagnosis_and_the_hint():
+    saved = fastp2p.UNet(3, 3, 5, ngf=8).state_dict()
+    with pytest.raises(ValueError) as error:
+        fastp2p.UNet(3, 3, 5, ngf=4).load_state_dict(saved)
+    first_line, details = str(error.value).split("\n", 1)
+    assert first_line.startswith("checkpoint does not fit UNet(")
+    assert "the file looks like UNet(" in first_line and "ngf=8" in first_line
+    assert "UNet.from_checkpoint(path)" in first_line
+    assert len(first_line) < 300
+    assert details.startswith("details: ") and "shape mismatch" in details
