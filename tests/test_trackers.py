@@ -48,7 +48,7 @@ def test_use_wandb_logs_losses_and_samples(data, tmp_path, monkeypatch):
     assert all({"G_GAN", "D_real", "D_fake", "lr", "images_per_s"} <= set(values)
                for step, values in calls["log"] if "G_L1" in values)
     samples = [(step, values) for step, values in calls["log"] if "fake_B" in values]
-    assert [step for step, _ in samples] == [3, 6]  # --display_freq 3
+    assert [step for step, _ in samples] == [3, 6, 8]  # --display_freq 3, and the last step
     assert samples[0][1]["fake_B"] == ("image", (32, 32, 3), "fake_B")
     assert calls["finish"] == 1
 
