@@ -91,7 +91,7 @@ def test_tensorboard_writes_losses_and_samples(data, tmp_path):
     assert {"G_GAN", "G_L1", "D_real", "D_fake", "lr"} <= set(events.Tags()["scalars"])
     assert [event.step for event in events.Scalars("G_L1")] == list(range(1, 9))
     assert set(events.Tags()["images"]) == {"real_A", "fake_B", "real_B"}
-    assert [event.step for event in events.Images("fake_B")] == [3, 6]
+    assert [event.step for event in events.Images("fake_B")] == [3, 6, 8]  # and the last step
 
 
 def test_real_wandb_offline_run(data, tmp_path, monkeypatch):
