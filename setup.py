@@ -4,7 +4,7 @@ The extension fastp2p._C (csrc/) is built with pybind11 and a C++17 compiler, wi
 headers or libraries, so it builds under pip's build isolation and survives torch upgrades.
 Its CUDA part is built when nvcc is found (or FASTP2P_CUDA=1); FASTP2P_CUDA=0 skips it. Any
 failure leaves a pure-Python install; the reason is printed and recorded in
-fastp2p/_C_build.json, which fastp2p.ops.cpp_backend reports at first use.
+fastp2p/_C_build.json, which fastp2p.ops.backends.cpp reports at first use.
 """
 import json
 import os
@@ -202,7 +202,7 @@ setup(
     packages=PACKAGES,
     package_dir={"fastp2p.kernels": "kernels"},
     # the measured Triton / CUDA C++ choice table, once a GPU run has written one
-    package_data={"fastp2p.ops": ["cuda_norm_act_choice.json"]},
+    package_data={"fastp2p.ops.backends": ["cuda_norm_act_choice.json"]},
     ext_modules=[Extension("fastp2p._C", sources=CPP_SOURCES, language="c++")],
     cmdclass={"build_ext": OptionalBuildExt},
     # A range that an installed CPU build satisfies: pip then installs no CUDA torch on top of it.

@@ -34,7 +34,8 @@ import torch.nn.functional as F
 import fastp2p
 from fastp2p.bench.environment import find_checkout, git_commit
 from fastp2p.nn.folding import folding_disabled
-from fastp2p.ops import backend_name_for, cpp_backend
+from fastp2p.ops import backend_name_for
+from fastp2p.ops.backends import cpp as cpp_backend
 from fastp2p.reference import UnetGenerator
 
 # (channels, spatial size, side) of every normalized conv output of U-Net-256 (ngf=64) at batch 1.

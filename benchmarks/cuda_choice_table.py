@@ -1,15 +1,15 @@
 """Time the Triton and the CUDA C++ norm-act kernels on every norm-act shape of U-Net-256 and the
-PatchGAN, and write the per-shape choice table that ``fastp2p.ops.cuda_choice`` reads.
+PatchGAN, and write the per-shape choice table that ``fastp2p.ops.backends.cuda_choice`` reads.
 
 Both backends run the same fused op (``fastp2p.ops.norm_act`` / ``norm_act_concat``, forward and
 backward, bf16 channels-last, batch 1 and 64, instance and batch norm; the shapes of
 ``bench_norm_act``), each forced with FASTP2P_BACKEND and timed with the suite's harness. For
 each (norm, dtype, N, C, H, W) the forward+backward medians of the ops on that input shape are
 summed per backend; the CUDA C++ kernel gets the shape when its sum is lower. Needs a GPU and a
-CUDA build of fastp2p._C. Commit the table as ``fastp2p/ops/cuda_norm_act_choice.json`` with the
+CUDA build of fastp2p._C. Commit the table as ``fastp2p/ops/backends/cuda_norm_act_choice.json`` with the
 run's results (``benchmarks/gpu_check.sh`` writes it).
 
-    python benchmarks/cuda_choice_table.py --out fastp2p/ops/cuda_norm_act_choice.json
+    python benchmarks/cuda_choice_table.py --out fastp2p/ops/backends/cuda_norm_act_choice.json
 """
 import argparse
 import json
@@ -29,7 +29,7 @@ except ImportError:  # imported as benchmarks.cuda_choice_table
     from benchmarks.kernel_timing import time_ms
 
 from fastp2p.bench.environment import describe, find_checkout
-from fastp2p.ops import cpp_backend
+from fastp2p.ops.backends import cpp as cpp_backend
 from fastp2p.ops.backends import ENV_VAR
 
 COMPARED = ("triton", "cpp")

@@ -6,23 +6,26 @@
 #      (each micro-benchmark test once);
 #   3. choice: the Triton / CUDA C++ norm-act timings per shape and the choice table they give
 #      (benchmarks/cuda_choice_table.py);
-#   4. profile: GPU time per step by kernel family and the heaviest kernels, batch 1 and 64
+#   4. conv: the fused Triton convolution against cuDNN + norm-act per layer, batch 1 and 64
+#      (benchmarks/conv_layer_timing.py --quick -> conv_layers.txt);
+#   5. profile: GPU time per step by kernel family and the heaviest kernels, batch 1 and 64
 #      (benchmarks/profile_step.py -> profile.txt);
-#   5. bench: the full benchmark (python -m benchmarks $BENCH_ARGS), under a time budget that
+#   6. bench: the full benchmark (python -m benchmarks $BENCH_ARGS), under a time budget that
 #      uses what the steps before left of GPU_CHECK_SECONDS (default 480 s).
-# GPU_CHECK_STAGES picks the stages (default "tests choice profile bench"; the install always
+# GPU_CHECK_STAGES picks the stages (default "tests choice conv profile bench"; the install always
 # runs), so a short device lease can split the check over two calls.
 # Every file is written where it is read back from as soon as it exists: $OUT when it is set
-# (at most 7 files, no sub-folders: gpu_check.log, tests.log, the results JSON, markdown and
-# PNG, the choice table, profile.txt), else a temporary folder; the results are also copied to
-# benchmarks/results/. A run killed from outside still leaves its logs and the figures so far.
+# (at most 8 files, no sub-folders: gpu_check.log, tests.log, the results JSON, markdown and
+# PNG, the choice table, conv_layers.txt, profile.txt), else a temporary folder; the results
+# are also copied to benchmarks/results/. A run killed from outside still leaves its logs and
+# the figures so far.
 # Usage: bash benchmarks/gpu_check.sh   (PYTHON=... to pick the interpreter)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 export PYTHONUNBUFFERED=1
 PY="${PYTHON:-python3}"
 TOTAL="${GPU_CHECK_SECONDS:-480}"
-STAGES=" ${GPU_CHECK_STAGES:-tests choice profile bench} "
+STAGES=" ${GPU_CHECK_STAGES:-tests choice conv profile bench} "
 START=$(date +%s)
 RESULTS="${OUT:-$(mktemp -d)}"
 mkdir -p "$RESULTS"
@@ -81,12 +84,20 @@ if wanted tests; then
 fi
 
 # The per-shape Triton / CUDA C++ choice (both launchers timed on every norm-act shape): commit
-# it as fastp2p/ops/cuda_norm_act_choice.json together with the results file.
+# it as fastp2p/ops/backends/cuda_norm_act_choice.json together with the results file.
 if wanted choice; then
     log "Triton vs CUDA C++ norm-act kernels per shape (limit 150s)"
     timeout --signal=INT --kill-after=10 150 "$PY" benchmarks/cuda_choice_table.py \
         --out "$RESULTS/cuda_norm_act_choice.json" \
         || { log "no choice table (see above)"; STATUS=1; }
+fi
+
+if wanted conv; then
+    log "fused convolution vs cuDNN + norm-act per layer (limit 90s)"
+    timeout --signal=INT --kill-after=10 90 "$PY" benchmarks/conv_layer_timing.py --quick \
+        > "$RESULTS/conv_layers.txt" 2>&1 \
+        || { log "conv timing incomplete (see conv_layers.txt)"; STATUS=1; }
+    cat "$RESULTS/conv_layers.txt"
 fi
 
 if wanted profile; then

@@ -7,7 +7,7 @@ import sys
 import torch
 
 from fastp2p.bench.ceilings import copy_bandwidth_gbps
-from fastp2p.bench.peers import capture
+from fastp2p.nn.cuda_graphs import capture
 from fastp2p.bench.timing import benchmark
 
 __all__ = ["captured", "copy_bandwidth_gbps", "default_device", "row", "time_ms"]
@@ -20,7 +20,7 @@ def time_ms(fn, device: torch.device, quick: bool = False):
 
     The graph keeps the host out of the figure: the training step replays its kernels from one
     graph, so their GPU time is what it pays, while a direct call of a small layer's op would
-    time Python and launch overhead (seen on an H200: 2-4 ms per op for 1x512x2x2 maps)."""
+    time Python and launch overhead (benchmarks/NOTES.md, run 1: "GPU inference")."""
     if device.type == "cuda":
         fn = captured(fn)
     timing = benchmark(fn, device=device, warmup_ms=10 if quick else 25,
@@ -29,7 +29,7 @@ def time_ms(fn, device: torch.device, quick: bool = False):
 
 
 def captured(fn):
-    """fn as one CUDA graph replay (``fastp2p.bench.peers.capture``), or fn itself, with a
+    """fn as one CUDA graph replay (``fastp2p.nn.cuda_graphs.capture``), or fn itself, with a
     warning, when something in it cannot be captured."""
     try:
         return capture(fn)

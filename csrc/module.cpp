@@ -1,5 +1,5 @@
 // fastp2p._C: the C++ (and, when built with nvcc, CUDA) backend of fastp2p.ops.
-// Built without torch headers: see fastp2p/ops/cpp_backend.py for the Python side.
+// Built without torch headers: see fastp2p/ops/backends/cpp.py for the Python side.
 #include <pybind11/pybind11.h>
 
 namespace py = pybind11;

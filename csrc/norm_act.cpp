@@ -1,6 +1,6 @@
 // Binding of the fused norm-act launchers: boundary checks, then the CPU or CUDA kernel.
 // Tensors arrive as (data_ptr, dtype code, sizes, strides, device) tuples; the Python launcher
-// (fastp2p/ops/cpp_backend.py) allocates every output.
+// (fastp2p/ops/backends/cpp.py) allocates every output.
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 

@@ -37,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _extension_status() -> str:
     """Whether fastp2p._C is there, with its CUDA kernels or why not."""
-    from fastp2p.ops import cpp_backend
+    from fastp2p.ops.backends import cpp as cpp_backend
 
     reason = cpp_backend.unavailable_reason()
     if reason:
@@ -51,8 +51,9 @@ def _backend_line(device) -> str:
     """The dispatcher's own choice for ``device`` (fastp2p.ops.backend_name_for), explained."""
     import os
 
-    from fastp2p.ops import backend_name_for, cpp_backend
+    from fastp2p.ops import backend_name_for
     from fastp2p.ops.backends import ENV_VAR
+    from fastp2p.ops.backends import cpp as cpp_backend
 
     try:
         name = backend_name_for(device)
@@ -81,7 +82,7 @@ def _why_no_triton() -> str:
     except ImportError:
         return "triton is not installed (pip install 'fastp2p[triton]')"
     try:
-        import fastp2p.kernels.backend  # noqa: F401
+        import fastp2p.ops.backends.triton  # noqa: F401
     except ImportError as err:
         return f"fastp2p's Triton kernels did not import ({err})"
     return "the Triton backend reports itself unavailable on this machine"

@@ -19,11 +19,11 @@ import torch
 import triton
 import triton.language as tl
 
+from fastp2p.kernels.codes import ACTIVATION_CODES
 from fastp2p.kernels.conv_fused_tiles import (_load_activated, _load_folded_grad, _output_rows,
                                               _prologue_coefficients, _prologue_grad)
 from fastp2p.kernels.norm_act_tiles import _merge_moments, _rng_start
 
-ACTIVATION_CODE = {"none": 0, "relu": 1, "leaky_relu": 2}
 # Storage dtypes; products are accumulated in float32 (tl.dot with input_precision="ieee": no
 # TF32 rounding of float32 operands, so the float32 path meets DESIGN §5's 1e-5 on a GPU too).
 STORAGE_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
@@ -270,8 +270,8 @@ def _check_transform(transform: InputTransform, x: torch.Tensor) -> None:
     """scale and shift: both or neither, float32 (N, C) or (C,) for x (N, C, H, W)."""
     if (transform.scale is None) != (transform.shift is None):
         raise ValueError("fused conv: give an InputTransform both scale and shift, or neither")
-    if transform.activation not in ACTIVATION_CODE:
-        raise ValueError(f"fused conv: activation must be one of {tuple(ACTIVATION_CODE)}, "
+    if transform.activation not in ACTIVATION_CODES:
+        raise ValueError(f"fused conv: activation must be one of {tuple(ACTIVATION_CODES)}, "
                          f"got {transform.activation!r}")
     if transform.scale is None:
         return
@@ -293,7 +293,7 @@ def _transform_args(transform: InputTransform, dummy: torch.Tensor):
            for value in (transform.seed, transform.offset)] if dropout else [dummy, dummy]
     args = (dummy if transform.scale is None else transform.scale,
             dummy if transform.shift is None else transform.shift, *rng)
-    return args, (_affine_code(transform.scale), ACTIVATION_CODE[transform.activation], dropout)
+    return args, (_affine_code(transform.scale), ACTIVATION_CODES[transform.activation], dropout)
 
 
 def _dropout_args(transforms) -> tuple:

@@ -9,7 +9,8 @@ import torch
 import triton
 import triton.language as tl
 
-_MODE_CODE = {"vanilla": 0, "lsgan": 1, "wgangp": 2}
+from fastp2p.kernels.codes import GAN_MODE_CODES
+
 BLOCK = 1024
 
 
@@ -89,7 +90,7 @@ def gan_loss_fwd(logits, *, mode, target_is_real):
         target = 1.0 if target_is_real else 0.0
     grad, partial, blocks = _grad_and_partials(x)
     _gan_loss_fwd_kernel[(blocks,)](x, grad, partial, numel, target, 1.0 / numel,
-                                    MODE=_MODE_CODE[mode], BLOCK=BLOCK)
+                                    MODE=GAN_MODE_CODES[mode], BLOCK=BLOCK)
     return partial.sum() / numel, grad
 
 

@@ -21,11 +21,8 @@ from fastp2p.kernels.norm_act_tiles import (_activate_drop_store, _elementwise_t
                                             _merge_moments, _offsets, _recompute_grad_z,
                                             _rng_start, _split_program, _store_partials,
                                             _store_statistics, _tile)
-from fastp2p.ops.dropout_rng import dropout_threshold
-
-_ACTIVATION_CODE = {"none": 0, "relu": 1, "leaky_relu": 2}
-_NORM_CODE = {"none": 0, "instance": 1, "batch": 2}
-_LOW32 = 0xFFFFFFFF
+from fastp2p.kernels.codes import ACTIVATION_CODES, NORM_CODES
+from fastp2p.kernels.dropout_rng import LOW32, dropout_threshold, mix32
 
 
 @triton.jit
@@ -295,19 +292,9 @@ def _one_pass_block(rows: int, channels: int):
 def _rng_args(seed, offset):
     """Seed and offset as kernel arguments: device tensors stay pointers (CUDA-graph replay
     reads the current values), ints are reduced to 32 bits here."""
-    if isinstance(seed, torch.Tensor) or isinstance(offset, torch.Tensor):
-        if not (isinstance(seed, torch.Tensor) and isinstance(offset, torch.Tensor)):
-            raise ValueError("seed and offset must both be ints or both be int64 tensors")
+    if isinstance(seed, torch.Tensor):  # then offset is one too (checked by fastp2p.ops)
         return seed, offset, True
-    return _mix32_host(int(seed) & _LOW32), int(offset) & _LOW32, False
-
-
-def _mix32_host(h: int) -> int:
-    h ^= h >> 16
-    h = (h * 0x7FEB352D) & _LOW32
-    h ^= h >> 15
-    h = (h * 0x846CA68B) & _LOW32
-    return h ^ (h >> 16)
+    return mix32(int(seed) & LOW32), int(offset) & LOW32, False
 
 
 def _interpreted(x: torch.Tensor) -> bool:
@@ -324,8 +311,9 @@ def norm_act_fwd(x, weight, bias, running_mean, running_var, out, out_channel_of
                  training, momentum, eps, activation, slope, dropout_p, seed, offset):
     """Write dropout(act(norm(x) * weight + bias)) into out[:, c0:c0+C]; return (mean, rstd).
 
-    The contract (shapes, dtypes, batch-norm running-stat update) is HELPER_RULES'; inputs are
-    validated by fastp2p.ops before they reach a backend.
+    The contract (shapes, dtypes, batch-norm running-stat update) is
+    ``fastp2p.ops.backends.contract.Backend.norm_act_fwd``; inputs are validated by fastp2p.ops
+    before they reach a backend.
     """
     N, C, H, W = x.shape
     HW, interpreted = H * W, _interpreted(x)
@@ -338,7 +326,7 @@ def norm_act_fwd(x, weight, bias, running_mean, running_var, out, out_channel_of
     y = out.narrow(1, out_channel_offset, C)
     affine_args = (weight if affine else x, bias if affine else x)  # x: a dummy pointer
     update = norm == "batch" and training and running_mean is not None
-    flags = dict(AFFINE=affine, ACTIVATION=_ACTIVATION_CODE[activation], DROPOUT=dropout_p > 0,
+    flags = dict(AFFINE=affine, ACTIVATION=ACTIVATION_CODES[activation], DROPOUT=dropout_p > 0,
                  RNG_IN_MEMORY=rng_in_memory)
     groups, rows = (N, HW) if norm == "instance" else (1, N * HW)
     if batch_stats:
@@ -378,7 +366,7 @@ def norm_act_fwd(x, weight, bias, running_mean, running_var, out, out_channel_of
         mean if norm != "none" else x, rstd if norm != "none" else x,
         seed_arg, offset_arg, C, HW, W, N * HW, *x.stride(), *y.stride(),
         float(slope), threshold, keep_scale,
-        NORM=_NORM_CODE[norm], BLOCK_HW=block_hw, BLOCK_C=block_c, **flags)
+        NORM=NORM_CODES[norm], BLOCK_HW=block_hw, BLOCK_C=block_c, **flags)
     return mean, rstd
 
 
@@ -393,20 +381,20 @@ def norm_act_bwd(grad_out_slice, x, weight, bias, mean, rstd, *, norm, activatio
     """(grad_x, grad_weight, grad_bias) of norm_act_fwd, given the (mean, rstd) it returned.
 
     ``training``: whether batch norm normalized with the batch's statistics (then grad_x flows
-    through them) or with the running ones (eval: they are constants). HELPER_RULES' signature
-    cannot tell the two apart from (C,)-shaped stats, hence this keyword (default: batch stats).
+    through them) or with the running ones (eval: they are constants): (C,)-shaped stats alone
+    cannot tell the two apart, hence this keyword (default: batch stats).
     """
     N, C, H, W = x.shape
     HW, interpreted = H * W, _interpreted(x)
     block_hw, block_c = _blocks(C, interpreted)
     channel_blocks = triton.cdiv(C, block_c)
     affine = weight is not None
-    norm_code = _NORM_CODE[norm]
+    norm_code = NORM_CODES[norm]
     batch_stats = norm == "instance" or (norm == "batch" and training)
     seed_arg, offset_arg, rng_in_memory = _rng_args(seed, offset)
     threshold, keep_scale = _dropout_args(dropout_p)
     dummy = x
-    common = dict(NORM=norm_code, AFFINE=affine, ACTIVATION=_ACTIVATION_CODE[activation],
+    common = dict(NORM=norm_code, AFFINE=affine, ACTIVATION=ACTIVATION_CODES[activation],
                   DROPOUT=dropout_p > 0, RNG_IN_MEMORY=rng_in_memory, BLOCK_HW=block_hw,
                   BLOCK_C=block_c)
     stats = (mean if norm != "none" else dummy, rstd if norm != "none" else dummy)

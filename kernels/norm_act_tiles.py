@@ -11,7 +11,8 @@ import triton.language as tl
 
 @triton.jit
 def _mix32(h):
-    """The HELPER_RULES finaliser on int64 holding 32-bit values (masked after each multiply)."""
+    """``fastp2p.kernels.dropout_rng.mix32`` on int64 holding 32-bit values (masked after each
+    multiply)."""
     h = h ^ (h >> 16)
     h = (h * 0x7FEB352D) & 0xFFFFFFFF
     h = h ^ (h >> 15)

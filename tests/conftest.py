@@ -2,6 +2,10 @@
 
 - ``cuda`` tests are skipped without a CUDA GPU; ``interpreter`` tests without Triton. Nothing
   here touches CUDA at import, so the suite collects on any machine.
+- ``backend``: the one fixture that runs a test once per CPU backend (reference, Triton through
+  the interpreter, C++), forcing it with FASTP2P_BACKEND; a test narrows the list with
+  ``@pytest.mark.parametrize("backend", [...], indirect=True)``.
+- Shared helpers (tolerances, the interpreter set-up, input makers) live in tests/helpers/.
 - Golden data comes from ``../shared/reference`` beside the checkout (or $FASTP2P_REFERENCE_DIR);
   tests that need it skip with the reason when it is absent.
 """
@@ -11,6 +15,8 @@ from pathlib import Path
 
 import pytest
 import torch
+
+from helpers.triton_interpreter import CPU_BACKEND_PARAMS
 
 REFERENCE_DIR = Path(os.environ.get(
     "FASTP2P_REFERENCE_DIR", Path(__file__).resolve().parents[2] / "shared" / "reference"))
@@ -24,6 +30,13 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.skip(reason="needs a CUDA GPU"))
         if "interpreter" in item.keywords and not has_triton:
             item.add_marker(pytest.mark.skip(reason="needs triton (pip install '.[test]')"))
+
+
+@pytest.fixture(params=CPU_BACKEND_PARAMS)
+def backend(request, monkeypatch):
+    """The name of the backend this run of the test forces (FASTP2P_BACKEND)."""
+    monkeypatch.setenv("FASTP2P_BACKEND", request.param)
+    return request.param
 
 
 @pytest.fixture

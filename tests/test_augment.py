@@ -13,7 +13,7 @@ import torch
 
 from fastp2p.data.gpu_augment import augment_batch, augment_pairs_torch, draw_crop_flips
 from fastp2p.data.transforms import Preprocess, crop_flip_uint8, draw_params
-from triton_interpreter import KERNELS
+from helpers.triton_interpreter import KERNELS
 
 needs_interpreter = [pytest.mark.interpreter, pytest.mark.skipif(
     KERNELS is None, reason="interpreter tests: need triton ('.[test]') and no GPU")]

@@ -202,8 +202,8 @@ def test_train_step_runs_with_compiled_networks():
 
 
 def test_fastp2p_peer_drives_the_engine_interface(monkeypatch):
-    # A stand-in with the interface the training area provides (HELPER_RULES: "Training engine
-    # -> benchmarks"), so the peer's wiring is checked before the real engine lands.
+    # A stand-in with the interface fastp2p.train.engine provides (Pix2PixEngine's constructor
+    # and step), so the peer's wiring is checked without the real engine.
     import sys
     import types
 
@@ -256,7 +256,7 @@ def test_graph_replay_keeps_what_the_graph_points_at_alive():
     import gc
     import weakref
 
-    from fastp2p.bench.peers import GraphReplay
+    from fastp2p.nn.cuda_graphs import GraphReplay
 
     class Recorder:
         replays = 0

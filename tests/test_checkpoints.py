@@ -6,7 +6,7 @@ import torch
 
 import fastp2p
 from fastp2p import reference
-from tolerances import GOLDEN_OUTPUT, assert_close
+from helpers.tolerances import GOLDEN_OUTPUT, assert_close
 
 
 def _reference_unet(num_downs, ngf, norm, use_dropout):

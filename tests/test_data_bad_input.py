@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from data_helpers import data_args, gradient_half, make_aligned, write_ab, write_image
+from helpers.data_helpers import data_args, gradient_half, make_aligned, write_ab, write_image
 from fastp2p.data import DataError, create_dataloader, create_dataset
 
 CROP = ("--preprocess", "crop", "--load_size", "16", "--crop_size", "12")
@@ -232,7 +232,7 @@ def test_without_skip_bad_the_first_bad_file_stops_it_and_the_rest_are_counted(t
 
 def test_fastp2p_train_reports_a_file_broken_mid_epoch_in_one_line(tmp_path, capsys):
     from fastp2p.cli import main
-    from train_helpers import train_argv, write_aligned_dataset
+    from helpers.train_helpers import train_argv, write_aligned_dataset
 
     write_aligned_dataset(tmp_path / "data", pairs=2, phases=("train",))
     bad = truncate(noisy_jpeg(tmp_path / "data" / "train" / "000_cut.jpg", 64, 32))

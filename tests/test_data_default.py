@@ -8,7 +8,7 @@ import pytest
 import torch
 from PIL import Image
 
-from data_helpers import data_args
+from helpers.data_helpers import data_args
 from fastp2p.data import DataError, create_dataset, default_dataroot
 from fastp2p.data import default_dataset
 

@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch.utils.data import DistributedSampler
 
-from data_helpers import data_args, make_aligned
+from helpers.data_helpers import data_args, make_aligned
 from fastp2p.data import DataError, create_dataloader, create_dataset
 
 CROP_OPTIONS = ("--preprocess", "crop", "--load_size", "8", "--crop_size", "6")

@@ -11,7 +11,7 @@ import pytest
 import torch
 from PIL import Image
 
-from data_helpers import (A_BLUE, B_BLUE, STEP, data_args, expected_tensor, gradient_half,
+from helpers.data_helpers import (A_BLUE, B_BLUE, STEP, data_args, expected_tensor, gradient_half,
                           make_aligned, to_pixels, write_ab, write_image)
 from fastp2p.data import DataError, create_dataset
 

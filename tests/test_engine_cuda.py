@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from fastp2p.train.engine import LOSS_NAMES, WARMUP_STEPS, Pix2PixEngine
-from tolerances import TRAINING_200_STEPS, relative_error
-from train_helpers import random_batches, tiny_networks
+from helpers.tolerances import TRAINING_200_STEPS, relative_error
+from helpers.train_helpers import random_batches, tiny_networks
 
 pytestmark = pytest.mark.cuda
 STEPS = 20

@@ -10,9 +10,9 @@ import torch.nn.functional as F
 import fastp2p
 from fastp2p.reference import GANLoss, NLayerDiscriminator, UnetGenerator, get_norm_layer
 from fastp2p.train.engine import LOSS_NAMES, Pix2PixEngine
-from tolerances import TRAINING_200_STEPS, assert_close
-from train_helpers import parameters_and_buffers, random_batches, tiny_networks
-from triton_interpreter import CPU_BACKEND_PARAMS
+from helpers.tolerances import TRAINING_200_STEPS, assert_close
+from helpers.train_helpers import parameters_and_buffers, random_batches, tiny_networks
+from helpers.triton_interpreter import CPU_BACKEND_PARAMS
 
 
 def reference_networks(netG, netD, norm):
@@ -77,10 +77,6 @@ def test_eager_engine_is_the_reference_step_bit_for_bit(norm, gan_mode, use_drop
 FAST_CPU_BACKENDS = [p for p in CPU_BACKEND_PARAMS if getattr(p, "values", (p,))[0] != "triton"]
 
 
-@pytest.fixture(params=FAST_CPU_BACKENDS)
-def backend(request, monkeypatch):
-    monkeypatch.setenv("FASTP2P_BACKEND", request.param)
-    return request.param
 
 
 def _biases_before_instance_norm(net) -> set:
@@ -105,6 +101,7 @@ STEPS = {"batch": 200, "instance": 40}
 
 
 @pytest.mark.parametrize("norm", sorted(STEPS))
+@pytest.mark.parametrize("backend", FAST_CPU_BACKENDS, indirect=True)
 def test_fused_steps_track_the_reference_networks(backend, norm):
     """DESIGN.md §5: float32 steps of fastp2p's modules through the engine against the reference
     networks through the reference step: final weights within 1e-3 relative and the loss curves

@@ -20,7 +20,7 @@ from fastp2p.train.checkpoints import CheckpointFolder
 from fastp2p.train.engine import Pix2PixEngine
 from fastp2p.train.schedulers import LRSchedule
 from fastp2p.train.trainer import Trainer
-from train_helpers import tiny_networks, train_argv, write_aligned_dataset
+from helpers.train_helpers import tiny_networks, train_argv, write_aligned_dataset
 
 
 class CodeRunner:

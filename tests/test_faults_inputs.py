@@ -20,7 +20,7 @@ from fastp2p.data.pack import pack_phase
 from fastp2p.data.packed import INDEX_NAME, PackedDataset
 from fastp2p.data.transforms import Preprocess
 from fastp2p.train.engine import Pix2PixEngine
-from train_helpers import tiny_networks, train_argv, write_aligned_dataset
+from helpers.train_helpers import tiny_networks, train_argv, write_aligned_dataset
 
 LOAD = 20
 

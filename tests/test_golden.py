@@ -5,7 +5,7 @@ import torch
 
 import fastp2p
 from fastp2p import reference
-from tolerances import GOLDEN_OUTPUT, assert_close
+from helpers.tolerances import GOLDEN_OUTPUT, assert_close
 
 UNET_CASES = {"batch": "golden_unet_ngf8.pt", "instance": "golden_unet_ngf8_instance.pt"}
 

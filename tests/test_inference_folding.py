@@ -15,8 +15,8 @@ import torch.nn as nn
 import fastp2p
 from fastp2p import reference
 from fastp2p.nn import folding
-from fastp2p.ops import cpp_backend
-from tolerances import (BF16_NETWORK, BF16_VS_AUTOCAST, FP32_NETWORK, FP32_SINGLE_OP, assert_close,
+from fastp2p.ops.backends import cpp as cpp_backend
+from helpers.tolerances import (BF16_NETWORK, BF16_VS_AUTOCAST, FP32_NETWORK, FP32_SINGLE_OP, assert_close,
                         relative_error)
 
 BACKENDS = ["reference", pytest.param("cpp", marks=pytest.mark.skipif(

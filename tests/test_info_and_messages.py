@@ -8,7 +8,8 @@ import torch
 import fastp2p
 import fastp2p.ops
 from fastp2p import info
-from fastp2p.ops import backend_name_for, cpp_backend
+from fastp2p.ops import backend_name_for
+from fastp2p.ops.backends import cpp as cpp_backend
 
 
 def test_info_names_the_dispatchers_cpu_backend(capsys):

@@ -7,7 +7,7 @@ import torch
 from fastp2p.cli import build_parser, main
 from fastp2p.train.options import resolve_quick_defaults
 from fastp2p.train.reference_options import apply_reference_options
-from train_helpers import train_argv, write_aligned_dataset
+from helpers.train_helpers import train_argv, write_aligned_dataset
 
 # Every option of the reference's option files, with a value its parser takes.
 REFERENCE_BASE = [

@@ -11,7 +11,7 @@ from fastp2p.cli import main
 from fastp2p.train.cpu_threads import choose_threads
 from fastp2p.train.progress import PlainProgress, progress_bar
 from fastp2p.train.reports import LossLog
-from train_helpers import train_argv, write_aligned_dataset
+from helpers.train_helpers import train_argv, write_aligned_dataset
 
 
 @pytest.mark.parametrize("cores", [1, 2, 3, 4, 8, 16, 64])

@@ -7,7 +7,7 @@ import types
 import pytest
 
 from fastp2p.cli import main
-from train_helpers import train_argv, write_aligned_dataset
+from helpers.train_helpers import train_argv, write_aligned_dataset
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ from PIL import Image
 
 from fastp2p.cli import build_parser, main
 from fastp2p.reference import UnetGenerator, get_norm_layer
-from train_helpers import train_argv, write_aligned_dataset
+from helpers.train_helpers import train_argv, write_aligned_dataset
 
 TRAIN_OPTIONS = ("--netG", "--netD", "--n_layers_D", "--ngf", "--ndf", "--norm", "--no_dropout",
                  "--gan_mode", "--lambda_L1", "--lr", "--beta1", "--batch_size", "--init_type",

@@ -8,7 +8,7 @@ import torch.multiprocessing as mp
 
 from fastp2p.train.distributed import ProcessInfo, wrap_for_data_parallel
 from fastp2p.train.engine import Pix2PixEngine
-from train_helpers import random_batches, tiny_networks
+from helpers.train_helpers import random_batches, tiny_networks
 
 STEPS = 2
 

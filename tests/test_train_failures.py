@@ -8,7 +8,7 @@ import fastp2p.train.checkpoints as checkpoints_module
 from fastp2p.cli import main
 from fastp2p.train.checkpoints import CheckpointFolder, CheckpointWriteError
 from fastp2p.train.engine import Pix2PixEngine
-from train_helpers import random_batches, tiny_networks, train_argv, write_aligned_dataset
+from helpers.train_helpers import random_batches, tiny_networks, train_argv, write_aligned_dataset
 
 
 def _files(folder):

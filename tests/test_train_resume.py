@@ -8,7 +8,7 @@ import torch
 from fastp2p.cli import main
 from fastp2p.train.checkpoints import CheckpointFolder
 from fastp2p.train.engine import Pix2PixEngine
-from train_helpers import random_batches, tiny_networks, train_argv, write_aligned_dataset
+from helpers.train_helpers import random_batches, tiny_networks, train_argv, write_aligned_dataset
 
 
 def test_engine_state_round_trip_is_bit_exact(tmp_path):

@@ -1,5 +1,5 @@
 // How a tensor crosses from Python: no torch headers, just a data pointer, a dtype code, sizes,
-// strides (in elements) and a device index (-1 = CPU). The Python side (fastp2p/ops/cpp_backend.py)
+// strides (in elements) and a device index (-1 = CPU). The Python side (fastp2p/ops/backends/cpp.py)
 // builds the tuple; the codes below must match its _DTYPE_CODES table.
 #pragma once
 #include <cstdint>

@@ -86,13 +86,17 @@ def train_argv(config: NetworkConfig, batch_size: int, packed: Path, checkpoints
 
 def run_train(argv: list, skip_steps: int) -> tuple[int, dict]:
     """``fastp2p train ARGV`` in this process; (exit code, this process's StageTimes figures)."""
-    from fastp2p.cli import build_parser
-    from fastp2p.train.stage_times import StageTimes
-    from fastp2p.train.train_command import run
+    import argparse
 
-    args = build_parser().parse_args(argv)
+    from fastp2p.train import train_command
+    from fastp2p.train.stage_times import StageTimes
+
+    # the train subcommand's own parser (bench sits below the cli, so not fastp2p.cli's)
+    parser = argparse.ArgumentParser(prog="fastp2p")
+    train_command.register(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(argv)
     times = StageTimes(skip_steps=skip_steps)
-    code = run(args, times=times)
+    code = train_command.run(args, times=times)
     return code, times.summary()
 
 

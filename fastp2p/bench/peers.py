@@ -13,6 +13,8 @@ import torch
 import torch.nn as nn
 
 from fastp2p.bench.networks import NetworkConfig, build_pair
+from fastp2p.nn.cuda_graphs import capture
+from fastp2p.nn.network_state import set_requires_grad
 
 LAMBDA_L1 = 100.0
 LR, BETAS = 2e-4, (0.5, 0.999)
@@ -84,11 +86,6 @@ def peer_by_name(name: str) -> PeerSpec:
     raise ValueError(f"unknown peer {name!r}; choose from {', '.join(PEER_NAMES)}")
 
 
-def set_requires_grad(module: nn.Module, flag: bool) -> None:
-    for parameter in module.parameters():
-        parameter.requires_grad_(flag)
-
-
 class TrainStep:
     """One pix2pix update, exactly the reference's: fake = G(A); D on (A, fake.detach()) and
     (A, B) with 0.5 * (BCE_fake + BCE_real); G on BCE(D(A, fake), real) + 100 * L1(fake, B);
@@ -145,40 +142,9 @@ class TrainStep:
         self.optimizer_g.step()
 
 
-def capture(fn, warmup_calls: int = 3):
-    """Capture ``fn()`` as one CUDA graph; returns its ``GraphReplay``, which keeps ``fn`` and
-    what it holds alive.
-
-    Warm-up calls run on a side stream first (cuDNN autotuning, optimizer state, AccumulateGrad
-    streams, allocator growth), as torch.cuda.graph's whole-network recipe requires.
-    """
-    side = torch.cuda.Stream()
-    side.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(side):
-        for _ in range(warmup_calls):
-            fn()
-    torch.cuda.current_stream().wait_stream(side)
-    graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph, capture_error_mode="thread_local"):
-        fn()
-    return GraphReplay(graph, fn)
-
-
 def capture_whole_step(step, real_a, real_b, warmup_iterations: int = 3):
     """``capture`` of ``step(real_a, real_b)``: the inputs are the graph's static buffers."""
     return capture(lambda: step(real_a, real_b), warmup_iterations)
-
-
-class GraphReplay:
-    """Replays a captured graph. The graph reads and writes memory it does not own (parameters,
-    optimizer state, the static inputs); holding their owners here keeps that memory alive for
-    as long as the graph can be replayed."""
-
-    def __init__(self, graph, *owners):
-        self.graph, self.owners = graph, owners
-
-    def __call__(self):
-        self.graph.replay()
 
 
 def build_peer_step(spec: PeerSpec, config: NetworkConfig, real_a, real_b, *, device,

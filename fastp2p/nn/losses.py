@@ -1,8 +1,12 @@
-"""fastp2p.GANLoss: the reference GANLoss with checked inputs, computed by fastp2p.ops.gan_loss."""
+"""fastp2p.GANLoss: the reference GANLoss with checked inputs, computed by fastp2p.ops.gan_loss;
+and ``l1_loss`` (fastp2p.ops.l1_loss: mean |x - y| and its gradient in one pass), the L1 term
+of the generator's loss as the training step uses it."""
 import torch
 
-from fastp2p.ops import gan_loss
+from fastp2p.ops import gan_loss, l1_loss
 from fastp2p.reference.losses import GANLoss as _ReferenceGANLoss
+
+__all__ = ["GANLoss", "l1_loss"]
 
 
 class GANLoss(_ReferenceGANLoss):

@@ -3,9 +3,8 @@ import functools
 
 import torch.nn as nn
 
+from fastp2p.ops.definitions import NORMS
 from fastp2p.reference.norm import get_norm_layer
-
-NORM_NAMES = ("batch", "instance", "none")
 
 
 def resolve_norm_layer(norm, norm_layer):
@@ -19,8 +18,8 @@ def resolve_norm_layer(norm, norm_layer):
     if norm is not None and norm_layer is not None:
         raise ValueError("give either norm= (a string) or norm_layer= (a factory), not both")
     if norm is not None:
-        if norm not in NORM_NAMES:
-            raise ValueError(f"norm must be one of {NORM_NAMES}, got {norm!r}")
+        if norm not in NORMS:
+            raise ValueError(f"norm must be one of {NORMS}, got {norm!r}")
         return get_norm_layer(norm)
     if norm_layer is None:
         return nn.BatchNorm2d
@@ -30,18 +29,6 @@ def resolve_norm_layer(norm, norm_layer):
     if not callable(norm_layer):
         raise ValueError(f"norm_layer must be callable (e.g. nn.BatchNorm2d), got {norm_layer!r}")
     return norm_layer
-
-
-def norm_kind(module: nn.Module) -> str:
-    """'batch', 'instance' or 'none' for a norm module inside one of our networks."""
-    if isinstance(module, nn.modules.batchnorm._BatchNorm):
-        return "batch"
-    if isinstance(module, nn.modules.instancenorm._InstanceNorm):
-        return "instance"
-    if isinstance(module, nn.Identity):
-        return "none"
-    raise ValueError(f"unsupported norm module {type(module).__name__}: fastp2p supports "
-                     "BatchNorm2d / SyncBatchNorm, InstanceNorm2d and no norm")
 
 
 def describe_norm_layer(norm_layer) -> str:

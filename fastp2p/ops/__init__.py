@@ -1,10 +1,13 @@
-"""Autograd ops and the one place that picks a backend (triton | cpp | reference) per call.
+"""Autograd ops and the one place that picks a backend (triton | cpp | reference) per call
+(fastp2p/ops/README.md: how to add an op or a backend).
 
 - ``norm_act`` / ``norm_act_concat`` / ``norm_act_into``: fused norm + activation + dropout
   (+ zero-copy skip concatenation); ``gan_loss`` / ``l1_loss``: loss and gradient in one pass.
 - ``conv_transpose.conv_transpose2d(module, x)``: the decoder's transposed convolution, as GEMM +
   C++ col2im in CPU float32 inference, else the module itself.
-- ``backends.backend_name_for(device)``: which backend runs (``FASTP2P_BACKEND`` forces one).
+- ``backends``: every backend behind one contract (``backends/contract.py``);
+  ``backend_name_for(device)`` says which runs (``FASTP2P_BACKEND`` forces one).
+- ``definitions``: dtypes, the names of norms / activations / GAN modes, memory formats.
 - ``norm_act_reference`` / ``dropout_rng``: the meaning of the fused ops, the tests' oracle.
 """
 from fastp2p.ops.backends import backend_for, backend_name_for

@@ -3,18 +3,18 @@
 cuDNN's channels-last tensor-core kernels take channel counts in multiples of 8 (16-byte rows
 of bf16). pix2pix's image-side layers have 3 channels (the U-Net's first convolution and its
 last transposed convolution) or 6 (the PatchGAN's first convolution, on A and B side by side);
-for those cuDNN pads on the fly or falls back to a generic kernel, which an H200 profile of a
-batch-64 bf16 training step showed at 3.3 of its 25.4 GPU ms (5 calls of
-``convolve_common_engine_float_NHWC``, plus ``nhwcAddPaddingKernel``). Extra zero channels, in
-the input and in the weight, leave every sum unchanged: same function, same gradients (the
-padding's gradients are dropped by the slices), and the state_dict keeps the original shapes.
+for those cuDNN pads on the fly (``nhwcAddPaddingKernel``) or falls back to a generic kernel
+(``convolve_common_engine_float_NHWC``); their share of a step is in benchmarks/NOTES.md (run 1,
+"Where the time goes"). Extra zero channels, in the input and in the weight, leave every sum
+unchanged: same function, same gradients (the padding's gradients are dropped by the slices),
+and the state_dict keeps the original shapes.
 On CPUs the modules run as they are (padding would only add work there).
 """
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from fastp2p.ops.norm_act import _like_memory_format
+from fastp2p.ops.definitions import like_memory_format
 
 CHANNEL_MULTIPLE = 8
 
@@ -41,7 +41,7 @@ def pads_output(module: nn.ConvTranspose2d, x: torch.Tensor) -> bool:
 def _zero_pad_dim1(t: torch.Tensor, extra: int) -> torch.Tensor:
     """``t`` with ``extra`` zero slices appended along dim 1, in t's memory format (torch.cat
     keeps channels-last when all its inputs have it)."""
-    return torch.cat((t, _like_memory_format(t, extra).zero_()), 1)
+    return torch.cat((t, like_memory_format(t, extra).zero_()), 1)
 
 
 def _as_computed(t: torch.Tensor) -> torch.Tensor:

@@ -1,7 +1,7 @@
 """The U-Net decoder's transposed convolutions, routed per call.
 
 On CPU tensors in float32, when no gradient is needed (inference) and the C++ backend serves
-the device, ``conv_transpose2d`` runs the GEMM + col2im form (``cpp_backend.conv_transpose2d_fwd``);
+the device, ``conv_transpose2d`` runs the GEMM + col2im form (the C++ backend's ``conv_transpose2d_fwd``);
 on a GPU, a layer whose output channel count is not a multiple of 8 (the U-Net's last, 3
 channels) runs with zero-padded channels (``fastp2p.ops.aligned_channels``); everything else —
 training on CPUs, other dtypes, unusual module settings — runs the module itself. Same numbers
@@ -11,7 +11,7 @@ import torch
 import torch.nn as nn
 
 from fastp2p.ops.aligned_channels import conv_transpose2d_channel_padded, pads_output
-from fastp2p.ops.backends import backend_for, backend_name_for
+from fastp2p.ops.backends import backend_for
 
 
 def _gemm_form_applies(module: nn.ConvTranspose2d, x: torch.Tensor) -> bool:
@@ -25,7 +25,7 @@ def _gemm_form_applies(module: nn.ConvTranspose2d, x: torch.Tensor) -> bool:
             and module.dilation == (1, 1) and module.output_padding == (0, 0)
             and len(set(module.stride)) == 1 and len(set(module.padding)) == 1
             and all(p.dtype == torch.float32 for p in params)
-            and backend_name_for(x.device) == "cpp")
+            and backend_for(x.device).provides("conv_transpose2d_fwd"))
 
 
 def conv_transpose2d(module: nn.ConvTranspose2d, x: torch.Tensor) -> torch.Tensor:

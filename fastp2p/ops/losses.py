@@ -8,8 +8,7 @@ loss (the kernels write both in one pass); the backward only scales it by grad_o
 import torch
 
 from fastp2p.ops.backends import backend_for
-from fastp2p.ops.norm_act import OP_DTYPES, check_backend_dtype
-from fastp2p.reference.losses import GAN_MODES
+from fastp2p.ops.definitions import GAN_MODES, OP_DTYPES, check_backend_dtype
 
 
 def _widen_half(t: torch.Tensor) -> torch.Tensor:
@@ -84,8 +83,14 @@ _l1_loss_fwd.register_autograd(_l1_backward, setup_context=_l1_setup)
 def gan_loss(logits: torch.Tensor, mode: str, target_is_real: bool) -> torch.Tensor:
     """The PatchGAN loss (0-dim float32) of ``logits`` against the all-real / all-fake target.
 
-    vanilla: BCE-with-logits mean vs 1/0; lsgan: MSE mean vs 1/0; wgangp: -mean (real) or
-    +mean (fake).
+    ``logits``: any shape (the PatchGAN's (N, 1, 30, 30) map), float32, bfloat16 or float16
+    (float64 on the reference backend), any layout; ``mode``: vanilla: BCE-with-logits mean vs
+    1/0; lsgan: MSE mean vs 1/0; wgangp: -mean (real) or +mean (fake). The gradient comes from
+    the same pass and has the logits' dtype.
+
+    Example::
+
+        loss = gan_loss(discriminator(torch.cat([a, fake_b], 1)), "vanilla", True)
     """
     _check_floating("gan_loss logits", logits)
     if mode not in GAN_MODES:
@@ -96,7 +101,16 @@ def gan_loss(logits: torch.Tensor, mode: str, target_is_real: bool) -> torch.Ten
 
 
 def l1_loss(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """mean |x - y| as a 0-dim float32 tensor, with gradients for both."""
+    """mean |x - y| as a 0-dim float32 tensor, with gradients for both.
+
+    ``x`` / ``y``: the same shape, dtype (float32, bfloat16 or float16; float64 on the
+    reference backend) and device, any layout (channels-last stays; a mismatched pair of
+    strides costs one copy of y).
+
+    Example::
+
+        loss = l1_loss(fake_b, real_b) * 100.0
+    """
     _check_floating("l1_loss x", x)
     _check_floating("l1_loss y", y)
     if x.shape != y.shape or x.device != y.device or x.dtype != y.dtype:

@@ -19,11 +19,9 @@ from typing import Optional
 import torch
 
 from fastp2p.ops.backends import norm_act_backend_for
+from fastp2p.ops.definitions import (ACTIVATIONS, NORMS, OP_DTYPES, check_backend_dtype,
+                                     like_memory_format)
 from fastp2p.ops.dropout_rng import dropout_threshold
-from fastp2p.ops.norm_act_reference import ACTIVATIONS, NORMS
-
-# Input dtypes the ops accept (each backend narrows this: see check_backend_dtype).
-OP_DTYPES = (torch.float32, torch.bfloat16, torch.float16, torch.float64)
 
 
 @dataclass(frozen=True)
@@ -54,13 +52,6 @@ def _check_vector(name, t, channels, x):
         raise ValueError(f"norm_act: {name} must be floating point, got {t.dtype}")
 
 
-def check_backend_dtype(backend, x, op: str):
-    """Each backend declares the dtypes it computes exactly (Triton: no float64)."""
-    if x.dtype not in backend.DTYPES:
-        raise ValueError(f"{op} on the {backend.NAME} backend expects "
-                         f"{[str(d) for d in backend.DTYPES]}, got {x.dtype}")
-
-
 def check_norm_act_inputs(x, weight, bias, running_mean, running_var, cfg: NormActConfig):
     """ValueError naming what was expected, for every backend alike (traceable by dynamo)."""
     if not isinstance(x, torch.Tensor) or x.dim() != 4:
@@ -68,6 +59,8 @@ def check_norm_act_inputs(x, weight, bias, running_mean, running_var, cfg: NormA
         raise ValueError(f"norm_act expects x of shape (N, C, H, W), got {shape}")
     if x.dtype not in OP_DTYPES:
         raise ValueError(f"norm_act expects x in {[str(d) for d in OP_DTYPES]}, got {x.dtype}")
+    if x.numel() == 0:
+        raise ValueError(f"norm_act: x must not be empty, got shape {tuple(x.shape)}")
     if cfg.norm not in NORMS:
         raise ValueError(f"norm must be one of {NORMS}, got {cfg.norm!r}")
     if cfg.activation not in ACTIVATIONS:
@@ -115,22 +108,31 @@ def _check_destination(out, x, offset):
                          f"with {out.shape[1]} channels")
 
 
-def _like_memory_format(x, channels):
-    """An uninitialised (N, channels, H, W) tensor in x's memory format (channels-last stays)."""
-    n, _, h, w = x.shape
-    channels_last = x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
-    fmt = torch.channels_last if channels_last else torch.contiguous_format
-    return torch.empty((n, channels, h, w), dtype=x.dtype, device=x.device, memory_format=fmt)
+def _check_rng_value(name, value):
+    if isinstance(value, torch.Tensor):
+        if value.dtype != torch.int64 or value.numel() != 1:
+            raise ValueError(f"norm_act: {name} as a tensor must be one int64 element, got "
+                             f"{value.dtype} of shape {tuple(value.shape)}")
+    elif not isinstance(value, int) or isinstance(value, bool):
+        raise ValueError(f"norm_act: {name} must be a Python int or an int64 tensor, got "
+                         f"{type(value).__name__}")
+
+
+def _check_rng(seed, offset) -> bool:
+    """Whether seed and offset are device scalars (else ints); ValueError for anything else."""
+    _check_rng_value("seed", seed)
+    _check_rng_value("offset", offset)
+    as_tensors = isinstance(seed, torch.Tensor), isinstance(offset, torch.Tensor)
+    if as_tensors[0] != as_tensors[1]:
+        raise ValueError("norm_act: seed and offset must both be ints or both be int64 tensors")
+    return as_tensors[0]
 
 
 def _rng_args(seed, offset):
     """(seed, offset, rng): ints, or a fresh int64 [seed, offset] device tensor when they are
     device scalars (a copy: the backward must see the forward's values even if the module
     advances its offset in place; a CUDA graph replays the copy with the current values)."""
-    if isinstance(seed, torch.Tensor) or isinstance(offset, torch.Tensor):
-        if not (isinstance(seed, torch.Tensor) and isinstance(offset, torch.Tensor)):
-            raise ValueError("norm_act: seed and offset must both be ints or both be int64 "
-                             "tensors")
+    if _check_rng(seed, offset):
         return 0, 0, torch.stack([seed.reshape(()), offset.reshape(())]).to(torch.int64)
     return int(seed), int(offset), None
 
@@ -144,8 +146,8 @@ def _rng_kwargs(seed, offset, rng):
 # The custom ops below are what torch.compile and other tracers see (opaque, no Python launcher
 # to trace); the forward mutates BatchNorm's running statistics in place. Eager calls (CUDA-graph
 # capture included) run the same functions directly: the dispatcher's generic handling of a
-# mutating custom op costs ~0.1 ms of host time per call (it rebuilds the schema's argument list
-# for every argument), more than a small layer's kernels take on a GPU.
+# mutating custom op rebuilds the schema's argument list for every argument on every call, which
+# costs more host time than a small layer's kernels take on a GPU (benchmarks/NOTES.md, run 1).
 def _norm_act_fwd(x: torch.Tensor, weight: Optional[torch.Tensor],
                   bias: Optional[torch.Tensor], running_mean: Optional[torch.Tensor],
                   running_var: Optional[torch.Tensor], skip: Optional[torch.Tensor],
@@ -155,7 +157,7 @@ def _norm_act_fwd(x: torch.Tensor, weight: Optional[torch.Tensor],
     backend = norm_act_backend_for(x, norm)
     check_backend_dtype(backend, x, "norm_act")
     skip_channels = 0 if skip is None else skip.shape[1]
-    out = _like_memory_format(x, skip_channels + x.shape[1])
+    out = like_memory_format(x, skip_channels + x.shape[1])
     if skip is not None:
         backend.norm_act_fwd(skip, None, None, None, None, out, 0, seed=0, offset=0,
                              **_SKIP_CFG.launcher_kwargs())
@@ -183,7 +185,7 @@ def _(x, weight, bias, running_mean, running_var, skip, rng, seed, offset, norm,
     n, c = x.shape[:2]
     stats = {"instance": (n, c), "batch": (c,), "none": (0,)}[norm]
     mean = x.new_empty(stats, dtype=torch.float32)
-    return _like_memory_format(x, skip_channels + c), mean, torch.empty_like(mean)
+    return like_memory_format(x, skip_channels + c), mean, torch.empty_like(mean)
 
 
 def _norm_act_bwd(grad_out: torch.Tensor, x: torch.Tensor, weight: Optional[torch.Tensor],
@@ -296,8 +298,22 @@ def norm_act(x, weight=None, bias=None, running_mean=None, running_var=None, *,
              slope=0.2, dropout_p=0.0, seed=0, offset=0):
     """dropout(act(norm(x) * weight + bias)) with autograd, in x's memory format.
 
-    ``seed``/``offset``: ints, or int64 0-dim device tensors (read at run time: what a CUDA
-    graph replays); the mask is ``fastp2p.ops.dropout_rng.dropout_keep_mask``'s.
+    - ``x``: (N, C, H, W) float32, bfloat16 or float16 (float64 on the reference backend), on
+      any device a backend serves; channels-last (NHWC) or contiguous, any strides. The output
+      has x's shape, dtype and memory format.
+    - ``weight`` / ``bias``: (C,) floating point, both or neither (affine).
+    - ``running_mean`` / ``running_var``: (C,), both or neither, ``norm="batch"`` only: used in
+      eval (``training=False``), updated in place in training (``momentum``, unbiased variance,
+      like nn.BatchNorm2d).
+    - ``norm``: "instance" | "batch" | "none"; ``activation``: "none" | "relu" | "leaky_relu"
+      (``slope``); ``dropout_p`` in [0, 1).
+    - ``seed``/``offset``: ints, or int64 0-dim device tensors (read at run time: what a CUDA
+      graph replays); the mask is ``fastp2p.ops.dropout_rng.dropout_keep_mask``'s.
+
+    Example::
+
+        x = torch.randn(2, 64, 32, 32).to(memory_format=torch.channels_last)
+        y = norm_act(x, weight, bias, norm="instance", activation="leaky_relu", slope=0.2)
     """
     cfg = NormActConfig(norm, training, momentum, eps, activation, slope, dropout_p)
     return _run(x, weight, bias, running_mean, running_var, None, seed, offset, cfg)
@@ -306,7 +322,16 @@ def norm_act(x, weight=None, bias=None, running_mean=None, running_var=None, *,
 def norm_act_concat(skip, x, weight=None, bias=None, running_mean=None, running_var=None, *,
                     norm="instance", training=True, momentum=0.1, eps=1e-5, activation="relu",
                     slope=0.2, dropout_p=0.0, seed=0, offset=0):
-    """``cat([relu(skip), norm_act(x, ...)], 1)``, each half written in place by the backend."""
+    """``cat([relu(skip), norm_act(x, ...)], 1)``, each half written in place by the backend.
+
+    ``skip``: (N, C_skip, H, W) with x's dtype and device; the result is (N, C_skip + C, H, W)
+    in x's memory format (the U-Net decoder's input, without a torch.cat). Other arguments as
+    ``norm_act`` (activation defaults to "relu" here).
+
+    Example::
+
+        up = norm_act_concat(skip, x, weight, bias, norm="batch", dropout_p=0.5, seed=7)
+    """
     cfg = NormActConfig(norm, training, momentum, eps, activation, slope, dropout_p)
     return _run(x, weight, bias, running_mean, running_var, skip, seed, offset, cfg)
 
@@ -314,11 +339,23 @@ def norm_act_concat(skip, x, weight=None, bias=None, running_mean=None, running_
 def norm_act_into(x, weight, bias, running_mean, running_var, out, out_channel_offset, *,
                   norm="instance", training=True, momentum=0.1, eps=1e-5, activation="none",
                   slope=0.2, dropout_p=0.0, seed=0, offset=0):
-    """The checked launcher without autograd: writes into a caller's buffer slice and returns
-    the saved (mean, rstd) (for callers that manage their own buffers and backward)."""
+    """The checked launcher without autograd: writes ``norm_act(x, ...)`` into
+    ``out[:, out_channel_offset:out_channel_offset + C]`` and returns the float32 (mean, rstd)
+    (N, C) for instance norm, (C,) for batch norm, empty for none — for callers that manage
+    their own buffers and backward.
+
+    ``out``: (N, C_out, H, W) with x's dtype and device, any memory format; the channels outside
+    the slice are left as they are. Other arguments as ``norm_act``.
+
+    Example::
+
+        buffer = torch.empty(2, 96, 32, 32)
+        mean, rstd = norm_act_into(x, None, None, None, None, buffer, 32, norm="instance")
+    """
     cfg = NormActConfig(norm, training, momentum, eps, activation, slope, dropout_p)
     check_norm_act_inputs(x, weight, bias, running_mean, running_var, cfg)
     _check_destination(out, x, out_channel_offset)
+    _check_rng(seed, offset)
     backend = norm_act_backend_for(x, norm)
     check_backend_dtype(backend, x, "norm_act")
     return backend.norm_act_fwd(x, weight, bias, running_mean, running_var, out,

@@ -6,10 +6,8 @@ autograd through the same math; the kernels' backward is tested against it.
 import torch
 import torch.nn.functional as F
 
+from fastp2p.ops.definitions import ACTIVATIONS, NORMS
 from fastp2p.ops.dropout_rng import dropout_keep_mask
-
-NORMS = ("instance", "batch", "none")
-ACTIVATIONS = ("none", "relu", "leaky_relu")
 
 
 def norm_act_math(x, weight, bias, running_mean, running_var, *, norm, training, momentum, eps,

@@ -11,7 +11,7 @@ import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
-from fastp2p.train.engine import dropout_rng_modules
+from fastp2p.nn.network_state import dropout_rng_modules
 
 
 @dataclass

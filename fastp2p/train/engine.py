@@ -25,26 +25,14 @@ import torch
 import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
 
-from fastp2p.nn import GANLoss
-from fastp2p.ops import l1_loss
+from fastp2p.nn.cuda_graphs import capture_graph, run_on_side_stream
+from fastp2p.nn.losses import GANLoss, l1_loss
+from fastp2p.nn.network_state import dropout_rng_modules, set_requires_grad
 from fastp2p.train.finite import first_nonfinite, training_tensors
 
 PRECISIONS = ("fp32", "bf16")
 LOSS_NAMES = ("G_GAN", "G_L1", "D_real", "D_fake")
 WARMUP_STEPS = 3  # eager side-stream steps before capture: lets cuDNN and the allocator settle
-
-
-def set_requires_grad(net: torch.nn.Module, requires_grad: bool) -> None:
-    """Freeze or unfreeze a network, as the reference does around its generator step."""
-    for param in net.parameters():
-        param.requires_grad_(requires_grad)
-
-
-def dropout_rng_modules(net: torch.nn.Module) -> dict:
-    """{qualified name: module} of the modules whose fused dropout draws from a counter buffer
-    (fastp2p.UNet's ``dropout_rng``: [seed, offset]; not in their state_dict)."""
-    return {name: module for name, module in net.named_modules()
-            if isinstance(getattr(module, "dropout_rng", None), torch.Tensor)}
 
 
 def unwrap(net: torch.nn.Module) -> torch.nn.Module:
@@ -336,11 +324,7 @@ class Pix2PixEngine:
         if self._warmup_left == 0:
             self._capture_and_replay(static_A, static_B)
             return
-        side = torch.cuda.Stream(self.device)
-        side.wait_stream(torch.cuda.current_stream(self.device))
-        with torch.cuda.stream(side):
-            fake_B = self._step_body(static_A, static_B)
-        torch.cuda.current_stream(self.device).wait_stream(side)
+        fake_B = run_on_side_stream(lambda: self._step_body(static_A, static_B), self.device)
         self._warmup_left -= 1
         self._last_batch = (static_A, fake_B, static_B)
 
@@ -348,11 +332,7 @@ class Pix2PixEngine:
         # Gradients must be allocated inside the graph's pool, not accumulated into warm-up ones.
         self.optimizer_G.zero_grad(set_to_none=True)
         self.optimizer_D.zero_grad(set_to_none=True)
-        graph = torch.cuda.CUDAGraph()
-        # thread_local: the loader's pin-memory thread may call CUDA during the capture, which
-        # the default (global) mode would turn into a capture error.
-        with torch.cuda.graph(graph, capture_error_mode="thread_local"):
-            fake_B = self._step_body(static_A, static_B)
+        graph, fake_B = capture_graph(lambda: self._step_body(static_A, static_B))
         self._graph = graph
         self._last_batch = (static_A, fake_B, static_B)
         graph.replay()  # capture only records: this replay is the step itself

@@ -1,7 +1,79 @@
-"""Build the generator and discriminator from the command-line options, as the reference does."""
+"""The one builder of pix2pix's networks: fastp2p's modules (or, for comparison, the reference
+implementation's) from a ``NetworkConfig``; the command line's options map onto one.
+
+The training and test commands build from their options (``generator_from_options``); the
+benchmark peers (fastp2p.bench.networks) build both module families from the same config.
+"""
+from dataclasses import asdict, dataclass
+from typing import Optional
+
 import torch
 
 import fastp2p
+from fastp2p import reference
+
+DISCRIMINATORS = ("patch", "pixel")
+
+
+@dataclass(frozen=True)
+class NetworkConfig:
+    """pix2pix's defaults: U-Net-256 (batch norm, dropout), 70x70 PatchGAN, 256x256 RGB pairs.
+
+    ``image_size``: the square size the networks will see (checked against the U-Net depth), or
+    None when it is not fixed here (the command line checks its data itself).
+    """
+
+    image_size: Optional[int] = 256
+    num_downs: int = 8
+    ngf: int = 64
+    ndf: int = 64
+    n_layers: int = 3
+    input_nc: int = 3
+    output_nc: int = 3
+    norm: str = "batch"
+    use_dropout: bool = True
+    discriminator: str = "patch"     # "patch" (PatchGAN, n_layers) | "pixel" (1x1 PixelGAN)
+
+    def __post_init__(self):
+        if self.image_size is not None and self.image_size % (2 ** self.num_downs):
+            raise ValueError(f"image_size {self.image_size} must be a multiple of "
+                             f"2**num_downs = {2 ** self.num_downs}")
+        if self.discriminator not in DISCRIMINATORS:
+            raise ValueError(f"discriminator must be one of {DISCRIMINATORS}, got "
+                             f"{self.discriminator!r}")
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+    def describe(self) -> str:
+        return (f"{self.image_size}x{self.image_size}, U-Net num_downs={self.num_downs} "
+                f"(ngf {self.ngf}, {self.norm} norm{', dropout' if self.use_dropout else ''}) + "
+                f"PatchGAN n_layers={self.n_layers} (ndf {self.ndf})")
+
+
+def build_generator(config: NetworkConfig, *, fast: bool = True) -> torch.nn.Module:
+    """fastp2p.UNet (``fast``) or the reference UnetGenerator, not yet initialised."""
+    if fast:
+        return fastp2p.UNet(config.input_nc, config.output_nc, config.num_downs, ngf=config.ngf,
+                            norm=config.norm, use_dropout=config.use_dropout)
+    return reference.UnetGenerator(config.input_nc, config.output_nc, config.num_downs,
+                                   config.ngf, reference.get_norm_layer(config.norm),
+                                   config.use_dropout)
+
+
+def build_discriminator(config: NetworkConfig, *, fast: bool = True) -> torch.nn.Module:
+    """The PatchGAN (or PixelGAN) on (A, B) pairs: input_nc + output_nc channels."""
+    channels = config.input_nc + config.output_nc
+    if config.discriminator == "pixel":
+        if fast:
+            return fastp2p.PixelDiscriminator(channels, ndf=config.ndf, norm=config.norm)
+        return reference.PixelDiscriminator(channels, config.ndf,
+                                            reference.get_norm_layer(config.norm))
+    if fast:
+        return fastp2p.PatchDiscriminator(channels, ndf=config.ndf, n_layers=config.n_layers,
+                                          norm=config.norm)
+    return reference.NLayerDiscriminator(channels, config.ndf, config.n_layers,
+                                         reference.get_norm_layer(config.norm))
 
 
 def unet_levels(netG: str) -> int:
@@ -20,23 +92,25 @@ def _module_norm(norm: str) -> str:
     return "batch" if norm == "syncbatch" else norm
 
 
-def build_generator(args) -> torch.nn.Module:
+def _generator_config(args) -> NetworkConfig:
+    return NetworkConfig(image_size=None, num_downs=unet_levels(args.netG), ngf=args.ngf,
+                         input_nc=args.input_nc, output_nc=args.output_nc,
+                         norm=_module_norm(args.norm), use_dropout=not args.no_dropout)
+
+
+def generator_from_options(args) -> torch.nn.Module:
     """fastp2p.UNet per --netG/--ngf/--norm/--no_dropout, initialised per --init_type/gain."""
-    netG = fastp2p.UNet(args.input_nc, args.output_nc, unet_levels(args.netG), ngf=args.ngf,
-                        norm=_module_norm(args.norm), use_dropout=not args.no_dropout)
+    netG = build_generator(_generator_config(args))
     return fastp2p.init_weights(netG, args.init_type, args.init_gain)
 
 
-def build_discriminator(args) -> torch.nn.Module:
-    """PatchGAN or PixelGAN on (A, B) pairs: input_nc + output_nc channels."""
-    channels, norm = args.input_nc + args.output_nc, _module_norm(args.norm)
-    if args.netD == "basic":
-        netD = fastp2p.PatchDiscriminator(channels, ndf=args.ndf, n_layers=3, norm=norm)
-    elif args.netD == "n_layers":
-        netD = fastp2p.PatchDiscriminator(channels, ndf=args.ndf, n_layers=args.n_layers_D,
-                                          norm=norm)
-    elif args.netD == "pixel":
-        netD = fastp2p.PixelDiscriminator(channels, ndf=args.ndf, norm=norm)
-    else:
+def discriminator_from_options(args) -> torch.nn.Module:
+    """PatchGAN (--netD basic: 3 layers; n_layers: --n_layers_D) or PixelGAN (pixel)."""
+    layers = {"basic": 3, "n_layers": args.n_layers_D, "pixel": 3}
+    if args.netD not in layers:
         raise ValueError(f"--netD must be basic, n_layers or pixel, got {args.netD!r}")
-    return fastp2p.init_weights(netD, args.init_type, args.init_gain)
+    config = NetworkConfig(image_size=None, ndf=args.ndf, n_layers=layers[args.netD],
+                           input_nc=args.input_nc, output_nc=args.output_nc,
+                           norm=_module_norm(args.norm),
+                           discriminator="pixel" if args.netD == "pixel" else "patch")
+    return fastp2p.init_weights(build_discriminator(config), args.init_type, args.init_gain)

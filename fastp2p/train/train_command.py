@@ -84,7 +84,7 @@ def run(args: argparse.Namespace, times=None) -> int:
     from fastp2p.train.distributed import (init_processes, resolve_device,
                                            shutdown_processes, wrap_for_data_parallel)
     from fastp2p.train.engine import Pix2PixEngine
-    from fastp2p.train.networks import build_discriminator, build_generator
+    from fastp2p.train.networks import discriminator_from_options, generator_from_options
     from fastp2p.train.progress import progress_bar
     from fastp2p.train.reference_options import apply_reference_options, describe_networks
     from fastp2p.train.reports import LossLog, TrainingPage
@@ -136,8 +136,8 @@ def run(args: argparse.Namespace, times=None) -> int:
         if len(loader) == 0:
             raise ValueError(f"{len(dataset)} training pairs make no full batch of "
                              f"{args.batch_size}: lower --batch_size")
-        netG = build_generator(args).to(info.device)
-        netD = build_discriminator(args).to(info.device)
+        netG = generator_from_options(args).to(info.device)
+        netD = discriminator_from_options(args).to(info.device)
         if args.verbose:
             say(describe_networks(G=netG, D=netD))
         checkpoints = CheckpointFolder(args.checkpoints_dir, args.name)

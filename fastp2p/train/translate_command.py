@@ -55,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
     from fastp2p.train.checkpoints import CheckpointFolder, describe_os_error
     from fastp2p.train.cpu_threads import apply_thread_choice, choose_threads
     from fastp2p.train.distributed import resolve_device
-    from fastp2p.train.networks import build_generator
+    from fastp2p.train.networks import generator_from_options
     from fastp2p.train.reference_options import apply_reference_options, describe_networks
     from fastp2p.train.trackers import check_trackers_installed, close_trackers, open_trackers
 
@@ -84,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
         dataset = create_dataset(args, args.phase)
         loader = create_dataloader(dataset, 1, shuffle=False,
                                    num_workers=threads.loader_workers, seed=args.seed)
-        netG = build_generator(args).to(device)
+        netG = generator_from_options(args).to(device)
         weights = CheckpointFolder(args.checkpoints_dir, args.name).load_network(
             netG, args.epoch, "G")
         if args.verbose:

@@ -1,0 +1,129 @@
+"""Compile the fused-convolution Triton kernels for an sm_90 GPU without one (Triton's
+ahead-of-time path), as benchmarks/compile_kernels_for_gpu.py does for the norm-act kernels: the
+interpreter cannot see what only the real compiler rejects (types, constexpr handling, dot
+shapes and dtypes). Run without TRITON_INTERPRET; exits 1 on any failure. ``--all`` compiles
+every combination in bf16, fp16 and fp32, otherwise one per code path in bf16 (and one forward
+and one wgrad in fp32).
+"""
+import itertools
+import sys
+
+import triton
+from triton.backends.compiler import GPUTarget
+from triton.compiler import ASTSource
+
+from fastp2p.kernels import conv_fused, conv_fused_wgrad
+
+_FLOAT_ARGS = {"slope", "keep_scale", "eps", "momentum"}
+_STORAGE_PTRS = {"A_ptr", "B_ptr", "W_ptr", "Y_ptr", "X_ptr", "FoldA_ptr", "G_ptr", "FoldY_ptr"}
+_RNG_ARGS = {"SeedA", "OffsetA", "SeedB", "OffsetB", "SeedX", "OffsetX", "Seed", "Offset"}
+
+
+def _signature(kernel, constexprs, storage_dtype):
+    signature = {}
+    for name in kernel.arg_names:
+        if name in constexprs:
+            signature[name] = "constexpr"
+        elif name.endswith("_ptr"):
+            signature[name] = f"*{storage_dtype}" if name in _STORAGE_PTRS else "*fp32"
+        elif name in _RNG_ARGS:
+            signature[name] = "*i64"
+        elif name in _FLOAT_ARGS:
+            signature[name] = "fp32"
+        elif name == "threshold":
+            signature[name] = "i64"
+        else:
+            signature[name] = "i32"
+    return signature
+
+
+_DIRECT_S2 = dict(STRIDE=2, PADDING=1, KH=4, KW=4, TRANSPOSED=False)
+_DIRECT_S1 = dict(_DIRECT_S2, STRIDE=1)
+_TRANSPOSED = dict(_DIRECT_S2, TRANSPOSED=True)
+_NO_DGRAD = dict(DGRAD=False, AFFINE_X=0, ACTIVATION_X=0, DROPOUT_X=False)
+_NO_B = dict(TWO_SOURCES=False, AFFINE_B=0, ACTIVATION_B=0, DROPOUT_B=False)
+
+
+def _forward(geometry, *, affine, activation, partials, bias, two=False, dropout_b=False):
+    sources = dict(TWO_SOURCES=True, AFFINE_B=affine, ACTIVATION_B=activation,
+                   DROPOUT_B=dropout_b) if two else _NO_B
+    return conv_fused._conv_fused_kernel, dict(
+        geometry, **sources, **_NO_DGRAD, AFFINE_A=affine, ACTIVATION_A=activation,
+        DROPOUT_A=False, FOLD_A=False, HAS_BIAS=bias, PARTIALS=partials)
+
+
+def _dgrad(geometry, *, affine, activation, dropout, fold):
+    return conv_fused._conv_fused_kernel, dict(
+        geometry, **_NO_B, AFFINE_A=fold, ACTIVATION_A=0, DROPOUT_A=False, FOLD_A=fold > 0,
+        HAS_BIAS=False, DGRAD=True, PARTIALS=affine > 0, AFFINE_X=affine,
+        ACTIVATION_X=activation, DROPOUT_X=dropout)
+
+
+def _wgrad(geometry, *, affine, activation, dropout, fold):
+    return conv_fused_wgrad._conv_wgrad_kernel, dict(
+        geometry, AFFINE=affine, ACTIVATION=activation, DROPOUT=dropout, FOLD=fold > 0,
+        AFFINE_FOLD=fold)
+
+
+def _jobs(compile_all: bool):
+    """The launchers' specializations: every combination with ``compile_all``, else one per
+    code path (each prologue / epilogue / fold mode, both directions, both source counts)."""
+    if compile_all:
+        for geo, two, affine, act, dropout, flag in itertools.product(
+                (_DIRECT_S2, _DIRECT_S1, _TRANSPOSED), (False, True), (0, 1, 2), (0, 1, 2),
+                (False, True), (False, True)):
+            yield _forward(geo, affine=affine, activation=act, partials=flag, bias=not flag,
+                           two=two, dropout_b=dropout)
+            for fold in (0, 1, 2):
+                yield _dgrad(geo, affine=affine, activation=act, dropout=dropout, fold=fold)
+                yield _wgrad(geo, affine=affine, activation=act, dropout=dropout, fold=fold)
+    else:
+        yield _forward(_DIRECT_S2, affine=0, activation=0, partials=True, bias=True)
+        yield _forward(_DIRECT_S2, affine=1, activation=2, partials=True, bias=False)
+        yield _forward(_DIRECT_S1, affine=2, activation=2, partials=False, bias=True)
+        yield _forward(_TRANSPOSED, affine=1, activation=1, partials=True, bias=True, two=True,
+                       dropout_b=True)
+        yield _dgrad(_TRANSPOSED, affine=2, activation=2, dropout=False, fold=2)
+        yield _dgrad(_DIRECT_S2, affine=1, activation=1, dropout=True, fold=1)
+        yield _dgrad(_DIRECT_S1, affine=0, activation=0, dropout=False, fold=0)
+        yield _wgrad(_DIRECT_S2, affine=1, activation=2, dropout=False, fold=1)
+        yield _wgrad(_TRANSPOSED, affine=2, activation=1, dropout=True, fold=2)
+    for affine, update in ((False, False), (True, True)):
+        yield conv_fused._conv_stats_finish_kernel, dict(AFFINE=affine, UPDATE_RUNNING=update,
+                                                         BLOCK_P=64, BLOCK_C=64)
+
+
+def _blocks(kernel, dtype):
+    """The tiles conv_fused.gemm_blocks picks on a GPU: large for 16-bit, small for float32."""
+    large = dtype != "fp32"
+    if kernel is conv_fused._conv_fused_kernel:
+        return dict(BLOCK_M=128, BLOCK_N=128, BLOCK_K=64) if large else dict(
+            BLOCK_M=64, BLOCK_N=64, BLOCK_K=32)
+    if kernel is conv_fused_wgrad._conv_wgrad_kernel:
+        return dict(BLOCK_CI=128, BLOCK_CO=128, BLOCK_P=64) if large else dict(
+            BLOCK_CI=64, BLOCK_CO=64, BLOCK_P=32)
+    return {}
+
+
+def main(compile_all: bool) -> int:
+    jobs = list(_jobs(compile_all))
+    target, failures = GPUTarget("cuda", 90, 32), 0
+    for index, (kernel, constexprs) in enumerate(jobs):
+        # float32 (the IEEE-dot proof path) once per GEMM kernel unless --all: compiles are slow
+        dtypes = ("bf16", "fp16", "fp32") if compile_all else (
+            ("bf16", "fp32") if index in (0, 7) else ("bf16",))
+        for dtype in dtypes:
+            constexprs = dict(constexprs, **_blocks(kernel, dtype))
+            source = ASTSource(fn=kernel, signature=_signature(kernel, constexprs, dtype),
+                               constexprs=constexprs)
+            try:
+                triton.compile(source, target=target)
+            except Exception as err:  # report every failing specialization, then fail
+                failures += 1
+                print(f"FAILED {kernel.fn.__name__} {dtype} {constexprs}: {err!r}"[:3000])
+    print(f"compiled {len(jobs)} fused-conv kernel specializations for sm_90, {failures} failed")
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main("--all" in sys.argv))

@@ -1,0 +1,81 @@
+"""Compile the Triton kernels for an sm_90 GPU without one (Triton's ahead-of-time path).
+
+The interpreter runs kernels as numpy code, so it cannot see errors that only the real compiler
+raises (types, constexpr handling, layouts). This script compiles each kernel specialization
+the launchers can request down to a cubin. ``--all`` compiles every combination, otherwise a
+spread-out subset. Run it without TRITON_INTERPRET (tests/backends/test_kernels_compile.py
+does so in a subprocess); exits 1 on any failure.
+"""
+import itertools
+import sys
+
+import triton
+from triton.backends.compiler import GPUTarget
+from triton.compiler import ASTSource
+
+from fastp2p.kernels import losses, norm_act
+
+_FLOAT_ARGS = {"slope", "keep_scale", "eps", "momentum", "inv_group_count", "inv_numel", "target"}
+_ACTIVATION_PTRS = {"X_ptr", "Y_ptr", "G_ptr", "DX_ptr", "Grad_ptr"}
+
+
+def _signature(kernel, constexprs, activation_dtype):
+    signature = {}
+    for name in kernel.arg_names:
+        if name in constexprs:
+            signature[name] = "constexpr"
+        elif name.endswith("_ptr"):
+            signature[name] = f"*{activation_dtype}" if name in _ACTIVATION_PTRS else "*fp32"
+        elif name in _FLOAT_ARGS:
+            signature[name] = "fp32"
+        elif name in ("Seed", "Offset"):
+            signature[name] = "*i64" if constexprs.get("RNG_IN_MEMORY") else "i64"
+        elif name == "threshold":
+            signature[name] = "i64"
+        else:
+            signature[name] = "i32"
+    return signature
+
+
+def _jobs():
+    for norm, act, affine, dropout, in_memory in itertools.product(
+            (0, 1, 2), (0, 1, 2), (False, True), (False, True), (False, True)):
+        flags = dict(AFFINE=affine, ACTIVATION=act, DROPOUT=dropout, RNG_IN_MEMORY=in_memory,
+                     BLOCK_HW=32, BLOCK_C=64)
+        yield norm_act._norm_act_fwd_kernel, dict(flags, NORM=norm)
+        yield norm_act._norm_act_bwd_reduce_kernel, dict(flags, NORM=norm)
+        yield norm_act._norm_act_bwd_kernel, dict(flags, NORM=norm, BATCH_STATS=norm > 0)
+        yield norm_act._norm_act_bwd_one_pass_kernel, dict(flags, NORM=norm, BATCH_STATS=norm > 0)
+        if norm:
+            yield norm_act._norm_act_fwd_one_pass_kernel, dict(
+                flags, GROUP_IS_SAMPLE=norm == 1, UPDATE_RUNNING=norm == 2)
+    for group_is_sample in (False, True):
+        yield norm_act._norm_act_stats_kernel, dict(GROUP_IS_SAMPLE=group_is_sample,
+                                                    BLOCK_HW=32, BLOCK_C=64)
+    for update in (False, True):
+        yield norm_act._norm_act_stats_finalize_kernel, dict(UPDATE_RUNNING=update, BLOCK_C=64)
+    for mode in (0, 1, 2):
+        yield losses._gan_loss_fwd_kernel, dict(MODE=mode, BLOCK=1024)
+    yield losses._l1_loss_fwd_kernel, dict(BLOCK=1024)
+
+
+def main(compile_all: bool) -> int:
+    jobs = list(_jobs())
+    if not compile_all:
+        jobs = jobs[::9] + jobs[-6:]
+    target, failures = GPUTarget("cuda", 90, 32), 0
+    for kernel, constexprs in jobs:
+        for dtype in ("bf16",) if not compile_all else ("bf16", "fp32", "fp16"):
+            source = ASTSource(fn=kernel, signature=_signature(kernel, constexprs, dtype),
+                               constexprs=constexprs)
+            try:
+                triton.compile(source, target=target)
+            except Exception as err:  # report every failing specialization, then fail
+                failures += 1
+                print(f"FAILED {kernel.fn.__name__} {dtype} {constexprs}: {err!r}"[:2000])
+    print(f"compiled {len(jobs)} kernel specializations for sm_90, {failures} failed")
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main("--all" in sys.argv))

@@ -1,0 +1,152 @@
+"""The one registry of backends, and the one place that picks a backend for each call.
+
+Every backend module follows the contract in ``contract.py`` (a ``Protocol`` of the launcher
+signatures). ``_BACKENDS`` lists them in order of preference with the devices each serves; the
+first one that is installed and serves the tensor's device wins. ``FASTP2P_BACKEND=<name>``
+forces one. An op a backend lacks runs the reference backend's launcher (one warning per backend
+and op). Adding a backend is a module in this folder plus one entry in ``_BACKENDS``
+(fastp2p/ops/README.md).
+"""
+import importlib
+import os
+import warnings
+from dataclasses import dataclass
+from functools import lru_cache
+
+from fastp2p.ops.backends import cuda_choice
+from fastp2p.ops.backends.contract import LAUNCHERS
+
+
+@dataclass(frozen=True)
+class _Entry:
+    name: str
+    module: str                 # import path of the module with the launchers
+    devices: tuple              # device types it serves when not forced
+    needs_interpreter_on_cpu: bool = False
+
+
+_BACKENDS = (
+    # Triton on CUDA; on CPU only through the interpreter (TRITON_INTERPRET=1, set before
+    # triton is imported).
+    _Entry("triton", "fastp2p.ops.backends.triton", ("cuda", "cpu"),
+           needs_interpreter_on_cpu=True),
+    # The C++ extension's CPU kernels. Its CUDA norm-act kernels run only the shapes of the
+    # measured choice table (norm_act_backend_for); FASTP2P_BACKEND=cpp forces them all.
+    _Entry("cpp", "fastp2p.ops.backends.cpp", ("cpu",)),
+    _Entry("reference", "fastp2p.ops.backends.reference", ("cuda", "cpu", "mps", "xpu")),
+)
+BACKEND_NAMES = tuple(b.name for b in _BACKENDS)
+ENV_VAR = "FASTP2P_BACKEND"
+_REFERENCE = "fastp2p.ops.backends.reference"
+
+
+class LoadedBackend:
+    """A backend module seen through the contract: ``NAME``, ``DTYPES`` and every launcher of
+    ``contract.LAUNCHERS`` — the module's own, or the reference's where it has none (warned once).
+    Launchers are read from the module at each call, so a test can monkeypatch them there."""
+
+    def __init__(self, module):
+        self.module = module
+        self.NAME, self.DTYPES = module.NAME, module.DTYPES
+        self._warned = set()
+
+    def provides(self, launcher: str) -> bool:
+        """Whether the backend has its own ``launcher`` (not the reference's fallback)."""
+        return hasattr(self.module, launcher)
+
+    def __getattr__(self, launcher):
+        if launcher not in LAUNCHERS:
+            return getattr(self.module, launcher)  # backend-specific extras (cuda_available)
+        own = getattr(self.module, launcher, None)
+        if own is not None:
+            return own
+        reference = importlib.import_module(_REFERENCE)
+        if not hasattr(reference, launcher):
+            raise AttributeError(f"the {self.NAME} backend has no {launcher} and the reference "
+                                 f"backend none to fall back to")
+        if launcher not in self._warned:
+            self._warned.add(launcher)
+            warnings.warn(f"the {self.NAME} backend has no {launcher}: running the reference "
+                          f"backend's", RuntimeWarning, stacklevel=2)
+        return getattr(reference, launcher)
+
+    def __repr__(self):
+        return f"<fastp2p backend {self.NAME!r} ({self.module.__name__})>"
+
+
+@lru_cache(maxsize=None)
+def _load(module_path: str):
+    """The backend, or None when its module cannot be imported (e.g. no triton installed) or
+    reports itself unavailable."""
+    try:
+        module = importlib.import_module(module_path)
+    except ImportError:
+        return None
+    return LoadedBackend(module) if module.available() else None
+
+
+def _interpreter_on() -> bool:
+    return os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
+
+
+def _serves_cpu(entry: _Entry, forced: bool) -> bool:
+    """Triton runs CPU tensors only when its kernels were built by the interpreter; chosen
+    automatically only while TRITON_INTERPRET is still set (so a test module that builds them
+    interpreted does not reroute the rest of a test session)."""
+    if not entry.needs_interpreter_on_cpu:
+        return True
+    backend = _load(entry.module)
+    return bool(getattr(backend.module, "INTERPRETED", False)) and (forced or _interpreter_on())
+
+
+def backend_name_for(device) -> str:
+    """Name of the backend that runs ops on ``device`` now (reads the environment each call)."""
+    forced = os.environ.get(ENV_VAR, "").strip()
+    if forced:
+        if forced not in BACKEND_NAMES:
+            raise ValueError(f"{ENV_VAR} must be one of {BACKEND_NAMES}, got {forced!r}")
+        entry = next(b for b in _BACKENDS if b.name == forced)
+        if _load(entry.module) is None:
+            raise ValueError(f"{ENV_VAR}={forced} but that backend is not available here "
+                             f"(module {entry.module} did not import); install it or unset "
+                             f"{ENV_VAR}")
+        if device.type == "cpu" and not _serves_cpu(entry, forced=True):
+            raise ValueError(f"{ENV_VAR}={forced} on CPU tensors needs TRITON_INTERPRET=1 set "
+                             "before fastp2p's kernels are imported")
+        return forced
+    for entry in _BACKENDS:
+        if device.type not in entry.devices:
+            continue
+        if device.type == "cpu" and entry.needs_interpreter_on_cpu and not _interpreter_on():
+            continue  # without importing triton at all
+        if _load(entry.module) is None:
+            continue
+        if device.type == "cpu" and not _serves_cpu(entry, forced=False):
+            continue
+        return entry.name
+    raise ValueError(f"no fastp2p backend serves device {device}")
+
+
+def backend_named(name: str):
+    """The loaded backend called ``name``, or None when it is not available here."""
+    return _load(next(b.module for b in _BACKENDS if b.name == name))
+
+
+def backend_for(device):
+    """The backend (launchers) for tensors on ``device``."""
+    return backend_named(backend_name_for(device))
+
+
+def norm_act_backend_for(x, norm: str):
+    """The norm-act launchers for conv output ``x``: ``backend_for``, except that on CUDA the
+    shapes of the measured choice table (``cuda_choice``) go to the CUDA C++ kernels.
+
+    Dormant by default: no choice table is committed, so the CUDA C++ norm-act kernels never
+    run unless a GPU run's table is committed (benchmarks/cuda_choice_table.py) or
+    FASTP2P_BACKEND=cpp forces them."""
+    name = backend_name_for(x.device)
+    if name == "triton" and x.is_cuda and not os.environ.get(ENV_VAR, "").strip():
+        cpp = backend_named("cpp")
+        if cpp is not None and cpp.cuda_available() and cuda_choice.prefers_cpp(norm, x):
+            return cpp
+    return backend_named(name)

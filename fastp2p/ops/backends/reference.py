@@ -1,0 +1,115 @@
+"""The reference backend: plain PyTorch with the contract's launchers (any device, no Triton);
+also what the registry runs for an op another backend lacks.
+
+``norm_act_fwd`` is the shared oracle of ``norm_act_reference``; the backward and the losses
+are written out here with the same formulas the kernels implement, in float32 (or float64 when
+the inputs are float64), so that this backend is also a readable statement of the math.
+"""
+import torch
+import torch.nn.functional as F
+
+from fastp2p.ops import norm_act_reference
+from fastp2p.ops.dropout_rng import dropout_keep_mask
+
+NAME = "reference"
+DTYPES = (torch.float32, torch.bfloat16, torch.float16, torch.float64)
+
+__all__ = ["DTYPES", "NAME",
+           "available", "gan_loss_fwd", "l1_loss_fwd", "norm_act_bwd", "norm_act_fwd"]
+
+
+def available() -> bool:
+    return True
+
+
+def _compute_dtype(x):
+    return torch.float64 if x.dtype == torch.float64 else torch.float32
+
+
+def _int(value) -> int:
+    """Seed/offset given as device scalars (the graph-replay form) become ints here."""
+    return int(value.item()) if isinstance(value, torch.Tensor) else int(value)
+
+
+def norm_act_fwd(x, weight, bias, running_mean, running_var, out, out_channel_offset, *, norm,
+                 training, momentum, eps, activation, slope, dropout_p, seed, offset):
+    """The oracle's norm_act_fwd, computed in float32 for half-precision inputs."""
+    dtype = _compute_dtype(x)
+    cast = (lambda t: None if t is None else t.to(dtype))
+    return norm_act_reference.norm_act_fwd(
+        x.to(dtype), cast(weight), cast(bias), running_mean, running_var, out,
+        out_channel_offset, norm=norm, training=training, momentum=momentum, eps=eps,
+        activation=activation, slope=slope, dropout_p=dropout_p, seed=_int(seed),
+        offset=_int(offset))
+
+
+def norm_act_bwd(grad_out_slice, x, weight, bias, mean, rstd, *, norm, activation, slope,
+                 dropout_p, seed, offset, training=True):
+    """(grad_x, grad_weight, grad_bias) of norm_act_fwd from its saved (mean, rstd).
+
+    With z = x_hat * w + b and y = dropout(act(z)): g = dy * keep / (1 - p) * act'(z);
+    grad_b = sum g, grad_w = sum g * x_hat, and where the statistics come from x
+    grad_x = rstd * w * (g - mean(g) - x_hat * mean(g * x_hat)) over the normalized group.
+    """
+    dtype = _compute_dtype(x)
+    x_hat = x.to(dtype)
+    if norm != "none":
+        # Saved statistics are (N, C) for instance norm, (C,) for batch norm: as (N|1, C, 1, 1).
+        mean, rstd = (t.to(dtype).reshape(-1, x.shape[1], 1, 1) for t in (mean, rstd))
+        x_hat = (x_hat - mean) * rstd
+    affine = weight is not None
+    w = weight.to(dtype)[None, :, None, None] if affine else None
+    z = x_hat * w + bias.to(dtype)[None, :, None, None] if affine else x_hat
+    g = grad_out_slice.to(dtype)
+    if dropout_p > 0:
+        keep = dropout_keep_mask(tuple(x.shape), dropout_p, _int(seed), _int(offset),
+                                 device=x.device)
+        g = torch.where(keep, g / (1 - dropout_p), torch.zeros_like(g))
+    if activation == "relu":
+        g = torch.where(z > 0, g, torch.zeros_like(g))
+    elif activation == "leaky_relu":
+        g = torch.where(z > 0, g, g * slope)
+    grad_weight = grad_bias = None
+    if affine:
+        grad_weight = (g * x_hat).sum((0, 2, 3)).to(weight.dtype)
+        grad_bias = g.sum((0, 2, 3)).to(bias.dtype)
+    g_hat = g * w if affine else g
+    if norm == "none":
+        grad_x = g_hat
+    else:
+        grad_x = g_hat * rstd
+        if norm == "instance" or training:
+            dims = (2, 3) if norm == "instance" else (0, 2, 3)
+            grad_x = rstd * (g_hat - g_hat.mean(dims, keepdim=True)
+                             - x_hat * (g_hat * x_hat).mean(dims, keepdim=True))
+    grad_x = grad_x.to(x.dtype)
+    return grad_x, grad_weight, grad_bias
+
+
+def _target(target_is_real):
+    return 1.0 if target_is_real else 0.0
+
+
+def gan_loss_fwd(logits, *, mode, target_is_real):
+    """(loss, d loss / d logits): BCE-with-logits / MSE mean against 1 or 0, or the WGAN mean."""
+    x = logits.to(_compute_dtype(logits))
+    numel = x.numel()
+    target = _target(target_is_real)
+    if mode == "vanilla":
+        loss = F.binary_cross_entropy_with_logits(x, torch.full_like(x, target))
+        grad = (torch.sigmoid(x) - target) / numel
+    elif mode == "lsgan":
+        loss = F.mse_loss(x, torch.full_like(x, target))
+        grad = 2.0 * (x - target) / numel
+    else:
+        sign = -1.0 if target_is_real else 1.0
+        loss = sign * x.mean()
+        grad = torch.full_like(x, sign / numel)
+    return loss.float(), grad.to(logits.dtype)
+
+
+def l1_loss_fwd(x, y):
+    """(mean |x - y|, d loss / d x); d loss / d y is its negative."""
+    dtype = _compute_dtype(x)
+    diff = x.to(dtype) - y.to(dtype)
+    return diff.abs().mean().float(), (torch.sign(diff) / diff.numel()).to(x.dtype)

@@ -1,0 +1,25 @@
+"""The Triton backend: the launchers of fastp2p.kernels under the contract's names.
+
+The launchers themselves live beside their kernels (kernels/<op>.py); this adapter only names
+them and says what the backend can run.
+"""
+import os
+
+import torch
+
+from fastp2p.kernels.losses import gan_loss_fwd, l1_loss_fwd
+from fastp2p.kernels.norm_act import norm_act_bwd, norm_act_fwd
+
+# Whether the kernels were built by the Triton interpreter (TRITON_INTERPRET=1 at import):
+# only then can they run CPU tensors.
+INTERPRETED = os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
+
+NAME = "triton"
+DTYPES = (torch.float32, torch.bfloat16, torch.float16)  # statistics and math in float32
+
+__all__ = ["DTYPES", "INTERPRETED", "NAME",
+           "available", "gan_loss_fwd", "l1_loss_fwd", "norm_act_bwd", "norm_act_fwd"]
+
+
+def available() -> bool:
+    return True

@@ -1,0 +1,31 @@
+"""Definitions every fused op, backend adapter and launcher shares: the accepted dtypes, the
+names of norms / activations / GAN modes (their integer codes live beside the kernels, in
+``fastp2p.kernels.codes``), and the allocation of outputs in the input's memory format.
+"""
+import torch
+
+from fastp2p.kernels.codes import ACTIVATION_CODES, GAN_MODE_CODES, NORM_CODES
+
+# Input dtypes the ops accept (each backend narrows this: see check_backend_dtype).
+OP_DTYPES = (torch.float32, torch.bfloat16, torch.float16, torch.float64)
+NORMS = tuple(NORM_CODES)
+ACTIVATIONS = tuple(ACTIVATION_CODES)
+GAN_MODES = tuple(GAN_MODE_CODES)
+
+__all__ = ["ACTIVATIONS", "ACTIVATION_CODES", "GAN_MODES", "GAN_MODE_CODES", "NORMS",
+           "NORM_CODES", "OP_DTYPES", "check_backend_dtype", "like_memory_format"]
+
+
+def check_backend_dtype(backend, x, op: str):
+    """Each backend declares the dtypes it computes exactly (Triton: no float64)."""
+    if x.dtype not in backend.DTYPES:
+        raise ValueError(f"{op} on the {backend.NAME} backend expects "
+                         f"{[str(d) for d in backend.DTYPES]}, got {x.dtype}")
+
+
+def like_memory_format(x, channels):
+    """An uninitialised (N, channels, H, W) tensor in x's memory format (channels-last stays)."""
+    n, _, h, w = x.shape
+    channels_last = x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    return torch.empty((n, channels, h, w), dtype=x.dtype, device=x.device, memory_format=fmt)

@@ -1,0 +1,136 @@
+"""The fused conv's autograd (fastp2p.ops.conv_norm_act) in a chain, vs float64 PyTorch.
+
+A down conv whose instance-norm statistics feed the next prologue, then the decoder's transposed
+conv reading skip and up as two K-ranges (each its own norm + ReLU, dropout on up) with batch
+statistics and running buffers: the output, the running update and the gradients of the input,
+both weights and biases and both norms' gamma/beta, through the Triton interpreter.
+"""
+import pytest
+import torch
+import torch.nn.functional as F
+
+from helpers.conv_fused_reference import prologue
+from helpers.tolerances import FP32_SINGLE_OP, assert_close
+from helpers.triton_interpreter import KERNELS
+
+pytest.importorskip("triton")
+from fastp2p.kernels.conv_fused import InputTransform  # noqa: E402
+from fastp2p.ops.conv_norm_act import conv_norm_act  # noqa: E402
+
+EPS, MOMENTUM, P, SEED, OFFSET = 1e-5, 0.1, 0.5, 77, 2 ** 32 + 5
+
+
+def _params(gen):
+    def rand(*shape, spread=1.0, center=0.0):
+        return torch.randn(shape, generator=gen, dtype=torch.float64) * spread + center
+    return dict(
+        x=rand(2, 3, 8, 8, spread=2, center=0.5), w1=rand(5, 3, 4, 4, spread=0.3), b1=rand(5),
+        g1=rand(5, spread=0.3, center=1), be1=rand(5, spread=0.5),
+        up=rand(2, 4, 4, 4, spread=2, center=-0.3), up_scale=rand(4, spread=0.3, center=1),
+        up_shift=rand(4, spread=0.5), w2=rand(9, 6, 4, 4, spread=0.2), b2=rand(6),
+        g2=rand(6, spread=0.3, center=1), be2=rand(6, spread=0.5), grad=rand(2, 6, 8, 8))
+
+
+def _reference(p, running):
+    """float64: conv -> InstanceNorm(affine) -> ReLU as skip, cat with ReLU(dropout(up
+    affine)) -> ConvTranspose -> BatchNorm(affine, training), plus half the pre-norm output
+    (so that the gradients of the transposed conv's bias and of its output do not cancel)."""
+    y1 = F.conv2d(p["x"], p["w1"], p["b1"], stride=2, padding=1)
+    skip = torch.relu(F.instance_norm(y1, weight=p["g1"], bias=p["be1"], eps=EPS))
+    up = prologue(p["up"], InputTransform(p["up_scale"], p["up_shift"], "relu", P, SEED, OFFSET),
+                  0.2)
+    y2 = F.conv_transpose2d(torch.cat([skip, up], 1), p["w2"], p["b2"], stride=2, padding=1)
+    return F.batch_norm(y2, *running, weight=p["g2"], bias=p["be2"], training=True,
+                        momentum=MOMENTUM, eps=EPS) + 0.5 * y2
+
+
+def _fused(p, running):
+    y1, mean1, rstd1 = conv_norm_act([p["x"]], [InputTransform()], p["w1"], p["b1"], stride=2,
+                                     padding=1, norm="instance", eps=EPS)
+    scale1 = p["g1"] * rstd1
+    shift1 = p["be1"] - mean1 * scale1
+    transforms = [InputTransform(scale1, shift1, "relu"),
+                  InputTransform(p["up_scale"], p["up_shift"], "relu", P, SEED, OFFSET)]
+    y2, mean2, rstd2 = conv_norm_act([y1, p["up"]], transforms, p["w2"], p["b2"], stride=2,
+                                     padding=1, transposed=True, norm="batch", eps=EPS,
+                                     running_mean=running[0], running_var=running[1],
+                                     momentum=MOMENTUM)
+    scale2 = p["g2"] * rstd2
+    shift2 = p["be2"] - mean2 * scale2
+    return y2 * scale2[None, :, None, None] + shift2[None, :, None, None] + 0.5 * y2
+
+
+@pytest.mark.interpreter
+@pytest.mark.skipif(KERNELS is None, reason="interpreter tests: need triton and no GPU")
+def test_chain_matches_float64_reference():
+    params64 = _params(torch.Generator().manual_seed(5))
+    running64 = [torch.zeros(6, dtype=torch.float64), torch.ones(6, dtype=torch.float64)]
+    leaves64 = {k: v.clone().requires_grad_() for k, v in params64.items() if k != "grad"}
+    expected = _reference(leaves64, running64)
+    expected.backward(params64["grad"])
+
+    leaves = {}
+    for k, v in params64.items():
+        if k == "grad":
+            continue
+        v = v.float()
+        if v.dim() == 4 and k in ("x", "up"):
+            v = v.contiguous(memory_format=torch.channels_last)
+        leaves[k] = v.requires_grad_()
+    running = [torch.zeros(6), torch.ones(6)]
+    got = _fused(leaves, running)
+    got.backward(params64["grad"].float())
+
+    assert_close(got, expected, FP32_SINGLE_OP, "output")
+    assert_close(running[0], running64[0], FP32_SINGLE_OP, "running_mean")
+    assert_close(running[1], running64[1], FP32_SINGLE_OP, "running_var")
+    for name, leaf in leaves.items():
+        if name == "b1":  # a bias before an instance norm: its exact gradient is 0
+            assert leaf.grad.abs().max() < FP32_SINGLE_OP * leaves["w1"].grad.norm()
+        else:
+            assert_close(leaf.grad, leaves64[name].grad, FP32_SINGLE_OP, f"grad {name}")
+
+
+@pytest.mark.cuda
+def test_cuda_graph_replay_with_device_rng():
+    """Forward + backward captured as one CUDA graph (device-scalar dropout seed and offset, no
+    host sync): a replay after poisoning the outputs rewrites them with the eager values, and
+    a new offset written into the device scalar changes the mask on the next replay."""
+    cuda = torch.device("cuda")
+    gen = torch.Generator(device=cuda).manual_seed(0)
+    x = torch.randn(2, 8, 8, 8, device=cuda, generator=gen).contiguous(
+        memory_format=torch.channels_last).requires_grad_()
+    weight = (torch.randn(8, 16, 4, 4, device=cuda, generator=gen) * 0.1).requires_grad_()
+    scale = torch.rand(2, 8, device=cuda, generator=gen) + 0.5
+    shift = torch.randn(2, 8, device=cuda, generator=gen)
+    seed = torch.tensor(3, device=cuda)
+    offset = torch.tensor(0, device=cuda)
+    transform = InputTransform(scale, shift, "relu", 0.5, seed, offset)
+    grad = torch.randn(2, 16, 16, 16, device=cuda, generator=gen)
+
+    def step():
+        x.grad = weight.grad = None
+        y, mean, rstd = conv_norm_act([x], [transform], weight, None, stride=2, padding=1,
+                                      transposed=True, norm="instance")
+        torch.autograd.backward([y, rstd], [grad, torch.ones_like(rstd)])
+        return y
+
+    eager_y = step().detach().clone()
+    eager_grads = (x.grad.clone(), weight.grad.clone())
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        step()
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        static_y = step()
+    for t in (static_y, x.grad, weight.grad):
+        t.fill_(float("nan"))
+    graph.replay()
+    torch.cuda.synchronize()
+    assert torch.equal(static_y, eager_y)
+    assert torch.equal(x.grad, eager_grads[0]) and torch.equal(weight.grad, eager_grads[1])
+    offset.fill_(12345)
+    graph.replay()
+    assert not torch.equal(static_y, eager_y)

@@ -1,0 +1,428 @@
+"""The fused norm-act op: Triton kernels (interpreted on CPU, real on GPU) vs the float64 math.
+
+Every case poisons the destination with NaN, writes into a channel slice in the middle of a
+wider buffer, and checks the output, the running statistics and every gradient (input, skip,
+weight, bias) against ``norm_act_math`` in float64 with the same dropout mask.
+"""
+import pytest
+import torch
+
+from fastp2p.ops import backend_name_for, norm_act, norm_act_concat, norm_act_into
+from fastp2p.ops.dropout_rng import dropout_keep_mask
+from fastp2p.ops.norm_act_reference import norm_act_math
+from helpers.tolerances import BF16_NETWORK, FP32_SINGLE_OP, assert_close, relative_error
+from helpers.triton_interpreter import KERNELS
+
+needs_triton = pytest.mark.skipif(
+    KERNELS is None, reason="interpreter tests: need triton ('.[test]') and no GPU")
+
+
+def _kernels_norm_act():
+    """The Triton launchers' module (its tuning constants), imported only where triton is."""
+    import fastp2p.kernels.norm_act
+    return fastp2p.kernels.norm_act
+
+
+@pytest.fixture
+def triton_backend(monkeypatch):
+    """Force the Triton backend (interpreted kernels on CPU tensors) for one test."""
+    monkeypatch.setenv("FASTP2P_BACKEND", "triton")
+    assert backend_name_for(torch.device("cpu")) == "triton"
+
+
+def _layout(x, layout):
+    if layout == "nhwc":
+        return x.contiguous(memory_format=torch.channels_last)
+    if layout == "permuted":  # non-contiguous: a strided view with gaps
+        wide = torch.empty(x.shape[0], x.shape[2], x.shape[3], x.shape[1] + 3, dtype=x.dtype)
+        wide[..., 1:1 + x.shape[1]] = x.permute(0, 2, 3, 1)
+        return wide[..., 1:1 + x.shape[1]].permute(0, 3, 1, 2)
+    return x.contiguous()
+
+
+# norm, training, activation, affine, dropout_p, shape (N, C, H, W), layout
+CASES = [
+    ("instance", True, "leaky_relu", True, 0.0, (2, 5, 3, 4), "nhwc"),
+    ("instance", True, "relu", False, 0.5, (1, 70, 2, 2), "nchw"),
+    ("instance", True, "none", False, 0.0, (2, 3, 24, 30), "permuted"),
+    ("batch", True, "relu", True, 0.0, (2, 67, 3, 5), "nhwc"),
+    ("batch", True, "leaky_relu", True, 0.5, (3, 6, 1, 1), "permuted"),
+    ("batch", False, "leaky_relu", True, 0.0, (2, 5, 3, 4), "nhwc"),
+    ("batch", False, "relu", False, 0.5, (1, 9, 2, 2), "nchw"),
+    ("none", True, "leaky_relu", True, 0.0, (2, 5, 4, 4), "nchw"),
+    ("none", True, "none", False, 0.5, (1, 3, 2, 2), "nhwc"),
+]
+
+
+def _case_id(case):
+    norm, training, act, affine, p, (n, c, h, w), layout = case
+    mode = "" if norm != "batch" else ("-train" if training else "-eval")
+    return (f"{norm}{mode}-{act}-{'affine' if affine else 'plain'}-p{p}-N{n}-C{c}-H{h}-W{w}-"
+            f"{layout}")
+
+
+def _make(case, dtype, seed=0):
+    norm, training, act, affine, p, shape, layout = case
+    gen = torch.Generator().manual_seed(seed)
+    x64 = torch.randn(shape, generator=gen, dtype=torch.float64) * 2 + 0.5
+    skip64 = torch.randn((shape[0], 4) + shape[2:], generator=gen, dtype=torch.float64)
+    weight = bias = running = None
+    if affine:
+        weight = torch.rand(shape[1], generator=gen, dtype=torch.float64) + 0.5
+        bias = torch.rand(shape[1], generator=gen, dtype=torch.float64) - 0.5
+    if norm == "batch":
+        running = (torch.randn(shape[1], generator=gen, dtype=torch.float64) * 0.3,
+                   torch.rand(shape[1], generator=gen, dtype=torch.float64) + 0.5)
+    grad = torch.randn((shape[0], 4 + shape[1]) + shape[2:], generator=gen, dtype=torch.float64)
+    kwargs = dict(norm=norm, training=training, momentum=0.1, eps=1e-5, activation=act,
+                  slope=0.2, dropout_p=p, seed=1234 + seed, offset=2 ** 33 - 7)
+    return x64, skip64, weight, bias, running, grad, kwargs, layout
+
+
+def _reference(x64, skip64, weight, bias, running, grad, kwargs):
+    """float64 autograd through the oracle: output, grads, updated running stats."""
+    x = x64.clone().requires_grad_()
+    skip = skip64.clone().requires_grad_()
+    w = None if weight is None else weight.clone().requires_grad_()
+    b = None if bias is None else bias.clone().requires_grad_()
+    rm, rv = (None, None) if running is None else (running[0].clone(), running[1].clone())
+    y = torch.cat([torch.relu(skip), norm_act_math(x, w, b, rm, rv, **kwargs)], 1)
+    y.backward(grad)
+    grads = [x.grad, skip.grad] + ([] if w is None else [w.grad, b.grad])
+    return y.detach(), grads, (rm, rv)
+
+
+def _fused(x64, skip64, weight, bias, running, grad, kwargs, layout, dtype):
+    x = _layout(x64.to(dtype), layout).requires_grad_()
+    skip = _layout(skip64.to(dtype), layout).requires_grad_()
+    w = None if weight is None else weight.float().requires_grad_()
+    b = None if bias is None else bias.float().requires_grad_()
+    rm, rv = (None, None) if running is None else (running[0].float(), running[1].float())
+    y = norm_act_concat(skip, x, w, b, rm, rv, **kwargs)
+    y.backward(grad.to(dtype))
+    grads = [x.grad, skip.grad] + ([] if w is None else [w.grad, b.grad])
+    return y.detach(), grads, (rm, rv)
+
+
+def _check_against_reference(case, dtype, bound):
+    data = _make(case, dtype)
+    expected, expected_grads, expected_running = _reference(*data[:-1])
+    got, got_grads, got_running = _fused(*data, dtype)
+    assert_close(got, expected, bound, "output")
+    for name, g, e in zip(("x", "skip", "weight", "bias"), got_grads, expected_grads):
+        assert_close(g, e, bound, f"grad {name}")
+    if case[0] == "batch":
+        assert_close(got_running[0], expected_running[0], bound, "running_mean")
+        assert_close(got_running[1], expected_running[1], bound, "running_var")
+
+
+@needs_triton
+@pytest.mark.interpreter
+@pytest.mark.parametrize("path", ["one-pass", "split"])
+@pytest.mark.parametrize("case", CASES, ids=[_case_id(c) for c in CASES])
+def test_kernel_matches_float64_reference(case, path, triton_backend, monkeypatch):
+    """Both paths (forward and backward): the whole group in registers, and the split
+    reduction."""
+    if path == "split":
+        monkeypatch.setattr(_kernels_norm_act(), "ONE_PASS_MAX_ELEMENTS", 0)
+    _check_against_reference(case, torch.float32, FP32_SINGLE_OP)
+
+
+@needs_triton
+@pytest.mark.interpreter
+@pytest.mark.parametrize("norm", ["instance", "batch"])
+def test_split_reduction_merges_statistics(norm, triton_backend, monkeypatch):
+    """Many programs per reduction (as on a GPU), each over several tiles: Chan's merge."""
+    monkeypatch.setattr(_kernels_norm_act(), "REDUCTION_PROGRAMS", 6)
+    monkeypatch.setattr(_kernels_norm_act(), "ONE_PASS_MAX_ELEMENTS", 0)
+    case = (norm, True, "leaky_relu", True, 0.0, (2, 5, 24, 40), "nhwc")
+    _check_against_reference(case, torch.float32, FP32_SINGLE_OP)
+
+
+@needs_triton
+@pytest.mark.interpreter
+def test_writes_only_its_slice_in_a_wider_buffer(triton_backend):
+    x = torch.randn(2, 5, 3, 4).contiguous(memory_format=torch.channels_last)
+    out = torch.full((2, 13, 3, 4), float("nan")).contiguous(memory_format=torch.channels_last)
+    norm_act_into(x, None, None, None, None, out, 6, norm="instance", activation="relu")
+    expected = torch.relu(torch.nn.functional.instance_norm(x.double()))
+    assert_close(out[:, 6:11], expected, FP32_SINGLE_OP, "slice")
+    assert out[:, :6].isnan().all() and out[:, 11:].isnan().all()
+
+
+@needs_triton
+@pytest.mark.interpreter
+def test_low_precision_in_the_interpreter(triton_backend):
+    """bf16 / fp16 loads and stores with fp32 statistics (the GPU tests cover real shapes)."""
+    case = ("instance", True, "leaky_relu", True, 0.0, (2, 6, 4, 4), "nhwc")
+    for dtype in (torch.bfloat16, torch.float16):
+        data = _make(case, dtype)
+        expected, _, _ = _reference(*data[:-1])
+        got, _, _ = _fused(*data, dtype)
+        assert relative_error(got, expected) < BF16_NETWORK / 2
+
+
+# --------------------------------------------------------------------------------- dropout
+
+def _dropout_only(x, p, seed, offset):
+    out = torch.full_like(x, float("nan"))
+    norm_act_into(x, None, None, None, None, out, 0, norm="none", activation="none",
+                  dropout_p=p, seed=seed, offset=offset)
+    return out
+
+
+@needs_triton
+@pytest.mark.interpreter
+@pytest.mark.parametrize("seed,offset", [(1234, 99), (2 ** 40 + 5, 2 ** 33 - 7)])
+def test_dropout_mask_is_bit_equal_to_the_contract(seed, offset, triton_backend):
+    x = torch.ones(2, 7, 5, 3).contiguous(memory_format=torch.channels_last)
+    out = _dropout_only(x, 0.3, seed, offset)
+    keep = dropout_keep_mask(tuple(x.shape), 0.3, seed, offset)
+    assert torch.equal(out != 0, keep)
+    assert torch.equal(out[keep], torch.full_like(out[keep], 1 / 0.7))
+    # The device-scalar form (what a CUDA graph replays) draws the same bits.
+    as_tensors = _dropout_only(x, 0.3, torch.tensor(seed), torch.tensor(offset))
+    assert torch.equal(as_tensors, out)
+
+
+@needs_triton
+@pytest.mark.interpreter
+def test_dropout_keeps_one_minus_p_and_is_reproducible(triton_backend):
+    x = torch.ones(1, 16, 32, 32)
+    first = _dropout_only(x, 0.5, 5, 0)
+    kept = (first != 0).double().mean().item()
+    assert abs(kept - 0.5) < 5 * (0.25 / x.numel()) ** 0.5
+    assert torch.equal(first, _dropout_only(x, 0.5, 5, 0))
+    assert not torch.equal(first, _dropout_only(x, 0.5, 5, x.numel()))
+
+
+@needs_triton
+@pytest.mark.interpreter
+def test_dropout_backward_uses_the_forward_mask(triton_backend):
+    x = torch.randn(2, 4, 3, 3, requires_grad=True)
+    skip = torch.randn(2, 1, 3, 3)
+    y = norm_act_concat(skip, x, norm="none", activation="none", dropout_p=0.5, seed=9, offset=4)
+    y.backward(torch.ones_like(y))
+    keep = dropout_keep_mask(tuple(x.shape), 0.5, 9, 4)
+    assert torch.equal(y[:, 1:] != 0, keep & (x != 0))
+    assert torch.equal(x.grad, keep.float() * 2)
+
+
+# --------------------------------------------------------------------------------- bad input
+
+@pytest.mark.parametrize("call,message", [
+    (lambda: norm_act_concat(torch.rand(1, 2, 3, 3), torch.rand(2, 3)), "(N, C, H, W)"),
+    (lambda: norm_act_concat(torch.rand(1, 2, 3, 3), torch.ones(1, 3, 3, 3, dtype=torch.int32)),
+     "expects x in"),
+    (lambda: norm_act_concat(torch.rand(1, 2, 3, 3), torch.rand(1, 3, 3, 3), torch.ones(4),
+                             torch.ones(4)), "weight must have shape (3,)"),
+    (lambda: norm_act_concat(torch.rand(1, 2, 3, 3), torch.rand(1, 3, 3, 3), torch.ones(3)),
+     "both weight and bias"),
+    (lambda: norm_act_concat(torch.rand(1, 2, 3, 3), torch.rand(1, 3, 3, 3),
+                             torch.ones(3, device="meta"), torch.ones(3, device="meta")),
+     "weight is on meta"),
+    (lambda: norm_act_concat(torch.rand(1, 2, 4, 3), torch.rand(1, 3, 3, 3)), "skip must be"),
+    (lambda: norm_act_concat(torch.rand(1, 2, 1, 1), torch.rand(2, 3, 1, 1)),
+     "more than 1 spatial element"),
+    (lambda: norm_act_concat(torch.rand(1, 2, 1, 1), torch.rand(1, 3, 1, 1), norm="batch"),
+     "more than 1 value per channel"),
+    (lambda: norm_act_concat(torch.rand(1, 2, 3, 3), torch.rand(1, 3, 3, 3), norm="group"),
+     "norm must be one of"),
+    (lambda: norm_act_concat(torch.rand(1, 2, 3, 3), torch.rand(1, 3, 3, 3), dropout_p=1.0),
+     "dropout p must be in [0, 1)"),
+    (lambda: norm_act_into(torch.rand(1, 3, 3, 3), None, None, None, None,
+                           torch.empty(1, 4, 3, 3), 2), "do not fit a destination"),
+    (lambda: norm_act_into(torch.rand(1, 3, 3, 3), None, None, None, None,
+                           torch.empty(1, 4, 3, 3, dtype=torch.float16), 0),
+     "destination must be torch.float32"),
+], ids=["rank", "dtype", "weight-shape", "affine-pair", "device", "skip-shape", "instance-1x1",
+        "batch-1x1-N1", "norm-name", "dropout-p", "slice-fit", "out-dtype"])
+def test_bad_input_raises_value_error(call, message):
+    with pytest.raises(ValueError, match=__import__("re").escape(message)):
+        call()
+
+
+@needs_triton
+@pytest.mark.interpreter
+def test_triton_backend_rejects_float64(triton_backend):
+    with pytest.raises(ValueError, match="triton backend expects"):
+        norm_act_concat(torch.rand(1, 2, 3, 3, dtype=torch.float64),
+                        torch.rand(1, 3, 3, 3, dtype=torch.float64))
+
+
+# --------------------------------------------------------------------------------- GPU
+
+# (C, H) of every norm-act of U-Net-256 (down and up) and the PatchGAN (its 31x31 layer is 512)
+U_NET_256_NORM_SHAPES = [
+    (64, 128), (128, 64), (256, 32), (512, 16), (512, 8), (512, 4), (512, 2), (512, 31)]
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("batch", [1, 64])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16],
+                         ids=["fp32", "bf16", "fp16"])
+@pytest.mark.parametrize("norm", ["instance", "batch"])
+def test_gpu_real_shapes(batch, dtype, norm, monkeypatch):
+    """Every real norm-act layer shape, forward and every gradient, vs float64; in bf16/fp16
+    also against PyTorch's own error in that dtype (<= 2x it + a small atol)."""
+    monkeypatch.setenv("FASTP2P_BACKEND", "triton")
+    torch.manual_seed(0)
+    for channels, size in U_NET_256_NORM_SHAPES:
+        case = (norm, True, "relu", True, 0.5 if size <= 16 else 0.0,
+                (batch, channels, size, size), "nhwc")
+        data = [_to_cuda(t) for t in _make(case, dtype)]
+        expected, expected_grads, _ = _reference(*data[:-1])
+        got, got_grads, _ = _fused(*data, dtype)
+        what = f"C{channels} H{size}"
+        if dtype == torch.float32:
+            assert_close(got, expected, FP32_SINGLE_OP, what)
+            for g, e in zip(got_grads, expected_grads):
+                assert_close(g, e, FP32_SINGLE_OP, what)
+            continue
+        # PyTorch's own math in this dtype, on the same inputs and mask
+        x64, skip64, weight, bias, running, grad, kwargs, _ = data
+        x = x64.to(dtype).requires_grad_()
+        skip = skip64.to(dtype).requires_grad_()
+        w, b = weight.to(dtype).requires_grad_(), bias.to(dtype).requires_grad_()
+        rm, rv = (None, None) if running is None else (running[0].float(), running[1].float())
+        theirs = torch.cat([torch.relu(skip), norm_act_math(x, w, b, rm, rv, **kwargs)], 1)
+        theirs.backward(grad.to(dtype))
+        pairs = [(got, theirs, expected)] + list(zip(got_grads, [x.grad, skip.grad, w.grad,
+                                                               b.grad], expected_grads))
+        for ours_t, theirs_t, ref in pairs:
+            bound = 2 * relative_error(theirs_t, ref) + 1e-3
+            assert relative_error(ours_t, ref) <= bound, what
+
+
+@pytest.mark.cuda
+def test_gpu_backward_fp32(monkeypatch):
+    monkeypatch.setenv("FASTP2P_BACKEND", "triton")
+    for case in CASES:
+        data = [_to_cuda(t) for t in _make(case, torch.float32)]
+        expected, expected_grads, _ = _reference(*data[:-1])
+        got, got_grads, _ = _fused(*data, torch.float32)
+        assert_close(got, expected, FP32_SINGLE_OP, _case_id(case))
+        for g, e in zip(got_grads, expected_grads):
+            assert_close(g, e, FP32_SINGLE_OP, _case_id(case))
+
+
+def _to_cuda(t):
+    if isinstance(t, torch.Tensor):
+        return t.cuda()
+    if isinstance(t, tuple):
+        return tuple(_to_cuda(u) for u in t)
+    return t
+
+
+@pytest.mark.cuda
+def test_gpu_cuda_graph_replay_reads_the_current_offset(monkeypatch):
+    monkeypatch.setenv("FASTP2P_BACKEND", "triton")
+    x = torch.randn(4, 64, 16, 16, device="cuda").contiguous(memory_format=torch.channels_last)
+    rng = torch.tensor([7, 0], device="cuda", dtype=torch.int64)
+    out = torch.empty_like(x)
+
+    def step():
+        norm_act_into(x, None, None, None, None, out, 0, norm="instance", activation="relu",
+                      dropout_p=0.5, seed=rng[0], offset=rng[1])
+
+    step()
+    torch.cuda.synchronize()
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        step()
+    for offset in (0, x.numel(), 5 * x.numel()):
+        rng[1] = offset
+        out.fill_(float("nan"))
+        graph.replay()
+        expected = torch.relu(torch.nn.functional.instance_norm(x.double()))
+        keep = dropout_keep_mask(tuple(x.shape), 0.5, 7, offset, device="cuda")
+        expected = torch.where(keep, expected * 2, torch.zeros_like(expected))
+        assert_close(out, expected, FP32_SINGLE_OP, f"offset {offset}")
+
+
+@pytest.mark.cuda
+def test_gpu_torch_compile_has_no_graph_break(monkeypatch):
+    monkeypatch.setenv("FASTP2P_BACKEND", "triton")
+    from fastp2p.ops import norm_act
+
+    def block(x, w, b):
+        return norm_act(x, w, b, norm="instance", activation="leaky_relu")
+
+    x = torch.randn(2, 32, 8, 8, device="cuda")
+    w, b = torch.rand(32, device="cuda"), torch.rand(32, device="cuda")
+    compiled = torch.compile(block, fullgraph=True)
+    assert_close(compiled(x, w, b), block(x, w, b), FP32_SINGLE_OP, "compiled")
+
+
+def test_eager_calls_skip_the_custom_op_dispatch_and_still_bump_versions(monkeypatch):
+    """Eager forward and backward call the implementations directly (the op's dispatch costs
+    more host time than small kernels take); the running stats still count as modified."""
+    import importlib
+    module = importlib.import_module("fastp2p.ops.norm_act")  # the package exports a function
+
+    def through_the_op(*args, **kwargs):
+        raise AssertionError("an eager call went through the custom op's dispatch")
+    monkeypatch.setattr(module, "_norm_act_fwd_op", through_the_op)
+    monkeypatch.setattr(module, "_norm_act_bwd_op", through_the_op)
+    x = torch.randn(2, 4, 3, 3, requires_grad=True)
+    running_mean, running_var = torch.zeros(4), torch.ones(4)
+    version = running_mean._version
+    y = module.norm_act(x, None, None, running_mean, running_var, norm="batch",
+                        activation="relu")
+    y.sum().backward()
+    assert running_mean._version > version and x.grad is not None
+    assert running_mean.abs().sum() > 0  # updated by the kernel
+
+
+@pytest.mark.parametrize("activation,slope,p", [
+    ("leaky_relu", 0.2, 0.0), ("leaky_relu", 0.2, 0.5), ("relu", 0.0, 0.5), ("none", 0.0, 0.3),
+    ("leaky_relu", -0.5, 0.0)])  # a negative slope flips signs: that case keeps x
+def test_no_norm_layers_backward_from_their_output_matches_float64(backend, activation,
+                                                                   slope, p):
+    """norm='none' without affine saves the output instead of x for the backward."""
+    gen = torch.Generator().manual_seed(3)
+    x64 = torch.randn(2, 5, 4, 6, generator=gen, dtype=torch.float64)
+    x64[0, 1] = 0.0  # the derivative at exactly 0 follows PyTorch's (x > 0) convention
+    grad = torch.randn(x64.shape, generator=gen, dtype=torch.float64)
+    kwargs = dict(norm="none", activation=activation, slope=slope, dropout_p=p, seed=21,
+                  offset=5)
+    x = x64.float().contiguous(memory_format=torch.channels_last).requires_grad_()
+    y = norm_act(x, **kwargs)
+    y.backward(grad.float())
+    ref = x64.clone().requires_grad_()
+    norm_act_math(ref, None, None, None, None, training=True, momentum=0.1, eps=1e-5,
+                  **kwargs).backward(grad)
+    assert_close(x.grad, ref.grad, FP32_SINGLE_OP, "grad x")
+
+
+def test_networks_save_no_more_activations_for_backward_than_the_reference():
+    """What autograd keeps between forward and backward (the bulk of a training step's peak
+    memory), counted by storage: fastp2p's U-Net and PatchGAN keep no more than the reference
+    modules (their no-norm layers keep the output that the next convolution keeps anyway, and
+    dropout masks are regenerated, not kept)."""
+    from fastp2p.bench.networks import NetworkConfig, build_pair
+
+    config = NetworkConfig(image_size=64, num_downs=6, ngf=8, ndf=8)
+
+    def activation_bytes(net, x):
+        params = {p.untyped_storage().data_ptr() for p in net.parameters()}
+        kept = {}
+
+        def pack(t):
+            storage = t.untyped_storage()
+            if storage.data_ptr() not in params:
+                kept[storage.data_ptr()] = storage.nbytes()
+            return t
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            out = net(x)
+        return sum(kept.values()), out
+
+    totals = {}
+    for fast in (False, True):
+        generator, discriminator = build_pair(config, fast=fast, device="cpu", seed=0)
+        x = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(1))
+        kept_g, fake = activation_bytes(generator, x)
+        kept_d, _ = activation_bytes(discriminator, torch.cat([x, fake.detach()], 1))
+        totals[fast] = (kept_g, kept_d)
+    assert totals[True][0] <= totals[False][0], f"U-Net: {totals}"
+    assert totals[True][1] <= totals[False][1], f"PatchGAN: {totals}"

@@ -1,0 +1,83 @@
+"""The layers of DESIGN.md §2, read from the source: every import of every module of fastp2p/
+and kernels/ (function-level imports included, since those are the ones that close loops at
+run time) points down the arrows ``cli -> train -> nn -> ops -> (kernels | _C | reference)``;
+``data`` serves ``train`` and ``cli``; ``bench`` may use ``train``. Nothing imports upward."""
+import ast
+import sys
+from pathlib import Path
+
+import pytest
+
+CHECKOUT = Path(__file__).resolve().parents[1]
+STDLIB = set(sys.stdlib_module_names)
+
+# Layer -> the fastp2p layers it must never import (its own layer and those below are allowed).
+FORBIDDEN = {
+    "reference": {"kernels", "_C", "ops", "nn", "data", "train", "bench", "cli", "info"},
+    "kernels": {"reference", "_C", "ops", "nn", "data", "train", "bench", "cli", "info"},
+    "ops": {"nn", "data", "train", "bench", "cli", "info"},
+    "nn": {"data", "train", "bench", "cli", "info"},
+    "data": {"nn", "train", "bench", "cli", "info"},
+    "train": {"bench", "cli", "info"},
+    "bench": {"cli", "info"},
+}
+# Third-party packages a layer may import beside the standard library (None: any).
+THIRD_PARTY = {"reference": {"torch"}, "kernels": {"torch", "triton"}}
+
+
+def _modules():
+    """(layer, path) of every Python file in the layers above."""
+    for path in sorted((CHECKOUT / "fastp2p").rglob("*.py")):
+        parts = path.relative_to(CHECKOUT / "fastp2p").parts
+        if len(parts) > 1 and parts[0] in FORBIDDEN:
+            yield parts[0], path
+    for path in sorted((CHECKOUT / "kernels").rglob("*.py")):
+        yield "kernels", path
+
+
+def _imported(path: Path):
+    """Every absolute module name the file imports, anywhere in it."""
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            yield from (alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            if node.module == "fastp2p":  # from fastp2p import _C / reference ...
+                yield from (f"fastp2p.{alias.name}" for alias in node.names)
+            else:
+                yield node.module
+        elif isinstance(node, ast.ImportFrom):
+            raise AssertionError(f"{path}: relative import; use absolute fastp2p.* imports")
+
+
+def _violations(layer, path):
+    allowed_third_party = THIRD_PARTY.get(layer)
+    for name in _imported(path):
+        parts = name.split(".")
+        if parts[0] == "fastp2p":
+            # The package root re-exports the nn modules: it counts as nn.
+            target = parts[1] if len(parts) > 1 else "nn"
+            if target in FORBIDDEN[layer] or (
+                    layer in THIRD_PARTY and target != layer):
+                yield f"{layer} imports {name}"
+        elif parts[0] == "kernels":
+            yield f"{name}: import fastp2p.kernels, never the top-level 'kernels' (STYLE.md)"
+        elif allowed_third_party is not None and parts[0] not in STDLIB | allowed_third_party:
+            yield f"{layer} imports the third-party {name}"
+
+
+@pytest.mark.parametrize("layer,path", list(_modules()),
+                         ids=lambda v: str(v.relative_to(CHECKOUT)) if isinstance(v, Path) else v)
+def test_imports_point_down_the_layers(layer, path):
+    assert not list(_violations(layer, path))
+
+
+def test_the_scan_sees_every_layer():
+    layers = {layer for layer, _ in _modules()}
+    assert layers == set(FORBIDDEN)
+
+
+def test_the_reference_layer_names_the_gan_modes_the_ops_define():
+    """fastp2p.reference imports only torch, so it spells the GAN modes itself: the same ones."""
+    from fastp2p.ops.definitions import GAN_MODES
+    from fastp2p.reference.losses import GAN_MODES as REFERENCE_GAN_MODES
+    assert REFERENCE_GAN_MODES == GAN_MODES
