@@ -9,7 +9,7 @@ from PIL import Image
 
 from fastp2p.cli import main
 from fastp2p.data.pack import pack_phase
-from train_helpers import train_argv, write_aligned_dataset
+from helpers.train_helpers import train_argv, write_aligned_dataset
 
 SIZE = 32
 
