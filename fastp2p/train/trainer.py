@@ -87,6 +87,8 @@ class Trainer:
         # As the reference's loop: epochs epoch_count .. n_epochs + n_epochs_decay.
         self.last_epoch = args.n_epochs + args.n_epochs_decay
         self.progress = Progress(epoch=args.epoch_count, epoch_batches=0, images=0)
+        self.sampled_at = None  # engine step of the newest sample image
+        self.steps_run = 0      # steps taken by this process (not counting resumed ones)
         self._resumed_rng = None
 
     # ---- state ------------------------------------------------------------------------------
@@ -180,6 +182,7 @@ class Trainer:
             with times.stage("step"):
                 engine.step(batch["A"], batch["B"])
             times.step_done(batch["A"].shape[0])
+            self.steps_run += 1
             batch_images = batch["A"].shape[0] * self.world_size
             before, progress.images = progress.images, progress.images + batch_images
             progress.epoch_batches = index + 1
@@ -209,6 +212,10 @@ class Trainer:
         times.epoch_end()
         if bar is not None:
             bar.close()
+        if (self.page is not None or self.trackers) and progress.epoch == self.last_epoch \
+                and self.sampled_at != engine.steps:
+            with times.stage("sample"):
+                self._add_sample()  # the final model's sample, whatever --display_freq
         if engine.steps_since_read:
             epoch_losses.append(self._log(window_images / (time.perf_counter() - window_start),
                                           None))
@@ -227,6 +234,10 @@ class Trainer:
                  f"saved {', '.join(labels)}")
 
     def _add_sample(self) -> None:
+        """Write the latest step's (real_A, fake_B, real_B) to the page and the trackers (only
+        once a step has run in this process: a resumed, finished run has none)."""
+        if self.steps_run == 0:
+            return
         triplet = self.engine.last_batch()
         if self.page is not None:
             self.page.add_sample(self.progress.epoch, self.engine.steps, triplet)
@@ -234,6 +245,7 @@ class Trainer:
         for tracker in self.trackers:
             tracker.log_images(self.engine.steps,
                                {label: batch[0] for label, batch in zip(TRIPLET, triplet)})
+        self.sampled_at = self.engine.steps
 
     def _log(self, images_per_s: float, bar) -> dict:
         losses = self.engine.read_losses()
