@@ -23,7 +23,7 @@ from pathlib import Path
 
 import torch
 
-from fastp2p.data.atomic_files import fsync_directory, replacing, temporary_sibling
+from fastp2p.atomic_files import fsync_directory, replacing, temporary_sibling
 from fastp2p.nn.checkpoint import load_safely
 from fastp2p.train.background_writer import host_copy
 from fastp2p.train.engine import unwrap

@@ -95,6 +95,8 @@ class Trainer:
         # As the reference's loop: epochs epoch_count .. n_epochs + n_epochs_decay.
         self.last_epoch = args.n_epochs + args.n_epochs_decay
         self.progress = Progress(epoch=args.epoch_count, epoch_batches=0, images=0)
+        self.sampled_at = None  # engine step of the newest sample image
+        self.steps_run = 0      # steps taken by this process (not counting resumed ones)
         self._resumed_rng = None
         self.writer = BackgroundWriter()
 
@@ -195,6 +197,7 @@ class Trainer:
             with times.stage("step"):
                 engine.step(batch["A"], batch["B"])
             times.step_done(batch["A"].shape[0])
+            self.steps_run += 1
             batch_images = batch["A"].shape[0] * self.world_size
             before, progress.images = progress.images, progress.images + batch_images
             progress.epoch_batches = index + 1
@@ -225,6 +228,10 @@ class Trainer:
         times.epoch_end()
         if bar is not None:
             bar.close()
+        if (self.page is not None or self.trackers) and progress.epoch == self.last_epoch \
+                and self.sampled_at != engine.steps:
+            with times.stage("sample"):
+                self._add_sample()  # the final model's sample, whatever --display_freq
         if engine.steps_since_read:
             epoch_losses.append(self._log(window_images / (time.perf_counter() - window_start),
                                           None))
@@ -244,8 +251,12 @@ class Trainer:
                  f"saving {', '.join(labels)}")
 
     def _add_sample(self) -> None:
-        """The first image of the last batch's triplet, copied to the host here, drawn and
-        written (PNGs, loss plot, page) on the writer thread."""
+        """Write the latest step's (real_A, fake_B, real_B) to the page and the trackers (only
+        once a step has run in this process: a resumed, finished run has none): the first image
+        of each, copied to the host here, drawn and written (PNGs, loss plot, page) on the writer
+        thread."""
+        if self.steps_run == 0:
+            return
         triplet = host_copy(tuple(batch[:1] for batch in self.engine.last_batch()))
         if self.page is not None:
             page, loss_log = self.page, self.loss_log.frozen()
@@ -258,6 +269,7 @@ class Trainer:
         for tracker in self.trackers:
             tracker.log_images(self.engine.steps,
                                {label: batch[0] for label, batch in zip(TRIPLET, triplet)})
+        self.sampled_at = self.engine.steps
 
     def _log(self, images_per_s: float, bar) -> dict:
         losses = self.engine.read_losses()
