@@ -35,6 +35,16 @@ def _count_steps(monkeypatch, after_step=None):
     return steps
 
 
+def _slow_writes(monkeypatch):
+    """Every checkpoint write first sleeps: still in flight when the loop moves on or ends."""
+    real_write = CheckpointFolder.write
+
+    def slow_write(self, labels, snapshot, step=0):
+        time.sleep(0.5)
+        real_write(self, labels, snapshot, step)
+    monkeypatch.setattr(CheckpointFolder, "write", slow_write)
+
+
 def _stored_files(folder):
     return {path.name: path.read_bytes() for path in sorted(folder.iterdir())
             if path.name.endswith((".pth", ".json")) and not path.name.startswith(".")}
@@ -105,12 +115,7 @@ def test_a_failed_background_write_exits_1_at_the_next_save_and_keeps_the_previo
 @pytest.mark.parametrize("how", ["end", "signal"])
 def test_every_way_out_waits_for_the_last_write(tmp_path, monkeypatch, capsys, how):
     data = write_aligned_dataset(tmp_path / "data")
-    real_write = CheckpointFolder.write
-
-    def slow_write(self, labels, snapshot, step=0):
-        time.sleep(0.5)   # still writing when the loop ends, if nothing waited for it
-        real_write(self, labels, snapshot, step)
-    monkeypatch.setattr(CheckpointFolder, "write", slow_write)
+    _slow_writes(monkeypatch)
     if how == "signal":
         _count_steps(monkeypatch, lambda engine: engine.steps == 3
                      and os.kill(os.getpid(), signal.SIGTERM))
@@ -127,14 +132,25 @@ def test_every_way_out_waits_for_the_last_write(tmp_path, monkeypatch, capsys, h
     assert list((folder.path / "web" / "images").glob("*_fake_B.png"))
 
 
+def test_a_failed_write_of_the_signal_save_is_reported_not_claimed(tmp_path, monkeypatch,
+                                                                   capsys):
+    data = write_aligned_dataset(tmp_path / "data")
+
+    def disk_full(obj, handle):
+        time.sleep(0.2)   # fails after the loop has moved on
+        raise OSError(errno.ENOSPC, "No space left on device", "latest_net_G.pth")
+    monkeypatch.setattr(checkpoints_module.torch, "save", disk_full)
+    _count_steps(monkeypatch, lambda engine: engine.steps == 3
+                 and os.kill(os.getpid(), signal.SIGTERM))
+    assert main(train_argv(data, tmp_path / "ckpt")) == 1
+    out = capsys.readouterr().out
+    assert "No space left on device" in out and "SIGTERM received" not in out
+    assert not list((tmp_path / "ckpt" / "tiny").glob("*.pth"))
+
+
 def test_a_nonfinite_stop_reports_the_save_that_was_in_flight(tmp_path, monkeypatch, capsys):
     data = write_aligned_dataset(tmp_path / "data")
-    real_write = CheckpointFolder.write
-
-    def slow_write(self, labels, snapshot, step=0):
-        time.sleep(0.5)
-        real_write(self, labels, snapshot, step)
-    monkeypatch.setattr(CheckpointFolder, "write", slow_write)
+    _slow_writes(monkeypatch)
 
     def poison_at_step_6(engine):
         if engine.steps == 6:
