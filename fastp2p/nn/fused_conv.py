@@ -112,6 +112,8 @@ def _fused_layer(layer: _Layer, x, transform: InputTransform, slope: float):
 
 def _module_layer(layer: _Layer, x, fold: bool):
     """The layer as fastp2p.nn.fused.sequential_forward runs it: module conv + norm_act."""
+    if layer.norm is None and layer.slope is None:  # the logit conv
+        return conv2d(layer.conv, x)
     act = dict(activation="none")
     if layer.slope is not None:
         act = dict(activation="leaky_relu", slope=layer.slope)
@@ -119,7 +121,7 @@ def _module_layer(layer: _Layer, x, fold: bool):
         x, norm = conv2d(layer.conv, x), dict(norm="none")
     else:
         x, norm = conv_norm(conv2d, layer.conv, layer.norm, x, fold)
-    return x if layer.slope is None and layer.norm is None else norm_act(x, **norm, **act)
+    return norm_act(x, **norm, **act)
 
 
 def conv_stack_forward(seq: nn.Sequential, x):

@@ -135,3 +135,6 @@ def test_bad_override_and_unfusable_input_say_what_to_do(monkeypatch):
     monkeypatch.setenv("FASTP2P_CONV", "fused")
     with pytest.raises(ValueError, match="cannot run this layer"):
         ours.double()(torch.rand(1, 6, 32, 32, dtype=torch.float64))
+    monkeypatch.setenv("TRITON_INTERPRET", "0")  # CPU tensors without the interpreter
+    with pytest.raises(ValueError, match="it needs Triton"):
+        ours.float()(torch.rand(1, 6, 32, 32))

@@ -8,8 +8,11 @@ devices, names) before a launcher runs, so launchers do not check again. Seeds a
 ints, or 0-dim int64 tensors on x's device (read when the kernel runs: what a CUDA graph replays).
 
 A backend may leave out any launcher: the registry (``fastp2p.ops.backends``) then runs the
-reference backend's for that op, with a one-time warning. tests/test_backend_contract.py checks
-that every launcher a backend defines has exactly the signature written here.
+reference backend's for that op, with a one-time warning — except the fast paths of
+``FAST_PATH_ONLY``, which the reference does not have (asking for one raises AttributeError
+"... none to fall back to"; their callers check ``provides`` first).
+tests/backends/test_backend_contract.py checks that every launcher a backend defines has
+exactly the signature written here.
 """
 from typing import Optional, Protocol
 
