@@ -13,7 +13,7 @@ gradient that comes through the output's statistics (GradFold). wgrad
 (kernels/conv_fused_wgrad.py) recomputes the activated input. Only pre-norm tensors and
 per-channel statistics are kept for the backward.
 """
-from typing import NamedTuple, Optional
+from typing import Optional
 
 import torch
 import triton
@@ -22,37 +22,14 @@ import triton.language as tl
 from fastp2p.kernels.codes import ACTIVATION_CODES
 from fastp2p.kernels.conv_fused_tiles import (_load_activated, _load_folded_grad, _output_rows,
                                               _prologue_coefficients, _prologue_grad)
+# The argument types live in a triton-free module (the backend contract names them).
+from fastp2p.kernels.conv_fused_types import (IDENTITY, GradFold, InputTransform,  # noqa: F401
+                                              TilePartials)
 from fastp2p.kernels.norm_act_tiles import _merge_moments, _rng_start
 
 # Storage dtypes; products are accumulated in float32 (tl.dot with input_precision="ieee": no
 # TF32 rounding of float32 operands, so the float32 path meets DESIGN §5's 1e-5 on a GPU too).
 STORAGE_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
-
-
-class InputTransform(NamedTuple):
-    """What a convolution's prologue applies to one source: a = dropout(act(x * scale + shift)).
-
-    scale/shift: None (identity), (N, C) per image and channel (instance norm) or (C,) per
-    channel (batch norm), float32. seed/offset: ints or int64 device scalars (CUDA-graph replay
-    reads their current values) of the counter RNG of ``fastp2p.ops.dropout_rng``."""
-    scale: Optional[torch.Tensor] = None
-    shift: Optional[torch.Tensor] = None
-    activation: str = "none"
-    dropout_p: float = 0.0
-    seed: object = 0
-    offset: object = 0
-
-
-IDENTITY = InputTransform()
-
-
-class GradFold(NamedTuple):
-    """The part of a conv output's gradient that arrives through its norm statistics, added
-    while dgrad / wgrad load the gradient: g + alpha * y + beta, with y the (pre-norm) output
-    and alpha, beta float32 (N, C) (instance norm) or (C,) (batch norm)."""
-    y: torch.Tensor
-    alpha: torch.Tensor
-    beta: torch.Tensor
 
 
 @triton.jit
@@ -243,14 +220,6 @@ def _conv_stats_finish_kernel(
 
 
 # ----------------------------------------------------------------------------- host launchers
-
-class TilePartials(NamedTuple):
-    """Per-tile, per-channel float32 partials of one launch: (N, T, C) a and b, (N, T) counts.
-    Forward: (mean, M2, rows); dgrad: (sum g, sum g * x, rows)."""
-    a: torch.Tensor
-    b: torch.Tensor
-    count: torch.Tensor
-
 
 def _check_storage(*tensors: torch.Tensor) -> None:
     """One supported storage dtype for the GEMM operands (sources, weight, gradients)."""

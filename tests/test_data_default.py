@@ -43,21 +43,32 @@ def built(tmp_path_factory):
 
 def test_photographs_are_the_ones_shipped_in_the_scikit_image_wheel():
     shipped = {str(f) for f in importlib.metadata.files("scikit-image")}
-    for split, names in default_dataset.PHOTOS.items():
-        for name in names:
-            assert f"skimage/data/{name}" in shipped, (split, name)
+    for name in default_dataset.PHOTOS:
+        assert f"skimage/data/{name}" in shipped, name
 
 
-def test_splits_hold_aligned_pairs_from_different_photographs(built):
+def test_splits_hold_aligned_pairs_from_different_places_of_every_photograph(built):
     cache, root = built
     assert root.parent == cache and root.name.startswith("default-edges2photo-")
     files = {split: sorted((root / split).iterdir()) for split in SPLITS}
     assert sorted(p.name for p in root.iterdir()) == sorted(SPLITS)
+    crop, quarters = default_dataset.CROP, default_dataset.HELD_OUT_WIDTH
     for split in SPLITS:
-        assert files[split], split
-        # a pair comes from the photo its name starts with: splits share no photograph
-        sources = {p.name.split("_s")[0] for p in files[split]}
-        assert sources == {n.rsplit(".", 1)[0] for n in default_dataset.PHOTOS[split]}
+        # names are PHOTO_wWIDTH_yY_xX: every photograph is in every split
+        sources = {p.name.rsplit("_w", 1)[0] for p in files[split]}
+        assert sources == {n.rsplit(".", 1)[0] for n in default_dataset.PHOTOS}, split
+        for path in files[split]:
+            width, y, x = (int(part[1:]) for part in path.stem.rsplit("_", 3)[1:])
+            band = width * (quarters - 1) // quarters  # where the held-out right quarter starts
+            if split == "train":
+                assert x + crop <= band, path.name     # never inside the held-out band
+            else:
+                assert x == band and width == quarters * crop, path.name
+    for photo in default_dataset.PHOTOS:   # val crops above test crops: they never overlap
+        stem = photo.rsplit(".", 1)[0]
+        ys = {split: [int(p.stem.rsplit("_", 2)[1][1:]) for p in files[split]
+                      if p.name.rsplit("_w", 1)[0] == stem] for split in ("val", "test")}
+        assert max(ys["val"]) + crop <= min(ys["test"]), photo
     digests = {split: {hashlib.sha256(p.read_bytes()).digest() for p in files[split]}
                for split in SPLITS}
     assert not digests["train"] & digests["val"] and not digests["train"] & digests["test"]
@@ -75,7 +86,7 @@ def test_no_dataroot_means_the_default_dataset(built, monkeypatch):
     cache, root = built
     monkeypatch.setenv("FASTP2P_CACHE", str(cache))
     monkeypatch.setattr(default_dataset, "build_default_dataset", no_rebuild)
-    dataset = create_dataset(data_args(None), "test")
+    dataset = create_dataset(data_args(None, "--task", "edges2photo"), "test")
     assert len(dataset) == len(list((root / "test").iterdir()))
     item = dataset[0]
     assert item["A"].shape == item["B"].shape == (3, 256, 256)
@@ -93,7 +104,7 @@ def test_a_second_build_gives_the_same_bytes(built, tmp_path, monkeypatch):
     assert contents(second) == contents(first)
     # and once built it is reused, not rebuilt
     monkeypatch.setattr(default_dataset, "build_default_dataset", no_rebuild)
-    assert default_dataroot() == second
+    assert default_dataroot("edges2photo") == second
 
 
 def test_an_interrupted_build_leaves_nothing_behind(tmp_path, monkeypatch):

@@ -115,7 +115,8 @@ def test_model_other_than_pix2pix_is_a_clear_error():
 def test_print_freq_sets_the_log_interval_in_images():
     assert _applied("train")[0].log_every == 50
     assert _applied("train", "--log-every", "7")[0].log_every == 7
-    assert _applied("train", "--print_freq", "100")[0].log_every == 100
+    # (the quick profile's batch is 8: 100 images are 12 steps)
+    assert _applied("train", "--print_freq", "100", "--batch_size", "1")[0].log_every == 100
     assert _applied("train", "--print_freq", "100", "--batch_size", "8")[0].log_every == 12
     assert _applied("train", "--print_freq", "3", "--batch_size", "8")[0].log_every == 1
     with pytest.raises(ValueError, match="keep one of them"):

@@ -48,7 +48,7 @@ def test_use_wandb_logs_losses_and_samples(data, tmp_path, monkeypatch):
     assert all({"G_GAN", "D_real", "D_fake", "lr", "images_per_s"} <= set(values)
                for step, values in calls["log"] if "G_L1" in values)
     samples = [(step, values) for step, values in calls["log"] if "fake_B" in values]
-    assert [step for step, _ in samples] == [3, 6]  # --display_freq 3
+    assert [step for step, _ in samples] == [3, 6, 8]  # --display_freq 3, and the last step
     assert samples[0][1]["fake_B"] == ("image", (32, 32, 3), "fake_B")
     assert calls["finish"] == 1
 
@@ -91,7 +91,7 @@ def test_tensorboard_writes_losses_and_samples(data, tmp_path):
     assert {"G_GAN", "G_L1", "D_real", "D_fake", "lr"} <= set(events.Tags()["scalars"])
     assert [event.step for event in events.Scalars("G_L1")] == list(range(1, 9))
     assert set(events.Tags()["images"]) == {"real_A", "fake_B", "real_B"}
-    assert [event.step for event in events.Images("fake_B")] == [3, 6]
+    assert [event.step for event in events.Images("fake_B")] == [3, 6, 8]  # and the last step
 
 
 def test_real_wandb_offline_run(data, tmp_path, monkeypatch):

@@ -46,7 +46,7 @@ def test_train_writes_reference_checkpoints_logs_plot_and_page(trained):
     assert [float(r["lr"]) for r in rows] == [2e-4] * 4 + [1e-4] * 4  # linear decay, epoch 2
     assert all(np.isfinite(float(r[k])) for r in rows for k in ("G_GAN", "G_L1", "D_real"))
     samples = sorted(p.name for p in (run / "web/images").iterdir())
-    assert len(samples) == 3 * 2  # display_freq 3 over 8 images: after images 3 and 6
+    assert len(samples) == 3 * 3  # display_freq 3 over 8 images: after images 3, 6 and 8 (last)
     page = (run / "web/index.html").read_text()
     assert "loss.png" in page and all(f"images/{s}" in page for s in samples)
 
@@ -92,12 +92,12 @@ def test_quick_profile_applies_only_without_dataroot_and_never_over_explicit_val
     from fastp2p.train.options import resolve_quick_defaults
     parser = build_parser()
     quick = resolve_quick_defaults(parser.parse_args(["train"]))
-    assert (quick.netG, quick.ngf, quick.crop_size, quick.n_epochs) == ("unet_128", 16, 128, 3)
+    assert (quick.netG, quick.ngf, quick.crop_size, quick.n_epochs) == ("unet_64", 16, 64, 6)
     full = resolve_quick_defaults(parser.parse_args(["train", "--dataroot", "x"]))
     assert (full.netG, full.ngf, full.crop_size, full.n_epochs) == ("unet_256", 64, 256, 100)
     explicit = resolve_quick_defaults(parser.parse_args(["train", "--crop_size", "256",
                                                          "--ngf", "64"]))
-    assert (explicit.crop_size, explicit.ngf, explicit.netG) == (256, 64, "unet_128")
+    assert (explicit.crop_size, explicit.ngf, explicit.netG) == (256, 64, "unet_64")
 
 
 @pytest.mark.parametrize("extra,message", [

@@ -87,7 +87,7 @@ def test_permission_error_on_the_commit_is_reported(tmp_path, monkeypatch):
     def refuse(src, dst):
         raise PermissionError(errno.EACCES, "Permission denied", str(dst))
     monkeypatch.setattr(checkpoints_module.os, "replace", refuse)
-    monkeypatch.setattr("fastp2p.data.atomic_files.os.replace", refuse)
+    monkeypatch.setattr("fastp2p.atomic_files.os.replace", refuse)
     try:
         folder.save(["latest"], netG, netD, {"progress": 2})
     except CheckpointWriteError as err:

@@ -7,7 +7,7 @@ import json
 import math
 from pathlib import Path
 
-from fastp2p.data.atomic_files import replacing
+from fastp2p.atomic_files import replacing
 
 MIB = 1024 * 1024
 

@@ -4,7 +4,7 @@ import math
 from pathlib import Path
 
 from fastp2p.data.datasets import AlignedDataset, TwoFoldersDataset
-from fastp2p.data.default_dataset import default_dataroot
+from fastp2p.data.default_dataset import DEFAULT_TASK, default_dataroot
 from fastp2p.data.errors import DataError
 from fastp2p.data.folders import scan_aligned, scan_two_folders
 from fastp2p.data.transforms import Preprocess
@@ -14,14 +14,19 @@ def create_dataset(args: argparse.Namespace, phase: str):
     """A Dataset of ``{"A", "B", "A_paths", "B_paths"}`` dicts for ``phase`` (train/val/test).
 
     ``args`` carries the options of ``add_data_arguments``. A folder written by ``fastp2p pack``
-    is detected and read from its shards; no ``--dataroot`` means the embedded default dataset.
+    is detected and read from its shards; no ``--dataroot`` means the embedded default dataset
+    of ``--task``.
     """
     config = Preprocess.from_args(args)
     swap = args.direction == "BtoA"
     if args.max_dataset_size < 1:
         raise DataError(f"--max_dataset_size must be >= 1, got {args.max_dataset_size}")
     limit = None if math.isinf(args.max_dataset_size) else int(args.max_dataset_size)
-    root = Path(args.dataroot) if args.dataroot else default_dataroot()
+    task = getattr(args, "task", None)
+    if args.dataroot and task:
+        raise DataError(f"--task {task} chooses an embedded dataset, so it has no meaning with "
+                        "--dataroot: drop one of them")
+    root = Path(args.dataroot) if args.dataroot else default_dataroot(task or DEFAULT_TASK)
     if not root.is_dir():
         raise DataError(f"{root}: --dataroot folder not found; point it at a dataset folder "
                         "holding train/ (and val/, test/)")
@@ -34,3 +39,23 @@ def create_dataset(args: argparse.Namespace, phase: str):
         return TwoFoldersDataset(pairs, config, swap)
     paths = scan_aligned(phase_dir, config, args.skip_bad, limit)
     return AlignedDataset(paths, config, swap)
+
+
+def follow_packed_load_size(args: argparse.Namespace, phase: str, given: bool):
+    """Take ``--load_size`` from the pack index when DATAROOT/PHASE is packed at another size
+    and the user did not pass ``--load_size`` (``given``); returns a line saying so, or None.
+
+    A pack stores its pairs already resized, so only its own load size can be read from it.
+    """
+    if not args.dataroot or given:
+        return None
+    from fastp2p.data.packed import is_packed, read_index
+    phase_dir = Path(args.dataroot) / phase
+    if not is_packed(phase_dir):
+        return None
+    stored = read_index(phase_dir)["load_size"]
+    if stored == args.load_size:
+        return None
+    default, args.load_size = args.load_size, stored
+    return (f"--load_size {stored} (not the default {default}): {phase_dir} was packed at that "
+            "size; pass --load_size to choose another")

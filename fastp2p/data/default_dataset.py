@@ -1,11 +1,18 @@
-"""The embedded default dataset: edges->photo pairs cut from scikit-image's bundled photographs.
+"""The embedded default dataset: pairs cut from scikit-image's bundled colour photographs.
 
 Only photographs that ship inside scikit-image's wheel are used (read straight from the
 package's data folder, never through ``skimage.data``'s fetchers, which may download), so the
-build needs no network. Each photo is scaled to a few sizes and cut into 256x256 crops on a
-128-pixel grid; A is the Canny edge map (black lines on white, like edges2shoes), B the photo.
-Whole photographs are held out for val and test. The result is written once, atomically, into
-the cache folder in the aligned format, so every other code path sees an ordinary dataset.
+build needs no network. Two tasks: ``gray2color`` (A is the photo in grayscale, B the photo: the
+paper's colourisation task, the default) and ``edges2photo`` (A is the Canny edge map, black
+lines on white as in edges2shoes). Pairs are 128x128 crops.
+
+Every photograph is in every split, at different places: each is scaled to 4 crops wide and its
+right quarter (one crop wide) is held out, the upper half of that band giving the val crops and
+the lower half the test crops; train crops are cut from the left three quarters only (at that
+scale and at 6 crops wide), so no train crop overlaps a val or test crop. Test pairs thus come
+from all eight photographs, from regions training never sees. The result is written once,
+atomically, into the cache folder in the aligned format, so every other code path sees an
+ordinary dataset.
 """
 import hashlib
 import os
@@ -18,19 +25,20 @@ from PIL import Image
 
 from fastp2p.data.errors import DataError
 
-RECIPE_VERSION = 1
-CROP = 256
-GRID_STRIDE = 128
-SHORT_SIDES = (256, 384, 512)
+RECIPE_VERSION = 2
+CROP = 128
+TRAIN_STRIDE = CROP // 2
+# Widths the photographs are scaled to, in crops; the held-out band is the right quarter of the
+# first (HELD_OUT_WIDTH - 1 crops of train area, then one crop of val/test band).
+HELD_OUT_WIDTH = 4
+TRAIN_WIDTHS = (4, 6)
 CANNY_SIGMA = 2.0
-TASKS = ("edges2photo", "gray2color")
-# Colour photographs bundled in scikit-image's wheel (skimage/data/), by split.
-PHOTOS = {
-    "train": ("astronaut.png", "rocket.jpg", "motorcycle_left.png", "hubble_deep_field.jpg",
-              "retina.jpg", "ihc.png"),
-    "val": ("chelsea.png",),
-    "test": ("coffee.png",),
-}
+TASKS = ("gray2color", "edges2photo")
+DEFAULT_TASK = "gray2color"
+SPLITS = ("train", "val", "test")
+# The colour photographs (not charts or synthetic images) bundled in scikit-image's wheel.
+PHOTOS = ("astronaut.png", "chelsea.png", "coffee.png", "hubble_deep_field.jpg", "ihc.png",
+          "motorcycle_left.png", "retina.jpg", "rocket.jpg")
 
 
 def cache_root() -> Path:
@@ -52,10 +60,14 @@ def _bundled_photo(name: str) -> Path:
     return path
 
 
-def _grid(length: int) -> list[int]:
-    starts = list(range(0, length - CROP + 1, GRID_STRIDE))
-    if starts[-1] != length - CROP:
-        starts.append(length - CROP)
+def _grid(first: int, last: int, stride: int) -> list[int]:
+    """Crop starts from ``first`` to ``last`` (inclusive) every ``stride``, ``last`` included;
+    empty when the range holds no crop."""
+    if last < first:
+        return []
+    starts = list(range(first, last + 1, stride))
+    if starts[-1] != last:
+        starts.append(last)
     return starts
 
 
@@ -69,49 +81,62 @@ def _condition(photo: np.ndarray, task: str) -> np.ndarray:
     return np.repeat(np.where(edges, 0, 255).astype(np.uint8)[:, :, None], 3, axis=2)
 
 
-def _write_pairs(source: Path, task: str, out_dir: Path) -> int:
+def _crop_windows(width: int, height: int, scale: int) -> dict:
+    """{split: [(y, x), ...]} of the crops taken from a photo scaled to ``width`` x ``height``
+    (``scale`` crops wide). The held-out band starts where the first HELD_OUT_WIDTH - 1 crops of
+    the HELD_OUT_WIDTH-wide scale end, at the same place of the photo at every scale."""
+    band = width * (HELD_OUT_WIDTH - 1) // HELD_OUT_WIDTH
+    windows = {"train": [(y, x) for y in _grid(0, height - CROP, TRAIN_STRIDE)
+                         for x in _grid(0, band - CROP, TRAIN_STRIDE)]}
+    if scale == HELD_OUT_WIDTH:
+        middle = height // 2
+        windows["val"] = [(y, band) for y in _grid(0, middle - CROP, CROP)]
+        windows["test"] = [(y, band) for y in _grid(middle, height - CROP, CROP)]
+    return windows
+
+
+def _write_pairs(source: Path, task: str, out_dir: Path) -> dict:
     with Image.open(source) as img:
         photo = img.convert("RGB")
-    count = 0
-    for short in SHORT_SIDES:
-        width, height = photo.size
-        if short > min(width, height):
-            continue
-        scale = short / min(width, height)
-        size = (max(CROP, round(width * scale)), max(CROP, round(height * scale)))
-        scaled = np.asarray(photo.resize(size, Image.Resampling.BICUBIC))
+    counts = dict.fromkeys(SPLITS, 0)
+    for scale in TRAIN_WIDTHS:
+        width = scale * CROP
+        height = max(CROP, round(photo.size[1] * width / photo.size[0]))
+        scaled = np.asarray(photo.resize((width, height), Image.Resampling.BICUBIC))
         condition = _condition(scaled, task)
-        for y in _grid(size[1]):
-            for x in _grid(size[0]):
+        for split, windows in _crop_windows(width, height, scale).items():
+            for y, x in windows:
                 window = (slice(y, y + CROP), slice(x, x + CROP))
                 pair = np.concatenate([condition[window], scaled[window]], axis=1)
-                name = f"{source.stem}_s{short}_y{y}_x{x}.jpg"
-                Image.fromarray(pair).save(out_dir / name, quality=95)
-                count += 1
-    return count
+                name = f"{source.stem}_w{width}_y{y}_x{x}.jpg"
+                Image.fromarray(pair).save(out_dir / split / name, quality=95)
+                counts[split] += 1
+    return counts
 
 
 def _fingerprint(task: str) -> str:
     digest = hashlib.sha256(f"{task}/v{RECIPE_VERSION}".encode())
-    for split in PHOTOS.values():
-        for name in split:
-            digest.update(_bundled_photo(name).read_bytes())
+    for name in PHOTOS:
+        digest.update(_bundled_photo(name).read_bytes())
     return digest.hexdigest()[:12]
 
 
 def build_default_dataset(out_dir: Path, task: str) -> dict:
     """Write the aligned train/val/test folders into ``out_dir``; returns pair counts."""
-    counts = {}
-    for split, names in PHOTOS.items():
+    for split in SPLITS:
         (out_dir / split).mkdir(parents=True)
-        counts[split] = sum(_write_pairs(_bundled_photo(n), task, out_dir / split) for n in names)
+    counts = dict.fromkeys(SPLITS, 0)
+    for name in PHOTOS:
+        for split, count in _write_pairs(_bundled_photo(name), task, out_dir).items():
+            counts[split] += count
     return counts
 
 
-def default_dataroot(task: str = "edges2photo") -> Path:
+def default_dataroot(task: str = DEFAULT_TASK) -> Path:
     """Path of the embedded default dataset (aligned format), building it on first use.
 
-    ``task``: "edges2photo" (Canny edges -> photo, the default) or "gray2color".
+    ``task``: "gray2color" (grayscale -> colour photo, the default) or "edges2photo" (Canny
+    edges -> photo).
     """
     if task not in TASKS:
         raise DataError(f"default dataset task {task!r} is not one of {', '.join(TASKS)}")

@@ -1,6 +1,7 @@
 """The data options, named as in the reference implementation's BaseOptions."""
 import argparse
 
+from fastp2p.data.default_dataset import DEFAULT_TASK, TASKS
 from fastp2p.option_types import non_negative_int, positive_int
 
 PREPROCESS_MODES = ("resize_and_crop", "crop", "scale_width", "scale_width_and_crop", "none")
@@ -12,8 +13,12 @@ def add_data_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPars
     group.add_argument("--dataroot", default=None,
                        help="dataset folder: DATAROOT/{train,val,test}/ holding A|B images side "
                             "by side (aligned), or A/ and B/ subfolders (two_folders), or the "
-                            "output of `fastp2p pack` (detected). Default: a small edges->photo "
-                            "dataset built once from scikit-image's sample photographs")
+                            "output of `fastp2p pack` (detected). Default: a small dataset built "
+                            "once from scikit-image's sample photographs (see --task)")
+    group.add_argument("--task", default=None, choices=TASKS,
+                       help="without --dataroot, which embedded dataset: gray2color (grayscale "
+                            "-> colour photo, the paper's colourisation task) or edges2photo "
+                            f"(Canny edge map -> photo) (default {DEFAULT_TASK})")
     group.add_argument("--dataset_mode", default="aligned", choices=("aligned", "two_folders"),
                        help="aligned: each image is A|B side by side, split at w/2; "
                             "two_folders: PHASE/A/x.png pairs with PHASE/B/x.png by name")

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fastp2p.data.atomic_files import replacing
+from fastp2p.atomic_files import replacing
 from fastp2p.data.errors import DataError
 from fastp2p.data.folders import open_pair, scan_aligned, scan_two_folders
 from fastp2p.data.packed import FORMAT, INDEX_NAME, VERSION, file_checksums

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
-from fastp2p.data.atomic_files import replacing
+from fastp2p.atomic_files import replacing
 from fastp2p.data.errors import DataError
 
 SIZE = 256          # each half, as the pix2pix datasets' 256x256 images

@@ -10,17 +10,17 @@ reaching (mean, rstd) is added to the output gradient while dgrad and wgrad load
 GradFold: alpha * y + beta per channel), so that sum is never written. Saved: the sources
 (pre-norm), the output and the statistics — no activated tensor.
 
-Not yet routed by ``fastp2p.ops``' backend choice: the integrator wires it behind the measured
-per-layer table (issue 16). Supports explicit dtypes (float32, bf16), not autocast.
+The launchers come from ``fastp2p.ops.backends.conv_fused_backend`` (Triton: CUDA, or CPU through
+the interpreter); ``backends/conv_choice.py`` says which network layers use this op
+(fastp2p.nn.fused_conv). Supports explicit dtypes (float32, bf16), not autocast.
 """
 from dataclasses import dataclass
 from typing import Optional, Sequence
 
 import torch
 
-from fastp2p.kernels.conv_fused import (GradFold, InputTransform, conv_fused_dgrad,
-                                        conv_fused_fwd, conv_stats_finish)
-from fastp2p.kernels.conv_fused_wgrad import conv_fused_wgrad
+from fastp2p.kernels.conv_fused_types import GradFold, InputTransform
+from fastp2p.ops.backends import conv_fused_backend
 
 NORMS = ("none", "instance", "batch")
 
@@ -51,15 +51,15 @@ class _ConvNormAct(torch.autograd.Function):
         transforms = [InputTransform(scale, shift, act, p, seed, offset)
                       for scale, shift, act, (p, seed, offset)
                       in zip(flat[1::3], flat[2::3], cfg.activations, cfg.dropouts)]
-        y, parts = conv_fused_fwd(sources, transforms, weight, bias, stride=cfg.stride,
-                                  padding=cfg.padding, transposed=cfg.transposed,
-                                  slope=cfg.slope, partials=cfg.norm != "none")
+        kernels = _launchers(weight.device)
+        y, parts = kernels.conv_fused_fwd(sources, transforms, weight, bias, stride=cfg.stride,
+                                          padding=cfg.padding, transposed=cfg.transposed,
+                                          slope=cfg.slope, partials=cfg.norm != "none")
         mean = rstd = None
         if cfg.norm != "none":
-            mean, rstd, _, _ = conv_stats_finish(parts, per_sample=cfg.norm == "instance",
-                                                 eps=cfg.eps, running_mean=running_mean,
-                                                 running_var=running_var,
-                                                 momentum=cfg.momentum)
+            mean, rstd, _, _ = kernels.conv_stats_finish(
+                parts, per_sample=cfg.norm == "instance", eps=cfg.eps,
+                running_mean=running_mean, running_var=running_var, momentum=cfg.momentum)
         ctx.cfg = cfg
         ctx.transforms = [t._replace(scale=None, shift=None) for t in transforms]
         ctx.save_for_backward(weight, bias, y, mean, rstd, *flat)
@@ -69,6 +69,7 @@ class _ConvNormAct(torch.autograd.Function):
     def backward(ctx, grad_y, grad_mean, grad_rstd):
         cfg = ctx.cfg
         weight, bias, y, mean, rstd, *flat = ctx.saved_tensors
+        kernels = _launchers(weight.device)
         grad_y = (torch.zeros_like(y) if grad_y is None else grad_y).to(weight.dtype)
         fold = _statistics_fold(grad_mean, grad_rstd, y, mean, rstd, cfg.norm)
         geometry = dict(stride=cfg.stride, padding=cfg.padding, transposed=cfg.transposed,
@@ -80,13 +81,12 @@ class _ConvNormAct(torch.autograd.Function):
             needs = ctx.needs_input_grad[5 + 3 * i: 8 + 3 * i]
             grad_x = grad_scale = grad_shift = None
             if any(needs):
-                grad_x, grad_scale, grad_shift = conv_fused_dgrad(
+                grad_x, grad_scale, grad_shift = kernels.conv_fused_dgrad(
                     grad_y, weight, x, transform, channel_offset=offset, **geometry)
             grads_flat += [grad_x, grad_scale, grad_shift]
             if ctx.needs_input_grad[3]:
-                weight_grads.append(conv_fused_wgrad(grad_y, x, transform,
-                                                     kernel_size=tuple(weight.shape[2:]),
-                                                     **geometry))
+                weight_grads.append(kernels.conv_fused_wgrad(
+                    grad_y, x, transform, kernel_size=tuple(weight.shape[2:]), **geometry))
             offset += x.shape[1]
         grad_weight = grad_bias = None
         if ctx.needs_input_grad[3]:
@@ -98,6 +98,15 @@ class _ConvNormAct(torch.autograd.Function):
                 grad_bias = grad_bias + folded.reshape(-1, y.shape[1]).sum(0)
             grad_bias = grad_bias.to(bias.dtype)
         return (None, None, None, grad_weight, grad_bias, *grads_flat)
+
+
+def _launchers(device):
+    backend = conv_fused_backend(device)
+    if backend is None:
+        raise ValueError(f"conv_norm_act: no backend has the fused convolution for {device} "
+                         "tensors; it needs Triton (a CUDA GPU, or TRITON_INTERPRET=1 set before "
+                         "fastp2p's kernels are imported on CPU)")
+    return backend
 
 
 def _group_count(y, norm) -> int:

@@ -23,8 +23,9 @@ from pathlib import Path
 
 import torch
 
-from fastp2p.data.atomic_files import fsync_directory, replacing, temporary_sibling
+from fastp2p.atomic_files import fsync_directory, replacing, temporary_sibling
 from fastp2p.nn.checkpoint import load_safely
+from fastp2p.train.background_writer import host_copy
 from fastp2p.train.engine import unwrap
 
 NETWORK_SUFFIXES = {"G": "net_G.pth", "D": "net_D.pth"}
@@ -111,10 +112,12 @@ def _process_alive(pid: int) -> bool:
     return True
 
 
-def network_state(net: torch.nn.Module) -> dict:
-    """The state_dict the reference saves: unwrapped, on the CPU, contiguous."""
-    return {key: value.detach().cpu().contiguous() for key, value in
-            unwrap(net).state_dict().items()}
+def snapshot(netG, netD, train_state: dict) -> dict:
+    """What a save writes, copied to the host (``host_copy``): the unwrapped networks'
+    state_dicts as the reference saves them (CPU, contiguous) and the training state. Taken on
+    the training thread; training may go on while ``CheckpointFolder.write`` writes it."""
+    return host_copy({"G": unwrap(netG).state_dict(), "D": unwrap(netD).state_dict(),
+                      "state": train_state})
 
 
 class CheckpointFolder:
@@ -130,9 +133,13 @@ class CheckpointFolder:
     def save(self, labels, netG, netD, train_state: dict, step: int = 0) -> None:
         """Write G, D and the training state under every label (e.g. ["latest", "5"]), each
         label's set committed by its manifest; raises CheckpointWriteError on failure."""
-        G, D = network_state(netG), network_state(netD)
+        self.write(labels, snapshot(netG, netD, train_state), step)
+
+    def write(self, labels, snapshot: dict, step: int = 0) -> None:
+        """``save`` from a ``snapshot(...)`` (any thread; one write at a time per folder)."""
+        G, D = snapshot["G"], snapshot["D"]
         generation = self._last_generation() + 1
-        state = {"format": TRAIN_STATE_FORMAT, "generation": generation, **train_state}
+        state = {"format": TRAIN_STATE_FORMAT, "generation": generation, **snapshot["state"]}
         staged = {}  # label -> {final path: (temporary path, manifest entry)}
         committed = []
         try:

@@ -56,7 +56,7 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
                             "(default %(default)s)")
     group.add_argument("--checkpoints_dir", default="./checkpoints",
                        help="folder of all runs' checkpoints (default %(default)s)")
-    group.add_argument("--netG", default=QuickDefault("unet_256", "unet_128"),
+    group.add_argument("--netG", default=QuickDefault("unet_256", "unet_64"),
                        help="generator: unet_256 (8 levels, for 256x256 crops), unet_128 (7 "
                             "levels) or unet_N for any power of two N >= 32 (log2 N levels); "
                             "crops must be multiples of N (default %(default)s)")
@@ -101,15 +101,15 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
                             "squares, wgangp = Wasserstein critic term (default %(default)s)")
     group.add_argument("--lambda_L1", type=float, default=100.0,
                        help="weight of the L1 term of the generator loss (default %(default)s)")
-    group.add_argument("--lr", type=float, default=2e-4,
+    group.add_argument("--lr", type=float, default=QuickDefault(2e-4, 5e-4),
                        help="initial Adam learning rate (default %(default)s)")
     group.add_argument("--beta1", type=float, default=0.5,
                        help="Adam beta1 (beta2 is 0.999) (default %(default)s)")
-    group.add_argument("--batch_size", type=positive_int, default=1,
+    group.add_argument("--batch_size", type=positive_int, default=QuickDefault(1, 8),
                        help="images per step (per process under torchrun) (default %(default)s)")
-    group.add_argument("--n_epochs", type=non_negative_int, default=QuickDefault(100, 3),
+    group.add_argument("--n_epochs", type=non_negative_int, default=QuickDefault(100, 6),
                        help="epochs at the initial lr (default %(default)s)")
-    group.add_argument("--n_epochs_decay", type=non_negative_int, default=QuickDefault(100, 3),
+    group.add_argument("--n_epochs_decay", type=non_negative_int, default=QuickDefault(100, 6),
                        help="epochs of linear decay to zero after that (default %(default)s)")
     group.add_argument("--lr_policy", default="linear",
                        choices=("linear", "step", "plateau", "cosine"),
@@ -130,9 +130,9 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
                        help="also keep EPOCH_net_G.pth, EPOCH_net_D.pth and "
                             "EPOCH_train_state.pth every this many epochs and after the last "
                             "one (default %(default)s)")
-    group.add_argument("--save_latest_freq", type=positive_int, default=QuickDefault(5000, 400),
+    group.add_argument("--save_latest_freq", type=positive_int, default=QuickDefault(5000, 4000),
                        help="save latest_* every this many training images (default %(default)s)")
-    group.add_argument("--display_freq", type=positive_int, default=QuickDefault(400, 100),
+    group.add_argument("--display_freq", type=positive_int, default=QuickDefault(400, 2000),
                        help="save a sample (real_A, fake_B, real_B) and refresh the loss plot "
                             "and HTML page every this many training images (default %(default)s)")
     fast = _argument_group(parser, "fastp2p execution")
@@ -157,10 +157,13 @@ def add_test_arguments(parser: argparse.ArgumentParser) -> None:
                        help="results go to RESULTS_DIR/NAME/PHASE_EPOCH (default %(default)s)")
     group.add_argument("--phase", type=plain_name, default="test",
                        help="which split to translate: train, val, test (default %(default)s)")
-    group.add_argument("--eval", action="store_true",
+    group.add_argument("--eval", action=argparse.BooleanOptionalAction,
+                       default=QuickDefault(False, True),
                        help="run the generator in eval mode (BatchNorm running statistics, no "
                             "dropout); without it, as in the reference, test uses batch "
-                            "statistics and dropout")
+                            "statistics and dropout, which only matches training at batch 1: "
+                            "the quick profile trains at batch 8, hence on without --dataroot "
+                            "(default %(default)s)")
     group.add_argument("--num_test", type=positive_int, default=50,
                        help="translate at most this many images (default %(default)s)")
     group.add_argument("--channels-last", dest="channels_last",

@@ -4,6 +4,7 @@ Images are written as the reference's ``tensor2im`` does it (x in [-1, 1] -> (x 
 truncated to uint8; one channel repeated to three). Plots use matplotlib's Agg backend, so no
 display is needed. Files other people may be reading (plot, pages) are replaced atomically.
 """
+import copy
 import csv
 import html
 from pathlib import Path
@@ -11,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from fastp2p.data.atomic_files import replacing
+from fastp2p.atomic_files import replacing
 from fastp2p.train.engine import LOSS_NAMES
 
 LOG_FIELDS = ("epoch", "step", "images", "lr", *LOSS_NAMES, "images_per_s")
@@ -61,6 +62,13 @@ class LossLog:
         self.rows.append(row)
         with open(self.path, "a", newline="") as handle:
             csv.DictWriter(handle, LOG_FIELDS).writerow(row)
+
+    def frozen(self) -> "LossLog":
+        """A copy whose rows stay as they are now, to plot on another thread while this one
+        goes on appending."""
+        view = copy.copy(self)
+        view.rows = list(self.rows)
+        return view
 
     def plot(self, path: Path, title: str) -> None:
         """The four losses against the training step (G_L1 on its own axis: it is ~100x)."""

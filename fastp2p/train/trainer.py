@@ -6,6 +6,13 @@ Positions are counted as the reference counts them: ``--display_freq`` and
 so ``--continue_train`` resumes in the middle of an epoch; the loader's order and augmentation
 depend only on (seed, epoch, index), so starting the loader after the done batches (which it
 then never loads) reproduces the same stream.
+
+Checkpoints and samples stop the loop only for their copy to host memory: the files are written
+by a ``BackgroundWriter`` thread while the next steps run. At most one save is in flight (the
+next save first waits for the previous one); a write's error ends training at the next save,
+sample or the end, with the same one-line message and exit code 1 as a write on this thread;
+every way out of ``fit`` (the end, a signal, a non-finite stop, an error) first lets the writer
+finish, so the last good checkpoint is complete on disk.
 """
 import math
 import random
@@ -16,7 +23,8 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import torch
 
-from fastp2p.train.checkpoints import CheckpointWriteError, describe_os_error
+from fastp2p.train.background_writer import BackgroundWriter, host_copy
+from fastp2p.train.checkpoints import CheckpointWriteError, describe_os_error, snapshot
 from fastp2p.train.reports import TRIPLET
 from fastp2p.train.stage_times import StageTimes
 
@@ -87,7 +95,10 @@ class Trainer:
         # As the reference's loop: epochs epoch_count .. n_epochs + n_epochs_decay.
         self.last_epoch = args.n_epochs + args.n_epochs_decay
         self.progress = Progress(epoch=args.epoch_count, epoch_batches=0, images=0)
+        self.sampled_at = None  # engine step of the newest sample image
+        self.steps_run = 0      # steps taken by this process (not counting resumed ones)
         self._resumed_rng = None
+        self.writer = BackgroundWriter()
 
     # ---- state ------------------------------------------------------------------------------
     def train_state(self) -> dict:
@@ -116,11 +127,13 @@ class Trainer:
         self._resumed_rng = state["engine"]["rng"]
 
     def save(self, labels) -> None:
-        """Checkpoint under ``labels`` unless the weights went non-finite (keep the good one)."""
+        """Checkpoint under ``labels`` unless the weights went non-finite (keep the good one):
+        a host snapshot now, the files on the writer thread."""
         self._check_finite(weights=True)
         if self.is_main:
-            self.checkpoints.save(labels, self.netG, self.netD, self.train_state(),
-                                  step=self.engine.steps)
+            self.writer.wait()   # one save in flight, and one snapshot in memory
+            files, step = snapshot(self.netG, self.netD, self.train_state()), self.engine.steps
+            self.writer.submit(lambda: self.checkpoints.write(labels, files, step))
 
     def _check_finite(self, weights=False) -> None:
         """Stop if a loss (or, with ``weights``, a parameter, buffer or optimizer state) is
@@ -133,6 +146,7 @@ class Trainer:
             if bad_tensor is None:
                 return
             what = f"{bad_tensor} holds NaN or Inf at step {self.engine.steps}"
+        self.writer.wait()   # a save in flight is of finite weights: let it land, then report it
         latest = self.checkpoints.manifest("latest")
         kept = (f"the last good checkpoint {self.checkpoints.path}/latest_* (step "
                 f"{latest['step']}) is unchanged" if latest is not None
@@ -148,6 +162,7 @@ class Trainer:
             try:
                 while self.progress.epoch <= self.last_epoch:
                     self._run_epoch(loader, stops, progress_bar)
+                self.writer.wait()
             except TrainingStopped as stop:
                 self.say(str(stop))
                 return stop.exit_code
@@ -159,6 +174,8 @@ class Trainer:
                          f"{self.checkpoints.path} are unchanged. Free disk space or fix the "
                          "folder's permissions, then resume with --continue_train")
                 return EXIT_FAILED
+            finally:
+                self.writer.close()
         return EXIT_OK
 
     def _run_epoch(self, loader, stops, progress_bar) -> None:
@@ -180,6 +197,7 @@ class Trainer:
             with times.stage("step"):
                 engine.step(batch["A"], batch["B"])
             times.step_done(batch["A"].shape[0])
+            self.steps_run += 1
             batch_images = batch["A"].shape[0] * self.world_size
             before, progress.images = progress.images, progress.images + batch_images
             progress.epoch_batches = index + 1
@@ -202,6 +220,7 @@ class Trainer:
                                             else []))
             if stops.signal_number is not None:
                 self.save(["latest"])
+                self.writer.wait()
                 name = signal.Signals(stops.signal_number).name
                 raise TrainingStopped(f"{name} received: saved {self.checkpoints.path}/latest_* "
                                       f"at step {engine.steps}; resume with --continue_train",
@@ -209,6 +228,10 @@ class Trainer:
         times.epoch_end()
         if bar is not None:
             bar.close()
+        if (self.page is not None or self.trackers) and progress.epoch == self.last_epoch \
+                and self.sampled_at != engine.steps:
+            with times.stage("sample"):
+                self._add_sample()  # the final model's sample, whatever --display_freq
         if engine.steps_since_read:
             epoch_losses.append(self._log(window_images / (time.perf_counter() - window_start),
                                           None))
@@ -222,18 +245,31 @@ class Trainer:
                                or finished == self.last_epoch else [])
         self.save(labels)
         if self.page is not None:
-            self.page.refresh(self.loss_log)
+            page, loss_log = self.page, self.loss_log.frozen()
+            self.writer.submit(lambda: page.refresh(loss_log), in_flight=3)
         self.say(f"epoch {finished} done: {progress.images} images, lr {engine.lr:.3g}, "
-                 f"saved {', '.join(labels)}")
+                 f"saving {', '.join(labels)}")
 
     def _add_sample(self) -> None:
-        triplet = self.engine.last_batch()
+        """Write the latest step's (real_A, fake_B, real_B) to the page and the trackers (only
+        once a step has run in this process: a resumed, finished run has none): the first image
+        of each, copied to the host here, drawn and written (PNGs, loss plot, page) on the writer
+        thread."""
+        if self.steps_run == 0:
+            return
+        triplet = host_copy(tuple(batch[:1] for batch in self.engine.last_batch()))
         if self.page is not None:
-            self.page.add_sample(self.progress.epoch, self.engine.steps, triplet)
-            self.page.refresh(self.loss_log)
+            page, loss_log = self.page, self.loss_log.frozen()
+            epoch, step = self.progress.epoch, self.engine.steps
+
+            def write_sample():
+                page.add_sample(epoch, step, triplet)
+                page.refresh(loss_log)
+            self.writer.submit(write_sample, in_flight=3)
         for tracker in self.trackers:
             tracker.log_images(self.engine.steps,
                                {label: batch[0] for label, batch in zip(TRIPLET, triplet)})
+        self.sampled_at = self.engine.steps
 
     def _log(self, images_per_s: float, bar) -> dict:
         losses = self.engine.read_losses()

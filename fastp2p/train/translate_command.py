@@ -1,8 +1,10 @@
 """``fastp2p test``: translate a split with a trained generator, as the reference's test.py.
 
 Writes ``RESULTS_DIR/NAME/PHASE_EPOCH/images/{stem}_{real_A,fake_B,real_B}.png`` and an
-``index.html`` beside them. As in the reference: batch size 1, pairs in order, no flipping, and
-the generator stays in train mode (batch statistics, dropout as noise) unless ``--eval``.
+``index.html`` beside them, then prints the mean L1 of fake_B to real_B next to two baselines
+(``fastp2p.train.evaluation``). As in the reference: batch size 1, pairs in order, no flipping,
+and the generator stays in train mode (batch statistics, dropout as noise) unless ``--eval``
+(the default without ``--dataroot``, whose quick profile trains at batch 8).
 """
 import argparse
 import sys
@@ -15,9 +17,12 @@ from fastp2p.train.trackers import add_tracker_arguments
 
 DESCRIPTION = """\
 Translate a split (default: test) with CHECKPOINTS_DIR/NAME/EPOCH_net_G.pth and write the
-real_A / fake_B / real_B images and an HTML index to RESULTS_DIR/NAME/PHASE_EPOCH/. Use the
-same model options (--netG, --ngf, --norm, --no_dropout, --input_nc, ...) as for training;
-without --dataroot the quick profile's defaults apply, matching `fastp2p train` without it.
+real_A / fake_B / real_B images and an HTML index to RESULTS_DIR/NAME/PHASE_EPOCH/, and print
+the mean L1 of fake_B to real_B beside two baselines: the train split's mean image (a constant
+answer) and, when A and B have the same channels, real_A itself. Use the same model options
+(--netG, --ngf, --norm, --no_dropout, --input_nc, ...) as for training; without --dataroot the
+quick profile's defaults apply, matching `fastp2p train` without it. A packed DATAROOT is read
+at the load size it was packed at unless --load_size is given.
 Every option of the reference's test.py is accepted (`python test.py --model pix2pix ...` runs
 as `fastp2p test --model pix2pix ...`); those that mean nothing here are named in one line."""
 
@@ -30,7 +35,7 @@ def register(commands) -> None:
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     add_data_arguments(parser)
     # The reference's test options: load straight at the crop size (load_size = crop_size).
-    parser.set_defaults(load_size=QuickDefault(256, 128), crop_size=QuickDefault(256, 128))
+    parser.set_defaults(load_size=QuickDefault(256, 64), crop_size=QuickDefault(256, 64))
     describe_defaults(parser, ("load_size", "crop_size"))
     for action in parser._actions:
         if action.dest in ("no_flip", "serial_batches"):
@@ -46,6 +51,7 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from fastp2p.data import DataError, create_dataloader, create_dataset
+    from fastp2p.data.create import follow_packed_load_size
     from fastp2p.train.checkpoints import CheckpointFolder, describe_os_error
     from fastp2p.train.cpu_threads import apply_thread_choice, choose_threads
     from fastp2p.train.distributed import resolve_device
@@ -53,6 +59,7 @@ def run(args: argparse.Namespace) -> int:
     from fastp2p.train.reference_options import apply_reference_options, describe_networks
     from fastp2p.train.trackers import check_trackers_installed, close_trackers, open_trackers
 
+    load_size_given = not isinstance(args.load_size, QuickDefault)
     resolve_quick_defaults(args)
     # The reference's test-time overrides: one image at a time, in order, unflipped.
     args.no_flip, args.serial_batches = True, True
@@ -71,6 +78,9 @@ def run(args: argparse.Namespace) -> int:
     trackers = []
     try:
         torch.manual_seed(args.seed)
+        followed = follow_packed_load_size(args, args.phase, load_size_given)
+        if followed:
+            print(followed)
         dataset = create_dataset(args, args.phase)
         loader = create_dataloader(dataset, 1, shuffle=False,
                                    num_workers=threads.loader_workers, seed=args.seed)
@@ -83,7 +93,7 @@ def run(args: argparse.Namespace) -> int:
         trackers = open_trackers(args, out_dir, "test")
         if args.eval:
             netG.eval()
-        count = _translate(args, netG, loader, device, out_dir, trackers)
+        count, scores = _translate(args, netG, loader, device, out_dir, trackers)
     except (ValueError, DataError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
@@ -92,17 +102,21 @@ def run(args: argparse.Namespace) -> int:
         return 1
     finally:
         close_trackers(trackers)
-    print(f"translated {count} image(s) with {weights}\nopen: "
-          f"{(out_dir / 'index.html').resolve()}")
+    print(f"translated {count} image(s) with {weights}")
+    if scores is not None:
+        print(scores.report())
+    print(f"open: {(out_dir / 'index.html').resolve()}")
     return 0
 
 
 def _translate(args, netG, loader, device, out_dir, trackers) -> int:
-    """Write the image triplets and index.html into out_dir; returns the images written."""
+    """Write the image triplets and index.html into out_dir; returns the number of images
+    written and their L1Scores (None when there were none)."""
     import torch
     from tqdm import tqdm
 
     from fastp2p.nn import graphed
+    from fastp2p.train.evaluation import L1Scores, train_mean_image
     from fastp2p.train.reports import TRIPLET, save_image, write_html
 
     layout = torch.channels_last if args.channels_last else torch.contiguous_format
@@ -110,6 +124,7 @@ def _translate(args, netG, loader, device, out_dir, trackers) -> int:
     images_dir = out_dir / "images"
     images_dir.mkdir(parents=True, exist_ok=True)
     sections = []
+    scores = None
     total = min(len(loader), args.num_test)
     # On CUDA each forward is one graph replay (captured on the first image); eager on a CPU.
     translate = graphed(netG)
@@ -121,6 +136,10 @@ def _translate(args, netG, loader, device, out_dir, trackers) -> int:
                 break
             real_A = batch["A"].to(device)
             fake_B = translate(real_A.contiguous(memory_format=layout))
+            if scores is None:
+                scores = L1Scores(args.input_nc == args.output_nc,
+                                  *train_mean_image(args, batch["B"].shape[1:]))
+            scores.add(real_A, fake_B, batch["B"])
             stem = Path(batch["A_paths"][0]).stem
             triplet = dict(zip(TRIPLET, (real_A[0], fake_B[0], batch["B"][0])))
             for label, image in triplet.items():
@@ -131,4 +150,4 @@ def _translate(args, netG, loader, device, out_dir, trackers) -> int:
     write_html(out_dir / "index.html",
                f"{args.name}: {args.phase}, epoch {args.epoch}"
                f"{' (eval mode)' if args.eval else ''}", sections)
-    return len(sections)
+    return len(sections), scores

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from fastp2p.ops.backends import cuda_choice
-from fastp2p.ops.backends.contract import LAUNCHERS
+from fastp2p.ops.backends.contract import CONV_FUSED, LAUNCHERS
 
 
 @dataclass(frozen=True)
@@ -172,3 +172,21 @@ def norm_act_backend_for(x, norm: str):
         if cpp is not None and cpp.cuda_available() and cuda_choice.prefers_cpp(norm, x):
             return cpp
     return backend
+
+
+def conv_fused_backend(device):
+    """The backend whose fused-convolution launchers run tensors on ``device``, or None.
+
+    Only Triton has them (the reference has no fallback, contract.FAST_PATH_ONLY), so this is
+    Triton wherever it can run the device — CUDA, or CPU with interpreter-built kernels — even
+    when FASTP2P_BACKEND picks another backend for the other ops: whether a convolution runs
+    fused is the conv choice's (backends/conv_choice.py), not the backend's."""
+    if device.type not in ("cuda", "cpu"):
+        return None
+    if device.type == "cpu" and not _interpreter_on():
+        return None  # without importing triton at all
+    entry = next(b for b in _BACKENDS if b.name == "triton")
+    backend = _load(entry.module)
+    if backend is None or (device.type == "cpu" and not _serves_cpu(entry, forced=True)):
+        return None
+    return backend if all(backend.provides(name) for name in CONV_FUSED) else None

@@ -8,12 +8,17 @@ devices, names) before a launcher runs, so launchers do not check again. Seeds a
 ints, or 0-dim int64 tensors on x's device (read when the kernel runs: what a CUDA graph replays).
 
 A backend may leave out any launcher: the registry (``fastp2p.ops.backends``) then runs the
-reference backend's for that op, with a one-time warning. tests/test_backend_contract.py checks
-that every launcher a backend defines has exactly the signature written here.
+reference backend's for that op, with a one-time warning — except the fast paths of
+``FAST_PATH_ONLY``, which the reference does not have (asking for one raises AttributeError
+"... none to fall back to"; their callers check ``provides`` first).
+tests/backends/test_backend_contract.py checks that every launcher a backend defines has
+exactly the signature written here.
 """
 from typing import Optional, Protocol
 
 import torch
+
+from fastp2p.kernels.conv_fused_types import IDENTITY, GradFold, InputTransform, TilePartials
 
 Tensor = torch.Tensor
 
@@ -62,7 +67,53 @@ class Backend(Protocol):
         output padding, dilation or groups). A fast path only: where a backend lacks it,
         fastp2p.ops.conv_transpose runs the module itself (``provides`` says which)."""
 
+    # The fused convolution (issue 16; autograd in fastp2p.ops.conv_norm_act). Only Triton
+    # has it and the reference backend has no fallback: fastp2p.ops.backends.conv_fused_backend
+    # finds the backend that provides it, and fastp2p.ops.backends.conv_choice says when to use
+    # it. Sources and weight share one dtype of the backend's DTYPES; NHWC preferred.
+
+    def conv_fused_fwd(self, sources: tuple, transforms: tuple, weight: Tensor,
+                       bias: Optional[Tensor] = None, *, stride: int, padding: int,
+                       transposed: bool = False, slope: float = 0.2, partials: bool = True,
+                       out: Optional[Tensor] = None) -> tuple:
+        """(y, TilePartials or None): y = conv(cat([prologue_i(sources[i])])) + bias.
+
+        sources: one or two (N, C_i, H, W) tensors; transforms: an InputTransform per source
+        (dropout(act(x * scale + shift)), zero padding after it). weight: (C_out, sum C_i, KH,
+        KW), or (sum C_i, C_out, KH, KW) ``transposed``. partials: y's per-tile (mean, M2,
+        rows), float32 (N, T, C_out), for conv_stats_finish. y channels-last unless ``out``."""
+
+    def conv_fused_dgrad(self, grad_y: Tensor, weight: Tensor, x: Tensor,
+                         transform: InputTransform, *, channel_offset: int = 0, stride: int,
+                         padding: int, transposed: bool = False, slope: float = 0.2,
+                         fold: Optional[GradFold] = None, out: Optional[Tensor] = None) -> tuple:
+        """(grad_x, grad_scale, grad_shift) through source x of conv_fused_fwd, whose channels
+        start at ``channel_offset`` of the weight's input channels; the last two float32 like
+        transform.scale, or None without scale. ``fold``: grad_y + alpha * y + beta (the
+        output statistics' share of the gradient), added as grad_y loads."""
+
+    def conv_fused_wgrad(self, grad_y: Tensor, x: Tensor, transform: InputTransform = IDENTITY,
+                         *, kernel_size: tuple, stride: int, padding: int,
+                         transposed: bool = False, slope: float = 0.2,
+                         fold: Optional[GradFold] = None) -> Tensor:
+        """float32 d loss / d weight for source x's channels: (C_out, C, KH, KW), or (C, C_out,
+        KH, KW) ``transposed``; the prologue is recomputed from x."""
+
+    def conv_stats_finish(self, parts: TilePartials, *, per_sample: bool, eps: float,
+                          gamma: Optional[Tensor] = None, beta: Optional[Tensor] = None,
+                          running_mean: Optional[Tensor] = None,
+                          running_var: Optional[Tensor] = None, momentum: float = 0.1) -> tuple:
+        """float32 (mean, rstd, scale, shift) of a conv output from its TilePartials: (N, C)
+        ``per_sample`` (instance norm), else (C,); scale = gamma * rstd, shift = beta - mean *
+        scale (gamma 1, beta 0 when None). running_mean / running_var, when given, are updated
+        in place like nn.BatchNorm2d's (unbiased variance)."""
+
 
 # The launchers of the contract, in the order above: what the registry resolves and falls back.
 LAUNCHERS = ("norm_act_fwd", "norm_act_bwd", "gan_loss_fwd", "l1_loss_fwd",
-             "conv_transpose2d_fwd")
+             "conv_transpose2d_fwd", "conv_fused_fwd", "conv_fused_dgrad", "conv_fused_wgrad",
+             "conv_stats_finish")
+# The fast paths only: the reference backend has none of these (no fallback; the ops that use
+# them ask ``provides`` first and otherwise run something else).
+CONV_FUSED = ("conv_fused_fwd", "conv_fused_dgrad", "conv_fused_wgrad", "conv_stats_finish")
+FAST_PATH_ONLY = ("conv_transpose2d_fwd",) + CONV_FUSED

@@ -7,6 +7,8 @@ import os
 
 import torch
 
+from fastp2p.kernels.conv_fused import conv_fused_dgrad, conv_fused_fwd, conv_stats_finish
+from fastp2p.kernels.conv_fused_wgrad import conv_fused_wgrad
 from fastp2p.kernels.losses import gan_loss_fwd, l1_loss_fwd
 from fastp2p.kernels.norm_act import norm_act_bwd, norm_act_fwd
 
@@ -18,7 +20,8 @@ NAME = "triton"
 DTYPES = (torch.float32, torch.bfloat16, torch.float16)  # statistics and math in float32
 
 __all__ = ["DTYPES", "INTERPRETED", "NAME",
-           "available", "gan_loss_fwd", "l1_loss_fwd", "norm_act_bwd", "norm_act_fwd"]
+           "available", "conv_fused_dgrad", "conv_fused_fwd", "conv_fused_wgrad",
+           "conv_stats_finish", "gan_loss_fwd", "l1_loss_fwd", "norm_act_bwd", "norm_act_fwd"]
 
 
 def available() -> bool:

@@ -1,0 +1,89 @@
+"""Which convolution runs a network layer: the module's own (cuDNN / oneDNN) followed by the
+norm-act op — today's path — or the fused convolution (fastp2p.ops.conv_norm_act: the previous
+norm + activation in its prologue, this norm's statistics in its epilogue).
+
+A new path becomes a default only by a measurement (DESIGN.md §6): the fused convolution runs a
+layer by default only when ``conv_choice.json`` beside this file lists it — a table a GPU run
+writes from its per-layer benchmark (forward + backward together) and commits with its results.
+No table is committed, so by default every layer runs today's path. ``FASTP2P_CONV`` overrides
+the table: ``fused`` runs every layer the network can fuse through the fused convolution (tests
+and GPU experiments; an error where no backend has it), ``module`` none.
+"""
+import json
+import os
+from functools import lru_cache
+from pathlib import Path
+
+import torch
+
+from fastp2p.ops.backends import conv_fused_backend
+
+TABLE = Path(__file__).with_name("conv_choice.json")
+ENV_VAR = "FASTP2P_CONV"
+CHOICES = ("fused", "module")
+# What the fused convolution stores (kernels/conv_fused.py STORAGE_DTYPES).
+FUSED_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
+
+
+def layer_key(norm: str, dtype, input_shape, weight_shape, stride: int, padding: int) -> tuple:
+    """The lookup key of one layer: its norm, the storage dtype's name, the (N, C, H, W) input,
+    the (C_out, C_in, KH, KW) weight, stride and padding."""
+    return (norm, str(dtype).replace("torch.", ""), tuple(int(s) for s in input_shape),
+            tuple(int(s) for s in weight_shape), int(stride), int(padding))
+
+
+@lru_cache(maxsize=None)
+def fused_layers(path: Path) -> frozenset:
+    """The keys the table at ``path`` (TABLE) gives to the fused convolution (empty without
+    a table)."""
+    try:
+        table = json.loads(path.read_text())
+        return frozenset(layer_key(e["norm"], e["dtype"], e["input"], e["weight"], e["stride"],
+                                   e["padding"]) for e in table["fused"])
+    except FileNotFoundError:
+        return frozenset()
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise ValueError(f"{path} is not a readable conv choice table ({error}); rebuild it "
+                         "from a GPU run's per-layer benchmark or delete it") from error
+
+
+def forced() -> str:
+    """The FASTP2P_CONV override: "fused", "module", or "" (the table decides)."""
+    value = os.environ.get(ENV_VAR, "").strip()
+    if value not in ("",) + CHOICES:
+        raise ValueError(f"{ENV_VAR} must be one of {CHOICES} or unset, got {value!r}")
+    return value
+
+
+@torch.compiler.assume_constant_result
+def _table_lists_layers() -> bool:
+    """A constant to torch.compile (which cannot trace the file read): the table is committed."""
+    return bool(fused_layers(TABLE))
+
+
+def may_fuse() -> bool:
+    """Whether any layer can run fused now (an override or a non-empty table): cheap, so a
+    network keeps today's forward untouched when this is False."""
+    choice = forced()
+    return choice == "fused" or (choice == "" and _table_lists_layers())
+
+
+def uses_fused_conv(x: torch.Tensor, weight: torch.Tensor, *, stride: int, padding: int,
+                    norm: str) -> bool:
+    """Whether the layer conv(x, weight) followed by ``norm`` runs the fused convolution."""
+    choice = forced()
+    if choice == "module":
+        return False
+    runnable = (x.dtype in FUSED_DTYPES and weight.dtype == x.dtype
+                and not torch.is_autocast_enabled(x.device.type)
+                and conv_fused_backend(x.device) is not None)
+    if choice == "fused":
+        if not runnable:
+            raise ValueError(f"{ENV_VAR}=fused, but the fused convolution cannot run this layer "
+                             f"({x.dtype} on {x.device}, autocast "
+                             f"{torch.is_autocast_enabled(x.device.type)}): it needs Triton (a "
+                             "CUDA GPU, or TRITON_INTERPRET=1 on CPU), float32/bfloat16/float16 "
+                             f"and no autocast; unset {ENV_VAR}")
+        return True
+    return runnable and layer_key(norm, x.dtype, x.shape, weight.shape, stride,
+                                  padding) in fused_layers(TABLE)

@@ -1,0 +1,82 @@
+"""Writing files without stopping the training loop: a host snapshot, then a writer thread.
+
+The training thread copies what is to be written to host memory (``host_copy``: one pass of
+asynchronous copies into pinned buffers and one wait on CUDA, plain clones on the CPU, so later
+steps, which update the weights in place, cannot change the snapshot) and hands a job that
+writes the copy to ``BackgroundWriter``: one thread, jobs run in the order given. Encoding,
+hashing, fsync and renames (checkpoints) or PNG and plot rendering (samples) then overlap the
+next steps. A job's error is raised on the training thread at the next ``submit`` or ``wait``,
+before anything else is written.
+"""
+from concurrent.futures import ThreadPoolExecutor
+
+import torch
+
+
+def host_copy(obj):
+    """``obj`` (tensors in dicts, lists and tuples) with every tensor copied to the host,
+    contiguous, detached and owning its memory; a tensor met twice is copied once (shared
+    storage stays shared). Waits once for the device copies."""
+    copies, on_cuda = {}, []
+
+    def copy(value):
+        if isinstance(value, torch.Tensor):
+            if id(value) not in copies:
+                if value.device.type == "cuda":
+                    host = torch.empty(value.shape, dtype=value.dtype, pin_memory=True)
+                    host.copy_(value.detach(), non_blocking=True)
+                    on_cuda.append(value.device)
+                else:
+                    host = value.detach().clone(memory_format=torch.contiguous_format)
+                copies[id(value)] = host
+            return copies[id(value)]
+        if isinstance(value, dict):
+            return {key: copy(item) for key, item in value.items()}
+        if isinstance(value, (list, tuple)):
+            return type(value)(copy(item) for item in value)
+        return value
+
+    snapshot = copy(obj)
+    for device in set(on_cuda):  # the copies are on each device's current stream
+        torch.cuda.current_stream(device).synchronize()
+    return snapshot
+
+
+class BackgroundWriter:
+    """One thread running ``submit``-ted jobs in order; ``wait`` drains it.
+
+    ``submit(job, in_flight=n)`` first waits until fewer than ``n`` jobs are pending: a
+    checkpoint passes 1, so at most one save is in flight and the next save waits for the
+    previous one (and its host snapshot is freed before the next is taken); samples and page
+    refreshes pass 3, so two may queue behind a running save without stopping the loop.
+    """
+
+    def __init__(self):
+        self._pool = None
+        self._pending = []   # futures, oldest first
+
+    def submit(self, job, in_flight: int = 1) -> None:
+        self.raise_errors()
+        while len(self._pending) >= in_flight:
+            self._pending.pop(0).result()
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(1, thread_name_prefix="fastp2p-writer")
+        self._pending.append(self._pool.submit(job))
+
+    def raise_errors(self) -> None:
+        """Re-raise the error of the oldest finished job that failed (dropping finished ones)."""
+        while self._pending and self._pending[0].done():
+            self._pending.pop(0).result()
+
+    def wait(self) -> None:
+        """Wait for every job; re-raises the first failure (the later jobs still finish)."""
+        while self._pending:
+            self._pending.pop(0).result()
+
+    def close(self) -> None:
+        """Let the jobs finish and stop the thread. Their errors are not raised: ``close`` runs
+        where another error is already on its way out (``wait`` first to see them)."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
+        self._pending.clear()
