@@ -22,7 +22,6 @@ import copy
 import functools
 import json
 import os
-import platform
 import statistics
 import sys
 import time
@@ -32,7 +31,7 @@ import torch
 import torch.nn.functional as F
 
 import fastp2p
-from fastp2p.bench.environment import find_checkout, git_commit
+from fastp2p.bench.environment import cpu_model, find_checkout, git_commit
 from fastp2p.nn.folding import folding_disabled
 from fastp2p.ops import backend_name_for
 from fastp2p.ops.backends import cpp as cpp_backend
@@ -62,20 +61,10 @@ def interleaved_ms(functions, repeats, warmup=1):
     return {name: (statistics.median(t), min(t), max(t)) for name, t in times.items()}
 
 
-def _cpu_model() -> str:
-    """The CPU's model name (Linux /proc/cpuinfo), else what platform knows."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
 
 def _environment():
     commit, dirty = git_commit(find_checkout(Path(__file__).resolve().parent))
-    return {"device": "cpu", "cpu": _cpu_model(),
+    return {"device": "cpu", "cpu": cpu_model(),
             "cpu_count": os.cpu_count(), "threads": torch.get_num_threads(),
             "torch": torch.__version__, "fastp2p": fastp2p.__version__,
             "cpp_backend": cpp_backend.available(), "commit": commit, "dirty": dirty,

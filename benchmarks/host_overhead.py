@@ -20,28 +20,17 @@ figures. Run: ``python benchmarks/host_overhead.py [--threads 1] [--samples 31]`
 """
 import argparse
 import os
-import platform
 import statistics
 import time
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
 import fastp2p
+from fastp2p.bench.environment import cpu_model
 from fastp2p.ops import backend_name_for, norm_act, norm_act_concat
 from fastp2p.reference import UnetGenerator
 
-
-def cpu_model() -> str:
-    """The CPU's model name as ``lscpu`` prints it (from /proc/cpuinfo), else platform's."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def per_call_us(cases, calls, samples):

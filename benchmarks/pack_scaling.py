@@ -14,10 +14,11 @@ Run: ``python benchmarks/pack_scaling.py --counts 2000,10000 --work /tmp/pack-sc
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 from pathlib import Path
+
+from fastp2p.bench.environment import cpu_model
 
 CHILD = """
 import json, resource, sys, time
@@ -34,15 +35,6 @@ print(json.dumps({"pairs": index["count"], "shards": len(index["shards"]), "wall
                   "worker_peak_rss_mb": children.ru_maxrss / 1024}))
 """
 
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def linked_subset(source: Path, target: Path, count: int) -> Path:

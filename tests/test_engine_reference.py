@@ -12,7 +12,7 @@ from fastp2p.reference import GANLoss, NLayerDiscriminator, UnetGenerator, get_n
 from fastp2p.train.engine import LOSS_NAMES, Pix2PixEngine
 from helpers.tolerances import TRAINING_200_STEPS, assert_close
 from helpers.train_helpers import parameters_and_buffers, random_batches, tiny_networks
-from helpers.triton_interpreter import CPU_BACKEND_PARAMS
+from helpers.triton_interpreter import FAST_CPU_BACKEND_PARAMS
 
 
 def reference_networks(netG, netD, norm):
@@ -74,7 +74,6 @@ def test_eager_engine_is_the_reference_step_bit_for_bit(norm, gan_mode, use_drop
 
 
 # 200 steps through the interpreted Triton kernels would take minutes: reference math and C++.
-FAST_CPU_BACKENDS = [p for p in CPU_BACKEND_PARAMS if getattr(p, "values", (p,))[0] != "triton"]
 
 
 
@@ -101,7 +100,7 @@ STEPS = {"batch": 200, "instance": 40}
 
 
 @pytest.mark.parametrize("norm", sorted(STEPS))
-@pytest.mark.parametrize("backend", FAST_CPU_BACKENDS, indirect=True)
+@pytest.mark.parametrize("backend", FAST_CPU_BACKEND_PARAMS, indirect=True)
 def test_fused_steps_track_the_reference_networks(backend, norm):
     """DESIGN.md §5: float32 steps of fastp2p's modules through the engine against the reference
     networks through the reference step: final weights within 1e-3 relative and the loss curves

@@ -15,18 +15,12 @@ import torch.nn as nn
 import fastp2p
 from fastp2p import reference
 from fastp2p.nn import folding
-from fastp2p.ops.backends import cpp as cpp_backend
-from helpers.tolerances import (BF16_NETWORK, BF16_VS_AUTOCAST, FP32_NETWORK, FP32_SINGLE_OP, assert_close,
-                        relative_error)
+from helpers.tolerances import (BF16_NETWORK, BF16_VS_AUTOCAST, FP32_NETWORK, FP32_SINGLE_OP,
+                                assert_close, relative_error)
+from helpers.triton_interpreter import FAST_CPU_BACKEND_PARAMS
 
-BACKENDS = ["reference", pytest.param("cpp", marks=pytest.mark.skipif(
-    not cpp_backend.available(), reason="fastp2p._C was not built"))]
-
-
-@pytest.fixture(params=BACKENDS)
-def backend(request, monkeypatch):
-    monkeypatch.setenv("FASTP2P_BACKEND", request.param)
-    return request.param
+# conftest's backend fixture, narrowed to the backends that run whole networks quickly
+ON_FAST_BACKENDS = pytest.mark.parametrize("backend", FAST_CPU_BACKEND_PARAMS, indirect=True)
 
 
 @pytest.fixture
@@ -86,6 +80,7 @@ def _batchnorms(net):
 
 @pytest.mark.parametrize("grad_off", ["no_grad", "inference_mode", "no_param_requires_grad"])
 @pytest.mark.parametrize("layout", ["nchw", "nhwc"])
+@ON_FAST_BACKENDS
 def test_folded_unet_matches_float64_reference(backend, poisoned, layout, grad_off):
     ours, theirs = _unet_pair()
     ours.eval()
@@ -110,6 +105,7 @@ def test_folded_unet_matches_float64_reference(backend, poisoned, layout, grad_o
 
 
 @pytest.mark.parametrize("name", ["patch", "pixel"])
+@ON_FAST_BACKENDS
 def test_folded_discriminators_match_float64_reference(backend, poisoned, name):
     torch.manual_seed(0)
     norm_layer = reference.get_norm_layer("batch")
@@ -146,6 +142,7 @@ def _assert_follows(ours, theirs, x, what):
     assert_close(out, _reference_output(theirs, x), FP32_NETWORK, what)
 
 
+@ON_FAST_BACKENDS
 def test_second_call_follows_in_place_changes(backend):
     ours, theirs = _unet_pair()
     ours.eval()
@@ -172,6 +169,7 @@ def test_second_call_follows_in_place_changes(backend):
         _assert_follows(ours, theirs, x, f"after changing the {what}")
 
 
+@ON_FAST_BACKENDS
 def test_changed_eps_and_load_state_dict_invalidate_the_cache(backend):
     ours, theirs = _unet_pair()
     ours.eval()
@@ -203,6 +201,7 @@ def test_moving_the_module_rebuilds_the_fold(monkeypatch):
     assert_close(out, _reference_output(theirs, x), 1e-10, "after .double()")
 
 
+@ON_FAST_BACKENDS
 def test_folding_leaves_state_dict_and_parameters_alone(backend):
     ours, _ = _unet_pair()
     before = {k: v.clone() for k, v in ours.state_dict().items()}
@@ -218,6 +217,7 @@ def test_folding_leaves_state_dict_and_parameters_alone(backend):
 
 
 @pytest.mark.parametrize("case", ["train-batch", "eval-instance", "eval-with-grad"])
+@ON_FAST_BACKENDS
 def test_statistics_path_where_folding_does_not_apply(backend, case):
     """Train-mode BatchNorm (batch statistics, running stats updated), InstanceNorm, and any
     forward that records gradients keep the norm: nothing is folded, outputs and gradients as
@@ -255,6 +255,7 @@ def test_statistics_path_where_folding_does_not_apply(backend, case):
         assert _folded_norms(ours) == []  # train mode under no_grad: batch statistics too
 
 
+@ON_FAST_BACKENDS
 def test_inference_tensors_are_not_cached_but_still_correct(backend):
     """Parameters created under inference_mode have no version counter to watch: no fold."""
     ours, theirs = _unet_pair()
@@ -267,6 +268,7 @@ def test_inference_tensors_are_not_cached_but_still_correct(backend):
     assert_close(out, _reference_output(theirs, _image()), FP32_NETWORK, "inference tensors")
 
 
+@ON_FAST_BACKENDS
 def test_the_check_per_call_reuses_the_fold(backend, monkeypatch):
     ours, _ = _unet_pair()
     ours.eval()
@@ -284,6 +286,7 @@ def test_the_check_per_call_reuses_the_fold(backend, monkeypatch):
     assert len(calls) == len(_batchnorms(ours)) + 1  # only the changed one is rebuilt
 
 
+@ON_FAST_BACKENDS
 def test_folding_disabled_keeps_the_statistics_path(backend):
     ours, theirs = _unet_pair()
     ours.eval()
@@ -297,6 +300,7 @@ def test_folding_disabled_keeps_the_statistics_path(backend):
     assert set(_folded_norms(ours)) == set(_batchnorms(ours))  # on again after the block
 
 
+@ON_FAST_BACKENDS
 def test_folded_unet_under_bf16_autocast_within_pytorchs_own_error(backend):
     """DESIGN section 5's bf16 rule for the folded path (weights folded in float32, then cast by
     autocast): within 2e-2 of float64 and no worse than 1.5x PyTorch's own autocast error."""

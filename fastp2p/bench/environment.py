@@ -58,11 +58,23 @@ def nvidia_driver():
     return lines[0].strip() if result.returncode == 0 and lines else None
 
 
+def cpu_model() -> str:
+    """The CPU's model name as ``lscpu`` prints it (Linux /proc/cpuinfo), else platform's: CPU
+    figures differ by model (the same code measured 1.6x on a Xeon and 1.2x on an EPYC)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def device_name(device) -> str:
     device = torch.device(device)
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
-    return f"CPU ({platform.processor() or platform.machine()}, {os.cpu_count()} cores)"
+    return f"CPU ({cpu_model()}, {os.cpu_count()} cores)"
 
 
 def device_slug(device) -> str:

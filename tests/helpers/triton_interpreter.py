@@ -39,5 +39,9 @@ CPU_BACKEND_PARAMS = [
     pytest.param("triton", marks=[pytest.mark.interpreter, pytest.mark.skipif(
         KERNELS is None, reason="interpreter tests: need triton ('.[test]') and no GPU")]),
     pytest.param("cpp", marks=pytest.mark.skipif(
-        not _cpp_built(), reason="fastp2p._C was not built (see fastp2p.ops.backends.cpp.unavailable_reason())")),
+        not _cpp_built(), reason="fastp2p._C was not built (see "
+                                 "fastp2p.ops.backends.cpp.unavailable_reason())")),
 ]
+# Those without the interpreter, for whole-network tests it would make slow.
+FAST_CPU_BACKEND_PARAMS = [p for p in CPU_BACKEND_PARAMS
+                           if getattr(p, "values", (p,))[0] != "triton"]
