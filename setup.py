@@ -202,7 +202,8 @@ setup(
     packages=PACKAGES,
     package_dir={"fastp2p.kernels": "kernels"},
     # the measured Triton / CUDA C++ choice table, once a GPU run has written one
-    package_data={"fastp2p.ops.backends": ["cuda_norm_act_choice.json"]},
+    # the measured choice tables, once a GPU run commits them
+    package_data={"fastp2p.ops.backends": ["cuda_norm_act_choice.json", "conv_choice.json"]},
     ext_modules=[Extension("fastp2p._C", sources=CPP_SOURCES, language="c++")],
     cmdclass={"build_ext": OptionalBuildExt},
     # A range that an installed CPU build satisfies: pip then installs no CUDA torch on top of it.
