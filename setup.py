@@ -201,8 +201,7 @@ setup(
     python_requires=">=3.10",
     packages=PACKAGES,
     package_dir={"fastp2p.kernels": "kernels"},
-    # the measured Triton / CUDA C++ choice table, once a GPU run has written one
-    # the measured choice tables, once a GPU run commits them
+    # the measured choice tables (norm-act backend, fused conv), once a GPU run commits them
     package_data={"fastp2p.ops.backends": ["cuda_norm_act_choice.json", "conv_choice.json"]},
     ext_modules=[Extension("fastp2p._C", sources=CPP_SOURCES, language="c++")],
     cmdclass={"build_ext": OptionalBuildExt},
