@@ -6,7 +6,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from fastp2p.train.distributed import ProcessInfo, wrap_for_data_parallel
+from fastp2p.train.distributed import ProcessInfo, shutdown_processes, wrap_for_data_parallel
 from fastp2p.train.engine import Pix2PixEngine
 from helpers.train_helpers import random_batches, tiny_networks
 
@@ -35,8 +35,9 @@ def _worker(rank, world_size, port, batches, out_dir):
         torch.save({"G": netG.state_dict(), "D": netD.state_dict(),
                     "dropout_rng": netG.dropout_rng.clone()},
                    os.path.join(out_dir, f"rank{rank}.pt"))
+        engine = None  # its DDP reducers go before the group (see shutdown_processes)
     finally:
-        dist.destroy_process_group()
+        shutdown_processes(ProcessInfo(rank, world_size, torch.device("cpu")))
 
 
 def test_two_gloo_processes_match_one_process_on_the_whole_batch(tmp_path):

@@ -4,6 +4,7 @@
 each process trains on its shard of every batch (the data loader shards by rank), gradients are
 averaged by DistributedDataParallel (NCCL on GPUs, gloo on CPUs), and rank 0 alone writes files.
 """
+import gc
 import os
 from dataclasses import dataclass
 
@@ -85,5 +86,12 @@ def _give_each_rank_its_dropout_stream(net: torch.nn.Module, rank: int) -> None:
 
 
 def shutdown_processes(info: ProcessInfo) -> None:
+    """Destroy the process group once the caller has dropped its DDP modules.
+
+    A DDP reducer freed after destroy_process_group owns the group's last reference, and its
+    destructor joins gloo's worker thread with the GIL held: a deadlock when that thread needs
+    the GIL to free its last work item (a 2-process test hung so in CI, 2026-12-01). Collecting
+    the dropped modules here frees the reducers while the group is still registered."""
     if info.world_size > 1 and dist.is_initialized():
+        gc.collect()
         dist.destroy_process_group()

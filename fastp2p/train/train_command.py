@@ -203,6 +203,8 @@ def run(args: argparse.Namespace, times=None) -> int:
         return 1
     finally:
         close_trackers(trackers)
+        # DDP's reducers go while the process group is still registered (see shutdown_processes)
+        engine = trainer = None  # noqa: F841
         shutdown_processes(info)
 
 
