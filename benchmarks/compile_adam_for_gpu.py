@@ -4,9 +4,7 @@ loop, the bit-level bf16 rounding, the scalar atomic). Run without TRITON_INTERP
 any failure."""
 import sys
 
-import triton
-from triton.backends.compiler import GPUTarget
-from triton.compiler import ASTSource
+from sm90 import compile_for_sm90
 
 from fastp2p.kernels.adam import GPU_BLOCK, _adam_kernel
 
@@ -24,14 +22,12 @@ def main() -> int:
                                         else "i64")
                      for name in _adam_kernel.arg_names}
         signature.update({name: "constexpr" for name in constexprs})
-        try:
-            compiled = triton.compile(ASTSource(fn=_adam_kernel, signature=signature,
-                                                constexprs=constexprs),
-                                      target=GPUTarget("cuda", 90, 32))
-            assert "atom" in compiled.asm["ptx"], "no atomic in the PTX"
-        except Exception as err:  # report every failing specialization, then fail
-            failures += 1
-            print(f"FAILED COPY_BF16={copy_bf16}: {err!r}"[:3000])
+        compiled = compile_for_sm90(_adam_kernel, signature, constexprs,
+                                    f"COPY_BF16={copy_bf16}")
+        if compiled is not None and "atom" not in compiled.asm["ptx"]:
+            print(f"FAILED COPY_BF16={copy_bf16}: no atomic in the PTX")
+            compiled = None
+        failures += compiled is None
     print(f"compiled 2 adam specializations for sm_90, {failures} failed")
     return 1 if failures else 0
 
