@@ -192,7 +192,7 @@ def _exit_code_and_error(argv, capsys):
     ("--epoch_count", "0"), ("--lr_decay_iters", "0"), ("--log-every", "0"), ("--ngf", "0"),
     ("--load_size", "-1"), ("--num_threads", "-2"),
     ("--name", "../../x"), ("--name", "a/b"), ("--name", ".."), ("--name", ""),
-    ("--epoch", "../../latest"),
+    ("--epoch", "../../latest"), ("--print_freq", "0"), ("--load_iter", "-4"),
 ])
 def test_bad_option_values_exit_2_before_anything_is_written(tmp_path, capsys, option, value):
     data = write_aligned_dataset(tmp_path / "data", pairs=1, phases=("train",))

@@ -20,6 +20,8 @@ import argparse
 import os
 from dataclasses import dataclass
 
+from fastp2p.option_types import non_negative_int, positive_int
+
 GROUP_TITLE = "reference options (accepted so its commands run unchanged)"
 VISDOM = "no visdom display here; see web/index.html, --tensorboard, --use_wandb"
 DEFAULT_LOG_EVERY = 50  # steps between loss reads when neither --log-every nor --print_freq
@@ -68,7 +70,7 @@ def add_reference_arguments(parser: argparse.ArgumentParser, phase: str) -> None
                             "cuda:N); several ids are refused: run one process per GPU with "
                             "`torchrun --nproc_per_node=K -m fastp2p ...` instead (default: "
                             "--device)")
-    group.add_argument("--load_iter", type=int, default=0,
+    group.add_argument("--load_iter", type=non_negative_int, default=0,
                        help="when > 0, load iter_LOAD_ITER_* (saved by train --save_by_iter) "
                             "instead of --epoch (default %(default)s)")
     group.add_argument("--verbose", action="store_true",
@@ -77,7 +79,7 @@ def add_reference_arguments(parser: argparse.ArgumentParser, phase: str) -> None
                        help="append _SUFFIX to --name; may name other options, e.g. "
                             "'{netG}_size{load_size}' (default: none)")
     if phase == "train":
-        group.add_argument("--print_freq", type=int, default=None, metavar="IMAGES",
+        group.add_argument("--print_freq", type=positive_int, default=None, metavar="IMAGES",
                            help="read, log and print the losses every this many training "
                                 "images (rounded to whole batches; sets --log-every)")
         group.add_argument("--phase", default="train",
@@ -116,8 +118,6 @@ def apply_reference_options(args: argparse.Namespace, phase: str) -> str | None:
                              "(write options as {netG}, {load_size}, ...)") from None
     if args.gpu_ids is not None:
         args.device = _device_for_gpu_ids(args.gpu_ids, args.device)
-    if args.load_iter < 0:
-        raise ValueError(f"--load_iter must be >= 0, got {args.load_iter}")
     if args.load_iter > 0:
         args.epoch = f"iter_{args.load_iter}"
     if phase == "train":
@@ -157,8 +157,6 @@ def _log_every(args) -> int:
     if args.log_every is not None:
         raise ValueError("--print_freq and --log-every both set how often losses are read: "
                          "keep one of them")
-    if args.print_freq < 1:
-        raise ValueError(f"--print_freq must be >= 1, got {args.print_freq}")
     return max(1, args.print_freq // args.batch_size)
 
 
