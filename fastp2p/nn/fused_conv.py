@@ -8,7 +8,9 @@ buffers updated like nn.BatchNorm2d's), and the next scale/shift are tiny per-ch
 on them (autograd carries gamma, beta and the statistics). Between two fused layers the
 normalised activation is never written. A layer left to its module runs as in
 ``fastp2p.nn.fused.sequential_forward`` (module conv + norm_act), after plain torch ops apply
-whatever norm + activation the fused layer before it left pending.
+whatever norm + activation the fused layer before it left pending. ``fused_conv_norm``,
+``fusable``, ``norm_name`` and ``apply_transform`` are shared with the U-Net's routing
+(fastp2p.nn.unet_conv).
 """
 from typing import NamedTuple, Optional
 
@@ -48,14 +50,21 @@ def _layers(seq: nn.Sequential):
     return layers
 
 
-def _norm_name(norm) -> str:
-    if norm is None:
+def norm_name(norm) -> str:
+    """conv_norm_act's ``norm`` for a norm module (None or nn.Identity: "none")."""
+    if norm is None or isinstance(norm, nn.Identity):
         return "none"
     return "batch" if isinstance(norm, nn.BatchNorm2d) else "instance"
 
 
-def _fusable(conv: nn.Conv2d) -> bool:
-    """The geometry the fused kernel computes: square stride and padding, zeros padding."""
+def fusable(conv: nn.Module) -> bool:
+    """The geometry the fused kernel computes: square stride and padding, zeros padding; a
+    transposed convolution also without output padding and with a kernel that is a multiple of
+    the stride."""
+    if isinstance(conv, nn.ConvTranspose2d) and (
+            conv.output_padding != (0, 0)
+            or any(k % conv.stride[0] for k in conv.kernel_size)):
+        return False
     return (conv.groups == 1 and conv.dilation == (1, 1) and conv.padding_mode == "zeros"
             and isinstance(conv.padding, tuple) and conv.padding[0] == conv.padding[1]
             and conv.stride[0] == conv.stride[1])
@@ -66,48 +75,62 @@ def _per_channel(t: torch.Tensor) -> torch.Tensor:
     return t[:, :, None, None] if t.dim() == 2 else t[None, :, None, None]
 
 
-def _apply(x, transform: InputTransform, slope: float):
-    """What a fused layer's prologue would apply, as torch ops (before a module layer)."""
+def apply_transform(x, transform: InputTransform, slope: float):
+    """What a fused layer's prologue would apply, as torch ops (before a module layer); no
+    dropout (a pending dropout goes through fastp2p.ops.norm_act)."""
     if transform.scale is not None:
         x = (x * _per_channel(transform.scale) + _per_channel(transform.shift)).to(x.dtype)
     if transform.activation == "leaky_relu":
         x = F.leaky_relu(x, slope)
+    elif transform.activation == "relu":
+        x = torch.relu(x)
     return x
 
 
-def _next_transform(norm, mean, rstd, slope) -> InputTransform:
-    """The next prologue from this layer's statistics: scale = gamma * rstd, shift = beta -
-    mean * scale (gamma 1, beta 0 without affine), then the LeakyReLU if there is one."""
-    activation = "leaky_relu" if slope is not None else "none"
+def _scale_shift(norm, mean, rstd):
+    """The next prologue's coefficients from this layer's statistics: scale = gamma * rstd,
+    shift = beta - mean * scale (gamma 1, beta 0 without affine); (None, None) without a norm."""
     if mean is None:
-        return InputTransform(activation=activation)
+        return None, None
     scale = rstd if norm.weight is None else norm.weight * rstd
     shift = -mean * scale if norm.bias is None else norm.bias - mean * scale
-    return InputTransform(scale, shift, activation)
+    return scale, shift
 
 
-def _fused_layer(layer: _Layer, x, transform: InputTransform, slope: float):
-    """conv_norm_act of one layer: its pre-norm output and the next layer's prologue."""
-    conv, norm = layer.conv, layer.norm
-    name = _norm_name(norm)
-    geometry = dict(stride=conv.stride[0], padding=conv.padding[0], slope=slope)
+def fused_conv_norm(conv: nn.Module, norm: Optional[nn.Module], sources, transforms,
+                    slope: float):
+    """conv_norm_act of one layer: (pre-norm output, scale, shift) with the next prologue's
+    coefficients of ``norm`` (None, None without one). ``conv``: nn.Conv2d, or
+    nn.ConvTranspose2d reading its one or two sources as one concatenation. Batch norm in
+    training updates its running buffers and counts the batch like nn.BatchNorm2d; in eval its
+    running statistics give the coefficients."""
+    name = norm_name(norm)
+    geometry = dict(stride=conv.stride[0], padding=conv.padding[0], slope=slope,
+                    transposed=isinstance(conv, nn.ConvTranspose2d))
     batch = name == "batch"
     if batch and not norm.training and norm.track_running_stats:
         # eval batch norm: the running statistics are constants of the next prologue
-        y, _, _ = conv_norm_act([x], [transform], conv.weight, conv.bias, norm="none",
+        y, _, _ = conv_norm_act(sources, transforms, conv.weight, conv.bias, norm="none",
                                 **geometry)
         rstd = torch.rsqrt(norm.running_var.float() + norm.eps)
-        return y, _next_transform(norm, norm.running_mean.float(), rstd, layer.slope)
+        return (y, *_scale_shift(norm, norm.running_mean.float(), rstd))
     tracking = batch and norm.training and norm.track_running_stats
     running = dict(running_mean=norm.running_mean, running_var=norm.running_var,
                    momentum=norm.momentum) if tracking else {}
     if tracking:
         with torch.no_grad():
             norm.num_batches_tracked.add_(1)
-    y, mean, rstd = conv_norm_act([x], [transform], conv.weight, conv.bias, norm=name,
-                                  eps=norm.eps if norm is not None else 1e-5, **running,
+    y, mean, rstd = conv_norm_act(sources, transforms, conv.weight, conv.bias, norm=name,
+                                  eps=norm.eps if name != "none" else 1e-5, **running,
                                   **geometry)
-    return y, _next_transform(norm, mean, rstd, layer.slope)
+    return (y, *_scale_shift(norm, mean, rstd))
+
+
+def _fused_layer(layer: _Layer, x, transform: InputTransform, slope: float):
+    """One stack layer through the fused convolution: its pre-norm output and the next
+    layer's prologue (this norm's scale/shift, then the layer's LeakyReLU if it has one)."""
+    y, scale, shift = fused_conv_norm(layer.conv, layer.norm, [x], [transform], slope)
+    return y, InputTransform(scale, shift, "leaky_relu" if layer.slope is not None else "none")
 
 
 def _module_layer(layer: _Layer, x, fold: bool):
@@ -134,11 +157,12 @@ def conv_stack_forward(seq: nn.Sequential, x):
     transform, slope = IDENTITY, 0.2
     for layer in layers:
         conv = layer.conv
-        if _fusable(conv) and uses_fused_conv(x, conv.weight, stride=conv.stride[0],
-                                              padding=conv.padding[0],
-                                              norm=_norm_name(layer.norm)):
+        if fusable(conv) and uses_fused_conv(x, conv.weight, stride=conv.stride[0],
+                                             padding=conv.padding[0],
+                                             norm=norm_name(layer.norm)):
             x, transform = _fused_layer(layer, x, transform, slope)
         else:
-            x, transform = _module_layer(layer, _apply(x, transform, slope), fold), IDENTITY
+            x, transform = _module_layer(layer, apply_transform(x, transform, slope),
+                                         fold), IDENTITY
         slope = layer.slope if layer.slope is not None else 0.2
-    return _apply(x, transform, slope)
+    return apply_transform(x, transform, slope)

@@ -4,6 +4,8 @@ from fastp2p.nn.checkpoint import infer_unet_config
 from fastp2p.nn.compat import ReferenceCheckpointMixin
 from fastp2p.nn.fused import init_dropout_rng, set_dropout_rng, unet_forward, unet_supported
 from fastp2p.nn.norm import describe_norm_layer, resolve_norm_layer
+from fastp2p.nn.unet_conv import unet_conv_forward
+from fastp2p.ops.backends.conv_choice import may_fuse
 from fastp2p.reference.unet import UnetGenerator
 
 MIN_NUM_DOWNS = 5  # the reference always builds the 4 outer levels plus the innermost one
@@ -19,6 +21,9 @@ class UNet(ReferenceCheckpointMixin, UnetGenerator):
     The forward runs the modules' own convolutions and fastp2p's fused norm + activation
     (+ dropout, + skip concatenation) ops (fastp2p.nn.fused); norm layers it cannot reproduce
     exactly (e.g. SyncBatchNorm, BatchNorm with momentum=None) run the reference forward.
+    The layers that the conv choice gives to the fused convolution
+    (fastp2p.ops.backends.conv_choice: none by default, all with FASTP2P_CONV=fused) run as
+    fastp2p.ops.conv_norm_act instead (fastp2p.nn.unet_conv), with the same dropout masks.
     Behaviour change: in train mode with ``use_dropout=True`` the dropout masks come from a
     counter-based RNG, not torch's global RNG, so they differ from the reference's masks (the
     math given a mask is the same). State: the non-persistent buffer ``dropout_rng``
@@ -52,6 +57,8 @@ class UNet(ReferenceCheckpointMixin, UnetGenerator):
                           spatial_multiple=2 ** self.num_downs)
         if not unet_supported(self):
             return super().forward(input)
+        if may_fuse():
+            return unet_conv_forward(self, input)
         return unet_forward(self, input)
 
     def set_dropout_rng(self, seed: int, offset: int = 0) -> None:

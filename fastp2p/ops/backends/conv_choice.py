@@ -25,11 +25,14 @@ CHOICES = ("fused", "module")
 FUSED_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
 
 
-def layer_key(norm: str, dtype, input_shape, weight_shape, stride: int, padding: int) -> tuple:
+def layer_key(norm: str, dtype, input_shape, weight_shape, stride: int, padding: int,
+              transposed: bool = False) -> tuple:
     """The lookup key of one layer: its norm, the storage dtype's name, the (N, C, H, W) input,
-    the (C_out, C_in, KH, KW) weight, stride and padding."""
+    the weight ((C_out, C_in, KH, KW); transposed: (C_in, C_out, KH, KW)), stride, padding and
+    whether it is a transposed convolution (a table entry's optional "transposed", default
+    false)."""
     return (norm, str(dtype).replace("torch.", ""), tuple(int(s) for s in input_shape),
-            tuple(int(s) for s in weight_shape), int(stride), int(padding))
+            tuple(int(s) for s in weight_shape), int(stride), int(padding), bool(transposed))
 
 
 @lru_cache(maxsize=None)
@@ -39,7 +42,8 @@ def fused_layers(path: Path) -> frozenset:
     try:
         table = json.loads(path.read_text())
         return frozenset(layer_key(e["norm"], e["dtype"], e["input"], e["weight"], e["stride"],
-                                   e["padding"]) for e in table["fused"])
+                                   e["padding"], e.get("transposed", False))
+                         for e in table["fused"])
     except FileNotFoundError:
         return frozenset()
     except (OSError, ValueError, KeyError, TypeError) as error:
@@ -69,8 +73,10 @@ def may_fuse() -> bool:
 
 
 def uses_fused_conv(x: torch.Tensor, weight: torch.Tensor, *, stride: int, padding: int,
-                    norm: str) -> bool:
-    """Whether the layer conv(x, weight) followed by ``norm`` runs the fused convolution."""
+                    norm: str, transposed: bool = False) -> bool:
+    """Whether the layer conv(x, weight) followed by ``norm`` runs the fused convolution.
+    ``transposed``: a decoder's transposed convolution, whose input is the concatenation of
+    its sources: x is the first of them, the key's input channels are weight.shape[0]."""
     choice = forced()
     if choice == "module":
         return False
@@ -85,5 +91,6 @@ def uses_fused_conv(x: torch.Tensor, weight: torch.Tensor, *, stride: int, paddi
                              "CUDA GPU, or TRITON_INTERPRET=1 on CPU), float32/bfloat16/float16 "
                              f"and no autocast; unset {ENV_VAR}")
         return True
-    return runnable and layer_key(norm, x.dtype, x.shape, weight.shape, stride,
-                                  padding) in fused_layers(TABLE)
+    input_shape = (x.shape[0], weight.shape[0], *x.shape[2:]) if transposed else x.shape
+    return runnable and layer_key(norm, x.dtype, input_shape, weight.shape, stride, padding,
+                                  transposed) in fused_layers(TABLE)

@@ -1,0 +1,163 @@
+"""The U-Net forward with the fused convolution (fastp2p.ops.conv_norm_act) on the layers the
+conv choice gives it (fastp2p.ops.backends.conv_choice: none by default, every one with
+FASTP2P_CONV=fused), over the reference module tree (same parameters as fastp2p.nn.fused).
+
+A fused down conv reads its level's input before that input's norm: its prologue applies the
+norm's scale/shift and the LeakyReLU, its epilogue gives its own norm's statistics. A fused
+decoder conv (transposed) reads two sources instead of a concatenation: the skip (the level's
+input, scale/shift + ReLU) and the up tensor (the inner level's pre-norm output, scale/shift +
+dropout mask + ReLU). Between fused layers the normalised activation is never written. The
+outermost conv's output goes through torch.tanh (the fused kernel has no tanh epilogue).
+
+Each tensor travels as a ``_Source``: the tensor and what its consumers still have to apply. A
+layer left to its module runs as in ``fastp2p.nn.fused._unet_level`` (module conv, norm_act /
+norm_act_concat), after plain torch ops apply a scale/shift a fused layer left pending; a module
+up conv leaves its norm (and the block's dropout) to its consumer, as today's path does.
+Dropout masks are the counter RNG's, drawn in today's order (innermost level first), so
+FASTP2P_CONV=fused and today's path drop the same elements.
+"""
+from typing import NamedTuple, Optional
+
+import torch
+import torch.nn as nn
+
+from fastp2p.kernels.conv_fused_types import InputTransform
+from fastp2p.nn.folding import gradient_wanted
+from fastp2p.nn.fused import DropoutRNG, conv_norm
+from fastp2p.nn.fused_conv import apply_transform, fusable, fused_conv_norm, norm_name
+from fastp2p.ops import norm_act, norm_act_concat
+from fastp2p.ops.aligned_channels import conv2d
+from fastp2p.ops.backends.conv_choice import uses_fused_conv
+from fastp2p.ops.conv_transpose import conv_transpose2d
+
+NO_DROPOUT = (0.0, 0, 0)
+
+
+class _Source(NamedTuple):
+    """A layer's output as its consumers read it: dropout(act(x * scale + shift)) or, with a
+    module norm pending, dropout(act(norm_act's norm of x)). At most one of scale/shift and
+    ``norm`` is set; ``activated`` says which activation x already went through (then neither
+    is set)."""
+    x: torch.Tensor
+    scale: Optional[torch.Tensor] = None  # a fused layer's norm coefficients, (N, C) or (C,)
+    shift: Optional[torch.Tensor] = None
+    norm: Optional[dict] = None           # a module layer's norm: norm_act's keyword arguments
+    activated: str = "none"               # "none" | "leaky_relu" | "relu"
+    dropout: tuple = NO_DROPOUT           # (p, seed, offset) of the block's Dropout
+
+
+def _still_to_apply(source: _Source, activation: str) -> str:
+    """The consumer's activation on top of what x went through: act(act(x)) = act(x), and
+    relu(leaky_relu(x)) = relu(x) (a LeakyReLU'd input read by a ReLU consumer)."""
+    if source.activated == activation:
+        return "none"
+    if source.activated == "relu":
+        raise AssertionError(f"a ReLU'd tensor read with {activation}")  # never built
+    return activation
+
+
+def _affine(source: _Source) -> torch.Tensor:
+    return apply_transform(source.x, InputTransform(source.scale, source.shift), 0.0)
+
+
+def _materialized(source: _Source, activation: str, slope: float) -> torch.Tensor:
+    """What a module conv reads from ``source`` with ``activation`` before it."""
+    activation = _still_to_apply(source, activation)
+    p, seed, offset = source.dropout
+    if source.norm is None and activation == "none" and p == 0:
+        return _affine(source)
+    return norm_act(_affine(source), **(source.norm or dict(norm="none")), activation=activation,
+                    slope=slope, dropout_p=p, seed=seed, offset=offset)
+
+
+def _fused_input(source: _Source, activation: str, slope: float):
+    """(tensor, InputTransform) of ``source`` for a fused prologue; a pending module norm is
+    applied first (norm_act, with the activation and dropout)."""
+    if source.norm is not None:
+        return _materialized(source, activation, slope), InputTransform()
+    activation = _still_to_apply(source, activation)
+    return source.x, InputTransform(source.scale, source.shift, activation, *source.dropout)
+
+
+def _module_decoder_input(sources, slope: float) -> torch.Tensor:
+    """The input of a module transposed conv: relu(x) of the innermost down conv, or
+    ``norm_act_concat``'s cat([relu(skip), relu(dropout(norm(up)))]) — today's buffer."""
+    if len(sources) == 1:
+        return _materialized(sources[0], "relu", slope)
+    skip, up = sources
+    p, seed, offset = up.dropout
+    return norm_act_concat(_affine(skip), _affine(up), **(up.norm or dict(norm="none")),
+                           activation="relu", dropout_p=p, seed=seed, offset=offset)
+
+
+def _runs_fused(conv: nn.Module, norm: Optional[nn.Module], first: torch.Tensor) -> bool:
+    return fusable(conv) and uses_fused_conv(
+        first, conv.weight, stride=conv.stride[0], padding=conv.padding[0], norm=norm_name(norm),
+        transposed=isinstance(conv, nn.ConvTranspose2d))
+
+
+def _fused(conv, norm, sources, activation: str, slope: float) -> _Source:
+    inputs = [_fused_input(s, activation, slope) for s in sources]
+    y, scale, shift = fused_conv_norm(conv, norm, [x for x, _ in inputs],
+                                      [t for _, t in inputs], slope)
+    return _Source(y, scale, shift)
+
+
+def _down(conv, norm, source: _Source, activation: str, out_activation: str, slope: float,
+          fold: bool) -> _Source:
+    """A direct conv (with ``activation`` before it) and its norm. Module path: today's
+    norm_act(conv, norm, ``out_activation``) — what the level below reads."""
+    if _runs_fused(conv, norm, source.x):
+        return _fused(conv, norm, [source], activation, slope)
+    x = _materialized(source, activation, slope)
+    if norm is None:
+        y, kwargs = conv2d(conv, x), dict(norm="none")
+    else:
+        y, kwargs = conv_norm(conv2d, conv, norm, x, fold)
+    return _Source(norm_act(y, **kwargs, activation=out_activation, slope=slope),
+                   activated=out_activation)
+
+
+def _up(conv, norm, sources, slope: float, fold: bool) -> _Source:
+    """A transposed conv of ReLU'd sources; its norm is left to the consumer."""
+    if _runs_fused(conv, norm, sources[0].x):
+        return _fused(conv, norm, sources, "relu", slope)
+    x = _module_decoder_input(sources, slope)
+    if norm is None:
+        return _Source(conv_transpose2d(conv, x))
+    y, kwargs = conv_norm(conv_transpose2d, conv, norm, x, fold)
+    return _Source(y, norm=kwargs)
+
+
+def _norm(module: nn.Module) -> Optional[nn.Module]:
+    return None if isinstance(module, nn.Identity) else module
+
+
+def _level(block, source: _Source, rng: DropoutRNG, fold: bool):
+    """A non-outermost level of input ``source``: (skip, up), the two sources the parent's
+    transposed conv reads (the block's cat([x, up]))."""
+    m = block.model
+    slope = m[0].negative_slope
+    if isinstance(m[3], nn.ConvTranspose2d):  # innermost: [LeakyReLU, conv, ReLU, convT, norm]
+        inner = _down(m[1], None, source, "leaky_relu", "relu", slope, fold)
+        return source, _up(m[3], _norm(m[4]), [inner], slope, fold)
+    down = _down(m[1], _norm(m[2]), source, "leaky_relu", "leaky_relu", slope, fold)
+    up = _up(m[5], _norm(m[6]), list(_level(m[3], down, rng, fold)), slope, fold)
+    dropout = m[7] if len(m) > 7 else None
+    if dropout is not None and dropout.training and dropout.p > 0:
+        # after the inner levels' draws, as fastp2p.nn.fused._unet_level takes them
+        up = up._replace(dropout=(dropout.p, *rng.take(up.x.numel())))
+    return source, up
+
+
+def unet_conv_forward(unet, input):
+    """fastp2p.UNet's forward (the network already checked by ``unet_supported``), each conv
+    through the fused convolution or its module as the conv choice says."""
+    outer = unet.model.model  # [down conv, submodule, ReLU, up conv, Tanh]
+    rng = DropoutRNG(unet.dropout_rng)
+    fold = not gradient_wanted(unet, input)
+    slope = outer[1].model[0].negative_slope
+    down = _down(outer[0], None, _Source(input), "none", "leaky_relu", slope, fold)
+    out = _up(outer[3], None, list(_level(outer[1], down, rng, fold)), slope, fold)
+    rng.advance()
+    return torch.tanh(out.x)
