@@ -12,67 +12,9 @@ import torch.nn as nn
 
 import fastp2p
 from fastp2p import reference
-from fastp2p.ops.dropout_rng import dropout_keep_mask
-from helpers.tolerances import BF16_NETWORK, BF16_VS_AUTOCAST, FP32_NETWORK, assert_close, relative_error
+from helpers.network_checks import compare_networks, with_same_masks
+from helpers.tolerances import BF16_NETWORK, BF16_VS_AUTOCAST, assert_close, relative_error
 from helpers.triton_interpreter import KERNELS
-
-
-class _SameMaskDropout(nn.Module):
-    """The reference's Dropout position, drawing fastp2p's mask from a shared counter."""
-
-    def __init__(self, p, counter):
-        super().__init__()
-        self.p, self.counter = p, counter
-
-    def forward(self, x):
-        if not self.training:
-            return x
-        keep = dropout_keep_mask(tuple(x.shape), self.p, self.counter["seed"],
-                                 self.counter["offset"])
-        self.counter["offset"] += x.numel()
-        return torch.where(keep, x / (1 - self.p), torch.zeros_like(x))
-
-
-def _with_same_masks(net, seed, offset):
-    counter = {"seed": seed, "offset": offset}
-    for module in list(net.modules()):
-        for name, child in module.named_children():
-            if isinstance(child, nn.Dropout):
-                setattr(module, name, _SameMaskDropout(child.p, counter))
-    return net
-
-
-def _analytically_zero(expected: torch.Tensor) -> bool:
-    """Conv biases right before an InstanceNorm: their exact gradient is 0."""
-    return expected.norm().item() < 1e-10
-
-
-def _compare(ours, theirs64, x, train, what, bound=FP32_NETWORK):
-    ours.train(train)
-    theirs64.train(train)
-    x_ours = x.clone().requires_grad_()
-    x_ref = x.double().requires_grad_()
-    out = ours(x_ours)
-    expected = theirs64(x_ref)
-    weight = (torch.rand(expected.shape, generator=torch.Generator().manual_seed(9),
-                         dtype=torch.float64) * 2 - 1).to(expected.device)
-    (out.double() * weight).sum().backward()
-    (expected * weight).sum().backward()
-    assert_close(out, expected, bound, f"{what} output")
-    assert_close(x_ours.grad, x_ref.grad, bound, f"{what} grad input")
-    ref_params = dict(theirs64.named_parameters())
-    # Exactly-zero gradients hold only float32 rounding noise: bound it by the largest gradient.
-    noise_bound = FP32_NETWORK * max(p.grad.abs().max().item() for p in ref_params.values())
-    for name, p in ours.named_parameters():
-        e = ref_params[name].grad
-        if _analytically_zero(e):
-            assert p.grad.abs().max().item() <= noise_bound, f"{what} grad {name}"
-        else:
-            assert_close(p.grad, e, bound, f"{what} grad {name}")
-    ref_buffers = dict(theirs64.named_buffers())
-    for name, b in ours.named_buffers():
-        if name in ref_buffers:
-            assert_close(b, ref_buffers[name], bound, f"{what} buffer {name}")
 
 
 def _unet_pair(norm, num_downs, use_dropout):
@@ -100,21 +42,21 @@ def test_unet_matches_reference(backend, norm, train, layout):
         with torch.no_grad():
             ours.train()(x)
             theirs64.train()(x.double())
-    _compare(ours, theirs64, x, train, f"unet-{norm}")
+    compare_networks(ours, theirs64, x, train, f"unet-{norm}")
 
 
 @pytest.mark.parametrize("norm", ["batch", "instance"])
 def test_unet_dropout_uses_the_counter_masks_and_advances(backend, norm):
     ours, theirs64 = _unet_pair(norm, 6, use_dropout=True)
     ours.set_dropout_rng(77, 1000)
-    _with_same_masks(theirs64, 77, 1000)
+    with_same_masks(theirs64, 77, 1000)
     x = _input(64)
-    _compare(ours, theirs64, x, True, f"unet-dropout-{norm}")
+    compare_networks(ours, theirs64, x, True, f"unet-dropout-{norm}")
     # one dropout block at num_downs=6 (64x64 input): its up output is 2 x 32 x 4 x 4
     assert ours.dropout_rng.tolist() == [77, 1000 + 2 * 32 * 4 * 4]
     ours.zero_grad()
     theirs64.zero_grad()
-    _compare(ours, theirs64, x, False, "dropout-eval")
+    compare_networks(ours, theirs64, x, False, "dropout-eval")
     assert ours.dropout_rng.tolist() == [77, 1000 + 2 * 32 * 4 * 4]
 
 
@@ -130,7 +72,7 @@ def test_discriminators_match_reference(backend, norm, train):
         ours = ours_cls(6, norm=norm, **kwargs)
         ours.load_state_dict(theirs.state_dict())
         x = torch.rand(2, 6, 32, 32, generator=torch.Generator().manual_seed(3)) * 2 - 1
-        _compare(ours, copy.deepcopy(theirs).double(), x, train, ours_cls.__name__)
+        compare_networks(ours, copy.deepcopy(theirs).double(), x, train, ours_cls.__name__)
 
 
 @pytest.mark.parametrize("norm", ["batch", "instance"])
@@ -212,7 +154,7 @@ def test_gpu_unet256_forward_and_grads(monkeypatch, dtype):
     ours, theirs64 = ours.cuda(), theirs64.cuda()
     x = _input(256).cuda()
     if dtype == torch.float32:
-        _compare(ours, theirs64, x, True, "unet256-fp32")
+        compare_networks(ours, theirs64, x, True, "unet256-fp32")
     else:
         with torch.autocast("cuda", dtype):
             out = ours(x)

@@ -1,0 +1,159 @@
+"""fastp2p.UNet with its convolutions fused (fastp2p.nn.unet_conv), through the Triton
+interpreter, vs the reference UnetGenerator in float64 (DESIGN §5, 1e-4): output, input
+gradient, every parameter gradient and the BatchNorm buffers, with every buffer that Python
+allocates poisoned with NaN. FASTP2P_CONV=fused fuses every conv (5 down, 5 transposed); a
+choice table fuses only the layers it lists, the others running today's path next to them;
+dropout draws the same counter-based masks as today's path. Tiny networks (ngf 4, 32x32; 64x64
+where dropout needs num_downs 6): the interpreter is slow.
+"""
+import copy
+import json
+
+import pytest
+import torch
+
+import fastp2p
+from fastp2p import reference
+from fastp2p.ops.backends import conv_choice
+from helpers.network_checks import (compare_networks, count_fused_convs, poison_allocations,
+                                    with_same_masks)
+from helpers.tolerances import FP32_NETWORK, assert_close
+from helpers.triton_interpreter import KERNELS
+
+pytestmark = [pytest.mark.interpreter,
+              pytest.mark.skipif(KERNELS is None, reason="interpreter tests: need triton and "
+                                 "no GPU")]
+
+CONVS = 10  # num_downs 5: five down convs and five transposed ones
+
+
+def _pair(norm, num_downs=5, use_dropout=False):
+    torch.manual_seed(0)
+    theirs = reference.init_weights(reference.UnetGenerator(
+        3, 3, num_downs, 4, reference.get_norm_layer(norm), use_dropout))
+    ours = fastp2p.UNet(3, 3, num_downs, 4, norm=norm, use_dropout=use_dropout)
+    ours.load_state_dict(theirs.state_dict())
+    return ours, copy.deepcopy(theirs).double()
+
+
+def _input(size, batch=2):
+    return torch.rand(batch, 3, size, size, generator=torch.Generator().manual_seed(1)) * 2 - 1
+
+
+def _layer(norm, input, weight, transposed):
+    return dict(norm=norm, dtype="float32", input=input, weight=weight, stride=2, padding=1,
+                transposed=transposed)
+
+
+def _use_table(monkeypatch, tmp_path, *layers):
+    """A choice table listing ``layers`` in place of the (absent) committed one."""
+    table = tmp_path / "conv_choice.json"
+    table.write_text(json.dumps({"fused": list(layers)}))
+    monkeypatch.setattr(conv_choice, "TABLE", table)
+    monkeypatch.delenv("FASTP2P_CONV", raising=False)
+
+
+@pytest.fixture
+def fused_calls(monkeypatch):
+    """Today's ops on the reference backend (the fused conv is Triton's regardless), NaN
+    allocations, and the count of fused launches."""
+    monkeypatch.setenv("FASTP2P_BACKEND", "reference")
+    calls = count_fused_convs(monkeypatch, KERNELS)
+    poison_allocations(monkeypatch)
+    return calls
+
+
+@pytest.mark.parametrize("norm, batch", [("batch", 2), ("instance", 1), ("none", 1)])
+def test_every_conv_fused_matches_reference(monkeypatch, fused_calls, norm, batch):
+    """Batch 1 where the statistics are per image or constants (eval): the interpreter is
+    slow."""
+    monkeypatch.setenv("FASTP2P_CONV", "fused")
+    ours, theirs64 = _pair(norm)
+    compare_networks(ours, theirs64, _input(32, batch), True, f"unet-{norm} train")
+    assert fused_calls[0] == CONVS
+    if norm == "batch":  # eval: the running statistics (updated above) in the prologues
+        ours.zero_grad()
+        theirs64.zero_grad()
+        compare_networks(ours, theirs64, _input(32, 1), False, "unet-batch eval")
+        assert fused_calls[0] == 2 * CONVS
+
+
+def test_a_table_fuses_only_the_layers_it_lists(monkeypatch, tmp_path, fused_calls):
+    """Mixed chains: a fused down conv read by a module down conv and (as the skip) by a
+    module decoder; a fused decoder reading a module down output and a module decoder's
+    pending norm, read in turn by a module decoder; the fused output conv. Then eval without a
+    gradient, where the module layers fold their BatchNorm."""
+    _use_table(monkeypatch, tmp_path,
+               _layer("batch", [2, 4, 16, 16], [8, 4, 4, 4], False),  # second down conv
+               _layer("batch", [2, 64, 2, 2], [64, 16, 4, 4], True),  # third decoder conv
+               _layer("none", [2, 8, 16, 16], [8, 3, 4, 4], True))    # output conv
+    ours, theirs64 = _pair("batch")
+    compare_networks(ours, theirs64, _input(32), True, "unet-table train")
+    assert fused_calls[0] == 3
+    with torch.no_grad():
+        out, expected = ours.eval()(_input(32)), theirs64.eval()(_input(32).double())
+    assert_close(out, expected, FP32_NETWORK, "unet-table eval")
+    assert fused_calls[0] == 6
+
+
+# num_downs 6 (64x64): the one dropout block's decoder conv (up: 2 x 32 x 4 x 4, dropped) and
+# the decoder conv above it, which reads the dropped tensor.
+DROPOUT_PRODUCER = _layer("batch", [2, 64, 2, 2], [64, 32, 4, 4], True)
+DROPOUT_CONSUMER = _layer("batch", [2, 64, 4, 4], [64, 16, 4, 4], True)
+DROPPED = 2 * 32 * 4 * 4
+
+
+@pytest.mark.parametrize("layers", [(DROPOUT_PRODUCER,), (DROPOUT_CONSUMER,),
+                                    (DROPOUT_PRODUCER, DROPOUT_CONSUMER)],
+                         ids=["producer", "consumer", "both"])
+def test_dropout_masks_through_fused_layers(monkeypatch, tmp_path, fused_calls, layers):
+    """The mask in the fused prologue (forward and backward), in norm_act after a fused
+    producer, and before a fused consumer: all the reference's with fastp2p's masks."""
+    _use_table(monkeypatch, tmp_path, *layers)
+    ours, theirs64 = _pair("batch", num_downs=6, use_dropout=True)
+    ours.set_dropout_rng(77, 1000)
+    with_same_masks(theirs64, 77, 1000)
+    compare_networks(ours, theirs64, _input(64), True, "unet-dropout")
+    assert fused_calls[0] == len(layers)
+    assert ours.dropout_rng.tolist() == [77, 1000 + DROPPED]
+
+
+def test_fused_and_todays_path_drop_the_same_elements(monkeypatch, fused_calls):
+    """Same RNG state, same masks: FASTP2P_CONV=fused vs today's path (and the reference with
+    those masks), forward in train mode (batch 1: the interpreter is slow); both advance the
+    stream alike."""
+    ours, theirs64 = _pair("batch", num_downs=6, use_dropout=True)
+    today = copy.deepcopy(ours)
+    for net in (ours, today):
+        net.set_dropout_rng(5, 123)
+    with_same_masks(theirs64, 5, 123)
+    x = _input(64, batch=1)
+    with torch.no_grad():
+        monkeypatch.setenv("FASTP2P_CONV", "module")
+        expected_today = today.train()(x)
+        monkeypatch.setenv("FASTP2P_CONV", "fused")
+        out = ours.train()(x)
+        expected = theirs64.train()(x.double())
+    assert fused_calls[0] == 12
+    assert_close(out, expected_today, FP32_NETWORK, "fused vs today")
+    assert_close(out, expected, FP32_NETWORK, "fused vs reference")
+    assert ours.dropout_rng.tolist() == today.dropout_rng.tolist() == [5, 123 + DROPPED // 2]
+
+
+@pytest.mark.parametrize("override", [None, "module"])
+def test_without_the_override_or_a_table_no_conv_is_fused(monkeypatch, fused_calls, override):
+    if override is None:
+        monkeypatch.delenv("FASTP2P_CONV", raising=False)
+    else:
+        monkeypatch.setenv("FASTP2P_CONV", override)
+    assert conv_choice.fused_layers(conv_choice.TABLE) == frozenset()  # none is committed
+    ours, theirs64 = _pair("batch")
+    compare_networks(ours, theirs64, _input(32), True, "unet-default")
+    assert fused_calls[0] == 0
+
+
+def test_unfusable_input_says_what_to_do(monkeypatch):
+    ours, _ = _pair("instance")
+    monkeypatch.setenv("FASTP2P_CONV", "fused")
+    with pytest.raises(ValueError, match="cannot run this layer"):
+        ours.double()(_input(32).double())

@@ -1,0 +1,98 @@
+"""Whole-network checks shared by the network tests: a fastp2p network vs the reference module in
+float64 (output, input gradient, every parameter gradient, the buffers they share, DESIGN §5),
+the reference's Dropout drawing fastp2p's counter-based masks, NaN-poisoned allocations and a
+count of the fused convolution's launches."""
+import torch
+import torch.nn as nn
+
+from fastp2p.ops.dropout_rng import dropout_keep_mask
+from helpers.tolerances import FP32_NETWORK, assert_close
+
+
+class SameMaskDropout(nn.Module):
+    """The reference's Dropout position, drawing fastp2p's mask from a shared counter."""
+
+    def __init__(self, p, counter):
+        super().__init__()
+        self.p, self.counter = p, counter
+
+    def forward(self, x):
+        if not self.training:
+            return x
+        keep = dropout_keep_mask(tuple(x.shape), self.p, self.counter["seed"],
+                                 self.counter["offset"], device=x.device)
+        self.counter["offset"] += x.numel()
+        return torch.where(keep, x / (1 - self.p), torch.zeros_like(x))
+
+
+def with_same_masks(net, seed, offset):
+    """``net`` with every nn.Dropout replaced by a SameMaskDropout starting at (seed, offset)."""
+    counter = {"seed": seed, "offset": offset}
+    for module in list(net.modules()):
+        for name, child in module.named_children():
+            if isinstance(child, nn.Dropout):
+                setattr(module, name, SameMaskDropout(child.p, counter))
+    return net
+
+
+def analytically_zero(expected: torch.Tensor) -> bool:
+    """Conv biases right before an InstanceNorm: their exact gradient is 0."""
+    return expected.norm().item() < 1e-10
+
+
+def compare_networks(ours, theirs64, x, train, what, bound=FP32_NETWORK):
+    """Run both on x (theirs in float64), backpropagate the same random weighting of the
+    output, and assert DESIGN §5's bound on output, input gradient, every parameter gradient
+    (exactly-zero ones: their noise within the bound times the largest gradient) and the
+    buffers both have."""
+    ours.train(train)
+    theirs64.train(train)
+    x_ours = x.clone().requires_grad_()
+    x_ref = x.double().requires_grad_()
+    out = ours(x_ours)
+    expected = theirs64(x_ref)
+    weight = (torch.rand(expected.shape, generator=torch.Generator().manual_seed(9),
+                         dtype=torch.float64) * 2 - 1).to(expected.device)
+    (out.double() * weight).sum().backward()
+    (expected * weight).sum().backward()
+    assert_close(out, expected, bound, f"{what} output")
+    assert_close(x_ours.grad, x_ref.grad, bound, f"{what} grad input")
+    ref_params = dict(theirs64.named_parameters())
+    # Exactly-zero gradients hold only rounding noise: bound it by the largest gradient.
+    noise_bound = bound * max(p.grad.abs().max().item() for p in ref_params.values())
+    for name, p in ours.named_parameters():
+        e = ref_params[name].grad
+        if analytically_zero(e):
+            assert p.grad.abs().max().item() <= noise_bound, f"{what} grad {name}"
+        else:
+            assert_close(p.grad, e, bound, f"{what} grad {name}")
+    ref_buffers = dict(theirs64.named_buffers())
+    for name, b in ours.named_buffers():
+        if name in ref_buffers:
+            assert_close(b, ref_buffers[name], bound, f"{what} buffer {name}")
+
+
+def poison_allocations(monkeypatch):
+    """torch.empty and Tensor.new_empty hand out NaN: an element a kernel leaves unwritten
+    reaches the results."""
+    empty, new_empty = torch.empty, torch.Tensor.new_empty
+
+    def poisoned(t):
+        return t.fill_(float("nan")) if t.is_floating_point() else t
+
+    monkeypatch.setattr(torch, "empty", lambda *a, **k: poisoned(empty(*a, **k)))
+    monkeypatch.setattr(torch.Tensor, "new_empty",
+                        lambda self, *a, **k: poisoned(new_empty(self, *a, **k)))
+
+
+def count_fused_convs(monkeypatch, kernels):
+    """The number of fused forward launches of the backend module ``kernels`` so far, as
+    calls[0]."""
+    calls, launcher = [0], kernels.conv_fused_fwd
+
+    def counted(*args, **kwargs):
+        calls[0] += 1
+        return launcher(*args, **kwargs)
+
+    monkeypatch.setattr(kernels, "conv_fused_fwd", counted)
+    return calls
