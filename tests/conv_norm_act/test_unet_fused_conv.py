@@ -4,7 +4,7 @@ gradient, every parameter gradient and the BatchNorm buffers, with every buffer 
 allocates poisoned with NaN. FASTP2P_CONV=fused fuses every conv (5 down, 5 transposed); a
 choice table fuses only the layers it lists, the others running today's path next to them;
 dropout draws the same counter-based masks as today's path. Tiny networks (ngf 4, 32x32; 64x64
-where dropout needs num_downs 6): the interpreter is slow.
+and 128x128 where dropout needs num_downs 6 or 7): the interpreter is slow.
 """
 import copy
 import json
@@ -96,26 +96,29 @@ def test_a_table_fuses_only_the_layers_it_lists(monkeypatch, tmp_path, fused_cal
     assert fused_calls[0] == 6
 
 
-# num_downs 6 (64x64): the one dropout block's decoder conv (up: 2 x 32 x 4 x 4, dropped) and
-# the decoder conv above it, which reads the dropped tensor.
-DROPOUT_PRODUCER = _layer("batch", [2, 64, 2, 2], [64, 32, 4, 4], True)
-DROPOUT_CONSUMER = _layer("batch", [2, 64, 4, 4], [64, 16, 4, 4], True)
-DROPPED = 2 * 32 * 4 * 4
+# num_downs 7 (128x128, cheap with the large layers left to their modules): two dropout blocks,
+# inner (up: 2 x 32 x 4 x 4, dropped first) and outer (2 x 32 x 8 x 8), then the decoder conv
+# that reads the outer one's dropped tensor.
+INNER_DROPOUT = _layer("batch", [2, 64, 2, 2], [64, 32, 4, 4], True)
+OUTER_DROPOUT = _layer("batch", [2, 64, 4, 4], [64, 32, 4, 4], True)
+ABOVE_DROPOUT = _layer("batch", [2, 64, 8, 8], [64, 16, 4, 4], True)
+DROPPED_128 = 2 * 32 * 4 * 4 + 2 * 32 * 8 * 8
 
 
-@pytest.mark.parametrize("layers", [(DROPOUT_PRODUCER,), (DROPOUT_CONSUMER,),
-                                    (DROPOUT_PRODUCER, DROPOUT_CONSUMER)],
-                         ids=["producer", "consumer", "both"])
+@pytest.mark.parametrize("layers", [(INNER_DROPOUT,), (ABOVE_DROPOUT,),
+                                    (INNER_DROPOUT, OUTER_DROPOUT, ABOVE_DROPOUT)],
+                         ids=["fused-producer", "fused-consumer", "chain"])
 def test_dropout_masks_through_fused_layers(monkeypatch, tmp_path, fused_calls, layers):
-    """The mask in the fused prologue (forward and backward), in norm_act after a fused
-    producer, and before a fused consumer: all the reference's with fastp2p's masks."""
+    """The mask after a fused producer (norm_act_concat), before a fused consumer (norm_act,
+    then the prologue), and in the fused prologue itself (forward and backward), drawn in
+    today's order (inner block first): all the reference's with fastp2p's masks."""
     _use_table(monkeypatch, tmp_path, *layers)
-    ours, theirs64 = _pair("batch", num_downs=6, use_dropout=True)
+    ours, theirs64 = _pair("batch", num_downs=7, use_dropout=True)
     ours.set_dropout_rng(77, 1000)
     with_same_masks(theirs64, 77, 1000)
-    compare_networks(ours, theirs64, _input(64), True, "unet-dropout")
+    compare_networks(ours, theirs64, _input(128), True, "unet-dropout")
     assert fused_calls[0] == len(layers)
-    assert ours.dropout_rng.tolist() == [77, 1000 + DROPPED]
+    assert ours.dropout_rng.tolist() == [77, 1000 + DROPPED_128]
 
 
 def test_fused_and_todays_path_drop_the_same_elements(monkeypatch, fused_calls):
@@ -137,7 +140,7 @@ def test_fused_and_todays_path_drop_the_same_elements(monkeypatch, fused_calls):
     assert fused_calls[0] == 12
     assert_close(out, expected_today, FP32_NETWORK, "fused vs today")
     assert_close(out, expected, FP32_NETWORK, "fused vs reference")
-    assert ours.dropout_rng.tolist() == today.dropout_rng.tolist() == [5, 123 + DROPPED // 2]
+    assert ours.dropout_rng.tolist() == today.dropout_rng.tolist() == [5, 123 + 32 * 4 * 4]
 
 
 @pytest.mark.parametrize("override", [None, "module"])
