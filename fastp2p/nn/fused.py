@@ -13,7 +13,8 @@ buffer. Dropout uses the counter-based mask (``fastp2p.ops.dropout_rng``), drawn
 module's ``dropout_rng`` buffer ([seed, offset], int64, not saved in the state_dict), whose
 offset advances by the dropped elements after every training forward. When no gradient is
 wanted, an eval-mode BatchNorm is folded into the convolution before it (``conv_norm``,
-fastp2p.nn.folding) and its fused op runs with norm "none" (bias + activation only).
+fastp2p.nn.folding) and its fused op runs with norm "none" (bias + activation only). Layers the
+conv choice gives to the fused convolution run through fastp2p.nn.unet_conv / fused_conv instead.
 """
 import torch
 import torch.nn as nn

@@ -12,7 +12,8 @@ GradFold: alpha * y + beta per channel), so that sum is never written. Saved: th
 
 The launchers come from ``fastp2p.ops.backends.conv_fused_backend`` (Triton: CUDA, or CPU through
 the interpreter); ``backends/conv_choice.py`` says which network layers use this op
-(fastp2p.nn.fused_conv). Supports explicit dtypes (float32, bf16), not autocast.
+(fastp2p.nn.fused_conv: the PatchGAN; fastp2p.nn.unet_conv: the U-Net). Supports explicit dtypes
+(float32, bf16), not autocast.
 """
 from dataclasses import dataclass
 from typing import Optional, Sequence

@@ -160,3 +160,21 @@ def test_unfusable_input_says_what_to_do(monkeypatch):
     monkeypatch.setenv("FASTP2P_CONV", "fused")
     with pytest.raises(ValueError, match="cannot run this layer"):
         ours.double()(_input(32).double())
+
+
+def test_table_keys_tell_transposed_convs_apart(monkeypatch, tmp_path):
+    """A decoder conv's key: its sources' concatenation as input, and "transposed" (optional
+    in a table, default false), so a direct conv of the same shapes is not fused by it."""
+    _use_table(monkeypatch, tmp_path, _layer("batch", [2, 64, 2, 2], [64, 32, 4, 4], True))
+    weight = torch.rand(64, 32, 4, 4)
+    geometry = dict(stride=2, padding=1, norm="batch")
+    assert conv_choice.uses_fused_conv(torch.rand(2, 32, 2, 2), weight, transposed=True,
+                                       **geometry)
+    assert not conv_choice.uses_fused_conv(torch.rand(2, 64, 2, 2), weight, **geometry)
+    entry = _layer("batch", [2, 64, 2, 2], [64, 32, 4, 4], True)
+    del entry["transposed"]
+    (tmp_path / "older").mkdir()  # a new path: tables are cached by path
+    _use_table(monkeypatch, tmp_path / "older", entry)
+    assert conv_choice.uses_fused_conv(torch.rand(2, 64, 2, 2), weight, **geometry)
+    assert not conv_choice.uses_fused_conv(torch.rand(2, 32, 2, 2), weight, transposed=True,
+                                           **geometry)
