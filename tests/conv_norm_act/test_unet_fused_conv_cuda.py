@@ -52,7 +52,9 @@ def _gradients(net, x, weight):
 @pytest.mark.parametrize("norm", ["batch", "instance"])
 def test_gpu_fused_unet_bf16_within_autocast_error(monkeypatch, norm):
     """Forward output, input gradient and every parameter gradient: each no worse than 1.5x
-    autocast's error on the same quantity (+1e-3); the output also within 2e-2."""
+    autocast's error on the same quantity, plus what storing it in bf16 costs by itself (the
+    expected value rounded to bf16: autocast keeps float32 parameters and gradients) and 1e-3;
+    the output also within 2e-2."""
     monkeypatch.setenv("FASTP2P_BACKEND", "triton")
     ours, theirs = _nets(norm, 32)
     x = _input()
@@ -73,4 +75,6 @@ def test_gpu_fused_unet_bf16_within_autocast_error(monkeypatch, norm):
               if e.norm().item() > 1e-10]  # conv biases before an InstanceNorm: exactly 0
     for what, g, a, e in pairs:
         error, autocast_error = relative_error(g, e), relative_error(a, e)
-        assert error <= BF16_VS_AUTOCAST * autocast_error + 1e-3, (what, error, autocast_error)
+        storage = relative_error(e.to(g.dtype), e)
+        assert error <= BF16_VS_AUTOCAST * autocast_error + storage + 1e-3, (
+            what, error, autocast_error, storage)
