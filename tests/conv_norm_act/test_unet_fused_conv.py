@@ -78,22 +78,33 @@ def test_every_conv_fused_matches_reference(monkeypatch, fused_calls, norm, batc
         assert fused_calls[0] == 2 * CONVS
 
 
-def test_a_table_fuses_only_the_layers_it_lists(monkeypatch, tmp_path, fused_calls):
-    """Mixed chains: a fused down conv read by a module down conv and (as the skip) by a
-    module decoder; a fused decoder reading a module down output and a module decoder's
-    pending norm, read in turn by a module decoder; the fused output conv. Then eval without a
-    gradient, where the module layers fold their BatchNorm."""
-    _use_table(monkeypatch, tmp_path,
-               _layer("batch", [2, 4, 16, 16], [8, 4, 4, 4], False),  # second down conv
-               _layer("batch", [2, 64, 2, 2], [64, 16, 4, 4], True),  # third decoder conv
-               _layer("none", [2, 8, 16, 16], [8, 3, 4, 4], True))    # output conv
-    ours, theirs64 = _pair("batch")
-    compare_networks(ours, theirs64, _input(32), True, "unet-table train")
-    assert fused_calls[0] == 3
+# Mixed chains (num_downs 5, 32x32, batch 2). Batch norm: a fused down conv read by a module
+# down conv and (as the skip) by a module decoder; a fused decoder reading a module down output
+# and a module decoder's pending norm, read in turn by a module decoder; the fused output conv.
+# Instance norm (per-image scale/shift pending): a fused down conv read by a module down conv
+# and, as the skip, by a fused decoder that also reads a module decoder's pending norm and is
+# read by a module decoder.
+MIXED = {
+    "batch": (_layer("batch", [2, 4, 16, 16], [8, 4, 4, 4], False),  # second down conv
+              _layer("batch", [2, 64, 2, 2], [64, 16, 4, 4], True),  # third decoder conv
+              _layer("none", [2, 8, 16, 16], [8, 3, 4, 4], True)),   # output conv
+    "instance": (_layer("instance", [2, 4, 16, 16], [8, 4, 4, 4], False),  # second down conv
+                 _layer("instance", [2, 32, 4, 4], [32, 8, 4, 4], True)),  # fourth decoder
+}
+
+
+@pytest.mark.parametrize("norm", sorted(MIXED))
+def test_a_table_fuses_only_the_layers_it_lists(monkeypatch, tmp_path, fused_calls, norm):
+    """The mixed chains above, in training; then eval without a gradient, where the module
+    layers fold their BatchNorm."""
+    _use_table(monkeypatch, tmp_path, *MIXED[norm])
+    ours, theirs64 = _pair(norm)
+    compare_networks(ours, theirs64, _input(32), True, f"unet-{norm}-table train")
+    assert fused_calls[0] == len(MIXED[norm])
     with torch.no_grad():
         out, expected = ours.eval()(_input(32)), theirs64.eval()(_input(32).double())
-    assert_close(out, expected, FP32_NETWORK, "unet-table eval")
-    assert fused_calls[0] == 6
+    assert_close(out, expected, FP32_NETWORK, f"unet-{norm}-table eval")
+    assert fused_calls[0] == 2 * len(MIXED[norm])
 
 
 # num_downs 7 (128x128, cheap with the large layers left to their modules): two dropout blocks,
