@@ -47,8 +47,9 @@ class _Source(NamedTuple):
 
 
 def _still_to_apply(source: _Source, activation: str) -> str:
-    """The consumer's activation on top of what x went through: act(act(x)) = act(x), and
-    relu(leaky_relu(x)) = relu(x) (a LeakyReLU'd input read by a ReLU consumer)."""
+    """The consumer's activation on top of what x went through: none when x went through it
+    already (a module layer applied it), else the activation itself — a LeakyReLU'd skip read
+    by a ReLU consumer gets the ReLU, since relu(leaky_relu(x)) = relu(x)."""
     if source.activated == activation:
         return "none"
     if source.activated == "relu":
