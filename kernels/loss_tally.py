@@ -27,10 +27,11 @@ class LossTally(NamedTuple):
             raise ValueError("LossTally.loss_sums must be a contiguous 1-d float32 tensor, got "
                              f"{getattr(sums, 'dtype', type(sums).__name__)} "
                              f"{tuple(getattr(sums, 'shape', ()))}")
-        if len(self.positions) != 2 or not all(
+        # Different positions: the finishing kernel reads and writes each sum once.
+        if len(self.positions) != 2 or self.positions[0] == self.positions[1] or not all(
                 isinstance(p, int) and 0 <= p < sums.numel() for p in self.positions):
-            raise ValueError(f"LossTally.positions must be two indices into loss_sums "
-                             f"(0..{sums.numel() - 1}), got {self.positions!r}")
+            raise ValueError(f"LossTally.positions must be two different indices into "
+                             f"loss_sums (0..{sums.numel() - 1}), got {self.positions!r}")
         for name, counter in (("device_step", step), ("first_nonfinite_step", first)):
             if not (isinstance(counter, torch.Tensor) and counter.dtype == torch.int64
                     and counter.dim() == 0):
