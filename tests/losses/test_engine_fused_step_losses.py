@@ -153,7 +153,7 @@ def test_captured_fused_step_tracks_the_captured_unfused_step(monkeypatch, preci
                 assert relative_error(ours, theirs) <= bound
         counts = [device_work_per_step(lambda: engine.step(*batches[0]), "cuda")
                   ["kernels_per_step"] for engine in engines]
-        assert counts[1] <= counts[0] - 25, counts  # predicted 38 (fp32) / 40 (bf16) fewer
+        assert counts[1] <= counts[0] - 25, counts  # predicted 33 (fp32) / 35 (bf16) fewer
     finally:
         torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
 

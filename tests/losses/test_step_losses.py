@@ -14,7 +14,8 @@ from helpers.triton_interpreter import CPU_BACKEND_PARAMS
 MODES = ["vanilla", "lsgan", "wgangp"]
 # The C++ backend has no step-loss launchers (it runs the reference's, warned): not run twice.
 BACKENDS = [p for p in CPU_BACKEND_PARAMS if getattr(p, "values", (p,))[0] != "cpp"]
-BF16_GRAD = 8e-3  # a bfloat16 gradient is the float32 one rounded: 2^-8 relative at most
+HALF_GRAD = 8e-3  # a bfloat16 / float16 gradient is the float32 one rounded: 2^-8 at most
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 # (N, C, H, W) of the logits and the layout: 1800 elements is a partial second block of 1024.
 SHAPES = {"1x1x5x7": ((1, 1, 5, 7), "nchw"), "2x1x30x30": ((2, 1, 30, 30), "nchw"),
           "2x2x4x5-nhwc": ((2, 2, 4, 5), "nhwc"), "2x2x6x5-strided": ((2, 2, 6, 5), "strided")}
@@ -58,12 +59,16 @@ def poisoned_outputs(monkeypatch):
     monkeypatch.setattr(torch, "empty_like", lambda *a, **k: poison(empty_like(*a, **k)))
 
 
+@pytest.mark.parametrize("dtype", sorted(DTYPES))
 @pytest.mark.parametrize("shape_id", sorted(SHAPES))
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("backend", BACKENDS, indirect=True)
-def test_d_step_losses_vs_float64_reference(backend, poisoned_outputs, mode, shape_id):
+def test_d_step_losses_vs_float64_reference(backend, poisoned_outputs, mode, shape_id, dtype):
+    """float32 logits, or bfloat16 as the autocast discriminator writes them (float16 is
+    computed in float32); the reference sees the same (rounded) values in float64."""
     shape, layout = SHAPES[shape_id]
-    fake64, real64 = _random(shape, layout, 1), _random(shape, layout, 2)
+    dtype = DTYPES[dtype]
+    fake64, real64 = (_random(shape, layout, seed).to(dtype).double() for seed in (1, 2))
     ref_fake, ref_real = (t.detach().clone().requires_grad_() for t in (fake64, real64))
     ref_parts = (reference_gan_loss(ref_fake, mode, False),
                  reference_gan_loss(ref_real, mode, True))
@@ -71,32 +76,34 @@ def test_d_step_losses_vs_float64_reference(backend, poisoned_outputs, mode, sha
     weights = torch.tensor([0.7, -1.3, 2.1], dtype=torch.float64)  # a random grad_output
     (expected * weights).sum().backward(retain_graph=True)  # expected[0] differentiated below
 
-    fake, real = (t.float().requires_grad_() for t in (fake64, real64))
+    fake, real = (t.to(dtype).requires_grad_() for t in (fake64, real64))
     losses = d_step_losses(fake, real, mode)
     assert losses.dtype == torch.float32 and losses.shape == (3,)
     (losses * weights.float()).sum().backward()
+    grad_bound = FP32_SINGLE_OP if dtype == torch.float32 else HALF_GRAD
+    assert fake.grad.dtype == real.grad.dtype == dtype
     assert_losses_close(losses, expected, "losses")
-    assert_close(fake.grad, ref_fake.grad, FP32_SINGLE_OP, "grad fake")
-    assert_close(real.grad, ref_real.grad, FP32_SINGLE_OP, "grad real")
+    assert_close(fake.grad, ref_fake.grad, grad_bound, "grad fake")
+    assert_close(real.grad, ref_real.grad, grad_bound, "grad real")
 
     values, grad_fake, grad_real = d_step_losses_and_grads(fake.detach(), real.detach(), mode)
     total_fake, total_real = torch.autograd.grad(expected[0], (ref_fake, ref_real))
     assert_losses_close(values, expected, "losses (and_grads)")
-    assert_close(grad_fake, total_fake, FP32_SINGLE_OP, "d loss_D / d fake")
-    assert_close(grad_real, total_real, FP32_SINGLE_OP, "d loss_D / d real")
+    assert_close(grad_fake, total_fake, grad_bound, "d loss_D / d fake")
+    assert_close(grad_real, total_real, grad_bound, "d loss_D / d real")
 
 
-@pytest.mark.parametrize("fake_b_dtype", [torch.float32, torch.bfloat16], ids=["fp32", "bf16"])
+@pytest.mark.parametrize("dtype", ["fp32", "bf16"])
 @pytest.mark.parametrize("shape_id", sorted(SHAPES))
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("backend", BACKENDS, indirect=True)
-def test_g_step_losses_vs_float64_reference(backend, poisoned_outputs, mode, shape_id,
-                                            fake_b_dtype):
-    """fake_b in float32, or bfloat16 as the autocast generator writes it (real_b float32); the
-    reference sees the same (rounded) values in float64."""
+def test_g_step_losses_vs_float64_reference(backend, poisoned_outputs, mode, shape_id, dtype):
+    """logits and fake_b in float32, or bfloat16 as the autocast networks write them (real_b,
+    the input batch, float32); the reference sees the same (rounded) values in float64."""
     shape, layout = SHAPES[shape_id]
+    fake_b_dtype = DTYPES[dtype]
     lambda_l1 = 100.0
-    logits64 = _random((shape[0], 1, 3, 4), "nchw", 3)
+    logits64 = _random((shape[0], 1, 3, 4), "nchw", 3).to(fake_b_dtype).double()
     fake_b64 = _random(shape, layout, 4, scale=0.5).to(fake_b_dtype).double()
     real_b64 = _random(shape, layout, 5, scale=0.5)
     refs = [t.detach().clone().requires_grad_() for t in (logits64, fake_b64, real_b64)]
@@ -105,15 +112,16 @@ def test_g_step_losses_vs_float64_reference(backend, poisoned_outputs, mode, sha
     weights = torch.tensor([0.7, -1.3, 2.1], dtype=torch.float64)
     (expected * weights).sum().backward(retain_graph=True)  # expected[0] differentiated below
 
-    logits = logits64.float().requires_grad_()
+    logits = logits64.to(fake_b_dtype).requires_grad_()
     fake_b = fake_b64.to(fake_b_dtype).requires_grad_()
     real_b = real_b64.float().requires_grad_()
     losses = g_step_losses(logits, fake_b, real_b, mode, lambda_l1)
     (losses * weights.float()).sum().backward()
-    grad_bound = FP32_SINGLE_OP if fake_b_dtype == torch.float32 else BF16_GRAD
-    assert fake_b.grad.dtype == fake_b_dtype and real_b.grad.dtype == torch.float32
+    grad_bound = FP32_SINGLE_OP if fake_b_dtype == torch.float32 else HALF_GRAD
+    assert logits.grad.dtype == fake_b.grad.dtype == fake_b_dtype
+    assert real_b.grad.dtype == torch.float32
     assert_losses_close(losses, expected, "losses")
-    assert_close(logits.grad, refs[0].grad, FP32_SINGLE_OP, "grad logits")
+    assert_close(logits.grad, refs[0].grad, grad_bound, "grad logits")
     assert_close(fake_b.grad, refs[1].grad, grad_bound, "grad fake_b")
     assert_close(real_b.grad, refs[2].grad, grad_bound, "grad real_b")
 
@@ -121,7 +129,7 @@ def test_g_step_losses_vs_float64_reference(backend, poisoned_outputs, mode, sha
         logits.detach(), fake_b.detach(), real_b.detach(), mode, lambda_l1)
     total_logits, total_fake_b = torch.autograd.grad(expected[0], refs[:2])
     assert_losses_close(values, expected, "losses (and_grads)")
-    assert_close(grad_logits, total_logits, FP32_SINGLE_OP, "d loss_G / d logits")
+    assert_close(grad_logits, total_logits, grad_bound, "d loss_G / d logits")
     assert_close(grad_fake_b, total_fake_b, grad_bound, "d loss_G / d fake_b")
 
 
