@@ -112,6 +112,22 @@ def test_resumed_engine_keeps_adding_to_the_restored_sums(one_thread, loss_launc
     assert int(resumed._device_step) == int(first._device_step) == 3
 
 
+@pytest.mark.interpreter
+@pytest.mark.skipif(KERNELS is None, reason="master weights on a CPU: the interpreted kernel")
+def test_fused_losses_compose_with_master_weights(one_thread, loss_launchers):
+    """The gradients the fused path back-propagates land in MasterWeightsAdam's flat gradient
+    buffers as the loss's backward would put them there."""
+    netG, netD = tiny_networks(ngf=2, ndf=2)
+    fusedG, fusedD = copy.deepcopy(netG), copy.deepcopy(netD)
+    plain = Pix2PixEngine(netG, netD, master_weights=True)
+    fused = Pix2PixEngine(fusedG, fusedD, master_weights=True, fused_step_losses=True)
+    batches = random_batches(3)
+    assert_close(_train(fused, batches), _train(plain, batches), TRAINING_200_STEPS,
+                 "loss curves")
+    for ours, theirs in ((fusedG, netG), (fusedD, netD)):
+        assert_close(_flat(ours), _flat(theirs), TRAINING_200_STEPS, "weights and buffers")
+
+
 @pytest.mark.cuda
 @pytest.mark.parametrize("precision", ["fp32", "bf16"])
 def test_captured_fused_step_tracks_the_captured_unfused_step(monkeypatch, precision):
