@@ -116,7 +116,7 @@ def _finish_step_losses_kernel(
         step = tl.load(Step_ptr) + 1  # the 1-based number of the step running now
         if ADVANCE_STEP:
             tl.store(Step_ptr, step)
-        finite = ((part_a - part_a) == 0.0) & ((part_b - part_b) == 0.0)  # NaN / Inf: NaN
+        finite = (tl.abs(part_a) < float("inf")) & (tl.abs(part_b) < float("inf"))  # NaN: False
         first = tl.load(First_ptr)
         tl.store(First_ptr, tl.where(finite | (first != 0), first, step))
 
