@@ -42,12 +42,14 @@ def family(name: str) -> str:
 
 
 def profile_batch(batch: int, steps: int, warmup: int,
-                  master_weights: bool = False) -> tuple[float, dict, list, dict]:
+                  master_weights: bool = False,
+                  fused_step_losses: bool = False) -> tuple[float, dict, list, dict]:
     """(GPU ms per step, {family: ms per step}, [(kernel, ms per step, calls per step)],
     {"kernels": per step, "memory_ops": per step})."""
     generator, discriminator = build_pair(FULL_CONFIG, fast=True, device="cuda", seed=0)
     engine = Pix2PixEngine(generator, discriminator, precision="bf16", channels_last=True,
-                           cuda_graph=False, master_weights=master_weights)
+                           cuda_graph=False, master_weights=master_weights,
+                           fused_step_losses=fused_step_losses)
     real_a, real_b = make_batch(FULL_CONFIG, batch, "cuda")
     for _ in range(warmup):
         engine.step(real_a, real_b)
@@ -80,6 +82,8 @@ def main(argv=None) -> int:
     parser.add_argument("--out", type=Path, help="also write the report here")
     parser.add_argument("--master-weights", action="store_true",
                         help="profile the engine with master_weights=True (issue 17)")
+    parser.add_argument("--fused-step-losses", action="store_true",
+                        help="profile the engine with fused_step_losses=True (issue 17)")
     args = parser.parse_args(argv)
     if not torch.cuda.is_available():
         print("profile_step: needs a CUDA GPU", file=sys.stderr)
@@ -92,7 +96,8 @@ def main(argv=None) -> int:
              f"{copy['gbps']:.0f} GB/s; model {gflop:.1f} GFLOP per image per step"]
     for batch in (int(b) for b in args.batch_sizes.split(",")):
         total, families, top, counts = profile_batch(batch, args.steps, args.warmup,
-                                                     args.master_weights)
+                                                     args.master_weights,
+                                                     args.fused_step_losses)
         flop_floor = gflop * batch / (matmul["tflops"] * 1e3) * 1e3  # ms
         lines.append(f"\n== batch {batch}: {total:.2f} GPU ms per step (eager, summed kernel "
                      f"time); FLOP floor {flop_floor:.2f} ms ({flop_floor / total:.0%} of it); "

@@ -68,7 +68,7 @@ def _dense(t: torch.Tensor) -> bool:
     return True
 
 
-def _storage_order(t: torch.Tensor) -> torch.Tensor:
+def storage_order(t: torch.Tensor) -> torch.Tensor:
     """t itself if dense, else a contiguous copy (the only case that copies)."""
     return t if _dense(t) else t.contiguous()
 
@@ -82,7 +82,7 @@ def _grad_and_partials(x: torch.Tensor):
 
 def gan_loss_fwd(logits, *, mode, target_is_real):
     """(loss: 0-dim float32, grad_logits): BCE-with-logits / MSE mean vs 1 or 0, or WGAN mean."""
-    x = _storage_order(logits)
+    x = storage_order(logits)
     numel = x.numel()
     if mode == "wgangp":
         target = -1.0 if target_is_real else 1.0
@@ -96,7 +96,7 @@ def gan_loss_fwd(logits, *, mode, target_is_real):
 
 def l1_loss_fwd(x, y):
     """(loss = mean |x - y| as 0-dim float32, grad_x); grad_y = -grad_x."""
-    x = _storage_order(x)
+    x = storage_order(x)
     if y.stride() != x.stride():
         y = torch.empty_like(x).copy_(y)
     numel = x.numel()

@@ -58,7 +58,7 @@ def test_cuda_step_counts_its_kernels():
 
 @pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
-@pytest.mark.parametrize("peer", ["fastp2p", "fastp2p-master-weights"])
+@pytest.mark.parametrize("peer", ["fastp2p", "fastp2p-master-weights", "fastp2p-step-losses"])
 def test_cuda_training_rows_count_the_captured_steps_kernels(peer):
     from fastp2p.bench.networks import QUICK_CONFIG
 

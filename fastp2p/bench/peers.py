@@ -33,6 +33,7 @@ class PeerSpec:
     cuda_only: bool = False
     on_cpu_by_default: bool = False  # part of the CPU peer set (--quick, --device cpu)
     master_weights: bool = False     # fastp2p: the engine's master_weights option (issue 17)
+    fused_step_losses: bool = False  # fastp2p: the engine's fused_step_losses option (issue 17)
 
     def options(self, device_type: str) -> dict:
         """The options as run on ``device_type``: the engine's keyword arguments for fastp2p
@@ -40,9 +41,10 @@ class PeerSpec:
         set around every peer from ``cudnn_benchmark``."""
         if self.execution == "fastp2p":
             if device_type == "cuda":
-                master = {"master_weights": True} if self.master_weights else {}
+                switched_on = {name: True for name in ("master_weights", "fused_step_losses")
+                               if getattr(self, name)}
                 return {"precision": self.precision, "channels_last": self.channels_last,
-                        "cuda_graph": True, **master}
+                        "cuda_graph": True, **switched_on}
             return {"precision": "fp32", "channels_last": False, "cuda_graph": False}
         options = {"precision": self.precision, "channels_last": self.channels_last,
                    "fused_adam": self.fused_adam}
@@ -67,6 +69,10 @@ PEERS = (
              "float32 masters and writes the bf16 weights (no per-step weight casts); off by "
              "default until measured faster", execution="fastp2p", cuda_only=True,
              master_weights=True),
+    PeerSpec("fastp2p-step-losses", "fastp2p with fused_step_losses=True: each network step's "
+             "losses, gradients and loss bookkeeping in one fused launch plus a finishing one; "
+             "off by default until measured faster", execution="fastp2p", cuda_only=True,
+             fused_step_losses=True),
     PeerSpec("compile-default", "torch.compile(G), torch.compile(D) of eager-tuned, mode "
              "default", execution="compile", compile_mode="default"),
     PeerSpec("compile-reduce-overhead", "torch.compile of eager-tuned, mode reduce-overhead "

@@ -2,7 +2,9 @@
 (fastp2p/ops/README.md: how to add an op or a backend).
 
 - ``norm_act`` / ``norm_act_concat`` / ``norm_act_into``: fused norm + activation + dropout
-  (+ zero-copy skip concatenation); ``gan_loss`` / ``l1_loss``: loss and gradient in one pass.
+  (+ zero-copy skip concatenation); ``gan_loss`` / ``l1_loss``: loss and gradient in one pass;
+  ``step_losses``: a training step's D / G losses and gradients in one fused pass each
+  (``d_step_losses``, ``g_step_losses``, their ``*_and_grads`` forms, ``LossTally``).
 - ``conv_transpose.conv_transpose2d(module, x)``: the decoder's transposed convolution, as GEMM +
   C++ col2im in CPU float32 inference, else the module itself.
 - ``backends``: every backend behind one contract (``backends/contract.py``);
@@ -13,6 +15,7 @@
 from fastp2p.ops.backends import backend_for, backend_name_for
 from fastp2p.ops.losses import gan_loss, l1_loss
 from fastp2p.ops.norm_act import norm_act, norm_act_concat, norm_act_into
+from fastp2p.ops.step_losses import d_step_losses, g_step_losses
 
-__all__ = ["backend_for", "backend_name_for", "gan_loss", "l1_loss", "norm_act",
-           "norm_act_concat", "norm_act_into"]
+__all__ = ["backend_for", "backend_name_for", "d_step_losses", "g_step_losses", "gan_loss",
+           "l1_loss", "norm_act", "norm_act_concat", "norm_act_into"]

@@ -43,9 +43,13 @@ def _(logits, mode, target_is_real):
 def _gan_loss_setup(ctx, inputs, output):
     ctx.save_for_backward(output[1])
     ctx.input_dtype = inputs[0].dtype
+    # The gradient output is never differentiated: no logits-sized zero fill for its gradient.
+    ctx.set_materialize_grads(False)
 
 
 def _gan_loss_backward(ctx, grad_loss, grad_grad):
+    if grad_loss is None:
+        return None, None, None
     (grad_logits,) = ctx.saved_tensors
     return (grad_logits * grad_loss).to(ctx.input_dtype), None, None
 
@@ -69,12 +73,17 @@ def _(x, y):
 def _l1_setup(ctx, inputs, output):
     ctx.save_for_backward(output[1])
     ctx.dtypes = (inputs[0].dtype, inputs[1].dtype)
+    ctx.set_materialize_grads(False)  # as _gan_loss_setup
 
 
 def _l1_backward(ctx, grad_loss, grad_grad):
+    if grad_loss is None:
+        return None, None
     (grad_x,) = ctx.saved_tensors
     scaled = grad_x * grad_loss
-    return scaled.to(ctx.dtypes[0]), (-scaled).to(ctx.dtypes[1])
+    # The training step's target image needs no gradient: no negated copy of fake_B's size.
+    grad_y = (-scaled).to(ctx.dtypes[1]) if ctx.needs_input_grad[1] else None
+    return scaled.to(ctx.dtypes[0]), grad_y
 
 
 _l1_loss_fwd.register_autograd(_l1_backward, setup_context=_l1_setup)

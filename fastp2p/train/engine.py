@@ -13,6 +13,13 @@ Python body runs in every mode; the modes change only how it executes:
 - ``master_weights=True`` (off by default until a GPU run shows it faster; issue 17): one
   ``MasterWeightsAdam`` per network keeps float32 masters and writes the bf16 weights the
   autocast step computes with, so no per-step weight or gradient casts remain;
+- ``fused_step_losses=True`` (off by default until a GPU run shows it faster; issue 17): each
+  network step's losses and their gradients come from one fused op
+  (``fastp2p.ops.step_losses``: on Triton one launch plus one finishing launch), which also
+  adds the losses to the device sums and records a non-finite step; the gradients are
+  back-propagated directly (``torch.autograd.backward``), so the loss arithmetic, its
+  backward and the stack / add / isfinite bookkeeping launches all go. Device tensors only,
+  so it is captured with the rest of the step;
 - ``cuda_graph=True``: inputs are copied into static buffers; the first ``WARMUP_STEPS`` steps run
   eagerly on a side stream (real updates, as PyTorch's whole-network capture recipe requires),
   the next one is captured with ``torch.cuda.graph`` and replayed, and every later step is a
@@ -28,6 +35,8 @@ from torch.nn.parallel import DistributedDataParallel
 from fastp2p.nn.cuda_graphs import capture_graph, run_on_side_stream
 from fastp2p.nn.losses import GANLoss, l1_loss
 from fastp2p.nn.network_state import dropout_rng_modules, set_requires_grad
+from fastp2p.ops.step_losses import (LossTally, d_step_losses_and_grads,
+                                     g_step_losses_and_grads)
 from fastp2p.train.finite import first_nonfinite, training_tensors
 
 PRECISIONS = ("fp32", "bf16")
@@ -49,7 +58,8 @@ class Pix2PixEngine:
     """
 
     def __init__(self, netG, netD, *, gan_mode="vanilla", lambda_L1=100.0, lr=2e-4, beta1=0.5,
-                 precision="fp32", channels_last=False, cuda_graph=False, master_weights=False):
+                 precision="fp32", channels_last=False, cuda_graph=False, master_weights=False,
+                 fused_step_losses=False):
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
         if not lr >= 0:
@@ -110,6 +120,13 @@ class Pix2PixEngine:
         self._device_step = torch.zeros((), dtype=torch.int64, device=self.device)
         # 1-based number of the first step whose losses were not finite; 0 while all were.
         self._first_nonfinite_step = torch.zeros((), dtype=torch.int64, device=self.device)
+        self.fused_step_losses = bool(fused_step_losses)
+        # Where the fused ops add their parts: (D_fake, D_real) in the D step, (G_GAN, G_L1)
+        # in the G step, which also ends the step (device_step += 1).
+        self._tallies = {
+            net: LossTally(self._loss_sums, tuple(LOSS_NAMES.index(n) for n in names),
+                           self._device_step, self._first_nonfinite_step, advance_step=net == "G")
+            for net, names in (("D", ("D_fake", "D_real")), ("G", ("G_GAN", "G_L1")))}
         self.steps = 0
         self._steps_since_read = 0
         self._reset_graph()
@@ -262,28 +279,62 @@ class Pix2PixEngine:
         set_requires_grad(self.netD, True)
         self.optimizer_D.zero_grad(set_to_none=True)
         with self._autocast():
-            loss_D_fake = self.criterionGAN(self.netD(pair(fake_B.detach())), False)
-            loss_D_real = self.criterionGAN(self.netD(pair(pair_B)), True)
-            loss_D = (loss_D_fake + loss_D_real) * 0.5
-        loss_D.backward()
+            logits_fake = self.netD(pair(fake_B.detach()))
+            logits_real = self.netD(pair(pair_B))
+        losses_D = self._backward_D(logits_fake, logits_real)
         self.optimizer_D.step()
         # Generator: fool the (just updated, now frozen) discriminator and stay close to B.
         set_requires_grad(self.netD, False)
         self.optimizer_G.zero_grad(set_to_none=True)
         with self._autocast():
-            loss_G_GAN = self.criterionGAN(unwrap(self.netD)(pair(fake_B)), True)
+            logits_G = unwrap(self.netD)(pair(fake_B))
+        losses_G = self._backward_G(logits_G, fake_B, real_B)
+        self.optimizer_G.step()
+        if not self.fused_step_losses:  # the fused ops did this in their finishing launches
+            self._tally(losses_G + losses_D)
+        return fake_B.detach()
+
+    def _backward_D(self, logits_fake, logits_real) -> list:
+        """Back-propagates 0.5 (L_fake + L_real) into D; returns [D_real, D_fake], or nothing
+        when the fused op has tallied them."""
+        if self.fused_step_losses:
+            _, grad_fake, grad_real = d_step_losses_and_grads(
+                logits_fake, logits_real, self.gan_mode, tally=self._tallies["D"])
+            torch.autograd.backward((logits_fake, logits_real), (grad_fake, grad_real))
+            return []
+        with self._autocast():
+            loss_D_fake = self.criterionGAN(logits_fake, False)
+            loss_D_real = self.criterionGAN(logits_real, True)
+            loss_D = (loss_D_fake + loss_D_real) * 0.5
+        loss_D.backward()
+        return [loss_D_real, loss_D_fake]
+
+    def _backward_G(self, logits_G, fake_B, real_B) -> list:
+        """Back-propagates L_GAN + lambda L1 into G; returns [G_GAN, G_L1], or nothing when the
+        fused op has tallied them."""
+        if self.fused_step_losses:
+            # fake_B in its own dtype: the op computes the L1 in float32 without a copy.
+            _, grad_logits, grad_fake_B = g_step_losses_and_grads(
+                logits_G, fake_B, real_B, self.gan_mode, self.lambda_L1,
+                tally=self._tallies["G"])
+            torch.autograd.backward((logits_G, fake_B), (grad_logits, grad_fake_B))
+            return []
+        with self._autocast():
+            loss_G_GAN = self.criterionGAN(logits_G, True)
             loss_G_L1 = self._l1_loss(fake_B.float(), real_B) * self.lambda_L1
             loss_G = loss_G_GAN + loss_G_L1
         loss_G.backward()
-        self.optimizer_G.step()
+        return [loss_G_GAN, loss_G_L1]
 
-        losses = torch.stack([loss_G_GAN, loss_G_L1, loss_D_real, loss_D_fake]).detach().float()
+    def _tally(self, losses: list) -> None:
+        """Adds [G_GAN, G_L1, D_real, D_fake] to the device sums and records the step if one is
+        not finite (device ops only)."""
+        losses = torch.stack(losses).detach().float()
         self._loss_sums.add_(losses)
         self._device_step.add_(1)
         newly_bad = (~torch.isfinite(losses).all()) & (self._first_nonfinite_step == 0)
         self._first_nonfinite_step.copy_(
             torch.where(newly_bad, self._device_step, self._first_nonfinite_step))
-        return fake_B.detach()
 
     def _check_batch(self, real_A, real_B):
         for name, t in (("real_A", real_A), ("real_B", real_B)):

@@ -19,6 +19,7 @@ from typing import Optional, Protocol
 import torch
 
 from fastp2p.kernels.conv_fused_types import IDENTITY, GradFold, InputTransform, TilePartials
+from fastp2p.kernels.loss_tally import LossTally
 
 Tensor = torch.Tensor
 
@@ -60,6 +61,25 @@ class Backend(Protocol):
 
     def l1_loss_fwd(self, x: Tensor, y: Tensor) -> tuple:
         """(loss = mean |x - y| as 0-dim float32, grad_x like x); grad_y = -grad_x."""
+
+    # The training step's losses, one fused launch per network step (fastp2p.ops.step_losses).
+    # ``tally``: the engine's device counters, which the op updates in place (see LossTally).
+
+    def d_step_losses_fwd(self, logits_fake: Tensor, logits_real: Tensor, *, mode: str,
+                          tally: Optional[LossTally] = None) -> tuple:
+        """(losses, grad_fake, grad_real): losses = float32 (3,) [0.5 (L_fake + L_real),
+        L_fake, L_real], the GANLoss of D's logits on the fake pairs (target fake) and on the
+        real pairs (target real); grad_* = d losses[0] / d logits_*, like the logits. With a
+        tally: loss_sums[positions] += (L_fake, L_real), and first_nonfinite_step = the step
+        running now (device_step + 1) if either is NaN / Inf and none was before."""
+
+    def g_step_losses_fwd(self, logits: Tensor, fake_b: Tensor, real_b: Tensor, *, mode: str,
+                          lambda_l1: float, tally: Optional[LossTally] = None) -> tuple:
+        """(losses, grad_logits, grad_fake_b): losses = float32 (3,) [L_GAN + lambda L1, L_GAN,
+        lambda L1], L_GAN of D's logits on the fake pairs against the real target, L1 = mean
+        |fake_b - real_b| in float32 (float64 for float64 inputs) whatever the two dtypes;
+        grad_* = d losses[0] / d input, like the input (d losses[0] / d real_b = -grad_fake_b).
+        With a tally: as d_step_losses_fwd, and ``advance_step`` adds 1 to device_step."""
 
     def conv_transpose2d_fwd(self, x: Tensor, weight: Tensor, bias: Optional[Tensor], *,
                              stride: int, padding: int) -> Tensor:
@@ -111,8 +131,8 @@ class Backend(Protocol):
 
 # The launchers of the contract, in the order above: what the registry resolves and falls back.
 LAUNCHERS = ("norm_act_fwd", "norm_act_bwd", "gan_loss_fwd", "l1_loss_fwd",
-             "conv_transpose2d_fwd", "conv_fused_fwd", "conv_fused_dgrad", "conv_fused_wgrad",
-             "conv_stats_finish")
+             "d_step_losses_fwd", "g_step_losses_fwd", "conv_transpose2d_fwd", "conv_fused_fwd",
+             "conv_fused_dgrad", "conv_fused_wgrad", "conv_stats_finish")
 # The fast paths only: the reference backend has none of these (no fallback; the ops that use
 # them ask ``provides`` first and otherwise run something else).
 CONV_FUSED = ("conv_fused_fwd", "conv_fused_dgrad", "conv_fused_wgrad", "conv_stats_finish")

@@ -15,7 +15,8 @@ NAME = "reference"
 DTYPES = (torch.float32, torch.bfloat16, torch.float16, torch.float64)
 
 __all__ = ["DTYPES", "NAME",
-           "available", "gan_loss_fwd", "l1_loss_fwd", "norm_act_bwd", "norm_act_fwd"]
+           "available", "d_step_losses_fwd", "g_step_losses_fwd", "gan_loss_fwd", "l1_loss_fwd",
+           "norm_act_bwd", "norm_act_fwd"]
 
 
 def available() -> bool:
@@ -90,8 +91,8 @@ def _target(target_is_real):
     return 1.0 if target_is_real else 0.0
 
 
-def gan_loss_fwd(logits, *, mode, target_is_real):
-    """(loss, d loss / d logits): BCE-with-logits / MSE mean against 1 or 0, or the WGAN mean."""
+def _gan_loss_and_grad(logits, mode, target_is_real):
+    """(loss, d loss / d logits), both in the compute dtype (float32, or float64)."""
     x = logits.to(_compute_dtype(logits))
     numel = x.numel()
     target = _target(target_is_real)
@@ -105,6 +106,12 @@ def gan_loss_fwd(logits, *, mode, target_is_real):
         sign = -1.0 if target_is_real else 1.0
         loss = sign * x.mean()
         grad = torch.full_like(x, sign / numel)
+    return loss, grad
+
+
+def gan_loss_fwd(logits, *, mode, target_is_real):
+    """(loss, d loss / d logits): BCE-with-logits / MSE mean against 1 or 0, or the WGAN mean."""
+    loss, grad = _gan_loss_and_grad(logits, mode, target_is_real)
     return loss.float(), grad.to(logits.dtype)
 
 
@@ -113,3 +120,41 @@ def l1_loss_fwd(x, y):
     dtype = _compute_dtype(x)
     diff = x.to(dtype) - y.to(dtype)
     return diff.abs().mean().float(), (torch.sign(diff) / diff.numel()).to(x.dtype)
+
+
+def _add_to_tally(part_a, part_b, tally):
+    """LossTally's update, with device ops only (no host sync): the sums, the step, the first
+    step with a non-finite part."""
+    sums, (i, j) = tally.loss_sums, tally.positions
+    sums[i] += part_a
+    sums[j] += part_b
+    step = tally.device_step + 1
+    if tally.advance_step:
+        tally.device_step.copy_(step)
+    first = tally.first_nonfinite_step
+    newly_bad = ~(torch.isfinite(part_a) & torch.isfinite(part_b)) & (first == 0)
+    first.copy_(torch.where(newly_bad, step, first))
+
+
+def d_step_losses_fwd(logits_fake, logits_real, *, mode, tally=None):
+    """The discriminator step's 0.5 (L_fake + L_real), its parts and its gradients."""
+    loss_fake, grad_fake = _gan_loss_and_grad(logits_fake, mode, False)
+    loss_real, grad_real = _gan_loss_and_grad(logits_real, mode, True)
+    loss_fake, loss_real = loss_fake.float(), loss_real.float()
+    if tally is not None:
+        _add_to_tally(loss_fake, loss_real, tally)
+    losses = torch.stack(((loss_fake + loss_real) * 0.5, loss_fake, loss_real))
+    return losses, (grad_fake * 0.5).to(logits_fake.dtype), (grad_real * 0.5).to(logits_real.dtype)
+
+
+def g_step_losses_fwd(logits, fake_b, real_b, *, mode, lambda_l1, tally=None):
+    """The generator step's L_GAN + lambda L1, its parts and its gradients."""
+    loss_gan, grad_logits = _gan_loss_and_grad(logits, mode, True)
+    dtype = _compute_dtype(fake_b)
+    diff = fake_b.to(dtype) - real_b.to(dtype)
+    loss_gan, loss_l1 = loss_gan.float(), diff.abs().mean().float() * lambda_l1
+    if tally is not None:
+        _add_to_tally(loss_gan, loss_l1, tally)
+    losses = torch.stack((loss_gan + loss_l1, loss_gan, loss_l1))
+    grad_fake_b = torch.sign(diff) / diff.numel() * lambda_l1
+    return losses, grad_logits.to(logits.dtype), grad_fake_b.to(fake_b.dtype)

@@ -11,6 +11,7 @@ from fastp2p.kernels.conv_fused import conv_fused_dgrad, conv_fused_fwd, conv_st
 from fastp2p.kernels.conv_fused_wgrad import conv_fused_wgrad
 from fastp2p.kernels.losses import gan_loss_fwd, l1_loss_fwd
 from fastp2p.kernels.norm_act import norm_act_bwd, norm_act_fwd
+from fastp2p.kernels.step_losses import d_step_losses_fwd, g_step_losses_fwd
 
 # Whether the kernels were built by the Triton interpreter (TRITON_INTERPRET=1 at import):
 # only then can they run CPU tensors.
@@ -21,7 +22,8 @@ DTYPES = (torch.float32, torch.bfloat16, torch.float16)  # statistics and math i
 
 __all__ = ["DTYPES", "INTERPRETED", "NAME",
            "available", "conv_fused_dgrad", "conv_fused_fwd", "conv_fused_wgrad",
-           "conv_stats_finish", "gan_loss_fwd", "l1_loss_fwd", "norm_act_bwd", "norm_act_fwd"]
+           "conv_stats_finish", "d_step_losses_fwd", "g_step_losses_fwd", "gan_loss_fwd",
+           "l1_loss_fwd", "norm_act_bwd", "norm_act_fwd"]
 
 
 def available() -> bool:

@@ -1,0 +1,163 @@
+"""d_step_losses / g_step_losses (fastp2p.ops.step_losses): the values and gradients of one fused
+pass against the float64 reference losses (F.binary_cross_entropy_with_logits, F.mse_loss, the
+WGAN mean, F.l1_loss), every GAN mode, through the Triton kernels (interpreted on CPU) and the
+reference backend, with NaN-poisoned output buffers so an unwritten element fails."""
+import pytest
+import torch
+import torch.nn.functional as F
+
+from fastp2p.ops.step_losses import (d_step_losses, d_step_losses_and_grads, g_step_losses,
+                                     g_step_losses_and_grads)
+from helpers.tolerances import FP32_SINGLE_OP, assert_close
+from helpers.triton_interpreter import CPU_BACKEND_PARAMS
+
+MODES = ["vanilla", "lsgan", "wgangp"]
+# The C++ backend has no step-loss launchers (it runs the reference's, warned): not run twice.
+BACKENDS = [p for p in CPU_BACKEND_PARAMS if getattr(p, "values", (p,))[0] != "cpp"]
+HALF_GRAD = 8e-3  # a bfloat16 / float16 gradient is the float32 one rounded: 2^-8 at most
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+# (N, C, H, W) of the logits and the layout: 1800 elements is a partial second block of 1024.
+SHAPES = {"1x1x5x7": ((1, 1, 5, 7), "nchw"), "2x1x30x30": ((2, 1, 30, 30), "nchw"),
+          "2x2x4x5-nhwc": ((2, 2, 4, 5), "nhwc"), "2x2x6x5-strided": ((2, 2, 6, 5), "strided")}
+
+
+def _random(shape, layout, seed, scale=3.0):
+    x = torch.randn(shape, generator=torch.Generator().manual_seed(seed),
+                    dtype=torch.float64) * scale
+    if layout == "nhwc":
+        return x.contiguous(memory_format=torch.channels_last)
+    if layout == "strided":
+        return x[:, :, ::2]
+    return x
+
+
+def assert_losses_close(losses, expected, what):
+    """Each of [total, part_a, part_b] on its own: a small part must not hide in the norm."""
+    for index, name in enumerate(("total", "part a", "part b")):
+        assert_close(losses[index], expected[index], FP32_SINGLE_OP, f"{what} {name}")
+
+
+def reference_gan_loss(x, mode, target_is_real):
+    """The reference GANLoss with its default labels, in the dtype of x."""
+    if mode == "wgangp":
+        return -x.mean() if target_is_real else x.mean()
+    target = torch.full_like(x, 1.0 if target_is_real else 0.0)
+    if mode == "vanilla":
+        return F.binary_cross_entropy_with_logits(x, target)
+    return F.mse_loss(x, target)
+
+
+@pytest.fixture
+def poisoned_outputs(monkeypatch):
+    """Every float tensor the launchers allocate starts as NaN (gradients, partial sums, the
+    losses), so an element a kernel does not write shows up as NaN."""
+    empty, empty_like = torch.empty, torch.empty_like
+
+    def poison(t):
+        return t.fill_(float("nan")) if t.is_floating_point() else t
+    monkeypatch.setattr(torch, "empty", lambda *a, **k: poison(empty(*a, **k)))
+    monkeypatch.setattr(torch, "empty_like", lambda *a, **k: poison(empty_like(*a, **k)))
+
+
+@pytest.mark.parametrize("dtype", sorted(DTYPES))
+@pytest.mark.parametrize("shape_id", sorted(SHAPES))
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("backend", BACKENDS, indirect=True)
+def test_d_step_losses_vs_float64_reference(backend, poisoned_outputs, mode, shape_id, dtype):
+    """float32 logits, or bfloat16 as the autocast discriminator writes them (float16 is
+    computed in float32); the reference sees the same (rounded) values in float64."""
+    shape, layout = SHAPES[shape_id]
+    dtype = DTYPES[dtype]
+    fake64, real64 = (_random(shape, layout, seed).to(dtype).double() for seed in (1, 2))
+    ref_fake, ref_real = (t.detach().clone().requires_grad_() for t in (fake64, real64))
+    ref_parts = (reference_gan_loss(ref_fake, mode, False),
+                 reference_gan_loss(ref_real, mode, True))
+    expected = torch.stack(((ref_parts[0] + ref_parts[1]) * 0.5, *ref_parts))
+    weights = torch.tensor([0.7, -1.3, 2.1], dtype=torch.float64)  # a random grad_output
+    (expected * weights).sum().backward(retain_graph=True)  # expected[0] differentiated below
+
+    fake, real = (t.to(dtype).requires_grad_() for t in (fake64, real64))
+    losses = d_step_losses(fake, real, mode)
+    assert losses.dtype == torch.float32 and losses.shape == (3,)
+    (losses * weights.float()).sum().backward()
+    grad_bound = FP32_SINGLE_OP if dtype == torch.float32 else HALF_GRAD
+    assert fake.grad.dtype == real.grad.dtype == dtype
+    assert_losses_close(losses, expected, "losses")
+    assert_close(fake.grad, ref_fake.grad, grad_bound, "grad fake")
+    assert_close(real.grad, ref_real.grad, grad_bound, "grad real")
+
+    values, grad_fake, grad_real = d_step_losses_and_grads(fake.detach(), real.detach(), mode)
+    total_fake, total_real = torch.autograd.grad(expected[0], (ref_fake, ref_real))
+    assert_losses_close(values, expected, "losses (and_grads)")
+    assert_close(grad_fake, total_fake, grad_bound, "d loss_D / d fake")
+    assert_close(grad_real, total_real, grad_bound, "d loss_D / d real")
+
+
+@pytest.mark.parametrize("dtype", ["fp32", "bf16"])
+@pytest.mark.parametrize("shape_id", sorted(SHAPES))
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("backend", BACKENDS, indirect=True)
+def test_g_step_losses_vs_float64_reference(backend, poisoned_outputs, mode, shape_id, dtype):
+    """logits and fake_b in float32, or bfloat16 as the autocast networks write them (real_b,
+    the input batch, float32); the reference sees the same (rounded) values in float64."""
+    shape, layout = SHAPES[shape_id]
+    fake_b_dtype = DTYPES[dtype]
+    lambda_l1 = 100.0
+    logits64 = _random((shape[0], 1, 3, 4), "nchw", 3).to(fake_b_dtype).double()
+    fake_b64 = _random(shape, layout, 4, scale=0.5).to(fake_b_dtype).double()
+    real_b64 = _random(shape, layout, 5, scale=0.5)
+    refs = [t.detach().clone().requires_grad_() for t in (logits64, fake_b64, real_b64)]
+    gan, l1 = reference_gan_loss(refs[0], mode, True), F.l1_loss(refs[1], refs[2]) * lambda_l1
+    expected = torch.stack((gan + l1, gan, l1))
+    weights = torch.tensor([0.7, -1.3, 2.1], dtype=torch.float64)
+    (expected * weights).sum().backward(retain_graph=True)  # expected[0] differentiated below
+
+    logits = logits64.to(fake_b_dtype).requires_grad_()
+    fake_b = fake_b64.to(fake_b_dtype).requires_grad_()
+    real_b = real_b64.float().requires_grad_()
+    losses = g_step_losses(logits, fake_b, real_b, mode, lambda_l1)
+    (losses * weights.float()).sum().backward()
+    grad_bound = FP32_SINGLE_OP if fake_b_dtype == torch.float32 else HALF_GRAD
+    assert logits.grad.dtype == fake_b.grad.dtype == fake_b_dtype
+    assert real_b.grad.dtype == torch.float32
+    assert_losses_close(losses, expected, "losses")
+    assert_close(logits.grad, refs[0].grad, grad_bound, "grad logits")
+    assert_close(fake_b.grad, refs[1].grad, grad_bound, "grad fake_b")
+    assert_close(real_b.grad, refs[2].grad, grad_bound, "grad real_b")
+
+    values, grad_logits, grad_fake_b = g_step_losses_and_grads(
+        logits.detach(), fake_b.detach(), real_b.detach(), mode, lambda_l1)
+    total_logits, total_fake_b = torch.autograd.grad(expected[0], refs[:2])
+    assert_losses_close(values, expected, "losses (and_grads)")
+    assert_close(grad_logits, total_logits, grad_bound, "d loss_G / d logits")
+    assert_close(grad_fake_b, total_fake_b, grad_bound, "d loss_G / d fake_b")
+
+
+@pytest.mark.parametrize("backend", BACKENDS, indirect=True)
+def test_differently_laid_out_real_b_is_read_by_value(backend):
+    """fake_b channels-last, real_b contiguous: same losses as with matching strides."""
+    fake_b = _random((2, 3, 4, 5), "nhwc", 6).float()
+    real_b = _random((2, 3, 4, 5), "nchw", 7).float()
+    logits = _random((2, 1, 3, 3), "nchw", 8).float()
+    mixed = g_step_losses_and_grads(logits, fake_b, real_b, "lsgan", 10.0)
+    matched = g_step_losses_and_grads(logits, fake_b, real_b.contiguous(
+        memory_format=torch.channels_last), "lsgan", 10.0)
+    for a, b in zip(mixed, matched):
+        assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("call,message", [
+    (lambda: d_step_losses(torch.rand(2, 2), torch.rand(2, 2), "hinge"), "mode must be one of"),
+    (lambda: d_step_losses(torch.rand(2, 2), torch.ones(2, 2, dtype=torch.int64), "lsgan"),
+     "logits_real must be one of"),
+    (lambda: d_step_losses(torch.rand(0), torch.rand(2), "lsgan"), "logits_fake is empty"),
+    (lambda: g_step_losses(torch.rand(2), torch.rand(2, 3), torch.rand(3, 2), "lsgan", 1.0),
+     "same shape"),
+    (lambda: g_step_losses(torch.rand(2), torch.rand(2), torch.rand(2), "lsgan", "100"),
+     "lambda_l1 must be a number"),
+    (lambda: d_step_losses(torch.rand(2), torch.rand(2), "lsgan", tally=(1, 2)),
+     "tally must be a LossTally"),
+], ids=["mode", "dtype", "empty", "l1-shape", "lambda", "tally"])
+def test_bad_input_raises_value_error(call, message):
+    with pytest.raises(ValueError, match=message):
+        call()
