@@ -15,16 +15,8 @@ BLOCK = 1024
 
 
 @triton.jit
-def _gan_loss_fwd_kernel(
-    X_ptr,             # logits, dense, walked in storage order
-    Grad_ptr,          # d loss / d logits, same strides as X
-    Partial_ptr,       # (num_blocks,) float32 partial sums of the per-element loss
-    numel, target, inv_numel,
-    MODE: tl.constexpr, BLOCK: tl.constexpr,
-):
-    offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
-    ok = offs < numel
-    x = tl.load(X_ptr + offs, mask=ok, other=0.0).to(tl.float32)
+def gan_loss_and_grad(x, target, inv_numel, MODE: tl.constexpr):
+    """Per-element loss and d mean(loss) / d x of the GAN mode MODE (GAN_MODE_CODES), float32."""
     if MODE == 0:
         # BCE with logits, the stable form: max(x, 0) - x t + log(1 + exp(-|x|))
         loss = tl.maximum(x, 0.0) - x * target + tl.log(1.0 + tl.exp(-tl.abs(x)))
@@ -36,6 +28,21 @@ def _gan_loss_fwd_kernel(
         # target is -1 (real: -mean) or +1 (fake: +mean)
         loss = x * target
         grad = tl.zeros_like(x) + target * inv_numel
+    return loss, grad
+
+
+@triton.jit
+def _gan_loss_fwd_kernel(
+    X_ptr,             # logits, dense, walked in storage order
+    Grad_ptr,          # d loss / d logits, same strides as X
+    Partial_ptr,       # (num_blocks,) float32 partial sums of the per-element loss
+    numel, target, inv_numel,
+    MODE: tl.constexpr, BLOCK: tl.constexpr,
+):
+    offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
+    ok = offs < numel
+    x = tl.load(X_ptr + offs, mask=ok, other=0.0).to(tl.float32)
+    loss, grad = gan_loss_and_grad(x, target, inv_numel, MODE)
     tl.store(Grad_ptr + offs, grad.to(Grad_ptr.dtype.element_ty), mask=ok)
     tl.store(Partial_ptr + tl.program_id(0), tl.sum(tl.where(ok, loss, 0.0), axis=0))
 

@@ -14,7 +14,7 @@ import triton
 import triton.language as tl
 
 from fastp2p.kernels.codes import GAN_MODE_CODES
-from fastp2p.kernels.losses import storage_order
+from fastp2p.kernels.losses import gan_loss_and_grad, storage_order
 
 BLOCK = 1024
 FINISH_BLOCK = 1024
@@ -27,17 +27,7 @@ def _gan_block(X_ptr, Grad_ptr, block, numel, target, inv_numel, weight,
     offs = block.to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
     ok = offs < numel
     x = tl.load(X_ptr + offs, mask=ok, other=0.0).to(tl.float32)
-    if MODE == 0:
-        # BCE with logits, the stable form: max(x, 0) - x t + log(1 + exp(-|x|))
-        loss = tl.maximum(x, 0.0) - x * target + tl.log(1.0 + tl.exp(-tl.abs(x)))
-        grad = (1.0 / (1.0 + tl.exp(-x)) - target) * inv_numel
-    elif MODE == 1:
-        loss = (x - target) * (x - target)
-        grad = 2.0 * (x - target) * inv_numel
-    else:
-        # target is -1 (real: -mean) or +1 (fake: +mean)
-        loss = x * target
-        grad = tl.zeros_like(x) + target * inv_numel
+    loss, grad = gan_loss_and_grad(x, target, inv_numel, MODE)
     # The weight is applied last, as autograd applies the outer 0.5 / lambda to the mean's
     # gradient in the unfused step.
     tl.store(Grad_ptr + offs, (grad * weight).to(Grad_ptr.dtype.element_ty), mask=ok)

@@ -17,13 +17,16 @@ def _widen_half(t: torch.Tensor) -> torch.Tensor:
     return t.float() if t.dtype == torch.float16 else t
 
 
-def _check_floating(name, t):
+def check_loss_input(name, t, device=None):
+    """A loss op's tensor argument: a tensor of an op dtype, not empty, on ``device`` if given."""
     if not isinstance(t, torch.Tensor):
         raise ValueError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
     if t.dtype not in OP_DTYPES:
         raise ValueError(f"{name} must be one of {[str(d) for d in OP_DTYPES]}, got {t.dtype}")
     if t.numel() == 0:
         raise ValueError(f"{name} is empty")
+    if device is not None and t.device != device:
+        raise ValueError(f"{name} is on {t.device}, expected {device} like the logits")
 
 
 @torch.library.custom_op("fastp2p::gan_loss_fwd", mutates_args=())
@@ -101,7 +104,7 @@ def gan_loss(logits: torch.Tensor, mode: str, target_is_real: bool) -> torch.Ten
 
         loss = gan_loss(discriminator(torch.cat([a, fake_b], 1)), "vanilla", True)
     """
-    _check_floating("gan_loss logits", logits)
+    check_loss_input("gan_loss logits", logits)
     if mode not in GAN_MODES:
         raise ValueError(f"gan_loss mode must be one of {GAN_MODES}, got {mode!r}")
     if not isinstance(target_is_real, bool):
@@ -120,8 +123,8 @@ def l1_loss(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 
         loss = l1_loss(fake_b, real_b) * 100.0
     """
-    _check_floating("l1_loss x", x)
-    _check_floating("l1_loss y", y)
+    check_loss_input("l1_loss x", x)
+    check_loss_input("l1_loss y", y)
     if x.shape != y.shape or x.device != y.device or x.dtype != y.dtype:
         raise ValueError(f"l1_loss expects x and y of the same shape, dtype and device, got "
                          f"{tuple(x.shape)} {x.dtype} {x.device} and {tuple(y.shape)} {y.dtype} "

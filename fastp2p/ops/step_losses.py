@@ -21,21 +21,11 @@ import torch
 
 from fastp2p.kernels.loss_tally import LossTally
 from fastp2p.ops.backends import backend_for
-from fastp2p.ops.definitions import GAN_MODES, OP_DTYPES, check_backend_dtype
+from fastp2p.ops.definitions import GAN_MODES, check_backend_dtype
+from fastp2p.ops.losses import check_loss_input
 
 __all__ = ["LossTally", "d_step_losses", "d_step_losses_and_grads", "g_step_losses",
            "g_step_losses_and_grads"]
-
-
-def _check_tensor(name, t, device=None):
-    if not isinstance(t, torch.Tensor):
-        raise ValueError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
-    if t.dtype not in OP_DTYPES:
-        raise ValueError(f"{name} must be one of {[str(d) for d in OP_DTYPES]}, got {t.dtype}")
-    if t.numel() == 0:
-        raise ValueError(f"{name} is empty")
-    if device is not None and t.device != device:
-        raise ValueError(f"{name} is on {t.device}, expected {device} like the logits")
 
 
 def _check_common(mode, tally, device):
@@ -53,8 +43,8 @@ def _widen_half(t):
 
 
 def _d_launch(logits_fake, logits_real, mode, tally):
-    _check_tensor("logits_fake", logits_fake)
-    _check_tensor("logits_real", logits_real, logits_fake.device)
+    check_loss_input("logits_fake", logits_fake)
+    check_loss_input("logits_real", logits_real, logits_fake.device)
     _check_common(mode, tally, logits_fake.device)
     backend = backend_for(logits_fake.device)
     fake, real = _widen_half(logits_fake), _widen_half(logits_real)
@@ -66,9 +56,9 @@ def _d_launch(logits_fake, logits_real, mode, tally):
 
 
 def _g_launch(logits, fake_b, real_b, mode, lambda_l1, tally):
-    _check_tensor("logits", logits)
-    _check_tensor("fake_b", fake_b, logits.device)
-    _check_tensor("real_b", real_b, logits.device)
+    check_loss_input("logits", logits)
+    check_loss_input("fake_b", fake_b, logits.device)
+    check_loss_input("real_b", real_b, logits.device)
     if fake_b.shape != real_b.shape:
         raise ValueError(f"fake_b {tuple(fake_b.shape)} and real_b {tuple(real_b.shape)} must "
                          "have the same shape")
