@@ -12,30 +12,17 @@ import torch.nn as nn
 
 import fastp2p
 from fastp2p import reference
-from helpers.network_checks import compare_networks, with_same_masks
+from helpers.network_checks import compare_networks, random_images, unet_pair, with_same_masks
 from helpers.tolerances import BF16_NETWORK, BF16_VS_AUTOCAST, assert_close, relative_error
 from helpers.triton_interpreter import KERNELS
-
-
-def _unet_pair(norm, num_downs, use_dropout):
-    torch.manual_seed(0)
-    theirs = reference.init_weights(reference.UnetGenerator(
-        3, 3, num_downs, 4, reference.get_norm_layer(norm), use_dropout))
-    ours = fastp2p.UNet(3, 3, num_downs, 4, norm=norm, use_dropout=use_dropout)
-    ours.load_state_dict(theirs.state_dict())
-    return ours, copy.deepcopy(theirs).double()
-
-
-def _input(size, batch=2):
-    return torch.rand(batch, 3, size, size, generator=torch.Generator().manual_seed(1)) * 2 - 1
 
 
 @pytest.mark.parametrize("layout", ["nchw", "nhwc"])
 @pytest.mark.parametrize("train", [True, False], ids=["train", "eval"])
 @pytest.mark.parametrize("norm", ["batch", "instance", "none"])
 def test_unet_matches_reference(backend, norm, train, layout):
-    ours, theirs64 = _unet_pair(norm, 5, use_dropout=False)
-    x = _input(32)
+    ours, theirs64 = unet_pair(norm, 5, use_dropout=False)
+    x = random_images(32)
     if layout == "nhwc":
         x = x.contiguous(memory_format=torch.channels_last)
     if not train:  # eval after one train step, so the running stats are not the defaults
@@ -47,10 +34,10 @@ def test_unet_matches_reference(backend, norm, train, layout):
 
 @pytest.mark.parametrize("norm", ["batch", "instance"])
 def test_unet_dropout_uses_the_counter_masks_and_advances(backend, norm):
-    ours, theirs64 = _unet_pair(norm, 6, use_dropout=True)
+    ours, theirs64 = unet_pair(norm, 6, use_dropout=True)
     ours.set_dropout_rng(77, 1000)
     with_same_masks(theirs64, 77, 1000)
-    x = _input(64)
+    x = random_images(64)
     compare_networks(ours, theirs64, x, True, f"unet-dropout-{norm}")
     # one dropout block at num_downs=6 (64x64 input): its up output is 2 x 32 x 4 x 4
     assert ours.dropout_rng.tolist() == [77, 1000 + 2 * 32 * 4 * 4]
@@ -79,9 +66,9 @@ def test_discriminators_match_reference(backend, norm, train):
 def test_bf16_autocast_within_pytorchs_own_error(backend, norm):
     """DESIGN section 5's bf16 rule on the CPU: fused under bf16 autocast vs float64, no worse
     than 1.5x PyTorch's own autocast error on the same inputs (+ a small atol)."""
-    ours, theirs64 = _unet_pair(norm, 5, use_dropout=False)
+    ours, theirs64 = unet_pair(norm, 5, use_dropout=False)
     theirs = copy.deepcopy(theirs64).float()
-    x = _input(32).contiguous(memory_format=torch.channels_last)
+    x = random_images(32).contiguous(memory_format=torch.channels_last)
     with torch.no_grad():
         expected = theirs64(x.double())
         with torch.autocast("cpu", torch.bfloat16):
@@ -99,7 +86,7 @@ def test_unsupported_norm_falls_back_to_the_reference_forward():
     theirs = reference.UnetGenerator(3, 3, 5, 4, factory)
     ours = fastp2p.UNet(3, 3, 5, 4, norm_layer=factory)
     ours.load_state_dict(theirs.state_dict())
-    x = _input(32)
+    x = random_images(32)
     assert_close(ours(x), theirs(x), 1e-6, "fallback")
 
 
@@ -150,9 +137,9 @@ def test_gpu_unet256_forward_and_grads(monkeypatch, dtype):
     monkeypatch.setenv("FASTP2P_BACKEND", "triton")
     torch.backends.cudnn.allow_tf32 = False
     torch.backends.cuda.matmul.allow_tf32 = False
-    ours, theirs64 = _unet_pair("batch", 8, use_dropout=False)
+    ours, theirs64 = unet_pair("batch", 8, use_dropout=False)
     ours, theirs64 = ours.cuda(), theirs64.cuda()
-    x = _input(256).cuda()
+    x = random_images(256).cuda()
     if dtype == torch.float32:
         compare_networks(ours, theirs64, x, True, "unet256-fp32")
     else:
@@ -185,7 +172,7 @@ def test_gpu_unet_cuda_graph_and_compile(monkeypatch):
 def test_compiles_without_graph_breaks(backend):
     """Dynamo sees the fused ops as custom ops: one graph for the whole forward and backward
     (aot_eager: no C++ compiler needed; the GPU test runs inductor)."""
-    ours, _ = _unet_pair("batch", 5, use_dropout=False)
+    ours, _ = unet_pair("batch", 5, use_dropout=False)
     disc = fastp2p.PatchDiscriminator(6, ndf=4, n_layers=2, norm="instance")
     loss_fn = fastp2p.GANLoss("vanilla")
 
@@ -193,7 +180,7 @@ def test_compiles_without_graph_breaks(backend):
         fake = ours(a)
         return loss_fn(disc(torch.cat([a, fake], 1)), True)
 
-    x = _input(32)
+    x = random_images(32)
     expected = step(x)
     torch._dynamo.reset()
     compiled = torch.compile(step, backend="aot_eager", fullgraph=True)

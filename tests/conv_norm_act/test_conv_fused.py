@@ -224,6 +224,7 @@ def test_statistics_stable_far_from_zero():
     y, parts = conv_fused_fwd((_layout(x.float(), "nhwc"),), (InputTransform(),), weight.float(),
                               bias.float(), stride=2, padding=1)
     assert parts.a.shape[1] > 1  # several tiles per image are merged
+    assert_close(y, y64, FP32_SINGLE_OP, "y")
     for per_sample in (True, False):
         mean, rstd, _, _ = conv_stats_finish(parts, per_sample=per_sample, eps=EPS)
         mean64, var64 = statistics_reference(y.double(), per_sample)

@@ -12,10 +12,8 @@ import json
 import pytest
 import torch
 
-import fastp2p
-from fastp2p import reference
 from fastp2p.ops.backends import conv_choice
-from helpers.network_checks import (compare_networks, count_fused_convs, poison_allocations,
+from helpers.network_checks import (compare_networks, random_images, unet_pair, count_fused_convs, poison_allocations,
                                     with_same_masks)
 from helpers.tolerances import FP32_NETWORK, assert_close
 from helpers.triton_interpreter import KERNELS
@@ -25,19 +23,6 @@ pytestmark = [pytest.mark.interpreter,
                                  "no GPU")]
 
 CONVS = 10  # num_downs 5: five down convs and five transposed ones
-
-
-def _pair(norm, num_downs=5, use_dropout=False):
-    torch.manual_seed(0)
-    theirs = reference.init_weights(reference.UnetGenerator(
-        3, 3, num_downs, 4, reference.get_norm_layer(norm), use_dropout))
-    ours = fastp2p.UNet(3, 3, num_downs, 4, norm=norm, use_dropout=use_dropout)
-    ours.load_state_dict(theirs.state_dict())
-    return ours, copy.deepcopy(theirs).double()
-
-
-def _input(size, batch=2):
-    return torch.rand(batch, 3, size, size, generator=torch.Generator().manual_seed(1)) * 2 - 1
 
 
 def _layer(norm, input, weight, transposed):
@@ -68,13 +53,13 @@ def test_every_conv_fused_matches_reference(monkeypatch, fused_calls, norm, batc
     """Batch 1 where the statistics are per image or constants (eval): the interpreter is
     slow."""
     monkeypatch.setenv("FASTP2P_CONV", "fused")
-    ours, theirs64 = _pair(norm)
-    compare_networks(ours, theirs64, _input(32, batch), True, f"unet-{norm} train")
+    ours, theirs64 = unet_pair(norm)
+    compare_networks(ours, theirs64, random_images(32, batch), True, f"unet-{norm} train")
     assert fused_calls[0] == CONVS
     if norm == "batch":  # eval: the running statistics (updated above) in the prologues
         ours.zero_grad()
         theirs64.zero_grad()
-        compare_networks(ours, theirs64, _input(32, 1), False, "unet-batch eval")
+        compare_networks(ours, theirs64, random_images(32, 1), False, "unet-batch eval")
         assert fused_calls[0] == 2 * CONVS
 
 
@@ -98,11 +83,11 @@ def test_a_table_fuses_only_the_layers_it_lists(monkeypatch, tmp_path, fused_cal
     """The mixed chains above, in training; then eval without a gradient, where the module
     layers fold their BatchNorm."""
     _use_table(monkeypatch, tmp_path, *MIXED[norm])
-    ours, theirs64 = _pair(norm)
-    compare_networks(ours, theirs64, _input(32), True, f"unet-{norm}-table train")
+    ours, theirs64 = unet_pair(norm)
+    compare_networks(ours, theirs64, random_images(32), True, f"unet-{norm}-table train")
     assert fused_calls[0] == len(MIXED[norm])
     with torch.no_grad():
-        out, expected = ours.eval()(_input(32)), theirs64.eval()(_input(32).double())
+        out, expected = ours.eval()(random_images(32)), theirs64.eval()(random_images(32).double())
     assert_close(out, expected, FP32_NETWORK, f"unet-{norm}-table eval")
     assert fused_calls[0] == 2 * len(MIXED[norm])
 
@@ -124,10 +109,10 @@ def test_dropout_masks_through_fused_layers(monkeypatch, tmp_path, fused_calls, 
     then the prologue), and in the fused prologue itself (forward and backward), drawn in
     today's order (inner block first): all the reference's with fastp2p's masks."""
     _use_table(monkeypatch, tmp_path, *layers)
-    ours, theirs64 = _pair("batch", num_downs=7, use_dropout=True)
+    ours, theirs64 = unet_pair("batch", num_downs=7, use_dropout=True)
     ours.set_dropout_rng(77, 1000)
     with_same_masks(theirs64, 77, 1000)
-    compare_networks(ours, theirs64, _input(128), True, "unet-dropout")
+    compare_networks(ours, theirs64, random_images(128), True, "unet-dropout")
     assert fused_calls[0] == len(layers)
     assert ours.dropout_rng.tolist() == [77, 1000 + DROPPED_128]
 
@@ -136,12 +121,12 @@ def test_fused_and_todays_path_drop_the_same_elements(monkeypatch, fused_calls):
     """Same RNG state, same masks: FASTP2P_CONV=fused vs today's path (and the reference with
     those masks), forward in train mode (batch 1: the interpreter is slow); both advance the
     stream alike."""
-    ours, theirs64 = _pair("batch", num_downs=6, use_dropout=True)
+    ours, theirs64 = unet_pair("batch", num_downs=6, use_dropout=True)
     today = copy.deepcopy(ours)
     for net in (ours, today):
         net.set_dropout_rng(5, 123)
     with_same_masks(theirs64, 5, 123)
-    x = _input(64, batch=1)
+    x = random_images(64, batch=1)
     with torch.no_grad():
         monkeypatch.setenv("FASTP2P_CONV", "module")
         expected_today = today.train()(x)
@@ -161,16 +146,16 @@ def test_without_the_override_or_a_table_no_conv_is_fused(monkeypatch, fused_cal
     else:
         monkeypatch.setenv("FASTP2P_CONV", override)
     assert conv_choice.fused_layers(conv_choice.TABLE) == frozenset()  # none is committed
-    ours, theirs64 = _pair("batch")
-    compare_networks(ours, theirs64, _input(32), True, "unet-default")
+    ours, theirs64 = unet_pair("batch")
+    compare_networks(ours, theirs64, random_images(32), True, "unet-default")
     assert fused_calls[0] == 0
 
 
 def test_unfusable_input_says_what_to_do(monkeypatch):
-    ours, _ = _pair("instance")
+    ours, _ = unet_pair("instance")
     monkeypatch.setenv("FASTP2P_CONV", "fused")
     with pytest.raises(ValueError, match="cannot run this layer"):
-        ours.double()(_input(32).double())
+        ours.double()(random_images(32).double())
 
 
 def test_table_keys_tell_transposed_convs_apart(monkeypatch, tmp_path):

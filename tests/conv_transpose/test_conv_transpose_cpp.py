@@ -1,16 +1,14 @@
 """The decoder's transposed convolutions as GEMM + C++ col2im (CPU float32 inference): the op
 against float64 ``F.conv_transpose2d``, the kernel's boundary checks, when the U-Net routes
 through it, and whole-network inference against the float64 reference."""
-import copy
 
 import pytest
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-import fastp2p
 from helpers.cpp_backend_helpers import LAYOUTS, requires_extension
-from fastp2p import reference
+from helpers.network_checks import unet_pair
 from fastp2p.ops import conv_transpose
 from fastp2p.ops.backends import cpp as cpp_backend
 from helpers.tolerances import FP32_NETWORK, FP32_SINGLE_OP, assert_close
@@ -106,12 +104,8 @@ def gemm_calls(monkeypatch):
 
 
 def _unet_pair(norm):
-    torch.manual_seed(0)
-    theirs = reference.init_weights(reference.UnetGenerator(
-        3, 3, 5, 4, reference.get_norm_layer(norm), use_dropout=True))
-    ours = fastp2p.UNet(3, 3, 5, 4, norm=norm, use_dropout=True)
-    ours.load_state_dict(theirs.state_dict())
-    return ours.eval(), copy.deepcopy(theirs).double().eval()
+    ours, theirs = unet_pair(norm, 5, use_dropout=True)
+    return ours.eval(), theirs.eval()
 
 
 def test_unet_routes_only_cpu_float32_inference_through_it(monkeypatch, gemm_calls):

@@ -2,11 +2,31 @@
 float64 (output, input gradient, every parameter gradient, the buffers they share, DESIGN §5),
 the reference's Dropout drawing fastp2p's counter-based masks, NaN-poisoned allocations and a
 count of the fused convolution's launches."""
+import copy
+
 import torch
 import torch.nn as nn
 
+import fastp2p
+from fastp2p import reference
 from fastp2p.ops.dropout_rng import dropout_keep_mask
 from helpers.tolerances import FP32_NETWORK, assert_close
+
+
+def unet_pair(norm, num_downs=5, use_dropout=False, ngf=4):
+    """(fastp2p.UNet, the reference UnetGenerator in float64) with the same initial weights;
+    num_downs 5 is the smallest U-Net the reference builds."""
+    torch.manual_seed(0)
+    theirs = reference.init_weights(reference.UnetGenerator(
+        3, 3, num_downs, ngf, reference.get_norm_layer(norm), use_dropout))
+    ours = fastp2p.UNet(3, 3, num_downs, ngf, norm=norm, use_dropout=use_dropout)
+    ours.load_state_dict(theirs.state_dict())
+    return ours, copy.deepcopy(theirs).double()
+
+
+def random_images(size, batch=2):
+    """A (batch, 3, size, size) batch in [-1, 1), the same on every call."""
+    return torch.rand(batch, 3, size, size, generator=torch.Generator().manual_seed(1)) * 2 - 1
 
 
 class SameMaskDropout(nn.Module):

@@ -10,7 +10,6 @@ import fastp2p
 from fastp2p.ops import gan_loss, l1_loss
 from fastp2p.reference import GANLoss as ReferenceGANLoss
 from helpers.tolerances import FP32_SINGLE_OP, GOLDEN_OUTPUT, assert_close
-from helpers.triton_interpreter import KERNELS
 MODES = ["vanilla", "lsgan", "wgangp"]
 
 
