@@ -32,6 +32,23 @@ def gan_loss_and_grad(x, target, inv_numel, MODE: tl.constexpr):
 
 
 @triton.jit
+def l1_loss_and_grad(X_ptr, Y_ptr, offs, ok, inv_numel):
+    """Per-element |x - y| (0 where masked off) and d mean|x - y| / d x at ``offs``, float32."""
+    diff = (tl.load(X_ptr + offs, mask=ok, other=0.0).to(tl.float32)
+            - tl.load(Y_ptr + offs, mask=ok, other=0.0).to(tl.float32))
+    sign = tl.where(diff > 0, 1.0, tl.where(diff < 0, -1.0, 0.0))
+    return tl.abs(diff), sign * inv_numel
+
+
+def gan_target(mode: str, target_is_real: bool) -> float:
+    """The target a GAN mode's per-element loss compares with: 1 / 0 (vanilla, lsgan); wgangp's
+    sign, -1 for real (-mean) and +1 for fake (+mean)."""
+    if mode == "wgangp":
+        return -1.0 if target_is_real else 1.0
+    return 1.0 if target_is_real else 0.0
+
+
+@triton.jit
 def _gan_loss_fwd_kernel(
     X_ptr,             # logits, dense, walked in storage order
     Grad_ptr,          # d loss / d logits, same strides as X
@@ -57,11 +74,9 @@ def _l1_loss_fwd_kernel(
 ):
     offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
     ok = offs < numel
-    diff = (tl.load(X_ptr + offs, mask=ok, other=0.0).to(tl.float32)
-            - tl.load(Y_ptr + offs, mask=ok, other=0.0).to(tl.float32))
-    sign = tl.where(diff > 0, 1.0, tl.where(diff < 0, -1.0, 0.0))
-    tl.store(Grad_ptr + offs, (sign * inv_numel).to(Grad_ptr.dtype.element_ty), mask=ok)
-    tl.store(Partial_ptr + tl.program_id(0), tl.sum(tl.abs(diff), axis=0))
+    loss, grad = l1_loss_and_grad(X_ptr, Y_ptr, offs, ok, inv_numel)
+    tl.store(Grad_ptr + offs, grad.to(Grad_ptr.dtype.element_ty), mask=ok)
+    tl.store(Partial_ptr + tl.program_id(0), tl.sum(loss, axis=0))
 
 
 def _dense(t: torch.Tensor) -> bool:
@@ -91,10 +106,7 @@ def gan_loss_fwd(logits, *, mode, target_is_real):
     """(loss: 0-dim float32, grad_logits): BCE-with-logits / MSE mean vs 1 or 0, or WGAN mean."""
     x = storage_order(logits)
     numel = x.numel()
-    if mode == "wgangp":
-        target = -1.0 if target_is_real else 1.0
-    else:
-        target = 1.0 if target_is_real else 0.0
+    target = gan_target(mode, target_is_real)
     grad, partial, blocks = _grad_and_partials(x)
     _gan_loss_fwd_kernel[(blocks,)](x, grad, partial, numel, target, 1.0 / numel,
                                     MODE=GAN_MODE_CODES[mode], BLOCK=BLOCK)

@@ -14,7 +14,8 @@ import triton
 import triton.language as tl
 
 from fastp2p.kernels.codes import GAN_MODE_CODES
-from fastp2p.kernels.losses import gan_loss_and_grad, storage_order
+from fastp2p.kernels.losses import (gan_loss_and_grad, gan_target, l1_loss_and_grad,
+                                    storage_order)
 
 BLOCK = 1024
 FINISH_BLOCK = 1024
@@ -39,12 +40,9 @@ def _l1_block(X_ptr, Y_ptr, Grad_ptr, block, numel, inv_numel, weight, BLOCK: tl
     """Gradient of weight * mean |x - y| w.r.t. x for one block; returns the block's sum |x - y|."""
     offs = block.to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
     ok = offs < numel
-    diff = (tl.load(X_ptr + offs, mask=ok, other=0.0).to(tl.float32)
-            - tl.load(Y_ptr + offs, mask=ok, other=0.0).to(tl.float32))
-    sign = tl.where(diff > 0, 1.0, tl.where(diff < 0, -1.0, 0.0))
-    tl.store(Grad_ptr + offs, ((sign * inv_numel) * weight).to(Grad_ptr.dtype.element_ty),
-             mask=ok)
-    return tl.sum(tl.abs(diff), axis=0)
+    loss, grad = l1_loss_and_grad(X_ptr, Y_ptr, offs, ok, inv_numel)
+    tl.store(Grad_ptr + offs, (grad * weight).to(Grad_ptr.dtype.element_ty), mask=ok)
+    return tl.sum(loss, axis=0)
 
 
 @triton.jit
@@ -111,12 +109,6 @@ def _finish_step_losses_kernel(
         tl.store(First_ptr, tl.where(finite | (first != 0), first, step))
 
 
-def _gan_target(mode: str, target_is_real: bool) -> float:
-    if mode == "wgangp":
-        return -1.0 if target_is_real else 1.0  # -mean(real), +mean(fake)
-    return 1.0 if target_is_real else 0.0
-
-
 def _launch(a, grad_a, b, y, grad_b, *, mode, a_target, b_target, a_weight, b_weight,
             b_factor, total_factor, tally):
     """Both launches of a step-loss op; returns the (3,) float32 [total, part_a, part_b]."""
@@ -148,7 +140,7 @@ def d_step_losses_fwd(logits_fake, logits_real, *, mode, tally=None):
     fake, real = storage_order(logits_fake), storage_order(logits_real)
     grad_fake, grad_real = torch.empty_like(fake), torch.empty_like(real)
     losses = _launch(fake, grad_fake, real, None, grad_real, mode=mode,
-                     a_target=_gan_target(mode, False), b_target=_gan_target(mode, True),
+                     a_target=gan_target(mode, False), b_target=gan_target(mode, True),
                      a_weight=0.5, b_weight=0.5, b_factor=1.0, total_factor=0.5, tally=tally)
     return losses, grad_fake, grad_real
 
@@ -164,7 +156,7 @@ def g_step_losses_fwd(logits, fake_b, real_b, *, mode, lambda_l1, tally=None):
                                      device=real_b.device).copy_(real_b)
     grad_logits, grad_fake_b = torch.empty_like(logits), torch.empty_like(fake_b)
     losses = _launch(logits, grad_logits, fake_b, real_b, grad_fake_b, mode=mode,
-                     a_target=_gan_target(mode, True), b_target=0.0, a_weight=1.0,
+                     a_target=gan_target(mode, True), b_target=0.0, a_weight=1.0,
                      b_weight=float(lambda_l1), b_factor=float(lambda_l1), total_factor=1.0,
                      tally=tally)
     return losses, grad_logits, grad_fake_b

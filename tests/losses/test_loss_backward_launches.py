@@ -31,10 +31,7 @@ def test_gan_loss_backward_fills_no_zeros(backend, mode):
     logits = torch.randn(2, 1, 5, 5, requires_grad=True)
     ops = _backward_ops(gan_loss(logits, mode, True))
     assert ops["zeros"] == 0 and ops["zeros_like"] == 0 and ops["fill_"] == 0, ops
-    expected = logits.grad.clone()
-    logits.grad = None
-    gan_loss(logits, mode, True).backward(torch.tensor(1.0))
-    assert torch.equal(logits.grad, expected)
+    # the gradient's values: tests/losses/test_losses.py
 
 
 def test_l1_loss_backward_skips_what_is_not_needed(backend):

@@ -93,13 +93,14 @@ def test_d_step_losses_vs_float64_reference(backend, poisoned_outputs, mode, sha
     assert_close(grad_real, total_real, grad_bound, "d loss_D / d real")
 
 
-@pytest.mark.parametrize("dtype", ["fp32", "bf16"])
+@pytest.mark.parametrize("dtype", sorted(DTYPES))
 @pytest.mark.parametrize("shape_id", sorted(SHAPES))
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("backend", BACKENDS, indirect=True)
 def test_g_step_losses_vs_float64_reference(backend, poisoned_outputs, mode, shape_id, dtype):
-    """logits and fake_b in float32, or bfloat16 as the autocast networks write them (real_b,
-    the input batch, float32); the reference sees the same (rounded) values in float64."""
+    """logits and fake_b in float32, or bfloat16 / float16 as autocast networks write them
+    (real_b, the input batch, float32); the reference sees the same (rounded) values in
+    float64."""
     shape, layout = SHAPES[shape_id]
     fake_b_dtype = DTYPES[dtype]
     lambda_l1 = 100.0
@@ -161,3 +162,27 @@ def test_differently_laid_out_real_b_is_read_by_value(backend):
 def test_bad_input_raises_value_error(call, message):
     with pytest.raises(ValueError, match=message):
         call()
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("backend", [p for p in BACKENDS if getattr(p, "values", (p,))[0] == "triton"],
+                         indirect=True)
+def test_finishing_loop_over_many_partial_sums(backend, monkeypatch, poisoned_outputs, mode):
+    """At batch 64 fake_B spans 12,288 blocks, more than one finishing tile: with blocks of 16
+    and finishing tiles of 4, a 2x3x10x10 image (38 blocks) and 2x1x9x9 logits (11 blocks)
+    walk the loop 10 and 3 times, against the float64 references."""
+    from fastp2p.kernels import step_losses as step_kernels
+    monkeypatch.setattr(step_kernels, "BLOCK", 16)
+    monkeypatch.setattr(step_kernels, "FINISH_BLOCK", 4)
+    logits64, real_logits64 = _random((2, 1, 9, 9), "nchw", 8), _random((2, 1, 9, 9), "nchw", 9)
+    fake_b64 = _random((2, 3, 10, 10), "nchw", 10, scale=0.5)
+    real_b64 = _random((2, 3, 10, 10), "nchw", 11, scale=0.5)
+    gan_fake, gan_real = (reference_gan_loss(logits64, mode, False),
+                          reference_gan_loss(real_logits64, mode, True))
+    expected_d = torch.stack(((gan_fake + gan_real) * 0.5, gan_fake, gan_real))
+    gan, l1 = reference_gan_loss(logits64, mode, True), F.l1_loss(fake_b64, real_b64) * 100.0
+    expected_g = torch.stack((gan + l1, gan, l1))
+    assert_losses_close(d_step_losses(logits64.float(), real_logits64.float(), mode),
+                        expected_d, "D step")
+    assert_losses_close(g_step_losses(logits64.float(), fake_b64.float(), real_b64.float(),
+                                      mode, 100.0), expected_g, "G step")
