@@ -8,8 +8,9 @@ padding, transposed) goes to the fused convolution only when, in every forward+b
 that measured it, the fused provider's p80 is below cuDNN + norm-act's p20 — faster by more
 than either's run-to-run spread, in the two directions the training step pays. A key shared by
 both networks' norms (a layer with no norm after it whose prologue applies the previous
-layer's batch or instance norm) must win under each norm that was measured; a row where a
-provider failed never wins. Layers not listed keep today's path.
+layer's batch or instance norm) must win under each (conv_layer_timing writes a table only
+from a run of both norms); a row where a provider failed never wins. Layers not listed keep
+today's path.
 """
 import json
 from collections import defaultdict

@@ -11,10 +11,10 @@ Per layer, both providers do the work the training step does for it: the previou
 - ``cudnn+norm_act`` (today's path): ``fastp2p.ops.norm_act`` then the module convolution as
   the networks run it (``fastp2p.ops.aligned_channels.conv2d`` /
   ``fastp2p.ops.conv_transpose.conv_transpose2d``: the image-side layers' channels padded to
-  8); a decoder conv reads ``norm_act_concat``'s concatenation of the skip, already activated
-  when its down conv's prologue wrote it, and the up tensor. The statistics of this layer's
-  output are the next layer's norm-act's job (as its own input's are here), so summed over a
-  network both providers compute each norm's statistics once.
+  8); a decoder conv reads ``norm_act_concat``'s concatenation of the skip (already activated:
+  the norm-act before its level's down conv wrote it) and the up tensor. The statistics of this
+  layer's output are the next layer's norm-act's job (as its own input's are here), so summed
+  over a network both providers compute each norm's statistics once.
 - ``fused``: ``fastp2p.ops.conv_norm_act`` — prologue scale/shift + activation, bias and the
   statistics of the norm after it in the epilogue; a decoder reads skip and up as two K-ranges.
 
@@ -189,6 +189,9 @@ def main(argv=None) -> int:
                         help="write the conv choice table (JSON) here; commit it as "
                              "fastp2p/ops/backends/conv_choice.json")
     args = parser.parse_args(argv)
+    if args.out and args.norm != "both":
+        parser.error("--out needs --norm both: the table serves networks of either norm, and "
+                     "some layers' keys do not name the norm before them")
     if not torch.cuda.is_available():
         print("conv_layer_timing: needs a CUDA GPU (the fused Triton convolution runs on CPUs only "
               "through the Triton interpreter, which is not a benchmark); nothing measured",
