@@ -42,11 +42,11 @@ def _rows(layers, norm, chosen):
 def written_table(monkeypatch, tmp_path):
     """Write the table of (layers, norm, chosen) and put it in place of conv_choice.json."""
     def write(layers, norm, chosen):
-        path = tmp_path / "conv_choice.json"
-        TABLE.write_table(TABLE.choice_table(_rows(layers, norm, chosen)), path)
+        path, table = tmp_path / "conv_choice.json", TABLE.choice_table(_rows(layers, norm, chosen))
+        TABLE.write_table(table, path)
         monkeypatch.setattr(conv_choice, "TABLE", path)
         conv_choice.fused_layers.cache_clear()
-        return TABLE.choice_table(_rows(layers, norm, chosen))["fused"]
+        return table["fused"]
     monkeypatch.delenv("FASTP2P_CONV", raising=False)
     monkeypatch.setenv("FASTP2P_BACKEND", "reference")  # today's ops; the fused conv is Triton
     poison_allocations(monkeypatch)
