@@ -1,49 +1,45 @@
 """Per-layer benchmark of the fused Triton convolution (issue 16) against cuDNN + today's
 norm-act kernels, on every conv of U-Net-256 and the 70x70 PatchGAN (256x256 input), batch 1
-and 64, bf16 channels-last, forward and forward+backward: ms (medians of CUDA-graph replays,
-p20/p80) and TFLOP/s, with the ratio of the two in the same run.
+and 64, batch and instance norm, bf16 channels-last, forward and forward+backward: ms (medians
+of CUDA-graph replays, p20/p80) and TFLOP/s, with the ratio of the two in the same run. With
+``--out``, also the conv choice table (``benchmarks/conv_choice_table.py``: its rule, and every
+row for the record), rewritten atomically after each layer and batch size, so a run stopped by
+a time limit leaves the table of what it measured.
 
-Per layer, both providers do the same work: the previous layer's norm + activation applied to
-its pre-norm output, this layer's convolution, and this layer's output statistics where a norm
-follows.
-- ``cudnn+norm_act``: ``fastp2p.ops.norm_act`` (decoder: ``norm_act_concat``, which writes the
-  concatenation) then ``F.conv2d`` / ``F.conv_transpose2d`` (cuDNN); the statistics of this
-  layer's output are the next norm-act's job, so a layer followed by a norm also runs that
-  norm's statistics (``F.batch_norm`` / ``F.instance_norm`` in training mode).
+Per layer, both providers do the work the training step does for it: the previous layer's norm
++ activation applied to its pre-norm output, this layer's convolution, its bias.
+- ``cudnn+norm_act`` (today's path): ``fastp2p.ops.norm_act`` then the module convolution as
+  the networks run it (``fastp2p.ops.aligned_channels.conv2d`` /
+  ``fastp2p.ops.conv_transpose.conv_transpose2d``: the image-side layers' channels padded to
+  8); a decoder conv reads ``norm_act_concat``'s concatenation of the skip (already activated:
+  the norm-act before its level's down conv wrote it) and the up tensor. The statistics of this
+  layer's output are the next layer's norm-act's job (as its own input's are here), so summed
+  over a network both providers compute each norm's statistics once.
 - ``fused``: ``fastp2p.ops.conv_norm_act`` — prologue scale/shift + activation, bias and the
-  statistics in the epilogue; the decoder reads skip and up as two K-ranges.
+  statistics of the norm after it in the epilogue; a decoder reads skip and up as two K-ranges.
 
-CUDA only: ``python benchmarks/conv_layer_timing.py [--quick] [--norm batch|instance]``; on a machine
-without a GPU it says so and exits with status 1.
+CUDA only: ``python benchmarks/conv_layer_timing.py [--quick] [--norm batch|instance|both]
+[--out conv_choice.json]``; on a machine without a GPU it says so and exits with status 1.
 """
 import argparse
 import sys
+from pathlib import Path
 
 import torch
-import torch.nn.functional as F
+import torch.nn as nn
 
-# (name, transposed, stride, sources (channels of each K-range), C_out, input side,
-# prologue activation, whether a norm precedes (prologue scale/shift), whether one follows)
-UNET = (
-    [("unet.down0", False, 2, (3,), 64, 256, "none", False, False)]
-    + [(f"unet.down{i}", False, 2, (ci,), co, s, "leaky_relu", i > 1, i < 7)
-       for i, (ci, co, s) in enumerate([(64, 128, 128), (128, 256, 64), (256, 512, 32),
-                                        (512, 512, 16), (512, 512, 8), (512, 512, 4),
-                                        (512, 512, 2)], start=1)]
-    + [("unet.up7", True, 2, (512,), 512, 1, "relu", False, True)]
-    + [(f"unet.up{i}", True, 2, (c, c), co, s, "relu", True, i > 0)
-       for i, (c, co, s) in zip(range(6, -1, -1), [(512, 512, 2), (512, 512, 4), (512, 512, 8),
-                                                   (512, 256, 16), (256, 128, 32),
-                                                   (128, 64, 64), (64, 3, 128)])]
-)
-PATCHGAN = [
-    ("patchgan.conv0", False, 2, (6,), 64, 256, "none", False, False),
-    ("patchgan.conv1", False, 2, (64,), 128, 128, "leaky_relu", False, True),
-    ("patchgan.conv2", False, 2, (128,), 256, 64, "leaky_relu", True, True),
-    ("patchgan.conv3", False, 1, (256,), 512, 32, "leaky_relu", True, True),
-    ("patchgan.conv4", False, 1, (512,), 1, 31, "leaky_relu", True, False),
-]
+try:
+    from conv_choice_table import PATCHGAN, UNET, choice_table, layer_entry, write_table
+    from kernel_timing import time_ms
+except ImportError:  # imported as benchmarks.conv_layer_timing
+    from benchmarks.conv_choice_table import (PATCHGAN, UNET, choice_table, layer_entry,
+                                              write_table)
+    from benchmarks.kernel_timing import time_ms
+
 QUICK = [UNET[2], UNET[9], UNET[12], PATCHGAN[3]]
+NORMS = ("batch", "instance")
+DTYPE = torch.bfloat16
+SLOPE = 0.2
 
 
 def _flops(layer, batch):
@@ -53,59 +49,70 @@ def _flops(layer, batch):
     return 2 * batch * pixels * sum(sources) * c_out * 16
 
 
-def _layer_inputs(layer, batch, norm, device):
-    """Pre-norm sources, per-source scale/shift (or None), weight, bias, dropout seed."""
+def _layer_inputs(layer, batch, norm, device, dtype=DTYPE):
+    """Pre-norm sources, per-source scale/shift (None, None where no norm precedes), weight,
+    bias."""
     _, transposed, _, sources, c_out, side, _, normed, _ = layer
     gen = torch.Generator(device=device).manual_seed(0)
 
-    def randn(*shape, dtype=torch.float32):
-        return torch.randn(shape, generator=gen, device=device, dtype=dtype)
+    def randn(*shape):
+        return torch.randn(shape, generator=gen, device=device)
 
-    xs = [randn(batch, c, side, side).to(torch.bfloat16).contiguous(
-        memory_format=torch.channels_last) for c in sources]
-    coeffs = [((randn(batch, c) if norm == "instance" else randn(c)).abs() + 0.5,
-               randn(batch, c) if norm == "instance" else randn(c)) if normed else (None, None)
-              for c in sources]
+    def coefficients(c):
+        return randn(batch, c) if norm == "instance" else randn(c)
+
+    xs = [randn(batch, c, side, side).to(dtype).contiguous(memory_format=torch.channels_last)
+          for c in sources]
+    coeffs = [(coefficients(c).abs() + 0.5, coefficients(c)) if n else (None, None)
+              for c, n in zip(sources, normed)]
     c_in = sum(sources)
     weight = (randn(c_in, c_out, 4, 4) if transposed else randn(c_out, c_in, 4, 4)) * 0.02
-    return xs, coeffs, weight.to(torch.bfloat16), randn(c_out).to(torch.bfloat16)
+    return xs, coeffs, weight.to(dtype), randn(c_out).to(dtype)
 
 
 def _fused(layer, norm, coeffs, weight, bias):
-    from fastp2p.kernels.conv_fused import InputTransform
+    from fastp2p.kernels.conv_fused_types import InputTransform
     from fastp2p.ops.conv_norm_act import conv_norm_act
     _, transposed, stride, _, _, _, activation, _, followed = layer
     transforms = [InputTransform(scale, shift, activation) for scale, shift in coeffs]
 
     def call(*leaves):
         y, mean, rstd = conv_norm_act(leaves, transforms, weight, bias, stride=stride,
-                                      padding=1, transposed=transposed,
+                                      padding=1, transposed=transposed, slope=SLOPE,
                                       norm=norm if followed else "none")
         return [t for t in (y, mean, rstd) if t is not None]
     return call
 
 
-def _cudnn(layer, norm, coeffs, weight, bias):
-    """The statistics of this layer's output are left to the next layer's norm_act, which
-    computes them from its input (as here for the previous layer's): the sums over a network
-    match the fused provider's, whose epilogue computes them."""
-    from fastp2p.ops import norm_act, norm_act_concat
-    _, transposed, stride, _, _, _, activation, normed, _ = layer
-    conv = F.conv_transpose2d if transposed else F.conv2d
+def _module_conv(layer, weight, bias):
+    """The layer's module convolution computing with ``weight`` and ``bias`` (the timed
+    autograd leaves), run as the networks' module path runs it."""
+    from fastp2p.ops.aligned_channels import conv2d
+    from fastp2p.ops.conv_transpose import conv_transpose2d
+    _, transposed, stride, sources, c_out, *_ = layer
+    module = (nn.ConvTranspose2d if transposed else nn.Conv2d)(
+        sum(sources), c_out, 4, stride, 1, device="meta")
+    del module.weight, module.bias
+    module.weight, module.bias = weight, bias
+    run = conv_transpose2d if transposed else conv2d
+    return lambda x: run(module, x)
 
-    def prologue(x):
-        if normed:
-            return norm_act(x, norm=norm, activation=activation, slope=0.2)
-        if activation == "none":
-            return x
-        return F.leaky_relu(x, 0.2) if activation == "leaky_relu" else torch.relu(x)
+
+def _cudnn(layer, norm, coeffs, weight, bias):
+    from fastp2p.ops import norm_act, norm_act_concat
+    _, _, _, _, _, _, activation, normed, _ = layer
+    conv = _module_conv(layer, weight, bias)
 
     def call(*leaves):
         if len(leaves) == 2:  # writes cat([relu(skip), relu(norm(up))]) into one buffer
-            a = norm_act_concat(prologue(leaves[0]), leaves[1], norm=norm, activation="relu")
-        else:
-            a = prologue(leaves[0])
-        return [conv(a, weight, bias, stride=stride, padding=1)]
+            skip, up = leaves
+            return [conv(norm_act_concat(skip, up, norm=norm, activation="relu"))]
+        x = leaves[0]
+        if normed[0]:
+            x = norm_act(x, norm=norm, activation=activation, slope=SLOPE)
+        elif activation != "none":
+            x = norm_act(x, norm="none", activation=activation, slope=SLOPE)
+        return [conv(x)]
     return call
 
 
@@ -125,52 +132,93 @@ def _forward_backward(make, xs, weight, bias):
     return call
 
 
+def _timed(make, mode, layer, norm, xs, coeffs, weight, bias, device, quick):
+    """(median, p20, p80) ms of one provider in one mode."""
+    if mode == "forward":
+        fn = make(layer, norm, coeffs, weight, bias)
+        with torch.no_grad():
+            return time_ms(lambda: fn(*xs), device, quick)
+    return time_ms(_forward_backward(lambda w, b: make(layer, norm, coeffs, w, b), xs, weight,
+                                     bias), device, quick)
+
+
+def measure(layer, batch, norm, device, quick=False, print_row=None, dtype=DTYPE) -> list:
+    """The rows of one layer at one batch size in a network with ``norm`` (both modes), in
+    conv_choice_table.choice_table's format; ``print_row(row, flops)`` after each."""
+    xs, coeffs, weight, bias = _layer_inputs(layer, batch, norm, device, dtype)
+    entry = layer_entry(layer, batch, norm, str(dtype).replace("torch.", ""))
+    rows = []
+    for mode in ("forward", "forward+backward"):
+        row = dict(layer=layer[0], network_norm=norm, batch=batch, mode=mode, entry=entry,
+                   cudnn=None, fused=None)
+        for provider, make in (("cudnn", _cudnn), ("fused", _fused)):
+            try:
+                median, p20, p80 = _timed(make, mode, layer, norm, xs, coeffs, weight, bias,
+                                          device, quick)
+                row[provider] = dict(median_ms=median, p20_ms=p20, p80_ms=p80)
+            except Exception as error:  # a failure is a row, not a crash
+                row[f"{provider}_error"] = f"{type(error).__name__}: {error}"
+        if print_row is not None:
+            print_row(row, _flops(layer, batch) * (1 if mode == "forward" else 3))
+        rows.append(row)
+    return rows
+
+
+def _print_row(row, flops) -> None:
+    start = f"{row['layer']:16s} {row['network_norm']:8s} {row['batch']:5d} {row['mode']:17s}"
+    for provider in ("cudnn", "fused"):
+        if row[provider] is None:
+            print(f"{start} {provider} failed: {row[f'{provider}_error']}")
+    if row["cudnn"] is None or row["fused"] is None:
+        return
+    c, f = row["cudnn"], row["fused"]
+    print(f"{start} {c['median_ms']:9.4f} [{c['p20_ms']:.3f},{c['p80_ms']:.3f}] "
+          f"{f['median_ms']:9.4f} [{f['p20_ms']:.3f},{f['p80_ms']:.3f}] "
+          f"{c['median_ms'] / f['median_ms']:7.2f}x "
+          f"{flops / c['median_ms'] / 1e9:6.1f}/{flops / f['median_ms'] / 1e9:<6.1f}")
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="four layers, batch 1 and 64")
-    parser.add_argument("--norm", choices=("batch", "instance"), default="batch",
-                        help="the networks' norm layer (pix2pix default: batch)")
+    parser.add_argument("--quick", action="store_true",
+                        help="four layers (U-Net down2, up6, up3, PatchGAN conv3), shorter "
+                             "timing loops")
+    parser.add_argument("--norm", choices=NORMS + ("both",), default="both",
+                        help="the networks' norm layers (default both: a table for either)")
+    parser.add_argument("--out", type=Path,
+                        help="write the conv choice table (JSON) here; commit it as "
+                             "fastp2p/ops/backends/conv_choice.json")
     args = parser.parse_args(argv)
+    if args.out and args.norm != "both":
+        parser.error("--out needs --norm both: the table serves networks of either norm, and "
+                     "some layers' keys do not name the norm before them")
     if not torch.cuda.is_available():
         print("conv_layer_timing: needs a CUDA GPU (the fused Triton convolution runs on CPUs only "
               "through the Triton interpreter, which is not a benchmark); nothing measured",
               file=sys.stderr)
         return 1
-    try:
-        from kernel_timing import time_ms
-    except ImportError:  # imported as benchmarks.conv_layer_timing
-        from benchmarks.kernel_timing import time_ms
+    from fastp2p.bench.environment import describe, find_checkout
     device = torch.device("cuda")
+    environment = describe(device, find_checkout(Path(__file__).resolve().parent))
+    norms = NORMS if args.norm == "both" else (args.norm,)
     print(f"# {torch.cuda.get_device_name(device)}, torch {torch.__version__}, bf16 "
-          f"channels-last, norm={args.norm}; ms = median of CUDA-graph replays [p20, p80]")
-    print(f"{'layer':16s} {'batch':>5s} {'mode':17s} {'cudnn+norm_act ms [p20,p80]':>30s} "
-          f"{'fused ms':>9s} {'speedup':>8s} {'TFLOP/s cudnn/fused':>20s}")
+          f"channels-last; ms = median of CUDA-graph replays [p20, p80]")
+    print(f"{'layer':16s} {'norm':8s} {'batch':>5s} {'mode':17s} "
+          f"{'cudnn+norm_act ms [p20,p80]':>29s} {'fused ms [p20,p80]':>28s} {'speedup':>8s} "
+          f"{'TFLOP/s cudnn/fused':>20s}")
+    rows = []
     for layer in (QUICK if args.quick else UNET + PATCHGAN):
+        # a layer with no norm before or after it does the same work in either network
+        measured = norms if any(layer[7]) or layer[8] else norms[:1]
         for batch in (1, 64):
-            xs, coeffs, weight, bias = _layer_inputs(layer, batch, args.norm, device)
-            flops = _flops(layer, batch)
-            for mode, multiple in (("forward", 1), ("forward+backward", 3)):
-                times = {}
-                for provider, make in (("cudnn", _cudnn), ("fused", _fused)):
-                    try:
-                        if mode == "forward":
-                            fn = make(layer, args.norm, coeffs, weight, bias)
-                            with torch.no_grad():
-                                times[provider] = time_ms(lambda: fn(*xs), device)
-                        else:
-                            call = _forward_backward(
-                                lambda w, b: make(layer, args.norm, coeffs, w, b), xs, weight,
-                                bias)
-                            times[provider] = time_ms(call, device)
-                    except Exception as error:  # a failure is a row, not a crash
-                        print(f"{layer[0]:16s} {batch:5d} {mode:17s} {provider} failed: "
-                              f"{type(error).__name__}: {error}")
-                if len(times) == 2:
-                    c, f = times["cudnn"][0], times["fused"][0]
-                    print(f"{layer[0]:16s} {batch:5d} {mode:17s} {c:9.4f} "
-                          f"[{times['cudnn'][1]:.3f},{times['cudnn'][2]:.3f}] {f:9.4f} "
-                          f"{c / f:10.2f}x {multiple * flops / c / 1e9:6.1f}/"
-                          f"{multiple * flops / f / 1e9:<6.1f}")
+            for norm in measured:
+                rows += measure(layer, batch, norm, device, args.quick, _print_row)
+            if args.out:
+                write_table(choice_table(rows, environment), args.out)
+    if args.out:
+        table = choice_table(rows, environment)
+        print(f"conv_layer_timing: {len(table['fused'])} layer keys to the fused convolution "
+              f"({table['rule']}) -> {args.out}")
     return 0
 
 

@@ -6,8 +6,12 @@
 #      (each micro-benchmark test once);
 #   3. choice: the Triton / CUDA C++ norm-act timings per shape and the choice table they give
 #      (benchmarks/cuda_choice_table.py);
-#   4. conv: the fused Triton convolution against cuDNN + norm-act per layer, batch 1 and 64
-#      (benchmarks/conv_layer_timing.py --quick -> conv_layers.txt);
+#   4. conv: the fused Triton convolution against cuDNN + norm-act per layer, batch 1 and 64,
+#      batch and instance norm (benchmarks/conv_layer_timing.py), its table in the log and the
+#      conv choice table it gives (conv_choice.json, every row inside) — CONV_LAYERS=quick (the
+#      default: four layers, limit 90 s) or all (every conv of U-Net-256 and the PatchGAN: give
+#      it a call of its own, GPU_CHECK_STAGES=conv CONV_LAYERS=all CONV_SECONDS=420); the table
+#      is rewritten after each layer, so a stage stopped at CONV_SECONDS leaves what it measured;
 #   5. profile: GPU time per step by kernel family and the heaviest kernels, batch 1 and 64
 #      (benchmarks/profile_step.py -> profile.txt);
 #   6. bench: the full benchmark (python -m benchmarks $BENCH_ARGS), under a time budget that
@@ -16,9 +20,9 @@
 # runs), so a short device lease can split the check over two calls.
 # Every file is written where it is read back from as soon as it exists: $OUT when it is set
 # (at most 8 files, no sub-folders: gpu_check.log, tests.log, the results JSON, markdown and
-# PNG, the choice table, conv_layers.txt, profile.txt), else a temporary folder; the results
-# are also copied to benchmarks/results/. A run killed from outside still leaves its logs and
-# the figures so far.
+# PNG, the two choice tables, profile.txt), else a temporary folder; the results and the
+# tables are also copied to benchmarks/results/. A run killed from outside still leaves its
+# logs and the figures so far.
 # Usage: bash benchmarks/gpu_check.sh   (PYTHON=... to pick the interpreter)
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -92,12 +96,29 @@ if wanted choice; then
         || { log "no choice table (see above)"; STATUS=1; }
 fi
 
+# The per-layer fused-conv / cuDNN choice: commit it as fastp2p/ops/backends/conv_choice.json
+# together with the results file (it lists only layers the fused convolution won).
 if wanted conv; then
-    log "fused convolution vs cuDNN + norm-act per layer (limit 90s)"
-    timeout --signal=INT --kill-after=10 90 "$PY" benchmarks/conv_layer_timing.py --quick \
-        > "$RESULTS/conv_layers.txt" 2>&1 \
-        || { log "conv timing incomplete (see conv_layers.txt)"; STATUS=1; }
-    cat "$RESULTS/conv_layers.txt"
+    CONV_LAYERS="${CONV_LAYERS:-quick}"
+    CONV_SECONDS="${CONV_SECONDS:-90}"
+    case "$CONV_LAYERS" in
+        quick) CONV_FLAG=--quick;;
+        all) CONV_FLAG=;;
+        *) log "CONV_LAYERS must be quick or all, got '$CONV_LAYERS'"; STATUS=1; finish;;
+    esac
+    log "fused convolution vs cuDNN + norm-act per layer ($CONV_LAYERS layers, limit" \
+        "${CONV_SECONDS}s)"
+    # shellcheck disable=SC2086  # CONV_FLAG is one option or none
+    if ! timeout --signal=INT --kill-after=10 "$CONV_SECONDS" "$PY" \
+            benchmarks/conv_layer_timing.py $CONV_FLAG --out "$RESULTS/conv_choice.json"
+    then
+        log "conv timing incomplete (see above): the table holds the layers measured so far"
+        STATUS=1
+    fi
+    if [[ -f "$RESULTS/conv_choice.json" ]]; then
+        log "conv choice table $RESULTS/conv_choice.json (also copied to benchmarks/results/):" \
+            "to make it the default, copy it to fastp2p/ops/backends/conv_choice.json and commit"
+    fi
 fi
 
 if wanted profile; then

@@ -4,11 +4,12 @@ norm + activation in its prologue, this norm's statistics in its epilogue).
 
 A new path becomes a default only by a measurement (DESIGN.md §6): the fused convolution runs a
 layer by default only when ``conv_choice.json`` beside this file lists it — a table a GPU run
-writes from its per-layer benchmark (forward + backward together) and commits with its results.
-No table is committed, so by default every layer runs today's path. A table is
+writes from its per-layer benchmark (``benchmarks/conv_layer_timing.py --out``, forward +
+backward together; the rule is ``benchmarks/conv_choice_table.py``'s) and commits with its
+results. No table is committed, so by default every layer runs today's path. A table is
 ``{"fused": [{"norm", "dtype", "input", "weight", "stride", "padding"[, "transposed"]}, ...]}``
 (``layer_key``'s fields; a decoder's transposed conv has ``"transposed": true`` and its
-``input`` is the concatenation of its sources). ``FASTP2P_CONV`` overrides
+``input`` is the concatenation of its sources; other top-level fields are the run's record). ``FASTP2P_CONV`` overrides
 the table: ``fused`` runs every layer the network can fuse through the fused convolution (tests
 and GPU experiments; an error where no backend has it), ``module`` none.
 """

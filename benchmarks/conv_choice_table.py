@@ -1,0 +1,117 @@
+"""The per-layer conv choice table (``fastp2p/ops/backends/conv_choice.json``, read by
+``fastp2p.ops.backends.conv_choice``) from the rows of ``benchmarks/conv_layer_timing.py``:
+the networks' conv layers, each layer's table entry, the decision and the writing. Pure (no
+GPU), so CPU tests check them.
+
+The rule: a layer (``conv_choice.layer_key``: the norm after it, dtype, input, weight, stride,
+padding, transposed) goes to the fused convolution only when, in every forward+backward row
+that measured it, the fused provider's p80 is below cuDNN + norm-act's p20 — faster by more
+than either's run-to-run spread, in the two directions the training step pays. A key shared by
+both networks' norms (a layer with no norm after it whose prologue applies the previous
+layer's batch or instance norm) must win under each (conv_layer_timing writes a table only
+from a run of both norms); a row where a provider failed never wins. Layers not listed keep
+today's path.
+"""
+import json
+from collections import defaultdict
+from pathlib import Path
+
+from fastp2p.atomic_files import replacing
+from fastp2p.ops.backends.conv_choice import layer_key
+
+MODE = "forward+backward"
+RULE = ("fused where every forward+backward row of the layer has fused p80 < cudnn+norm_act "
+        "p20 (CUDA-graph replays)")
+KERNEL, PADDING = 4, 1
+
+
+def unet_layers(ngf=64, num_downs=8, side=256, input_nc=3, output_nc=3) -> list:
+    """The U-Net's convs as (name, transposed, stride, sources (channels of each K-range),
+    C_out, input side, prologue activation, per-source whether a norm precedes, whether one
+    follows). Down conv i reads level i's input; up conv i reads (skip: down i's output, up
+    i+1's output), the innermost up only down num_downs-1's output."""
+    channels = [ngf * min(2 ** i, 8) for i in range(num_downs)]  # down i's output
+    innermost = num_downs - 1
+    layers = [("unet.down0", False, 2, (input_nc,), channels[0], side, "none", (False,),
+               False)]
+    layers += [(f"unet.down{i}", False, 2, (channels[i - 1],), channels[i], side >> i,
+                "leaky_relu", (i > 1,), i < innermost) for i in range(1, num_downs)]
+    layers.append((f"unet.up{innermost}", True, 2, (channels[innermost],),
+                   channels[innermost - 1], side >> num_downs, "relu", (False,), True))
+    layers += [(f"unet.up{i}", True, 2, (channels[i], channels[i]),
+                channels[i - 1] if i else output_nc, side >> (i + 1), "relu", (i > 0, True),
+                i > 0) for i in range(innermost - 1, -1, -1)]
+    return layers
+
+
+def patchgan_layers(ndf=64, n_layers=3, side=256, input_nc=6) -> list:
+    """The PatchGAN's convs, as ``unet_layers``: n_layers stride-2 convs (the first without a
+    norm), a stride-1 conv with a norm, the stride-1 logit conv."""
+    widths = [ndf * min(2 ** i, 8) for i in range(n_layers + 1)]
+    layers = [("patchgan.conv0", False, 2, (input_nc,), ndf, side, "none", (False,), False)]
+    layers += [(f"patchgan.conv{i}", False, 2, (widths[i - 1],), widths[i], side >> i,
+                "leaky_relu", (i > 1,), True) for i in range(1, n_layers)]
+    tail = side >> n_layers
+    layers.append((f"patchgan.conv{n_layers}", False, 1, (widths[n_layers - 1],),
+                   widths[n_layers], tail, "leaky_relu", (n_layers > 1,), True))
+    layers.append((f"patchgan.conv{n_layers + 1}", False, 1, (widths[n_layers],), 1, tail - 1,
+                   "leaky_relu", (True,), False))
+    return layers
+
+
+UNET = unet_layers()
+PATCHGAN = patchgan_layers()
+
+
+def layer_entry(layer, batch: int, norm: str, dtype: str) -> dict:
+    """The table entry (conv_choice's fields) of ``layer`` at ``batch`` in a network whose norm
+    layers are ``norm``: the entry's norm is the one after this conv ("none" where none
+    follows); a transposed conv's input is the concatenation of its sources."""
+    _, transposed, stride, sources, c_out, side, _, _, followed = layer
+    c_in = sum(sources)
+    entry = dict(norm=norm if followed else "none", dtype=dtype, input=[batch, c_in, side, side],
+                 weight=[c_in, c_out, KERNEL, KERNEL] if transposed
+                 else [c_out, c_in, KERNEL, KERNEL], stride=stride, padding=PADDING)
+    if transposed:
+        entry["transposed"] = True
+    return entry
+
+
+def entry_key(entry: dict) -> tuple:
+    """conv_choice.layer_key of a table entry, as conv_choice.fused_layers reads it."""
+    return layer_key(entry["norm"], entry["dtype"], entry["input"], entry["weight"],
+                     entry["stride"], entry["padding"], entry.get("transposed", False))
+
+
+def fused_wins(row: dict) -> bool:
+    """Whether one row says fused: forward+backward, both timed, fused p80 < peer p20."""
+    cudnn, fused = row.get("cudnn"), row.get("fused")
+    return (row["mode"] == MODE and cudnn is not None and fused is not None
+            and fused["p80_ms"] < cudnn["p20_ms"])
+
+
+def choice_table(rows, environment=None) -> dict:
+    """The table: ``fused`` lists the entries the rule gives to the fused convolution (sorted);
+    ``rule``, the run's ``device``/``commit``/``torch``/``triton`` and every row (``measured``:
+    layer, network norm, batch, mode, entry, each provider's median/p20/p80 ms or its error)
+    are for the record. Rows: dicts with ``layer``, ``network_norm``, ``batch``, ``mode``,
+    ``entry`` and ``cudnn`` / ``fused`` (``{"median_ms", "p20_ms", "p80_ms"}`` or None)."""
+    verdicts = defaultdict(list)
+    entries = {}
+    for row in rows:
+        if row["mode"] == MODE:
+            key = entry_key(row["entry"])
+            verdicts[key].append(fused_wins(row))
+            entries[key] = row["entry"]
+    environment = environment or {}
+    return {"device": environment.get("device"), "commit": environment.get("commit"),
+            "torch": environment.get("torch"), "triton": environment.get("triton"),
+            "rule": RULE,
+            "fused": [entries[key] for key in sorted(verdicts) if all(verdicts[key])],
+            "measured": list(rows)}
+
+
+def write_table(table: dict, path: Path) -> None:
+    """Replace ``path`` with ``table`` atomically (a reader sees the old or the new table)."""
+    with replacing(Path(path)) as temporary:
+        temporary.write_text(json.dumps(table, indent=1) + "\n")
