@@ -25,6 +25,14 @@ def parameters_and_buffers(*nets):
             list(net.parameters()) + list(net.buffers())]
 
 
+def gradients(*nets):
+    """Per network, all its parameters' .grad as one vector: after an engine step, G's from its
+    step and D's from the D step (D is frozen in the G step). Comparing them catches a gradient
+    off by a constant factor, which Adam's scale-free update hides from the weights; one vector
+    per network, because a conv bias before an InstanceNorm has a gradient of rounding noise."""
+    return [torch.cat([p.grad.flatten() for p in net.parameters()]) for net in nets]
+
+
 def write_aligned_dataset(root, pairs=4, size=32, phases=("train", "test"), seed=3):
     """An aligned dataset (A|B side by side, size x 2*size PNGs) of random-ish smooth images."""
     import numpy as np

@@ -10,7 +10,8 @@ import torch
 import fastp2p.ops.backends.reference as reference_backend
 from fastp2p.train.engine import LOSS_NAMES, WARMUP_STEPS, Pix2PixEngine
 from helpers.tolerances import TRAINING_200_STEPS, assert_close, relative_error
-from helpers.train_helpers import parameters_and_buffers, random_batches, tiny_networks
+from helpers.train_helpers import (gradients, parameters_and_buffers, random_batches,
+                                   tiny_networks)
 from helpers.triton_interpreter import KERNELS
 
 STEPS = 5
@@ -77,6 +78,8 @@ def test_fused_losses_train_as_the_unfused_engine(one_thread, loss_launchers, no
     assert_close(got, expected, TRAINING_200_STEPS, "loss curves")
     for ours, theirs in ((fusedG, netG), (fusedD, netD)):
         assert_close(_flat(ours), _flat(theirs), TRAINING_200_STEPS, "weights and buffers")
+    for ours, theirs in zip(gradients(fusedG, fusedD), gradients(netG, netD)):
+        assert_close(ours, theirs, TRAINING_200_STEPS, "gradients of the last step")
     start_G, _ = tiny_networks(norm=norm)
     assert relative_error(fusedG.model.model[0].weight, start_G.model.model[0].weight) > 1e-4
     assert fused.first_nonfinite_step() == 0 and int(fused._device_step) == STEPS
@@ -126,6 +129,8 @@ def test_fused_losses_compose_with_master_weights(one_thread, loss_launchers):
                  "loss curves")
     for ours, theirs in ((fusedG, netG), (fusedD, netD)):
         assert_close(_flat(ours), _flat(theirs), TRAINING_200_STEPS, "weights and buffers")
+    for ours, theirs in zip(gradients(fusedG, fusedD), gradients(netG, netD)):
+        assert_close(ours, theirs, TRAINING_200_STEPS, "gradients of the last step")
 
 
 @pytest.mark.cuda
