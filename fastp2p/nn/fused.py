@@ -102,20 +102,21 @@ def conv_norm(conv_fn, conv, norm, x, fold: bool):
 
 
 # Where nothing remains of the norm (folded, or none) and no gradient is wanted, a layer is one
-# elementwise op, and torch's own costs less host time than a fused launch: an in-place
+# elementwise op, and on CPUs torch's own costs less host time than a fused launch: an in-place
 # activation of the fresh convolution output, and the decoder's relu(cat) as torch.cat then an
 # in-place relu (benchmarks/NOTES.md, "Host cost per fused call": faster or equal at every
-# U-Net shape measured, both layouts, 1 and 2 threads; the same values, tested bit for bit).
+# U-Net shape measured, both layouts, 1 and 2 threads; the same bits as the C++ kernels, tested).
+# GPUs keep the fused ops: not measured there, and Triton's bfloat16 LeakyReLU rounds differently.
 def _activation(x, norm: dict, inference: bool, activation: str, slope: float = 0.0):
     """``norm_act(x, activation=activation, slope=slope, **norm)``."""
-    if inference and norm == _NO_NORM:
+    if inference and x.is_cpu and norm == _NO_NORM:
         return F.leaky_relu_(x, slope) if activation == "leaky_relu" else x.relu_()
     return norm_act(x, activation=activation, slope=slope, **norm)
 
 
 def _relu_concat(skip, up, norm: dict, inference: bool, dropout_p: float, rng: "DropoutRNG"):
     """``cat([relu(skip), relu(dropout(norm(up)))], 1)`` in up's memory format."""
-    if inference and norm == _NO_NORM and dropout_p == 0:
+    if inference and up.is_cpu and norm == _NO_NORM and dropout_p == 0:
         channels = skip.shape[1] + up.shape[1]
         return torch.cat((skip, up), 1, out=like_memory_format(up, channels)).relu_()
     seed, offset = rng.take(up.numel()) if dropout_p > 0 else (0, 0)
