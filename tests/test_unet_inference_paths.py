@@ -129,3 +129,20 @@ def test_eval_forward_runs_no_fused_call_once_batchnorm_is_folded(monkeypatch, p
         got = ours(x)
     expected = copy.deepcopy(theirs).double()(x.double())
     assert_close(got, expected, FP32_NETWORK, "folded eval forward")
+
+
+@pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last],
+                         ids=["nchw", "channels_last"])
+@pytest.mark.parametrize("mode", ["eval", "train"])
+def test_the_output_is_in_the_input_memory_format(memory_format, mode, poisoned):
+    """As the reference module's: the CPU decoder's GEMM form writes channels-last, and an
+    NCHW input gets an NCHW output back (issue 15 item 4)."""
+    ours, theirs = _unet_pair()
+    ours.train(mode == "train"), theirs.train(mode == "train")
+    x = _input(3).contiguous(memory_format=memory_format)
+    with torch.no_grad():
+        got = ours(x)
+        expected = copy.deepcopy(theirs).double()(x.double())
+    assert got.is_contiguous(memory_format=memory_format)
+    if mode == "eval":  # train mode draws other dropout masks than the reference
+        assert_close(got, expected, FP32_NETWORK, f"{mode} output")

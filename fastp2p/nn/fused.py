@@ -188,6 +188,14 @@ def unet_forward(unet, input):
                        outer[1].model[0].negative_slope)
     out = torch.tanh(conv_transpose2d(outer[3], _unet_level(outer[1], skip, rng, inference)))
     rng.advance()
+    return _in_memory_format_of(input, out)
+
+
+def _in_memory_format_of(input, out):
+    """``out`` in ``input``'s memory format, as the reference module returns it (the CPU
+    decoder's GEMM form writes channels-last whatever the input's layout)."""
+    if input.is_contiguous() and not out.is_contiguous():
+        return out.contiguous()
     return out
 
 
