@@ -249,7 +249,7 @@ def _(grad_out, x, weight, bias, mean, rstd, skip, rng, seed, offset, norm, trai
 def _runs_directly(x) -> bool:
     """Eager call on real tensors: skip the custom op's dispatch (see above). Tracing
     (torch.compile, export, fake or meta tensors) goes through the op."""
-    return (type(x) is torch.Tensor and x.device.type != "meta"
+    return (type(x) is torch.Tensor and (x.is_cpu or x.device.type != "meta")
             and not torch.compiler.is_compiling())
 
 
