@@ -13,7 +13,10 @@ buffer. Dropout uses the counter-based mask (``fastp2p.ops.dropout_rng``), drawn
 module's ``dropout_rng`` buffer ([seed, offset], int64, not saved in the state_dict), whose
 offset advances by the dropped elements after every training forward. When no gradient is
 wanted, an eval-mode BatchNorm is folded into the convolution before it (``conv_norm``,
-fastp2p.nn.folding) and its fused op runs with norm "none" (bias + activation only).
+fastp2p.nn.folding) and its fused op runs with norm "none" (bias + activation only); on CPUs a
+U-Net layer with nothing left of its norm then runs torch's in-place activation (and torch.cat +
+``relu_`` for the decoder's concatenation) instead, the cheaper call for the same bits. The U-Net
+returns its output in the input's memory format.
 """
 import weakref
 

@@ -18,7 +18,9 @@ class UNet(ReferenceCheckpointMixin, UnetGenerator):
 
     The forward runs the modules' own convolutions and fastp2p's fused norm + activation
     (+ dropout, + skip concatenation) ops (fastp2p.nn.fused); norm layers it cannot reproduce
-    exactly (e.g. SyncBatchNorm, BatchNorm with momentum=None) run the reference forward.
+    exactly (e.g. SyncBatchNorm, BatchNorm with momentum=None) run the reference forward (which
+    norm layers there are is listed once, and again after a submodule is replaced). The output
+    has the input's memory format (NCHW or channels-last), as the reference's.
     Behaviour change: in train mode with ``use_dropout=True`` the dropout masks come from a
     counter-based RNG, not torch's global RNG, so they differ from the reference's masks (the
     math given a mask is the same). State: the non-persistent buffer ``dropout_rng``

@@ -7,8 +7,12 @@ a ``torch.autograd.Function`` around them, because the forward mutates BatchNorm
 statistics and ``register_autograd`` does not accept ops that mutate inputs. Seed/offset are
 ints or device scalars (what CUDA-graph replay reads). An eager call that records no autograd
 (inference) runs the launcher without either layer: their host cost exceeds a small layer's
-kernel time (benchmarks/NOTES.md, "Host cost per fused call"). The losses, pure functions, are
-custom ops with ``register_autograd`` (fastp2p/ops/losses.py).
+kernel time (benchmarks/NOTES.md, "Host cost per fused call"). It runs from a ``_Plan`` cached
+per kind of call (each tensor's shape, strides, dtype and device, the settings, the backend):
+the argument checks, the output's geometry and the backend's prepared launch (the C++ backend's
+``norm_act_fwd_plan``, which skips the statistics the call discards) are made on the kind's first
+call only. The losses, pure functions, are custom ops with ``register_autograd``
+(fastp2p/ops/losses.py).
 
 ``norm_act_concat(skip, x, ...)`` returns ``cat([relu(skip), norm_act(x)], 1)`` without
 torch.cat: both halves are written by the backend straight into their channel slices of one

@@ -6,7 +6,8 @@ every argument; the C++ ``CHECK_*`` macros stay as the last line of defence for 
 into the extension). The extension has no torch at build time, so tensors cross as (data
 pointer, dtype code, sizes, strides, device) tuples; this module allocates the outputs and picks
 a layout the kernels read with unit stride (channels-last or NCHW rows; anything else is copied
-once).
+once). ``norm_act_fwd_plan`` builds the extension's NormActFwdPlan from those tuples once, and
+its launches pass only data addresses (the ops layer keeps one per kind of inference call).
 
 If the extension is missing (no compiler at install, a failed build), ``available()`` is False,
 warns once with the reason, and the ops layer keeps to the reference math.
