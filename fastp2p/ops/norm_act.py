@@ -333,7 +333,7 @@ class _Plan:
         self.launch = _prepared(backend, x, weight, bias, running_mean, running_var, out,
                                 skip_channels, cfg.launcher_kwargs())
         self.launch_skip = None if skip is None else _prepared(
-            backend, skip, None, None, None, None, out, 0, _SKIP_KWARGS)
+            backend, skip, None, None, None, None, out, 0, _SKIP_KWARGS, skip_half=True)
         self.updates_running = running_mean is not None and cfg.training
 
     def run(self, x, weight, bias, running_mean, running_var, skip, seed, offset):
@@ -351,15 +351,23 @@ class _Plan:
 
 
 def _prepared(backend, x, weight, bias, running_mean, running_var, out, out_channel_offset,
-              kwargs):
+              kwargs, skip_half=False):
     """launch(x, weight, bias, running_mean, running_var, out, seed, offset): the backend's
     plan for these tensors, without the statistics the inference call discards; or its
-    ``norm_act_fwd`` with these settings (looked up at each call, as the registry does)."""
+    ``norm_act_fwd`` with these settings (looked up at each call, as the registry does).
+
+    ``skip_half`` (relu(skip) into channels [0, C_skip)): where the C++ backend has no plan for
+    the skip's layout beside the output's — an NCHW skip before a channels-last decoder output,
+    as in the U-Net's CPU inference on NCHW images, whose transposed convolutions write
+    channels-last — torch's ReLU writes the slice instead: the same values, without the
+    launcher's staging copy."""
     if backend.provides("norm_act_fwd_plan"):
         plan = backend.norm_act_fwd_plan(x, weight, bias, running_mean, running_var, out,
                                          out_channel_offset, statistics=False, **kwargs)
         if plan is not None:
             return plan
+        if skip_half and x.is_cpu:
+            return _relu_into_slice
 
     def launch(x, weight, bias, running_mean, running_var, out, seed, offset):
         backend.norm_act_fwd(x, weight, bias, running_mean, running_var, out, out_channel_offset,
@@ -367,7 +375,11 @@ def _prepared(backend, x, weight, bias, running_mean, running_var, out, out_chan
     return launch
 
 
-# Plans by key (_plan_key); cleared when full, so that a caller cycling through many shapes
+def _relu_into_slice(skip, weight, bias, running_mean, running_var, out, seed, offset):
+    torch.clamp_min(skip, 0, out=out.narrow(1, 0, skip.shape[1]))
+
+
+# Plans by key (_plan_for); cleared when full, so that a caller cycling through many shapes
 # costs a re-check per call at worst, never unbounded memory.
 _plans: dict = {}
 _MAX_PLANS = 256

@@ -193,3 +193,19 @@ def test_the_extension_plan_refuses_addresses_it_was_not_built_for():
         one_pixel = (x.data_ptr(), 0, (1, 2, 1, 1), (2, 1, 1, 1), -1)
         _C.NormActFwdPlan(one_pixel, None, None, None, None, one_pixel, None, None, 0, 0.1,
                           1e-5, 0, 0.0, 0.0)
+
+
+@pytest.mark.parametrize("skip_format,x_format", [
+    (torch.contiguous_format, torch.channels_last),  # the U-Net's NCHW inference
+    (torch.channels_last, torch.contiguous_format)], ids=["nchw_skip", "channels_last_skip"])
+def test_concat_with_a_skip_in_another_layout(backend, plan_builds, skip_format, x_format):
+    skip = _x((2, 3, 4, 5), 1, memory_format=skip_format)
+    x = _x((2, 5, 4, 5), 2, memory_format=x_format)
+    kwargs = dict(norm="instance", activation="relu")
+    for _ in range(2):
+        with torch.no_grad():
+            got = norm_act_concat(skip, x, **kwargs)
+        expected = norm_act_concat(skip, x.detach().requires_grad_(), **kwargs).detach()
+        assert torch.equal(got, expected) and got.stride() == expected.stride()
+        assert torch.equal(got[:, :3], torch.relu(skip))
+    assert len(plan_builds) == 1
