@@ -159,7 +159,8 @@ def _launch_both_ways(norm, training, running, statistics, memory_format):
 @pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last],
                          ids=["nchw", "channels_last"])
 @pytest.mark.parametrize("norm,training,running", [
-    ("instance", True, False), ("batch", True, True), ("batch", False, True), ("none", True, False)])
+    ("instance", True, False), ("batch", True, True), ("batch", False, True),
+    ("none", True, False)])
 @pytest.mark.parametrize("statistics", [True, False])
 def test_the_cpp_plan_does_what_the_launcher_does(norm, training, running, statistics,
                                                   memory_format):
