@@ -10,15 +10,20 @@ under ``torch.no_grad()`` (inference), one thread by default, in one process:
   once the BatchNorm is folded into the convolution), and fastp2p's ``norm_act`` both ways
   (``norm="batch"`` with the running statistics; ``norm="none"``, the folded layer); the
   decoder's ``norm_act_concat`` (folded) against ``F.relu`` + ``torch.cat``;
-- per forward: the reference ``UnetGenerator`` and ``fastp2p.UNet`` (same weights, eval, ngf 8,
-  32x32, batch 1, num_downs 5).
+  Also train-mode BatchNorm under ``no_grad`` (the reference's test.py keeps the generator in
+  train mode): ``F.batch_norm(training=True)`` + ``F.leaky_relu`` against ``norm_act``;
+- per forward: the reference ``UnetGenerator`` and ``fastp2p.UNet`` (same weights, ngf 8,
+  32x32, batch 1, num_downs 5), in eval mode and in train mode (both under ``no_grad``).
 
 Every case runs ``--calls`` times per sample; the cases take turns (A B C A B C ...) so that
 they see the same machine load, and each figure is the median of ``--samples`` samples (µs per
-call). The machine may be shared: the CPU model and the load average are printed with the
-figures. Run: ``python benchmarks/host_overhead.py [--threads 1] [--samples 31]``.
+call), in wall-clock time and in the process's CPU time (``time.process_time``: on a shared
+machine, time spent waiting for a core shows in the first only). The CPU model and the load
+average are printed with the figures. Run:
+``python benchmarks/host_overhead.py [--threads 1] [--samples 31]``.
 """
 import argparse
+import copy
 import os
 import statistics
 import time
@@ -34,18 +39,20 @@ from fastp2p.reference import UnetGenerator
 
 
 def per_call_us(cases, calls, samples):
-    """{name: median µs per call}, the cases timed in turn within each sample."""
+    """{name: (median wall µs, median CPU µs) per call}, the cases timed in turn per sample."""
     for fn in cases.values():  # warm-up: first-call caches, lazy imports
         for _ in range(3):
             fn()
-    times = {name: [] for name in cases}
+    wall, cpu = {name: [] for name in cases}, {name: [] for name in cases}
     for _ in range(samples):
         for name, fn in cases.items():
-            start = time.perf_counter()
+            start, start_cpu = time.perf_counter(), time.process_time()
             for _ in range(calls):
                 fn()
-            times[name].append((time.perf_counter() - start) * 1e6 / calls)
-    return {name: statistics.median(t) for name, t in times.items()}
+            cpu[name].append((time.process_time() - start_cpu) * 1e6 / calls)
+            wall[name].append((time.perf_counter() - start) * 1e6 / calls)
+    return {name: (statistics.median(wall[name]), statistics.median(cpu[name]))
+            for name in cases}
 
 
 def op_cases(channels, size):
@@ -54,6 +61,7 @@ def op_cases(channels, size):
     skip = torch.randn(1, channels, size, size)
     weight, bias = torch.rand(channels) + 0.5, torch.randn(channels)
     mean, var = torch.randn(channels), torch.rand(channels) + 0.5
+    train_mean, train_var = mean.clone(), var.clone()  # updated by the train-mode cases
     return {
         "torch: F.batch_norm + F.leaky_relu": lambda: F.leaky_relu(
             F.batch_norm(x, mean, var, weight, bias, False), 0.2),
@@ -67,6 +75,11 @@ def op_cases(channels, size):
             x, norm="none", activation="leaky_relu", slope=0.2),
         "fastp2p: norm_act_concat none + relu (folded)": lambda: norm_act_concat(
             skip, x, norm="none", activation="relu"),
+        "torch: F.batch_norm train + F.leaky_relu": lambda: F.leaky_relu(
+            F.batch_norm(x, train_mean, train_var, weight, bias, True), 0.2),
+        "fastp2p: norm_act batch train + leaky_relu": lambda: norm_act(
+            x, weight, bias, train_mean, train_var, norm="batch", training=True,
+            activation="leaky_relu", slope=0.2),
     }
 
 
@@ -75,12 +88,15 @@ def unet_cases(ngf, size, num_downs):
     reference = UnetGenerator(3, 3, num_downs, ngf=ngf).eval()
     fused = fastp2p.UNet(3, 3, num_downs, ngf=ngf).eval()
     fused.load_state_dict(reference.state_dict())
+    train_reference, train_fused = copy.deepcopy(reference).train(), copy.deepcopy(fused).train()
     x = torch.randn(1, 3, size, size)
     difference = (fused(x) - reference(x)).abs().max().item()
     if difference > 1e-4:
         raise SystemExit(f"fastp2p.UNet differs from the reference by {difference:.2e}")
-    return {"torch: reference UnetGenerator forward": lambda: reference(x),
-            "fastp2p: UNet forward": lambda: fused(x)}
+    return {"torch: reference UnetGenerator forward, eval": lambda: reference(x),
+            "fastp2p: UNet forward, eval": lambda: fused(x),
+            "torch: reference UnetGenerator forward, train": lambda: train_reference(x),
+            "fastp2p: UNet forward, train": lambda: train_fused(x)}
 
 
 def main(argv=None):
@@ -109,15 +125,18 @@ def main(argv=None):
           f"{backend_name_for(torch.device('cpu'))}")
     print(f"load average (1 min) {load_before[0]:.2f} before, {load_after[0]:.2f} after")
     print(f"\nper call, (1, {args.channels}, {args.size}, {args.size}) float32, no_grad, median "
-          f"of {args.samples} x {args.calls} calls:")
-    for name, us in ops.items():
-        print(f"  {us:8.1f} µs  {name}")
+          f"of {args.samples} x {args.calls} calls (wall, CPU):")
+    for name, (us, cpu_us) in ops.items():
+        print(f"  {us:8.1f} µs {cpu_us:8.1f} µs  {name}")
     print(f"\nper forward, ngf {args.ngf}, 1x3x{args.image}x{args.image}, num_downs "
-          f"{args.num_downs}, eval, no_grad, median of {args.samples} x {args.forwards}:")
-    for name, us in forwards.items():
-        print(f"  {us:8.1f} µs  {name}")
-    reference = forwards["torch: reference UnetGenerator forward"]
-    print(f"  fastp2p / reference time: {forwards['fastp2p: UNet forward'] / reference:.2f}")
+          f"{args.num_downs}, no_grad, median of {args.samples} x {args.forwards} (wall, CPU):")
+    for name, (us, cpu_us) in forwards.items():
+        print(f"  {us:8.1f} µs {cpu_us:8.1f} µs  {name}")
+    for mode in ("eval", "train"):
+        ours = forwards[f"fastp2p: UNet forward, {mode}"]
+        theirs = forwards[f"torch: reference UnetGenerator forward, {mode}"]
+        print(f"  {mode}: fastp2p / reference time: {ours[0] / theirs[0]:.2f} (wall), "
+              f"{ours[1] / theirs[1]:.2f} (CPU)")
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 // Binding of the fused norm-act launchers: boundary checks, then the CPU or CUDA kernel.
 // Tensors arrive as (data_ptr, dtype code, sizes, strides, device) tuples; the Python launcher
-// (fastp2p/ops/backends/cpp.py) allocates every output.
+// (fastp2p/ops/backends/cpp.py) allocates every output. NormActFwdPlan keeps the forward's
+// checks for repeated calls, which then pass only addresses.
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
@@ -100,35 +101,143 @@ int64_t cuda_workspace_floats(const NormActBwdArgs& a) { return cuda::norm_act_b
 void cuda_kernel(const NormActFwdArgs& a, std::uintptr_t stream, float* ws) { cuda::norm_act_fwd(a, stream, ws); }
 void cuda_kernel(const NormActBwdArgs& a, std::uintptr_t stream, float* ws) { cuda::norm_act_bwd(a, stream, ws); }
 
-float* optional_workspace(const OptTensor& workspace, const TensorArg& x, int64_t floats) {
-  if (floats == 0) return nullptr;
-  CHECK_ARG(workspace.has_value(), "the CUDA launcher needs a float32 workspace of ", floats, " elements");
-  TensorArg w(*workspace);
-  CHECK_DTYPE(w, DType::kFloat32, "workspace");
-  CHECK_SAME_DEVICE(w, x, "workspace");
-  CHECK_ARG(w.numel() >= floats, "workspace must hold ", floats, " floats, got ", w.numel());
-  return static_cast<float*>(w.data);
-}
 #endif
 
-// Runs the kernel on x's device with the GIL released: the CPU one, or the CUDA one on the
-// caller's stream with the caller's workspace.
+// Floats of CUDA workspace the launch of `a` needs (0 on the CPU).
 template <typename Args>
-void launch(const Args& a, const TensorArg& x, std::uintptr_t stream, const OptTensor& workspace_t) {
+int64_t workspace_needed(const Args& a, const TensorArg& x) {
+#if defined(FASTP2P_WITH_CUDA)
+  if (x.is_cuda()) return cuda_workspace_floats(a);
+#endif
+  (void)a, (void)x;
+  return 0;
+}
+
+// Runs the kernel on x's device with the GIL released: the CPU one, or the CUDA one on the
+// caller's stream with the caller's workspace (`workspace_floats` floats at `workspace`).
+template <typename Args>
+void launch(const Args& a, const TensorArg& x, std::uintptr_t stream, float* workspace,
+            int64_t workspace_floats, int64_t needed) {
   if (!x.is_cuda()) {
     py::gil_scoped_release release;
     cpu_kernel(a);
     return;
   }
 #if defined(FASTP2P_WITH_CUDA)
-  float* workspace = optional_workspace(workspace_t, x, cuda_workspace_floats(a));
+  CHECK_ARG(needed == 0 || (workspace != nullptr && workspace_floats >= needed),
+            "the CUDA launcher needs a float32 workspace of ", needed, " elements, got ", workspace_floats);
   py::gil_scoped_release release;
-  cuda_kernel(a, stream, workspace);
+  cuda_kernel(a, stream, needed == 0 ? nullptr : workspace);
 #else
-  (void)stream, (void)workspace_t;
+  (void)stream, (void)workspace, (void)workspace_floats, (void)needed;
   fail("fastp2p._C was built without CUDA: x must be a CPU tensor");
 #endif
 }
+
+// The forward's checked geometry and settings: everything a call needs but the data pointers.
+// Built once per (shapes, strides, dtype, device, settings) by the Python launcher and kept, so
+// that a repeated call only passes addresses (benchmarks/NOTES.md, "Host cost per fused call");
+// the tuple entry point norm_act_fwd below builds one per call. The tuples it is built from
+// describe the tensors of every later call; their data pointers are not kept.
+class NormActFwdPlan {
+ public:
+  NormActFwdPlan(const TensorTuple& x_t, const OptTensor& weight_t, const OptTensor& bias_t,
+                 const OptTensor& running_mean_t, const OptTensor& running_var_t,
+                 const TensorTuple& out_t, const OptTensor& mean_t, const OptTensor& rstd_t,
+                 int stats_code, double momentum, double eps, int activation_code, double slope,
+                 double dropout_p)
+      : x_(x_t), dropout_p_(dropout_p) {
+    const TensorArg out(out_t);
+    NormActFwdArgs& a = args_;
+    a.dtype = x_.dtype;
+    a.shape = check_activation_tensor(x_, "x");
+    check_like(out, x_, "out (the destination channel slice)");
+    a.x_strides = strides4(x_);
+    a.out_strides = strides4(out);
+    a.stats = check_stats(stats_code);
+    check_statistics_count(a.shape, a.stats);
+    CHECK_ARG(weight_t.has_value() == bias_t.has_value(), "weight and bias must both be given or both be None");
+    has_affine_ = channel_vector(optional_arg(weight_t), x_, a.shape.C, "weight") != nullptr;
+    channel_vector(optional_arg(bias_t), x_, a.shape.C, "bias");
+    CHECK_ARG(running_mean_t.has_value() == running_var_t.has_value(),
+              "running_mean and running_var must both be given or both be None");
+    CHECK_ARG(a.stats != StatsMode::kBatchEval || running_mean_t.has_value(),
+              "batch norm in eval mode needs running_mean and running_var");
+    has_running_ = channel_vector(optional_arg(running_mean_t), x_, a.shape.C, "running_mean") != nullptr;
+    channel_vector(optional_arg(running_var_t), x_, a.shape.C, "running_var");
+    const int64_t groups = group_count(a.shape, a.stats);
+    CHECK_ARG(mean_t.has_value() == rstd_t.has_value(), "give both mean and rstd outputs or neither");
+    // Without them the CPU kernels keep the statistics to themselves (an inference call that
+    // discards them); the CUDA kernels pass them between launches, so they need them.
+    CHECK_ARG(groups == 0 || mean_t.has_value() || !x_.is_cuda(),
+              "mean and rstd outputs are needed when there is a norm on CUDA");
+    groups_ = groups;
+    has_statistics_ = groups > 0 && mean_t.has_value();
+    if (has_statistics_) {
+      channel_vector(optional_arg(mean_t), x_, groups, "mean");
+      channel_vector(optional_arg(rstd_t), x_, groups, "rstd");
+    }
+    a.momentum = float(momentum);
+    a.eps = float(eps);
+    a.activation = check_activation(activation_code);
+    a.slope = float(slope);
+    a.device = x_.device;
+    make_dropout(dropout_p_, 0, 0, 0, 0, x_.is_cuda());  // checks p once
+    workspace_floats_ = workspace_needed(a, x_);
+  }
+
+  // Floats of CUDA workspace a call needs (0 on the CPU).
+  int64_t workspace_floats() const { return workspace_floats_; }
+
+  // One launch on tensors described by the plan: their addresses (0 for an absent optional
+  // one, exactly where the plan was built without it; mean and rstd are ignored without a
+  // norm), the dropout stream, and where to run.
+  void run(std::uintptr_t x, std::uintptr_t weight, std::uintptr_t bias, std::uintptr_t running_mean,
+           std::uintptr_t running_var, std::uintptr_t out, std::uintptr_t mean, std::uintptr_t rstd,
+           uint64_t seed, uint64_t offset, std::uintptr_t seed_ptr, std::uintptr_t offset_ptr,
+           int num_threads, std::uintptr_t stream, std::uintptr_t workspace,
+           int64_t workspace_floats) const {
+    CHECK_ARG(x != 0 && out != 0, "x and out must be given");
+    CHECK_ARG((weight != 0) == has_affine_ && (bias != 0) == has_affine_,
+              "weight and bias must be given exactly when the plan has them");
+    CHECK_ARG((running_mean != 0) == has_running_ && (running_var != 0) == has_running_,
+              "running_mean and running_var must be given exactly when the plan has them");
+    if (groups_ == 0) mean = rstd = 0;
+    CHECK_ARG((mean != 0) == has_statistics_ && (rstd != 0) == has_statistics_,
+              "mean and rstd must be given exactly when the plan has them");
+    NormActFwdArgs a = args_;
+    a.x = reinterpret_cast<const void*>(x);
+    a.out = reinterpret_cast<void*>(out);
+    a.weight = reinterpret_cast<const float*>(weight);
+    a.bias = reinterpret_cast<const float*>(bias);
+    a.running_mean = reinterpret_cast<float*>(running_mean);
+    a.running_var = reinterpret_cast<float*>(running_var);
+    a.mean = reinterpret_cast<float*>(mean);
+    a.rstd = reinterpret_cast<float*>(rstd);
+    a.dropout = make_dropout(dropout_p_, seed, offset, seed_ptr, offset_ptr, x_.is_cuda());
+    a.num_threads = num_threads > 0 ? num_threads : 1;
+    launch(a, x_, stream, reinterpret_cast<float*>(workspace), workspace_floats, workspace_floats_);
+  }
+
+ private:
+  NormActFwdArgs args_{};  // every field but the pointers, the dropout stream and num_threads
+  TensorArg x_;            // x's description: dtype, sizes, strides, device
+  double dropout_p_;
+  int64_t groups_ = 0;  // statistics groups: (N * C), C, or 0 without a norm
+  bool has_affine_ = false, has_running_ = false, has_statistics_ = false;
+  int64_t workspace_floats_ = 0;
+};
+
+// A (pointer, floats) workspace from its tuple (CUDA only; (0, 0) when absent).
+std::pair<std::uintptr_t, int64_t> workspace_of(const OptTensor& workspace_t, const TensorArg& x) {
+  if (!workspace_t) return {0, 0};
+  const TensorArg w(*workspace_t);
+  CHECK_DTYPE(w, DType::kFloat32, "workspace");
+  CHECK_SAME_DEVICE(w, x, "workspace");
+  return {reinterpret_cast<std::uintptr_t>(w.data), w.numel()};
+}
+
+std::uintptr_t address(const OptTensor& t) { return t ? std::get<0>(*t) : 0; }
 
 void norm_act_fwd(const TensorTuple& x_t, const OptTensor& weight_t, const OptTensor& bias_t,
                   const OptTensor& running_mean_t, const OptTensor& running_var_t,
@@ -137,37 +246,12 @@ void norm_act_fwd(const TensorTuple& x_t, const OptTensor& weight_t, const OptTe
                   double dropout_p, uint64_t seed, uint64_t offset, std::uintptr_t seed_ptr,
                   std::uintptr_t offset_ptr, int num_threads,
                   std::uintptr_t stream, const OptTensor& workspace_t) {
-  const TensorArg x(x_t), out(out_t);
-  NormActFwdArgs a{};
-  a.dtype = x.dtype;
-  a.shape = check_activation_tensor(x, "x");
-  check_like(out, x, "out (the destination channel slice)");
-  a.x = x.data;
-  a.x_strides = strides4(x);
-  a.out = out.data;
-  a.out_strides = strides4(out);
-  a.stats = check_stats(stats_code);
-  check_statistics_count(a.shape, a.stats);
-  CHECK_ARG(weight_t.has_value() == bias_t.has_value(), "weight and bias must both be given or both be None");
-  a.weight = channel_vector(optional_arg(weight_t), x, a.shape.C, "weight");
-  a.bias = channel_vector(optional_arg(bias_t), x, a.shape.C, "bias");
-  CHECK_ARG(running_mean_t.has_value() == running_var_t.has_value(),
-            "running_mean and running_var must both be given or both be None");
-  CHECK_ARG(a.stats != StatsMode::kBatchEval || running_mean_t.has_value(),
-            "batch norm in eval mode needs running_mean and running_var");
-  a.running_mean = const_cast<float*>(channel_vector(optional_arg(running_mean_t), x, a.shape.C, "running_mean"));
-  a.running_var = const_cast<float*>(channel_vector(optional_arg(running_var_t), x, a.shape.C, "running_var"));
-  const int64_t groups = group_count(a.shape, a.stats);
-  if (groups > 0) {
-    CHECK_ARG(mean_t && rstd_t, "mean and rstd outputs are needed when there is a norm");
-    a.mean = const_cast<float*>(channel_vector(optional_arg(mean_t), x, groups, "mean"));
-    a.rstd = const_cast<float*>(channel_vector(optional_arg(rstd_t), x, groups, "rstd"));
-  }
-  a.momentum = float(momentum);
-  a.eps = float(eps);
-  set_pointwise_args(a, x, activation_code, slope, dropout_p, seed, offset, seed_ptr, offset_ptr,
-                     num_threads);
-  launch(a, x, stream, workspace_t);
+  const NormActFwdPlan plan(x_t, weight_t, bias_t, running_mean_t, running_var_t, out_t, mean_t,
+                            rstd_t, stats_code, momentum, eps, activation_code, slope, dropout_p);
+  const auto workspace = workspace_of(workspace_t, TensorArg(x_t));
+  plan.run(std::get<0>(x_t), address(weight_t), address(bias_t), address(running_mean_t),
+           address(running_var_t), std::get<0>(out_t), address(mean_t), address(rstd_t), seed,
+           offset, seed_ptr, offset_ptr, num_threads, stream, workspace.first, workspace.second);
 }
 
 void norm_act_bwd(const TensorTuple& grad_out_t, const TensorTuple& x_t, const TensorTuple& grad_x_t,
@@ -205,7 +289,9 @@ void norm_act_bwd(const TensorTuple& grad_out_t, const TensorTuple& x_t, const T
   }
   set_pointwise_args(a, x, activation_code, slope, dropout_p, seed, offset, seed_ptr, offset_ptr,
                      num_threads);
-  launch(a, x, stream, workspace_t);
+  const auto workspace = workspace_of(workspace_t, x);
+  launch(a, x, stream, reinterpret_cast<float*>(workspace.first), workspace.second,
+         workspace_needed(a, x));
 }
 
 }  // namespace
@@ -216,6 +302,17 @@ void register_norm_act(py::module_& m) {
         "x"_a, "weight"_a, "bias"_a, "running_mean"_a, "running_var"_a, "out"_a, "mean"_a,
         "rstd"_a, "stats"_a, "momentum"_a, "eps"_a, "activation"_a, "slope"_a, "dropout_p"_a,
         "seed"_a, "offset"_a, "seed_ptr"_a, "offset_ptr"_a, "num_threads"_a, "stream"_a, "workspace"_a);
+  py::class_<NormActFwdPlan>(m, "NormActFwdPlan",
+                             "norm_act_fwd's checks and geometry, kept for repeated calls")
+      .def(py::init<const TensorTuple&, const OptTensor&, const OptTensor&, const OptTensor&,
+                    const OptTensor&, const TensorTuple&, const OptTensor&, const OptTensor&, int,
+                    double, double, int, double, double>(),
+           "x"_a, "weight"_a, "bias"_a, "running_mean"_a, "running_var"_a, "out"_a, "mean"_a,
+           "rstd"_a, "stats"_a, "momentum"_a, "eps"_a, "activation"_a, "slope"_a, "dropout_p"_a)
+      .def_property_readonly("workspace_floats", &NormActFwdPlan::workspace_floats)
+      .def("__call__", &NormActFwdPlan::run, "x"_a, "weight"_a, "bias"_a, "running_mean"_a,
+           "running_var"_a, "out"_a, "mean"_a, "rstd"_a, "seed"_a, "offset"_a, "seed_ptr"_a,
+           "offset_ptr"_a, "num_threads"_a, "stream"_a, "workspace"_a, "workspace_floats"_a);
   m.def("norm_act_bwd", &norm_act_bwd, "Backward of norm_act_fwd (recomputes the mask)",
         "grad_out"_a, "x"_a, "grad_x"_a, "weight"_a, "bias"_a, "mean"_a, "rstd"_a,
         "grad_weight"_a, "grad_bias"_a, "stats"_a, "activation"_a, "slope"_a, "dropout_p"_a,

@@ -23,8 +23,7 @@ void col2im_transposed(const Col2imArgs& a) {
   const int64_t channel_stride = a.taps_minor ? taps : 1;
   const int64_t tap_stride = a.taps_minor ? 1 : a.channels;
   const int64_t rows = a.batch * a.out_height;
-#pragma omp parallel for num_threads(a.num_threads) if (rows * a.out_width * a.channels > kParallelGrain)
-  for (int64_t row = 0; row < rows; ++row) {
+  parallel_for(rows, rows * a.out_width * a.channels > kParallelGrain, a.num_threads, [&](int64_t row) {
     const int64_t n = row / a.out_height, oy = row % a.out_height;
     for (int64_t ox = 0; ox < a.out_width; ++ox) {
       float* out = a.out + (row * a.out_width + ox) * a.channels;
@@ -46,7 +45,7 @@ void col2im_transposed(const Col2imArgs& a) {
         }
       }
     }
-  }
+  });
 }
 
 }  // namespace fastp2p::cpu

@@ -18,4 +18,18 @@ void dispatch_storage(DType dtype, Fn&& fn) {
 // Below this many elements one thread is faster than waking the pool.
 constexpr int64_t kParallelGrain = 1 << 15;
 
+// body(i) for i in [0, count): on num_threads OpenMP threads when `parallel` (enough work to pay
+// for waking them), else on this thread without entering the OpenMP runtime: a parallel region
+// whose `if` clause is false still goes through it, and on small layers that cost more wall time
+// than the work (benchmarks/NOTES.md, "Host cost per fused call").
+template <typename Body>
+void parallel_for(int64_t count, bool parallel, int num_threads, Body&& body) {
+  if (parallel && num_threads > 1) {
+#pragma omp parallel for num_threads(num_threads) schedule(static)
+    for (int64_t i = 0; i < count; ++i) body(i);
+    return;
+  }
+  for (int64_t i = 0; i < count; ++i) body(i);
+}
+
 }  // namespace fastp2p::cpu

@@ -37,14 +37,13 @@ struct Segment {
 template <bool CHANNELS_INNER, typename Fn>
 void for_each_segment(const Shape4& s, int num_threads, Fn&& fn) {
   const int64_t segments = CHANNELS_INNER ? s.N * s.H * s.W : s.N * s.C * s.H;
-#pragma omp parallel for num_threads(num_threads) schedule(static) if (s.numel() > kParallelGrain)
-  for (int64_t r = 0; r < segments; ++r) {
+  parallel_for(segments, s.numel() > kParallelGrain, num_threads, [&](int64_t r) {
     if constexpr (CHANNELS_INNER) {
       fn(Segment<true>{r / (s.H * s.W), 0, (r / s.W) % s.H, r % s.W, s.C});
     } else {
       fn(Segment<false>{r / (s.C * s.H), (r / s.H) % s.C, r % s.H, 0, s.W});
     }
-  }
+  });
 }
 
 // Two float64 sums per group, group = (n, c) when per_sample else c. fn(segment, acc0, acc1)
@@ -56,8 +55,7 @@ void reduce_per_group(const Shape4& s, bool per_sample, int num_threads, double*
   const int64_t n_per_task = per_sample ? 1 : s.N;
   if constexpr (CHANNELS_INNER) {
     const int64_t blocks = (s.C + kChannelBlock - 1) / kChannelBlock;
-#pragma omp parallel for num_threads(num_threads) schedule(static) if (s.numel() > kParallelGrain)
-    for (int64_t task = 0; task < samples * blocks; ++task) {
+    parallel_for(samples * blocks, s.numel() > kParallelGrain, num_threads, [&](int64_t task) {
       const int64_t sample = task / blocks, c0 = (task % blocks) * kChannelBlock;
       const int64_t len = std::min(kChannelBlock, s.C - c0);
       double acc0[kChannelBlock] = {}, acc1[kChannelBlock] = {};
@@ -68,17 +66,16 @@ void reduce_per_group(const Shape4& s, bool per_sample, int num_threads, double*
         sum0[sample * s.C + c0 + j] = acc0[j];
         sum1[sample * s.C + c0 + j] = acc1[j];
       }
-    }
+    });
   } else {
-#pragma omp parallel for num_threads(num_threads) schedule(static) if (s.numel() > kParallelGrain)
-    for (int64_t task = 0; task < samples * s.C; ++task) {
+    parallel_for(samples * s.C, s.numel() > kParallelGrain, num_threads, [&](int64_t task) {
       const int64_t sample = task / s.C, c = task % s.C;
       double acc0 = 0, acc1 = 0;
       for (int64_t n = sample * n_per_task; n < (sample + 1) * n_per_task; ++n)
         for (int64_t h = 0; h < s.H; ++h) fn(Segment<false>{n, c, h, 0, s.W}, &acc0, &acc1);
       sum0[task] = acc0;
       sum1[task] = acc1;
-    }
+    });
   }
 }
 

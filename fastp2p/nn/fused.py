@@ -13,18 +13,27 @@ buffer. Dropout uses the counter-based mask (``fastp2p.ops.dropout_rng``), drawn
 module's ``dropout_rng`` buffer ([seed, offset], int64, not saved in the state_dict), whose
 offset advances by the dropped elements after every training forward. When no gradient is
 wanted, an eval-mode BatchNorm is folded into the convolution before it (``conv_norm``,
-fastp2p.nn.folding) and its fused op runs with norm "none" (bias + activation only). Layers the
-conv choice gives to the fused convolution run through fastp2p.nn.unet_conv / fused_conv instead.
+fastp2p.nn.folding) and its fused op runs with norm "none" (bias + activation only); on CPUs a
+U-Net layer with nothing left of its norm then runs torch's in-place activation (and torch.cat +
+``relu_`` for the decoder's concatenation) instead, the cheaper call for the same bits. The U-Net
+returns its output in the input's memory format. Layers the conv choice gives to the fused
+convolution run through fastp2p.nn.unet_conv / fused_conv instead.
 """
+import weakref
+
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
+from torch.nn.modules.module import register_module_module_registration_hook
 
 from fastp2p.nn.folding import can_fold, folded_conv, gradient_wanted
 from fastp2p.ops import norm_act, norm_act_concat
 from fastp2p.ops.aligned_channels import conv2d
 from fastp2p.ops.conv_transpose import conv_transpose2d
+from fastp2p.ops.definitions import like_memory_format
 
 _DIRECT_NORMS = (nn.BatchNorm2d, nn.InstanceNorm2d, nn.Identity)
+_NO_NORM = dict(norm="none")
 
 
 def norm_supported(module: nn.Module) -> bool:
@@ -39,20 +48,23 @@ def norm_supported(module: nn.Module) -> bool:
 
 
 def norm_kwargs(module: nn.Module) -> dict:
-    """Arguments of ``norm_act`` that reproduce ``module``; counts BatchNorm's batches."""
+    """Arguments of ``norm_act`` that reproduce ``module``; counts BatchNorm's batches. (Tensors
+    read from the module's dicts: nn.Module's __getattr__ costs about a microsecond per lookup,
+    and this runs per layer per forward.)"""
     if type(module) is nn.Identity:
         return dict(norm="none")
-    kwargs = dict(weight=module.weight, bias=module.bias, eps=module.eps)
+    params, buffers = module._parameters, module._buffers
+    kwargs = dict(weight=params.get("weight"), bias=params.get("bias"), eps=module.eps)
     if type(module) is nn.InstanceNorm2d:
         return dict(kwargs, norm="instance")
     tracking = module.track_running_stats
     training = module.training or not tracking
     if module.training and tracking:
         with torch.no_grad():
-            module.num_batches_tracked.add_(1)
+            buffers["num_batches_tracked"].add_(1)
     return dict(kwargs, norm="batch", training=training, momentum=module.momentum or 0.0,
-                running_mean=module.running_mean if tracking else None,
-                running_var=module.running_var if tracking else None)
+                running_mean=buffers.get("running_mean") if tracking else None,
+                running_var=buffers.get("running_var") if tracking else None)
 
 
 class DropoutRNG:
@@ -96,42 +108,102 @@ def conv_norm(conv_fn, conv, norm, x, fold: bool):
     return conv_fn(conv, x), norm_kwargs(norm)
 
 
-def _unet_level(block, skip, rng: DropoutRNG, fold: bool):
+# Where nothing remains of the norm (folded, or none) and no gradient is wanted, a layer is one
+# elementwise op, and on CPUs torch's own costs less host time than a fused launch: an in-place
+# activation of the fresh convolution output, and the decoder's relu(cat) as torch.cat then an
+# in-place relu (benchmarks/NOTES.md, "Host cost per fused call": faster or equal at every
+# U-Net shape measured, both layouts, 1 and 2 threads; the same bits as the C++ kernels, tested).
+# GPUs keep the fused ops: not measured there, and Triton's bfloat16 LeakyReLU rounds differently.
+def _activation(x, norm: dict, inference: bool, activation: str, slope: float = 0.0):
+    """``norm_act(x, activation=activation, slope=slope, **norm)``."""
+    if inference and x.is_cpu and norm == _NO_NORM:
+        return F.leaky_relu_(x, slope) if activation == "leaky_relu" else x.relu_()
+    return norm_act(x, activation=activation, slope=slope, **norm)
+
+
+def _relu_concat(skip, up, norm: dict, inference: bool, dropout_p: float, rng: "DropoutRNG"):
+    """``cat([relu(skip), relu(dropout(norm(up)))], 1)`` in up's memory format."""
+    if inference and up.is_cpu and norm == _NO_NORM and dropout_p == 0:
+        channels = skip.shape[1] + up.shape[1]
+        return torch.cat((skip, up), 1, out=like_memory_format(up, channels)).relu_()
+    seed, offset = rng.take(up.numel()) if dropout_p > 0 else (0, 0)
+    return norm_act_concat(skip, up, activation="relu", dropout_p=dropout_p, seed=seed,
+                           offset=offset, **norm)
+
+
+def _unet_level(block, skip, rng: DropoutRNG, inference: bool):
     """A non-outermost U-Net level. ``skip`` = LeakyReLU(x) of the level's input x; returns
-    relu(cat([x, up])), the buffer the parent's transposed conv reads."""
+    relu(cat([x, up])), the buffer the parent's transposed conv reads. ``inference``: no
+    gradient is wanted (eval BatchNorm is then folded into the convolution before it)."""
     m = block.model
     innermost = isinstance(m[3], nn.ConvTranspose2d)
     if innermost:
-        inner = norm_act(conv2d(m[1], skip), norm="none", activation="relu")
-        up, up_norm = conv_norm(conv_transpose2d, m[3], m[4], inner, fold)
+        inner = _activation(conv2d(m[1], skip), _NO_NORM, inference, "relu")
+        up, up_norm = conv_norm(conv_transpose2d, m[3], m[4], inner, inference)
         dropout = None
     else:
-        down, down_norm = conv_norm(conv2d, m[1], m[2], skip, fold)
-        child_skip = norm_act(down, activation="leaky_relu", slope=m[0].negative_slope,
-                              **down_norm)
+        down, down_norm = conv_norm(conv2d, m[1], m[2], skip, inference)
+        child_skip = _activation(down, down_norm, inference, "leaky_relu", m[0].negative_slope)
         up, up_norm = conv_norm(conv_transpose2d, m[5], m[6],
-                                _unet_level(m[3], child_skip, rng, fold), fold)
+                                _unet_level(m[3], child_skip, rng, inference), inference)
         dropout = m[7] if len(m) > 7 else None
     p = dropout.p if dropout is not None and dropout.training else 0.0
-    seed, offset = rng.take(up.numel()) if p > 0 else (0, 0)
-    return norm_act_concat(skip, up, activation="relu", dropout_p=p, seed=seed, offset=offset,
-                           **up_norm)
+    return _relu_concat(skip, up, up_norm, inference, p, rng)
+
+
+class _Registrations:
+    """Counts submodule registrations anywhere in the process (torch's global hook: assignment,
+    ``add_module``, ``Sequential.__setitem__`` / ``append``), so a cached walk of a module tree
+    can tell whether the tree may have changed since."""
+    count = 0
+
+    @classmethod
+    def hook(cls, module, name, submodule):
+        cls.count += 1
+
+
+register_module_module_registration_hook(_Registrations.hook)
+# Per U-Net: (registration count when walked, its norm-like modules).
+_norm_modules: "weakref.WeakKeyDictionary[nn.Module, tuple]" = weakref.WeakKeyDictionary()
 
 
 def unet_supported(unet) -> bool:
-    return all(norm_supported(m) for m in unet.modules()
-               if isinstance(m, (nn.modules.batchnorm._NormBase, nn.Identity)))
+    """Whether every norm layer of ``unet`` runs fused (``norm_supported``). The layers are
+    listed once and listed again after any submodule registration (a layer replaced); each is
+    asked on every call, so a train/eval switch or a changed setting shows at once. (Deleting a
+    submodule is not watched: the U-Net forward reads its layers by position and would not run
+    without it. Under torch.compile the walk is traced instead: the compiled code does not
+    run it again, and dynamo cannot guard on a weak dictionary's entries.)"""
+    if torch.compiler.is_compiling():
+        return all(norm_supported(m) for m in _norm_like(unet))
+    cached = _norm_modules.get(unet)
+    if cached is None or cached[0] != _Registrations.count:
+        cached = _norm_modules[unet] = (_Registrations.count, tuple(_norm_like(unet)))
+    return all(norm_supported(m) for m in cached[1])
+
+
+def _norm_like(unet):
+    return (m for m in unet.modules()
+            if isinstance(m, (nn.modules.batchnorm._NormBase, nn.Identity)))
 
 
 def unet_forward(unet, input):
     outer = unet.model.model  # [down conv, submodule, ReLU, up conv, Tanh]
     rng = DropoutRNG(unet.dropout_rng)
-    down = conv2d(outer[0], input)
-    skip = norm_act(down, norm="none", activation="leaky_relu",
-                    slope=outer[1].model[0].negative_slope)
-    fold = not gradient_wanted(unet, input)
-    out = torch.tanh(conv_transpose2d(outer[3], _unet_level(outer[1], skip, rng, fold)))
+    inference = not gradient_wanted(unet, input)
+    skip = _activation(conv2d(outer[0], input), _NO_NORM, inference, "leaky_relu",
+                       outer[1].model[0].negative_slope)
+    out = torch.tanh(conv_transpose2d(outer[3], _unet_level(outer[1], skip, rng, inference)))
     rng.advance()
+    return out
+
+
+def in_memory_format_of(input, out):
+    """``out`` in ``input``'s memory format, as the reference module returns it (the CPU
+    decoder's GEMM form and the fused convolution write channels-last whatever the input's
+    layout)."""
+    if input.is_contiguous() and not out.is_contiguous():
+        return out.contiguous()
     return out
 
 

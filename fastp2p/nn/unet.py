@@ -2,7 +2,8 @@
 from fastp2p.nn.checks import check_image_batch, check_positive_ints
 from fastp2p.nn.checkpoint import infer_unet_config
 from fastp2p.nn.compat import ReferenceCheckpointMixin
-from fastp2p.nn.fused import init_dropout_rng, set_dropout_rng, unet_forward, unet_supported
+from fastp2p.nn.fused import (in_memory_format_of, init_dropout_rng, set_dropout_rng,
+                              unet_forward, unet_supported)
 from fastp2p.nn.norm import describe_norm_layer, resolve_norm_layer
 from fastp2p.nn.unet_conv import unet_conv_forward
 from fastp2p.ops.backends.conv_choice import may_fuse
@@ -20,7 +21,9 @@ class UNet(ReferenceCheckpointMixin, UnetGenerator):
 
     The forward runs the modules' own convolutions and fastp2p's fused norm + activation
     (+ dropout, + skip concatenation) ops (fastp2p.nn.fused); norm layers it cannot reproduce
-    exactly (e.g. SyncBatchNorm, BatchNorm with momentum=None) run the reference forward.
+    exactly (e.g. SyncBatchNorm, BatchNorm with momentum=None) run the reference forward (which
+    norm layers there are is listed once, and again after a submodule is replaced). The output
+    has the input's memory format (NCHW or channels-last), as the reference's.
     The layers that the conv choice gives to the fused convolution
     (fastp2p.ops.backends.conv_choice: none by default, all with FASTP2P_CONV=fused) run as
     fastp2p.ops.conv_norm_act instead (fastp2p.nn.unet_conv), with the same dropout masks.
@@ -57,9 +60,8 @@ class UNet(ReferenceCheckpointMixin, UnetGenerator):
                           spatial_multiple=2 ** self.num_downs)
         if not unet_supported(self):
             return super().forward(input)
-        if may_fuse():
-            return unet_conv_forward(self, input)
-        return unet_forward(self, input)
+        forward = unet_conv_forward if may_fuse() else unet_forward
+        return in_memory_format_of(input, forward(self, input))
 
     def set_dropout_rng(self, seed: int, offset: int = 0) -> None:
         """Position the dropout stream (e.g. restore it from a training checkpoint)."""

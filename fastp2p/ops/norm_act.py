@@ -7,8 +7,12 @@ a ``torch.autograd.Function`` around them, because the forward mutates BatchNorm
 statistics and ``register_autograd`` does not accept ops that mutate inputs. Seed/offset are
 ints or device scalars (what CUDA-graph replay reads). An eager call that records no autograd
 (inference) runs the launcher without either layer: their host cost exceeds a small layer's
-kernel time (benchmarks/NOTES.md, "Host cost per fused call"). The losses, pure functions, are
-custom ops with ``register_autograd`` (fastp2p/ops/losses.py).
+kernel time (benchmarks/NOTES.md, "Host cost per fused call"). It runs from a ``_Plan`` cached
+per kind of call (each tensor's shape, strides, dtype and device, the settings, the backend):
+the argument checks, the output's geometry and the backend's prepared launch (the C++ backend's
+``norm_act_fwd_plan``, which skips the statistics the call discards) are made on the kind's first
+call only. The losses, pure functions, are custom ops with ``register_autograd``
+(fastp2p/ops/losses.py).
 
 ``norm_act_concat(skip, x, ...)`` returns ``cat([relu(skip), norm_act(x)], 1)`` without
 torch.cat: both halves are written by the backend straight into their channel slices of one
@@ -249,7 +253,7 @@ def _(grad_out, x, weight, bias, mean, rstd, skip, rng, seed, offset, norm, trai
 def _runs_directly(x) -> bool:
     """Eager call on real tensors: skip the custom op's dispatch (see above). Tracing
     (torch.compile, export, fake or meta tensors) goes through the op."""
-    return (type(x) is torch.Tensor and x.device.type != "meta"
+    return (type(x) is torch.Tensor and (x.is_cpu or x.device.type != "meta")
             and not torch.compiler.is_compiling())
 
 
@@ -303,25 +307,124 @@ class _NormActFunction(torch.autograd.Function):
 
 def _records_autograd(x, weight, bias, skip) -> bool:
     """Whether this call needs the autograd Function (a gradient can flow to an input)."""
-    return torch.is_grad_enabled() and (
-        x.requires_grad or (weight is not None and (weight.requires_grad or bias.requires_grad))
-        or (skip is not None and skip.requires_grad))
+    return torch.is_grad_enabled() and any(
+        getattr(t, "requires_grad", False) for t in (x, weight, bias, skip))
 
 
-def _run(x, weight, bias, running_mean, running_var, skip, seed, offset, cfg):
+class _Plan:
+    """What an inference call with one (shapes, strides, dtypes, devices, settings, backend)
+    needs, prepared by its first call after the full checks: the output's geometry and the
+    launches (the backend's ``norm_act_fwd_plan`` where it has one, else ``norm_act_fwd``, read
+    at each call). Later calls with the same key run without checking again."""
+
+    __slots__ = ("shape", "strides", "dtype", "device", "launch", "launch_skip",
+                 "updates_running")
+
+    def __init__(self, backend, x, weight, bias, running_mean, running_var, skip, settings):
+        cfg = NormActConfig(*settings)
+        check_norm_act_inputs(x, weight, bias, running_mean, running_var, cfg)
+        if skip is not None:
+            _check_like_x("norm_act_concat: skip", skip, x, "C_skip")
+        check_backend_dtype(backend, x, "norm_act")
+        skip_channels = 0 if skip is None else skip.shape[1]
+        out = like_memory_format(x, skip_channels + x.shape[1])
+        self.shape, self.strides, self.dtype, self.device = (
+            tuple(out.shape), out.stride(), out.dtype, out.device)
+        self.launch = _prepared(backend, x, weight, bias, running_mean, running_var, out,
+                                skip_channels, cfg.launcher_kwargs())
+        self.launch_skip = None if skip is None else _prepared(
+            backend, skip, None, None, None, None, out, 0, _SKIP_KWARGS, skip_half=True)
+        self.updates_running = running_mean is not None and cfg.training
+
+    def run(self, x, weight, bias, running_mean, running_var, skip, seed, offset):
+        out = torch.empty_strided(self.shape, self.strides, dtype=self.dtype, device=self.device)
+        if skip is not None:
+            self.launch_skip(skip, None, None, None, None, out, 0, 0)
+        if type(seed) is not int or type(offset) is not int:
+            seed, offset, rng = _rng_args(seed, offset)
+            if rng is not None:
+                seed, offset = rng[0], rng[1]
+        self.launch(x, weight, bias, running_mean, running_var, out, seed, offset)
+        if self.updates_running:  # what the op's dispatch does for its mutated arguments
+            torch.autograd.graph.increment_version((running_mean, running_var))
+        return out
+
+
+def _prepared(backend, x, weight, bias, running_mean, running_var, out, out_channel_offset,
+              kwargs, skip_half=False):
+    """launch(x, weight, bias, running_mean, running_var, out, seed, offset): the backend's
+    plan for these tensors, without the statistics the inference call discards; or its
+    ``norm_act_fwd`` with these settings (looked up at each call, as the registry does).
+
+    ``skip_half`` (relu(skip) into channels [0, C_skip)): where the C++ backend has no plan for
+    the skip's layout beside the output's — an NCHW skip before a channels-last decoder output,
+    as in the U-Net's CPU inference on NCHW images, whose transposed convolutions write
+    channels-last — torch's ReLU writes the slice instead: the same values, without the
+    launcher's staging copy."""
+    if backend.provides("norm_act_fwd_plan"):
+        plan = backend.norm_act_fwd_plan(x, weight, bias, running_mean, running_var, out,
+                                         out_channel_offset, statistics=False, **kwargs)
+        if plan is not None:
+            return plan
+        if skip_half and x.is_cpu:
+            return _relu_into_slice
+
+    def launch(x, weight, bias, running_mean, running_var, out, seed, offset):
+        backend.norm_act_fwd(x, weight, bias, running_mean, running_var, out, out_channel_offset,
+                             seed=seed, offset=offset, **kwargs)
+    return launch
+
+
+def _relu_into_slice(skip, weight, bias, running_mean, running_var, out, seed, offset):
+    torch.clamp_min(skip, 0, out=out.narrow(1, 0, skip.shape[1]))
+
+
+# Plans by key (_plan_for); cleared when full, so that a caller cycling through many shapes
+# costs a re-check per call at worst, never unbounded memory.
+_plans: dict = {}
+_MAX_PLANS = 256
+
+
+def _signature(t):
+    return None if t is None else (t.shape, t.stride(), t.dtype, t.device)
+
+
+def _plan_for(x, weight, bias, running_mean, running_var, skip, settings):
+    """The plan for this inference call (built, with the full checks, on its key's first call).
+    The key holds everything the checks and the launch read from the arguments but their data:
+    each tensor's shape, strides, dtype and device (None for an absent one), the settings, and
+    the backend the registry picks now (it follows FASTP2P_BACKEND between calls)."""
+    backend = norm_act_backend_for(x, settings[0])
+    try:
+        key = (_signature(x), _signature(weight), _signature(bias), _signature(running_mean),
+               _signature(running_var), _signature(skip), settings, backend)
+        plan = _plans.get(key)
+    except (AttributeError, TypeError):  # not tensors, or unhashable settings: let the
+        key, plan = None, None           # checks say what is wrong
+    if plan is None:
+        plan = _Plan(backend, x, weight, bias, running_mean, running_var, skip, settings)
+        if key is not None:
+            if len(_plans) >= _MAX_PLANS:
+                _plans.clear()
+            _plans[key] = plan
+    return plan
+
+
+def _run(x, weight, bias, running_mean, running_var, skip, seed, offset, settings):
+    """settings: NormActConfig's fields, in order."""
+    if _runs_directly(x) and not _records_autograd(x, weight, bias, skip):
+        # Inference: nothing to save or differentiate, so the launcher runs without the
+        # autograd Function (which costs more host time than a small layer's kernel), from a
+        # plan that checked these arguments' kind once (benchmarks/NOTES.md, "Host cost per
+        # fused call").
+        plan = _plan_for(x, weight, bias, running_mean, running_var, skip, settings)
+        return plan.run(x, weight, bias, running_mean, running_var, skip, seed, offset)
+    cfg = NormActConfig(*settings)
     check_norm_act_inputs(x, weight, bias, running_mean, running_var, cfg)
     if skip is not None:
         _check_like_x("norm_act_concat: skip", skip, x, "C_skip")
-    if _records_autograd(x, weight, bias, skip) or not _runs_directly(x):
-        return _NormActFunction.apply(x, weight, bias, running_mean, running_var, skip, seed,
-                                      offset, cfg)
-    # Inference: nothing to save or differentiate, so the launcher runs without the autograd
-    # Function around it (which costs more host time than a small layer's kernel).
-    seed, offset, rng = _rng_args(seed, offset)
-    out = _launch_fwd(x, weight, bias, running_mean, running_var, skip, rng, seed, offset,
-                      **cfg.launcher_kwargs())[0]
-    _mark_running_stats_updated(running_mean, running_var, cfg)
-    return out
+    return _NormActFunction.apply(x, weight, bias, running_mean, running_var, skip, seed,
+                                  offset, cfg)
 
 
 def norm_act(x, weight=None, bias=None, running_mean=None, running_var=None, *,
@@ -346,8 +449,8 @@ def norm_act(x, weight=None, bias=None, running_mean=None, running_var=None, *,
         x = torch.randn(2, 64, 32, 32).to(memory_format=torch.channels_last)
         y = norm_act(x, weight, bias, norm="instance", activation="leaky_relu", slope=0.2)
     """
-    cfg = NormActConfig(norm, training, momentum, eps, activation, slope, dropout_p)
-    return _run(x, weight, bias, running_mean, running_var, None, seed, offset, cfg)
+    return _run(x, weight, bias, running_mean, running_var, None, seed, offset,
+                (norm, training, momentum, eps, activation, slope, dropout_p))
 
 
 def norm_act_concat(skip, x, weight=None, bias=None, running_mean=None, running_var=None, *,
@@ -363,8 +466,8 @@ def norm_act_concat(skip, x, weight=None, bias=None, running_mean=None, running_
 
         up = norm_act_concat(skip, x, weight, bias, norm="batch", dropout_p=0.5, seed=7)
     """
-    cfg = NormActConfig(norm, training, momentum, eps, activation, slope, dropout_p)
-    return _run(x, weight, bias, running_mean, running_var, skip, seed, offset, cfg)
+    return _run(x, weight, bias, running_mean, running_var, skip, seed, offset,
+                (norm, training, momentum, eps, activation, slope, dropout_p))
 
 
 def norm_act_into(x, weight, bias, running_mean, running_var, out, out_channel_offset, *,

@@ -151,6 +151,18 @@ def test_without_the_override_or_a_table_no_conv_is_fused(monkeypatch, fused_cal
     assert fused_calls[0] == 0
 
 
+@pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last],
+                         ids=["nchw", "channels_last"])
+def test_the_output_is_in_the_input_memory_format(monkeypatch, fused_calls, memory_format):
+    """As the reference module's, though the fused convolution writes channels-last."""
+    ours, _ = unet_pair("none")
+    monkeypatch.setenv("FASTP2P_CONV", "fused")
+    with torch.no_grad():
+        got = ours.eval()(random_images(32, batch=1).contiguous(memory_format=memory_format))
+    assert fused_calls[0] == CONVS
+    assert got.is_contiguous(memory_format=memory_format)
+
+
 def test_unfusable_input_says_what_to_do(monkeypatch):
     ours, _ = unet_pair("instance")
     monkeypatch.setenv("FASTP2P_CONV", "fused")

@@ -85,8 +85,21 @@ def _load(module_path: str):
     return LoadedBackend(module) if module.available() else None
 
 
+def _getenv(name: str):
+    """``os.environ.get(name)``, read from the mapping's underlying dict: the same value (os.environ
+    writes through to that dict, monkeypatch.setenv included) for a twentieth of the cost
+    (``get`` raises and catches a KeyError for an unset name: about a microsecond, paid on every
+    fused call that asks for its backend)."""
+    environ = os.environ
+    data = getattr(environ, "_data", None)
+    if data is None:
+        return environ.get(name)
+    value = data.get(environ.encodekey(name))
+    return None if value is None else environ.decodevalue(value)
+
+
 def _interpreter_on() -> bool:
-    return os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
+    return (_getenv("TRITON_INTERPRET") or "0") not in ("", "0")
 
 
 def _serves_cpu(entry: _Entry, forced: bool) -> bool:
@@ -135,8 +148,7 @@ _resolved: dict = {}
 
 def _resolved_for(device_type: str) -> tuple:
     """(name, loaded backend) for ``device_type`` under the current environment."""
-    environ = os.environ
-    key = (device_type, environ.get(ENV_VAR), environ.get("TRITON_INTERPRET"))
+    key = (device_type, _getenv(ENV_VAR), _getenv("TRITON_INTERPRET"))
     resolved = _resolved.get(key)
     if resolved is None:
         name = _resolve(device_type, (key[1] or "").strip())
@@ -166,8 +178,8 @@ def norm_act_backend_for(x, norm: str):
     Dormant by default: no choice table is committed, so the CUDA C++ norm-act kernels never
     run unless a GPU run's table is committed (benchmarks/cuda_choice_table.py) or
     FASTP2P_BACKEND=cpp forces them."""
-    name, backend = _resolved_for(x.device.type)
-    if name == "triton" and x.is_cuda and not os.environ.get(ENV_VAR, "").strip():
+    name, backend = _resolved_for("cpu" if x.is_cpu else x.device.type)
+    if name == "triton" and x.is_cuda and not (_getenv(ENV_VAR) or "").strip():
         cpp = backend_named("cpp")
         if cpp is not None and cpp.cuda_available() and cuda_choice.prefers_cpp(norm, x):
             return cpp

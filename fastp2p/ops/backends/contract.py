@@ -46,6 +46,19 @@ class Backend(Protocol):
         running ones in eval), empty for norm="none".
         """
 
+    def norm_act_fwd_plan(self, x: Tensor, weight: Optional[Tensor], bias: Optional[Tensor],
+                          running_mean: Optional[Tensor], running_var: Optional[Tensor],
+                          out: Tensor, out_channel_offset: int, *, norm: str, training: bool,
+                          momentum: float, eps: float, activation: str, slope: float,
+                          dropout_p: float, statistics: bool):
+        """A fast path only: ``norm_act_fwd`` prepared once for repeated calls, or None where
+        the backend has no cheaper way for these tensors (the caller then calls
+        ``norm_act_fwd``). The plan, ``plan(x, weight, bias, running_mean, running_var, out,
+        seed, offset)``, does what ``norm_act_fwd(..., out_channel_offset, ...)`` with these
+        settings does, for tensors like the ones given here (same shapes, strides, dtypes,
+        device; the same optional ones None), and returns its (mean, rstd) — or None, without
+        computing them where it can, when ``statistics`` is False (the caller discards them)."""
+
     def norm_act_bwd(self, grad_out_slice: Tensor, x: Tensor, weight: Optional[Tensor],
                      bias: Optional[Tensor], mean: Tensor, rstd: Tensor, *, norm: str,
                      activation: str, slope: float, dropout_p: float, seed, offset,
@@ -130,10 +143,10 @@ class Backend(Protocol):
 
 
 # The launchers of the contract, in the order above: what the registry resolves and falls back.
-LAUNCHERS = ("norm_act_fwd", "norm_act_bwd", "gan_loss_fwd", "l1_loss_fwd",
-             "d_step_losses_fwd", "g_step_losses_fwd", "conv_transpose2d_fwd", "conv_fused_fwd",
-             "conv_fused_dgrad", "conv_fused_wgrad", "conv_stats_finish")
+LAUNCHERS = ("norm_act_fwd", "norm_act_fwd_plan", "norm_act_bwd", "gan_loss_fwd",
+             "l1_loss_fwd", "d_step_losses_fwd", "g_step_losses_fwd", "conv_transpose2d_fwd",
+             "conv_fused_fwd", "conv_fused_dgrad", "conv_fused_wgrad", "conv_stats_finish")
 # The fast paths only: the reference backend has none of these (no fallback; the ops that use
 # them ask ``provides`` first and otherwise run something else).
 CONV_FUSED = ("conv_fused_fwd", "conv_fused_dgrad", "conv_fused_wgrad", "conv_stats_finish")
-FAST_PATH_ONLY = ("conv_transpose2d_fwd",) + CONV_FUSED
+FAST_PATH_ONLY = ("norm_act_fwd_plan", "conv_transpose2d_fwd") + CONV_FUSED

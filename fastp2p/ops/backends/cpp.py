@@ -6,7 +6,8 @@ every argument; the C++ ``CHECK_*`` macros stay as the last line of defence for 
 into the extension). The extension has no torch at build time, so tensors cross as (data
 pointer, dtype code, sizes, strides, device) tuples; this module allocates the outputs and picks
 a layout the kernels read with unit stride (channels-last or NCHW rows; anything else is copied
-once).
+once). ``norm_act_fwd_plan`` builds the extension's NormActFwdPlan from those tuples once, and
+its launches pass only data addresses (the ops layer keeps one per kind of inference call).
 
 If the extension is missing (no compiler at install, a failed build), ``available()`` is False,
 warns once with the reason, and the ops layer keeps to the reference math.
@@ -266,6 +267,51 @@ def norm_act_fwd(x, weight, bias, running_mean, running_var, out, out_channel_of
                 if target is not updated:
                     target.copy_(updated)
     return mean, rstd
+
+
+def norm_act_fwd_plan(x, weight, bias, running_mean, running_var, out, out_channel_offset, *,
+                      norm, training, momentum, eps, activation, slope, dropout_p, statistics):
+    """norm_act_fwd for repeated calls on tensors like these: the extension's NormActFwdPlan
+    checks the geometry once, and each call passes only addresses. CPU tensors that the
+    kernels read as they are (a unit-stride layout, a destination slice written in place,
+    float32 contiguous vectors); None otherwise (norm_act_fwd copies what does not fit)."""
+    C_ext = _extension or _require()
+    layout = _layout_of(x)
+    if not x.is_cpu or layout is None:
+        return None
+    destination, staged = _destination(out, out_channel_offset, x, layout)
+    vectors = (weight, bias, running_mean, running_var)
+    if staged is not None or any(t is not None and _fp32(t) is not t for t in vectors):
+        return None
+    stats = _stats_mode(norm, training, running_mean)
+    groups = None if stats == _NONE else ((x.shape[0], x.shape[1]) if stats == _INSTANCE
+                                          else (x.shape[1],))
+    wanted = statistics and groups is not None
+    example = x.new_empty(groups, dtype=torch.float32) if wanted else None
+    plan = C_ext.NormActFwdPlan(
+        _arg(x), *(_optional_arg(t) for t in vectors), destination,
+        *(2 * (_statistics_arg(example) if wanted else None,)), stats, float(momentum),
+        float(eps), ACTIVATION_CODES[activation], float(slope), float(dropout_p))
+    offset_bytes = out_channel_offset * out.stride(1) * out.element_size()
+
+    def address(t):
+        return 0 if t is None else t.data_ptr()
+
+    def launch(x, weight, bias, running_mean, running_var, out, seed, offset):
+        mean = rstd = None
+        if wanted:
+            mean = torch.empty(groups, dtype=torch.float32)
+            rstd = torch.empty(groups, dtype=torch.float32)
+        _, seed, offset, _, _ = _rng(dropout_p, seed, offset, x.device) if dropout_p else (
+            0, 0, 0, 0, 0)
+        plan(x.data_ptr(), address(weight), address(bias), address(running_mean),
+             address(running_var), out.data_ptr() + offset_bytes, address(mean), address(rstd),
+             seed, offset, 0, 0, torch.get_num_threads(), 0, 0, 0)
+        if wanted or not statistics:
+            return (mean, rstd) if wanted else None
+        return x.new_empty(0, dtype=torch.float32), x.new_empty(0, dtype=torch.float32)
+
+    return launch
 
 
 def norm_act_bwd(grad_out_slice, x, weight, bias, mean, rstd, *, norm, activation, slope,
