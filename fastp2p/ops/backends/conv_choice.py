@@ -9,8 +9,10 @@ backward together; the rule is ``benchmarks/conv_choice_table.py``'s) and commit
 results. No table is committed, so by default every layer runs today's path. A table is
 ``{"fused": [{"norm", "dtype", "input", "weight", "stride", "padding"[, "transposed"]}, ...]}``
 (``layer_key``'s fields; a decoder's transposed conv has ``"transposed": true`` and its
-``input`` is the concatenation of its sources; other top-level fields are the run's record). ``FASTP2P_CONV`` overrides
-the table: ``fused`` runs every layer the network can fuse through the fused convolution (tests
+``input`` is the concatenation of its sources; other top-level fields are the run's
+record). Under autocast a layer's key has autocast's dtype (``fused_conv_dtype``: what the
+module's conv would compute in, so a bfloat16 table takes effect in the bf16 training step).
+``FASTP2P_CONV`` overrides the table: ``fused`` runs every layer the network can fuse through the fused convolution (tests
 and GPU experiments; an error where no backend has it), ``module`` none.
 """
 import json
