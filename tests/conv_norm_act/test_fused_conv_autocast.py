@@ -118,6 +118,22 @@ def _check_against_autocast(net, theirs64, x, launches, count):
         assert error <= BF16_VS_AUTOCAST * noise + 1e-3, (name, error, noise)
 
 
+def _check_eval(net, theirs64, x):
+    """Eval under autocast without a gradient (batch norm's running statistics, updated by the
+    training forward, as constants of the fused prologues; the module layers fold theirs)."""
+    with torch.no_grad():
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            got = net.eval()(x)
+            with pytest.MonkeyPatch.context() as patch:
+                patch.setenv("FASTP2P_CONV", "module")
+                autocast = copy.deepcopy(net)(x)
+        expected = theirs64.eval()(x.double())
+    error, autocast_error = relative_error(got, expected), relative_error(autocast, expected)
+    assert got.dtype == autocast.dtype == torch.bfloat16
+    assert error <= BF16_NETWORK
+    assert error <= BF16_VS_AUTOCAST * autocast_error + 1e-3, (error, autocast_error)
+
+
 def _check_launches(launches, count):
     """``count`` fused forwards, each handed bf16 operands and float32 scale/shift, outside
     autocast."""
@@ -174,6 +190,9 @@ def test_a_bf16_table_takes_effect_under_autocast(monkeypatch, tmp_path, stand_i
     for name, module in net.named_modules():  # the running statistics updated once
         if isinstance(module, torch.nn.BatchNorm2d):
             assert module.num_batches_tracked.item() == 1, name
+    if norm == "batch":
+        _check_eval(*nets, x)
+        assert len(stand_in.forwards) == 2 * len(chosen)
 
 
 @pytest.mark.parametrize("network", ["unet", "patchgan"])
