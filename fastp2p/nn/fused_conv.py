@@ -23,7 +23,7 @@ from fastp2p.nn.folding import gradient_wanted
 from fastp2p.nn.fused import conv_norm, sequential_forward
 from fastp2p.ops import norm_act
 from fastp2p.ops.aligned_channels import conv2d
-from fastp2p.ops.backends.conv_choice import uses_fused_conv
+from fastp2p.ops.backends.conv_choice import fused_conv_dtype
 from fastp2p.ops.conv_norm_act import conv_norm_act
 
 
@@ -98,20 +98,30 @@ def _scale_shift(norm, mean, rstd):
 
 
 def fused_conv_norm(conv: nn.Module, norm: Optional[nn.Module], sources, transforms,
-                    slope: float):
+                    slope: float, dtype: torch.dtype):
     """conv_norm_act of one layer: (pre-norm output, scale, shift) with the next prologue's
     coefficients of ``norm`` (None, None without one). ``conv``: nn.Conv2d, or
-    nn.ConvTranspose2d reading its one or two sources as one concatenation. Batch norm in
-    training updates its running buffers and counts the batch like nn.BatchNorm2d; in eval its
-    running statistics give the coefficients."""
+    nn.ConvTranspose2d reading its one or two sources as one concatenation. ``dtype``: what
+    the conv choice computes the layer in (``fused_conv_dtype``). Under autocast the layer runs
+    as autocast runs the module's conv: sources, weight and bias cast to ``dtype`` (the casts
+    carry the gradients back to the float32 parameters), the op itself outside autocast, the
+    statistics, scale/shift and running buffers float32. Batch norm in training updates its
+    running buffers and counts the batch like nn.BatchNorm2d; in eval its running statistics
+    give the coefficients."""
+    sources = [x.to(dtype) for x in sources]
+    weight, bias = conv.weight.to(dtype), None if conv.bias is None else conv.bias.to(dtype)
+    with torch.autocast(sources[0].device.type, enabled=False):
+        return _fused_conv_norm(conv, norm, sources, transforms, weight, bias, slope)
+
+
+def _fused_conv_norm(conv, norm, sources, transforms, weight, bias, slope: float):
     name = norm_name(norm)
     geometry = dict(stride=conv.stride[0], padding=conv.padding[0], slope=slope,
                     transposed=isinstance(conv, nn.ConvTranspose2d))
     batch = name == "batch"
     if batch and not norm.training and norm.track_running_stats:
         # eval batch norm: the running statistics are constants of the next prologue
-        y, _, _ = conv_norm_act(sources, transforms, conv.weight, conv.bias, norm="none",
-                                **geometry)
+        y, _, _ = conv_norm_act(sources, transforms, weight, bias, norm="none", **geometry)
         rstd = torch.rsqrt(norm.running_var.float() + norm.eps)
         return (y, *_scale_shift(norm, norm.running_mean.float(), rstd))
     tracking = batch and norm.training and norm.track_running_stats
@@ -120,16 +130,16 @@ def fused_conv_norm(conv: nn.Module, norm: Optional[nn.Module], sources, transfo
     if tracking:
         with torch.no_grad():
             norm.num_batches_tracked.add_(1)
-    y, mean, rstd = conv_norm_act(sources, transforms, conv.weight, conv.bias, norm=name,
+    y, mean, rstd = conv_norm_act(sources, transforms, weight, bias, norm=name,
                                   eps=norm.eps if name != "none" else 1e-5, **running,
                                   **geometry)
     return (y, *_scale_shift(norm, mean, rstd))
 
 
-def _fused_layer(layer: _Layer, x, transform: InputTransform, slope: float):
-    """One stack layer through the fused convolution: its pre-norm output and the next
-    layer's prologue (this norm's scale/shift, then the layer's LeakyReLU if it has one)."""
-    y, scale, shift = fused_conv_norm(layer.conv, layer.norm, [x], [transform], slope)
+def _fused_layer(layer: _Layer, x, transform: InputTransform, slope: float, dtype):
+    """One stack layer through the fused convolution in ``dtype``: its pre-norm output and the
+    next layer's prologue (this norm's scale/shift, then the layer's LeakyReLU if it has one)."""
+    y, scale, shift = fused_conv_norm(layer.conv, layer.norm, [x], [transform], slope, dtype)
     return y, InputTransform(scale, shift, "leaky_relu" if layer.slope is not None else "none")
 
 
@@ -157,10 +167,10 @@ def conv_stack_forward(seq: nn.Sequential, x):
     transform, slope = IDENTITY, 0.2
     for layer in layers:
         conv = layer.conv
-        if fusable(conv) and uses_fused_conv(x, conv.weight, stride=conv.stride[0],
-                                             padding=conv.padding[0],
-                                             norm=norm_name(layer.norm)):
-            x, transform = _fused_layer(layer, x, transform, slope)
+        dtype = fused_conv_dtype(x, conv.weight, stride=conv.stride[0], padding=conv.padding[0],
+                                 norm=norm_name(layer.norm)) if fusable(conv) else None
+        if dtype is not None:
+            x, transform = _fused_layer(layer, x, transform, slope, dtype)
         else:
             x, transform = _module_layer(layer, apply_transform(x, transform, slope),
                                          fold), IDENTITY

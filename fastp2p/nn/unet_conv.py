@@ -27,7 +27,7 @@ from fastp2p.nn.fused import DropoutRNG, conv_norm
 from fastp2p.nn.fused_conv import apply_transform, fusable, fused_conv_norm, norm_name
 from fastp2p.ops import norm_act, norm_act_concat
 from fastp2p.ops.aligned_channels import conv2d
-from fastp2p.ops.backends.conv_choice import uses_fused_conv
+from fastp2p.ops.backends.conv_choice import fused_conv_dtype
 from fastp2p.ops.conv_transpose import conv_transpose2d
 
 NO_DROPOUT = (0.0, 0, 0)
@@ -91,16 +91,19 @@ def _module_decoder_input(sources, slope: float) -> torch.Tensor:
                            activation="relu", dropout_p=p, seed=seed, offset=offset)
 
 
-def _runs_fused(conv: nn.Module, norm: Optional[nn.Module], first: torch.Tensor) -> bool:
-    return fusable(conv) and uses_fused_conv(
+def _fused_dtype(conv: nn.Module, norm: Optional[nn.Module], first: torch.Tensor):
+    """The dtype the layer runs the fused convolution in, or None (its module runs)."""
+    if not fusable(conv):
+        return None
+    return fused_conv_dtype(
         first, conv.weight, stride=conv.stride[0], padding=conv.padding[0], norm=norm_name(norm),
         transposed=isinstance(conv, nn.ConvTranspose2d))
 
 
-def _fused(conv, norm, sources, activation: str, slope: float) -> _Source:
+def _fused(conv, norm, sources, activation: str, slope: float, dtype) -> _Source:
     inputs = [_fused_input(s, activation, slope) for s in sources]
     y, scale, shift = fused_conv_norm(conv, norm, [x for x, _ in inputs],
-                                      [t for _, t in inputs], slope)
+                                      [t for _, t in inputs], slope, dtype)
     return _Source(y, scale, shift)
 
 
@@ -108,8 +111,9 @@ def _down(conv, norm, source: _Source, activation: str, out_activation: str, slo
           fold: bool) -> _Source:
     """A direct conv (with ``activation`` before it) and its norm. Module path: today's
     norm_act(conv, norm, ``out_activation``) — what the level below reads."""
-    if _runs_fused(conv, norm, source.x):
-        return _fused(conv, norm, [source], activation, slope)
+    dtype = _fused_dtype(conv, norm, source.x)
+    if dtype is not None:
+        return _fused(conv, norm, [source], activation, slope, dtype)
     x = _materialized(source, activation, slope)
     if norm is None:
         y, kwargs = conv2d(conv, x), dict(norm="none")
@@ -121,8 +125,9 @@ def _down(conv, norm, source: _Source, activation: str, out_activation: str, slo
 
 def _up(conv, norm, sources, slope: float, fold: bool) -> _Source:
     """A transposed conv of ReLU'd sources; its norm is left to the consumer."""
-    if _runs_fused(conv, norm, sources[0].x):
-        return _fused(conv, norm, sources, "relu", slope)
+    dtype = _fused_dtype(conv, norm, sources[0].x)
+    if dtype is not None:
+        return _fused(conv, norm, sources, "relu", slope, dtype)
     x = _module_decoder_input(sources, slope)
     if norm is None:
         return _Source(conv_transpose2d(conv, x))

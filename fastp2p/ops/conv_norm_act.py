@@ -12,8 +12,9 @@ GradFold: alpha * y + beta per channel), so that sum is never written. Saved: th
 
 The launchers come from ``fastp2p.ops.backends.conv_fused_backend`` (Triton: CUDA, or CPU through
 the interpreter); ``backends/conv_choice.py`` says which network layers use this op
-(fastp2p.nn.fused_conv: the PatchGAN; fastp2p.nn.unet_conv: the U-Net). Supports explicit dtypes
-(float32, bf16), not autocast.
+(fastp2p.nn.fused_conv: the PatchGAN; fastp2p.nn.unet_conv: the U-Net). Takes explicit dtypes
+(float32, bf16, fp16) and must run with autocast off; under autocast the networks' helper
+``fastp2p.nn.fused_conv.fused_conv_norm`` casts the operands as autocast would and calls it so.
 """
 from dataclasses import dataclass
 from typing import Optional, Sequence

@@ -9,14 +9,17 @@ backward together; the rule is ``benchmarks/conv_choice_table.py``'s) and commit
 results. No table is committed, so by default every layer runs today's path. A table is
 ``{"fused": [{"norm", "dtype", "input", "weight", "stride", "padding"[, "transposed"]}, ...]}``
 (``layer_key``'s fields; a decoder's transposed conv has ``"transposed": true`` and its
-``input`` is the concatenation of its sources; other top-level fields are the run's record). ``FASTP2P_CONV`` overrides
-the table: ``fused`` runs every layer the network can fuse through the fused convolution (tests
+``input`` is the concatenation of its sources; other top-level fields are the run's
+record). Under autocast a layer's key has autocast's dtype (``fused_conv_dtype``: what the
+module's conv would compute in, so a bfloat16 table takes effect in the bf16 training step).
+``FASTP2P_CONV`` overrides the table: ``fused`` runs every layer the network can fuse through the fused convolution (tests
 and GPU experiments; an error where no backend has it), ``module`` none.
 """
 import json
 import os
 from functools import lru_cache
 from pathlib import Path
+from typing import Optional
 
 import torch
 
@@ -76,25 +79,48 @@ def may_fuse() -> bool:
     return choice == "fused" or (choice == "" and _table_lists_layers())
 
 
-def uses_fused_conv(x: torch.Tensor, weight: torch.Tensor, *, stride: int, padding: int,
-                    norm: str, transposed: bool = False) -> bool:
-    """Whether the layer conv(x, weight) followed by ``norm`` runs the fused convolution.
+# The dtypes autocast casts for a convolution (float64 stays float64, as autocast leaves it).
+_AUTOCAST_CASTS = (torch.float32, torch.bfloat16, torch.float16)
+
+
+def compute_dtype(t: torch.Tensor) -> torch.dtype:
+    """The dtype a convolution computes ``t`` in: autocast's for t's device type when autocast
+    is on there (it casts a module conv's floating operands to it), else t's own."""
+    device = t.device.type
+    if t.dtype in _AUTOCAST_CASTS and torch.is_autocast_enabled(device):
+        return torch.get_autocast_dtype(device)
+    return t.dtype
+
+
+def fused_conv_dtype(x: torch.Tensor, weight: torch.Tensor, *, stride: int, padding: int,
+                     norm: str, transposed: bool = False) -> Optional[torch.dtype]:
+    """The dtype in which the layer conv(x, weight) followed by ``norm`` runs the fused
+    convolution, or None when it runs its module. Under autocast that is autocast's dtype (the
+    table's key and the dtype the caller casts the operands to), else x's.
     ``transposed``: a decoder's transposed convolution, whose input is the concatenation of
     its sources: x is the first of them, the key's input channels are weight.shape[0]."""
     choice = forced()
     if choice == "module":
-        return False
-    runnable = (x.dtype in FUSED_DTYPES and weight.dtype == x.dtype
-                and not torch.is_autocast_enabled(x.device.type)
+        return None
+    dtype = compute_dtype(x)
+    runnable = (dtype in FUSED_DTYPES and compute_dtype(weight) == dtype
                 and conv_fused_backend(x.device) is not None)
     if choice == "fused":
         if not runnable:
             raise ValueError(f"{ENV_VAR}=fused, but the fused convolution cannot run this layer "
-                             f"({x.dtype} on {x.device}, autocast "
-                             f"{torch.is_autocast_enabled(x.device.type)}): it needs Triton (a "
-                             "CUDA GPU, or TRITON_INTERPRET=1 on CPU), float32/bfloat16/float16 "
-                             f"and no autocast; unset {ENV_VAR}")
-        return True
+                             f"(input {x.dtype}, weight {weight.dtype} on {x.device}, computed "
+                             f"in {dtype}): it needs Triton (a CUDA GPU, or TRITON_INTERPRET=1 "
+                             "on CPU) and one dtype of float32/bfloat16/float16 (or autocast to "
+                             f"bfloat16/float16); unset {ENV_VAR}")
+        return dtype
     input_shape = (x.shape[0], weight.shape[0], *x.shape[2:]) if transposed else x.shape
-    return runnable and layer_key(norm, x.dtype, input_shape, weight.shape, stride, padding,
-                                  transposed) in fused_layers(TABLE)
+    listed = layer_key(norm, dtype, input_shape, weight.shape, stride, padding,
+                       transposed) in fused_layers(TABLE)
+    return dtype if runnable and listed else None
+
+
+def uses_fused_conv(x: torch.Tensor, weight: torch.Tensor, *, stride: int, padding: int,
+                    norm: str, transposed: bool = False) -> bool:
+    """Whether the layer runs the fused convolution (``fused_conv_dtype`` is not None)."""
+    return fused_conv_dtype(x, weight, stride=stride, padding=padding, norm=norm,
+                            transposed=transposed) is not None
