@@ -92,7 +92,7 @@ def test_quick_profile_applies_only_without_dataroot_and_never_over_explicit_val
     from fastp2p.train.options import resolve_quick_defaults
     parser = build_parser()
     quick = resolve_quick_defaults(parser.parse_args(["train"]))
-    assert (quick.netG, quick.ngf, quick.crop_size, quick.n_epochs) == ("unet_64", 16, 64, 6)
+    assert (quick.netG, quick.ngf, quick.crop_size, quick.n_epochs) == ("unet_64", 16, 64, 7)
     full = resolve_quick_defaults(parser.parse_args(["train", "--dataroot", "x"]))
     assert (full.netG, full.ngf, full.crop_size, full.n_epochs) == ("unet_256", 64, 256, 100)
     explicit = resolve_quick_defaults(parser.parse_args(["train", "--crop_size", "256",

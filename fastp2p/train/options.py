@@ -101,15 +101,15 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
                             "squares, wgangp = Wasserstein critic term (default %(default)s)")
     group.add_argument("--lambda_L1", type=float, default=100.0,
                        help="weight of the L1 term of the generator loss (default %(default)s)")
-    group.add_argument("--lr", type=float, default=QuickDefault(2e-4, 5e-4),
+    group.add_argument("--lr", type=float, default=QuickDefault(2e-4, 1e-3),
                        help="initial Adam learning rate (default %(default)s)")
     group.add_argument("--beta1", type=float, default=0.5,
                        help="Adam beta1 (beta2 is 0.999) (default %(default)s)")
-    group.add_argument("--batch_size", type=positive_int, default=QuickDefault(1, 8),
+    group.add_argument("--batch_size", type=positive_int, default=QuickDefault(1, 32),
                        help="images per step (per process under torchrun) (default %(default)s)")
-    group.add_argument("--n_epochs", type=non_negative_int, default=QuickDefault(100, 6),
+    group.add_argument("--n_epochs", type=non_negative_int, default=QuickDefault(100, 7),
                        help="epochs at the initial lr (default %(default)s)")
-    group.add_argument("--n_epochs_decay", type=non_negative_int, default=QuickDefault(100, 6),
+    group.add_argument("--n_epochs_decay", type=non_negative_int, default=QuickDefault(100, 17),
                        help="epochs of linear decay to zero after that (default %(default)s)")
     group.add_argument("--lr_policy", default="linear",
                        choices=("linear", "step", "plateau", "cosine"),
@@ -162,7 +162,7 @@ def add_test_arguments(parser: argparse.ArgumentParser) -> None:
                        help="run the generator in eval mode (BatchNorm running statistics, no "
                             "dropout); without it, as in the reference, test uses batch "
                             "statistics and dropout, which only matches training at batch 1: "
-                            "the quick profile trains at batch 8, hence on without --dataroot "
+                            "the quick profile trains at batch 32, hence on without --dataroot "
                             "(default %(default)s)")
     group.add_argument("--num_test", type=positive_int, default=50,
                        help="translate at most this many images (default %(default)s)")

@@ -30,7 +30,7 @@ end it prints the images/s over the steps after the first and the share of that 
 waiting for data, in the step, logging, and copying samples and checkpoints to host memory
 (a background thread writes their files while training goes on).
 Without --dataroot: the embedded dataset of --task (811 grayscale->colour pairs by default) and a
-quick profile (unet_64, ngf/ndf 16, 72->64 crops, batch 8, lr 5e-4, 6+6 epochs); every default
+quick profile (unet_64, ngf/ndf 16, 72->64 crops, batch 32, lr 1e-3, 7+17 epochs); every default
 that changes says so below. `fastp2p test` then prints the test L1 against two baselines."""
 
 

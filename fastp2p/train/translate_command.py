@@ -4,7 +4,7 @@ Writes ``RESULTS_DIR/NAME/PHASE_EPOCH/images/{stem}_{real_A,fake_B,real_B}.png``
 ``index.html`` beside them, then prints the mean L1 of fake_B to real_B next to two baselines
 (``fastp2p.train.evaluation``). As in the reference: batch size 1, pairs in order, no flipping,
 and the generator stays in train mode (batch statistics, dropout as noise) unless ``--eval``
-(the default without ``--dataroot``, whose quick profile trains at batch 8).
+(the default without ``--dataroot``, whose quick profile trains at batch 32).
 """
 import argparse
 import sys
