@@ -211,12 +211,12 @@ def _thread_counts(text: str) -> list:
 
 
 def collect(quick: bool, *, threads="2,all", batch_sizes=(1,), modes=("eval",),
-            compile_reference=False, layers=True) -> list:
+            compile_reference=False, layers=True, unet_repeats=50) -> list:
     """Benchmark rows (dicts with ``name`` and ``median_ms``); quick: fewer repeats, the
-    current thread count."""
+    current thread count; ``unet_repeats``: the U-Net samples per model otherwise."""
     if not cpp_backend.available():
         raise RuntimeError(f"the C++ backend is unavailable: {cpp_backend.unavailable_reason()}")
-    unet_repeats, layer_repeats = (2, 5) if quick else (15, 50)
+    unet_repeats, layer_repeats = (2, 5) if quick else (unet_repeats, 50)
     counts = [torch.get_num_threads()] if quick else _thread_counts(threads)
     initial = torch.get_num_threads()
     rows = []
@@ -272,9 +272,16 @@ def main(argv=None):
     parser.add_argument("--compile", action="store_true",
                         help="also time torch.compile of the reference (minutes to build on a "
                              "small CPU)")
+    parser.add_argument("--repeats", type=int, default=50,
+                        help="U-Net samples per model, interleaved (default: 50, DESIGN.md's "
+                             "benchmark protocol; fewer let a reference with two modes of "
+                             "timing, as at 2 threads on a 2-core Xeon, land its median on "
+                             "either)")
     parser.add_argument("--no-layers", action="store_true",
                         help="skip the per-layer norm-act comparison")
     args = parser.parse_args(argv)
+    if args.repeats < 1:
+        parser.error(f"--repeats must be a positive integer, got {args.repeats}")
     modes = tuple(m.strip() for m in args.modes.split(",") if m.strip())
     if not modes or set(modes) - {"eval", "train"}:
         parser.error(f"--modes takes eval and/or train, got {args.modes!r}")
@@ -285,7 +292,8 @@ def main(argv=None):
         parser.error("--threads and --batch-sizes take comma-separated integers ('all' for "
                      "--threads)")
     rows = collect(args.quick, threads=args.threads, batch_sizes=batch_sizes, modes=modes,
-                   compile_reference=args.compile, layers=not args.no_layers)
+                   compile_reference=args.compile, layers=not args.no_layers,
+                   unet_repeats=args.repeats)
     first = rows[0]
     print(f"device: cpu ({first['cpu']}, {first['cpu_count']} cores), load average "
           f"{first['load_average']}, torch {first['torch']}, commit {first['commit']}"
