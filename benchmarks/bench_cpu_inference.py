@@ -35,6 +35,7 @@ from fastp2p.bench.environment import cpu_model, find_checkout, git_commit
 from fastp2p.nn.folding import folding_disabled
 from fastp2p.ops import backend_name_for
 from fastp2p.ops.backends import cpp as cpp_backend
+from fastp2p.option_types import positive_int
 from fastp2p.reference import UnetGenerator
 
 # (channels, spatial size, side) of every normalized conv output of U-Net-256 (ngf=64) at batch 1.
@@ -272,7 +273,7 @@ def main(argv=None):
     parser.add_argument("--compile", action="store_true",
                         help="also time torch.compile of the reference (minutes to build on a "
                              "small CPU)")
-    parser.add_argument("--repeats", type=int, default=50,
+    parser.add_argument("--repeats", type=positive_int, default=50,
                         help="U-Net samples per model, interleaved (default: 50, DESIGN.md's "
                              "benchmark protocol; fewer let a reference with two modes of "
                              "timing, as at 2 threads on a 2-core Xeon, land its median on "
@@ -280,8 +281,6 @@ def main(argv=None):
     parser.add_argument("--no-layers", action="store_true",
                         help="skip the per-layer norm-act comparison")
     args = parser.parse_args(argv)
-    if args.repeats < 1:
-        parser.error(f"--repeats must be a positive integer, got {args.repeats}")
     modes = tuple(m.strip() for m in args.modes.split(",") if m.strip())
     if not modes or set(modes) - {"eval", "train"}:
         parser.error(f"--modes takes eval and/or train, got {args.modes!r}")

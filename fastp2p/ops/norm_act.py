@@ -152,13 +152,19 @@ def _rng_kwargs(seed, offset, rng):
 _SKIP_KWARGS = NormActConfig(norm="none", activation="relu").launcher_kwargs()
 
 
+def _output(backend, x, skip):
+    """(out, C_skip): the output [relu(skip), norm_act(x)] in x's memory format, once the
+    backend is known to take x's dtype."""
+    check_backend_dtype(backend, x, "norm_act")
+    skip_channels = 0 if skip is None else skip.shape[1]
+    return like_memory_format(x, skip_channels + x.shape[1]), skip_channels
+
+
 def _launch_fwd(x, weight, bias, running_mean, running_var, skip, rng, seed, offset, norm,
                 training, momentum, eps, activation, slope, dropout_p):
     """(out, mean, rstd) as the backend's launcher returns them (the arguments checked)."""
     backend = norm_act_backend_for(x, norm)
-    check_backend_dtype(backend, x, "norm_act")
-    skip_channels = 0 if skip is None else skip.shape[1]
-    out = like_memory_format(x, skip_channels + x.shape[1])
+    out, skip_channels = _output(backend, x, skip)
     launcher = backend.norm_act_fwd
     if skip is not None:
         launcher(skip, None, None, None, None, out, 0, seed=0, offset=0, **_SKIP_KWARGS)
@@ -305,6 +311,13 @@ class _NormActFunction(torch.autograd.Function):
         return grad_x, grad_weight, grad_bias, None, None, grad_skip, None, None, None
 
 
+def _check_arguments(x, weight, bias, running_mean, running_var, skip, cfg):
+    """The op boundary's checks, for the autograd path and a plan's first call alike."""
+    check_norm_act_inputs(x, weight, bias, running_mean, running_var, cfg)
+    if skip is not None:
+        _check_like_x("norm_act_concat: skip", skip, x, "C_skip")
+
+
 def _records_autograd(x, weight, bias, skip) -> bool:
     """Whether this call needs the autograd Function (a gradient can flow to an input)."""
     return torch.is_grad_enabled() and any(
@@ -317,24 +330,19 @@ class _Plan:
     launches (the backend's ``norm_act_fwd_plan`` where it has one, else ``norm_act_fwd``, read
     at each call). Later calls with the same key run without checking again."""
 
-    __slots__ = ("shape", "strides", "dtype", "device", "launch", "launch_skip",
-                 "updates_running")
+    __slots__ = ("shape", "strides", "dtype", "device", "launch", "launch_skip", "cfg")
 
     def __init__(self, backend, x, weight, bias, running_mean, running_var, skip, settings):
         cfg = NormActConfig(*settings)
-        check_norm_act_inputs(x, weight, bias, running_mean, running_var, cfg)
-        if skip is not None:
-            _check_like_x("norm_act_concat: skip", skip, x, "C_skip")
-        check_backend_dtype(backend, x, "norm_act")
-        skip_channels = 0 if skip is None else skip.shape[1]
-        out = like_memory_format(x, skip_channels + x.shape[1])
+        _check_arguments(x, weight, bias, running_mean, running_var, skip, cfg)
+        out, skip_channels = _output(backend, x, skip)
         self.shape, self.strides, self.dtype, self.device = (
             tuple(out.shape), out.stride(), out.dtype, out.device)
         self.launch = _prepared(backend, x, weight, bias, running_mean, running_var, out,
                                 skip_channels, cfg.launcher_kwargs())
         self.launch_skip = None if skip is None else _prepared(
             backend, skip, None, None, None, None, out, 0, _SKIP_KWARGS, skip_half=True)
-        self.updates_running = running_mean is not None and cfg.training
+        self.cfg = cfg
 
     def run(self, x, weight, bias, running_mean, running_var, skip, seed, offset):
         out = torch.empty_strided(self.shape, self.strides, dtype=self.dtype, device=self.device)
@@ -345,8 +353,7 @@ class _Plan:
             if rng is not None:
                 seed, offset = rng[0], rng[1]
         self.launch(x, weight, bias, running_mean, running_var, out, seed, offset)
-        if self.updates_running:  # what the op's dispatch does for its mutated arguments
-            torch.autograd.graph.increment_version((running_mean, running_var))
+        _mark_running_stats_updated(running_mean, running_var, self.cfg)
         return out
 
 
@@ -420,9 +427,7 @@ def _run(x, weight, bias, running_mean, running_var, skip, seed, offset, setting
         plan = _plan_for(x, weight, bias, running_mean, running_var, skip, settings)
         return plan.run(x, weight, bias, running_mean, running_var, skip, seed, offset)
     cfg = NormActConfig(*settings)
-    check_norm_act_inputs(x, weight, bias, running_mean, running_var, cfg)
-    if skip is not None:
-        _check_like_x("norm_act_concat: skip", skip, x, "C_skip")
+    _check_arguments(x, weight, bias, running_mean, running_var, skip, cfg)
     return _NormActFunction.apply(x, weight, bias, running_mean, running_var, skip, seed,
                                   offset, cfg)
 
