@@ -9,7 +9,7 @@ on them (autograd carries gamma, beta and the statistics). Between two fused lay
 normalised activation is never written. A layer left to its module runs as in
 ``fastp2p.nn.fused.sequential_forward`` (module conv + norm_act), after plain torch ops apply
 whatever norm + activation the fused layer before it left pending. ``fused_conv_norm``,
-``fusable``, ``norm_name`` and ``apply_transform`` are shared with the U-Net's routing
+``fused_layer_dtype`` and ``apply_transform`` are shared with the U-Net's routing
 (fastp2p.nn.unet_conv).
 """
 from typing import NamedTuple, Optional
@@ -50,14 +50,14 @@ def _layers(seq: nn.Sequential):
     return layers
 
 
-def norm_name(norm) -> str:
+def _norm_name(norm) -> str:
     """conv_norm_act's ``norm`` for a norm module (None or nn.Identity: "none")."""
     if norm is None or isinstance(norm, nn.Identity):
         return "none"
     return "batch" if isinstance(norm, nn.BatchNorm2d) else "instance"
 
 
-def fusable(conv: nn.Module) -> bool:
+def _fusable(conv: nn.Module) -> bool:
     """The geometry the fused kernel computes: square stride and padding, zeros padding; a
     transposed convolution also without output padding and with a kernel that is a multiple of
     the stride."""
@@ -68,6 +68,16 @@ def fusable(conv: nn.Module) -> bool:
     return (conv.groups == 1 and conv.dilation == (1, 1) and conv.padding_mode == "zeros"
             and isinstance(conv.padding, tuple) and conv.padding[0] == conv.padding[1]
             and conv.stride[0] == conv.stride[1])
+
+
+def fused_layer_dtype(conv: nn.Module, norm: Optional[nn.Module], x: torch.Tensor):
+    """The dtype a network layer (``conv`` reading ``x``, its first source, then ``norm``)
+    runs the fused convolution in, or None: its module runs it."""
+    if not _fusable(conv):
+        return None
+    return fused_conv_dtype(
+        x, conv.weight, stride=conv.stride[0], padding=conv.padding[0], norm=_norm_name(norm),
+        transposed=isinstance(conv, nn.ConvTranspose2d))
 
 
 def _per_channel(t: torch.Tensor) -> torch.Tensor:
@@ -115,7 +125,7 @@ def fused_conv_norm(conv: nn.Module, norm: Optional[nn.Module], sources, transfo
 
 
 def _fused_conv_norm(conv, norm, sources, transforms, weight, bias, slope: float):
-    name = norm_name(norm)
+    name = _norm_name(norm)
     geometry = dict(stride=conv.stride[0], padding=conv.padding[0], slope=slope,
                     transposed=isinstance(conv, nn.ConvTranspose2d))
     batch = name == "batch"
@@ -167,8 +177,7 @@ def conv_stack_forward(seq: nn.Sequential, x):
     transform, slope = IDENTITY, 0.2
     for layer in layers:
         conv = layer.conv
-        dtype = fused_conv_dtype(x, conv.weight, stride=conv.stride[0], padding=conv.padding[0],
-                                 norm=norm_name(layer.norm)) if fusable(conv) else None
+        dtype = fused_layer_dtype(conv, layer.norm, x)
         if dtype is not None:
             x, transform = _fused_layer(layer, x, transform, slope, dtype)
         else:

@@ -24,10 +24,9 @@ import torch.nn as nn
 from fastp2p.kernels.conv_fused_types import InputTransform
 from fastp2p.nn.folding import gradient_wanted
 from fastp2p.nn.fused import DropoutRNG, conv_norm
-from fastp2p.nn.fused_conv import apply_transform, fusable, fused_conv_norm, norm_name
+from fastp2p.nn.fused_conv import apply_transform, fused_conv_norm, fused_layer_dtype
 from fastp2p.ops import norm_act, norm_act_concat
 from fastp2p.ops.aligned_channels import conv2d
-from fastp2p.ops.backends.conv_choice import fused_conv_dtype
 from fastp2p.ops.conv_transpose import conv_transpose2d
 
 NO_DROPOUT = (0.0, 0, 0)
@@ -91,15 +90,6 @@ def _module_decoder_input(sources, slope: float) -> torch.Tensor:
                            activation="relu", dropout_p=p, seed=seed, offset=offset)
 
 
-def _fused_dtype(conv: nn.Module, norm: Optional[nn.Module], first: torch.Tensor):
-    """The dtype the layer runs the fused convolution in, or None (its module runs)."""
-    if not fusable(conv):
-        return None
-    return fused_conv_dtype(
-        first, conv.weight, stride=conv.stride[0], padding=conv.padding[0], norm=norm_name(norm),
-        transposed=isinstance(conv, nn.ConvTranspose2d))
-
-
 def _fused(conv, norm, sources, activation: str, slope: float, dtype) -> _Source:
     inputs = [_fused_input(s, activation, slope) for s in sources]
     y, scale, shift = fused_conv_norm(conv, norm, [x for x, _ in inputs],
@@ -111,7 +101,7 @@ def _down(conv, norm, source: _Source, activation: str, out_activation: str, slo
           fold: bool) -> _Source:
     """A direct conv (with ``activation`` before it) and its norm. Module path: today's
     norm_act(conv, norm, ``out_activation``) — what the level below reads."""
-    dtype = _fused_dtype(conv, norm, source.x)
+    dtype = fused_layer_dtype(conv, norm, source.x)
     if dtype is not None:
         return _fused(conv, norm, [source], activation, slope, dtype)
     x = _materialized(source, activation, slope)
@@ -125,7 +115,7 @@ def _down(conv, norm, source: _Source, activation: str, out_activation: str, slo
 
 def _up(conv, norm, sources, slope: float, fold: bool) -> _Source:
     """A transposed conv of ReLU'd sources; its norm is left to the consumer."""
-    dtype = _fused_dtype(conv, norm, sources[0].x)
+    dtype = fused_layer_dtype(conv, norm, sources[0].x)
     if dtype is not None:
         return _fused(conv, norm, sources, "relu", slope, dtype)
     x = _module_decoder_input(sources, slope)

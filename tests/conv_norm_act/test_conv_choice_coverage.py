@@ -3,7 +3,7 @@ networks look up in the conv choice table: U-Net-256 (ngf 64, num_downs 8) and t
 PatchGAN (ndf 64, n_layers 3, A and B side by side: 6 channels), batch and instance norm, batch
 1 and 64, bf16 — so a table a GPU run writes can never silently miss a layer.
 
-The forwards run on fake tensors (no arithmetic) with the real ``uses_fused_conv`` computing
+The forwards run on fake tensors (no arithmetic) with the real ``fused_conv_dtype`` computing
 each key; only the table is replaced by a recorder that answers "not listed" (today's path
 runs). The lookup happens before any channel padding (fastp2p.ops.aligned_channels pads inside
 the module path's conv, on GPUs): the PatchGAN's first key has the input's 6 channels.

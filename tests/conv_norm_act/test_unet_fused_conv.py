@@ -176,13 +176,13 @@ def test_table_keys_tell_transposed_convs_apart(monkeypatch, tmp_path):
     _use_table(monkeypatch, tmp_path, _layer("batch", [2, 64, 2, 2], [64, 32, 4, 4], True))
     weight = torch.rand(64, 32, 4, 4)
     geometry = dict(stride=2, padding=1, norm="batch")
-    assert conv_choice.uses_fused_conv(torch.rand(2, 32, 2, 2), weight, transposed=True,
-                                       **geometry)
-    assert not conv_choice.uses_fused_conv(torch.rand(2, 64, 2, 2), weight, **geometry)
+    assert conv_choice.fused_conv_dtype(torch.rand(2, 32, 2, 2), weight, transposed=True,
+                                        **geometry) is not None
+    assert conv_choice.fused_conv_dtype(torch.rand(2, 64, 2, 2), weight, **geometry) is None
     entry = _layer("batch", [2, 64, 2, 2], [64, 32, 4, 4], True)
     del entry["transposed"]
     (tmp_path / "older").mkdir()  # a new path: tables are cached by path
     _use_table(monkeypatch, tmp_path / "older", entry)
-    assert conv_choice.uses_fused_conv(torch.rand(2, 64, 2, 2), weight, **geometry)
-    assert not conv_choice.uses_fused_conv(torch.rand(2, 32, 2, 2), weight, transposed=True,
-                                           **geometry)
+    assert conv_choice.fused_conv_dtype(torch.rand(2, 64, 2, 2), weight, **geometry) is not None
+    assert conv_choice.fused_conv_dtype(torch.rand(2, 32, 2, 2), weight, transposed=True,
+                                        **geometry) is None

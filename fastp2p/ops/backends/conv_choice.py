@@ -117,10 +117,3 @@ def fused_conv_dtype(x: torch.Tensor, weight: torch.Tensor, *, stride: int, padd
     listed = layer_key(norm, dtype, input_shape, weight.shape, stride, padding,
                        transposed) in fused_layers(TABLE)
     return dtype if runnable and listed else None
-
-
-def uses_fused_conv(x: torch.Tensor, weight: torch.Tensor, *, stride: int, padding: int,
-                    norm: str, transposed: bool = False) -> bool:
-    """Whether the layer runs the fused convolution (``fused_conv_dtype`` is not None)."""
-    return fused_conv_dtype(x, weight, stride=stride, padding=padding, norm=norm,
-                            transposed=transposed) is not None
