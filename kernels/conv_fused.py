@@ -21,10 +21,10 @@ import triton.language as tl
 
 from fastp2p.kernels.codes import ACTIVATION_CODES
 from fastp2p.kernels.conv_fused_tiles import (_load_activated, _load_folded_grad, _output_rows,
-                                              _prologue_coefficients, _prologue_grad)
+                                              _prologue_coefficients, _prologue_grad, _tanh)
 # The argument types live in a triton-free module (the backend contract names them).
-from fastp2p.kernels.conv_fused_types import (IDENTITY, GradFold, InputTransform,  # noqa: F401
-                                              TilePartials)
+from fastp2p.kernels.conv_fused_types import (IDENTITY, OUTPUT_ACTIVATIONS, GradFold,  # noqa: F401
+                                              InputTransform, TilePartials, fold_code)
 from fastp2p.kernels.norm_act_tiles import _merge_moments, _rng_start
 
 # Storage dtypes; products are accumulated in float32 (tl.dot with input_precision="ieee": no
@@ -42,9 +42,10 @@ def _accumulate_source(acc, X_ptr, Scale_ptr, Shift_ptr, Seed, Offset, Fold_ptr,
                        BLOCK_K: tl.constexpr):
     """acc += activated source tile @ weight tile over this source's K-range: every tap
     (kh, kw) x channel block. The weight's input-channel index of the source's channel c is
-    c_base + c (the second source of a concat starts after the first). FOLD (dgrad): the
-    source is an output gradient, loaded as g + scale * y + shift with y at Fold_ptr
-    (``_load_folded_grad``) instead of through the activation prologue."""
+    c_base + c (the second source of a concat starts after the first). FOLD (dgrad, a
+    GradFold code): the source is an output gradient completed from y at Fold_ptr as it loads
+    (``_load_folded_grad``: g + scale * y + shift, or g * (1 - y^2) after an output tanh)
+    instead of going through the activation prologue."""
     seed_mixed, offset = _rng_start(Seed, Offset, DROPOUT)
     taps_h: tl.constexpr = KH // STRIDE if TRANSPOSED else KH
     taps_w: tl.constexpr = KW // STRIDE if TRANSPOSED else KW
@@ -65,10 +66,10 @@ def _accumulate_source(acc, X_ptr, Scale_ptr, Shift_ptr, Seed, Offset, Fold_ptr,
             for c0 in range(0, C, BLOCK_K):
                 ci = c0 + tl.arange(0, BLOCK_K).to(tl.int64)
                 ci_ok = ci < C
-                if FOLD:
+                if FOLD != 0:
                     a = _load_folded_grad(X_ptr, Fold_ptr, Scale_ptr, Shift_ptr, n, ih, iw, ci,
                                           row_ok, ci_ok, C, H, W, sxn, sxc, sxh, sxw, sfn, sfc,
-                                          sfh, sfw, True, AFFINE)
+                                          sfh, sfw, FOLD, AFFINE)
                 else:
                     a = _load_activated(X_ptr, Scale_ptr, Shift_ptr, n, ih, iw, ci, row_ok,
                                         ci_ok, C, H, W, sxn, sxc, sxh, sxw, slope, seed_mixed,
@@ -100,14 +101,15 @@ def _conv_fused_kernel(
     AFFINE_A: tl.constexpr, ACTIVATION_A: tl.constexpr, DROPOUT_A: tl.constexpr,
     FOLD_A: tl.constexpr,
     AFFINE_B: tl.constexpr, ACTIVATION_B: tl.constexpr, DROPOUT_B: tl.constexpr,
-    HAS_BIAS: tl.constexpr, DGRAD: tl.constexpr, PARTIALS: tl.constexpr,
+    HAS_BIAS: tl.constexpr, TANH: tl.constexpr, DGRAD: tl.constexpr, PARTIALS: tl.constexpr,
     AFFINE_X: tl.constexpr, ACTIVATION_X: tl.constexpr, DROPOUT_X: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
 ):
     """One (BLOCK_M output pixels of one image and phase) x (BLOCK_N output channels) tile.
 
-    Forward (DGRAD False): y = conv(prologue_A(A) ++ prologue_B(B)) + bias, and with PARTIALS
-    the tile's per-channel (mean, M2) and row count. DGRAD: A is the output gradient, the result
+    Forward (DGRAD False): y = conv(prologue_A(A) ++ prologue_B(B)) + bias, tanh'd with TANH,
+    and with PARTIALS the tile's per-channel (mean, M2) and row count. DGRAD: A is the output
+    gradient (completed as it loads when FOLD_A, a GradFold code), the result
     is d loss / d a of the forward's input x; the epilogue turns it into g = d loss / d z
     (z = x * scale + shift, recomputing activation and dropout), stores g * scale (the gradient
     of x) and with PARTIALS the tile's sum g and sum g * x (the gradients of shift and scale)."""
@@ -128,7 +130,7 @@ def _conv_fused_kernel(
                                  W_ptr, CA, CB, H, W, sbn, sbc, sbh, sbw, sbn, sbc, sbh, sbw,
                                  swo, swi, swh, sww, n, phase_h, phase_w, oh, ow, row_ok, co,
                                  co_ok, slope, threshold, keep_scale, STRIDE, PADDING, KH, KW,
-                                 TRANSPOSED, AFFINE_B, ACTIVATION_B, DROPOUT_B, False, BLOCK_K)
+                                 TRANSPOSED, AFFINE_B, ACTIVATION_B, DROPOUT_B, 0, BLOCK_K)
     mask = row_ok[:, None] & co_ok[None, :]
     y_offs = (n * syn + oh * syh + ow * syw)[:, None] + (co * syc)[None, :]
     if DGRAD:
@@ -147,6 +149,8 @@ def _conv_fused_kernel(
         y = acc
         if HAS_BIAS:
             y += tl.load(Bias_ptr + co, mask=co_ok, other=0.0).to(tl.float32)[None, :]
+        if TANH:  # the network's output activation: no launch of its own
+            y = _tanh(y)
         y = y.to(Y_ptr.dtype.element_ty)
         tl.store(Y_ptr + y_offs, y, mask=mask)
         if PARTIALS:
@@ -302,7 +306,7 @@ def _empty_nhwc(shape, like: torch.Tensor, dtype=None) -> torch.Tensor:
 
 
 def _launch(sources, transforms, weight, weight_roles, bias, y, *, kernel_size, stride, padding,
-            transposed, slope, partials, dgrad_input=None, dgrad_transform=IDENTITY,
+            transposed, slope, partials, tanh=False, dgrad_input=None, dgrad_transform=IDENTITY,
             fold: Optional[GradFold] = None):
     """Run _conv_fused_kernel over y; weight_roles: the weight's dims of (output channel, input
     channel) of this launch. Returns the TilePartials, or None without partials."""
@@ -315,6 +319,7 @@ def _launch(sources, transforms, weight, weight_roles, bias, y, *, kernel_size, 
     for source, transform in zip(sources, transforms):
         _check_transform(transform, source)
     a, ta = sources[0], transforms[0]
+    folding = fold_code(fold)
     if fold is not None:  # source A is a gradient: its "scale/shift" are the fold's alpha/beta
         ta = InputTransform(fold.alpha, fold.beta)
     _check_storage(*sources, weight)
@@ -356,9 +361,9 @@ def _launch(sources, transforms, weight, weight_roles, bias, y, *, kernel_size, 
         *y.stride(), *x.stride(),
         float(slope), threshold, keep_scale,
         STRIDE=stride, PADDING=padding, KH=KH, KW=KW, TRANSPOSED=transposed, TWO_SOURCES=two,
-        AFFINE_A=aff_a, ACTIVATION_A=act_a, DROPOUT_A=drop_a, FOLD_A=fold is not None,
+        AFFINE_A=aff_a, ACTIVATION_A=act_a, DROPOUT_A=drop_a, FOLD_A=folding,
         AFFINE_B=aff_b, ACTIVATION_B=act_b, DROPOUT_B=drop_b,
-        HAS_BIAS=bias is not None, DGRAD=dgrad_input is not None, PARTIALS=partials,
+        HAS_BIAS=bias is not None, TANH=tanh, DGRAD=dgrad_input is not None, PARTIALS=partials,
         AFFINE_X=aff_x, ACTIVATION_X=act_x, DROPOUT_X=drop_x,
         BLOCK_M=block_m, BLOCK_N=block_n, BLOCK_K=block_k, num_warps=num_warps,
         num_stages=1 if a.device.type == "cpu" else 3)
@@ -366,14 +371,24 @@ def _launch(sources, transforms, weight, weight_roles, bias, y, *, kernel_size, 
 
 
 def conv_fused_fwd(sources, transforms, weight, bias=None, *, stride, padding,
-                   transposed=False, slope=0.2, partials=True, out=None):
-    """y = conv(cat([prologue_i(sources[i])], channels)) + bias, no concatenation written.
+                   transposed=False, slope=0.2, partials=True, output_activation="none",
+                   out=None):
+    """y = conv(cat([prologue_i(sources[i])], channels)) + bias, no concatenation written;
+    ``output_activation`` "tanh": y = tanh(that) (a network's output layer; no partials then,
+    since no norm reads a tanh'd output).
 
     sources: one or two (N, C_i, H, W) tensors (any strides; NHWC native) of one dtype;
     transforms: an InputTransform per source. weight: (C_out, sum C_i, KH, KW) for a direct
     convolution, (sum C_i, C_out, KH, KW) for a transposed one (nn.ConvTranspose2d's layout, no
     output_padding). Returns (y, TilePartials of y's (mean, M2, rows) or None); y is
     channels-last unless ``out`` (of the output shape) is given."""
+    if output_activation not in OUTPUT_ACTIVATIONS:
+        raise ValueError(f"conv_fused_fwd: output_activation must be one of "
+                         f"{OUTPUT_ACTIVATIONS}, got {output_activation!r}")
+    tanh = output_activation == "tanh"
+    if tanh and partials:
+        raise ValueError("conv_fused_fwd: output_activation='tanh' takes partials=False (a "
+                         "tanh'd output feeds no norm's statistics)")
     a = sources[0]
     KH, KW = weight.shape[2:]
     co = weight.shape[1] if transposed else weight.shape[0]
@@ -385,7 +400,7 @@ def conv_fused_fwd(sources, transforms, weight, bias=None, *, stride, padding,
     y = out if out is not None else _empty_nhwc(shape, a)
     parts = _launch(sources, transforms, weight, (1, 0) if transposed else (0, 1), bias, y,
                     kernel_size=(KH, KW), stride=stride, padding=padding, transposed=transposed,
-                    slope=slope, partials=partials)
+                    slope=slope, partials=partials, tanh=tanh)
     return y, parts
 
 
@@ -397,7 +412,8 @@ def conv_fused_dgrad(grad_y, weight, x, transform, *, channel_offset=0, stride, 
 
     The launch is the opposite direction's convolution of grad_y; its epilogue recomputes the
     prologue from x (activation derivative, dropout mask) and reduces sum g * x and sum g.
-    ``fold``: grad_y is completed by the statistics' share while it is loaded (GradFold)."""
+    ``fold``: grad_y is completed while it is loaded (GradFold: by the statistics' share, or
+    by an output tanh's derivative)."""
     C = x.shape[1]
     in_dim = 0 if transposed else 1
     w = weight.narrow(in_dim, channel_offset, C)

@@ -1,6 +1,7 @@
 """The pieces shared by the fused-convolution kernels: the input prologue (the previous norm's
 scale/shift, the activation and the dropout mask applied while a tile is loaded), its backward,
-the row addressing of the implicit GEMM and Chan's moment merge.
+the row addressing of the implicit GEMM, the epilogue's output tanh and the output gradient's
+load completed by a GradFold.
 
 Tensors are logical NCHW addressed through their strides (NHWC is native); math in float32.
 The dropout mask is norm_act's counter RNG (``norm_act_tiles._dropout_keep``, the same bits as
@@ -99,22 +100,36 @@ def _output_rows(pid_m, tiles_per_phase, QH, QW, OH, OW, PHASE_STRIDE: tl.conste
     return n, phase_h, phase_w, tile_in_image, oh, ow, row_ok
 
 
+@triton.jit
+def _tanh(z):
+    """tanh from one exp of a non-positive argument (no overflow): sign(z) (1 - t) / (1 + t),
+    t = exp(-2 |z|); within a few float32 ulps of 1 of the result's scale."""
+    t = tl.exp(-2.0 * tl.abs(z))
+    magnitude = (1.0 - t) / (1.0 + t)
+    return tl.where(z < 0, -magnitude, magnitude)
+
 
 @triton.jit
 def _load_folded_grad(G_ptr, Y_ptr, Alpha_ptr, Beta_ptr, n, oh, ow, c, row_ok, col_ok, C, OH,
                       OW, sgn, sgc, sgh, sgw, syn, syc, syh, syw, FOLD: tl.constexpr,
                       AFFINE: tl.constexpr):
-    """A tile of the output gradient at rows (n, oh, ow), 0 outside the map, in float32; with
-    FOLD, plus what reaches the output y through its norm statistics (mean, rstd):
+    """A tile of the output gradient at rows (n, oh, ow), 0 outside the map, in float32,
+    completed from the stored output y (conv_fused_types.GradFold) so the completed gradient
+    is never written. FOLD 1: plus what reaches y through its norm statistics (mean, rstd),
     g + alpha * y + beta, alpha and beta per (n, c) (AFFINE 1) or per c (AFFINE 2) -- the
-    elementwise rest of the norm backward, so the sum is never written."""
+    elementwise rest of the norm backward. FOLD 2: y is the epilogue's tanh output, whose
+    derivative gives g * (1 - y^2) -- the tanh backward."""
     inside = row_ok & (oh >= 0) & (oh < OH) & (ow >= 0) & (ow < OW)
     mask = inside[:, None] & col_ok[None, :]
     g_offs = (n * sgn + oh * sgh + ow * sgw)[:, None] + (c * sgc)[None, :]
     g = tl.load(G_ptr + g_offs, mask=mask, other=0.0).to(tl.float32)
-    if FOLD:
+    if FOLD != 0:
         y_offs = (n * syn + oh * syh + ow * syw)[:, None] + (c * syc)[None, :]
         y = tl.load(Y_ptr + y_offs, mask=mask, other=0.0).to(tl.float32)
-        alpha, beta = _prologue_coefficients(Alpha_ptr, Beta_ptr, n, c, C, mask, col_ok, AFFINE)
-        g = tl.where(mask, g + alpha * y + beta, 0.0)
+        if FOLD == 1:
+            alpha, beta = _prologue_coefficients(Alpha_ptr, Beta_ptr, n, c, C, mask, col_ok,
+                                                 AFFINE)
+            g = tl.where(mask, g + alpha * y + beta, 0.0)
+        else:
+            g = g * (1.0 - y * y)
     return g

@@ -21,14 +21,35 @@ class InputTransform(NamedTuple):
 
 IDENTITY = InputTransform()
 
+# What the epilogue may apply to the output (after the bias): a network's output activation.
+OUTPUT_ACTIVATIONS = ("none", "tanh")
+
 
 class GradFold(NamedTuple):
-    """The part of a conv output's gradient that arrives through its norm statistics, added
-    while dgrad / wgrad load the gradient: g + alpha * y + beta, with y the (pre-norm) output
-    and alpha, beta float32 (N, C) (instance norm) or (C,) (batch norm)."""
+    """What completes a conv output's gradient g while dgrad / wgrad load it, from the stored
+    output y, so the completed gradient is never written. Either the part that arrives through
+    y's norm statistics, g + alpha * y + beta, with y the pre-norm output and alpha, beta
+    float32 (N, C) (instance norm) or (C,) (batch norm); or, with ``tanh``, the derivative of
+    the epilogue's output tanh, g * (1 - y^2), with y the tanh's output (alpha, beta None)."""
     y: torch.Tensor
-    alpha: torch.Tensor
-    beta: torch.Tensor
+    alpha: Optional[torch.Tensor] = None
+    beta: Optional[torch.Tensor] = None
+    tanh: bool = False
+
+    @property
+    def code(self) -> int:
+        """The kernels' FOLD constexpr: 1 statistics, 2 tanh (0: no fold, ``fold_code``)."""
+        if self.tanh == (self.alpha is not None):
+            raise ValueError("GradFold: give alpha and beta (the statistics' share) or tanh=True "
+                             "(an output tanh's derivative), exactly one of them")
+        return FOLD_TANH if self.tanh else FOLD_STATISTICS
+
+
+FOLD_NONE, FOLD_STATISTICS, FOLD_TANH = 0, 1, 2
+
+
+def fold_code(fold: Optional[GradFold]) -> int:
+    return FOLD_NONE if fold is None else fold.code
 
 
 class TilePartials(NamedTuple):

@@ -1,7 +1,8 @@
-"""Weight gradient of the fused convolution (kernels/conv_fused.py): a GEMM over pixels whose
-prologue recomputes the activated input dropout(act(x * scale + shift)) from the stored pre-norm
-x (nothing activated is kept for the backward). One program per (tap, input-channel block,
-output-channel block, pixel split); splits write float32 partials summed on the host.
+"""Weight and bias gradients of the fused convolution (kernels/conv_fused.py). wgrad: a GEMM over
+pixels whose prologue recomputes the activated input dropout(act(x * scale + shift)) from the
+stored pre-norm x (nothing activated is kept for the backward). One program per (tap,
+input-channel block, output-channel block, pixel split); splits write float32 partials summed on
+the host. Both load the output gradient completed by the layer's GradFold, if any.
 """
 from typing import Optional
 
@@ -11,7 +12,7 @@ import triton.language as tl
 
 from fastp2p.kernels.conv_fused import (IDENTITY, GradFold, InputTransform, _affine_code,
                                         _check_storage, _check_transform, _dropout_args,
-                                        _transform_args, gemm_blocks)
+                                        _transform_args, fold_code, gemm_blocks)
 from fastp2p.kernels.conv_fused_tiles import _load_activated, _load_folded_grad
 from fastp2p.kernels.norm_act_tiles import _rng_start
 
@@ -34,7 +35,7 @@ def _conv_wgrad_kernel(
     (ih, iw) with output (oh, ow) = (ih, iw) * STRIDE - PADDING + (kh, kw) for a transposed
     convolution, (ih, iw) = (oh, ow) * STRIDE - PADDING + (kh, kw) for a direct one. The rows
     walked are the side without the stride (output pixels, resp. input pixels); the other
-    side is gathered, out-of-range positions contributing 0."""
+    side is gathered, out-of-range positions contributing 0. FOLD: a GradFold code."""
     pid = tl.program_id(0).to(tl.int64)
     tap = pid // num_splits
     split = pid % num_splits
@@ -75,6 +76,33 @@ def _conv_wgrad_kernel(
     tl.store(DW_ptr + dw_offs, acc, mask=ci_ok[:, None] & co_ok[None, :])
 
 
+@triton.jit
+def _bias_grad_kernel(
+    G_ptr, FoldY_ptr, Alpha_ptr, Beta_ptr,      # as _conv_wgrad_kernel's
+    DB_ptr,                                     # (splits, CO) float32 partials
+    CO, OH, OW, rows, rows_per_split, sgn, sgc, sgh, sgw, syn, syc, syh, syw,
+    FOLD: tl.constexpr, AFFINE_FOLD: tl.constexpr, BLOCK_P: tl.constexpr,
+    BLOCK_CO: tl.constexpr,
+):
+    """dbias[co] = sum over output pixels of the (completed) output gradient: one program per
+    (pixel split, output-channel block)."""
+    split = tl.program_id(0).to(tl.int64)
+    co = tl.program_id(1).to(tl.int64) * BLOCK_CO + tl.arange(0, BLOCK_CO).to(tl.int64)
+    co_ok = co < CO
+    row_begin = split * rows_per_split
+    row_end = tl.minimum(row_begin + rows_per_split, rows)
+    acc = tl.zeros((BLOCK_P, BLOCK_CO), tl.float32)
+    for start in range(0, rows_per_split, BLOCK_P):
+        p = row_begin + start + tl.arange(0, BLOCK_P).to(tl.int64)
+        n = p // (OH * OW)
+        oh = (p % (OH * OW)) // OW
+        ow = p % OW
+        acc += _load_folded_grad(G_ptr, FoldY_ptr, Alpha_ptr, Beta_ptr, n, oh, ow, co,
+                                 p < row_end, co_ok, CO, OH, OW, sgn, sgc, sgh, sgw, syn, syc,
+                                 syh, syw, FOLD, AFFINE_FOLD)
+    tl.store(DB_ptr + split * CO + co, tl.sum(acc, axis=0), mask=co_ok)
+
+
 # Programs a wgrad launch aims for (None: 1 split in the interpreter, else 4 per SM).
 WGRAD_PROGRAMS = None
 
@@ -96,7 +124,8 @@ def conv_fused_wgrad(grad_y, x, transform: InputTransform = IDENTITY, *, kernel_
     """d loss / d weight for the channels of one source x of conv_fused_fwd, float32: shaped
     (C_out, C, KH, KW) for a direct convolution, (C, C_out, KH, KW) for a transposed one (the
     caller concatenates the sources' slices along the weight's input-channel dim).
-    ``fold``: grad_y is completed by the statistics' share while it is loaded (GradFold)."""
+    ``fold``: grad_y is completed while it is loaded (GradFold: by the statistics' share, or by
+    an output tanh's derivative)."""
     _check_storage(x, grad_y)
     _check_transform(transform, x)
     N, C, H, W = x.shape
@@ -109,16 +138,42 @@ def conv_fused_wgrad(grad_y, x, transform: InputTransform = IDENTITY, *, kernel_
     partial = torch.empty((splits, C, CO, KH, KW), dtype=torch.float32, device=x.device)
     x_args, (affine, activation, dropout) = _transform_args(transform, x)
     threshold, keep_scale = _dropout_args((transform,))
-    fold_args = (fold.y, fold.alpha, fold.beta) if fold is not None else (grad_y,) * 3
+    fold_args = _fold_args(fold, grad_y)
     grid = (KH * KW * splits, triton.cdiv(C, block_ci), triton.cdiv(CO, block_co))
     _conv_wgrad_kernel[grid](
         x, *x_args, grad_y, *fold_args, partial, C, H, W, CO, OH, OW, rows, rows_per_split,
         splits, *x.stride(), *grad_y.stride(), *fold_args[0].stride(), float(slope), threshold,
         keep_scale,
         STRIDE=stride, PADDING=padding, KH=KH, KW=KW, TRANSPOSED=transposed, AFFINE=affine,
-        ACTIVATION=activation, DROPOUT=dropout, FOLD=fold is not None,
+        ACTIVATION=activation, DROPOUT=dropout, FOLD=fold_code(fold),
         AFFINE_FOLD=_affine_code(fold.alpha) if fold is not None else 0,
         BLOCK_P=block_p, BLOCK_CI=block_ci, BLOCK_CO=block_co, num_warps=num_warps,
         num_stages=1 if x.device.type == "cpu" else 3)
     grad = partial[0] if splits == 1 else partial.sum(0)
     return grad if transposed else grad.transpose(0, 1)
+
+
+def _fold_args(fold: Optional[GradFold], grad_y):
+    """(y, alpha, beta) kernel arguments of a fold, dummies where it has none of them."""
+    if fold is None:
+        return (grad_y,) * 3
+    return tuple(grad_y if t is None else t for t in (fold.y, fold.alpha, fold.beta))
+
+
+def conv_fused_bias_grad(grad_y, fold: Optional[GradFold] = None):
+    """d loss / d bias of conv_fused_fwd, float32 (C_out,): grad_y summed over its images and
+    pixels, completed by ``fold`` while it is loaded (GradFold) — one pass, the completed
+    gradient never written."""
+    N, CO, OH, OW = grad_y.shape
+    rows = N * OH * OW
+    block_p, block_co = 128, min(64, triton.next_power_of_2(CO))
+    channel_programs = triton.cdiv(CO, block_co)
+    splits, rows_per_split = _splits(rows, channel_programs, block_p, grad_y.device)
+    partial = torch.empty((splits, CO), dtype=torch.float32, device=grad_y.device)
+    fold_args = _fold_args(fold, grad_y)
+    _bias_grad_kernel[(splits, channel_programs)](
+        grad_y, *fold_args, partial, CO, OH, OW, rows, rows_per_split, *grad_y.stride(),
+        *fold_args[0].stride(), FOLD=fold_code(fold),
+        AFFINE_FOLD=_affine_code(fold.alpha) if fold is not None else 0,
+        BLOCK_P=block_p, BLOCK_CO=block_co)
+    return partial[0] if splits == 1 else partial.sum(0)

@@ -108,9 +108,10 @@ def _scale_shift(norm, mean, rstd):
 
 
 def fused_conv_norm(conv: nn.Module, norm: Optional[nn.Module], sources, transforms,
-                    slope: float, dtype: torch.dtype):
+                    slope: float, dtype: torch.dtype, output_activation: str = "none"):
     """conv_norm_act of one layer: (pre-norm output, scale, shift) with the next prologue's
-    coefficients of ``norm`` (None, None without one). ``conv``: nn.Conv2d, or
+    coefficients of ``norm`` (None, None without one); ``output_activation`` "tanh" (a layer
+    without norm): the output through the epilogue's tanh. ``conv``: nn.Conv2d, or
     nn.ConvTranspose2d reading its one or two sources as one concatenation. ``dtype``: what
     the conv choice computes the layer in (``fused_conv_dtype``). Under autocast the layer runs
     as autocast runs the module's conv: sources, weight and bias cast to ``dtype`` (the casts
@@ -121,13 +122,19 @@ def fused_conv_norm(conv: nn.Module, norm: Optional[nn.Module], sources, transfo
     sources = [x.to(dtype) for x in sources]
     weight, bias = conv.weight.to(dtype), None if conv.bias is None else conv.bias.to(dtype)
     with torch.autocast(sources[0].device.type, enabled=False):
-        return _fused_conv_norm(conv, norm, sources, transforms, weight, bias, slope)
+        return _fused_conv_norm(conv, norm, sources, transforms, weight, bias, slope,
+                                output_activation)
 
 
-def _fused_conv_norm(conv, norm, sources, transforms, weight, bias, slope: float):
+def _fused_conv_norm(conv, norm, sources, transforms, weight, bias, slope: float,
+                     output_activation: str):
     name = _norm_name(norm)
+    if output_activation != "none" and name != "none":  # (eval batch norm runs norm="none")
+        raise ValueError(f"fused_conv_norm: output_activation={output_activation!r} is for a "
+                         f"layer without norm, got a {type(norm).__name__}")
     geometry = dict(stride=conv.stride[0], padding=conv.padding[0], slope=slope,
-                    transposed=isinstance(conv, nn.ConvTranspose2d))
+                    transposed=isinstance(conv, nn.ConvTranspose2d),
+                    output_activation=output_activation)
     batch = name == "batch"
     if batch and not norm.training and norm.track_running_stats:
         # eval batch norm: the running statistics are constants of the next prologue

@@ -6,8 +6,9 @@ A fused down conv reads its level's input before that input's norm: its prologue
 norm's scale/shift and the LeakyReLU, its epilogue gives its own norm's statistics. A fused
 decoder conv (transposed) reads two sources instead of a concatenation: the skip (the level's
 input, scale/shift + ReLU) and the up tensor (the inner level's pre-norm output, scale/shift +
-dropout mask + ReLU). Between fused layers the normalised activation is never written. The
-outermost conv's output goes through torch.tanh (the fused kernel has no tanh epilogue).
+dropout mask + ReLU). Between fused layers the normalised activation is never written. A fused
+outermost conv applies the network's Tanh in its epilogue (and folds the tanh's backward into
+its own); a module outermost conv's output goes through torch.tanh.
 
 Each tensor travels as a ``_Source``: the tensor and what its consumers still have to apply. A
 layer left to its module runs as in ``fastp2p.nn.fused._unet_level`` (module conv, norm_act /
@@ -41,7 +42,7 @@ class _Source(NamedTuple):
     scale: Optional[torch.Tensor] = None  # a fused layer's norm coefficients, (N, C) or (C,)
     shift: Optional[torch.Tensor] = None
     norm: Optional[dict] = None           # a module layer's norm: norm_act's keyword arguments
-    activated: str = "none"               # "none" | "leaky_relu" | "relu"
+    activated: str = "none"               # "none" | "leaky_relu" | "relu" | "tanh" (output)
     dropout: tuple = NO_DROPOUT           # (p, seed, offset) of the block's Dropout
 
 
@@ -90,11 +91,12 @@ def _module_decoder_input(sources, slope: float) -> torch.Tensor:
                            activation="relu", dropout_p=p, seed=seed, offset=offset)
 
 
-def _fused(conv, norm, sources, activation: str, slope: float, dtype) -> _Source:
+def _fused(conv, norm, sources, activation: str, slope: float, dtype,
+           output_activation: str = "none") -> _Source:
     inputs = [_fused_input(s, activation, slope) for s in sources]
     y, scale, shift = fused_conv_norm(conv, norm, [x for x, _ in inputs],
-                                      [t for _, t in inputs], slope, dtype)
-    return _Source(y, scale, shift)
+                                      [t for _, t in inputs], slope, dtype, output_activation)
+    return _Source(y, scale, shift, activated=output_activation)
 
 
 def _down(conv, norm, source: _Source, activation: str, out_activation: str, slope: float,
@@ -113,14 +115,18 @@ def _down(conv, norm, source: _Source, activation: str, out_activation: str, slo
                    activated=out_activation)
 
 
-def _up(conv, norm, sources, slope: float, fold: bool) -> _Source:
-    """A transposed conv of ReLU'd sources; its norm is left to the consumer."""
+def _up(conv, norm, sources, slope: float, fold: bool, output_activation="none") -> _Source:
+    """A transposed conv of ReLU'd sources; its norm is left to the consumer. The outermost
+    one (no norm) ends in ``output_activation`` "tanh": the fused kernel's epilogue, or
+    torch.tanh after the module conv."""
     dtype = fused_layer_dtype(conv, norm, sources[0].x)
     if dtype is not None:
-        return _fused(conv, norm, sources, "relu", slope, dtype)
+        return _fused(conv, norm, sources, "relu", slope, dtype, output_activation)
     x = _module_decoder_input(sources, slope)
     if norm is None:
-        return _Source(conv_transpose2d(conv, x))
+        y = conv_transpose2d(conv, x)
+        return _Source(torch.tanh(y) if output_activation == "tanh" else y,
+                       activated=output_activation)
     y, kwargs = conv_norm(conv_transpose2d, conv, norm, x, fold)
     return _Source(y, norm=kwargs)
 
@@ -154,6 +160,6 @@ def unet_conv_forward(unet, input):
     fold = not gradient_wanted(unet, input)
     slope = outer[1].model[0].negative_slope
     down = _down(outer[0], None, _Source(input), "none", "leaky_relu", slope, fold)
-    out = _up(outer[3], None, list(_level(outer[1], down, rng, fold)), slope, fold)
+    out = _up(outer[3], None, list(_level(outer[1], down, rng, fold)), slope, fold, "tanh")
     rng.advance()
-    return torch.tanh(out.x)
+    return out.x

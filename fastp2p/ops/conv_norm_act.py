@@ -1,5 +1,6 @@
 """Autograd for the fused convolution of ``fastp2p.kernels.conv_fused``: conv of one or two
-prologue-transformed sources, returning the pre-norm output and its norm statistics.
+prologue-transformed sources, returning the pre-norm output and its norm statistics — or, for a
+network's output layer (no norm), the output through a tanh in the epilogue.
 
 A layer chain is ``y, (mean, rstd) = conv_norm_act(...)``, then the next layer's prologue
 takes ``scale = gamma * rstd`` and ``shift = beta - mean * scale`` (tiny per-channel torch ops,
@@ -7,8 +8,11 @@ so autograd carries gamma, beta and the statistics), so the normalised activatio
 written. Backward: dgrad per source (its epilogue gives the gradients of scale and shift),
 wgrad per source (recomputing the activated input), the bias gradient as a sum; the gradient
 reaching (mean, rstd) is added to the output gradient while dgrad and wgrad load it (a
-GradFold: alpha * y + beta per channel), so that sum is never written. Saved: the sources
-(pre-norm), the output and the statistics — no activated tensor.
+GradFold: alpha * y + beta per channel), so that sum is never written. With the output tanh
+the fold is the tanh's derivative, grad * (1 - y^2), and the bias gradient is one pass of its
+own (conv_fused_bias_grad): no tanh backward runs. Saved: the sources (pre-norm), the output
+(the tanh'd one with the tanh: the only copy of the layer's output) and the statistics — no
+activated tensor.
 
 The launchers come from ``fastp2p.ops.backends.conv_fused_backend`` (Triton: CUDA, or CPU through
 the interpreter); ``backends/conv_choice.py`` says which network layers use this op
@@ -21,7 +25,7 @@ from typing import Optional, Sequence
 
 import torch
 
-from fastp2p.kernels.conv_fused_types import GradFold, InputTransform
+from fastp2p.kernels.conv_fused_types import OUTPUT_ACTIVATIONS, GradFold, InputTransform
 from fastp2p.ops.backends import conv_fused_backend
 
 NORMS = ("none", "instance", "batch")
@@ -38,6 +42,7 @@ class _Config:
     momentum: float
     activations: tuple
     dropouts: tuple      # (p, seed, offset) per source
+    output_activation: str
 
 
 def _frozen_rng(value):
@@ -56,7 +61,8 @@ class _ConvNormAct(torch.autograd.Function):
         kernels = _launchers(weight.device)
         y, parts = kernels.conv_fused_fwd(sources, transforms, weight, bias, stride=cfg.stride,
                                           padding=cfg.padding, transposed=cfg.transposed,
-                                          slope=cfg.slope, partials=cfg.norm != "none")
+                                          slope=cfg.slope, partials=cfg.norm != "none",
+                                          output_activation=cfg.output_activation)
         mean = rstd = None
         if cfg.norm != "none":
             mean, rstd, _, _ = kernels.conv_stats_finish(
@@ -73,7 +79,10 @@ class _ConvNormAct(torch.autograd.Function):
         weight, bias, y, mean, rstd, *flat = ctx.saved_tensors
         kernels = _launchers(weight.device)
         grad_y = (torch.zeros_like(y) if grad_y is None else grad_y).to(weight.dtype)
-        fold = _statistics_fold(grad_mean, grad_rstd, y, mean, rstd, cfg.norm)
+        if cfg.output_activation == "tanh":
+            fold = GradFold(y, tanh=True)
+        else:
+            fold = _statistics_fold(grad_mean, grad_rstd, y, mean, rstd, cfg.norm)
         geometry = dict(stride=cfg.stride, padding=cfg.padding, transposed=cfg.transposed,
                         slope=cfg.slope, fold=fold)
         grads_flat, weight_grads, offset = [], [], 0
@@ -93,7 +102,9 @@ class _ConvNormAct(torch.autograd.Function):
         grad_weight = grad_bias = None
         if ctx.needs_input_grad[3]:
             grad_weight = torch.cat(weight_grads, 0 if cfg.transposed else 1).to(weight.dtype)
-        if bias is not None and ctx.needs_input_grad[4]:
+        if bias is not None and ctx.needs_input_grad[4] and cfg.output_activation == "tanh":
+            grad_bias = kernels.conv_fused_bias_grad(grad_y, fold).to(bias.dtype)
+        elif bias is not None and ctx.needs_input_grad[4]:
             grad_bias = grad_y.float().sum((0, 2, 3))
             if fold is not None:  # sum of alpha * y + beta, from the statistics: no pass over y
                 folded = _group_count(y, cfg.norm) * (fold.alpha * mean + fold.beta)
@@ -133,10 +144,12 @@ def conv_norm_act(sources: Sequence[torch.Tensor], transforms: Sequence[InputTra
                   weight: torch.Tensor, bias: Optional[torch.Tensor] = None, *, stride: int,
                   padding: int, transposed: bool = False, slope: float = 0.2,
                   norm: str = "none", eps: float = 1e-5, running_mean=None, running_var=None,
-                  momentum: float = 0.1):
+                  momentum: float = 0.1, output_activation: str = "none"):
     """(y, mean, rstd): y = conv(cat(dropout(act(x_i * scale_i + shift_i)))) + bias, and y's
     statistics for the next norm (``norm``: "instance" -> (N, C_out), "batch" -> (C_out,),
     "none" -> None, None; batch norm updates the running buffers in place when given).
+    ``output_activation`` "tanh" (a network's output layer, norm "none" only): y is tanh of
+    that, applied in the epilogue, its backward folded into the conv's.
 
     sources: one or two (N, C_i, H, W) tensors (the decoder's skip, then up), NHWC preferred;
     transforms: an InputTransform per source (scale/shift (N, C_i) or (C_i,) float32, may
@@ -153,10 +166,17 @@ def conv_norm_act(sources: Sequence[torch.Tensor], transforms: Sequence[InputTra
         raise ValueError(f"conv_norm_act: norm must be one of {NORMS}, got {norm!r}")
     if len(sources) != len(transforms):
         raise ValueError("conv_norm_act: one InputTransform per source")
+    if output_activation not in OUTPUT_ACTIVATIONS:
+        raise ValueError(f"conv_norm_act: output_activation must be one of "
+                         f"{OUTPUT_ACTIVATIONS}, got {output_activation!r}")
+    if output_activation != "none" and norm != "none":
+        raise ValueError(f"conv_norm_act: output_activation={output_activation!r} needs "
+                         f"norm='none' (statistics of a tanh'd output feed no norm), got "
+                         f"norm={norm!r}")
     cfg = _Config(stride, padding, transposed, float(slope), norm, float(eps), float(momentum),
                   tuple(t.activation for t in transforms),
                   tuple((t.dropout_p, _frozen_rng(t.seed), _frozen_rng(t.offset))
-                        for t in transforms))
+                        for t in transforms), output_activation)
     flat = []
     for x, t in zip(sources, transforms):
         flat += [x, t.scale, t.shift]

@@ -108,8 +108,9 @@ class Backend(Protocol):
     def conv_fused_fwd(self, sources: tuple, transforms: tuple, weight: Tensor,
                        bias: Optional[Tensor] = None, *, stride: int, padding: int,
                        transposed: bool = False, slope: float = 0.2, partials: bool = True,
-                       out: Optional[Tensor] = None) -> tuple:
-        """(y, TilePartials or None): y = conv(cat([prologue_i(sources[i])])) + bias.
+                       output_activation: str = "none", out: Optional[Tensor] = None) -> tuple:
+        """(y, TilePartials or None): y = conv(cat([prologue_i(sources[i])])) + bias, then
+        tanh'd where ``output_activation`` is "tanh" (only with partials=False).
 
         sources: one or two (N, C_i, H, W) tensors; transforms: an InputTransform per source
         (dropout(act(x * scale + shift)), zero padding after it). weight: (C_out, sum C_i, KH,
@@ -123,7 +124,8 @@ class Backend(Protocol):
         """(grad_x, grad_scale, grad_shift) through source x of conv_fused_fwd, whose channels
         start at ``channel_offset`` of the weight's input channels; the last two float32 like
         transform.scale, or None without scale. ``fold``: grad_y + alpha * y + beta (the
-        output statistics' share of the gradient), added as grad_y loads."""
+        output statistics' share of the gradient), or grad_y * (1 - y^2) (an output tanh's
+        derivative), completed as grad_y loads."""
 
     def conv_fused_wgrad(self, grad_y: Tensor, x: Tensor, transform: InputTransform = IDENTITY,
                          *, kernel_size: tuple, stride: int, padding: int,
@@ -131,6 +133,10 @@ class Backend(Protocol):
                          fold: Optional[GradFold] = None) -> Tensor:
         """float32 d loss / d weight for source x's channels: (C_out, C, KH, KW), or (C, C_out,
         KH, KW) ``transposed``; the prologue is recomputed from x."""
+
+    def conv_fused_bias_grad(self, grad_y: Tensor, fold: Optional[GradFold] = None) -> Tensor:
+        """float32 (C_out,) d loss / d bias: grad_y summed over images and pixels, completed
+        by ``fold`` as it loads (as conv_fused_dgrad's)."""
 
     def conv_stats_finish(self, parts: TilePartials, *, per_sample: bool, eps: float,
                           gamma: Optional[Tensor] = None, beta: Optional[Tensor] = None,
@@ -145,8 +151,10 @@ class Backend(Protocol):
 # The launchers of the contract, in the order above: what the registry resolves and falls back.
 LAUNCHERS = ("norm_act_fwd", "norm_act_fwd_plan", "norm_act_bwd", "gan_loss_fwd",
              "l1_loss_fwd", "d_step_losses_fwd", "g_step_losses_fwd", "conv_transpose2d_fwd",
-             "conv_fused_fwd", "conv_fused_dgrad", "conv_fused_wgrad", "conv_stats_finish")
+             "conv_fused_fwd", "conv_fused_dgrad", "conv_fused_wgrad", "conv_fused_bias_grad",
+             "conv_stats_finish")
 # The fast paths only: the reference backend has none of these (no fallback; the ops that use
 # them ask ``provides`` first and otherwise run something else).
-CONV_FUSED = ("conv_fused_fwd", "conv_fused_dgrad", "conv_fused_wgrad", "conv_stats_finish")
+CONV_FUSED = ("conv_fused_fwd", "conv_fused_dgrad", "conv_fused_wgrad", "conv_fused_bias_grad",
+              "conv_stats_finish")
 FAST_PATH_ONLY = ("norm_act_fwd_plan", "conv_transpose2d_fwd") + CONV_FUSED

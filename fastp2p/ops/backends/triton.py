@@ -8,7 +8,7 @@ import os
 import torch
 
 from fastp2p.kernels.conv_fused import conv_fused_dgrad, conv_fused_fwd, conv_stats_finish
-from fastp2p.kernels.conv_fused_wgrad import conv_fused_wgrad
+from fastp2p.kernels.conv_fused_wgrad import conv_fused_bias_grad, conv_fused_wgrad
 from fastp2p.kernels.losses import gan_loss_fwd, l1_loss_fwd
 from fastp2p.kernels.norm_act import norm_act_bwd, norm_act_fwd
 from fastp2p.kernels.step_losses import d_step_losses_fwd, g_step_losses_fwd
@@ -21,8 +21,8 @@ NAME = "triton"
 DTYPES = (torch.float32, torch.bfloat16, torch.float16)  # statistics and math in float32
 
 __all__ = ["DTYPES", "INTERPRETED", "NAME",
-           "available", "conv_fused_dgrad", "conv_fused_fwd", "conv_fused_wgrad",
-           "conv_stats_finish", "d_step_losses_fwd", "g_step_losses_fwd", "gan_loss_fwd",
+           "available", "conv_fused_bias_grad", "conv_fused_dgrad", "conv_fused_fwd",
+           "conv_fused_wgrad", "conv_stats_finish", "d_step_losses_fwd", "g_step_losses_fwd", "gan_loss_fwd",
            "l1_loss_fwd", "norm_act_bwd", "norm_act_fwd"]
 
 
