@@ -42,25 +42,40 @@ _NO_DGRAD = dict(DGRAD=False, AFFINE_X=0, ACTIVATION_X=0, DROPOUT_X=False)
 _NO_B = dict(TWO_SOURCES=False, AFFINE_B=0, ACTIVATION_B=0, DROPOUT_B=False)
 
 
-def _forward(geometry, *, affine, activation, partials, bias, two=False, dropout_b=False):
+def _forward(geometry, *, affine, activation, partials, bias, two=False, dropout_b=False,
+             tanh=False):
     sources = dict(TWO_SOURCES=True, AFFINE_B=affine, ACTIVATION_B=activation,
                    DROPOUT_B=dropout_b) if two else _NO_B
     return conv_fused._conv_fused_kernel, dict(
         geometry, **sources, **_NO_DGRAD, AFFINE_A=affine, ACTIVATION_A=activation,
-        DROPOUT_A=False, FOLD_A=False, HAS_BIAS=bias, PARTIALS=partials)
+        DROPOUT_A=False, FOLD_A=0, HAS_BIAS=bias, TANH=tanh, PARTIALS=partials)
+
+
+def _fold(fold):
+    """(FOLD code, affine code of its alpha) of ``fold``: 0 none, 1 / 2 the statistics' share
+    per (image, channel) / per channel, "tanh" an output tanh's derivative."""
+    return (2, 0) if fold == "tanh" else (int(fold > 0), fold)
 
 
 def _dgrad(geometry, *, affine, activation, dropout, fold):
+    code, fold_affine = _fold(fold)
     return conv_fused._conv_fused_kernel, dict(
-        geometry, **_NO_B, AFFINE_A=fold, ACTIVATION_A=0, DROPOUT_A=False, FOLD_A=fold > 0,
-        HAS_BIAS=False, DGRAD=True, PARTIALS=affine > 0, AFFINE_X=affine,
+        geometry, **_NO_B, AFFINE_A=fold_affine, ACTIVATION_A=0, DROPOUT_A=False, FOLD_A=code,
+        HAS_BIAS=False, TANH=False, DGRAD=True, PARTIALS=affine > 0, AFFINE_X=affine,
         ACTIVATION_X=activation, DROPOUT_X=dropout)
 
 
 def _wgrad(geometry, *, affine, activation, dropout, fold):
+    code, fold_affine = _fold(fold)
     return conv_fused_wgrad._conv_wgrad_kernel, dict(
-        geometry, AFFINE=affine, ACTIVATION=activation, DROPOUT=dropout, FOLD=fold > 0,
-        AFFINE_FOLD=fold)
+        geometry, AFFINE=affine, ACTIVATION=activation, DROPOUT=dropout, FOLD=code,
+        AFFINE_FOLD=fold_affine)
+
+
+def _bias_grad(fold):
+    code, fold_affine = _fold(fold)
+    return conv_fused_wgrad._bias_grad_kernel, dict(FOLD=code, AFFINE_FOLD=fold_affine,
+                                                    BLOCK_P=128, BLOCK_CO=64)
 
 
 def _jobs(compile_all: bool):
@@ -71,8 +86,8 @@ def _jobs(compile_all: bool):
                 (_DIRECT_S2, _DIRECT_S1, _TRANSPOSED), (False, True), (0, 1, 2), (0, 1, 2),
                 (False, True), (False, True)):
             yield _forward(geo, affine=affine, activation=act, partials=flag, bias=not flag,
-                           two=two, dropout_b=dropout)
-            for fold in (0, 1, 2):
+                           two=two, dropout_b=dropout, tanh=not flag)
+            for fold in (0, 1, 2, "tanh"):
                 yield _dgrad(geo, affine=affine, activation=act, dropout=dropout, fold=fold)
                 yield _wgrad(geo, affine=affine, activation=act, dropout=dropout, fold=fold)
     else:
@@ -86,6 +101,13 @@ def _jobs(compile_all: bool):
         yield _dgrad(_DIRECT_S1, affine=0, activation=0, dropout=False, fold=0)
         yield _wgrad(_DIRECT_S2, affine=1, activation=2, dropout=False, fold=1)
         yield _wgrad(_TRANSPOSED, affine=2, activation=1, dropout=True, fold=2)
+        # the U-Net's output layer: two ReLU'd sources, bias, tanh; its backward's tanh fold
+        yield _forward(_TRANSPOSED, affine=1, activation=1, partials=False, bias=True,
+                       two=True, tanh=True)
+        yield _dgrad(_DIRECT_S2, affine=1, activation=1, dropout=False, fold="tanh")
+        yield _wgrad(_TRANSPOSED, affine=1, activation=1, dropout=False, fold="tanh")
+    for fold in (0, 1, 2, "tanh"):
+        yield _bias_grad(fold)
     for affine, update in ((False, False), (True, True)):
         yield conv_fused._conv_stats_finish_kernel, dict(AFFINE=affine, UPDATE_RUNNING=update,
                                                          BLOCK_P=64, BLOCK_C=64)

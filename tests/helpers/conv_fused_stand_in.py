@@ -2,7 +2,8 @@
 the meaning of tests/helpers/conv_fused_reference.py computed in float64, each result stored in
 the dtype the real kernel writes (y and grad_x in the sources' dtype, grad_weight and the
 scale/shift gradients float32). For CPU tests of bf16 routing: the Triton interpreter's bf16
-tl.dot is not meaningful, so the kernels' own bf16 numerics are the GPU tests' job. Every
+tl.dot is not meaningful, so the kernels' own bf16 numerics are the GPU tests' job (the
+bias-gradient reduction, conv_fused_bias_grad, has no tl.dot: the real kernel runs). Every
 forward records the dtypes it was handed and whether autocast was on.
 """
 import torch
@@ -39,7 +40,8 @@ class ConvFusedStandIn:
             monkeypatch.setattr(kernels, name, getattr(self, name))
 
     def conv_fused_fwd(self, sources, transforms, weight, bias=None, *, stride, padding,
-                       transposed=False, slope=0.2, partials=True, out=None):
+                       transposed=False, slope=0.2, partials=True, output_activation="none",
+                       out=None):
         self.forwards.append(dict(
             sources=[s.dtype for s in sources], weight=weight.dtype,
             bias=None if bias is None else bias.dtype,
@@ -50,6 +52,8 @@ class ConvFusedStandIn:
                                    weight.double(), None if bias is None else bias.double(),
                                    stride=stride, padding=padding, transposed=transposed,
                                    slope=slope)
+        if output_activation == "tanh":
+            y64 = torch.tanh(y64)
         y = _stored(y64, sources[0].dtype) if out is None else out.copy_(y64)
         if not partials:
             return y, None
@@ -65,7 +69,9 @@ class ConvFusedStandIn:
         """float64 (grad_x, grad_scale, grad_shift, grad_weight) of this source's share of the
         convolution, with grad_y completed by ``fold`` as the kernels load it."""
         g = grad_y.double()
-        if fold is not None:
+        if fold is not None and fold.tanh:
+            g = g * (1 - fold.y.double() ** 2)
+        elif fold is not None:
             g = g + _per_channel(fold.alpha.double()) * fold.y.double() + _per_channel(
                 fold.beta.double())
         with torch.enable_grad():
