@@ -1,6 +1,7 @@
 """Fused implicit-GEMM convolution, NHWC, fp32 accumulate. Fused: the previous norm's
 scale/shift + activation + dropout applied as the input tile loads (padding zero after them), the
-bias and the next norm's tile moments in the epilogue; recomputed in backward: all of the prologue.
+bias and the next norm's tile moments (or, for a network's output layer, a tanh) in the epilogue;
+recomputed in backward: all of the prologue.
 
 Details. A transposed convolution runs as STRIDE**2 phase sub-convolutions (oh = a * STRIDE +
 phase); the decoder's skip-concat is two K-ranges (two sources, each with its own prologue), so no
@@ -8,10 +9,11 @@ concatenated buffer exists. Tile moments (count, mean, M2) are Chan-merged by a 
 kernel that also yields the next prologue's scale/shift. dgrad is the same kernel in the other
 direction (direct <-> transposed): its epilogue recomputes the forward prologue from the pre-norm
 input, stores the input gradient and reduces the gradients of scale and shift (sum g * x, sum g:
-the norm backward's two reductions up to the affine); its loads can add the share of the output
-gradient that comes through the output's statistics (GradFold). wgrad
-(kernels/conv_fused_wgrad.py) recomputes the activated input. Only pre-norm tensors and
-per-channel statistics are kept for the backward.
+the norm backward's two reductions up to the affine); its loads can complete the output
+gradient from the stored output (GradFold: the share that comes through the output's
+statistics, or the output tanh's derivative). wgrad (kernels/conv_fused_wgrad.py) recomputes
+the activated input and loads the gradient the same way. Only pre-norm tensors (the tanh'd
+output for an output layer) and per-channel statistics are kept for the backward.
 """
 from typing import Optional
 
