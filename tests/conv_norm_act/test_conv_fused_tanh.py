@@ -9,7 +9,7 @@ import torch
 
 from helpers.conv_fused_reference import conv_fused_reference
 from helpers.network_checks import poison_allocations
-from helpers.tolerances import FP32_SINGLE_OP, assert_close
+from helpers.tolerances import BF16_VS_AUTOCAST, FP32_SINGLE_OP, assert_close, relative_error
 from helpers.triton_interpreter import KERNELS
 
 pytest.importorskip("triton")
@@ -130,6 +130,22 @@ def test_bias_grad_with_the_statistics_fold(affine):
     assert_close(conv_fused_bias_grad(g64.float()), g64.sum((0, 2, 3)), FP32_SINGLE_OP, "plain")
 
 
+@pytest.mark.interpreter
+@needs_triton
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16],
+                         ids=["fp32", "bf16", "fp16"])
+def test_bias_grad_of_16_bit_storage(dtype):
+    """The bias reduction has no tl.dot, so the interpreter is exact for 16-bit storage too:
+    g and the tanh output y loaded in their dtype, summed in float32 (the sum of the stored
+    values within the single-op bound)."""
+    gen = torch.Generator().manual_seed(6)
+    g = _nhwc(_rand(gen, 2, 3, 8, 4)).to(dtype)
+    y = _nhwc(torch.tanh(_rand(gen, 2, 3, 8, 4, spread=1.5))).to(dtype)
+    expected = (g.double() * (1 - y.double() ** 2)).sum((0, 2, 3))
+    assert_close(conv_fused_bias_grad(g, GradFold(y, tanh=True)), expected, FP32_SINGLE_OP,
+                 str(dtype))
+
+
 def _saved_bytes(run):
     """Bytes autograd saves for the backward while ``run()`` builds the graph (each distinct
     tensor once); returns (run's result, bytes)."""
@@ -206,3 +222,35 @@ def test_the_data_reaches_the_curved_part_of_tanh(case):
     sources, transforms, weight, bias, gen = _make(case)
     y64, _, _ = _reference(case, sources, transforms, weight, bias, gen)
     assert 0.2 < (1 - y64 ** 2).mean() < 0.8
+
+
+@pytest.mark.cuda
+def test_bf16_within_autocast_error():
+    """bf16 storage, fp32 accumulation, on a GPU: forward and every gradient (sources, weight,
+    bias) no worse than 1.5x (DESIGN §5) autocast's error of conv + torch.tanh, both against
+    float64, plus 2e-4 for the summation order."""
+    case = ("up-s2-skip64-up64-tanh", (64, 64), 3, 2, 32, 32, True, 2, "instance")
+    sources, transforms, weight, bias, gen = _make(case)
+    y64, grad_y64, grads64 = _reference(case, sources, transforms, weight, bias, gen)
+    cuda = torch.device("cuda")
+    ts = [t._replace(scale=t.scale.to(cuda).float(), shift=t.shift.to(cuda).float())
+          for t in transforms]
+    peer = [s.to(cuda).float().requires_grad_() for s in sources] + [
+        weight.to(cuda).float().requires_grad_(), bias.to(cuda).float().requires_grad_()]
+    with torch.autocast("cuda", torch.bfloat16):
+        y_peer = torch.tanh(conv_fused_reference(peer[:2], ts, peer[2], peer[3], stride=2,
+                                                 padding=1, transposed=True, slope=SLOPE))
+    y_peer.backward(grad_y64.to(cuda, torch.bfloat16))
+
+    leaves = [_nhwc(s).to(cuda, torch.bfloat16).requires_grad_() for s in sources] + [
+        weight.to(cuda, torch.bfloat16).requires_grad_(),
+        bias.to(cuda, torch.bfloat16).requires_grad_()]
+    y, _, _ = conv_norm_act(leaves[:2], ts, leaves[2], leaves[3], stride=2, padding=1,
+                            transposed=True, slope=SLOPE, output_activation="tanh")
+    y.backward(_nhwc(grad_y64).to(cuda, torch.bfloat16))
+    checks = [("forward", y, y_peer, y64)] + [
+        (f"grad {i}", leaf.grad, p.grad, expected)
+        for i, (leaf, p, expected) in enumerate(zip(leaves, peer, grads64))]
+    for what, got, autocast, expected in checks:
+        bound = BF16_VS_AUTOCAST * relative_error(autocast, expected) + 2e-4
+        assert_close(got, expected, bound, f"{what} (autocast peer {bound:.2e})")

@@ -22,8 +22,8 @@ DTYPES = (torch.float32, torch.bfloat16, torch.float16)  # statistics and math i
 
 __all__ = ["DTYPES", "INTERPRETED", "NAME",
            "available", "conv_fused_bias_grad", "conv_fused_dgrad", "conv_fused_fwd",
-           "conv_fused_wgrad", "conv_stats_finish", "d_step_losses_fwd", "g_step_losses_fwd", "gan_loss_fwd",
-           "l1_loss_fwd", "norm_act_bwd", "norm_act_fwd"]
+           "conv_fused_wgrad", "conv_stats_finish", "d_step_losses_fwd", "g_step_losses_fwd",
+           "gan_loss_fwd", "l1_loss_fwd", "norm_act_bwd", "norm_act_fwd"]
 
 
 def available() -> bool:
