@@ -103,7 +103,8 @@ def _bias_grad_kernel(
     tl.store(DB_ptr + split * CO + co, tl.sum(acc, axis=0), mask=co_ok)
 
 
-# Programs a wgrad launch aims for (None: 1 split in the interpreter, else 4 per SM).
+# Programs a wgrad or bias-gradient launch aims for (None: 1 split in the interpreter, else 4
+# per SM).
 WGRAD_PROGRAMS = None
 
 
@@ -164,6 +165,7 @@ def conv_fused_bias_grad(grad_y, fold: Optional[GradFold] = None):
     """d loss / d bias of conv_fused_fwd, float32 (C_out,): grad_y summed over its images and
     pixels, completed by ``fold`` while it is loaded (GradFold) — one pass, the completed
     gradient never written."""
+    _check_storage(grad_y, *(() if fold is None else (fold.y,)))
     N, CO, OH, OW = grad_y.shape
     rows = N * OH * OW
     block_p, block_co = 128, min(64, triton.next_power_of_2(CO))
