@@ -17,6 +17,8 @@ Per layer, both providers do the work the training step does for it: the previou
   over a network both providers compute each norm's statistics once.
 - ``fused``: ``fastp2p.ops.conv_norm_act`` — prologue scale/shift + activation, bias and the
   statistics of the norm after it in the epilogue; a decoder reads skip and up as two K-ranges.
+The U-Net's output conv ends in the network's Tanh: ``torch.tanh`` after cuDNN's, the epilogue's
+tanh in the fused one (as ``fastp2p.nn.unet_conv`` runs each).
 
 CUDA only: ``python benchmarks/conv_layer_timing.py [--quick] [--norm batch|instance|both]
 [--out conv_choice.json]``; on a machine without a GPU it says so and exits with status 1.
@@ -70,16 +72,24 @@ def _layer_inputs(layer, batch, norm, device, dtype=DTYPE):
     return xs, coeffs, weight.to(dtype), randn(c_out).to(dtype)
 
 
+def _ends_in_tanh(layer) -> bool:
+    """The U-Net's output conv: its one transposed conv with no norm after it (then Tanh)."""
+    _, transposed, _, _, _, _, _, _, followed = layer
+    return transposed and not followed
+
+
 def _fused(layer, norm, coeffs, weight, bias):
     from fastp2p.kernels.conv_fused_types import InputTransform
     from fastp2p.ops.conv_norm_act import conv_norm_act
     _, transposed, stride, _, _, _, activation, _, followed = layer
     transforms = [InputTransform(scale, shift, activation) for scale, shift in coeffs]
+    output_activation = "tanh" if _ends_in_tanh(layer) else "none"
 
     def call(*leaves):
         y, mean, rstd = conv_norm_act(leaves, transforms, weight, bias, stride=stride,
                                       padding=1, transposed=transposed, slope=SLOPE,
-                                      norm=norm if followed else "none")
+                                      norm=norm if followed else "none",
+                                      output_activation=output_activation)
         return [t for t in (y, mean, rstd) if t is not None]
     return call
 
@@ -101,7 +111,8 @@ def _module_conv(layer, weight, bias):
 def _cudnn(layer, norm, coeffs, weight, bias):
     from fastp2p.ops import norm_act, norm_act_concat
     _, _, _, _, _, _, activation, normed, _ = layer
-    conv = _module_conv(layer, weight, bias)
+    module_conv = _module_conv(layer, weight, bias)
+    conv = (lambda x: torch.tanh(module_conv(x))) if _ends_in_tanh(layer) else module_conv
 
     def call(*leaves):
         if len(leaves) == 2:  # writes cat([relu(skip), relu(norm(up))]) into one buffer
