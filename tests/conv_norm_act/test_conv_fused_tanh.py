@@ -115,11 +115,15 @@ def test_tanh_epilogue_and_folded_backward_match_float64(case, wgrad_programs, m
 @pytest.mark.interpreter
 @needs_triton
 @pytest.mark.parametrize("affine", [1, 2], ids=["per-image", "per-channel"])
-def test_bias_grad_with_the_statistics_fold(affine):
+@pytest.mark.parametrize("wgrad_programs", [None, 64], ids=["one-split", "split"])
+def test_bias_grad_with_the_statistics_fold(affine, wgrad_programs, monkeypatch):
     """conv_fused_bias_grad loads through the same GradFold as dgrad / wgrad: the statistics'
-    share g + alpha * y + beta too, and plain g without a fold."""
+    share g + alpha * y + beta too, and plain g without a fold; 288 rows, split in 3 (the last
+    one short) as on a GPU."""
+    from fastp2p.kernels import conv_fused_wgrad as wgrad_module
+    monkeypatch.setattr(wgrad_module, "WGRAD_PROGRAMS", wgrad_programs)
     gen = torch.Generator().manual_seed(5)
-    g64, y64 = _rand(gen, 2, 3, 5, 6), _rand(gen, 2, 3, 5, 6, spread=2, center=1)
+    g64, y64 = _rand(gen, 2, 3, 12, 12), _rand(gen, 2, 3, 12, 12, spread=2, center=1)
     shape = (2, 3) if affine == 1 else (3,)
     alpha, beta = _rand(gen, *shape), _rand(gen, *shape)
     view = (lambda t: t[:, :, None, None]) if affine == 1 else (lambda t: t[None, :, None, None])
