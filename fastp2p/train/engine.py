@@ -26,10 +26,10 @@ Python body runs in every mode; the modes change only how it executes:
   captured step holds both streams in its one graph. The side stream starts at the top of the
   step when D keeps no buffer and draws no random numbers, and after D's forward on the fake
   pair otherwise (BatchNorm's running statistics are updated fake pair first); meanwhile the
-  main stream also computes the G step's L1 term (it needs only fake_B and real_B). Every
-  update stays the serial step's bit for bit (``fastp2p.train.step_streams`` says why), except
-  that an eager bf16 step casts D's weights once per pass instead of once for both, as the
-  captured step does;
+  main stream computes the D_fake loss and the G step's L1 term (it needs only fake_B and
+  real_B). Every update stays the serial step's bit for bit (``fastp2p.train.step_streams``
+  says why), except that an eager bf16 step casts D's weights once per pass instead of once for
+  both, as the captured step does. Not with DistributedDataParallel;
 - ``cuda_graph=True``: inputs are copied into static buffers; the first ``WARMUP_STEPS`` steps run
   eagerly on a side stream (real updates, as PyTorch's whole-network capture recipe requires),
   the next one is captured with ``torch.cuda.graph`` and replayed, and every later step is a
@@ -308,13 +308,15 @@ class Pix2PixEngine:
                 real = self._real_pair_forward(pair, pair_B)
         if side and not real_first:  # after the fake pair's running-statistics updates
             real = self._real_pair_forward(pair, pair_B)
+        # Main-stream work while a side stream runs the real pair: the D_fake loss and, as it
+        # needs only fake_B and real_B, the G step's L1 term.
+        fake = (logits_fake, *self._gan_loss_unless_fused(logits_fake, target_is_real=False))
         loss_G_L1 = None
         if side:
             if not self.fused_step_losses:
-                # Needs only fake_B and real_B: main-stream work while the side stream runs.
                 loss_G_L1 = self._g_l1_loss(fake_B, real_B)
             self._streams.join(*real)
-        losses_D = self._backward_D(logits_fake, *real)
+        losses_D = self._backward_D(fake, real)
         if side:
             self._streams.join()  # the real pair's share of D's backward ran on the side stream
         self.optimizer_D.step()
@@ -330,29 +332,36 @@ class Pix2PixEngine:
         return fake_B.detach()
 
     def _real_pair_forward(self, pair, pair_B) -> tuple:
-        """(logits_real,) or, unfused, (logits_real, D_real loss): on the side stream when
-        there is one (forked here), else on the current stream."""
+        """(logits_real, D_real loss), or (logits_real,) when the fused op computes the
+        losses later: on the side stream when there is one (forked here), else on the current
+        stream."""
         streams = self._streams
         if streams is not None:
             streams.fork()
         with contextlib.nullcontext() if streams is None else streams.side():
             with self._autocast():
                 logits_real = self.netD(pair(pair_B))
-                if self.fused_step_losses:
-                    return (logits_real,)
-                return logits_real, self.criterionGAN(logits_real, True)
+            return (logits_real, *self._gan_loss_unless_fused(logits_real, target_is_real=True))
 
-    def _backward_D(self, logits_fake, logits_real, loss_D_real=None) -> list:
-        """Back-propagates 0.5 (L_fake + L_real) into D; returns [D_real, D_fake], or nothing
-        when the fused op has tallied them. ``loss_D_real``: L_real, computed with
-        ``logits_real``."""
+    def _gan_loss_unless_fused(self, logits, target_is_real: bool) -> tuple:
+        """(D's GAN loss on ``logits``,), or () when the fused op computes it later."""
         if self.fused_step_losses:
+            return ()
+        with self._autocast():
+            return (self.criterionGAN(logits, target_is_real),)
+
+    def _backward_D(self, fake: tuple, real: tuple) -> list:
+        """Back-propagates 0.5 (L_fake + L_real) into D, from (logits, loss) per pair (just
+        (logits,) with the fused op); returns [D_real, D_fake], or nothing when the fused op
+        has tallied them."""
+        if self.fused_step_losses:
+            (logits_fake,), (logits_real,) = fake, real
             _, grad_fake, grad_real = d_step_losses_and_grads(
                 logits_fake, logits_real, self.gan_mode, tally=self._tallies["D"])
             torch.autograd.backward((logits_fake, logits_real), (grad_fake, grad_real))
             return []
+        (_, loss_D_fake), (_, loss_D_real) = fake, real
         with self._autocast():
-            loss_D_fake = self.criterionGAN(logits_fake, False)
             loss_D = (loss_D_fake + loss_D_real) * 0.5
         loss_D.backward()
         return [loss_D_real, loss_D_fake]
