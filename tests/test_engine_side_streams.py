@@ -49,11 +49,22 @@ class RecordingStreams:
         self.joined.append(made_on_side)
 
 
-def _watch(netG, netD, real_B, recorder):
-    """Log each forward of G and D (D's by pair: fake, real, or the frozen G-step call) with
-    the stream it was issued on; returns the outputs of D's real-pair forwards and the hooks'
-    handles."""
+def _watch(engine, netG, netD, real_B, recorder):
+    """Log each forward of G and D (D's by pair: fake, real, or the frozen G-step call), each
+    GAN loss (by target) and L1 loss with the stream it was issued on; returns the outputs of
+    D's real-pair forwards and the hooks' handles."""
     real_outputs = []
+
+    def log_gan_loss(module, args, output):
+        recorder.log.append(f"GAN loss {'real' if args[1] else 'fake'} on {recorder.current}")
+
+    l1_loss = engine._l1_loss
+
+    def logged_l1_loss(*args):
+        recorder.log.append(f"L1 on {recorder.current}")
+        return l1_loss(*args)
+
+    engine._l1_loss = logged_l1_loss
 
     def log_g(module, inputs, output):
         recorder.log.append(f"G on {recorder.current}")
@@ -68,7 +79,8 @@ def _watch(netG, netD, real_B, recorder):
             which = "fake"
         recorder.log.append(f"D {which} on {recorder.current}")
 
-    return real_outputs, (netG.register_forward_hook(log_g), netD.register_forward_hook(log_d))
+    return real_outputs, (netG.register_forward_hook(log_g), netD.register_forward_hook(log_d),
+                          engine.criterionGAN.register_forward_hook(log_gan_loss))
 
 
 def _train(engine, batches):
@@ -108,20 +120,24 @@ def test_recorded_side_stream_step_is_the_serial_step(one_thread, norm, fused_st
     serial = Pix2PixEngine(netG, netD, fused_step_losses=fused_step_losses)
     side = Pix2PixEngine(sideG, sideD, fused_step_losses=fused_step_losses)
     recorder = side._streams = RecordingStreams()
-    real_outputs, hooks = _watch(sideG, sideD, batches[0][1], recorder)
+    real_outputs, hooks = _watch(side, sideG, sideD, batches[0][1], recorder)
 
     expected = _train(serial, batches[:1])
     got = _train(side, batches[:1])
 
-    # One step's structure. The joins hand back what the side stream made for the main
-    # stream: logits_real, and unfused the D_real loss too.
-    handed_back = 1 if fused_step_losses else 2
+    # One step's structure. Unfused, the D_real loss runs on the side stream, and the D_fake
+    # and L1 losses on the main stream before the join (the fused ops run after it). The
+    # first join hands back what the side stream made for the main stream: logits_real, and
+    # unfused the D_real loss too; the second follows D's backward.
+    real_pair = ["D real on side"] + ([] if fused_step_losses else ["GAN loss real on side"])
     if norm == "batch":  # running statistics: the real pair after the fake pair's forward
-        assert recorder.log == ["G on main", "D fake on main", "fork", "D real on side",
-                                f"join {handed_back}", "join 0", "D frozen on main"]
+        forwards = ["G on main", "D fake on main", "fork", *real_pair]
     else:  # D changes no state: the real pair beside G's forward
-        assert recorder.log == ["fork", "D real on side", "G on main", "D fake on main",
-                                f"join {handed_back}", "join 0", "D frozen on main"]
+        forwards = ["fork", *real_pair, "G on main", "D fake on main"]
+    main_meanwhile = [] if fused_step_losses else ["GAN loss fake on main", "L1 on main"]
+    g_step = ["D frozen on main"] + ([] if fused_step_losses else ["GAN loss real on main"])
+    assert recorder.log == [*forwards, *main_meanwhile, f"join {len(real_pair)}", "join 0",
+                            *g_step]
     assert recorder.joined[0][0] is real_outputs[0]
 
     for hook in hooks:
