@@ -48,7 +48,7 @@ from fastp2p.nn.network_state import dropout_rng_modules, set_requires_grad
 from fastp2p.ops.step_losses import (LossTally, d_step_losses_and_grads,
                                      g_step_losses_and_grads)
 from fastp2p.train.finite import first_nonfinite, training_tensors
-from fastp2p.train.step_streams import SideStream, real_pair_may_start_first
+from fastp2p.train.step_streams import SideStream, StepStreams, real_pair_may_start_first
 
 PRECISIONS = ("fp32", "bf16")
 LOSS_NAMES = ("G_GAN", "G_L1", "D_real", "D_fake")
@@ -146,7 +146,7 @@ class Pix2PixEngine:
                            self._device_step, self._first_nonfinite_step, advance_step=net == "G")
             for net, names in (("D", ("D_fake", "D_real")), ("G", ("G_GAN", "G_L1")))}
         # Where D's real-pair work runs: None on the current stream, in the serial order.
-        self._streams = SideStream(self.device) if side_streams else None
+        self._streams: StepStreams | None = SideStream(self.device) if side_streams else None
         self.steps = 0
         self._steps_since_read = 0
         self._reset_graph()
