@@ -3,7 +3,9 @@
 every kernel shows by name (the CUDA-graph step replays the same kernels without the launch
 gaps). Prints, per batch size, the GPU time per step by kernel family and the heaviest kernels,
 beside the FLOP floor (the step's model FLOPs at the bf16 matmul rate measured here) and the
-measured copy bandwidth: the numbers benchmarks/NOTES.md records.
+measured copy bandwidth: the numbers benchmarks/NOTES.md records. Also each CUDA stream's
+kernel time and the step's busy time (the union of its kernels' intervals): with
+``--side-streams`` the difference is the kernel time that ran in overlap.
 
     python benchmarks/profile_step.py --batch-sizes 1,64 --out profile.txt
 """
@@ -41,15 +43,33 @@ def family(name: str) -> str:
     return "other"
 
 
+def stream_times(events, steps: int) -> tuple[dict, float]:
+    """({stream id: summed kernel ms per step}, busy ms per step): busy time is the union of
+    the kernels' intervals, so summed time minus busy time is what ran in overlap."""
+    per_stream, intervals = defaultdict(float), []
+    for event in events:
+        if event.device_type == torch.autograd.DeviceType.CUDA:
+            per_stream[event.device_resource_id] += event.device_time / 1e3 / steps
+            intervals.append((event.time_range.start, event.time_range.end))
+    busy_us, reached = 0.0, float("-inf")
+    for start, end in sorted(intervals):
+        if end > reached:
+            busy_us += end - max(start, reached)
+            reached = end
+    return dict(per_stream), busy_us / 1e3 / steps
+
+
 def profile_batch(batch: int, steps: int, warmup: int,
                   master_weights: bool = False,
-                  fused_step_losses: bool = False) -> tuple[float, dict, list, dict]:
+                  fused_step_losses: bool = False,
+                  side_streams: bool = False) -> tuple[float, dict, list, dict]:
     """(GPU ms per step, {family: ms per step}, [(kernel, ms per step, calls per step)],
-    {"kernels": per step, "memory_ops": per step})."""
+    {"kernels": per step, "memory_ops": per step, "streams": {stream: ms per step},
+    "busy_ms": per step})."""
     generator, discriminator = build_pair(FULL_CONFIG, fast=True, device="cuda", seed=0)
     engine = Pix2PixEngine(generator, discriminator, precision="bf16", channels_last=True,
                            cuda_graph=False, master_weights=master_weights,
-                           fused_step_losses=fused_step_losses)
+                           fused_step_losses=fused_step_losses, side_streams=side_streams)
     real_a, real_b = make_batch(FULL_CONFIG, batch, "cuda")
     for _ in range(warmup):
         engine.step(real_a, real_b)
@@ -70,6 +90,7 @@ def profile_batch(batch: int, steps: int, warmup: int,
     top = sorted(((name, ms, calls / steps) for name, (ms, calls) in kernels.items()),
                  key=lambda item: -item[1])
     counts = {name: count / steps for name, count in count_device_work(prof.events()).items()}
+    counts["streams"], counts["busy_ms"] = stream_times(prof.events(), steps)
     return sum(families.values()), dict(families), top, counts
 
 
@@ -84,6 +105,9 @@ def main(argv=None) -> int:
                         help="profile the engine with master_weights=True (issue 17)")
     parser.add_argument("--fused-step-losses", action="store_true",
                         help="profile the engine with fused_step_losses=True (issue 17)")
+    parser.add_argument("--side-streams", action="store_true",
+                        help="profile the engine with side_streams=True (issue 17): the report "
+                        "adds each stream's kernel time and the step's busy time")
     args = parser.parse_args(argv)
     if not torch.cuda.is_available():
         print("profile_step: needs a CUDA GPU", file=sys.stderr)
@@ -97,12 +121,17 @@ def main(argv=None) -> int:
     for batch in (int(b) for b in args.batch_sizes.split(",")):
         total, families, top, counts = profile_batch(batch, args.steps, args.warmup,
                                                      args.master_weights,
-                                                     args.fused_step_losses)
+                                                     args.fused_step_losses,
+                                                     args.side_streams)
         flop_floor = gflop * batch / (matmul["tflops"] * 1e3) * 1e3  # ms
         lines.append(f"\n== batch {batch}: {total:.2f} GPU ms per step (eager, summed kernel "
                      f"time); FLOP floor {flop_floor:.2f} ms ({flop_floor / total:.0%} of it); "
                      f"{counts['kernels']:.0f} kernels and {counts['memory_ops']:.0f} "
                      "copies / fills per step")
+        streams = ", ".join(f"stream {sid} {ms:.3f} ms" for sid, ms in
+                            sorted(counts["streams"].items()))
+        lines.append(f"  kernels by stream: {streams}; busy {counts['busy_ms']:.3f} ms per step "
+                     f"({total - counts['busy_ms']:.3f} ms of kernel time in overlap)")
         for label, ms in sorted(families.items(), key=lambda item: -item[1]):
             lines.append(f"  {label:24s} {ms:9.3f} ms  {ms / total:6.1%}")
         lines.append("  heaviest kernels (ms per step, calls per step):")

@@ -34,6 +34,7 @@ class PeerSpec:
     on_cpu_by_default: bool = False  # part of the CPU peer set (--quick, --device cpu)
     master_weights: bool = False     # fastp2p: the engine's master_weights option (issue 17)
     fused_step_losses: bool = False  # fastp2p: the engine's fused_step_losses option (issue 17)
+    side_streams: bool = False       # fastp2p: the engine's side_streams option (issue 17)
 
     def options(self, device_type: str) -> dict:
         """The options as run on ``device_type``: the engine's keyword arguments for fastp2p
@@ -41,8 +42,8 @@ class PeerSpec:
         set around every peer from ``cudnn_benchmark``."""
         if self.execution == "fastp2p":
             if device_type == "cuda":
-                switched_on = {name: True for name in ("master_weights", "fused_step_losses")
-                               if getattr(self, name)}
+                switched_on = {name: True for name in ("master_weights", "fused_step_losses",
+                                                       "side_streams") if getattr(self, name)}
                 return {"precision": self.precision, "channels_last": self.channels_last,
                         "cuda_graph": True, **switched_on}
             return {"precision": "fp32", "channels_last": False, "cuda_graph": False}
@@ -82,6 +83,10 @@ PEERS = (
              "losses, gradients and loss bookkeeping in one fused launch plus a finishing one; "
              "off by default until measured faster", execution="fastp2p", cuda_only=True,
              fused_step_losses=True),
+    PeerSpec("fastp2p-side-streams", "fastp2p with side_streams=True: D's forward, loss and "
+             "backward share on the real pair on a second CUDA stream inside the one graph, "
+             "beside the fake pair's; off by default until measured faster",
+             execution="fastp2p", cuda_only=True, side_streams=True),
 )
 PEER_NAMES = tuple(peer.name for peer in PEERS)
 

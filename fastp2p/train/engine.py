@@ -20,6 +20,16 @@ Python body runs in every mode; the modes change only how it executes:
   back-propagated directly (``torch.autograd.backward``), so the loss arithmetic, its
   backward and the stack / add / isfinite bookkeeping launches all go. Device tensors only,
   so it is captured with the rest of the step;
+- ``side_streams=True`` (CUDA; off by default until a GPU run shows it faster; issue 17): D's
+  work on the real pair (its forward, the D_real loss and, through autograd, its share of D's
+  backward) runs on a second CUDA stream, forked and joined with events inside the step, so a
+  captured step holds both streams in its one graph. The side stream starts at the top of the
+  step when D keeps no buffer and draws no random numbers, and after D's forward on the fake
+  pair otherwise (BatchNorm's running statistics are updated fake pair first); meanwhile the
+  main stream computes the D_fake loss and the G step's L1 term (it needs only fake_B and
+  real_B). Every update stays the serial step's bit for bit (``fastp2p.train.step_streams``
+  says why), except that an eager bf16 step casts D's weights once per pass instead of once for
+  both, as the captured step does. Not with DistributedDataParallel;
 - ``cuda_graph=True``: inputs are copied into static buffers; the first ``WARMUP_STEPS`` steps run
   eagerly on a side stream (real updates, as PyTorch's whole-network capture recipe requires),
   the next one is captured with ``torch.cuda.graph`` and replayed, and every later step is a
@@ -38,6 +48,7 @@ from fastp2p.nn.network_state import dropout_rng_modules, set_requires_grad
 from fastp2p.ops.step_losses import (LossTally, d_step_losses_and_grads,
                                      g_step_losses_and_grads)
 from fastp2p.train.finite import first_nonfinite, training_tensors
+from fastp2p.train.step_streams import SideStream, StepStreams, real_pair_may_start_first
 
 PRECISIONS = ("fp32", "bf16")
 LOSS_NAMES = ("G_GAN", "G_L1", "D_real", "D_fake")
@@ -59,7 +70,7 @@ class Pix2PixEngine:
 
     def __init__(self, netG, netD, *, gan_mode="vanilla", lambda_L1=100.0, lr=2e-4, beta1=0.5,
                  precision="fp32", channels_last=False, cuda_graph=False, master_weights=False,
-                 fused_step_losses=False):
+                 fused_step_losses=False, side_streams=False):
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
         if not lr >= 0:
@@ -78,6 +89,13 @@ class Pix2PixEngine:
                            or isinstance(netD, DistributedDataParallel)):
             raise ValueError("cuda_graph=True is not supported with DistributedDataParallel; "
                              "use cuda_graph=False (--no-graphs) for multi-process training")
+        if side_streams and not is_cuda:
+            raise ValueError("side_streams=True needs the networks on a CUDA device, they are on "
+                             f"{self.device}; use side_streams=False")
+        if side_streams and (isinstance(netG, DistributedDataParallel)
+                             or isinstance(netD, DistributedDataParallel)):
+            raise ValueError("side_streams=True is not supported with DistributedDataParallel; "
+                             "use side_streams=False for multi-process training")
         if precision == "bf16" and not is_cuda:
             raise ValueError("precision='bf16' is the CUDA fast path; on "
                              f"{self.device} use precision='fp32'")
@@ -127,6 +145,8 @@ class Pix2PixEngine:
             net: LossTally(self._loss_sums, tuple(LOSS_NAMES.index(n) for n in names),
                            self._device_step, self._first_nonfinite_step, advance_step=net == "G")
             for net, names in (("D", ("D_fake", "D_real")), ("G", ("G_GAN", "G_L1")))}
+        # Where D's real-pair work runs: None on the current stream, in the serial order.
+        self._streams: StepStreams | None = SideStream(self.device) if side_streams else None
         self.steps = 0
         self._steps_since_read = 0
         self._reset_graph()
@@ -264,8 +284,6 @@ class Pix2PixEngine:
 
     def _step_body(self, real_A, real_B):
         """The reference's optimize_parameters; every tensor it touches stays on the device."""
-        with self._autocast():
-            fake_B = self.netG(real_A)
         # D's input pairs in the dtype its first convolution computes in: under bf16 autocast,
         # casting the halves before the concatenation gives the values that casting the float32
         # concatenation would, with a third of the bytes written.
@@ -275,43 +293,86 @@ class Pix2PixEngine:
         def pair(fake_or_real_B):
             return torch.cat((pair_A, fake_or_real_B.to(pair_dtype)), 1)
 
-        # Discriminator: fake pairs (detached from G) and real pairs.
         set_requires_grad(self.netD, True)
         self.optimizer_D.zero_grad(set_to_none=True)
+        side = self._streams is not None
+        real_first = side and real_pair_may_start_first(unwrap(self.netD))
+        if real_first:  # beside G's forward: D's real-pair forward changes no state
+            real = self._real_pair_forward(pair, pair_B)
+        with self._autocast():
+            fake_B = self.netG(real_A)
+        # Discriminator: fake pairs (detached from G) and real pairs.
         with self._autocast():
             logits_fake = self.netD(pair(fake_B.detach()))
-            logits_real = self.netD(pair(pair_B))
-        losses_D = self._backward_D(logits_fake, logits_real)
+            if not side:  # in the same autocast region: an eager step casts D's weights once
+                real = self._real_pair_forward(pair, pair_B)
+        if side and not real_first:  # after the fake pair's running-statistics updates
+            real = self._real_pair_forward(pair, pair_B)
+        # Main-stream work while a side stream runs the real pair: the D_fake loss and, as it
+        # needs only fake_B and real_B, the G step's L1 term.
+        fake = (logits_fake, *self._gan_loss_unless_fused(logits_fake, target_is_real=False))
+        loss_G_L1 = None
+        if side:
+            if not self.fused_step_losses:
+                loss_G_L1 = self._g_l1_loss(fake_B, real_B)
+            self._streams.join(*real)
+        losses_D = self._backward_D(fake, real)
+        if side:
+            self._streams.join()  # the real pair's share of D's backward ran on the side stream
         self.optimizer_D.step()
         # Generator: fool the (just updated, now frozen) discriminator and stay close to B.
         set_requires_grad(self.netD, False)
         self.optimizer_G.zero_grad(set_to_none=True)
         with self._autocast():
             logits_G = unwrap(self.netD)(pair(fake_B))
-        losses_G = self._backward_G(logits_G, fake_B, real_B)
+        losses_G = self._backward_G(logits_G, fake_B, real_B, loss_G_L1)
         self.optimizer_G.step()
         if not self.fused_step_losses:  # the fused ops did this in their finishing launches
             self._tally(losses_G + losses_D)
         return fake_B.detach()
 
-    def _backward_D(self, logits_fake, logits_real) -> list:
-        """Back-propagates 0.5 (L_fake + L_real) into D; returns [D_real, D_fake], or nothing
-        when the fused op has tallied them."""
+    def _real_pair_forward(self, pair, pair_B) -> tuple:
+        """(logits_real, D_real loss), or (logits_real,) when the fused op computes the
+        losses later: on the side stream when there is one (forked here), else on the current
+        stream."""
+        streams = self._streams
+        if streams is not None:
+            streams.fork()
+        with contextlib.nullcontext() if streams is None else streams.side():
+            with self._autocast():
+                logits_real = self.netD(pair(pair_B))
+            return (logits_real, *self._gan_loss_unless_fused(logits_real, target_is_real=True))
+
+    def _gan_loss_unless_fused(self, logits, target_is_real: bool) -> tuple:
+        """(D's GAN loss on ``logits``,), or () when the fused op computes it later."""
         if self.fused_step_losses:
+            return ()
+        with self._autocast():
+            return (self.criterionGAN(logits, target_is_real),)
+
+    def _backward_D(self, fake: tuple, real: tuple) -> list:
+        """Back-propagates 0.5 (L_fake + L_real) into D, from (logits, loss) per pair (just
+        (logits,) with the fused op); returns [D_real, D_fake], or nothing when the fused op
+        has tallied them."""
+        if self.fused_step_losses:
+            (logits_fake,), (logits_real,) = fake, real
             _, grad_fake, grad_real = d_step_losses_and_grads(
                 logits_fake, logits_real, self.gan_mode, tally=self._tallies["D"])
             torch.autograd.backward((logits_fake, logits_real), (grad_fake, grad_real))
             return []
+        (_, loss_D_fake), (_, loss_D_real) = fake, real
         with self._autocast():
-            loss_D_fake = self.criterionGAN(logits_fake, False)
-            loss_D_real = self.criterionGAN(logits_real, True)
             loss_D = (loss_D_fake + loss_D_real) * 0.5
         loss_D.backward()
         return [loss_D_real, loss_D_fake]
 
-    def _backward_G(self, logits_G, fake_B, real_B) -> list:
+    def _g_l1_loss(self, fake_B, real_B):
+        with self._autocast():
+            return self._l1_loss(fake_B.float(), real_B) * self.lambda_L1
+
+    def _backward_G(self, logits_G, fake_B, real_B, loss_G_L1=None) -> list:
         """Back-propagates L_GAN + lambda L1 into G; returns [G_GAN, G_L1], or nothing when the
-        fused op has tallied them."""
+        fused op has tallied them. ``loss_G_L1``: lambda L1, if already computed."""
         if self.fused_step_losses:
             # fake_B in its own dtype: the op computes the L1 in float32 without a copy.
             _, grad_logits, grad_fake_B = g_step_losses_and_grads(
@@ -319,9 +380,10 @@ class Pix2PixEngine:
                 tally=self._tallies["G"])
             torch.autograd.backward((logits_G, fake_B), (grad_logits, grad_fake_B))
             return []
+        if loss_G_L1 is None:
+            loss_G_L1 = self._g_l1_loss(fake_B, real_B)
         with self._autocast():
             loss_G_GAN = self.criterionGAN(logits_G, True)
-            loss_G_L1 = self._l1_loss(fake_B.float(), real_B) * self.lambda_L1
             loss_G = loss_G_GAN + loss_G_L1
         loss_G.backward()
         return [loss_G_GAN, loss_G_L1]

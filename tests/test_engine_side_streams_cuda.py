@@ -1,0 +1,109 @@
+"""Pix2PixEngine(side_streams=True) on a GPU against the same engine without it, from the same
+weights and batches: the captured bf16 step and the eager fp32 step, with D's fork at the top of
+the step (instance norm: D keeps no state) and after its fake-pair forward (batch norm), for 10
+steps. Tolerance: none. Both sides run the same kernels on the same data in the same order on
+each stream, cuDNN is held to its deterministic algorithms, and the only sums whose order the
+second stream can change have two terms (each D parameter's gradient from the fake and the
+real pair; fake_B's from the G step's GAN and L1 terms), and a + b == b + a in floating point:
+so losses, weights, gradients and BatchNorm running statistics must be equal bit for bit. A
+difference would be a race (a missing event or record_stream), not rounding. The CPU test of
+the stream structure is test_engine_side_streams.py."""
+import copy
+
+import pytest
+import torch
+
+from fastp2p.train.engine import LOSS_NAMES, WARMUP_STEPS, Pix2PixEngine
+from helpers.train_helpers import gradients, random_batches, tiny_networks
+
+pytestmark = pytest.mark.cuda
+STEPS = 10
+
+
+@pytest.fixture(autouse=True)
+def deterministic_convolutions():
+    saved = (torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark,
+             torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32)
+    torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    yield
+    (torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark,
+     torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32) = saved
+
+
+def _train(netG, netD, batches, options):
+    engine = Pix2PixEngine(netG, netD, **options)
+    curve = []
+    for real_A, real_B in batches:
+        engine.step(real_A, real_B)
+        losses = engine.read_losses()  # syncs: between steps, never inside one
+        curve.append([losses[name] for name in LOSS_NAMES])
+    if options.get("cuda_graph"):
+        assert engine._graph is not None  # the last steps were replays
+    return torch.tensor(curve, dtype=torch.float64)
+
+
+CASES = {
+    "bf16-graph": dict(precision="bf16", channels_last=True, cuda_graph=True),
+    "fp32-eager": dict(precision="fp32"),
+    "bf16-graph-master-fused-losses": dict(precision="bf16", channels_last=True,
+                                           cuda_graph=True, master_weights=True,
+                                           fused_step_losses=True),
+}
+
+
+# batch norm: the fork after D's fake-pair forward; instance norm: at the top of the step. The
+# options composed once, with batch norm's fork (the one the default PatchGAN takes).
+@pytest.mark.parametrize("case, norm", [
+    ("bf16-graph", "batch"), ("bf16-graph", "instance"), ("fp32-eager", "batch"),
+    ("fp32-eager", "instance"), ("bf16-graph-master-fused-losses", "batch")])
+def test_side_streams_train_exactly_as_the_serial_step(monkeypatch, case, norm):
+    monkeypatch.setenv("FASTP2P_BACKEND", "triton")
+    assert STEPS > WARMUP_STEPS + 1  # eager warm-up steps, the capture, then replays
+    netG, netD = (net.cuda() for net in tiny_networks(norm=norm, num_downs=6, ngf=8, ndf=8))
+    sideG, sideD = copy.deepcopy(netG), copy.deepcopy(netD)
+    batches = [(a.cuda(), b.cuda()) for a, b in random_batches(STEPS, batch_size=2, size=64)]
+
+    expected = _train(netG, netD, batches, CASES[case])
+    got = _train(sideG, sideD, batches, dict(CASES[case], side_streams=True))
+
+    assert torch.isfinite(got).all()
+    assert torch.equal(got, expected), (got - expected).abs().max()
+    for (name, ours), theirs in zip(
+            [*sideG.named_parameters(), *sideG.named_buffers(), *sideD.named_parameters(),
+             *sideD.named_buffers()],
+            [*netG.parameters(), *netG.buffers(), *netD.parameters(), *netD.buffers()],
+            strict=True):
+        assert torch.equal(ours, theirs), name  # weights, running statistics, dropout offsets
+    for ours, theirs in zip(gradients(sideG, sideD), gradients(netG, netD), strict=True):
+        assert torch.equal(ours, theirs)
+
+
+def test_an_eager_side_stream_step_runs_kernels_on_two_streams(monkeypatch):
+    """What the profile of benchmarks/profile_step.py --side-streams shows per stream."""
+    from torch.profiler import ProfilerActivity, profile
+
+    monkeypatch.setenv("FASTP2P_BACKEND", "triton")
+    netG, netD = (net.cuda() for net in tiny_networks(num_downs=6, ngf=8, ndf=8))
+    engine = Pix2PixEngine(netG, netD, precision="bf16", channels_last=True, side_streams=True)
+    real_A, real_B = (t.cuda() for t in random_batches(1, batch_size=2, size=64)[0])
+    engine.step(real_A, real_B)
+    torch.cuda.synchronize()
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        engine.step(real_A, real_B)
+        torch.cuda.synchronize()
+    streams = {event.device_resource_id for event in prof.events()
+               if event.device_type == torch.autograd.DeviceType.CUDA}
+    assert len(streams) >= 2, streams
+
+
+def test_the_side_streams_peer_runs():
+    from fastp2p.bench.networks import QUICK_CONFIG
+    from fastp2p.bench.peers import peer_by_name
+    from fastp2p.bench.runner import Runner
+    from fastp2p.bench.training import TrainingSettings, training_job
+
+    settings = TrainingSettings(QUICK_CONFIG, (2,), steps=3, warmup=5, device="cuda")
+    rows = Runner(job_time_limit=120).run(training_job(peer_by_name("fastp2p-side-streams"), 2,
+                                                       settings))
+    assert rows[0]["status"] == "ok", rows[0].get("traceback")
