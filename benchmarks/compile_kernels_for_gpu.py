@@ -22,6 +22,8 @@ def _signature(kernel, constexprs, activation_dtype):
     for name in kernel.arg_names:
         if name in constexprs:
             signature[name] = "constexpr"
+        elif name == "Counter_ptr":
+            signature[name] = "*i32"
         elif name.endswith("_ptr"):
             signature[name] = f"*{activation_dtype}" if name in _ACTIVATION_PTRS else "*fp32"
         elif name in _FLOAT_ARGS:
@@ -41,9 +43,11 @@ def _jobs():
         flags = dict(AFFINE=affine, ACTIVATION=act, DROPOUT=dropout, RNG_IN_MEMORY=in_memory,
                      BLOCK_HW=32, BLOCK_C=64)
         yield norm_act._norm_act_fwd_kernel, dict(flags, NORM=norm)
-        yield norm_act._norm_act_bwd_reduce_kernel, dict(flags, NORM=norm)
+        yield norm_act._norm_act_bwd_reduce_kernel, dict(flags, NORM=norm, BATCH_STATS=norm > 0,
+                                                         SHARED=not dropout)
         yield norm_act._norm_act_bwd_kernel, dict(flags, NORM=norm, BATCH_STATS=norm > 0)
-        yield norm_act._norm_act_bwd_one_pass_kernel, dict(flags, NORM=norm, BATCH_STATS=norm > 0)
+        yield norm_act._norm_act_bwd_one_pass_kernel, dict(flags, NORM=norm, BATCH_STATS=norm > 0,
+                                                           SHARED=not in_memory)
         if norm:
             yield norm_act._norm_act_fwd_one_pass_kernel, dict(
                 flags, GROUP_IS_SAMPLE=norm == 1, UPDATE_RUNNING=norm == 2)

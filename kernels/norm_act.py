@@ -7,7 +7,9 @@ Chan's merge of per-tile moments (no E[x^2]-E[x]^2), a tiny finalize combines th
 updates BatchNorm running stats), one elementwise pass writes ``out[:, c0:c0+C]``. Backward
 recomputes x_hat, the activation's derivative and the dropout mask
 (counter-based hash, never stored) from x and the saved (mean, rstd): one reduction pass for
-sum(g) and sum(g * x_hat), one elementwise pass for grad_x. Strides are passed everywhere, so
+sum(g) and sum(g * x_hat), whose last program per channel block adds the partials up into the
+group sums and grad_weight / grad_bias (in the parameters' dtype), then one elementwise pass
+for grad_x; no PyTorch op runs between them. Strides are passed everywhere, so
 channels-last (NHWC) is native and nothing is made contiguous.
 """
 import functools
@@ -16,7 +18,8 @@ import torch
 import triton
 import triton.language as tl
 
-from fastp2p.kernels.norm_act_tiles import (_activate_drop_store, _elementwise_tile, _load_affine,
+from fastp2p.kernels.norm_act_tiles import (_activate_drop_store, _elementwise_tile,
+                                            _finish_sums, _last_to_arrive, _load_affine,
                                             _load_affine_and_stats, _load_per_group,
                                             _merge_moments, _offsets, _recompute_grad_z,
                                             _rng_start, _split_program, _store_partials,
@@ -143,14 +146,20 @@ def _norm_act_bwd_reduce_kernel(
     X_ptr, G_ptr,                      # input and grad of the output slice
     Weight_ptr, Bias_ptr, Mean_ptr, Rstd_ptr,
     PartSumG_ptr, PartSumGXhat_ptr,    # (G, S, C) float32 partial sums
+    SumG_ptr, SumGXhat_ptr,            # (G, C) float32 group sums (BATCH_STATS) or dummies
+    GradWeight_ptr, GradBias_ptr,      # (C,) in the parameters' dtype (AFFINE) or dummies
+    Counter_ptr,                       # (channel blocks,) int32 zeros, left zeroed
     Seed, Offset,
     C, HW, W, rows, rows_per_split, num_splits,
     sxn, sxc, sxh, sxw, sgn, sgc, sgh, sgw,
     slope, threshold, keep_scale,
-    NORM: tl.constexpr, AFFINE: tl.constexpr, ACTIVATION: tl.constexpr,
-    DROPOUT: tl.constexpr, RNG_IN_MEMORY: tl.constexpr,
-    BLOCK_HW: tl.constexpr, BLOCK_C: tl.constexpr,
+    NORM: tl.constexpr, BATCH_STATS: tl.constexpr, AFFINE: tl.constexpr,
+    ACTIVATION: tl.constexpr, DROPOUT: tl.constexpr, RNG_IN_MEMORY: tl.constexpr,
+    SHARED: tl.constexpr, BLOCK_HW: tl.constexpr, BLOCK_C: tl.constexpr,
 ):
+    """Partial sums of g and g * x_hat per (group, split); the last program of a channel block
+    (SHARED: more than one per block) adds them up in a fixed order into the group sums and
+    grad_weight / grad_bias, so no other launch reduces them."""
     group, split, col0, row_begin, row_end = _split_program(rows, rows_per_split, num_splits,
                                                             BLOCK_C)
     seed_mixed, offset = _rng_start(Seed, Offset, RNG_IN_MEMORY)
@@ -169,6 +178,10 @@ def _norm_act_bwd_reduce_kernel(
         sum_g_xhat += tl.sum(g * x_hat, axis=0)
     _store_partials(PartSumG_ptr, PartSumGXhat_ptr, sum_g, sum_g_xhat, group, split, num_splits,
                     col0, C, BLOCK_C)
+    if _last_to_arrive(Counter_ptr + tl.program_id(1), tl.num_programs(0), SHARED):
+        _finish_sums(PartSumG_ptr, PartSumGXhat_ptr, SumG_ptr, SumGXhat_ptr, GradBias_ptr,
+                     GradWeight_ptr, col0, C, tl.num_programs(0) // num_splits, num_splits,
+                     BATCH_STATS, AFFINE, BLOCK_C)
 
 
 @triton.jit(do_not_specialize=["Seed", "Offset"])
@@ -205,16 +218,20 @@ def _norm_act_bwd_kernel(
 def _norm_act_bwd_one_pass_kernel(
     X_ptr, G_ptr, DX_ptr,              # input, grad of the output slice, grad of the input
     Weight_ptr, Bias_ptr, Mean_ptr, Rstd_ptr,
-    SumGXhat_ptr, SumG_ptr,            # (G, C) float32 per-group sums (grad_weight, grad_bias)
+    PartSumG_ptr, PartSumGXhat_ptr,    # (G, C) float32 per-group sums (AFFINE) or dummies
+    GradWeight_ptr, GradBias_ptr,      # (C,) in the parameters' dtype (AFFINE) or dummies
+    Counter_ptr,                       # (channel blocks,) int32 zeros, left zeroed
     Seed, Offset,
     C, HW, W, rows,
     sxn, sxc, sxh, sxw, sgn, sgc, sgh, sgw, sdn, sdc, sdh, sdw,
     slope, threshold, keep_scale,
     NORM: tl.constexpr, BATCH_STATS: tl.constexpr, AFFINE: tl.constexpr,
     ACTIVATION: tl.constexpr, DROPOUT: tl.constexpr, RNG_IN_MEMORY: tl.constexpr,
-    BLOCK_HW: tl.constexpr, BLOCK_C: tl.constexpr,
+    SHARED: tl.constexpr, BLOCK_HW: tl.constexpr, BLOCK_C: tl.constexpr,
 ):
-    """The whole group in registers: the sums and grad_x from one read of x and of the grad."""
+    """The whole group in registers: the sums and grad_x from one read of x and of the grad;
+    grad_weight / grad_bias summed over the groups by the last program of each channel block
+    (SHARED: more than one group)."""
     group = tl.program_id(0).to(tl.int64)
     col0 = tl.program_id(1).to(tl.int64) * BLOCK_C
     n, hw, c, row_ok, col_ok, x_offs = _tile(0, col0, rows, group, C, HW, W, sxn, sxc, sxh, sxw,
@@ -228,14 +245,18 @@ def _norm_act_bwd_one_pass_kernel(
     x_hat = tl.where(mask, x_hat, 0.0)  # g is 0 there too: padding adds nothing to the sums
     sum_g = tl.sum(g, axis=0)
     sum_g_xhat = tl.sum(g * x_hat, axis=0)
-    if AFFINE:
-        tl.store(SumGXhat_ptr + group * C + c, sum_g_xhat, mask=col_ok)
-        tl.store(SumG_ptr + group * C + c, sum_g, mask=col_ok)
     dx = g * weight * rstd
     if BATCH_STATS:
         dx -= weight * rstd / rows * (sum_g[None, :] + x_hat * sum_g_xhat[None, :])
     dx_offs = _offsets(n, hw, c, W, sdn, sdc, sdh, sdw)
     tl.store(DX_ptr + dx_offs, dx.to(DX_ptr.dtype.element_ty), mask=mask)
+    if AFFINE:
+        _store_partials(PartSumG_ptr, PartSumGXhat_ptr, sum_g, sum_g_xhat, group, 0, 1, col0, C,
+                        BLOCK_C)
+        if _last_to_arrive(Counter_ptr + tl.program_id(1), tl.num_programs(0), SHARED):
+            _finish_sums(PartSumG_ptr, PartSumGXhat_ptr, PartSumG_ptr, PartSumGXhat_ptr,
+                         GradBias_ptr, GradWeight_ptr, col0, C, tl.num_programs(0), 1, False,
+                         True, BLOCK_C)
 
 
 # ----------------------------------------------------------------------------- host launchers
@@ -370,10 +391,24 @@ def norm_act_fwd(x, weight, bias, running_mean, running_var, out, out_channel_of
     return mean, rstd
 
 
-def _sum_dim(t: torch.Tensor, dim: int) -> torch.Tensor:
-    """``t.sum(dim)``, as a view when that dimension has one entry (batch norm's single group,
-    a reduction in one split): at batch 1 each of these launches costs more than its sum."""
-    return t.select(dim, 0) if t.shape[dim] == 1 else t.sum(dim)
+# Arrival counters of the backward kernels' last-program reductions: int32 zeros that every
+# kernel leaves zeroed. Each call takes the next slots of a per-device ring, so kernels that run
+# at the same time on different streams (up to the ring's length in channel blocks) never share
+# a counter; a CUDA graph keeps the slots it captured, which stay valid since every user
+# resets its own.
+_COUNTER_RING = 1 << 16
+_counter_rings: dict = {}
+
+
+def _counters(device: torch.device, count: int) -> torch.Tensor:
+    """``count`` zeroed int32 arrival counters on ``device`` (no launch after the first call)."""
+    ring, next_slot = _counter_rings.get(device, (None, 0))
+    if ring is None:
+        ring = torch.zeros(_COUNTER_RING, device=device, dtype=torch.int32)
+    if next_slot + count > _COUNTER_RING:
+        next_slot = 0
+    _counter_rings[device] = (ring, next_slot + count)
+    return ring[next_slot:next_slot + count]
 
 
 def norm_act_bwd(grad_out_slice, x, weight, bias, mean, rstd, *, norm, activation, slope,
@@ -399,41 +434,44 @@ def norm_act_bwd(grad_out_slice, x, weight, bias, mean, rstd, *, norm, activatio
                   BLOCK_C=block_c)
     stats = (mean if norm != "none" else dummy, rstd if norm != "none" else dummy)
     affine_args = (weight if affine else dummy, bias if affine else dummy)
-    grad_weight = grad_bias = None
     groups, rows = (N, HW) if norm == "instance" else (1, N * HW)
     grad_x = torch.empty_like(x)
+    # grad_weight / grad_bias are written by the kernels in the parameters' dtype
+    grad_weight, grad_bias = ((torch.empty_like(weight), torch.empty_like(bias)) if affine
+                              else (None, None))
+    grad_params = (grad_weight, grad_bias) if affine else (dummy, dummy)
     one_pass = _one_pass_block(rows, C)
     if one_pass:
         block_rows, block_c1, num_warps = one_pass
+        blocks = triton.cdiv(C, block_c1)
         sums = [torch.empty(groups, C, device=x.device, dtype=torch.float32) if affine else dummy
                 for _ in range(2)]
-        _norm_act_bwd_one_pass_kernel[(groups, triton.cdiv(C, block_c1))](
-            x, grad_out_slice, grad_x, *affine_args, *stats, *sums, seed_arg, offset_arg,
-            C, HW, W, rows, *x.stride(), *grad_out_slice.stride(), *grad_x.stride(),
-            float(slope), threshold, keep_scale, BATCH_STATS=batch_stats,
-            **dict(common, BLOCK_HW=block_rows, BLOCK_C=block_c1),
+        _norm_act_bwd_one_pass_kernel[(groups, blocks)](
+            x, grad_out_slice, grad_x, *affine_args, *stats, *sums, *grad_params,
+            _counters(x.device, blocks) if affine and groups > 1 else dummy,
+            seed_arg, offset_arg, C, HW, W, rows, *x.stride(), *grad_out_slice.stride(),
+            *grad_x.stride(), float(slope), threshold, keep_scale, BATCH_STATS=batch_stats,
+            SHARED=groups > 1, **dict(common, BLOCK_HW=block_rows, BLOCK_C=block_c1),
             num_warps=num_warps)
-        if affine:
-            grad_weight = _sum_dim(sums[0], 0).to(weight.dtype)
-            grad_bias = _sum_dim(sums[1], 0).to(bias.dtype)
         return grad_x, grad_weight, grad_bias
     sum_g = sum_g_xhat = dummy
     if batch_stats or affine:
         splits, rows_per_split = _splits(x, rows, groups, channel_blocks, block_hw)
         part_g = torch.empty(groups, splits, C, device=x.device, dtype=torch.float32)
         part_g_xhat = torch.empty_like(part_g)
+        if batch_stats:
+            sum_g = torch.empty(groups, C, device=x.device, dtype=torch.float32)
+            sum_g_xhat = torch.empty_like(sum_g)
+        shared = groups * splits > 1
         _norm_act_bwd_reduce_kernel[(groups * splits, channel_blocks)](
-            x, grad_out_slice, *affine_args, *stats, part_g, part_g_xhat, seed_arg, offset_arg,
-            C, HW, W, rows, rows_per_split, splits, *x.stride(), *grad_out_slice.stride(),
-            float(slope), threshold, keep_scale, **common)
-        sum_g, sum_g_xhat = _sum_dim(part_g, 1), _sum_dim(part_g_xhat, 1)
-        if affine:
-            grad_weight = _sum_dim(sum_g_xhat, 0).to(weight.dtype)
-            grad_bias = _sum_dim(sum_g, 0).to(bias.dtype)
+            x, grad_out_slice, *affine_args, *stats, part_g, part_g_xhat, sum_g, sum_g_xhat,
+            *grad_params, _counters(x.device, channel_blocks) if shared else dummy,
+            seed_arg, offset_arg, C, HW, W, rows, rows_per_split, splits, *x.stride(),
+            *grad_out_slice.stride(), float(slope), threshold, keep_scale,
+            BATCH_STATS=batch_stats, SHARED=shared, **common)
     grid = (triton.cdiv(N * HW, block_hw), channel_blocks)
     _norm_act_bwd_kernel[grid](
         x, grad_out_slice, grad_x, *affine_args, *stats, sum_g, sum_g_xhat, seed_arg, offset_arg,
         C, HW, W, N * HW, 1.0 / rows, *x.stride(), *grad_out_slice.stride(),
         *grad_x.stride(), float(slope), threshold, keep_scale, BATCH_STATS=batch_stats, **common)
     return grad_x, grad_weight, grad_bias
-

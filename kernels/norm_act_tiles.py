@@ -206,3 +206,49 @@ def _store_partials(A_ptr, B_ptr, a, b, group, split, num_splits, col0, C,
     at = (group * num_splits + split) * C + c
     tl.store(A_ptr + at, a, mask=c < C)
     tl.store(B_ptr + at, b, mask=c < C)
+
+
+@triton.jit
+def _last_to_arrive(Counter_ptr, programs, SHARED: tl.constexpr):
+    """Whether this program is the last of the ``programs`` that share the counter to get here
+    (their stores before the call then visible to it); the last one resets the counter to 0, so
+    the next launch (a CUDA-graph replay included) finds it zeroed. A counter of one program
+    (not SHARED) is never touched."""
+    tl.debug_barrier()  # every thread's stores issued before the release / the reads after
+    if SHARED:
+        arrived = tl.atomic_add(Counter_ptr, 1, sem="acq_rel")
+        last = arrived == programs - 1
+        if last:
+            tl.store(Counter_ptr, 0)
+    else:
+        last = True
+    return last
+
+
+@triton.jit
+def _finish_sums(PartA_ptr, PartB_ptr, SumA_ptr, SumB_ptr, TotalA_ptr, TotalB_ptr, col0, C,
+                 num_groups, num_splits, GROUP_SUMS: tl.constexpr, TOTALS: tl.constexpr,
+                 BLOCK_C: tl.constexpr):
+    """From (G, S, C) float32 partials of a channel block, in a fixed order (deterministic):
+    the (G, C) float32 group sums (GROUP_SUMS) and the (C,) totals over the groups (TOTALS),
+    stored in the totals' dtype (the affine parameters')."""
+    c = col0 + tl.arange(0, BLOCK_C)
+    ok = c < C
+    total_a = tl.zeros((BLOCK_C,), tl.float32)
+    total_b = tl.zeros((BLOCK_C,), tl.float32)
+    for group in range(0, num_groups):
+        a = tl.zeros((BLOCK_C,), tl.float32)
+        b = tl.zeros((BLOCK_C,), tl.float32)
+        for split in range(0, num_splits):
+            at = (group * num_splits + split) * C + c
+            # .cg: other programs wrote these through L2; this SM's L1 may hold none of them
+            a += tl.load(PartA_ptr + at, mask=ok, other=0.0, cache_modifier=".cg")
+            b += tl.load(PartB_ptr + at, mask=ok, other=0.0, cache_modifier=".cg")
+        if GROUP_SUMS:
+            tl.store(SumA_ptr + group * C + c, a, mask=ok)
+            tl.store(SumB_ptr + group * C + c, b, mask=ok)
+        total_a += a
+        total_b += b
+    if TOTALS:
+        tl.store(TotalA_ptr + c, total_a.to(TotalA_ptr.dtype.element_ty), mask=ok)
+        tl.store(TotalB_ptr + c, total_b.to(TotalB_ptr.dtype.element_ty), mask=ok)
