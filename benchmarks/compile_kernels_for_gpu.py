@@ -44,10 +44,11 @@ def _jobs():
                      BLOCK_HW=32, BLOCK_C=64)
         yield norm_act._norm_act_fwd_kernel, dict(flags, NORM=norm)
         yield norm_act._norm_act_bwd_reduce_kernel, dict(flags, NORM=norm, BATCH_STATS=norm > 0,
-                                                         SHARED=not dropout)
+                                                         SHARED=not dropout, FINISH_G=4,
+                                                         FINISH_S=8)
         yield norm_act._norm_act_bwd_kernel, dict(flags, NORM=norm, BATCH_STATS=norm > 0)
         yield norm_act._norm_act_bwd_one_pass_kernel, dict(flags, NORM=norm, BATCH_STATS=norm > 0,
-                                                           SHARED=not in_memory)
+                                                           SHARED=not in_memory, FINISH_G=8)
         if norm:
             yield norm_act._norm_act_fwd_one_pass_kernel, dict(
                 flags, GROUP_IS_SAMPLE=norm == 1, UPDATE_RUNNING=norm == 2)

@@ -13,10 +13,11 @@ adds.
 """
 import argparse
 import collections
+import contextlib
 import sys
+from unittest import mock
 
 import torch
-import triton
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from fastp2p.kernels import norm_act as kernels
@@ -77,13 +78,14 @@ def norm_layer_shapes(norm: str, batch: int):
     return shapes
 
 
-def count_backward(shape, norm: str, act_dtype, param_dtype):
-    """(Triton launches, Counter of ATen ops) of one backward call at ``shape``."""
+def count_backward(shape, norm: str, act_dtype, param_dtype, affine=None):
+    """Counter of the ATen ops one backward call at ``shape`` dispatches (inside
+    ``gpu_decisions``); ``affine`` defaults to the reference's (batch norm only)."""
     n, c, h, w = shape
     x = torch.empty(shape, device="meta", dtype=act_dtype).contiguous(
         memory_format=torch.channels_last)
     grad = torch.empty_like(x)
-    affine = norm == "batch"
+    affine = norm == "batch" if affine is None else affine
     weight = torch.empty(c, device="meta", dtype=param_dtype) if affine else None
     bias = torch.empty(c, device="meta", dtype=param_dtype) if affine else None
     stats = (c,) if norm == "batch" else (n, c)
@@ -95,17 +97,21 @@ def count_backward(shape, norm: str, act_dtype, param_dtype):
     return counter.ops
 
 
-def _stub_kernels(sms: int):
-    """Replace every Triton kernel of the module by a launch counter and make the launchers
-    decide as for a CUDA GPU with ``sms`` multiprocessors; returns the launch count cell."""
+@contextlib.contextmanager
+def gpu_decisions(sms: int = H200_SMS):
+    """Inside: every Triton kernel of the module is a stub that counts its launches (the
+    yielded one-element list), and the launchers decide as for a CUDA GPU with ``sms``
+    multiprocessors; everything is restored on exit."""
     launches = [0]
-    for name in dir(kernels):
-        if isinstance(getattr(kernels, name), triton.runtime.JITFunction):
-            setattr(kernels, name, _KernelStub(launches))
-    kernels._interpreted = lambda x: False
-    kernels._sm_count = lambda device_index: sms
-    torch.cuda.current_device = lambda: 0  # meta tensors have no device index
-    return launches
+    with contextlib.ExitStack() as stack:
+        for name in dir(kernels):
+            if name.endswith("_kernel"):  # jitted, or interpreted under TRITON_INTERPRET
+                stack.enter_context(mock.patch.object(kernels, name, _KernelStub(launches)))
+        stack.enter_context(mock.patch.object(kernels, "_interpreted", lambda x: False))
+        stack.enter_context(mock.patch.object(kernels, "_sm_count", lambda index: sms))
+        # meta tensors have no device index; the count never touches a GPU
+        stack.enter_context(mock.patch.object(torch.cuda, "current_device", lambda: 0))
+        yield launches
 
 
 def main(argv=None) -> int:
@@ -115,7 +121,14 @@ def main(argv=None) -> int:
                         help="multiprocessors of the GPU the split decisions are made for")
     parser.add_argument("--param-dtype", default="float32", choices=("float32", "bfloat16"))
     args = parser.parse_args(argv)
-    launches = _stub_kernels(args.sms)
+    with gpu_decisions(args.sms) as launches:
+        if hasattr(kernels, "_counters"):  # the arrival counters' one zeros, once per process
+            kernels._counters(torch.device("meta"), 1)
+        _print_counts(args, launches)
+    return 0
+
+
+def _print_counts(args, launches):
     param_dtype = getattr(torch, args.param_dtype)
     print(f"bf16 activations, {args.param_dtype} affine, {args.sms} SMs; per backward call: "
           "Triton launches + PyTorch ops")
@@ -136,7 +149,6 @@ def main(argv=None) -> int:
             print(f"batch {batch} {norm}: {triton_total} Triton launches, {torch_total} PyTorch "
                   f"ops over the layers (once each) {dict(totals) or ''}; per training step "
                   f"(the PatchGAN's backward 3 times): {torch_per_step} PyTorch ops")
-    return 0
 
 
 if __name__ == "__main__":

@@ -155,7 +155,8 @@ def _norm_act_bwd_reduce_kernel(
     slope, threshold, keep_scale,
     NORM: tl.constexpr, BATCH_STATS: tl.constexpr, AFFINE: tl.constexpr,
     ACTIVATION: tl.constexpr, DROPOUT: tl.constexpr, RNG_IN_MEMORY: tl.constexpr,
-    SHARED: tl.constexpr, BLOCK_HW: tl.constexpr, BLOCK_C: tl.constexpr,
+    SHARED: tl.constexpr, FINISH_G: tl.constexpr, FINISH_S: tl.constexpr,
+    BLOCK_HW: tl.constexpr, BLOCK_C: tl.constexpr,
 ):
     """Partial sums of g and g * x_hat per (group, split); the last program of a channel block
     (SHARED: more than one per block) adds them up in a fixed order into the group sums and
@@ -181,7 +182,7 @@ def _norm_act_bwd_reduce_kernel(
     if _last_to_arrive(Counter_ptr + tl.program_id(1), tl.num_programs(0), SHARED):
         _finish_sums(PartSumG_ptr, PartSumGXhat_ptr, SumG_ptr, SumGXhat_ptr, GradBias_ptr,
                      GradWeight_ptr, col0, C, tl.num_programs(0) // num_splits, num_splits,
-                     BATCH_STATS, AFFINE, BLOCK_C)
+                     BATCH_STATS, AFFINE, FINISH_G, FINISH_S, BLOCK_C)
 
 
 @triton.jit(do_not_specialize=["Seed", "Offset"])
@@ -227,7 +228,7 @@ def _norm_act_bwd_one_pass_kernel(
     slope, threshold, keep_scale,
     NORM: tl.constexpr, BATCH_STATS: tl.constexpr, AFFINE: tl.constexpr,
     ACTIVATION: tl.constexpr, DROPOUT: tl.constexpr, RNG_IN_MEMORY: tl.constexpr,
-    SHARED: tl.constexpr, BLOCK_HW: tl.constexpr, BLOCK_C: tl.constexpr,
+    SHARED: tl.constexpr, FINISH_G: tl.constexpr, BLOCK_HW: tl.constexpr, BLOCK_C: tl.constexpr,
 ):
     """The whole group in registers: the sums and grad_x from one read of x and of the grad;
     grad_weight / grad_bias summed over the groups by the last program of each channel block
@@ -256,7 +257,7 @@ def _norm_act_bwd_one_pass_kernel(
         if _last_to_arrive(Counter_ptr + tl.program_id(1), tl.num_programs(0), SHARED):
             _finish_sums(PartSumG_ptr, PartSumGXhat_ptr, PartSumG_ptr, PartSumGXhat_ptr,
                          GradBias_ptr, GradWeight_ptr, col0, C, tl.num_programs(0), 1, False,
-                         True, BLOCK_C)
+                         True, FINISH_G, 1, BLOCK_C)
 
 
 # ----------------------------------------------------------------------------- host launchers
@@ -411,6 +412,18 @@ def _counters(device: torch.device, count: int) -> torch.Tensor:
     return ring[next_slot:next_slot + count]
 
 
+# Most partials one load of a last-program reduction covers (a tile of groups x splits x
+# channels): a short chain of dependent loads without raising the kernels' register use much.
+_FINISH_TILE = 2048
+
+
+def _finish_tile(groups: int, splits: int, block_c: int):
+    """(FINISH_G, FINISH_S): groups and splits per load of the last program's reduction."""
+    finish_s = min(triton.next_power_of_2(splits), max(_FINISH_TILE // block_c, 1))
+    finish_g = min(triton.next_power_of_2(groups), max(_FINISH_TILE // (finish_s * block_c), 1))
+    return finish_g, finish_s
+
+
 def norm_act_bwd(grad_out_slice, x, weight, bias, mean, rstd, *, norm, activation, slope,
                  dropout_p, seed, offset, training=True):
     """(grad_x, grad_weight, grad_bias) of norm_act_fwd, given the (mean, rstd) it returned.
@@ -451,7 +464,8 @@ def norm_act_bwd(grad_out_slice, x, weight, bias, mean, rstd, *, norm, activatio
             _counters(x.device, blocks) if affine and groups > 1 else dummy,
             seed_arg, offset_arg, C, HW, W, rows, *x.stride(), *grad_out_slice.stride(),
             *grad_x.stride(), float(slope), threshold, keep_scale, BATCH_STATS=batch_stats,
-            SHARED=groups > 1, **dict(common, BLOCK_HW=block_rows, BLOCK_C=block_c1),
+            SHARED=groups > 1, FINISH_G=_finish_tile(groups, 1, block_c1)[0],
+            **dict(common, BLOCK_HW=block_rows, BLOCK_C=block_c1),
             num_warps=num_warps)
         return grad_x, grad_weight, grad_bias
     sum_g = sum_g_xhat = dummy
@@ -463,12 +477,14 @@ def norm_act_bwd(grad_out_slice, x, weight, bias, mean, rstd, *, norm, activatio
             sum_g = torch.empty(groups, C, device=x.device, dtype=torch.float32)
             sum_g_xhat = torch.empty_like(sum_g)
         shared = groups * splits > 1
+        finish_g, finish_s = _finish_tile(groups, splits, block_c)
         _norm_act_bwd_reduce_kernel[(groups * splits, channel_blocks)](
             x, grad_out_slice, *affine_args, *stats, part_g, part_g_xhat, sum_g, sum_g_xhat,
             *grad_params, _counters(x.device, channel_blocks) if shared else dummy,
             seed_arg, offset_arg, C, HW, W, rows, rows_per_split, splits, *x.stride(),
             *grad_out_slice.stride(), float(slope), threshold, keep_scale,
-            BATCH_STATS=batch_stats, SHARED=shared, **common)
+            BATCH_STATS=batch_stats, SHARED=shared, FINISH_G=finish_g, FINISH_S=finish_s,
+            **common)
     grid = (triton.cdiv(N * HW, block_hw), channel_blocks)
     _norm_act_bwd_kernel[grid](
         x, grad_out_slice, grad_x, *affine_args, *stats, sum_g, sum_g_xhat, seed_arg, offset_arg,
