@@ -26,6 +26,7 @@ from fastp2p.kernels.norm_act_tiles import (_activate_drop_store, _elementwise_t
                                             _store_statistics, _tile)
 from fastp2p.kernels.codes import ACTIVATION_CODES, NORM_CODES
 from fastp2p.kernels.dropout_rng import LOW32, dropout_threshold, mix32
+from fastp2p.kernels.pdl import launch_options, wait_for_previous_kernel
 
 
 @triton.jit
@@ -36,7 +37,9 @@ def _norm_act_stats_kernel(
     C, HW, W, rows, rows_per_split, num_splits,
     sn, sc, sh, sw,
     GROUP_IS_SAMPLE: tl.constexpr, BLOCK_HW: tl.constexpr, BLOCK_C: tl.constexpr,
+    PDL: tl.constexpr = False,
 ):
+    wait_for_previous_kernel(PDL)
     group, split, col0, row_begin, row_end = _split_program(rows, rows_per_split, num_splits,
                                                             BLOCK_C)
     mean = tl.zeros((BLOCK_C,), tl.float32)
@@ -63,7 +66,9 @@ def _norm_act_stats_finalize_kernel(
     RunMean_ptr, RunVar_ptr,           # (C,) running stats (batch norm training) or dummies
     C, rows, rows_per_split, num_splits, eps, momentum,
     UPDATE_RUNNING: tl.constexpr, BLOCK_C: tl.constexpr,
+    PDL: tl.constexpr = False,
 ):
+    wait_for_previous_kernel(PDL)
     group = tl.program_id(0).to(tl.int64)
     c = tl.program_id(1).to(tl.int64) * BLOCK_C + tl.arange(0, BLOCK_C)
     ok = c < C
@@ -93,9 +98,11 @@ def _norm_act_fwd_one_pass_kernel(
     GROUP_IS_SAMPLE: tl.constexpr, UPDATE_RUNNING: tl.constexpr, AFFINE: tl.constexpr,
     ACTIVATION: tl.constexpr, DROPOUT: tl.constexpr, RNG_IN_MEMORY: tl.constexpr,
     BLOCK_HW: tl.constexpr, BLOCK_C: tl.constexpr,
+    PDL: tl.constexpr = False,
 ):
     """A whole group (BLOCK_HW >= rows) in registers: exact two-pass statistics from one read,
     then the output. One launch instead of three for the small maps (and batch 1)."""
+    wait_for_previous_kernel(PDL)
     group = tl.program_id(0).to(tl.int64)
     col0 = tl.program_id(1).to(tl.int64) * BLOCK_C
     n, hw, c, row_ok, col_ok, x_offs = _tile(0, col0, rows, group, C, HW, W, sxn, sxc, sxh, sxw,
@@ -130,7 +137,9 @@ def _norm_act_fwd_kernel(
     NORM: tl.constexpr, AFFINE: tl.constexpr, ACTIVATION: tl.constexpr,
     DROPOUT: tl.constexpr, RNG_IN_MEMORY: tl.constexpr,
     BLOCK_HW: tl.constexpr, BLOCK_C: tl.constexpr,
+    PDL: tl.constexpr = False,
 ):
+    wait_for_previous_kernel(PDL)
     n, hw, c, col_ok, mask, x_offs = _elementwise_tile(rows, C, HW, W, sxn, sxc, sxh, sxw,
                                                        BLOCK_HW, BLOCK_C)
     x = tl.load(X_ptr + x_offs, mask=mask, other=0.0).to(tl.float32)
@@ -157,10 +166,12 @@ def _norm_act_bwd_reduce_kernel(
     ACTIVATION: tl.constexpr, DROPOUT: tl.constexpr, RNG_IN_MEMORY: tl.constexpr,
     SHARED: tl.constexpr, FINISH_G: tl.constexpr, FINISH_S: tl.constexpr,
     BLOCK_HW: tl.constexpr, BLOCK_C: tl.constexpr,
+    PDL: tl.constexpr = False,
 ):
     """Partial sums of g and g * x_hat per (group, split); the last program of a channel block
     (SHARED: more than one per block) adds them up in a fixed order into the group sums and
     grad_weight / grad_bias, so no other launch reduces them."""
+    wait_for_previous_kernel(PDL)
     group, split, col0, row_begin, row_end = _split_program(rows, rows_per_split, num_splits,
                                                             BLOCK_C)
     seed_mixed, offset = _rng_start(Seed, Offset, RNG_IN_MEMORY)
@@ -197,7 +208,9 @@ def _norm_act_bwd_kernel(
     NORM: tl.constexpr, BATCH_STATS: tl.constexpr, AFFINE: tl.constexpr,
     ACTIVATION: tl.constexpr, DROPOUT: tl.constexpr, RNG_IN_MEMORY: tl.constexpr,
     BLOCK_HW: tl.constexpr, BLOCK_C: tl.constexpr,
+    PDL: tl.constexpr = False,
 ):
+    wait_for_previous_kernel(PDL)
     n, hw, c, col_ok, mask, x_offs = _elementwise_tile(rows, C, HW, W, sxn, sxc, sxh, sxw,
                                                        BLOCK_HW, BLOCK_C)
     seed_mixed, offset = _rng_start(Seed, Offset, RNG_IN_MEMORY)
@@ -229,10 +242,12 @@ def _norm_act_bwd_one_pass_kernel(
     NORM: tl.constexpr, BATCH_STATS: tl.constexpr, AFFINE: tl.constexpr,
     ACTIVATION: tl.constexpr, DROPOUT: tl.constexpr, RNG_IN_MEMORY: tl.constexpr,
     SHARED: tl.constexpr, FINISH_G: tl.constexpr, BLOCK_HW: tl.constexpr, BLOCK_C: tl.constexpr,
+    PDL: tl.constexpr = False,
 ):
     """The whole group in registers: the sums and grad_x from one read of x and of the grad;
     grad_weight / grad_bias summed over the groups by the last program of each channel block
     (SHARED: more than one group)."""
+    wait_for_previous_kernel(PDL)
     group = tl.program_id(0).to(tl.int64)
     col0 = tl.program_id(1).to(tl.int64) * BLOCK_C
     n, hw, c, row_ok, col_ok, x_offs = _tile(0, col0, rows, group, C, HW, W, sxn, sxc, sxh, sxw,
@@ -350,6 +365,7 @@ def norm_act_fwd(x, weight, bias, running_mean, running_var, out, out_channel_of
     update = norm == "batch" and training and running_mean is not None
     flags = dict(AFFINE=affine, ACTIVATION=ACTIVATION_CODES[activation], DROPOUT=dropout_p > 0,
                  RNG_IN_MEMORY=rng_in_memory)
+    pdl = launch_options(x)
     groups, rows = (N, HW) if norm == "instance" else (1, N * HW)
     if batch_stats:
         mean = torch.empty(groups, C, device=x.device, dtype=torch.float32)
@@ -363,18 +379,18 @@ def norm_act_fwd(x, weight, bias, running_mean, running_var, out, out_channel_of
                 seed_arg, offset_arg, C, HW, W, rows, float(eps), float(momentum or 0.0),
                 *x.stride(), *y.stride(), float(slope), threshold, keep_scale,
                 GROUP_IS_SAMPLE=norm == "instance", UPDATE_RUNNING=update,
-                BLOCK_HW=block_rows, BLOCK_C=block_c1, num_warps=num_warps, **flags)
+                BLOCK_HW=block_rows, BLOCK_C=block_c1, num_warps=num_warps, **flags, **pdl)
             return (mean.view(C), rstd.view(C)) if norm == "batch" else (mean, rstd)
         splits, rows_per_split = _splits(x, rows, groups, channel_blocks, block_hw)
         part_mean = torch.empty(groups, splits, C, device=x.device, dtype=torch.float32)
         part_m2 = torch.empty_like(part_mean)
         _norm_act_stats_kernel[(groups * splits, channel_blocks)](
             x, part_mean, part_m2, C, HW, W, rows, rows_per_split, splits, *x.stride(),
-            GROUP_IS_SAMPLE=norm == "instance", BLOCK_HW=block_hw, BLOCK_C=block_c)
+            GROUP_IS_SAMPLE=norm == "instance", BLOCK_HW=block_hw, BLOCK_C=block_c, **pdl)
         _norm_act_stats_finalize_kernel[(groups, channel_blocks)](
             part_mean, part_m2, mean, rstd, *running,
             C, rows, rows_per_split, splits, float(eps), float(momentum or 0.0),
-            UPDATE_RUNNING=update, BLOCK_C=block_c)
+            UPDATE_RUNNING=update, BLOCK_C=block_c, **pdl)
         if norm == "batch":
             mean, rstd = mean.view(C), rstd.view(C)
     elif norm == "none":
@@ -388,7 +404,7 @@ def norm_act_fwd(x, weight, bias, running_mean, running_var, out, out_channel_of
         mean if norm != "none" else x, rstd if norm != "none" else x,
         seed_arg, offset_arg, C, HW, W, N * HW, *x.stride(), *y.stride(),
         float(slope), threshold, keep_scale,
-        NORM=NORM_CODES[norm], BLOCK_HW=block_hw, BLOCK_C=block_c, **flags)
+        NORM=NORM_CODES[norm], BLOCK_HW=block_hw, BLOCK_C=block_c, **flags, **pdl)
     return mean, rstd
 
 
@@ -444,7 +460,7 @@ def norm_act_bwd(grad_out_slice, x, weight, bias, mean, rstd, *, norm, activatio
     dummy = x
     common = dict(NORM=norm_code, AFFINE=affine, ACTIVATION=ACTIVATION_CODES[activation],
                   DROPOUT=dropout_p > 0, RNG_IN_MEMORY=rng_in_memory, BLOCK_HW=block_hw,
-                  BLOCK_C=block_c)
+                  BLOCK_C=block_c, **launch_options(x))
     stats = (mean if norm != "none" else dummy, rstd if norm != "none" else dummy)
     affine_args = (weight if affine else dummy, bias if affine else dummy)
     groups, rows = (N, HW) if norm == "instance" else (1, N * HW)
