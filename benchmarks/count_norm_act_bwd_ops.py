@@ -47,14 +47,17 @@ class OpCounter(TorchDispatchMode):
 
 
 class _KernelStub:
-    """Stands in for a Triton kernel: ``stub[grid](...)`` counts one launch."""
+    """Stands in for a Triton kernel: ``stub[grid](...)`` counts one launch (and appends the
+    kernel's name to ``order`` when given)."""
 
-    def __init__(self, launches):
-        self.launches = launches
+    def __init__(self, name, launches, order):
+        self.name, self.launches, self.order = name, launches, order
 
     def __getitem__(self, grid):
         def launch(*args, **kwargs):
             self.launches[0] += 1
+            if self.order is not None:
+                self.order.append(self.name)
         return launch
 
 
@@ -98,15 +101,17 @@ def count_backward(shape, norm: str, act_dtype, param_dtype, affine=None):
 
 
 @contextlib.contextmanager
-def gpu_decisions(sms: int = H200_SMS):
+def gpu_decisions(sms: int = H200_SMS, order=None):
     """Inside: every Triton kernel of the module is a stub that counts its launches (the
-    yielded one-element list), and the launchers decide as for a CUDA GPU with ``sms``
-    multiprocessors; everything is restored on exit."""
+    yielded one-element list; their names appended to the list ``order`` if given), and the
+    launchers decide as for a CUDA GPU with ``sms`` multiprocessors; everything is restored on
+    exit."""
     launches = [0]
     with contextlib.ExitStack() as stack:
         for name in dir(kernels):
             if name.endswith("_kernel"):  # jitted, or interpreted under TRITON_INTERPRET
-                stack.enter_context(mock.patch.object(kernels, name, _KernelStub(launches)))
+                stack.enter_context(mock.patch.object(kernels, name, _KernelStub(name, launches,
+                                                                               order)))
         stack.enter_context(mock.patch.object(kernels, "_interpreted", lambda x: False))
         stack.enter_context(mock.patch.object(kernels, "_sm_count", lambda index: sms))
         # meta tensors have no device index; the count never touches a GPU
