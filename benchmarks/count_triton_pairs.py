@@ -6,7 +6,7 @@ batch 1 with the Triton backend, its norm-act kernels replaced by stubs that rec
 and the launchers deciding as for a 132-SM H200 (``count_norm_act_bwd_ops.gpu_decisions``),
 and records every ATen op that launches work in between. A step runs G's forward and backward
 once, D's forward three times and its backward three times (the backward through D of the G
-step included). The CPU's own ops differ from CUDA's in places (its convolutions, bias adds),
+step included). The CPU's own ops differ from CUDA's in places (its convolutions),
 but no ATen op sits between two norm-act launches in either, so the Triton -> Triton pairs are
 the GPU step's.
 
