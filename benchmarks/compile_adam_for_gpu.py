@@ -15,20 +15,21 @@ POINTERS = {"Master_ptr": "*fp32", "ExpAvg_ptr": "*fp32", "ExpAvgSq_ptr": "*fp32
 
 def main() -> int:
     failures = 0
-    for copy_bf16 in (False, True):
+    jobs = ((False, False), (True, True))  # (COPY_BF16, PDL): PDL as the bf16 captured step
+    for copy_bf16, pdl in jobs:
         copy_type = "*bf16" if copy_bf16 else "*fp32"
-        constexprs = {"COPY_BF16": copy_bf16, "BLOCK": GPU_BLOCK}
+        constexprs = {"COPY_BF16": copy_bf16, "BLOCK": GPU_BLOCK, "PDL": pdl}
         signature = {name: POINTERS.get(name, copy_type if name in ("GradCopied_ptr", "Copy_ptr")
                                         else "i64")
                      for name in _adam_kernel.arg_names}
         signature.update({name: "constexpr" for name in constexprs})
         compiled = compile_for_sm90(_adam_kernel, signature, constexprs,
-                                    f"COPY_BF16={copy_bf16}")
+                                    f"COPY_BF16={copy_bf16} PDL={pdl}")
         if compiled is not None and "atom" not in compiled.asm["ptx"]:
             print(f"FAILED COPY_BF16={copy_bf16}: no atomic in the PTX")
             compiled = None
         failures += compiled is None
-    print(f"compiled 2 adam specializations for sm_90, {failures} failed")
+    print(f"compiled {len(jobs)} adam specializations for sm_90, {failures} failed")
     return 1 if failures else 0
 
 

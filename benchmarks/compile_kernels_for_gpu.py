@@ -22,6 +22,8 @@ def _signature(kernel, constexprs, activation_dtype):
     for name in kernel.arg_names:
         if name in constexprs:
             signature[name] = "constexpr"
+        elif name == "Counter_ptr":
+            signature[name] = "*i32"
         elif name.endswith("_ptr"):
             signature[name] = f"*{activation_dtype}" if name in _ACTIVATION_PTRS else "*fp32"
         elif name in _FLOAT_ARGS:
@@ -39,22 +41,27 @@ def _jobs():
     for norm, act, affine, dropout, in_memory in itertools.product(
             (0, 1, 2), (0, 1, 2), (False, True), (False, True), (False, True)):
         flags = dict(AFFINE=affine, ACTIVATION=act, DROPOUT=dropout, RNG_IN_MEMORY=in_memory,
-                     BLOCK_HW=32, BLOCK_C=64)
+                     BLOCK_HW=32, BLOCK_C=64, PDL=in_memory)  # PDL: as the captured step
         yield norm_act._norm_act_fwd_kernel, dict(flags, NORM=norm)
-        yield norm_act._norm_act_bwd_reduce_kernel, dict(flags, NORM=norm)
+        yield norm_act._norm_act_bwd_reduce_kernel, dict(flags, NORM=norm, BATCH_STATS=norm > 0,
+                                                         SHARED=not dropout, FINISH_G=4,
+                                                         FINISH_S=8)
         yield norm_act._norm_act_bwd_kernel, dict(flags, NORM=norm, BATCH_STATS=norm > 0)
-        yield norm_act._norm_act_bwd_one_pass_kernel, dict(flags, NORM=norm, BATCH_STATS=norm > 0)
+        yield norm_act._norm_act_bwd_one_pass_kernel, dict(flags, NORM=norm, BATCH_STATS=norm > 0,
+                                                           SHARED=not in_memory, FINISH_G=8)
         if norm:
             yield norm_act._norm_act_fwd_one_pass_kernel, dict(
                 flags, GROUP_IS_SAMPLE=norm == 1, UPDATE_RUNNING=norm == 2)
     for group_is_sample in (False, True):
         yield norm_act._norm_act_stats_kernel, dict(GROUP_IS_SAMPLE=group_is_sample,
-                                                    BLOCK_HW=32, BLOCK_C=64)
+                                                    BLOCK_HW=32, BLOCK_C=64, PDL=group_is_sample)
     for update in (False, True):
-        yield norm_act._norm_act_stats_finalize_kernel, dict(UPDATE_RUNNING=update, BLOCK_C=64)
+        yield norm_act._norm_act_stats_finalize_kernel, dict(UPDATE_RUNNING=update, BLOCK_C=64,
+                                                             PDL=update)
     for mode in (0, 1, 2):
-        yield losses._gan_loss_fwd_kernel, dict(MODE=mode, BLOCK=1024)
-    yield losses._l1_loss_fwd_kernel, dict(BLOCK=1024)
+        yield losses._gan_loss_fwd_kernel, dict(MODE=mode, BLOCK=1024, PDL=mode == 1)
+    for pdl in (False, True):
+        yield losses._l1_loss_fwd_kernel, dict(BLOCK=1024, PDL=pdl)
 
 
 def main(compile_all: bool) -> int:

@@ -30,10 +30,13 @@ def _signature(kernel, constexprs, dtype):
 
 
 def main() -> int:
-    jobs = [(_step_losses_kernel, dict(MODE=mode, B_IS_L1=l1, BLOCK=BLOCK), dtype)
+    # PDL (kernels/pdl.py) on in the bf16 / tallied variants, as the captured step would run
+    jobs = [(_step_losses_kernel, dict(MODE=mode, B_IS_L1=l1, BLOCK=BLOCK, PDL=dtype == "bf16"),
+             dtype)
             for mode, l1, dtype in itertools.product((0, 1, 2), (False, True), ("fp32", "bf16"))]
     jobs += [(_finish_step_losses_kernel,
-              dict(TALLY=tally, ADVANCE_STEP=advance, FINISH_BLOCK=FINISH_BLOCK), "fp32")
+              dict(TALLY=tally, ADVANCE_STEP=advance, FINISH_BLOCK=FINISH_BLOCK, PDL=tally),
+              "fp32")
              for tally, advance in ((False, False), (True, False), (True, True))]
     failures = 0
     for kernel, constexprs, dtype in jobs:

@@ -11,8 +11,14 @@ SM90 = GPUTarget("cuda", 90, 32)
 def compile_for_sm90(kernel, signature: dict, constexprs: dict, label: str):
     """The compiled kernel, or None after printing why ``label`` failed to compile."""
     try:
-        return triton.compile(ASTSource(fn=kernel, signature=signature, constexprs=constexprs),
-                              target=SM90)
+        compiled = triton.compile(ASTSource(fn=kernel, signature=signature,
+                                            constexprs=constexprs), target=SM90)
     except Exception as err:  # reported, and counted by the caller
         print(f"FAILED {label}: {err!r}"[:3000])
         return None
+    # a kernel with the PDL flag (kernels/pdl.py) waits for the previous grid exactly when on
+    if "PDL" in kernel.arg_names and ("griddepcontrol.wait" in compiled.asm["ptx"]) != bool(
+            constexprs.get("PDL")):
+        print(f"FAILED {label}: griddepcontrol.wait present with PDL={constexprs.get('PDL')}")
+        return None
+    return compiled

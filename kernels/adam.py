@@ -25,6 +25,8 @@ import torch
 import triton
 import triton.language as tl
 
+from fastp2p.kernels.pdl import launch_options, wait_for_previous_kernel
+
 # Elements per block: on a GPU, a size that keeps loads wide; CPU tensors run through the Triton
 # interpreter, whose cost is per operation, not per element, so they take much larger blocks.
 GPU_BLOCK, INTERPRETER_BLOCK = 1024, 32768
@@ -77,7 +79,9 @@ def _adam_kernel(
     Hyper_ptr,         # (4,) float64: HYPER_FIELDS
     numel, num_copied, num_blocks,
     COPY_BF16: tl.constexpr, BLOCK: tl.constexpr,
+    PDL: tl.constexpr = False,
 ):
+    wait_for_previous_kernel(PDL)
     ticket = tl.atomic_add(Ticket_ptr, 1)
     step = ticket // tl.num_programs(0) + 1
     beta1 = tl.load(Hyper_ptr)
@@ -155,4 +159,4 @@ def adam_step(master, exp_avg, exp_avg_sq, grad_copied, grad_own, copy, lr, tick
     _adam_kernel[(num_programs,)](
         master, exp_avg, exp_avg_sq, grad_copied, grad_own, copy, lr, ticket, hyper,
         numel, num_copied, triton.cdiv(numel, block),
-        COPY_BF16=copy.dtype == torch.bfloat16, BLOCK=block)
+        COPY_BF16=copy.dtype == torch.bfloat16, BLOCK=block, **launch_options(master))

@@ -10,6 +10,7 @@ import triton
 import triton.language as tl
 
 from fastp2p.kernels.codes import GAN_MODE_CODES
+from fastp2p.kernels.pdl import launch_options, wait_for_previous_kernel
 
 BLOCK = 1024
 
@@ -55,7 +56,9 @@ def _gan_loss_fwd_kernel(
     Partial_ptr,       # (num_blocks,) float32 partial sums of the per-element loss
     numel, target, inv_numel,
     MODE: tl.constexpr, BLOCK: tl.constexpr,
+    PDL: tl.constexpr = False,
 ):
+    wait_for_previous_kernel(PDL)
     offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
     ok = offs < numel
     x = tl.load(X_ptr + offs, mask=ok, other=0.0).to(tl.float32)
@@ -71,7 +74,9 @@ def _l1_loss_fwd_kernel(
     Partial_ptr,       # (num_blocks,) float32 partial sums of |x - y|
     numel, inv_numel,
     BLOCK: tl.constexpr,
+    PDL: tl.constexpr = False,
 ):
+    wait_for_previous_kernel(PDL)
     offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
     ok = offs < numel
     loss, grad = l1_loss_and_grad(X_ptr, Y_ptr, offs, ok, inv_numel)
@@ -109,7 +114,8 @@ def gan_loss_fwd(logits, *, mode, target_is_real):
     target = gan_target(mode, target_is_real)
     grad, partial, blocks = _grad_and_partials(x)
     _gan_loss_fwd_kernel[(blocks,)](x, grad, partial, numel, target, 1.0 / numel,
-                                    MODE=GAN_MODE_CODES[mode], BLOCK=BLOCK)
+                                    MODE=GAN_MODE_CODES[mode], BLOCK=BLOCK,
+                                    **launch_options(x))
     return partial.sum() / numel, grad
 
 
@@ -120,5 +126,6 @@ def l1_loss_fwd(x, y):
         y = torch.empty_like(x).copy_(y)
     numel = x.numel()
     grad, partial, blocks = _grad_and_partials(x)
-    _l1_loss_fwd_kernel[(blocks,)](x, y, grad, partial, numel, 1.0 / numel, BLOCK=BLOCK)
+    _l1_loss_fwd_kernel[(blocks,)](x, y, grad, partial, numel, 1.0 / numel, BLOCK=BLOCK,
+                                   **launch_options(x))
     return partial.sum() / numel, grad

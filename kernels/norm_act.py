@@ -7,7 +7,9 @@ Chan's merge of per-tile moments (no E[x^2]-E[x]^2), a tiny finalize combines th
 updates BatchNorm running stats), one elementwise pass writes ``out[:, c0:c0+C]``. Backward
 recomputes x_hat, the activation's derivative and the dropout mask
 (counter-based hash, never stored) from x and the saved (mean, rstd): one reduction pass for
-sum(g) and sum(g * x_hat), one elementwise pass for grad_x. Strides are passed everywhere, so
+sum(g) and sum(g * x_hat), whose last program per channel block adds the partials up into the
+group sums and grad_weight / grad_bias (in the parameters' dtype), then one elementwise pass
+for grad_x; no PyTorch op runs between them. Strides are passed everywhere, so
 channels-last (NHWC) is native and nothing is made contiguous.
 """
 import functools
@@ -16,13 +18,15 @@ import torch
 import triton
 import triton.language as tl
 
-from fastp2p.kernels.norm_act_tiles import (_activate_drop_store, _elementwise_tile, _load_affine,
+from fastp2p.kernels.norm_act_tiles import (_activate_drop_store, _elementwise_tile,
+                                            _finish_sums, _last_to_arrive, _load_affine,
                                             _load_affine_and_stats, _load_per_group,
                                             _merge_moments, _offsets, _recompute_grad_z,
                                             _rng_start, _split_program, _store_partials,
                                             _store_statistics, _tile)
 from fastp2p.kernels.codes import ACTIVATION_CODES, NORM_CODES
 from fastp2p.kernels.dropout_rng import LOW32, dropout_threshold, mix32
+from fastp2p.kernels.pdl import launch_options, wait_for_previous_kernel
 
 
 @triton.jit
@@ -33,7 +37,9 @@ def _norm_act_stats_kernel(
     C, HW, W, rows, rows_per_split, num_splits,
     sn, sc, sh, sw,
     GROUP_IS_SAMPLE: tl.constexpr, BLOCK_HW: tl.constexpr, BLOCK_C: tl.constexpr,
+    PDL: tl.constexpr = False,
 ):
+    wait_for_previous_kernel(PDL)
     group, split, col0, row_begin, row_end = _split_program(rows, rows_per_split, num_splits,
                                                             BLOCK_C)
     mean = tl.zeros((BLOCK_C,), tl.float32)
@@ -60,7 +66,9 @@ def _norm_act_stats_finalize_kernel(
     RunMean_ptr, RunVar_ptr,           # (C,) running stats (batch norm training) or dummies
     C, rows, rows_per_split, num_splits, eps, momentum,
     UPDATE_RUNNING: tl.constexpr, BLOCK_C: tl.constexpr,
+    PDL: tl.constexpr = False,
 ):
+    wait_for_previous_kernel(PDL)
     group = tl.program_id(0).to(tl.int64)
     c = tl.program_id(1).to(tl.int64) * BLOCK_C + tl.arange(0, BLOCK_C)
     ok = c < C
@@ -90,9 +98,11 @@ def _norm_act_fwd_one_pass_kernel(
     GROUP_IS_SAMPLE: tl.constexpr, UPDATE_RUNNING: tl.constexpr, AFFINE: tl.constexpr,
     ACTIVATION: tl.constexpr, DROPOUT: tl.constexpr, RNG_IN_MEMORY: tl.constexpr,
     BLOCK_HW: tl.constexpr, BLOCK_C: tl.constexpr,
+    PDL: tl.constexpr = False,
 ):
     """A whole group (BLOCK_HW >= rows) in registers: exact two-pass statistics from one read,
     then the output. One launch instead of three for the small maps (and batch 1)."""
+    wait_for_previous_kernel(PDL)
     group = tl.program_id(0).to(tl.int64)
     col0 = tl.program_id(1).to(tl.int64) * BLOCK_C
     n, hw, c, row_ok, col_ok, x_offs = _tile(0, col0, rows, group, C, HW, W, sxn, sxc, sxh, sxw,
@@ -127,7 +137,9 @@ def _norm_act_fwd_kernel(
     NORM: tl.constexpr, AFFINE: tl.constexpr, ACTIVATION: tl.constexpr,
     DROPOUT: tl.constexpr, RNG_IN_MEMORY: tl.constexpr,
     BLOCK_HW: tl.constexpr, BLOCK_C: tl.constexpr,
+    PDL: tl.constexpr = False,
 ):
+    wait_for_previous_kernel(PDL)
     n, hw, c, col_ok, mask, x_offs = _elementwise_tile(rows, C, HW, W, sxn, sxc, sxh, sxw,
                                                        BLOCK_HW, BLOCK_C)
     x = tl.load(X_ptr + x_offs, mask=mask, other=0.0).to(tl.float32)
@@ -143,14 +155,23 @@ def _norm_act_bwd_reduce_kernel(
     X_ptr, G_ptr,                      # input and grad of the output slice
     Weight_ptr, Bias_ptr, Mean_ptr, Rstd_ptr,
     PartSumG_ptr, PartSumGXhat_ptr,    # (G, S, C) float32 partial sums
+    SumG_ptr, SumGXhat_ptr,            # (G, C) float32 group sums (BATCH_STATS) or dummies
+    GradWeight_ptr, GradBias_ptr,      # (C,) in the parameters' dtype (AFFINE) or dummies
+    Counter_ptr,                       # (channel blocks,) int32 zeros, left zeroed
     Seed, Offset,
     C, HW, W, rows, rows_per_split, num_splits,
     sxn, sxc, sxh, sxw, sgn, sgc, sgh, sgw,
     slope, threshold, keep_scale,
-    NORM: tl.constexpr, AFFINE: tl.constexpr, ACTIVATION: tl.constexpr,
-    DROPOUT: tl.constexpr, RNG_IN_MEMORY: tl.constexpr,
+    NORM: tl.constexpr, BATCH_STATS: tl.constexpr, AFFINE: tl.constexpr,
+    ACTIVATION: tl.constexpr, DROPOUT: tl.constexpr, RNG_IN_MEMORY: tl.constexpr,
+    SHARED: tl.constexpr, FINISH_G: tl.constexpr, FINISH_S: tl.constexpr,
     BLOCK_HW: tl.constexpr, BLOCK_C: tl.constexpr,
+    PDL: tl.constexpr = False,
 ):
+    """Partial sums of g and g * x_hat per (group, split); the last program of a channel block
+    (SHARED: more than one per block) adds them up in a fixed order into the group sums and
+    grad_weight / grad_bias, so no other launch reduces them."""
+    wait_for_previous_kernel(PDL)
     group, split, col0, row_begin, row_end = _split_program(rows, rows_per_split, num_splits,
                                                             BLOCK_C)
     seed_mixed, offset = _rng_start(Seed, Offset, RNG_IN_MEMORY)
@@ -169,6 +190,10 @@ def _norm_act_bwd_reduce_kernel(
         sum_g_xhat += tl.sum(g * x_hat, axis=0)
     _store_partials(PartSumG_ptr, PartSumGXhat_ptr, sum_g, sum_g_xhat, group, split, num_splits,
                     col0, C, BLOCK_C)
+    if _last_to_arrive(Counter_ptr + tl.program_id(1), tl.num_programs(0), SHARED):
+        _finish_sums(PartSumG_ptr, PartSumGXhat_ptr, SumG_ptr, SumGXhat_ptr, GradBias_ptr,
+                     GradWeight_ptr, col0, C, tl.num_programs(0) // num_splits, num_splits,
+                     BATCH_STATS, AFFINE, FINISH_G, FINISH_S, BLOCK_C)
 
 
 @triton.jit(do_not_specialize=["Seed", "Offset"])
@@ -183,7 +208,9 @@ def _norm_act_bwd_kernel(
     NORM: tl.constexpr, BATCH_STATS: tl.constexpr, AFFINE: tl.constexpr,
     ACTIVATION: tl.constexpr, DROPOUT: tl.constexpr, RNG_IN_MEMORY: tl.constexpr,
     BLOCK_HW: tl.constexpr, BLOCK_C: tl.constexpr,
+    PDL: tl.constexpr = False,
 ):
+    wait_for_previous_kernel(PDL)
     n, hw, c, col_ok, mask, x_offs = _elementwise_tile(rows, C, HW, W, sxn, sxc, sxh, sxw,
                                                        BLOCK_HW, BLOCK_C)
     seed_mixed, offset = _rng_start(Seed, Offset, RNG_IN_MEMORY)
@@ -205,16 +232,22 @@ def _norm_act_bwd_kernel(
 def _norm_act_bwd_one_pass_kernel(
     X_ptr, G_ptr, DX_ptr,              # input, grad of the output slice, grad of the input
     Weight_ptr, Bias_ptr, Mean_ptr, Rstd_ptr,
-    SumGXhat_ptr, SumG_ptr,            # (G, C) float32 per-group sums (grad_weight, grad_bias)
+    PartSumG_ptr, PartSumGXhat_ptr,    # (G, C) float32 per-group sums (AFFINE) or dummies
+    GradWeight_ptr, GradBias_ptr,      # (C,) in the parameters' dtype (AFFINE) or dummies
+    Counter_ptr,                       # (channel blocks,) int32 zeros, left zeroed
     Seed, Offset,
     C, HW, W, rows,
     sxn, sxc, sxh, sxw, sgn, sgc, sgh, sgw, sdn, sdc, sdh, sdw,
     slope, threshold, keep_scale,
     NORM: tl.constexpr, BATCH_STATS: tl.constexpr, AFFINE: tl.constexpr,
     ACTIVATION: tl.constexpr, DROPOUT: tl.constexpr, RNG_IN_MEMORY: tl.constexpr,
-    BLOCK_HW: tl.constexpr, BLOCK_C: tl.constexpr,
+    SHARED: tl.constexpr, FINISH_G: tl.constexpr, BLOCK_HW: tl.constexpr, BLOCK_C: tl.constexpr,
+    PDL: tl.constexpr = False,
 ):
-    """The whole group in registers: the sums and grad_x from one read of x and of the grad."""
+    """The whole group in registers: the sums and grad_x from one read of x and of the grad;
+    grad_weight / grad_bias summed over the groups by the last program of each channel block
+    (SHARED: more than one group)."""
+    wait_for_previous_kernel(PDL)
     group = tl.program_id(0).to(tl.int64)
     col0 = tl.program_id(1).to(tl.int64) * BLOCK_C
     n, hw, c, row_ok, col_ok, x_offs = _tile(0, col0, rows, group, C, HW, W, sxn, sxc, sxh, sxw,
@@ -228,14 +261,18 @@ def _norm_act_bwd_one_pass_kernel(
     x_hat = tl.where(mask, x_hat, 0.0)  # g is 0 there too: padding adds nothing to the sums
     sum_g = tl.sum(g, axis=0)
     sum_g_xhat = tl.sum(g * x_hat, axis=0)
-    if AFFINE:
-        tl.store(SumGXhat_ptr + group * C + c, sum_g_xhat, mask=col_ok)
-        tl.store(SumG_ptr + group * C + c, sum_g, mask=col_ok)
     dx = g * weight * rstd
     if BATCH_STATS:
         dx -= weight * rstd / rows * (sum_g[None, :] + x_hat * sum_g_xhat[None, :])
     dx_offs = _offsets(n, hw, c, W, sdn, sdc, sdh, sdw)
     tl.store(DX_ptr + dx_offs, dx.to(DX_ptr.dtype.element_ty), mask=mask)
+    if AFFINE:
+        _store_partials(PartSumG_ptr, PartSumGXhat_ptr, sum_g, sum_g_xhat, group, 0, 1, col0, C,
+                        BLOCK_C)
+        if _last_to_arrive(Counter_ptr + tl.program_id(1), tl.num_programs(0), SHARED):
+            _finish_sums(PartSumG_ptr, PartSumGXhat_ptr, PartSumG_ptr, PartSumGXhat_ptr,
+                         GradBias_ptr, GradWeight_ptr, col0, C, tl.num_programs(0), 1, False,
+                         True, FINISH_G, 1, BLOCK_C)
 
 
 # ----------------------------------------------------------------------------- host launchers
@@ -328,6 +365,7 @@ def norm_act_fwd(x, weight, bias, running_mean, running_var, out, out_channel_of
     update = norm == "batch" and training and running_mean is not None
     flags = dict(AFFINE=affine, ACTIVATION=ACTIVATION_CODES[activation], DROPOUT=dropout_p > 0,
                  RNG_IN_MEMORY=rng_in_memory)
+    pdl = launch_options(x)
     groups, rows = (N, HW) if norm == "instance" else (1, N * HW)
     if batch_stats:
         mean = torch.empty(groups, C, device=x.device, dtype=torch.float32)
@@ -341,18 +379,18 @@ def norm_act_fwd(x, weight, bias, running_mean, running_var, out, out_channel_of
                 seed_arg, offset_arg, C, HW, W, rows, float(eps), float(momentum or 0.0),
                 *x.stride(), *y.stride(), float(slope), threshold, keep_scale,
                 GROUP_IS_SAMPLE=norm == "instance", UPDATE_RUNNING=update,
-                BLOCK_HW=block_rows, BLOCK_C=block_c1, num_warps=num_warps, **flags)
+                BLOCK_HW=block_rows, BLOCK_C=block_c1, num_warps=num_warps, **flags, **pdl)
             return (mean.view(C), rstd.view(C)) if norm == "batch" else (mean, rstd)
         splits, rows_per_split = _splits(x, rows, groups, channel_blocks, block_hw)
         part_mean = torch.empty(groups, splits, C, device=x.device, dtype=torch.float32)
         part_m2 = torch.empty_like(part_mean)
         _norm_act_stats_kernel[(groups * splits, channel_blocks)](
             x, part_mean, part_m2, C, HW, W, rows, rows_per_split, splits, *x.stride(),
-            GROUP_IS_SAMPLE=norm == "instance", BLOCK_HW=block_hw, BLOCK_C=block_c)
+            GROUP_IS_SAMPLE=norm == "instance", BLOCK_HW=block_hw, BLOCK_C=block_c, **pdl)
         _norm_act_stats_finalize_kernel[(groups, channel_blocks)](
             part_mean, part_m2, mean, rstd, *running,
             C, rows, rows_per_split, splits, float(eps), float(momentum or 0.0),
-            UPDATE_RUNNING=update, BLOCK_C=block_c)
+            UPDATE_RUNNING=update, BLOCK_C=block_c, **pdl)
         if norm == "batch":
             mean, rstd = mean.view(C), rstd.view(C)
     elif norm == "none":
@@ -366,14 +404,40 @@ def norm_act_fwd(x, weight, bias, running_mean, running_var, out, out_channel_of
         mean if norm != "none" else x, rstd if norm != "none" else x,
         seed_arg, offset_arg, C, HW, W, N * HW, *x.stride(), *y.stride(),
         float(slope), threshold, keep_scale,
-        NORM=NORM_CODES[norm], BLOCK_HW=block_hw, BLOCK_C=block_c, **flags)
+        NORM=NORM_CODES[norm], BLOCK_HW=block_hw, BLOCK_C=block_c, **flags, **pdl)
     return mean, rstd
 
 
-def _sum_dim(t: torch.Tensor, dim: int) -> torch.Tensor:
-    """``t.sum(dim)``, as a view when that dimension has one entry (batch norm's single group,
-    a reduction in one split): at batch 1 each of these launches costs more than its sum."""
-    return t.select(dim, 0) if t.shape[dim] == 1 else t.sum(dim)
+# Arrival counters of the backward kernels' last-program reductions: int32 zeros that every
+# kernel leaves zeroed. Each call takes the next slots of a per-device ring, so kernels that run
+# at the same time on different streams (up to the ring's length in channel blocks) never share
+# a counter; a CUDA graph keeps the slots it captured, which stay valid since every user
+# resets its own.
+_COUNTER_RING = 1 << 16
+_counter_rings: dict = {}
+
+
+def _counters(device: torch.device, count: int) -> torch.Tensor:
+    """``count`` zeroed int32 arrival counters on ``device`` (no launch after the first call)."""
+    ring, next_slot = _counter_rings.get(device, (None, 0))
+    if ring is None:
+        ring = torch.zeros(_COUNTER_RING, device=device, dtype=torch.int32)
+    if next_slot + count > _COUNTER_RING:
+        next_slot = 0
+    _counter_rings[device] = (ring, next_slot + count)
+    return ring[next_slot:next_slot + count]
+
+
+# Most partials one load of a last-program reduction covers (a tile of groups x splits x
+# channels): a short chain of dependent loads without raising the kernels' register use much.
+_FINISH_TILE = 2048
+
+
+def _finish_tile(groups: int, splits: int, block_c: int):
+    """(FINISH_G, FINISH_S): groups and splits per load of the last program's reduction."""
+    finish_s = min(triton.next_power_of_2(splits), max(_FINISH_TILE // block_c, 1))
+    finish_g = min(triton.next_power_of_2(groups), max(_FINISH_TILE // (finish_s * block_c), 1))
+    return finish_g, finish_s
 
 
 def norm_act_bwd(grad_out_slice, x, weight, bias, mean, rstd, *, norm, activation, slope,
@@ -396,44 +460,50 @@ def norm_act_bwd(grad_out_slice, x, weight, bias, mean, rstd, *, norm, activatio
     dummy = x
     common = dict(NORM=norm_code, AFFINE=affine, ACTIVATION=ACTIVATION_CODES[activation],
                   DROPOUT=dropout_p > 0, RNG_IN_MEMORY=rng_in_memory, BLOCK_HW=block_hw,
-                  BLOCK_C=block_c)
+                  BLOCK_C=block_c, **launch_options(x))
     stats = (mean if norm != "none" else dummy, rstd if norm != "none" else dummy)
     affine_args = (weight if affine else dummy, bias if affine else dummy)
-    grad_weight = grad_bias = None
     groups, rows = (N, HW) if norm == "instance" else (1, N * HW)
     grad_x = torch.empty_like(x)
+    # grad_weight / grad_bias are written by the kernels in the parameters' dtype
+    grad_weight, grad_bias = ((torch.empty_like(weight), torch.empty_like(bias)) if affine
+                              else (None, None))
+    grad_params = (grad_weight, grad_bias) if affine else (dummy, dummy)
     one_pass = _one_pass_block(rows, C)
     if one_pass:
         block_rows, block_c1, num_warps = one_pass
+        blocks = triton.cdiv(C, block_c1)
         sums = [torch.empty(groups, C, device=x.device, dtype=torch.float32) if affine else dummy
                 for _ in range(2)]
-        _norm_act_bwd_one_pass_kernel[(groups, triton.cdiv(C, block_c1))](
-            x, grad_out_slice, grad_x, *affine_args, *stats, *sums, seed_arg, offset_arg,
-            C, HW, W, rows, *x.stride(), *grad_out_slice.stride(), *grad_x.stride(),
-            float(slope), threshold, keep_scale, BATCH_STATS=batch_stats,
+        _norm_act_bwd_one_pass_kernel[(groups, blocks)](
+            x, grad_out_slice, grad_x, *affine_args, *stats, *sums, *grad_params,
+            _counters(x.device, blocks) if affine and groups > 1 else dummy,
+            seed_arg, offset_arg, C, HW, W, rows, *x.stride(), *grad_out_slice.stride(),
+            *grad_x.stride(), float(slope), threshold, keep_scale, BATCH_STATS=batch_stats,
+            SHARED=groups > 1, FINISH_G=_finish_tile(groups, 1, block_c1)[0],
             **dict(common, BLOCK_HW=block_rows, BLOCK_C=block_c1),
             num_warps=num_warps)
-        if affine:
-            grad_weight = _sum_dim(sums[0], 0).to(weight.dtype)
-            grad_bias = _sum_dim(sums[1], 0).to(bias.dtype)
         return grad_x, grad_weight, grad_bias
     sum_g = sum_g_xhat = dummy
     if batch_stats or affine:
         splits, rows_per_split = _splits(x, rows, groups, channel_blocks, block_hw)
         part_g = torch.empty(groups, splits, C, device=x.device, dtype=torch.float32)
         part_g_xhat = torch.empty_like(part_g)
+        if batch_stats:
+            sum_g = torch.empty(groups, C, device=x.device, dtype=torch.float32)
+            sum_g_xhat = torch.empty_like(sum_g)
+        shared = groups * splits > 1
+        finish_g, finish_s = _finish_tile(groups, splits, block_c)
         _norm_act_bwd_reduce_kernel[(groups * splits, channel_blocks)](
-            x, grad_out_slice, *affine_args, *stats, part_g, part_g_xhat, seed_arg, offset_arg,
-            C, HW, W, rows, rows_per_split, splits, *x.stride(), *grad_out_slice.stride(),
-            float(slope), threshold, keep_scale, **common)
-        sum_g, sum_g_xhat = _sum_dim(part_g, 1), _sum_dim(part_g_xhat, 1)
-        if affine:
-            grad_weight = _sum_dim(sum_g_xhat, 0).to(weight.dtype)
-            grad_bias = _sum_dim(sum_g, 0).to(bias.dtype)
+            x, grad_out_slice, *affine_args, *stats, part_g, part_g_xhat, sum_g, sum_g_xhat,
+            *grad_params, _counters(x.device, channel_blocks) if shared else dummy,
+            seed_arg, offset_arg, C, HW, W, rows, rows_per_split, splits, *x.stride(),
+            *grad_out_slice.stride(), float(slope), threshold, keep_scale,
+            BATCH_STATS=batch_stats, SHARED=shared, FINISH_G=finish_g, FINISH_S=finish_s,
+            **common)
     grid = (triton.cdiv(N * HW, block_hw), channel_blocks)
     _norm_act_bwd_kernel[grid](
         x, grad_out_slice, grad_x, *affine_args, *stats, sum_g, sum_g_xhat, seed_arg, offset_arg,
         C, HW, W, N * HW, 1.0 / rows, *x.stride(), *grad_out_slice.stride(),
         *grad_x.stride(), float(slope), threshold, keep_scale, BATCH_STATS=batch_stats, **common)
     return grad_x, grad_weight, grad_bias
-

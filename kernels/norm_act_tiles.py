@@ -206,3 +206,56 @@ def _store_partials(A_ptr, B_ptr, a, b, group, split, num_splits, col0, C,
     at = (group * num_splits + split) * C + c
     tl.store(A_ptr + at, a, mask=c < C)
     tl.store(B_ptr + at, b, mask=c < C)
+
+
+@triton.jit
+def _last_to_arrive(Counter_ptr, programs, SHARED: tl.constexpr):
+    """Whether this program is the last of the ``programs`` that share the counter to get here
+    (their stores before the call then visible to it); the last one resets the counter to 0, so
+    the next launch (a CUDA-graph replay included) finds it zeroed. A counter of one program
+    (not SHARED) is never touched."""
+    tl.debug_barrier()  # every thread's stores issued before the release / the reads after
+    if SHARED:
+        arrived = tl.atomic_add(Counter_ptr, 1, sem="acq_rel")
+        last = arrived == programs - 1
+        if last:
+            tl.store(Counter_ptr, 0)
+    else:
+        last = True
+    return last
+
+
+@triton.jit
+def _finish_sums(PartA_ptr, PartB_ptr, SumA_ptr, SumB_ptr, TotalA_ptr, TotalB_ptr, col0, C,
+                 num_groups, num_splits, GROUP_SUMS: tl.constexpr, TOTALS: tl.constexpr,
+                 BLOCK_G: tl.constexpr, BLOCK_S: tl.constexpr, BLOCK_C: tl.constexpr):
+    """From (G, S, C) float32 partials of a channel block: the (G, C) float32 group sums
+    (GROUP_SUMS) and the (C,) totals over the groups (TOTALS), stored in the totals' dtype (the
+    affine parameters'). (BLOCK_G, BLOCK_S, BLOCK_C) tiles keep the chain of dependent loads
+    short (hundreds of partials in a few loads); fixed tiles make a fixed order: deterministic."""
+    c = col0 + tl.arange(0, BLOCK_C)
+    c_ok = c < C
+    total_a = tl.zeros((BLOCK_C,), tl.float32)
+    total_b = tl.zeros((BLOCK_C,), tl.float32)
+    for group0 in range(0, num_groups, BLOCK_G):
+        g = group0 + tl.arange(0, BLOCK_G)
+        a = tl.zeros((BLOCK_G, BLOCK_C), tl.float32)
+        b = tl.zeros((BLOCK_G, BLOCK_C), tl.float32)
+        for split0 in range(0, num_splits, BLOCK_S):
+            s = split0 + tl.arange(0, BLOCK_S)
+            at = ((g[:, None, None] * num_splits + s[None, :, None]) * C + c[None, None, :])
+            ok = ((g < num_groups)[:, None, None] & (s < num_splits)[None, :, None]
+                  & c_ok[None, None, :])
+            # .cg: other programs wrote these through L2; this SM's L1 may not have them
+            a += tl.sum(tl.load(PartA_ptr + at, mask=ok, other=0.0, cache_modifier=".cg"), 1)
+            b += tl.sum(tl.load(PartB_ptr + at, mask=ok, other=0.0, cache_modifier=".cg"), 1)
+        if GROUP_SUMS:
+            at = g[:, None] * C + c[None, :]
+            ok = (g < num_groups)[:, None] & c_ok[None, :]
+            tl.store(SumA_ptr + at, a, mask=ok)
+            tl.store(SumB_ptr + at, b, mask=ok)
+        total_a += tl.sum(a, 0)
+        total_b += tl.sum(b, 0)
+    if TOTALS:
+        tl.store(TotalA_ptr + c, total_a.to(TotalA_ptr.dtype.element_ty), mask=c_ok)
+        tl.store(TotalB_ptr + c, total_b.to(TotalB_ptr.dtype.element_ty), mask=c_ok)

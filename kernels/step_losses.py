@@ -16,6 +16,7 @@ import triton.language as tl
 from fastp2p.kernels.codes import GAN_MODE_CODES
 from fastp2p.kernels.losses import (gan_loss_and_grad, gan_target, l1_loss_and_grad,
                                     storage_order)
+from fastp2p.kernels.pdl import launch_options, wait_for_previous_kernel
 
 BLOCK = 1024
 FINISH_BLOCK = 1024
@@ -56,7 +57,9 @@ def _step_losses_kernel(
     inv_a_numel, inv_b_numel,
     a_weight, b_weight,         # the factor of each mean in the network's total loss
     MODE: tl.constexpr, B_IS_L1: tl.constexpr, BLOCK: tl.constexpr,
+    PDL: tl.constexpr = False,
 ):
+    wait_for_previous_kernel(PDL)
     pid = tl.program_id(0)
     if pid < a_blocks:
         part = _gan_block(A_ptr, Grad_a_ptr, pid, a_numel, a_target, inv_a_numel, a_weight,
@@ -92,7 +95,9 @@ def _finish_step_losses_kernel(
     b_factor, total_factor,     # part_b = mean_b * b_factor; total = (a + b) * total_factor
     pos_a, pos_b,               # where part_a / part_b are added in loss_sums
     TALLY: tl.constexpr, ADVANCE_STEP: tl.constexpr, FINISH_BLOCK: tl.constexpr,
+    PDL: tl.constexpr = False,
 ):
+    wait_for_previous_kernel(PDL)
     part_a = _range_sum(Partial_ptr, 0, a_blocks, FINISH_BLOCK) / a_count
     part_b = _range_sum(Partial_ptr, a_blocks, b_blocks, FINISH_BLOCK) / b_count * b_factor
     tl.store(Losses_ptr, (part_a + part_b) * total_factor)
@@ -119,7 +124,8 @@ def _launch(a, grad_a, b, y, grad_b, *, mode, a_target, b_target, a_weight, b_we
     _step_losses_kernel[(a_blocks + b_blocks,)](
         a, grad_a, b, b if y is None else y, grad_b, partial,
         a_numel, b_numel, a_blocks, a_target, b_target, 1.0 / a_numel, 1.0 / b_numel,
-        a_weight, b_weight, MODE=GAN_MODE_CODES[mode], B_IS_L1=y is not None, BLOCK=BLOCK)
+        a_weight, b_weight, MODE=GAN_MODE_CODES[mode], B_IS_L1=y is not None, BLOCK=BLOCK,
+        **launch_options(a))
     if tally is None:
         sums = step = first = losses  # not read without TALLY
         positions, advance = (0, 0), False
@@ -129,7 +135,7 @@ def _launch(a, grad_a, b, y, grad_b, *, mode, a_target, b_target, a_weight, b_we
     _finish_step_losses_kernel[(1,)](
         partial, losses, sums, step, first, a_blocks, b_blocks, float(a_numel), float(b_numel),
         b_factor, total_factor, positions[0], positions[1], TALLY=tally is not None,
-        ADVANCE_STEP=advance, FINISH_BLOCK=FINISH_BLOCK)
+        ADVANCE_STEP=advance, FINISH_BLOCK=FINISH_BLOCK, **launch_options(a))
     return losses
 
 

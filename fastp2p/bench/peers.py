@@ -7,6 +7,7 @@ graph. The fastp2p peer runs ``fastp2p.train.engine.Pix2PixEngine``, imported on
 so that its absence shows up as that peer's failure, not the suite's.
 """
 import contextlib
+import os
 from dataclasses import dataclass
 
 import torch
@@ -35,6 +36,7 @@ class PeerSpec:
     master_weights: bool = False     # fastp2p: the engine's master_weights option (issue 17)
     fused_step_losses: bool = False  # fastp2p: the engine's fused_step_losses option (issue 17)
     side_streams: bool = False       # fastp2p: the engine's side_streams option (issue 17)
+    pdl: bool = False                # fastp2p: FASTP2P_PDL=1 around the run (issue 17)
 
     def options(self, device_type: str) -> dict:
         """The options as run on ``device_type``: the engine's keyword arguments for fastp2p
@@ -87,8 +89,34 @@ PEERS = (
              "backward share on the real pair on a second CUDA stream inside the one graph, "
              "beside the fake pair's; off by default until measured faster",
              execution="fastp2p", cuda_only=True, side_streams=True),
+    PeerSpec("fastp2p-pdl", "fastp2p with FASTP2P_PDL=1: the Triton kernels of the step use "
+             "programmatic dependent launch on GPUs of compute capability >= 9 (a kernel's "
+             "launch overlaps the previous one's end); off by default until measured faster",
+             execution="fastp2p", cuda_only=True, pdl=True),
 )
 PEER_NAMES = tuple(peer.name for peer in PEERS)
+PDL_ENV_VAR = "FASTP2P_PDL"  # read by fastp2p.kernels.pdl (kept here so no import of triton)
+
+
+def peer_environment(spec: PeerSpec, device_type: str) -> dict:
+    """Environment variables set around the peer's whole run (build, warm-up with its capture,
+    timing, profile): FASTP2P_PDL=1 for a PDL peer on CUDA, else none."""
+    return {PDL_ENV_VAR: "1"} if spec.pdl and device_type == "cuda" else {}
+
+
+@contextlib.contextmanager
+def environment(variables: dict):
+    """``variables`` set in os.environ inside, the previous values restored after."""
+    previous = {name: os.environ.get(name) for name in variables}
+    os.environ.update(variables)
+    try:
+        yield
+    finally:
+        for name, value in previous.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 def peer_by_name(name: str) -> PeerSpec:

@@ -6,7 +6,7 @@ import torch
 
 from fastp2p.bench.launches import device_work_per_step
 from fastp2p.bench.networks import NetworkConfig, make_batch
-from fastp2p.bench.peers import PeerSpec, build_peer_step
+from fastp2p.bench.peers import PeerSpec, build_peer_step, environment, peer_environment
 from fastp2p.bench.runner import Job
 from fastp2p.bench.timing import cudnn_benchmark, time_steps
 
@@ -25,12 +25,14 @@ def training_job(spec: PeerSpec, batch_size: int, settings: TrainingSettings) ->
     device_type = torch.device(device).type
     options = spec.options(device_type)
     autotune = spec.cudnn_benchmark and device_type == "cuda"
+    variables = peer_environment(spec, device_type)
     identity = {"peer": spec.name, "batch_size": batch_size, "device": device_type,
-                "execution": spec.execution, **options, "cudnn_benchmark": autotune}
+                "execution": spec.execution, **options, "cudnn_benchmark": autotune,
+                **({"pdl": True} if variables else {})}
 
     def run():
         cuda = device_type == "cuda"
-        with cudnn_benchmark(autotune):
+        with cudnn_benchmark(autotune), environment(variables):
             if cuda:
                 torch.cuda.reset_peak_memory_stats(device)
             real_a, real_b = make_batch(settings.config, batch_size, device)

@@ -1,0 +1,56 @@
+"""Programmatic dependent launch (PDL) for the training step's small Triton kernels (issue 17).
+
+With ``FASTP2P_PDL=1`` on a CUDA GPU of compute capability >= 9 (Hopper), a launcher adds
+``launch_options(x)`` to its launch: the constexpr ``PDL`` and Triton's ``launch_pdl``. The GPU
+may then start the kernel's programs before the kernel ahead of it in the stream has finished,
+hiding the launch latency; each kernel's first statement, ``wait_for_previous_kernel(PDL)``,
+blocks until that kernel has completed and its writes are visible (so nothing is read or
+overwritten early), then lets the next kernel start launching in turn. Off (no variable, another
+device, the interpreter) the launch is exactly what it was without PDL: no extra argument.
+
+Off by default until a GPU run measures it faster (benchmark peer ``fastp2p-pdl``). The variable
+is read here at every launch, not in ``fastp2p.ops.backends`` with the other settings, because
+kernels/ may not import the ops layer.
+"""
+import functools
+import os
+
+import torch
+import triton
+import triton.language as tl
+
+ENV_VAR = "FASTP2P_PDL"
+_ON = {"PDL": True, "launch_pdl": True}
+_OFF: dict = {}
+_ENV_KEY = os.environ.encodekey(ENV_VAR) if hasattr(os.environ, "encodekey") else None
+
+
+def requested() -> bool:
+    """Whether FASTP2P_PDL=1 now (read from os.environ's dict directly: ``os.environ.get`` of an
+    unset name raises and catches a KeyError, about a microsecond per launch)."""
+    data = getattr(os.environ, "_data", None)
+    if data is None or _ENV_KEY is None:
+        return os.environ.get(ENV_VAR) == "1"
+    value = data.get(_ENV_KEY)
+    return value is not None and os.environ.decodevalue(value) == "1"
+
+
+@functools.lru_cache(maxsize=None)
+def _capable(device_index: int) -> bool:
+    return torch.cuda.get_device_capability(device_index)[0] >= 9
+
+
+def launch_options(x: torch.Tensor) -> dict:
+    """The extra launch arguments for a kernel over ``x``'s device: PDL on, or none at all."""
+    if x.device.type != "cuda" or not requested():
+        return _OFF
+    return _ON if _capable(x.device.index) else _OFF
+
+
+@triton.jit
+def wait_for_previous_kernel(PDL: tl.constexpr):
+    """With PDL: wait until the previous kernel in the stream has completed (its writes
+    visible), then allow the next one to begin launching. Without: nothing."""
+    if PDL:
+        tl.extra.cuda.gdc_wait()
+        tl.extra.cuda.gdc_launch_dependents()
