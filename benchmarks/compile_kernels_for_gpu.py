@@ -24,6 +24,8 @@ def _signature(kernel, constexprs, activation_dtype):
             signature[name] = "constexpr"
         elif name == "Counter_ptr":
             signature[name] = "*i32"
+        elif name == "Batches_ptr":
+            signature[name] = "*i64"
         elif name.endswith("_ptr"):
             signature[name] = f"*{activation_dtype}" if name in _ACTIVATION_PTRS else "*fp32"
         elif name in _FLOAT_ARGS:
@@ -51,13 +53,14 @@ def _jobs():
                                                            SHARED=not in_memory, FINISH_G=8)
         if norm:
             yield norm_act._norm_act_fwd_one_pass_kernel, dict(
-                flags, GROUP_IS_SAMPLE=norm == 1, UPDATE_RUNNING=norm == 2)
-    for group_is_sample in (False, True):
-        yield norm_act._norm_act_stats_kernel, dict(GROUP_IS_SAMPLE=group_is_sample,
-                                                    BLOCK_HW=32, BLOCK_C=64, PDL=group_is_sample)
-    for update in (False, True):
-        yield norm_act._norm_act_stats_finalize_kernel, dict(UPDATE_RUNNING=update, BLOCK_C=64,
-                                                             PDL=update)
+                flags, GROUP_IS_SAMPLE=norm == 1, UPDATE_RUNNING=norm == 2,
+                COUNT_BATCH=norm == 2 and affine)
+    for group_is_sample, update, count, shared in (
+            (True, False, False, True), (True, False, False, False), (False, False, False, True),
+            (False, True, False, True), (False, True, True, True), (False, True, True, False)):
+        yield norm_act._norm_act_stats_kernel, dict(
+            GROUP_IS_SAMPLE=group_is_sample, UPDATE_RUNNING=update, COUNT_BATCH=count,
+            SHARED=shared, BLOCK_HW=32, BLOCK_C=64, PDL=group_is_sample)
     for mode in (0, 1, 2):
         yield losses._gan_loss_fwd_kernel, dict(MODE=mode, BLOCK=1024, PDL=mode == 1)
     for pdl in (False, True):

@@ -3,8 +3,9 @@
 Groups small enough for registers (maps up to 32x32 at batch 1, the small instance-norm maps at
 any batch) take one kernel that reads x once, forward and backward. Larger ones: a split
 reduction computes fp32 per-channel (batch) or per-(sample, channel) (instance) mean/M2 with
-Chan's merge of per-tile moments (no E[x^2]-E[x]^2), a tiny finalize combines the splits (and
-updates BatchNorm running stats), one elementwise pass writes ``out[:, c0:c0+C]``. Backward
+Chan's merge of per-tile moments (no E[x^2]-E[x]^2), whose last program per channel block
+merges the splits (and updates BatchNorm's running stats and num_batches_tracked), then one
+elementwise pass writes ``out[:, c0:c0+C]``. Backward
 recomputes x_hat, the activation's derivative and the dropout mask
 (counter-based hash, never stored) from x and the saved (mean, rstd): one reduction pass for
 sum(g) and sum(g * x_hat), whose last program per channel block adds the partials up into the
@@ -18,8 +19,9 @@ import torch
 import triton
 import triton.language as tl
 
-from fastp2p.kernels.norm_act_tiles import (_activate_drop_store, _elementwise_tile,
-                                            _finish_sums, _last_to_arrive, _load_affine,
+from fastp2p.kernels.norm_act_tiles import (_activate_drop_store, _count_batch,
+                                            _elementwise_tile, _finish_moments, _finish_sums,
+                                            _last_to_arrive, _load_affine,
                                             _load_affine_and_stats, _load_per_group,
                                             _merge_moments, _offsets, _recompute_grad_z,
                                             _rng_start, _split_program, _store_partials,
@@ -31,14 +33,21 @@ from fastp2p.kernels.pdl import launch_options, wait_for_previous_kernel
 
 @triton.jit
 def _norm_act_stats_kernel(
-    X_ptr,            # (N, C, H, W) input, any strides
-    PartMean_ptr,     # (G, S, C) float32: mean of each split
-    PartM2_ptr,       # (G, S, C) float32: sum of squared deviations of each split
-    C, HW, W, rows, rows_per_split, num_splits,
+    X_ptr,                             # (N, C, H, W) input, any strides
+    PartMean_ptr, PartM2_ptr,          # (G, S, C) float32: mean and M2 of each split
+    Mean_ptr, Rstd_ptr,                # (G, C) float32 outputs
+    RunMean_ptr, RunVar_ptr,           # (C,) running stats (batch norm training) or dummies
+    Batches_ptr,                       # int64 num_batches_tracked (COUNT_BATCH) or a dummy
+    Counter_ptr,                       # (channel blocks,) int32 zeros, left zeroed
+    C, HW, W, rows, rows_per_split, num_splits, eps, momentum,
     sn, sc, sh, sw,
-    GROUP_IS_SAMPLE: tl.constexpr, BLOCK_HW: tl.constexpr, BLOCK_C: tl.constexpr,
+    GROUP_IS_SAMPLE: tl.constexpr, UPDATE_RUNNING: tl.constexpr, COUNT_BATCH: tl.constexpr,
+    SHARED: tl.constexpr, BLOCK_HW: tl.constexpr, BLOCK_C: tl.constexpr,
     PDL: tl.constexpr = False,
 ):
+    """Each (group, split)'s moments with Chan's merge of per-tile moments; the last program of
+    a channel block (SHARED: more than one per block) merges the splits of every group into
+    (mean, rstd) and the running statistics, so no finalize launch follows."""
     wait_for_previous_kernel(PDL)
     group, split, col0, row_begin, row_end = _split_program(rows, rows_per_split, num_splits,
                                                             BLOCK_C)
@@ -57,32 +66,12 @@ def _norm_act_stats_kernel(
         mean, m2, count = _merge_moments(mean, m2, count, tile_mean, tile_m2, tile_count)
     _store_partials(PartMean_ptr, PartM2_ptr, mean, m2, group, split, num_splits, col0, C,
                     BLOCK_C)
-
-
-@triton.jit
-def _norm_act_stats_finalize_kernel(
-    PartMean_ptr, PartM2_ptr,          # (G, S, C) split moments
-    Mean_ptr, Rstd_ptr,                # (G, C) float32 outputs
-    RunMean_ptr, RunVar_ptr,           # (C,) running stats (batch norm training) or dummies
-    C, rows, rows_per_split, num_splits, eps, momentum,
-    UPDATE_RUNNING: tl.constexpr, BLOCK_C: tl.constexpr,
-    PDL: tl.constexpr = False,
-):
-    wait_for_previous_kernel(PDL)
-    group = tl.program_id(0).to(tl.int64)
-    c = tl.program_id(1).to(tl.int64) * BLOCK_C + tl.arange(0, BLOCK_C)
-    ok = c < C
-    mean = tl.zeros((BLOCK_C,), tl.float32)
-    m2 = tl.zeros((BLOCK_C,), tl.float32)
-    count = tl.zeros((BLOCK_C,), tl.float32)
-    for split in range(0, num_splits):
-        at = (group * num_splits + split) * C + c
-        split_mean = tl.load(PartMean_ptr + at, mask=ok, other=0.0)
-        split_m2 = tl.load(PartM2_ptr + at, mask=ok, other=0.0)
-        split_count = tl.minimum(rows - split * rows_per_split, rows_per_split).to(tl.float32)
-        mean, m2, count = _merge_moments(mean, m2, count, split_mean, split_m2, split_count)
-    _store_statistics(Mean_ptr, Rstd_ptr, RunMean_ptr, RunVar_ptr, group, c, ok, C, mean, m2,
-                      count, eps, momentum, UPDATE_RUNNING)
+    if _last_to_arrive(Counter_ptr + tl.program_id(1), tl.num_programs(0), SHARED):
+        for last_group in range(0, tl.num_programs(0) // num_splits):
+            _finish_moments(PartMean_ptr, PartM2_ptr, Mean_ptr, Rstd_ptr, RunMean_ptr,
+                            RunVar_ptr, last_group, col0, C, rows, rows_per_split, num_splits,
+                            eps, momentum, UPDATE_RUNNING, BLOCK_C)
+        _count_batch(Batches_ptr, tl.program_id(1) == 0, COUNT_BATCH)
 
 
 @triton.jit(do_not_specialize=["Seed", "Offset"])
@@ -91,11 +80,13 @@ def _norm_act_fwd_one_pass_kernel(
     Weight_ptr, Bias_ptr,              # (C,) affine or dummies
     Mean_ptr, Rstd_ptr,                # (G, C) float32 outputs
     RunMean_ptr, RunVar_ptr,           # (C,) running stats (batch norm training) or dummies
+    Batches_ptr,                       # int64 num_batches_tracked (COUNT_BATCH) or a dummy
     Seed, Offset,
     C, HW, W, rows, eps, momentum,
     sxn, sxc, sxh, sxw, syn, syc, syh, syw,
     slope, threshold, keep_scale,
-    GROUP_IS_SAMPLE: tl.constexpr, UPDATE_RUNNING: tl.constexpr, AFFINE: tl.constexpr,
+    GROUP_IS_SAMPLE: tl.constexpr, UPDATE_RUNNING: tl.constexpr, COUNT_BATCH: tl.constexpr,
+    AFFINE: tl.constexpr,
     ACTIVATION: tl.constexpr, DROPOUT: tl.constexpr, RNG_IN_MEMORY: tl.constexpr,
     BLOCK_HW: tl.constexpr, BLOCK_C: tl.constexpr,
     PDL: tl.constexpr = False,
@@ -115,6 +106,7 @@ def _norm_act_fwd_one_pass_kernel(
     m2 = tl.sum(centered * centered, axis=0)
     _store_statistics(Mean_ptr, Rstd_ptr, RunMean_ptr, RunVar_ptr, group, c, col_ok, C, mean,
                       m2, count, eps, momentum, UPDATE_RUNNING)
+    _count_batch(Batches_ptr, (tl.program_id(0) == 0) & (tl.program_id(1) == 0), COUNT_BATCH)
     rstd = 1.0 / tl.sqrt(m2 / count + eps)
     y = centered * rstd[None, :]
     if AFFINE:
@@ -345,8 +337,11 @@ def _dropout_args(dropout_p: float):
 
 
 def norm_act_fwd(x, weight, bias, running_mean, running_var, out, out_channel_offset, *, norm,
-                 training, momentum, eps, activation, slope, dropout_p, seed, offset):
+                 training, momentum, eps, activation, slope, dropout_p, seed, offset,
+                 num_batches_tracked=None):
     """Write dropout(act(norm(x) * weight + bias)) into out[:, c0:c0+C]; return (mean, rstd).
+    A batch norm in training with running statistics has the kernel that updates them add 1 to
+    ``num_batches_tracked`` too (no launch of its own).
 
     The contract (shapes, dtypes, batch-norm running-stat update) is
     ``fastp2p.ops.backends.contract.Backend.norm_act_fwd``; inputs are validated by fastp2p.ops
@@ -363,6 +358,8 @@ def norm_act_fwd(x, weight, bias, running_mean, running_var, out, out_channel_of
     y = out.narrow(1, out_channel_offset, C)
     affine_args = (weight if affine else x, bias if affine else x)  # x: a dummy pointer
     update = norm == "batch" and training and running_mean is not None
+    count_batch = update and num_batches_tracked is not None
+    batches = num_batches_tracked if count_batch else x  # x: a dummy pointer
     flags = dict(AFFINE=affine, ACTIVATION=ACTIVATION_CODES[activation], DROPOUT=dropout_p > 0,
                  RNG_IN_MEMORY=rng_in_memory)
     pdl = launch_options(x)
@@ -375,22 +372,23 @@ def norm_act_fwd(x, weight, bias, running_mean, running_var, out, out_channel_of
         if one_pass:
             block_rows, block_c1, num_warps = one_pass
             _norm_act_fwd_one_pass_kernel[(groups, triton.cdiv(C, block_c1))](
-                x, y, *affine_args, mean, rstd, *running,
+                x, y, *affine_args, mean, rstd, *running, batches,
                 seed_arg, offset_arg, C, HW, W, rows, float(eps), float(momentum or 0.0),
                 *x.stride(), *y.stride(), float(slope), threshold, keep_scale,
                 GROUP_IS_SAMPLE=norm == "instance", UPDATE_RUNNING=update,
+                COUNT_BATCH=count_batch,
                 BLOCK_HW=block_rows, BLOCK_C=block_c1, num_warps=num_warps, **flags, **pdl)
             return (mean.view(C), rstd.view(C)) if norm == "batch" else (mean, rstd)
         splits, rows_per_split = _splits(x, rows, groups, channel_blocks, block_hw)
         part_mean = torch.empty(groups, splits, C, device=x.device, dtype=torch.float32)
         part_m2 = torch.empty_like(part_mean)
+        shared = groups * splits > 1
         _norm_act_stats_kernel[(groups * splits, channel_blocks)](
-            x, part_mean, part_m2, C, HW, W, rows, rows_per_split, splits, *x.stride(),
-            GROUP_IS_SAMPLE=norm == "instance", BLOCK_HW=block_hw, BLOCK_C=block_c, **pdl)
-        _norm_act_stats_finalize_kernel[(groups, channel_blocks)](
-            part_mean, part_m2, mean, rstd, *running,
-            C, rows, rows_per_split, splits, float(eps), float(momentum or 0.0),
-            UPDATE_RUNNING=update, BLOCK_C=block_c, **pdl)
+            x, part_mean, part_m2, mean, rstd, *running, batches,
+            _counters(x.device, channel_blocks) if shared else x,
+            C, HW, W, rows, rows_per_split, splits, float(eps), float(momentum or 0.0),
+            *x.stride(), GROUP_IS_SAMPLE=norm == "instance", UPDATE_RUNNING=update,
+            COUNT_BATCH=count_batch, SHARED=shared, BLOCK_HW=block_hw, BLOCK_C=block_c, **pdl)
         if norm == "batch":
             mean, rstd = mean.view(C), rstd.view(C)
     elif norm == "none":
@@ -408,8 +406,8 @@ def norm_act_fwd(x, weight, bias, running_mean, running_var, out, out_channel_of
     return mean, rstd
 
 
-# Arrival counters of the backward kernels' last-program reductions: int32 zeros that every
-# kernel leaves zeroed. Each call takes the next slots of a per-device ring, so kernels that run
+# Arrival counters of the statistics and backward kernels' last-program reductions: int32 zeros
+# that every kernel leaves zeroed. Each call takes the next slots of a per-device ring, so kernels that run
 # at the same time on different streams (up to the ring's length in channel blocks) never share
 # a counter; a CUDA graph keeps the slots it captured, which stay valid since every user
 # resets its own.

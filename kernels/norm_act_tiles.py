@@ -121,6 +121,37 @@ def _store_statistics(Mean_ptr, Rstd_ptr, RunMean_ptr, RunVar_ptr, group, c, ok,
 
 
 @triton.jit
+def _finish_moments(PartMean_ptr, PartM2_ptr, Mean_ptr, Rstd_ptr, RunMean_ptr, RunVar_ptr,
+                    group, col0, C, rows, rows_per_split, num_splits, eps, momentum,
+                    UPDATE_RUNNING: tl.constexpr, BLOCK_C: tl.constexpr):
+    """A group's (mean, rstd) and running update from its (G, S, C) split moments of one
+    channel block: Chan's merge of the splits in order (a fixed order: deterministic)."""
+    c = col0 + tl.arange(0, BLOCK_C)
+    ok = c < C
+    mean = tl.zeros((BLOCK_C,), tl.float32)
+    m2 = tl.zeros((BLOCK_C,), tl.float32)
+    count = tl.zeros((BLOCK_C,), tl.float32)
+    for split in range(0, num_splits):
+        at = (group * num_splits + split) * C + c
+        # .cg: other programs wrote these through L2; this SM's L1 may not have them
+        split_mean = tl.load(PartMean_ptr + at, mask=ok, other=0.0, cache_modifier=".cg")
+        split_m2 = tl.load(PartM2_ptr + at, mask=ok, other=0.0, cache_modifier=".cg")
+        split_count = tl.minimum(rows - split * rows_per_split, rows_per_split).to(tl.float32)
+        mean, m2, count = _merge_moments(mean, m2, count, split_mean, split_m2, split_count)
+    _store_statistics(Mean_ptr, Rstd_ptr, RunMean_ptr, RunVar_ptr, group, c, ok, C, mean, m2,
+                      count, eps, momentum, UPDATE_RUNNING)
+
+
+@triton.jit
+def _count_batch(Batches_ptr, counting_program, COUNT_BATCH: tl.constexpr):
+    """nn.BatchNorm2d's num_batches_tracked += 1 (int64), by the one program that is told so
+    (the others leave it alone: no atomics needed)."""
+    if COUNT_BATCH:
+        if counting_program:
+            tl.store(Batches_ptr, tl.load(Batches_ptr) + 1)
+
+
+@triton.jit
 def _activate_drop_store(Y_ptr, y, n, hw, c, mask, C, HW, W, syn, syc, syh, syw, Seed, Offset,
                          slope, threshold, keep_scale, ACTIVATION: tl.constexpr,
                          DROPOUT: tl.constexpr, RNG_IN_MEMORY: tl.constexpr):

@@ -48,9 +48,11 @@ def norm_supported(module: nn.Module) -> bool:
 
 
 def norm_kwargs(module: nn.Module) -> dict:
-    """Arguments of ``norm_act`` that reproduce ``module``; counts BatchNorm's batches. (Tensors
-    read from the module's dicts: nn.Module's __getattr__ costs about a microsecond per lookup,
-    and this runs per layer per forward.)"""
+    """Arguments of ``norm_act`` that reproduce ``module``, BatchNorm's batch count included: a
+    training BatchNorm's num_batches_tracked goes to the op, which adds 1 to it (the Triton
+    kernel that updates the running statistics does, with no launch of its own). (Tensors read
+    from the module's dicts: nn.Module's __getattr__ costs about a microsecond per lookup, and
+    this runs per layer per forward.)"""
     if type(module) is nn.Identity:
         return dict(norm="none")
     params, buffers = module._parameters, module._buffers
@@ -59,12 +61,11 @@ def norm_kwargs(module: nn.Module) -> dict:
         return dict(kwargs, norm="instance")
     tracking = module.track_running_stats
     training = module.training or not tracking
-    if module.training and tracking:
-        with torch.no_grad():
-            buffers["num_batches_tracked"].add_(1)
     return dict(kwargs, norm="batch", training=training, momentum=module.momentum or 0.0,
                 running_mean=buffers.get("running_mean") if tracking else None,
-                running_var=buffers.get("running_var") if tracking else None)
+                running_var=buffers.get("running_var") if tracking else None,
+                num_batches_tracked=buffers.get("num_batches_tracked")
+                if module.training and tracking else None)
 
 
 class DropoutRNG:

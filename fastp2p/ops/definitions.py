@@ -13,7 +13,7 @@ ACTIVATIONS = tuple(ACTIVATION_CODES)
 GAN_MODES = tuple(GAN_MODE_CODES)
 
 __all__ = ["ACTIVATIONS", "ACTIVATION_CODES", "GAN_MODES", "GAN_MODE_CODES", "NORMS",
-           "NORM_CODES", "OP_DTYPES", "check_backend_dtype", "like_memory_format"]
+           "NORM_CODES", "OP_DTYPES", "check_backend_dtype", "count_batch", "like_memory_format"]
 
 
 def check_backend_dtype(backend, x, op: str):
@@ -21,6 +21,16 @@ def check_backend_dtype(backend, x, op: str):
     if x.dtype not in backend.DTYPES:
         raise ValueError(f"{op} on the {backend.NAME} backend expects "
                          f"{[str(d) for d in backend.DTYPES]}, got {x.dtype}")
+
+
+def count_batch(num_batches_tracked, norm: str, training: bool, running_mean) -> None:
+    """nn.BatchNorm2d's ``num_batches_tracked += 1`` as a PyTorch op, where no kernel counts the
+    batch (the C++ and reference backends, the inference plans): only a batch norm in training
+    with running statistics counts."""
+    if (num_batches_tracked is not None and norm == "batch" and training
+            and running_mean is not None):
+        with torch.no_grad():
+            num_batches_tracked.add_(1)
 
 
 def like_memory_format(x, channels):

@@ -26,7 +26,7 @@ import torch
 
 from fastp2p.ops.backends import norm_act_backend_for
 from fastp2p.ops.definitions import (ACTIVATIONS, NORMS, OP_DTYPES, check_backend_dtype,
-                                     like_memory_format)
+                                     count_batch, like_memory_format)
 from fastp2p.ops.dropout_rng import dropout_threshold
 
 
@@ -96,6 +96,19 @@ def check_norm_act_inputs(x, weight, bias, running_mean, running_var, cfg: NormA
                          f"size {list(x.shape)}")
 
 
+def _check_batch_counter(num_batches_tracked, x):
+    """num_batches_tracked: None, or a one-element int64 tensor on x's device (a BatchNorm's)."""
+    if num_batches_tracked is None:
+        return
+    t = num_batches_tracked
+    if (not isinstance(t, torch.Tensor) or t.dtype != torch.int64 or t.numel() != 1
+            or t.device != x.device):
+        what = (f"{t.dtype} of shape {tuple(t.shape)} on {t.device}"
+                if isinstance(t, torch.Tensor) else type(t).__name__)
+        raise ValueError(f"norm_act: num_batches_tracked must be one int64 element on x's "
+                         f"device {x.device} (a BatchNorm's buffer), got {what}")
+
+
 def _check_like_x(what, t, x, channels):
     """``t`` shares x's batch, map size, dtype and device (its channel count is its own)."""
     n, _, h, w = x.shape
@@ -160,8 +173,8 @@ def _output(backend, x, skip):
     return like_memory_format(x, skip_channels + x.shape[1]), skip_channels
 
 
-def _launch_fwd(x, weight, bias, running_mean, running_var, skip, rng, seed, offset, norm,
-                training, momentum, eps, activation, slope, dropout_p):
+def _launch_fwd(x, weight, bias, running_mean, running_var, num_batches_tracked, skip, rng, seed,
+                offset, norm, training, momentum, eps, activation, slope, dropout_p):
     """(out, mean, rstd) as the backend's launcher returns them (the arguments checked)."""
     backend = norm_act_backend_for(x, norm)
     out, skip_channels = _output(backend, x, skip)
@@ -171,24 +184,27 @@ def _launch_fwd(x, weight, bias, running_mean, running_var, skip, rng, seed, off
     mean, rstd = launcher(
         x, weight, bias, running_mean, running_var, out, skip_channels,
         **_rng_kwargs(seed, offset, rng), norm=norm, training=training, momentum=momentum,
-        eps=eps, activation=activation, slope=slope, dropout_p=dropout_p)
+        eps=eps, activation=activation, slope=slope, dropout_p=dropout_p,
+        num_batches_tracked=num_batches_tracked)
     return out, mean, rstd
 
 
 # The custom ops below are what torch.compile and other tracers see (opaque, no Python launcher
-# to trace); the forward mutates BatchNorm's running statistics in place. Eager calls (CUDA-graph
-# capture included) run the same functions directly: the dispatcher's generic handling of a
-# mutating custom op rebuilds the schema's argument list for every argument on every call, which
-# costs more host time than a small layer's kernels take on a GPU (benchmarks/NOTES.md, run 1).
+# to trace); the forward mutates BatchNorm's running statistics and batch count in place. Eager
+# calls (CUDA-graph capture included) run the same functions directly: the dispatcher's generic
+# handling of a mutating custom op rebuilds the schema's argument list for every argument on
+# every call, which costs more host time than a small layer's kernels take on a GPU
+# (benchmarks/NOTES.md, run 1).
 def _norm_act_fwd(x: torch.Tensor, weight: Optional[torch.Tensor],
                   bias: Optional[torch.Tensor], running_mean: Optional[torch.Tensor],
-                  running_var: Optional[torch.Tensor], skip: Optional[torch.Tensor],
+                  running_var: Optional[torch.Tensor],
+                  num_batches_tracked: Optional[torch.Tensor], skip: Optional[torch.Tensor],
                   rng: Optional[torch.Tensor], seed: int, offset: int, norm: str,
                   training: bool, momentum: float, eps: float, activation: str, slope: float,
                   dropout_p: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    out, mean, rstd = _launch_fwd(x, weight, bias, running_mean, running_var, skip, rng, seed,
-                                  offset, norm, training, momentum, eps, activation, slope,
-                                  dropout_p)
+    out, mean, rstd = _launch_fwd(x, weight, bias, running_mean, running_var,
+                                  num_batches_tracked, skip, rng, seed, offset, norm, training,
+                                  momentum, eps, activation, slope, dropout_p)
     # Outputs of a custom op may alias neither inputs nor each other: eval batch norm can hand
     # back the running mean itself, and "none" one shared empty tensor.
     if norm == "none":
@@ -199,12 +215,13 @@ def _norm_act_fwd(x: torch.Tensor, weight: Optional[torch.Tensor],
 
 
 _norm_act_fwd_op = torch.library.custom_op(
-    "fastp2p::norm_act_fwd", _norm_act_fwd, mutates_args=("running_mean", "running_var"))
+    "fastp2p::norm_act_fwd", _norm_act_fwd,
+    mutates_args=("running_mean", "running_var", "num_batches_tracked"))
 
 
 @_norm_act_fwd_op.register_fake
-def _(x, weight, bias, running_mean, running_var, skip, rng, seed, offset, norm, training,
-      momentum, eps, activation, slope, dropout_p):
+def _(x, weight, bias, running_mean, running_var, num_batches_tracked, skip, rng, seed, offset,
+      norm, training, momentum, eps, activation, slope, dropout_p):
     skip_channels = 0 if skip is None else skip.shape[1]
     n, c = x.shape[:2]
     stats = {"instance": (n, c), "batch": (c,), "none": (0,)}[norm]
@@ -273,22 +290,26 @@ def _backward_reads_output(cfg: NormActConfig, weight, skip) -> bool:
             and (cfg.activation != "leaky_relu" or cfg.slope >= 0))
 
 
-def _mark_running_stats_updated(running_mean, running_var, cfg: NormActConfig) -> None:
+def _mark_running_stats_updated(running_mean, running_var, num_batches_tracked,
+                                cfg: NormActConfig) -> None:
     """What the op's dispatch does for its mutated arguments, on a call that skips it."""
     if running_mean is not None and cfg.training:
-        torch.autograd.graph.increment_version((running_mean, running_var))
+        counted = () if num_batches_tracked is None else (num_batches_tracked,)
+        torch.autograd.graph.increment_version((running_mean, running_var) + counted)
 
 
 class _NormActFunction(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x, weight, bias, running_mean, running_var, skip, seed, offset, cfg):
+    def forward(ctx, x, weight, bias, running_mean, running_var, num_batches_tracked, skip, seed,
+                offset, cfg):
         seed, offset, rng = _rng_args(seed, offset)
         direct = _runs_directly(x)
         forward = _norm_act_fwd if direct else _norm_act_fwd_op
-        out, mean, rstd = forward(x, weight, bias, running_mean, running_var, skip, rng, seed,
-                                  offset, **cfg.launcher_kwargs())
+        out, mean, rstd = forward(x, weight, bias, running_mean, running_var,
+                                  num_batches_tracked, skip, rng, seed, offset,
+                                  **cfg.launcher_kwargs())
         if direct:
-            _mark_running_stats_updated(running_mean, running_var, cfg)
+            _mark_running_stats_updated(running_mean, running_var, num_batches_tracked, cfg)
         saved_x = out if _backward_reads_output(cfg, weight, skip) else x
         ctx.save_for_backward(saved_x, weight, bias, mean, rstd, skip, rng)
         ctx.cfg, ctx.seed, ctx.offset, ctx.direct = cfg, seed, offset, direct
@@ -308,12 +329,13 @@ class _NormActFunction(torch.autograd.Function):
             grad_weight = grad_bias = None
         if skip is None:
             grad_skip = None
-        return grad_x, grad_weight, grad_bias, None, None, grad_skip, None, None, None
+        return grad_x, grad_weight, grad_bias, None, None, None, grad_skip, None, None, None
 
 
-def _check_arguments(x, weight, bias, running_mean, running_var, skip, cfg):
+def _check_arguments(x, weight, bias, running_mean, running_var, num_batches_tracked, skip, cfg):
     """The op boundary's checks, for the autograd path and a plan's first call alike."""
     check_norm_act_inputs(x, weight, bias, running_mean, running_var, cfg)
+    _check_batch_counter(num_batches_tracked, x)
     if skip is not None:
         _check_like_x("norm_act_concat: skip", skip, x, "C_skip")
 
@@ -332,9 +354,11 @@ class _Plan:
 
     __slots__ = ("shape", "strides", "dtype", "device", "launch", "launch_skip", "cfg")
 
-    def __init__(self, backend, x, weight, bias, running_mean, running_var, skip, settings):
+    def __init__(self, backend, x, weight, bias, running_mean, running_var, num_batches_tracked,
+                 skip, settings):
         cfg = NormActConfig(*settings)
-        _check_arguments(x, weight, bias, running_mean, running_var, skip, cfg)
+        _check_arguments(x, weight, bias, running_mean, running_var, num_batches_tracked, skip,
+                         cfg)
         out, skip_channels = _output(backend, x, skip)
         self.shape, self.strides, self.dtype, self.device = (
             tuple(out.shape), out.stride(), out.dtype, out.device)
@@ -344,7 +368,8 @@ class _Plan:
             backend, skip, None, None, None, None, out, 0, _SKIP_KWARGS, skip_half=True)
         self.cfg = cfg
 
-    def run(self, x, weight, bias, running_mean, running_var, skip, seed, offset):
+    def run(self, x, weight, bias, running_mean, running_var, num_batches_tracked, skip, seed,
+            offset):
         out = torch.empty_strided(self.shape, self.strides, dtype=self.dtype, device=self.device)
         if skip is not None:
             self.launch_skip(skip, None, None, None, None, out, 0, 0)
@@ -353,7 +378,8 @@ class _Plan:
             if rng is not None:
                 seed, offset = rng[0], rng[1]
         self.launch(x, weight, bias, running_mean, running_var, out, seed, offset)
-        _mark_running_stats_updated(running_mean, running_var, self.cfg)
+        count_batch(num_batches_tracked, self.cfg.norm, self.cfg.training, running_mean)
+        _mark_running_stats_updated(running_mean, running_var, num_batches_tracked, self.cfg)
         return out
 
 
@@ -396,7 +422,7 @@ def _signature(t):
     return None if t is None else (t.shape, t.stride(), t.dtype, t.device)
 
 
-def _plan_for(x, weight, bias, running_mean, running_var, skip, settings):
+def _plan_for(x, weight, bias, running_mean, running_var, num_batches_tracked, skip, settings):
     """The plan for this inference call (built, with the full checks, on its key's first call).
     The key holds everything the checks and the launch read from the arguments but their data:
     each tensor's shape, strides, dtype and device (None for an absent one), the settings, and
@@ -404,12 +430,14 @@ def _plan_for(x, weight, bias, running_mean, running_var, skip, settings):
     backend = norm_act_backend_for(x, settings[0])
     try:
         key = (_signature(x), _signature(weight), _signature(bias), _signature(running_mean),
-               _signature(running_var), _signature(skip), settings, backend)
+               _signature(running_var), _signature(num_batches_tracked), _signature(skip),
+               settings, backend)
         plan = _plans.get(key)
     except (AttributeError, TypeError):  # not tensors, or unhashable settings: let the
         key, plan = None, None           # checks say what is wrong
     if plan is None:
-        plan = _Plan(backend, x, weight, bias, running_mean, running_var, skip, settings)
+        plan = _Plan(backend, x, weight, bias, running_mean, running_var, num_batches_tracked,
+                     skip, settings)
         if key is not None:
             if len(_plans) >= _MAX_PLANS:
                 _plans.clear()
@@ -417,24 +445,27 @@ def _plan_for(x, weight, bias, running_mean, running_var, skip, settings):
     return plan
 
 
-def _run(x, weight, bias, running_mean, running_var, skip, seed, offset, settings):
+def _run(x, weight, bias, running_mean, running_var, num_batches_tracked, skip, seed, offset,
+         settings):
     """settings: NormActConfig's fields, in order."""
     if _runs_directly(x) and not _records_autograd(x, weight, bias, skip):
         # Inference: nothing to save or differentiate, so the launcher runs without the
         # autograd Function (which costs more host time than a small layer's kernel), from a
         # plan that checked these arguments' kind once (benchmarks/NOTES.md, "Host cost per
         # fused call").
-        plan = _plan_for(x, weight, bias, running_mean, running_var, skip, settings)
-        return plan.run(x, weight, bias, running_mean, running_var, skip, seed, offset)
+        plan = _plan_for(x, weight, bias, running_mean, running_var, num_batches_tracked, skip,
+                         settings)
+        return plan.run(x, weight, bias, running_mean, running_var, num_batches_tracked, skip,
+                        seed, offset)
     cfg = NormActConfig(*settings)
-    _check_arguments(x, weight, bias, running_mean, running_var, skip, cfg)
-    return _NormActFunction.apply(x, weight, bias, running_mean, running_var, skip, seed,
-                                  offset, cfg)
+    _check_arguments(x, weight, bias, running_mean, running_var, num_batches_tracked, skip, cfg)
+    return _NormActFunction.apply(x, weight, bias, running_mean, running_var,
+                                  num_batches_tracked, skip, seed, offset, cfg)
 
 
 def norm_act(x, weight=None, bias=None, running_mean=None, running_var=None, *,
              norm="instance", training=True, momentum=0.1, eps=1e-5, activation="none",
-             slope=0.2, dropout_p=0.0, seed=0, offset=0):
+             slope=0.2, dropout_p=0.0, seed=0, offset=0, num_batches_tracked=None):
     """dropout(act(norm(x) * weight + bias)) with autograd, in x's memory format.
 
     - ``x``: (N, C, H, W) float32, bfloat16 or float16 (float64 on the reference backend), on
@@ -444,6 +475,10 @@ def norm_act(x, weight=None, bias=None, running_mean=None, running_var=None, *,
     - ``running_mean`` / ``running_var``: (C,), both or neither, ``norm="batch"`` only: used in
       eval (``training=False``), updated in place in training (``momentum``, unbiased variance,
       like nn.BatchNorm2d).
+    - ``num_batches_tracked``: None, or a BatchNorm's one-element int64 counter, which a batch
+      norm in training with running statistics increments as nn.BatchNorm2d does (on the
+      Triton backend inside the kernel that updates the running statistics: no launch of its
+      own).
     - ``norm``: "instance" | "batch" | "none"; ``activation``: "none" | "relu" | "leaky_relu"
       (``slope``); ``dropout_p`` in [0, 1).
     - ``seed``/``offset``: ints, or int64 0-dim device tensors (read at run time: what a CUDA
@@ -454,13 +489,13 @@ def norm_act(x, weight=None, bias=None, running_mean=None, running_var=None, *,
         x = torch.randn(2, 64, 32, 32).to(memory_format=torch.channels_last)
         y = norm_act(x, weight, bias, norm="instance", activation="leaky_relu", slope=0.2)
     """
-    return _run(x, weight, bias, running_mean, running_var, None, seed, offset,
-                (norm, training, momentum, eps, activation, slope, dropout_p))
+    return _run(x, weight, bias, running_mean, running_var, num_batches_tracked, None, seed,
+                offset, (norm, training, momentum, eps, activation, slope, dropout_p))
 
 
 def norm_act_concat(skip, x, weight=None, bias=None, running_mean=None, running_var=None, *,
                     norm="instance", training=True, momentum=0.1, eps=1e-5, activation="relu",
-                    slope=0.2, dropout_p=0.0, seed=0, offset=0):
+                    slope=0.2, dropout_p=0.0, seed=0, offset=0, num_batches_tracked=None):
     """``cat([relu(skip), norm_act(x, ...)], 1)``, each half written in place by the backend.
 
     ``skip``: (N, C_skip, H, W) with x's dtype and device; the result is (N, C_skip + C, H, W)
@@ -471,13 +506,13 @@ def norm_act_concat(skip, x, weight=None, bias=None, running_mean=None, running_
 
         up = norm_act_concat(skip, x, weight, bias, norm="batch", dropout_p=0.5, seed=7)
     """
-    return _run(x, weight, bias, running_mean, running_var, skip, seed, offset,
-                (norm, training, momentum, eps, activation, slope, dropout_p))
+    return _run(x, weight, bias, running_mean, running_var, num_batches_tracked, skip, seed,
+                offset, (norm, training, momentum, eps, activation, slope, dropout_p))
 
 
 def norm_act_into(x, weight, bias, running_mean, running_var, out, out_channel_offset, *,
                   norm="instance", training=True, momentum=0.1, eps=1e-5, activation="none",
-                  slope=0.2, dropout_p=0.0, seed=0, offset=0):
+                  slope=0.2, dropout_p=0.0, seed=0, offset=0, num_batches_tracked=None):
     """The checked launcher without autograd: writes ``norm_act(x, ...)`` into
     ``out[:, out_channel_offset:out_channel_offset + C]`` and returns the float32 (mean, rstd)
     (N, C) for instance norm, (C,) for batch norm, empty for none — for callers that manage
@@ -493,10 +528,12 @@ def norm_act_into(x, weight, bias, running_mean, running_var, out, out_channel_o
     """
     cfg = NormActConfig(norm, training, momentum, eps, activation, slope, dropout_p)
     check_norm_act_inputs(x, weight, bias, running_mean, running_var, cfg)
+    _check_batch_counter(num_batches_tracked, x)
     _check_destination(out, x, out_channel_offset)
     _check_rng(seed, offset)
     backend = norm_act_backend_for(x, norm)
     check_backend_dtype(backend, x, "norm_act")
     return backend.norm_act_fwd(x, weight, bias, running_mean, running_var, out,
                                 out_channel_offset, seed=seed, offset=offset,
+                                num_batches_tracked=num_batches_tracked,
                                 **cfg.launcher_kwargs())

@@ -1,5 +1,5 @@
 """torch.library.opcheck of the norm-act custom ops (schema, fake tensors, declared mutation of
-the running statistics, AOT dispatch) on every CPU backend and on the GPU."""
+the running statistics and batch count, AOT dispatch) on every CPU backend and on the GPU."""
 import pytest
 import torch
 
@@ -21,13 +21,14 @@ def test_gpu_opcheck_norm_act_ops(monkeypatch, norm, training):
 
 
 def _opcheck_norm_act(norm, training, device):
-    """Schema, fake tensors, declared mutation (running stats), AOT dispatch. The ops carry no
+    """Schema, fake tensors, declared mutation (running stats, batch count), AOT dispatch. The ops carry no
     autograd registration of their own (the autograd.Function around them is the formula), so
     the inputs here do not require grad."""
     x, skip = torch.randn(2, 3, 4, 4, device=device), torch.randn(2, 2, 4, 4, device=device)
     w, b = torch.rand(3, device=device), torch.rand(3, device=device)
-    running = ((torch.zeros(3, device=device), torch.ones(3, device=device)) if norm == "batch"
-               else (None, None))
+    running = ((torch.zeros(3, device=device), torch.ones(3, device=device),
+                torch.zeros((), device=device, dtype=torch.int64)) if norm == "batch"
+               else (None, None, None))  # running_mean, running_var, num_batches_tracked
     cfg = dict(norm=norm, training=training, momentum=0.1, eps=1e-5, activation="leaky_relu",
                slope=0.2, dropout_p=0.5)
     args = (x, w, b, *running, skip, None, 3, 4)

@@ -35,12 +35,15 @@ class Backend(Protocol):
                      running_mean: Optional[Tensor], running_var: Optional[Tensor], out: Tensor,
                      out_channel_offset: int, *, norm: str, training: bool, momentum: float,
                      eps: float, activation: str, slope: float, dropout_p: float, seed,
-                     offset) -> tuple:
+                     offset, num_batches_tracked: Optional[Tensor] = None) -> tuple:
         """Write dropout(act(norm(x) * weight + bias)) into ``out[:, offset:offset + C]``.
 
         x: (N, C, H, W), any strides, in DTYPES. weight / bias: (C,) or both None.
         running_mean / running_var: (C,) or both None (batch norm only; updated in place in
-        training with ``momentum`` and the unbiased variance, like nn.BatchNorm2d). out: x's
+        training with ``momentum`` and the unbiased variance, like nn.BatchNorm2d; then
+        ``num_batches_tracked``, a one-element int64 tensor on x's device when given, gets 1
+        added, by the kernel that updates them where the backend can: Triton; the others call
+        ``fastp2p.ops.definitions.count_batch``; untouched in every other case). out: x's
         dtype and device. norm in NORMS, activation in ACTIVATIONS (fastp2p.ops.definitions).
         Returns float32 (mean, rstd): (N, C) for instance norm, (C,) for batch norm (the
         running ones in eval), empty for norm="none".
@@ -57,7 +60,8 @@ class Backend(Protocol):
         seed, offset)``, does what ``norm_act_fwd(..., out_channel_offset, ...)`` with these
         settings does, for tensors like the ones given here (same shapes, strides, dtypes,
         device; the same optional ones None), and returns its (mean, rstd) — or None, without
-        computing them where it can, when ``statistics`` is False (the caller discards them)."""
+        computing them where it can, when ``statistics`` is False (the caller discards them).
+        A plan counts no batch: its caller adds to num_batches_tracked itself (count_batch)."""
 
     def norm_act_bwd(self, grad_out_slice: Tensor, x: Tensor, weight: Optional[Tensor],
                      bias: Optional[Tensor], mean: Tensor, rstd: Tensor, *, norm: str,

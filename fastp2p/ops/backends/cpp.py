@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from fastp2p.ops.definitions import ACTIVATION_CODES, GAN_MODE_CODES
+from fastp2p.ops.definitions import ACTIVATION_CODES, GAN_MODE_CODES, count_batch
 
 NAME = "cpp"
 # Storage dtypes the kernels compute exactly (float32 statistics and math).
@@ -220,12 +220,14 @@ def _device_extras(x, workspace_floats):
 
 # -- norm-act ----------------------------------------------------------------------------------
 def norm_act_fwd(x, weight, bias, running_mean, running_var, out, out_channel_offset, *, norm,
-                 training, momentum, eps, activation, slope, dropout_p, seed, offset):
+                 training, momentum, eps, activation, slope, dropout_p, seed, offset,
+                 num_batches_tracked=None):
     """Write dropout(act(norm(x) * weight + bias)) into ``out[:, offset:offset + C]``.
 
     Returns float32 (mean, rstd): (N, C) for instance norm, (C,) for batch norm (the running
     ones in eval), empty for no norm. Batch norm in training updates the running stats in place
-    like nn.BatchNorm2d (momentum, unbiased variance).
+    like nn.BatchNorm2d (momentum, unbiased variance) and adds 1 to ``num_batches_tracked`` (a
+    PyTorch op: the extension's kernels do not count).
     """
     C_ext = _extension or _require()
     if not x.is_cpu:
@@ -266,6 +268,7 @@ def norm_act_fwd(x, weight, bias, running_mean, running_var, out, out_channel_of
             for target, updated in zip((running_mean, running_var), running):
                 if target is not updated:
                     target.copy_(updated)
+    count_batch(num_batches_tracked, norm, training, running_mean)
     return mean, rstd
 
 

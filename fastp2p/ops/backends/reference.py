@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from fastp2p.ops import norm_act_reference
+from fastp2p.ops.definitions import count_batch
 from fastp2p.ops.dropout_rng import dropout_keep_mask
 
 NAME = "reference"
@@ -33,10 +34,12 @@ def _int(value) -> int:
 
 
 def norm_act_fwd(x, weight, bias, running_mean, running_var, out, out_channel_offset, *, norm,
-                 training, momentum, eps, activation, slope, dropout_p, seed, offset):
+                 training, momentum, eps, activation, slope, dropout_p, seed, offset,
+                 num_batches_tracked=None):
     """The oracle's norm_act_fwd, computed in float32 for half-precision inputs."""
     dtype = _compute_dtype(x)
     cast = (lambda t: None if t is None else t.to(dtype))
+    count_batch(num_batches_tracked, norm, training, running_mean)
     return norm_act_reference.norm_act_fwd(
         x.to(dtype), cast(weight), cast(bias), running_mean, running_var, out,
         out_channel_offset, norm=norm, training=training, momentum=momentum, eps=eps,
