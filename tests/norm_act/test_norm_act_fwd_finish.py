@@ -15,6 +15,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from fastp2p.nn.fused import norm_kwargs
 from fastp2p.ops import norm_act
 from fastp2p.ops.norm_act_reference import norm_act_math
+from helpers.benchmark_scripts import load_benchmark_script
 from helpers.tolerances import BF16_NETWORK, FP32_SINGLE_OP, assert_close, relative_error
 from helpers.triton_interpreter import KERNELS
 
@@ -284,3 +285,22 @@ def test_train_batch_norm_forward_launches_no_pytorch_op(path, grad, monkeypatch
         assert not counter.ops, f"PyTorch ops besides the Triton kernels: {dict(counter.ops)}"
     else:
         assert counter.ops == collections.Counter(add_=1)
+
+
+@pytest.mark.interpreter
+def test_no_pytorch_op_at_any_real_layer_with_gpu_decisions():
+    """Every norm layer of U-Net-256 and the PatchGAN at batch 1 and 64, batch and instance
+    norm, with the splits the launcher picks for an H200 (kernels stubbed, meta tensors): a
+    training forward, its arguments built as the fused networks build them, is one or two
+    Triton launches and no PyTorch op."""
+    script = load_benchmark_script("count_norm_act_fwd_launches")
+    bwd_script = load_benchmark_script("count_norm_act_bwd_ops")
+    with bwd_script.gpu_decisions() as launches:
+        _kernels()._counters(torch.device("meta"), 1)  # the ring's one allocation per device
+        for norm in ("batch", "instance"):
+            for batch in (1, 64):
+                for net, module, shape in script.norm_modules(norm, batch):
+                    before = launches[0]
+                    ops = script.count_forward(module, shape)
+                    assert not ops, f"{net} {norm} {shape}: {dict(ops)}"
+                    assert 1 <= launches[0] - before <= 2
