@@ -141,8 +141,9 @@ def test_forward_statistics_match_float64_reference(path, dtype, poisoned, monke
         assert batches.item() == 8
     else:  # nothing to count: an instance norm leaves the counter alone
         assert batches.item() == 7
-    for ring, _ in kernels._counter_rings.values():  # every arrival counter left zeroed
-        assert not ring.any()
+    for device, (ring, _) in kernels._counter_rings.items():  # every counter left zeroed
+        if device.type == "cpu":  # (other tests may have made one on the meta device)
+            assert not ring.any()
 
 
 @needs_triton
