@@ -6,7 +6,7 @@ of CUDA-graph replays, p20/p80) and TFLOP/s, with the ratio of the two in the sa
 row for the record), rewritten atomically after each layer and batch size, so a run stopped by
 a time limit leaves the table of what it measured.
 
-Per layer, both providers do the work the training step does for it: the previous layer's norm
+Per layer, every provider does the work the training step does for it: the previous layer's norm
 + activation applied to its pre-norm output, this layer's convolution, its bias.
 - ``cudnn+norm_act`` (today's path): ``fastp2p.ops.norm_act`` then the module convolution as
   the networks run it (``fastp2p.ops.aligned_channels.conv2d`` /
