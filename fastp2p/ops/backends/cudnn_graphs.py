@@ -22,8 +22,9 @@ act'(z) * dgrad(dy): the frontend's Python API has no dbn_weight node (its C++ A
 Each graph is tried in variants until cuDNN builds one (``_Variant``): scale/shift and the
 virtual intermediates in float32, then in the input's dtype; for the forward, then with the
 bias and then also the statistics left to torch (a pass over y each), so a layer whose full
-fusion cuDNN declines still gets its fused prologue. The variant built is the provider's
-``describe()``, recorded with the timings.
+fusion cuDNN declines still gets its fused prologue; for wgrad, last, a plain wgrad reading
+act(x * scale + shift) written by torch. ``describe()`` says which variant each graph of a
+shape got (the benchmark records it with the timings).
 
 Not built (``CudnnGraphUnsupported``): instance norm (genstats gives batch statistics only,
 and the prologue's scale would be per image), transposed convolutions (their cuDNN form is a
@@ -37,7 +38,8 @@ device through a stub driver; heuristics only, nothing compiled or run): in bf16
 with genstats found no engine in any variant (genstats wants a float32 input), the forward
 with the statistics left to torch did (scale/shift in bf16), dgrad + act' + scale did, and
 wgrad with the prologue did not (cuDNN knows the pattern, SCALE_BIAS_ADD_RELU_WGRAD, in fp16
-only); a layer with no prologue and no statistics planned every graph.
+only) while the plain wgrad did; a layer with no prologue and no statistics planned every
+graph.
 """
 import threading
 from contextlib import nullcontext
