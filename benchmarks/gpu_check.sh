@@ -68,6 +68,9 @@ if compgen -G ".whl/*.whl" > /dev/null; then
     if PIP_BREAK_SYSTEM_PACKAGES=1 "$PY" -m pip install -q --no-index --no-deps --no-compile \
             --no-cache-dir --upgrade --target "$CUDNN_FE_SITE" .whl/*.whl; then
         export PYTHONPATH="$CUDNN_FE_SITE${PYTHONPATH:+:$PYTHONPATH}"
+        "$PY" -c "import torch; torch.backends.cudnn.version(); import cudnn; print(
+            'nvidia-cudnn-frontend', cudnn.__version__, 'on cuDNN', cudnn.backend_version_string())" \
+            || log "the installed frontend does not import (the provider will say why)"
     else
         log "wheel install FAILED: the cuDNN-graph provider will be recorded as not installed"
     fi
