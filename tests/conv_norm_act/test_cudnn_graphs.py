@@ -141,15 +141,16 @@ def test_forward_and_every_gradient_match_conv_plus_batch_statistics(
 
 def test_the_graphs_written_are_the_fused_ones(frontend):
     """Forward: scale, bias (shift), relu with the slope, conv, the conv bias, genstats in one
-    graph; dgrad: the activation backward and the scale after conv_dgrad; wgrad: the
-    prologue before conv_wgrad."""
+    graph; dgrad: the activation backward, the two reductions of the norm's backward and the
+    scale after conv_dgrad; wgrad: the prologue before conv_wgrad."""
     inputs = _leaves(_layer())
     y, mean, rstd = cudnn_graphs.conv_graph_norm(*inputs, stride=2, padding=1)
     _loss(y, mean, rstd, torch.ones_like(y)).backward()
     ops = [[node.op for node in graph.nodes] for graph in frontend.pygraph.built_graphs]
     assert ops == [
         ["scale", "bias", "relu", "conv_fprop", "bias", "genstats"],
-        ["conv_dgrad", "scale", "bias", "relu_backward", "scale"],
+        ["conv_dgrad", "scale", "bias", "relu_backward", "mul", "reduction", "reduction",
+         "scale"],
         ["scale", "bias", "relu", "conv_wgrad"],
     ]
     assert frontend.pygraph.built_graphs[0].nodes[2].params["slope"] == 0.2
@@ -232,3 +233,22 @@ def test_a_declined_wgrad_prologue_is_written_by_torch(frontend):
     assert_close(inputs[3].grad, reference[3].grad, FP32_SINGLE_OP, "grad weight")
     assert "wgrad: scale/shift io, prologue by torch" in cudnn_graphs.describe(x.shape,
                                                                                weight.shape)
+
+
+def test_declined_backward_reductions_are_left_to_torch(frontend):
+    """dgrad with the reductions of the norm's backward declined: the graph writes dz and
+    torch reduces it; the gradients of scale and shift still match."""
+    frontend.pygraph.refuse = staticmethod(
+        lambda graph: "reduction" in [node.op for node in graph.nodes])
+    x, scale, shift, weight, b = _layer()
+    inputs = _leaves([x, scale, shift, weight, b])
+    y, mean, rstd = cudnn_graphs.conv_graph_norm(*inputs, stride=2, padding=1, eps=EPS)
+    reference = _leaves([t.double() for t in (x, scale, shift, weight, b)])
+    y_ref, mean_ref, rstd_ref = _reference(*reference, 2, "leaky_relu", "batch")
+    probe = torch.randn(y.shape, generator=torch.Generator().manual_seed(3))
+    _loss(y, mean, rstd, probe).backward()
+    _loss(y_ref, mean_ref, rstd_ref, probe.double()).backward()
+    for index, name in ((0, "x"), (1, "scale"), (2, "shift")):
+        assert_close(inputs[index].grad, reference[index].grad, FP32_SINGLE_OP, f"grad {name}")
+    assert "dgrad+dz: scale/shift float32, reductions by torch" in cudnn_graphs.describe(
+        x.shape, weight.shape)

@@ -3,7 +3,8 @@ fastp2p.ops.backends.cudnn_graphs: it records the graph the module writes and ex
 CPU tensors in float64, with the meaning this project reads in cuDNN's nodes (scale and bias
 are per-channel multiply and add, relu with a negative slope is the LeakyReLU and its backward
 takes the forward input, conv_fprop/dgrad/wgrad are a convolution and its two gradients,
-genstats gives per-channel float sums of y and y^2). It proves the module's wiring and the
+genstats gives per-channel float sums of y and y^2, reduction ADD to (1, C, 1, 1) sums over
+N, H, W). It proves the module's wiring and the
 torch math around the graphs on a CPU; whether cuDNN means the same is the GPU test's
 (tests/conv_norm_act/test_cudnn_graphs_cuda.py) to show.
 
@@ -27,6 +28,7 @@ class _Enum:
 
 data_type = _Enum("BFLOAT16", "HALF", "FLOAT")
 heur_mode = _Enum("A", "FALLBACK")
+reduction_mode = _Enum("ADD")
 
 
 class Tensor:
@@ -86,6 +88,13 @@ class pygraph:
 
     def bias(self, input, bias, name=""):
         return self._node("bias", [input, bias], name=name)
+
+    def mul(self, a, b, name=""):
+        return self._node("mul", [a, b], name=name)
+
+    def reduction(self, input, mode, out_dims, name=""):
+        assert mode == reduction_mode.ADD
+        return self._node("reduction", [input], name=name, out_dims=out_dims)
 
     def relu(self, input, negative_slope=None, name=""):
         return self._node("relu", [input], name=name, slope=negative_slope)
@@ -155,6 +164,10 @@ def _evaluate(node, args):
         return [args[0] * _per_channel(args[1])]
     if node.op == "bias":
         return [args[0] + _per_channel(args[1])]
+    if node.op == "mul":
+        return [args[0] * args[1]]
+    if node.op == "reduction":  # to the declared per-channel (1, C, 1, 1)
+        return [args[0].sum((0, 2, 3), keepdim=True)]
     if node.op == "relu":
         return [F.leaky_relu(args[0], p["slope"]) if p["slope"] else F.relu(args[0])]
     if node.op == "relu_backward":
@@ -186,7 +199,8 @@ def set_stream(handle, stream):
 def as_module():
     """This stand-in as the importable module ``cudnn``."""
     module = types.ModuleType("cudnn")
-    for name in ("cudnnGraphNotSupportedError", "data_type", "heur_mode", "pygraph",
+    for name in ("cudnnGraphNotSupportedError", "data_type", "heur_mode", "reduction_mode",
+                 "pygraph",
                  "create_handle", "set_stream", "Handle"):
         setattr(module, name, globals()[name])
     return module

@@ -16,8 +16,10 @@ the batch norm after it. Graphs, built once per shape (cached with their refusal
 - wgrad: conv_wgrad whose image operand is act(x * scale + shift), recomputed in its prologue.
 The gradient reaching y through the statistics (d sum: + g, d sumsq: + 2 y g) is added to dy by
 torch (one elementwise pass), the bias gradient is a torch sum, and the gradients of scale and
-shift (when they need one) are torch reductions of the dgrad graph's second output
-act'(z) * dgrad(dy): the frontend's Python API has no dbn_weight node (its C++ API has).
+shift (when they need one) are two per-channel reduction nodes of the dgrad graph, sum dz and
+sum dz * x with dz = act'(z) * dgrad(dy) (dbn_weight's reductions: the frontend's Python API
+has no dbn_weight node, its C++ API has), or, where cuDNN declines those, torch's reductions
+of dz written by the graph.
 
 Each graph is tried in variants until cuDNN builds one (``_Variant``): scale/shift and the
 virtual intermediates in float32, then in the input's dtype; for the forward, then with the
@@ -38,8 +40,8 @@ device through a stub driver; heuristics only, nothing compiled or run): in bf16
 with genstats found no engine in any variant (genstats wants a float32 input), the forward
 with the statistics left to torch did (scale/shift in bf16), dgrad + act' + scale did, and
 wgrad with the prologue did not (cuDNN knows the pattern, SCALE_BIAS_ADD_RELU_WGRAD, in fp16
-only) while the plain wgrad did; a layer with no prologue and no statistics planned every
-graph.
+only) while the plain wgrad did, as did dgrad + act' + scale with both reductions; a layer
+with no prologue and no statistics planned every graph.
 """
 import threading
 from contextlib import nullcontext
@@ -173,16 +175,19 @@ class _Variant:
     """A way of writing the same layer: the dtype of scale/shift and of the virtual
     intermediates ("io": the input's), and what is left to torch: the conv bias and the
     statistics (forward; a pass over y each), the prologue (wgrad: act(x * scale + shift)
-    written by torch and read by a plain wgrad)."""
+    written by torch and read by a plain wgrad), the reductions of the norm's backward
+    (dgrad+dz: dz written and reduced by torch)."""
     coefficients: str                  # "float32" | "io"
     bias_in_graph: bool = True
     statistics_in_graph: bool = True
     prologue_in_graph: bool = True
+    reductions_in_graph: bool = True   # dgrad+dz: sum dz and sum dz * x
 
     def describe(self) -> str:
         torch_does = [what for what, in_graph in (("bias", self.bias_in_graph),
                                                   ("statistics", self.statistics_in_graph),
-                                                  ("prologue", self.prologue_in_graph))
+                                                  ("prologue", self.prologue_in_graph),
+                                                  ("reductions", self.reductions_in_graph))
                       if not in_graph]
         return (f"scale/shift {self.coefficients}"
                 + (f", {' and '.join(torch_does)} by torch" if torch_does else ""))
@@ -202,6 +207,8 @@ _FORWARD_VARIANTS = _COEFFICIENT_VARIANTS + tuple(
     for bias, statistics in ((False, True), (True, False), (False, False))
     for coefficients in ("float32", "io"))
 _WGRAD_VARIANTS = _COEFFICIENT_VARIANTS + (_Variant("io", prologue_in_graph=False),)
+_DGRAD_DZ_VARIANTS = _COEFFICIENT_VARIANTS + (_Variant("float32", reductions_in_graph=False),
+                                              _Variant("io", reductions_in_graph=False))
 
 
 class _Built:
@@ -311,8 +318,10 @@ def _write_forward(writer: _GraphWriter) -> None:
 
 
 def _write_dgrad(writer: _GraphWriter, with_dz: bool) -> None:
-    """dx = scale * act'(z) * dgrad(dy), z = x * scale + shift recomputed; with_dz also
-    writes act'(z) * dgrad(dy), which the gradients of scale and shift reduce."""
+    """dx = scale * act'(z) * dgrad(dy), z = x * scale + shift recomputed; with_dz also the
+    per-channel sums of dz = act'(z) * dgrad(dy) and of dz * x (the gradients of shift and
+    scale: dbn_weight's reductions, which the Python API lacks as a node), or dz itself for
+    torch to reduce."""
     key, g = writer.key, writer.graph
     grad = g.conv_dgrad(loss=writer.nhwc("dy", key.output),
                         filter=writer.nhwc("weight", key.weight), name="dgrad",
@@ -324,11 +333,25 @@ def _write_dgrad(writer: _GraphWriter, with_dz: bool) -> None:
                                name="act_backward")
     if key.normed:
         if with_dz:
-            writer.output("dz", grad, key.input)
+            _write_coefficient_grads(writer, grad)
         if "scale" not in writer.tensors:
             writer.per_channel("scale", key.input[1], writer.coefficient_type)
         grad = g.scale(grad, writer.tensors["scale"], name="dx_scale")
     writer.output("dx", grad, key.input)
+
+
+def _write_coefficient_grads(writer: _GraphWriter, dz) -> None:
+    key, g = writer.key, writer.graph
+    if not writer.variant.reductions_in_graph:
+        writer.output("dz", dz, key.input)
+        return
+    channels, add = key.input[1], writer.cudnn.reduction_mode.ADD
+    if "x" not in writer.tensors:
+        writer.nhwc("x", key.input)
+    for role, value in (("dz_sum", dz), ("dzx_sum", g.mul(dz, writer.tensors["x"],
+                                                          name="dz_x"))):
+        total = g.reduction(value, mode=add, out_dims=[1, channels, 1, 1], name=role)
+        writer.output(role, total, (1, channels, 1, 1), writer.cudnn.data_type.FLOAT)
 
 
 def _write_wgrad(writer: _GraphWriter) -> None:
@@ -346,7 +369,7 @@ def _write_wgrad(writer: _GraphWriter) -> None:
 _KINDS = {
     "forward": (_write_forward, _FORWARD_VARIANTS),
     "dgrad": (lambda writer: _write_dgrad(writer, False), _COEFFICIENT_VARIANTS),
-    "dgrad+dz": (lambda writer: _write_dgrad(writer, True), _COEFFICIENT_VARIANTS),
+    "dgrad+dz": (lambda writer: _write_dgrad(writer, True), _DGRAD_DZ_VARIANTS),
     "wgrad": (_write_wgrad, _WGRAD_VARIANTS),
 }
 _BUILT = {}      # (kind, LayerKey) -> _Built, or the CudnnGraphUnsupported it raised
@@ -426,8 +449,18 @@ def _empty_nhwc(shape, key: LayerKey) -> torch.Tensor:
                        memory_format=torch.channels_last)
 
 
-def _empty_statistic(key: LayerKey) -> torch.Tensor:
-    return torch.empty(key.output[1], dtype=torch.float32, device=key.device)
+def _empty_statistic(key: LayerKey, channels: Optional[int] = None) -> torch.Tensor:
+    """A float32 per-channel vector (default: one per output channel)."""
+    return torch.empty(channels or key.output[1], dtype=torch.float32, device=key.device)
+
+
+def _coefficient_grads(buffers: dict, x, variant: _Variant):
+    """(grad scale, grad shift) = (sum dz * x, sum dz) over N, H, W: the dgrad graph's sums,
+    or torch's reductions of its dz."""
+    if variant.reductions_in_graph:
+        return buffers["dzx_sum"], buffers["dz_sum"]
+    dz = buffers["dz"].float()
+    return (dz * x.float()).sum((0, 2, 3)), dz.sum((0, 2, 3))
 
 
 class _ConvGraph(torch.autograd.Function):
@@ -467,15 +500,18 @@ class _ConvGraph(torch.autograd.Function):
         grad_x = grad_scale = grad_shift = grad_weight = grad_bias = None
         coefficient_grads = key.normed and (needs_scale or needs_shift)
         if needs_x or coefficient_grads:
-            kind = "dgrad+dz" if coefficient_grads else "dgrad"
+            built = _plan("dgrad+dz" if coefficient_grads else "dgrad", key)
             grad_x = _empty_nhwc(key.input, key)
             buffers = {"dy": grad, "weight": weight, "x": x, "dx": grad_x}
+            if coefficient_grads and built.variant.reductions_in_graph:
+                buffers["dz_sum"], buffers["dzx_sum"] = (_empty_statistic(key, key.input[1])
+                                                         for _ in range(2))
+            elif coefficient_grads:
+                buffers["dz"] = _empty_nhwc(key.input, key)
+            _run(built, key, buffers, scale, shift)
             if coefficient_grads:
-                buffers["dz"] = dz = _empty_nhwc(key.input, key)
-            _run(_plan(kind, key), key, buffers, scale, shift)
-            if coefficient_grads:
-                grad_scale = (dz.float() * x.float()).sum((0, 2, 3)).to(scale.dtype)
-                grad_shift = dz.float().sum((0, 2, 3)).to(shift.dtype)
+                grad_scale, grad_shift = _coefficient_grads(buffers, x, built.variant)
+                grad_scale, grad_shift = grad_scale.to(scale.dtype), grad_shift.to(shift.dtype)
         if needs_weight:
             built = _plan("wgrad", key)
             grad_weight = _empty_nhwc(key.weight, key)
