@@ -13,6 +13,7 @@ import torch.nn.functional as F
 
 from fastp2p.ops.backends import cudnn_graphs
 from helpers import cudnn_frontend_stand_in as stand_in
+from helpers.cudnn_graph_poison import poison_graph_buffers
 from helpers.tolerances import FP32_SINGLE_OP, assert_close
 
 EPS = 1e-5
@@ -28,6 +29,7 @@ def frontend(monkeypatch):
     monkeypatch.setattr(cudnn_graphs, "check_available", lambda device=None: None)
     monkeypatch.setattr(stand_in.pygraph, "built_graphs", [])
     monkeypatch.setattr(stand_in.pygraph, "refuse", staticmethod(lambda graph: False))
+    poison_graph_buffers(monkeypatch)
     return stand_in
 
 

@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from fastp2p.ops.backends import cudnn_graphs
+from helpers.cudnn_graph_poison import poison_graph_buffers
 from helpers.tolerances import BF16_NETWORK, assert_close
 
 pytestmark = pytest.mark.cuda
@@ -32,15 +33,7 @@ def frontend(monkeypatch):
     if why is not None:
         pytest.skip(why)
 
-    def poisoned_nhwc(shape, key):
-        return torch.full(shape, float("nan"), dtype=key.dtype, device=key.device
-                          ).contiguous(memory_format=torch.channels_last)
-
-    def poisoned_statistic(key):
-        return torch.full((key.output[1],), float("nan"), dtype=torch.float32,
-                          device=key.device)
-    monkeypatch.setattr(cudnn_graphs, "_empty_nhwc", poisoned_nhwc)
-    monkeypatch.setattr(cudnn_graphs, "_empty_statistic", poisoned_statistic)
+    poison_graph_buffers(monkeypatch)
 
 
 def _inputs(n, c, h, k, normed, bias):
