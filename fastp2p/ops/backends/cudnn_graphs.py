@@ -22,12 +22,11 @@ has no dbn_weight node, its C++ API has), or, where cuDNN declines those, torch'
 of dz written by the graph.
 
 Each graph (written by ``cudnn_graph_writer``) is tried in variants until cuDNN builds one
-(``Variant``): scale/shift and the
-virtual intermediates in float32, then in the input's dtype; for the forward, then with the
-bias and then also the statistics left to torch (a pass over y each), so a layer whose full
-fusion cuDNN declines still gets its fused prologue; for wgrad, last, a plain wgrad reading
-act(x * scale + shift) written by torch. ``describe()`` says which variant each graph of a
-shape got (the benchmark records it with the timings).
+(``Variant``): scale/shift and the virtual intermediates in float32, then in the input's dtype;
+for the forward, then with the bias and then also the statistics left to torch (a pass over y
+each), so a layer whose full fusion cuDNN declines still gets its fused prologue; for wgrad,
+last, a plain wgrad reading act(x * scale + shift) written by torch. ``describe()`` says which
+variant each graph of a shape got (the benchmark records it with the timings).
 
 Not built (``CudnnGraphUnsupported``): instance norm (genstats gives batch statistics only,
 and the prologue's scale would be per image), transposed convolutions (their cuDNN form is a
