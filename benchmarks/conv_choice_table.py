@@ -11,6 +11,15 @@ both networks' norms (a layer with no norm after it whose prologue applies the p
 layer's batch or instance norm) must win under each (conv_layer_timing writes a table only
 from a run of both norms); a row where a provider failed never wins. Layers not listed keep
 today's path.
+
+Three providers are timed (``PROVIDERS``): ``cudnn`` (cuDNN conv + norm-act, today's path),
+``fused`` (the fused Triton convolution) and ``cudnn_graph`` (cuDNN runtime-fusion graphs,
+``fastp2p.ops.backends.cudnn_graphs``). The table's ``fastest`` names, per layer key and mode,
+the provider with the lowest median in every row of that key and mode (None where rows
+disagree or none was timed); a row records a provider that could not run as
+``<provider>_error`` ("not installed: ...", "unsupported: ..." or the error). Only ``cudnn``
+and ``fused`` are routed (``ROUTED``): the networks never call the cuDNN graphs, so a layer
+whose measured fastest is ``cudnn_graph`` still runs the rule's choice between the other two.
 """
 import json
 from collections import defaultdict
@@ -20,6 +29,10 @@ from fastp2p.atomic_files import replacing
 from fastp2p.ops.backends.conv_choice import layer_key
 
 MODE = "forward+backward"
+PROVIDERS = ("cudnn", "fused", "cudnn_graph")
+ROUTED = ("cudnn", "fused")
+NOT_ROUTED = ("cudnn_graph is measured, never routed: no network calls the cuDNN fusion graphs "
+              "before a GPU run has checked them (tests/conv_norm_act/test_cudnn_graphs_cuda.py)")
 RULE = ("fused where every forward+backward row of the layer has fused p80 < cudnn+norm_act "
         "p20 (CUDA-graph replays)")
 KERNEL, PADDING = 4, 1
@@ -90,12 +103,33 @@ def fused_wins(row: dict) -> bool:
             and fused["p80_ms"] < cudnn["p20_ms"])
 
 
+def fastest_provider(row: dict):
+    """The provider with the lowest median in one row, or None when none was timed."""
+    timed = {p: row[p]["median_ms"] for p in PROVIDERS if row.get(p) is not None}
+    return min(timed, key=timed.get) if timed else None
+
+
+def fastest_by_layer(rows) -> list:
+    """Per table key and mode: {entry, mode, provider}, provider the fastest in every row of
+    that key and mode (both networks' norms, for a shared key), else None."""
+    winners, entries = defaultdict(set), {}
+    for row in rows:
+        group = (entry_key(row["entry"]), row["mode"])
+        winners[group].add(fastest_provider(row))
+        entries[group] = row["entry"]
+    return [dict(entry=entries[group], mode=group[1],
+                 provider=next(iter(winners[group])) if len(winners[group]) == 1 else None)
+            for group in sorted(winners)]
+
+
 def choice_table(rows, environment=None) -> dict:
     """The table: ``fused`` lists the entries the rule gives to the fused convolution (sorted);
-    ``rule``, the run's ``device``/``commit``/``torch``/``triton`` and every row (``measured``:
-    layer, network norm, batch, mode, entry, each provider's median/p20/p80 ms or its error)
-    are for the record. Rows: dicts with ``layer``, ``network_norm``, ``batch``, ``mode``,
-    ``entry`` and ``cudnn`` / ``fused`` (``{"median_ms", "p20_ms", "p80_ms"}`` or None)."""
+    ``rule``, the run's ``device``/``commit``/``torch``/``triton``, ``fastest``
+    (fastest_by_layer), ``routed`` / ``not_routed`` and every row (``measured``: layer,
+    network norm, batch, mode, entry, each provider's median/p20/p80 ms or its error) are for
+    the record. Rows: dicts with ``layer``, ``network_norm``, ``batch``, ``mode``, ``entry`` and
+    ``cudnn`` / ``fused`` / optionally ``cudnn_graph`` (``{"median_ms", "p20_ms", "p80_ms"}``
+    or None)."""
     verdicts = defaultdict(list)
     entries = {}
     for row in rows:
@@ -108,6 +142,7 @@ def choice_table(rows, environment=None) -> dict:
             "torch": environment.get("torch"), "triton": environment.get("triton"),
             "rule": RULE,
             "fused": [entries[key] for key in sorted(verdicts) if all(verdicts[key])],
+            "fastest": fastest_by_layer(rows), "routed": list(ROUTED), "not_routed": NOT_ROUTED,
             "measured": list(rows)}
 
 

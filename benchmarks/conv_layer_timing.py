@@ -6,7 +6,7 @@ of CUDA-graph replays, p20/p80) and TFLOP/s, with the ratio of the two in the sa
 row for the record), rewritten atomically after each layer and batch size, so a run stopped by
 a time limit leaves the table of what it measured.
 
-Per layer, both providers do the work the training step does for it: the previous layer's norm
+Per layer, every provider does the work the training step does for it: the previous layer's norm
 + activation applied to its pre-norm output, this layer's convolution, its bias.
 - ``cudnn+norm_act`` (today's path): ``fastp2p.ops.norm_act`` then the module convolution as
   the networks run it (``fastp2p.ops.aligned_channels.conv2d`` /
@@ -17,6 +17,12 @@ Per layer, both providers do the work the training step does for it: the previou
   over a network both providers compute each norm's statistics once.
 - ``fused``: ``fastp2p.ops.conv_norm_act`` — prologue scale/shift + activation, bias and the
   statistics of the norm after it in the epilogue; a decoder reads skip and up as two K-ranges.
+- ``cudnn_graph``: ``fastp2p.ops.backends.cudnn_graphs`` — the same layer as cuDNN runtime-
+  fusion graphs (package nvidia-cudnn-frontend): batch norm, one source, not transposed; other
+  layers are rows with ``cudnn_graph_error`` "unsupported: <why>", and without the package
+  "not installed: ...". ``cudnn_graph_variants`` records what cuDNN built (or refused) per
+  graph. Measured only: the networks never route to it.
+Each row names its ``fastest`` provider (lowest median).
 The U-Net's output conv ends in the network's Tanh: ``torch.tanh`` after cuDNN's, the epilogue's
 tanh in the fused one (as ``fastp2p.nn.unet_conv`` runs each).
 
@@ -30,12 +36,15 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
+from fastp2p.ops.backends import cudnn_graphs
+
 try:
-    from conv_choice_table import PATCHGAN, UNET, choice_table, layer_entry, write_table
+    from conv_choice_table import (PATCHGAN, PROVIDERS, UNET, choice_table, fastest_provider,
+                                   layer_entry, write_table)
     from kernel_timing import time_ms
 except ImportError:  # imported as benchmarks.conv_layer_timing
-    from benchmarks.conv_choice_table import (PATCHGAN, UNET, choice_table, layer_entry,
-                                              write_table)
+    from benchmarks.conv_choice_table import (PATCHGAN, PROVIDERS, UNET, choice_table,
+                                              fastest_provider, layer_entry, write_table)
     from benchmarks.kernel_timing import time_ms
 
 QUICK = [UNET[2], UNET[9], UNET[12], PATCHGAN[3]]
@@ -127,6 +136,37 @@ def _cudnn(layer, norm, coeffs, weight, bias):
     return call
 
 
+def _cudnn_graph(layer, norm, coeffs, weight, bias):
+    """The layer through cuDNN graphs; refuses (CudnnGraphError) before any timing a layer
+    they do not cover or a machine without the package."""
+    _, transposed, stride, sources, _, _, activation, normed, followed = layer
+    cudnn_graphs.check_layer(norm=norm if normed[0] or followed else "none",
+                             sources=len(sources), transposed=transposed, activation=activation)
+    cudnn_graphs.check_available(weight.device)
+    (scale, shift), = coeffs
+
+    def call(x):
+        y, mean, rstd = cudnn_graphs.conv_graph_norm(
+            x, scale, shift, weight, bias, stride=stride, padding=1, activation=activation,
+            slope=SLOPE, norm="batch" if followed else "none")
+        return [t for t in (y, mean, rstd) if t is not None]
+    return call
+
+
+def _failure(error: Exception) -> str:
+    """A provider's row entry when it did not run: "not installed: ...", "unsupported: ...",
+    "unavailable: ..." (no CUDA device) or the error."""
+    for kind, status in ((cudnn_graphs.CudnnGraphNotInstalled, "not installed"),
+                         (cudnn_graphs.CudnnGraphUnsupported, "unsupported"),
+                         (cudnn_graphs.CudnnGraphUnavailable, "unavailable")):
+        if isinstance(error, kind):
+            return f"{status}: {error}"
+    return f"{type(error).__name__}: {error}"
+
+
+_MAKERS = {"cudnn": _cudnn, "fused": _fused, "cudnn_graph": _cudnn_graph}
+
+
 def _forward_backward(make, xs, weight, bias):
     """Forward and backward of make(weight, bias) to the sources, weight and bias; the
     statistics get a gradient too (in a network the next norm's affine gives them one)."""
@@ -161,14 +201,18 @@ def measure(layer, batch, norm, device, quick=False, print_row=None, dtype=DTYPE
     rows = []
     for mode in ("forward", "forward+backward"):
         row = dict(layer=layer[0], network_norm=norm, batch=batch, mode=mode, entry=entry,
-                   cudnn=None, fused=None)
-        for provider, make in (("cudnn", _cudnn), ("fused", _fused)):
+                   **{provider: None for provider in PROVIDERS})
+        for provider in PROVIDERS:
             try:
-                median, p20, p80 = _timed(make, mode, layer, norm, xs, coeffs, weight, bias,
-                                          device, quick)
+                median, p20, p80 = _timed(_MAKERS[provider], mode, layer, norm, xs, coeffs,
+                                          weight, bias, device, quick)
                 row[provider] = dict(median_ms=median, p20_ms=p20, p80_ms=p80)
             except Exception as error:  # a failure is a row, not a crash
-                row[f"{provider}_error"] = f"{type(error).__name__}: {error}"
+                row[f"{provider}_error"] = _failure(error)
+        variants = cudnn_graphs.describe(xs[0].shape, weight.shape)
+        if variants:
+            row["cudnn_graph_variants"] = variants
+        row["fastest"] = fastest_provider(row)
         if print_row is not None:
             print_row(row, _flops(layer, batch) * (1 if mode == "forward" else 3))
         rows.append(row)
@@ -180,13 +224,18 @@ def _print_row(row, flops) -> None:
     for provider in ("cudnn", "fused"):
         if row[provider] is None:
             print(f"{start} {provider} failed: {row[f'{provider}_error']}")
+    graph = row.get("cudnn_graph")
+    graph_column = (f"{graph['median_ms']:9.4f} [{graph['p20_ms']:.3f},{graph['p80_ms']:.3f}]"
+                    if graph else f"{row.get('cudnn_graph_error', '-').split(':')[0]:>24s}")
     if row["cudnn"] is None or row["fused"] is None:
+        print(f"{start} cudnn_graph {graph_column} fastest {row.get('fastest')}")
         return
     c, f = row["cudnn"], row["fused"]
     print(f"{start} {c['median_ms']:9.4f} [{c['p20_ms']:.3f},{c['p80_ms']:.3f}] "
           f"{f['median_ms']:9.4f} [{f['p20_ms']:.3f},{f['p80_ms']:.3f}] "
           f"{c['median_ms'] / f['median_ms']:7.2f}x "
-          f"{flops / c['median_ms'] / 1e9:6.1f}/{flops / f['median_ms'] / 1e9:<6.1f}")
+          f"{flops / c['median_ms'] / 1e9:6.1f}/{flops / f['median_ms'] / 1e9:<6.1f} "
+          f"{graph_column} {row.get('fastest')}")
 
 
 def main(argv=None) -> int:
@@ -216,7 +265,9 @@ def main(argv=None) -> int:
           f"channels-last; ms = median of CUDA-graph replays [p20, p80]")
     print(f"{'layer':16s} {'norm':8s} {'batch':>5s} {'mode':17s} "
           f"{'cudnn+norm_act ms [p20,p80]':>29s} {'fused ms [p20,p80]':>28s} {'speedup':>8s} "
-          f"{'TFLOP/s cudnn/fused':>20s}")
+          f"{'TFLOP/s cudnn/fused':>20s} {'cudnn_graph ms [p20,p80]':>24s} fastest")
+    why = cudnn_graphs.availability(device)
+    print(f"# cudnn_graph: {'available' if why is None else why} (measured, never routed)")
     rows = []
     for layer in (QUICK if args.quick else UNET + PATCHGAN):
         # a layer with no norm before or after it does the same work in either network

@@ -18,32 +18,15 @@ import sys
 from unittest import mock
 
 import torch
-from torch.utils._python_dispatch import TorchDispatchMode
 
 from fastp2p.kernels import norm_act as kernels
 from fastp2p.reference.discriminators import NLayerDiscriminator
 from fastp2p.reference.norm import get_norm_layer
 from fastp2p.reference.unet import UnetGenerator
+from op_counter import OpCounter
 
-NO_LAUNCH = {"empty", "empty_like", "empty_strided", "new_empty", "detach", "view",
-             "_unsafe_view", "alias", "expand", "permute", "unsqueeze", "squeeze", "select",
-             "slice", "as_strided", "reshape", "transpose", "narrow"}
 H200_SMS = 132
 BACKWARDS_PER_STEP = {"unet": 1, "patchgan": 3}  # D: real and fake in its step, fake in G's
-
-
-class OpCounter(TorchDispatchMode):
-    """The ATen ops dispatched inside the mode that launch work on a GPU."""
-
-    def __init__(self):
-        super().__init__()
-        self.ops = collections.Counter()
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        name = func.overloadpacket.__name__
-        if name not in NO_LAUNCH:
-            self.ops[name] += 1
-        return func(*args, **(kwargs or {}))
 
 
 class _KernelStub:

@@ -17,7 +17,6 @@ import sys
 from pathlib import Path
 
 import torch
-from torch.utils._python_dispatch import TorchDispatchMode
 
 os.environ["FASTP2P_BACKEND"] = "reference"
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
@@ -26,24 +25,10 @@ import fastp2p.ops.backends.reference as reference_backend  # noqa: E402
 from fastp2p.nn.losses import l1_loss  # noqa: E402
 from fastp2p.train.engine import Pix2PixEngine  # noqa: E402
 from helpers.train_helpers import random_batches, tiny_networks  # noqa: E402
+from op_counter import OpCounter  # noqa: E402
 
-NO_LAUNCH = {"empty", "empty_like", "empty_strided", "detach", "view", "_unsafe_view", "alias",
-             "t", "expand", "permute", "unsqueeze", "squeeze", "select", "slice", "as_strided",
-             "reshape", "transpose", "_reshape_alias", "lift_fresh", "unbind", "split"}
 LOSS_CUSTOM_OPS = {"gan_loss_fwd": 3, "l1_loss_fwd": 3}  # CUDA kernels behind each
 FUSED_LAUNCHES = 4  # two per network step on Triton
-
-
-class OpCounter(TorchDispatchMode):
-    def __init__(self):
-        super().__init__()
-        self.ops = collections.Counter()
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        name = func.overloadpacket.__name__
-        if name not in NO_LAUNCH:
-            self.ops[name] += 1
-        return func(*args, **(kwargs or {}))
 
 
 def _stub_d(logits_fake, logits_real, *, mode, tally=None):

@@ -22,7 +22,8 @@ os.environ["FASTP2P_BACKEND"] = "triton"
 import torch  # noqa: E402
 from torch.utils._python_dispatch import TorchDispatchMode  # noqa: E402
 
-from count_norm_act_bwd_ops import NO_LAUNCH, gpu_decisions  # noqa: E402
+from count_norm_act_bwd_ops import gpu_decisions  # noqa: E402
+from op_counter import NO_LAUNCH  # noqa: E402
 from fastp2p.bench.networks import NetworkConfig, build_pair  # noqa: E402
 
 

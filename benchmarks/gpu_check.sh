@@ -1,13 +1,17 @@
 #!/usr/bin/env bash
 # The one-call GPU check, for a CUDA machine with no package registry (torch, triton, pytest,
 # pytest-benchmark and matplotlib already installed):
-#   1. pip install --no-build-isolation --no-deps -e .  (builds fastp2p._C with its CUDA kernels)
+#   1. pip install --no-build-isolation --no-deps -e .  (builds fastp2p._C with its CUDA kernels),
+#      and the wheel(s) carried in .whl/ (nvidia-cudnn-frontend, for the cuDNN-graph provider:
+#      benchmarks/README.md says how to carry it) into $CUDNN_FE_SITE (default /tmp/site),
+#      put on PYTHONPATH for every later stage;
 #   2. tests: the GPU tests (pytest -m cuda), then pytest benchmarks/ with --benchmark-disable
 #      (each micro-benchmark test once);
 #   3. choice: the Triton / CUDA C++ norm-act timings per shape and the choice table they give
 #      (benchmarks/cuda_choice_table.py);
-#   4. conv: the fused Triton convolution against cuDNN + norm-act per layer, batch 1 and 64,
-#      batch and instance norm (benchmarks/conv_layer_timing.py), its table in the log and the
+#   4. conv: the fused Triton convolution against cuDNN + norm-act and the cuDNN fusion graphs
+#      ("not installed" without the .whl/ wheel) per layer, batch 1 and 64, batch and instance
+#      norm (benchmarks/conv_layer_timing.py), its table in the log and the
 #      conv choice table it gives (conv_choice.json, every row inside) — CONV_LAYERS=quick (the
 #      default: four layers, limit 90 s) or all (every conv of U-Net-256 and the PatchGAN: give
 #      it a call of its own, GPU_CHECK_STAGES=conv CONV_LAYERS=all CONV_SECONDS=420); the table
@@ -57,6 +61,23 @@ if ! PIP_BREAK_SYSTEM_PACKAGES=1 timeout 240 "$PY" -m pip install --no-build-iso
     log "install FAILED:"; tail -n 30 "$RESULTS/install.log"; STATUS=1
 fi
 rm -f "$RESULTS/install.log"
+# The machine has no package registry: nvidia-cudnn-frontend comes as a wheel in .whl/.
+CUDNN_FE_SITE="${CUDNN_FE_SITE:-/tmp/site}"
+if compgen -G ".whl/*.whl" > /dev/null; then
+    log "install the carried wheel(s) $(cd .whl && echo *.whl) into $CUDNN_FE_SITE"
+    if PIP_BREAK_SYSTEM_PACKAGES=1 "$PY" -m pip install -q --no-index --no-deps --no-compile \
+            --no-cache-dir --upgrade --target "$CUDNN_FE_SITE" .whl/*.whl; then
+        export PYTHONPATH="$CUDNN_FE_SITE${PYTHONPATH:+:$PYTHONPATH}"
+        "$PY" -c "import torch; torch.backends.cudnn.version(); import cudnn; print(
+            'nvidia-cudnn-frontend', cudnn.__version__, 'on cuDNN', cudnn.backend_version_string())" \
+            || log "the installed frontend does not import (the provider will say why)"
+    else
+        log "wheel install FAILED: the cuDNN-graph provider will be recorded as not installed"
+    fi
+else
+    log "no wheel in .whl/: the cuDNN-graph provider will be recorded as not installed" \
+        "(benchmarks/README.md: carrying nvidia-cudnn-frontend)"
+fi
 "$PY" -m fastp2p info  # versions, and whether fastp2p._C has its CUDA kernels
 if ! "$PY" -c "import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1)"; then
     log "no CUDA GPU visible to torch: this is the GPU check (use 'fastp2p bench --quick' on a CPU)"
@@ -106,8 +127,8 @@ if wanted conv; then
         all) CONV_FLAG=;;
         *) log "CONV_LAYERS must be quick or all, got '$CONV_LAYERS'"; STATUS=1; finish;;
     esac
-    log "fused convolution vs cuDNN + norm-act per layer ($CONV_LAYERS layers, limit" \
-        "${CONV_SECONDS}s)"
+    log "fused convolution vs cuDNN + norm-act vs cuDNN graphs per layer ($CONV_LAYERS" \
+        "layers, limit ${CONV_SECONDS}s)"
     # shellcheck disable=SC2086  # CONV_FLAG is one option or none
     if ! timeout --signal=INT --kill-after=10 "$CONV_SECONDS" "$PY" \
             benchmarks/conv_layer_timing.py $CONV_FLAG --out "$RESULTS/conv_choice.json"

@@ -26,9 +26,11 @@ def training_job(spec: PeerSpec, batch_size: int, settings: TrainingSettings) ->
     options = spec.options(device_type)
     autotune = spec.cudnn_benchmark and device_type == "cuda"
     variables = peer_environment(spec, device_type)
+    # PDL acts only from compute capability 9 (fastp2p.kernels.pdl); below, the row is plain.
+    pdl = bool(variables) and torch.cuda.get_device_capability(device)[0] >= 9
     identity = {"peer": spec.name, "batch_size": batch_size, "device": device_type,
                 "execution": spec.execution, **options, "cudnn_benchmark": autotune,
-                **({"pdl": True} if variables else {})}
+                **({"pdl": True} if pdl else {})}
 
     def run():
         cuda = device_type == "cuda"

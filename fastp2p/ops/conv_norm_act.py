@@ -102,13 +102,14 @@ class _ConvNormAct(torch.autograd.Function):
         grad_weight = grad_bias = None
         if ctx.needs_input_grad[3]:
             grad_weight = torch.cat(weight_grads, 0 if cfg.transposed else 1).to(weight.dtype)
-        if bias is not None and ctx.needs_input_grad[4] and cfg.output_activation == "tanh":
-            grad_bias = kernels.conv_fused_bias_grad(grad_y, fold).to(bias.dtype)
-        elif bias is not None and ctx.needs_input_grad[4]:
-            grad_bias = grad_y.float().sum((0, 2, 3))
-            if fold is not None:  # sum of alpha * y + beta, from the statistics: no pass over y
-                folded = _group_count(y, cfg.norm) * (fold.alpha * mean + fold.beta)
-                grad_bias = grad_bias + folded.reshape(-1, y.shape[1]).sum(0)
+        if bias is not None and ctx.needs_input_grad[4]:
+            if cfg.output_activation == "tanh":
+                grad_bias = kernels.conv_fused_bias_grad(grad_y, fold)
+            else:
+                grad_bias = grad_y.float().sum((0, 2, 3))
+                if fold is not None:  # sum of alpha * y + beta, from the statistics: no pass over y
+                    folded = _group_count(y, cfg.norm) * (fold.alpha * mean + fold.beta)
+                    grad_bias = grad_bias + folded.reshape(-1, y.shape[1]).sum(0)
             grad_bias = grad_bias.to(bias.dtype)
         return (None, None, None, grad_weight, grad_bias, *grads_flat)
 

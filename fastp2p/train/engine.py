@@ -60,6 +60,18 @@ def unwrap(net: torch.nn.Module) -> torch.nn.Module:
     return net.module if isinstance(net, DistributedDataParallel) else net
 
 
+def _check_single_process_cuda(option: str, off_hint: str, device: torch.device,
+                               *nets: torch.nn.Module) -> None:
+    """A one-line ValueError where ``option=True`` cannot run: it needs a CUDA device and one
+    process (DistributedDataParallel's gradient hooks cannot be captured or forked)."""
+    if device.type != "cuda":
+        raise ValueError(f"{option}=True needs the networks on a CUDA device, they are on "
+                         f"{device}; use {option}=False{off_hint}")
+    if any(isinstance(net, DistributedDataParallel) for net in nets):
+        raise ValueError(f"{option}=True is not supported with DistributedDataParallel; "
+                         f"use {option}=False{off_hint} for multi-process training")
+
+
 class Pix2PixEngine:
     """Owns the optimizers and runs pix2pix updates of ``netG`` and ``netD``.
 
@@ -82,20 +94,10 @@ class Pix2PixEngine:
             raise ValueError("netG and netD must both have parameters")
         self.device = params_G[0].device
         is_cuda = self.device.type == "cuda"
-        if cuda_graph and not is_cuda:
-            raise ValueError("cuda_graph=True needs the networks on a CUDA device, they are on "
-                             f"{self.device}; use cuda_graph=False")
-        if cuda_graph and (isinstance(netG, DistributedDataParallel)
-                           or isinstance(netD, DistributedDataParallel)):
-            raise ValueError("cuda_graph=True is not supported with DistributedDataParallel; "
-                             "use cuda_graph=False (--no-graphs) for multi-process training")
-        if side_streams and not is_cuda:
-            raise ValueError("side_streams=True needs the networks on a CUDA device, they are on "
-                             f"{self.device}; use side_streams=False")
-        if side_streams and (isinstance(netG, DistributedDataParallel)
-                             or isinstance(netD, DistributedDataParallel)):
-            raise ValueError("side_streams=True is not supported with DistributedDataParallel; "
-                             "use side_streams=False for multi-process training")
+        for option, on, off_hint in (("cuda_graph", cuda_graph, " (--no-graphs)"),
+                                     ("side_streams", side_streams, "")):
+            if on:
+                _check_single_process_cuda(option, off_hint, self.device, netG, netD)
         if precision == "bf16" and not is_cuda:
             raise ValueError("precision='bf16' is the CUDA fast path; on "
                              f"{self.device} use precision='fp32'")

@@ -122,10 +122,17 @@ def test_the_benchmark_peer_sets_the_variable_on_cuda_only(monkeypatch):
 
 
 @pytest.mark.cuda
-def test_captured_bf16_step_with_pdl_trains_bit_for_bit_as_without(monkeypatch):
+@pytest.mark.parametrize("options", [
+    {},
+    # the PDL kernels the default step does not launch: Adam's (with its ticket), the step losses
+    {"master_weights": True, "fused_step_losses": True},
+    {"side_streams": True},  # PDL kernels on two streams, the arrival counters shared
+], ids=["default", "master-weights-step-losses", "side-streams"])
+def test_captured_bf16_step_with_pdl_trains_bit_for_bit_as_without(monkeypatch, options):
     """The engine's captured bf16 step, 10 steps, with the fastp2p-pdl peer's environment and
-    without: the same losses and weights, bit for bit (deterministic cuDNN algorithms, so that
-    only PDL differs). On a GPU below compute capability 9 PDL stays off: trivially equal."""
+    without, for the default options and for the ones that launch the other PDL kernels: the
+    same losses and weights, bit for bit (deterministic cuDNN algorithms, so that only PDL
+    differs). On a GPU below compute capability 9 PDL stays off: trivially equal."""
     from fastp2p.train.engine import LOSS_NAMES, Pix2PixEngine
     from helpers.train_helpers import parameters_and_buffers, random_batches, tiny_networks
 
@@ -139,7 +146,7 @@ def test_captured_bf16_step_with_pdl_trains_bit_for_bit_as_without(monkeypatch):
         with environment(variables):
             netG, netD = (net.cuda() for net in tiny_networks(num_downs=6))
             engine = Pix2PixEngine(netG, netD, precision="bf16", channels_last=True,
-                                   cuda_graph=True)
+                                   cuda_graph=True, **options)
             for batch in batches:
                 engine.step(*batch)
             losses = engine.read_losses()

@@ -5,8 +5,8 @@ signatures). ``_BACKENDS`` lists them in order of preference with the devices ea
 first one that is installed and serves the tensor's device wins. ``FASTP2P_BACKEND=<name>``
 forces one. An op a backend lacks runs the reference backend's launcher (one warning per backend
 and op). ``FASTP2P_PDL=1`` (programmatic dependent launch for the Triton kernels on Hopper) is
-read by ``fastp2p.kernels.pdl`` at each launch: kernels/ may not import this layer. Adding a backend is a module in this folder plus one entry in ``_BACKENDS``
-(fastp2p/ops/README.md).
+read by ``fastp2p.kernels.pdl`` at each launch: kernels/ may not import this layer. Adding a
+backend is a module in this folder plus one entry in ``_BACKENDS`` (fastp2p/ops/README.md).
 """
 import importlib
 import os
