@@ -22,9 +22,10 @@ import sys
 
 import torch
 
-from count_norm_act_bwd_ops import BACKWARDS_PER_STEP, H200_SMS, OpCounter, gpu_decisions
+from count_norm_act_bwd_ops import BACKWARDS_PER_STEP, H200_SMS, gpu_decisions
 from fastp2p.kernels import norm_act as kernels
 from fastp2p.nn.fused import norm_kwargs
+from op_counter import OpCounter
 
 FORWARDS_PER_STEP = BACKWARDS_PER_STEP  # the same passes: G once, D 3 times
 
