@@ -14,6 +14,7 @@ for grad_x; no PyTorch op runs between them. Strides are passed everywhere, so
 channels-last (NHWC) is native and nothing is made contiguous.
 """
 import functools
+import threading
 
 import torch
 import triton
@@ -407,23 +408,39 @@ def norm_act_fwd(x, weight, bias, running_mean, running_var, out, out_channel_of
 
 
 # Arrival counters of the statistics and backward kernels' last-program reductions: int32 zeros
-# that every kernel leaves zeroed. Each call takes the next slots of a per-device ring, so kernels that run
-# at the same time on different streams (up to the ring's length in channel blocks) never share
-# a counter; a CUDA graph keeps the slots it captured, which stay valid since every user
-# resets its own.
+# that every kernel leaves zeroed. Each call takes the next slots of a per-device ring, so
+# kernels that run at the same time on different streams (up to the ring's length in channel
+# blocks) never share a counter; a CUDA graph keeps the slots it captured, which stay valid
+# since every user resets its own.
 _COUNTER_RING = 1 << 16
 _counter_rings: dict = {}
+_counter_lock = threading.Lock()  # two threads on one device must not take the same slots
 
 
 def _counters(device: torch.device, count: int) -> torch.Tensor:
     """``count`` zeroed int32 arrival counters on ``device`` (no launch after the first call)."""
-    ring, next_slot = _counter_rings.get(device, (None, 0))
-    if ring is None:
-        ring = torch.zeros(_COUNTER_RING, device=device, dtype=torch.int32)
-    if next_slot + count > _COUNTER_RING:
-        next_slot = 0
-    _counter_rings[device] = (ring, next_slot + count)
+    with _counter_lock:
+        ring, next_slot = _counter_rings.get(device, (None, 0))
+        if ring is None:
+            ring = _new_counter_ring(device)
+        if next_slot + count > _COUNTER_RING:
+            next_slot = 0
+        _counter_rings[device] = (ring, next_slot + count)
     return ring[next_slot:next_slot + count]
+
+
+def _new_counter_ring(device: torch.device) -> torch.Tensor:
+    """The ring's zeros, visible to every stream before any kernel uses a slot: its fill is
+    one launch on the current stream, and kernels on other streams (the engine's side stream)
+    would not wait for it. Inside a CUDA-graph capture the fill would only be recorded."""
+    if device.type == "cuda" and torch.cuda.is_current_stream_capturing():
+        raise RuntimeError("fastp2p's first norm-act kernel with batch statistics on "
+                           f"{device} ran inside a CUDA-graph capture; run one eager forward "
+                           "and backward first (Pix2PixEngine and fastp2p.graphed warm up so)")
+    ring = torch.zeros(_COUNTER_RING, device=device, dtype=torch.int32)
+    if device.type == "cuda":
+        torch.cuda.current_stream(device).synchronize()  # once per process and device
+    return ring
 
 
 # Most partials one load of a last-program reduction covers (a tile of groups x splits x
