@@ -18,6 +18,11 @@ costs a few microseconds per layer.
 Folding applies only where no gradient is wanted (``torch.no_grad()``, ``torch.inference_mode()``,
 or nothing requiring grad): the folded weights carry no autograd history, and train-mode or
 batch-statistics norms (and InstanceNorm) always keep the statistics path.
+
+The same cache serves a convolution's weights in another memory format (``conv_in_format``):
+CPU inference computes channels-last whatever the module's layout (fastp2p.nn.fused), and a
+convolution whose weight is not channels-last would have oneDNN reorder that weight on every
+call; folds are then built in that format too.
 """
 import contextlib
 import weakref
@@ -60,13 +65,13 @@ def can_fold(conv: nn.Module, norm: nn.Module) -> bool:
 
 
 @dataclass
-class _Folded:
+class _StandIn:
     key: tuple
-    conv: nn.Module        # the stand-in with the folded weight and bias
+    conv: nn.Module        # the stand-in with the folded (or re-laid-out) weight and bias
     held: tuple            # the source tensors, kept so that their addresses stay unique
 
 
-_cache: "weakref.WeakKeyDictionary[nn.Module, _Folded]" = weakref.WeakKeyDictionary()
+_cache: "weakref.WeakKeyDictionary[nn.Module, _StandIn]" = weakref.WeakKeyDictionary()
 
 
 def _sources(conv, norm):
@@ -88,18 +93,24 @@ def _key(conv, norm) -> Optional[tuple]:
         return None
 
 
-def _stand_in(conv: nn.Module, weight: torch.Tensor, bias: torch.Tensor) -> nn.Module:
+def _stand_in(conv: nn.Module, weight: torch.Tensor, bias: Optional[torch.Tensor]) -> nn.Module:
     """A module of conv's type and settings whose parameters are ``weight`` and ``bias`` (built
     on the meta device, so nothing is allocated or initialised for it)."""
     settings = dict(stride=conv.stride, padding=conv.padding, dilation=conv.dilation,
-                    groups=conv.groups, padding_mode=conv.padding_mode, bias=True,
-                    device="meta")
+                    groups=conv.groups, padding_mode=conv.padding_mode,
+                    bias=bias is not None, device="meta")
     if isinstance(conv, nn.ConvTranspose2d):
         settings["output_padding"] = conv.output_padding
     stand_in = type(conv)(conv.in_channels, conv.out_channels, conv.kernel_size, **settings)
     stand_in.weight = nn.Parameter(weight, requires_grad=False)
-    stand_in.bias = nn.Parameter(bias, requires_grad=False)
+    if bias is not None:
+        stand_in.bias = nn.Parameter(bias, requires_grad=False)
     return stand_in
+
+
+def _in_format(t: torch.Tensor, memory_format: torch.memory_format) -> torch.Tensor:
+    return t if memory_format == torch.preserve_format else t.contiguous(
+        memory_format=memory_format)
 
 
 def fold_batchnorm(conv: nn.Module, norm: nn.BatchNorm2d):
@@ -122,20 +133,50 @@ def fold_batchnorm(conv: nn.Module, norm: nn.BatchNorm2d):
     return weight, shift.to(conv.weight.dtype)
 
 
-def folded_conv(conv: nn.Module, norm: nn.BatchNorm2d) -> Optional[nn.Module]:
-    """The cached stand-in for ``norm(conv(x))`` (rebuilt if a source tensor changed), or None
-    when the sources cannot be watched (inference tensors): then the caller keeps the norm."""
+def folded_conv(conv: nn.Module, norm: nn.BatchNorm2d,
+                memory_format=torch.preserve_format) -> Optional[nn.Module]:
+    """The cached stand-in for ``norm(conv(x))`` (rebuilt if a source tensor changed), its weight
+    in ``memory_format`` (preserve_format: conv's), or None when the sources cannot be watched
+    (inference tensors): then the caller keeps the norm."""
     key = _key(conv, norm)
     if key is None:
         return None
+    key += (memory_format,)
     entry = _cache.get(norm)
     if entry is None or entry.key != key:
         # Normal tensors even inside inference_mode: the cache outlives this call.
         with torch.inference_mode(False), torch.no_grad():
             weight, bias = fold_batchnorm(conv, norm)
             held = tuple(t.detach() for t in _sources(conv, norm) if t is not None)
-            entry = _Folded(key, _stand_in(conv, weight, bias), held)
+            entry = _StandIn(key, _stand_in(conv, _in_format(weight, memory_format), bias), held)
         _cache[norm] = entry
+    return entry.conv
+
+
+# Per convolution: its stand-in with the weight in another memory format (conv_in_format).
+_format_cache: "weakref.WeakKeyDictionary[nn.Module, _StandIn]" = weakref.WeakKeyDictionary()
+
+
+def conv_in_format(conv: nn.Module, memory_format: torch.memory_format) -> nn.Module:
+    """``conv``, or where its weight is not in ``memory_format`` a cached stand-in with a copy of
+    the weight in that format (and the same bias), rebuilt when the weight or bias changes. A
+    weight that cannot be watched (an inference tensor) is not copied: conv itself."""
+    weight = conv._parameters["weight"]
+    if memory_format == torch.preserve_format or weight.is_contiguous(memory_format=memory_format):
+        return conv
+    bias = conv._parameters.get("bias")
+    try:
+        key = (memory_format,) + tuple(None if t is None else (t.data_ptr(), t._version)
+                                       for t in (weight, bias))
+    except RuntimeError:  # "Inference tensors do not track version counter"
+        return conv
+    entry = _format_cache.get(conv)
+    if entry is None or entry.key != key:
+        with torch.inference_mode(False), torch.no_grad():
+            copy = weight.detach().contiguous(memory_format=memory_format)
+            held = tuple(t.detach() for t in (weight, bias) if t is not None)
+            entry = _StandIn(key, _stand_in(conv, copy, None if bias is None else held[1]), held)
+        _format_cache[conv] = entry
     return entry.conv
 
 

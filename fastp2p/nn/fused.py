@@ -15,7 +15,9 @@ offset advances by the dropped elements after every training forward. When no gr
 wanted, an eval-mode BatchNorm is folded into the convolution before it (``conv_norm``,
 fastp2p.nn.folding) and its fused op runs with norm "none" (bias + activation only); on CPUs a
 U-Net layer with nothing left of its norm then runs torch's in-place activation (and torch.cat +
-``relu_`` for the decoder's concatenation) instead, the cheaper call for the same bits. The U-Net
+``relu_`` for the decoder's concatenation) instead, the cheaper call for the same bits. CPU
+float32 U-Net inference computes channels-last whatever the input's and the module's layout, with
+cached channels-last copies of the weights (``inference_weight_format``). The U-Net
 returns its output in the input's memory format. Layers the conv choice gives to the fused
 convolution run through fastp2p.nn.unet_conv / fused_conv instead.
 """
@@ -26,7 +28,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.nn.modules.module import register_module_module_registration_hook
 
-from fastp2p.nn.folding import can_fold, folded_conv, gradient_wanted
+from fastp2p.nn.folding import can_fold, conv_in_format, folded_conv, gradient_wanted
 from fastp2p.ops import norm_act, norm_act_concat
 from fastp2p.ops.aligned_channels import conv2d
 from fastp2p.ops.conv_transpose import conv_transpose2d
@@ -99,14 +101,29 @@ def set_dropout_rng(module: nn.Module, seed: int, offset: int = 0) -> None:
         module.dropout_rng.copy_(torch.tensor([seed, offset], dtype=torch.int64))
 
 
-def conv_norm(conv_fn, conv, norm, x, fold: bool):
+def conv_norm(conv_fn, conv, norm, x, fold: bool, weights=torch.preserve_format):
     """``conv_fn(conv, x)`` and the ``norm_act`` arguments for what of ``norm`` remains: with
     ``fold`` (no gradient wanted) an eval-mode BatchNorm is folded into the convolution
-    (fastp2p.nn.folding) and nothing remains of it but the bias the convolution adds."""
-    folded = folded_conv(conv, norm) if fold and can_fold(conv, norm) else None
+    (fastp2p.nn.folding) and nothing remains of it but the bias the convolution adds.
+    ``weights``: the memory format the convolution's weight is used in (preserve_format: the
+    module's own; another: a cached copy, ``inference_weight_format``)."""
+    folded = folded_conv(conv, norm, weights) if fold and can_fold(conv, norm) else None
     if folded is not None:
         return conv_fn(folded, x), dict(norm="none")
-    return conv_fn(conv, x), norm_kwargs(norm)
+    return conv_fn(conv_in_format(conv, weights), x), norm_kwargs(norm)
+
+
+def inference_weight_format(input, inference: bool):
+    """The memory format a U-Net forward uses its convolutions' weights (and computes) in:
+    channels-last for float32 inference on a CPU, whatever the layouts of the input and the
+    module (oneDNN's convolutions are faster channels-last there, and one whose weight is not
+    channels-last reorders it on every call: benchmarks/NOTES.md, "CPU inference: NCHW input
+    computed channels-last"); elsewhere, and under torch.compile (whose tracing the copies'
+    cache would break into one recompiled frame per layer), the module's own (preserve_format)."""
+    if (inference and input.is_cpu and input.dtype == torch.float32
+            and not torch.compiler.is_compiling()):
+        return torch.channels_last
+    return torch.preserve_format
 
 
 # Where nothing remains of the norm (folded, or none) and no gradient is wanted, a layer is one
@@ -132,21 +149,23 @@ def _relu_concat(skip, up, norm: dict, inference: bool, dropout_p: float, rng: "
                            offset=offset, **norm)
 
 
-def _unet_level(block, skip, rng: DropoutRNG, inference: bool):
+def _unet_level(block, skip, rng: DropoutRNG, inference: bool, weights):
     """A non-outermost U-Net level. ``skip`` = LeakyReLU(x) of the level's input x; returns
     relu(cat([x, up])), the buffer the parent's transposed conv reads. ``inference``: no
-    gradient is wanted (eval BatchNorm is then folded into the convolution before it)."""
+    gradient is wanted (eval BatchNorm is then folded into the convolution before it);
+    ``weights``: the memory format of the convolutions' weights (``conv_norm``)."""
     m = block.model
     innermost = isinstance(m[3], nn.ConvTranspose2d)
     if innermost:
-        inner = _activation(conv2d(m[1], skip), _NO_NORM, inference, "relu")
-        up, up_norm = conv_norm(conv_transpose2d, m[3], m[4], inner, inference)
+        inner = _activation(conv2d(conv_in_format(m[1], weights), skip), _NO_NORM, inference,
+                            "relu")
+        up, up_norm = conv_norm(conv_transpose2d, m[3], m[4], inner, inference, weights)
         dropout = None
     else:
-        down, down_norm = conv_norm(conv2d, m[1], m[2], skip, inference)
+        down, down_norm = conv_norm(conv2d, m[1], m[2], skip, inference, weights)
         child_skip = _activation(down, down_norm, inference, "leaky_relu", m[0].negative_slope)
-        up, up_norm = conv_norm(conv_transpose2d, m[5], m[6],
-                                _unet_level(m[3], child_skip, rng, inference), inference)
+        inner = _unet_level(m[3], child_skip, rng, inference, weights)
+        up, up_norm = conv_norm(conv_transpose2d, m[5], m[6], inner, inference, weights)
         dropout = m[7] if len(m) > 7 else None
     p = dropout.p if dropout is not None and dropout.training else 0.0
     return _relu_concat(skip, up, up_norm, inference, p, rng)
@@ -192,17 +211,20 @@ def unet_forward(unet, input):
     outer = unet.model.model  # [down conv, submodule, ReLU, up conv, Tanh]
     rng = DropoutRNG(unet.dropout_rng)
     inference = not gradient_wanted(unet, input)
-    skip = _activation(conv2d(outer[0], input), _NO_NORM, inference, "leaky_relu",
-                       outer[1].model[0].negative_slope)
-    out = torch.tanh(conv_transpose2d(outer[3], _unet_level(outer[1], skip, rng, inference)))
+    weights = inference_weight_format(input, inference)
+    x = input if weights == torch.preserve_format else input.contiguous(memory_format=weights)
+    skip = _activation(conv2d(conv_in_format(outer[0], weights), x), _NO_NORM, inference,
+                       "leaky_relu", outer[1].model[0].negative_slope)
+    inner = _unet_level(outer[1], skip, rng, inference, weights)
+    out = torch.tanh(conv_transpose2d(conv_in_format(outer[3], weights), inner))
     rng.advance()
     return out
 
 
 def in_memory_format_of(input, out):
-    """``out`` in ``input``'s memory format, as the reference module returns it (the CPU
-    decoder's GEMM form and the fused convolution write channels-last whatever the input's
-    layout)."""
+    """``out`` in ``input``'s memory format, as the reference module returns it (CPU inference,
+    the CPU decoder's GEMM form and the fused convolution write channels-last whatever the
+    input's layout)."""
     if input.is_contiguous() and not out.is_contiguous():
         return out.contiguous()
     return out

@@ -23,7 +23,9 @@ class UNet(ReferenceCheckpointMixin, UnetGenerator):
     (+ dropout, + skip concatenation) ops (fastp2p.nn.fused); norm layers it cannot reproduce
     exactly (e.g. SyncBatchNorm, BatchNorm with momentum=None) run the reference forward (which
     norm layers there are is listed once, and again after a submodule is replaced). The output
-    has the input's memory format (NCHW or channels-last), as the reference's.
+    has the input's memory format (NCHW or channels-last), as the reference's. CPU float32
+    inference computes channels-last either way, an NCHW module's convolutions through cached
+    channels-last copies of their weights (rebuilt when a weight changes; memory: one copy).
     The layers that the conv choice gives to the fused convolution
     (fastp2p.ops.backends.conv_choice: none by default, all with FASTP2P_CONV=fused) run as
     fastp2p.ops.conv_norm_act instead (fastp2p.nn.unet_conv), with the same dropout masks.

@@ -1,0 +1,206 @@
+"""CPU float32 inference of fastp2p.UNet computed channels-last whatever the input's and the
+module's layout (issue 15 item 4): channels-last copies of the convolutions' weights, cached per
+module and rebuilt when a weight changes (fastp2p.nn.folding.conv_in_format, and the folds built
+channels-last). Against the float64 reference module (DESIGN section 5), in eval and train mode;
+the output in the input's memory format; the cache following in-place changes; a forward that
+records gradients left on the module's own weights and layout.
+
+Uninitialised memory is poisoned (deterministic mode fills ``torch.empty`` with NaN).
+"""
+import copy
+
+import pytest
+import torch
+import torch.nn as nn
+
+import fastp2p
+from fastp2p import reference
+from fastp2p.nn import folding, fused
+from helpers.network_checks import compare_networks
+from helpers.tolerances import FP32_NETWORK, assert_close
+from helpers.triton_interpreter import FAST_CPU_BACKEND_PARAMS
+
+ON_FAST_BACKENDS = pytest.mark.parametrize("backend", FAST_CPU_BACKEND_PARAMS, indirect=True)
+FORMATS = pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last],
+                                  ids=["nchw", "channels_last"])
+CL = torch.channels_last
+
+
+@pytest.fixture
+def poisoned():
+    previous = torch.are_deterministic_algorithms_enabled()
+    torch.use_deterministic_algorithms(True)
+    assert torch.isnan(torch.empty(4)).all()
+    yield
+    torch.use_deterministic_algorithms(previous)
+
+
+def _unet_pair(norm="batch"):
+    """(fastp2p.UNet, reference UnetGenerator) with the same weights and BatchNorm statistics
+    away from their defaults (a fold that ignored one would show); no dropout, so that train
+    mode is deterministic and comparable."""
+    torch.manual_seed(0)
+    theirs = reference.init_weights(reference.UnetGenerator(
+        3, 3, 6, 8, reference.get_norm_layer(norm), use_dropout=False))
+    gen = torch.Generator().manual_seed(5)
+    with torch.no_grad():
+        for m in theirs.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.running_mean.copy_(torch.randn(m.num_features, generator=gen) * 0.3)
+                m.running_var.copy_(torch.rand(m.num_features, generator=gen) + 0.5)
+                m.bias.copy_(torch.randn(m.num_features, generator=gen) * 0.2)
+    ours = fastp2p.UNet(3, 3, 6, 8, norm=norm)
+    ours.load_state_dict(theirs.state_dict())
+    return ours, theirs
+
+
+def _image(seed=1):
+    return torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(seed)) * 2 - 1
+
+
+def _reference_run(theirs, x, train):
+    """The float64 reference's output on x (its running statistics updated in train mode)."""
+    with torch.no_grad():
+        return theirs.train(train)(x.double())
+
+
+def _convs(net):
+    return [m for m in net.modules() if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d))]
+
+
+def _record_convs(monkeypatch):
+    """[(module, input)] of every convolution the U-Net forward runs."""
+    calls = []
+    for name in ("conv2d", "conv_transpose2d"):
+        original = getattr(fused, name)
+        monkeypatch.setattr(fused, name, lambda module, x, original=original:
+                            calls.append((module, x)) or original(module, x))
+    return calls
+
+
+@ON_FAST_BACKENDS
+@FORMATS
+@pytest.mark.parametrize("mode", ["eval", "train"])
+@pytest.mark.parametrize("module_format", [torch.contiguous_format, CL],
+                         ids=["nchw_module", "channels_last_module"])
+def test_inference_computes_channels_last_and_matches_the_reference(
+        backend, memory_format, mode, module_format, poisoned, monkeypatch):
+    """Every convolution reads a channels-last input with a channels-last weight; the output
+    (and in train mode the running statistics, updated from the batch statistics) are the
+    float64 reference's within DESIGN section 5, the output in the input's memory format."""
+    ours, theirs = _unet_pair()
+    ours.to(memory_format=module_format)
+    train = mode == "train"
+    ours.train(train)
+    theirs64 = copy.deepcopy(theirs).double()
+    x = _image().contiguous(memory_format=memory_format)
+    calls = _record_convs(monkeypatch)
+    with torch.no_grad():
+        out = ours(x)
+    expected = _reference_run(theirs64, x, train)
+    assert_close(out, expected, FP32_NETWORK, f"{mode} output")
+    assert out.is_contiguous(memory_format=memory_format)
+    assert len(calls) == len(_convs(ours))
+    for module, conv_input in calls:
+        assert module.weight.is_contiguous(memory_format=CL), module
+        assert conv_input.is_contiguous(memory_format=CL), module
+    ref_buffers = dict(theirs64.named_buffers())
+    for name, buffer in ours.named_buffers():
+        if name in ref_buffers:
+            assert_close(buffer, ref_buffers[name], FP32_NETWORK, f"{mode} buffer {name}")
+
+
+@ON_FAST_BACKENDS
+@pytest.mark.parametrize("mode", ["eval", "train"])
+def test_in_place_changes_between_calls_reach_the_second_output(backend, mode, poisoned):
+    """A conv weight changed in place (one with no norm after it, one folded in eval mode, a
+    transposed one) and a running statistic: the next NCHW call follows each."""
+    ours, theirs = _unet_pair()
+    train = mode == "train"
+    ours.train(train)
+    x = _image()
+
+    def assert_follows(what):
+        theirs64 = copy.deepcopy(theirs).double()
+        with torch.no_grad():
+            out = ours(x)
+        assert_close(out, _reference_run(theirs64, x, train), FP32_NETWORK, what)
+        assert out.is_contiguous()
+
+    assert_follows("first call")
+    outer, level = ours.model.model, ours.model.model[1].model
+    ref_outer, ref_level = theirs.model.model, theirs.model.model[1].model
+    gen = torch.Generator().manual_seed(4)
+    changes = [("outermost conv weight (no norm)", outer[0].weight, ref_outer[0].weight),
+               ("conv weight before a BatchNorm", level[1].weight, ref_level[1].weight),
+               ("transposed conv weight", level[5].weight, ref_level[5].weight),
+               ("outermost transposed conv bias", outer[3].bias, ref_outer[3].bias)]
+    for what, ours_tensor, ref_tensor in changes:
+        with torch.no_grad():
+            ours_tensor.add_(torch.randn(ours_tensor.shape, generator=gen) * 0.05)
+            ref_tensor.copy_(ours_tensor)
+        assert_follows(f"after changing the {what}")
+    if not train:  # train mode normalises with batch statistics: running ones are not read
+        with torch.no_grad():
+            level[2].running_var.mul_(2), ref_level[2].running_var.mul_(2)
+        assert_follows("after changing a running_var")
+
+
+@ON_FAST_BACKENDS
+def test_the_weight_copies_are_built_once_and_only_a_changed_one_again(backend, monkeypatch):
+    ours, _ = _unet_pair(norm="instance")  # nothing folded: every conv takes a copy
+    built = []
+    original = folding._stand_in
+    monkeypatch.setattr(folding, "_stand_in",
+                        lambda conv, *a: built.append(conv) or original(conv, *a))
+    with torch.no_grad():
+        ours.eval()(_image())
+        ours(_image(2))
+    assert sorted(map(id, built)) == sorted(map(id, _convs(ours)))  # once each, then reused
+    with torch.no_grad():
+        ours.model.model[0].weight.mul_(2)
+        ours(_image())
+    assert built[len(_convs(ours)):] == [ours.model.model[0]]
+
+
+@ON_FAST_BACKENDS
+@FORMATS
+def test_a_forward_that_records_gradients_is_unaffected(backend, memory_format, monkeypatch):
+    """The autograd path runs the module's own convolutions on the input's layout (an NCHW
+    module on an NCHW input stays NCHW), no copy is made, and output and every gradient are the
+    reference's."""
+    ours, theirs = _unet_pair()
+    with torch.no_grad():
+        ours.eval()(_image())  # an inference call first: its copies must not reach autograd
+    calls = _record_convs(monkeypatch)
+    x = _image().contiguous(memory_format=memory_format)
+    compare_networks(ours, copy.deepcopy(theirs).double(), x, True, "with gradients")
+    own = {id(m) for m in _convs(ours)}
+    assert len(calls) == len(own) and all(id(module) in own for module, _ in calls)
+    if memory_format == torch.contiguous_format:
+        assert calls[0][1].is_contiguous()  # not converted to channels-last
+
+
+def test_the_weight_format_is_channels_last_only_for_eager_cpu_float32_inference(monkeypatch):
+    x = torch.zeros(1, 3, 32, 32)
+    assert fused.inference_weight_format(x, True) == CL
+    assert fused.inference_weight_format(x, False) == torch.preserve_format
+    assert fused.inference_weight_format(x.bfloat16(), True) == torch.preserve_format
+    assert fused.inference_weight_format(x.to("meta"), True) == torch.preserve_format
+    monkeypatch.setattr(torch.compiler, "is_compiling", lambda: True)
+    assert fused.inference_weight_format(x, True) == torch.preserve_format
+
+
+@ON_FAST_BACKENDS
+def test_weights_created_under_inference_mode_are_used_as_they_are(backend):
+    """Inference tensors have no version counter to watch: no copy is cached, the output is
+    still the reference's and NCHW."""
+    _, theirs = _unet_pair()
+    with torch.inference_mode():
+        ours = fastp2p.UNet(3, 3, 6, 8, norm="batch").eval()
+        ours.load_state_dict(theirs.state_dict())
+        out = ours(_image())
+    assert not any(conv in folding._format_cache for conv in _convs(ours))
+    assert out.is_contiguous()
+    assert_close(out, _reference_run(copy.deepcopy(theirs).double(), _image(), False),
+                 FP32_NETWORK, "inference tensors")
