@@ -5,14 +5,13 @@ parameters' dtype. Checked against the float64 reference through the interpreter
 that take the multi-split and multi-group paths (every output and gradient NaN-poisoned
 first), and by counting the ATen ops one backward dispatches besides the Triton kernels.
 """
-import collections
 
 import pytest
 import torch
-from torch.utils._python_dispatch import TorchDispatchMode
 
 from fastp2p.ops.norm_act_reference import norm_act_math
 from helpers.benchmark_scripts import load_benchmark_script
+from helpers.launch_counting import count_launches
 from helpers.tolerances import BF16_NETWORK, FP32_SINGLE_OP, assert_close, relative_error
 from helpers.triton_interpreter import KERNELS
 
@@ -20,10 +19,6 @@ needs_triton = pytest.mark.skipif(
     KERNELS is None, reason="interpreter tests: need triton ('.[test]') and no GPU")
 DTYPES = [torch.float32, torch.bfloat16, torch.float16]
 # Allocations and views launch nothing.
-NO_LAUNCH = {"empty", "empty_like", "new_empty", "empty_strided", "slice", "select", "view",
-             "as_strided", "detach", "alias"}
-
-
 def _kernels():
     import fastp2p.kernels.norm_act
     return fastp2p.kernels.norm_act
@@ -150,38 +145,6 @@ def test_backward_is_deterministic(monkeypatch):
         assert torch.equal(a, b)
 
 
-class _LaunchingOps(TorchDispatchMode):
-    """The ATen ops dispatched outside the Triton launches that launch work (the interpreter's
-    own staging of the kernels' arguments runs while ``paused``)."""
-
-    def __init__(self):
-        super().__init__()
-        self.ops = collections.Counter()
-        self.paused = False
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        name = func.overloadpacket.__name__
-        if not self.paused and name not in NO_LAUNCH:
-            self.ops[name] += 1
-        return func(*args, **(kwargs or {}))
-
-
-class _Paused:
-    """A Triton kernel whose launches run with the counter paused."""
-
-    def __init__(self, kernel, counter):
-        self.kernel, self.counter = kernel, counter
-
-    def __getitem__(self, grid):
-        def launch(*args, **kwargs):
-            self.counter.paused = True
-            try:
-                self.kernel[grid](*args, **kwargs)
-            finally:
-                self.counter.paused = False
-        return launch
-
-
 @needs_triton
 @pytest.mark.interpreter
 @pytest.mark.parametrize("param_dtype", [torch.float32, torch.bfloat16], ids=["fp32", "bf16"])
@@ -204,10 +167,9 @@ def test_backward_launches_no_pytorch_op(path, param_dtype, monkeypatch):
                                       training=True, momentum=0.1, eps=1e-5, **kwargs)
     grad = grad64.float()
     kernels.norm_act_bwd(grad, x, w, b, mean, rstd, norm=norm, **kwargs)  # allocates the ring
-    counter = _LaunchingOps()
-    for name in ("_norm_act_bwd_reduce_kernel", "_norm_act_bwd_kernel",
-                 "_norm_act_bwd_one_pass_kernel"):
-        monkeypatch.setattr(kernels, name, _Paused(getattr(kernels, name), counter))
+    counter = count_launches(monkeypatch, kernels, ("_norm_act_bwd_reduce_kernel",
+                                                    "_norm_act_bwd_kernel",
+                                                    "_norm_act_bwd_one_pass_kernel"))
     with counter:
         grads = kernels.norm_act_bwd(grad, x, w, b, mean, rstd, norm=norm, **kwargs)
     assert not counter.ops, f"PyTorch ops besides the Triton kernels: {dict(counter.ops)}"

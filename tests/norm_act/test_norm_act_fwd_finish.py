@@ -10,21 +10,18 @@ import collections
 
 import pytest
 import torch
-from torch.utils._python_dispatch import TorchDispatchMode
 
 from fastp2p.nn.fused import norm_kwargs
 from fastp2p.ops import norm_act
 from fastp2p.ops.norm_act_reference import norm_act_math
 from helpers.benchmark_scripts import load_benchmark_script
+from helpers.launch_counting import count_launches
 from helpers.tolerances import BF16_NETWORK, FP32_SINGLE_OP, assert_close, relative_error
 from helpers.triton_interpreter import KERNELS
 
 needs_triton = pytest.mark.skipif(
     KERNELS is None, reason="interpreter tests: need triton ('.[test]') and no GPU")
 DTYPES = [torch.float32, torch.bfloat16, torch.float16]
-NO_LAUNCH = {"empty", "empty_like", "new_empty", "empty_strided", "slice", "select", "view",
-             "as_strided", "detach", "alias"}
-
 if KERNELS is not None:  # TRITON_INTERPRET is set by now: the kernel below is interpreted
     import triton
     import triton.language as tl
@@ -221,39 +218,6 @@ def test_forward_is_deterministic(path, monkeypatch):
         assert torch.equal(a, b)
 
 
-class _LaunchingOps(TorchDispatchMode):
-    """The ATen ops dispatched outside the Triton launches that launch work (the interpreter's
-    own staging of the kernels' arguments runs while ``paused``); the launches by kernel."""
-
-    def __init__(self):
-        super().__init__()
-        self.ops, self.launches = collections.Counter(), collections.Counter()
-        self.paused = False
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        name = func.overloadpacket.__name__
-        if not self.paused and name not in NO_LAUNCH:
-            self.ops[name] += 1
-        return func(*args, **(kwargs or {}))
-
-
-class _Counted:
-    """A Triton kernel whose launches are counted and run with the op counter paused."""
-
-    def __init__(self, name, kernel, counter):
-        self.name, self.kernel, self.counter = name, kernel, counter
-
-    def __getitem__(self, grid):
-        def launch(*args, **kwargs):
-            self.counter.launches[self.name] += 1
-            self.counter.paused = True
-            try:
-                self.kernel[grid](*args, **kwargs)
-            finally:
-                self.counter.paused = False
-        return launch
-
-
 @needs_triton
 @pytest.mark.interpreter
 @pytest.mark.parametrize("grad", [True, False], ids=["autograd", "no-grad"])
@@ -271,10 +235,10 @@ def test_train_batch_norm_forward_launches_no_pytorch_op(path, grad, monkeypatch
     bn = torch.nn.BatchNorm2d(shape[1]).train()
     x = torch.randn(shape).contiguous(memory_format=torch.channels_last).requires_grad_()
     norm_act(x, **norm_kwargs(bn), activation="leaky_relu")  # the counter ring's one zeros
-    counter = _LaunchingOps()
-    for name in dir(kernels):  # every launched kernel (not the jitted helpers they call)
-        if name.startswith("_norm_act_") and name.endswith("_kernel"):
-            monkeypatch.setattr(kernels, name, _Counted(name, getattr(kernels, name), counter))
+    # every launched kernel (not the jitted helpers they call)
+    counter = count_launches(monkeypatch, kernels, [
+        name for name in dir(kernels)
+        if name.startswith("_norm_act_") and name.endswith("_kernel")])
     with counter, torch.set_grad_enabled(grad):
         y = norm_act(x, **norm_kwargs(bn), activation="leaky_relu")
     assert y.requires_grad == grad
