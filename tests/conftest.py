@@ -2,6 +2,8 @@
 
 - ``cuda`` tests are skipped without a CUDA GPU; ``interpreter`` tests without Triton. Nothing
   here touches CUDA at import, so the suite collects on any machine.
+- ``poisoned``: every ``torch.empty*`` of the test filled with NaN (integers with their maximum),
+  so an element a kernel fails to write shows up.
 - ``backend``: the one fixture that runs a test once per CPU backend (reference, Triton through
   the interpreter, C++), forcing it with FASTP2P_BACKEND; a test narrows the list with
   ``@pytest.mark.parametrize("backend", [...], indirect=True)``.
@@ -30,6 +32,17 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.skip(reason="needs a CUDA GPU"))
         if "interpreter" in item.keywords and not has_triton:
             item.add_marker(pytest.mark.skip(reason="needs triton (pip install '.[test]')"))
+
+
+@pytest.fixture
+def poisoned():
+    """Deterministic mode for the test: PyTorch then fills uninitialised memory with NaN."""
+    previous = torch.are_deterministic_algorithms_enabled()
+    torch.use_deterministic_algorithms(True)
+    assert torch.utils.deterministic.fill_uninitialized_memory
+    assert torch.isnan(torch.empty(4)).all()
+    yield
+    torch.use_deterministic_algorithms(previous)
 
 
 @pytest.fixture(params=CPU_BACKEND_PARAMS)

@@ -23,16 +23,6 @@ from helpers.triton_interpreter import FAST_CPU_BACKEND_PARAMS
 ON_FAST_BACKENDS = pytest.mark.parametrize("backend", FAST_CPU_BACKEND_PARAMS, indirect=True)
 
 
-@pytest.fixture
-def poisoned():
-    previous = torch.are_deterministic_algorithms_enabled()
-    torch.use_deterministic_algorithms(True)
-    assert torch.utils.deterministic.fill_uninitialized_memory
-    assert torch.isnan(torch.empty(4)).all()
-    yield
-    torch.use_deterministic_algorithms(previous)
-
-
 def _randomize_batchnorms(net, seed):
     """Running statistics and affine parameters far from the defaults (0, 1), so that a fold that
     ignored any of them would show."""

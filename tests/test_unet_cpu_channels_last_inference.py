@@ -14,9 +14,8 @@ import torch
 import torch.nn as nn
 
 import fastp2p
-from fastp2p import reference
 from fastp2p.nn import folding, fused
-from helpers.network_checks import compare_networks
+from helpers.network_checks import compare_networks, unet_pair
 from helpers.tolerances import FP32_NETWORK, assert_close
 from helpers.triton_interpreter import FAST_CPU_BACKEND_PARAMS
 
@@ -26,22 +25,11 @@ FORMATS = pytest.mark.parametrize("memory_format", [torch.contiguous_format, tor
 CL = torch.channels_last
 
 
-@pytest.fixture
-def poisoned():
-    previous = torch.are_deterministic_algorithms_enabled()
-    torch.use_deterministic_algorithms(True)
-    assert torch.isnan(torch.empty(4)).all()
-    yield
-    torch.use_deterministic_algorithms(previous)
-
-
 def _unet_pair(norm="batch"):
-    """(fastp2p.UNet, reference UnetGenerator) with the same weights and BatchNorm statistics
-    away from their defaults (a fold that ignored one would show); no dropout, so that train
-    mode is deterministic and comparable."""
-    torch.manual_seed(0)
-    theirs = reference.init_weights(reference.UnetGenerator(
-        3, 3, 6, 8, reference.get_norm_layer(norm), use_dropout=False))
+    """(fastp2p.UNet, the float64 reference UnetGenerator) with the same weights and BatchNorm
+    statistics away from their defaults (a fold that ignored one would show); no dropout, so
+    that train mode is deterministic and comparable."""
+    ours, theirs = unet_pair(norm, num_downs=6, ngf=8)
     gen = torch.Generator().manual_seed(5)
     with torch.no_grad():
         for m in theirs.modules():
@@ -49,7 +37,6 @@ def _unet_pair(norm="batch"):
                 m.running_mean.copy_(torch.randn(m.num_features, generator=gen) * 0.3)
                 m.running_var.copy_(torch.rand(m.num_features, generator=gen) + 0.5)
                 m.bias.copy_(torch.randn(m.num_features, generator=gen) * 0.2)
-    ours = fastp2p.UNet(3, 3, 6, 8, norm=norm)
     ours.load_state_dict(theirs.state_dict())
     return ours, theirs
 
@@ -92,7 +79,7 @@ def test_inference_computes_channels_last_and_matches_the_reference(
     ours.to(memory_format=module_format)
     train = mode == "train"
     ours.train(train)
-    theirs64 = copy.deepcopy(theirs).double()
+    theirs64 = copy.deepcopy(theirs)
     x = _image().contiguous(memory_format=memory_format)
     calls = _record_convs(monkeypatch)
     with torch.no_grad():
@@ -121,7 +108,7 @@ def test_in_place_changes_between_calls_reach_the_second_output(backend, mode, p
     x = _image()
 
     def assert_follows(what):
-        theirs64 = copy.deepcopy(theirs).double()
+        theirs64 = copy.deepcopy(theirs)
         with torch.no_grad():
             out = ours(x)
         assert_close(out, _reference_run(theirs64, x, train), FP32_NETWORK, what)
@@ -174,7 +161,7 @@ def test_a_forward_that_records_gradients_is_unaffected(backend, memory_format, 
         ours.eval()(_image())  # an inference call first: its copies must not reach autograd
     calls = _record_convs(monkeypatch)
     x = _image().contiguous(memory_format=memory_format)
-    compare_networks(ours, copy.deepcopy(theirs).double(), x, True, "with gradients")
+    compare_networks(ours, copy.deepcopy(theirs), x, True, "with gradients")
     own = {id(m) for m in _convs(ours)}
     assert len(calls) == len(own) and all(id(module) in own for module, _ in calls)
     if memory_format == torch.contiguous_format:
@@ -202,5 +189,5 @@ def test_weights_created_under_inference_mode_are_used_as_they_are(backend):
         out = ours(_image())
     assert not any(conv in folding._format_cache for conv in _convs(ours))
     assert out.is_contiguous()
-    assert_close(out, _reference_run(copy.deepcopy(theirs).double(), _image(), False),
+    assert_close(out, _reference_run(copy.deepcopy(theirs), _image(), False),
                  FP32_NETWORK, "inference tensors")

@@ -17,15 +17,6 @@ from helpers.tolerances import FP32_NETWORK, assert_close
 from helpers.triton_interpreter import FAST_CPU_BACKEND_PARAMS
 
 
-@pytest.fixture
-def poisoned():
-    previous = torch.are_deterministic_algorithms_enabled()
-    torch.use_deterministic_algorithms(True)
-    assert torch.isnan(torch.empty(4)).all()
-    yield
-    torch.use_deterministic_algorithms(previous)
-
-
 def _unet_pair(norm="batch"):
     torch.manual_seed(0)
     theirs = reference.init_weights(reference.UnetGenerator(

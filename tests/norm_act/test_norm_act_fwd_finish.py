@@ -44,16 +44,6 @@ def _kernels():
     return fastp2p.kernels.norm_act
 
 
-@pytest.fixture
-def poisoned():
-    """Every torch.empty* is filled with NaN: a statistic or partial left unwritten shows."""
-    previous = torch.are_deterministic_algorithms_enabled()
-    torch.use_deterministic_algorithms(True)
-    assert torch.utils.deterministic.fill_uninitialized_memory
-    yield
-    torch.use_deterministic_algorithms(previous)
-
-
 # norm, shape, reduction programs (None: the interpreter's 1), one-pass allowed
 PATHS = [
     ("batch", (2, 5, 24, 40), 6, False),       # 4 splits, one group
