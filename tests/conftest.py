@@ -4,6 +4,8 @@
   here touches CUDA at import, so the suite collects on any machine.
 - ``poisoned``: every ``torch.empty*`` of the test filled with NaN (integers with their maximum),
   so an element a kernel fails to write shows up.
+- ``one_thread``: torch at one intra-op thread for the test (tiny networks' ops are too small to
+  split: on a shared 2-core machine two threads made an engine step ~20x slower in wall time).
 - ``backend``: the one fixture that runs a test once per CPU backend (reference, Triton through
   the interpreter, C++), forcing it with FASTP2P_BACKEND; a test narrows the list with
   ``@pytest.mark.parametrize("backend", [...], indirect=True)``.
@@ -43,6 +45,14 @@ def poisoned():
     assert torch.isnan(torch.empty(4)).all()
     yield
     torch.use_deterministic_algorithms(previous)
+
+
+@pytest.fixture
+def one_thread():
+    saved = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(saved)
 
 
 @pytest.fixture(params=CPU_BACKEND_PARAMS)

@@ -10,19 +10,11 @@ import copy
 import pytest
 import torch
 
-from fastp2p.train.engine import LOSS_NAMES, Pix2PixEngine
+from fastp2p.train.engine import Pix2PixEngine
 from fastp2p.train.step_streams import real_pair_may_start_first
-from helpers.train_helpers import gradients, random_batches, tiny_networks
+from helpers.train_helpers import gradients, loss_curve, random_batches, tiny_networks
 
 STEPS = 3
-
-
-@pytest.fixture
-def one_thread():
-    saved = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(saved)
 
 
 class RecordingStreams:
@@ -83,15 +75,6 @@ def _watch(engine, netG, netD, real_B, recorder):
                           engine.criterionGAN.register_forward_hook(log_gan_loss))
 
 
-def _train(engine, batches):
-    curve = []
-    for real_A, real_B in batches:
-        engine.step(real_A, real_B)
-        losses = engine.read_losses()
-        curve.append([losses[name] for name in LOSS_NAMES])
-    return torch.tensor(curve, dtype=torch.float64)
-
-
 def _state(*nets):
     return [t.detach().clone() for net in nets for t in (*net.parameters(), *net.buffers())]
 
@@ -122,8 +105,8 @@ def test_recorded_side_stream_step_is_the_serial_step(one_thread, norm, fused_st
     recorder = side._streams = RecordingStreams()
     real_outputs, hooks = _watch(side, sideG, sideD, batches[0][1], recorder)
 
-    expected = _train(serial, batches[:1])
-    got = _train(side, batches[:1])
+    expected = loss_curve(serial, batches[:1])
+    got = loss_curve(side, batches[:1])
 
     # One step's structure. Unfused, the D_real loss runs on the side stream, and the D_fake
     # and L1 losses on the main stream before the join (the fused ops run after it). The
@@ -142,8 +125,8 @@ def test_recorded_side_stream_step_is_the_serial_step(one_thread, norm, fused_st
 
     for hook in hooks:
         hook.remove()
-    expected = torch.cat([expected, _train(serial, batches[1:])])
-    got = torch.cat([got, _train(side, batches[1:])])
+    expected = torch.cat([expected, loss_curve(serial, batches[1:])])
+    got = torch.cat([got, loss_curve(side, batches[1:])])
     assert torch.equal(got, expected)
     for ours, theirs in zip(_state(sideG, sideD), _state(netG, netD), strict=True):
         assert torch.equal(ours, theirs)  # weights and BatchNorm running statistics

@@ -13,8 +13,8 @@ import copy
 import pytest
 import torch
 
-from fastp2p.train.engine import LOSS_NAMES, WARMUP_STEPS, Pix2PixEngine
-from helpers.train_helpers import gradients, random_batches, tiny_networks
+from fastp2p.train.engine import WARMUP_STEPS, Pix2PixEngine
+from helpers.train_helpers import gradients, loss_curve, random_batches, tiny_networks
 
 pytestmark = pytest.mark.cuda
 STEPS = 10
@@ -33,14 +33,10 @@ def deterministic_convolutions():
 
 def _train(netG, netD, batches, options):
     engine = Pix2PixEngine(netG, netD, **options)
-    curve = []
-    for real_A, real_B in batches:
-        engine.step(real_A, real_B)
-        losses = engine.read_losses()  # syncs: between steps, never inside one
-        curve.append([losses[name] for name in LOSS_NAMES])
+    curve = loss_curve(engine, batches)
     if options.get("cuda_graph"):
         assert engine._graph is not None  # the last steps were replays
-    return torch.tensor(curve, dtype=torch.float64)
+    return curve
 
 
 CASES = {

@@ -22,16 +22,6 @@ pytestmark = needs_interpreter
 ONE_STEP = 1e-6  # relative, the kernel's step against torch.optim.Adam's on the same grads
 
 
-@pytest.fixture
-def one_thread():
-    """Tiny networks' ops are too small to split: on the shared 2-core machine two intra-op
-    threads made an engine step ~20x slower in wall time (1.1 s against 0.05 s) than one."""
-    saved = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(saved)
-
-
 def _adam_classes():
     from fastp2p.kernels.adam import adam_step
     from fastp2p.train.master_weights_adam import MasterWeightsAdam

@@ -9,11 +9,11 @@ import copy
 import pytest
 import torch
 
-from fastp2p.train.engine import LOSS_NAMES, Pix2PixEngine
+from fastp2p.train.engine import Pix2PixEngine
 from helpers.network_checks import count_fused_convs
 from helpers.tolerances import FP32_NETWORK, TRAINING_200_STEPS, assert_close
-from helpers.train_helpers import (gradients, parameters_and_buffers, random_batches,
-                                   tiny_networks)
+from helpers.train_helpers import (gradients, loss_curve, parameters_and_buffers,
+                                   random_batches, tiny_networks)
 from helpers.triton_interpreter import KERNELS
 
 pytestmark = [pytest.mark.interpreter,
@@ -23,13 +23,7 @@ pytestmark = [pytest.mark.interpreter,
 
 def _train(monkeypatch, choice, netG, netD, batches):
     monkeypatch.setenv("FASTP2P_CONV", choice)
-    engine = Pix2PixEngine(netG, netD)
-    losses = []
-    for real_A, real_B in batches:
-        engine.step(real_A, real_B)
-        got = engine.read_losses()
-        losses.append([got[name] for name in LOSS_NAMES])
-    return torch.tensor(losses, dtype=torch.float64)
+    return loss_curve(Pix2PixEngine(netG, netD), batches)
 
 
 def test_fused_steps_track_todays_path(monkeypatch):

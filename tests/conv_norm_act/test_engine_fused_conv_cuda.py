@@ -13,7 +13,7 @@ import torch
 
 from fastp2p.ops.backends import conv_fused_backend
 from fastp2p.train.engine import LOSS_NAMES, WARMUP_STEPS, Pix2PixEngine
-from helpers.train_helpers import random_batches, tiny_networks
+from helpers.train_helpers import loss_curve, random_batches, tiny_networks
 
 pytestmark = pytest.mark.cuda
 STEPS = WARMUP_STEPS + 4  # eager steps, the captured one, replays
@@ -23,13 +23,9 @@ def _train(monkeypatch, choice, netG, netD, batches, master_weights):
     monkeypatch.setenv("FASTP2P_CONV", choice)
     engine = Pix2PixEngine(netG, netD, precision="bf16", channels_last=True, cuda_graph=True,
                            master_weights=master_weights)
-    losses = []
-    for real_A, real_B in batches:
-        engine.step(real_A, real_B)
-        got = engine.read_losses()
-        losses.append([got[name] for name in LOSS_NAMES])
+    curve = loss_curve(engine, batches)
     assert engine._graph is not None  # the last steps were replays
-    return torch.tensor(losses, dtype=torch.float64)
+    return curve
 
 
 @pytest.mark.parametrize("master_weights", [False, True], ids=["fp32-weights", "master"])

@@ -20,6 +20,18 @@ def random_batches(count, batch_size=2, size=32, seed=1):
                   for _ in range(2)) for _ in range(count)]
 
 
+def loss_curve(engine, batches):
+    """One engine step per (A, B) batch; the losses read after each (a host sync between
+    steps, never inside one), as a (steps, 4) float64 tensor in LOSS_NAMES order."""
+    from fastp2p.train.engine import LOSS_NAMES
+    curve = []
+    for real_A, real_B in batches:
+        engine.step(real_A, real_B)
+        losses = engine.read_losses()
+        curve.append([losses[name] for name in LOSS_NAMES])
+    return torch.tensor(curve, dtype=torch.float64)
+
+
 def parameters_and_buffers(*nets):
     return [t.detach().clone() for net in nets for t in
             list(net.parameters()) + list(net.buffers())]

@@ -10,21 +10,12 @@ import torch
 import fastp2p.ops.backends.reference as reference_backend
 from fastp2p.train.engine import LOSS_NAMES, WARMUP_STEPS, Pix2PixEngine
 from helpers.tolerances import TRAINING_200_STEPS, assert_close, relative_error
-from helpers.train_helpers import (gradients, parameters_and_buffers, random_batches,
-                                   tiny_networks)
+from helpers.train_helpers import (gradients, loss_curve, parameters_and_buffers,
+                                   random_batches, tiny_networks)
 from helpers.triton_interpreter import KERNELS
 
 STEPS = 5
 LOSS_LAUNCHERS = ("d_step_losses_fwd", "g_step_losses_fwd")
-
-
-@pytest.fixture
-def one_thread():
-    """Tiny networks' ops are too small to split across the shared machine's two cores."""
-    saved = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(saved)
 
 
 @pytest.fixture(params=["reference", pytest.param("triton", marks=[
@@ -57,15 +48,6 @@ def _flat(net):
     return torch.cat([t.detach().flatten() for t in tensors])
 
 
-def _train(engine, batches):
-    curve = []
-    for real_A, real_B in batches:
-        engine.step(real_A, real_B)
-        losses = engine.read_losses()
-        curve.append([losses[name] for name in LOSS_NAMES])
-    return torch.tensor(curve)
-
-
 @pytest.mark.parametrize("norm,gan_mode", [("batch", "vanilla"), ("instance", "lsgan"),
                                            ("batch", "wgangp")])
 def test_fused_losses_train_as_the_unfused_engine(one_thread, loss_launchers, norm, gan_mode):
@@ -74,7 +56,7 @@ def test_fused_losses_train_as_the_unfused_engine(one_thread, loss_launchers, no
     plain = Pix2PixEngine(netG, netD, gan_mode=gan_mode)
     fused = Pix2PixEngine(fusedG, fusedD, gan_mode=gan_mode, fused_step_losses=True)
     batches = random_batches(STEPS)
-    expected, got = _train(plain, batches), _train(fused, batches)
+    expected, got = loss_curve(plain, batches), loss_curve(fused, batches)
     assert_close(got, expected, TRAINING_200_STEPS, "loss curves")
     for ours, theirs in ((fusedG, netG), (fusedD, netD)):
         assert_close(_flat(ours), _flat(theirs), TRAINING_200_STEPS, "weights and buffers")
@@ -125,7 +107,7 @@ def test_fused_losses_compose_with_master_weights(one_thread, loss_launchers):
     plain = Pix2PixEngine(netG, netD, master_weights=True)
     fused = Pix2PixEngine(fusedG, fusedD, master_weights=True, fused_step_losses=True)
     batches = random_batches(3)
-    assert_close(_train(fused, batches), _train(plain, batches), TRAINING_200_STEPS,
+    assert_close(loss_curve(fused, batches), loss_curve(plain, batches), TRAINING_200_STEPS,
                  "loss curves")
     for ours, theirs in ((fusedG, netG), (fusedD, netD)):
         assert_close(_flat(ours), _flat(theirs), TRAINING_200_STEPS, "weights and buffers")
