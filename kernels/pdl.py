@@ -13,26 +13,21 @@ is read here at every launch, not in ``fastp2p.ops.backends`` with the other set
 kernels/ may not import the ops layer.
 """
 import functools
-import os
 
 import torch
 import triton
 import triton.language as tl
 
+from fastp2p.kernels.environment import getenv
+
 ENV_VAR = "FASTP2P_PDL"
 _ON = {"PDL": True, "launch_pdl": True}
 _OFF: dict = {}
-_ENV_KEY = os.environ.encodekey(ENV_VAR) if hasattr(os.environ, "encodekey") else None
 
 
 def requested() -> bool:
-    """Whether FASTP2P_PDL=1 now (read from os.environ's dict directly: ``os.environ.get`` of an
-    unset name raises and catches a KeyError, about a microsecond per launch)."""
-    data = getattr(os.environ, "_data", None)
-    if data is None or _ENV_KEY is None:
-        return os.environ.get(ENV_VAR) == "1"
-    value = data.get(_ENV_KEY)
-    return value is not None and os.environ.decodevalue(value) == "1"
+    """Whether FASTP2P_PDL=1 now."""
+    return getenv(ENV_VAR) == "1"
 
 
 @functools.lru_cache(maxsize=None)

@@ -9,11 +9,11 @@ read by ``fastp2p.kernels.pdl`` at each launch: kernels/ may not import this lay
 backend is a module in this folder plus one entry in ``_BACKENDS`` (fastp2p/ops/README.md).
 """
 import importlib
-import os
 import warnings
 from dataclasses import dataclass
 from functools import lru_cache
 
+from fastp2p.kernels.environment import getenv
 from fastp2p.ops.backends import cuda_choice
 from fastp2p.ops.backends.contract import CONV_FUSED, LAUNCHERS
 
@@ -86,21 +86,8 @@ def _load(module_path: str):
     return LoadedBackend(module) if module.available() else None
 
 
-def _getenv(name: str):
-    """``os.environ.get(name)``, read from the mapping's underlying dict: the same value (os.environ
-    writes through to that dict, monkeypatch.setenv included) for a twentieth of the cost
-    (``get`` raises and catches a KeyError for an unset name: about a microsecond, paid on every
-    fused call that asks for its backend)."""
-    environ = os.environ
-    data = getattr(environ, "_data", None)
-    if data is None:
-        return environ.get(name)
-    value = data.get(environ.encodekey(name))
-    return None if value is None else environ.decodevalue(value)
-
-
 def _interpreter_on() -> bool:
-    return (_getenv("TRITON_INTERPRET") or "0") not in ("", "0")
+    return (getenv("TRITON_INTERPRET") or "0") not in ("", "0")
 
 
 def _serves_cpu(entry: _Entry, forced: bool) -> bool:
@@ -149,7 +136,7 @@ _resolved: dict = {}
 
 def _resolved_for(device_type: str) -> tuple:
     """(name, loaded backend) for ``device_type`` under the current environment."""
-    key = (device_type, _getenv(ENV_VAR), _getenv("TRITON_INTERPRET"))
+    key = (device_type, getenv(ENV_VAR), getenv("TRITON_INTERPRET"))
     resolved = _resolved.get(key)
     if resolved is None:
         name = _resolve(device_type, (key[1] or "").strip())
@@ -180,7 +167,7 @@ def norm_act_backend_for(x, norm: str):
     run unless a GPU run's table is committed (benchmarks/cuda_choice_table.py) or
     FASTP2P_BACKEND=cpp forces them."""
     name, backend = _resolved_for("cpu" if x.is_cpu else x.device.type)
-    if name == "triton" and x.is_cuda and not (_getenv(ENV_VAR) or "").strip():
+    if name == "triton" and x.is_cuda and not (getenv(ENV_VAR) or "").strip():
         cpp = backend_named("cpp")
         if cpp is not None and cpp.cuda_available() and cuda_choice.prefers_cpp(norm, x):
             return cpp
