@@ -82,15 +82,21 @@ def _sources(conv, norm):
             buffers["running_mean"], buffers["running_var"])
 
 
-def _key(conv, norm) -> Optional[tuple]:
-    """eps and (address, version) of every source tensor; None when one is an inference tensor
-    (created under inference_mode), which has no version counter to watch. A dtype or device
-    change shows as a new address: the cache holds the old tensors, so theirs stay taken."""
+def _watch(tensors) -> Optional[tuple]:
+    """(address, version) of every tensor (None for a missing one); None when one is an
+    inference tensor (created under inference_mode), which has no version counter to watch. A
+    dtype or device change shows as a new address: the cache holds the old tensors, so theirs
+    stay taken."""
     try:
-        return (norm.eps,) + tuple(None if t is None else (t.data_ptr(), t._version)
-                                   for t in _sources(conv, norm))
+        return tuple(None if t is None else (t.data_ptr(), t._version) for t in tensors)
     except RuntimeError:  # "Inference tensors do not track version counter"
         return None
+
+
+def _key(conv, norm) -> Optional[tuple]:
+    """eps and what ``_watch`` sees of every source tensor of the fold (None: unwatchable)."""
+    watched = _watch(_sources(conv, norm))
+    return None if watched is None else (norm.eps,) + watched
 
 
 def _stand_in(conv: nn.Module, weight: torch.Tensor, bias: Optional[torch.Tensor]) -> nn.Module:
@@ -165,11 +171,10 @@ def conv_in_format(conv: nn.Module, memory_format: torch.memory_format) -> nn.Mo
     if memory_format == torch.preserve_format or weight.is_contiguous(memory_format=memory_format):
         return conv
     bias = conv._parameters.get("bias")
-    try:
-        key = (memory_format,) + tuple(None if t is None else (t.data_ptr(), t._version)
-                                       for t in (weight, bias))
-    except RuntimeError:  # "Inference tensors do not track version counter"
+    watched = _watch((weight, bias))
+    if watched is None:
         return conv
+    key = (memory_format,) + watched
     entry = _format_cache.get(conv)
     if entry is None or entry.key != key:
         with torch.inference_mode(False), torch.no_grad():
