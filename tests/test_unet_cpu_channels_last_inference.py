@@ -1,7 +1,7 @@
 """CPU float32 inference of fastp2p.UNet computed channels-last whatever the input's and the
-module's layout (issue 15 item 4): channels-last copies of the convolutions' weights, cached per
-module and rebuilt when a weight changes (fastp2p.nn.folding.conv_in_format, and the folds built
-channels-last). Against the float64 reference module (DESIGN section 5), in eval and train mode;
+module's layout (issue 15 item 4): copies of the convolutions' weights packed for oneDNN (or
+channels-last for a transposed convolution run in the GEMM form), cached per module and rebuilt
+when a weight changes (fastp2p.nn.folding.conv_in_layout, and the folds built in that layout). Against the float64 reference module (DESIGN section 5), in eval and train mode;
 the output in the input's memory format; the cache following in-place changes; a forward that
 records gradients left on the module's own weights and layout.
 
@@ -15,6 +15,8 @@ import torch.nn as nn
 
 import fastp2p
 from fastp2p.nn import folding, fused
+from fastp2p.ops import conv_transpose, onednn_packed
+from fastp2p.ops.backends import backend_for
 from helpers.network_checks import compare_networks, unet_pair
 from helpers.tolerances import FP32_NETWORK, assert_close
 from helpers.triton_interpreter import FAST_CPU_BACKEND_PARAMS
@@ -70,11 +72,14 @@ def _record_convs(monkeypatch):
 @pytest.mark.parametrize("mode", ["eval", "train"])
 @pytest.mark.parametrize("module_format", [torch.contiguous_format, CL],
                          ids=["nchw_module", "channels_last_module"])
+@pytest.mark.parametrize("deconv_form", conv_transpose.CPU_FORMS)
 def test_inference_computes_channels_last_and_matches_the_reference(
-        backend, memory_format, mode, module_format, poisoned, monkeypatch):
-    """Every convolution reads a channels-last input with a channels-last weight; the output
+        backend, memory_format, mode, module_format, deconv_form, poisoned, monkeypatch):
+    """Every convolution reads a channels-last input with its weight packed for oneDNN (a
+    transposed one in the GEMM form: channels-last where that form is available); the output
     (and in train mode the running statistics, updated from the batch statistics) are the
     float64 reference's within DESIGN section 5, the output in the input's memory format."""
+    monkeypatch.setenv(conv_transpose.FORM_ENV_VAR, deconv_form)
     ours, theirs = _unet_pair()
     ours.to(memory_format=module_format)
     train = mode == "train"
@@ -88,8 +93,12 @@ def test_inference_computes_channels_last_and_matches_the_reference(
     assert_close(out, expected, FP32_NETWORK, f"{mode} output")
     assert out.is_contiguous(memory_format=memory_format)
     assert len(calls) == len(_convs(ours))
+    gemm = deconv_form == "gemm" and backend_for(x.device).provides("conv_transpose2d_fwd")
     for module, conv_input in calls:
-        assert module.weight.is_contiguous(memory_format=CL), module
+        if gemm and isinstance(module, nn.ConvTranspose2d):
+            assert module.weight.is_contiguous(memory_format=CL), module
+        else:
+            assert onednn_packed.is_packed(module.weight), module
         assert conv_input.is_contiguous(memory_format=CL), module
     ref_buffers = dict(theirs64.named_buffers())
     for name, buffer in ours.named_buffers():
@@ -168,14 +177,16 @@ def test_a_forward_that_records_gradients_is_unaffected(backend, memory_format, 
         assert calls[0][1].is_contiguous()  # not converted to channels-last
 
 
-def test_the_weight_format_is_channels_last_only_for_eager_cpu_float32_inference(monkeypatch):
+def test_the_weights_are_laid_out_anew_only_for_eager_cpu_float32_inference(monkeypatch):
     x = torch.zeros(1, 3, 32, 32)
-    assert fused.inference_weight_format(x, True) == CL
-    assert fused.inference_weight_format(x, False) == torch.preserve_format
-    assert fused.inference_weight_format(x.bfloat16(), True) == torch.preserve_format
-    assert fused.inference_weight_format(x.to("meta"), True) == torch.preserve_format
+    assert fused.weight_layouts(x, True) is fused.cpu_inference_layout
+    assert fused.weight_layouts(x, False) is fused.module_layout
+    assert fused.weight_layouts(x.bfloat16(), True) is fused.module_layout
+    assert fused.weight_layouts(x.to("meta"), True) is fused.module_layout
+    with torch.autocast("cpu", torch.bfloat16):  # the packed ops would compute in float32
+        assert fused.weight_layouts(x, True) is fused.channels_last_layout
     monkeypatch.setattr(torch.compiler, "is_compiling", lambda: True)
-    assert fused.inference_weight_format(x, True) == torch.preserve_format
+    assert fused.weight_layouts(x, True) is fused.module_layout
 
 
 @ON_FAST_BACKENDS
@@ -187,7 +198,7 @@ def test_weights_created_under_inference_mode_are_used_as_they_are(backend):
         ours = fastp2p.UNet(3, 3, 6, 8, norm="batch").eval()
         ours.load_state_dict(theirs.state_dict())
         out = ours(_image())
-    assert not any(conv in folding._format_cache for conv in _convs(ours))
+    assert not any(conv in folding._layout_cache for conv in _convs(ours))
     assert out.is_contiguous()
     assert_close(out, _reference_run(copy.deepcopy(theirs), _image(), False),
                  FP32_NETWORK, "inference tensors")

@@ -19,10 +19,12 @@ Folding applies only where no gradient is wanted (``torch.no_grad()``, ``torch.i
 or nothing requiring grad): the folded weights carry no autograd history, and train-mode or
 batch-statistics norms (and InstanceNorm) always keep the statistics path.
 
-The same cache serves a convolution's weights in another memory format (``conv_in_format``):
-CPU inference computes channels-last whatever the module's layout (fastp2p.nn.fused), and a
-convolution whose weight is not channels-last would have oneDNN reorder that weight on every
-call; folds are then built in that format too.
+The same cache serves a convolution's weights in another layout (``conv_in_layout``): CPU
+inference computes channels-last whatever the module's layout (fastp2p.nn.fused), with each
+weight either packed once for oneDNN (``PACKED``, fastp2p.ops.onednn_packed: oneDNN would
+otherwise reorder it on every call) or, for the transposed convolutions that run the GEMM form
+faster, a channels-last copy; folds are then built in that layout too. A layout is
+``torch.preserve_format`` (the module's own), another memory format, or ``PACKED``.
 """
 import contextlib
 import weakref
@@ -32,6 +34,9 @@ from typing import Optional
 import torch
 import torch.nn as nn
 
+from fastp2p.ops import onednn_packed
+
+PACKED = "onednn_packed"
 _FOLDABLE_CONVS = (nn.Conv2d, nn.ConvTranspose2d)
 _enabled = True
 
@@ -114,9 +119,11 @@ def _stand_in(conv: nn.Module, weight: torch.Tensor, bias: Optional[torch.Tensor
     return stand_in
 
 
-def _in_format(t: torch.Tensor, memory_format: torch.memory_format) -> torch.Tensor:
-    return t if memory_format == torch.preserve_format else t.contiguous(
-        memory_format=memory_format)
+def _laid_out(conv: nn.Module, t: torch.Tensor, layout) -> torch.Tensor:
+    """``t`` (conv's weight, or its fold) in ``layout``."""
+    if layout == PACKED:
+        return onednn_packed.pack(conv, t)
+    return t if layout == torch.preserve_format else t.contiguous(memory_format=layout)
 
 
 def fold_batchnorm(conv: nn.Module, norm: nn.BatchNorm2d):
@@ -140,48 +147,49 @@ def fold_batchnorm(conv: nn.Module, norm: nn.BatchNorm2d):
 
 
 def folded_conv(conv: nn.Module, norm: nn.BatchNorm2d,
-                memory_format=torch.preserve_format) -> Optional[nn.Module]:
+                layout=torch.preserve_format) -> Optional[nn.Module]:
     """The cached stand-in for ``norm(conv(x))`` (rebuilt if a source tensor changed), its weight
-    in ``memory_format`` (preserve_format: conv's), or None when the sources cannot be watched
+    in ``layout`` (preserve_format: conv's), or None when the sources cannot be watched
     (inference tensors): then the caller keeps the norm."""
     key = _key(conv, norm)
     if key is None:
         return None
-    key += (memory_format,)
+    key += (layout,)
     entry = _cache.get(norm)
     if entry is None or entry.key != key:
         # Normal tensors even inside inference_mode: the cache outlives this call.
         with torch.inference_mode(False), torch.no_grad():
             weight, bias = fold_batchnorm(conv, norm)
             held = tuple(t.detach() for t in _sources(conv, norm) if t is not None)
-            entry = _StandIn(key, _stand_in(conv, _in_format(weight, memory_format), bias), held)
+            entry = _StandIn(key, _stand_in(conv, _laid_out(conv, weight, layout), bias), held)
         _cache[norm] = entry
     return entry.conv
 
 
-# Per convolution: its stand-in with the weight in another memory format (conv_in_format).
-_format_cache: "weakref.WeakKeyDictionary[nn.Module, _StandIn]" = weakref.WeakKeyDictionary()
+# Per convolution: its stand-in with the weight in another layout (conv_in_layout).
+_layout_cache: "weakref.WeakKeyDictionary[nn.Module, _StandIn]" = weakref.WeakKeyDictionary()
 
 
-def conv_in_format(conv: nn.Module, memory_format: torch.memory_format) -> nn.Module:
-    """``conv``, or where its weight is not in ``memory_format`` a cached stand-in with a copy of
-    the weight in that format (and the same bias), rebuilt when the weight or bias changes. A
+def conv_in_layout(conv: nn.Module, layout) -> nn.Module:
+    """``conv``, or where its weight is not in ``layout`` a cached stand-in with a copy of the
+    weight in that layout (and the same bias), rebuilt when the weight or bias changes. A
     weight that cannot be watched (an inference tensor) is not copied: conv itself."""
     weight = conv._parameters["weight"]
-    if memory_format == torch.preserve_format or weight.is_contiguous(memory_format=memory_format):
+    if layout == torch.preserve_format or (
+            layout != PACKED and weight.is_contiguous(memory_format=layout)):
         return conv
     bias = conv._parameters.get("bias")
     watched = _watch((weight, bias))
     if watched is None:
         return conv
-    key = (memory_format,) + watched
-    entry = _format_cache.get(conv)
+    key = (layout,) + watched
+    entry = _layout_cache.get(conv)
     if entry is None or entry.key != key:
         with torch.inference_mode(False), torch.no_grad():
-            copy = weight.detach().contiguous(memory_format=memory_format)
+            copy = _laid_out(conv, weight.detach(), layout)
             held = tuple(t.detach() for t in (weight, bias) if t is not None)
             entry = _StandIn(key, _stand_in(conv, copy, None if bias is None else held[1]), held)
-        _format_cache[conv] = entry
+        _layout_cache[conv] = entry
     return entry.conv
 
 

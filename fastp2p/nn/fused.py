@@ -17,8 +17,9 @@ fastp2p.nn.folding) and its fused op runs with norm "none" (bias + activation on
 U-Net layer with nothing left of its norm then runs torch's in-place activation (and torch.cat +
 ``relu_`` for the decoder's concatenation) instead, the cheaper call for the same bits. CPU
 float32 U-Net inference computes channels-last whatever the input's and the module's layout, with
-cached channels-last copies of the weights (``inference_weight_format``). The U-Net
-returns its output in the input's memory format. Layers the conv choice gives to the fused
+cached copies of the weights packed for oneDNN, or channels-last for the transposed
+convolutions measured faster in the GEMM form (``weight_layouts``). The U-Net returns its
+output in the input's memory format. Layers the conv choice gives to the fused
 convolution run through fastp2p.nn.unet_conv / fused_conv instead.
 """
 import weakref
@@ -28,10 +29,10 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.nn.modules.module import register_module_module_registration_hook
 
-from fastp2p.nn.folding import can_fold, conv_in_format, folded_conv, gradient_wanted
-from fastp2p.ops import norm_act, norm_act_concat
+from fastp2p.nn.folding import PACKED, can_fold, conv_in_layout, folded_conv, gradient_wanted
+from fastp2p.ops import norm_act, norm_act_concat, onednn_packed
 from fastp2p.ops.aligned_channels import conv2d
-from fastp2p.ops.conv_transpose import conv_transpose2d
+from fastp2p.ops.conv_transpose import conv_transpose2d, cpu_inference_form
 from fastp2p.ops.definitions import like_memory_format
 
 _DIRECT_NORMS = (nn.BatchNorm2d, nn.InstanceNorm2d, nn.Identity)
@@ -101,29 +102,62 @@ def set_dropout_rng(module: nn.Module, seed: int, offset: int = 0) -> None:
         module.dropout_rng.copy_(torch.tensor([seed, offset], dtype=torch.int64))
 
 
-def conv_norm(conv_fn, conv, norm, x, fold: bool, weights=torch.preserve_format):
+def module_layout(conv: nn.Module, x: torch.Tensor):
+    """Every convolution with the module's own weight."""
+    return torch.preserve_format
+
+
+def channels_last_layout(conv: nn.Module, x: torch.Tensor):
+    """Every convolution with a channels-last weight."""
+    return torch.channels_last
+
+
+def cpu_inference_layout(conv: nn.Module, x: torch.Tensor):
+    """CPU float32 inference: the weight packed for oneDNN (fastp2p.ops.onednn_packed: no
+    reorder per call), except for a transposed convolution measured faster in the GEMM form
+    (``fastp2p.ops.conv_transpose.cpu_inference_form``), or where oneDNN's packed ops are
+    missing, which get a channels-last copy."""
+    if isinstance(conv, nn.ConvTranspose2d):
+        packed = cpu_inference_form(conv, x) == "onednn"
+    else:
+        packed = onednn_packed.applies(conv, x)
+    return PACKED if packed else torch.channels_last
+
+
+def weight_layouts(input, inference: bool):
+    """How a U-Net forward lays out its convolutions' weights, as a function of (conv, its
+    input). For float32 inference on a CPU, the input is computed channels-last whatever the
+    layouts of the input and the module (oneDNN is faster so, and reorders a weight that is not
+    packed on every call: benchmarks/NOTES.md, "CPU inference: NCHW input computed
+    channels-last" and "CPU inference with packed oneDNN weights"): ``cpu_inference_layout``,
+    or under CPU autocast (which the packed ops would bypass) ``channels_last_layout``.
+    Elsewhere, and under torch.compile (whose tracing the copies' cache would break into one
+    recompiled frame per layer), ``module_layout``."""
+    if not (inference and input.is_cpu and input.dtype == torch.float32
+            and not torch.compiler.is_compiling()):
+        return module_layout
+    if torch.is_autocast_enabled("cpu"):
+        return channels_last_layout
+    return cpu_inference_layout
+
+
+def laid_out(conv: nn.Module, x: torch.Tensor, weights) -> nn.Module:
+    """``conv`` with its weight in the layout ``weights`` (a ``weight_layouts`` function) gives
+    it for input ``x``."""
+    return conv_in_layout(conv, weights(conv, x))
+
+
+def conv_norm(conv_fn, conv, norm, x, fold: bool, weights=module_layout):
     """``conv_fn(conv, x)`` and the ``norm_act`` arguments for what of ``norm`` remains: with
     ``fold`` (no gradient wanted) an eval-mode BatchNorm is folded into the convolution
     (fastp2p.nn.folding) and nothing remains of it but the bias the convolution adds.
-    ``weights``: the memory format the convolution's weight is used in (preserve_format: the
-    module's own; another: a cached copy, ``inference_weight_format``)."""
-    folded = folded_conv(conv, norm, weights) if fold and can_fold(conv, norm) else None
+    ``weights``: a ``weight_layouts`` function (module_layout: the module's own weights;
+    another: cached copies)."""
+    layout = weights(conv, x)
+    folded = folded_conv(conv, norm, layout) if fold and can_fold(conv, norm) else None
     if folded is not None:
         return conv_fn(folded, x), dict(norm="none")
-    return conv_fn(conv_in_format(conv, weights), x), norm_kwargs(norm)
-
-
-def inference_weight_format(input, inference: bool):
-    """The memory format a U-Net forward uses its convolutions' weights (and computes) in:
-    channels-last for float32 inference on a CPU, whatever the layouts of the input and the
-    module (oneDNN's convolutions are faster channels-last there, and one whose weight is not
-    channels-last reorders it on every call: benchmarks/NOTES.md, "CPU inference: NCHW input
-    computed channels-last"); elsewhere, and under torch.compile (whose tracing the copies'
-    cache would break into one recompiled frame per layer), the module's own (preserve_format)."""
-    if (inference and input.is_cpu and input.dtype == torch.float32
-            and not torch.compiler.is_compiling()):
-        return torch.channels_last
-    return torch.preserve_format
+    return conv_fn(conv_in_layout(conv, layout), x), norm_kwargs(norm)
 
 
 # Where nothing remains of the norm (folded, or none) and no gradient is wanted, a layer is one
@@ -153,11 +187,11 @@ def _unet_level(block, skip, rng: DropoutRNG, inference: bool, weights):
     """A non-outermost U-Net level. ``skip`` = LeakyReLU(x) of the level's input x; returns
     relu(cat([x, up])), the buffer the parent's transposed conv reads. ``inference``: no
     gradient is wanted (eval BatchNorm is then folded into the convolution before it);
-    ``weights``: the memory format of the convolutions' weights (``conv_norm``)."""
+    ``weights``: a ``weight_layouts`` function (``conv_norm``)."""
     m = block.model
     innermost = isinstance(m[3], nn.ConvTranspose2d)
     if innermost:
-        inner = _activation(conv2d(conv_in_format(m[1], weights), skip), _NO_NORM, inference,
+        inner = _activation(conv2d(laid_out(m[1], skip, weights), skip), _NO_NORM, inference,
                             "relu")
         up, up_norm = conv_norm(conv_transpose2d, m[3], m[4], inner, inference, weights)
         dropout = None
@@ -211,12 +245,12 @@ def unet_forward(unet, input):
     outer = unet.model.model  # [down conv, submodule, ReLU, up conv, Tanh]
     rng = DropoutRNG(unet.dropout_rng)
     inference = not gradient_wanted(unet, input)
-    weights = inference_weight_format(input, inference)
-    x = input if weights == torch.preserve_format else input.contiguous(memory_format=weights)
-    skip = _activation(conv2d(conv_in_format(outer[0], weights), x), _NO_NORM, inference,
+    weights = weight_layouts(input, inference)
+    x = input if weights is module_layout else input.contiguous(memory_format=torch.channels_last)
+    skip = _activation(conv2d(laid_out(outer[0], x, weights), x), _NO_NORM, inference,
                        "leaky_relu", outer[1].model[0].negative_slope)
     inner = _unet_level(outer[1], skip, rng, inference, weights)
-    out = torch.tanh(conv_transpose2d(conv_in_format(outer[3], weights), inner))
+    out = torch.tanh(conv_transpose2d(laid_out(outer[3], inner, weights), inner))
     rng.advance()
     return out
 

@@ -24,8 +24,11 @@ class UNet(ReferenceCheckpointMixin, UnetGenerator):
     exactly (e.g. SyncBatchNorm, BatchNorm with momentum=None) run the reference forward (which
     norm layers there are is listed once, and again after a submodule is replaced). The output
     has the input's memory format (NCHW or channels-last), as the reference's. CPU float32
-    inference computes channels-last either way, an NCHW module's convolutions through cached
-    channels-last copies of their weights (rebuilt when a weight changes; memory: one copy).
+    inference computes channels-last either way, through cached copies of the convolutions'
+    weights packed for oneDNN (fastp2p.ops.onednn_packed; channels-last copies for the transposed
+    convolutions measured faster in the GEMM form), rebuilt when a weight changes (memory: one
+    copy of each weight); the first such call per input shape and thread count is slower: it
+    packs the weights and times the two forms of each transposed convolution.
     The layers that the conv choice gives to the fused convolution
     (fastp2p.ops.backends.conv_choice: none by default, all with FASTP2P_CONV=fused) run as
     fastp2p.ops.conv_norm_act instead (fastp2p.nn.unet_conv), with the same dropout masks.

@@ -8,12 +8,14 @@ for those cuDNN pads on the fly (``nhwcAddPaddingKernel``) or falls back to a ge
 "Where the time goes"). Extra zero channels, in the input and in the weight, leave every sum
 unchanged: same function, same gradients (the padding's gradients are dropped by the slices),
 and the state_dict keeps the original shapes.
-On CPUs the modules run as they are (padding would only add work there).
+On CPUs the modules run as they are (padding would only add work there), or with a weight packed
+for oneDNN (CPU float32 inference, fastp2p.ops.onednn_packed).
 """
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from fastp2p.ops import onednn_packed
 from fastp2p.ops.definitions import like_memory_format
 
 CHANNEL_MULTIPLE = 8
@@ -74,8 +76,10 @@ def conv_transpose2d_channel_padded(module: nn.ConvTranspose2d, x: torch.Tensor)
 
 
 def conv2d(module: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
-    """``module(x)``; on a GPU with an input channel count that is not a multiple of 8, through
-    zero-padded channels."""
+    """``module(x)``: through oneDNN when its weight is packed (fastp2p.ops.onednn_packed); on a
+    GPU with an input channel count that is not a multiple of 8, through zero-padded channels."""
+    if onednn_packed.is_packed(module.weight):
+        return onednn_packed.run(module, x, module.weight, module.bias)
     if pads_input(module, x):
         return conv2d_channel_padded(module, x)
     return module(x)

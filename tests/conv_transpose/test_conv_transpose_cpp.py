@@ -110,6 +110,7 @@ def _unet_pair(norm):
 
 def test_unet_routes_only_cpu_float32_inference_through_it(monkeypatch, gemm_calls):
     monkeypatch.setenv("FASTP2P_BACKEND", "cpp")
+    monkeypatch.setenv(conv_transpose.FORM_ENV_VAR, "gemm")
     ours, _ = _unet_pair("batch")
     x = torch.rand(1, 3, 32, 32) * 2 - 1
     with torch.no_grad():
@@ -131,6 +132,7 @@ def test_unet_routes_only_cpu_float32_inference_through_it(monkeypatch, gemm_cal
 def test_unet_inference_matches_float64_reference(monkeypatch, gemm_calls, norm, layout,
                                                   model_layout):
     monkeypatch.setenv("FASTP2P_BACKEND", "cpp")
+    monkeypatch.setenv(conv_transpose.FORM_ENV_VAR, "gemm")
     ours, theirs64 = _unet_pair(norm)
     with torch.no_grad():  # one train step first, so the running statistics are not defaults
         warmup = torch.randn(2, 3, 32, 32)
