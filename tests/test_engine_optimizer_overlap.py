@@ -84,16 +84,23 @@ def _serial_run(netG, netD, batches, **options):
     return loss_curve(engine, batches), _training_state(engine)
 
 
-@pytest.mark.parametrize("fused_step_losses", [False, True], ids=["losses", "fused-losses"])
-@pytest.mark.parametrize("norm", ["batch", "instance"])
+# side streams (D's real pair on a second stream, recorded inline as well) against the serial
+# step without them: test_engine_side_streams.py shows the two are the same step.
+@pytest.mark.parametrize("norm, fused_step_losses, side_streams", [
+    ("batch", False, False), ("batch", True, False), ("instance", False, False),
+    ("instance", True, False), ("batch", False, True), ("instance", True, True)],
+    ids=["batch", "batch-fused-losses", "instance", "instance-fused-losses",
+         "batch-side-streams", "instance-fused-losses-side-streams"])
 def test_overlapped_steps_are_the_serial_steps_bit_for_bit(one_thread, monkeypatch, norm,
-                                                           fused_step_losses):
+                                                           fused_step_losses, side_streams):
     batches = random_batches(STEPS, batch_size=2, size=32)
     netG, netD = tiny_networks(norm=norm, use_dropout=True)
     options = dict(fused_step_losses=fused_step_losses)
     expected_curve, expected = _serial_run(copy.deepcopy(netG), copy.deepcopy(netD), batches,
                                            **options)
     engine, _, log = _overlapped_engine(monkeypatch, netG, netD, **options)
+    if side_streams:
+        engine._streams = InlineStreams([])
     assert len(engine.optimizer_G.bucket_params) == optimizer_overlap.BUCKETS
     assert len(engine.optimizer_D.bucket_params) > 1
 
@@ -163,6 +170,12 @@ def test_each_bucket_is_issued_once_final_inside_the_backward_and_joined_before_
             assert max(arrivals) < update < done < join
             for before, final in zip(snapshots[label, index], params):
                 assert torch.equal(before, final.grad)  # it read the final gradients
+        # it overlaps: the backward goes on after every bucket's update but the last one's
+        last_arrival = max(i for i, entry in enumerate(first_step)
+                           if entry.startswith(f"grad {label} "))
+        overlapped = [index for index in range(len(opt.bucket_params))
+                      if first_step.index(f"update {label} {index} on side") < last_arrival]
+        assert len(overlapped) == len(opt.bucket_params) - 1 >= 2
         # each gradient once, D's in the D step only (it is frozen in the G step)
         for name in (n for n in names.values() if n.startswith(label)):
             assert first_step.count(f"grad {name}") == 1

@@ -35,8 +35,8 @@ Python body runs in every mode; the modes change only how it executes:
   buckets of layers, and a bucket is updated on a side stream as soon as the backward has
   finished its gradients, beside the rest of that backward; the step waits for the updates
   where the serial step ran the optimizer (before the G step's D forward for D). Same updates
-  bit for bit, up to ``BUCKETS`` Adam launches per network instead of one; the reasoning is
-  in ``fastp2p.train.optimizer_overlap``. Not with DistributedDataParallel;
+  bit for bit, up to ``optimizer_overlap.BUCKETS`` (4) Adam launches per network instead of
+  one; the reasoning is in ``fastp2p.train.optimizer_overlap``. Not with DistributedDataParallel;
 - ``cuda_graph=True``: inputs are copied into static buffers; the first ``WARMUP_STEPS`` steps run
   eagerly on a side stream (real updates, as PyTorch's whole-network capture recipe requires),
   the next one is captured with ``torch.cuda.graph`` and replayed, and every later step is a
