@@ -21,7 +21,6 @@ optimizer takes over the module's parameters once, at construction:
   pre-hook writes loaded values into the masters (the normal load then rounds them into the
   copy, exactly as the kernel does). Checkpoints of the network are therefore the same as
   without this optimizer and load into the reference modules.
-
 - Buckets (``buckets=N``, for ``Pix2PixEngine(optimizer_overlap=True)``,
   fastp2p.train.optimizer_overlap): the parameters, taken in the reverse of their registration
   order (the module's forward order in pix2pix's networks, so the order in which the backward
@@ -33,7 +32,8 @@ optimizer takes over the module's parameters once, at construction:
   Each slice starts ``BUCKET_ALIGN``-element aligned (the gaps are zeros that Adam leaves at
   zero), and each bucket counts its own steps (one ticket per bucket, see kernels/adam.py).
   With one bucket the layout is exactly the unbucketed one, and ``state_dict`` always lists
-  the moments in that order, so a checkpoint loads whatever the bucket count.
+  the moments in that order, so a checkpoint loads whatever the bucket count (with more
+  than one, ``master[:num_copied]`` is no longer the copied region: use ``state``).
 
 Semantics: torch.optim.Adam's update (L2 weight decay, bias correction) on the float32
 masters; the model's copy is ``master.to(copy_dtype)``, rounded to nearest even. One
