@@ -41,7 +41,10 @@ Why an early update is still the serial step's, bit for bit:
 - **Capture.** Inside ``torch.cuda.graph`` the hooks run once, at capture, from autograd's
   thread: each fork pulls the side stream into the capture and the join brings it back, as in
   ``fastp2p.train.step_streams``, so the replayed graph holds every bucket's launch with its
-  event edges; nothing of this runs in Python on a replay.
+  event edges; nothing of this runs in Python on a replay. The hooks live on the parameters,
+  not on autograd's AccumulateGrad nodes, so they keep no node alive from an eager warm-up
+  step: each forward, the captured one included, makes new nodes, which take its stream (a
+  node kept from a warm-up stream would accumulate outside the capture).
 - **Only inside the engine's step.** The hooks do nothing outside a network step (between
   ``zero_grad`` and ``step``): a backward of the user's, or the G step's backward through the
   frozen D (whose parameters then have no AccumulateGrad node at all), updates nothing.
