@@ -258,6 +258,21 @@ def test_hooks_outside_a_network_step_update_nothing(one_thread, monkeypatch):
     assert log == [] and torch.equal(engine.optimizer_D.master, before)
 
 
+def test_the_hooks_keep_no_accumulate_grad_node_alive(one_thread, monkeypatch):
+    """Each forward makes new AccumulateGrad nodes, which take its stream: a node kept alive
+    from an eager warm-up step would accumulate on the warm-up stream, outside the capture."""
+    netG, netD = tiny_networks()
+    engine, _, _ = _overlapped_engine(monkeypatch, netG, netD)
+    engine.step(*random_batches(1)[0])
+    weight = next(netG.parameters())  # D is left frozen by the G step
+
+    def accumulate_grad_node():
+        return (weight * 1).grad_fn.next_functions[0][0]
+
+    accumulate_grad_node().metadata["from"] = "an earlier forward"
+    assert "from" not in accumulate_grad_node().metadata
+
+
 def test_a_checkpoint_resumes_across_the_option(one_thread, monkeypatch):
     """The optimizer state_dict lists the moments in the unbucketed order: an engine state saved
     without the option resumes with it (and back), exactly as the uninterrupted run goes on."""
