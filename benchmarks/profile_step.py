@@ -5,7 +5,8 @@ gaps). Prints, per batch size, the GPU time per step by kernel family and the he
 beside the FLOP floor (the step's model FLOPs at the bf16 matmul rate measured here) and the
 measured copy bandwidth: the numbers benchmarks/NOTES.md records. Also each CUDA stream's
 kernel time and the step's busy time (the union of its kernels' intervals): with
-``--side-streams`` the difference is the kernel time that ran in overlap.
+``--side-streams`` or ``--optimizer-overlap`` the difference is the kernel time that ran in
+overlap.
 
     python benchmarks/profile_step.py --batch-sizes 1,64 --out profile.txt
 """
@@ -62,14 +63,16 @@ def stream_times(events, steps: int) -> tuple[dict, float]:
 def profile_batch(batch: int, steps: int, warmup: int,
                   master_weights: bool = False,
                   fused_step_losses: bool = False,
-                  side_streams: bool = False) -> tuple[float, dict, list, dict]:
+                  side_streams: bool = False,
+                  optimizer_overlap: bool = False) -> tuple[float, dict, list, dict]:
     """(GPU ms per step, {family: ms per step}, [(kernel, ms per step, calls per step)],
     {"kernels": per step, "memory_ops": per step, "streams": {stream: ms per step},
     "busy_ms": per step})."""
     generator, discriminator = build_pair(FULL_CONFIG, fast=True, device="cuda", seed=0)
     engine = Pix2PixEngine(generator, discriminator, precision="bf16", channels_last=True,
                            cuda_graph=False, master_weights=master_weights,
-                           fused_step_losses=fused_step_losses, side_streams=side_streams)
+                           fused_step_losses=fused_step_losses, side_streams=side_streams,
+                           optimizer_overlap=optimizer_overlap)
     real_a, real_b = make_batch(FULL_CONFIG, batch, "cuda")
     for _ in range(warmup):
         engine.step(real_a, real_b)
@@ -108,6 +111,10 @@ def main(argv=None) -> int:
     parser.add_argument("--side-streams", action="store_true",
                         help="profile the engine with side_streams=True (issue 17): the report "
                         "adds each stream's kernel time and the step's busy time")
+    parser.add_argument("--optimizer-overlap", action="store_true",
+                        help="profile the engine with optimizer_overlap=True (issue 17; implies "
+                        "--master-weights): each network's Adam bucket by bucket on a second "
+                        "stream during its backward")
     args = parser.parse_args(argv)
     if not torch.cuda.is_available():
         print("profile_step: needs a CUDA GPU", file=sys.stderr)
@@ -120,9 +127,11 @@ def main(argv=None) -> int:
              f"{copy['gbps']:.0f} GB/s; model {gflop:.1f} GFLOP per image per step"]
     for batch in (int(b) for b in args.batch_sizes.split(",")):
         total, families, top, counts = profile_batch(batch, args.steps, args.warmup,
-                                                     args.master_weights,
+                                                     args.master_weights
+                                                     or args.optimizer_overlap,
                                                      args.fused_step_losses,
-                                                     args.side_streams)
+                                                     args.side_streams,
+                                                     args.optimizer_overlap)
         flop_floor = gflop * batch / (matmul["tflops"] * 1e3) * 1e3  # ms
         lines.append(f"\n== batch {batch}: {total:.2f} GPU ms per step (eager, summed kernel "
                      f"time); FLOP floor {flop_floor:.2f} ms ({flop_floor / total:.0%} of it); "

@@ -36,6 +36,7 @@ class PeerSpec:
     master_weights: bool = False     # fastp2p: the engine's master_weights option (issue 17)
     fused_step_losses: bool = False  # fastp2p: the engine's fused_step_losses option (issue 17)
     side_streams: bool = False       # fastp2p: the engine's side_streams option (issue 17)
+    optimizer_overlap: bool = False  # fastp2p: the engine's optimizer_overlap option (issue 17)
     pdl: bool = False                # fastp2p: FASTP2P_PDL=1 around the run (issue 17)
 
     def options(self, device_type: str) -> dict:
@@ -45,7 +46,8 @@ class PeerSpec:
         if self.execution == "fastp2p":
             if device_type == "cuda":
                 switched_on = {name: True for name in ("master_weights", "fused_step_losses",
-                                                       "side_streams") if getattr(self, name)}
+                                                       "side_streams", "optimizer_overlap")
+                               if getattr(self, name)}
                 return {"precision": self.precision, "channels_last": self.channels_last,
                         "cuda_graph": True, **switched_on}
             return {"precision": "fp32", "channels_last": False, "cuda_graph": False}
@@ -89,6 +91,11 @@ PEERS = (
              "backward share on the real pair on a second CUDA stream inside the one graph, "
              "beside the fake pair's; off by default until measured faster",
              execution="fastp2p", cuda_only=True, side_streams=True),
+    PeerSpec("fastp2p-optimizer-overlap", "fastp2p with master_weights=True and "
+             "optimizer_overlap=True: each network's Adam in a few buckets of layers, each "
+             "launched on a second CUDA stream as soon as the backward has finished its "
+             "gradients, beside the rest of the backward; off by default until measured faster",
+             execution="fastp2p", cuda_only=True, master_weights=True, optimizer_overlap=True),
     PeerSpec("fastp2p-pdl", "fastp2p with FASTP2P_PDL=1: the Triton kernels of the step use "
              "programmatic dependent launch on GPUs of compute capability >= 9 (a kernel's "
              "launch overlaps the previous one's end); off by default until measured faster",

@@ -30,6 +30,13 @@ Python body runs in every mode; the modes change only how it executes:
   real_B). Every update stays the serial step's bit for bit (``fastp2p.train.step_streams``
   says why), except that an eager bf16 step casts D's weights once per pass instead of once for
   both, as the captured step does. Not with DistributedDataParallel;
+- ``optimizer_overlap=True`` (CUDA, with ``master_weights=True``; off by default until a GPU
+  run shows it faster; issue 17): each network's ``MasterWeightsAdam`` is laid out in a few
+  buckets of layers, and a bucket is updated on a side stream as soon as the backward has
+  finished its gradients, beside the rest of that backward; the step waits for the updates
+  where the serial step ran the optimizer (before the G step's D forward for D). Same updates
+  bit for bit, up to ``optimizer_overlap.BUCKETS`` (4) Adam launches per network instead of
+  one; the reasoning is in ``fastp2p.train.optimizer_overlap``. Not with DistributedDataParallel;
 - ``cuda_graph=True``: inputs are copied into static buffers; the first ``WARMUP_STEPS`` steps run
   eagerly on a side stream (real updates, as PyTorch's whole-network capture recipe requires),
   the next one is captured with ``torch.cuda.graph`` and replayed, and every later step is a
@@ -47,6 +54,7 @@ from fastp2p.nn.losses import GANLoss, l1_loss
 from fastp2p.nn.network_state import dropout_rng_modules, set_requires_grad
 from fastp2p.ops.step_losses import (LossTally, d_step_losses_and_grads,
                                      g_step_losses_and_grads)
+from fastp2p.train import optimizer_overlap as overlap
 from fastp2p.train.finite import first_nonfinite, training_tensors
 from fastp2p.train.step_streams import SideStream, StepStreams, real_pair_may_start_first
 
@@ -82,7 +90,7 @@ class Pix2PixEngine:
 
     def __init__(self, netG, netD, *, gan_mode="vanilla", lambda_L1=100.0, lr=2e-4, beta1=0.5,
                  precision="fp32", channels_last=False, cuda_graph=False, master_weights=False,
-                 fused_step_losses=False, side_streams=False):
+                 fused_step_losses=False, side_streams=False, optimizer_overlap=False):
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
         if not lr >= 0:
@@ -98,6 +106,8 @@ class Pix2PixEngine:
                                      ("side_streams", side_streams, "")):
             if on:
                 _check_single_process_cuda(option, off_hint, self.device, netG, netD)
+        if optimizer_overlap:  # before master_weights' own checks: it names both options
+            overlap_streams = overlap.overlap_streams(self.device, master_weights, netG, netD)
         if precision == "bf16" and not is_cuda:
             raise ValueError("precision='bf16' is the CUDA fast path; on "
                              f"{self.device} use precision='fp32'")
@@ -129,13 +139,20 @@ class Pix2PixEngine:
         if master_weights:
             from fastp2p.train.master_weights_adam import MasterWeightsAdam
             copy_dtype = torch.bfloat16 if precision == "bf16" else torch.float32
+            buckets = overlap.BUCKETS if optimizer_overlap else 1
             self.optimizer_G, self.optimizer_D = (
-                MasterWeightsAdam(net, lr=self._lr, betas=betas, copy_dtype=copy_dtype)
-                for net in (netG, netD))
+                MasterWeightsAdam(net, lr=self._lr, betas=betas, copy_dtype=copy_dtype,
+                                  buckets=buckets) for net in (netG, netD))
         else:
             self.optimizer_G = torch.optim.Adam(netG.parameters(), betas=betas, **adam_options)
             self.optimizer_D = torch.optim.Adam(netD.parameters(), betas=betas, **adam_options)
 
+        # What the step body zeroes and steps per network: its optimizer, or with
+        # optimizer_overlap the optimizer's buckets updated during the backward.
+        self._updates = {"G": self.optimizer_G, "D": self.optimizer_D}
+        if optimizer_overlap:
+            self._updates = {name: overlap.OverlappedUpdates(optimizer, overlap_streams)
+                             for name, optimizer in self._updates.items()}
         self._loss_sums = torch.zeros(len(LOSS_NAMES), dtype=torch.float32, device=self.device)
         self._device_step = torch.zeros((), dtype=torch.int64, device=self.device)
         # 1-based number of the first step whose losses were not finite; 0 while all were.
@@ -296,7 +313,7 @@ class Pix2PixEngine:
             return torch.cat((pair_A, fake_or_real_B.to(pair_dtype)), 1)
 
         set_requires_grad(self.netD, True)
-        self.optimizer_D.zero_grad(set_to_none=True)
+        self._updates["D"].zero_grad(set_to_none=True)
         side = self._streams is not None
         real_first = side and real_pair_may_start_first(unwrap(self.netD))
         if real_first:  # beside G's forward: D's real-pair forward changes no state
@@ -321,14 +338,14 @@ class Pix2PixEngine:
         losses_D = self._backward_D(fake, real)
         if side:
             self._streams.join()  # the real pair's share of D's backward ran on the side stream
-        self.optimizer_D.step()
+        self._updates["D"].step()
         # Generator: fool the (just updated, now frozen) discriminator and stay close to B.
         set_requires_grad(self.netD, False)
-        self.optimizer_G.zero_grad(set_to_none=True)
+        self._updates["G"].zero_grad(set_to_none=True)
         with self._autocast():
             logits_G = unwrap(self.netD)(pair(fake_B))
         losses_G = self._backward_G(logits_G, fake_B, real_B, loss_G_L1)
-        self.optimizer_G.step()
+        self._updates["G"].step()
         if not self.fused_step_losses:  # the fused ops did this in their finishing launches
             self._tally(losses_G + losses_D)
         return fake_B.detach()

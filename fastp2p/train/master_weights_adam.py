@@ -21,6 +21,19 @@ optimizer takes over the module's parameters once, at construction:
   pre-hook writes loaded values into the masters (the normal load then rounds them into the
   copy, exactly as the kernel does). Checkpoints of the network are therefore the same as
   without this optimizer and load into the reference modules.
+- Buckets (``buckets=N``, for ``Pix2PixEngine(optimizer_overlap=True)``,
+  fastp2p.train.optimizer_overlap): the parameters, taken in the reverse of their registration
+  order (the module's forward order in pix2pix's networks, so the order in which the backward
+  finishes them), are split into at most N groups of about equal size. Each group owns one
+  contiguous slice of the master and moment buffers (its copied parameters, then its own ones,
+  as the whole buffer is laid out with one bucket) and one slice of the copy and of each
+  gradient region, so ``step_bucket(k)`` is one launch of the same kernel over that slice: Adam
+  is elementwise, so the buckets' launches together give the one launch's results bit for bit.
+  Each slice starts ``BUCKET_ALIGN``-element aligned (the gaps are zeros that Adam leaves at
+  zero), and each bucket counts its own steps (one ticket per bucket, see kernels/adam.py).
+  With one bucket the layout is exactly the unbucketed one, and ``state_dict`` always lists
+  the moments in that order, so a checkpoint loads whatever the bucket count (with more
+  than one, ``master[:num_copied]`` is no longer the copied region: use ``state``).
 
 Semantics: torch.optim.Adam's update (L2 weight decay, bias correction) on the float32
 masters; the model's copy is ``master.to(copy_dtype)``, rounded to nearest even. One
@@ -41,6 +54,7 @@ from torch.nn.parallel import DistributedDataParallel
 from fastp2p.kernels.adam import HYPER_FIELDS, adam_step, num_programs_for
 
 COPIED_MODULES = (nn.modules.conv._ConvNd, nn.Linear)
+BUCKET_ALIGN = 8  # elements: every bucket's slices start 16-byte aligned (bf16), 32 (float32)
 
 
 def check_master_weights_device(device: torch.device, *nets: nn.Module) -> None:
@@ -67,16 +81,36 @@ def _view_into(flat: torch.Tensor, offset: int, like: torch.Tensor) -> torch.Ten
     return flat.as_strided(like.shape, like.stride(), flat.storage_offset() + offset)
 
 
+def _aligned(offset: int) -> int:
+    return -(-offset // BUCKET_ALIGN) * BUCKET_ALIGN
+
+
+def bucket_members(numels: list, count: int) -> list:
+    """Parameter indices (into ``numels``, registration order) of at most ``count`` buckets of
+    about equal size, each sorted. Bucket 0 takes the last-registered parameters: walking them
+    in reverse, a parameter goes to the bucket that the elements before it have reached, so a
+    large one stays in the bucket it starts in and empty buckets are dropped."""
+    total = sum(numels)
+    members = [[] for _ in range(count)]
+    seen = 0
+    for index in reversed(range(len(numels))):
+        members[min(count - 1, seen * count // total)].append(index)
+        seen += numels[index]
+    return [sorted(bucket) for bucket in members if bucket]
+
+
 class MasterWeightsAdam:
     """``torch.optim.Adam`` for a whole module, keeping float32 masters and writing the
     module's ``copy_dtype`` weights (see the module docstring for the design).
 
     ``lr`` is a float or a float32 tensor on the module's device (the engine passes the tensor
     it shares between optimizers; writing into it changes the lr without re-capturing a graph).
+    ``buckets``: how many slices ``step_bucket`` can update one at a time (at most; see the
+    module docstring); ``step`` updates them all.
     """
 
     def __init__(self, module: nn.Module, *, lr=1e-3, betas=(0.9, 0.999), eps=1e-8,
-                 weight_decay=0.0, copy_dtype=torch.bfloat16):
+                 weight_decay=0.0, copy_dtype=torch.bfloat16, buckets=1):
         if copy_dtype not in (torch.bfloat16, torch.float32):
             raise ValueError(f"copy_dtype must be torch.bfloat16 or torch.float32, got {copy_dtype}")
         beta1, beta2 = (float(b) for b in betas)
@@ -84,6 +118,8 @@ class MasterWeightsAdam:
             raise ValueError(f"betas must be in [0, 1), got {betas!r}")
         if not eps >= 0 or not weight_decay >= 0:
             raise ValueError(f"eps and weight_decay must be >= 0, got {eps!r}, {weight_decay!r}")
+        if not isinstance(buckets, int) or buckets < 1:
+            raise ValueError(f"buckets must be an int >= 1, got {buckets!r}")
         named = list(module.named_parameters())
         if not named:
             raise ValueError("the module has no parameters")
@@ -94,25 +130,43 @@ class MasterWeightsAdam:
         self.device = named[0][1].device
         copied_ids = {id(p) for m in module.modules() if isinstance(m, COPIED_MODULES)
                       for p in m.parameters(recurse=False)}
-        # The copied region first, then the parameters that are their own masters.
-        named.sort(key=lambda item: id(item[1]) not in copied_ids)
-        self._names = [name for name, _ in named]
-        self._numels = [p.numel() for _, p in named]
-        self.num_copied = sum(p.numel() for _, p in named if id(p) in copied_ids)
-        numel = sum(self._numels)
+        copied = [id(p) in copied_ids for _, p in named]
+        numels = [p.numel() for _, p in named]
+
+        # Where each parameter goes: bucket by bucket, its copied parameters then its own ones,
+        # in registration order; (index, master offset, offset in its region) in layout order.
+        placements, self._bucket_slices, bucket_sizes = [], [], []
+        ends = [0, 0, 0]  # master, copied region, own region
+        for members in bucket_members(numels, buckets):
+            bucket_sizes.append(len(members))
+            starts = [_aligned(end) for end in ends]
+            ends = list(starts)
+            for index in sorted(members, key=lambda i: not copied[i]):
+                region = 1 if copied[index] else 2
+                placements.append((index, ends[0], ends[region]))
+                ends[0] += numels[index]
+                ends[region] += numels[index]
+            self._bucket_slices.append(tuple(slice(s, e) for s, e in zip(starts, ends)))
+        numel, self.num_copied, num_own = ends
+        self._names = [named[i][0] for i, _, _ in placements]
+        self._numels = [numels[i] for i, _, _ in placements]
+        self._offsets = [offset for _, offset, _ in placements]
+        # The unbucketed layout (copied first, registration order): the order of state_dict.
+        self._saved_order = sorted(range(len(placements)), key=lambda k: (
+            not copied[placements[k][0]], placements[k][0]))
         self.copy_dtype = copy_dtype
 
         options = {"dtype": torch.float32, "device": self.device}
-        self.master = torch.empty(numel, **options)
+        self.master = torch.zeros(numel, **options)  # zeros: the gaps between buckets
         self.exp_avg = torch.zeros(numel, **options)
         self.exp_avg_sq = torch.zeros(numel, **options)
         # One allocation with room for one element, so an empty region still has an address.
-        self.copy = torch.empty(self.num_copied + 1, dtype=copy_dtype,
+        self.copy = torch.zeros(self.num_copied + 1, dtype=copy_dtype,
                                 device=self.device)[:self.num_copied]
         copied_bytes = self.num_copied * self.copy.element_size()
         own_start = -(-copied_bytes // 16) * 16  # float32 region 16-byte aligned
-        self._grad_bytes = torch.zeros(own_start + 4 * (numel - self.num_copied) + 4,
-                                       dtype=torch.uint8, device=self.device)
+        self._grad_bytes = torch.zeros(own_start + 4 * num_own + 4, dtype=torch.uint8,
+                                       device=self.device)
         self.grad_copied = self._grad_bytes[:copied_bytes].view(copy_dtype)
         self.grad_own = self._grad_bytes[own_start:-4].view(torch.float32)
 
@@ -122,19 +176,19 @@ class MasterWeightsAdam:
         self.state = {}
         owners = {id(p): (m, local) for m in module.modules()
                   for local, p in m.named_parameters(recurse=False)}
-        offset = 0
         with torch.no_grad():
-            for (name, param), size in zip(named, self._numels):
+            for index, offset, region_offset in placements:
+                param = named[index][1]
                 master = _view_into(self.master, offset, param)
                 master.copy_(param)
-                if offset < self.num_copied:
-                    model = _view_into(self.copy, offset, param)
+                if copied[index]:
+                    model = _view_into(self.copy, region_offset, param)
                     model.copy_(master)
-                    grad = _view_into(self.grad_copied, offset, param)
+                    grad = _view_into(self.grad_copied, region_offset, param)
                     self._keep_state_dict_float32(*owners[id(param)], master)
                 else:
                     model = master
-                    grad = _view_into(self.grad_own, offset - self.num_copied, param)
+                    grad = _view_into(self.grad_own, region_offset, param)
                 param.data = model
                 param.grad = grad
                 self.state[param] = {
@@ -143,7 +197,8 @@ class MasterWeightsAdam:
                     **({"master": master} if model is not master else {})}
                 self._params.append(param)
                 self._grads.append(grad)
-                offset += size
+        firsts = [sum(bucket_sizes[:k]) for k in range(len(bucket_sizes) + 1)]
+        self.bucket_params = [self._params[a:b] for a, b in zip(firsts, firsts[1:])]
 
         if not isinstance(lr, torch.Tensor):
             lr = torch.tensor(float(lr), **options)
@@ -151,8 +206,11 @@ class MasterWeightsAdam:
                               "weight_decay": float(weight_decay)}]
         self._hyper = torch.empty(len(HYPER_FIELDS), dtype=torch.float64, device=self.device)
         self._write_hyper()
-        self.num_programs = num_programs_for(numel, self.device)
-        self._ticket = torch.zeros(1, dtype=torch.int64, device=self.device)
+        self._num_programs = [num_programs_for(s.stop - s.start, self.device)
+                              for s, _, _ in self._bucket_slices]
+        # Each bucket's step counter: num_programs[k] * its launches so far (kernels/adam.py).
+        self._tickets = torch.zeros(len(self._bucket_slices), dtype=torch.int64,
+                                    device=self.device)
 
     # ---- the torch.optim.Optimizer surface the engine uses --------------------------------
     def zero_grad(self, set_to_none: bool = True) -> None:
@@ -162,9 +220,15 @@ class MasterWeightsAdam:
 
     @torch.no_grad()
     def step(self) -> None:
-        """One Adam step of every parameter and the copy's refresh, in one launch; no sync."""
-        group = self.param_groups[0]
-        lr = group["lr"]
+        """One Adam step of every parameter and the copy's refresh, one launch per bucket (one
+        in all without buckets); no sync."""
+        self.check_step_inputs()
+        for index in range(len(self._bucket_slices)):
+            self.step_bucket(index)
+
+    def check_step_inputs(self) -> None:
+        """A clear ValueError where the kernel would read the wrong lr or gradients."""
+        lr = self.param_groups[0]["lr"]
         if not isinstance(lr, torch.Tensor) or lr.dtype != torch.float32 or lr.numel() != 1:
             raise ValueError("MasterWeightsAdam reads the lr from a one-element float32 tensor "
                              f"(param_groups[0]['lr']), got {lr!r}; write into that tensor instead")
@@ -172,27 +236,40 @@ class MasterWeightsAdam:
             if param.grad is not grad:
                 raise ValueError("a parameter's .grad was replaced or set to None (e.g. by "
                                  "module.zero_grad()); with MasterWeightsAdam call its zero_grad()")
-        adam_step(self.master, self.exp_avg, self.exp_avg_sq, self.grad_copied, self.grad_own,
-                  self.copy, lr, self._ticket, self._hyper, self.num_programs)
+
+    @torch.no_grad()
+    def step_bucket(self, index: int) -> None:
+        """One Adam step of bucket ``index``'s parameters (``bucket_params[index]``) and their
+        copies, in one launch on the current stream; no checks (``check_step_inputs``), no
+        sync."""
+        whole, copied, own = self._bucket_slices[index]
+        adam_step(self.master[whole], self.exp_avg[whole], self.exp_avg_sq[whole],
+                  self.grad_copied[copied], self.grad_own[own], self.copy[copied],
+                  self.param_groups[0]["lr"], self._tickets[index:index + 1], self._hyper,
+                  self._num_programs[index])
 
     @property
     def steps(self) -> int:
         """Steps taken (syncs with the device)."""
-        return int(self._ticket.item()) // self.num_programs
+        return int(self._tickets[0].item()) // self._num_programs[0]
 
     def state_dict(self) -> dict:
-        """The moments, step count and hyper-parameters as plain tensors and containers.
+        """The moments, step count and hyper-parameters as plain tensors and containers; the
+        moments packed in the unbucketed layout's order, whatever the bucket count.
 
         The master weights are not in it: they are the module's state_dict (float32).
         """
         group = self.param_groups[0]
         lr = group["lr"]
+        order = self._saved_order
         return {
-            "state": {"step": self.steps, "exp_avg": self.exp_avg, "exp_avg_sq": self.exp_avg_sq},
+            "state": {"step": self.steps, "exp_avg": self._packed(self.exp_avg),
+                      "exp_avg_sq": self._packed(self.exp_avg_sq)},
             "param_groups": [{"lr": float(lr) if isinstance(lr, torch.Tensor) else lr,
                               "betas": list(group["betas"]), "eps": group["eps"],
                               "weight_decay": group["weight_decay"],
-                              "params": list(self._names), "numels": list(self._numels)}],
+                              "params": [self._names[k] for k in order],
+                              "numels": [self._numels[k] for k in order]}],
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -202,14 +279,17 @@ class MasterWeightsAdam:
         except (KeyError, IndexError, TypeError) as error:
             raise ValueError("not a MasterWeightsAdam state_dict (a torch.optim.Adam state cannot "
                              f"be loaded into master weights): missing {error}") from None
-        if layout != (self._names, self._numels):
+        ours = ([self._names[k] for k in self._saved_order],
+                [self._numels[k] for k in self._saved_order])
+        if layout != ours:
             raise ValueError("MasterWeightsAdam state_dict is for different parameters: saved "
                              f"{len(layout[0])} named {layout[0][:3]}..., this module has "
-                             f"{len(self._names)} named {self._names[:3]}...")
+                             f"{len(ours[0])} named {ours[0][:3]}...")
         with torch.no_grad():
-            self.exp_avg.copy_(saved["exp_avg"])
-            self.exp_avg_sq.copy_(saved["exp_avg_sq"])
-            self._ticket.fill_(int(saved["step"]) * self.num_programs)
+            self._unpack(saved["exp_avg"], self.exp_avg)
+            self._unpack(saved["exp_avg_sq"], self.exp_avg_sq)
+            self._tickets.copy_(torch.tensor(self._num_programs, dtype=torch.int64)
+                                * int(saved["step"]))
         ours = self.param_groups[0]
         ours["betas"] = tuple(float(b) for b in group["betas"])
         ours["eps"], ours["weight_decay"] = float(group["eps"]), float(group["weight_decay"])
@@ -217,6 +297,26 @@ class MasterWeightsAdam:
         self._write_hyper()
 
     # ---- internals ---------------------------------------------------------------------------
+    def _parameter_slices(self, flat: torch.Tensor) -> list:
+        """Each parameter's slice of a master-shaped flat buffer, in state_dict's order."""
+        return [flat[self._offsets[k]:self._offsets[k] + self._numels[k]]
+                for k in self._saved_order]
+
+    def _packed(self, flat: torch.Tensor) -> torch.Tensor:
+        """``flat`` without gaps, in state_dict's order: the buffer itself with one bucket."""
+        if len(self._bucket_slices) == 1:
+            return flat
+        return torch.cat(self._parameter_slices(flat))
+
+    def _unpack(self, packed: torch.Tensor, flat: torch.Tensor) -> None:
+        if len(self._bucket_slices) == 1:
+            flat.copy_(packed)
+            return
+        start = 0
+        for part in self._parameter_slices(flat):
+            part.copy_(packed[start:start + part.numel()])
+            start += part.numel()
+
     def _write_hyper(self) -> None:
         group = self.param_groups[0]
         values = {"beta1": group["betas"][0], "beta2": group["betas"][1], "eps": group["eps"],

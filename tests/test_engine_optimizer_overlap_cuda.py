@@ -1,0 +1,117 @@
+"""Pix2PixEngine(optimizer_overlap=True) on a GPU against the same engine without it (both with
+master_weights=True), from the same weights and batches, 10 steps: the captured bf16 step (warm-up
+steps, the capture with the hooks' launches recorded once, replays), the same with side streams
+and fused step losses, and the eager fp32 step. Tolerance: none. Adam is elementwise, so each
+bucket's launch computes exactly what the one launch computed for its slice, and everything else
+runs the same kernels on the same data: losses, weights, moments, gradients and running
+statistics must be equal bit for bit. A difference would be a race (an update issued before its
+gradients were final or joined after a read), not rounding. The CPU tests of the issue order
+are test_engine_optimizer_overlap.py."""
+import copy
+
+import pytest
+import torch
+
+from fastp2p.train.engine import WARMUP_STEPS, Pix2PixEngine
+from helpers.train_helpers import gradients, loss_curve, random_batches, tiny_networks
+
+pytestmark = pytest.mark.cuda
+STEPS = 10
+
+
+@pytest.fixture(autouse=True)
+def deterministic_convolutions():
+    saved = (torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark,
+             torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32)
+    torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    yield
+    (torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark,
+     torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32) = saved
+
+
+CASES = {
+    "bf16-graph": dict(precision="bf16", channels_last=True, cuda_graph=True),
+    "bf16-graph-side-streams-fused-losses": dict(precision="bf16", channels_last=True,
+                                                 cuda_graph=True, side_streams=True,
+                                                 fused_step_losses=True),
+    "fp32-eager": dict(precision="fp32"),
+}
+
+
+def _moments(engine):
+    return [torch.cat([state[key].flatten() for state in opt.state.values()])
+            for opt in (engine.optimizer_G, engine.optimizer_D)
+            for key in ("exp_avg", "exp_avg_sq")]
+
+
+@pytest.mark.parametrize("case, norm", [("bf16-graph", "batch"), ("bf16-graph", "instance"),
+                                        ("bf16-graph-side-streams-fused-losses", "batch"),
+                                        ("fp32-eager", "batch")])
+def test_overlapped_updates_train_exactly_as_the_serial_step(monkeypatch, case, norm):
+    monkeypatch.setenv("FASTP2P_BACKEND", "triton")
+    assert STEPS > WARMUP_STEPS + 1  # eager warm-up steps, the capture, then replays
+    netG, netD = (net.cuda() for net in tiny_networks(norm=norm, num_downs=6, ngf=8, ndf=8))
+    overG, overD = copy.deepcopy(netG), copy.deepcopy(netD)
+    batches = [(a.cuda(), b.cuda()) for a, b in random_batches(STEPS, batch_size=2, size=64)]
+
+    serial = Pix2PixEngine(netG, netD, master_weights=True, **CASES[case])
+    expected = loss_curve(serial, batches)
+    overlapped = Pix2PixEngine(overG, overD, master_weights=True, optimizer_overlap=True,
+                               **CASES[case])
+    got = loss_curve(overlapped, batches)
+
+    if CASES[case].get("cuda_graph"):
+        assert overlapped._graph is not None  # the last steps were replays
+    assert len(overlapped.optimizer_G.bucket_params) > 1
+    assert torch.isfinite(got).all()
+    assert torch.equal(got, expected), (got - expected).abs().max()
+    for (name, ours), theirs in zip(
+            [*overG.named_parameters(), *overG.named_buffers(), *overD.named_parameters(),
+             *overD.named_buffers()],
+            [*netG.parameters(), *netG.buffers(), *netD.parameters(), *netD.buffers()],
+            strict=True):
+        assert torch.equal(ours, theirs), name
+    for ours, theirs in zip(gradients(overG, overD), gradients(netG, netD), strict=True):
+        assert torch.equal(ours, theirs)
+    for ours, theirs in zip(_moments(overlapped), _moments(serial), strict=True):
+        assert torch.equal(ours, theirs)
+    assert overlapped.optimizer_G.steps == overlapped.optimizer_D.steps == STEPS
+
+
+def test_an_eager_overlapped_step_runs_adam_on_a_second_stream(monkeypatch):
+    """What the profile of benchmarks/profile_step.py --optimizer-overlap shows: the Adam
+    launches, one per bucket, on a stream of their own."""
+    from torch.profiler import ProfilerActivity, profile
+
+    monkeypatch.setenv("FASTP2P_BACKEND", "triton")
+    netG, netD = (net.cuda() for net in tiny_networks(num_downs=6, ngf=8, ndf=8))
+    engine = Pix2PixEngine(netG, netD, precision="bf16", channels_last=True,
+                           master_weights=True, optimizer_overlap=True)
+    real_A, real_B = (t.cuda() for t in random_batches(1, batch_size=2, size=64)[0])
+    engine.step(real_A, real_B)
+    torch.cuda.synchronize()
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        engine.step(real_A, real_B)
+        torch.cuda.synchronize()
+    kernels = [event for event in prof.events()
+               if event.device_type == torch.autograd.DeviceType.CUDA]
+    adam = [event for event in kernels if "adam" in event.name]
+    buckets = len(engine.optimizer_G.bucket_params) + len(engine.optimizer_D.bucket_params)
+    assert len(adam) == buckets
+    adam_streams = {event.device_resource_id for event in adam}
+    adam_ids = {id(event) for event in adam}
+    other_streams = {event.device_resource_id for event in kernels if id(event) not in adam_ids}
+    assert len(adam_streams) == 1 and not adam_streams & other_streams
+
+
+def test_the_optimizer_overlap_peer_runs():
+    from fastp2p.bench.networks import QUICK_CONFIG
+    from fastp2p.bench.peers import peer_by_name
+    from fastp2p.bench.runner import Runner
+    from fastp2p.bench.training import TrainingSettings, training_job
+
+    settings = TrainingSettings(QUICK_CONFIG, (2,), steps=3, warmup=5, device="cuda")
+    rows = Runner(job_time_limit=120).run(training_job(peer_by_name("fastp2p-optimizer-overlap"),
+                                                       2, settings))
+    assert rows[0]["status"] == "ok", rows[0].get("traceback")
