@@ -169,6 +169,9 @@ class Pix2PixEngine:
         self.steps = 0
         self._steps_since_read = 0
         self._reset_graph()
+        # What a step writes: every parameter and buffer of both networks (see _mark_written).
+        self._written_by_step = tuple(
+            t for net in (unwrap(netG), unwrap(netD)) for t in (*net.parameters(), *net.buffers()))
 
     # ---- public API ------------------------------------------------------------------------
     @property
@@ -201,8 +204,18 @@ class Pix2PixEngine:
             real_A, real_B = self._to_device(real_A), self._to_device(real_B)
             fake_B = self._step_body(real_A, real_B)
             self._last_batch = (real_A, fake_B, real_B)
+        self._mark_written()
         self.steps += 1
         self._steps_since_read += 1
+
+    def _mark_written(self) -> None:
+        """Bump the version counter of every parameter and buffer the step wrote. A CUDA-graph
+        replay and MasterWeightsAdam's Triton kernel write them without the counters that
+        in-place torch ops bump, and the inference caches keyed on those counters (folded
+        BatchNorm, packed weights: fastp2p.nn.folding; fastp2p.graphed's captures) would
+        otherwise serve the weights of an earlier step to an eval-mode forward in between
+        steps. One call over all of them: about 6 us per step on a CPU."""
+        torch.autograd.graph.increment_version(self._written_by_step)
 
     def read_losses(self) -> dict:
         """Losses averaged over the steps since the last read (syncs with the device).
