@@ -6,7 +6,8 @@ Everything is measured in one process on the same machine, so the ratios are lik
   and channels-last; the reference with each eval BatchNorm folded into its conv by hand (a
   one-off rewrite of a copy, eval only); torch.compile of the reference (``--compile``: slow to
   build); fastp2p.UNet in NCHW and channels-last (eval: BatchNorm folded into the convs,
-  cached), and in channels-last with folding switched off (eval). Models are timed in turn
+  cached; weights packed for oneDNN, fastp2p.ops.onednn_packed), in channels-last with
+  folding switched off (eval), and in channels-last with packing switched off. Models are timed in turn
   (A B C A B C ...) so they see the same machine load; medians and minima are reported. Eval
   outputs are checked against the reference's before anything is timed. Per thread count
   (``--threads 2,all``) and batch size (``--batch-sizes 1``).
@@ -33,6 +34,7 @@ import torch.nn.functional as F
 import fastp2p
 from fastp2p.bench.environment import cpu_model, find_checkout, git_commit
 from fastp2p.nn.folding import folding_disabled
+from fastp2p.ops.onednn_packed import packing_disabled
 from fastp2p.ops import backend_name_for
 from fastp2p.ops.backends import cpp as cpp_backend
 from fastp2p.option_types import positive_int
@@ -122,10 +124,14 @@ def _unet_models(compile_reference: bool, train: bool):
     models[("fastp2p.UNet", "channels_last")] = (copy_of(ours, cl), cl)
     if not train:
         models[(UNFOLDED, "channels_last")] = (copy_of(ours, cl), cl)
+    models[(UNPACKED, "channels_last")] = (copy_of(ours, cl), cl)
     return models
 
 
 UNFOLDED = "fastp2p.UNet, folding off"
+UNPACKED = "fastp2p.UNet, packed weights off"
+# The rows that run inside a switch: (its model name, the context manager).
+SWITCHED_OFF = {UNFOLDED: folding_disabled, UNPACKED: packing_disabled}
 
 
 def bench_unet(repeats, *, batch_size=1, train=False, compile_reference=False):
@@ -136,9 +142,9 @@ def bench_unet(repeats, *, batch_size=1, train=False, compile_reference=False):
     runs = {}
     for (model, layout), (module, memory_format) in models.items():
         x = image.contiguous(memory_format=memory_format)
-        if model == UNFOLDED:
-            def run(module=module, x=x):
-                with folding_disabled():
+        if model in SWITCHED_OFF:
+            def run(module=module, x=x, switched_off=SWITCHED_OFF[model]):
+                with switched_off():
                     return module(x)
         else:
             run = functools.partial(module, x)

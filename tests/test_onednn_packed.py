@@ -138,13 +138,14 @@ def test_a_form_that_alone_applies_is_taken_without_measuring(timings, monkeypat
     assert timed == []
 
 
-def test_the_unet_uses_channels_last_copies_where_the_packed_ops_are_missing(monkeypatch):
-    monkeypatch.setattr(onednn_packed, "available", lambda: False)
+def test_the_unet_uses_channels_last_copies_where_packing_is_off():
     ours, theirs = unet_pair("batch", num_downs=5, ngf=4)
     ours.eval(), theirs.eval()
     x = torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(3)) * 2 - 1
-    with torch.no_grad():
+    with torch.no_grad(), onednn_packed.packing_disabled():
+        assert not onednn_packed.available()
         out = ours(x)
+    assert onednn_packed.available()
     assert_close(out, copy.deepcopy(theirs)(x.double()), FP32_NETWORK, "without packed ops")
     stand_ins = [cache[m].conv for m in ours.modules()
                  for cache in (folding._cache, folding._layout_cache) if m in cache]

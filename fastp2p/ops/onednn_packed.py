@@ -15,6 +15,8 @@ Callers keep the packed tensor in place of the weight of a stand-in module
 fastp2p.ops.conv_transpose) to come here. Same math as ``F.conv2d`` / ``F.conv_transpose2d``:
 the same oneDNN kernels, without the per-call reorder.
 """
+import contextlib
+
 import torch
 import torch.nn as nn
 
@@ -22,10 +24,26 @@ _OPS = ("_reorder_convolution_weight", "_reorder_convolution_transpose_weight",
         "_convolution_pointwise", "_convolution_transpose_pointwise")
 
 
+_enabled = True
+
+
+@contextlib.contextmanager
+def packing_disabled():
+    """Run the plain convolutions inside this block (what the benchmarks compare packing
+    against)."""
+    global _enabled
+    previous, _enabled = _enabled, False
+    try:
+        yield
+    finally:
+        _enabled = previous
+
+
 def available() -> bool:
-    """Whether this torch build has oneDNN and the private ops used here (they are torch's
-    internal inductor ops: a build without them runs the plain convolutions instead)."""
-    return torch.backends.mkldnn.is_available() and all(
+    """Whether packing is on and this torch build has oneDNN and the private ops used here
+    (they are torch's internal inductor ops: a build without them runs the plain convolutions
+    instead)."""
+    return _enabled and torch.backends.mkldnn.is_available() and all(
         hasattr(torch.ops.mkldnn, name) for name in _OPS)
 
 
