@@ -6,6 +6,8 @@
   so an element a kernel fails to write shows up.
 - ``one_thread``: torch at one intra-op thread for the test (tiny networks' ops are too small to
   split: on a shared 2-core machine two threads made an engine step ~20x slower in wall time).
+- ``deterministic_cudnn``: the same convolution algorithms, without TF32, in every run of a
+  CUDA test that compares two engines or two runs bit for bit.
 - ``backend``: the one fixture that runs a test once per CPU backend (reference, Triton through
   the interpreter, C++), forcing it with FASTP2P_BACKEND; a test narrows the list with
   ``@pytest.mark.parametrize("backend", [...], indirect=True)``.
@@ -53,6 +55,19 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(saved)
+
+
+@pytest.fixture
+def deterministic_cudnn():
+    """The same convolution algorithms, without TF32, in both runs of a test (Adam turns the
+    last-bit differences of two algorithms into lr-sized steps on near-zero gradients)."""
+    saved = (torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic,
+             torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32)
+    torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic = False, True
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    yield
+    (torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic,
+     torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32) = saved
 
 
 @pytest.fixture(params=CPU_BACKEND_PARAMS)

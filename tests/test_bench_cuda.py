@@ -42,19 +42,6 @@ def test_peer_steps_run_and_report(peer):
     assert rows[0]["peak_memory_bytes"] > 0
 
 
-@pytest.fixture
-def deterministic_cudnn():
-    """The same convolution algorithms, without TF32, in both runs of the test (Adam turns the
-    last-bit differences of two algorithms into lr-sized steps on near-zero gradients)."""
-    saved = (torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic,
-             torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32)
-    torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic = False, True
-    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
-    yield
-    (torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic,
-     torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32) = saved
-
-
 def test_whole_step_graph_replays_match_the_eager_step(deterministic_cudnn):
     # No dropout (its random stream differs between eager and replay); fp32 so the comparison
     # measures the capture, not bf16 rounding; capturable Adam in both, so the same update math.

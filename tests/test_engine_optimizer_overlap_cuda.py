@@ -15,19 +15,8 @@ import torch
 from fastp2p.train.engine import WARMUP_STEPS, Pix2PixEngine
 from helpers.train_helpers import gradients, loss_curve, random_batches, tiny_networks
 
-pytestmark = pytest.mark.cuda
+pytestmark = [pytest.mark.cuda, pytest.mark.usefixtures("deterministic_cudnn")]
 STEPS = 10
-
-
-@pytest.fixture(autouse=True)
-def deterministic_convolutions():
-    saved = (torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark,
-             torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32)
-    torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False
-    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
-    yield
-    (torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark,
-     torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32) = saved
 
 
 CASES = {
