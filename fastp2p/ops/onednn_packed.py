@@ -16,6 +16,7 @@ fastp2p.ops.conv_transpose) to come here. Same math as ``F.conv2d`` / ``F.conv_t
 the same oneDNN kernels, without the per-call reorder.
 """
 import contextlib
+import functools
 
 import torch
 import torch.nn as nn
@@ -39,12 +40,17 @@ def packing_disabled():
         _enabled = previous
 
 
-def available() -> bool:
-    """Whether packing is on and this torch build has oneDNN and the private ops used here
-    (they are torch's internal inductor ops: a build without them runs the plain convolutions
-    instead)."""
-    return _enabled and torch.backends.mkldnn.is_available() and all(
+@functools.cache
+def _built_with_ops() -> bool:
+    """Whether this torch build has oneDNN and the private ops used here (they are torch's
+    internal inductor ops: a build without them runs the plain convolutions instead)."""
+    return torch.backends.mkldnn.is_available() and all(
         hasattr(torch.ops.mkldnn, name) for name in _OPS)
+
+
+def available() -> bool:
+    """Whether packing is on and this torch build can do it (asked per convolution call)."""
+    return _enabled and _built_with_ops()
 
 
 def is_packed(weight: torch.Tensor) -> bool:
