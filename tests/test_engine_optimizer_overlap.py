@@ -12,6 +12,7 @@ import contextlib
 import copy
 import gc
 import io
+import weakref
 
 import pytest
 import torch
@@ -256,6 +257,42 @@ def test_hooks_outside_a_network_step_update_nothing(one_thread, monkeypatch):
     before = engine.optimizer_D.master.clone()
     netD(torch.rand(1, 6, 32, 32)).mean().backward()
     assert log == [] and torch.equal(engine.optimizer_D.master, before)
+
+
+def test_a_dropped_engine_leaves_no_hook_and_its_optimizer_goes(one_thread, monkeypatch):
+    netG, netD = tiny_networks()
+    engine, _, _ = _overlapped_engine(monkeypatch, netG, netD)
+    optimizer = weakref.ref(engine.optimizer_G)
+    param = next(netG.parameters())
+    assert len(param._post_accumulate_grad_hooks) == 1
+    del engine
+    gc.collect()
+    assert optimizer() is None and not param._post_accumulate_grad_hooks
+    _overlapped_engine(monkeypatch, netG, netD)  # a new engine on the same networks: one hook
+    gc.collect()
+    assert len(param._post_accumulate_grad_hooks) <= 1
+
+
+def test_a_step_that_raises_in_the_backward_joins_what_it_launched(one_thread, monkeypatch):
+    """A failure inside G's backward, after some of G's buckets were launched: the error leaves
+    the step with every launch joined and no bucket waiting, so the next step runs normally."""
+    netG, netD = tiny_networks()
+    engine, _, log = _overlapped_engine(monkeypatch, netG, netD)
+    engine.step(*random_batches(1)[0])
+    first_conv = netG.model.model[0]
+
+    def fail(module, grad_output):
+        raise RuntimeError("injected backward failure")
+
+    handle = first_conv.register_full_backward_pre_hook(fail)
+    log.clear()
+    with pytest.raises(RuntimeError, match="injected backward failure"):
+        engine.step(*random_batches(1, seed=2)[0])
+    handle.remove()
+    assert log.count("fork") > 0 and log[-1] == "join"
+    assert all(u._waiting is None for u in engine._updates.values())
+    engine.step(*random_batches(1, seed=3)[0])  # no "accumulated twice", no waiting bucket
+    assert all(u._waiting is None for u in engine._updates.values())
 
 
 def test_the_hooks_keep_no_accumulate_grad_node_alive(one_thread, monkeypatch):

@@ -29,9 +29,11 @@ CASES = {
 
 
 def _moments(engine):
-    return [torch.cat([state[key].flatten() for state in opt.state.values()])
-            for opt in (engine.optimizer_G, engine.optimizer_D)
-            for key in ("exp_avg", "exp_avg_sq")]
+    """Each parameter's moments, by network and parameter order (``opt.state`` iterates in
+    the bucket layout, which the option changes)."""
+    return [opt.state[param][key]
+            for opt, net in ((engine.optimizer_G, engine.netG), (engine.optimizer_D, engine.netD))
+            for param in net.parameters() for key in ("exp_avg", "exp_avg_sq")]
 
 
 @pytest.mark.parametrize("case, norm", [("bf16-graph", "batch"), ("bf16-graph", "instance"),

@@ -315,6 +315,17 @@ class Pix2PixEngine:
         return contextlib.nullcontext()
 
     def _step_body(self, real_A, real_B):
+        """``_optimize_parameters``; if it raises, the overlapped updates (optimizer_overlap)
+        already launched are joined before the error leaves the step."""
+        try:
+            return self._optimize_parameters(real_A, real_B)
+        except BaseException:
+            for updates in self._updates.values():
+                if isinstance(updates, overlap.OverlappedUpdates):
+                    updates.abandon()
+            raise
+
+    def _optimize_parameters(self, real_A, real_B):
         """The reference's optimize_parameters; every tensor it touches stays on the device."""
         # D's input pairs in the dtype its first convolution computes in: under bf16 autocast,
         # casting the halves before the concatenation gives the values that casting the float32

@@ -53,6 +53,8 @@ Cost: ``BUCKETS`` launches of the Adam kernel per network and step instead of on
 2 per step; fewer where a network's parameters fill fewer buckets: a large layer stays whole).
 The updates are not faster; they run beside the backward instead of after it.
 """
+import weakref
+
 import torch
 from torch.nn.parallel import DistributedDataParallel
 
@@ -89,8 +91,12 @@ class OverlappedUpdates:
         # Per bucket, the ids of the parameters whose gradient is not final yet; None outside
         # a network step.
         self._waiting: list | None = None
-        for param in optimizer._params:
-            param.register_post_accumulate_grad_hook(self._gradient_final)
+        # The hooks reach this object through a weak reference, and are removed when it goes:
+        # a parameter's hook must not keep a dropped engine's optimizer (its flat buffers)
+        # alive, nor fire for it.
+        hook = _hook_of(weakref.ref(self))
+        handles = [param.register_post_accumulate_grad_hook(hook) for param in optimizer._params]
+        weakref.finalize(self, _remove_hooks, handles)
 
     def zero_grad(self, set_to_none: bool = True) -> None:
         """Zero the gradients and start waiting for them."""
@@ -109,6 +115,15 @@ class OverlappedUpdates:
         self.streams.join()
         self._waiting = None
 
+    def abandon(self) -> None:
+        """After a step that raised between ``zero_grad`` and ``step``: make the current stream
+        wait for the buckets already launched and stop waiting. Their updates stay applied (an
+        interrupted step is partly applied, and those buckets' step counts are one ahead until
+        a checkpoint is loaded: ``MasterWeightsAdam.state_dict`` saves one count)."""
+        if self._waiting is not None:
+            self.streams.join()
+            self._waiting = None
+
     def _gradient_final(self, param: torch.Tensor) -> None:
         if self._waiting is None:
             return
@@ -123,3 +138,16 @@ class OverlappedUpdates:
             self.streams.fork()
             with self.streams.side():
                 self.optimizer.step_bucket(index)
+
+
+def _hook_of(owner_ref):
+    def gradient_final(param: torch.Tensor) -> None:
+        owner = owner_ref()
+        if owner is not None:
+            owner._gradient_final(param)
+    return gradient_final
+
+
+def _remove_hooks(handles) -> None:
+    for handle in handles:
+        handle.remove()
