@@ -11,7 +11,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from fastp2p.nn import folding
+from fastp2p.nn import folding, fused
 from fastp2p.ops import conv_transpose, onednn_packed
 from helpers.cpp_backend_helpers import requires_extension
 from helpers.network_checks import unet_pair
@@ -147,6 +147,43 @@ def test_the_unet_uses_channels_last_copies_where_packing_is_off():
         out = ours(x)
     assert onednn_packed.available()
     assert_close(out, copy.deepcopy(theirs)(x.double()), FP32_NETWORK, "without packed ops")
-    stand_ins = [cache[m].conv for m in ours.modules()
-                 for cache in (folding._cache, folding._layout_cache) if m in cache]
+    stand_ins = [entry.conv for m in ours.modules()
+                 for cache in (folding._cache, folding._layout_cache) if m in cache
+                 for entry in cache[m].values()]
     assert stand_ins and all(m.weight.is_contiguous(memory_format=CL) for m in stand_ins)
+
+
+def test_alternating_layouts_keep_one_copy_each_instead_of_rebuilding(monkeypatch):
+    """A transposed convolution whose measured form differs between two input shapes keeps a
+    stand-in per layout: alternating the shapes packs nothing after the first call of each."""
+    monkeypatch.setattr(fused, "cpu_inference_form",
+                        lambda conv, x: "gemm" if x.shape[0] == 1 else "onednn")
+    packs = []
+    pack = onednn_packed.pack
+    monkeypatch.setattr(onednn_packed, "pack", lambda conv, w: packs.append(conv) or pack(conv, w))
+    ours, theirs = unet_pair("instance", num_downs=5, ngf=4)
+    ours.eval(), theirs.eval()
+    counts = []
+    for batch in (1, 2, 1, 2, 1):
+        x = torch.rand(batch, 3, 32, 32, generator=torch.Generator().manual_seed(batch)) * 2 - 1
+        with torch.no_grad():
+            out = ours(x)
+        assert_close(out, copy.deepcopy(theirs)(x.double()), FP32_NETWORK, f"batch {batch}")
+        counts.append(len(packs))
+    assert counts[1] > counts[0] and counts[1:] == [counts[1]] * 4
+
+
+def test_forget_cached_weights_after_a_write_through_data():
+    """A write through ``.data`` bumps no version counter, so the cached copies cannot see it
+    (documented); ``forget_cached_weights`` drops them and the next call follows the write."""
+    ours, theirs = unet_pair("batch", num_downs=5, ngf=4)
+    ours.eval().to(memory_format=CL), theirs.eval()
+    x = torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(2)) * 2 - 1
+    with torch.no_grad():
+        before = ours(x)
+        for net in (ours, theirs):
+            net.model.model[0].weight.data.mul_(1.5)
+        assert torch.equal(ours(x), before)  # the copies did not see it
+        folding.forget_cached_weights(ours)
+        after = ours(x)
+    assert_close(after, copy.deepcopy(theirs)(x.double()), FP32_NETWORK, "after forgetting")

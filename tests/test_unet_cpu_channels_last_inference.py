@@ -185,6 +185,9 @@ def test_the_weights_are_laid_out_anew_only_for_eager_cpu_float32_inference(monk
     assert fused.weight_layouts(x.to("meta"), True) is fused.module_layout
     with torch.autocast("cpu", torch.bfloat16):  # the packed ops would compute in float32
         assert fused.weight_layouts(x, True) is fused.channels_last_layout
+    monkeypatch.setattr(torch.compiler, "is_exporting", lambda: True)
+    assert fused.weight_layouts(x, True) is fused.module_layout
+    monkeypatch.undo()
     monkeypatch.setattr(torch.compiler, "is_compiling", lambda: True)
     assert fused.weight_layouts(x, True) is fused.module_layout
 

@@ -8,11 +8,12 @@ fused forward then runs that convolution and the fused op with norm "none": bias
 
 The folded weights live in a stand-in module (a copy of the convolution's settings whose
 parameters are the folded tensors), never registered on the network: ``state_dict``,
-``parameters()`` and training are untouched. It is cached per norm module and rebuilt when any
-tensor it is computed from changes: the key holds each tensor's storage address and version
-counter (bumped by every in-place change: an optimizer step, ``load_state_dict``,
-``bn.running_var.mul_(2)``), and the cache keeps the old tensors alive so that a replaced tensor
-(``.to()``, ``.half()``, ``.data = ...``) cannot reuse an address it remembers. Checking a key
+``parameters()`` and training are untouched. It is cached per norm module and layout, and
+rebuilt when any tensor it is computed from changes: the key holds each tensor's storage address
+and version counter (bumped by every in-place change: an optimizer step, ``load_state_dict``,
+``bn.running_var.mul_(2)``; not by a write through ``.data``: ``forget_cached_weights``), and
+the cache keeps the old tensors alive so that a replaced tensor (``.to()``, ``.half()``,
+``.data = ...``) cannot reuse an address it remembers. Checking a key
 costs a few microseconds per layer.
 
 Folding applies only where no gradient is wanted (``torch.no_grad()``, ``torch.inference_mode()``,
@@ -76,7 +77,8 @@ class _StandIn:
     held: tuple            # the source tensors, kept so that their addresses stay unique
 
 
-_cache: "weakref.WeakKeyDictionary[nn.Module, _StandIn]" = weakref.WeakKeyDictionary()
+# Per norm module, per layout: the stand-in of its fold.
+_cache: "weakref.WeakKeyDictionary[nn.Module, dict]" = weakref.WeakKeyDictionary()
 
 
 def _sources(conv, norm):
@@ -154,20 +156,32 @@ def folded_conv(conv: nn.Module, norm: nn.BatchNorm2d,
     key = _key(conv, norm)
     if key is None:
         return None
-    key += (layout,)
-    entry = _cache.get(norm)
+
+    def build():
+        weight, bias = fold_batchnorm(conv, norm)
+        held = tuple(t.detach() for t in _sources(conv, norm) if t is not None)
+        return _StandIn(key, _stand_in(conv, _laid_out(conv, weight, layout), bias), held)
+
+    return _cached(_cache, norm, layout, key, build)
+
+
+def _cached(cache, module: nn.Module, layout, key: tuple, build) -> nn.Module:
+    """The stand-in ``cache`` holds for (``module``, ``layout``), built anew by ``build()``
+    unless its key is ``key``. One entry per layout: a layer whose layout depends on the input
+    (the measured transposed-convolution form) keeps both instead of rebuilding by turns."""
+    entries = cache.get(module)
+    if entries is None:
+        entries = cache[module] = {}
+    entry = entries.get(layout)
     if entry is None or entry.key != key:
         # Normal tensors even inside inference_mode: the cache outlives this call.
         with torch.inference_mode(False), torch.no_grad():
-            weight, bias = fold_batchnorm(conv, norm)
-            held = tuple(t.detach() for t in _sources(conv, norm) if t is not None)
-            entry = _StandIn(key, _stand_in(conv, _laid_out(conv, weight, layout), bias), held)
-        _cache[norm] = entry
+            entry = entries[layout] = build()
     return entry.conv
 
 
-# Per convolution: its stand-in with the weight in another layout (conv_in_layout).
-_layout_cache: "weakref.WeakKeyDictionary[nn.Module, _StandIn]" = weakref.WeakKeyDictionary()
+# Per convolution, per layout: its stand-in with the weight in that layout (conv_in_layout).
+_layout_cache: "weakref.WeakKeyDictionary[nn.Module, dict]" = weakref.WeakKeyDictionary()
 
 
 def conv_in_layout(conv: nn.Module, layout) -> nn.Module:
@@ -182,17 +196,25 @@ def conv_in_layout(conv: nn.Module, layout) -> nn.Module:
     watched = _watch((weight, bias))
     if watched is None:
         return conv
-    key = (layout,) + watched
-    entry = _layout_cache.get(conv)
-    if entry is None or entry.key != key:
-        with torch.inference_mode(False), torch.no_grad():
-            copy = _laid_out(conv, weight.detach(), layout)
-            held = tuple(t.detach() for t in (weight, bias) if t is not None)
-            entry = _StandIn(key, _stand_in(conv, copy, None if bias is None else held[1]), held)
-        _layout_cache[conv] = entry
-    return entry.conv
+
+    def build():
+        copy = _laid_out(conv, weight.detach(), layout)
+        held = tuple(t.detach() for t in (weight, bias) if t is not None)
+        return _StandIn(watched, _stand_in(conv, copy, None if bias is None else held[1]), held)
+
+    return _cached(_layout_cache, conv, layout, watched, build)
 
 
 def folded_for(module: nn.Module) -> list:
     """The cached folds of ``module``'s norm layers (for a CUDA graph that reads them to hold)."""
-    return [_cache[m] for m in module.modules() if m in _cache]
+    return [entry for m in module.modules() if m in _cache for entry in _cache[m].values()]
+
+
+def forget_cached_weights(module: nn.Module) -> None:
+    """Drop every fold and weight copy cached for ``module`` and its submodules. Needed only
+    after changing their weights or norm statistics in a way that bumps no version counter
+    (writing through ``.data``, e.g. ``p.data.mul_(0.999)`` in a hand-written EMA); every other
+    change is seen by the next call."""
+    for m in module.modules():
+        _cache.pop(m, None)
+        _layout_cache.pop(m, None)

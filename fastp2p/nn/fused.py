@@ -1,9 +1,10 @@
 """The fused forward of the public networks, over the reference module trees (same parameters).
 
-Convolutions stay the modules' own (cuDNN / oneDNN, in the input's memory format), except the
-decoder's transposed convolutions in CPU float32 inference, which run as GEMM + C++ col2im
-(``fastp2p.ops.conv_transpose``), and, on GPUs, the image-side layers with 3 or 6 channels, which
-run with their channels zero-padded to 8 (``fastp2p.ops.aligned_channels``); every norm +
+Convolutions stay the modules' own (cuDNN / oneDNN, in the input's memory format), except in
+CPU float32 inference (below: cached copies of the weights, packed for oneDNN or, for a
+transposed convolution measured faster so, run as GEMM + C++ col2im, ``fastp2p.ops
+.conv_transpose``) and, on GPUs, the image-side layers with 3 or 6 channels, which run with
+their channels zero-padded to 8 (``fastp2p.ops.aligned_channels``); every norm +
 activation (+ dropout, + skip concatenation) goes through ``fastp2p.ops``. Data-flow facts
 used by the U-Net (checked against the reference): the skip that a block concatenates is
 LeakyReLU(x) (the in-place LeakyReLU), and every concatenation is consumed first by the
@@ -131,10 +132,10 @@ def weight_layouts(input, inference: bool):
     packed on every call: benchmarks/NOTES.md, "CPU inference: NCHW input computed
     channels-last" and "CPU inference with packed oneDNN weights"): ``cpu_inference_layout``,
     or under CPU autocast (which the packed ops would bypass) ``channels_last_layout``.
-    Elsewhere, and under torch.compile (whose tracing the copies' cache would break into one
-    recompiled frame per layer), ``module_layout``."""
+    Elsewhere, and under torch.compile or torch.export (whose tracing the copies' cache would
+    break: one recompiled frame per layer, or a data_ptr it cannot trace), ``module_layout``."""
     if not (inference and input.is_cpu and input.dtype == torch.float32
-            and not torch.compiler.is_compiling()):
+            and not torch.compiler.is_compiling() and not torch.compiler.is_exporting()):
         return module_layout
     if torch.is_autocast_enabled("cpu"):
         return channels_last_layout

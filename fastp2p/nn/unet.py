@@ -28,7 +28,8 @@ class UNet(ReferenceCheckpointMixin, UnetGenerator):
     weights packed for oneDNN (fastp2p.ops.onednn_packed; channels-last copies for the transposed
     convolutions measured faster in the GEMM form), rebuilt when a weight changes (memory: one
     copy of each weight); the first such call per input shape and thread count is slower: it
-    packs the weights and times the two forms of each transposed convolution.
+    packs the weights and times the two forms of each transposed convolution. A write through
+    ``.data`` is not seen by those copies: call ``fastp2p.nn.folding.forget_cached_weights``.
     The layers that the conv choice gives to the fused convolution
     (fastp2p.ops.backends.conv_choice: none by default, all with FASTP2P_CONV=fused) run as
     fastp2p.ops.conv_norm_act instead (fastp2p.nn.unet_conv), with the same dropout masks.
