@@ -5,8 +5,9 @@
 #      and the wheel(s) carried in .whl/ (nvidia-cudnn-frontend, for the cuDNN-graph provider:
 #      benchmarks/README.md says how to carry it) into $CUDNN_FE_SITE (default /tmp/site),
 #      put on PYTHONPATH for every later stage;
-#   2. tests: the GPU tests (pytest -m cuda), then pytest benchmarks/ with --benchmark-disable
-#      (each micro-benchmark test once);
+#   2. tests: the GPU tests (pytest -m cuda) of the default path (limit GPU_TEST_SECONDS, 120),
+#      then those of the options that are off by default (GPU_OPTION_TEST_SECONDS, 60), then
+#      pytest benchmarks/ with --benchmark-disable (each micro-benchmark test once);
 #   3. choice: the Triton / CUDA C++ norm-act timings per shape and the choice table they give
 #      (benchmarks/cuda_choice_table.py);
 #   4. conv: the fused Triton convolution against cuDNN + norm-act and the cuDNN fusion graphs
@@ -103,8 +104,23 @@ run_pytest() {  # name, seconds, pytest args...
     esac
 }
 
+# The GPU tests of what is off by default (options, the fused convolution without a table,
+# the dormant CUDA C++ norm-act kernels, the cuDNN graphs) run after those of the default path,
+# with a limit of their own, so that a slow first compile of an option cannot cut the checks of
+# what every user runs. A test file not listed here counts as the default path.
+OPTION_TESTS=(
+    tests/adam/test_master_weights_adam_cuda.py
+    tests/backends/test_pdl.py
+    tests/conv_norm_act
+    tests/losses/test_engine_fused_step_losses.py
+    tests/norm_act/test_norm_act_cuda_choice.py
+    tests/test_engine_optimizer_overlap_cuda.py
+    tests/test_engine_side_streams_cuda.py
+)
 if wanted tests; then
-    run_pytest cuda "${GPU_TEST_SECONDS:-180}" -m cuda tests
+    run_pytest cuda-default-path "${GPU_TEST_SECONDS:-120}" -m cuda tests \
+        "${OPTION_TESTS[@]/#/--ignore=}"
+    run_pytest cuda-options "${GPU_OPTION_TEST_SECONDS:-60}" -m cuda "${OPTION_TESTS[@]}"
     run_pytest benchmarks 30 --benchmark-disable benchmarks
 fi
 

@@ -1,0 +1,54 @@
+"""benchmarks/gpu_check.sh's tests stage, run with a stand-in interpreter (no GPU, no install):
+the GPU tests of the default path run first, every listed option test left out of that run,
+then the option tests alone, each pytest call with its own limit; every listed option test
+exists (a renamed file would otherwise silently join the default run)."""
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+CHECKOUT = Path(__file__).resolve().parents[1]
+
+# Every call of the script's $PY succeeds; pytest calls record their arguments.
+FAKE_PYTHON = """#!/usr/bin/env bash
+if [[ "$1 $2" == "-m pytest" ]]; then
+    echo "$*" >> "$FAKE_CALLS"
+fi
+exit 0
+"""
+
+
+def _option_tests() -> list:
+    script = (CHECKOUT / "benchmarks" / "gpu_check.sh").read_text()
+    listed = re.search(r"OPTION_TESTS=\((.*?)\)", script, re.S).group(1)
+    return listed.split()
+
+
+def test_the_default_path_runs_first_and_the_options_after(tmp_path):
+    checkout = tmp_path / "checkout"
+    (checkout / "benchmarks").mkdir(parents=True)
+    shutil.copy(CHECKOUT / "benchmarks" / "gpu_check.sh", checkout / "benchmarks")
+    python = tmp_path / "python"
+    python.write_text(FAKE_PYTHON)
+    python.chmod(0o755)
+    calls = tmp_path / "calls"
+    environment = {"PATH": "/usr/bin:/bin", "PYTHON": str(python), "OUT": str(tmp_path / "out"),
+                   "GPU_CHECK_STAGES": "tests", "FAKE_CALLS": str(calls)}
+    done = subprocess.run(["bash", str(checkout / "benchmarks" / "gpu_check.sh")],
+                          env=environment, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stdout + done.stderr
+    default, options, benchmarks = [line.split() for line in calls.read_text().splitlines()]
+    options_listed = _option_tests()
+    assert default[-1 - len(options_listed):] == ["tests"] + [
+        f"--ignore={path}" for path in options_listed]
+    assert "-m" in default and "cuda" in default
+    assert options[-len(options_listed):] == options_listed
+    assert benchmarks[-1] == "benchmarks"
+    log = done.stdout
+    assert log.index("pytest cuda-default-path (limit 120s)") < log.index(
+        "pytest cuda-options (limit 60s)")
+
+
+def test_every_listed_option_test_exists():
+    for path in _option_tests():
+        assert (CHECKOUT / path).exists(), path
