@@ -7,7 +7,8 @@ def register(commands) -> None:
                                  description="Print fastp2p, torch, triton and CUDA versions, "
                                              "what fastp2p._C was built with, and, for the CPU "
                                              "and each visible GPU, which backend the fused "
-                                             "ops (norm-act, losses) will use and why.")
+                                             "ops (norm-act, losses) will use and why, and "
+                                             "how CPU inference runs its convolutions.")
     parser.set_defaults(run=run)
 
 
@@ -32,7 +33,24 @@ def run(args: argparse.Namespace) -> int:
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
     for device in devices:
         print(f"  {device:5s} {_backend_line(torch.device(device))}")
+    print(f"CPU float32 inference convolutions: {_cpu_inference_line()}")
     return 0
+
+
+def _cpu_inference_line() -> str:
+    """How the U-Net's convolutions run in CPU float32 inference (fastp2p.ops.onednn_packed,
+    fastp2p.ops.conv_transpose), and why."""
+    from fastp2p.kernels.environment import getenv
+    from fastp2p.ops import onednn_packed
+    from fastp2p.ops.conv_transpose import FORM_ENV_VAR
+
+    if not onednn_packed.available():
+        return ("oneDNN, weights reordered on every call (this torch build lacks oneDNN or "
+                "torch.ops.mkldnn's packed convolution ops)")
+    forced = getenv(FORM_ENV_VAR)
+    form = (f"{forced}, as {FORM_ENV_VAR} says" if forced
+            else "GEMM + col2im or oneDNN, measured per layer on the first call")
+    return f"oneDNN with weights packed once; transposed convolutions: {form}"
 
 
 def _extension_status() -> str:

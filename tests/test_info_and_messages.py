@@ -62,3 +62,18 @@ def test_mismatched_checkpoint_error_leads_with_the_diagnosis_and_the_hint():
     assert "UNet.from_checkpoint(path)" in first_line
     assert len(first_line) < 300
     assert details.startswith("details: ") and "shape mismatch" in details
+
+
+def test_info_says_how_cpu_inference_runs_its_convolutions(monkeypatch, capsys):
+    from fastp2p.ops import onednn_packed
+    monkeypatch.delenv("FASTP2P_CPU_DECONV", raising=False)
+    assert info.run(None) == 0
+    line = capsys.readouterr().out.splitlines()[-1]
+    if onednn_packed.available():
+        assert line.endswith("oneDNN with weights packed once; transposed convolutions: GEMM + "
+                             "col2im or oneDNN, measured per layer on the first call")
+    monkeypatch.setenv("FASTP2P_CPU_DECONV", "gemm")
+    with onednn_packed.packing_disabled():
+        assert "reordered on every call" in info._cpu_inference_line()
+    if onednn_packed.available():
+        assert info._cpu_inference_line().endswith("gemm, as FASTP2P_CPU_DECONV says")
