@@ -16,58 +16,8 @@ from fastp2p.ops import split_conv_backward as split_conv
 from fastp2p.ops.aligned_channels import (conv2d, conv2d_channel_padded,
                                           conv_transpose2d_channel_padded)
 from fastp2p.ops.conv_transpose import conv_transpose2d
+from helpers.stream_recorders import SPLIT_NODE, RecordingWgradStreams
 from helpers.train_helpers import tiny_networks
-
-
-class RecordingWgradStreams:
-    """``WgradStreams`` for a CPU: everything runs inline; the log holds each fork, join (with
-    the number of tensors handed back) and ``convolution_backward`` call (its output mask and
-    the stream it was issued on)."""
-
-    device = torch.device("cpu")
-
-    def __init__(self):
-        self.log, self.current, self.joined = [], "main", []
-
-    def for_current_stream(self):
-        return self
-
-    def fork(self):
-        self.log.append("fork")
-
-    @contextlib.contextmanager
-    def side(self):
-        assert self.current == "main", "side regions do not nest"
-        self.current = "side"
-        try:
-            yield
-        finally:
-            self.current = "main"
-
-    def join(self, *made_on_side):
-        self.log.append(f"join {len(made_on_side)}")
-        self.joined.append(made_on_side)
-
-    def watch(self, monkeypatch):
-        """Log every convolution_backward the Function issues."""
-        aten = split_conv._aten
-
-        class Logged:
-            @staticmethod
-            def convolution_backward(*args):
-                mask = "".join("x" if bit else "-" for bit in args[-1])
-                self.log.append(f"backward {mask} on {self.current}")
-                return aten.convolution_backward(*args)
-
-            convolution = aten.convolution
-
-        monkeypatch.setattr(split_conv, "_aten", Logged)
-        return self
-
-
-# One split backward node: the wgrad (weight and bias) on the side stream between the fork and
-# the join, the dgrad on the main stream, its two tensors handed back at the join.
-SPLIT_NODE = ["fork", "backward -xx on side", "backward x-- on main", "join 2"]
 
 
 def _layers_of_the_networks(norm):
