@@ -15,10 +15,11 @@ Why the gradients are today's bit for bit:
   ``cudnn_convolution_backward_input`` then ``cudnn_convolution_backward_weight``, each
   computed only where its mask bit is set (aten/src/ATen/native/cudnn/ConvShared.cpp), and the
   bias gradient is the same sum of grad_output in both cases; on CPUs oneDNN's data and weight
-  primitives are separate as well. tests/test_split_conv_backward.py checks every U-Net and
-  PatchGAN layer shape on a CPU: split and combined give equal bits, float32 and bfloat16,
-  both memory formats, 1 and 2 threads. The GPU test (test_engine_split_conv_backward_cuda.py)
-  checks the whole bf16 channels-last training step.
+  primitives are separate as well. tests/test_split_conv_backward.py checks every layer of
+  the tiny U-Net and PatchGAN the CPU training tests use (batch and instance norm, so with and
+  without bias): split and combined give equal bits, float32 and bfloat16, both memory
+  formats, 1 and 2 threads. The GPU test (test_engine_split_conv_backward_cuda.py, not yet
+  run) checks whole bf16 channels-last training steps with cuDNN.
 - **The same forward.** ``aten.convolution`` is what ``F.conv2d`` / ``F.conv_transpose2d``
   call. Under autocast the floating inputs are cast here, in the autograd graph, to autocast's
   dtype before the node (autocast casts conv arguments so: float64 excepted), so the node sees
@@ -36,11 +37,13 @@ Why the gradients are today's bit for bit:
   with autograd's own cross-stream rules unchanged. The wgrad tensors are allocated on the side
   stream and ``record_stream``-ed on the current one (the join). The tensors the side stream
   reads (grad_output, the saved input and weight) need no ``record_stream``: the node holds
-  them until it returns, after the join, so any later reuse of their memory is ordered after
-  the side stream's reads. A join at the end of the node rather than later (letting the wgrad
-  of one layer overlap the next layer's dgrad) is not safe without more machinery: autograd
-  would add a weight's two contributions (D's fake and real pair) on the node's stream, before
-  the side stream has written them.
+  them until it returns, after the join, so they are freed after it; memory of the current
+  stream is then reused only by work queued behind the join, and a tensor from another stream
+  already carries a ``record_stream`` on the current one (autograd's, at a cross-stream
+  gradient; the side-streams join), whose event, recorded at the free, also comes after the
+  join. A join later than the node's end (a layer's wgrad running on beside the next layer's
+  dgrad) would not be safe without more machinery: autograd adds a weight's two contributions
+  (D's fake and real pair) on the node's stream, which would not wait for the side stream.
 
 Only where it can overlap: both the input and the weight (or bias) want a gradient, groups 1,
 zero padding. G's first convolution (no input gradient) and the frozen D of the generator step
