@@ -148,3 +148,25 @@ def test_the_benchmark_peer_switches_the_option_on_cuda_only():
     assert "split_conv_backward" not in peer_by_name("fastp2p").options("cuda")
     assert PEER_NAMES.index("fastp2p-split-conv-backward") > PEER_NAMES.index(
         "compile-max-autotune")
+
+
+def test_each_branch_stream_gets_its_own_wgrad_stream(monkeypatch):
+    """WgradSideStreams' choice, with stand-ins for CUDA streams: a node on side_streams' real-pair
+    stream forks into a wgrad stream of its own, a node on any other stream (the step's, the
+    warm-up's or the capture's) into the main one; the same stream each time."""
+    from types import SimpleNamespace
+
+    from fastp2p.train import wgrad_streams
+
+    monkeypatch.setattr(wgrad_streams, "SideStream", lambda device: object())
+    current = SimpleNamespace(cuda_stream=1)
+    monkeypatch.setattr(torch.cuda, "current_stream", lambda device: current)
+    real_pair = SimpleNamespace(cuda_stream=2)
+    streams = wgrad_streams.WgradSideStreams(torch.device("cuda", 0), (real_pair,))
+    main = streams.for_current_stream()
+    assert streams.for_current_stream() is main
+    current.cuda_stream = 2
+    branch = streams.for_current_stream()
+    assert branch is not main and streams.for_current_stream() is branch
+    current.cuda_stream = 3
+    assert streams.for_current_stream() is main
