@@ -116,6 +116,7 @@ OPTION_TESTS=(
     tests/norm_act/test_norm_act_cuda_choice.py
     tests/test_engine_optimizer_overlap_cuda.py
     tests/test_engine_side_streams_cuda.py
+    tests/test_engine_split_conv_backward_cuda.py
 )
 if wanted tests; then
     run_pytest cuda-default-path "${GPU_TEST_SECONDS:-120}" -m cuda tests \

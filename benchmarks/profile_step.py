@@ -5,8 +5,8 @@ gaps). Prints, per batch size, the GPU time per step by kernel family and the he
 beside the FLOP floor (the step's model FLOPs at the bf16 matmul rate measured here) and the
 measured copy bandwidth: the numbers benchmarks/NOTES.md records. Also each CUDA stream's
 kernel time and the step's busy time (the union of its kernels' intervals): with
-``--side-streams`` or ``--optimizer-overlap`` the difference is the kernel time that ran in
-overlap.
+``--side-streams``, ``--optimizer-overlap`` or ``--split-conv-backward`` the difference is the
+kernel time that ran in overlap.
 
     python benchmarks/profile_step.py --batch-sizes 1,64 --out profile.txt
 """
@@ -64,7 +64,8 @@ def profile_batch(batch: int, steps: int, warmup: int,
                   master_weights: bool = False,
                   fused_step_losses: bool = False,
                   side_streams: bool = False,
-                  optimizer_overlap: bool = False) -> tuple[float, dict, list, dict]:
+                  optimizer_overlap: bool = False,
+                  split_conv_backward: bool = False) -> tuple[float, dict, list, dict]:
     """(GPU ms per step, {family: ms per step}, [(kernel, ms per step, calls per step)],
     {"kernels": per step, "memory_ops": per step, "streams": {stream: ms per step},
     "busy_ms": per step})."""
@@ -72,7 +73,8 @@ def profile_batch(batch: int, steps: int, warmup: int,
     engine = Pix2PixEngine(generator, discriminator, precision="bf16", channels_last=True,
                            cuda_graph=False, master_weights=master_weights,
                            fused_step_losses=fused_step_losses, side_streams=side_streams,
-                           optimizer_overlap=optimizer_overlap)
+                           optimizer_overlap=optimizer_overlap,
+                           split_conv_backward=split_conv_backward)
     real_a, real_b = make_batch(FULL_CONFIG, batch, "cuda")
     for _ in range(warmup):
         engine.step(real_a, real_b)
@@ -115,6 +117,10 @@ def main(argv=None) -> int:
                         help="profile the engine with optimizer_overlap=True (issue 17; implies "
                         "--master-weights): each network's Adam bucket by bucket on a second "
                         "stream during its backward")
+    parser.add_argument("--split-conv-backward", action="store_true",
+                        help="profile the engine with split_conv_backward=True (issue 17): each "
+                        "convolution's weight gradient on a second stream beside its data "
+                        "gradient")
     args = parser.parse_args(argv)
     if not torch.cuda.is_available():
         print("profile_step: needs a CUDA GPU", file=sys.stderr)
@@ -131,7 +137,8 @@ def main(argv=None) -> int:
                                                      or args.optimizer_overlap,
                                                      args.fused_step_losses,
                                                      args.side_streams,
-                                                     args.optimizer_overlap)
+                                                     args.optimizer_overlap,
+                                                     args.split_conv_backward)
         flop_floor = gflop * batch / (matmul["tflops"] * 1e3) * 1e3  # ms
         lines.append(f"\n== batch {batch}: {total:.2f} GPU ms per step (eager, summed kernel "
                      f"time); FLOP floor {flop_floor:.2f} ms ({flop_floor / total:.0%} of it); "

@@ -37,6 +37,7 @@ class PeerSpec:
     fused_step_losses: bool = False  # fastp2p: the engine's fused_step_losses option (issue 17)
     side_streams: bool = False       # fastp2p: the engine's side_streams option (issue 17)
     optimizer_overlap: bool = False  # fastp2p: the engine's optimizer_overlap option (issue 17)
+    split_conv_backward: bool = False  # fastp2p: the engine's split_conv_backward (issue 17)
     pdl: bool = False                # fastp2p: FASTP2P_PDL=1 around the run (issue 17)
 
     def options(self, device_type: str) -> dict:
@@ -46,7 +47,8 @@ class PeerSpec:
         if self.execution == "fastp2p":
             if device_type == "cuda":
                 switched_on = {name: True for name in ("master_weights", "fused_step_losses",
-                                                       "side_streams", "optimizer_overlap")
+                                                       "side_streams", "optimizer_overlap",
+                                                       "split_conv_backward")
                                if getattr(self, name)}
                 return {"precision": self.precision, "channels_last": self.channels_last,
                         "cuda_graph": True, **switched_on}
@@ -96,6 +98,10 @@ PEERS = (
              "launched on a second CUDA stream as soon as the backward has finished its "
              "gradients, beside the rest of the backward; off by default until measured faster",
              execution="fastp2p", cuda_only=True, master_weights=True, optimizer_overlap=True),
+    PeerSpec("fastp2p-split-conv-backward", "fastp2p with split_conv_backward=True: each "
+             "convolution's weight gradient on a second CUDA stream beside its data gradient, "
+             "inside the one graph; off by default until measured faster", execution="fastp2p",
+             cuda_only=True, split_conv_backward=True),
     PeerSpec("fastp2p-pdl", "fastp2p with FASTP2P_PDL=1: the Triton kernels of the step use "
              "programmatic dependent launch on GPUs of compute capability >= 9 (a kernel's "
              "launch overlaps the previous one's end); off by default until measured faster",

@@ -15,7 +15,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from fastp2p.ops import onednn_packed
+from fastp2p.ops import onednn_packed, split_conv_backward
 from fastp2p.ops.definitions import like_memory_format
 
 CHANNEL_MULTIPLE = 8
@@ -58,9 +58,10 @@ def _as_computed(t: torch.Tensor) -> torch.Tensor:
 def conv2d_channel_padded(module: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
     """``module(x)`` computed with the input channels zero-padded to a multiple of 8."""
     extra = _padding(module.in_channels)
-    return F.conv2d(_zero_pad_dim1(_as_computed(x), extra),
-                    _zero_pad_dim1(_as_computed(module.weight), extra), module.bias,
-                    module.stride, module.padding, module.dilation)
+    return split_conv_backward.conv2d(_zero_pad_dim1(_as_computed(x), extra),
+                                      _zero_pad_dim1(_as_computed(module.weight), extra),
+                                      module.bias, module.stride, module.padding,
+                                      module.dilation)
 
 
 def conv_transpose2d_channel_padded(module: nn.ConvTranspose2d, x: torch.Tensor) -> torch.Tensor:
@@ -69,17 +70,21 @@ def conv_transpose2d_channel_padded(module: nn.ConvTranspose2d, x: torch.Tensor)
     out_channels = module.out_channels
     extra = _padding(out_channels)
     bias = None if module.bias is None else F.pad(module.bias, (0, extra))
-    y = F.conv_transpose2d(x, _zero_pad_dim1(_as_computed(module.weight), extra), bias,
-                           module.stride, module.padding, module.output_padding, 1,
-                           module.dilation)
+    y = split_conv_backward.conv_transpose2d(
+        x, _zero_pad_dim1(_as_computed(module.weight), extra), bias, module.stride,
+        module.padding, module.output_padding, module.dilation)
     return y[:, :out_channels]
 
 
 def conv2d(module: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
     """``module(x)``: through oneDNN when its weight is packed (fastp2p.ops.onednn_packed); on a
-    GPU with an input channel count that is not a multiple of 8, through zero-padded channels."""
+    GPU with an input channel count that is not a multiple of 8, through zero-padded channels;
+    inside the engine's step with ``split_conv_backward=True``, with its backward split
+    (fastp2p.ops.split_conv_backward)."""
     if onednn_packed.is_packed(module.weight):
         return onednn_packed.run(module, x, module.weight, module.bias)
     if pads_input(module, x):
         return conv2d_channel_padded(module, x)
+    if split_conv_backward.module_applies(module, x):
+        return split_conv_backward.module_convolution(module, x)
     return module(x)

@@ -20,7 +20,7 @@ import torch
 import torch.nn as nn
 
 from fastp2p.kernels.environment import getenv
-from fastp2p.ops import onednn_packed
+from fastp2p.ops import onednn_packed, split_conv_backward
 from fastp2p.ops.aligned_channels import conv_transpose2d_channel_padded, pads_output
 from fastp2p.ops.backends import backend_for
 
@@ -98,7 +98,9 @@ def cpu_inference_form(module: nn.ConvTranspose2d, x: torch.Tensor) -> str:
 def conv_transpose2d(module: nn.ConvTranspose2d, x: torch.Tensor) -> torch.Tensor:
     """``module(x)``: through oneDNN when its weight is packed (fastp2p.ops.onednn_packed), the
     C++ GEMM + col2im form where it applies (see the module doc), on a GPU with its output
-    channels padded to a multiple of 8 where they are not (``fastp2p.ops.aligned_channels``)."""
+    channels padded to a multiple of 8 where they are not (``fastp2p.ops.aligned_channels``);
+    inside the engine's step with ``split_conv_backward=True``, with its backward split
+    (fastp2p.ops.split_conv_backward)."""
     if onednn_packed.is_packed(module.weight):
         return onednn_packed.run(module, x, module.weight, module.bias)
     if _gemm_form_applies(module, x):
@@ -106,4 +108,6 @@ def conv_transpose2d(module: nn.ConvTranspose2d, x: torch.Tensor) -> torch.Tenso
             x, module.weight, module.bias, stride=module.stride[0], padding=module.padding[0])
     if pads_output(module, x):
         return conv_transpose2d_channel_padded(module, x)
+    if split_conv_backward.module_applies(module, x):
+        return split_conv_backward.module_convolution(module, x)
     return module(x)

@@ -37,6 +37,15 @@ Python body runs in every mode; the modes change only how it executes:
   where the serial step ran the optimizer (before the G step's D forward for D). Same updates
   bit for bit, up to ``optimizer_overlap.BUCKETS`` (4) Adam launches per network instead of
   one; the reasoning is in ``fastp2p.train.optimizer_overlap``. Not with DistributedDataParallel;
+- ``split_conv_backward=True`` (CUDA; off by default until a GPU run shows it faster; issue 17):
+  in the step's backward, each module convolution whose input and weight both want a gradient
+  computes its weight and bias gradients on a side stream beside its data gradient on the
+  current stream, forked and joined with events inside the node (one wgrad stream per stream
+  the networks run on: ``fastp2p.train.wgrad_streams``). Same kernels, same updates bit for bit,
+  except that an eager bf16 step casts a weight used twice (D on both pairs) once per use, as
+  the captured step does (``fastp2p.ops.split_conv_backward`` says why). Layers given to the
+  fused convolution, inference and forwards outside the step are unchanged. Not with
+  DistributedDataParallel;
 - ``cuda_graph=True``: inputs are copied into static buffers; the first ``WARMUP_STEPS`` steps run
   eagerly on a side stream (real updates, as PyTorch's whole-network capture recipe requires),
   the next one is captured with ``torch.cuda.graph`` and replayed, and every later step is a
@@ -52,11 +61,13 @@ from torch.nn.parallel import DistributedDataParallel
 from fastp2p.nn.cuda_graphs import capture_graph, run_on_side_stream
 from fastp2p.nn.losses import GANLoss, l1_loss
 from fastp2p.nn.network_state import dropout_rng_modules, set_requires_grad
+from fastp2p.ops import split_conv_backward as split_conv
 from fastp2p.ops.step_losses import (LossTally, d_step_losses_and_grads,
                                      g_step_losses_and_grads)
 from fastp2p.train import optimizer_overlap as overlap
 from fastp2p.train.finite import first_nonfinite, training_tensors
 from fastp2p.train.step_streams import SideStream, StepStreams, real_pair_may_start_first
+from fastp2p.train.wgrad_streams import WgradSideStreams
 
 PRECISIONS = ("fp32", "bf16")
 LOSS_NAMES = ("G_GAN", "G_L1", "D_real", "D_fake")
@@ -90,7 +101,8 @@ class Pix2PixEngine:
 
     def __init__(self, netG, netD, *, gan_mode="vanilla", lambda_L1=100.0, lr=2e-4, beta1=0.5,
                  precision="fp32", channels_last=False, cuda_graph=False, master_weights=False,
-                 fused_step_losses=False, side_streams=False, optimizer_overlap=False):
+                 fused_step_losses=False, side_streams=False, optimizer_overlap=False,
+                 split_conv_backward=False):
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
         if not lr >= 0:
@@ -103,7 +115,8 @@ class Pix2PixEngine:
         self.device = params_G[0].device
         is_cuda = self.device.type == "cuda"
         for option, on, off_hint in (("cuda_graph", cuda_graph, " (--no-graphs)"),
-                                     ("side_streams", side_streams, "")):
+                                     ("side_streams", side_streams, ""),
+                                     ("split_conv_backward", split_conv_backward, "")):
             if on:
                 _check_single_process_cuda(option, off_hint, self.device, netG, netD)
         if optimizer_overlap:  # before master_weights' own checks: it names both options
@@ -166,6 +179,11 @@ class Pix2PixEngine:
             for net, names in (("D", ("D_fake", "D_real")), ("G", ("G_GAN", "G_L1")))}
         # Where D's real-pair work runs: None on the current stream, in the serial order.
         self._streams: StepStreams | None = SideStream(self.device) if side_streams else None
+        # Where the convolutions' weight gradients run (split_conv_backward): None, not split.
+        self._wgrad_streams: split_conv.WgradStreams | None = None
+        if split_conv_backward:
+            branches = (self._streams.stream,) if side_streams else ()
+            self._wgrad_streams = WgradSideStreams(self.device, branches)
         self.steps = 0
         self._steps_since_read = 0
         self._reset_graph()
@@ -315,10 +333,12 @@ class Pix2PixEngine:
         return contextlib.nullcontext()
 
     def _step_body(self, real_A, real_B):
-        """``_optimize_parameters``; if it raises, the overlapped updates (optimizer_overlap)
+        """``_optimize_parameters``, with split_conv_backward the networks' convolutions
+        splitting their backward in it; if it raises, the overlapped updates (optimizer_overlap)
         already launched are joined before the error leaves the step."""
         try:
-            return self._optimize_parameters(real_A, real_B)
+            with split_conv.within(self._wgrad_streams):
+                return self._optimize_parameters(real_A, real_B)
         except BaseException:
             for updates in self._updates.values():
                 if isinstance(updates, overlap.OverlappedUpdates):
