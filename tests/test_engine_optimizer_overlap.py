@@ -8,7 +8,6 @@ gradient and inside the backward, on the side stream, joined before the next rea
 weights; D's hooks fire once per D step (its weights get two contributions) and never in the G
 step; an engine that updates a bucket one gradient early is caught; the refusals. The GPU
 check is test_engine_optimizer_overlap_cuda.py."""
-import contextlib
 import copy
 import gc
 import io
@@ -19,6 +18,7 @@ import torch
 
 from fastp2p.train import optimizer_overlap
 from fastp2p.train.engine import Pix2PixEngine
+from helpers.stream_recorders import RecordingStreams
 from helpers.train_helpers import loss_curve, random_batches, tiny_networks
 from helpers.triton_interpreter import KERNELS
 
@@ -27,33 +27,11 @@ pytestmark = [pytest.mark.interpreter, pytest.mark.skipif(
 STEPS = 3
 
 
-class InlineStreams:
-    """``StepStreams`` that runs everything inline and logs forks and joins; ``current`` is the
-    stream that work issued now would run on."""
-
-    def __init__(self, log: list):
-        self.log, self.current = log, "main"
-
-    def fork(self):
-        self.log.append("fork")
-
-    @contextlib.contextmanager
-    def side(self):
-        self.current = "side"
-        try:
-            yield
-        finally:
-            self.current = "main"
-
-    def join(self, *made_on_side):
-        self.log.append("join")
-
-
 def _overlapped_engine(monkeypatch, netG, netD, log=None, **options):
-    """(engine with optimizer_overlap=True whose side stream is an InlineStreams, the streams,
+    """(engine with optimizer_overlap=True whose side stream is a RecordingStreams, the streams,
     their log: ``log`` or a new list)."""
     log = [] if log is None else log
-    streams = InlineStreams(log)
+    streams = RecordingStreams(log)
     monkeypatch.setattr(optimizer_overlap, "overlap_streams",
                         lambda device, master_weights, *nets: streams)
     engine = Pix2PixEngine(netG, netD, master_weights=True, optimizer_overlap=True, **options)
@@ -101,7 +79,7 @@ def test_overlapped_steps_are_the_serial_steps_bit_for_bit(one_thread, monkeypat
                                            **options)
     engine, _, log = _overlapped_engine(monkeypatch, netG, netD, **options)
     if side_streams:
-        engine._streams = InlineStreams([])
+        engine._streams = RecordingStreams()
     assert len(engine.optimizer_G.bucket_params) == optimizer_overlap.BUCKETS
     assert len(engine.optimizer_D.bucket_params) > 1
 
@@ -162,7 +140,7 @@ def test_each_bucket_is_issued_once_final_inside_the_backward_and_joined_before_
     first_step = log[:second_step_start]
     for label, opt in (("D", engine.optimizer_D), ("G", engine.optimizer_G)):
         done = first_step.index(f"{label} backward done")
-        join = first_step.index("join", done)
+        join = first_step.index("join 0", done)
         for index, params in enumerate(opt.bucket_params):
             update = first_step.index(f"update {label} {index} on side")
             assert first_step[update - 1] == "fork"
@@ -180,9 +158,9 @@ def test_each_bucket_is_issued_once_final_inside_the_backward_and_joined_before_
         # each gradient once, D's in the D step only (it is frozen in the G step)
         for name in (n for n in names.values() if n.startswith(label)):
             assert first_step.count(f"grad {name}") == 1
-    d_join = first_step.index("join", first_step.index("D backward done"))
+    d_join = first_step.index("join 0", first_step.index("D backward done"))
     assert d_join < first_step.index("D frozen forward")  # D updated before the G step reads it
-    g_join = first_step.index("join", first_step.index("G backward done"))
+    g_join = first_step.index("join 0", first_step.index("G backward done"))
     assert g_join == len(first_step) - 1  # G's updates joined before the next step's G forward
     assert not any(entry.startswith("grad D") for entry in
                    first_step[first_step.index("D frozen forward"):])
@@ -289,7 +267,7 @@ def test_a_step_that_raises_in_the_backward_joins_what_it_launched(one_thread, m
     with pytest.raises(RuntimeError, match="injected backward failure"):
         engine.step(*random_batches(1, seed=2)[0])
     handle.remove()
-    assert log.count("fork") > 0 and log[-1] == "join"
+    assert log.count("fork") > 0 and log[-1] == "join 0"
     assert all(u._waiting is None for u in engine._updates.values())
     engine.step(*random_batches(1, seed=3)[0])  # no "accumulated twice", no waiting bucket
     assert all(u._waiting is None for u in engine._updates.values())

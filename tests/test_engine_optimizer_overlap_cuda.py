@@ -13,7 +13,9 @@ import pytest
 import torch
 
 from fastp2p.train.engine import WARMUP_STEPS, Pix2PixEngine
-from helpers.train_helpers import gradients, loss_curve, random_batches, tiny_networks
+from helpers.engine_option_checks import (assert_peer_runs, assert_same_networks,
+                                         kernels_of_a_step)
+from helpers.train_helpers import loss_curve, random_batches, tiny_networks
 
 pytestmark = [pytest.mark.cuda, pytest.mark.usefixtures("deterministic_cudnn")]
 STEPS = 10
@@ -57,14 +59,7 @@ def test_overlapped_updates_train_exactly_as_the_serial_step(monkeypatch, case, 
     assert len(overlapped.optimizer_G.bucket_params) > 1
     assert torch.isfinite(got).all()
     assert torch.equal(got, expected), (got - expected).abs().max()
-    for (name, ours), theirs in zip(
-            [*overG.named_parameters(), *overG.named_buffers(), *overD.named_parameters(),
-             *overD.named_buffers()],
-            [*netG.parameters(), *netG.buffers(), *netD.parameters(), *netD.buffers()],
-            strict=True):
-        assert torch.equal(ours, theirs), name
-    for ours, theirs in zip(gradients(overG, overD), gradients(netG, netD), strict=True):
-        assert torch.equal(ours, theirs)
+    assert_same_networks((overG, overD), (netG, netD))
     for ours, theirs in zip(_moments(overlapped), _moments(serial), strict=True):
         assert torch.equal(ours, theirs)
     assert overlapped.optimizer_G.steps == overlapped.optimizer_D.steps == STEPS
@@ -73,20 +68,12 @@ def test_overlapped_updates_train_exactly_as_the_serial_step(monkeypatch, case, 
 def test_an_eager_overlapped_step_runs_adam_on_a_second_stream(monkeypatch):
     """What the profile of benchmarks/profile_step.py --optimizer-overlap shows: the Adam
     launches, one per bucket, on a stream of their own."""
-    from torch.profiler import ProfilerActivity, profile
-
     monkeypatch.setenv("FASTP2P_BACKEND", "triton")
     netG, netD = (net.cuda() for net in tiny_networks(num_downs=6, ngf=8, ndf=8))
     engine = Pix2PixEngine(netG, netD, precision="bf16", channels_last=True,
                            master_weights=True, optimizer_overlap=True)
     real_A, real_B = (t.cuda() for t in random_batches(1, batch_size=2, size=64)[0])
-    engine.step(real_A, real_B)
-    torch.cuda.synchronize()
-    with profile(activities=[ProfilerActivity.CUDA]) as prof:
-        engine.step(real_A, real_B)
-        torch.cuda.synchronize()
-    kernels = [event for event in prof.events()
-               if event.device_type == torch.autograd.DeviceType.CUDA]
+    kernels = kernels_of_a_step(engine, real_A, real_B)
     adam = [event for event in kernels if "adam" in event.name]
     buckets = len(engine.optimizer_G.bucket_params) + len(engine.optimizer_D.bucket_params)
     assert len(adam) == buckets
@@ -97,12 +84,4 @@ def test_an_eager_overlapped_step_runs_adam_on_a_second_stream(monkeypatch):
 
 
 def test_the_optimizer_overlap_peer_runs():
-    from fastp2p.bench.networks import QUICK_CONFIG
-    from fastp2p.bench.peers import peer_by_name
-    from fastp2p.bench.runner import Runner
-    from fastp2p.bench.training import TrainingSettings, training_job
-
-    settings = TrainingSettings(QUICK_CONFIG, (2,), steps=3, warmup=5, device="cuda")
-    rows = Runner(job_time_limit=120).run(training_job(peer_by_name("fastp2p-optimizer-overlap"),
-                                                       2, settings))
-    assert rows[0]["status"] == "ok", rows[0].get("traceback")
+    assert_peer_runs("fastp2p-optimizer-overlap")

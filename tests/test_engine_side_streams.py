@@ -4,7 +4,6 @@ stream: which forward runs on which stream, where the fork and the joins are, wh
 handed back to the main stream, and that the result is the serial step's bit for bit (losses,
 weights, gradients, BatchNorm running statistics). The GPU check is
 test_engine_side_streams_cuda.py."""
-import contextlib
 import copy
 
 import pytest
@@ -12,33 +11,10 @@ import torch
 
 from fastp2p.train.engine import Pix2PixEngine
 from fastp2p.train.step_streams import real_pair_may_start_first
+from helpers.stream_recorders import RecordingStreams
 from helpers.train_helpers import gradients, loss_curve, random_batches, tiny_networks
 
 STEPS = 3
-
-
-class RecordingStreams:
-    """``StepStreams`` that runs everything inline and logs the fork, the side-stream region
-    and the joins; ``current`` is the stream that work issued now would run on."""
-
-    def __init__(self):
-        self.log, self.current, self.joined = [], "main", []
-
-    def fork(self):
-        self.log.append("fork")
-
-    @contextlib.contextmanager
-    def side(self):
-        assert self.current == "main", "side regions do not nest"
-        self.current = "side"
-        try:
-            yield
-        finally:
-            self.current = "main"
-
-    def join(self, *made_on_side):
-        self.log.append(f"join {len(made_on_side)}")
-        self.joined.append(made_on_side)
 
 
 def _watch(engine, netG, netD, real_B, recorder):

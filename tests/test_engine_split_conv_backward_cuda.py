@@ -15,7 +15,9 @@ import pytest
 import torch
 
 from fastp2p.train.engine import WARMUP_STEPS, Pix2PixEngine
-from helpers.train_helpers import gradients, loss_curve, random_batches, tiny_networks
+from helpers.engine_option_checks import (assert_peer_runs, assert_same_networks,
+                                         kernels_of_a_step)
+from helpers.train_helpers import loss_curve, random_batches, tiny_networks
 
 pytestmark = [pytest.mark.cuda, pytest.mark.usefixtures("deterministic_cudnn")]
 STEPS = 10
@@ -68,14 +70,7 @@ def test_split_conv_backward_trains_exactly_as_the_plain_step(monkeypatch, case,
 
     assert torch.isfinite(got).all()
     assert torch.equal(got, expected), (got - expected).abs().max()
-    for (name, ours), theirs in zip(
-            [*splitG.named_parameters(), *splitG.named_buffers(), *splitD.named_parameters(),
-             *splitD.named_buffers()],
-            [*netG.parameters(), *netG.buffers(), *netD.parameters(), *netD.buffers()],
-            strict=True):
-        assert torch.equal(ours, theirs), name  # weights, running statistics, dropout offsets
-    for ours, theirs in zip(gradients(splitG, splitD), gradients(netG, netD), strict=True):
-        assert torch.equal(ours, theirs)
+    assert_same_networks((splitG, splitD), (netG, netD))
     for ours, theirs in zip(got_state, expected_state, strict=True):
         assert torch.equal(ours, theirs)  # Adam's moments and step counts
 
@@ -83,30 +78,15 @@ def test_split_conv_backward_trains_exactly_as_the_plain_step(monkeypatch, case,
 def test_an_eager_split_step_runs_weight_gradients_on_another_stream(monkeypatch):
     """What the profile of benchmarks/profile_step.py --split-conv-backward shows: the
     convolutions' weight-gradient kernels on a stream of their own."""
-    from torch.profiler import ProfilerActivity, profile
-
     monkeypatch.setenv("FASTP2P_BACKEND", "triton")
     netG, netD = (net.cuda() for net in tiny_networks(num_downs=6, ngf=8, ndf=8))
     engine = Pix2PixEngine(netG, netD, precision="bf16", channels_last=True,
                            split_conv_backward=True)
     real_A, real_B = (t.cuda() for t in random_batches(1, batch_size=2, size=64)[0])
-    engine.step(real_A, real_B)
-    torch.cuda.synchronize()
-    with profile(activities=[ProfilerActivity.CUDA]) as prof:
-        engine.step(real_A, real_B)
-        torch.cuda.synchronize()
-    streams = {event.device_resource_id for event in prof.events()
-               if event.device_type == torch.autograd.DeviceType.CUDA}
+    kernels = kernels_of_a_step(engine, real_A, real_B)
+    streams = {event.device_resource_id for event in kernels}
     assert len(streams) >= 2, streams
 
 
 def test_the_split_conv_backward_peer_runs():
-    from fastp2p.bench.networks import QUICK_CONFIG
-    from fastp2p.bench.peers import peer_by_name
-    from fastp2p.bench.runner import Runner
-    from fastp2p.bench.training import TrainingSettings, training_job
-
-    settings = TrainingSettings(QUICK_CONFIG, (2,), steps=3, warmup=5, device="cuda")
-    rows = Runner(job_time_limit=120).run(training_job(
-        peer_by_name("fastp2p-split-conv-backward"), 2, settings))
-    assert rows[0]["status"] == "ok", rows[0].get("traceback")
+    assert_peer_runs("fastp2p-split-conv-backward")

@@ -12,8 +12,9 @@ class RecordingStreams:
     fork and the joins (with the number of tensors handed back); ``current`` is the stream
     that work issued now would run on."""
 
-    def __init__(self):
-        self.log, self.current, self.joined = [], "main", []
+    def __init__(self, log: list | None = None):
+        """``log``: the list to log into (a test may log its own events there too)."""
+        self.log, self.current, self.joined = [] if log is None else log, "main", []
 
     def fork(self):
         self.log.append("fork")

@@ -1,0 +1,46 @@
+"""What the GPU tests of the engine's default-off options (side streams, optimizer overlap,
+split conv backward) each check the same way: two trainings equal bit for bit, the kernels of a
+step with their streams, and the option's benchmark peer running."""
+import torch
+
+from helpers.train_helpers import gradients
+
+
+def assert_same_networks(option_nets, serial_nets) -> None:
+    """Weights, buffers (running statistics, dropout offsets) and gradients of (G, D) trained
+    with the option equal those trained without it, bit for bit."""
+    (optG, optD), (netG, netD) = option_nets, serial_nets
+    for (name, ours), theirs in zip(
+            [*optG.named_parameters(), *optG.named_buffers(), *optD.named_parameters(),
+             *optD.named_buffers()],
+            [*netG.parameters(), *netG.buffers(), *netD.parameters(), *netD.buffers()],
+            strict=True):
+        assert torch.equal(ours, theirs), name
+    for ours, theirs in zip(gradients(optG, optD), gradients(netG, netD), strict=True):
+        assert torch.equal(ours, theirs)
+
+
+def kernels_of_a_step(engine, real_A, real_B) -> list:
+    """The profiler's CUDA kernel events of one (eager) engine step, after a first step; each
+    event's ``device_resource_id`` is its stream."""
+    from torch.profiler import ProfilerActivity, profile
+
+    engine.step(real_A, real_B)
+    torch.cuda.synchronize()
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        engine.step(real_A, real_B)
+        torch.cuda.synchronize()
+    return [event for event in prof.events()
+            if event.device_type == torch.autograd.DeviceType.CUDA]
+
+
+def assert_peer_runs(peer: str) -> None:
+    """The benchmark peer ``peer`` trains 3 quick steps on the GPU without an error."""
+    from fastp2p.bench.networks import QUICK_CONFIG
+    from fastp2p.bench.peers import peer_by_name
+    from fastp2p.bench.runner import Runner
+    from fastp2p.bench.training import TrainingSettings, training_job
+
+    settings = TrainingSettings(QUICK_CONFIG, (2,), steps=3, warmup=5, device="cuda")
+    rows = Runner(job_time_limit=120).run(training_job(peer_by_name(peer), 2, settings))
+    assert rows[0]["status"] == "ok", rows[0].get("traceback")
