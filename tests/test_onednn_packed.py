@@ -80,7 +80,7 @@ def test_applies_only_to_float32_cpu_zero_padded_convolutions():
 def timings(monkeypatch):
     """Fake timings for the form choice: {form: seconds}, and the list of forms timed; the
     measured choices are forgotten before and after."""
-    seconds, timed = {"gemm": 1.0, "onednn": 2.0}, []
+    seconds, timed = {"gemm": 1e-3, "onednn": 2e-3}, []
 
     def fake(form, run):
         run()
@@ -102,15 +102,25 @@ def test_the_faster_form_is_measured_once_per_layer_input_shape_and_thread_count
     with torch.no_grad():
         assert conv_transpose.cpu_inference_form(module, x) == "gemm"
         assert len(timed) == 2 * conv_transpose._TIMED_ROUNDS
-        seconds.update(gemm=3.0)  # remembered: not measured again for the same key
+        seconds.update(gemm=3e-3)  # remembered: not measured again for the same key
         assert conv_transpose.cpu_inference_form(nn.ConvTranspose2d(8, 4, 4, 2, 1), x) == "gemm"
         assert len(timed) == 2 * conv_transpose._TIMED_ROUNDS
         # Another input shape, and another thread count, are measured anew.
         assert conv_transpose.cpu_inference_form(module, torch.randn(2, 8, 4, 4)) == "onednn"
         torch.set_num_threads(2)
-        seconds.update(gemm=1.0)
+        seconds.update(gemm=1e-3)
         assert conv_transpose.cpu_inference_form(module, x) == "gemm"
     assert len(timed) == 3 * 2 * conv_transpose._TIMED_ROUNDS
+
+
+@requires_extension
+def test_forms_that_run_long_are_timed_in_one_round(timings):
+    seconds, timed = timings
+    seconds.update(gemm=0.5, onednn=0.3)
+    with torch.no_grad():
+        form = conv_transpose.cpu_inference_form(nn.ConvTranspose2d(8, 4, 4, 2, 1),
+                                                 torch.randn(1, 8, 4, 4))
+    assert form == "onednn" and timed == ["gemm", "onednn"]
 
 
 @requires_extension
