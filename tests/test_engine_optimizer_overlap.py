@@ -336,15 +336,3 @@ def test_refused_with_distributed_data_parallel():
         gc.collect()
     finally:
         dist.destroy_process_group()
-
-
-def test_the_benchmark_peer_switches_the_option_on_cuda_only():
-    from fastp2p.bench.peers import PEER_NAMES, peer_by_name
-
-    peer = peer_by_name("fastp2p-optimizer-overlap")
-    assert peer.cuda_only and peer.options("cuda") == {
-        "precision": "bf16", "channels_last": True, "cuda_graph": True, "master_weights": True,
-        "optimizer_overlap": True}
-    assert "optimizer_overlap" not in peer_by_name("fastp2p-master-weights").options("cuda")
-    assert PEER_NAMES.index("fastp2p-optimizer-overlap") > PEER_NAMES.index(
-        "compile-max-autotune")

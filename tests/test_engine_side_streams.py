@@ -112,17 +112,6 @@ def test_recorded_side_stream_step_is_the_serial_step(one_thread, norm, fused_st
         assert any(name.endswith("running_mean") for name, _ in sideD.named_buffers())
 
 
-def test_the_benchmark_peer_switches_the_option_on_cuda_only():
-    from fastp2p.bench.peers import PEER_NAMES, peer_by_name
-
-    peer = peer_by_name("fastp2p-side-streams")
-    assert peer.cuda_only and peer.options("cuda") == {
-        "precision": "bf16", "channels_last": True, "cuda_graph": True, "side_streams": True}
-    assert "side_streams" not in peer_by_name("fastp2p").options("cuda")
-    # after the torch.compile peers, with the other switched-off options
-    assert PEER_NAMES.index("fastp2p-side-streams") > PEER_NAMES.index("compile-max-autotune")
-
-
 def test_the_profile_reports_kernel_time_per_stream_and_the_overlap():
     """benchmarks/profile_step.py's stream_times on a made-up event list (µs): two kernels
     overlap for 3 µs, a CPU event and the gap between kernels count for nothing."""

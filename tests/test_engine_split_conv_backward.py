@@ -138,18 +138,6 @@ def test_fused_convolutions_keep_their_own_backward(monkeypatch):
     assert all(p.grad is not None for p in netG.parameters())
 
 
-def test_the_benchmark_peer_switches_the_option_on_cuda_only():
-    from fastp2p.bench.peers import PEER_NAMES, peer_by_name
-
-    peer = peer_by_name("fastp2p-split-conv-backward")
-    assert peer.cuda_only and peer.options("cuda") == {
-        "precision": "bf16", "channels_last": True, "cuda_graph": True,
-        "split_conv_backward": True}
-    assert "split_conv_backward" not in peer_by_name("fastp2p").options("cuda")
-    assert PEER_NAMES.index("fastp2p-split-conv-backward") > PEER_NAMES.index(
-        "compile-max-autotune")
-
-
 def test_each_branch_stream_gets_its_own_wgrad_stream(monkeypatch):
     """WgradSideStreams' choice, with stand-ins for CUDA streams: a node on side_streams' real-pair
     stream forks into a wgrad stream of its own, a node on any other stream (the step's, the

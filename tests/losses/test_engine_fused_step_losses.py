@@ -159,14 +159,3 @@ def test_captured_fused_step_tracks_the_captured_unfused_step(monkeypatch, preci
         assert counts[1] <= counts[0] - 25, counts  # predicted 33 (fp32) / 35 (bf16) fewer
     finally:
         torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
-
-
-def test_the_benchmark_peer_switches_the_option_on_cuda_only():
-    from fastp2p.bench.peers import peer_by_name
-
-    peer = peer_by_name("fastp2p-step-losses")
-    assert peer.cuda_only and peer.options("cuda") == {
-        "precision": "bf16", "channels_last": True, "cuda_graph": True,
-        "fused_step_losses": True}
-    assert "fused_step_losses" not in peer_by_name("fastp2p").options("cuda")
-    assert peer_by_name("fastp2p-master-weights").options("cuda")["master_weights"] is True
