@@ -2,13 +2,9 @@
 the arguments it gives benchmarks/conv_layer_timing.py (CONV_LAYERS), that the conv choice
 table lands in the results folder and in benchmarks/results/ with how to commit it, and that a
 run stopped at CONV_SECONDS keeps the table written so far and marks the check failed."""
-import shutil
-import subprocess
-from pathlib import Path
-
 import pytest
 
-CHECKOUT = Path(__file__).resolve().parents[1]
+from helpers.gpu_check_runs import run_gpu_check, scratch_checkout
 
 # Answers every call of the script's $PY: the install, `fastp2p info` and the CUDA probe
 # succeed; the conv timing records its arguments, writes the table it was asked for, then
@@ -26,20 +22,9 @@ exit 0
 
 def _run_check(tmp_path, **env):
     """gpu_check.sh copied into a scratch checkout (its results copy stays there), stage conv."""
-    checkout = tmp_path / "checkout"
-    (checkout / "benchmarks").mkdir(parents=True)
-    shutil.copy(CHECKOUT / "benchmarks" / "gpu_check.sh", checkout / "benchmarks")
-    python = tmp_path / "python"
-    python.write_text(FAKE_PYTHON)
-    python.chmod(0o755)
-    out = tmp_path / "out"
-    calls = tmp_path / "calls"
-    environment = {"PATH": "/usr/bin:/bin", "PYTHON": str(python), "OUT": str(out),
-                   "GPU_CHECK_STAGES": "conv", "FAKE_CALLS": str(calls), **env}
-    done = subprocess.run(["bash", str(checkout / "benchmarks" / "gpu_check.sh")],
-                          env=environment, capture_output=True, text=True, timeout=60)
-    arguments = calls.read_text().splitlines() if calls.exists() else []
-    return done, out, checkout, arguments
+    checkout = scratch_checkout(tmp_path)
+    run = run_gpu_check(tmp_path, checkout, FAKE_PYTHON, "conv", **env)
+    return run.done, run.out, checkout, run.calls
 
 
 @pytest.mark.parametrize("layers, flags", [(None, "--quick "), ("all", "")])

@@ -3,11 +3,7 @@ stand-in interpreter (no GPU, no install): with a wheel there it is installed wi
 offline flags into $CUDNN_FE_SITE, and the conv stage's benchmark runs with that folder on
 PYTHONPATH; without one, the log says the cuDNN-graph provider will be recorded as not
 installed and the check goes on."""
-import shutil
-import subprocess
-from pathlib import Path
-
-CHECKOUT = Path(__file__).resolve().parents[1]
+from helpers.gpu_check_runs import run_gpu_check, scratch_checkout
 
 # Answers every call of the script's $PY: records pip installs and the conv timing's
 # PYTHONPATH; the conv timing writes the table it was asked for.
@@ -24,22 +20,13 @@ exit 0
 
 
 def _run_check(tmp_path, wheel: bool):
-    checkout = tmp_path / "checkout"
-    (checkout / "benchmarks").mkdir(parents=True)
-    shutil.copy(CHECKOUT / "benchmarks" / "gpu_check.sh", checkout / "benchmarks")
+    checkout = scratch_checkout(tmp_path)
     if wheel:
         (checkout / ".whl").mkdir()
         (checkout / ".whl" / "nvidia_cudnn_frontend-1.32.0-cp312-none-any.whl").write_text("")
-    python = tmp_path / "python"
-    python.write_text(FAKE_PYTHON)
-    python.chmod(0o755)
-    calls, site = tmp_path / "calls", tmp_path / "site"
-    environment = {"PATH": "/usr/bin:/bin", "PYTHON": str(python), "OUT": str(tmp_path / "out"),
-                   "GPU_CHECK_STAGES": "conv", "FAKE_CALLS": str(calls),
-                   "CUDNN_FE_SITE": str(site)}
-    done = subprocess.run(["bash", str(checkout / "benchmarks" / "gpu_check.sh")],
-                          env=environment, capture_output=True, text=True, timeout=60)
-    return done, calls.read_text().splitlines(), site
+    site = tmp_path / "site"
+    run = run_gpu_check(tmp_path, checkout, FAKE_PYTHON, "conv", CUDNN_FE_SITE=str(site))
+    return run.done, run.calls, site
 
 
 def test_a_carried_wheel_is_installed_offline_and_on_the_path(tmp_path):

@@ -3,11 +3,8 @@ the GPU tests of the default path run first, every listed option test left out o
 then the option tests alone, each pytest call with its own limit; every listed option test
 exists (a renamed file would otherwise silently join the default run)."""
 import re
-import shutil
-import subprocess
-from pathlib import Path
 
-CHECKOUT = Path(__file__).resolve().parents[1]
+from helpers.gpu_check_runs import CHECKOUT, run_gpu_check, scratch_checkout
 
 # Every call of the script's $PY succeeds; pytest calls record their arguments.
 FAKE_PYTHON = """#!/usr/bin/env bash
@@ -25,19 +22,10 @@ def _option_tests() -> list:
 
 
 def test_the_default_path_runs_first_and_the_options_after(tmp_path):
-    checkout = tmp_path / "checkout"
-    (checkout / "benchmarks").mkdir(parents=True)
-    shutil.copy(CHECKOUT / "benchmarks" / "gpu_check.sh", checkout / "benchmarks")
-    python = tmp_path / "python"
-    python.write_text(FAKE_PYTHON)
-    python.chmod(0o755)
-    calls = tmp_path / "calls"
-    environment = {"PATH": "/usr/bin:/bin", "PYTHON": str(python), "OUT": str(tmp_path / "out"),
-                   "GPU_CHECK_STAGES": "tests", "FAKE_CALLS": str(calls)}
-    done = subprocess.run(["bash", str(checkout / "benchmarks" / "gpu_check.sh")],
-                          env=environment, capture_output=True, text=True, timeout=60)
+    run = run_gpu_check(tmp_path, scratch_checkout(tmp_path), FAKE_PYTHON, "tests")
+    done = run.done
     assert done.returncode == 0, done.stdout + done.stderr
-    default, options, benchmarks = [line.split() for line in calls.read_text().splitlines()]
+    default, options, benchmarks = [line.split() for line in run.calls]
     options_listed = _option_tests()
     assert default[-1 - len(options_listed):] == ["tests"] + [
         f"--ignore={path}" for path in options_listed]
