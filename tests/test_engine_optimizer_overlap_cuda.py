@@ -7,15 +7,15 @@ runs the same kernels on the same data: losses, weights, moments, gradients and 
 statistics must be equal bit for bit. A difference would be a race (an update issued before its
 gradients were final or joined after a read), not rounding. The CPU tests of the issue order
 are test_engine_optimizer_overlap.py."""
-import copy
 
 import pytest
 import torch
 
 from fastp2p.train.engine import WARMUP_STEPS, Pix2PixEngine
 from helpers.engine_option_checks import (assert_peer_runs, assert_same_networks,
-                                         kernels_of_a_step)
-from helpers.train_helpers import loss_curve, random_batches, tiny_networks
+                                         cuda_batches, cuda_networks, kernels_of_a_step,
+                                         twin_cuda_networks)
+from helpers.train_helpers import loss_curve
 
 pytestmark = [pytest.mark.cuda, pytest.mark.usefixtures("deterministic_cudnn")]
 STEPS = 10
@@ -44,9 +44,8 @@ def _moments(engine):
 def test_overlapped_updates_train_exactly_as_the_serial_step(monkeypatch, case, norm):
     monkeypatch.setenv("FASTP2P_BACKEND", "triton")
     assert STEPS > WARMUP_STEPS + 1  # eager warm-up steps, the capture, then replays
-    netG, netD = (net.cuda() for net in tiny_networks(norm=norm, num_downs=6, ngf=8, ndf=8))
-    overG, overD = copy.deepcopy(netG), copy.deepcopy(netD)
-    batches = [(a.cuda(), b.cuda()) for a, b in random_batches(STEPS, batch_size=2, size=64)]
+    (netG, netD), (overG, overD) = twin_cuda_networks(norm)
+    batches = cuda_batches(STEPS)
 
     serial = Pix2PixEngine(netG, netD, master_weights=True, **CASES[case])
     expected = loss_curve(serial, batches)
@@ -69,10 +68,10 @@ def test_an_eager_overlapped_step_runs_adam_on_a_second_stream(monkeypatch):
     """What the profile of benchmarks/profile_step.py --optimizer-overlap shows: the Adam
     launches, one per bucket, on a stream of their own."""
     monkeypatch.setenv("FASTP2P_BACKEND", "triton")
-    netG, netD = (net.cuda() for net in tiny_networks(num_downs=6, ngf=8, ndf=8))
+    netG, netD = cuda_networks()
     engine = Pix2PixEngine(netG, netD, precision="bf16", channels_last=True,
                            master_weights=True, optimizer_overlap=True)
-    real_A, real_B = (t.cuda() for t in random_batches(1, batch_size=2, size=64)[0])
+    (real_A, real_B), = cuda_batches(1)
     kernels = kernels_of_a_step(engine, real_A, real_B)
     adam = [event for event in kernels if "adam" in event.name]
     buckets = len(engine.optimizer_G.bucket_params) + len(engine.optimizer_D.bucket_params)

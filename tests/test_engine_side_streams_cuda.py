@@ -8,15 +8,15 @@ real pair; fake_B's from the G step's GAN and L1 terms), and a + b == b + a in f
 so losses, weights, gradients and BatchNorm running statistics must be equal bit for bit. A
 difference would be a race (a missing event or record_stream), not rounding. The CPU test of
 the stream structure is test_engine_side_streams.py."""
-import copy
 
 import pytest
 import torch
 
 from fastp2p.train.engine import WARMUP_STEPS, Pix2PixEngine
 from helpers.engine_option_checks import (assert_peer_runs, assert_same_networks,
-                                         kernels_of_a_step)
-from helpers.train_helpers import loss_curve, random_batches, tiny_networks
+                                         cuda_batches, cuda_networks, kernels_of_a_step,
+                                         twin_cuda_networks)
+from helpers.train_helpers import loss_curve
 
 pytestmark = [pytest.mark.cuda, pytest.mark.usefixtures("deterministic_cudnn")]
 STEPS = 10
@@ -47,9 +47,8 @@ CASES = {
 def test_side_streams_train_exactly_as_the_serial_step(monkeypatch, case, norm):
     monkeypatch.setenv("FASTP2P_BACKEND", "triton")
     assert STEPS > WARMUP_STEPS + 1  # eager warm-up steps, the capture, then replays
-    netG, netD = (net.cuda() for net in tiny_networks(norm=norm, num_downs=6, ngf=8, ndf=8))
-    sideG, sideD = copy.deepcopy(netG), copy.deepcopy(netD)
-    batches = [(a.cuda(), b.cuda()) for a, b in random_batches(STEPS, batch_size=2, size=64)]
+    (netG, netD), (sideG, sideD) = twin_cuda_networks(norm)
+    batches = cuda_batches(STEPS)
 
     expected = _train(netG, netD, batches, CASES[case])
     got = _train(sideG, sideD, batches, dict(CASES[case], side_streams=True))
@@ -62,9 +61,9 @@ def test_side_streams_train_exactly_as_the_serial_step(monkeypatch, case, norm):
 def test_an_eager_side_stream_step_runs_kernels_on_two_streams(monkeypatch):
     """What the profile of benchmarks/profile_step.py --side-streams shows per stream."""
     monkeypatch.setenv("FASTP2P_BACKEND", "triton")
-    netG, netD = (net.cuda() for net in tiny_networks(num_downs=6, ngf=8, ndf=8))
+    netG, netD = cuda_networks()
     engine = Pix2PixEngine(netG, netD, precision="bf16", channels_last=True, side_streams=True)
-    real_A, real_B = (t.cuda() for t in random_batches(1, batch_size=2, size=64)[0])
+    (real_A, real_B), = cuda_batches(1)
     kernels = kernels_of_a_step(engine, real_A, real_B)
     streams = {event.device_resource_id for event in kernels}
     assert len(streams) >= 2, streams

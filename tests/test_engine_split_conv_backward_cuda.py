@@ -9,15 +9,15 @@ its deterministic algorithms, so losses, weights, gradients, BatchNorm running s
 optimizer state must be equal bit for bit. A difference would be a race (a missing event or
 record_stream), not rounding. The CPU tests of the structure are
 test_engine_split_conv_backward.py and test_split_conv_backward.py."""
-import copy
 
 import pytest
 import torch
 
 from fastp2p.train.engine import WARMUP_STEPS, Pix2PixEngine
 from helpers.engine_option_checks import (assert_peer_runs, assert_same_networks,
-                                         kernels_of_a_step)
-from helpers.train_helpers import loss_curve, random_batches, tiny_networks
+                                         cuda_batches, cuda_networks, kernels_of_a_step,
+                                         twin_cuda_networks)
+from helpers.train_helpers import loss_curve
 
 pytestmark = [pytest.mark.cuda, pytest.mark.usefixtures("deterministic_cudnn")]
 STEPS = 10
@@ -61,9 +61,8 @@ def _optimizer_tensors(optimizer):
 def test_split_conv_backward_trains_exactly_as_the_plain_step(monkeypatch, case, norm):
     monkeypatch.setenv("FASTP2P_BACKEND", "triton")
     assert STEPS > WARMUP_STEPS + 1  # eager warm-up steps, the capture, then replays
-    netG, netD = (net.cuda() for net in tiny_networks(norm=norm, num_downs=6, ngf=8, ndf=8))
-    splitG, splitD = copy.deepcopy(netG), copy.deepcopy(netD)
-    batches = [(a.cuda(), b.cuda()) for a, b in random_batches(STEPS, batch_size=2, size=64)]
+    (netG, netD), (splitG, splitD) = twin_cuda_networks(norm)
+    batches = cuda_batches(STEPS)
 
     expected, expected_state = _train(netG, netD, batches, CASES[case])
     got, got_state = _train(splitG, splitD, batches, dict(CASES[case], split_conv_backward=True))
@@ -79,10 +78,10 @@ def test_an_eager_split_step_runs_weight_gradients_on_another_stream(monkeypatch
     """What the profile of benchmarks/profile_step.py --split-conv-backward shows: the
     convolutions' weight-gradient kernels on a stream of their own."""
     monkeypatch.setenv("FASTP2P_BACKEND", "triton")
-    netG, netD = (net.cuda() for net in tiny_networks(num_downs=6, ngf=8, ndf=8))
+    netG, netD = cuda_networks()
     engine = Pix2PixEngine(netG, netD, precision="bf16", channels_last=True,
                            split_conv_backward=True)
-    real_A, real_B = (t.cuda() for t in random_batches(1, batch_size=2, size=64)[0])
+    (real_A, real_B), = cuda_batches(1)
     kernels = kernels_of_a_step(engine, real_A, real_B)
     streams = {event.device_resource_id for event in kernels}
     assert len(streams) >= 2, streams

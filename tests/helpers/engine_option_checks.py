@@ -1,9 +1,29 @@
 """What the GPU tests of the engine's default-off options (side streams, optimizer overlap,
-split conv backward) each check the same way: two trainings equal bit for bit, the kernels of a
-step with their streams, and the option's benchmark peer running."""
+split conv backward) each set up and check the same way: the networks and batches they train
+(the 6-level U-Net and the PatchGAN at 8 features, batches of two 64x64 pairs), two trainings
+equal bit for bit, the kernels of a step with their streams, and the option's benchmark peer
+running."""
+import copy
+
 import torch
 
-from helpers.train_helpers import gradients
+from helpers.train_helpers import gradients, random_batches, tiny_networks
+
+
+def cuda_networks(norm="batch"):
+    """(G, D) on the GPU."""
+    return tuple(net.cuda() for net in tiny_networks(norm=norm, num_downs=6, ngf=8, ndf=8))
+
+
+def twin_cuda_networks(norm="batch"):
+    """Two identical (G, D) pairs on the GPU: one to train with the option, one without."""
+    nets = cuda_networks(norm)
+    return nets, tuple(copy.deepcopy(net) for net in nets)
+
+
+def cuda_batches(count: int) -> list:
+    """``count`` (A, B) batches on the GPU."""
+    return [(a.cuda(), b.cuda()) for a, b in random_batches(count, batch_size=2, size=64)]
 
 
 def assert_same_networks(option_nets, serial_nets) -> None:
