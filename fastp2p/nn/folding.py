@@ -27,7 +27,6 @@ otherwise reorder it on every call) or, for the transposed convolutions that run
 faster, a channels-last copy; folds are then built in that layout too. A layout is
 ``torch.preserve_format`` (the module's own), another memory format, or ``PACKED``.
 """
-import contextlib
 import weakref
 from dataclasses import dataclass
 from typing import Optional
@@ -36,22 +35,14 @@ import torch
 import torch.nn as nn
 
 from fastp2p.ops import onednn_packed
+from fastp2p.ops.switches import Switch
 
 PACKED = "onednn_packed"
 _FOLDABLE_CONVS = (nn.Conv2d, nn.ConvTranspose2d)
-_enabled = True
-
-
-@contextlib.contextmanager
-def folding_disabled():
-    """Keep every norm on the statistics path inside this block (what the benchmarks compare
-    folding against)."""
-    global _enabled
-    previous, _enabled = _enabled, False
-    try:
-        yield
-    finally:
-        _enabled = previous
+_folding = Switch()
+# ``with folding_disabled():`` keeps every norm on the statistics path inside the block (what
+# the benchmarks compare folding against).
+folding_disabled = _folding.off
 
 
 def gradient_wanted(module: nn.Module, x: torch.Tensor) -> bool:
@@ -64,7 +55,7 @@ def gradient_wanted(module: nn.Module, x: torch.Tensor) -> bool:
 def can_fold(conv: nn.Module, norm: nn.Module) -> bool:
     """Whether ``norm`` normalizes with its running statistics right after ``conv`` (the caller
     checks that no gradient is wanted)."""
-    return (_enabled and type(norm) is nn.BatchNorm2d and not norm.training
+    return (_folding.on and type(norm) is nn.BatchNorm2d and not norm.training
             and norm.track_running_stats and norm.running_mean is not None
             and type(conv) in _FOLDABLE_CONVS and conv.groups == 1
             and conv.out_channels == norm.num_features)

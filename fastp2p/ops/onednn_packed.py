@@ -15,29 +15,21 @@ Callers keep the packed tensor in place of the weight of a stand-in module
 fastp2p.ops.conv_transpose) to come here. Same math as ``F.conv2d`` / ``F.conv_transpose2d``:
 the same oneDNN kernels, without the per-call reorder.
 """
-import contextlib
 import functools
 
 import torch
 import torch.nn as nn
 
+from fastp2p.ops.switches import Switch
+
 _OPS = ("_reorder_convolution_weight", "_reorder_convolution_transpose_weight",
         "_convolution_pointwise", "_convolution_transpose_pointwise")
 
 
-_enabled = True
-
-
-@contextlib.contextmanager
-def packing_disabled():
-    """Run the plain convolutions inside this block (what the benchmarks compare packing
-    against)."""
-    global _enabled
-    previous, _enabled = _enabled, False
-    try:
-        yield
-    finally:
-        _enabled = previous
+_packing = Switch()
+# ``with packing_disabled():`` runs the plain convolutions inside the block (what the
+# benchmarks compare packing against).
+packing_disabled = _packing.off
 
 
 @functools.cache
@@ -50,7 +42,7 @@ def _built_with_ops() -> bool:
 
 def available() -> bool:
     """Whether packing is on and this torch build can do it (asked per convolution call)."""
-    return _enabled and _built_with_ops()
+    return _packing.on and _built_with_ops()
 
 
 def is_packed(weight: torch.Tensor) -> bool:
