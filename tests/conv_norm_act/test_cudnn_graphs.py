@@ -109,6 +109,21 @@ def _loss(y, mean, rstd, probe):
     return loss
 
 
+def _backward_of_a_default_layer(seed):
+    """A stride-2 LeakyReLU batch-norm layer through ``conv_graph_norm`` and through the float64
+    reference, each backpropagated from the same random probe: (inputs, reference), the leaf
+    tensors [x, scale, shift, weight, bias] of each, holding their gradients."""
+    x, scale, shift, weight, b = _layer()
+    inputs = _leaves([x, scale, shift, weight, b])
+    y, mean, rstd = cudnn_graphs.conv_graph_norm(*inputs, stride=2, padding=1, eps=EPS)
+    reference = _leaves([t.double() for t in (x, scale, shift, weight, b)])
+    y_ref, mean_ref, rstd_ref = _reference(*reference, 2, "leaky_relu", "batch")
+    probe = torch.randn(y.shape, generator=torch.Generator().manual_seed(seed))
+    _loss(y, mean, rstd, probe).backward()
+    _loss(y_ref, mean_ref, rstd_ref, probe.double()).backward()
+    return inputs, reference
+
+
 @pytest.mark.parametrize("stride, activation, normed, norm, bias", [
     (2, "leaky_relu", True, "batch", True),    # a U-Net down conv between two batch norms
     (1, "leaky_relu", True, "batch", False),   # the PatchGAN's stride-1 conv, no bias
@@ -224,17 +239,10 @@ def test_a_declined_wgrad_prologue_is_written_by_torch(frontend):
     plain wgrad graph reads act(x * scale + shift) written by torch; the gradient matches."""
     frontend.pygraph.refuse = staticmethod(lambda graph: [node.op for node in graph.nodes]
                                            == ["scale", "bias", "relu", "conv_wgrad"])
-    x, scale, shift, weight, b = _layer()
-    inputs = _leaves([x, scale, shift, weight, b])
-    y, mean, rstd = cudnn_graphs.conv_graph_norm(*inputs, stride=2, padding=1, eps=EPS)
-    reference = _leaves([t.double() for t in (x, scale, shift, weight, b)])
-    y_ref, mean_ref, rstd_ref = _reference(*reference, 2, "leaky_relu", "batch")
-    probe = torch.randn(y.shape, generator=torch.Generator().manual_seed(2))
-    _loss(y, mean, rstd, probe).backward()
-    _loss(y_ref, mean_ref, rstd_ref, probe.double()).backward()
+    inputs, reference = _backward_of_a_default_layer(seed=2)
     assert_close(inputs[3].grad, reference[3].grad, FP32_SINGLE_OP, "grad weight")
-    assert "wgrad: scale/shift io, prologue by torch" in cudnn_graphs.describe(x.shape,
-                                                                               weight.shape)
+    assert "wgrad: scale/shift io, prologue by torch" in cudnn_graphs.describe(inputs[0].shape,
+                                                                               inputs[3].shape)
 
 
 def test_declined_backward_reductions_are_left_to_torch(frontend):
@@ -242,15 +250,8 @@ def test_declined_backward_reductions_are_left_to_torch(frontend):
     torch reduces it; the gradients of scale and shift still match."""
     frontend.pygraph.refuse = staticmethod(
         lambda graph: "reduction" in [node.op for node in graph.nodes])
-    x, scale, shift, weight, b = _layer()
-    inputs = _leaves([x, scale, shift, weight, b])
-    y, mean, rstd = cudnn_graphs.conv_graph_norm(*inputs, stride=2, padding=1, eps=EPS)
-    reference = _leaves([t.double() for t in (x, scale, shift, weight, b)])
-    y_ref, mean_ref, rstd_ref = _reference(*reference, 2, "leaky_relu", "batch")
-    probe = torch.randn(y.shape, generator=torch.Generator().manual_seed(3))
-    _loss(y, mean, rstd, probe).backward()
-    _loss(y_ref, mean_ref, rstd_ref, probe.double()).backward()
+    inputs, reference = _backward_of_a_default_layer(seed=3)
     for index, name in ((0, "x"), (1, "scale"), (2, "shift")):
         assert_close(inputs[index].grad, reference[index].grad, FP32_SINGLE_OP, f"grad {name}")
     assert "dgrad+dz: scale/shift float32, reductions by torch" in cudnn_graphs.describe(
-        x.shape, weight.shape)
+        inputs[0].shape, inputs[3].shape)
