@@ -7,7 +7,8 @@ Everything is measured in one process on the same machine, so the ratios are lik
   one-off rewrite of a copy, eval only); torch.compile of the reference (``--compile``: slow to
   build); fastp2p.UNet in NCHW and channels-last (eval: BatchNorm folded into the convs,
   cached; weights packed for oneDNN, fastp2p.ops.onednn_packed), in channels-last with
-  folding switched off (eval), and in channels-last with packing switched off. Models are timed in turn
+  folding switched off (eval), in channels-last with packing switched off, and in channels-last
+  with the transposed convolutions' phase form switched off. Models are timed in turn
   (A B C A B C ...) so they see the same machine load; medians and minima are reported. Eval
   outputs are checked against the reference's before anything is timed. Per thread count
   (``--threads 2,all``) and batch size (``--batch-sizes 1``).
@@ -34,6 +35,7 @@ import torch.nn.functional as F
 import fastp2p
 from fastp2p.bench.environment import cpu_model, find_checkout, git_commit
 from fastp2p.nn.folding import folding_disabled
+from fastp2p.ops.deconv_phases import phases_disabled
 from fastp2p.ops.onednn_packed import packing_disabled
 from fastp2p.ops import backend_name_for
 from fastp2p.ops.backends import cpp as cpp_backend
@@ -125,13 +127,16 @@ def _unet_models(compile_reference: bool, train: bool):
     if not train:
         models[(UNFOLDED, "channels_last")] = (copy_of(ours, cl), cl)
     models[(UNPACKED, "channels_last")] = (copy_of(ours, cl), cl)
+    models[(NO_PHASES, "channels_last")] = (copy_of(ours, cl), cl)
     return models
 
 
 UNFOLDED = "fastp2p.UNet, folding off"
 UNPACKED = "fastp2p.UNet, packed weights off"
+NO_PHASES = "fastp2p.UNet, deconvolution phases off"
 # The rows that run inside a switch: (its model name, the context manager).
-SWITCHED_OFF = {UNFOLDED: folding_disabled, UNPACKED: packing_disabled}
+SWITCHED_OFF = {UNFOLDED: folding_disabled, UNPACKED: packing_disabled,
+                NO_PHASES: phases_disabled}
 
 
 def bench_unet(repeats, *, batch_size=1, train=False, compile_reference=False):

@@ -49,7 +49,8 @@ def _cpu_inference_line() -> str:
                 "torch.ops.mkldnn's packed convolution ops)")
     forced = getenv(FORM_ENV_VAR)
     form = (f"{forced}, as {FORM_ENV_VAR} says" if forced
-            else "GEMM + col2im or oneDNN, measured per layer on the first call")
+            else "oneDNN's deconvolution, four phases as one convolution, or GEMM + col2im, "
+                 "measured per layer on the first call")
     return f"oneDNN with weights packed once; transposed convolutions: {form}"
 
 

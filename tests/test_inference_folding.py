@@ -121,7 +121,7 @@ def test_fold_of_one_layer_is_the_conv_then_the_norm():
         norm = _randomize_batchnorms(nn.Sequential(nn.BatchNorm2d(7)), 3)[0].eval()
         x = torch.randn(2, 5, 6, 6, generator=gen)
         weight, bias = folding.fold_batchnorm(conv, norm)
-        folded = folding._stand_in(conv, weight, bias)
+        folded = folding.stand_in(conv, weight, bias)
         expected = copy.deepcopy(nn.Sequential(conv, norm)).double()(x.double())
         assert_close(folded(x), expected, FP32_SINGLE_OP, type(conv).__name__)
 

@@ -70,8 +70,9 @@ def test_info_says_how_cpu_inference_runs_its_convolutions(monkeypatch, capsys):
     assert info.run(None) == 0
     line = capsys.readouterr().out.splitlines()[-1]
     if onednn_packed.available():
-        assert line.endswith("oneDNN with weights packed once; transposed convolutions: GEMM + "
-                             "col2im or oneDNN, measured per layer on the first call")
+        assert line.endswith("oneDNN with weights packed once; transposed convolutions: "
+                             "oneDNN's deconvolution, four phases as one convolution, or GEMM "
+                             "+ col2im, measured per layer on the first call")
     monkeypatch.setenv("FASTP2P_CPU_DECONV", "gemm")
     with onednn_packed.packing_disabled():
         assert "reordered on every call" in info._cpu_inference_line()

@@ -12,7 +12,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from fastp2p.nn import folding, fused
-from fastp2p.ops import conv_transpose, onednn_packed
+from fastp2p.ops import conv_transpose, deconv_phases, onednn_packed
 from helpers.cpp_backend_helpers import requires_extension
 from helpers.network_checks import unet_pair
 from helpers.tolerances import FP32_NETWORK, FP32_SINGLE_OP, assert_close
@@ -20,6 +20,7 @@ from helpers.tolerances import FP32_NETWORK, FP32_SINGLE_OP, assert_close
 pytestmark = pytest.mark.skipif(not onednn_packed.available(),
                                 reason="this torch build has no oneDNN packed convolution ops")
 CL = torch.channels_last
+FORMS = len(conv_transpose.CPU_FORMS)  # all of them apply to the layers timed below
 
 # (module, input shape): the networks' layers (4x4 stride 2 padding 1), a stride-1 tail, odd sizes.
 LAYERS = [
@@ -80,7 +81,7 @@ def test_applies_only_to_float32_cpu_zero_padded_convolutions():
 def timings(monkeypatch):
     """Fake timings for the form choice: {form: seconds}, and the list of forms timed; the
     measured choices are forgotten before and after."""
-    seconds, timed = {"gemm": 1e-3, "onednn": 2e-3}, []
+    seconds, timed = {"gemm": 1e-3, "onednn": 2e-3, "phases": 3e-3}, []
 
     def fake(form, run):
         run()
@@ -101,26 +102,39 @@ def test_the_faster_form_is_measured_once_per_layer_input_shape_and_thread_count
     module, x = nn.ConvTranspose2d(8, 4, 4, 2, 1), torch.randn(1, 8, 4, 4)
     with torch.no_grad():
         assert conv_transpose.cpu_inference_form(module, x) == "gemm"
-        assert len(timed) == 2 * conv_transpose._TIMED_ROUNDS
-        seconds.update(gemm=3e-3)  # remembered: not measured again for the same key
+        assert len(timed) == FORMS * conv_transpose._TIMED_ROUNDS
+        seconds.update(gemm=4e-3)  # remembered: not measured again for the same key
         assert conv_transpose.cpu_inference_form(nn.ConvTranspose2d(8, 4, 4, 2, 1), x) == "gemm"
-        assert len(timed) == 2 * conv_transpose._TIMED_ROUNDS
+        assert len(timed) == FORMS * conv_transpose._TIMED_ROUNDS
         # Another input shape, and another thread count, are measured anew.
         assert conv_transpose.cpu_inference_form(module, torch.randn(2, 8, 4, 4)) == "onednn"
         torch.set_num_threads(2)
         seconds.update(gemm=1e-3)
         assert conv_transpose.cpu_inference_form(module, x) == "gemm"
-    assert len(timed) == 3 * 2 * conv_transpose._TIMED_ROUNDS
+    assert len(timed) == 3 * FORMS * conv_transpose._TIMED_ROUNDS
 
 
 @requires_extension
 def test_forms_that_run_long_are_timed_in_one_round(timings):
     seconds, timed = timings
-    seconds.update(gemm=0.5, onednn=0.3)
+    seconds.update(gemm=0.5, onednn=0.3, phases=0.4)
     with torch.no_grad():
         form = conv_transpose.cpu_inference_form(nn.ConvTranspose2d(8, 4, 4, 2, 1),
                                                  torch.randn(1, 8, 4, 4))
-    assert form == "onednn" and timed == ["gemm", "onednn"]
+    assert form == "onednn" and timed == ["gemm", "onednn", "phases"]
+
+
+@requires_extension
+def test_the_phase_form_is_taken_where_fastest_and_never_when_switched_off(timings):
+    seconds, timed = timings
+    seconds.update(phases=0.5e-3)
+    module, x = nn.ConvTranspose2d(8, 4, 4, 2, 1), torch.randn(1, 8, 4, 4)
+    with torch.no_grad():
+        assert conv_transpose.cpu_inference_form(module, x) == "phases"
+        timed.clear()
+        with deconv_phases.phases_disabled():  # measured anew, without it
+            assert conv_transpose.cpu_inference_form(module, x) == "gemm"
+    assert "phases" not in timed and len(timed) == 2 * conv_transpose._TIMED_ROUNDS
 
 
 @requires_extension
@@ -133,7 +147,7 @@ def test_the_environment_fixes_the_form(timings, monkeypatch):
             assert conv_transpose.cpu_inference_form(module, x) == form
         monkeypatch.setenv(conv_transpose.FORM_ENV_VAR, "fastest")
         with pytest.raises(ValueError, match="FASTP2P_CPU_DECONV='fastest': expected one of "
-                                             "gemm, onednn"):
+                                             "gemm, onednn, phases"):
             conv_transpose.cpu_inference_form(module, x)
     assert timed == []
 
@@ -142,7 +156,7 @@ def test_a_form_that_alone_applies_is_taken_without_measuring(timings, monkeypat
     _, timed = timings
     module, x = nn.ConvTranspose2d(8, 4, 4, 2, 1), torch.randn(1, 8, 4, 4)
     monkeypatch.setenv("FASTP2P_BACKEND", "reference")  # no GEMM form there
-    with torch.no_grad():
+    with torch.no_grad(), deconv_phases.phases_disabled():
         assert conv_transpose.cpu_inference_form(module, x) == "onednn"
         assert conv_transpose.cpu_inference_form(module, x.bfloat16()) == "module"
     assert timed == []

@@ -17,6 +17,7 @@ import fastp2p
 from fastp2p.nn import folding, fused
 from fastp2p.ops import conv_transpose, onednn_packed
 from fastp2p.ops.backends import backend_for
+from fastp2p.ops.deconv_phases import PhasedConvTranspose2d
 from helpers.network_checks import compare_networks, unet_pair
 from helpers.tolerances import FP32_NETWORK, assert_close
 from helpers.triton_interpreter import FAST_CPU_BACKEND_PARAMS
@@ -60,10 +61,10 @@ def _convs(net):
 def _record_convs(monkeypatch):
     """[(module, input)] of every convolution the U-Net forward runs."""
     calls = []
-    for name in ("conv2d", "conv_transpose2d"):
+    for name in ("conv2d", "conv_transpose2d", "conv_transpose2d_into", "conv_transpose2d_tanh"):
         original = getattr(fused, name)
-        monkeypatch.setattr(fused, name, lambda module, x, original=original:
-                            calls.append((module, x)) or original(module, x))
+        monkeypatch.setattr(fused, name, lambda module, x, *rest, original=original:
+                            calls.append((module, x)) or original(module, x, *rest))
     return calls
 
 
@@ -76,7 +77,8 @@ def _record_convs(monkeypatch):
 def test_inference_computes_channels_last_and_matches_the_reference(
         backend, memory_format, mode, module_format, deconv_form, poisoned, monkeypatch):
     """Every convolution reads a channels-last input with its weight packed for oneDNN (a
-    transposed one in the GEMM form: channels-last where that form is available); the output
+    transposed one in the GEMM form: channels-last where that form is available; in the phase
+    form: its phases' stand-in, packed); the output
     (and in train mode the running statistics, updated from the batch statistics) are the
     float64 reference's within DESIGN section 5, the output in the input's memory format."""
     monkeypatch.setenv(conv_transpose.FORM_ENV_VAR, deconv_form)
@@ -97,6 +99,9 @@ def test_inference_computes_channels_last_and_matches_the_reference(
     for module, conv_input in calls:
         if gemm and isinstance(module, nn.ConvTranspose2d):
             assert module.weight.is_contiguous(memory_format=CL), module
+        elif deconv_form == "phases" and isinstance(module, nn.ConvTranspose2d):
+            assert type(module) is PhasedConvTranspose2d and onednn_packed.is_packed(
+                module.weight), module
         else:
             assert onednn_packed.is_packed(module.weight), module
         assert conv_input.is_contiguous(memory_format=CL), module
@@ -146,8 +151,8 @@ def test_in_place_changes_between_calls_reach_the_second_output(backend, mode, p
 def test_the_weight_copies_are_built_once_and_only_a_changed_one_again(backend, monkeypatch):
     ours, _ = _unet_pair(norm="instance")  # nothing folded: every conv takes a copy
     built = []
-    original = folding._stand_in
-    monkeypatch.setattr(folding, "_stand_in",
+    original = folding.stand_in
+    monkeypatch.setattr(folding, "stand_in",
                         lambda conv, *a: built.append(conv) or original(conv, *a))
     with torch.no_grad():
         ours.eval()(_image())

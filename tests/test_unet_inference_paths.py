@@ -12,7 +12,9 @@ import torch.nn as nn
 import fastp2p
 from fastp2p import reference
 from fastp2p.nn import fused
-from fastp2p.ops import norm_act, norm_act_concat
+from fastp2p.ops import deconv_phases, norm_act, norm_act_concat
+from fastp2p.ops.conv_transpose import conv_transpose2d
+from fastp2p.ops.stand_ins import PHASES, stand_in
 from helpers.tolerances import FP32_NETWORK, assert_close
 from helpers.triton_interpreter import FAST_CPU_BACKEND_PARAMS
 
@@ -82,16 +84,23 @@ def test_torch_in_place_paths_equal_the_fused_ops_bit_for_bit(backend, dtype, me
                                                               poisoned):
     gen = torch.Generator().manual_seed(3)
     x = torch.randn(2, 6, 5, 4, generator=gen).to(dtype).contiguous(memory_format=memory_format)
-    skip = torch.randn(2, 3, 5, 4, generator=gen).to(dtype)
+    skip = torch.randn(2, 3, 10, 8, generator=gen).to(dtype).contiguous(
+        memory_format=memory_format)
+    conv = nn.ConvTranspose2d(6, 5, 4, 2, 1).to(dtype)
+    convs = [conv]
+    if dtype == torch.float32 and deconv_phases.applies(conv, x):
+        convs.append(stand_in(conv, conv.weight, conv.bias, PHASES))
     with torch.no_grad():
         for activation, slope in (("leaky_relu", 0.2), ("relu", 0.0)):
             expected = norm_act(x, norm="none", activation=activation, slope=slope)
             got = fused._activation(x.clone(), fused._NO_NORM, True, activation, slope)
             assert torch.equal(got, expected)
-        expected = norm_act_concat(skip, x, norm="none", activation="relu")
-        got = fused._relu_concat(skip, x, fused._NO_NORM, True, 0.0, None)
-    assert torch.equal(got, expected)
-    assert got.stride() == expected.stride()  # x's memory format, as the fused op's
+        for module in convs:  # the decoder's relu(cat), the convolution written into it
+            expected = norm_act_concat(skip, conv_transpose2d(module, x), norm="none",
+                                       activation="relu")
+            got = fused._relu_concat_written(skip, module, x)
+            assert torch.equal(got, expected), type(module).__name__
+            assert got.is_contiguous(memory_format=memory_format)  # the inputs' layout
 
 
 def test_the_in_place_paths_apply_only_to_inference_without_a_norm():

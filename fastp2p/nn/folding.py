@@ -23,9 +23,11 @@ batch-statistics norms (and InstanceNorm) always keep the statistics path.
 The same cache serves a convolution's weights in another layout (``conv_in_layout``): CPU
 inference computes channels-last whatever the module's layout (fastp2p.nn.fused), with each
 weight either packed once for oneDNN (``PACKED``, fastp2p.ops.onednn_packed: oneDNN would
-otherwise reorder it on every call) or, for the transposed convolutions that run the GEMM form
-faster, a channels-last copy; folds are then built in that layout too. A layout is
-``torch.preserve_format`` (the module's own), another memory format, or ``PACKED``.
+otherwise reorder it on every call), or for a transposed convolution, whichever of its forms
+was measured faster (fastp2p.ops.conv_transpose): packed for oneDNN, as its four phases'
+packed convolution (``PHASES``, fastp2p.ops.deconv_phases) or a channels-last copy for the GEMM
+form; folds are then built in that layout too. A layout is ``torch.preserve_format`` (the
+module's own), another memory format, ``PACKED`` or ``PHASES``.
 """
 import weakref
 from dataclasses import dataclass
@@ -34,10 +36,9 @@ from typing import Optional
 import torch
 import torch.nn as nn
 
-from fastp2p.ops import onednn_packed
+from fastp2p.ops.stand_ins import OPAQUE_LAYOUTS, stand_in
 from fastp2p.ops.switches import Switch
 
-PACKED = "onednn_packed"
 _FOLDABLE_CONVS = (nn.Conv2d, nn.ConvTranspose2d)
 _folding = Switch()
 # ``with folding_disabled():`` keeps every norm on the statistics path inside the block (what
@@ -97,28 +98,6 @@ def _key(conv, norm) -> Optional[tuple]:
     return None if watched is None else (norm.eps,) + watched
 
 
-def _stand_in(conv: nn.Module, weight: torch.Tensor, bias: Optional[torch.Tensor]) -> nn.Module:
-    """A module of conv's type and settings whose parameters are ``weight`` and ``bias`` (built
-    on the meta device, so nothing is allocated or initialised for it)."""
-    settings = dict(stride=conv.stride, padding=conv.padding, dilation=conv.dilation,
-                    groups=conv.groups, padding_mode=conv.padding_mode,
-                    bias=bias is not None, device="meta")
-    if isinstance(conv, nn.ConvTranspose2d):
-        settings["output_padding"] = conv.output_padding
-    stand_in = type(conv)(conv.in_channels, conv.out_channels, conv.kernel_size, **settings)
-    stand_in.weight = nn.Parameter(weight, requires_grad=False)
-    if bias is not None:
-        stand_in.bias = nn.Parameter(bias, requires_grad=False)
-    return stand_in
-
-
-def _laid_out(conv: nn.Module, t: torch.Tensor, layout) -> torch.Tensor:
-    """``t`` (conv's weight, or its fold) in ``layout``."""
-    if layout == PACKED:
-        return onednn_packed.pack(conv, t)
-    return t if layout == torch.preserve_format else t.contiguous(memory_format=layout)
-
-
 def fold_batchnorm(conv: nn.Module, norm: nn.BatchNorm2d):
     """(weight, bias) of ``conv`` followed by eval-mode ``norm``, in conv's dtype and memory
     format, computed in at least float32."""
@@ -151,7 +130,7 @@ def folded_conv(conv: nn.Module, norm: nn.BatchNorm2d,
     def build():
         weight, bias = fold_batchnorm(conv, norm)
         held = tuple(t.detach() for t in _sources(conv, norm) if t is not None)
-        return _StandIn(key, _stand_in(conv, _laid_out(conv, weight, layout), bias), held)
+        return _StandIn(key, stand_in(conv, weight, bias, layout), held)
 
     return _cached(_cache, norm, layout, key, build)
 
@@ -181,7 +160,7 @@ def conv_in_layout(conv: nn.Module, layout) -> nn.Module:
     weight that cannot be watched (an inference tensor) is not copied: conv itself."""
     weight = conv._parameters["weight"]
     if layout == torch.preserve_format or (
-            layout != PACKED and weight.is_contiguous(memory_format=layout)):
+            layout not in OPAQUE_LAYOUTS and weight.is_contiguous(memory_format=layout)):
         return conv
     bias = conv._parameters.get("bias")
     watched = _watch((weight, bias))
@@ -189,9 +168,9 @@ def conv_in_layout(conv: nn.Module, layout) -> nn.Module:
         return conv
 
     def build():
-        copy = _laid_out(conv, weight.detach(), layout)
         held = tuple(t.detach() for t in (weight, bias) if t is not None)
-        return _StandIn(watched, _stand_in(conv, copy, None if bias is None else held[1]), held)
+        return _StandIn(watched, stand_in(conv, held[0], None if bias is None else held[1],
+                                          layout), held)
 
     return _cached(_layout_cache, conv, layout, watched, build)
 

@@ -30,10 +30,12 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.nn.modules.module import register_module_module_registration_hook
 
-from fastp2p.nn.folding import PACKED, can_fold, conv_in_layout, folded_conv, gradient_wanted
+from fastp2p.nn.folding import can_fold, conv_in_layout, folded_conv, gradient_wanted
 from fastp2p.ops import norm_act, norm_act_concat, onednn_packed
 from fastp2p.ops.aligned_channels import conv2d
-from fastp2p.ops.conv_transpose import conv_transpose2d, cpu_inference_form
+from fastp2p.ops.conv_transpose import (LAYOUT_OF_FORM, conv_transpose2d, conv_transpose2d_into,
+                                        conv_transpose2d_tanh, cpu_inference_form)
+from fastp2p.ops.stand_ins import PACKED
 from fastp2p.ops.definitions import like_memory_format
 
 _DIRECT_NORMS = (nn.BatchNorm2d, nn.InstanceNorm2d, nn.Identity)
@@ -115,14 +117,13 @@ def channels_last_layout(conv: nn.Module, x: torch.Tensor):
 
 def cpu_inference_layout(conv: nn.Module, x: torch.Tensor):
     """CPU float32 inference: the weight packed for oneDNN (fastp2p.ops.onednn_packed: no
-    reorder per call), except for a transposed convolution measured faster in the GEMM form
-    (``fastp2p.ops.conv_transpose.cpu_inference_form``), or where oneDNN's packed ops are
-    missing, which get a channels-last copy."""
+    reorder per call); for a transposed convolution, the layout of the form measured fastest
+    (``fastp2p.ops.conv_transpose.cpu_inference_form``: packed, its four phases' packed
+    convolution, or channels-last for the GEMM form); channels-last where oneDNN's packed ops
+    are missing."""
     if isinstance(conv, nn.ConvTranspose2d):
-        packed = cpu_inference_form(conv, x) == "onednn"
-    else:
-        packed = onednn_packed.applies(conv, x)
-    return PACKED if packed else torch.channels_last
+        return LAYOUT_OF_FORM.get(cpu_inference_form(conv, x), torch.channels_last)
+    return PACKED if onednn_packed.applies(conv, x) else torch.channels_last
 
 
 def weight_layouts(input, inference: bool):
@@ -148,17 +149,24 @@ def laid_out(conv: nn.Module, x: torch.Tensor, weights) -> nn.Module:
     return conv_in_layout(conv, weights(conv, x))
 
 
-def conv_norm(conv_fn, conv, norm, x, fold: bool, weights=module_layout):
-    """``conv_fn(conv, x)`` and the ``norm_act`` arguments for what of ``norm`` remains: with
-    ``fold`` (no gradient wanted) an eval-mode BatchNorm is folded into the convolution
-    (fastp2p.nn.folding) and nothing remains of it but the bias the convolution adds.
-    ``weights``: a ``weight_layouts`` function (module_layout: the module's own weights;
+def conv_to_run(conv, norm, x, fold: bool, weights=module_layout):
+    """(the module to run as ``conv`` on ``x``, the ``norm_act`` arguments for what of ``norm``
+    remains): with ``fold`` (no gradient wanted) an eval-mode BatchNorm is folded into the
+    convolution (fastp2p.nn.folding) and nothing remains of it but the bias the convolution
+    adds. ``weights``: a ``weight_layouts`` function (module_layout: the module's own weights;
     another: cached copies)."""
     layout = weights(conv, x)
     folded = folded_conv(conv, norm, layout) if fold and can_fold(conv, norm) else None
     if folded is not None:
-        return conv_fn(folded, x), dict(norm="none")
-    return conv_fn(conv_in_layout(conv, layout), x), norm_kwargs(norm)
+        return folded, dict(norm="none")
+    return conv_in_layout(conv, layout), norm_kwargs(norm)
+
+
+def conv_norm(conv_fn, conv, norm, x, fold: bool, weights=module_layout):
+    """``conv_fn(conv, x)`` and the ``norm_act`` arguments for what of ``norm`` remains
+    (``conv_to_run``)."""
+    module, kwargs = conv_to_run(conv, norm, x, fold, weights)
+    return conv_fn(module, x), kwargs
 
 
 # Where nothing remains of the norm (folded, or none) and no gradient is wanted, a layer is one
@@ -174,14 +182,23 @@ def _activation(x, norm: dict, inference: bool, activation: str, slope: float = 
     return norm_act(x, activation=activation, slope=slope, **norm)
 
 
-def _relu_concat(skip, up, norm: dict, inference: bool, dropout_p: float, rng: "DropoutRNG"):
+def _relu_concat(skip, up, norm: dict, dropout_p: float, rng: "DropoutRNG"):
     """``cat([relu(skip), relu(dropout(norm(up)))], 1)`` in up's memory format."""
-    if inference and up.is_cpu and norm == _NO_NORM and dropout_p == 0:
-        channels = skip.shape[1] + up.shape[1]
-        return torch.cat((skip, up), 1, out=like_memory_format(up, channels)).relu_()
     seed, offset = rng.take(up.numel()) if dropout_p > 0 else (0, 0)
     return norm_act_concat(skip, up, activation="relu", dropout_p=dropout_p, seed=seed,
                            offset=offset, **norm)
+
+
+def _relu_concat_written(skip, conv, x):
+    """``cat([relu(skip), relu(conv(x))], 1)`` in skip's memory format, each half written by
+    one torch op (a CPU inference layer with nothing left of its norm): the transposed
+    convolution's output goes straight into its half (the phases' interleave writes it there:
+    fastp2p.ops.conv_transpose.conv_transpose2d_into)."""
+    channels = skip.shape[1]
+    out = like_memory_format(skip, channels + conv.out_channels)
+    torch.clamp_min(skip, 0, out=out[:, :channels])
+    conv_transpose2d_into(conv, x, out[:, channels:], "relu")
+    return out
 
 
 def _unet_level(block, skip, rng: DropoutRNG, inference: bool, weights):
@@ -194,16 +211,18 @@ def _unet_level(block, skip, rng: DropoutRNG, inference: bool, weights):
     if innermost:
         inner = _activation(conv2d(laid_out(m[1], skip, weights), skip), _NO_NORM, inference,
                             "relu")
-        up, up_norm = conv_norm(conv_transpose2d, m[3], m[4], inner, inference, weights)
+        up_conv, up_norm = conv_to_run(m[3], m[4], inner, inference, weights)
         dropout = None
     else:
         down, down_norm = conv_norm(conv2d, m[1], m[2], skip, inference, weights)
         child_skip = _activation(down, down_norm, inference, "leaky_relu", m[0].negative_slope)
         inner = _unet_level(m[3], child_skip, rng, inference, weights)
-        up, up_norm = conv_norm(conv_transpose2d, m[5], m[6], inner, inference, weights)
+        up_conv, up_norm = conv_to_run(m[5], m[6], inner, inference, weights)
         dropout = m[7] if len(m) > 7 else None
     p = dropout.p if dropout is not None and dropout.training else 0.0
-    return _relu_concat(skip, up, up_norm, inference, p, rng)
+    if inference and inner.is_cpu and up_norm == _NO_NORM and p == 0:
+        return _relu_concat_written(skip, up_conv, inner)
+    return _relu_concat(skip, conv_transpose2d(up_conv, inner), up_norm, p, rng)
 
 
 class _Registrations:
@@ -251,7 +270,7 @@ def unet_forward(unet, input):
     skip = _activation(conv2d(laid_out(outer[0], x, weights), x), _NO_NORM, inference,
                        "leaky_relu", outer[1].model[0].negative_slope)
     inner = _unet_level(outer[1], skip, rng, inference, weights)
-    out = torch.tanh(conv_transpose2d(laid_out(outer[3], inner, weights), inner))
+    out = conv_transpose2d_tanh(laid_out(outer[3], inner, weights), inner)
     rng.advance()
     return out
 

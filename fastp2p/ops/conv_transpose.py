@@ -1,31 +1,38 @@
 """The U-Net decoder's transposed convolutions, routed per call.
 
-CPU float32 inference (no gradient needed) has two forms: the GEMM + col2im one (the C++
-backend's ``conv_transpose2d_fwd``, from a dense weight) and oneDNN's deconvolution with the
-weight packed once (fastp2p.ops.onednn_packed). Neither wins everywhere: on a 2-core Xeon at
-batch 1, oneDNN took 0.36 ms against 0.92 for a 1x1 input and 15.8 against 29.8 for 256 -> 64
-channels at 64x64, the GEMM form 2.5 against 3.6 ms for 1024 -> 512 at 2x2 and 3.7 against 8.7
-for the 3-channel output layer (1 thread; at 2 threads the order of some layers flips:
-benchmarks/NOTES.md, "CPU inference with packed oneDNN weights"). So ``cpu_inference_form``
-times both on the call's own input, once per layer shape, input shape and thread count, and
-keeps the faster (``FASTP2P_CPU_DECONV=gemm|onednn`` fixes the form instead). A module whose
-weight is packed runs oneDNN; one with a dense weight, the GEMM form where it applies. On a GPU, a layer whose output channel count is not a multiple of 8 (the U-Net's last, 3
-channels) runs with zero-padded channels (``fastp2p.ops.aligned_channels``); everything else —
-training on CPUs, other dtypes, unusual module settings — runs the module itself. Same numbers
-every way, up to float32 summation order.
+CPU float32 inference (no gradient needed) has three forms: the GEMM + col2im one (the C++
+backend's ``conv_transpose2d_fwd``, from a dense weight), oneDNN's deconvolution with the weight
+packed once (fastp2p.ops.onednn_packed), and the four output phases as one packed stride-1
+convolution whose results are interleaved into the output (fastp2p.ops.deconv_phases). None
+wins everywhere (2-core Xeon, batch 1, 1 thread: oneDNN's deconvolution 0.38 ms against 0.87 for
+the phases on a 1x1 input; the phases 5.0 ms against 25.7 for oneDNN and 6.2 for the GEMM form
+for 1024 -> 512 channels on 4x4; benchmarks/NOTES.md, "CPU inference with packed oneDNN weights"
+and "The transposed convolution as four phases"). So ``cpu_inference_form`` times the forms on
+the call's own input, once per layer shape, input shape and thread count, each writing into an
+output buffer as the decoder does, and keeps the fastest (``FASTP2P_CPU_DECONV=gemm|onednn|phases``
+fixes the form instead). A stand-in module of the phases runs them; one whose weight is packed
+runs oneDNN; one with a dense weight, the GEMM form where it applies. On a GPU, a layer whose
+output channel count is not a multiple of 8 (the U-Net's last, 3 channels) runs with
+zero-padded channels (``fastp2p.ops.aligned_channels``); everything else — training on CPUs,
+other dtypes, unusual module settings — runs the module itself. Same numbers every way, up to
+float32 summation order.
 """
+import functools
 import time
 
 import torch
 import torch.nn as nn
 
 from fastp2p.kernels.environment import getenv
-from fastp2p.ops import onednn_packed, split_conv_backward
+from fastp2p.ops import deconv_phases, onednn_packed, split_conv_backward
 from fastp2p.ops.aligned_channels import conv_transpose2d_channel_padded, pads_output
 from fastp2p.ops.backends import backend_for
+from fastp2p.ops.stand_ins import PACKED, PHASES, stand_in
 
 FORM_ENV_VAR = "FASTP2P_CPU_DECONV"
-CPU_FORMS = ("gemm", "onednn")
+CPU_FORMS = ("gemm", "onednn", "phases")
+# The weight layout (fastp2p.ops.stand_ins) each form runs from.
+LAYOUT_OF_FORM = {"gemm": torch.channels_last, "onednn": PACKED, "phases": PHASES}
 _TIMED_ROUNDS = 3
 _ONE_ROUND_SECONDS = 0.02
 
@@ -44,7 +51,8 @@ def _gemm_form_applies(module: nn.ConvTranspose2d, x: torch.Tensor) -> bool:
             and backend_for(x.device).provides("conv_transpose2d_fwd"))
 
 
-# (in, out, kernel, stride, padding, input shape, threads) -> the faster CPU form measured.
+# (in, out, kernel, stride, padding, input shape, threads, forms that apply) -> the fastest
+# CPU form measured.
 _measured_forms: dict = {}
 
 
@@ -55,18 +63,19 @@ def _timed(form: str, run) -> float:
     return time.perf_counter() - start
 
 
-def _faster_form(module: nn.ConvTranspose2d, x: torch.Tensor) -> str:
-    """Both forms run on x, alternately, after one warm-up each; the lower of each form's best
-    time of ``_TIMED_ROUNDS`` wins, or of one round where both took over
+def _faster_form(module: nn.ConvTranspose2d, x: torch.Tensor, forms) -> str:
+    """The ``forms`` run on x in turn, each writing relu(module(x)) into one output buffer as the
+    decoder does (``conv_transpose2d_into``), after one warm-up each; the lowest of each form's
+    best time of ``_TIMED_ROUNDS`` wins, or of one round where all took over
     ``_ONE_ROUND_SECONDS`` (a batch of 16 256x256 images: 7.7 s for the first U-Net call at 2
-    threads with three rounds, against 1.1 s for the next)."""
+    threads with three rounds of two forms, against 1.1 s for the next)."""
     with torch.no_grad():
-        dense = module.weight.detach().contiguous(memory_format=torch.channels_last)
-        packed = onednn_packed.pack(module, dense)
-        backend = backend_for(x.device)
-        runs = {"gemm": lambda: backend.conv_transpose2d_fwd(
-                    x, dense, module.bias, stride=module.stride[0], padding=module.padding[0]),
-                "onednn": lambda: onednn_packed.run(module, x, packed, module.bias)}
+        out = torch.empty(deconv_phases.output_shape(module, x), memory_format=torch.channels_last)
+        runs = {form: functools.partial(
+                    conv_transpose2d_into,
+                    stand_in(module, module.weight, module.bias, LAYOUT_OF_FORM[form]),
+                    x, out, "relu")
+                for form in forms}
         for run in runs.values():
             run()
         best = dict.fromkeys(runs, float("inf"))
@@ -75,37 +84,63 @@ def _faster_form(module: nn.ConvTranspose2d, x: torch.Tensor) -> str:
                 best[form] = min(best[form], _timed(form, run))
             if min(best.values()) > _ONE_ROUND_SECONDS:
                 break  # runs this long are timed well enough once (large inputs)
-    return min(CPU_FORMS, key=best.__getitem__)
+    return min(forms, key=best.__getitem__)
 
 
 def cpu_inference_form(module: nn.ConvTranspose2d, x: torch.Tensor) -> str:
     """The form ``module(x)`` runs in for CPU float32 inference: "gemm", "onednn" (its weight
-    packed), or "module" where neither applies. The choice is measured on the first call of
-    each layer shape, input shape and thread count (two warm-ups and up to six timed runs of
-    the layer: ``_faster_form``), or fixed by ``FASTP2P_CPU_DECONV``."""
-    gemm, onednn = _gemm_form_applies(module, x), onednn_packed.applies(module, x)
-    if not (gemm and onednn):
-        return "gemm" if gemm else "onednn" if onednn else "module"
+    packed), "phases", or "module" where none applies. Among the forms that apply, the choice
+    is measured on the first call of each layer shape, input shape and thread count (a warm-up
+    and up to three timed runs of each form: ``_faster_form``), or fixed by
+    ``FASTP2P_CPU_DECONV`` where that form applies."""
+    forms = [form for form, applies in (("gemm", _gemm_form_applies),
+                                        ("onednn", onednn_packed.applies),
+                                        ("phases", deconv_phases.applies))
+             if applies(module, x)]
+    if len(forms) < 2:
+        return forms[0] if forms else "module"
     forced = getenv(FORM_ENV_VAR)
-    if forced:
-        if forced not in CPU_FORMS:
-            raise ValueError(f"{FORM_ENV_VAR}={forced!r}: expected one of {', '.join(CPU_FORMS)} "
-                             f"(or unset, to measure per layer)")
+    if forced and forced not in CPU_FORMS:
+        raise ValueError(f"{FORM_ENV_VAR}={forced!r}: expected one of {', '.join(CPU_FORMS)} "
+                         f"(or unset, to measure per layer)")
+    if forced in forms:
         return forced
     key = (module.in_channels, module.out_channels, module.kernel_size, module.stride,
-           module.padding, tuple(x.shape), torch.get_num_threads())
+           module.padding, tuple(x.shape), torch.get_num_threads(), tuple(forms))
     form = _measured_forms.get(key)
     if form is None:
-        form = _measured_forms[key] = _faster_form(module, x)
+        form = _measured_forms[key] = _faster_form(module, x, forms)
     return form
 
 
+def conv_transpose2d_into(module: nn.ConvTranspose2d, x: torch.Tensor, out: torch.Tensor,
+                          activation: str) -> torch.Tensor:
+    """``out = activation(module(x))`` ("none", "relu" or "tanh"), ``out`` any strided view of
+    the output's shape (a channel slice of a concatenation buffer): the phases' stand-in writes
+    its interleave there, the other forms write their output."""
+    if type(module) is deconv_phases.PhasedConvTranspose2d:
+        return deconv_phases.run_into(module, x, out, activation)
+    return deconv_phases.write(conv_transpose2d(module, x), out, activation)
+
+
+def conv_transpose2d_tanh(module: nn.ConvTranspose2d, x: torch.Tensor) -> torch.Tensor:
+    """``torch.tanh(module(x))`` (the U-Net's output layer); the phases' stand-in applies the
+    tanh as it interleaves."""
+    if type(module) is deconv_phases.PhasedConvTranspose2d:
+        out = torch.empty(deconv_phases.output_shape(module, x), memory_format=torch.channels_last)
+        return deconv_phases.run_into(module, x, out, "tanh")
+    return torch.tanh(conv_transpose2d(module, x))
+
+
 def conv_transpose2d(module: nn.ConvTranspose2d, x: torch.Tensor) -> torch.Tensor:
-    """``module(x)``: through oneDNN when its weight is packed (fastp2p.ops.onednn_packed), the
+    """``module(x)``: as four phases for their stand-in (fastp2p.ops.deconv_phases), through
+    oneDNN when its weight is packed (fastp2p.ops.onednn_packed), the
     C++ GEMM + col2im form where it applies (see the module doc), on a GPU with its output
     channels padded to a multiple of 8 where they are not (``fastp2p.ops.aligned_channels``);
     inside the engine's step with ``split_conv_backward=True``, with its backward split
     (fastp2p.ops.split_conv_backward)."""
+    if type(module) is deconv_phases.PhasedConvTranspose2d:
+        return deconv_phases.run(module, x)
     if onednn_packed.is_packed(module.weight):
         return onednn_packed.run(module, x, module.weight, module.bias)
     if _gemm_form_applies(module, x):

@@ -1,5 +1,6 @@
-"""On-by-default switches for the inference fast paths (eval folding, packed oneDNN weights),
-which the benchmarks turn off inside a block to time the path they replace."""
+"""On-by-default switches for the inference fast paths (eval folding, packed oneDNN weights,
+the transposed convolutions' phase form), which the benchmarks turn off inside a block to time
+the path they replace."""
 import contextlib
 
 
