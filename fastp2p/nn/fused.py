@@ -15,11 +15,13 @@ module's ``dropout_rng`` buffer ([seed, offset], int64, not saved in the state_d
 offset advances by the dropped elements after every training forward. When no gradient is
 wanted, an eval-mode BatchNorm is folded into the convolution before it (``conv_norm``,
 fastp2p.nn.folding) and its fused op runs with norm "none" (bias + activation only); on CPUs a
-U-Net layer with nothing left of its norm then runs torch's in-place activation (and torch.cat +
-``relu_`` for the decoder's concatenation) instead, the cheaper call for the same bits. CPU
-float32 U-Net inference computes channels-last whatever the input's and the module's layout, with
-cached copies of the weights packed for oneDNN, or channels-last for the transposed
-convolutions measured faster in the GEMM form (``weight_layouts``). The U-Net returns its
+U-Net layer with nothing left of its norm then runs torch's in-place activation instead, the
+cheaper call for the same bits, and the decoder's concatenation is written half by
+``clamp_min`` of the skip and half by the transposed convolution itself
+(``conv_transpose2d_into``). CPU float32 U-Net inference computes channels-last whatever the
+input's and the module's layout, with cached copies of the weights packed for oneDNN (for a
+transposed convolution: packed, as its four phases, or channels-last for the GEMM form,
+whichever was measured faster: ``weight_layouts``). The U-Net returns its
 output in the input's memory format. Layers the conv choice gives to the fused
 convolution run through fastp2p.nn.unet_conv / fused_conv instead.
 """
@@ -171,9 +173,10 @@ def conv_norm(conv_fn, conv, norm, x, fold: bool, weights=module_layout):
 
 # Where nothing remains of the norm (folded, or none) and no gradient is wanted, a layer is one
 # elementwise op, and on CPUs torch's own costs less host time than a fused launch: an in-place
-# activation of the fresh convolution output, and the decoder's relu(cat) as torch.cat then an
-# in-place relu (benchmarks/NOTES.md, "Host cost per fused call": faster or equal at every
-# U-Net shape measured, both layouts, 1 and 2 threads; the same bits as the C++ kernels, tested).
+# activation of the fresh convolution output, and the decoder's relu(cat) as two writes with the
+# relu (benchmarks/NOTES.md, "Host cost per fused call": torch.cat then an in-place relu was
+# faster or equal at every U-Net shape measured, both layouts, 1 and 2 threads; the two writes
+# read the concatenation once less; the same bits as the C++ kernels, tested).
 # GPUs keep the fused ops: not measured there, and Triton's bfloat16 LeakyReLU rounds differently.
 def _activation(x, norm: dict, inference: bool, activation: str, slope: float = 0.0):
     """``norm_act(x, activation=activation, slope=slope, **norm)``."""
