@@ -4,18 +4,16 @@ CPU float32 inference (no gradient needed) has three forms: the GEMM + col2im on
 backend's ``conv_transpose2d_fwd``, from a dense weight), oneDNN's deconvolution with the weight
 packed once (fastp2p.ops.onednn_packed), and the four output phases as one packed stride-1
 convolution whose results are interleaved into the output (fastp2p.ops.deconv_phases). None
-wins everywhere (2-core Xeon, batch 1, 1 thread: oneDNN's deconvolution 0.38 ms against 0.87 for
-the phases on a 1x1 input; the phases 5.0 ms against 25.7 for oneDNN and 6.2 for the GEMM form
-for 1024 -> 512 channels on 4x4; benchmarks/NOTES.md, "CPU inference with packed oneDNN weights"
-and "The transposed convolution as four phases"). So ``cpu_inference_form`` times the forms on
-the call's own input, once per layer shape, input shape and thread count, each writing into an
-output buffer as the decoder does, and keeps the fastest (``FASTP2P_CPU_DECONV=gemm|onednn|phases``
-fixes the form instead). A stand-in module of the phases runs them; one whose weight is packed
-runs oneDNN; one with a dense weight, the GEMM form where it applies. On a GPU, a layer whose
-output channel count is not a multiple of 8 (the U-Net's last, 3 channels) runs with
-zero-padded channels (``fastp2p.ops.aligned_channels``); everything else — training on CPUs,
-other dtypes, unusual module settings — runs the module itself. Same numbers every way, up to
-float32 summation order.
+wins everywhere (per-layer times in benchmarks/NOTES.md, "CPU inference with packed oneDNN
+weights" and "The transposed convolution as four phases"). So ``cpu_inference_form`` times the
+forms on the call's own input, once per layer shape, input size class and thread count, each
+writing into an output buffer as the decoder does, and keeps the fastest
+(``FASTP2P_CPU_DECONV=gemm|onednn|phases`` fixes the form instead). A stand-in module of the
+phases runs them; one whose weight is packed runs oneDNN; one with a dense weight, the GEMM form
+where it applies. On a GPU, a layer whose output channel count is not a multiple of 8 (the
+U-Net's last, 3 channels) runs with zero-padded channels (``fastp2p.ops.aligned_channels``);
+everything else — training on CPUs, other dtypes, unusual module settings — runs the module
+itself. Same numbers every way, up to float32 summation order.
 """
 import functools
 import time
@@ -51,9 +49,9 @@ def _gemm_form_applies(module: nn.ConvTranspose2d, x: torch.Tensor) -> bool:
             and backend_for(x.device).provides("conv_transpose2d_fwd"))
 
 
-# (in, out, kernel, stride, padding, input shape, threads, forms that apply) -> the fastest
-# CPU form measured.
+# ``_choice_key`` -> the fastest CPU form measured; at most ``_MAX_MEASURED`` entries.
 _measured_forms: dict = {}
+_MAX_MEASURED = 1024
 
 
 def _timed(form: str, run) -> float:
@@ -90,9 +88,9 @@ def _faster_form(module: nn.ConvTranspose2d, x: torch.Tensor, forms) -> str:
 def cpu_inference_form(module: nn.ConvTranspose2d, x: torch.Tensor) -> str:
     """The form ``module(x)`` runs in for CPU float32 inference: "gemm", "onednn" (its weight
     packed), "phases", or "module" where none applies. Among the forms that apply, the choice
-    is measured on the first call of each layer shape, input shape and thread count (a warm-up
-    and up to three timed runs of each form: ``_faster_form``), or fixed by
-    ``FASTP2P_CPU_DECONV`` where that form applies."""
+    is measured on the first call of each layer shape, input size class and thread count
+    (``_choice_key``; a warm-up and up to three timed runs of each form: ``_faster_form``), or
+    fixed by ``FASTP2P_CPU_DECONV`` where that form applies."""
     forms = [form for form, applies in (("gemm", _gemm_form_applies),
                                         ("onednn", onednn_packed.applies),
                                         ("phases", deconv_phases.applies))
@@ -105,12 +103,24 @@ def cpu_inference_form(module: nn.ConvTranspose2d, x: torch.Tensor) -> str:
                          f"(or unset, to measure per layer)")
     if forced in forms:
         return forced
-    key = (module.in_channels, module.out_channels, module.kernel_size, module.stride,
-           module.padding, tuple(x.shape), torch.get_num_threads(), tuple(forms))
+    key = _choice_key(module, x, forms)
     form = _measured_forms.get(key)
     if form is None:
+        if len(_measured_forms) >= _MAX_MEASURED:
+            _measured_forms.clear()  # a long run over ever new shapes: measure them afresh
         form = _measured_forms[key] = _faster_form(module, x, forms)
     return form
+
+
+def _choice_key(module: nn.ConvTranspose2d, x: torch.Tensor, forms) -> tuple:
+    """What a measured choice holds for: the layer's shape, the input's batch size and pixel
+    count each rounded to its power of two (the forms' times change smoothly with them, and a
+    folder of images of many sizes would otherwise be timed image by image), the thread count
+    and the forms that apply."""
+    n, _, h, w = x.shape
+    return (module.in_channels, module.out_channels, module.kernel_size, module.stride,
+            module.padding, n.bit_length(), (h * w).bit_length(), torch.get_num_threads(),
+            tuple(forms))
 
 
 def conv_transpose2d_into(module: nn.ConvTranspose2d, x: torch.Tensor, out: torch.Tensor,
