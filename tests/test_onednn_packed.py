@@ -115,6 +115,25 @@ def test_the_faster_form_is_measured_once_per_layer_input_shape_and_thread_count
 
 
 @requires_extension
+def test_inputs_of_one_size_class_share_a_measurement_and_the_record_is_capped(timings,
+                                                                             monkeypatch):
+    """Batch size and pixel count count by their power of two: images of many sizes are not
+    timed one by one; past the cap the record starts afresh."""
+    _, timed = timings
+    module = nn.ConvTranspose2d(8, 4, 4, 2, 1)
+    with torch.no_grad():
+        for shape in [(1, 8, 4, 4), (1, 8, 5, 6), (1, 8, 7, 4)]:  # 16 to 30 pixels
+            conv_transpose.cpu_inference_form(module, torch.randn(shape))
+        assert len(timed) == FORMS * conv_transpose._TIMED_ROUNDS
+        for shape in [(1, 8, 8, 4), (3, 8, 4, 4)]:  # 32 pixels; a batch of 3
+            conv_transpose.cpu_inference_form(module, torch.randn(shape))
+        assert len(timed) == 3 * FORMS * conv_transpose._TIMED_ROUNDS
+        monkeypatch.setattr(conv_transpose, "_MAX_MEASURED", 3)
+        conv_transpose.cpu_inference_form(module, torch.randn(1, 8, 16, 16))
+    assert len(conv_transpose._measured_forms) == 1
+
+
+@requires_extension
 def test_forms_that_run_long_are_timed_in_one_round(timings):
     seconds, timed = timings
     seconds.update(gemm=0.5, onednn=0.3, phases=0.4)
