@@ -225,6 +225,9 @@ def test_a_fresh_run_in_a_run_folder_needs_overwrite(data, tmp_path, capsys):
     assert main(train_argv(data, tmp_path, *one_epoch, "--continue_train")) == 0
     assert main(train_argv(data, tmp_path, *one_epoch, "--overwrite", "--seed", "5")) == 0
     assert (run / "latest_net_G.pth").read_bytes() != before["latest_net_G.pth"]
+    capsys.readouterr()
+    assert main(train_argv(data, tmp_path, "--continue_train", "--overwrite")) == 2
+    assert "keep one of them" in _one_line(capsys.readouterr().err)
 
 
 # ---- 5. no epoch to train is an option error -------------------------------------------------

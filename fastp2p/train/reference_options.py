@@ -77,7 +77,8 @@ def add_reference_arguments(parser: argparse.ArgumentParser, phase: str) -> None
                        help="print the networks and their parameter counts")
     group.add_argument("--suffix", default="",
                        help="append _SUFFIX to --name; may name other options, e.g. "
-                            "'{netG}_size{load_size}' (default: none)")
+                            "'{netG}_size{load_size}'; the result must be a plain name, as "
+                            "--name (default: none)")
     if phase == "train":
         group.add_argument("--print_freq", type=positive_int, default=None, metavar="IMAGES",
                            help="read, log and print the losses every this many training "

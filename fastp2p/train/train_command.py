@@ -21,7 +21,8 @@ display, --pool_size) are named in one line at the start and ignored.
 Writes CHECKPOINTS_DIR/NAME/: latest_net_G.pth, latest_net_D.pth, EPOCH_net_G.pth (plain
 state_dicts), *_train_state.pth (for --continue_train), loss_log.csv and web/index.html (loss
 plot and sample images), and *_checkpoint.json (each set's manifest: a set changes all
-together or not at all).
+together or not at all). A NAME that holds another run's checkpoints is refused unless
+--continue_train (resume it) or --overwrite (start again there) is given.
 On CUDA the step runs fused Adam, an lr in device memory and, by default, one CUDA graph per
 step. Ctrl-C (or SIGTERM) saves latest_* and exits with 128+signal; a NaN/Inf loss, weight,
 buffer or optimizer state stops with exit code 1 before anything non-finite is saved, and the
@@ -78,6 +79,9 @@ def _check_fresh_run(args) -> None:
 
     from fastp2p.train.checkpoints import MANIFEST_SUFFIX, NETWORK_SUFFIXES
     folder = Path(args.checkpoints_dir) / args.name
+    if args.continue_train and args.overwrite:
+        raise ValueError(f"--continue_train resumes the run in {folder} and --overwrite starts "
+                         "a new one there: keep one of them")
     if args.continue_train or args.overwrite or not folder.is_dir():
         return
     saved = sorted(path.name for suffix in (MANIFEST_SUFFIX, NETWORK_SUFFIXES["G"])
