@@ -1,6 +1,7 @@
 """argparse ``type=`` checks for option values, so a bad value is refused while parsing: one line
 naming the option, exit code 2 (argparse's ``parser.error``), before anything runs."""
 import argparse
+import math
 import os
 
 
@@ -16,6 +17,19 @@ def _int_at_least(low: int):
 
 positive_int = _int_at_least(1)
 non_negative_int = _int_at_least(0)
+
+
+def dataset_size(text: str) -> float:
+    """A count of pairs, or ``inf`` for no limit (--max_dataset_size; a float, as the
+    reference's default is float("inf"))."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (value == math.inf or (math.isfinite(value) and value >= 1 and value == int(value))):
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 1 (or inf: no limit), "
+                                         f"got {text!r}")
+    return value
 
 
 def plain_name(text: str) -> str:

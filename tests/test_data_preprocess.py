@@ -198,8 +198,10 @@ def test_max_dataset_size_keeps_the_first_pairs_in_sorted_order(tmp_path):
     dataset = create_dataset(data_args(tmp_path, "--max_dataset_size", "3"), "train")
     assert [dataset[i]["A_paths"] for i in range(len(dataset))] == [str(p) for p in paths[:3]]
     assert len(create_dataset(data_args(tmp_path, "--max_dataset_size", "50"), "train")) == 5
+    args = data_args(tmp_path)
+    args.max_dataset_size = 0  # the parser refuses it; a caller from Python may not
     with pytest.raises(DataError, match="max_dataset_size"):
-        create_dataset(data_args(tmp_path, "--max_dataset_size", "0"), "train")
+        create_dataset(args, "train")
 
 
 def test_getitem_draws_from_pythons_global_random_like_the_reference(tmp_path):

@@ -108,7 +108,7 @@ def test_training_reports_a_failed_write_and_exits_1(tmp_path, monkeypatch, caps
     def disk_full(obj, handle):
         raise OSError(errno.ENOSPC, "No space left on device")
     monkeypatch.setattr(checkpoints_module.torch, "save", disk_full)
-    assert main(argv) == 1
+    assert main(argv + ["--overwrite"]) == 1   # a new run in the folder: the saves fail
     assert "No space left on device" in capsys.readouterr().out
     after = {name: data for name, data in _files(folder).items() if name.endswith(".pth")}
     assert after == before

@@ -27,6 +27,9 @@ def create_dataset(args: argparse.Namespace, phase: str):
         raise DataError(f"--task {task} chooses an embedded dataset, so it has no meaning with "
                         "--dataroot: drop one of them")
     root = Path(args.dataroot) if args.dataroot else default_dataroot(task or DEFAULT_TASK)
+    if root.is_file():
+        raise DataError(f"{root}: --dataroot is a file, not a folder; point it at a dataset "
+                        "folder holding train/ (and val/, test/)")
     if not root.is_dir():
         raise DataError(f"{root}: --dataroot folder not found; point it at a dataset folder "
                         "holding train/ (and val/, test/)")

@@ -2,7 +2,7 @@
 import argparse
 
 from fastp2p.data.default_dataset import DEFAULT_TASK, TASKS
-from fastp2p.option_types import non_negative_int, positive_int
+from fastp2p.option_types import dataset_size, non_negative_int, positive_int
 
 PREPROCESS_MODES = ("resize_and_crop", "crop", "scale_width", "scale_width_and_crop", "none")
 
@@ -32,7 +32,7 @@ def add_data_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPars
                        help="then crop to this size")
     group.add_argument("--no_flip", action="store_true",
                        help="do not flip pairs horizontally (by default half of them are)")
-    group.add_argument("--max_dataset_size", type=float, default=float("inf"),
+    group.add_argument("--max_dataset_size", type=dataset_size, default=float("inf"),
                        help="use at most this many pairs (the first ones in sorted order)")
     group.add_argument("--serial_batches", action="store_true",
                        help="take pairs in order instead of shuffling them")

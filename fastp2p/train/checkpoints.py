@@ -120,11 +120,18 @@ def snapshot(netG, netD, train_state: dict) -> dict:
                       "state": train_state})
 
 
-class CheckpointFolder:
-    """``checkpoints_dir/name``: where a run's networks and training state live."""
+RESUME_ADVICE = "resume from another --epoch or start again without --continue_train"
 
-    def __init__(self, checkpoints_dir, name):
+
+class CheckpointFolder:
+    """``checkpoints_dir/name``: where a run's networks and training state live.
+
+    ``advice``: what an error about a damaged or mixed set tells the reader to do (the default
+    is a resuming trainer's; ``fastp2p test`` names its own)."""
+
+    def __init__(self, checkpoints_dir, name, advice=RESUME_ADVICE):
         self.path = Path(checkpoints_dir) / name
+        self.advice = advice
 
     def file(self, label, suffix) -> Path:
         return self.path / f"{label}_{suffix}"
@@ -229,11 +236,10 @@ class CheckpointFolder:
                              and Path(entry["staged"]).name == entry["staged"]
                              and Path(name).name == name for name, entry in files.items()))
         except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
-            raise ValueError(f"{path}: unreadable checkpoint manifest ({err}); resume from "
-                             "another --epoch or start again without --continue_train") from None
+            raise ValueError(f"{path}: unreadable checkpoint manifest ({err}); "
+                             f"{self.advice}") from None
         if not valid:
-            raise ValueError(f"{path}: not a fastp2p checkpoint manifest; resume from another "
-                             "--epoch or start again without --continue_train")
+            raise ValueError(f"{path}: not a fastp2p checkpoint manifest; {self.advice}")
         return manifest
 
     def manifest(self, label) -> dict | None:
@@ -248,8 +254,7 @@ class CheckpointFolder:
         entry = manifest["files"].get(final.name)
         if entry is None:
             raise ValueError(f"{self.file(label, MANIFEST_SUFFIX)} does not list {final.name}; "
-                             "resume from another --epoch or start again without "
-                             "--continue_train")
+                             f"{self.advice}")
         # final, then the staged file, then final again: another process may be finishing
         # the rename in between (`prepare`), and a rename is atomic
         for candidate in (final, self.path / entry["staged"], final):
@@ -260,8 +265,7 @@ class CheckpointFolder:
         raise ValueError(
             f"{final} is not the file its manifest {final.parent.name}/{label}_{MANIFEST_SUFFIX} "
             f"records (generation {manifest['generation']}, step {manifest.get('step')}): the "
-            "set was mixed by hand or the file is damaged; resume from another --epoch or start "
-            "again without --continue_train")
+            f"set was mixed by hand or the file is damaged; {self.advice}")
 
     def load_network(self, net: torch.nn.Module, label, which: str) -> Path:
         """Load G or D of ``label``; checked against the manifest when there is one (files of

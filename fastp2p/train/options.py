@@ -126,6 +126,11 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--continue_train", action="store_true",
                        help="resume from CHECKPOINTS_DIR/NAME/{--epoch}_*.pth: weights, "
                             "optimizers, lr schedule, RNG and position in the epoch")
+    group.add_argument("--overwrite", action="store_true",
+                       help="start a new run in a CHECKPOINTS_DIR/NAME that holds another "
+                            "run's checkpoints (refused without it, so a forgotten "
+                            "--continue_train loses nothing): its loss_log.csv is restarted at "
+                            "once and its checkpoint sets are replaced as the new run saves")
     group.add_argument("--save_epoch_freq", type=positive_int, default=5,
                        help="also keep EPOCH_net_G.pth, EPOCH_net_D.pth and "
                             "EPOCH_train_state.pth every this many epochs and after the last "

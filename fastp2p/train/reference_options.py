@@ -20,7 +20,7 @@ import argparse
 import os
 from dataclasses import dataclass
 
-from fastp2p.option_types import non_negative_int, positive_int
+from fastp2p.option_types import non_negative_int, plain_name, positive_int
 
 GROUP_TITLE = "reference options (accepted so its commands run unchanged)"
 VISDOM = "no visdom display here; see web/index.html, --tensorboard, --use_wandb"
@@ -77,12 +77,13 @@ def add_reference_arguments(parser: argparse.ArgumentParser, phase: str) -> None
                        help="print the networks and their parameter counts")
     group.add_argument("--suffix", default="",
                        help="append _SUFFIX to --name; may name other options, e.g. "
-                            "'{netG}_size{load_size}' (default: none)")
+                            "'{netG}_size{load_size}'; the result must be a plain name, as "
+                            "--name (default: none)")
     if phase == "train":
         group.add_argument("--print_freq", type=positive_int, default=None, metavar="IMAGES",
                            help="read, log and print the losses every this many training "
                                 "images (rounded to whole batches; sets --log-every)")
-        group.add_argument("--phase", default="train",
+        group.add_argument("--phase", type=plain_name, default="train",
                            help="the split of DATAROOT to train on (default %(default)s)")
         group.add_argument("--save_by_iter", action="store_true",
                            help="at every --save_latest_freq also keep iter_IMAGES_* (IMAGES: "
@@ -112,10 +113,14 @@ def apply_reference_options(args: argparse.Namespace, phase: str) -> str | None:
                          f"{args.model}")
     if args.suffix:
         try:
-            args.name = f"{args.name}_{args.suffix.format(**vars(args))}"
+            name = f"{args.name}_{args.suffix.format(**vars(args))}"
         except (KeyError, IndexError, ValueError) as err:
             raise ValueError(f"--suffix {args.suffix!r}: {err!r} is not an option name "
                              "(write options as {netG}, {load_size}, ...)") from None
+        try:  # the parser checked --name alone; the run's folder is named by both
+            args.name = plain_name(name)
+        except argparse.ArgumentTypeError as err:
+            raise ValueError(f"--name with --suffix {args.suffix!r}: {err}") from None
     if args.gpu_ids is not None:
         args.device = _device_for_gpu_ids(args.gpu_ids, args.device)
     if args.load_iter > 0:

@@ -21,7 +21,8 @@ display, --pool_size) are named in one line at the start and ignored.
 Writes CHECKPOINTS_DIR/NAME/: latest_net_G.pth, latest_net_D.pth, EPOCH_net_G.pth (plain
 state_dicts), *_train_state.pth (for --continue_train), loss_log.csv and web/index.html (loss
 plot and sample images), and *_checkpoint.json (each set's manifest: a set changes all
-together or not at all).
+together or not at all). A NAME that holds another run's checkpoints is refused unless
+--continue_train (resume it) or --overwrite (start again there) is given.
 On CUDA the step runs fused Adam, an lr in device memory and, by default, one CUDA graph per
 step. Ctrl-C (or SIGTERM) saves latest_* and exits with 128+signal; a NaN/Inf loss, weight,
 buffer or optimizer state stops with exit code 1 before anything non-finite is saved, and the
@@ -54,6 +55,12 @@ def register(commands) -> None:
 def _check_options(args, device) -> None:
     """Checks that need several options or the device (single values are checked by argparse);
     a ValueError here exits with code 2, as argparse's errors do."""
+    last_epoch = args.n_epochs + args.n_epochs_decay
+    if not args.continue_train and args.epoch_count > last_epoch:
+        raise ValueError(f"no epoch to train: --epoch_count {args.epoch_count} is past the last "
+                         f"epoch, --n_epochs {args.n_epochs} + --n_epochs_decay "
+                         f"{args.n_epochs_decay} = {last_epoch}; raise --n_epochs or "
+                         "--n_epochs_decay, or lower --epoch_count")
     if args.crop_size % 2 ** _levels(args):
         raise ValueError(f"--crop_size {args.crop_size} must be a multiple of "
                          f"{2 ** _levels(args)} for --netG {args.netG}")
@@ -63,6 +70,27 @@ def _check_options(args, device) -> None:
     if device.type != "cuda" and args.graphs:
         raise ValueError(f"--graphs (cuda_graph) needs a CUDA device, this run is on {device}; "
                          "use --no-graphs")
+
+
+def _check_fresh_run(args) -> None:
+    """A run without --continue_train must not silently restart another run's folder: its
+    loss log would be rewritten at once and its latest_* replaced at the first save."""
+    from pathlib import Path
+
+    from fastp2p.train.checkpoints import MANIFEST_SUFFIX, NETWORK_SUFFIXES
+    folder = Path(args.checkpoints_dir) / args.name
+    if args.continue_train and args.overwrite:
+        raise ValueError(f"--continue_train resumes the run in {folder} and --overwrite starts "
+                         "a new one there: keep one of them")
+    if args.continue_train or args.overwrite or not folder.is_dir():
+        return
+    saved = sorted(path.name for suffix in (MANIFEST_SUFFIX, NETWORK_SUFFIXES["G"])
+                   for path in folder.glob(f"*_{suffix}"))
+    if saved:
+        shown = ", ".join(saved[:3]) + (f" and {len(saved) - 3} more" if len(saved) > 3 else "")
+        raise ValueError(f"{folder} already holds a run ({shown}): resume it with "
+                         "--continue_train, pick another --name, or remove that folder (or "
+                         "pass --overwrite to start again in it)")
 
 
 def _levels(args) -> int:
@@ -92,7 +120,7 @@ def run(args: argparse.Namespace, times=None) -> int:
     from fastp2p.train.schedulers import LRSchedule
     from fastp2p.train.stage_times import StageTimes
     from fastp2p.train.trackers import check_trackers_installed, close_trackers, open_trackers
-    from fastp2p.train.trainer import Trainer
+    from fastp2p.train.trainer import ResumeError, Trainer
 
     load_size_given = not isinstance(args.load_size, QuickDefault)
     resolve_quick_defaults(args)
@@ -100,6 +128,7 @@ def run(args: argparse.Namespace, times=None) -> int:
         ignored = apply_reference_options(args, "train")
         check_trackers_installed(args)
         _check_options(args, resolve_device(args.device))
+        _check_fresh_run(args)
         info = init_processes(args.device)
     except ValueError as err:
         print(f"fastp2p train: error: {err}", file=sys.stderr)
@@ -172,7 +201,11 @@ def run(args: argparse.Namespace, times=None) -> int:
                           world_size=info.world_size, page=page, loss_log=loss_log, say=say,
                           trackers=trackers, times=times)
         if state is not None:
-            trainer.resume(state)
+            try:
+                trainer.resume(state, loader)
+            except ResumeError as err:
+                print(f"fastp2p train: error: {err}", file=sys.stderr)
+                return 2
             say(f"resumed {checkpoints.path} at epoch {trainer.progress.epoch}, step "
                 f"{engine.steps}")
         say(f"training {args.name}: {len(dataset)} pairs, {args.netG} ngf {args.ngf}, "

@@ -5,7 +5,10 @@ Positions are counted as the reference counts them: ``--display_freq`` and
 ``--epoch_count``. A saved training state records the epoch and how many batches of it are done,
 so ``--continue_train`` resumes in the middle of an epoch; the loader's order and augmentation
 depend only on (seed, epoch, index), so starting the loader after the done batches (which it
-then never loads) reproduces the same stream.
+then never loads) reproduces the same stream. The position is kept in images too, so a resume
+with another ``--batch_size`` or number of processes starts at the same image (refused when
+that image is not at a batch boundary of the new size); and the sum of the epoch's generator
+loss reads is kept, so the plateau policy observes what an uninterrupted run observes.
 
 Checkpoints and samples stop the loop only for their copy to host memory: the files are written
 by a ``BackgroundWriter`` thread while the next steps run. At most one save is in flight (the
@@ -33,9 +36,21 @@ EXIT_OK, EXIT_FAILED = 0, 1
 
 @dataclass
 class Progress:
+    """Where training is. The fields after ``images`` are absent from the states of older
+    fastp2p versions, which resume as they did (``epoch_batches`` counted in this run's
+    batches, the epoch's loss reads starting empty)."""
     epoch: int          # the epoch being trained (or next to train)
     epoch_batches: int  # batches of that epoch already done
     images: int         # training images seen so far, all processes
+    epoch_images: int | None = None  # images of that epoch already done, all processes
+    batch_size: int | None = None    # --batch_size and processes that counted them
+    world_size: int | None = None
+    epoch_loss_sum: float = 0.0      # the epoch's generator loss reads (G_GAN + G_L1), summed
+    epoch_loss_reads: int = 0
+
+
+class ResumeError(ValueError):
+    """The saved position cannot be resumed with this run's options (exit code 2)."""
 
 
 class TrainingStopped(Exception):
@@ -94,7 +109,8 @@ class Trainer:
         self.times = times if times is not None else StageTimes()
         # As the reference's loop: epochs epoch_count .. n_epochs + n_epochs_decay.
         self.last_epoch = args.n_epochs + args.n_epochs_decay
-        self.progress = Progress(epoch=args.epoch_count, epoch_batches=0, images=0)
+        self.progress = Progress(epoch=args.epoch_count, epoch_batches=0, images=0,
+                                 epoch_images=0)
         self.sampled_at = None  # engine step of the newest sample image
         self.steps_run = 0      # steps taken by this process (not counting resumed ones)
         self._resumed_rng = None
@@ -112,10 +128,15 @@ class Trainer:
                               "position": int(position), "has_gauss": int(has_gauss),
                               "cached_gaussian": float(cached)}}
 
-    def resume(self, state: dict) -> None:
+    def resume(self, state: dict, loader=None) -> None:
+        """Continue from ``state`` (``train_state()`` of the interrupted run); with ``loader``
+        (this run's), the position in the epoch is taken in images, so another batch size or
+        number of processes resumes at the same image; raises ResumeError when it cannot."""
+        self.progress = Progress(**state["progress"])
+        if loader is not None:
+            self.progress.epoch_batches = self._batches_done(loader)
         self.engine.load_state_dict(state["engine"])
         self.schedule.load_state_dict(state["schedule"])
-        self.progress = Progress(**state["progress"])
         python_rng, numpy_rng = state["python_rng"], state["numpy_rng"]
         random.setstate((python_rng["version"], tuple(python_rng["keys"]),
                          python_rng["gaussian"]))
@@ -125,6 +146,25 @@ class Trainer:
         # Starting the epoch's data iterator draws a seed from the global RNG, which the
         # interrupted run did before it saved: restore the saved state once more after that.
         self._resumed_rng = state["engine"]["rng"]
+
+    def _batches_done(self, loader) -> int:
+        """The saved epoch's done images in ``loader``'s batches (this run's batch size and
+        processes). Every rank takes every world_size-th pair of one order, so the first N
+        batches of any batch size and world size cover the same first images."""
+        saved, per_batch = self.progress, self.args.batch_size * self.world_size
+        if saved.epoch_images is None:  # an older fastp2p's state: as it resumed (same sizes)
+            saved.epoch_images = saved.epoch_batches * per_batch
+            return saved.epoch_batches
+        if saved.epoch_images >= len(loader.dataset):  # the epoch's batches were all done
+            return len(loader)
+        if saved.epoch_images % per_batch:
+            raise ResumeError(
+                f"cannot resume epoch {saved.epoch} at its image {saved.epoch_images} (saved at "
+                f"--batch_size {saved.batch_size} x {saved.world_size} process(es)) with "
+                f"--batch_size {self.args.batch_size} x {self.world_size} process(es): "
+                f"{saved.epoch_images} is not a multiple of {per_batch}; resume with the saved "
+                "sizes, or with sizes whose product divides it")
+        return saved.epoch_images // per_batch
 
     def save(self, labels) -> None:
         """Checkpoint under ``labels`` unless the weights went non-finite (keep the good one):
@@ -187,7 +227,8 @@ class Trainer:
         if progress_bar is not None:
             bar = progress_bar(total=len(loader), initial=skip,
                                desc=f"epoch {progress.epoch}/{self.last_epoch}")
-        window_start, window_images, epoch_losses = time.perf_counter(), 0, []
+        progress.batch_size, progress.world_size = args.batch_size, self.world_size
+        window_start, window_images = time.perf_counter(), 0
         times = self.times
         batches = times.waiting(iter(loader))     # started here: it draws from the global RNG
         if self._resumed_rng is not None:
@@ -201,13 +242,13 @@ class Trainer:
             batch_images = batch["A"].shape[0] * self.world_size
             before, progress.images = progress.images, progress.images + batch_images
             progress.epoch_batches = index + 1
+            progress.epoch_images += batch_images
             window_images += batch_images
             if bar is not None:
                 bar.update(1)
             if engine.steps % args.log_every == 0:
                 with times.stage("log"):
-                    losses = self._log(window_images / (time.perf_counter() - window_start), bar)
-                epoch_losses.append(losses)
+                    self._log(window_images / (time.perf_counter() - window_start), bar)
                 window_start, window_images = time.perf_counter(), 0
             if (self.page is not None or self.trackers) \
                     and _crossed(before, progress.images, args.display_freq):
@@ -233,14 +274,13 @@ class Trainer:
             with times.stage("sample"):
                 self._add_sample()  # the final model's sample, whatever --display_freq
         if engine.steps_since_read:
-            epoch_losses.append(self._log(window_images / (time.perf_counter() - window_start),
-                                          None))
+            self._log(window_images / (time.perf_counter() - window_start), None)
         self._check_finite()
-        generator_losses = [l["G_GAN"] + l["G_L1"] for l in epoch_losses]
-        self.schedule.observe(sum(generator_losses) / len(generator_losses)
-                              if generator_losses else math.nan)
+        self.schedule.observe(progress.epoch_loss_sum / progress.epoch_loss_reads
+                              if progress.epoch_loss_reads else math.nan)
         finished = progress.epoch
-        progress.epoch, progress.epoch_batches = finished + 1, 0
+        progress.epoch, progress.epoch_batches, progress.epoch_images = finished + 1, 0, 0
+        progress.epoch_loss_sum, progress.epoch_loss_reads = 0.0, 0
         labels = ["latest"] + ([str(finished)] if finished % self.args.save_epoch_freq == 0
                                or finished == self.last_epoch else [])
         self.save(labels)
@@ -271,9 +311,13 @@ class Trainer:
                                {label: batch[0] for label, batch in zip(TRIPLET, triplet)})
         self.sampled_at = self.engine.steps
 
-    def _log(self, images_per_s: float, bar) -> dict:
+    def _log(self, images_per_s: float, bar) -> None:
+        """Read the losses since the last read: to the epoch's generator loss sum (the plateau
+        policy's metric), the loss log, the trackers and the progress bar."""
         losses = self.engine.read_losses()
         self._check_finite()
+        self.progress.epoch_loss_sum += losses["G_GAN"] + losses["G_L1"]
+        self.progress.epoch_loss_reads += 1
         if self.loss_log is not None:
             self.loss_log.append({"epoch": self.progress.epoch, "step": self.engine.steps,
                                   "images": self.progress.images, "lr": self.engine.lr,
@@ -284,4 +328,3 @@ class Trainer:
         if bar is not None:
             bar.set_postfix({"img/s": f"{images_per_s:.1f}",
                              **{name: f"{value:.3f}" for name, value in losses.items()}})
-        return losses

@@ -1,10 +1,11 @@
 """``fastp2p test``: translate a split with a trained generator, as the reference's test.py.
 
-Writes ``RESULTS_DIR/NAME/PHASE_EPOCH/images/{stem}_{real_A,fake_B,real_B}.png`` and an
-``index.html`` beside them, then prints the mean L1 of fake_B to real_B next to two baselines
-(``fastp2p.train.evaluation``). As in the reference: batch size 1, pairs in order, no flipping,
-and the generator stays in train mode (batch statistics, dropout as noise) unless ``--eval``
-(the default without ``--dataroot``, whose quick profile trains at batch 32).
+Writes ``RESULTS_DIR/NAME/PHASE_EPOCH/images/{name}_{real_A,fake_B,real_B}.png`` and an
+``index.html`` beside them (``name``: the A image's file stem, or its path under the split's
+folder when an earlier image took that stem), then prints the mean L1 of fake_B to real_B next
+to two baselines (``fastp2p.train.evaluation``). As in the reference: batch size 1, pairs in
+order, no flipping, and the generator stays in train mode (batch statistics, dropout as noise)
+unless ``--eval`` (the default without ``--dataroot``, whose quick profile trains at batch 32).
 """
 import argparse
 import sys
@@ -85,7 +86,10 @@ def run(args: argparse.Namespace) -> int:
         loader = create_dataloader(dataset, 1, shuffle=False,
                                    num_workers=threads.loader_workers, seed=args.seed)
         netG = generator_from_options(args).to(device)
-        weights = CheckpointFolder(args.checkpoints_dir, args.name).load_network(
+        advice = ("test another saved --epoch, or get a good one by training again: `fastp2p "
+                  f"train --name {args.name} --continue_train --epoch N` from an intact set N "
+                  "writes new latest_* files")
+        weights = CheckpointFolder(args.checkpoints_dir, args.name, advice).load_network(
             netG, args.epoch, "G")
         if args.verbose:
             print(describe_networks(G=netG))
@@ -124,6 +128,8 @@ def _translate(args, netG, loader, device, out_dir, trackers) -> int:
     images_dir = out_dir / "images"
     images_dir.mkdir(parents=True, exist_ok=True)
     sections = []
+    taken = set()   # output names used so far
+    phase_dir = Path(args.dataroot) / args.phase if args.dataroot else None
     scores = None
     total = min(len(loader), args.num_test)
     # On CUDA each forward is one graph replay (captured on the first image); eager on a CPU.
@@ -140,14 +146,34 @@ def _translate(args, netG, loader, device, out_dir, trackers) -> int:
                 scores = L1Scores(args.input_nc == args.output_nc,
                                   *train_mean_image(args, batch["B"].shape[1:]))
             scores.add(real_A, fake_B, batch["B"])
-            stem = Path(batch["A_paths"][0]).stem
+            name = _output_name(Path(batch["A_paths"][0]), phase_dir, taken)
             triplet = dict(zip(TRIPLET, (real_A[0], fake_B[0], batch["B"][0])))
             for label, image in triplet.items():
-                save_image(image, images_dir / f"{stem}_{label}.png")
-            sections.append((stem, [(label, f"images/{stem}_{label}.png") for label in TRIPLET]))
+                save_image(image, images_dir / f"{name}_{label}.png")
+            sections.append((name, [(label, f"images/{name}_{label}.png") for label in TRIPLET]))
             for tracker in trackers:
                 tracker.log_images(index, triplet)
     write_html(out_dir / "index.html",
                f"{args.name}: {args.phase}, epoch {args.epoch}"
                f"{' (eval mode)' if args.eval else ''}", sections)
     return len(sections), scores
+
+
+def _output_name(path: Path, phase_dir, taken: set) -> str:
+    """The name of one image's outputs, added to ``taken``: its file stem, as the reference
+    names them, unless an earlier image took that stem (datasets are listed recursively, so
+    ``a/1.png`` and ``b/1.png`` both have stem 1): then its path under ``phase_dir`` with the
+    separators as ``_`` (``b_1``; its folder and stem when it is not under ``phase_dir``, as
+    for a packed split), and ``-2``, ``-3``, ... after that if even this is taken."""
+    name = path.stem
+    if name in taken:
+        try:
+            parts = path.relative_to(phase_dir).with_suffix("").parts
+        except (TypeError, ValueError):   # no --dataroot, or a path recorded elsewhere
+            parts = (path.parent.name, path.stem)
+        base = name = "_".join(part for part in parts if part)
+        count = 2
+        while name in taken:
+            name, count = f"{base}-{count}", count + 1
+    taken.add(name)
+    return name
