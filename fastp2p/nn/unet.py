@@ -2,6 +2,7 @@
 from fastp2p.nn.checks import check_image_batch, check_positive_ints
 from fastp2p.nn.checkpoint import infer_unet_config
 from fastp2p.nn.compat import ReferenceCheckpointMixin
+from fastp2p.nn.folding import ReleasesReplacedWeights
 from fastp2p.nn.fused import (in_memory_format_of, init_dropout_rng, set_dropout_rng,
                               unet_forward, unet_supported)
 from fastp2p.nn.norm import describe_norm_layer, resolve_norm_layer
@@ -12,7 +13,7 @@ from fastp2p.reference.unet import UnetGenerator
 MIN_NUM_DOWNS = 5  # the reference always builds the 4 outer levels plus the innermost one
 
 
-class UNet(ReferenceCheckpointMixin, UnetGenerator):
+class UNet(ReleasesReplacedWeights, ReferenceCheckpointMixin, UnetGenerator):
     """Drop-in replacement for the reference ``UnetGenerator``.
 
     Same constructor (``norm_layer`` as the reference passes it, or ``norm="batch" | "instance"
