@@ -149,21 +149,26 @@ def test_a_global_forward_hook_sees_every_module_the_reference_calls():
         assert_close(got, want, FP32_NETWORK, "what the global hook saw")
 
 
-def test_the_fused_forward_is_back_once_the_hooks_are_removed(monkeypatch):
+def test_a_hook_added_after_the_walk_is_seen_and_the_fused_forward_is_back_once_it_is_removed(
+        monkeypatch):
     ours, _, x = _pair("unet")
     fused_calls = []
     fused_forward = fastp2p.nn.unet.unet_forward
     monkeypatch.setattr(fastp2p.nn.unet, "unet_forward",
                         lambda *args: fused_calls.append(1) or fused_forward(*args))
-    handle = ours.get_submodule("model.model.1.model.1").register_forward_hook(lambda *_: None)
+    ours(x)  # the module tree walked with no hook
+    assert fused_calls == [1]
+    fired = []
+    handle = ours.get_submodule("model.model.1.model.2").register_forward_hook(
+        lambda *_: fired.append(1))
     ours(x)
-    assert fused_calls == []
+    assert fused_calls == [1] and fired == [1]
     handle.remove()
     ours(x)
-    assert fused_calls == [1]
-    own_hook = ours.register_forward_hook(lambda *_: None)  # the network's own: its __call__
+    assert fused_calls == [1, 1] and fired == [1]
+    own_hook = ours.register_forward_hook(lambda *_: fired.append(2))  # run by its __call__
     ours(x)
-    assert fused_calls == [1, 1]
+    assert fused_calls == [1, 1, 1] and fired == [1, 2]
     own_hook.remove()
 
 
