@@ -1,9 +1,9 @@
 """Networks the fused forwards cannot reproduce run the modules' own forward (fastp2p.nn.fused
 ``unet_supported`` / ``sequential_supported``): convolutions whose weight is parametrized
 (``torch.nn.utils.parametrizations.spectral_norm`` / ``weight_norm``, the hook-based
-``torch.nn.utils.spectral_norm``) or any parametrized layer, and module trees with a hook on an
-inner module (or a global module hook), which the fused forwards, calling no submodule, would
-never fire. Each is checked against the reference module with the same weights and the same
+``torch.nn.utils.spectral_norm``) or any parametrized layer, and module trees with a forward
+hook or pre-hook on an inner module (or a global forward hook), which the fused forwards, calling
+no submodule, would never fire. Each is checked against the reference module with the same weights and the same
 parametrizations or hooks: outputs, gradients, and what every hook saw.
 """
 import copy
@@ -94,23 +94,20 @@ def test_parametrized_layers_run_the_modules_own_forward(network, kind):
 
 
 # Where a hook goes: (network, path of the submodule in both module trees).
-CONVS = [("unet", "model.model.1.model.1"), ("patchgan", "model.2")]
-HOOKED = CONVS + [("unet", "model.model.1.model.2"),    # a norm
-                  ("unet", "model.model.1"),            # a U-Net block
-                  ("unet", "model.model.1.model.3.model.3.model.3"),  # the innermost block
-                  ("patchgan", "model.3"),              # a norm
-                  ("patchgan", "model")]                # the stack the fused forward runs
+HOOKED = [("unet", "model.model.1.model.1"),    # a convolution
+          ("unet", "model.model.1.model.2"),    # a norm
+          ("unet", "model.model.1"),            # a U-Net block
+          ("unet", "model.model.1.model.3.model.3.model.3"),  # the innermost block
+          ("patchgan", "model.2"),              # a convolution
+          ("patchgan", "model.3"),              # a norm
+          ("patchgan", "model")]                # the stack the fused forward runs
 HOOKS = {
     "forward hook": lambda m, seen: m.register_forward_hook(
         lambda module, args, output: seen.append(output.detach().clone())),
     "forward pre-hook": lambda m, seen: m.register_forward_pre_hook(
         lambda module, args: seen.append(args[0].detach().clone())),
-    "full backward hook": lambda m, seen: m.register_full_backward_hook(
-        lambda module, grad_input, grad_output: seen.append(grad_output[0].clone())),
 }
-# A full backward hook only where the reference takes one: not before an in-place activation.
-HOOK_CASES = [(kind, network, path) for kind in HOOKS
-              for network, path in (CONVS if kind == "full backward hook" else HOOKED)]
+HOOK_CASES = [(kind, network, path) for kind in HOOKS for network, path in HOOKED]
 
 
 @pytest.mark.parametrize("kind,network,path", HOOK_CASES)

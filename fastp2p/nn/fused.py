@@ -226,7 +226,7 @@ register_module_module_registration_hook(_Registrations.hook)
 class _Walk(NamedTuple):
     """What ``_walk`` lists of a module tree."""
     registrations: int    # _Registrations.count when walked
-    hook_dicts: tuple     # the hook dicts of every module of the tree but its root (``_hooks``)
+    hook_dicts: tuple     # the forward hook dicts of every module but the root (``_hooks``)
     norms: tuple          # the norm-like modules (``_norm_like``)
     plain_weights: bool   # no parametrization anywhere, every convolution a plain weight Parameter
 
@@ -265,22 +265,23 @@ def _plain_weights(modules) -> bool:
 
 
 def _hooks(module: nn.Module) -> tuple:
-    """The dicts that ``module.register_forward_hook`` / ``_pre_hook`` / ``_full_backward_hook``
-    / ``_full_backward_pre_hook`` add to (created with the module, never replaced by torch), so
-    a walk can list them once and see a hook added or removed by asking them (any() over the
-    dicts of a U-Net-256: about a microsecond; asking the modules' attributes cost ten)."""
-    return (module._forward_hooks, module._forward_pre_hooks, module._backward_hooks,
-            module._backward_pre_hooks)
+    """The dicts that ``module.register_forward_hook`` / ``register_forward_pre_hook`` add to
+    (created with the module, never replaced by torch), so a walk can list them once and see a
+    hook added or removed by asking them (any() over the dicts of a U-Net-256: about a
+    microsecond; asking the modules' attributes cost ten). Backward hooks are not asked: the
+    fused forwards call the convolutions as modules when a gradient is wanted (their backward
+    hooks fire), and the reference forward refuses a full backward hook on a module whose
+    output an in-place activation modifies (most of them)."""
+    return module._forward_hooks, module._forward_pre_hooks
 
 
 def _fused_forward_fits(walk: _Walk) -> bool:
     """Whether the fused forward reproduces the walked tree's own forward: plain weights; no
-    hook on a submodule, nor a global module hook (the fused forwards call no submodule, so a
+    forward hook on a submodule, nor a global one (the fused forwards call no submodule, so a
     hook, e.g. a feature-matching loss's forward hook on an inner layer, would silently not
     fire); every norm layer reproduced (``norm_supported``). Hooks and norms are asked on every
     call, so a hook added, a train/eval switch or a changed setting shows at once."""
-    if (_module_hooks._global_forward_hooks or _module_hooks._global_forward_pre_hooks
-            or _module_hooks._global_backward_hooks or _module_hooks._global_backward_pre_hooks):
+    if _module_hooks._global_forward_hooks or _module_hooks._global_forward_pre_hooks:
         return False
     return (walk.plain_weights and not any(walk.hook_dicts)
             and all(norm_supported(m) for m in walk.norms))
