@@ -267,8 +267,8 @@ def _plain_weights(modules) -> bool:
 def _hooks(module: nn.Module) -> tuple:
     """The dicts that ``module.register_forward_hook`` / ``register_forward_pre_hook`` add to
     (created with the module, never replaced by torch), so a walk can list them once and see a
-    hook added or removed by asking them (any() over the dicts of a U-Net-256: about a
-    microsecond; asking the modules' attributes cost ten). Backward hooks are not asked: the
+    hook added or removed by asking them (a U-Net-256 tree: about a microsecond; asking the
+    modules' attributes cost over ten, benchmarks/NOTES.md). Backward hooks are not asked: the
     fused forwards call the convolutions as modules when a gradient is wanted (their backward
     hooks fire), and the reference forward refuses a full backward hook on a module whose
     output an in-place activation modifies (most of them)."""
