@@ -268,10 +268,12 @@ def _hooks(module: nn.Module) -> tuple:
     """The dicts that ``module.register_forward_hook`` / ``register_forward_pre_hook`` add to
     (created with the module, never replaced by torch), so a walk can list them once and see a
     hook added or removed by asking them (a U-Net-256 tree: about a microsecond; asking the
-    modules' attributes cost over ten, benchmarks/NOTES.md). Backward hooks are not asked: the
-    fused forwards call the convolutions as modules when a gradient is wanted (their backward
-    hooks fire), and the reference forward refuses a full backward hook on a module whose
-    output an in-place activation modifies (most of them)."""
+    modules' attributes cost over ten, benchmarks/NOTES.md). Backward hooks are not asked, a
+    known gap: where a gradient is wanted the fused forwards call most convolutions as modules
+    (``aligned_channels.conv2d``: not the GPU's channel-padded image-side layers, the engine's
+    split backward, nor the fused convolution), so those hooks fire, but a norm's or a
+    block's do not; and the reference forward refuses a full backward hook on a module whose
+    output an in-place activation modifies, which is most of them."""
     return module._forward_hooks, module._forward_pre_hooks
 
 
