@@ -115,8 +115,11 @@ def check_state_dict_fits(module: torch.nn.Module, state_dict: dict, describe_fi
                      "that configuration.\ndetails: " + "; ".join(problems))
 
 
-def _norm_from_keys(state_dict: dict, norm_weight_key: str, biased_conv_key: str) -> str:
-    if norm_weight_key in state_dict:
+def _norm_from_keys(state_dict: dict, norm_stats_key: str, biased_conv_key: str) -> str:
+    # A BatchNorm keeps statistics and an affine weight; an InstanceNorm saved by PyTorch < 0.4
+    # kept the statistics alone (what drop_legacy_instance_norm_stats removes).
+    affine_key = norm_stats_key.rpartition(".")[0] + ".weight"
+    if norm_stats_key in state_dict and affine_key in state_dict:
         return "batch"
     return "instance" if biased_conv_key in state_dict else "none"
 

@@ -24,11 +24,14 @@ class ReferenceCheckpointMixin:
         return ", ".join(f"{k}={v}" for k, v in self.config().items())
 
     def load_state_dict(self, state_dict, strict=True, assign=False):
-        state_dict = drop_legacy_instance_norm_stats(self, read_state_dict(state_dict))
+        raw = read_state_dict(state_dict)
+        state_dict = drop_legacy_instance_norm_stats(self, raw)
         if strict:
+            # What the file looks like is read off the file as it is: the statistics dropped
+            # for this module's InstanceNorms tell a BatchNorm file from the others.
             check_state_dict_fits(
                 self, state_dict,
-                lambda sd: format_config(type(self).__name__, self._infer_config(sd)))
+                lambda _: format_config(type(self).__name__, self._infer_config(raw)))
         return super().load_state_dict(state_dict, strict=strict, assign=assign)
 
     @classmethod

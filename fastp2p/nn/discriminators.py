@@ -2,6 +2,7 @@
 from fastp2p.nn.checks import check_image_batch, check_positive_ints
 from fastp2p.nn.checkpoint import infer_patchgan_config, infer_pixelgan_config
 from fastp2p.nn.compat import ReferenceCheckpointMixin
+from fastp2p.nn.folding import ReleasesReplacedWeights
 from fastp2p.nn.fused import sequential_forward, sequential_supported
 from fastp2p.nn.fused_conv import conv_stack_forward
 from fastp2p.nn.norm import describe_norm_layer, resolve_norm_layer
@@ -16,12 +17,13 @@ def patch_logits_size(size: int, n_layers: int) -> int:
     return size - 2
 
 
-class PatchDiscriminator(ReferenceCheckpointMixin, NLayerDiscriminator):
+class PatchDiscriminator(ReleasesReplacedWeights, ReferenceCheckpointMixin, NLayerDiscriminator):
     """Drop-in replacement for the reference ``NLayerDiscriminator`` (PatchGAN); its norm +
     LeakyReLU pairs run as fused fastp2p.ops.norm_act (the reference forward for norm layers
-    the fused op cannot reproduce); the layers that the conv choice gives to the fused
-    convolution (fastp2p.ops.backends.conv_choice: none by default, all with
-    FASTP2P_CONV=fused) run as fastp2p.ops.conv_norm_act instead (fastp2p.nn.fused_conv)."""
+    the fused op cannot reproduce, parametrized layers and forward hooks on inner modules); the layers
+    that the conv choice gives to the fused convolution (fastp2p.ops.backends.conv_choice: none
+    by default, all with FASTP2P_CONV=fused) run as fastp2p.ops.conv_norm_act instead
+    (fastp2p.nn.fused_conv)."""
 
     def __init__(self, input_nc=6, ndf=64, n_layers=3, norm_layer=None, *, norm=None):
         check_positive_ints(input_nc=input_nc, ndf=ndf)
@@ -52,7 +54,7 @@ class PatchDiscriminator(ReferenceCheckpointMixin, NLayerDiscriminator):
         return sequential_forward(self.model, input)
 
 
-class PixelDiscriminator(ReferenceCheckpointMixin, _Pixel):
+class PixelDiscriminator(ReleasesReplacedWeights, ReferenceCheckpointMixin, _Pixel):
     """Drop-in replacement for the reference ``PixelDiscriminator`` (1x1 PatchGAN), fused like
     PatchDiscriminator."""
 

@@ -14,7 +14,13 @@ and version counter (bumped by every in-place change: an optimizer step, ``load_
 ``bn.running_var.mul_(2)``; not by a write through ``.data``: ``forget_cached_weights``), and
 the cache keeps the old tensors alive so that a replaced tensor (``.to()``, ``.half()``,
 ``.data = ...``) cannot reuse an address it remembers. Checking a key
-costs a few microseconds per layer.
+costs a few microseconds per layer. torch's fused optimizers (``fused=True``) write the
+parameters in one kernel that bumps no version counter: a global optimizer step post-hook
+registered here bumps them after each such step (``_see_fused_optimizer_step``). A conversion of
+a whole public network (``.to()``, ``.cuda()``, ``.double()``: ``nn.Module._apply``) drops the
+entries whose tensors it replaced (``ReleasesReplacedWeights``), so the old tensors and their
+copies do not outlive it; an entry is dropped with its key, so no remembered address is left to
+be reused.
 
 Folding applies only where no gradient is wanted (``torch.no_grad()``, ``torch.inference_mode()``,
 or nothing requiring grad): the folded weights carry no autograd history, and train-mode or
@@ -29,12 +35,14 @@ packed convolution (``PHASES``, fastp2p.ops.deconv_phases) or a channels-last co
 form; folds are then built in that layout too. A layout is ``torch.preserve_format`` (the
 module's own), another memory format, ``PACKED`` or ``PHASES``.
 """
+import itertools
 import weakref
 from dataclasses import dataclass
 from typing import Optional
 
 import torch
 import torch.nn as nn
+from torch.optim.optimizer import register_optimizer_step_post_hook
 
 from fastp2p.ops.stand_ins import OPAQUE_LAYOUTS, stand_in
 from fastp2p.ops.switches import Switch
@@ -188,3 +196,46 @@ def forget_cached_weights(module: nn.Module) -> None:
     for m in module.modules():
         _cache.pop(m, None)
         _layout_cache.pop(m, None)
+
+
+def _see_fused_optimizer_step(optimizer, args, kwargs) -> None:
+    """Bump the version counters of the parameters a fused torch optimizer just stepped
+    (``torch.optim.Adam/AdamW/SGD(fused=True)``: its kernel writes them without bumping them), so
+    the caches above, and fastp2p.graphed's captures, see the step. Other optimizers' in-place
+    ops bump the counters themselves (bumping twice would be harmless: only a change is seen)."""
+    for group in optimizer.param_groups:
+        if group.get("fused"):
+            torch.autograd.graph.increment_version(group["params"])
+
+
+# Every torch.optim optimizer in the process (a global hook: torch offers no narrower one that
+# sees optimizers built before or after this import); a dictionary lookup per group otherwise.
+register_optimizer_step_post_hook(_see_fused_optimizer_step)
+
+
+def forget_replaced_weights(module: nn.Module) -> None:
+    """Drop the entries cached for ``module``'s tree that were built from a tensor the tree no
+    longer holds (replaced by ``.to()``, ``.double()``, ...): they could never be used again, and
+    they would keep the old tensors and their copies alive. Entries whose tensors are all still
+    there stay (``.to()`` to where the module already is rebuilds nothing)."""
+    live = {t.data_ptr() for t in itertools.chain(module.parameters(), module.buffers())}
+    for m in module.modules():
+        for cache in (_cache, _layout_cache):
+            entries = cache.get(m, {})
+            for layout, entry in list(entries.items()):
+                if any(t.data_ptr() not in live for t in entry.held):
+                    del entries[layout]
+            if m in cache and not entries:
+                del cache[m]
+
+
+class ReleasesReplacedWeights:
+    """Mixin for the public networks: after ``nn.Module._apply`` (``.to()``, ``.cuda()``,
+    ``.half()``, ...) converted the network, ``forget_replaced_weights``. (A conversion of one of
+    its submodules alone is not seen: the cache stays correct, and holds the old tensors until
+    their entries are rebuilt or ``forget_cached_weights``.)"""
+
+    def _apply(self, fn, recurse=True):
+        converted = super()._apply(fn, recurse)
+        forget_replaced_weights(self)
+        return converted

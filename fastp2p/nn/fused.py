@@ -26,11 +26,14 @@ output in the input's memory format. Layers the conv choice gives to the fused
 convolution run through fastp2p.nn.unet_conv / fused_conv instead.
 """
 import weakref
+from typing import NamedTuple
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+import torch.nn.modules.module as _module_hooks
 from torch.nn.modules.module import register_module_module_registration_hook
+from torch.nn.utils import parametrize
 
 from fastp2p.nn.folding import can_fold, conv_in_layout, folded_conv, gradient_wanted
 from fastp2p.ops import norm_act, norm_act_concat, onednn_packed
@@ -240,28 +243,84 @@ class _Registrations:
 
 
 register_module_module_registration_hook(_Registrations.hook)
-# Per U-Net: (registration count when walked, its norm-like modules).
-_norm_modules: "weakref.WeakKeyDictionary[nn.Module, tuple]" = weakref.WeakKeyDictionary()
+
+
+class _Walk(NamedTuple):
+    """What ``_walk`` lists of a module tree."""
+    registrations: int    # _Registrations.count when walked
+    hook_dicts: tuple     # the forward hook dicts of every module but the root (``_hooks``)
+    norms: tuple          # the norm-like modules (``_norm_like``)
+    plain_weights: bool   # no parametrization anywhere, every convolution a plain weight Parameter
+
+
+# Per module tree (a U-Net, a discriminator's Sequential): its last walk.
+_walks: "weakref.WeakKeyDictionary[nn.Module, _Walk]" = weakref.WeakKeyDictionary()
+
+
+def _walk(root: nn.Module) -> _Walk:
+    """``root``'s tree, listed once and listed again after any submodule registration (a layer
+    replaced, a parametrization added: torch registers it as a submodule). Under torch.compile
+    the walk is traced instead: the compiled code does not run it again, and dynamo cannot guard
+    on a weak dictionary's entries."""
+    if torch.compiler.is_compiling():
+        return _walk_of(root)
+    cached = _walks.get(root)
+    if cached is None or cached.registrations != _Registrations.count:
+        cached = _walks[root] = _walk_of(root)
+    return cached
+
+
+def _walk_of(root: nn.Module) -> _Walk:
+    submodules = tuple(root.modules())[1:]  # not root: the cache must not hold its key
+    return _Walk(_Registrations.count, tuple(d for m in submodules for d in _hooks(m)),
+                 tuple(_norm_like(submodules)), _plain_weights(submodules))
+
+
+def _plain_weights(modules) -> bool:
+    """Whether the fused forwards, which read weights from the modules' parameter dicts, see
+    what the modules' own forwards would: no parametrization (spectral_norm, weight_norm, ...)
+    and every convolution's weight a Parameter (the hook-based ``torch.nn.utils.spectral_norm``
+    replaces it by a plain attribute, recomputed by a forward pre-hook)."""
+    return not any(parametrize.is_parametrized(m) for m in modules) and all(
+        isinstance(m._parameters.get("weight"), nn.Parameter)
+        for m in modules if isinstance(m, nn.modules.conv._ConvNd))
+
+
+def _hooks(module: nn.Module) -> tuple:
+    """The dicts that ``module.register_forward_hook`` / ``register_forward_pre_hook`` add to
+    (created with the module, never replaced by torch), so a walk can list them once and see a
+    hook added or removed by asking them (a U-Net-256 tree: about a microsecond; asking the
+    modules' attributes cost over ten, benchmarks/NOTES.md). Backward hooks are not asked, a
+    known gap: where a gradient is wanted the fused forwards call most convolutions as modules
+    (``aligned_channels.conv2d``: not the GPU's channel-padded image-side layers, the engine's
+    split backward, nor the fused convolution), so those hooks fire, but a norm's or a
+    block's do not; and the reference forward refuses a full backward hook on a module whose
+    output an in-place activation modifies, which is most of them."""
+    return module._forward_hooks, module._forward_pre_hooks
+
+
+def _fused_forward_fits(walk: _Walk) -> bool:
+    """Whether the fused forward reproduces the walked tree's own forward: plain weights; no
+    forward hook on a submodule, nor a global one (the fused forwards call no submodule, so a
+    hook, e.g. a feature-matching loss's forward hook on an inner layer, would silently not
+    fire); every norm layer reproduced (``norm_supported``). Hooks and norms are asked on every
+    call, so a hook added, a train/eval switch or a changed setting shows at once."""
+    if _module_hooks._global_forward_hooks or _module_hooks._global_forward_pre_hooks:
+        return False
+    return (walk.plain_weights and not any(walk.hook_dicts)
+            and all(norm_supported(m) for m in walk.norms))
 
 
 def unet_supported(unet) -> bool:
-    """Whether every norm layer of ``unet`` runs fused (``norm_supported``). The layers are
-    listed once and listed again after any submodule registration (a layer replaced); each is
-    asked on every call, so a train/eval switch or a changed setting shows at once. (Deleting a
-    submodule is not watched: the U-Net forward reads its layers by position and would not run
-    without it. Under torch.compile the walk is traced instead: the compiled code does not
-    run it again, and dynamo cannot guard on a weak dictionary's entries.)"""
-    if torch.compiler.is_compiling():
-        return all(norm_supported(m) for m in _norm_like(unet))
-    cached = _norm_modules.get(unet)
-    if cached is None or cached[0] != _Registrations.count:
-        cached = _norm_modules[unet] = (_Registrations.count, tuple(_norm_like(unet)))
-    return all(norm_supported(m) for m in cached[1])
+    """Whether the fused forward reproduces ``unet``'s own (``_fused_forward_fits``; the U-Net's
+    own hooks run as usual: its __call__ runs the fused forward). The layers are listed by
+    ``_walk``. (Deleting a submodule is not watched: the U-Net forward reads its layers by
+    position and would not run without it.)"""
+    return _fused_forward_fits(_walk(unet))
 
 
-def _norm_like(unet):
-    return (m for m in unet.modules()
-            if isinstance(m, (nn.modules.batchnorm._NormBase, nn.Identity)))
+def _norm_like(modules):
+    return (m for m in modules if isinstance(m, (nn.modules.batchnorm._NormBase, nn.Identity)))
 
 
 def unet_forward(unet, input):
@@ -288,12 +347,13 @@ def in_memory_format_of(input, out):
 
 
 def sequential_supported(seq: nn.Sequential) -> bool:
-    for m in seq:
-        if isinstance(m, (nn.Conv2d, nn.LeakyReLU)):
-            continue
-        if not (isinstance(m, _DIRECT_NORMS) and norm_supported(m)):
-            return False
-    return True
+    """Whether ``sequential_forward`` reproduces the discriminator stack ``seq`` (the network's
+    ``model`` or ``net``, so ``seq``'s own hooks would not run either): only convolutions,
+    LeakyReLUs and fused norms, and ``_fused_forward_fits``."""
+    if any(_hooks(seq)) or not _fused_forward_fits(_walk(seq)):
+        return False
+    return all(isinstance(m, (nn.Conv2d, nn.LeakyReLU))
+               or (isinstance(m, _DIRECT_NORMS) and norm_supported(m)) for m in seq)
 
 
 def sequential_forward(seq: nn.Sequential, x):

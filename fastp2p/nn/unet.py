@@ -2,6 +2,7 @@
 from fastp2p.nn.checks import check_image_batch, check_positive_ints
 from fastp2p.nn.checkpoint import infer_unet_config
 from fastp2p.nn.compat import ReferenceCheckpointMixin
+from fastp2p.nn.folding import ReleasesReplacedWeights
 from fastp2p.nn.fused import (in_memory_format_of, init_dropout_rng, set_dropout_rng,
                               unet_forward, unet_supported)
 from fastp2p.nn.norm import describe_norm_layer, resolve_norm_layer
@@ -12,7 +13,7 @@ from fastp2p.reference.unet import UnetGenerator
 MIN_NUM_DOWNS = 5  # the reference always builds the 4 outer levels plus the innermost one
 
 
-class UNet(ReferenceCheckpointMixin, UnetGenerator):
+class UNet(ReleasesReplacedWeights, ReferenceCheckpointMixin, UnetGenerator):
     """Drop-in replacement for the reference ``UnetGenerator``.
 
     Same constructor (``norm_layer`` as the reference passes it, or ``norm="batch" | "instance"
@@ -21,15 +22,19 @@ class UNet(ReferenceCheckpointMixin, UnetGenerator):
 
     The forward runs the modules' own convolutions and fastp2p's fused norm + activation
     (+ dropout, + skip concatenation) ops (fastp2p.nn.fused); norm layers it cannot reproduce
-    exactly (e.g. SyncBatchNorm, BatchNorm with momentum=None) run the reference forward (which
-    norm layers there are is listed once, and again after a submodule is replaced). The output
-    has the input's memory format (NCHW or channels-last), as the reference's. CPU float32
-    inference computes channels-last either way, through cached copies of the convolutions'
+    exactly (e.g. SyncBatchNorm, BatchNorm with momentum=None), parametrized layers (spectral_norm,
+    weight_norm) and forward hooks on inner modules (which the fused forward, calling no
+    submodule, would skip; or a global forward hook) run the reference forward (the layers are listed once, and
+    again after a submodule is registered; their settings and hooks are asked every call).
+    The output has the input's memory format (NCHW or channels-last), as the reference's. CPU
+    float32 inference computes channels-last either way, through cached copies of the convolutions'
     weights packed for oneDNN (fastp2p.ops.onednn_packed; channels-last copies for the transposed
     convolutions measured faster in the GEMM form), rebuilt when a weight changes (memory: one
     copy of each weight); the first such call per input shape and thread count is slower: it
-    packs the weights and times the two forms of each transposed convolution. A write through
-    ``.data`` is not seen by those copies: call ``fastp2p.nn.folding.forget_cached_weights``.
+    packs the weights and times the two forms of each transposed convolution. An optimizer step
+    is seen (torch's fused optimizers through a step hook: fastp2p.nn.folding), a write through
+    ``.data`` is not: call ``fastp2p.nn.folding.forget_cached_weights``. ``.to()``, ``.double()``
+    and the like drop the copies they made stale.
     The layers that the conv choice gives to the fused convolution
     (fastp2p.ops.backends.conv_choice: none by default, all with FASTP2P_CONV=fused) run as
     fastp2p.ops.conv_norm_act instead (fastp2p.nn.unet_conv), with the same dropout masks.

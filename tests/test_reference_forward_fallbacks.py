@@ -1,0 +1,187 @@
+"""Networks the fused forwards cannot reproduce run the modules' own forward (fastp2p.nn.fused
+``unet_supported`` / ``sequential_supported``): convolutions whose weight is parametrized
+(``torch.nn.utils.parametrizations.spectral_norm`` / ``weight_norm``, the hook-based
+``torch.nn.utils.spectral_norm``) or any parametrized layer, and module trees with a forward
+hook or pre-hook on an inner module (or a global forward hook), which the fused forwards, calling
+no submodule, would never fire. Each is checked against the reference module with the same weights and the same
+parametrizations or hooks: outputs, gradients, and what every hook saw.
+"""
+import copy
+
+import pytest
+import torch
+import torch.nn as nn
+from torch.nn.modules.module import register_module_forward_hook
+from torch.nn.utils import parametrizations, parametrize, spectral_norm
+
+import fastp2p
+import fastp2p.nn.discriminators
+import fastp2p.nn.unet
+from fastp2p import reference
+from helpers.tolerances import FP32_NETWORK, assert_close
+
+
+class _Doubled(nn.Module):
+    def forward(self, weight):
+        return 2 * weight
+
+
+def _convs(net):
+    return [m for m in net.modules() if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d))]
+
+
+PARAMETRIZATIONS = {
+    "spectral_norm hook": lambda net: [spectral_norm(m) for m in _convs(net)],
+    "parametrizations.spectral_norm": lambda net: [parametrizations.spectral_norm(m)
+                                                   for m in _convs(net)],
+    "parametrizations.weight_norm": lambda net: [parametrizations.weight_norm(m)
+                                                 for m in _convs(net)],
+    "a parametrized BatchNorm weight": lambda net: [
+        parametrize.register_parametrization(m, "weight", _Doubled())
+        for m in net.modules() if isinstance(m, nn.BatchNorm2d)],
+}
+
+
+def _pair(network):
+    """(fastp2p network, the reference module with the same weights, an input batch)."""
+    torch.manual_seed(0)
+    if network == "unet":
+        ours = fastp2p.UNet(3, 3, 5, ngf=4, norm="batch")
+        theirs = reference.UnetGenerator(3, 3, 5, 4, nn.BatchNorm2d)
+        channels = 3
+    else:
+        ours = fastp2p.PatchDiscriminator(6, ndf=4, n_layers=2, norm="batch")
+        theirs = reference.NLayerDiscriminator(6, 4, 2, nn.BatchNorm2d)
+        channels = 6
+    theirs.load_state_dict(ours.state_dict())
+    x = torch.rand(2, channels, 32, 32, generator=torch.Generator().manual_seed(1)) * 2 - 1
+    return ours, theirs, x
+
+
+def _forward_and_backward(net, x):
+    x = x.clone().requires_grad_(True)
+    out = net(x)
+    out.square().mean().backward()
+    grads = {name: p.grad for name, p in net.named_parameters()}
+    net.zero_grad()
+    return out.detach(), x.grad, grads
+
+
+def _assert_same_forward_and_backward(ours, theirs, x, what):
+    out, x_grad, grads = _forward_and_backward(ours, x)
+    expected_out, expected_x_grad, expected_grads = _forward_and_backward(theirs, x)
+    assert_close(out, expected_out, FP32_NETWORK, f"{what}: output")
+    assert_close(x_grad, expected_x_grad, FP32_NETWORK, f"{what}: input gradient")
+    assert grads.keys() == expected_grads.keys()
+    for name, grad in grads.items():
+        assert_close(grad, expected_grads[name], FP32_NETWORK, f"{what}: {name} gradient")
+
+
+@pytest.mark.parametrize("network", ["unet", "patchgan"])
+@pytest.mark.parametrize("kind", PARAMETRIZATIONS)
+def test_parametrized_layers_run_the_modules_own_forward(network, kind):
+    ours, theirs, x = _pair(network)
+    with torch.no_grad():  # a first forward: the module tree walked, folds and copies cached
+        ours.eval()(x)
+    for net in (ours, theirs):
+        PARAMETRIZATIONS[kind](net)
+    theirs.load_state_dict(ours.state_dict())  # the same power-iteration vectors
+    for mode in ("train", "eval"):
+        ours.train(mode == "train"), theirs.train(mode == "train")
+        _assert_same_forward_and_backward(ours, theirs, x, f"{kind}, {mode}")
+        with torch.no_grad():
+            assert_close(ours(x), theirs(x), FP32_NETWORK, f"{kind}, {mode}, no_grad")
+
+
+# Where a hook goes: (network, path of the submodule in both module trees).
+HOOKED = [("unet", "model.model.1.model.1"),    # a convolution
+          ("unet", "model.model.1.model.2"),    # a norm
+          ("unet", "model.model.1"),            # a U-Net block
+          ("unet", "model.model.1.model.3.model.3.model.3"),  # the innermost block
+          ("patchgan", "model.2"),              # a convolution
+          ("patchgan", "model.3"),              # a norm
+          ("patchgan", "model")]                # the stack the fused forward runs
+HOOKS = {
+    "forward hook": lambda m, seen: m.register_forward_hook(
+        lambda module, args, output: seen.append(output.detach().clone())),
+    "forward pre-hook": lambda m, seen: m.register_forward_pre_hook(
+        lambda module, args: seen.append(args[0].detach().clone())),
+}
+HOOK_CASES = [(kind, network, path) for kind in HOOKS for network, path in HOOKED]
+
+
+@pytest.mark.parametrize("kind,network,path", HOOK_CASES)
+def test_a_hook_on_an_inner_module_fires_and_sees_the_reference_tensors(kind, network, path):
+    ours, theirs, x = _pair(network)
+    seen = {"ours": [], "theirs": []}
+    handles = [HOOKS[kind](net.get_submodule(path), seen[name])
+               for name, net in (("ours", ours), ("theirs", theirs))]
+    for mode in ("train", "eval"):
+        ours.train(mode == "train"), theirs.train(mode == "train")
+        _assert_same_forward_and_backward(ours, theirs, x, f"{kind} on {path}, {mode}")
+    with torch.no_grad():  # CPU inference: folded norms, packed weights in the fused forward
+        assert_close(ours(x), theirs(x), FP32_NETWORK, f"{kind} on {path}, no_grad")
+    assert len(seen["ours"]) == len(seen["theirs"]) >= 2
+    for got, expected in zip(seen["ours"], seen["theirs"]):
+        assert_close(got, expected, FP32_NETWORK, f"what the {kind} on {path} saw")
+    for handle in handles:
+        handle.remove()
+
+
+def test_a_global_forward_hook_sees_every_module_the_reference_calls():
+    ours, theirs, x = _pair("unet")
+    seen = []
+    handle = register_module_forward_hook(
+        lambda module, args, output: seen.append(output.detach().clone()))
+    try:
+        with torch.no_grad():
+            out = ours.eval()(x)
+            ours_seen, seen[:] = list(seen), []
+            expected = theirs.eval()(x)
+    finally:
+        handle.remove()
+    assert_close(out, expected, FP32_NETWORK, "output")
+    assert len(ours_seen) == len(seen) > 1
+    for got, want in zip(ours_seen, seen):
+        assert_close(got, want, FP32_NETWORK, "what the global hook saw")
+
+
+def test_a_hook_added_after_the_walk_is_seen_and_the_fused_forward_is_back_once_it_is_removed(
+        monkeypatch):
+    ours, _, x = _pair("unet")
+    fused_calls = []
+    fused_forward = fastp2p.nn.unet.unet_forward
+    monkeypatch.setattr(fastp2p.nn.unet, "unet_forward",
+                        lambda *args: fused_calls.append(1) or fused_forward(*args))
+    ours(x)  # the module tree walked with no hook
+    assert fused_calls == [1]
+    fired = []
+    handle = ours.get_submodule("model.model.1.model.2").register_forward_hook(
+        lambda *_: fired.append(1))
+    ours(x)
+    assert fused_calls == [1] and fired == [1]
+    handle.remove()
+    ours(x)
+    assert fused_calls == [1, 1] and fired == [1]
+    own_hook = ours.register_forward_hook(lambda *_: fired.append(2))  # run by its __call__
+    ours(x)
+    assert fused_calls == [1, 1, 1] and fired == [1, 2]
+    own_hook.remove()
+
+
+def test_the_fused_discriminator_forward_is_back_once_the_parametrization_is_removed(
+        monkeypatch):
+    ours, theirs, x = _pair("patchgan")
+    fused_calls = []
+    fused_forward = fastp2p.nn.discriminators.sequential_forward
+    monkeypatch.setattr(fastp2p.nn.discriminators, "sequential_forward",
+                        lambda *args: fused_calls.append(1) or fused_forward(*args))
+    conv = ours.model[2]
+    parametrizations.weight_norm(conv)
+    theirs.model[2] = copy.deepcopy(conv)
+    _assert_same_forward_and_backward(ours, theirs, x, "weight_norm")
+    assert fused_calls == []
+    parametrize.remove_parametrizations(conv, "weight")
+    theirs.model[2] = copy.deepcopy(conv)
+    _assert_same_forward_and_backward(ours, theirs, x, "after removing it")
+    assert fused_calls == [1]
