@@ -3,6 +3,7 @@ issue 15 item 4: against float64 torch on random data, written into a NaN-poison
 of a wider buffer with each consumer activation, from a module's weight and from a BatchNorm
 fold; where it applies; and the U-Net running it on every transposed convolution."""
 import copy
+import itertools
 
 import pytest
 import torch
@@ -65,6 +66,16 @@ def test_phases_written_into_a_slice_match_float64(c_in, c_out, bias, shape, act
     assert torch.isnan(buffer[:, :2]).all()  # nothing written outside the slice
     assert_close(plain, _float64(conv, x), FP32_SINGLE_OP, "run")
     assert plain.is_contiguous(memory_format=CL)
+
+
+def test_each_phase_tap_is_its_kernel_element():
+    """Tap (a, b) of phase (r, s), output channel c: kernel element (3 - r - 2a, 3 - s - 2b)."""
+    weight = _random((5, 3, 4, 4), 3)
+    phases = deconv_phases.phase_weight(weight)
+    assert phases.shape == (12, 5, 2, 2) and phases.is_contiguous(memory_format=CL)
+    for r, s, c, a, b in itertools.product(range(2), range(2), range(3), range(2), range(2)):
+        assert torch.equal(phases[(2 * r + s) * 3 + c, :, a, b],
+                           weight[:, c, 3 - r - 2 * a, 3 - s - 2 * b]), (r, s, c, a, b)
 
 
 def test_a_batchnorm_fold_in_the_phase_form_is_the_conv_then_the_norm():

@@ -27,8 +27,6 @@ _phases = Switch()
 # (what the benchmarks compare the phases against).
 phases_disabled = _phases.off
 
-# Kernel row (or column) of phase r's 2x2 tap a: rows 3 - r - 2a.
-_TAPS = torch.tensor([[3, 1], [2, 0]])
 # The consumers' activations, written on the way (out= of a strided view).
 _WRITES = {"none": lambda y, out: out.copy_(y),
            "relu": lambda y, out: torch.clamp_min(y, 0, out=out),
@@ -51,10 +49,14 @@ def applies(conv: nn.Module, x: torch.Tensor) -> bool:
 
 def phase_weight(weight: torch.Tensor) -> torch.Tensor:
     """A ConvTranspose2d weight (C_in, C_out, 4, 4) as the phases' Conv2d weight
-    (4 C_out, C_in, 2, 2); output channel (2r + s) C_out + c is phase (r, s) of channel c."""
+    (4 C_out, C_in, 2, 2), channels-last (the layout oneDNN packs from); output channel
+    (2r + s) C_out + c is phase (r, s) of channel c. Tap (a, b) of phase (r, s) is kernel element
+    (3 - r - 2a, 3 - s - 2b): element (2a + r, 2b + s) of the kernel flipped, so the flipped
+    kernel's rows split into (a, r) and its columns into (b, s), and one copy puts them in place."""
     c_in, c_out = weight.shape[:2]
-    taps = weight[:, :, _TAPS][..., _TAPS]  # (C_in, C_out, r, a, s, b)
-    return taps.permute(2, 4, 1, 0, 3, 5).reshape(4 * c_out, c_in, 2, 2)
+    taps = weight.flip(2, 3).view(c_in, c_out, 2, 2, 2, 2)  # (C_in, C_out, a, r, b, s)
+    phases = taps.permute(3, 5, 1, 2, 4, 0).contiguous()    # (r, s, C_out, a, b, C_in)
+    return phases.view(4 * c_out, 2, 2, c_in).permute(0, 3, 1, 2)
 
 
 _PHASE_CONV = nn.Conv2d(1, 4, 2, padding=1, bias=False, device="meta")  # the settings to pack
@@ -63,8 +65,7 @@ _PHASE_CONV = nn.Conv2d(1, 4, 2, padding=1, bias=False, device="meta")  # the se
 def pack(conv: nn.Module, weight: torch.Tensor, bias):
     """(packed weight, bias) of the phases' convolution for ``conv``'s ``weight`` and ``bias``
     (float32, possibly a BatchNorm fold)."""
-    packed = onednn_packed.pack(_PHASE_CONV, phase_weight(weight.detach()).contiguous(
-        memory_format=torch.channels_last))
+    packed = onednn_packed.pack(_PHASE_CONV, phase_weight(weight.detach()))
     return packed, None if bias is None else bias.detach().repeat(4)
 
 
