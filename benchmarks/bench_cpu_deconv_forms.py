@@ -8,7 +8,8 @@ relu copy), "gemm" (GEMM + C++ col2im), "onednn" (oneDNN's deconvolution, weight
 "phases" (the four output phases as one packed convolution, interleaved:
 fastp2p.ops.deconv_phases). Forms are timed in turn (A B C D A B C D ...), medians and minima.
 
-Run: ``python benchmarks/bench_cpu_deconv_forms.py [--threads 1,2] [--batch-sizes 1,16]``.
+Run: ``python -m benchmarks.bench_cpu_deconv_forms [--threads 1,2] [--batch-sizes 1,16]``; or
+call ``collect(quick)`` for the rows (``fastp2p bench``'s micro-benchmark contract).
 """
 import argparse
 import functools
@@ -48,7 +49,8 @@ def bench_layer(c_in, c_out, size, batch_size, repeats):
                                        x, out, "relu")
     with torch.no_grad():
         expected = runs["torch"]().clone()
-        for form, run in runs.items():  # the same numbers first
+        for form, run in runs.items():  # the same numbers first, each into a poisoned buffer
+            out.fill_(float("nan"))
             torch.testing.assert_close(run(), expected, rtol=1e-4, atol=1e-4,
                                        msg=lambda m: f"{form}: {m}")
         timings = interleaved_ms(runs, repeats)
@@ -56,6 +58,37 @@ def bench_layer(c_in, c_out, size, batch_size, repeats):
              "form": form, "median_ms": ms, "min_ms": low, "max_ms": high,
              "name": f"deconv {c_in}->{c_out} on {size}x{size} batch {batch_size}: {form}"}
             for form, (ms, low, high) in timings.items()]
+
+
+def collect(quick: bool, *, threads=None, batch_sizes=(1, 16), repeats=10,
+            printing=False) -> list:
+    """Rows of every layer, batch size and thread count (``threads``: a "1,2"-style string;
+    None: the current count). ``quick``: the two innermost layers at batch 1, two samples."""
+    layers, counts = LAYERS, [torch.get_num_threads()] if threads is None else \
+        _thread_counts(threads)
+    if quick:
+        layers, batch_sizes, repeats = LAYERS[:2], (1,), 2
+    initial, rows = torch.get_num_threads(), []
+    try:
+        for count in counts:
+            torch.set_num_threads(count)
+            environment = _environment()
+            if printing:
+                print(f"{environment['cpu']}, {count} threads, load "
+                      f"{environment['load_average']}, commit {environment['commit']}; "
+                      f"median ms (min)")
+            for batch_size in batch_sizes:
+                for c_in, c_out, size in layers:
+                    layer = bench_layer(c_in, c_out, size, batch_size, repeats)
+                    rows += [{**environment, **row} for row in layer]
+                    if printing:
+                        cells = "  ".join(f"{r['form']} {r['median_ms']:7.2f} "
+                                          f"({r['min_ms']:.2f})" for r in layer)
+                        print(f"batch {batch_size:>3} {c_in:>4}->{c_out:<3} "
+                              f"{size:>3}x{size:<3} {cells}", flush=True)
+    finally:
+        torch.set_num_threads(initial)
+    return rows
 
 
 def main(argv=None):
@@ -69,27 +102,12 @@ def main(argv=None):
     parser.add_argument("--json", metavar="FILE", help="also write the rows to FILE as JSON")
     args = parser.parse_args(argv)
     try:
-        counts = _thread_counts(args.threads)
+        _thread_counts(args.threads)
         batch_sizes = [int(b) for b in args.batch_sizes.split(",") if b.strip()]
     except ValueError:
         parser.error("--threads and --batch-sizes take comma-separated integers")
-    initial, rows = torch.get_num_threads(), []
-    try:
-        for count in counts:
-            torch.set_num_threads(count)
-            environment = _environment()
-            print(f"{environment['cpu']}, {count} threads, load {environment['load_average']}, "
-                  f"commit {environment['commit']}; median ms (min)")
-            for batch_size in batch_sizes:
-                for c_in, c_out, size in LAYERS:
-                    layer = bench_layer(c_in, c_out, size, batch_size, args.repeats)
-                    rows += [{**environment, **row} for row in layer]
-                    cells = "  ".join(f"{r['form']} {r['median_ms']:7.2f} ({r['min_ms']:.2f})"
-                                      for r in layer)
-                    print(f"batch {batch_size:>3} {c_in:>4}->{c_out:<3} {size:>3}x{size:<3} "
-                          f"{cells}", flush=True)
-    finally:
-        torch.set_num_threads(initial)
+    rows = collect(False, threads=args.threads, batch_sizes=batch_sizes, repeats=args.repeats,
+                   printing=True)
     if args.json:
         with open(args.json, "w") as handle:
             json.dump(rows, handle, indent=1)
