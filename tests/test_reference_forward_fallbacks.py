@@ -7,6 +7,8 @@ no submodule, would never fire. Each is checked against the reference module wit
 parametrizations or hooks: outputs, gradients, and what every hook saw.
 """
 import copy
+import gc
+import weakref
 
 import pytest
 import torch
@@ -172,6 +174,7 @@ def test_a_hook_added_after_the_walk_is_seen_and_the_fused_forward_is_back_once_
 def test_the_fused_discriminator_forward_is_back_once_the_parametrization_is_removed(
         monkeypatch):
     ours, theirs, x = _pair("patchgan")
+    plain = copy.deepcopy(theirs)  # the reference without it, for after the removal
     fused_calls = []
     fused_forward = fastp2p.nn.discriminators.sequential_forward
     monkeypatch.setattr(fastp2p.nn.discriminators, "sequential_forward",
@@ -181,7 +184,21 @@ def test_the_fused_discriminator_forward_is_back_once_the_parametrization_is_rem
     theirs.model[2] = copy.deepcopy(conv)
     _assert_same_forward_and_backward(ours, theirs, x, "weight_norm")
     assert fused_calls == []
-    parametrize.remove_parametrizations(conv, "weight")
-    theirs.model[2] = copy.deepcopy(conv)
-    _assert_same_forward_and_backward(ours, theirs, x, "after removing it")
+    parametrize.remove_parametrizations(conv, "weight")  # registers no module anywhere
+    with torch.no_grad():
+        plain.model[2].weight.copy_(conv.weight)
+    _assert_same_forward_and_backward(ours, plain, x, "after removing it")
     assert fused_calls == [1]
+
+
+def test_a_network_whose_hook_refers_to_it_is_freed():
+    """The walk is kept on the network, so a hook closure pointing back at it makes a cycle the
+    collector frees (a global cache holding the hook dicts would keep it alive)."""
+    ours, _, x = _pair("unet")
+    ours.model.model[1].register_forward_hook(lambda *_, network=ours: None)
+    with torch.no_grad():
+        ours(x)
+    alive = weakref.ref(ours)
+    del ours
+    gc.collect()
+    assert alive() is None

@@ -25,7 +25,6 @@ whichever was measured faster: ``weight_layouts``). The U-Net returns its
 output in the input's memory format. Layers the conv choice gives to the fused
 convolution run through fastp2p.nn.unet_conv / fused_conv instead.
 """
-import weakref
 from typing import NamedTuple
 
 import torch
@@ -253,25 +252,30 @@ class _Walk(NamedTuple):
     plain_weights: bool   # no parametrization anywhere, every convolution a plain weight Parameter
 
 
-# Per module tree (a U-Net, a discriminator's Sequential): its last walk.
-_walks: "weakref.WeakKeyDictionary[nn.Module, _Walk]" = weakref.WeakKeyDictionary()
+# A tree's last walk is kept on its root (a U-Net, a discriminator's Sequential), not in a
+# global weak dictionary: a hook on a submodule whose closure refers back to the network would
+# make the dictionary's value keep its own key alive; on the root it is a cycle the collector
+# frees with the network.
+_WALK_ATTRIBUTE = "_fastp2p_walk"
 
 
 def _walk(root: nn.Module) -> _Walk:
     """``root``'s tree, listed once and listed again after any submodule registration (a layer
-    replaced, a parametrization added: torch registers it as a submodule). Under torch.compile
-    the walk is traced instead: the compiled code does not run it again, and dynamo cannot guard
-    on a weak dictionary's entries."""
+    replaced, a parametrization added: torch registers it as a submodule), and on every call
+    while it has parametrized or hook-computed weights (removing a parametrization registers
+    nothing). Under torch.compile the walk is traced instead: the compiled code does not run it
+    again."""
     if torch.compiler.is_compiling():
         return _walk_of(root)
-    cached = _walks.get(root)
-    if cached is None or cached.registrations != _Registrations.count:
-        cached = _walks[root] = _walk_of(root)
+    cached = root.__dict__.get(_WALK_ATTRIBUTE)
+    if (cached is None or cached.registrations != _Registrations.count
+            or not cached.plain_weights):
+        cached = root.__dict__[_WALK_ATTRIBUTE] = _walk_of(root)
     return cached
 
 
 def _walk_of(root: nn.Module) -> _Walk:
-    submodules = tuple(root.modules())[1:]  # not root: the cache must not hold its key
+    submodules = tuple(root.modules())[1:]  # not root: its own hooks run (it is called)
     return _Walk(_Registrations.count, tuple(d for m in submodules for d in _hooks(m)),
                  tuple(_norm_like(submodules)), _plain_weights(submodules))
 
