@@ -94,21 +94,39 @@ def test_a_fused_optimizer_step_reaches_the_discriminators_folds(optimizer):
     assert_close(after, expected, FP32_NETWORK, f"PatchGAN after a fused {optimizer} step")
 
 
-def test_an_unfused_optimizer_step_bumps_each_version_as_its_own_ops_do():
-    """The hook bumps only the parameters of fused optimizers: a plain Adam's in-place update
-    bumps each parameter's counter itself, and nothing more."""
-    weight = nn.Parameter(torch.randn(4))
-    weight.grad = torch.randn(4)
-    plain = torch.optim.Adam([weight], lr=0.1)
-    plain.step()  # the first step also creates the state
-    version = weight._version
-    plain.step()
-    steps_own_bumps = weight._version - version
-    fused = torch.optim.Adam([weight], lr=0.1, fused=True)
-    fused.step()
-    version = weight._version
-    fused.step()
-    assert steps_own_bumps >= 1 and weight._version - version == 1
+def test_a_fused_step_under_torch_compile_reaches_the_weight_copies():
+    """The hook is traced into a compiled step (inductor) and its bumps still happen (a version
+    that bumped the whole parameter list at once lost them there)."""
+    config = dict(input_nc=3, output_nc=3, num_downs=5, ngf=4, norm="instance")
+    torch.manual_seed(0)
+    net, x = fastp2p.UNet(**config), _image()
+    optimizer = torch.optim.Adam(net.parameters(), lr=0.05, fused=True)
+    _step(net, x, optimizer, train=True)  # an eager step first: the state exists
+    net.train()(x).square().mean().backward()
+    _eval_output(net, x)  # cached copies of the weights as they are now
+    torch.compile(lambda: optimizer.step())()  # inductor: its kernels bump no counter
+    assert_close(_eval_output(net, x), _fresh_copy_output(net, x, **config), FP32_NETWORK,
+                 "U-Net after a compiled fused Adam step")
+
+
+def test_a_fused_step_bumps_only_watched_parameters_and_a_plain_step_nothing_more():
+    """The hook bumps the counters of the parameters a cache keys on (see_fused_steps_on) after
+    a fused step, and no other tensor's: a plain Adam's in-place update bumps each parameter's
+    counter itself, the same for both."""
+    watched, other = nn.Parameter(torch.randn(4)), nn.Parameter(torch.randn(4))
+    folding.see_fused_steps_on([watched])
+
+    def bumps(optimizer):
+        for p in (watched, other):
+            p.grad = torch.randn(4)
+        optimizer.step()  # the first step also creates the state
+        versions = [watched._version, other._version]
+        optimizer.step()
+        return [watched._version - versions[0], other._version - versions[1]]
+
+    own = bumps(torch.optim.Adam([watched, other], lr=0.1))
+    assert own[0] == own[1] >= 1
+    assert bumps(torch.optim.Adam([watched, other], lr=0.1, fused=True)) == [1, 0]
 
 
 def _bn_unet():

@@ -15,8 +15,9 @@ and version counter (bumped by every in-place change: an optimizer step, ``load_
 the cache keeps the old tensors alive so that a replaced tensor (``.to()``, ``.half()``,
 ``.data = ...``) cannot reuse an address it remembers. Checking a key
 costs a few microseconds per layer. torch's fused optimizers (``fused=True``) write the
-parameters in one kernel that bumps no version counter: a global optimizer step post-hook
-registered here bumps them after each such step (``_see_fused_optimizer_step``). A conversion of
+parameters in one kernel that bumps no version counter: once a cache entry is built, a global
+optimizer step post-hook registered here bumps the counters of the cached tensors such a step
+wrote, and only theirs (``see_fused_steps_on``). A conversion of
 a whole public network (``.to()``, ``.cuda()``, ``.double()``: ``nn.Module._apply``) drops the
 entries whose tensors it replaced (``ReleasesReplacedWeights``), so the old tensors and their
 copies do not outlive it; an entry is dropped with its key, so no remembered address is left to
@@ -140,12 +141,12 @@ def folded_conv(conv: nn.Module, norm: nn.BatchNorm2d,
         held = tuple(t.detach() for t in _sources(conv, norm) if t is not None)
         return _StandIn(key, stand_in(conv, weight, bias, layout), held)
 
-    return _cached(_cache, norm, layout, key, build)
+    return _cached(_cache, norm, layout, key, _sources(conv, norm), build)
 
 
-def _cached(cache, module: nn.Module, layout, key: tuple, build) -> nn.Module:
+def _cached(cache, module: nn.Module, layout, key: tuple, sources, build) -> nn.Module:
     """The stand-in ``cache`` holds for (``module``, ``layout``), built anew by ``build()``
-    unless its key is ``key``. One entry per layout: a layer whose layout depends on the input
+    unless its key is ``key``, computed from the tensors ``sources`` (``see_fused_steps_on``). One entry per layout: a layer whose layout depends on the input
     (the measured transposed-convolution form) keeps both instead of rebuilding by turns."""
     entries = cache.get(module)
     if entries is None:
@@ -155,6 +156,7 @@ def _cached(cache, module: nn.Module, layout, key: tuple, build) -> nn.Module:
         # Normal tensors even inside inference_mode: the cache outlives this call.
         with torch.inference_mode(False), torch.no_grad():
             entry = entries[layout] = build()
+        see_fused_steps_on(sources)
     return entry.conv
 
 
@@ -180,7 +182,7 @@ def conv_in_layout(conv: nn.Module, layout) -> nn.Module:
         return _StandIn(watched, stand_in(conv, held[0], None if bias is None else held[1],
                                           layout), held)
 
-    return _cached(_layout_cache, conv, layout, watched, build)
+    return _cached(_layout_cache, conv, layout, watched, (weight, bias), build)
 
 
 def folded_for(module: nn.Module) -> list:
@@ -198,19 +200,33 @@ def forget_cached_weights(module: nn.Module) -> None:
         _layout_cache.pop(m, None)
 
 
+# The parameters and buffers some cache here (or a fastp2p.graphed capture) keys on, by id: a
+# fused torch optimizer's step on them must bump their version counters (``see_fused_steps_on``).
+_watched: "weakref.WeakValueDictionary[int, torch.Tensor]" = weakref.WeakValueDictionary()
+_step_hook = None
+
+
+def see_fused_steps_on(tensors) -> None:
+    """Have a step of torch's fused optimizers (``torch.optim.Adam/AdamW/SGD(fused=True)``:
+    their kernel writes the parameters without bumping the version counters the caches key on)
+    bump these tensors' counters. The global step hook is registered on the first call, so a
+    process that never fills these caches keeps torch's behaviour exactly."""
+    global _step_hook
+    for t in tensors:
+        if t is not None:
+            _watched[id(t)] = t
+    if _step_hook is None:
+        _step_hook = register_optimizer_step_post_hook(_see_fused_optimizer_step)
+
+
 def _see_fused_optimizer_step(optimizer, args, kwargs) -> None:
-    """Bump the version counters of the parameters a fused torch optimizer just stepped
-    (``torch.optim.Adam/AdamW/SGD(fused=True)``: its kernel writes them without bumping them), so
-    the caches above, and fastp2p.graphed's captures, see the step. Other optimizers' in-place
-    ops bump the counters themselves (bumping twice would be harmless: only a change is seen)."""
+    """Bump the version counters of the watched parameters a fused optimizer just stepped (other
+    optimizers' in-place ops bump them themselves)."""
     for group in optimizer.param_groups:
         if group.get("fused"):
-            torch.autograd.graph.increment_version(group["params"])
-
-
-# Every torch.optim optimizer in the process (a global hook: torch offers no narrower one that
-# sees optimizers built before or after this import); a dictionary lookup per group otherwise.
-register_optimizer_step_post_hook(_see_fused_optimizer_step)
+            for p in group["params"]:
+                if _watched.get(id(p)) is p:
+                    torch.autograd.graph.increment_version(p)
 
 
 def forget_replaced_weights(module: nn.Module) -> None:

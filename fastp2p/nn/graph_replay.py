@@ -29,7 +29,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn as nn
 
-from fastp2p.nn.folding import folded_for
+from fastp2p.nn.folding import folded_for, see_fused_steps_on
 
 
 def _memory_format(x: torch.Tensor):
@@ -128,6 +128,7 @@ class GraphedModule:
         device = input.device
         if self._stream is None:
             self._stream = torch.cuda.Stream(device)
+        see_fused_steps_on(self._tensors.tensors())  # the capture keys on their versions
         main = torch.cuda.current_stream(device)
         static_input = torch.empty(input.shape, dtype=input.dtype, device=device,
                                    memory_format=_memory_format(input))

@@ -28,10 +28,12 @@ class UNet(ReleasesReplacedWeights, ReferenceCheckpointMixin, UnetGenerator):
     again after a submodule is registered; their settings and hooks are asked every call).
     The output has the input's memory format (NCHW or channels-last), as the reference's. CPU
     float32 inference computes channels-last either way, through cached copies of the convolutions'
-    weights packed for oneDNN (fastp2p.ops.onednn_packed; channels-last copies for the transposed
-    convolutions measured faster in the GEMM form), rebuilt when a weight changes (memory: one
-    copy of each weight); the first such call per input shape and thread count is slower: it
-    packs the weights and times the two forms of each transposed convolution. An optimizer step
+    weights packed for oneDNN (fastp2p.ops.onednn_packed; for each transposed convolution, the
+    layout of its form measured fastest: packed, its four phases' packed convolution, or
+    channels-last for the GEMM form), rebuilt when a weight changes (memory: one copy of each
+    weight per layout a layer has run in); the first such call per input size class and thread
+    count is slower: it packs the weights and times the three forms of each transposed
+    convolution (fastp2p.ops.conv_transpose). An optimizer step
     is seen (torch's fused optimizers through a step hook: fastp2p.nn.folding), a write through
     ``.data`` is not: call ``fastp2p.nn.folding.forget_cached_weights``. ``.to()``, ``.double()``
     and the like drop the copies they made stale.
