@@ -116,10 +116,12 @@ def check_state_dict_fits(module: torch.nn.Module, state_dict: dict, describe_fi
 
 
 def _norm_from_keys(state_dict: dict, norm_stats_key: str, biased_conv_key: str) -> str:
-    # A BatchNorm keeps statistics and an affine weight; an InstanceNorm saved by PyTorch < 0.4
-    # kept the statistics alone (what drop_legacy_instance_norm_stats removes).
-    affine_key = norm_stats_key.rpartition(".")[0] + ".weight"
-    if norm_stats_key in state_dict and affine_key in state_dict:
+    # A BatchNorm keeps statistics with an affine weight or a batch count (affine=False); an
+    # InstanceNorm saved by PyTorch < 0.4 kept the statistics alone (what
+    # drop_legacy_instance_norm_stats removes).
+    layer = norm_stats_key.rpartition(".")[0]
+    if norm_stats_key in state_dict and (f"{layer}.weight" in state_dict
+                                         or f"{layer}.num_batches_tracked" in state_dict):
         return "batch"
     return "instance" if biased_conv_key in state_dict else "none"
 
