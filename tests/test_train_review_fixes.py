@@ -167,6 +167,38 @@ def test_a_state_of_an_older_fastp2p_resumes_as_before(tmp_path):
     assert (progress.epoch_batches, progress.epoch_images, progress.epoch_loss_reads) == (3, 6, 0)
 
 
+def test_a_finished_drop_last_epoch_resumes_with_another_batch_size(tmp_path):
+    # CUDA graphs drop the last partial batch: 10 pairs in batches of 4 end the epoch at image
+    # 8, which is not a batch boundary of 3 but needs none, as no batch of it is left to run
+    saved = dict(epoch=1, epoch_batches=2, images=8, epoch_images=8, batch_size=4,
+                 world_size=1, epoch_loss_sum=1.0, epoch_loss_reads=2, epoch_complete=True)
+    trainer = _trainer(tmp_path, batch_size=3, world_size=1)
+    trainer.resume(_saved_state(tmp_path, **saved), _Loader(pairs=10, batches=3))
+    assert trainer.progress.epoch_batches == 3
+    unfinished = _trainer(tmp_path, batch_size=3, world_size=1)   # still refused mid-epoch
+    with pytest.raises(ResumeError, match="8 is not a multiple of 3"):
+        unfinished.resume(_saved_state(tmp_path, **{**saved, "epoch_complete": False}),
+                          _Loader(pairs=10, batches=3))
+
+
+@pytest.mark.parametrize("stop_step, complete", [(3, False), (4, True)],
+                         ids=["before_the_last_batch", "after_the_last_batch"])
+def test_a_saved_state_records_whether_its_epoch_was_complete(data, tmp_path, monkeypatch,
+                                                              stop_step, complete):
+    _interrupt_at(monkeypatch, stop_step)   # 4 pairs, batch 1: epoch 1 is steps 1..4
+    assert main(train_argv(data, tmp_path)) == 128 + signal.SIGINT
+    state = torch.load(tmp_path / "tiny" / "latest_train_state.pth", weights_only=True)
+    assert (state["progress"]["epoch_batches"], state["progress"]["epoch_complete"]) == \
+        (stop_step, complete)
+
+
+def test_an_older_state_resumed_without_a_loader_counts_its_images(tmp_path):
+    trainer = _trainer(tmp_path, batch_size=2, world_size=3)
+    trainer.resume(_saved_state(tmp_path, epoch=1, epoch_batches=1, images=6))
+    assert trainer.progress.epoch_images == 6
+    trainer.progress.epoch_images += 6   # what the loop does after its next batch
+
+
 def test_ranks_together_take_the_same_first_images_at_any_world_size(six_pairs):
     dataset = create_dataset(data_args(six_pairs, "--load_size", "32", "--crop_size", "32"),
                              "train")

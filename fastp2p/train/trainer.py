@@ -38,7 +38,8 @@ EXIT_OK, EXIT_FAILED = 0, 1
 class Progress:
     """Where training is. The fields after ``images`` are absent from the states of older
     fastp2p versions, which resume as they did (``epoch_batches`` counted in this run's
-    batches, the epoch's loss reads starting empty)."""
+    batches, the epoch's loss reads starting empty, the epoch done when its images reach the
+    dataset's length)."""
     epoch: int          # the epoch being trained (or next to train)
     epoch_batches: int  # batches of that epoch already done
     images: int         # training images seen so far, all processes
@@ -47,6 +48,9 @@ class Progress:
     world_size: int | None = None
     epoch_loss_sum: float = 0.0      # the epoch's generator loss reads (G_GAN + G_L1), summed
     epoch_loss_reads: int = 0
+    # the loader's last batch of that epoch is done: with drop_last (CUDA graphs) a finished
+    # epoch ends below the dataset's length, so epoch_images alone cannot say so
+    epoch_complete: bool = False
 
 
 class ResumeError(ValueError):
@@ -133,7 +137,11 @@ class Trainer:
         (this run's), the position in the epoch is taken in images, so another batch size or
         number of processes resumes at the same image; raises ResumeError when it cannot."""
         self.progress = Progress(**state["progress"])
-        if loader is not None:
+        if self.progress.epoch_images is None:  # an older fastp2p's state: as it resumed
+            # (same sizes), with the images counted so that the loop can add to them
+            self.progress.epoch_images = (self.progress.epoch_batches * self.args.batch_size
+                                          * self.world_size)
+        elif loader is not None:
             self.progress.epoch_batches = self._batches_done(loader)
         self.engine.load_state_dict(state["engine"])
         self.schedule.load_state_dict(state["schedule"])
@@ -152,10 +160,9 @@ class Trainer:
         processes). Every rank takes every world_size-th pair of one order, so the first N
         batches of any batch size and world size cover the same first images."""
         saved, per_batch = self.progress, self.args.batch_size * self.world_size
-        if saved.epoch_images is None:  # an older fastp2p's state: as it resumed (same sizes)
-            saved.epoch_images = saved.epoch_batches * per_batch
-            return saved.epoch_batches
-        if saved.epoch_images >= len(loader.dataset):  # the epoch's batches were all done
+        # the epoch's batches were all done (a state without epoch_complete: its images reached
+        # the dataset's length, which a drop_last epoch's do not)
+        if saved.epoch_complete or saved.epoch_images >= len(loader.dataset):
             return len(loader)
         if saved.epoch_images % per_batch:
             raise ResumeError(
@@ -243,6 +250,7 @@ class Trainer:
             before, progress.images = progress.images, progress.images + batch_images
             progress.epoch_batches = index + 1
             progress.epoch_images += batch_images
+            progress.epoch_complete = index + 1 == len(loader)
             window_images += batch_images
             if bar is not None:
                 bar.update(1)
@@ -280,6 +288,7 @@ class Trainer:
                               if progress.epoch_loss_reads else math.nan)
         finished = progress.epoch
         progress.epoch, progress.epoch_batches, progress.epoch_images = finished + 1, 0, 0
+        progress.epoch_complete = False
         progress.epoch_loss_sum, progress.epoch_loss_reads = 0.0, 0
         labels = ["latest"] + ([str(finished)] if finished % self.args.save_epoch_freq == 0
                                or finished == self.last_epoch else [])
