@@ -100,11 +100,14 @@ class Trainer:
     main process, None elsewhere (``page`` also None with --no_html); ``say``: prints a line
     (tqdm-safe) on the main process; ``trackers``: TensorBoard / W&B (fastp2p.train.trackers)
     that get the losses and samples too; ``times``: a StageTimes that the loop's stages are
-    timed into.
+    timed into; ``replaced_run``: the checkpoint sets of the run that --overwrite replaces
+    (``CheckpointFolder.saved_sets()``), removed once this run's first save is on disk, so a
+    run that saves nothing leaves them as they were.
     """
 
     def __init__(self, args, engine, netG, netD, schedule, checkpoints, *, is_main=True,
-                 world_size=1, page=None, loss_log=None, say=print, trackers=(), times=None):
+                 world_size=1, page=None, loss_log=None, say=print, trackers=(), times=None,
+                 replaced_run=None):
         self.args, self.engine, self.netG, self.netD = args, engine, netG, netD
         self.schedule, self.checkpoints = schedule, checkpoints
         self.is_main, self.world_size = is_main, world_size
@@ -119,6 +122,7 @@ class Trainer:
         self.steps_run = 0      # steps taken by this process (not counting resumed ones)
         self._resumed_rng = None
         self.writer = BackgroundWriter()
+        self.replaced_run = replaced_run or None
 
     # ---- state ------------------------------------------------------------------------------
     def train_state(self) -> dict:
@@ -180,7 +184,24 @@ class Trainer:
         if self.is_main:
             self.writer.wait()   # one save in flight, and one snapshot in memory
             files, step = snapshot(self.netG, self.netD, self.train_state()), self.engine.steps
-            self.writer.submit(lambda: self.checkpoints.write(labels, files, step))
+            replaced, self.replaced_run = self.replaced_run, None
+
+            def write():
+                self.checkpoints.write(labels, files, step)
+                if replaced is not None:
+                    self._remove_replaced_run(replaced, labels)
+            self.writer.submit(write)
+
+    def _remove_replaced_run(self, replaced: dict, written) -> None:
+        """After this run's first save: remove the replaced run's sets (those under a label
+        just written hold this run's files now) and say how many there were."""
+        removed = sorted(label for label in replaced if label not in written)
+        rewritten = sorted(label for label in replaced if label in written)
+        self.checkpoints.remove_sets({label: replaced[label] for label in removed})
+        gone = [f"{', '.join(removed)} removed"] if removed else []
+        gone += [f"{', '.join(rewritten)} replaced by this run's first save"] if rewritten else []
+        self.say(f"--overwrite: the previous run's {len(replaced)} checkpoint set(s) in "
+                 f"{self.checkpoints.path} are gone: {'; '.join(gone)}")
 
     def _check_finite(self, weights=False) -> None:
         """Stop if a loss (or, with ``weights``, a parameter, buffer or optimizer state) is
