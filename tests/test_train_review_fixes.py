@@ -1,8 +1,8 @@
 """The training/test CLI defects a review found, each pinned: the plateau metric and the image
 position survive a resume (a finished drop_last epoch at any batch size too), a suffixed --name
 stays inside --checkpoints_dir, a fresh run does not restart another run's folder and
---overwrite leaves only the new run's checkpoint sets, a run with no epoch to train is an option error, `fastp2p
-test` names outputs uniquely, and the one-line messages say what is wrong."""
+--overwrite leaves only the new run's checkpoint sets, a run with no epoch to train is an option
+error, `fastp2p test` names outputs uniquely, and the one-line messages say what is wrong."""
 import argparse
 import json
 import os
