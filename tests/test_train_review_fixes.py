@@ -1,8 +1,10 @@
 """The training/test CLI defects a review found, each pinned: the plateau metric and the image
-position survive a resume, a suffixed --name stays inside --checkpoints_dir, a fresh run does
-not restart another run's folder, a run with no epoch to train is an option error, `fastp2p
-test` names outputs uniquely, and the one-line messages say what is wrong."""
+position survive a resume (a finished drop_last epoch at any batch size too), a suffixed --name
+stays inside --checkpoints_dir, a fresh run does not restart another run's folder and
+--overwrite leaves only the new run's checkpoint sets, a run with no epoch to train is an option
+error, `fastp2p test` names outputs uniquely, and the one-line messages say what is wrong."""
 import argparse
+import json
 import os
 import signal
 from types import SimpleNamespace
@@ -167,6 +169,38 @@ def test_a_state_of_an_older_fastp2p_resumes_as_before(tmp_path):
     assert (progress.epoch_batches, progress.epoch_images, progress.epoch_loss_reads) == (3, 6, 0)
 
 
+def test_a_finished_drop_last_epoch_resumes_with_another_batch_size(tmp_path):
+    # CUDA graphs drop the last partial batch: 10 pairs in batches of 4 end the epoch at image
+    # 8, which is not a batch boundary of 3 but needs none, as no batch of it is left to run
+    saved = dict(epoch=1, epoch_batches=2, images=8, epoch_images=8, batch_size=4,
+                 world_size=1, epoch_loss_sum=1.0, epoch_loss_reads=2, epoch_complete=True)
+    trainer = _trainer(tmp_path, batch_size=3, world_size=1)
+    trainer.resume(_saved_state(tmp_path, **saved), _Loader(pairs=10, batches=3))
+    assert trainer.progress.epoch_batches == 3
+    unfinished = _trainer(tmp_path, batch_size=3, world_size=1)   # still refused mid-epoch
+    with pytest.raises(ResumeError, match="8 is not a multiple of 3"):
+        unfinished.resume(_saved_state(tmp_path, **{**saved, "epoch_complete": False}),
+                          _Loader(pairs=10, batches=3))
+
+
+@pytest.mark.parametrize("stop_step, complete", [(3, False), (4, True)],
+                         ids=["before_the_last_batch", "after_the_last_batch"])
+def test_a_saved_state_records_whether_its_epoch_was_complete(data, tmp_path, monkeypatch,
+                                                              stop_step, complete):
+    _interrupt_at(monkeypatch, stop_step)   # 4 pairs, batch 1: epoch 1 is steps 1..4
+    assert main(train_argv(data, tmp_path)) == 128 + signal.SIGINT
+    state = torch.load(tmp_path / "tiny" / "latest_train_state.pth", weights_only=True)
+    assert (state["progress"]["epoch_batches"], state["progress"]["epoch_complete"]) == \
+        (stop_step, complete)
+
+
+def test_an_older_state_resumed_without_a_loader_counts_its_images(tmp_path):
+    trainer = _trainer(tmp_path, batch_size=2, world_size=3)
+    trainer.resume(_saved_state(tmp_path, epoch=1, epoch_batches=1, images=6))
+    assert trainer.progress.epoch_images == 6
+    trainer.progress.epoch_images += 6   # what the loop does after its next batch
+
+
 def test_ranks_together_take_the_same_first_images_at_any_world_size(six_pairs):
     dataset = create_dataset(data_args(six_pairs, "--load_size", "32", "--crop_size", "32"),
                              "train")
@@ -228,6 +262,51 @@ def test_a_fresh_run_in_a_run_folder_needs_overwrite(data, tmp_path, capsys):
     capsys.readouterr()
     assert main(train_argv(data, tmp_path, "--continue_train", "--overwrite")) == 2
     assert "keep one of them" in _one_line(capsys.readouterr().err)
+
+
+def test_overwrite_removes_the_previous_runs_sets_logs_and_samples_only(data, tmp_path, capsys):
+    by_iter = ["--save_by_iter", "--save_latest_freq", "2"]
+    assert main(train_argv(data, tmp_path, *by_iter)) == 0   # 2 epochs: 2, latest, iter_2..8
+    run = tmp_path / "tiny"
+    old = {path.name for path in run.iterdir()}
+    assert {"2_net_G.pth", "iter_8_checkpoint.json", "latest_train_state.pth"} <= old
+    (run / "notes.txt").write_text("mine")
+    (run / "web" / "images" / "mine.png").write_bytes(b"mine")
+    capsys.readouterr()
+    assert main(train_argv(data, tmp_path, "--overwrite", "--n_epochs_decay", "0")) == 0
+    sets = {f"{label}_{suffix}" for label in ("1", "latest")
+            for suffix in ("checkpoint.json", "net_G.pth", "net_D.pth", "train_state.pth")}
+    assert {path.name for path in run.iterdir()} == sets | {
+        "notes.txt", "train_opt.txt", "loss_log.csv", "web"}
+    assert (run / "notes.txt").read_text() == "mine"
+    samples = {path.name for path in (run / "web" / "images").iterdir()} - {"mine.png"}
+    assert samples and all(name.startswith("epoch001_") for name in samples)
+    assert (run / "web" / "images" / "mine.png").exists()
+    steps = (run / "loss_log.csv").read_text().splitlines()[1:]
+    assert len(steps) == 4   # the new run's 4 steps, none of the previous run's 8
+    line = [line for line in capsys.readouterr().out.splitlines() if "--overwrite" in line]
+    assert len(line) == 1   # 2, iter_2, iter_4, iter_6, iter_8, latest
+    assert "previous run's 6 checkpoint set(s)" in line[0] and str(run) in line[0]
+
+
+def test_the_sets_overwrite_removes_are_whole_sets_and_nothing_else(tmp_path):
+    folder = CheckpointFolder(tmp_path, "run")
+    netG, netD = tiny_networks()
+    folder.save(["latest", "3"], netG, netD, {"progress": {}})
+    (folder.path / "5_net_G.pth").write_bytes(b"the reference's, no manifest")
+    (folder.path / "iter_40_checkpoint.json").write_text("{damaged")
+    (folder.path / "iter_40_net_D.pth").write_bytes(b"d")
+    staged = json.loads((folder.path / "3_checkpoint.json").read_text())["files"]["3_net_G.pth"]
+    (folder.path / staged["staged"]).write_bytes(b"a committed save's unrenamed file")
+    mine = ["notes.txt", "latest_notes.txt", "best_net_G.pth", "3_net_G.pth.bak", "x_3_net_G.pth"]
+    for name in mine:
+        (folder.path / name).write_text("mine")
+    sets = folder.saved_sets()
+    assert sorted(sets) == ["3", "5", "iter_40", "latest"]
+    assert sets["3"][0].name == "3_checkpoint.json"   # the manifest goes first
+    assert staged["staged"] in {path.name for path in sets["3"]}
+    folder.remove_sets(sets)
+    assert sorted(path.name for path in folder.path.iterdir()) == sorted(mine)
 
 
 # ---- 5. no epoch to train is an option error -------------------------------------------------

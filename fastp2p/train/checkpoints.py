@@ -34,6 +34,9 @@ MANIFEST_SUFFIX = "checkpoint.json"
 # 2: RNG states, optimizers and counters as tensors and plain containers (weights_only loads)
 TRAIN_STATE_FORMAT = 2
 MANIFEST_FORMAT = "fastp2p-checkpoint"
+SET_SUFFIXES = (MANIFEST_SUFFIX, NETWORK_SUFFIXES["G"], NETWORK_SUFFIXES["D"], TRAIN_STATE_SUFFIX)
+# labels fastp2p and the reference save under: latest, an epoch, iter_IMAGES (--save_by_iter)
+_SET_FILE = re.compile(r"^(latest|iter_\d+|\d+)_(" + "|".join(map(re.escape, SET_SUFFIXES)) + ")$")
 _TEMPORARY = re.compile(r"^\..+\.tmp-(\d+)(\.[^.]*)?$")  # atomic_files.temporary_sibling names
 _BLOCK = 1 << 22
 
@@ -222,6 +225,46 @@ class CheckpointFolder:
                 if (match and leftover.name not in referenced
                         and not _process_alive(int(match.group(1)))):
                     leftover.unlink(missing_ok=True)
+
+    # ---- a new run in an old run's folder (--overwrite) -------------------------------------
+    def saved_sets(self) -> dict:
+        """Label -> the files of each checkpoint set here, its manifest first: every
+        ``*_checkpoint.json`` with the files it lists (and their temporary names), and the
+        files of sets without a manifest (``latest_*``, ``iter_N_*``, ``N_*``, as the reference
+        writes them). Only files that exist, directly in this folder."""
+        sets = {}
+        for manifest_path in self._manifests():
+            label = manifest_path.name[:-len(MANIFEST_SUFFIX) - 1]
+            names = [manifest_path.name] + [self.file(label, suffix).name
+                                            for suffix in SET_SUFFIXES[1:]]
+            try:
+                for name, entry in self._read_manifest(manifest_path)["files"].items():
+                    names += [name, entry["staged"]]
+            except ValueError:
+                pass  # a damaged manifest: its label's usual files are still the set's
+            sets[label] = names
+        for path in sorted(self.path.iterdir()) if self.path.is_dir() else ():
+            match = _SET_FILE.match(path.name)
+            if match:
+                sets.setdefault(match.group(1), []).append(path.name)
+        found = {label: [self.path / name for name in dict.fromkeys(names)
+                         if (self.path / name).is_file() or (self.path / name).is_symlink()]
+                 for label, names in sets.items()}
+        return {label: paths for label, paths in found.items() if paths}
+
+    def remove_sets(self, sets: dict) -> None:
+        """Remove ``saved_sets()``' files, each set's manifest first (a set cut short is then
+        one without a manifest, which --continue_train refuses); raises CheckpointWriteError."""
+        for label, paths in sets.items():
+            for path in paths:
+                try:
+                    path.unlink(missing_ok=True)
+                except OSError as err:
+                    raise CheckpointWriteError(
+                        f"could not remove the previous run's checkpoint file: "
+                        f"{describe_os_error(err)}; fix the folder's permissions and remove its "
+                        f"{label}_* files by hand") from err
+        fsync_directory(self.path)
 
     # ---- reading ----------------------------------------------------------------------------
     def _read_manifest(self, path: Path) -> dict:

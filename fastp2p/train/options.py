@@ -129,8 +129,12 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--overwrite", action="store_true",
                        help="start a new run in a CHECKPOINTS_DIR/NAME that holds another "
                             "run's checkpoints (refused without it, so a forgotten "
-                            "--continue_train loses nothing): its loss_log.csv is restarted at "
-                            "once and its checkpoint sets are replaced as the new run saves")
+                            "--continue_train loses nothing): that run's loss_log.csv and "
+                            "web/ page, loss plot and sample images are removed at once, and "
+                            "all of its checkpoint sets (*_checkpoint.json and the files each "
+                            "lists, latest_*, iter_*_*, EPOCH_*) once the new run's first "
+                            "checkpoint is saved (one line says how many); other files in "
+                            "the folder stay")
     group.add_argument("--save_epoch_freq", type=positive_int, default=5,
                        help="also keep EPOCH_net_G.pth, EPOCH_net_D.pth and "
                             "EPOCH_train_state.pth every this many epochs and after the last "

@@ -93,6 +93,21 @@ def _check_fresh_run(args) -> None:
                          "pass --overwrite to start again in it)")
 
 
+def _remove_reports(folder) -> None:
+    """--overwrite: the previous run's loss log and web/ page, loss plot and sample images
+    (the names fastp2p writes them under; nothing else in the folder)."""
+    import re
+
+    samples = re.compile(r"^epoch\d+_step\d+_(real_A|fake_B|real_B)\.png$")
+    web = folder / "web"
+    paths = [folder / "loss_log.csv", web / "loss.png", web / "index.html"]
+    if (web / "images").is_dir():
+        paths += [path for path in (web / "images").iterdir() if samples.match(path.name)]
+    for path in paths:
+        if path.is_file() or path.is_symlink():
+            path.unlink()
+
+
 def _levels(args) -> int:
     from fastp2p.train.networks import unet_levels
     return unet_levels(args.netG)
@@ -171,8 +186,12 @@ def run(args: argparse.Namespace, times=None) -> int:
         if args.verbose:
             say(describe_networks(G=netG, D=netD))
         checkpoints = CheckpointFolder(args.checkpoints_dir, args.name)
+        replaced_run = None
         if info.is_main:
             checkpoints.prepare()
+            if args.overwrite:
+                replaced_run = checkpoints.saved_sets()
+                _remove_reports(checkpoints.path)
         # the training state first: an older fastp2p's file is reported as such
         state = checkpoints.load_train_state(args.epoch) if args.continue_train else None
         if args.continue_train:
@@ -199,7 +218,7 @@ def run(args: argparse.Namespace, times=None) -> int:
             times.sync = lambda: torch.cuda.synchronize(info.device)
         trainer = Trainer(args, engine, netG, netD, schedule, checkpoints, is_main=info.is_main,
                           world_size=info.world_size, page=page, loss_log=loss_log, say=say,
-                          trackers=trackers, times=times)
+                          trackers=trackers, times=times, replaced_run=replaced_run)
         if state is not None:
             try:
                 trainer.resume(state, loader)

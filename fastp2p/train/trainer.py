@@ -38,7 +38,8 @@ EXIT_OK, EXIT_FAILED = 0, 1
 class Progress:
     """Where training is. The fields after ``images`` are absent from the states of older
     fastp2p versions, which resume as they did (``epoch_batches`` counted in this run's
-    batches, the epoch's loss reads starting empty)."""
+    batches, the epoch's loss reads starting empty, the epoch done when its images reach the
+    dataset's length)."""
     epoch: int          # the epoch being trained (or next to train)
     epoch_batches: int  # batches of that epoch already done
     images: int         # training images seen so far, all processes
@@ -47,6 +48,9 @@ class Progress:
     world_size: int | None = None
     epoch_loss_sum: float = 0.0      # the epoch's generator loss reads (G_GAN + G_L1), summed
     epoch_loss_reads: int = 0
+    # the loader's last batch of that epoch is done: with drop_last (CUDA graphs) a finished
+    # epoch ends below the dataset's length, so epoch_images alone cannot say so
+    epoch_complete: bool = False
 
 
 class ResumeError(ValueError):
@@ -96,11 +100,14 @@ class Trainer:
     main process, None elsewhere (``page`` also None with --no_html); ``say``: prints a line
     (tqdm-safe) on the main process; ``trackers``: TensorBoard / W&B (fastp2p.train.trackers)
     that get the losses and samples too; ``times``: a StageTimes that the loop's stages are
-    timed into.
+    timed into; ``replaced_run``: the checkpoint sets of the run that --overwrite replaces
+    (``CheckpointFolder.saved_sets()``), removed once this run's first save is on disk, so a
+    run that saves nothing leaves them as they were.
     """
 
     def __init__(self, args, engine, netG, netD, schedule, checkpoints, *, is_main=True,
-                 world_size=1, page=None, loss_log=None, say=print, trackers=(), times=None):
+                 world_size=1, page=None, loss_log=None, say=print, trackers=(), times=None,
+                 replaced_run=None):
         self.args, self.engine, self.netG, self.netD = args, engine, netG, netD
         self.schedule, self.checkpoints = schedule, checkpoints
         self.is_main, self.world_size = is_main, world_size
@@ -115,6 +122,7 @@ class Trainer:
         self.steps_run = 0      # steps taken by this process (not counting resumed ones)
         self._resumed_rng = None
         self.writer = BackgroundWriter()
+        self.replaced_run = replaced_run or None
 
     # ---- state ------------------------------------------------------------------------------
     def train_state(self) -> dict:
@@ -133,7 +141,11 @@ class Trainer:
         (this run's), the position in the epoch is taken in images, so another batch size or
         number of processes resumes at the same image; raises ResumeError when it cannot."""
         self.progress = Progress(**state["progress"])
-        if loader is not None:
+        if self.progress.epoch_images is None:  # an older fastp2p's state: as it resumed
+            # (same sizes), with the images counted so that the loop can add to them
+            self.progress.epoch_images = (self.progress.epoch_batches * self.args.batch_size
+                                          * self.world_size)
+        elif loader is not None:
             self.progress.epoch_batches = self._batches_done(loader)
         self.engine.load_state_dict(state["engine"])
         self.schedule.load_state_dict(state["schedule"])
@@ -152,10 +164,9 @@ class Trainer:
         processes). Every rank takes every world_size-th pair of one order, so the first N
         batches of any batch size and world size cover the same first images."""
         saved, per_batch = self.progress, self.args.batch_size * self.world_size
-        if saved.epoch_images is None:  # an older fastp2p's state: as it resumed (same sizes)
-            saved.epoch_images = saved.epoch_batches * per_batch
-            return saved.epoch_batches
-        if saved.epoch_images >= len(loader.dataset):  # the epoch's batches were all done
+        # the epoch's batches were all done (a state without epoch_complete: its images reached
+        # the dataset's length, which a drop_last epoch's do not)
+        if saved.epoch_complete or saved.epoch_images >= len(loader.dataset):
             return len(loader)
         if saved.epoch_images % per_batch:
             raise ResumeError(
@@ -173,7 +184,24 @@ class Trainer:
         if self.is_main:
             self.writer.wait()   # one save in flight, and one snapshot in memory
             files, step = snapshot(self.netG, self.netD, self.train_state()), self.engine.steps
-            self.writer.submit(lambda: self.checkpoints.write(labels, files, step))
+            replaced, self.replaced_run = self.replaced_run, None
+
+            def write():
+                self.checkpoints.write(labels, files, step)
+                if replaced is not None:
+                    self._remove_replaced_run(replaced, labels)
+            self.writer.submit(write)
+
+    def _remove_replaced_run(self, replaced: dict, written) -> None:
+        """After this run's first save: remove the replaced run's sets (those under a label
+        just written hold this run's files now) and say how many there were."""
+        removed = sorted(label for label in replaced if label not in written)
+        rewritten = sorted(label for label in replaced if label in written)
+        self.checkpoints.remove_sets({label: replaced[label] for label in removed})
+        gone = [f"{', '.join(removed)} removed"] if removed else []
+        gone += [f"{', '.join(rewritten)} replaced by this run's first save"] if rewritten else []
+        self.say(f"--overwrite: the previous run's {len(replaced)} checkpoint set(s) in "
+                 f"{self.checkpoints.path} are gone: {'; '.join(gone)}")
 
     def _check_finite(self, weights=False) -> None:
         """Stop if a loss (or, with ``weights``, a parameter, buffer or optimizer state) is
@@ -243,6 +271,7 @@ class Trainer:
             before, progress.images = progress.images, progress.images + batch_images
             progress.epoch_batches = index + 1
             progress.epoch_images += batch_images
+            progress.epoch_complete = index + 1 == len(loader)
             window_images += batch_images
             if bar is not None:
                 bar.update(1)
@@ -280,6 +309,7 @@ class Trainer:
                               if progress.epoch_loss_reads else math.nan)
         finished = progress.epoch
         progress.epoch, progress.epoch_batches, progress.epoch_images = finished + 1, 0, 0
+        progress.epoch_complete = False
         progress.epoch_loss_sum, progress.epoch_loss_reads = 0.0, 0
         labels = ["latest"] + ([str(finished)] if finished % self.args.save_epoch_freq == 0
                                or finished == self.last_epoch else [])
