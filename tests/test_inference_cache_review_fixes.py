@@ -12,6 +12,7 @@ import torch.nn as nn
 
 import fastp2p
 from fastp2p.nn import folding
+from helpers.network_checks import randomize_batchnorms
 from helpers.tolerances import FP32_NETWORK, assert_close, relative_error
 
 FUSED_OPTIMIZERS = {
@@ -24,16 +25,6 @@ FUSED_OPTIMIZERS = {
 def _image(batch=2, channels=3, size=32):
     return torch.rand(batch, channels, size, size,
                       generator=torch.Generator().manual_seed(3)) * 2 - 1
-
-
-def _randomize_batchnorms(net):
-    gen = torch.Generator().manual_seed(5)
-    with torch.no_grad():
-        for m in net.modules():
-            if isinstance(m, nn.BatchNorm2d):
-                m.running_mean.copy_(torch.randn(m.num_features, generator=gen) * 0.3)
-                m.running_var.copy_(torch.rand(m.num_features, generator=gen) + 0.5)
-    return net
 
 
 def _cached_entries(net):
@@ -84,7 +75,7 @@ def test_a_fused_optimizer_step_reaches_the_discriminators_folds(optimizer):
     the step changes the convolutions and the norms' affine parameters they are built from."""
     config = dict(input_nc=6, ndf=4, n_layers=2, norm="batch")
     torch.manual_seed(0)
-    net, x = _randomize_batchnorms(fastp2p.PatchDiscriminator(**config)), _image(channels=6)
+    net, x = randomize_batchnorms(fastp2p.PatchDiscriminator(**config), 5), _image(channels=6)
     before = _eval_output(net, x)
     assert any(m in folding._cache for m in net.modules()), "the BatchNorms should be folded"
 
@@ -131,7 +122,7 @@ def test_a_fused_step_bumps_only_watched_parameters_and_a_plain_step_nothing_mor
 
 def _bn_unet():
     torch.manual_seed(0)
-    return _randomize_batchnorms(fastp2p.UNet(3, 3, 5, ngf=4, norm="batch"))
+    return randomize_batchnorms(fastp2p.UNet(3, 3, 5, ngf=4, norm="batch"), 5)
 
 
 def test_converting_the_network_drops_the_entries_that_hold_its_old_tensors():

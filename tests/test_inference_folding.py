@@ -15,6 +15,7 @@ import torch.nn as nn
 import fastp2p
 from fastp2p import reference
 from fastp2p.nn import folding
+from helpers.network_checks import randomize_batchnorms
 from helpers.tolerances import (BF16_NETWORK, BF16_VS_AUTOCAST, FP32_NETWORK, FP32_SINGLE_OP,
                                 assert_close, relative_error)
 from helpers.triton_interpreter import FAST_CPU_BACKEND_PARAMS
@@ -23,27 +24,12 @@ from helpers.triton_interpreter import FAST_CPU_BACKEND_PARAMS
 ON_FAST_BACKENDS = pytest.mark.parametrize("backend", FAST_CPU_BACKEND_PARAMS, indirect=True)
 
 
-def _randomize_batchnorms(net, seed):
-    """Running statistics and affine parameters far from the defaults (0, 1), so that a fold that
-    ignored any of them would show."""
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for m in net.modules():
-            if isinstance(m, nn.BatchNorm2d):
-                c = m.num_features
-                m.running_mean.copy_(torch.randn(c, generator=gen) * 0.3)
-                m.running_var.copy_(torch.rand(c, generator=gen) * 2 + 0.2)
-                m.weight.copy_(torch.rand(c, generator=gen) + 0.5)
-                m.bias.copy_(torch.randn(c, generator=gen) * 0.2)
-    return net
-
-
 def _unet_pair(norm="batch", num_downs=6, use_dropout=True):
     torch.manual_seed(0)
     theirs = reference.init_weights(reference.UnetGenerator(
         3, 3, num_downs, 8, reference.get_norm_layer(norm), use_dropout))
     if norm == "batch":
-        _randomize_batchnorms(theirs, 5)
+        randomize_batchnorms(theirs, 5)
     ours = fastp2p.UNet(3, 3, num_downs, 8, norm=norm, use_dropout=use_dropout)
     ours.load_state_dict(theirs.state_dict())
     return ours, theirs
@@ -105,7 +91,7 @@ def test_folded_discriminators_match_float64_reference(backend, poisoned, name):
     else:
         theirs = reference.PixelDiscriminator(6, ndf=8, norm_layer=norm_layer)
         ours = fastp2p.PixelDiscriminator(6, ndf=8, norm="batch")
-    _randomize_batchnorms(reference.init_weights(theirs), 6)
+    randomize_batchnorms(reference.init_weights(theirs), 6)
     ours.load_state_dict(theirs.state_dict())
     x = _image(channels=6, size=32)
     with torch.no_grad():
@@ -118,7 +104,7 @@ def test_fold_of_one_layer_is_the_conv_then_the_norm():
     """Single convolutions (and transposed ones) with eval BatchNorm, against float64."""
     gen = torch.Generator().manual_seed(2)
     for conv in (nn.Conv2d(5, 7, 4, 2, 1, bias=True), nn.ConvTranspose2d(5, 7, 4, 2, 1)):
-        norm = _randomize_batchnorms(nn.Sequential(nn.BatchNorm2d(7)), 3)[0].eval()
+        norm = randomize_batchnorms(nn.Sequential(nn.BatchNorm2d(7)), 3)[0].eval()
         x = torch.randn(2, 5, 6, 6, generator=gen)
         weight, bias = folding.fold_batchnorm(conv, norm)
         folded = folding.stand_in(conv, weight, bias)
@@ -168,7 +154,7 @@ def test_changed_eps_and_load_state_dict_invalidate_the_cache(backend):
     for ours_norm, ref_norm in zip(_batchnorms(ours), _batchnorms(theirs)):
         ours_norm.eps = ref_norm.eps = 0.5
     _assert_follows(ours, theirs, x, "after changing eps")
-    other = _randomize_batchnorms(copy.deepcopy(theirs), 11)
+    other = randomize_batchnorms(copy.deepcopy(theirs), 11)
     with torch.no_grad():
         for p in other.parameters():
             p.mul_(1.1)

@@ -18,7 +18,7 @@ from fastp2p.nn import folding, fused
 from fastp2p.ops import conv_transpose, onednn_packed
 from fastp2p.ops.backends import backend_for
 from fastp2p.ops.deconv_phases import PhasedConvTranspose2d
-from helpers.network_checks import compare_networks, unet_pair
+from helpers.network_checks import compare_networks, randomize_batchnorms, unet_pair
 from helpers.tolerances import FP32_NETWORK, assert_close
 from helpers.triton_interpreter import FAST_CPU_BACKEND_PARAMS
 
@@ -33,13 +33,7 @@ def _unet_pair(norm="batch"):
     statistics away from their defaults (a fold that ignored one would show); no dropout, so
     that train mode is deterministic and comparable."""
     ours, theirs = unet_pair(norm, num_downs=6, ngf=8)
-    gen = torch.Generator().manual_seed(5)
-    with torch.no_grad():
-        for m in theirs.modules():
-            if isinstance(m, nn.BatchNorm2d):
-                m.running_mean.copy_(torch.randn(m.num_features, generator=gen) * 0.3)
-                m.running_var.copy_(torch.rand(m.num_features, generator=gen) + 0.5)
-                m.bias.copy_(torch.randn(m.num_features, generator=gen) * 0.2)
+    randomize_batchnorms(theirs, 5)
     ours.load_state_dict(theirs.state_dict())
     return ours, theirs
 

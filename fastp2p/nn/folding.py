@@ -146,8 +146,9 @@ def folded_conv(conv: nn.Module, norm: nn.BatchNorm2d,
 
 def _cached(cache, module: nn.Module, layout, key: tuple, sources, build) -> nn.Module:
     """The stand-in ``cache`` holds for (``module``, ``layout``), built anew by ``build()``
-    unless its key is ``key``, computed from the tensors ``sources`` (``see_fused_steps_on``). One entry per layout: a layer whose layout depends on the input
-    (the measured transposed-convolution form) keeps both instead of rebuilding by turns."""
+    unless its key is ``key``, computed from the tensors ``sources`` (``see_fused_steps_on``).
+    One entry per layout: a layer whose layout depends on the input (the measured
+    transposed-convolution form) keeps each instead of rebuilding by turns."""
     entries = cache.get(module)
     if entries is None:
         entries = cache[module] = {}

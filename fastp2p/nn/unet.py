@@ -24,8 +24,9 @@ class UNet(ReleasesReplacedWeights, ReferenceCheckpointMixin, UnetGenerator):
     (+ dropout, + skip concatenation) ops (fastp2p.nn.fused); norm layers it cannot reproduce
     exactly (e.g. SyncBatchNorm, BatchNorm with momentum=None), parametrized layers (spectral_norm,
     weight_norm) and forward hooks on inner modules (which the fused forward, calling no
-    submodule, would skip; or a global forward hook) run the reference forward (the layers are listed once, and
-    again after a submodule is registered; their settings and hooks are asked every call).
+    submodule, would skip; or a global forward hook) run the reference forward (the layers are
+    listed once, and again after a submodule is registered; their settings and hooks are asked
+    every call).
     The output has the input's memory format (NCHW or channels-last), as the reference's. CPU
     float32 inference computes channels-last either way, through cached copies of the convolutions'
     weights packed for oneDNN (fastp2p.ops.onednn_packed; for each transposed convolution, the

@@ -116,3 +116,18 @@ def count_fused_convs(monkeypatch, kernels):
 
     monkeypatch.setattr(kernels, "conv_fused_fwd", counted)
     return calls
+
+
+def randomize_batchnorms(net, seed):
+    """Running statistics and affine parameters far from the defaults (0, 1), so that a fold that
+    ignored any of them would show."""
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for m in net.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                c = m.num_features
+                m.running_mean.copy_(torch.randn(c, generator=gen) * 0.3)
+                m.running_var.copy_(torch.rand(c, generator=gen) * 2 + 0.2)
+                m.weight.copy_(torch.rand(c, generator=gen) + 0.5)
+                m.bias.copy_(torch.randn(c, generator=gen) * 0.2)
+    return net
