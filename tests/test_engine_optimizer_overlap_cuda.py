@@ -13,7 +13,7 @@ import torch
 
 from fastp2p.train.engine import WARMUP_STEPS, Pix2PixEngine
 from helpers.engine_option_checks import (assert_peer_runs, assert_same_networks,
-                                         cuda_batches, cuda_networks, kernels_of_a_step,
+                                         cuda_batches, kernels_of_an_eager_bf16_step,
                                          twin_cuda_networks)
 from helpers.train_helpers import loss_curve
 
@@ -68,11 +68,7 @@ def test_an_eager_overlapped_step_runs_adam_on_a_second_stream(monkeypatch):
     """What the profile of benchmarks/profile_step.py --optimizer-overlap shows: the Adam
     launches, one per bucket, on a stream of their own."""
     monkeypatch.setenv("FASTP2P_BACKEND", "triton")
-    netG, netD = cuda_networks()
-    engine = Pix2PixEngine(netG, netD, precision="bf16", channels_last=True,
-                           master_weights=True, optimizer_overlap=True)
-    (real_A, real_B), = cuda_batches(1)
-    kernels = kernels_of_a_step(engine, real_A, real_B)
+    engine, kernels = kernels_of_an_eager_bf16_step(master_weights=True, optimizer_overlap=True)
     adam = [event for event in kernels if "adam" in event.name]
     buckets = len(engine.optimizer_G.bucket_params) + len(engine.optimizer_D.bucket_params)
     assert len(adam) == buckets

@@ -14,7 +14,7 @@ import torch
 
 from fastp2p.train.engine import WARMUP_STEPS, Pix2PixEngine
 from helpers.engine_option_checks import (assert_peer_runs, assert_same_networks,
-                                         cuda_batches, cuda_networks, kernels_of_a_step,
+                                         cuda_batches, kernels_of_an_eager_bf16_step,
                                          twin_cuda_networks)
 from helpers.train_helpers import loss_curve
 
@@ -61,10 +61,7 @@ def test_side_streams_train_exactly_as_the_serial_step(monkeypatch, case, norm):
 def test_an_eager_side_stream_step_runs_kernels_on_two_streams(monkeypatch):
     """What the profile of benchmarks/profile_step.py --side-streams shows per stream."""
     monkeypatch.setenv("FASTP2P_BACKEND", "triton")
-    netG, netD = cuda_networks()
-    engine = Pix2PixEngine(netG, netD, precision="bf16", channels_last=True, side_streams=True)
-    (real_A, real_B), = cuda_batches(1)
-    kernels = kernels_of_a_step(engine, real_A, real_B)
+    _, kernels = kernels_of_an_eager_bf16_step(side_streams=True)
     streams = {event.device_resource_id for event in kernels}
     assert len(streams) >= 2, streams
 

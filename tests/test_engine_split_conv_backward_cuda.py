@@ -15,7 +15,7 @@ import torch
 
 from fastp2p.train.engine import WARMUP_STEPS, Pix2PixEngine
 from helpers.engine_option_checks import (assert_peer_runs, assert_same_networks,
-                                         cuda_batches, cuda_networks, kernels_of_a_step,
+                                         cuda_batches, kernels_of_an_eager_bf16_step,
                                          twin_cuda_networks)
 from helpers.train_helpers import loss_curve
 
@@ -78,11 +78,7 @@ def test_an_eager_split_step_runs_weight_gradients_on_another_stream(monkeypatch
     """What the profile of benchmarks/profile_step.py --split-conv-backward shows: the
     convolutions' weight-gradient kernels on a stream of their own."""
     monkeypatch.setenv("FASTP2P_BACKEND", "triton")
-    netG, netD = cuda_networks()
-    engine = Pix2PixEngine(netG, netD, precision="bf16", channels_last=True,
-                           split_conv_backward=True)
-    (real_A, real_B), = cuda_batches(1)
-    kernels = kernels_of_a_step(engine, real_A, real_B)
+    _, kernels = kernels_of_an_eager_bf16_step(split_conv_backward=True)
     streams = {event.device_resource_id for event in kernels}
     assert len(streams) >= 2, streams
 

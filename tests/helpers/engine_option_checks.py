@@ -54,6 +54,17 @@ def kernels_of_a_step(engine, real_A, real_B) -> list:
             if event.device_type == torch.autograd.DeviceType.CUDA]
 
 
+def kernels_of_an_eager_bf16_step(**options) -> tuple:
+    """(the engine, ``kernels_of_a_step``) of a bf16 channels-last eager engine with ``options``, on
+    ``cuda_networks()`` and one of ``cuda_batches``."""
+    from fastp2p.train.engine import Pix2PixEngine
+
+    netG, netD = cuda_networks()
+    engine = Pix2PixEngine(netG, netD, precision="bf16", channels_last=True, **options)
+    (real_A, real_B), = cuda_batches(1)
+    return engine, kernels_of_a_step(engine, real_A, real_B)
+
+
 def assert_peer_runs(peer: str) -> None:
     """The benchmark peer ``peer`` trains 3 quick steps on the GPU without an error."""
     from fastp2p.bench.networks import QUICK_CONFIG
