@@ -7,6 +7,7 @@ display is needed. Files other people may be reading (plot, pages) are replaced 
 import copy
 import csv
 import html
+import re
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +18,8 @@ from fastp2p.train.engine import LOSS_NAMES
 
 LOG_FIELDS = ("epoch", "step", "images", "lr", *LOSS_NAMES, "images_per_s")
 TRIPLET = ("real_A", "fake_B", "real_B")
+LOSS_LOG = "loss_log.csv"  # in the run folder
+WEB = "web"                # the run folder's TrainingPage
 
 
 def tensor_to_image(image: torch.Tensor) -> np.ndarray:
@@ -131,14 +134,16 @@ def write_html(path: Path, title: str, sections, loss_plot=None, refresh_s=None)
 
 class TrainingPage:
     """``CHECKPOINTS/NAME/web``: sample triplets, the loss plot and index.html, newest first."""
+    IMAGES, INDEX, PLOT = "images", "index.html", "loss.png"
+    SAMPLE = re.compile(rf"^epoch\d+_step\d+_({'|'.join(TRIPLET)})\.png$")  # add_sample's names
 
     def __init__(self, folder: Path, name: str):
         self.folder = Path(folder)
-        self.images = self.folder / "images"
+        self.images = self.folder / self.IMAGES
         self.images.mkdir(parents=True, exist_ok=True)
         self.name = name
-        self.index = self.folder / "index.html"
-        self.loss_plot = self.folder / "loss.png"
+        self.index = self.folder / self.INDEX
+        self.loss_plot = self.folder / self.PLOT
 
     def add_sample(self, epoch: int, step: int, triplet) -> None:
         for label, batch in zip(TRIPLET, triplet):
@@ -154,3 +159,16 @@ class TrainingPage:
                     for stem in samples]
         write_html(self.index, f"fastp2p training: {self.name}", sections,
                    loss_plot="loss.png" if self.loss_plot.exists() else None, refresh_s=60)
+
+
+def remove_reports(run_folder: Path) -> None:
+    """--overwrite: the previous run's loss log, and its web page, loss plot and sample images
+    (the names this module writes; nothing else in the folder)."""
+    web = Path(run_folder) / WEB
+    paths = [Path(run_folder) / LOSS_LOG, web / TrainingPage.PLOT, web / TrainingPage.INDEX]
+    images = web / TrainingPage.IMAGES
+    if images.is_dir():
+        paths += [path for path in images.iterdir() if TrainingPage.SAMPLE.match(path.name)]
+    for path in paths:
+        if path.is_file() or path.is_symlink():
+            path.unlink()

@@ -93,21 +93,6 @@ def _check_fresh_run(args) -> None:
                          "pass --overwrite to start again in it)")
 
 
-def _remove_reports(folder) -> None:
-    """--overwrite: the previous run's loss log and web/ page, loss plot and sample images
-    (the names fastp2p writes them under; nothing else in the folder)."""
-    import re
-
-    samples = re.compile(r"^epoch\d+_step\d+_(real_A|fake_B|real_B)\.png$")
-    web = folder / "web"
-    paths = [folder / "loss_log.csv", web / "loss.png", web / "index.html"]
-    if (web / "images").is_dir():
-        paths += [path for path in (web / "images").iterdir() if samples.match(path.name)]
-    for path in paths:
-        if path.is_file() or path.is_symlink():
-            path.unlink()
-
-
 def _levels(args) -> int:
     from fastp2p.train.networks import unet_levels
     return unet_levels(args.netG)
@@ -131,7 +116,7 @@ def run(args: argparse.Namespace, times=None) -> int:
     from fastp2p.train.networks import discriminator_from_options, generator_from_options
     from fastp2p.train.progress import progress_bar
     from fastp2p.train.reference_options import apply_reference_options, describe_networks
-    from fastp2p.train.reports import LossLog, TrainingPage
+    from fastp2p.train.reports import LOSS_LOG, WEB, LossLog, TrainingPage, remove_reports
     from fastp2p.train.schedulers import LRSchedule
     from fastp2p.train.stage_times import StageTimes
     from fastp2p.train.trackers import check_trackers_installed, close_trackers, open_trackers
@@ -191,7 +176,7 @@ def run(args: argparse.Namespace, times=None) -> int:
             checkpoints.prepare()
             if args.overwrite:
                 replaced_run = checkpoints.saved_sets()
-                _remove_reports(checkpoints.path)
+                remove_reports(checkpoints.path)
         # the training state first: an older fastp2p's file is reported as such
         state = checkpoints.load_train_state(args.epoch) if args.continue_train else None
         if args.continue_train:
@@ -208,8 +193,8 @@ def run(args: argparse.Namespace, times=None) -> int:
         page = loss_log = None
         if info.is_main:
             _write_options(args, checkpoints.path / "train_opt.txt")
-            page = None if args.no_html else TrainingPage(checkpoints.path / "web", args.name)
-            loss_log = LossLog(checkpoints.path / "loss_log.csv",
+            page = None if args.no_html else TrainingPage(checkpoints.path / WEB, args.name)
+            loss_log = LossLog(checkpoints.path / LOSS_LOG,
                                resume_step=state["engine"]["steps"] if state else None)
             trackers = open_trackers(args, checkpoints.path, "train")
         if times is None:
