@@ -137,8 +137,7 @@ def conv_transpose2d_tanh(module: nn.ConvTranspose2d, x: torch.Tensor) -> torch.
     """``torch.tanh(module(x))`` (the U-Net's output layer); the phases' stand-in applies the
     tanh as it interleaves."""
     if type(module) is deconv_phases.PhasedConvTranspose2d:
-        out = torch.empty(deconv_phases.output_shape(module, x), memory_format=torch.channels_last)
-        return deconv_phases.run_into(module, x, out, "tanh")
+        return deconv_phases.run(module, x, "tanh")
     return torch.tanh(conv_transpose2d(module, x))
 
 

@@ -93,7 +93,7 @@ def run_into(conv: PhasedConvTranspose2d, x: torch.Tensor, out: torch.Tensor,
     return out
 
 
-def run(conv: PhasedConvTranspose2d, x: torch.Tensor) -> torch.Tensor:
-    """``conv(x)``, channels-last."""
+def run(conv: PhasedConvTranspose2d, x: torch.Tensor, activation: str = "none") -> torch.Tensor:
+    """``activation(conv(x))``, channels-last."""
     out = torch.empty(output_shape(conv, x), dtype=x.dtype, memory_format=torch.channels_last)
-    return run_into(conv, x, out)
+    return run_into(conv, x, out, activation)
