@@ -2,9 +2,10 @@
 ``unet_supported`` / ``sequential_supported``): convolutions whose weight is parametrized
 (``torch.nn.utils.parametrizations.spectral_norm`` / ``weight_norm``, the hook-based
 ``torch.nn.utils.spectral_norm``) or any parametrized layer, and module trees with a forward
-hook or pre-hook on an inner module (or a global forward hook), which the fused forwards, calling
-no submodule, would never fire. Each is checked against the reference module with the same weights and the same
-parametrizations or hooks: outputs, gradients, and what every hook saw.
+hook or pre-hook on an inner module (or a global forward hook), or, where a gradient is wanted, a
+backward hook, which the fused forwards, calling no submodule, would never fire. Each is checked
+against the reference module with the same weights and the same parametrizations or hooks:
+outputs, gradients, and what every hook saw.
 """
 import copy
 import gc
@@ -202,3 +203,63 @@ def test_a_network_whose_hook_refers_to_it_is_freed():
     del ours
     gc.collect()
     assert alive() is None
+
+
+BACKWARD_HOOKS = {
+    "full backward hook": lambda m, seen: m.register_full_backward_hook(
+        lambda module, grad_input, grad_output: seen.append(grad_output[0].detach().clone())),
+    "full backward pre-hook": lambda m, seen: m.register_full_backward_pre_hook(
+        lambda module, grad_output: seen.append(grad_output[0].detach().clone())),
+}
+BACKWARD_HOOK_CASES = [(kind, network, path) for kind in BACKWARD_HOOKS
+                       for network, path in HOOKED]
+
+
+def _outcome(net, x):
+    """``_forward_and_backward``'s results, or the exception it raised."""
+    try:
+        return _forward_and_backward(net, x)
+    except RuntimeError as error:
+        return error
+
+
+@pytest.mark.parametrize("kind,network,path", BACKWARD_HOOK_CASES)
+def test_a_backward_hook_on_an_inner_module_behaves_as_on_the_reference(kind, network, path):
+    """It fires with the reference's gradients, or, where torch refuses it on the reference (a
+    full backward hook on a module whose output a later in-place activation modifies), the same
+    error is raised: the fused forward, calling no submodule, used to skip it silently."""
+    ours, theirs, x = _pair(network)
+    seen = {"ours": [], "theirs": []}
+    for name, net in (("ours", ours), ("theirs", theirs)):
+        BACKWARD_HOOKS[kind](net.get_submodule(path), seen[name])
+    for mode in ("train", "eval"):
+        ours.train(mode == "train"), theirs.train(mode == "train")
+        got, expected = _outcome(ours, x), _outcome(theirs, x)
+        if isinstance(expected, RuntimeError):
+            assert type(got) is type(expected), f"{kind} on {path}, {mode}: {expected}"
+            continue
+        for a, b, what in zip(got, expected, ("output", "input gradient")):
+            assert_close(a, b, FP32_NETWORK, f"{kind} on {path}, {mode}: {what}")
+    assert len(seen["ours"]) == len(seen["theirs"])
+    for got, expected in zip(seen["ours"], seen["theirs"]):
+        assert_close(got, expected, FP32_NETWORK, f"what the {kind} on {path} saw")
+    with torch.no_grad():  # no gradient, no backward hook to fire: the fused forward runs
+        assert_close(ours(x), theirs(x), FP32_NETWORK, f"{kind} on {path}, no_grad")
+
+
+@pytest.mark.parametrize("network", ["unet", "patchgan"])
+def test_a_global_backward_hook_behaves_as_on_the_reference(network):
+    """torch refuses a global full backward hook on these networks (their in-place activations
+    modify hooked outputs); the fused forward used to run without calling it at all."""
+    ours, theirs, x = _pair(network)
+    outcomes, seen = {}, {"ours": [], "theirs": []}
+    for name, net in (("ours", ours), ("theirs", theirs)):
+        handle = torch.nn.modules.module.register_module_full_backward_pre_hook(
+            lambda module, grad_output, seen=seen[name]: seen.append(type(module).__name__))
+        try:
+            outcomes[name] = _outcome(net, x)
+        finally:
+            handle.remove()
+    assert isinstance(outcomes["theirs"], RuntimeError)
+    assert type(outcomes["ours"]) is type(outcomes["theirs"])
+    assert seen["ours"] == seen["theirs"]

@@ -248,6 +248,7 @@ class _Walk(NamedTuple):
     """What ``_walk`` lists of a module tree."""
     registrations: int    # _Registrations.count when walked
     hook_dicts: tuple     # the forward hook dicts of every module but the root (``_hooks``)
+    backward_hook_dicts: tuple  # and their backward hook dicts (``_backward_hooks``)
     norms: tuple          # the norm-like modules (``_norm_like``)
     plain_weights: bool   # no parametrization anywhere, every convolution a plain weight Parameter
 
@@ -277,6 +278,7 @@ def _walk(root: nn.Module) -> _Walk:
 def _walk_of(root: nn.Module) -> _Walk:
     submodules = tuple(root.modules())[1:]  # not root: its own hooks run (it is called)
     return _Walk(_Registrations.count, tuple(d for m in submodules for d in _hooks(m)),
+                 tuple(d for m in submodules for d in _backward_hooks(m)),
                  tuple(_norm_like(submodules)), _plain_weights(submodules))
 
 
@@ -294,22 +296,29 @@ def _hooks(module: nn.Module) -> tuple:
     """The dicts that ``module.register_forward_hook`` / ``register_forward_pre_hook`` add to
     (created with the module, never replaced by torch), so a walk can list them once and see a
     hook added or removed by asking them (a U-Net-256 tree: about a microsecond; asking the
-    modules' attributes cost over ten, benchmarks/NOTES.md). Backward hooks are not asked, a
-    known gap: where a gradient is wanted the fused forwards call most convolutions as modules
-    (``aligned_channels.conv2d``: not the GPU's channel-padded image-side layers, the engine's
-    split backward, nor the fused convolution), so those hooks fire, but a norm's or a
-    block's do not; and the reference forward refuses a full backward hook on a module whose
-    output an in-place activation modifies, which is most of them."""
+    modules' attributes cost over ten, benchmarks/NOTES.md)."""
     return module._forward_hooks, module._forward_pre_hooks
+
+
+def _backward_hooks(module: nn.Module) -> tuple:
+    """The dicts that ``register_full_backward_hook`` / ``register_full_backward_pre_hook`` (and
+    the older ``register_backward_hook``) add to: such a hook fires only where the module is
+    called, which the fused forwards do not do for a norm or a block."""
+    return module._backward_hooks, module._backward_pre_hooks
 
 
 def _fused_forward_fits(walk: _Walk) -> bool:
     """Whether the fused forward reproduces the walked tree's own forward: plain weights; no
     forward hook on a submodule, nor a global one (the fused forwards call no submodule, so a
     hook, e.g. a feature-matching loss's forward hook on an inner layer, would silently not
-    fire); every norm layer reproduced (``norm_supported``). Hooks and norms are asked on every
-    call, so a hook added, a train/eval switch or a changed setting shows at once."""
+    fire), and, where a gradient may be wanted, no backward hook either; every norm layer
+    reproduced (``norm_supported``). Hooks and norms are asked on every call, so a hook added,
+    a train/eval switch or a changed setting shows at once."""
     if _module_hooks._global_forward_hooks or _module_hooks._global_forward_pre_hooks:
+        return False
+    if torch.is_grad_enabled() and (  # without a gradient, no backward hook would fire
+            _module_hooks._global_backward_hooks or _module_hooks._global_backward_pre_hooks
+            or any(walk.backward_hook_dicts)):
         return False
     return (walk.plain_weights and not any(walk.hook_dicts)
             and all(norm_supported(m) for m in walk.norms))
@@ -354,7 +363,9 @@ def sequential_supported(seq: nn.Sequential) -> bool:
     """Whether ``sequential_forward`` reproduces the discriminator stack ``seq`` (the network's
     ``model`` or ``net``, so ``seq``'s own hooks would not run either): only convolutions,
     LeakyReLUs and fused norms, and ``_fused_forward_fits``."""
-    if any(_hooks(seq)) or not _fused_forward_fits(_walk(seq)):
+    if any(_hooks(seq)) or (torch.is_grad_enabled() and any(_backward_hooks(seq))):
+        return False
+    if not _fused_forward_fits(_walk(seq)):
         return False
     return all(isinstance(m, (nn.Conv2d, nn.LeakyReLU))
                or (isinstance(m, _DIRECT_NORMS) and norm_supported(m)) for m in seq)

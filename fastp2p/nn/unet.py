@@ -23,8 +23,9 @@ class UNet(ReleasesReplacedWeights, ReferenceCheckpointMixin, UnetGenerator):
     The forward runs the modules' own convolutions and fastp2p's fused norm + activation
     (+ dropout, + skip concatenation) ops (fastp2p.nn.fused); norm layers it cannot reproduce
     exactly (e.g. SyncBatchNorm, BatchNorm with momentum=None), parametrized layers (spectral_norm,
-    weight_norm) and forward hooks on inner modules (which the fused forward, calling no
-    submodule, would skip; or a global forward hook) run the reference forward (the layers are
+    weight_norm), forward hooks on inner modules (which the fused forward, calling no
+    submodule, would skip; or a global forward hook) and, where a gradient is wanted, backward
+    hooks on inner modules (or global ones) run the reference forward (the layers are
     listed once, and again after a submodule is registered; their settings and hooks are asked
     every call).
     The output has the input's memory format (NCHW or channels-last), as the reference's. CPU
