@@ -53,3 +53,21 @@ def test_the_bump_costs_one_call_for_every_parameter_and_buffer(monkeypatch):
     everything = {id(t) for t in (*netG.parameters(), *netG.buffers(), *netD.parameters(),
                                   *netD.buffers())}
     assert [{id(t) for t in tensors} for tensors in bumped].count(everything) == 1
+
+
+def test_master_weights_adam_used_alone_marks_what_its_step_wrote(one_thread):
+    """The same for MasterWeightsAdam stepped by hand, outside the engine."""
+    from fastp2p.train.master_weights_adam import MasterWeightsAdam
+    torch.manual_seed(0)
+    netG = fastp2p.UNet(3, 3, 5, ngf=4, norm="batch")
+    optimizer = MasterWeightsAdam(netG, lr=0.05, copy_dtype=torch.float32)
+    x = torch.rand(1, 3, 32, 32) * 2 - 1
+    with torch.no_grad():
+        before = netG.eval()(x)  # builds the eval caches from these weights
+    for param in optimizer._params:
+        param.grad.copy_(torch.randn(param.shape))
+    optimizer.step()
+    with torch.no_grad():
+        after = netG(x)
+    assert_close(after, _fresh_eval_output(netG, x), FP32_NETWORK, "eval after the step")
+    assert not torch.equal(after, before)

@@ -221,10 +221,13 @@ class MasterWeightsAdam:
     @torch.no_grad()
     def step(self) -> None:
         """One Adam step of every parameter and the copy's refresh, one launch per bucket (one
-        in all without buckets); no sync."""
+        in all without buckets); no sync. The parameters' version counters are bumped, as
+        torch.optim's in-place updates bump them: the kernel writes without them, and
+        fastp2p's inference caches (fastp2p.nn.folding) key on them."""
         self.check_step_inputs()
         for index in range(len(self._bucket_slices)):
             self.step_bucket(index)
+        torch.autograd.graph.increment_version(self._params)
 
     def check_step_inputs(self) -> None:
         """A clear ValueError where the kernel would read the wrong lr or gradients."""
@@ -241,7 +244,8 @@ class MasterWeightsAdam:
     def step_bucket(self, index: int) -> None:
         """One Adam step of bucket ``index``'s parameters (``bucket_params[index]``) and their
         copies, in one launch on the current stream; no checks (``check_step_inputs``), no
-        sync."""
+        sync, no version counter bumped (its caller, the engine's optimizer overlap, marks
+        everything the training step wrote once the step is done)."""
         whole, copied, own = self._bucket_slices[index]
         adam_step(self.master[whole], self.exp_avg[whole], self.exp_avg_sq[whole],
                   self.grad_copied[copied], self.grad_own[own], self.copy[copied],
