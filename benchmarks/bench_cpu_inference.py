@@ -33,7 +33,8 @@ import torch
 import torch.nn.functional as F
 
 import fastp2p
-from fastp2p.bench.environment import cpu_model, find_checkout, git_commit
+from fastp2p.bench.environment import find_checkout, git_commit
+from fastp2p.cpu_info import cpu_model
 from fastp2p.nn.folding import folding_disabled
 from fastp2p.ops.deconv_phases import phases_disabled
 from fastp2p.ops.onednn_packed import packing_disabled
@@ -41,6 +42,10 @@ from fastp2p.ops import backend_name_for
 from fastp2p.ops.backends import cpp as cpp_backend
 from fastp2p.option_types import positive_int
 from fastp2p.reference import UnetGenerator
+
+# The transposed convolutions' forms are timed in this run (not taken from a file an earlier,
+# perhaps busier, run wrote): the rows describe this run's machine (fastp2p.ops.remembered_forms).
+os.environ.setdefault("FASTP2P_CPU_DECONV", "measure")
 
 # (channels, spatial size, side) of every normalized conv output of U-Net-256 (ngf=64) at batch 1.
 # Encoder norms feed LeakyReLU(0.2); decoder norms feed ReLU and are concatenated after the skip.

@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 
 import fastp2p
-from fastp2p.bench.environment import cpu_model
+from fastp2p.cpu_info import cpu_model
 from fastp2p.ops import backend_name_for, norm_act, norm_act_concat
 from fastp2p.reference import UnetGenerator
 

@@ -18,7 +18,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from fastp2p.bench.environment import cpu_model
+from fastp2p.cpu_info import cpu_model
 
 CHILD = """
 import json, resource, sys, time

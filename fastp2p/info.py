@@ -42,15 +42,20 @@ def _cpu_inference_line() -> str:
     fastp2p.ops.conv_transpose), and why."""
     from fastp2p.kernels.environment import getenv
     from fastp2p.ops import onednn_packed
-    from fastp2p.ops.conv_transpose import FORM_ENV_VAR
+    from fastp2p.ops import remembered_forms
+    from fastp2p.ops.conv_transpose import CPU_FORMS, FORM_ENV_VAR, MEASURE_ONLY
 
     if not onednn_packed.available():
         return ("oneDNN, weights reordered on every call (this torch build lacks oneDNN or "
                 "torch.ops.mkldnn's packed convolution ops)")
     forced = getenv(FORM_ENV_VAR)
-    form = (f"{forced}, as {FORM_ENV_VAR} says" if forced
-            else "oneDNN's deconvolution, four phases as one convolution, or GEMM + col2im, "
-                 "measured per layer on the first call")
+    if forced in CPU_FORMS:
+        form = f"{forced}, as {FORM_ENV_VAR} says"
+    else:
+        form = ("oneDNN's deconvolution, four phases as one convolution, or GEMM + col2im, "
+                "measured per layer on the first call")
+        form += (f" (not remembered: {FORM_ENV_VAR}={MEASURE_ONLY})" if forced == MEASURE_ONLY
+                 else f" and remembered in {remembered_forms.path()}")
     return f"oneDNN with weights packed once; transposed convolutions: {form}"
 
 

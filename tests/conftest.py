@@ -12,6 +12,8 @@
   the interpreter, C++), forcing it with FASTP2P_BACKEND; a test narrows the list with
   ``@pytest.mark.parametrize("backend", [...], indirect=True)``.
 - Shared helpers (tolerances, the interpreter set-up, input makers) live in tests/helpers/.
+- FASTP2P_CPU_DECONV is ``measure`` unless set: no test (nor a command it runs) reads or writes
+  the measured forms remembered in the user's cache folder.
 - Golden data comes from ``../shared/reference`` beside the checkout (or $FASTP2P_REFERENCE_DIR);
   tests that need it skip with the reason when it is absent.
 """
@@ -23,6 +25,10 @@ import pytest
 import torch
 
 from helpers.triton_interpreter import CPU_BACKEND_PARAMS
+
+# The CPU transposed convolutions' forms are measured in each test process, never read from or
+# written to the user's cache folder (tests of that file point FASTP2P_CACHE elsewhere).
+os.environ.setdefault("FASTP2P_CPU_DECONV", "measure")
 
 REFERENCE_DIR = Path(os.environ.get(
     "FASTP2P_REFERENCE_DIR", Path(__file__).resolve().parents[2] / "shared" / "reference"))

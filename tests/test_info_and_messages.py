@@ -64,15 +64,20 @@ def test_mismatched_checkpoint_error_leads_with_the_diagnosis_and_the_hint():
     assert details.startswith("details: ") and "shape mismatch" in details
 
 
-def test_info_says_how_cpu_inference_runs_its_convolutions(monkeypatch, capsys):
+def test_info_says_how_cpu_inference_runs_its_convolutions(monkeypatch, capsys, tmp_path):
     from fastp2p.ops import onednn_packed
     monkeypatch.delenv("FASTP2P_CPU_DECONV", raising=False)
+    monkeypatch.setenv("FASTP2P_CACHE", str(tmp_path))
     assert info.run(None) == 0
     line = capsys.readouterr().out.splitlines()[-1]
     if onednn_packed.available():
         assert line.endswith("oneDNN with weights packed once; transposed convolutions: "
                              "oneDNN's deconvolution, four phases as one convolution, or GEMM "
-                             "+ col2im, measured per layer on the first call")
+                             "+ col2im, measured per layer on the first call and remembered in "
+                             f"{tmp_path / 'cpu_deconv_forms.json'}")
+        monkeypatch.setenv("FASTP2P_CPU_DECONV", "measure")
+        assert info._cpu_inference_line().endswith(
+            "on the first call (not remembered: FASTP2P_CPU_DECONV=measure)")
     monkeypatch.setenv("FASTP2P_CPU_DECONV", "gemm")
     with onednn_packed.packing_disabled():
         assert "reordered on every call" in info._cpu_inference_line()

@@ -13,6 +13,7 @@ import torch.nn.functional as F
 
 from fastp2p.nn import folding, fused
 from fastp2p.ops import conv_transpose, deconv_phases, onednn_packed
+from fastp2p.ops.remembered_forms import RememberedForms
 from helpers.cpp_backend_helpers import requires_extension
 from helpers.network_checks import unet_pair
 from helpers.tolerances import FP32_NETWORK, FP32_SINGLE_OP, assert_close
@@ -78,9 +79,9 @@ def test_applies_only_to_float32_cpu_zero_padded_convolutions():
 
 
 @pytest.fixture
-def timings(monkeypatch):
+def timings(monkeypatch, tmp_path):
     """Fake timings for the form choice: {form: seconds}, and the list of forms timed; the
-    measured choices are forgotten before and after."""
+    measured choices are forgotten before and after, and remembered in an empty cache folder."""
     seconds, timed = {"gemm": 1e-3, "onednn": 2e-3, "phases": 3e-3}, []
 
     def fake(form, run):
@@ -90,6 +91,8 @@ def timings(monkeypatch):
 
     monkeypatch.setattr(conv_transpose, "_timed", fake)
     monkeypatch.setattr(conv_transpose, "_measured_forms", {})
+    monkeypatch.setattr(conv_transpose, "_remembered_forms", RememberedForms())
+    monkeypatch.setenv("FASTP2P_CACHE", str(tmp_path))
     monkeypatch.delenv(conv_transpose.FORM_ENV_VAR, raising=False)
     monkeypatch.setenv("FASTP2P_BACKEND", "cpp")
     return seconds, timed

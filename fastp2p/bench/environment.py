@@ -8,6 +8,8 @@ from pathlib import Path
 
 import torch
 
+from fastp2p.cpu_info import cpu_model
+
 
 def find_checkout(start=None):
     """The fastp2p source checkout (holding ``benchmarks/`` and ``fastp2p/``), or None.
@@ -56,18 +58,6 @@ def nvidia_driver():
         return None
     lines = result.stdout.strip().splitlines()
     return lines[0].strip() if result.returncode == 0 and lines else None
-
-
-def cpu_model() -> str:
-    """The CPU's model name as ``lscpu`` prints it (Linux /proc/cpuinfo), else platform's: CPU
-    figures differ by model (the same code measured 1.6x on a Xeon and 1.2x on an EPYC)."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def device_name(device) -> str:

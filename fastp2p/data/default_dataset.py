@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from fastp2p.cache_folder import cache_root
 from fastp2p.data.errors import DataError
 
 RECIPE_VERSION = 2
@@ -39,11 +40,6 @@ SPLITS = ("train", "val", "test")
 # The colour photographs (not charts or synthetic images) bundled in scikit-image's wheel.
 PHOTOS = ("astronaut.png", "chelsea.png", "coffee.png", "hubble_deep_field.jpg", "ihc.png",
           "motorcycle_left.png", "retina.jpg", "rocket.jpg")
-
-
-def cache_root() -> Path:
-    """$FASTP2P_CACHE, else ~/.cache/fastp2p."""
-    return Path(os.environ.get("FASTP2P_CACHE") or Path.home() / ".cache" / "fastp2p")
 
 
 def _bundled_photo(name: str) -> Path:

@@ -7,8 +7,9 @@ convolution whose results are interleaved into the output (fastp2p.ops.deconv_ph
 wins everywhere (per-layer times in benchmarks/NOTES.md, "CPU inference with packed oneDNN
 weights" and "The transposed convolution as four phases"). So ``cpu_inference_form`` times the
 forms on the call's own input, once per layer shape, input size class and thread count, each
-writing into an output buffer as the decoder does, and keeps the fastest
-(``FASTP2P_CPU_DECONV=gemm|onednn|phases`` fixes the form instead). A stand-in module of the
+writing into an output buffer as the decoder does, and keeps the fastest, in this process and in
+a file for the next ones (``FASTP2P_CPU_DECONV=gemm|onednn|phases`` fixes the form instead,
+``measure`` keeps it in this process only). A stand-in module of the
 phases runs them; one whose weight is packed runs oneDNN; one with a dense weight, the GEMM form
 where it applies. On a GPU, a layer whose output channel count is not a multiple of 8 (the
 U-Net's last, 3 channels) runs with zero-padded channels (``fastp2p.ops.aligned_channels``);
@@ -25,6 +26,7 @@ from fastp2p.kernels.environment import getenv
 from fastp2p.ops import deconv_phases, onednn_packed, split_conv_backward
 from fastp2p.ops.aligned_channels import conv_transpose2d_channel_padded, pads_output
 from fastp2p.ops.backends import backend_for
+from fastp2p.ops.remembered_forms import RememberedForms
 from fastp2p.ops.stand_ins import PACKED, PHASES, stand_in
 
 FORM_ENV_VAR = "FASTP2P_CPU_DECONV"
@@ -52,6 +54,9 @@ def _gemm_form_applies(module: nn.ConvTranspose2d, x: torch.Tensor) -> bool:
 # ``_choice_key`` -> the fastest CPU form measured; at most ``_MAX_MEASURED`` entries.
 _measured_forms: dict = {}
 _MAX_MEASURED = 1024
+# The forms measured by earlier processes on this machine (unless FASTP2P_CPU_DECONV=measure).
+_remembered_forms = RememberedForms()
+MEASURE_ONLY = "measure"
 
 
 def _timed(form: str, run) -> float:
@@ -89,8 +94,9 @@ def cpu_inference_form(module: nn.ConvTranspose2d, x: torch.Tensor) -> str:
     """The form ``module(x)`` runs in for CPU float32 inference: "gemm", "onednn" (its weight
     packed), "phases", or "module" where none applies. Among the forms that apply, the choice
     is measured on the first call of each layer shape, input size class and thread count
-    (``_choice_key``; a warm-up and up to three timed runs of each form: ``_faster_form``), or
-    fixed by ``FASTP2P_CPU_DECONV`` where that form applies."""
+    (``_choice_key``; a warm-up and up to three timed runs of each form: ``_faster_form``) and
+    remembered for later processes on this machine (fastp2p.ops.remembered_forms), or fixed by
+    ``FASTP2P_CPU_DECONV`` where that form applies (``measure``: measured, not remembered)."""
     forms = [form for form, applies in (("gemm", _gemm_form_applies),
                                         ("onednn", onednn_packed.applies),
                                         ("phases", deconv_phases.applies))
@@ -98,9 +104,10 @@ def cpu_inference_form(module: nn.ConvTranspose2d, x: torch.Tensor) -> str:
     if len(forms) < 2:
         return forms[0] if forms else "module"
     forced = getenv(FORM_ENV_VAR)
-    if forced and forced not in CPU_FORMS:
-        raise ValueError(f"{FORM_ENV_VAR}={forced!r}: expected one of {', '.join(CPU_FORMS)} "
-                         f"(or unset, to measure per layer)")
+    if forced and forced not in CPU_FORMS + (MEASURE_ONLY,):
+        raise ValueError(f"{FORM_ENV_VAR}={forced!r}: expected one of {', '.join(CPU_FORMS)}, "
+                         f"or {MEASURE_ONLY} (measured per layer, not remembered), or unset "
+                         f"(measured per layer and remembered)")
     if forced in forms:
         return forced
     key = _choice_key(module, x, forms)
@@ -108,7 +115,13 @@ def cpu_inference_form(module: nn.ConvTranspose2d, x: torch.Tensor) -> str:
     if form is None:
         if len(_measured_forms) >= _MAX_MEASURED:
             _measured_forms.clear()  # a long run over ever new shapes: measure them afresh
-        form = _measured_forms[key] = _faster_form(module, x, forms)
+        remember = forced != MEASURE_ONLY
+        form = _remembered_forms.get(key) if remember else None
+        if form not in forms:  # not remembered, or a file entry that does not fit
+            form = _faster_form(module, x, forms)
+            if remember:
+                _remembered_forms.put(key, form)
+        _measured_forms[key] = form
     return form
 
 

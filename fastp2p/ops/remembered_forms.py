@@ -1,0 +1,87 @@
+"""The CPU transposed convolutions' measured forms (fastp2p.ops.conv_transpose), remembered
+between processes in one JSON file, ``cpu_deconv_forms.json`` in fastp2p's cache folder
+($FASTP2P_CACHE, default ~/.cache/fastp2p), so that only a machine's first process pays for
+timing them (most of a U-Net-256's first CPU forward: benchmarks/NOTES.md, "Remembering the
+measured forms").
+
+A choice holds for one machine and software: the file keeps one section per CPU model, torch
+build and fastp2p version, and in it one entry per choice key (layer shape, input size class,
+thread count, the forms that applied). The file is replaced atomically and merged with what
+another process wrote meanwhile; a missing, unreadable or malformed file reads as empty and a
+folder that cannot be written is left alone: timing again is the fallback, never an error.
+Deleting the file makes the next process measure afresh.
+"""
+import functools
+import json
+from importlib import metadata
+from pathlib import Path
+
+import torch
+
+from fastp2p.atomic_files import replacing
+from fastp2p.cache_folder import cache_root
+from fastp2p.cpu_info import cpu_model
+
+FILE_NAME = "cpu_deconv_forms.json"
+_FORMAT = 1
+
+
+def path() -> Path:
+    return cache_root() / FILE_NAME
+
+
+@functools.cache
+def machine() -> str:
+    """This file's section for the running process: CPU model, torch build, fastp2p version."""
+    return f"{cpu_model()} | torch {torch.__version__} | fastp2p {_fastp2p_version()}"
+
+
+def _fastp2p_version() -> str:
+    try:
+        return metadata.version("fastp2p")
+    except metadata.PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown"
+
+
+class RememberedForms:
+    """``get``/``put`` of measured forms by choice key, backed by the file at ``path()`` (read
+    once per path; what ``get`` returns is the file's word: the caller checks it)."""
+
+    def __init__(self):
+        self._read_from, self._forms = None, {}
+
+    def get(self, key: tuple):
+        self._read_if_moved()
+        return self._forms.get(repr(key))
+
+    def put(self, key: tuple, form: str) -> None:
+        self._read_if_moved()
+        self._forms[repr(key)] = form
+        file = path()
+        try:
+            file.parent.mkdir(parents=True, exist_ok=True)
+            sections = _read(file)
+            sections[machine()] = {**sections.get(machine(), {}), **self._forms}
+            with replacing(file, durable=False) as temp:
+                temp.write_text(json.dumps({"format": _FORMAT, "machines": sections}, indent=1))
+        except OSError:
+            pass  # a read-only or full cache folder: measured again by the next process
+
+    def _read_if_moved(self) -> None:
+        file = path()
+        if file != self._read_from:
+            self._read_from = file
+            self._forms = dict(_read(file).get(machine(), {}))
+
+
+def _read(file: Path) -> dict:
+    """The file's sections ({machine: {key: form}}), or {} where it is missing or unusable."""
+    try:
+        content = json.loads(file.read_text())
+    except (OSError, ValueError):
+        return {}
+    if not (isinstance(content, dict) and content.get("format") == _FORMAT
+            and isinstance(content.get("machines"), dict)):
+        return {}
+    return {name: forms for name, forms in content["machines"].items()
+            if isinstance(forms, dict)}
