@@ -209,13 +209,13 @@ def _rng(dropout_p, seed, offset, device):
 
 
 def _device_extras(x, workspace_floats):
-    """(stream, workspace) for a CUDA launch; (0, None) on the CPU."""
+    """(stream, workspace tensor) for a CUDA launch; (0, None) on the CPU. The caller holds the
+    workspace until the launch: an argument tuple (``_arg``) holds only its address."""
     if not x.is_cuda:
         return 0, None
     stream = torch.cuda.current_stream(x.device).cuda_stream
     floats = workspace_floats()
-    workspace = torch.empty(max(floats, 1), dtype=torch.float32, device=x.device)
-    return stream, _arg(workspace)
+    return stream, torch.empty(max(floats, 1), dtype=torch.float32, device=x.device)
 
 
 # -- norm-act ----------------------------------------------------------------------------------
@@ -243,7 +243,10 @@ def norm_act_fwd(x, weight, bias, running_mean, running_var, out, out_channel_of
     if layout is None:
         layout, x = "channels_last", _conform(x, "channels_last")
     destination, staged = _destination(out, out_channel_offset, x, layout)
-    # Running stats are updated in place: through float32 buffers when they are not already.
+    # Float32 copies where the vectors are not float32 contiguous, held in locals until the
+    # kernel has run (the argument tuples hold only addresses). Running stats are updated in
+    # place: through such copies, copied back below.
+    weight32, bias32 = _fp32(weight), _fp32(bias)
     running = [_fp32(running_mean), _fp32(running_var)]
     if stats == _NONE:  # no statistics (new_empty: cheaper than torch.empty with a device)
         mean, rstd = x.new_empty(0, dtype=torch.float32), x.new_empty(0, dtype=torch.float32)
@@ -253,12 +256,13 @@ def norm_act_fwd(x, weight, bias, running_mean, running_var, out, out_channel_of
         rstd = torch.empty(groups, dtype=torch.float32, device=x.device)
     stream, workspace = _device_extras(
         x, lambda: C_ext.norm_act_fwd_workspace_floats(n, channels, height, width, stats))
-    C_ext.norm_act_fwd(_arg(x), _optional_arg(_fp32(weight)), _optional_arg(_fp32(bias)),
+    C_ext.norm_act_fwd(_arg(x), _optional_arg(weight32), _optional_arg(bias32),
                        _optional_arg(running[0]), _optional_arg(running[1]), destination,
                        None if stats == _NONE else _statistics_arg(mean),
                        None if stats == _NONE else _statistics_arg(rstd), stats, float(momentum),
                        float(eps), activation_code, float(slope), dropout_p, seed32, offset32,
-                       seed_ptr, offset_ptr, torch.get_num_threads(), stream, workspace)
+                       seed_ptr, offset_ptr, torch.get_num_threads(), stream,
+                       _optional_arg(workspace))
     if staged is not None:
         out_slice, staging = staged
         with torch.no_grad():
@@ -342,13 +346,17 @@ def norm_act_bwd(grad_out_slice, x, weight, bias, mean, rstd, *, norm, activatio
     grad_bias = torch.empty(channels, dtype=torch.float32, device=x.device) if affine else None
     stream, workspace = _device_extras(
         x, lambda: C_ext.norm_act_bwd_workspace_floats(n, channels, height, width, stats))
-    # The saved statistics, checked above to have their shape: as float32 contiguous vectors.
-    saved = (None, None) if stats == _NONE else (_statistics_arg(_fp32(mean)), _statistics_arg(_fp32(rstd)))
-    C_ext.norm_act_bwd(_arg(grad_out), _arg(x), _arg(grad_x), _optional_arg(_fp32(weight)),
-                       _optional_arg(_fp32(bias)), saved[0], saved[1],
+    # Float32 contiguous copies where needed (the saved statistics were checked above to have
+    # their shape), held in locals until the kernel has run: the arguments hold only addresses.
+    weight32, bias32 = _fp32(weight), _fp32(bias)
+    mean32, rstd32 = (None, None) if stats == _NONE else (_fp32(mean), _fp32(rstd))
+    C_ext.norm_act_bwd(_arg(grad_out), _arg(x), _arg(grad_x), _optional_arg(weight32),
+                       _optional_arg(bias32),
+                       None if mean32 is None else _statistics_arg(mean32),
+                       None if rstd32 is None else _statistics_arg(rstd32),
                        _optional_arg(grad_weight), _optional_arg(grad_bias), stats,
                        activation_code, float(slope), dropout_p, seed32, offset32, seed_ptr,
-                       offset_ptr, torch.get_num_threads(), stream, workspace)
+                       offset_ptr, torch.get_num_threads(), stream, _optional_arg(workspace))
     if affine:
         grad_weight, grad_bias = grad_weight.to(weight.dtype), grad_bias.to(bias.dtype)
     return grad_x, grad_weight, grad_bias

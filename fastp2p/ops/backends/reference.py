@@ -36,15 +36,21 @@ def _int(value) -> int:
 def norm_act_fwd(x, weight, bias, running_mean, running_var, out, out_channel_offset, *, norm,
                  training, momentum, eps, activation, slope, dropout_p, seed, offset,
                  num_batches_tracked=None):
-    """The oracle's norm_act_fwd, computed in float32 for half-precision inputs."""
+    """The oracle's norm_act_fwd, computed in float32 for half-precision inputs (a half-precision
+    module's running statistics updated through float32 copies, copied back)."""
     dtype = _compute_dtype(x)
     cast = (lambda t: None if t is None else t.to(dtype))
     count_batch(num_batches_tracked, norm, training, running_mean)
-    return norm_act_reference.norm_act_fwd(
-        x.to(dtype), cast(weight), cast(bias), running_mean, running_var, out,
+    running = (cast(running_mean), cast(running_var))
+    result = norm_act_reference.norm_act_fwd(
+        x.to(dtype), cast(weight), cast(bias), *running, out,
         out_channel_offset, norm=norm, training=training, momentum=momentum, eps=eps,
         activation=activation, slope=slope, dropout_p=dropout_p, seed=_int(seed),
         offset=_int(offset))
+    for given, used in zip((running_mean, running_var), running):
+        if used is not given:
+            given.copy_(used)
+    return result
 
 
 def norm_act_bwd(grad_out_slice, x, weight, bias, mean, rstd, *, norm, activation, slope,
