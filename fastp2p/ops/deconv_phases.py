@@ -51,12 +51,22 @@ def phase_weight(weight: torch.Tensor) -> torch.Tensor:
     """A ConvTranspose2d weight (C_in, C_out, 4, 4) as the phases' Conv2d weight
     (4 C_out, C_in, 2, 2), channels-last (the layout oneDNN packs from); output channel
     (2r + s) C_out + c is phase (r, s) of channel c. Tap (a, b) of phase (r, s) is kernel element
-    (3 - r - 2a, 3 - s - 2b): element (2a + r, 2b + s) of the kernel flipped, so the flipped
-    kernel's rows split into (a, r) and its columns into (b, s), and one copy puts them in place."""
+    (3 - r - 2a, 3 - s - 2b). Two copies: one blocked 2-D transpose (torch's copy blocks those)
+    puts C_in innermost, then a gather of whole rows of C_in floats orders the taps; one strided
+    permutation with C_in outermost took 1.3-2x as long (benchmarks/NOTES.md, "Remembering the
+    measured forms")."""
     c_in, c_out = weight.shape[:2]
-    taps = weight.flip(2, 3).view(c_in, c_out, 2, 2, 2, 2)  # (C_in, C_out, a, r, b, s)
-    phases = taps.permute(3, 5, 1, 2, 4, 0).contiguous()    # (r, s, C_out, a, b, C_in)
+    rows = weight.reshape(c_in, c_out * 16).t().contiguous()  # row (c, kernel row, kernel col)
+    phases = rows.index_select(0, _phase_rows(c_out))          # row (r, s, c, a, b)
     return phases.view(4 * c_out, 2, 2, c_in).permute(0, 3, 1, 2)
+
+
+def _phase_rows(c_out: int) -> torch.Tensor:
+    """For each row (r, s, c, a, b) of the phases' weight, its row (c, 3 - r - 2a, 3 - s - 2b)
+    in the kernel's transpose."""
+    r, s, c, a, b = torch.meshgrid(*(torch.arange(n) for n in (2, 2, c_out, 2, 2)),
+                                   indexing="ij")
+    return (c * 16 + (3 - r - 2 * a) * 4 + (3 - s - 2 * b)).reshape(-1)
 
 
 _PHASE_CONV = nn.Conv2d(1, 4, 2, padding=1, bias=False, device="meta")  # the settings to pack
