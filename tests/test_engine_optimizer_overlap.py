@@ -259,10 +259,12 @@ def test_a_step_that_raises_in_the_backward_joins_what_it_launched(one_thread, m
     engine.step(*random_batches(1)[0])
     first_conv = netG.model.model[0]
 
-    def fail(module, grad_output):
+    def fail(grad):
         raise RuntimeError("injected backward failure")
 
-    handle = first_conv.register_full_backward_pre_hook(fail)
+    # A gradient hook on the weight, not a module backward hook: that one would send the U-Net
+    # to its reference forward, where torch refuses it (an in-place activation follows the conv).
+    handle = first_conv.weight.register_hook(fail)
     log.clear()
     with pytest.raises(RuntimeError, match="injected backward failure"):
         engine.step(*random_batches(1, seed=2)[0])
