@@ -72,12 +72,13 @@ class Backend(Protocol):
         the running statistics (constants, so grad_x does not flow through them)."""
 
     def gan_loss_fwd(self, logits: Tensor, *, mode: str, target_is_real: bool) -> tuple:
-        """(loss: 0-dim float32, grad_logits like logits): the GANLoss mean against 1 (real) or
-        0 (fake) — BCE-with-logits (vanilla), MSE (lsgan), or -/+ mean (wgangp) — and its
-        gradient."""
+        """(loss, grad_logits like logits): the GANLoss mean against 1 (real) or 0 (fake) —
+        BCE-with-logits (vanilla), MSE (lsgan), or -/+ mean (wgangp) — and its gradient. loss:
+        0-dim float32, or float64 for float64 logits (which only the reference backend takes)."""
 
     def l1_loss_fwd(self, x: Tensor, y: Tensor) -> tuple:
-        """(loss = mean |x - y| as 0-dim float32, grad_x like x); grad_y = -grad_x."""
+        """(loss = mean |x - y| as 0-dim float32 (float64 for float64 x), grad_x like x);
+        grad_y = -grad_x."""
 
     # The training step's losses, one fused launch per network step (fastp2p.ops.step_losses).
     # ``tally``: the engine's device counters, which the op updates in place (see LossTally).
