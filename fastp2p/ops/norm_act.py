@@ -28,6 +28,7 @@ from fastp2p.ops.backends import norm_act_backend_for
 from fastp2p.ops.definitions import (ACTIVATIONS, NORMS, OP_DTYPES, count_batch,
                                      like_memory_format)
 from fastp2p.ops.dropout_rng import dropout_threshold
+from fastp2p.ops.norm_act_reference import statistics_dtype
 
 
 @dataclass(frozen=True)
@@ -206,7 +207,8 @@ def _norm_act_fwd(x: torch.Tensor, weight: Optional[torch.Tensor],
     # Outputs of a custom op may alias neither inputs nor each other: eval batch norm can hand
     # back the running mean itself, and "none" one shared empty tensor.
     if norm == "none":
-        return out, x.new_empty(0, dtype=torch.float32), x.new_empty(0, dtype=torch.float32)
+        empty = x.new_empty(0, dtype=statistics_dtype(x))
+        return out, empty, empty.clone()
     if running_mean is not None and mean.data_ptr() == running_mean.data_ptr():
         mean = mean.clone()
     return out, mean, rstd
@@ -223,7 +225,7 @@ def _(x, weight, bias, running_mean, running_var, num_batches_tracked, skip, rng
     skip_channels = 0 if skip is None else skip.shape[1]
     n, c = x.shape[:2]
     stats = {"instance": (n, c), "batch": (c,), "none": (0,)}[norm]
-    mean = x.new_empty(stats, dtype=torch.float32)
+    mean = x.new_empty(stats, dtype=statistics_dtype(x))
     return like_memory_format(x, skip_channels + c), mean, torch.empty_like(mean)
 
 
@@ -521,8 +523,8 @@ def norm_act_into(x, weight, bias, running_mean, running_var, out, out_channel_o
                   slope=0.2, dropout_p=0.0, seed=0, offset=0, num_batches_tracked=None):
     """The checked launcher without autograd: writes ``norm_act(x, ...)`` into
     ``out[:, out_channel_offset:out_channel_offset + C]`` and returns the float32 (mean, rstd)
-    (N, C) for instance norm, (C,) for batch norm, empty for none — for callers that manage
-    their own buffers and backward.
+    (float64 for float64 x) (N, C) for instance norm, (C,) for batch norm, empty for none — for
+    callers that manage their own buffers and backward.
 
     ``out``: (N, C_out, H, W) with x's dtype and device, any memory format; the channels outside
     the slice are left as they are. Other arguments as ``norm_act``.

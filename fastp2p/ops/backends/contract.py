@@ -45,8 +45,9 @@ class Backend(Protocol):
         added, by the kernel that updates them where the backend can: Triton; the others call
         ``fastp2p.ops.definitions.count_batch``; untouched in every other case). out: x's
         dtype and device. norm in NORMS, activation in ACTIVATIONS (fastp2p.ops.definitions).
-        Returns float32 (mean, rstd): (N, C) for instance norm, (C,) for batch norm (the
-        running ones in eval), empty for norm="none".
+        Returns float32 (mean, rstd) (float64 for float64 x, which only the reference backend
+        takes): (N, C) for instance norm, (C,) for batch norm (the running ones in eval), empty
+        for norm="none".
         """
 
     def norm_act_fwd_plan(self, x: Tensor, weight: Optional[Tensor], bias: Optional[Tensor],
