@@ -21,11 +21,12 @@ import fastp2p
 from fastp2p import reference
 from fastp2p.ops import backend_name_for, d_step_losses, g_step_losses, gan_loss, l1_loss
 from fastp2p.ops.backends import cpp as cpp_backend
-from fastp2p.ops.backends import norm_act_backend_for
+from fastp2p.ops.backends import _resolve, norm_act_backend_for
 from fastp2p.ops.norm_act import norm_act, norm_act_into
 from fastp2p.ops.norm_act_reference import norm_act_math
 from helpers.network_checks import compare_networks, random_images, unet_pair, with_same_masks
 from helpers.tolerances import FP64_SAME_MATH, assert_close
+from helpers.triton_interpreter import KERNELS
 
 needs_cpp = pytest.mark.skipif(not cpp_backend.available(), reason="fastp2p._C was not built")
 CPU = torch.device("cpu")
@@ -206,3 +207,13 @@ def test_a_dtype_no_op_takes_is_named_by_the_op():
     """The op's own check speaks first, on the inference path as on the autograd one."""
     with pytest.raises(ValueError, match="norm_act expects x in"):
         norm_act(torch.ones(1, 2, 3, 3, dtype=torch.int64))
+
+
+@pytest.mark.skipif(KERNELS is None, reason="needs triton (and no GPU) to load its backend here")
+def test_on_cuda_float64_goes_to_the_reference_and_float32_stays_on_triton():
+    """The registry's walk for a CUDA device, run on the CPU (no tensor is made)."""
+    assert _resolve("cuda", "", (torch.float32,)) == "triton"
+    assert _resolve("cuda", "", (torch.bfloat16, torch.float16)) == "triton"
+    assert _resolve("cuda", "", (torch.float64,)) == "reference"
+    with pytest.raises(ValueError, match="FASTP2P_BACKEND=triton: the triton backend expects"):
+        _resolve("cuda", "triton", (torch.float64,))
