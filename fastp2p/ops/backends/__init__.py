@@ -127,7 +127,7 @@ def _resolve(device_type: str, forced: str, dtypes: tuple) -> str:
         backend = _load(entry.module)
         if not _takes(backend, dtypes):
             wanted = [str(d) for d in dtypes if d not in backend.DTYPES]
-            raise ValueError(f"{ENV_VAR}={forced}: the {forced} backend expects "
+            raise ValueError(f"{ENV_VAR}={forced}: an op on the {forced} backend expects "
                              f"{[str(d) for d in backend.DTYPES]}, got {', '.join(wanted)}; "
                              f"unset {ENV_VAR} (float64 then runs on the reference backend) "
                              f"or pass tensors of those dtypes")
