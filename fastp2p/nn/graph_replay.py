@@ -6,10 +6,13 @@ raw ``torch.cuda.CUDAGraph`` (torch.compile's cudagraph trees check more per cal
 kernels take at batch 1).
 
 Per call, on a CUDA input: the input is copied into the static buffer of the capture for its
-signature (shape, dtype, memory format, device, the train/eval flag of every submodule, autocast
-state) and that graph is replayed; the result is a clone of the graph's static output, so a later
-call never overwrites it. A signature seen for the first time runs the module eagerly (that is
-the call's result; it also warms up cuDNN and Triton on a side stream) and then captures it. A
+signature (shape, dtype, memory format, device, autocast state, and every submodule's settings:
+its train/eval flag and the other plain values a forward bakes into the captured kernels and
+folded weights — BatchNorm / InstanceNorm ``eps``, ``momentum``, ``affine``, Dropout ``p``,
+LeakyReLU ``negative_slope``, a convolution's ``stride`` / ``padding``, ...) and that graph is
+replayed; the result is a clone of the graph's static output, so a later call never overwrites
+it. A signature seen for the first time runs the module eagerly (that is the call's result; it
+also warms up cuDNN and Triton on a side stream) and then captures it. A
 graph is captured against the parameters and buffers as they are (storage address and version
 counter of each): when any of them changed since (an optimizer step, ``load_state_dict``,
 ``.to()``, an eager train-mode forward updating BatchNorm statistics), the next call re-captures.
@@ -25,11 +28,28 @@ Every call runs without autograd (like ``torch.no_grad()``): this is for inferen
 non-CUDA) inputs run the module eagerly under ``torch.no_grad()``, same API.
 """
 from dataclasses import dataclass
+from operator import itemgetter
 
 import torch
 import torch.nn as nn
 
 from fastp2p.nn.folding import folded_for, see_fused_steps_on
+
+
+# The types of the values read as a submodule's settings (bool is an int).
+_SETTING_TYPES = (int, float, str, type(None))
+_ABSENT = object()  # the value of a setting deleted since graphed()
+
+
+def _is_setting(name: str, value) -> bool:
+    """A public attribute holding a plain value, or a tuple of them (a convolution's stride):
+    what a module's forward reads as a setting (a BatchNorm's eps, a Dropout's p), as opposed
+    to its tensors, submodules and private state."""
+    if name.startswith("_"):
+        return False
+    if isinstance(value, tuple):
+        return all(isinstance(item, _SETTING_TYPES) for item in value)
+    return isinstance(value, _SETTING_TYPES)
 
 
 def _memory_format(x: torch.Tensor):
@@ -39,14 +59,29 @@ def _memory_format(x: torch.Tensor):
 
 
 class _ModuleTensors:
-    """A module's submodules and their parameter and buffer dicts, listed once (walking the
-    module tree costs tens of microseconds, more than a replay at batch 1). The dicts are read
-    on every call, so a parameter replaced by assignment is seen; submodules added after
+    """A module's submodules, their parameter and buffer dicts and the names of their settings,
+    listed once (walking the module tree costs tens of microseconds, more than a replay at batch
+    1). The dicts and the settings' values are read on every call, so a parameter replaced by
+    assignment and a changed ``bn.eps`` are seen; submodules and attributes added after
     ``graphed()`` are not."""
 
     def __init__(self, module: nn.Module):
         self.modules = list(module.modules())
         self.stores = [store for m in self.modules for store in (m._parameters, m._buffers)]
+        # (attribute dict, setting names, getter of their values) per submodule, ``training``
+        # among them: one C-level itemgetter call per submodule keeps the signature cheap.
+        self.settings = []
+        for m in self.modules:
+            names = tuple(name for name, value in vars(m).items() if _is_setting(name, value))
+            self.settings.append((vars(m), names, itemgetter(*names)))
+
+    def settings_values(self) -> tuple:
+        """The value of every submodule setting, now."""
+        try:
+            return tuple([get(values) for values, _, get in self.settings])
+        except KeyError:  # a setting was deleted (``del bn.momentum``): it reads as absent
+            return tuple([tuple(values.get(name, _ABSENT) for name in names)
+                          for values, names, _ in self.settings])
 
     def tensors(self) -> list:
         return [t for store in self.stores for t in store.values() if t is not None]
@@ -64,11 +99,12 @@ class _ModuleTensors:
                          for store in self.stores for t in store.values() if t is not None)
 
     def signature(self, x: torch.Tensor) -> tuple:
-        """What a captured graph is specific to, besides the module's tensors."""
+        """What a captured graph is specific to, besides the module's tensors: the input's
+        kind, autocast, and the value of every submodule setting."""
         device = x.device.type
         autocast = torch.is_autocast_enabled(device)
         return (tuple(x.shape), x.dtype, x.device, _memory_format(x),
-                tuple(m.training for m in self.modules),
+                self.settings_values(),
                 autocast, torch.get_autocast_dtype(device) if autocast else None)
 
     def changed(self, before: tuple, after: tuple) -> list:

@@ -48,7 +48,7 @@ def _gemm_form_applies(module: nn.ConvTranspose2d, x: torch.Tensor) -> bool:
             and module.dilation == (1, 1) and module.output_padding == (0, 0)
             and len(set(module.stride)) == 1 and len(set(module.padding)) == 1
             and all(p.dtype == torch.float32 for p in params)
-            and backend_for(x.device).provides("conv_transpose2d_fwd"))
+            and backend_for(x.device, x.dtype).provides("conv_transpose2d_fwd"))
 
 
 # ``_choice_key`` -> the fastest CPU form measured; at most ``_MAX_MEASURED`` entries.
@@ -166,7 +166,7 @@ def conv_transpose2d(module: nn.ConvTranspose2d, x: torch.Tensor) -> torch.Tenso
     if onednn_packed.is_packed(module.weight):
         return onednn_packed.run(module, x, module.weight, module.bias)
     if _gemm_form_applies(module, x):
-        return backend_for(x.device).conv_transpose2d_fwd(
+        return backend_for(x.device, x.dtype).conv_transpose2d_fwd(
             x, module.weight, module.bias, stride=module.stride[0], padding=module.padding[0])
     if pads_output(module, x):
         return conv_transpose2d_channel_padded(module, x)

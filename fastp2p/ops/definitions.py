@@ -6,21 +6,15 @@ import torch
 
 from fastp2p.kernels.codes import ACTIVATION_CODES, GAN_MODE_CODES, NORM_CODES
 
-# Input dtypes the ops accept (each backend narrows this: see check_backend_dtype).
+# Input dtypes the ops accept. Each backend declares the ones it computes (its DTYPES; Triton
+# and C++: no float64); the registry (fastp2p.ops.backends) picks one that takes the call's.
 OP_DTYPES = (torch.float32, torch.bfloat16, torch.float16, torch.float64)
 NORMS = tuple(NORM_CODES)
 ACTIVATIONS = tuple(ACTIVATION_CODES)
 GAN_MODES = tuple(GAN_MODE_CODES)
 
 __all__ = ["ACTIVATIONS", "ACTIVATION_CODES", "GAN_MODES", "GAN_MODE_CODES", "NORMS",
-           "NORM_CODES", "OP_DTYPES", "check_backend_dtype", "count_batch", "like_memory_format"]
-
-
-def check_backend_dtype(backend, x, op: str):
-    """Each backend declares the dtypes it computes exactly (Triton: no float64)."""
-    if x.dtype not in backend.DTYPES:
-        raise ValueError(f"{op} on the {backend.NAME} backend expects "
-                         f"{[str(d) for d in backend.DTYPES]}, got {x.dtype}")
+           "NORM_CODES", "OP_DTYPES", "count_batch", "like_memory_format"]
 
 
 def count_batch(num_batches_tracked, norm: str, training: bool, running_mean) -> None:

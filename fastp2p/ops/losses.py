@@ -8,7 +8,7 @@ loss (the kernels write both in one pass); the backward only scales it by grad_o
 import torch
 
 from fastp2p.ops.backends import backend_for
-from fastp2p.ops.definitions import GAN_MODES, OP_DTYPES, check_backend_dtype
+from fastp2p.ops.definitions import GAN_MODES, OP_DTYPES
 
 
 def _widen_half(t: torch.Tensor) -> torch.Tensor:
@@ -32,15 +32,19 @@ def check_loss_input(name, t, device=None):
 @torch.library.custom_op("fastp2p::gan_loss_fwd", mutates_args=())
 def _gan_loss_fwd(logits: torch.Tensor, mode: str, target_is_real: bool
                   ) -> tuple[torch.Tensor, torch.Tensor]:
-    backend = backend_for(logits.device)
-    check_backend_dtype(backend, logits, "gan_loss")
+    backend = backend_for(logits.device, logits.dtype)
     loss, grad = backend.gan_loss_fwd(logits, mode=mode, target_is_real=target_is_real)
     return loss, grad
 
 
+def _loss_dtype(t: torch.Tensor) -> torch.dtype:
+    """A loss's dtype: float32, or float64 for float64 inputs (the reference backend's)."""
+    return torch.float64 if t.dtype == torch.float64 else torch.float32
+
+
 @_gan_loss_fwd.register_fake
 def _(logits, mode, target_is_real):
-    return logits.new_empty((), dtype=torch.float32), torch.empty_like(logits)
+    return logits.new_empty((), dtype=_loss_dtype(logits)), torch.empty_like(logits)
 
 
 def _gan_loss_setup(ctx, inputs, output):
@@ -62,15 +66,13 @@ _gan_loss_fwd.register_autograd(_gan_loss_backward, setup_context=_gan_loss_setu
 
 @torch.library.custom_op("fastp2p::l1_loss_fwd", mutates_args=())
 def _l1_loss_fwd(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    backend = backend_for(x.device)
-    check_backend_dtype(backend, x, "l1_loss")
-    loss, grad = backend.l1_loss_fwd(x, y)
+    loss, grad = backend_for(x.device, x.dtype).l1_loss_fwd(x, y)
     return loss, grad
 
 
 @_l1_loss_fwd.register_fake
 def _(x, y):
-    return x.new_empty((), dtype=torch.float32), torch.empty_like(x)
+    return x.new_empty((), dtype=_loss_dtype(x)), torch.empty_like(x)
 
 
 def _l1_setup(ctx, inputs, output):
@@ -93,10 +95,12 @@ _l1_loss_fwd.register_autograd(_l1_backward, setup_context=_l1_setup)
 
 
 def gan_loss(logits: torch.Tensor, mode: str, target_is_real: bool) -> torch.Tensor:
-    """The PatchGAN loss (0-dim float32) of ``logits`` against the all-real / all-fake target.
+    """The PatchGAN loss of ``logits`` against the all-real / all-fake target: 0-dim float32,
+    float64 for float64 logits.
 
-    ``logits``: any shape (the PatchGAN's (N, 1, 30, 30) map), float32, bfloat16 or float16
-    (float64 on the reference backend), any layout; ``mode``: vanilla: BCE-with-logits mean vs
+    ``logits``: any shape (the PatchGAN's (N, 1, 30, 30) map), float32, bfloat16 or float16 (on
+    the device's fast backend) or float64 (computed in float64 by the reference backend, which
+    the registry picks for it), any layout; ``mode``: vanilla: BCE-with-logits mean vs
     1/0; lsgan: MSE mean vs 1/0; wgangp: -mean (real) or +mean (fake). The gradient comes from
     the same pass and has the logits' dtype.
 
@@ -113,10 +117,11 @@ def gan_loss(logits: torch.Tensor, mode: str, target_is_real: bool) -> torch.Ten
 
 
 def l1_loss(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """mean |x - y| as a 0-dim float32 tensor, with gradients for both.
+    """mean |x - y| as a 0-dim float32 tensor (float64 for float64 inputs), with gradients for
+    both.
 
-    ``x`` / ``y``: the same shape, dtype (float32, bfloat16 or float16; float64 on the
-    reference backend) and device, any layout (channels-last stays; a mismatched pair of
+    ``x`` / ``y``: the same shape, dtype (float32, bfloat16 or float16; float64, which runs on
+    the reference backend) and device, any layout (channels-last stays; a mismatched pair of
     strides costs one copy of y).
 
     Example::

@@ -25,9 +25,10 @@ from typing import Optional
 import torch
 
 from fastp2p.ops.backends import norm_act_backend_for
-from fastp2p.ops.definitions import (ACTIVATIONS, NORMS, OP_DTYPES, check_backend_dtype,
-                                     count_batch, like_memory_format)
+from fastp2p.ops.definitions import (ACTIVATIONS, NORMS, OP_DTYPES, count_batch,
+                                     like_memory_format)
 from fastp2p.ops.dropout_rng import dropout_threshold
+from fastp2p.ops.norm_act_reference import statistics_dtype
 
 
 @dataclass(frozen=True)
@@ -165,10 +166,8 @@ def _rng_kwargs(seed, offset, rng):
 _SKIP_KWARGS = NormActConfig(norm="none", activation="relu").launcher_kwargs()
 
 
-def _output(backend, x, skip):
-    """(out, C_skip): the output [relu(skip), norm_act(x)] in x's memory format, once the
-    backend is known to take x's dtype."""
-    check_backend_dtype(backend, x, "norm_act")
+def _output(x, skip):
+    """(out, C_skip): the output [relu(skip), norm_act(x)] in x's memory format."""
     skip_channels = 0 if skip is None else skip.shape[1]
     return like_memory_format(x, skip_channels + x.shape[1]), skip_channels
 
@@ -177,7 +176,7 @@ def _launch_fwd(x, weight, bias, running_mean, running_var, num_batches_tracked,
                 offset, norm, training, momentum, eps, activation, slope, dropout_p):
     """(out, mean, rstd) as the backend's launcher returns them (the arguments checked)."""
     backend = norm_act_backend_for(x, norm)
-    out, skip_channels = _output(backend, x, skip)
+    out, skip_channels = _output(x, skip)
     launcher = backend.norm_act_fwd
     if skip is not None:
         launcher(skip, None, None, None, None, out, 0, seed=0, offset=0, **_SKIP_KWARGS)
@@ -208,7 +207,8 @@ def _norm_act_fwd(x: torch.Tensor, weight: Optional[torch.Tensor],
     # Outputs of a custom op may alias neither inputs nor each other: eval batch norm can hand
     # back the running mean itself, and "none" one shared empty tensor.
     if norm == "none":
-        return out, x.new_empty(0, dtype=torch.float32), x.new_empty(0, dtype=torch.float32)
+        empty = x.new_empty(0, dtype=statistics_dtype(x))
+        return out, empty, empty.clone()
     if running_mean is not None and mean.data_ptr() == running_mean.data_ptr():
         mean = mean.clone()
     return out, mean, rstd
@@ -225,7 +225,7 @@ def _(x, weight, bias, running_mean, running_var, num_batches_tracked, skip, rng
     skip_channels = 0 if skip is None else skip.shape[1]
     n, c = x.shape[:2]
     stats = {"instance": (n, c), "batch": (c,), "none": (0,)}[norm]
-    mean = x.new_empty(stats, dtype=torch.float32)
+    mean = x.new_empty(stats, dtype=statistics_dtype(x))
     return like_memory_format(x, skip_channels + c), mean, torch.empty_like(mean)
 
 
@@ -359,7 +359,7 @@ class _Plan:
         cfg = NormActConfig(*settings)
         _check_arguments(x, weight, bias, running_mean, running_var, num_batches_tracked, skip,
                          cfg)
-        out, skip_channels = _output(backend, x, skip)
+        out, skip_channels = _output(x, skip)
         self.shape, self.strides, self.dtype, self.device = (
             tuple(out.shape), out.stride(), out.dtype, out.device)
         self.launch = _prepared(backend, x, weight, bias, running_mean, running_var, out,
@@ -427,7 +427,14 @@ def _plan_for(x, weight, bias, running_mean, running_var, num_batches_tracked, s
     The key holds everything the checks and the launch read from the arguments but their data:
     each tensor's shape, strides, dtype and device (None for an absent one), the settings, and
     the backend the registry picks now (it follows FASTP2P_BACKEND between calls)."""
-    backend = norm_act_backend_for(x, settings[0])
+    try:
+        backend = norm_act_backend_for(x, settings[0])
+    except ValueError:
+        # A dtype no backend takes (or FASTP2P_BACKEND's does not): the argument checks say
+        # first what is wrong with the arguments, as on the autograd path.
+        _check_arguments(x, weight, bias, running_mean, running_var, num_batches_tracked, skip,
+                         NormActConfig(*settings))
+        raise
     try:
         key = (_signature(x), _signature(weight), _signature(bias), _signature(running_mean),
                _signature(running_var), _signature(num_batches_tracked), _signature(skip),
@@ -468,9 +475,10 @@ def norm_act(x, weight=None, bias=None, running_mean=None, running_var=None, *,
              slope=0.2, dropout_p=0.0, seed=0, offset=0, num_batches_tracked=None):
     """dropout(act(norm(x) * weight + bias)) with autograd, in x's memory format.
 
-    - ``x``: (N, C, H, W) float32, bfloat16 or float16 (float64 on the reference backend), on
-      any device a backend serves; channels-last (NHWC) or contiguous, any strides. The output
-      has x's shape, dtype and memory format.
+    - ``x``: (N, C, H, W) float32, bfloat16 or float16 (on the device's fast backend), or
+      float64 (the registry runs it on the reference backend), on any device a backend
+      serves; channels-last (NHWC) or contiguous, any strides. The output has x's shape, dtype
+      and memory format.
     - ``weight`` / ``bias``: (C,) floating point, both or neither (affine).
     - ``running_mean`` / ``running_var``: (C,), both or neither, ``norm="batch"`` only: used in
       eval (``training=False``), updated in place in training (``momentum``, unbiased variance,
@@ -515,8 +523,8 @@ def norm_act_into(x, weight, bias, running_mean, running_var, out, out_channel_o
                   slope=0.2, dropout_p=0.0, seed=0, offset=0, num_batches_tracked=None):
     """The checked launcher without autograd: writes ``norm_act(x, ...)`` into
     ``out[:, out_channel_offset:out_channel_offset + C]`` and returns the float32 (mean, rstd)
-    (N, C) for instance norm, (C,) for batch norm, empty for none — for callers that manage
-    their own buffers and backward.
+    (float64 for float64 x) (N, C) for instance norm, (C,) for batch norm, empty for none — for
+    callers that manage their own buffers and backward.
 
     ``out``: (N, C_out, H, W) with x's dtype and device, any memory format; the channels outside
     the slice are left as they are. Other arguments as ``norm_act``.
@@ -531,9 +539,6 @@ def norm_act_into(x, weight, bias, running_mean, running_var, out, out_channel_o
     _check_batch_counter(num_batches_tracked, x)
     _check_destination(out, x, out_channel_offset)
     _check_rng(seed, offset)
-    backend = norm_act_backend_for(x, norm)
-    check_backend_dtype(backend, x, "norm_act")
-    return backend.norm_act_fwd(x, weight, bias, running_mean, running_var, out,
-                                out_channel_offset, seed=seed, offset=offset,
-                                num_batches_tracked=num_batches_tracked,
-                                **cfg.launcher_kwargs())
+    return norm_act_backend_for(x, norm).norm_act_fwd(
+        x, weight, bias, running_mean, running_var, out, out_channel_offset, seed=seed,
+        offset=offset, num_batches_tracked=num_batches_tracked, **cfg.launcher_kwargs())

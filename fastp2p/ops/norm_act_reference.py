@@ -43,8 +43,9 @@ def norm_act_fwd(x, weight, bias, running_mean, running_var, out, out_channel_of
                  training, momentum, eps, activation, slope, dropout_p, seed, offset):
     """Write norm-act(x) into ``out[:, out_channel_offset : out_channel_offset + C]``.
 
-    Returns the float32 statistics a backward would need: (mean, rstd) per (N, C) for instance
-    norm, per C for batch norm (the running ones in eval), empty tensors for no norm.
+    Returns the statistics a backward would need, in float32 (float64 for float64 x, so that
+    a float64 backward is float64 throughout): (mean, rstd) per (N, C) for instance norm, per C
+    for batch norm (the running ones in eval), empty tensors for no norm.
     """
     channels = x.shape[1]
     y = norm_act_math(x, weight, bias, running_mean, running_var, norm=norm, training=training,
@@ -54,15 +55,21 @@ def norm_act_fwd(x, weight, bias, running_mean, running_var, out, out_channel_of
     return _saved_statistics(x, running_mean, running_var, norm=norm, training=training, eps=eps)
 
 
+def statistics_dtype(x) -> torch.dtype:
+    """The dtype of norm_act_fwd's saved (mean, rstd): float32, or float64 for float64 x."""
+    return torch.float64 if x.dtype == torch.float64 else torch.float32
+
+
 def _saved_statistics(x, running_mean, running_var, *, norm, training, eps):
-    x32 = x.detach().float()
+    dtype = statistics_dtype(x)
+    xs = x.detach().to(dtype)
     if norm == "instance":
-        var, mean = torch.var_mean(x32, dim=(2, 3), unbiased=False)
+        var, mean = torch.var_mean(xs, dim=(2, 3), unbiased=False)
     elif norm == "batch" and (training or running_mean is None):
-        var, mean = torch.var_mean(x32, dim=(0, 2, 3), unbiased=False)
+        var, mean = torch.var_mean(xs, dim=(0, 2, 3), unbiased=False)
     elif norm == "batch":
-        mean, var = running_mean.float(), running_var.float()
+        mean, var = running_mean.to(dtype), running_var.to(dtype)
     else:
-        empty = x32.new_empty(0)
+        empty = xs.new_empty(0)
         return empty, empty
     return mean, torch.rsqrt(var + eps)

@@ -21,7 +21,7 @@ import torch
 
 from fastp2p.kernels.loss_tally import LossTally
 from fastp2p.ops.backends import backend_for
-from fastp2p.ops.definitions import GAN_MODES, check_backend_dtype
+from fastp2p.ops.definitions import GAN_MODES
 from fastp2p.ops.losses import check_loss_input
 
 __all__ = ["LossTally", "d_step_losses", "d_step_losses_and_grads", "g_step_losses",
@@ -46,10 +46,8 @@ def _d_launch(logits_fake, logits_real, mode, tally):
     check_loss_input("logits_fake", logits_fake)
     check_loss_input("logits_real", logits_real, logits_fake.device)
     _check_common(mode, tally, logits_fake.device)
-    backend = backend_for(logits_fake.device)
     fake, real = _widen_half(logits_fake), _widen_half(logits_real)
-    for t in (fake, real):
-        check_backend_dtype(backend, t, "d_step_losses")
+    backend = backend_for(fake.device, fake.dtype, real.dtype)
     losses, grad_fake, grad_real = backend.d_step_losses_fwd(fake.detach(), real.detach(),
                                                              mode=mode, tally=tally)
     return losses, grad_fake.to(logits_fake.dtype), grad_real.to(logits_real.dtype)
@@ -65,10 +63,8 @@ def _g_launch(logits, fake_b, real_b, mode, lambda_l1, tally):
     if isinstance(lambda_l1, bool) or not isinstance(lambda_l1, (int, float)):
         raise ValueError(f"lambda_l1 must be a number, got {lambda_l1!r}")
     _check_common(mode, tally, logits.device)
-    backend = backend_for(logits.device)
     widened = [_widen_half(t) for t in (logits, fake_b, real_b)]
-    for t in widened:
-        check_backend_dtype(backend, t, "g_step_losses")
+    backend = backend_for(logits.device, *(t.dtype for t in widened))
     losses, grad_logits, grad_fake_b = backend.g_step_losses_fwd(
         *(t.detach() for t in widened), mode=mode, lambda_l1=float(lambda_l1), tally=tally)
     return losses, grad_logits.to(logits.dtype), grad_fake_b.to(fake_b.dtype)
@@ -115,9 +111,10 @@ def d_step_losses(logits_fake, logits_real, mode, *, tally=None):
     L_real]``, differentiable w.r.t. both logits.
 
     ``logits_fake`` / ``logits_real``: D's outputs on the (A, fake_B) and (A, B) pairs (the
-    PatchGAN's (N, 1, 30, 30) maps), float32, bfloat16 or float16 (float64 on the reference
-    backend), any layout, one device; ``mode``: "vanilla" (BCE with logits), "lsgan" (MSE) or
-    "wgangp" (+mean fake, -mean real), as GANLoss with its default labels. ``tally``: the
+    PatchGAN's (N, 1, 30, 30) maps), float32, bfloat16 or float16, or float64 (the registry
+    runs it on the reference backend; the losses stay float32), any layout, one device;
+    ``mode``: "vanilla" (BCE with logits), "lsgan" (MSE) or "wgangp" (+mean fake, -mean real),
+    as GANLoss with its default labels. ``tally``: the
     engine's LossTally; (L_fake, L_real) are added to its sums.
 
     Example::

@@ -2,11 +2,16 @@
 
 Every backend module follows the contract in ``contract.py`` (a ``Protocol`` of the launcher
 signatures). ``_BACKENDS`` lists them in order of preference with the devices each serves; the
-first one that is installed and serves the tensor's device wins. ``FASTP2P_BACKEND=<name>``
-forces one. An op a backend lacks runs the reference backend's launcher (one warning per backend
-and op). ``FASTP2P_PDL=1`` (programmatic dependent launch for the Triton kernels on Hopper) is
-read by ``fastp2p.kernels.pdl`` at each launch: kernels/ may not import this layer. Adding a
-backend is a module in this folder plus one entry in ``_BACKENDS`` (fastp2p/ops/README.md).
+first one that is installed, serves the tensor's device and takes its dtype (its ``DTYPES``)
+wins: float64, which only the reference backend computes, runs there (the reference modules,
+the float64 checks of DESIGN §5 and ``.double()`` networks), float32 / bfloat16 / float16 on
+the fast backends. ``FASTP2P_BACKEND=<name>`` forces one; a forced backend that does not take
+the dtype is a ValueError naming the variable (forcing is how tests pin a backend: running
+another one instead would test the wrong code). An op a backend lacks runs the reference
+backend's launcher (one warning per backend and op). ``FASTP2P_PDL=1`` (programmatic dependent
+launch for the Triton kernels on Hopper) is read by ``fastp2p.kernels.pdl`` at each launch:
+kernels/ may not import this layer. Adding a backend is a module in this folder plus one entry
+in ``_BACKENDS`` (fastp2p/ops/README.md).
 """
 import importlib
 import warnings
@@ -100,8 +105,14 @@ def _serves_cpu(entry: _Entry, forced: bool) -> bool:
     return bool(getattr(backend.module, "INTERPRETED", False)) and (forced or _interpreter_on())
 
 
-def _resolve(device_type: str, forced: str) -> str:
-    """The backend name for a device type under ``FASTP2P_BACKEND=forced`` (empty: not forced)."""
+def _takes(backend, dtypes: tuple) -> bool:
+    """Whether ``backend`` computes every one of ``dtypes`` (its DTYPES)."""
+    return all(dtype in backend.DTYPES for dtype in dtypes)
+
+
+def _resolve(device_type: str, forced: str, dtypes: tuple) -> str:
+    """The backend name for a device type and the call's tensor dtypes under
+    ``FASTP2P_BACKEND=forced`` (empty: not forced)."""
     if forced:
         if forced not in BACKEND_NAMES:
             raise ValueError(f"{ENV_VAR} must be one of {BACKEND_NAMES}, got {forced!r}")
@@ -113,6 +124,13 @@ def _resolve(device_type: str, forced: str) -> str:
         if device_type == "cpu" and not _serves_cpu(entry, forced=True):
             raise ValueError(f"{ENV_VAR}={forced} on CPU tensors needs TRITON_INTERPRET=1 set "
                              "before fastp2p's kernels are imported")
+        backend = _load(entry.module)
+        if not _takes(backend, dtypes):
+            wanted = [str(d) for d in dtypes if d not in backend.DTYPES]
+            raise ValueError(f"{ENV_VAR}={forced}: an op on the {forced} backend expects "
+                             f"{[str(d) for d in backend.DTYPES]}, got {', '.join(wanted)}; "
+                             f"unset {ENV_VAR} (float64 then runs on the reference backend) "
+                             f"or pass tensors of those dtypes")
         return forced
     for entry in _BACKENDS:
         if device_type not in entry.devices:
@@ -123,30 +141,35 @@ def _resolve(device_type: str, forced: str) -> str:
             continue
         if device_type == "cpu" and not _serves_cpu(entry, forced=False):
             continue
+        if not _takes(_load(entry.module), dtypes):
+            continue
         return entry.name
-    raise ValueError(f"no fastp2p backend serves device {device_type}")
+    raise ValueError(f"no fastp2p backend serves device {device_type} with "
+                     f"{[str(d) for d in dtypes]}")
 
 
-# What _resolve answered, per (device type, FASTP2P_BACKEND, TRITON_INTERPRET): the environment
-# is read on every call (tests and users change it between calls), the registry walked once per
-# combination. Its other inputs do not change within a process: _load caches each backend's
-# availability, and the Triton module's INTERPRETED is fixed when it is imported.
+# What _resolve answered, per (device type, FASTP2P_BACKEND, TRITON_INTERPRET, dtypes): the
+# environment is read on every call (tests and users change it between calls), the registry
+# walked once per combination (a refusal is not remembered: it is raised again on every call).
+# Its other inputs do not change within a process: _load caches each backend's availability,
+# and the Triton module's INTERPRETED is fixed when it is imported.
 _resolved: dict = {}
 
 
-def _resolved_for(device_type: str) -> tuple:
-    """(name, loaded backend) for ``device_type`` under the current environment."""
-    key = (device_type, getenv(ENV_VAR), getenv("TRITON_INTERPRET"))
+def _resolved_for(device_type: str, dtypes: tuple) -> tuple:
+    """(name, loaded backend) for ``device_type`` and ``dtypes`` under the current environment."""
+    key = (device_type, getenv(ENV_VAR), getenv("TRITON_INTERPRET"), dtypes)
     resolved = _resolved.get(key)
     if resolved is None:
-        name = _resolve(device_type, (key[1] or "").strip())
+        name = _resolve(device_type, (key[1] or "").strip(), dtypes)
         resolved = _resolved[key] = (name, backend_named(name))
     return resolved
 
 
-def backend_name_for(device) -> str:
-    """Name of the backend that runs ops on ``device`` now (follows the environment each call)."""
-    return _resolved_for(device.type)[0]
+def backend_name_for(device, *dtypes) -> str:
+    """Name of the backend that runs ops on ``device`` now (follows the environment each call)
+    for tensors of ``dtypes`` (none given: whatever the device's first backend takes)."""
+    return _resolved_for(device.type, dtypes)[0]
 
 
 def backend_named(name: str):
@@ -154,22 +177,25 @@ def backend_named(name: str):
     return _load(next(b.module for b in _BACKENDS if b.name == name))
 
 
-def backend_for(device):
-    """The backend (launchers) for tensors on ``device``."""
-    return _resolved_for(device.type)[1]
+def backend_for(device, *dtypes):
+    """The backend (launchers) for tensors on ``device`` of ``dtypes``: every op passes the
+    dtypes of the tensors its launcher computes, so float64 runs on the reference backend."""
+    return _resolved_for(device.type, dtypes)[1]
 
 
 def norm_act_backend_for(x, norm: str):
-    """The norm-act launchers for conv output ``x``: ``backend_for``, except that on CUDA the
-    shapes of the measured choice table (``cuda_choice``) go to the CUDA C++ kernels.
+    """The norm-act launchers for conv output ``x``: ``backend_for(x.device, x.dtype)``, except
+    that on CUDA the shapes of the measured choice table (``cuda_choice``) go to the CUDA C++
+    kernels.
 
     Dormant by default: no choice table is committed, so the CUDA C++ norm-act kernels never
     run unless a GPU run's table is committed (benchmarks/cuda_choice_table.py) or
     FASTP2P_BACKEND=cpp forces them."""
-    name, backend = _resolved_for("cpu" if x.is_cpu else x.device.type)
+    name, backend = _resolved_for("cpu" if x.is_cpu else x.device.type, (x.dtype,))
     if name == "triton" and x.is_cuda and not (getenv(ENV_VAR) or "").strip():
         cpp = backend_named("cpp")
-        if cpp is not None and cpp.cuda_available() and cuda_choice.prefers_cpp(norm, x):
+        if (cpp is not None and _takes(cpp, (x.dtype,)) and cpp.cuda_available()
+                and cuda_choice.prefers_cpp(norm, x)):
             return cpp
     return backend
 

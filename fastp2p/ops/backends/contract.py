@@ -45,8 +45,9 @@ class Backend(Protocol):
         added, by the kernel that updates them where the backend can: Triton; the others call
         ``fastp2p.ops.definitions.count_batch``; untouched in every other case). out: x's
         dtype and device. norm in NORMS, activation in ACTIVATIONS (fastp2p.ops.definitions).
-        Returns float32 (mean, rstd): (N, C) for instance norm, (C,) for batch norm (the
-        running ones in eval), empty for norm="none".
+        Returns float32 (mean, rstd) (float64 for float64 x, which only the reference backend
+        takes): (N, C) for instance norm, (C,) for batch norm (the running ones in eval), empty
+        for norm="none".
         """
 
     def norm_act_fwd_plan(self, x: Tensor, weight: Optional[Tensor], bias: Optional[Tensor],
@@ -72,12 +73,13 @@ class Backend(Protocol):
         the running statistics (constants, so grad_x does not flow through them)."""
 
     def gan_loss_fwd(self, logits: Tensor, *, mode: str, target_is_real: bool) -> tuple:
-        """(loss: 0-dim float32, grad_logits like logits): the GANLoss mean against 1 (real) or
-        0 (fake) — BCE-with-logits (vanilla), MSE (lsgan), or -/+ mean (wgangp) — and its
-        gradient."""
+        """(loss, grad_logits like logits): the GANLoss mean against 1 (real) or 0 (fake) —
+        BCE-with-logits (vanilla), MSE (lsgan), or -/+ mean (wgangp) — and its gradient. loss:
+        0-dim float32, or float64 for float64 logits (which only the reference backend takes)."""
 
     def l1_loss_fwd(self, x: Tensor, y: Tensor) -> tuple:
-        """(loss = mean |x - y| as 0-dim float32, grad_x like x); grad_y = -grad_x."""
+        """(loss = mean |x - y| as 0-dim float32 (float64 for float64 x), grad_x like x);
+        grad_y = -grad_x."""
 
     # The training step's losses, one fused launch per network step (fastp2p.ops.step_losses).
     # ``tally``: the engine's device counters, which the op updates in place (see LossTally).

@@ -119,16 +119,17 @@ def _gan_loss_and_grad(logits, mode, target_is_real):
 
 
 def gan_loss_fwd(logits, *, mode, target_is_real):
-    """(loss, d loss / d logits): BCE-with-logits / MSE mean against 1 or 0, or the WGAN mean."""
+    """(loss, d loss / d logits): BCE-with-logits / MSE mean against 1 or 0, or the WGAN mean;
+    the loss in the compute dtype (float64 for float64 logits, else float32)."""
     loss, grad = _gan_loss_and_grad(logits, mode, target_is_real)
-    return loss.float(), grad.to(logits.dtype)
+    return loss, grad.to(logits.dtype)
 
 
 def l1_loss_fwd(x, y):
-    """(mean |x - y|, d loss / d x); d loss / d y is its negative."""
+    """(mean |x - y| in the compute dtype, d loss / d x); d loss / d y is its negative."""
     dtype = _compute_dtype(x)
     diff = x.to(dtype) - y.to(dtype)
-    return diff.abs().mean().float(), (torch.sign(diff) / diff.numel()).to(x.dtype)
+    return diff.abs().mean(), (torch.sign(diff) / diff.numel()).to(x.dtype)
 
 
 def _add_to_tally(part_a, part_b, tally):
