@@ -12,6 +12,7 @@ of the shard's source files, names, sizes and mtimes) in ``pack-state.json``, wr
 too. A re-run keeps every recorded shard whose plan is unchanged and whose checksum verifies, and
 packs only the rest; ``index.json`` appears last, so a reader never sees half a pack.
 """
+import contextlib
 import hashlib
 import json
 import math
@@ -89,12 +90,24 @@ def _count_into(counter) -> None:
     _advance = advance
 
 
+@contextlib.contextmanager
+def _naming_the_file(path: Path):
+    """An OSError of a write (e.g. a full disk) names no file: name ``path``, the shard."""
+    try:
+        yield
+    except OSError as err:
+        if err.filename is None:
+            err.filename = str(path)
+        raise
+
+
 def write_shard(job: dict) -> dict:
     """Decode, resize and write one planned shard atomically; returns its index record."""
     phase_dir, dataroot = Path(job["phase_dir"]), Path(job["dataroot"])
     digest, crc = hashlib.sha256(), 0
     sources, skipped = [], []
-    with replacing(phase_dir / job["file"]) as temp, open(temp, "wb") as f:
+    with _naming_the_file(phase_dir / job["file"]), replacing(phase_dir / job["file"]) as temp, \
+            open(temp, "wb") as f:
         for a_rel, b_rel in job["pairs"]:
             try:
                 pixels = load_pair(dataroot, a_rel, b_rel, job["aligned"], job["load_size"])

@@ -53,27 +53,48 @@ def describe_os_error(err: OSError) -> str:
 
 
 class _HashingWriter:
-    """A binary file that also counts and hashes what is written through it."""
+    """A binary file that also counts and hashes what is written through it.
+
+    torch.save's zip writer turns an error of ``write`` into its own RuntimeError ("unexpected
+    pos ..."), which says neither the file nor the cause: the first OSError is kept in
+    ``error`` so that the caller can report it instead."""
 
     def __init__(self, handle):
         self.handle, self.digest, self.size = handle, hashlib.sha256(), 0
+        self.error = None
 
     def write(self, data):
+        try:
+            written = self.handle.write(data)
+        except OSError as err:
+            self.error = self.error or err
+            raise
         self.digest.update(data)
         self.size += len(data)
-        return self.handle.write(data)
+        return written
 
     def flush(self):
         self.handle.flush()
 
 
 def _write_durably(obj, temp: Path) -> dict:
-    """``torch.save`` into ``temp`` and fsync it; returns its manifest entry (size, sha256)."""
-    with open(temp, "wb") as handle:
-        writer = _HashingWriter(handle)
-        torch.save(obj, writer)
-        handle.flush()
-        os.fsync(handle.fileno())
+    """``torch.save`` into ``temp`` and fsync it; returns its manifest entry (size, sha256).
+    Raises OSError naming ``temp`` (e.g. "No space left on device")."""
+    try:
+        with open(temp, "wb") as handle:
+            writer = _HashingWriter(handle)
+            try:
+                torch.save(obj, writer)
+            except RuntimeError as err:
+                if writer.error is None:
+                    raise
+                raise writer.error from err
+            handle.flush()
+            os.fsync(handle.fileno())
+    except OSError as err:
+        if err.filename is None:  # a write, flush or fsync error names no file
+            err.filename = str(temp)
+        raise
     return {"size": writer.size, "sha256": writer.digest.hexdigest()}
 
 
