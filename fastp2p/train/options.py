@@ -115,7 +115,9 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
                        choices=("linear", "step", "plateau", "cosine"),
                        help="lr schedule: linear (constant, then linear decay), step (x0.1 every "
                             "--lr_decay_iters epochs), plateau (x0.2 when the generator loss "
-                            "stalls 5 epochs), cosine (over --n_epochs) (default %(default)s)")
+                            "stalls 5 epochs), cosine (the reference's CosineAnnealingLR with "
+                            "T_max --n_epochs: down to 0 over --n_epochs, then, a cosine, up "
+                            "again during --n_epochs_decay) (default %(default)s)")
     group.add_argument("--lr_decay_iters", type=positive_int, default=50,
                        help="epochs between step decays (default %(default)s)")
     group.add_argument("--epoch_count", type=positive_int, default=1,
