@@ -77,7 +77,7 @@ def open_rgb(path: Path) -> Image.Image:
             return img.convert("RGB")
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
         raise DataError(f"{path}: cannot decode this image ({error}); fix or remove it, or pass "
-                        "--skip-bad (which checks every file before training)") from None
+                        "--skip-bad (which checks every file up front)") from None
 
 
 def open_pair(a_path: Path, b_path: Path, aligned: bool) -> tuple[Image.Image, Image.Image]:
