@@ -130,15 +130,16 @@ def write_shard(job: dict) -> dict:
 # ---- one phase, in the main process -------------------------------------------------------
 
 def plan_pairs(dataroot: Path, phase: str, dataset_mode: str, load_size: int,
-               skip_bad: bool) -> list[tuple[str, str]]:
+               skip_bad: bool, progress: bool = True) -> list[tuple[str, str]]:
     """The pairs of one phase (relative to dataroot), checked as the folder datasets check them."""
     # crop_size 1: packing resizes and never crops, so no image is "smaller than the crop"
     config = Preprocess(mode="resize_and_crop", load_size=load_size, crop_size=1)
     phase_dir = dataroot / phase
     if dataset_mode == "two_folders":
-        pairs = scan_two_folders(phase_dir, config, skip_bad)
+        pairs = scan_two_folders(phase_dir, config, skip_bad, progress=progress)
     else:
-        pairs = [(path, path) for path in scan_aligned(phase_dir, config, skip_bad)]
+        pairs = [(path, path) for path in scan_aligned(phase_dir, config, skip_bad,
+                                                       progress=progress)]
     return [(str(a.relative_to(dataroot)), str(b.relative_to(dataroot))) for a, b in pairs]
 
 
@@ -188,7 +189,7 @@ def pack_phase(dataroot: Path, out: Path, phase: str, *, load_size: int = 286,
     dataroot, phase_dir = Path(os.path.abspath(dataroot)), Path(out) / phase
     if load_size < 1:
         raise DataError(f"--load_size must be >= 1, got {load_size}")
-    pairs = plan_pairs(dataroot, phase, dataset_mode, load_size, skip_bad)
+    pairs = plan_pairs(dataroot, phase, dataset_mode, load_size, skip_bad, progress)
     per_shard = pairs_per_shard or auto_pairs_per_shard(len(pairs), load_size)
     if per_shard < 1:
         raise DataError(f"--pairs-per-shard must be >= 1, got {per_shard}")
