@@ -136,9 +136,6 @@ def run(args: argparse.Namespace, times=None) -> int:
     say = tqdm.write if info.is_main else (lambda message: None)
     if ignored:
         say(ignored)
-    threads = choose_threads(info.device.type, args.num_threads)
-    apply_thread_choice(threads)
-    say(threads.summary)
     trackers = []
     try:
         graphs = args.graphs
@@ -149,14 +146,19 @@ def run(args: argparse.Namespace, times=None) -> int:
         if followed:
             say(followed)
         dataset = create_dataset(args, args.phase)
-        if hasattr(dataset, "read_batch") and args.input_nc == args.output_nc == 3:
+        packed = hasattr(dataset, "read_batch") and args.input_nc == args.output_nc == 3
+        threads = choose_threads(info.device.type, args.num_threads, packed=packed)
+        apply_thread_choice(threads)
+        say(threads.summary)
+        if packed:
             # Packed shards: uint8 batches straight out of the memory maps (into pinned buffers
             # on a GPU) by threads of this process, cropped, flipped and normalised where the
             # step runs (same pairs, same draws as the item loader).
             loader = PackedDeviceLoader(dataset, args.batch_size,
                                         shuffle=not args.serial_batches, seed=args.seed,
                                         device=info.device, rank=info.rank,
-                                        world_size=info.world_size, drop_last=graphs)
+                                        world_size=info.world_size, drop_last=graphs,
+                                        readers=threads.packed_readers)
         else:
             loader = create_dataloader(dataset, args.batch_size,
                                        shuffle=not args.serial_batches,
