@@ -346,6 +346,14 @@ class CheckpointFolder:
         unwrap(net).load_state_dict(state)
         return path
 
+    def holds_networks_only(self, label) -> bool:
+        """Whether ``label``'s set is networks without a training state or manifest: the
+        reference implementation's checkpoints (its --continue_train loads the networks and
+        starts fresh optimizers)."""
+        return (self.file(label, NETWORK_SUFFIXES["G"]).is_file()
+                and not self.file(label, TRAIN_STATE_SUFFIX).exists()
+                and not self.file(label, MANIFEST_SUFFIX).exists())
+
     def load_train_state(self, label) -> dict:
         """The training state of ``label``'s set, after checking that the set is complete."""
         path = self.file(label, TRAIN_STATE_SUFFIX)

@@ -123,11 +123,15 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--epoch_count", type=positive_int, default=1,
                        help="number of the first epoch: epochs EPOCH_COUNT .. N_EPOCHS + "
                             "N_EPOCHS_DECAY are trained, as in the reference; with "
-                            "--continue_train the saved state's epoch is used instead "
+                            "--continue_train the saved state's epoch is used instead (not "
+                            "with networks saved without one, see --continue_train) "
                             "(default %(default)s)")
     group.add_argument("--continue_train", action="store_true",
                        help="resume from CHECKPOINTS_DIR/NAME/{--epoch}_*.pth: weights, "
-                            "optimizers, lr schedule, RNG and position in the epoch")
+                            "optimizers, lr schedule, RNG and position in the epoch. Networks "
+                            "without a training state (the reference implementation's "
+                            "{--epoch}_net_G.pth and _net_D.pth) are loaded as the reference "
+                            "loads them: fresh optimizers and lr schedule from --epoch_count")
     group.add_argument("--overwrite", action="store_true",
                        help="start a new run in a CHECKPOINTS_DIR/NAME that holds another "
                             "run's checkpoints (refused without it, so a forgotten "

@@ -179,9 +179,13 @@ def run(args: argparse.Namespace, times=None) -> int:
             if args.overwrite:
                 replaced_run = checkpoints.saved_sets()
                 remove_reports(checkpoints.path)
-        # the training state first: an older fastp2p's file is reported as such
-        state = checkpoints.load_train_state(args.epoch) if args.continue_train else None
+        state = None
         if args.continue_train:
+            if checkpoints.holds_networks_only(args.epoch):
+                say(_networks_only_notice(checkpoints, args))
+            else:
+                # the training state first: an older fastp2p's file is reported as such
+                state = checkpoints.load_train_state(args.epoch)
             checkpoints.load_network(netG, args.epoch, "G")
             checkpoints.load_network(netD, args.epoch, "D")
         sync = args.norm == "syncbatch"
@@ -245,6 +249,16 @@ def run(args: argparse.Namespace, times=None) -> int:
         # DDP's reducers go while the process group is still registered (see shutdown_processes)
         engine = trainer = None  # noqa: F841
         shutdown_processes(info)
+
+
+def _networks_only_notice(checkpoints, args) -> str:
+    """What --continue_train does with networks saved without a training state (the reference
+    implementation's checkpoints): what its own --continue_train does."""
+    return (f"--continue_train: {checkpoints.path}/{args.epoch}_net_G.pth and _net_D.pth have no "
+            "training state (the reference implementation's checkpoints): loading the networks "
+            f"and starting fresh optimizers and lr schedule at --epoch_count {args.epoch_count}, "
+            "as the reference does; not restored: Adam's moments, the position in the epoch and "
+            "the RNG states")
 
 
 def _write_options(args, path) -> None:
