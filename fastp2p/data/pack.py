@@ -12,7 +12,6 @@ of the shard's source files, names, sizes and mtimes) in ``pack-state.json``, wr
 too. A re-run keeps every recorded shard whose plan is unchanged and whose checksum verifies, and
 packs only the rest; ``index.json`` appears last, so a reader never sees half a pack.
 """
-import contextlib
 import hashlib
 import json
 import math
@@ -25,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fastp2p.atomic_files import replacing
+from fastp2p.atomic_files import naming_the_file, replacing
 from fastp2p.data.errors import DataError
 from fastp2p.data.folders import open_pair, scan_aligned, scan_two_folders
 from fastp2p.data.packed import FORMAT, INDEX_NAME, VERSION, file_checksums
@@ -90,23 +89,12 @@ def _count_into(counter) -> None:
     _advance = advance
 
 
-@contextlib.contextmanager
-def _naming_the_file(path: Path):
-    """An OSError of a write (e.g. a full disk) names no file: name ``path``, the shard."""
-    try:
-        yield
-    except OSError as err:
-        if err.filename is None:
-            err.filename = str(path)
-        raise
-
-
 def write_shard(job: dict) -> dict:
     """Decode, resize and write one planned shard atomically; returns its index record."""
     phase_dir, dataroot = Path(job["phase_dir"]), Path(job["dataroot"])
     digest, crc = hashlib.sha256(), 0
     sources, skipped = [], []
-    with _naming_the_file(phase_dir / job["file"]), replacing(phase_dir / job["file"]) as temp, \
+    with naming_the_file(phase_dir / job["file"]), replacing(phase_dir / job["file"]) as temp, \
             open(temp, "wb") as f:
         for a_rel, b_rel in job["pairs"]:
             try:

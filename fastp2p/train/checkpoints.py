@@ -23,7 +23,8 @@ from pathlib import Path
 
 import torch
 
-from fastp2p.atomic_files import fsync_directory, replacing, temporary_sibling
+from fastp2p.atomic_files import (fsync_directory, naming_the_file, replacing,
+                                  temporary_sibling)
 from fastp2p.nn.checkpoint import load_safely
 from fastp2p.train.background_writer import host_copy
 from fastp2p.train.engine import unwrap
@@ -80,21 +81,16 @@ class _HashingWriter:
 def _write_durably(obj, temp: Path) -> dict:
     """``torch.save`` into ``temp`` and fsync it; returns its manifest entry (size, sha256).
     Raises OSError naming ``temp`` (e.g. "No space left on device")."""
-    try:
-        with open(temp, "wb") as handle:
-            writer = _HashingWriter(handle)
-            try:
-                torch.save(obj, writer)
-            except RuntimeError as err:
-                if writer.error is None:
-                    raise
-                raise writer.error from err
-            handle.flush()
-            os.fsync(handle.fileno())
-    except OSError as err:
-        if err.filename is None:  # a write, flush or fsync error names no file
-            err.filename = str(temp)
-        raise
+    with naming_the_file(temp), open(temp, "wb") as handle:
+        writer = _HashingWriter(handle)
+        try:
+            torch.save(obj, writer)
+        except RuntimeError as err:
+            if writer.error is None:
+                raise
+            raise writer.error from err
+        handle.flush()
+        os.fsync(handle.fileno())
     return {"size": writer.size, "sha256": writer.digest.hexdigest()}
 
 
