@@ -194,6 +194,12 @@ def default_out_dir(cwd=None) -> Path:
     return cwd / "fastp2p-bench-results"
 
 
+def _describe(error: OSError, out_dir) -> str:
+    """``PATH: what the errno means``; a write's error names no file: then ``out_dir``."""
+    reason = os.strerror(error.errno) if error.errno else str(error)
+    return f"{error.filename if error.filename is not None else out_dir}: {reason}"
+
+
 def check_writable(out_dir) -> None:
     """Create ``out_dir`` and write (then remove) a file in it, so that an unwritable --out
     fails before any job runs, not after the first one; raises OSError."""
@@ -245,13 +251,18 @@ def run(args: argparse.Namespace) -> int:
     try:
         check_writable(out_dir)
     except OSError as error:
-        reason = os.strerror(error.errno) if error.errno else str(error)
-        print(f"fastp2p bench: error: {error.filename or out_dir}: {reason}; pass --out a "
-              "folder this user can write", file=sys.stderr)
+        print(f"fastp2p bench: error: {_describe(error, out_dir)}; pass --out a folder this "
+              "user can write", file=sys.stderr)
         return 2
     print(f"results go to {out_dir}" + ("" if args.out else " (--out to choose)"), flush=True)
-    results = run_suite(settings, on_progress=lambda partial: report.write_json(partial, out_dir))
-    files = report.save_results(results, out_dir)
+    try:
+        results = run_suite(settings,
+                            on_progress=lambda partial: report.write_json(partial, out_dir))
+        files = report.save_results(results, out_dir)
+    except OSError as error:  # e.g. the disk filled up during the run
+        print(f"fastp2p bench: error: {_describe(error, out_dir)}; the results written so far "
+              f"are in {out_dir}", file=sys.stderr)
+        return 1
     for kind, path in files.items():
         if path is not None:
             print(f"wrote {kind}: {path}")
