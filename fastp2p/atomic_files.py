@@ -52,3 +52,15 @@ def replacing(path, *, durable: bool = True):
         temp.unlink(missing_ok=True)
     if durable:
         fsync_directory(path.parent)
+
+
+@contextmanager
+def naming_the_file(path):
+    """An OSError of a write, flush or fsync (e.g. a full disk) names no file, so a report of
+    it would say "None: No space left on device": inside this block it names ``path``."""
+    try:
+        yield
+    except OSError as err:
+        if err.filename is None:
+            err.filename = str(path)
+        raise

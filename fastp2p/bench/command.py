@@ -1,5 +1,6 @@
 """``fastp2p bench`` (also ``python -m benchmarks`` from a checkout): the benchmark suite."""
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -182,7 +183,6 @@ def settings_from_args(args):
 def default_out_dir(cwd=None) -> Path:
     """./fastp2p-bench-results, unless the working directory is inside the source checkout:
     then a new temporary folder (results land in benchmarks/results/ only with --out)."""
-    import os
     import tempfile
 
     from fastp2p.bench.environment import find_checkout
@@ -192,6 +192,23 @@ def default_out_dir(cwd=None) -> Path:
     if checkout is not None and cwd.is_relative_to(checkout.resolve()):
         return Path(tempfile.mkdtemp(prefix="fastp2p-bench-results-"))
     return cwd / "fastp2p-bench-results"
+
+
+def _describe(error: OSError, out_dir) -> str:
+    """``PATH: what the errno means``; a write's error names no file: then ``out_dir``."""
+    reason = os.strerror(error.errno) if error.errno else str(error)
+    return f"{error.filename if error.filename is not None else out_dir}: {reason}"
+
+
+def check_writable(out_dir) -> None:
+    """Create ``out_dir`` and write (then remove) a file in it, so that an unwritable --out
+    fails before any job runs, not after the first one; raises OSError."""
+    import tempfile
+
+    Path(out_dir).mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryFile(dir=out_dir) as probe:
+        probe.write(b"fastp2p bench")
+        probe.flush()
 
 
 def failed_jobs(results: dict) -> list:
@@ -231,9 +248,21 @@ def run(args: argparse.Namespace) -> int:
     from fastp2p.bench.suite import run_suite
 
     out_dir = args.out or default_out_dir()
+    try:
+        check_writable(out_dir)
+    except OSError as error:
+        print(f"fastp2p bench: error: {_describe(error, out_dir)}; pass --out a folder this "
+              "user can write", file=sys.stderr)
+        return 2
     print(f"results go to {out_dir}" + ("" if args.out else " (--out to choose)"), flush=True)
-    results = run_suite(settings, on_progress=lambda partial: report.write_json(partial, out_dir))
-    files = report.save_results(results, out_dir)
+    try:
+        results = run_suite(settings,
+                            on_progress=lambda partial: report.write_json(partial, out_dir))
+        files = report.save_results(results, out_dir)
+    except OSError as error:  # e.g. the disk filled up during the run
+        print(f"fastp2p bench: error: {_describe(error, out_dir)}; the results written so far "
+              f"are in {out_dir}", file=sys.stderr)
+        return 1
     for kind, path in files.items():
         if path is not None:
             print(f"wrote {kind}: {path}")

@@ -77,7 +77,7 @@ def open_rgb(path: Path) -> Image.Image:
             return img.convert("RGB")
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
         raise DataError(f"{path}: cannot decode this image ({error}); fix or remove it, or pass "
-                        "--skip-bad (which checks every file before training)") from None
+                        "--skip-bad (which checks every file up front)") from None
 
 
 def open_pair(a_path: Path, b_path: Path, aligned: bool) -> tuple[Image.Image, Image.Image]:
@@ -91,7 +91,13 @@ def open_pair(a_path: Path, b_path: Path, aligned: bool) -> tuple[Image.Image, I
     return pair.crop((0, 0, half, height)), pair.crop((half, 0, width, height))
 
 
-def _scan(paths: list[Path], decode: bool, problems: list) -> list[ImageInfo]:
+def _scan(paths: list[Path], decode: bool, problems: list, progress: bool) -> list[ImageInfo]:
+    """Each file's ImageInfo; its problem goes to ``problems`` instead. Decoding every file
+    (``decode``, for --skip-bad) takes minutes on a large dataset: ``progress`` then shows a bar
+    (on a terminal only: ``disable=None``, as fastp2p test's, keeps it out of logs)."""
+    if decode and progress:
+        from tqdm import tqdm
+        paths = tqdm(paths, desc="checking images (--skip-bad)", unit="image", disable=None)
     infos = []
     for path in paths:
         try:
@@ -145,8 +151,9 @@ def _check_consistent(infos: list[ImageInfo], half_sizes: dict, config: Preproce
 
 
 def scan_aligned(phase_dir: Path, config: Preprocess, skip_bad: bool,
-                 limit: int | None = None) -> list[Path]:
-    """The usable A|B images of one phase folder (the first ``limit`` in sorted order)."""
+                 limit: int | None = None, progress: bool = True) -> list[Path]:
+    """The usable A|B images of one phase folder (the first ``limit`` in sorted order);
+    ``progress``: a bar while --skip-bad decodes every file."""
     require_folder(phase_dir, "A|B images side by side (*.jpg, *.png)")
     if (phase_dir / "A").is_dir() and (phase_dir / "B").is_dir():
         raise DataError(f"{phase_dir}: holds A/ and B/ subfolders, not A|B images; pass "
@@ -158,7 +165,7 @@ def scan_aligned(phase_dir: Path, config: Preprocess, skip_bad: bool,
     paths = paths[:limit]
     problems = []
     infos = []
-    for info in _scan(paths, skip_bad, problems):
+    for info in _scan(paths, skip_bad, problems, progress):
         width, height = info.size
         if width % 2:
             problems.append((info.path, f"width {width} is odd, so it cannot be split into "
@@ -175,8 +182,10 @@ def scan_aligned(phase_dir: Path, config: Preprocess, skip_bad: bool,
 
 
 def scan_two_folders(phase_dir: Path, config: Preprocess, skip_bad: bool,
-                     limit: int | None = None) -> list[tuple[Path, Path]]:
-    """(A, B) path pairs of one phase folder, paired by file stem (the first ``limit``)."""
+                     limit: int | None = None,
+                     progress: bool = True) -> list[tuple[Path, Path]]:
+    """(A, B) path pairs of one phase folder, paired by file stem (the first ``limit``);
+    ``progress``: a bar while --skip-bad decodes every file."""
     folders = {}
     for side in ("A", "B"):
         folders[side] = phase_dir / side
@@ -204,7 +213,8 @@ def scan_two_folders(phase_dir: Path, config: Preprocess, skip_bad: bool,
                                        "A and B files pair by name"))
     keys = sorted(by_stem["A"].keys() & by_stem["B"].keys())
     pairs = [(by_stem["A"][k], by_stem["B"][k]) for k in keys][:limit]
-    infos = {i.path: i for i in _scan([p for pair in pairs for p in pair], skip_bad, problems)}
+    files = [p for pair in pairs for p in pair]
+    infos = {i.path: i for i in _scan(files, skip_bad, problems, progress)}
     complete = []
     for a_path, b_path in pairs:
         if a_path in infos and b_path in infos:

@@ -37,8 +37,9 @@ def add_data_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPars
     group.add_argument("--serial_batches", action="store_true",
                        help="take pairs in order instead of shuffling them")
     group.add_argument("--num_threads", type=non_negative_int, default=None,
-                       help="data loading worker processes (default: chosen from the usable "
-                            "cores, printed at the start; the reference's default is 4)")
+                       help="data loading worker processes; for a packed dataset in `fastp2p "
+                            "train`, reader threads (at least 1) (default: chosen from the "
+                            "usable cores, printed at the start; the reference's default is 4)")
     group.add_argument("--input_nc", type=int, default=3, choices=(1, 3),
                        help="channels of the input image (1 converts it to grayscale)")
     group.add_argument("--output_nc", type=int, default=3, choices=(1, 3),

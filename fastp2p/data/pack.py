@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fastp2p.atomic_files import replacing
+from fastp2p.atomic_files import naming_the_file, replacing
 from fastp2p.data.errors import DataError
 from fastp2p.data.folders import open_pair, scan_aligned, scan_two_folders
 from fastp2p.data.packed import FORMAT, INDEX_NAME, VERSION, file_checksums
@@ -94,7 +94,8 @@ def write_shard(job: dict) -> dict:
     phase_dir, dataroot = Path(job["phase_dir"]), Path(job["dataroot"])
     digest, crc = hashlib.sha256(), 0
     sources, skipped = [], []
-    with replacing(phase_dir / job["file"]) as temp, open(temp, "wb") as f:
+    with naming_the_file(phase_dir / job["file"]), replacing(phase_dir / job["file"]) as temp, \
+            open(temp, "wb") as f:
         for a_rel, b_rel in job["pairs"]:
             try:
                 pixels = load_pair(dataroot, a_rel, b_rel, job["aligned"], job["load_size"])
@@ -117,15 +118,16 @@ def write_shard(job: dict) -> dict:
 # ---- one phase, in the main process -------------------------------------------------------
 
 def plan_pairs(dataroot: Path, phase: str, dataset_mode: str, load_size: int,
-               skip_bad: bool) -> list[tuple[str, str]]:
+               skip_bad: bool, progress: bool = True) -> list[tuple[str, str]]:
     """The pairs of one phase (relative to dataroot), checked as the folder datasets check them."""
     # crop_size 1: packing resizes and never crops, so no image is "smaller than the crop"
     config = Preprocess(mode="resize_and_crop", load_size=load_size, crop_size=1)
     phase_dir = dataroot / phase
     if dataset_mode == "two_folders":
-        pairs = scan_two_folders(phase_dir, config, skip_bad)
+        pairs = scan_two_folders(phase_dir, config, skip_bad, progress=progress)
     else:
-        pairs = [(path, path) for path in scan_aligned(phase_dir, config, skip_bad)]
+        pairs = [(path, path) for path in scan_aligned(phase_dir, config, skip_bad,
+                                                       progress=progress)]
     return [(str(a.relative_to(dataroot)), str(b.relative_to(dataroot))) for a, b in pairs]
 
 
@@ -175,7 +177,7 @@ def pack_phase(dataroot: Path, out: Path, phase: str, *, load_size: int = 286,
     dataroot, phase_dir = Path(os.path.abspath(dataroot)), Path(out) / phase
     if load_size < 1:
         raise DataError(f"--load_size must be >= 1, got {load_size}")
-    pairs = plan_pairs(dataroot, phase, dataset_mode, load_size, skip_bad)
+    pairs = plan_pairs(dataroot, phase, dataset_mode, load_size, skip_bad, progress)
     per_shard = pairs_per_shard or auto_pairs_per_shard(len(pairs), load_size)
     if per_shard < 1:
         raise DataError(f"--pairs-per-shard must be >= 1, got {per_shard}")

@@ -60,7 +60,8 @@ def register(commands) -> None:
                              "up front to find truncated files)")
     parser.add_argument("--synthetic", type=int, metavar="N", default=None,
                         help="first write N synthetic edges->picture pairs into DATAROOT/train "
-                             "(missing files only; deterministic per --seed), then pack them "
+                             "(missing files only, all of them again if they are of another "
+                             "--seed; deterministic per --seed), then pack them "
                              "into OUT if OUT is given")
     parser.add_argument("--seed", type=int, default=0,
                         help="which synthetic set --synthetic writes (default 0)")
@@ -113,6 +114,7 @@ def run(args: argparse.Namespace) -> int:
     if workers < 1:
         parser.error(f"--workers must be >= 1, got {workers}")
     dataroot = Path(args.dataroot)
+    writing = dataroot      # the folder an OSError that names no file (a write) was about
     try:
         if args.synthetic is not None:
             from fastp2p.data.synthetic import write_synthetic
@@ -121,7 +123,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"{folder}: {args.synthetic} synthetic pairs (seed {args.seed})")
             if args.out is None:
                 return 0
-        out = Path(args.out)
+        out = writing = Path(args.out)
         phases = args.phase or [p for p in PHASES if (dataroot / p).is_dir()]
         if not dataroot.is_dir():
             raise DataError(f"{dataroot}: DATAROOT folder not found; point it at a dataset "
@@ -145,7 +147,8 @@ def run(args: argparse.Namespace) -> int:
         return 1
     except OSError as error:  # e.g. a full disk: finished shards are kept for the re-run
         reason = os.strerror(error.errno) if error.errno else str(error)
-        print(f"fastp2p pack: error: {error.filename}: {reason}; fix it and run the same "
+        path = error.filename if error.filename is not None else writing
+        print(f"fastp2p pack: error: {path}: {reason}; fix it and run the same "
               "command again to resume", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -8,8 +8,12 @@ real datasets'), and pair ``i`` depends only on (seed, i), so a folder is the sa
 machine and a partly written one is finished by writing the missing files.
 
 Files are ``DATAROOT/PHASE/NNNNNNN.jpg`` (A|B side by side, 512x256), written atomically, one
-at a time, on ``workers`` processes: memory stays flat in the number of pairs.
+at a time, on ``workers`` processes: memory stays flat in the number of pairs. Which set they
+belong to (seed, size, JPEG quality) is recorded in ``DATAROOT/.fastp2p-synthetic-PHASE.json``
+(outside the image folder, which then holds pairs only): a run for another set, or over pairs
+without a record, writes every pair again instead of keeping files of the wrong set.
 """
+import json
 import math
 import multiprocessing
 import sys
@@ -97,6 +101,47 @@ def synthetic_pair(seed: int, index: int, size: int = SIZE) -> np.ndarray:
     return pair
 
 
+def _record_path(dataroot: Path, phase: str) -> Path:
+    return dataroot / f".fastp2p-synthetic-{phase}.json"
+
+
+def _recorded_set(record: Path):
+    try:
+        return json.loads(record.read_text())
+    except (OSError, ValueError):
+        return None     # none, or unreadable: the pairs there are of an unknown set
+
+
+def _start_set(folder: Path, record: Path, wanted: dict) -> None:
+    """Make ``folder``'s pairs those of ``wanted``: keep them if the record says they are,
+    else remove them (the record first, so an interruption leaves pairs of no known set, which
+    the next run removes too) and record ``wanted`` before any new pair is written."""
+    recorded = _recorded_set(record)
+    if recorded == wanted:
+        return
+    pairs = [path for path in folder.iterdir() if _is_pair_file(path.name, math.inf)]
+    if pairs:
+        was = (f"of seed {recorded['seed']}" if isinstance(recorded, dict) and "seed" in recorded
+               else "of an unrecorded set")
+        print(f"fastp2p: {folder}: its {len(pairs)} synthetic pairs are {was}, not of seed "
+              f"{wanted['seed']}: writing them again", file=sys.stderr)
+        record.unlink(missing_ok=True)
+        for path in pairs:
+            path.unlink()
+    with replacing(record) as temp:
+        temp.write_text(json.dumps(wanted))
+
+
+def _refuse_extra_files(folder: Path, pairs_up_to, count: int) -> None:
+    """DataError if ``folder`` holds files other than pairs 0 .. pairs_up_to-1."""
+    extra = sorted(path.name for path in folder.iterdir() if not path.name.startswith(".")
+                   and not _is_pair_file(path.name, pairs_up_to))
+    if extra:
+        raise DataError(f"{folder}: holds {len(extra)} files that are not pairs 0..{count - 1} "
+                        f"of a synthetic set (e.g. {extra[0]}); write into an empty "
+                        "DATAROOT, or pass the --synthetic N of the earlier run")
+
+
 def _write_range(job: tuple) -> int:
     """Write pairs [start, stop) of set ``seed`` that are not there yet; returns how many."""
     folder, seed, start, stop = job
@@ -114,19 +159,20 @@ def _write_range(job: tuple) -> int:
 
 def write_synthetic(dataroot, count: int, *, seed: int = 0, phase: str = "train",
                     workers: int = 1, progress: bool = True) -> Path:
-    """Write pairs 0 .. count-1 of set ``seed`` into ``dataroot/phase`` (missing ones only);
-    returns that folder. Deterministic: the same (seed, count) gives the same files."""
+    """Write pairs 0 .. count-1 of set ``seed`` into ``dataroot/phase`` (missing ones only, when
+    the folder's recorded set is ``seed``'s; all of them otherwise); returns that folder.
+    Deterministic: the same (seed, count) gives the same files."""
     if count < 1:
         raise DataError(f"--synthetic must be >= 1 pairs, got {count}")
-    folder = Path(dataroot) / phase
+    dataroot = Path(dataroot)
+    folder = dataroot / phase
     folder.mkdir(parents=True, exist_ok=True)
-    extra = [path.name for path in folder.iterdir()
-             if not path.name.startswith(".") and not _is_pair_file(path.name, count)]
-    if extra:
-        # packing the folder would take those files in too
-        raise DataError(f"{folder}: holds {len(extra)} files that are not pairs 0..{count - 1} "
-                        f"of a synthetic set (e.g. {sorted(extra)[0]}); write into an empty "
-                        "DATAROOT, or pass the --synthetic N of the earlier run")
+    # packing the folder would take other files in too: refuse them before anything is removed
+    _refuse_extra_files(folder, math.inf, count)
+    # a run of another set replaces every pair
+    _start_set(folder, _record_path(dataroot, phase), {"seed": seed, "size": SIZE,
+                                                       "quality": QUALITY})
+    _refuse_extra_files(folder, count, count)
     chunk = 64      # small enough for a live progress bar, large enough to amortize the Pool
     jobs = [(str(folder), seed, start, min(start + chunk, count))
             for start in range(0, count, chunk)]

@@ -23,7 +23,8 @@ from pathlib import Path
 
 import torch
 
-from fastp2p.atomic_files import fsync_directory, replacing, temporary_sibling
+from fastp2p.atomic_files import (fsync_directory, naming_the_file, replacing,
+                                  temporary_sibling)
 from fastp2p.nn.checkpoint import load_safely
 from fastp2p.train.background_writer import host_copy
 from fastp2p.train.engine import unwrap
@@ -53,25 +54,41 @@ def describe_os_error(err: OSError) -> str:
 
 
 class _HashingWriter:
-    """A binary file that also counts and hashes what is written through it."""
+    """A binary file that also counts and hashes what is written through it.
+
+    torch.save's zip writer turns an error of ``write`` into its own RuntimeError ("unexpected
+    pos ..."), which says neither the file nor the cause: the first OSError is kept in
+    ``error`` so that the caller can report it instead."""
 
     def __init__(self, handle):
         self.handle, self.digest, self.size = handle, hashlib.sha256(), 0
+        self.error = None
 
     def write(self, data):
+        try:
+            written = self.handle.write(data)
+        except OSError as err:
+            self.error = self.error or err
+            raise
         self.digest.update(data)
         self.size += len(data)
-        return self.handle.write(data)
+        return written
 
     def flush(self):
         self.handle.flush()
 
 
 def _write_durably(obj, temp: Path) -> dict:
-    """``torch.save`` into ``temp`` and fsync it; returns its manifest entry (size, sha256)."""
-    with open(temp, "wb") as handle:
+    """``torch.save`` into ``temp`` and fsync it; returns its manifest entry (size, sha256).
+    Raises OSError naming ``temp`` (e.g. "No space left on device")."""
+    with naming_the_file(temp), open(temp, "wb") as handle:
         writer = _HashingWriter(handle)
-        torch.save(obj, writer)
+        try:
+            torch.save(obj, writer)
+        except RuntimeError as err:
+            if writer.error is None:
+                raise
+            raise writer.error from err
         handle.flush()
         os.fsync(handle.fileno())
     return {"size": writer.size, "sha256": writer.digest.hexdigest()}
@@ -324,6 +341,14 @@ class CheckpointFolder:
                              f"{self.path.name}) or pick an existing --epoch")
         unwrap(net).load_state_dict(state)
         return path
+
+    def holds_networks_only(self, label) -> bool:
+        """Whether ``label``'s set is networks without a training state or manifest: the
+        reference implementation's checkpoints (its --continue_train loads the networks and
+        starts fresh optimizers)."""
+        return (self.file(label, NETWORK_SUFFIXES["G"]).is_file()
+                and not self.file(label, TRAIN_STATE_SUFFIX).exists()
+                and not self.file(label, MANIFEST_SUFFIX).exists())
 
     def load_train_state(self, label) -> dict:
         """The training state of ``label``'s set, after checking that the set is complete."""

@@ -16,6 +16,13 @@ it) and:
 
 ``--num_threads`` (loader workers, the reference's option) and OMP_NUM_THREADS /
 MKL_NUM_THREADS (torch's compute threads) override the choice; the run prints it once.
+
+A packed dataset (``fastp2p pack``) is read by threads of the training process, not worker
+processes (``PackedDeviceLoader``): the workers chosen above become that many reader threads,
+at least one (the loader needs one; it reads ahead into a bounded queue, so on a CPU it waits
+most of a step instead of competing with the compute threads), except that on CUDA without
+--num_threads the loader keeps its own default (one per usable core, at most 8: the batches
+are copied and augmented on the GPU, the readers only copy bytes).
 """
 import functools
 import os
@@ -28,8 +35,9 @@ MAX_WORKERS = 4  # the reference's --num_threads default
 @dataclass(frozen=True)
 class ThreadChoice:
     torch_threads: int      # what torch.get_num_threads() will be
-    loader_workers: int     # DataLoader worker processes
+    loader_workers: int     # DataLoader worker processes (0 for a packed dataset)
     summary: str            # the one line the run prints
+    packed_readers: int = 0  # PackedDeviceLoader reader threads (a packed dataset only)
 
 
 @functools.lru_cache(maxsize=None)
@@ -42,11 +50,11 @@ def _machine_busy(cores: int) -> bool:
         return False
 
 
-def choose_threads(device_type: str, num_threads_option, *, cores=None, busy=None,
-                   environ=None) -> ThreadChoice:
+def choose_threads(device_type: str, num_threads_option, *, packed=False, cores=None,
+                   busy=None, environ=None) -> ThreadChoice:
     """The choice for a run on ``device_type`` ("cpu" | "cuda"). ``num_threads_option``: the
-    --num_threads given, or None. ``cores``, ``busy`` and ``environ`` default to this machine's
-    (tests pass their own)."""
+    --num_threads given, or None; ``packed``: the data is read by PackedDeviceLoader's threads.
+    ``cores``, ``busy`` and ``environ`` default to this machine's (tests pass their own)."""
     import torch
 
     from fastp2p.data.pack import usable_cpus
@@ -73,10 +81,19 @@ def choose_threads(device_type: str, num_threads_option, *, cores=None, busy=Non
             busy = _machine_busy(cores)
         threads = max(1, cores - workers - (1 if busy else 0))
         threads_from = "auto, machine busy" if busy else "auto"
+    if not packed:
+        loading, readers = f"{workers} loader worker(s) ({workers_from})", 0
+    else:
+        if device_type == "cuda" and num_threads_option is None:
+            from fastp2p.data.packed_loader import default_readers
+            readers, readers_from = default_readers(), "packed data on CUDA"
+        else:
+            readers = max(1, workers)
+            readers_from = workers_from + (", at least one" if readers > workers else "")
+        loading, workers = f"{readers} packed-data reader thread(s) ({readers_from})", 0
     summary = (f"threads: {cores} usable core(s) -> torch {threads} compute thread(s) "
-               f"({threads_from}), {workers} loader worker(s) ({workers_from}); set "
-               "OMP_NUM_THREADS or --num_threads to change")
-    return ThreadChoice(threads, workers, summary)
+               f"({threads_from}), {loading}; set OMP_NUM_THREADS or --num_threads to change")
+    return ThreadChoice(threads, workers, summary, readers)
 
 
 def apply_thread_choice(choice: ThreadChoice) -> None:

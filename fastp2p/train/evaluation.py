@@ -17,7 +17,9 @@ MEAN_IMAGE_PAIRS = 500
 
 def train_mean_image(args, shape: torch.Size):
     """(mean real_B of the train split loaded as the test split is, what it averages), or
-    (None, why not) when there is no train split or its images are not all of ``shape``."""
+    (None, why not) when there is no train split, one of the images it averages cannot be
+    loaded (a truncated file: only this optional baseline needs the train split, so the test
+    goes on without it), or its images are not all of ``shape``."""
     from fastp2p.data import DataError, create_dataset
 
     try:
@@ -27,7 +29,10 @@ def train_mean_image(args, shape: torch.Size):
     count = min(len(dataset), MEAN_IMAGE_PAIRS)
     total = torch.zeros(shape, dtype=torch.float64)
     for i in range(count):
-        image = dataset[i * len(dataset) // count]["B"]
+        try:
+            image = dataset[i * len(dataset) // count]["B"]
+        except DataError as err:
+            return None, f"a train image cannot be loaded ({err})"
         if image.shape != shape:
             return None, (f"train images are {tuple(image.shape)}, test images "
                           f"{tuple(shape)}: no common mean image")

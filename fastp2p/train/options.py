@@ -115,17 +115,23 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
                        choices=("linear", "step", "plateau", "cosine"),
                        help="lr schedule: linear (constant, then linear decay), step (x0.1 every "
                             "--lr_decay_iters epochs), plateau (x0.2 when the generator loss "
-                            "stalls 5 epochs), cosine (over --n_epochs) (default %(default)s)")
+                            "stalls 5 epochs), cosine (the reference's CosineAnnealingLR with "
+                            "T_max --n_epochs: down to 0 over --n_epochs, then, a cosine, up "
+                            "again during --n_epochs_decay) (default %(default)s)")
     group.add_argument("--lr_decay_iters", type=positive_int, default=50,
                        help="epochs between step decays (default %(default)s)")
     group.add_argument("--epoch_count", type=positive_int, default=1,
                        help="number of the first epoch: epochs EPOCH_COUNT .. N_EPOCHS + "
                             "N_EPOCHS_DECAY are trained, as in the reference; with "
-                            "--continue_train the saved state's epoch is used instead "
+                            "--continue_train the saved state's epoch is used instead (not "
+                            "with networks saved without one, see --continue_train) "
                             "(default %(default)s)")
     group.add_argument("--continue_train", action="store_true",
                        help="resume from CHECKPOINTS_DIR/NAME/{--epoch}_*.pth: weights, "
-                            "optimizers, lr schedule, RNG and position in the epoch")
+                            "optimizers, lr schedule, RNG and position in the epoch. Networks "
+                            "without a training state (the reference implementation's "
+                            "{--epoch}_net_G.pth and _net_D.pth) are loaded as the reference "
+                            "loads them: fresh optimizers and lr schedule from --epoch_count")
     group.add_argument("--overwrite", action="store_true",
                        help="start a new run in a CHECKPOINTS_DIR/NAME that holds another "
                             "run's checkpoints (refused without it, so a forgotten "

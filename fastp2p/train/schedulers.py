@@ -16,7 +16,9 @@ class LRSchedule:
     - linear: constant for ``n_epochs``, then linear decay over ``n_epochs_decay`` (the
       reference's ``lambda_rule``: factor ``1 - max(0, epoch - n_epochs) / (n_epochs_decay + 1)``);
     - step: multiply by 0.1 every ``lr_decay_iters`` epochs;
-    - cosine: cosine annealing to 0 over ``n_epochs``;
+    - cosine: the reference's ``CosineAnnealingLR(T_max=n_epochs, eta_min=0)``, stepped once
+      per epoch over all ``n_epochs + n_epochs_decay`` epochs: the lr falls to 0 over the first
+      ``n_epochs`` and, being a cosine, rises again after them (it is not held at 0);
     - plateau: multiply by 0.2 when the metric (the epoch's mean generator loss) has not improved
       by 1% for 5 epochs (the reference's ReduceLROnPlateau settings).
     """
@@ -47,8 +49,7 @@ class LRSchedule:
         elif self.policy == "step":
             factor = 0.1 ** (epochs_done // self.lr_decay_iters)
         elif self.policy == "cosine":
-            factor = 0.5 * (1.0 + math.cos(math.pi * min(epochs_done, self.n_epochs)
-                                           / self.n_epochs))
+            factor = 0.5 * (1.0 + math.cos(math.pi * epochs_done / self.n_epochs))
         else:
             factor = self.plateau_scale
         return self.base_lr * factor

@@ -136,9 +136,6 @@ def run(args: argparse.Namespace, times=None) -> int:
     say = tqdm.write if info.is_main else (lambda message: None)
     if ignored:
         say(ignored)
-    threads = choose_threads(info.device.type, args.num_threads)
-    apply_thread_choice(threads)
-    say(threads.summary)
     trackers = []
     try:
         graphs = args.graphs
@@ -149,14 +146,19 @@ def run(args: argparse.Namespace, times=None) -> int:
         if followed:
             say(followed)
         dataset = create_dataset(args, args.phase)
-        if hasattr(dataset, "read_batch") and args.input_nc == args.output_nc == 3:
+        packed = hasattr(dataset, "read_batch") and args.input_nc == args.output_nc == 3
+        threads = choose_threads(info.device.type, args.num_threads, packed=packed)
+        apply_thread_choice(threads)
+        say(threads.summary)
+        if packed:
             # Packed shards: uint8 batches straight out of the memory maps (into pinned buffers
             # on a GPU) by threads of this process, cropped, flipped and normalised where the
             # step runs (same pairs, same draws as the item loader).
             loader = PackedDeviceLoader(dataset, args.batch_size,
                                         shuffle=not args.serial_batches, seed=args.seed,
                                         device=info.device, rank=info.rank,
-                                        world_size=info.world_size, drop_last=graphs)
+                                        world_size=info.world_size, drop_last=graphs,
+                                        readers=threads.packed_readers)
         else:
             loader = create_dataloader(dataset, args.batch_size,
                                        shuffle=not args.serial_batches,
@@ -177,9 +179,13 @@ def run(args: argparse.Namespace, times=None) -> int:
             if args.overwrite:
                 replaced_run = checkpoints.saved_sets()
                 remove_reports(checkpoints.path)
-        # the training state first: an older fastp2p's file is reported as such
-        state = checkpoints.load_train_state(args.epoch) if args.continue_train else None
+        state = None
         if args.continue_train:
+            if checkpoints.holds_networks_only(args.epoch):
+                say(_networks_only_notice(checkpoints, args))
+            else:
+                # the training state first: an older fastp2p's file is reported as such
+                state = checkpoints.load_train_state(args.epoch)
             checkpoints.load_network(netG, args.epoch, "G")
             checkpoints.load_network(netD, args.epoch, "D")
         sync = args.norm == "syncbatch"
@@ -243,6 +249,16 @@ def run(args: argparse.Namespace, times=None) -> int:
         # DDP's reducers go while the process group is still registered (see shutdown_processes)
         engine = trainer = None  # noqa: F841
         shutdown_processes(info)
+
+
+def _networks_only_notice(checkpoints, args) -> str:
+    """What --continue_train does with networks saved without a training state (the reference
+    implementation's checkpoints): what its own --continue_train does."""
+    return (f"--continue_train: {checkpoints.path}/{args.epoch}_net_G.pth and _net_D.pth have no "
+            "training state (the reference implementation's checkpoints): loading the networks "
+            f"and starting fresh optimizers and lr schedule at --epoch_count {args.epoch_count}, "
+            "as the reference does; not restored: Adam's moments, the position in the epoch and "
+            "the RNG states")
 
 
 def _write_options(args, path) -> None:

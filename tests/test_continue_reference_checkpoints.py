@@ -1,0 +1,94 @@
+"""--continue_train on a folder of the reference implementation's checkpoints (only
+latest_net_G.pth and latest_net_D.pth, plain state_dicts): the networks are loaded and training
+goes on from --epoch_count with fresh optimizers and schedule, as the reference's own
+--continue_train does, with one line saying what is not restored (it used to be refused:
+"no checkpoint .../latest_train_state.pth to resume from")."""
+import csv
+
+import pytest
+import torch
+
+import fastp2p.train.trainer as trainer_module
+from fastp2p.cli import main
+from fastp2p.reference import NLayerDiscriminator, UnetGenerator, get_norm_layer
+from fastp2p.train.engine import unwrap
+from helpers.train_helpers import train_argv, write_aligned_dataset
+
+
+def write_reference_checkpoints(folder, label="latest", seed=11):
+    """G and D as the reference's save_networks writes them: torch.save(net.state_dict())."""
+    torch.manual_seed(seed)
+    norm = get_norm_layer("batch")
+    netG = UnetGenerator(3, 3, 5, ngf=4, norm_layer=norm, use_dropout=True)
+    netD = NLayerDiscriminator(6, ndf=4, n_layers=3, norm_layer=norm)
+    with torch.no_grad():           # not the default init: a random start would not match
+        for net in (netG, netD):
+            for parameter in net.parameters():
+                parameter.uniform_(-0.5, 0.5)
+            for name, buffer in net.named_buffers():
+                if name.endswith("running_mean") or name.endswith("running_var"):
+                    buffer.uniform_(0.1, 0.5)
+    folder.mkdir(parents=True, exist_ok=True)
+    torch.save(netG.state_dict(), folder / f"{label}_net_G.pth")
+    torch.save(netD.state_dict(), folder / f"{label}_net_D.pth")
+    return netG.state_dict(), netD.state_dict()
+
+
+@pytest.fixture
+def started(monkeypatch):
+    """What the trainer holds when fit starts: weights, epoch, steps, optimizer state."""
+    seen = {}
+    fit = trainer_module.Trainer.fit
+
+    def recording_fit(self, loader, progress_bar=None):
+        if not seen:
+            seen.update(G={k: v.clone() for k, v in unwrap(self.netG).state_dict().items()},
+                        D={k: v.clone() for k, v in unwrap(self.netD).state_dict().items()},
+                        epoch=self.progress.epoch, steps=self.engine.steps)
+        return fit(self, loader, progress_bar)
+    monkeypatch.setattr(trainer_module.Trainer, "fit", recording_fit)
+    return seen
+
+
+def test_reference_networks_are_continued_from_epoch_count(tmp_path, started, capsys):
+    data = write_aligned_dataset(tmp_path / "data", pairs=2, phases=("train",))
+    run = tmp_path / "ckpt" / "tiny"
+    want_G, want_D = write_reference_checkpoints(run)
+    argv = train_argv(data, tmp_path / "ckpt", "--n_epochs", "1", "--n_epochs_decay", "1",
+                      "--continue_train", "--epoch_count", "2", "--no_html")
+    assert main(argv) == 0, capsys.readouterr().err
+    out = capsys.readouterr().out
+    notices = [line for line in out.splitlines() if "no training state" in line]
+    assert len(notices) == 1 and "--epoch_count 2" in notices[0], out
+    assert "Adam's moments" in notices[0] and "RNG" in notices[0]
+    assert started["epoch"] == 2 and started["steps"] == 0
+    for want, got in ((want_G, started["G"]), (want_D, started["D"])):
+        assert want.keys() == got.keys()
+        for key in want:
+            assert torch.equal(want[key], got[key]), key
+    with open(run / "loss_log.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == 2                                     # epoch 2 only: 2 pairs, batch 1
+    assert [float(r["lr"]) for r in rows] == pytest.approx([1e-4, 1e-4])  # linear, epoch 2
+    # it saved a fastp2p set over latest_*, which the next --continue_train resumes as usual
+    assert (run / "latest_checkpoint.json").is_file() and (run / "latest_train_state.pth").is_file()
+    assert main(argv) == 0
+    assert "no training state" not in capsys.readouterr().out
+
+
+def test_another_epoch_of_reference_networks(tmp_path, started, capsys):
+    data = write_aligned_dataset(tmp_path / "data", pairs=2, phases=("train",))
+    want_G, _ = write_reference_checkpoints(tmp_path / "ckpt" / "tiny", label="3")
+    argv = train_argv(data, tmp_path / "ckpt", "--n_epochs", "3", "--n_epochs_decay", "1",
+                      "--continue_train", "--epoch", "3", "--epoch_count", "4", "--no_html")
+    assert main(argv) == 0, capsys.readouterr().err
+    assert started["epoch"] == 4
+    assert all(torch.equal(want_G[key], started["G"][key]) for key in want_G)
+
+
+def test_without_the_generator_file_it_is_still_refused(tmp_path, capsys):
+    data = write_aligned_dataset(tmp_path / "data", pairs=2, phases=("train",))
+    (tmp_path / "ckpt" / "tiny").mkdir(parents=True)
+    argv = train_argv(data, tmp_path / "ckpt", "--continue_train", "--no_html")
+    assert main(argv) == 1
+    assert "latest_train_state.pth to resume from" in capsys.readouterr().err

@@ -1,0 +1,88 @@
+"""A full disk is reported as one line naming the file and "No space left on device", for a
+checkpoint written through torch.save (whose zip writer hides the error behind its own) and for
+`fastp2p pack`'s shards (a write's OSError names no file)."""
+import builtins
+import errno
+import os
+
+import pytest
+
+import fastp2p.data.pack as pack_module
+import fastp2p.train.checkpoints as checkpoints_module
+from fastp2p.cli import main
+from fastp2p.train.checkpoints import CheckpointFolder, CheckpointWriteError
+from helpers.train_helpers import tiny_networks, write_aligned_dataset
+
+NO_SPACE = os.strerror(errno.ENOSPC)
+
+
+class FillingFile:
+    """A binary file whose writes fail with ENOSPC once ``room`` bytes are written, as a
+    file's write does on a full disk (the OSError names no file)."""
+
+    def __init__(self, handle, room):
+        self.handle, self.room = handle, room
+
+    def write(self, data):
+        size = memoryview(data).nbytes
+        if size > self.room:
+            raise OSError(errno.ENOSPC, NO_SPACE)
+        self.room -= size
+        return self.handle.write(data)
+
+    def __getattr__(self, name):
+        return getattr(self.handle, name)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.handle.close()
+
+
+def fill_the_disk_of(module, monkeypatch, room):
+    """Files that ``module`` opens for writing fill up after ``room`` bytes."""
+    def filling_open(path, mode="r", *args, **kwargs):
+        handle = builtins.open(path, mode, *args, **kwargs)
+        return FillingFile(handle, room) if "w" in mode else handle
+    monkeypatch.setattr(module, "open", filling_open, raising=False)
+
+
+@pytest.mark.parametrize("room", [0, 5000])
+def test_a_full_disk_during_a_checkpoint_names_the_file_and_the_cause(tmp_path, monkeypatch,
+                                                                       room):
+    netG, netD = tiny_networks()
+    folder = CheckpointFolder(tmp_path, "run")
+    fill_the_disk_of(checkpoints_module, monkeypatch, room)
+    with pytest.raises(CheckpointWriteError) as raised:
+        folder.save(["latest"], netG, netD, {"note": 1})
+    message = str(raised.value)
+    assert NO_SPACE in message and "unexpected pos" not in message, message
+    assert ".latest_net_G.pth.tmp-" in message and str(folder.path) in message, message
+    assert "\n" not in message
+    assert not [p for p in folder.path.iterdir() if ".tmp-" in p.name]  # nothing left behind
+
+
+def test_a_full_disk_while_packing_names_the_shard(tmp_path, monkeypatch, capsys):
+    data = write_aligned_dataset(tmp_path / "data", phases=("train",))
+    fill_the_disk_of(pack_module, monkeypatch, 100)
+    out = tmp_path / "packed"
+    code = main(["pack", str(data), str(out), "--load_size", "16", "--workers", "1",
+                 "--no-progress"])
+    assert code == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1, err
+    assert f"{out / 'train' / 'shard-'}" in err and NO_SPACE in err and "None" not in err, err
+
+
+def test_a_packing_error_without_a_file_name_names_the_output_folder(tmp_path, monkeypatch,
+                                                                      capsys):
+    data = write_aligned_dataset(tmp_path / "data", phases=("train",))
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, NO_SPACE)
+    monkeypatch.setattr(pack_module, "pack_phase", full)
+    out = tmp_path / "packed"
+    assert main(["pack", str(data), str(out), "--no-progress"]) == 1
+    err = capsys.readouterr().err
+    assert f"error: {out}: {NO_SPACE}" in err and "None" not in err, err

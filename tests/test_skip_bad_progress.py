@@ -1,0 +1,44 @@
+"""--skip-bad decodes every file up front (minutes on a large dataset): a progress bar shows it on
+a terminal, none in a log (not a terminal) or with `fastp2p pack --no-progress`."""
+import io
+
+import pytest
+
+from fastp2p.data import create_dataset
+from fastp2p.data.pack import pack_phase
+from helpers.data_helpers import data_args, make_aligned
+
+BAR = "checking images (--skip-bad)"
+
+
+class Terminal(io.StringIO):
+    def isatty(self):
+        return True
+
+
+@pytest.fixture
+def dataroot(tmp_path):
+    make_aligned(tmp_path, count=3, width=16, height=16)
+    return tmp_path
+
+
+@pytest.mark.parametrize("terminal", [True, False])
+def test_the_up_front_decode_shows_a_bar_on_a_terminal_only(dataroot, monkeypatch, terminal):
+    stderr = Terminal() if terminal else io.StringIO()
+    monkeypatch.setattr("sys.stderr", stderr)
+    create_dataset(data_args(dataroot, "--skip-bad"), "train")
+    assert (BAR in stderr.getvalue()) == terminal, stderr.getvalue()
+    if terminal:
+        assert "3/3" in stderr.getvalue()
+
+
+def test_no_bar_without_skip_bad_or_with_no_progress(dataroot, tmp_path, monkeypatch):
+    stderr = Terminal()
+    monkeypatch.setattr("sys.stderr", stderr)
+    create_dataset(data_args(dataroot), "train")     # headers only: fast, no bar
+    pack_phase(dataroot, tmp_path / "packed", "train", load_size=16, skip_bad=True,
+               progress=False)
+    assert BAR not in stderr.getvalue()
+    pack_phase(dataroot, tmp_path / "packed", "train", load_size=16, skip_bad=True,
+               progress=True)
+    assert BAR in stderr.getvalue()
