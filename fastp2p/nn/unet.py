@@ -76,7 +76,8 @@ class UNet(ReleasesReplacedWeights, ReferenceCheckpointMixin, UnetGenerator):
         if not unet_supported(self):
             return super().forward(input)
         forward = unet_conv_forward if may_fuse() else unet_forward
-        return in_memory_format_of(input, forward(self, input))
+        outer = self.model.model
+        return in_memory_format_of(input, forward(self, input), (outer[0], outer[3]))
 
     def set_dropout_rng(self, seed: int, offset: int = 0) -> None:
         """Position the dropout stream (e.g. restore it from a training checkpoint)."""
