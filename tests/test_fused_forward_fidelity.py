@@ -146,10 +146,28 @@ def test_batchnorm_statistics_are_chosen_as_torch_chooses_them(kind, mode, grad,
     _compare(ours, theirs, random_images(32), mode, grad, f"{kind} {edit}")
 
 
-def test_a_batchnorm_missing_one_buffer_runs_the_reference_forward():
+def test_a_training_batchnorm_missing_one_buffer_runs_the_reference_forward():
     ours, _ = _pair("unet")
     ours.model.model[1].model[2].num_batches_tracked = None
-    assert not fused.unet_supported(ours)
+    assert not fused.unet_supported(ours)  # torch updates the statistics but counts nothing
+    ours.eval()
+    assert fused.unet_supported(ours)  # nothing to count
+
+
+@KINDS
+@pytest.mark.parametrize("buffer", ["running_mean", "running_var"])
+def test_an_eval_batchnorm_missing_one_running_buffer_fails_as_in_torch(kind, buffer):
+    ours, theirs = _pair(kind)
+    for net in (ours, theirs):
+        for m in net.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                setattr(m, buffer, None)
+        net.eval()
+    x = random_images(32)
+    with pytest.raises(RuntimeError, match="must be defined in evaluation mode"):
+        theirs(x)
+    with torch.no_grad(), pytest.raises((RuntimeError, ValueError), match="running_"):
+        ours(x)
 
 
 def _outer(net):

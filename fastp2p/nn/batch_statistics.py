@@ -10,29 +10,31 @@ microsecond per lookup, and these run per layer per forward.
 """
 import torch.nn as nn
 
-_BUFFERS = ("running_mean", "running_var", "num_batches_tracked")
-
-
-def has_running_stats(norm: nn.BatchNorm2d) -> bool:
-    return norm._buffers.get("running_mean") is not None
-
-
 def uses_running_stats(norm: nn.BatchNorm2d) -> bool:
-    """Whether ``norm`` normalizes with its running statistics (torch: not ``bn_training``)."""
-    return not norm.training and has_running_stats(norm)
+    """Whether ``norm`` normalizes with its running statistics (torch: not ``bn_training``;
+    with one buffer set to None, torch's forward raises and so do fastp2p's ops, handed the
+    other alone)."""
+    get = norm._buffers.get
+    return not norm.training and (get("running_mean") is not None
+                                  or get("running_var") is not None)
 
 
 def updates_running_stats(norm: nn.BatchNorm2d) -> bool:
     """Whether ``norm``'s forward updates its running statistics and counts the batch."""
-    return norm.training and norm.track_running_stats and has_running_stats(norm)
+    return (norm.training and norm.track_running_stats
+            and norm._buffers.get("running_mean") is not None)
 
 
 def fused_ops_reproduce(norm: nn.BatchNorm2d) -> bool:
-    """Whether fastp2p's norm ops reproduce ``norm``'s forward: its three buffers all present
-    or all absent (as construction leaves them; torch's own forward raises, or counts batches
-    without statistics, otherwise), and no cumulative moving average (``momentum=None`` in a
-    forward that updates: its factor 1 / num_batches_tracked would cost a host sync)."""
-    present = [norm._buffers.get(name) is not None for name in _BUFFERS]
-    if any(present) and not all(present):
-        return False
-    return not (norm.momentum is None and norm.training and norm.track_running_stats)
+    """Whether fastp2p's norm ops reproduce ``norm``'s forward; asked per layer per call, so
+    the common case first: a forward that does not update the running statistics, yes. One
+    that does (training with track_running_stats): with its three buffers all present or all
+    absent (torch raises, or counts batches without statistics, otherwise), and no cumulative
+    moving average (``momentum=None``: its factor 1 / num_batches_tracked would cost a host
+    sync)."""
+    if not (norm.training and norm.track_running_stats):
+        return True
+    get = norm._buffers.get
+    absent = get("running_mean") is None
+    return (norm.momentum is not None and absent == (get("running_var") is None)
+            and absent == (get("num_batches_tracked") is None))

@@ -69,6 +69,7 @@ def can_fold(conv: nn.Module, norm: nn.Module) -> bool:
     (fastp2p.nn.batch_statistics; track_running_stats set to False after construction does not
     stop it)."""
     return (_folding.on and type(norm) is nn.BatchNorm2d and uses_running_stats(norm)
+            and norm._buffers.get("running_mean") is not None
             and norm._buffers.get("running_var") is not None
             and type(conv) in _FOLDABLE_CONVS and conv.groups == 1
             and conv.out_channels == norm.num_features)

@@ -8,7 +8,7 @@ their channels zero-padded to 8 (``fastp2p.ops.aligned_channels``); every norm +
 activation (+ dropout, + skip concatenation) goes through ``fastp2p.ops``. Data-flow facts
 used by the U-Net (checked against the reference): the skip that a block concatenates is
 LeakyReLU(x) (the in-place LeakyReLU), and every concatenation is consumed first by the
-enclosing block's ReLU, so the decoder reads
+enclosing block's ReLU (so, for a slope >= 0, either is relu(x)), so the decoder reads
 ``cat([relu(x), relu(dropout(norm(up)))])`` — built by ``norm_act_concat`` straight into one
 buffer. Dropout uses the counter-based mask (``fastp2p.ops.dropout_rng``), drawn from the
 module's ``dropout_rng`` buffer ([seed, offset], int64, not saved in the state_dict), whose
@@ -22,9 +22,10 @@ cheaper call for the same bits, and the decoder's concatenation is written half 
 input's and the module's layout, with cached copies of the weights packed for oneDNN (for a
 transposed convolution: packed, as its four phases, or channels-last for the GEMM form,
 whichever was measured faster: ``weight_layouts``). The U-Net returns its
-output in the input's memory format. Layers the conv choice gives to the fused
+output in the memory format the reference returns (``unet_output``). Layers the conv choice gives to the fused
 convolution run through fastp2p.nn.unet_conv / fused_conv instead.
 """
+from operator import attrgetter
 from typing import NamedTuple
 
 import torch
@@ -261,6 +262,7 @@ class _Walk(NamedTuple):
     plain_weights: bool   # no parametrization anywhere, every convolution a plain weight Parameter
     layers_fit: bool      # every layer where and what the fused forward reads it as (``layers``)
     leaky_relus: tuple    # the LeakyReLU modules, whose slopes are read per call
+    end_convs: tuple      # the U-Net's first and last convolutions (``unet_output``)
 
 
 # A tree's last walk is kept on its root (a U-Net, a discriminator's Sequential), not in a
@@ -272,7 +274,7 @@ _WALK_ATTRIBUTE = "_fastp2p_walk"
 
 def _any_layers(root: nn.Module) -> tuple:
     """For a tree whose forward checks its layers itself (``sequential_supported``)."""
-    return True, ()
+    return True, (), ()
 
 
 def _walk(root: nn.Module, layers=_any_layers) -> _Walk:
@@ -337,7 +339,7 @@ def _fused_forward_fits(walk: _Walk) -> bool:
             or any(walk.backward_hook_dicts)):
         return False
     return (walk.plain_weights and not any(walk.hook_dicts)
-            and all(norm_supported(m) for m in walk.norms))
+            and all(map(norm_supported, walk.norms)))
 
 
 def unet_supported(unet) -> bool:
@@ -350,7 +352,10 @@ def unet_supported(unet) -> bool:
     watched: the U-Net forward reads its layers by position and would not run without it.)"""
     walk = _walk(unet, _unet_layers)
     return (walk.layers_fit and _fused_forward_fits(walk)
-            and all(m.negative_slope >= 0 for m in walk.leaky_relus))
+            and (not walk.leaky_relus or min(map(_slope, walk.leaky_relus)) >= 0))
+
+
+_slope = attrgetter("negative_slope")  # (map + attrgetter: a third of a generator's host time)
 
 
 # The layer types the fused forwards reproduce themselves (exactly these types: a subclass may
@@ -386,20 +391,21 @@ def _fits(layer: nn.Module, expected) -> bool:
 def _unet_layers(unet) -> tuple:
     """(whether every level of ``unet`` holds the layers the fused forwards read, by position
     and exact type (an activation replaced, e.g. the output's Tanh by an Identity or a ReLU by a
-    SiLU, or a layer appended: no), its LeakyReLUs)."""
+    SiLU, or a layer appended: no), its LeakyReLUs, its first and last convolutions)."""
     leaky_relus, block, shapes = [], unet.model, (_OUTERMOST,)
+    outer = block.model
     while True:
         if type(block) is not UnetSkipConnectionBlock or type(block.model) is not nn.Sequential:
-            return False, ()
+            return False, (), ()
         layers = tuple(block.model)
         shape = next((s for s in shapes if len(s) == len(layers)
                       and all(map(_fits, layers, s))), None)
         if shape is None or block.outermost != (shape is _OUTERMOST):
-            return False, ()
+            return False, (), ()
         leaky_relus += [m for m in layers if type(m) is nn.LeakyReLU]
         if shape is _INNERMOST:
-            return True, tuple(leaky_relus)
-        block, shapes = layers[shape.index(_LEVEL)], _INNER_SHAPES
+            return True, tuple(leaky_relus), (outer[0], outer[3])
+        block, shapes = layers[1 if shape is _OUTERMOST else 3], _INNER_SHAPES  # the _LEVEL
 
 
 def unet_forward(unet, input):
@@ -416,23 +422,29 @@ def unet_forward(unet, input):
     return out
 
 
-def in_memory_format_of(input, out, convs=()):
-    """``out`` in the memory format the reference module returns for ``input``: channels-last
-    where torch's convolutions pick it, which they do when their input's or their weight's
-    strides suggest it (``suggested_memory_format``; ``convs``: the network's first and last
-    convolutions, whose weights decide for its whole output), else contiguous — CPU inference,
-    the CPU decoder's GEMM form and the fused convolution write channels-last whatever the
-    input's layout, and a batch-1 bottleneck's 1x1 maps can lose the layout."""
-    channels_last = torch.channels_last
-    if suggested_memory_format(input) is channels_last or any(
-            suggested_memory_format(conv._parameters["weight"]) is channels_last
-            for conv in convs):
-        memory_format = channels_last
+def unet_output(unet, input, out):
+    """The U-Net's output ``out`` in the memory format the reference module returns for
+    ``input``: channels-last where torch's convolutions pick it, which they do when their
+    input's or their weight's strides suggest it (``suggested_memory_format``; the first and
+    last convolutions' weights decide for the whole network's output), else contiguous — CPU
+    inference, the CPU decoder's GEMM form and the fused convolution write channels-last
+    whatever the input's layout, and a batch-1 bottleneck's 1x1 maps can lose the layout."""
+    if suggested_memory_format(input) is _CHANNELS_LAST:
+        memory_format = _CHANNELS_LAST
+    elif out.is_contiguous():  # (a channels-last module's last convolution writes channels-last)
+        return out
     else:
-        memory_format = torch.contiguous_format
+        first, last = _walk(unet, _unet_layers).end_convs
+        memory_format = _CONTIGUOUS
+        if (suggested_memory_format(first._parameters["weight"]) is _CHANNELS_LAST
+                or suggested_memory_format(last._parameters["weight"]) is _CHANNELS_LAST):
+            memory_format = _CHANNELS_LAST
     if out.is_contiguous(memory_format=memory_format):
         return out
     return out.contiguous(memory_format=memory_format)
+
+
+_CONTIGUOUS, _CHANNELS_LAST = torch.contiguous_format, torch.channels_last
 
 
 def suggested_memory_format(x) -> torch.memory_format:
@@ -440,9 +452,11 @@ def suggested_memory_format(x) -> torch.memory_format:
     tensor sliced is still channels-last, an NCHW one sliced or permuted contiguous), cheaply
     where x is dense in exactly one of the two formats (torch's Python equivalent costs
     microseconds)."""
-    contiguous, channels_last = x.is_contiguous(), x.is_contiguous(memory_format=torch.channels_last)
-    if contiguous != channels_last:
-        return torch.channels_last if channels_last else torch.contiguous_format
+    if x.is_contiguous():
+        if not x.is_contiguous(memory_format=_CHANNELS_LAST):
+            return _CONTIGUOUS
+    elif x.is_contiguous(memory_format=_CHANNELS_LAST):
+        return _CHANNELS_LAST
     return suggest_memory_format(x)
 
 
