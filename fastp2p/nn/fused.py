@@ -22,8 +22,8 @@ cheaper call for the same bits, and the decoder's concatenation is written half 
 input's and the module's layout, with cached copies of the weights packed for oneDNN (for a
 transposed convolution: packed, as its four phases, or channels-last for the GEMM form,
 whichever was measured faster: ``weight_layouts``). The U-Net returns its
-output in the memory format the reference returns (``unet_output``). Layers the conv choice gives to the fused
-convolution run through fastp2p.nn.unet_conv / fused_conv instead.
+output in the memory format the reference returns (``unet_output``). Layers the conv choice
+gives to the fused convolution run through fastp2p.nn.unet_conv / fused_conv instead.
 """
 from operator import attrgetter
 from typing import NamedTuple
@@ -32,8 +32,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 import torch.nn.modules.module as _module_hooks
-from torch.nn.modules.module import register_module_module_registration_hook
 from torch._prims_common import suggest_memory_format
+from torch.nn.modules.module import register_module_module_registration_hook
 from torch.nn.utils import parametrize
 
 from fastp2p.nn.batch_statistics import (fused_ops_reproduce, updates_running_stats,
@@ -278,9 +278,10 @@ def _any_layers(root: nn.Module) -> tuple:
 
 
 def _walk(root: nn.Module, layers=_any_layers) -> _Walk:
-    """``root``'s tree (``layers(root)``: (whether its layers fit the fused forward, its
-    LeakyReLUs), one function per kind of root), listed once and listed again after any submodule registration (a layer
-    replaced, a parametrization added: torch registers it as a submodule), and on every call
+    """``root``'s tree (with ``layers(root)``: whether its layers fit the fused forward, its
+    LeakyReLUs and end convolutions; one function per kind of root), listed once and listed
+    again after any submodule registration (a layer replaced, a parametrization added: torch
+    registers it as a submodule), and on every call
     while it has parametrized or hook-computed weights (removing a parametrization registers
     nothing). Under torch.compile the walk is traced instead: the compiled code does not run it
     again."""
@@ -392,8 +393,7 @@ def _unet_layers(unet) -> tuple:
     """(whether every level of ``unet`` holds the layers the fused forwards read, by position
     and exact type (an activation replaced, e.g. the output's Tanh by an Identity or a ReLU by a
     SiLU, or a layer appended: no), its LeakyReLUs, its first and last convolutions)."""
-    leaky_relus, block, shapes = [], unet.model, (_OUTERMOST,)
-    outer = block.model
+    leaky_relus, block, shapes, outer = [], unet.model, (_OUTERMOST,), None
     while True:
         if type(block) is not UnetSkipConnectionBlock or type(block.model) is not nn.Sequential:
             return False, (), ()
@@ -403,6 +403,7 @@ def _unet_layers(unet) -> tuple:
         if shape is None or block.outermost != (shape is _OUTERMOST):
             return False, (), ()
         leaky_relus += [m for m in layers if type(m) is nn.LeakyReLU]
+        outer = layers if outer is None else outer
         if shape is _INNERMOST:
             return True, tuple(leaky_relus), (outer[0], outer[3])
         block, shapes = layers[1 if shape is _OUTERMOST else 3], _INNER_SHAPES  # the _LEVEL
