@@ -20,10 +20,11 @@ def patch_logits_size(size: int, n_layers: int) -> int:
 class PatchDiscriminator(ReleasesReplacedWeights, ReferenceCheckpointMixin, NLayerDiscriminator):
     """Drop-in replacement for the reference ``NLayerDiscriminator`` (PatchGAN); its norm +
     LeakyReLU pairs run as fused fastp2p.ops.norm_act (the reference forward for norm layers
-    the fused op cannot reproduce, parametrized layers, forward hooks on inner modules and, where
-    a gradient is wanted, backward hooks); the layers that the conv choice gives to the fused
-    convolution (fastp2p.ops.backends.conv_choice: none by default, all with FASTP2P_CONV=fused)
-    run as fastp2p.ops.conv_norm_act instead
+    the fused op cannot reproduce, e.g. GroupNorm, for any layer but a Conv2d, a LeakyReLU or
+    such a norm, for parametrized layers, forward hooks on inner modules and, where a gradient
+    is wanted, backward hooks; BatchNorm picks its statistics as torch does); the layers that
+    the conv choice gives to the fused convolution (fastp2p.ops.backends.conv_choice: none by
+    default, all with FASTP2P_CONV=fused) run as fastp2p.ops.conv_norm_act instead
     (fastp2p.nn.fused_conv)."""
 
     def __init__(self, input_nc=6, ndf=64, n_layers=3, norm_layer=None, *, norm=None):

@@ -45,6 +45,7 @@ import torch
 import torch.nn as nn
 from torch.optim.optimizer import register_optimizer_step_post_hook
 
+from fastp2p.nn.batch_statistics import uses_running_stats
 from fastp2p.ops.stand_ins import OPAQUE_LAYOUTS, stand_in
 from fastp2p.ops.switches import Switch
 
@@ -64,9 +65,12 @@ def gradient_wanted(module: nn.Module, x: torch.Tensor) -> bool:
 
 def can_fold(conv: nn.Module, norm: nn.Module) -> bool:
     """Whether ``norm`` normalizes with its running statistics right after ``conv`` (the caller
-    checks that no gradient is wanted)."""
-    return (_folding.on and type(norm) is nn.BatchNorm2d and not norm.training
-            and norm.track_running_stats and norm.running_mean is not None
+    checks that no gradient is wanted): an eval BatchNorm with its buffers, as torch decides
+    (fastp2p.nn.batch_statistics; track_running_stats set to False after construction does not
+    stop it)."""
+    return (_folding.on and type(norm) is nn.BatchNorm2d and uses_running_stats(norm)
+            and norm._buffers.get("running_mean") is not None
+            and norm._buffers.get("running_var") is not None
             and type(conv) in _FOLDABLE_CONVS and conv.groups == 1
             and conv.out_channels == norm.num_features)
 

@@ -8,7 +8,7 @@ their channels zero-padded to 8 (``fastp2p.ops.aligned_channels``); every norm +
 activation (+ dropout, + skip concatenation) goes through ``fastp2p.ops``. Data-flow facts
 used by the U-Net (checked against the reference): the skip that a block concatenates is
 LeakyReLU(x) (the in-place LeakyReLU), and every concatenation is consumed first by the
-enclosing block's ReLU, so the decoder reads
+enclosing block's ReLU (so, for a slope >= 0, either is relu(x)), so the decoder reads
 ``cat([relu(x), relu(dropout(norm(up)))])`` — built by ``norm_act_concat`` straight into one
 buffer. Dropout uses the counter-based mask (``fastp2p.ops.dropout_rng``), drawn from the
 module's ``dropout_rng`` buffer ([seed, offset], int64, not saved in the state_dict), whose
@@ -22,18 +22,22 @@ cheaper call for the same bits, and the decoder's concatenation is written half 
 input's and the module's layout, with cached copies of the weights packed for oneDNN (for a
 transposed convolution: packed, as its four phases, or channels-last for the GEMM form,
 whichever was measured faster: ``weight_layouts``). The U-Net returns its
-output in the input's memory format. Layers the conv choice gives to the fused
-convolution run through fastp2p.nn.unet_conv / fused_conv instead.
+output in the memory format the reference returns (``unet_output``). Layers the conv choice
+gives to the fused convolution run through fastp2p.nn.unet_conv / fused_conv instead.
 """
+from operator import attrgetter
 from typing import NamedTuple
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 import torch.nn.modules.module as _module_hooks
+from torch._prims_common import suggest_memory_format
 from torch.nn.modules.module import register_module_module_registration_hook
 from torch.nn.utils import parametrize
 
+from fastp2p.nn.batch_statistics import (fused_ops_reproduce, updates_running_stats,
+                                         uses_running_stats)
 from fastp2p.nn.folding import can_fold, conv_in_layout, folded_conv, gradient_wanted
 from fastp2p.ops import norm_act, norm_act_concat, onednn_packed
 from fastp2p.ops.aligned_channels import conv2d
@@ -41,41 +45,44 @@ from fastp2p.ops.conv_transpose import (LAYOUT_OF_FORM, conv_transpose2d, conv_t
                                         conv_transpose2d_tanh, cpu_inference_form)
 from fastp2p.ops.stand_ins import PACKED
 from fastp2p.ops.definitions import like_memory_format
+from fastp2p.reference.unet import UnetSkipConnectionBlock
 
 _DIRECT_NORMS = (nn.BatchNorm2d, nn.InstanceNorm2d, nn.Identity)
 _NO_NORM = dict(norm="none")
 
 
 def norm_supported(module: nn.Module) -> bool:
-    """Whether the fused path reproduces this norm module exactly."""
+    """Whether the fused path reproduces this norm module exactly (any other type: no)."""
     if type(module) is nn.Identity:
         return True
     if type(module) is nn.BatchNorm2d:
-        return not (module.training and module.track_running_stats and module.momentum is None)
+        return fused_ops_reproduce(module)
     if type(module) is nn.InstanceNorm2d:
         return not module.track_running_stats
     return False
 
 
 def norm_kwargs(module: nn.Module) -> dict:
-    """Arguments of ``norm_act`` that reproduce ``module``, BatchNorm's batch count included: a
-    training BatchNorm's num_batches_tracked goes to the op, which adds 1 to it (the Triton
-    kernel that updates the running statistics does, with no launch of its own). (Tensors read
-    from the module's dicts: nn.Module's __getattr__ costs about a microsecond per lookup, and
-    this runs per layer per forward.)"""
+    """Arguments of ``norm_act`` that reproduce ``module`` (a ``norm_supported`` one), with
+    torch's choice of statistics (fastp2p.nn.batch_statistics: an eval BatchNorm normalizes with
+    its running statistics whenever it has them, even with track_running_stats set to False
+    after construction) and batch count: a BatchNorm that updates its running statistics hands
+    its num_batches_tracked to the op, which adds 1 to it (the Triton kernel that updates the
+    running statistics does, with no launch of its own). (Tensors read from the module's dicts:
+    nn.Module's __getattr__ costs about a microsecond per lookup, and this runs per layer per
+    forward.)"""
     if type(module) is nn.Identity:
         return dict(norm="none")
     params, buffers = module._parameters, module._buffers
     kwargs = dict(weight=params.get("weight"), bias=params.get("bias"), eps=module.eps)
     if type(module) is nn.InstanceNorm2d:
         return dict(kwargs, norm="instance")
-    tracking = module.track_running_stats
-    training = module.training or not tracking
-    return dict(kwargs, norm="batch", training=training, momentum=module.momentum or 0.0,
-                running_mean=buffers.get("running_mean") if tracking else None,
-                running_var=buffers.get("running_var") if tracking else None,
-                num_batches_tracked=buffers.get("num_batches_tracked")
-                if module.training and tracking else None)
+    updates, running = updates_running_stats(module), uses_running_stats(module)
+    passed = updates or running  # torch hands the buffers over for these two only
+    return dict(kwargs, norm="batch", training=not running, momentum=module.momentum or 0.0,
+                running_mean=buffers.get("running_mean") if passed else None,
+                running_var=buffers.get("running_var") if passed else None,
+                num_batches_tracked=buffers.get("num_batches_tracked") if updates else None)
 
 
 class DropoutRNG:
@@ -220,8 +227,10 @@ def _unet_level(block, skip, rng: DropoutRNG, inference: bool, weights):
         dropout = None
     else:
         down, down_norm = conv_norm(conv2d, m[1], m[2], skip, inference, weights)
-        child_skip = _activation(down, down_norm, inference, "leaky_relu", m[0].negative_slope)
-        inner = _unet_level(m[3], child_skip, rng, inference, weights)
+        child = m[3]  # its LeakyReLU, child.model[0], applies to this level's down output
+        child_skip = _activation(down, down_norm, inference, "leaky_relu",
+                                 child.model[0].negative_slope)
+        inner = _unet_level(child, child_skip, rng, inference, weights)
         up_conv, up_norm = conv_to_run(m[5], m[6], inner, inference, weights)
         dropout = m[7] if len(m) > 7 else None
     p = dropout.p if dropout is not None and dropout.training else 0.0
@@ -251,6 +260,9 @@ class _Walk(NamedTuple):
     backward_hook_dicts: tuple  # and their backward hook dicts (``_backward_hooks``)
     norms: tuple          # the norm-like modules (``_norm_like``)
     plain_weights: bool   # no parametrization anywhere, every convolution a plain weight Parameter
+    layers_fit: bool      # every layer where and what the fused forward reads it as (``layers``)
+    leaky_relus: tuple    # the LeakyReLU modules, whose slopes are read per call
+    end_convs: tuple      # the U-Net's first and last convolutions (``unet_output``)
 
 
 # A tree's last walk is kept on its root (a U-Net, a discriminator's Sequential), not in a
@@ -260,26 +272,33 @@ class _Walk(NamedTuple):
 _WALK_ATTRIBUTE = "_fastp2p_walk"
 
 
-def _walk(root: nn.Module) -> _Walk:
-    """``root``'s tree, listed once and listed again after any submodule registration (a layer
-    replaced, a parametrization added: torch registers it as a submodule), and on every call
+def _any_layers(root: nn.Module) -> tuple:
+    """For a tree whose forward checks its layers itself (``sequential_supported``)."""
+    return True, (), ()
+
+
+def _walk(root: nn.Module, layers=_any_layers) -> _Walk:
+    """``root``'s tree (with ``layers(root)``: whether its layers fit the fused forward, its
+    LeakyReLUs and end convolutions; one function per kind of root), listed once and listed
+    again after any submodule registration (a layer replaced, a parametrization added: torch
+    registers it as a submodule), and on every call
     while it has parametrized or hook-computed weights (removing a parametrization registers
     nothing). Under torch.compile the walk is traced instead: the compiled code does not run it
     again."""
     if torch.compiler.is_compiling():
-        return _walk_of(root)
+        return _walk_of(root, layers)
     cached = root.__dict__.get(_WALK_ATTRIBUTE)
     if (cached is None or cached.registrations != _Registrations.count
             or not cached.plain_weights):
-        cached = root.__dict__[_WALK_ATTRIBUTE] = _walk_of(root)
+        cached = root.__dict__[_WALK_ATTRIBUTE] = _walk_of(root, layers)
     return cached
 
 
-def _walk_of(root: nn.Module) -> _Walk:
+def _walk_of(root: nn.Module, layers) -> _Walk:
     submodules = tuple(root.modules())[1:]  # not root: its own hooks run (it is called)
     return _Walk(_Registrations.count, tuple(d for m in submodules for d in _hooks(m)),
                  tuple(d for m in submodules for d in _backward_hooks(m)),
-                 tuple(_norm_like(submodules)), _plain_weights(submodules))
+                 tuple(_norm_like(submodules)), _plain_weights(submodules), *layers(root))
 
 
 def _plain_weights(modules) -> bool:
@@ -321,19 +340,73 @@ def _fused_forward_fits(walk: _Walk) -> bool:
             or any(walk.backward_hook_dicts)):
         return False
     return (walk.plain_weights and not any(walk.hook_dicts)
-            and all(norm_supported(m) for m in walk.norms))
+            and all(map(norm_supported, walk.norms)))
 
 
 def unet_supported(unet) -> bool:
     """Whether the fused forward reproduces ``unet``'s own (``_fused_forward_fits``; the U-Net's
-    own hooks run as usual: its __call__ runs the fused forward). The layers are listed by
-    ``_walk``. (Deleting a submodule is not watched: the U-Net forward reads its layers by
-    position and would not run without it.)"""
-    return _fused_forward_fits(_walk(unet))
+    own hooks run as usual: its __call__ runs the fused forward): every layer where and what
+    the fused forward reads it as (``_unet_layers``) and no LeakyReLU with a negative slope
+    (the fused forwards take relu(leaky_relu(x)) of a skip for relu(x), as the in-place
+    LeakyReLU makes it for a slope >= 0; the slopes are read per call: a changed attribute
+    registers nothing). The layers are listed by ``_walk``. (Deleting a submodule is not
+    watched: the U-Net forward reads its layers by position and would not run without it.)"""
+    walk = _walk(unet, _unet_layers)
+    return (walk.layers_fit and _fused_forward_fits(walk)
+            and (not walk.leaky_relus or min(map(_slope, walk.leaky_relus)) >= 0))
+
+
+_slope = attrgetter("negative_slope")  # (map + attrgetter: a third of a generator's host time)
+
+
+# The layer types the fused forwards reproduce themselves (exactly these types: a subclass may
+# compute something else); every other submodule is norm-like: asked ``norm_supported`` per call,
+# which knows only the norms the fused ops reproduce, so that any other module (a GroupNorm, a
+# SiLU) sends the network to its reference forward.
+_REPRODUCED_LAYERS = frozenset((nn.Conv2d, nn.ConvTranspose2d, nn.LeakyReLU, nn.ReLU, nn.Tanh,
+                                nn.Dropout, nn.Sequential, UnetSkipConnectionBlock))
 
 
 def _norm_like(modules):
-    return (m for m in modules if isinstance(m, (nn.modules.batchnorm._NormBase, nn.Identity)))
+    return (m for m in modules if type(m) not in _REPRODUCED_LAYERS)
+
+
+# What the fused U-Net forwards read at each position of a level's ``model``
+# (fastp2p.reference.unet.UnetSkipConnectionBlock): exactly these types, a norm (any norm-like
+# module: ``norm_supported`` decides per call) or the next level.
+_NORM, _LEVEL = "norm", "level"
+_OUTERMOST = (nn.Conv2d, _LEVEL, nn.ReLU, nn.ConvTranspose2d, nn.Tanh)
+_INNERMOST = (nn.LeakyReLU, nn.Conv2d, nn.ReLU, nn.ConvTranspose2d, _NORM)
+_MIDDLE = (nn.LeakyReLU, nn.Conv2d, _NORM, _LEVEL, nn.ReLU, nn.ConvTranspose2d, _NORM)
+_INNER_SHAPES = (_MIDDLE, _MIDDLE + (nn.Dropout,), _INNERMOST)
+
+
+def _fits(layer: nn.Module, expected) -> bool:
+    if expected is _NORM:  # norm-like, so that the walk lists it for ``norm_supported``
+        return type(layer) not in _REPRODUCED_LAYERS
+    if expected is _LEVEL:
+        return type(layer) is UnetSkipConnectionBlock
+    return type(layer) is expected
+
+
+def _unet_layers(unet) -> tuple:
+    """(whether every level of ``unet`` holds the layers the fused forwards read, by position
+    and exact type (an activation replaced, e.g. the output's Tanh by an Identity or a ReLU by a
+    SiLU, or a layer appended: no), its LeakyReLUs, its first and last convolutions)."""
+    leaky_relus, block, shapes, outer = [], unet.model, (_OUTERMOST,), None
+    while True:
+        if type(block) is not UnetSkipConnectionBlock or type(block.model) is not nn.Sequential:
+            return False, (), ()
+        layers = tuple(block.model)
+        shape = next((s for s in shapes if len(s) == len(layers)
+                      and all(map(_fits, layers, s))), None)
+        if shape is None or block.outermost != (shape is _OUTERMOST):
+            return False, (), ()
+        leaky_relus += [m for m in layers if type(m) is nn.LeakyReLU]
+        outer = layers if outer is None else outer
+        if shape is _INNERMOST:
+            return True, tuple(leaky_relus), (outer[0], outer[3])
+        block, shapes = layers[1 if shape is _OUTERMOST else 3], _INNER_SHAPES  # the _LEVEL
 
 
 def unet_forward(unet, input):
@@ -350,13 +423,42 @@ def unet_forward(unet, input):
     return out
 
 
-def in_memory_format_of(input, out):
-    """``out`` in ``input``'s memory format, as the reference module returns it (CPU inference,
-    the CPU decoder's GEMM form and the fused convolution write channels-last whatever the
-    input's layout)."""
-    if input.is_contiguous() and not out.is_contiguous():
-        return out.contiguous()
-    return out
+def unet_output(unet, input, out):
+    """The U-Net's output ``out`` in the memory format the reference module returns for
+    ``input``: channels-last where torch's convolutions pick it, which they do when their
+    input's or their weight's strides suggest it (``suggested_memory_format``; the first and
+    last convolutions' weights decide for the whole network's output), else contiguous — CPU
+    inference, the CPU decoder's GEMM form and the fused convolution write channels-last
+    whatever the input's layout, and a batch-1 bottleneck's 1x1 maps can lose the layout."""
+    if suggested_memory_format(input) is _CHANNELS_LAST:
+        memory_format = _CHANNELS_LAST
+    elif out.is_contiguous():  # (a channels-last module's last convolution writes channels-last)
+        return out
+    else:
+        first, last = _walk(unet, _unet_layers).end_convs
+        memory_format = _CONTIGUOUS
+        if (suggested_memory_format(first._parameters["weight"]) is _CHANNELS_LAST
+                or suggested_memory_format(last._parameters["weight"]) is _CHANNELS_LAST):
+            memory_format = _CHANNELS_LAST
+    if out.is_contiguous(memory_format=memory_format):
+        return out
+    return out.contiguous(memory_format=memory_format)
+
+
+_CONTIGUOUS, _CHANNELS_LAST = torch.contiguous_format, torch.channels_last
+
+
+def suggested_memory_format(x) -> torch.memory_format:
+    """``x.suggest_memory_format()`` of torch's C++ (from the strides' order: a channels-last
+    tensor sliced is still channels-last, an NCHW one sliced or permuted contiguous), cheaply
+    where x is dense in exactly one of the two formats (torch's Python equivalent costs
+    microseconds)."""
+    if x.is_contiguous():
+        if not x.is_contiguous(memory_format=_CHANNELS_LAST):
+            return _CONTIGUOUS
+    elif x.is_contiguous(memory_format=_CHANNELS_LAST):
+        return _CHANNELS_LAST
+    return suggest_memory_format(x)
 
 
 def sequential_supported(seq: nn.Sequential) -> bool:

@@ -19,6 +19,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from fastp2p.kernels.conv_fused_types import IDENTITY, InputTransform
+from fastp2p.nn.batch_statistics import updates_running_stats, uses_running_stats
 from fastp2p.nn.folding import gradient_wanted
 from fastp2p.nn.fused import conv_norm, sequential_forward
 from fastp2p.ops import norm_act
@@ -136,12 +137,13 @@ def _fused_conv_norm(conv, norm, sources, transforms, weight, bias, slope: float
                     transposed=isinstance(conv, nn.ConvTranspose2d),
                     output_activation=output_activation)
     batch = name == "batch"
-    if batch and not norm.training and norm.track_running_stats:
-        # eval batch norm: the running statistics are constants of the next prologue
+    if batch and uses_running_stats(norm):
+        # eval batch norm with its buffers (as torch decides: fastp2p.nn.batch_statistics): the
+        # running statistics are constants of the next prologue
         y, _, _ = conv_norm_act(sources, transforms, weight, bias, norm="none", **geometry)
         rstd = torch.rsqrt(norm.running_var.float() + norm.eps)
         return (y, *_scale_shift(norm, norm.running_mean.float(), rstd))
-    tracking = batch and norm.training and norm.track_running_stats
+    tracking = batch and updates_running_stats(norm)
     running = dict(running_mean=norm.running_mean, running_var=norm.running_var,
                    momentum=norm.momentum) if tracking else {}
     if tracking:

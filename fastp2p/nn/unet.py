@@ -3,8 +3,8 @@ from fastp2p.nn.checks import check_image_batch, check_positive_ints
 from fastp2p.nn.checkpoint import infer_unet_config
 from fastp2p.nn.compat import ReferenceCheckpointMixin
 from fastp2p.nn.folding import ReleasesReplacedWeights
-from fastp2p.nn.fused import (in_memory_format_of, init_dropout_rng, set_dropout_rng,
-                              unet_forward, unet_supported)
+from fastp2p.nn.fused import (init_dropout_rng, set_dropout_rng, unet_forward, unet_output,
+                              unet_supported)
 from fastp2p.nn.norm import describe_norm_layer, resolve_norm_layer
 from fastp2p.nn.unet_conv import unet_conv_forward
 from fastp2p.ops.backends.conv_choice import may_fuse
@@ -22,13 +22,17 @@ class UNet(ReleasesReplacedWeights, ReferenceCheckpointMixin, UnetGenerator):
 
     The forward runs the modules' own convolutions and fastp2p's fused norm + activation
     (+ dropout, + skip concatenation) ops (fastp2p.nn.fused); norm layers it cannot reproduce
-    exactly (e.g. SyncBatchNorm, BatchNorm with momentum=None), parametrized layers (spectral_norm,
+    exactly (e.g. GroupNorm, SyncBatchNorm, a training BatchNorm with momentum=None), layers
+    other than the reference block's (an activation or the output's Tanh of another type, a
+    layer appended, a LeakyReLU with a negative slope), parametrized layers (spectral_norm,
     weight_norm), forward hooks on inner modules (which the fused forward, calling no
     submodule, would skip; or a global forward hook) and, where a gradient is wanted, backward
     hooks on inner modules (or global ones) run the reference forward (the layers are
-    listed once, and again after a submodule is registered; their settings and hooks are asked
-    every call).
-    The output has the input's memory format (NCHW or channels-last), as the reference's. CPU
+    listed once, and again after a submodule is registered; their settings, LeakyReLU slopes
+    included, and hooks are asked every call). BatchNorm picks its statistics as torch does
+    (fastp2p.nn.batch_statistics).
+    The output has the memory format the reference returns (channels-last when the input's
+    strides, or the weights', suggest it; else NCHW). CPU
     float32 inference computes channels-last either way, through cached copies of the convolutions'
     weights packed for oneDNN (fastp2p.ops.onednn_packed; for each transposed convolution, the
     layout of its form measured fastest: packed, its four phases' packed convolution, or
@@ -76,7 +80,7 @@ class UNet(ReleasesReplacedWeights, ReferenceCheckpointMixin, UnetGenerator):
         if not unet_supported(self):
             return super().forward(input)
         forward = unet_conv_forward if may_fuse() else unet_forward
-        return in_memory_format_of(input, forward(self, input))
+        return unet_output(self, input, forward(self, input))
 
     def set_dropout_rng(self, seed: int, offset: int = 0) -> None:
         """Position the dropout stream (e.g. restore it from a training checkpoint)."""

@@ -100,9 +100,10 @@ def _fused(conv, norm, sources, activation: str, slope: float, dtype,
 
 
 def _down(conv, norm, source: _Source, activation: str, out_activation: str, slope: float,
-          fold: bool) -> _Source:
-    """A direct conv (with ``activation`` before it) and its norm. Module path: today's
-    norm_act(conv, norm, ``out_activation``) — what the level below reads."""
+          fold: bool, out_slope: float = 0.0) -> _Source:
+    """A direct conv (with ``activation``, of ``slope``, before it) and its norm. Module path:
+    today's norm_act(conv, norm, ``out_activation``) — what the level below reads (a
+    leaky_relu: the level below's LeakyReLU, of ``out_slope``)."""
     dtype = fused_layer_dtype(conv, norm, source.x)
     if dtype is not None:
         return _fused(conv, norm, [source], activation, slope, dtype)
@@ -111,7 +112,7 @@ def _down(conv, norm, source: _Source, activation: str, out_activation: str, slo
         y, kwargs = conv2d(conv, x), dict(norm="none")
     else:
         y, kwargs = conv_norm(conv2d, conv, norm, x, fold)
-    return _Source(norm_act(y, **kwargs, activation=out_activation, slope=slope),
+    return _Source(norm_act(y, **kwargs, activation=out_activation, slope=out_slope),
                    activated=out_activation)
 
 
@@ -143,7 +144,8 @@ def _level(block, source: _Source, rng: DropoutRNG, fold: bool):
     if isinstance(m[3], nn.ConvTranspose2d):  # innermost: [LeakyReLU, conv, ReLU, convT, norm]
         inner = _down(m[1], None, source, "leaky_relu", "relu", slope, fold)
         return source, _up(m[3], _norm(m[4]), [inner], slope, fold)
-    down = _down(m[1], _norm(m[2]), source, "leaky_relu", "leaky_relu", slope, fold)
+    down = _down(m[1], _norm(m[2]), source, "leaky_relu", "leaky_relu", slope, fold,
+                 m[3].model[0].negative_slope)
     up = _up(m[5], _norm(m[6]), list(_level(m[3], down, rng, fold)), slope, fold)
     dropout = m[7] if len(m) > 7 else None
     if dropout is not None and dropout.training and dropout.p > 0:
@@ -159,7 +161,7 @@ def unet_conv_forward(unet, input):
     rng = DropoutRNG(unet.dropout_rng)
     fold = not gradient_wanted(unet, input)
     slope = outer[1].model[0].negative_slope
-    down = _down(outer[0], None, _Source(input), "none", "leaky_relu", slope, fold)
+    down = _down(outer[0], None, _Source(input), "none", "leaky_relu", slope, fold, slope)
     out = _up(outer[3], None, list(_level(outer[1], down, rng, fold)), slope, fold, "tanh")
     rng.advance()
     return out.x
