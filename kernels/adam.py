@@ -88,7 +88,10 @@ def _adam_kernel(
     beta2 = tl.load(Hyper_ptr + 1)
     bias_correction1 = 1.0 - _power(beta1, step)
     bias_correction2 = 1.0 - _power(beta2, step)
-    neg_step_size = (-tl.load(Lr_ptr).to(tl.float64) / bias_correction1).to(tl.float32)
+    # lr * -1.0, not -lr: Triton 3.6 compiles a float's unary minus as 0 - x, so lr 0 gave a
+    # step size of +0.0 instead of torch's -0.0 (and a -0.0 master turned +0.0); Triton 3.9
+    # negates. The product is the exact negation in both.
+    neg_step_size = (tl.load(Lr_ptr).to(tl.float64) * -1.0 / bias_correction1).to(tl.float32)
     bias_correction2_sqrt = tl.sqrt_rn(bias_correction2.to(tl.float32))
     weight1 = (1.0 - beta1).to(tl.float32)
     weight2 = (1.0 - beta2).to(tl.float32)
