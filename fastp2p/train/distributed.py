@@ -2,7 +2,9 @@
 
 ``torchrun --nproc_per_node=N -m fastp2p train ...`` sets RANK / WORLD_SIZE / LOCAL_RANK; then
 each process trains on its shard of every batch (the data loader shards by rank), gradients are
-averaged by DistributedDataParallel (NCCL on GPUs, gloo on CPUs), and rank 0 alone writes files.
+averaged by DistributedDataParallel (NCCL on GPUs, gloo on CPUs), the losses the training loop
+reads are averaged over the ranks (``average_over_processes``), so every per-epoch decision
+made from them is the same on every rank, and rank 0 alone writes files.
 """
 import gc
 import os

@@ -54,6 +54,7 @@ class Progress:
     batch_size: int | None = None    # --batch_size and processes that counted them
     world_size: int | None = None
     epoch_loss_sum: float = 0.0      # the epoch's generator loss reads (G_GAN + G_L1), summed
+    #                                  (under torchrun each read is the ranks' mean)
     epoch_loss_reads: int = 0
     # the loader's last batch of that epoch is done: with drop_last (CUDA graphs) a finished
     # epoch ends below the dataset's length, so epoch_images alone cannot say so
