@@ -2,7 +2,9 @@
 
 ``torchrun --nproc_per_node=N -m fastp2p train ...`` sets RANK / WORLD_SIZE / LOCAL_RANK; then
 each process trains on its shard of every batch (the data loader shards by rank), gradients are
-averaged by DistributedDataParallel (NCCL on GPUs, gloo on CPUs), and rank 0 alone writes files.
+averaged by DistributedDataParallel (NCCL on GPUs, gloo on CPUs), the losses the training loop
+reads are averaged over the ranks (``average_over_processes``), so every per-epoch decision
+made from them is the same on every rank, and rank 0 alone writes files.
 """
 import gc
 import os
@@ -76,13 +78,34 @@ def _give_each_rank_its_dropout_stream(net: torch.nn.Module, rank: int) -> None:
     """fastp2p's fused dropout draws from a counter buffer (``dropout_rng``: [seed, offset]).
     DDP broadcasts rank 0's buffers before every forward, which would hand all ranks the same
     masks; so each rank's seed is shifted by its rank (the seed is hashed before use, so nearby
-    seeds give unrelated streams) and DDP is told to leave those buffers alone."""
+    seeds give unrelated streams) and DDP is told to leave those buffers alone. A training
+    state keeps the seeds without the shift (``dropout_seed_shift``), and a resume shifts them
+    again by the resuming rank (``Pix2PixEngine.load_state_dict``)."""
     streams = dropout_rng_modules(net)
     with torch.no_grad():
         for module in streams.values():
             module.dropout_rng[0] = (module.dropout_rng[0] + rank) & 0xFFFFFFFF
     DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(
         net, [f"{name}.dropout_rng" if name else "dropout_rng" for name in streams])
+
+
+def dropout_seed_shift(net: torch.nn.Module) -> int:
+    """How far ``wrap_for_data_parallel`` shifted the dropout seeds of ``net``: its rank when it
+    is DDP-wrapped, else 0."""
+    if isinstance(net, DistributedDataParallel):
+        return dist.get_rank(net.process_group)
+    return 0
+
+
+def average_over_processes(values: list, device: torch.device) -> list:
+    """The mean of each of ``values`` (floats) over the job's processes (one all-reduce, in
+    float64 on ``device``: NCCL reduces only GPU tensors); ``values`` as they are in a single
+    process. Every process must call it at the same point."""
+    if not dist.is_initialized() or dist.get_world_size() == 1:
+        return list(values)
+    summed = torch.tensor(values, dtype=torch.float64, device=device)
+    dist.all_reduce(summed)
+    return (summed / dist.get_world_size()).tolist()
 
 
 def shutdown_processes(info: ProcessInfo) -> None:

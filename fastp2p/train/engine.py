@@ -65,6 +65,7 @@ from fastp2p.ops import split_conv_backward as split_conv
 from fastp2p.ops.step_losses import (LossTally, d_step_losses_and_grads,
                                      g_step_losses_and_grads)
 from fastp2p.train import optimizer_overlap as overlap
+from fastp2p.train.distributed import dropout_seed_shift
 from fastp2p.train.finite import first_nonfinite, training_tensors
 from fastp2p.train.step_streams import SideStream, StepStreams, real_pair_may_start_first
 from fastp2p.train.wgrad_streams import WgradSideStreams
@@ -89,6 +90,15 @@ def _check_single_process_cuda(option: str, off_hint: str, device: torch.device,
     if any(isinstance(net, DistributedDataParallel) for net in nets):
         raise ValueError(f"{option}=True is not supported with DistributedDataParallel; "
                          f"use {option}=False{off_hint} for multi-process training")
+
+
+def _without_ddp_module(name: str) -> str:
+    """A dropout stream's name as states saved under torchrun by older fastp2p versions gave it
+    ("netG.module.<name>", the DDP wrapper's child) without the wrapper ("netG.<name>")."""
+    label, _, rest = name.partition(".")
+    if rest == "module":
+        return label
+    return f"{label}.{rest[len('module.'):]}" if rest.startswith("module.") else name
 
 
 class Pix2PixEngine:
@@ -266,7 +276,15 @@ class Pix2PixEngine:
         return tuple(t.detach() for t in self._last_batch)
 
     def state_dict(self) -> dict:
-        """Optimizers, lr, counters and RNG states: everything a bit-exact resume needs."""
+        """Optimizers, lr, counters and RNG states: everything a bit-exact resume needs.
+
+        The dropout streams are kept by the unwrapped networks' module names and with the seeds
+        as rank 0 has them, so a state loads under any number of processes; every rank's offset
+        is rank 0's at a save (the data loader gives each rank as many images per batch, so
+        each draws as many mask elements per step). Loaded, each rank goes on from that offset
+        with its own seed again: with the saved --batch_size and number of processes, every
+        rank draws the masks the uninterrupted run would have; with others, every rank still
+        draws its own masks, rank r going on from where the saved run's rank r stopped."""
         rng = {"cpu": torch.get_rng_state()}
         if self.device.type == "cuda":
             rng["cuda"] = torch.cuda.get_rng_state(self.device)
@@ -302,21 +320,33 @@ class Pix2PixEngine:
                 getattr(self, "_" + name).copy_(state[name])
         self.load_rng_state(state["rng"])
         owners = self._dropout_stream_owners()
-        for name, position in state.get("dropout_rng", {}).items():
-            owners[name].dropout_rng.copy_(position)
+        for name, (seed, offset) in state.get("dropout_rng", {}).items():
+            owner = owners.get(name) or owners.get(_without_ddp_module(name))
+            if owner is None:
+                raise ValueError(f"the training state's dropout stream {name!r} belongs to no "
+                                 f"module of these networks (theirs: {sorted(owners)}); resume "
+                                 "with the options the state was saved with")
+            module, shift = owner
+            module.dropout_rng.copy_(torch.tensor(
+                [(int(seed) + shift) & 0xFFFFFFFF, int(offset)], dtype=torch.int64))
         # Loading replaced the optimizer state tensors a captured graph would point at.
         self._reset_graph()
 
     def _dropout_stream_owners(self) -> dict:
-        """``dropout_rng_modules`` of both networks, by "netG.<name>" / "netD.<name>": their
-        streams are not in the state_dicts, so the engine state keeps them."""
-        return {f"{label}.{name}" if name else label: module
+        """(module, its seed's rank shift) of ``dropout_rng_modules`` of both networks, by
+        "netG.<name>" / "netD.<name>" of the unwrapped networks: their streams are not in the
+        state_dicts, so the engine state keeps them."""
+        return {f"{label}.{name}" if name else label: (module, dropout_seed_shift(net))
                 for label, net in (("netG", self.netG), ("netD", self.netD))
-                for name, module in dropout_rng_modules(net).items()}
+                for name, module in dropout_rng_modules(unwrap(net)).items()}
 
     def _dropout_streams(self) -> dict:
-        return {name: module.dropout_rng.detach().cpu().clone()
-                for name, module in self._dropout_stream_owners().items()}
+        streams = {}
+        for name, (module, shift) in self._dropout_stream_owners().items():
+            seed, offset = module.dropout_rng.tolist()
+            streams[name] = torch.tensor([(seed - shift) & 0xFFFFFFFF, offset],
+                                         dtype=torch.int64)
+        return streams
 
     def load_rng_state(self, rng: dict) -> None:
         """Restore the RNG states (dropout draws) saved in ``state_dict()["rng"]``."""

@@ -45,16 +45,20 @@ def save_image(image: torch.Tensor, path: Path) -> None:
 class LossLog:
     """Appends one row per loss read to ``loss_log.csv`` and keeps them for the plot.
 
-    On resume the rows up to the resumed step are read back, so the curve continues.
+    On resume the rows up to the resumed step are read back, so the curve continues; rows that
+    do not parse (the partial last row a full disk or a power loss leaves) are left out, and
+    ``say`` (print by default) is told how many in one line.
     """
 
-    def __init__(self, path: Path, resume_step=None):
+    def __init__(self, path: Path, resume_step=None, say=print):
         self.path = Path(path)
         self.rows = []
         if resume_step is not None and self.path.exists():
-            with open(self.path, newline="") as handle:
-                self.rows = [row for row in csv.DictReader(handle)
-                             if int(row["step"]) <= resume_step]
+            rows, damaged = _read_log_rows(self.path)
+            self.rows = [row for row in rows if row["step"] <= resume_step]
+            if damaged:
+                say(f"warning: {self.path}: {damaged} damaged row(s) left out (they do not "
+                    "parse); the log and the loss plot go on without them")
         with open(self.path, "w", newline="") as handle:
             writer = csv.DictWriter(handle, LOG_FIELDS)
             writer.writeheader()
@@ -104,6 +108,39 @@ class LossLog:
         gan_axis.set_title(title)
         figure.tight_layout()
         return figure
+
+
+def _read_log_rows(path: Path):
+    """(rows of ``path`` as numbers, how many rows did not parse): a row must hold exactly the
+    header's number of values and a number in each of LOG_FIELDS."""
+    with open(path, newline="", encoding="utf-8", errors="replace") as handle:
+        lines = handle.read().splitlines()
+    rows, damaged = [], 0
+    header = _csv_values(lines[0]) if lines else None
+    for line in lines[1:]:
+        values = _csv_values(line)
+        if values == []:    # a blank line holds no row
+            continue
+        try:
+            if header is None or values is None or len(values) != len(header):
+                raise ValueError("not a row")
+            named = dict(zip(header, values))
+            rows.append({key: (int if key in _COUNTS else float)(named[key])
+                         for key in LOG_FIELDS})
+        except (KeyError, ValueError):
+            damaged += 1
+    return rows, damaged
+
+
+_COUNTS = ("epoch", "step", "images")  # the LOG_FIELDS that are whole numbers
+
+
+def _csv_values(line: str):
+    """The values of one CSV line; None if it does not parse (a NUL byte, an open quote)."""
+    try:
+        return next(csv.reader([line]), [])
+    except csv.Error:
+        return None
 
 
 def write_html(path: Path, title: str, sections, loss_plot=None, refresh_s=None) -> None:

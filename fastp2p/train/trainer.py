@@ -14,8 +14,14 @@ Checkpoints and samples stop the loop only for their copy to host memory: the fi
 by a ``BackgroundWriter`` thread while the next steps run. At most one save is in flight (the
 next save first waits for the previous one); a write's error ends training at the next save,
 sample or the end, with the same one-line message and exit code 1 as a write on this thread;
-every way out of ``fit`` (the end, a signal, a non-finite stop, an error) first lets the writer
-finish, so the last good checkpoint is complete on disk.
+every way out of ``fit`` (the end, a signal, a non-finite stop, an error, a data loader worker
+that died) first lets the writer finish, so the last good checkpoint is complete on disk. A
+sample or page refresh (PNGs, loss plot, index.html) that fails is one warning line: it neither
+stops training nor holds back a checkpoint.
+
+Under torchrun every rank reads the losses at the same steps and takes their mean over all
+ranks, so the loss log, the plateau policy's epoch metric and its lr cut are the same on every
+rank (each rank deciding on its own loss made their lrs, then their weights, drift apart).
 """
 import math
 import random
@@ -28,6 +34,7 @@ import torch
 
 from fastp2p.train.background_writer import BackgroundWriter, host_copy
 from fastp2p.train.checkpoints import CheckpointWriteError, describe_os_error, snapshot
+from fastp2p.train.distributed import average_over_processes
 from fastp2p.train.reports import TRIPLET
 from fastp2p.train.stage_times import StageTimes
 
@@ -47,6 +54,7 @@ class Progress:
     batch_size: int | None = None    # --batch_size and processes that counted them
     world_size: int | None = None
     epoch_loss_sum: float = 0.0      # the epoch's generator loss reads (G_GAN + G_L1), summed
+    #                                  (under torchrun each read is the ranks' mean)
     epoch_loss_reads: int = 0
     # the loader's last batch of that epoch is done: with drop_last (CUDA graphs) a finished
     # epoch ends below the dataset's length, so epoch_images alone cannot say so
@@ -123,6 +131,7 @@ class Trainer:
         self._resumed_rng = None
         self.writer = BackgroundWriter()
         self.replaced_run = replaced_run or None
+        self._report_warnings = set()  # kinds of report errors said (writer thread)
 
     # ---- state ------------------------------------------------------------------------------
     def train_state(self) -> dict:
@@ -214,14 +223,18 @@ class Trainer:
             if bad_tensor is None:
                 return
             what = f"{bad_tensor} holds NaN or Inf at step {self.engine.steps}"
-        self.writer.wait()   # a save in flight is of finite weights: let it land, then report it
-        latest = self.checkpoints.manifest("latest")
-        kept = (f"the last good checkpoint {self.checkpoints.path}/latest_* (step "
-                f"{latest['step']}) is unchanged" if latest is not None
-                else "no checkpoint was written")
+        kept = self._last_good_checkpoint()
         hint = "" if self.args.precision == "fp32" else ", or try --precision fp32"
         raise TrainingStopped(f"{what} (epoch {self.progress.epoch}); training stopped and "
                               f"{kept}. Lower --lr or check the data{hint}", EXIT_FAILED)
+
+    def _last_good_checkpoint(self) -> str:
+        """Lets a save in flight land (it is of good weights), then names what is on disk."""
+        self.writer.wait()
+        latest = self.checkpoints.manifest("latest")
+        return (f"the last good checkpoint {self.checkpoints.path}/latest_* (step "
+                f"{latest['step']}) is unchanged" if latest is not None
+                else "no checkpoint was written")
 
     # ---- the loop ---------------------------------------------------------------------------
     def fit(self, loader, progress_bar=None) -> int:
@@ -237,10 +250,18 @@ class Trainer:
             except CheckpointWriteError as err:
                 self.say(f"error: {err}")
                 return EXIT_FAILED
-            except OSError as err:  # samples, loss log, page: the checkpoints are untouched
+            except OSError as err:  # the loss log: the checkpoints are untouched
                 self.say(f"error: {describe_os_error(err)}; the checkpoints in "
                          f"{self.checkpoints.path} are unchanged. Free disk space or fix the "
                          "folder's permissions, then resume with --continue_train")
+                return EXIT_FAILED
+            except RuntimeError as err:
+                if not str(err).startswith("DataLoader worker"):
+                    raise
+                # killed mid-step, maybe: the weights in memory are not saved
+                self.say(f"error: a data loader worker died ({str(err).splitlines()[0].strip()}"
+                         "), probably out of memory: lower --num_threads, then resume with "
+                         f"--continue_train; {self._last_good_checkpoint()}")
                 return EXIT_FAILED
             finally:
                 self.writer.close()
@@ -316,7 +337,7 @@ class Trainer:
         self.save(labels)
         if self.page is not None:
             page, loss_log = self.page, self.loss_log.frozen()
-            self.writer.submit(lambda: page.refresh(loss_log), in_flight=3)
+            self._submit_report(lambda: page.refresh(loss_log))
         self.say(f"epoch {finished} done: {progress.images} images, lr {engine.lr:.3g}, "
                  f"saving {', '.join(labels)}")
 
@@ -335,17 +356,40 @@ class Trainer:
             def write_sample():
                 page.add_sample(epoch, step, triplet)
                 page.refresh(loss_log)
-            self.writer.submit(write_sample, in_flight=3)
+            self._submit_report(write_sample)
         for tracker in self.trackers:
             tracker.log_images(self.engine.steps,
                                {label: batch[0] for label, batch in zip(TRIPLET, triplet)})
         self.sampled_at = self.engine.steps
 
+    def _submit_report(self, job) -> None:
+        """``job`` (samples, loss plot, page) on the writer thread; if it fails, one warning line
+        (once per kind of error) and training goes on: the reports are views of the run, remade
+        at the next refresh, and must not stop it or hold back a checkpoint."""
+        def report():
+            try:
+                job()
+            except Exception as err:  # noqa: BLE001 - whatever it is, it costs only a view
+                kind = (type(err), getattr(err, "errno", None))
+                if kind in self._report_warnings:
+                    return
+                self._report_warnings.add(kind)
+                reason = (describe_os_error(err) if isinstance(err, OSError)
+                          else f"{type(err).__name__}: {err}").splitlines()
+                self.say(f"warning: a sample image or the training page in "
+                         f"{self.checkpoints.path} was not written ({reason[0] if reason else '?'}"
+                         "); training and its checkpoints go on (said once per kind of error)")
+        self.writer.submit(report, in_flight=3)
+
     def _log(self, images_per_s: float, bar) -> None:
-        """Read the losses since the last read: to the epoch's generator loss sum (the plateau
-        policy's metric), the loss log, the trackers and the progress bar."""
+        """Read the losses since the last read (under torchrun their mean over the ranks, which
+        all read at this step): to the epoch's generator loss sum (the plateau policy's
+        metric), the loss log, the trackers and the progress bar."""
         losses = self.engine.read_losses()
         self._check_finite()
+        if self.world_size > 1:
+            losses = dict(zip(losses, average_over_processes(list(losses.values()),
+                                                             self.engine.device)))
         self.progress.epoch_loss_sum += losses["G_GAN"] + losses["G_L1"]
         self.progress.epoch_loss_reads += 1
         if self.loss_log is not None:

@@ -1,0 +1,35 @@
+"""The engine state's dropout streams, in one process: states of older fastp2p versions saved
+under torchrun (the streams under the DDP wrapper's "netG.module" names) still load, and a
+stream that matches no module is a one-line error."""
+import pytest
+import torch
+
+from fastp2p.train.engine import Pix2PixEngine
+from helpers.train_helpers import random_batches, tiny_networks
+
+
+def _engine():
+    netG, netD = tiny_networks(num_downs=6, use_dropout=True)  # 6 levels: one dropout layer
+    return Pix2PixEngine(netG, netD), netG
+
+
+def test_a_state_saved_under_torchrun_by_an_older_version_loads():
+    engine, netG = _engine()
+    for real_A, real_B in random_batches(2, size=64):
+        engine.step(real_A, real_B)
+    state = engine.state_dict()
+    assert list(state["dropout_rng"]) == ["netG"]
+    seed, offset = netG.dropout_rng.tolist()
+    assert offset > 0
+    state["dropout_rng"] = {"netG.module": state["dropout_rng"]["netG"]}  # as rank 0 saved it
+    resumed, resumed_G = _engine()
+    resumed.load_state_dict(state)
+    assert resumed_G.dropout_rng.tolist() == [seed, offset]
+
+
+def test_a_stream_of_no_module_is_refused_in_one_line():
+    engine, _ = _engine()
+    state = engine.state_dict()
+    state["dropout_rng"] = {"netG.model.7": torch.tensor([0, 5])}
+    with pytest.raises(ValueError, match="dropout stream 'netG.model.7' belongs to no module"):
+        _engine()[0].load_state_dict(state)
