@@ -86,3 +86,32 @@ def test_a_packing_error_without_a_file_name_names_the_output_folder(tmp_path, m
     assert main(["pack", str(data), str(out), "--no-progress"]) == 1
     err = capsys.readouterr().err
     assert f"error: {out}: {NO_SPACE}" in err and "None" not in err, err
+
+
+def test_a_full_disk_on_the_loss_log_names_the_log(tmp_path, monkeypatch):
+    """The loss log's append fails at the buffered write on close, with an OSError naming no
+    file: the error the trainer reports names the log ("?" before)."""
+    from fastp2p.train import reports
+    log = reports.LossLog(tmp_path / "loss_log.csv")
+    real_open = open
+
+    class FullDisk:
+        def __init__(self, handle):
+            self.handle = handle
+
+        def write(self, text):
+            raise OSError(errno.ENOSPC, NO_SPACE)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.handle.close()
+
+    monkeypatch.setattr(reports, "open", lambda *a, **k: FullDisk(real_open(*a, **k)),
+                        raising=False)
+    row = dict.fromkeys(reports.LOG_FIELDS, 0)
+    with pytest.raises(OSError) as raised:
+        log.append(row)
+    assert raised.value.filename == str(tmp_path / "loss_log.csv")
+    assert raised.value.errno == errno.ENOSPC

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from fastp2p.atomic_files import replacing
+from fastp2p.atomic_files import naming_the_file, replacing
 from fastp2p.train.engine import LOSS_NAMES
 
 LOG_FIELDS = ("epoch", "step", "images", "lr", *LOSS_NAMES, "images_per_s")
@@ -59,7 +59,8 @@ class LossLog:
             if damaged:
                 say(f"warning: {self.path}: {damaged} damaged row(s) left out (they do not "
                     "parse); the log and the loss plot go on without them")
-        with open(self.path, "w", newline="") as handle:
+        # A full disk shows at the buffered write on close, as an OSError naming no file.
+        with naming_the_file(self.path), open(self.path, "w", newline="") as handle:
             writer = csv.DictWriter(handle, LOG_FIELDS)
             writer.writeheader()
             writer.writerows(self.rows)
@@ -67,7 +68,7 @@ class LossLog:
     def append(self, row: dict) -> None:
         row = {key: row[key] for key in LOG_FIELDS}
         self.rows.append(row)
-        with open(self.path, "a", newline="") as handle:
+        with naming_the_file(self.path), open(self.path, "a", newline="") as handle:
             csv.DictWriter(handle, LOG_FIELDS).writerow(row)
 
     def frozen(self) -> "LossLog":
