@@ -141,8 +141,12 @@ def test_a_second_process_runs_a_unet_without_timing_a_form(tmp_path):
         """)
     env = {**os.environ, "FASTP2P_CACHE": str(tmp_path), "FASTP2P_CPU_DECONV": ""}
     env.pop("FASTP2P_BACKEND", None)
-    outputs = [subprocess.run([sys.executable, "-c", script, which], env=env, check=True,
-                              capture_output=True, text=True).stdout
-               for which in ("first", "second")]
+    outputs = []
+    for which in ("first", "second"):
+        # cwd: not the checkout, whose fastp2p/ source folder would shadow the installed package
+        run = subprocess.run([sys.executable, "-c", script, which], env=env, cwd=tmp_path,
+                             capture_output=True, text=True)
+        assert run.returncode == 0, f"{which} process: {run.stderr[-2000:]}"
+        outputs.append(run.stdout)
     assert (tmp_path / "cpu_deconv_forms.json").exists()
     assert float(outputs[0]) == pytest.approx(float(outputs[1]), rel=1e-5)
