@@ -96,6 +96,10 @@ def _biases_before_instance_norm(net) -> set:
 # modules' own: a bitwise-equal first forward, 1e-7 after one step, >1e-2 by step ~150 on 32x32
 # and sooner on 64x64). Adam's normalised steps amplify them in parameters whose gradients are
 # near zero, so no reordering of float32 sums can hold 1e-3 that long; 40 steps can.
+# Batch norm's 200 steps hold for this seed only (a known gap): the reference against itself with
+# NCHW against channels-last tensors ends 2.65e-2 (G) and 1.09e-2 (D) apart after 200 steps with
+# tiny_networks(seed=0), 4.1e-3 / 1.9e-3 with seed 1 and 1.2e-7 with seed 3 (stop 16, NOTES),
+# and this test's seed-0 run stays within 1e-3 on torch 2.13 but not on 2.11.
 STEPS = {"batch": 200, "instance": 40}
 
 
