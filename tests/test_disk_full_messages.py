@@ -17,14 +17,14 @@ NO_SPACE = os.strerror(errno.ENOSPC)
 
 
 class FillingFile:
-    """A binary file whose writes fail with ENOSPC once ``room`` bytes are written, as a
-    file's write does on a full disk (the OSError names no file)."""
+    """A file whose writes fail with ENOSPC once ``room`` bytes (characters, in text mode) are
+    written, as a file's write does on a full disk (the OSError names no file)."""
 
     def __init__(self, handle, room):
         self.handle, self.room = handle, room
 
     def write(self, data):
-        size = memoryview(data).nbytes
+        size = len(data) if isinstance(data, str) else memoryview(data).nbytes
         if size > self.room:
             raise OSError(errno.ENOSPC, NO_SPACE)
         self.room -= size
@@ -41,10 +41,10 @@ class FillingFile:
 
 
 def fill_the_disk_of(module, monkeypatch, room):
-    """Files that ``module`` opens for writing fill up after ``room`` bytes."""
+    """Files that ``module`` opens for writing or appending fill up after ``room`` bytes."""
     def filling_open(path, mode="r", *args, **kwargs):
         handle = builtins.open(path, mode, *args, **kwargs)
-        return FillingFile(handle, room) if "w" in mode else handle
+        return FillingFile(handle, room) if "w" in mode or "a" in mode else handle
     monkeypatch.setattr(module, "open", filling_open, raising=False)
 
 
@@ -93,23 +93,7 @@ def test_a_full_disk_on_the_loss_log_names_the_log(tmp_path, monkeypatch):
     file: the error the trainer reports names the log ("?" before)."""
     from fastp2p.train import reports
     log = reports.LossLog(tmp_path / "loss_log.csv")
-    real_open = open
-
-    class FullDisk:
-        def __init__(self, handle):
-            self.handle = handle
-
-        def write(self, text):
-            raise OSError(errno.ENOSPC, NO_SPACE)
-
-        def __enter__(self):
-            return self
-
-        def __exit__(self, *exc):
-            self.handle.close()
-
-    monkeypatch.setattr(reports, "open", lambda *a, **k: FullDisk(real_open(*a, **k)),
-                        raising=False)
+    fill_the_disk_of(reports, monkeypatch, 0)
     row = dict.fromkeys(reports.LOG_FIELDS, 0)
     with pytest.raises(OSError) as raised:
         log.append(row)
