@@ -12,7 +12,6 @@ more and fails: the bound tells float64 math from float32 math.
 Float32 keeps its fast backend: the dtype moves only float64 (``test_float32_still_runs_on_the
 _fast_backend``).
 """
-import copy
 
 import pytest
 import torch
@@ -24,7 +23,8 @@ from fastp2p.ops.backends import cpp as cpp_backend
 from fastp2p.ops.backends import _resolve, norm_act_backend_for
 from fastp2p.ops.norm_act import norm_act, norm_act_into
 from fastp2p.ops.norm_act_reference import norm_act_math
-from helpers.network_checks import compare_networks, random_images, unet_pair, with_same_masks
+from helpers.network_checks import (compare_networks, discriminator_pairs, random_images,
+                                    unet_pair, with_same_masks)
 from helpers.tolerances import FP64_SAME_MATH, assert_close
 from helpers.triton_interpreter import KERNELS
 
@@ -82,22 +82,13 @@ def test_double_unet_inference_matches_the_reference_in_float64(norm):
 @pytest.mark.parametrize("train", [True, False], ids=["train", "eval"])
 @pytest.mark.parametrize("norm", ["batch", "instance"])
 def test_double_discriminators_match_the_reference_in_float64(norm, train):
-    torch.manual_seed(0)
-    for ours_cls, ref_cls, kwargs in [
-            (fastp2p.PatchDiscriminator, reference.NLayerDiscriminator, dict(ndf=4, n_layers=3)),
-            (fastp2p.PixelDiscriminator, reference.PixelDiscriminator, dict(ndf=4))]:
-        theirs = reference.init_weights(ref_cls(6, norm_layer=reference.get_norm_layer(norm),
-                                                **kwargs))
-        ours = ours_cls(6, norm=norm, **kwargs)
-        ours.load_state_dict(theirs.state_dict())
+    for name, ours, theirs64 in discriminator_pairs(norm):
         ours.double()
-        theirs64 = copy.deepcopy(theirs).double()
         x = torch.rand(2, 6, 32, 32, generator=torch.Generator().manual_seed(3),
                        dtype=torch.float64) * 2 - 1
         if not train:
             _eval_after_a_train_step(ours, theirs64, x)
-        compare_networks(ours, theirs64, x, train, f"{ours_cls.__name__}-{norm}-float64",
-                         FP64_SAME_MATH)
+        compare_networks(ours, theirs64, x, train, f"{name}-{norm}-float64", FP64_SAME_MATH)
 
 
 def _logits(seed=4):

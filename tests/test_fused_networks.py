@@ -12,7 +12,8 @@ import torch.nn as nn
 
 import fastp2p
 from fastp2p import reference
-from helpers.network_checks import compare_networks, random_images, unet_pair, with_same_masks
+from helpers.network_checks import (compare_networks, discriminator_pairs, random_images,
+                                    unet_pair, with_same_masks)
 from helpers.tolerances import BF16_NETWORK, BF16_VS_AUTOCAST, assert_close, relative_error
 from helpers.triton_interpreter import KERNELS
 
@@ -50,16 +51,9 @@ def test_unet_dropout_uses_the_counter_masks_and_advances(backend, norm):
 @pytest.mark.parametrize("train", [True, False], ids=["train", "eval"])
 @pytest.mark.parametrize("norm", ["batch", "instance"])
 def test_discriminators_match_reference(backend, norm, train):
-    torch.manual_seed(0)
-    for ours_cls, ref_cls, kwargs in [
-            (fastp2p.PatchDiscriminator, reference.NLayerDiscriminator, dict(ndf=4, n_layers=3)),
-            (fastp2p.PixelDiscriminator, reference.PixelDiscriminator, dict(ndf=4))]:
-        theirs = reference.init_weights(ref_cls(6, norm_layer=reference.get_norm_layer(norm),
-                                                **kwargs))
-        ours = ours_cls(6, norm=norm, **kwargs)
-        ours.load_state_dict(theirs.state_dict())
+    for name, ours, theirs64 in discriminator_pairs(norm):
         x = torch.rand(2, 6, 32, 32, generator=torch.Generator().manual_seed(3)) * 2 - 1
-        compare_networks(ours, copy.deepcopy(theirs).double(), x, train, ours_cls.__name__)
+        compare_networks(ours, theirs64, x, train, name)
 
 
 @pytest.mark.parametrize("norm", ["batch", "instance"])

@@ -24,6 +24,22 @@ def unet_pair(norm, num_downs=5, use_dropout=False, ngf=4):
     return ours, copy.deepcopy(theirs).double()
 
 
+def discriminator_pairs(norm):
+    """[(name, fastp2p discriminator, the reference one in float64)] for the PatchGAN and the
+    PixelGAN, each pair with the same initial weights."""
+    torch.manual_seed(0)
+    pairs = []
+    for ours_cls, ref_cls, kwargs in [
+            (fastp2p.PatchDiscriminator, reference.NLayerDiscriminator, dict(ndf=4, n_layers=3)),
+            (fastp2p.PixelDiscriminator, reference.PixelDiscriminator, dict(ndf=4))]:
+        theirs = reference.init_weights(ref_cls(6, norm_layer=reference.get_norm_layer(norm),
+                                                **kwargs))
+        ours = ours_cls(6, norm=norm, **kwargs)
+        ours.load_state_dict(theirs.state_dict())
+        pairs.append((ours_cls.__name__, ours, copy.deepcopy(theirs).double()))
+    return pairs
+
+
 def random_images(size, batch=2):
     """A (batch, 3, size, size) batch in [-1, 1), the same on every call."""
     return torch.rand(batch, 3, size, size, generator=torch.Generator().manual_seed(1)) * 2 - 1
