@@ -46,10 +46,17 @@ def new_process(monkeypatch):
     monkeypatch.setattr(conv_transpose, "_remembered_forms", RememberedForms())
 
 
-def _choose(module=None, x=None):
+def _choose(module=None):
+    """The form chosen for ``module`` (default: the layer ``_key`` describes) on a 1x8x4x4 input."""
     module = module or nn.ConvTranspose2d(8, 4, 4, 2, 1)
     with torch.no_grad():
-        return conv_transpose.cpu_inference_form(module, torch.randn(1, 8, 4, 4) if x is None else x)
+        return conv_transpose.cpu_inference_form(module, torch.randn(1, 8, 4, 4))
+
+
+def _key():
+    """The file's key for ``_choose()``'s default layer and input, all three forms applying."""
+    return repr(conv_transpose._choice_key(nn.ConvTranspose2d(8, 4, 4, 2, 1),
+                                           torch.randn(1, 8, 4, 4), list(conv_transpose.CPU_FORMS)))
 
 
 def _sections():
@@ -77,8 +84,7 @@ def test_a_later_process_takes_the_remembered_choice_without_timing(timed, monke
 
 def test_another_machines_section_is_kept_and_not_used(timed, monkeypatch):
     remembered_forms.path().parent.mkdir(parents=True)
-    key = repr(conv_transpose._choice_key(
-        nn.ConvTranspose2d(8, 4, 4, 2, 1), torch.randn(1, 8, 4, 4), ["gemm", "onednn", "phases"]))
+    key = _key()
     other = {"format": 1, "machines": {"another CPU | torch 0 | fastp2p 0": {key: "gemm"}}}
     remembered_forms.path().write_text(json.dumps(other))
     assert _choose() == "onednn" and timed
@@ -91,9 +97,8 @@ def test_another_machines_section_is_kept_and_not_used(timed, monkeypatch):
 def test_a_file_that_is_unusable_means_timing_again(timed, monkeypatch, content):
     remembered_forms.path().parent.mkdir(parents=True)
     if content == "FORM_NOT_APPLYING":  # an entry naming a form this layer cannot run
-        key = repr(conv_transpose._choice_key(nn.ConvTranspose2d(8, 4, 4, 2, 1),
-                                              torch.randn(1, 8, 4, 4), ["gemm", "onednn", "phases"]))
-        content = json.dumps({"format": 1, "machines": {remembered_forms.machine(): {key: "fft"}}})
+        content = json.dumps({"format": 1,
+                              "machines": {remembered_forms.machine(): {_key(): "fft"}}})
     remembered_forms.path().write_text(content)
     assert _choose() == "onednn" and timed
     assert list(_sections()[remembered_forms.machine()].values()) == ["onednn"]
