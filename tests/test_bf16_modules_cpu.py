@@ -1,9 +1,10 @@
 """Networks converted with ``.bfloat16()`` / ``.half()`` on the CPU (their norm weights and
 running statistics in half precision, read through float32 copies), on every CPU backend: output
 and input gradient within DESIGN §5's half-precision rule against the float64 reference, or no
-worse than 1.5x (gradients: 2x, see below) the reference module's own error in the same dtype. (The C++ backend's copies
-were once freed before its kernel read them: relative errors of 0.45 to 1e11, NaN in eval with a
-gradient; the reference backend mixed float32 inputs with half-precision running statistics.)"""
+worse than 1.5x (gradients: 2x, see below) the reference module's own error in the same dtype.
+(The C++ backend's copies were once freed before its kernel read them: relative errors of 0.45
+to 1e11, NaN in eval with a gradient; the reference backend mixed float32 inputs with
+half-precision running statistics.)"""
 import copy
 
 import pytest
@@ -56,4 +57,5 @@ def test_half_precision_modules_match_the_reference(backend, name, dtype, mode):
             (BF16_VS_AUTOCAST, GRADIENT_VS_TORCH)):
         error, own = relative_error(got, want), relative_error(torch_own, want)
         assert error <= max(BF16_NETWORK, ratio * own), (
-            f"{backend}: {name} {dtype} {mode} {what}: relative error {error:.3e} (torch's own {own:.3e})")
+            f"{backend}: {name} {dtype} {mode} {what}: relative error {error:.3e} "
+            f"(torch's own {own:.3e})")

@@ -49,8 +49,10 @@ def test_strided_float32_vectors(backend, norm):
     values = [torch.rand(8, generator=generator, dtype=torch.float64) + 0.5,
               torch.randn(8, generator=generator, dtype=torch.float64)]
     weight, bias = (_strided(v.float()).requires_grad_(True) for v in values)
-    running = [_strided(torch.randn(8, generator=generator)),
-               _strided(torch.rand(8, generator=generator) + 0.5)] if norm == "batch" else [None, None]
+    running = [None, None]
+    if norm == "batch":
+        running = [_strided(torch.randn(8, generator=generator)),
+                   _strided(torch.rand(8, generator=generator) + 0.5)]
     expected_running = [None if r is None else r.double().clone() for r in running]
     x32 = x.float().requires_grad_(True)
     grad = torch.randn(x.shape, generator=generator, dtype=torch.float64)
