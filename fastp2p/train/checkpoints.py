@@ -111,6 +111,13 @@ def _matches(path: Path, entry: dict):
     return None
 
 
+def _in_this_folder(name) -> bool:
+    """Whether a manifest's file name is a plain name directly in the checkpoint folder (no
+    folder part, not "", "." or ".."): a manifest written by hand must not make prepare() or
+    --overwrite rename or remove a file elsewhere."""
+    return isinstance(name, str) and name not in ("", ".", "..") and Path(name).name == name
+
+
 def _unlink_quietly(path: Path) -> None:
     """Remove a temporary file after a failed write; the write's own error is the one reported
     (a file system that turned read-only may refuse this too)."""
@@ -293,13 +300,16 @@ class CheckpointFolder:
                      and all(isinstance(entry.get("size"), int)
                              and isinstance(entry.get("sha256"), str)
                              and isinstance(entry.get("staged"), str)
-                             and Path(entry["staged"]).name == entry["staged"]
-                             and Path(name).name == name for name, entry in files.items()))
+                             for entry in files.values()))
         except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
             raise ValueError(f"{path}: unreadable checkpoint manifest ({err}); "
                              f"{self.advice}") from None
         if not valid:
             raise ValueError(f"{path}: not a fastp2p checkpoint manifest; {self.advice}")
+        for name in (name for final, entry in files.items() for name in (final, entry["staged"])):
+            if not _in_this_folder(name):
+                raise ValueError(f"{path}: not a fastp2p checkpoint manifest: it names {name!r}, "
+                                 f"which is not a file of this folder; {self.advice}")
         return manifest
 
     def manifest(self, label) -> dict | None:

@@ -159,6 +159,35 @@ def test_optimizer_state_round_trips_through_a_weights_only_checkpoint():
     assert torch.equal(resumed.copy, opt.copy)
 
 
+def test_resume_restores_eps_and_weight_decay_into_an_optimizer_built_with_defaults():
+    """Hyper-parameters away from the defaults: a resume that kept the new optimizer's eps or
+    weight_decay would step differently."""
+    MasterWeightsAdam, _ = _adam_classes()
+    netG, _ = tiny_networks()
+    opt = MasterWeightsAdam(netG, lr=2e-4, betas=(0.5, 0.999), eps=1e-6, weight_decay=0.01)
+    for step in range(2):
+        _random_grads(opt, seed=step)
+        opt.step()
+    buffer = io.BytesIO()
+    torch.save({"net": netG.state_dict(), "opt": opt.state_dict()}, buffer)
+    buffer.seek(0)
+    saved = torch.load(buffer, weights_only=True)
+    resumed_net, _ = tiny_networks(seed=5)
+    resumed = MasterWeightsAdam(resumed_net)
+    resumed_net.load_state_dict(saved["net"])
+    resumed.load_state_dict(saved["opt"])
+    ours, theirs = resumed.param_groups[0], opt.param_groups[0]
+    assert (ours["eps"], ours["weight_decay"], ours["betas"]) == (1e-6, 0.01, (0.5, 0.999))
+    assert (ours["eps"], ours["weight_decay"], ours["betas"]) == (
+        theirs["eps"], theirs["weight_decay"], theirs["betas"])
+    assert ours["lr"].item() == theirs["lr"].item()
+    for step in range(2):
+        for each in (opt, resumed):
+            _random_grads(each, seed=7 + step)
+            each.step()
+        for name in ("master", "exp_avg", "exp_avg_sq", "copy"):
+            assert torch.equal(getattr(resumed, name), getattr(opt, name)), (step, name)
+
 def test_per_parameter_state_views_the_flat_buffers():
     """``opt.state`` as torch.optim has it ({param: {name: tensor}}), for code that inspects
     optimizer states: views of the flat moments and, for copied parameters, the masters."""

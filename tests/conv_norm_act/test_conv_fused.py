@@ -49,6 +49,7 @@ class Case:
     bias: bool = True
     layout: str = "nhwc"        # nhwc | nchw | slice (a channel slice of a wider NHWC buffer,
                                 # and a channels-last weight)
+    slope: float = SLOPE        # the LeakyReLU prologues' negative slope
 
 
 CASES = [
@@ -71,6 +72,15 @@ CASES = [
     # Transposed, one source, no activation (exercises the identity prologue backward).
     Case("up-s2-C6-batch-none", (Source(6, "batch"),), 3, 2, 2, 3, transposed=True,
          layout="nchw"),
+    # Slopes other than the default (a kernel that used 0.2 would pass the cases above), one
+    # negative, as LeakyReLU allows; and dropout with p != 0.5, where 1/p != 1/(1 - p).
+    Case("down-s2-C3-instance-lrelu-slope0.05", (Source(3, "instance", "leaky_relu"),), 4, 2,
+         4, 6, norm="instance", slope=0.05),
+    Case("tail-s1-C3-batch-lrelu-slope-0.3", (Source(3, "batch", "leaky_relu"),), 2, 1, 5, 5,
+         stride=1, norm="batch", layout="nchw", slope=-0.3),
+    Case("up-s2-skip3-up4-dropout0.3",
+         (Source(3, "instance", "relu"), Source(4, "instance", "leaky_relu", 0.3)), 3, 2, 3, 3,
+         transposed=True, norm="instance", slope=0.05),
 ]
 
 
@@ -134,7 +144,7 @@ def _reference(case, sources, transforms, weight, bias, grad_seed_gen):
     w = weight.clone().requires_grad_()
     b = None if bias is None else bias.clone().requires_grad_()
     y = conv_fused_reference(xs, ts, w, b, stride=case.stride, padding=case.padding,
-                             transposed=case.transposed, slope=SLOPE)
+                             transposed=case.transposed, slope=case.slope)
     grad_y = torch.randn(y.shape, generator=grad_seed_gen, dtype=torch.float64)
     y.backward(grad_y)
     return y.detach(), grad_y, xs, ts, w, b
@@ -144,7 +154,7 @@ def _check_case(case):
     sources, transforms, weight, bias, norm_affine, running, gen = _make(case)
     y64, grad_y64, xs, ts, w64, b64 = _reference(case, sources, transforms, weight, bias, gen)
     geometry = dict(stride=case.stride, padding=case.padding, transposed=case.transposed,
-                    slope=SLOPE)
+                    slope=case.slope)
 
     xs32 = [_layout(s.float(), case.layout) for s in sources]
     ts32 = [_as(t, torch.float32) for t in transforms]

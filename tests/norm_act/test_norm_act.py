@@ -271,13 +271,18 @@ def test_gpu_real_shapes(batch, dtype, norm, monkeypatch):
         case = (norm, True, "relu", True, 0.5 if size <= 16 else 0.0,
                 (batch, channels, size, size), "nhwc")
         data = [_to_cuda(t) for t in _make(case, dtype)]
-        expected, expected_grads, _ = _reference(*data[:-1])
-        got, got_grads, _ = _fused(*data, dtype)
+        expected, expected_grads, expected_running = _reference(*data[:-1])
+        got, got_grads, got_running = _fused(*data, dtype)
         what = f"C{channels} H{size}"
         if dtype == torch.float32:
             assert_close(got, expected, FP32_SINGLE_OP, what)
             for g, e in zip(got_grads, expected_grads):
                 assert_close(g, e, FP32_SINGLE_OP, what)
+            if norm == "batch":
+                assert_close(got_running[0], expected_running[0], FP32_SINGLE_OP,
+                             f"{what} running_mean")
+                assert_close(got_running[1], expected_running[1], FP32_SINGLE_OP,
+                             f"{what} running_var")
             continue
         # PyTorch's own math in this dtype, on the same inputs and mask
         x64, skip64, weight, bias, running, grad, kwargs, _ = data
@@ -289,6 +294,8 @@ def test_gpu_real_shapes(batch, dtype, norm, monkeypatch):
         theirs.backward(grad.to(dtype))
         pairs = [(got, theirs, expected)] + list(zip(got_grads, [x.grad, skip.grad, w.grad,
                                                                b.grad], expected_grads))
+        if norm == "batch":
+            pairs += list(zip(got_running, (rm, rv), expected_running))
         for ours_t, theirs_t, ref in pairs:
             bound = 2 * relative_error(theirs_t, ref) + 1e-3
             assert relative_error(ours_t, ref) <= bound, what
@@ -299,11 +306,16 @@ def test_gpu_backward_fp32(monkeypatch):
     monkeypatch.setenv("FASTP2P_BACKEND", "triton")
     for case in CASES:
         data = [_to_cuda(t) for t in _make(case, torch.float32)]
-        expected, expected_grads, _ = _reference(*data[:-1])
-        got, got_grads, _ = _fused(*data, torch.float32)
+        expected, expected_grads, expected_running = _reference(*data[:-1])
+        got, got_grads, got_running = _fused(*data, torch.float32)
         assert_close(got, expected, FP32_SINGLE_OP, _case_id(case))
         for g, e in zip(got_grads, expected_grads):
             assert_close(g, e, FP32_SINGLE_OP, _case_id(case))
+        if case[0] == "batch":
+            assert_close(got_running[0], expected_running[0], FP32_SINGLE_OP,
+                         f"{_case_id(case)} running_mean")
+            assert_close(got_running[1], expected_running[1], FP32_SINGLE_OP,
+                         f"{_case_id(case)} running_var")
 
 
 def _to_cuda(t):
