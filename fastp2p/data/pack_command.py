@@ -61,8 +61,8 @@ def register(commands) -> None:
     parser.add_argument("--synthetic", type=int, metavar="N", default=None,
                         help="first write N synthetic edges->picture pairs into DATAROOT/train "
                              "(missing files only, all of them again if they are of another "
-                             "--seed; deterministic per --seed), then pack them "
-                             "into OUT if OUT is given")
+                             "--seed; deterministic per --seed; refuses a folder holding files "
+                             "it did not write), then pack them into OUT if OUT is given")
     parser.add_argument("--seed", type=int, default=0,
                         help="which synthetic set --synthetic writes (default 0)")
     parser.add_argument("--no-progress", dest="progress", action="store_false",
