@@ -2,6 +2,8 @@
 
 1. `fastp2p pack --synthetic N DIR` removed every pair-named file of DIR/train without a record
    saying fastp2p wrote it: a user's ffmpeg frames (0000000.jpg, ...) were deleted, exit 0.
+2. 16-bit grayscale images (mode I;16) went through ``convert("RGB")``, which clips every value
+   above 255 to white; 32-bit integer and float images (modes I, F) were clipped the same way.
 """
 import json
 
@@ -11,6 +13,9 @@ from PIL import Image
 
 from fastp2p.cli import main
 from fastp2p.data.errors import DataError
+from fastp2p.data.folders import decode_rgb, open_rgb, scan_aligned
+from fastp2p.data.pack import load_pair
+from fastp2p.data.transforms import Preprocess
 from fastp2p.data.synthetic import pair_name, write_synthetic
 
 
@@ -69,3 +74,60 @@ def test_recorded_pairs_of_another_seed_are_still_replaced(tmp_path):
     (folder / pair_name(2)).unlink()        # as if a removal was interrupted: none are foreign
     write_synthetic(tmp_path, 3, seed=1, progress=False)
     assert _files(folder) == _files(tmp_path / "one" / "train")
+
+
+# ---- 2. 16-bit images are scaled to 8 bits, 32-bit ones refused, 8-bit ones unchanged ----------
+
+def _random_pixels(shape, high, dtype, seed=0):
+    return np.random.default_rng(seed).integers(0, high, shape).astype(dtype)
+
+
+def test_16_bit_grayscale_is_scaled_to_8_bits_in_folders_and_pack(tmp_path):
+    wide = _random_pixels((6, 12), 65536, np.uint16)
+    wide[0, :3] = [0, 65535, 257 * 7]
+    (tmp_path / "train").mkdir()
+    Image.fromarray(wide).save(tmp_path / "train" / "p.png")
+    with Image.open(tmp_path / "train" / "p.png") as img:
+        assert img.mode in ("I;16", "I")    # as Pillow opens 16-bit PNGs (old ones: I)
+    expected = ((wide.astype(np.int64) + 128) // 257).astype(np.uint8)
+    got = np.asarray(open_rgb(tmp_path / "train" / "p.png"))
+    assert np.array_equal(got, np.repeat(expected[..., None], 3, axis=2))
+    assert got[0, :3, 0].tolist() == [0, 255, 7]
+    # pack decodes through the same function: at load_size 6 its resize keeps the pixels
+    packed = load_pair(tmp_path, "train/p.png", "train/p.png", aligned=True, load_size=6)
+    assert np.array_equal(packed, np.repeat(expected[..., None], 3, axis=2))
+
+
+@pytest.mark.parametrize("mode", ["I;16", "I;16B"])
+def test_16_bit_modes_in_memory(mode):
+    wide = _random_pixels((4, 5), 65536, np.uint16, seed=1)
+    img = Image.frombytes(mode, (5, 4), wide.astype(">u2" if mode == "I;16B" else "<u2").tobytes())
+    expected = ((wide.astype(np.int64) + 128) // 257).astype(np.uint8)
+    assert np.array_equal(np.asarray(decode_rgb(img))[..., 1], expected)
+
+
+@pytest.mark.parametrize("mode", ["RGB", "L", "P", "RGBA", "1", "LA", "CMYK"])
+def test_8_bit_images_decode_as_before(mode):
+    rgb = Image.fromarray(_random_pixels((5, 7, 3), 256, np.uint8, seed=2))
+    img = rgb.convert(mode)
+    assert np.array_equal(np.asarray(decode_rgb(img)), np.asarray(img.convert("RGB")))
+
+
+@pytest.mark.parametrize("pixels, mode", [(np.arange(24, dtype=np.int32) * 5000, "I"),
+                                          (np.linspace(0, 1, 24, dtype=np.float32), "F")])
+def test_32_bit_images_are_refused_with_one_line_naming_file_and_mode(tmp_path, pixels, mode):
+    (tmp_path / "train").mkdir()
+    path = tmp_path / "train" / "p.tif"
+    Image.fromarray(pixels.reshape(4, 6)).save(path)
+    for skip_bad in (False, True):
+        config = Preprocess(load_size=4, crop_size=4)
+        if skip_bad:        # listed and skipped; nothing else left to load
+            with pytest.raises(DataError, match="every image was bad"):
+                scan_aligned(tmp_path / "train", config, skip_bad=True, progress=False)
+            continue
+        with pytest.raises(DataError) as caught:
+            scan_aligned(tmp_path / "train", config, skip_bad=False, progress=False)
+        message = str(caught.value)
+        assert "\n" not in message and str(path) in message and f"(mode {mode})" in message
+    with pytest.raises(DataError, match=f"{path}: .*mode {mode}"):
+        open_rgb(path)
