@@ -170,13 +170,39 @@ def _still_good(phase_dir: Path, record: dict, plan: str, load_size: int) -> dic
     return dict(record, crc32=crc32) if sha256 == record["sha256"] else None
 
 
+def packed_load_size(phase_dir: Path) -> int | None:
+    """The load size of the pack (finished or interrupted) in ``phase_dir``, or None."""
+    for name in (INDEX_NAME, STATE_NAME):
+        try:
+            size = json.loads((Path(phase_dir) / name).read_text()).get("load_size")
+        except (OSError, ValueError, AttributeError):
+            continue
+        if isinstance(size, int) and not isinstance(size, bool):
+            return size
+    return None
+
+
+def refuse_other_load_size(phase_dir: Path, load_size: int) -> None:
+    """DataError if ``phase_dir`` holds a pack of another load size: packing there would
+    replace it, which only ``--overwrite`` asks for."""
+    existing = packed_load_size(phase_dir)
+    if existing is not None and existing != load_size:
+        raise DataError(f"{phase_dir}: holds a pack made with --load_size {existing}; pass "
+                        f"--load_size {existing} to resume or update it, or --overwrite to "
+                        f"replace it with one of --load_size {load_size}")
+
+
 def pack_phase(dataroot: Path, out: Path, phase: str, *, load_size: int = 286,
                dataset_mode: str = "aligned", workers: int = 1, skip_bad: bool = False,
-               pairs_per_shard: int | None = None, progress: bool = True) -> dict:
-    """Pack ``dataroot/phase`` into ``out/phase``; resumes an interrupted run. Returns the index."""
+               pairs_per_shard: int | None = None, progress: bool = True,
+               overwrite: bool = False) -> dict:
+    """Pack ``dataroot/phase`` into ``out/phase``; resumes an interrupted run. Returns the index.
+    A pack of another load size there is replaced only if ``overwrite``."""
     dataroot, phase_dir = Path(os.path.abspath(dataroot)), Path(out) / phase
     if load_size < 1:
         raise DataError(f"--load_size must be >= 1, got {load_size}")
+    if not overwrite:
+        refuse_other_load_size(phase_dir, load_size)
     pairs = plan_pairs(dataroot, phase, dataset_mode, load_size, skip_bad, progress)
     per_shard = pairs_per_shard or auto_pairs_per_shard(len(pairs), load_size)
     if per_shard < 1:
@@ -202,14 +228,15 @@ def pack_phase(dataroot: Path, out: Path, phase: str, *, load_size: int = 286,
     state_path = phase_dir / STATE_NAME
     if todo:
         # from here on the folder is being rewritten: only the state file describes it
-        _atomic_write_text(state_path, json.dumps({"shards": done}))
+        _atomic_write_text(state_path, json.dumps({"load_size": load_size, "shards": done}))
         (phase_dir / INDEX_NAME).unlink(missing_ok=True)
         kept = sum(len(job["pairs"]) for job in jobs if job["file"] in done)
         bar = _progress_bar(progress, len(pairs), kept, f"pack {phase}")
         try:
             for record in _run_jobs(todo, workers, bar):
                 done[record["file"]] = record
-                _atomic_write_text(state_path, json.dumps({"shards": done}))
+                _atomic_write_text(state_path, json.dumps({"load_size": load_size,
+                                                           "shards": done}))
         finally:
             if bar is not None:
                 bar.close()
@@ -218,7 +245,7 @@ def pack_phase(dataroot: Path, out: Path, phase: str, *, load_size: int = 286,
         if stale.name not in planned:
             stale.unlink()
     index = _write_index(dataroot, phase_dir, phase, [done[job["file"]] for job in jobs],
-                         load_size, per_shard, dataset_mode)
+                         load_size, per_shard, dataset_mode, skip_bad)
     state_path.unlink(missing_ok=True)
     return index
 
@@ -264,7 +291,7 @@ def _run_jobs(jobs: list, workers: int, bar):
 
 
 def _write_index(dataroot: Path, phase_dir: Path, phase: str, records: list, load_size: int,
-                 per_shard: int, dataset_mode: str) -> dict:
+                 per_shard: int, dataset_mode: str, skip_bad: bool) -> dict:
     sources = [pair for record in records for pair in record["sources"]]
     skipped = [item for record in records for item in record["skipped"]]
     if not sources:
@@ -273,6 +300,7 @@ def _write_index(dataroot: Path, phase_dir: Path, phase: str, records: list, loa
         "format": FORMAT, "version": VERSION, "preprocess": "resize_and_crop",
         "load_size": load_size, "height": load_size, "width": load_size, "channels": CHANNELS,
         "count": len(sources), "pairs_per_shard": per_shard, "dataset_mode": dataset_mode,
+        "skip_bad": skip_bad,
         "dataroot": str(dataroot), "phase": phase,
         # a shard whose pairs were all skipped stays listed (0 pairs), so a resume keeps it
         "shards": [{key: record[key]

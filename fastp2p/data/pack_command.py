@@ -17,7 +17,8 @@ scale_width, scale_width_and_crop, none) need the original pixels or sizes: trai
 image folders.
 
 An interrupted run resumes: run the same command again; finished shards whose checksum verifies
-are kept. `fastp2p pack --verify OUT` checks every shard against the index.
+are kept. A pack already in OUT made with another --load_size is refused unless --overwrite
+asks to replace it. `fastp2p pack --verify OUT` checks every shard against the index.
 
 No dataset at hand? `fastp2p pack --synthetic N DATAROOT [OUT]` writes N synthetic aligned
 pairs (shapes -> their outlines, 256x256 JPEGs, the same files for the same --seed) into
@@ -54,6 +55,10 @@ def register(commands) -> None:
     parser.add_argument("--pairs-per-shard", dest="pairs_per_shard", type=int, default=None,
                         help="pairs in each shard file (default: about 256 MB per shard, and at "
                              "least 16 shards when there are enough pairs)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace a pack in OUT made with another --load_size (without it, "
+                             "that is refused; a pack of the same --load_size is always "
+                             "resumed or updated)")
     parser.add_argument("--skip-bad", dest="skip_bad", action="store_true",
                         help="skip unreadable or mismatched images and list them, instead of "
                              "stopping at the first one (every image is then decoded once more "
@@ -74,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from fastp2p.data.errors import DataError
-    from fastp2p.data.pack import PHASES, pack_phase, usable_cpus
+    from fastp2p.data.pack import PHASES, pack_phase, refuse_other_load_size, usable_cpus
     from fastp2p.data.packed import is_packed, verify_pack
 
     parser = args.pack_parser
@@ -133,11 +138,14 @@ def run(args: argparse.Namespace) -> int:
                             "NAME for another phase folder")
         if out.resolve() == dataroot.resolve():
             raise DataError(f"{out}: OUT must differ from DATAROOT")
+        if not args.overwrite:      # before any phase is packed
+            for phase in phases:
+                refuse_other_load_size(out / phase, args.load_size)
         for phase in phases:
             index = pack_phase(dataroot, out, phase, load_size=args.load_size,
                                dataset_mode=args.dataset_mode, workers=workers,
                                skip_bad=args.skip_bad, pairs_per_shard=args.pairs_per_shard,
-                               progress=args.progress)
+                               progress=args.progress, overwrite=args.overwrite)
             print(f"{out / phase}: {index['count']} pairs in {len(index['shards'])} shards"
                   + (f", {len(index['skipped'])} bad files skipped" if index["skipped"] else ""))
             for path, why in index["skipped"]:

@@ -4,7 +4,7 @@ Layout of one packed phase folder::
 
     index.json          format, version, preprocess ("resize_and_crop"), load_size, height,
                         width (of one half), channels, count, pairs_per_shard (planned),
-                        dataroot (absolute, at pack time), shards [{file, count, sha256, crc32,
+                        dataset_mode, skip_bad, phase, dataroot (absolute, at pack time), shards [{file, count, sha256, crc32,
                         plan, skipped}], sources [[A, B]] (relative to dataroot, in pair order),
                         skipped [[file, why]] (with --skip-bad)
     shard-00000.u8      count x height x (2 * width) x 3 uint8, row-major (NHWC), no header
@@ -21,7 +21,9 @@ so a damaged shard stops training before any of its pairs is used.
 import bisect
 import hashlib
 import json
+import os
 import re
+import shlex
 import zlib
 from pathlib import Path
 
@@ -34,7 +36,29 @@ from fastp2p.data.transforms import Preprocess, crop_flip_uint8, draw_params
 INDEX_NAME = "index.json"
 FORMAT = "fastp2p-pack"
 VERSION = 2  # 2: shards carry a CRC32
-REPACK_HINT = "re-run `fastp2p pack DATAROOT OUT` (it resumes and rewrites bad shards)"
+
+
+def repack_hint(phase_dir: Path, index=None) -> str:
+    """The `fastp2p pack` command that rewrites ``phase_dir``, with the options its index
+    records (``index``: the parsed index, possibly damaged or None: what it lacks is named as
+    a placeholder). Run as printed, it resumes and rewrites only the bad shards."""
+    index = index if isinstance(index, dict) else {}
+    out = Path(os.path.abspath(phase_dir))
+
+    def recorded(field, valid, placeholder):
+        value = index.get(field)
+        return shlex.quote(str(value)) if valid(value) else placeholder
+
+    words = ["fastp2p pack", recorded("dataroot", lambda v: isinstance(v, str) and v, "DATAROOT"),
+             shlex.quote(str(out.parent)), "--phase", shlex.quote(out.name),
+             "--load_size", recorded("load_size", _is_int, "SIZE_IT_WAS_PACKED_AT"),
+             "--dataset_mode", recorded("dataset_mode", lambda v: v in ("aligned", "two_folders"),
+                                        "aligned")]
+    if _is_int(index.get("pairs_per_shard"), 1):
+        words += ["--pairs-per-shard", str(index["pairs_per_shard"])]
+    if index.get("skip_bad") is True:
+        words.append("--skip-bad")
+    return f"re-run `{' '.join(words)}` (it resumes and rewrites bad shards)"
 
 
 def is_packed(phase_dir: Path) -> bool:
@@ -50,15 +74,16 @@ def read_index(phase_dir: Path) -> dict:
     try:
         index = json.loads(path.read_text())
     except (OSError, ValueError) as error:
-        raise DataError(f"{path}: unreadable pack index ({error}); {REPACK_HINT}") from None
+        raise DataError(f"{path}: unreadable pack index ({error}); "
+                        f"{repack_hint(phase_dir)}") from None
     if not isinstance(index, dict) or index.get("format") != FORMAT:
-        raise DataError(f"{path}: not a fastp2p pack index; {REPACK_HINT}")
+        raise DataError(f"{path}: not a fastp2p pack index; {repack_hint(phase_dir)}")
     if index.get("version") != VERSION:
         raise DataError(f"{path}: pack format version {index.get('version')}, this fastp2p reads "
-                        f"version {VERSION}; {REPACK_HINT}")
+                        f"version {VERSION}; {repack_hint(phase_dir, index)}")
     problem = _schema_problem(index)
     if problem:
-        raise DataError(f"{path}: {problem}; {REPACK_HINT}")
+        raise DataError(f"{path}: {problem}; {repack_hint(phase_dir, index)}")
     return index
 
 
@@ -110,14 +135,15 @@ def _schema_problem(index: dict) -> str | None:
     return None
 
 
-def check_shard_size(path: Path, count: int, shape: tuple) -> None:
+def check_shard_size(path: Path, count: int, shape: tuple, index: dict) -> None:
     expected = count * int(np.prod(shape))
     actual = path.stat().st_size if path.is_file() else None
     if actual is None:
-        raise DataError(f"{path}: shard missing; {REPACK_HINT}")
+        raise DataError(f"{path}: shard missing; {repack_hint(path.parent, index)}")
     if actual != expected:
         raise DataError(f"{path}: shard is {actual} bytes, expected {expected} ({count} pairs "
-                        f"of {'x'.join(map(str, shape))}): truncated or corrupt; {REPACK_HINT}")
+                        f"of {'x'.join(map(str, shape))}): truncated or corrupt; "
+                        f"{repack_hint(path.parent, index)}")
 
 
 def file_sha256(path: Path) -> str:
@@ -145,9 +171,10 @@ def verify_pack(phase_dir: Path, progress: bool = False) -> dict:
         shards = tqdm(shards, desc=f"verify {phase_dir.name}", unit="shard")
     for shard in shards:
         path = phase_dir / shard["file"]
-        check_shard_size(path, shard["count"], shape)
+        check_shard_size(path, shard["count"], shape, index)
         if file_sha256(path) != shard["sha256"]:
-            raise DataError(f"{path}: checksum does not match the index: corrupt; {REPACK_HINT}")
+            raise DataError(f"{path}: checksum does not match the index: corrupt; "
+                            f"{repack_hint(phase_dir, index)}")
     return index
 
 
@@ -169,14 +196,15 @@ class PackedDataset(torch.utils.data.Dataset):
         if config.load_size != stored:
             raise DataError(f"{self.phase_dir}: packed at load_size {stored} but --load_size is "
                             f"{config.load_size}; pass --load_size {stored} or repack with "
-                            f"--load_size {config.load_size}")
+                            f"--load_size {config.load_size} --overwrite")
         self.config = config
         self.swap = swap
         self.shards = self.index["shards"]
         # first pair of each shard (shards may hold fewer pairs when --skip-bad dropped some)
         self.shard_starts = np.cumsum([0] + [s["count"] for s in self.shards])[:-1].tolist()
         for shard in self.shards:
-            check_shard_size(self.phase_dir / shard["file"], shard["count"], self.shape)
+            check_shard_size(self.phase_dir / shard["file"], shard["count"], self.shape,
+                             self.index)
         self.length = self.index["count"] if limit is None else min(limit, self.index["count"])
         self.dataroot = Path(self.index["dataroot"])
         self._maps = {}
@@ -201,7 +229,8 @@ class PackedDataset(torch.utils.data.Dataset):
             # with training
             if number not in self._verified and zlib.crc32(pairs) != shard["crc32"]:
                 raise DataError(f"{path}: shard checksum (CRC32) does not match {INDEX_NAME}: "
-                                f"the file is damaged or changed since packing; {REPACK_HINT}")
+                                f"the file is damaged or changed since packing; "
+                                f"{repack_hint(self.phase_dir, self.index)}")
             self._verified.add(number)
             self._maps[number] = pairs
         return self._maps[number]
