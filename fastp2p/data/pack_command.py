@@ -12,9 +12,11 @@ reads pairs with a memory map and a copy: no image decoding in the training loop
 
 Pairs are stored as the reference's --preprocess resize_and_crop sees them after its bicubic
 resize (each half load_size x load_size); the random crop and flip still happen at load time,
-so a packed dataset gives the same pairs as the folders. Other --preprocess modes (crop,
-scale_width, scale_width_and_crop, none) need the original pixels or sizes: train those from the
-image folders.
+so a packed dataset gives the same pairs as the folders (with --input_nc 1 / --output_nc 1
+only when packed with --gray, which also stores the halves converted to grayscale before the
+resize, as the reference takes them). Other --preprocess modes (crop, scale_width,
+scale_width_and_crop, none) need the original pixels or sizes: train those from the image
+folders.
 
 An interrupted run resumes: run the same command again; finished shards whose checksum verifies
 are kept. A pack already in OUT made with another --load_size is refused unless --overwrite
@@ -55,6 +57,10 @@ def register(commands) -> None:
     parser.add_argument("--pairs-per-shard", dest="pairs_per_shard", type=int, default=None,
                         help="pairs in each shard file (default: about 256 MB per shard, and at "
                              "least 16 shards when there are enough pairs)")
+    parser.add_argument("--gray", action="store_true",
+                        help="also store each half converted to grayscale before its resize "
+                             "(gray-NNNNN.u8, a third more disk), as --input_nc 1 / --output_nc "
+                             "1 take it; a pack without it refuses those options")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace a pack in OUT made with another --load_size (without it, "
                              "that is refused; a pack of the same --load_size is always "
@@ -145,7 +151,8 @@ def run(args: argparse.Namespace) -> int:
             index = pack_phase(dataroot, out, phase, load_size=args.load_size,
                                dataset_mode=args.dataset_mode, workers=workers,
                                skip_bad=args.skip_bad, pairs_per_shard=args.pairs_per_shard,
-                               progress=args.progress, overwrite=args.overwrite)
+                               progress=args.progress, overwrite=args.overwrite,
+                               gray=args.gray)
             print(f"{out / phase}: {index['count']} pairs in {len(index['shards'])} shards"
                   + (f", {len(index['skipped'])} bad files skipped" if index["skipped"] else ""))
             for path, why in index["skipped"]:
