@@ -138,7 +138,8 @@ def _start_set(folder: Path, record: Path, wanted: dict, count: int) -> None:
     unknown = [path.name for path in pairs if _pair_index(path) >= written]
     if unknown:
         why = ("that its record does not say fastp2p wrote" if recorded is not None else
-               f"and no readable {record.name} says fastp2p wrote them")
+               f"and its {record.name} is unreadable or an older fastp2p's (no pair count)"
+               if record.exists() else f"and no {record.name} says fastp2p wrote them")
         raise DataError(f"{folder}: holds {len(unknown)} files named like synthetic pairs (e.g. "
                         f"{unknown[0]}) {why}; write into an empty DATAROOT")
     same_set = recorded is not None and all(recorded[key] == wanted[key] for key in wanted)
