@@ -34,7 +34,7 @@ def _expected(pairs, config, draws, swap, dtype):
     width = pairs.shape[2] // 2
     halves = []
     for side in ((1, 0) if swap else (0, 1)):
-        items = [crop_flip_uint8(pair[:, side * width:(side + 1) * width].numpy(), config, p, 3)
+        items = [crop_flip_uint8(pair[:, side * width:(side + 1) * width].numpy(), config, p)
                  for pair, p in zip(pairs, draws)]
         halves.append(torch.stack(items).to(dtype))
     return halves

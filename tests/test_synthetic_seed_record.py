@@ -44,13 +44,14 @@ def test_the_same_seed_keeps_the_files_it_finds(tmp_path, seed_sets):
     assert files == {name: data for name, data in seed_sets[1].items() if name != pair_name(0)}
 
 
-def test_pairs_without_a_record_are_written_again(tmp_path, seed_sets):
-    """An older fastp2p's folder (or a run interrupted before its record was written)."""
+def test_pairs_without_a_record_are_refused_not_removed(tmp_path):
+    """An older fastp2p's folder, or a user's frames: nothing says fastp2p wrote them."""
     folder = write_synthetic(tmp_path, 3, seed=0, progress=False)
-    (tmp_path / ".fastp2p-synthetic-train.json").unlink(missing_ok=True)
-    write_synthetic(tmp_path, 3, seed=0, progress=False)
-    write_synthetic(tmp_path, 3, seed=1, progress=False)
-    assert _files(folder) == seed_sets[1]
+    (tmp_path / ".fastp2p-synthetic-train.json").unlink()
+    before = _files(folder)
+    with pytest.raises(DataError, match="write into an empty DATAROOT"):
+        write_synthetic(tmp_path, 3, seed=1, progress=False)
+    assert _files(folder) == before
 
 
 def test_a_folder_with_other_files_is_refused_before_anything_is_removed(tmp_path):

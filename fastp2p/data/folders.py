@@ -11,6 +11,7 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from fastp2p.data.errors import DataError, raise_or_report
@@ -57,24 +58,59 @@ def require_folder(folder: Path, expected: str) -> None:
                         "(check --dataroot and --dataset_mode)")
 
 
+def _unsupported_mode(img: Image.Image) -> str | None:
+    """Why ``img``'s pixels cannot be read as 8-bit, or None. 16-bit grayscale is scaled (see
+    ``decode_rgb``); 32-bit integer and float images (modes I and F, but for a PNG's mode I,
+    which is 16-bit) carry no range a fixed scaling could honour: they are refused."""
+    if img.mode == "F" or (img.mode == "I" and img.format != "PNG"):
+        kind = "32-bit float" if img.mode == "F" else "32-bit integer"
+        return (f"{kind} image (mode {img.mode}) has no known range to scale to 8 bits; "
+                "convert it to 8-bit or 16-bit")
+    return None
+
+
 def read_info(path: Path, decode: bool) -> ImageInfo:
     """Header (and, if ``decode``, all pixels) of one image; DataError names what is wrong."""
     try:
         with Image.open(path) as img:
             if decode:
                 img.load()
-            return ImageInfo(path, img.size, img.mode in GRAYSCALE_MODES)
+            problem = _unsupported_mode(img)
+            info = ImageInfo(path, img.size, img.mode in GRAYSCALE_MODES)
     except UnidentifiedImageError:
         raise DataError("not a readable image (its content is not a known image format)") from None
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
         raise DataError(f"truncated or corrupt image ({error})") from None
+    if problem:
+        raise DataError(problem)
+    return info
+
+
+def decode_rgb(img: Image.Image) -> Image.Image:
+    """``img`` as 8-bit RGB: the one decode of the folder datasets and ``fastp2p pack``.
+
+    8-bit modes go through Pillow's ``convert("RGB")`` as the reference's. 16-bit grayscale
+    (modes I;16*, and I as Pillow may open a 16-bit PNG), which ``convert`` clips to white
+    above 255, is scaled to round(value / 257): 0 -> 0, 65535 -> 255, and a 16-bit image
+    made from an 8-bit one (v * 257) gives back exactly v. Modes I (not PNG) and F are refused.
+    """
+    problem = _unsupported_mode(img)
+    if problem:
+        raise DataError(problem)
+    if img.mode == "I" or img.mode.startswith("I;16"):
+        wide = np.asarray(img).astype(np.int64).clip(0, 65535)
+        img = Image.fromarray(((wide + 128) // 257).astype(np.uint8))
+    return img.convert("RGB")
 
 
 def open_rgb(path: Path) -> Image.Image:
-    """Decode one image as RGB, with a one-line error naming the file if it cannot be."""
+    """Decode one image as RGB (``decode_rgb``), with a one-line error naming the file if it
+    cannot be."""
     try:
         with Image.open(path) as img:
-            return img.convert("RGB")
+            return decode_rgb(img)
+    except DataError as error:
+        raise DataError(f"{path}: {error}") from None
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
         raise DataError(f"{path}: cannot decode this image ({error}); fix or remove it, or pass "
                         "--skip-bad (which checks every file up front)") from None

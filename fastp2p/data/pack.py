@@ -12,6 +12,7 @@ of the shard's source files, names, sizes and mtimes) in ``pack-state.json``, wr
 too. A re-run keeps every recorded shard whose plan is unchanged and whose checksum verifies, and
 packs only the rest; ``index.json`` appears last, so a reader never sees half a pack.
 """
+import contextlib
 import hashlib
 import json
 import math
@@ -35,6 +36,7 @@ PHASES = ("train", "val", "test")
 CHANNELS = 3
 SHARD_TARGET_BYTES = 256 << 20     # big enough to stream, small enough to redo after a crash
 MIN_SHARDS = 16                    # so small datasets still spread over the workers
+GRAY_FIELDS = ("gray_file", "gray_sha256", "gray_crc32")
 
 
 def pair_bytes(load_size: int) -> int:
@@ -58,14 +60,20 @@ def auto_pairs_per_shard(count: int, load_size: int) -> int:
     return max(1, min(by_bytes, math.ceil(count / MIN_SHARDS)))
 
 
-def load_pair(dataroot: Path, a_rel: str, b_rel: str, aligned: bool, load_size: int) -> np.ndarray:
+def load_pair(dataroot: Path, a_rel: str, b_rel: str, aligned: bool, load_size: int, *,
+              gray_out: np.ndarray | None = None) -> np.ndarray:
     """One pair as stored: uint8 load_size x 2*load_size x 3, each half resized like the folder
-    dataset's resize_and_crop does it (same Pillow calls, so the same pixels)."""
+    dataset's resize_and_crop does it (same Pillow calls, so the same pixels). ``gray_out``
+    (uint8 load_size x 2*load_size), if given, gets the halves as --input_nc/--output_nc 1 see
+    them: converted to grayscale first, then resized, as the reference's transform does."""
     halves = open_pair(dataroot / a_rel, dataroot / b_rel, aligned)
     pixels = np.empty((load_size, 2 * load_size, CHANNELS), dtype=np.uint8)
     for side, img in enumerate(halves):
-        resized = img.resize((load_size, load_size), BICUBIC)
-        pixels[:, side * load_size:(side + 1) * load_size] = np.asarray(resized)
+        columns = slice(side * load_size, (side + 1) * load_size)
+        pixels[:, columns] = np.asarray(img.resize((load_size, load_size), BICUBIC))
+        if gray_out is not None:
+            gray_out[:, columns] = np.asarray(img.convert("L").resize((load_size, load_size),
+                                                                      BICUBIC))
     return pixels
 
 
@@ -90,29 +98,43 @@ def _count_into(counter) -> None:
 
 
 def write_shard(job: dict) -> dict:
-    """Decode, resize and write one planned shard atomically; returns its index record."""
+    """Decode, resize and write one planned shard (and, with ``gray``, its grayscale shard)
+    atomically; returns its index record."""
     phase_dir, dataroot = Path(job["phase_dir"]), Path(job["dataroot"])
-    digest, crc = hashlib.sha256(), 0
+    files = [job["file"]] + ([job["gray_file"]] if job["gray"] else [])
+    digests, crcs = [hashlib.sha256() for _ in files], [0] * len(files)
     sources, skipped = [], []
-    with naming_the_file(phase_dir / job["file"]), replacing(phase_dir / job["file"]) as temp, \
-            open(temp, "wb") as f:
+    load_size = job["load_size"]
+    with contextlib.ExitStack() as stack:
+        outputs = []
+        for name in files:
+            stack.enter_context(naming_the_file(phase_dir / name))
+            temp = stack.enter_context(replacing(phase_dir / name))
+            outputs.append(stack.enter_context(open(temp, "wb")))
         for a_rel, b_rel in job["pairs"]:
-            try:
-                pixels = load_pair(dataroot, a_rel, b_rel, job["aligned"], job["load_size"])
+            gray = np.empty((load_size, 2 * load_size), np.uint8) if job["gray"] else None
+            try:    # gray_out only in a --gray pack: the plain call stays the plain call
+                pixels = load_pair(dataroot, a_rel, b_rel, job["aligned"], load_size,
+                                   **({} if gray is None else {"gray_out": gray}))
             except DataError as error:
                 if not job["skip_bad"]:
                     raise
                 skipped.append([a_rel, str(error)])
             else:
-                data = pixels.data
-                f.write(data)
-                digest.update(data)
-                crc = zlib.crc32(data, crc)
+                for number, array in enumerate([pixels, gray][:len(files)]):
+                    data = array.data
+                    outputs[number].write(data)
+                    digests[number].update(data)
+                    crcs[number] = zlib.crc32(data, crcs[number])
                 sources.append([a_rel, b_rel])
             if _advance is not None:
                 _advance(1)
-    return {"file": job["file"], "count": len(sources), "sha256": digest.hexdigest(),
-            "crc32": crc, "plan": job["plan"], "sources": sources, "skipped": skipped}
+    record = {"file": job["file"], "count": len(sources), "sha256": digests[0].hexdigest(),
+              "crc32": crcs[0], "plan": job["plan"], "sources": sources, "skipped": skipped}
+    if job["gray"]:
+        record.update(gray_file=job["gray_file"], gray_sha256=digests[1].hexdigest(),
+                      gray_crc32=crcs[1])
+    return record
 
 
 # ---- one phase, in the main process -------------------------------------------------------
@@ -160,33 +182,69 @@ def _recorded_shards(phase_dir: Path) -> dict:
 
 
 def _still_good(phase_dir: Path, record: dict, plan: str, load_size: int) -> dict | None:
-    """``record`` (with its CRC32, which packs of format version 1 lack) if its shard can be
-    kept, else None."""
-    path = phase_dir / record["file"]
-    if (record.get("plan") != plan or not path.is_file()
-            or path.stat().st_size != record["count"] * pair_bytes(load_size)):
+    """``record`` (with its CRC32s, which packs of format version 1 lack) if its shard and, in
+    a --gray pack, its grayscale shard can be kept, else None."""
+    if record.get("plan") != plan:
         return None
-    sha256, crc32 = file_checksums(path)
-    return dict(record, crc32=crc32) if sha256 == record["sha256"] else None
+    kept = dict(record)
+    files = [("", pair_bytes(load_size))]
+    if "gray_file" in record:
+        files.append(("gray_", pair_bytes(load_size) // CHANNELS))
+    for prefix, pair_size in files:
+        path = phase_dir / record[prefix + "file"]
+        if not path.is_file() or path.stat().st_size != record["count"] * pair_size:
+            return None
+        sha256, kept[prefix + "crc32"] = file_checksums(path)
+        if sha256 != record[prefix + "sha256"]:
+            return None
+    return kept
+
+
+def packed_load_size(phase_dir: Path) -> int | None:
+    """The load size of the pack (finished or interrupted) in ``phase_dir``, or None."""
+    for name in (INDEX_NAME, STATE_NAME):
+        try:
+            size = json.loads((Path(phase_dir) / name).read_text()).get("load_size")
+        except (OSError, ValueError, AttributeError):
+            continue
+        if isinstance(size, int) and not isinstance(size, bool):
+            return size
+    return None
+
+
+def refuse_other_load_size(phase_dir: Path, load_size: int) -> None:
+    """DataError if ``phase_dir`` holds a pack of another load size: packing there would
+    replace it, which only ``--overwrite`` asks for."""
+    existing = packed_load_size(phase_dir)
+    if existing is not None and existing != load_size:
+        raise DataError(f"{phase_dir}: holds a pack made with --load_size {existing}; pass "
+                        f"--load_size {existing} to resume or update it, or --overwrite to "
+                        f"replace it with one of --load_size {load_size}")
 
 
 def pack_phase(dataroot: Path, out: Path, phase: str, *, load_size: int = 286,
                dataset_mode: str = "aligned", workers: int = 1, skip_bad: bool = False,
-               pairs_per_shard: int | None = None, progress: bool = True) -> dict:
-    """Pack ``dataroot/phase`` into ``out/phase``; resumes an interrupted run. Returns the index."""
+               pairs_per_shard: int | None = None, progress: bool = True,
+               overwrite: bool = False, gray: bool = False) -> dict:
+    """Pack ``dataroot/phase`` into ``out/phase``; resumes an interrupted run. Returns the index.
+    A pack of another load size there is replaced only if ``overwrite``. ``gray``: also store
+    each pair as --input_nc/--output_nc 1 see it (``gray-NNNNN.u8``: grayscale, then resized)."""
     dataroot, phase_dir = Path(os.path.abspath(dataroot)), Path(out) / phase
     if load_size < 1:
         raise DataError(f"--load_size must be >= 1, got {load_size}")
+    if not overwrite:
+        refuse_other_load_size(phase_dir, load_size)
     pairs = plan_pairs(dataroot, phase, dataset_mode, load_size, skip_bad, progress)
     per_shard = pairs_per_shard or auto_pairs_per_shard(len(pairs), load_size)
     if per_shard < 1:
         raise DataError(f"--pairs-per-shard must be >= 1, got {per_shard}")
     settings = {"format": FORMAT, "version": VERSION, "load_size": load_size,
-                "dataset_mode": dataset_mode, "skip_bad": skip_bad}
+                "dataset_mode": dataset_mode, "skip_bad": skip_bad, "gray": gray}
     jobs = []
     for number, start in enumerate(range(0, len(pairs), per_shard)):
         chunk = pairs[start:start + per_shard]
-        jobs.append({"file": f"shard-{number:05d}.u8", "pairs": chunk,
+        jobs.append({"file": f"shard-{number:05d}.u8", "gray_file": f"gray-{number:05d}.u8",
+                     "gray": gray, "pairs": chunk,
                      "plan": _plan_digest(dataroot, chunk, settings),
                      "phase_dir": str(phase_dir), "dataroot": str(dataroot),
                      "aligned": dataset_mode == "aligned", "load_size": load_size,
@@ -202,23 +260,25 @@ def pack_phase(dataroot: Path, out: Path, phase: str, *, load_size: int = 286,
     state_path = phase_dir / STATE_NAME
     if todo:
         # from here on the folder is being rewritten: only the state file describes it
-        _atomic_write_text(state_path, json.dumps({"shards": done}))
+        _atomic_write_text(state_path, json.dumps({"load_size": load_size, "shards": done}))
         (phase_dir / INDEX_NAME).unlink(missing_ok=True)
         kept = sum(len(job["pairs"]) for job in jobs if job["file"] in done)
         bar = _progress_bar(progress, len(pairs), kept, f"pack {phase}")
         try:
             for record in _run_jobs(todo, workers, bar):
                 done[record["file"]] = record
-                _atomic_write_text(state_path, json.dumps({"shards": done}))
+                _atomic_write_text(state_path, json.dumps({"load_size": load_size,
+                                                           "shards": done}))
         finally:
             if bar is not None:
                 bar.close()
-    planned = {job["file"] for job in jobs}
-    for stale in phase_dir.glob("shard-*.u8"):     # shards of an earlier, longer plan
+    planned = {job[key] for job in jobs for key in ("file", "gray_file")[:1 + gray]}
+    # shards of an earlier, longer plan, or grayscale shards of one with --gray
+    for stale in [*phase_dir.glob("shard-*.u8"), *phase_dir.glob("gray-*.u8")]:
         if stale.name not in planned:
             stale.unlink()
     index = _write_index(dataroot, phase_dir, phase, [done[job["file"]] for job in jobs],
-                         load_size, per_shard, dataset_mode)
+                         load_size, per_shard, dataset_mode, skip_bad, gray)
     state_path.unlink(missing_ok=True)
     return index
 
@@ -264,7 +324,7 @@ def _run_jobs(jobs: list, workers: int, bar):
 
 
 def _write_index(dataroot: Path, phase_dir: Path, phase: str, records: list, load_size: int,
-                 per_shard: int, dataset_mode: str) -> dict:
+                 per_shard: int, dataset_mode: str, skip_bad: bool, gray: bool) -> dict:
     sources = [pair for record in records for pair in record["sources"]]
     skipped = [item for record in records for item in record["skipped"]]
     if not sources:
@@ -273,10 +333,11 @@ def _write_index(dataroot: Path, phase_dir: Path, phase: str, records: list, loa
         "format": FORMAT, "version": VERSION, "preprocess": "resize_and_crop",
         "load_size": load_size, "height": load_size, "width": load_size, "channels": CHANNELS,
         "count": len(sources), "pairs_per_shard": per_shard, "dataset_mode": dataset_mode,
+        "skip_bad": skip_bad, "gray": gray,
         "dataroot": str(dataroot), "phase": phase,
         # a shard whose pairs were all skipped stays listed (0 pairs), so a resume keeps it
-        "shards": [{key: record[key]
-                    for key in ("file", "count", "sha256", "crc32", "plan", "skipped")}
+        "shards": [{key: record[key] for key in ("file", "count", "sha256", "crc32", "plan",
+                                                 "skipped", *GRAY_FIELDS[:3 * gray])}
                    for record in records],
         "sources": sources, "skipped": skipped,
     }

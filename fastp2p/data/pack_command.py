@@ -12,12 +12,15 @@ reads pairs with a memory map and a copy: no image decoding in the training loop
 
 Pairs are stored as the reference's --preprocess resize_and_crop sees them after its bicubic
 resize (each half load_size x load_size); the random crop and flip still happen at load time,
-so a packed dataset gives the same pairs as the folders. Other --preprocess modes (crop,
-scale_width, scale_width_and_crop, none) need the original pixels or sizes: train those from the
-image folders.
+so a packed dataset gives the same pairs as the folders (with --input_nc 1 / --output_nc 1
+only when packed with --gray, which also stores the halves converted to grayscale before the
+resize, as the reference takes them). Other --preprocess modes (crop, scale_width,
+scale_width_and_crop, none) need the original pixels or sizes: train those from the image
+folders.
 
 An interrupted run resumes: run the same command again; finished shards whose checksum verifies
-are kept. `fastp2p pack --verify OUT` checks every shard against the index.
+are kept. A pack already in OUT made with another --load_size is refused unless --overwrite
+asks to replace it. `fastp2p pack --verify OUT` checks every shard against the index.
 
 No dataset at hand? `fastp2p pack --synthetic N DATAROOT [OUT]` writes N synthetic aligned
 pairs (shapes -> their outlines, 256x256 JPEGs, the same files for the same --seed) into
@@ -54,6 +57,14 @@ def register(commands) -> None:
     parser.add_argument("--pairs-per-shard", dest="pairs_per_shard", type=int, default=None,
                         help="pairs in each shard file (default: about 256 MB per shard, and at "
                              "least 16 shards when there are enough pairs)")
+    parser.add_argument("--gray", action="store_true",
+                        help="also store each half converted to grayscale before its resize "
+                             "(gray-NNNNN.u8, a third more disk), as --input_nc 1 / --output_nc "
+                             "1 take it; a pack without it refuses those options")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace a pack in OUT made with another --load_size (without it, "
+                             "that is refused; a pack of the same --load_size is always "
+                             "resumed or updated)")
     parser.add_argument("--skip-bad", dest="skip_bad", action="store_true",
                         help="skip unreadable or mismatched images and list them, instead of "
                              "stopping at the first one (every image is then decoded once more "
@@ -61,8 +72,8 @@ def register(commands) -> None:
     parser.add_argument("--synthetic", type=int, metavar="N", default=None,
                         help="first write N synthetic edges->picture pairs into DATAROOT/train "
                              "(missing files only, all of them again if they are of another "
-                             "--seed; deterministic per --seed), then pack them "
-                             "into OUT if OUT is given")
+                             "--seed; deterministic per --seed; refuses a folder holding files "
+                             "it did not write), then pack them into OUT if OUT is given")
     parser.add_argument("--seed", type=int, default=0,
                         help="which synthetic set --synthetic writes (default 0)")
     parser.add_argument("--no-progress", dest="progress", action="store_false",
@@ -74,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from fastp2p.data.errors import DataError
-    from fastp2p.data.pack import PHASES, pack_phase, usable_cpus
+    from fastp2p.data.pack import PHASES, pack_phase, refuse_other_load_size, usable_cpus
     from fastp2p.data.packed import is_packed, verify_pack
 
     parser = args.pack_parser
@@ -133,11 +144,15 @@ def run(args: argparse.Namespace) -> int:
                             "NAME for another phase folder")
         if out.resolve() == dataroot.resolve():
             raise DataError(f"{out}: OUT must differ from DATAROOT")
+        if not args.overwrite:      # before any phase is packed
+            for phase in phases:
+                refuse_other_load_size(out / phase, args.load_size)
         for phase in phases:
             index = pack_phase(dataroot, out, phase, load_size=args.load_size,
                                dataset_mode=args.dataset_mode, workers=workers,
                                skip_bad=args.skip_bad, pairs_per_shard=args.pairs_per_shard,
-                               progress=args.progress)
+                               progress=args.progress, overwrite=args.overwrite,
+                               gray=args.gray)
             print(f"{out / phase}: {index['count']} pairs in {len(index['shards'])} shards"
                   + (f", {len(index['skipped'])} bad files skipped" if index["skipped"] else ""))
             for path, why in index["skipped"]:

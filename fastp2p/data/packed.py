@@ -4,10 +4,13 @@ Layout of one packed phase folder::
 
     index.json          format, version, preprocess ("resize_and_crop"), load_size, height,
                         width (of one half), channels, count, pairs_per_shard (planned),
-                        dataroot (absolute, at pack time), shards [{file, count, sha256, crc32,
-                        plan, skipped}], sources [[A, B]] (relative to dataroot, in pair order),
-                        skipped [[file, why]] (with --skip-bad)
+                        dataset_mode, skip_bad, gray, phase, dataroot (absolute, at pack
+                        time), shards [{file, count, sha256, crc32, plan, skipped, and with
+                        gray: gray_file, gray_sha256, gray_crc32}], sources [[A, B]] (relative
+                        to dataroot, in pair order), skipped [[file, why]] (with --skip-bad)
     shard-00000.u8      count x height x (2 * width) x 3 uint8, row-major (NHWC), no header
+    gray-00000.u8       (--gray packs) count x height x (2 * width) uint8: each half converted
+                        to grayscale before its resize, as --input_nc/--output_nc 1 take it
 
 A pair is read by memory-mapping its shard and copying one row: no decoding in the training
 loop. Only the crop, flip and normalization remain to be done (here, or on the GPU:
@@ -21,7 +24,9 @@ so a damaged shard stops training before any of its pairs is used.
 import bisect
 import hashlib
 import json
+import os
 import re
+import shlex
 import zlib
 from pathlib import Path
 
@@ -34,7 +39,34 @@ from fastp2p.data.transforms import Preprocess, crop_flip_uint8, draw_params
 INDEX_NAME = "index.json"
 FORMAT = "fastp2p-pack"
 VERSION = 2  # 2: shards carry a CRC32
-REPACK_HINT = "re-run `fastp2p pack DATAROOT OUT` (it resumes and rewrites bad shards)"
+
+
+def pack_command_line(phase_dir: Path, index=None) -> str:
+    """The `fastp2p pack` command that (re)writes ``phase_dir`` with the options its index
+    records (``index``: the parsed index, possibly damaged or None: what it lacks is named as
+    a placeholder). Run as printed, it resumes and rewrites only what is bad or missing."""
+    index = index if isinstance(index, dict) else {}
+    out = Path(os.path.abspath(phase_dir))
+
+    def recorded(field, valid, placeholder):
+        value = index.get(field)
+        return shlex.quote(str(value)) if valid(value) else placeholder
+
+    words = ["fastp2p pack", recorded("dataroot", lambda v: isinstance(v, str) and v, "DATAROOT"),
+             shlex.quote(str(out.parent)), "--phase", shlex.quote(out.name),
+             "--load_size", recorded("load_size", _is_int, "SIZE_IT_WAS_PACKED_AT"),
+             "--dataset_mode", recorded("dataset_mode", lambda v: v in ("aligned", "two_folders"),
+                                        "aligned")]
+    if _is_int(index.get("pairs_per_shard"), 1):
+        words += ["--pairs-per-shard", str(index["pairs_per_shard"])]
+    words += [option for option, field in (("--skip-bad", "skip_bad"), ("--gray", "gray"))
+              if index.get(field) is True]
+    return " ".join(words)
+
+
+def repack_hint(phase_dir: Path, index=None) -> str:
+    return (f"re-run `{pack_command_line(phase_dir, index)}` (it resumes and rewrites bad "
+            "shards)")
 
 
 def is_packed(phase_dir: Path) -> bool:
@@ -45,20 +77,28 @@ def pair_shape(index: dict) -> tuple[int, int, int]:
     return index["height"], 2 * index["width"], index["channels"]
 
 
+def stored_files(index: dict) -> list[tuple[str, tuple]]:
+    """(key prefix, pair shape) of each kind of shard file a pack holds: "" for the colour
+    shards (``file``, ``sha256``, ``crc32``), "gray_" for the grayscale ones of a --gray pack."""
+    colour = pair_shape(index)
+    return [("", colour)] + ([("gray_", colour[:2])] if index.get("gray") else [])
+
+
 def read_index(phase_dir: Path) -> dict:
     path = Path(phase_dir) / INDEX_NAME
     try:
         index = json.loads(path.read_text())
     except (OSError, ValueError) as error:
-        raise DataError(f"{path}: unreadable pack index ({error}); {REPACK_HINT}") from None
+        raise DataError(f"{path}: unreadable pack index ({error}); "
+                        f"{repack_hint(phase_dir)}") from None
     if not isinstance(index, dict) or index.get("format") != FORMAT:
-        raise DataError(f"{path}: not a fastp2p pack index; {REPACK_HINT}")
+        raise DataError(f"{path}: not a fastp2p pack index; {repack_hint(phase_dir)}")
     if index.get("version") != VERSION:
         raise DataError(f"{path}: pack format version {index.get('version')}, this fastp2p reads "
-                        f"version {VERSION}; {REPACK_HINT}")
+                        f"version {VERSION}; {repack_hint(phase_dir, index)}")
     problem = _schema_problem(index)
     if problem:
-        raise DataError(f"{path}: {problem}; {REPACK_HINT}")
+        raise DataError(f"{path}: {problem}; {repack_hint(phase_dir, index)}")
     return index
 
 
@@ -99,6 +139,21 @@ def _schema_problem(index: dict) -> str | None:
             return f"{where}.sha256 must be 64 hexadecimal digits"
         if not _is_int(shard.get("crc32")) or shard["crc32"] >= 1 << 32:
             return f"{where}.crc32 must be an unsigned 32-bit integer, got {shard.get('crc32')!r}"
+    if not isinstance(index.get("gray", False), bool):
+        return f"field 'gray' must be true or false, got {index.get('gray')!r}"
+    if index.get("gray"):
+        for number, shard in enumerate(shards):
+            where = f"shards[{number}]"
+            gray_file = shard.get("gray_file")
+            if not is_plain_file_name(gray_file) or gray_file == shard["file"]:
+                return (f"{where}.gray_file must be a plain file name inside the pack folder, "
+                        f"other than its shard's, got {gray_file!r}")
+            if not isinstance(shard.get("gray_sha256"), str) or not _SHA256.match(
+                    shard["gray_sha256"]):
+                return f"{where}.gray_sha256 must be 64 hexadecimal digits"
+            if not _is_int(shard.get("gray_crc32")) or shard["gray_crc32"] >= 1 << 32:
+                return (f"{where}.gray_crc32 must be an unsigned 32-bit integer, got "
+                        f"{shard.get('gray_crc32')!r}")
     sources = index.get("sources")
     if not isinstance(sources, list) or not all(
             isinstance(pair, list) and len(pair) == 2 and all(isinstance(p, str) for p in pair)
@@ -110,14 +165,15 @@ def _schema_problem(index: dict) -> str | None:
     return None
 
 
-def check_shard_size(path: Path, count: int, shape: tuple) -> None:
+def check_shard_size(path: Path, count: int, shape: tuple, index: dict) -> None:
     expected = count * int(np.prod(shape))
     actual = path.stat().st_size if path.is_file() else None
     if actual is None:
-        raise DataError(f"{path}: shard missing; {REPACK_HINT}")
+        raise DataError(f"{path}: shard missing; {repack_hint(path.parent, index)}")
     if actual != expected:
         raise DataError(f"{path}: shard is {actual} bytes, expected {expected} ({count} pairs "
-                        f"of {'x'.join(map(str, shape))}): truncated or corrupt; {REPACK_HINT}")
+                        f"of {'x'.join(map(str, shape))}): truncated or corrupt; "
+                        f"{repack_hint(path.parent, index)}")
 
 
 def file_sha256(path: Path) -> str:
@@ -138,16 +194,17 @@ def verify_pack(phase_dir: Path, progress: bool = False) -> dict:
     """Check every shard's size and checksum against the index; returns the index."""
     phase_dir = Path(phase_dir)
     index = read_index(phase_dir)
-    shape = pair_shape(index)
     shards = index["shards"]
     if progress:
         from tqdm import tqdm
         shards = tqdm(shards, desc=f"verify {phase_dir.name}", unit="shard")
     for shard in shards:
-        path = phase_dir / shard["file"]
-        check_shard_size(path, shard["count"], shape)
-        if file_sha256(path) != shard["sha256"]:
-            raise DataError(f"{path}: checksum does not match the index: corrupt; {REPACK_HINT}")
+        for prefix, shape in stored_files(index):
+            path = phase_dir / shard[prefix + "file"]
+            check_shard_size(path, shard["count"], shape, index)
+            if file_sha256(path) != shard[prefix + "sha256"]:
+                raise DataError(f"{path}: checksum does not match the index: corrupt; "
+                                f"{repack_hint(phase_dir, index)}")
     return index
 
 
@@ -169,18 +226,27 @@ class PackedDataset(torch.utils.data.Dataset):
         if config.load_size != stored:
             raise DataError(f"{self.phase_dir}: packed at load_size {stored} but --load_size is "
                             f"{config.load_size}; pass --load_size {stored} or repack with "
-                            f"--load_size {config.load_size}")
+                            f"--load_size {config.load_size} --overwrite")
+        # the reference converts to grayscale before its resize: that is only in a --gray pack
+        if 1 in (config.a_channels, config.b_channels) and not self.index.get("gray"):
+            raise DataError(f"{self.phase_dir}: packed without --gray, but --input_nc 1 / "
+                            "--output_nc 1 take each half to grayscale before its resize; "
+                            f"repack with `{pack_command_line(self.phase_dir, self.index)} "
+                            "--gray`, or point --dataroot at the image folders")
         self.config = config
         self.swap = swap
         self.shards = self.index["shards"]
         # first pair of each shard (shards may hold fewer pairs when --skip-bad dropped some)
         self.shard_starts = np.cumsum([0] + [s["count"] for s in self.shards])[:-1].tolist()
+        self.shapes = dict(stored_files(self.index))
         for shard in self.shards:
-            check_shard_size(self.phase_dir / shard["file"], shard["count"], self.shape)
+            for prefix, shape in self.shapes.items():
+                check_shard_size(self.phase_dir / shard[prefix + "file"], shard["count"], shape,
+                                 self.index)
         self.length = self.index["count"] if limit is None else min(limit, self.index["count"])
         self.dataroot = Path(self.index["dataroot"])
-        self._maps = {}
-        self._verified = set()  # shards whose CRC32 this process (or its parent) checked
+        self._maps = {}         # (prefix, shard number) -> its memory map
+        self._verified = set()  # (prefix, shard number)s whose CRC32 this process checked
 
     def __len__(self) -> int:
         return self.length
@@ -191,28 +257,33 @@ class PackedDataset(torch.utils.data.Dataset):
         state["_maps"] = {}
         return state
 
-    def _shard(self, number: int) -> np.memmap:
-        if number not in self._maps:
+    def _shard(self, number: int, prefix: str = "") -> np.memmap:
+        """Shard ``number``'s memory map: the colour one, or with ``prefix`` "gray_" the
+        grayscale one of a --gray pack."""
+        key = prefix, number
+        if key not in self._maps:
             shard = self.shards[number]
-            path = self.phase_dir / shard["file"]
+            path = self.phase_dir / shard[prefix + "file"]
             pairs = np.memmap(path, dtype=np.uint8, mode="r",
-                              shape=(shard["count"], *self.shape))
+                              shape=(shard["count"], *self.shapes[prefix]))
             # zlib releases the GIL here, so the GPU loader's reader thread checks in parallel
             # with training
-            if number not in self._verified and zlib.crc32(pairs) != shard["crc32"]:
+            if key not in self._verified and zlib.crc32(pairs) != shard[prefix + "crc32"]:
                 raise DataError(f"{path}: shard checksum (CRC32) does not match {INDEX_NAME}: "
-                                f"the file is damaged or changed since packing; {REPACK_HINT}")
-            self._verified.add(number)
-            self._maps[number] = pairs
-        return self._maps[number]
+                                f"the file is damaged or changed since packing; "
+                                f"{repack_hint(self.phase_dir, self.index)}")
+            self._verified.add(key)
+            self._maps[key] = pairs
+        return self._maps[key]
 
-    def read_raw(self, index: int) -> np.ndarray:
-        """The stored uint8 H x 2W x 3 pair (a copy out of the memory map)."""
+    def read_raw(self, index: int, prefix: str = "") -> np.ndarray:
+        """The stored uint8 H x 2W x 3 pair (a copy out of the memory map); with ``prefix``
+        "gray_", its H x 2W grayscale version (a --gray pack)."""
         if not 0 <= index < self.length:
             raise IndexError(f"pair {index} out of range for {self.length} pairs")
         shard = bisect.bisect_right(self.shard_starts, index) - 1
         row = index - self.shard_starts[shard]
-        return np.array(self._shard(shard)[row])
+        return np.array(self._shard(shard, prefix)[row])
 
     def read_batch(self, indices, out: torch.Tensor | None = None) -> torch.Tensor:
         """Stored pairs ``indices`` as one uint8 (N, H, 2W, 3) tensor (into ``out`` if given,
@@ -241,13 +312,16 @@ class PackedDataset(torch.utils.data.Dataset):
         return self.load(index, random)
 
     def load(self, index: int, rng) -> dict:
-        pair = self.read_raw(index)
+        channels = {"A": self.config.a_channels, "B": self.config.b_channels}
+        pairs = {count: self.read_raw(index, "" if count == 3 else "gray_")
+                 for count in set(channels.values())}
         width = self.shape[1] // 2
-        a_half, b_half = pair[:, :width], pair[:, width:]
+        sides = {"A": slice(0, width), "B": slice(width, None)}
         a_path, b_path = self.source_paths(index)
         if self.swap:
-            a_half, b_half, a_path, b_path = b_half, a_half, b_path, a_path
+            sides = {"A": sides["B"], "B": sides["A"]}
+            a_path, b_path = b_path, a_path
         params = draw_params(self.config, width, self.shape[0], rng)
-        return {"A": crop_flip_uint8(a_half, self.config, params, self.config.a_channels),
-                "B": crop_flip_uint8(b_half, self.config, params, self.config.b_channels),
-                "A_paths": a_path, "B_paths": b_path}
+        item = {name: crop_flip_uint8(pairs[channels[name]][:, sides[name]], self.config, params)
+                for name in ("A", "B")}
+        return {**item, "A_paths": a_path, "B_paths": b_path}

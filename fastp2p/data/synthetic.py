@@ -9,9 +9,12 @@ machine and a partly written one is finished by writing the missing files.
 
 Files are ``DATAROOT/PHASE/NNNNNNN.jpg`` (A|B side by side, 512x256), written atomically, one
 at a time, on ``workers`` processes: memory stays flat in the number of pairs. Which set they
-belong to (seed, size, JPEG quality) is recorded in ``DATAROOT/.fastp2p-synthetic-PHASE.json``
-(outside the image folder, which then holds pairs only): a run for another set, or over pairs
-without a record, writes every pair again instead of keeping files of the wrong set.
+belong to (seed, size, JPEG quality) and how many pairs fastp2p may have written are recorded in
+``DATAROOT/.fastp2p-synthetic-PHASE.json`` (outside the image folder, which then holds pairs
+only), before any pair is written: a run for another set removes those pairs and writes every
+pair again instead of keeping files of the wrong set. Files the record does not cover are never
+removed: pair-named files without a readable record (a user's frames named 0000000.jpg...) or
+past its count are refused.
 """
 import json
 import math
@@ -106,30 +109,49 @@ def _record_path(dataroot: Path, phase: str) -> Path:
 
 
 def _recorded_set(record: Path):
+    """The set and pair count a record says fastp2p wrote, or None (no record, unreadable, or
+    an older fastp2p's, which did not say how many pairs it wrote)."""
     try:
-        return json.loads(record.read_text())
+        recorded = json.loads(record.read_text())
     except (OSError, ValueError):
-        return None     # none, or unreadable: the pairs there are of an unknown set
+        return None
+    if not isinstance(recorded, dict) or not all(
+            isinstance(recorded.get(key), int) and not isinstance(recorded[key], bool)
+            for key in ("seed", "size", "quality", "pairs")):
+        return None
+    return recorded
 
 
-def _start_set(folder: Path, record: Path, wanted: dict) -> None:
+def _pair_index(path: Path) -> int:
+    return int(path.name.partition(".")[0])
+
+
+def _start_set(folder: Path, record: Path, wanted: dict, count: int) -> None:
     """Make ``folder``'s pairs those of ``wanted``: keep them if the record says they are,
-    else remove them (the record first, so an interruption leaves pairs of no known set, which
-    the next run removes too) and record ``wanted`` before any new pair is written."""
+    else remove them, and record ``wanted`` (with how many pairs it may hold) before any new
+    pair is written. Only pairs the record says fastp2p wrote are ever removed: a pair-named
+    file it does not cover (a user's 0000000.jpg, or a folder without a readable record) is
+    refused before anything is removed."""
     recorded = _recorded_set(record)
-    if recorded == wanted:
-        return
-    pairs = [path for path in folder.iterdir() if _is_pair_file(path.name, math.inf)]
-    if pairs:
-        was = (f"of seed {recorded['seed']}" if isinstance(recorded, dict) and "seed" in recorded
-               else "of an unrecorded set")
-        print(f"fastp2p: {folder}: its {len(pairs)} synthetic pairs are {was}, not of seed "
-              f"{wanted['seed']}: writing them again", file=sys.stderr)
-        record.unlink(missing_ok=True)
+    written = recorded["pairs"] if recorded is not None else 0
+    pairs = sorted(path for path in folder.iterdir() if _is_pair_file(path.name, math.inf))
+    unknown = [path.name for path in pairs if _pair_index(path) >= written]
+    if unknown:
+        why = ("that its record does not say fastp2p wrote" if recorded is not None else
+               f"and its {record.name} is unreadable or an older fastp2p's (no pair count)"
+               if record.exists() else f"and no {record.name} says fastp2p wrote them")
+        raise DataError(f"{folder}: holds {len(unknown)} files named like synthetic pairs (e.g. "
+                        f"{unknown[0]}) {why}; write into an empty DATAROOT")
+    same_set = recorded is not None and all(recorded[key] == wanted[key] for key in wanted)
+    if pairs and not same_set:
+        print(f"fastp2p: {folder}: its {len(pairs)} synthetic pairs are of seed "
+              f"{recorded['seed']}, not of seed {wanted['seed']}: writing them again",
+              file=sys.stderr)
+        # the old record stays until they are gone: an interrupted run removes the rest next time
         for path in pairs:
             path.unlink()
     with replacing(record) as temp:
-        temp.write_text(json.dumps(wanted))
+        temp.write_text(json.dumps(dict(wanted, pairs=max(count, written if same_set else 0))))
 
 
 def _refuse_extra_files(folder: Path, pairs_up_to, count: int) -> None:
@@ -170,8 +192,8 @@ def write_synthetic(dataroot, count: int, *, seed: int = 0, phase: str = "train"
     # packing the folder would take other files in too: refuse them before anything is removed
     _refuse_extra_files(folder, math.inf, count)
     # a run of another set replaces every pair
-    _start_set(folder, _record_path(dataroot, phase), {"seed": seed, "size": SIZE,
-                                                       "quality": QUALITY})
+    _start_set(folder, _record_path(dataroot, phase),
+               {"seed": seed, "size": SIZE, "quality": QUALITY}, count)
     _refuse_extra_files(folder, count, count)
     chunk = 64      # small enough for a live progress bar, large enough to amortize the Pool
     jobs = [(str(folder), seed, start, min(start + chunk, count))

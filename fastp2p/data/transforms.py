@@ -120,20 +120,12 @@ def transform_image(img: Image.Image, config: Preprocess, params: PairParams,
     return to_normalized_tensor(np.asarray(img))
 
 
-def rgb_to_gray(pixels: np.ndarray) -> np.ndarray:
-    """uint8 ...x3 -> uint8 ..., Pillow's convert("L") integer formula (ITU-R 601-2 luma)."""
-    rgb = pixels.astype(np.uint32)
-    luma = rgb[..., 0] * 19595 + rgb[..., 1] * 38470 + rgb[..., 2] * 7471 + 0x8000
-    return (luma >> 16).astype(np.uint8)
+def crop_flip_uint8(half: np.ndarray, config: Preprocess, params: PairParams) -> torch.Tensor:
+    """A stored (already resized) uint8 HxWx3 half, or HxW grayscale half of a --gray pack,
+    -> normalized CxHxW tensor.
 
-
-def crop_flip_uint8(half: np.ndarray, config: Preprocess, params: PairParams,
-                    channels: int) -> torch.Tensor:
-    """A stored (already resized) uint8 HxWx3 half -> normalized CxHxW tensor.
-
-    Packed shards hold halves already resized to load_size, so only the crop, flip and
-    normalization remain. (Grayscale is taken after the resize here, before it in the folder
-    path: the two differ by rounding only.)
+    Packed shards hold halves already resized to load_size (grayscale ones converted before
+    that resize, as the folder path does it), so only the crop, flip and normalization remain.
     """
     size = config.crop_size
     height, width = half.shape[:2]
@@ -141,6 +133,4 @@ def crop_flip_uint8(half: np.ndarray, config: Preprocess, params: PairParams,
         half = half[params.y:params.y + size, params.x:params.x + size]
     if config.flip and params.flip:
         half = half[:, ::-1]
-    if channels == 1:
-        half = rgb_to_gray(half)
     return to_normalized_tensor(half)
