@@ -23,7 +23,8 @@ Writes CHECKPOINTS_DIR/NAME/: latest_net_G.pth, latest_net_D.pth, EPOCH_net_G.pt
 state_dicts), *_train_state.pth (for --continue_train), loss_log.csv and web/index.html (loss
 plot and sample images), and *_checkpoint.json (each set's manifest: a set changes all
 together or not at all). A NAME that holds another run's checkpoints is refused unless
---continue_train (resume it) or --overwrite (start again there) is given.
+--continue_train (resume it) or --overwrite (start again there) is given; while a run trains,
+it holds CHECKPOINTS_DIR/NAME/.lock, and a second run of that NAME exits with code 1.
 On CUDA the step runs fused Adam, an lr in device memory and, by default, one CUDA graph per
 step. Ctrl-C (or SIGTERM) saves latest_* and exits with 128+signal; a NaN/Inf loss, weight,
 buffer or optimizer state stops with exit code 1 before anything non-finite is saved, and the
