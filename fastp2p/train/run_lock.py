@@ -8,11 +8,15 @@ waiting), so it goes with the process however it ends, a kill included; nothing 
 left to clear by hand. The file is removed when the run ends, and the folder too when the run
 made it and left nothing else in it (a run refused before its first write leaves no trace).
 """
+import errno
 import fcntl
 import os
 from pathlib import Path
 
 LOCK_NAME = ".lock"
+# flock's errors on file systems without locks (some NFS, Lustre or FUSE mounts): there the
+# run goes on unlocked, with a warning, rather than not at all
+NO_LOCKS_HERE = {errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOTSUP, errno.ENOSYS}
 
 
 class RunFolderBusy(Exception):
@@ -29,8 +33,10 @@ class RunFolderLock:
         self._fd = None
         self._made = []   # the folders acquire() created, deepest first
 
-    def acquire(self) -> None:
-        """Raises RunFolderBusy, or OSError (e.g. a read-only checkpoints folder)."""
+    def acquire(self):
+        """None once the lock is held, or a warning line when the folder's file system has no
+        locks (the run goes on without); raises RunFolderBusy, or OSError (e.g. a read-only
+        checkpoints folder)."""
         while self._fd is None:
             missing = [folder for folder in (self.folder, *self.folder.parents)
                        if not folder.is_dir()]
@@ -48,6 +54,14 @@ class RunFolderLock:
                     f"{self.folder} is in use: another `fastp2p train` run holds it "
                     f"({self._holder()}{self.path}); wait for it to end, or pick another "
                     "--name") from None
+            except OSError as err:
+                os.close(fd)
+                if err.errno not in NO_LOCKS_HERE:
+                    raise
+                self.path.unlink(missing_ok=True)
+                return (f"warning: {self.folder}: its file system does not lock files "
+                        f"({os.strerror(err.errno)}), so nothing keeps a second run of this "
+                        "--name out of it while this one trains")
             except BaseException:
                 os.close(fd)
                 raise

@@ -88,7 +88,9 @@ def _claim_run_folder(args, info, folder_lock) -> int:
     code = 0
     if info.is_main:
         try:
-            folder_lock.acquire()
+            warning = folder_lock.acquire()
+            if warning:
+                print(warning, file=sys.stderr)
             _check_fresh_run(args)
         except ValueError as err:
             print(f"fastp2p train: error: {err}", file=sys.stderr)
