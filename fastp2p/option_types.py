@@ -5,11 +5,13 @@ import math
 import os
 
 
-def _int_at_least(low: int):
+def _int_at_least(low: int, high: int | None = None):
     def parse(text: str) -> int:
         value = int(text)  # a ValueError reads "invalid int value: 'x'"
         if value < low:
             raise argparse.ArgumentTypeError(f"must be >= {low}, got {value}")
+        if high is not None and value > high:
+            raise argparse.ArgumentTypeError(f"must be <= {high}, got {value}")
         return value
     parse.__name__ = "int"
     return parse
@@ -17,6 +19,21 @@ def _int_at_least(low: int):
 
 positive_int = _int_at_least(1)
 non_negative_int = _int_at_least(0)
+# --seed: torch.manual_seed and the data loader's generators take a 64-bit seed; a larger one
+# failed deep inside with "Overflow when unpacking long long", naming no option.
+seed = _int_at_least(0, 2 ** 63 - 1)
+
+
+def finite_non_negative_float(text: str) -> float:
+    """A float that is finite and >= 0 (--init_gain, --lambda_L1: 0 is accepted, as the
+    reference accepts it; nan, inf or a negative value failed only later, deep inside)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value >= 0):
+        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text!r}")
+    return value
 
 
 def dataset_size(text: str) -> float:

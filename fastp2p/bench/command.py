@@ -24,7 +24,9 @@ package's own dependencies (the [bench] extra adds matplotlib for the chart).
 Writes <out>/<device>-<YYYYMMDD>-<commit>.json (-quick.json for --quick) with every figure,
 a markdown table beside it (also printed last) and a PNG bar chart; <out> is
 ./fastp2p-bench-results, or a new temporary folder when run inside the source checkout (so a
-run never writes into the source tree unless --out says so)."""
+run never writes into the source tree unless --out says so). A name an earlier run's files
+hold (the same day and commit; "unknown" outside git) gets -2, -3, ...: no run replaces
+another's results."""
 
 EPILOG = """\
 examples:

@@ -3,6 +3,7 @@
 The table and the chart are made from the saved rows only (``fastp2p bench --plot FILE.json``
 remakes both from a file), never from a live run.
 """
+import itertools
 import json
 import math
 from pathlib import Path
@@ -20,13 +21,50 @@ def results_stem(results: dict) -> str:
 
 
 def write_json(results: dict, out_dir) -> Path:
-    """Write the results JSON atomically (a partial run's file is replaced, never torn)."""
+    """Write the results JSON atomically (a partial run's file is replaced, never torn) to
+    this run's file (``results_path``)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    json_path = out_dir / f"{results_stem(results)}.json"
-    with replacing(json_path, durable=False) as temporary:
-        temporary.write_text(json.dumps(results, indent=1, default=str) + "\n", encoding="utf-8")
+    json_path, reserved = results_path(results, out_dir)
+    try:
+        with replacing(json_path, durable=False) as temporary:
+            temporary.write_text(json.dumps(results, indent=1, default=str) + "\n",
+                                 encoding="utf-8")
+    except BaseException:
+        if reserved:
+            json_path.unlink(missing_ok=True)
+        raise
     return json_path
+
+
+def results_path(results: dict, out_dir: Path) -> tuple:
+    """(the JSON file of the run that made ``results``, whether it was reserved just now).
+
+    ``<stem>.json``, or ``<stem>-2.json``, ``-3``, ... when an earlier run's files hold the
+    name: a second run on the same day and commit (every run outside git: its commit is
+    "unknown") never replaces another run's results. Its own file is the one whose ``run_id``
+    is the run's; a new name is reserved by creating the file exclusively, so two runs started
+    together take two names."""
+    stem = results_stem(results)
+    run_id = results.get("run_id")
+    for number in itertools.count(1):
+        path = out_dir / f"{stem}{'' if number == 1 else f'-{number}'}.json"
+        if run_id is not None and _run_id_of(path) == run_id:
+            return path, False
+        if path.with_suffix(".md").exists() or path.with_suffix(".png").exists():
+            continue
+        try:
+            path.open("x").close()
+        except FileExistsError:
+            continue
+        return path, True
+
+
+def _run_id_of(path: Path):
+    try:
+        return json.loads(path.read_text(encoding="utf-8")).get("run_id")
+    except (OSError, ValueError, AttributeError):
+        return None
 
 
 def save_results(results: dict, out_dir) -> dict:

@@ -1,4 +1,5 @@
 """One benchmark run: ceilings, FLOP model, then every job, into one results dict."""
+import uuid
 from dataclasses import dataclass
 
 import torch
@@ -98,6 +99,9 @@ def run_suite(settings: SuiteSettings, log=None, on_progress=None) -> dict:
     rows = {section: [] for section in SECTIONS}
     fixed = {
         "schema": SCHEMA_VERSION,
+        # which run wrote a results file: its progress writes replace its own file only
+        # (report.results_path), never an earlier run's of the same day and commit
+        "run_id": uuid.uuid4().hex,
         "mode": "quick" if settings.quick else "full",
         "device_slug": environment.device_slug(device),
         "environment": env,

@@ -108,6 +108,16 @@ def average_over_processes(values: list, device: torch.device) -> list:
     return (summed / dist.get_world_size()).tolist()
 
 
+def from_main_process(value: int, info: ProcessInfo) -> int:
+    """Rank 0's ``value`` on every rank (one broadcast; every process must call it at the same
+    point); ``value`` itself in a single process."""
+    if info.world_size == 1:
+        return value
+    tensor = torch.tensor([value], dtype=torch.int64, device=info.device)
+    dist.broadcast(tensor, src=0)
+    return int(tensor.item())
+
+
 def shutdown_processes(info: ProcessInfo) -> None:
     """Destroy the process group once the caller has dropped its DDP modules.
 

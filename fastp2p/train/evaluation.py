@@ -74,11 +74,18 @@ class L1Scores:
         if self.mean_image is not None:
             constant = self.mean("constant")
             lines.append(f"  constant baseline     {constant:.4f}  (model / constant "
-                         f"{model / constant:.2f}; {self.mean_note})")
+                         f"{_ratio(model, constant)}; {self.mean_note})")
         else:
             lines.append(f"  constant baseline     not computed: {self.mean_note}")
         if self.same_channels:
             identity = self.mean("identity")
             lines.append(f"  identity baseline     {identity:.4f}  (model / identity "
-                         f"{model / identity:.2f}; fake_B = real_A)")
+                         f"{_ratio(model, identity)}; fake_B = real_A)")
         return "\n".join(lines)
+
+
+def _ratio(model: float, baseline: float) -> str:
+    """model / baseline to 2 decimals; "n/a" when the baseline is exact (L1 0: real_B equals
+    real_A, or every real_B is the mean image), where no ratio means anything."""
+    return f"{model / baseline:.2f}" if baseline else "n/a"
+

@@ -9,7 +9,8 @@ given explicitly always wins.
 """
 import argparse
 
-from fastp2p.option_types import non_negative_int, plain_name, positive_int
+from fastp2p.option_types import (finite_non_negative_float, non_negative_int, plain_name,
+                                  positive_int, seed)
 
 
 class QuickDefault:
@@ -80,8 +81,9 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--init_type", default="normal",
                        choices=("normal", "xavier", "kaiming", "orthogonal"),
                        help="weight initialisation (default %(default)s)")
-    group.add_argument("--init_gain", type=float, default=0.02,
-                       help="scale for normal, xavier and orthogonal init (default %(default)s)")
+    group.add_argument("--init_gain", type=finite_non_negative_float, default=0.02,
+                       help="scale for normal, xavier and orthogonal init, >= 0 "
+                            "(default %(default)s)")
     group.add_argument("--epoch", type=plain_name, default="latest",
                        help="which saved epoch to load: 'latest' or a number (test, and "
                             "--continue_train) (default %(default)s)")
@@ -89,9 +91,10 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     fast.add_argument("--device", default="auto",
                       help="'auto' (CUDA if visible, else CPU), 'cpu', 'cuda' or 'cuda:N'; under "
                            "torchrun each process takes cuda:LOCAL_RANK (default %(default)s)")
-    fast.add_argument("--seed", type=int, default=0,
-                      help="seed of weight init, data order, augmentation and dropout; the same "
-                           "seed and options give the same run (default %(default)s)")
+    fast.add_argument("--seed", type=seed, default=0,
+                      help="seed of weight init, data order, augmentation and dropout, 0 .. "
+                           "2**63-1; the same seed and options give the same run "
+                           "(default %(default)s)")
 
 
 def add_train_arguments(parser: argparse.ArgumentParser) -> None:
@@ -99,8 +102,9 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--gan_mode", default="vanilla", choices=("vanilla", "lsgan", "wgangp"),
                        help="GAN objective: vanilla = BCE as in the paper, lsgan = least "
                             "squares, wgangp = Wasserstein critic term (default %(default)s)")
-    group.add_argument("--lambda_L1", type=float, default=100.0,
-                       help="weight of the L1 term of the generator loss (default %(default)s)")
+    group.add_argument("--lambda_L1", type=finite_non_negative_float, default=100.0,
+                       help="weight of the L1 term of the generator loss, >= 0 "
+                            "(default %(default)s)")
     group.add_argument("--lr", type=float, default=QuickDefault(2e-4, 1e-3),
                        help="initial Adam learning rate (default %(default)s)")
     group.add_argument("--beta1", type=float, default=0.5,

@@ -9,6 +9,7 @@ import csv
 import html
 import re
 from pathlib import Path
+from urllib.parse import quote
 
 import numpy as np
 import torch
@@ -148,6 +149,8 @@ def write_html(path: Path, title: str, sections, loss_plot=None, refresh_s=None)
     """A page with an optional loss plot and rows of labelled image triplets.
 
     ``sections``: (heading, [(label, relative image path), ...]) pairs, shown in that order.
+    Image paths are file paths ('/'-separated), not URLs: they are URL-quoted here, so a file
+    named ``a#1.png``, ``k?.png`` or ``c%20d.png`` is the file the browser loads.
     """
     lines = ["<!DOCTYPE html>", "<html><head><meta charset='utf-8'>",
              f"<title>{html.escape(title)}</title>"]
@@ -157,17 +160,23 @@ def write_html(path: Path, title: str, sections, loss_plot=None, refresh_s=None)
               " img{width:256px;image-rendering:pixelated}</style></head><body>",
               f"<h1>{html.escape(title)}</h1>"]
     if loss_plot:
-        lines.append(f"<h2>Losses</h2><img src='{html.escape(str(loss_plot))}' "
+        lines.append(f"<h2>Losses</h2><img src='{_url(loss_plot)}' "
                      "style='width:800px'>")
     for heading, images in sections:
         lines.append(f"<h3>{html.escape(heading)}</h3><table><tr>")
         for label, source in images:
-            lines.append(f"<td><img src='{html.escape(str(source))}'><br>"
+            lines.append(f"<td><img src='{_url(source)}'><br>"
                          f"{html.escape(label)}</td>")
         lines.append("</tr></table>")
     lines.append("</body></html>")
     _replace_atomically(Path(path), lambda p: Path(p).write_text("\n".join(lines),
                                                                  encoding="utf-8"))
+
+
+def _url(relative_path) -> str:
+    """A relative file path as an HTML attribute value: URL-quoted (#, ?, % and non-ASCII
+    characters would otherwise end or change the path the browser asks for), then escaped."""
+    return html.escape(quote(str(relative_path)))
 
 
 class TrainingPage:

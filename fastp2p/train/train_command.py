@@ -6,6 +6,7 @@ model on the embedded colourisation dataset (``--task``) in minutes on a CPU.
 """
 import argparse
 import sys
+from pathlib import Path
 
 from fastp2p.train.options import (QuickDefault, add_model_arguments, add_train_arguments,
                                    describe_defaults, resolve_quick_defaults)
@@ -22,7 +23,8 @@ Writes CHECKPOINTS_DIR/NAME/: latest_net_G.pth, latest_net_D.pth, EPOCH_net_G.pt
 state_dicts), *_train_state.pth (for --continue_train), loss_log.csv and web/index.html (loss
 plot and sample images), and *_checkpoint.json (each set's manifest: a set changes all
 together or not at all). A NAME that holds another run's checkpoints is refused unless
---continue_train (resume it) or --overwrite (start again there) is given.
+--continue_train (resume it) or --overwrite (start again there) is given; while a run trains,
+it holds CHECKPOINTS_DIR/NAME/.lock, and a second run of that NAME exits with code 1.
 On CUDA the step runs fused Adam, an lr in device memory and, by default, one CUDA graph per
 step. Ctrl-C (or SIGTERM) saves latest_* and exits with 128+signal; a NaN/Inf loss, weight,
 buffer or optimizer state stops with exit code 1 before anything non-finite is saved, and the
@@ -55,15 +57,15 @@ def register(commands) -> None:
 def _check_options(args, device) -> None:
     """Checks that need several options or the device (single values are checked by argparse);
     a ValueError here exits with code 2, as argparse's errors do."""
+    from fastp2p.train.image_sizes import check_options_fit_unet
+
     last_epoch = args.n_epochs + args.n_epochs_decay
     if not args.continue_train and args.epoch_count > last_epoch:
         raise ValueError(f"no epoch to train: --epoch_count {args.epoch_count} is past the last "
                          f"epoch, --n_epochs {args.n_epochs} + --n_epochs_decay "
                          f"{args.n_epochs_decay} = {last_epoch}; raise --n_epochs or "
                          "--n_epochs_decay, or lower --epoch_count")
-    if args.crop_size % 2 ** _levels(args):
-        raise ValueError(f"--crop_size {args.crop_size} must be a multiple of "
-                         f"{2 ** _levels(args)} for --netG {args.netG}")
+    check_options_fit_unet(args)
     if device.type != "cuda" and args.precision != "fp32":
         raise ValueError(f"--precision {args.precision} (autocast, the CUDA fast path) needs a "
                          f"CUDA device, this run is on {device}; use --precision fp32")
@@ -72,11 +74,39 @@ def _check_options(args, device) -> None:
                          "use --no-graphs")
 
 
+def _claim_run_folder(args, info, folder_lock) -> int:
+    """0 when this run may train in CHECKPOINTS_DIR/NAME: the folder's lock taken (no other
+    run is training there; held until the run ends) and ``_check_fresh_run`` passed; else the
+    exit code, after one line on stderr: 1 when another process holds the folder (or it cannot
+    be made), 2 for the option errors of ``_check_fresh_run``. In a torchrun job rank 0 alone
+    takes the lock and checks, and every rank gets its answer, so all ranks stop together (a
+    rank that went on would wait at the first collective for one that left)."""
+    from fastp2p.train.checkpoints import describe_os_error
+    from fastp2p.train.distributed import from_main_process
+    from fastp2p.train.run_lock import RunFolderBusy
+
+    code = 0
+    if info.is_main:
+        try:
+            warning = folder_lock.acquire()
+            if warning:
+                print(warning, file=sys.stderr)
+            _check_fresh_run(args)
+        except ValueError as err:
+            print(f"fastp2p train: error: {err}", file=sys.stderr)
+            code = 2
+        except RunFolderBusy as err:
+            print(f"fastp2p train: error: {err}", file=sys.stderr)
+            code = 1
+        except OSError as err:  # e.g. a read-only checkpoints folder
+            print(f"error: {describe_os_error(err)}", file=sys.stderr)
+            code = 1
+    return from_main_process(code, info)
+
+
 def _check_fresh_run(args) -> None:
     """A run without --continue_train must not silently restart another run's folder: its
     loss log would be rewritten at once and its latest_* replaced at the first save."""
-    from pathlib import Path
-
     from fastp2p.train.checkpoints import MANIFEST_SUFFIX, NETWORK_SUFFIXES
     folder = Path(args.checkpoints_dir) / args.name
     if args.continue_train and args.overwrite:
@@ -91,11 +121,6 @@ def _check_fresh_run(args) -> None:
         raise ValueError(f"{folder} already holds a run ({shown}): resume it with "
                          "--continue_train, pick another --name, or remove that folder (or "
                          "pass --overwrite to start again in it)")
-
-
-def _levels(args) -> int:
-    from fastp2p.train.networks import unet_levels
-    return unet_levels(args.netG)
 
 
 def run(args: argparse.Namespace, times=None) -> int:
@@ -113,10 +138,12 @@ def run(args: argparse.Namespace, times=None) -> int:
     from fastp2p.train.distributed import (init_processes, resolve_device,
                                            shutdown_processes, wrap_for_data_parallel)
     from fastp2p.train.engine import Pix2PixEngine
+    from fastp2p.train.image_sizes import check_images_fit_unet
     from fastp2p.train.networks import discriminator_from_options, generator_from_options
     from fastp2p.train.progress import progress_bar
     from fastp2p.train.reference_options import apply_reference_options, describe_networks
     from fastp2p.train.reports import LOSS_LOG, WEB, LossLog, TrainingPage, remove_reports
+    from fastp2p.train.run_lock import RunFolderLock
     from fastp2p.train.schedulers import LRSchedule
     from fastp2p.train.stage_times import StageTimes
     from fastp2p.train.trackers import check_trackers_installed, close_trackers, open_trackers
@@ -128,11 +155,16 @@ def run(args: argparse.Namespace, times=None) -> int:
         ignored = apply_reference_options(args, "train")
         check_trackers_installed(args)
         _check_options(args, resolve_device(args.device))
-        _check_fresh_run(args)
         info = init_processes(args.device)
     except ValueError as err:
         print(f"fastp2p train: error: {err}", file=sys.stderr)
         return 2
+    folder_lock = RunFolderLock(Path(args.checkpoints_dir) / args.name)
+    refused = _claim_run_folder(args, info, folder_lock)
+    if refused:
+        folder_lock.release()
+        shutdown_processes(info)
+        return refused
     say = tqdm.write if info.is_main else (lambda message: None)
     if ignored:
         say(ignored)
@@ -146,6 +178,7 @@ def run(args: argparse.Namespace, times=None) -> int:
         if followed:
             say(followed)
         dataset = create_dataset(args, args.phase)
+        check_images_fit_unet(args, dataset)
         packed = hasattr(dataset, "read_batch") and args.input_nc == args.output_nc == 3
         threads = choose_threads(info.device.type, args.num_threads, packed=packed)
         apply_thread_choice(threads)
@@ -249,6 +282,7 @@ def run(args: argparse.Namespace, times=None) -> int:
         # DDP's reducers go while the process group is still registered (see shutdown_processes)
         engine = trainer = None  # noqa: F841
         shutdown_processes(info)
+        folder_lock.release()
 
 
 def _networks_only_notice(checkpoints, args) -> str:

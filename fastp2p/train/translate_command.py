@@ -56,6 +56,7 @@ def run(args: argparse.Namespace) -> int:
     from fastp2p.train.checkpoints import CheckpointFolder, describe_os_error
     from fastp2p.train.cpu_threads import apply_thread_choice, choose_threads
     from fastp2p.train.distributed import resolve_device
+    from fastp2p.train.image_sizes import check_images_fit_unet, check_options_fit_unet
     from fastp2p.train.networks import generator_from_options
     from fastp2p.train.reference_options import apply_reference_options, describe_networks
     from fastp2p.train.trackers import check_trackers_installed, close_trackers, open_trackers
@@ -68,6 +69,7 @@ def run(args: argparse.Namespace) -> int:
         ignored = apply_reference_options(args, "test")
         check_trackers_installed(args)
         device = resolve_device(args.device)
+        check_options_fit_unet(args)
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -83,6 +85,7 @@ def run(args: argparse.Namespace) -> int:
         if followed:
             print(followed)
         dataset = create_dataset(args, args.phase)
+        check_images_fit_unet(args, dataset)
         loader = create_dataloader(dataset, 1, shuffle=False,
                                    num_workers=threads.loader_workers, seed=args.seed)
         netG = generator_from_options(args).to(device)

@@ -1,0 +1,109 @@
+"""One training run at a time in a run folder: ``fastp2p train`` holds an exclusive lock on
+CHECKPOINTS_DIR/NAME/.lock from its check of the folder until it exits. Two runs of one --name
+started together (a resubmitted job, a double click) otherwise both passed the check and
+trained into one folder: one loss_log.csv with both runs' rows, latest_* from either.
+
+The lock is ``flock`` (advisory, non-blocking: the second run stops at once instead of
+waiting), so it goes with the process however it ends, a kill included; nothing stale is ever
+left to clear by hand. The file is removed when the run ends, and the folder too when the run
+made it and left nothing else in it (a run refused before its first write leaves no trace).
+"""
+import errno
+import fcntl
+import os
+from pathlib import Path
+
+LOCK_NAME = ".lock"
+# flock's errors on file systems without locks (some NFS, Lustre or FUSE mounts): there the
+# run goes on unlocked, with a warning, rather than not at all
+NO_LOCKS_HERE = {errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOTSUP, errno.ENOSYS}
+
+
+class RunFolderBusy(Exception):
+    """Another process holds the run folder's lock."""
+
+
+class RunFolderLock:
+    """``acquire()`` takes the lock of ``folder`` (creating the folder) or raises
+    RunFolderBusy; ``release()`` gives it back (a no-op when not held)."""
+
+    def __init__(self, folder):
+        self.folder = Path(folder)
+        self.path = self.folder / LOCK_NAME
+        self._fd = None
+        self._made = []   # the folders acquire() created, deepest first
+
+    def acquire(self):
+        """None once the lock is held, or a warning line when the folder's file system has no
+        locks (the run goes on without); raises RunFolderBusy, or OSError (e.g. a read-only
+        checkpoints folder)."""
+        while self._fd is None:
+            missing = [folder for folder in (self.folder, *self.folder.parents)
+                       if not folder.is_dir()]
+            self.folder.mkdir(parents=True, exist_ok=True)
+            self._made = self._made or missing
+            try:
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            except FileNotFoundError:
+                continue  # the folder went (a run that ended removed it): make it again
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                raise RunFolderBusy(
+                    f"{self.folder} is in use: another `fastp2p train` run holds it "
+                    f"({self._holder()}{self.path}); wait for it to end, or pick another "
+                    "--name") from None
+            except OSError as err:
+                os.close(fd)
+                if err.errno not in NO_LOCKS_HERE:
+                    raise
+                self.path.unlink(missing_ok=True)
+                return (f"warning: {self.folder}: its file system does not lock files "
+                        f"({os.strerror(err.errno)}), so nothing keeps a second run of this "
+                        "--name out of it while this one trains")
+            except BaseException:
+                os.close(fd)
+                raise
+            if self._still_linked(fd):
+                self._fd = fd
+                os.ftruncate(fd, 0)
+                os.write(fd, f"{os.getpid()}\n".encode())   # for the message above
+            else:
+                # the run that held it removed the file between our open and our lock: the
+                # lock is on a file no one else will open; take the one at the path now
+                os.close(fd)
+
+    def _holder(self) -> str:
+        """The holder's "process N, " (it writes its pid into the file), or nothing."""
+        try:
+            return f"process {int(self.path.read_text())}, "
+        except (OSError, ValueError):
+            return ""
+
+    def _still_linked(self, fd: int) -> bool:
+        try:
+            here = os.stat(self.path)
+        except FileNotFoundError:
+            return False
+        mine = os.fstat(fd)
+        return (here.st_dev, here.st_ino) == (mine.st_dev, mine.st_ino)
+
+    def release(self) -> None:
+        if self._fd is None:
+            return
+        try:
+            # removed while still held: a process that opened it meanwhile finds it unlinked
+            # after taking the lock and starts over (acquire's check)
+            try:
+                self.path.unlink(missing_ok=True)
+            except OSError:
+                return   # a file left behind is harmless: the lock goes with the descriptor
+            for folder in self._made:
+                try:
+                    folder.rmdir()   # only if the run left nothing in it
+                except OSError:
+                    break
+        finally:
+            os.close(self._fd)
+            self._fd = None
