@@ -120,3 +120,25 @@ def test_engine_without_fused_losses_trains_against_the_labels_set(one_thread):
     expected = reference(logits, True).item()
     engine.step(real_A, real_B)
     assert engine.read_losses()["D_real"] == pytest.approx(expected, rel=1e-5)
+
+
+def test_labels_made_under_inference_mode_are_read():
+    """Inference tensors have no version counter to watch: their labels are read each call."""
+    with torch.inference_mode():
+        ours = fastp2p.GANLoss("lsgan")
+        x = torch.randn(2, 1, 4, 4)
+        before = ours(x, True)
+        ours.real_label.fill_(0.9)
+        after = ours(x, True)
+    assert torch.allclose(before, ((x - 1.0) ** 2).mean())
+    assert torch.allclose(after, ((x - 0.9) ** 2).mean())
+
+
+def test_compiled_loss_honours_the_labels():
+    ours = fastp2p.GANLoss("vanilla")
+    with torch.no_grad():
+        ours.real_label.fill_(0.9)
+    compiled = torch.compile(ours, backend="eager", fullgraph=True)
+    x = torch.randn(2, 1, 4, 4)
+    expected = ReferenceGANLoss("vanilla", 0.9)(x, True)
+    assert torch.allclose(compiled(x, True), expected)

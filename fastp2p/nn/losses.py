@@ -30,9 +30,12 @@ class GANLoss(_ReferenceGANLoss):
         sync) only when one was replaced or written in place since the last call: their
         identity and version counters are compared, not their values."""
         buffers = (self.real_label, self.fake_label)
-        versions = tuple(b._version for b in buffers)
+        try:
+            versions = tuple(b._version for b in buffers)
+        except RuntimeError:  # inference tensors (made under inference_mode): read every call
+            versions = None
         seen = self._labels_seen
-        if (seen is None or seen[1] != versions
+        if (versions is None or seen is None or seen[1] != versions
                 or any(now is not then for now, then in zip(buffers, seen[0]))):
             default = bool(self.real_label == 1.0) and bool(self.fake_label == 0.0)
             self._labels_seen = seen = (buffers, versions, default)
