@@ -265,7 +265,8 @@ class _Walk(NamedTuple):
     plain_weights: bool   # no parametrization anywhere, every convolution a plain weight Parameter
     layers_fit: bool      # every layer where and what the fused forward reads it as (``layers``)
     leaky_relus: tuple    # the LeakyReLU modules, whose slopes are read per call
-    end_convs: tuple      # the U-Net's first and last convolutions (``unet_output``)
+    output_path: tuple    # the U-Net's first and last convolutions, and whether its second
+    #                       level's output passes an InstanceNorm last (``unet_output``)
 
 
 # A tree's last walk is kept on its root (a U-Net, a discriminator's Sequential), not in a
@@ -395,8 +396,8 @@ def _fits(layer: nn.Module, expected) -> bool:
 def _unet_layers(unet) -> tuple:
     """(whether every level of ``unet`` holds the layers the fused forwards read, by position
     and exact type (an activation replaced, e.g. the output's Tanh by an Identity or a ReLU by a
-    SiLU, or a layer appended: no), its LeakyReLUs, its first and last convolutions)."""
-    leaky_relus, block, shapes, outer = [], unet.model, (_OUTERMOST,), None
+    SiLU, or a layer appended: no), its LeakyReLUs, and ``_Walk.output_path``)."""
+    leaky_relus, block, shapes, levels = [], unet.model, (_OUTERMOST,), []
     while True:
         if type(block) is not UnetSkipConnectionBlock or type(block.model) is not nn.Sequential:
             return False, (), ()
@@ -406,9 +407,10 @@ def _unet_layers(unet) -> tuple:
         if shape is None or block.outermost != (shape is _OUTERMOST):
             return False, (), ()
         leaky_relus += [m for m in layers if type(m) is nn.LeakyReLU]
-        outer = layers if outer is None else outer
+        levels.append(layers)
         if shape is _INNERMOST:
-            return True, tuple(leaky_relus), (outer[0], outer[3])
+            outer, second = levels[0], levels[1]
+            return True, tuple(leaky_relus), (outer[0], outer[3], _ends_in_instance_norm(second))
         block, shapes = layers[1 if shape is _OUTERMOST else 3], _INNER_SHAPES  # the _LEVEL
 
 
@@ -435,8 +437,8 @@ def unet_output(unet, input, out):
     unless the second level's output passes an InstanceNorm last (then the outermost
     concatenation is NCHW); the last convolution's weight makes the output channels-last
     either way."""
-    first, last = _walk(unet, _unet_layers).end_convs
-    if _ends_in_instance_norm(unet.model.model[1]):
+    first, last, nchw_concatenation = _walk(unet, _unet_layers).output_path
+    if nchw_concatenation:
         concatenation = CONTIGUOUS
     else:
         concatenation = conv_output_format(suggested_memory_format(input), first)
@@ -448,9 +450,10 @@ def unet_output(unet, input, out):
     return in_memory_format(out, memory_format)
 
 
-def _ends_in_instance_norm(block) -> bool:
-    """Whether a U-Net level's output passes an InstanceNorm after its up convolution."""
-    return any(isinstance(m, nn.InstanceNorm2d) for m in tuple(block.model)[4:])
+def _ends_in_instance_norm(level_layers: tuple) -> bool:
+    """Whether a U-Net level's output passes an InstanceNorm after its up convolution (its
+    up norm sits at index 4 or later in every level's layers)."""
+    return any(isinstance(m, nn.InstanceNorm2d) for m in level_layers[4:])
 
 
 def sequential_output(seq: nn.Sequential, input, out):
