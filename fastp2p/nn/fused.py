@@ -39,9 +39,8 @@ from torch.nn.utils import parametrize
 from fastp2p.nn.batch_statistics import (fused_ops_reproduce, updates_running_stats,
                                          uses_running_stats)
 from fastp2p.nn.folding import can_fold, conv_in_layout, folded_conv, gradient_wanted
-from fastp2p.nn.output_format import (CHANNELS_LAST, CONTIGUOUS, conv_output_format,
-                                      in_memory_format, sequential_output_format,
-                                      suggested_memory_format)
+from fastp2p.nn.output_format import (CONTIGUOUS, conv_output_format, in_memory_format,
+                                      sequential_output_format, suggested_memory_format)
 from fastp2p.ops import norm_act, norm_act_concat, onednn_packed
 from fastp2p.ops.aligned_channels import conv2d
 from fastp2p.ops.conv_transpose import (LAYOUT_OF_FORM, conv_transpose2d, conv_transpose2d_into,
