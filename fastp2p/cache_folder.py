@@ -5,6 +5,20 @@ import os
 from pathlib import Path
 
 
+class NoCacheFolder(OSError):
+    """Neither $FASTP2P_CACHE nor a home folder (a container without HOME and without a passwd
+    entry for its user): an OSError, as a folder that cannot be written."""
+
+
 def cache_root() -> Path:
-    """$FASTP2P_CACHE, else ~/.cache/fastp2p."""
-    return Path(os.environ.get("FASTP2P_CACHE") or Path.home() / ".cache" / "fastp2p")
+    """$FASTP2P_CACHE, else ~/.cache/fastp2p; NoCacheFolder where neither can be found."""
+    folder = os.environ.get("FASTP2P_CACHE")
+    if folder:
+        return Path(folder)
+    try:
+        home = Path.home()
+    except (RuntimeError, KeyError) as error:  # Python >= 3.12: RuntimeError; older: pwd's
+        raise NoCacheFolder(f"no folder for fastp2p's cache: FASTP2P_CACHE is not set and the "
+                            f"home folder is unknown ({error}); set FASTP2P_CACHE to a writable "
+                            "folder") from None
+    return home / ".cache" / "fastp2p"

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from fastp2p.cache_folder import cache_root
+from fastp2p.cache_folder import NoCacheFolder, cache_root
 from fastp2p.data.errors import DataError
 
 RECIPE_VERSION = 2
@@ -136,7 +136,10 @@ def default_dataroot(task: str = DEFAULT_TASK) -> Path:
     """
     if task not in TASKS:
         raise DataError(f"default dataset task {task!r} is not one of {', '.join(TASKS)}")
-    root = cache_root()
+    try:
+        root = cache_root()
+    except NoCacheFolder as error:
+        raise DataError(f"{error}, or pass --dataroot") from None
     final = root / f"default-{task}-{_fingerprint(task)}"
     if final.is_dir():
         return final

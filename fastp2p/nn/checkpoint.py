@@ -61,6 +61,12 @@ def read_state_dict(source, map_location="cpu") -> dict:
     if not isinstance(state_dict, dict) or not all(isinstance(k, str) for k in state_dict):
         raise ValueError(f"{where} is not a state_dict (a mapping of names to tensors); "
                          "save networks with torch.save(net.state_dict(), path)")
+    for key, value in state_dict.items():
+        if not isinstance(value, torch.Tensor):
+            raise ValueError(f"{where} is not a network's state_dict: {key!r} holds a "
+                             f"{type(value).__name__}, not a tensor (a training checkpoint "
+                             "bundling other values?); pass the network's own state_dict, as "
+                             "saved by torch.save(net.state_dict(), path)")
     return {_strip_wrapper_prefixes(k): v for k, v in state_dict.items()}
 
 
@@ -157,10 +163,16 @@ def infer_patchgan_config(state_dict: dict) -> dict:
         raise ValueError("no PatchGAN first conv key 'model.0.weight'") from None
     conv_weights = [k for k, v in state_dict.items()
                     if k.startswith("model.") and k.endswith(".weight") and v.dim() == 4]
+    # n_layers + 2 convolutions, except that n_layers 0 has three too: its second convolution
+    # keeps ndf channels where n_layers 1's doubles them.
+    n_layers = len(conv_weights) - 2
+    second = state_dict.get("model.2.weight")
+    if n_layers == 1 and second is not None and second.shape[0] == first.shape[0]:
+        n_layers = 0
     return {
         "input_nc": first.shape[1],
         "ndf": first.shape[0],
-        "n_layers": len(conv_weights) - 2,
+        "n_layers": n_layers,
         "norm": _norm_from_keys(state_dict, "model.3.running_mean", "model.2.bias"),
     }
 

@@ -3,7 +3,7 @@ from fastp2p.nn.checks import check_image_batch, check_positive_ints
 from fastp2p.nn.checkpoint import infer_patchgan_config, infer_pixelgan_config
 from fastp2p.nn.compat import ReferenceCheckpointMixin
 from fastp2p.nn.folding import ReleasesReplacedWeights
-from fastp2p.nn.fused import sequential_forward, sequential_supported
+from fastp2p.nn.fused import sequential_forward, sequential_output, sequential_supported
 from fastp2p.nn.fused_conv import conv_stack_forward
 from fastp2p.nn.norm import describe_norm_layer, resolve_norm_layer
 from fastp2p.ops.backends.conv_choice import may_fuse
@@ -51,9 +51,8 @@ class PatchDiscriminator(ReleasesReplacedWeights, ReferenceCheckpointMixin, NLay
                              "too small (use a larger image or fewer layers)")
         if not sequential_supported(self.model):
             return super().forward(input)
-        if may_fuse():
-            return conv_stack_forward(self.model, input)
-        return sequential_forward(self.model, input)
+        forward = conv_stack_forward if may_fuse() else sequential_forward
+        return sequential_output(self.model, input, forward(self.model, input))
 
 
 class PixelDiscriminator(ReleasesReplacedWeights, ReferenceCheckpointMixin, _Pixel):
@@ -77,4 +76,4 @@ class PixelDiscriminator(ReleasesReplacedWeights, ReferenceCheckpointMixin, _Pix
                           name="PixelDiscriminator")
         if not sequential_supported(self.net):
             return super().forward(input)
-        return sequential_forward(self.net, input)
+        return sequential_output(self.net, input, sequential_forward(self.net, input))

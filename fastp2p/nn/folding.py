@@ -9,7 +9,8 @@ fused forward then runs that convolution and the fused op with norm "none": bias
 The folded weights live in a stand-in module (a copy of the convolution's settings whose
 parameters are the folded tensors), never registered on the network: ``state_dict``,
 ``parameters()`` and training are untouched. It is cached per norm module and layout, and
-rebuilt when any tensor it is computed from changes: the key holds each tensor's storage address
+rebuilt when the convolution's settings (stride, padding, padding mode, ...) or any tensor it
+is computed from change: the key holds the settings and each tensor's storage address
 and version counter (bumped by every in-place change: an optimizer step, ``load_state_dict``,
 ``bn.running_var.mul_(2)``; not by a write through ``.data``: ``forget_cached_weights``), and
 the cache keeps the old tensors alive so that a replaced tensor (``.to()``, ``.half()``,
@@ -46,7 +47,7 @@ import torch.nn as nn
 from torch.optim.optimizer import register_optimizer_step_post_hook
 
 from fastp2p.nn.batch_statistics import uses_running_stats
-from fastp2p.ops.stand_ins import OPAQUE_LAYOUTS, stand_in
+from fastp2p.ops.stand_ins import OPAQUE_LAYOUTS, conv_settings, stand_in
 from fastp2p.ops.switches import Switch
 
 _FOLDABLE_CONVS = (nn.Conv2d, nn.ConvTranspose2d)
@@ -106,9 +107,10 @@ def _watch(tensors) -> Optional[tuple]:
 
 
 def _key(conv, norm) -> Optional[tuple]:
-    """eps and what ``_watch`` sees of every source tensor of the fold (None: unwatchable)."""
+    """eps, the convolution's settings and what ``_watch`` sees of every source tensor of the
+    fold (None: unwatchable)."""
     watched = _watch(_sources(conv, norm))
-    return None if watched is None else (norm.eps,) + watched
+    return None if watched is None else (norm.eps, conv_settings(conv)) + watched
 
 
 @torch.no_grad()
@@ -175,7 +177,8 @@ _layout_cache: "weakref.WeakKeyDictionary[nn.Module, dict]" = weakref.WeakKeyDic
 def conv_in_layout(conv: nn.Module, layout) -> nn.Module:
     """``conv``, or where its weight is not in ``layout`` a cached stand-in with a copy of the
     weight in that layout (and the same bias), rebuilt when the weight or bias changes. A
-    weight that cannot be watched (an inference tensor) is not copied: conv itself."""
+    weight that cannot be watched (an inference tensor) is not copied: conv itself. Keyed, as
+    a fold, on conv's settings too."""
     weight = conv._parameters["weight"]
     if layout == torch.preserve_format or (
             layout not in OPAQUE_LAYOUTS and weight.is_contiguous(memory_format=layout)):
@@ -184,13 +187,14 @@ def conv_in_layout(conv: nn.Module, layout) -> nn.Module:
     watched = _watch((weight, bias))
     if watched is None:
         return conv
+    key = (conv_settings(conv),) + watched
 
     def build():
         held = tuple(t.detach() for t in (weight, bias) if t is not None)
-        return _StandIn(watched, stand_in(conv, held[0], None if bias is None else held[1],
-                                          layout), held)
+        return _StandIn(key, stand_in(conv, held[0], None if bias is None else held[1], layout),
+                        held)
 
-    return _cached(_layout_cache, conv, layout, watched, (weight, bias), build)
+    return _cached(_layout_cache, conv, layout, key, (weight, bias), build)
 
 
 def folded_for(module: nn.Module) -> list:

@@ -22,7 +22,8 @@ cheaper call for the same bits, and the decoder's concatenation is written half 
 input's and the module's layout, with cached copies of the weights packed for oneDNN (for a
 transposed convolution: packed, as its four phases, or channels-last for the GEMM form,
 whichever was measured faster: ``weight_layouts``). The U-Net returns its
-output in the memory format the reference returns (``unet_output``). Layers the conv choice
+output in the memory format the reference returns (``unet_output``), the discriminators too
+(``sequential_output``). Layers the conv choice
 gives to the fused convolution run through fastp2p.nn.unet_conv / fused_conv instead.
 """
 from operator import attrgetter
@@ -32,13 +33,14 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 import torch.nn.modules.module as _module_hooks
-from torch._prims_common import suggest_memory_format
 from torch.nn.modules.module import register_module_module_registration_hook
 from torch.nn.utils import parametrize
 
 from fastp2p.nn.batch_statistics import (fused_ops_reproduce, updates_running_stats,
                                          uses_running_stats)
 from fastp2p.nn.folding import can_fold, conv_in_layout, folded_conv, gradient_wanted
+from fastp2p.nn.output_format import (CONTIGUOUS, conv_output_format, in_memory_format,
+                                      sequential_output_format, suggested_memory_format)
 from fastp2p.ops import norm_act, norm_act_concat, onednn_packed
 from fastp2p.ops.aligned_channels import conv2d
 from fastp2p.ops.conv_transpose import (LAYOUT_OF_FORM, conv_transpose2d, conv_transpose2d_into,
@@ -262,7 +264,8 @@ class _Walk(NamedTuple):
     plain_weights: bool   # no parametrization anywhere, every convolution a plain weight Parameter
     layers_fit: bool      # every layer where and what the fused forward reads it as (``layers``)
     leaky_relus: tuple    # the LeakyReLU modules, whose slopes are read per call
-    end_convs: tuple      # the U-Net's first and last convolutions (``unet_output``)
+    output_path: tuple    # the U-Net's first and last convolutions, and whether its second
+    #                       level's output passes an InstanceNorm last (``unet_output``)
 
 
 # A tree's last walk is kept on its root (a U-Net, a discriminator's Sequential), not in a
@@ -392,8 +395,8 @@ def _fits(layer: nn.Module, expected) -> bool:
 def _unet_layers(unet) -> tuple:
     """(whether every level of ``unet`` holds the layers the fused forwards read, by position
     and exact type (an activation replaced, e.g. the output's Tanh by an Identity or a ReLU by a
-    SiLU, or a layer appended: no), its LeakyReLUs, its first and last convolutions)."""
-    leaky_relus, block, shapes, outer = [], unet.model, (_OUTERMOST,), None
+    SiLU, or a layer appended: no), its LeakyReLUs, and ``_Walk.output_path``)."""
+    leaky_relus, block, shapes, levels = [], unet.model, (_OUTERMOST,), []
     while True:
         if type(block) is not UnetSkipConnectionBlock or type(block.model) is not nn.Sequential:
             return False, (), ()
@@ -403,9 +406,10 @@ def _unet_layers(unet) -> tuple:
         if shape is None or block.outermost != (shape is _OUTERMOST):
             return False, (), ()
         leaky_relus += [m for m in layers if type(m) is nn.LeakyReLU]
-        outer = layers if outer is None else outer
+        levels.append(layers)
         if shape is _INNERMOST:
-            return True, tuple(leaky_relus), (outer[0], outer[3])
+            outer, second = levels[0], levels[1]
+            return True, tuple(leaky_relus), (outer[0], outer[3], _ends_in_instance_norm(second))
         block, shapes = layers[1 if shape is _OUTERMOST else 3], _INNER_SHAPES  # the _LEVEL
 
 
@@ -424,41 +428,37 @@ def unet_forward(unet, input):
 
 
 def unet_output(unet, input, out):
-    """The U-Net's output ``out`` in the memory format the reference module returns for
-    ``input``: channels-last where torch's convolutions pick it, which they do when their
-    input's or their weight's strides suggest it (``suggested_memory_format``; the first and
-    last convolutions' weights decide for the whole network's output), else contiguous — CPU
-    inference, the CPU decoder's GEMM form and the fused convolution write channels-last
-    whatever the input's layout, and a batch-1 bottleneck's 1x1 maps can lose the layout."""
-    if suggested_memory_format(input) is _CHANNELS_LAST:
-        memory_format = _CHANNELS_LAST
-    elif out.is_contiguous():  # (a channels-last module's last convolution writes channels-last)
-        return out
+    """The U-Net's output ``out`` in the memory format, strides included, that the reference
+    module returns for ``input`` (fastp2p.nn.output_format): CPU inference, the CPU decoder's
+    GEMM form and the fused convolution write channels-last whatever the input's layout, and
+    the fused norms keep their input's format where InstanceNorm returns NCHW. Channels-last
+    from the input or the first convolution's weight carries through every level to the output
+    unless the second level's output passes an InstanceNorm last (then the outermost
+    concatenation is NCHW); the last convolution's weight makes the output channels-last
+    either way."""
+    first, last, nchw_concatenation = _walk(unet, _unet_layers).output_path
+    if nchw_concatenation:
+        concatenation = CONTIGUOUS
     else:
-        first, last = _walk(unet, _unet_layers).end_convs
-        memory_format = _CONTIGUOUS
-        if (suggested_memory_format(first._parameters["weight"]) is _CHANNELS_LAST
-                or suggested_memory_format(last._parameters["weight"]) is _CHANNELS_LAST):
-            memory_format = _CHANNELS_LAST
-    if out.is_contiguous(memory_format=memory_format):
-        return out
-    return out.contiguous(memory_format=memory_format)
+        concatenation = conv_output_format(suggested_memory_format(input), first)
+    memory_format = conv_output_format(concatenation, last)
+    if out.shape[1] == 1:
+        # One channel is dense in both formats; torch.tanh, the reference's last op, then
+        # writes NCHW strides.
+        memory_format = CONTIGUOUS
+    return in_memory_format(out, memory_format)
 
 
-_CONTIGUOUS, _CHANNELS_LAST = torch.contiguous_format, torch.channels_last
+def _ends_in_instance_norm(level_layers: tuple) -> bool:
+    """Whether a U-Net level's output passes an InstanceNorm after its up convolution (its
+    up norm sits at index 4 or later in every level's layers)."""
+    return any(isinstance(m, nn.InstanceNorm2d) for m in level_layers[4:])
 
 
-def suggested_memory_format(x) -> torch.memory_format:
-    """``x.suggest_memory_format()`` of torch's C++ (from the strides' order: a channels-last
-    tensor sliced is still channels-last, an NCHW one sliced or permuted contiguous), cheaply
-    where x is dense in exactly one of the two formats (torch's Python equivalent costs
-    microseconds)."""
-    if x.is_contiguous():
-        if not x.is_contiguous(memory_format=_CHANNELS_LAST):
-            return _CONTIGUOUS
-    elif x.is_contiguous(memory_format=_CHANNELS_LAST):
-        return _CHANNELS_LAST
-    return suggest_memory_format(x)
+def sequential_output(seq: nn.Sequential, input, out):
+    """A discriminator stack's output ``out`` in the memory format, strides included, that the
+    reference forward of ``seq`` returns for ``input``."""
+    return in_memory_format(out, sequential_output_format(seq, input))
 
 
 def sequential_supported(seq: nn.Sequential) -> bool:

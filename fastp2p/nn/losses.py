@@ -13,14 +13,33 @@ class GANLoss(_ReferenceGANLoss):
     """``GANLoss(gan_mode)`` with gan_mode "vanilla" | "lsgan" | "wgangp"; called as
     ``loss(prediction, target_is_real)``; returns a 0-dim tensor.
 
-    With the default labels (1 real, 0 fake) the loss and its gradient come from one fused
-    pass (fastp2p.ops.gan_loss; float32 result); other labels run the reference math.
+    While the label buffers hold 1 (real) and 0 (fake) the loss and its gradient come from one
+    fused pass (fastp2p.ops.gan_loss; float32 result); other labels (given here, loaded with
+    ``load_state_dict`` or written into ``real_label`` / ``fake_label`` later) run the
+    reference math, as does a call under torch.compile. wgangp ignores the labels, as the
+    reference does.
     """
 
     def __init__(self, gan_mode, target_real_label=1.0, target_fake_label=0.0):
         super().__init__(gan_mode, target_real_label, target_fake_label)
-        # Read once here: checking the label buffers per call would sync with the device.
-        self._default_labels = (target_real_label, target_fake_label) == (1.0, 0.0)
+        # (label buffers, their version counters, whether they hold 1 / 0) when last read.
+        self._labels_seen = None
+
+    def has_default_labels(self) -> bool:
+        """Whether ``real_label`` is 1 and ``fake_label`` 0. The buffers are read (a device
+        sync) only when one was replaced or written in place since the last call: their
+        identity and version counters are compared, not their values."""
+        buffers = (self.real_label, self.fake_label)
+        try:
+            versions = tuple(b._version for b in buffers)
+        except RuntimeError:  # inference tensors (made under inference_mode): read every call
+            versions = None
+        seen = self._labels_seen
+        if (versions is None or seen is None or seen[1] != versions
+                or any(now is not then for now, then in zip(buffers, seen[0]))):
+            default = bool(self.real_label == 1.0) and bool(self.fake_label == 0.0)
+            self._labels_seen = seen = (buffers, versions, default)
+        return seen[2]
 
     def forward(self, prediction, target_is_real):
         if not isinstance(prediction, torch.Tensor) or not prediction.is_floating_point():
@@ -30,7 +49,9 @@ class GANLoss(_ReferenceGANLoss):
             raise ValueError("GANLoss got an empty prediction tensor")
         if not isinstance(target_is_real, bool):
             raise ValueError(f"target_is_real must be True or False, got {target_is_real!r}")
-        if not self._default_labels:
+        # Under torch.compile the labels are traced, not checked: the reference math reads them.
+        if torch.compiler.is_compiling() or (self.gan_mode != "wgangp"
+                                             and not self.has_default_labels()):
             return super().forward(prediction, target_is_real)
         loss = gan_loss(prediction, self.gan_mode, target_is_real)  # float32 (float64 in)
         # As the reference: the logits' dtype, except under autocast (which runs these losses

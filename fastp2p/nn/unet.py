@@ -31,8 +31,9 @@ class UNet(ReleasesReplacedWeights, ReferenceCheckpointMixin, UnetGenerator):
     listed once, and again after a submodule is registered; their settings, LeakyReLU slopes
     included, and hooks are asked every call). BatchNorm picks its statistics as torch does
     (fastp2p.nn.batch_statistics).
-    The output has the memory format the reference returns (channels-last when the input's
-    strides, or the weights', suggest it; else NCHW). CPU
+    The output has the memory format and strides the reference returns (channels-last when the
+    input's strides, or the weights', suggest it, except that torch's InstanceNorm returns
+    NCHW, so with instance norms only the last convolution's weight can; else NCHW). CPU
     float32 inference computes channels-last either way, through cached copies of the convolutions'
     weights packed for oneDNN (fastp2p.ops.onednn_packed; for each transposed convolution, the
     layout of its form measured fastest: packed, its four phases' packed convolution, or

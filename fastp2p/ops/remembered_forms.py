@@ -7,8 +7,10 @@ measured forms").
 A choice holds for one machine and software: the file keeps one section per CPU model, torch
 build and fastp2p version, and in it one entry per choice key (layer shape, input size class,
 thread count, the forms that applied). The file is replaced atomically and merged with what
-another process wrote meanwhile; a missing, unreadable or malformed file reads as empty and a
-folder that cannot be written is left alone: timing again is the fallback, never an error.
+another process wrote meanwhile; a missing, unreadable or malformed file (not JSON, nested too
+deep to parse, of another format) reads as empty, and a folder that cannot be written or cannot
+be found (no FASTP2P_CACHE and no home folder) is left alone: timing again is the fallback,
+never an error.
 Deleting the file makes the next process measure afresh.
 """
 import functools
@@ -24,9 +26,14 @@ from fastp2p.cpu_info import cpu_model
 
 FILE_NAME = "cpu_deconv_forms.json"
 _FORMAT = 1
+# What reading or writing the file may raise: unreadable or unwritable (OSError), not UTF-8 or
+# not JSON (ValueError), nested deeper than json's recursion limit (RecursionError).
+_UNUSABLE = (OSError, ValueError, RecursionError)
 
 
 def path() -> Path:
+    """The file; fastp2p.cache_folder.NoCacheFolder (an OSError) where there is no cache
+    folder."""
     return cache_root() / FILE_NAME
 
 
@@ -57,28 +64,33 @@ class RememberedForms:
     def put(self, key: tuple, form: str) -> None:
         self._read_if_moved()
         self._forms[repr(key)] = form
-        file = path()
         try:
+            file = path()
             file.parent.mkdir(parents=True, exist_ok=True)
             sections = _read(file)
             sections[machine()] = {**sections.get(machine(), {}), **self._forms}
             with replacing(file, durable=False) as temp:
                 temp.write_text(json.dumps({"format": _FORMAT, "machines": sections}, indent=1))
-        except OSError:
-            pass  # a read-only or full cache folder: measured again by the next process
+        except _UNUSABLE:
+            # No, a read-only or a full cache folder, or another machine's section nested too
+            # deep to write back: measured again by the next process.
+            pass
 
     def _read_if_moved(self) -> None:
-        file = path()
+        try:
+            file = path()
+        except OSError:
+            file = None  # no cache folder: nothing to read (what this process measured stays)
         if file != self._read_from:
             self._read_from = file
-            self._forms = dict(_read(file).get(machine(), {}))
+            self._forms = {} if file is None else dict(_read(file).get(machine(), {}))
 
 
 def _read(file: Path) -> dict:
     """The file's sections ({machine: {key: form}}), or {} where it is missing or unusable."""
     try:
         content = json.loads(file.read_text())
-    except (OSError, ValueError):
+    except _UNUSABLE:
         return {}
     if not (isinstance(content, dict) and content.get("format") == _FORMAT
             and isinstance(content.get("machines"), dict)):

@@ -20,6 +20,17 @@ PHASES = "onednn_phases"
 OPAQUE_LAYOUTS = (PACKED, PHASES)  # not memory formats: always a stand-in
 
 
+def conv_settings(conv: nn.Module) -> tuple:
+    """What ``conv``'s forward reads besides its weight and bias, which a stand-in copies: part
+    of the key a stand-in is cached under (fastp2p.nn.folding), so that a setting changed after
+    the first call (``conv.padding_mode = "reflect"``, ``conv.padding = (2, 2)``) rebuilds it.
+    ``_reversed_padding_repeated_twice`` is torch's padding for non-zero padding modes, fixed
+    when the module was built: the module keeps using it after ``padding`` changes, and so does
+    its stand-in."""
+    return (conv.stride, conv.padding, conv.dilation, conv.groups, conv.padding_mode,
+            getattr(conv, "output_padding", None), conv._reversed_padding_repeated_twice)
+
+
 def stand_in(conv: nn.Module, weight: torch.Tensor, bias: Optional[torch.Tensor],
              layout=torch.preserve_format) -> nn.Module:
     """A module of conv's type and settings whose parameters are ``weight`` (laid out as conv's
@@ -40,6 +51,7 @@ def stand_in(conv: nn.Module, weight: torch.Tensor, bias: Optional[torch.Tensor]
     if isinstance(conv, nn.ConvTranspose2d):
         settings["output_padding"] = conv.output_padding
     module = cls(conv.in_channels, conv.out_channels, conv.kernel_size, **settings)
+    module._reversed_padding_repeated_twice = conv._reversed_padding_repeated_twice
     module.weight = nn.Parameter(weight, requires_grad=False)
     if bias is not None:
         module.bias = nn.Parameter(bias.detach(), requires_grad=False)

@@ -226,6 +226,7 @@ class Pix2PixEngine:
     def step(self, real_A: torch.Tensor, real_B: torch.Tensor) -> None:
         """One full pix2pix D+G update on a batch (N x C x H x W tensors in [-1, 1])."""
         self._check_batch(real_A, real_B)
+        self._check_gan_labels()
         if self.cuda_graph:
             self._graph_step(real_A, real_B)
         else:
@@ -235,6 +236,20 @@ class Pix2PixEngine:
         self._mark_written()
         self.steps += 1
         self._steps_since_read += 1
+
+    def _check_gan_labels(self) -> None:
+        """fused_step_losses computes the GAN losses against labels 1 / 0, and a captured CUDA
+        graph keeps the loss it was captured with: other labels written into criterionGAN's
+        buffers are refused there, not ignored (wgangp has no labels). No sync unless the
+        buffers changed since the last step (GANLoss.has_default_labels)."""
+        if (self.gan_mode == "wgangp" or not (self.fused_step_losses or self.cuda_graph)
+                or self.criterionGAN.has_default_labels()):
+            return
+        option = "fused_step_losses" if self.fused_step_losses else "cuda_graph"
+        raise ValueError(f"criterionGAN's labels are real {self.criterionGAN.real_label.item():g}"
+                         f" / fake {self.criterionGAN.fake_label.item():g}, but {option} trains "
+                         f"against 1 / 0; keep the default labels or build the engine with "
+                         f"{option}=False")
 
     def _mark_written(self) -> None:
         """Bump the version counter of every parameter and buffer the step wrote. A CUDA-graph
