@@ -25,7 +25,7 @@ seed = _int_at_least(0, 2 ** 63 - 1)
 
 
 def finite_non_negative_float(text: str) -> float:
-    """A float that is finite and >= 0 (--init_gain, --lambda_L1: 0 is accepted, as the
+    """A float that is finite and >= 0 (--init_gain, --lambda_L1, --lr: 0 is accepted, as the
     reference accepts it; nan, inf or a negative value failed only later, deep inside)."""
     try:
         value = float(text)
@@ -35,6 +35,18 @@ def finite_non_negative_float(text: str) -> float:
         raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text!r}")
     return value
 
+
+
+def adam_beta1(text: str) -> float:
+    """Adam's beta1: finite, 0 <= beta1 < 1, as torch.optim.Adam requires (--beta1; nan or 1
+    failed only when the optimizers were built, in a traceback)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0 <= value < 1:  # False for nan
+        raise argparse.ArgumentTypeError(f"must be a number in [0, 1), got {text!r}")
+    return value
 
 def dataset_size(text: str) -> float:
     """A count of pairs, or ``inf`` for no limit (--max_dataset_size; a float, as the

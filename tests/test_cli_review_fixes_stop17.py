@@ -5,7 +5,7 @@
    folder's lock (two real processes, a torchrun job of two ranks, and a stale lock file);
 2. a second `fastp2p bench` of the same day and commit replaced the first one's results;
 3. `fastp2p test` died with ZeroDivisionError when a baseline's L1 was 0;
-4. --init_gain nan / negative, a --seed past 64 bits, --lambda_L1 nan and a --load_size that
+4. --init_gain nan / negative, a --seed past 64 bits, --lambda_L1, --lr or --beta1 nan (or --beta1 1) and a --load_size that
    --preprocess scale_width (or image sizes that --preprocess none) hand the U-Net at sizes it
    cannot take failed late, with tracebacks or messages that named no option;
 5. index.html's image links broke for file names with #, ? or % in them.
@@ -314,7 +314,9 @@ def test_test_command_finishes_when_real_a_is_real_b(data, trained, tmp_path, ca
 
 SHARED_BAD = [("--init_gain", "nan"), ("--init_gain", "-1"), ("--init_gain", "inf"),
               ("--seed", "99999999999999999999"), ("--seed", str(2 ** 63)), ("--seed", "-1")]
-TRAIN_BAD = [("--lambda_L1", "nan"), ("--lambda_L1", "-inf"), ("--lambda_L1", "-3")]
+TRAIN_BAD = [("--lambda_L1", "nan"), ("--lambda_L1", "-inf"), ("--lambda_L1", "-3"),
+             ("--lr", "nan"), ("--lr", "inf"), ("--lr", "-1e-4"),
+             ("--beta1", "nan"), ("--beta1", "1"), ("--beta1", "-0.1")]
 
 
 @pytest.mark.parametrize("command,option,value",
@@ -335,10 +337,12 @@ def test_bad_gain_seed_and_lambda_exit_2_naming_the_option(data, tmp_path, capsy
 
 
 def test_what_the_reference_accepts_still_trains(data, tmp_path, capsys):
-    """0 for --init_gain and --lambda_L1 (the reference takes any float), the largest seed,
-    and --preprocess scale_width at a --load_size the U-Net takes."""
+    """0 for --init_gain, --lambda_L1, --lr and --beta1 (the reference takes any float; Adam
+    takes these), the largest seed, and --preprocess scale_width at a --load_size the U-Net
+    takes."""
     assert main(train_argv(data, tmp_path / "ckpt", "--init_type", "xavier", "--init_gain", "0",
-                           "--lambda_L1", "0", "--seed", str(2 ** 63 - 1), "--preprocess",
+                           "--lambda_L1", "0", "--lr", "0", "--beta1", "0",
+                           "--seed", str(2 ** 63 - 1), "--preprocess",
                            "scale_width", "--n_epochs_decay", "0", "--no_html")) == 0
 
 

@@ -9,8 +9,8 @@ given explicitly always wins.
 """
 import argparse
 
-from fastp2p.option_types import (finite_non_negative_float, non_negative_int, plain_name,
-                                  positive_int, seed)
+from fastp2p.option_types import (adam_beta1, finite_non_negative_float, non_negative_int,
+                                  plain_name, positive_int, seed)
 
 
 class QuickDefault:
@@ -105,10 +105,10 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--lambda_L1", type=finite_non_negative_float, default=100.0,
                        help="weight of the L1 term of the generator loss, >= 0 "
                             "(default %(default)s)")
-    group.add_argument("--lr", type=float, default=QuickDefault(2e-4, 1e-3),
-                       help="initial Adam learning rate (default %(default)s)")
-    group.add_argument("--beta1", type=float, default=0.5,
-                       help="Adam beta1 (beta2 is 0.999) (default %(default)s)")
+    group.add_argument("--lr", type=finite_non_negative_float, default=QuickDefault(2e-4, 1e-3),
+                       help="initial Adam learning rate, >= 0 (default %(default)s)")
+    group.add_argument("--beta1", type=adam_beta1, default=0.5,
+                       help="Adam beta1, in [0, 1) (beta2 is 0.999) (default %(default)s)")
     group.add_argument("--batch_size", type=positive_int, default=QuickDefault(1, 32),
                        help="images per step (per process under torchrun) (default %(default)s)")
     group.add_argument("--n_epochs", type=non_negative_int, default=QuickDefault(100, 7),
