@@ -5,9 +5,10 @@
    folder's lock (two real processes, a torchrun job of two ranks, and a stale lock file);
 2. a second `fastp2p bench` of the same day and commit replaced the first one's results;
 3. `fastp2p test` died with ZeroDivisionError when a baseline's L1 was 0;
-4. --init_gain nan / negative, a --seed past 64 bits, --lambda_L1, --lr or --beta1 nan (or --beta1 1) and a --load_size that
-   --preprocess scale_width (or image sizes that --preprocess none) hand the U-Net at sizes it
-   cannot take failed late, with tracebacks or messages that named no option;
+4. --init_gain nan / negative, a --seed past 64 bits, --lambda_L1, --lr or --beta1 nan (or
+   --beta1 1) and a --load_size that --preprocess scale_width (or image sizes that
+   --preprocess none) hand the U-Net at sizes it cannot take failed late, with tracebacks
+   or messages that named no option;
 5. index.html's image links broke for file names with #, ? or % in them.
 """
 import argparse
