@@ -207,6 +207,33 @@ def test_the_lock_in_one_process_and_its_traces(tmp_path):
     assert not (folder / LOCK_NAME).exists()
 
 
+
+def test_a_lock_file_another_user_left_still_locks(tmp_path, monkeypatch):
+    """A shared run folder: the lock file is made writable for every user the umask allows
+    (0o666 & ~umask), and one another user left without write access for us (simulated:
+    opening it for writing is refused, as for a non-root user) is opened read-only and
+    locked all the same, with the busy message for a second holder."""
+    folder = tmp_path / "run"
+    lock = RunFolderLock(folder)
+    lock.acquire()
+    umask = os.umask(0)
+    os.umask(umask)
+    assert (folder / LOCK_NAME).stat().st_mode & 0o777 == 0o666 & ~umask
+    os.close(lock._fd)   # as if the run was killed: its file stays
+    lock._fd = None
+    real_open = os.open
+
+    def write_refused(path, flags, *mode):
+        if flags & (os.O_RDWR | os.O_WRONLY):
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(path))
+        return real_open(path, flags, *mode)
+    monkeypatch.setattr(run_lock.os, "open", write_refused)
+    first, second = RunFolderLock(folder), RunFolderLock(folder)
+    first.acquire()
+    with pytest.raises(RunFolderBusy, match="in use"):
+        second.acquire()
+    first.release()
+
 def test_a_file_system_without_locks_trains_with_a_warning(data, tmp_path, capsys,
                                                            monkeypatch):
     def no_locks(fd, operation):

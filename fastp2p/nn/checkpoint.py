@@ -51,8 +51,11 @@ def _first_bytes(source, count=4) -> bytes:
         return handle.read(count)
 
 
-def read_state_dict(source, map_location="cpu") -> dict:
-    """A state_dict from a path or an already loaded mapping, wrapper prefixes removed."""
+def read_state_dict(source, map_location="cpu", tensor_keys=None) -> dict:
+    """A state_dict from a path or an already loaded mapping, wrapper prefixes removed.
+    ``tensor_keys``: the (unprefixed) keys whose values must be tensors, None for all; others
+    pass as they are (``load_state_dict(strict=False)``, where torch reports an extra entry
+    such as ``"epoch": 3`` as an unexpected key, as for the reference)."""
     if isinstance(source, (str, PathLike)):
         state_dict = load_safely(source, map_location=map_location)
         where = f"checkpoint {str(source)!r}"
@@ -62,7 +65,8 @@ def read_state_dict(source, map_location="cpu") -> dict:
         raise ValueError(f"{where} is not a state_dict (a mapping of names to tensors); "
                          "save networks with torch.save(net.state_dict(), path)")
     for key, value in state_dict.items():
-        if not isinstance(value, torch.Tensor):
+        checked = tensor_keys is None or _strip_wrapper_prefixes(key) in tensor_keys
+        if checked and not isinstance(value, torch.Tensor):
             raise ValueError(f"{where} is not a network's state_dict: {key!r} holds a "
                              f"{type(value).__name__}, not a tensor (a training checkpoint "
                              "bundling other values?); pass the network's own state_dict, as "

@@ -24,7 +24,10 @@ class ReferenceCheckpointMixin:
         return ", ".join(f"{k}={v}" for k, v in self.config().items())
 
     def load_state_dict(self, state_dict, strict=True, assign=False):
-        raw = read_state_dict(state_dict)
+        # strict=False: only this module's own entries must be tensors; torch lists the
+        # others as unexpected keys, whatever they hold
+        raw = read_state_dict(state_dict,
+                              tensor_keys=None if strict else set(self.state_dict()))
         state_dict = drop_legacy_instance_norm_stats(self, raw)
         if strict:
             # What the file looks like is read off the file as it is: the statistics dropped

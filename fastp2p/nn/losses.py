@@ -26,10 +26,14 @@ class GANLoss(_ReferenceGANLoss):
         self._labels_seen = None
 
     def has_default_labels(self) -> bool:
-        """Whether ``real_label`` is 1 and ``fake_label`` 0. The buffers are read (a device
-        sync) only when one was replaced or written in place since the last call: their
-        identity and version counters are compared, not their values."""
+        """Whether ``real_label`` is 1 and ``fake_label`` 0. CPU buffers are read on every call.
+        Device buffers are read (a sync) only when one was replaced or written in place since
+        the last call: their identity and version counters are compared, not their values, so
+        a write through ``.data`` (which bumps no counter) after the first call is not seen
+        there; write the buffers themselves (``real_label.fill_(0.9)`` under no_grad)."""
         buffers = (self.real_label, self.fake_label)
+        if buffers[0].is_cpu and buffers[1].is_cpu:
+            return buffers[0].item() == 1.0 and buffers[1].item() == 0.0
         try:
             versions = tuple(b._version for b in buffers)
         except RuntimeError:  # inference tensors (made under inference_mode): read every call

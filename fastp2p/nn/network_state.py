@@ -28,6 +28,7 @@ def biases_an_instance_norm_cancels(net: torch.nn.Module) -> set:
         if not isinstance(module, nn.Sequential):
             continue
         for index, (layer, following) in enumerate(zip(module, list(module)[1:])):
-            if isinstance(following, nn.InstanceNorm2d) and getattr(layer, "bias", None) is not None:
+            if (isinstance(following, nn.InstanceNorm2d)
+                    and getattr(layer, "bias", None) is not None):
                 cancelled.add(f"{prefix}.{index}.bias" if prefix else f"{index}.bias")
     return cancelled

@@ -43,7 +43,7 @@ class RunFolderLock:
             self.folder.mkdir(parents=True, exist_ok=True)
             self._made = self._made or missing
             try:
-                fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+                fd = self._open()
             except FileNotFoundError:
                 continue  # the folder went (a run that ended removed it): make it again
             try:
@@ -67,12 +67,25 @@ class RunFolderLock:
                 raise
             if self._still_linked(fd):
                 self._fd = fd
-                os.ftruncate(fd, 0)
-                os.write(fd, f"{os.getpid()}\n".encode())   # for the message above
+                try:
+                    os.ftruncate(fd, 0)
+                    os.write(fd, f"{os.getpid()}\n".encode())   # for the message above
+                except OSError:
+                    pass   # another user's file, opened read-only: locked all the same
             else:
                 # the run that held it removed the file between our open and our lock: the
                 # lock is on a file no one else will open; take the one at the path now
                 os.close(fd)
+
+    def _open(self) -> int:
+        """The lock file, made writable by every user the umask allows: a run folder shared by
+        several users must not be locked for good by a file one of them left behind (a
+        killed run's). A file another user made without that is opened read-only, which
+        flock takes just as well."""
+        try:
+            return os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
+        except PermissionError:
+            return os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
 
     def _holder(self) -> str:
         """The holder's "process N, " (it writes its pid into the file), or nothing."""
