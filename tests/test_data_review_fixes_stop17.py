@@ -55,10 +55,10 @@ def test_synthetic_refuses_a_users_pair_named_frames(tmp_path, capsys):
     assert not (tmp_path / "mine" / ".fastp2p-synthetic-train.json").exists()
 
 
-@pytest.mark.parametrize("record", ["not json {", json.dumps({"seed": 0, "size": 256,
-                                                              "quality": 90})])
-def test_an_unreadable_or_countless_record_covers_no_files(tmp_path, record):
-    """Garbage, or an older fastp2p's record (no pair count): nothing says which files it wrote."""
+@pytest.mark.parametrize("record", ["not json {", json.dumps({"size": 256, "quality": 90})])
+def test_an_unreadable_or_setless_record_covers_no_files(tmp_path, record):
+    """Garbage, or a record without a set (no seed): nothing says which files it wrote. (An
+    older fastp2p's record, without a pair count: tests/test_data_compat_stop17.py.)"""
     _user_frames(tmp_path / "train", 3)
     (tmp_path / ".fastp2p-synthetic-train.json").write_text(record)
     before = _files(tmp_path / "train")

@@ -58,11 +58,17 @@ def require_folder(folder: Path, expected: str) -> None:
                         "(check --dataroot and --dataset_mode)")
 
 
+# Formats whose mode I images are 16-bit grayscale in 0..65535: PNG (older Pillow), and PGM/PPM
+# with a maxval above 255, whose values Pillow scales from 0..maxval to 0..65535.
+SIXTEEN_BIT_I_FORMATS = ("PNG", "PPM")
+
+
 def _unsupported_mode(img: Image.Image) -> str | None:
     """Why ``img``'s pixels cannot be read as 8-bit, or None. 16-bit grayscale is scaled (see
-    ``decode_rgb``); 32-bit integer and float images (modes I and F, but for a PNG's mode I,
-    which is 16-bit) carry no range a fixed scaling could honour: they are refused."""
-    if img.mode == "F" or (img.mode == "I" and img.format != "PNG"):
+    ``decode_rgb``); 32-bit integer and float images (modes I and F, but for the mode I of
+    SIXTEEN_BIT_I_FORMATS, which is 16-bit) carry no range a fixed scaling could honour: they
+    are refused."""
+    if img.mode == "F" or (img.mode == "I" and img.format not in SIXTEEN_BIT_I_FORMATS):
         kind = "32-bit float" if img.mode == "F" else "32-bit integer"
         return (f"{kind} image (mode {img.mode}) has no known range to scale to 8 bits; "
                 "convert it to 8-bit or 16-bit")
@@ -90,9 +96,10 @@ def decode_rgb(img: Image.Image) -> Image.Image:
     """``img`` as 8-bit RGB: the one decode of the folder datasets and ``fastp2p pack``.
 
     8-bit modes go through Pillow's ``convert("RGB")`` as the reference's. 16-bit grayscale
-    (modes I;16*, and I as Pillow may open a 16-bit PNG), which ``convert`` clips to white
-    above 255, is scaled to round(value / 257): 0 -> 0, 65535 -> 255, and a 16-bit image
-    made from an 8-bit one (v * 257) gives back exactly v. Modes I (not PNG) and F are refused.
+    (modes I;16*, and I as Pillow may open a 16-bit PNG or opens a PGM with maxval > 255,
+    scaled to 0..65535), which ``convert`` clips to white above 255, is scaled to
+    round(value / 257): 0 -> 0, 65535 -> 255, and a 16-bit image made from an 8-bit one
+    (v * 257) gives back exactly v. Modes I (not PNG or PGM/PPM) and F are refused.
     """
     problem = _unsupported_mode(img)
     if problem:

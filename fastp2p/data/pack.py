@@ -28,7 +28,8 @@ import numpy as np
 from fastp2p.atomic_files import naming_the_file, replacing
 from fastp2p.data.errors import DataError
 from fastp2p.data.folders import open_pair, scan_aligned, scan_two_folders
-from fastp2p.data.packed import FORMAT, INDEX_NAME, VERSION, file_checksums
+from fastp2p.data.packed import (FORMAT, INDEX_NAME, VERSION, file_checksums, plan_digest,
+                                 plan_settings)
 from fastp2p.data.transforms import BICUBIC, Preprocess
 
 STATE_NAME = "pack-state.json"
@@ -153,15 +154,6 @@ def plan_pairs(dataroot: Path, phase: str, dataset_mode: str, load_size: int,
     return [(str(a.relative_to(dataroot)), str(b.relative_to(dataroot))) for a, b in pairs]
 
 
-def _plan_digest(dataroot: Path, pairs, settings: dict) -> str:
-    """What a shard's bytes depend on: settings, and each source's name, size and mtime."""
-    digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode())
-    for name in sorted({p for pair in pairs for p in pair}):
-        stat = (dataroot / name).stat()
-        digest.update(f"{name}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
-    return digest.hexdigest()
-
-
 def _recorded_shards(phase_dir: Path) -> dict:
     """Shard records of an earlier run (finished: index.json; interrupted: pack-state.json)."""
     records = {}
@@ -238,14 +230,13 @@ def pack_phase(dataroot: Path, out: Path, phase: str, *, load_size: int = 286,
     per_shard = pairs_per_shard or auto_pairs_per_shard(len(pairs), load_size)
     if per_shard < 1:
         raise DataError(f"--pairs-per-shard must be >= 1, got {per_shard}")
-    settings = {"format": FORMAT, "version": VERSION, "load_size": load_size,
-                "dataset_mode": dataset_mode, "skip_bad": skip_bad, "gray": gray}
+    settings = plan_settings(load_size, dataset_mode, skip_bad, gray)
     jobs = []
     for number, start in enumerate(range(0, len(pairs), per_shard)):
         chunk = pairs[start:start + per_shard]
         jobs.append({"file": f"shard-{number:05d}.u8", "gray_file": f"gray-{number:05d}.u8",
                      "gray": gray, "pairs": chunk,
-                     "plan": _plan_digest(dataroot, chunk, settings),
+                     "plan": plan_digest(dataroot, chunk, settings),
                      "phase_dir": str(phase_dir), "dataroot": str(dataroot),
                      "aligned": dataset_mode == "aligned", "load_size": load_size,
                      "skip_bad": skip_bad})

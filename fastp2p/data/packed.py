@@ -59,14 +59,58 @@ def pack_command_line(phase_dir: Path, index=None) -> str:
                                         "aligned")]
     if _is_int(index.get("pairs_per_shard"), 1):
         words += ["--pairs-per-shard", str(index["pairs_per_shard"])]
-    words += [option for option, field in (("--skip-bad", "skip_bad"), ("--gray", "gray"))
-              if index.get(field) is True]
+    if _packed_with_skip_bad(index):
+        words.append("--skip-bad")
+    if index.get("gray") is True:
+        words.append("--gray")
     return " ".join(words)
 
 
+def plan_settings(load_size: int, dataset_mode: str, skip_bad: bool, gray: bool) -> dict:
+    """The options a shard's bytes depend on, as its plan digest takes them."""
+    settings = {"format": FORMAT, "version": VERSION, "load_size": load_size,
+                "dataset_mode": dataset_mode, "skip_bad": skip_bad}
+    if gray:    # only then: the plans of packs made before --gray existed stay the same
+        settings["gray"] = True
+    return settings
+
+
+def plan_digest(dataroot: Path, pairs, settings: dict) -> str:
+    """What a shard's bytes depend on: settings, and each source's name, size and mtime."""
+    digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode())
+    for name in sorted({p for pair in pairs for p in pair}):
+        stat = (Path(dataroot) / name).stat()
+        digest.update(f"{name}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+    return digest.hexdigest()
+
+
+def _packed_with_skip_bad(index: dict) -> bool | None:
+    """Whether the pack was made with --skip-bad; None if its index cannot tell. An index
+    written before the "skip_bad" field existed shows it by a pair skipped while packing, or
+    by which value gives its first shard's plan digest (while its sources are unchanged)."""
+    if "skip_bad" in index:
+        return index["skip_bad"] is True
+    if isinstance(index.get("skipped"), list) and index["skipped"]:
+        return True
+    try:
+        shard = index["shards"][0]
+        pairs = index["sources"][:shard["count"]]
+        for skip_bad in (False, True):
+            settings = plan_settings(index["load_size"], index["dataset_mode"], skip_bad,
+                                     gray=False)
+            if plan_digest(index["dataroot"], pairs, settings) == shard["plan"]:
+                return skip_bad
+    except (OSError, LookupError, TypeError, ValueError, AttributeError):
+        pass        # a damaged index, or sources gone
+    return None
+
+
 def repack_hint(phase_dir: Path, index=None) -> str:
+    unsure = (isinstance(index, dict) and index.get("format") == FORMAT
+              and _packed_with_skip_bad(index) is None)
+    # without the --skip-bad it was made with, the re-run packs every shard again (same pairs)
     return (f"re-run `{pack_command_line(phase_dir, index)}` (it resumes and rewrites bad "
-            "shards)")
+            f"shards{'; add --skip-bad if the pack was made with it' if unsure else ''})")
 
 
 def is_packed(phase_dir: Path) -> bool:

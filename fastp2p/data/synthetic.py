@@ -14,7 +14,8 @@ belong to (seed, size, JPEG quality) and how many pairs fastp2p may have written
 only), before any pair is written: a run for another set removes those pairs and writes every
 pair again instead of keeping files of the wrong set. Files the record does not cover are never
 removed: pair-named files without a readable record (a user's frames named 0000000.jpg...) or
-past its count are refused.
+past its count are refused (an older fastp2p's record has no count: it covers the pairs numbered
+from 0 without a gap).
 """
 import json
 import math
@@ -108,18 +109,29 @@ def _record_path(dataroot: Path, phase: str) -> Path:
     return dataroot / f".fastp2p-synthetic-{phase}.json"
 
 
-def _recorded_set(record: Path):
-    """The set and pair count a record says fastp2p wrote, or None (no record, unreadable, or
-    an older fastp2p's, which did not say how many pairs it wrote)."""
+def _is_count(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _recorded_set(record: Path, folder: Path):
+    """The set and pair count a record says fastp2p wrote, or None (no record, or unreadable).
+
+    A record of an older fastp2p has no pair count; it is trusted for the pairs numbered from 0
+    without a gap (that fastp2p refused folders holding other files and wrote its record only
+    for its own pairs), so pairs past a gap are still refused."""
     try:
         recorded = json.loads(record.read_text())
     except (OSError, ValueError):
         return None
-    if not isinstance(recorded, dict) or not all(
-            isinstance(recorded.get(key), int) and not isinstance(recorded[key], bool)
-            for key in ("seed", "size", "quality", "pairs")):
+    if not isinstance(recorded, dict) or not all(_is_count(recorded.get(key))
+                                                 for key in ("seed", "size", "quality")):
         return None
-    return recorded
+    if "pairs" not in recorded:
+        contiguous = 0
+        while (folder / pair_name(contiguous)).is_file():
+            contiguous += 1
+        recorded = dict(recorded, pairs=contiguous)
+    return recorded if _is_count(recorded["pairs"]) else None
 
 
 def _pair_index(path: Path) -> int:
@@ -132,13 +144,13 @@ def _start_set(folder: Path, record: Path, wanted: dict, count: int) -> None:
     pair is written. Only pairs the record says fastp2p wrote are ever removed: a pair-named
     file it does not cover (a user's 0000000.jpg, or a folder without a readable record) is
     refused before anything is removed."""
-    recorded = _recorded_set(record)
+    recorded = _recorded_set(record, folder)
     written = recorded["pairs"] if recorded is not None else 0
     pairs = sorted(path for path in folder.iterdir() if _is_pair_file(path.name, math.inf))
     unknown = [path.name for path in pairs if _pair_index(path) >= written]
     if unknown:
         why = ("that its record does not say fastp2p wrote" if recorded is not None else
-               f"and its {record.name} is unreadable or an older fastp2p's (no pair count)"
+               f"and its {record.name} is unreadable"
                if record.exists() else f"and no {record.name} says fastp2p wrote them")
         raise DataError(f"{folder}: holds {len(unknown)} files named like synthetic pairs (e.g. "
                         f"{unknown[0]}) {why}; write into an empty DATAROOT")
