@@ -19,7 +19,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -38,6 +37,7 @@ from fastp2p.cli import main
 from fastp2p.train.evaluation import L1Scores
 from fastp2p.train.reports import write_html
 from fastp2p.train.run_lock import LOCK_NAME, RunFolderBusy, RunFolderLock
+from helpers.torchrun_helpers import as_torchrun_rank, free_port
 from helpers.train_helpers import train_argv, write_aligned_dataset
 
 # Processes started here import the fastp2p this test imports (the installed package, or the
@@ -164,16 +164,8 @@ def test_a_second_real_train_process_is_refused_while_the_first_trains(data, tmp
     assert (folder / "latest_net_G.pth").is_file()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _rank(rank, port, argv, out):
-    os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE="2",
-                      MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    torch.set_num_threads(1)
+    as_torchrun_rank(rank, port)
     Path(out, f"rank{rank}").write_text(str(main(argv)))
 
 
@@ -182,7 +174,7 @@ def test_every_rank_of_a_torchrun_job_stops_when_the_folder_is_held(data, tmp_pa
     of training on, then waiting forever at the first collective for the rank that left."""
     folder = tmp_path / "ckpt" / "tiny"
     holder(folder)
-    mp.spawn(_rank, args=(_free_port(), train_argv(data, tmp_path / "ckpt"), str(tmp_path)),
+    mp.spawn(_rank, args=(free_port(), train_argv(data, tmp_path / "ckpt"), str(tmp_path)),
              nprocs=2, join=True)
     assert [(tmp_path / f"rank{r}").read_text() for r in range(2)] == ["1", "1"]
     assert sorted(path.name for path in folder.iterdir()) == [LOCK_NAME]

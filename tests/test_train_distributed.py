@@ -1,6 +1,5 @@
 """Two gloo processes, each on half of a batch, update the weights like one process on all of it."""
 import os
-import socket
 
 import torch
 import torch.distributed as dist
@@ -8,15 +7,10 @@ import torch.multiprocessing as mp
 
 from fastp2p.train.distributed import ProcessInfo, shutdown_processes, wrap_for_data_parallel
 from fastp2p.train.engine import Pix2PixEngine
+from helpers.torchrun_helpers import free_port
 from helpers.train_helpers import random_batches, tiny_networks
 
 STEPS = 2
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _worker(rank, world_size, port, batches, out_dir):
@@ -42,7 +36,7 @@ def _worker(rank, world_size, port, batches, out_dir):
 
 def test_two_gloo_processes_match_one_process_on_the_whole_batch(tmp_path):
     batches = random_batches(STEPS, batch_size=2)
-    mp.spawn(_worker, args=(2, _free_port(), batches, str(tmp_path)), nprocs=2, join=True)
+    mp.spawn(_worker, args=(2, free_port(), batches, str(tmp_path)), nprocs=2, join=True)
 
     netG, netD = tiny_networks(norm="instance")
     engine = Pix2PixEngine(netG, netD)

@@ -5,7 +5,6 @@ where the uninterrupted run had it (it used to fail with KeyError 'netG.module' 
 torchrun resume put every rank on rank 0's stream)."""
 import os
 import shutil
-import socket
 
 import torch
 import torch.distributed as dist
@@ -17,16 +16,11 @@ from fastp2p.nn.network_state import dropout_rng_modules
 from fastp2p.train.engine import Pix2PixEngine
 from fastp2p.train.schedulers import LRSchedule
 from fastp2p.train.trainer import Trainer
+from helpers.torchrun_helpers import as_torchrun_rank, free_port
 from helpers.train_helpers import train_argv, write_aligned_dataset
 
 SIZE = 64  # unet_64: the smallest U-Net with a dropout layer
 FIT = Trainer.fit
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _argv(data, checkpoints, *extra):
@@ -73,9 +67,7 @@ def _losses_that_disagree(rank):
 
 
 def _rank(rank, port, argvs, out, spawn):
-    os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE="2",
-                      MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    torch.set_num_threads(1)
+    as_torchrun_rank(rank, port)
     _losses_that_disagree(rank)
     _record_runs(out, f"spawn{spawn}_rank{rank}")
     # one process group for the runs of this spawn: train's own shutdown is left to the end
@@ -107,9 +99,9 @@ def test_plateau_and_dropout_streams_agree_across_ranks_and_resumes(tmp_path, mo
     # 1. two processes, 3 epochs, uninterrupted; 2. the same resumed from its epoch-2 state
     # (a copy of the folder); 3. the single-process state resumed for one more epoch.
     argv_whole = _argv(data, whole, "--n_epochs", "3")
-    mp.spawn(_rank, args=(_free_port(), [argv_whole], str(out), 1), nprocs=2, join=True)
+    mp.spawn(_rank, args=(free_port(), [argv_whole], str(out), 1), nprocs=2, join=True)
     shutil.copytree(whole, resumed)
-    mp.spawn(_rank, args=(_free_port(), [
+    mp.spawn(_rank, args=(free_port(), [
         _argv(data, resumed, "--n_epochs", "3", "--continue_train", "--epoch", "2"),
         _argv(data, single, "--n_epochs", "2", "--continue_train")], str(out), 2),
         nprocs=2, join=True)

@@ -1,31 +1,21 @@
 """Two gloo processes set up as `torchrun --nproc_per_node=2 -m fastp2p train` sets them up, on
 packed data: each rank trains on its own half of every epoch, and the halves are disjoint."""
 import json
-import os
-import socket
 from pathlib import Path
 
-import torch
 import torch.multiprocessing as mp
 
 from fastp2p.bench.end_to_end import make_packed_set
 from fastp2p.cli import build_parser
 from fastp2p.data import packed_loader
 from fastp2p.train import train_command
+from helpers.torchrun_helpers import as_torchrun_rank, free_port
 
 PAIRS, EPOCHS = 8, 2
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _rank(rank, port, packed, out):
-    os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE="2",
-                      MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    torch.set_num_threads(1)
+    as_torchrun_rank(rank, port)
     seen = []
     iterate = packed_loader.PackedDeviceLoader.__iter__
 
@@ -47,7 +37,7 @@ def _rank(rank, port, packed, out):
 
 def test_each_rank_trains_on_a_disjoint_half_of_the_packed_pairs(tmp_path):
     packed = make_packed_set(tmp_path, PAIRS, 36)
-    mp.spawn(_rank, args=(_free_port(), str(packed), str(tmp_path)), nprocs=2, join=True)
+    mp.spawn(_rank, args=(free_port(), str(packed), str(tmp_path)), nprocs=2, join=True)
     ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(2)]
     assert [rank["code"] for rank in ranks] == [0, 0]
     everything = {f"{i:07d}.jpg" for i in range(PAIRS)}

@@ -134,10 +134,11 @@ def test_network_state_dict_stays_float32_and_loads_into_the_reference():
     assert torch.equal(opt.copy, opt.master[:opt.num_copied].to(torch.bfloat16))
 
 
-def test_optimizer_state_round_trips_through_a_weights_only_checkpoint():
+def _stepped_and_resumed(opt, netG, **resumed_options):
+    """Two steps of ``opt`` on ``netG``, then network and optimizer saved through a
+    weights_only checkpoint and loaded into another network's optimizer built with
+    ``resumed_options``: that resumed optimizer."""
     MasterWeightsAdam, _ = _adam_classes()
-    netG, _ = tiny_networks()
-    opt = MasterWeightsAdam(netG, lr=2e-4, betas=(0.5, 0.999))
     for step in range(2):
         _random_grads(opt, seed=step)
         opt.step()
@@ -146,9 +147,17 @@ def test_optimizer_state_round_trips_through_a_weights_only_checkpoint():
     buffer.seek(0)
     saved = torch.load(buffer, weights_only=True)
     resumed_net, _ = tiny_networks(seed=5)
-    resumed = MasterWeightsAdam(resumed_net, lr=1.0, betas=(0.9, 0.9))
+    resumed = MasterWeightsAdam(resumed_net, **resumed_options)
     resumed_net.load_state_dict(saved["net"])
     resumed.load_state_dict(saved["opt"])
+    return resumed
+
+
+def test_optimizer_state_round_trips_through_a_weights_only_checkpoint():
+    MasterWeightsAdam, _ = _adam_classes()
+    netG, _ = tiny_networks()
+    opt = MasterWeightsAdam(netG, lr=2e-4, betas=(0.5, 0.999))
+    resumed = _stepped_and_resumed(opt, netG, lr=1.0, betas=(0.9, 0.9))
     assert resumed.steps == 2 and resumed.param_groups[0]["betas"] == (0.5, 0.999)
     assert resumed.param_groups[0]["lr"].item() == pytest.approx(2e-4)
     for each in (opt, resumed):
@@ -165,17 +174,7 @@ def test_resume_restores_eps_and_weight_decay_into_an_optimizer_built_with_defau
     MasterWeightsAdam, _ = _adam_classes()
     netG, _ = tiny_networks()
     opt = MasterWeightsAdam(netG, lr=2e-4, betas=(0.5, 0.999), eps=1e-6, weight_decay=0.01)
-    for step in range(2):
-        _random_grads(opt, seed=step)
-        opt.step()
-    buffer = io.BytesIO()
-    torch.save({"net": netG.state_dict(), "opt": opt.state_dict()}, buffer)
-    buffer.seek(0)
-    saved = torch.load(buffer, weights_only=True)
-    resumed_net, _ = tiny_networks(seed=5)
-    resumed = MasterWeightsAdam(resumed_net)
-    resumed_net.load_state_dict(saved["net"])
-    resumed.load_state_dict(saved["opt"])
+    resumed = _stepped_and_resumed(opt, netG)
     ours, theirs = resumed.param_groups[0], opt.param_groups[0]
     assert (ours["eps"], ours["weight_decay"], ours["betas"]) == (1e-6, 0.01, (0.5, 0.999))
     assert (ours["eps"], ours["weight_decay"], ours["betas"]) == (
@@ -187,6 +186,7 @@ def test_resume_restores_eps_and_weight_decay_into_an_optimizer_built_with_defau
             each.step()
         for name in ("master", "exp_avg", "exp_avg_sq", "copy"):
             assert torch.equal(getattr(resumed, name), getattr(opt, name)), (step, name)
+
 
 def test_per_parameter_state_views_the_flat_buffers():
     """``opt.state`` as torch.optim has it ({param: {name: tensor}}), for code that inspects
