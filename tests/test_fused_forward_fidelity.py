@@ -19,31 +19,12 @@ import torch
 import torch.nn as nn
 
 import fastp2p
-from fastp2p import reference
 from fastp2p.nn import fused
-from helpers.network_checks import compare_networks, random_images, randomize_batchnorms
+from helpers.network_checks import (compare_networks, network_pair, random_images,
+                                    randomize_batchnorms)
 from helpers.tolerances import FP32_NETWORK, assert_close
 
 CL = torch.channels_last
-
-
-def _pair(kind, norm_layer=None):
-    """(fastp2p network, reference network) with the same random weights: torch's default
-    initialization, whose signal survives an eval forward through every level (pix2pix's
-    N(0, 0.02) shrinks it so much that a wrong slope at level 2 moved the output by < 1e-4)."""
-    torch.manual_seed(0)
-    norm_layer = norm_layer or reference.get_norm_layer("batch")
-    if kind == "unet":
-        theirs = reference.UnetGenerator(3, 3, 5, 4, norm_layer)
-        ours = fastp2p.UNet(3, 3, 5, 4, norm_layer=norm_layer)
-    elif kind == "patch":
-        theirs = reference.NLayerDiscriminator(3, 4, 2, norm_layer)
-        ours = fastp2p.PatchDiscriminator(3, 4, 2, norm_layer=norm_layer)
-    else:
-        theirs = reference.PixelDiscriminator(3, 4, norm_layer)
-        ours = fastp2p.PixelDiscriminator(3, 4, norm_layer=norm_layer)
-    ours.load_state_dict(theirs.state_dict())
-    return ours, theirs
 
 
 def _fused_forward_runs(net) -> bool:
@@ -86,13 +67,13 @@ def _group_norm(channels):
 @KINDS
 @MODES
 def test_a_group_norm_network_runs_the_reference_forward(kind, mode, grad):
-    ours, theirs = _pair(kind, _group_norm)
+    ours, theirs = network_pair(kind, _group_norm)
     assert not _fused_forward_runs(ours)
     _compare(ours, theirs, random_images(32), mode, grad, f"{kind} GroupNorm")
 
 
 def test_a_group_norm_put_in_later_is_seen():
-    ours, theirs = _pair("unet")
+    ours, theirs = network_pair("unet")
     x = random_images(32)
     with torch.no_grad():
         ours.eval()(x)  # walked and supported
@@ -138,7 +119,7 @@ def test_batchnorm_statistics_are_chosen_as_torch_chooses_them(kind, mode, grad,
     """Running statistics far from (0, 1), so that the batch's statistics in their place (the
     reviewer measured a relative error of 1.67) or the running ones in place of the batch's
     would show; the buffers (and num_batches_tracked) must be left as torch leaves them."""
-    ours, theirs = _pair(kind)
+    ours, theirs = network_pair(kind)
     for net in (ours, theirs):
         randomize_batchnorms(net, 3)
         BATCHNORM_EDITS[edit](net)
@@ -147,7 +128,7 @@ def test_batchnorm_statistics_are_chosen_as_torch_chooses_them(kind, mode, grad,
 
 
 def test_a_training_batchnorm_missing_one_buffer_runs_the_reference_forward():
-    ours, _ = _pair("unet")
+    ours, _ = network_pair("unet")
     ours.model.model[1].model[2].num_batches_tracked = None
     assert not fused.unet_supported(ours)  # torch updates the statistics but counts nothing
     ours.eval()
@@ -157,7 +138,7 @@ def test_a_training_batchnorm_missing_one_buffer_runs_the_reference_forward():
 @KINDS
 @pytest.mark.parametrize("buffer", ["running_mean", "running_var"])
 def test_an_eval_batchnorm_missing_one_running_buffer_fails_as_in_torch(kind, buffer):
-    ours, theirs = _pair(kind)
+    ours, theirs = network_pair(kind)
     for net in (ours, theirs):
         for m in net.modules():
             if isinstance(m, nn.BatchNorm2d):
@@ -214,7 +195,7 @@ def test_unet_activations_are_the_modules(mode, grad, edit):
     """Each edit made after a first forward (the walk is cached then: a changed attribute
     registers nothing, a replaced module does)."""
     change, still_fused = ACTIVATION_EDITS[edit]
-    ours, theirs = _pair("unet")
+    ours, theirs = network_pair("unet")
     for net in (ours, theirs):
         randomize_batchnorms(net, 4)
     x = random_images(32)
@@ -246,7 +227,7 @@ INPUTS = {
 @pytest.mark.parametrize("grad", [False, True])
 @pytest.mark.parametrize("layout", INPUTS)
 def test_the_output_has_the_reference_strides(kind, module_format, grad, layout):
-    ours, theirs = _pair(kind)
+    ours, theirs = network_pair(kind)
     for net in (ours, theirs):
         randomize_batchnorms(net, 5).eval().to(memory_format=module_format)
     x = INPUTS[layout]()

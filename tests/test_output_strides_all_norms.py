@@ -10,9 +10,8 @@ import pytest
 import torch
 import torch.nn as nn
 
-import fastp2p
 from fastp2p import reference
-from helpers.network_checks import random_images
+from helpers.network_checks import network_pair, random_images
 from helpers.tolerances import FP32_NETWORK, assert_close
 
 CL = torch.channels_last
@@ -23,22 +22,6 @@ INPUTS = {
     "permuted": lambda: random_images(32).transpose(2, 3).contiguous().transpose(2, 3),
     "channels-last batch 1": lambda: random_images(32)[:1].contiguous(memory_format=CL),
 }
-
-
-def _pair(kind, norm, output_nc=3):
-    torch.manual_seed(0)
-    norm_layer = reference.get_norm_layer(norm)
-    if kind == "unet":
-        theirs = reference.UnetGenerator(3, output_nc, 5, 4, norm_layer)
-        ours = fastp2p.UNet(3, output_nc, 5, 4, norm=norm)
-    elif kind == "patch":
-        theirs = reference.NLayerDiscriminator(3, 4, 2, norm_layer)
-        ours = fastp2p.PatchDiscriminator(3, 4, 2, norm=norm)
-    else:
-        theirs = reference.PixelDiscriminator(3, 4, norm_layer)
-        ours = fastp2p.PixelDiscriminator(3, 4, norm=norm)
-    ours.load_state_dict(theirs.state_dict())
-    return ours, theirs
 
 
 def _check(ours, theirs, x, train, grad, what):
@@ -65,7 +48,7 @@ def _skip_batch_statistics_of_one_value(norm, train, x):
 @pytest.mark.parametrize("grad", [False, True], ids=["no_grad", "grad"])
 @pytest.mark.parametrize("layout", INPUTS)
 def test_the_output_has_the_reference_strides(kind, norm, module_format, train, grad, layout):
-    ours, theirs = _pair(kind, norm)
+    ours, theirs = network_pair(kind, reference.get_norm_layer(norm))
     for net in (ours, theirs):
         net.to(memory_format=module_format)
     _check(ours, theirs, INPUTS[layout](), train, grad, f"{kind} {norm} {layout}")
@@ -95,7 +78,7 @@ def _middle(net):
 @pytest.mark.parametrize("grad", [False, True], ids=["no_grad", "grad"])
 @pytest.mark.parametrize("layout", ["nchw", "channels-last"])
 def test_one_channels_last_weight(kind, norm, which, grad, layout):
-    ours, theirs = _pair(kind, norm)
+    ours, theirs = network_pair(kind, reference.get_norm_layer(norm))
     for net in (ours, theirs):
         conv = which(net)
         conv.weight.data = conv.weight.data.contiguous(memory_format=CL)
@@ -112,7 +95,7 @@ def test_a_one_channel_unet_output_has_the_reference_strides(norm, module_format
                                                                layout):
     x = INPUTS[layout]()
     _skip_batch_statistics_of_one_value(norm, train, x)
-    ours, theirs = _pair("unet", norm, output_nc=1)
+    ours, theirs = network_pair("unet", reference.get_norm_layer(norm), output_nc=1)
     for net in (ours, theirs):
         net.to(memory_format=module_format)
     _check(ours, theirs, x, train, grad, f"gray {norm} {layout}")
