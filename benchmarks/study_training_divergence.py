@@ -52,9 +52,11 @@ def _flat_weights(net, left_out):
 
 def _distance(pair, baseline, left_out):
     """The larger of G's and D's relative weight distance."""
-    return max(float((_flat_weights(a, left_out[i]) - _flat_weights(b, left_out[i])).norm()
-                     / _flat_weights(b, left_out[i]).norm())
-               for i, (a, b) in enumerate(zip(pair, baseline)))
+    distances = []
+    for net, base, cancelled in zip(pair, baseline, left_out):
+        weights, base_weights = _flat_weights(net, cancelled), _flat_weights(base, cancelled)
+        distances.append(float((weights - base_weights).norm() / base_weights.norm()))
+    return max(distances)
 
 
 def _channels_last_step(step):

@@ -88,16 +88,15 @@ def _set_to_the_reference_state(engine, refG, refD, opt_G, opt_D):
 
 
 def _flat(net, left_out):
-    return torch.cat([p.detach().flatten() for n, p in net.named_parameters()
-                      if n not in left_out])
+    return torch.cat([w.flatten() for w in _named_tensors(net, left_out, "weights").values()])
 
 
-def _named_tensors(net, left_out, what):
-    """(name, tensor) of a network's parameters ("weights", without the names in ``left_out``)
+def _named_tensors(net, left_out, what) -> dict:
+    """{name: tensor} of a network's parameters ("weights", without the names in ``left_out``)
     or floating-point buffers ("buffers")."""
     if what == "buffers":
-        return [(n, b) for n, b in net.named_buffers() if b.is_floating_point()]
-    return [(n, p.detach()) for n, p in net.named_parameters() if n not in left_out]
+        return {n: b for n, b in net.named_buffers() if b.is_floating_point()}
+    return {n: p.detach() for n, p in net.named_parameters() if n not in left_out}
 
 
 # Each parameter tensor's update in one step, against the reference's: the whole-network
@@ -137,8 +136,9 @@ def test_each_of_200_fused_steps_is_the_reference_step(backend, norm):
     for step in range(200):
         real_A, real_B = batches[step % len(batches)]
         _set_to_the_reference_state(engine, refG, refD, opt_G, opt_D)
-        before = {net: _named_tensors(net, left_out[net], "weights") for net in (refG, refD)}
-        before = {net: [(n, w.clone()) for n, w in named] for net, named in before.items()}
+        before = {net: {n: w.clone() for n, w in _named_tensors(net, left_out[net],
+                                                                "weights").items()}
+                  for net in (refG, refD)}
         expected = reference_step(refG, refD, opt_G, opt_D, criterion, real_A, real_B)
         engine.step(real_A, real_B)
         got = engine.read_losses()
@@ -146,17 +146,16 @@ def test_each_of_200_fused_steps_is_the_reference_step(backend, norm):
                      TRAINING_200_STEPS, f"step {step} losses")
         for name, ours, theirs in (("G", netG, refG), ("D", netD, refD)):
             for what in ("weights", "buffers"):
-                pairs = list(zip(_named_tensors(ours, left_out[theirs], what),
-                                 _named_tensors(theirs, left_out[theirs], what)))
-                assert pairs or what == "buffers"
-                assert all(a[0] == b[0] for a, b in pairs)
-                if pairs:
-                    assert_close(torch.cat([a[1].flatten() for a, _ in pairs]),
-                                 torch.cat([b[1].flatten() for _, b in pairs]), TRAINING_200_STEPS,
-                                 f"step {step} net{name} {what}")
-            ours_now = dict(_named_tensors(ours, left_out[theirs], "weights"))
-            theirs_now = dict(_named_tensors(theirs, left_out[theirs], "weights"))
-            for tensor, start in before[theirs]:
+                ours_now, theirs_now = (_named_tensors(net, left_out[theirs], what)
+                                        for net in (ours, theirs))
+                assert list(ours_now) == list(theirs_now) and (ours_now or what == "buffers")
+                if ours_now:
+                    assert_close(torch.cat([t.flatten() for t in ours_now.values()]),
+                                 torch.cat([t.flatten() for t in theirs_now.values()]),
+                                 TRAINING_200_STEPS, f"step {step} net{name} {what}")
+            ours_now, theirs_now = (_named_tensors(net, left_out[theirs], "weights")
+                                    for net in (ours, theirs))
+            for tensor, start in before[theirs].items():
                 assert_close(ours_now[tensor] - start, theirs_now[tensor] - start,
                              UPDATE_PER_TENSOR, f"step {step} net{name} {tensor}'s update")
     start_G, _ = tiny_networks(norm=norm)
