@@ -24,37 +24,37 @@ non_negative_int = _int_at_least(0)
 seed = _int_at_least(0, 2 ** 63 - 1)
 
 
+def _float_or_nan(text: str) -> float:
+    """float(text), or nan for text that is no number: the checks below then refuse it with
+    their own message."""
+    try:
+        return float(text)
+    except ValueError:
+        return math.nan
+
+
 def finite_non_negative_float(text: str) -> float:
     """A float that is finite and >= 0 (--init_gain, --lambda_L1, --lr: 0 is accepted, as the
     reference accepts it; nan, inf or a negative value failed only later, deep inside)."""
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
+    value = _float_or_nan(text)
     if not (math.isfinite(value) and value >= 0):
         raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text!r}")
     return value
 
 
-
 def adam_beta1(text: str) -> float:
     """Adam's beta1: finite, 0 <= beta1 < 1, as torch.optim.Adam requires (--beta1; nan or 1
     failed only when the optimizers were built, in a traceback)."""
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
+    value = _float_or_nan(text)
     if not 0 <= value < 1:  # False for nan
         raise argparse.ArgumentTypeError(f"must be a number in [0, 1), got {text!r}")
     return value
 
+
 def dataset_size(text: str) -> float:
     """A count of pairs, or ``inf`` for no limit (--max_dataset_size; a float, as the
     reference's default is float("inf"))."""
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
+    value = _float_or_nan(text)
     if not (value == math.inf or (math.isfinite(value) and value >= 1 and value == int(value))):
         raise argparse.ArgumentTypeError(f"must be a whole number >= 1 (or inf: no limit), "
                                          f"got {text!r}")
