@@ -12,7 +12,8 @@ import torch
 import torch.nn as nn
 
 import fastp2p
-from fastp2p.nn.graph_replay import GraphedModule, _Capture, _is_setting, _ModuleTensors
+from fastp2p.nn.graph_replay import _is_setting, _ModuleTensors
+from helpers.graph_stand_in import OnCuda, capture_on_the_cpu
 
 
 def _networks():
@@ -128,38 +129,12 @@ def test_nothing_but_a_setting_changes_the_signature(net_name):
     assert tensors.signature(x) == eval_signature != train_signature
 
 
-class _StandInGraph:
-    """torch.cuda.CUDAGraph's replay, counted."""
-
-    def __init__(self):
-        self.replays = 0
-
-    def replay(self):
-        self.replays += 1
-
-
-class _OnCuda(torch.Tensor):
-    """A CPU tensor that GraphedModule takes for a CUDA input (it asks ``is_cuda``)."""
-
-    @property
-    def is_cuda(self):
-        return True
-
-
 def test_graphed_captures_again_for_a_changed_setting_and_replays_for_the_old_one(monkeypatch):
     net = _networks()["unet-batch-dropout"].eval()
-    captured = []
-
-    def stand_in_capture(self, input):
-        captured.append(next(m for m in net.modules() if isinstance(m, nn.BatchNorm2d)).eps)
-        plain = input.as_subclass(torch.Tensor)
-        output = self.module(plain)
-        return output, _Capture(_StandInGraph(), plain.clone(), output.clone(),
-                                self._tensors.state(), [], [])
-
-    monkeypatch.setattr(GraphedModule, "_capture", stand_in_capture)
+    captured = capture_on_the_cpu(monkeypatch, lambda: next(
+        m for m in net.modules() if isinstance(m, nn.BatchNorm2d)).eps)
     translate = fastp2p.graphed(net)
-    x = _image().as_subclass(_OnCuda)
+    x = _image().as_subclass(OnCuda)
     norm = next(m for m in net.modules() if isinstance(m, nn.BatchNorm2d))
     translate(x)
     translate(x)

@@ -258,7 +258,7 @@ register_module_module_registration_hook(_Registrations.hook)
 class _Walk(NamedTuple):
     """What ``_walk`` lists of a module tree."""
     registrations: int    # _Registrations.count when walked
-    hook_dicts: tuple     # the forward hook dicts of every module but the root (``_hooks``)
+    hook_dicts: tuple     # the forward hook dicts of every module but the root (forward_hook_dicts)
     backward_hook_dicts: tuple  # and their backward hook dicts (``_backward_hooks``)
     norms: tuple          # the norm-like modules (``_norm_like``)
     plain_weights: bool   # no parametrization anywhere, every convolution a plain weight Parameter
@@ -299,7 +299,7 @@ def _walk(root: nn.Module, layers=_any_layers) -> _Walk:
 
 def _walk_of(root: nn.Module, layers) -> _Walk:
     submodules = tuple(root.modules())[1:]  # not root: its own hooks run (it is called)
-    return _Walk(_Registrations.count, tuple(d for m in submodules for d in _hooks(m)),
+    return _Walk(_Registrations.count, tuple(d for m in submodules for d in forward_hook_dicts(m)),
                  tuple(d for m in submodules for d in _backward_hooks(m)),
                  tuple(_norm_like(submodules)), _plain_weights(submodules), *layers(root))
 
@@ -314,7 +314,7 @@ def _plain_weights(modules) -> bool:
         for m in modules if isinstance(m, nn.modules.conv._ConvNd))
 
 
-def _hooks(module: nn.Module) -> tuple:
+def forward_hook_dicts(module: nn.Module) -> tuple:
     """The dicts that ``module.register_forward_hook`` / ``register_forward_pre_hook`` add to
     (created with the module, never replaced by torch), so a walk can list them once and see a
     hook added or removed by asking them (a U-Net-256 tree: about a microsecond; asking the
@@ -465,7 +465,7 @@ def sequential_supported(seq: nn.Sequential) -> bool:
     """Whether ``sequential_forward`` reproduces the discriminator stack ``seq`` (the network's
     ``model`` or ``net``, so ``seq``'s own hooks would not run either): only convolutions,
     LeakyReLUs and fused norms, and ``_fused_forward_fits``."""
-    if any(_hooks(seq)) or (torch.is_grad_enabled() and any(_backward_hooks(seq))):
+    if any(forward_hook_dicts(seq)) or (torch.is_grad_enabled() and any(_backward_hooks(seq))):
         return False
     if not _fused_forward_fits(_walk(seq)):
         return False

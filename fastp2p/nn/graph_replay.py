@@ -25,15 +25,20 @@ sequence of eager calls. The tensors the forward mutates get their version count
 each replay, as an eager forward would, so eager folding caches see the change.
 
 Every call runs without autograd (like ``torch.no_grad()``): this is for inference. CPU (and any
-non-CUDA) inputs run the module eagerly under ``torch.no_grad()``, same API.
+non-CUDA) inputs run the module eagerly under ``torch.no_grad()``, same API. So does every call
+while the module or any of its submodules has a forward (pre-)hook, or a global one is set: a
+replay runs no Python, so a hook would fire once, at capture, and its effect on the output would
+stay in the graph after the hook is removed. Nothing is captured while a hook is present.
 """
 from dataclasses import dataclass
 from operator import itemgetter
 
 import torch
 import torch.nn as nn
+import torch.nn.modules.module as _module_hooks
 
 from fastp2p.nn.folding import folded_for, see_fused_steps_on
+from fastp2p.nn.fused import forward_hook_dicts
 
 
 # The types of the values read as a submodule's settings (bool is an int).
@@ -68,6 +73,7 @@ class _ModuleTensors:
     def __init__(self, module: nn.Module):
         self.modules = list(module.modules())
         self.stores = [store for m in self.modules for store in (m._parameters, m._buffers)]
+        self.hook_dicts = tuple(d for m in self.modules for d in forward_hook_dicts(m))
         # (attribute dict, setting names, getter of their values) per submodule, ``training``
         # among them: one C-level itemgetter call per submodule keeps the signature cheap.
         self.settings = []
@@ -82,6 +88,12 @@ class _ModuleTensors:
         except KeyError:  # a setting was deleted (``del bn.momentum``): it reads as absent
             return tuple([tuple(values.get(name, _ABSENT) for name in names)
                           for values, names, _ in self.settings])
+
+    def forward_hooked(self) -> bool:
+        """Whether a forward or forward-pre hook is set on the module, a submodule or globally:
+        a call must then run eagerly (asking the dicts listed once costs about a microsecond)."""
+        return bool(_module_hooks._global_forward_hooks or _module_hooks._global_forward_pre_hooks
+                    or any(self.hook_dicts))
 
     def tensors(self) -> list:
         return [t for store in self.stores for t in store.values() if t is not None]
@@ -143,7 +155,8 @@ class GraphedModule:
 
     def __call__(self, input: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
-            if not (isinstance(input, torch.Tensor) and input.is_cuda):
+            if (not (isinstance(input, torch.Tensor) and input.is_cuda)
+                    or self._tensors.forward_hooked()):
                 return self.module(input)
             key = self._tensors.signature(input)
             capture = self._captures.get(key)
