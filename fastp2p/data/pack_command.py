@@ -126,27 +126,33 @@ def run(args: argparse.Namespace) -> int:
         parser.error(f"--workers must be >= 1, got {workers}")
     dataroot = Path(args.dataroot)
     writing = dataroot      # the folder an OSError that names no file (a write) was about
+    out = None if args.out is None else Path(args.out)
     try:
+        # The phases to pack: --phase, or the dataset's phase folders (train/ too where
+        # --synthetic is about to write it).
+        phases = args.phase or [p for p in PHASES if (dataroot / p).is_dir()
+                                or (p == "train" and args.synthetic is not None)]
+        # Everything that can refuse OUT is asked before anything is written, synthetic pairs
+        # included.
+        if out is not None and out.resolve() == dataroot.resolve():
+            raise DataError(f"{out}: OUT must differ from DATAROOT")
+        if out is not None and not args.overwrite:
+            for phase in phases:
+                refuse_other_load_size(out / phase, args.load_size)
         if args.synthetic is not None:
             from fastp2p.data.synthetic import write_synthetic
             folder = write_synthetic(dataroot, args.synthetic, seed=args.seed, workers=workers,
                                      progress=args.progress)
             print(f"{folder}: {args.synthetic} synthetic pairs (seed {args.seed})")
-            if args.out is None:
+            if out is None:
                 return 0
-        out = writing = Path(args.out)
-        phases = args.phase or [p for p in PHASES if (dataroot / p).is_dir()]
+        writing = out
         if not dataroot.is_dir():
             raise DataError(f"{dataroot}: DATAROOT folder not found; point it at a dataset "
                             "holding train/ (and val/, test/)")
         if not phases:
             raise DataError(f"{dataroot}: no {', '.join(PHASES)} folder in it; pass --phase "
                             "NAME for another phase folder")
-        if out.resolve() == dataroot.resolve():
-            raise DataError(f"{out}: OUT must differ from DATAROOT")
-        if not args.overwrite:      # before any phase is packed
-            for phase in phases:
-                refuse_other_load_size(out / phase, args.load_size)
         for phase in phases:
             index = pack_phase(dataroot, out, phase, load_size=args.load_size,
                                dataset_mode=args.dataset_mode, workers=workers,
