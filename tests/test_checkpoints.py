@@ -1,4 +1,6 @@
-"""Checkpoints written by the reference networks load into fastp2p's and give the same outputs."""
+"""Checkpoints written by the reference networks load into fastp2p's and give the same outputs;
+PatchDiscriminator.from_checkpoint infers every n_layers, 0 included (three convolutions, as
+n_layers 1, but the second keeps ndf channels)."""
 import copy
 
 import pytest
@@ -92,3 +94,19 @@ def test_non_strict_load_keeps_pytorch_semantics():
     partial = dict(list(net.state_dict().items())[:3])
     result = fastp2p.UNet(3, 3, 5, ngf=4).load_state_dict(partial, strict=False)
     assert result.missing_keys and not result.unexpected_keys
+
+
+@pytest.mark.parametrize("n_layers", [0, 1, 2, 3, 4])
+@pytest.mark.parametrize("norm", ["batch", "instance"])
+def test_patchgan_n_layers_round_trip(tmp_path, n_layers, norm):
+    torch.manual_seed(n_layers)
+    theirs = reference.NLayerDiscriminator(6, 8, n_layers, reference.get_norm_layer(norm)).eval()
+    path = tmp_path / "netD.pth"
+    torch.save(theirs.state_dict(), path)
+    ours = fastp2p.PatchDiscriminator.from_checkpoint(path).eval()
+    assert ours.config() == {"input_nc": 6, "ndf": 8, "n_layers": n_layers, "norm": norm}
+    x = torch.randn(2, 6, 64, 64)
+    with torch.no_grad():
+        assert torch.allclose(ours(x), theirs(x), rtol=1e-5, atol=1e-6)
+    torch.save(ours.state_dict(), path)  # and back from fastp2p's own file
+    assert fastp2p.PatchDiscriminator.from_checkpoint(path).config() == ours.config()

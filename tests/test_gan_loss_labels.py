@@ -78,7 +78,8 @@ def test_labels_written_back_to_default_take_the_fused_op_again(mode, monkeypatc
 def test_labels_on_a_device_are_read_only_after_they_change(monkeypatch):
     """Reading a label's value (bool / item of a device tensor) syncs with the device: once
     after each change, never per call. (CPU labels are read on every call: no sync there, and
-    a write through .data, which bumps no version, is seen; tests/test_review_round2_stop17.py.)"""
+    a write through .data, which bumps no version, is seen:
+    test_a_label_written_through_data_after_the_first_call_is_used.)"""
     ours = fastp2p.GANLoss("lsgan").cuda()
     x = torch.randn(2, 1, 4, 4, device="cuda")
     ours(x, True)
@@ -144,3 +145,16 @@ def test_compiled_loss_honours_the_labels():
     x = torch.randn(2, 1, 4, 4)
     expected = ReferenceGANLoss("vanilla", 0.9)(x, True)
     assert torch.allclose(compiled(x, True), expected)
+
+
+@pytest.mark.parametrize("gan_mode", ["vanilla", "lsgan"])
+def test_a_label_written_through_data_after_the_first_call_is_used(gan_mode):
+    """One-sided label smoothing written the old way, ``real_label.data.fill_(0.9)``, bumps no
+    version counter; on the CPU the labels are read on every call, so it is seen."""
+    ours, theirs = fastp2p.GANLoss(gan_mode), ReferenceGANLoss(gan_mode)
+    logits = torch.randn(2, 1, 6, 6, generator=torch.Generator().manual_seed(3))
+    assert ours(logits, True).item() == pytest.approx(theirs(logits, True).item(), rel=1e-6)
+    for loss in (ours, theirs):
+        loss.real_label.data.fill_(0.9)
+    assert ours(logits, True).item() == pytest.approx(theirs(logits, True).item(), rel=1e-6)
+    assert not ours.has_default_labels()

@@ -68,3 +68,30 @@ def train_argv(dataroot, checkpoints, *extra, size=32):
             "--load_size", str(size), "--crop_size", str(size), "--num_threads", "0",
             "--n_epochs", "1", "--n_epochs_decay", "1", "--log-every", "1",
             "--display_freq", "3", "--save_latest_freq", "1000", *extra]
+
+
+def tiny_test_argv(dataroot, checkpoints, results, *extra):
+    """A `fastp2p test` command line for the run train_argv trains ("tiny", unet_32, ngf 4)."""
+    return ["test", "--dataroot", str(dataroot), "--checkpoints_dir", str(checkpoints),
+            "--name", "tiny", "--netG", "unet_32", "--ngf", "4", "--load_size", "32",
+            "--crop_size", "32", "--num_threads", "0", "--results_dir", str(results), *extra]
+
+
+def train_tiny_run(dataroot, checkpoints):
+    """``checkpoints`` after train_argv's run "tiny" trained 1 epoch into it (no HTML pages)."""
+    from fastp2p.cli import main
+    assert main(train_argv(dataroot, checkpoints, "--n_epochs_decay", "0", "--no_html")) == 0
+    return checkpoints
+
+
+def one_line(text: str) -> str:
+    """The only line of a message (stripped); fails if there are more."""
+    lines = text.strip().splitlines()
+    assert len(lines) == 1, text
+    return lines[0]
+
+
+def folder_files(folder) -> dict:
+    """Every file under ``folder``, as {path relative to it: bytes}."""
+    return {str(path.relative_to(folder)): path.read_bytes()
+            for path in sorted(folder.rglob("*")) if path.is_file()}

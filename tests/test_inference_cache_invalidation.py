@@ -86,8 +86,7 @@ def test_a_fused_optimizer_step_reaches_the_discriminators_folds(optimizer):
 
 
 def test_a_fused_step_under_torch_compile_reaches_the_weight_copies():
-    """The hook is traced into a compiled step (inductor) and its bumps still happen (a reviewer
-    saw them lost there with an earlier version of the hook)."""
+    """The hook is traced into a compiled step (inductor) and its bumps still happen there."""
     config = dict(input_nc=3, output_nc=3, num_downs=5, ngf=4, norm="instance")
     torch.manual_seed(0)
     net, x = fastp2p.UNet(**config), _image()

@@ -1,0 +1,58 @@
+"""`fastp2p bench` never replaces another run's results: a second run of the same day, commit
+and mode writes beside the first (-2, -3, ...), progress writes replace only the run's own file,
+and the results of an older version (no run_id) or a table left on its own are kept."""
+import argparse
+import json
+import re
+from pathlib import Path
+
+from helpers.train_helpers import folder_files
+
+
+def _bench_results(run_id, batch_size):
+    env = {"device": "cpu", "date": "20261202", "date_utc": "2026-12-02 07:00:00",
+           "commit": "unknown", "commit_dirty": None, "torch": "2.13.0", "python": "3.12"}
+    row = {"peer": "reference", "batch_size": batch_size, "status": "failed", "error": "x"}
+    return {"schema": 1, "run_id": run_id, "mode": "quick", "device_slug": "cpu",
+            "environment": env, "training": [row], "inference": [], "micro": [],
+            "config": {"network_description": "64x64", "steps": 3, "warmup": 1}}
+
+
+def test_a_second_bench_run_of_the_day_writes_beside_the_first(tmp_path, monkeypatch, capsys):
+    import fastp2p.bench.command as command
+    import fastp2p.bench.suite as suite
+
+    monkeypatch.setattr(command, "settings_from_args", lambda args: None)
+    args = argparse.Namespace(list_peers=False, plot=None, out=tmp_path)
+    written = []
+    for run_id, batch_size in (("run-a", 1), ("run-b", 2), ("run-c", 3)):
+        def run_suite(settings, on_progress=None, run_id=run_id, batch_size=batch_size):
+            for _ in range(2):   # progress writes replace the run's own file
+                on_progress({**_bench_results(run_id, batch_size), "complete": False})
+            return _bench_results(run_id, batch_size)
+        monkeypatch.setattr(suite, "run_suite", run_suite)
+        command.run(args)
+        out = capsys.readouterr().out
+        written.append(Path(re.search(r"wrote json: (\S+)", out).group(1)))
+    assert [path.name for path in written] == [
+        "cpu-20261202-unknown-quick.json", "cpu-20261202-unknown-quick-2.json",
+        "cpu-20261202-unknown-quick-3.json"]
+    for path, batch_size in zip(written, (1, 2, 3)):
+        assert json.loads(path.read_text())["training"][0]["batch_size"] == batch_size
+        assert f"| reference | {batch_size} |" in path.with_suffix(".md").read_text()
+    assert len(list(tmp_path.glob("*.json"))) == 3
+
+
+def test_results_of_an_older_version_or_a_table_alone_are_not_replaced(tmp_path):
+    from fastp2p.bench import report
+
+    old = tmp_path / "cpu-20261202-unknown-quick.json"
+    old.write_text(json.dumps({k: v for k, v in _bench_results(None, 1).items()
+                               if k != "run_id"}))
+    (tmp_path / "cpu-20261202-unknown-quick-2.md").write_text("a table kept on its own")
+    before = folder_files(tmp_path)
+    path = report.write_json(_bench_results("new", 2), tmp_path)
+    assert path.name == "cpu-20261202-unknown-quick-3.json"
+    assert all(folder_files(tmp_path)[name] == data for name, data in before.items())
+    assert report.write_json(_bench_results("new", 4), tmp_path) == path   # its own file
+    assert json.loads(path.read_text())["training"][0]["batch_size"] == 4

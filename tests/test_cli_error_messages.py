@@ -1,0 +1,35 @@
+"""One-line errors of `fastp2p train` and `fastp2p test` that say what is wrong: a --dataroot
+that is a file is named as a file (not "not found"), and a damaged checkpoint names the file and
+how to get a good one."""
+import pytest
+
+from fastp2p.cli import main
+from helpers.train_helpers import one_line, train_argv, write_aligned_dataset
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    return write_aligned_dataset(tmp_path_factory.mktemp("data"), pairs=4)
+
+
+def test_a_dataroot_that_is_a_file_is_named_as_a_file(tmp_path, capsys):
+    a_file = tmp_path / "data.txt"
+    a_file.write_text("x")
+    assert main(train_argv(a_file, tmp_path / "ckpt")) == 1
+    line = one_line(capsys.readouterr().err)
+    assert str(a_file) in line and "is a file" in line and "not found" not in line
+
+
+def test_test_with_a_damaged_checkpoint_says_which_file_and_how_to_get_a_good_one(
+        data, tmp_path, capsys):
+    assert main(train_argv(data, tmp_path / "ckpt", "--n_epochs_decay", "0")) == 0
+    weights = tmp_path / "ckpt" / "tiny" / "latest_net_G.pth"
+    weights.write_bytes(weights.read_bytes()[:-10])
+    capsys.readouterr()
+    assert main(["test", "--dataroot", str(data), "--checkpoints_dir", str(tmp_path / "ckpt"),
+                 "--name", "tiny", "--netG", "unet_32", "--ngf", "4", "--load_size", "32",
+                 "--crop_size", "32", "--num_threads", "0",
+                 "--results_dir", str(tmp_path / "results")]) == 1
+    line = one_line(capsys.readouterr().err)
+    assert str(weights) in line and "another saved --epoch" in line
+    assert "start again without --continue_train" not in line

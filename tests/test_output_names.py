@@ -1,0 +1,37 @@
+"""`fastp2p test` names each image's outputs uniquely: the same file name in subfolders of the
+phase folder, or with another extension, gets its own outputs (and its own row of the page)."""
+from fastp2p.cli import main
+from fastp2p.train.translate_command import _output_name
+from helpers.train_helpers import train_argv, write_aligned_dataset
+
+
+def test_same_file_names_in_subfolders_get_their_own_outputs(tmp_path, capsys):
+    data = write_aligned_dataset(tmp_path / "data", pairs=2, phases=("train",))
+    for index, folder in enumerate(("test", "test/a", "test/b")):
+        write_aligned_dataset(tmp_path / "tmp", pairs=1, phases=("x",), seed=index)
+        (data / folder).mkdir(parents=True)
+        (tmp_path / "tmp/x/000.png").rename(data / folder / "000.png")
+    assert main(train_argv(data, tmp_path / "ckpt", "--n_epochs_decay", "0")) == 0
+    results = tmp_path / "results"
+    assert main(["test", "--dataroot", str(data), "--checkpoints_dir", str(tmp_path / "ckpt"),
+                 "--name", "tiny", "--netG", "unet_32", "--ngf", "4", "--load_size", "32",
+                 "--crop_size", "32", "--num_threads", "0", "--results_dir", str(results),
+                 "--eval"]) == 0
+    images = results / "tiny" / "test_latest" / "images"
+    names = ("000", "a_000", "b_000")   # the first keeps its stem, as before
+    assert sorted(path.name for path in images.iterdir()) == sorted(
+        f"{name}_{label}.png" for name in names for label in ("real_A", "fake_B", "real_B"))
+    real = [(images / f"{name}_real_A.png").read_bytes() for name in names]
+    assert len(set(real)) == 3
+    page = (results / "tiny" / "test_latest" / "index.html").read_text()
+    assert all(page.count(f"images/{name}_real_A.png") == 1 for name in names)
+
+
+def test_output_names_stay_unique_in_every_collision(tmp_path):
+    phase = tmp_path / "test"
+    taken = set()
+    paths = [phase / "1.png", phase / "1.jpg", phase / "a" / "1.png", phase / "a_1.png",
+             tmp_path / "elsewhere" / "1.png"]
+    assert [_output_name(path, phase, taken) for path in paths] == \
+        ["1", "1-2", "a_1", "a_1-2", "elsewhere_1"]
+    assert _output_name(phase / "2.png", None, taken) == "2"

@@ -1,0 +1,222 @@
+"""One `fastp2p train` run at a time in a run folder (fastp2p.train.run_lock): a second run of
+the same --name is refused while the first holds the folder's lock, whether it is a real second
+process, a torchrun job of two ranks or this process; a lock file a killed run left, one another
+user left, and a file system without locks are handled.
+"""
+import errno
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+import torch.multiprocessing as mp
+
+import fastp2p.train.run_lock as run_lock
+from fastp2p.cli import main
+from fastp2p.train.run_lock import LOCK_NAME, RunFolderBusy, RunFolderLock
+from helpers.torchrun_helpers import as_torchrun_rank, free_port
+from helpers.train_helpers import (folder_files, one_line, tiny_test_argv, train_argv,
+                                   train_tiny_run, write_aligned_dataset)
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    return write_aligned_dataset(tmp_path_factory.mktemp("data"), pairs=4)
+
+
+@pytest.fixture(scope="module")
+def trained(data, tmp_path_factory):
+    """A checkpoints folder holding one finished 1-epoch run "tiny" (copy it to change it)."""
+    return train_tiny_run(data, tmp_path_factory.mktemp("trained"))
+
+
+# Processes started here import the fastp2p this test imports (the installed package, or the
+# PYTHONPATH the suite runs under); they run in a folder outside the checkout, so `python -m`
+# never imports its source folder instead.
+CHILD_ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
+
+
+HOLD = """
+import sys
+from fastp2p.train.run_lock import RunFolderLock
+lock = RunFolderLock(sys.argv[1])
+lock.acquire()
+print("held", flush=True)
+sys.stdin.read()   # until the test closes stdin
+lock.release()
+"""
+
+
+@pytest.fixture
+def holder():
+    """holder(folder): a separate process holding ``folder``'s run lock until the test ends."""
+    started = []
+
+    def hold(folder):
+        process = subprocess.Popen([sys.executable, "-c", HOLD, str(folder)], env=CHILD_ENV,
+                                   cwd=tempfile.gettempdir(), stdin=subprocess.PIPE,
+                                   stdout=subprocess.PIPE, text=True)
+        started.append(process)
+        assert process.stdout.readline() == "held\n"
+        return process
+    yield hold
+    for process in started:
+        process.stdin.close()
+        process.wait(timeout=60)
+
+
+@pytest.mark.parametrize("extra", [[], ["--continue_train"], ["--overwrite"]],
+                         ids=["fresh", "continue_train", "overwrite"])
+def test_a_run_folder_another_process_holds_is_refused(data, trained, tmp_path, capsys, holder,
+                                                       extra):
+    checkpoints = tmp_path / "ckpt"
+    if extra:   # --continue_train and --overwrite need a run in the folder
+        shutil.copytree(trained, checkpoints)
+    folder = checkpoints / "tiny"
+    holder(folder)
+    before = folder_files(folder)
+    capsys.readouterr()
+    assert main(train_argv(data, checkpoints, *extra)) == 1
+    line = one_line(capsys.readouterr().err)
+    assert str(folder) in line and "another `fastp2p train` run holds it" in line, line
+    assert re.search(r"process \d+", line) and "--name" in line, line
+    assert folder_files(folder) == before   # nothing written, nothing removed
+
+
+def _logged_steps(folder) -> int:
+    try:
+        return len((folder / "loss_log.csv").read_text().splitlines()[1:])
+    except FileNotFoundError:
+        return 0
+
+
+def test_a_second_real_train_process_is_refused_while_the_first_trains(data, tmp_path):
+    checkpoints = tmp_path / "ckpt"
+    folder = checkpoints / "tiny"
+    endless = ["--n_epochs", "100000", "--n_epochs_decay", "0", "--no_html", "--log-every", "2",
+               "--save_epoch_freq", "100000"]
+    command = [sys.executable, "-m", "fastp2p", *train_argv(data, checkpoints, *endless)]
+    log = tmp_path / "first.log"   # a file, not a pipe nobody reads until the end
+    with open(log, "w") as output:
+        first = subprocess.Popen(command, env=CHILD_ENV, cwd=tmp_path, stdout=output,
+                                 stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 120
+        while first.poll() is None and time.monotonic() < deadline and _logged_steps(folder) < 1:
+            time.sleep(0.2)
+        assert first.poll() is None, log.read_text()
+        assert _logged_steps(folder) >= 1, "the first run logged no step in 120 s"
+        assert (folder / LOCK_NAME).read_text() == f"{first.pid}\n"
+        second = subprocess.run(command, env=CHILD_ENV, cwd=tmp_path, capture_output=True,
+                                text=True, timeout=120)
+        assert second.returncode == 1, second.stderr
+        line = second.stderr.strip().splitlines()[-1]
+        assert str(folder) in line and f"process {first.pid}" in line, second.stderr
+        assert first.poll() is None   # the first run is untouched and still training
+    finally:
+        first.send_signal(signal.SIGTERM)   # saves latest_* and exits with 128 + 15
+        first.wait(timeout=120)
+    assert first.returncode == 128 + signal.SIGTERM, log.read_text()
+    steps = [int(row.split(",")[1]) for row in
+             (folder / "loss_log.csv").read_text().splitlines()[1:]]
+    assert steps and steps == sorted(set(steps))   # one run's rows only
+    assert not (folder / LOCK_NAME).exists()       # gone with the run
+    assert (folder / "latest_net_G.pth").is_file()
+
+
+def _rank(rank, port, argv, out):
+    as_torchrun_rank(rank, port)
+    Path(out, f"rank{rank}").write_text(str(main(argv)))
+
+
+def test_every_rank_of_a_torchrun_job_stops_when_the_folder_is_held(data, tmp_path, holder):
+    """Rank 0 alone takes the lock; the other ranks get its answer and stop with it, instead
+    of training on, then waiting forever at the first collective for the rank that left."""
+    folder = tmp_path / "ckpt" / "tiny"
+    holder(folder)
+    mp.spawn(_rank, args=(free_port(), train_argv(data, tmp_path / "ckpt"), str(tmp_path)),
+             nprocs=2, join=True)
+    assert [(tmp_path / f"rank{r}").read_text() for r in range(2)] == ["1", "1"]
+    assert sorted(path.name for path in folder.iterdir()) == [LOCK_NAME]
+
+
+def test_the_lock_in_one_process_and_its_traces(tmp_path):
+    folder = tmp_path / "new" / "ckpt" / "run"
+    first, second = RunFolderLock(folder), RunFolderLock(folder)
+    first.acquire()
+    with pytest.raises(RunFolderBusy, match=f"process {os.getpid()}"):
+        second.acquire()
+    first.release()
+    assert not (tmp_path / "new").exists()   # a run that wrote nothing leaves no folder
+    second.acquire()
+    (folder / "train_opt.txt").write_text("kept")
+    second.release()
+    assert sorted(path.name for path in folder.iterdir()) == ["train_opt.txt"]
+    # a file a killed run left is no lock: flock goes with the process
+    (folder / LOCK_NAME).write_text("12345\n")
+    first.acquire()
+    first.release()
+    assert not (folder / LOCK_NAME).exists()
+
+
+def test_a_lock_file_another_user_left_still_locks(tmp_path, monkeypatch):
+    """A shared run folder: the lock file is made writable for every user the umask allows
+    (0o666 & ~umask), and one another user left without write access for us (simulated:
+    opening it for writing is refused, as for a non-root user) is opened read-only and
+    locked all the same, with the busy message for a second holder."""
+    folder = tmp_path / "run"
+    lock = RunFolderLock(folder)
+    lock.acquire()
+    umask = os.umask(0)
+    os.umask(umask)
+    assert (folder / LOCK_NAME).stat().st_mode & 0o777 == 0o666 & ~umask
+    os.close(lock._fd)   # as if the run was killed: its file stays
+    lock._fd = None
+    real_open = os.open
+
+    def write_refused(path, flags, *mode):
+        if flags & (os.O_RDWR | os.O_WRONLY):
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(path))
+        return real_open(path, flags, *mode)
+    monkeypatch.setattr(run_lock.os, "open", write_refused)
+    first, second = RunFolderLock(folder), RunFolderLock(folder)
+    first.acquire()
+    with pytest.raises(RunFolderBusy, match="in use"):
+        second.acquire()
+    first.release()
+
+
+def test_a_file_system_without_locks_trains_with_a_warning(data, tmp_path, capsys,
+                                                           monkeypatch):
+    def no_locks(fd, operation):
+        raise OSError(errno.ENOLCK, os.strerror(errno.ENOLCK))
+    monkeypatch.setattr(run_lock.fcntl, "flock", no_locks)
+    assert main(train_argv(data, tmp_path, "--n_epochs_decay", "0", "--no_html")) == 0
+    warnings = [line for line in capsys.readouterr().err.splitlines() if "lock" in line]
+    assert len(warnings) == 1 and "does not lock files" in warnings[0], warnings
+    assert (tmp_path / "tiny" / "latest_net_G.pth").is_file()
+    assert not (tmp_path / "tiny" / LOCK_NAME).exists()
+
+
+def test_a_lock_file_a_killed_run_left_changes_nothing(data, trained, tmp_path, capsys):
+    checkpoints = tmp_path / "ckpt"
+    shutil.copytree(trained, checkpoints)
+    folder = checkpoints / "tiny"
+    (folder / LOCK_NAME).write_text("999999\n")
+    capsys.readouterr()
+    assert main(train_argv(data, checkpoints, "--n_epochs_decay", "0")) == 2
+    assert "already holds a run" in one_line(capsys.readouterr().err)
+    assert main(train_argv(data, checkpoints, "--n_epochs_decay", "1", "--continue_train",
+                           "--no_html")) == 0
+    assert main(tiny_test_argv(data, checkpoints, tmp_path / "results")) == 0
+    capsys.readouterr()
+    assert main(train_argv(data, checkpoints, "--overwrite", "--n_epochs_decay", "0",
+                           "--no_html")) == 0
+    assert "previous run's 3 checkpoint set(s)" in capsys.readouterr().out
+    assert not (folder / LOCK_NAME).exists()
