@@ -5,7 +5,8 @@
 #      and the wheel(s) carried in .whl/ (nvidia-cudnn-frontend, for the cuDNN-graph provider:
 #      benchmarks/README.md says how to carry it) into $CUDNN_FE_SITE (default /tmp/site),
 #      put on PYTHONPATH for every later stage;
-#   2. tests: the GPU tests (pytest -m cuda) of the default path (limit GPU_TEST_SECONDS, 120),
+#   2. tests: the GPU tests (pytest -m cuda) of the default path (limit GPU_TEST_SECONDS, 180;
+#      run 1's 137 GPU tests took 148 s),
 #      then those of the options that are off by default (GPU_OPTION_TEST_SECONDS, 60), then
 #      pytest benchmarks/ with --benchmark-disable (each micro-benchmark test once);
 #   3. choice: the Triton / CUDA C++ norm-act timings per shape and the choice table they give
@@ -19,10 +20,14 @@
 #      is rewritten after each layer, so a stage stopped at CONV_SECONDS leaves what it measured;
 #   5. profile: GPU time per step by kernel family and the heaviest kernels, batch 1 and 64
 #      (benchmarks/profile_step.py -> profile.txt);
-#   6. bench: the full benchmark (python -m benchmarks $BENCH_ARGS), under a time budget that
-#      uses what the steps before left of GPU_CHECK_SECONDS (default 480 s).
-# GPU_CHECK_STAGES picks the stages (default "tests choice conv profile bench"; the install always
-# runs), so a short device lease can split the check over two calls.
+#   6. bench: the full benchmark (python -m benchmarks $BENCH_ARGS), under a time budget of what
+#      the stages before left of GPU_CHECK_SECONDS (default 480 s), at most BENCH_SECONDS if set.
+# GPU_CHECK_STAGES picks the stages and their order (default "tests choice conv profile bench",
+# spaces or commas; the install always runs first; an unknown name stops the check before the
+# install), so a short device lease can split the check over two calls or run the benchmark
+# first. GPU_CHECK_SECONDS bounds the whole check: a stage's limit is cut to what is left of it
+# (minus a margin for the results), and a stage with under 30 s left is skipped, named in the
+# log and the check marked failed.
 # Every file is written where it is read back from as soon as it exists: $OUT when it is set
 # (at most 8 files, no sub-folders: gpu_check.log, tests.log, the results JSON, markdown and
 # PNG, the two choice tables, profile.txt), else a temporary folder; the results and the
@@ -34,7 +39,9 @@ cd "$(dirname "$0")/.."
 export PYTHONUNBUFFERED=1
 PY="${PYTHON:-python3}"
 TOTAL="${GPU_CHECK_SECONDS:-480}"
-STAGES=" ${GPU_CHECK_STAGES:-tests choice conv profile bench} "
+KNOWN_STAGES="tests choice conv profile bench"
+STAGES="${GPU_CHECK_STAGES:-$KNOWN_STAGES}"
+STAGES="${STAGES//,/ }"
 START=$(date +%s)
 RESULTS="${OUT:-$(mktemp -d)}"
 mkdir -p "$RESULTS"
@@ -42,7 +49,16 @@ STATUS=0
 
 log() { echo "[$(date -u +%H:%M:%S) +$(( $(date +%s) - START ))s] gpu_check: $*"; }
 left() { echo $(( TOTAL - ($(date +%s) - START) )); }
-wanted() { [[ "$STAGES" == *" $1 "* ]]; }
+MARGIN=20       # seconds kept for writing the results after the last stage
+MIN_STAGE=30    # a stage with less than this left of GPU_CHECK_SECONDS is skipped
+fit_limit() {   # name, wanted seconds: LIMIT = the seconds it gets; false (skip it) if too few
+    local room=$(( $(left) - MARGIN ))
+    if (( room < MIN_STAGE )); then
+        log "$1 SKIPPED: ${room}s left of GPU_CHECK_SECONDS=${TOTAL} (wanted ${2}s)"
+        STATUS=1; return 1
+    fi
+    LIMIT=$(( $2 < room ? $2 : room ))
+}
 
 # Everything printed also goes to gpu_check.log.
 exec > >(tee "$RESULTS/gpu_check.log") 2>&1
@@ -54,7 +70,17 @@ finish() {  # copy the results into the checkout, then exit with the overall sta
     exit $STATUS
 }
 
-log "stages:$STAGES(limit ${TOTAL}s)"
+log "stages: $STAGES (limit ${TOTAL}s)"
+for stage in $STAGES; do
+    if [[ " $KNOWN_STAGES " != *" $stage "* ]]; then
+        log "unknown stage '$stage' in GPU_CHECK_STAGES: expected some of '$KNOWN_STAGES'"
+        STATUS=1; finish
+    fi
+done
+case "${CONV_LAYERS:-quick}" in
+    quick|all) ;;
+    *) log "CONV_LAYERS must be quick or all, got '$CONV_LAYERS'"; STATUS=1; finish;;
+esac
 log "install (pip install --no-build-isolation --no-deps -e .)"
 # A system interpreter marked externally managed (PEP 668) still takes an editable install.
 if ! PIP_BREAK_SYSTEM_PACKAGES=1 timeout 240 "$PY" -m pip install --no-build-isolation \
@@ -89,17 +115,19 @@ nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,clocks.mem --f
 
 # The editable install maps fastp2p.kernels to kernels/, so importing from the checkout works.
 run_pytest() {  # name, seconds, pytest args...
-    local name="$1" seconds="$2"; shift 2
-    log "pytest $name (limit ${seconds}s): $*"
+    local name="$1"; fit_limit "pytest $name" "$2" || return; shift 2
+    log "pytest $name (limit ${LIMIT}s): $*"
     echo "===== pytest $name: $*" >> "$RESULTS/tests.log"
-    timeout --signal=INT --kill-after=10 "$seconds" "$PY" -m pytest -q -rfEs --durations=15 \
+    local before; before=$(wc -l < "$RESULTS/tests.log")
+    timeout --signal=INT --kill-after=10 "$LIMIT" "$PY" -m pytest -q -rfEs --durations=15 \
         -p no:cacheprovider "$@" >> "$RESULTS/tests.log" 2>&1
     local rc=$?
-    grep -E "^(FAILED|ERROR)" "$RESULTS/tests.log" | tail -n 20
+    # This call's own failures and summary line, not the earlier calls' in the same log.
+    tail -n "+$(( before + 1 ))" "$RESULTS/tests.log" | grep -E "^(FAILED|ERROR)" | tail -n 20
     tail -n 1 "$RESULTS/tests.log"
     case $rc in
         0|5) log "pytest $name: passed (exit $rc)";;
-        124|137) log "pytest $name: TIME LIMIT (${seconds}s) reached"; STATUS=1;;
+        124|137) log "pytest $name: TIME LIMIT (${LIMIT}s) reached"; STATUS=1;;
         *) log "pytest $name: FAILED (exit $rc; see tests.log)"; STATUS=1;;
     esac
 }
@@ -118,37 +146,34 @@ OPTION_TESTS=(
     tests/test_engine_side_streams_cuda.py
     tests/test_engine_split_conv_backward_cuda.py
 )
-if wanted tests; then
-    run_pytest cuda-default-path "${GPU_TEST_SECONDS:-120}" -m cuda tests \
+stage_tests() {
+    run_pytest cuda-default-path "${GPU_TEST_SECONDS:-180}" -m cuda tests \
         "${OPTION_TESTS[@]/#/--ignore=}"
     run_pytest cuda-options "${GPU_OPTION_TEST_SECONDS:-60}" -m cuda "${OPTION_TESTS[@]}"
     run_pytest benchmarks 30 --benchmark-disable benchmarks
-fi
+}
 
 # The per-shape Triton / CUDA C++ choice (both launchers timed on every norm-act shape): commit
 # it as fastp2p/ops/backends/cuda_norm_act_choice.json together with the results file.
-if wanted choice; then
-    log "Triton vs CUDA C++ norm-act kernels per shape (limit 150s)"
-    timeout --signal=INT --kill-after=10 150 "$PY" benchmarks/cuda_choice_table.py \
+stage_choice() {
+    fit_limit choice 150 || return
+    log "Triton vs CUDA C++ norm-act kernels per shape (limit ${LIMIT}s)"
+    timeout --signal=INT --kill-after=10 "$LIMIT" "$PY" benchmarks/cuda_choice_table.py \
         --out "$RESULTS/cuda_norm_act_choice.json" \
         || { log "no choice table (see above)"; STATUS=1; }
-fi
+}
 
 # The per-layer fused-conv / cuDNN choice: commit it as fastp2p/ops/backends/conv_choice.json
 # together with the results file (it lists only layers the fused convolution won).
-if wanted conv; then
-    CONV_LAYERS="${CONV_LAYERS:-quick}"
-    CONV_SECONDS="${CONV_SECONDS:-90}"
-    case "$CONV_LAYERS" in
-        quick) CONV_FLAG=--quick;;
-        all) CONV_FLAG=;;
-        *) log "CONV_LAYERS must be quick or all, got '$CONV_LAYERS'"; STATUS=1; finish;;
-    esac
-    log "fused convolution vs cuDNN + norm-act vs cuDNN graphs per layer ($CONV_LAYERS" \
-        "layers, limit ${CONV_SECONDS}s)"
-    # shellcheck disable=SC2086  # CONV_FLAG is one option or none
-    if ! timeout --signal=INT --kill-after=10 "$CONV_SECONDS" "$PY" \
-            benchmarks/conv_layer_timing.py $CONV_FLAG --out "$RESULTS/conv_choice.json"
+stage_conv() {
+    local layers="${CONV_LAYERS:-quick}" flag=--quick  # checked before the install
+    if [[ "$layers" == all ]]; then flag=; fi
+    fit_limit conv "${CONV_SECONDS:-90}" || return
+    log "fused convolution vs cuDNN + norm-act vs cuDNN graphs per layer ($layers" \
+        "layers, limit ${LIMIT}s)"
+    # shellcheck disable=SC2086  # flag is one option or none
+    if ! timeout --signal=INT --kill-after=10 "$LIMIT" "$PY" \
+            benchmarks/conv_layer_timing.py $flag --out "$RESULTS/conv_choice.json"
     then
         log "conv timing incomplete (see above): the table holds the layers measured so far"
         STATUS=1
@@ -157,31 +182,36 @@ if wanted conv; then
         log "conv choice table $RESULTS/conv_choice.json (also copied to benchmarks/results/):" \
             "to make it the default, copy it to fastp2p/ops/backends/conv_choice.json and commit"
     fi
-fi
+}
 
-if wanted profile; then
-    log "profile of the fastp2p step (limit 120s)"
-    timeout --signal=INT --kill-after=10 120 "$PY" benchmarks/profile_step.py \
+stage_profile() {
+    fit_limit profile 120 || return
+    log "profile of the fastp2p step (limit ${LIMIT}s)"
+    timeout --signal=INT --kill-after=10 "$LIMIT" "$PY" benchmarks/profile_step.py \
         --out "$RESULTS/profile.txt" || { log "no profile (see above)"; STATUS=1; }
-fi
+}
 
-# The benchmark gets what is left, minus a margin for writing the results. Jobs that would
-# start after its budget are reported as skipped; the hard limit is the safety net (the results
-# JSON is rewritten after every job, so even a killed run leaves its figures).
-if wanted bench; then
-    BUDGET=$(( $(left) - 20 ))
-    if (( BUDGET < 60 )); then BUDGET=60; fi
-    log "benchmark (time budget ${BUDGET}s, 110s per job): ${BENCH_ARGS:-}"
+# The benchmark gets what is left (at most BENCH_SECONDS), minus a margin for writing the
+# results. Jobs that would start after its budget are reported as skipped; the hard limit is
+# the safety net (the results JSON is rewritten after every job, so even a killed run leaves
+# its figures).
+stage_bench() {
+    fit_limit bench "${BENCH_SECONDS:-$(left)}" || return
+    local budget=$(( LIMIT - 15 ))
+    log "benchmark (time budget ${budget}s, 110s per job): ${BENCH_ARGS:-}"
     # shellcheck disable=SC2086  # BENCH_ARGS is a list of options
-    timeout --signal=INT --kill-after=10 $(( BUDGET + 15 )) "$PY" -m benchmarks \
-        --out "$RESULTS" --time-budget "$BUDGET" --peer-time-limit 110 ${BENCH_ARGS:-}
-    BENCH_RC=$?
-    if (( BENCH_RC != 0 )); then
-        log "benchmark exited with $BENCH_RC"; STATUS=1
+    timeout --signal=INT --kill-after=10 "$LIMIT" "$PY" -m benchmarks \
+        --out "$RESULTS" --time-budget "$budget" --peer-time-limit 110 ${BENCH_ARGS:-}
+    local rc=$?
+    if (( rc != 0 )); then
+        log "benchmark exited with $rc"; STATUS=1
         for json in "$RESULTS"/*.json; do  # a partial run: make its table and chart anyway
             [[ "$json" == *choice* ]] || "$PY" -m benchmarks --plot "$json" > /dev/null 2>&1
         done
     fi
-fi
+}
 
+for stage in $STAGES; do
+    "stage_$stage"
+done
 finish

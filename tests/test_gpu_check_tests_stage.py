@@ -33,7 +33,7 @@ def test_the_default_path_runs_first_and_the_options_after(tmp_path):
     assert options[-len(options_listed):] == options_listed
     assert benchmarks[-1] == "benchmarks"
     log = done.stdout
-    assert log.index("pytest cuda-default-path (limit 120s)") < log.index(
+    assert log.index("pytest cuda-default-path (limit 180s)") < log.index(
         "pytest cuda-options (limit 60s)")
 
 

@@ -1,0 +1,77 @@
+"""benchmarks/gpu_check.sh's plan, run with a stand-in interpreter (no GPU, no install): stage
+names are checked before the install (commas accepted), stages run in the order given,
+GPU_CHECK_SECONDS bounds every stage (a stage's limit is cut to what is left; one with too
+little left is skipped and named, and the check fails), and each pytest call reports its own
+failures, not those of the calls before it in the shared tests.log."""
+from helpers.gpu_check_runs import run_gpu_check, scratch_checkout
+
+# Records every call of the script's $PY except the CUDA probe; pytest calls fail with one
+# FAILED line when their arguments hold FAKE_FAIL.
+FAKE_PYTHON = """#!/usr/bin/env bash
+case "$*" in
+    *"torch.cuda.is_available"*) exit 0;;
+esac
+echo "$*" >> "$FAKE_CALLS"
+if [[ "$1 $2" == "-m pytest" && -n "${FAKE_FAIL:-}" && "$*" == *"$FAKE_FAIL"* ]]; then
+    echo "FAILED tests/test_x.py::test_broken - AssertionError"
+    echo "1 failed"
+    exit 1
+fi
+[[ "$1 $2" == "-m pytest" ]] && echo "3 passed"
+exit 0
+"""
+
+
+def _run(tmp_path, stages, **env):
+    return run_gpu_check(tmp_path, scratch_checkout(tmp_path), FAKE_PYTHON, stages, **env)
+
+
+def _stage_calls(calls):
+    """The calls of the stages (not the install and `fastp2p info`)."""
+    return [c for c in calls if not c.startswith(("-m pip", "-m fastp2p info"))]
+
+
+def test_an_unknown_stage_stops_the_check_before_the_install(tmp_path):
+    run = _run(tmp_path, "conv,benchmark")
+    assert run.done.returncode == 1
+    assert "unknown stage 'benchmark'" in run.done.stdout
+    assert run.calls == []  # not even the install
+
+
+def test_stages_run_in_the_order_given_with_commas_or_spaces(tmp_path):
+    run = _run(tmp_path, "profile,choice")
+    assert run.done.returncode == 0, run.done.stdout
+    calls = _stage_calls(run.calls)
+    assert [c.split()[0] for c in calls] == ["benchmarks/profile_step.py",
+                                             "benchmarks/cuda_choice_table.py"]
+
+
+def test_a_stage_limit_is_cut_to_what_is_left_of_the_total(tmp_path):
+    run = _run(tmp_path, "tests", GPU_CHECK_SECONDS="100")
+    log = run.done.stdout
+    assert "pytest cuda-default-path (limit 80s)" in log or (
+        "pytest cuda-default-path (limit 79s)" in log), log  # 100 s less the 20 s margin
+
+
+def test_a_stage_without_time_left_is_skipped_named_and_fails_the_check(tmp_path):
+    run = _run(tmp_path, "bench", GPU_CHECK_SECONDS="40")
+    assert run.done.returncode == 1
+    assert "bench SKIPPED" in run.done.stdout
+    assert not any(c.startswith("-m benchmarks") for c in run.calls)
+
+
+def test_bench_seconds_caps_the_benchmark(tmp_path):
+    run = _run(tmp_path, "bench", GPU_CHECK_SECONDS="400", BENCH_SECONDS="100")
+    assert run.done.returncode == 0, run.done.stdout
+    (bench,) = [c for c in run.calls if c.startswith("-m benchmarks")]
+    assert "--time-budget 85 " in bench  # the stage's 100 s less 15 s for the results
+
+
+def test_each_pytest_call_reports_only_its_own_failures(tmp_path):
+    run = _run(tmp_path, "tests", FAKE_FAIL="--ignore=")  # only the default-path call fails
+    assert run.done.returncode == 1
+    log = run.done.stdout
+    default_part, later_part = log.split("pytest cuda-default-path: FAILED")
+    assert "FAILED tests/test_x.py::test_broken" in default_part
+    assert "FAILED tests/test_x.py" not in later_part
+    assert later_part.count("3 passed") == 2  # the options and benchmarks calls' own summaries
