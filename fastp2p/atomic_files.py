@@ -57,7 +57,8 @@ def _refusal(path) -> NotAPlainFile | None:
 def open_plain_file(path, flags: int, mode: int = 0o666) -> int:
     """``os.open(path, flags, mode)`` that follows no symbolic link and opens nothing but a
     regular file: raises NotAPlainFile (a ValueError) for a link, FIFO, device or folder at
-    ``path``, OSError for the rest (e.g. PermissionError)."""
+    ``path``, OSError for the rest (e.g. PermissionError). Also ``open``'s ``opener``:
+    ``open(path, "a", opener=open_plain_file)`` (a link is refused before O_TRUNC applies)."""
     try:
         fd = os.open(path, flags | _NO_FOLLOW | _NO_BLOCK | os.O_CLOEXEC, mode)
     except OSError as err:
@@ -70,19 +71,6 @@ def open_plain_file(path, flags: int, mode: int = 0o666) -> int:
         os.close(fd)
         raise _refusal(path) or NotAPlainFile(path, "a special file")
     return fd
-
-
-def open_for_writing(path, *, append: bool = False, **text_options):
-    """A text file object writing ``path`` from its start (or at its end, ``append``), created
-    if missing; ``open_plain_file``'s refusals. ``text_options``: ``open``'s (newline, ...)."""
-    fd = open_plain_file(path, os.O_WRONLY | os.O_CREAT | (os.O_APPEND if append else 0))
-    try:
-        if not append:
-            os.ftruncate(fd, 0)   # only now: a refused file was never truncated
-        return os.fdopen(fd, "a" if append else "w", **text_options)
-    except BaseException:
-        os.close(fd)
-        raise
 
 
 def temporary_sibling(path: Path) -> Path:

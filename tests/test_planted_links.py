@@ -103,20 +103,20 @@ def test_checkpoint_temporaries_taken_by_links_are_not_written_through(data, tmp
     assert (folder / "latest_net_G.pth").is_file()
 
 
-def test_open_for_writing_truncates_only_a_plain_file(tmp_path, victim):
-    from fastp2p.atomic_files import NotAPlainFile, open_for_writing, open_plain_file
+def test_open_plain_file_opens_only_a_plain_file(tmp_path, victim):
+    from fastp2p.atomic_files import NotAPlainFile, open_plain_file
     link = _plant(tmp_path / "log.csv", victim)
-    for append in (False, True):
+    for mode in ("w", "a"):
         with pytest.raises(NotAPlainFile, match="log.csv is a symbolic link"):
-            open_for_writing(link, append=append)
+            open(link, mode, opener=open_plain_file)
     with pytest.raises(NotAPlainFile, match="is a folder"):
         open_plain_file(tmp_path, os.O_RDONLY)
     assert victim.read_text() == VICTIM_TEXT
     plain = tmp_path / "plain.csv"
     plain.write_text("old text")
-    with open_for_writing(plain) as handle:
+    with open(plain, "w", opener=open_plain_file) as handle:
         handle.write("new")
-    with open_for_writing(plain, append=True) as handle:
+    with open(plain, "a", opener=open_plain_file) as handle:
         handle.write("+more")
     assert plain.read_text() == "new+more"
 

@@ -14,7 +14,7 @@ from urllib.parse import quote
 import numpy as np
 import torch
 
-from fastp2p.atomic_files import (naming_the_file, open_for_writing, refuse_linked_folder,
+from fastp2p.atomic_files import (naming_the_file, open_plain_file, refuse_linked_folder,
                                   replacing)
 from fastp2p.train.engine import LOSS_NAMES
 
@@ -63,8 +63,9 @@ class LossLog:
                 say(f"warning: {self.path}: {damaged} damaged row(s) left out (they do not "
                     "parse); the log and the loss plot go on without them")
         # A full disk shows at the buffered write on close, as an OSError naming no file.
-        # open_for_writing: a link planted at the log's name is refused, never written through.
-        with naming_the_file(self.path), open_for_writing(self.path, newline="") as handle:
+        # open_plain_file: a link planted at the log's name is refused, never written through.
+        with naming_the_file(self.path), open(self.path, "w", newline="",
+                                              opener=open_plain_file) as handle:
             writer = csv.DictWriter(handle, LOG_FIELDS)
             writer.writeheader()
             writer.writerows(self.rows)
@@ -72,8 +73,8 @@ class LossLog:
     def append(self, row: dict) -> None:
         row = {key: row[key] for key in LOG_FIELDS}
         self.rows.append(row)
-        with naming_the_file(self.path), open_for_writing(self.path, append=True,
-                                                        newline="") as handle:
+        with naming_the_file(self.path), open(self.path, "a", newline="",
+                                              opener=open_plain_file) as handle:
             csv.DictWriter(handle, LOG_FIELDS).writerow(row)
 
     def frozen(self) -> "LossLog":
