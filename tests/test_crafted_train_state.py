@@ -72,9 +72,16 @@ def _dropout_stream_of_three(state):
     state["engine"]["dropout_rng"] = {"netG.x": torch.zeros(3, dtype=torch.int64)}
 
 
+def _adam_moment_of_another_shape(state):
+    moments = state["engine"]["optimizer_D"]["state"][0]
+    moments["exp_avg"] = torch.zeros(moments["exp_avg"].numel() + 1)
+
+
 CRAFTS = [_unexpected_progress_key, _no_optimizer_state, _short_numpy_keys, _short_torch_rng,
           _python_keys_of_text, _epoch_as_text, _no_schedule, _lr_as_text,
           _dropout_stream_of_three]
+# structure fine, but not of these networks: the engine's one line (without the path)
+OTHER_NETWORKS = [_adam_moment_of_another_shape]
 
 
 @pytest.mark.parametrize("craft", CRAFTS, ids=[craft.__name__[1:] for craft in CRAFTS])
@@ -94,6 +101,21 @@ def test_a_crafted_state_is_refused_in_one_line_before_anything_is_written(train
     assert f"{folder / 'latest_train_state.pth'}: not a fastp2p training state (" in line
     assert "resume from another --epoch or start again without --continue_train" in line
     assert folder_files(folder) == before   # loss log, options, pages: as they were
+
+
+@pytest.mark.parametrize("craft", OTHER_NETWORKS, ids=[c.__name__[1:] for c in OTHER_NETWORKS])
+def test_a_state_of_other_networks_is_refused_in_one_line(trained, tmp_path, capsys, craft):
+    """torch.optim loads Adam moments of any shape: the first step failed mid-training."""
+    data, checkpoints = trained
+    copy = tmp_path / "ck"
+    shutil.copytree(checkpoints, copy)
+    state = _load_state(copy / "tiny")
+    craft(state)
+    _write_with_manifest(copy / "tiny", state)
+    assert main(train_argv(data, copy, "--continue_train", "--n_epochs", "2",
+                           "--n_epochs_decay", "0")) != 0
+    line = one_line(capsys.readouterr().err)
+    assert "optimizer_D: exp_avg of parameter 0 is" in line and "resume with the" in line
 
 
 def test_the_states_fastp2p_writes_pass_the_check(trained):
