@@ -131,7 +131,7 @@ _FLOP_MODEL = {key: _NUMBER for key in ("train_step_gflop_per_image", "generator
 def _fields_problem(record, fields: dict, where: str, optional: bool = False) -> str | None:
     """What keeps ``record`` from holding ``fields`` (key: allowed types), or None."""
     if not isinstance(record, dict):
-        return f"{where} is not an object"
+        return f"{where} is missing or not an object"
     for key, types in fields.items():
         value = record.get(key)
         if optional and value is None:
