@@ -3,10 +3,74 @@
 One implementation for every writer whose file someone else may be reading or relying on
 (packed shards and their index, checkpoints, the training report's images and pages, benchmark
 results): a reader sees the old file or the new one, never a torn one.
+
+Nothing is written through a symbolic link: run folders may be shared by several users, and a
+link one of them plants at a name fastp2p writes (``NAME/.lock -> ~victim/file``) must not turn
+the next run's write into one outside the folder. A rename replaces the link itself, never its
+target; the temporary file is created afresh (``O_EXCL | O_NOFOLLOW``); files written in place
+(the run lock, the loss log) are opened with ``open_plain_file``, which refuses a link or
+anything but a regular file with ``NotAPlainFile``.
 """
+import errno
 import os
+import re
+import stat
 from contextlib import contextmanager
 from pathlib import Path
+
+# O_NOFOLLOW is POSIX; where it is missing (Windows) creating a symbolic link needs privileges
+_NO_FOLLOW = getattr(os, "O_NOFOLLOW", 0)
+# a FIFO planted at a file's name would block an open for writing until someone reads it
+_NO_BLOCK = getattr(os, "O_NONBLOCK", 0)
+
+
+class NotAPlainFile(ValueError):
+    """A file fastp2p writes in place is a symbolic link, a FIFO, a device or a folder (or a
+    folder it writes into is a symbolic link: ``expected`` "folder")."""
+
+    def __init__(self, path, what: str, expected: str = "plain file"):
+        super().__init__(f"{path} is {what}, not a {expected}: fastp2p does not write through "
+                         "it (it would write somewhere else); remove it and run again")
+
+
+def refuse_linked_folder(folder) -> None:
+    """NotAPlainFile if ``folder`` (one fastp2p makes inside a folder the user named, e.g. a run
+    folder's web/) is a symbolic link: a planted link would send every file written there
+    elsewhere, replacing files of the same names."""
+    if os.path.islink(folder):
+        raise NotAPlainFile(folder, f"a symbolic link (to {os.readlink(folder)})", "folder")
+
+
+def _refusal(path) -> NotAPlainFile | None:
+    """NotAPlainFile for what is at ``path`` if it is not a regular file, else None."""
+    try:
+        mode = os.lstat(path).st_mode
+    except OSError:
+        return None
+    if stat.S_ISLNK(mode):
+        return NotAPlainFile(path, f"a symbolic link (to {os.readlink(path)})")
+    if not stat.S_ISREG(mode):
+        return NotAPlainFile(path, "a folder" if stat.S_ISDIR(mode) else "a special file")
+    return None
+
+
+def open_plain_file(path, flags: int, mode: int = 0o666) -> int:
+    """``os.open(path, flags, mode)`` that follows no symbolic link and opens nothing but a
+    regular file: raises NotAPlainFile (a ValueError) for a link, FIFO, device or folder at
+    ``path``, OSError for the rest (e.g. PermissionError). Also ``open``'s ``opener``:
+    ``open(path, "a", opener=open_plain_file)`` (a link is refused before O_TRUNC applies)."""
+    try:
+        fd = os.open(path, flags | _NO_FOLLOW | _NO_BLOCK | os.O_CLOEXEC, mode)
+    except OSError as err:
+        refusal = _refusal(path) if err.errno in (errno.ELOOP, errno.ENXIO, errno.EISDIR,
+                                                  errno.EMLINK) else None
+        if refusal is not None:
+            raise refusal from None
+        raise
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise _refusal(path) or NotAPlainFile(path, "a special file")
+    return fd
 
 
 def temporary_sibling(path: Path) -> Path:
@@ -14,6 +78,41 @@ def temporary_sibling(path: Path) -> Path:
     target's suffix so writers that pick a format by extension (Pillow, matplotlib) still do."""
     path = Path(path)
     return path.with_name(f".{path.name}.tmp-{os.getpid()}{path.suffix}")
+
+
+# temporary_sibling's names; and NAME.tmp-PID, which older fastp2p versions' packs left
+_TEMPORARY = re.compile(r"^\.?.+\.tmp-(\d+)(\.[^.]*)?$")
+
+
+def process_alive(pid: int) -> bool:
+    """Whether process ``pid`` runs (any user's); True where that cannot be told."""
+    if os.name == "nt":  # os.kill would terminate the process there: assume it is alive
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # e.g. another user's process
+        return True
+    return True
+
+
+def left_by_dead_process(path) -> bool:
+    """Whether ``path`` is a ``temporary_sibling`` whose process no longer runs: a leftover of
+    a killed write, safe to remove (a live process's may be renamed into place any moment)."""
+    match = _TEMPORARY.match(Path(path).name)
+    return match is not None and not process_alive(int(match.group(1)))
+
+
+def create_temporary(path: Path) -> Path:
+    """``temporary_sibling(path)``, created empty for the caller to write: whatever was at that
+    name (a file a killed process of the same pid left, or a link planted there) is removed
+    first, so the writer never writes through it."""
+    temp = temporary_sibling(path)
+    temp.unlink(missing_ok=True)
+    os.close(os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NO_FOLLOW | os.O_CLOEXEC,
+                     0o666))
+    return temp
 
 
 def fsync_file(path: Path) -> None:
@@ -44,6 +143,7 @@ def replacing(path, *, durable: bool = True):
     path = Path(path)
     temp = temporary_sibling(path)
     try:
+        create_temporary(path)
         yield temp
         if durable:
             fsync_file(temp)

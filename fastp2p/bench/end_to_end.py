@@ -24,6 +24,7 @@ import torch
 
 from fastp2p.bench.networks import NetworkConfig
 from fastp2p.bench.runner import Job
+from fastp2p.json_files import read_json
 
 LOAD_RATIO = 286 / 256      # pix2pix's load_size / crop_size
 
@@ -124,7 +125,7 @@ def run_processes(argv: list, skip: int, world_size: int, work: Path) -> list:
         import torch.multiprocessing as mp
         mp.spawn(_rank_main, args=(world_size, _free_port(), argv, skip, str(work)),
                  nprocs=world_size, join=True)
-        ranks = [json.loads((work / f"rank{r}.json").read_text()) for r in range(world_size)]
+        ranks = [read_json(work / f"rank{r}.json") for r in range(world_size)]
     failed = [rank for rank, figures in enumerate(ranks) if figures["code"] != 0]
     if failed:
         raise RuntimeError(f"fastp2p train exited with code {ranks[failed[0]]['code']} on rank "

@@ -9,6 +9,7 @@ import math
 from pathlib import Path
 
 from fastp2p.atomic_files import replacing
+from fastp2p.json_files import read_json
 
 MIB = 1024 * 1024
 
@@ -62,7 +63,7 @@ def results_path(results: dict, out_dir: Path) -> tuple:
 
 def _run_id_of(path: Path):
     try:
-        return json.loads(path.read_text(encoding="utf-8")).get("run_id")
+        return read_json(path).get("run_id")
     except (OSError, ValueError, AttributeError):
         return None
 
@@ -74,18 +75,106 @@ def save_results(results: dict, out_dir) -> dict:
 
 
 def load_results(path) -> dict:
+    """The results of ``path``, checked to hold everything ``markdown`` and ``plot_training``
+    read; raises ValueError naming the file."""
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"results file {path} not found (expected a benchmarks/results/*.json "
                          "written by `fastp2p bench`)")
     try:
-        results = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as error:
-        raise ValueError(f"{path} is not valid JSON: {error}") from None
-    if not isinstance(results, dict) or "training" not in results or "environment" not in results:
-        raise ValueError(f"{path} is not a fastp2p bench results file (no 'training' or "
-                         "'environment' key)")
+        results = read_json(path)
+    except (OSError, ValueError) as error:
+        raise ValueError(f"{path} is not readable JSON: {error}") from None
+    problem = _results_problem(results)
+    if problem:
+        raise ValueError(f"{path} is not a fastp2p bench results file ({problem}); pass a "
+                         "benchmarks/results/*.json written by `fastp2p bench`")
     return results
+
+
+# What markdown() and plot_training() read: required keys of the results and of each row (every
+# row, then the rows whose status is "ok"), and the optional ones, which may also be missing or
+# null; numbers are formatted, so they must be numbers.
+_TEXT, _NUMBER, _FLAG, _LIST = (str,), (int, float), (bool,), (list,)
+_ENVIRONMENT = {"device": _TEXT, "date_utc": _TEXT, "date": _TEXT, "commit": _TEXT,
+                "python": _TEXT}
+_CONFIG = {"network_description": _TEXT, "steps": _NUMBER, "warmup": _NUMBER}
+_STAGES = ("data", "log", "sample", "checkpoint")
+_ROWS = {   # section: (every row's, an "ok" row's, optional)
+    "training": ({"peer": _TEXT, "batch_size": _NUMBER, "status": _TEXT},
+                 {"images_per_s": _NUMBER, "images_per_s_p20": _NUMBER,
+                  "images_per_s_p80": _NUMBER, "step_ms": _NUMBER},
+                 {"peak_memory_bytes": _NUMBER, "mfu": _NUMBER, "fastp2p_ratio": _NUMBER,
+                  "setup_seconds": _NUMBER, "kernels_per_step": _NUMBER}),
+    "inference": ({"module": _TEXT, "device": _TEXT, "precision": _TEXT, "channels_last": _FLAG,
+                   "batch_size": _NUMBER, "status": _TEXT},
+                  {"images_per_s": _NUMBER, "images_per_s_p20": _NUMBER,
+                   "images_per_s_p80": _NUMBER, "ms": _NUMBER},
+                  {"fastp2p_ratio": _NUMBER}),
+    "end_to_end": ({"batch_size": _NUMBER, "processes": _NUMBER, "device": _TEXT,
+                    "precision": _TEXT, "status": _TEXT},
+                   {"images_per_s": _NUMBER,
+                    **{f"{stage}_{figure}": _NUMBER for stage in _STAGES
+                       for figure in ("share", "ms_per_call", "calls")}},
+                   {"per_rank_images_per_s": _LIST, "step_only_images_per_s": _NUMBER,
+                    "ratio_to_step_only": _NUMBER}),
+    "micro": ({"module": _TEXT, "status": _TEXT}, {"median_ms": _NUMBER},
+              {"p20_ms": _NUMBER, "p80_ms": _NUMBER, "gbps": _NUMBER, "copy_fraction": _NUMBER}),
+}
+_CEILINGS = {"matmul": {"dtype": _TEXT, "tflops": _NUMBER, "size": _NUMBER},
+             "copy": {"gbps": _NUMBER}}
+_FLOP_MODEL = {key: _NUMBER for key in ("train_step_gflop_per_image", "generator_forward_gflop",
+                                        "discriminator_forward_gflop",
+                                        "design_estimate_gflop_per_image")}
+
+
+def _fields_problem(record, fields: dict, where: str, optional: bool = False) -> str | None:
+    """What keeps ``record`` from holding ``fields`` (key: allowed types), or None."""
+    if not isinstance(record, dict):
+        return f"{where} is missing or not an object"
+    for key, types in fields.items():
+        value = record.get(key)
+        if optional and value is None:
+            continue
+        if not isinstance(value, types) or (types is _NUMBER and isinstance(value, bool)):
+            return (f"{where}[{key!r}] is {'not' if optional else 'missing or not'} a "
+                    f"{'/'.join(t.__name__ for t in types)}")
+    return None
+
+
+def _results_problem(results) -> str | None:
+    """What keeps ``results`` from being reported, or None."""
+    if not isinstance(results, dict):
+        return "not a JSON object"
+    if results.get("mode") not in ("full", "quick"):
+        return "'mode' is not \"full\" or \"quick\""
+    if "training" not in results:
+        return "no 'training' key"
+    checks = [(results.get("environment"), _ENVIRONMENT, "environment", False),
+              (results.get("config"), _CONFIG, "config", False)]
+    for section, (every_row, ok_row, optional) in _ROWS.items():
+        rows = results.get(section, [])
+        if not isinstance(rows, list):
+            return f"{section!r} is not a list"
+        for number, row in enumerate(rows):
+            where = f"{section}[{number}]"
+            problem = (_fields_problem(row, every_row, where)
+                       or _fields_problem(row, {"error": _TEXT}, where, optional=True))
+            if problem:
+                return problem
+            if row["status"] == "ok":
+                checks += [(row, ok_row, where, False), (row, optional, where, True)]
+    for name, value in (("ceilings", results.get("ceilings", {})),
+                        ("flop_model", results.get("flop_model", {})),
+                        ("peers", results.get("peers", {}))):
+        if not isinstance(value, dict):
+            return f"{name!r} is not an object"
+    for name, fields in _CEILINGS.items():
+        if results.get("ceilings", {}).get(name):
+            checks.append((results["ceilings"][name], fields, f"ceilings[{name!r}]", False))
+    if results.get("flop_model"):
+        checks.append((results["flop_model"], _FLOP_MODEL, "flop_model", False))
+    return next(filter(None, (_fields_problem(*check) for check in checks)), None)
 
 
 def render_files(json_path) -> dict:
@@ -93,7 +182,8 @@ def render_files(json_path) -> dict:
     json_path = Path(json_path)
     results = load_results(json_path)
     markdown_path = json_path.with_suffix(".md")
-    markdown_path.write_text(markdown(results), encoding="utf-8")
+    with replacing(markdown_path, durable=False) as temporary:
+        temporary.write_text(markdown(results), encoding="utf-8")
     chart_path = json_path.with_suffix(".png")
     try:
         plot_training(results, chart_path)
@@ -299,5 +389,6 @@ def plot_training(results: dict, path) -> None:
     figure.suptitle(f"pix2pix training throughput: {env['device']}, {env['date']}, "
                     f"{env['commit']}{mode}", fontsize=10)
     figure.tight_layout()
-    figure.savefig(path, dpi=120)
+    with replacing(path, durable=False) as temporary:
+        figure.savefig(temporary, dpi=120)
     plt.close(figure)

@@ -49,13 +49,30 @@ def _scale_into(pixels: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
     return out.sub_(1)
 
 
+def check_crops_fit(height: int, width: int, crop_x, crop_y, crop_size: int) -> None:
+    """ValueError unless every crop (``crop_x``/``crop_y``: int tensors of left/top corners)
+    lies inside the stored halves of ``height`` x ``width``: a crop reaching past them would
+    leave part of the batch as whatever memory held before (or read another pair's pixels)."""
+    if crop_size > min(height, width):
+        raise ValueError(f"--crop_size {crop_size} is larger than the stored pairs' halves "
+                         f"({height}x{width}): pass a --crop_size <= {min(height, width)}, or "
+                         f"repack with --load_size >= {crop_size}")
+    if len(crop_x) and (int(crop_x.min()) < 0 or int(crop_y.min()) < 0
+                        or int(crop_x.max()) > width - crop_size
+                        or int(crop_y.max()) > height - crop_size):
+        raise ValueError(f"crop corners must lie in [0, {width - crop_size}] x "
+                         f"[0, {height - crop_size}] for {crop_size}x{crop_size} crops of "
+                         f"{height}x{width} halves")
+
+
 def augment_pairs_torch(pairs, crop_x, crop_y, flip, *, crop_size, swap=False,
                         dtype=torch.float32):
     """The same contract as ``fastp2p.kernels.augment.augment_pairs``, in plain PyTorch, with
     the CPU path's exact float values. On the CPU each crop is scaled as it is cut (it is still
     in cache); elsewhere the crops are gathered into one uint8 batch and scaled in one pass."""
-    count, _, double_width, channels = pairs.shape
+    count, height, double_width, channels = pairs.shape
     width = double_width // 2
+    check_crops_fit(height, width, crop_x, crop_y, crop_size)
     on_cpu = pairs.device.type == "cpu"
     scaled = torch.empty((2, count, crop_size, crop_size, channels), dtype=torch.float32,
                          device=pairs.device)
@@ -96,6 +113,7 @@ def augment_batch(pairs: torch.Tensor, config: Preprocess, rngs, *, swap: bool =
                          f"{tuple(pairs.shape)} pairs and {len(rngs)} generators")
     height, width = pairs.shape[1], pairs.shape[2] // 2
     crop_x, crop_y, flip = draw_crop_flips(config, height, width, rngs)
+    check_crops_fit(height, width, crop_x, crop_y, config.crop_size)   # before either path
     device = torch.device(device) if device is not None else pairs.device
     pairs = pairs.to(device, non_blocking=True)
     if use_kernel(device):

@@ -25,12 +25,13 @@ from pathlib import Path
 
 import numpy as np
 
-from fastp2p.atomic_files import naming_the_file, replacing
+from fastp2p.atomic_files import left_by_dead_process, naming_the_file, replacing
 from fastp2p.data.errors import DataError
 from fastp2p.data.folders import open_pair, scan_aligned, scan_two_folders
-from fastp2p.data.packed import (FORMAT, INDEX_NAME, VERSION, file_checksums, plan_digest,
-                                 plan_settings)
+from fastp2p.data.packed import (FORMAT, INDEX_NAME, VERSION, file_checksums,
+                                 is_plain_file_name, plan_digest, plan_settings)
 from fastp2p.data.transforms import BICUBIC, Preprocess
+from fastp2p.json_files import read_json
 
 STATE_NAME = "pack-state.json"
 PHASES = ("train", "val", "test")
@@ -155,22 +156,45 @@ def plan_pairs(dataroot: Path, phase: str, dataset_mode: str, load_size: int,
 
 
 def _recorded_shards(phase_dir: Path) -> dict:
-    """Shard records of an earlier run (finished: index.json; interrupted: pack-state.json)."""
+    """Shard records of an earlier run (finished: index.json; interrupted: pack-state.json).
+    Bookkeeping that cannot be read, or is not what pack writes (hand-edited, another
+    program's), is left out: its shards are packed again."""
     records = {}
     index_path, state_path = phase_dir / INDEX_NAME, phase_dir / STATE_NAME
     try:
         if index_path.is_file():
-            index = json.loads(index_path.read_text())
+            index = read_json(index_path)
             start = 0
             for shard in index.get("shards", []):
                 count = shard["count"]
                 records[shard["file"]] = dict(shard, sources=index["sources"][start:start + count])
                 start += count
         if state_path.is_file():
-            records.update(json.loads(state_path.read_text())["shards"])
-    except (OSError, ValueError, KeyError, TypeError):
+            records.update(read_json(state_path)["shards"])
+    except (OSError, ValueError, LookupError, TypeError, AttributeError):
         return {}   # unreadable bookkeeping: pack everything again
-    return records
+    return {name: record for name, record in records.items() if _usable_record(name, record)}
+
+
+def _is_count(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _usable_record(name, record) -> bool:
+    """Whether ``record`` is a shard record as ``write_shard`` makes it, for the shard file
+    ``name`` (a plain name in the phase folder)."""
+    texts = ("plan", "sha256") + (("gray_sha256",) if isinstance(record, dict)
+                                  and "gray_file" in record else ())
+    return (isinstance(record, dict) and is_plain_file_name(name) and record.get("file") == name
+            and _is_count(record.get("count")) and _is_count(record.get("crc32", 0))
+            and all(isinstance(record.get(key), str) for key in texts)
+            and ("gray_file" not in record or is_plain_file_name(record["gray_file"]))
+            and isinstance(record.get("sources"), list)
+            and len(record["sources"]) == record["count"]
+            and all(isinstance(pair, list) and len(pair) == 2
+                    and all(isinstance(part, str) for part in pair)
+                    for pair in record["sources"])
+            and isinstance(record.get("skipped"), list))
 
 
 def _still_good(phase_dir: Path, record: dict, plan: str, load_size: int) -> dict | None:
@@ -196,7 +220,7 @@ def packed_load_size(phase_dir: Path) -> int | None:
     """The load size of the pack (finished or interrupted) in ``phase_dir``, or None."""
     for name in (INDEX_NAME, STATE_NAME):
         try:
-            size = json.loads((Path(phase_dir) / name).read_text()).get("load_size")
+            size = read_json(Path(phase_dir) / name).get("load_size")
         except (OSError, ValueError, AttributeError):
             continue
         if isinstance(size, int) and not isinstance(size, bool):
@@ -241,8 +265,11 @@ def pack_phase(dataroot: Path, out: Path, phase: str, *, load_size: int = 286,
                      "aligned": dataset_mode == "aligned", "load_size": load_size,
                      "skip_bad": skip_bad})
     phase_dir.mkdir(parents=True, exist_ok=True)
-    for leftover in phase_dir.glob("*.tmp-*"):     # temp files of a run that was killed
-        leftover.unlink()
+    # temp files of a run that was killed; a running pack's (another `fastp2p pack` into this
+    # OUT) are its to rename
+    for leftover in phase_dir.glob("*.tmp-*"):
+        if left_by_dead_process(leftover):
+            leftover.unlink(missing_ok=True)
     earlier = _recorded_shards(phase_dir)
     checked = {job["file"]: _still_good(phase_dir, earlier[job["file"]], job["plan"], load_size)
                for job in jobs if job["file"] in earlier}

@@ -35,6 +35,7 @@ import torch
 
 from fastp2p.data.errors import DataError
 from fastp2p.data.transforms import Preprocess, crop_flip_uint8, draw_params
+from fastp2p.json_files import read_json
 
 INDEX_NAME = "index.json"
 FORMAT = "fastp2p-pack"
@@ -131,7 +132,7 @@ def stored_files(index: dict) -> list[tuple[str, tuple]]:
 def read_index(phase_dir: Path) -> dict:
     path = Path(phase_dir) / INDEX_NAME
     try:
-        index = json.loads(path.read_text())
+        index = read_json(path)
     except (OSError, ValueError) as error:
         raise DataError(f"{path}: unreadable pack index ({error}); "
                         f"{repack_hint(phase_dir)}") from None
@@ -167,6 +168,18 @@ def _schema_problem(index: dict) -> str | None:
     for field in ("preprocess", "dataroot"):
         if not isinstance(index.get(field), str):
             return f"field {field!r} must be a string, got {index.get(field)!r}"
+    # what `fastp2p pack` writes: halves resized to load_size x load_size, RGB. The shard layout
+    # and the crops read the stored height and width, so any other value would read pixels
+    # that are not there.
+    if not index["height"] == index["width"] == index["load_size"]:
+        return (f"not a fastp2p pack index: height {index['height']}, width {index['width']} "
+                f"and load_size {index['load_size']} must be equal (pack stores halves of "
+                "load_size x load_size)")
+    if index["channels"] != 3:
+        return f"not a fastp2p pack index: channels must be 3, got {index['channels']}"
+    if index["preprocess"] != "resize_and_crop":
+        return (f"not a fastp2p pack index: preprocess must be 'resize_and_crop', got "
+                f"{index['preprocess']!r}")
     shards = index.get("shards")
     if not isinstance(shards, list) or not shards:
         return "field 'shards' must be a non-empty list"

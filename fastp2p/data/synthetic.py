@@ -28,6 +28,7 @@ from PIL import Image, ImageDraw, ImageFilter
 
 from fastp2p.atomic_files import replacing
 from fastp2p.data.errors import DataError
+from fastp2p.json_files import read_json
 
 SIZE = 256          # each half, as the pix2pix datasets' 256x256 images
 QUALITY = 90        # JPEG quality, as the pix2pix datasets' files
@@ -120,7 +121,7 @@ def _recorded_set(record: Path, folder: Path):
     without a gap (that fastp2p refused folders holding other files and wrote its record only
     for its own pairs), so pairs past a gap are still refused."""
     try:
-        recorded = json.loads(record.read_text())
+        recorded = read_json(record)
     except (OSError, ValueError):
         return None
     if not isinstance(recorded, dict) or not all(_is_count(recorded.get(key))

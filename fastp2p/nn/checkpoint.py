@@ -103,9 +103,9 @@ def check_state_dict_fits(module: torch.nn.Module, state_dict: dict, describe_fi
     expected = module.state_dict()
     missing = [k for k in expected if k not in state_dict]
     unexpected = [k for k in state_dict if k not in expected]
-    wrong_shape = [f"{k}: file {tuple(state_dict[k].shape)} vs module {tuple(v.shape)}"
+    wrong_shape = [f"{k}: file {_shape_of(state_dict[k])} vs module {tuple(v.shape)}"
                    for k, v in expected.items()
-                   if k in state_dict and tuple(state_dict[k].shape) != tuple(v.shape)]
+                   if k in state_dict and _shape_of(state_dict[k]) != tuple(v.shape)]
     if not (missing or unexpected or wrong_shape):
         return
     problems = []
@@ -125,6 +125,23 @@ def check_state_dict_fits(module: torch.nn.Module, state_dict: dict, describe_fi
                      "that configuration.\ndetails: " + "; ".join(problems))
 
 
+def _shape_of(value):
+    """A tensor's shape as a tuple; what else a file holds under a tensor's key, by its type."""
+    return tuple(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__
+
+
+def _conv_weight(state_dict: dict, key: str, what: str) -> torch.Tensor:
+    """``state_dict[key]``, a convolution's weight: a 4-d tensor (out, in, kh, kw), whose
+    shape the configuration is read from; ValueError if it is missing or is not one."""
+    try:
+        weight = state_dict[key]
+    except KeyError:
+        raise ValueError(f"no {what} key {key!r}") from None
+    if not isinstance(weight, torch.Tensor) or weight.dim() != 4:
+        raise ValueError(f"{key} is {_shape_of(weight)}, not the 4-d weight of a convolution")
+    return weight
+
+
 def _norm_from_keys(state_dict: dict, norm_stats_key: str, biased_conv_key: str) -> str:
     # A BatchNorm keeps statistics with an affine weight or a batch count (affine=False); an
     # InstanceNorm saved by PyTorch < 0.4 kept the statistics alone (what
@@ -138,11 +155,8 @@ def _norm_from_keys(state_dict: dict, norm_stats_key: str, biased_conv_key: str)
 
 def infer_unet_config(state_dict: dict) -> dict:
     """input_nc, output_nc, num_downs, ngf and norm of a reference U-Net checkpoint."""
-    try:
-        first_down = state_dict["model.model.0.weight"]
-        last_up = state_dict["model.model.3.weight"]
-    except KeyError as err:
-        raise ValueError(f"no U-Net outermost conv key {err.args[0]!r}") from None
+    first_down = _conv_weight(state_dict, "model.model.0.weight", "U-Net outermost conv")
+    last_up = _conv_weight(state_dict, "model.model.3.weight", "U-Net outermost conv")
     # Level k's Sequential is at "model.model." + "1.model." + "3.model." * (k - 1); a level with
     # a deeper submodule has keys under its index 3; the innermost level holds its up conv there.
     num_downs, prefix = 2, "model.model.1.model."
@@ -161,17 +175,15 @@ def infer_unet_config(state_dict: dict) -> dict:
 
 def infer_patchgan_config(state_dict: dict) -> dict:
     """input_nc, ndf, n_layers and norm of a reference NLayerDiscriminator checkpoint."""
-    try:
-        first = state_dict["model.0.weight"]
-    except KeyError:
-        raise ValueError("no PatchGAN first conv key 'model.0.weight'") from None
-    conv_weights = [k for k, v in state_dict.items()
-                    if k.startswith("model.") and k.endswith(".weight") and v.dim() == 4]
+    first = _conv_weight(state_dict, "model.0.weight", "PatchGAN first conv")
+    conv_weights = [k for k, v in state_dict.items() if k.startswith("model.")
+                    and k.endswith(".weight") and isinstance(v, torch.Tensor) and v.dim() == 4]
     # n_layers + 2 convolutions, except that n_layers 0 has three too: its second convolution
     # keeps ndf channels where n_layers 1's doubles them.
     n_layers = len(conv_weights) - 2
     second = state_dict.get("model.2.weight")
-    if n_layers == 1 and second is not None and second.shape[0] == first.shape[0]:
+    if (n_layers == 1 and "model.2.weight" in conv_weights
+            and second.shape[0] == first.shape[0]):
         n_layers = 0
     return {
         "input_nc": first.shape[1],
@@ -183,10 +195,7 @@ def infer_patchgan_config(state_dict: dict) -> dict:
 
 def infer_pixelgan_config(state_dict: dict) -> dict:
     """input_nc, ndf and norm of a reference PixelDiscriminator checkpoint."""
-    try:
-        first = state_dict["net.0.weight"]
-    except KeyError:
-        raise ValueError("no PixelGAN first conv key 'net.0.weight'") from None
+    first = _conv_weight(state_dict, "net.0.weight", "PixelGAN first conv")
     return {"input_nc": first.shape[1], "ndf": first.shape[0],
             "norm": _norm_from_keys(state_dict, "net.3.running_mean", "net.2.bias")}
 

@@ -23,8 +23,9 @@ from pathlib import Path
 
 import torch
 
-from fastp2p.atomic_files import (fsync_directory, naming_the_file, replacing,
-                                  temporary_sibling)
+from fastp2p.atomic_files import (create_temporary, fsync_directory, left_by_dead_process,
+                                  naming_the_file, replacing, temporary_sibling)
+from fastp2p.json_files import read_json
 from fastp2p.nn.checkpoint import load_safely
 from fastp2p.train.background_writer import host_copy
 from fastp2p.train.engine import unwrap
@@ -38,7 +39,6 @@ MANIFEST_FORMAT = "fastp2p-checkpoint"
 SET_SUFFIXES = (MANIFEST_SUFFIX, NETWORK_SUFFIXES["G"], NETWORK_SUFFIXES["D"], TRAIN_STATE_SUFFIX)
 # labels fastp2p and the reference save under: latest, an epoch, iter_IMAGES (--save_by_iter)
 _SET_FILE = re.compile(r"^(latest|iter_\d+|\d+)_(" + "|".join(map(re.escape, SET_SUFFIXES)) + ")$")
-_TEMPORARY = re.compile(r"^\..+\.tmp-(\d+)(\.[^.]*)?$")  # atomic_files.temporary_sibling names
 _BLOCK = 1 << 22
 
 
@@ -127,18 +127,6 @@ def _unlink_quietly(path: Path) -> None:
         pass
 
 
-def _process_alive(pid: int) -> bool:
-    if os.name == "nt":  # os.kill would terminate the process there: assume it is alive
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:  # e.g. another user's process
-        return True
-    return True
-
-
 def snapshot(netG, netD, train_state: dict) -> dict:
     """What a save writes, copied to the host (``host_copy``): the unwrapped networks'
     state_dicts as the reference saves them (CPU, contiguous) and the training state. Taken on
@@ -185,6 +173,7 @@ class CheckpointFolder:
                     final = self.file(label, suffix)
                     temp = temporary_sibling(final)
                     staged[label][final] = (temp, None)  # known before writing: removed on failure
+                    create_temporary(final)   # afresh: never written through a planted link
                     staged[label][final] = (temp, _write_durably(obj, temp))
             for label in labels:
                 self._commit(label, generation, step, staged[label])
@@ -219,7 +208,7 @@ class CheckpointFolder:
         generations = [0]
         for path in self._manifests():
             try:
-                generations.append(int(json.loads(path.read_text())["generation"]))
+                generations.append(int(read_json(path)["generation"]))
             except (OSError, ValueError, KeyError, TypeError):
                 continue  # a damaged manifest is reported when its set is loaded
         return max(generations)
@@ -245,9 +234,7 @@ class CheckpointFolder:
         fsync_directory(self.path)
         for folder in (self.path, self.path / "web", self.path / "web" / "images"):
             for leftover in folder.glob(".*.tmp-*"):
-                match = _TEMPORARY.match(leftover.name)
-                if (match and leftover.name not in referenced
-                        and not _process_alive(int(match.group(1)))):
+                if leftover.name not in referenced and left_by_dead_process(leftover):
                     leftover.unlink(missing_ok=True)
 
     # ---- a new run in an old run's folder (--overwrite) -------------------------------------
@@ -293,7 +280,7 @@ class CheckpointFolder:
     # ---- reading ----------------------------------------------------------------------------
     def _read_manifest(self, path: Path) -> dict:
         try:
-            manifest = json.loads(path.read_text())
+            manifest = read_json(path)
             files = manifest["files"]
             valid = (manifest.get("format") == MANIFEST_FORMAT
                      and isinstance(manifest["generation"], int) and isinstance(files, dict)

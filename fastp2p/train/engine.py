@@ -101,6 +101,26 @@ def _without_ddp_module(name: str) -> str:
     return f"{label}.{rest[len('module.'):]}" if rest.startswith("module.") else name
 
 
+def _moments_problem(optimizer, saved) -> str | None:
+    """A per-parameter state tensor (Adam's moments) in ``saved`` whose shape is not its
+    parameter's: torch.optim loads it as it is, and the first step would fail mid-training.
+    (MasterWeightsAdam checks its own layout.)"""
+    if not isinstance(optimizer, torch.optim.Optimizer):
+        return None
+    groups, states = saved.get("param_groups"), saved.get("state")
+    if not isinstance(groups, list) or not isinstance(states, dict) or len(groups) != len(
+            optimizer.param_groups):
+        return None   # torch's own load_state_dict says what is wrong
+    for saved_group, group in zip(groups, optimizer.param_groups):
+        for index, param in zip(saved_group.get("params", []), group["params"]):
+            entry = states.get(index, {})
+            for key, value in (entry.items() if isinstance(entry, dict) else ()):
+                if isinstance(value, torch.Tensor) and value.dim() and value.shape != param.shape:
+                    return (f"{key} of parameter {index} is {tuple(value.shape)}, the parameter "
+                            f"{tuple(param.shape)}")
+    return None
+
+
 class Pix2PixEngine:
     """Owns the optimizers and runs pix2pix updates of ``netG`` and ``netD``.
 
@@ -320,6 +340,11 @@ class Pix2PixEngine:
         missing = {"optimizer_G", "optimizer_D", "lr", "steps", "rng"} - set(state)
         if missing:
             raise ValueError(f"engine state lacks {sorted(missing)}: not a Pix2PixEngine state")
+        for name in ("optimizer_G", "optimizer_D"):   # both checked before either is loaded
+            problem = _moments_problem(getattr(self, name), state[name])
+            if problem:
+                raise ValueError(f"the training state's {name}: {problem}; resume with the "
+                                 "networks and options it was saved with")
         self.optimizer_G.load_state_dict(state["optimizer_G"])
         self.optimizer_D.load_state_dict(state["optimizer_D"])
         if self._lr is not None:

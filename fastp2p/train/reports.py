@@ -14,7 +14,8 @@ from urllib.parse import quote
 import numpy as np
 import torch
 
-from fastp2p.atomic_files import naming_the_file, replacing
+from fastp2p.atomic_files import (naming_the_file, open_plain_file, refuse_linked_folder,
+                                  replacing)
 from fastp2p.train.engine import LOSS_NAMES
 
 LOG_FIELDS = ("epoch", "step", "images", "lr", *LOSS_NAMES, "images_per_s")
@@ -48,7 +49,8 @@ class LossLog:
 
     On resume the rows up to the resumed step are read back, so the curve continues; rows that
     do not parse (the partial last row a full disk or a power loss leaves) are left out, and
-    ``say`` (print by default) is told how many in one line.
+    ``say`` (print by default) is told how many in one line. A symbolic link or special file
+    at the log's name raises ``fastp2p.atomic_files.NotAPlainFile`` (a ValueError).
     """
 
     def __init__(self, path: Path, resume_step=None, say=print):
@@ -61,7 +63,9 @@ class LossLog:
                 say(f"warning: {self.path}: {damaged} damaged row(s) left out (they do not "
                     "parse); the log and the loss plot go on without them")
         # A full disk shows at the buffered write on close, as an OSError naming no file.
-        with naming_the_file(self.path), open(self.path, "w", newline="") as handle:
+        # open_plain_file: a link planted at the log's name is refused, never written through.
+        with naming_the_file(self.path), open(self.path, "w", newline="",
+                                              opener=open_plain_file) as handle:
             writer = csv.DictWriter(handle, LOG_FIELDS)
             writer.writeheader()
             writer.writerows(self.rows)
@@ -69,7 +73,8 @@ class LossLog:
     def append(self, row: dict) -> None:
         row = {key: row[key] for key in LOG_FIELDS}
         self.rows.append(row)
-        with naming_the_file(self.path), open(self.path, "a", newline="") as handle:
+        with naming_the_file(self.path), open(self.path, "a", newline="",
+                                              opener=open_plain_file) as handle:
             csv.DictWriter(handle, LOG_FIELDS).writerow(row)
 
     def frozen(self) -> "LossLog":
@@ -187,6 +192,8 @@ class TrainingPage:
     def __init__(self, folder: Path, name: str):
         self.folder = Path(folder)
         self.images = self.folder / self.IMAGES
+        for made in (self.folder, self.images):
+            refuse_linked_folder(made)   # before mkdir, which would make a folder it points at
         self.images.mkdir(parents=True, exist_ok=True)
         self.name = name
         self.index = self.folder / self.INDEX
@@ -210,12 +217,16 @@ class TrainingPage:
 
 def remove_reports(run_folder: Path) -> None:
     """--overwrite: the previous run's loss log, and its web page, loss plot and sample images
-    (the names this module writes; nothing else in the folder)."""
+    (the names this module writes; nothing else in the folder). Nothing under a web/ or
+    web/images that is a symbolic link: those files are another folder's (TrainingPage refuses
+    the link)."""
     web = Path(run_folder) / WEB
-    paths = [Path(run_folder) / LOSS_LOG, web / TrainingPage.PLOT, web / TrainingPage.INDEX]
     images = web / TrainingPage.IMAGES
-    if images.is_dir():
-        paths += [path for path in images.iterdir() if TrainingPage.SAMPLE.match(path.name)]
+    paths = [Path(run_folder) / LOSS_LOG]
+    if not web.is_symlink():
+        paths += [web / TrainingPage.PLOT, web / TrainingPage.INDEX]
+        if images.is_dir() and not images.is_symlink():
+            paths += [path for path in images.iterdir() if TrainingPage.SAMPLE.match(path.name)]
     for path in paths:
         if path.is_file() or path.is_symlink():
             path.unlink()

@@ -7,11 +7,18 @@ The lock is ``flock`` (advisory, non-blocking: the second run stops at once inst
 waiting), so it goes with the process however it ends, a kill included; nothing stale is ever
 left to clear by hand. The file is removed when the run ends, and the folder too when the run
 made it and left nothing else in it (a run refused before its first write leaves no trace).
+
+The file is writable by every user (see ``_open``), so another user may put a symbolic link at
+its name: it is opened without following links, and a link, FIFO or device there is refused
+(``fastp2p.atomic_files.NotAPlainFile``) before anything is written, so the pid this run writes
+into its lock never lands in a file elsewhere.
 """
 import errno
 import fcntl
 import os
 from pathlib import Path
+
+from fastp2p.atomic_files import open_plain_file
 
 LOCK_NAME = ".lock"
 # flock's errors on file systems without locks (some NFS, Lustre or FUSE mounts): there the
@@ -35,8 +42,9 @@ class RunFolderLock:
 
     def acquire(self):
         """None once the lock is held, or a warning line when the folder's file system has no
-        locks (the run goes on without); raises RunFolderBusy, or OSError (e.g. a read-only
-        checkpoints folder)."""
+        locks (the run goes on without); raises RunFolderBusy, NotAPlainFile (a ValueError: a
+        link or a special file at the lock's name), or OSError (e.g. a read-only checkpoints
+        folder)."""
         while self._fd is None:
             missing = [folder for folder in (self.folder, *self.folder.parents)
                        if not folder.is_dir()]
@@ -81,11 +89,11 @@ class RunFolderLock:
         """The lock file, made writable by every user the umask allows: a run folder shared by
         several users must not be locked for good by a file one of them left behind (a
         killed run's). A file another user made without that is opened read-only, which
-        flock takes just as well."""
+        flock takes just as well. Never through a symbolic link (``open_plain_file``)."""
         try:
-            return os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
+            return open_plain_file(self.path, os.O_RDWR | os.O_CREAT, 0o666)
         except PermissionError:
-            return os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
+            return open_plain_file(self.path, os.O_RDONLY)
 
     def _holder(self) -> str:
         """The holder's "process N, " (it writes its pid into the file), or nothing."""
@@ -96,7 +104,7 @@ class RunFolderLock:
 
     def _still_linked(self, fd: int) -> bool:
         try:
-            here = os.stat(self.path)
+            here = os.lstat(self.path)   # a link put there since is not our file
         except FileNotFoundError:
             return False
         mine = os.fstat(fd)

@@ -81,6 +81,7 @@ def _claim_run_folder(args, info, folder_lock) -> int:
     be made), 2 for the option errors of ``_check_fresh_run``. In a torchrun job rank 0 alone
     takes the lock and checks, and every rank gets its answer, so all ranks stop together (a
     rank that went on would wait at the first collective for one that left)."""
+    from fastp2p.atomic_files import NotAPlainFile
     from fastp2p.train.checkpoints import describe_os_error
     from fastp2p.train.distributed import from_main_process
     from fastp2p.train.run_lock import RunFolderBusy
@@ -92,12 +93,12 @@ def _claim_run_folder(args, info, folder_lock) -> int:
             if warning:
                 print(warning, file=sys.stderr)
             _check_fresh_run(args)
+        except (RunFolderBusy, NotAPlainFile) as err:
+            print(f"fastp2p train: error: {err}", file=sys.stderr)
+            code = 1
         except ValueError as err:
             print(f"fastp2p train: error: {err}", file=sys.stderr)
             code = 2
-        except RunFolderBusy as err:
-            print(f"fastp2p train: error: {err}", file=sys.stderr)
-            code = 1
         except OSError as err:  # e.g. a read-only checkpoints folder
             print(f"error: {describe_os_error(err)}", file=sys.stderr)
             code = 1
@@ -132,8 +133,8 @@ def run(args: argparse.Namespace, times=None) -> int:
     from fastp2p.data import DataError, create_dataloader, create_dataset
     from fastp2p.data.create import follow_packed_load_size
     from fastp2p.data.packed_loader import PackedDeviceLoader
-    from fastp2p.train.checkpoints import (CheckpointFolder, CheckpointWriteError,
-                                           describe_os_error)
+    from fastp2p.train.checkpoints import (TRAIN_STATE_SUFFIX, CheckpointFolder,
+                                           CheckpointWriteError, describe_os_error)
     from fastp2p.train.cpu_threads import apply_thread_choice, choose_threads
     from fastp2p.train.distributed import (init_processes, resolve_device,
                                            shutdown_processes, wrap_for_data_parallel)
@@ -219,6 +220,8 @@ def run(args: argparse.Namespace, times=None) -> int:
             else:
                 # the training state first: an older fastp2p's file is reported as such
                 state = checkpoints.load_train_state(args.epoch)
+                _refuse_unknown_train_state(state, checkpoints.file(args.epoch,
+                                                                    TRAIN_STATE_SUFFIX))
             checkpoints.load_network(netG, args.epoch, "G")
             checkpoints.load_network(netD, args.epoch, "D")
         sync = args.norm == "syncbatch"
@@ -285,6 +288,17 @@ def run(args: argparse.Namespace, times=None) -> int:
         folder_lock.release()
 
 
+def _refuse_unknown_train_state(state, path) -> None:
+    """ValueError, before anything of the run is written or changed, if ``state`` is not one
+    ``Trainer.train_state()`` wrote (a file crafted with a manifest to match passes the
+    manifest's checksums)."""
+    from fastp2p.train.checkpoints import RESUME_ADVICE
+    from fastp2p.train.train_state_check import train_state_problem
+    problem = train_state_problem(state)
+    if problem:
+        raise ValueError(f"{path}: not a fastp2p training state ({problem}); {RESUME_ADVICE}")
+
+
 def _networks_only_notice(checkpoints, args) -> str:
     """What --continue_train does with networks saved without a training state (the reference
     implementation's checkpoints): what its own --continue_train does."""
@@ -296,5 +310,8 @@ def _networks_only_notice(checkpoints, args) -> str:
 
 
 def _write_options(args, path) -> None:
+    """Renamed into place: a link planted at the name is replaced, its target left alone."""
+    from fastp2p.atomic_files import replacing
     lines = [f"{key}: {value}" for key, value in sorted(vars(args).items()) if key != "run"]
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    with replacing(path, durable=False) as temp:
+        temp.write_text("\n".join(lines) + "\n", encoding="utf-8")

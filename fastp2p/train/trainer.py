@@ -148,14 +148,17 @@ class Trainer:
     def resume(self, state: dict, loader=None) -> None:
         """Continue from ``state`` (``train_state()`` of the interrupted run); with ``loader``
         (this run's), the position in the epoch is taken in images, so another batch size or
-        number of processes resumes at the same image; raises ResumeError when it cannot."""
-        self.progress = Progress(**state["progress"])
-        if self.progress.epoch_images is None:  # an older fastp2p's state: as it resumed
+        number of processes resumes at the same image; raises ResumeError when it cannot.
+        ``state`` is one ``CheckpointFolder.load_train_state`` checked; what can still fail (the
+        position with this run's sizes, the optimizers with these networks) is tried before
+        anything else of this trainer or the process's RNGs is changed."""
+        progress = Progress(**state["progress"])
+        if progress.epoch_images is None:  # an older fastp2p's state: as it resumed
             # (same sizes), with the images counted so that the loop can add to them
-            self.progress.epoch_images = (self.progress.epoch_batches * self.args.batch_size
-                                          * self.world_size)
+            progress.epoch_images = (progress.epoch_batches * self.args.batch_size
+                                     * self.world_size)
         elif loader is not None:
-            self.progress.epoch_batches = self._batches_done(loader)
+            progress.epoch_batches = self._batches_done(loader, progress)
         self.engine.load_state_dict(state["engine"])
         self.schedule.load_state_dict(state["schedule"])
         python_rng, numpy_rng = state["python_rng"], state["numpy_rng"]
@@ -164,15 +167,16 @@ class Trainer:
         np.random.set_state((numpy_rng["kind"], numpy_rng["keys"].numpy().astype(np.uint32),
                              numpy_rng["position"], numpy_rng["has_gauss"],
                              numpy_rng["cached_gaussian"]))
+        self.progress = progress
         # Starting the epoch's data iterator draws a seed from the global RNG, which the
         # interrupted run did before it saved: restore the saved state once more after that.
         self._resumed_rng = state["engine"]["rng"]
 
-    def _batches_done(self, loader) -> int:
-        """The saved epoch's done images in ``loader``'s batches (this run's batch size and
+    def _batches_done(self, loader, saved: Progress) -> int:
+        """The ``saved`` epoch's done images in ``loader``'s batches (this run's batch size and
         processes). Every rank takes every world_size-th pair of one order, so the first N
         batches of any batch size and world size cover the same first images."""
-        saved, per_batch = self.progress, self.args.batch_size * self.world_size
+        per_batch = self.args.batch_size * self.world_size
         # the epoch's batches were all done (a state without epoch_complete: its images reached
         # the dataset's length, which a drop_last epoch's do not)
         if saved.epoch_complete or saved.epoch_images >= len(loader.dataset):

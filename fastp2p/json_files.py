@@ -1,0 +1,25 @@
+"""Reading JSON from disk: every file fastp2p reads back (pack indexes and states, checkpoint
+manifests, benchmark results, synthetic-set records) goes through ``read_json``.
+
+``json.loads`` raises RecursionError, not ValueError, on input nested deeper than the
+interpreter's recursion limit (``'[' * 200000``): it passed every ``except (OSError,
+ValueError)`` that turns a damaged file into a one-line error. Here it is a ValueError like any
+other text that is not JSON.
+"""
+import json
+from pathlib import Path
+
+
+def parse_json(text: str):
+    """``json.loads(text)``; raises ValueError for anything that is not JSON, too deep a
+    nesting included."""
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise ValueError("not JSON fastp2p reads: nested too deeply") from None
+
+
+def read_json(path):
+    """The parsed content of the JSON file ``path``. Raises OSError (cannot be read) or
+    ValueError (not UTF-8, not JSON, or nested too deeply)."""
+    return parse_json(Path(path).read_text(encoding="utf-8"))

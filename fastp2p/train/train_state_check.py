@@ -1,0 +1,129 @@
+"""Is a loaded ``*_train_state.pth`` one that ``Trainer.train_state()`` wrote?
+
+A manifest's checksums only say the files are the ones the manifest lists: a state written by
+hand (or by another program) with its manifest recomputed passes them. Resuming from it must
+stop at one line naming the file, before anything of the run is changed, not at a traceback
+from deep inside ``Progress(**...)``, ``random.setstate`` or ``torch.set_rng_state``. So the
+state's structure is checked here, and each RNG state is tried on a fresh generator of its kind
+(what the generators accept is theirs to say: a state they take is one they can resume).
+"""
+import random
+from dataclasses import MISSING, fields
+
+import numpy as np
+import torch
+
+from fastp2p.train.trainer import Progress
+
+_INT, _NUMBER, _FLAG = (int,), (int, float), (bool,)
+# Progress's fields and the types train_state() writes them with; None where the field may be
+# None (the states of older fastp2p versions)
+_PROGRESS = {"epoch": (_INT, False), "epoch_batches": (_INT, False), "images": (_INT, False),
+             "epoch_images": (_INT, True), "batch_size": (_INT, True),
+             "world_size": (_INT, True), "epoch_loss_sum": (_NUMBER, False),
+             "epoch_loss_reads": (_INT, False), "epoch_complete": (_FLAG, False)}
+_REQUIRED_PROGRESS = {field.name for field in fields(Progress) if field.default is MISSING}
+_ENGINE_TENSORS = ("loss_sums", "device_step", "first_nonfinite_step")
+
+
+def _is(value, types) -> bool:
+    # bool is an int to Python; in these states a bool is only ever a flag
+    return isinstance(value, types) and (types is _FLAG or not isinstance(value, bool))
+
+
+def _is_seed_offset(pair) -> bool:
+    """A dropout stream's (seed, offset): an int64 tensor of two, as the engine saves it."""
+    if isinstance(pair, torch.Tensor):
+        return pair.dtype == torch.int64 and pair.shape == (2,)
+    return isinstance(pair, (list, tuple)) and len(pair) == 2 and all(_is(p, _INT) for p in pair)
+
+
+def _progress_problem(progress) -> str | None:
+    if not isinstance(progress, dict):
+        return "'progress' is not a dict"
+    unknown = sorted(set(progress) - set(_PROGRESS), key=str)
+    if unknown:
+        return f"'progress' has unknown field(s) {unknown}"
+    missing = sorted(_REQUIRED_PROGRESS - set(progress))
+    if missing:
+        return f"'progress' lacks {missing}"
+    for name, value in progress.items():
+        types, may_be_none = _PROGRESS[name]
+        if not (_is(value, types) or (may_be_none and value is None)):
+            return f"progress[{name!r}] is {value!r}"
+    return None
+
+
+def _optimizer_problem(name: str, optimizer) -> str | None:
+    if not isinstance(optimizer, dict) or not isinstance(optimizer.get("state"), dict):
+        return f"engine[{name!r}] has no 'state' dict"
+    groups = optimizer.get("param_groups")
+    if not isinstance(groups, list) or not groups or not all(
+            isinstance(group, dict) and isinstance(group.get("params"), list)
+            for group in groups):
+        return f"engine[{name!r}] has no 'param_groups' list of groups with 'params'"
+    return None
+
+
+def _rng_problem(state: dict) -> str | None:
+    """Each saved RNG state, set on a fresh generator of its kind: the error it raises."""
+    python_rng, numpy_rng, engine_rng = (state.get("python_rng"), state.get("numpy_rng"),
+                                         state["engine"].get("rng"))
+    if not isinstance(python_rng, dict) or not isinstance(python_rng.get("keys"), list):
+        return "'python_rng' is not a dict with a 'keys' list"
+    if not isinstance(numpy_rng, dict) or not isinstance(numpy_rng.get("keys"), torch.Tensor):
+        return "'numpy_rng' is not a dict with a 'keys' tensor"
+    if not isinstance(engine_rng, dict) or not isinstance(engine_rng.get("cpu"), torch.Tensor):
+        return "engine['rng'] is not a dict with a 'cpu' tensor"
+    if "cuda" in engine_rng and not (isinstance(engine_rng["cuda"], torch.Tensor)
+                                     and engine_rng["cuda"].dtype == torch.uint8):
+        return "engine['rng']['cuda'] is not a uint8 tensor"
+    tries = {
+        "python_rng": lambda: random.Random().setstate(
+            (python_rng.get("version"), tuple(python_rng["keys"]), python_rng.get("gaussian"))),
+        "numpy_rng": lambda: np.random.RandomState().set_state(
+            (numpy_rng.get("kind"), numpy_rng["keys"].numpy().astype(np.uint32),
+             numpy_rng.get("position"), numpy_rng.get("has_gauss"),
+             numpy_rng.get("cached_gaussian"))),
+        "engine['rng']['cpu']": lambda: torch.Generator().set_state(engine_rng["cpu"]),
+    }
+    for name, set_state in tries.items():
+        try:
+            set_state()
+        except (TypeError, ValueError, OverflowError, IndexError, RuntimeError) as err:
+            return f"{name} is not a generator state: {str(err).splitlines()[0]}"
+    return None
+
+
+def train_state_problem(state) -> str | None:
+    """What keeps ``state`` from being resumed, in a few words; None if it is a training state
+    (whether it fits this run's networks and options is the engine's to say)."""
+    if not isinstance(state, dict):
+        return "not a dict"
+    missing = sorted({"engine", "schedule", "progress", "python_rng", "numpy_rng"} - set(state))
+    if missing:
+        return f"it lacks {missing}"
+    engine, schedule = state["engine"], state["schedule"]
+    if not isinstance(engine, dict):
+        return "'engine' is not a dict"
+    missing = sorted({"optimizer_G", "optimizer_D", "lr", "steps", "rng"} - set(engine))
+    if missing:
+        return f"'engine' lacks {missing}"
+    if not _is(engine["steps"], _INT) or not _is(engine.get("steps_since_read", 0), _INT):
+        return "engine['steps'] or engine['steps_since_read'] is not an integer"
+    if not _is(engine["lr"], _NUMBER):
+        return "engine['lr'] is not a number"
+    for name in _ENGINE_TENSORS:
+        if name in engine and not isinstance(engine[name], torch.Tensor):
+            return f"engine[{name!r}] is not a tensor"
+    dropout = engine.get("dropout_rng", {})
+    if not isinstance(dropout, dict) or not all(map(_is_seed_offset, dropout.values())):
+        return "engine['dropout_rng'] is not a dict of (seed, offset) integer pairs"
+    if not isinstance(schedule, dict) or not all(
+            _is(schedule.get(key), _NUMBER) for key in ("plateau_scale", "best_metric",
+                                                        "bad_epochs")):
+        return "'schedule' is not a dict of plateau_scale, best_metric and bad_epochs numbers"
+    return (_progress_problem(state["progress"])
+            or _optimizer_problem("optimizer_G", engine["optimizer_G"])
+            or _optimizer_problem("optimizer_D", engine["optimizer_D"])
+            or _rng_problem(state))

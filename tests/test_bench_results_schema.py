@@ -1,0 +1,106 @@
+"""`fastp2p bench --plot FILE.json` on a results file that lacks what the table and chart read
+(or holds it with the wrong type) is refused in one line naming the file: a file without
+"config" stopped with KeyError, the check having looked at "training" and "environment" only."""
+import copy
+import json
+
+import pytest
+
+from fastp2p.bench import report
+from fastp2p.cli import main
+
+OK_ROW = {"status": "ok", "images_per_s": 10.0, "images_per_s_p20": 9.0,
+          "images_per_s_p80": 11.0}
+RESULTS = {
+    "mode": "quick",
+    "environment": {"device": "cpu", "date_utc": "2026-12-02 10:00", "date": "20261202",
+                    "commit": "abc1234", "python": "3.11.9", "torch": "2.13.0"},
+    "config": {"network_description": "unet_32 ngf 4", "steps": 3, "warmup": 1},
+    "ceilings": {"matmul": {"dtype": "float32", "tflops": 0.5, "size": 512},
+                 "copy": {"gbps": 10.0}},
+    "flop_model": {"train_step_gflop_per_image": 1.0, "generator_forward_gflop": 0.2,
+                   "discriminator_forward_gflop": 0.1, "design_estimate_gflop_per_image": 1.1},
+    "peers": {"fastp2p": "this library"},
+    "training": [{"peer": "fastp2p", "batch_size": 1, **OK_ROW, "step_ms": 100.0,
+                  "mfu": 0.1, "fastp2p_ratio": 1.0},
+                 {"peer": "reference", "batch_size": 1, "status": "error", "error": "boom"}],
+    "inference": [{"module": "UNet", "device": "cpu", "precision": "fp32",
+                   "channels_last": False, "batch_size": 1, **OK_ROW, "ms": 5.0}],
+    "end_to_end": [{"batch_size": 1, "processes": 1, "device": "cpu", "precision": "fp32",
+                    **OK_ROW, "per_rank_images_per_s": [10.0],
+                    **{f"{stage}_{figure}": 1 for stage in ("data", "log", "sample",
+                                                            "checkpoint")
+                       for figure in ("share", "ms_per_call", "calls")}}],
+    "micro": [{"module": "norm_act", "name": "fwd", "status": "ok", "median_ms": 0.1,
+               "p20_ms": 0.09, "p80_ms": 0.11}],
+}
+
+
+def _without(path):
+    def edit(results):
+        *parents, last = path
+        target = results
+        for key in parents:
+            target = target[key]
+        del target[last]
+    return edit
+
+
+def _setting(path, value):
+    def edit(results):
+        *parents, last = path
+        target = results
+        for key in parents:
+            target = target[key]
+        target[last] = value
+    return edit
+
+
+BROKEN = {
+    "no-config": _without(["config"]),
+    "no-config-steps": _without(["config", "steps"]),
+    "steps-as-text": _setting(["config", "steps"], "3"),
+    "no-environment-date": _without(["environment", "date"]),
+    "no-mode": _without(["mode"]),
+    "training-not-a-list": _setting(["training"], {"peer": "x"}),
+    "training-row-no-peer": _without(["training", 0, "peer"]),
+    "ok-training-row-no-step-ms": _without(["training", 0, "step_ms"]),
+    "mfu-as-text": _setting(["training", 0, "mfu"], "10%"),
+    "error-as-number": _setting(["training", 1, "error"], 3),
+    "inference-row-no-ms": _without(["inference", 0, "ms"]),
+    "end-to-end-no-data-calls": _without(["end_to_end", 0, "data_calls"]),
+    "micro-row-a-list": _setting(["micro", 0], [1, 2]),
+    "matmul-no-tflops": _without(["ceilings", "matmul", "tflops"]),
+    "flop-model-no-estimate": _without(["flop_model", "design_estimate_gflop_per_image"]),
+    "peers-a-list": _setting(["peers"], ["fastp2p"]),
+    "a-list": lambda results: results.clear(),
+}
+
+
+def _write(tmp_path, results):
+    path = tmp_path / "results.json"
+    path.write_text(json.dumps(results))
+    return path
+
+
+def test_a_whole_results_file_renders(tmp_path):
+    files = report.render_files(_write(tmp_path, RESULTS))
+    text = files["markdown"].read_text()
+    assert "unet_32 ngf 4" in text and "norm_act" in text
+
+
+@pytest.mark.parametrize("edit", BROKEN.values(), ids=BROKEN.keys())
+def test_a_results_file_missing_what_the_report_reads_is_refused_in_one_line(tmp_path, capsys,
+                                                                           edit):
+    results = copy.deepcopy(RESULTS)
+    edit(results)
+    path = _write(tmp_path, results if results else [])
+    with pytest.raises(ValueError) as caught:
+        report.load_results(path)
+    message = str(caught.value)
+    assert "\n" not in message
+    assert message.startswith(f"{path} is not a fastp2p bench results file (")
+    assert main(["bench", "--plot", str(path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and str(path) in err
+    assert not path.with_suffix(".md").exists()

@@ -1,0 +1,124 @@
+"""A training state written by hand with its manifest recomputed (so the checksums pass) is
+refused by `train --continue_train` in one line naming the file, with the resume advice, before
+the run writes anything: it crashed with a TypeError, KeyError, IndexError or RuntimeError
+from deep inside the resume (Progress(**...), the optimizers, numpy's and torch's RNGs)."""
+import hashlib
+import json
+import shutil
+
+import pytest
+import torch
+
+from fastp2p.cli import main
+from helpers.train_helpers import folder_files, one_line, train_argv, write_aligned_dataset
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    data = write_aligned_dataset(tmp_path_factory.mktemp("data"), pairs=2)
+    checkpoints = tmp_path_factory.mktemp("ck")
+    assert main(train_argv(data, checkpoints, "--n_epochs_decay", "0")) == 0
+    return data, checkpoints
+
+
+def _load_state(folder):
+    return torch.load(folder / "latest_train_state.pth", weights_only=True)
+
+
+def _write_with_manifest(folder, state):
+    """``state`` as the latest training state, the manifest's size and SHA-256 made to match."""
+    path = folder / "latest_train_state.pth"
+    torch.save(state, path)
+    data = path.read_bytes()
+    manifest_path = folder / "latest_checkpoint.json"
+    manifest = json.loads(manifest_path.read_text())
+    manifest["files"][path.name].update(size=len(data), sha256=hashlib.sha256(data).hexdigest())
+    manifest_path.write_text(json.dumps(manifest))
+
+
+def _unexpected_progress_key(state):
+    state["progress"]["surprise"] = 1
+
+
+def _no_optimizer_state(state):
+    del state["engine"]["optimizer_G"]["state"]
+
+
+def _short_numpy_keys(state):
+    state["numpy_rng"]["keys"] = torch.zeros(3, dtype=torch.int64)
+
+
+def _short_torch_rng(state):
+    state["engine"]["rng"]["cpu"] = torch.zeros(5, dtype=torch.uint8)
+
+
+def _python_keys_of_text(state):
+    state["python_rng"]["keys"] = ["a"] * 625
+
+
+def _epoch_as_text(state):
+    state["progress"]["epoch"] = "1"
+
+
+def _no_schedule(state):
+    del state["schedule"]
+
+
+def _lr_as_text(state):
+    state["engine"]["lr"] = "fast"
+
+
+def _dropout_stream_of_three(state):
+    state["engine"]["dropout_rng"] = {"netG.x": torch.zeros(3, dtype=torch.int64)}
+
+
+def _adam_moment_of_another_shape(state):
+    moments = state["engine"]["optimizer_D"]["state"][0]
+    moments["exp_avg"] = torch.zeros(moments["exp_avg"].numel() + 1)
+
+
+CRAFTS = [_unexpected_progress_key, _no_optimizer_state, _short_numpy_keys, _short_torch_rng,
+          _python_keys_of_text, _epoch_as_text, _no_schedule, _lr_as_text,
+          _dropout_stream_of_three]
+# structure fine, but not of these networks: the engine's one line (without the path)
+OTHER_NETWORKS = [_adam_moment_of_another_shape]
+
+
+@pytest.mark.parametrize("craft", CRAFTS, ids=[craft.__name__[1:] for craft in CRAFTS])
+def test_a_crafted_state_is_refused_in_one_line_before_anything_is_written(trained, tmp_path,
+                                                                          capsys, craft):
+    data, checkpoints = trained
+    copy = tmp_path / "ck"
+    shutil.copytree(checkpoints, copy)
+    folder = copy / "tiny"
+    state = _load_state(folder)
+    craft(state)
+    _write_with_manifest(folder, state)
+    before = folder_files(folder)
+    assert main(train_argv(data, copy, "--continue_train", "--n_epochs", "2",
+                           "--n_epochs_decay", "0")) == 1
+    line = one_line(capsys.readouterr().err)
+    assert f"{folder / 'latest_train_state.pth'}: not a fastp2p training state (" in line
+    assert "resume from another --epoch or start again without --continue_train" in line
+    assert folder_files(folder) == before   # loss log, options, pages: as they were
+
+
+@pytest.mark.parametrize("craft", OTHER_NETWORKS, ids=[c.__name__[1:] for c in OTHER_NETWORKS])
+def test_a_state_of_other_networks_is_refused_in_one_line(trained, tmp_path, capsys, craft):
+    """torch.optim loads Adam moments of any shape: the first step failed mid-training."""
+    data, checkpoints = trained
+    copy = tmp_path / "ck"
+    shutil.copytree(checkpoints, copy)
+    state = _load_state(copy / "tiny")
+    craft(state)
+    _write_with_manifest(copy / "tiny", state)
+    assert main(train_argv(data, copy, "--continue_train", "--n_epochs", "2",
+                           "--n_epochs_decay", "0")) != 0
+    line = one_line(capsys.readouterr().err)
+    assert "optimizer_D: exp_avg of parameter 0 is" in line and "resume with the" in line
+
+
+def test_the_states_fastp2p_writes_pass_the_check(trained):
+    from fastp2p.train.train_state_check import train_state_problem
+    _, checkpoints = trained
+    assert train_state_problem(_load_state(checkpoints / "tiny")) is None

@@ -1,0 +1,157 @@
+"""Symbolic links planted in a run folder (or any folder fastp2p writes) never redirect a write.
+
+A run folder may be shared by several users (its .lock is writable by all on purpose), so one of
+them may put ``NAME/.lock -> ~victim/file``: the victim's next `fastp2p train` of NAME emptied
+that file and wrote its pid into it. Files written in place (the lock, loss_log.csv) are refused
+in one line naming them; files replaced by a rename (train_opt.txt, the pages, checkpoints,
+results) replace the link itself; a temporary file's name taken by a link is made afresh.
+"""
+import os
+
+import pytest
+
+from fastp2p.atomic_files import replacing, temporary_sibling
+from fastp2p.bench import report
+from fastp2p.cli import main
+from fastp2p.train.run_lock import RunFolderLock
+from helpers.train_helpers import one_line, train_argv, write_aligned_dataset
+
+VICTIM_TEXT = "the victim's own file\n"
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    return write_aligned_dataset(tmp_path_factory.mktemp("data"), pairs=2)
+
+
+@pytest.fixture
+def victim(tmp_path):
+    path = tmp_path / "victim.txt"
+    path.write_text(VICTIM_TEXT)
+    return path
+
+
+def _plant(link, target):
+    link.parent.mkdir(parents=True, exist_ok=True)
+    link.symlink_to(target)
+    return link
+
+
+def _train(data, checkpoints, *extra):
+    return main(train_argv(data, checkpoints, "--n_epochs_decay", "0", *extra))
+
+
+def test_a_linked_lock_is_refused_and_its_target_untouched(data, tmp_path, victim, capsys):
+    lock = _plant(tmp_path / "ck" / "tiny" / ".lock", victim)
+    assert _train(data, tmp_path / "ck") == 1
+    line = one_line(capsys.readouterr().err)
+    assert str(lock) in line and "symbolic link" in line and "remove it" in line
+    assert victim.read_text() == VICTIM_TEXT
+    assert lock.is_symlink()   # left for its owner to see
+
+
+def test_a_linked_lock_is_refused_by_the_lock_itself(tmp_path, victim):
+    from fastp2p.atomic_files import NotAPlainFile
+    _plant(tmp_path / "run" / ".lock", victim)
+    lock = RunFolderLock(tmp_path / "run")
+    with pytest.raises(NotAPlainFile, match=r"\.lock is a symbolic link"):
+        lock.acquire()
+    lock.release()
+    assert victim.read_text() == VICTIM_TEXT
+
+
+def test_a_fifo_at_the_lock_is_refused_without_blocking(tmp_path):
+    from fastp2p.atomic_files import NotAPlainFile
+    (tmp_path / "run").mkdir()
+    os.mkfifo(tmp_path / "run" / ".lock")
+    with pytest.raises(NotAPlainFile, match="a special file"):
+        RunFolderLock(tmp_path / "run").acquire()
+
+
+def test_a_linked_loss_log_is_refused_and_its_target_untouched(data, tmp_path, victim, capsys):
+    log = _plant(tmp_path / "ck" / "tiny" / "loss_log.csv", victim)
+    assert _train(data, tmp_path / "ck") == 1
+    line = one_line(capsys.readouterr().err)
+    assert str(log) in line and "symbolic link" in line
+    assert victim.read_text() == VICTIM_TEXT
+
+
+def test_a_linked_options_file_is_replaced_not_written_through(data, tmp_path, victim, capsys):
+    options = _plant(tmp_path / "ck" / "tiny" / "train_opt.txt", victim)
+    assert _train(data, tmp_path / "ck", "--no_html") == 0, capsys.readouterr().err
+    assert victim.read_text() == VICTIM_TEXT
+    assert not options.is_symlink() and "name: tiny" in options.read_text()
+
+
+def test_links_at_temporary_names_are_not_written_through(tmp_path, victim):
+    target = tmp_path / "page.html"
+    _plant(temporary_sibling(target), victim)
+    with replacing(target) as temp:
+        temp.write_text("new page")
+    assert target.read_text() == "new page" and not target.is_symlink()
+    assert victim.read_text() == VICTIM_TEXT
+    assert not temporary_sibling(target).exists()
+
+
+def test_checkpoint_temporaries_taken_by_links_are_not_written_through(data, tmp_path, victim,
+                                                                      capsys):
+    folder = tmp_path / "ck" / "tiny"
+    for name in ("latest_net_G.pth", "latest_net_D.pth", "latest_train_state.pth"):
+        _plant(temporary_sibling(folder / name), victim)
+    assert _train(data, tmp_path / "ck", "--no_html") == 0, capsys.readouterr().err
+    assert victim.read_text() == VICTIM_TEXT
+    assert (folder / "latest_net_G.pth").is_file()
+
+
+def test_open_plain_file_opens_only_a_plain_file(tmp_path, victim):
+    from fastp2p.atomic_files import NotAPlainFile, open_plain_file
+    link = _plant(tmp_path / "log.csv", victim)
+    for mode in ("w", "a"):
+        with pytest.raises(NotAPlainFile, match="log.csv is a symbolic link"):
+            open(link, mode, opener=open_plain_file)
+    with pytest.raises(NotAPlainFile, match="is a folder"):
+        open_plain_file(tmp_path, os.O_RDONLY)
+    assert victim.read_text() == VICTIM_TEXT
+    plain = tmp_path / "plain.csv"
+    plain.write_text("old text")
+    with open(plain, "w", opener=open_plain_file) as handle:
+        handle.write("new")
+    with open(plain, "a", opener=open_plain_file) as handle:
+        handle.write("+more")
+    assert plain.read_text() == "new+more"
+
+
+def test_bench_pages_replace_planted_links(tmp_path, victim):
+    results = {"mode": "quick", "training": [], "environment": {
+        "device": "cpu", "date_utc": "2026-12-02 10:00", "date": "20261202", "commit": "abc",
+        "python": "3.11"}, "config": {"network_description": "tiny", "steps": 2, "warmup": 1}}
+    json_path = tmp_path / "results.json"
+    json_path.write_text(report.json.dumps(results))
+    for suffix in (".md", ".png"):
+        _plant(json_path.with_suffix(suffix), victim)
+    files = report.render_files(json_path)
+    assert victim.read_text() == VICTIM_TEXT
+    assert not files["markdown"].is_symlink() and "# fastp2p benchmark" in (
+        files["markdown"].read_text())
+    if files["chart"] is not None:
+        assert not files["chart"].is_symlink()
+
+
+@pytest.mark.parametrize("linked", ["web", "web/images"])
+def test_a_linked_web_folder_is_refused_and_overwrite_leaves_its_files(data, tmp_path, capsys,
+                                                                       linked):
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    theirs = {name: f"their {name}" for name in ("index.html", "loss.png",
+                                                 "epoch001_step0000001_real_A.png")}
+    for name, text in theirs.items():
+        (elsewhere / name).write_text(text)
+    run = tmp_path / "ck" / "tiny"
+    if linked == "web/images":
+        (run / "web").mkdir(parents=True)
+    link = _plant(run / linked, elsewhere)
+    for extra in ((), ("--overwrite",)):
+        assert _train(data, tmp_path / "ck", *extra) == 1
+        line = one_line(capsys.readouterr().err)
+        assert str(link) in line and "symbolic link" in line and "not a folder" in line
+        assert {path.name: path.read_text() for path in elsewhere.iterdir()} == theirs
