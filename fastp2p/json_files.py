@@ -1,5 +1,6 @@
 """Reading JSON from disk: every file fastp2p reads back (pack indexes and states, checkpoint
-manifests, benchmark results, synthetic-set records) goes through ``read_json``.
+manifests, benchmark results, synthetic-set records, the committed choice tables and build
+information) goes through ``read_json``.
 
 ``json.loads`` raises RecursionError, not ValueError, on input nested deeper than the
 interpreter's recursion limit (``'[' * 200000``): it passed every ``except (OSError,

@@ -15,7 +15,6 @@ module's conv would compute in, so a bfloat16 table takes effect in the bf16 tra
 ``FASTP2P_CONV`` overrides the table: ``fused`` runs every layer the network can fuse through the fused convolution (tests
 and GPU experiments; an error where no backend has it), ``module`` none.
 """
-import json
 import os
 from functools import lru_cache
 from pathlib import Path
@@ -23,6 +22,7 @@ from typing import Optional
 
 import torch
 
+from fastp2p.json_files import read_json
 from fastp2p.ops.backends import conv_fused_backend
 
 TABLE = Path(__file__).with_name("conv_choice.json")
@@ -47,7 +47,7 @@ def fused_layers(path: Path) -> frozenset:
     """The keys the table at ``path`` (TABLE) gives to the fused convolution (empty without
     a table)."""
     try:
-        table = json.loads(path.read_text())
+        table = read_json(path)
         return frozenset(layer_key(e["norm"], e["dtype"], e["input"], e["weight"], e["stride"],
                                    e["padding"], e.get("transposed", False))
                          for e in table["fused"])

@@ -12,12 +12,12 @@ its launches pass only data addresses (the ops layer keeps one per kind of infer
 If the extension is missing (no compiler at install, a failed build), ``available()`` is False,
 warns once with the reason, and the ops layer keeps to the reference math.
 """
-import json
 import warnings
 from pathlib import Path
 
 import torch
 
+from fastp2p.json_files import read_json
 from fastp2p.ops.definitions import ACTIVATION_CODES, GAN_MODE_CODES, count_batch
 
 NAME = "cpp"
@@ -51,7 +51,7 @@ def _load():
 
 def _missing_reason(error: ImportError) -> str:
     try:
-        info = json.loads(_BUILD_INFO.read_text())
+        info = read_json(_BUILD_INFO)
     except (OSError, ValueError):
         return (f"fastp2p._C cannot be imported ({error}) and the install left no build record: "
                 "reinstall fastp2p with a C++17 compiler (pip install .) to build it")
@@ -90,7 +90,7 @@ def cuda_unavailable_reason() -> str:
     if _extension is None:
         return unavailable_reason()
     try:
-        info = json.loads(_BUILD_INFO.read_text())
+        info = read_json(_BUILD_INFO)
     except (OSError, ValueError):
         info = {}
     return info.get("cuda_reason") or "fastp2p._C was built without CUDA (no nvcc at install, or FASTP2P_CUDA=0)"

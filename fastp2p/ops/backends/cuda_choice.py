@@ -8,9 +8,10 @@ The choice is data, not a guess: ``cuda_norm_act_choice.json`` beside this file,
 the file, or without a CUDA build of fastp2p._C, every CUDA call runs Triton — and no table is
 committed yet, so the CUDA C++ norm-act kernels are dormant by default.
 """
-import json
 from functools import lru_cache
 from pathlib import Path
+
+from fastp2p.json_files import read_json
 
 TABLE = Path(__file__).with_name("cuda_norm_act_choice.json")
 
@@ -24,7 +25,7 @@ def table_key(norm: str, dtype, shape) -> tuple:
 def cpp_shapes(path: Path = TABLE) -> frozenset:
     """The keys the table gives to the CUDA C++ kernel (empty without a table)."""
     try:
-        table = json.loads(path.read_text())
+        table = read_json(path)
     except FileNotFoundError:
         return frozenset()
     except (OSError, ValueError) as error:
