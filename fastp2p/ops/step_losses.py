@@ -6,7 +6,9 @@ Two forms of each, the same launches underneath:
 
 - ``d_step_losses`` / ``g_step_losses`` return the (3,) float32 losses, differentiable: the
   forward computes the gradients with the losses (the gradient of a mean does not depend on
-  its value), the backward multiplies them by grad_output. They are ``autograd.Function``s,
+  its value), the backward multiplies them by grad_output (a backward that builds a graph,
+  ``create_graph=True``, recomputes the GAN gradients from the saved logits as torch ops, which
+  have a second derivative). They are ``autograd.Function``s,
   not torch.library custom ops: given a LossTally they update the engine's counters in place,
   and torch.library registers autograd formulas only for functional ops.
 - ``d_step_losses_and_grads`` / ``g_step_losses_and_grads`` return the losses (no autograd)
