@@ -27,6 +27,7 @@ import torch
 
 from fastp2p.kernels.conv_fused_types import OUTPUT_ACTIVATIONS, GradFold, InputTransform
 from fastp2p.ops.backends import conv_fused_backend
+from fastp2p.ops.definitions import refuse_graph_of_backward
 
 NORMS = ("none", "instance", "batch")
 
@@ -75,6 +76,9 @@ class _ConvNormAct(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad_y, grad_mean, grad_rstd):
+        refuse_graph_of_backward("the fused convolution (conv_norm_act)",
+                                 "set FASTP2P_CONV=module to run the networks' convolutions "
+                                 "as torch modules")
         cfg = ctx.cfg
         weight, bias, y, mean, rstd, *flat = ctx.saved_tensors
         kernels = _launchers(weight.device)

@@ -14,7 +14,8 @@ ACTIVATIONS = tuple(ACTIVATION_CODES)
 GAN_MODES = tuple(GAN_MODE_CODES)
 
 __all__ = ["ACTIVATIONS", "ACTIVATION_CODES", "GAN_MODES", "GAN_MODE_CODES", "NORMS",
-           "NORM_CODES", "OP_DTYPES", "count_batch", "like_memory_format"]
+           "NORM_CODES", "OP_DTYPES", "count_batch", "like_memory_format",
+           "refuse_graph_of_backward"]
 
 
 def count_batch(num_batches_tracked, norm: str, training: bool, running_mean) -> None:
@@ -25,6 +26,16 @@ def count_batch(num_batches_tracked, norm: str, training: bool, running_mean) ->
             and running_mean is not None):
         with torch.no_grad():
             num_batches_tracked.add_(1)
+
+
+def refuse_graph_of_backward(what: str, instead: str) -> None:
+    """Raise where a backward with no differentiable form runs with grad mode on: autograd does
+    so exactly for ``create_graph=True`` (a gradient penalty, a higher derivative), whose
+    gradients would otherwise come back as silent constants. ``instead``: what to turn off."""
+    if torch.is_grad_enabled():
+        raise RuntimeError(f"{what}: its backward is not differentiable, so a gradient of a "
+                           f"gradient (create_graph=True, e.g. a gradient penalty) cannot pass "
+                           f"through it; {instead}")
 
 
 def like_memory_format(x, channels):

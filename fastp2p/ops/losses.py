@@ -3,11 +3,17 @@
 They are pure functions of their inputs, so they are ``torch.library.custom_op``s with a fake
 (meta) implementation and a registered autograd formula: torch.compile traces them without a
 graph break and CUDA graphs capture them. The forward computes the gradient along with the
-loss (the kernels write both in one pass); the backward only scales it by grad_output.
+loss (the kernels write both in one pass); the backward only scales it by grad_output —
+except in a backward that builds a graph (``create_graph=True``, a gradient penalty), where
+that saved gradient would be a constant: there the GAN loss's gradient is recomputed from the
+saved logits as torch ops (``differentiable_gan_grad``), so its second derivative is there.
+(The L1's is 0: the saved sign / numel is exact there, and the gradient stays differentiable
+in grad_output.)
 """
 import torch
 
 from fastp2p.ops.backends import backend_for
+from fastp2p.ops.backends.reference import gan_loss_and_grad
 from fastp2p.ops.definitions import GAN_MODES, OP_DTYPES
 
 
@@ -47,9 +53,17 @@ def _(logits, mode, target_is_real):
     return logits.new_empty((), dtype=_loss_dtype(logits)), torch.empty_like(logits)
 
 
+def differentiable_gan_grad(logits, mode, target_is_real):
+    """d loss / d logits as torch ops of the logits, in the compute dtype: what a backward that
+    builds a graph (grad mode on there: create_graph=True) uses in place of the kernels' saved
+    gradient, a constant."""
+    return gan_loss_and_grad(logits, mode, target_is_real)[1]
+
+
 def _gan_loss_setup(ctx, inputs, output):
-    ctx.save_for_backward(output[1])
-    ctx.input_dtype = inputs[0].dtype
+    # The logits by reference (no copy), for a backward that builds a graph.
+    ctx.save_for_backward(output[1], inputs[0])
+    ctx.input_dtype, ctx.mode, ctx.target_is_real = inputs[0].dtype, inputs[1], inputs[2]
     # The gradient output is never differentiated: no logits-sized zero fill for its gradient.
     ctx.set_materialize_grads(False)
 
@@ -57,7 +71,9 @@ def _gan_loss_setup(ctx, inputs, output):
 def _gan_loss_backward(ctx, grad_loss, grad_grad):
     if grad_loss is None:
         return None, None, None
-    (grad_logits,) = ctx.saved_tensors
+    grad_logits, logits = ctx.saved_tensors
+    if torch.is_grad_enabled():  # create_graph=True
+        grad_logits = differentiable_gan_grad(logits, ctx.mode, ctx.target_is_real)
     return (grad_logits * grad_loss).to(ctx.input_dtype), None, None
 
 

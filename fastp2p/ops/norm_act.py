@@ -12,7 +12,8 @@ per kind of call (each tensor's shape, strides, dtype and device, the settings, 
 the argument checks, the output's geometry and the backend's prepared launch (the C++ backend's
 ``norm_act_fwd_plan``, which skips the statistics the call discards) are made on the kind's first
 call only. The losses, pure functions, are custom ops with ``register_autograd``
-(fastp2p/ops/losses.py).
+(fastp2p/ops/losses.py). A backward asked to build a graph (``create_graph=True``: a gradient
+penalty) runs ``norm_act_graph_backward`` instead of the kernels: differentiable torch ops.
 
 ``norm_act_concat(skip, x, ...)`` returns ``cat([relu(skip), norm_act(x)], 1)`` without
 torch.cat: both halves are written by the backend straight into their channel slices of one
@@ -28,6 +29,7 @@ from fastp2p.ops.backends import norm_act_backend_for
 from fastp2p.ops.definitions import (ACTIVATIONS, NORMS, OP_DTYPES, count_batch,
                                      like_memory_format)
 from fastp2p.ops.dropout_rng import dropout_threshold
+from fastp2p.ops.norm_act_graph_backward import norm_act_backward_with_graph
 from fastp2p.ops.norm_act_reference import statistics_dtype
 
 
@@ -320,11 +322,19 @@ class _NormActFunction(torch.autograd.Function):
     def backward(ctx, grad_out):
         x, weight, bias, mean, rstd, skip, rng = ctx.saved_tensors  # x: maybe the output
         cfg = ctx.cfg
-        backward = _norm_act_bwd if ctx.direct else _norm_act_bwd_op
-        grad_x, grad_weight, grad_bias, grad_skip = backward(
-            grad_out, x, weight, bias, mean, rstd, skip, rng, ctx.seed, ctx.offset,
-            norm=cfg.norm, training=ctx.batch_stats, activation=cfg.activation, slope=cfg.slope,
-            dropout_p=cfg.dropout_p)
+        if torch.is_grad_enabled():
+            # create_graph=True (a gradient penalty): the kernels' gradients would be constants.
+            grad_x, grad_weight, grad_bias, grad_skip = norm_act_backward_with_graph(
+                grad_out, x, weight, bias, mean, rstd, skip, cfg=cfg,
+                batch_stats=ctx.batch_stats,
+                reads_output=_backward_reads_output(cfg, weight, skip),
+                **_rng_kwargs(ctx.seed, ctx.offset, rng))
+        else:
+            backward = _norm_act_bwd if ctx.direct else _norm_act_bwd_op
+            grad_x, grad_weight, grad_bias, grad_skip = backward(
+                grad_out, x, weight, bias, mean, rstd, skip, rng, ctx.seed, ctx.offset,
+                norm=cfg.norm, training=ctx.batch_stats, activation=cfg.activation,
+                slope=cfg.slope, dropout_p=cfg.dropout_p)
         if weight is None:
             grad_weight = grad_bias = None
         if skip is None:

@@ -61,15 +61,20 @@ def statistics_dtype(x) -> torch.dtype:
 
 
 def _saved_statistics(x, running_mean, running_var, *, norm, training, eps):
-    dtype = statistics_dtype(x)
-    xs = x.detach().to(dtype)
-    if norm == "instance":
-        var, mean = torch.var_mean(xs, dim=(2, 3), unbiased=False)
-    elif norm == "batch" and (training or running_mean is None):
-        var, mean = torch.var_mean(xs, dim=(0, 2, 3), unbiased=False)
-    elif norm == "batch":
-        mean, var = running_mean.to(dtype), running_var.to(dtype)
-    else:
+    if norm == "batch" and not (training or running_mean is None):
+        dtype = statistics_dtype(x)
+        return running_mean.to(dtype), torch.rsqrt(running_var.to(dtype) + eps)
+    return statistics_of(x.detach(), norm=norm, eps=eps)
+
+
+def statistics_of(x, *, norm, eps):
+    """(mean, rstd) of x's own values in the statistics dtype: per (N, C) for instance norm, per
+    C for batch norm (biased variance), empty tensors for no norm. Differentiable in x: the
+    backward that builds a graph (create_graph) recomputes them from the saved x."""
+    xs = x.to(statistics_dtype(x))
+    if norm == "none":
         empty = xs.new_empty(0)
         return empty, empty
+    var, mean = torch.var_mean(xs, dim=(2, 3) if norm == "instance" else (0, 2, 3),
+                               unbiased=False)
     return mean, torch.rsqrt(var + eps)

@@ -48,7 +48,9 @@ Why the gradients are today's bit for bit:
 Only where it can overlap: both the input and the weight (or bias) want a gradient, groups 1,
 zero padding. G's first convolution (no input gradient) and the frozen D of the generator step
 (no weight gradient) run as before, as does everything outside ``within(...)``: inference and a
-user's forward never pay more than one global lookup per convolution.
+user's forward never pay more than one global lookup per convolution. A backward that builds a
+graph (``create_graph=True``, a gradient penalty) does not split: it runs the combined call on
+the current stream, which aten differentiates.
 
 ``within(streams)`` is entered by the engine around its step body; ``streams`` is a
 ``WgradStreams``: for the current stream, the fork / side / join (``StepStreams`` of
@@ -124,7 +126,14 @@ class SplitBackwardConvolution(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_output):
         x, weight = ctx.saved_tensors
-        _, want_weight, want_bias = ctx.needs_input_grad[:3]
+        want_x, want_weight, want_bias = ctx.needs_input_grad[:3]
+        if torch.is_grad_enabled():
+            # create_graph=True (a gradient penalty): the plain combined call, which aten
+            # differentiates (convolution_backward has a double-backward formula), on the current
+            # stream only, so that the new graph's nodes hold no side-stream work.
+            grad_x, grad_weight, grad_bias = _aten.convolution_backward(
+                grad_output, x, weight, *ctx.conv, [want_x, want_weight, want_bias])
+            return grad_x, grad_weight, grad_bias, None, None, None, None, None, None
         streams = ctx.streams.for_current_stream()
         streams.fork()
         with streams.side():

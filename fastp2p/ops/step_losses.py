@@ -6,7 +6,9 @@ Two forms of each, the same launches underneath:
 
 - ``d_step_losses`` / ``g_step_losses`` return the (3,) float32 losses, differentiable: the
   forward computes the gradients with the losses (the gradient of a mean does not depend on
-  its value), the backward multiplies them by grad_output. They are ``autograd.Function``s,
+  its value), the backward multiplies them by grad_output (a backward that builds a graph,
+  ``create_graph=True``, recomputes the GAN gradients from the saved logits as torch ops, which
+  have a second derivative). They are ``autograd.Function``s,
   not torch.library custom ops: given a LossTally they update the engine's counters in place,
   and torch.library registers autograd formulas only for functional ops.
 - ``d_step_losses_and_grads`` / ``g_step_losses_and_grads`` return the losses (no autograd)
@@ -22,7 +24,7 @@ import torch
 from fastp2p.kernels.loss_tally import LossTally
 from fastp2p.ops.backends import backend_for
 from fastp2p.ops.definitions import GAN_MODES
-from fastp2p.ops.losses import check_loss_input
+from fastp2p.ops.losses import check_loss_input, differentiable_gan_grad
 
 __all__ = ["LossTally", "d_step_losses", "d_step_losses_and_grads", "g_step_losses",
            "g_step_losses_and_grads"]
@@ -74,16 +76,21 @@ class _DStepLosses(torch.autograd.Function):
     @staticmethod
     def forward(ctx, logits_fake, logits_real, mode, tally):
         losses, grad_fake, grad_real = _d_launch(logits_fake, logits_real, mode, tally)
-        ctx.save_for_backward(grad_fake, grad_real)
+        # The logits by reference (no copy), for a backward that builds a graph.
+        ctx.save_for_backward(grad_fake, grad_real, logits_fake, logits_real)
+        ctx.mode = mode
         return losses
 
     @staticmethod
     def backward(ctx, grad_losses):
         # losses = [0.5 (f + r), f, r]; the saved gradients are those of losses[0].
-        grad_fake, grad_real = ctx.saved_tensors
+        grad_fake, grad_real, logits_fake, logits_real = ctx.saved_tensors
+        if torch.is_grad_enabled():  # create_graph=True: the saved gradients are constants
+            grad_fake = 0.5 * differentiable_gan_grad(logits_fake, ctx.mode, False)
+            grad_real = 0.5 * differentiable_gan_grad(logits_real, ctx.mode, True)
         g = grad_losses.float()
-        return ((grad_fake * (g[0] + 2.0 * g[1])).to(grad_fake.dtype),
-                (grad_real * (g[0] + 2.0 * g[2])).to(grad_real.dtype), None, None)
+        return ((grad_fake * (g[0] + 2.0 * g[1])).to(logits_fake.dtype),
+                (grad_real * (g[0] + 2.0 * g[2])).to(logits_real.dtype), None, None)
 
 
 class _GStepLosses(torch.autograd.Function):
@@ -91,18 +98,22 @@ class _GStepLosses(torch.autograd.Function):
     def forward(ctx, logits, fake_b, real_b, mode, lambda_l1, tally):
         losses, grad_logits, grad_fake_b = _g_launch(logits, fake_b, real_b, mode, lambda_l1,
                                                      tally)
-        ctx.save_for_backward(grad_logits, grad_fake_b)
-        ctx.real_b_dtype = real_b.dtype
+        # The logits by reference (no copy), for a backward that builds a graph; the L1's
+        # gradient (sign / numel) has a zero derivative: its saved form serves there too.
+        ctx.save_for_backward(grad_logits, grad_fake_b, logits)
+        ctx.real_b_dtype, ctx.mode = real_b.dtype, mode
         return losses
 
     @staticmethod
     def backward(ctx, grad_losses):
         # losses = [gan + l1, gan, l1]; the saved gradients are those of losses[0].
-        grad_logits, grad_fake_b = ctx.saved_tensors
+        grad_logits, grad_fake_b, logits = ctx.saved_tensors
+        if torch.is_grad_enabled():  # create_graph=True: the saved gradient is a constant
+            grad_logits = differentiable_gan_grad(logits, ctx.mode, True)
         g = grad_losses.float()
         scaled_fake_b = grad_fake_b * (g[0] + g[2])
         grad_real_b = (-scaled_fake_b).to(ctx.real_b_dtype) if ctx.needs_input_grad[2] else None
-        return ((grad_logits * (g[0] + g[1])).to(grad_logits.dtype),
+        return ((grad_logits * (g[0] + g[1])).to(logits.dtype),
                 scaled_fake_b.to(grad_fake_b.dtype), grad_real_b, None, None, None)
 
 

@@ -53,6 +53,7 @@ from fastp2p.ops.backends.cudnn_graph_writer import (KINDS, Built, CudnnGraphNot
                                                      CudnnGraphUnavailable,
                                                      CudnnGraphUnsupported, GraphWriter,
                                                      LayerKey, Variant)
+from fastp2p.ops.definitions import refuse_graph_of_backward
 
 NOT_INSTALLED = ("nvidia-cudnn-frontend is not installed (pip install nvidia-cudnn-frontend; on "
                  "the GPU machine, carry its wheel in .whl/: benchmarks/README.md)")
@@ -250,6 +251,8 @@ class _ConvGraph(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad_y, grad_sum, grad_sumsq):
+        refuse_graph_of_backward("conv_graph_norm (cuDNN graphs)",
+                                 "run that layer as torch's convolution (F.conv2d) instead")
         key = ctx.key
         x, scale, shift, weight, bias, y = ctx.saved_tensors
         grad = _with_statistics_grad(grad_y, grad_sum, grad_sumsq, y, key)

@@ -16,8 +16,8 @@ NAME = "reference"
 DTYPES = (torch.float32, torch.bfloat16, torch.float16, torch.float64)
 
 __all__ = ["DTYPES", "NAME",
-           "available", "d_step_losses_fwd", "g_step_losses_fwd", "gan_loss_fwd", "l1_loss_fwd",
-           "norm_act_bwd", "norm_act_fwd"]
+           "available", "d_step_losses_fwd", "g_step_losses_fwd", "gan_loss_and_grad",
+           "gan_loss_fwd", "l1_loss_fwd", "norm_act_bwd", "norm_act_fwd"]
 
 
 def available() -> bool:
@@ -100,8 +100,9 @@ def _target(target_is_real):
     return 1.0 if target_is_real else 0.0
 
 
-def _gan_loss_and_grad(logits, mode, target_is_real):
-    """(loss, d loss / d logits), both in the compute dtype (float32, or float64)."""
+def gan_loss_and_grad(logits, mode, target_is_real):
+    """(loss, d loss / d logits), both in the compute dtype (float32, or float64); torch ops,
+    differentiable in the logits (the losses' backward that builds a graph uses them)."""
     x = logits.to(_compute_dtype(logits))
     numel = x.numel()
     target = _target(target_is_real)
@@ -121,7 +122,7 @@ def _gan_loss_and_grad(logits, mode, target_is_real):
 def gan_loss_fwd(logits, *, mode, target_is_real):
     """(loss, d loss / d logits): BCE-with-logits / MSE mean against 1 or 0, or the WGAN mean;
     the loss in the compute dtype (float64 for float64 logits, else float32)."""
-    loss, grad = _gan_loss_and_grad(logits, mode, target_is_real)
+    loss, grad = gan_loss_and_grad(logits, mode, target_is_real)
     return loss, grad.to(logits.dtype)
 
 
@@ -148,8 +149,8 @@ def _add_to_tally(part_a, part_b, tally):
 
 def d_step_losses_fwd(logits_fake, logits_real, *, mode, tally=None):
     """The discriminator step's 0.5 (L_fake + L_real), its parts and its gradients."""
-    loss_fake, grad_fake = _gan_loss_and_grad(logits_fake, mode, False)
-    loss_real, grad_real = _gan_loss_and_grad(logits_real, mode, True)
+    loss_fake, grad_fake = gan_loss_and_grad(logits_fake, mode, False)
+    loss_real, grad_real = gan_loss_and_grad(logits_real, mode, True)
     loss_fake, loss_real = loss_fake.float(), loss_real.float()
     if tally is not None:
         _add_to_tally(loss_fake, loss_real, tally)
@@ -159,7 +160,7 @@ def d_step_losses_fwd(logits_fake, logits_real, *, mode, tally=None):
 
 def g_step_losses_fwd(logits, fake_b, real_b, *, mode, lambda_l1, tally=None):
     """The generator step's L_GAN + lambda L1, its parts and its gradients."""
-    loss_gan, grad_logits = _gan_loss_and_grad(logits, mode, True)
+    loss_gan, grad_logits = gan_loss_and_grad(logits, mode, True)
     dtype = _compute_dtype(fake_b)
     diff = fake_b.to(dtype) - real_b.to(dtype)
     loss_gan, loss_l1 = loss_gan.float(), diff.abs().mean().float() * lambda_l1
