@@ -1,0 +1,27 @@
+"""--save_latest_freq counts images, and a save happens at the step whose images cross a
+multiple of it (the batch need not divide it): with --batch_size 3 and --save_latest_freq 5
+the saves are after 6 images (crossing 5), 12 (crossing 10) and 15 (reaching 15), where the
+reference's ``images % freq == 0`` would save at 15 only. The same rule places the samples
+(--display_freq)."""
+from fastp2p.cli import main
+from fastp2p.train.checkpoints import CheckpointFolder
+from fastp2p.train.trainer import _crossed
+from helpers.train_helpers import train_argv, write_aligned_dataset
+
+
+def test_crossed_fires_at_each_step_that_passes_a_multiple():
+    images = range(0, 31, 3)   # batch 3
+    saved = [after for before, after in zip(images, images[1:]) if _crossed(before, after, 5)]
+    assert saved == [6, 12, 15, 21, 27, 30]
+    assert [after for after in range(1, 11) if _crossed(after - 1, after, 5)] == [5, 10]
+    assert not any(_crossed(before, before + 3, 0) for before in range(0, 30, 3))   # 0: never
+
+
+def test_a_run_with_a_batch_that_does_not_divide_the_frequency_saves_by_iter(tmp_path):
+    data = write_aligned_dataset(tmp_path / "data", pairs=6, phases=("train",))
+    argv = train_argv(data, tmp_path / "ckpt", "--batch_size", "3", "--save_latest_freq", "5",
+                      "--save_by_iter", "--n_epochs_decay", "0", "--no_html")
+    assert main(argv) == 0   # one epoch of two steps: 3, then 6 images
+    folder = CheckpointFolder(tmp_path / "ckpt", "tiny")
+    assert folder.load_train_state("iter_6")["progress"]["images"] == 6
+    assert not folder.file("iter_3", "net_G.pth").exists()
