@@ -96,3 +96,8 @@ def test_a_plain_load_state_dict_keeps_its_advice():
     """load_state_dict (not from_checkpoint) still points at from_checkpoint(path)."""
     with pytest.raises(ValueError, match=r"the file looks like UNet\(.*ngf=8.*from_checkpoint"):
         fastp2p.UNet(3, 3, 5, ngf=4).load_state_dict(fastp2p.UNet(3, 3, 5, ngf=8).state_dict())
+
+
+def test_norm_layer_none_keeps_the_inferred_norm():
+    state = fastp2p.UNet(3, 3, 5, 4, norm="instance").state_dict()
+    assert fastp2p.UNet.from_checkpoint(state, norm_layer=None).config()["norm"] == "instance"

@@ -54,7 +54,7 @@ class ReferenceCheckpointMixin:
         """
         state_dict = read_state_dict(source, map_location=map_location)
         inferred = cls._infer_config(state_dict)
-        if "norm_layer" in overrides:
+        if overrides.get("norm_layer") is not None:
             inferred.pop("norm", None)
         model = cls(**{**inferred, **overrides})
         try:
@@ -63,7 +63,7 @@ class ReferenceCheckpointMixin:
             where = (f"checkpoint {str(source)!r}" if isinstance(source, (str, PathLike))
                      else "the state_dict")
             given = ", ".join(f"{name}=" for name in overrides)
-            if "norm" in overrides or "norm_layer" in overrides:
+            if overrides.get("norm") is not None or overrides.get("norm_layer") is not None:
                 advice = f"check {given} against what the network was built with"
             else:
                 advice = _NORM_NOT_INFERRED + (f"; or check {given}" if given else "")
