@@ -232,11 +232,9 @@ def test_options_that_need_cuda_exit_2_on_the_cpu(tmp_path, capsys):
 
 
 def test_an_empty_batch_reports_the_callers_shape():
+    """The networks return an empty output for one, as the reference's do
+    (tests/test_empty_batch_and_full_dropout.py); a training step refuses it."""
     netG, netD = tiny_networks()
-    for module, shape in ((netG, (0, 3, 32, 32)), (netD, (0, 6, 32, 32))):
-        with pytest.raises(ValueError, match=r"empty batch \(shape " + str(shape).replace(
-                "(", r"\(").replace(")", r"\)")):
-            module(torch.empty(shape))
     empty = torch.empty(0, 3, 32, 32)
     with pytest.raises(ValueError, match=r"empty batch \(shape \(0, 3, 32, 32\)\)"):
         Pix2PixEngine(netG, netD).step(empty, empty)

@@ -100,7 +100,9 @@ def _logits(seed=4):
 @pytest.mark.parametrize("target_is_real", [True, False], ids=["real", "fake"])
 @pytest.mark.parametrize("mode", ["vanilla", "lsgan", "wgangp"])
 def test_ganloss_in_float64_matches_the_reference(mode, target_is_real, train):
-    ours = fastp2p.GANLoss(mode).train(train)
+    # .double() for both: with float32 labels the reference's vanilla loss is float32
+    # (tests/test_gan_loss_result_dtype.py)
+    ours = fastp2p.GANLoss(mode).double().train(train)
     theirs = reference.GANLoss(mode).double().train(train)
     x_ours, x_ref = _logits().requires_grad_(), _logits().requires_grad_()
     loss = ours(x_ours, target_is_real)

@@ -98,8 +98,18 @@ def drop_legacy_instance_norm_stats(module: torch.nn.Module, state_dict: dict) -
     return kept
 
 
+class CheckpointMismatch(ValueError):
+    """A state_dict whose keys or shapes do not fit the module; ``details`` lists them (the
+    message's second line), for a caller that gives its own advice (``from_checkpoint``)."""
+
+    def __init__(self, message: str, details: str):
+        super().__init__(f"{message}\n{details}")
+        self.details = details
+
+
 def check_state_dict_fits(module: torch.nn.Module, state_dict: dict, describe_file) -> None:
-    """Raise ValueError if keys or shapes differ; the message says what the file looks like."""
+    """Raise CheckpointMismatch (a ValueError) if keys or shapes differ; the message says what
+    the file looks like."""
     expected = module.state_dict()
     missing = [k for k in expected if k not in state_dict]
     unexpected = [k for k in state_dict if k not in expected]
@@ -120,9 +130,9 @@ def check_state_dict_fits(module: torch.nn.Module, state_dict: dict, describe_fi
     except ValueError as err:
         looks_like = f"its configuration could not be inferred ({err})"
     # The diagnosis and what to do come first, on one line; the key lists (often long) after.
-    raise ValueError(f"checkpoint does not fit {module.config_string()}: {looks_like}; use "
-                     f"{type(module).__name__}.from_checkpoint(path), or build the module with "
-                     "that configuration.\ndetails: " + "; ".join(problems))
+    raise CheckpointMismatch(f"checkpoint does not fit {module.config_string()}: {looks_like}; "
+                             f"use {type(module).__name__}.from_checkpoint(path), or build the "
+                             "module with that configuration.", "details: " + "; ".join(problems))
 
 
 def _shape_of(value):

@@ -19,9 +19,6 @@ def check_image_batch(x, *, expected_channels: int, module: torch.nn.Module, nam
                          f"(shape {tuple(x.shape)})")
     if not x.is_floating_point():
         raise ValueError(f"{name} expects a floating-point tensor, got {x.dtype}")
-    if x.shape[0] == 0:
-        raise ValueError(f"{name} got an empty batch (shape {tuple(x.shape)}); pass at least "
-                         "one image")
     height, width = x.shape[-2:]
     if height % spatial_multiple or width % spatial_multiple or height == 0 or width == 0:
         raise ValueError(f"{name} needs height and width that are positive multiples of "

@@ -1,6 +1,13 @@
 """The checkpoint behaviour shared by every public network."""
-from fastp2p.nn.checkpoint import (check_state_dict_fits, drop_legacy_instance_norm_stats,
-                                   format_config, read_state_dict)
+from os import PathLike
+
+from fastp2p.nn.checkpoint import (CheckpointMismatch, check_state_dict_fits,
+                                   drop_legacy_instance_norm_stats, format_config, read_state_dict)
+
+# What a checkpoint's keys cannot tell of its norm layers, and what to pass instead.
+_NORM_NOT_INFERRED = ("its norm layers' settings (affine=, track_running_stats=) or type cannot "
+                      "be inferred from the keys; pass the norm factory it was built with, e.g. "
+                      "norm_layer=functools.partial(nn.InstanceNorm2d, affine=True)")
 
 
 class ReferenceCheckpointMixin:
@@ -42,9 +49,25 @@ class ReferenceCheckpointMixin:
         """Build the network a checkpoint (path or state_dict) was saved from, and load it.
 
         The configuration is read off the keys and shapes; ``overrides`` sets what they cannot
-        tell (e.g. ``use_dropout``), or forces a value.
+        tell (e.g. ``use_dropout``, or a ``norm_layer`` factory, which replaces the inferred
+        ``norm``: the keys do not tell e.g. an affine InstanceNorm), or forces a value.
         """
         state_dict = read_state_dict(source, map_location=map_location)
-        model = cls(**{**cls._infer_config(state_dict), **overrides})
-        model.load_state_dict(state_dict)
+        inferred = cls._infer_config(state_dict)
+        if overrides.get("norm_layer") is not None:
+            inferred.pop("norm", None)
+        model = cls(**{**inferred, **overrides})
+        try:
+            model.load_state_dict(state_dict)
+        except CheckpointMismatch as mismatch:
+            where = (f"checkpoint {str(source)!r}" if isinstance(source, (str, PathLike))
+                     else "the state_dict")
+            given = ", ".join(f"{name}=" for name in overrides)
+            if overrides.get("norm") is not None or overrides.get("norm_layer") is not None:
+                advice = f"check {given} against what the network was built with"
+            else:
+                advice = _NORM_NOT_INFERRED + (f"; or check {given}" if given else "")
+            built = "inferred from it" + (f" with {given} as given" if given else "")
+            raise ValueError(f"{where} does not fit {model.config_string()}, the configuration "
+                             f"{built}: {advice}\n{mismatch.details}") from None
         return model

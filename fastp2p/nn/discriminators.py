@@ -3,7 +3,8 @@ from fastp2p.nn.checks import check_image_batch, check_positive_ints
 from fastp2p.nn.checkpoint import infer_patchgan_config, infer_pixelgan_config
 from fastp2p.nn.compat import ReferenceCheckpointMixin
 from fastp2p.nn.folding import ReleasesReplacedWeights
-from fastp2p.nn.fused import sequential_forward, sequential_output, sequential_supported
+from fastp2p.nn.fused import (reference_forward_wanted, sequential_forward, sequential_output,
+                              sequential_supported)
 from fastp2p.nn.fused_conv import conv_stack_forward
 from fastp2p.nn.norm import describe_norm_layer, resolve_norm_layer
 from fastp2p.ops.backends.conv_choice import may_fuse
@@ -22,7 +23,9 @@ class PatchDiscriminator(ReleasesReplacedWeights, ReferenceCheckpointMixin, NLay
     LeakyReLU pairs run as fused fastp2p.ops.norm_act (the reference forward for norm layers
     the fused op cannot reproduce, e.g. GroupNorm, for any layer but a Conv2d, a LeakyReLU or
     such a norm, for parametrized layers, forward hooks on inner modules and, where a gradient
-    is wanted, backward hooks; BatchNorm picks its statistics as torch does); the layers that
+    is wanted, backward hooks, and for calls the fused ops cannot serve: an empty batch,
+    torch.jit.trace, torch.func transforms, forward-mode AD; BatchNorm picks its statistics as
+    torch does); the layers that
     the conv choice gives to the fused convolution (fastp2p.ops.backends.conv_choice: none by
     default, all with FASTP2P_CONV=fused) run as fastp2p.ops.conv_norm_act instead
     (fastp2p.nn.fused_conv)."""
@@ -49,7 +52,7 @@ class PatchDiscriminator(ReleasesReplacedWeights, ReferenceCheckpointMixin, NLay
             raise ValueError(f"PatchDiscriminator with n_layers={self.n_layers} needs inputs "
                              f"large enough for a 1x1 logit map; {tuple(input.shape[-2:])} is "
                              "too small (use a larger image or fewer layers)")
-        if not sequential_supported(self.model):
+        if reference_forward_wanted(input) or not sequential_supported(self.model):
             return super().forward(input)
         forward = conv_stack_forward if may_fuse() else sequential_forward
         return sequential_output(self.model, input, forward(self.model, input))
@@ -74,6 +77,6 @@ class PixelDiscriminator(ReleasesReplacedWeights, ReferenceCheckpointMixin, _Pix
     def forward(self, input):
         check_image_batch(input, expected_channels=self.input_nc, module=self,
                           name="PixelDiscriminator")
-        if not sequential_supported(self.net):
+        if reference_forward_wanted(input) or not sequential_supported(self.net):
             return super().forward(input)
         return sequential_output(self.net, input, sequential_forward(self.net, input))

@@ -33,14 +33,18 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 import torch.nn.modules.module as _module_hooks
-from torch.nn.modules.module import register_module_module_registration_hook
+from torch._C._functorch import maybe_current_level as _functorch_level
+from torch.autograd import forward_ad
+from torch.nn.modules.module import (register_module_buffer_registration_hook,
+                                     register_module_module_registration_hook)
 from torch.nn.utils import parametrize
 
 from fastp2p.nn.batch_statistics import (fused_ops_reproduce, updates_running_stats,
                                          uses_running_stats)
 from fastp2p.nn.folding import can_fold, conv_in_layout, folded_conv, gradient_wanted
 from fastp2p.nn.output_format import (CONTIGUOUS, conv_output_format, in_memory_format,
-                                      sequential_output_format, suggested_memory_format)
+                                      returns_nchw, sequential_output_format,
+                                      suggested_memory_format)
 from fastp2p.ops import norm_act, norm_act_concat, onednn_packed
 from fastp2p.ops.aligned_channels import conv2d
 from fastp2p.ops.conv_transpose import (LAYOUT_OF_FORM, conv_transpose2d, conv_transpose2d_into,
@@ -59,7 +63,7 @@ def norm_supported(module: nn.Module) -> bool:
         return True
     if type(module) is nn.BatchNorm2d:
         return fused_ops_reproduce(module)
-    if type(module) is nn.InstanceNorm2d:
+    if type(module) is nn.InstanceNorm2d:  # (and no running buffers: _Walk.instance_stats)
         return not module.track_running_stats
     return False
 
@@ -116,6 +120,24 @@ def init_dropout_rng(module: nn.Module) -> None:
 def set_dropout_rng(module: nn.Module, seed: int, offset: int = 0) -> None:
     with torch.no_grad():
         module.dropout_rng.copy_(torch.tensor([seed, offset], dtype=torch.int64))
+
+
+def reference_forward_wanted(input) -> bool:
+    """Whether a call with ``input`` must run the network's reference forward whatever its
+    layers: an empty batch (which the fused ops do not take; torch returns an empty output, and
+    a training BatchNorm still counts the batch), a ``torch.jit.trace`` (it records torch ops,
+    not fastp2p's C++ calls and Triton launches), a ``torch.func`` transform (vmap, grad, jvp,
+    ...: the fused ops have no batching rule) and forward-mode AD (inside
+    ``torch.autograd.forward_ad.dual_level``: the fused ops' autograd Functions define no jvp).
+    Under torch.compile only the batch is asked (the compiled code traces the rest)."""
+    if not input.numel():
+        return True
+    if torch.compiler.is_compiling():
+        return False
+    # torch._C._is_tracing: torch.jit.is_tracing() without its TorchScript check, a third of the
+    # time; forward_ad._current_level: torch's module global, -1 outside dual_level.
+    return (torch._C._is_tracing() or _functorch_level() is not None
+            or forward_ad._current_level >= 0)
 
 
 def module_layout(conv: nn.Module, x: torch.Tensor):
@@ -243,16 +265,25 @@ def _unet_level(block, skip, rng: DropoutRNG, inference: bool, weights):
 
 class _Registrations:
     """Counts submodule registrations anywhere in the process (torch's global hook: assignment,
-    ``add_module``, ``Sequential.__setitem__`` / ``append``), so a cached walk of a module tree
-    can tell whether the tree may have changed since."""
+    ``add_module``, ``Sequential.__setitem__`` / ``append``), and registrations of an
+    InstanceNorm's running buffers (``register_buffer`` or assignment, e.g. ``norm.running_mean
+    = torch.zeros(c)``), so a cached walk of a module tree can tell whether the tree may have
+    changed since."""
     count = 0
 
     @classmethod
     def hook(cls, module, name, submodule):
         cls.count += 1
 
+    @classmethod
+    def buffer_hook(cls, module, name, buffer):
+        if name in _RUNNING_BUFFERS and isinstance(module, nn.InstanceNorm2d):
+            cls.count += 1
 
+
+_RUNNING_BUFFERS = frozenset(("running_mean", "running_var"))
 register_module_module_registration_hook(_Registrations.hook)
+register_module_buffer_registration_hook(_Registrations.buffer_hook)
 
 
 class _Walk(NamedTuple):
@@ -262,10 +293,12 @@ class _Walk(NamedTuple):
     backward_hook_dicts: tuple  # and their backward hook dicts (``_backward_hooks``)
     norms: tuple          # the norm-like modules (``_norm_like``)
     plain_weights: bool   # no parametrization anywhere, every convolution a plain weight Parameter
+    instance_stats: bool  # an InstanceNorm2d holds running buffers (``_instance_norm_stats``)
     layers_fit: bool      # every layer where and what the fused forward reads it as (``layers``)
     leaky_relus: tuple    # the LeakyReLU modules, whose slopes are read per call
     output_path: tuple    # the U-Net's first and last convolutions, and whether its second
-    #                       level's output passes an InstanceNorm last (``unet_output``)
+    #                       level's output passes a norm returning NCHW last (``unet_output``)
+    dropouts: tuple       # the Dropout modules, whose probabilities are read per call
 
 
 # A tree's last walk is kept on its root (a U-Net, a discriminator's Sequential), not in a
@@ -277,7 +310,7 @@ _WALK_ATTRIBUTE = "_fastp2p_walk"
 
 def _any_layers(root: nn.Module) -> tuple:
     """For a tree whose forward checks its layers itself (``sequential_supported``)."""
-    return True, (), ()
+    return True, (), (), ()
 
 
 def _walk(root: nn.Module, layers=_any_layers) -> _Walk:
@@ -301,7 +334,18 @@ def _walk_of(root: nn.Module, layers) -> _Walk:
     submodules = tuple(root.modules())[1:]  # not root: its own hooks run (it is called)
     return _Walk(_Registrations.count, tuple(d for m in submodules for d in forward_hook_dicts(m)),
                  tuple(d for m in submodules for d in _backward_hooks(m)),
-                 tuple(_norm_like(submodules)), _plain_weights(submodules), *layers(root))
+                 tuple(_norm_like(submodules)), _plain_weights(submodules),
+                 _instance_norm_stats(submodules), *layers(root))
+
+
+def _instance_norm_stats(modules) -> bool:
+    """Whether an InstanceNorm2d holds running buffers: torch hands them to F.instance_norm,
+    which then updates them, even with track_running_stats set to False after construction;
+    the fused ops keep no running statistics for instance norm. (Asked per walk, not per call:
+    giving an InstanceNorm a buffer registers it, which ``_Registrations`` counts; a buffer
+    deleted leaves the network on its reference forward until the next walk.)"""
+    return any(m._buffers.get(name) is not None for m in modules
+               if type(m) is nn.InstanceNorm2d for name in _RUNNING_BUFFERS)
 
 
 def _plain_weights(modules) -> bool:
@@ -334,15 +378,16 @@ def _fused_forward_fits(walk: _Walk) -> bool:
     forward hook on a submodule, nor a global one (the fused forwards call no submodule, so a
     hook, e.g. a feature-matching loss's forward hook on an inner layer, would silently not
     fire), and, where a gradient may be wanted, no backward hook either; every norm layer
-    reproduced (``norm_supported``). Hooks and norms are asked on every call, so a hook added,
-    a train/eval switch or a changed setting shows at once."""
+    reproduced (``norm_supported``), and no InstanceNorm holding running buffers
+    (``_instance_norm_stats``). Hooks and norms are asked on every call, so a hook added, a
+    train/eval switch or a changed setting shows at once."""
     if _module_hooks._global_forward_hooks or _module_hooks._global_forward_pre_hooks:
         return False
     if torch.is_grad_enabled() and (  # without a gradient, no backward hook would fire
             _module_hooks._global_backward_hooks or _module_hooks._global_backward_pre_hooks
             or any(walk.backward_hook_dicts)):
         return False
-    return (walk.plain_weights and not any(walk.hook_dicts)
+    return (walk.plain_weights and not walk.instance_stats and not any(walk.hook_dicts)
             and all(map(norm_supported, walk.norms)))
 
 
@@ -352,14 +397,18 @@ def unet_supported(unet) -> bool:
     the fused forward reads it as (``_unet_layers``) and no LeakyReLU with a negative slope
     (the fused forwards take relu(leaky_relu(x)) of a skip for relu(x), as the in-place
     LeakyReLU makes it for a slope >= 0; the slopes are read per call: a changed attribute
-    registers nothing). The layers are listed by ``_walk``. (Deleting a submodule is not
-    watched: the U-Net forward reads its layers by position and would not run without it.)"""
+    registers nothing), and no Dropout with p >= 1 (the fused ops drop with p < 1; torch's
+    dropout zeroes everything at p = 1 and refuses p > 1; read per call too). The layers are
+    listed by ``_walk``. (Deleting a submodule is not watched: the U-Net forward reads its
+    layers by position and would not run without it.)"""
     walk = _walk(unet, _unet_layers)
     return (walk.layers_fit and _fused_forward_fits(walk)
-            and (not walk.leaky_relus or min(map(_slope, walk.leaky_relus)) >= 0))
+            and (not walk.leaky_relus or min(map(_slope, walk.leaky_relus)) >= 0)
+            and (not walk.dropouts or max(map(_dropout_p, walk.dropouts)) < 1))
 
 
-_slope = attrgetter("negative_slope")  # (map + attrgetter: a third of a generator's host time)
+# (map + attrgetter: a third of a generator's host time)
+_slope, _dropout_p = attrgetter("negative_slope"), attrgetter("p")
 
 
 # The layer types the fused forwards reproduce themselves (exactly these types: a subclass may
@@ -395,21 +444,23 @@ def _fits(layer: nn.Module, expected) -> bool:
 def _unet_layers(unet) -> tuple:
     """(whether every level of ``unet`` holds the layers the fused forwards read, by position
     and exact type (an activation replaced, e.g. the output's Tanh by an Identity or a ReLU by a
-    SiLU, or a layer appended: no), its LeakyReLUs, and ``_Walk.output_path``)."""
-    leaky_relus, block, shapes, levels = [], unet.model, (_OUTERMOST,), []
+    SiLU, or a layer appended: no), its LeakyReLUs, ``_Walk.output_path`` and its Dropouts)."""
+    leaky_relus, dropouts, block, shapes, levels = [], [], unet.model, (_OUTERMOST,), []
     while True:
         if type(block) is not UnetSkipConnectionBlock or type(block.model) is not nn.Sequential:
-            return False, (), ()
+            return False, (), (), ()
         layers = tuple(block.model)
         shape = next((s for s in shapes if len(s) == len(layers)
                       and all(map(_fits, layers, s))), None)
         if shape is None or block.outermost != (shape is _OUTERMOST):
-            return False, (), ()
+            return False, (), (), ()
         leaky_relus += [m for m in layers if type(m) is nn.LeakyReLU]
+        dropouts += [m for m in layers if type(m) is nn.Dropout]
         levels.append(layers)
         if shape is _INNERMOST:
             outer, second = levels[0], levels[1]
-            return True, tuple(leaky_relus), (outer[0], outer[3], _ends_in_instance_norm(second))
+            return (True, tuple(leaky_relus),
+                    (outer[0], outer[3], _ends_in_nchw_norm(second)), tuple(dropouts))
         block, shapes = layers[1 if shape is _OUTERMOST else 3], _INNER_SHAPES  # the _LEVEL
 
 
@@ -433,9 +484,9 @@ def unet_output(unet, input, out):
     GEMM form and the fused convolution write channels-last whatever the input's layout, and
     the fused norms keep their input's format where InstanceNorm returns NCHW. Channels-last
     from the input or the first convolution's weight carries through every level to the output
-    unless the second level's output passes an InstanceNorm last (then the outermost
-    concatenation is NCHW); the last convolution's weight makes the output channels-last
-    either way."""
+    unless the second level's output passes a norm that returns NCHW last (``returns_nchw``:
+    then the outermost concatenation is NCHW); the last convolution's weight makes the output
+    channels-last either way."""
     first, last, nchw_concatenation = _walk(unet, _unet_layers).output_path
     if nchw_concatenation:
         concatenation = CONTIGUOUS
@@ -449,10 +500,10 @@ def unet_output(unet, input, out):
     return in_memory_format(out, memory_format)
 
 
-def _ends_in_instance_norm(level_layers: tuple) -> bool:
-    """Whether a U-Net level's output passes an InstanceNorm after its up convolution (its
-    up norm sits at index 4 or later in every level's layers)."""
-    return any(isinstance(m, nn.InstanceNorm2d) for m in level_layers[4:])
+def _ends_in_nchw_norm(level_layers: tuple) -> bool:
+    """Whether a U-Net level's output passes a norm that returns NCHW (``returns_nchw``) after
+    its up convolution (its up norm sits at index 4 or later in every level's layers)."""
+    return any(map(returns_nchw, level_layers[4:]))
 
 
 def sequential_output(seq: nn.Sequential, input, out):

@@ -3,6 +3,7 @@ and ``l1_loss`` (fastp2p.ops.l1_loss: mean |x - y| and its gradient in one pass)
 of the generator's loss as the training step uses it."""
 import torch
 
+from fastp2p.nn.fused import reference_forward_wanted
 from fastp2p.ops import gan_loss, l1_loss
 from fastp2p.reference.losses import GANLoss as _ReferenceGANLoss
 
@@ -14,10 +15,12 @@ class GANLoss(_ReferenceGANLoss):
     ``loss(prediction, target_is_real)``; returns a 0-dim tensor.
 
     While the label buffers hold 1 (real) and 0 (fake) the loss and its gradient come from one
-    fused pass (fastp2p.ops.gan_loss; float32 result); other labels (given here, loaded with
-    ``load_state_dict`` or written into ``real_label`` / ``fake_label`` later) run the
-    reference math, as does a call under torch.compile. wgangp ignores the labels, as the
-    reference does.
+    fused pass (fastp2p.ops.gan_loss), returned in the dtype the reference's loss has
+    (``reference_dtype``); other labels (given here, loaded with ``load_state_dict`` or written
+    into ``real_label`` / ``fake_label`` later) run the reference math, as does a call under
+    torch.compile, torch.jit.trace, a torch.func transform or forward-mode AD
+    (fastp2p.nn.fused.reference_forward_wanted). wgangp ignores the labels, as the reference
+    does. ``target_is_real`` is read by its truth value, as the reference's ``if``.
     """
 
     def __init__(self, gan_mode, target_real_label=1.0, target_fake_label=0.0):
@@ -45,21 +48,35 @@ class GANLoss(_ReferenceGANLoss):
             self._labels_seen = seen = (buffers, versions, default)
         return seen[2]
 
+    def reference_dtype(self, prediction, target_is_real: bool) -> torch.dtype:
+        """The dtype of the reference's loss of ``prediction``: wgangp's mean has the logits';
+        BCE-with-logits (vanilla) returns its target's, the label buffer's, and MSE (lsgan) the
+        two promoted (a float32 label makes bfloat16 logits' loss float32, and float64 logits'
+        vanilla loss float32 too). Autocast runs both losses with float16 / bfloat16 tensors
+        widened to float32."""
+        if self.gan_mode == "wgangp":
+            return prediction.dtype
+        logits = prediction.dtype
+        # (from the buffers' dict: nn.Module's __getattr__ costs about a microsecond per lookup)
+        label = self._buffers["real_label" if target_is_real else "fake_label"].dtype
+        if torch.is_autocast_enabled(prediction.device.type):
+            logits, label = _at_least_float32(logits), _at_least_float32(label)
+        return label if self.gan_mode == "vanilla" else torch.promote_types(logits, label)
+
     def forward(self, prediction, target_is_real):
         if not isinstance(prediction, torch.Tensor) or not prediction.is_floating_point():
             raise ValueError("GANLoss expects the discriminator's floating-point logits, got "
                              f"{getattr(prediction, 'dtype', type(prediction).__name__)}")
         if prediction.numel() == 0:
             raise ValueError("GANLoss got an empty prediction tensor")
-        if not isinstance(target_is_real, bool):
-            raise ValueError(f"target_is_real must be True or False, got {target_is_real!r}")
+        target_is_real = bool(target_is_real)  # the reference's ``if target_is_real:``
         # Under torch.compile the labels are traced, not checked: the reference math reads them.
-        if torch.compiler.is_compiling() or (self.gan_mode != "wgangp"
-                                             and not self.has_default_labels()):
+        if (reference_forward_wanted(prediction) or torch.compiler.is_compiling()
+                or (self.gan_mode != "wgangp" and not self.has_default_labels())):
             return super().forward(prediction, target_is_real)
         loss = gan_loss(prediction, self.gan_mode, target_is_real)  # float32 (float64 in)
-        # As the reference: the logits' dtype, except under autocast (which runs these losses
-        # in float32).
-        if torch.is_autocast_enabled(prediction.device.type):
-            return loss
-        return loss.to(prediction.dtype)
+        return loss.to(self.reference_dtype(prediction, target_is_real))
+
+
+def _at_least_float32(dtype: torch.dtype) -> torch.dtype:
+    return torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype

@@ -34,15 +34,31 @@ def resolve_norm_layer(norm, norm_layer):
 def describe_norm_layer(norm_layer) -> str:
     """The norm's name for configs, repr and messages: "batch" | "instance" | "none" where the
     factory builds exactly what that name builds (a bare ``nn.BatchNorm2d`` is "batch"), else a
-    readable form of the factory."""
-    probe = norm_layer(1)
+    readable form of the factory. Never raises: the probe builds a one-channel norm, which a
+    legitimate factory may refuse (``functools.partial(nn.GroupNorm, 4)`` needs channels
+    divisible by 4); such a factory is described by its readable form."""
+    try:
+        probe = norm_layer(1)
+    except Exception:  # any refusal of the probe: the description must not fail (repr, errors)
+        probe = None
     if type(probe) is nn.BatchNorm2d and probe.affine and probe.track_running_stats:
         return "batch"
     if type(probe) is nn.InstanceNorm2d and not probe.affine and not probe.track_running_stats:
         return "instance"
     if type(probe) is nn.Identity:
         return "none"
+    return _readable_factory(norm_layer)
+
+
+def _readable_factory(norm_layer) -> str:
+    """``GroupNorm(4, affine=False)`` for ``functools.partial(nn.GroupNorm, 4, affine=False)``
+    (nested partials are flattened by functools); a name or repr for any other callable."""
     if isinstance(norm_layer, functools.partial):
-        args = ", ".join(f"{k}={v}" for k, v in norm_layer.keywords.items())
-        return f"{norm_layer.func.__name__}({args})"
-    return getattr(norm_layer, "__name__", repr(norm_layer))
+        args = [repr(a) for a in norm_layer.args]
+        args += [f"{k}={v!r}" for k, v in norm_layer.keywords.items()]
+        return f"{_name(norm_layer.func)}({', '.join(args)})"
+    return _name(norm_layer)
+
+
+def _name(factory) -> str:
+    return getattr(factory, "__name__", repr(factory))

@@ -3,9 +3,9 @@ channels-last where that is faster) give their outputs back in, strides included
 
 torch's rules, as the reference modules meet them: a convolution writes channels-last when its
 input's or its weight's strides suggest it (``suggested_memory_format``), else NCHW; InstanceNorm
-returns NCHW whatever its input (``F.instance_norm`` normalizes a contiguous copy); BatchNorm,
-the activations and Dropout keep their input's format; ``torch.cat`` is channels-last only when
-every part is.
+returns NCHW whatever its input (``F.instance_norm`` normalizes a contiguous copy), and so does a
+BatchNorm of one channel (``returns_nchw``); other BatchNorms, the activations and Dropout keep
+their input's format; ``torch.cat`` is channels-last only when every part is.
 """
 import torch
 import torch.nn as nn
@@ -34,6 +34,14 @@ def conv_output_format(input_format, conv: nn.Module) -> torch.memory_format:
     return suggested_memory_format(conv._parameters["weight"])
 
 
+def returns_nchw(layer: nn.Module) -> bool:
+    """Whether torch returns NCHW from ``layer`` whatever its input's format: an InstanceNorm,
+    or a BatchNorm of one channel (its input is dense in both formats, and batch_norm's output
+    takes the format torch suggests for it, NCHW)."""
+    return isinstance(layer, nn.InstanceNorm2d) or (isinstance(layer, nn.BatchNorm2d)
+                                                    and layer.num_features == 1)
+
+
 def sequential_output_format(seq: nn.Sequential, input) -> torch.memory_format:
     """The format the discriminator stack ``seq`` (convolutions, norms, activations) returns
     for ``input`` in the reference forward."""
@@ -41,7 +49,7 @@ def sequential_output_format(seq: nn.Sequential, input) -> torch.memory_format:
     for layer in seq:
         if isinstance(layer, nn.Conv2d):
             memory_format = conv_output_format(memory_format, layer)
-        elif isinstance(layer, nn.InstanceNorm2d):
+        elif returns_nchw(layer):
             memory_format = CONTIGUOUS
     return memory_format
 

@@ -3,8 +3,8 @@ from fastp2p.nn.checks import check_image_batch, check_positive_ints
 from fastp2p.nn.checkpoint import infer_unet_config
 from fastp2p.nn.compat import ReferenceCheckpointMixin
 from fastp2p.nn.folding import ReleasesReplacedWeights
-from fastp2p.nn.fused import (init_dropout_rng, set_dropout_rng, unet_forward, unet_output,
-                              unet_supported)
+from fastp2p.nn.fused import (init_dropout_rng, reference_forward_wanted, set_dropout_rng,
+                              unet_forward, unet_output, unet_supported)
 from fastp2p.nn.norm import describe_norm_layer, resolve_norm_layer
 from fastp2p.nn.unet_conv import unet_conv_forward
 from fastp2p.ops.backends.conv_choice import may_fuse
@@ -27,7 +27,10 @@ class UNet(ReleasesReplacedWeights, ReferenceCheckpointMixin, UnetGenerator):
     layer appended, a LeakyReLU with a negative slope), parametrized layers (spectral_norm,
     weight_norm), forward hooks on inner modules (which the fused forward, calling no
     submodule, would skip; or a global forward hook) and, where a gradient is wanted, backward
-    hooks on inner modules (or global ones) run the reference forward (the layers are
+    hooks on inner modules (or global ones), a Dropout with p >= 1, and calls the fused ops
+    cannot serve (an empty batch, torch.jit.trace, torch.func transforms such as vmap,
+    forward-mode AD: ``fastp2p.nn.fused.reference_forward_wanted``) run the reference forward
+    (the layers are
     listed once, and again after a submodule is registered; their settings, LeakyReLU slopes
     included, and hooks are asked every call). BatchNorm picks its statistics as torch does
     (fastp2p.nn.batch_statistics).
@@ -78,7 +81,7 @@ class UNet(ReleasesReplacedWeights, ReferenceCheckpointMixin, UnetGenerator):
     def forward(self, input):
         check_image_batch(input, expected_channels=self.input_nc, module=self, name="UNet",
                           spatial_multiple=2 ** self.num_downs)
-        if not unet_supported(self):
+        if reference_forward_wanted(input) or not unet_supported(self):
             return super().forward(input)
         forward = unet_conv_forward if may_fuse() else unet_forward
         return unet_output(self, input, forward(self, input))

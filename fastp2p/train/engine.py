@@ -539,6 +539,9 @@ class Pix2PixEngine:
         if real_A.shape[0] != real_B.shape[0] or real_A.shape[2:] != real_B.shape[2:]:
             raise ValueError(f"real_A {tuple(real_A.shape)} and real_B {tuple(real_B.shape)} "
                              "must have the same batch size and spatial size")
+        if real_A.shape[0] == 0:  # the networks return an empty output, as the reference's
+            raise ValueError(f"a training step got an empty batch (shape "
+                             f"{tuple(real_A.shape)}); pass at least one image")
 
     def _to_device(self, t):
         return t.to(self.device, dtype=torch.float32, non_blocking=True).contiguous(

@@ -1,0 +1,103 @@
+"""from_checkpoint with a norm_layer= override: the factory replaces the norm read off the keys
+(it raised "give either norm= ... or norm_layer=..., not both" though only norm_layer was given);
+and where the configuration read off the keys is what fails, the message says what the keys
+cannot tell (the norm's settings) and suggests norm_layer=, instead of recommending
+from_checkpoint(path) from inside from_checkpoint."""
+import functools
+
+import pytest
+import torch
+import torch.nn as nn
+
+import fastp2p
+from fastp2p import reference
+
+BN, IN = nn.BatchNorm2d, nn.InstanceNorm2d
+# Norm factories whose settings the keys do not tell (the file looks like another norm).
+FACTORIES = {
+    "instance affine": functools.partial(IN, affine=True),
+    "batch no affine": functools.partial(BN, affine=False),
+    "batch no stats": functools.partial(BN, track_running_stats=False),
+    "instance tracking": functools.partial(IN, track_running_stats=True),
+    "instance affine tracking": functools.partial(IN, affine=True, track_running_stats=True),
+}
+NETWORKS = {
+    "UNet": (fastp2p.UNet, lambda nl: reference.UnetGenerator(2, 3, 6, 4, nl),
+             lambda x: x[:, :2].repeat(1, 1, 2, 2)),
+    "PatchDiscriminator": (fastp2p.PatchDiscriminator,
+                           lambda nl: reference.NLayerDiscriminator(6, 4, 3, nl),
+                           lambda x: x.repeat(1, 2, 2, 2)),
+    "PixelDiscriminator": (fastp2p.PixelDiscriminator,
+                           lambda nl: reference.PixelDiscriminator(6, 4, nl),
+                           lambda x: x.repeat(1, 2, 1, 1)),
+}
+
+
+def _saved(build_reference, norm_layer):
+    torch.manual_seed(1)
+    net = build_reference(norm_layer)
+    for module in net.modules():  # statistics that differ from a fresh module's
+        if getattr(module, "running_mean", None) is not None:
+            module.running_mean.normal_()
+            module.running_var.uniform_(0.5, 2)
+    return net.eval()
+
+
+@pytest.mark.parametrize("network", NETWORKS)
+@pytest.mark.parametrize("factory", FACTORIES)
+def test_a_norm_layer_override_builds_and_loads_the_saved_network(network, factory, tmp_path):
+    cls, build_reference, image = NETWORKS[network]
+    norm_layer = FACTORIES[factory]
+    theirs = _saved(build_reference, norm_layer)
+    path = tmp_path / "net.pth"
+    torch.save(theirs.state_dict(), path)
+    ours = cls.from_checkpoint(path, norm_layer=norm_layer).eval()
+    assert ours.norm_layer is norm_layer
+    for name, value in theirs.state_dict().items():
+        assert torch.equal(ours.state_dict()[name], value), name
+    x = image(torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(2)) * 2 - 1)
+    with torch.no_grad():
+        torch.testing.assert_close(ours(x), theirs(x), rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("network", NETWORKS)
+@pytest.mark.parametrize("factory", FACTORIES)
+def test_when_the_inferred_norm_fails_the_message_suggests_norm_layer(network, factory):
+    cls, build_reference, _ = NETWORKS[network]
+    state = _saved(build_reference, FACTORIES[factory]).state_dict()
+    with pytest.raises(ValueError) as raised:
+        cls.from_checkpoint(state)
+    first_line, details = str(raised.value).split("\n", 1)
+    assert first_line.startswith(f"the state_dict does not fit {network}(")
+    assert "the configuration inferred from it" in first_line
+    assert "affine=, track_running_stats=" in first_line and "norm_layer=" in first_line
+    assert "from_checkpoint(path)" not in first_line
+    assert details.startswith("details: ")
+
+
+def test_a_wrong_norm_layer_override_is_named_as_given(tmp_path):
+    state = _saved(NETWORKS["UNet"][1], FACTORIES["instance affine"]).state_dict()
+    path = tmp_path / "g.pth"
+    torch.save(state, path)
+    with pytest.raises(ValueError) as raised:
+        fastp2p.UNet.from_checkpoint(path, norm_layer=BN)
+    first_line = str(raised.value).splitlines()[0]
+    assert first_line.startswith(f"checkpoint {str(path)!r} does not fit UNet(")
+    assert "with norm_layer= as given" in first_line and "check norm_layer=" in first_line
+
+
+def test_norm_and_norm_layer_both_given_are_still_refused():
+    state = fastp2p.UNet(3, 3, 5, 4).state_dict()
+    with pytest.raises(ValueError, match="not both"):
+        fastp2p.UNet.from_checkpoint(state, norm="batch", norm_layer=BN)
+
+
+def test_a_plain_load_state_dict_keeps_its_advice():
+    """load_state_dict (not from_checkpoint) still points at from_checkpoint(path)."""
+    with pytest.raises(ValueError, match=r"the file looks like UNet\(.*ngf=8.*from_checkpoint"):
+        fastp2p.UNet(3, 3, 5, ngf=4).load_state_dict(fastp2p.UNet(3, 3, 5, ngf=8).state_dict())
+
+
+def test_norm_layer_none_keeps_the_inferred_norm():
+    state = fastp2p.UNet(3, 3, 5, 4, norm="instance").state_dict()
+    assert fastp2p.UNet.from_checkpoint(state, norm_layer=None).config()["norm"] == "instance"
