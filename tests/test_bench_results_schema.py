@@ -89,6 +89,16 @@ def test_a_whole_results_file_renders(tmp_path):
     assert "unet_32 ngf 4" in text and "norm_act" in text
 
 
+def test_a_stage_without_calls_renders(tmp_path):
+    """The end-to-end section writes no time per call (None) for a stage that did not run in
+    the timed steps; the check took it for a damaged file and the run ended in a traceback."""
+    results = copy.deepcopy(RESULTS)
+    results["end_to_end"][0].update(checkpoint_calls=0, checkpoint_ms_per_call=None)
+    assert report.load_results(_write(tmp_path, results))["end_to_end"][0][
+        "checkpoint_ms_per_call"] is None
+    assert "unet_32 ngf 4" in report.render_files(tmp_path / "results.json")["markdown"].read_text()
+
+
 @pytest.mark.parametrize("edit", BROKEN.values(), ids=BROKEN.keys())
 def test_a_results_file_missing_what_the_report_reads_is_refused_in_one_line(tmp_path, capsys,
                                                                            edit):

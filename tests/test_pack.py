@@ -18,6 +18,7 @@ from fastp2p.data.errors import DataError
 from fastp2p.data.pack import STATE_NAME, pack_phase
 from fastp2p.data.packed import INDEX_NAME, PackedDataset, verify_pack
 from fastp2p.data.transforms import Preprocess
+from helpers.data_helpers import dead_pid
 
 LOAD, CROP = 20, 16
 
@@ -121,7 +122,8 @@ def test_interrupted_pack_resumes_keeping_finished_shards(aligned_root, tmp_path
     data = bytearray((phase / "shard-00001.u8").read_bytes())
     data[5] ^= 0xFF
     (phase / "shard-00001.u8").write_bytes(bytes(data))
-    (phase / "shard-00002.u8.tmp-999").write_bytes(b"partial")    # a killed worker's temp file
+    # a killed worker's temp file (only a dead process's is removed)
+    (phase / f"shard-00002.u8.tmp-{dead_pid()}").write_bytes(b"partial")
     written.clear()
     monkeypatch.setattr(pack_module, "write_shard", lambda job: written.append(job["file"])
                         or real_write(job))

@@ -26,6 +26,7 @@ from fastp2p.data.errors import DataError
 from fastp2p.data.gpu_augment import augment_batch, augment_pairs_torch
 from fastp2p.data.packed import PackedDataset, read_index
 from fastp2p.data.transforms import Preprocess
+from helpers.data_helpers import dead_pid
 
 
 @pytest.fixture
@@ -159,18 +160,12 @@ def test_a_state_record_naming_a_file_outside_the_pack_is_not_kept(packed, tmp_p
     PackedDataset(phase, Preprocess(load_size=20, crop_size=16), swap=False).read_raw(0)
 
 
-def _dead_pid() -> int:
-    child = subprocess.Popen([sys.executable, "-c", "pass"])
-    child.wait()
-    return child.pid
-
-
 def test_a_rerun_removes_only_temporary_files_of_dead_processes(packed, capsys):
     data, out = packed
     phase = out / "train"
     # another `fastp2p pack` into this OUT, still writing its shard; and a killed one's
     running = phase / f".shard-00001.u8.tmp-{os.getppid()}.u8"
-    killed = phase / f".shard-00002.u8.tmp-{_dead_pid()}.u8"
+    killed = phase / f".shard-00002.u8.tmp-{dead_pid()}.u8"
     for path in (running, killed):
         path.write_bytes(b"x" * 10)
     assert main(["pack", str(data), str(out), "--load_size", "20", "--pairs-per-shard", "2",

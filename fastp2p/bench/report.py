@@ -115,9 +115,11 @@ _ROWS = {   # section: (every row's, an "ok" row's, optional)
                     "precision": _TEXT, "status": _TEXT},
                    {"images_per_s": _NUMBER,
                     **{f"{stage}_{figure}": _NUMBER for stage in _STAGES
-                       for figure in ("share", "ms_per_call", "calls")}},
+                       for figure in ("share", "calls")}},
+                   # a stage with no call in the timed steps has no time per call (None)
                    {"per_rank_images_per_s": _LIST, "step_only_images_per_s": _NUMBER,
-                    "ratio_to_step_only": _NUMBER}),
+                    "ratio_to_step_only": _NUMBER,
+                    **{f"{stage}_ms_per_call": _NUMBER for stage in _STAGES}}),
     "micro": ({"module": _TEXT, "status": _TEXT}, {"median_ms": _NUMBER},
               {"p20_ms": _NUMBER, "p80_ms": _NUMBER, "gbps": _NUMBER, "copy_fraction": _NUMBER}),
 }

@@ -5,6 +5,8 @@ the crop offset and flip of every output, and a per-side blue value so a swapped
 A/B shows. ``expected_tensor`` is the reference's ToTensor + Normalize written out independently.
 """
 import argparse
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -67,3 +69,10 @@ def expected_tensor(img: Image.Image) -> torch.Tensor:
 def to_pixels(tensor: torch.Tensor) -> np.ndarray:
     """A normalized CxHxW tensor back to uint8-valued HxWxC integers."""
     return torch.round((tensor * 0.5 + 0.5) * 255).to(torch.int64).permute(1, 2, 0).numpy()
+
+
+def dead_pid() -> int:
+    """The pid of a process that has exited (a killed run's temporary files name one)."""
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    return child.pid
