@@ -122,17 +122,3 @@ def test_the_states_fastp2p_writes_pass_the_check(trained):
     from fastp2p.train.train_state_check import train_state_problem
     _, checkpoints = trained
     assert train_state_problem(_load_state(checkpoints / "tiny")) is None
-
-
-def test_library_callers_get_the_check_from_load_train_state(trained, tmp_path):
-    """CheckpointFolder.load_train_state checks the structure itself, so a program resuming
-    through Trainer.resume without the CLI is refused the same way."""
-    from fastp2p.train.checkpoints import CheckpointFolder
-    _, checkpoints = trained
-    copy = tmp_path / "ck"
-    shutil.copytree(checkpoints, copy)
-    state = _load_state(copy / "tiny")
-    _unexpected_progress_key(state)
-    _write_with_manifest(copy / "tiny", state)
-    with pytest.raises(ValueError, match="not a fastp2p training state"):
-        CheckpointFolder(copy, "tiny").load_train_state("latest")

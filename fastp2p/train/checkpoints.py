@@ -348,9 +348,7 @@ class CheckpointFolder:
                 and not self.file(label, MANIFEST_SUFFIX).exists())
 
     def load_train_state(self, label) -> dict:
-        """The training state of ``label``'s set, after checking that the set is complete and
-        that the state has the structure ``Trainer.train_state()`` writes (ValueError, one line,
-        otherwise)."""
+        """The training state of ``label``'s set, after checking that the set is complete."""
         path = self.file(label, TRAIN_STATE_SUFFIX)
         manifest = self.manifest(label)
         if manifest is None:
@@ -374,10 +372,4 @@ class CheckpointFolder:
             raise ValueError(f"{path} is of generation {state.get('generation')!r} but its "
                              f"manifest records generation {manifest['generation']}; resume "
                              "from another --epoch or start again without --continue_train")
-        # A file crafted with its manifest recomputed passes the checksums: its structure is
-        # checked before a caller applies any of it.
-        from fastp2p.train.train_state_check import train_state_problem  # imports the trainer
-        problem = train_state_problem(state)
-        if problem:
-            raise ValueError(f"{path}: not a fastp2p training state ({problem}); {RESUME_ADVICE}")
         return state

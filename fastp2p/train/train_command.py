@@ -133,7 +133,8 @@ def run(args: argparse.Namespace, times=None) -> int:
     from fastp2p.data import DataError, create_dataloader, create_dataset
     from fastp2p.data.create import follow_packed_load_size
     from fastp2p.data.packed_loader import PackedDeviceLoader
-    from fastp2p.train.checkpoints import CheckpointFolder, CheckpointWriteError, describe_os_error
+    from fastp2p.train.checkpoints import (TRAIN_STATE_SUFFIX, CheckpointFolder,
+                                           CheckpointWriteError, describe_os_error)
     from fastp2p.train.cpu_threads import apply_thread_choice, choose_threads
     from fastp2p.train.distributed import (init_processes, resolve_device,
                                            shutdown_processes, wrap_for_data_parallel)
@@ -219,6 +220,8 @@ def run(args: argparse.Namespace, times=None) -> int:
             else:
                 # the training state first: an older fastp2p's file is reported as such
                 state = checkpoints.load_train_state(args.epoch)
+                _refuse_unknown_train_state(state, checkpoints.file(args.epoch,
+                                                                    TRAIN_STATE_SUFFIX))
             checkpoints.load_network(netG, args.epoch, "G")
             checkpoints.load_network(netD, args.epoch, "D")
         sync = args.norm == "syncbatch"
@@ -283,6 +286,17 @@ def run(args: argparse.Namespace, times=None) -> int:
         engine = trainer = None  # noqa: F841
         shutdown_processes(info)
         folder_lock.release()
+
+
+def _refuse_unknown_train_state(state, path) -> None:
+    """ValueError, before anything of the run is written or changed, if ``state`` is not one
+    ``Trainer.train_state()`` wrote (a file crafted with a manifest to match passes the
+    manifest's checksums)."""
+    from fastp2p.train.checkpoints import RESUME_ADVICE
+    from fastp2p.train.train_state_check import train_state_problem
+    problem = train_state_problem(state)
+    if problem:
+        raise ValueError(f"{path}: not a fastp2p training state ({problem}); {RESUME_ADVICE}")
 
 
 def _networks_only_notice(checkpoints, args) -> str:
