@@ -204,3 +204,15 @@ def test_ranks_together_take_the_same_first_images_at_any_world_size(six_pairs):
         return paths
     assert first_images(1, 2, 2) == first_images(4, 1, 1) == first_images(2, 1, 2)
     assert len(first_images(4, 1, 1)) == 4
+
+
+def test_a_crafted_state_is_refused_by_resume_itself_before_anything_changes(tmp_path):
+    """A program resuming through Trainer.resume (not the train command, which checks the file
+    first) gets a ValueError, not a TypeError from Progress(**...), and nothing is applied."""
+    trainer = _trainer(tmp_path, batch_size=1, world_size=1)
+    state = trainer.train_state()
+    state["progress"]["surprise"] = 1
+    progress, rng = trainer.progress, torch.get_rng_state()
+    with pytest.raises(ValueError, match=r"not a fastp2p training state \(.*surprise"):
+        trainer.resume(state)
+    assert trainer.progress is progress and torch.equal(torch.get_rng_state(), rng)

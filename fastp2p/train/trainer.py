@@ -151,7 +151,13 @@ class Trainer:
         number of processes resumes at the same image; raises ResumeError when it cannot.
         ``state`` is one ``CheckpointFolder.load_train_state`` checked; what can still fail (the
         position with this run's sizes, the optimizers with these networks) is tried before
-        anything else of this trainer or the process's RNGs is changed."""
+        anything else of this trainer or the process's RNGs is changed; a state without the
+        structure ``train_state()`` writes (crafted, with its manifest recomputed) is refused
+        with a ValueError before anything is changed."""
+        from fastp2p.train.train_state_check import train_state_problem  # imports this module
+        problem = train_state_problem(state)
+        if problem:
+            raise ValueError(f"not a fastp2p training state ({problem})")
         progress = Progress(**state["progress"])
         if progress.epoch_images is None:  # an older fastp2p's state: as it resumed
             # (same sizes), with the images counted so that the loop can add to them
