@@ -54,6 +54,15 @@ def _refusal(path) -> NotAPlainFile | None:
     return None
 
 
+def refuse_unless_plain_file(path) -> None:
+    """NotAPlainFile if something other than a regular file is at ``path`` (nothing there is
+    fine): the check a command makes before it changes anything, for a file it will write in
+    place later."""
+    refusal = _refusal(path)
+    if refusal is not None:
+        raise refusal
+
+
 def open_plain_file(path, flags: int, mode: int = 0o666) -> int:
     """``os.open(path, flags, mode)`` that follows no symbolic link and opens nothing but a
     regular file: raises NotAPlainFile (a ValueError) for a link, FIFO, device or folder at

@@ -155,3 +155,25 @@ def test_a_linked_web_folder_is_refused_and_overwrite_leaves_its_files(data, tmp
         line = one_line(capsys.readouterr().err)
         assert str(link) in line and "symbolic link" in line and "not a folder" in line
         assert {path.name: path.read_text() for path in elsewhere.iterdir()} == theirs
+
+
+@pytest.mark.parametrize("extra", [("--overwrite",), ("--continue_train", "--n_epochs", "2")],
+                         ids=["overwrite", "continue"])
+@pytest.mark.parametrize("planted", ["web", "loss_log.csv"])
+def test_a_refused_run_leaves_the_previous_runs_files_as_they_were(data, tmp_path, capsys,
+                                                                   extra, planted):
+    """The link checks come before anything of the run folder changes: --overwrite used to
+    remove the loss log, and both modes to rewrite train_opt.txt, before the refusal."""
+    checkpoints = tmp_path / "ck"
+    assert _train(data, checkpoints) == 0
+    run = checkpoints / "tiny"
+    elsewhere = tmp_path / "elsewhere"
+    (run / planted).rename(elsewhere)
+    _plant(run / planted, elsewhere)
+    kept = {name: (run / name).read_bytes() for name in ("loss_log.csv", "train_opt.txt")
+            if not (run / name).is_symlink()}
+    capsys.readouterr()
+    assert _train(data, checkpoints, *extra) == 1
+    assert f"{run / planted} is a symbolic link" in one_line(capsys.readouterr().err)
+    assert {name: (run / name).read_bytes() for name in kept} == kept
+    assert (run / planted).is_symlink()

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from fastp2p.atomic_files import (naming_the_file, open_plain_file, refuse_linked_folder,
-                                  replacing)
+                                  refuse_unless_plain_file, replacing)
 from fastp2p.train.engine import LOSS_NAMES
 
 LOG_FIELDS = ("epoch", "step", "images", "lr", *LOSS_NAMES, "images_per_s")
@@ -213,6 +213,16 @@ class TrainingPage:
                     for stem in samples]
         write_html(self.index, f"fastp2p training: {self.name}", sections,
                    loss_plot="loss.png" if self.loss_plot.exists() else None, refresh_s=60)
+
+
+def refuse_planted_links(run_folder: Path, web: bool) -> None:
+    """NotAPlainFile, before a run changes anything in ``run_folder`` (--overwrite's removals,
+    train_opt.txt), if what it writes later would be refused there: a loss log that is not a
+    plain file, or (with the web page) a web/ or web/images that is a symbolic link."""
+    refuse_unless_plain_file(Path(run_folder) / LOSS_LOG)
+    if web:
+        for folder in (Path(run_folder) / WEB, Path(run_folder) / WEB / TrainingPage.IMAGES):
+            refuse_linked_folder(folder)
 
 
 def remove_reports(run_folder: Path) -> None:

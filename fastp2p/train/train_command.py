@@ -143,7 +143,8 @@ def run(args: argparse.Namespace, times=None) -> int:
     from fastp2p.train.networks import discriminator_from_options, generator_from_options
     from fastp2p.train.progress import progress_bar
     from fastp2p.train.reference_options import apply_reference_options, describe_networks
-    from fastp2p.train.reports import LOSS_LOG, WEB, LossLog, TrainingPage, remove_reports
+    from fastp2p.train.reports import (LOSS_LOG, WEB, LossLog, TrainingPage, refuse_planted_links,
+                                       remove_reports)
     from fastp2p.train.run_lock import RunFolderLock
     from fastp2p.train.schedulers import LRSchedule
     from fastp2p.train.stage_times import StageTimes
@@ -209,6 +210,7 @@ def run(args: argparse.Namespace, times=None) -> int:
         checkpoints = CheckpointFolder(args.checkpoints_dir, args.name)
         replaced_run = None
         if info.is_main:
+            refuse_planted_links(checkpoints.path, web=not args.no_html)
             checkpoints.prepare()
             if args.overwrite:
                 replaced_run = checkpoints.saved_sets()
