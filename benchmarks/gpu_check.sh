@@ -77,6 +77,17 @@ for stage in $STAGES; do
         STATUS=1; finish
     fi
 done
+# Every limit a positive whole number of seconds (bash reads "2m" as 0, and timeout 0 is no
+# limit at all); the benchmark keeps 15 s of its stage for writing its results.
+for setting in GPU_CHECK_SECONDS:1 GPU_TEST_SECONDS:1 GPU_OPTION_TEST_SECONDS:1 CONV_SECONDS:1 \
+        BENCH_SECONDS:16; do
+    name="${setting%%:*}" least="${setting##*:}"
+    value="${!name:-}"
+    if [[ -n "$value" ]] && ! [[ "$value" =~ ^[0-9]+$ && "$value" -ge "$least" ]]; then
+        log "$name must be a whole number of seconds >= $least, got '$value'"
+        STATUS=1; finish
+    fi
+done
 case "${CONV_LAYERS:-quick}" in
     quick|all) ;;
     *) log "CONV_LAYERS must be quick or all, got '$CONV_LAYERS'"; STATUS=1; finish;;

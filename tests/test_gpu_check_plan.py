@@ -3,6 +3,8 @@ names are checked before the install (commas accepted), stages run in the order 
 GPU_CHECK_SECONDS bounds every stage (a stage's limit is cut to what is left; one with too
 little left is skipped and named, and the check fails), and each pytest call reports its own
 failures, not those of the calls before it in the shared tests.log."""
+import pytest
+
 from helpers.gpu_check_runs import run_gpu_check, scratch_checkout
 
 # Records every call of the script's $PY except the CUDA probe; pytest calls fail with one
@@ -75,3 +77,19 @@ def test_each_pytest_call_reports_only_its_own_failures(tmp_path):
     assert "FAILED tests/test_x.py::test_broken" in default_part
     assert "FAILED tests/test_x.py" not in later_part
     assert later_part.count("3 passed") == 2  # the options and benchmarks calls' own summaries
+
+
+@pytest.mark.parametrize("setting, value", [("BENCH_SECONDS", "0"), ("BENCH_SECONDS", "10"),
+                                            ("CONV_SECONDS", "0"), ("GPU_TEST_SECONDS", "2m"),
+                                            ("GPU_CHECK_SECONDS", "-5"),
+                                            ("GPU_OPTION_TEST_SECONDS", "")])
+def test_a_limit_no_stage_can_use_stops_the_check_before_the_install(tmp_path, setting, value):
+    """A limit of 0 (or one bash reads as 0, such as "2m") was `timeout 0`: no limit at all; a
+    bench limit under 15 s gave it a negative budget. An empty value is unset (the default)."""
+    run = _run(tmp_path, "tests", **{setting: value})
+    if value == "":
+        assert run.done.returncode == 0, run.done.stdout
+        return
+    assert run.done.returncode == 1
+    assert f"{setting} must be a whole number of seconds" in run.done.stdout
+    assert run.calls == []
