@@ -1,7 +1,10 @@
 """fastp2p.graphed runs the module eagerly while a forward hook is set on it, on a submodule or
-globally: a replay runs no Python, so a hook added after a capture would never fire, and one set
-at capture time would stay in the graph's output after it is removed. Driven on the CPU through
-a stand-in capture (tests/helpers/graph_stand_in.py)."""
+globally (and says so once): a replay runs no Python, so a hook added after a capture would
+never fire, and one set at capture time would stay in the graph's output after it is removed.
+torch's hook-based spectral_norm / weight_norm pre-hooks (tensor work only) are captured as
+before. Driven on the CPU through a stand-in capture (tests/helpers/graph_stand_in.py)."""
+import warnings
+
 import pytest
 import torch
 import torch.nn as nn
@@ -65,8 +68,16 @@ def test_a_hook_added_after_capture_fires_on_every_call(monkeypatch, where, kind
         for seed in (2, 3):
             x = _image(seed)
             before = len(calls)
-            torch.testing.assert_close(translate(x), _eager(net, x), rtol=0, atol=0)
+            with warnings.catch_warnings(record=True) as warned:
+                warnings.simplefilter("always")
+                got = translate(x)
+            torch.testing.assert_close(got, _eager(net, x), rtol=0, atol=0)
             assert len(calls) > before  # the hook ran for this call (twice: once in _eager)
+            # said once, on the first eager call
+            assert [str(w.message) for w in warned if "forward hook" in str(w.message)] == (
+                ["fastp2p.graphed: UNet (or a submodule, or the process) has a forward hook: "
+                 "calls run eagerly while it is set, as a graph replay would not call it"]
+                if seed == 2 else [])
         assert len(captures) == 1  # nothing captured with the hook set
     finally:
         handle.remove()
@@ -80,7 +91,8 @@ def test_a_hook_removed_leaves_nothing_of_itself_in_later_replays(monkeypatch, w
     hook, _ = _doubling_hook("forward")
     handle = _register(net, where, "forward", hook)
     try:
-        translate(_image(1))
+        with pytest.warns(UserWarning, match="has a forward hook"):
+            translate(_image(1))
     finally:
         handle.remove()
     x = _image(1)
@@ -89,3 +101,23 @@ def test_a_hook_removed_leaves_nothing_of_itself_in_later_replays(monkeypatch, w
     torch.testing.assert_close(translate(x), first, rtol=0, atol=0)  # a replay
     assert len(captures) == 1
     assert next(iter(translate._captures.values())).graph.replays == 1
+
+
+@pytest.mark.parametrize("reparametrize", [nn.utils.spectral_norm, nn.utils.weight_norm])
+def test_torchs_hook_based_weight_reparametrizations_are_captured(monkeypatch, reparametrize):
+    torch.manual_seed(0)
+    net = fastp2p.PatchDiscriminator(3, 4, n_layers=2).eval()
+    for layer in list(net.modules()):
+        if isinstance(layer, nn.Conv2d):
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", FutureWarning)  # weight_norm's deprecation
+                reparametrize(layer)
+    captures = capture_on_the_cpu(monkeypatch)
+    translate = fastp2p.graphed(net)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no fallback warning either
+        outputs = [translate(_image(1)) for _ in range(3)]
+    assert len(captures) == 1
+    assert next(iter(translate._captures.values())).graph.replays == 2
+    for output in outputs:
+        torch.testing.assert_close(output, _eager(net, _image(1)), rtol=0, atol=0)

@@ -26,16 +26,22 @@ each replay, as an eager forward would, so eager folding caches see the change.
 
 Every call runs without autograd (like ``torch.no_grad()``): this is for inference. CPU (and any
 non-CUDA) inputs run the module eagerly under ``torch.no_grad()``, same API. So does every call
-while the module or any of its submodules has a forward (pre-)hook, or a global one is set: a
-replay runs no Python, so a hook would fire once, at capture, and its effect on the output would
-stay in the graph after the hook is removed. Nothing is captured while a hook is present.
+while the module or any of its submodules has a forward (pre-)hook, or a global one is set (with
+a warning, once): a replay runs no Python, so a hook would fire once, at capture, and its effect
+on the output would stay in the graph after the hook is removed. Nothing is captured while such
+a hook is present. The exception: the pre-hooks of torch's hook-based ``spectral_norm`` and
+``weight_norm``, which only compute the weight with tensor operations (a graph captures and
+replays them like the rest of the forward).
 """
+import warnings
 from dataclasses import dataclass
 from operator import itemgetter
 
 import torch
 import torch.nn as nn
 import torch.nn.modules.module as _module_hooks
+from torch.nn.utils.spectral_norm import SpectralNorm
+from torch.nn.utils.weight_norm import WeightNorm
 
 from fastp2p.nn.folding import folded_for, see_fused_steps_on
 from fastp2p.nn.fused import forward_hook_dicts
@@ -44,6 +50,9 @@ from fastp2p.nn.fused import forward_hook_dicts
 # The types of the values read as a submodule's settings (bool is an int).
 _SETTING_TYPES = (int, float, str, type(None))
 _ABSENT = object()  # the value of a setting deleted since graphed()
+# Forward pre-hooks that do tensor work only (the weight from its reparametrization), which a
+# capture records and every replay repeats: they need no eager call.
+_CAPTURABLE_HOOKS = (SpectralNorm, WeightNorm)
 
 
 def _is_setting(name: str, value) -> bool:
@@ -90,10 +99,13 @@ class _ModuleTensors:
                           for values, names, _ in self.settings])
 
     def forward_hooked(self) -> bool:
-        """Whether a forward or forward-pre hook is set on the module, a submodule or globally:
-        a call must then run eagerly (asking the dicts listed once costs about a microsecond)."""
-        return bool(_module_hooks._global_forward_hooks or _module_hooks._global_forward_pre_hooks
-                    or any(self.hook_dicts))
+        """Whether a forward or forward-pre hook other than ``_CAPTURABLE_HOOKS`` is set on the
+        module, a submodule or globally: a call must then run eagerly (asking the dicts listed
+        once costs about a microsecond)."""
+        if _module_hooks._global_forward_hooks or _module_hooks._global_forward_pre_hooks:
+            return True
+        return any(not isinstance(hook, _CAPTURABLE_HOOKS)
+                   for hooks in self.hook_dicts if hooks for hook in hooks.values())
 
     def tensors(self) -> list:
         return [t for store in self.stores for t in store.values() if t is not None]
@@ -145,6 +157,7 @@ class GraphedModule:
         self._tensors = _ModuleTensors(module)
         self._captures = {}
         self._stream = None
+        self._warned_of_hooks = False
 
     def __repr__(self):
         return f"GraphedModule({self.module.__class__.__name__}, {len(self._captures)} captures)"
@@ -155,8 +168,10 @@ class GraphedModule:
 
     def __call__(self, input: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
-            if (not (isinstance(input, torch.Tensor) and input.is_cuda)
-                    or self._tensors.forward_hooked()):
+            if not (isinstance(input, torch.Tensor) and input.is_cuda):
+                return self.module(input)
+            if self._tensors.forward_hooked():
+                self._warn_once_of_hooks()
                 return self.module(input)
             key = self._tensors.signature(input)
             capture = self._captures.get(key)
@@ -170,6 +185,13 @@ class GraphedModule:
                 torch.autograd.graph.increment_version(capture.mutated)
                 capture.state = self._tensors.state()
             return capture.static_output.clone()
+
+    def _warn_once_of_hooks(self) -> None:
+        if not self._warned_of_hooks:
+            self._warned_of_hooks = True
+            warnings.warn(f"fastp2p.graphed: {self.module.__class__.__name__} (or a submodule, or "
+                          "the process) has a forward hook: calls run eagerly while it is set, "
+                          "as a graph replay would not call it", stacklevel=3)
 
     def _capture(self, input: torch.Tensor):
         """Run the module eagerly on a side stream (the result of this call, and the warm-up a
