@@ -1,8 +1,12 @@
 """The data options, named as in the reference implementation's BaseOptions."""
 import argparse
 
-from fastp2p.data.default_dataset import DEFAULT_TASK, TASKS
 from fastp2p.option_types import dataset_size, non_negative_int, positive_int
+
+# the embedded datasets (fastp2p.data.default_dataset builds them; defined here, where the
+# parsers read them, so that --help imports no Pillow)
+TASKS = ("gray2color", "edges2photo")
+DEFAULT_TASK = "gray2color"
 
 PREPROCESS_MODES = ("resize_and_crop", "crop", "scale_width", "scale_width_and_crop", "none")
 

@@ -49,6 +49,13 @@ def register(commands) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from fastp2p.optional_packages import MissingPackage, require_packages
+
+    try:
+        require_packages("test", ("PIL", "tqdm"), extra="data")
+    except MissingPackage as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     import torch
 
     from fastp2p.data import DataError, create_dataloader, create_dataset
