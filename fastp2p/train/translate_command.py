@@ -104,7 +104,7 @@ def run(args: argparse.Namespace) -> int:
         if args.verbose:
             print(describe_networks(G=netG))
         out_dir = Path(args.results_dir) / args.name / f"{args.phase}_{args.epoch}"
-        trackers = open_trackers(args, out_dir, "test")
+        trackers = open_trackers(args, _tracker_folder(args, out_dir), "test")
         if args.eval:
             netG.eval()
         count, scores = _translate(args, netG, loader, device, out_dir, trackers)
@@ -121,6 +121,30 @@ def run(args: argparse.Namespace) -> int:
         print(scores.report())
     print(f"open: {(out_dir / 'index.html').resolve()}")
     return 0
+
+
+def _tracker_folder(args, out_dir: Path) -> Path:
+    """Where --tensorboard / --use_wandb write: the run's folder CHECKPOINTS_DIR/NAME, as in
+    training (``tensorboard/test`` beside ``tensorboard/train``, so one TensorBoard shows both;
+    W&B's ``wandb/``). When that cannot be written (a read-only copy of a trained model), the
+    results folder ``out_dir``, said in one line."""
+    run_folder = Path(args.checkpoints_dir) / args.name
+    if not (args.tensorboard or args.use_wandb):
+        return run_folder
+    import tempfile
+
+    from fastp2p.train.checkpoints import describe_os_error
+
+    probe = run_folder / "tensorboard" / "test" if args.tensorboard else run_folder / "wandb"
+    try:
+        probe.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=probe):
+            pass
+    except OSError as err:
+        print(f"note: the trackers cannot write in {run_folder} ({describe_os_error(err)}); "
+              f"they write under {out_dir} instead")
+        return out_dir
+    return run_folder
 
 
 def _translate(args, netG, loader, device, out_dir, trackers) -> int:
