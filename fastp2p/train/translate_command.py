@@ -27,6 +27,11 @@ at the load size it was packed at unless --load_size is given.
 Every option of the reference's test.py is accepted (`python test.py --model pix2pix ...` runs
 as `fastp2p test --model pix2pix ...`); those that mean nothing here are named in one line."""
 
+# Training's model options that the reference's test.py also accepts and that mean nothing to
+# a test, with why: its help says so (they are not "ignored reference options": train uses them).
+NOT_USED_BY_TEST = {**dict.fromkeys(("netD", "n_layers_D", "ndf"), "it builds no discriminator"),
+                    **dict.fromkeys(("init_type", "init_gain"), "the weights are loaded")}
+
 
 def register(commands) -> None:
     from fastp2p.data import add_data_arguments
@@ -42,6 +47,9 @@ def register(commands) -> None:
         if action.dest in ("no_flip", "serial_batches"):
             action.help += " (always on in fastp2p test, as in the reference's test)"
     add_model_arguments(parser)
+    for action in parser._actions:
+        if action.dest in NOT_USED_BY_TEST:
+            action.help += f" (not used by test: {NOT_USED_BY_TEST[action.dest]})"
     add_test_arguments(parser)
     add_tracker_arguments(parser)
     add_reference_arguments(parser, "test")
