@@ -1,4 +1,5 @@
-"""`fastp2p test --help` says which of the shared model options a test does not use."""
+"""What train/test --help say of their options: defaults, the modes of --preprocess, and which
+of the shared model options a test does not use."""
 import argparse
 
 import pytest
@@ -29,3 +30,15 @@ def test_the_options_test_uses_are_not_marked():
     helps = _option_help("test")
     for option in ("--netG", "--ngf", "--norm", "--no_dropout", "--epoch", "--seed"):
         assert "not used by test" not in helps[option]
+
+
+@pytest.mark.parametrize("command", ["train", "test"])
+def test_data_options_name_their_modes_and_defaults(command):
+    from fastp2p.data.options import PREPROCESS_MODES
+
+    helps = _option_help(command)
+    preprocess = helps["--preprocess"]
+    assert all(f"{mode} (" in preprocess for mode in PREPROCESS_MODES)
+    assert preprocess.endswith("(default resize_and_crop)")
+    assert helps["--direction"].endswith("(default AtoB)")
+    assert helps["--dataset_mode"].endswith("(default aligned)")
