@@ -209,11 +209,14 @@ setup(
     install_requires=["torch>=2.4", "numpy"],
     extras_require={
         "triton": ["triton>=3.2"],
+        # fastp2p test and pack (Pillow, tqdm), and the embedded default dataset (scikit-image)
         "data": ["pillow>=10", "tqdm>=4.60", "scikit-image>=0.22"],
+        # fastp2p train: the data extra, and matplotlib for the loss plot of its web page
         "train": ["pillow>=10", "tqdm>=4.60", "matplotlib>=3.7", "scikit-image>=0.22"],
-        # fastp2p bench: the chart, and Pillow for the data micro-benchmark; pytest-benchmark
-        # only for `pytest benchmarks/`.
-        "bench": ["matplotlib>=3.7", "pillow>=10", "pytest-benchmark>=4"],
+        # fastp2p bench: the chart; Pillow and tqdm for the end-to-end section (`fastp2p
+        # train` on a synthetic set) and the data micro-benchmark; pytest-benchmark only for
+        # `pytest benchmarks/`.
+        "bench": ["matplotlib>=3.7", "pillow>=10", "tqdm>=4.60", "pytest-benchmark>=4"],
         # fastp2p train/test --tensorboard and --use_wandb
         "trackers": ["tensorboard>=2.10", "wandb>=0.16"],
         # Everything the test suite exercises; triton and numpy pinned (the interpreter's

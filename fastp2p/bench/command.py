@@ -18,8 +18,11 @@ logging, samples, checkpoints), images/s against the step-only figure, with the 
 for data and each of the others reported apart.
 A job that fails (compile error, out of memory, missing module, time limit) is reported as
 failed with its error, and the run goes on; at the end the failed jobs are listed and the exit
-code is 1 (0 when every job ran or was skipped by --time-budget). The suite needs only the
-package's own dependencies (the [bench] extra adds matplotlib for the chart).
+code is 1 (0 when every job ran or was skipped by --time-budget). The training and inference
+sections need only the package's own dependencies (torch, numpy); the end-to-end section and
+the data micro-benchmark also need Pillow and tqdm, and the chart matplotlib: the [bench]
+extra installs them (pip install 'fastp2p[bench]'). Without them, those jobs fail with the
+package to install, the rest runs, and the results are written without the chart.
 
 Writes <out>/<device>-<YYYYMMDD>-<commit>.json (-quick.json for --quick) with every figure,
 a markdown table beside it (also printed last) and a PNG bar chart; <out> is
@@ -35,7 +38,7 @@ examples:
   fastp2p bench --quick                 tiny CPU smoke run of everything a CPU can run
   fastp2p bench --peers reference,fastp2p --batch-sizes 16 --sections training
   fastp2p bench --sections micro --micro bench_norm_act,bench_losses   the kernel benchmarks alone
-  fastp2p bench --plot benchmarks/results/nvidia-h100-80gb-hbm3-20261122-abcd1234.json"""
+  fastp2p bench --plot benchmarks/results/nvidia-h200-20261128-f06b6f73.json"""
 
 
 def _positive_ints(text: str) -> tuple:

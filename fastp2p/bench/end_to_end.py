@@ -45,6 +45,11 @@ def load_size(config: NetworkConfig) -> int:
 
 def make_packed_set(root: Path, pairs: int, load: int) -> Path:
     """A synthetic set of ``pairs`` pairs under ``root``, packed at ``load``; returns OUT."""
+    from fastp2p.optional_packages import require_packages
+
+    # the train command's own check, here before the set is written: the job's error names
+    # the extra to install, not a module deep in the data code
+    require_packages("bench --sections end-to-end", ("PIL", "tqdm"), extra="bench")
     from fastp2p.data.pack import pack_phase, usable_cpus
     from fastp2p.data.synthetic import write_synthetic
 

@@ -4,12 +4,26 @@ The interface the training code uses:
 ``add_data_arguments(parser)``, ``create_dataset(args, phase)``,
 ``create_dataloader(dataset, batch_size, *, shuffle, num_workers, seed, ...)``,
 ``default_dataroot()``.
-"""
-from fastp2p.data.create import create_dataset
-from fastp2p.data.default_dataset import default_dataroot
-from fastp2p.data.errors import DataError
-from fastp2p.data.loader import CudaPrefetcher, create_dataloader
-from fastp2p.data.options import add_data_arguments
 
-__all__ = ["CudaPrefetcher", "DataError", "add_data_arguments", "create_dataloader",
-           "create_dataset", "default_dataroot"]
+The names are imported on first use (PEP 562): the commands' parsers need only the options,
+and ``fastp2p --help`` or ``fastp2p info`` must work without Pillow (an optional dependency,
+the ``data`` extra), which the datasets import.
+"""
+import importlib
+
+_HOMES = {
+    "CudaPrefetcher": "fastp2p.data.loader",
+    "DataError": "fastp2p.data.errors",
+    "add_data_arguments": "fastp2p.data.options",
+    "create_dataloader": "fastp2p.data.loader",
+    "create_dataset": "fastp2p.data.create",
+    "default_dataroot": "fastp2p.data.default_dataset",
+}
+
+__all__ = sorted(_HOMES)
+
+
+def __getattr__(name):
+    if name not in _HOMES:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(_HOMES[name]), name)

@@ -25,6 +25,7 @@ from PIL import Image
 
 from fastp2p.cache_folder import NoCacheFolder, cache_root
 from fastp2p.data.errors import DataError
+from fastp2p.data.options import DEFAULT_TASK, TASKS
 
 RECIPE_VERSION = 2
 CROP = 128
@@ -34,8 +35,6 @@ TRAIN_STRIDE = CROP // 2
 HELD_OUT_WIDTH = 4
 TRAIN_WIDTHS = (4, 6)
 CANNY_SIGMA = 2.0
-TASKS = ("gray2color", "edges2photo")
-DEFAULT_TASK = "gray2color"
 SPLITS = ("train", "val", "test")
 # The colour photographs (not charts or synthetic images) bundled in scikit-image's wheel.
 PHOTOS = ("astronaut.png", "chelsea.png", "coffee.png", "hubble_deep_field.jpg", "ihc.png",

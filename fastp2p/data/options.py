@@ -1,8 +1,12 @@
 """The data options, named as in the reference implementation's BaseOptions."""
 import argparse
 
-from fastp2p.data.default_dataset import DEFAULT_TASK, TASKS
 from fastp2p.option_types import dataset_size, non_negative_int, positive_int
+
+# the embedded datasets (fastp2p.data.default_dataset builds them; defined here, where the
+# parsers read them, so that --help imports no Pillow)
+TASKS = ("gray2color", "edges2photo")
+DEFAULT_TASK = "gray2color"
 
 PREPROCESS_MODES = ("resize_and_crop", "crop", "scale_width", "scale_width_and_crop", "none")
 
@@ -21,11 +25,17 @@ def add_data_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPars
                             f"(Canny edge map -> photo) (default {DEFAULT_TASK})")
     group.add_argument("--dataset_mode", default="aligned", choices=("aligned", "two_folders"),
                        help="aligned: each image is A|B side by side, split at w/2; "
-                            "two_folders: PHASE/A/x.png pairs with PHASE/B/x.png by name")
+                            "two_folders: PHASE/A/x.png pairs with PHASE/B/x.png by name "
+                            "(default %(default)s)")
     group.add_argument("--direction", default="AtoB", choices=("AtoB", "BtoA"),
-                       help="AtoB translates the left (A) image into the right (B) one")
+                       help="AtoB translates the left (A) image into the right (B) one, BtoA "
+                            "the right into the left (default %(default)s)")
     group.add_argument("--preprocess", default="resize_and_crop", choices=PREPROCESS_MODES,
-                       help="how images are scaled and cropped at load time (as the reference)")
+                       help="how images are scaled and cropped at load time, as the "
+                            "reference: resize_and_crop (resize to --load_size squares, random "
+                            "--crop_size crop), crop (crop only), scale_width (width to "
+                            "--load_size, aspect kept), scale_width_and_crop (then crop), none "
+                            "(sides rounded to a multiple of 4) (default %(default)s)")
     group.add_argument("--load_size", type=positive_int, default=286,
                        help="scale images to this size")
     group.add_argument("--crop_size", type=positive_int, default=256,

@@ -84,6 +84,13 @@ def register(commands) -> None:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    from fastp2p.optional_packages import MissingPackage, require_packages
+
+    try:
+        require_packages("pack", ("PIL", "tqdm"), extra="data")
+    except MissingPackage as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     from fastp2p.data.errors import DataError
     from fastp2p.data.pack import PHASES, pack_phase, refuse_other_load_size, usable_cpus
     from fastp2p.data.packed import is_packed, verify_pack

@@ -150,7 +150,10 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
                             "EPOCH_train_state.pth every this many epochs and after the last "
                             "one (default %(default)s)")
     group.add_argument("--save_latest_freq", type=positive_int, default=QuickDefault(5000, 4000),
-                       help="save latest_* every this many training images (default %(default)s)")
+                       help="save latest_* every this many training images, and at the end "
+                            "of every epoch (the reference saves latest_* there only with the "
+                            "--save_epoch_freq saves), so a crash loses at most one epoch or "
+                            "this many images (default %(default)s)")
     group.add_argument("--display_freq", type=positive_int, default=QuickDefault(400, 2000),
                        help="save a sample (real_A, fake_B, real_B) and refresh the loss plot "
                             "and HTML page every this many training images (default %(default)s)")

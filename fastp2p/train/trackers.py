@@ -22,12 +22,16 @@ def add_tracker_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("trackers (besides loss_log.csv and the web/ page)")
     group.add_argument("--use_wandb", action="store_true",
                        help="log losses and images to Weights & Biases, as the reference does "
-                            "(pip install wandb; WANDB_MODE=offline works without an account)")
+                            "(pip install wandb; WANDB_MODE=offline works without an account, "
+                            "writing into CHECKPOINTS_DIR/NAME/wandb, for train and test alike)")
     group.add_argument("--wandb_project_name", default="CycleGAN-and-pix2pix",
                        help="W&B project of --use_wandb (default %(default)s, the reference's)")
     group.add_argument("--tensorboard", action="store_true",
-                       help="also write TensorBoard events to CHECKPOINTS_DIR/NAME/tensorboard "
-                            "(pip install tensorboard; view with tensorboard --logdir ...)")
+                       help="also write TensorBoard events to CHECKPOINTS_DIR/NAME/tensorboard/"
+                            "train (fastp2p train) or .../test (fastp2p test; under its results "
+                            "folder if the checkpoints folder cannot be written), so "
+                            "`tensorboard --logdir CHECKPOINTS_DIR/NAME/tensorboard` shows both "
+                            "(pip install tensorboard)")
 
 
 def check_trackers_installed(args: argparse.Namespace) -> None:

@@ -127,6 +127,13 @@ def _check_fresh_run(args) -> None:
 def run(args: argparse.Namespace, times=None) -> int:
     """``times``: a StageTimes to time the loop into (the benchmark's end-to-end section reads
     it afterwards); by default one that skips the first step."""
+    from fastp2p.optional_packages import MissingPackage, require_packages
+
+    try:
+        require_packages("train", ("PIL", "tqdm"), extra="train")
+    except MissingPackage as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     import torch
     from tqdm import tqdm
 

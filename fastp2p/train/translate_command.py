@@ -27,6 +27,11 @@ at the load size it was packed at unless --load_size is given.
 Every option of the reference's test.py is accepted (`python test.py --model pix2pix ...` runs
 as `fastp2p test --model pix2pix ...`); those that mean nothing here are named in one line."""
 
+# Training's model options that the reference's test.py also accepts and that mean nothing to
+# a test, with why: its help says so (they are not "ignored reference options": train uses them).
+NOT_USED_BY_TEST = {**dict.fromkeys(("netD", "n_layers_D", "ndf"), "it builds no discriminator"),
+                    **dict.fromkeys(("init_type", "init_gain"), "the weights are loaded")}
+
 
 def register(commands) -> None:
     from fastp2p.data import add_data_arguments
@@ -42,6 +47,9 @@ def register(commands) -> None:
         if action.dest in ("no_flip", "serial_batches"):
             action.help += " (always on in fastp2p test, as in the reference's test)"
     add_model_arguments(parser)
+    for action in parser._actions:
+        if action.dest in NOT_USED_BY_TEST:
+            action.help += f" (not used by test: {NOT_USED_BY_TEST[action.dest]})"
     add_test_arguments(parser)
     add_tracker_arguments(parser)
     add_reference_arguments(parser, "test")
@@ -49,6 +57,13 @@ def register(commands) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from fastp2p.optional_packages import MissingPackage, require_packages
+
+    try:
+        require_packages("test", ("PIL", "tqdm"), extra="data")
+    except MissingPackage as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     import torch
 
     from fastp2p.data import DataError, create_dataloader, create_dataset
@@ -97,7 +112,7 @@ def run(args: argparse.Namespace) -> int:
         if args.verbose:
             print(describe_networks(G=netG))
         out_dir = Path(args.results_dir) / args.name / f"{args.phase}_{args.epoch}"
-        trackers = open_trackers(args, out_dir, "test")
+        trackers = open_trackers(args, _tracker_folder(args, out_dir), "test")
         if args.eval:
             netG.eval()
         count, scores = _translate(args, netG, loader, device, out_dir, trackers)
@@ -114,6 +129,30 @@ def run(args: argparse.Namespace) -> int:
         print(scores.report())
     print(f"open: {(out_dir / 'index.html').resolve()}")
     return 0
+
+
+def _tracker_folder(args, out_dir: Path) -> Path:
+    """Where --tensorboard / --use_wandb write: the run's folder CHECKPOINTS_DIR/NAME, as in
+    training (``tensorboard/test`` beside ``tensorboard/train``, so one TensorBoard shows both;
+    W&B's ``wandb/``). When that cannot be written (a read-only copy of a trained model), the
+    results folder ``out_dir``, said in one line."""
+    run_folder = Path(args.checkpoints_dir) / args.name
+    if not (args.tensorboard or args.use_wandb):
+        return run_folder
+    import tempfile
+
+    from fastp2p.train.checkpoints import describe_os_error
+
+    probe = run_folder / "tensorboard" / "test" if args.tensorboard else run_folder / "wandb"
+    try:
+        probe.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=probe):
+            pass
+    except OSError as err:
+        print(f"note: the trackers cannot write in {run_folder} ({describe_os_error(err)}); "
+              f"they write under {out_dir} instead")
+        return out_dir
+    return run_folder
 
 
 def _translate(args, netG, loader, device, out_dir, trackers) -> int:

@@ -1,0 +1,29 @@
+"""The optional packages a command needs (setup.py's extras), checked before it does any work.
+
+``pip install fastp2p`` installs torch and numpy alone, enough for ``fastp2p.UNet``,
+``fastp2p info``, ``fastp2p bench``'s step and inference sections and every ``--help``. The
+commands that read or write images need Pillow (and tqdm for their progress bars): a missing one
+is a one-line error naming the extra that installs it, as a missing tracker package is, never
+an ImportError traceback from deep inside the data code.
+"""
+import importlib
+
+# import name -> the name pip knows it by
+PIP_NAMES = {"PIL": "Pillow", "tqdm": "tqdm"}
+
+
+class MissingPackage(ValueError):
+    """A command needs an optional package that is not installed."""
+
+
+def require_packages(command: str, modules, extra: str) -> None:
+    """Raise MissingPackage naming ``extra`` unless every module in ``modules`` imports."""
+    missing = []
+    for module in modules:
+        try:
+            importlib.import_module(module)
+        except ImportError:
+            missing.append(PIP_NAMES.get(module, module))
+    if missing:
+        raise MissingPackage(f"fastp2p {command} needs {' and '.join(missing)}: "
+                             f"pip install 'fastp2p[{extra}]'")

@@ -1,0 +1,108 @@
+"""`pip install fastp2p` alone (torch, numpy): every --help and `fastp2p info` work; the commands
+that need Pillow or tqdm say which extra to install in one line (exit 2), never a traceback."""
+import ast
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+import fastp2p
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _blocking(folder: Path, *modules) -> Path:
+    """A folder that, first on PYTHONPATH, makes ``modules`` fail to import, as when they are not
+    installed."""
+    for module in modules:
+        (folder / module).mkdir(parents=True)
+        (folder / module / "__init__.py").write_text(
+            f"raise ImportError({f'No module named {module} (blocked by the test)'!r})\n")
+    return folder
+
+
+# Runs each argv through fastp2p.cli.main in one process (one torch import for all of them) and
+# prints, per argv, a line `EXIT <code>`; stdout and stderr pass through.
+COMMANDS_SCRIPT = """
+import sys
+from fastp2p.cli import main
+for argv in eval(sys.argv[1]):
+    try:
+        code = main(list(argv))
+    except SystemExit as exit:
+        code = exit.code
+    sys.stdout.flush(); sys.stderr.flush()
+    print(f"EXIT {code}", flush=True)
+"""
+
+
+def _run_without(tmp_path, modules, commands):
+    """(exit codes, stdout, stderr) of the ``commands`` (argv lists) with ``modules`` blocked."""
+    blocked = _blocking(tmp_path / "blocked", *modules)
+    package_root = Path(fastp2p.__file__).resolve().parents[1]
+    path = os.pathsep.join([str(blocked), str(package_root), os.environ.get("PYTHONPATH", "")])
+    result = subprocess.run([sys.executable, "-c", COMMANDS_SCRIPT, repr(commands)],
+                            capture_output=True, text=True, timeout=300,
+                            cwd=tempfile.gettempdir(), env={**os.environ, "PYTHONPATH": path})
+    codes = [int(line.split()[1]) if line.split()[1].isdigit() else line
+             for line in result.stdout.splitlines() if line.startswith("EXIT ")]
+    assert len(codes) == len(commands), result.stderr
+    return codes, result.stdout, result.stderr
+
+
+def test_help_and_info_need_neither_pillow_nor_tqdm(tmp_path):
+    commands = [["--help"], ["train", "--help"], ["test", "--help"], ["pack", "--help"],
+                ["bench", "--help"], ["info"]]
+    codes, out, err = _run_without(tmp_path, ("PIL", "tqdm", "matplotlib", "skimage"), commands)
+    assert codes == [0] * len(commands), err
+    assert "Traceback" not in err
+    assert out.count("usage: fastp2p") == 5 and "fastp2p 0.1.0" in out
+
+
+@pytest.mark.parametrize("missing, named", [("PIL", "Pillow"), ("tqdm", "tqdm")])
+def test_commands_name_the_missing_package_in_one_line(tmp_path, missing, named):
+    commands = [["train", "--name", "x"], ["test", "--name", "x"], ["pack", "in", "out"]]
+    codes, _, err = _run_without(tmp_path, (missing,), commands)
+    assert codes == [2, 2, 2]
+    assert err.strip().splitlines() == [
+        f"error: fastp2p train needs {named}: pip install 'fastp2p[train]'",
+        f"error: fastp2p test needs {named}: pip install 'fastp2p[data]'",
+        f"error: fastp2p pack needs {named}: pip install 'fastp2p[data]'"]
+
+
+def _extras() -> dict:
+    tree = ast.parse((ROOT / "setup.py").read_text(encoding="utf-8"))
+    for node in ast.walk(tree):
+        if isinstance(node, ast.keyword) and node.arg == "extras_require":
+            return {name: {requirement.split(">")[0].split("=")[0] for requirement in listed}
+                    for name, listed in ast.literal_eval(node.value).items()}
+    raise AssertionError("setup.py has no extras_require")
+
+
+@pytest.mark.skipif(not (ROOT / "setup.py").is_file(), reason="needs the source checkout")
+def test_each_extra_holds_what_its_commands_import():
+    extras = _extras()
+    assert {"pillow", "tqdm"} <= extras["data"]                    # test, pack
+    assert {"pillow", "tqdm", "matplotlib"} <= extras["train"]     # + the loss plot
+    assert {"pillow", "tqdm", "matplotlib"} <= extras["bench"]     # end-to-end trains; chart
+
+
+def test_bench_end_to_end_names_the_extra_without_tqdm(monkeypatch, tmp_path):
+    from fastp2p.bench.end_to_end import make_packed_set
+    from fastp2p.optional_packages import MissingPackage
+
+    monkeypatch.setitem(sys.modules, "tqdm", None)  # None in sys.modules: the import fails
+    with pytest.raises(MissingPackage, match=r"needs tqdm: pip install 'fastp2p\[bench\]'"):
+        make_packed_set(tmp_path, pairs=2, load=8)
+    assert not (tmp_path / "synthetic").exists()
+
+
+@pytest.mark.skipif(not (ROOT / "setup.py").is_file(), reason="needs the source checkout")
+def test_bench_help_examples_name_files_that_exist():
+    from fastp2p.bench.command import EPILOG
+
+    named = [word for word in EPILOG.split() if word.startswith("benchmarks/")]
+    assert named and all((ROOT / word).is_file() for word in named), named

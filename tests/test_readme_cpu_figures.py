@@ -1,0 +1,39 @@
+"""The README's CPU inference figures are those of the results files it names."""
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+NEWEST = "cpu-inference-2core-xeon-20261202-a01a8228-stop17-batch1.json"
+
+pytestmark = pytest.mark.skipif(not (ROOT / "benchmarks" / "results" / NEWEST).is_file(),
+                                reason="needs the source checkout")
+
+
+def _ratio(rows, mode, reference_layout):
+    by = {(r["mode"], r["model"], r["layout"]): r["median_ms"] for r in rows}
+    return by[(mode, "reference", reference_layout)] / by[(mode, "fastp2p.UNet", "channels_last")]
+
+
+@pytest.mark.parametrize("readme", ["README.md", "benchmarks/README.md"])
+def test_results_files_named_exist(readme):
+    text = (ROOT / readme).read_text(encoding="utf-8")
+    named = set(re.findall(r"(?<![.\w-])(cpu-inference-[\w.-]+?\.json)", text))
+    assert NEWEST in named
+    missing = [name for name in named if not (ROOT / "benchmarks" / "results" / name).is_file()]
+    assert not missing
+
+
+def test_readme_quotes_the_newest_run():
+    rows = json.loads((ROOT / "benchmarks" / "results" / NEWEST).read_text())
+    assert {row["cpu"] for row in rows} == {"Intel(R) Xeon(R) Processor"}
+    assert {(row["threads"], row["batch_size"]) for row in rows} == {(2, 1)}
+    figures = [f"{_ratio(rows, mode, layout):.2f}x" for layout in ("channels_last", "nchw")
+               for mode in ("eval", "train")]
+    assert figures == ["1.63x", "1.80x", "1.70x", "1.97x"]
+    readme = " ".join((ROOT / "README.md").read_text(encoding="utf-8").split())
+    assert ("runs at 1.63x the reference in its best layout (channels-last) in eval mode and "
+            "1.80x in train mode (1.70x and 1.97x the reference's default NCHW)") in readme
+    assert "is 1.45-1.51x the reference" not in readme
