@@ -13,8 +13,6 @@ statistics stay constants and are not updated again. The cost, paid on this path
 statistics and the backward recomputed in plain torch ops (the first-order backward, grad mode
 off, is unchanged).
 """
-import torch
-
 from fastp2p.ops.backends import reference as reference_backend
 from fastp2p.ops.norm_act_reference import statistics_of
 
