@@ -480,6 +480,15 @@ def _run(x, weight, bias, running_mean, running_var, num_batches_tracked, skip, 
                                   num_batches_tracked, skip, seed, offset, cfg)
 
 
+def _momentum_used(momentum, norm, training, running_mean):
+    """``momentum``, or 0.0 for a None (BatchNorm's cumulative average) that nothing reads: only
+    a batch norm in training with running statistics updates them (with None there the checks
+    refuse), and the launchers take a float."""
+    if momentum is None and not (norm == "batch" and training and running_mean is not None):
+        return 0.0
+    return momentum
+
+
 def norm_act(x, weight=None, bias=None, running_mean=None, running_var=None, *,
              norm="instance", training=True, momentum=0.1, eps=1e-5, activation="none",
              slope=0.2, dropout_p=0.0, seed=0, offset=0, num_batches_tracked=None):
@@ -507,6 +516,7 @@ def norm_act(x, weight=None, bias=None, running_mean=None, running_var=None, *,
         x = torch.randn(2, 64, 32, 32).to(memory_format=torch.channels_last)
         y = norm_act(x, weight, bias, norm="instance", activation="leaky_relu", slope=0.2)
     """
+    momentum = _momentum_used(momentum, norm, training, running_mean)
     return _run(x, weight, bias, running_mean, running_var, num_batches_tracked, None, seed,
                 offset, (norm, training, momentum, eps, activation, slope, dropout_p))
 
@@ -524,6 +534,7 @@ def norm_act_concat(skip, x, weight=None, bias=None, running_mean=None, running_
 
         up = norm_act_concat(skip, x, weight, bias, norm="batch", dropout_p=0.5, seed=7)
     """
+    momentum = _momentum_used(momentum, norm, training, running_mean)
     return _run(x, weight, bias, running_mean, running_var, num_batches_tracked, skip, seed,
                 offset, (norm, training, momentum, eps, activation, slope, dropout_p))
 
@@ -544,6 +555,7 @@ def norm_act_into(x, weight, bias, running_mean, running_var, out, out_channel_o
         buffer = torch.empty(2, 96, 32, 32)
         mean, rstd = norm_act_into(x, None, None, None, None, buffer, 32, norm="instance")
     """
+    momentum = _momentum_used(momentum, norm, training, running_mean)
     cfg = NormActConfig(norm, training, momentum, eps, activation, slope, dropout_p)
     check_norm_act_inputs(x, weight, bias, running_mean, running_var, cfg)
     _check_batch_counter(num_batches_tracked, x)
