@@ -17,10 +17,7 @@ from PIL import Image, UnidentifiedImageError
 from fastp2p.data.errors import DataError, raise_or_report
 from fastp2p.data.transforms import Preprocess
 
-# The reference's list, and the other Netpbm names (.pgm, .pbm, .pnm), which Pillow reads as it
-# reads .ppm: a 16-bit grayscale PGM is one of the depths decode_rgb scales to 8 bits.
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".pgm", ".pbm", ".pnm", ".bmp", ".tif",
-                    ".tiff")
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".tif", ".tiff")
 GRAYSCALE_MODES = ("1", "L", "LA", "I", "I;16", "F")
 # Modes whose output size follows the input size, so mixed sizes cannot be batched.
 SIZE_KEEPING_MODES = ("none", "scale_width")
