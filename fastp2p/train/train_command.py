@@ -217,7 +217,8 @@ def run(args: argparse.Namespace, times=None) -> int:
         checkpoints = CheckpointFolder(args.checkpoints_dir, args.name)
         replaced_run = None
         if info.is_main:
-            refuse_planted_links(checkpoints.path, web=not args.no_html)
+            refuse_planted_links(checkpoints.path, web=not args.no_html,
+                                 loss_log=not args.overwrite)
             checkpoints.prepare()
             if args.overwrite:
                 replaced_run = checkpoints.saved_sets()
