@@ -481,7 +481,14 @@ class Pix2PixEngine:
         if self.fused_step_losses:
             return ()
         with self._autocast():
-            return (self.criterionGAN(logits, target_is_real),)
+            return (self._gan_loss(logits, target_is_real),)
+
+    def _gan_loss(self, logits, target_is_real: bool):
+        """criterionGAN's loss, float32 in every mode: vanilla and lsgan widen bf16 logits
+        themselves under autocast; wgangp's mean keeps the logits' dtype (the reference's), so
+        its logits are widened here, or the logged and summed losses would be bf16-rounded."""
+        return self.criterionGAN(logits.float() if self.gan_mode == "wgangp" else logits,
+                                 target_is_real)
 
     def _backward_D(self, fake: tuple, real: tuple) -> list:
         """Back-propagates 0.5 (L_fake + L_real) into D, from (logits, loss) per pair (just
@@ -516,7 +523,7 @@ class Pix2PixEngine:
         if loss_G_L1 is None:
             loss_G_L1 = self._g_l1_loss(fake_B, real_B)
         with self._autocast():
-            loss_G_GAN = self.criterionGAN(logits_G, True)
+            loss_G_GAN = self._gan_loss(logits_G, True)
             loss_G = loss_G_GAN + loss_G_L1
         loss_G.backward()
         return [loss_G_GAN, loss_G_L1]
