@@ -6,23 +6,9 @@ import re
 from pathlib import Path
 from urllib.parse import unquote, urljoin, urlsplit
 
-import pytest
-
 from fastp2p.cli import main
 from fastp2p.train.reports import write_html
-from helpers.train_helpers import tiny_test_argv, train_tiny_run, write_aligned_dataset
-
-
-@pytest.fixture(scope="module")
-def data(tmp_path_factory):
-    return write_aligned_dataset(tmp_path_factory.mktemp("data"), pairs=4)
-
-
-@pytest.fixture(scope="module")
-def trained(data, tmp_path_factory):
-    """A checkpoints folder holding one finished 1-epoch run "tiny" (copy it to change it)."""
-    return train_tiny_run(data, tmp_path_factory.mktemp("trained"))
-
+from helpers.train_helpers import tiny_test_argv, write_aligned_dataset
 
 NAMES = ("a#1", "c%20d", "k?", "é ü", "it's")
 

@@ -10,19 +10,7 @@ import pytest
 from PIL import Image
 
 from fastp2p.cli import main
-from helpers.train_helpers import (one_line, tiny_test_argv, train_argv, train_tiny_run,
-                                   write_aligned_dataset)
-
-
-@pytest.fixture(scope="module")
-def data(tmp_path_factory):
-    return write_aligned_dataset(tmp_path_factory.mktemp("data"), pairs=4)
-
-
-@pytest.fixture(scope="module")
-def trained(data, tmp_path_factory):
-    """A checkpoints folder holding one finished 1-epoch run "tiny" (copy it to change it)."""
-    return train_tiny_run(data, tmp_path_factory.mktemp("trained"))
+from helpers.train_helpers import one_line, tiny_test_argv, train_argv
 
 
 SHARED_BAD = [("--init_gain", "nan"), ("--init_gain", "-1"), ("--init_gain", "inf"),

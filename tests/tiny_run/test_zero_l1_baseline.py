@@ -1,24 +1,12 @@
 """A baseline whose L1 is 0 (fake_B = real_A with real_A equal to real_B): the L1 report shows
 no ratio to it ("n/a") and `fastp2p test` finishes, instead of dividing by zero."""
 import numpy as np
-import pytest
 import torch
 from PIL import Image
 
 from fastp2p.cli import main
 from fastp2p.train.evaluation import L1Scores
-from helpers.train_helpers import tiny_test_argv, train_tiny_run, write_aligned_dataset
-
-
-@pytest.fixture(scope="module")
-def data(tmp_path_factory):
-    return write_aligned_dataset(tmp_path_factory.mktemp("data"), pairs=4)
-
-
-@pytest.fixture(scope="module")
-def trained(data, tmp_path_factory):
-    """A checkpoints folder holding one finished 1-epoch run "tiny" (copy it to change it)."""
-    return train_tiny_run(data, tmp_path_factory.mktemp("trained"))
+from helpers.train_helpers import tiny_test_argv
 
 
 def test_a_baseline_with_l1_zero_shows_no_ratio():

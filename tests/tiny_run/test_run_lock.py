@@ -21,19 +21,7 @@ import fastp2p.train.run_lock as run_lock
 from fastp2p.cli import main
 from fastp2p.train.run_lock import LOCK_NAME, RunFolderBusy, RunFolderLock
 from helpers.torchrun_helpers import as_torchrun_rank, free_port
-from helpers.train_helpers import (folder_files, one_line, tiny_test_argv, train_argv,
-                                   train_tiny_run, write_aligned_dataset)
-
-
-@pytest.fixture(scope="module")
-def data(tmp_path_factory):
-    return write_aligned_dataset(tmp_path_factory.mktemp("data"), pairs=4)
-
-
-@pytest.fixture(scope="module")
-def trained(data, tmp_path_factory):
-    """A checkpoints folder holding one finished 1-epoch run "tiny" (copy it to change it)."""
-    return train_tiny_run(data, tmp_path_factory.mktemp("trained"))
+from helpers.train_helpers import folder_files, one_line, tiny_test_argv, train_argv
 
 
 # Processes started here import the fastp2p this test imports (the installed package, or the
