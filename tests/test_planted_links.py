@@ -183,3 +183,19 @@ def test_a_refused_run_leaves_the_previous_runs_files_as_they_were(data, tmp_pat
     assert f"{run / planted} is a symbolic link" in one_line(capsys.readouterr().err)
     assert {name: (run / name).read_bytes() for name in kept} == kept
     assert (run / planted).is_symlink()
+
+
+def test_a_folder_at_the_loss_log_is_refused_by_overwrite_before_anything_changes(
+        data, tmp_path, capsys):
+    """--overwrite removes a previous loss log that is a file or a link; a folder there it
+    cannot remove, so it is refused before the web page, samples and options are touched."""
+    checkpoints = tmp_path / "ck"
+    assert _train(data, checkpoints) == 0
+    run = checkpoints / "tiny"
+    (run / "loss_log.csv").unlink()
+    (run / "loss_log.csv").mkdir()
+    before = {path: path.read_bytes() for path in run.rglob("*") if path.is_file()}
+    capsys.readouterr()
+    assert _train(data, checkpoints, "--overwrite") == 1
+    assert "loss_log.csv is a folder" in one_line(capsys.readouterr().err)
+    assert {path: path.read_bytes() for path in run.rglob("*") if path.is_file()} == before

@@ -215,13 +215,15 @@ class TrainingPage:
                    loss_plot="loss.png" if self.loss_plot.exists() else None, refresh_s=60)
 
 
-def refuse_planted_links(run_folder: Path, web: bool, loss_log: bool) -> None:
+def refuse_planted_links(run_folder: Path, web: bool, overwrite: bool) -> None:
     """NotAPlainFile, before a run changes anything in ``run_folder`` (--overwrite's removals,
-    train_opt.txt), if what it writes later would be refused there: (``loss_log``: unless
-    --overwrite removes it first, which unlinks a link, never its target) a loss log that is not
-    a plain file, or (with the web page) a web/ or web/images that is a symbolic link."""
-    if loss_log:
-        refuse_unless_plain_file(Path(run_folder) / LOSS_LOG)
+    train_opt.txt), if what it writes later would be refused there: a loss log that is not a
+    plain file (with ``overwrite``, a symbolic link there is fine: ``remove_reports`` unlinks it,
+    never its target; a folder or FIFO it cannot remove is not), or (with the web page) a web/ or
+    web/images that is a symbolic link."""
+    log = Path(run_folder) / LOSS_LOG
+    if not (overwrite and log.is_symlink()):
+        refuse_unless_plain_file(log)
     if web:
         for folder in (Path(run_folder) / WEB, Path(run_folder) / WEB / TrainingPage.IMAGES):
             refuse_linked_folder(folder)

@@ -218,7 +218,7 @@ def run(args: argparse.Namespace, times=None) -> int:
         replaced_run = None
         if info.is_main:
             refuse_planted_links(checkpoints.path, web=not args.no_html,
-                                 loss_log=not args.overwrite)
+                                 overwrite=args.overwrite)
             checkpoints.prepare()
             if args.overwrite:
                 replaced_run = checkpoints.saved_sets()
