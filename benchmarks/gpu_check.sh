@@ -83,7 +83,9 @@ for setting in GPU_CHECK_SECONDS:1 GPU_TEST_SECONDS:1 GPU_OPTION_TEST_SECONDS:1 
         BENCH_SECONDS:16; do
     name="${setting%%:*}" least="${setting##*:}"
     value="${!name:-}"
-    if [[ -n "$value" ]] && ! [[ "$value" =~ ^[0-9]+$ && "$value" -ge "$least" ]]; then
+    # no leading zero (bash reads 010 as octal 8) and at most 9 digits (no 64-bit wrap)
+    if [[ -n "$value" ]] && { ! [[ "$value" =~ ^[1-9][0-9]{0,8}$ ]] || (( value < least )); }
+    then
         log "$name must be a whole number of seconds >= $least, got '$value'"
         STATUS=1; finish
     fi

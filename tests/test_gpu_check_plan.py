@@ -82,10 +82,14 @@ def test_each_pytest_call_reports_only_its_own_failures(tmp_path):
 @pytest.mark.parametrize("setting, value", [("BENCH_SECONDS", "0"), ("BENCH_SECONDS", "10"),
                                             ("CONV_SECONDS", "0"), ("GPU_TEST_SECONDS", "2m"),
                                             ("GPU_CHECK_SECONDS", "-5"),
-                                            ("GPU_OPTION_TEST_SECONDS", "")])
+                                            ("GPU_TEST_SECONDS", "010"),
+                                            ("GPU_CHECK_SECONDS", "18446744073709551617"),
+                                            ("GPU_OPTION_TEST_SECONDS", ""),
+                                            ("BENCH_SECONDS", "")])
 def test_a_limit_no_stage_can_use_stops_the_check_before_the_install(tmp_path, setting, value):
     """A limit of 0 (or one bash reads as 0, such as "2m") was `timeout 0`: no limit at all; a
-    bench limit under 15 s gave it a negative budget. An empty value is unset (the default)."""
+    bench limit under 15 s gave it a negative budget; bash reads 010 as octal 8 and wraps a
+    number past 2**63. An empty value is unset (the default)."""
     run = _run(tmp_path, "tests", **{setting: value})
     if value == "":
         assert run.done.returncode == 0, run.done.stdout

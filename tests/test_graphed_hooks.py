@@ -121,3 +121,25 @@ def test_torchs_hook_based_weight_reparametrizations_are_captured(monkeypatch, r
     assert next(iter(translate._captures.values())).graph.replays == 2
     for output in outputs:
         torch.testing.assert_close(output, _eager(net, _image(1)), rtol=0, atol=0)
+
+
+def test_a_subclass_of_a_capturable_hook_runs_eagerly():
+    """Only torch's own SpectralNorm / WeightNorm hooks are known to do tensor work only: a
+    subclass may count, log or choose in Python, which a replay would skip."""
+    from torch.nn.utils.spectral_norm import SpectralNorm
+
+    from fastp2p.nn.graph_replay import _ModuleTensors
+
+    class CountingSpectralNorm(SpectralNorm):
+        calls = 0
+
+        def __call__(self, module, inputs):
+            CountingSpectralNorm.calls += 1
+            return super().__call__(module, inputs)
+
+    net = nn.Sequential(nn.Conv2d(3, 4, 3))
+    nn.utils.spectral_norm(net[0])
+    assert not _ModuleTensors(net).forward_hooked()
+    (key,) = net[0]._forward_pre_hooks
+    net[0]._forward_pre_hooks[key].__class__ = CountingSpectralNorm
+    assert _ModuleTensors(net).forward_hooked()

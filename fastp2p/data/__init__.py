@@ -27,13 +27,11 @@ def __getattr__(name):
     if name in _HOMES:
         return getattr(importlib.import_module(_HOMES[name]), name)
     # A submodule (``fastp2p.data.loader``), as an eager __init__ would have imported it.
+    if not name.isidentifier():
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
     try:
         return importlib.import_module(f"{__name__}.{name}")
     except ModuleNotFoundError as error:
         if error.name != f"{__name__}.{name}":
             raise  # the submodule exists but needs a missing package (Pillow): say so
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None
-
-
-def __dir__():
-    return __all__

@@ -104,7 +104,7 @@ class _ModuleTensors:
         once costs about a microsecond)."""
         if _module_hooks._global_forward_hooks or _module_hooks._global_forward_pre_hooks:
             return True
-        return any(not isinstance(hook, _CAPTURABLE_HOOKS)
+        return any(type(hook) not in _CAPTURABLE_HOOKS  # a subclass may do Python work
                    for hooks in self.hook_dicts if hooks for hook in hooks.values())
 
     def tensors(self) -> list:
