@@ -1,23 +1,20 @@
 """fastp2p.data imports its names on first use (so `fastp2p --help` works without Pillow), and
 still gives what its eager __init__ gave: the public names, and its submodules as attributes
 (``fastp2p.data.loader`` right after ``import fastp2p.data``); ``help()`` imports nothing
-Pillow needs. Each check runs in a fresh interpreter of the checkout under test."""
-import os
+Pillow needs. Each check runs in a fresh interpreter."""
 import subprocess
 import sys
-from pathlib import Path
 
-CHECKOUT = Path(__file__).resolve().parents[1]
 SUBMODULES = ("create", "datasets", "default_dataset", "errors", "folders", "loader", "options",
               "transforms")
 
 
 def _fresh(tmp_path, code):
-    # outside the checkout (its folder would shadow the install), with the checkout first on
-    # the path (an editable install of another checkout would be imported otherwise)
-    env = dict(os.environ, PYTHONPATH=str(CHECKOUT))
+    # the installed package, from outside the checkout: its source folder would shadow the
+    # install, which maps fastp2p.kernels to kernels/ (a clone under test puts itself first
+    # with PYTHONPATH, which the subprocess inherits)
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          cwd=tmp_path, env=env)
+                          cwd=tmp_path)
     assert done.returncode == 0, done.stderr
 
 
