@@ -23,11 +23,13 @@ import torch
 from fastp2p.atomic_files import replacing
 from fastp2p.cache_folder import cache_root
 from fastp2p.cpu_info import cpu_model
+from fastp2p.json_files import read_json
 
 FILE_NAME = "cpu_deconv_forms.json"
 _FORMAT = 1
 # What reading or writing the file may raise: unreadable or unwritable (OSError), not UTF-8 or
-# not JSON (ValueError), nested deeper than json's recursion limit (RecursionError).
+# not JSON (ValueError; read_json's for nesting too deep to parse), sections nested deeper than
+# json's recursion limit to write back (RecursionError).
 _UNUSABLE = (OSError, ValueError, RecursionError)
 
 
@@ -89,7 +91,7 @@ class RememberedForms:
 def _read(file: Path) -> dict:
     """The file's sections ({machine: {key: form}}), or {} where it is missing or unusable."""
     try:
-        content = json.loads(file.read_text())
+        content = read_json(file)
     except _UNUSABLE:
         return {}
     if not (isinstance(content, dict) and content.get("format") == _FORMAT
