@@ -13,6 +13,7 @@ from fastp2p.data.errors import DataError
 from fastp2p.data.pack import packed_load_size
 from fastp2p.data.packed import read_index
 from fastp2p.data.synthetic import write_synthetic
+from helpers.data_helpers import synthetic_pack
 from helpers.train_helpers import one_line, tiny_test_argv, train_argv, write_aligned_dataset
 
 DEEP = "[" * 200000
@@ -73,9 +74,7 @@ def test_overwrite_recovers_a_folder_with_a_deep_manifest(deep_manifest, capsys)
 
 @pytest.fixture
 def packed(tmp_path, capsys):
-    data, out = tmp_path / "data", tmp_path / "packed"
-    assert main(["pack", "--synthetic", "4", str(data), str(out), "--load_size", "20",
-                 "--pairs-per-shard", "2", "--no-progress"]) == 0
+    data, out = synthetic_pack(tmp_path, pairs=4)
     capsys.readouterr()
     return data, out
 

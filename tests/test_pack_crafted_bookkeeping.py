@@ -26,15 +26,13 @@ from fastp2p.data.errors import DataError
 from fastp2p.data.gpu_augment import augment_batch, augment_pairs_torch
 from fastp2p.data.packed import PackedDataset, read_index
 from fastp2p.data.transforms import Preprocess
-from helpers.data_helpers import dead_pid
+from helpers.data_helpers import dead_pid, synthetic_pack
 
 
 @pytest.fixture
 def packed(tmp_path, capsys):
     """(DATAROOT, OUT) of a finished synthetic pack: 6 pairs, load_size 20, 3 shards."""
-    data, out = tmp_path / "data", tmp_path / "packed"
-    assert main(["pack", "--synthetic", "6", str(data), str(out), "--load_size", "20",
-                 "--pairs-per-shard", "2", "--no-progress"]) == 0
+    data, out = synthetic_pack(tmp_path, pairs=6)
     capsys.readouterr()
     return data, out
 

@@ -76,3 +76,13 @@ def dead_pid() -> int:
     child = subprocess.Popen([sys.executable, "-c", "pass"])
     child.wait()
     return child.pid
+
+
+def synthetic_pack(tmp_path: Path, pairs: int) -> tuple:
+    """(DATAROOT, OUT) of a finished `fastp2p pack --synthetic` of ``pairs`` pairs at load
+    size 20, two pairs per shard."""
+    from fastp2p.cli import main
+    data, out = tmp_path / "data", tmp_path / "packed"
+    assert main(["pack", "--synthetic", str(pairs), str(data), str(out), "--load_size", "20",
+                 "--pairs-per-shard", "2", "--no-progress"]) == 0
+    return data, out
