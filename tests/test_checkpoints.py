@@ -82,6 +82,30 @@ def test_legacy_instance_norm_running_stats_are_dropped():
     assert all(torch.equal(fresh.state_dict()[k], v) for k, v in state.items())
 
 
+@pytest.mark.parametrize("network", ["unet", "patchgan"])
+def test_batch_norm_files_without_batch_counts_load(tmp_path, network):
+    """Files saved before PyTorch 0.4.1 have no num_batches_tracked; torch's BatchNorm loader
+    fills it in, so the reference loads them, and so must the drop-in modules."""
+    torch.manual_seed(0)
+    if network == "unet":
+        theirs = reference.UnetGenerator(3, 3, 5, 4, reference.get_norm_layer("batch"), False)
+        ours_cls = fastp2p.UNet
+    else:
+        theirs = reference.NLayerDiscriminator(6, 8, 3, reference.get_norm_layer("batch"))
+        ours_cls = fastp2p.PatchDiscriminator
+    old = {k: v for k, v in theirs.state_dict().items() if not k.endswith("num_batches_tracked")}
+    assert len(old) < len(theirs.state_dict())
+    path = tmp_path / "old.pth"
+    torch.save(old, path)
+    ours = ours_cls.from_checkpoint(path)
+    for key, value in theirs.state_dict().items():
+        expected = torch.zeros_like(value) if key.endswith("num_batches_tracked") else value
+        assert torch.equal(ours.state_dict()[key], expected), key
+    missing_statistics = {k: v for k, v in old.items() if not k.endswith("running_var")}
+    with pytest.raises(ValueError, match="running_var"):
+        ours.load_state_dict(missing_statistics)
+
+
 @pytest.mark.parametrize("prefix", ["module.", "_orig_mod.", "module._orig_mod."])
 def test_wrapper_prefixes_are_stripped(prefix):
     net = fastp2p.UNet(3, 3, 5, ngf=4)

@@ -111,7 +111,7 @@ def check_state_dict_fits(module: torch.nn.Module, state_dict: dict, describe_fi
     """Raise CheckpointMismatch (a ValueError) if keys or shapes differ; the message says what
     the file looks like."""
     expected = module.state_dict()
-    missing = [k for k in expected if k not in state_dict]
+    missing = [k for k in expected if k not in state_dict and not _filled_in_by_torch(module, k)]
     unexpected = [k for k in state_dict if k not in expected]
     wrong_shape = [f"{k}: file {_shape_of(state_dict[k])} vs module {tuple(v.shape)}"
                    for k, v in expected.items()
@@ -133,6 +133,17 @@ def check_state_dict_fits(module: torch.nn.Module, state_dict: dict, describe_fi
     raise CheckpointMismatch(f"checkpoint does not fit {module.config_string()}: {looks_like}; "
                              f"use {type(module).__name__}.from_checkpoint(path), or build the "
                              "module with that configuration.", "details: " + "; ".join(problems))
+
+
+def _filled_in_by_torch(module: torch.nn.Module, key: str) -> bool:
+    """Whether torch's own loading supplies ``key`` when a file lacks it: a BatchNorm's
+    ``num_batches_tracked``, which files saved before PyTorch 0.4.1 do not have (torch's
+    BatchNorm loader puts in a count of 0 for them, so the reference loads such files)."""
+    owner, _, leaf = key.rpartition(".")
+    if leaf != "num_batches_tracked":
+        return False
+    norm = module.get_submodule(owner)
+    return isinstance(norm, torch.nn.modules.batchnorm._NormBase) and norm.track_running_stats
 
 
 def _shape_of(value):
