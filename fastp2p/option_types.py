@@ -42,6 +42,14 @@ def finite_non_negative_float(text: str) -> float:
     return value
 
 
+def positive_float(text: str) -> float:
+    """A float that is finite and > 0 (--aspect_ratio: the reference divides by it)."""
+    value = _float_or_nan(text)
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text!r}")
+    return value
+
+
 def adam_beta1(text: str) -> float:
     """Adam's beta1: finite, 0 <= beta1 < 1, as torch.optim.Adam requires (--beta1; nan or 1
     failed only when the optimizers were built, in a traceback)."""

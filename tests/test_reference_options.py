@@ -191,12 +191,15 @@ def test_a_reference_training_command_runs_end_to_end(tmp_path, capsys):
                  "--name", "tiny", "--netG", "unet_32", "--ngf", "4", "--load_size", "32",
                  "--crop_size", "32", "--num_threads", "0", "--results_dir",
                  str(tmp_path / "results"), "--num_test", "1", "--model", "pix2pix",
-                 "--gpu_ids", "-1", "--load_iter", "4", "--aspect_ratio", "1.0"]
+                 "--gpu_ids", "-1", "--load_iter", "4", "--aspect_ratio", "2.0"]
     assert main(test_argv) == 0
     out = capsys.readouterr().out
     assert "iter_4_net_G.pth" in out
-    assert "ignored reference options: --aspect_ratio 1.0" in out
-    assert (tmp_path / "results/tiny/test_iter_4/images/000_fake_B.png").is_file()
+    assert "ignored reference options" not in out
+    # the reference test.py's folder: PHASE_EPOCH (the --epoch given) with _iterN added
+    saved = tmp_path / "results/tiny/test_latest_iter4/images/000_fake_B.png"
+    from PIL import Image
+    assert Image.open(saved).size == (32, 64)  # --aspect_ratio 2: width H, height 2 W
 
 
 def test_bad_reference_options_stop_with_exit_code_2(tmp_path, capsys):

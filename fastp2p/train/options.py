@@ -10,7 +10,7 @@ given explicitly always wins.
 import argparse
 
 from fastp2p.option_types import (adam_beta1, finite_non_negative_float, non_negative_int,
-                                  plain_name, positive_int, seed)
+                                  plain_name, positive_float, positive_int, seed)
 
 
 class QuickDefault:
@@ -176,7 +176,8 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
 def add_test_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("testing (reference names)")
     group.add_argument("--results_dir", default="./results",
-                       help="results go to RESULTS_DIR/NAME/PHASE_EPOCH (default %(default)s)")
+                       help="results go to RESULTS_DIR/NAME/PHASE_EPOCH (with --load_iter N: "
+                            "PHASE_EPOCH_iterN, as the reference) (default %(default)s)")
     group.add_argument("--phase", type=plain_name, default="test",
                        help="which split to translate: train, val, test (default %(default)s)")
     group.add_argument("--eval", action=argparse.BooleanOptionalAction,
@@ -188,6 +189,11 @@ def add_test_arguments(parser: argparse.ArgumentParser) -> None:
                             "(default %(default)s)")
     group.add_argument("--num_test", type=positive_int, default=50,
                        help="translate at most this many images (default %(default)s)")
+    group.add_argument("--aspect_ratio", type=positive_float, default=1.0,
+                       help="as the reference's test.py, each saved H x W image is resized "
+                            "(bicubic) when this is not 1: above 1 to width H and height "
+                            "W*ASPECT_RATIO, below 1 to width H/ASPECT_RATIO and height W "
+                            "(default %(default)s: saved as the generator produces it)")
     group.add_argument("--channels-last", dest="channels_last",
                        action=argparse.BooleanOptionalAction, default=True,
                        help="run the generator and its inputs in channels-last (NHWC): the "

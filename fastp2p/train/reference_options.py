@@ -50,8 +50,6 @@ IGNORED = (
                   "the reference's pix2pix model uses no image pool either (it sets 0)"),
     IgnoredOption("--batch_size", ("test",), int, 1,
                   "test translates one image at a time, as the reference's test.py forces"),
-    IgnoredOption("--aspect_ratio", ("test",), float, 1.0,
-                  "images are saved at the size the generator produces"),
 )
 
 
@@ -124,10 +122,20 @@ def apply_reference_options(args: argparse.Namespace, phase: str) -> str | None:
     if args.gpu_ids is not None:
         args.device = _device_for_gpu_ids(args.gpu_ids, args.device)
     if args.load_iter > 0:
-        args.epoch = f"iter_{args.load_iter}"
+        # what the reference loads then; its test.py still names the results folder by the
+        # --epoch given (with _iterN added): results_folder_name
+        args.given_epoch, args.epoch = args.epoch, f"iter_{args.load_iter}"
     if phase == "train":
         args.log_every = _log_every(args)
     return _ignored_line(args, phase)
+
+
+def results_folder_name(args: argparse.Namespace) -> str:
+    """The reference test.py's results folder under RESULTS_DIR/NAME: PHASE_EPOCH, and with
+    --load_iter N, PHASE_EPOCH_iterN (EPOCH: the --epoch given, ``latest`` by default)."""
+    if args.load_iter > 0:
+        return f"{args.phase}_{args.given_epoch}_iter{args.load_iter}"
+    return f"{args.phase}_{args.epoch}"
 
 
 def _device_for_gpu_ids(gpu_ids: str, device: str) -> str:

@@ -39,9 +39,23 @@ def _replace_atomically(path: Path, write) -> None:
         write(temp)
 
 
-def save_image(image: torch.Tensor, path: Path) -> None:
+def save_image(image: torch.Tensor, path: Path, aspect_ratio: float = 1.0) -> None:
+    """``image`` (C x H x W in [-1, 1]) as a PNG; with ``aspect_ratio`` other than 1, resized
+    as the reference's util.save_image does it (bicubic): above 1 to width H and height
+    int(W * aspect_ratio), below 1 to width int(H / aspect_ratio) and height W (its sizes as
+    written, so a square image gets taller with aspect_ratio > 1)."""
     from PIL import Image
-    _replace_atomically(Path(path), lambda p: Image.fromarray(tensor_to_image(image)).save(p))
+
+    def write(temp: Path) -> None:
+        picture = Image.fromarray(tensor_to_image(image))
+        width, height = picture.size
+        if aspect_ratio > 1:
+            picture = picture.resize((height, int(width * aspect_ratio)), Image.BICUBIC)
+        elif aspect_ratio < 1:
+            picture = picture.resize((int(height / aspect_ratio), width), Image.BICUBIC)
+        picture.save(temp)
+
+    _replace_atomically(Path(path), write)
 
 
 class LossLog:

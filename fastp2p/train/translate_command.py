@@ -73,7 +73,8 @@ def run(args: argparse.Namespace) -> int:
     from fastp2p.train.distributed import resolve_device
     from fastp2p.train.image_sizes import check_images_fit_unet, check_options_fit_unet
     from fastp2p.train.networks import generator_from_options
-    from fastp2p.train.reference_options import apply_reference_options, describe_networks
+    from fastp2p.train.reference_options import (apply_reference_options, describe_networks,
+                                                   results_folder_name)
     from fastp2p.train.trackers import check_trackers_installed, close_trackers, open_trackers
 
     load_size_given = not isinstance(args.load_size, QuickDefault)
@@ -111,7 +112,7 @@ def run(args: argparse.Namespace) -> int:
             netG, args.epoch, "G")
         if args.verbose:
             print(describe_networks(G=netG))
-        out_dir = Path(args.results_dir) / args.name / f"{args.phase}_{args.epoch}"
+        out_dir = Path(args.results_dir) / args.name / results_folder_name(args)
         trackers = open_trackers(args, _tracker_folder(args, out_dir), "test")
         if args.eval:
             netG.eval()
@@ -191,7 +192,7 @@ def _translate(args, netG, loader, device, out_dir, trackers) -> int:
             name = _output_name(Path(batch["A_paths"][0]), phase_dir, taken)
             triplet = dict(zip(TRIPLET, (real_A[0], fake_B[0], batch["B"][0])))
             for label, image in triplet.items():
-                save_image(image, images_dir / f"{name}_{label}.png")
+                save_image(image, images_dir / f"{name}_{label}.png", args.aspect_ratio)
             sections.append((name, [(label, f"images/{name}_{label}.png") for label in TRIPLET]))
             for tracker in trackers:
                 tracker.log_images(index, triplet)
