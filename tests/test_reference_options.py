@@ -123,6 +123,14 @@ def test_print_freq_sets_the_log_interval_in_images():
         _applied("train", "--print_freq", "100", "--log-every", "5")
 
 
+def test_print_freq_counts_the_images_of_every_process(monkeypatch):
+    """Under torchrun a step trains --batch_size images on each process, and --print_freq
+    counts all of them, as --display_freq and --save_latest_freq do."""
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    assert _applied("train", "--print_freq", "4", "--batch_size", "1")[0].log_every == 2
+    assert _applied("train", "--print_freq", "100", "--batch_size", "8")[0].log_every == 6
+
+
 def test_load_iter_suffix_and_phase():
     assert _applied("test", "--load_iter", "400")[0].epoch == "iter_400"
     assert _applied("test", "--load_iter", "0", "--epoch", "7")[0].epoch == "7"
