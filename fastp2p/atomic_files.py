@@ -9,7 +9,9 @@ link one of them plants at a name fastp2p writes (``NAME/.lock -> ~victim/file``
 the next run's write into one outside the folder. A rename replaces the link itself, never its
 target; the temporary file is created afresh (``O_EXCL | O_NOFOLLOW``); files written in place
 (the run lock, the loss log) are opened with ``open_plain_file``, which refuses a link or
-anything but a regular file with ``NotAPlainFile``.
+anything but a regular file with ``NotAPlainFile``; folders fastp2p makes and writes into are
+refused when they are links (``refuse_linked_folder``), a run's own folder only when the link is
+another user's.
 """
 import errno
 import os
@@ -28,17 +30,33 @@ class NotAPlainFile(ValueError):
     """A file fastp2p writes in place is a symbolic link, a FIFO, a device or a folder (or a
     folder it writes into is a symbolic link: ``expected`` "folder")."""
 
-    def __init__(self, path, what: str, expected: str = "plain file"):
+    def __init__(self, path, what: str, expected: str = "plain file",
+                 advice: str = "remove it and run again"):
         super().__init__(f"{path} is {what}, not a {expected}: fastp2p does not write through "
-                         "it (it would write somewhere else); remove it and run again")
+                         f"it (it would write somewhere else); {advice}")
 
 
-def refuse_linked_folder(folder) -> None:
+def refuse_linked_folder(folder, *, unless_mine: bool = False,
+                         advice: str = "remove it and run again") -> None:
     """NotAPlainFile if ``folder`` (one fastp2p makes inside a folder the user named, e.g. a run
     folder's web/) is a symbolic link: a planted link would send every file written there
-    elsewhere, replacing files of the same names."""
-    if os.path.islink(folder):
-        raise NotAPlainFile(folder, f"a symbolic link (to {os.readlink(folder)})", "folder")
+    elsewhere, replacing files of the same names.
+
+    ``unless_mine``: a link owned by the user this process runs as is followed. For a run's own
+    folder (CHECKPOINTS_DIR/NAME, RESULTS_DIR/NAME), which its user may have linked to another
+    disk; another user cannot make a link that is owned by you (a link's owner is whoever made
+    it), so only theirs are refused. Where there are no user ids (Windows), every link is."""
+    try:
+        info = os.lstat(folder)
+    except OSError:   # nothing there yet (or unreadable: the write will say so)
+        return
+    if not stat.S_ISLNK(info.st_mode):
+        return
+    if unless_mine and info.st_uid == getattr(os, "geteuid", lambda: None)():
+        return
+    by = f", made by another user (uid {info.st_uid})" if unless_mine else ""
+    raise NotAPlainFile(folder, f"a symbolic link (to {os.readlink(folder)}){by}", "folder",
+                        advice)
 
 
 def _refusal(path) -> NotAPlainFile | None:

@@ -106,3 +106,16 @@ def test_bench_help_examples_name_files_that_exist():
 
     named = [word for word in EPILOG.split() if word.startswith("benchmarks/")]
     assert named and all((ROOT / word).is_file() for word in named), named
+
+
+@pytest.mark.parametrize("missing, options", [(("PIL",), ()),
+                                              (("PIL", "tqdm"), ("--no-progress",))])
+def test_pack_verify_needs_no_pillow(tmp_path, missing, options):
+    """--verify checks sizes and checksums, decoding no image (tqdm only for its bar)."""
+    from helpers.data_helpers import synthetic_pack
+
+    _, packed = synthetic_pack(tmp_path, pairs=2)
+    codes, out, err = _run_without(tmp_path, missing, [["pack", "--verify", str(packed),
+                                                        *options]])
+    assert codes == [0], err
+    assert f"{packed / 'train'}: 2 pairs of 20x40 in 1 shards: checksums OK" in out

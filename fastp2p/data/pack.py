@@ -34,7 +34,6 @@ from fastp2p.data.transforms import BICUBIC, Preprocess
 from fastp2p.json_files import read_json
 
 STATE_NAME = "pack-state.json"
-PHASES = ("train", "val", "test")
 CHANNELS = 3
 SHARD_TARGET_BYTES = 256 << 20     # big enough to stream, small enough to redo after a crash
 MIN_SHARDS = 16                    # so small datasets still spread over the workers

@@ -86,36 +86,20 @@ def run(args: argparse.Namespace) -> int:
 
     from fastp2p.optional_packages import MissingPackage, require_packages
 
+    parser = args.pack_parser
+    if args.verify is not None:
+        if args.dataroot is not None or args.out is not None:
+            parser.error("--verify OUT takes no DATAROOT; run `fastp2p pack --verify OUT`")
+        return _verify(Path(args.verify), args.progress)
     try:
         require_packages("pack", ("PIL", "tqdm"), extra="data")
     except MissingPackage as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     from fastp2p.data.errors import DataError
-    from fastp2p.data.pack import PHASES, pack_phase, refuse_other_load_size, usable_cpus
-    from fastp2p.data.packed import is_packed, verify_pack
+    from fastp2p.data.pack import pack_phase, refuse_other_load_size, usable_cpus
+    from fastp2p.data.packed import PHASES
 
-    parser = args.pack_parser
-    if args.verify is not None:
-        if args.dataroot is not None or args.out is not None:
-            parser.error("--verify OUT takes no DATAROOT; run `fastp2p pack --verify OUT`")
-        root = Path(args.verify)
-        phase_dirs = [root] if is_packed(root) else [root / p for p in PHASES
-                                                        if is_packed(root / p)]
-        if not phase_dirs:
-            print(f"fastp2p pack: error: {root}: no packed dataset here (no index.json in it or "
-                  f"in its {', '.join(PHASES)} folders); pack one with `fastp2p pack DATAROOT "
-                  "OUT`", file=sys.stderr)
-            return 1
-        try:
-            for phase_dir in phase_dirs:
-                index = verify_pack(phase_dir, progress=args.progress)
-                print(f"{phase_dir}: {index['count']} pairs of {index['height']}x"
-                      f"{2 * index['width']} in {len(index['shards'])} shards: checksums OK")
-        except DataError as error:
-            print(f"fastp2p pack: error: {error}", file=sys.stderr)
-            return 1
-        return 0
     if args.synthetic is not None and args.dataroot is None:
         parser.error("--synthetic N writes into DATAROOT: pass it (and OUT to pack them)")
     if args.synthetic is not None and args.synthetic < 1:
@@ -183,4 +167,33 @@ def run(args: argparse.Namespace) -> int:
         print("fastp2p pack: interrupted; run the same command again to resume (finished "
               "shards are kept)", file=sys.stderr)
         return 130
+    return 0
+
+
+def _verify(root, progress: bool) -> int:
+    """--verify: sizes and checksums of the shards, no image decoded, so no Pillow needed (tqdm
+    only for the progress bar)."""
+    from fastp2p.data.errors import DataError
+    from fastp2p.data.packed import PHASES, is_packed, verify_pack
+    from fastp2p.optional_packages import MissingPackage, require_packages
+
+    try:
+        require_packages("pack --verify", ("tqdm",) if progress else (), extra="data")
+    except MissingPackage as err:
+        print(f"error: {err} (or pass --no-progress)", file=sys.stderr)
+        return 2
+    phase_dirs = [root] if is_packed(root) else [root / p for p in PHASES if is_packed(root / p)]
+    if not phase_dirs:
+        print(f"fastp2p pack: error: {root}: no packed dataset here (no index.json in it or in "
+              f"its {', '.join(PHASES)} folders); pack one with `fastp2p pack DATAROOT OUT`",
+              file=sys.stderr)
+        return 1
+    try:
+        for phase_dir in phase_dirs:
+            index = verify_pack(phase_dir, progress=progress)
+            print(f"{phase_dir}: {index['count']} pairs of {index['height']}x"
+                  f"{2 * index['width']} in {len(index['shards'])} shards: checksums OK")
+    except DataError as error:
+        print(f"fastp2p pack: error: {error}", file=sys.stderr)
+        return 1
     return 0

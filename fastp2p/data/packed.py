@@ -29,14 +29,18 @@ import re
 import shlex
 import zlib
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from fastp2p.data.errors import DataError
-from fastp2p.data.transforms import Preprocess, crop_flip_uint8, draw_params
 from fastp2p.json_files import read_json
 
+if TYPE_CHECKING:   # transforms imports Pillow, which reading and verifying a pack do not need
+    from fastp2p.data.transforms import Preprocess
+
+PHASES = ("train", "val", "test")   # the phase folders a pack may hold: OUT/PHASE/index.json
 INDEX_NAME = "index.json"
 FORMAT = "fastp2p-pack"
 VERSION = 2  # 2: shards carry a CRC32
@@ -268,7 +272,7 @@ def verify_pack(phase_dir: Path, progress: bool = False) -> dict:
 class PackedDataset(torch.utils.data.Dataset):
     """Pairs from one packed phase folder, preprocessed like the folder datasets."""
 
-    def __init__(self, phase_dir: Path, config: Preprocess, swap: bool,
+    def __init__(self, phase_dir: Path, config: "Preprocess", swap: bool,
                  limit: int | None = None):
         self.phase_dir = Path(phase_dir)
         self.index = read_index(self.phase_dir)
@@ -369,6 +373,8 @@ class PackedDataset(torch.utils.data.Dataset):
         return self.load(index, random)
 
     def load(self, index: int, rng) -> dict:
+        from fastp2p.data.transforms import crop_flip_uint8, draw_params   # see TYPE_CHECKING
+
         channels = {"A": self.config.a_channels, "B": self.config.b_channels}
         pairs = {count: self.read_raw(index, "" if count == 3 else "gray_")
                  for count in set(channels.values())}

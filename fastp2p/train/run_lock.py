@@ -12,13 +12,19 @@ The file is writable by every user (see ``_open``), so another user may put a sy
 its name: it is opened without following links, and a link, FIFO or device there is refused
 (``fastp2p.atomic_files.NotAPlainFile``) before anything is written, so the pid this run writes
 into its lock never lands in a file elsewhere.
+
+The run folder itself may be a symbolic link: one its user made (a run kept on another disk) is
+followed, one another user made (in a checkpoints folder they share) is refused before the
+folder is made or locked: through it, the whole run (lock, checkpoints, loss log, --overwrite's
+removals) would happen in a folder of that user's choosing, one of the victim's own included.
+A symbolic link as the checkpoints folder (``--checkpoints_dir``, named by the user) is fine.
 """
 import errno
 import fcntl
 import os
 from pathlib import Path
 
-from fastp2p.atomic_files import open_plain_file
+from fastp2p.atomic_files import open_plain_file, refuse_linked_folder
 
 LOCK_NAME = ".lock"
 # flock's errors on file systems without locks (some NFS, Lustre or FUSE mounts): there the
@@ -43,12 +49,16 @@ class RunFolderLock:
     def acquire(self):
         """None once the lock is held, or a warning line when the folder's file system has no
         locks (the run goes on without); raises RunFolderBusy, NotAPlainFile (a ValueError: a
-        link or a special file at the lock's name), or OSError (e.g. a read-only checkpoints
-        folder)."""
+        link or a special file at the lock's name, or the folder a link another user made), or
+        OSError (e.g. a read-only checkpoints folder)."""
         while self._fd is None:
             missing = [folder for folder in (self.folder, *self.folder.parents)
                        if not folder.is_dir()]
+            # before mkdir (a dangling link would fail it with a bare "File exists"), and after
+            # it: a link planted in between would otherwise be taken for the folder just made
+            self._refuse_others_link()
             self.folder.mkdir(parents=True, exist_ok=True)
+            self._refuse_others_link()
             self._made = self._made or missing
             try:
                 fd = self._open()
@@ -84,6 +94,10 @@ class RunFolderLock:
                 # the run that held it removed the file between our open and our lock: the
                 # lock is on a file no one else will open; take the one at the path now
                 os.close(fd)
+
+    def _refuse_others_link(self) -> None:
+        refuse_linked_folder(self.folder, unless_mine=True,
+                             advice="remove it, or pick another --name")
 
     def _open(self) -> int:
         """The lock file, made writable by every user the umask allows: a run folder shared by

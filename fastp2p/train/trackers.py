@@ -6,12 +6,22 @@ Weights & Biases (needs the ``wandb`` package; ``WANDB_MODE=offline`` logs witho
 into the run's folder, for ``wandb sync`` later). A tracker that is asked for but not installed
 is a one-line error before anything runs, never a silent no-op.
 
+Their packages make the folders they write into (following symbolic links), so a link planted
+at one of them in a shared run folder (``tensorboard/``, ``tensorboard/JOB``, ``wandb/``) is
+refused before they open, in one line, as a linked ``web/`` is
+(``refuse_linked_tracker_folders``).
+
 This module is imported to build ``--help``: it imports torch and the trackers' packages only
 when a tracker is used. A tracker has ``log_scalars(step, {name: float})``, ``log_images(step, {label: image})`` (C x H
 x W tensors in [-1, 1], as the networks see them) and ``close()``.
 """
 import argparse
 from pathlib import Path
+
+from fastp2p.atomic_files import refuse_linked_folder
+
+TENSORBOARD = "tensorboard"  # --tensorboard's events: FOLDER/tensorboard/JOB
+WANDB = "wandb"              # wandb.init(dir=FOLDER) writes into FOLDER/wandb
 
 
 class TrackerUnavailable(ValueError):
@@ -60,12 +70,28 @@ def _wandb_module():
     return wandb
 
 
+def refuse_linked_tracker_folders(args: argparse.Namespace, folder: Path, job: str) -> None:
+    """``fastp2p.atomic_files.NotAPlainFile`` (a ValueError) if a folder the trackers asked for
+    in ``args`` write into under ``folder`` is a symbolic link: a command calls this before it
+    changes anything, and ``open_trackers`` again."""
+    folder = Path(folder)
+    made = []
+    if args.tensorboard:
+        made += [folder / TENSORBOARD, folder / TENSORBOARD / job]
+    if args.use_wandb:
+        made.append(folder / WANDB)
+    for tracker_folder in made:
+        refuse_linked_folder(tracker_folder)
+
+
 def open_trackers(args: argparse.Namespace, folder: Path, job: str) -> list:
-    """The trackers asked for in ``args``, writing under ``folder`` (the run's folder)."""
+    """The trackers asked for in ``args``, writing under ``folder`` (the run's folder); raises
+    NotAPlainFile, before any is opened, for a folder of theirs that is a symbolic link."""
+    refuse_linked_tracker_folders(args, folder, job)
     trackers = []
     try:
         if args.tensorboard:
-            trackers.append(TensorBoardTracker(Path(folder) / "tensorboard" / job))
+            trackers.append(TensorBoardTracker(Path(folder) / TENSORBOARD / job))
         if args.use_wandb:
             config = {key: value for key, value in vars(args).items() if key != "run"}
             trackers.append(WandbTracker(args.wandb_project_name, args.name, job, config,

@@ -155,7 +155,8 @@ def run(args: argparse.Namespace, times=None) -> int:
     from fastp2p.train.run_lock import RunFolderLock
     from fastp2p.train.schedulers import LRSchedule
     from fastp2p.train.stage_times import StageTimes
-    from fastp2p.train.trackers import check_trackers_installed, close_trackers, open_trackers
+    from fastp2p.train.trackers import (check_trackers_installed, close_trackers, open_trackers,
+                                        refuse_linked_tracker_folders)
     from fastp2p.train.trainer import ResumeError, Trainer
 
     load_size_given = not isinstance(args.load_size, QuickDefault)
@@ -219,6 +220,7 @@ def run(args: argparse.Namespace, times=None) -> int:
         if info.is_main:
             refuse_planted_links(checkpoints.path, web=not args.no_html,
                                  overwrite=args.overwrite)
+            refuse_linked_tracker_folders(args, checkpoints.path, "train")
             checkpoints.prepare()
             if args.overwrite:
                 replaced_run = checkpoints.saved_sets()

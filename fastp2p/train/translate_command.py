@@ -6,6 +6,12 @@ folder when an earlier image took that stem), then prints the mean L1 of fake_B 
 to two baselines (``fastp2p.train.evaluation``). As in the reference: batch size 1, pairs in
 order, no flipping, and the generator stays in train mode (batch statistics, dropout as noise)
 unless ``--eval`` (the default without ``--dataroot``, whose quick profile trains at batch 32).
+
+A results folder may be shared by several users, so nothing is written through a symbolic link
+one of them planted there: the images and the page replace a link at their names (a rename),
+and before anything is written a linked ``PHASE_EPOCH`` or ``images`` folder, or a
+``RESULTS_DIR/NAME`` that is a link another user made (your own is followed, as a run folder's
+is), is refused in one line (exit 1); so are linked tracker folders in the run folder.
 """
 import argparse
 import sys
@@ -31,6 +37,7 @@ as `fastp2p test --model pix2pix ...`); those that mean nothing here are named i
 # a test, with why: its help says so (they are not "ignored reference options": train uses them).
 NOT_USED_BY_TEST = {**dict.fromkeys(("netD", "n_layers_D", "ndf"), "it builds no discriminator"),
                     **dict.fromkeys(("init_type", "init_gain"), "the weights are loaded")}
+IMAGES = "images"  # RESULTS_DIR/NAME/PHASE_EPOCH/images: the translated triplets
 
 
 def register(commands) -> None:
@@ -113,6 +120,7 @@ def run(args: argparse.Namespace) -> int:
         if args.verbose:
             print(describe_networks(G=netG))
         out_dir = Path(args.results_dir) / args.name / results_folder_name(args)
+        _refuse_linked_results(out_dir)
         trackers = open_trackers(args, _tracker_folder(args, out_dir), "test")
         if args.eval:
             netG.eval()
@@ -132,19 +140,37 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _refuse_linked_results(out_dir: Path) -> None:
+    """NotAPlainFile (a ValueError) if a folder the results are written into is a symbolic link:
+    ``RESULTS_DIR/NAME`` one another user made, ``PHASE_EPOCH`` or its ``images`` any."""
+    from fastp2p.atomic_files import refuse_linked_folder
+
+    refuse_linked_folder(out_dir.parent, unless_mine=True,
+                         advice="remove it, or pick another --results_dir")
+    for folder in (out_dir, out_dir / IMAGES):
+        refuse_linked_folder(folder)
+
+
 def _tracker_folder(args, out_dir: Path) -> Path:
     """Where --tensorboard / --use_wandb write: the run's folder CHECKPOINTS_DIR/NAME, as in
     training (``tensorboard/test`` beside ``tensorboard/train``, so one TensorBoard shows both;
     W&B's ``wandb/``). When that cannot be written (a read-only copy of a trained model), the
-    results folder ``out_dir``, said in one line."""
+    results folder ``out_dir``, said in one line. Raises NotAPlainFile, before anything is
+    made, if the run folder is a symbolic link another user made or a tracker folder in it is
+    a link."""
     run_folder = Path(args.checkpoints_dir) / args.name
     if not (args.tensorboard or args.use_wandb):
         return run_folder
     import tempfile
 
+    from fastp2p.atomic_files import refuse_linked_folder
     from fastp2p.train.checkpoints import describe_os_error
+    from fastp2p.train.trackers import TENSORBOARD, WANDB, refuse_linked_tracker_folders
 
-    probe = run_folder / "tensorboard" / "test" if args.tensorboard else run_folder / "wandb"
+    refuse_linked_folder(run_folder, unless_mine=True,
+                         advice="remove it, or drop --tensorboard / --use_wandb")
+    refuse_linked_tracker_folders(args, run_folder, "test")
+    probe = run_folder / TENSORBOARD / "test" if args.tensorboard else run_folder / WANDB
     try:
         probe.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryFile(dir=probe):
@@ -168,8 +194,11 @@ def _translate(args, netG, loader, device, out_dir, trackers) -> int:
 
     layout = torch.channels_last if args.channels_last else torch.contiguous_format
     netG.to(memory_format=layout)
-    images_dir = out_dir / "images"
+    images_dir = out_dir / IMAGES
     images_dir.mkdir(parents=True, exist_ok=True)
+    # again once made: a link planted since run's check, before mkdir made these folders, is
+    # refused before any image is written through it
+    _refuse_linked_results(out_dir)
     sections = []
     taken = set()   # output names used so far
     phase_dir = Path(args.dataroot) / args.phase if args.dataroot else None
