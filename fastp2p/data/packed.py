@@ -6,9 +6,10 @@ Layout of one packed phase folder::
                         width (of one half), channels, count, pairs_per_shard (planned),
                         dataset_mode, skip_bad, gray, gray_among_colour (a --gray pack
                         of grayscale among colour images: 1-channel use only), phase,
-                        dataroot (absolute, at pack time), shards [{file, count, sha256, crc32, plan, skipped, and with
-                        gray: gray_file, gray_sha256, gray_crc32}], sources [[A, B]] (relative
-                        to dataroot, in pair order), skipped [[file, why]] (with --skip-bad)
+                        dataroot (absolute, at pack time), shards [{file, count, sha256,
+                        crc32, plan, skipped, and with gray: gray_file, gray_sha256,
+                        gray_crc32}], sources [[A, B]] (relative to dataroot, in pair order),
+                        skipped [[file, why]] (with --skip-bad)
     shard-00000.u8      count x height x (2 * width) x 3 uint8, row-major (NHWC), no header
     gray-00000.u8       (--gray packs) count x height x (2 * width) uint8: each half converted
                         to grayscale before its resize, as --input_nc/--output_nc 1 take it
