@@ -18,7 +18,8 @@ from fastp2p.data.errors import DataError, raise_or_report
 from fastp2p.data.transforms import Preprocess, multiple_of_4_size, scaled_width_size
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".tif", ".tiff")
-# and every 16-bit grayscale mode: I;16, I;16B (big-endian), I;16L, I;16N
+# Pillow's grayscale modes; so is every 16-bit one (I;16, I;16B big-endian, I;16L, I;16N: see
+# is_grayscale_mode)
 GRAYSCALE_MODES = ("1", "L", "LA", "I", "F")
 # Modes whose output size follows the input size, so images whose output sizes differ cannot
 # be batched together.
@@ -210,15 +211,14 @@ def _check_consistent(infos: list[ImageInfo], half_sizes: dict, config: Preproce
     if config.mode in SIZE_KEEPING_MODES:
         sizes = {i.path: output_size(config, *half_sizes[i.path]) for i in infos
                  if i.path not in bad}
-        if sizes:
-            (common_w, common_h), _ = Counter(sizes.values()).most_common(1)[0]
-        for path, (out_w, out_h) in sizes.items():
-            if (out_w, out_h) != (common_w, common_h):
+        common = Counter(sizes.values()).most_common(1)[0][0] if sizes else None
+        for path, size in sizes.items():
+            if size != common:
                 width, height = half_sizes[path]
-                problems.append((path, f"{width}x{height} becomes {out_w}x{out_h} with "
+                problems.append((path, f"{width}x{height} becomes {size[0]}x{size[1]} with "
                                        f"--preprocess {config.mode}, but most images become "
-                                       f"{common_w}x{common_h}; resize it or use --preprocess "
-                                       "resize_and_crop"))
+                                       f"{common[0]}x{common[1]}; resize it or use "
+                                       "--preprocess resize_and_crop"))
                 bad.add(path)
     return bad
 
