@@ -155,7 +155,8 @@ def test_mixed_sizes_where_the_preprocessing_keeps_sizes(tmp_path, preprocess):
     bad = write_ab(tmp_path / "train" / "tall.png", 16, 20)
     message = data_error(tmp_path, "--preprocess", preprocess, "--load_size", "16",
                          "--crop_size", "8")
-    assert_names_and_advises(message, bad, "16x20 but most are 16x16")
+    assert_names_and_advises(message, bad, f"16x20 becomes 16x20 with --preprocess {preprocess}, "
+                                           "but most images become 16x16")
     assert "--preprocess resize_and_crop" in message
 
 

@@ -15,12 +15,29 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from fastp2p.data.errors import DataError, raise_or_report
-from fastp2p.data.transforms import Preprocess
+from fastp2p.data.transforms import Preprocess, multiple_of_4_size, scaled_width_size
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".tif", ".tiff")
-GRAYSCALE_MODES = ("1", "L", "LA", "I", "I;16", "F")
-# Modes whose output size follows the input size, so mixed sizes cannot be batched.
+# Pillow's grayscale modes; so is every 16-bit one (I;16, I;16B big-endian, I;16L, I;16N: see
+# is_grayscale_mode)
+GRAYSCALE_MODES = ("1", "L", "LA", "I", "F")
+# Modes whose output size follows the input size, so images whose output sizes differ cannot
+# be batched together.
 SIZE_KEEPING_MODES = ("none", "scale_width")
+
+
+def is_grayscale_mode(mode: str) -> bool:
+    return mode in GRAYSCALE_MODES or mode.startswith("I;16")
+
+
+def output_size(config: Preprocess, width: int, height: int) -> tuple[int, int]:
+    """(w, h) of a half of ``width`` x ``height`` after a size-keeping --preprocess (the
+    network's input size): scale_width keeps only the aspect ratio and none rounds each side
+    to a multiple of 4, as the reference's transform does, so different halves may give the
+    same size."""
+    if config.mode == "scale_width":
+        return scaled_width_size(width, height, config.load_size, config.crop_size)
+    return multiple_of_4_size(width, height)
 
 
 @dataclass(frozen=True)
@@ -31,7 +48,9 @@ class ImageInfo:
 
 
 def list_images(folder: Path) -> list[Path]:
-    """Image files under ``folder`` (recursively, as the reference's make_dataset), sorted.
+    """Image files under ``folder`` (recursively, as the reference's make_dataset), sorted as
+    it sorts them: by the whole path as a string (``a b.png`` before ``a/1.png``), not folder
+    by folder.
 
     Other files are left out as the reference leaves them out, but named on stderr: a folder of
     .webp or .gif images should not look like an empty or smaller dataset without a word.
@@ -49,7 +68,7 @@ def list_images(folder: Path) -> list[Path]:
         more = f" and {len(others) - 3} more" if len(others) > 3 else ""
         print(f"fastp2p: ignoring {len(others)} files in {folder} that are not "
               f"{'/'.join(IMAGE_EXTENSIONS)} images: {shown}{more}", file=sys.stderr)
-    return sorted(images)
+    return sorted(images, key=str)
 
 
 def require_folder(folder: Path, expected: str) -> None:
@@ -82,7 +101,7 @@ def read_info(path: Path, decode: bool) -> ImageInfo:
             if decode:
                 img.load()
             problem = _unsupported_mode(img)
-            info = ImageInfo(path, img.size, img.mode in GRAYSCALE_MODES)
+            info = ImageInfo(path, img.size, is_grayscale_mode(img.mode))
     except UnidentifiedImageError:
         raise DataError("not a readable image (its content is not a known image format)") from None
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
@@ -90,6 +109,14 @@ def read_info(path: Path, decode: bool) -> ImageInfo:
     if problem:
         raise DataError(problem)
     return info
+
+
+def is_grayscale_file(path: Path) -> bool:
+    """Whether the image ``path`` is grayscale (its header's mode); DataError names the file."""
+    try:
+        return read_info(path, decode=False).grayscale
+    except DataError as error:
+        raise DataError(f"{path}: {error}") from None
 
 
 def decode_rgb(img: Image.Image) -> Image.Image:
@@ -182,21 +209,25 @@ def _check_consistent(infos: list[ImageInfo], half_sizes: dict, config: Preproce
                                             "multiple of 4; remove it"))
                 bad.add(info.path)
     if config.mode in SIZE_KEEPING_MODES:
-        common, _ = Counter(half_sizes[i.path] for i in infos).most_common(1)[0]
-        for info in infos:
-            if half_sizes[info.path] != common and info.path not in bad:
-                width, height = half_sizes[info.path]
-                problems.append((info.path, f"{width}x{height} but most are {common[0]}x"
-                                            f"{common[1]}, and --preprocess {config.mode} keeps "
-                                            "sizes; resize it or use --preprocess resize_and_crop"))
-                bad.add(info.path)
+        sizes = {i.path: output_size(config, *half_sizes[i.path]) for i in infos
+                 if i.path not in bad}
+        common = Counter(sizes.values()).most_common(1)[0][0] if sizes else None
+        for path, size in sizes.items():
+            if size != common:
+                width, height = half_sizes[path]
+                problems.append((path, f"{width}x{height} becomes {size[0]}x{size[1]} with "
+                                       f"--preprocess {config.mode}, but most images become "
+                                       f"{common[0]}x{common[1]}; resize it or use "
+                                       "--preprocess resize_and_crop"))
+                bad.add(path)
     return bad
 
 
 def scan_aligned(phase_dir: Path, config: Preprocess, skip_bad: bool,
                  limit: int | None = None, progress: bool = True) -> list[Path]:
-    """The usable A|B images of one phase folder (the first ``limit`` in sorted order);
-    ``progress``: a bar while --skip-bad decodes every file."""
+    """The usable A|B images of one phase folder (the first ``limit`` in sorted order: of the
+    good ones with ``skip_bad``, as a pack of the folder gives them); ``progress``: a bar while
+    --skip-bad decodes every file."""
     require_folder(phase_dir, "A|B images side by side (*.jpg, *.png)")
     if (phase_dir / "A").is_dir() and (phase_dir / "B").is_dir():
         raise DataError(f"{phase_dir}: holds A/ and B/ subfolders, not A|B images; pass "
@@ -205,7 +236,8 @@ def scan_aligned(phase_dir: Path, config: Preprocess, skip_bad: bool,
     if not paths:
         raise DataError(f"{phase_dir}: no images ({', '.join(IMAGE_EXTENSIONS)}) found; put the "
                         "A|B images there or point --dataroot at the right folder")
-    paths = paths[:limit]
+    # without --skip-bad any bad file stops the run, so only the first ``limit`` are checked
+    paths = paths if skip_bad else paths[:limit]
     problems = []
     infos = []
     for info in _scan(paths, skip_bad, problems, progress):
@@ -221,14 +253,14 @@ def scan_aligned(phase_dir: Path, config: Preprocess, skip_bad: bool,
     good = [info.path for info in infos if info.path not in bad]
     if not good:
         raise DataError(f"{phase_dir}: every image was bad and skipped; nothing left to load")
-    return good
+    return good[:limit]
 
 
 def scan_two_folders(phase_dir: Path, config: Preprocess, skip_bad: bool,
                      limit: int | None = None,
                      progress: bool = True) -> list[tuple[Path, Path]]:
-    """(A, B) path pairs of one phase folder, paired by file stem (the first ``limit``);
-    ``progress``: a bar while --skip-bad decodes every file."""
+    """(A, B) path pairs of one phase folder, paired by file stem (the first ``limit``: of the
+    good ones with ``skip_bad``); ``progress``: a bar while --skip-bad decodes every file."""
     folders = {}
     for side in ("A", "B"):
         folders[side] = phase_dir / side
@@ -255,7 +287,8 @@ def scan_two_folders(phase_dir: Path, config: Preprocess, skip_bad: bool,
                 problems.append((path, f"has no partner named {key}.* in {folders[other]}; "
                                        "A and B files pair by name"))
     keys = sorted(by_stem["A"].keys() & by_stem["B"].keys())
-    pairs = [(by_stem["A"][k], by_stem["B"][k]) for k in keys][:limit]
+    pairs = [(by_stem["A"][k], by_stem["B"][k]) for k in keys]
+    pairs = pairs if skip_bad else pairs[:limit]
     files = [p for pair in pairs for p in pair]
     infos = {i.path: i for i in _scan(files, skip_bad, problems, progress)}
     complete = []
@@ -275,4 +308,4 @@ def scan_two_folders(phase_dir: Path, config: Preprocess, skip_bad: bool,
     good = [(a, b) for a, b in complete if a not in bad and b not in bad]
     if not good:
         raise DataError(f"{phase_dir}: every pair was bad and skipped; nothing left to load")
-    return good
+    return good[:limit]

@@ -27,7 +27,7 @@ import numpy as np
 
 from fastp2p.atomic_files import left_by_dead_process, naming_the_file, replacing
 from fastp2p.data.errors import DataError
-from fastp2p.data.folders import open_pair, scan_aligned, scan_two_folders
+from fastp2p.data.folders import is_grayscale_file, open_pair, scan_aligned, scan_two_folders
 from fastp2p.data.packed import (FORMAT, INDEX_NAME, VERSION, file_checksums,
                                  is_plain_file_name, plan_digest, plan_settings)
 from fastp2p.data.transforms import BICUBIC, Preprocess
@@ -141,10 +141,14 @@ def write_shard(job: dict) -> dict:
 # ---- one phase, in the main process -------------------------------------------------------
 
 def plan_pairs(dataroot: Path, phase: str, dataset_mode: str, load_size: int,
-               skip_bad: bool, progress: bool = True) -> list[tuple[str, str]]:
-    """The pairs of one phase (relative to dataroot), checked as the folder datasets check them."""
+               skip_bad: bool, progress: bool = True,
+               gray: bool = False) -> list[tuple[str, str]]:
+    """The pairs of one phase (relative to dataroot), checked as the folder datasets check them:
+    with ``gray`` as for --input_nc 1 --output_nc 1, which take grayscale among colour images."""
     # crop_size 1: packing resizes and never crops, so no image is "smaller than the crop"
-    config = Preprocess(mode="resize_and_crop", load_size=load_size, crop_size=1)
+    channels = 1 if gray else CHANNELS
+    config = Preprocess(mode="resize_and_crop", load_size=load_size, crop_size=1,
+                        a_channels=channels, b_channels=channels)
     phase_dir = dataroot / phase
     if dataset_mode == "two_folders":
         pairs = scan_two_folders(phase_dir, config, skip_bad, progress=progress)
@@ -152,6 +156,14 @@ def plan_pairs(dataroot: Path, phase: str, dataset_mode: str, load_size: int,
         pairs = [(path, path) for path in scan_aligned(phase_dir, config, skip_bad,
                                                        progress=progress)]
     return [(str(a.relative_to(dataroot)), str(b.relative_to(dataroot))) for a, b in pairs]
+
+
+def gray_among_colour(dataroot: Path, pairs, dataset_mode: str) -> bool:
+    """Whether the A images, or the B images, of ``pairs`` mix grayscale and colour ones: the
+    folders take those for --input_nc 1 --output_nc 1 only, and so does their --gray pack."""
+    sides = [[a for a, _ in pairs]] + ([[b for _, b in pairs]]
+                                       if dataset_mode == "two_folders" else [])
+    return any(len({is_grayscale_file(dataroot / name) for name in side}) > 1 for side in sides)
 
 
 def _recorded_shards(phase_dir: Path) -> dict:
@@ -249,7 +261,8 @@ def pack_phase(dataroot: Path, out: Path, phase: str, *, load_size: int = 286,
         raise DataError(f"--load_size must be >= 1, got {load_size}")
     if not overwrite:
         refuse_other_load_size(phase_dir, load_size)
-    pairs = plan_pairs(dataroot, phase, dataset_mode, load_size, skip_bad, progress)
+    pairs = plan_pairs(dataroot, phase, dataset_mode, load_size, skip_bad, progress, gray)
+    mixed = gray and gray_among_colour(dataroot, pairs, dataset_mode)
     per_shard = pairs_per_shard or auto_pairs_per_shard(len(pairs), load_size)
     if per_shard < 1:
         raise DataError(f"--pairs-per-shard must be >= 1, got {per_shard}")
@@ -295,7 +308,7 @@ def pack_phase(dataroot: Path, out: Path, phase: str, *, load_size: int = 286,
         if stale.name not in planned:
             stale.unlink()
     index = _write_index(dataroot, phase_dir, phase, [done[job["file"]] for job in jobs],
-                         load_size, per_shard, dataset_mode, skip_bad, gray)
+                         load_size, per_shard, dataset_mode, skip_bad, gray, mixed)
     state_path.unlink(missing_ok=True)
     return index
 
@@ -341,7 +354,8 @@ def _run_jobs(jobs: list, workers: int, bar):
 
 
 def _write_index(dataroot: Path, phase_dir: Path, phase: str, records: list, load_size: int,
-                 per_shard: int, dataset_mode: str, skip_bad: bool, gray: bool) -> dict:
+                 per_shard: int, dataset_mode: str, skip_bad: bool, gray: bool,
+                 mixed: bool) -> dict:
     sources = [pair for record in records for pair in record["sources"]]
     skipped = [item for record in records for item in record["skipped"]]
     if not sources:
@@ -350,7 +364,7 @@ def _write_index(dataroot: Path, phase_dir: Path, phase: str, records: list, loa
         "format": FORMAT, "version": VERSION, "preprocess": "resize_and_crop",
         "load_size": load_size, "height": load_size, "width": load_size, "channels": CHANNELS,
         "count": len(sources), "pairs_per_shard": per_shard, "dataset_mode": dataset_mode,
-        "skip_bad": skip_bad, "gray": gray,
+        "skip_bad": skip_bad, "gray": gray, "gray_among_colour": mixed,
         "dataroot": str(dataroot), "phase": phase,
         # a shard whose pairs were all skipped stays listed (0 pairs), so a resume keeps it
         "shards": [{key: record[key] for key in ("file", "count", "sha256", "crc32", "plan",

@@ -4,10 +4,12 @@ Layout of one packed phase folder::
 
     index.json          format, version, preprocess ("resize_and_crop"), load_size, height,
                         width (of one half), channels, count, pairs_per_shard (planned),
-                        dataset_mode, skip_bad, gray, phase, dataroot (absolute, at pack
-                        time), shards [{file, count, sha256, crc32, plan, skipped, and with
-                        gray: gray_file, gray_sha256, gray_crc32}], sources [[A, B]] (relative
-                        to dataroot, in pair order), skipped [[file, why]] (with --skip-bad)
+                        dataset_mode, skip_bad, gray, gray_among_colour (a --gray pack
+                        of grayscale among colour images: 1-channel use only), phase,
+                        dataroot (absolute, at pack time), shards [{file, count, sha256,
+                        crc32, plan, skipped, and with gray: gray_file, gray_sha256,
+                        gray_crc32}], sources [[A, B]] (relative to dataroot, in pair order),
+                        skipped [[file, why]] (with --skip-bad)
     shard-00000.u8      count x height x (2 * width) x 3 uint8, row-major (NHWC), no header
     gray-00000.u8       (--gray packs) count x height x (2 * width) uint8: each half converted
                         to grayscale before its resize, as --input_nc/--output_nc 1 take it
@@ -85,7 +87,10 @@ def plan_digest(dataroot: Path, pairs, settings: dict) -> str:
     digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode())
     for name in sorted({p for pair in pairs for p in pair}):
         stat = (Path(dataroot) / name).stat()
-        digest.update(f"{name}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+        # surrogateescape: a file name that is not valid UTF-8 (its bytes as os.fsdecode keeps
+        # them); any other name encodes as before, so existing plans stay the same
+        digest.update(f"{name}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode(
+            "utf-8", "surrogateescape"))
     return digest.hexdigest()
 
 
@@ -119,7 +124,20 @@ def repack_hint(phase_dir: Path, index=None) -> str:
 
 
 def is_packed(phase_dir: Path) -> bool:
-    return (Path(phase_dir) / INDEX_NAME).is_file()
+    """Whether ``phase_dir`` holds a pack: an index.json beside pack's shard files, or one that
+    says it is fastp2p's pack format. Another program's index.json in a folder of images does
+    not make it a pack (the images are read, as the reference reads them); a damaged index of
+    a real pack still does, so reading it names what is wrong."""
+    phase_dir = Path(phase_dir)
+    if not (phase_dir / INDEX_NAME).is_file():
+        return False
+    if any(phase_dir.glob("shard-*.u8")):
+        return True
+    try:
+        index = read_json(phase_dir / INDEX_NAME)
+    except (OSError, ValueError):
+        return False
+    return isinstance(index, dict) and index.get("format") == FORMAT
 
 
 def pair_shape(index: dict) -> tuple[int, int, int]:
@@ -200,8 +218,9 @@ def _schema_problem(index: dict) -> str | None:
             return f"{where}.sha256 must be 64 hexadecimal digits"
         if not _is_int(shard.get("crc32")) or shard["crc32"] >= 1 << 32:
             return f"{where}.crc32 must be an unsigned 32-bit integer, got {shard.get('crc32')!r}"
-    if not isinstance(index.get("gray", False), bool):
-        return f"field 'gray' must be true or false, got {index.get('gray')!r}"
+    for field in ("gray", "gray_among_colour"):
+        if not isinstance(index.get(field, False), bool):
+            return f"field {field!r} must be true or false, got {index.get(field)!r}"
     if index.get("gray"):
         for number, shard in enumerate(shards):
             where = f"shards[{number}]"
@@ -294,6 +313,13 @@ class PackedDataset(torch.utils.data.Dataset):
                             "--output_nc 1 take each half to grayscale before its resize; "
                             f"repack with `{pack_command_line(self.phase_dir, self.index)} "
                             "--gray`, or point --dataroot at the image folders")
+        # its colour shards hold grayscale images among colour ones, which the folders refuse
+        # for 3-channel use too
+        if 3 in (config.a_channels, config.b_channels) and self.index.get("gray_among_colour"):
+            raise DataError(f"{self.phase_dir}: packed from grayscale among colour images, "
+                            "which only --input_nc 1 --output_nc 1 take (as from the image "
+                            "folders); pass both, or convert the images to one kind and "
+                            "repack")
         self.config = config
         self.swap = swap
         self.shards = self.index["shards"]

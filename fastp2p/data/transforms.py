@@ -73,27 +73,39 @@ def draw_params(config: Preprocess, width: int, height: int, rng) -> PairParams:
     return PairParams(x, y, flip)
 
 
-def _scale_width(img: Image.Image, target: int, crop: int) -> Image.Image:
-    width, height = img.size
+def scaled_width_size(width: int, height: int, target: int, crop: int) -> tuple[int, int]:
+    """(w, h) the reference's __scale_width gives: width ``target``, the aspect kept, the
+    height at least ``crop``."""
     if width == target and height >= crop:
-        return img
-    return img.resize((target, int(max(target * height / width, crop))), BICUBIC)
+        return width, height
+    return target, int(max(target * height / width, crop))
+
+
+def multiple_of_4_size(width: int, height: int) -> tuple[int, int]:
+    """(w, h) the reference's __make_power_2(img, base=4) gives: each side rounded (Python's
+    round, as there) to the nearest multiple of 4."""
+    return int(round(width / 4) * 4), int(round(height / 4) * 4)
+
+
+def _scale_width(img: Image.Image, target: int, crop: int) -> Image.Image:
+    size = scaled_width_size(*img.size, target, crop)
+    return img if size == img.size else img.resize(size, BICUBIC)
 
 
 def _make_multiple_of_4(img: Image.Image) -> Image.Image:
-    # the reference's __make_power_2(img, base=4): round each side to the nearest multiple of 4
-    width, height = img.size
-    new_w, new_h = int(round(width / 4) * 4), int(round(height / 4) * 4)
-    if (new_w, new_h) == (width, height):
-        return img
-    return img.resize((new_w, new_h), BICUBIC)
+    size = multiple_of_4_size(*img.size)
+    return img if size == img.size else img.resize(size, BICUBIC)
 
 
 def to_normalized_tensor(pixels: np.ndarray) -> torch.Tensor:
     """uint8 HxW or HxWxC -> float32 CxHxW in [-1, 1], with the reference's exact float ops."""
     if pixels.ndim == 2:
         pixels = pixels[:, :, None]
-    # writable and contiguous (np.asarray of a PIL image is read-only); copies only if needed
+    # writable and contiguous (np.asarray of a PIL image is read-only); copies only if needed.
+    # A flipped 1-pixel-wide crop has a negative stride that numpy still calls contiguous (its
+    # axis has length 1), so np.require keeps it, but torch.from_numpy refuses it: copy that too.
+    if min(pixels.strides) < 0:
+        pixels = pixels.copy()
     tensor = torch.from_numpy(np.require(pixels, requirements=["C", "W"]))
     tensor = tensor.permute(2, 0, 1).contiguous()
     return tensor.float().div(255).sub(0.5).div(0.5)

@@ -21,6 +21,7 @@ def train_mean_image(args, shape: torch.Size):
     loaded (a truncated file: only this optional baseline needs the train split, so the test
     goes on without it), or its images are not all of ``shape``."""
     from fastp2p.data import DataError, create_dataset
+    from fastp2p.data.loader import item_rng
 
     try:
         dataset = create_dataset(args, "train")
@@ -29,8 +30,9 @@ def train_mean_image(args, shape: torch.Size):
     count = min(len(dataset), MEAN_IMAGE_PAIRS)
     total = torch.zeros(shape, dtype=torch.float64)
     for i in range(count):
-        try:
-            image = dataset[i * len(dataset) // count]["B"]
+        index = i * len(dataset) // count
+        try:    # its crop (with --load_size > --crop_size) drawn as the loader draws epoch 0's
+            image = dataset.load(index, item_rng(args.seed, 0, index))["B"]
         except DataError as err:
             return None, f"a train image cannot be loaded ({err})"
         if image.shape != shape:

@@ -7,6 +7,7 @@ display is needed. Files other people may be reading (plot, pages) are replaced 
 import copy
 import csv
 import html
+import os
 import re
 from pathlib import Path
 from urllib.parse import quote
@@ -172,20 +173,20 @@ def write_html(path: Path, title: str, sections, loss_plot=None, refresh_s=None)
     named ``a#1.png``, ``k?.png`` or ``c%20d.png`` is the file the browser loads.
     """
     lines = ["<!DOCTYPE html>", "<html><head><meta charset='utf-8'>",
-             f"<title>{html.escape(title)}</title>"]
+             f"<title>{_text(title)}</title>"]
     if refresh_s:
         lines.append(f"<meta http-equiv='refresh' content='{int(refresh_s)}'>")
     lines += ["<style>body{font-family:sans-serif} td{padding:4px;text-align:center}"
               " img{width:256px;image-rendering:pixelated}</style></head><body>",
-              f"<h1>{html.escape(title)}</h1>"]
+              f"<h1>{_text(title)}</h1>"]
     if loss_plot:
         lines.append(f"<h2>Losses</h2><img src='{_url(loss_plot)}' "
                      "style='width:800px'>")
     for heading, images in sections:
-        lines.append(f"<h3>{html.escape(heading)}</h3><table><tr>")
+        lines.append(f"<h3>{_text(heading)}</h3><table><tr>")
         for label, source in images:
             lines.append(f"<td><img src='{_url(source)}'><br>"
-                         f"{html.escape(label)}</td>")
+                         f"{_text(label)}</td>")
         lines.append("</tr></table>")
     lines.append("</body></html>")
     _replace_atomically(Path(path), lambda p: Path(p).write_text("\n".join(lines),
@@ -194,8 +195,16 @@ def write_html(path: Path, title: str, sections, loss_plot=None, refresh_s=None)
 
 def _url(relative_path) -> str:
     """A relative file path as an HTML attribute value: URL-quoted (#, ?, % and non-ASCII
-    characters would otherwise end or change the path the browser asks for), then escaped."""
-    return html.escape(quote(str(relative_path)))
+    characters would otherwise end or change the path the browser asks for), then escaped. The
+    path's own bytes are quoted (os.fsencode), so a file name that is not valid UTF-8 links to
+    that file."""
+    return html.escape(quote(os.fsencode(str(relative_path))))
+
+
+def _text(value: str) -> str:
+    """``value`` as HTML text; bytes of a file name that are not valid UTF-8 (kept by Python
+    as lone surrogates, which no UTF-8 page can hold) show as "?"."""
+    return html.escape(value.encode("utf-8", "replace").decode("utf-8"))
 
 
 class TrainingPage:

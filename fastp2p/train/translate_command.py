@@ -201,7 +201,7 @@ def _translate(args, netG, loader, device, out_dir, trackers) -> int:
     _refuse_linked_results(out_dir)
     sections = []
     taken = set()   # output names used so far
-    phase_dir = Path(args.dataroot) / args.phase if args.dataroot else None
+    phase_dir = _names_root(args)
     scores = None
     total = min(len(loader), args.num_test)
     # On CUDA each forward is one graph replay (captured on the first image); eager on a CPU.
@@ -231,12 +231,27 @@ def _translate(args, netG, loader, device, out_dir, trackers) -> int:
     return len(sections), scores
 
 
+def _names_root(args):
+    """The folder output names are relative to: DATAROOT/PHASE, or for a packed split the
+    image folder it was packed from (its index records it: the pairs' paths are under it), so
+    a folder and its pack give the same names. None without --dataroot."""
+    if not args.dataroot:
+        return None
+    from fastp2p.data.packed import is_packed, read_index
+
+    phase_dir = Path(args.dataroot) / args.phase
+    if not is_packed(phase_dir):
+        return phase_dir
+    index = read_index(phase_dir)
+    return Path(index["dataroot"]) / str(index.get("phase", phase_dir.name))
+
+
 def _output_name(path: Path, phase_dir, taken: set) -> str:
     """The name of one image's outputs, added to ``taken``: its file stem, as the reference
     names them, unless an earlier image took that stem (datasets are listed recursively, so
     ``a/1.png`` and ``b/1.png`` both have stem 1): then its path under ``phase_dir`` with the
-    separators as ``_`` (``b_1``; its folder and stem when it is not under ``phase_dir``, as
-    for a packed split), and ``-2``, ``-3``, ... after that if even this is taken."""
+    separators as ``_`` (``b_1``; its folder and stem when it is not under ``phase_dir``),
+    and ``-2``, ``-3``, ... after that if even this is taken."""
     name = path.stem
     if name in taken:
         try:
