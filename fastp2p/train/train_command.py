@@ -267,7 +267,7 @@ def run(args: argparse.Namespace, times=None) -> int:
             say(f"resumed {checkpoints.path} at epoch {trainer.progress.epoch}, step "
                 f"{engine.steps}")
         say(f"training {args.name}: {len(dataset)} pairs, {args.netG} ngf {args.ngf}, "
-            f"{args.netD} ndf {args.ndf}, crop {args.crop_size}, batch {args.batch_size} x "
+            f"{args.netD} ndf {args.ndf}, {_image_size_words(args)}, batch {args.batch_size} x "
             f"{info.world_size} process(es) on {info.device}, {args.precision}"
             f"{', CUDA graph' if graphs else ''}{', channels-last' if args.channels_last else ''}")
         code = trainer.fit(loader, progress_bar=(lambda **kw: progress_bar(unit="step", **kw))
@@ -319,6 +319,15 @@ def _networks_only_notice(checkpoints, args) -> str:
             f"and starting fresh optimizers and lr schedule at --epoch_count {args.epoch_count}, "
             "as the reference does; not restored: Adam's moments, the position in the epoch and "
             "the RNG states")
+
+
+def _image_size_words(args) -> str:
+    """What --preprocess makes the training images' size, for the start line."""
+    if "crop" in args.preprocess:
+        return f"crop {args.crop_size}"
+    if args.preprocess == "scale_width":
+        return f"width {args.load_size}"
+    return "images at their own size"
 
 
 def _write_options(args, path) -> None:
