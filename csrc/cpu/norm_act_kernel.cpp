@@ -304,12 +304,14 @@ bool channels_inner(const Shape4& s, std::initializer_list<Strides4> tensors) {
   return channels_ok && (!rows_ok || s.C >= s.W);
 }
 
-// When every tensor stores each (n, c) plane's rows back to back (h stride == W * w stride),
-// the plane is one row of H * W elements: longer inner loops for small NCHW maps. The logical
-// NCHW index, and so the dropout counter, is unchanged by this view.
+// When every tensor stores each (n, c) plane's rows back to back with unit W stride (h stride
+// == W), the plane is one row of H * W elements: longer inner loops for small NCHW maps. The
+// logical NCHW index, and so the dropout counter, is unchanged by this view. A W == 1 map whose
+// W stride is not 1 (channels-last) stays as it is: merged, its rows would have that stride,
+// and channels_inner would refuse a mix of it with an NCHW tensor that it accepts unmerged.
 void collapse_spatial(Shape4& s, std::initializer_list<Strides4*> tensors) {
   for (const Strides4* t : tensors)
-    if (t->h != t->w * s.W) return;
+    if (t->w != 1 || t->h != s.W) return;
   for (Strides4* t : tensors) t->h = t->w * s.H * s.W;
   s.W *= s.H;
   s.H = 1;
