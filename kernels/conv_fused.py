@@ -157,11 +157,17 @@ def _conv_fused_kernel(
         tl.store(Y_ptr + y_offs, y, mask=mask)
         if PARTIALS:
             # Moments of the stored values (bf16-rounded where the output is bf16), as the
-            # unfused norm would see them; two-pass within the tile, Chan across tiles.
+            # unfused norm would see them; two-pass within the tile, Chan across tiles. Summed
+            # as y - pivot (the tile's first row): a sum of y itself loses a large mean's
+            # spread (a constant output at 1e3 came out with a variance); y - pivot is exact
+            # near the mean.
             count = tl.sum(row_ok.to(tl.float32), axis=0)
             y = tl.where(mask, y.to(tl.float32), 0.0)
-            part_a = tl.sum(y, axis=0) / tl.maximum(count, 1.0)
-            centered = tl.where(mask, y - part_a[None, :], 0.0)
+            pivot = tl.sum(tl.where((tl.arange(0, BLOCK_M) == 0)[:, None], y, 0.0), axis=0)
+            shifted = tl.where(mask, y - pivot[None, :], 0.0)
+            shifted_mean = tl.sum(shifted, axis=0) / tl.maximum(count, 1.0)
+            centered = tl.where(mask, shifted - shifted_mean[None, :], 0.0)
+            part_a = pivot + shifted_mean
             part_b = tl.sum(centered * centered, axis=0)
             tl.store(PartCount_ptr + image * T + tile, count)
     if PARTIALS:
@@ -188,7 +194,10 @@ def _conv_stats_finish_kernel(
     group = tl.program_id(0).to(tl.int64)
     c = tl.program_id(1).to(tl.int64) * BLOCK_C + tl.arange(0, BLOCK_C).to(tl.int64)
     ok = c < C
-    mean = tl.zeros((BLOCK_C,), tl.float32)
+    # The means are merged as differences from the group's first tile mean (exact near it;
+    # the same tiles of a constant output then merge to exactly their value).
+    pivot = tl.load(PartMean_ptr + group * parts_per_group * C + c, mask=ok, other=0.0)
+    mean = tl.zeros((BLOCK_C,), tl.float32)  # of the means minus pivot
     m2 = tl.zeros((BLOCK_C,), tl.float32)
     count = tl.zeros((BLOCK_C,), tl.float32)
     for start in range(0, parts_per_group, BLOCK_P):
@@ -198,6 +207,7 @@ def _conv_stats_finish_kernel(
         mask = part_ok[:, None] & ok[None, :]
         part_count = tl.load(PartCount_ptr + part, mask=part_ok, other=0.0)[:, None]
         part_mean = tl.load(PartMean_ptr + part[:, None] * C + c[None, :], mask=mask, other=0.0)
+        part_mean = tl.where(mask, part_mean - pivot[None, :], 0.0)
         part_m2 = tl.load(PartM2_ptr + part[:, None] * C + c[None, :], mask=mask, other=0.0)
         block_count = tl.sum(part_count, axis=0)
         block_mean = tl.sum(part_count * part_mean, axis=0) / tl.maximum(block_count, 1.0)
@@ -205,6 +215,7 @@ def _conv_stats_finish_kernel(
         block_m2 = tl.sum(part_m2 + part_count * deviation * deviation, axis=0)
         mean, m2, count = _merge_moments(mean, m2, count, block_mean, block_m2,
                                          tl.zeros((BLOCK_C,), tl.float32) + block_count)
+    mean += pivot
     rstd = 1.0 / tl.sqrt(m2 / count + eps)
     tl.store(Mean_ptr + group * C + c, mean, mask=ok)
     tl.store(Rstd_ptr + group * C + c, rstd, mask=ok)

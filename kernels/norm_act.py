@@ -2,8 +2,9 @@
 
 Groups small enough for registers (maps up to 32x32 at batch 1, the small instance-norm maps at
 any batch) take one kernel that reads x once, forward and backward. Larger ones: a split
-reduction computes fp32 per-channel (batch) or per-(sample, channel) (instance) mean/M2 with
-Chan's merge of per-tile moments (no E[x^2]-E[x]^2), whose last program per channel block
+reduction computes fp32 per-channel (batch) or per-(sample, channel) (instance) mean/M2 of x
+minus a value of the group (exact near a large mean) with Chan's merge of per-tile moments (no
+E[x^2]-E[x]^2), whose last program per channel block
 merges the splits (and updates BatchNorm's running stats and num_batches_tracked), then one
 elementwise pass writes ``out[:, c0:c0+C]``. Backward
 recomputes x_hat, the activation's derivative and the dropout mask
@@ -24,6 +25,7 @@ from fastp2p.kernels.norm_act_tiles import (_activate_drop_store, _count_batch,
                                             _elementwise_tile, _finish_moments, _finish_sums,
                                             _last_to_arrive, _load_affine,
                                             _load_affine_and_stats, _load_per_group,
+                                            _load_pivot,
                                             _merge_moments, _offsets, _recompute_grad_z,
                                             _rng_start, _split_program, _store_partials,
                                             _store_statistics, _tile)
@@ -35,7 +37,7 @@ from fastp2p.kernels.pdl import launch_options, wait_for_previous_kernel
 @triton.jit
 def _norm_act_stats_kernel(
     X_ptr,                             # (N, C, H, W) input, any strides
-    PartMean_ptr, PartM2_ptr,          # (G, S, C) float32: mean and M2 of each split
+    PartMean_ptr, PartM2_ptr,          # (G, S, C) float32: mean and M2 of x - pivot per split
     Mean_ptr, Rstd_ptr,                # (G, C) float32 outputs
     RunMean_ptr, RunVar_ptr,           # (C,) running stats (batch norm training) or dummies
     Batches_ptr,                       # int64 num_batches_tracked (COUNT_BATCH) or a dummy
@@ -46,13 +48,16 @@ def _norm_act_stats_kernel(
     SHARED: tl.constexpr, BLOCK_HW: tl.constexpr, BLOCK_C: tl.constexpr,
     PDL: tl.constexpr = False,
 ):
-    """Each (group, split)'s moments with Chan's merge of per-tile moments; the last program of
+    """Each (group, split)'s moments of x - pivot (``_load_pivot``: exact near a large mean)
+    with Chan's merge of per-tile moments; the last program of
     a channel block (SHARED: more than one per block) merges the splits of every group into
     (mean, rstd) and the running statistics, so no finalize launch follows."""
     wait_for_previous_kernel(PDL)
     group, split, col0, row_begin, row_end = _split_program(rows, rows_per_split, num_splits,
                                                             BLOCK_C)
-    mean = tl.zeros((BLOCK_C,), tl.float32)
+    channels = col0 + tl.arange(0, BLOCK_C)
+    pivot = _load_pivot(X_ptr, group, channels, channels < C, sn, sc, GROUP_IS_SAMPLE)[None, :]
+    mean = tl.zeros((BLOCK_C,), tl.float32)  # of x - pivot
     m2 = tl.zeros((BLOCK_C,), tl.float32)
     count = tl.zeros((BLOCK_C,), tl.float32)  # the same in every lane; a vector keeps types simple
     for start in range(0, rows_per_split, BLOCK_HW):
@@ -60,18 +65,20 @@ def _norm_act_stats_kernel(
                                                sn, sc, sh, sw, GROUP_IS_SAMPLE, BLOCK_HW, BLOCK_C)
         mask = row_ok[:, None] & col_ok[None, :]
         x = tl.load(X_ptr + offs, mask=mask, other=0.0).to(tl.float32)
+        shifted = tl.where(mask, x - pivot, 0.0)
         tile_count = tl.sum(row_ok.to(tl.float32), axis=0)
-        tile_mean = tl.sum(x, axis=0) / tl.maximum(tile_count, 1.0)
-        tile_m2 = tl.sum(tl.where(mask, (x - tile_mean[None, :]) * (x - tile_mean[None, :]), 0.0),
-                         axis=0)
+        tile_mean = tl.sum(shifted, axis=0) / tl.maximum(tile_count, 1.0)
+        centered = tl.where(mask, shifted - tile_mean[None, :], 0.0)
+        tile_m2 = tl.sum(centered * centered, axis=0)
         mean, m2, count = _merge_moments(mean, m2, count, tile_mean, tile_m2, tile_count)
     _store_partials(PartMean_ptr, PartM2_ptr, mean, m2, group, split, num_splits, col0, C,
                     BLOCK_C)
     if _last_to_arrive(Counter_ptr + tl.program_id(1), tl.num_programs(0), SHARED):
         for last_group in range(0, tl.num_programs(0) // num_splits):
             _finish_moments(PartMean_ptr, PartM2_ptr, Mean_ptr, Rstd_ptr, RunMean_ptr,
-                            RunVar_ptr, last_group, col0, C, rows, rows_per_split, num_splits,
-                            eps, momentum, UPDATE_RUNNING, BLOCK_C)
+                            RunVar_ptr, X_ptr, sn, sc, last_group, col0, C, rows,
+                            rows_per_split, num_splits, eps, momentum, GROUP_IS_SAMPLE,
+                            UPDATE_RUNNING, BLOCK_C)
         _count_batch(Batches_ptr, tl.program_id(1) == 0, COUNT_BATCH)
 
 
@@ -92,8 +99,9 @@ def _norm_act_fwd_one_pass_kernel(
     BLOCK_HW: tl.constexpr, BLOCK_C: tl.constexpr,
     PDL: tl.constexpr = False,
 ):
-    """A whole group (BLOCK_HW >= rows) in registers: exact two-pass statistics from one read,
-    then the output. One launch instead of three for the small maps (and batch 1)."""
+    """A whole group (BLOCK_HW >= rows) in registers: two-pass statistics of x - pivot
+    (``_load_pivot``) from one read, then the output. One launch instead of three for the
+    small maps (and batch 1)."""
     wait_for_previous_kernel(PDL)
     group = tl.program_id(0).to(tl.int64)
     col0 = tl.program_id(1).to(tl.int64) * BLOCK_C
@@ -101,9 +109,12 @@ def _norm_act_fwd_one_pass_kernel(
                                              GROUP_IS_SAMPLE, BLOCK_HW, BLOCK_C)
     mask = row_ok[:, None] & col_ok[None, :]
     x = tl.load(X_ptr + x_offs, mask=mask, other=0.0).to(tl.float32)
+    pivot = _load_pivot(X_ptr, group, c, col_ok, sxn, sxc, GROUP_IS_SAMPLE)
+    shifted = tl.where(mask, x - pivot[None, :], 0.0)
     count = tl.zeros((BLOCK_C,), tl.float32) + rows
-    mean = tl.sum(x, axis=0) / count
-    centered = tl.where(mask, x - mean[None, :], 0.0)
+    shifted_mean = tl.sum(shifted, axis=0) / count
+    centered = tl.where(mask, shifted - shifted_mean[None, :], 0.0)
+    mean = pivot + shifted_mean
     m2 = tl.sum(centered * centered, axis=0)
     _store_statistics(Mean_ptr, Rstd_ptr, RunMean_ptr, RunVar_ptr, group, c, col_ok, C, mean,
                       m2, count, eps, momentum, UPDATE_RUNNING)

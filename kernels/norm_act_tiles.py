@@ -121,11 +121,27 @@ def _store_statistics(Mean_ptr, Rstd_ptr, RunMean_ptr, RunVar_ptr, group, c, ok,
 
 
 @triton.jit
+def _load_pivot(X_ptr, group, c, ok, sn, sc, GROUP_IS_SAMPLE: tl.constexpr):
+    """Each channel's first value in its group (sample ``group``'s first position for instance
+    norm, sample 0's for batch norm), float32: the shift the statistics are summed around.
+    Summing x itself loses a large mean's spread (a constant channel at 1001.3 came out off by
+    ~1e-3, normalized to +-0.5); x - pivot is exact near the mean, so mean = pivot + the shifted
+    values' mean keeps it (0 for a constant channel)."""
+    if GROUP_IS_SAMPLE:
+        at = group * sn + c * sc
+    else:
+        at = c * sc
+    return tl.load(X_ptr + at, mask=ok, other=0.0).to(tl.float32)
+
+
+@triton.jit
 def _finish_moments(PartMean_ptr, PartM2_ptr, Mean_ptr, Rstd_ptr, RunMean_ptr, RunVar_ptr,
-                    group, col0, C, rows, rows_per_split, num_splits, eps, momentum,
-                    UPDATE_RUNNING: tl.constexpr, BLOCK_C: tl.constexpr):
+                    X_ptr, sn, sc, group, col0, C, rows, rows_per_split, num_splits, eps,
+                    momentum, GROUP_IS_SAMPLE: tl.constexpr, UPDATE_RUNNING: tl.constexpr,
+                    BLOCK_C: tl.constexpr):
     """A group's (mean, rstd) and running update from its (G, S, C) split moments of one
-    channel block: Chan's merge of the splits in order (a fixed order: deterministic)."""
+    channel block: Chan's merge of the splits in order (a fixed order: deterministic). The
+    split means are of x - pivot (``_load_pivot``, loaded again here from x)."""
     c = col0 + tl.arange(0, BLOCK_C)
     ok = c < C
     mean = tl.zeros((BLOCK_C,), tl.float32)
@@ -138,6 +154,7 @@ def _finish_moments(PartMean_ptr, PartM2_ptr, Mean_ptr, Rstd_ptr, RunMean_ptr, R
         split_m2 = tl.load(PartM2_ptr + at, mask=ok, other=0.0, cache_modifier=".cg")
         split_count = tl.minimum(rows - split * rows_per_split, rows_per_split).to(tl.float32)
         mean, m2, count = _merge_moments(mean, m2, count, split_mean, split_m2, split_count)
+    mean += _load_pivot(X_ptr, group, c, ok, sn, sc, GROUP_IS_SAMPLE)
     _store_statistics(Mean_ptr, Rstd_ptr, RunMean_ptr, RunVar_ptr, group, c, ok, C, mean, m2,
                       count, eps, momentum, UPDATE_RUNNING)
 

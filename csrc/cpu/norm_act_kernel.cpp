@@ -161,14 +161,15 @@ void forward(const NormActFwdArgs& a) {
   const Shape4& s = a.shape;
   std::vector<float> mean, rstd;
   compute_statistics<T, CI>(a, mean, rstd);
-  // Fold norm and affine into one multiply-add per element: y = x * scale + shift.
+  // Fold norm and affine into y = (x - mean) * scale + bias. Not x * scale + (bias - mean *
+  // scale): with a large mean both products are large and their sum cancels (a constant
+  // channel at 1e3 came out off by ~1e-2); x - mean is exact near the mean.
   const int64_t groups = int64_t(mean.size());
   std::vector<float> scale(groups), shift(groups);
   for (int64_t g = 0; g < groups; ++g) {
     const int64_t c = g % s.C;
-    const float w = a.weight ? a.weight[c] : 1.0f, b = a.bias ? a.bias[c] : 0.0f;
-    scale[g] = rstd[g] * w;
-    shift[g] = b - mean[g] * rstd[g] * w;
+    scale[g] = rstd[g] * (a.weight ? a.weight[c] : 1.0f);
+    shift[g] = a.bias ? a.bias[c] : 0.0f;
   }
   const T* x = static_cast<const T*>(a.x);
   T* out = static_cast<T*>(a.out);
@@ -178,11 +179,12 @@ void forward(const NormActFwdArgs& a) {
     for (int64_t j0 = 0; j0 < seg.len; j0 += kChunk) {
       const int64_t len = std::min(kChunk, seg.len - j0);
       const T* xs = x + seg.offset(a.x_strides) + j0;
+      const float* m = mean.data() + g0 + (CI ? j0 : 0);
       const float* sc = scale.data() + g0 + (CI ? j0 : 0);
       const float* sh = shift.data() + g0 + (CI ? j0 : 0);
       float y[kChunk];
       for (int64_t j = 0; j < len; ++j) {
-        const float z = to_float(xs[j]) * sc[CI ? j : 0] + sh[CI ? j : 0];
+        const float z = (to_float(xs[j]) - m[CI ? j : 0]) * sc[CI ? j : 0] + sh[CI ? j : 0];
         y[j] = std::max(z, 0.0f) + negative * std::min(z, 0.0f);  // exact, and vectorizes
       }
       if (a.dropout.enabled) {
@@ -302,12 +304,14 @@ bool channels_inner(const Shape4& s, std::initializer_list<Strides4> tensors) {
   return channels_ok && (!rows_ok || s.C >= s.W);
 }
 
-// When every tensor stores each (n, c) plane's rows back to back (h stride == W * w stride),
-// the plane is one row of H * W elements: longer inner loops for small NCHW maps. The logical
-// NCHW index, and so the dropout counter, is unchanged by this view.
+// When every tensor stores each (n, c) plane's rows back to back with unit W stride (h stride
+// == W), the plane is one row of H * W elements: longer inner loops for small NCHW maps. The
+// logical NCHW index, and so the dropout counter, is unchanged by this view. A W == 1 map whose
+// W stride is not 1 (channels-last) stays as it is: merged, its rows would have that stride,
+// and channels_inner would refuse a mix of it with an NCHW tensor that it accepts unmerged.
 void collapse_spatial(Shape4& s, std::initializer_list<Strides4*> tensors) {
   for (const Strides4* t : tensors)
-    if (t->h != t->w * s.W) return;
+    if (t->w != 1 || t->h != s.W) return;
   for (Strides4* t : tensors) t->h = t->w * s.H * s.W;
   s.W *= s.H;
   s.H = 1;

@@ -27,7 +27,7 @@ import torch
 
 from fastp2p.kernels.conv_fused_types import OUTPUT_ACTIVATIONS, GradFold, InputTransform
 from fastp2p.ops.backends import conv_fused_backend
-from fastp2p.ops.definitions import refuse_graph_of_backward
+from fastp2p.ops.definitions import check_norm_groups, refuse_graph_of_backward
 
 NORMS = ("none", "instance", "batch")
 
@@ -66,6 +66,8 @@ class _ConvNormAct(torch.autograd.Function):
                                           output_activation=cfg.output_activation)
         mean = rstd = None
         if cfg.norm != "none":
+            # before the running statistics are touched; the statistics are always the batch's
+            check_norm_groups(tuple(y.shape), cfg.norm, True, "conv_norm_act")
             mean, rstd, _, _ = kernels.conv_stats_finish(
                 parts, per_sample=cfg.norm == "instance", eps=cfg.eps,
                 running_mean=running_mean, running_var=running_var, momentum=cfg.momentum)

@@ -44,3 +44,16 @@ def like_memory_format(x, channels):
     channels_last = x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     return torch.empty((n, channels, h, w), dtype=x.dtype, device=x.device, memory_format=fmt)
+
+
+def check_norm_groups(shape, norm: str, batch_stats: bool, what: str = "norm_act") -> None:
+    """PyTorch's functional norms' refusal of statistics over one value (a variance of 0 that
+    would normalize the group to 0): instance norm over a 1x1 map, batch norm with batch
+    statistics over one value per channel. ``shape``: the normalized (N, C, H, W)."""
+    n, _, h, w = shape
+    if norm == "instance" and h * w <= 1:
+        raise ValueError(f"{what}: Expected more than 1 spatial element when training, got "
+                         f"input size {list(shape)} (instance norm over a 1x1 map)")
+    if norm == "batch" and batch_stats and n * h * w <= 1:
+        raise ValueError(f"{what}: Expected more than 1 value per channel when training, got "
+                         f"input size {list(shape)}")

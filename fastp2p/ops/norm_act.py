@@ -26,8 +26,8 @@ from typing import Optional
 import torch
 
 from fastp2p.ops.backends import norm_act_backend_for
-from fastp2p.ops.definitions import (ACTIVATIONS, NORMS, OP_DTYPES, count_batch,
-                                     like_memory_format)
+from fastp2p.ops.definitions import (ACTIVATIONS, NORMS, OP_DTYPES, check_norm_groups,
+                                     count_batch, like_memory_format)
 from fastp2p.ops.dropout_rng import dropout_threshold
 from fastp2p.ops.norm_act_graph_backward import norm_act_backward_with_graph
 from fastp2p.ops.norm_act_reference import statistics_dtype
@@ -89,14 +89,7 @@ def check_norm_act_inputs(x, weight, bias, running_mean, running_var, cfg: NormA
     if cfg.norm == "batch" and cfg.training and running_mean is not None and cfg.momentum is None:
         raise ValueError("norm_act: BatchNorm momentum=None (cumulative average) is not "
                          "supported by the fused path; use a float momentum")
-    # The same conditions (and messages' meaning) as PyTorch's functional norms.
-    n, _, h, w = x.shape
-    if cfg.norm == "instance" and h * w <= 1:
-        raise ValueError(f"Expected more than 1 spatial element when training, got input size "
-                         f"{list(x.shape)} (instance norm over a 1x1 map)")
-    if cfg.norm == "batch" and (cfg.training or running_mean is None) and n * h * w <= 1:
-        raise ValueError(f"Expected more than 1 value per channel when training, got input "
-                         f"size {list(x.shape)}")
+    check_norm_groups(tuple(x.shape), cfg.norm, cfg.training or running_mean is None)
 
 
 def _check_batch_counter(num_batches_tracked, x):

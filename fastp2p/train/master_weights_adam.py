@@ -106,7 +106,9 @@ class MasterWeightsAdam:
     ``lr`` is a float or a float32 tensor on the module's device (the engine passes the tensor
     it shares between optimizers; writing into it changes the lr without re-capturing a graph).
     ``buckets``: how many slices ``step_bucket`` can update one at a time (at most; see the
-    module docstring); ``step`` updates them all.
+    module docstring); ``step`` updates them all. Parameters with ``requires_grad=False`` at
+    construction are not taken over: they are never updated, as ``torch.optim.Adam`` leaves a
+    parameter whose ``.grad`` is None.
     """
 
     def __init__(self, module: nn.Module, *, lr=1e-3, betas=(0.9, 0.999), eps=1e-8,
@@ -120,9 +122,12 @@ class MasterWeightsAdam:
             raise ValueError(f"eps and weight_decay must be >= 0, got {eps!r}, {weight_decay!r}")
         if not isinstance(buckets, int) or buckets < 1:
             raise ValueError(f"buckets must be an int >= 1, got {buckets!r}")
-        named = list(module.named_parameters())
+        # A frozen parameter is left out (never moved, its .grad left None, not in state_dict):
+        # torch.optim.Adam skips a parameter without a gradient, and here every taken-over
+        # parameter gets one, a permanent view the kernel reads (weight decay would move it).
+        named = [(name, p) for name, p in module.named_parameters() if p.requires_grad]
         if not named:
-            raise ValueError("the module has no parameters")
+            raise ValueError("the module has no parameters that require grad")
         for name, param in named:
             if param.dtype != torch.float32 or not _dense_strides(param):
                 raise ValueError(f"parameter {name} must be a dense float32 tensor (contiguous or "

@@ -30,13 +30,15 @@ if KERNELS is not None:  # TRITON_INTERPRET is set by now: the kernel below is i
 
     @triton.jit
     def _separate_finalize_kernel(PartMean_ptr, PartM2_ptr, Mean_ptr, Rstd_ptr, RunMean_ptr,
-                                  RunVar_ptr, C, rows, rows_per_split, num_splits, eps, momentum,
+                                  RunVar_ptr, X_ptr, sn, sc, C, rows, rows_per_split, num_splits,
+                                  eps, momentum, GROUP_IS_SAMPLE: tl.constexpr,
                                   UPDATE_RUNNING: tl.constexpr, BLOCK_C: tl.constexpr):
         """The finalize launch the statistics kernel replaced (grid: groups x channel blocks),
         its body the same shared merge."""
         _finish_moments(PartMean_ptr, PartM2_ptr, Mean_ptr, Rstd_ptr, RunMean_ptr, RunVar_ptr,
-                        tl.program_id(0), tl.program_id(1).to(tl.int64) * BLOCK_C, C, rows,
-                        rows_per_split, num_splits, eps, momentum, UPDATE_RUNNING, BLOCK_C)
+                        X_ptr, sn, sc, tl.program_id(0), tl.program_id(1).to(tl.int64) * BLOCK_C,
+                        C, rows, rows_per_split, num_splits, eps, momentum, GROUP_IS_SAMPLE,
+                        UPDATE_RUNNING, BLOCK_C)
 
 
 def _kernels():
@@ -184,8 +186,9 @@ def test_last_program_merge_is_bit_equal_to_a_separate_finalize(path, poisoned):
         GROUP_IS_SAMPLE=norm == "instance", UPDATE_RUNNING=update, COUNT_BATCH=update,
         SHARED=shared, BLOCK_HW=block_hw, BLOCK_C=block_c)
     _separate_finalize_kernel[(groups, channel_blocks)](
-        part_mean, part_m2, *separate, c, rows, rows_per_split, splits, 1e-5, 0.1,
-        UPDATE_RUNNING=update, BLOCK_C=block_c)
+        part_mean, part_m2, *separate, x, x.stride(0), x.stride(1), c, rows, rows_per_split,
+        splits, 1e-5, 0.1, GROUP_IS_SAMPLE=norm == "instance", UPDATE_RUNNING=update,
+        BLOCK_C=block_c)
     assert splits > 1 or groups > 1 or path[2] is None
     for name, mine, theirs in zip(("mean", "rstd", "running_mean", "running_var"), outputs,
                                   separate):

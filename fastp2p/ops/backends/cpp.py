@@ -370,14 +370,19 @@ def _check_loss_device(t):
         raise ValueError(f"the C++ loss kernels take CPU tensors, got one on {t.device}")
 
 
-def _dense_alike(*tensors):
-    """The tensors as they are when dense with one shared stride pattern, else contiguous copies."""
-    first = tensors[0]
+def _dense_alike(first, *others):
+    """The tensors with the exact strides of the first (the extension compares them raw): the
+    first as it is when dense, else a contiguous copy; each other as it is when its strides are
+    the first's, else copied into them. Two dense tensors of one layout can differ in a size-1
+    dimension's stride (a 1-channel channels-last image and a contiguous one)."""
     dense = first.is_contiguous() or (first.dim() == 4 and
                                       first.is_contiguous(memory_format=torch.channels_last))
-    if dense and all(t.stride() == first.stride() for t in tensors):
-        return tensors
-    return tuple(t.contiguous() for t in tensors)
+    if not dense:
+        first = first.contiguous()
+    return (first,) + tuple(
+        t if t.stride() == first.stride() else
+        torch.empty_strided(first.shape, first.stride(), dtype=t.dtype, device=t.device).copy_(t)
+        for t in others)
 
 
 def _like(t):
