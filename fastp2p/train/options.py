@@ -127,9 +127,10 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--epoch_count", type=positive_int, default=1,
                        help="number of the first epoch: epochs EPOCH_COUNT .. N_EPOCHS + "
                             "N_EPOCHS_DECAY are trained, as in the reference; with "
-                            "--continue_train the saved state's epoch is used instead (not "
-                            "with networks saved without one, see --continue_train) "
-                            "(default %(default)s)")
+                            "--continue_train the saved state's epoch is used instead, and "
+                            "its lr schedule counts from the saved run's --epoch_count (one "
+                            "line says so when this one differs; not with networks saved "
+                            "without a state, see --continue_train) (default %(default)s)")
     group.add_argument("--continue_train", action="store_true",
                        help="resume from CHECKPOINTS_DIR/NAME/{--epoch}_*.pth: weights, "
                             "optimizers, lr schedule, RNG and position in the epoch. Networks "
