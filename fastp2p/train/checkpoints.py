@@ -223,7 +223,6 @@ class CheckpointFolder:
         save that was interrupted after its commit, and remove temporary files that killed
         processes left. Raises OSError (e.g. a read-only folder)."""
         self.path.mkdir(parents=True, exist_ok=True)
-        referenced = set()
         for manifest_path in self._manifests():
             try:
                 manifest = self._read_manifest(manifest_path)
@@ -235,11 +234,14 @@ class CheckpointFolder:
                 if handle is not None:
                     handle.close()
                     os.replace(staged, self.path / final_name)
-                referenced.add(entry["staged"])
         fsync_directory(self.path)
+        # What is left under a temporary name is no committed file (those were just renamed),
+        # even where a manifest names it: every save of a process reuses the same names, so a
+        # later save killed mid-write leaves its partial file under the name the previous,
+        # committed save's manifest lists.
         for folder in (self.path, self.path / "web", self.path / "web" / "images"):
             for leftover in folder.glob(".*.tmp-*"):
-                if leftover.name not in referenced and left_by_dead_process(leftover):
+                if left_by_dead_process(leftover):
                     leftover.unlink(missing_ok=True)
 
     # ---- a new run in an old run's folder (--overwrite) -------------------------------------

@@ -154,7 +154,8 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
                        help="save latest_* every this many training images, and at the end "
                             "of every epoch (the reference saves latest_* there only with the "
                             "--save_epoch_freq saves), so a crash loses at most one epoch or "
-                            "this many images (default %(default)s)")
+                            "this many images, plus the steps trained while the newest save was "
+                            "written in the background (default %(default)s)")
     group.add_argument("--display_freq", type=positive_int, default=QuickDefault(400, 2000),
                        help="save a sample (real_A, fake_B, real_B) and refresh the loss plot "
                             "and HTML page every this many training images (default %(default)s)")
