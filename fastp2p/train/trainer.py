@@ -345,6 +345,8 @@ class Trainer:
                     self.save(["latest"] + ([f"iter_{progress.images}"] if args.save_by_iter
                                             else []))
             if stops.signal_number is not None:
+                if progress.epoch_complete:
+                    self._add_final_sample()  # a resume runs no step, so it could not
                 self.save(["latest"])
                 self.writer.wait()
                 name = signal.Signals(stops.signal_number).name
@@ -354,10 +356,7 @@ class Trainer:
         times.epoch_end()
         if bar is not None:
             bar.close()
-        if (self.page is not None or self.trackers) and progress.epoch == self.last_epoch \
-                and self.sampled_at != engine.steps:
-            with times.stage("sample"):
-                self._add_sample()  # the final model's sample, whatever --display_freq
+        self._add_final_sample()
         if engine.steps_since_read:
             self._log(window_images / (time.perf_counter() - window_start), None)
         self._check_finite()
@@ -375,6 +374,14 @@ class Trainer:
             self._submit_report(lambda: page.refresh(loss_log))
         self.say(f"epoch {finished} done: {progress.images} images, lr {engine.lr:.3g}, "
                  f"saving {', '.join(labels)}")
+
+    def _add_final_sample(self) -> None:
+        """The final model's sample, whatever --display_freq: once the last epoch's steps are
+        done, unless that step has its sample already."""
+        if (self.page is not None or self.trackers) and self.progress.epoch == self.last_epoch \
+                and self.sampled_at != self.engine.steps:
+            with self.times.stage("sample"):
+                self._add_sample()
 
     def _add_sample(self) -> None:
         """Write the latest step's (real_A, fake_B, real_B) to the page and the trackers (only
