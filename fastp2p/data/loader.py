@@ -12,6 +12,7 @@ main process raises it as the same one-line ``DataError`` naming the file.
 """
 import itertools
 import random
+import signal
 from dataclasses import dataclass
 
 import torch
@@ -30,6 +31,14 @@ def item_rng(seed: int, epoch: int, index: int) -> random.Random:
 class _LoadFailure:
     """A DataError met in a worker, carried (picklable) to the main process to be raised there."""
     message: str
+
+
+def _ignore_stop_signals(worker_id: int) -> None:
+    """Ctrl-C, scancel and systemd signal the whole process group: the main process saves and
+    then stops its workers itself, so a worker must not die of that signal first (the main
+    process would report a dead worker instead of saving)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
 def _collate(items: list):
@@ -97,6 +106,7 @@ class PairLoader:
         pin = pin_memory and torch.cuda.is_available()
         self._loader = DataLoader(_SeededItems(dataset, seed), batch_sampler=self.batch_sampler,
                                   collate_fn=_collate, num_workers=num_workers,
+                                  worker_init_fn=_ignore_stop_signals,
                                   pin_memory=pin, persistent_workers=num_workers > 0)
 
     def set_epoch(self, epoch: int, start_batch: int = 0) -> None:

@@ -12,8 +12,10 @@ A save writes every file to a temporary sibling and fsyncs it; then it replaces 
 write before the manifest's rename leaves the previous set as it was; a crash after it leaves
 some files under their temporary names, which the manifest records: the next ``fastp2p train``
 finishes the renames, and loading takes each file whose checksum the manifest names, so a
-resume never mixes files of two saves. Temporary files of killed saves are removed by the next
-run of the same name.
+resume never mixes files of two saves. The labels of one save (``latest`` and an epoch or
+``iter_N``) are committed one by one, ``latest`` last, so a ``latest`` set implies that the
+other labels of its save are on disk too. Temporary files of killed saves are removed by the
+next run of the same name.
 """
 import hashlib
 import json
@@ -175,7 +177,10 @@ class CheckpointFolder:
                     staged[label][final] = (temp, None)  # known before writing: removed on failure
                     create_temporary(final)   # afresh: never written through a planted link
                     staged[label][final] = (temp, _write_durably(obj, temp))
-            for label in labels:
+            # latest last: a kill between two commits leaves latest_* at the previous save,
+            # so resuming from it saves the other labels again (latest first would leave a
+            # resume past the point where they are saved, and them never written)
+            for label in sorted(labels, key=lambda label: label == "latest"):
                 self._commit(label, generation, step, staged[label])
                 committed.append(label)
                 for final, (temp, _) in staged[label].items():
@@ -218,7 +223,6 @@ class CheckpointFolder:
         save that was interrupted after its commit, and remove temporary files that killed
         processes left. Raises OSError (e.g. a read-only folder)."""
         self.path.mkdir(parents=True, exist_ok=True)
-        referenced = set()
         for manifest_path in self._manifests():
             try:
                 manifest = self._read_manifest(manifest_path)
@@ -230,11 +234,14 @@ class CheckpointFolder:
                 if handle is not None:
                     handle.close()
                     os.replace(staged, self.path / final_name)
-                referenced.add(entry["staged"])
         fsync_directory(self.path)
+        # What is left under a temporary name is no committed file (those were just renamed),
+        # even where a manifest names it: every save of a process reuses the same names, so a
+        # later save killed mid-write leaves its partial file under the name the previous,
+        # committed save's manifest lists.
         for folder in (self.path, self.path / "web", self.path / "web" / "images"):
             for leftover in folder.glob(".*.tmp-*"):
-                if leftover.name not in referenced and left_by_dead_process(leftover):
+                if left_by_dead_process(leftover):
                     leftover.unlink(missing_ok=True)
 
     # ---- a new run in an old run's folder (--overwrite) -------------------------------------

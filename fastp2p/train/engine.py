@@ -178,7 +178,8 @@ class Pix2PixEngine:
         else:
             self._lr = None
             adam_options = {"lr": self._lr_value}
-        betas = (float(beta1), 0.999)
+        self._beta1 = float(beta1)
+        betas = (self._beta1, 0.999)
         if master_weights:
             from fastp2p.train.master_weights_adam import MasterWeightsAdam
             copy_dtype = torch.bfloat16 if precision == "bf16" else torch.float32
@@ -353,6 +354,7 @@ class Pix2PixEngine:
                 for group in optimizer.param_groups:
                     group["lr"] = self._lr
         self.set_lr(state["lr"])
+        self._use_own_beta1()
         self.steps = int(state["steps"])
         self._steps_since_read = int(state.get("steps_since_read", 0))
         for name in ("loss_sums", "device_step", "first_nonfinite_step"):
@@ -371,6 +373,16 @@ class Pix2PixEngine:
                 [(int(seed) + shift) & 0xFFFFFFFF, int(offset)], dtype=torch.int64))
         # Loading replaced the optimizer state tensors a captured graph would point at.
         self._reset_graph()
+
+    def _use_own_beta1(self) -> None:
+        """After loading the optimizers, this engine's beta1 again (as the lr is, by the
+        schedule): the reference's --continue_train builds a fresh Adam from the command line,
+        so a resume with another --beta1 uses it; Adam's moments stay the saved ones."""
+        for optimizer in (self.optimizer_G, self.optimizer_D):
+            for group in optimizer.param_groups:
+                group["betas"] = (self._beta1, *group["betas"][1:])
+            if not isinstance(optimizer, torch.optim.Optimizer):  # MasterWeightsAdam
+                optimizer.hyper_parameters_changed()
 
     def _dropout_stream_owners(self) -> dict:
         """(module, its seed's rank shift) of ``dropout_rng_modules`` of both networks, by

@@ -305,6 +305,11 @@ class MasterWeightsAdam:
         ours["lr"].fill_(float(group["lr"]))
         self._write_hyper()
 
+    def hyper_parameters_changed(self) -> None:
+        """Call after changing ``param_groups[0]``'s betas, eps or weight_decay: the kernel
+        reads them from a device copy (not the lr, which it reads from the lr tensor)."""
+        self._write_hyper()
+
     # ---- internals ---------------------------------------------------------------------------
     def _parameter_slices(self, flat: torch.Tensor) -> list:
         """Each parameter's slice of a master-shaped flat buffer, in state_dict's order."""

@@ -127,9 +127,10 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--epoch_count", type=positive_int, default=1,
                        help="number of the first epoch: epochs EPOCH_COUNT .. N_EPOCHS + "
                             "N_EPOCHS_DECAY are trained, as in the reference; with "
-                            "--continue_train the saved state's epoch is used instead (not "
-                            "with networks saved without one, see --continue_train) "
-                            "(default %(default)s)")
+                            "--continue_train the saved state's epoch is used instead, and "
+                            "its lr schedule counts from the saved run's --epoch_count (one "
+                            "line says so when this one differs; not with networks saved "
+                            "without a state, see --continue_train) (default %(default)s)")
     group.add_argument("--continue_train", action="store_true",
                        help="resume from CHECKPOINTS_DIR/NAME/{--epoch}_*.pth: weights, "
                             "optimizers, lr schedule, RNG and position in the epoch. Networks "
@@ -153,7 +154,8 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
                        help="save latest_* every this many training images, and at the end "
                             "of every epoch (the reference saves latest_* there only with the "
                             "--save_epoch_freq saves), so a crash loses at most one epoch or "
-                            "this many images (default %(default)s)")
+                            "this many images, plus the steps trained while the newest save was "
+                            "written in the background (default %(default)s)")
     group.add_argument("--display_freq", type=positive_int, default=QuickDefault(400, 2000),
                        help="save a sample (real_A, fake_B, real_B) and refresh the loss plot "
                             "and HTML page every this many training images (default %(default)s)")

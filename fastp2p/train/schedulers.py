@@ -68,9 +68,14 @@ class LRSchedule:
 
     def state_dict(self) -> dict:
         return {"plateau_scale": self.plateau_scale, "best_metric": self.best_metric,
-                "bad_epochs": self.bad_epochs}
+                "bad_epochs": self.bad_epochs, "epoch_count": self.epoch_count}
 
     def load_state_dict(self, state: dict) -> None:
+        """The saved schedule, counted from the saved run's first epoch (a resumed run's
+        --epoch_count does not shift its lrs); states of older fastp2p versions, without
+        ``epoch_count``, keep this schedule's."""
+        if "epoch_count" in state:
+            self.epoch_count = int(state["epoch_count"])
         self.plateau_scale = float(state["plateau_scale"])
         self.best_metric = float(state["best_metric"])
         self.bad_epochs = int(state["bad_epochs"])

@@ -266,6 +266,10 @@ def run(args: argparse.Namespace, times=None) -> int:
                 return 2
             say(f"resumed {checkpoints.path} at epoch {trainer.progress.epoch}, step "
                 f"{engine.steps}")
+            if schedule.epoch_count != args.epoch_count:
+                say(f"--continue_train: the lr schedule counts its epochs from "
+                    f"{schedule.epoch_count}, as the run that saved it did (not from "
+                    f"--epoch_count {args.epoch_count})")
         say(f"training {args.name}: {len(dataset)} pairs, {args.netG} ngf {args.ngf}, "
             f"{args.netD} ndf {args.ndf}, {_image_size_words(args)}, batch {args.batch_size} x "
             f"{info.world_size} process(es) on {info.device}, {args.precision}"

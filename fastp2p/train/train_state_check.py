@@ -123,6 +123,9 @@ def train_state_problem(state) -> str | None:
             _is(schedule.get(key), _NUMBER) for key in ("plateau_scale", "best_metric",
                                                         "bad_epochs")):
         return "'schedule' is not a dict of plateau_scale, best_metric and bad_epochs numbers"
+    epoch_count = schedule.get("epoch_count", 1)  # absent from older fastp2p versions' states
+    if not _is(epoch_count, _INT) or epoch_count < 1:
+        return "schedule['epoch_count'] is not an integer >= 1"
     return (_progress_problem(state["progress"])
             or _optimizer_problem("optimizer_G", engine["optimizer_G"])
             or _optimizer_problem("optimizer_D", engine["optimizer_D"])

@@ -25,6 +25,7 @@ rank (each rank deciding on its own loss made their lrs, then their weights, dri
 """
 import math
 import random
+import re
 import signal
 import time
 from dataclasses import asdict, dataclass
@@ -95,6 +96,30 @@ class StopRequests:
         if self.signal_number is not None:  # a second Ctrl-C: stop now, without saving
             raise KeyboardInterrupt
         self.signal_number = signal_number
+
+
+def _worker_death_reason(err: RuntimeError) -> str:
+    """torch's first line about a dead loader worker; its "is killed by signal: NAME" when that
+    is in the error or its causes (a worker death met while waiting for a batch is reported
+    as "exited unexpectedly", raised from the one that names the signal)."""
+    lines, seen = [], set()
+    while err is not None and id(err) not in seen:
+        seen.add(id(err))
+        lines.append((str(err).splitlines() or [""])[0].strip())
+        err = err.__cause__ or err.__context__
+    return next((line for line in lines if "killed by signal" in line), lines[0])
+
+
+def _worker_death_advice(reason: str) -> str:
+    """What to do about a data loader worker that died, from torch's one-line ``reason``: the
+    out-of-memory killer sends SIGKILL ("Killed"), a full shared memory is a "Bus error"; a
+    worker killed by another signal was stopped from outside (the workers ignore SIGINT and
+    SIGTERM, which the main process handles); "exited unexpectedly" does not say."""
+    killed_by = re.search(r"killed by signal: ([^.]+)", reason)
+    if killed_by and killed_by.group(1) not in ("Killed", "Bus error"):
+        return (f"stopped by a signal ({killed_by.group(1)}) from outside this run, not out of "
+                "memory: resume with --continue_train")
+    return "probably out of memory: lower --num_threads, then resume with --continue_train"
 
 
 def _crossed(before: int, after: int, every: int) -> bool:
@@ -269,9 +294,9 @@ class Trainer:
                 if not str(err).startswith("DataLoader worker"):
                     raise
                 # killed mid-step, maybe: the weights in memory are not saved
-                self.say(f"error: a data loader worker died ({str(err).splitlines()[0].strip()}"
-                         "), probably out of memory: lower --num_threads, then resume with "
-                         f"--continue_train; {self._last_good_checkpoint()}")
+                reason = _worker_death_reason(err)
+                self.say(f"error: a data loader worker died ({reason}), "
+                         f"{_worker_death_advice(reason)}; {self._last_good_checkpoint()}")
                 return EXIT_FAILED
             finally:
                 self.writer.close()
@@ -320,6 +345,8 @@ class Trainer:
                     self.save(["latest"] + ([f"iter_{progress.images}"] if args.save_by_iter
                                             else []))
             if stops.signal_number is not None:
+                if progress.epoch_complete:
+                    self._add_final_sample()  # a resume runs no step, so it could not
                 self.save(["latest"])
                 self.writer.wait()
                 name = signal.Signals(stops.signal_number).name
@@ -329,10 +356,7 @@ class Trainer:
         times.epoch_end()
         if bar is not None:
             bar.close()
-        if (self.page is not None or self.trackers) and progress.epoch == self.last_epoch \
-                and self.sampled_at != engine.steps:
-            with times.stage("sample"):
-                self._add_sample()  # the final model's sample, whatever --display_freq
+        self._add_final_sample()
         if engine.steps_since_read:
             self._log(window_images / (time.perf_counter() - window_start), None)
         self._check_finite()
@@ -350,6 +374,14 @@ class Trainer:
             self._submit_report(lambda: page.refresh(loss_log))
         self.say(f"epoch {finished} done: {progress.images} images, lr {engine.lr:.3g}, "
                  f"saving {', '.join(labels)}")
+
+    def _add_final_sample(self) -> None:
+        """The final model's sample, whatever --display_freq: once the last epoch's steps are
+        done, unless that step has its sample already."""
+        if (self.page is not None or self.trackers) and self.progress.epoch == self.last_epoch \
+                and self.sampled_at != self.engine.steps:
+            with self.times.stage("sample"):
+                self._add_sample()
 
     def _add_sample(self) -> None:
         """Write the latest step's (real_A, fake_B, real_B) to the page and the trackers (only
