@@ -23,7 +23,7 @@ class LRSchedule:
       by 1% for 5 epochs (the reference's ReduceLROnPlateau settings).
     """
 
-    PLATEAU_FACTOR, PLATEAU_THRESHOLD, PLATEAU_PATIENCE = 0.2, 0.01, 5
+    PLATEAU_FACTOR, PLATEAU_THRESHOLD, PLATEAU_PATIENCE, PLATEAU_EPS = 0.2, 0.01, 5, 1e-8
 
     def __init__(self, policy, base_lr, *, n_epochs, n_epochs_decay, epoch_count=1,
                  lr_decay_iters=50):
@@ -63,7 +63,9 @@ class LRSchedule:
             return
         self.bad_epochs += 1
         if self.bad_epochs > self.PLATEAU_PATIENCE:
-            self.plateau_scale *= self.PLATEAU_FACTOR
+            # as ReduceLROnPlateau (eps 1e-8): no cut smaller than that
+            if self.base_lr * self.plateau_scale * (1 - self.PLATEAU_FACTOR) > self.PLATEAU_EPS:
+                self.plateau_scale *= self.PLATEAU_FACTOR
             self.bad_epochs = 0
 
     def state_dict(self) -> dict:

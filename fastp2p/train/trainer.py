@@ -54,9 +54,10 @@ class Progress:
     epoch_images: int | None = None  # images of that epoch already done, all processes
     batch_size: int | None = None    # --batch_size and processes that counted them
     world_size: int | None = None
-    epoch_loss_sum: float = 0.0      # the epoch's generator loss reads (G_GAN + G_L1), summed
-    #                                  (under torchrun each read is the ranks' mean)
-    epoch_loss_reads: int = 0
+    epoch_loss_sum: float = 0.0      # the epoch's generator loss (G_GAN + G_L1), summed over
+    #                                  its steps (under torchrun: the ranks' mean)
+    epoch_loss_reads: int = 0        # the steps in that sum (each read weighs the steps it
+    #                                  covers, so --log-every cannot change the metric)
     # the loader's last batch of that epoch is done: with drop_last (CUDA graphs) a finished
     # epoch ends below the dataset's length, so epoch_images alone cannot say so
     epoch_complete: bool = False
@@ -427,13 +428,14 @@ class Trainer:
         """Read the losses since the last read (under torchrun their mean over the ranks, which
         all read at this step): to the epoch's generator loss sum (the plateau policy's
         metric), the loss log, the trackers and the progress bar."""
+        steps = self.engine.steps_since_read
         losses = self.engine.read_losses()
         self._check_finite()
         if self.world_size > 1:
             losses = dict(zip(losses, average_over_processes(list(losses.values()),
                                                              self.engine.device)))
-        self.progress.epoch_loss_sum += losses["G_GAN"] + losses["G_L1"]
-        self.progress.epoch_loss_reads += 1
+        self.progress.epoch_loss_sum += (losses["G_GAN"] + losses["G_L1"]) * steps
+        self.progress.epoch_loss_reads += steps
         if self.loss_log is not None:
             self.loss_log.append({"epoch": self.progress.epoch, "step": self.engine.steps,
                                   "images": self.progress.images, "lr": self.engine.lr,
