@@ -126,3 +126,19 @@ def test_time_options_accept_fractions():
 def test_empty_peers_are_refused_like_empty_sections(value):
     with pytest.raises(ValueError, match="--peers takes a comma-separated list"):
         command.settings_from_args(_parse("--peers", value))
+
+
+def test_a_stopped_bench_says_where_its_results_are_and_exits_130(monkeypatch, tmp_path,
+                                                                  capsys):
+    def stopped(settings, on_progress):
+        on_progress({"stand-in": "results of the jobs before"})
+        raise KeyboardInterrupt("fastp2p train stopped by SIGINT (exit code 130)")
+
+    written = []
+    monkeypatch.setattr(suite, "run_suite", stopped)
+    monkeypatch.setattr("fastp2p.bench.report.write_json",
+                        lambda results, out_dir: written.append(results))
+    assert command.run(_parse("--sections", "training", "--out", str(tmp_path))) == 130
+    assert written == [{"stand-in": "results of the jobs before"}]
+    err = capsys.readouterr().err
+    assert "stopped (fastp2p train stopped by SIGINT" in err and str(tmp_path) in err

@@ -271,6 +271,10 @@ def run(args: argparse.Namespace) -> int:
         print(f"fastp2p bench: error: {_describe(error, out_dir)}; the results written so far "
               f"are in {out_dir}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt as stop:  # Ctrl-C, or the user's stop inside end-to-end training
+        print(f"fastp2p bench: stopped ({stop or 'KeyboardInterrupt'}); the results of the jobs "
+              f"finished before are in {out_dir}", file=sys.stderr)
+        return 130
     for kind, path in files.items():
         if path is not None:
             print(f"wrote {kind}: {path}")
