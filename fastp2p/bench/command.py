@@ -96,10 +96,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--time-budget", type=positive_float, default=None, metavar="SECONDS",
                         help="wall-time budget of the whole run; jobs that would start after it, "
                              "and the one it cuts short, are reported as skipped (not failed). "
-                             "Compiled peers run last (largest batch "
-                             "first, then the smallest; max-autotune last), so they are what a "
-                             "budget cuts "
-                             "(default: none)")
+                             "Compiled peers run last (largest batch first, then the smallest; "
+                             "max-autotune last), so they are what a budget cuts (default: none)")
     parser.add_argument("--out", type=Path, default=None, metavar="DIR",
                         help="folder for the JSON, markdown and PNG (default: "
                              "./fastp2p-bench-results; inside the source checkout a new "
