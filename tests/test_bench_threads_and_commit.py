@@ -3,7 +3,6 @@ commit of the code that ran (the checkout holding the imported fastp2p), not the
 directory's."""
 import os
 import subprocess
-from pathlib import Path
 
 import pytest
 import torch
