@@ -227,14 +227,42 @@ def _thread_counts(text: str) -> list:
     return list(dict.fromkeys(counts))
 
 
-def collect(quick: bool, *, threads="2,all", batch_sizes=(1,), modes=("eval",),
+def thread_counts_option(text: str) -> str:
+    """--threads: comma-separated positive counts or 'all' (argparse ``type=``)."""
+    try:
+        counts = _thread_counts(text)
+    except ValueError:
+        counts = []
+    if not counts or min(counts) < 1:
+        raise argparse.ArgumentTypeError(f"takes comma-separated positive integers or 'all', "
+                                         f"got {text!r}")
+    return text
+
+
+def batch_sizes_option(text: str) -> tuple:
+    """--batch-sizes: comma-separated positive integers (argparse ``type=``)."""
+    try:
+        sizes = tuple(int(item) for item in text.split(",") if item.strip())
+    except ValueError:
+        sizes = ()
+    if not sizes or min(sizes) < 1:
+        raise argparse.ArgumentTypeError(f"takes comma-separated positive integers, got "
+                                         f"{text!r}")
+    return sizes
+
+
+def collect(quick: bool, *, threads=None, batch_sizes=(1,), modes=("eval",),
             compile_reference=False, layers=True, unet_repeats=50) -> list:
-    """Benchmark rows (dicts with ``name`` and ``median_ms``); quick: fewer repeats, the
-    current thread count; ``unet_repeats``: the U-Net samples per model otherwise."""
+    """Benchmark rows (dicts with ``name`` and ``median_ms``); quick: fewer repeats;
+    ``threads``: e.g. "2,all" (default: the current thread count when quick, else "2,all");
+    ``unet_repeats``: the U-Net samples per model when not quick."""
     if not cpp_backend.available():
         raise RuntimeError(f"the C++ backend is unavailable: {cpp_backend.unavailable_reason()}")
     unet_repeats, layer_repeats = (2, 5) if quick else (unet_repeats, 50)
-    counts = [torch.get_num_threads()] if quick else _thread_counts(threads)
+    if threads is None:
+        counts = [torch.get_num_threads()] if quick else _thread_counts("2,all")
+    else:
+        counts = _thread_counts(threads)
     initial = torch.get_num_threads()
     rows = []
     try:
@@ -277,13 +305,16 @@ def _print_table(rows):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="fewer repeats (a smoke run)")
+    parser.add_argument("--quick", action="store_true",
+                        help="fewer repeats (a smoke run), at the current thread count unless "
+                             "--threads is given")
     parser.add_argument("--json", metavar="FILE", help="also write the rows to FILE as JSON")
-    parser.add_argument("--threads", default="2,all",
+    parser.add_argument("--threads", type=thread_counts_option, default=None,
                         help="comma-separated torch (and fastp2p._C) thread counts, 'all' = every "
-                             "core (default: 2,all; each count once)")
-    parser.add_argument("--batch-sizes", default="1",
-                        help="comma-separated U-Net batch sizes (default: 1)")
+                             "core (default: 2,all, or with --quick the current count; each "
+                             "count once)")
+    parser.add_argument("--batch-sizes", type=batch_sizes_option, default=(1,),
+                        help="comma-separated positive U-Net batch sizes (default: 1)")
     parser.add_argument("--modes", default="eval",
                         help="comma-separated subset of eval,train (default: eval)")
     parser.add_argument("--compile", action="store_true",
@@ -300,13 +331,7 @@ def main(argv=None):
     modes = tuple(m.strip() for m in args.modes.split(",") if m.strip())
     if not modes or set(modes) - {"eval", "train"}:
         parser.error(f"--modes takes eval and/or train, got {args.modes!r}")
-    try:
-        batch_sizes = tuple(int(b) for b in args.batch_sizes.split(",") if b.strip())
-        _thread_counts(args.threads)
-    except ValueError:
-        parser.error("--threads and --batch-sizes take comma-separated integers ('all' for "
-                     "--threads)")
-    rows = collect(args.quick, threads=args.threads, batch_sizes=batch_sizes, modes=modes,
+    rows = collect(args.quick, threads=args.threads, batch_sizes=args.batch_sizes, modes=modes,
                    compile_reference=args.compile, layers=not args.no_layers,
                    unet_repeats=args.repeats)
     first = rows[0]

@@ -205,8 +205,9 @@ stage_profile() {
 }
 
 # The benchmark gets what is left (at most BENCH_SECONDS), minus a margin for writing the
-# results. Jobs that would start after its budget are reported as skipped; the hard limit is
-# the safety net (the results JSON is rewritten after every job, so even a killed run leaves
+# results. Jobs that would start after its budget, and the one it cuts short, are reported as
+# skipped (exit code 0 if no job failed); the hard limit (SIGINT, which stops the whole
+# benchmark, an end-to-end job's training too) is the safety net (the results JSON is rewritten after every job, so even a killed run leaves
 # its figures).
 stage_bench() {
     fit_limit bench "${BENCH_SECONDS:-$(left)}" || return

@@ -59,6 +59,7 @@ def _names(text: str) -> tuple:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from fastp2p.bench.peers import PEER_NAMES
+    from fastp2p.option_types import positive_float
 
     parser.add_argument("--quick", action="store_true",
                         help="CPU smoke mode: tiny networks (64x64, ngf=ndf=8), batch 1,2, 3 "
@@ -87,23 +88,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "`fastp2p train` at, spawned as torchrun spawns them (gloo on a "
                              "CPU, one GPU each on CUDA); per-rank and total images/s "
                              "(default 1)")
-    parser.add_argument("--peer-time-limit", type=float, default=None, metavar="SECONDS",
+    parser.add_argument("--peer-time-limit", type=positive_float, default=None,
+                        metavar="SECONDS",
                         help="wall-time limit of each job (one peer at one batch size, one "
                              "inference case, one micro module), compilation included; past it "
                              "the job is reported as failed (default 240; quick: 120)")
-    parser.add_argument("--time-budget", type=float, default=None, metavar="SECONDS",
-                        help="wall-time budget of the whole run; jobs that would start after it "
-                             "are reported as skipped. Compiled peers run last (largest batch "
-                             "first, then the smallest; max-autotune last), so they are what a "
-                             "budget cuts "
-                             "(default: none)")
+    parser.add_argument("--time-budget", type=positive_float, default=None, metavar="SECONDS",
+                        help="wall-time budget of the whole run; jobs that would start after it, "
+                             "and the one it cuts short, are reported as skipped (not failed). "
+                             "Compiled peers run last (largest batch first, then the smallest; "
+                             "max-autotune last), so they are what a budget cuts (default: none)")
     parser.add_argument("--out", type=Path, default=None, metavar="DIR",
                         help="folder for the JSON, markdown and PNG (default: "
                              "./fastp2p-bench-results; inside the source checkout a new "
                              "temporary folder; printed either way)")
     parser.add_argument("--benchmarks-dir", type=Path, default=None, metavar="DIR",
-                        help="folder of bench_*.py micro-benchmark modules (default: the "
-                             "checkout's benchmarks/)")
+                        help="folder of bench_*.py micro-benchmark modules (default: "
+                             "benchmarks/ of the source checkout fastp2p is imported from)")
     parser.add_argument("--micro", type=_names, default=None, metavar="MODULES",
                         help="comma-separated micro-benchmark modules to run, by file name "
                              "without .py (e.g. bench_norm_act,bench_losses; default: every "
@@ -127,10 +128,10 @@ def settings_from_args(args):
     """Validate the options and fill in the defaults of the chosen mode."""
     import torch
 
-    from fastp2p.bench.environment import find_checkout
+    from fastp2p.bench.environment import package_checkout
     from fastp2p.bench.micro import micro_jobs
     from fastp2p.bench.networks import FULL_CONFIG, QUICK_CONFIG
-    from fastp2p.bench.peers import PEERS, peer_by_name
+    from fastp2p.bench.peers import PEER_NAMES, PEERS, peer_by_name
     from fastp2p.bench.suite import SECTIONS, SuiteSettings
 
     unknown = [name for name in args.sections if name not in SECTIONS]
@@ -158,6 +159,9 @@ def settings_from_args(args):
         raise ValueError(f"--steps must be >= 1 and --warmup >= 0, got {steps} and {warmup}")
     if args.peers is None:
         peers = tuple(p for p in PEERS if device == "cuda" or p.on_cpu_by_default)
+    elif not args.peers:
+        raise ValueError(f"--peers takes a comma-separated list of {','.join(PEER_NAMES)}; got "
+                         "nothing (leave it out for the default peers)")
     else:
         peers = tuple(peer_by_name(name) for name in args.peers)
         cuda_only = [p.name for p in peers if p.cuda_only and device != "cuda"]
@@ -166,10 +170,7 @@ def settings_from_args(args):
                              "the cpu")
     limit = args.peer_time_limit if args.peer_time_limit is not None else (
         120.0 if args.quick else 240.0)
-    for name, value in (("--peer-time-limit", limit), ("--time-budget", args.time_budget)):
-        if value is not None and value <= 0:
-            raise ValueError(f"{name} must be a positive number of seconds, got {value}")
-    checkout = find_checkout()
+    checkout = package_checkout()  # the benchmarks/ beside the code that runs
     benchmarks_dir = args.benchmarks_dir or (checkout / "benchmarks" if checkout else None)
     if benchmarks_dir is not None and not Path(benchmarks_dir).is_dir():
         raise ValueError(f"--benchmarks-dir {benchmarks_dir} is not a folder")
@@ -268,6 +269,10 @@ def run(args: argparse.Namespace) -> int:
         print(f"fastp2p bench: error: {_describe(error, out_dir)}; the results written so far "
               f"are in {out_dir}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt as stop:  # Ctrl-C, or the user's stop inside end-to-end training
+        print(f"fastp2p bench: stopped ({stop or 'KeyboardInterrupt'}); the results of the jobs "
+              f"finished before are in {out_dir}", file=sys.stderr)
+        return 130
     for kind, path in files.items():
         if path is not None:
             print(f"wrote {kind}: {path}")

@@ -12,11 +12,18 @@ sampled and checkpointed, each apart. The frequencies are chosen so that each ha
 timed window (recorded in the row); the per-call costs are what carry over to other settings.
 ``finalize_end_to_end_rows`` adds the ratio to the fastp2p peer's step-only images/s at the
 same batch size from the training section of the same run.
+
+The training runs at the bench's torch thread count (that of the step-only figure it is
+compared with), which is put back afterwards for the jobs that follow. A Ctrl-C (or SIGTERM)
+that the trainer caught, saved on and exited on stops the whole bench, as it does between jobs.
 """
+import contextlib
 import json
 import os
+import signal
 import socket
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,6 +34,7 @@ from fastp2p.bench.runner import Job
 from fastp2p.json_files import read_json
 
 LOAD_RATIO = 286 / 256      # pix2pix's load_size / crop_size
+STOP_GRACE_S = 5.0          # how long a rank gets to exit on SIGTERM before it is killed
 
 
 @dataclass(frozen=True)
@@ -102,8 +110,41 @@ def run_train(argv: list, skip_steps: int) -> tuple[int, dict]:
     train_command.register(parser.add_subparsers(dest="command"))
     args = parser.parse_args(argv)
     times = StageTimes(skip_steps=skip_steps)
-    code = train_command.run(args, times=times)
+    with bench_thread_count():
+        code = train_command.run(args, times=times)
+    stopped_by = {128 + signal.SIGINT: "SIGINT", 128 + signal.SIGTERM: "SIGTERM"}.get(code)
+    if stopped_by is not None:
+        # the trainer caught the user's stop, saved and returned: stop the bench as well
+        raise KeyboardInterrupt(f"fastp2p train stopped by {stopped_by} (exit code {code})")
     return code, times.summary()
+
+
+@contextlib.contextmanager
+def bench_thread_count():
+    """Run the body's ``fastp2p train`` at the bench's torch thread count, and keep it after.
+
+    train chooses its own compute threads (fastp2p.train.cpu_threads) unless OMP_NUM_THREADS or
+    MKL_NUM_THREADS is set (its --num_threads sets only the data readers), and sets them for the
+    whole process. Setting OMP_NUM_THREADS for the body makes it keep the bench's, the count
+    of the step-only figure it is compared with and of the recorded environment; the count (and
+    the variable) are put back whatever the body did.
+    """
+    from fastp2p.train.cpu_threads import THREAD_ENV_VARS
+
+    threads = torch.get_num_threads()
+    saved = {name: os.environ.get(name) for name in THREAD_ENV_VARS}
+    if not any((value or "").strip() for value in saved.values()):
+        os.environ["OMP_NUM_THREADS"] = str(threads)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        if torch.get_num_threads() != threads:
+            torch.set_num_threads(threads)
 
 
 def _free_port() -> int:
@@ -112,13 +153,47 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _rank_main(rank: int, world_size: int, port: int, argv: list, skip: int, out: str):
-    """One process of a multi-process job, set up as torchrun sets one up."""
+def _rank_main(rank: int, world_size: int, port: int, argv: list, skip: int, out: str,
+               threads: int):
+    """One process of a multi-process job, set up as torchrun sets one up, with ``threads``
+    compute threads (its share of the bench's)."""
     os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world_size),
                       MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    torch.set_num_threads(max(1, torch.get_num_threads() // world_size))
+    torch.set_num_threads(threads)
     code, figures = run_train(argv, skip)
     Path(out, f"rank{rank}.json").write_text(json.dumps({"code": code, **figures}))
+
+
+def run_ranks(rank_main, args: tuple, world_size: int) -> None:
+    """``rank_main(rank, *args)`` in ``world_size`` spawned processes, until all have ended.
+
+    However this returns (a rank failed, the job's time limit, Ctrl-C), no rank is left running:
+    those still alive get SIGTERM, then SIGKILL after STOP_GRACE_S, and are joined, so none
+    runs into the next job or outlives the job's temporary folder.
+    """
+    import torch.multiprocessing as mp
+
+    context = mp.start_processes(rank_main, args=args, nprocs=world_size, join=False,
+                                 start_method="spawn")
+    try:
+        while not context.join():
+            pass
+    finally:
+        stop_processes(context.processes)
+
+
+def stop_processes(processes, grace_s: float = STOP_GRACE_S) -> None:
+    """Terminate, then kill after ``grace_s``, and join each of ``processes`` still alive."""
+    for process in processes:
+        if process.is_alive():
+            process.terminate()
+    deadline = time.monotonic() + grace_s
+    for process in processes:
+        process.join(max(0.0, deadline - time.monotonic()))
+    for process in processes:
+        if process.is_alive():
+            process.kill()
+            process.join()
 
 
 def run_processes(argv: list, skip: int, world_size: int, work: Path) -> list:
@@ -127,9 +202,9 @@ def run_processes(argv: list, skip: int, world_size: int, work: Path) -> list:
         code, figures = run_train(argv, skip)
         ranks = [{"code": code, **figures}]
     else:
-        import torch.multiprocessing as mp
-        mp.spawn(_rank_main, args=(world_size, _free_port(), argv, skip, str(work)),
-                 nprocs=world_size, join=True)
+        threads = max(1, torch.get_num_threads() // world_size)
+        run_ranks(_rank_main, (world_size, _free_port(), argv, skip, str(work), threads),
+                  world_size)
         ranks = [read_json(work / f"rank{r}.json") for r in range(world_size)]
     failed = [rank for rank, figures in enumerate(ranks) if figures["code"] != 0]
     if failed:

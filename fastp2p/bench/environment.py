@@ -11,22 +11,33 @@ import torch
 from fastp2p.cpu_info import cpu_model
 
 
-def find_checkout(start=None):
-    """The fastp2p source checkout (holding ``benchmarks/`` and ``fastp2p/``), or None.
+def _is_checkout(folder: Path) -> bool:
+    return (folder / "benchmarks" / "__init__.py").is_file() and (folder / "fastp2p").is_dir()
 
-    Looks upwards from ``start`` (default: the working directory), then beside the imported
-    package (an editable install).
-    """
+
+def package_checkout():
+    """The source checkout that holds the imported fastp2p package (an editable install, or
+    run from the checkout), or None (an installed wheel): where the code that runs comes from,
+    so its commit and its ``benchmarks/`` are the ones a result records and runs, whatever the
+    working directory."""
     import fastp2p
 
-    candidates = []
+    folder = Path(fastp2p.__file__).resolve().parents[1]
+    return folder if _is_checkout(folder) else None
+
+
+def find_checkout(start=None):
+    """A fastp2p source checkout (holding ``benchmarks/`` and ``fastp2p/``), or None.
+
+    Looks upwards from ``start`` (default: the working directory), then beside the imported
+    package (an editable install). For what a result records, use ``package_checkout``: the
+    working directory may be another checkout than the code that runs.
+    """
     here = Path(start or os.getcwd()).resolve()
-    candidates += [here, *here.parents]
-    candidates.append(Path(fastp2p.__file__).resolve().parents[1])
-    for folder in candidates:
-        if (folder / "benchmarks" / "__init__.py").is_file() and (folder / "fastp2p").is_dir():
+    for folder in (here, *here.parents):
+        if _is_checkout(folder):
             return folder
-    return None
+    return package_checkout()
 
 
 def _git(checkout, *args):
@@ -41,7 +52,11 @@ def _git(checkout, *args):
 
 
 def git_commit(checkout):
-    """(short commit, dirty) of the checkout; ("unknown", None) outside a git checkout."""
+    """(short commit, dirty) of the checkout; ("unknown", None) when it is not the top of a git
+    checkout (a folder inside another repository does not get that repository's commit)."""
+    top = _git(checkout, "rev-parse", "--show-toplevel")
+    if top is None or Path(top).resolve() != Path(checkout).resolve():
+        return "unknown", None
     commit = _git(checkout, "rev-parse", "--short=8", "HEAD")
     if commit is None:
         return "unknown", None

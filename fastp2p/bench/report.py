@@ -272,7 +272,9 @@ def markdown(results: dict) -> str:
                          "peak MiB", "MFU", "fastp2p ×", "setup s", "kernels/step"], rows)
         lines += ["", "fastp2p × = fastp2p's images/s over the peer's at the same batch size "
                   "(> 1: fastp2p is faster). setup s = building the networks plus the warm-up "
-                  "steps (compilation, graph capture, cuDNN autotuning). kernels/step = GPU kernels per step "
+                  "steps (compilation, graph capture, cuDNN autotuning). peak MiB = most memory "
+                  "allocated over the whole job (networks, warm-up, timed steps): what a run of "
+                  "the peer needs. kernels/step = GPU kernels per step "
                   "(CUDA profiler; copies and fills not counted), fewer is better at batch 1.", ""]
         lines += [f"- `{name}`: {text}" for name, text in results.get("peers", {}).items()]
         lines.append("")

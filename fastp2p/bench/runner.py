@@ -2,7 +2,8 @@
 
 A job that raises (a compile error, out of memory, a missing module) or runs past its limit
 becomes a row with ``status: "failed"`` and the error; a job that would start after the budget
-is spent becomes ``status: "skipped"``. Memory is freed between jobs so one peer's caches and
+is spent, or that the end of the budget cut short (before its own limit), becomes
+``status: "skipped"``: the budget, not the job, decided that it has no figures. Memory is freed between jobs so one peer's caches and
 graphs never count against the next one's peak.
 """
 import gc
@@ -14,7 +15,7 @@ from typing import Callable
 
 import torch
 
-from fastp2p.bench.timing import time_limit
+from fastp2p.bench.timing import TimeLimitExceeded, time_limit
 
 ERROR_CHARS = 600
 
@@ -77,17 +78,23 @@ class Runner:
             return [{**job.identity, "status": "skipped",
                      "error": "not run: the run's --time-budget was spent"}]
         limit = self.job_time_limit
-        if remaining is not None:
-            limit = remaining if limit is None else min(limit, remaining)
+        # the rest of the budget, not --peer-time-limit, is what may stop this job
+        budget_bound = remaining is not None and (limit is None or remaining < limit)
+        if budget_bound:
+            limit = remaining
         self.log(f"{job.section}: {job.label} ...")
         began = time.monotonic()
         try:
             with time_limit(limit):
                 rows = job.run()
             rows = [{**job.identity, "status": "ok", **row} for row in rows]
-        except Exception as error:  # noqa: BLE001 - every failure (TimeLimitExceeded too) is a row
-            rows = [{**job.identity, "status": "failed", "error": short_error(error),
-                     "traceback": traceback.format_exc(limit=-8)}]
+        except TimeLimitExceeded as error:
+            rows = [{**job.identity, "status": "skipped",
+                     "error": f"cut by --time-budget after {time.monotonic() - began:.0f} s"}
+                    if budget_bound else failed_row(job, error)]
+            del error
+        except Exception as error:  # noqa: BLE001 - every failure is a row
+            rows = [failed_row(job, error)]
             del error
         seconds = time.monotonic() - began
         free_device_memory()
@@ -95,6 +102,12 @@ class Runner:
             row.setdefault("wall_seconds", round(seconds, 2))
         self.log(f"{job.section}: {job.label}: {describe_outcome(rows)} ({seconds:.1f} s)")
         return rows
+
+
+def failed_row(job: Job, error: BaseException) -> dict:
+    """The row of a job that raised ``error`` (call it in the ``except`` clause)."""
+    return {**job.identity, "status": "failed", "error": short_error(error),
+            "traceback": traceback.format_exc(limit=-8)}
 
 
 def describe_outcome(rows) -> str:

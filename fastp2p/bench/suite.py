@@ -58,7 +58,7 @@ def run_suite(settings: SuiteSettings, log=None, on_progress=None) -> dict:
     run killed from outside still leaves its figures on disk)."""
     log = log or Log()
     device = settings.device
-    checkout = environment.find_checkout()
+    checkout = environment.package_checkout()  # the code that runs, not the cwd's
     env = environment.describe(device, checkout)
     log(f"fastp2p bench ({'quick' if settings.quick else 'full'}) on {env['device']}, "
         f"torch {env['torch']}, commit {env['commit']}")
@@ -89,8 +89,8 @@ def run_suite(settings: SuiteSettings, log=None, on_progress=None) -> dict:
         found = micro_jobs(settings.benchmarks_dir, quick=settings.quick, device=device,
                            only=settings.micro_modules)
         if settings.benchmarks_dir is None:
-            log("micro: no benchmarks/ folder found (run from a source checkout, or pass "
-                "--benchmarks-dir): micro-benchmarks not run")
+            log("micro: no benchmarks/ folder (fastp2p is not imported from a source "
+                "checkout; pass --benchmarks-dir): micro-benchmarks not run")
         elif not found:
             log(f"micro: no bench_*.py modules in {settings.benchmarks_dir}")
         jobs += found

@@ -1,0 +1,144 @@
+"""`fastp2p bench` limits and stops: a job cut by --time-budget is skipped (not failed), a
+multi-process job cut by its limit leaves no rank running, the user's stop inside an end-to-end
+job stops the bench, and bad --peer-time-limit / --time-budget / --peers values are refused."""
+import argparse
+import multiprocessing
+import os
+import time
+
+import pytest
+
+from fastp2p.bench import command, end_to_end, suite
+from fastp2p.bench.networks import QUICK_CONFIG
+from fastp2p.bench.peers import peer_by_name
+from fastp2p.bench.runner import Job, Log, Runner
+from fastp2p.bench.timing import TimeLimitExceeded, time_limit
+
+
+@pytest.fixture
+def quiet_log():
+    with open(os.devnull, "w") as sink:
+        yield Log(sink)
+
+
+def test_a_job_cut_by_the_time_budget_is_skipped_and_not_a_failure(quiet_log):
+    runner = Runner(job_time_limit=30, time_budget=0.5, log=quiet_log)
+    (row,) = runner.run(Job("training", "slow", lambda: time.sleep(5), {"peer": "a"}))
+    assert row["status"] == "skipped" and row["peer"] == "a"
+    assert row["error"].startswith("cut by --time-budget after ")
+    assert command.failed_jobs({"training": [row]}) == []
+
+
+def test_a_job_cut_by_its_own_time_limit_still_fails(quiet_log):
+    runner = Runner(job_time_limit=0.3, time_budget=60, log=quiet_log)
+    (row,) = runner.run(Job("training", "slow", lambda: time.sleep(5), {"peer": "a"}))
+    assert row["status"] == "failed" and "time limit" in row["error"]
+    assert len(command.failed_jobs({"training": [row]})) == 1
+
+
+def _sleeping_rank(rank, *args):
+    time.sleep(60)
+
+
+def test_ranks_of_a_job_cut_by_its_time_limit_are_stopped(tmp_path, monkeypatch):
+    monkeypatch.setattr(end_to_end, "_rank_main", _sleeping_rank)
+    began = time.monotonic()
+    try:
+        with pytest.raises(TimeLimitExceeded):
+            with time_limit(1.0):
+                end_to_end.run_processes(["train"], 1, 2, tmp_path)
+        # none left running into the next job (active_children also reaps the ended ones)
+        assert multiprocessing.active_children() == []
+        assert time.monotonic() - began < 30
+    finally:
+        for child in multiprocessing.active_children():
+            child.kill()
+            child.join()
+
+
+def test_stop_processes_kills_a_rank_that_ignores_sigterm():
+    class Stubborn:
+        def __init__(self):
+            self.alive, self.calls = True, []
+
+        def is_alive(self):
+            return self.alive
+
+        def terminate(self):
+            self.calls.append("terminate")
+
+        def join(self, timeout=None):
+            self.calls.append("join")
+
+        def kill(self):
+            self.calls.append("kill")
+            self.alive = False
+
+    rank = Stubborn()
+    end_to_end.stop_processes([rank], grace_s=0.01)
+    assert rank.calls == ["terminate", "join", "kill", "join"] and not rank.is_alive()
+
+
+@pytest.mark.parametrize("code", [130, 143])
+def test_the_users_stop_inside_an_end_to_end_job_stops_the_bench(code, monkeypatch, tmp_path,
+                                                                 quiet_log):
+    from fastp2p.train import train_command
+
+    calls = []
+
+    def stopped_by_the_user(args, times):
+        calls.append(args.batch_size)
+        return code     # what train returns after saving on Ctrl-C (130) or SIGTERM (143)
+
+    monkeypatch.setattr(train_command, "run", stopped_by_the_user)
+    monkeypatch.setattr(end_to_end, "make_packed_set", lambda root, pairs, load: tmp_path)
+    monkeypatch.setattr(suite, "measure_ceilings", lambda device, log: {})
+    settings = suite.SuiteSettings(
+        quick=True, device="cpu", sections=("end-to-end",), config=QUICK_CONFIG,
+        batch_sizes=(1, 2), steps=1, warmup=1, peers=(peer_by_name("fastp2p"),),
+        job_time_limit=None, time_budget=None, benchmarks_dir=None, inference_rep_ms=1.0)
+    with pytest.raises(KeyboardInterrupt):
+        suite.run_suite(settings, log=quiet_log)
+    assert calls == [1]     # the second job never started
+
+
+def _parse(*argv):
+    parser = argparse.ArgumentParser()
+    command.add_arguments(parser)
+    return parser.parse_args(["--quick", *argv])
+
+
+@pytest.mark.parametrize("option", ["--peer-time-limit", "--time-budget"])
+@pytest.mark.parametrize("value", ["nan", "inf", "0", "-1", "soon"])
+def test_time_options_take_finite_positive_seconds(option, value, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        _parse(option, value)
+    assert exit_info.value.code == 2
+    assert f"argument {option}: must be a finite number > 0" in capsys.readouterr().err
+
+
+def test_time_options_accept_fractions():
+    args = _parse("--peer-time-limit", "0.5", "--time-budget", "12.5")
+    assert (args.peer_time_limit, args.time_budget) == (0.5, 12.5)
+
+
+@pytest.mark.parametrize("value", ["", ",", " "])
+def test_empty_peers_are_refused_like_empty_sections(value):
+    with pytest.raises(ValueError, match="--peers takes a comma-separated list"):
+        command.settings_from_args(_parse("--peers", value))
+
+
+def test_a_stopped_bench_says_where_its_results_are_and_exits_130(monkeypatch, tmp_path,
+                                                                  capsys):
+    def stopped(settings, on_progress):
+        on_progress({"stand-in": "results of the jobs before"})
+        raise KeyboardInterrupt("fastp2p train stopped by SIGINT (exit code 130)")
+
+    written = []
+    monkeypatch.setattr(suite, "run_suite", stopped)
+    monkeypatch.setattr("fastp2p.bench.report.write_json",
+                        lambda results, out_dir: written.append(results))
+    assert command.run(_parse("--sections", "training", "--out", str(tmp_path))) == 130
+    assert written == [{"stand-in": "results of the jobs before"}]
+    err = capsys.readouterr().err
+    assert "stopped (fastp2p train stopped by SIGINT" in err and str(tmp_path) in err
