@@ -38,8 +38,11 @@ optimizer takes over the module's parameters once, at construction:
 Semantics: torch.optim.Adam's update (L2 weight decay, bias correction) on the float32
 masters; the model's copy is ``master.to(copy_dtype)``, rounded to nearest even. One
 difference: a parameter whose gradient was never produced is updated with a zero gradient
-(momentum keeps moving it), where torch.optim.Adam skips a parameter whose ``.grad`` is None.
-pix2pix's networks use every parameter in every step, so this never arises there.
+(momentum and weight decay keep moving it), where torch.optim.Adam skips a parameter whose
+``.grad`` is None. That includes a parameter with ``requires_grad=False``: it is taken over
+all the same, because it may be unfrozen later (the engine freezes D for every G step and
+unfreezes it for the D step) and must then train as torch.optim.Adam trains it. pix2pix's
+networks use every parameter in every step, so the difference never arises there.
 
 After construction the module must not be moved or cast (``.to()``, ``.half()``, loading with
 ``assign=True``), and its grads must not be set to None (``module.zero_grad()``): all of these
@@ -106,9 +109,7 @@ class MasterWeightsAdam:
     ``lr`` is a float or a float32 tensor on the module's device (the engine passes the tensor
     it shares between optimizers; writing into it changes the lr without re-capturing a graph).
     ``buckets``: how many slices ``step_bucket`` can update one at a time (at most; see the
-    module docstring); ``step`` updates them all. Parameters with ``requires_grad=False`` at
-    construction are not taken over: they are never updated, as ``torch.optim.Adam`` leaves a
-    parameter whose ``.grad`` is None.
+    module docstring); ``step`` updates them all.
     """
 
     def __init__(self, module: nn.Module, *, lr=1e-3, betas=(0.9, 0.999), eps=1e-8,
@@ -122,12 +123,9 @@ class MasterWeightsAdam:
             raise ValueError(f"eps and weight_decay must be >= 0, got {eps!r}, {weight_decay!r}")
         if not isinstance(buckets, int) or buckets < 1:
             raise ValueError(f"buckets must be an int >= 1, got {buckets!r}")
-        # A frozen parameter is left out (never moved, its .grad left None, not in state_dict):
-        # torch.optim.Adam skips a parameter without a gradient, and here every taken-over
-        # parameter gets one, a permanent view the kernel reads (weight decay would move it).
-        named = [(name, p) for name, p in module.named_parameters() if p.requires_grad]
+        named = list(module.named_parameters())
         if not named:
-            raise ValueError("the module has no parameters that require grad")
+            raise ValueError("the module has no parameters")
         for name, param in named:
             if param.dtype != torch.float32 or not _dense_strides(param):
                 raise ValueError(f"parameter {name} must be a dense float32 tensor (contiguous or "
