@@ -4,10 +4,13 @@ its data loader workers too: they ignore it, so the main process saves latest_* 
 memory."""
 import csv
 import os
+import resource
 import signal
 import subprocess
 import sys
 import time
+
+import pytest
 
 import fastp2p.data.datasets as datasets_module
 from fastp2p.cli import main
@@ -59,20 +62,26 @@ def test_sigterm_to_the_process_group_saves_and_exits_143(tmp_path):
         == _logged_steps(folder)[-1]
 
 
+@pytest.mark.parametrize("number, name, cause", [
+    (signal.SIGHUP, "Hangup", "from outside this run"),
+    (signal.SIGSEGV, "Segmentation fault", "the worker crashed")])  # e.g. a decoder's fault
 def test_a_worker_killed_by_another_signal_is_not_called_out_of_memory(tmp_path, monkeypatch,
-                                                                        capfd):
+                                                                        capfd, number, name,
+                                                                        cause):
     data = write_aligned_dataset(tmp_path / "data")
     original_load = datasets_module.PairDataset.load
     parent = os.getpid()
 
     def load_or_hang_up(self, index, rng):
         if os.getpid() != parent:   # in a worker process
-            os.kill(os.getpid(), signal.SIGHUP)
+            resource.setrlimit(resource.RLIMIT_CORE, (0, 0))   # no core file from SIGSEGV
+            os.kill(os.getpid(), number)
         return original_load(self, index, rng)
     monkeypatch.setattr(datasets_module.PairDataset, "load", load_or_hang_up)
     assert main(_with_workers(train_argv(data, tmp_path / "ckpt", "--no_html"))) == 1
     out, err = capfd.readouterr()
     lines = [line for line in out.splitlines() if "data loader worker died" in line]
     assert len(lines) == 1 and "Traceback" not in out + err, out + err
-    assert "Hangup" in lines[0] and "probably out of memory" not in lines[0], lines[0]
+    assert name in lines[0] and cause in lines[0], lines[0]
+    assert "probably out of memory" not in lines[0], lines[0]
     assert "--continue_train" in lines[0] and "no checkpoint was written" in lines[0], lines[0]

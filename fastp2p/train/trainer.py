@@ -111,14 +111,27 @@ def _worker_death_reason(err: RuntimeError) -> str:
     return next((line for line in lines if "killed by signal" in line), lines[0])
 
 
+# What the worker's own code raises when it crashes (SIGSEGV, SIGABRT, SIGFPE, SIGILL), as
+# torch names them: a fault while decoding, not a stop from outside
+_CRASH_SIGNALS = ("Segmentation fault", "Aborted", "Floating point exception",
+                  "Illegal instruction")
+
+
 def _worker_death_advice(reason: str) -> str:
     """What to do about a data loader worker that died, from torch's one-line ``reason``: the
     out-of-memory killer sends SIGKILL ("Killed"), a full shared memory is a "Bus error"; a
-    worker killed by another signal was stopped from outside (the workers ignore SIGINT and
-    SIGTERM, which the main process handles); "exited unexpectedly" does not say."""
+    crash signal is a fault in the worker (an image library on a damaged file, say), which a
+    resume meets again; a worker killed by another signal was stopped from outside (the workers
+    ignore SIGINT and SIGTERM, which the main process handles); "exited unexpectedly" does not
+    say."""
     killed_by = re.search(r"killed by signal: ([^.]+)", reason)
-    if killed_by and killed_by.group(1) not in ("Killed", "Bus error"):
-        return (f"stopped by a signal ({killed_by.group(1)}) from outside this run, not out of "
+    name = killed_by.group(1) if killed_by else None
+    if name in _CRASH_SIGNALS:
+        return (f"the worker crashed ({name}), not out of memory: an image library failing on "
+                "a damaged image, say; check or remove the images, or repack them with "
+                "`fastp2p pack`, then resume with --continue_train")
+    if name is not None and name not in ("Killed", "Bus error"):
+        return (f"stopped by a signal ({name}) from outside this run, not out of "
                 "memory: resume with --continue_train")
     return "probably out of memory: lower --num_threads, then resume with --continue_train"
 
