@@ -36,27 +36,25 @@ class NotAPlainFile(ValueError):
                          f"it (it would write somewhere else); {advice}")
 
 
-def refuse_linked_folder(folder, *, unless_mine: bool = False,
-                         advice: str = "remove it and run again") -> None:
-    """NotAPlainFile if ``folder`` (one fastp2p makes inside a folder the user named, e.g. a run
-    folder's web/) is a symbolic link: a planted link would send every file written there
-    elsewhere, replacing files of the same names.
+def refuse_linked_folder(folder, *, advice: str = "remove it and run again") -> None:
+    """NotAPlainFile if ``folder`` (a run's folder, or one fastp2p makes in it, e.g. web/) is a
+    symbolic link another user made: a link planted in a shared folder would send every file
+    written there elsewhere, replacing files of the same names.
 
-    ``unless_mine``: a link owned by the user this process runs as is followed. For a run's own
-    folder (CHECKPOINTS_DIR/NAME, RESULTS_DIR/NAME), which its user may have linked to another
-    disk; another user cannot make a link that is owned by you (a link's owner is whoever made
-    it), so only theirs are refused. Where there are no user ids (Windows), every link is."""
+    A link owned by the user this process runs as is followed: its user may keep a run, its
+    web page or its results on another disk, and another user cannot make a link that is
+    owned by you (a link's owner is whoever made it). Where there are no user ids (Windows),
+    every link is refused."""
     try:
         info = os.lstat(folder)
     except OSError:   # nothing there yet (or unreadable: the write will say so)
         return
     if not stat.S_ISLNK(info.st_mode):
         return
-    if unless_mine and info.st_uid == getattr(os, "geteuid", lambda: None)():
+    if info.st_uid == getattr(os, "geteuid", lambda: None)():
         return
-    by = f", made by another user (uid {info.st_uid})" if unless_mine else ""
-    raise NotAPlainFile(folder, f"a symbolic link (to {os.readlink(folder)}){by}", "folder",
-                        advice)
+    raise NotAPlainFile(folder, f"a symbolic link (to {os.readlink(folder)}), made by another "
+                        f"user (uid {info.st_uid})", "folder", advice)
 
 
 def _refusal(path) -> NotAPlainFile | None:

@@ -14,6 +14,7 @@ from fastp2p.atomic_files import replacing, temporary_sibling
 from fastp2p.bench import report
 from fastp2p.cli import main
 from fastp2p.train.run_lock import RunFolderLock
+from helpers.link_helpers import as_another_user
 from helpers.train_helpers import one_line, train_argv, write_aligned_dataset
 
 VICTIM_TEXT = "the victim's own file\n"
@@ -139,7 +140,7 @@ def test_bench_pages_replace_planted_links(tmp_path, victim):
 
 @pytest.mark.parametrize("linked", ["web", "web/images"])
 def test_a_linked_web_folder_is_refused_and_overwrite_leaves_its_files(data, tmp_path, capsys,
-                                                                       linked):
+                                                                       monkeypatch, linked):
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     theirs = {name: f"their {name}" for name in ("index.html", "loss.png",
@@ -150,6 +151,7 @@ def test_a_linked_web_folder_is_refused_and_overwrite_leaves_its_files(data, tmp
     if linked == "web/images":
         (run / "web").mkdir(parents=True)
     link = _plant(run / linked, elsewhere)
+    as_another_user(monkeypatch, link)
     for extra in ((), ("--overwrite",)):
         assert _train(data, tmp_path / "ck", *extra) == 1
         line = one_line(capsys.readouterr().err)
@@ -161,7 +163,7 @@ def test_a_linked_web_folder_is_refused_and_overwrite_leaves_its_files(data, tmp
                          ids=["overwrite", "continue"])
 @pytest.mark.parametrize("planted", ["web", "loss_log.csv"])
 def test_a_refused_run_leaves_the_previous_runs_files_as_they_were(data, tmp_path, capsys,
-                                                                   extra, planted):
+                                                                   monkeypatch, extra, planted):
     """The link checks come before anything of the run folder changes: --overwrite used to
     remove the loss log, and both modes to rewrite train_opt.txt, before the refusal."""
     checkpoints = tmp_path / "ck"
@@ -169,7 +171,10 @@ def test_a_refused_run_leaves_the_previous_runs_files_as_they_were(data, tmp_pat
     run = checkpoints / "tiny"
     elsewhere = tmp_path / "elsewhere"
     (run / planted).rename(elsewhere)
-    _plant(run / planted, elsewhere)
+    if planted == "web":   # a folder link of one's own is followed; another user's is not
+        as_another_user(monkeypatch, _plant(run / planted, elsewhere))
+    else:                  # a loss log written in place: any link is refused
+        _plant(run / planted, elsewhere)
     kept = {name: (run / name).read_bytes() for name in ("loss_log.csv", "train_opt.txt")
             if not (run / name).is_symlink()}
     theirs = elsewhere.read_bytes() if elsewhere.is_file() else None

@@ -18,6 +18,7 @@ import pytest
 from fastp2p.atomic_files import NotAPlainFile
 from fastp2p.cli import main
 from fastp2p.train.run_lock import RunFolderLock
+from helpers.link_helpers import as_another_user
 from helpers.train_helpers import (folder_files, one_line, tiny_test_argv, train_argv,
                                    train_tiny_run, write_aligned_dataset)
 
@@ -96,12 +97,6 @@ def _plant(link, target):
     return link
 
 
-def _as_another_user(monkeypatch, link):
-    """From now on this process runs as a user other than ``link``'s owner."""
-    other = link.lstat().st_uid + 1
-    monkeypatch.setattr(os, "geteuid", lambda: other)
-
-
 def _train(data, checkpoints, *extra):
     return main(train_argv(data, checkpoints, "--n_epochs_decay", "0", *extra))
 
@@ -119,30 +114,53 @@ TRACKER_LINKS = [("--tensorboard", "tensorboard"), ("--tensorboard", "tensorboar
 
 @pytest.mark.parametrize("flag,linked", TRACKER_LINKS)
 def test_train_refuses_a_linked_tracker_folder_before_it_changes_anything(
-        data, tmp_path, elsewhere, trackers, capsys, flag, linked):
+        data, tmp_path, elsewhere, trackers, monkeypatch, capsys, flag, linked):
     run = tmp_path / "ck" / "tiny"
     link = _plant(run / linked.format(job="train"), elsewhere)
+    as_another_user(monkeypatch, link)
     assert _train(data, tmp_path / "ck", flag) == 1
-    _refusal(capsys, link, "remove it")
+    _refusal(capsys, link, "made by another user", "remove it")
     assert trackers == [] and folder_files(elsewhere) == {"theirs.txt": b"their own file\n"}
     assert not (run / "train_opt.txt").exists() and not (run / "loss_log.csv").exists()
 
 
-@pytest.mark.parametrize("flag,linked", TRACKER_LINKS)
-def test_test_refuses_a_linked_tracker_folder_of_the_run(data, checkpoints, tmp_path, elsewhere,
-                                                         trackers, capsys, flag, linked):
-    link = _plant(checkpoints / "tiny" / linked.format(job="test"), elsewhere)
+@pytest.mark.parametrize("flag,linked", TRACKER_LINKS + [("--tensorboard", "")])
+def test_test_writes_no_tracker_file_through_another_users_link(
+        data, checkpoints, tmp_path, elsewhere, trackers, monkeypatch, capsys, flag, linked):
+    """A tracker folder of the run, or the run folder itself (a colleague's model tested
+    through their link), that another user linked: the trackers write under the results."""
+    run = checkpoints / "tiny"
+    if linked:
+        link = _plant(run / linked.format(job="test"), elsewhere)
+    else:
+        for path in run.iterdir():
+            shutil.move(path, elsewhere)
+        run.rmdir()
+        link = _plant(run, elsewhere)
+    as_another_user(monkeypatch, link)
     results = tmp_path / "results"
-    assert main(tiny_test_argv(data, checkpoints, results, "--num_test", "1", flag)) == 1
-    _refusal(capsys, link)
-    assert trackers == [] and folder_files(elsewhere) == {"theirs.txt": b"their own file\n"}
-    assert not results.exists()
+    assert main(tiny_test_argv(data, checkpoints, results, "--num_test", "1", flag)) == 0
+    out = capsys.readouterr().out
+    assert f"the trackers do not write in {run}" in out and "made by another user" in out
+    assert trackers and all(Path(folder).is_relative_to(results) for folder in trackers)
+    assert not any(path.name == "events.stand-in" for path in elsewhere.rglob("*"))
+
+
+@pytest.mark.parametrize("flag,linked", TRACKER_LINKS)
+def test_your_own_linked_tracker_folder_is_followed(data, tmp_path, elsewhere, trackers, capsys,
+                                                    flag, linked):
+    """A user may keep a run's tracker files on another disk with a link of their own."""
+    _plant(tmp_path / "ck" / "tiny" / linked.format(job="train"), elsewhere)
+    assert _train(data, tmp_path / "ck", flag) == 0, capsys.readouterr().err
+    assert trackers and all(Path(folder).resolve().is_relative_to(elsewhere.resolve())
+                            for folder in trackers)
+    assert any(path.name == "events.stand-in" for path in elsewhere.rglob("*"))
 
 
 def test_train_refuses_a_run_folder_another_user_linked(data, tmp_path, elsewhere, monkeypatch,
                                                         capsys):
     link = _plant(tmp_path / "ck" / "tiny", elsewhere)
-    _as_another_user(monkeypatch, link)
+    as_another_user(monkeypatch, link)
     assert _train(data, tmp_path / "ck") == 1
     _refusal(capsys, link, f"made by another user (uid {link.lstat().st_uid})",
              "pick another --name")
@@ -160,7 +178,7 @@ def test_a_run_folder_linked_while_the_lock_makes_it_is_refused(tmp_path, elsewh
     def planting_mkdir(self, *args, **kwargs):
         if self == run and not run.is_symlink():
             _plant(run, elsewhere)
-            _as_another_user(monkeypatch, run)
+            as_another_user(monkeypatch, run)
         return make_folder(self, *args, **kwargs)
 
     monkeypatch.setattr(Path, "mkdir", planting_mkdir)
@@ -181,20 +199,17 @@ def test_a_run_folder_that_is_your_own_link_is_followed(data, tmp_path, elsewher
 def test_a_linked_checkpoints_folder_is_followed(data, tmp_path, elsewhere, monkeypatch, capsys):
     """--checkpoints_dir is the user's to name, a link included (whoever made it)."""
     link = _plant(tmp_path / "ck", elsewhere)
-    _as_another_user(monkeypatch, link)
+    as_another_user(monkeypatch, link)
     assert _train(data, link) == 0, capsys.readouterr().err
     assert (elsewhere / "tiny" / "latest_net_G.pth").is_file()
 
 
-@pytest.mark.parametrize("linked,another_users", [
-    ("tiny", True), ("tiny/test_latest", False), ("tiny/test_latest/images", False),
-    ("tiny/test_latest/images", True)])
+@pytest.mark.parametrize("linked", ["tiny", "tiny/test_latest", "tiny/test_latest/images"])
 def test_test_refuses_a_linked_results_folder_before_it_writes(
-        data, checkpoints, tmp_path, elsewhere, monkeypatch, capsys, linked, another_users):
+        data, checkpoints, tmp_path, elsewhere, monkeypatch, capsys, linked):
     results = tmp_path / "results"
     link = _plant(results / linked, elsewhere)
-    if another_users:
-        _as_another_user(monkeypatch, link)
+    as_another_user(monkeypatch, link)
     assert main(tiny_test_argv(data, checkpoints, results, "--num_test", "1")) == 1
     line = _refusal(capsys, link)
     assert ("pick another --results_dir" in line) == (linked == "tiny")
@@ -209,7 +224,7 @@ def test_a_results_folder_linked_while_test_makes_it_is_refused(data, checkpoint
     def planting_mkdir(self, *args, **kwargs):
         if self == results / "tiny" and not self.is_symlink():
             _plant(self, elsewhere)
-            _as_another_user(monkeypatch, self)
+            as_another_user(monkeypatch, self)
         return make_folder(self, *args, **kwargs)
 
     monkeypatch.setattr(Path, "mkdir", planting_mkdir)
@@ -218,8 +233,18 @@ def test_a_results_folder_linked_while_test_makes_it_is_refused(data, checkpoint
     assert folder_files(elsewhere) == {"theirs.txt": b"their own file\n"}   # no image
 
 
+@pytest.mark.parametrize("linked", ["tiny", "tiny/test_latest"])
 def test_test_follows_your_own_linked_results_folder(data, checkpoints, tmp_path, elsewhere,
-                                                     capsys):
-    _plant(tmp_path / "results" / "tiny", elsewhere)
+                                                     capsys, linked):
+    _plant(tmp_path / "results" / linked, elsewhere)
     assert main(tiny_test_argv(data, checkpoints, tmp_path / "results", "--num_test", "1")) == 0
-    assert (elsewhere / "test_latest" / "index.html").is_file(), capsys.readouterr().err
+    page = elsewhere / ("test_latest/index.html" if linked == "tiny" else "index.html")
+    assert page.is_file(), capsys.readouterr().err
+
+
+def test_a_run_folder_linked_to_nothing_is_named_in_one_line(data, tmp_path, capsys):
+    """Your own link to a run kept on a disk that is not mounted: it said "File exists"."""
+    link = _plant(tmp_path / "ck" / "tiny", tmp_path / "unmounted" / "tiny")
+    assert _train(data, tmp_path / "ck") == 1
+    line = one_line(capsys.readouterr().err)
+    assert str(link) in line and "which does not exist" in line and "mount" in line, line

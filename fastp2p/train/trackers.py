@@ -72,8 +72,8 @@ def _wandb_module():
 
 def refuse_linked_tracker_folders(args: argparse.Namespace, folder: Path, job: str) -> None:
     """``fastp2p.atomic_files.NotAPlainFile`` (a ValueError) if a folder the trackers asked for
-    in ``args`` write into under ``folder`` is a symbolic link: a command calls this before it
-    changes anything, and ``open_trackers`` again."""
+    in ``args`` write into under ``folder`` is a symbolic link another user made (yours are
+    followed): a command calls this before it changes anything, and ``open_trackers`` again."""
     folder = Path(folder)
     made = []
     if args.tensorboard:

@@ -84,7 +84,7 @@ def _claim_run_folder(args, info, folder_lock) -> int:
     from fastp2p.atomic_files import NotAPlainFile
     from fastp2p.train.checkpoints import describe_os_error
     from fastp2p.train.distributed import from_main_process
-    from fastp2p.train.run_lock import RunFolderBusy
+    from fastp2p.train.run_lock import RunFolderBusy, RunFolderMissing
 
     code = 0
     if info.is_main:
@@ -93,7 +93,7 @@ def _claim_run_folder(args, info, folder_lock) -> int:
             if warning:
                 print(warning, file=sys.stderr)
             _check_fresh_run(args)
-        except (RunFolderBusy, NotAPlainFile) as err:
+        except (RunFolderBusy, RunFolderMissing, NotAPlainFile) as err:
             print(f"fastp2p train: error: {err}", file=sys.stderr)
             code = 1
         except ValueError as err:

@@ -141,12 +141,12 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _refuse_linked_results(out_dir: Path) -> None:
-    """NotAPlainFile (a ValueError) if a folder the results are written into is a symbolic link:
-    ``RESULTS_DIR/NAME`` one another user made, ``PHASE_EPOCH`` or its ``images`` any."""
+    """NotAPlainFile (a ValueError) if a folder the results are written into
+    (``RESULTS_DIR/NAME``, ``PHASE_EPOCH``, its ``images``) is a symbolic link another user
+    made (your own are followed)."""
     from fastp2p.atomic_files import refuse_linked_folder
 
-    refuse_linked_folder(out_dir.parent, unless_mine=True,
-                         advice="remove it, or pick another --results_dir")
+    refuse_linked_folder(out_dir.parent, advice="remove it, or pick another --results_dir")
     for folder in (out_dir, out_dir / IMAGES):
         refuse_linked_folder(folder)
 
@@ -154,22 +154,26 @@ def _refuse_linked_results(out_dir: Path) -> None:
 def _tracker_folder(args, out_dir: Path) -> Path:
     """Where --tensorboard / --use_wandb write: the run's folder CHECKPOINTS_DIR/NAME, as in
     training (``tensorboard/test`` beside ``tensorboard/train``, so one TensorBoard shows both;
-    W&B's ``wandb/``). When that cannot be written (a read-only copy of a trained model), the
-    results folder ``out_dir``, said in one line. Raises NotAPlainFile, before anything is
-    made, if the run folder is a symbolic link another user made or a tracker folder in it is
-    a link."""
+    W&B's ``wandb/``). When that cannot be written (a read-only copy of a trained model), or
+    when it or a tracker folder in it is a symbolic link another user made (testing a
+    colleague's model through their link: nothing is written through it), the results folder
+    ``out_dir``, said in one line."""
     run_folder = Path(args.checkpoints_dir) / args.name
     if not (args.tensorboard or args.use_wandb):
         return run_folder
     import tempfile
 
-    from fastp2p.atomic_files import refuse_linked_folder
+    from fastp2p.atomic_files import NotAPlainFile, refuse_linked_folder
     from fastp2p.train.checkpoints import describe_os_error
     from fastp2p.train.trackers import TENSORBOARD, WANDB, refuse_linked_tracker_folders
 
-    refuse_linked_folder(run_folder, unless_mine=True,
-                         advice="remove it, or drop --tensorboard / --use_wandb")
-    refuse_linked_tracker_folders(args, run_folder, "test")
+    try:
+        refuse_linked_folder(run_folder)
+        refuse_linked_tracker_folders(args, run_folder, "test")
+    except NotAPlainFile as err:
+        print(f"note: the trackers do not write in {run_folder} ({err}); they write under "
+              f"{out_dir} instead")
+        return out_dir
     probe = run_folder / TENSORBOARD / "test" if args.tensorboard else run_folder / WANDB
     try:
         probe.mkdir(parents=True, exist_ok=True)
