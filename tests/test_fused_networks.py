@@ -164,7 +164,8 @@ def test_gpu_unet_cuda_graph_and_compile(monkeypatch):
 
 
 def test_compiles_without_graph_breaks(backend):
-    """Dynamo sees the fused ops as custom ops: one graph for the whole forward and backward
+    """One graph for the whole forward and backward: Dynamo sees the PatchGAN's fused ops and
+    the loss as custom ops, and traces the U-Net's reference forward (fastp2p.nn.tracing)
     (aot_eager: no C++ compiler needed; the GPU test runs inductor)."""
     ours, _ = unet_pair("batch", 5, use_dropout=False)
     disc = fastp2p.PatchDiscriminator(6, ndf=4, n_layers=2, norm="instance")

@@ -7,6 +7,7 @@ from fastp2p.nn.fused import (reference_forward_wanted, sequential_forward, sequ
                               sequential_supported)
 from fastp2p.nn.fused_conv import conv_stack_forward
 from fastp2p.nn.norm import describe_norm_layer, resolve_norm_layer
+from fastp2p.nn.tracing import RefusesScripting, fx_tracing
 from fastp2p.ops.backends.conv_choice import may_fuse
 from fastp2p.reference.discriminators import NLayerDiscriminator, PixelDiscriminator as _Pixel
 
@@ -18,7 +19,8 @@ def patch_logits_size(size: int, n_layers: int) -> int:
     return size - 2
 
 
-class PatchDiscriminator(ReleasesReplacedWeights, ReferenceCheckpointMixin, NLayerDiscriminator):
+class PatchDiscriminator(ReleasesReplacedWeights, RefusesScripting, ReferenceCheckpointMixin,
+                         NLayerDiscriminator):
     """Drop-in replacement for the reference ``NLayerDiscriminator`` (PatchGAN); its norm +
     LeakyReLU pairs run as fused fastp2p.ops.norm_act (the reference forward for norm layers
     the fused op cannot reproduce, e.g. GroupNorm, for any layer but a Conv2d, a LeakyReLU or
@@ -45,6 +47,8 @@ class PatchDiscriminator(ReleasesReplacedWeights, ReferenceCheckpointMixin, NLay
     _infer_config = staticmethod(infer_patchgan_config)
 
     def forward(self, input):
+        if fx_tracing():
+            return super().forward(input)
         check_image_batch(input, expected_channels=self.input_nc, module=self,
                           name="PatchDiscriminator")
         smallest = min(input.shape[-2:])
@@ -58,7 +62,8 @@ class PatchDiscriminator(ReleasesReplacedWeights, ReferenceCheckpointMixin, NLay
         return sequential_output(self.model, input, forward(self.model, input))
 
 
-class PixelDiscriminator(ReleasesReplacedWeights, ReferenceCheckpointMixin, _Pixel):
+class PixelDiscriminator(ReleasesReplacedWeights, RefusesScripting, ReferenceCheckpointMixin,
+                         _Pixel):
     """Drop-in replacement for the reference ``PixelDiscriminator`` (1x1 PatchGAN), fused like
     PatchDiscriminator."""
 
@@ -75,6 +80,8 @@ class PixelDiscriminator(ReleasesReplacedWeights, ReferenceCheckpointMixin, _Pix
     _infer_config = staticmethod(infer_pixelgan_config)
 
     def forward(self, input):
+        if fx_tracing():
+            return super().forward(input)
         check_image_batch(input, expected_channels=self.input_nc, module=self,
                           name="PixelDiscriminator")
         if reference_forward_wanted(input) or not sequential_supported(self.net):

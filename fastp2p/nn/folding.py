@@ -47,6 +47,7 @@ import torch.nn as nn
 from torch.optim.optimizer import register_optimizer_step_post_hook
 
 from fastp2p.nn.batch_statistics import uses_running_stats
+from fastp2p.nn.tracing import compiler_tracing
 from fastp2p.ops.stand_ins import OPAQUE_LAYOUTS, conv_settings, stand_in
 from fastp2p.ops.switches import Switch
 
@@ -69,7 +70,10 @@ def can_fold(conv: nn.Module, norm: nn.Module) -> bool:
     checks that no gradient is wanted): an eval BatchNorm with its buffers, as torch decides
     (fastp2p.nn.batch_statistics; track_running_stats set to False after construction does not
     stop it)."""
-    return (_folding.on and type(norm) is nn.BatchNorm2d and uses_running_stats(norm)
+    # not under torch.compile / export: the fold's cached stand-in builds Parameters, which
+    # they cannot trace (the traced BatchNorm is as fast once compiled)
+    return (_folding.on and not compiler_tracing() and type(norm) is nn.BatchNorm2d
+            and uses_running_stats(norm)
             and norm._buffers.get("running_mean") is not None
             and norm._buffers.get("running_var") is not None
             and type(conv) in _FOLDABLE_CONVS and conv.groups == 1

@@ -6,6 +6,7 @@ from fastp2p.nn.folding import ReleasesReplacedWeights
 from fastp2p.nn.fused import (init_dropout_rng, reference_forward_wanted, set_dropout_rng,
                               unet_forward, unet_output, unet_supported)
 from fastp2p.nn.norm import describe_norm_layer, resolve_norm_layer
+from fastp2p.nn.tracing import RefusesScripting, compiler_tracing, fx_tracing
 from fastp2p.nn.unet_conv import unet_conv_forward
 from fastp2p.ops.backends.conv_choice import may_fuse
 from fastp2p.reference.unet import UnetGenerator
@@ -13,7 +14,7 @@ from fastp2p.reference.unet import UnetGenerator
 MIN_NUM_DOWNS = 5  # the reference always builds the 4 outer levels plus the innermost one
 
 
-class UNet(ReleasesReplacedWeights, ReferenceCheckpointMixin, UnetGenerator):
+class UNet(ReleasesReplacedWeights, RefusesScripting, ReferenceCheckpointMixin, UnetGenerator):
     """Drop-in replacement for the reference ``UnetGenerator``.
 
     Same constructor (``norm_layer`` as the reference passes it, or ``norm="batch" | "instance"
@@ -79,9 +80,14 @@ class UNet(ReleasesReplacedWeights, ReferenceCheckpointMixin, UnetGenerator):
     _infer_config = staticmethod(infer_unet_config)
 
     def forward(self, input):
+        if fx_tracing():
+            return super().forward(input)
         check_image_batch(input, expected_channels=self.input_nc, module=self, name="UNet",
                           spatial_multiple=2 ** self.num_downs)
-        if reference_forward_wanted(input) or not unet_supported(self):
+        # Under torch.compile / torch.export the reference forward's torch ops are traced (the
+        # compiler fuses them itself; dropout then draws from torch's generator, as in the
+        # reference): the fused walk does not trace into one graph.
+        if reference_forward_wanted(input) or compiler_tracing() or not unet_supported(self):
             return super().forward(input)
         forward = unet_conv_forward if may_fuse() else unet_forward
         return unet_output(self, input, forward(self, input))

@@ -1,0 +1,57 @@
+"""The drop-in networks under torch's program capturers, as the reference modules go through
+them: torch.fx and torch.compile / torch.export of the U-Net record the reference forward's
+torch ops; an eval PatchGAN compiles whole under no_grad (no BatchNorm folding while traced);
+torch.jit.script is refused in one line."""
+import pytest
+import torch
+
+import fastp2p
+from helpers.tolerances import assert_close
+
+
+def _unet():
+    torch.manual_seed(0)
+    return fastp2p.UNet(3, 3, 5, ngf=4, norm="batch").eval()
+
+
+def _patchgan():
+    torch.manual_seed(0)
+    return fastp2p.PatchDiscriminator(6, ndf=4, n_layers=2, norm="batch").eval()
+
+
+def _images(channels=3):
+    return torch.rand(2, channels, 32, 32, generator=torch.Generator().manual_seed(1)) * 2 - 1
+
+
+@pytest.mark.parametrize("make, channels", [(_unet, 3), (_patchgan, 6),
+                                            (lambda: fastp2p.PixelDiscriminator(6, ndf=4), 6)])
+def test_fx_symbolic_trace_records_the_reference_forward(make, channels):
+    net = make().eval()
+    traced = torch.fx.symbolic_trace(net)
+    x = _images(channels)
+    with torch.no_grad():
+        assert_close(traced(x), net(x), 1e-6, "fx graph")
+
+
+@pytest.mark.parametrize("make, channels", [(_unet, 3), (_patchgan, 6)])
+def test_compile_whole_graph_under_no_grad(make, channels):
+    net, x = make(), _images(channels)
+    with torch.no_grad():
+        expected = net(x)
+        torch._dynamo.reset()
+        compiled = torch.compile(net, backend="aot_eager", fullgraph=True)
+        assert_close(compiled(x), expected, 1e-5, "compiled")
+
+
+def test_export_under_no_grad():
+    net, x = _unet(), _images()
+    with torch.no_grad():
+        program = torch.export.export(net, (x,))
+        assert_close(program.module()(x), net(x), 1e-5, "exported")
+
+
+@pytest.mark.parametrize("make", [_unet, _patchgan])
+def test_jit_script_is_refused_in_one_line(make):
+    with pytest.raises(RuntimeError, match=r"torch.jit.script cannot compile fastp2p\.\w+ .*"
+                                           r"torch.jit.trace"):
+        torch.jit.script(make())
