@@ -36,6 +36,11 @@ class NotAPlainFile(ValueError):
                          f"it (it would write somewhere else); {advice}")
 
 
+class LinkToNothing(ValueError):
+    """A folder fastp2p writes into is your own symbolic link to a path that does not exist (a
+    disk not mounted, say): mkdir would fail with a bare "File exists"."""
+
+
 def refuse_linked_folder(folder, *, advice: str = "remove it and run again") -> None:
     """NotAPlainFile if ``folder`` (a run's folder, or one fastp2p makes in it, e.g. web/) is a
     symbolic link another user made: a link planted in a shared folder would send every file
@@ -44,7 +49,7 @@ def refuse_linked_folder(folder, *, advice: str = "remove it and run again") -> 
     A link owned by the user this process runs as is followed: its user may keep a run, its
     web page or its results on another disk, and another user cannot make a link that is
     owned by you (a link's owner is whoever made it). Where there are no user ids (Windows),
-    every link is refused."""
+    every link is refused. Your own link to nothing raises LinkToNothing."""
     try:
         info = os.lstat(folder)
     except OSError:   # nothing there yet (or unreadable: the write will say so)
@@ -52,6 +57,10 @@ def refuse_linked_folder(folder, *, advice: str = "remove it and run again") -> 
     if not stat.S_ISLNK(info.st_mode):
         return
     if info.st_uid == getattr(os, "geteuid", lambda: None)():
+        if not os.path.exists(folder):
+            raise LinkToNothing(f"{folder} is a symbolic link to {os.readlink(folder)}, which "
+                                "does not exist: mount the disk it points at, or fix or remove "
+                                "the link")
         return
     raise NotAPlainFile(folder, f"a symbolic link (to {os.readlink(folder)}), made by another "
                         f"user (uid {info.st_uid})", "folder", advice)

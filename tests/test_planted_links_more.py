@@ -248,3 +248,38 @@ def test_a_run_folder_linked_to_nothing_is_named_in_one_line(data, tmp_path, cap
     assert _train(data, tmp_path / "ck") == 1
     line = one_line(capsys.readouterr().err)
     assert str(link) in line and "which does not exist" in line and "mount" in line, line
+
+
+@pytest.mark.parametrize("linked", ["web", "web/images"])
+def test_overwrite_clears_the_page_in_your_own_linked_web_folder(data, tmp_path, elsewhere,
+                                                                 capsys, linked):
+    """Your own web/ link is written through, so --overwrite removes the replaced run's page,
+    plot and samples there too (only those names: your other files stay)."""
+    run = tmp_path / "ck" / "tiny"
+    if linked == "web/images":
+        (run / "web").mkdir(parents=True)
+    _plant(run / linked, elsewhere)
+    assert _train(data, tmp_path / "ck", "--n_epochs", "2", "--display_freq", "1") == 0
+    images = run / "web" / "images"
+    old = {path.name for path in images.iterdir()} - {"theirs.txt"}
+    assert any(name.startswith("epoch002") for name in old)
+    assert _train(data, tmp_path / "ck", "--overwrite", "--display_freq", "1") == 0, \
+        capsys.readouterr().err
+    new = {path.name for path in images.iterdir()}
+    assert not any(name.startswith("epoch002") for name in new), new
+    assert "epoch002" not in (run / "web" / "index.html").read_text()
+    assert (elsewhere / "theirs.txt").is_file()
+
+
+@pytest.mark.parametrize("linked", ["web", "web/images"])
+def test_a_web_folder_linked_to_nothing_is_named_before_anything_is_written(
+        data, tmp_path, capsys, linked):
+    run = tmp_path / "ck" / "tiny"
+    run.mkdir(parents=True)
+    if linked == "web/images":
+        (run / "web").mkdir()
+    link = _plant(run / linked, tmp_path / "unmounted" / "web")
+    assert _train(data, tmp_path / "ck") == 1
+    line = one_line(capsys.readouterr().err)
+    assert str(link) in line and "which does not exist" in line, line
+    assert not (run / "train_opt.txt").exists()

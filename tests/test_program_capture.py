@@ -2,6 +2,9 @@
 them: torch.fx and torch.compile / torch.export of the U-Net record the reference forward's
 torch ops; an eval PatchGAN compiles whole under no_grad (no BatchNorm folding while traced);
 torch.jit.script is refused in one line."""
+import subprocess
+import sys
+
 import pytest
 import torch
 
@@ -55,3 +58,19 @@ def test_jit_script_is_refused_in_one_line(make):
     with pytest.raises(RuntimeError, match=r"torch.jit.script cannot compile fastp2p\.\w+ .*"
                                            r"torch.jit.trace"):
         torch.jit.script(make())
+
+
+_FORWARDS = ("import torch, fastp2p\n"
+             "fastp2p.UNet(3, 3, 5, ngf=4).train()(torch.rand(1, 3, 32, 32))\n"
+             "with torch.no_grad():\n"
+             "    fastp2p.PatchDiscriminator(6, ndf=4, n_layers=2).eval()(torch.rand(1, 6, 32, 32))\n")
+
+
+@pytest.mark.parametrize("setup", ["", "import torch\ndel torch.compiler.is_exporting\n"],
+                         ids=["this torch", "torch < 2.6 (no is_exporting)"])
+def test_forwards_print_nothing_and_need_no_newer_torch(tmp_path, setup):
+    """No torch log line per process (is_fx_tracing() logs one), and no API newer than the
+    torch >= 2.4 fastp2p installs with. Run from tmp_path: the installed package."""
+    run = subprocess.run([sys.executable, "-c", setup + _FORWARDS], cwd=tmp_path,
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0 and run.stderr == "", run.stderr

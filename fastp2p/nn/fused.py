@@ -42,6 +42,7 @@ from torch.nn.utils import parametrize
 from fastp2p.nn.batch_statistics import (fused_ops_reproduce, updates_running_stats,
                                          uses_running_stats)
 from fastp2p.nn.folding import can_fold, conv_in_layout, folded_conv, gradient_wanted
+from fastp2p.nn.tracing import compiler_tracing
 from fastp2p.nn.output_format import (CONTIGUOUS, conv_output_format, in_memory_format,
                                       returns_nchw, sequential_output_format,
                                       suggested_memory_format)
@@ -118,6 +119,9 @@ def init_dropout_rng(module: nn.Module) -> None:
 
 
 def set_dropout_rng(module: nn.Module, seed: int, offset: int = 0) -> None:
+    """Position ``module``'s counter-based dropout stream (its ``dropout_rng`` buffer) at
+    (seed, offset). Not read where the reference forward runs (torch.compile, torch.export,
+    torch.fx, torch.jit.trace): dropout there draws from torch's generator."""
     with torch.no_grad():
         module.dropout_rng.copy_(torch.tensor([seed, offset], dtype=torch.int64))
 
@@ -171,7 +175,7 @@ def weight_layouts(input, inference: bool):
     Elsewhere, and under torch.compile or torch.export (whose tracing the copies' cache would
     break: one recompiled frame per layer, or a data_ptr it cannot trace), ``module_layout``."""
     if not (inference and input.is_cpu and input.dtype == torch.float32
-            and not torch.compiler.is_compiling() and not torch.compiler.is_exporting()):
+            and not compiler_tracing()):
         return module_layout
     if torch.is_autocast_enabled("cpu"):
         return channels_last_layout

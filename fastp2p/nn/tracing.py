@@ -2,19 +2,24 @@
 torch.export): each either records the reference forward's torch ops, or is refused in one
 line; none reaches the fused launchers with proxies or fake tensors."""
 import torch
-from torch.fx._symbolic_trace import is_fx_tracing
+import torch.fx._symbolic_trace as _fx_trace
+
+# torch >= 2.6 (fastp2p takes >= 2.4, where export runs under is_compiling() anyway)
+_is_exporting = getattr(torch.compiler, "is_exporting", lambda: False)
 
 
 def fx_tracing() -> bool:
     """Whether ``torch.fx.symbolic_trace`` (FX graph-mode quantization's ``prepare_fx``, say) is
     tracing: its proxies pass no input check and reach no kernel, so the networks give it the
-    reference forward, which it records op by op, as it does for the reference module."""
-    return is_fx_tracing()
+    reference forward, which it records op by op, as it does for the reference module. The
+    flag ``is_fx_tracing()`` reads, without the warning that function logs once per process
+    (it is also set under torch.export, which takes the reference forward too)."""
+    return _fx_trace._is_fx_tracing_flag
 
 
 def compiler_tracing() -> bool:
     """Whether torch.compile or torch.export is tracing this call."""
-    return torch.compiler.is_compiling() or torch.compiler.is_exporting()
+    return torch.compiler.is_compiling() or _is_exporting()
 
 
 class RefusesScripting:

@@ -55,7 +55,9 @@ class UNet(ReleasesReplacedWeights, RefusesScripting, ReferenceCheckpointMixin, 
     counter-based RNG, not torch's global RNG, so they differ from the reference's masks (the
     math given a mask is the same). State: the non-persistent buffer ``dropout_rng``
     ([seed, offset], int64; seed defaults to torch.initial_seed()), whose offset advances after
-    each training forward; set it with ``set_dropout_rng(seed, offset)``.
+    each training forward; set it with ``set_dropout_rng(seed, offset)``. Under torch.compile,
+    torch.export, torch.fx and torch.jit.trace the reference forward runs instead (traced as
+    torch ops: fastp2p.nn.tracing), and dropout draws from torch's generator.
     """
 
     def __init__(self, input_nc=3, output_nc=3, num_downs=8, ngf=64, norm_layer=None,

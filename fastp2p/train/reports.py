@@ -252,17 +252,27 @@ def refuse_planted_links(run_folder: Path, web: bool, overwrite: bool) -> None:
             refuse_linked_folder(folder)
 
 
+def _written_in(folder: Path) -> bool:
+    """Whether fastp2p writes in ``folder``: a plain folder, or your own link to one (another
+    user's link, or a link to nothing, it refuses: ``refuse_linked_folder``)."""
+    try:
+        refuse_linked_folder(folder)
+    except ValueError:
+        return False
+    return True
+
+
 def remove_reports(run_folder: Path) -> None:
     """--overwrite: the previous run's loss log, and its web page, loss plot and sample images
-    (the names this module writes; nothing else in the folder). Nothing under a web/ or
-    web/images that is a symbolic link: those files are another folder's (TrainingPage refuses
-    the link)."""
+    (the names this module writes; nothing else in the folder). Under a web/ or web/images
+    that is your own symbolic link too (the page is written there), never under another
+    user's."""
     web = Path(run_folder) / WEB
     images = web / TrainingPage.IMAGES
     paths = [Path(run_folder) / LOSS_LOG]
-    if not web.is_symlink():
+    if _written_in(web):
         paths += [web / TrainingPage.PLOT, web / TrainingPage.INDEX]
-        if images.is_dir() and not images.is_symlink():
+        if images.is_dir() and _written_in(images):
             paths += [path for path in images.iterdir() if TrainingPage.SAMPLE.match(path.name)]
     for path in paths:
         if path.is_file() or path.is_symlink():

@@ -36,10 +36,6 @@ class RunFolderBusy(Exception):
     """Another process holds the run folder's lock."""
 
 
-class RunFolderMissing(Exception):
-    """The run folder is a symbolic link to nothing (a run kept on a disk not mounted)."""
-
-
 class RunFolderLock:
     """``acquire()`` takes the lock of ``folder`` (creating the folder) or raises
     RunFolderBusy; ``release()`` gives it back (a no-op when not held)."""
@@ -54,18 +50,14 @@ class RunFolderLock:
         """None once the lock is held, or a warning line when the folder's file system has no
         locks (the run goes on without); raises RunFolderBusy, NotAPlainFile (a ValueError: a
         link or a special file at the lock's name, or the folder a link another user made),
-        RunFolderMissing (the folder a link to nothing: a disk not mounted, say), or OSError
-        (e.g. a read-only checkpoints folder)."""
+        LinkToNothing (a ValueError: the folder your own link to nothing, a disk not mounted,
+        say), or OSError (e.g. a read-only checkpoints folder)."""
         while self._fd is None:
             missing = [folder for folder in (self.folder, *self.folder.parents)
                        if not folder.is_dir()]
             # before mkdir (a dangling link would fail it with a bare "File exists"), and after
             # it: a link planted in between would otherwise be taken for the folder just made
             self._refuse_others_link()
-            if self.folder.is_symlink() and not self.folder.exists():
-                raise RunFolderMissing(f"{self.folder} is a symbolic link to "
-                                 f"{os.readlink(self.folder)}, which does not exist: mount the "
-                                 "disk it points at, or fix or remove the link")
             self.folder.mkdir(parents=True, exist_ok=True)
             self._refuse_others_link()
             self._made = self._made or missing

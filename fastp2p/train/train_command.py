@@ -81,10 +81,10 @@ def _claim_run_folder(args, info, folder_lock) -> int:
     be made), 2 for the option errors of ``_check_fresh_run``. In a torchrun job rank 0 alone
     takes the lock and checks, and every rank gets its answer, so all ranks stop together (a
     rank that went on would wait at the first collective for one that left)."""
-    from fastp2p.atomic_files import NotAPlainFile
+    from fastp2p.atomic_files import LinkToNothing, NotAPlainFile
     from fastp2p.train.checkpoints import describe_os_error
     from fastp2p.train.distributed import from_main_process
-    from fastp2p.train.run_lock import RunFolderBusy, RunFolderMissing
+    from fastp2p.train.run_lock import RunFolderBusy
 
     code = 0
     if info.is_main:
@@ -93,7 +93,7 @@ def _claim_run_folder(args, info, folder_lock) -> int:
             if warning:
                 print(warning, file=sys.stderr)
             _check_fresh_run(args)
-        except (RunFolderBusy, RunFolderMissing, NotAPlainFile) as err:
+        except (RunFolderBusy, LinkToNothing, NotAPlainFile) as err:
             print(f"fastp2p train: error: {err}", file=sys.stderr)
             code = 1
         except ValueError as err:
