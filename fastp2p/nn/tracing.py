@@ -4,9 +4,6 @@ line; none reaches the fused launchers with proxies or fake tensors."""
 import torch
 import torch.fx._symbolic_trace as _fx_trace
 
-# torch >= 2.6 (fastp2p takes >= 2.4, where export runs under is_compiling() anyway)
-_is_exporting = getattr(torch.compiler, "is_exporting", lambda: False)
-
 
 def fx_tracing() -> bool:
     """Whether ``torch.fx.symbolic_trace`` (FX graph-mode quantization's ``prepare_fx``, say) is
@@ -18,8 +15,10 @@ def fx_tracing() -> bool:
 
 
 def compiler_tracing() -> bool:
-    """Whether torch.compile or torch.export is tracing this call."""
-    return torch.compiler.is_compiling() or _is_exporting()
+    """Whether torch.compile or torch.export is tracing this call (``is_exporting``: torch >=
+    2.6; fastp2p takes >= 2.4, where export runs under ``is_compiling()`` anyway)."""
+    is_exporting = getattr(torch.compiler, "is_exporting", None)
+    return torch.compiler.is_compiling() or (is_exporting is not None and is_exporting())
 
 
 class RefusesScripting:
