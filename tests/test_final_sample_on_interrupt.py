@@ -1,12 +1,10 @@
 """A run stopped by a signal right after its last step writes the final model's sample before
 it saves: the resume then runs no step (so it has no batch to draw), and the run still ends
 with the sample images an uninterrupted run writes."""
-import os
 import signal
 
 from fastp2p.cli import main
-from fastp2p.train.engine import Pix2PixEngine
-from helpers.train_helpers import train_argv, write_aligned_dataset
+from helpers.train_helpers import signal_after_step, train_argv, write_aligned_dataset
 
 
 def _images(folder):
@@ -19,14 +17,8 @@ def test_a_signal_after_the_last_step_keeps_the_final_sample(tmp_path, monkeypat
     assert main(train_argv(data, tmp_path / "straight")) == 0
     expected = _images(tmp_path / "straight/tiny")
     assert any("step0000008" in name for name in expected), expected
-    original = Pix2PixEngine.step
-
-    def step_then_signal(self, real_A, real_B):
-        original(self, real_A, real_B)
-        if self.steps == 8:
-            os.kill(os.getpid(), signal.SIGTERM)
     with monkeypatch.context() as patch:
-        patch.setattr(Pix2PixEngine, "step", step_then_signal)
+        signal_after_step(patch, 8, signal.SIGTERM)
         assert main(train_argv(data, tmp_path / "stopped")) == 128 + signal.SIGTERM
     assert main(train_argv(data, tmp_path / "stopped", "--continue_train")) == 0
     assert _images(tmp_path / "stopped/tiny") == expected
@@ -34,13 +26,7 @@ def test_a_signal_after_the_last_step_keeps_the_final_sample(tmp_path, monkeypat
 
 def test_a_signal_before_the_last_step_adds_no_sample(tmp_path, monkeypatch):
     data = write_aligned_dataset(tmp_path / "data")
-    original = Pix2PixEngine.step
-
-    def step_then_signal(self, real_A, real_B):
-        original(self, real_A, real_B)
-        if self.steps == 4:   # the end of epoch 1 of 2
-            os.kill(os.getpid(), signal.SIGTERM)
-    monkeypatch.setattr(Pix2PixEngine, "step", step_then_signal)
+    signal_after_step(monkeypatch, 4, signal.SIGTERM)   # the end of epoch 1 of 2
     assert main(train_argv(data, tmp_path / "stopped")) == 128 + signal.SIGTERM
     assert [name for name in _images(tmp_path / "stopped/tiny") if "real_A" in name] == [
         "epoch001_step0000003_real_A.png"]

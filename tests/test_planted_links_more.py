@@ -9,8 +9,6 @@ here needs tensorboard or wandb installed.
 """
 import os
 import shutil
-import sys
-import types
 from pathlib import Path
 
 import pytest
@@ -19,6 +17,7 @@ from fastp2p.atomic_files import NotAPlainFile
 from fastp2p.cli import main
 from fastp2p.train.run_lock import RunFolderLock
 from helpers.link_helpers import as_another_user
+from helpers.tracker_stand_ins import EVENTS, install_tracker_stand_ins
 from helpers.train_helpers import (folder_files, one_line, tiny_test_argv, train_argv,
                                    train_tiny_run, write_aligned_dataset)
 
@@ -50,45 +49,8 @@ def elsewhere(tmp_path):
 
 @pytest.fixture
 def trackers(monkeypatch):
-    """Stand-ins for torch.utils.tensorboard and wandb; returns the folders they wrote in."""
-    written = []
-
-    def write_in(folder):
-        os.makedirs(folder, exist_ok=True)   # as both packages do: following links
-        Path(folder, "events.stand-in").write_text("events")
-        written.append(str(folder))
-
-    class SummaryWriter:
-        def __init__(self, log_dir):
-            write_in(log_dir)
-
-        def add_scalar(self, *args):
-            pass
-
-        def add_image(self, *args, **kwargs):
-            pass
-
-        def close(self):
-            pass
-
-    class Run:
-        def log(self, values, step=None):
-            pass
-
-        def finish(self):
-            pass
-
-    def init(**kwargs):
-        write_in(os.path.join(kwargs["dir"], "wandb"))
-        return Run()
-
-    tensorboard = types.ModuleType("torch.utils.tensorboard")
-    tensorboard.SummaryWriter = SummaryWriter
-    wandb = types.ModuleType("wandb")
-    wandb.init, wandb.Image = init, (lambda array, caption=None: None)
-    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", tensorboard)
-    monkeypatch.setitem(sys.modules, "wandb", wandb)
-    return written
+    """Stand-ins for torch.utils.tensorboard and wandb; the folders they wrote in."""
+    return install_tracker_stand_ins(monkeypatch).written
 
 
 def _plant(link, target):
@@ -143,7 +105,7 @@ def test_test_writes_no_tracker_file_through_another_users_link(
     out = capsys.readouterr().out
     assert f"the trackers do not write in {run}" in out and "made by another user" in out
     assert trackers and all(Path(folder).is_relative_to(results) for folder in trackers)
-    assert not any(path.name == "events.stand-in" for path in elsewhere.rglob("*"))
+    assert not any(path.name == EVENTS for path in elsewhere.rglob("*"))
 
 
 @pytest.mark.parametrize("flag,linked", TRACKER_LINKS)
@@ -154,7 +116,7 @@ def test_your_own_linked_tracker_folder_is_followed(data, tmp_path, elsewhere, t
     assert _train(data, tmp_path / "ck", flag) == 0, capsys.readouterr().err
     assert trackers and all(Path(folder).resolve().is_relative_to(elsewhere.resolve())
                             for folder in trackers)
-    assert any(path.name == "events.stand-in" for path in elsewhere.rglob("*"))
+    assert any(path.name == EVENTS for path in elsewhere.rglob("*"))
 
 
 def test_train_refuses_a_run_folder_another_user_linked(data, tmp_path, elsewhere, monkeypatch,

@@ -2,7 +2,6 @@
 uninterrupted run, and the position in the epoch is kept in images, so a resume at another
 --batch_size or world size takes each image once (or is refused off a batch boundary), a
 finished drop_last epoch resumes at any batch size, and an older saved state resumes as before."""
-import os
 import signal
 from types import SimpleNamespace
 
@@ -16,23 +15,13 @@ from fastp2p.train.engine import Pix2PixEngine
 from fastp2p.train.schedulers import LRSchedule
 from fastp2p.train.trainer import ResumeError, Trainer
 from helpers.data_helpers import data_args
-from helpers.train_helpers import one_line, tiny_networks, train_argv, write_aligned_dataset
+from helpers.train_helpers import (one_line, signal_after_step, tiny_networks, train_argv,
+                                   write_aligned_dataset)
 
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
     return write_aligned_dataset(tmp_path_factory.mktemp("data"), pairs=4)
-
-
-def _interrupt_at(monkeypatch, step):
-    """SIGINT to this process right after engine step ``step`` (the trainer saves and exits)."""
-    original = Pix2PixEngine.step
-
-    def step_then_signal(self, real_A, real_B):
-        original(self, real_A, real_B)
-        if self.steps == step:
-            os.kill(os.getpid(), signal.SIGINT)
-    monkeypatch.setattr(Pix2PixEngine, "step", step_then_signal)
 
 
 def _record_observed(monkeypatch) -> list:
@@ -56,7 +45,7 @@ def test_interrupted_plateau_run_observes_the_uninterrupted_metrics(data, tmp_pa
         assert main(train_argv(data, tmp_path / "straight", *argv)) == 0
     with monkeypatch.context() as patch:
         observed = _record_observed(patch)
-        _interrupt_at(patch, stop_step)
+        signal_after_step(patch, stop_step)
         assert main(train_argv(data, tmp_path / "resumed", *argv)) == 128 + signal.SIGINT
         assert main(train_argv(data, tmp_path / "resumed", *argv, "--continue_train")) == 0
     assert len(straight) == 2 and all(metric == metric for metric in straight)  # not NaN
@@ -87,7 +76,7 @@ def test_resume_with_another_batch_size_takes_each_image_once(six_pairs, tmp_pat
         assert main(train_argv(six_pairs, tmp_path / "straight", *one_epoch)) == 0
     with monkeypatch.context() as patch:
         seen = _record_images(patch)
-        _interrupt_at(patch, 1)   # one batch of 2: images 0 and 1 done
+        signal_after_step(patch, 1)   # one batch of 2: images 0 and 1 done
         assert main(train_argv(six_pairs, tmp_path / "resumed", *one_epoch,
                                "--batch_size", "2")) == 128 + signal.SIGINT
         assert main(train_argv(six_pairs, tmp_path / "resumed", *one_epoch,
@@ -99,7 +88,7 @@ def test_resume_with_another_batch_size_takes_each_image_once(six_pairs, tmp_pat
 def test_resume_at_an_image_off_the_new_batch_boundary_is_refused(six_pairs, tmp_path,
                                                                   monkeypatch, capsys):
     with monkeypatch.context() as patch:
-        _interrupt_at(patch, 1)
+        signal_after_step(patch, 1)
         assert main(train_argv(six_pairs, tmp_path, "--batch_size", "2")) == 128 + signal.SIGINT
     capsys.readouterr()
     assert main(train_argv(six_pairs, tmp_path, "--continue_train", "--batch_size", "3")) == 2
@@ -173,7 +162,7 @@ def test_a_finished_drop_last_epoch_resumes_with_another_batch_size(tmp_path):
                          ids=["before_the_last_batch", "after_the_last_batch"])
 def test_a_saved_state_records_whether_its_epoch_was_complete(data, tmp_path, monkeypatch,
                                                               stop_step, complete):
-    _interrupt_at(monkeypatch, stop_step)   # 4 pairs, batch 1: epoch 1 is steps 1..4
+    signal_after_step(monkeypatch, stop_step)   # 4 pairs, batch 1: epoch 1 is steps 1..4
     assert main(train_argv(data, tmp_path)) == 128 + signal.SIGINT
     state = torch.load(tmp_path / "tiny" / "latest_train_state.pth", weights_only=True)
     assert (state["progress"]["epoch_batches"], state["progress"]["epoch_complete"]) == \

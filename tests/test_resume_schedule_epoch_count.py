@@ -3,30 +3,17 @@ the state, whatever --epoch_count the resuming command line gives: the resumed r
 bitwise the weights and the lrs of the uninterrupted one."""
 import csv
 import math
-import os
-import signal
 
 import pytest
 import torch
 
 from fastp2p.cli import main
-from fastp2p.train.engine import Pix2PixEngine
 from fastp2p.train.schedulers import LRSchedule
 from fastp2p.train.train_state_check import train_state_problem
-from helpers.train_helpers import train_argv, write_aligned_dataset
+from helpers.train_helpers import signal_after_step, train_argv, write_aligned_dataset
 
 # 4 pairs at batch 1: 4 steps an epoch; --n_epochs 2 --n_epochs_decay 1: epochs up to 3
 EPOCHS = ("--n_epochs", "2", "--n_epochs_decay", "1", "--no_html")
-
-
-def _interrupt_at(monkeypatch, step):
-    original = Pix2PixEngine.step
-
-    def step_then_signal(self, real_A, real_B):
-        original(self, real_A, real_B)
-        if self.steps == step:
-            os.kill(os.getpid(), signal.SIGINT)
-    monkeypatch.setattr(Pix2PixEngine, "step", step_then_signal)
 
 
 def _lrs(folder):
@@ -52,7 +39,7 @@ def test_a_resumed_schedule_counts_from_the_saved_epoch_count(tmp_path, monkeypa
     data = write_aligned_dataset(tmp_path / "data")
     assert main(train_argv(data, tmp_path / "straight", *EPOCHS, *first)) == 0
     with monkeypatch.context() as patch:
-        _interrupt_at(patch, stop_at)
+        signal_after_step(patch, stop_at)
         assert main(train_argv(data, tmp_path / "resumed", *EPOCHS, *first)) == 128 + 2
     capsys.readouterr()
     assert main(train_argv(data, tmp_path / "resumed", *EPOCHS, *resumed,
@@ -76,7 +63,7 @@ def test_a_resume_with_the_same_epoch_count_says_nothing_about_it(tmp_path, monk
     data = write_aligned_dataset(tmp_path / "data")
     first = ("--epoch_count", "2")
     with monkeypatch.context() as patch:
-        _interrupt_at(patch, 2)
+        signal_after_step(patch, 2)
         assert main(train_argv(data, tmp_path / "ckpt", *EPOCHS, *first)) == 128 + 2
     capsys.readouterr()
     assert main(train_argv(data, tmp_path / "ckpt", *EPOCHS, *first, "--continue_train")) == 0

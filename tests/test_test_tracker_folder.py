@@ -1,13 +1,12 @@
 """`fastp2p test --tensorboard / --use_wandb` write into the run's folder CHECKPOINTS_DIR/NAME,
 beside training's events (tensorboard/test next to tensorboard/train); when that folder cannot
-be written, into the results folder, said in one line. Fake tracker modules record where."""
+be written, into the results folder, said in one line. Stand-in tracker modules record where."""
 import shutil
-import sys
-import types
 
 import pytest
 
 from fastp2p.cli import main
+from helpers.tracker_stand_ins import install_tracker_stand_ins
 from helpers.train_helpers import tiny_test_argv, train_tiny_run, write_aligned_dataset
 
 
@@ -25,53 +24,10 @@ def run_copy(trained, tmp_path):
     return data, shutil.copytree(checkpoints, tmp_path / "ckpt")
 
 
-def _fake_summary_writer(monkeypatch):
-    log_dirs = []
-
-    class SummaryWriter:
-        def __init__(self, log_dir):
-            log_dirs.append(log_dir)
-
-        def add_scalar(self, *args):
-            pass
-
-        def add_image(self, *args, **kwargs):
-            pass
-
-        def close(self):
-            pass
-
-    module = types.ModuleType("torch.utils.tensorboard")
-    module.SummaryWriter = SummaryWriter
-    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", module)
-    return log_dirs
-
-
-def _fake_wandb(monkeypatch):
-    dirs = []
-
-    class Run:
-        def log(self, values, step=None):
-            pass
-
-        def finish(self):
-            pass
-
-    def init(**kwargs):
-        dirs.append(kwargs["dir"])
-        return Run()
-
-    module = types.ModuleType("wandb")
-    module.init = init
-    module.Image = lambda array, caption=None: None
-    monkeypatch.setitem(sys.modules, "wandb", module)
-    return dirs
-
-
 def test_tensorboard_events_of_test_sit_beside_training_ones(run_copy, tmp_path, monkeypatch,
                                                              capsys):
     data, checkpoints = run_copy
-    log_dirs = _fake_summary_writer(monkeypatch)
+    log_dirs = install_tracker_stand_ins(monkeypatch).tensorboard
     argv = tiny_test_argv(data, checkpoints, tmp_path / "results", "--num_test", "1",
                           "--tensorboard")
     assert main(argv) == 0
@@ -81,7 +37,7 @@ def test_tensorboard_events_of_test_sit_beside_training_ones(run_copy, tmp_path,
 
 def test_wandb_of_test_writes_in_the_run_folder(run_copy, tmp_path, monkeypatch):
     data, checkpoints = run_copy
-    dirs = _fake_wandb(monkeypatch)
+    dirs = install_tracker_stand_ins(monkeypatch).wandb
     argv = tiny_test_argv(data, checkpoints, tmp_path / "results", "--num_test", "1",
                           "--use_wandb")
     assert main(argv) == 0
@@ -93,7 +49,7 @@ def test_an_unwritable_run_folder_sends_the_events_to_the_results(run_copy, tmp_
     data, checkpoints = run_copy
     # a file where the tracker folder would go: it cannot be made (for root too, unlike chmod)
     (checkpoints / "tiny" / "tensorboard").write_text("not a folder")
-    log_dirs = _fake_summary_writer(monkeypatch)
+    log_dirs = install_tracker_stand_ins(monkeypatch).tensorboard
     argv = tiny_test_argv(data, checkpoints, tmp_path / "results", "--num_test", "1",
                           "--tensorboard")
     assert main(argv) == 0

@@ -1,5 +1,4 @@
 """Resume is bit-exact on CPU: N steps + save + load + N steps == 2N uninterrupted steps."""
-import os
 import signal
 
 import pytest
@@ -8,7 +7,8 @@ import torch
 from fastp2p.cli import main
 from fastp2p.train.checkpoints import CheckpointFolder
 from fastp2p.train.engine import Pix2PixEngine
-from helpers.train_helpers import random_batches, tiny_networks, train_argv, write_aligned_dataset
+from helpers.train_helpers import (random_batches, signal_after_step, tiny_networks,
+                                   train_argv, write_aligned_dataset)
 
 
 def test_engine_state_round_trip_is_bit_exact(tmp_path):
@@ -42,17 +42,6 @@ def test_engine_state_round_trip_is_bit_exact(tmp_path):
     assert resumed.read_losses() == straight.read_losses()
 
 
-def _interrupt_at(monkeypatch, step, signal_number):
-    """Deliver a signal to this process right after engine step ``step``."""
-    original = Pix2PixEngine.step
-
-    def step_then_signal(self, real_A, real_B):
-        original(self, real_A, real_B)
-        if self.steps == step:
-            os.kill(os.getpid(), signal_number)
-    monkeypatch.setattr(Pix2PixEngine, "step", step_then_signal)
-
-
 @pytest.mark.parametrize("signal_number", [signal.SIGINT, signal.SIGTERM], ids=["INT", "TERM"])
 def test_signal_saves_and_continue_train_resumes_bit_exactly(tmp_path, monkeypatch, capsys,
                                                              signal_number):
@@ -64,7 +53,7 @@ def test_signal_saves_and_continue_train_resumes_bit_exactly(tmp_path, monkeypat
 
     handlers_before = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
     with monkeypatch.context() as patch:
-        _interrupt_at(patch, 3, signal_number)  # in the middle of epoch 1
+        signal_after_step(patch, 3, signal_number)  # in the middle of epoch 1
         code = main(train_argv(data, tmp_path / "resumed", size=64))
     assert code == 128 + signal_number
     assert f"{signal.Signals(signal_number).name} received" in capsys.readouterr().out

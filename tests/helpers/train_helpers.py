@@ -95,3 +95,20 @@ def folder_files(folder) -> dict:
     """Every file under ``folder``, as {path relative to it: bytes}."""
     return {str(path.relative_to(folder)): path.read_bytes()
             for path in sorted(folder.rglob("*")) if path.is_file()}
+
+
+def signal_after_step(monkeypatch, step, signal_number=None):
+    """Deliver ``signal_number`` (SIGINT by default) to this process right after engine step
+    ``step`` of every engine (the trainer then saves and exits with 128 + the signal)."""
+    import os
+    import signal
+
+    from fastp2p.train.engine import Pix2PixEngine
+    signal_number = signal.SIGINT if signal_number is None else signal_number
+    original = Pix2PixEngine.step
+
+    def step_then_signal(self, real_A, real_B):
+        original(self, real_A, real_B)
+        if self.steps == step:
+            os.kill(os.getpid(), signal_number)
+    monkeypatch.setattr(Pix2PixEngine, "step", step_then_signal)
