@@ -129,20 +129,15 @@ def bench_thread_count():
     of the step-only figure it is compared with and of the recorded environment; the count (and
     the variable) are put back whatever the body did.
     """
+    from fastp2p.bench.peers import environment
     from fastp2p.train.cpu_threads import THREAD_ENV_VARS
 
     threads = torch.get_num_threads()
-    saved = {name: os.environ.get(name) for name in THREAD_ENV_VARS}
-    if not any((value or "").strip() for value in saved.values()):
-        os.environ["OMP_NUM_THREADS"] = str(threads)
+    given = any((os.environ.get(name) or "").strip() for name in THREAD_ENV_VARS)
     try:
-        yield
+        with environment({} if given else {"OMP_NUM_THREADS": str(threads)}):
+            yield
     finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
         if torch.get_num_threads() != threads:
             torch.set_num_threads(threads)
 
