@@ -9,6 +9,7 @@ import torch.nn.functional as F
 import fastp2p
 from fastp2p.ops import gan_loss, l1_loss
 from fastp2p.reference import GANLoss as ReferenceGANLoss
+from helpers.loss_checks import assert_l1_loss_matches_float64
 from helpers.tolerances import FP32_SINGLE_OP, GOLDEN_OUTPUT, assert_close
 MODES = ["vanilla", "lsgan", "wgangp"]
 
@@ -55,13 +56,7 @@ def test_l1_loss_vs_float64_reference(backend, layout):
     a64, b64 = _logits(layout), _logits(layout).flip(0) * 0.5
     a, b = a64.float().requires_grad_(), b64.float().requires_grad_()
     ra, rb = a64.detach().clone().requires_grad_(), b64.detach().clone().requires_grad_()
-    expected = F.l1_loss(ra, rb)
-    (expected * 3).backward()
-    loss = l1_loss(a, b)
-    (loss * 3).backward()
-    assert_close(loss, expected, FP32_SINGLE_OP, "loss")
-    assert_close(a.grad, ra.grad, FP32_SINGLE_OP, "grad x")
-    assert_close(b.grad, rb.grad, FP32_SINGLE_OP, "grad y")
+    assert_l1_loss_matches_float64(a, b, ra, rb)
 
 
 @pytest.mark.parametrize("call,message", [
