@@ -45,9 +45,15 @@ def resolve_device(name: str, local_rank: int = 0) -> torch.device:
     return device
 
 
+def launched_world_size() -> int:
+    """How many processes torchrun started (its WORLD_SIZE; 1 without torchrun), known before
+    the process group is joined."""
+    return int(os.environ.get("WORLD_SIZE", "1") or 1)
+
+
 def init_processes(device_name: str) -> ProcessInfo:
     """Join the torchrun job if there is one (WORLD_SIZE > 1), else a single process."""
-    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    world_size = launched_world_size()
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     device = resolve_device(device_name, local_rank)
     if world_size == 1:

@@ -170,10 +170,11 @@ def _log_every(args) -> int:
     if args.log_every is not None:
         raise ValueError("--print_freq and --log-every both set how often losses are read: "
                          "keep one of them")
+    from fastp2p.train.distributed import launched_world_size
+
     # images of all processes, as --display_freq and --save_latest_freq count them: a step
-    # trains --batch_size images on each of torchrun's WORLD_SIZE processes
-    processes = int(os.environ.get("WORLD_SIZE", "1") or 1)
-    return max(1, args.print_freq // (args.batch_size * processes))
+    # trains --batch_size images on each of torchrun's processes
+    return max(1, args.print_freq // (args.batch_size * launched_world_size()))
 
 
 def _ignored_line(args, phase: str) -> str | None:
