@@ -17,7 +17,6 @@ The logging options of the reference (``--use_wandb``, ``--wandb_project_name``)
 trackers, in ``fastp2p.train.trackers``.
 """
 import argparse
-import os
 from dataclasses import dataclass
 
 from fastp2p.option_types import non_negative_int, plain_name, positive_int
@@ -139,6 +138,8 @@ def results_folder_name(args: argparse.Namespace) -> str:
 
 
 def _device_for_gpu_ids(gpu_ids: str, device: str) -> str:
+    from fastp2p.train.distributed import launched_world_size
+
     try:
         ids = [int(item) for item in gpu_ids.split(",") if item.strip()]
     except ValueError:
@@ -150,7 +151,7 @@ def _device_for_gpu_ids(gpu_ids: str, device: str) -> str:
                          f"`torchrun --nproc_per_node={len(gpus)} -m fastp2p ...` without "
                          "--gpu_ids (CUDA_VISIBLE_DEVICES picks which GPUs)")
     wanted = f"cuda:{gpus[0]}" if gpus else "cpu"
-    if gpus and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+    if gpus and launched_world_size() > 1:
         raise ValueError(f"--gpu_ids {gpu_ids} under torchrun: each process takes "
                          "cuda:LOCAL_RANK; drop --gpu_ids")
     if device not in ("auto", wanted):
