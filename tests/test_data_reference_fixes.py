@@ -106,6 +106,32 @@ def test_a_damaged_index_beside_shards_is_still_a_pack_with_a_clear_error(tmp_pa
                        "train")
 
 
+@pytest.mark.parametrize("overwrite", [False, True])
+def test_packing_where_another_programs_index_json_is_refused_and_leaves_it(tmp_path,
+                                                                            overwrite):
+    make_aligned(tmp_path / "data", count=2, width=8, height=8)
+    theirs = tmp_path / "out" / "train" / "index.json"
+    theirs.parent.mkdir(parents=True)
+    theirs.write_text('{"images": ["x.png"]}')
+    with pytest.raises(DataError, match="index.json: not written by `fastp2p pack`.*another OUT"):
+        pack_phase(tmp_path / "data", tmp_path / "out", "train", load_size=8, progress=False,
+                   overwrite=overwrite)
+    assert theirs.read_text() == '{"images": ["x.png"]}'
+    assert sorted(p.name for p in theirs.parent.iterdir()) == ["index.json"]
+
+
+def test_the_pack_command_refuses_another_programs_index_json_before_writing(tmp_path, capsys):
+    from fastp2p.cli import main
+    theirs = tmp_path / "out" / "train" / "index.json"
+    theirs.parent.mkdir(parents=True)
+    theirs.write_text("[1, 2]")
+    # --synthetic would write DATAROOT/train first: the refusal comes before it
+    assert main(["pack", str(tmp_path / "data"), str(tmp_path / "out"), "--synthetic", "2",
+                 "--overwrite", "--no-progress"]) == 1
+    assert "not written by `fastp2p pack`" in capsys.readouterr().err
+    assert theirs.read_text() == "[1, 2]" and not (tmp_path / "data").exists()
+
+
 # ---- 16-bit grayscale of either byte order -------------------------------------------------
 
 SIXTEEN_BIT = np.array([[0, 771, 65535, 1000], [300, 40000, 12345, 255]], np.uint16)

@@ -28,7 +28,7 @@ import numpy as np
 from fastp2p.atomic_files import left_by_dead_process, naming_the_file, replacing
 from fastp2p.data.errors import DataError
 from fastp2p.data.folders import is_grayscale_file, open_pair, scan_aligned, scan_two_folders
-from fastp2p.data.packed import (FORMAT, INDEX_NAME, VERSION, file_checksums,
+from fastp2p.data.packed import (FORMAT, INDEX_NAME, VERSION, file_checksums, is_packed,
                                  is_plain_file_name, plan_digest, plan_settings)
 from fastp2p.data.transforms import BICUBIC, Preprocess
 from fastp2p.json_files import read_json
@@ -249,6 +249,16 @@ def refuse_other_load_size(phase_dir: Path, load_size: int) -> None:
                         f"replace it with one of --load_size {load_size}")
 
 
+def refuse_foreign_index(phase_dir: Path) -> None:
+    """DataError if ``phase_dir`` holds an index.json that is not a pack's (another program's
+    file, say, in a folder of images): packing there would replace it, which nothing asks for,
+    --overwrite included (that replaces packs only)."""
+    if (Path(phase_dir) / INDEX_NAME).is_file() and not is_packed(phase_dir):
+        raise DataError(f"{Path(phase_dir) / INDEX_NAME}: not written by `fastp2p pack` (no "
+                        f"shards beside it, no pack format in it), and packing here would "
+                        f"replace it; pack into another OUT, or move that file away")
+
+
 def pack_phase(dataroot: Path, out: Path, phase: str, *, load_size: int = 286,
                dataset_mode: str = "aligned", workers: int = 1, skip_bad: bool = False,
                pairs_per_shard: int | None = None, progress: bool = True,
@@ -259,6 +269,7 @@ def pack_phase(dataroot: Path, out: Path, phase: str, *, load_size: int = 286,
     dataroot, phase_dir = Path(os.path.abspath(dataroot)), Path(out) / phase
     if load_size < 1:
         raise DataError(f"--load_size must be >= 1, got {load_size}")
+    refuse_foreign_index(phase_dir)
     if not overwrite:
         refuse_other_load_size(phase_dir, load_size)
     pairs = plan_pairs(dataroot, phase, dataset_mode, load_size, skip_bad, progress, gray)

@@ -20,7 +20,7 @@ folders.
 
 An interrupted run resumes: run the same command again; finished shards whose checksum verifies
 are kept. A pack already in OUT made with another --load_size is refused unless --overwrite
-asks to replace it. `fastp2p pack --verify OUT` checks every shard against the index.
+asks to replace it; an index.json there that pack did not write is always refused. `fastp2p pack --verify OUT` checks every shard against the index.
 
 No dataset at hand? `fastp2p pack --synthetic N DATAROOT [OUT]` writes N synthetic aligned
 pairs (shapes -> their outlines, 256x256 JPEGs, the same files for the same --seed) into
@@ -99,7 +99,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     from fastp2p.data.errors import DataError
-    from fastp2p.data.pack import pack_phase, refuse_other_load_size, usable_cpus
+    from fastp2p.data.pack import (pack_phase, refuse_foreign_index, refuse_other_load_size,
+                                   usable_cpus)
     from fastp2p.data.packed import PHASES
 
     if args.synthetic is not None and args.dataroot is None:
@@ -129,8 +130,9 @@ def run(args: argparse.Namespace) -> int:
         # included.
         if out is not None and out.resolve() == dataroot.resolve():
             raise DataError(f"{out}: OUT must differ from DATAROOT")
-        if out is not None and not args.overwrite:
-            for phase in phases:
+        for phase in phases if out is not None else ():
+            refuse_foreign_index(out / phase)
+            if not args.overwrite:
                 refuse_other_load_size(out / phase, args.load_size)
         if args.synthetic is not None:
             from fastp2p.data.synthetic import write_synthetic
