@@ -353,14 +353,16 @@ class Trainer:
                     and _crossed(before, progress.images, args.display_freq):
                 with times.stage("sample"):
                     self._add_sample()
+            if progress.epoch_complete:
+                # before any save of the last step: a resume from that save runs no step, so
+                # it could not draw the final sample itself (nor after a SIGKILL)
+                self._add_final_sample()
             if _crossed(before, progress.images, args.save_latest_freq):
                 with times.stage("checkpoint"):
                     # --save_by_iter (the reference's): also keep this point, named by its images
                     self.save(["latest"] + ([f"iter_{progress.images}"] if args.save_by_iter
                                             else []))
             if stops.signal_number is not None:
-                if progress.epoch_complete:
-                    self._add_final_sample()  # a resume runs no step, so it could not
                 self.save(["latest"])
                 self.writer.wait()
                 name = signal.Signals(stops.signal_number).name
