@@ -2,6 +2,7 @@
 the network; the same bytes every build; written atomically; train/val/test held apart."""
 import hashlib
 import importlib.metadata
+import random
 import socket
 
 import pytest
@@ -10,7 +11,8 @@ from PIL import Image
 
 from helpers.data_helpers import data_args
 from fastp2p.data import DataError, create_dataset, default_dataroot
-from fastp2p.data import default_dataset
+from fastp2p.data import default_dataset, pack
+from fastp2p.data.packed import PackedDataset
 
 pytest.importorskip("skimage")
 
@@ -95,6 +97,40 @@ def test_no_dataroot_means_the_default_dataset(built, monkeypatch):
 
 def no_rebuild(*args):
     raise AssertionError("the cached default dataset was built again")
+
+
+def test_the_train_split_is_read_from_a_pack_of_the_same_pairs_built_once(built, monkeypatch):
+    cache, root = built
+    monkeypatch.setenv("FASTP2P_CACHE", str(cache))
+    monkeypatch.setattr(default_dataset, "build_default_dataset", no_rebuild)
+    options = ("--load_size", "72", "--crop_size", "64", "--direction", "BtoA")
+    packed = create_dataset(data_args(None, "--task", "edges2photo", *options), "train")
+    folders = create_dataset(data_args(root, *options), "train")
+    assert isinstance(packed, PackedDataset) and not isinstance(folders, PackedDataset)
+    assert packed.phase_dir == cache / f"{root.name}-train-packed72" / "train"
+    assert len(packed) == len(folders) == len(list((root / "train").iterdir()))
+    for index in range(0, len(folders), 97):
+        for seed in range(2):
+            want, got = folders.load(index, random.Random(seed)), packed.load(index,
+                                                                           random.Random(seed))
+            assert torch.equal(got["A"], want["A"]) and torch.equal(got["B"], want["B"])
+    monkeypatch.setattr(pack, "pack_phase", no_rebuild)    # once built, the pack is reused
+    again = create_dataset(data_args(None, "--task", "edges2photo", *options), "train")
+    assert again.phase_dir == packed.phase_dir
+
+
+@pytest.mark.parametrize("phase, options", [
+    ("test", ("--load_size", "72", "--crop_size", "64")),      # read once per run: no pack
+    ("train", ()),                                             # 286 > the stored 128x128 crops
+    ("train", ("--load_size", "72", "--crop_size", "64", "--input_nc", "1")),
+    ("train", ("--load_size", "72", "--crop_size", "64", "--preprocess", "crop")),
+])
+def test_the_folders_are_read_where_a_pack_does_not_serve(built, monkeypatch, phase, options):
+    cache, _ = built
+    monkeypatch.setenv("FASTP2P_CACHE", str(cache))
+    monkeypatch.setattr(pack, "pack_phase", no_rebuild)
+    dataset = create_dataset(data_args(None, "--task", "edges2photo", *options), phase)
+    assert not isinstance(dataset, PackedDataset)
 
 
 def test_a_second_build_gives_the_same_bytes(built, tmp_path, monkeypatch):

@@ -4,7 +4,8 @@ import math
 from pathlib import Path
 
 from fastp2p.data.datasets import AlignedDataset, TwoFoldersDataset
-from fastp2p.data.default_dataset import DEFAULT_TASK, default_dataroot
+from fastp2p.data.default_dataset import (CROP, DEFAULT_TASK, default_dataroot,
+                                           packed_default_dataroot)
 from fastp2p.data.errors import DataError
 from fastp2p.data.folders import scan_aligned, scan_two_folders
 from fastp2p.data.transforms import Preprocess
@@ -15,7 +16,8 @@ def create_dataset(args: argparse.Namespace, phase: str):
 
     ``args`` carries the options of ``add_data_arguments``. A folder written by ``fastp2p pack``
     is detected and read from its shards; no ``--dataroot`` means the embedded default dataset
-    of ``--task``.
+    of ``--task`` (its train split read from a pack built once, where a pack serves the
+    options: ``_reads_embedded_pack``).
     """
     config = Preprocess.from_args(args)
     swap = args.direction == "BtoA"
@@ -34,6 +36,8 @@ def create_dataset(args: argparse.Namespace, phase: str):
         raise DataError(f"{root}: --dataroot folder not found; point it at a dataset folder "
                         "holding train/ (and val/, test/)")
     phase_dir = root / phase
+    if not args.dataroot and _reads_embedded_pack(args, config, phase):
+        phase_dir = packed_default_dataroot(root, phase, config.load_size) / phase
     from fastp2p.data.packed import PackedDataset, is_packed
     if is_packed(phase_dir):
         return PackedDataset(phase_dir, config, swap, limit)
@@ -42,6 +46,16 @@ def create_dataset(args: argparse.Namespace, phase: str):
         return TwoFoldersDataset(pairs, config, swap)
     paths = scan_aligned(phase_dir, config, args.skip_bad, limit)
     return AlignedDataset(paths, config, swap)
+
+
+def _reads_embedded_pack(args: argparse.Namespace, config: Preprocess, phase: str) -> bool:
+    """Whether the embedded dataset's ``phase`` is read from its pack (built once): the train
+    split, read every epoch, where a pack serves the options (aligned three-channel pairs,
+    resize_and_crop) at a load size no larger than the stored crops (so the pack holds no more
+    pixels than they do). The pairs are the folders' (tests/test_pack.py)."""
+    return (phase == "train" and args.dataset_mode == "aligned"
+            and config.mode == "resize_and_crop" and config.load_size <= CROP
+            and config.a_channels == config.b_channels == 3)
 
 
 def follow_packed_load_size(args: argparse.Namespace, phase: str, given: bool):

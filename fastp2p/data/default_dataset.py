@@ -12,7 +12,7 @@ the lower half the test crops; train crops are cut from the left three quarters 
 scale and at 6 crops wide), so no train crop overlaps a val or test crop. Test pairs thus come
 from all eight photographs, from regions training never sees. The result is written once,
 atomically, into the cache folder in the aligned format, so every other code path sees an
-ordinary dataset.
+ordinary dataset; training packs its train split once beside it (``packed_default_dataroot``).
 """
 import hashlib
 import os
@@ -139,27 +139,48 @@ def default_dataroot(task: str = DEFAULT_TASK) -> Path:
         root = cache_root()
     except NoCacheFolder as error:
         raise DataError(f"{error}, or pass --dataroot") from None
-    final = root / f"default-{task}-{_fingerprint(task)}"
+    return _built_once(root / f"default-{task}-{_fingerprint(task)}",
+                       lambda folder: build_default_dataset(folder, task), "the default dataset")
+
+
+def packed_default_dataroot(root: Path, phase: str, load_size: int) -> Path:
+    """A dataset folder holding the embedded dataset ``root``'s ``phase`` packed at
+    ``load_size`` (``fastp2p pack``'s format: the same pairs, already decoded and resized),
+    built once beside ``root`` in the cache. Training reads it instead of decoding and resizing
+    every JPEG again each epoch (benchmarks/NOTES.md, "The first run on the 2-core AMD
+    EPYC")."""
+    from fastp2p.data.pack import pack_phase, usable_cpus
+
+    def pack(folder: Path) -> None:
+        pack_phase(root, folder, phase, load_size=load_size, workers=usable_cpus(),
+                   progress=False)
+    return _built_once(root.with_name(f"{root.name}-{phase}-packed{load_size}"), pack,
+                       f"the default dataset's {phase} pack")
+
+
+def _built_once(final: Path, build, what: str) -> Path:
+    """``final``, a folder of the cache, made by ``build(folder)`` on first use: built in a
+    temporary folder beside it and renamed into place, so a reader sees no folder or a whole
+    one, and a failed build leaves nothing behind; ``what`` names it in errors."""
     if final.is_dir():
         return final
     try:
-        root.mkdir(parents=True, exist_ok=True)
-        building = Path(tempfile.mkdtemp(prefix=f".building-{final.name}-", dir=root))
+        final.parent.mkdir(parents=True, exist_ok=True)
+        building = Path(tempfile.mkdtemp(prefix=f".building-{final.name}-", dir=final.parent))
     except OSError as error:
-        raise DataError(f"{root}: cannot create the cache folder for the default dataset "
-                        f"({error}); set FASTP2P_CACHE to a writable folder or pass "
-                        "--dataroot") from None
+        raise DataError(f"{final.parent}: cannot create the cache folder for {what} ({error}); "
+                        "set FASTP2P_CACHE to a writable folder or pass --dataroot") from None
     try:
-        build_default_dataset(building, task)
+        build(building)
         try:
             os.rename(building, final)    # atomic: a reader sees no folder or a whole one
         except OSError:
             if not final.is_dir():        # not another process finishing first: a real failure
                 raise
     except OSError as error:
-        raise DataError(f"{final}: building the default dataset failed ({error}); nothing was "
-                        "left behind: free some space or set FASTP2P_CACHE to another folder, "
-                        "and run again") from None
+        raise DataError(f"{final}: building {what} failed ({error}); nothing was left behind: "
+                        "free some space or set FASTP2P_CACHE to another folder, and run "
+                        "again") from None
     finally:
         shutil.rmtree(building, ignore_errors=True)
     return final
