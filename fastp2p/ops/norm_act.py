@@ -25,12 +25,15 @@ from typing import Optional
 
 import torch
 
-from fastp2p.ops.backends import norm_act_backend_for
+from fastp2p.kernels.environment import getenv
+from fastp2p.ops.backends import ENV_VAR as BACKEND_ENV_VAR
+from fastp2p.ops.backends import backend_named, norm_act_backend_for
 from fastp2p.ops.definitions import (ACTIVATIONS, NORMS, OP_DTYPES, check_norm_groups,
                                      count_batch, like_memory_format)
 from fastp2p.ops.dropout_rng import dropout_threshold
 from fastp2p.ops.norm_act_graph_backward import norm_act_backward_with_graph
 from fastp2p.ops.norm_act_reference import statistics_dtype
+from fastp2p.ops.norm_act_torch import norm_act_torch, trains_with_torch_ops
 
 
 @dataclass(frozen=True)
@@ -469,8 +472,21 @@ def _run(x, weight, bias, running_mean, running_var, num_batches_tracked, skip, 
                         seed, offset)
     cfg = NormActConfig(*settings)
     _check_arguments(x, weight, bias, running_mean, running_var, num_batches_tracked, skip, cfg)
+    if _runs_directly(x) and _trains_with_torch_ops(x, cfg.norm):
+        seed, offset, rng = _rng_args(seed, offset)
+        if rng is not None:
+            seed, offset = int(rng[0]), int(rng[1])
+        return norm_act_torch(x, weight, bias, running_mean, running_var, num_batches_tracked,
+                              skip, seed, offset, cfg)
     return _NormActFunction.apply(x, weight, bias, running_mean, running_var,
                                   num_batches_tracked, skip, seed, offset, cfg)
+
+
+def _trains_with_torch_ops(x, norm: str) -> bool:
+    """A call recording autograd that runs PyTorch's own ops (fastp2p.ops.norm_act_torch):
+    CPU float32 where the registry picks the C++ backend by itself."""
+    return (trains_with_torch_ops(x, getenv(BACKEND_ENV_VAR))
+            and norm_act_backend_for(x, norm) is backend_named("cpp"))
 
 
 def _momentum_used(momentum, norm, training, running_mean):

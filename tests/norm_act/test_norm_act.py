@@ -10,6 +10,8 @@ import torch
 from fastp2p.ops import backend_name_for, norm_act, norm_act_concat, norm_act_into
 from fastp2p.ops.dropout_rng import dropout_keep_mask
 from fastp2p.ops.norm_act_reference import norm_act_math
+from helpers.norm_act_cases import (CASES, case_id, check_against_reference, make_case,
+                                    op_run, reference_run)
 from helpers.tolerances import BF16_NETWORK, FP32_SINGLE_OP, assert_close, relative_error
 from helpers.triton_interpreter import KERNELS
 
@@ -30,102 +32,16 @@ def triton_backend(monkeypatch):
     assert backend_name_for(torch.device("cpu")) == "triton"
 
 
-def _layout(x, layout):
-    if layout == "nhwc":
-        return x.contiguous(memory_format=torch.channels_last)
-    if layout == "permuted":  # non-contiguous: a strided view with gaps
-        wide = torch.empty(x.shape[0], x.shape[2], x.shape[3], x.shape[1] + 3, dtype=x.dtype)
-        wide[..., 1:1 + x.shape[1]] = x.permute(0, 2, 3, 1)
-        return wide[..., 1:1 + x.shape[1]].permute(0, 3, 1, 2)
-    return x.contiguous()
-
-
-# norm, training, activation, affine, dropout_p, shape (N, C, H, W), layout
-CASES = [
-    ("instance", True, "leaky_relu", True, 0.0, (2, 5, 3, 4), "nhwc"),
-    ("instance", True, "relu", False, 0.5, (1, 70, 2, 2), "nchw"),
-    ("instance", True, "none", False, 0.0, (2, 3, 24, 30), "permuted"),
-    ("batch", True, "relu", True, 0.0, (2, 67, 3, 5), "nhwc"),
-    ("batch", True, "leaky_relu", True, 0.5, (3, 6, 1, 1), "permuted"),
-    ("batch", False, "leaky_relu", True, 0.0, (2, 5, 3, 4), "nhwc"),
-    ("batch", False, "relu", False, 0.5, (1, 9, 2, 2), "nchw"),
-    ("none", True, "leaky_relu", True, 0.0, (2, 5, 4, 4), "nchw"),
-    ("none", True, "none", False, 0.5, (1, 3, 2, 2), "nhwc"),
-]
-
-
-def _case_id(case):
-    norm, training, act, affine, p, (n, c, h, w), layout = case
-    mode = "" if norm != "batch" else ("-train" if training else "-eval")
-    return (f"{norm}{mode}-{act}-{'affine' if affine else 'plain'}-p{p}-N{n}-C{c}-H{h}-W{w}-"
-            f"{layout}")
-
-
-def _make(case, dtype, seed=0):
-    norm, training, act, affine, p, shape, layout = case
-    gen = torch.Generator().manual_seed(seed)
-    x64 = torch.randn(shape, generator=gen, dtype=torch.float64) * 2 + 0.5
-    skip64 = torch.randn((shape[0], 4) + shape[2:], generator=gen, dtype=torch.float64)
-    weight = bias = running = None
-    if affine:
-        weight = torch.rand(shape[1], generator=gen, dtype=torch.float64) + 0.5
-        bias = torch.rand(shape[1], generator=gen, dtype=torch.float64) - 0.5
-    if norm == "batch":
-        running = (torch.randn(shape[1], generator=gen, dtype=torch.float64) * 0.3,
-                   torch.rand(shape[1], generator=gen, dtype=torch.float64) + 0.5)
-    grad = torch.randn((shape[0], 4 + shape[1]) + shape[2:], generator=gen, dtype=torch.float64)
-    kwargs = dict(norm=norm, training=training, momentum=0.1, eps=1e-5, activation=act,
-                  slope=0.2, dropout_p=p, seed=1234 + seed, offset=2 ** 33 - 7)
-    return x64, skip64, weight, bias, running, grad, kwargs, layout
-
-
-def _reference(x64, skip64, weight, bias, running, grad, kwargs):
-    """float64 autograd through the oracle: output, grads, updated running stats."""
-    x = x64.clone().requires_grad_()
-    skip = skip64.clone().requires_grad_()
-    w = None if weight is None else weight.clone().requires_grad_()
-    b = None if bias is None else bias.clone().requires_grad_()
-    rm, rv = (None, None) if running is None else (running[0].clone(), running[1].clone())
-    y = torch.cat([torch.relu(skip), norm_act_math(x, w, b, rm, rv, **kwargs)], 1)
-    y.backward(grad)
-    grads = [x.grad, skip.grad] + ([] if w is None else [w.grad, b.grad])
-    return y.detach(), grads, (rm, rv)
-
-
-def _fused(x64, skip64, weight, bias, running, grad, kwargs, layout, dtype):
-    x = _layout(x64.to(dtype), layout).requires_grad_()
-    skip = _layout(skip64.to(dtype), layout).requires_grad_()
-    w = None if weight is None else weight.float().requires_grad_()
-    b = None if bias is None else bias.float().requires_grad_()
-    rm, rv = (None, None) if running is None else (running[0].float(), running[1].float())
-    y = norm_act_concat(skip, x, w, b, rm, rv, **kwargs)
-    y.backward(grad.to(dtype))
-    grads = [x.grad, skip.grad] + ([] if w is None else [w.grad, b.grad])
-    return y.detach(), grads, (rm, rv)
-
-
-def _check_against_reference(case, dtype, bound):
-    data = _make(case, dtype)
-    expected, expected_grads, expected_running = _reference(*data[:-1])
-    got, got_grads, got_running = _fused(*data, dtype)
-    assert_close(got, expected, bound, "output")
-    for name, g, e in zip(("x", "skip", "weight", "bias"), got_grads, expected_grads):
-        assert_close(g, e, bound, f"grad {name}")
-    if case[0] == "batch":
-        assert_close(got_running[0], expected_running[0], bound, "running_mean")
-        assert_close(got_running[1], expected_running[1], bound, "running_var")
-
-
 @needs_triton
 @pytest.mark.interpreter
 @pytest.mark.parametrize("path", ["one-pass", "split"])
-@pytest.mark.parametrize("case", CASES, ids=[_case_id(c) for c in CASES])
+@pytest.mark.parametrize("case", CASES, ids=[case_id(c) for c in CASES])
 def test_kernel_matches_float64_reference(case, path, triton_backend, monkeypatch):
     """Both paths (forward and backward): the whole group in registers, and the split
     reduction."""
     if path == "split":
         monkeypatch.setattr(_kernels_norm_act(), "ONE_PASS_MAX_ELEMENTS", 0)
-    _check_against_reference(case, torch.float32, FP32_SINGLE_OP)
+    check_against_reference(case, torch.float32, FP32_SINGLE_OP)
 
 
 @needs_triton
@@ -136,7 +52,7 @@ def test_split_reduction_merges_statistics(norm, triton_backend, monkeypatch):
     monkeypatch.setattr(_kernels_norm_act(), "REDUCTION_PROGRAMS", 6)
     monkeypatch.setattr(_kernels_norm_act(), "ONE_PASS_MAX_ELEMENTS", 0)
     case = (norm, True, "leaky_relu", True, 0.0, (2, 5, 24, 40), "nhwc")
-    _check_against_reference(case, torch.float32, FP32_SINGLE_OP)
+    check_against_reference(case, torch.float32, FP32_SINGLE_OP)
 
 
 @needs_triton
@@ -156,9 +72,9 @@ def test_low_precision_in_the_interpreter(triton_backend):
     """bf16 / fp16 loads and stores with fp32 statistics (the GPU tests cover real shapes)."""
     case = ("instance", True, "leaky_relu", True, 0.0, (2, 6, 4, 4), "nhwc")
     for dtype in (torch.bfloat16, torch.float16):
-        data = _make(case, dtype)
-        expected, _, _ = _reference(*data[:-1])
-        got, _, _ = _fused(*data, dtype)
+        data = make_case(case, dtype)
+        expected, _, _ = reference_run(*data[:-1])
+        got, _, _ = op_run(*data, dtype)
         assert relative_error(got, expected) < BF16_NETWORK / 2
 
 
@@ -270,9 +186,9 @@ def test_gpu_real_shapes(batch, dtype, norm, monkeypatch):
     for channels, size in U_NET_256_NORM_SHAPES:
         case = (norm, True, "relu", True, 0.5 if size <= 16 else 0.0,
                 (batch, channels, size, size), "nhwc")
-        data = [_to_cuda(t) for t in _make(case, dtype)]
-        expected, expected_grads, expected_running = _reference(*data[:-1])
-        got, got_grads, got_running = _fused(*data, dtype)
+        data = [_to_cuda(t) for t in make_case(case, dtype)]
+        expected, expected_grads, expected_running = reference_run(*data[:-1])
+        got, got_grads, got_running = op_run(*data, dtype)
         what = f"C{channels} H{size}"
         if dtype == torch.float32:
             assert_close(got, expected, FP32_SINGLE_OP, what)
@@ -305,17 +221,17 @@ def test_gpu_real_shapes(batch, dtype, norm, monkeypatch):
 def test_gpu_backward_fp32(monkeypatch):
     monkeypatch.setenv("FASTP2P_BACKEND", "triton")
     for case in CASES:
-        data = [_to_cuda(t) for t in _make(case, torch.float32)]
-        expected, expected_grads, expected_running = _reference(*data[:-1])
-        got, got_grads, got_running = _fused(*data, torch.float32)
-        assert_close(got, expected, FP32_SINGLE_OP, _case_id(case))
+        data = [_to_cuda(t) for t in make_case(case, torch.float32)]
+        expected, expected_grads, expected_running = reference_run(*data[:-1])
+        got, got_grads, got_running = op_run(*data, torch.float32)
+        assert_close(got, expected, FP32_SINGLE_OP, case_id(case))
         for g, e in zip(got_grads, expected_grads):
-            assert_close(g, e, FP32_SINGLE_OP, _case_id(case))
+            assert_close(g, e, FP32_SINGLE_OP, case_id(case))
         if case[0] == "batch":
             assert_close(got_running[0], expected_running[0], FP32_SINGLE_OP,
-                         f"{_case_id(case)} running_mean")
+                         f"{case_id(case)} running_mean")
             assert_close(got_running[1], expected_running[1], FP32_SINGLE_OP,
-                         f"{_case_id(case)} running_var")
+                         f"{case_id(case)} running_var")
 
 
 def _to_cuda(t):

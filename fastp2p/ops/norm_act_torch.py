@@ -1,0 +1,52 @@
+"""norm_act in PyTorch's own ops, differentiated by autograd: what a CPU float32 call that
+records autograd (training) runs unless FASTP2P_BACKEND forces a backend.
+
+On the one CPU measured (a 2-core AMD EPYC), PyTorch's vectorized batch / instance norm,
+activation and cat trained as fast as the C++ kernels behind the autograd Function in NCHW and
+faster in channels-last, where the kernels are slowest (benchmarks/NOTES.md, "CPU training:
+PyTorch's own norm ops"): the kernels recompute the activation and dropout in a backward whose
+passes over small maps cost more than torch's, and each call pays the Function's host cost. The result is the op's contract all the same: the reference modules' norms, the same
+counter-based dropout masks (``dropout_keep_mask``), ``relu(skip)`` concatenated first, x's
+memory format, BatchNorm's running statistics and ``num_batches_tracked`` updated.
+"""
+import torch
+import torch.nn.functional as F
+
+from fastp2p.ops.definitions import count_batch
+from fastp2p.ops.dropout_rng import dropout_keep_mask
+
+
+def trains_with_torch_ops(x: torch.Tensor, forced_backend: str) -> bool:
+    """Whether a call recording autograd on ``x`` runs here: CPU float32, no backend forced
+    (``FASTP2P_BACKEND=cpp`` keeps the kernels, as the tests of them do)."""
+    return x.is_cpu and x.dtype == torch.float32 and not forced_backend
+
+
+def norm_act_torch(x, weight, bias, running_mean, running_var, num_batches_tracked, skip, seed,
+                   offset, cfg):
+    """``cat([relu(skip), dropout(act(norm(x) * weight + bias))], 1)`` (no cat without skip);
+    ``seed``/``offset``: ints. Arguments as checked by norm_act's boundary."""
+    if cfg.norm == "batch":
+        y = F.batch_norm(x, running_mean, running_var, weight, bias,
+                         training=cfg.training or running_mean is None,
+                         momentum=cfg.momentum, eps=cfg.eps)
+        count_batch(num_batches_tracked, cfg.norm, cfg.training, running_mean)
+    elif cfg.norm == "instance":
+        y = F.instance_norm(x, weight=weight, bias=bias, eps=cfg.eps)
+    elif weight is not None:
+        y = x * weight.view(1, -1, 1, 1) + bias.view(1, -1, 1, 1)
+    else:
+        y = x.clone()    # a new tensor, as every other path returns
+    if cfg.activation == "relu":
+        y = F.relu(y)
+    elif cfg.activation == "leaky_relu":
+        y = F.leaky_relu(y, cfg.slope)
+    if cfg.dropout_p > 0:
+        keep = dropout_keep_mask(tuple(x.shape), cfg.dropout_p, seed, offset, device=x.device)
+        y = torch.where(keep, y / (1 - cfg.dropout_p), torch.zeros_like(y))
+    if skip is None:
+        return y
+    out = torch.cat([F.relu(skip), y], 1)
+    channels_last = x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
+    return out.contiguous(memory_format=torch.channels_last if channels_last
+                          else torch.contiguous_format)
