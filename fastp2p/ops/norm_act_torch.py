@@ -44,9 +44,9 @@ def norm_act_torch(x, weight, bias, running_mean, running_var, num_batches_track
     if cfg.dropout_p > 0:
         keep = dropout_keep_mask(tuple(x.shape), cfg.dropout_p, seed, offset, device=x.device)
         y = torch.where(keep, y / (1 - cfg.dropout_p), torch.zeros_like(y))
-    if skip is None:
-        return y
-    out = torch.cat([F.relu(skip), y], 1)
+    out = y if skip is None else torch.cat([F.relu(skip), y], 1)
+    # x's memory format, as the kernels write it (like_memory_format): the mask, a skip of
+    # another layout or a strided x can leave torch's result in another
     channels_last = x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
     return out.contiguous(memory_format=torch.channels_last if channels_last
                           else torch.contiguous_format)

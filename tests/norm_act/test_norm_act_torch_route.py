@@ -42,6 +42,10 @@ def test_output_layout_and_batch_count_follow_the_contract(registry_choice):
     y = norm_act_concat(skip, x, None, None, running_mean, running_var, norm="batch",
                         num_batches_tracked=count)
     assert y.is_contiguous(memory_format=torch.channels_last) and y.shape == (2, 5, 4, 4)
+    dropped = norm_act_op.norm_act(x, norm="instance", dropout_p=0.5, seed=3)  # an NCHW mask
+    assert dropped.is_contiguous(memory_format=torch.channels_last)
+    strided = torch.randn(2, 4, 4, 5).permute(0, 3, 1, 2)[:, 1:4].requires_grad_()
+    assert norm_act_op.norm_act(strided, norm="instance").is_contiguous()
     assert count.item() == 6 and not torch.equal(running_mean, torch.zeros(3))
     plain = torch.randn(2, 3, 4, 4, requires_grad=True)
     out = norm_act_op.norm_act(plain, norm="none", activation="none")
