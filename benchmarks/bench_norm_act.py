@@ -12,11 +12,13 @@ named in the row). ``pytest benchmarks/`` runs pytest-benchmark on one shape
 (test_micro_benchmarks.py).
 """
 import functools
+import os
 
 import torch
 import torch.nn.functional as F
 
 from fastp2p.ops import backend_name_for, norm_act, norm_act_concat
+from fastp2p.ops.backends import ENV_VAR as BACKEND_ENV_VAR
 
 try:
     from kernel_timing import copy_bandwidth_gbps, default_device, row, time_ms
@@ -73,11 +75,30 @@ def _inputs(op, batch, channels, side, dtype, device):
     return (skip, make(), *params), moved
 
 
+def _forcing(backend, fn):
+    """fn with FASTP2P_BACKEND=backend around each call, so that its row times the kernels
+    it names: unforced, CPU float32 training runs PyTorch's own ops (fastp2p.ops.norm_act_torch).
+    The forward picks the path; the backward follows it."""
+    def call(*args):
+        saved = os.environ.get(BACKEND_ENV_VAR)
+        os.environ[BACKEND_ENV_VAR] = backend
+        try:
+            return fn(*args)
+        finally:
+            if saved is None:
+                del os.environ[BACKEND_ENV_VAR]
+            else:
+                os.environ[BACKEND_ENV_VAR] = saved
+    return call
+
+
 def _providers(op, norm, device, quick):
     providers = {"eager": _eager(op, norm)}
     if device.type == "cuda":
         providers["compile"] = torch.compile(_eager(op, norm), dynamic=False)
-    providers[f"fastp2p[{backend_name_for(device)}]"] = _fused(op, norm)
+    backend = backend_name_for(device)
+    fused = _fused(op, norm)
+    providers[f"fastp2p[{backend}]"] = fused if device.type == "cuda" else _forcing(backend, fused)
     return providers
 
 
