@@ -12,7 +12,9 @@ parameters are the folded tensors), never registered on the network: ``state_dic
 rebuilt when the convolution's settings (stride, padding, padding mode, ...) or any tensor it
 is computed from change: the key holds the settings and each tensor's storage address
 and version counter (bumped by every in-place change: an optimizer step, ``load_state_dict``,
-``bn.running_var.mul_(2)``; not by a write through ``.data``: ``forget_cached_weights``), and
+``bn.running_var.mul_(2)``; not by a write through ``.data``: ``forget_cached_weights``), with
+the norm's ``num_batches_tracked`` (torch's training batch norm updates the running statistics
+without bumping their counters, but counts the batch), and
 the cache keeps the old tensors alive so that a replaced tensor (``.to()``, ``.half()``,
 ``.data = ...``) cannot reuse an address it remembers. Checking a key
 costs a few microseconds per layer. torch's fused optimizers (``fused=True``) write the
@@ -93,10 +95,12 @@ _cache: "weakref.WeakKeyDictionary[nn.Module, dict]" = weakref.WeakKeyDictionary
 
 def _sources(conv, norm):
     """The tensors a fold is computed from (read from the modules' dicts: nn.Module's
-    __getattr__ costs about a microsecond per lookup, and this runs per layer per call)."""
+    __getattr__ costs about a microsecond per lookup, and this runs per layer per call), and
+    the batch counter: torch's training batch norm (nn.BatchNorm2d, F.batch_norm) updates the
+    running statistics without bumping their version counters, but counts the batch."""
     weights, params, buffers = conv._parameters, norm._parameters, norm._buffers
     return (weights["weight"], weights.get("bias"), params.get("weight"), params.get("bias"),
-            buffers["running_mean"], buffers["running_var"])
+            buffers["running_mean"], buffers["running_var"], buffers.get("num_batches_tracked"))
 
 
 def _watch(tensors) -> Optional[tuple]:

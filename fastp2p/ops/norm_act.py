@@ -472,7 +472,8 @@ def _run(x, weight, bias, running_mean, running_var, num_batches_tracked, skip, 
                         seed, offset)
     cfg = NormActConfig(*settings)
     _check_arguments(x, weight, bias, running_mean, running_var, num_batches_tracked, skip, cfg)
-    if _runs_directly(x) and _trains_with_torch_ops(x, cfg.norm):
+    if _runs_directly(x) and _trains_with_torch_ops(x, (weight, bias, running_mean,
+                                                        running_var), cfg.norm):
         seed, offset, rng = _rng_args(seed, offset)
         if rng is not None:
             seed, offset = int(rng[0]), int(rng[1])
@@ -482,10 +483,10 @@ def _run(x, weight, bias, running_mean, running_var, num_batches_tracked, skip, 
                                   num_batches_tracked, skip, seed, offset, cfg)
 
 
-def _trains_with_torch_ops(x, norm: str) -> bool:
+def _trains_with_torch_ops(x, vectors, norm: str) -> bool:
     """A call recording autograd that runs PyTorch's own ops (fastp2p.ops.norm_act_torch):
     CPU float32 where the registry picks the C++ backend by itself."""
-    return (trains_with_torch_ops(x, getenv(BACKEND_ENV_VAR))
+    return (trains_with_torch_ops(x, vectors, getenv(BACKEND_ENV_VAR))
             and norm_act_backend_for(x, norm) is backend_named("cpp"))
 
 

@@ -7,7 +7,10 @@ faster in channels-last, where the kernels are slowest (benchmarks/NOTES.md, "CP
 PyTorch's own norm ops"): the kernels recompute the activation and dropout in a backward whose
 passes over small maps cost more than torch's, and each call pays the Function's host cost. The result is the op's contract all the same: the reference modules' norms, the same
 counter-based dropout masks (``dropout_keep_mask``), ``relu(skip)`` concatenated first, x's
-memory format, BatchNorm's running statistics and ``num_batches_tracked`` updated.
+memory format, BatchNorm's running statistics and ``num_batches_tracked`` updated. As with
+nn.BatchNorm2d, F.batch_norm leaves the running statistics' version counters as they were (its
+backward reads them: a bump would fail it); the counted batch bumps ``num_batches_tracked``'s,
+which the eval folds watch too (fastp2p.nn.folding).
 """
 import torch
 import torch.nn.functional as F
@@ -16,10 +19,13 @@ from fastp2p.ops.definitions import count_batch
 from fastp2p.ops.dropout_rng import dropout_keep_mask
 
 
-def trains_with_torch_ops(x: torch.Tensor, forced_backend: str) -> bool:
-    """Whether a call recording autograd on ``x`` runs here: CPU float32, no backend forced
-    (``FASTP2P_BACKEND=cpp`` keeps the kernels, as the tests of them do)."""
-    return x.is_cpu and x.dtype == torch.float32 and not forced_backend
+def trains_with_torch_ops(x: torch.Tensor, vectors, forced_backend) -> bool:
+    """Whether a call recording autograd on ``x`` runs here: CPU float32 with float32
+    per-channel ``vectors`` (weight, bias, running statistics: None for absent ones; torch's
+    CPU norms refuse mixed dtypes, which the kernels' launchers convert), and no backend forced
+    (``FASTP2P_BACKEND=cpp`` keeps the kernels, as the tests of them do; blank is unset)."""
+    return (x.is_cpu and x.dtype == torch.float32 and not (forced_backend or "").strip()
+            and all(v is None or v.dtype == torch.float32 for v in vectors))
 
 
 def norm_act_torch(x, weight, bias, running_mean, running_var, num_batches_tracked, skip, seed,

@@ -52,7 +52,7 @@ def test_output_layout_and_batch_count_follow_the_contract(registry_choice):
     assert out is not plain and torch.equal(out, plain)    # a new tensor, as the kernels give
 
 
-@pytest.mark.parametrize("why", ["forced", "float64", "no autograd"])
+@pytest.mark.parametrize("why", ["forced", "float64", "no autograd", "float64 affine"])
 def test_the_kernels_run_elsewhere(monkeypatch, why):
     monkeypatch.delenv("TRITON_INTERPRET", raising=False)
     if why == "forced":
@@ -62,7 +62,39 @@ def test_the_kernels_run_elsewhere(monkeypatch, why):
     monkeypatch.setattr(norm_act_op, "norm_act_torch", lambda *args: pytest.fail("torch route"))
     dtype = torch.float64 if why == "float64" else torch.float32
     x = torch.randn(2, 3, 4, 4, dtype=dtype, requires_grad=why != "no autograd")
-    norm_act_op.norm_act(x, norm="instance", activation="relu")
+    # per-channel vectors of another dtype, which torch's CPU norms refuse and the kernels take
+    affine = [torch.rand(3, dtype=torch.float64) + 0.5 for _ in range(2)] if "affine" in why \
+        else [None, None]
+    y = norm_act_op.norm_act(x, *affine, norm="instance", activation="relu")
+    assert y.dtype == dtype
+
+
+def test_a_blank_backend_variable_is_unset(registry_choice, monkeypatch):
+    monkeypatch.setenv("FASTP2P_BACKEND", " ")
+    torch_ops = []
+    monkeypatch.setattr(norm_act_op, "norm_act_torch", lambda *args: torch_ops.append(1) or
+                        args[0].clone())
+    norm_act_op.norm_act(torch.randn(2, 3, 4, 4, requires_grad=True), norm="instance")
+    assert torch_ops == [1]
+
+
+def test_eval_folds_follow_the_statistics_this_route_updates(registry_choice):
+    """BatchNorm recalibration: train-mode forwards with gradients (this route) between two
+    eval calls; the folding cache (fastp2p.nn.folding) must see the new running statistics."""
+    from fastp2p.nn.folding import folding_disabled
+    torch.manual_seed(0)
+    net = fastp2p.PatchDiscriminator(3, ndf=4, n_layers=2, norm="batch")
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        net.eval()(x)                                   # folds the eval BatchNorms
+    net.train()
+    for _ in range(3):
+        net(torch.randn(2, 3, 32, 32) * 3 + 1)
+    with torch.no_grad():
+        folded = net.eval()(x)
+        with folding_disabled():
+            unfolded = net(x)
+    assert relative_error(folded, unfolded) <= FP32_SINGLE_OP
 
 
 def _train_step(netG, netD, a, b):
