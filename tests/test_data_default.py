@@ -2,8 +2,10 @@
 the network; the same bytes every build; written atomically; train/val/test held apart."""
 import hashlib
 import importlib.metadata
+import os
 import random
 import socket
+import subprocess
 
 import pytest
 import torch
@@ -11,8 +13,8 @@ from PIL import Image
 
 from helpers.data_helpers import data_args
 from fastp2p.data import DataError, create_dataset, default_dataroot
-from fastp2p.data import default_dataset, pack
-from fastp2p.data.packed import PackedDataset
+from fastp2p.data import create, default_dataset, pack
+from fastp2p.data.packed import VERSION, PackedDataset
 
 pytest.importorskip("skimage")
 
@@ -104,10 +106,11 @@ def test_the_train_split_is_read_from_a_pack_of_the_same_pairs_built_once(built,
     monkeypatch.setenv("FASTP2P_CACHE", str(cache))
     monkeypatch.setattr(default_dataset, "build_default_dataset", no_rebuild)
     options = ("--load_size", "72", "--crop_size", "64", "--direction", "BtoA")
-    packed = create_dataset(data_args(None, "--task", "edges2photo", *options), "train")
-    folders = create_dataset(data_args(root, *options), "train")
+    packed = create_dataset(data_args(None, "--task", "edges2photo", *options), "train",
+                            pack_embedded=True)
+    folders = create_dataset(data_args(root, *options), "train", pack_embedded=True)
     assert isinstance(packed, PackedDataset) and not isinstance(folders, PackedDataset)
-    assert packed.phase_dir == cache / f"{root.name}-train-packed72" / "train"
+    assert packed.phase_dir == cache / f"{root.name}-train-packed72-v{VERSION}" / "train"
     assert len(packed) == len(folders) == len(list((root / "train").iterdir()))
     for index in range(0, len(folders), 97):
         for seed in range(2):
@@ -115,8 +118,12 @@ def test_the_train_split_is_read_from_a_pack_of_the_same_pairs_built_once(built,
                                                                            random.Random(seed))
             assert torch.equal(got["A"], want["A"]) and torch.equal(got["B"], want["B"])
     monkeypatch.setattr(pack, "pack_phase", no_rebuild)    # once built, the pack is reused
-    again = create_dataset(data_args(None, "--task", "edges2photo", *options), "train")
+    again = create_dataset(data_args(None, "--task", "edges2photo", *options), "train",
+                           pack_embedded=True)
     assert again.phase_dir == packed.phase_dir
+    # what only averages the split once (fastp2p test's constant baseline) reads the folders
+    assert not isinstance(create_dataset(data_args(None, "--task", "edges2photo", *options),
+                                         "train"), PackedDataset)
 
 
 @pytest.mark.parametrize("phase, options", [
@@ -129,57 +136,37 @@ def test_the_folders_are_read_where_a_pack_does_not_serve(built, monkeypatch, ph
     cache, _ = built
     monkeypatch.setenv("FASTP2P_CACHE", str(cache))
     monkeypatch.setattr(pack, "pack_phase", no_rebuild)
-    dataset = create_dataset(data_args(None, "--task", "edges2photo", *options), phase)
+    dataset = create_dataset(data_args(None, "--task", "edges2photo", *options), phase,
+                             pack_embedded=True)
     assert not isinstance(dataset, PackedDataset)
 
 
-def test_a_second_build_gives_the_same_bytes(built, tmp_path, monkeypatch):
-    _, first = built
-    second = build(tmp_path / "other-cache", monkeypatch)
-    assert second.name == first.name
-    assert contents(second) == contents(first)
-    # and once built it is reused, not rebuilt
-    monkeypatch.setattr(default_dataset, "build_default_dataset", no_rebuild)
-    assert default_dataroot("edges2photo") == second
+def test_a_cache_that_cannot_hold_the_pack_reads_the_folders(built, monkeypatch, capsys):
+    cache, root = built
+    monkeypatch.setenv("FASTP2P_CACHE", str(cache))
+
+    def read_only(*args):
+        raise DataError(f"{cache}: cannot create the cache folder for the default dataset's "
+                        "train pack ([Errno 30] Read-only file system)")
+    monkeypatch.setattr(create, "packed_default_dataroot", read_only)
+    dataset = create_dataset(data_args(None, "--task", "edges2photo", "--load_size", "40",
+                                       "--crop_size", "32"), "train", pack_embedded=True)
+    assert not isinstance(dataset, PackedDataset)
+    assert len(dataset) == len(list((root / "train").iterdir()))
+    message = capsys.readouterr().err
+    assert "reading the embedded train split from its image folders" in message
+    assert "Read-only file system" in message and message.count("\n") == 1
 
 
-def test_an_interrupted_build_leaves_nothing_behind(tmp_path, monkeypatch):
-    saves = []
-    real_save = Image.Image.save
-
-    def save_then_fail(self, path, *args, **kwargs):
-        if len(saves) == 5:
-            raise OSError(28, "No space left on device")
-        saves.append(path)
-        return real_save(self, path, *args, **kwargs)
-
-    monkeypatch.setattr(Image.Image, "save", save_then_fail)
+def test_a_killed_build_is_removed_by_the_next_one(tmp_path, monkeypatch):
+    dead = subprocess.Popen(["true"])
+    dead.wait()                                   # a pid that no longer runs
     cache = tmp_path / "cache"
-    with pytest.raises(DataError) as caught:
-        build(cache, monkeypatch)
-    message = str(caught.value)
-    assert "\n" not in message and "No space left on device" in message
-    assert "FASTP2P_CACHE" in message
-    assert len(saves) == 5 and all(path.exists() is False for path in saves)
-    assert list(cache.iterdir()) == []          # no half dataset, no temporary folder
-
-
-def test_another_process_finishing_first_is_fine(tmp_path, monkeypatch):
-    real_build = default_dataset.build_default_dataset
-
-    def build_while_another_process_finishes(out_dir, task):
-        counts = real_build(out_dir, task)
-        final = out_dir.parent / f"default-{task}-{default_dataset._fingerprint(task)}"
-        (final / "train").mkdir(parents=True)      # the other process's whole dataset
-        return counts
-
-    monkeypatch.setattr(default_dataset, "build_default_dataset",
-                        build_while_another_process_finishes)
-    root = build(tmp_path / "cache", monkeypatch, task="gray2color")
-    assert [p.name for p in (tmp_path / "cache").iterdir()] == [root.name]
-    assert [p.name for p in root.iterdir()] == ["train"]
-
-
-def test_an_unknown_task_is_refused():
-    with pytest.raises(DataError, match="edges2photo"):
-        default_dataroot("photo2edges")
+    prefix = f".building-default-edges2photo-{default_dataset._fingerprint('edges2photo')}-"
+    leftover = cache / f"{prefix}{dead.pid}-abc"
+    (leftover / "train").mkdir(parents=True)
+    running = cache / f"{prefix}{os.getpid()}-def"     # a live process's build: kept
+    running.mkdir()
+    root = build(cache, monkeypatch)
+    assert not leftover.exists() and running.is_dir()
+    assert sorted(p.name for p in cache.iterdir()) == sorted([root.name, running.name])

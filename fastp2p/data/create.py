@@ -1,6 +1,7 @@
 """``create_dataset(args, phase)``: the right dataset for a DATAROOT and the data options."""
 import argparse
 import math
+import sys
 from pathlib import Path
 
 from fastp2p.data.datasets import AlignedDataset, TwoFoldersDataset
@@ -11,13 +12,14 @@ from fastp2p.data.folders import scan_aligned, scan_two_folders
 from fastp2p.data.transforms import Preprocess
 
 
-def create_dataset(args: argparse.Namespace, phase: str):
+def create_dataset(args: argparse.Namespace, phase: str, *, pack_embedded: bool = False):
     """A Dataset of ``{"A", "B", "A_paths", "B_paths"}`` dicts for ``phase`` (train/val/test).
 
     ``args`` carries the options of ``add_data_arguments``. A folder written by ``fastp2p pack``
     is detected and read from its shards; no ``--dataroot`` means the embedded default dataset
-    of ``--task`` (its train split read from a pack built once, where a pack serves the
-    options: ``_reads_embedded_pack``).
+    of ``--task``. ``pack_embedded`` (training, which reads the split every epoch): the
+    embedded train split is read from a pack built once, where a pack serves the options
+    (``_reads_embedded_pack``) and the cache can hold it (else from its folders).
     """
     config = Preprocess.from_args(args)
     swap = args.direction == "BtoA"
@@ -36,8 +38,8 @@ def create_dataset(args: argparse.Namespace, phase: str):
         raise DataError(f"{root}: --dataroot folder not found; point it at a dataset folder "
                         "holding train/ (and val/, test/)")
     phase_dir = root / phase
-    if not args.dataroot and _reads_embedded_pack(args, config, phase):
-        phase_dir = packed_default_dataroot(root, phase, config.load_size) / phase
+    if pack_embedded and not args.dataroot and _reads_embedded_pack(args, config, phase):
+        phase_dir = _embedded_pack(root, phase, config.load_size)
     from fastp2p.data.packed import PackedDataset, is_packed
     if is_packed(phase_dir):
         return PackedDataset(phase_dir, config, swap, limit)
@@ -46,6 +48,17 @@ def create_dataset(args: argparse.Namespace, phase: str):
         return TwoFoldersDataset(pairs, config, swap)
     paths = scan_aligned(phase_dir, config, args.skip_bad, limit)
     return AlignedDataset(paths, config, swap)
+
+
+def _embedded_pack(root: Path, phase: str, load_size: int) -> Path:
+    """The embedded dataset's ``phase`` packed, or its folder where the pack cannot be built
+    (a read-only cache, a full disk): the pack only saves time, so that is said, not raised."""
+    try:
+        return packed_default_dataroot(root, phase, load_size) / phase
+    except DataError as error:
+        print(f"fastp2p: reading the embedded {phase} split from its image folders ({error})",
+              file=sys.stderr)
+        return root / phase
 
 
 def _reads_embedded_pack(args: argparse.Namespace, config: Preprocess, phase: str) -> bool:

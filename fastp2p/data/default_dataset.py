@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from fastp2p.atomic_files import process_alive
 from fastp2p.cache_folder import NoCacheFolder, cache_root
 from fastp2p.data.errors import DataError
 from fastp2p.data.options import DEFAULT_TASK, TASKS
@@ -150,12 +151,15 @@ def packed_default_dataroot(root: Path, phase: str, load_size: int) -> Path:
     every JPEG again each epoch (benchmarks/NOTES.md, "The first run on the 2-core AMD
     EPYC")."""
     from fastp2p.data.pack import pack_phase, usable_cpus
+    from fastp2p.data.packed import VERSION
 
     def pack(folder: Path) -> None:
         pack_phase(root, folder, phase, load_size=load_size, workers=usable_cpus(),
                    progress=False)
-    return _built_once(root.with_name(f"{root.name}-{phase}-packed{load_size}"), pack,
-                       f"the default dataset's {phase} pack")
+    # the pack format's version in the name: a later fastp2p that reads another format builds
+    # its own pack instead of finding one it refuses
+    return _built_once(root.with_name(f"{root.name}-{phase}-packed{load_size}-v{VERSION}"),
+                       pack, f"the default dataset's {phase} pack")
 
 
 def _built_once(final: Path, build, what: str) -> Path:
@@ -164,9 +168,11 @@ def _built_once(final: Path, build, what: str) -> Path:
     one, and a failed build leaves nothing behind; ``what`` names it in errors."""
     if final.is_dir():
         return final
+    prefix = f".building-{final.name}-"
     try:
         final.parent.mkdir(parents=True, exist_ok=True)
-        building = Path(tempfile.mkdtemp(prefix=f".building-{final.name}-", dir=final.parent))
+        _remove_dead_builds(final.parent, prefix)
+        building = Path(tempfile.mkdtemp(prefix=f"{prefix}{os.getpid()}-", dir=final.parent))
     except OSError as error:
         raise DataError(f"{final.parent}: cannot create the cache folder for {what} ({error}); "
                         "set FASTP2P_CACHE to a writable folder or pass --dataroot") from None
@@ -184,3 +190,12 @@ def _built_once(final: Path, build, what: str) -> Path:
     finally:
         shutil.rmtree(building, ignore_errors=True)
     return final
+
+
+def _remove_dead_builds(folder: Path, prefix: str) -> None:
+    """Remove the ``prefix``PID-* build folders whose process no longer runs: a killed build's
+    (a live one's may be renamed into place any moment)."""
+    for leftover in folder.glob(f"{prefix}*"):
+        pid = leftover.name[len(prefix):].split("-", 1)[0]
+        if pid.isdigit() and not process_alive(int(pid)):
+            shutil.rmtree(leftover, ignore_errors=True)

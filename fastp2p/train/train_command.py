@@ -187,7 +187,7 @@ def run(args: argparse.Namespace, times=None) -> int:
         followed = follow_packed_load_size(args, args.phase, load_size_given)
         if followed:
             say(followed)
-        dataset = create_dataset(args, args.phase)
+        dataset = create_dataset(args, args.phase, pack_embedded=True)
         check_images_fit_unet(args, dataset)
         packed = hasattr(dataset, "read_batch") and args.input_nc == args.output_nc == 3
         threads = choose_threads(info.device.type, args.num_threads, packed=packed)
