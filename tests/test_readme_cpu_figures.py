@@ -37,3 +37,25 @@ def test_readme_quotes_the_newest_run():
     assert ("runs at 1.63x the reference in its best layout (channels-last) in eval mode and "
             "1.80x in train mode (1.70x and 1.97x the reference's default NCHW)") in readme
     assert "is 1.45-1.51x the reference" not in readme
+
+
+EPYC_RUNS = ("cpu-inference-2core-epyc-20261202-e62db508-batch1.json",
+             "cpu-inference-2core-epyc-20261202-55ed2c04-batch1.json")
+
+
+def test_readme_quotes_the_epyc_runs():
+    """The 2-thread EPYC ratios the README gives, as ranges over the two runs it names."""
+    ranges = {}
+    for name in EPYC_RUNS:
+        rows = json.loads((ROOT / "benchmarks" / "results" / name).read_text())
+        assert {row["cpu"] for row in rows} == {"AMD EPYC"}
+        rows = [row for row in rows if row.get("bench") == "unet" and row["threads"] == 2
+                and row["batch_size"] == 1]
+        for mode in ("eval", "train"):
+            for layout in ("channels_last", "nchw"):
+                ranges.setdefault((mode, layout), []).append(_ratio(rows, mode, layout))
+    text = {key: f"{min(values):.2f}-{max(values):.2f}x" for key, values in ranges.items()}
+    readme = " ".join((ROOT / "README.md").read_text(encoding="utf-8").split())
+    assert (f"{text['eval', 'channels_last']} the reference channels-last in eval and "
+            f"{text['train', 'channels_last']} in train mode ({text['eval', 'nchw']} and "
+            f"{text['train', 'nchw']} its NCHW)") in readme
