@@ -8,6 +8,7 @@ import torch
 from fastp2p.train.engine import LOSS_NAMES, WARMUP_STEPS, Pix2PixEngine
 from helpers.tolerances import TRAINING_200_STEPS, relative_error
 from helpers.train_helpers import random_batches, tiny_networks
+from helpers.training_moved import assert_moved_like_the_peer, snapshot
 
 pytestmark = pytest.mark.cuda
 STEPS = 20
@@ -77,14 +78,17 @@ def test_graph_engine_fp32_matches_eager_for_20_steps():
 
 def test_bf16_losses_track_fp32():
     batches = cuda_batches()
-    fp32, _, _ = cuda_engine(cuda_graph=True, channels_last=True)
-    bf16, _, _ = cuda_engine(cuda_graph=True, channels_last=True, precision="bf16")
+    fp32, fp32_G, fp32_D = cuda_engine(cuda_graph=True, channels_last=True)
+    bf16, bf16_G, bf16_D = cuda_engine(cuda_graph=True, channels_last=True, precision="bf16")
+    starts = snapshot(fp32_G, fp32_D)       # tiny_networks' one seed: bf16's start too
     fp32_losses = run(fp32, batches)
     bf16_losses = run(bf16, batches, check_sync_after=WARMUP_STEPS + 1)
     for ours, theirs in zip(bf16_losses, fp32_losses):
         assert ours["G_L1"] == pytest.approx(theirs["G_L1"], rel=0.05)
         for name in ("G_GAN", "D_real", "D_fake"):
             assert ours[name] == pytest.approx(theirs[name], abs=0.1)
+    # losses this loose would pass an untouched bf16 network: it must have trained as fp32 did
+    assert_moved_like_the_peer((bf16_G, bf16_D), (fp32_G, fp32_D), starts)
 
 
 def test_graph_replays_see_new_lr_fresh_dropout_and_advancing_batchnorm_stats():

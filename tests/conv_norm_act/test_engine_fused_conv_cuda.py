@@ -14,6 +14,7 @@ import torch
 from fastp2p.ops.backends import conv_fused_backend
 from fastp2p.train.engine import LOSS_NAMES, WARMUP_STEPS, Pix2PixEngine
 from helpers.train_helpers import loss_curve, random_batches, tiny_networks
+from helpers.training_moved import assert_moved_like_the_peer, snapshot
 
 pytestmark = pytest.mark.cuda
 STEPS = WARMUP_STEPS + 4  # eager steps, the captured one, replays
@@ -42,6 +43,7 @@ def test_bf16_graph_step_with_fused_convs_tracks_todays_path(monkeypatch, master
         return launcher(*args, **kwargs)
 
     monkeypatch.setattr(backend.module, "conv_fused_fwd", counted)
+    starts = snapshot(netG, netD)
     expected = _train(monkeypatch, "module", netG, netD, batches, master_weights)
     assert calls[0] == 0
     got = _train(monkeypatch, "fused", fusedG, fusedD, batches, master_weights)
@@ -55,3 +57,6 @@ def test_bf16_graph_step_with_fused_convs_tracks_todays_path(monkeypatch, master
     assert torch.allclose(got[:, l1], expected[:, l1], rtol=0.05)
     others = [i for i in range(len(LOSS_NAMES)) if i != l1]
     assert torch.allclose(got[:, others], expected[:, others], atol=0.1, rtol=0)
+    # bounds this loose would pass untouched networks: the fused run must have trained as the
+    # module run did
+    assert_moved_like_the_peer((fusedG, fusedD), (netG, netD), starts)
