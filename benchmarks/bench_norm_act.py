@@ -12,11 +12,11 @@ named in the row). ``pytest benchmarks/`` runs pytest-benchmark on one shape
 (test_micro_benchmarks.py).
 """
 import functools
-import os
 
 import torch
 import torch.nn.functional as F
 
+from fastp2p.bench.peers import environment
 from fastp2p.ops import backend_name_for, norm_act, norm_act_concat
 from fastp2p.ops.backends import ENV_VAR as BACKEND_ENV_VAR
 
@@ -80,15 +80,8 @@ def _forcing(backend, fn):
     it names: unforced, CPU float32 training runs PyTorch's own ops (fastp2p.ops.norm_act_torch).
     The forward picks the path; the backward follows it."""
     def call(*args):
-        saved = os.environ.get(BACKEND_ENV_VAR)
-        os.environ[BACKEND_ENV_VAR] = backend
-        try:
+        with environment({BACKEND_ENV_VAR: backend}):
             return fn(*args)
-        finally:
-            if saved is None:
-                del os.environ[BACKEND_ENV_VAR]
-            else:
-                os.environ[BACKEND_ENV_VAR] = saved
     return call
 
 

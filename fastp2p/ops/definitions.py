@@ -38,12 +38,18 @@ def refuse_graph_of_backward(what: str, instead: str) -> None:
                            f"through it; {instead}")
 
 
+def memory_format_of(x):
+    """The memory format the ops give their outputs for input ``x``: channels-last where x is
+    (and not also contiguous: one channel, or 1x1 maps), else contiguous."""
+    channels_last = x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
+    return torch.channels_last if channels_last else torch.contiguous_format
+
+
 def like_memory_format(x, channels):
     """An uninitialised (N, channels, H, W) tensor in x's memory format (channels-last stays)."""
     n, _, h, w = x.shape
-    channels_last = x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
-    fmt = torch.channels_last if channels_last else torch.contiguous_format
-    return torch.empty((n, channels, h, w), dtype=x.dtype, device=x.device, memory_format=fmt)
+    return torch.empty((n, channels, h, w), dtype=x.dtype, device=x.device,
+                       memory_format=memory_format_of(x))
 
 
 def check_norm_groups(shape, norm: str, batch_stats: bool, what: str = "norm_act") -> None:

@@ -5,7 +5,8 @@ On the one CPU measured (a 2-core AMD EPYC), PyTorch's vectorized batch / instan
 activation and cat trained as fast as the C++ kernels behind the autograd Function in NCHW and
 faster in channels-last, where the kernels are slowest (benchmarks/NOTES.md, "CPU training:
 PyTorch's own norm ops"): the kernels recompute the activation and dropout in a backward whose
-passes over small maps cost more than torch's, and each call pays the Function's host cost. The result is the op's contract all the same: the reference modules' norms, the same
+passes over small maps cost more than torch's, and each call pays the Function's host cost.
+The result is the op's contract all the same: the reference modules' norms, the same
 counter-based dropout masks (``dropout_keep_mask``), ``relu(skip)`` concatenated first, x's
 memory format, BatchNorm's running statistics and ``num_batches_tracked`` updated. As with
 nn.BatchNorm2d, F.batch_norm leaves the running statistics' version counters as they were (its
@@ -15,7 +16,7 @@ which the eval folds watch too (fastp2p.nn.folding).
 import torch
 import torch.nn.functional as F
 
-from fastp2p.ops.definitions import count_batch
+from fastp2p.ops.definitions import count_batch, memory_format_of
 from fastp2p.ops.dropout_rng import dropout_keep_mask
 
 
@@ -51,8 +52,6 @@ def norm_act_torch(x, weight, bias, running_mean, running_var, num_batches_track
         keep = dropout_keep_mask(tuple(x.shape), cfg.dropout_p, seed, offset, device=x.device)
         y = torch.where(keep, y / (1 - cfg.dropout_p), torch.zeros_like(y))
     out = y if skip is None else torch.cat([F.relu(skip), y], 1)
-    # x's memory format, as the kernels write it (like_memory_format): the mask, a skip of
-    # another layout or a strided x can leave torch's result in another
-    channels_last = x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
-    return out.contiguous(memory_format=torch.channels_last if channels_last
-                          else torch.contiguous_format)
+    # x's memory format, as the kernels write it: the mask, a skip of another layout or a
+    # strided x can leave torch's result in another
+    return out.contiguous(memory_format=memory_format_of(x))
