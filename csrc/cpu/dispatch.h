@@ -32,4 +32,16 @@ void parallel_for(int64_t count, bool parallel, int num_threads, Body&& body) {
   for (int64_t i = 0; i < count; ++i) body(i);
 }
 
+// body(begin, end) over [0, count) cut into one contiguous range per thread (as parallel_for
+// decides whether to use them), for loops that derive each index's coordinates by counting
+// from the range's first one instead of dividing per index.
+template <typename Body>
+void parallel_ranges(int64_t count, bool parallel, int num_threads, Body&& body) {
+  const int64_t ranges = parallel && num_threads > 1 ? num_threads : 1;
+  parallel_for(ranges, ranges > 1, num_threads, [&](int64_t r) {
+    const int64_t begin = count * r / ranges, end = count * (r + 1) / ranges;
+    if (begin < end) body(begin, end);
+  });
+}
+
 }  // namespace fastp2p::cpu

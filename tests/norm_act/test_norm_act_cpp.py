@@ -97,6 +97,41 @@ def test_backward_matches_autograd_of_the_reference(case, shape, layout):
         assert grad_weight is None and grad_bias is None
 
 
+@pytest.mark.parametrize("layout", ["nchw", "nhwc", "nchw_row_view"])
+def test_thread_ranges_that_start_inside_an_image(layout):
+    """Four threads on a map above the parallel grain: each thread counts its segments'
+    coordinates up from its range's first segment, and here those start inside a sample (NCHW:
+    at channels 3, 2 and 1 of samples 0, 1 and 2, as planes or, for a view whose rows are not
+    back to back, as rows; channels-last: mid-row). A miscount shows in the per-channel scale
+    and in the dropout mask, which is indexed by each element's NCHW position."""
+    shape, case = (3, 5, 47, 53), ("batch", True, "leaky_relu", True, 0.3)
+    x, weight, bias, running = case_inputs(case, shape, "nhwc" if layout == "nhwc" else "nchw",
+                                           seed=5)
+    if layout == "nchw_row_view":  # rows 60 apart: the planes are not merged into one row
+        x = torch.cat([x, torch.randn(3, 5, 47, 7)], dim=3)[..., :53]
+    kw = kwargs(*case[:3], case[4])
+    out_layout = "nhwc" if layout == "nhwc" else "nchw"
+    threads = torch.get_num_threads()
+    torch.set_num_threads(4)
+    try:
+        out = poisoned(shape, torch.float32, out_layout)
+        mean, rstd = cpp_backend.norm_act_fwd(x, weight, bias, *copies(running), out, 0, **kw)
+        grad_out = torch.randn(shape, generator=torch.Generator().manual_seed(6))
+        grad_x, grad_weight, grad_bias = cpp_backend.norm_act_bwd(
+            grad_out, x, weight, bias, mean, rstd, norm="batch", activation="leaky_relu",
+            slope=0.2, dropout_p=0.3, seed=1234, offset=99, training=True)
+    finally:
+        torch.set_num_threads(threads)
+    expected = torch.empty(shape, dtype=torch.float64)
+    reference_fwd(double(x), double(weight), double(bias), *[double(t) for t in running],
+                  expected, 0, **kw)
+    assert_close(out, expected, FP32_SINGLE_OP, "output")
+    expected_grads = oracle_backward(x, weight, bias, running, grad_out, **kw)
+    for got, want, what in zip((grad_x, grad_weight, grad_bias), expected_grads,
+                               ("grad_x", "grad_weight", "grad_bias")):
+        assert_close(got, want, FP32_SINGLE_OP, what)
+
+
 @pytest.mark.parametrize("layout", ["nchw", "nhwc"])
 @pytest.mark.parametrize("seed,offset", [(1234, 99), (2 ** 40 + 5, 2 ** 33 - 7), (-3, 0)])
 def test_dropout_mask_is_bit_identical_to_the_contract(layout, seed, offset):
