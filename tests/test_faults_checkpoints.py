@@ -92,15 +92,35 @@ def test_malicious_network_file_is_refused_and_runs_nothing(trained, tmp_path, c
     marker = tmp_path / "pwned"
     _replace_in_set(folder, "latest", "latest_net_G.pth", _malicious(marker))
     capsys.readouterr()
-    assert main(["test", "--dataroot", str(data), "--checkpoints_dir", str(checkpoints),
-                 "--name", "tiny", "--netG", "unet_32", "--ngf", "4", "--load_size", "32",
-                 "--crop_size", "32", "--num_threads", "0",
-                 "--results_dir", str(tmp_path / "results")]) == 1
+    assert main(_test_argv(data, checkpoints, tmp_path / "results")) == 1
     assert "refused" in _one_line_error(capsys.readouterr())
     import fastp2p
     with pytest.raises(ValueError, match="refused"):
         fastp2p.UNet.from_checkpoint(folder / "latest_net_G.pth")
     assert not marker.exists()
+
+
+def _test_argv(data, checkpoints, results):
+    return ["test", "--dataroot", str(data), "--checkpoints_dir", str(checkpoints),
+            "--name", "tiny", "--netG", "unet_32", "--ngf", "4", "--load_size", "32",
+            "--crop_size", "32", "--num_threads", "0", "--results_dir", str(results)]
+
+
+def test_a_cut_network_file_without_a_manifest_is_named_by_test_and_resume(trained, tmp_path,
+                                                                          capsys):
+    """A reference-style folder (no manifest, no training state) with latest_net_G.pth cut
+    short: both commands name the file and what is wrong with it, in one line."""
+    data, checkpoints, argv, folder = trained
+    (folder / "latest_checkpoint.json").unlink()
+    (folder / "latest_train_state.pth").unlink()
+    network = folder / "latest_net_G.pth"
+    network.write_bytes(network.read_bytes()[:5_000])
+    capsys.readouterr()
+    for command in (_test_argv(data, checkpoints, tmp_path / "results"),
+                    argv + ["--continue_train"]):
+        assert main(command) == 1
+        line = _one_line_error(capsys.readouterr())
+        assert str(network) in line and "truncated or damaged" in line, line
 
 
 def test_train_state_of_the_old_format_gets_a_clear_error(trained, capsys):

@@ -180,6 +180,38 @@ def test_from_checkpoint_on_a_file_that_is_no_checkpoint(tmp_path, content, mess
     assert str(path) in _one_line(err)
 
 
+@pytest.mark.parametrize("keep", [30, 5_000, -100], ids=["head", "inside", "tail-cut"])
+def test_a_checkpoint_cut_anywhere_is_called_truncated(tmp_path, keep):
+    """torch's zip reader raises a bare OSError (errno 22, no file name) for most cuts."""
+    path = _checkpoint(tmp_path)
+    data = path.read_bytes()
+    path.write_bytes(data[:keep])
+    with pytest.raises(ValueError, match="truncated or damaged") as err:
+        fastp2p.UNet.from_checkpoint(path)
+    assert str(path) in _one_line(err)
+
+
+def test_random_bytes_are_not_called_a_pickle_of_objects(tmp_path):
+    path = tmp_path / "noise.pth"
+    path.write_bytes(np.random.default_rng(3).bytes(5_000))
+    with pytest.raises(ValueError, match="not a PyTorch checkpoint") as err:
+        fastp2p.UNet.from_checkpoint(path)
+    assert "run code" not in _one_line(err)
+
+
+def test_a_pickle_with_a_blocked_global_names_it(tmp_path):
+    path = tmp_path / "system.pth"
+    torch.save({"call": os.system}, path)
+    with pytest.raises(ValueError, match="could run code") as err:
+        fastp2p.UNet.from_checkpoint(path)
+    assert "system" in _one_line(err) and str(path) in _one_line(err)
+
+
+def test_a_missing_checkpoint_keeps_its_os_error(tmp_path):
+    with pytest.raises(FileNotFoundError):
+        fastp2p.UNet.from_checkpoint(tmp_path / "absent.pth")
+
+
 def _exit_code_and_error(argv, capsys):
     with pytest.raises(SystemExit) as stop:
         main(argv)

@@ -6,6 +6,7 @@ running statistics) are normalised here; anything that still does not fit raises
 naming the keys and the configuration the file looks like.
 """
 import pickle
+import re
 from os import PathLike
 
 import torch
@@ -14,6 +15,8 @@ _WRAPPER_PREFIXES = ("module.", "_orig_mod.")
 _STAT_SUFFIXES = ("running_mean", "running_var", "num_batches_tracked")
 _MAX_KEYS_SHOWN = 6
 _ZIP_MAGIC = b"PK\x03\x04"  # torch.save's format since PyTorch 1.6
+# how torch's weights-only unpickler names a global it will not import ("GLOBAL posix.system")
+_BLOCKED_GLOBAL = re.compile(r"GLOBAL ([\w.]+)")
 
 
 def load_safely(source, map_location="cpu", name=None):
@@ -25,11 +28,17 @@ def load_safely(source, map_location="cpu", name=None):
     try:
         return torch.load(source, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as err:
-        if "weights only" in str(err).lower():
-            raise ValueError(f"{name}: refused, it holds Python objects other than tensors and "
-                             "plain containers, and loading them could run code; load only "
-                             "checkpoints written by torch.save of a state_dict") from None
-        error = err
+        blocked = _BLOCKED_GLOBAL.search(str(err))
+        if blocked:
+            raise ValueError(f"{name}: refused, it holds a Python object ({blocked.group(1)}) "
+                             "other than tensors and plain containers, and loading it could "
+                             "run code; load only checkpoints written by torch.save of a "
+                             "state_dict") from None
+        error = err  # an opcode the safe unpickler does not know: damaged, or not torch.save's
+    except OSError as err:
+        if err.filename is not None:  # the file itself could not be opened: the caller's case
+            raise
+        error = err  # torch's zip reader on a cut file: errno 22 without a file name
     except (EOFError, RuntimeError, KeyError, IndexError, ValueError, TypeError) as err:
         error = err
     head = _first_bytes(source)
