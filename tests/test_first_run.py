@@ -97,13 +97,33 @@ def test_a_packed_dataset_trains_and_tests_with_the_default_load_size(tmp_path, 
     assert "--load_size 40 (not the default 286)" in capsys.readouterr().out
     test = ["test", "--dataroot", str(packed), "--checkpoints_dir", str(tmp_path / "ckpt"),
             "--name", "tiny", "--netG", f"unet_{SIZE}", "--ngf", "4", "--crop_size", str(SIZE),
-            "--num_threads", "0", "--results_dir", str(tmp_path / "results")]
-    assert main(test) == 0
-    out = capsys.readouterr().out
-    assert "--load_size 40 (not the default 256)" in out and "model (fake_B)" in out
-    # a --load_size given explicitly still wins, and the mismatch is reported as before
-    assert main(test + ["--load_size", str(SIZE)]) == 1
-    assert "packed at load_size 40 but --load_size is 32" in capsys.readouterr().err
+            "--num_threads", "0"]
+
+    def translated(*options):
+        results = tmp_path / f"results{len(list(tmp_path.glob('results*')))}"
+        assert main(test + ["--results_dir", str(results), *options]) == 0
+        images = sorted((results / "tiny").rglob("*.png"))
+        assert images
+        return {path.name: np.asarray(Image.open(path)) for path in images}, \
+            capsys.readouterr().out
+
+    # the reference's test reads each whole image at --crop_size (load = crop): the pairs
+    # packed at 40 are resized again to 32, the same whatever the seed
+    first, out = translated()
+    assert "packed at load_size 40: each half is resized again to 32" in out
+    assert "model (fake_B)" in out
+    second, _ = translated("--seed", "7")
+    explicit, _ = translated("--load_size", str(SIZE))
+    for other in (second, explicit):
+        assert first.keys() == other.keys()
+        assert all(np.array_equal(first[name], other[name]) for name in first)
+    # a --load_size above the crop asks for the reference's random crops of the stored pairs
+    cropped, _ = translated("--load_size", "40")
+    assert any(not np.array_equal(first[name], cropped[name]) for name in first
+               if "real_A" in name)
+    # a size the pack cannot give (above what it stores) is refused, naming both sizes
+    assert main(test + ["--load_size", "48", "--results_dir", str(tmp_path / "refused")]) == 1
+    assert "packed at load_size 40, smaller than --load_size 48" in capsys.readouterr().err
 
 
 def test_task_chooses_an_embedded_dataset_and_conflicts_with_dataroot(tmp_path, capsys):

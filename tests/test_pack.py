@@ -17,7 +17,7 @@ from fastp2p.data import pack as pack_module
 from fastp2p.data.errors import DataError
 from fastp2p.data.pack import STATE_NAME, pack_phase
 from fastp2p.data.packed import INDEX_NAME, PackedDataset, verify_pack
-from fastp2p.data.transforms import Preprocess
+from fastp2p.data.transforms import Preprocess, to_normalized_tensor
 from helpers.data_helpers import dead_pid
 
 LOAD, CROP = 20, 16
@@ -182,6 +182,22 @@ def test_reader_rejects_truncated_shard_and_other_preprocess(aligned_root, tmp_p
     _corrupt(tmp_path / "out" / "train" / "shard-00002.u8", "truncated")
     with pytest.raises(DataError, match="shard-00002.u8: shard is .* truncated"):
         create_dataset(_args(tmp_path / "out"), "train")
+
+
+def test_a_smaller_load_size_resizes_the_stored_halves_again(aligned_root, tmp_path):
+    """--load_size below the pack's: each stored half resized (bicubic) to it, then the crop;
+    at load = crop the whole half, whatever the draw. The batch reader refuses (it gives the
+    stored pixels only)."""
+    _pack(aligned_root, tmp_path / "out")
+    dataset = create_dataset(_args(tmp_path / "out", load_size=CROP, no_flip=True), "train")
+    stored = dataset.read_raw(1)
+    for seed in (0, 1):
+        item = dataset.load(1, random.Random(seed))
+        for name, half in (("A", stored[:, :LOAD]), ("B", stored[:, LOAD:])):
+            expected = np.asarray(Image.fromarray(half).resize((CROP, CROP), Image.BICUBIC))
+            assert torch.equal(item[name], to_normalized_tensor(expected))
+    with pytest.raises(ValueError, match="resizes them again"):
+        dataset.read_batch([0])
 
 
 def test_bad_image_stops_pack_unless_skip_bad(aligned_root, tmp_path):

@@ -88,4 +88,19 @@ def follow_packed_load_size(args: argparse.Namespace, phase: str, given: bool):
         return None
     default, args.load_size = args.load_size, stored
     return (f"--load_size {stored} (not the default {default}): {phase_dir} was packed at that "
-            "size; pass --load_size to choose another")
+            "size; pass --load_size to choose a smaller one")
+
+
+def packed_resize_note(args: argparse.Namespace, phase: str):
+    """A line saying that DATAROOT/PHASE, packed at a larger load size than ``--load_size``, is
+    read resized again from its stored pixels (``PackedDataset``); None otherwise."""
+    from fastp2p.data.packed import is_packed, read_index
+    phase_dir = Path(args.dataroot or "") / phase
+    if not args.dataroot or not is_packed(phase_dir):
+        return None
+    stored = read_index(phase_dir)["load_size"]
+    if stored <= args.load_size:
+        return None
+    return (f"{phase_dir} was packed at load_size {stored}: each half is resized again to "
+            f"{args.load_size} (its pixels resampled twice; the image folders give the exact "
+            "single resize)")

@@ -303,10 +303,13 @@ class PackedDataset(torch.utils.data.Dataset):
             raise DataError(f"{self.phase_dir}: packed pairs were resized to {stored}x{stored} "
                             f"at pack time, which only --preprocess resize_and_crop expects (not "
                             f"{config.mode}); point --dataroot at the image folders instead")
-        if config.load_size != stored:
-            raise DataError(f"{self.phase_dir}: packed at load_size {stored} but --load_size is "
-                            f"{config.load_size}; pass --load_size {stored} or repack with "
-                            f"--load_size {config.load_size} --overwrite")
+        if config.load_size > stored:
+            raise DataError(f"{self.phase_dir}: packed at load_size {stored}, smaller than "
+                            f"--load_size {config.load_size}; pass --load_size {stored} (or "
+                            f"less) or repack with --load_size {config.load_size} --overwrite")
+        # a smaller --load_size resizes the stored halves again (bicubic) before the crop: the
+        # pixels are resampled twice, so close to, not equal to, the folders' single resize
+        self.resize_to = config.load_size if config.load_size < stored else None
         # the reference converts to grayscale before its resize: that is only in a --gray pack
         if 1 in (config.a_channels, config.b_channels) and not self.index.get("gray"):
             raise DataError(f"{self.phase_dir}: packed without --gray, but --input_nc 1 / "
@@ -375,6 +378,9 @@ class PackedDataset(torch.utils.data.Dataset):
     def read_batch(self, indices, out: torch.Tensor | None = None) -> torch.Tensor:
         """Stored pairs ``indices`` as one uint8 (N, H, 2W, 3) tensor (into ``out`` if given,
         e.g. pinned memory): one copy per pair out of the memory maps, nothing else."""
+        if self.resize_to is not None:
+            raise ValueError(f"read_batch gives the pairs as stored ({self.shape[0]} high), but "
+                             f"--load_size {self.resize_to} resizes them again; read items")
         indices = list(indices)
         if out is None:
             out = torch.empty((len(indices), *self.shape), dtype=torch.uint8)
@@ -399,7 +405,8 @@ class PackedDataset(torch.utils.data.Dataset):
         return self.load(index, random)
 
     def load(self, index: int, rng) -> dict:
-        from fastp2p.data.transforms import crop_flip_uint8, draw_params   # see TYPE_CHECKING
+        from fastp2p.data.transforms import (crop_flip_uint8, draw_params,  # see TYPE_CHECKING
+                                             resize_uint8)
 
         channels = {"A": self.config.a_channels, "B": self.config.b_channels}
         pairs = {count: self.read_raw(index, "" if count == 3 else "gray_")
@@ -410,7 +417,11 @@ class PackedDataset(torch.utils.data.Dataset):
         if self.swap:
             sides = {"A": sides["B"], "B": sides["A"]}
             a_path, b_path = b_path, a_path
-        params = draw_params(self.config, width, self.shape[0], rng)
-        item = {name: crop_flip_uint8(pairs[channels[name]][:, sides[name]], self.config, params)
-                for name in ("A", "B")}
+        halves = {name: pairs[channels[name]][:, sides[name]] for name in ("A", "B")}
+        if self.resize_to is not None:
+            halves = {name: resize_uint8(half, self.resize_to) for name, half in halves.items()}
+        size = self.resize_to or width
+        params = draw_params(self.config, size, size, rng)
+        item = {name: crop_flip_uint8(half, self.config, params)
+                for name, half in halves.items()}
         return {**item, "A_paths": a_path, "B_paths": b_path}

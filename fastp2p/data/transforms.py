@@ -132,6 +132,11 @@ def transform_image(img: Image.Image, config: Preprocess, params: PairParams,
     return to_normalized_tensor(np.asarray(img))
 
 
+def resize_uint8(half: np.ndarray, size: int) -> np.ndarray:
+    """A uint8 HxWx3 (or HxW) half resized to size x size, as the folders' resize does it."""
+    return np.asarray(Image.fromarray(half).resize((size, size), BICUBIC))
+
+
 def crop_flip_uint8(half: np.ndarray, config: Preprocess, params: PairParams) -> torch.Tensor:
     """A stored (already resized) uint8 HxWx3 half, or HxW grayscale half of a --gray pack,
     -> normalized CxHxW tensor.

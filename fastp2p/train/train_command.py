@@ -138,7 +138,7 @@ def run(args: argparse.Namespace, times=None) -> int:
     from tqdm import tqdm
 
     from fastp2p.data import DataError, create_dataloader, create_dataset
-    from fastp2p.data.create import follow_packed_load_size
+    from fastp2p.data.create import follow_packed_load_size, packed_resize_note
     from fastp2p.data.packed_loader import PackedDeviceLoader
     from fastp2p.train.checkpoints import (TRAIN_STATE_SUFFIX, CheckpointFolder,
                                            CheckpointWriteError, describe_os_error)
@@ -185,11 +185,14 @@ def run(args: argparse.Namespace, times=None) -> int:
             graphs = info.device.type == "cuda" and info.world_size == 1
         torch.manual_seed(args.seed)
         followed = follow_packed_load_size(args, args.phase, load_size_given)
-        if followed:
-            say(followed)
+        resized = packed_resize_note(args, args.phase)
+        for line in (followed, resized):
+            if line:
+                say(line)
         dataset = create_dataset(args, args.phase, pack_embedded=True)
         check_images_fit_unet(args, dataset)
-        packed = hasattr(dataset, "read_batch") and args.input_nc == args.output_nc == 3
+        packed = (hasattr(dataset, "read_batch") and dataset.resize_to is None
+                  and args.input_nc == args.output_nc == 3)
         threads = choose_threads(info.device.type, args.num_threads, packed=packed)
         apply_thread_choice(threads)
         say(threads.summary)

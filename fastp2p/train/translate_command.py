@@ -28,8 +28,10 @@ real_A / fake_B / real_B images and an HTML index to RESULTS_DIR/NAME/PHASE_EPOC
 the mean L1 of fake_B to real_B beside two baselines: the train split's mean image (a constant
 answer) and, when A and B have the same channels, real_A itself. Use the same model options
 (--netG, --ngf, --norm, --no_dropout, --input_nc, ...) as for training; without --dataroot the
-quick profile's defaults apply, matching `fastp2p train` without it. A packed DATAROOT is read
-at the load size it was packed at unless --load_size is given.
+quick profile's defaults apply, matching `fastp2p train` without it. As the reference's test
+means to, each whole image is read at --crop_size (--load_size follows it unless given; the
+reference keeps 256 even for another --crop_size): a DATAROOT packed at a larger load size
+is resized again to it; a --load_size above --crop_size asks for random crops instead.
 Every option of the reference's test.py is accepted (`python test.py --model pix2pix ...` runs
 as `fastp2p test --model pix2pix ...`); those that mean nothing here are named in one line."""
 
@@ -74,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from fastp2p.data import DataError, create_dataloader, create_dataset
-    from fastp2p.data.create import follow_packed_load_size
+    from fastp2p.data.create import packed_resize_note
     from fastp2p.train.checkpoints import CheckpointFolder, describe_os_error
     from fastp2p.train.cpu_threads import apply_thread_choice, choose_threads
     from fastp2p.train.distributed import resolve_device
@@ -86,6 +88,8 @@ def run(args: argparse.Namespace) -> int:
 
     load_size_given = not isinstance(args.load_size, QuickDefault)
     resolve_quick_defaults(args)
+    if not load_size_given:  # whole images, as the reference's test means (load = crop)
+        args.load_size = args.crop_size
     # The reference's test-time overrides: one image at a time, in order, unflipped.
     args.no_flip, args.serial_batches = True, True
     try:
@@ -104,9 +108,11 @@ def run(args: argparse.Namespace) -> int:
     trackers = []
     try:
         torch.manual_seed(args.seed)
-        followed = follow_packed_load_size(args, args.phase, load_size_given)
-        if followed:
-            print(followed)
+        # The reference's test reads each whole image at --crop_size: a split packed at a larger
+        # size is resized again to it, not cropped at random, unless --load_size asks for crops.
+        resized = packed_resize_note(args, args.phase)
+        if resized:
+            print(resized)
         dataset = create_dataset(args, args.phase)
         check_images_fit_unet(args, dataset)
         loader = create_dataloader(dataset, 1, shuffle=False,
