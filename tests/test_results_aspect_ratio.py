@@ -1,6 +1,8 @@
 """``fastp2p test --aspect_ratio`` resizes each saved image as the reference's util.save_image
 does (bicubic; its sizes as written: width H and height W * ratio above 1, width H / ratio and
 height W below 1)."""
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -32,3 +34,21 @@ def test_aspect_ratio_must_be_a_positive_number(value, capsys):
         main(["test", "--aspect_ratio", value])
     assert exit_.value.code == 2
     assert "--aspect_ratio: must be a finite number > 0" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("ratio", [1e9, 1e-9, 1e300, 1e-300])
+def test_an_aspect_ratio_making_an_absurd_image_is_a_value_error(tmp_path, ratio):
+    with pytest.raises(ValueError, match=re.escape(f"--aspect_ratio {ratio:g} makes a 12x8 image")) as err:
+        save_image(torch.zeros(3, 8, 12), tmp_path / "x.png", ratio)
+    assert "\n" not in str(err.value)
+    assert not list(tmp_path.iterdir())
+
+
+def test_test_refuses_such_an_aspect_ratio_before_it_starts(tmp_path, capsys):
+    results = tmp_path / "results"
+    code = main(["test", "--aspect_ratio", "1e9", "--dataroot", str(tmp_path),
+                 "--results_dir", str(results)])
+    assert code == 2
+    error = capsys.readouterr().err
+    assert "--aspect_ratio 1e+09 makes" in error and error.count("\n") == 1
+    assert not results.exists()

@@ -197,8 +197,9 @@ def add_test_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--aspect_ratio", type=positive_float, default=1.0,
                        help="as the reference's test.py, each saved H x W image is resized "
                             "(bicubic) when this is not 1: above 1 to width H and height "
-                            "W*ASPECT_RATIO, below 1 to width H/ASPECT_RATIO and height W "
-                            "(default %(default)s: saved as the generator produces it)")
+                            "W*ASPECT_RATIO, below 1 to width H/ASPECT_RATIO and height W; "
+                            "sides up to 32768 pixels (default %(default)s: saved as the "
+                            "generator produces it)")
     group.add_argument("--channels-last", dest="channels_last",
                        action=argparse.BooleanOptionalAction, default=True,
                        help="run the generator and its inputs in channels-last (NHWC): the "

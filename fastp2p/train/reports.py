@@ -40,6 +40,25 @@ def _replace_atomically(path: Path, write) -> None:
         write(temp)
 
 
+MAX_SAVED_SIDE = 1 << 15  # pixels: a side --aspect_ratio may stretch a saved image to
+
+
+def aspect_ratio_size(width: int, height: int, aspect_ratio: float) -> tuple[int, int]:
+    """The (width, height) the reference's util.save_image gives a width x height image:
+    above 1 (height, int(width * ratio)), below 1 (int(height / ratio), width). Raises
+    ValueError, one line, for a side above MAX_SAVED_SIDE (which PIL would fail to allocate
+    or overflow on)."""
+    if aspect_ratio == 1:
+        return width, height
+    size = (height, width * aspect_ratio) if aspect_ratio > 1 else (height / aspect_ratio, width)
+    if max(size) > MAX_SAVED_SIDE:
+        raise ValueError(f"--aspect_ratio {aspect_ratio:g} makes a {width}x{height} image "
+                         f"{size[0]:.3g}x{size[1]:.3g} pixels; saved sides are limited to "
+                         f"{MAX_SAVED_SIDE}: pass a ratio between {height / MAX_SAVED_SIDE:.3g} "
+                         f"and {MAX_SAVED_SIDE / width:.3g}")
+    return int(size[0]), int(size[1])
+
+
 def save_image(image: torch.Tensor, path: Path, aspect_ratio: float = 1.0) -> None:
     """``image`` (C x H x W in [-1, 1]) as a PNG; with ``aspect_ratio`` other than 1, resized
     as the reference's util.save_image does it (bicubic): above 1 to width H and height
@@ -47,13 +66,12 @@ def save_image(image: torch.Tensor, path: Path, aspect_ratio: float = 1.0) -> No
     written, so a square image gets taller with aspect_ratio > 1)."""
     from PIL import Image
 
+    size = aspect_ratio_size(image.shape[-1], image.shape[-2], aspect_ratio)
+
     def write(temp: Path) -> None:
         picture = Image.fromarray(tensor_to_image(image))
-        width, height = picture.size
-        if aspect_ratio > 1:
-            picture = picture.resize((height, int(width * aspect_ratio)), Image.BICUBIC)
-        elif aspect_ratio < 1:
-            picture = picture.resize((int(height / aspect_ratio), width), Image.BICUBIC)
+        if picture.size != size:
+            picture = picture.resize(size, Image.BICUBIC)
         picture.save(temp)
 
     _replace_atomically(Path(path), write)

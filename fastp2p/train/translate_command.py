@@ -82,6 +82,7 @@ def run(args: argparse.Namespace) -> int:
     from fastp2p.train.distributed import resolve_device
     from fastp2p.train.image_sizes import check_images_fit_unet, check_options_fit_unet
     from fastp2p.train.networks import generator_from_options
+    from fastp2p.train.reports import aspect_ratio_size
     from fastp2p.train.reference_options import (apply_reference_options, describe_networks,
                                                    results_folder_name)
     from fastp2p.train.trackers import check_trackers_installed, close_trackers, open_trackers
@@ -97,6 +98,8 @@ def run(args: argparse.Namespace) -> int:
         check_trackers_installed(args)
         device = resolve_device(args.device)
         check_options_fit_unet(args)
+        if "crop" in args.preprocess:  # the saved images' size is known: refuse before work
+            aspect_ratio_size(args.crop_size, args.crop_size, args.aspect_ratio)
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
