@@ -123,6 +123,25 @@ def test_a_cut_network_file_without_a_manifest_is_named_by_test_and_resume(train
         assert str(network) in line and "truncated or damaged" in line, line
 
 
+def test_a_network_file_holding_nan_is_refused_by_test_and_resume(trained, tmp_path, capsys):
+    """A reference-style set whose G holds a NaN (a diverged run's weights, written by a tool
+    that does not check): test would write NaN images and resume would train from them."""
+    data, checkpoints, argv, folder = trained
+    (folder / "latest_checkpoint.json").unlink()
+    (folder / "latest_train_state.pth").unlink()
+    network = folder / "latest_net_G.pth"
+    state = torch.load(network, weights_only=True)
+    key = next(k for k, v in state.items() if v.is_floating_point() and v.numel() > 1)
+    state[key].view(-1)[1] = float("nan")
+    torch.save(state, network)
+    capsys.readouterr()
+    for command in (_test_argv(data, checkpoints, tmp_path / "results"),
+                    argv + ["--continue_train"]):
+        assert main(command) == 1
+        line = _one_line_error(capsys.readouterr())
+        assert str(network) in line and key in line and "NaN or Inf" in line, line
+
+
 def test_train_state_of_the_old_format_gets_a_clear_error(trained, capsys):
     _, _, argv, folder = trained
     (folder / "latest_checkpoint.json").unlink()

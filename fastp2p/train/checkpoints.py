@@ -31,6 +31,7 @@ from fastp2p.json_files import read_json
 from fastp2p.nn.checkpoint import load_safely
 from fastp2p.train.background_writer import host_copy
 from fastp2p.train.engine import unwrap
+from fastp2p.train.finite import first_nonfinite
 
 NETWORK_SUFFIXES = {"G": "net_G.pth", "D": "net_D.pth"}
 TRAIN_STATE_SUFFIX = "train_state.pth"
@@ -343,6 +344,11 @@ class CheckpointFolder:
         else:
             raise ValueError(f"no checkpoint {path}: train first (fastp2p train --name "
                              f"{self.path.name}) or pick an existing --epoch")
+        tensors = [(key, value) for key, value in state.items() if isinstance(value, torch.Tensor)]
+        bad = first_nonfinite(tensors)
+        if bad is not None:  # fastp2p never saves one; other tools' files may hold a diverged run
+            raise ValueError(f"{path}: {bad} holds NaN or Inf (the weights of a diverged run); "
+                             f"{self.advice}")
         unwrap(net).load_state_dict(state)
         return path
 
