@@ -20,7 +20,8 @@ from fastp2p.train.checkpoints import CheckpointFolder
 from fastp2p.train.engine import Pix2PixEngine
 from fastp2p.train.schedulers import LRSchedule
 from fastp2p.train.trainer import Trainer
-from helpers.train_helpers import tiny_networks, train_argv, write_aligned_dataset
+from helpers.train_helpers import (tiny_networks, tiny_test_argv, train_argv,
+                                   write_aligned_dataset)
 
 
 class CodeRunner:
@@ -92,18 +93,12 @@ def test_malicious_network_file_is_refused_and_runs_nothing(trained, tmp_path, c
     marker = tmp_path / "pwned"
     _replace_in_set(folder, "latest", "latest_net_G.pth", _malicious(marker))
     capsys.readouterr()
-    assert main(_test_argv(data, checkpoints, tmp_path / "results")) == 1
+    assert main(tiny_test_argv(data, checkpoints, tmp_path / "results")) == 1
     assert "refused" in _one_line_error(capsys.readouterr())
     import fastp2p
     with pytest.raises(ValueError, match="refused"):
         fastp2p.UNet.from_checkpoint(folder / "latest_net_G.pth")
     assert not marker.exists()
-
-
-def _test_argv(data, checkpoints, results):
-    return ["test", "--dataroot", str(data), "--checkpoints_dir", str(checkpoints),
-            "--name", "tiny", "--netG", "unet_32", "--ngf", "4", "--load_size", "32",
-            "--crop_size", "32", "--num_threads", "0", "--results_dir", str(results)]
 
 
 def test_a_cut_network_file_without_a_manifest_is_named_by_test_and_resume(trained, tmp_path,
@@ -116,7 +111,7 @@ def test_a_cut_network_file_without_a_manifest_is_named_by_test_and_resume(train
     network = folder / "latest_net_G.pth"
     network.write_bytes(network.read_bytes()[:5_000])
     capsys.readouterr()
-    for command in (_test_argv(data, checkpoints, tmp_path / "results"),
+    for command in (tiny_test_argv(data, checkpoints, tmp_path / "results"),
                     argv + ["--continue_train"]):
         assert main(command) == 1
         line = _one_line_error(capsys.readouterr())
@@ -135,7 +130,7 @@ def test_a_network_file_holding_nan_is_refused_by_test_and_resume(trained, tmp_p
     state[key].view(-1)[1] = float("nan")
     torch.save(state, network)
     capsys.readouterr()
-    for command in (_test_argv(data, checkpoints, tmp_path / "results"),
+    for command in (tiny_test_argv(data, checkpoints, tmp_path / "results"),
                     argv + ["--continue_train"]):
         assert main(command) == 1
         line = _one_line_error(capsys.readouterr())
