@@ -137,6 +137,30 @@ def test_a_network_file_holding_nan_is_refused_by_test_and_resume(trained, tmp_p
         assert str(network) in line and key in line and "NaN or Inf" in line, line
 
 
+@pytest.mark.parametrize("command,option,value,expected", [
+    ("test", "--ngf", "8", "--netG unet_32 --ngf 4 --norm batch --input_nc 3 --output_nc 3"),
+    ("test", "--norm", "instance", "--ngf 4 --norm batch"),
+    ("resume", "--ndf", "8", "--netD basic --ndf 4 --norm batch"),
+    ("resume", "--n_layers_D", "2", "--netD basic"),
+    ("resume", "--netD", "pixel", "--netD basic --ndf 4"),
+])
+def test_other_model_options_are_told_the_options_the_file_was_saved_with(
+        trained, tmp_path, capsys, command, option, value, expected):
+    data, checkpoints, argv, folder = trained
+    if command == "test":
+        argv = tiny_test_argv(data, checkpoints, tmp_path / "results", option, value)
+    else:
+        argv = argv + ["--continue_train", option, value]
+        if option == "--n_layers_D":
+            argv += ["--netD", "n_layers"]
+    capsys.readouterr()
+    assert main(argv) == 1
+    line = _one_line_error(capsys.readouterr())
+    net = "G" if command == "test" else "D"
+    assert str(folder / f"latest_net_{net}.pth") in line and expected in line, line
+    assert "from_checkpoint" not in line
+
+
 def test_train_state_of_the_old_format_gets_a_clear_error(trained, capsys):
     _, _, argv, folder = trained
     (folder / "latest_checkpoint.json").unlink()

@@ -28,7 +28,7 @@ import torch
 from fastp2p.atomic_files import (create_temporary, fsync_directory, left_by_dead_process,
                                   naming_the_file, replacing, temporary_sibling)
 from fastp2p.json_files import read_json
-from fastp2p.nn.checkpoint import load_safely
+from fastp2p.nn.checkpoint import CheckpointMismatch, load_safely
 from fastp2p.train.background_writer import host_copy
 from fastp2p.train.engine import unwrap
 from fastp2p.train.finite import first_nonfinite
@@ -349,7 +349,15 @@ class CheckpointFolder:
         if bad is not None:  # fastp2p never saves one; other tools' files may hold a diverged run
             raise ValueError(f"{path}: {bad} holds NaN or Inf (the weights of a diverged run); "
                              f"{self.advice}")
-        unwrap(net).load_state_dict(state)
+        try:
+            unwrap(net).load_state_dict(state)
+        except CheckpointMismatch as mismatch:
+            from fastp2p.train.networks import options_saved_in
+            saved = options_saved_in(state)
+            if saved is None:
+                raise ValueError(f"{path}: {mismatch}") from None
+            raise ValueError(f"{path} was saved by other model options: pass {saved}, as it "
+                             f"was trained with\n{mismatch.details}") from None
         return path
 
     def holds_networks_only(self, label) -> bool:

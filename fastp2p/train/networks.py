@@ -114,3 +114,29 @@ def discriminator_from_options(args) -> torch.nn.Module:
                            norm=_module_norm(args.norm),
                            discriminator="pixel" if args.netD == "pixel" else "patch")
     return fastp2p.init_weights(build_discriminator(config), args.init_type, args.init_gain)
+
+
+
+def options_saved_in(state_dict: dict) -> str | None:
+    """The command-line model options that build the network ``state_dict`` was saved from (a
+    U-Net, PatchGAN or PixelGAN, read off its keys and shapes), or None for none of them."""
+    from fastp2p.nn.checkpoint import (infer_patchgan_config, infer_pixelgan_config,
+                                       infer_unet_config)
+    for infer in (infer_unet_config, infer_patchgan_config, infer_pixelgan_config):
+        try:
+            config = infer(state_dict)
+        except ValueError:
+            continue
+        if infer is infer_unet_config:
+            return (f"--netG unet_{2 ** config['num_downs']} --ngf {config['ngf']} "
+                    f"--norm {config['norm']} --input_nc {config['input_nc']} "
+                    f"--output_nc {config['output_nc']}")
+        if infer is infer_pixelgan_config:
+            netD = "--netD pixel"
+        elif config["n_layers"] == 3:
+            netD = "--netD basic"
+        else:
+            netD = f"--netD n_layers --n_layers_D {config['n_layers']}"
+        return (f"{netD} --ndf {config['ndf']} --norm {config['norm']} (and input_nc + "
+                f"output_nc = {config['input_nc']})")
+    return None
