@@ -10,7 +10,7 @@ import pytest
 import fastp2p.data.pack as pack_module
 import fastp2p.train.checkpoints as checkpoints_module
 from fastp2p.cli import main
-from fastp2p.train.checkpoints import CheckpointFolder, CheckpointWriteError
+from fastp2p.train.checkpoints import CheckpointFolder, CheckpointWriteError, describe_os_error
 from helpers.train_helpers import tiny_networks, write_aligned_dataset
 
 NO_SPACE = os.strerror(errno.ENOSPC)
@@ -99,3 +99,10 @@ def test_a_full_disk_on_the_loss_log_names_the_log(tmp_path, monkeypatch):
         log.append(row)
     assert raised.value.filename == str(tmp_path / "loss_log.csv")
     assert raised.value.errno == errno.ENOSPC
+
+
+def test_an_os_error_without_a_file_name_is_not_given_a_placeholder():
+    named = OSError(errno.ENOSPC, "ignored", "/data/run/latest_net_G.pth")
+    assert describe_os_error(named) == "/data/run/latest_net_G.pth: No space left on device"
+    bare = OSError(errno.EINVAL, "Invalid argument")
+    assert describe_os_error(bare) == "[Errno 22] Invalid argument"

@@ -50,10 +50,12 @@ class CheckpointWriteError(RuntimeError):
 
 
 def describe_os_error(err: OSError) -> str:
-    """``PATH: what the errno means`` (e.g. "No space left on device")."""
+    """``PATH: what the errno means`` (e.g. "No space left on device"); without a file name
+    (an error raised by a library's own reader), the error's text."""
+    if err.filename is None:
+        return str(err) or type(err).__name__
     reason = os.strerror(err.errno) if err.errno else str(err)
-    path = err.filename if err.filename is not None else "?"
-    return f"{path}: {reason}"
+    return f"{err.filename}: {reason}"
 
 
 class _HashingWriter:
