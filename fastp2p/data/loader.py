@@ -122,6 +122,16 @@ class PairLoader:
     def __len__(self) -> int:
         return len(self.batch_sampler)
 
+    def close(self) -> None:
+        """Stop the worker processes now. They ignore the stop signals (``_ignore_stop_signals``)
+        that multiprocessing's exit hook stops them with, so a command leaving by an exception
+        whose traceback keeps the iterator alive (its output pipe closed, say) would otherwise
+        wait for them forever at exit."""
+        iterator = self._loader._iterator  # persistent workers' iterator (torch keeps it here)
+        if iterator is not None:
+            iterator._shutdown_workers()
+            self._loader._iterator = None
+
     def __iter__(self):
         # the DataLoader iterator is made here, not lazily: making it draws worker seeds from
         # torch's RNG, and the trainer restores its RNG state after calling iter(loader)

@@ -72,6 +72,10 @@ class PackedDeviceLoader:
         self.sampler.set_epoch(epoch)
         self.start_batch = start_batch
 
+    def close(self) -> None:
+        """Nothing to stop (as ``PairLoader.close``): the reader threads end with each epoch's
+        iteration."""
+
     def __len__(self) -> int:
         return len(self.batches)
 

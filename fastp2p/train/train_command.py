@@ -178,7 +178,7 @@ def run(args: argparse.Namespace, times=None) -> int:
     say = tqdm.write if info.is_main else (lambda message: None)
     if ignored:
         say(ignored)
-    trackers = []
+    trackers, loader = [], None
     try:
         graphs = args.graphs
         if graphs is None:
@@ -301,6 +301,8 @@ def run(args: argparse.Namespace, times=None) -> int:
         return 1
     finally:
         close_trackers(trackers)
+        if loader is not None:
+            loader.close()
         # DDP's reducers go while the process group is still registered (see shutdown_processes)
         engine = trainer = None  # noqa: F841
         shutdown_processes(info)

@@ -108,7 +108,7 @@ def run(args: argparse.Namespace) -> int:
     threads = choose_threads(device.type, args.num_threads)
     apply_thread_choice(threads)
     print(threads.summary)
-    trackers = []
+    trackers, loader = [], None
     try:
         torch.manual_seed(args.seed)
         # The reference's test reads each whole image at --crop_size: a split packed at a larger
@@ -142,6 +142,8 @@ def run(args: argparse.Namespace) -> int:
         return 1
     finally:
         close_trackers(trackers)
+        if loader is not None:
+            loader.close()
     print(f"translated {count} image(s) with {weights}")
     if scores is not None:
         print(scores.report())
