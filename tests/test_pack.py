@@ -200,6 +200,24 @@ def test_a_smaller_load_size_resizes_the_stored_halves_again(aligned_root, tmp_p
         dataset.read_batch([0])
 
 
+def test_an_unfinished_pack_is_named_as_one_by_the_readers_and_verify(aligned_root, tmp_path,
+                                                                     capsys):
+    """A pack stopped before its index was written (its state file and some shards only):
+    training and --verify say so and how to finish it, not "no images" / "no pack here"."""
+    from fastp2p.cli import main
+    _pack(aligned_root, tmp_path / "out")
+    phase = tmp_path / "out" / "train"
+    (phase / INDEX_NAME).unlink()
+    (phase / STATE_NAME).write_text(json.dumps({"load_size": LOAD, "shards": {}}))
+    with pytest.raises(DataError, match="unfinished pack") as error:
+        create_dataset(_args(tmp_path / "out"), "train")
+    assert "fastp2p pack" in str(error.value) and str(phase) in str(error.value)
+    capsys.readouterr()
+    assert main(["pack", "--verify", str(tmp_path / "out"), "--no-progress"]) == 1
+    err = capsys.readouterr().err
+    assert "unfinished pack" in err and str(phase) in err and err.count("\n") == 1
+
+
 def test_bad_image_stops_pack_unless_skip_bad(aligned_root, tmp_path):
     root = tmp_path / "root"
     (root / "train").mkdir(parents=True)

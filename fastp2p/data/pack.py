@@ -28,12 +28,11 @@ import numpy as np
 from fastp2p.atomic_files import left_by_dead_process, naming_the_file, replacing
 from fastp2p.data.errors import DataError
 from fastp2p.data.folders import is_grayscale_file, open_pair, scan_aligned, scan_two_folders
-from fastp2p.data.packed import (FORMAT, INDEX_NAME, VERSION, file_checksums, is_packed,
-                                 is_plain_file_name, plan_digest, plan_settings)
+from fastp2p.data.packed import (FORMAT, INDEX_NAME, STATE_NAME, VERSION, file_checksums,
+                                 is_packed, is_plain_file_name, plan_digest, plan_settings)
 from fastp2p.data.transforms import BICUBIC, Preprocess
 from fastp2p.json_files import read_json
 
-STATE_NAME = "pack-state.json"
 CHANNELS = 3
 SHARD_TARGET_BYTES = 256 << 20     # big enough to stream, small enough to redo after a crash
 MIN_SHARDS = 16                    # so small datasets still spread over the workers

@@ -178,7 +178,7 @@ def _verify(root, progress: bool) -> int:
     """--verify: sizes and checksums of the shards, no image decoded, so no Pillow needed (tqdm
     only for the progress bar)."""
     from fastp2p.data.errors import DataError
-    from fastp2p.data.packed import PHASES, is_packed, verify_pack
+    from fastp2p.data.packed import PHASES, is_packed, unfinished_pack_error, verify_pack
     from fastp2p.optional_packages import MissingPackage, require_packages
 
     try:
@@ -186,6 +186,11 @@ def _verify(root, progress: bool) -> int:
     except MissingPackage as err:
         print(f"error: {err} (or pass --no-progress)", file=sys.stderr)
         return 2
+    candidates = [root, *(root / phase for phase in PHASES)]
+    unfinished = [error for error in map(unfinished_pack_error, candidates) if error]
+    if unfinished:
+        print(f"fastp2p pack: error: {'; '.join(unfinished)}", file=sys.stderr)
+        return 1
     phase_dirs = [root] if is_packed(root) else [root / p for p in PHASES if is_packed(root / p)]
     if not phase_dirs:
         print(f"fastp2p pack: error: {root}: no packed dataset here (no index.json in it or in "

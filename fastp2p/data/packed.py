@@ -44,6 +44,7 @@ if TYPE_CHECKING:   # transforms imports Pillow, which reading and verifying a p
 
 PHASES = ("train", "val", "test")   # the phase folders a pack may hold: OUT/PHASE/index.json
 INDEX_NAME = "index.json"
+STATE_NAME = "pack-state.json"  # what a pack wrote so far; removed once the index is written
 FORMAT = "fastp2p-pack"
 VERSION = 2  # 2: shards carry a CRC32
 
@@ -121,6 +122,17 @@ def repack_hint(phase_dir: Path, index=None) -> str:
     # without the --skip-bad it was made with, the re-run packs every shard again (same pairs)
     return (f"re-run `{pack_command_line(phase_dir, index)}` (it resumes and rewrites bad "
             f"shards{'; add --skip-bad if the pack was made with it' if unsure else ''})")
+
+
+def unfinished_pack_error(phase_dir: Path) -> str | None:
+    """What to say of ``phase_dir`` when it holds a pack that stopped before its index was
+    written (its state file, some shards, no index.json); None otherwise."""
+    phase_dir = Path(phase_dir)
+    if (phase_dir / INDEX_NAME).exists() or not (phase_dir / STATE_NAME).is_file():
+        return None
+    return (f"{phase_dir}: an unfinished pack ({STATE_NAME} and shards, no {INDEX_NAME} yet: "
+            "it stopped before the end); run the same `fastp2p pack` command again, which "
+            "resumes it")
 
 
 def is_packed(phase_dir: Path) -> bool:
