@@ -179,6 +179,9 @@ def test_reader_rejects_truncated_shard_and_other_preprocess(aligned_root, tmp_p
         create_dataset(_args(tmp_path / "out", preprocess="crop"), "train")
     with pytest.raises(DataError, match=f"packed at load_size {LOAD}"):
         create_dataset(_args(tmp_path / "out", load_size=LOAD + 2), "train")
+    # a crop above the stored size too (fastp2p test's load follows its crop): both are named
+    with pytest.raises(DataError, match=f"--load_size and --crop_size of at most {LOAD}"):
+        create_dataset(_args(tmp_path / "out", load_size=LOAD + 4, crop_size=LOAD + 4), "train")
     _corrupt(tmp_path / "out" / "train" / "shard-00002.u8", "truncated")
     with pytest.raises(DataError, match="shard-00002.u8: shard is .* truncated"):
         create_dataset(_args(tmp_path / "out"), "train")
