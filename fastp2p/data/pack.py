@@ -87,9 +87,25 @@ def _atomic_write_text(path: Path, text: str) -> None:
 _advance = None     # called with 1 after each pair: the progress bar or a shared counter
 
 
-def _count_into(counter) -> None:
-    """Pool initializer: each worker adds its finished pairs to the shared ``counter``."""
+def _die_with(parent: int) -> None:
+    """Linux: this worker gets SIGKILL when the packing process dies, a SIGKILL included,
+    instead of finishing its shard for nobody and printing a broken-pipe traceback (the state
+    file holds what was finished; a re-run resumes from it)."""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+    import signal
+    pr_set_pdeathsig = 1  # <linux/prctl.h>
+    ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
+    if os.getppid() != parent:  # it died before the request took effect
+        os._exit(1)
+
+
+def _start_worker(counter, parent: int) -> None:
+    """Pool initializer: each worker dies with the packing process and adds its finished pairs
+    to the shared ``counter``."""
     global _advance
+    _die_with(parent)
 
     def advance(pairs: int) -> None:
         with counter.get_lock():
@@ -343,8 +359,8 @@ def _run_jobs(jobs: list, workers: int, bar):
         return
     counter = multiprocessing.Value("q", 0)
     context = multiprocessing.get_context("spawn" if sys.platform == "win32" else "fork")
-    with context.Pool(min(workers, len(jobs)), initializer=_count_into,
-                      initargs=(counter,)) as pool:
+    with context.Pool(min(workers, len(jobs)), initializer=_start_worker,
+                      initargs=(counter, os.getpid())) as pool:
         pending = [pool.apply_async(write_shard, (job,)) for job in jobs]
         reported = 0
         while pending:
