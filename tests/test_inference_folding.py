@@ -291,3 +291,20 @@ def test_folded_unet_under_bf16_autocast_within_pytorchs_own_error(backend):
     error, autocast_error = relative_error(out, expected), relative_error(autocast_out, expected)
     assert error <= BF16_NETWORK
     assert error <= BF16_VS_AUTOCAST * autocast_error + 1e-3, (error, autocast_error)
+
+
+@pytest.mark.parametrize("network", ["unet", "patch", "pixel"])
+@pytest.mark.parametrize("init_type", ["normal", "xavier", "kaiming", "orthogonal"])
+def test_init_weights_after_a_forward_is_followed(network, init_type):
+    """fastp2p.init_weights writes in place where the cached (folded, packed) weights see it."""
+    torch.manual_seed(0)
+    net = {"unet": lambda: fastp2p.UNet(3, 3, 5, ngf=4),
+           "patch": lambda: fastp2p.PatchDiscriminator(6, ndf=4, n_layers=2),
+           "pixel": lambda: fastp2p.PixelDiscriminator(6, ndf=4)}[network]().eval()
+    x = torch.randn(1, 3 if network == "unet" else 6, 32, 32)
+    with torch.no_grad():
+        net(x)                                  # caches what the next eval call reuses
+        fastp2p.init_weights(net, init_type, 0.02)
+        fresh = copy.deepcopy(net)
+        folding.forget_cached_weights(fresh)
+        assert relative_error(net(x), fresh(x)) <= FP32_SINGLE_OP

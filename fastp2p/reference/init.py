@@ -13,22 +13,26 @@ def init_weights(net: nn.Module, init_type: str = "normal", init_gain: float = 0
     if init_type not in INIT_TYPES:
         raise ValueError(f"init_type must be one of {INIT_TYPES}, got {init_type!r}")
 
+    # In place on the parameters themselves (torch.nn.init works under no_grad), not through
+    # ``.data`` as the reference does: the same values, and the version counters move, so the
+    # weights that fastp2p's modules cache for inference (folded, packed) follow.
     def init_module(m):
         classname = m.__class__.__name__
-        if hasattr(m, "weight") and ("Conv" in classname or "Linear" in classname):
+        if getattr(m, "weight", None) is not None and ("Conv" in classname
+                                                       or "Linear" in classname):
             if init_type == "normal":
-                init.normal_(m.weight.data, 0.0, init_gain)
+                init.normal_(m.weight, 0.0, init_gain)
             elif init_type == "xavier":
-                init.xavier_normal_(m.weight.data, gain=init_gain)
+                init.xavier_normal_(m.weight, gain=init_gain)
             elif init_type == "kaiming":
-                init.kaiming_normal_(m.weight.data, a=0, mode="fan_in")
+                init.kaiming_normal_(m.weight, a=0, mode="fan_in")
             else:
-                init.orthogonal_(m.weight.data, gain=init_gain)
+                init.orthogonal_(m.weight, gain=init_gain)
             if getattr(m, "bias", None) is not None:
-                init.constant_(m.bias.data, 0.0)
-        elif "BatchNorm2d" in classname:
-            init.normal_(m.weight.data, 1.0, init_gain)
-            init.constant_(m.bias.data, 0.0)
+                init.constant_(m.bias, 0.0)
+        elif "BatchNorm2d" in classname and m.weight is not None:  # affine=False has none
+            init.normal_(m.weight, 1.0, init_gain)
+            init.constant_(m.bias, 0.0)
 
     net.apply(init_module)
     return net
