@@ -1,6 +1,7 @@
 """Bad input gets a ValueError that says what was expected (DESIGN.md section 7)."""
 import re
 
+import numpy as np
 import pytest
 import torch
 
@@ -34,6 +35,9 @@ def test_unet_accepts_non_contiguous_and_channels_last(unet):
 @pytest.mark.parametrize("kwargs,message", [
     (dict(num_downs=4), "num_downs must be an int >= 5"),
     (dict(ngf=0), "ngf must be a positive int"),
+    (dict(ngf=True), "ngf must be a positive int, got True"),
+    (dict(ngf=4.0), "ngf must be a positive int, got 4.0"),
+    (dict(num_downs=np.True_), "num_downs must be an int >= 5"),
     (dict(norm="group"), "norm must be one of"),
     (dict(norm="batch", norm_layer=torch.nn.BatchNorm2d), "not both"),
     (dict(norm_layer="batch"), "use norm='batch'"),
@@ -41,6 +45,21 @@ def test_unet_accepts_non_contiguous_and_channels_last(unet):
 def test_unet_constructor_errors(kwargs, message):
     with pytest.raises(ValueError, match=re.escape(message)):
         fastp2p.UNet(**{"input_nc": 3, "output_nc": 3, "num_downs": 8, **kwargs})
+
+
+def test_numpy_integers_build_the_same_networks_as_python_ints():
+    """The reference takes any integral sizes (numpy's from a config file, say); so do these,
+    stored as plain ints."""
+    sizes = dict(num_downs=np.int64(5), ngf=np.int32(4))
+    unet = fastp2p.UNet(np.int64(3), np.int64(3), **sizes)
+    assert unet.config_string() == fastp2p.UNet(3, 3, 5, ngf=4).config_string()
+    assert type(unet.ngf) is int and type(unet.num_downs) is int
+    patch = fastp2p.PatchDiscriminator(np.int64(6), ndf=np.int64(4), n_layers=np.int64(2))
+    assert patch.config() == fastp2p.PatchDiscriminator(6, ndf=4, n_layers=2).config()
+    pixel = fastp2p.PixelDiscriminator(np.int64(6), ndf=np.int16(4))
+    assert pixel.config() == fastp2p.PixelDiscriminator(6, ndf=4).config()
+    with pytest.raises(ValueError, match="n_layers must be an int >= 0, got True"):
+        fastp2p.PatchDiscriminator(6, n_layers=True)
 
 
 def test_mismatched_checkpoint_names_keys_and_the_files_configuration():

@@ -1,4 +1,7 @@
 """Input validation shared by the public modules: fail early with a message a user can act on."""
+import operator
+
+import numpy as np
 import torch
 
 
@@ -35,8 +38,20 @@ def check_image_batch(x, *, expected_channels: int, module: torch.nn.Module, nam
                          f"{param.dtype}; convert one with .to(dtype) or run under autocast")
 
 
-def check_positive_ints(**values) -> None:
-    """Raise ValueError unless every value is an int >= 1 (constructor sizes)."""
-    for name, value in values.items():
-        if not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name} must be a positive int, got {value!r}")
+def whole_number(name: str, value, minimum: int, why: str = "") -> int:
+    """``value`` as a plain int: any integral type the reference's constructors take (numpy's
+    too, via ``operator.index``), but not a bool (``True`` is no size); ValueError unless it is
+    >= ``minimum``. ``why``: said after the bound."""
+    try:
+        number = None if isinstance(value, (bool, np.bool_)) else operator.index(value)
+    except TypeError:
+        number = None
+    if number is None or number < minimum:
+        bound = "a positive int" if minimum == 1 and not why else f"an int >= {minimum}{why}"
+        raise ValueError(f"{name} must be {bound}, got {value!r}")
+    return number
+
+
+def positive_ints(**values) -> list:
+    """The constructor sizes ``values`` as plain ints, each checked >= 1 (``whole_number``)."""
+    return [whole_number(name, value, 1) for name, value in values.items()]

@@ -1,5 +1,5 @@
 """fastp2p.PatchDiscriminator and fastp2p.PixelDiscriminator: drop-ins for the reference ones."""
-from fastp2p.nn.checks import check_image_batch, check_positive_ints
+from fastp2p.nn.checks import check_image_batch, positive_ints, whole_number
 from fastp2p.nn.checkpoint import infer_patchgan_config, infer_pixelgan_config
 from fastp2p.nn.compat import ReferenceCheckpointMixin
 from fastp2p.nn.folding import ReleasesReplacedWeights
@@ -33,9 +33,8 @@ class PatchDiscriminator(ReleasesReplacedWeights, RefusesScripting, ReferenceChe
     (fastp2p.nn.fused_conv)."""
 
     def __init__(self, input_nc=6, ndf=64, n_layers=3, norm_layer=None, *, norm=None):
-        check_positive_ints(input_nc=input_nc, ndf=ndf)
-        if not isinstance(n_layers, int) or n_layers < 0:
-            raise ValueError(f"n_layers must be an int >= 0, got {n_layers!r}")
+        input_nc, ndf = positive_ints(input_nc=input_nc, ndf=ndf)
+        n_layers = whole_number("n_layers", n_layers, 0)
         factory = resolve_norm_layer(norm, norm_layer)
         super().__init__(input_nc, ndf, n_layers, factory)
         self.input_nc, self.ndf, self.n_layers, self.norm_layer = input_nc, ndf, n_layers, factory
@@ -68,7 +67,7 @@ class PixelDiscriminator(ReleasesReplacedWeights, RefusesScripting, ReferenceChe
     PatchDiscriminator."""
 
     def __init__(self, input_nc=6, ndf=64, norm_layer=None, *, norm=None):
-        check_positive_ints(input_nc=input_nc, ndf=ndf)
+        input_nc, ndf = positive_ints(input_nc=input_nc, ndf=ndf)
         factory = resolve_norm_layer(norm, norm_layer)
         super().__init__(input_nc, ndf, factory)
         self.input_nc, self.ndf, self.norm_layer = input_nc, ndf, factory

@@ -1,5 +1,5 @@
 """fastp2p.UNet: the reference U-Net generator's parameters and outputs, run fast."""
-from fastp2p.nn.checks import check_image_batch, check_positive_ints
+from fastp2p.nn.checks import check_image_batch, positive_ints, whole_number
 from fastp2p.nn.checkpoint import infer_unet_config
 from fastp2p.nn.compat import ReferenceCheckpointMixin
 from fastp2p.nn.folding import ReleasesReplacedWeights
@@ -62,10 +62,10 @@ class UNet(ReleasesReplacedWeights, RefusesScripting, ReferenceCheckpointMixin, 
 
     def __init__(self, input_nc=3, output_nc=3, num_downs=8, ngf=64, norm_layer=None,
                  use_dropout=False, *, norm=None):
-        check_positive_ints(input_nc=input_nc, output_nc=output_nc, ngf=ngf)
-        if not isinstance(num_downs, int) or num_downs < MIN_NUM_DOWNS:
-            raise ValueError(f"num_downs must be an int >= {MIN_NUM_DOWNS} (the U-Net always has "
-                             f"5 levels; 7 for 128x128 inputs, 8 for 256x256), got {num_downs!r}")
+        input_nc, output_nc, ngf = positive_ints(input_nc=input_nc, output_nc=output_nc, ngf=ngf)
+        num_downs = whole_number("num_downs", num_downs, MIN_NUM_DOWNS,
+                                 " (the U-Net always has 5 levels; 7 for 128x128 inputs, 8 for "
+                                 "256x256)")
         factory = resolve_norm_layer(norm, norm_layer)
         super().__init__(input_nc, output_nc, num_downs, ngf, factory, use_dropout)
         self.input_nc, self.output_nc, self.num_downs = input_nc, output_nc, num_downs
