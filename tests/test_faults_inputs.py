@@ -4,6 +4,7 @@ batches. Each gets a one-line error; nothing is read or written outside the fold
 import errno
 import json
 import os
+import pickle
 import re
 import shutil
 from pathlib import Path
@@ -205,6 +206,16 @@ def test_a_pickle_with_a_blocked_global_names_it(tmp_path):
     with pytest.raises(ValueError, match="could run code") as err:
         fastp2p.UNet.from_checkpoint(path)
     assert "system" in _one_line(err) and str(path) in _one_line(err)
+
+
+def test_a_plain_pickle_is_not_called_a_truncated_checkpoint(tmp_path):
+    """pickle.dump's own format (framed, protocol 4+): the safe unpickler stops at its first
+    opcode, before any global; it is refused as not torch.save's, not as a file to write again."""
+    path = tmp_path / "plain.pth"
+    path.write_bytes(pickle.dumps({"call": os.system}))
+    with pytest.raises(ValueError, match="a pickle that is not a PyTorch checkpoint") as err:
+        fastp2p.UNet.from_checkpoint(path)
+    assert "write it again" not in _one_line(err)
 
 
 def test_a_missing_checkpoint_keeps_its_os_error(tmp_path):

@@ -45,9 +45,13 @@ def load_safely(source, map_location="cpu", name=None):
     if head == b"":
         raise ValueError(f"{name}: the file is empty, not a PyTorch checkpoint (a save that "
                          "was cut off?)") from None
-    if head.startswith(_ZIP_MAGIC) or head.startswith(b"\x80"):
+    if head.startswith(_ZIP_MAGIC):
         raise ValueError(f"{name}: truncated or damaged PyTorch checkpoint "
                          f"({type(error).__name__}); write it again") from None
+    if head.startswith(b"\x80"):  # a pickle: PyTorch's legacy format, or pickle.dump's own
+        raise ValueError(f"{name}: a pickle that is not a PyTorch checkpoint, or a truncated or "
+                         f"damaged legacy one ({type(error).__name__}); load only files "
+                         "written by torch.save") from None
     raise ValueError(f"{name}: not a PyTorch checkpoint (expected a file written by "
                      "torch.save)") from None
 
