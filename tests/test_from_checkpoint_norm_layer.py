@@ -71,6 +71,9 @@ def test_when_the_inferred_norm_fails_the_message_suggests_norm_layer(network, f
     assert first_line.startswith(f"the state_dict does not fit {network}(")
     assert "the configuration inferred from it" in first_line
     assert "affine=, track_running_stats=" in first_line and "norm_layer=" in first_line
+    # the examples name both kinds of norm, not only the one the file is not
+    assert "nn.BatchNorm2d, affine=False" in first_line
+    assert "nn.InstanceNorm2d, affine=True" in first_line
     assert "from_checkpoint(path)" not in first_line
     assert details.startswith("details: ")
 

@@ -7,7 +7,8 @@ from fastp2p.nn.checkpoint import (CheckpointMismatch, check_state_dict_fits,
 # What a checkpoint's keys cannot tell of its norm layers, and what to pass instead.
 _NORM_NOT_INFERRED = ("its norm layers' settings (affine=, track_running_stats=) or type cannot "
                       "be inferred from the keys; pass the norm factory it was built with, e.g. "
-                      "norm_layer=functools.partial(nn.InstanceNorm2d, affine=True)")
+                      "norm_layer=functools.partial(nn.BatchNorm2d, affine=False) or "
+                      "functools.partial(nn.InstanceNorm2d, affine=True)")
 
 
 class ReferenceCheckpointMixin:
