@@ -221,6 +221,25 @@ def test_an_unfinished_pack_is_named_as_one_by_the_readers_and_verify(aligned_ro
     assert "unfinished pack" in err and str(phase) in err and err.count("\n") == 1
 
 
+def test_a_pack_without_the_split_asked_for_says_so(aligned_root, tmp_path):
+    _pack(aligned_root, tmp_path / "out")          # train only
+    with pytest.raises(DataError, match="a pack without a test split .it holds train.") as error:
+        create_dataset(_args(tmp_path / "out"), "test")
+    assert "--phase test" in str(error.value)
+
+
+def test_pack_names_a_file_given_as_dataroot_and_packs_a_repeated_phase_once(
+        aligned_root, tmp_path, capsys):
+    from fastp2p.cli import main
+    afile = tmp_path / "afile"
+    afile.write_text("")
+    assert main(["pack", str(afile), str(tmp_path / "x"), "--no-progress"]) == 1
+    assert "is a file, not a folder" in capsys.readouterr().err
+    assert main(["pack", str(aligned_root), str(tmp_path / "out"), "--phase", "train", "train",
+                 "--load_size", str(LOAD), "--no-progress", "--workers", "1"]) == 0
+    assert capsys.readouterr().out.count("pairs in") == 1
+
+
 def test_bad_image_stops_pack_unless_skip_bad(aligned_root, tmp_path):
     root = tmp_path / "root"
     (root / "train").mkdir(parents=True)

@@ -40,12 +40,17 @@ def create_dataset(args: argparse.Namespace, phase: str, *, pack_embedded: bool 
     phase_dir = root / phase
     if pack_embedded and not args.dataroot and _reads_embedded_pack(args, config, phase):
         phase_dir = _embedded_pack(root, phase, config.load_size)
-    from fastp2p.data.packed import PackedDataset, is_packed, unfinished_pack_error
+    from fastp2p.data.packed import PHASES, PackedDataset, is_packed, unfinished_pack_error
     if is_packed(phase_dir):
         return PackedDataset(phase_dir, config, swap, limit)
     unfinished = unfinished_pack_error(phase_dir)
     if unfinished:
         raise DataError(unfinished)
+    packed = [other for other in PHASES if is_packed(root / other)]
+    if packed and not phase_dir.exists():
+        raise DataError(f"{root}: a pack without a {phase} split (it holds "
+                        f"{', '.join(packed)}); pack that split too: `fastp2p pack SOURCE "
+                        f"{root} --phase {phase}` with the options the others were packed with")
     if args.dataset_mode == "two_folders":
         pairs = scan_two_folders(phase_dir, config, args.skip_bad, limit)
         return TwoFoldersDataset(pairs, config, swap)

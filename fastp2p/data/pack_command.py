@@ -124,8 +124,9 @@ def run(args: argparse.Namespace) -> int:
     try:
         # The phases to pack: --phase, or the dataset's phase folders (train/ too where
         # --synthetic is about to write it).
-        phases = args.phase or [p for p in PHASES if (dataroot / p).is_dir()
-                                or (p == "train" and args.synthetic is not None)]
+        phases = list(dict.fromkeys(args.phase)) if args.phase else [
+            p for p in PHASES
+            if (dataroot / p).is_dir() or (p == "train" and args.synthetic is not None)]
         # Everything that can refuse OUT is asked before anything is written, synthetic pairs
         # included.
         if out is not None and out.resolve() == dataroot.resolve():
@@ -143,7 +144,8 @@ def run(args: argparse.Namespace) -> int:
                 return 0
         writing = out
         if not dataroot.is_dir():
-            raise DataError(f"{dataroot}: DATAROOT folder not found; point it at a dataset "
+            what = "is a file, not a folder" if dataroot.exists() else "folder not found"
+            raise DataError(f"{dataroot}: DATAROOT {what}; point it at a dataset folder "
                             "holding train/ (and val/, test/)")
         if not phases:
             raise DataError(f"{dataroot}: no {', '.join(PHASES)} folder in it; pass --phase "
