@@ -292,6 +292,29 @@ def test_cli_help_and_bad_options(tmp_path):
     assert result.returncode == 1 and "no packed dataset here" in result.stderr
 
 
+def test_files_the_scan_leaves_out_are_in_the_index_and_the_summary(tmp_path, capsys):
+    """--skip-bad on two_folders: an A without a B partner and a pair of two sizes are left out
+    by the scan; the index's "skipped" and pack's summary count them, each listed once."""
+    from fastp2p.cli import main
+    rng = np.random.default_rng(4)
+    for side in ("A", "B"):
+        (tmp_path / "data" / "train" / side).mkdir(parents=True)
+        for name in ("0", "1", "2"):
+            _image(rng, 24, 24, tmp_path / "data" / "train" / side / f"{name}.png")
+    _image(rng, 24, 24, tmp_path / "data" / "train" / "A" / "lonely.png")
+    _image(rng, 24, 32, tmp_path / "data" / "train" / "B" / "2.png")      # its A is 24x24
+    capsys.readouterr()
+    assert main(["pack", str(tmp_path / "data"), str(tmp_path / "out"), "--dataset_mode",
+                 "two_folders", "--skip-bad", "--load_size", str(LOAD), "--no-progress",
+                 "--workers", "1"]) == 0
+    index = json.loads((tmp_path / "out" / "train" / INDEX_NAME).read_text())
+    assert index["count"] == 2
+    assert sorted(path for path, _ in index["skipped"]) == ["train/A/2.png", "train/A/lonely.png"]
+    captured = capsys.readouterr()
+    assert "2 pairs in 2 shards, 2 bad files skipped" in captured.out
+    assert captured.err.count("lonely.png") == 1
+
+
 def test_pairs_failing_at_pack_time_are_skipped_and_listed(aligned_root, tmp_path, monkeypatch):
     """A file that breaks between the scan and its decode (or a decode error the header scan
     cannot see): with --skip-bad its pair is left out and listed, shards may end up uneven or

@@ -43,12 +43,14 @@ def _old_plan(dataroot, pairs, skip_bad):
 
 def _make_old_pack(dataroot, out, skip_bad):
     """Pack with today's code, then rewrite its index as 697fdfe wrote it: no "skip_bad" or
-    "gray" field, and the plan digests of that version. Returns the index."""
+    "gray" field, files the scan skipped left out of "skipped", and the plan digests of that
+    version. Returns the index."""
     pack_phase(dataroot, out, "train", load_size=LOAD_SIZE, skip_bad=skip_bad,
                pairs_per_shard=2, progress=False)
     index_path = out / "train" / INDEX_NAME
     index = json.loads(index_path.read_text())
     del index["skip_bad"], index["gray"]
+    index["skipped"] = [item for shard in index["shards"] for item in shard["skipped"]]
     start = 0
     for shard in index["shards"]:
         pairs = index["sources"][start:start + shard["count"]]

@@ -14,14 +14,19 @@ class DataError(ValueError):
     """A dataset problem the user has to fix; the message is one line naming the file."""
 
 
-def raise_or_report(problems: list[tuple[Path, str]], skip_bad: bool, what: str) -> None:
-    """Raise for the first problem unless ``skip_bad``; then list every skipped file on stderr."""
+def raise_or_report(problems: list[tuple[Path, str]], skip_bad: bool, what: str,
+                    skipped: list | None = None) -> None:
+    """Raise for the first problem unless ``skip_bad``; then list every skipped file on stderr,
+    or add them to ``skipped`` for a caller that reports them itself (pack's index)."""
     if not problems:
         return
     if not skip_bad:
         path, problem = problems[0]
         more = f" ({len(problems) - 1} more bad files in {what})" if len(problems) > 1 else ""
         raise DataError(f"{path}: {problem}; {SKIP_HINT}{more}")
+    if skipped is not None:
+        skipped.extend(problems)
+        return
     print(f"fastp2p: skipped {len(problems)} bad files in {what} (--skip-bad):", file=sys.stderr)
     for path, problem in problems:
         print(f"  {path}: {problem}", file=sys.stderr)

@@ -224,10 +224,12 @@ def _check_consistent(infos: list[ImageInfo], half_sizes: dict, config: Preproce
 
 
 def scan_aligned(phase_dir: Path, config: Preprocess, skip_bad: bool,
-                 limit: int | None = None, progress: bool = True) -> list[Path]:
+                 limit: int | None = None, progress: bool = True,
+                 skipped: list | None = None) -> list[Path]:
     """The usable A|B images of one phase folder (the first ``limit`` in sorted order: of the
     good ones with ``skip_bad``, as a pack of the folder gives them); ``progress``: a bar while
-    --skip-bad decodes every file."""
+    --skip-bad decodes every file; ``skipped``: gets the (path, why) of each file skipped,
+    instead of their listing on stderr."""
     require_folder(phase_dir, "A|B images side by side (*.jpg, *.png)")
     if (phase_dir / "A").is_dir() and (phase_dir / "B").is_dir():
         raise DataError(f"{phase_dir}: holds A/ and B/ subfolders, not A|B images; pass "
@@ -249,7 +251,7 @@ def scan_aligned(phase_dir: Path, config: Preprocess, skip_bad: bool,
             infos.append(info)
     half_sizes = {i.path: (i.size[0] // 2, i.size[1]) for i in infos}
     bad = _check_consistent(infos, half_sizes, config, problems)
-    raise_or_report(problems, skip_bad, str(phase_dir))
+    raise_or_report(problems, skip_bad, str(phase_dir), skipped)
     good = [info.path for info in infos if info.path not in bad]
     if not good:
         raise DataError(f"{phase_dir}: every image was bad and skipped; nothing left to load")
@@ -257,10 +259,10 @@ def scan_aligned(phase_dir: Path, config: Preprocess, skip_bad: bool,
 
 
 def scan_two_folders(phase_dir: Path, config: Preprocess, skip_bad: bool,
-                     limit: int | None = None,
-                     progress: bool = True) -> list[tuple[Path, Path]]:
+                     limit: int | None = None, progress: bool = True,
+                     skipped: list | None = None) -> list[tuple[Path, Path]]:
     """(A, B) path pairs of one phase folder, paired by file stem (the first ``limit``: of the
-    good ones with ``skip_bad``); ``progress``: a bar while --skip-bad decodes every file."""
+    good ones with ``skip_bad``); ``progress`` and ``skipped`` as for ``scan_aligned``."""
     folders = {}
     for side in ("A", "B"):
         folders[side] = phase_dir / side
@@ -304,7 +306,7 @@ def scan_two_folders(phase_dir: Path, config: Preprocess, skip_bad: bool,
     bad = _check_consistent(a_infos, {i.path: i.size for i in a_infos}, config, problems)
     bad |= _check_consistent([infos[b] for _, b in complete],
                              {b: infos[b].size for _, b in complete}, config, problems)
-    raise_or_report(problems, skip_bad, str(phase_dir))
+    raise_or_report(problems, skip_bad, str(phase_dir), skipped)
     good = [(a, b) for a, b in complete if a not in bad and b not in bad]
     if not good:
         raise DataError(f"{phase_dir}: every pair was bad and skipped; nothing left to load")

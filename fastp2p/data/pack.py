@@ -156,20 +156,26 @@ def write_shard(job: dict) -> dict:
 # ---- one phase, in the main process -------------------------------------------------------
 
 def plan_pairs(dataroot: Path, phase: str, dataset_mode: str, load_size: int,
-               skip_bad: bool, progress: bool = True,
-               gray: bool = False) -> list[tuple[str, str]]:
+               skip_bad: bool, progress: bool = True, gray: bool = False,
+               skipped: list | None = None) -> list[tuple[str, str]]:
     """The pairs of one phase (relative to dataroot), checked as the folder datasets check them:
-    with ``gray`` as for --input_nc 1 --output_nc 1, which take grayscale among colour images."""
+    with ``gray`` as for --input_nc 1 --output_nc 1, which take grayscale among colour images.
+    ``skipped`` (with ``skip_bad``): gets [path relative to dataroot, why] of each file left out,
+    instead of their listing on stderr."""
     # crop_size 1: packing resizes and never crops, so no image is "smaller than the crop"
     channels = 1 if gray else CHANNELS
     config = Preprocess(mode="resize_and_crop", load_size=load_size, crop_size=1,
                         a_channels=channels, b_channels=channels)
     phase_dir = dataroot / phase
+    problems = None if skipped is None else []
     if dataset_mode == "two_folders":
-        pairs = scan_two_folders(phase_dir, config, skip_bad, progress=progress)
+        pairs = scan_two_folders(phase_dir, config, skip_bad, progress=progress,
+                                 skipped=problems)
     else:
         pairs = [(path, path) for path in scan_aligned(phase_dir, config, skip_bad,
-                                                       progress=progress)]
+                                                       progress=progress, skipped=problems)]
+    if problems:
+        skipped.extend([str(Path(path).relative_to(dataroot)), why] for path, why in problems)
     return [(str(a.relative_to(dataroot)), str(b.relative_to(dataroot))) for a, b in pairs]
 
 
@@ -287,7 +293,9 @@ def pack_phase(dataroot: Path, out: Path, phase: str, *, load_size: int = 286,
     refuse_foreign_index(phase_dir)
     if not overwrite:
         refuse_other_load_size(phase_dir, load_size)
-    pairs = plan_pairs(dataroot, phase, dataset_mode, load_size, skip_bad, progress, gray)
+    scan_skipped = []   # files the scan left out (pack-time failures are in the records)
+    pairs = plan_pairs(dataroot, phase, dataset_mode, load_size, skip_bad, progress, gray,
+                       scan_skipped)
     mixed = gray and gray_among_colour(dataroot, pairs, dataset_mode)
     per_shard = pairs_per_shard or auto_pairs_per_shard(len(pairs), load_size)
     if per_shard < 1:
@@ -334,7 +342,8 @@ def pack_phase(dataroot: Path, out: Path, phase: str, *, load_size: int = 286,
         if stale.name not in planned:
             stale.unlink()
     index = _write_index(dataroot, phase_dir, phase, [done[job["file"]] for job in jobs],
-                         load_size, per_shard, dataset_mode, skip_bad, gray, mixed)
+                         load_size, per_shard, dataset_mode, skip_bad, gray, mixed,
+                         scan_skipped)
     state_path.unlink(missing_ok=True)
     return index
 
@@ -381,9 +390,9 @@ def _run_jobs(jobs: list, workers: int, bar):
 
 def _write_index(dataroot: Path, phase_dir: Path, phase: str, records: list, load_size: int,
                  per_shard: int, dataset_mode: str, skip_bad: bool, gray: bool,
-                 mixed: bool) -> dict:
+                 mixed: bool, scan_skipped: list) -> dict:
     sources = [pair for record in records for pair in record["sources"]]
-    skipped = [item for record in records for item in record["skipped"]]
+    skipped = scan_skipped + [item for record in records for item in record["skipped"]]
     if not sources:
         raise DataError(f"{dataroot / phase}: every pair was bad and skipped; nothing was packed")
     index = {

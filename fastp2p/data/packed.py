@@ -9,7 +9,8 @@ Layout of one packed phase folder::
                         dataroot (absolute, at pack time), shards [{file, count, sha256,
                         crc32, plan, skipped, and with gray: gray_file, gray_sha256,
                         gray_crc32}], sources [[A, B]] (relative to dataroot, in pair order),
-                        skipped [[file, why]] (with --skip-bad)
+                        skipped [[file, why]] (with --skip-bad: files the scan left out,
+                        then pairs that failed while packing)
     shard-00000.u8      count x height x (2 * width) x 3 uint8, row-major (NHWC), no header
     gray-00000.u8       (--gray packs) count x height x (2 * width) uint8: each half converted
                         to grayscale before its resize, as --input_nc/--output_nc 1 take it
