@@ -52,7 +52,7 @@ def test_missing_dataroot(tmp_path):
 def test_missing_phase_folder(tmp_path):
     make_aligned(tmp_path, count=1, phase="train")
     message = data_error(tmp_path, phase="test")
-    assert_names_and_advises(message, tmp_path / "test", "check --dataroot")
+    assert_names_and_advises(message, tmp_path / "test", "--dataroot or pack's DATAROOT")
 
 
 def test_empty_phase_folder(tmp_path):

@@ -74,7 +74,8 @@ def list_images(folder: Path) -> list[Path]:
 def require_folder(folder: Path, expected: str) -> None:
     if not folder.is_dir():
         raise DataError(f"{folder}: folder not found; expected {expected} there "
-                        "(check --dataroot and --dataset_mode)")
+                        "(check the dataset folder, --dataroot or pack's DATAROOT, and "
+                        "--dataset_mode)")
 
 
 # Formats whose mode I images are 16-bit grayscale in 0..65535: PNG (older Pillow), and PGM/PPM
@@ -237,7 +238,8 @@ def scan_aligned(phase_dir: Path, config: Preprocess, skip_bad: bool,
     paths = list_images(phase_dir)
     if not paths:
         raise DataError(f"{phase_dir}: no images ({', '.join(IMAGE_EXTENSIONS)}) found; put the "
-                        "A|B images there or point --dataroot at the right folder")
+                        "A|B images there or point --dataroot (pack: DATAROOT) at the right "
+                        "folder")
     # without --skip-bad any bad file stops the run, so only the first ``limit`` are checked
     paths = paths if skip_bad else paths[:limit]
     problems = []
