@@ -142,3 +142,12 @@ def test_a_stopped_bench_says_where_its_results_are_and_exits_130(monkeypatch, t
     assert written == [{"stand-in": "results of the jobs before"}]
     err = capsys.readouterr().err
     assert "stopped (fastp2p train stopped by SIGINT" in err and str(tmp_path) in err
+
+
+
+def test_a_plain_ctrl_c_names_itself(monkeypatch, tmp_path, capsys):
+    def interrupted(settings, on_progress):
+        raise KeyboardInterrupt     # Ctrl-C: no text
+    monkeypatch.setattr(suite, "run_suite", interrupted)
+    assert command.run(_parse("--sections", "training", "--out", str(tmp_path))) == 130
+    assert "stopped (KeyboardInterrupt)" in capsys.readouterr().err

@@ -137,8 +137,10 @@ def test_load_iter_suffix_and_phase():
     args, _ = _applied("train", "--name", "f", "--suffix", "{netG}_size{load_size}",
                        "--dataroot", "d")
     assert args.name == "f_unet_256_size286"
-    with pytest.raises(ValueError, match="--suffix"):
+    with pytest.raises(ValueError, match="--suffix '{nope}': 'nope' is not an option name"):
         _applied("train", "--suffix", "{nope}")
+    with pytest.raises(ValueError, match=r"--suffix '\{netG': not a format of option names"):
+        _applied("train", "--suffix", "{netG")
     assert _applied("train", "--phase", "val")[0].phase == "val"
 
 

@@ -270,7 +270,7 @@ def run(args: argparse.Namespace) -> int:
               f"are in {out_dir}", file=sys.stderr)
         return 1
     except KeyboardInterrupt as stop:  # Ctrl-C, or the user's stop inside end-to-end training
-        print(f"fastp2p bench: stopped ({stop or 'KeyboardInterrupt'}); the results of the jobs "
+        print(f"fastp2p bench: stopped ({str(stop) or 'KeyboardInterrupt'}); the results of the jobs "
               f"finished before are in {out_dir}", file=sys.stderr)
         return 130
     for kind, path in files.items():

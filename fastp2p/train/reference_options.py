@@ -111,9 +111,12 @@ def apply_reference_options(args: argparse.Namespace, phase: str) -> str | None:
     if args.suffix:
         try:
             name = f"{args.name}_{args.suffix.format(**vars(args))}"
-        except (KeyError, IndexError, ValueError) as err:
-            raise ValueError(f"--suffix {args.suffix!r}: {err!r} is not an option name "
+        except KeyError as err:
+            raise ValueError(f"--suffix {args.suffix!r}: {err.args[0]!r} is not an option name "
                              "(write options as {netG}, {load_size}, ...)") from None
+        except (IndexError, ValueError) as err:  # "{0}", "{netG", "{netG!z}"
+            raise ValueError(f"--suffix {args.suffix!r}: not a format of option names ({err}); "
+                             "write options as {netG}, {load_size}, ...") from None
         try:  # the parser checked --name alone; the run's folder is named by both
             args.name = plain_name(name)
         except argparse.ArgumentTypeError as err:
