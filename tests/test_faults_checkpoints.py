@@ -161,6 +161,24 @@ def test_other_model_options_are_told_the_options_the_file_was_saved_with(
     assert "from_checkpoint" not in line
 
 
+def test_resuming_a_finished_run_says_there_is_nothing_to_train(trained, capsys):
+    """The reference's loop just runs no epoch; here one line says so and how to go on, and
+    no checkpoint, log or page changes (train_opt.txt does, at every start, as the reference
+    writes its opt file)."""
+    _, _, argv, folder = trained
+
+    def written():
+        return {path.name: path.read_bytes() for path in folder.rglob("*")
+                if path.is_file() and path.name != "train_opt.txt"}
+    before = written()
+    capsys.readouterr()
+    assert main(argv + ["--continue_train"]) == 0
+    out = capsys.readouterr().out
+    assert "already trained its 1 epoch(s)" in out and "raise --n_epochs" in out
+    assert "training tiny" not in out
+    assert written() == before
+
+
 def test_train_state_of_the_old_format_gets_a_clear_error(trained, capsys):
     _, _, argv, folder = trained
     (folder / "latest_checkpoint.json").unlink()

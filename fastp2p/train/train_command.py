@@ -273,6 +273,11 @@ def run(args: argparse.Namespace, times=None) -> int:
                 say(f"--continue_train: the lr schedule counts its epochs from "
                     f"{schedule.epoch_count}, as the run that saved it did (not from "
                     f"--epoch_count {args.epoch_count})")
+            if trainer.progress.epoch > trainer.last_epoch:
+                say(f"{checkpoints.path} already trained its {trainer.last_epoch} epoch(s) "
+                    f"(--n_epochs {args.n_epochs} + --n_epochs_decay {args.n_epochs_decay}): "
+                    "nothing to train; raise --n_epochs or --n_epochs_decay to train on")
+                return 0
         say(f"training {args.name}: {len(dataset)} pairs, {args.netG} ngf {args.ngf}, "
             f"{args.netD} ndf {args.ndf}, {_image_size_words(args)}, batch {args.batch_size} x "
             f"{info.world_size} process(es) on {info.device}, {args.precision}"
