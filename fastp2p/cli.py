@@ -48,7 +48,11 @@ def main(argv=None) -> int:
     if getattr(args, "run", None) is None:
         parser.print_help()
         return 2
-    return args.run(args)
+    try:
+        return args.run(args)
+    except KeyboardInterrupt as stop:  # where a command has no stop of its own to report
+        print(f"fastp2p {args.command}: stopped ({str(stop) or 'Ctrl-C'})", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -95,7 +95,8 @@ class StopRequests:
 
     def _handle(self, signal_number, frame):
         if self.signal_number is not None:  # a second Ctrl-C: stop now, without saving
-            raise KeyboardInterrupt
+            raise KeyboardInterrupt("a second stop request: stopped at once, without saving; "
+                                    "--continue_train resumes from the last set saved")
         self.signal_number = signal_number
 
 
