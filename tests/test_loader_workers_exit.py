@@ -15,7 +15,7 @@ def test_a_closed_output_pipe_ends_a_run_with_loader_workers(tmp_path, command):
     data = write_aligned_dataset(tmp_path / "data")
     argv = train_argv(data, tmp_path / "ckpt", "--n_epochs_decay", "0")
     if command == "test":
-        assert subprocess.run([sys.executable, "-m", "fastp2p", *argv],
+        assert subprocess.run([sys.executable, "-m", "fastp2p", *argv], cwd=tmp_path,
                               capture_output=True, timeout=120).returncode == 0
         argv = ["test", "--dataroot", str(data), "--checkpoints_dir", str(tmp_path / "ckpt"),
                 "--name", "tiny", "--netG", "unet_32", "--ngf", "4", "--load_size", "32",
@@ -23,9 +23,11 @@ def test_a_closed_output_pipe_ends_a_run_with_loader_workers(tmp_path, command):
                 str(tmp_path / "results")]
     argv[argv.index("--num_threads") + 1] = "1"   # one loader worker process
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    # cwd: not the checkout, whose fastp2p/ folder would shadow the installed package
     run = subprocess.Popen([sys.executable, "-m", "fastp2p", *argv], stdout=subprocess.PIPE,
-                           stderr=subprocess.STDOUT, env=env)
-    run.stdout.readline()       # the threads line: the run has started
+                           stderr=subprocess.STDOUT, env=env, cwd=tmp_path)
+    first = run.stdout.readline()
+    assert first.startswith(b"threads:"), first + run.stdout.read()    # the run has started
     if command == "train":
         run.stdout.readline()   # "training tiny: ...": its loader is made
     run.stdout.close()          # as `2>&1 | head -1` does: the error line cannot be printed

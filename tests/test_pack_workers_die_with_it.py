@@ -40,13 +40,16 @@ def test_killing_pack_kills_its_workers(tmp_path):
                             str(tmp_path / "out"), "--workers", "2", "--load_size", "1200",
                             "--pairs-per-shard", "1", "--no-progress"],
                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                           env={**os.environ, "OMP_NUM_THREADS": "1"})
+                           env={**os.environ, "OMP_NUM_THREADS": "1"},
+                           cwd=tmp_path)    # not the checkout: its fastp2p/ would shadow
+    #                                         the installed package
     deadline = time.monotonic() + 60
     workers = []
     while len(workers) < 2 and time.monotonic() < deadline and run.poll() is None:
         time.sleep(0.05)
         workers = [pid for pid in _children(run.pid) if _alive(pid)]
-    assert len(workers) == 2, "the pack's two workers did not start"
+    assert len(workers) == 2, ("the pack's two workers did not start",
+                               run.poll(), run.stderr.read() if run.poll() is not None else b"")
     run.send_signal(signal.SIGKILL)
     run.wait()
     deadline = time.monotonic() + 10
