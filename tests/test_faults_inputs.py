@@ -245,6 +245,16 @@ def test_bad_option_values_exit_2_before_anything_is_written(tmp_path, capsys, o
     assert not (tmp_path / "deep").exists() and not (tmp_path / "x").exists()
 
 
+def test_a_cosine_schedule_over_no_epoch_is_an_option_error(tmp_path, capsys):
+    data = write_aligned_dataset(tmp_path / "data", pairs=1, phases=("train",))
+    argv = train_argv(data, tmp_path / "deep" / "ckpt", "--lr_policy", "cosine", "--n_epochs",
+                      "0")
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "--lr_policy cosine" in err and "--n_epochs" in err and err.count("\n") == 1
+    assert not (tmp_path / "deep").exists()
+
+
 def test_test_command_refuses_paths_in_its_names_too(tmp_path, capsys):
     code, err = _exit_code_and_error(["test", "--name", "../x", "--num_test", "1"], capsys)
     assert code == 2 and "--name" in err

@@ -65,6 +65,9 @@ def _check_options(args, device) -> None:
                          f"epoch, --n_epochs {args.n_epochs} + --n_epochs_decay "
                          f"{args.n_epochs_decay} = {last_epoch}; raise --n_epochs or "
                          "--n_epochs_decay, or lower --epoch_count")
+    if args.lr_policy == "cosine" and args.n_epochs < 1:
+        raise ValueError("--lr_policy cosine anneals the lr over --n_epochs, which must be >= 1 "
+                         f"(got {args.n_epochs})")
     check_options_fit_unet(args)
     if device.type != "cuda" and args.precision != "fp32":
         raise ValueError(f"--precision {args.precision} (autocast, the CUDA fast path) needs a "
