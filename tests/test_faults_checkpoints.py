@@ -179,6 +179,18 @@ def test_resuming_a_finished_run_says_there_is_nothing_to_train(trained, capsys)
     assert written() == before
 
 
+def test_resuming_with_another_direction_says_so(trained, capsys):
+    """The reference resumes silently with whatever --direction is given; here one line names
+    what changed (it is still used as given)."""
+    _, _, argv, folder = trained
+    capsys.readouterr()
+    argv = argv + ["--continue_train", "--n_epochs", "2", "--direction", "BtoA"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "options the run did not use so far" in out and "--direction AtoB -> BtoA" in out
+    assert "direction: BtoA" in (folder / "train_opt.txt").read_text()
+
+
 def test_train_state_of_the_old_format_gets_a_clear_error(trained, capsys):
     _, _, argv, folder = trained
     (folder / "latest_checkpoint.json").unlink()
