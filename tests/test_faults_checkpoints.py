@@ -191,6 +191,25 @@ def test_resuming_with_another_direction_says_so(trained, capsys):
     assert "direction: BtoA" in (folder / "train_opt.txt").read_text()
 
 
+def test_a_set_that_was_never_saved_is_told_the_sets_that_were(trained, tmp_path, capsys):
+    """--load_iter / --epoch of no saved set: the error lists the options that load the sets
+    there are (the reference's FileNotFoundError named the missing file only)."""
+    data, checkpoints, argv, folder = trained
+    for label in ("iter_40", "10"):  # set names of --save_by_iter and a later epoch
+        for suffix in ("net_G.pth", "net_D.pth", "train_state.pth"):
+            (folder / f"{label}_{suffix}").write_bytes((folder / f"1_{suffix}").read_bytes())
+    saved = "--epoch 1, --epoch 10, --epoch latest, --load_iter 40"
+    capsys.readouterr()
+    assert main(tiny_test_argv(data, checkpoints, tmp_path / "results", "--load_iter", "5")) == 1
+    line = _one_line_error(capsys.readouterr())
+    assert "iter_5_net_G.pth" in line and f"pick a saved set ({saved})" in line, line
+    assert main(argv + ["--continue_train", "--epoch", "7"]) == 1
+    line = _one_line_error(capsys.readouterr())
+    assert "7_train_state.pth" in line and f"resume a saved set ({saved})" in line, line
+    assert main(tiny_test_argv(data, checkpoints, tmp_path / "results", "--name", "other")) == 1
+    assert "train first (fastp2p train --name other)" in _one_line_error(capsys.readouterr())
+
+
 def test_train_state_of_the_old_format_gets_a_clear_error(trained, capsys):
     _, _, argv, folder = trained
     (folder / "latest_checkpoint.json").unlink()

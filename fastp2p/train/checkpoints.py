@@ -156,6 +156,17 @@ class CheckpointFolder:
     def file(self, label, suffix) -> Path:
         return self.path / f"{label}_{suffix}"
 
+    def loadable_sets(self, suffix) -> str:
+        """The sets holding a ``suffix`` file here, as the options that load them (``--epoch 5,
+        --epoch latest, --load_iter 400``); "" when there is none."""
+        labels = [path.name[:-len(suffix) - 1] for path in self.path.glob(f"*_{suffix}")]
+        options = [("--load_iter", label[5:]) if label.startswith("iter_") else ("--epoch", label)
+                   for label in labels]
+        # epochs in their order, then named ones (latest), then iterations in theirs
+        options.sort(key=lambda option: (option[0] == "--load_iter", not option[1].isdigit(),
+                                         int(option[1]) if option[1].isdigit() else 0, option[1]))
+        return ", ".join(f"{flag} {value}" for flag, value in options)
+
     # ---- writing ----------------------------------------------------------------------------
     def save(self, labels, netG, netD, train_state: dict, step: int = 0) -> None:
         """Write G, D and the training state under every label (e.g. ["latest", "5"]), each
@@ -344,8 +355,10 @@ class CheckpointFolder:
         elif path.exists():
             state = load_safely(path, map_location="cpu")
         else:
-            raise ValueError(f"no checkpoint {path}: train first (fastp2p train --name "
-                             f"{self.path.name}) or pick an existing --epoch")
+            saved = self.loadable_sets(NETWORK_SUFFIXES[which])
+            raise ValueError(f"no checkpoint {path}: " + (
+                f"pick a saved set ({saved})" if saved
+                else f"train first (fastp2p train --name {self.path.name})"))
         tensors = [(key, value) for key, value in state.items() if isinstance(value, torch.Tensor)]
         bad = first_nonfinite(tensors)
         if bad is not None:  # fastp2p never saves one; other tools' files may hold a diverged run
@@ -376,8 +389,10 @@ class CheckpointFolder:
         manifest = self.manifest(label)
         if manifest is None:
             if not path.exists():
+                saved = self.loadable_sets(TRAIN_STATE_SUFFIX)
                 raise ValueError(f"no checkpoint {path} to resume from; start without "
-                                 "--continue_train, or pick the --epoch that was saved")
+                                 "--continue_train" + (f", or resume a saved set ({saved})"
+                                                       if saved else ""))
             state = load_safely(path, map_location="cpu")
         else:
             state = self._load_checked(label, TRAIN_STATE_SUFFIX, manifest)
