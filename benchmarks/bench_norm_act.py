@@ -16,7 +16,7 @@ import functools
 import torch
 import torch.nn.functional as F
 
-from fastp2p.bench.peers import environment
+from fastp2p.bench.peer_specs import environment
 from fastp2p.ops import backend_name_for, norm_act, norm_act_concat
 from fastp2p.ops.backends import ENV_VAR as BACKEND_ENV_VAR
 

@@ -1,8 +1,33 @@
-"""fastp2p: fast pix2pix. Drop-in U-Net / PatchGAN / GANLoss for the reference implementation."""
-from fastp2p.nn import GANLoss, PatchDiscriminator, PixelDiscriminator, UNet, graphed
-from fastp2p.reference.init import init_weights
+"""fastp2p: fast pix2pix. Drop-in U-Net / PatchGAN / GANLoss for the reference implementation.
+
+The public names are imported on first use (PEP 562), so that ``import fastp2p`` -- and with it
+the ``fastp2p`` command's parser and ``--help`` -- does not wait for torch and Triton, and a
+Ctrl-C while a command loads them is the command's to report.
+"""
+import importlib
 
 __version__ = "0.1.0"
 
-__all__ = ["GANLoss", "PatchDiscriminator", "PixelDiscriminator", "UNet", "__version__",
-           "graphed", "init_weights"]
+_PUBLIC = {"GANLoss": "fastp2p.nn", "PatchDiscriminator": "fastp2p.nn",
+           "PixelDiscriminator": "fastp2p.nn", "UNet": "fastp2p.nn", "graphed": "fastp2p.nn",
+           "init_weights": "fastp2p.reference.init"}
+
+__all__ = sorted([*_PUBLIC, "__version__"])
+
+
+def __getattr__(name):
+    if name in _PUBLIC:
+        value = getattr(importlib.import_module(_PUBLIC[name]), name)
+    else:  # a subpackage used as an attribute (fastp2p.nn.UNet after a bare import fastp2p)
+        try:
+            value = importlib.import_module(f"{__name__}.{name}")
+        except ModuleNotFoundError as missing:
+            if missing.name != f"{__name__}.{name}":
+                raise
+            raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted({*globals(), *_PUBLIC})

@@ -9,7 +9,8 @@ import torch
 from fastp2p.bench import ceilings
 from fastp2p.bench.inference import InferenceCase, Variant, inference_job
 from fastp2p.bench.networks import QUICK_CONFIG, NetworkConfig, build_pair, make_batch
-from fastp2p.bench.peers import TrainStep, capture_whole_step, peer_by_name
+from fastp2p.bench.peer_specs import peer_by_name
+from fastp2p.bench.peers import TrainStep, capture_whole_step
 from fastp2p.bench.runner import Runner
 from fastp2p.bench.timing import benchmark
 from fastp2p.bench.training import TrainingSettings, training_job

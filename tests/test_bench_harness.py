@@ -207,7 +207,7 @@ def test_fastp2p_peer_drives_the_engine_interface(monkeypatch):
     import sys
     import types
 
-    from fastp2p.bench.peers import peer_by_name
+    from fastp2p.bench.peer_specs import peer_by_name
     from fastp2p.bench.training import TrainingSettings, finalize_training_rows, training_job
 
     calls = {}

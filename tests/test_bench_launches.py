@@ -7,7 +7,7 @@ import torch
 
 from fastp2p.bench.launches import count_device_work, device_work_per_step
 from fastp2p.bench.networks import NetworkConfig
-from fastp2p.bench.peers import peer_by_name
+from fastp2p.bench.peer_specs import peer_by_name
 from fastp2p.bench.runner import Runner
 from fastp2p.bench.training import TrainingSettings, training_job
 

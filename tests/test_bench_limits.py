@@ -10,7 +10,7 @@ import pytest
 
 from fastp2p.bench import command, end_to_end, suite
 from fastp2p.bench.networks import QUICK_CONFIG
-from fastp2p.bench.peers import peer_by_name
+from fastp2p.bench.peer_specs import peer_by_name
 from fastp2p.bench.runner import Job, Log, Runner
 from fastp2p.bench.timing import TimeLimitExceeded, time_limit
 

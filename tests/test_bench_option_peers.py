@@ -3,7 +3,7 @@ the graphed bf16 channels-last engine with its option(s) on, the peer it is meas
 lacks them, and it comes after the torch.compile peers."""
 import pytest
 
-from fastp2p.bench.peers import PEER_NAMES, peer_by_name
+from fastp2p.bench.peer_specs import PEER_NAMES, peer_by_name
 
 GRAPHED_BF16 = {"precision": "bf16", "channels_last": True, "cuda_graph": True}
 # peer: (the options it adds to GRAPHED_BF16, the peer whose row it is read against)

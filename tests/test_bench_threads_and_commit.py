@@ -12,7 +12,7 @@ from fastp2p.bench import environment, suite
 from fastp2p.bench.command import add_arguments, settings_from_args
 from fastp2p.bench.end_to_end import EndToEndSettings, end_to_end_job
 from fastp2p.bench.networks import QUICK_CONFIG
-from fastp2p.bench.peers import peer_by_name
+from fastp2p.bench.peer_specs import peer_by_name
 from fastp2p.bench.runner import Log
 from fastp2p.train import cpu_threads
 

@@ -7,9 +7,21 @@ for their ``collect(quick)`` contract):
 - ``copy_bandwidth_gbps(device)``: the device-to-device copy bandwidth measured once in this
   process (the same number the harness divides by);
 - ``matmul_rate(device)``: the measured matmul rate (bf16 on CUDA) in TFLOP/s.
-"""
-from fastp2p.bench.ceilings import copy_bandwidth, copy_bandwidth_gbps, matmul_rate
-from fastp2p.bench.timing import Timing, benchmark, time_steps
 
-__all__ = ["Timing", "benchmark", "copy_bandwidth", "copy_bandwidth_gbps", "matmul_rate",
-           "time_steps"]
+Imported on first use (PEP 562): ``fastp2p bench --help`` reads this package without torch.
+"""
+import importlib
+
+_PUBLIC = {"copy_bandwidth": "ceilings", "copy_bandwidth_gbps": "ceilings",
+           "matmul_rate": "ceilings", "Timing": "timing", "benchmark": "timing",
+           "time_steps": "timing"}
+
+__all__ = sorted(_PUBLIC)
+
+
+def __getattr__(name):
+    if name not in _PUBLIC:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{_PUBLIC[name]}"), name)
+    globals()[name] = value
+    return value

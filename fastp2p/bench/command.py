@@ -58,7 +58,7 @@ def _names(text: str) -> tuple:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from fastp2p.bench.peers import PEER_NAMES
+    from fastp2p.bench.peer_specs import PEER_NAMES
     from fastp2p.option_types import positive_float
 
     parser.add_argument("--quick", action="store_true",
@@ -131,7 +131,7 @@ def settings_from_args(args):
     from fastp2p.bench.environment import package_checkout
     from fastp2p.bench.micro import micro_jobs
     from fastp2p.bench.networks import FULL_CONFIG, QUICK_CONFIG
-    from fastp2p.bench.peers import PEER_NAMES, PEERS, peer_by_name
+    from fastp2p.bench.peer_specs import PEER_NAMES, PEERS, peer_by_name
     from fastp2p.bench.suite import SECTIONS, SuiteSettings
 
     unknown = [name for name in args.sections if name not in SECTIONS]
@@ -233,7 +233,7 @@ def run(args: argparse.Namespace) -> int:
     from fastp2p.bench import report
 
     if args.list_peers:
-        from fastp2p.bench.peers import PEERS
+        from fastp2p.bench.peer_specs import PEERS
         for peer in PEERS:
             where = "cuda only" if peer.cuda_only else (
                 "cpu and cuda" if peer.on_cpu_by_default else "cuda (cpu on request)")

@@ -129,7 +129,7 @@ def bench_thread_count():
     of the step-only figure it is compared with and of the recorded environment; the count (and
     the variable) are put back whatever the body did.
     """
-    from fastp2p.bench.peers import environment
+    from fastp2p.bench.peer_specs import environment
     from fastp2p.train.cpu_threads import THREAD_ENV_VARS
 
     threads = torch.get_num_threads()

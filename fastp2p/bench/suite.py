@@ -11,7 +11,7 @@ from fastp2p.bench.flops import training_step_flops
 from fastp2p.bench.inference import finalize_inference_rows, inference_jobs
 from fastp2p.bench.micro import micro_jobs
 from fastp2p.bench.networks import NetworkConfig
-from fastp2p.bench.peers import PEER_NAMES
+from fastp2p.bench.peer_specs import PEER_NAMES
 from fastp2p.bench.runner import Log, Runner, short_error
 from fastp2p.bench.training import TrainingSettings, finalize_training_rows, training_jobs
 

@@ -6,7 +6,8 @@ import torch
 
 from fastp2p.bench.launches import device_work_per_step
 from fastp2p.bench.networks import NetworkConfig, make_batch
-from fastp2p.bench.peers import PeerSpec, build_peer_step, environment, peer_environment
+from fastp2p.bench.peer_specs import PeerSpec, environment, peer_environment
+from fastp2p.bench.peers import build_peer_step
 from fastp2p.bench.runner import Job
 from fastp2p.bench.timing import cudnn_benchmark, time_steps
 

@@ -9,7 +9,7 @@ import types
 import pytest
 import torch
 
-from fastp2p.bench.peers import environment, peer_by_name, peer_environment
+from fastp2p.bench.peer_specs import environment, peer_by_name, peer_environment
 from helpers.triton_interpreter import KERNELS
 
 needs_triton = pytest.mark.skipif(

@@ -68,7 +68,7 @@ def kernels_of_an_eager_bf16_step(**options) -> tuple:
 def assert_peer_runs(peer: str) -> None:
     """The benchmark peer ``peer`` trains 3 quick steps on the GPU without an error."""
     from fastp2p.bench.networks import QUICK_CONFIG
-    from fastp2p.bench.peers import peer_by_name
+    from fastp2p.bench.peer_specs import peer_by_name
     from fastp2p.bench.runner import Runner
     from fastp2p.bench.training import TrainingSettings, training_job
 
