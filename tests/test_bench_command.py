@@ -5,6 +5,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from fastp2p.bench import command
 
 CHECKOUT = Path(__file__).resolve().parents[1]
@@ -66,3 +68,11 @@ def test_a_failed_job_makes_the_exit_code_1(tmp_path, monkeypatch, capsys):
         assert command.run(args) == code
     err = capsys.readouterr().err
     assert "fastp2p bench: 1 job(s) failed:" in err and "micro (module bench_losses)" in err
+
+
+@pytest.mark.parametrize("text", ["1,,2", "1,2,", ",1", "1,0", "x"])
+def test_a_size_list_with_a_gap_or_a_non_positive_entry_is_refused(text):
+    """A doubled comma was read as 1,2 before: a typo for a missing size ran fewer jobs."""
+    with pytest.raises(argparse.ArgumentTypeError, match="positive integers"):
+        command._positive_ints(text)
+    assert command._positive_ints(" 4, 1,4") == (4, 1)

@@ -43,7 +43,7 @@ examples:
 
 def _positive_ints(text: str) -> tuple:
     try:
-        values = tuple(int(item) for item in text.split(",") if item.strip())
+        values = tuple(int(item) for item in text.split(","))  # int() refuses "" (1,,2)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected comma-separated positive integers, got "
                                          f"{text!r}") from None
