@@ -46,8 +46,20 @@ def test_written_folders_are_identical_and_resume(tmp_path):
     (one / pair_name(4)).write_bytes(b"")       # a file that exists is kept, as an earlier run
     write_synthetic(tmp_path / "one", 5, seed=7, progress=False)
     assert _files(one)[pair_name(2)] == expected[pair_name(2)]
-    with pytest.raises(DataError, match="--synthetic N of the earlier run"):
+    with pytest.raises(DataError, match="pairs past pair 2 .* larger --synthetic; pass its N"):
         write_synthetic(tmp_path / "one", 3, seed=7, progress=False)
+
+
+def test_a_folder_of_ones_own_images_is_told_to_pack_without_synthetic(tmp_path):
+    """No earlier --synthetic N to pass again: the files are the user's; nothing is removed."""
+    own = tmp_path / "mine" / "train"
+    own.mkdir(parents=True)
+    (own / "photo.jpg").write_bytes(b"not ours")
+    with pytest.raises(DataError) as refused:
+        write_synthetic(tmp_path / "mine", 3, progress=False)
+    assert "photo.jpg" in str(refused.value) and "leave --synthetic out" in str(refused.value)
+    assert "earlier" not in str(refused.value)
+    assert [path.name for path in own.iterdir()] == ["photo.jpg"]
 
 
 def _pack(*args, capsys):

@@ -171,10 +171,15 @@ def _refuse_extra_files(folder: Path, pairs_up_to, count: int) -> None:
     """DataError if ``folder`` holds files other than pairs 0 .. pairs_up_to-1."""
     extra = sorted(path.name for path in folder.iterdir() if not path.name.startswith(".")
                    and not _is_pair_file(path.name, pairs_up_to))
-    if extra:
-        raise DataError(f"{folder}: holds {len(extra)} files that are not pairs 0..{count - 1} "
-                        f"of a synthetic set (e.g. {extra[0]}); write into an empty "
-                        "DATAROOT, or pass the --synthetic N of the earlier run")
+    if not extra:
+        return
+    if pairs_up_to == math.inf:  # not named like pairs: images of the user's own, say
+        raise DataError(f"{folder}: holds {len(extra)} files that are not synthetic pairs (e.g. "
+                        f"{extra[0]}); --synthetic writes into an empty DATAROOT or one it "
+                        "wrote before (to pack a dataset of your own, leave --synthetic out)")
+    raise DataError(f"{folder}: holds {len(extra)} synthetic pairs past pair {count - 1} (e.g. "
+                    f"{extra[0]}) from an earlier, larger --synthetic; pass its N again, or "
+                    "write into an empty DATAROOT")
 
 
 def _write_range(job: tuple) -> int:
