@@ -191,6 +191,17 @@ def test_resuming_with_another_direction_says_so(trained, capsys):
     assert "direction: BtoA" in (folder / "train_opt.txt").read_text()
 
 
+def test_testing_in_the_other_direction_says_so(trained, tmp_path, capsys):
+    data, checkpoints, _, _ = trained
+    results = tmp_path / "results"
+    capsys.readouterr()
+    assert main(tiny_test_argv(data, checkpoints, results, "--direction", "BtoA")) == 0
+    assert "translates the other way than the run was trained (--direction AtoB -> BtoA" in (
+        capsys.readouterr().out)
+    assert main(tiny_test_argv(data, checkpoints, results)) == 0
+    assert "other way" not in capsys.readouterr().out
+
+
 def test_a_set_that_was_never_saved_is_told_the_sets_that_were(trained, tmp_path, capsys):
     """--load_iter / --epoch of no saved set: the error lists the options that load the sets
     there are (the reference's FileNotFoundError named the missing file only)."""

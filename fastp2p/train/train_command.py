@@ -156,6 +156,8 @@ def run(args: argparse.Namespace, times=None) -> int:
     from fastp2p.train.reports import (LOSS_LOG, WEB, LossLog, TrainingPage, refuse_planted_links,
                                        remove_reports)
     from fastp2p.train.run_lock import RunFolderLock
+    from fastp2p.train.saved_options import (OPTIONS_FILE, RESUME_COMPARED, changed_options,
+                                             write_options)
     from fastp2p.train.schedulers import LRSchedule
     from fastp2p.train.stage_times import StageTimes
     from fastp2p.train.trackers import (check_trackers_installed, close_trackers, open_trackers,
@@ -253,11 +255,11 @@ def run(args: argparse.Namespace, times=None) -> int:
         page = loss_log = None
         if info.is_main:
             if state is not None:
-                changed = _changed_training_options(args, checkpoints.path / "train_opt.txt")
+                changed = changed_options(args, checkpoints.path / OPTIONS_FILE, RESUME_COMPARED)
                 if changed:
                     say(f"--continue_train: trains on with options the run did not use so far "
-                        f"(its train_opt.txt): {changed}")
-            _write_options(args, checkpoints.path / "train_opt.txt")
+                        f"(its {OPTIONS_FILE}): {changed}")
+            write_options(args, checkpoints.path / OPTIONS_FILE)
             page = None if args.no_html else TrainingPage(checkpoints.path / WEB, args.name)
             loss_log = LossLog(checkpoints.path / LOSS_LOG,
                                resume_step=state["engine"]["steps"] if state else None)
@@ -350,30 +352,3 @@ def _image_size_words(args) -> str:
     if args.preprocess == "scale_width":
         return f"width {args.load_size}"
     return "images at their own size"
-
-
-# Options that change what a resumed run learns from the same command line's other options; a
-# change of the networks' own options is refused when their files are loaded.
-_RESUME_COMPARED = ("direction", "dataset_mode", "preprocess", "load_size", "crop_size",
-                    "no_flip", "gan_mode", "lambda_L1", "lr", "beta1")
-
-
-def _changed_training_options(args, path) -> str:
-    """``--direction AtoB -> BtoA, ...`` for the options of ``_RESUME_COMPARED`` whose values in
-    the run's ``train_opt.txt`` (``_write_options``) differ from ``args``; "" when none do or
-    the file cannot be read (a reference run's, say)."""
-    try:
-        saved = dict(line.split(": ", 1) for line in path.read_text(encoding="utf-8").splitlines()
-                     if ": " in line)
-    except (OSError, UnicodeDecodeError):
-        return ""
-    return ", ".join(f"--{key} {saved[key]} -> {getattr(args, key)}" for key in _RESUME_COMPARED
-                     if key in saved and saved[key] != str(getattr(args, key)))
-
-
-def _write_options(args, path) -> None:
-    """Renamed into place: a link planted at the name is replaced, its target left alone."""
-    from fastp2p.atomic_files import replacing
-    lines = [f"{key}: {value}" for key, value in sorted(vars(args).items()) if key != "run"]
-    with replacing(path, durable=False) as temp:
-        temp.write_text("\n".join(lines) + "\n", encoding="utf-8")

@@ -85,6 +85,7 @@ def run(args: argparse.Namespace) -> int:
     from fastp2p.train.reports import aspect_ratio_size
     from fastp2p.train.reference_options import (apply_reference_options, describe_networks,
                                                    results_folder_name)
+    from fastp2p.train.saved_options import OPTIONS_FILE, changed_options
     from fastp2p.train.trackers import check_trackers_installed, close_trackers, open_trackers
 
     load_size_given = not isinstance(args.load_size, QuickDefault)
@@ -124,8 +125,12 @@ def run(args: argparse.Namespace) -> int:
         advice = ("test another saved --epoch, or get a good one by training again: `fastp2p "
                   f"train --name {args.name} --continue_train --epoch N` from an intact set N "
                   "writes new latest_* files")
-        weights = CheckpointFolder(args.checkpoints_dir, args.name, advice).load_network(
-            netG, args.epoch, "G")
+        folder = CheckpointFolder(args.checkpoints_dir, args.name, advice)
+        weights = folder.load_network(netG, args.epoch, "G")
+        trained_otherwise = changed_options(args, folder.path / OPTIONS_FILE, ("direction",))
+        if trained_otherwise:  # the reference translates the other way without a word
+            print(f"note: translates the other way than the run was trained ({trained_otherwise}"
+                  f", its {OPTIONS_FILE})")
         if args.verbose:
             print(describe_networks(G=netG))
         out_dir = Path(args.results_dir) / args.name / results_folder_name(args)

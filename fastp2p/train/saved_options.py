@@ -1,0 +1,32 @@
+"""A run's options as ``fastp2p train`` writes them beside its checkpoints (``train_opt.txt``,
+one ``name: value`` line each, as the reference writes its opt file), and what a later command
+given other values is told."""
+from pathlib import Path
+
+OPTIONS_FILE = "train_opt.txt"
+
+# Options that change what a resumed run learns from the same command line's other options; a
+# change of the networks' own options is refused when their files are loaded.
+RESUME_COMPARED = ("direction", "dataset_mode", "preprocess", "load_size", "crop_size",
+                   "no_flip", "gan_mode", "lambda_L1", "lr", "beta1")
+
+
+def write_options(args, path: Path) -> None:
+    """Renamed into place: a link planted at the name is replaced, its target left alone."""
+    from fastp2p.atomic_files import replacing
+    lines = [f"{key}: {value}" for key, value in sorted(vars(args).items()) if key != "run"]
+    with replacing(path, durable=False) as temp:
+        temp.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def changed_options(args, path: Path, keys) -> str:
+    """``--direction AtoB -> BtoA, ...`` for the ``keys`` whose values in the options file at
+    ``path`` differ from ``args``; "" when none do or the file cannot be read (a reference
+    run's, say)."""
+    try:
+        saved = dict(line.split(": ", 1) for line in path.read_text(encoding="utf-8").splitlines()
+                     if ": " in line)
+    except (OSError, UnicodeDecodeError):
+        return ""
+    return ", ".join(f"--{key} {saved[key]} -> {getattr(args, key)}" for key in keys
+                     if key in saved and saved[key] != str(getattr(args, key)))
