@@ -22,7 +22,8 @@ import triton
 import triton.language as tl
 
 from fastp2p.kernels.codes import ACTIVATION_CODES
-from fastp2p.kernels.conv_fused_tiles import (_load_activated, _load_folded_grad, _output_rows,
+from fastp2p.kernels.conv_fused_tiles import (AFFINE_NONE, AFFINE_PER_CHANNEL, AFFINE_PER_SAMPLE,
+                                              _load_activated, _load_folded_grad, _output_rows,
                                               _prologue_coefficients, _prologue_grad, _tanh)
 # The argument types live in a triton-free module (the backend contract names them).
 from fastp2p.kernels.conv_fused_types import (IDENTITY, OUTPUT_ACTIVATIONS, GradFold,  # noqa: F401
@@ -248,8 +249,8 @@ def _check_storage(*tensors: torch.Tensor) -> None:
 
 def _affine_code(scale: Optional[torch.Tensor]) -> int:
     if scale is None:
-        return 0
-    return 1 if scale.dim() == 2 else 2
+        return AFFINE_NONE
+    return AFFINE_PER_SAMPLE if scale.dim() == 2 else AFFINE_PER_CHANNEL
 
 
 def _check_transform(transform: InputTransform, x: torch.Tensor) -> None:

@@ -68,12 +68,3 @@ def training_step_flops(config: NetworkConfig) -> dict:
                   "forwards, 2 D-step backwards (weight + input grads but the first layer's), "
                   "1 G-step backward (input grads only, D frozen)",
     }
-
-
-def inference_flops(config: NetworkConfig) -> float:
-    """GFLOP per image of one U-Net forward."""
-    size = config.image_size
-    with torch.device("meta"):
-        generator = build_generator(config, fast=False)
-        return sum(layer_forward_flops(
-            generator, torch.empty(1, config.input_nc, size, size))) / 1e9
