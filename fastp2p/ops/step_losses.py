@@ -102,6 +102,7 @@ class _GStepLosses(torch.autograd.Function):
         # gradient (sign / numel) has a zero derivative: its saved form serves there too.
         ctx.save_for_backward(grad_logits, grad_fake_b, logits)
         ctx.real_b_dtype, ctx.mode = real_b.dtype, mode
+        ctx.l1_weight = float(lambda_l1) / fake_b.numel()
         return losses
 
     @staticmethod
@@ -112,7 +113,12 @@ class _GStepLosses(torch.autograd.Function):
             grad_logits = differentiable_gan_grad(logits, ctx.mode, True)
         g = grad_losses.float()
         scaled_fake_b = grad_fake_b * (g[0] + g[2])
-        grad_real_b = (-scaled_fake_b).to(ctx.real_b_dtype) if ctx.needs_input_grad[2] else None
+        grad_real_b = None
+        if ctx.needs_input_grad[2]:
+            # -sign(fake_b - real_b) * lambda / numel, from the sign: a float32 real_b gets a
+            # float32-exact gradient, not fake_b's 16-bit one widened
+            grad_real_b = (grad_fake_b.sign().to(ctx.real_b_dtype)
+                           * (-ctx.l1_weight * (g[0] + g[2])).to(ctx.real_b_dtype))
         return ((grad_logits * (g[0] + g[1])).to(logits.dtype),
                 scaled_fake_b.to(grad_fake_b.dtype), grad_real_b, None, None, None)
 
