@@ -12,7 +12,7 @@ import torch
 from fastp2p.ops.norm_act_reference import norm_act_math
 from helpers.benchmark_scripts import load_benchmark_script
 from helpers.launch_counting import count_launches
-from helpers.tolerances import BF16_NETWORK, FP32_SINGLE_OP, assert_close, relative_error
+from helpers.tolerances import assert_storage_close
 from helpers.triton_interpreter import KERNELS
 
 needs_triton = pytest.mark.skipif(
@@ -100,10 +100,8 @@ def test_backward_sums_match_float64_reference(path, dtype, poisoned, monkeypatc
     assert len(got_grads) == len(expected_grads)
     names = ("output", "grad x", "grad weight", "grad bias")
     for name, g, e in zip(names, [got] + got_grads, [expected] + expected_grads):
-        if dtype == torch.float32:
-            assert_close(g, e, FP32_SINGLE_OP, name)
-        else:  # results rounded to 8 / 11 bits
-            assert relative_error(g, e) < BF16_NETWORK / 2, name
+        # float32, or 1.5x the storage rounding of bf16 / fp16
+        assert_storage_close(g, e, name, interpreted=True)
     # every arrival counter is left zeroed (the next call, or a graph replay, relies on it)
     for ring, _ in kernels._counter_rings.values():
         assert not ring.any()

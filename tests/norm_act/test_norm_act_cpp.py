@@ -5,7 +5,7 @@ import torch
 from helpers.cpp_backend_helpers import (case_id, cpp_backend, double, make_inputs, oracle_backward,
                                  poisoned, reference_fwd, requires_extension, shape_id)
 from fastp2p.ops.dropout_rng import dropout_keep_mask
-from helpers.tolerances import FP32_SINGLE_OP, assert_close, relative_error
+from helpers.tolerances import FP32_SINGLE_OP, assert_close, assert_storage_close
 
 pytestmark = requires_extension
 
@@ -181,8 +181,10 @@ def test_non_contiguous_input_and_mismatched_out_layout():
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=["bf16", "fp16"])
 @pytest.mark.parametrize("layout", ["nchw", "nhwc"])
 @pytest.mark.parametrize("norm", ["instance", "batch"])
-def test_low_precision_storage_is_within_twice_pytorchs_own_error(dtype, layout, norm):
-    """Flash-attention's rule: error <= 2x PyTorch's own error at that dtype (+ a small atol)."""
+def test_low_precision_storage_is_within_its_own_rounding(dtype, layout, norm):
+    """DESIGN §5's 16-bit rule (assert_storage_close): outputs and grad_x within 1.5x the error
+    of storing the float64 result in the dtype (measured: 1.00x), the float32 parameter
+    gradients within the float32 single-op bound (measured: ~5e-8)."""
     shape = (2, 24, 8, 8)
     x, weight, bias, running = make_inputs(shape, affine=True, norm=norm, dtype=dtype, layout=layout)
     kw = kwargs(norm, True, "leaky_relu", 0.5)
@@ -191,22 +193,17 @@ def test_low_precision_storage_is_within_twice_pytorchs_own_error(dtype, layout,
     running64 = [double(t) for t in running]
     exact = torch.empty(shape, dtype=torch.float64)
     reference_fwd(double(x), double(weight), double(bias), *running64, exact, 0, **kw)
-    # PyTorch's own: the same math run in float32 on the stored inputs, rounded to the dtype.
-    own = torch.empty(shape, dtype=torch.float32)
-    reference_fwd(x.float(), weight, bias, *copies(running), own, 0, **kw)
-    own_error = relative_error(own.to(dtype), exact)
-    assert relative_error(out, exact) <= 2 * own_error + 1e-3
+    assert_storage_close(out, exact, "output")
     grad_out = torch.randn(shape).to(dtype)
     # Backward with batch statistics (no running stats: the forward above updated them).
     mean, rstd = cpp_backend.norm_act_fwd(x, weight, bias, None, None, out, 0, **kw)
-    grad_x, grad_weight, _ = cpp_backend.norm_act_bwd(grad_out, x, weight, bias, mean, rstd,
-                                                      norm=norm, activation="leaky_relu", slope=0.2,
-                                                      dropout_p=0.5, seed=1234, offset=99)
-    assert grad_x.dtype == dtype
+    grads = cpp_backend.norm_act_bwd(grad_out, x, weight, bias, mean, rstd, norm=norm,
+                                     activation="leaky_relu", slope=0.2, dropout_p=0.5,
+                                     seed=1234, offset=99)
+    assert grads[0].dtype == dtype
     oracle = oracle_backward(x, weight, bias, (None, None), grad_out, **kw)
-    own_grad = oracle[0].to(dtype)
-    assert relative_error(grad_x, oracle[0]) <= 2 * relative_error(own_grad, oracle[0]) + 1e-3
-    assert_close(grad_weight, oracle[1], 1e-3, "grad_weight (float32 sums of low-precision inputs)")
+    for name, got, expected in zip(("grad_x", "grad_weight", "grad_bias"), grads, oracle):
+        assert_storage_close(got, expected, name)
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16], ids=["fp32", "bf16", "fp16"])
