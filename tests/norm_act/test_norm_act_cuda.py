@@ -5,7 +5,7 @@ import torch
 from helpers.cpp_backend_helpers import (LAYOUTS, case_id, cpp_backend, double, make_inputs, oracle_backward,
                                  poisoned, reference_fwd, shape_id)
 from fastp2p.ops.dropout_rng import dropout_keep_mask
-from helpers.tolerances import FP32_SINGLE_OP, assert_close, relative_error
+from helpers.tolerances import FP32_SINGLE_OP, assert_close, assert_storage_close
 
 pytestmark = pytest.mark.cuda
 
@@ -57,20 +57,17 @@ def test_cuda_forward_and_backward_match_reference(case, shape, layout, dtype):
         if norm == "batch":
             assert_close(running[1], running64[1], FP32_SINGLE_OP, "running_var")
     else:
-        own = relative_error(expected[:, 8:].to(dtype), expected[:, 8:])
-        assert relative_error(out[:, 8:], expected[:, 8:]) <= 2 * own + 1e-3
+        assert_storage_close(out[:, 8:], expected[:, 8:], "output slice")
     grad_out = torch.randn(shape, device="cuda").to(dtype).to(memory_format=LAYOUTS[layout])
     grad_x, grad_weight, grad_bias = cpp_backend.norm_act_bwd(
         grad_out, x, weight, bias, mean, rstd, norm=norm, activation=activation, slope=0.2,
         dropout_p=p, seed=77, offset=2 ** 33 + 5, training=training)
     oracle = oracle_backward(x.cpu(), *(t.cpu() if t is not None else None for t in (weight, bias)),
                              [t.cpu() if t is not None else None for t in running], grad_out.cpu(), **kw)
-    bound = FP32_SINGLE_OP if dtype == torch.float32 else \
-        2 * relative_error(oracle[0].to(dtype), oracle[0]) + 1e-3
-    assert relative_error(grad_x, oracle[0]) <= bound
-    if affine:
-        assert_close(grad_weight, oracle[1], FP32_SINGLE_OP if dtype == torch.float32 else 1e-3, "grad_weight")
-        assert_close(grad_bias, oracle[2], FP32_SINGLE_OP if dtype == torch.float32 else 1e-3, "grad_bias")
+    assert_storage_close(grad_x, oracle[0], "grad_x")
+    if affine:  # as the C++ CPU kernels: 1.00x the storage rounding, float32 sums
+        assert_storage_close(grad_weight, oracle[1], "grad_weight")
+        assert_storage_close(grad_bias, oracle[2], "grad_bias")
 
 
 def test_cuda_dropout_bits_match_the_contract():
