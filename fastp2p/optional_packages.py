@@ -9,7 +9,8 @@ an ImportError traceback from deep inside the data code.
 import importlib
 
 # import name -> the name pip knows it by
-PIP_NAMES = {"PIL": "Pillow", "tqdm": "tqdm"}
+PIP_NAMES = {"PIL": "Pillow", "tqdm": "tqdm", "skimage": "scikit-image",
+             "matplotlib": "matplotlib"}
 
 
 class MissingPackage(ValueError):

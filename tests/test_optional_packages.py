@@ -1,5 +1,6 @@
 """`pip install fastp2p` alone (torch, numpy): every --help and `fastp2p info` work; the commands
-that need Pillow or tqdm say which extra to install in one line (exit 2), never a traceback."""
+that need Pillow, tqdm, scikit-image (the embedded dataset) or matplotlib (train's loss plot) say
+which extra to install in one line (exit 2), never a traceback."""
 import ast
 import os
 import subprocess
@@ -62,15 +63,34 @@ def test_help_and_info_need_neither_pillow_nor_tqdm(tmp_path):
     assert out.count("usage: fastp2p") == 5 and "fastp2p 0.1.0" in out
 
 
-@pytest.mark.parametrize("missing, named", [("PIL", "Pillow"), ("tqdm", "tqdm")])
-def test_commands_name_the_missing_package_in_one_line(tmp_path, missing, named):
+# matplotlib imports Pillow: without it, train's loss plot cannot be drawn either
+@pytest.mark.parametrize("missing, named, named_by_train", [
+    ("PIL", "Pillow", "Pillow and matplotlib"), ("tqdm", "tqdm", "tqdm")])
+def test_commands_name_the_missing_package_in_one_line(tmp_path, missing, named,
+                                                       named_by_train):
     commands = [["train", "--name", "x"], ["test", "--name", "x"], ["pack", "in", "out"]]
     codes, _, err = _run_without(tmp_path, (missing,), commands)
     assert codes == [2, 2, 2]
     assert err.strip().splitlines() == [
-        f"error: fastp2p train needs {named}: pip install 'fastp2p[train]'",
+        f"error: fastp2p train needs {named_by_train}: pip install 'fastp2p[train]'",
         f"error: fastp2p test needs {named}: pip install 'fastp2p[data]'",
         f"error: fastp2p pack needs {named}: pip install 'fastp2p[data]'"]
+
+
+def test_the_embedded_dataset_and_the_loss_plot_name_their_packages_too(tmp_path):
+    """Without --dataroot train and test read scikit-image's photographs; train's web page plots
+    the losses with matplotlib: missing, each is the same one line and exit 2 (a missing
+    scikit-image was exit 1 naming [data] for train; a missing matplotlib trained without its
+    plot, the summary blaming 'no losses logged')."""
+    commands = [["train", "--name", "x"], ["test", "--name", "x"]]
+    codes, _, err = _run_without(tmp_path, ("skimage",), commands)
+    assert codes == [2, 2]
+    assert err.strip().splitlines() == [
+        "error: fastp2p train needs scikit-image: pip install 'fastp2p[train]'",
+        "error: fastp2p test needs scikit-image: pip install 'fastp2p[data]'"]
+    codes, _, err = _run_without(tmp_path / "plot", ("matplotlib",), [["train", "--name", "x"]])
+    assert codes == [2]
+    assert err.strip() == "error: fastp2p train needs matplotlib: pip install 'fastp2p[train]'"
 
 
 def _extras() -> dict:
@@ -85,8 +105,8 @@ def _extras() -> dict:
 @pytest.mark.skipif(not (ROOT / "setup.py").is_file(), reason="needs the source checkout")
 def test_each_extra_holds_what_its_commands_import():
     extras = _extras()
-    assert {"pillow", "tqdm"} <= extras["data"]                    # test, pack
-    assert {"pillow", "tqdm", "matplotlib"} <= extras["train"]     # + the loss plot
+    assert {"pillow", "tqdm", "scikit-image"} <= extras["data"]    # test, pack
+    assert {"pillow", "tqdm", "matplotlib", "scikit-image"} <= extras["train"]  # + loss plot
     assert {"pillow", "tqdm", "matplotlib"} <= extras["bench"]     # end-to-end trains; chart
 
 

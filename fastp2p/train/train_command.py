@@ -133,7 +133,10 @@ def run(args: argparse.Namespace, times=None) -> int:
     from fastp2p.optional_packages import MissingPackage, require_packages
 
     try:
-        require_packages("train", ("PIL", "tqdm"), extra="train")
+        require_packages("train", ("PIL", "tqdm")
+                         + (() if args.dataroot else ("skimage",))  # the embedded dataset
+                         + (() if args.no_html else ("matplotlib",)),  # the page's loss plot
+                         extra="train")
     except MissingPackage as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

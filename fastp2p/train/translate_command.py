@@ -69,7 +69,8 @@ def run(args: argparse.Namespace) -> int:
     from fastp2p.optional_packages import MissingPackage, require_packages
 
     try:
-        require_packages("test", ("PIL", "tqdm"), extra="data")
+        require_packages("test", ("PIL", "tqdm") + (() if args.dataroot else ("skimage",)),
+                         extra="data")
     except MissingPackage as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
