@@ -116,3 +116,14 @@ def test_continue_train_without_a_checkpoint_says_what_to_do(tmp_path, capsys):
     data = write_aligned_dataset(tmp_path / "data", pairs=1, phases=("train",))
     assert main(train_argv(data, tmp_path / "ckpt", "--continue_train")) == 1
     assert "no checkpoint" in capsys.readouterr().err
+
+
+def test_syncbatch_across_cpu_processes_is_an_option_error(tmp_path, capsys, monkeypatch):
+    """Under torchrun (WORLD_SIZE > 1) on CPUs: exit 2 before the process group is joined or
+    anything written (each rank raised from DDP wrapping before, exit 1 with a traceback)."""
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    data = write_aligned_dataset(tmp_path / "data", pairs=1, phases=("train",))
+    assert main(train_argv(data, tmp_path / "ckpt", "--norm", "syncbatch", "--device",
+                           "cpu")) == 2
+    assert "--norm syncbatch needs CUDA devices" in capsys.readouterr().err
+    assert not (tmp_path / "ckpt").exists()

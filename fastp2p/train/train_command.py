@@ -57,6 +57,7 @@ def register(commands) -> None:
 def _check_options(args, device) -> None:
     """Checks that need several options or the device (single values are checked by argparse);
     a ValueError here exits with code 2, as argparse's errors do."""
+    from fastp2p.train.distributed import launched_world_size
     from fastp2p.train.image_sizes import check_options_fit_unet
 
     last_epoch = args.n_epochs + args.n_epochs_decay
@@ -75,6 +76,11 @@ def _check_options(args, device) -> None:
     if device.type != "cuda" and args.graphs:
         raise ValueError(f"--graphs (cuda_graph) needs a CUDA device, this run is on {device}; "
                          "use --no-graphs")
+    if device.type != "cuda" and args.norm == "syncbatch" and launched_world_size() > 1:
+        # one process converts nothing (syncbatch is batch norm there), as the reference
+        raise ValueError("--norm syncbatch needs CUDA devices across processes (PyTorch's "
+                         "SyncBatchNorm has no CPU implementation); use --norm batch or "
+                         "instance on CPU")
 
 
 def _claim_run_folder(args, info, folder_lock) -> int:
