@@ -42,3 +42,10 @@ def test_data_options_name_their_modes_and_defaults(command):
     assert preprocess.endswith("(default resize_and_crop)")
     assert helps["--direction"].endswith("(default AtoB)")
     assert helps["--dataset_mode"].endswith("(default aligned)")
+
+
+def test_load_size_default_is_what_each_command_does():
+    """test's --load_size follows --crop_size unless given (it said 'default 256')."""
+    assert "(default: --crop_size, whole images;" in _option_help("test")["--load_size"]
+    assert "(default 256; 64 without --dataroot)" in _option_help("test")["--crop_size"]
+    assert _option_help("train")["--load_size"].endswith("(default 286; 72 without --dataroot)")

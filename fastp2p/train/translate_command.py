@@ -51,10 +51,13 @@ def register(commands) -> None:
     add_data_arguments(parser)
     # The reference's test options: load straight at the crop size (load_size = crop_size).
     parser.set_defaults(load_size=QuickDefault(256, 64), crop_size=QuickDefault(256, 64))
-    describe_defaults(parser, ("load_size", "crop_size"))
+    describe_defaults(parser, ("crop_size",))
     for action in parser._actions:
         if action.dest in ("no_flip", "serial_batches"):
             action.help += " (always on in fastp2p test, as in the reference's test)"
+        elif action.dest == "load_size":
+            action.help += (" (default: --crop_size, whole images; a larger one resizes to "
+                            "it, then takes a random --crop_size crop)")
     add_model_arguments(parser)
     for action in parser._actions:
         if action.dest in NOT_USED_BY_TEST:
