@@ -49,8 +49,9 @@ def register(commands) -> None:
                         help="aligned: each image is A|B side by side (default); two_folders: "
                              "PHASE/A/x pairs with PHASE/B/x by name")
     parser.add_argument("--phase", nargs="+", metavar="PHASE", type=plain_name,
-                        help="which phase folders to pack (default: every one of train, val, "
-                             "test that DATAROOT has)")
+                        help="which phase folders to pack, after DATAROOT and OUT (it takes "
+                             "every word that follows) (default: every one of train, val, test "
+                             "that DATAROOT has)")
     parser.add_argument("--workers", type=int, default=None,
                         help="processes that decode and write shards in parallel (default: "
                              "the CPUs this process may use)")
@@ -103,14 +104,19 @@ def run(args: argparse.Namespace) -> int:
                                    usable_cpus)
     from fastp2p.data.packed import PHASES
 
+    # --phase takes every word after it: DATAROOT and OUT given after it land in its list
+    swallowed = ("; --phase takes every word after it (here: "
+                 f"{' '.join(args.phase)}): put DATAROOT and OUT before it, e.g. fastp2p pack "
+                 "DATAROOT OUT --phase train val") if args.phase else ""
     if args.synthetic is not None and args.dataroot is None:
-        parser.error("--synthetic N writes into DATAROOT: pass it (and OUT to pack them)")
+        parser.error("--synthetic N writes into DATAROOT: pass it (and OUT to pack them)"
+                     + swallowed)
     if args.synthetic is not None and args.synthetic < 1:
         parser.error(f"--synthetic must be >= 1 pairs, got {args.synthetic}")
     if args.synthetic is not None and args.dataset_mode != "aligned":
         parser.error("--synthetic writes aligned A|B images: drop --dataset_mode two_folders")
     if args.dataroot is None or (args.out is None and args.synthetic is None):
-        parser.error("pass DATAROOT and OUT (or --verify OUT)")
+        parser.error("pass DATAROOT and OUT (or --verify OUT)" + swallowed)
     if args.load_size < 1:
         parser.error(f"--load_size must be >= 1, got {args.load_size}")
     if args.pairs_per_shard is not None and args.pairs_per_shard < 1:
