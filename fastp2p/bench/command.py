@@ -38,7 +38,8 @@ examples:
   fastp2p bench --quick                 tiny CPU smoke run of everything a CPU can run
   fastp2p bench --peers reference,fastp2p --batch-sizes 16 --sections training
   fastp2p bench --sections micro --micro bench_norm_act,bench_losses   the kernel benchmarks alone
-  fastp2p bench --plot benchmarks/results/nvidia-h200-20261128-f06b6f73.json"""
+  fastp2p bench --plot RUN.json         remake RUN.md and RUN.png beside a saved run's figures
+                                        (they are replaced: copy a committed result first)"""
 
 
 def _positive_ints(text: str) -> tuple:
