@@ -127,3 +127,11 @@ def test_syncbatch_across_cpu_processes_is_an_option_error(tmp_path, capsys, mon
                            "cpu")) == 2
     assert "--norm syncbatch needs CUDA devices" in capsys.readouterr().err
     assert not (tmp_path / "ckpt").exists()
+
+
+@pytest.mark.parametrize("netG, resnet", [("resnet_9blocks", True), ("unet_16", False)])
+def test_a_generator_fastp2p_lacks_is_named_as_such(netG, resnet):
+    from fastp2p.train.networks import unet_levels
+    with pytest.raises(ValueError, match="power of two >= 32") as refused:
+        unet_levels(netG)
+    assert ("ResNet generators are not provided" in str(refused.value)) == resnet

@@ -83,8 +83,9 @@ def unet_levels(netG: str) -> int:
         side = int(size)
         if side >= 32 and side & (side - 1) == 0:
             return side.bit_length() - 1
+    resnet = " (the reference's ResNet generators are not provided)" if prefix == "resnet" else ""
     raise ValueError(f"--netG must be unet_256, unet_128 or unet_N with N a power of two >= 32, "
-                     f"got {netG!r} (the ResNet generators of the reference are not provided)")
+                     f"got {netG!r}{resnet}")
 
 
 def _module_norm(norm: str) -> str:
