@@ -49,3 +49,12 @@ def test_load_size_default_is_what_each_command_does():
     assert "(default: --crop_size, whole images;" in _option_help("test")["--load_size"]
     assert "(default 256; 64 without --dataroot)" in _option_help("test")["--crop_size"]
     assert _option_help("train")["--load_size"].endswith("(default 286; 72 without --dataroot)")
+
+
+def test_tracker_group_names_what_each_command_writes_anyway(capsys):
+    from fastp2p.cli import main
+    for command, written in (("train", "loss_log.csv and the web/ page"),
+                             ("test", "the results folder's images and index.html")):
+        with pytest.raises(SystemExit):
+            main([command, "--help"])
+        assert f"trackers (besides {written}):" in capsys.readouterr().out

@@ -28,8 +28,9 @@ class TrackerUnavailable(ValueError):
     """A tracker was asked for but its package is not installed."""
 
 
-def add_tracker_arguments(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group("trackers (besides loss_log.csv and the web/ page)")
+def add_tracker_arguments(parser: argparse.ArgumentParser, writes_anyway: str) -> None:
+    """``writes_anyway``: what the command writes without a tracker, for the group's title."""
+    group = parser.add_argument_group(f"trackers (besides {writes_anyway})")
     group.add_argument("--use_wandb", action="store_true",
                        help="log losses and images to Weights & Biases, as the reference does "
                             "(pip install wandb; WANDB_MODE=offline works without an account, "

@@ -49,7 +49,7 @@ def register(commands) -> None:
     describe_defaults(parser, ("load_size", "crop_size"))
     add_model_arguments(parser)
     add_train_arguments(parser)
-    add_tracker_arguments(parser)
+    add_tracker_arguments(parser, "loss_log.csv and the web/ page")
     add_reference_arguments(parser, "train")
     parser.set_defaults(run=run)
 

@@ -63,7 +63,7 @@ def register(commands) -> None:
         if action.dest in NOT_USED_BY_TEST:
             action.help += f" (not used by test: {NOT_USED_BY_TEST[action.dest]})"
     add_test_arguments(parser)
-    add_tracker_arguments(parser)
+    add_tracker_arguments(parser, "the results folder's images and index.html")
     add_reference_arguments(parser, "test")
     parser.set_defaults(run=run)
 
