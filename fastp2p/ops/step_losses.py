@@ -115,10 +115,12 @@ class _GStepLosses(torch.autograd.Function):
         scaled_fake_b = grad_fake_b * (g[0] + g[2])
         grad_real_b = None
         if ctx.needs_input_grad[2]:
-            # -sign(fake_b - real_b) * lambda / numel, from the sign: a float32 real_b gets a
-            # float32-exact gradient, not fake_b's 16-bit one widened
+            # -sign(fake_b - real_b) * lambda / numel * weight, from the sign and a float64
+            # coefficient rounded once to real_b's dtype: a float32 (float64) real_b gets a
+            # float32- (float64-) exact gradient, not fake_b's 16-bit one widened
+            weight = grad_losses[0].double() + grad_losses[2].double()
             grad_real_b = (grad_fake_b.sign().to(ctx.real_b_dtype)
-                           * (-ctx.l1_weight * (g[0] + g[2])).to(ctx.real_b_dtype))
+                           * (-ctx.l1_weight * weight).to(ctx.real_b_dtype))
         return ((grad_logits * (g[0] + g[1])).to(logits.dtype),
                 scaled_fake_b.to(grad_fake_b.dtype), grad_real_b, None, None, None)
 
