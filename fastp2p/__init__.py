@@ -2,7 +2,9 @@
 
 The public names are imported on first use (PEP 562), so that ``import fastp2p`` -- and with it
 the ``fastp2p`` command's parser and ``--help`` -- does not wait for torch and Triton, and a
-Ctrl-C while a command loads them is the command's to report.
+Ctrl-C while a command loads them is the command's to report. The custom ops
+(``torch.ops.fastp2p.*``, e.g. for a saved ``torch.export`` program) are registered by
+``import fastp2p.ops``, which every network imports.
 """
 import importlib
 
