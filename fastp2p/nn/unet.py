@@ -5,6 +5,7 @@ from fastp2p.nn.compat import ReferenceCheckpointMixin
 from fastp2p.nn.folding import ReleasesReplacedWeights
 from fastp2p.nn.fused import (init_dropout_rng, reference_forward_wanted, set_dropout_rng,
                               unet_forward, unet_output, unet_supported)
+from fastp2p.nn.recomputation import dropout_needs_torch_generator
 from fastp2p.nn.norm import describe_norm_layer, resolve_norm_layer
 from fastp2p.nn.tracing import RefusesScripting, compiler_tracing, fx_tracing
 from fastp2p.nn.unet_conv import unet_conv_forward
@@ -57,7 +58,10 @@ class UNet(ReleasesReplacedWeights, RefusesScripting, ReferenceCheckpointMixin, 
     ([seed, offset], int64; seed defaults to torch.initial_seed()), whose offset advances after
     each training forward; set it with ``set_dropout_rng(seed, offset)``. Under torch.compile,
     torch.export, torch.fx and torch.jit.trace the reference forward runs instead (traced as
-    torch ops: fastp2p.nn.tracing), and dropout draws from torch's generator.
+    torch ops: fastp2p.nn.tracing), and dropout draws from torch's generator; so does a
+    training forward with dropout under ``torch.utils.checkpoint(..., use_reentrant=False)``,
+    whose recomputation must draw the first run's masks (the reentrant variant is refused in
+    the backward: fastp2p.nn.recomputation).
     """
 
     def __init__(self, input_nc=3, output_nc=3, num_downs=8, ngf=64, norm_layer=None,
@@ -89,7 +93,8 @@ class UNet(ReleasesReplacedWeights, RefusesScripting, ReferenceCheckpointMixin, 
         # Under torch.compile / torch.export the reference forward's torch ops are traced (the
         # compiler fuses them itself; dropout then draws from torch's generator, as in the
         # reference): the fused walk does not trace into one graph.
-        if reference_forward_wanted(input) or compiler_tracing() or not unet_supported(self):
+        if (reference_forward_wanted(input) or compiler_tracing() or not unet_supported(self)
+                or (self.training and self.use_dropout and dropout_needs_torch_generator("UNet"))):
             return super().forward(input)
         forward = unet_conv_forward if may_fuse() else unet_forward
         return unet_output(self, input, forward(self, input))
