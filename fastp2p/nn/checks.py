@@ -33,7 +33,9 @@ def check_image_batch(x, *, expected_channels: int, module: torch.nn.Module, nam
     if x.device != param.device:
         raise ValueError(f"{name} input is on {x.device} but the module's parameters are on "
                          f"{param.device}; move one with .to(device)")
-    if not torch.is_autocast_enabled(x.device.type) and x.dtype != param.dtype:
+    # (the meta device has no autocast to ask about: torch raises for it)
+    autocast = not x.is_meta and torch.is_autocast_enabled(x.device.type)
+    if not autocast and x.dtype != param.dtype:
         raise ValueError(f"{name} input dtype {x.dtype} does not match the parameters' "
                          f"{param.dtype}; convert one with .to(dtype) or run under autocast")
 

@@ -132,9 +132,10 @@ def reference_forward_wanted(input) -> bool:
     a training BatchNorm still counts the batch), a ``torch.jit.trace`` (it records torch ops,
     not fastp2p's C++ calls and Triton launches), a ``torch.func`` transform (vmap, grad, jvp,
     ...: the fused ops have no batching rule) and forward-mode AD (inside
-    ``torch.autograd.forward_ad.dual_level``: the fused ops' autograd Functions define no jvp).
+    ``torch.autograd.forward_ad.dual_level``: the fused ops' autograd Functions define no jvp),
+    and a tensor on the meta device (shape and FLOP counting: the kernels have no meta form).
     Under torch.compile only the batch is asked (the compiled code traces the rest)."""
-    if not input.numel():
+    if not input.numel() or input.is_meta:
         return True
     if torch.compiler.is_compiling():
         return False
