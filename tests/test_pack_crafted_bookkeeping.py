@@ -9,7 +9,8 @@
 - well-formed JSON of the wrong shape in index.json or pack-state.json is unreadable bookkeeping:
   the re-run packs those shards again (it crashed with AttributeError);
 - a re-run removes only the temporary files of dead processes: another pack's, still being
-  written, made the first run die with "No such file or directory".
+  written, made the first run die with "No such file or directory" (and a second pack into a
+  folder one is writing is now refused at once: test_pack_limits_and_lock).
 """
 import json
 import os
@@ -191,10 +192,13 @@ sys.exit(main(["pack", sys.argv[1], sys.argv[2], "--load_size", "20", "--pairs-p
 """
 
 
-def test_a_second_pack_into_one_out_leaves_the_first_ones_files(packed, tmp_path, capsys):
+def test_a_second_pack_into_one_out_is_refused_and_the_first_finishes(packed, tmp_path,
+                                                                      capsys):
     """The second run's start removed the first one's temporary files while it wrote them:
-    the first died with "No such file or directory". (Run as separate processes in a folder
-    outside the checkout, importing the fastp2p this test imports.)"""
+    the first died with "No such file or directory"; once that was fixed, both finished, each
+    renaming its shards over the other's. Now the folder's lock refuses the second at once.
+    (Run as separate processes in a folder outside the checkout, importing the fastp2p this
+    test imports.)"""
     data, out = packed
     started, go = tmp_path / "started", tmp_path / "go"
     first = subprocess.Popen([sys.executable, "-c", BLOCKED_PACK, str(data), str(out),
@@ -208,10 +212,14 @@ def test_a_second_pack_into_one_out_leaves_the_first_ones_files(packed, tmp_path
             assert time.monotonic() < deadline
             time.sleep(0.05)
         assert list((out / "train").glob(".shard-*.tmp-*"))   # its write is under way
+        capsys.readouterr()
         assert main(["pack", str(data), str(out), "--load_size", "20", "--pairs-per-shard", "1",
-                     "--no-progress", "--workers", "1", "--overwrite"]) == 0
+                     "--no-progress", "--workers", "1", "--overwrite"]) == 1
+        assert "another `fastp2p pack` is writing this folder" in capsys.readouterr().err
+        assert list((out / "train").glob(".shard-*.tmp-*"))   # the first one's, left alone
     finally:
         go.touch()
         _, err = first.communicate(timeout=300)
     assert first.returncode == 0, err
     assert read_index(out / "train")["count"] == 6
+    assert main(["pack", "--verify", str(out), "--no-progress"]) == 0

@@ -10,7 +10,8 @@ Restartable: the sorted pair list is cut into planned shards; a worker writes a 
 temp file, fsyncs it and renames it into place, and the main process records it (with a digest
 of the shard's source files, names, sizes and mtimes) in ``pack-state.json``, written atomically
 too. A re-run keeps every recorded shard whose plan is unchanged and whose checksum verifies, and
-packs only the rest; ``index.json`` appears last, so a reader never sees half a pack.
+packs only the rest; ``index.json`` appears last, so a reader never sees half a pack. One run at a
+time writes a phase folder (``folder_lock``): a second is refused at once.
 """
 import contextlib
 import hashlib
@@ -27,6 +28,7 @@ import numpy as np
 
 from fastp2p.atomic_files import left_by_dead_process, naming_the_file, replacing
 from fastp2p.data.errors import DataError
+from fastp2p.data.folder_lock import writing_folder
 from fastp2p.data.folders import is_grayscale_file, open_pair, scan_aligned, scan_two_folders
 from fastp2p.data.packed import (FORMAT, INDEX_NAME, STATE_NAME, VERSION, file_checksums,
                                  is_packed, is_plain_file_name, plan_digest, plan_settings)
@@ -311,8 +313,17 @@ def pack_phase(dataroot: Path, out: Path, phase: str, *, load_size: int = 286,
                      "aligned": dataset_mode == "aligned", "load_size": load_size,
                      "skip_bad": skip_bad})
     phase_dir.mkdir(parents=True, exist_ok=True)
-    # temp files of a run that was killed; a running pack's (another `fastp2p pack` into this
-    # OUT) are its to rename
+    with writing_folder(phase_dir):
+        return _pack_into(dataroot, phase_dir, phase, jobs, load_size, per_shard, dataset_mode,
+                          skip_bad, gray, mixed, scan_skipped, workers, progress, len(pairs))
+
+
+def _pack_into(dataroot: Path, phase_dir: Path, phase: str, jobs: list, load_size: int,
+               per_shard: int, dataset_mode: str, skip_bad: bool, gray: bool, mixed: bool,
+               scan_skipped: list, workers: int, progress: bool, total: int) -> dict:
+    """``pack_phase``'s writing, with the folder locked: keep the shards still good, pack the
+    rest, write the index."""
+    # temp files of a run that was killed (one still running would hold the folder's lock)
     for leftover in phase_dir.glob("*.tmp-*"):
         if left_by_dead_process(leftover):
             leftover.unlink(missing_ok=True)
@@ -327,7 +338,7 @@ def pack_phase(dataroot: Path, out: Path, phase: str, *, load_size: int = 286,
         _atomic_write_text(state_path, json.dumps({"load_size": load_size, "shards": done}))
         (phase_dir / INDEX_NAME).unlink(missing_ok=True)
         kept = sum(len(job["pairs"]) for job in jobs if job["file"] in done)
-        bar = _progress_bar(progress, len(pairs), kept, f"pack {phase}")
+        bar = _progress_bar(progress, total, kept, f"pack {phase}")
         try:
             for record in _run_jobs(todo, workers, bar):
                 done[record["file"]] = record

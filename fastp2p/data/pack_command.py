@@ -20,7 +20,9 @@ folders.
 
 An interrupted run resumes: run the same command again; finished shards whose checksum verifies
 are kept. A pack already in OUT made with another --load_size is refused unless --overwrite
-asks to replace it; an index.json there that pack did not write is always refused. `fastp2p pack --verify OUT` checks every shard against the index.
+asks to replace it; an index.json there that pack did not write is always refused, and so is a
+second pack into a folder another one is writing. `fastp2p pack --verify OUT` checks every
+shard's size and both checksums against the index, as training does.
 
 No dataset at hand? `fastp2p pack --synthetic N DATAROOT [OUT]` writes N synthetic aligned
 pairs (shapes -> their outlines, 256x256 JPEGs, the same files for the same --seed) into
@@ -100,9 +102,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     from fastp2p.data.errors import DataError
-    from fastp2p.data.pack import (pack_phase, refuse_foreign_index, refuse_other_load_size,
-                                   usable_cpus)
-    from fastp2p.data.packed import PHASES
+    from fastp2p.data.pack import (pack_phase, pair_bytes, refuse_foreign_index,
+                                   refuse_other_load_size, usable_cpus)
+    from fastp2p.data.packed import MAX_LOAD_SIZE, PHASES
 
     # --phase takes every word after it: DATAROOT and OUT given after it land in its list
     swallowed = ("; --phase takes every word after it (here: "
@@ -117,8 +119,9 @@ def run(args: argparse.Namespace) -> int:
         parser.error("--synthetic writes aligned A|B images: drop --dataset_mode two_folders")
     if args.dataroot is None or (args.out is None and args.synthetic is None):
         parser.error("pass DATAROOT and OUT (or --verify OUT)" + swallowed)
-    if args.load_size < 1:
-        parser.error(f"--load_size must be >= 1, got {args.load_size}")
+    if not 1 <= args.load_size <= MAX_LOAD_SIZE:
+        parser.error(f"--load_size must be between 1 and {MAX_LOAD_SIZE}, got "
+                     f"{args.load_size}")
     if args.pairs_per_shard is not None and args.pairs_per_shard < 1:
         parser.error(f"--pairs-per-shard must be >= 1, got {args.pairs_per_shard}")
     workers = usable_cpus() if args.workers is None else args.workers
@@ -174,6 +177,12 @@ def run(args: argparse.Namespace) -> int:
         path = error.filename if error.filename is not None else writing
         print(f"fastp2p pack: error: {path}: {reason}; fix it and run the same "
               "command again to resume", file=sys.stderr)
+        return 1
+    except MemoryError:
+        print(f"fastp2p pack: error: out of memory: a pair at --load_size {args.load_size} takes "
+              f"{pair_bytes(args.load_size) / 2 ** 20:.0f} MiB, several at once per worker; lower "
+              "--workers or --load_size, then run the same command again to resume",
+              file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("fastp2p pack: interrupted; run the same command again to resume (finished "

@@ -27,6 +27,7 @@ so a damaged shard stops training before any of its pairs is used.
 import bisect
 import hashlib
 import json
+import math
 import os
 import re
 import shlex
@@ -48,6 +49,10 @@ INDEX_NAME = "index.json"
 STATE_NAME = "pack-state.json"  # what a pack wrote so far; removed once the index is written
 FORMAT = "fastp2p-pack"
 VERSION = 2  # 2: shards carry a CRC32
+# The largest --load_size, the largest side fastp2p writes an image at (test's saved images too):
+# one pair of that size is already 6 GiB, and a larger bound lets a crafted index's sizes
+# overflow the arithmetic that checks them.
+MAX_LOAD_SIZE = 1 << 15
 
 
 def pack_command_line(phase_dir: Path, index=None) -> str:
@@ -203,6 +208,8 @@ def _schema_problem(index: dict) -> str | None:
     for field in ("preprocess", "dataroot"):
         if not isinstance(index.get(field), str):
             return f"field {field!r} must be a string, got {index.get(field)!r}"
+    if index["load_size"] > MAX_LOAD_SIZE:
+        return f"field 'load_size' must be <= {MAX_LOAD_SIZE}, got {index['load_size']}"
     # what `fastp2p pack` writes: halves resized to load_size x load_size, RGB. The shard layout
     # and the crops read the stored height and width, so any other value would read pixels
     # that are not there.
@@ -259,7 +266,7 @@ def _schema_problem(index: dict) -> str | None:
 
 
 def check_shard_size(path: Path, count: int, shape: tuple, index: dict) -> None:
-    expected = count * int(np.prod(shape))
+    expected = count * math.prod(shape)  # Python ints: numpy's int64 would wrap
     actual = path.stat().st_size if path.is_file() else None
     if actual is None:
         raise DataError(f"{path}: shard missing; {repack_hint(path.parent, index)}")
@@ -267,10 +274,6 @@ def check_shard_size(path: Path, count: int, shape: tuple, index: dict) -> None:
         raise DataError(f"{path}: shard is {actual} bytes, expected {expected} ({count} pairs "
                         f"of {'x'.join(map(str, shape))}): truncated or corrupt; "
                         f"{repack_hint(path.parent, index)}")
-
-
-def file_sha256(path: Path) -> str:
-    return file_checksums(path)[0]
 
 
 def file_checksums(path: Path) -> tuple[str, int]:
@@ -284,7 +287,8 @@ def file_checksums(path: Path) -> tuple[str, int]:
 
 
 def verify_pack(phase_dir: Path, progress: bool = False) -> dict:
-    """Check every shard's size and checksum against the index; returns the index."""
+    """Check every shard's size and both checksums (SHA-256, and the CRC32 that training
+    checks) against the index; returns the index."""
     phase_dir = Path(phase_dir)
     index = read_index(phase_dir)
     shards = index["shards"]
@@ -295,7 +299,7 @@ def verify_pack(phase_dir: Path, progress: bool = False) -> dict:
         for prefix, shape in stored_files(index):
             path = phase_dir / shard[prefix + "file"]
             check_shard_size(path, shard["count"], shape, index)
-            if file_sha256(path) != shard[prefix + "sha256"]:
+            if file_checksums(path) != (shard[prefix + "sha256"], shard[prefix + "crc32"]):
                 raise DataError(f"{path}: checksum does not match the index: corrupt; "
                                 f"{repack_hint(phase_dir, index)}")
     return index

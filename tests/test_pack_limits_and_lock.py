@@ -1,0 +1,90 @@
+"""`fastp2p pack` and `pack --verify` at their edges:
+
+- two packs into one folder at once: the second is refused at once (both used to succeed, each
+  renaming its shards over the other's);
+- an index whose sizes overflow 64-bit arithmetic passed the shard-size check (numpy's product
+  wrapped to the real file size) and `--verify` called it OK; sizes are now bounded and
+  multiplied as Python ints;
+- `--verify` checks the CRC32 that training checks, not only the SHA-256;
+- --load_size out of range is an option error, and running out of memory is one line.
+"""
+import fcntl
+import json
+import os
+
+import pytest
+
+import fastp2p.data.pack as pack_module
+from fastp2p.cli import main
+from fastp2p.data.folder_lock import LOCK_NAME
+from helpers.data_helpers import synthetic_pack
+
+
+def _edit_index(phase_dir, **fields):
+    path = phase_dir / "index.json"
+    index = json.loads(path.read_text())
+    index.update(fields)
+    path.write_text(json.dumps(index))
+
+
+def test_a_pack_into_a_folder_another_pack_is_writing_is_refused(tmp_path, capsys):
+    data, out = synthetic_pack(tmp_path, pairs=4)
+    before = {p.name: p.read_bytes() for p in (out / "train").glob("*")}
+    fd = os.open(out / "train" / LOCK_NAME, os.O_RDWR)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)      # as a running `fastp2p pack` holds it
+        capsys.readouterr()
+        assert main(["pack", str(data), str(out), "--overwrite", "--load_size", "24",
+                     "--no-progress", "--workers", "1"]) == 1
+        assert "another `fastp2p pack` is writing this folder" in capsys.readouterr().err
+        assert {p.name: p.read_bytes() for p in (out / "train").glob("*")} == before
+    finally:
+        os.close(fd)
+    # the holder gone, the same command runs
+    assert main(["pack", str(data), str(out), "--overwrite", "--load_size", "24",
+                 "--no-progress", "--workers", "1"]) == 0
+
+
+def test_an_index_whose_sizes_overflow_64_bits_is_refused_by_verify(tmp_path, capsys):
+    _, out = synthetic_pack(tmp_path, pairs=4)
+    # 6 * side**2 wraps, in int64, to 6 * 20**2: the real shards' size per pair
+    side = 20 + 2 ** 62
+    _edit_index(out / "train", load_size=side, height=side, width=side)
+    capsys.readouterr()
+    assert main(["pack", "--verify", str(out), "--no-progress"]) == 1
+    assert "'load_size' must be <= 32768" in capsys.readouterr().err
+
+
+def test_verify_checks_the_crc32_training_checks(tmp_path, capsys):
+    _, out = synthetic_pack(tmp_path, pairs=4)
+    index = json.loads((out / "train" / "index.json").read_text())
+    index["shards"][1]["crc32"] ^= 1
+    (out / "train" / "index.json").write_text(json.dumps(index))
+    capsys.readouterr()
+    assert main(["pack", "--verify", str(out), "--no-progress"]) == 1
+    err = capsys.readouterr().err
+    assert "shard-00001.u8: checksum does not match the index" in err
+
+
+@pytest.mark.parametrize("size", ["0", "32769", "100000"])
+def test_a_load_size_out_of_range_is_an_option_error(tmp_path, capsys, size):
+    with pytest.raises(SystemExit) as stop:
+        main(["pack", str(tmp_path / "data"), str(tmp_path / "out"), "--load_size", size])
+    assert stop.value.code == 2
+    assert f"--load_size must be between 1 and 32768, got {size}" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+def test_running_out_of_memory_is_one_line_that_says_what_to_lower(tmp_path, capsys,
+                                                                   monkeypatch):
+    data, out = synthetic_pack(tmp_path, pairs=4)
+
+    def out_of_memory(job):
+        raise MemoryError()
+
+    monkeypatch.setattr(pack_module, "write_shard", out_of_memory)
+    capsys.readouterr()
+    assert main(["pack", str(data), str(tmp_path / "again"), "--load_size", "24",
+                 "--no-progress", "--workers", "1"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "out of memory" in err and "--workers" in err, err
