@@ -88,3 +88,18 @@ def test_running_out_of_memory_is_one_line_that_says_what_to_lower(tmp_path, cap
                  "--no-progress", "--workers", "1"]) == 1
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and "out of memory" in err and "--workers" in err, err
+
+
+@pytest.mark.parametrize("version, expected", [
+    (3, "written by a newer fastp2p (this one reads version 2); upgrade fastp2p"),
+    ("2", "pack format version '2', this fastp2p reads version 2; re-run `fastp2p pack"),
+    (1, "pack format version 1, this fastp2p reads version 2; re-run `fastp2p pack"),
+], ids=["newer", "a-string", "older"])
+def test_a_pack_of_another_format_version_says_what_to_do(tmp_path, capsys, version, expected):
+    """A newer pack asks for a newer fastp2p, not a re-pack (its source images may be gone);
+    a string version "2" read as "version 2, this fastp2p reads version 2"."""
+    _, out = synthetic_pack(tmp_path, pairs=2)
+    _edit_index(out / "train", version=version)
+    capsys.readouterr()
+    assert main(["pack", "--verify", str(out), "--no-progress"]) == 1
+    assert expected in capsys.readouterr().err

@@ -178,9 +178,13 @@ def read_index(phase_dir: Path) -> dict:
                         f"{repack_hint(phase_dir)}") from None
     if not isinstance(index, dict) or index.get("format") != FORMAT:
         raise DataError(f"{path}: not a fastp2p pack index; {repack_hint(phase_dir)}")
-    if index.get("version") != VERSION:
-        raise DataError(f"{path}: pack format version {index.get('version')}, this fastp2p reads "
-                        f"version {VERSION}; {repack_hint(phase_dir, index)}")
+    version = index.get("version")
+    if version != VERSION:
+        if _is_int(version, VERSION + 1):
+            raise DataError(f"{path}: pack format version {version}, written by a newer fastp2p "
+                            f"(this one reads version {VERSION}); upgrade fastp2p to read it")
+        raise DataError(f"{path}: pack format version {version!r}, this fastp2p reads version "
+                        f"{VERSION}; {repack_hint(phase_dir, index)}")
     problem = _schema_problem(index)
     if problem:
         raise DataError(f"{path}: {problem}; {repack_hint(phase_dir, index)}")
