@@ -6,7 +6,8 @@
   wrapped to the real file size) and `--verify` called it OK; sizes are now bounded and
   multiplied as Python ints;
 - `--verify` checks the CRC32 that training checks, not only the SHA-256;
-- --load_size out of range is an option error, and running out of memory is one line.
+- --load_size out of range is an option error, and running out of memory is one line;
+- an index of another format version says what to do about it.
 """
 import fcntl
 import json
