@@ -7,7 +7,10 @@
 - split_conv_backward.module_convolution of a ConvTranspose2d with output_padding 1 is the
   module's own call: output and every gradient;
 - conv_choice's layer key tells a transposed convolution from a convolution of the same shapes,
-  so a table entry for one never fuses the other.
+  so a table entry for one never fuses the other;
+- a U-Net inner layer changed so that its output no longer matches its skip is refused in CPU
+  inference as the reference refuses it (the concatenation's writer resized a view and the
+  network returned a buffer half unwritten).
 """
 import json
 
@@ -18,6 +21,7 @@ import torch.nn as nn
 from fastp2p.nn.folding import conv_in_layout, folded_conv
 from fastp2p.ops import split_conv_backward as split_conv
 from fastp2p.ops.backends import conv_choice
+from helpers.network_checks import random_images, unet_pair
 from helpers.stream_recorders import RecordingWgradStreams
 from helpers.tolerances import FP32_SINGLE_OP, assert_close
 
@@ -117,3 +121,21 @@ def test_a_table_entry_without_transposed_is_a_conv(tmp_path, transposed):
     key = conv_choice.layer_key("batch", torch.float32, (1, 8, 4, 4), (8, 8, 4, 4), 2, 1,
                                 transposed)
     assert (key in conv_choice.fused_layers(path)) == (not transposed)
+
+
+@pytest.mark.parametrize("layer, setting, value", [
+    ("innermost-down", "padding", (2, 2)), ("inner-up", "padding", (2, 2)),
+    ("inner-up", "stride", (1, 1)), ("inner-up", "output_padding", (1, 1))])
+def test_a_unet_layer_that_no_longer_fits_its_skip_is_refused_in_inference(layer, setting,
+                                                                           value):
+    ours, theirs = unet_pair("batch")
+    for net in (ours, theirs):
+        net.eval()
+        convs = [m for m in net.modules() if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d))]
+        setattr(convs[4] if layer == "innermost-down" else convs[6], setting, value)
+    x = random_images(32)
+    with torch.no_grad():
+        with pytest.raises(RuntimeError, match="Sizes of tensors must match"):
+            theirs(x.double())
+        with pytest.raises(ValueError, match="U-Net skip concatenation: the skip is"):
+            ours(x)

@@ -234,12 +234,27 @@ def _relu_concat_written(skip, conv, x):
     """``cat([relu(skip), relu(conv(x))], 1)`` in skip's memory format, each half written by
     one torch op (a CPU inference layer with nothing left of its norm): the transposed
     convolution's output goes straight into its half (the phases' interleave writes it there:
-    fastp2p.ops.conv_transpose.conv_transpose2d_into)."""
+    fastp2p.ops.conv_transpose.conv_transpose2d_into). A transposed convolution whose settings
+    were changed so that its output no longer matches the skip is refused, as the reference's
+    torch.cat refuses it (its writer would otherwise resize a view and leave the buffer's half
+    unwritten)."""
+    size = transposed_output_size(conv, x)
+    if size != tuple(skip.shape[2:]):
+        raise ValueError(f"U-Net skip concatenation: the skip is {tuple(skip.shape[2:])} but the "
+                         f"transposed convolution makes {size} (a layer's stride, padding, "
+                         "dilation or output_padding changed after construction?)")
     channels = skip.shape[1]
     out = like_memory_format(skip, channels + conv.out_channels)
     torch.clamp_min(skip, 0, out=out[:, :channels])
     conv_transpose2d_into(conv, x, out[:, channels:], "relu")
     return out
+
+
+def transposed_output_size(conv: nn.ConvTranspose2d, x: torch.Tensor) -> tuple:
+    """(height, width) of ``conv(x)`` (torch's formula for ConvTranspose2d)."""
+    return tuple((x.shape[2 + i] - 1) * conv.stride[i] - 2 * conv.padding[i]
+                 + conv.dilation[i] * (conv.kernel_size[i] - 1) + conv.output_padding[i] + 1
+                 for i in range(2))
 
 
 def _unet_level(block, skip, rng: DropoutRNG, inference: bool, weights):
