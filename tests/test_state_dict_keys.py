@@ -63,3 +63,20 @@ def test_norm_layer_factories_as_the_reference_passes_them(norm_layer):
     ours = fastp2p.UNet(3, 3, 5, ngf=4, norm_layer=norm_layer)
     theirs = reference.UnetGenerator(3, 3, 5, 4, norm_layer)
     assert _listing(ours) == _listing(theirs)
+
+
+@pytest.mark.parametrize("change", ["missing-key", "wrong-shape"])
+def test_a_state_dict_that_does_not_fit_raises_what_torch_raises(change):
+    """Code written for the reference module catches torch's RuntimeError from
+    load_state_dict; fastp2p's message is its own, its type a RuntimeError as well."""
+    ours, theirs = fastp2p.UNet(3, 3, 5, 4), reference.UnetGenerator(
+        3, 3, 5, 4, reference.get_norm_layer("batch"))
+    state = theirs.state_dict()
+    if change == "missing-key":
+        state.pop("model.model.0.weight")
+    else:
+        state["model.model.0.weight"] = torch.zeros(1, 1, 1, 1)
+    with pytest.raises(RuntimeError):
+        theirs.load_state_dict(state)
+    with pytest.raises(RuntimeError, match="model.model.0.weight"):
+        ours.load_state_dict(state)

@@ -111,9 +111,11 @@ def drop_legacy_instance_norm_stats(module: torch.nn.Module, state_dict: dict) -
     return kept
 
 
-class CheckpointMismatch(ValueError):
+class CheckpointMismatch(ValueError, RuntimeError):
     """A state_dict whose keys or shapes do not fit the module; ``details`` lists them (the
-    message's second line), for a caller that gives its own advice (``from_checkpoint``)."""
+    message's second line), for a caller that gives its own advice (``from_checkpoint``). A
+    RuntimeError too, as torch's ``load_state_dict`` raises for the same mismatch, so code
+    written for the reference module catches it unchanged."""
 
     def __init__(self, message: str, details: str):
         super().__init__(f"{message}\n{details}")
@@ -121,7 +123,7 @@ class CheckpointMismatch(ValueError):
 
 
 def check_state_dict_fits(module: torch.nn.Module, state_dict: dict, describe_file) -> None:
-    """Raise CheckpointMismatch (a ValueError) if keys or shapes differ; the message says what
+    """Raise CheckpointMismatch (a ValueError and a RuntimeError) if keys or shapes differ; the message says what
     the file looks like."""
     expected = module.state_dict()
     missing = [k for k in expected if k not in state_dict and not _filled_in_by_torch(module, k)]
