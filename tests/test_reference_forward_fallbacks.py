@@ -5,7 +5,9 @@
 hook or pre-hook on an inner module (or a global forward hook), or, where a gradient is wanted, a
 backward hook, which the fused forwards, calling no submodule, would never fire. Each is checked
 against the reference module with the same weights and the same parametrizations or hooks:
-outputs, gradients, and what every hook saw.
+outputs, gradients, and what every hook saw. Also a BatchNorm left with only one of its
+affine weight and bias (the other set to None: torch's norm takes it, the fused ops take both or
+neither; they raised ValueError).
 """
 import copy
 import gc
@@ -21,6 +23,7 @@ import fastp2p
 import fastp2p.nn.discriminators
 import fastp2p.nn.unet
 from fastp2p import reference
+from helpers.network_checks import network_pair, random_images
 from helpers.tolerances import FP32_NETWORK, assert_close
 
 
@@ -263,3 +266,24 @@ def test_a_global_backward_hook_behaves_as_on_the_reference(network):
     assert isinstance(outcomes["theirs"], RuntimeError)
     assert type(outcomes["ours"]) is type(outcomes["theirs"])
     assert seen["ours"] == seen["theirs"]
+
+
+@pytest.mark.parametrize("kind", ["unet", "patch"])
+@pytest.mark.parametrize("dropped", ["weight", "bias"])
+@pytest.mark.parametrize("train", [True, False], ids=["train", "eval"])
+def test_a_batchnorm_with_half_its_affine_pair_runs_as_the_reference(kind, dropped, train):
+    ours, theirs = network_pair(kind)
+    for net in (ours, theirs):
+        net.train(train)
+        setattr(next(m for m in net.modules() if isinstance(m, nn.BatchNorm2d)), dropped, None)
+    x = random_images(32)
+    outputs, grads = [], []
+    for net in (ours, theirs):
+        x_grad = x.clone().requires_grad_()
+        out = net(x_grad)
+        out.backward(torch.linspace(-1, 1, out.numel()).reshape(out.shape))
+        outputs.append(out)
+        grads.append([x_grad.grad] + [p.grad for p in net.parameters()])
+    assert_close(outputs[0], outputs[1], FP32_NETWORK)
+    for mine, expected in zip(*grads):
+        assert_close(mine, expected, FP32_NETWORK)

@@ -59,9 +59,14 @@ _NO_NORM = dict(norm="none")
 
 
 def norm_supported(module: nn.Module) -> bool:
-    """Whether the fused path reproduces this norm module exactly (any other type: no)."""
+    """Whether the fused path reproduces this norm module exactly (any other type: no). The
+    fused ops take an affine pair or none: a norm left with only one of weight and bias (one set
+    to None after construction; torch's norms take that) keeps the reference forward."""
     if type(module) is nn.Identity:
         return True
+    params = module._parameters
+    if (params.get("weight") is None) != (params.get("bias") is None):
+        return False
     if type(module) is nn.BatchNorm2d:
         return fused_ops_reproduce(module)
     if type(module) is nn.InstanceNorm2d:  # (and no running buffers: _Walk.instance_stats)
