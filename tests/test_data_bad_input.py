@@ -90,6 +90,16 @@ def test_non_image_file_named_png(tmp_path):
     assert "--skip-bad" in message
 
 
+def test_an_image_past_pillows_decompression_bomb_limit_is_called_too_large_not_corrupt(
+        tmp_path, monkeypatch):
+    make_aligned(tmp_path, count=2, width=16, height=16)
+    large = noisy_jpeg(tmp_path / "train" / "large.jpg")       # 48 x 24 = 1152 pixels
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 300)         # refused above 600
+    message = data_error(tmp_path, *CROP)
+    assert_names_and_advises(message, large, "image too large to decode")
+    assert "corrupt" not in message and "decompression-bomb limit" in message
+
+
 def test_jpeg_truncated_in_its_header_fails_at_creation(tmp_path):
     make_aligned(tmp_path, count=2, width=16, height=16)
     bad = truncate(noisy_jpeg(tmp_path / "train" / "cut.jpg"), keep_fraction=0.02)

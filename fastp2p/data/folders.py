@@ -95,6 +95,12 @@ def _unsupported_mode(img: Image.Image) -> str | None:
     return None
 
 
+def _too_large(error: Exception) -> str:
+    """A whole image, not a damaged one, that Pillow refuses to decode as too large (its guard
+    against decompression bombs: over twice ``PIL.Image.MAX_IMAGE_PIXELS``)."""
+    return f"image too large to decode (Pillow's decompression-bomb limit: {error})"
+
+
 def read_info(path: Path, decode: bool) -> ImageInfo:
     """Header (and, if ``decode``, all pixels) of one image; DataError names what is wrong."""
     try:
@@ -105,7 +111,9 @@ def read_info(path: Path, decode: bool) -> ImageInfo:
             info = ImageInfo(path, img.size, is_grayscale_mode(img.mode))
     except UnidentifiedImageError:
         raise DataError("not a readable image (its content is not a known image format)") from None
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
+    except Image.DecompressionBombError as error:
+        raise DataError(_too_large(error)) from None
+    except (OSError, SyntaxError, ValueError) as error:
         raise DataError(f"truncated or corrupt image ({error})") from None
     if problem:
         raise DataError(problem)
@@ -146,7 +154,10 @@ def open_rgb(path: Path) -> Image.Image:
             return decode_rgb(img)
     except DataError as error:
         raise DataError(f"{path}: {error}") from None
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
+    except Image.DecompressionBombError as error:
+        raise DataError(f"{path}: {_too_large(error)}; shrink it, or remove it, or pass "
+                        "--skip-bad (which checks every file up front)") from None
+    except (OSError, SyntaxError, ValueError) as error:
         raise DataError(f"{path}: cannot decode this image ({error}); fix or remove it, or pass "
                         "--skip-bad (which checks every file up front)") from None
 
