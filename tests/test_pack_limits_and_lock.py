@@ -7,7 +7,8 @@
   multiplied as Python ints;
 - `--verify` checks the CRC32 that training checks, not only the SHA-256;
 - --load_size out of range is an option error, and running out of memory is one line;
-- an index of another format version says what to do about it.
+- an index of another format version says what to do about it, and a folder in place of a
+  shard is named by the re-run.
 """
 import fcntl
 import json
@@ -104,3 +105,25 @@ def test_a_pack_of_another_format_version_says_what_to_do(tmp_path, capsys, vers
     capsys.readouterr()
     assert main(["pack", "--verify", str(out), "--no-progress"]) == 1
     assert expected in capsys.readouterr().err
+
+
+def test_a_folder_in_place_of_a_shard_is_named_by_train_and_by_the_re_run(tmp_path, capsys):
+    """The re-run the error suggests failed naming its own temporary file (the rename cannot
+    replace a folder); now it names the folder and says to move it."""
+    data, out = synthetic_pack(tmp_path, pairs=4)
+    shard = out / "train" / "shard-00001.u8"
+    shard.unlink()
+    shard.mkdir()
+    (shard / "keep.txt").write_text("not pack's")
+    capsys.readouterr()
+    assert main(["pack", "--verify", str(out), "--no-progress"]) == 1
+    assert f"{shard}: shard missing" in capsys.readouterr().err
+    assert main(["pack", str(data), str(out), "--load_size", "20", "--pairs-per-shard", "2",
+                 "--no-progress", "--workers", "1"]) == 1
+    err = capsys.readouterr().err
+    assert f"{shard}: not a file" in err and "move it out" in err and ".tmp-" not in err
+    assert (shard / "keep.txt").read_text() == "not pack's"
+    shard.rename(tmp_path / "moved")
+    assert main(["pack", str(data), str(out), "--load_size", "20", "--pairs-per-shard", "2",
+                 "--no-progress", "--workers", "1"]) == 0
+    assert main(["pack", "--verify", str(out), "--no-progress"]) == 0

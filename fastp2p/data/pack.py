@@ -332,6 +332,7 @@ def _pack_into(dataroot: Path, phase_dir: Path, phase: str, jobs: list, load_siz
                for job in jobs if job["file"] in earlier}
     done = {name: record for name, record in checked.items() if record is not None}
     todo = [job for job in jobs if job["file"] not in done]
+    _refuse_non_files(phase_dir, todo)
     state_path = phase_dir / STATE_NAME
     if todo:
         # from here on the folder is being rewritten: only the state file describes it
@@ -357,6 +358,17 @@ def _pack_into(dataroot: Path, phase_dir: Path, phase: str, jobs: list, load_siz
                          scan_skipped)
     state_path.unlink(missing_ok=True)
     return index
+
+
+def _refuse_non_files(phase_dir: Path, jobs: list) -> None:
+    """DataError naming a folder (or anything but a file) where a job is to write a shard: the
+    write's final rename cannot replace it, and pack deletes no folder it did not make."""
+    for job in jobs:
+        for name in (job["file"], job["gray_file"])[:1 + job["gray"]]:
+            path = phase_dir / name
+            if path.exists() and not path.is_file():
+                raise DataError(f"{path}: not a file, where pack writes a shard; move it out of "
+                                "the pack folder and run the same command again")
 
 
 def _progress_bar(enabled: bool, total: int, initial: int, desc: str):
