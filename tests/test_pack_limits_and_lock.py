@@ -8,7 +8,7 @@
 - `--verify` checks the CRC32 that training checks, not only the SHA-256;
 - --load_size out of range is an option error, and running out of memory is one line;
 - an index of another format version says what to do about it, and a folder in place of a
-  shard is named by the re-run.
+  shard is named by the re-run, and so are shards whose index.json is gone.
 """
 import fcntl
 import json
@@ -18,8 +18,9 @@ import pytest
 
 import fastp2p.data.pack as pack_module
 from fastp2p.cli import main
+from fastp2p.data import DataError, create_dataset
 from fastp2p.data.folder_lock import LOCK_NAME
-from helpers.data_helpers import synthetic_pack
+from helpers.data_helpers import data_args, synthetic_pack
 
 
 def _edit_index(phase_dir, **fields):
@@ -127,3 +128,15 @@ def test_a_folder_in_place_of_a_shard_is_named_by_train_and_by_the_re_run(tmp_pa
     assert main(["pack", str(data), str(out), "--load_size", "20", "--pairs-per-shard", "2",
                  "--no-progress", "--workers", "1"]) == 0
     assert main(["pack", "--verify", str(out), "--no-progress"]) == 0
+
+
+def test_shards_whose_index_is_gone_are_named_so_by_verify_and_by_train(tmp_path, capsys):
+    """Both said there was no dataset: verify "no packed dataset here", train "no images"."""
+    _, out = synthetic_pack(tmp_path, pairs=4)
+    (out / "train" / "index.json").unlink()
+    capsys.readouterr()
+    assert main(["pack", "--verify", str(out), "--no-progress"]) == 1
+    expected = f"{out / 'train'}: pack shards without their index.json"
+    assert expected in capsys.readouterr().err
+    with pytest.raises(DataError, match="pack shards without their index.json"):
+        create_dataset(data_args(out, "--load_size", "20", "--crop_size", "16"), "train")

@@ -15,6 +15,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from fastp2p.data.errors import DataError, raise_or_report
+from fastp2p.data.packed import shards_without_index
 from fastp2p.data.transforms import Preprocess, multiple_of_4_size, scaled_width_size
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".tif", ".tiff")
@@ -248,7 +249,8 @@ def scan_aligned(phase_dir: Path, config: Preprocess, skip_bad: bool,
                         "--dataset_mode two_folders")
     paths = list_images(phase_dir)
     if not paths:
-        raise DataError(f"{phase_dir}: no images ({', '.join(IMAGE_EXTENSIONS)}) found; put the "
+        raise DataError(shards_without_index(phase_dir) or
+                        f"{phase_dir}: no images ({', '.join(IMAGE_EXTENSIONS)}) found; put the "
                         "A|B images there or point --dataroot (pack: DATAROOT) at the right "
                         "folder")
     # without --skip-bad any bad file stops the run, so only the first ``limit`` are checked

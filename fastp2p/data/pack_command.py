@@ -195,7 +195,8 @@ def _verify(root, progress: bool) -> int:
     """--verify: sizes and checksums of the shards, no image decoded, so no Pillow needed (tqdm
     only for the progress bar)."""
     from fastp2p.data.errors import DataError
-    from fastp2p.data.packed import PHASES, is_packed, unfinished_pack_error, verify_pack
+    from fastp2p.data.packed import (PHASES, is_packed, shards_without_index,
+                                     unfinished_pack_error, verify_pack)
     from fastp2p.optional_packages import MissingPackage, require_packages
 
     try:
@@ -209,6 +210,10 @@ def _verify(root, progress: bool) -> int:
         print(f"fastp2p pack: error: {'; '.join(unfinished)}", file=sys.stderr)
         return 1
     phase_dirs = [root] if is_packed(root) else [root / p for p in PHASES if is_packed(root / p)]
+    orphans = [error for error in map(shards_without_index, candidates) if error]
+    if not phase_dirs and orphans:
+        print(f"fastp2p pack: error: {'; '.join(orphans)}", file=sys.stderr)
+        return 1
     if not phase_dirs:
         print(f"fastp2p pack: error: {root}: no packed dataset here (no index.json in it or in "
               f"its {', '.join(PHASES)} folders); pack one with `fastp2p pack DATAROOT OUT`",

@@ -141,6 +141,18 @@ def unfinished_pack_error(phase_dir: Path) -> str | None:
             "resumes it")
 
 
+def shards_without_index(phase_dir: Path) -> str | None:
+    """What to say of ``phase_dir`` when pack's shards are there but no index.json nor state
+    file (removed, or left out of a copy), to someone told it holds no dataset; else None."""
+    phase_dir = Path(phase_dir)
+    if ((phase_dir / INDEX_NAME).exists() or (phase_dir / STATE_NAME).exists()
+            or not any(phase_dir.glob("shard-*.u8"))):
+        return None
+    return (f"{phase_dir}: pack shards without their {INDEX_NAME} (removed, or left out of a "
+            "copy); copy it back, or run the `fastp2p pack DATAROOT OUT` that made them again "
+            "(it packs the shards anew)")
+
+
 def is_packed(phase_dir: Path) -> bool:
     """Whether ``phase_dir`` holds a pack: an index.json beside pack's shard files, or one that
     says it is fastp2p's pack format. Another program's index.json in a folder of images does
