@@ -287,3 +287,34 @@ def test_a_batchnorm_with_half_its_affine_pair_runs_as_the_reference(kind, dropp
     assert_close(outputs[0], outputs[1], FP32_NETWORK)
     for mine, expected in zip(*grads):
         assert_close(mine, expected, FP32_NETWORK)
+
+
+@pytest.mark.parametrize("kind", ["patch", "pixel"])
+@pytest.mark.parametrize("norm", ["instance", "none", "batch"])
+def test_an_unbatched_image_is_taken_where_the_reference_takes_it(kind, norm):
+    """torch's conv and instance-norm layers take one (C, H, W) image, so the reference
+    discriminators do with instance or no norm (and raise with BatchNorm2d)."""
+    ours, theirs = network_pair(kind, reference.get_norm_layer(norm))
+    image = random_images(32)[0]
+    if norm == "batch":
+        for net in (ours, theirs):
+            with pytest.raises(ValueError, match="expected 4D input"):
+                net(image)
+        return
+    outputs, grads = [], []
+    for net in (ours, theirs):
+        image_grad = image.clone().requires_grad_()
+        out = net(image_grad)
+        out.backward(torch.linspace(-1, 1, out.numel()).reshape(out.shape))
+        outputs.append(out)
+        grads.append([image_grad.grad] + [p.grad for p in net.parameters()])
+    assert outputs[0].shape == outputs[1].shape and outputs[0].dim() == 3
+    assert_close(outputs[0], outputs[1], FP32_NETWORK)
+    for mine, expected in zip(*grads):
+        assert_close(mine, expected, FP32_NETWORK)
+
+
+def test_an_unbatched_image_with_the_wrong_channels_is_named():
+    ours, _ = network_pair("patch")
+    with pytest.raises(ValueError, match="expects 3 input channels, got 4"):
+        ours(torch.rand(4, 32, 32))

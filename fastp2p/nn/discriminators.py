@@ -1,4 +1,6 @@
 """fastp2p.PatchDiscriminator and fastp2p.PixelDiscriminator: drop-ins for the reference ones."""
+import torch
+
 from fastp2p.nn.checks import check_image_batch, positive_ints, whole_number
 from fastp2p.nn.checkpoint import infer_patchgan_config, infer_pixelgan_config
 from fastp2p.nn.compat import ReferenceCheckpointMixin
@@ -10,6 +12,14 @@ from fastp2p.nn.norm import describe_norm_layer, resolve_norm_layer
 from fastp2p.nn.tracing import RefusesScripting, fx_tracing
 from fastp2p.ops.backends.conv_choice import may_fuse
 from fastp2p.reference.discriminators import NLayerDiscriminator, PixelDiscriminator as _Pixel
+
+
+def unbatched(input) -> bool:
+    """A single (C, H, W) image, which torch's conv and instance-norm layers take as a batch of
+    one and the reference discriminators therefore take (with BatchNorm they raise, as torch's
+    BatchNorm2d does). The discriminators hand it to the reference forward: the fused ops work
+    on batches, and a lone image is no case for speed."""
+    return isinstance(input, torch.Tensor) and input.dim() == 3
 
 
 def patch_logits_size(size: int, n_layers: int) -> int:
@@ -25,12 +35,11 @@ class PatchDiscriminator(ReleasesReplacedWeights, RefusesScripting, ReferenceChe
     LeakyReLU pairs run as fused fastp2p.ops.norm_act (the reference forward for norm layers
     the fused op cannot reproduce, e.g. GroupNorm, for any layer but a Conv2d, a LeakyReLU or
     such a norm, for parametrized layers, forward hooks on inner modules and, where a gradient
-    is wanted, backward hooks, and for calls the fused ops cannot serve: an empty batch,
-    torch.jit.trace, torch.func transforms, forward-mode AD; BatchNorm picks its statistics as
-    torch does); the layers that
-    the conv choice gives to the fused convolution (fastp2p.ops.backends.conv_choice: none by
-    default, all with FASTP2P_CONV=fused) run as fastp2p.ops.conv_norm_act instead
-    (fastp2p.nn.fused_conv)."""
+    is wanted, backward hooks, and for calls the fused ops cannot serve: an empty batch, one
+    unbatched (C, H, W) image, torch.jit.trace, torch.func transforms, forward-mode AD;
+    BatchNorm picks its statistics as torch does); the layers that the conv choice gives to
+    the fused convolution (fastp2p.ops.backends.conv_choice: none by default, all with
+    FASTP2P_CONV=fused) run as fastp2p.ops.conv_norm_act instead (fastp2p.nn.fused_conv)."""
 
     def __init__(self, input_nc=6, ndf=64, n_layers=3, norm_layer=None, *, norm=None):
         input_nc, ndf = positive_ints(input_nc=input_nc, ndf=ndf)
@@ -48,14 +57,15 @@ class PatchDiscriminator(ReleasesReplacedWeights, RefusesScripting, ReferenceChe
     def forward(self, input):
         if fx_tracing():
             return super().forward(input)
-        check_image_batch(input, expected_channels=self.input_nc, module=self,
-                          name="PatchDiscriminator")
+        check_image_batch(input[None] if unbatched(input) else input,
+                          expected_channels=self.input_nc, module=self, name="PatchDiscriminator")
         smallest = min(input.shape[-2:])
         if patch_logits_size(smallest, self.n_layers) < 1:
             raise ValueError(f"PatchDiscriminator with n_layers={self.n_layers} needs inputs "
                              f"large enough for a 1x1 logit map; {tuple(input.shape[-2:])} is "
                              "too small (use a larger image or fewer layers)")
-        if reference_forward_wanted(input) or not sequential_supported(self.model):
+        if (unbatched(input) or reference_forward_wanted(input)
+                or not sequential_supported(self.model)):
             return super().forward(input)
         forward = conv_stack_forward if may_fuse() else sequential_forward
         return sequential_output(self.model, input, forward(self.model, input))
@@ -81,8 +91,9 @@ class PixelDiscriminator(ReleasesReplacedWeights, RefusesScripting, ReferenceChe
     def forward(self, input):
         if fx_tracing():
             return super().forward(input)
-        check_image_batch(input, expected_channels=self.input_nc, module=self,
-                          name="PixelDiscriminator")
-        if reference_forward_wanted(input) or not sequential_supported(self.net):
+        check_image_batch(input[None] if unbatched(input) else input,
+                          expected_channels=self.input_nc, module=self, name="PixelDiscriminator")
+        if (unbatched(input) or reference_forward_wanted(input)
+                or not sequential_supported(self.net)):
             return super().forward(input)
         return sequential_output(self.net, input, sequential_forward(self.net, input))
