@@ -19,12 +19,14 @@ BLOCK = 1024
 def gan_loss_and_grad(x, target, inv_numel, MODE: tl.constexpr):
     """Per-element loss and d mean(loss) / d x of the GAN mode MODE (GAN_MODE_CODES), float32."""
     if MODE == 0:
-        # BCE with logits, the stable form: max(x, 0) - x t + log(1 + exp(-|x|))
-        loss = tl.maximum(x, 0.0) - x * target + tl.log(1.0 + tl.exp(-tl.abs(x)))
+        # BCE with logits, the stable form torch computes: (1 - t) x + max(-x, 0)
+        # + log(1 + exp(-|x|)) (= max(x, 0) - x t + ..., but infinite logits give torch's inf
+        # or nan: x t is nan at x = inf, t = 0, where torch's loss is inf)
+        loss = (1.0 - target) * x + tl.maximum(-x, 0.0) + tl.log(1.0 + tl.exp(-tl.abs(x)))
         grad = (1.0 / (1.0 + tl.exp(-x)) - target) * inv_numel
     elif MODE == 1:
         loss = (x - target) * (x - target)
-        grad = 2.0 * (x - target) * inv_numel
+        grad = (x - target) * (2.0 * inv_numel)  # as torch: 2 (x - t) alone overflows near max
     else:
         # target is -1 (real: -mean) or +1 (fake: +mean)
         loss = x * target

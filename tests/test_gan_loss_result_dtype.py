@@ -86,3 +86,15 @@ def test_a_target_without_a_truth_value_fails_as_in_the_reference():
     for loss in (ReferenceGANLoss("vanilla"), fastp2p.GANLoss("vanilla")):
         with pytest.raises(RuntimeError, match="ambiguous"):
             loss(logits, torch.tensor([True, False]))
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_an_empty_prediction_gives_the_references_nan(mode):
+    """The mean over an empty batch's logits: nan, with an empty gradient, as the reference."""
+    results = []
+    for loss in (ReferenceGANLoss(mode), fastp2p.GANLoss(mode)):
+        x = torch.rand(0, 1, 4, 4, requires_grad=True)
+        value = loss(x, True)
+        value.backward()
+        results.append((value.dtype, value.isnan().item(), x.grad.shape))
+    assert results[0] == results[1] == (torch.float32, True, (0, 1, 4, 4))

@@ -8,27 +8,30 @@
 namespace fastp2p::cpu {
 namespace {
 
-// Loss term of one logit and d(term)/d(logit), against target t in {0, 1}.
-inline void gan_term(GanLossMode mode, float t, float x, double& term, float& grad) {
+// Loss term of one logit and d(mean of terms)/d(logit) for a mean over 1 / inv_n terms,
+// against target t in {0, 1}.
+inline void gan_term(GanLossMode mode, float t, float x, float inv_n, double& term,
+                     float& grad) {
   switch (mode) {
     case GanLossMode::kVanilla: {
-      // max(x, 0) - x t + log(1 + exp(-|x|)): stable for any x; gradient sigmoid(x) - t.
+      // (1 - t) x + max(-x, 0) + log(1 + exp(-|x|)), torch's stable form (= max(x, 0) - x t
+      // + ..., but with torch's inf or nan at infinite logits); gradient sigmoid(x) - t.
       const float e = std::exp(-std::fabs(x));
-      term = double(std::fmax(x, 0.0f)) - double(x) * t + std::log1p(double(e));
+      term = double(1.0f - t) * x + double(std::fmax(-x, 0.0f)) + std::log1p(double(e));
       const float sigmoid = x >= 0.0f ? 1.0f / (1.0f + e) : e / (1.0f + e);
-      grad = sigmoid - t;
+      grad = (sigmoid - t) * inv_n;
       return;
     }
     case GanLossMode::kLsgan: {
       const float d = x - t;
       term = double(d) * d;
-      grad = 2.0f * d;
+      grad = d * (2.0f * inv_n);  // as torch: 2 d alone overflows for |d| > FLT_MAX / 2
       return;
     }
     case GanLossMode::kWgangp: {
       const float sign = t > 0.5f ? -1.0f : 1.0f;  // -mean for real, +mean for fake
       term = double(sign) * x;
-      grad = sign;
+      grad = sign * inv_n;
       return;
     }
   }
@@ -44,9 +47,9 @@ void gan_loss(const T* logits, T* grad, int64_t numel, GanLossMode mode, bool re
   for (int64_t i = 0; i < numel; ++i) {
     double term = 0.0;
     float g = 0.0f;
-    gan_term(mode, target, to_float(logits[i]), term, g);
+    gan_term(mode, target, to_float(logits[i]), inv_n, term, g);
     total += term;
-    grad[i] = from_float<T>(g * inv_n);
+    grad[i] = from_float<T>(g);
   }
   *loss = float(total / double(numel));
 }

@@ -17,7 +17,8 @@ class GANLoss(_ReferenceGANLoss):
     While the label buffers hold 1 (real) and 0 (fake) the loss and its gradient come from one
     fused pass (fastp2p.ops.gan_loss), returned in the dtype the reference's loss has
     (``reference_dtype``); other labels (given here, loaded with ``load_state_dict`` or written
-    into ``real_label`` / ``fake_label`` later) run the reference math, as does a call under
+    into ``real_label`` / ``fake_label`` later) run the reference math, as do an empty
+    prediction (the mean of nothing: nan, as the reference's) and a call under
     torch.compile, torch.jit.trace, a torch.func transform or forward-mode AD
     (fastp2p.nn.fused.reference_forward_wanted). wgangp ignores the labels, as the reference
     does. ``target_is_real`` is read by its truth value, as the reference's ``if``.
@@ -67,11 +68,11 @@ class GANLoss(_ReferenceGANLoss):
         if not isinstance(prediction, torch.Tensor) or not prediction.is_floating_point():
             raise ValueError("GANLoss expects the discriminator's floating-point logits, got "
                              f"{getattr(prediction, 'dtype', type(prediction).__name__)}")
-        if prediction.numel() == 0:
-            raise ValueError("GANLoss got an empty prediction tensor")
         target_is_real = bool(target_is_real)  # the reference's ``if target_is_real:``
         # Under torch.compile the labels are traced, not checked: the reference math reads them.
-        if (reference_forward_wanted(prediction) or torch.compiler.is_compiling()
+        # An empty prediction (an empty batch's) gets the reference's nan mean.
+        if (prediction.numel() == 0 or reference_forward_wanted(prediction)
+                or torch.compiler.is_compiling()
                 or (self.gan_mode != "wgangp" and not self.has_default_labels())):
             return super().forward(prediction, target_is_real)
         loss = gan_loss(prediction, self.gan_mode, target_is_real)  # float32 (float64 in)

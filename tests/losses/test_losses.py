@@ -51,6 +51,29 @@ def test_gan_loss_vs_float64_reference(backend, mode, layout):
         assert_close(x.grad, ref_in.grad, FP32_SINGLE_OP, "grad")
 
 
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("target_is_real", [True, False], ids=["real", "fake"])
+def test_gan_loss_at_infinite_and_huge_logits_is_the_references(backend, mode, target_is_real):
+    """Diverged logits give the reference's loss, inf or nan alike (BCE at x = inf against
+    a fake target is inf, not the nan of a naive x * t), and its gradient."""
+    inf = float("inf")
+    for special in (inf, -inf, float("nan"), 3e38, -3e38):
+        x = torch.tensor([[special, 0.5], [-2.0, 4.0]])
+        ours_in, ref_in = x.clone().requires_grad_(), x.clone().requires_grad_()
+        expected = ReferenceGANLoss(mode)(ref_in, target_is_real)
+        expected.backward()
+        loss = gan_loss(ours_in, mode, target_is_real)
+        loss.backward()
+        what = f"{mode} loss at {special}"
+        assert torch.equal(loss.isnan(), expected.isnan()), f"{what}: {loss} vs {expected}"
+        assert torch.equal(loss.isinf(), expected.isinf()), f"{what}: {loss} vs {expected}"
+        if torch.isfinite(expected):
+            assert_close(loss, expected, FP32_SINGLE_OP, what)
+        known = ref_in.grad.isfinite()
+        assert torch.equal(ours_in.grad.isfinite(), known), f"{what}: {ours_in.grad}"
+        assert_close(ours_in.grad[known], ref_in.grad[known], FP32_SINGLE_OP, f"{what}: gradient")
+
+
 @pytest.mark.parametrize("layout", ["nchw", "nhwc", "strided"])
 def test_l1_loss_vs_float64_reference(backend, layout):
     a64, b64 = _logits(layout), _logits(layout).flip(0) * 0.5
