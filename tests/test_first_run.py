@@ -95,6 +95,9 @@ def test_a_packed_dataset_trains_and_tests_with_the_default_load_size(tmp_path, 
     del argv[load_size:load_size + 2]               # no --load_size: the pack's 40 is used
     assert main(argv) == 0
     assert "--load_size 40 (not the default 286)" in capsys.readouterr().out
+    other_mode = ["--dataset_mode", "two_folders"]
+    assert main(train_argv(packed, tmp_path / "other_mode") + other_mode) == 0
+    assert "--dataset_mode two_folders does not apply" in capsys.readouterr().out
     test = ["test", "--dataroot", str(packed), "--checkpoints_dir", str(tmp_path / "ckpt"),
             "--name", "tiny", "--netG", f"unet_{SIZE}", "--ngf", "4", "--crop_size", str(SIZE),
             "--num_threads", "0"]
@@ -114,7 +117,10 @@ def test_a_packed_dataset_trains_and_tests_with_the_default_load_size(tmp_path, 
     assert "model (fake_B)" in out
     second, _ = translated("--seed", "7")
     explicit, _ = translated("--load_size", str(SIZE))
-    for other in (second, explicit):
+    # the pack stores pairs: another --dataset_mode reads the same ones, and says so
+    other_mode, out = translated("--dataset_mode", "two_folders")
+    assert "--dataset_mode two_folders does not apply" in out
+    for other in (second, explicit, other_mode):
         assert first.keys() == other.keys()
         assert all(np.array_equal(first[name], other[name]) for name in first)
     # a --load_size above the crop asks for the reference's random crops of the stored pairs

@@ -13,6 +13,7 @@ import torch
 from PIL import Image
 
 from fastp2p.data import add_data_arguments, create_dataset
+from fastp2p.data.create import packed_mode_note
 from fastp2p.data import pack as pack_module
 from fastp2p.data.errors import DataError
 from fastp2p.data.pack import STATE_NAME, pack_phase
@@ -351,3 +352,13 @@ def test_pairs_failing_at_pack_time_are_skipped_and_listed(aligned_root, tmp_pat
         want = folder_ds.load(index, random.Random(slot))
         got = packed_ds.load(slot, random.Random(slot))
         assert torch.equal(got["A"], want["A"]) and got["A_paths"] == want["A_paths"]
+
+
+def test_another_dataset_mode_on_a_pack_is_said_to_not_apply(aligned_root, tmp_path):
+    """A pack stores pairs: --dataset_mode two_folders on an aligned pack reads those same
+    pairs, and says so instead of passing over the option in silence."""
+    _pack(aligned_root, tmp_path / "out")
+    note = packed_mode_note(_args(tmp_path / "out", dataset_mode="two_folders"), "train")
+    assert "--dataset_mode two_folders does not apply" in note and "aligned" in note
+    assert packed_mode_note(_args(tmp_path / "out"), "train") is None
+    assert packed_mode_note(_args(aligned_root, dataset_mode="two_folders"), "train") is None

@@ -112,3 +112,18 @@ def packed_resize_note(args: argparse.Namespace, phase: str):
     return (f"{phase_dir} was packed at load_size {stored}: each half is resized again to "
             f"{args.load_size} (its pixels resampled twice; the image folders give the exact "
             "single resize)")
+
+
+def packed_mode_note(args: argparse.Namespace, phase: str):
+    """A line saying that ``--dataset_mode`` does not apply to DATAROOT/PHASE when it is packed
+    from the other layout (a pack stores pairs, however their files were laid out); None
+    otherwise."""
+    from fastp2p.data.packed import is_packed, read_index
+    phase_dir = Path(args.dataroot or "") / phase
+    if not args.dataroot or not is_packed(phase_dir):
+        return None
+    stored = read_index(phase_dir)["dataset_mode"]
+    if stored == args.dataset_mode:
+        return None
+    return (f"--dataset_mode {args.dataset_mode} does not apply to {phase_dir}: it is packed "
+            f"(from {stored} images), so its stored pairs are read as they are")

@@ -150,7 +150,7 @@ def run(args: argparse.Namespace, times=None) -> int:
     from tqdm import tqdm
 
     from fastp2p.data import DataError, create_dataloader, create_dataset
-    from fastp2p.data.create import follow_packed_load_size, packed_resize_note
+    from fastp2p.data.create import follow_packed_load_size, packed_mode_note, packed_resize_note
     from fastp2p.data.packed_loader import PackedDeviceLoader
     from fastp2p.train.checkpoints import (TRAIN_STATE_SUFFIX, CheckpointFolder,
                                            CheckpointWriteError, describe_os_error)
@@ -200,7 +200,7 @@ def run(args: argparse.Namespace, times=None) -> int:
         torch.manual_seed(args.seed)
         followed = follow_packed_load_size(args, args.phase, load_size_given)
         resized = packed_resize_note(args, args.phase)
-        for line in (followed, resized):
+        for line in (followed, resized, packed_mode_note(args, args.phase)):
             if line:
                 say(line)
         dataset = create_dataset(args, args.phase, pack_embedded=True)

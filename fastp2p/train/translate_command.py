@@ -80,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from fastp2p.data import DataError, create_dataloader, create_dataset
-    from fastp2p.data.create import packed_resize_note
+    from fastp2p.data.create import packed_mode_note, packed_resize_note
     from fastp2p.train.checkpoints import CheckpointFolder, describe_os_error
     from fastp2p.train.cpu_threads import apply_thread_choice, choose_threads
     from fastp2p.train.distributed import resolve_device
@@ -118,9 +118,9 @@ def run(args: argparse.Namespace) -> int:
         torch.manual_seed(args.seed)
         # The reference's test reads each whole image at --crop_size: a split packed at a larger
         # size is resized again to it, not cropped at random, unless --load_size asks for crops.
-        resized = packed_resize_note(args, args.phase)
-        if resized:
-            print(resized)
+        for line in (packed_resize_note(args, args.phase), packed_mode_note(args, args.phase)):
+            if line:
+                print(line)
         dataset = create_dataset(args, args.phase)
         check_images_fit_unet(args, dataset)
         loader = create_dataloader(dataset, 1, shuffle=False,
