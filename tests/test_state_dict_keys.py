@@ -80,3 +80,60 @@ def test_a_state_dict_that_does_not_fit_raises_what_torch_raises(change):
         theirs.load_state_dict(state)
     with pytest.raises(RuntimeError, match="model.model.0.weight"):
         ours.load_state_dict(state)
+
+
+def _state_dict_errors(net, state):
+    try:
+        return type(net.load_state_dict(state)).__name__, None
+    except Exception as error:  # noqa: BLE001 - the test compares what each module raises
+        return None, error
+
+
+@pytest.mark.parametrize("given", ["mapping-proxy", "list-of-pairs", "entry-None"])
+def test_what_the_reference_loads_or_refuses_is_loaded_or_refused_alike(given):
+    """Any Mapping loads (torch takes one); what torch refuses raises the type it raises."""
+    import types
+    ours, theirs = fastp2p.UNet(3, 3, 5, 4), reference.UnetGenerator(
+        3, 3, 5, 4, reference.get_norm_layer("batch"))
+    state = theirs.state_dict()
+    given_state = {"mapping-proxy": types.MappingProxyType(state),
+                   "list-of-pairs": list(state.items()),
+                   "entry-None": {**state, "model.model.0.bias": None}}[given]
+    loaded, error = _state_dict_errors(theirs, given_state)
+    ours_loaded, ours_error = _state_dict_errors(ours, given_state)
+    assert loaded == ours_loaded
+    if error is not None:
+        assert isinstance(ours_error, type(error)) and isinstance(ours_error, ValueError)
+    else:
+        assert ours_error is None
+        assert all(torch.equal(state[k], v) for k, v in ours.state_dict().items())
+
+
+class _Wrapper(torch.nn.Module):
+    """What DataParallel's state_dict looks like: the network under "module."."""
+
+    def __init__(self, net):
+        super().__init__()
+        self.module = net
+
+
+@pytest.mark.parametrize("wrapped", [False, True], ids=["plain", "module-prefix"])
+def test_the_saved_module_versions_reach_torchs_loaders(wrapped):
+    """A state_dict's _metadata (each module's version) is what torch's loaders read: a
+    BatchNorm of version 2 without num_batches_tracked is a missing key for the reference's
+    strict load, as for ours; pre-hooks see the same versions."""
+    ours, theirs = fastp2p.UNet(3, 3, 5, 4), reference.UnetGenerator(
+        3, 3, 5, 4, reference.get_norm_layer("batch"))
+    state = (_Wrapper(theirs) if wrapped else theirs).state_dict()
+    # (the reference module loads a wrapped file through its wrapper; fastp2p's takes it)
+    loaders = {"ours": ours, "theirs": _Wrapper(theirs) if wrapped else theirs}
+    seen = {}
+    for name, net in (("ours", ours), ("theirs", theirs)):
+        net.model.model[1].model[2]._register_load_state_dict_pre_hook(
+            lambda *args, name=name: seen.setdefault(name, dict(args[2])))
+        loaders[name].load_state_dict(state)
+    assert seen["ours"] == seen["theirs"] == {"version": 2}
+    del state[("module." if wrapped else "") + "model.model.1.model.2.num_batches_tracked"]
+    for loader in loaders.values():
+        with pytest.raises(RuntimeError, match="num_batches_tracked"):
+            loader.load_state_dict(state)

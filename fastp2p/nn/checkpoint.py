@@ -7,6 +7,8 @@ naming the keys and the configuration the file looks like.
 """
 import pickle
 import re
+from collections import OrderedDict
+from collections.abc import Mapping
 from os import PathLike
 
 import torch
@@ -64,8 +66,20 @@ def _first_bytes(source, count=4) -> bytes:
         return handle.read(count)
 
 
-def read_state_dict(source, map_location="cpu", tensor_keys=None) -> dict:
-    """A state_dict from a path or an already loaded mapping, wrapper prefixes removed.
+class NotAStateDict(ValueError, TypeError):
+    """What was given is not a mapping of names: a TypeError too, as torch's
+    ``load_state_dict`` raises for a value that is not dict-like."""
+
+
+class NotATensorEntry(ValueError, RuntimeError):
+    """A state_dict entry the module needs holds no tensor: a RuntimeError too, as torch's
+    ``load_state_dict`` raises for it."""
+
+
+def read_state_dict(source, map_location="cpu", tensor_keys=None) -> OrderedDict:
+    """A state_dict from a path or an already loaded mapping (any ``Mapping``, as torch takes),
+    wrapper prefixes removed, its ``_metadata`` (each module's saved version, which torch's
+    loaders read) kept under the same names.
     ``tensor_keys``: the (unprefixed) keys whose values must be tensors, None for all; others
     pass as they are (``load_state_dict(strict=False)``, where torch reports an extra entry
     such as ``"epoch": 3`` as an unexpected key, as for the reference)."""
@@ -74,17 +88,42 @@ def read_state_dict(source, map_location="cpu", tensor_keys=None) -> dict:
         where = f"checkpoint {str(source)!r}"
     else:
         state_dict, where = source, "the given state_dict"
-    if not isinstance(state_dict, dict) or not all(isinstance(k, str) for k in state_dict):
-        raise ValueError(f"{where} is not a state_dict (a mapping of names to tensors); "
-                         "save networks with torch.save(net.state_dict(), path)")
+    if not isinstance(state_dict, Mapping) or not all(isinstance(k, str) for k in state_dict):
+        raise NotAStateDict(f"{where} is not a state_dict (a mapping of names to tensors); "
+                            "save networks with torch.save(net.state_dict(), path)")
     for key, value in state_dict.items():
         checked = tensor_keys is None or _strip_wrapper_prefixes(key) in tensor_keys
         if checked and not isinstance(value, torch.Tensor):
-            raise ValueError(f"{where} is not a network's state_dict: {key!r} holds a "
-                             f"{type(value).__name__}, not a tensor (a training checkpoint "
-                             "bundling other values?); pass the network's own state_dict, as "
-                             "saved by torch.save(net.state_dict(), path)")
-    return {_strip_wrapper_prefixes(k): v for k, v in state_dict.items()}
+            raise NotATensorEntry(
+                f"{where} is not a network's state_dict: {key!r} holds a "
+                f"{type(value).__name__}, not a tensor (a training checkpoint bundling other "
+                "values?); pass the network's own state_dict, as saved by "
+                "torch.save(net.state_dict(), path)")
+    return with_metadata(((_strip_wrapper_prefixes(k), v) for k, v in state_dict.items()),
+                         _unwrapped_metadata(getattr(state_dict, "_metadata", None)))
+
+
+def with_metadata(entries, metadata) -> OrderedDict:
+    """``entries`` as a state_dict carrying ``metadata`` (None: none) as ``_metadata``."""
+    state_dict = OrderedDict(entries)
+    if metadata is not None:
+        state_dict._metadata = metadata
+    return state_dict
+
+
+def _unwrapped_metadata(metadata):
+    """``metadata`` keyed by the unwrapped module names. A wrapper's own entry ("" of a
+    DataParallel, its module under "module") comes before its module's, which replaces it.
+    Entries torch's loaders could not read (a crafted file's: no mapping, a version that is no
+    int) are left out, as if not recorded."""
+    if not isinstance(metadata, Mapping):
+        return None
+    unwrapped = OrderedDict()
+    for name, entry in metadata.items():
+        if (isinstance(name, str) and isinstance(entry, Mapping)
+                and type(entry.get("version", 0)) is int):
+            unwrapped[_strip_wrapper_prefixes(name + ".")[:-1]] = entry
+    return unwrapped
 
 
 def _strip_wrapper_prefixes(key: str) -> str:
@@ -102,13 +141,10 @@ def drop_legacy_instance_norm_stats(module: torch.nn.Module, state_dict: dict) -
     instance_norms = {name for name, m in module.named_modules()
                       if isinstance(m, torch.nn.modules.instancenorm._InstanceNorm)
                       and not m.track_running_stats}
-    kept = {}
-    for key, value in state_dict.items():
-        owner, _, leaf = key.rpartition(".")
-        if leaf in _STAT_SUFFIXES and owner in instance_norms:
-            continue
-        kept[key] = value
-    return kept
+    return with_metadata(((key, value) for key, value in state_dict.items()
+                          if not (key.rpartition(".")[2] in _STAT_SUFFIXES
+                                  and key.rpartition(".")[0] in instance_norms)),
+                         getattr(state_dict, "_metadata", None))
 
 
 class CheckpointMismatch(ValueError, RuntimeError):
@@ -126,7 +162,9 @@ def check_state_dict_fits(module: torch.nn.Module, state_dict: dict, describe_fi
     """Raise CheckpointMismatch (a ValueError and a RuntimeError) if keys or shapes differ; the message says what
     the file looks like."""
     expected = module.state_dict()
-    missing = [k for k in expected if k not in state_dict and not _filled_in_by_torch(module, k)]
+    versions = getattr(state_dict, "_metadata", None) or {}
+    missing = [k for k in expected
+               if k not in state_dict and not _filled_in_by_torch(module, k, versions)]
     unexpected = [k for k in state_dict if k not in expected]
     wrong_shape = [f"{k}: file {_shape_of(state_dict[k])} vs module {tuple(v.shape)}"
                    for k, v in expected.items()
@@ -150,15 +188,20 @@ def check_state_dict_fits(module: torch.nn.Module, state_dict: dict, describe_fi
                              "module with that configuration.", "details: " + "; ".join(problems))
 
 
-def _filled_in_by_torch(module: torch.nn.Module, key: str) -> bool:
+def _filled_in_by_torch(module: torch.nn.Module, key: str, metadata: Mapping) -> bool:
     """Whether torch's own loading supplies ``key`` when a file lacks it: a BatchNorm's
     ``num_batches_tracked``, which files saved before PyTorch 0.4.1 do not have (torch's
-    BatchNorm loader puts in a count of 0 for them, so the reference loads such files)."""
+    BatchNorm loader puts in a count of 0 for them, so the reference loads such files). It
+    does so for a module whose saved version (``metadata``, the state_dict's ``_metadata``) is
+    older than 2 or not recorded, as in a plain dict."""
     owner, _, leaf = key.rpartition(".")
     if leaf != "num_batches_tracked":
         return False
     norm = module.get_submodule(owner)
-    return isinstance(norm, torch.nn.modules.batchnorm._NormBase) and norm.track_running_stats
+    if not (isinstance(norm, torch.nn.modules.batchnorm._NormBase) and norm.track_running_stats):
+        return False
+    version = metadata.get(owner, {}).get("version")
+    return version is None or version < 2
 
 
 def _shape_of(value):
