@@ -137,6 +137,30 @@ def test_a_network_file_holding_nan_is_refused_by_test_and_resume(trained, tmp_p
         assert str(network) in line and key in line and "NaN or Inf" in line, line
 
 
+@pytest.mark.parametrize("held,expected", [
+    (lambda state: torch.zeros(3), "holds a Tensor, not a network's state_dict"),
+    (lambda state: list(state.values()), "holds a list, not a network's state_dict"),
+    (lambda state: {k: v.to("meta") for k, v in state.items()}, "is a meta tensor (no data)"),
+    (lambda state: {k: v.to_sparse() if v.dim() == 4 else v for k, v in state.items()},
+     "is a torch.sparse_coo"),
+], ids=["tensor", "list", "meta", "sparse"])
+def test_a_network_file_holding_no_weights_is_named_by_test_and_resume(trained, tmp_path, capsys,
+                                                                       held, expected):
+    """A reference-style set whose G file holds something else than a state_dict of dense
+    tensors: one line naming the file, not a traceback."""
+    data, checkpoints, argv, folder = trained
+    (folder / "latest_checkpoint.json").unlink()
+    (folder / "latest_train_state.pth").unlink()
+    network = folder / "latest_net_G.pth"
+    torch.save(held(torch.load(network, weights_only=True)), network)
+    capsys.readouterr()
+    for command in (tiny_test_argv(data, checkpoints, tmp_path / "results"),
+                    argv + ["--continue_train"]):
+        assert main(command) == 1
+        line = _one_line_error(capsys.readouterr())
+        assert str(network) in line and expected in line, line
+
+
 @pytest.mark.parametrize("command,option,value,expected", [
     ("test", "--ngf", "8", "--netG unet_32 --ngf 4 --norm batch --input_nc 3 --output_nc 3"),
     ("test", "--norm", "instance", "--ngf 4 --norm batch"),

@@ -21,6 +21,7 @@ import hashlib
 import json
 import os
 import re
+from collections.abc import Mapping
 from pathlib import Path
 
 import torch
@@ -359,7 +360,15 @@ class CheckpointFolder:
             raise ValueError(f"no checkpoint {path}: " + (
                 f"pick a saved set ({saved})" if saved
                 else f"train first (fastp2p train --name {self.path.name})"))
+        if not isinstance(state, Mapping):
+            raise ValueError(f"{path}: holds a {type(state).__name__}, not a network's "
+                             f"state_dict; {self.advice}")
         tensors = [(key, value) for key, value in state.items() if isinstance(value, torch.Tensor)]
+        hollow = next((key for key, value in tensors
+                       if value.is_meta or value.layout != torch.strided), None)
+        if hollow is not None:
+            kind = "meta tensor (no data)" if state[hollow].is_meta else f"{state[hollow].layout}"
+            raise ValueError(f"{path}: {hollow} is a {kind}, not network weights; {self.advice}")
         bad = first_nonfinite(tensors)
         if bad is not None:  # fastp2p never saves one; other tools' files may hold a diverged run
             raise ValueError(f"{path}: {bad} holds NaN or Inf (the weights of a diverged run); "
