@@ -203,16 +203,25 @@ def test_resuming_a_finished_run_says_there_is_nothing_to_train(trained, capsys)
     assert written() == before
 
 
-def test_resuming_with_another_direction_says_so(trained, capsys):
-    """The reference resumes silently with whatever --direction is given; here one line names
-    what changed (it is still used as given)."""
+@pytest.mark.parametrize("changed,said", [
+    (["--direction", "BtoA"], "--direction AtoB -> BtoA"),
+    (["--seed", "7"], " -> 7"),
+    (["--no_dropout"], "--no_dropout False -> True"),
+    (["--serial_batches"], "--serial_batches False -> True"),
+    (["--lr_policy", "step"], "--lr_policy linear -> step"),
+], ids=["direction", "seed", "no_dropout", "serial_batches", "lr_policy"])
+def test_resuming_with_another_option_says_so(trained, capsys, changed, said):
+    """The reference resumes silently with whatever options are given; here one line names
+    each that changes what the run learns (it is still used as given)."""
     _, _, argv, folder = trained
     capsys.readouterr()
-    argv = argv + ["--continue_train", "--n_epochs", "2", "--direction", "BtoA"]
+    argv = argv + ["--continue_train", "--n_epochs", "2", *changed]
     assert main(argv) == 0
     out = capsys.readouterr().out
-    assert "options the run did not use so far" in out and "--direction AtoB -> BtoA" in out
-    assert "direction: BtoA" in (folder / "train_opt.txt").read_text()
+    assert "options the run did not use so far" in out and said in out, out
+    option = changed[0].removeprefix("--")
+    value = changed[1] if len(changed) > 1 else "True"
+    assert f"{option}: {value}" in (folder / "train_opt.txt").read_text()  # the new options
 
 
 def test_testing_in_the_other_direction_says_so(trained, tmp_path, capsys):

@@ -7,8 +7,9 @@ OPTIONS_FILE = "train_opt.txt"
 
 # Options that change what a resumed run learns from the same command line's other options; a
 # change of the networks' own options is refused when their files are loaded.
-RESUME_COMPARED = ("direction", "dataset_mode", "preprocess", "load_size", "crop_size",
-                   "no_flip", "gan_mode", "lambda_L1", "lr", "beta1")
+RESUME_COMPARED = ("dataroot", "phase", "direction", "dataset_mode", "preprocess",
+                   "load_size", "crop_size", "no_flip", "serial_batches", "max_dataset_size",
+                   "no_dropout", "gan_mode", "lambda_L1", "lr", "beta1", "lr_policy", "seed")
 
 
 def write_options(args, path: Path) -> None:
