@@ -101,9 +101,17 @@ def _without_ddp_module(name: str) -> str:
     return f"{label}.{rest[len('module.'):]}" if rest.startswith("module.") else name
 
 
+# Adam's settings that this engine never changes: a saved state must hold its own values
+# (torch.optim takes a group's settings from the state it loads).
+_FIXED_ADAM_SETTINGS = ("amsgrad", "maximize", "weight_decay", "eps", "decoupled_weight_decay")
+_ADAM_MOMENTS = ("exp_avg", "exp_avg_sq")
+
+
 def _moments_problem(optimizer, saved) -> str | None:
-    """A per-parameter state tensor (Adam's moments) in ``saved`` whose shape is not its
-    parameter's: torch.optim loads it as it is, and the first step would fail mid-training.
+    """What in ``saved`` torch.optim would load as it is and the first step would trip over or
+    silently use: a parameter's state without Adam's step and moments, or with moments of
+    another shape than the parameter's; settings this engine never uses (amsgrad, maximize,
+    another eps or weight decay); betas that are not two numbers in [0, 1).
     (MasterWeightsAdam checks its own layout.)"""
     if not isinstance(optimizer, torch.optim.Optimizer):
         return None
@@ -112,11 +120,34 @@ def _moments_problem(optimizer, saved) -> str | None:
             optimizer.param_groups):
         return None   # torch's own load_state_dict says what is wrong
     for saved_group, group in zip(groups, optimizer.param_groups):
+        for setting in _FIXED_ADAM_SETTINGS:
+            if setting in saved_group and saved_group[setting] != group[setting]:
+                return (f"Adam's {setting} is {saved_group[setting]!r}, this engine's "
+                        f"{group[setting]!r}")
+        betas = saved_group.get("betas")
+        if not (isinstance(betas, (list, tuple)) and len(betas) == 2 and all(
+                isinstance(b, (int, float)) and not isinstance(b, bool) and 0 <= b < 1
+                for b in betas)):
+            return f"Adam's betas are {betas!r}, not two numbers in [0, 1)"
         for index, param in zip(saved_group.get("params", []), group["params"]):
             entry = states.get(index, {})
-            for key, value in (entry.items() if isinstance(entry, dict) else ()):
-                if isinstance(value, torch.Tensor) and value.dim() and value.shape != param.shape:
-                    return (f"{key} of parameter {index} is {tuple(value.shape)}, the parameter "
+            if not isinstance(entry, dict):
+                return f"the state of parameter {index} is a {type(entry).__name__}"
+            if not entry:
+                continue  # a parameter not stepped yet
+            missing = [key for key in ("step", *_ADAM_MOMENTS) if key not in entry]
+            if missing:
+                return f"the state of parameter {index} lacks {missing}"
+            step = entry["step"]
+            if not ((isinstance(step, torch.Tensor) and step.numel() == 1
+                     and step.is_floating_point()) or
+                    (isinstance(step, (int, float)) and not isinstance(step, bool))) or step < 0:
+                return f"the step of parameter {index} is {step!r}, not a count"
+            for key in _ADAM_MOMENTS:
+                value = entry[key]
+                if not isinstance(value, torch.Tensor) or value.shape != param.shape:
+                    shape = tuple(value.shape) if isinstance(value, torch.Tensor) else value
+                    return (f"{key} of parameter {index} is {shape!r}, the parameter "
                             f"{tuple(param.shape)}")
     return None
 
@@ -346,6 +377,13 @@ class Pix2PixEngine:
             if problem:
                 raise ValueError(f"the training state's {name}: {problem}; resume with the "
                                  "networks and options it was saved with")
+        for name in ("loss_sums", "device_step", "first_nonfinite_step"):
+            ours = getattr(self, "_" + name)
+            if name in state and not (isinstance(state[name], torch.Tensor)
+                                      and state[name].shape == ours.shape
+                                      and state[name].dtype == ours.dtype):
+                raise ValueError(f"the training state's {name} is not a {ours.dtype} tensor of "
+                                 f"shape {tuple(ours.shape)}: not a state this engine wrote")
         self.optimizer_G.load_state_dict(state["optimizer_G"])
         self.optimizer_D.load_state_dict(state["optimizer_D"])
         if self._lr is not None:

@@ -22,6 +22,8 @@ _PROGRESS = {"epoch": (_INT, False), "epoch_batches": (_INT, False), "images": (
              "epoch_images": (_INT, True), "batch_size": (_INT, True),
              "world_size": (_INT, True), "epoch_loss_sum": (_NUMBER, False),
              "epoch_loss_reads": (_INT, False), "epoch_complete": (_FLAG, False)}
+# the least value of each integer field (0 for those not named)
+_LEAST = {"epoch": 1, "batch_size": 1, "world_size": 1}
 _REQUIRED_PROGRESS = {field.name for field in fields(Progress) if field.default is MISSING}
 _ENGINE_TENSORS = ("loss_sums", "device_step", "first_nonfinite_step")
 
@@ -51,6 +53,8 @@ def _progress_problem(progress) -> str | None:
         types, may_be_none = _PROGRESS[name]
         if not (_is(value, types) or (may_be_none and value is None)):
             return f"progress[{name!r}] is {value!r}"
+        if value is not None and types is _INT and value < _LEAST.get(name, 0):
+            return f"progress[{name!r}] is {value!r}, below {_LEAST.get(name, 0)}"
     return None
 
 
@@ -109,8 +113,9 @@ def train_state_problem(state) -> str | None:
     missing = sorted({"optimizer_G", "optimizer_D", "lr", "steps", "rng"} - set(engine))
     if missing:
         return f"'engine' lacks {missing}"
-    if not _is(engine["steps"], _INT) or not _is(engine.get("steps_since_read", 0), _INT):
-        return "engine['steps'] or engine['steps_since_read'] is not an integer"
+    if not all(_is(count, _INT) and count >= 0
+               for count in (engine["steps"], engine.get("steps_since_read", 0))):
+        return "engine['steps'] or engine['steps_since_read'] is not an integer >= 0"
     if not _is(engine["lr"], _NUMBER):
         return "engine['lr'] is not a number"
     for name in _ENGINE_TENSORS:
