@@ -17,6 +17,7 @@ resume never mixes files of two saves. The labels of one save (``latest`` and an
 other labels of its save are on disk too. Temporary files of killed saves are removed by the
 next run of the same name.
 """
+import errno
 import hashlib
 import json
 import os
@@ -52,11 +53,31 @@ class CheckpointWriteError(RuntimeError):
 
 def describe_os_error(err: OSError) -> str:
     """``PATH: what the errno means`` (e.g. "No space left on device"); without a file name
-    (an error raised by a library's own reader), the error's text."""
+    (an error raised by a library's own reader), the error's text. Where a file stands in a
+    folder's place (or a folder in a file's), that path and what it is, not the errno's words
+    about another path (mkdir's "File exists", "Not a directory" of a path below it, a rename's
+    "Is a directory" naming its temporary file)."""
     if err.filename is None:
         return str(err) or type(err).__name__
+    if err.errno == errno.EISDIR and err.filename2 is not None:
+        return f"{err.filename2}: is a folder, where a file is written; move it away"
+    if err.errno in (errno.EEXIST, errno.ENOTDIR):
+        in_the_way = _file_in_a_folders_place(Path(os.fsdecode(err.filename)))
+        if in_the_way is not None:
+            return f"{in_the_way}: is a file, where a folder is made; move it away"
     reason = os.strerror(err.errno) if err.errno else str(err)
     return f"{err.filename}: {reason}"
+
+
+def _file_in_a_folders_place(path: Path):
+    """The first of ``path``'s parents (from the top), or ``path`` itself, that exists and is
+    not a folder; None if there is none."""
+    for candidate in (*reversed(path.parents), path):
+        if not candidate.exists():
+            return None
+        if not candidate.is_dir():
+            return candidate
+    return None
 
 
 class _HashingWriter:
