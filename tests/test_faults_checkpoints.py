@@ -518,3 +518,18 @@ def test_a_file_or_folder_in_the_way_of_the_run_is_named(tmp_path, capsys, block
     assert main(train_argv(data, tmp_path / "ckpt")) == 1
     line = _one_line_error(capsys.readouterr())
     assert f"{path}: {said}" in line, line
+
+
+def test_a_folder_in_place_of_a_network_file_is_named_by_resume(trained, capsys):
+    """A reference-style set (no manifest, no training state) whose G file is a folder: it was
+    "no checkpoint ..._train_state.pth to resume from", hiding what is wrong."""
+    _, _, argv, folder = trained
+    (folder / "latest_checkpoint.json").unlink()
+    (folder / "latest_train_state.pth").unlink()
+    network = folder / "latest_net_G.pth"
+    network.unlink()
+    network.mkdir()
+    capsys.readouterr()
+    assert main(argv + ["--continue_train"]) == 1
+    line = _one_line_error(capsys.readouterr())
+    assert f"{network}: is a folder, not a network file" in line, line

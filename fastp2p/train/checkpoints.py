@@ -419,6 +419,10 @@ class CheckpointFolder:
         manifest = self.manifest(label)
         if manifest is None:
             if not path.exists():
+                network = self.file(label, NETWORK_SUFFIXES["G"])
+                if network.exists() and not network.is_file():
+                    raise ValueError(f"{network}: is a folder, not a network file; move it "
+                                     "away, or resume another --epoch")
                 saved = self.loadable_sets(TRAIN_STATE_SUFFIX)
                 raise ValueError(f"no checkpoint {path} to resume from; start without "
                                  "--continue_train" + (f", or resume a saved set ({saved})"
