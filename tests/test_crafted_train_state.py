@@ -113,9 +113,61 @@ def _loss_sums_of_another_shape(state):
     state["engine"]["loss_sums"] = torch.zeros(3)
 
 
+def _nan_moment(state):
+    state["engine"]["optimizer_D"]["state"][0]["exp_avg_sq"][0] = float("nan")
+
+
+def _infinite_adam_step(state):
+    state["engine"]["optimizer_G"]["state"][1]["step"] = torch.tensor(float("inf"))
+
+
+def _nan_loss_sum(state):
+    state["engine"]["loss_sums"][2] = float("nan")
+
+
+def _nan_plateau_scale(state):
+    state["schedule"]["plateau_scale"] = float("nan")
+
+
+def _plateau_scale_above_one(state):
+    state["schedule"]["plateau_scale"] = 3.0
+
+
+def _infinite_epoch_loss_sum(state):
+    state["progress"]["epoch_loss_sum"] = float("inf")
+
+
+def _negative_lr(state):
+    state["engine"]["lr"] = -1.0
+
+
+def _saved_after_a_nonfinite_loss(state):
+    state["engine"]["first_nonfinite_step"] = torch.tensor(3)
+
+
+def _integer_moment(state):
+    moments = state["engine"]["optimizer_D"]["state"][0]
+    moments["exp_avg"] = moments["exp_avg"].long()
+
+
+def _moments_under_unlisted_indices(state):
+    group = state["engine"]["optimizer_D"]["param_groups"][0]
+    group["params"] = [index + 1000 for index in group["params"]]
+
+
+def _a_parameter_listed_twice(state):
+    group = state["engine"]["optimizer_D"]["param_groups"][0]
+    group["params"] = [group["params"][0]] * len(group["params"])
+
+
 CRAFTS = [_unexpected_progress_key, _no_optimizer_state, _short_numpy_keys, _short_torch_rng,
           _python_keys_of_text, _epoch_as_text, _no_schedule, _lr_as_text,
-          _dropout_stream_of_three, _negative_epoch_images, _epoch_zero, _negative_steps]
+          _dropout_stream_of_three, _negative_epoch_images, _epoch_zero, _negative_steps,
+          # fastp2p saves nothing non-finite: resuming these stopped at the first step, blaming
+          # the learning rate
+          _nan_moment, _infinite_adam_step, _nan_loss_sum, _nan_plateau_scale,
+          _plateau_scale_above_one, _infinite_epoch_loss_sum, _negative_lr,
+          _saved_after_a_nonfinite_loss]
 # structure fine, but not what this engine wrote (torch.optim loads it, and the first step
 # failed mid-training or, maximizing, trained G uphill): the engine's one line, no path
 OTHER_ENGINES = {
@@ -126,6 +178,12 @@ OTHER_ENGINES = {
     _adam_amsgrad: "optimizer_D: Adam's amsgrad is True, this engine's False",
     _adam_one_beta: "optimizer_D: Adam's betas are (0.5,), not two numbers in [0, 1)",
     _loss_sums_of_another_shape: "loss_sums is not a torch.float32 tensor of shape (4,)",
+    # torch.optim cast the moments to float (truncated), or kept them under an index no
+    # group lists, unused (the parameters restarted from fresh moments): no message either way
+    _integer_moment: "optimizer_D: exp_avg of parameter 0 is of type torch.int64",
+    _moments_under_unlisted_indices: "optimizer_D: it holds the state of parameter(s) [0, 1, 2,",
+    _a_parameter_listed_twice: "optimizer_D: the parameter groups list a parameter index more "
+                               "than once",
 }
 
 

@@ -110,8 +110,9 @@ _ADAM_MOMENTS = ("exp_avg", "exp_avg_sq")
 def _moments_problem(optimizer, saved) -> str | None:
     """What in ``saved`` torch.optim would load as it is and the first step would trip over or
     silently use: a parameter's state without Adam's step and moments, or with moments of
-    another shape than the parameter's; settings this engine never uses (amsgrad, maximize,
-    another eps or weight decay); betas that are not two numbers in [0, 1).
+    another shape than the parameter's or of an integer type; states under indices no group
+    lists; settings this engine never uses (amsgrad, maximize, another eps or weight decay);
+    betas that are not two numbers in [0, 1).
     (MasterWeightsAdam checks its own layout.)"""
     if not isinstance(optimizer, torch.optim.Optimizer):
         return None
@@ -119,6 +120,9 @@ def _moments_problem(optimizer, saved) -> str | None:
     if not isinstance(groups, list) or not isinstance(states, dict) or len(groups) != len(
             optimizer.param_groups):
         return None   # torch's own load_state_dict says what is wrong
+    problem = _parameter_indices_problem(groups, states)
+    if problem:
+        return problem
     for saved_group, group in zip(groups, optimizer.param_groups):
         for setting in _FIXED_ADAM_SETTINGS:
             if setting in saved_group and saved_group[setting] != group[setting]:
@@ -149,6 +153,29 @@ def _moments_problem(optimizer, saved) -> str | None:
                     shape = tuple(value.shape) if isinstance(value, torch.Tensor) else value
                     return (f"{key} of parameter {index} is {shape!r}, the parameter "
                             f"{tuple(param.shape)}")
+                if not value.is_floating_point():
+                    # torch.optim casts it to the parameter's type: the moments, truncated
+                    return f"{key} of parameter {index} is of type {value.dtype}"
+    return None
+
+
+def _integers_first(key) -> tuple:
+    """A sort key for dict keys of any types: integers in order, then the rest by repr."""
+    return (0, key, "") if isinstance(key, int) else (1, 0, repr(key))
+
+
+def _parameter_indices_problem(groups, states) -> str | None:
+    """torch.optim pairs the saved groups' parameter indices with its parameters by position
+    and keeps a state under an index no group lists as it is, unused: a parameter whose
+    moments sit under another index would restart from fresh moments, with no message."""
+    listed = [index for group in groups for index in group.get("params", [])]
+    if not all(isinstance(index, int) and not isinstance(index, bool) for index in listed):
+        return "the parameter groups list indices that are not integers"
+    if len(set(listed)) != len(listed):
+        return "the parameter groups list a parameter index more than once"
+    unlisted = sorted(set(states) - set(listed), key=_integers_first)
+    if unlisted:
+        return f"it holds the state of parameter(s) {unlisted[:5]} that no group lists"
     return None
 
 

@@ -7,12 +7,14 @@ from deep inside ``Progress(**...)``, ``random.setstate`` or ``torch.set_rng_sta
 state's structure is checked here, and each RNG state is tried on a fresh generator of its kind
 (what the generators accept is theirs to say: a state they take is one they can resume).
 """
+import math
 import random
 from dataclasses import MISSING, fields
 
 import numpy as np
 import torch
 
+from fastp2p.train.finite import first_nonfinite
 from fastp2p.train.trainer import Progress
 
 _INT, _NUMBER, _FLAG = (int,), (int, float), (bool,)
@@ -99,6 +101,50 @@ def _rng_problem(state: dict) -> str | None:
     return None
 
 
+def _values(value, path: str):
+    """(path, value) of every tensor and float in nested dicts, lists and tuples of ``value``
+    (a stack, not recursion: a crafted state may nest deeper than Python's recursion limit)."""
+    stack = [(path, value)]
+    while stack:
+        path, value = stack.pop()
+        if isinstance(value, (torch.Tensor, float)):
+            yield path, value
+        elif isinstance(value, dict):
+            stack.extend((f"{path}[{key!r}]", item) for key, item in value.items())
+        elif isinstance(value, (list, tuple)):
+            stack.extend((f"{path}[{index}]", item) for index, item in enumerate(value))
+
+
+def _nonfinite_problem(state) -> str | None:
+    """NaN or Inf where a state fastp2p wrote has none: fastp2p saves nothing non-finite (a run
+    stops first), so such a state was written by something else, and resuming it would only
+    stop at its first step blaming the learning rate. The plateau schedule's best metric is
+    +Inf until an epoch has been measured."""
+    engine, schedule = state["engine"], state["schedule"]
+    named = [*_values(engine["optimizer_G"], "engine['optimizer_G']"),
+             *_values(engine["optimizer_D"], "engine['optimizer_D']"),
+             ("engine['lr']", engine["lr"]), ("engine['loss_sums']", engine.get("loss_sums")),
+             ("schedule['plateau_scale']", schedule["plateau_scale"]),
+             ("progress['epoch_loss_sum']", state["progress"].get("epoch_loss_sum"))]
+    numbers = [(path, value) for path, value in named if isinstance(value, (int, float))]
+    tensors = [(path, value) for path, value in named if isinstance(value, torch.Tensor)]
+    bad = (next((path for path, value in numbers if not math.isfinite(value)), None)
+           or first_nonfinite(tensors))
+    if bad:
+        return f"{bad} holds NaN or Inf, which fastp2p never saves"
+    if math.isnan(schedule["best_metric"]):
+        return "schedule['best_metric'] is NaN, which fastp2p never saves"
+    if not 0 < schedule["plateau_scale"] <= 1:
+        return f"schedule['plateau_scale'] is {schedule['plateau_scale']!r}, not in (0, 1]"
+    if schedule["bad_epochs"] < 0:
+        return f"schedule['bad_epochs'] is {schedule['bad_epochs']!r}, below 0"
+    flagged = engine.get("first_nonfinite_step")
+    if flagged is not None and flagged.numel() == 1 and int(flagged) != 0:
+        return (f"engine['first_nonfinite_step'] is {int(flagged)}: saved after a non-finite "
+                "loss, which fastp2p never does")
+    return None
+
+
 def train_state_problem(state) -> str | None:
     """What keeps ``state`` from being resumed, in a few words; None if it is a training state
     (whether it fits this run's networks and options is the engine's to say)."""
@@ -116,8 +162,8 @@ def train_state_problem(state) -> str | None:
     if not all(_is(count, _INT) and count >= 0
                for count in (engine["steps"], engine.get("steps_since_read", 0))):
         return "engine['steps'] or engine['steps_since_read'] is not an integer >= 0"
-    if not _is(engine["lr"], _NUMBER):
-        return "engine['lr'] is not a number"
+    if not (_is(engine["lr"], _NUMBER) and engine["lr"] >= 0):
+        return f"engine['lr'] is {engine['lr']!r}, not a number >= 0"
     for name in _ENGINE_TENSORS:
         if name in engine and not isinstance(engine[name], torch.Tensor):
             return f"engine[{name!r}] is not a tensor"
@@ -134,4 +180,5 @@ def train_state_problem(state) -> str | None:
     return (_progress_problem(state["progress"])
             or _optimizer_problem("optimizer_G", engine["optimizer_G"])
             or _optimizer_problem("optimizer_D", engine["optimizer_D"])
-            or _rng_problem(state))
+            or _rng_problem(state)
+            or _nonfinite_problem(state))
