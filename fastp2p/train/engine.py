@@ -105,6 +105,8 @@ def _without_ddp_module(name: str) -> str:
 # (torch.optim takes a group's settings from the state it loads).
 _FIXED_ADAM_SETTINGS = ("amsgrad", "maximize", "weight_decay", "eps", "decoupled_weight_decay")
 _ADAM_MOMENTS = ("exp_avg", "exp_avg_sq")
+# the engine's own tensors in its state (each kept as the attribute "_" + name)
+ENGINE_COUNTERS = ("loss_sums", "device_step", "first_nonfinite_step")
 
 
 def _moments_problem(optimizer, saved) -> str | None:
@@ -404,7 +406,7 @@ class Pix2PixEngine:
             if problem:
                 raise ValueError(f"the training state's {name}: {problem}; resume with the "
                                  "networks and options it was saved with")
-        for name in ("loss_sums", "device_step", "first_nonfinite_step"):
+        for name in ENGINE_COUNTERS:
             ours = getattr(self, "_" + name)
             if name in state and not (isinstance(state[name], torch.Tensor)
                                       and state[name].shape == ours.shape
@@ -422,7 +424,7 @@ class Pix2PixEngine:
         self._use_own_beta1()
         self.steps = int(state["steps"])
         self._steps_since_read = int(state.get("steps_since_read", 0))
-        for name in ("loss_sums", "device_step", "first_nonfinite_step"):
+        for name in ENGINE_COUNTERS:
             if name in state:
                 getattr(self, "_" + name).copy_(state[name])
         self.load_rng_state(state["rng"])

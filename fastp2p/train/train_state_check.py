@@ -14,6 +14,7 @@ from dataclasses import MISSING, fields
 import numpy as np
 import torch
 
+from fastp2p.train.engine import ENGINE_COUNTERS
 from fastp2p.train.finite import first_nonfinite
 from fastp2p.train.trainer import Progress
 
@@ -27,7 +28,6 @@ _PROGRESS = {"epoch": (_INT, False), "epoch_batches": (_INT, False), "images": (
 # the least value of each integer field (0 for those not named)
 _LEAST = {"epoch": 1, "batch_size": 1, "world_size": 1}
 _REQUIRED_PROGRESS = {field.name for field in fields(Progress) if field.default is MISSING}
-_ENGINE_TENSORS = ("loss_sums", "device_step", "first_nonfinite_step")
 
 
 def _is(value, types) -> bool:
@@ -118,30 +118,37 @@ def _values(value, path: str):
 def _nonfinite_problem(state) -> str | None:
     """NaN or Inf where a state fastp2p wrote has none: fastp2p saves nothing non-finite (a run
     stops first), so such a state was written by something else, and resuming it would only
-    stop at its first step blaming the learning rate. The plateau schedule's best metric is
-    +Inf until an epoch has been measured."""
-    engine, schedule = state["engine"], state["schedule"]
+    stop at its first step blaming the learning rate. (The schedule's numbers have their
+    ranges checked in ``_schedule_problem``.)"""
+    engine = state["engine"]
     named = [*_values(engine["optimizer_G"], "engine['optimizer_G']"),
              *_values(engine["optimizer_D"], "engine['optimizer_D']"),
              ("engine['lr']", engine["lr"]), ("engine['loss_sums']", engine.get("loss_sums")),
-             ("schedule['plateau_scale']", schedule["plateau_scale"]),
              ("progress['epoch_loss_sum']", state["progress"].get("epoch_loss_sum"))]
     numbers = [(path, value) for path, value in named if isinstance(value, (int, float))]
     tensors = [(path, value) for path, value in named if isinstance(value, torch.Tensor)]
     bad = (next((path for path, value in numbers if not math.isfinite(value)), None)
            or first_nonfinite(tensors))
-    if bad:
-        return f"{bad} holds NaN or Inf, which fastp2p never saves"
-    if math.isnan(schedule["best_metric"]):
-        return "schedule['best_metric'] is NaN, which fastp2p never saves"
+    return f"{bad} holds NaN or Inf, which fastp2p never saves" if bad else None
+
+
+def _schedule_problem(schedule) -> str | None:
+    """The plateau schedule's numbers in the ranges it keeps them in: its scale in (0, 1], a
+    count of bad epochs >= 0, a best metric that is a number (+Inf until an epoch has been
+    measured), an epoch count >= 1."""
+    if not isinstance(schedule, dict) or not all(
+            _is(schedule.get(key), _NUMBER) for key in ("plateau_scale", "best_metric",
+                                                        "bad_epochs")):
+        return "'schedule' is not a dict of plateau_scale, best_metric and bad_epochs numbers"
     if not 0 < schedule["plateau_scale"] <= 1:
         return f"schedule['plateau_scale'] is {schedule['plateau_scale']!r}, not in (0, 1]"
     if schedule["bad_epochs"] < 0:
         return f"schedule['bad_epochs'] is {schedule['bad_epochs']!r}, below 0"
-    flagged = engine.get("first_nonfinite_step")
-    if flagged is not None and flagged.numel() == 1 and int(flagged) != 0:
-        return (f"engine['first_nonfinite_step'] is {int(flagged)}: saved after a non-finite "
-                "loss, which fastp2p never does")
+    if math.isnan(schedule["best_metric"]):
+        return "schedule['best_metric'] is NaN, which fastp2p never saves"
+    epoch_count = schedule.get("epoch_count", 1)  # absent from older fastp2p versions' states
+    if not _is(epoch_count, _INT) or epoch_count < 1:
+        return "schedule['epoch_count'] is not an integer >= 1"
     return None
 
 
@@ -153,7 +160,7 @@ def train_state_problem(state) -> str | None:
     missing = sorted({"engine", "schedule", "progress", "python_rng", "numpy_rng"} - set(state))
     if missing:
         return f"it lacks {missing}"
-    engine, schedule = state["engine"], state["schedule"]
+    engine = state["engine"]
     if not isinstance(engine, dict):
         return "'engine' is not a dict"
     missing = sorted({"optimizer_G", "optimizer_D", "lr", "steps", "rng"} - set(engine))
@@ -164,20 +171,18 @@ def train_state_problem(state) -> str | None:
         return "engine['steps'] or engine['steps_since_read'] is not an integer >= 0"
     if not (_is(engine["lr"], _NUMBER) and engine["lr"] >= 0):
         return f"engine['lr'] is {engine['lr']!r}, not a number >= 0"
-    for name in _ENGINE_TENSORS:
+    for name in ENGINE_COUNTERS:
         if name in engine and not isinstance(engine[name], torch.Tensor):
             return f"engine[{name!r}] is not a tensor"
+    flagged = engine.get("first_nonfinite_step")
+    if flagged is not None and flagged.numel() == 1 and int(flagged) != 0:
+        return (f"engine['first_nonfinite_step'] is {int(flagged)}: saved after a non-finite "
+                "loss, which fastp2p never does")
     dropout = engine.get("dropout_rng", {})
     if not isinstance(dropout, dict) or not all(map(_is_seed_offset, dropout.values())):
         return "engine['dropout_rng'] is not a dict of (seed, offset) integer pairs"
-    if not isinstance(schedule, dict) or not all(
-            _is(schedule.get(key), _NUMBER) for key in ("plateau_scale", "best_metric",
-                                                        "bad_epochs")):
-        return "'schedule' is not a dict of plateau_scale, best_metric and bad_epochs numbers"
-    epoch_count = schedule.get("epoch_count", 1)  # absent from older fastp2p versions' states
-    if not _is(epoch_count, _INT) or epoch_count < 1:
-        return "schedule['epoch_count'] is not an integer >= 1"
-    return (_progress_problem(state["progress"])
+    return (_schedule_problem(state["schedule"])
+            or _progress_problem(state["progress"])
             or _optimizer_problem("optimizer_G", engine["optimizer_G"])
             or _optimizer_problem("optimizer_D", engine["optimizer_D"])
             or _rng_problem(state)
