@@ -138,6 +138,14 @@ def left_by_dead_process(path) -> bool:
     return match is not None and not process_alive(int(match.group(1)))
 
 
+def remove_left_by_dead_processes(folder) -> None:
+    """Remove the ``temporary_sibling`` files in ``folder`` whose process no longer runs: what
+    a write killed before its rename left (a live process's are left alone)."""
+    for leftover in Path(folder).glob(".*.tmp-*"):
+        if left_by_dead_process(leftover):
+            leftover.unlink(missing_ok=True)
+
+
 def create_temporary(path: Path) -> Path:
     """``temporary_sibling(path)``, created empty for the caller to write: whatever was at that
     name (a file a killed process of the same pid left, or a link planted there) is removed

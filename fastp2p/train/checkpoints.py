@@ -27,8 +27,8 @@ from pathlib import Path
 
 import torch
 
-from fastp2p.atomic_files import (create_temporary, fsync_directory, left_by_dead_process,
-                                  naming_the_file, replacing, temporary_sibling)
+from fastp2p.atomic_files import (create_temporary, fsync_directory, naming_the_file,
+                                  remove_left_by_dead_processes, replacing, temporary_sibling)
 from fastp2p.json_files import read_json
 from fastp2p.nn.checkpoint import CheckpointMismatch, load_safely
 from fastp2p.train.background_writer import host_copy
@@ -36,6 +36,7 @@ from fastp2p.train.engine import unwrap
 from fastp2p.train.finite import first_nonfinite
 
 NETWORK_SUFFIXES = {"G": "net_G.pth", "D": "net_D.pth"}
+_ROLES = {"G": "generator", "D": "discriminator"}
 TRAIN_STATE_SUFFIX = "train_state.pth"
 MANIFEST_SUFFIX = "checkpoint.json"
 # 2: RNG states, optimizers and counters as tensors and plain containers (weights_only loads)
@@ -276,9 +277,7 @@ class CheckpointFolder:
         # later save killed mid-write leaves its partial file under the name the previous,
         # committed save's manifest lists.
         for folder in (self.path, self.path / "web", self.path / "web" / "images"):
-            for leftover in folder.glob(".*.tmp-*"):
-                if left_by_dead_process(leftover):
-                    leftover.unlink(missing_ok=True)
+            remove_left_by_dead_processes(folder)
 
     # ---- a new run in an old run's folder (--overwrite) -------------------------------------
     def saved_sets(self) -> dict:
@@ -401,8 +400,12 @@ class CheckpointFolder:
             saved = options_saved_in(state)
             if saved is None:
                 raise ValueError(f"{path}: {mismatch}") from None
-            raise ValueError(f"{path} was saved by other model options: pass {saved}, as it "
-                             f"was trained with\n{mismatch.details}") from None
+            if saved.which != which:  # no model option loads the other network in its place
+                raise ValueError(f"{path} holds a {saved.kind}, not a {_ROLES[which]} (a "
+                                 f"{NETWORK_SUFFIXES[saved.which]} file under another name?); "
+                                 f"{self.advice}") from None
+            raise ValueError(f"{path} was saved by other model options: pass {saved.options}, "
+                             f"as it was trained with\n{mismatch.details}") from None
         return path
 
     def holds_networks_only(self, label) -> bool:

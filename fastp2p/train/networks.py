@@ -5,7 +5,7 @@ The training and test commands build from their options (``generator_from_option
 benchmark peers (fastp2p.bench.networks) build both module families from the same config.
 """
 from dataclasses import asdict, dataclass
-from typing import Optional
+from typing import NamedTuple, Optional
 
 import torch
 
@@ -117,10 +117,16 @@ def discriminator_from_options(args) -> torch.nn.Module:
     return fastp2p.init_weights(build_discriminator(config), args.init_type, args.init_gain)
 
 
+class SavedNetwork(NamedTuple):
+    """What a network file holds, read off its keys and shapes (``options_saved_in``)."""
+    which: str    # "G" or "D", as NETWORK_SUFFIXES names the files
+    kind: str     # "U-Net generator", "PatchGAN discriminator" or "PixelGAN discriminator"
+    options: str  # the command-line model options that build it
 
-def options_saved_in(state_dict: dict) -> str | None:
-    """The command-line model options that build the network ``state_dict`` was saved from (a
-    U-Net, PatchGAN or PixelGAN, read off its keys and shapes), or None for none of them."""
+
+def options_saved_in(state_dict: dict) -> SavedNetwork | None:
+    """The network ``state_dict`` was saved from (a U-Net, PatchGAN or PixelGAN) and the
+    command-line model options that build it, or None for none of them."""
     from fastp2p.nn.checkpoint import (infer_patchgan_config, infer_pixelgan_config,
                                        infer_unet_config)
     for infer in (infer_unet_config, infer_patchgan_config, infer_pixelgan_config):
@@ -129,15 +135,17 @@ def options_saved_in(state_dict: dict) -> str | None:
         except ValueError:
             continue
         if infer is infer_unet_config:
-            return (f"--netG unet_{2 ** config['num_downs']} --ngf {config['ngf']} "
-                    f"--norm {config['norm']} --input_nc {config['input_nc']} "
-                    f"--output_nc {config['output_nc']}")
+            return SavedNetwork("G", "U-Net generator",
+                                f"--netG unet_{2 ** config['num_downs']} --ngf {config['ngf']} "
+                                f"--norm {config['norm']} --input_nc {config['input_nc']} "
+                                f"--output_nc {config['output_nc']}")
         if infer is infer_pixelgan_config:
-            netD = "--netD pixel"
+            kind, netD = "PixelGAN", "--netD pixel"
         elif config["n_layers"] == 3:
-            netD = "--netD basic"
+            kind, netD = "PatchGAN", "--netD basic"
         else:
-            netD = f"--netD n_layers --n_layers_D {config['n_layers']}"
-        return (f"{netD} --ndf {config['ndf']} --norm {config['norm']} (and input_nc + "
-                f"output_nc = {config['input_nc']})")
+            kind, netD = "PatchGAN", f"--netD n_layers --n_layers_D {config['n_layers']}"
+        return SavedNetwork("D", f"{kind} discriminator",
+                            f"{netD} --ndf {config['ndf']} --norm {config['norm']} (and "
+                            f"input_nc + output_nc = {config['input_nc']})")
     return None
