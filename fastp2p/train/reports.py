@@ -35,8 +35,9 @@ def tensor_to_image(image: torch.Tensor) -> np.ndarray:
 
 def _replace_atomically(path: Path, write) -> None:
     """``write(temp_path)``, then rename over ``path``: viewers never see half a file. Not
-    fsynced: these are views of the run, remade at the next refresh."""
-    with replacing(path, durable=False) as temp:
+    fsynced: these are views of the run, remade at the next refresh. An OSError names
+    ``path``: Pillow's and matplotlib's own writes fail on a full disk naming no file."""
+    with naming_the_file(path), replacing(path, durable=False) as temp:
         write(temp)
 
 

@@ -76,12 +76,16 @@ class TrainingStopped(Exception):
 
 
 class StopRequests:
-    """SIGINT / SIGTERM set a flag that the loop checks between steps (then saves and exits)."""
+    """SIGINT / SIGTERM set a flag that the loop checks between steps (then saves and exits);
+    a second one raises KeyboardInterrupt(``second_request``) at once. ``fastp2p test`` stops
+    between images the same way, with its own words for the second request."""
 
     SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
-    def __init__(self):
+    def __init__(self, second_request: str = "a second stop request: stopped at once, without "
+                 "saving; --continue_train resumes from the last set saved"):
         self.signal_number = None
+        self.second_request = second_request
         self._previous = {}
 
     def __enter__(self):
@@ -95,8 +99,7 @@ class StopRequests:
 
     def _handle(self, signal_number, frame):
         if self.signal_number is not None:  # a second Ctrl-C: stop now, without saving
-            raise KeyboardInterrupt("a second stop request: stopped at once, without saving; "
-                                    "--continue_train resumes from the last set saved")
+            raise KeyboardInterrupt(self.second_request)
         self.signal_number = signal_number
 
 

@@ -7,6 +7,15 @@ to two baselines (``fastp2p.train.evaluation``). As in the reference: batch size
 order, no flipping, and the generator stays in train mode (batch statistics, dropout as noise)
 unless ``--eval`` (the default without ``--dataroot``, whose quick profile trains at batch 32).
 
+The page lists only triplets the run that wrote it wrote whole: an earlier run's page is
+removed before the first image is written, and the page is written when the run ends. Ctrl-C
+or SIGTERM (as in training) stops after the image being written, titles the page partial and
+exits with 128 + the signal; an error (a full disk, named in one line with the file) or a
+second stop request writes no page and says the results are partial. ``images/`` may then
+hold an incomplete triplet or an earlier run's images, which no page lists, until a later run
+writes those names again. Temporary files of killed runs (``.NAME.tmp-PID.png``) are removed
+by the next run into the folder.
+
 A results folder may be shared by several users, so nothing is written through a symbolic link
 one of them planted there: the images and the page replace a link at their names (a rename),
 and before anything is written a linked ``PHASE_EPOCH`` or ``images`` folder, or a
@@ -14,7 +23,9 @@ and before anything is written a linked ``PHASE_EPOCH`` or ``images`` folder, or
 is), is refused in one line (exit 1); so are linked tracker folders in the run folder.
 """
 import argparse
+import signal
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 from fastp2p.train.options import (QuickDefault, add_model_arguments, add_test_arguments,
@@ -33,7 +44,10 @@ means to, each whole image is read at --crop_size (--load_size follows it unless
 reference keeps 256 even for another --crop_size): a DATAROOT packed at a larger load size
 is resized again to it; a --load_size above --crop_size asks for random crops instead.
 Every option of the reference's test.py is accepted (`python test.py --model pix2pix ...` runs
-as `fastp2p test --model pix2pix ...`); those that mean nothing here are named in one line."""
+as `fastp2p test --model pix2pix ...`); those that mean nothing here are named in one line.
+index.html lists only whole triplets of the run that wrote it (an earlier run's page is removed
+first). Ctrl-C or SIGTERM stops after the current image, with index.html titled partial (exit
+128 + the signal); after an error or a second Ctrl-C there is no index.html."""
 
 # Training's model options that the reference's test.py also accepts and that mean nothing to
 # a test, with why: its help says so (they are not "ignored reference options": train uses them).
@@ -142,7 +156,7 @@ def run(args: argparse.Namespace) -> int:
         trackers = open_trackers(args, _tracker_folder(args, out_dir), "test")
         if args.eval:
             netG.eval()
-        count, scores = _translate(args, netG, loader, device, out_dir, trackers)
+        translated = _translate(args, netG, loader, device, out_dir, trackers)
     except (ValueError, DataError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
@@ -153,11 +167,16 @@ def run(args: argparse.Namespace) -> int:
         close_trackers(trackers)
         if loader is not None:
             loader.close()
-    print(f"translated {count} image(s) with {weights}")
-    if scores is not None:
-        print(scores.report())
+    print(f"translated {translated.count} image(s) with {weights}")
+    if translated.scores is not None:
+        print(translated.scores.report())
     print(f"open: {(out_dir / 'index.html').resolve()}")
-    return 0
+    if translated.stopped_by is None:
+        return 0
+    print(f"{signal.Signals(translated.stopped_by).name} received: stopped after "
+          f"{translated.count} of {translated.total} images; the results are partial, and "
+          "index.html says so")
+    return 128 + translated.stopped_by
 
 
 def _refuse_linked_results(out_dir: Path) -> None:
@@ -206,53 +225,122 @@ def _tracker_folder(args, out_dir: Path) -> Path:
     return run_folder
 
 
-def _translate(args, netG, loader, device, out_dir, trackers) -> int:
-    """Write the image triplets and index.html into out_dir; returns the number of images
-    written and their L1Scores (None when there were none)."""
+@dataclass
+class _Translated:
+    """What ``_translate`` did: ``count`` of ``total`` images written whole, their L1Scores
+    (None when there were none), and the signal that stopped it early (None: it ran to the
+    end)."""
+    count: int
+    total: int
+    scores: object
+    stopped_by: int | None
+
+
+def _translate(args, netG, loader, device, out_dir, trackers) -> _Translated:
+    """Write the image triplets into out_dir/images and index.html beside them.
+
+    ``_begin_results`` removes an earlier run's page before the first image is written; the
+    page is written at the end and lists this run's whole triplets only. Ctrl-C or SIGTERM
+    ends the run after the image being written, with a page titled as partial; an error (a
+    full disk, an unreadable image) raises ValueError saying how far it got and that no page
+    was written."""
+    import torch
+
+    from fastp2p.train.checkpoints import describe_os_error
+    from fastp2p.train.reports import write_html
+    from fastp2p.train.trainer import StopRequests
+
+    images_dir = _begin_results(out_dir)
+    total = min(len(loader), args.num_test)
+    sections = []   # (name, its images) of each whole triplet written
+    second_request = f"a second stop request: stopped at once; {_partial(out_dir)}"
+    try:
+        with torch.no_grad(), StopRequests(second_request) as stops:
+            scores = _write_triplets(args, netG, loader, device, images_dir, trackers, total,
+                                     sections, stops)
+            # a stop request during the last image changes nothing: the results are whole
+            stopped_by = stops.signal_number if len(sections) < total else None
+            write_html(out_dir / "index.html", _page_title(args, stopped_by, len(sections), total),
+                       sections)
+    except (OSError, ValueError) as err:  # ValueError: DataError (an image), a planted link
+        reason = describe_os_error(err) if isinstance(err, OSError) else str(err)
+        written = f"{len(sections)} of {total} images written, "
+        raise ValueError(f"{reason}; {_partial(out_dir, written)}") from err
+    return _Translated(len(sections), total, scores, stopped_by)
+
+
+def _write_triplets(args, netG, loader, device, images_dir, trackers, total, sections, stops):
+    """Translate up to ``total`` images of ``loader`` and save each one's triplet, appending
+    it to ``sections`` once whole; stops early, between images, when ``stops`` (StopRequests)
+    received a signal. Returns the images' L1Scores (None when there were none)."""
     import torch
     from tqdm import tqdm
 
     from fastp2p.nn import graphed
     from fastp2p.train.evaluation import L1Scores, train_mean_image
-    from fastp2p.train.reports import TRIPLET, save_image, write_html
+    from fastp2p.train.reports import TRIPLET, save_image
 
     layout = torch.channels_last if args.channels_last else torch.contiguous_format
     netG.to(memory_format=layout)
+    taken = set()   # output names used so far
+    phase_dir = _names_root(args)
+    scores = None
+    # On CUDA each forward is one graph replay (captured on the first image); eager on a CPU.
+    translate = graphed(netG)
+    # disable=None: no bar when stderr is not a terminal (a log file would keep every frame)
+    for index, batch in enumerate(tqdm(loader, total=total, unit="image", disable=None,
+                                       desc=f"translating {args.phase}")):
+        if index >= total:
+            break
+        real_A = batch["A"].to(device)
+        fake_B = translate(real_A.contiguous(memory_format=layout))
+        if scores is None:
+            scores = L1Scores(args.input_nc == args.output_nc,
+                              *train_mean_image(args, batch["B"].shape[1:]))
+        scores.add(real_A, fake_B, batch["B"])
+        name = _output_name(Path(batch["A_paths"][0]), phase_dir, taken)
+        triplet = dict(zip(TRIPLET, (real_A[0], fake_B[0], batch["B"][0])))
+        for label, image in triplet.items():
+            save_image(image, images_dir / f"{name}_{label}.png", args.aspect_ratio)
+        sections.append((name, [(label, f"images/{name}_{label}.png") for label in TRIPLET]))
+        for tracker in trackers:
+            tracker.log_images(index, triplet)
+        if stops.signal_number is not None:  # now, between images: every triplet is whole
+            break
+    return scores
+
+
+def _page_title(args, stopped_by, count: int, total: int) -> str:
+    eval_mode = " (eval mode)" if args.eval else ""
+    title = f"{args.name}: {args.phase}, epoch {args.epoch}{eval_mode}"
+    if stopped_by is None:
+        return title
+    return (f"{title} (partial: stopped by {signal.Signals(stopped_by).name} after {count} of "
+            f"{total} images)")
+
+
+def _begin_results(out_dir: Path) -> Path:
+    """Make ``out_dir/images`` (returned) for a run's images: refuse linked folders, remove
+    temporary files of killed runs, and remove the page of an earlier run, which would
+    otherwise list this run's images beside its own while this one runs, or for good if it
+    stops early."""
+    from fastp2p.atomic_files import remove_left_by_dead_processes
+
     images_dir = out_dir / IMAGES
     images_dir.mkdir(parents=True, exist_ok=True)
     # again once made: a link planted since run's check, before mkdir made these folders, is
     # refused before any image is written through it
     _refuse_linked_results(out_dir)
-    sections = []
-    taken = set()   # output names used so far
-    phase_dir = _names_root(args)
-    scores = None
-    total = min(len(loader), args.num_test)
-    # On CUDA each forward is one graph replay (captured on the first image); eager on a CPU.
-    translate = graphed(netG)
-    # disable=None: no bar when stderr is not a terminal (a log file would keep every frame)
-    with torch.no_grad():
-        for index, batch in enumerate(tqdm(loader, total=total, unit="image", disable=None,
-                                           desc=f"translating {args.phase}")):
-            if index >= args.num_test:
-                break
-            real_A = batch["A"].to(device)
-            fake_B = translate(real_A.contiguous(memory_format=layout))
-            if scores is None:
-                scores = L1Scores(args.input_nc == args.output_nc,
-                                  *train_mean_image(args, batch["B"].shape[1:]))
-            scores.add(real_A, fake_B, batch["B"])
-            name = _output_name(Path(batch["A_paths"][0]), phase_dir, taken)
-            triplet = dict(zip(TRIPLET, (real_A[0], fake_B[0], batch["B"][0])))
-            for label, image in triplet.items():
-                save_image(image, images_dir / f"{name}_{label}.png", args.aspect_ratio)
-            sections.append((name, [(label, f"images/{name}_{label}.png") for label in TRIPLET]))
-            for tracker in trackers:
-                tracker.log_images(index, triplet)
-    write_html(out_dir / "index.html",
-               f"{args.name}: {args.phase}, epoch {args.epoch}"
-               f"{' (eval mode)' if args.eval else ''}", sections)
-    return len(sections), scores
+    for folder in (out_dir, images_dir):
+        remove_left_by_dead_processes(folder)
+    (out_dir / "index.html").unlink(missing_ok=True)
+    return images_dir
+
+
+def _partial(out_dir: Path, written: str = "") -> str:
+    """What an error or a second stop request leaves: images (``written``: how many, when
+    known) and no page."""
+    return f"the results in {out_dir} are partial ({written}no index.html)"
 
 
 def _names_root(args):
