@@ -22,7 +22,8 @@ An interrupted run resumes: run the same command again; finished shards whose ch
 are kept. A pack already in OUT made with another --load_size is refused unless --overwrite
 asks to replace it; an index.json there that pack did not write is always refused, and so is a
 second pack into a folder another one is writing. `fastp2p pack --verify OUT` checks every
-shard's size and both checksums against the index, as training does.
+shard's size and both checksums against the index, as training does, in every pack in OUT
+(any --phase name).
 
 No dataset at hand? `fastp2p pack --synthetic N DATAROOT [OUT]` writes N synthetic aligned
 pairs (shapes -> their outlines, 256x256 JPEGs, the same files for the same --seed) into
@@ -41,8 +42,9 @@ def register(commands) -> None:
                         help="output folder; gets OUT/PHASE/index.json and shard-NNNNN.u8 files "
                              "(pass it to `fastp2p train --dataroot OUT`)")
     parser.add_argument("--verify", metavar="OUT",
-                        help="instead of packing: check the size and sha256 of every shard in "
-                             "OUT (or in one phase folder of it) against its index")
+                        help="instead of packing: check the size and both checksums (sha256, "
+                             "CRC32) of every shard in OUT against its index: every phase "
+                             "folder's pack, whatever --phase named it (or the one pack OUT is)")
     parser.add_argument("--load_size", type=int, default=286,
                         help="each half is resized (bicubic) to load_size x load_size, as "
                              "--preprocess resize_and_crop does before its crop (default 286); "
@@ -195,8 +197,8 @@ def _verify(root, progress: bool) -> int:
     """--verify: sizes and checksums of the shards, no image decoded, so no Pillow needed (tqdm
     only for the progress bar)."""
     from fastp2p.data.errors import DataError
-    from fastp2p.data.packed import (PHASES, is_packed, shards_without_index,
-                                     unfinished_pack_error, verify_pack)
+    from fastp2p.data.packed import (is_packed, shards_without_index, unfinished_pack_error,
+                                     verify_pack)
     from fastp2p.optional_packages import MissingPackage, require_packages
 
     try:
@@ -204,20 +206,21 @@ def _verify(root, progress: bool) -> int:
     except MissingPackage as err:
         print(f"error: {err} (or pass --no-progress)", file=sys.stderr)
         return 2
-    candidates = [root, *(root / phase for phase in PHASES)]
+    # every phase folder, not only train/val/test: `pack --phase` takes any name
+    subfolders = sorted(path for path in root.iterdir() if path.is_dir()) if root.is_dir() else []
+    candidates = [root, *subfolders]
     unfinished = [error for error in map(unfinished_pack_error, candidates) if error]
     if unfinished:
         print(f"fastp2p pack: error: {'; '.join(unfinished)}", file=sys.stderr)
         return 1
-    phase_dirs = [root] if is_packed(root) else [root / p for p in PHASES if is_packed(root / p)]
+    phase_dirs = [root] if is_packed(root) else [path for path in subfolders if is_packed(path)]
     orphans = [error for error in map(shards_without_index, candidates) if error]
     if not phase_dirs and orphans:
         print(f"fastp2p pack: error: {'; '.join(orphans)}", file=sys.stderr)
         return 1
     if not phase_dirs:
         print(f"fastp2p pack: error: {root}: no packed dataset here (no index.json in it or in "
-              f"its {', '.join(PHASES)} folders); pack one with `fastp2p pack DATAROOT OUT`",
-              file=sys.stderr)
+              "its subfolders); pack one with `fastp2p pack DATAROOT OUT`", file=sys.stderr)
         return 1
     try:
         for phase_dir in phase_dirs:

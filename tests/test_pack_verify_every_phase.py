@@ -1,0 +1,32 @@
+"""`fastp2p pack --verify OUT` checks every pack in OUT, whatever `--phase` named its folder: it
+used to look in train/, val/ and test/ only, so a pack of `--phase extra` was "no packed
+dataset here", and a corrupt one beside a good train/ was called OK."""
+from fastp2p.cli import main
+from helpers.data_helpers import make_aligned
+
+
+def _pack(tmp_path, *phases):
+    data, out = tmp_path / "data", tmp_path / "out"
+    for phase in phases:
+        make_aligned(data, count=4, phase=phase)
+    assert main(["pack", str(data), str(out), "--load_size", "16", "--pairs-per-shard", "2",
+                 "--workers", "1", "--no-progress", "--phase", *phases]) == 0
+    return out
+
+
+def test_verify_finds_a_pack_of_another_phase_name(tmp_path, capsys):
+    out = _pack(tmp_path, "extra")
+    capsys.readouterr()
+    assert main(["pack", "--verify", str(out), "--no-progress"]) == 0
+    assert f"{out / 'extra'}: 4 pairs of 16x32 in 2 shards: checksums OK" in capsys.readouterr().out
+
+
+def test_verify_fails_on_a_corrupt_pack_of_another_phase_name_beside_train(tmp_path, capsys):
+    out = _pack(tmp_path, "train", "extra")
+    shard = out / "extra" / "shard-00001.u8"
+    damaged = bytearray(shard.read_bytes())
+    damaged[0] ^= 0xFF
+    shard.write_bytes(bytes(damaged))
+    capsys.readouterr()
+    assert main(["pack", "--verify", str(out), "--no-progress"]) == 1
+    assert f"{shard}: checksum does not match the index" in capsys.readouterr().err
