@@ -19,6 +19,7 @@ import json
 import math
 import multiprocessing
 import os
+import signal
 import sys
 import time
 import zlib
@@ -96,7 +97,6 @@ def _die_with(parent: int) -> None:
     if not sys.platform.startswith("linux"):
         return
     import ctypes
-    import signal
     pr_set_pdeathsig = 1  # <linux/prctl.h>
     ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
     if os.getppid() != parent:  # it died before the request took effect
@@ -104,9 +104,16 @@ def _die_with(parent: int) -> None:
 
 
 def _start_worker(counter, parent: int) -> None:
-    """Pool initializer: each worker dies with the packing process and adds its finished pairs
-    to the shared ``counter``."""
+    """Pool initializer: each worker ignores SIGINT, dies with the packing process and adds its
+    finished pairs to the shared ``counter``.
+
+    Ctrl-C sends SIGINT to the whole process group, and only the packing process should act on
+    it: a worker interrupted inside the pool's task queue (holding its lock, or with a task
+    half read) made the pool's terminate wait for that queue forever, the folder still locked.
+    Ignoring it, workers are ended by that terminate instead. (A worker starts with SIGINT
+    blocked, from ``_sigint_held``, so a Ctrl-C cannot reach it before this.)"""
     global _advance
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     _die_with(parent)
 
     def advance(pairs: int) -> None:
@@ -378,6 +385,22 @@ def _progress_bar(enabled: bool, total: int, initial: int, desc: str):
     return tqdm(total=total, initial=initial, desc=desc, unit="pair", smoothing=0.1)
 
 
+@contextlib.contextmanager
+def _sigint_held():
+    """SIGINT blocked in this thread for the block, then delivered. Around the pool's start: a
+    Ctrl-C during its forks raised KeyboardInterrupt inside a fork hook, which swallows
+    exceptions, so the pack went on as if not interrupted; the workers forked then start with
+    SIGINT blocked until they ignore it (``_start_worker``)."""
+    if not hasattr(signal, "pthread_sigmask"):     # Windows: no signal masks
+        yield
+        return
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
 def _run_jobs(jobs: list, workers: int, bar):
     """Yield each job's record as it finishes, on ``workers`` processes (0 or 1: in process)."""
     global _advance
@@ -391,8 +414,11 @@ def _run_jobs(jobs: list, workers: int, bar):
         return
     counter = multiprocessing.Value("q", 0)
     context = multiprocessing.get_context("spawn" if sys.platform == "win32" else "fork")
-    with context.Pool(min(workers, len(jobs)), initializer=_start_worker,
-                      initargs=(counter, os.getpid())) as pool:
+    with contextlib.ExitStack() as stack:
+        with _sigint_held():    # a Ctrl-C now raises once the pool is on the stack, to end it
+            pool = stack.enter_context(context.Pool(min(workers, len(jobs)),
+                                                    initializer=_start_worker,
+                                                    initargs=(counter, os.getpid())))
         pending = [pool.apply_async(write_shard, (job,)) for job in jobs]
         reported = 0
         while pending:
