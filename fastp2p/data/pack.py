@@ -334,10 +334,7 @@ def _pack_into(dataroot: Path, phase_dir: Path, phase: str, jobs: list, load_siz
     for leftover in phase_dir.glob("*.tmp-*"):
         if left_by_dead_process(leftover):
             leftover.unlink(missing_ok=True)
-    earlier = _recorded_shards(phase_dir)
-    checked = {job["file"]: _still_good(phase_dir, earlier[job["file"]], job["plan"], load_size)
-               for job in jobs if job["file"] in earlier}
-    done = {name: record for name, record in checked.items() if record is not None}
+    done = _kept_shards(phase_dir, phase, jobs, load_size, progress)
     todo = [job for job in jobs if job["file"] not in done]
     _refuse_non_files(phase_dir, todo)
     state_path = phase_dir / STATE_NAME
@@ -365,6 +362,24 @@ def _pack_into(dataroot: Path, phase_dir: Path, phase: str, jobs: list, load_siz
                          scan_skipped)
     state_path.unlink(missing_ok=True)
     return index
+
+
+def _kept_shards(phase_dir: Path, phase: str, jobs: list, load_size: int,
+                 progress: bool) -> dict:
+    """The records, by shard file, of the shards of ``jobs`` that an earlier run finished and
+    that are still good. Each is read whole for its checksums, minutes on a large pack: a bar
+    (``progress``) shows it, as --verify's does."""
+    earlier = _recorded_shards(phase_dir)
+    recorded = [job for job in jobs if job["file"] in earlier]
+    if progress and recorded:
+        from tqdm import tqdm
+        recorded = tqdm(recorded, desc=f"check {phase}", unit="shard")
+    kept = {}
+    for job in recorded:
+        record = _still_good(phase_dir, earlier[job["file"]], job["plan"], load_size)
+        if record is not None:
+            kept[job["file"]] = record
+    return kept
 
 
 def _refuse_non_files(phase_dir: Path, jobs: list) -> None:
