@@ -6,6 +6,7 @@ Two layouts, as the reference implementation and the pix2pix datasets ship them:
 The scan reads image headers only (fast); with ``--skip-bad`` it decodes every file so that
 truncated ones are found and skipped up front too.
 """
+import os
 import sys
 from collections import Counter
 from dataclasses import dataclass
@@ -53,23 +54,68 @@ def list_images(folder: Path) -> list[Path]:
     it sorts them: by the whole path as a string (``a b.png`` before ``a/1.png``), not folder
     by folder.
 
+    Links are followed, to folders as to files: a dataset assembled from links holds the
+    images they lead to (the reference's os.walk, and pathlib's rglob, skip linked folders
+    without a word). A link to a folder above it, which would repeat the tree forever, is not
+    followed, and named on stderr. A broken link with an image name is listed, so that reading
+    it names it (``read_info``) instead of the dataset shrinking without a word.
+
     Other files are left out as the reference leaves them out, but named on stderr: a folder of
     .webp or .gif images should not look like an empty or smaller dataset without a word.
     """
-    images, others = [], []
-    for path in folder.rglob("*"):
+    images, others, loops = [], [], []
+    for path in _files_under(folder, frozenset({os.path.realpath(folder)}), loops):
         if path.suffix.lower() in IMAGE_EXTENSIONS:
-            if path.is_file():
+            if path.is_file() or (path.is_symlink() and not path.exists()):
                 images.append(path)
         elif not path.name.startswith(".") and path.is_file():
             others.append(path)
-    if others:
-        others.sort()
-        shown = ", ".join(str(p.relative_to(folder)) for p in others[:3])
-        more = f" and {len(others) - 3} more" if len(others) > 3 else ""
-        print(f"fastp2p: ignoring {len(others)} files in {folder} that are not "
-              f"{'/'.join(IMAGE_EXTENSIONS)} images: {shown}{more}", file=sys.stderr)
+    _name_left_out(folder, others, f"files in {folder} that are not "
+                                   f"{'/'.join(IMAGE_EXTENSIONS)} images")
+    _name_left_out(folder, loops, f"folder links in {folder} that lead back to a folder above "
+                                  "them (a loop; not followed)")
     return sorted(images, key=str)
+
+
+def _files_under(folder: Path, above: frozenset, loops: list):
+    """Every path under ``folder``, at any depth, but folders: those are walked into, through
+    links too, except a link back into one of the folders on the way down (``above``: their
+    real paths), which goes to ``loops``. A folder that cannot be listed is a DataError: its
+    images would otherwise be missing without a word."""
+    try:
+        entries = list(os.scandir(folder))
+    except OSError as error:
+        raise DataError(f"{folder}: cannot list this folder ({error.strerror or error}); make it "
+                        "readable or move it out of the dataset") from None
+    for entry in entries:
+        path = Path(entry.path)
+        if not _is_folder(entry):      # a file, a link to one, or a broken link
+            yield path
+            continue
+        real = os.path.realpath(path)
+        if real in above:
+            loops.append(path)
+        else:
+            yield from _files_under(path, above | {real}, loops)
+
+
+def _is_folder(entry: os.DirEntry) -> bool:
+    """Whether ``entry`` is a folder or a link to one; a link that cannot be resolved (a loop of
+    links) is not: it is listed, and reading it names it."""
+    try:
+        return entry.is_dir()
+    except OSError:
+        return False
+
+
+def _name_left_out(folder: Path, paths: list[Path], what: str) -> None:
+    """One stderr line naming the first few of ``paths`` (under ``folder``), if any."""
+    if not paths:
+        return
+    paths = sorted(paths)
+    shown = ", ".join(str(p.relative_to(folder)) for p in paths[:3])
+    more = f" and {len(paths) - 3} more" if len(paths) > 3 else ""
+    print(f"fastp2p: ignoring {len(paths)} {what}: {shown}{more}", file=sys.stderr)
 
 
 def require_folder(folder: Path, expected: str) -> None:
@@ -102,6 +148,14 @@ def _too_large(error: Exception) -> str:
     return f"image too large to decode (Pillow's decompression-bomb limit: {error})"
 
 
+def _missing(path: Path) -> str:
+    """Why ``path``, listed as an image, does not exist: a broken link (list_images lists
+    them), or a file removed since."""
+    if path.is_symlink():
+        return f"broken link: it points to {os.readlink(path)}, which does not exist"
+    return "file not found (removed while fastp2p ran?)"
+
+
 def read_info(path: Path, decode: bool) -> ImageInfo:
     """Header (and, if ``decode``, all pixels) of one image; DataError names what is wrong."""
     try:
@@ -115,6 +169,8 @@ def read_info(path: Path, decode: bool) -> ImageInfo:
     except Image.DecompressionBombError as error:
         raise DataError(_too_large(error)) from None
     except (OSError, SyntaxError, ValueError) as error:
+        if not path.exists():
+            raise DataError(_missing(path)) from None
         raise DataError(f"truncated or corrupt image ({error})") from None
     if problem:
         raise DataError(problem)
