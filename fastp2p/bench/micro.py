@@ -4,18 +4,22 @@ The contract for such a module (owned by the kernels, data and C++ areas)::
 
     def collect(quick: bool) -> list[dict]
 
-Each row needs ``name`` (str) and ``median_ms`` (float); it may carry ``p20_ms``, ``p80_ms``,
-``bytes`` (bytes the op must move: each input read once plus each output written once),
-``gbps``, ``device`` ("cuda" | "cpu"; default: the run's device), ``provider`` (e.g.
-"reference", "eager", "compile", "fastp2p"), ``dtype``, ``shape``, ``mode``, ``memory_format``
-and any other JSON-able fields. ``quick=True`` asks for tiny CPU shapes only. Time with
-``fastp2p.bench.benchmark`` (do_bench semantics). The harness adds ``gbps`` from ``bytes`` where
-missing, and ``copy_gbps`` / ``copy_fraction`` against the device-to-device copy bandwidth it
-measures in the same run (``fastp2p.bench.copy_bandwidth_gbps(device)`` returns that number).
+Each row needs ``name`` (str) and ``median_ms`` (float > 0); it may carry ``p20_ms``,
+``p80_ms``, ``bytes`` (bytes the op must move: each input read once plus each output written
+once), ``gbps`` (these finite numbers >= 0), ``device`` ("cuda" | "cpu"; default: the run's
+device), ``provider`` (e.g. "reference", "eager", "compile", "fastp2p"), ``dtype``, ``shape``,
+``mode``, ``memory_format`` and any other JSON-able fields (no NaN or Infinity), but not the
+harness's own ``module``, ``status``, ``error`` or ``traceback``. A row that breaks this fails
+its module's job, the row and field named, and the run goes on. ``quick=True`` asks for tiny
+CPU shapes only. Time with ``fastp2p.bench.benchmark`` (do_bench semantics). The harness adds
+``gbps`` from ``bytes`` where missing, and ``copy_gbps`` / ``copy_fraction`` against the
+device-to-device copy bandwidth it measures in the same run
+(``fastp2p.bench.copy_bandwidth_gbps(device)`` returns that number).
 A typical row: ``{"name": "norm_act_fwd", "provider": "fastp2p", "dtype": "bf16",
 "shape": "N16-C256-H64-W64-nhwc", "bytes": nbytes, **benchmark(fn, device="cuda").as_dict()}``.
 """
 import importlib
+import json
 import math
 import sys
 from pathlib import Path
@@ -51,20 +55,54 @@ def import_benchmark_module(path: Path):
     return module
 
 
-def normalize_row(row, *, module: str, default_device: str) -> dict:
-    """Check one collected row against the contract and add bandwidth figures."""
+# The runner's fields: a row carrying one would replace the runner's status or error
+_RUNNER_FIELDS = ("module", "status", "error", "traceback")
+# Figures the harness computes with or the report formats, optional in a row
+_FIGURES = ("p20_ms", "p80_ms", "bytes", "gbps", "copy_gbps", "copy_fraction")
+
+
+def _is_figure(value) -> bool:
+    return (isinstance(value, (int, float)) and not isinstance(value, bool)
+            and math.isfinite(value) and value >= 0)
+
+
+def row_problem(row) -> str | None:
+    """The first field of a collected row that breaks the contract, with its value, or None.
+
+    Every field is checked here, before the row is kept: a bad one found only when the
+    results were saved stopped the run's table and chart from being written at all."""
     if not isinstance(row, dict):
-        raise ValueError(f"{module}.collect() must return a list of dicts, got a "
-                         f"{type(row).__name__} item")
-    median = row.get("median_ms")
-    if not isinstance(row.get("name"), str) or not isinstance(median, (int, float)) \
-            or not math.isfinite(median) or median <= 0:
-        raise ValueError(f"{module}.collect() rows need a str 'name' and a positive finite "
-                         f"'median_ms'; got {row!r}")
+        return f"an item is a {type(row).__name__}, not a dict"
+    if not isinstance(row.get("name"), str) or not row["name"]:
+        return f"'name' must be a non-empty str, got {row.get('name')!r}"
+    if not _is_figure(row.get("median_ms")) or row["median_ms"] <= 0:
+        return f"'median_ms' must be a positive finite number, got {row.get('median_ms')!r}"
+    for key in _FIGURES:
+        if row.get(key) is not None and not _is_figure(row[key]):
+            return f"{key!r} must be a finite number >= 0, got {row[key]!r}"
+    if row.get("device", "cpu") not in ("cuda", "cpu"):
+        return f"'device' must be \"cuda\" or \"cpu\", got {row['device']!r}"
+    taken = next((key for key in _RUNNER_FIELDS if key in row), None)
+    if taken is not None:
+        return f"{taken!r} is the harness's own field: name it otherwise"
+    for key, value in row.items():
+        try:
+            json.dumps(value, allow_nan=False)
+        except (TypeError, ValueError) as error:
+            return f"{key!r} is not JSON ({error}): {value!r}"
+    return None
+
+
+def normalize_row(row, *, module: str, number: int, default_device: str) -> dict:
+    """Check row ``number`` collected from ``module`` against the contract (ValueError naming
+    the module, the row and the field) and add bandwidth figures."""
+    problem = row_problem(row)
+    if problem is not None:
+        raise ValueError(f"{module}.collect() row {number}: {problem}")
     row = {"device": torch.device(default_device).type, **row}
-    if "gbps" not in row and isinstance(row.get("bytes"), (int, float)):
-        row["gbps"] = row["bytes"] / (median * 1e-3) / 1e9
-    if isinstance(row.get("gbps"), (int, float)):
+    if row.get("gbps") is None and row.get("bytes") is not None:
+        row["gbps"] = row["bytes"] / (row["median_ms"] * 1e-3) / 1e9
+    if row.get("gbps") is not None:
         row["copy_gbps"] = copy_bandwidth_gbps(row["device"])
         row["copy_fraction"] = row["gbps"] / row["copy_gbps"]
     return row
@@ -85,7 +123,8 @@ def micro_job(path: Path, *, quick: bool, device: str) -> Job:
                              f"{type(rows).__name__}")
         if not rows:
             raise ValueError(f"{module_name}.collect({quick}) returned no rows")
-        return [normalize_row(row, module=module_name, default_device=device) for row in rows]
+        return [normalize_row(row, module=module_name, number=number, default_device=device)
+                for number, row in enumerate(rows)]
 
     return Job("micro", module_name, run, {"module": module_name})
 

@@ -1,10 +1,11 @@
 """Runs benchmark jobs one by one: a time limit each, a budget for all, failures as rows.
 
-A job that raises (a compile error, out of memory, a missing module) or runs past its limit
-becomes a row with ``status: "failed"`` and the error; a job that would start after the budget
-is spent, or that the end of the budget cut short (before its own limit), becomes
-``status: "skipped"``: the budget, not the job, decided that it has no figures. Memory is freed between jobs so one peer's caches and
-graphs never count against the next one's peak.
+A job that raises (a compile error, out of memory, a missing module), calls ``sys.exit`` (a
+micro-benchmark module whose argparse reads the bench's own command line at import) or runs past
+its limit becomes a row with ``status: "failed"`` and the error; a job that would start after
+the budget is spent, or that the end of the budget cut short (before its own limit), becomes
+``status: "skipped"``: the budget, not the job, decided that it has no figures. Memory is freed
+between jobs so one peer's caches and graphs never count against the next one's peak.
 """
 import gc
 import sys
@@ -44,7 +45,10 @@ class Log:
 
 
 def short_error(error: BaseException) -> str:
-    text = f"{type(error).__name__}: {error}".strip()
+    if isinstance(error, SystemExit):  # its text is the bare exit code
+        text = f"SystemExit: the job called sys.exit({error.code!r})"
+    else:
+        text = f"{type(error).__name__}: {error}".strip()
     return text if len(text) <= ERROR_CHARS else text[:ERROR_CHARS] + " ..."
 
 
@@ -93,7 +97,8 @@ class Runner:
                      "error": f"cut by --time-budget after {time.monotonic() - began:.0f} s"}
                     if budget_bound else failed_row(job, error)]
             del error
-        except Exception as error:  # noqa: BLE001 - every failure is a row
+        # SystemExit too: one module's sys.exit must not end the run (Ctrl-C still does)
+        except (Exception, SystemExit) as error:  # noqa: BLE001 - every failure is a row
             rows = [failed_row(job, error)]
             del error
         seconds = time.monotonic() - began
