@@ -135,13 +135,16 @@ def test_a_stopped_bench_says_where_its_results_are_and_exits_130(monkeypatch, t
         raise KeyboardInterrupt("fastp2p train stopped by SIGINT (exit code 130)")
 
     written = []
+
+    def write_json(results, out_dir):
+        written.append(results)
+        return out_dir / "run.json"
     monkeypatch.setattr(suite, "run_suite", stopped)
-    monkeypatch.setattr("fastp2p.bench.report.write_json",
-                        lambda results, out_dir: written.append(results))
+    monkeypatch.setattr("fastp2p.bench.report.write_json", write_json)
     assert command.run(_parse("--sections", "training", "--out", str(tmp_path))) == 130
     assert written == [{"stand-in": "results of the jobs before"}]
     err = capsys.readouterr().err
-    assert "stopped (fastp2p train stopped by SIGINT" in err and str(tmp_path) in err
+    assert "stopped (fastp2p train stopped by SIGINT" in err and str(tmp_path / "run.json") in err
 
 
 

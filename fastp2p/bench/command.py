@@ -1,6 +1,7 @@
 """``fastp2p bench`` (also ``python -m benchmarks`` from a checkout): the benchmark suite."""
 import argparse
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -230,50 +231,109 @@ def failed_jobs(results: dict) -> list:
     return lines
 
 
-def run(args: argparse.Namespace) -> int:
+def list_peers() -> int:
+    from fastp2p.bench.peer_specs import PEERS
+
+    for peer in PEERS:
+        where = "cuda only" if peer.cuda_only else (
+            "cpu and cuda" if peer.on_cpu_by_default else "cuda (cpu on request)")
+        print(f"{peer.name:26s} {peer.description} [{where}]")
+    return 0
+
+
+def plot(json_path) -> int:
+    """``--plot``: remake the table and chart beside a saved results JSON, print the table."""
     from fastp2p.bench import report
 
-    if args.list_peers:
-        from fastp2p.bench.peer_specs import PEERS
-        for peer in PEERS:
-            where = "cuda only" if peer.cuda_only else (
-                "cpu and cuda" if peer.on_cpu_by_default else "cuda (cpu on request)")
-            print(f"{peer.name:26s} {peer.description} [{where}]")
-        return 0
     try:
-        if args.plot is not None:
-            files = report.render_files(args.plot)
-            print(f"wrote {files['markdown']}" + (f" and {files['chart']}" if files["chart"]
-                                                   else ""))
-            print(files["markdown"].read_text(encoding="utf-8"))
-            return 0
+        files = report.render_files(json_path)
+    except ValueError as error:  # not results; a folder or a FIFO at the .md or .png name
+        print(f"fastp2p bench: error: {error}", file=sys.stderr)
+        return 2
+    except OSError as error:
+        print(f"fastp2p bench: error: {_describe(error, json_path)}", file=sys.stderr)
+        return 2
+    print(f"wrote {files['markdown']}" + (f" and {files['chart']}" if files["chart"] else ""))
+    print(files["markdown"].read_text(encoding="utf-8"))
+    return 0
+
+
+def prepare_out_dir(out_dir) -> str | None:
+    """Make ``out_dir`` ready for the results before any job runs; the error line, or None."""
+    from fastp2p.atomic_files import refuse_linked_folder
+
+    try:
+        refuse_linked_folder(out_dir)  # a link to nothing: mkdir would say "File exists"
+        check_writable(out_dir)
+    except ValueError as error:
+        return f"fastp2p bench: error: --out {error}"
+    except OSError as error:
+        return (f"fastp2p bench: error: {_describe(error, out_dir)}; pass --out a folder this "
+                "user can write")
+    return None
+
+
+class ProgressFiles:
+    """Writes the results so far after each job, and remembers where: a stop or an error
+    names the file that holds them, or says that nothing was saved."""
+
+    def __init__(self, out_dir):
+        self.out_dir, self.json = out_dir, None
+
+    def write(self, results: dict) -> None:
+        from fastp2p.bench import report
+
+        self.json = report.write_json(results, self.out_dir)
+
+    def where(self) -> str:
+        if self.json is None:
+            return "nothing was saved"
+        return (f"the results of the jobs that finished are in {self.json} (--plot it for "
+                "the table and chart)")
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.list_peers:
+        return list_peers()
+    if args.plot is not None:
+        return plot(args.plot)
+    try:
         settings = settings_from_args(args)
     except ValueError as error:
         print(f"fastp2p bench: error: {error}", file=sys.stderr)
         return 2
-
-    from fastp2p.bench.suite import run_suite
-
     out_dir = args.out or default_out_dir()
-    try:
-        check_writable(out_dir)
-    except OSError as error:
-        print(f"fastp2p bench: error: {_describe(error, out_dir)}; pass --out a folder this "
-              "user can write", file=sys.stderr)
+    problem = prepare_out_dir(out_dir)
+    if problem is not None:
+        print(problem, file=sys.stderr)
         return 2
     print(f"results go to {out_dir}" + ("" if args.out else " (--out to choose)"), flush=True)
+    return run_and_save(settings, out_dir)
+
+
+def run_and_save(settings, out_dir) -> int:
+    """Run the suite into ``out_dir``; the exit code (1: a job failed; 128 + signal: stopped)."""
+    from fastp2p.atomic_files import NotAPlainFile
+    from fastp2p.bench import report
+    from fastp2p.bench.runner import Stopped, sigterm_stops_the_run
+    from fastp2p.bench.suite import run_suite
+
+    progress = ProgressFiles(out_dir)
     try:
-        results = run_suite(settings,
-                            on_progress=lambda partial: report.write_json(partial, out_dir))
-        files = report.save_results(results, out_dir)
+        with sigterm_stops_the_run():
+            results = run_suite(settings, on_progress=progress.write)
+            files = report.save_results(results, out_dir)
     except OSError as error:  # e.g. the disk filled up during the run
-        print(f"fastp2p bench: error: {_describe(error, out_dir)}; the results written so far "
-              f"are in {out_dir}", file=sys.stderr)
+        print(f"fastp2p bench: error: {_describe(error, out_dir)}; {progress.where()}",
+              file=sys.stderr)
         return 1
-    except KeyboardInterrupt as stop:  # Ctrl-C, or the user's stop inside end-to-end training
-        print(f"fastp2p bench: stopped ({str(stop) or 'KeyboardInterrupt'}); the results of the jobs "
-              f"finished before are in {out_dir}", file=sys.stderr)
-        return 130
+    except NotAPlainFile as error:  # a FIFO or a folder at the results' name
+        print(f"fastp2p bench: error: {error}; {progress.where()}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt as stop:  # Ctrl-C, SIGTERM, or a stop inside end-to-end training
+        print(f"fastp2p bench: stopped ({str(stop) or 'KeyboardInterrupt'}); "
+              f"{progress.where()}", file=sys.stderr)
+        return stop.exit_code if isinstance(stop, Stopped) else 128 + signal.SIGINT
     for kind, path in files.items():
         if path is not None:
             print(f"wrote {kind}: {path}")

@@ -30,7 +30,7 @@ from pathlib import Path
 import torch
 
 from fastp2p.bench.networks import NetworkConfig
-from fastp2p.bench.runner import Job
+from fastp2p.bench.runner import Job, Stopped
 from fastp2p.json_files import read_json
 
 LOAD_RATIO = 286 / 256      # pix2pix's load_size / crop_size
@@ -112,10 +112,13 @@ def run_train(argv: list, skip_steps: int) -> tuple[int, dict]:
     times = StageTimes(skip_steps=skip_steps)
     with bench_thread_count():
         code = train_command.run(args, times=times)
-    stopped_by = {128 + signal.SIGINT: "SIGINT", 128 + signal.SIGTERM: "SIGTERM"}.get(code)
+    stopped_by = next((sig for sig in (signal.SIGINT, signal.SIGTERM) if code == 128 + sig), None)
     if stopped_by is not None:
-        # the trainer caught the user's stop, saved and returned: stop the bench as well
-        raise KeyboardInterrupt(f"fastp2p train stopped by {stopped_by} (exit code {code})")
+        # the trainer caught the user's stop, saved and returned: stop the bench as well; the
+        # checkpoint its message names goes with the job's temporary folder
+        raise Stopped(stopped_by, f"fastp2p train stopped by {stopped_by.name} (exit code "
+                      f"{code}); the checkpoint it saved was in this job's temporary folder, "
+                      "removed with it")
     return code, times.summary()
 
 

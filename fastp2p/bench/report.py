@@ -6,10 +6,11 @@ remakes both from a file), never from a live run.
 import itertools
 import json
 import math
+import os
 from pathlib import Path
 
-from fastp2p.atomic_files import replacing
-from fastp2p.json_files import read_json
+from fastp2p.atomic_files import open_plain_file, replacing
+from fastp2p.json_files import parse_json, read_json
 
 MIB = 1024 * 1024
 
@@ -45,14 +46,15 @@ def results_path(results: dict, out_dir: Path) -> tuple:
     name: a second run on the same day and commit (every run outside git: its commit is
     "unknown") never replaces another run's results. Its own file is the one whose ``run_id``
     is the run's; a new name is reserved by creating the file exclusively, so two runs started
-    together take two names."""
+    together take two names. Anything but a regular file at a JSON name (a FIFO, whose reading
+    would block for ever; a folder; a link) raises NotAPlainFile."""
     stem = results_stem(results)
     run_id = results.get("run_id")
     for number in itertools.count(1):
         path = out_dir / f"{stem}{'' if number == 1 else f'-{number}'}.json"
         if run_id is not None and _run_id_of(path) == run_id:
             return path, False
-        if path.with_suffix(".md").exists() or path.with_suffix(".png").exists():
+        if any(os.path.lexists(path.with_suffix(suffix)) for suffix in (".md", ".png")):
             continue
         try:
             path.open("x").close()
@@ -62,9 +64,16 @@ def results_path(results: dict, out_dir: Path) -> tuple:
 
 
 def _run_id_of(path: Path):
+    """The ``run_id`` of the results file at ``path``; None when there is no readable one.
+    NotAPlainFile (a ValueError, so caught apart) for anything but a regular file."""
     try:
-        return read_json(path).get("run_id")
-    except (OSError, ValueError, AttributeError):
+        with open(path, "rb", opener=open_plain_file) as handle:
+            data = handle.read()
+    except OSError:  # nothing there, or another user's: not this run's file
+        return None
+    try:
+        return parse_json(data.decode("utf-8")).get("run_id")
+    except (ValueError, AttributeError):  # not text, not JSON, not an object: another file
         return None
 
 
@@ -94,8 +103,8 @@ def load_results(path) -> dict:
 
 # What markdown() and plot_training() read: required keys of the results and of each row (every
 # row, then the rows whose status is "ok"), and the optional ones, which may also be missing or
-# null; numbers are formatted, so they must be numbers.
-_TEXT, _NUMBER, _FLAG, _LIST = (str,), (int, float), (bool,), (list,)
+# null; numbers are formatted, so they must be numbers (in a list of numbers too).
+_TEXT, _NUMBER, _FLAG, _NUMBERS = (str,), (int, float), (bool,), (list,)
 _ENVIRONMENT = {"device": _TEXT, "date_utc": _TEXT, "date": _TEXT, "commit": _TEXT,
                 "python": _TEXT}
 _CONFIG = {"network_description": _TEXT, "steps": _NUMBER, "warmup": _NUMBER}
@@ -117,7 +126,7 @@ _ROWS = {   # section: (every row's, an "ok" row's, optional)
                     **{f"{stage}_{figure}": _NUMBER for stage in _STAGES
                        for figure in ("share", "calls")}},
                    # a stage with no call in the timed steps has no time per call (None)
-                   {"per_rank_images_per_s": _LIST, "step_only_images_per_s": _NUMBER,
+                   {"per_rank_images_per_s": _NUMBERS, "step_only_images_per_s": _NUMBER,
                     "ratio_to_step_only": _NUMBER,
                     **{f"{stage}_ms_per_call": _NUMBER for stage in _STAGES}}),
     "micro": ({"module": _TEXT, "status": _TEXT}, {"median_ms": _NUMBER},
@@ -130,6 +139,10 @@ _FLOP_MODEL = {key: _NUMBER for key in ("train_step_gflop_per_image", "generator
                                         "design_estimate_gflop_per_image")}
 
 
+def _is_number(value) -> bool:
+    return isinstance(value, _NUMBER) and not isinstance(value, bool)
+
+
 def _fields_problem(record, fields: dict, where: str, optional: bool = False) -> str | None:
     """What keeps ``record`` from holding ``fields`` (key: allowed types), or None."""
     if not isinstance(record, dict):
@@ -138,9 +151,11 @@ def _fields_problem(record, fields: dict, where: str, optional: bool = False) ->
         value = record.get(key)
         if optional and value is None:
             continue
-        if not isinstance(value, types) or (types is _NUMBER and isinstance(value, bool)):
+        if not isinstance(value, types) or (types is _NUMBER and not _is_number(value)):
             return (f"{where}[{key!r}] is {'not' if optional else 'missing or not'} a "
                     f"{'/'.join(t.__name__ for t in types)}")
+        if types is _NUMBERS and not all(map(_is_number, value)):
+            return f"{where}[{key!r}] is not a list of numbers"
     return None
 
 
@@ -180,19 +195,33 @@ def _results_problem(results) -> str | None:
 
 
 def render_files(json_path) -> dict:
-    """(Re)make the markdown table and the chart beside a saved results JSON."""
+    """(Re)make the markdown table and the chart beside a saved results JSON; the chart shows
+    the training section, so a run without one gets none (``"chart"``: None). ValueError,
+    before anything is written, when a folder holds the name of either."""
     json_path = Path(json_path)
     results = load_results(json_path)
-    markdown_path = json_path.with_suffix(".md")
+    markdown_path, chart_path = json_path.with_suffix(".md"), json_path.with_suffix(".png")
+    for path in (markdown_path, chart_path):
+        _refuse_folder_at(path)
     with replacing(markdown_path, durable=False) as temporary:
         temporary.write_text(markdown(results), encoding="utf-8")
-    chart_path = json_path.with_suffix(".png")
+    if not results["training"]:
+        print("no chart: the results hold no training rows")
+        return {"markdown": markdown_path, "chart": None}
     try:
         plot_training(results, chart_path)
     except ImportError as error:
         chart_path = None
         print(f"no chart: {error} (pip install matplotlib)")
     return {"markdown": markdown_path, "chart": chart_path}
+
+
+def _refuse_folder_at(path: Path) -> None:
+    """The rename that writes a table or chart replaces a file, or a link (never followed),
+    but not a folder: say so, rather than fail with a bare IsADirectoryError."""
+    if path.is_dir() and not path.is_symlink():
+        raise ValueError(f"{path} is a folder, where the {path.suffix[1:]} beside the results "
+                         "goes: move it away and run again")
 
 
 def _number(value, digits=1, scale=1.0):
@@ -336,7 +365,8 @@ def _end_to_end_lines(rows) -> list:
             continue
         per_rank = row.get("per_rank_images_per_s", [])
         shares = [f"{_number(row[f'{stage}_share'], 1, 100)}% "
-                  f"({_number(row[f'{stage}_ms_per_call'], 1)} ms × {row[f'{stage}_calls']})"
+                  f"({_number(row.get(f'{stage}_ms_per_call'), 1)} ms × "
+                  f"{row[f'{stage}_calls']})"
                   if row[f"{stage}_calls"] else "–"
                   for stage in ("data", "log", "sample", "checkpoint")]
         table.append(case + [_number(row["images_per_s"]),
@@ -357,13 +387,14 @@ def _end_to_end_lines(rows) -> list:
 
 
 def plot_training(results: dict, path) -> None:
-    """Bar chart of images/s per peer, one panel per batch size; failed peers are labelled."""
+    """Bar chart of images/s per peer, one panel per batch size; failed peers are labelled.
+    ``results`` must hold training rows (``render_files`` draws no chart without)."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     training = results.get("training", [])
-    batch_sizes = sorted({row["batch_size"] for row in training}) or [0]
+    batch_sizes = sorted({row["batch_size"] for row in training})
     peers = list(dict.fromkeys(row["peer"] for row in training))
     figure, axes = plt.subplots(1, len(batch_sizes), squeeze=False, sharey=True,
                                 figsize=(2.2 + 3.2 * len(batch_sizes), 0.45 * len(peers) + 1.6))

@@ -7,7 +7,9 @@ the budget is spent, or that the end of the budget cut short (before its own lim
 ``status: "skipped"``: the budget, not the job, decided that it has no figures. Memory is freed
 between jobs so one peer's caches and graphs never count against the next one's peak.
 """
+import contextlib
 import gc
+import signal
 import sys
 import time
 import traceback
@@ -27,6 +29,30 @@ class Job:
     label: str                        # for the progress log
     run: Callable[[], list]           # returns the job's result rows (dicts)
     identity: dict = field(default_factory=dict)  # fields every row of this job carries
+
+
+class Stopped(KeyboardInterrupt):
+    """A stop signal, raised where the run is as Ctrl-C's KeyboardInterrupt is, so that one
+    path keeps what was measured and says the run was stopped; ``exit_code`` is 128 + the
+    signal's number."""
+
+    def __init__(self, signal_number: int, message: str | None = None):
+        self.exit_code = 128 + signal_number
+        super().__init__(message or f"{signal.Signals(signal_number).name} received")
+
+
+@contextlib.contextmanager
+def sigterm_stops_the_run():
+    """SIGTERM (``kill``, a job scheduler's stop) raises :class:`Stopped` in the body: its
+    default action ended the process at once, silently, exit code -15."""
+    def stop(signal_number, frame):
+        raise Stopped(signal_number)
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 class Log:
