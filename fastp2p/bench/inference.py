@@ -8,7 +8,8 @@ test.py keeps the generator in train mode: batch statistics, dropout as noise):
   and on a GPU bf16 autocast channels-last;
 - ``reference compile`` / ``reference compile reduce-overhead``: torch.compile of the reference in
   the case's best layout (only when the matching training peer, compile-default /
-  compile-reduce-overhead, is in the run's ``--peers``; reduce-overhead only on a GPU);
+  compile-reduce-overhead, is in the run's ``--peers``; reduce-overhead only on a GPU, neither
+  under ``--quick``: ``omitted_compile_modes`` says why, and the run's notes name them);
 - ``fastp2p``: fastp2p.UNet eager, as a user gets it (eval BatchNorm folded into the convs);
   ``fastp2p unfolded``: the same with folding off (eval only, to show what folding buys);
   ``fastp2p graphed``: ``fastp2p.graphed(UNet)``, one CUDA-graph replay per call (GPU only).
@@ -24,6 +25,7 @@ from dataclasses import dataclass
 
 import torch
 
+from fastp2p.bench.defaults import GPU_INFERENCE_BATCH_SIZES, INFERENCE_TRAIN_MODES
 from fastp2p.bench.networks import NetworkConfig, build_generator, make_batch
 from fastp2p.bench.runner import Job
 from fastp2p.bench.timing import benchmark, cudnn_benchmark
@@ -49,10 +51,22 @@ class InferenceCase:
     threads: int | None = None  # CPU only
 
 
+def omitted_compile_modes(device_type: str, compile_modes: tuple, quick: bool) -> dict:
+    """{mode: why} for the torch.compile modes asked for that get no inference variant: the
+    run's notes say so rather than leaving them out silently."""
+    if quick:
+        return {mode: "--quick times the eager variants only" for mode in compile_modes}
+    if device_type != "cuda":
+        return {mode: "its CUDA graphs need a GPU" for mode in compile_modes
+                if mode == "reduce-overhead"}
+    return {}
+
+
 def _variants(device_type: str, compile_modes: tuple, quick: bool):
     cuda = device_type == "cuda"
     best = ("bf16", True) if cuda else ("fp32", True)
-    if quick:
+    omitted = omitted_compile_modes(device_type, compile_modes, quick)
+    if quick:  # every compile mode is in omitted
         return [Variant("reference", False, "eager", "fp32", False),
                 Variant("fastp2p", True, "eager", "fp32", False),
                 Variant("fastp2p unfolded", True, "unfolded", "fp32", False, eval_only=True)]
@@ -61,7 +75,7 @@ def _variants(device_type: str, compile_modes: tuple, quick: bool):
     if cuda:
         variants.append(Variant("reference", False, "eager", "bf16", True))
     for mode in compile_modes:
-        if mode == "reduce-overhead" and not cuda:
+        if mode in omitted:
             continue
         name = "reference compile" + ("" if mode == "default" else f" {mode}")
         variants.append(Variant(name, False, mode, *best))
@@ -79,13 +93,13 @@ def inference_cases(device: str, *, quick: bool):
     the current thread count); eval and train mode each."""
     device_type = torch.device(device).type
     if quick:
-        return [InferenceCase("cpu", 1, train) for train in (False, True)]
+        return [InferenceCase("cpu", 1, train) for train in INFERENCE_TRAIN_MODES]
     if device_type == "cuda":
-        return [InferenceCase(device, batch, train) for batch in (1, 16, 64)
-                for train in (False, True)]
+        return [InferenceCase(device, batch, train) for batch in GPU_INFERENCE_BATCH_SIZES
+                for train in INFERENCE_TRAIN_MODES]
     threads = sorted({min(2, os.cpu_count() or 1), os.cpu_count() or 1})
     return [InferenceCase("cpu", batch, train, n) for n in threads for batch in (1, 4)
-            for train in (False, True)]
+            for train in INFERENCE_TRAIN_MODES]
 
 
 def _prepare(variant: Variant, model):

@@ -181,6 +181,9 @@ def _results_problem(results) -> str | None:
                 return problem
             if row["status"] == "ok":
                 checks += [(row, ok_row, where, False), (row, optional, where, True)]
+    notes = results.get("notes", [])
+    if not isinstance(notes, list) or not all(isinstance(note, str) for note in notes):
+        return "'notes' is not a list of str"
     for name, value in (("ceilings", results.get("ceilings", {})),
                         ("flop_model", results.get("flop_model", {})),
                         ("peers", results.get("peers", {}))):
@@ -253,6 +256,8 @@ def markdown(results: dict) -> str:
     if results["mode"] == "quick":
         lines += ["**Quick mode**: tiny shapes on the CPU, a smoke test of the suite; these "
                   "figures say nothing about GPU speed.", ""]
+    if results.get("notes"):
+        lines += ["Not run:", "", *(f"- {note}" for note in results["notes"]), ""]
     versions = ", ".join(f"{key} {env[key]}" for key in ("torch", "triton", "cuda", "cudnn",
                                                          "driver") if env.get(key))
     lines += [f"Versions: {versions}, python {env['python']}.",

@@ -69,6 +69,11 @@ class Log:
         stamp = time.strftime("%H:%M:%S", time.gmtime())
         print(f"[{stamp} +{self.elapsed():6.1f}s] {message}", file=self.stream, flush=True)
 
+    def note(self, message: str) -> None:
+        """Something asked for that the run will not do: on stderr, where it is not lost among
+        the progress lines (the report repeats it)."""
+        print(f"fastp2p bench: note: {message}", file=sys.stderr, flush=True)
+
 
 def short_error(error: BaseException) -> str:
     if isinstance(error, SystemExit):  # its text is the bare exit code

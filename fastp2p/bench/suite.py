@@ -5,10 +5,12 @@ from dataclasses import dataclass
 import torch
 
 from fastp2p.bench import ceilings, environment
+from fastp2p.bench.defaults import inference_compile_modes
 from fastp2p.bench.end_to_end import (EndToEndSettings, end_to_end_jobs,
                                       finalize_end_to_end_rows)
 from fastp2p.bench.flops import training_step_flops
-from fastp2p.bench.inference import finalize_inference_rows, inference_jobs
+from fastp2p.bench.inference import (finalize_inference_rows, inference_jobs,
+                                     omitted_compile_modes)
 from fastp2p.bench.micro import micro_jobs
 from fastp2p.bench.networks import NetworkConfig
 from fastp2p.bench.peer_specs import PEER_NAMES
@@ -53,6 +55,50 @@ def measure_ceilings(device: str, log) -> dict:
     return out
 
 
+def plan_jobs(settings: SuiteSettings) -> tuple[list, list]:
+    """(the jobs in running order, notes): a note for each thing asked for that will not run
+    (a section with no job, a compile variant left out), so that none goes missing silently."""
+    notes = []
+    training_settings = TrainingSettings(settings.config, settings.batch_sizes, settings.steps,
+                                         settings.warmup, settings.device)
+    first, compiled = (training_jobs(settings.peers, training_settings)
+                       if "training" in settings.sections else ([], []))
+    jobs = list(first)
+    if "end-to-end" in settings.sections:
+        jobs += end_to_end_jobs(EndToEndSettings(settings.config, settings.batch_sizes,
+                                                 settings.steps, settings.warmup,
+                                                 settings.device, settings.processes))
+    if "inference" in settings.sections:
+        # torch.compile of the reference module runs when its training peer is in --peers.
+        compile_modes = inference_compile_modes(settings.peers)
+        inference, inference_compiled = inference_jobs(
+            settings.device, settings.config, quick=settings.quick,
+            rep_ms=settings.inference_rep_ms, compile_modes=compile_modes)
+        jobs += inference
+        compiled = inference_compiled + list(compiled)
+        omitted = omitted_compile_modes(torch.device(settings.device).type, compile_modes,
+                                        settings.quick)
+        notes += [f"inference: torch.compile of the reference, mode {mode}, not run: {why}"
+                  for mode, why in omitted.items()]
+    if "micro" in settings.sections:
+        jobs += micro_jobs(settings.benchmarks_dir, quick=settings.quick,
+                           device=settings.device, only=settings.micro_modules)
+    jobs += compiled
+    notes += [f"{section}: nothing to run ({_why_empty(section, settings)})"
+              for section in settings.sections
+              if not any(job.section == section for job in jobs)]
+    return jobs, notes
+
+
+def _why_empty(section: str, settings: SuiteSettings) -> str:
+    if section == "micro" and settings.benchmarks_dir is None:
+        return ("no benchmarks/ folder: fastp2p is not imported from a source checkout; pass "
+                "--benchmarks-dir")
+    if section == "micro":
+        return f"no bench_*.py modules in {settings.benchmarks_dir}"
+    return "no job for these options"
+
+
 def run_suite(settings: SuiteSettings, log=None, on_progress=None) -> dict:
     """Run every job; ``on_progress(results)`` gets the results so far after each job (so a
     run killed from outside still leaves its figures on disk)."""
@@ -66,35 +112,9 @@ def run_suite(settings: SuiteSettings, log=None, on_progress=None) -> dict:
                     log=log)
     measured = measure_ceilings(device, log)
     flop_model = training_step_flops(settings.config)
-
-    training_settings = TrainingSettings(settings.config, settings.batch_sizes, settings.steps,
-                                         settings.warmup, device)
-    first, compiled = (training_jobs(settings.peers, training_settings)
-                       if "training" in settings.sections else ([], []))
-    jobs = list(first)
-    if "end-to-end" in settings.sections:
-        jobs += end_to_end_jobs(EndToEndSettings(settings.config, settings.batch_sizes,
-                                                 settings.steps, settings.warmup, device,
-                                                 settings.processes))
-    if "inference" in settings.sections:
-        # torch.compile of the reference module runs when its training peer is in --peers.
-        compile_modes = tuple(peer.compile_mode for peer in settings.peers
-                              if peer.compile_mode in ("default", "reduce-overhead"))
-        inference, inference_compiled = inference_jobs(
-            device, settings.config, quick=settings.quick, rep_ms=settings.inference_rep_ms,
-            compile_modes=compile_modes)
-        jobs += inference
-        compiled = inference_compiled + list(compiled)
-    if "micro" in settings.sections:
-        found = micro_jobs(settings.benchmarks_dir, quick=settings.quick, device=device,
-                           only=settings.micro_modules)
-        if settings.benchmarks_dir is None:
-            log("micro: no benchmarks/ folder (fastp2p is not imported from a source "
-                "checkout; pass --benchmarks-dir): micro-benchmarks not run")
-        elif not found:
-            log(f"micro: no bench_*.py modules in {settings.benchmarks_dir}")
-        jobs += found
-    jobs += compiled
+    jobs, notes = plan_jobs(settings)
+    for note in notes:
+        log.note(note)
 
     rows = {section: [] for section in SECTIONS}
     fixed = {
@@ -117,6 +137,7 @@ def run_suite(settings: SuiteSettings, log=None, on_progress=None) -> dict:
             "matmul_allow_tf32": torch.backends.cuda.matmul.allow_tf32,
         },
         "peers": {peer.name: peer.description for peer in settings.peers},
+        "notes": notes,
         "ceilings": measured,
         "flop_model": flop_model,
     }

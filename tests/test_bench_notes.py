@@ -1,0 +1,76 @@
+"""What a run was asked for and will not do is said, on stderr and in the report: a requested
+section with no job vanished from the results without a word, and --quick dropped the
+torch.compile inference variants of the compile peers it was given as silently."""
+import io
+
+import pytest
+
+from fastp2p.bench import report, suite
+from fastp2p.bench.networks import QUICK_CONFIG
+from fastp2p.bench.peer_specs import peer_by_name
+from fastp2p.bench.runner import Log
+
+
+@pytest.fixture
+def planned_only(monkeypatch):
+    """run_suite without measuring: no ceilings, and a time budget spent before the first job
+    (every job becomes a skipped row), so a test sees the plan in a second."""
+    monkeypatch.setattr(suite, "measure_ceilings", lambda device, log: {})
+
+    def settings(**changes):
+        return suite.SuiteSettings(**{
+            "quick": True, "device": "cpu", "sections": ("training",), "config": QUICK_CONFIG,
+            "batch_sizes": (1,), "steps": 1, "warmup": 0,
+            "peers": (peer_by_name("reference"),), "job_time_limit": None,
+            "time_budget": 1e-9, "benchmarks_dir": None, "inference_rep_ms": 1.0,
+            **changes})
+    return settings
+
+
+def _run(settings, capsys):
+    results = suite.run_suite(settings, log=Log(io.StringIO()))  # notes go to stderr anyway
+    return results, capsys.readouterr().err
+
+
+def test_a_section_with_nothing_to_run_is_said_on_stderr_and_in_the_table(tmp_path, capsys,
+                                                                          planned_only):
+    empty = tmp_path / "benchmarks"
+    empty.mkdir()
+    results, err = _run(planned_only(sections=("training", "micro"), benchmarks_dir=empty),
+                        capsys)
+    note = f"micro: nothing to run (no bench_*.py modules in {empty})"
+    assert results["notes"] == [note]
+    assert f"fastp2p bench: note: {note}" in err
+    assert f"- {note}" in report.markdown(results)
+
+
+def test_without_a_benchmarks_folder_the_note_says_how_to_give_one(capsys, planned_only):
+    results, _ = _run(planned_only(sections=("micro",)), capsys)
+    (note,) = results["notes"]
+    assert note.startswith("micro: nothing to run (no benchmarks/ folder") and (
+        "--benchmarks-dir" in note)
+
+
+def test_quick_names_the_compile_inference_variants_it_leaves_out(capsys, planned_only):
+    peers = (peer_by_name("reference"), peer_by_name("compile-default"))
+    results, err = _run(planned_only(sections=("inference",), peers=peers), capsys)
+    note = ("inference: torch.compile of the reference, mode default, not run: --quick times "
+            "the eager variants only")
+    assert results["notes"] == [note]
+    assert note in err and note in report.markdown(results)
+    assert {row["module"] for row in results["inference"]} == {
+        "reference", "fastp2p", "fastp2p unfolded"}
+
+
+def test_a_cpu_run_names_the_reduce_overhead_variant_it_leaves_out(capsys, planned_only):
+    peers = tuple(map(peer_by_name, ("compile-default", "compile-reduce-overhead")))
+    results, _ = _run(planned_only(quick=False, sections=("inference",), peers=peers), capsys)
+    assert results["notes"] == ["inference: torch.compile of the reference, mode "
+                                "reduce-overhead, not run: its CUDA graphs need a GPU"]
+    assert "reference compile" in {row["module"] for row in results["inference"]}
+
+
+def test_a_run_that_runs_everything_it_was_asked_has_no_notes(capsys, planned_only):
+    results, err = _run(planned_only(), capsys)
+    assert results["notes"] == [] and "note:" not in err
+    assert "Not run" not in report.markdown(results)
