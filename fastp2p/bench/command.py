@@ -5,6 +5,8 @@ import signal
 import sys
 from pathlib import Path
 
+from fastp2p.bench.defaults import QUICK_BATCH_SIZES, TRAINING_BATCH_SIZES, gpu_compile_job_count
+
 DESCRIPTION = """\
 Benchmark pix2pix training and inference, every peer side by side in one process
 (DESIGN.md §6): reference eager fp32; tuned eager (bf16 autocast, channels-last,
@@ -26,15 +28,17 @@ extra installs them (pip install 'fastp2p[bench]'). Without them, those jobs fai
 package to install, the rest runs, and the results are written without the chart.
 
 Writes <out>/<device>-<YYYYMMDD>-<commit>.json (-quick.json for --quick) with every figure,
-a markdown table beside it (also printed last) and a PNG bar chart; <out> is
-./fastp2p-bench-results, or a new temporary folder when run inside the source checkout (so a
-run never writes into the source tree unless --out says so). A name an earlier run's files
-hold (the same day and commit; "unknown" outside git) gets -2, -3, ...: no run replaces
-another's results."""
+a markdown table beside it (also printed last) and a PNG bar chart of the training section;
+<out> is ./fastp2p-bench-results, or a new temporary folder when run inside the source
+checkout (so a run never writes into the source tree unless --out says so). A name an
+earlier run's files hold (the same day and commit; "unknown" outside git) gets -2, -3, ...:
+no run replaces another's results."""
 
-EPILOG = """\
+_COMPILE_JOBS = gpu_compile_job_count()  # what a default GPU run builds, counted, not typed
+EPILOG = f"""\
 examples:
-  fastp2p bench                         full run on the GPU (the 9 torch.compile jobs dominate)
+  fastp2p bench                         full run on the GPU (its {_COMPILE_JOBS} torch.compile
+                                        jobs, training and inference, dominate)
   fastp2p bench --time-budget 300       the same, skipping whatever would start after 300 s
   fastp2p bench --quick                 tiny CPU smoke run of everything a CPU can run
   fastp2p bench --peers reference,fastp2p --batch-sizes 16 --sections training
@@ -55,8 +59,13 @@ def _positive_ints(text: str) -> tuple:
     return tuple(dict.fromkeys(values))  # each size once, in the order given
 
 
+def _sizes(sizes: tuple) -> str:
+    return ",".join(map(str, sizes))
+
+
 def _names(text: str) -> tuple:
-    return tuple(item.strip() for item in text.split(",") if item.strip())
+    """Each name once, in the order given: a peer named twice ran twice."""
+    return tuple(dict.fromkeys(item.strip() for item in text.split(",") if item.strip()))
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -75,7 +84,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="comma-separated subset of training,inference,micro,end-to-end "
                              "(default: all)")
     parser.add_argument("--batch-sizes", type=_positive_ints, default=None,
-                        help="training batch sizes (default 1,16,64; quick: 1,2)")
+                        help=f"training batch sizes (default {_sizes(TRAINING_BATCH_SIZES)}; "
+                             f"quick: {_sizes(QUICK_BATCH_SIZES)})")
     parser.add_argument("--steps", type=int, default=None,
                         help="timed training steps per peer and batch size, after warm-up "
                              "(default 50, the protocol's minimum; quick: 3)")
@@ -176,12 +186,16 @@ def settings_from_args(args):
     benchmarks_dir = args.benchmarks_dir or (checkout / "benchmarks" if checkout else None)
     if benchmarks_dir is not None and not Path(benchmarks_dir).is_dir():
         raise ValueError(f"--benchmarks-dir {benchmarks_dir} is not a folder")
+    if args.micro is not None and not args.micro:  # "--micro ," would run every module
+        raise ValueError("--micro takes a comma-separated list of bench_*.py module names; got "
+                         "nothing (leave it out to run every module)")
     if args.micro:  # unknown names fail here, before anything is timed
         micro_jobs(benchmarks_dir, quick=args.quick, device=device, only=args.micro)
     return SuiteSettings(
         quick=args.quick, device=device, sections=tuple(args.sections),
         config=QUICK_CONFIG if args.quick else FULL_CONFIG,
-        batch_sizes=args.batch_sizes or ((1, 2) if args.quick else (1, 16, 64)),
+        batch_sizes=args.batch_sizes or (QUICK_BATCH_SIZES if args.quick
+                                         else TRAINING_BATCH_SIZES),
         steps=steps, warmup=warmup, peers=peers, job_time_limit=limit,
         time_budget=args.time_budget, benchmarks_dir=benchmarks_dir,
         inference_rep_ms=100.0 if args.quick else 500.0, micro_modules=args.micro,

@@ -146,6 +146,12 @@ def time_steps(step, *, device, warmup: int, steps: int) -> Timing:
     return summarize(times)
 
 
+def format_seconds(seconds: float) -> str:
+    """Whole seconds from 10 s up, two significant digits below: a limit of 0.3 s reads "0.3",
+    not "0"."""
+    return f"{seconds:.0f}" if seconds >= 10 else f"{seconds:.2g}"
+
+
 class TimeLimitExceeded(Exception):
     """A benchmark job ran past its time limit."""
 
@@ -167,7 +173,7 @@ def time_limit(seconds):
         raise TimeLimitExceeded("no time left")
 
     def on_alarm(signum, frame):
-        raise TimeLimitExceeded(f"time limit of {seconds:.0f} s exceeded")
+        raise TimeLimitExceeded(f"time limit of {format_seconds(seconds)} s exceeded")
 
     previous = signal.signal(signal.SIGALRM, on_alarm)
     signal.setitimer(signal.ITIMER_REAL, seconds)

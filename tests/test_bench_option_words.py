@@ -1,0 +1,77 @@
+"""`fastp2p bench` options say what they do: a name given twice runs once (a peer named twice
+ran twice, its rows doubling fastp2p's ratios), `--micro ,` is refused (it ran every module),
+a dangling --out link is named as one ("File exists" before), a fractional time limit is
+printed as given ("0 s" for 0.3), and --help's count of torch.compile jobs is the count a GPU
+run builds (it said 9 of 21)."""
+import argparse
+import re
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from fastp2p.bench import command, suite
+from fastp2p.bench.networks import FULL_CONFIG
+from fastp2p.bench.peer_specs import PEERS
+from fastp2p.bench.runner import Job, Runner
+
+CHECKOUT = Path(__file__).resolve().parents[1]
+
+
+def _settings(*argv):
+    parser = argparse.ArgumentParser()
+    command.add_arguments(parser)
+    return command.settings_from_args(parser.parse_args(["--quick", *argv]))
+
+
+def test_a_peer_or_section_named_twice_runs_once_in_the_order_given():
+    settings = _settings("--peers", "fastp2p,reference,fastp2p", "--sections",
+                         "inference,training,inference")
+    assert [peer.name for peer in settings.peers] == ["fastp2p", "reference"]
+    assert settings.sections == ("inference", "training")
+
+
+@pytest.mark.parametrize("value", [",", " , "])
+def test_an_empty_micro_list_is_refused_not_read_as_every_module(value):
+    with pytest.raises(ValueError, match="--micro takes a comma-separated list of bench_"):
+        _settings("--sections", "micro", "--micro", value)
+
+
+def test_a_micro_module_named_twice_runs_once():
+    settings = _settings("--micro", "bench_losses,bench_losses", "--benchmarks-dir",
+                         str(CHECKOUT / "benchmarks"))
+    assert settings.micro_modules == ("bench_losses",)
+
+
+def test_a_dangling_out_link_is_named_as_one(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(command, "settings_from_args", lambda args: None)
+    out = tmp_path / "results"
+    out.symlink_to(tmp_path / "unmounted" / "disk")
+    args = argparse.Namespace(list_peers=False, plot=None, out=out)
+    assert command.run(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "File exists" not in err, err
+    assert f"{out} is a symbolic link to {tmp_path / 'unmounted' / 'disk'}, which does not " \
+           "exist" in err
+
+
+def test_a_fractional_time_limit_is_printed_as_given():
+    (row,) = Runner(job_time_limit=0.3, log=lambda message: None).run(
+        Job("training", "slow", lambda: time.sleep(5), {"peer": "a"}))
+    assert row["status"] == "failed"
+    assert row["error"] == "TimeLimitExceeded: time limit of 0.3 s exceeded"
+
+
+def test_help_counts_the_compile_jobs_a_default_gpu_run_builds(monkeypatch):
+    # building (not running) the jobs touches no GPU but the PDL peer's capability check
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (9, 0))
+    settings = suite.SuiteSettings(
+        quick=False, device="cuda", sections=suite.SECTIONS, config=FULL_CONFIG,
+        batch_sizes=(1, 16, 64), steps=50, warmup=10, peers=PEERS, job_time_limit=None,
+        time_budget=None, benchmarks_dir=None, inference_rep_ms=500.0)
+    jobs, _ = suite.plan_jobs(settings)
+    compiled = [job for job in jobs if job.identity.get("execution") in (
+        "compile", "default", "reduce-overhead")]
+    (said,) = re.findall(r"(\d+) torch\.compile\s+jobs", command.EPILOG)
+    assert int(said) == len(compiled) == 21
