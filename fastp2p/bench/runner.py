@@ -18,7 +18,7 @@ from typing import Callable
 
 import torch
 
-from fastp2p.bench.timing import TimeLimitExceeded, time_limit
+from fastp2p.bench.timing import TimeLimitExceeded, format_seconds, time_limit
 
 ERROR_CHARS = 600
 
@@ -125,7 +125,8 @@ class Runner:
             rows = [{**job.identity, "status": "ok", **row} for row in rows]
         except TimeLimitExceeded as error:
             rows = [{**job.identity, "status": "skipped",
-                     "error": f"cut by --time-budget after {time.monotonic() - began:.0f} s"}
+                     "error": f"cut by --time-budget after "
+                              f"{format_seconds(time.monotonic() - began)} s"}
                     if budget_bound else failed_row(job, error)]
             del error
         # SystemExit too: one module's sys.exit must not end the run (Ctrl-C still does)
