@@ -63,6 +63,14 @@ def test_a_fractional_time_limit_is_printed_as_given():
     assert row["error"] == "TimeLimitExceeded: time limit of 0.3 s exceeded"
 
 
+def test_a_fractional_budget_cut_is_printed_as_it_was():
+    (row,) = Runner(time_budget=0.3, log=lambda message: None).run(
+        Job("training", "slow", lambda: time.sleep(5), {"peer": "a"}))
+    assert row["status"] == "skipped"
+    # the seconds it ran: 0.3 and a little (the alarm may be late on a busy machine), not "0"
+    assert re.fullmatch(r"cut by --time-budget after 0\.\d+ s", row["error"]), row["error"]
+
+
 def test_help_counts_the_compile_jobs_a_default_gpu_run_builds(monkeypatch):
     # building (not running) the jobs touches no GPU but the PDL peer's capability check
     monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (9, 0))
