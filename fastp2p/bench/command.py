@@ -19,13 +19,17 @@ micro-benchmarks of benchmarks/bench_*.py (GB/s and fraction of the measured cop
 then end to end: `fastp2p train` itself on a packed synthetic set (loading, augmentation,
 logging, samples, checkpoints), images/s against the step-only figure, with the time waited
 for data and each of the others reported apart.
-A job that fails (compile error, out of memory, missing module, time limit) is reported as
-failed with its error, and the run goes on; at the end the failed jobs are listed and the exit
-code is 1 (0 when every job ran or was skipped by --time-budget). The training and inference
-sections need only the package's own dependencies (torch, numpy); the end-to-end section and
-the data micro-benchmark also need Pillow and tqdm, and the chart matplotlib: the [bench]
-extra installs them (pip install 'fastp2p[bench]'). Without them, those jobs fail with the
-package to install, the rest runs, and the results are written without the chart.
+A job that fails (compile error, out of memory, missing module, a micro-benchmark's sys.exit
+or bad row, time limit) is reported as failed with its error, and the run goes on; at the end
+the failed jobs are listed and the exit code is 1 (0 when every job ran or was skipped by
+--time-budget). What was asked for and will not run (a section with nothing to run, a
+torch.compile variant --quick leaves out) is said on stderr and in the table. Ctrl-C or
+SIGTERM stops the run; the JSON keeps the jobs that finished, and the last line names it
+(exit code 130; 143 for SIGTERM). The training and inference sections need only the
+package's own dependencies (torch, numpy); the end-to-end section and the data
+micro-benchmark also need Pillow and tqdm, and the chart matplotlib: the [bench] extra
+installs them (pip install 'fastp2p[bench]'). Without them, those jobs fail with the package
+to install, the rest runs, and the results are written without the chart.
 
 Writes <out>/<device>-<YYYYMMDD>-<commit>.json (-quick.json for --quick) with every figure,
 a markdown table beside it (also printed last) and a PNG bar chart of the training section;
