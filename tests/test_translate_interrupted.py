@@ -88,7 +88,8 @@ def test_sigterm_stops_between_images_as_ctrl_c_does(tmp_path, trained):
     data, checkpoints = trained
     argv = tiny_test_argv(data, checkpoints, tmp_path)
     run = subprocess.run([sys.executable, "-c", _SIGNAL_AFTER_SAVES, "2", json.dumps(argv)],
-                         cwd=Path(__file__).resolve().parents[1], capture_output=True,
+                         cwd=tmp_path,   # not the checkout: its fastp2p/ would shadow the install
+                         capture_output=True,
                          text=True, timeout=300)
     assert run.returncode == 128 + 15, run.stdout + run.stderr
     assert f"SIGTERM received: stopped after 1 of {IMAGES} images" in run.stdout, run.stdout
