@@ -138,10 +138,11 @@ def left_by_dead_process(path) -> bool:
     return match is not None and not process_alive(int(match.group(1)))
 
 
-def remove_left_by_dead_processes(folder) -> None:
+def remove_left_by_dead_processes(folder, pattern: str = ".*.tmp-*") -> None:
     """Remove the ``temporary_sibling`` files in ``folder`` whose process no longer runs: what
-    a write killed before its rename left (a live process's are left alone)."""
-    for leftover in Path(folder).glob(".*.tmp-*"):
+    a write killed before its rename left (a live process's are left alone). ``pattern``: the
+    names to look at (a glob), e.g. ``"*.tmp-*"`` for older versions' ``NAME.tmp-PID`` too."""
+    for leftover in Path(folder).glob(pattern):
         if left_by_dead_process(leftover):
             leftover.unlink(missing_ok=True)
 
