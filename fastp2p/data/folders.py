@@ -6,6 +6,8 @@ Two layouts, as the reference implementation and the pix2pix datasets ship them:
 The scan reads image headers only (fast); with ``--skip-bad`` it decodes every file so that
 truncated ones are found and skipped up front too.
 """
+import errno
+import heapq
 import os
 import sys
 from collections import Counter
@@ -49,54 +51,80 @@ class ImageInfo:
     grayscale: bool
 
 
-def list_images(folder: Path) -> list[Path]:
+def list_images(folder: Path, unlisted: list | None = None) -> list[Path]:
     """Image files under ``folder`` (recursively, as the reference's make_dataset), sorted as
     it sorts them: by the whole path as a string (``a b.png`` before ``a/1.png``), not folder
     by folder.
 
     Links are followed, to folders as to files: a dataset assembled from links holds the
     images they lead to (the reference's os.walk, and pathlib's rglob, skip linked folders
-    without a word). A link to a folder above it, which would repeat the tree forever, is not
-    followed, and named on stderr. A broken link with an image name is listed, so that reading
-    it names it (``read_info``) instead of the dataset shrinking without a word.
+    without a word). Each folder is listed once, by its real path: a link to a folder listed
+    already, or to ``folder`` or a folder above it (a loop), is not followed, and named on
+    stderr. A broken link with an image name is listed, so that reading it names it
+    (``read_info``) instead of the dataset shrinking without a word; so is an image-named entry
+    whose kind cannot be told (in a folder without search permission).
 
-    Other files are left out as the reference leaves them out, but named on stderr: a folder of
-    .webp or .gif images should not look like an empty or smaller dataset without a word.
+    A subfolder that cannot be listed is a DataError naming it; with ``unlisted`` (--skip-bad)
+    it goes there as (path, why) instead. Other files are left out as the reference leaves them
+    out, but named on stderr: a folder of .webp or .gif images should not look like an empty or
+    smaller dataset without a word.
     """
-    images, others, loops = [], [], []
-    for path in _files_under(folder, frozenset({os.path.realpath(folder)}), loops):
+    images, others, not_followed = [], [], []
+    for entry in _entries_under(Path(folder), not_followed, unlisted):
+        path = Path(entry.path)
         if path.suffix.lower() in IMAGE_EXTENSIONS:
-            if path.is_file() or (path.is_symlink() and not path.exists()):
+            if _may_be_image_file(entry):
                 images.append(path)
-        elif not path.name.startswith(".") and path.is_file():
+        elif not entry.name.startswith(".") and _is_file(entry):
             others.append(path)
     _name_left_out(folder, others, f"files in {folder} that are not "
                                    f"{'/'.join(IMAGE_EXTENSIONS)} images")
-    _name_left_out(folder, loops, f"folder links in {folder} that lead back to a folder above "
-                                  "them (a loop; not followed)")
+    _name_left_out(folder, not_followed, f"linked folders in {folder} that loop back above "
+                                         "them or repeat a folder listed already (not "
+                                         "followed: each folder is listed once)")
     return sorted(images, key=str)
 
 
-def _files_under(folder: Path, above: frozenset, loops: list):
-    """Every path under ``folder``, at any depth, but folders: those are walked into, through
-    links too, except a link back into one of the folders on the way down (``above``: their
-    real paths), which goes to ``loops``. A folder that cannot be listed is a DataError: its
-    images would otherwise be missing without a word."""
+def _entries_under(folder: Path, not_followed: list, unlisted: list | None):
+    """Every entry (``os.DirEntry``) under ``folder``, at any depth, but folders: those are
+    walked into, through links too, each real folder once. Folders that are no links are walked
+    first, then links in path order, so that a folder is listed under its own name and the
+    second way to it is the one not followed; those go to ``not_followed``, as do links to
+    ``folder`` or a folder above it. Iterative: a deep tree or a long chain of links cannot
+    exhaust the recursion limit."""
+    real = os.path.realpath(folder)
+    seen = {real, *map(str, Path(real).parents)}
+    folders, links = [folder], []
+    while folders or links:
+        current = folders.pop() if folders else heapq.heappop(links)
+        if current is not folder:
+            real = os.path.realpath(current)
+            if real in seen:
+                not_followed.append(current)
+                continue
+            seen.add(real)
+        for entry in _folder_entries(current, None if current is folder else unlisted):
+            if not _is_folder(entry):      # a file, a link to one, or a broken link
+                yield entry
+            elif entry.is_symlink():
+                heapq.heappush(links, Path(entry.path))
+            else:
+                folders.append(Path(entry.path))
+
+
+def _folder_entries(folder: Path, unlisted: list | None) -> list[os.DirEntry]:
+    """``folder``'s entries. One that cannot be listed is a DataError naming it (its images
+    would otherwise be missing without a word), or, with ``unlisted``, added there."""
     try:
-        entries = list(os.scandir(folder))
+        with os.scandir(folder) as entries:
+            return list(entries)
     except OSError as error:
-        raise DataError(f"{folder}: cannot list this folder ({error.strerror or error}); make it "
-                        "readable or move it out of the dataset") from None
-    for entry in entries:
-        path = Path(entry.path)
-        if not _is_folder(entry):      # a file, a link to one, or a broken link
-            yield path
-            continue
-        real = os.path.realpath(path)
-        if real in above:
-            loops.append(path)
-        else:
-            yield from _files_under(path, above | {real}, loops)
+        why = f"cannot list this folder ({error.strerror or error})"
+        if unlisted is None:
+            raise DataError(f"{folder}: {why}; make it readable or move it out of the "
+                            "dataset") from None
+        unlisted.append((folder, f"{why}; its images are left out"))
+        return []
 
 
 def _is_folder(entry: os.DirEntry) -> bool:
@@ -104,6 +132,23 @@ def _is_folder(entry: os.DirEntry) -> bool:
     links) is not: it is listed, and reading it names it."""
     try:
         return entry.is_dir()
+    except OSError:
+        return False
+
+
+def _may_be_image_file(entry: os.DirEntry) -> bool:
+    """Whether ``entry``, named like an image, is listed: a file or a link to one, a broken
+    link, or what cannot be told (reading either names what is wrong); not a FIFO or a device,
+    which an image reader would wait on or misread."""
+    try:
+        return entry.is_file() or (entry.is_symlink() and not os.path.exists(entry.path))
+    except OSError:     # e.g. a link in a folder without search permission
+        return True
+
+
+def _is_file(entry: os.DirEntry) -> bool:
+    try:
+        return entry.is_file()
     except OSError:
         return False
 
@@ -148,12 +193,22 @@ def _too_large(error: Exception) -> str:
     return f"image too large to decode (Pillow's decompression-bomb limit: {error})"
 
 
-def _missing(path: Path) -> str:
-    """Why ``path``, listed as an image, does not exist: a broken link (list_images lists
-    them), or a file removed since."""
-    if path.is_symlink():
-        return f"broken link: it points to {os.readlink(path)}, which does not exist"
-    return "file not found (removed while fastp2p ran?)"
+def _not_readable(path: Path, error: Exception) -> str | None:
+    """Why the system could not read ``path``, when it is the system that refused (the error
+    carries an errno), not the image decoder; None otherwise."""
+    number = getattr(error, "errno", None)
+    if not number:
+        return None
+    if number == errno.ENOENT:    # list_images lists broken links; or removed since
+        if path.is_symlink():
+            return f"broken link: it points to {os.readlink(path)}, which does not exist"
+        return "file not found (removed while fastp2p ran?)"
+    if number == errno.ELOOP:
+        return (f"a loop of links, or a chain of links too long to follow: it points to "
+                f"{os.readlink(path)}")
+    if number in (errno.EACCES, errno.EPERM):
+        return "cannot read it (permission denied)"
+    return f"cannot read it ({error.strerror or error})"
 
 
 def read_info(path: Path, decode: bool) -> ImageInfo:
@@ -169,9 +224,8 @@ def read_info(path: Path, decode: bool) -> ImageInfo:
     except Image.DecompressionBombError as error:
         raise DataError(_too_large(error)) from None
     except (OSError, SyntaxError, ValueError) as error:
-        if not path.exists():
-            raise DataError(_missing(path)) from None
-        raise DataError(f"truncated or corrupt image ({error})") from None
+        raise DataError(_not_readable(path, error) or f"truncated or corrupt image ({error})"
+                        ) from None
     if problem:
         raise DataError(problem)
     return info
@@ -215,8 +269,9 @@ def open_rgb(path: Path) -> Image.Image:
         raise DataError(f"{path}: {_too_large(error)}; shrink it, or remove it, or pass "
                         "--skip-bad (which checks every file up front)") from None
     except (OSError, SyntaxError, ValueError) as error:
-        raise DataError(f"{path}: cannot decode this image ({error}); fix or remove it, or pass "
-                        "--skip-bad (which checks every file up front)") from None
+        why = _not_readable(path, error) or f"cannot decode this image ({error})"
+        raise DataError(f"{path}: {why}; fix or remove it, or pass --skip-bad (which checks "
+                        "every file up front)") from None
 
 
 def open_pair(a_path: Path, b_path: Path, aligned: bool) -> tuple[Image.Image, Image.Image]:
@@ -303,7 +358,8 @@ def scan_aligned(phase_dir: Path, config: Preprocess, skip_bad: bool,
     if (phase_dir / "A").is_dir() and (phase_dir / "B").is_dir():
         raise DataError(f"{phase_dir}: holds A/ and B/ subfolders, not A|B images; pass "
                         "--dataset_mode two_folders")
-    paths = list_images(phase_dir)
+    problems = []   # with --skip-bad, subfolders that cannot be listed too
+    paths = list_images(phase_dir, problems if skip_bad else None)
     if not paths:
         raise DataError(shards_without_index(phase_dir) or
                         f"{phase_dir}: no images ({', '.join(IMAGE_EXTENSIONS)}) found; put the "
@@ -311,7 +367,6 @@ def scan_aligned(phase_dir: Path, config: Preprocess, skip_bad: bool,
                         "folder")
     # without --skip-bad any bad file stops the run, so only the first ``limit`` are checked
     paths = paths if skip_bad else paths[:limit]
-    problems = []
     infos = []
     for info in _scan(paths, skip_bad, problems, progress):
         width, height = info.size
@@ -341,7 +396,7 @@ def scan_two_folders(phase_dir: Path, config: Preprocess, skip_bad: bool,
     problems = []
     by_stem = {}
     for side, folder in folders.items():
-        paths = list_images(folder)
+        paths = list_images(folder, problems if skip_bad else None)
         if not paths:
             raise DataError(f"{folder}: no images ({', '.join(IMAGE_EXTENSIONS)}) found; put the "
                             f"{side} images there")
