@@ -197,8 +197,7 @@ def _verify(root, progress: bool) -> int:
     """--verify: sizes and checksums of the shards, no image decoded, so no Pillow needed (tqdm
     only for the progress bar)."""
     from fastp2p.data.errors import DataError
-    from fastp2p.data.packed import (is_packed, shards_without_index, unfinished_pack_error,
-                                     verify_pack)
+    from fastp2p.data.packed import verify_pack
     from fastp2p.optional_packages import MissingPackage, require_packages
 
     try:
@@ -206,28 +205,61 @@ def _verify(root, progress: bool) -> int:
     except MissingPackage as err:
         print(f"error: {err} (or pass --no-progress)", file=sys.stderr)
         return 2
-    # every phase folder, not only train/val/test: `pack --phase` takes any name
-    subfolders = sorted(path for path in root.iterdir() if path.is_dir()) if root.is_dir() else []
-    candidates = [root, *subfolders]
-    unfinished = [error for error in map(unfinished_pack_error, candidates) if error]
-    if unfinished:
-        print(f"fastp2p pack: error: {'; '.join(unfinished)}", file=sys.stderr)
-        return 1
-    phase_dirs = [root] if is_packed(root) else [path for path in subfolders if is_packed(path)]
-    orphans = [error for error in map(shards_without_index, candidates) if error]
-    if not phase_dirs and orphans:
-        print(f"fastp2p pack: error: {'; '.join(orphans)}", file=sys.stderr)
-        return 1
-    if not phase_dirs:
-        print(f"fastp2p pack: error: {root}: no packed dataset here (no index.json in it or in "
-              "its subfolders); pack one with `fastp2p pack DATAROOT OUT`", file=sys.stderr)
-        return 1
     try:
-        for phase_dir in phase_dirs:
+        for phase_dir in _packs_to_verify(root):
             index = verify_pack(phase_dir, progress=progress)
             print(f"{phase_dir}: {index['count']} pairs of {index['height']}x"
                   f"{2 * index['width']} in {len(index['shards'])} shards: checksums OK")
     except DataError as error:
         print(f"fastp2p pack: error: {error}", file=sys.stderr)
         return 1
+    except OSError as error:    # a shard that cannot be read, say
+        print(f"fastp2p pack: error: {error.filename or root}: cannot read it "
+              f"({error.strerror or error})", file=sys.stderr)
+        return 1
     return 0
+
+
+def _packs_to_verify(root) -> list:
+    """The packs ``--verify OUT`` checks: OUT if it is one, else each of its folders that is
+    one, whatever --phase named it. DataError for OUT missing or a file, for no pack at all, and
+    for a pack that cannot be checked (unfinished, or shards without their index) even beside
+    good ones; a folder that cannot be read (OUT/lost+found on a disk of its own, say) is named
+    on stderr and left out, as it is no pack that this user could train from."""
+    from fastp2p.data.errors import DataError
+    from fastp2p.data.packed import is_packed, shards_without_index, unfinished_pack_error
+
+    if not root.is_dir():
+        what = "is a file, not a folder" if root.exists() else "not found"
+        raise DataError(f"{root}: {what}; pass the OUT folder that `fastp2p pack DATAROOT OUT` "
+                        "wrote")
+    try:
+        entries = sorted(root.iterdir())
+    except OSError as error:
+        raise DataError(f"{root}: cannot list this folder ({error.strerror or error}); make it "
+                        "readable") from None
+    packs, problems, unreadable = [], [], []
+    for folder in [root, *entries]:
+        try:
+            if folder is not root and not folder.is_dir():
+                continue
+            if folder is root and is_packed(root):
+                return [root]   # its subfolders are no part of it
+            problem = unfinished_pack_error(folder) or shards_without_index(folder)
+            packed = is_packed(folder)
+        except OSError as error:
+            unreadable.append(f"{folder.name} ({error.strerror or error})")
+            continue
+        if problem:
+            problems.append(problem)
+        elif packed:
+            packs.append(folder)
+    if unreadable:
+        print(f"fastp2p pack: not checked, as they cannot be read: {', '.join(unreadable)} in "
+              f"{root}", file=sys.stderr)
+    if problems:
+        raise DataError("; ".join(problems))
+    if not packs:
+        raise DataError(f"{root}: no packed dataset here (no index.json in it or in its "
+                        "subfolders); pack one with `fastp2p pack DATAROOT OUT`")
+    return packs

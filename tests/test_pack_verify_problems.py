@@ -1,0 +1,108 @@
+"""`fastp2p pack --verify OUT` on what it cannot check: one line naming it, never a traceback.
+
+- a folder in OUT that cannot be read (OUT/lost+found, on a disk of its own) is named on stderr
+  and the packs beside it are checked; a shard or OUT itself that cannot be read is an error
+  naming it (each was a traceback);
+- a folder of shards without their index.json is an error even beside good packs (it passed);
+- OUT missing, or a file, is called that (it was "no packed dataset here");
+- OUT that is itself a pack is checked alone: a folder inside it is no part of it (an
+  unfinished pack there failed the check).
+
+Permission cases run in a child process that file permissions bind, as root too
+(``helpers.permission_helpers``), outside the checkout (whose fastp2p/ would shadow the
+installed package).
+"""
+import subprocess
+import sys
+
+import pytest
+
+from fastp2p.cli import main
+from helpers.data_helpers import make_aligned
+from helpers.permission_helpers import bound_by_permissions, denied  # noqa: F401 (fixture)
+
+posix_only = pytest.mark.skipif(sys.platform == "win32", reason="POSIX file permissions")
+
+
+def _fastp2p(tmp_path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(bound_by_permissions([sys.executable, "-m", "fastp2p", *args]),
+                          cwd=tmp_path, capture_output=True, text=True, timeout=120)
+
+
+def _pack_args(data, out, *options: str) -> list[str]:
+    return ["pack", str(data), str(out), "--load_size", "16", "--workers", "1", "--no-progress",
+            *options]
+
+
+def _packed(tmp_path):
+    data, out = tmp_path / "data", tmp_path / "out"
+    make_aligned(data, count=2)
+    assert main(_pack_args(data, out)) == 0
+    return out
+
+
+@posix_only
+def test_verify_names_a_folder_it_cannot_read_and_checks_the_rest(tmp_path, denied):
+    out = _packed(tmp_path)
+    (out / "lost+found").mkdir()
+    denied(out / "lost+found")
+    run = _fastp2p(tmp_path, "pack", "--verify", str(out), "--no-progress")
+    assert run.returncode == 0, run.stderr
+    assert run.stdout == f"{out / 'train'}: 2 pairs of 16x32 in 2 shards: checksums OK\n"
+    assert run.stderr == (f"fastp2p pack: not checked, as they cannot be read: lost+found "
+                          f"(Permission denied) in {out}\n")
+
+
+@posix_only
+def test_verify_names_a_shard_it_cannot_read(tmp_path, denied):
+    shard = _packed(tmp_path) / "train" / "shard-00001.u8"
+    denied(shard)
+    run = _fastp2p(tmp_path, "pack", "--verify", str(shard.parent.parent), "--no-progress")
+    assert run.returncode == 1
+    assert run.stderr == f"fastp2p pack: error: {shard}: cannot read it (Permission denied)\n"
+
+
+@posix_only
+def test_verify_names_an_out_folder_it_cannot_list(tmp_path, denied):
+    out = _packed(tmp_path)
+    denied(out)
+    run = _fastp2p(tmp_path, "pack", "--verify", str(out), "--no-progress")
+    assert run.returncode == 1
+    assert run.stderr == (f"fastp2p pack: error: {out}: cannot list this folder (Permission "
+                          "denied); make it readable\n")
+
+
+def _verify(out, capsys) -> tuple[int, str]:
+    capsys.readouterr()
+    code = main(["pack", "--verify", str(out), "--no-progress"])
+    return code, capsys.readouterr().err
+
+
+def test_verify_fails_on_shards_without_their_index_beside_a_good_pack(tmp_path, capsys):
+    data, out = tmp_path / "data", tmp_path / "out"
+    for phase in ("train", "test"):
+        make_aligned(data, count=2, phase=phase)
+    assert main(_pack_args(data, out, "--phase", "train", "test")) == 0
+    (out / "test" / "index.json").unlink()
+    code, err = _verify(out, capsys)
+    assert code == 1
+    assert err.startswith(f"fastp2p pack: error: {out / 'test'}: pack shards without their "
+                          "index.json")
+
+
+def test_verify_of_a_file_or_a_missing_folder_says_so(tmp_path, capsys):
+    (tmp_path / "file").write_text("")
+    code, err = _verify(tmp_path / "file", capsys)
+    assert code == 1 and err.startswith(f"fastp2p pack: error: {tmp_path / 'file'}: is a file, "
+                                        "not a folder;")
+    code, err = _verify(tmp_path / "missing", capsys)
+    assert code == 1 and err.startswith(f"fastp2p pack: error: {tmp_path / 'missing'}: not "
+                                        "found;")
+
+
+def test_verify_of_a_pack_ignores_a_folder_inside_it(tmp_path, capsys):
+    train = _packed(tmp_path) / "train"
+    (train / "notes").mkdir()
+    (train / "notes" / "pack-state.json").write_text("{}")     # as an unfinished pack's
+    code, err = _verify(train, capsys)
+    assert code == 0, err
