@@ -9,6 +9,12 @@ On the old code, of 90 single Ctrl-Cs at random moments of such a pack, 4 hung a
 tracebacks; of 20 right as the workers started, 5 hung. The workers ignore it now, so the
 tracebacks are what this test nearly always sees of the old behaviour; the hang stays a matter
 of chance, so several Ctrl-Cs at different moments each get a deadline.
+
+`--synthetic`'s workers are started the same way: a Ctrl-C while they write pairs is one line
+that says so (their tracebacks, and a line about finished shards, came before). And a Ctrl-C
+that another thread takes while the pool forks (with progress bars, tqdm's monitor thread) is
+not lost: blocking SIGINT in the main thread alone let that thread take it, and its handler then
+raised inside a fork hook, which swallowed it, and the pack went on to exit 0.
 """
 import fcntl
 import os
@@ -23,6 +29,7 @@ import pytest
 from PIL import Image
 
 from fastp2p.data.folder_lock import LOCK_NAME
+from helpers.data_helpers import make_aligned
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"),
                                 reason="reads a process's children from /proc")
@@ -42,17 +49,39 @@ def _default_sigint() -> None:
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
+def _start(command: list[str], cwd: Path) -> subprocess.Popen:
+    return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"},
+                            cwd=cwd,    # not the checkout: its fastp2p/ would shadow the
+                            start_new_session=True,     # installed package; a group of its
+                            preexec_fn=_default_sigint)  # own for the Ctrl-C
+
+
 def _pack(data: Path, out: Path) -> subprocess.Popen:
     # one small pair per shard: workers go back to the pool's task queue all the time, where an
     # interrupted worker used to leave it broken
-    return subprocess.Popen([sys.executable, "-m", "fastp2p", "pack", str(data), str(out),
-                             "--workers", "2", "--load_size", "192", "--pairs-per-shard", "1",
-                             "--no-progress"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            env={**os.environ, "OMP_NUM_THREADS": "1"},
-                            cwd=data.parent,    # not the checkout: its fastp2p/ would shadow
-                            start_new_session=True,     # the installed package; a group of
-                            preexec_fn=_default_sigint)  # its own for the Ctrl-C
+    return _start([sys.executable, "-m", "fastp2p", "pack", str(data), str(out), "--workers",
+                   "2", "--load_size", "192", "--pairs-per-shard", "1", "--no-progress"],
+                  data.parent)
+
+
+def _wait_for_workers(run: subprocess.Popen) -> None:
+    deadline = time.monotonic() + 30
+    while len(_children(run.pid)) < 2 and run.poll() is None:
+        assert time.monotonic() < deadline, "the two workers did not start"
+        time.sleep(0.01)
+    assert run.poll() is None, ("it ended before its Ctrl-C", run.stderr.read())
+
+
+def _stopped(run: subprocess.Popen, what: str) -> str:
+    """``run``'s stderr once it ended, within 10 s."""
+    try:
+        run.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        os.killpg(run.pid, signal.SIGKILL)
+        run.wait()
+        pytest.fail(f"still running 10 s after Ctrl-C ({what})")
+    return run.stderr.read().decode()
 
 
 def _lock_is_free(phase_dir: Path) -> bool:
@@ -75,20 +104,10 @@ def test_ctrl_c_stops_a_multi_worker_pack_promptly_and_it_resumes(tmp_path):
         Image.fromarray(pixels).save(data / "train" / f"{number:03d}.png")
     for delay in (0.0, 0.05, 0.15):    # each run resumes the one before
         run = _pack(data, out)
-        deadline = time.monotonic() + 30
-        while len(_children(run.pid)) < 2 and run.poll() is None:
-            assert time.monotonic() < deadline, "the pack's two workers did not start"
-            time.sleep(0.01)
-        assert run.poll() is None, ("the pack ended before its Ctrl-C", run.stderr.read())
+        _wait_for_workers(run)
         time.sleep(delay)
         os.killpg(run.pid, signal.SIGINT)
-        try:
-            run.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            os.killpg(run.pid, signal.SIGKILL)
-            run.wait()
-            pytest.fail(f"pack still running 10 s after Ctrl-C (delay {delay} s)")
-        err = run.stderr.read().decode()
+        err = _stopped(run, f"delay {delay} s")
         assert run.returncode == 130, err
         assert err.strip() == INTERRUPTED      # one line: no worker's traceback
         assert _lock_is_free(out / "train")
@@ -97,3 +116,53 @@ def test_ctrl_c_stops_a_multi_worker_pack_promptly_and_it_resumes(tmp_path):
     finished = _pack(data, out)
     assert finished.wait(timeout=60) == 0, finished.stderr.read()
     assert (out / "train" / "index.json").is_file()
+
+
+def test_ctrl_c_while_synthetic_pairs_are_written_is_one_line_that_says_so(tmp_path):
+    run = _start([sys.executable, "-m", "fastp2p", "pack", "--synthetic", "300",
+                  str(tmp_path / "data"), str(tmp_path / "out"), "--workers", "2",
+                  "--no-progress"], tmp_path)
+    _wait_for_workers(run)
+    time.sleep(0.2)     # into the writing of the pairs (about a second per worker's 64)
+    os.killpg(run.pid, signal.SIGINT)
+    err = _stopped(run, "--synthetic")
+    assert run.returncode == 130, err
+    assert err.strip() == ("fastp2p pack: interrupted while writing the synthetic pairs; run "
+                           "the same command again to finish them (the pairs written are kept)")
+
+
+# Run as a script: the thread it starts before the pack takes a SIGINT sent while the pool forks
+# (from the first fork's hook, which waits until it has), as tqdm's monitor thread can.
+CTRL_C_TO_ANOTHER_THREAD = """
+import os, signal, sys, threading
+from fastp2p.cli import main
+
+go, sent = threading.Event(), threading.Event()
+
+def take_ctrl_c():
+    go.wait()
+    signal.pthread_kill(threading.get_ident(), signal.SIGINT)
+    sent.set()
+
+def after_first_fork():
+    if not go.is_set():
+        go.set()
+        sent.wait()
+
+threading.Thread(target=take_ctrl_c, daemon=True).start()
+os.register_at_fork(after_in_parent=after_first_fork)
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_a_ctrl_c_another_thread_takes_while_the_pool_starts_stops_the_pack(tmp_path):
+    data = tmp_path / "data"
+    make_aligned(data, count=4)
+    script = tmp_path / "ctrl_c_to_another_thread.py"
+    script.write_text(CTRL_C_TO_ANOTHER_THREAD)
+    run = _start([sys.executable, str(script), "pack", str(data), str(tmp_path / "out"),
+                  "--workers", "2", "--load_size", "16", "--pairs-per-shard", "1"],  # with bars
+                 tmp_path)
+    err = _stopped(run, "a Ctrl-C during the pool's start")
+    assert run.returncode == 130, err
+    assert "Exception ignored" not in err and INTERRUPTED in err

@@ -19,21 +19,20 @@ import json
 import math
 import multiprocessing
 import os
-import signal
-import sys
 import time
 import zlib
 from pathlib import Path
 
 import numpy as np
 
-from fastp2p.atomic_files import left_by_dead_process, naming_the_file, replacing
+from fastp2p.atomic_files import naming_the_file, remove_left_by_dead_processes, replacing
 from fastp2p.data.errors import DataError
 from fastp2p.data.folder_lock import writing_folder
 from fastp2p.data.folders import is_grayscale_file, open_pair, scan_aligned, scan_two_folders
 from fastp2p.data.packed import (FORMAT, INDEX_NAME, STATE_NAME, VERSION, file_checksums,
                                  is_packed, is_plain_file_name, plan_digest, plan_settings)
 from fastp2p.data.transforms import BICUBIC, Preprocess
+from fastp2p.data.worker_pool import worker_pool
 from fastp2p.json_files import read_json
 
 CHANNELS = 3
@@ -90,31 +89,9 @@ def _atomic_write_text(path: Path, text: str) -> None:
 _advance = None     # called with 1 after each pair: the progress bar or a shared counter
 
 
-def _die_with(parent: int) -> None:
-    """Linux: this worker gets SIGKILL when the packing process dies, a SIGKILL included,
-    instead of finishing its shard for nobody and printing a broken-pipe traceback (the state
-    file holds what was finished; a re-run resumes from it)."""
-    if not sys.platform.startswith("linux"):
-        return
-    import ctypes
-    pr_set_pdeathsig = 1  # <linux/prctl.h>
-    ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
-    if os.getppid() != parent:  # it died before the request took effect
-        os._exit(1)
-
-
-def _start_worker(counter, parent: int) -> None:
-    """Pool initializer: each worker ignores SIGINT, dies with the packing process and adds its
-    finished pairs to the shared ``counter``.
-
-    Ctrl-C sends SIGINT to the whole process group, and only the packing process should act on
-    it: a worker interrupted inside the pool's task queue (holding its lock, or with a task
-    half read) made the pool's terminate wait for that queue forever, the folder still locked.
-    Ignoring it, workers are ended by that terminate instead. (A worker starts with SIGINT
-    blocked, from ``_sigint_held``, so a Ctrl-C cannot reach it before this.)"""
+def _count_into(counter) -> None:
+    """Pool initializer: each worker adds its finished pairs to the shared ``counter``."""
     global _advance
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    _die_with(parent)
 
     def advance(pairs: int) -> None:
         with counter.get_lock():
@@ -330,10 +307,9 @@ def _pack_into(dataroot: Path, phase_dir: Path, phase: str, jobs: list, load_siz
                scan_skipped: list, workers: int, progress: bool, total: int) -> dict:
     """``pack_phase``'s writing, with the folder locked: keep the shards still good, pack the
     rest, write the index."""
-    # temp files of a run that was killed (one still running would hold the folder's lock)
-    for leftover in phase_dir.glob("*.tmp-*"):
-        if left_by_dead_process(leftover):
-            leftover.unlink(missing_ok=True)
+    # temp files of a run that was killed (one still running would hold the folder's lock),
+    # older fastp2p versions' NAME.tmp-PID among them
+    remove_left_by_dead_processes(phase_dir, "*.tmp-*")
     done = _kept_shards(phase_dir, phase, jobs, load_size, progress)
     todo = [job for job in jobs if job["file"] not in done]
     _refuse_non_files(phase_dir, todo)
@@ -344,11 +320,14 @@ def _pack_into(dataroot: Path, phase_dir: Path, phase: str, jobs: list, load_siz
         (phase_dir / INDEX_NAME).unlink(missing_ok=True)
         kept = sum(len(job["pairs"]) for job in jobs if job["file"] in done)
         bar = _progress_bar(progress, total, kept, f"pack {phase}")
+        # closing: the pool is ended before the folder's lock is released, also when an error
+        # or a Ctrl-C comes between two records (outside the generator that holds the pool)
         try:
-            for record in _run_jobs(todo, workers, bar):
-                done[record["file"]] = record
-                _atomic_write_text(state_path, json.dumps({"load_size": load_size,
-                                                           "shards": done}))
+            with contextlib.closing(_run_jobs(todo, workers, bar)) as records:
+                for record in records:
+                    done[record["file"]] = record
+                    _atomic_write_text(state_path, json.dumps({"load_size": load_size,
+                                                               "shards": done}))
         finally:
             if bar is not None:
                 bar.close()
@@ -400,22 +379,6 @@ def _progress_bar(enabled: bool, total: int, initial: int, desc: str):
     return tqdm(total=total, initial=initial, desc=desc, unit="pair", smoothing=0.1)
 
 
-@contextlib.contextmanager
-def _sigint_held():
-    """SIGINT blocked in this thread for the block, then delivered. Around the pool's start: a
-    Ctrl-C during its forks raised KeyboardInterrupt inside a fork hook, which swallows
-    exceptions, so the pack went on as if not interrupted; the workers forked then start with
-    SIGINT blocked until they ignore it (``_start_worker``)."""
-    if not hasattr(signal, "pthread_sigmask"):     # Windows: no signal masks
-        yield
-        return
-    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
-    try:
-        yield
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
-
-
 def _run_jobs(jobs: list, workers: int, bar):
     """Yield each job's record as it finishes, on ``workers`` processes (0 or 1: in process)."""
     global _advance
@@ -428,12 +391,7 @@ def _run_jobs(jobs: list, workers: int, bar):
             _advance = None
         return
     counter = multiprocessing.Value("q", 0)
-    context = multiprocessing.get_context("spawn" if sys.platform == "win32" else "fork")
-    with contextlib.ExitStack() as stack:
-        with _sigint_held():    # a Ctrl-C now raises once the pool is on the stack, to end it
-            pool = stack.enter_context(context.Pool(min(workers, len(jobs)),
-                                                    initializer=_start_worker,
-                                                    initargs=(counter, os.getpid())))
+    with worker_pool(min(workers, len(jobs)), _count_into, (counter,)) as pool:
         pending = [pool.apply_async(write_shard, (job,)) for job in jobs]
         reported = 0
         while pending:

@@ -148,8 +148,14 @@ def run(args: argparse.Namespace) -> int:
                 refuse_other_load_size(out / phase, args.load_size)
         if args.synthetic is not None:
             from fastp2p.data.synthetic import write_synthetic
-            folder = write_synthetic(dataroot, args.synthetic, seed=args.seed, workers=workers,
-                                     progress=args.progress)
+            try:
+                folder = write_synthetic(dataroot, args.synthetic, seed=args.seed,
+                                         workers=workers, progress=args.progress)
+            except KeyboardInterrupt:   # before any packing: no shard to speak of
+                print("fastp2p pack: interrupted while writing the synthetic pairs; run the "
+                      "same command again to finish them (the pairs written are kept)",
+                      file=sys.stderr)
+                return 130
             print(f"{folder}: {args.synthetic} synthetic pairs (seed {args.seed})")
             if out is None:
                 return 0

@@ -19,7 +19,6 @@ from 0 without a gap).
 """
 import json
 import math
-import multiprocessing
 import sys
 from pathlib import Path
 
@@ -28,6 +27,7 @@ from PIL import Image, ImageDraw, ImageFilter
 
 from fastp2p.atomic_files import replacing
 from fastp2p.data.errors import DataError
+from fastp2p.data.worker_pool import worker_pool
 from fastp2p.json_files import read_json
 
 SIZE = 256          # each half, as the pix2pix datasets' 256x256 images
@@ -227,8 +227,7 @@ def write_synthetic(dataroot, count: int, *, seed: int = 0, phase: str = "train"
                 if bar is not None:
                     bar.update(job[3] - job[2])
         else:
-            context = multiprocessing.get_context("spawn" if sys.platform == "win32" else "fork")
-            with context.Pool(min(workers, len(jobs))) as pool:
+            with worker_pool(min(workers, len(jobs))) as pool:
                 for job, _ in zip(jobs, pool.imap(_write_range, jobs)):
                     if bar is not None:
                         bar.update(job[3] - job[2])

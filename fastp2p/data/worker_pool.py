@@ -1,0 +1,74 @@
+"""Worker processes that a Ctrl-C stops cleanly: ``fastp2p pack``'s and ``--synthetic``'s.
+
+Ctrl-C sends SIGINT to the whole process group, and only the main process should act on it: a
+worker interrupted inside the pool's task queue (holding its lock, or with a task half read)
+made the pool's terminate wait for that queue forever, the folder still locked, and the others
+printed KeyboardInterrupt tracebacks. So each worker ignores SIGINT and dies with the main
+process, and the main process, interrupted, ends them with the pool's terminate.
+"""
+import contextlib
+import multiprocessing
+import os
+import signal
+import sys
+import threading
+
+
+def _die_with(parent: int) -> None:
+    """Linux: this worker gets SIGKILL when the main process dies, a SIGKILL included, instead
+    of finishing its work for nobody and printing a broken-pipe traceback (what was finished is
+    on disk; a re-run resumes from it)."""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+    pr_set_pdeathsig = 1  # <linux/prctl.h>
+    ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
+    if os.getppid() != parent:  # it died before the request took effect
+        os._exit(1)
+
+
+def _start_worker(parent: int, initializer, initargs: tuple) -> None:
+    """Pool initializer: ignore SIGINT, die with ``parent``, then the caller's initializer."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _die_with(parent)
+    if initializer is not None:
+        initializer(*initargs)
+
+
+@contextlib.contextmanager
+def _ctrl_c_deferred():
+    """SIGINT recorded, not acted on, for the block, then raised again for the handler it had.
+
+    Around the pool's start: a KeyboardInterrupt raised inside one of the fork hooks that run
+    then is swallowed by it ("Exception ignored in ..."), so the Ctrl-C was lost and the run
+    went on. Blocking the signal instead blocks it in this thread only: another thread (tqdm's
+    progress-bar monitor) then takes it, and Python runs the handler in this thread anyway.
+    Workers forked meanwhile start with the recording handler too, until they ignore SIGINT."""
+    handler = signal.getsignal(signal.SIGINT)
+    # SIG_IGN and SIG_DFL raise nothing to lose; and only the main thread may set a handler
+    if not callable(handler) or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught = []
+    signal.signal(signal.SIGINT, lambda signum, frame: caught.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, handler)
+        if caught:
+            signal.raise_signal(signal.SIGINT)
+
+
+@contextlib.contextmanager
+def worker_pool(processes: int, initializer=None, initargs: tuple = ()):
+    """A ``multiprocessing`` pool of ``processes`` workers (forked; spawned on Windows) that
+    ignore SIGINT and die with this process, each running ``initializer(*initargs)`` first;
+    terminated when the block ends. A Ctrl-C while it starts is raised once it is started, so
+    that the block's end terminates it."""
+    context = multiprocessing.get_context("spawn" if sys.platform == "win32" else "fork")
+    with contextlib.ExitStack() as stack:
+        with _ctrl_c_deferred():
+            pool = stack.enter_context(context.Pool(
+                processes, initializer=_start_worker,
+                initargs=(os.getpid(), initializer, initargs)))
+        yield pool
