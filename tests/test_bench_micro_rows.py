@@ -1,6 +1,6 @@
-"""A micro-benchmark module that calls sys.exit, or returns a row with a bad field, fails as that
-module's job, in one line naming it (and the field), and the rest of the run is saved: the
-sys.exit ended the whole bench, and a bad field (p20_ms as text) stopped the save with a
+"""A micro-benchmark module that calls sys.exit or pytest.importorskip, or returns a row with a
+bad field, fails as that module's job, in one line naming it (and the field), and the rest of
+the run is saved: the sys.exit, or the skip (a BaseException), ended the whole bench, and a bad field (p20_ms as text) stopped the save with a
 traceback, no table written."""
 import argparse
 import json
@@ -9,7 +9,7 @@ import uuid
 import pytest
 
 from fastp2p.bench import command, micro, suite
-from fastp2p.bench.runner import Runner
+from fastp2p.bench.runner import Job, Runner
 
 FINE = 'def collect(quick):\n    return [{"name": "fine", "median_ms": 1.0, "bytes": 1000}]\n'
 
@@ -39,6 +39,28 @@ def test_a_module_calling_sys_exit_is_that_modules_failure_and_the_run_goes_on(t
     assert rows["bench_a_exits"]["status"] == "failed"
     assert rows["bench_a_exits"]["error"] == "SystemExit: the job called sys.exit(2)"
     assert rows["bench_b_fine"]["status"] == "ok"
+
+
+@pytest.mark.parametrize("source", [
+    'import pytest\npytest.importorskip("fastp2p_no_such_package")\n',
+    'class Abort(BaseException):\n    pass\n\ndef collect(quick):\n    raise Abort("gave up")\n'],
+    ids=["importorskip-at-import", "base-exception-in-collect"])
+def test_a_module_raising_a_base_exception_is_that_modules_failure(tmp_path, source):
+    # pytest's Skipped is a BaseException, not an Exception: it ended the whole run
+    try:
+        rows = _run(_modules(tmp_path, a_skips=source, b_fine=FINE))
+    except BaseException as error:  # noqa: BLE001 - Skipped would skip this test instead
+        pytest.fail(f"the job's {type(error).__name__} ended the run")
+    assert rows["bench_a_skips"]["status"] == "failed"
+    assert rows["bench_a_skips"]["error"].split(":")[0] in ("Skipped", "Abort")
+    assert rows["bench_b_fine"]["status"] == "ok"
+
+
+def test_a_stop_inside_a_job_still_ends_the_run():
+    def stopped():
+        raise KeyboardInterrupt
+    with pytest.raises(KeyboardInterrupt):
+        Runner(log=lambda message: None).run(Job("micro", "bench_x", stopped))
 
 
 def _collecting(fields: str) -> str:

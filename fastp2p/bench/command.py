@@ -19,8 +19,8 @@ micro-benchmarks of benchmarks/bench_*.py (GB/s and fraction of the measured cop
 then end to end: `fastp2p train` itself on a packed synthetic set (loading, augmentation,
 logging, samples, checkpoints), images/s against the step-only figure, with the time waited
 for data and each of the others reported apart.
-A job that fails (compile error, out of memory, missing module, a micro-benchmark's sys.exit
-or bad row, time limit) is reported as failed with its error, and the run goes on; at the end
+A job that fails (compile error, out of memory, missing module, a micro-benchmark's sys.exit,
+pytest skip or bad row, time limit) is reported as failed with its error, and the run goes on; at the end
 the failed jobs are listed and the exit code is 1 (0 when every job ran or was skipped by
 --time-budget). What was asked for and will not run (a section with nothing to run, a
 torch.compile variant --quick leaves out) is said on stderr and in the table. Ctrl-C or

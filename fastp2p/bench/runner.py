@@ -1,11 +1,13 @@
 """Runs benchmark jobs one by one: a time limit each, a budget for all, failures as rows.
 
 A job that raises (a compile error, out of memory, a missing module), calls ``sys.exit`` (a
-micro-benchmark module whose argparse reads the bench's own command line at import) or runs past
-its limit becomes a row with ``status: "failed"`` and the error; a job that would start after
-the budget is spent, or that the end of the budget cut short (before its own limit), becomes
-``status: "skipped"``: the budget, not the job, decided that it has no figures. Memory is freed
-between jobs so one peer's caches and graphs never count against the next one's peak.
+micro-benchmark module whose argparse reads the bench's own command line at import), raises
+another BaseException (``pytest.importorskip`` at a module's import) or runs past its limit
+becomes a row with ``status: "failed"`` and the error; only a stop (Ctrl-C, a stop signal)
+ends the run. A job that would start after the budget is spent, or that the end of the budget
+cut short (before its own limit), becomes ``status: "skipped"``: the budget, not the job,
+decided that it has no figures. Memory is freed between jobs so one peer's caches and graphs
+never count against the next one's peak.
 """
 import contextlib
 import gc
@@ -129,8 +131,11 @@ class Runner:
                               f"{format_seconds(time.monotonic() - began)} s"}
                     if budget_bound else failed_row(job, error)]
             del error
-        # SystemExit too: one module's sys.exit must not end the run (Ctrl-C still does)
-        except (Exception, SystemExit) as error:  # noqa: BLE001 - every failure is a row
+        except KeyboardInterrupt:  # Ctrl-C or a stop signal: the run's to handle, not the job's
+            raise
+        # BaseException: a module's sys.exit, or pytest.importorskip at its import (Skipped
+        # is no Exception), must not end the run
+        except BaseException as error:  # noqa: BLE001 - every failure is a row
             rows = [failed_row(job, error)]
             del error
         seconds = time.monotonic() - began
