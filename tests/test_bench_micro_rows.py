@@ -78,6 +78,15 @@ BAD_ROWS = {  # the row's extra fields, as source: what the error names
     "harness-status": ('"status": "great"', "'status' is the harness's own field"),
     "nan-extra": ('"flops": float("nan")', "'flops' is not JSON"),
     "object-extra": ('"dtype": object()', "'dtype' is not JSON"),
+    # json.dumps refused the tuple only at the save: a TypeError, no table written
+    "tuple-key": ('("a", "b"): 1', "a field name must be a str, got ('a', 'b')"),
+    # math.isfinite raised a bare OverflowError naming no module, row or field
+    "int-past-float": ('"bytes": 10**400', "'bytes' must be a finite number >= 0, got 1000"),
+    "deep-extra": ('"extra": __import__("functools").reduce(lambda v, _: [v], range(10**5), [])',
+                   "'extra' is nested too deeply to save: [[[[[[[...]]]]]]]"),
+    # the derived gbps and copy_fraction were inf, saved as "Infinity"
+    "infinite-gbps-from-bytes": ('"median_ms": 1e-300, "bytes": 10**300',
+                                 "'gbps' comes out as inf from bytes 1000"),
 }
 
 

@@ -8,9 +8,10 @@ Each row needs ``name`` (str) and ``median_ms`` (float > 0); it may carry ``p20_
 ``p80_ms``, ``bytes`` (bytes the op must move: each input read once plus each output written
 once), ``gbps`` (these finite numbers >= 0), ``device`` ("cuda" | "cpu"; default: the run's
 device), ``provider`` (e.g. "reference", "eager", "compile", "fastp2p"), ``dtype``, ``shape``,
-``mode``, ``memory_format`` and any other JSON-able fields (no NaN or Infinity), but not the
-harness's own ``module``, ``status``, ``error`` or ``traceback``. A row that breaks this fails
-its module's job, the row and field named, and the run goes on. ``quick=True`` asks for tiny
+``mode``, ``memory_format`` and any other JSON-able fields (str names; no NaN or Infinity),
+but not the harness's own ``module``, ``status``, ``error`` or ``traceback``. A row that breaks
+this, or whose bandwidth figures come out infinite (bytes / median_ms past a float's range),
+fails its module's job, the row and field named, and the run goes on. ``quick=True`` asks for tiny
 CPU shapes only. Time with ``fastp2p.bench.benchmark`` (do_bench semantics). The harness adds
 ``gbps`` from ``bytes`` where missing, and ``copy_gbps`` / ``copy_fraction`` against the
 device-to-device copy bandwidth it measures in the same run
@@ -20,13 +21,14 @@ A typical row: ``{"name": "norm_act_fwd", "provider": "fastp2p", "dtype": "bf16"
 """
 import importlib
 import json
-import math
+import reprlib
 import sys
 from pathlib import Path
 
 import torch
 
 from fastp2p.bench.ceilings import copy_bandwidth_gbps
+from fastp2p.bench.report import is_finite_number
 from fastp2p.bench.runner import Job
 
 
@@ -62,34 +64,50 @@ _FIGURES = ("p20_ms", "p80_ms", "bytes", "gbps", "copy_gbps", "copy_fraction")
 
 
 def _is_figure(value) -> bool:
-    return (isinstance(value, (int, float)) and not isinstance(value, bool)
-            and math.isfinite(value) and value >= 0)
+    return is_finite_number(value) and value >= 0
 
 
 def row_problem(row) -> str | None:
     """The first field of a collected row that breaks the contract, with its value, or None.
 
     Every field is checked here, before the row is kept: a bad one found only when the
-    results were saved stopped the run's table and chart from being written at all."""
+    results were saved stopped the run's table and chart from being written at all. Values
+    are shown abridged (``reprlib``): a 400-digit int or a deeply nested list stays one line."""
     if not isinstance(row, dict):
         return f"an item is a {type(row).__name__}, not a dict"
+    odd_key = next((key for key in row if not isinstance(key, str)), None)
+    if odd_key is not None:  # json.dumps refuses a tuple, and makes 1 and "1" one key
+        return f"a field name must be a str, got {reprlib.repr(odd_key)}"
     if not isinstance(row.get("name"), str) or not row["name"]:
-        return f"'name' must be a non-empty str, got {row.get('name')!r}"
+        return f"'name' must be a non-empty str, got {reprlib.repr(row.get('name'))}"
     if not _is_figure(row.get("median_ms")) or row["median_ms"] <= 0:
-        return f"'median_ms' must be a positive finite number, got {row.get('median_ms')!r}"
+        return ("'median_ms' must be a positive finite number, got "
+                f"{reprlib.repr(row.get('median_ms'))}")
     for key in _FIGURES:
         if row.get(key) is not None and not _is_figure(row[key]):
-            return f"{key!r} must be a finite number >= 0, got {row[key]!r}"
+            return f"{key!r} must be a finite number >= 0, got {reprlib.repr(row[key])}"
     if row.get("device", "cpu") not in ("cuda", "cpu"):
-        return f"'device' must be \"cuda\" or \"cpu\", got {row['device']!r}"
+        return f"'device' must be \"cuda\" or \"cpu\", got {reprlib.repr(row['device'])}"
     taken = next((key for key in _RUNNER_FIELDS if key in row), None)
     if taken is not None:
         return f"{taken!r} is the harness's own field: name it otherwise"
     for key, value in row.items():
         try:
             json.dumps(value, allow_nan=False)
+        except RecursionError:
+            return f"{key!r} is nested too deeply to save: {reprlib.repr(value)}"
         except (TypeError, ValueError) as error:
-            return f"{key!r} is not JSON ({error}): {value!r}"
+            return f"{key!r} is not JSON ({error}): {reprlib.repr(value)}"
+    return None
+
+
+def _bandwidth_problem(row) -> str | None:
+    """The harness's figures of a checked row that are not finite (1e300 bytes in 1e-300 ms
+    gave "Infinity" in the JSON and a "–%" in the table), or None."""
+    for key in ("gbps", "copy_fraction"):
+        if row.get(key) is not None and not is_finite_number(row[key]):
+            return (f"{key!r} comes out as {row[key]!r} from bytes "
+                    f"{reprlib.repr(row.get('bytes'))} in median_ms {row['median_ms']!r}")
     return None
 
 
@@ -105,6 +123,9 @@ def normalize_row(row, *, module: str, number: int, default_device: str) -> dict
     if row.get("gbps") is not None:
         row["copy_gbps"] = copy_bandwidth_gbps(row["device"])
         row["copy_fraction"] = row["gbps"] / row["copy_gbps"]
+    problem = _bandwidth_problem(row)
+    if problem is not None:
+        raise ValueError(f"{module}.collect() row {number}: {problem}")
     return row
 
 

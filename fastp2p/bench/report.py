@@ -139,6 +139,17 @@ _FLOP_MODEL = {key: _NUMBER for key in ("train_step_gflop_per_image", "generator
                                         "design_estimate_gflop_per_image")}
 
 
+def is_finite_number(value) -> bool:
+    """An int or float (not a bool) that is finite as a float: an int past a float's range
+    (``10**400``) is not, where ``math.isfinite`` raises OverflowError."""
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:
+        return False
+
+
 def _is_number(value) -> bool:
     return isinstance(value, _NUMBER) and not isinstance(value, bool)
 
