@@ -1,7 +1,7 @@
 """A micro-benchmark module that calls sys.exit or pytest.importorskip, or returns a row with a
 bad field, fails as that module's job, in one line naming it (and the field), and the rest of
-the run is saved: the sys.exit, or the skip (a BaseException), ended the whole bench, and a bad field (p20_ms as text) stopped the save with a
-traceback, no table written."""
+the run is saved: the sys.exit, or the skip (a BaseException), ended the whole bench, and a bad
+field (p20_ms as text) stopped the save with a traceback, no table written."""
 import argparse
 import json
 import uuid

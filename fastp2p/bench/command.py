@@ -19,17 +19,18 @@ micro-benchmarks of benchmarks/bench_*.py (GB/s and fraction of the measured cop
 then end to end: `fastp2p train` itself on a packed synthetic set (loading, augmentation,
 logging, samples, checkpoints), images/s against the step-only figure, with the time waited
 for data and each of the others reported apart.
-A job that fails (compile error, out of memory, missing module, a micro-benchmark's sys.exit,
-pytest skip or bad row, time limit) is reported as failed with its error, and the run goes on; at the end
-the failed jobs are listed and the exit code is 1 (0 when every job ran or was skipped by
---time-budget). What was asked for and will not run (a section with nothing to run, a
-torch.compile variant --quick leaves out) is said on stderr and in the table. Ctrl-C or
-SIGTERM stops the run; the JSON keeps the jobs that finished, and the last line names it
-(exit code 130; 143 for SIGTERM). The training and inference sections need only the
-package's own dependencies (torch, numpy); the end-to-end section and the data
-micro-benchmark also need Pillow and tqdm, and the chart matplotlib: the [bench] extra
-installs them (pip install 'fastp2p[bench]'). Without them, those jobs fail with the package
-to install, the rest runs, and the results are written without the chart.
+A job that fails (compile error, out of memory, missing module, a micro-benchmark's
+sys.exit, pytest skip or bad row, time limit) is reported as failed with its error, and the
+run goes on; at the end the failed jobs are listed and the exit code is 1 (0 when every job
+ran or was skipped by --time-budget). What was asked for and will not run (a section with
+nothing to run, a torch.compile variant --quick leaves out) is said on stderr and in the
+table. Ctrl-C or SIGTERM stops the run; the JSON keeps the jobs that finished, and the last
+line names it (exit code 130; 143 for SIGTERM); another one while it stops is ignored. The
+training and inference sections need only the package's own dependencies (torch, numpy); the
+end-to-end section and the data micro-benchmark also need Pillow and tqdm, and the chart
+matplotlib: the [bench] extra installs them (pip install 'fastp2p[bench]'). Without them,
+those jobs fail with the package to install, the rest runs, and the results are written
+without the chart.
 
 Writes <out>/<device>-<YYYYMMDD>-<commit>.json (-quick.json for --quick) with every figure,
 a markdown table beside it (also printed last) and a PNG bar chart of the training section;
@@ -259,12 +260,24 @@ def list_peers() -> int:
     return 0
 
 
+def stopped(stop: KeyboardInterrupt, where: str) -> int:
+    """Say that the command was stopped, and ``where`` its results are; the exit code."""
+    from fastp2p.bench.stops import Stopped
+
+    print(f"fastp2p bench: stopped ({str(stop) or 'KeyboardInterrupt'}); {where}",
+          file=sys.stderr)
+    return stop.exit_code if isinstance(stop, Stopped) else 128 + signal.SIGINT
+
+
 def plot(json_path) -> int:
     """``--plot``: remake the table and chart beside a saved results JSON, print the table."""
     from fastp2p.bench import report
 
     try:
         files = report.render_files(json_path)
+    except KeyboardInterrupt as stop:  # the table may be remade and the chart not yet
+        return stopped(stop, f"the table and chart beside {json_path} may be partly remade: "
+                             "--plot it again")
     except ValueError as error:  # not results; a folder or a FIFO at the .md or .png name
         print(f"fastp2p bench: error: {error}", file=sys.stderr)
         return 2
@@ -311,36 +324,42 @@ class ProgressFiles:
 
 
 def run(args: argparse.Namespace) -> int:
+    from fastp2p.bench.stops import stop_signals
+
     if args.list_peers:
         return list_peers()
-    if args.plot is not None:
-        return plot(args.plot)
-    try:
-        settings = settings_from_args(args)
-    except ValueError as error:
-        print(f"fastp2p bench: error: {error}", file=sys.stderr)
-        return 2
-    out_dir = args.out or default_out_dir()
-    problem = prepare_out_dir(out_dir)
-    if problem is not None:
-        print(problem, file=sys.stderr)
-        return 2
-    print(f"results go to {out_dir}" + ("" if args.out else " (--out to choose)"), flush=True)
-    return run_and_save(settings, out_dir)
+    # from here on a stop signal is reported, torch's import (seconds) included
+    with stop_signals():
+        if args.plot is not None:
+            return plot(args.plot)
+        try:
+            settings = settings_from_args(args)
+            out_dir = args.out or default_out_dir()
+            problem = prepare_out_dir(out_dir)
+        except ValueError as error:
+            print(f"fastp2p bench: error: {error}", file=sys.stderr)
+            return 2
+        except KeyboardInterrupt as stop:  # before any job: nothing measured
+            return stopped(stop, "nothing was saved")
+        if problem is not None:
+            print(problem, file=sys.stderr)
+            return 2
+        print(f"results go to {out_dir}" + ("" if args.out else " (--out to choose)"),
+              flush=True)
+        return run_and_save(settings, out_dir)
 
 
 def run_and_save(settings, out_dir) -> int:
-    """Run the suite into ``out_dir``; the exit code (1: a job failed; 128 + signal: stopped)."""
+    """Run the suite into ``out_dir``; the exit code (1: a job failed; 128 + signal: stopped).
+    Stop signals raise in here only inside ``stops.stop_signals()`` (``run`` sets it up)."""
     from fastp2p.atomic_files import NotAPlainFile
     from fastp2p.bench import report
-    from fastp2p.bench.runner import Stopped, sigterm_stops_the_run
     from fastp2p.bench.suite import run_suite
 
     progress = ProgressFiles(out_dir)
     try:
-        with sigterm_stops_the_run():
-            results = run_suite(settings, on_progress=progress.write)
-            files = report.save_results(results, out_dir)
+        results = run_suite(settings, on_progress=progress.write)
+        files = report.save_results(results, out_dir)
     except OSError as error:  # e.g. the disk filled up during the run
         print(f"fastp2p bench: error: {_describe(error, out_dir)}; {progress.where()}",
               file=sys.stderr)
@@ -349,9 +368,7 @@ def run_and_save(settings, out_dir) -> int:
         print(f"fastp2p bench: error: {error}; {progress.where()}", file=sys.stderr)
         return 1
     except KeyboardInterrupt as stop:  # Ctrl-C, SIGTERM, or a stop inside end-to-end training
-        print(f"fastp2p bench: stopped ({str(stop) or 'KeyboardInterrupt'}); "
-              f"{progress.where()}", file=sys.stderr)
-        return stop.exit_code if isinstance(stop, Stopped) else 128 + signal.SIGINT
+        return stopped(stop, progress.where())
     for kind, path in files.items():
         if path is not None:
             print(f"wrote {kind}: {path}")

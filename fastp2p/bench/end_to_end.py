@@ -15,11 +15,15 @@ same batch size from the training section of the same run.
 
 The training runs at the bench's torch thread count (that of the step-only figure it is
 compared with), which is put back afterwards for the jobs that follow. A Ctrl-C (or SIGTERM)
-that the trainer caught, saved on and exited on stops the whole bench, as it does between jobs.
+that the trainer caught, saved on and exited on stops the whole bench, as it does between jobs;
+so does the trainer's second stop request (exit code 130, as ``fastp2p train`` gives it). Stop
+signals after that are ignored (``fastp2p.bench.stops``), so the job's temporary folder is
+removed and its processes stopped whatever arrives meanwhile.
 """
 import contextlib
 import json
 import os
+import shutil
 import signal
 import socket
 import tempfile
@@ -30,7 +34,8 @@ from pathlib import Path
 import torch
 
 from fastp2p.bench.networks import NetworkConfig
-from fastp2p.bench.runner import Job, Stopped
+from fastp2p.bench.runner import Job
+from fastp2p.bench.stops import Stopped, deferred, stop_run
 from fastp2p.json_files import read_json
 
 LOAD_RATIO = 286 / 256      # pix2pix's load_size / crop_size
@@ -65,6 +70,19 @@ def make_packed_set(root: Path, pairs: int, load: int) -> Path:
     pack_phase(root / "synthetic", root / "packed", "train", load_size=load,
                workers=usable_cpus(), progress=False)
     return root / "packed"
+
+
+@contextlib.contextmanager
+def temporary_folder(prefix: str):
+    """A new temporary folder (a Path), removed when the block ends, even when a stop signal
+    arrives meanwhile (``stops.deferred``): one during the removal left the packed set and the
+    checkpoints behind."""
+    folder = Path(tempfile.mkdtemp(prefix=prefix))
+    try:
+        yield folder
+    finally:
+        with deferred():
+            shutil.rmtree(folder)
 
 
 def frequencies(steps: int, batch_images: int) -> dict:
@@ -110,15 +128,24 @@ def run_train(argv: list, skip_steps: int) -> tuple[int, dict]:
     train_command.register(parser.add_subparsers(dest="command"))
     args = parser.parse_args(argv)
     times = StageTimes(skip_steps=skip_steps)
-    with bench_thread_count():
-        code = train_command.run(args, times=times)
+    try:
+        with bench_thread_count():
+            code = train_command.run(args, times=times)
+    except Stopped:  # the bench's own handler, before or after the training loop
+        raise
+    except KeyboardInterrupt:
+        # the trainer's second stop request: its message advises --continue_train from a
+        # checkpoint folder that goes with the job's temporary folder
+        raise stop_run(signal.SIGINT, "fastp2p train stopped at once by a second stop "
+                       "request, without saving; its checkpoints were in this job's temporary "
+                       "folder, removed with it") from None
     stopped_by = next((sig for sig in (signal.SIGINT, signal.SIGTERM) if code == 128 + sig), None)
     if stopped_by is not None:
         # the trainer caught the user's stop, saved and returned: stop the bench as well; the
         # checkpoint its message names goes with the job's temporary folder
-        raise Stopped(stopped_by, f"fastp2p train stopped by {stopped_by.name} (exit code "
-                      f"{code}); the checkpoint it saved was in this job's temporary folder, "
-                      "removed with it")
+        raise stop_run(stopped_by, f"fastp2p train stopped by {stopped_by.name} (exit code "
+                       f"{code}); the checkpoint it saved was in this job's temporary folder, "
+                       "removed with it")
     return code, times.summary()
 
 
@@ -177,7 +204,8 @@ def run_ranks(rank_main, args: tuple, world_size: int) -> None:
         while not context.join():
             pass
     finally:
-        stop_processes(context.processes)
+        with deferred():
+            stop_processes(context.processes)
 
 
 def stop_processes(processes, grace_s: float = STOP_GRACE_S) -> None:
@@ -223,8 +251,7 @@ def end_to_end_job(batch_size: int, world_size: int, settings: EndToEndSettings)
         skip = max(1, settings.warmup)
         steps = skip + settings.steps
         every = frequencies(settings.steps, batch_size * world_size)
-        with tempfile.TemporaryDirectory(prefix="fastp2p-bench-e2e-") as tmp:
-            work = Path(tmp)
+        with temporary_folder("fastp2p-bench-e2e-") as work:
             packed = make_packed_set(work, steps * batch_size * world_size,
                                      load_size(settings.config))
             argv = train_argv(settings.config, batch_size, packed, work / "checkpoints", device,

@@ -9,9 +9,7 @@ cut short (before its own limit), becomes ``status: "skipped"``: the budget, not
 decided that it has no figures. Memory is freed between jobs so one peer's caches and graphs
 never count against the next one's peak.
 """
-import contextlib
 import gc
-import signal
 import sys
 import time
 import traceback
@@ -20,6 +18,7 @@ from typing import Callable
 
 import torch
 
+from fastp2p.bench.stops import raise_if_stopped
 from fastp2p.bench.timing import TimeLimitExceeded, format_seconds, time_limit
 
 ERROR_CHARS = 600
@@ -27,34 +26,10 @@ ERROR_CHARS = 600
 
 @dataclass
 class Job:
-    section: str                      # "training" | "inference" | "micro"
+    section: str                      # "training" | "inference" | "micro" | "end-to-end"
     label: str                        # for the progress log
     run: Callable[[], list]           # returns the job's result rows (dicts)
     identity: dict = field(default_factory=dict)  # fields every row of this job carries
-
-
-class Stopped(KeyboardInterrupt):
-    """A stop signal, raised where the run is as Ctrl-C's KeyboardInterrupt is, so that one
-    path keeps what was measured and says the run was stopped; ``exit_code`` is 128 + the
-    signal's number."""
-
-    def __init__(self, signal_number: int, message: str | None = None):
-        self.exit_code = 128 + signal_number
-        super().__init__(message or f"{signal.Signals(signal_number).name} received")
-
-
-@contextlib.contextmanager
-def sigterm_stops_the_run():
-    """SIGTERM (``kill``, a job scheduler's stop) raises :class:`Stopped` in the body: its
-    default action ended the process at once, silently, exit code -15."""
-    def stop(signal_number, frame):
-        raise Stopped(signal_number)
-
-    previous = signal.signal(signal.SIGTERM, stop)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 class Log:
@@ -138,6 +113,7 @@ class Runner:
         except BaseException as error:  # noqa: BLE001 - every failure is a row
             rows = [failed_row(job, error)]
             del error
+        raise_if_stopped()  # a stop the job swallowed (except BaseException) still ends the run
         seconds = time.monotonic() - began
         free_device_memory()
         for row in rows:
