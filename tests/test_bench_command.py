@@ -3,11 +3,15 @@ and writes outside the source tree unless --out says otherwise."""
 import argparse
 import subprocess
 import sys
+from types import SimpleNamespace
 from pathlib import Path
 
 import pytest
 
 from fastp2p.bench import command
+
+# what command.run reads of the settings before the patched run_suite: the results' name
+QUICK_CPU = SimpleNamespace(device="cpu", quick=True)
 
 CHECKOUT = Path(__file__).resolve().parents[1]
 
@@ -51,16 +55,15 @@ def test_a_failed_job_makes_the_exit_code_1(tmp_path, monkeypatch, capsys):
     import fastp2p.bench.report as report
     import fastp2p.bench.suite as suite
 
-    monkeypatch.setattr(command, "settings_from_args", lambda args: None)
-    monkeypatch.setattr(report, "write_json", lambda results, out: None)
+    monkeypatch.setattr(command, "settings_from_args", lambda args: QUICK_CPU)
+    table = tmp_path / "out" / "table.md"
+    monkeypatch.setattr(report, "write_json", lambda results, out: table.with_suffix(".json"))
 
-    def save(results, out):
-        table = Path(out) / "table.md"
-        table.parent.mkdir(parents=True, exist_ok=True)
+    def render(json_path):
         table.write_text("| table |\n")
-        return {"json": None, "markdown": table, "chart": None}
+        return {"markdown": table, "chart": None}
 
-    monkeypatch.setattr(report, "save_results", save)
+    monkeypatch.setattr(report, "render_files", render)
     args = argparse.Namespace(list_peers=False, plot=None, out=tmp_path / "out")
     for statuses, code in ((("ok", "ok"), 0), (("ok", "failed"), 1)):
         monkeypatch.setattr(suite, "run_suite", lambda settings, on_progress=None,

@@ -163,7 +163,8 @@ def _synthetic_results():
 
 
 def test_results_are_saved_and_replotted_from_the_saved_rows(tmp_path):
-    files = report.save_results(_synthetic_results(), tmp_path)
+    saved = report.write_json(_synthetic_results(), tmp_path)
+    files = {"json": saved, **report.render_files(saved)}
     assert files["json"].name == "nvidia-test-gpu-20261122-abcd1234.json"
     table = files["markdown"].read_text()
     assert "| reference | 1 | 100.0 | 90.0–110.0 | 10.00 | 1,024 | 25.0% | 2.00× | – |" in table

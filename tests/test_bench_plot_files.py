@@ -9,12 +9,16 @@ import argparse
 import copy
 import json
 import os
+from types import SimpleNamespace
 
 import pytest
 
 from fastp2p.bench import command, report, suite
 from fastp2p.bench.timing import time_limit
 from fastp2p.cli import main
+
+# what command.run reads of the settings before the patched run_suite: the results' name
+QUICK_CPU = SimpleNamespace(device="cpu", quick=True)
 
 OK = {"status": "ok", "images_per_s": 10.0, "images_per_s_p20": 9.0, "images_per_s_p80": 11.0}
 STAGES = ("data", "log", "sample", "checkpoint")
@@ -83,19 +87,19 @@ def test_results_without_training_get_a_table_and_no_chart(tmp_path, capsys):
 def test_a_fifo_at_the_results_name_is_refused_not_waited_on(tmp_path):
     fifo = tmp_path / "cpu-20261204-abc1234-quick.json"
     os.mkfifo(fifo)
-    with time_limit(10), pytest.raises(ValueError, match="is a special file, not a plain file"):
+    with time_limit(10), pytest.raises(ValueError, match="is a FIFO, where a results JSON go"):
         report.write_json(RESULTS, tmp_path)
 
 
-def test_a_run_meeting_a_fifo_at_its_results_name_stops_in_one_line(tmp_path, monkeypatch,
-                                                                     capsys):
+def test_a_fifo_put_at_the_results_name_during_the_run_stops_it_in_one_line(
+        tmp_path, monkeypatch, capsys):
     fifo = tmp_path / "cpu-20261204-abc1234-quick.json"
-    os.mkfifo(fifo)
 
     def run_suite(settings, on_progress=None):
+        os.mkfifo(fifo)         # after the check before the first job
         on_progress(RESULTS)    # the first job's results
         raise AssertionError("the run went on past a write it could not make")
-    monkeypatch.setattr(command, "settings_from_args", lambda args: None)
+    monkeypatch.setattr(command, "settings_from_args", lambda args: QUICK_CPU)
     monkeypatch.setattr(suite, "run_suite", run_suite)
     parser = argparse.ArgumentParser()
     command.add_arguments(parser)
@@ -103,5 +107,5 @@ def test_a_run_meeting_a_fifo_at_its_results_name_stops_in_one_line(tmp_path, mo
         assert command.run(parser.parse_args(["--out", str(tmp_path)])) == 1
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1, err
-    assert err.startswith(f"fastp2p bench: error: {fifo} is a special file") and err.endswith(
-        "; nothing was saved"), err
+    assert err == (f"fastp2p bench: error: {fifo} is a FIFO, where a results JSON goes: move "
+                   "it away and run again; nothing was saved"), err

@@ -5,6 +5,7 @@ import argparse
 import json
 import re
 from pathlib import Path
+from types import SimpleNamespace
 
 from helpers.train_helpers import folder_files
 
@@ -22,7 +23,9 @@ def test_a_second_bench_run_of_the_day_writes_beside_the_first(tmp_path, monkeyp
     import fastp2p.bench.command as command
     import fastp2p.bench.suite as suite
 
-    monkeypatch.setattr(command, "settings_from_args", lambda args: None)
+    # what command.run reads of the settings before the patched run_suite: the results' name
+    monkeypatch.setattr(command, "settings_from_args",
+                        lambda args: SimpleNamespace(device="cpu", quick=True))
     args = argparse.Namespace(list_peers=False, plot=None, out=tmp_path)
     written = []
     for run_id, batch_size in (("run-a", 1), ("run-b", 2), ("run-c", 3)):

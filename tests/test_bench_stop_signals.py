@@ -17,6 +17,7 @@ import subprocess
 import sys
 import tempfile
 import uuid
+from types import SimpleNamespace
 
 import pytest
 
@@ -45,7 +46,7 @@ def _bench_with(tmp_path, setup: str, *argv) -> subprocess.CompletedProcess:
     installed package. SIGINT raises KeyboardInterrupt there, as at a terminal (a process
     started in the background may inherit it ignored)."""
     script = tmp_path / f"bench_{uuid.uuid4().hex[:8]}.py"
-    script.write_text("import os, signal, sys\n"
+    script.write_text("import os, signal, sys, types\n"
                       "signal.signal(signal.SIGINT, signal.default_int_handler)\n"
                       "from fastp2p.bench import command, report, suite\n"
                       f"{setup}\n"
@@ -77,7 +78,8 @@ def test_a_second_stop_while_the_first_is_reported_is_ignored(tmp_path, name):
     setup = ("def run_suite(settings, on_progress=None):\n"
              f"    os.kill(os.getpid(), {number})\n"
              "suite.run_suite = run_suite\n"
-             "command.settings_from_args = lambda args: None\n"
+             "command.settings_from_args = lambda args: types.SimpleNamespace(\n"
+             "    device='cpu', quick=True)\n"
              "class Stderr:  # the second stop, as the first one's line is written\n"
              "    def __init__(self, stream):\n"
              "        self.stream, self.sent = stream, False\n"
@@ -144,7 +146,8 @@ def test_a_worker_forked_during_the_run_ends_on_sigterm_as_before(tmp_path, monk
         statuses.append(os.waitpid(worker, 0)[1])
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(command, "settings_from_args", lambda args: None)
+    monkeypatch.setattr(command, "settings_from_args",
+                        lambda args: SimpleNamespace(device="cpu", quick=True))
     monkeypatch.setattr(suite, "run_suite", run_suite)
     assert command.run(command_args(tmp_path / "out")) == 130
     (status,) = statuses

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import threading
 import uuid
+from types import SimpleNamespace
 
 import pytest
 
@@ -18,6 +19,9 @@ from fastp2p.bench import command, end_to_end, suite
 from fastp2p.bench.networks import QUICK_CONFIG
 from fastp2p.bench.peer_specs import peer_by_name
 from fastp2p.bench.runner import Log
+
+# what command.run reads of the settings before the patched run_suite: the results' name
+QUICK_CPU = SimpleNamespace(device="cpu", quick=True)
 
 RESULTS = {"schema": 1, "run_id": "stopped-run", "mode": "quick", "device_slug": "cpu",
            "environment": {"device": "cpu", "date_utc": "2026-12-04 10:00", "date": "20261204",
@@ -34,7 +38,7 @@ def test_a_stop_names_the_file_that_holds_the_results(tmp_path, monkeypatch, cap
     def stopped(settings, on_progress=None):
         on_progress(RESULTS)
         raise KeyboardInterrupt
-    monkeypatch.setattr(command, "settings_from_args", lambda args: None)
+    monkeypatch.setattr(command, "settings_from_args", lambda args: QUICK_CPU)
     monkeypatch.setattr(suite, "run_suite", stopped)
     assert command.run(_args(tmp_path)) == 130
     saved = tmp_path / "cpu-20261204-abc1234-quick.json"
@@ -47,7 +51,7 @@ def test_a_stop_names_the_file_that_holds_the_results(tmp_path, monkeypatch, cap
 def test_a_stop_before_any_job_finished_says_nothing_was_saved(tmp_path, monkeypatch, capsys):
     def stopped(settings, on_progress=None):
         raise KeyboardInterrupt
-    monkeypatch.setattr(command, "settings_from_args", lambda args: None)
+    monkeypatch.setattr(command, "settings_from_args", lambda args: QUICK_CPU)
     monkeypatch.setattr(suite, "run_suite", stopped)
     assert command.run(_args(tmp_path / "out")) == 130
     assert capsys.readouterr().err.strip() == (

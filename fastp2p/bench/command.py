@@ -289,13 +289,20 @@ def plot(json_path) -> int:
     return 0
 
 
-def prepare_out_dir(out_dir) -> str | None:
+def prepare_out_dir(out_dir, settings) -> str | None:
     """Make ``out_dir`` ready for the results before any job runs; the error line, or None."""
     from fastp2p.atomic_files import refuse_linked_folder
+    from fastp2p.bench.report import ResultsFileError, what_is_at
 
     try:
         refuse_linked_folder(out_dir)  # a link to nothing: mkdir would say "File exists"
+        if os.path.exists(out_dir) and not os.path.isdir(out_dir):  # mkdir: "File exists"
+            return (f"fastp2p bench: error: --out {out_dir} is {what_is_at(out_dir)}, not a "
+                    "folder: pass --out a folder (it is made if missing)")
         check_writable(out_dir)
+        check_results_name(out_dir, settings)
+    except ResultsFileError as error:
+        return f"fastp2p bench: error: {error}"
     except ValueError as error:
         return f"fastp2p bench: error: --out {error}"
     except OSError as error:
@@ -304,21 +311,44 @@ def prepare_out_dir(out_dir) -> str | None:
     return None
 
 
+def check_results_name(out_dir, settings) -> None:
+    """The name this run's results JSON is to take, checked before any job: a FIFO or a
+    folder there was refused only when the first job's figures were written (minutes in, on
+    a GPU). ResultsFileError naming it."""
+    from fastp2p.bench import environment, report
+
+    commit, _ = environment.git_commit(environment.package_checkout())
+    report.check_results_name(out_dir, report.stem_for(
+        environment.device_slug(settings.device), environment.file_date(), commit,
+        settings.quick))
+
+
 class ProgressFiles:
-    """Writes the results so far after each job, and remembers where: a stop or an error
-    names the file that holds them, or says that nothing was saved."""
+    """Writes the results so far after each job, and the last ones with their table and
+    chart, and remembers where: a stop or an error names the file that holds them, or says
+    that nothing was saved."""
 
     def __init__(self, out_dir):
-        self.out_dir, self.json = out_dir, None
+        self.out_dir, self.json, self.complete = out_dir, None, False
 
     def write(self, results: dict) -> None:
         from fastp2p.bench import report
 
         self.json = report.write_json(results, self.out_dir)
+        self.complete = results.get("complete", False)
+
+    def save(self, results: dict) -> dict:
+        """The complete results, then their table and chart: {"json", "markdown", "chart"}."""
+        from fastp2p.bench import report
+
+        self.write(results)
+        return {"json": self.json, **report.render_files(self.json)}
 
     def where(self) -> str:
         if self.json is None:
             return "nothing was saved"
+        if self.complete:  # the table or the chart failed
+            return f"the results are in {self.json} (--plot it for the table and chart)"
         return (f"the results of the jobs that finished are in {self.json} (--plot it for "
                 "the table and chart)")
 
@@ -335,7 +365,7 @@ def run(args: argparse.Namespace) -> int:
         try:
             settings = settings_from_args(args)
             out_dir = args.out or default_out_dir()
-            problem = prepare_out_dir(out_dir)
+            problem = prepare_out_dir(out_dir, settings)
         except ValueError as error:
             print(f"fastp2p bench: error: {error}", file=sys.stderr)
             return 2
@@ -353,18 +383,18 @@ def run_and_save(settings, out_dir) -> int:
     """Run the suite into ``out_dir``; the exit code (1: a job failed; 128 + signal: stopped).
     Stop signals raise in here only inside ``stops.stop_signals()`` (``run`` sets it up)."""
     from fastp2p.atomic_files import NotAPlainFile
-    from fastp2p.bench import report
+    from fastp2p.bench.report import ResultsFileError
     from fastp2p.bench.suite import run_suite
 
     progress = ProgressFiles(out_dir)
     try:
         results = run_suite(settings, on_progress=progress.write)
-        files = report.save_results(results, out_dir)
+        files = progress.save(results)
     except OSError as error:  # e.g. the disk filled up during the run
         print(f"fastp2p bench: error: {_describe(error, out_dir)}; {progress.where()}",
               file=sys.stderr)
         return 1
-    except NotAPlainFile as error:  # a FIFO or a folder at the results' name
+    except (NotAPlainFile, ResultsFileError) as error:  # put at the results' names meanwhile
         print(f"fastp2p bench: error: {error}; {progress.where()}", file=sys.stderr)
         return 1
     except KeyboardInterrupt as stop:  # Ctrl-C, SIGTERM, or a stop inside end-to-end training

@@ -89,6 +89,11 @@ def device_slug(device) -> str:
     return re.sub(r"[^a-z0-9]+", "-", device_name(device).lower()).strip("-")
 
 
+def file_date(now: datetime.datetime | None = None) -> str:
+    """The UTC date (of ``now``, default the current time) in results' file names: YYYYMMDD."""
+    return (now or datetime.datetime.now(datetime.timezone.utc)).strftime("%Y%m%d")
+
+
 def describe(device, checkout) -> dict:
     """Everything needed to reproduce or compare a run, as JSON-ready values."""
     import fastp2p
@@ -117,7 +122,7 @@ def describe(device, checkout) -> dict:
         "commit": commit,
         "commit_dirty": dirty,
         "date_utc": now.strftime("%Y-%m-%d %H:%M:%S"),
-        "date": now.strftime("%Y%m%d"),
+        "date": file_date(now),
     }
     if cuda:
         props = torch.cuda.get_device_properties(device)

@@ -7,6 +7,7 @@ import itertools
 import json
 import math
 import os
+import stat
 from pathlib import Path
 
 from fastp2p.atomic_files import open_plain_file, replacing
@@ -15,11 +16,59 @@ from fastp2p.json_files import parse_json, read_json
 MIB = 1024 * 1024
 
 
-def results_stem(results: dict) -> str:
+class ResultsFileError(ValueError):
+    """A results file, or a name beside it, that the bench cannot read or write; its text is
+    one line naming the file."""
+
+
+def what_is_at(path) -> str | None:
+    """What is at ``path`` itself (a link not followed): "a file", "a folder", "a FIFO", "a
+    special file" or "a symbolic link (to X)"; None when nothing is there."""
+    try:
+        mode = os.lstat(path).st_mode
+    except OSError:
+        return None
+    if stat.S_ISLNK(mode):
+        return f"a symbolic link (to {os.readlink(path)})"
+    return ("a file" if stat.S_ISREG(mode) else "a folder" if stat.S_ISDIR(mode)
+            else "a FIFO" if stat.S_ISFIFO(mode) else "a special file")
+
+
+def stem_for(device_slug: str, date: str, commit: str, quick: bool) -> str:
     """``<device>-<YYYYMMDD>-<commit>`` (plus ``-quick`` for the CPU smoke mode)."""
+    return f"{device_slug}-{date}-{commit}" + ("-quick" if quick else "")
+
+
+def results_stem(results: dict) -> str:
+    """The stem of the results' file names (``stem_for``)."""
     env = results["environment"]
-    stem = f"{results['device_slug']}-{env['date']}-{env['commit']}"
-    return stem + ("-quick" if results["mode"] == "quick" else "")
+    return stem_for(results["device_slug"], env["date"], env["commit"],
+                    results["mode"] == "quick")
+
+
+def _json_names(out_dir: Path, stem: str):
+    """``<stem>.json``, ``<stem>-2.json``, ``-3``, ...: the names a run's results may take."""
+    for number in itertools.count(1):
+        yield out_dir / f"{stem}{'' if number == 1 else f'-{number}'}.json"
+
+
+def _refuse_unless_file(path: Path) -> None:
+    """ResultsFileError for anything but a regular file at a results JSON's name (a FIFO,
+    whose reading would block for ever; a folder; a link); nothing there is fine."""
+    what = what_is_at(path)
+    if what not in (None, "a file"):
+        raise ResultsFileError(f"{path} is {what}, where a results JSON goes: move it away "
+                               "and run again")
+
+
+def check_results_name(out_dir, stem: str) -> None:
+    """ResultsFileError, before any job runs, for what a run of ``stem`` would meet at the
+    results name it is to take in ``out_dir`` (the names ``results_path`` walks through)."""
+    for path in _json_names(Path(out_dir), stem):
+        _refuse_unless_file(path)
+        if not any(os.path.lexists(path.with_suffix(suffix)) for suffix in (".json", ".md",
+                                                                           ".png")):
+            return
 
 
 def write_json(results: dict, out_dir) -> Path:
@@ -46,12 +95,11 @@ def results_path(results: dict, out_dir: Path) -> tuple:
     name: a second run on the same day and commit (every run outside git: its commit is
     "unknown") never replaces another run's results. Its own file is the one whose ``run_id``
     is the run's; a new name is reserved by creating the file exclusively, so two runs started
-    together take two names. Anything but a regular file at a JSON name (a FIFO, whose reading
-    would block for ever; a folder; a link) raises NotAPlainFile."""
-    stem = results_stem(results)
+    together take two names. Anything but a regular file at a JSON name raises
+    ResultsFileError (``check_results_name`` says so before the first job)."""
     run_id = results.get("run_id")
-    for number in itertools.count(1):
-        path = out_dir / f"{stem}{'' if number == 1 else f'-{number}'}.json"
+    for path in _json_names(out_dir, results_stem(results)):
+        _refuse_unless_file(path)
         if run_id is not None and _run_id_of(path) == run_id:
             return path, False
         if any(os.path.lexists(path.with_suffix(suffix)) for suffix in (".md", ".png")):
@@ -65,7 +113,8 @@ def results_path(results: dict, out_dir: Path) -> tuple:
 
 def _run_id_of(path: Path):
     """The ``run_id`` of the results file at ``path``; None when there is no readable one.
-    NotAPlainFile (a ValueError, so caught apart) for anything but a regular file."""
+    NotAPlainFile (a ValueError) for anything but a regular file (put there since
+    ``_refuse_unless_file`` looked)."""
     try:
         with open(path, "rb", opener=open_plain_file) as handle:
             data = handle.read()
@@ -77,26 +126,20 @@ def _run_id_of(path: Path):
         return None
 
 
-def save_results(results: dict, out_dir) -> dict:
-    """Write JSON, markdown and PNG into ``out_dir``; returns {"json", "markdown", "chart"}."""
-    json_path = write_json(results, out_dir)
-    return {"json": json_path, **render_files(json_path)}
-
-
 def load_results(path) -> dict:
     """The results of ``path``, checked to hold everything ``markdown`` and ``plot_training``
     read; raises ValueError naming the file."""
     path = Path(path)
     if not path.is_file():
-        raise ValueError(f"results file {path} not found (expected a benchmarks/results/*.json "
+        raise ResultsFileError(f"results file {path} not found (expected a benchmarks/results/*.json "
                          "written by `fastp2p bench`)")
     try:
         results = read_json(path)
     except (OSError, ValueError) as error:
-        raise ValueError(f"{path} is not readable JSON: {error}") from None
+        raise ResultsFileError(f"{path} is not readable JSON: {error}") from None
     problem = _results_problem(results)
     if problem:
-        raise ValueError(f"{path} is not a fastp2p bench results file ({problem}); pass a "
+        raise ResultsFileError(f"{path} is not a fastp2p bench results file ({problem}); pass a "
                          "benchmarks/results/*.json written by `fastp2p bench`")
     return results
 
@@ -234,7 +277,7 @@ def _refuse_folder_at(path: Path) -> None:
     """The rename that writes a table or chart replaces a file, or a link (never followed),
     but not a folder: say so, rather than fail with a bare IsADirectoryError."""
     if path.is_dir() and not path.is_symlink():
-        raise ValueError(f"{path} is a folder, where the {path.suffix[1:]} beside the results "
+        raise ResultsFileError(f"{path} is a folder, where the {path.suffix[1:]} beside the results "
                          "goes: move it away and run again")
 
 
