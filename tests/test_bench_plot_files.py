@@ -109,3 +109,40 @@ def test_a_fifo_put_at_the_results_name_during_the_run_stops_it_in_one_line(
     assert len(err.splitlines()) == 1, err
     assert err == (f"fastp2p bench: error: {fifo} is a FIFO, where a results JSON goes: move "
                    "it away and run again; nothing was saved"), err
+
+
+@pytest.mark.parametrize("kind", ["fifo", "folder"])
+def test_plotting_a_fifo_or_folder_says_what_it_is(tmp_path, capsys, kind):
+    path = tmp_path / "cpu-20261204-abc1234-quick.json"
+    if kind == "fifo":
+        os.mkfifo(path)
+    else:
+        path.mkdir()
+    with time_limit(10):    # a FIFO's read would block for ever
+        err = _plot_error(path, capsys)
+    what = "a FIFO" if kind == "fifo" else "a folder"
+    assert err.startswith(f"fastp2p bench: error: {path} is {what}, not a results file"), err
+
+
+def test_results_without_training_mind_no_folder_at_the_chart_name(tmp_path, capsys):
+    path = _saved(tmp_path, {**RESULTS, "training": []})
+    path.with_suffix(".png").mkdir()    # no chart is written: nothing to refuse
+    assert main(["bench", "--plot", str(path)]) == 0
+    assert path.with_suffix(".md").is_file() and path.with_suffix(".png").is_dir()
+    assert f"no chart: the results hold no training rows; {path.with_suffix('.png')} (a " \
+           "folder) is left as it is" in capsys.readouterr().out
+
+
+def test_results_without_training_remove_an_older_chart_and_say_so(tmp_path, capsys):
+    path = _saved(tmp_path, {**RESULTS, "training": []})
+    path.with_suffix(".png").write_bytes(b"an older chart, of training rows no longer here")
+    assert main(["bench", "--plot", str(path)]) == 0
+    assert not path.with_suffix(".png").exists()
+    assert ("no chart: the results hold no training rows; removed the older "
+            f"{path.with_suffix('.png')} beside them") in capsys.readouterr().out
+
+
+def test_null_notes_are_no_notes_as_other_optional_fields_null_are(tmp_path, capsys):
+    path = _saved(tmp_path, {**RESULTS, "notes": None, "ceilings": None, "peers": None})
+    assert main(["bench", "--plot", str(path)]) == 0
+    assert "Not run" not in path.with_suffix(".md").read_text()

@@ -1,6 +1,7 @@
 """`fastp2p bench --plot FILE.json` on a results file that lacks what the table and chart read
-(or holds it with the wrong type) is refused in one line naming the file: a file without
-"config" stopped with KeyError, the check having looked at "training" and "environment" only."""
+(or holds it with the wrong type, or a number that is not finite or past a float's range) is
+refused in one line naming the file, before anything is written: a file without "config"
+stopped with KeyError, the check having looked at "training" and "environment" only."""
 import copy
 import json
 
@@ -74,6 +75,15 @@ BROKEN = {
     "flop-model-no-estimate": _without(["flop_model", "design_estimate_gflop_per_image"]),
     "peers-a-list": _setting(["peers"], ["fastp2p"]),
     "a-list": lambda results: results.clear(),
+    # NaN and Infinity (which json reads) reached matplotlib: "Axis limits cannot be NaN or
+    # Inf", naming no file, the table already replaced; an int past a float's range stopped
+    # the table in an OverflowError traceback
+    "images-per-s-nan": _setting(["training", 0, "images_per_s"], float("nan")),
+    "images-per-s-infinite": _setting(["training", 0, "images_per_s"], float("inf")),
+    "images-per-s-near-float-max": _setting(["training", 0, "images_per_s"], 1.7e308),
+    "peak-memory-past-a-float": _setting(["training", 0, "peak_memory_bytes"], 10**400),
+    "flop-model-past-a-float": _setting(["flop_model", "generator_forward_gflop"], 10**400),
+    "per-rank-nan": _setting(["end_to_end", 0, "per_rank_images_per_s"], [float("nan")]),
 }
 
 
@@ -113,4 +123,4 @@ def test_a_results_file_missing_what_the_report_reads_is_refused_in_one_line(tmp
     assert main(["bench", "--plot", str(path)]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and str(path) in err
-    assert not path.with_suffix(".md").exists()
+    assert not path.with_suffix(".md").exists() and not path.with_suffix(".png").exists()

@@ -128,7 +128,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "bench_*.py of the benchmarks folder)")
     parser.add_argument("--plot", type=Path, default=None, metavar="RESULTS_JSON",
                         help="run nothing: remake the markdown table and PNG chart beside a "
-                             "saved results JSON, and print the table")
+                             "saved results JSON (no chart without training rows: an older "
+                             "one is removed), and print the table")
     parser.add_argument("--list-peers", action="store_true",
                         help="print the training peers and what each runs, then exit")
 
@@ -278,7 +279,7 @@ def plot(json_path) -> int:
     except KeyboardInterrupt as stop:  # the table may be remade and the chart not yet
         return stopped(stop, f"the table and chart beside {json_path} may be partly remade: "
                              "--plot it again")
-    except ValueError as error:  # not results; a folder or a FIFO at the .md or .png name
+    except report.ResultsFileError as error:  # not results, or a folder at the .md or .png
         print(f"fastp2p bench: error: {error}", file=sys.stderr)
         return 2
     except OSError as error:

@@ -7,6 +7,7 @@ import itertools
 import json
 import math
 import os
+import reprlib
 import stat
 from pathlib import Path
 
@@ -130,24 +131,30 @@ def load_results(path) -> dict:
     """The results of ``path``, checked to hold everything ``markdown`` and ``plot_training``
     read; raises ValueError naming the file."""
     path = Path(path)
-    if not path.is_file():
-        raise ResultsFileError(f"results file {path} not found (expected a benchmarks/results/*.json "
-                         "written by `fastp2p bench`)")
+    if not path.exists():
+        raise ResultsFileError(f"results file {path} not found (expected a "
+                               "benchmarks/results/*.json written by `fastp2p bench`)")
+    if not path.is_file():  # a FIFO would block the read for ever
+        raise ResultsFileError(f"{path} is {what_is_at(path.resolve())}, not a results file "
+                               "(a benchmarks/results/*.json written by `fastp2p bench`)")
     try:
         results = read_json(path)
     except (OSError, ValueError) as error:
         raise ResultsFileError(f"{path} is not readable JSON: {error}") from None
     problem = _results_problem(results)
     if problem:
-        raise ResultsFileError(f"{path} is not a fastp2p bench results file ({problem}); pass a "
-                         "benchmarks/results/*.json written by `fastp2p bench`")
+        raise ResultsFileError(f"{path} is not a fastp2p bench results file ({problem}); "
+                               "pass a benchmarks/results/*.json written by `fastp2p bench`")
     return results
 
 
 # What markdown() and plot_training() read: required keys of the results and of each row (every
 # row, then the rows whose status is "ok"), and the optional ones, which may also be missing or
-# null; numbers are formatted, so they must be numbers (in a list of numbers too).
+# null; numbers are formatted, scaled and charted, so they must be finite numbers no larger
+# than _LARGEST (in a list of numbers too): NaN, Infinity or an int past a float's range
+# stopped the table or the chart in a traceback, or in matplotlib's words naming no file.
 _TEXT, _NUMBER, _FLAG, _NUMBERS = (str,), (int, float), (bool,), (list,)
+_LARGEST = 1e300  # no measured figure comes near; the chart's 1.4x headroom overflows at 1.3e308
 _ENVIRONMENT = {"device": _TEXT, "date_utc": _TEXT, "date": _TEXT, "commit": _TEXT,
                 "python": _TEXT}
 _CONFIG = {"network_description": _TEXT, "steps": _NUMBER, "warmup": _NUMBER}
@@ -194,7 +201,7 @@ def is_finite_number(value) -> bool:
 
 
 def _is_number(value) -> bool:
-    return isinstance(value, _NUMBER) and not isinstance(value, bool)
+    return is_finite_number(value) and abs(value) <= _LARGEST
 
 
 def _fields_problem(record, fields: dict, where: str, optional: bool = False) -> str | None:
@@ -205,9 +212,12 @@ def _fields_problem(record, fields: dict, where: str, optional: bool = False) ->
         value = record.get(key)
         if optional and value is None:
             continue
-        if not isinstance(value, types) or (types is _NUMBER and not _is_number(value)):
-            return (f"{where}[{key!r}] is {'not' if optional else 'missing or not'} a "
-                    f"{'/'.join(t.__name__ for t in types)}")
+        missing = "not" if optional else "missing or not"
+        if types is _NUMBER and not _is_number(value):
+            return (f"{where}[{key!r}] is {missing} a finite number (at most {_LARGEST:g} in "
+                    f"size): {reprlib.repr(value)}")
+        if not isinstance(value, types):
+            return f"{where}[{key!r}] is {missing} a {'/'.join(t.__name__ for t in types)}"
         if types is _NUMBERS and not all(map(_is_number, value)):
             return f"{where}[{key!r}] is not a list of numbers"
     return None
@@ -235,16 +245,16 @@ def _results_problem(results) -> str | None:
                 return problem
             if row["status"] == "ok":
                 checks += [(row, ok_row, where, False), (row, optional, where, True)]
-    notes = results.get("notes", [])
-    if not isinstance(notes, list) or not all(isinstance(note, str) for note in notes):
+    # optional, so missing or null (a null "notes" was refused, unlike the others' nulls)
+    notes = results.get("notes")
+    if notes is not None and not (isinstance(notes, list)
+                                  and all(isinstance(note, str) for note in notes)):
         return "'notes' is not a list of str"
-    for name, value in (("ceilings", results.get("ceilings", {})),
-                        ("flop_model", results.get("flop_model", {})),
-                        ("peers", results.get("peers", {}))):
-        if not isinstance(value, dict):
+    for name in ("ceilings", "flop_model", "peers"):
+        if not isinstance(results.get(name) or {}, dict):
             return f"{name!r} is not an object"
     for name, fields in _CEILINGS.items():
-        if results.get("ceilings", {}).get(name):
+        if (results.get("ceilings") or {}).get(name):
             checks.append((results["ceilings"][name], fields, f"ceilings[{name!r}]", False))
     if results.get("flop_model"):
         checks.append((results["flop_model"], _FLOP_MODEL, "flop_model", False))
@@ -253,17 +263,19 @@ def _results_problem(results) -> str | None:
 
 def render_files(json_path) -> dict:
     """(Re)make the markdown table and the chart beside a saved results JSON; the chart shows
-    the training section, so a run without one gets none (``"chart"``: None). ValueError,
-    before anything is written, when a folder holds the name of either."""
+    the training section, so a run without one gets none (``"chart"``: None), and an older
+    chart beside it is removed. ResultsFileError, before anything is written, for results the
+    table or chart cannot show, or a folder at the name of either."""
     json_path = Path(json_path)
     results = load_results(json_path)
     markdown_path, chart_path = json_path.with_suffix(".md"), json_path.with_suffix(".png")
-    for path in (markdown_path, chart_path):
+    charted = bool(results["training"])
+    for path in (markdown_path, chart_path) if charted else (markdown_path,):
         _refuse_folder_at(path)
     with replacing(markdown_path, durable=False) as temporary:
         temporary.write_text(markdown(results), encoding="utf-8")
-    if not results["training"]:
-        print("no chart: the results hold no training rows")
+    if not charted:
+        print("no chart: the results hold no training rows" + _remove_older_chart(chart_path))
         return {"markdown": markdown_path, "chart": None}
     try:
         plot_training(results, chart_path)
@@ -271,6 +283,19 @@ def render_files(json_path) -> dict:
         chart_path = None
         print(f"no chart: {error} (pip install matplotlib)")
     return {"markdown": markdown_path, "chart": chart_path}
+
+
+def _remove_older_chart(chart_path: Path) -> str:
+    """Remove a chart (a file, or a link: not followed) left beside results that have none
+    now: beside the new table it would show figures that are not these. What was done, as
+    words to add to the "no chart" line."""
+    what = what_is_at(chart_path)
+    if what is None:
+        return ""
+    if what == "a file" or chart_path.is_symlink():
+        chart_path.unlink()
+        return f"; removed the older {chart_path} beside them"
+    return f"; {chart_path} ({what}) is left as it is"
 
 
 def _refuse_folder_at(path: Path) -> None:
@@ -300,7 +325,7 @@ def _table(header, lines):
 
 def markdown(results: dict) -> str:
     env, config = results["environment"], results["config"]
-    ceilings, flops = results.get("ceilings", {}), results.get("flop_model", {})
+    ceilings, flops = results.get("ceilings") or {}, results.get("flop_model") or {}
     dirty = " (uncommitted changes)" if env.get("commit_dirty") else ""
     lines = [f"# fastp2p benchmark: {env['device']}, {env['date_utc']} UTC, "
              f"commit {env['commit']}{dirty}", ""]
@@ -364,7 +389,7 @@ def markdown(results: dict) -> str:
                   "allocated over the whole job (networks, warm-up, timed steps): what a run of "
                   "the peer needs. kernels/step = GPU kernels per step "
                   "(CUDA profiler; copies and fills not counted), fewer is better at batch 1.", ""]
-        lines += [f"- `{name}`: {text}" for name, text in results.get("peers", {}).items()]
+        lines += [f"- `{name}`: {text}" for name, text in (results.get("peers") or {}).items()]
         lines.append("")
 
     inference = results.get("inference", [])
