@@ -117,6 +117,17 @@ def test_time_options_take_finite_positive_seconds(option, value, capsys):
     assert f"argument {option}: must be a finite number > 0" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("option", ["--peer-time-limit", "--time-budget"])
+def test_time_options_past_a_week_are_refused_before_the_run(option, capsys):
+    # 1e10 s passed, and every job failed: setitimer's "timestamp out of range"
+    with pytest.raises(SystemExit) as exit_info:
+        _parse(option, "1e10")
+    assert exit_info.value.code == 2
+    assert (f"argument {option}: must be at most 604800 seconds (a week), got '1e10'"
+            in capsys.readouterr().err)
+    assert getattr(_parse(option, "604800"), option[2:].replace("-", "_")) == 604800
+
+
 def test_time_options_accept_fractions():
     args = _parse("--peer-time-limit", "0.5", "--time-budget", "12.5")
     assert (args.peer_time_limit, args.time_budget) == (0.5, 12.5)

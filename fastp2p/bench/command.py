@@ -64,6 +64,22 @@ def _positive_ints(text: str) -> tuple:
     return tuple(dict.fromkeys(values))  # each size once, in the order given
 
 
+# A week: no job or run needs longer, and the alarm that enforces a limit (signal.setitimer)
+# overflows past about 9.2e9 s, failing every job ("timestamp out of range") after a run began
+LONGEST_SECONDS = 7 * 24 * 3600
+
+
+def _seconds(text: str) -> float:
+    """A time limit: a finite number of seconds > 0, at most LONGEST_SECONDS."""
+    from fastp2p.option_types import positive_float
+
+    value = positive_float(text)
+    if value > LONGEST_SECONDS:
+        raise argparse.ArgumentTypeError(f"must be at most {LONGEST_SECONDS} seconds (a week), "
+                                         f"got {text!r}")
+    return value
+
+
 def _sizes(sizes: tuple) -> str:
     return ",".join(map(str, sizes))
 
@@ -75,7 +91,6 @@ def _names(text: str) -> tuple:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from fastp2p.bench.peer_specs import PEER_NAMES
-    from fastp2p.option_types import positive_float
 
     parser.add_argument("--quick", action="store_true",
                         help="CPU smoke mode: tiny networks (64x64, ngf=ndf=8), batch 1,2, 3 "
@@ -105,16 +120,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "`fastp2p train` at, spawned as torchrun spawns them (gloo on a "
                              "CPU, one GPU each on CUDA); per-rank and total images/s "
                              "(default 1)")
-    parser.add_argument("--peer-time-limit", type=positive_float, default=None,
+    parser.add_argument("--peer-time-limit", type=_seconds, default=None,
                         metavar="SECONDS",
                         help="wall-time limit of each job (one peer at one batch size, one "
                              "inference case, one micro module), compilation included; past it "
-                             "the job is reported as failed (default 240; quick: 120)")
-    parser.add_argument("--time-budget", type=positive_float, default=None, metavar="SECONDS",
+                             "the job is reported as failed (default 240; quick: 120; at most "
+                             f"{LONGEST_SECONDS}, a week)")
+    parser.add_argument("--time-budget", type=_seconds, default=None, metavar="SECONDS",
                         help="wall-time budget of the whole run; jobs that would start after it, "
                              "and the one it cuts short, are reported as skipped (not failed). "
                              "Compiled peers run last (largest batch first, then the smallest; "
-                             "max-autotune last), so they are what a budget cuts (default: none)")
+                             "max-autotune last), so they are what a budget cuts (default: none; "
+                             f"at most {LONGEST_SECONDS}, a week)")
     parser.add_argument("--out", type=Path, default=None, metavar="DIR",
                         help="folder for the JSON, markdown and PNG (default: "
                              "./fastp2p-bench-results; inside the source checkout a new "
