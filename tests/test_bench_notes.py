@@ -1,11 +1,14 @@
 """What a run was asked for and will not do is said, on stderr and in the report: a requested
-section with no job vanished from the results without a word, and --quick dropped the
-torch.compile inference variants of the compile peers it was given as silently."""
+section with no job vanished from the results without a word, --quick dropped the
+torch.compile inference variants of the compile peers it was given as silently, and so were
+options for sections the run leaves out (--micro with --sections training)."""
+import argparse
 import io
+from pathlib import Path
 
 import pytest
 
-from fastp2p.bench import report, suite
+from fastp2p.bench import command, environment, report, suite
 from fastp2p.bench.networks import QUICK_CONFIG
 from fastp2p.bench.peer_specs import peer_by_name
 from fastp2p.bench.runner import Log
@@ -74,3 +77,39 @@ def test_a_run_that_runs_everything_it_was_asked_has_no_notes(capsys, planned_on
     results, err = _run(planned_only(), capsys)
     assert results["notes"] == [] and "note:" not in err
     assert "Not run" not in report.markdown(results)
+
+
+CHECKOUT = Path(__file__).resolve().parents[1]
+
+
+def _settings(*argv):
+    parser = argparse.ArgumentParser()
+    command.add_arguments(parser)
+    return command.settings_from_args(parser.parse_args(["--quick", *argv]))
+
+
+def test_options_for_sections_left_out_are_named():
+    settings = _settings("--sections", "inference", "--micro", "bench_losses",
+                         "--benchmarks-dir", str(CHECKOUT / "benchmarks"), "--processes", "2",
+                         "--steps", "4")
+    _, notes = suite.plan_jobs(settings)
+    assert notes == ["--steps: not used, as --sections leaves out training and end-to-end",
+                     "--processes: not used, as --sections leaves out end-to-end",
+                     "--benchmarks-dir: not used, as --sections leaves out micro",
+                     "--micro: not used, as --sections leaves out micro"]
+
+
+def test_options_a_section_of_the_run_reads_are_no_note():
+    settings = _settings("--sections", "training,micro", "--micro", "bench_losses",
+                         "--benchmarks-dir", str(CHECKOUT / "benchmarks"), "--steps", "4",
+                         "--peers", "reference")
+    assert suite.plan_jobs(settings)[1] == []
+
+
+def test_micro_modules_without_a_benchmarks_folder_say_how_to_give_one(monkeypatch):
+    monkeypatch.setattr(environment, "package_checkout", lambda: None)  # an installed wheel
+    with pytest.raises(ValueError) as refused:
+        _settings("--sections", "micro", "--micro", "bench_losses")
+    assert str(refused.value) == ("--micro bench_losses: no benchmarks folder to find them in: "
+                                  "fastp2p is not imported from a source checkout; pass "
+                                  "--benchmarks-dir")

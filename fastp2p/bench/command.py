@@ -23,14 +23,14 @@ A job that fails (compile error, out of memory, missing module, a micro-benchmar
 sys.exit, pytest skip or bad row, time limit) is reported as failed with its error, and the
 run goes on; at the end the failed jobs are listed and the exit code is 1 (0 when every job
 ran or was skipped by --time-budget). What was asked for and will not run (a section with
-nothing to run, a torch.compile variant --quick leaves out) is said on stderr and in the
-table. Ctrl-C or SIGTERM stops the run; the JSON keeps the jobs that finished, and the last
-line names it (exit code 130; 143 for SIGTERM); another one while it stops is ignored. The
-training and inference sections need only the package's own dependencies (torch, numpy); the
-end-to-end section and the data micro-benchmark also need Pillow and tqdm, and the chart
-matplotlib: the [bench] extra installs them (pip install 'fastp2p[bench]'). Without them,
-those jobs fail with the package to install, the rest runs, and the results are written
-without the chart.
+nothing to run, a torch.compile variant --quick leaves out, an option for a section left
+out) is said on stderr and in the table. Ctrl-C or SIGTERM stops the run; the JSON keeps the
+jobs that finished, and the last line names it (exit code 130; 143 for SIGTERM); another one
+while it stops is ignored. The training and inference sections need only the package's own
+dependencies (torch, numpy); the end-to-end section and the data micro-benchmark also need
+Pillow and tqdm, and the chart matplotlib: the [bench] extra installs them (pip install
+'fastp2p[bench]'). Without them, those jobs fail with the package to install, the rest runs,
+and the results are written without the chart.
 
 Writes <out>/<device>-<YYYYMMDD>-<commit>.json (-quick.json for --quick) with every figure,
 a markdown table beside it (also printed last) and a PNG bar chart of the training section;
@@ -115,7 +115,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--peers", type=_names, default=None,
                         help=f"comma-separated training peers (default on a GPU: all of "
                              f"{','.join(PEER_NAMES)}; on a CPU: reference,eager-tuned,fastp2p)")
-    parser.add_argument("--processes", type=_positive_ints, default=(1,),
+    parser.add_argument("--processes", type=_positive_ints, default=None,
                         help="end-to-end section: comma-separated process counts to run "
                              "`fastp2p train` at, spawned as torchrun spawns them (gloo on a "
                              "CPU, one GPU each on CUDA); per-rank and total images/s "
@@ -184,9 +184,10 @@ def settings_from_args(args):
     if device == "cuda" and not torch.cuda.is_available():
         raise ValueError("--device cuda: no CUDA GPU is visible to torch "
                          f"{torch.__version__} (use --device cpu or --quick)")
+    processes = args.processes or (1,)
     if device == "cuda" and "end-to-end" in args.sections and (
-            max(args.processes) > torch.cuda.device_count()):
-        raise ValueError(f"--processes {max(args.processes)} needs as many GPUs; "
+            max(processes) > torch.cuda.device_count()):
+        raise ValueError(f"--processes {max(processes)} needs as many GPUs; "
                          f"{torch.cuda.device_count()} visible")
     steps = args.steps if args.steps is not None else (3 if args.quick else 50)
     warmup = args.warmup if args.warmup is not None else (1 if args.quick else 10)
@@ -222,7 +223,25 @@ def settings_from_args(args):
         steps=steps, warmup=warmup, peers=peers, job_time_limit=limit,
         time_budget=args.time_budget, benchmarks_dir=benchmarks_dir,
         inference_rep_ms=100.0 if args.quick else 500.0, micro_modules=args.micro,
-        processes=args.processes)
+        processes=processes, option_notes=unused_options(args))
+
+
+# Options that only some sections read: given for a run without any of them, they are said to
+# be unused (--micro with --sections training ran no module, without a word)
+SECTION_OPTIONS = {"--batch-sizes": ("training", "end-to-end"),
+                   "--steps": ("training", "end-to-end"),
+                   "--warmup": ("training", "end-to-end"),
+                   "--peers": ("training", "inference"),
+                   "--processes": ("end-to-end",),
+                   "--benchmarks-dir": ("micro",), "--micro": ("micro",)}
+
+
+def unused_options(args) -> tuple:
+    """A note for each option given that no section of the run reads."""
+    return tuple(f"{option}: not used, as --sections leaves out {' and '.join(sections)}"
+                 for option, sections in SECTION_OPTIONS.items()
+                 if getattr(args, option[2:].replace("-", "_")) is not None
+                 and not set(sections) & set(args.sections))
 
 
 def default_out_dir(cwd=None) -> Path:

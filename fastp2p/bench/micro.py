@@ -154,6 +154,10 @@ def micro_jobs(benchmarks_dir, *, quick: bool, device: str, only=None):
     """One job per module of ``benchmarks_dir``, or per module named in ``only`` (file stems,
     in that order; a name with no module is a ValueError listing the ones there are)."""
     paths = discover(benchmarks_dir)
+    if only and benchmarks_dir is None:
+        raise ValueError(f"--micro {','.join(only)}: no benchmarks folder to find them in: "
+                         "fastp2p is not imported from a source checkout; pass "
+                         "--benchmarks-dir")
     if only:
         by_name = {path.stem: path for path in paths}
         missing = [name for name in only if name not in by_name]

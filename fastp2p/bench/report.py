@@ -302,8 +302,8 @@ def _refuse_folder_at(path: Path) -> None:
     """The rename that writes a table or chart replaces a file, or a link (never followed),
     but not a folder: say so, rather than fail with a bare IsADirectoryError."""
     if path.is_dir() and not path.is_symlink():
-        raise ResultsFileError(f"{path} is a folder, where the {path.suffix[1:]} beside the results "
-                         "goes: move it away and run again")
+        raise ResultsFileError(f"{path} is a folder, where the {path.suffix[1:]} beside the "
+                               "results goes: move it away and run again")
 
 
 def _number(value, digits=1, scale=1.0):

@@ -37,6 +37,7 @@ class SuiteSettings:
     inference_rep_ms: float
     micro_modules: tuple = None  # bench_*.py stems to run; None: all
     processes: tuple = (1,)      # end-to-end section: process counts (world sizes)
+    option_notes: tuple = ()     # options given for sections the run leaves out
 
 
 def measure_ceilings(device: str, log) -> dict:
@@ -57,8 +58,10 @@ def measure_ceilings(device: str, log) -> dict:
 
 def plan_jobs(settings: SuiteSettings) -> tuple[list, list]:
     """(the jobs in running order, notes): a note for each thing asked for that will not run
-    (a section with no job, a compile variant left out), so that none goes missing silently."""
-    notes = []
+    (an option for a section left out, a compile variant left out, a micro section with no
+    module), so that none goes missing silently. The other sections always have jobs: their
+    options are checked to be non-empty."""
+    notes = list(settings.option_notes)
     training_settings = TrainingSettings(settings.config, settings.batch_sizes, settings.steps,
                                          settings.warmup, settings.device)
     first, compiled = (training_jobs(settings.peers, training_settings)
@@ -81,22 +84,20 @@ def plan_jobs(settings: SuiteSettings) -> tuple[list, list]:
         notes += [f"inference: torch.compile of the reference, mode {mode}, not run: {why}"
                   for mode, why in omitted.items()]
     if "micro" in settings.sections:
-        jobs += micro_jobs(settings.benchmarks_dir, quick=settings.quick,
+        micro = micro_jobs(settings.benchmarks_dir, quick=settings.quick,
                            device=settings.device, only=settings.micro_modules)
+        jobs += micro
+        if not micro:
+            notes.append(f"micro: nothing to run ({_why_no_micro(settings.benchmarks_dir)})")
     jobs += compiled
-    notes += [f"{section}: nothing to run ({_why_empty(section, settings)})"
-              for section in settings.sections
-              if not any(job.section == section for job in jobs)]
     return jobs, notes
 
 
-def _why_empty(section: str, settings: SuiteSettings) -> str:
-    if section == "micro" and settings.benchmarks_dir is None:
+def _why_no_micro(benchmarks_dir) -> str:
+    if benchmarks_dir is None:
         return ("no benchmarks/ folder: fastp2p is not imported from a source checkout; pass "
                 "--benchmarks-dir")
-    if section == "micro":
-        return f"no bench_*.py modules in {settings.benchmarks_dir}"
-    return "no job for these options"
+    return f"no bench_*.py modules in {benchmarks_dir}"
 
 
 def run_suite(settings: SuiteSettings, log=None, on_progress=None) -> dict:
