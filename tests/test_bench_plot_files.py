@@ -9,6 +9,7 @@ import argparse
 import copy
 import json
 import os
+import re
 from types import SimpleNamespace
 
 import pytest
@@ -146,3 +147,17 @@ def test_null_notes_are_no_notes_as_other_optional_fields_null_are(tmp_path, cap
     path = _saved(tmp_path, {**RESULTS, "notes": None, "ceilings": None, "peers": None})
     assert main(["bench", "--plot", str(path)]) == 0
     assert "Not run" not in path.with_suffix(".md").read_text()
+
+
+def test_a_pipe_or_line_break_in_a_cell_stays_in_its_cell():
+    # a micro-benchmark's "a|b\nc" ended its cell and its row: the table's columns shifted
+    results = {**RESULTS, "notes": ["two\nlines"], "micro": [
+        {"module": "bench_pipe", "status": "ok", "name": "a|b\nc", "shape": "x|y",
+         "median_ms": 1.0},
+        {"module": "bench_bad", "status": "failed", "error": "ValueError: a|b\nc"}]}
+    table = report.markdown(results)
+    rows = [line for line in table.splitlines() if line.startswith("| bench_")]
+    assert len(rows) == 2
+    assert [len(re.split(r"(?<!\\)\|", row)) for row in rows] == [8, 8]  # 6 cells and 2 ends
+    assert "| a\\|b c x\\|y |" in rows[0] and "| failed: ValueError: a\\|b c |" in rows[1]
+    assert "- two lines" in table

@@ -313,13 +313,18 @@ def _number(value, digits=1, scale=1.0):
 
 
 def _status_cell(row):
-    error = (row.get("error") or "").replace("|", "/").replace("\n", " ")
-    return f"{row['status']}: {error[:120]}"
+    return f"{row['status']}: {(row.get('error') or '')[:120]}"
+
+
+def _cell(value) -> str:
+    """A table cell's text: a "|" or a line break in it (a micro-benchmark's name or shape, an
+    error) ended the cell or the row."""
+    return " ".join(str(value).splitlines()).replace("|", "\\|")
 
 
 def _table(header, lines):
     out = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
-    out += ["| " + " | ".join(str(cell) for cell in line) + " |" for line in lines]
+    out += ["| " + " | ".join(map(_cell, line)) + " |" for line in lines]
     return out
 
 
@@ -336,7 +341,8 @@ def markdown(results: dict) -> str:
         lines += ["**Quick mode**: tiny shapes on the CPU, a smoke test of the suite; these "
                   "figures say nothing about GPU speed.", ""]
     if results.get("notes"):
-        lines += ["Not run:", "", *(f"- {note}" for note in results["notes"]), ""]
+        lines += ["Not run:", "", *(f"- {' '.join(note.splitlines())}"
+                                    for note in results["notes"]), ""]
     versions = ", ".join(f"{key} {env[key]}" for key in ("torch", "triton", "cuda", "cudnn",
                                                          "driver") if env.get(key))
     lines += [f"Versions: {versions}, python {env['python']}.",
