@@ -229,18 +229,26 @@ def test_a_sigterm_while_an_end_to_end_job_removes_its_folder_waits_for_the_remo
         "fastp2p bench: stopped (SIGTERM received); nothing was saved")
 
 
-def test_the_trainers_second_stop_request_names_the_folder_gone(monkeypatch, tmp_path):
+class SecondSigterm(KeyboardInterrupt):
+    exit_code = 128 + signal.SIGTERM  # a trainer that says which signal the request was
+
+
+@pytest.mark.parametrize("request_type, exit_code", [(KeyboardInterrupt, 130),
+                                                     (SecondSigterm, 143)],
+                         ids=["plain", "with-exit-code"])
+def test_the_trainers_second_stop_request_names_the_folder_gone(monkeypatch, tmp_path,
+                                                                request_type, exit_code):
     from fastp2p.train import train_command
 
     def second_request(args, times):
-        raise KeyboardInterrupt("a second stop request: stopped at once, without saving; "
-                                "--continue_train resumes from the last set saved")
+        raise request_type("a second stop request: stopped at once, without saving; "
+                           "--continue_train resumes from the last set saved")
     monkeypatch.setattr(train_command, "run", second_request)
     monkeypatch.setattr(end_to_end, "make_packed_set", lambda root, pairs, load: tmp_path)
     monkeypatch.setattr(suite, "measure_ceilings", lambda device, log: {})
     with open(os.devnull, "w") as sink, pytest.raises(KeyboardInterrupt) as stop:
         suite.run_suite(_end_to_end_settings(), log=Log(sink))
-    assert stop.value.exit_code == 130  # what `fastp2p train` itself exits with then
+    assert stop.value.exit_code == exit_code  # what `fastp2p train` itself exits with then
     assert str(stop.value) == ("fastp2p train stopped at once by a second stop request, "
                                "without saving; its checkpoints were in this job's temporary "
                                "folder, removed with it")

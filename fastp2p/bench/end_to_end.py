@@ -16,7 +16,7 @@ same batch size from the training section of the same run.
 The training runs at the bench's torch thread count (that of the step-only figure it is
 compared with), which is put back afterwards for the jobs that follow. A Ctrl-C (or SIGTERM)
 that the trainer caught, saved on and exited on stops the whole bench, as it does between jobs;
-so does the trainer's second stop request (exit code 130, as ``fastp2p train`` gives it). Stop
+so does the trainer's second stop request (with the exit code ``fastp2p train`` gives it). Stop
 signals after that are ignored (``fastp2p.bench.stops``), so the job's temporary folder is
 removed and its processes stopped whatever arrives meanwhile.
 """
@@ -133,10 +133,12 @@ def run_train(argv: list, skip_steps: int) -> tuple[int, dict]:
             code = train_command.run(args, times=times)
     except Stopped:  # the bench's own handler, before or after the training loop
         raise
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as request:
         # the trainer's second stop request: its message advises --continue_train from a
-        # checkpoint folder that goes with the job's temporary folder
-        raise stop_run(signal.SIGINT, "fastp2p train stopped at once by a second stop "
+        # checkpoint folder that goes with the job's temporary folder; its exit code, where it
+        # carries one, is 128 + the signal, else Ctrl-C's
+        exit_code = getattr(request, "exit_code", 128 + signal.SIGINT)
+        raise stop_run(exit_code - 128, "fastp2p train stopped at once by a second stop "
                        "request, without saving; its checkpoints were in this job's temporary "
                        "folder, removed with it") from None
     stopped_by = next((sig for sig in (signal.SIGINT, signal.SIGTERM) if code == 128 + sig), None)
