@@ -52,7 +52,8 @@ def main(argv=None) -> int:
         return args.run(args)
     except KeyboardInterrupt as stop:  # where a command has no stop of its own to report
         print(f"fastp2p {args.command}: stopped ({str(stop) or 'Ctrl-C'})", file=sys.stderr)
-        return 130
+        # 128 + the signal: a second stop request (trainer.SecondStopRequest) says which; Ctrl-C
+        return getattr(stop, "exit_code", 130)
 
 
 if __name__ == "__main__":

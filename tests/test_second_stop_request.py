@@ -1,12 +1,14 @@
 """A second Ctrl-C (or SIGTERM) while a run saves after the first stops it at once, without
-saving: one line says so and what --continue_train will resume from, exit code 130, no
-traceback. A first one saves and stops (tests/test_train_signals*.py)."""
+saving: one line says so and what --continue_train will resume from, exit code 128 + its
+signal (130, 143 for SIGTERM), no traceback; later ones are ignored. A first one saves and
+stops (tests/test_train_signals*.py)."""
 import signal
+import threading
 
 import pytest
 
 import fastp2p.cli as cli
-from fastp2p.train.trainer import StopRequests
+from fastp2p.train.trainer import SecondStopRequest, StopRequests
 
 
 def test_the_second_request_interrupts_with_its_reason():
@@ -17,15 +19,56 @@ def test_the_second_request_interrupts_with_its_reason():
             stops._handle(signal.SIGINT, None)
 
 
-@pytest.mark.parametrize("reason,shown", [("a second stop request: stopped at once, without "
-                                           "saving", "without saving"), ("", "Ctrl-C")])
-def test_an_interrupted_command_ends_in_one_line_with_130(monkeypatch, capsys, reason, shown):
+def test_a_second_sigterm_exits_with_143_and_later_requests_are_ignored():
+    """A second SIGTERM exited with 130, as a Ctrl-C does; a third one interrupted what the
+    second left to do (its way out)."""
+    with StopRequests() as stops:
+        stops._handle(signal.SIGINT, None)
+        with pytest.raises(SecondStopRequest) as second:
+            stops._handle(signal.SIGTERM, None)
+        assert second.value.exit_code == 128 + signal.SIGTERM
+        stops._handle(signal.SIGINT, None)
+    assert stops.signal_number == signal.SIGINT
+
+
+def test_requests_after_hold_are_only_recorded():
+    with StopRequests() as stops:
+        stops._handle(signal.SIGTERM, None)
+        stops.hold()
+        stops._handle(signal.SIGTERM, None)
+    assert stops.signal_number == signal.SIGTERM
+
+
+def test_outside_the_main_thread_no_handler_is_installed():
+    """signal.signal raises there: StopRequests failed the command it guarded."""
+    before = {sig: signal.getsignal(sig) for sig in StopRequests.SIGNALS}
+    seen, errors = [], []
+
+    def guarded():
+        try:
+            with StopRequests():
+                seen.append({sig: signal.getsignal(sig) for sig in StopRequests.SIGNALS})
+        except ValueError as err:   # signal.signal's; asserted in the test's thread
+            errors.append(err)
+    thread = threading.Thread(target=guarded)
+    thread.start()
+    thread.join()
+    assert errors == [] and seen == [before]
+
+
+@pytest.mark.parametrize("stop,shown,code", [
+    (SecondStopRequest("a second stop request: stopped at once, without saving",
+                       signal.SIGINT), "without saving", 130),
+    (SecondStopRequest("a second stop request", signal.SIGTERM), "second stop request", 143),
+    (KeyboardInterrupt(), "Ctrl-C", 130)], ids=["second-INT", "second-TERM", "ctrl-c"])
+def test_an_interrupted_command_ends_in_one_line_with_128_plus_the_signal(monkeypatch, capsys,
+                                                                         stop, shown, code):
     def interrupted(args):
-        raise KeyboardInterrupt(reason)
+        raise stop
     parser = cli.build_parser()
     monkeypatch.setattr(cli, "build_parser", lambda: parser)
     cli._subcommand_parser(parser, "info").set_defaults(run=interrupted)
-    assert cli.main(["info"]) == 130
+    assert cli.main(["info"]) == code
     captured = capsys.readouterr()
     assert captured.err.count("\n") == 1 and "fastp2p info: stopped (" in captured.err
     assert shown in captured.err and "Traceback" not in captured.err

@@ -27,6 +27,7 @@ import math
 import random
 import re
 import signal
+import threading
 import time
 from dataclasses import asdict, dataclass
 
@@ -75,10 +76,25 @@ class TrainingStopped(Exception):
         self.exit_code = exit_code
 
 
+class SecondStopRequest(KeyboardInterrupt):
+    """A second stop request, raised where the work is: it stops at once. ``exit_code``: 128 +
+    its signal (143 for a second SIGTERM, as for the first), which ``fastp2p.cli`` returns."""
+
+    def __init__(self, message: str, signal_number: int):
+        super().__init__(message)
+        self.exit_code = 128 + signal_number
+
+
 class StopRequests:
     """SIGINT / SIGTERM set a flag that the loop checks between steps (then saves and exits);
-    a second one raises KeyboardInterrupt(``second_request``) at once. ``fastp2p test`` stops
-    between images the same way, with its own words for the second request."""
+    a second one raises SecondStopRequest(``second_request``) at once. From then on, or once
+    ``hold()`` is called (the work a second request would cut short is done), requests are
+    only recorded until the block ends, so what is left (closing the loader's workers, the last
+    lines) is not cut short into a traceback. ``fastp2p test`` stops between images the same
+    way, with its own words for the second request.
+
+    Outside the main thread it installs nothing (Python runs signal handlers in the main
+    thread only, and ``signal.signal`` raises elsewhere): the work runs as it would without."""
 
     SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
@@ -86,21 +102,39 @@ class StopRequests:
                  "saving; --continue_train resumes from the last set saved"):
         self.signal_number = None
         self.second_request = second_request
+        self._held = False
         self._previous = {}
 
     def __enter__(self):
-        for sig in self.SIGNALS:
-            self._previous[sig] = signal.signal(sig, self._handle)
+        if threading.current_thread() is threading.main_thread():
+            for sig in self.SIGNALS:
+                self._previous[sig] = signal.signal(sig, self._handle)
         return self
 
     def __exit__(self, *exc):
         for sig, handler in self._previous.items():
             signal.signal(sig, handler)
 
+    def hold(self) -> None:
+        """From now on a stop request is only recorded, not acted on."""
+        self._held = True
+
     def _handle(self, signal_number, frame):
-        if self.signal_number is not None:  # a second Ctrl-C: stop now, without saving
-            raise KeyboardInterrupt(self.second_request)
-        self.signal_number = signal_number
+        if self.signal_number is None:
+            self.signal_number = signal_number
+        elif not self._held:  # a second Ctrl-C: stop now, without saving
+            self._held = True
+            raise SecondStopRequest(self.second_request, signal_number)
+
+
+def loader_worker_death(err: RuntimeError, then: str) -> str | None:
+    """"a data loader worker died (torch's reason), what to do" when ``err`` is torch's report
+    of a dead loader worker, else None. ``then``: what to do once the cause is dealt with
+    ("resume with --continue_train")."""
+    if not str(err).startswith("DataLoader worker"):
+        return None
+    reason = _worker_death_reason(err)
+    return f"a data loader worker died ({reason}), {_worker_death_advice(reason, then)}"
 
 
 def _worker_death_reason(err: RuntimeError) -> str:
@@ -121,7 +155,7 @@ _CRASH_SIGNALS = ("Segmentation fault", "Aborted", "Floating point exception",
                   "Illegal instruction")
 
 
-def _worker_death_advice(reason: str) -> str:
+def _worker_death_advice(reason: str, then: str) -> str:
     """What to do about a data loader worker that died, from torch's one-line ``reason``: the
     out-of-memory killer sends SIGKILL ("Killed"), a full shared memory is a "Bus error"; a
     crash signal is a fault in the worker (an image library on a damaged file, say), which a
@@ -133,11 +167,11 @@ def _worker_death_advice(reason: str) -> str:
     if name in _CRASH_SIGNALS:
         return (f"the worker crashed ({name}), not out of memory: an image library failing on "
                 "a damaged image, say; check or remove the images, or repack them with "
-                "`fastp2p pack`, then resume with --continue_train")
+                f"`fastp2p pack`, then {then}")
     if name is not None and name not in ("Killed", "Bus error"):
         return (f"stopped by a signal ({name}) from outside this run, not out of "
-                "memory: resume with --continue_train")
-    return "probably out of memory: lower --num_threads, then resume with --continue_train"
+                f"memory: {then}")
+    return f"probably out of memory: lower --num_threads, then {then}"
 
 
 def _crossed(before: int, after: int, every: int) -> bool:
@@ -309,12 +343,11 @@ class Trainer:
                          "folder's permissions, then resume with --continue_train")
                 return EXIT_FAILED
             except RuntimeError as err:
-                if not str(err).startswith("DataLoader worker"):
+                death = loader_worker_death(err, "resume with --continue_train")
+                if death is None:
                     raise
                 # killed mid-step, maybe: the weights in memory are not saved
-                reason = _worker_death_reason(err)
-                self.say(f"error: a data loader worker died ({reason}), "
-                         f"{_worker_death_advice(reason)}; {self._last_good_checkpoint()}")
+                self.say(f"error: {death}; {self._last_good_checkpoint()}")
                 return EXIT_FAILED
             finally:
                 self.writer.close()
