@@ -19,7 +19,7 @@ from typing import Callable
 import torch
 
 from fastp2p.bench.stops import raise_if_stopped
-from fastp2p.bench.timing import TimeLimitExceeded, format_seconds, time_limit
+from fastp2p.bench.timing import TimeLimitExceeded, format_elapsed, time_limit
 
 ERROR_CHARS = 600
 
@@ -103,7 +103,7 @@ class Runner:
         except TimeLimitExceeded as error:
             rows = [{**job.identity, "status": "skipped",
                      "error": f"cut by --time-budget after "
-                              f"{format_seconds(time.monotonic() - began)} s"}
+                              f"{format_elapsed(time.monotonic() - began)} s"}
                     if budget_bound else failed_row(job, error)]
             del error
         except KeyboardInterrupt:  # Ctrl-C or a stop signal: the run's to handle, not the job's

@@ -7,6 +7,7 @@ triton's) so the same helper runs on a CPU and on a machine whose triton differs
 ``time_steps`` times a training step as it runs in a loop (no flush, no gaps between steps).
 """
 import contextlib
+import decimal
 import math
 import signal
 import threading
@@ -147,8 +148,15 @@ def time_steps(step, *, device, warmup: int, steps: int) -> Timing:
 
 
 def format_seconds(seconds: float) -> str:
-    """Whole seconds from 10 s up, two significant digits below: a limit of 0.3 s reads "0.3",
-    not "0"."""
+    """A number of seconds given (a time limit) as it was given: its shortest decimal, without
+    an exponent: 0.125 reads "0.125" (not "0.12"), 1e-5 "0.00001", 240.0 "240"."""
+    text = format(decimal.Decimal(repr(float(seconds))), "f")
+    return text.rstrip("0").rstrip(".") if "." in text else text
+
+
+def format_elapsed(seconds: float) -> str:
+    """A number of seconds measured: whole from 10 s up, two significant digits below (0.3 s
+    reads "0.3", not "0")."""
     return f"{seconds:.0f}" if seconds >= 10 else f"{seconds:.2g}"
 
 
