@@ -5,7 +5,9 @@ import signal
 import sys
 from pathlib import Path
 
-from fastp2p.bench.defaults import QUICK_BATCH_SIZES, TRAINING_BATCH_SIZES, gpu_compile_job_count
+from fastp2p.bench.defaults import (JOB_TIME_LIMIT_S, QUICK_BATCH_SIZES, QUICK_JOB_TIME_LIMIT_S,
+                                    QUICK_STEPS, QUICK_WARMUP, STEPS, TRAINING_BATCH_SIZES,
+                                    WARMUP, gpu_compile_job_count)
 
 DESCRIPTION = """\
 Benchmark pix2pix training and inference, every peer side by side in one process
@@ -45,7 +47,8 @@ examples:
   fastp2p bench                         full run on the GPU (its {_COMPILE_JOBS} torch.compile
                                         jobs, training and inference, dominate)
   fastp2p bench --time-budget 300       the same, skipping whatever would start after 300 s
-  fastp2p bench --quick                 tiny CPU smoke run of everything a CPU can run
+  fastp2p bench --quick                 tiny CPU smoke run of every section (the eager
+                                        inference variants: no torch.compile)
   fastp2p bench --peers reference,fastp2p --batch-sizes 16 --sections training
   fastp2p bench --sections micro --micro bench_norm_act,bench_losses   the kernel benchmarks alone
   fastp2p bench --plot RUN.json         remake RUN.md and RUN.png beside a saved run's figures
@@ -93,9 +96,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     from fastp2p.bench.peer_specs import PEER_NAMES
 
     parser.add_argument("--quick", action="store_true",
-                        help="CPU smoke mode: tiny networks (64x64, ngf=ndf=8), batch 1,2, 3 "
-                             "steps, CPU peers only, micro-benchmarks with collect(quick=True); "
-                             "results are labelled 'quick' and say nothing about GPU speed")
+                        help=f"CPU smoke mode: tiny networks (64x64, ngf=ndf=8), batch "
+                             f"{_sizes(QUICK_BATCH_SIZES)}, {QUICK_STEPS} steps, CPU peers "
+                             "only, eager inference variants, micro-benchmarks with "
+                             "collect(quick=True); results are labelled 'quick' and say "
+                             "nothing about GPU speed")
     parser.add_argument("--device", choices=("auto", "cuda", "cpu"), default="auto",
                         help="where to run (default: cuda when a GPU is visible, else cpu; "
                              "--quick always runs on the cpu)")
@@ -104,14 +109,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="comma-separated subset of training,inference,micro,end-to-end "
                              "(default: all)")
     parser.add_argument("--batch-sizes", type=_positive_ints, default=None,
-                        help=f"training batch sizes (default {_sizes(TRAINING_BATCH_SIZES)}; "
-                             f"quick: {_sizes(QUICK_BATCH_SIZES)})")
+                        help=f"training and end-to-end batch sizes (default "
+                             f"{_sizes(TRAINING_BATCH_SIZES)}; quick: "
+                             f"{_sizes(QUICK_BATCH_SIZES)})")
     parser.add_argument("--steps", type=int, default=None,
-                        help="timed training steps per peer and batch size, after warm-up "
-                             "(default 50, the protocol's minimum; quick: 3)")
+                        help=f"timed training steps per peer and batch size, after warm-up "
+                             f"(default {STEPS}, the protocol's minimum; quick: {QUICK_STEPS})")
     parser.add_argument("--warmup", type=int, default=None,
-                        help="untimed steps first: compilation, graph capture, cuDNN "
-                             "autotuning (default 10; quick: 1)")
+                        help=f"untimed steps first: compilation, graph capture, cuDNN "
+                             f"autotuning (default {WARMUP}; quick: {QUICK_WARMUP})")
     parser.add_argument("--peers", type=_names, default=None,
                         help=f"comma-separated training peers (default on a GPU: all of "
                              f"{','.join(PEER_NAMES)}; on a CPU: reference,eager-tuned,fastp2p)")
@@ -124,8 +130,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         metavar="SECONDS",
                         help="wall-time limit of each job (one peer at one batch size, one "
                              "inference case, one micro module), compilation included; past it "
-                             "the job is reported as failed (default 240; quick: 120; at most "
-                             f"{LONGEST_SECONDS}, a week)")
+                             f"the job is reported as failed (default {JOB_TIME_LIMIT_S:g}; "
+                             f"quick: {QUICK_JOB_TIME_LIMIT_S:g}; at most {LONGEST_SECONDS}, "
+                             "a week)")
     parser.add_argument("--time-budget", type=_seconds, default=None, metavar="SECONDS",
                         help="wall-time budget of the whole run; jobs that would start after it, "
                              "and the one it cuts short, are reported as skipped (not failed). "
@@ -189,8 +196,9 @@ def settings_from_args(args):
             max(processes) > torch.cuda.device_count()):
         raise ValueError(f"--processes {max(processes)} needs as many GPUs; "
                          f"{torch.cuda.device_count()} visible")
-    steps = args.steps if args.steps is not None else (3 if args.quick else 50)
-    warmup = args.warmup if args.warmup is not None else (1 if args.quick else 10)
+    steps = args.steps if args.steps is not None else (QUICK_STEPS if args.quick else STEPS)
+    warmup = args.warmup if args.warmup is not None else (
+        QUICK_WARMUP if args.quick else WARMUP)
     if steps < 1 or warmup < 0:
         raise ValueError(f"--steps must be >= 1 and --warmup >= 0, got {steps} and {warmup}")
     if args.peers is None:
@@ -205,7 +213,7 @@ def settings_from_args(args):
             raise ValueError(f"peer(s) {', '.join(cuda_only)} need a CUDA GPU; this run is on "
                              "the cpu")
     limit = args.peer_time_limit if args.peer_time_limit is not None else (
-        120.0 if args.quick else 240.0)
+        QUICK_JOB_TIME_LIMIT_S if args.quick else JOB_TIME_LIMIT_S)
     checkout = package_checkout()  # the benchmarks/ beside the code that runs
     benchmarks_dir = args.benchmarks_dir or (checkout / "benchmarks" if checkout else None)
     if benchmarks_dir is not None and not Path(benchmarks_dir).is_dir():

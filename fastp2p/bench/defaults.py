@@ -1,10 +1,14 @@
-"""What a run times by default, without torch: the batch sizes, the inference cases of a GPU
-and the torch.compile jobs. The job builders read these, and so does ``fastp2p bench --help``
-(which imports no torch), so the count its examples give is the count a GPU run builds."""
+"""What a run times by default, without torch: the batch sizes, steps and time limits, the
+inference cases of a GPU and the torch.compile jobs. The job builders and the option checks
+read these, and so does ``fastp2p bench --help`` (which imports no torch), so the defaults and
+the count its examples give are the ones a run uses and builds."""
 from fastp2p.bench.peer_specs import PEERS
 
 TRAINING_BATCH_SIZES = (1, 16, 64)       # training and end to end; --batch-sizes
 QUICK_BATCH_SIZES = (1, 2)               # the same under --quick
+STEPS, QUICK_STEPS = 50, 3               # timed steps (50: the protocol's minimum); --steps
+WARMUP, QUICK_WARMUP = 10, 1             # untimed steps first; --warmup
+JOB_TIME_LIMIT_S, QUICK_JOB_TIME_LIMIT_S = 240.0, 120.0  # --peer-time-limit
 GPU_INFERENCE_BATCH_SIZES = (1, 16, 64)
 INFERENCE_TRAIN_MODES = (False, True)    # each inference case in eval mode, then in train mode
 # torch.compile modes that also get an inference variant when their training peer runs

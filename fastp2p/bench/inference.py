@@ -25,7 +25,8 @@ from dataclasses import dataclass
 
 import torch
 
-from fastp2p.bench.defaults import GPU_INFERENCE_BATCH_SIZES, INFERENCE_TRAIN_MODES
+from fastp2p.bench.defaults import (GPU_INFERENCE_BATCH_SIZES, INFERENCE_COMPILE_MODES,
+                                    INFERENCE_TRAIN_MODES)
 from fastp2p.bench.networks import NetworkConfig, build_generator, make_batch
 from fastp2p.bench.runner import Job
 from fastp2p.bench.timing import benchmark, cudnn_benchmark
@@ -63,22 +64,22 @@ def omitted_compile_modes(device_type: str, compile_modes: tuple, quick: bool) -
 
 
 def _variants(device_type: str, compile_modes: tuple, quick: bool):
+    """The variants of a case; the torch.compile ones are the modes ``omitted_compile_modes``
+    leaves in (none under --quick), decided there only."""
     cuda = device_type == "cuda"
     best = ("bf16", True) if cuda else ("fp32", True)
     omitted = omitted_compile_modes(device_type, compile_modes, quick)
-    if quick:  # every compile mode is in omitted
-        return [Variant("reference", False, "eager", "fp32", False),
+    compiled = [Variant("reference compile" + ("" if mode == "default" else f" {mode}"), False,
+                        mode, *best) for mode in compile_modes if mode not in omitted]
+    if quick:  # the smoke test: each module's eager path, in fp32 NCHW
+        return [Variant("reference", False, "eager", "fp32", False), *compiled,
                 Variant("fastp2p", True, "eager", "fp32", False),
                 Variant("fastp2p unfolded", True, "unfolded", "fp32", False, eval_only=True)]
     variants = [Variant("reference", False, "eager", "fp32", False),
                 Variant("reference", False, "eager", "fp32", True)]
     if cuda:
         variants.append(Variant("reference", False, "eager", "bf16", True))
-    for mode in compile_modes:
-        if mode in omitted:
-            continue
-        name = "reference compile" + ("" if mode == "default" else f" {mode}")
-        variants.append(Variant(name, False, mode, *best))
+    variants += compiled
     if not cuda:
         variants.append(Variant("fastp2p", True, "eager", "fp32", False))
     variants += [Variant("fastp2p", True, "eager", *best),
@@ -107,7 +108,7 @@ def _prepare(variant: Variant, model):
     if variant.execution == "graphed":
         from fastp2p.nn.graph_replay import graphed
         return graphed(model)
-    if variant.execution in ("default", "reduce-overhead"):
+    if variant.execution in INFERENCE_COMPILE_MODES:
         return torch.compile(model, mode=variant.execution)
     return model
 
@@ -193,7 +194,7 @@ def inference_jobs(device: str, config: NetworkConfig, *, quick: bool, rep_ms: f
             if case.train and variant.eval_only:
                 continue
             job = inference_job(variant, case, config, rep_ms)
-            (compiled if variant.execution in ("default", "reduce-overhead") else jobs).append(job)
+            (compiled if variant.execution in INFERENCE_COMPILE_MODES else jobs).append(job)
     return jobs, compiled
 
 
