@@ -141,10 +141,20 @@ def left_by_dead_process(path) -> bool:
 def remove_left_by_dead_processes(folder, pattern: str = ".*.tmp-*") -> None:
     """Remove the ``temporary_sibling`` files in ``folder`` whose process no longer runs: what
     a write killed before its rename left (a live process's are left alone). ``pattern``: the
-    names to look at (a glob), e.g. ``"*.tmp-*"`` for older versions' ``NAME.tmp-PID`` too."""
+    names to look at (a glob), e.g. ``"*.tmp-*"`` for older versions' ``NAME.tmp-PID`` too.
+    Only regular files: a write leaves nothing else, so a folder or a link of that name is
+    someone's own, and unlinking a folder would fail."""
     for leftover in Path(folder).glob(pattern):
-        if left_by_dead_process(leftover):
+        if _is_regular_file(leftover) and left_by_dead_process(leftover):
             leftover.unlink(missing_ok=True)
+
+
+def _is_regular_file(path) -> bool:
+    """Whether ``path`` itself (not a link's target) is a regular file."""
+    try:
+        return stat.S_ISREG(os.lstat(path).st_mode)
+    except OSError:
+        return False
 
 
 def create_temporary(path: Path) -> Path:

@@ -8,13 +8,20 @@ order, no flipping, and the generator stays in train mode (batch statistics, dro
 unless ``--eval`` (the default without ``--dataroot``, whose quick profile trains at batch 32).
 
 The page lists only triplets the run that wrote it wrote whole: an earlier run's page is
-removed before the first image is written, and the page is written when the run ends. Ctrl-C
-or SIGTERM (as in training) stops after the image being written, titles the page partial and
-exits with 128 + the signal; an error (a full disk, named in one line with the file) or a
-second stop request writes no page and says the results are partial. ``images/`` may then
-hold an incomplete triplet or an earlier run's images, which no page lists, until a later run
-writes those names again. Temporary files of killed runs (``.NAME.tmp-PID.png``) are removed
-by the next run into the folder.
+removed before the first image is written (a folder at its name is refused first), and the
+page is written when the run ends. Ctrl-C or SIGTERM (as in training) stops after the image
+being written, titles the page partial and exits with 128 + the signal; a second one before
+that image is whole stops at once, writes no page, says the results are partial and exits
+with 128 + its own signal. Once the images are done (all of them, or the one a stop waited
+for), stop requests are ignored until the command returns: the page is still written, the
+loader's workers stopped and the lines printed, and a run that wrote every image is complete
+(exit 0). An error (a full disk, named in one line with the file; a data loader worker that
+died) writes no page and says the results are partial; a page that cannot be written, that
+the images are whole. ``images/`` may then hold an incomplete triplet or an earlier run's
+images, which no page lists, until a later run writes those names again. Temporary files of
+killed runs (``.NAME.tmp-PID.png``, regular files only) are removed by the next run into the
+folder. Run from a thread other than the main one (which alone receives signals), the command
+handles no stop request.
 
 A results folder may be shared by several users, so nothing is written through a symbolic link
 one of them planted there: the images and the page replace a link at their names (a rename),
@@ -23,6 +30,7 @@ and before anything is written a linked ``PHASE_EPOCH`` or ``images`` folder, or
 is), is refused in one line (exit 1); so are linked tracker folders in the run folder.
 """
 import argparse
+import contextlib
 import signal
 import sys
 from dataclasses import dataclass
@@ -47,7 +55,10 @@ Every option of the reference's test.py is accepted (`python test.py --model pix
 as `fastp2p test --model pix2pix ...`); those that mean nothing here are named in one line.
 index.html lists only whole triplets of the run that wrote it (an earlier run's page is removed
 first). Ctrl-C or SIGTERM stops after the current image, with index.html titled partial (exit
-128 + the signal); after an error or a second Ctrl-C there is no index.html."""
+128 + the signal); a second one before that image is written stops at once, with no
+index.html (exit 128 + that signal); once the images are written, further ones are ignored
+until the command ends (a run that wrote them all exits with 0). After an error there is no
+index.html."""
 
 # Training's model options that the reference's test.py also accepts and that mean nothing to
 # a test, with why: its help says so (they are not "ignored reference options": train uses them).
@@ -91,20 +102,13 @@ def run(args: argparse.Namespace) -> int:
     except MissingPackage as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    import torch
-
-    from fastp2p.data import DataError, create_dataloader, create_dataset
-    from fastp2p.data.create import packed_mode_note, packed_resize_note
-    from fastp2p.train.checkpoints import CheckpointFolder, describe_os_error
     from fastp2p.train.cpu_threads import apply_thread_choice, choose_threads
     from fastp2p.train.distributed import resolve_device
-    from fastp2p.train.image_sizes import check_images_fit_unet, check_options_fit_unet
-    from fastp2p.train.networks import generator_from_options
+    from fastp2p.train.image_sizes import check_options_fit_unet
     from fastp2p.train.reports import aspect_ratio_size
-    from fastp2p.train.reference_options import (apply_reference_options, describe_networks,
-                                                   results_folder_name)
-    from fastp2p.train.saved_options import OPTIONS_FILE, changed_options
-    from fastp2p.train.trackers import check_trackers_installed, close_trackers, open_trackers
+    from fastp2p.train.reference_options import apply_reference_options
+    from fastp2p.train.trackers import check_trackers_installed
+    from fastp2p.train.trainer import StopRequests
 
     load_size_given = not isinstance(args.load_size, QuickDefault)
     resolve_quick_defaults(args)
@@ -127,46 +131,82 @@ def run(args: argparse.Namespace) -> int:
     threads = choose_threads(device.type, args.num_threads)
     apply_thread_choice(threads)
     print(threads.summary)
-    trackers, loader = [], None
-    try:
-        torch.manual_seed(args.seed)
-        # The reference's test reads each whole image at --crop_size: a split packed at a larger
-        # size is resized again to it, not cropped at random, unless --load_size asks for crops.
-        for line in (packed_resize_note(args, args.phase), packed_mode_note(args, args.phase)):
-            if line:
-                print(line)
-        dataset = create_dataset(args, args.phase)
-        check_images_fit_unet(args, dataset)
-        loader = create_dataloader(dataset, 1, shuffle=False,
-                                   num_workers=threads.loader_workers, seed=args.seed)
-        netG = generator_from_options(args).to(device)
-        advice = ("test another saved --epoch, or get a good one by training again: `fastp2p "
-                  f"train --name {args.name} --continue_train --epoch N` from an intact set N "
-                  "writes new latest_* files")
-        folder = CheckpointFolder(args.checkpoints_dir, args.name, advice)
-        weights = folder.load_network(netG, args.epoch, "G")
-        trained_otherwise = changed_options(args, folder.path / OPTIONS_FILE, ("direction",))
-        if trained_otherwise:  # the reference translates the other way without a word
-            print(f"note: translates the other way than the run was trained ({trained_otherwise}"
-                  f", its {OPTIONS_FILE})")
-        if args.verbose:
-            print(describe_networks(G=netG))
-        out_dir = Path(args.results_dir) / args.name / results_folder_name(args)
-        _refuse_linked_results(out_dir)
-        trackers = open_trackers(args, _tracker_folder(args, out_dir), "test")
-        if args.eval:
-            netG.eval()
-        translated = _translate(args, netG, loader, device, out_dir, trackers)
-    except (ValueError, DataError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
-    except OSError as err:  # e.g. a full disk or a read-only results folder
-        print(f"error: {describe_os_error(err)}", file=sys.stderr)
-        return 1
-    finally:
-        close_trackers(trackers)
-        if loader is not None:
-            loader.close()
+    with contextlib.ExitStack() as resources:   # the loader's workers and the trackers
+        try:
+            loader, netG, weights, out_dir, trackers = _set_up(args, device, threads, resources)
+        except (ValueError, OSError) as err:   # ValueError: a DataError too
+            return _failed(err)
+        # The stop requests are handled until the command returns: closing the loader and the
+        # trackers inside them, a request arriving then is ignored instead of cutting that short
+        # (a traceback at exit, loader workers left to the interpreter's exit hooks).
+        second_request = f"a second stop request: stopped at once; {_partial(out_dir)}"
+        with StopRequests(second_request) as stops:
+            with resources.pop_all():
+                try:
+                    translated = _translate(args, netG, loader, device, out_dir, trackers, stops)
+                except (ValueError, OSError) as err:
+                    return _failed(err)
+            return _report(translated, weights, out_dir)
+
+
+def _set_up(args, device, threads, resources: contextlib.ExitStack):
+    """(loader, generator with its weights loaded, the weights' file, results folder,
+    trackers); ``resources`` closes the loader and the trackers."""
+    import torch
+
+    from fastp2p.data import create_dataloader, create_dataset
+    from fastp2p.data.create import packed_mode_note, packed_resize_note
+    from fastp2p.train.checkpoints import CheckpointFolder
+    from fastp2p.train.image_sizes import check_images_fit_unet
+    from fastp2p.train.networks import generator_from_options
+    from fastp2p.train.reference_options import describe_networks, results_folder_name
+    from fastp2p.train.saved_options import OPTIONS_FILE, changed_options
+    from fastp2p.train.trackers import close_trackers, open_trackers
+
+    torch.manual_seed(args.seed)
+    # The reference's test reads each whole image at --crop_size: a split packed at a larger
+    # size is resized again to it, not cropped at random, unless --load_size asks for crops.
+    for line in (packed_resize_note(args, args.phase), packed_mode_note(args, args.phase)):
+        if line:
+            print(line)
+    dataset = create_dataset(args, args.phase)
+    check_images_fit_unet(args, dataset)
+    loader = create_dataloader(dataset, 1, shuffle=False,
+                               num_workers=threads.loader_workers, seed=args.seed)
+    resources.callback(loader.close)
+    netG = generator_from_options(args).to(device)
+    advice = ("test another saved --epoch, or get a good one by training again: `fastp2p "
+              f"train --name {args.name} --continue_train --epoch N` from an intact set N "
+              "writes new latest_* files")
+    folder = CheckpointFolder(args.checkpoints_dir, args.name, advice)
+    weights = folder.load_network(netG, args.epoch, "G")
+    trained_otherwise = changed_options(args, folder.path / OPTIONS_FILE, ("direction",))
+    if trained_otherwise:  # the reference translates the other way without a word
+        print(f"note: translates the other way than the run was trained ({trained_otherwise}"
+              f", its {OPTIONS_FILE})")
+    if args.verbose:
+        print(describe_networks(G=netG))
+    out_dir = Path(args.results_dir) / args.name / results_folder_name(args)
+    _refuse_linked_results(out_dir)
+    trackers = open_trackers(args, _tracker_folder(args, out_dir), "test")
+    resources.callback(close_trackers, trackers)
+    if args.eval:
+        netG.eval()
+    return loader, netG, weights, out_dir, trackers
+
+
+def _failed(err: Exception) -> int:
+    """Say in one line why the command failed (a full disk, a read-only results folder, a bad
+    image or option); its exit code."""
+    from fastp2p.train.checkpoints import describe_os_error
+
+    print(f"error: {describe_os_error(err) if isinstance(err, OSError) else err}",
+          file=sys.stderr)
+    return 1
+
+
+def _report(translated, weights: Path, out_dir: Path) -> int:
+    """Print what the run did and its L1 scores; its exit code (128 + the stop's signal)."""
     print(f"translated {translated.count} image(s) with {weights}")
     if translated.scores is not None:
         print(translated.scores.report())
@@ -236,37 +276,59 @@ class _Translated:
     stopped_by: int | None
 
 
-def _translate(args, netG, loader, device, out_dir, trackers) -> _Translated:
+def _translate(args, netG, loader, device, out_dir, trackers, stops) -> _Translated:
     """Write the image triplets into out_dir/images and index.html beside them.
 
     ``_begin_results`` removes an earlier run's page before the first image is written; the
-    page is written at the end and lists this run's whole triplets only. Ctrl-C or SIGTERM
-    ends the run after the image being written, with a page titled as partial; an error (a
-    full disk, an unreadable image) raises ValueError saying how far it got and that no page
-    was written."""
+    page is written at the end and lists this run's whole triplets only. A stop request
+    (``stops``: StopRequests) ends the run after the image being written, with a page titled as
+    partial; once the images are done, later requests are only recorded, so a complete run
+    stays complete. An error (a full disk, an unreadable image, a data loader worker that died)
+    raises ValueError saying how far it got and that no page was written; a page that cannot be
+    written, that the images are whole."""
     import torch
 
     from fastp2p.train.checkpoints import describe_os_error
     from fastp2p.train.reports import write_html
-    from fastp2p.train.trainer import StopRequests
 
     images_dir = _begin_results(out_dir)
     total = min(len(loader), args.num_test)
     sections = []   # (name, its images) of each whole triplet written
-    second_request = f"a second stop request: stopped at once; {_partial(out_dir)}"
     try:
-        with torch.no_grad(), StopRequests(second_request) as stops:
+        with torch.no_grad():
             scores = _write_triplets(args, netG, loader, device, images_dir, trackers, total,
                                      sections, stops)
-            # a stop request during the last image changes nothing: the results are whole
-            stopped_by = stops.signal_number if len(sections) < total else None
-            write_html(out_dir / "index.html", _page_title(args, stopped_by, len(sections), total),
-                       sections)
-    except (OSError, ValueError) as err:  # ValueError: DataError (an image), a planted link
-        reason = describe_os_error(err) if isinstance(err, OSError) else str(err)
+    except (OSError, ValueError, RuntimeError) as err:
+        reason = _why_the_images_stopped(err)
+        if reason is None:   # a bug: its traceback
+            raise
         written = f"{len(sections)} of {total} images written, "
         raise ValueError(f"{reason}; {_partial(out_dir, written)}") from err
+    finally:   # what a second request would cut short is done (or failed)
+        stops.hold()
+    # a stop request during the last image changes nothing either: the results are whole
+    stopped_by = stops.signal_number if len(sections) < total else None
+    try:
+        write_html(out_dir / "index.html", _page_title(args, stopped_by, len(sections), total),
+                   sections)
+    except OSError as err:
+        raise ValueError(f"{describe_os_error(err)}; the images are whole ({len(sections)} of "
+                         f"{total} written, in {images_dir}): only their page failed") from err
     return _Translated(len(sections), total, scores, stopped_by)
+
+
+def _why_the_images_stopped(err: Exception) -> str | None:
+    """One line for an error that stopped the images: a failed write or read (OSError), a bad
+    image or a planted link (ValueError: DataError, NotAPlainFile), a data loader worker that
+    died (torch's RuntimeError); None for any other RuntimeError."""
+    from fastp2p.train.checkpoints import describe_os_error
+    from fastp2p.train.trainer import loader_worker_death
+
+    if isinstance(err, OSError):
+        return describe_os_error(err)
+    if isinstance(err, ValueError):
+        return str(err)
+    return loader_worker_death(err, "run again")
 
 
 def _write_triplets(args, netG, loader, device, images_dir, trackers, total, sections, stops):
@@ -326,6 +388,9 @@ def _begin_results(out_dir: Path) -> Path:
     stops early."""
     from fastp2p.atomic_files import remove_left_by_dead_processes
 
+    page = out_dir / "index.html"
+    if page.is_dir() and not page.is_symlink():   # unlink would say a bare "Is a directory"
+        raise ValueError(f"{page}: is a folder, where a file is written; move it away")
     images_dir = out_dir / IMAGES
     images_dir.mkdir(parents=True, exist_ok=True)
     # again once made: a link planted since run's check, before mkdir made these folders, is
@@ -333,7 +398,7 @@ def _begin_results(out_dir: Path) -> Path:
     _refuse_linked_results(out_dir)
     for folder in (out_dir, images_dir):
         remove_left_by_dead_processes(folder)
-    (out_dir / "index.html").unlink(missing_ok=True)
+    page.unlink(missing_ok=True)
     return images_dir
 
 
