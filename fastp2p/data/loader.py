@@ -84,6 +84,17 @@ class _EpochBatches(torch.utils.data.Sampler):
             yield [(index, epoch) for index in batch]
 
 
+def _import_what_batches_import() -> None:
+    """Enter torch's record_function once before any worker starts: the DataLoader does at each
+    batch, and the first time it lazily imports a profiler module that swallows every
+    Exception raised while it loads. torch reports a worker killed by a signal by raising from
+    its SIGCHLD handler wherever the main process is; raised inside that import, the report
+    ("killed by signal: Segmentation fault") was logged as a warning with a traceback, and the
+    command could only say the worker "exited unexpectedly"."""
+    with torch.autograd.profiler.record_function("fastp2p: before the loader's workers"):
+        pass
+
+
 class PairLoader:
     """Iterable of batched dicts ``{"A": NxCxHxW, "B": ..., "A_paths": [...], "B_paths": [...]}``."""
 
@@ -104,6 +115,8 @@ class PairLoader:
         self.batch_sampler = _EpochBatches(self.sampler, batch_size, drop_last)
         # pin only where there is a device to pin for (torch warns and ignores it otherwise)
         pin = pin_memory and torch.cuda.is_available()
+        if num_workers > 0:
+            _import_what_batches_import()
         self._loader = DataLoader(_SeededItems(dataset, seed), batch_sampler=self.batch_sampler,
                                   collate_fn=_collate, num_workers=num_workers,
                                   worker_init_fn=_ignore_stop_signals,
