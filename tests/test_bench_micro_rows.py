@@ -4,24 +4,14 @@ the run is saved: the sys.exit, or the skip (a BaseException), ended the whole b
 field (p20_ms as text) stopped the save with a traceback, no table written."""
 import argparse
 import json
-import uuid
 
 import pytest
 
 from fastp2p.bench import command, micro, suite
 from fastp2p.bench.runner import Job, Runner
+from helpers.bench_helpers import micro_folder
 
 FINE = 'def collect(quick):\n    return [{"name": "fine", "median_ms": 1.0, "bytes": 1000}]\n'
-
-
-def _modules(tmp_path, **sources):
-    """A fresh benchmarks folder holding ``bench_<name>.py`` for each source; its package
-    name is unique, so no earlier test's import of the same name is found instead."""
-    folder = tmp_path / f"micro_rows_{uuid.uuid4().hex[:8]}"
-    folder.mkdir()
-    for name, source in sources.items():
-        (folder / f"bench_{name}.py").write_text(source)
-    return folder
 
 
 def _run(folder):
@@ -33,7 +23,7 @@ def _run(folder):
 
 
 def test_a_module_calling_sys_exit_is_that_modules_failure_and_the_run_goes_on(tmp_path):
-    folder = _modules(tmp_path, a_exits="import sys\n\ndef collect(quick):\n    sys.exit(2)\n",
+    folder = micro_folder(tmp_path, a_exits="import sys\n\ndef collect(quick):\n    sys.exit(2)\n",
                       b_fine=FINE)
     rows = _run(folder)
     assert rows["bench_a_exits"]["status"] == "failed"
@@ -48,7 +38,7 @@ def test_a_module_calling_sys_exit_is_that_modules_failure_and_the_run_goes_on(t
 def test_a_module_raising_a_base_exception_is_that_modules_failure(tmp_path, source):
     # pytest's Skipped is a BaseException, not an Exception: it ended the whole run
     try:
-        rows = _run(_modules(tmp_path, a_skips=source, b_fine=FINE))
+        rows = _run(micro_folder(tmp_path, a_skips=source, b_fine=FINE))
     except BaseException as error:  # noqa: BLE001 - Skipped would skip this test instead
         pytest.fail(f"the job's {type(error).__name__} ended the run")
     assert rows["bench_a_skips"]["status"] == "failed"
@@ -92,7 +82,7 @@ BAD_ROWS = {  # the row's extra fields, as source: what the error names
 
 @pytest.mark.parametrize("fields, message", BAD_ROWS.values(), ids=BAD_ROWS.keys())
 def test_a_bad_field_fails_the_module_naming_row_and_field(tmp_path, fields, message):
-    row = _run(_modules(tmp_path, bad=_collecting(fields)))["bench_bad"]
+    row = _run(micro_folder(tmp_path, bad=_collecting(fields)))["bench_bad"]
     assert row["status"] == "failed"
     assert row["error"].startswith("ValueError: bench_bad.collect() row 0: "), row["error"]
     assert message in row["error"] and "\n" not in row["error"]
@@ -100,14 +90,14 @@ def test_a_bad_field_fails_the_module_naming_row_and_field(tmp_path, fields, mes
 
 def test_a_good_row_keeps_its_fields_and_gets_bandwidth(tmp_path):
     fields = '"bytes": 4e6, "p20_ms": None, "shape": [1, 8, 4, 4], "op": "norm_act"'
-    row = _run(_modules(tmp_path, good=_collecting(fields)))["bench_good"]
+    row = _run(micro_folder(tmp_path, good=_collecting(fields)))["bench_good"]
     assert row["status"] == "ok" and row["gbps"] == pytest.approx(4.0)
     assert row["copy_fraction"] > 0 and row["shape"] == [1, 8, 4, 4] and row["device"] == "cpu"
 
 
 def test_the_run_saves_the_other_modules_and_names_the_bad_ones(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(suite, "measure_ceilings", lambda device, log: {})
-    folder = _modules(
+    folder = micro_folder(
         tmp_path, b_fine=FINE,
         x_text='def collect(quick):\n    return [{"name": "x", "median_ms": 1.0, '
                '"p20_ms": "0.9"}]\n',

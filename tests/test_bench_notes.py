@@ -2,16 +2,16 @@
 section with no job vanished from the results without a word, --quick dropped the
 torch.compile inference variants of the compile peers it was given as silently, and so were
 options for sections the run leaves out (--micro with --sections training)."""
-import argparse
 import io
 from pathlib import Path
 
 import pytest
 
-from fastp2p.bench import command, environment, report, suite
+from fastp2p.bench import environment, report, suite
 from fastp2p.bench.networks import QUICK_CONFIG
 from fastp2p.bench.peer_specs import peer_by_name
 from fastp2p.bench.runner import Log
+from helpers.bench_helpers import quick_settings
 
 
 @pytest.fixture
@@ -82,14 +82,8 @@ def test_a_run_that_runs_everything_it_was_asked_has_no_notes(capsys, planned_on
 CHECKOUT = Path(__file__).resolve().parents[1]
 
 
-def _settings(*argv):
-    parser = argparse.ArgumentParser()
-    command.add_arguments(parser)
-    return command.settings_from_args(parser.parse_args(["--quick", *argv]))
-
-
 def test_options_for_sections_left_out_are_named():
-    settings = _settings("--sections", "inference", "--micro", "bench_losses",
+    settings = quick_settings("--sections", "inference", "--micro", "bench_losses",
                          "--benchmarks-dir", str(CHECKOUT / "benchmarks"), "--processes", "2",
                          "--steps", "4")
     _, notes = suite.plan_jobs(settings)
@@ -100,7 +94,7 @@ def test_options_for_sections_left_out_are_named():
 
 
 def test_options_a_section_of_the_run_reads_are_no_note():
-    settings = _settings("--sections", "training,micro", "--micro", "bench_losses",
+    settings = quick_settings("--sections", "training,micro", "--micro", "bench_losses",
                          "--benchmarks-dir", str(CHECKOUT / "benchmarks"), "--steps", "4",
                          "--peers", "reference")
     assert suite.plan_jobs(settings)[1] == []
@@ -109,7 +103,7 @@ def test_options_a_section_of_the_run_reads_are_no_note():
 def test_micro_modules_without_a_benchmarks_folder_say_how_to_give_one(monkeypatch):
     monkeypatch.setattr(environment, "package_checkout", lambda: None)  # an installed wheel
     with pytest.raises(ValueError) as refused:
-        _settings("--sections", "micro", "--micro", "bench_losses")
+        quick_settings("--sections", "micro", "--micro", "bench_losses")
     assert str(refused.value) == ("--micro bench_losses: no benchmarks folder to find them in: "
                                   "fastp2p is not imported from a source checkout; pass "
                                   "--benchmarks-dir")

@@ -17,18 +17,13 @@ from fastp2p.bench.networks import FULL_CONFIG
 from fastp2p.bench.peer_specs import PEERS
 from fastp2p.bench.runner import Job, Runner
 from fastp2p.bench.timing import format_seconds
+from helpers.bench_helpers import quick_settings
 
 CHECKOUT = Path(__file__).resolve().parents[1]
 
 
-def _settings(*argv):
-    parser = argparse.ArgumentParser()
-    command.add_arguments(parser)
-    return command.settings_from_args(parser.parse_args(["--quick", *argv]))
-
-
 def test_a_peer_or_section_named_twice_runs_once_in_the_order_given():
-    settings = _settings("--peers", "fastp2p,reference,fastp2p", "--sections",
+    settings = quick_settings("--peers", "fastp2p,reference,fastp2p", "--sections",
                          "inference,training,inference")
     assert [peer.name for peer in settings.peers] == ["fastp2p", "reference"]
     assert settings.sections == ("inference", "training")
@@ -37,11 +32,11 @@ def test_a_peer_or_section_named_twice_runs_once_in_the_order_given():
 @pytest.mark.parametrize("value", [",", " , "])
 def test_an_empty_micro_list_is_refused_not_read_as_every_module(value):
     with pytest.raises(ValueError, match="--micro takes a comma-separated list of bench_"):
-        _settings("--sections", "micro", "--micro", value)
+        quick_settings("--sections", "micro", "--micro", value)
 
 
 def test_a_micro_module_named_twice_runs_once():
-    settings = _settings("--micro", "bench_losses,bench_losses", "--benchmarks-dir",
+    settings = quick_settings("--micro", "bench_losses,bench_losses", "--benchmarks-dir",
                          str(CHECKOUT / "benchmarks"))
     assert settings.micro_modules == ("bench_losses",)
 

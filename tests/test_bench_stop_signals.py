@@ -25,6 +25,7 @@ from fastp2p.bench import command, end_to_end, suite
 from fastp2p.bench.networks import QUICK_CONFIG
 from fastp2p.bench.peer_specs import peer_by_name
 from fastp2p.bench.runner import Log
+from helpers.bench_helpers import micro_folder
 
 RESULTS = {"schema": 1, "run_id": "a-run", "mode": "quick", "device_slug": "cpu",
            "environment": {"device": "cpu", "date_utc": "2026-12-04 10:00", "date": "20261204",
@@ -117,10 +118,7 @@ FINE = 'def collect(quick):\n    return [{"name": "fine", "median_ms": 1.0}]\n'
 
 
 def test_a_stop_a_module_swallows_still_stops_the_run(tmp_path):
-    folder = tmp_path / f"swallows_{uuid.uuid4().hex[:8]}"
-    folder.mkdir()
-    (folder / "bench_a_catches.py").write_text(CAUGHT)
-    (folder / "bench_b_fine.py").write_text(FINE)
+    folder = micro_folder(tmp_path, a_catches=CAUGHT, b_fine=FINE)
     result = subprocess.run(
         [sys.executable, "-m", "fastp2p", "bench", "--quick", "--sections", "micro",
          "--benchmarks-dir", str(folder), "--out", str(tmp_path / "out")],
@@ -171,18 +169,15 @@ def _end_to_end_settings():
         job_time_limit=None, time_budget=None, benchmarks_dir=None, inference_rep_ms=1.0)
 
 
-def test_a_second_sigterm_while_an_end_to_end_job_cleans_up_leaves_no_folder(
-        tmp_path, monkeypatch, capsys, stop_handlers_put_back):
+def _sigterm_as_the_job_folder_is_removed(tmp_path, monkeypatch, capsys, packing):
+    """Run the end-to-end section with ``packing`` as its data preparation and a SIGTERM sent
+    as the job's temporary folder is removed; the run must stop with 143, nothing saved, and
+    no folder left behind."""
     import shutil
 
     remove = shutil.rmtree
 
-    def packing(root, pairs, load):  # the first SIGTERM, while the job prepares its data
-        (root / "synthetic").mkdir()
-        (root / "synthetic" / "0.png").write_bytes(b"image")
-        os.kill(os.getpid(), signal.SIGTERM)
-
-    def removing(path, *args, **kwargs):  # the second, as the job's folder is removed
+    def removing(path, *args, **kwargs):
         monkeypatch.setattr(shutil, "rmtree", remove)
         os.kill(os.getpid(), signal.SIGTERM)
         return remove(path, *args, **kwargs)
@@ -198,11 +193,19 @@ def test_a_second_sigterm_while_an_end_to_end_job_cleans_up_leaves_no_folder(
         "fastp2p bench: stopped (SIGTERM received); nothing was saved")
 
 
+def test_a_second_sigterm_while_an_end_to_end_job_cleans_up_leaves_no_folder(
+        tmp_path, monkeypatch, capsys, stop_handlers_put_back):
+    def packing(root, pairs, load):  # the first SIGTERM, while the job prepares its data
+        (root / "synthetic").mkdir()
+        (root / "synthetic" / "0.png").write_bytes(b"image")
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    # the second SIGTERM as the job's folder is removed
+    _sigterm_as_the_job_folder_is_removed(tmp_path, monkeypatch, capsys, packing)
+
+
 def test_a_sigterm_while_an_end_to_end_job_removes_its_folder_waits_for_the_removal(
         tmp_path, monkeypatch, capsys, stop_handlers_put_back):
-    import shutil
-
-    remove = shutil.rmtree
     stages = ("data", "step", "log", "sample", "checkpoint")
     rank = {"code": 0, "images_per_s": 1.0, "window_steps": 1, "window_s": 1.0,
             **{f"{stage}_{figure}": 1 for stage in stages for figure in ("s", "share", "calls")}}
@@ -212,21 +215,9 @@ def test_a_sigterm_while_an_end_to_end_job_removes_its_folder_waits_for_the_remo
         (root / "packed" / "shard-0").write_bytes(b"pairs")
         return root / "packed"
 
-    def removing(path, *args, **kwargs):  # the job is done: SIGTERM as its folder is removed
-        monkeypatch.setattr(shutil, "rmtree", remove)
-        os.kill(os.getpid(), signal.SIGTERM)
-        return remove(path, *args, **kwargs)
-
-    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
-    monkeypatch.setattr(end_to_end, "make_packed_set", packing)
+    # the job is done: its only SIGTERM as its folder is removed
     monkeypatch.setattr(end_to_end, "run_processes", lambda argv, skip, world, work: [rank])
-    monkeypatch.setattr(shutil, "rmtree", removing)
-    monkeypatch.setattr(suite, "measure_ceilings", lambda device, log: {})
-    monkeypatch.setattr(command, "settings_from_args", lambda args: _end_to_end_settings())
-    assert command.run(command_args(tmp_path / "out")) == 128 + signal.SIGTERM
-    assert list(tmp_path.glob("fastp2p-bench-e2e-*")) == []
-    assert capsys.readouterr().err.strip() == (
-        "fastp2p bench: stopped (SIGTERM received); nothing was saved")
+    _sigterm_as_the_job_folder_is_removed(tmp_path, monkeypatch, capsys, packing)
 
 
 class SecondSigterm(KeyboardInterrupt):

@@ -10,7 +10,6 @@ import signal
 import subprocess
 import sys
 import threading
-import uuid
 from types import SimpleNamespace
 
 import pytest
@@ -19,6 +18,7 @@ from fastp2p.bench import command, end_to_end, suite
 from fastp2p.bench.networks import QUICK_CONFIG
 from fastp2p.bench.peer_specs import peer_by_name
 from fastp2p.bench.runner import Log
+from helpers.bench_helpers import micro_folder
 
 # what command.run reads of the settings before the patched run_suite: the results' name
 QUICK_CPU = SimpleNamespace(device="cpu", quick=True)
@@ -82,10 +82,7 @@ FINE = 'def collect(quick):\n    return [{"name": "fine", "median_ms": 1.0}]\n'
 
 
 def test_sigterm_during_a_micro_module_saves_what_was_measured_and_says_so(tmp_path):
-    folder = tmp_path / f"stops_{uuid.uuid4().hex[:8]}"
-    folder.mkdir()
-    (folder / "bench_a_fine.py").write_text(FINE)
-    (folder / "bench_b_slow.py").write_text(SLOW)
+    folder = micro_folder(tmp_path, a_fine=FINE, b_slow=SLOW)
     out = tmp_path / "out"
     bench = subprocess.Popen(
         [sys.executable, "-m", "fastp2p", "bench", "--quick", "--sections", "micro",

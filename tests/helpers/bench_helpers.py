@@ -1,0 +1,23 @@
+"""Shared set-up of the `fastp2p bench` tests: a folder of micro-benchmark modules, and the
+settings a command line gives."""
+import argparse
+import uuid
+
+
+def micro_folder(tmp_path, **sources):
+    """A fresh benchmarks folder holding ``bench_<name>.py`` for each source; its package
+    name is unique, so no earlier test's import of the same name is found instead."""
+    folder = tmp_path / f"micro_{uuid.uuid4().hex[:8]}"
+    folder.mkdir()
+    for name, source in sources.items():
+        (folder / f"bench_{name}.py").write_text(source)
+    return folder
+
+
+def quick_settings(*argv):
+    """The SuiteSettings of `fastp2p bench --quick ARGV`."""
+    from fastp2p.bench import command
+
+    parser = argparse.ArgumentParser()
+    command.add_arguments(parser)
+    return command.settings_from_args(parser.parse_args(["--quick", *argv]))
