@@ -12,32 +12,22 @@ Permission cases run in a child process that file permissions bind, as root too
 (``helpers.permission_helpers``), outside the checkout (whose fastp2p/ would shadow the
 installed package).
 """
-import subprocess
 import sys
 
 import pytest
 
 from fastp2p.cli import main
-from helpers.data_helpers import make_aligned
-from helpers.permission_helpers import bound_by_permissions, denied  # noqa: F401 (fixture)
+from helpers.data_helpers import make_aligned, tiny_pack_args
+from helpers.permission_helpers import (denied,  # noqa: F401 (fixture)
+                                        fastp2p_bound_by_permissions)
 
 posix_only = pytest.mark.skipif(sys.platform == "win32", reason="POSIX file permissions")
-
-
-def _fastp2p(tmp_path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(bound_by_permissions([sys.executable, "-m", "fastp2p", *args]),
-                          cwd=tmp_path, capture_output=True, text=True, timeout=120)
-
-
-def _pack_args(data, out, *options: str) -> list[str]:
-    return ["pack", str(data), str(out), "--load_size", "16", "--workers", "1", "--no-progress",
-            *options]
 
 
 def _packed(tmp_path):
     data, out = tmp_path / "data", tmp_path / "out"
     make_aligned(data, count=2)
-    assert main(_pack_args(data, out)) == 0
+    assert main(tiny_pack_args(data, out)) == 0
     return out
 
 
@@ -46,7 +36,7 @@ def test_verify_names_a_folder_it_cannot_read_and_checks_the_rest(tmp_path, deni
     out = _packed(tmp_path)
     (out / "lost+found").mkdir()
     denied(out / "lost+found")
-    run = _fastp2p(tmp_path, "pack", "--verify", str(out), "--no-progress")
+    run = fastp2p_bound_by_permissions(tmp_path, "pack", "--verify", str(out), "--no-progress")
     assert run.returncode == 0, run.stderr
     assert run.stdout == f"{out / 'train'}: 2 pairs of 16x32 in 2 shards: checksums OK\n"
     assert run.stderr == (f"fastp2p pack: not checked, as they cannot be read: lost+found "
@@ -57,7 +47,8 @@ def test_verify_names_a_folder_it_cannot_read_and_checks_the_rest(tmp_path, deni
 def test_verify_names_a_shard_it_cannot_read(tmp_path, denied):
     shard = _packed(tmp_path) / "train" / "shard-00001.u8"
     denied(shard)
-    run = _fastp2p(tmp_path, "pack", "--verify", str(shard.parent.parent), "--no-progress")
+    run = fastp2p_bound_by_permissions(tmp_path, "pack", "--verify", str(shard.parent.parent),
+                                       "--no-progress")
     assert run.returncode == 1
     assert run.stderr == f"fastp2p pack: error: {shard}: cannot read it (Permission denied)\n"
 
@@ -66,7 +57,7 @@ def test_verify_names_a_shard_it_cannot_read(tmp_path, denied):
 def test_verify_names_an_out_folder_it_cannot_list(tmp_path, denied):
     out = _packed(tmp_path)
     denied(out)
-    run = _fastp2p(tmp_path, "pack", "--verify", str(out), "--no-progress")
+    run = fastp2p_bound_by_permissions(tmp_path, "pack", "--verify", str(out), "--no-progress")
     assert run.returncode == 1
     assert run.stderr == (f"fastp2p pack: error: {out}: cannot list this folder (Permission "
                           "denied); make it readable\n")
@@ -82,7 +73,7 @@ def test_verify_fails_on_shards_without_their_index_beside_a_good_pack(tmp_path,
     data, out = tmp_path / "data", tmp_path / "out"
     for phase in ("train", "test"):
         make_aligned(data, count=2, phase=phase)
-    assert main(_pack_args(data, out, "--phase", "train", "test")) == 0
+    assert main(tiny_pack_args(data, out, "--phase", "train", "test")) == 0
     (out / "test" / "index.json").unlink()
     code, err = _verify(out, capsys)
     assert code == 1

@@ -10,25 +10,15 @@ The commands run in a child process that file permissions bind, as root too
 (``helpers.permission_helpers``), outside the checkout (whose fastp2p/ would shadow the
 installed package).
 """
-import subprocess
 import sys
 
 import pytest
 
-from helpers.data_helpers import make_aligned
-from helpers.permission_helpers import bound_by_permissions, denied  # noqa: F401 (fixture)
+from helpers.data_helpers import make_aligned, tiny_pack_args
+from helpers.permission_helpers import (denied,  # noqa: F401 (fixture)
+                                        fastp2p_bound_by_permissions)
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX file permissions")
-
-
-def _fastp2p(tmp_path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(bound_by_permissions([sys.executable, "-m", "fastp2p", *args]),
-                          cwd=tmp_path, capture_output=True, text=True, timeout=120)
-
-
-def _pack_args(data, out, *options: str) -> list[str]:
-    return ["pack", str(data), str(out), "--load_size", "16", "--workers", "1", "--no-progress",
-            *options]
 
 
 def test_with_skip_bad_a_folder_that_cannot_be_listed_is_skipped_and_listed(tmp_path, denied):
@@ -36,7 +26,8 @@ def test_with_skip_bad_a_folder_that_cannot_be_listed_is_skipped_and_listed(tmp_
     make_aligned(data, count=2)
     make_aligned(data / "train", count=1, phase="locked")
     denied(data / "train" / "locked")
-    run = _fastp2p(tmp_path, *_pack_args(data, tmp_path / "out", "--skip-bad"))
+    run = fastp2p_bound_by_permissions(tmp_path,
+                                       *tiny_pack_args(data, tmp_path / "out", "--skip-bad"))
     assert run.returncode == 0, run.stderr
     assert "2 pairs in" in run.stdout and "1 bad files skipped" in run.stdout
     assert run.stderr == ("  skipped train/locked: cannot list this folder (Permission denied); "
@@ -49,7 +40,8 @@ def test_an_image_in_a_folder_without_search_permission_is_skipped_with_skip_bad
     make_aligned(data, count=2)
     make_aligned(data / "train", count=1, phase="listable")
     denied(data / "train" / "listable", 0o444)     # its names can be read, not its files
-    run = _fastp2p(tmp_path, *_pack_args(data, tmp_path / "out", "--skip-bad"))
+    run = fastp2p_bound_by_permissions(tmp_path,
+                                       *tiny_pack_args(data, tmp_path / "out", "--skip-bad"))
     assert run.returncode == 0, run.stderr
     assert "2 pairs in" in run.stdout
     assert run.stderr == ("  skipped train/listable/pair00.png: cannot read it (permission "
@@ -60,7 +52,7 @@ def test_an_unreadable_image_is_called_unreadable_not_corrupt(tmp_path, denied):
     data = tmp_path / "data"
     image = make_aligned(data, count=2)[1]
     denied(image)
-    run = _fastp2p(tmp_path, *_pack_args(data, tmp_path / "out"))
+    run = fastp2p_bound_by_permissions(tmp_path, *tiny_pack_args(data, tmp_path / "out"))
     assert run.returncode == 1
     assert run.stderr.startswith(f"fastp2p pack: error: {image}: cannot read it (permission "
                                  "denied); fix or remove it, or pass --skip-bad")

@@ -50,6 +50,12 @@ def make_aligned(root: Path, count: int = 3, width: int = 20, height: int = 20,
             for i in range(count)]
 
 
+def tiny_pack_args(data, out, *options: str) -> list[str]:
+    """A `fastp2p pack DATA OUT` command line for tiny images: one worker, no progress bars."""
+    return ["pack", str(data), str(out), "--load_size", "16", "--workers", "1", "--no-progress",
+            *options]
+
+
 def data_args(dataroot, *options: str) -> argparse.Namespace:
     """The data options as the CLI parses them."""
     parser = add_data_arguments(argparse.ArgumentParser())

@@ -3,6 +3,8 @@ capabilities CAP_DAC_OVERRIDE and CAP_DAC_READ_SEARCH), so a test of an unreadab
 its command without them."""
 import os
 import shutil
+import subprocess
+import sys
 
 import pytest
 
@@ -20,6 +22,13 @@ def bound_by_permissions(command: list[str]) -> list[str]:
         pytest.skip("runs as root, whom file permissions do not bind, and there is no setpriv "
                     "(util-linux) to drop the capabilities that bypass them")
     return [setpriv, f"--bounding-set={_BYPASSING}", *command]
+
+
+def fastp2p_bound_by_permissions(cwd, *args: str) -> subprocess.CompletedProcess:
+    """`fastp2p ARGS` run in ``cwd`` (outside the checkout, whose fastp2p/ would shadow the
+    installed package) as a process file permissions bind."""
+    return subprocess.run(bound_by_permissions([sys.executable, "-m", "fastp2p", *args]),
+                          cwd=cwd, capture_output=True, text=True, timeout=120)
 
 
 @pytest.fixture
