@@ -17,22 +17,9 @@ import pytest
 import fastp2p.train.reports as reports
 from fastp2p.cli import main
 from helpers.data_helpers import dead_pid
-from helpers.train_helpers import (one_line, tiny_networks, tiny_test_argv, train_tiny_run,
-                                   write_aligned_dataset)
+from helpers.train_helpers import (TEST_PAIRS, one_line, tiny_networks, tiny_test_argv,
+                                   tiny_test_results, trained)  # noqa: F401 (fixture)
 from test_disk_full_messages import NO_SPACE, FillingFile
-
-IMAGES = 3   # test pairs
-
-
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    """(DATAROOT with 3 test pairs, a checkpoints folder with the 1-epoch run "tiny")."""
-    data = write_aligned_dataset(tmp_path_factory.mktemp("data"), pairs=IMAGES)
-    return data, train_tiny_run(data, tmp_path_factory.mktemp("trained"))
-
-
-def _results(results) -> Path:
-    return results / "tiny" / "test_latest"
 
 
 def _temporary_files(folder: Path) -> list[str]:
@@ -45,7 +32,7 @@ def test_an_earlier_runs_page_is_removed_before_the_first_image(tmp_path, traine
     its images, two of them now the first run's, one the second's."""
     data, checkpoints = trained
     assert main(tiny_test_argv(data, checkpoints, tmp_path)) == 0
-    page = _results(tmp_path) / "index.html"
+    page = tiny_test_results(tmp_path) / "index.html"
     assert page.is_file()
     saved, pages_seen = [], []
     original = reports.save_image
@@ -61,8 +48,8 @@ def test_an_earlier_runs_page_is_removed_before_the_first_image(tmp_path, traine
     assert main(tiny_test_argv(data, checkpoints, tmp_path)) == 1
     assert pages_seen[0] is False and not page.exists()
     error = one_line(capsys.readouterr().err)
-    assert f"{_results(tmp_path)} are partial (1 of {IMAGES} images written, no index.html)" \
-        in error and "001_fake_B.png" in error, error
+    assert f"{tiny_test_results(tmp_path)} are partial (1 of {TEST_PAIRS} images written, " \
+        "no index.html)" in error and "001_fake_B.png" in error, error
 
 
 # SIGTERM in this process would end pytest without the fix: the run is a child process.
@@ -92,19 +79,19 @@ def test_sigterm_stops_between_images_as_ctrl_c_does(tmp_path, trained):
                          capture_output=True,
                          text=True, timeout=300)
     assert run.returncode == 128 + 15, run.stdout + run.stderr
-    assert f"SIGTERM received: stopped after 1 of {IMAGES} images" in run.stdout, run.stdout
-    results = _results(tmp_path)
+    assert f"SIGTERM received: stopped after 1 of {TEST_PAIRS} images" in run.stdout, run.stdout
+    results = tiny_test_results(tmp_path)
     assert _temporary_files(results) == []
     assert sorted(os.listdir(results / "images")) == [f"000_{label}.png" for label in
                                                       sorted(reports.TRIPLET)]
     page = (results / "index.html").read_text(encoding="utf-8")
-    assert f"(partial: stopped by SIGTERM after 1 of {IMAGES} images)" in page
+    assert f"(partial: stopped by SIGTERM after 1 of {TEST_PAIRS} images)" in page
     assert "images/000_fake_B.png" in page and "001" not in page
 
 
 def test_a_later_run_removes_temporary_files_of_killed_runs(tmp_path, trained):
     data, checkpoints = trained
-    results = _results(tmp_path)
+    results = tiny_test_results(tmp_path)
     (results / "images").mkdir(parents=True)
     dead = dead_pid()
     killed = [results / "images" / f".001_fake_B.png.tmp-{dead}.png",
@@ -133,11 +120,11 @@ def test_a_full_disk_while_saving_an_image_names_the_image(tmp_path, trained, mo
     monkeypatch.setattr(PIL.Image, "builtins", types.SimpleNamespace(open=filling_open))
     assert main(tiny_test_argv(data, checkpoints, tmp_path)) == 1
     error = one_line(capsys.readouterr().err)
-    image = _results(tmp_path) / "images" / "000_fake_B.png"
+    image = tiny_test_results(tmp_path) / "images" / "000_fake_B.png"
     assert error.startswith(f"error: {image}: {NO_SPACE}; ") and "None" not in error, error
-    assert f"partial (0 of {IMAGES} images written, no index.html)" in error, error
+    assert f"partial (0 of {TEST_PAIRS} images written, no index.html)" in error, error
     assert _temporary_files(tmp_path) == []
-    assert not (_results(tmp_path) / "index.html").exists()
+    assert not (tiny_test_results(tmp_path) / "index.html").exists()
 
 
 def test_a_discriminator_under_the_generators_name_is_called_one(tmp_path, trained, capsys):

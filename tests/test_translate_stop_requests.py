@@ -12,30 +12,16 @@ import subprocess
 import sys
 import threading
 import time
-from pathlib import Path
-
-import pytest
 
 import fastp2p.data.datasets as datasets_module
 import fastp2p.train.reports as reports
 from fastp2p.cli import main
 from helpers.data_helpers import dead_pid
-from helpers.train_helpers import one_line, tiny_test_argv, train_tiny_run, write_aligned_dataset
+from helpers.train_helpers import (TEST_PAIRS, one_line, tiny_test_argv, tiny_test_results,
+                                   trained)  # noqa: F401 (fixture)
 from test_disk_full_messages import NO_SPACE
 
-IMAGES = 3   # test pairs
 L1_REPORT = "L1 to real_B over"
-
-
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    """(DATAROOT with 3 test pairs, a checkpoints folder with the 1-epoch run "tiny")."""
-    data = write_aligned_dataset(tmp_path_factory.mktemp("data"), pairs=IMAGES)
-    return data, train_tiny_run(data, tmp_path_factory.mktemp("trained"))
-
-
-def _results(results) -> Path:
-    return results / "tiny" / "test_latest"
 
 
 def test_the_command_runs_from_a_thread_without_touching_signal_handlers(tmp_path, trained):
@@ -49,7 +35,7 @@ def test_the_command_runs_from_a_thread_without_touching_signal_handlers(tmp_pat
     thread.start()
     thread.join(timeout=300)
     assert codes == [0]
-    assert (_results(tmp_path) / "index.html").is_file()
+    assert (tiny_test_results(tmp_path) / "index.html").is_file()
     assert {sig: signal.getsignal(sig) for sig in handlers} == handlers
 
 
@@ -81,9 +67,9 @@ def test_a_killed_loader_worker_is_one_line_and_the_results_partial(tmp_path, tr
     line = one_line(err)
     assert line.startswith("error: a data loader worker died (") and "Killed" in line, line
     assert "lower --num_threads, then run again" in line and "--continue_train" not in line
-    assert f"{_results(tmp_path)} are partial (" in line and "no index.html)" in line, line
+    assert f"{tiny_test_results(tmp_path)} are partial (" in line and "no index.html)" in line, line
     assert "Traceback" not in out + err
-    assert not (_results(tmp_path) / "index.html").exists()
+    assert not (tiny_test_results(tmp_path) / "index.html").exists()
 
 
 def test_a_page_that_cannot_be_written_says_the_images_are_whole(tmp_path, trained,
@@ -96,11 +82,12 @@ def test_a_page_that_cannot_be_written_says_the_images_are_whole(tmp_path, train
     monkeypatch.setattr(reports, "write_html", disk_full)
     assert main(tiny_test_argv(data, checkpoints, tmp_path)) == 1
     error = one_line(capsys.readouterr().err)
-    images = _results(tmp_path) / "images"
-    assert error == (f"error: {_results(tmp_path) / 'index.html'}: {NO_SPACE}; the images are "
-                     f"whole ({IMAGES} of {IMAGES} written, in {images}): only their page "
+    images = tiny_test_results(tmp_path) / "images"
+    page = tiny_test_results(tmp_path) / "index.html"
+    assert error == (f"error: {page}: {NO_SPACE}; the images are "
+                     f"whole ({TEST_PAIRS} of {TEST_PAIRS} written, in {images}): only their page "
                      "failed"), error
-    assert len(os.listdir(images)) == 3 * IMAGES
+    assert len(os.listdir(images)) == 3 * TEST_PAIRS
 
 
 # Signals in this process would end pytest without the fixes: the run is a child process, which
@@ -150,18 +137,19 @@ def test_stop_requests_once_the_images_are_written_leave_the_run_complete(tmp_pa
     output = run.stdout + run.stderr
     assert run.returncode == 0, output
     assert L1_REPORT in run.stdout and "partial" not in output, output
-    page = (_results(tmp_path) / "index.html").read_text(encoding="utf-8")
-    assert "partial" not in page and f"images/{IMAGES - 1:03d}_fake_B.png" in page
+    page = (tiny_test_results(tmp_path) / "index.html").read_text(encoding="utf-8")
+    assert "partial" not in page and f"images/{TEST_PAIRS - 1:03d}_fake_B.png" in page
 
 
 def test_a_second_sigterm_stops_at_once_with_128_plus_15(tmp_path, trained):
     """Both while the first image is written: the exit code was 130 whatever the signal."""
     run = _run_signalled(tmp_path, trained, {"save 2": ["SIGTERM"], "save 3": ["SIGTERM"]})
     assert run.returncode == 128 + signal.SIGTERM, run.stdout + run.stderr
+    results = tiny_test_results(tmp_path)
     assert one_line(run.stderr) == (f"fastp2p test: stopped (a second stop request: stopped at "
-                                    f"once; the results in {_results(tmp_path)} are partial "
+                                    f"once; the results in {results} are partial "
                                     "(no index.html))")
-    assert not (_results(tmp_path) / "index.html").exists()
+    assert not (tiny_test_results(tmp_path) / "index.html").exists()
 
 
 def test_stop_requests_while_the_command_ends_are_ignored(tmp_path, trained):
@@ -169,29 +157,29 @@ def test_stop_requests_while_the_command_ends_are_ignored(tmp_path, trained):
     ended the process there (exit -15), before the lines saying what was written."""
     run = _run_signalled(tmp_path, trained, {"save 2": ["SIGINT"], "close": ["SIGTERM"]})
     assert run.returncode == 128 + signal.SIGINT, run.stdout + run.stderr
-    assert L1_REPORT in run.stdout and f"SIGINT received: stopped after 1 of {IMAGES} images" \
+    assert L1_REPORT in run.stdout and f"SIGINT received: stopped after 1 of {TEST_PAIRS} images" \
         in run.stdout, run.stdout + run.stderr
     assert run.stderr == ""
-    page = (_results(tmp_path) / "index.html").read_text(encoding="utf-8")
-    assert f"(partial: stopped by SIGINT after 1 of {IMAGES} images)" in page
+    page = (tiny_test_results(tmp_path) / "index.html").read_text(encoding="utf-8")
+    assert f"(partial: stopped by SIGINT after 1 of {TEST_PAIRS} images)" in page
 
 
 def test_a_folder_at_index_html_is_named_before_anything_is_written(tmp_path, trained, capsys):
     """It said a bare "index.html: Is a directory"."""
     data, checkpoints = trained
-    page = _results(tmp_path) / "index.html"
+    page = tiny_test_results(tmp_path) / "index.html"
     page.mkdir(parents=True)
     assert main(tiny_test_argv(data, checkpoints, tmp_path)) == 1
     assert one_line(capsys.readouterr().err) == (f"error: {page}: is a folder, where a file is "
                                                  "written; move it away")
-    assert os.listdir(_results(tmp_path)) == ["index.html"] and page.is_dir()
+    assert os.listdir(tiny_test_results(tmp_path)) == ["index.html"] and page.is_dir()
 
 
 def test_a_folder_named_like_a_temporary_file_is_left_alone(tmp_path, trained):
     """The sweep of killed runs' temporary files unlinked it: the run stopped with "Is a
     directory"."""
     data, checkpoints = trained
-    folder = _results(tmp_path) / "images" / f".d.tmp-{dead_pid()}.png"
+    folder = tiny_test_results(tmp_path) / "images" / f".d.tmp-{dead_pid()}.png"
     folder.mkdir(parents=True)
     assert main(tiny_test_argv(data, checkpoints, tmp_path)) == 0
     assert folder.is_dir()

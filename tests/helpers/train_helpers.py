@@ -1,4 +1,7 @@
 """Tiny pix2pix networks and batches shared by the training tests (CPU-cheap: ngf 4, 32x32)."""
+from pathlib import Path
+
+import pytest
 import torch
 
 import fastp2p
@@ -82,6 +85,22 @@ def train_tiny_run(dataroot, checkpoints):
     from fastp2p.cli import main
     assert main(train_argv(dataroot, checkpoints, "--n_epochs_decay", "0", "--no_html")) == 0
     return checkpoints
+
+
+TEST_PAIRS = 3   # the test pairs of ``trained``
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """(DATAROOT with TEST_PAIRS test pairs, a checkpoints folder with the 1-epoch run
+    "tiny")."""
+    data = write_aligned_dataset(tmp_path_factory.mktemp("data"), pairs=TEST_PAIRS)
+    return data, train_tiny_run(data, tmp_path_factory.mktemp("trained"))
+
+
+def tiny_test_results(results) -> Path:
+    """Where tiny_test_argv's `fastp2p test` run writes into the results folder ``results``."""
+    return results / "tiny" / "test_latest"
 
 
 def one_line(text: str) -> str:
