@@ -8,6 +8,8 @@ import argparse
 import importlib
 import sys
 
+from fastp2p.bench.stops import caller_handlers_back
+
 COMMAND_MODULES = (
     "fastp2p.info",
     "fastp2p.train.train_command",
@@ -38,6 +40,9 @@ def _subcommand_parser(parser: argparse.ArgumentParser, name: str) -> argparse.A
 
 
 def main(argv=None) -> int:
+    """Run ``argv`` (None: this process's command line, as the ``fastp2p`` and ``python -m
+    fastp2p`` entries call it); the exit code. A caller that passes ``argv`` gets back its own
+    Ctrl-C and SIGTERM handlers after a stopped bench run (``stops.caller_handlers_back``)."""
     parser = build_parser()
     args, unknown = parser.parse_known_args(argv)
     if unknown:
@@ -48,12 +53,14 @@ def main(argv=None) -> int:
     if getattr(args, "run", None) is None:
         parser.print_help()
         return 2
-    try:
-        return args.run(args)
-    except KeyboardInterrupt as stop:  # where a command has no stop of its own to report
-        print(f"fastp2p {args.command}: stopped ({str(stop) or 'Ctrl-C'})", file=sys.stderr)
-        # 128 + the signal: a second stop request (trainer.SecondStopRequest) says which; Ctrl-C
-        return getattr(stop, "exit_code", 130)
+    # the caller's handlers back only once the stop's line below is printed
+    with caller_handlers_back(in_process=argv is not None):
+        try:
+            return args.run(args)
+        except KeyboardInterrupt as stop:  # where a command has no stop of its own to report
+            print(f"fastp2p {args.command}: stopped ({str(stop) or 'Ctrl-C'})", file=sys.stderr)
+            # 128 + the signal (a second stop request, trainer.SecondStopRequest, says which)
+            return getattr(stop, "exit_code", 130)  # or Ctrl-C's
 
 
 if __name__ == "__main__":

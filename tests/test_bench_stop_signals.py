@@ -51,7 +51,7 @@ def _bench_with(tmp_path, setup: str, *argv) -> subprocess.CompletedProcess:
                       "signal.signal(signal.SIGINT, signal.default_int_handler)\n"
                       "from fastp2p.bench import command, report, suite\n"
                       f"{setup}\n"
-                      "sys.exit(command.main(sys.argv[1:]))\n")
+                      "sys.exit(command.main())\n")  # as python -m benchmarks calls it
     return subprocess.run([sys.executable, str(script), *argv], cwd=tmp_path,
                           capture_output=True, text=True, timeout=300)
 
@@ -154,12 +154,41 @@ def test_a_worker_forked_during_the_run_ends_on_sigterm_as_before(tmp_path, monk
 
 @pytest.fixture
 def stop_handlers_put_back():
-    """A stopped run leaves its handlers ignoring stops until the process ends: here the
-    process is pytest's."""
+    """A stopped run leaves its handlers ignoring stops until the process ends, here pytest's,
+    unless an outermost frame given an argv (fastp2p.cli.main) puts them back: command.run does
+    not."""
     before = {number: signal.getsignal(number) for number in (signal.SIGINT, signal.SIGTERM)}
     yield
     for number, handler in before.items():
         signal.signal(number, handler)
+
+
+def test_an_in_process_caller_gets_its_handlers_back_after_a_stopped_run(
+        tmp_path, monkeypatch, capsys, stop_handlers_put_back):
+    """`fastp2p.cli.main(argv)` from a notebook, a test, a loop of runs: a stopped run left its
+    handlers in place, and the caller's Ctrl-C and SIGTERM were ignored until its process
+    ended. A second run after it stops by its own signal as the first did."""
+    from fastp2p import cli
+
+    terms = []
+    callers = {signal.SIGINT: signal.default_int_handler,
+               signal.SIGTERM: lambda number, frame: terms.append(number)}
+    for number, handler in callers.items():
+        signal.signal(number, handler)
+    stops = iter(STOPS.values())
+    monkeypatch.setattr(suite, "run_suite",
+                        lambda settings, on_progress=None: os.kill(os.getpid(), next(stops)[0]))
+    monkeypatch.setattr(command, "settings_from_args",
+                        lambda args: SimpleNamespace(device="cpu", quick=True))
+    for number, said in STOPS.values():
+        assert cli.main(["bench", "--out", str(tmp_path / "out")]) == 128 + number
+        assert capsys.readouterr().err.strip() == (
+            f"fastp2p bench: stopped ({said}); nothing was saved")
+        assert {sig: signal.getsignal(sig) for sig in callers} == callers
+    with pytest.raises(KeyboardInterrupt):
+        os.kill(os.getpid(), signal.SIGINT)
+    os.kill(os.getpid(), signal.SIGTERM)
+    assert terms == [signal.SIGTERM]
 
 
 def _end_to_end_settings():

@@ -458,9 +458,13 @@ def run_and_save(settings, out_dir) -> int:
 
 
 def main(argv=None) -> int:
-    """``python -m benchmarks``: the same options as ``fastp2p bench``."""
+    """``python -m benchmarks``: the same options as ``fastp2p bench``. A caller that passes
+    ``argv`` gets its own stop handlers back, as from ``fastp2p.cli.main``."""
+    from fastp2p.bench.stops import caller_handlers_back
+
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=DESCRIPTION,
                                      epilog=EPILOG,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     add_arguments(parser)
-    return run(parser.parse_args(argv))
+    with caller_handlers_back(in_process=argv is not None):
+        return run(parser.parse_args(argv))

@@ -6,7 +6,10 @@ signal's number (SIGTERM's default action ended the process at once, silently, e
 From then on the process is on its way out, and further stop signals are ignored until it ends:
 one arriving while an end-to-end job's temporary folder was being removed left it behind (tens
 of MB), one arriving after the handlers were put back ended the process with -15 before its
-last line, and a second Ctrl-C printed a traceback from the interpreter's exit. A job's
+last line, and a second Ctrl-C printed a traceback from the interpreter's exit. A caller in the
+same process (``fastp2p.cli.main(argv)`` from a notebook, a test, a loop of runs) is not on its
+way out: ``caller_handlers_back`` gives it its own handlers again once the command's outermost
+frame is done (they stayed ignoring Ctrl-C and SIGTERM there until its process ended). A job's
 clean-up runs ``deferred()``: a first stop arriving then waits for it to finish. A stop that a
 job swallowed (a micro-benchmark module's ``except BaseException``) still ends the run when the
 job returns (``raise_if_stopped``).
@@ -73,7 +76,8 @@ def _handle(signal_number: int, frame) -> None:
 @contextlib.contextmanager
 def stop_signals():
     """SIGINT and SIGTERM raise :class:`Stopped` in the body. After a stop the handlers stay,
-    ignoring further stops, until the process ends; otherwise the earlier ones are put back."""
+    ignoring further stops, until the process ends or ``caller_handlers_back`` puts the earlier
+    ones back; otherwise the earlier ones are put back at the end of the body."""
     for signal_number in SIGNALS:
         handler = signal.getsignal(signal_number)
         if handler is not _handle:  # left by an earlier stopped run of this process: keep
@@ -88,6 +92,24 @@ def stop_signals():
         if _state.stopped_by is None:
             for signal_number, handler in _state.previous.items():
                 signal.signal(signal_number, handler)
+
+
+@contextlib.contextmanager
+def caller_handlers_back(in_process: bool):
+    """Around a command's outermost frame (``fastp2p.cli.main``, ``bench.command.main``), which
+    is ``in_process`` when given its argv by a caller that goes on afterwards (a notebook, a
+    test, a loop of runs): as the frame returns or raises, its clean-up done and its last line
+    printed, the handlers a stopped run left are replaced by the ones from before it, so that
+    Ctrl-C and SIGTERM act there again. Without an argv the frame is the process's own entry
+    (``fastp2p``, ``python -m fastp2p``, ``python -m benchmarks``: ``sys.exit(main())``), and
+    they stay, ignoring stops until the process ends."""
+    try:
+        yield
+    finally:
+        if in_process:
+            for signal_number, handler in _state.previous.items():
+                if signal.getsignal(signal_number) is _handle:  # else: no stopped run left it
+                    signal.signal(signal_number, handler)
 
 
 @contextlib.contextmanager
