@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from fastp2p.bench import command
+from helpers.bench_helpers import bench_args
 
 # what command.run reads of the settings before the patched run_suite: the results' name
 QUICK_CPU = SimpleNamespace(device="cpu", quick=True)
@@ -64,7 +65,7 @@ def test_a_failed_job_makes_the_exit_code_1(tmp_path, monkeypatch, capsys):
         return {"markdown": table, "chart": None}
 
     monkeypatch.setattr(report, "render_files", render)
-    args = argparse.Namespace(list_peers=False, plot=None, out=tmp_path / "out")
+    args = bench_args("--out", tmp_path / "out")
     for statuses, code in ((("ok", "ok"), 0), (("ok", "failed"), 1)):
         monkeypatch.setattr(suite, "run_suite", lambda settings, on_progress=None,
                             statuses=statuses: _results(*statuses))

@@ -3,7 +3,6 @@ ran twice, its rows doubling fastp2p's ratios), `--micro ,` is refused (it ran e
 a dangling --out link is named as one ("File exists" before), a fractional time limit is
 printed as given ("0 s" for 0.3), and --help's count of torch.compile jobs is the count a GPU
 run builds (it said 9 of 21)."""
-import argparse
 import re
 import time
 from pathlib import Path
@@ -17,7 +16,7 @@ from fastp2p.bench.networks import FULL_CONFIG
 from fastp2p.bench.peer_specs import PEERS
 from fastp2p.bench.runner import Job, Runner
 from fastp2p.bench.timing import format_seconds
-from helpers.bench_helpers import quick_settings
+from helpers.bench_helpers import bench_args, quick_settings
 
 CHECKOUT = Path(__file__).resolve().parents[1]
 
@@ -45,7 +44,7 @@ def test_a_dangling_out_link_is_named_as_one(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(command, "settings_from_args", lambda args: None)
     out = tmp_path / "results"
     out.symlink_to(tmp_path / "unmounted" / "disk")
-    args = argparse.Namespace(list_peers=False, plot=None, out=out)
+    args = bench_args("--out", out)
     assert command.run(args) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "File exists" not in err, err

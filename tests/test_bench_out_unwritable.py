@@ -4,7 +4,6 @@ naming a file ("File exists", it said) and a FIFO or a folder at the name the re
 take (refused only at the first job's write, minutes in on a GPU). A write that fails later (a
 full disk) is one line too, exit code 1, naming the results file if one was saved (a failed
 table said "nothing was saved" of the complete results written just before)."""
-import argparse
 import datetime
 import errno
 import os
@@ -14,6 +13,7 @@ from types import SimpleNamespace
 import pytest
 
 from fastp2p.bench import command
+from helpers.bench_helpers import bench_args
 
 # what command.run reads of the settings before the patched run_suite: the results' name
 QUICK_CPU = SimpleNamespace(device="cpu", quick=True)
@@ -30,15 +30,11 @@ def suite_that_must_not_run(monkeypatch):
     monkeypatch.setattr(suite, "run_suite", run_suite)
 
 
-def bench_args(out):
-    return argparse.Namespace(list_peers=False, plot=None, out=out)
-
-
 def test_an_out_path_under_a_file_fails_before_any_job(tmp_path, suite_that_must_not_run,
                                                         capsys):
     (tmp_path / "a_file").write_text("not a folder")
     out = tmp_path / "a_file" / "results"
-    assert command.run(bench_args(out)) == 2
+    assert command.run(bench_args("--out", out)) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "Traceback" not in err, err
     assert err.startswith("fastp2p bench: error: ") and str(out) in err, err
@@ -51,7 +47,7 @@ def test_a_folder_that_refuses_files_fails_before_any_job(tmp_path, suite_that_m
     def refused(*args, **kwargs):     # as a read-only folder (a test running as root bypasses
         raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(out))  # chmod)
     monkeypatch.setattr(tempfile, "TemporaryFile", refused)
-    assert command.run(bench_args(out)) == 2
+    assert command.run(bench_args("--out", out)) == 2
     err = capsys.readouterr().err.strip()
     assert err == (f"fastp2p bench: error: {out}: {os.strerror(errno.EACCES)}; pass --out a "
                    "folder this user can write"), err
@@ -71,7 +67,7 @@ def test_a_disk_that_fills_up_during_the_run_is_one_line(tmp_path, monkeypatch, 
     monkeypatch.setattr(report, "write_json", write_json)
     monkeypatch.setattr(suite, "run_suite", run_suite)
     out = tmp_path / "results"
-    assert command.run(bench_args(out)) == 1
+    assert command.run(bench_args("--out", out)) == 1
     err = capsys.readouterr().err.strip()
     # the first write failed: no folder to point at, only that nothing was saved
     assert err == (f"fastp2p bench: error: {out}: {os.strerror(errno.ENOSPC)}; nothing was "
@@ -87,7 +83,7 @@ def test_out_naming_something_but_a_folder_says_what_it_is(tmp_path, suite_that_
      "link-to-a-file": lambda: out.symlink_to(file)}[kind]()
     what = {"file": "a file", "fifo": "a FIFO",
             "link-to-a-file": f"a symbolic link (to {file})"}[kind]
-    assert command.run(bench_args(out)) == 2
+    assert command.run(bench_args("--out", out)) == 2
     assert capsys.readouterr().err.strip() == (
         f"fastp2p bench: error: --out {out} is {what}, not a folder: pass --out a folder (it is "
         "made if missing)")
@@ -108,7 +104,7 @@ def test_a_fifo_or_folder_at_the_results_name_is_refused_before_any_job(
         taken.mkdir()
     else:
         os.mkfifo(taken)
-    assert command.run(bench_args(tmp_path)) == 2
+    assert command.run(bench_args("--out", tmp_path)) == 2
     what = "a folder" if kind == "folder" else "a FIFO"
     assert capsys.readouterr().err.strip() == (
         f"fastp2p bench: error: {taken} is {what}, where a results JSON goes: move it away and "
@@ -131,7 +127,7 @@ def test_a_table_that_cannot_be_written_names_the_saved_results(tmp_path, monkey
     monkeypatch.setattr(suite, "run_suite", lambda settings, on_progress=None: results)
     monkeypatch.setattr(report, "markdown", markdown)
     out = tmp_path / "results"
-    assert command.run(bench_args(out)) == 1
+    assert command.run(bench_args("--out", out)) == 1
     (saved,) = out.glob("*.json")
     assert capsys.readouterr().err.strip() == (
         f"fastp2p bench: error: {out}: {os.strerror(errno.ENOSPC)}; the results are in {saved} "

@@ -1,12 +1,12 @@
 """`fastp2p bench` never replaces another run's results: a second run of the same day, commit
 and mode writes beside the first (-2, -3, ...), progress writes replace only the run's own file,
 and the results of an older version (no run_id) or a table left on its own are kept."""
-import argparse
 import json
 import re
 from pathlib import Path
 from types import SimpleNamespace
 
+from helpers.bench_helpers import bench_args
 from helpers.train_helpers import folder_files
 
 
@@ -26,7 +26,7 @@ def test_a_second_bench_run_of_the_day_writes_beside_the_first(tmp_path, monkeyp
     # what command.run reads of the settings before the patched run_suite: the results' name
     monkeypatch.setattr(command, "settings_from_args",
                         lambda args: SimpleNamespace(device="cpu", quick=True))
-    args = argparse.Namespace(list_peers=False, plot=None, out=tmp_path)
+    args = bench_args("--out", tmp_path)
     written = []
     for run_id, batch_size in (("run-a", 1), ("run-b", 2), ("run-c", 3)):
         def run_suite(settings, on_progress=None, run_id=run_id, batch_size=batch_size):

@@ -9,7 +9,6 @@ folder behind; a forked worker printed a traceback for the pool's SIGTERM; the t
 stop request advised --continue_train from a folder the bench deletes; and a stop a module
 swallowed was lost, the run going on. Each signal is sent from inside a patched function, where
 the test needs it, never by a timer."""
-import argparse
 import json
 import os
 import signal
@@ -25,7 +24,7 @@ from fastp2p.bench import command, end_to_end, suite
 from fastp2p.bench.networks import QUICK_CONFIG
 from fastp2p.bench.peer_specs import peer_by_name
 from fastp2p.bench.runner import Log
-from helpers.bench_helpers import micro_folder
+from helpers.bench_helpers import bench_args, micro_folder
 
 RESULTS = {"schema": 1, "run_id": "a-run", "mode": "quick", "device_slug": "cpu",
            "environment": {"device": "cpu", "date_utc": "2026-12-04 10:00", "date": "20261204",
@@ -35,10 +34,6 @@ RESULTS = {"schema": 1, "run_id": "a-run", "mode": "quick", "device_slug": "cpu"
                          "images_per_s": 10.0, "images_per_s_p20": 9.0,
                          "images_per_s_p80": 11.0, "step_ms": 100.0}]}
 STOPS = {"SIGTERM": (signal.SIGTERM, "SIGTERM received"), "SIGINT": (signal.SIGINT, "Ctrl-C")}
-
-
-def command_args(out):
-    return argparse.Namespace(list_peers=False, plot=None, out=out)
 
 
 def _bench_with(tmp_path, setup: str, *argv) -> subprocess.CompletedProcess:
@@ -147,7 +142,7 @@ def test_a_worker_forked_during_the_run_ends_on_sigterm_as_before(tmp_path, monk
     monkeypatch.setattr(command, "settings_from_args",
                         lambda args: SimpleNamespace(device="cpu", quick=True))
     monkeypatch.setattr(suite, "run_suite", run_suite)
-    assert command.run(command_args(tmp_path / "out")) == 130
+    assert command.run(bench_args("--out", tmp_path / "out")) == 130
     (status,) = statuses
     assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGTERM, status
 
@@ -216,7 +211,7 @@ def _sigterm_as_the_job_folder_is_removed(tmp_path, monkeypatch, capsys, packing
     monkeypatch.setattr(shutil, "rmtree", removing)
     monkeypatch.setattr(suite, "measure_ceilings", lambda device, log: {})
     monkeypatch.setattr(command, "settings_from_args", lambda args: _end_to_end_settings())
-    assert command.run(command_args(tmp_path / "out")) == 128 + signal.SIGTERM
+    assert command.run(bench_args("--out", tmp_path / "out")) == 128 + signal.SIGTERM
     assert list(tmp_path.glob("fastp2p-bench-e2e-*")) == []
     assert capsys.readouterr().err.strip() == (
         "fastp2p bench: stopped (SIGTERM received); nothing was saved")

@@ -3,7 +3,6 @@ Ctrl-C is (it ended the run at once, silently, exit code -15, whatever had been 
 the message names the results file, or says that nothing was saved (it named the out folder,
 empty when no job had finished), and a stop inside an end-to-end job says that the checkpoint
 the trainer names was in the job's temporary folder, removed since."""
-import argparse
 import json
 import os
 import signal
@@ -18,7 +17,7 @@ from fastp2p.bench import command, end_to_end, suite
 from fastp2p.bench.networks import QUICK_CONFIG
 from fastp2p.bench.peer_specs import peer_by_name
 from fastp2p.bench.runner import Log
-from helpers.bench_helpers import micro_folder
+from helpers.bench_helpers import bench_args, micro_folder
 
 # what command.run reads of the settings before the patched run_suite: the results' name
 QUICK_CPU = SimpleNamespace(device="cpu", quick=True)
@@ -30,17 +29,13 @@ RESULTS = {"schema": 1, "run_id": "stopped-run", "mode": "quick", "device_slug":
            "training": [], "complete": False}
 
 
-def _args(out):
-    return argparse.Namespace(list_peers=False, plot=None, out=out)
-
-
 def test_a_stop_names_the_file_that_holds_the_results(tmp_path, monkeypatch, capsys):
     def stopped(settings, on_progress=None):
         on_progress(RESULTS)
         raise KeyboardInterrupt
     monkeypatch.setattr(command, "settings_from_args", lambda args: QUICK_CPU)
     monkeypatch.setattr(suite, "run_suite", stopped)
-    assert command.run(_args(tmp_path)) == 130
+    assert command.run(bench_args("--out", tmp_path)) == 130
     saved = tmp_path / "cpu-20261204-abc1234-quick.json"
     assert json.loads(saved.read_text())["run_id"] == "stopped-run"
     err = capsys.readouterr().err.strip()
@@ -53,7 +48,7 @@ def test_a_stop_before_any_job_finished_says_nothing_was_saved(tmp_path, monkeyp
         raise KeyboardInterrupt
     monkeypatch.setattr(command, "settings_from_args", lambda args: QUICK_CPU)
     monkeypatch.setattr(suite, "run_suite", stopped)
-    assert command.run(_args(tmp_path / "out")) == 130
+    assert command.run(bench_args("--out", tmp_path / "out")) == 130
     assert capsys.readouterr().err.strip() == (
         "fastp2p bench: stopped (KeyboardInterrupt); nothing was saved")
     assert list((tmp_path / "out").iterdir()) == []

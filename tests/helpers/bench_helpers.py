@@ -1,5 +1,5 @@
 """Shared set-up of the `fastp2p bench` tests: a folder of micro-benchmark modules, and the
-settings a command line gives."""
+options and settings a command line gives."""
 import argparse
 import uuid
 
@@ -14,10 +14,18 @@ def micro_folder(tmp_path, **sources):
     return folder
 
 
-def quick_settings(*argv):
-    """The SuiteSettings of `fastp2p bench --quick ARGV`."""
+def bench_args(*argv):
+    """The options of `fastp2p bench ARGV` (paths may be given as Path), parsed by the
+    command's own parser, so that every option is there with its true default."""
     from fastp2p.bench import command
 
     parser = argparse.ArgumentParser()
     command.add_arguments(parser)
-    return command.settings_from_args(parser.parse_args(["--quick", *argv]))
+    return parser.parse_args([str(item) for item in argv])
+
+
+def quick_settings(*argv):
+    """The SuiteSettings of `fastp2p bench --quick ARGV`."""
+    from fastp2p.bench import command
+
+    return command.settings_from_args(bench_args("--quick", *argv))
