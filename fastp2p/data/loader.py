@@ -139,10 +139,18 @@ class PairLoader:
         """Stop the worker processes now. They ignore the stop signals (``_ignore_stop_signals``)
         that multiprocessing's exit hook stops them with, so a command leaving by an exception
         whose traceback keeps the iterator alive (its output pipe closed, say) would otherwise
-        wait for them forever at exit."""
+        wait for them forever at exit.
+
+        A worker that dies meanwhile (killed while it loaded a batch that is never used) is no
+        error: torch's SIGCHLD handler raises its report from wherever the shutdown is, which
+        then still stops the other workers, in its ``finally``."""
         iterator = self._loader._iterator  # persistent workers' iterator (torch keeps it here)
         if iterator is not None:
-            iterator._shutdown_workers()
+            try:
+                iterator._shutdown_workers()
+            except RuntimeError as err:
+                if not str(err).startswith("DataLoader worker"):   # torch's report of a death
+                    raise
             self._loader._iterator = None
 
     def __iter__(self):

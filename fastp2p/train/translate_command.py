@@ -13,15 +13,16 @@ page is written when the run ends. Ctrl-C or SIGTERM (as in training) stops afte
 being written, titles the page partial and exits with 128 + the signal; a second one before
 that image is whole stops at once, writes no page, says the results are partial and exits
 with 128 + its own signal. Once the images are done (all of them, or the one a stop waited
-for), stop requests are ignored until the command returns: the page is still written, the
-loader's workers stopped and the lines printed, and a run that wrote every image is complete
-(exit 0). An error (a full disk, named in one line with the file; a data loader worker that
-died) writes no page and says the results are partial; a page that cannot be written, that
-the images are whole. ``images/`` may then hold an incomplete triplet or an earlier run's
-images, which no page lists, until a later run writes those names again. Temporary files of
-killed runs (``.NAME.tmp-PID.png``, regular files only) are removed by the next run into the
-folder. Run from a thread other than the main one (which alone receives signals), the command
-handles no stop request.
+for), stop requests are ignored until the command returns: the loader's workers are stopped
+(no image past the last one is waited for; a worker that dies then, prefetching one, changes
+nothing), the page is still written and the lines printed, and a run that wrote every image
+is complete (exit 0). An error before then (a full disk, named in one line with the file; a
+data loader worker that died) writes no page and says the results are partial; a page that
+cannot be written, that the images are whole. ``images/`` may then hold an incomplete triplet
+or an earlier run's images, which no page lists, until a later run writes those names again.
+Temporary files of killed runs (``.NAME.tmp-PID.png``, regular files only) are removed by the
+next run into the folder. Run from a thread other than the main one (which alone receives
+signals), the command handles no stop request.
 
 A results folder may be shared by several users, so nothing is written through a symbolic link
 one of them planted there: the images and the page replace a link at their names (a rename),
@@ -283,9 +284,9 @@ def _translate(args, netG, loader, device, out_dir, trackers, stops) -> _Transla
     page is written at the end and lists this run's whole triplets only. A stop request
     (``stops``: StopRequests) ends the run after the image being written, with a page titled as
     partial; once the images are done, later requests are only recorded, so a complete run
-    stays complete. An error (a full disk, an unreadable image, a data loader worker that died)
-    raises ValueError saying how far it got and that no page was written; a page that cannot be
-    written, that the images are whole."""
+    stays complete, and the loader's workers are stopped. An error before then (a full disk, an
+    unreadable image, a data loader worker that died) raises ValueError saying how far it got
+    and that no page was written; a page that cannot be written, that the images are whole."""
     import torch
 
     from fastp2p.train.checkpoints import describe_os_error
@@ -306,6 +307,9 @@ def _translate(args, netG, loader, device, out_dir, trackers, stops) -> _Transla
         raise ValueError(f"{reason}; {_partial(out_dir, written)}") from err
     finally:   # what a second request would cut short is done (or failed)
         stops.hold()
+        # No later batch is used: the workers prefetching them stop now, before one can die
+        # and torch report it from the middle of the page or the report (a traceback).
+        loader.close()
     # a stop request during the last image changes nothing either: the results are whole
     stopped_by = stops.signal_number if len(sections) < total else None
     try:
@@ -349,11 +353,10 @@ def _write_triplets(args, netG, loader, device, images_dir, trackers, total, sec
     scores = None
     # On CUDA each forward is one graph replay (captured on the first image); eager on a CPU.
     translate = graphed(netG)
+    # zip asks range first: no batch past the last used is waited for (nor its error met).
     # disable=None: no bar when stderr is not a terminal (a log file would keep every frame)
-    for index, batch in enumerate(tqdm(loader, total=total, unit="image", disable=None,
-                                       desc=f"translating {args.phase}")):
-        if index >= total:
-            break
+    for index, batch in tqdm(zip(range(total), loader), total=total, unit="image",
+                             disable=None, desc=f"translating {args.phase}"):
         real_A = batch["A"].to(device)
         fake_B = translate(real_A.contiguous(memory_format=layout))
         if scores is None:
