@@ -14,8 +14,8 @@ is computed from change: the key holds the settings and each tensor's storage ad
 and version counter (bumped by every in-place change: an optimizer step, ``load_state_dict``,
 ``bn.running_var.mul_(2)``; not by a write through ``.data``: ``forget_cached_weights``), with
 the norm's ``num_batches_tracked`` (torch's training batch norm updates the running statistics
-without bumping their counters, but counts the batch), and
-the cache keeps the old tensors alive so that a replaced tensor (``.to()``, ``.half()``,
+without bumping their counters, but counts the batch: a norm without the counter is not
+folded), and the cache keeps the old tensors alive so that a replaced tensor (``.to()``, ``.half()``,
 ``.data = ...``) cannot reuse an address it remembers. Checking a key
 costs a few microseconds per layer. torch's fused optimizers (``fused=True``) write the
 parameters in one kernel that bumps no version counter: once a cache entry is built, a global
@@ -71,13 +71,17 @@ def can_fold(conv: nn.Module, norm: nn.Module) -> bool:
     """Whether ``norm`` normalizes with its running statistics right after ``conv`` (the caller
     checks that no gradient is wanted): an eval BatchNorm with its buffers, as torch decides
     (fastp2p.nn.batch_statistics; track_running_stats set to False after construction does not
-    stop it)."""
+    stop it), and with its batch counter: without one (``num_batches_tracked`` set to None), a
+    training forward updates the running statistics and changes nothing the cache key sees, so
+    such a norm keeps the statistics path, which reads them every call."""
     # not under torch.compile / export: the fold's cached stand-in builds Parameters, which
     # they cannot trace (the traced BatchNorm is as fast once compiled)
+    buffers = norm._buffers
     return (_folding.on and not compiler_tracing() and type(norm) is nn.BatchNorm2d
             and uses_running_stats(norm)
-            and norm._buffers.get("running_mean") is not None
-            and norm._buffers.get("running_var") is not None
+            and buffers.get("running_mean") is not None
+            and buffers.get("running_var") is not None
+            and buffers.get("num_batches_tracked") is not None
             and type(conv) in _FOLDABLE_CONVS and conv.groups == 1
             and conv.out_channels == norm.num_features)
 
