@@ -11,8 +11,10 @@ multi-line worker traceback; instead the worker hands the error back as a ``_Loa
 main process raises it as the same one-line ``DataError`` naming the file.
 """
 import itertools
+import multiprocessing.connection
 import random
 import signal
+import time
 from dataclasses import dataclass
 
 import torch
@@ -136,18 +138,24 @@ class PairLoader:
         return len(self.batch_sampler)
 
     def close(self) -> None:
-        """Stop the worker processes now. They ignore the stop signals (``_ignore_stop_signals``)
-        that multiprocessing's exit hook stops them with, so a command leaving by an exception
-        whose traceback keeps the iterator alive (its output pipe closed, say) would otherwise
-        wait for them forever at exit.
+        """Stop the worker processes now, within about a second. They ignore the stop signals
+        (``_ignore_stop_signals``) that multiprocessing's exit hook stops them with, so a
+        command leaving by an exception whose traceback keeps the iterator alive (its output
+        pipe closed, say) would otherwise wait for them forever at exit.
 
-        A worker that dies meanwhile (killed while it loaded a batch that is never used) is no
-        error: torch's SIGCHLD handler raises its report from wherever the shutdown is, which
-        then still stops the other workers, in its ``finally``."""
+        A worker still loading an item (a slow image, a slow network file system) is killed,
+        not waited for: no later batch is used (``_stop_workers``). A worker that dies meanwhile
+        (killed while it loaded a batch that is never used) is no error: torch reports no death
+        once ``_stop_workers`` has begun, and a report its SIGCHLD handler raises just before
+        (wherever the main process is) is dropped; torch's shutdown, in the ``finally``, still
+        stops the other workers."""
         iterator = self._loader._iterator  # persistent workers' iterator (torch keeps it here)
         if iterator is not None:
             try:
-                iterator._shutdown_workers()
+                try:
+                    _stop_workers(iterator)
+                finally:
+                    iterator._shutdown_workers()
             except RuntimeError as err:
                 if not str(err).startswith("DataLoader worker"):   # torch's report of a death
                     raise
@@ -157,6 +165,43 @@ class PairLoader:
         # the DataLoader iterator is made here, not lazily: making it draws worker seeds from
         # torch's RNG, and the trainer restores its RNG state after calling iter(loader)
         return _raise_failures(iter(self._loader))
+
+
+# How long an idle worker gets to exit by itself once asked to, before it counts as busy.
+_WORKER_EXIT_GRACE_S = 0.5
+
+
+def _stop_workers(iterator) -> None:
+    """Torch's ``_shutdown_workers`` up to its joins, in its order (the pin-memory thread ended,
+    the workers asked to stop), then a kill for each worker still loading an item after
+    ``_WORKER_EXIT_GRACE_S``; torch's shutdown, called next, repeats those steps harmlessly
+    and finds every worker gone. Torch alone would join a busy worker for 5 s, send it the
+    SIGTERM ours ignore, join it 5 s more and leave it running, and multiprocessing's exit hook
+    would then wait for its item, however long it takes. A worker holds nothing of ours (each
+    batch used has been received), so a kill loses nothing."""
+    if iterator._shutdown:   # by torch's exit hook (an exit hook registered before it runs after)
+        return
+    if iterator._worker_pids_set:   # no report of a death from here on: the kills are ours
+        torch.utils.data._utils.signal_handling._remove_worker_pids(id(iterator))
+        iterator._worker_pids_set = False
+    # A worker killed while writing to the queue of results could leave half a message in it,
+    # or its lock held. The pin-memory thread reads that queue, so it ends first; nothing reads
+    # it afterwards, and a write to it (torch's wake-up again) waits in a daemon feeder thread,
+    # which the exit does not join.
+    if hasattr(iterator, "_pin_memory_thread"):
+        iterator._pin_memory_thread_done_event.set()
+        iterator._worker_result_queue.put((None, None))   # wakes it up to see the event
+        iterator._pin_memory_thread.join()
+    iterator._workers_done_event.set()
+    for worker_id in range(len(iterator._workers)):
+        iterator._mark_worker_as_unavailable(worker_id, shutdown=True)   # sends it None
+    running = {worker.sentinel: worker for worker in iterator._workers}
+    deadline = time.monotonic() + _WORKER_EXIT_GRACE_S
+    while running and (left := deadline - time.monotonic()) > 0:
+        for sentinel in multiprocessing.connection.wait(list(running), timeout=left):
+            del running[sentinel]
+    for worker in running.values():
+        worker.kill()
 
 
 def _raise_failures(batches):
