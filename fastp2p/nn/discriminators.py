@@ -46,11 +46,13 @@ class PatchDiscriminator(ReleasesReplacedWeights, RefusesScripting, ReferenceChe
         n_layers = whole_number("n_layers", n_layers, 0)
         factory = resolve_norm_layer(norm, norm_layer)
         super().__init__(input_nc, ndf, n_layers, factory)
-        self.input_nc, self.ndf, self.n_layers, self.norm_layer = input_nc, ndf, n_layers, factory
+        # the factory's description, not the factory: as UNet, so that a lambda pickles
+        self.input_nc, self.ndf, self.n_layers = input_nc, ndf, n_layers
+        self.norm = describe_norm_layer(factory)
 
     def config(self) -> dict:
         return {"input_nc": self.input_nc, "ndf": self.ndf, "n_layers": self.n_layers,
-                "norm": describe_norm_layer(self.norm_layer)}
+                "norm": self.norm}
 
     _infer_config = staticmethod(infer_patchgan_config)
 
@@ -80,11 +82,10 @@ class PixelDiscriminator(ReleasesReplacedWeights, RefusesScripting, ReferenceChe
         input_nc, ndf = positive_ints(input_nc=input_nc, ndf=ndf)
         factory = resolve_norm_layer(norm, norm_layer)
         super().__init__(input_nc, ndf, factory)
-        self.input_nc, self.ndf, self.norm_layer = input_nc, ndf, factory
+        self.input_nc, self.ndf, self.norm = input_nc, ndf, describe_norm_layer(factory)
 
     def config(self) -> dict:
-        return {"input_nc": self.input_nc, "ndf": self.ndf,
-                "norm": describe_norm_layer(self.norm_layer)}
+        return {"input_nc": self.input_nc, "ndf": self.ndf, "norm": self.norm}
 
     _infer_config = staticmethod(infer_pixelgan_config)
 

@@ -74,13 +74,14 @@ class UNet(ReleasesReplacedWeights, RefusesScripting, ReferenceCheckpointMixin, 
         super().__init__(input_nc, output_nc, num_downs, ngf, factory, use_dropout)
         self.input_nc, self.output_nc, self.num_downs = input_nc, output_nc, num_downs
         self.ngf, self.use_dropout = ngf, use_dropout
-        self.norm_layer = factory
+        # The factory's description, not the factory: a lambda or local function (the
+        # reference's get_norm_layer("none") returns one) would stop torch.save(model) and pickle.
+        self.norm = describe_norm_layer(factory)
         init_dropout_rng(self)
 
     def config(self) -> dict:
         return {"input_nc": self.input_nc, "output_nc": self.output_nc,
-                "num_downs": self.num_downs, "ngf": self.ngf,
-                "norm": describe_norm_layer(self.norm_layer),
+                "num_downs": self.num_downs, "ngf": self.ngf, "norm": self.norm,
                 "use_dropout": self.use_dropout}
 
     _infer_config = staticmethod(infer_unet_config)
