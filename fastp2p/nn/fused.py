@@ -37,6 +37,7 @@ from torch._C._functorch import maybe_current_level as _functorch_level
 from torch.autograd import forward_ad
 from torch.nn.modules.module import (register_module_buffer_registration_hook,
                                      register_module_module_registration_hook)
+from torch.nn.parallel import DistributedDataParallel
 from torch.nn.utils import parametrize
 
 from fastp2p.nn.batch_statistics import (fused_ops_reproduce, updates_running_stats,
@@ -115,12 +116,25 @@ class DropoutRNG:
                 self.state[1].add_(self.used)
 
 
-def init_dropout_rng(module: nn.Module) -> None:
-    """Register the [seed, offset] buffer. The seed comes from torch.initial_seed() (no draw
-    from the global RNG, so the reference's construction and init streams are unchanged)."""
+def init_dropout_rng(module: nn.Module, device=None) -> None:
+    """Register the [seed, offset] buffer, on ``device`` (None: torch's default device, as for
+    the parameters). The seed comes from torch.initial_seed() (no draw from the global RNG, so
+    the reference's construction and init streams are unchanged). A normal tensor even inside
+    ``torch.inference_mode()``: a training forward advances it in place, also outside that
+    mode (a module built inside it may train or sample with dropout later). DDP is told to
+    leave the buffer alone where the module is the one it wraps: its ``broadcast_buffers``
+    copies rank 0's buffers to every rank before each forward, which would give every rank
+    rank 0's masks (the reference's Dropout draws each rank's from that rank's generator);
+    the names the module already had DDP ignore are kept."""
     seed = torch.initial_seed() & 0xFFFFFFFF
-    module.register_buffer("dropout_rng", torch.tensor([seed, 0], dtype=torch.int64),
-                           persistent=False)
+    with torch.inference_mode(False):
+        state = torch.tensor([seed, 0], dtype=torch.int64, device=device)
+    module.register_buffer("dropout_rng", state, persistent=False)
+    ignored = list(getattr(module, "_ddp_params_and_buffers_to_ignore", ()))
+    if "dropout_rng" not in ignored:
+        ignored.append("dropout_rng")
+    # (it also marks the buffer itself: DDP's mixed precision then leaves the int64 state uncast)
+    DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(module, ignored)
 
 
 def set_dropout_rng(module: nn.Module, seed: int, offset: int = 0) -> None:
