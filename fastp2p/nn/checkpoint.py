@@ -159,8 +159,11 @@ class CheckpointMismatch(ValueError, RuntimeError):
 
 
 def check_state_dict_fits(module: torch.nn.Module, state_dict: dict, describe_file) -> None:
-    """Raise CheckpointMismatch (a ValueError and a RuntimeError) if keys or shapes differ; the message says what
-    the file looks like."""
+    """Raise CheckpointMismatch (a ValueError and a RuntimeError) if keys or shapes differ; the
+    message says what the file looks like (``describe_file(state_dict)``, the configuration it
+    was saved from) and what to do: build the module with that configuration; or, where that is
+    the module's own (read off ``state_dict`` by ``module._infer_config``), that its norm layers
+    had other settings (the keys cannot tell) or that the file is incomplete or edited."""
     expected = module.state_dict()
     versions = getattr(state_dict, "_metadata", None) or {}
     missing = [k for k in expected
@@ -180,12 +183,64 @@ def check_state_dict_fits(module: torch.nn.Module, state_dict: dict, describe_fi
             problems.append(f"{len(keys)} {label}: {shown}{more}")
     try:
         looks_like = f"the file looks like {describe_file(state_dict)}"
+        same_config = _config_matches(module, module._infer_config(state_dict))
     except ValueError as err:
         looks_like = f"its configuration could not be inferred ({err})"
+        same_config = False
     # The diagnosis and what to do come first, on one line; the key lists (often long) after.
-    raise CheckpointMismatch(f"checkpoint does not fit {module.config_string()}: {looks_like}; "
-                             f"use {type(module).__name__}.from_checkpoint(path), or build the "
-                             "module with that configuration.", "details: " + "; ".join(problems))
+    if not same_config:
+        advice = (f"{looks_like}; use {type(module).__name__}.from_checkpoint(path), or build "
+                  "the module with that configuration.")
+    elif not wrong_shape and _other_norm_settings(module, missing, unexpected):
+        advice = ("the file has this configuration, but its norm layers have other entries "
+                  "(affine weights or running statistics): saved from norm layers with other "
+                  "affine= or track_running_stats= settings, which the keys cannot tell; build "
+                  "the module with the norm_layer factory it was saved with.")
+    else:  # rebuilding from the file (from_checkpoint) would build this very module
+        counts = ", ".join(f"{len(keys)} {label}" for label, keys in (
+            ("missing", missing), ("unexpected", unexpected),
+            ("of another shape", wrong_shape)) if keys)
+        advice = (f"the file has this configuration, but not all its entries ({counts}): an "
+                  "incomplete or edited file.")
+    raise CheckpointMismatch(f"checkpoint does not fit {module.config_string()}: {advice}",
+                             "details: " + "; ".join(problems))
+
+
+def _config_matches(module: torch.nn.Module, inferred: dict) -> bool:
+    """Whether what a file's keys tell of its configuration is the module's (``config()`` says
+    more: e.g. use_dropout, which no key tells)."""
+    config = module.config()
+    return all(config.get(name) == value for name, value in inferred.items())
+
+
+# The entries of a norm layer that one of its settings adds or removes together: affine= its
+# weight and bias, track_running_stats= its running statistics, with the batch count (which a
+# file saved before PyTorch 0.4.1 lacks: torch fills it in, so it is not always listed).
+_SETTING_ENTRIES = ((("weight", "bias"), ()),
+                    (("running_mean", "running_var"), ("num_batches_tracked",)))
+
+
+def _other_norm_settings(module: torch.nn.Module, missing: list, unexpected: list) -> bool:
+    """Whether the missing and the unexpected entries are each whole sets of a BatchNorm's or
+    InstanceNorm's ``_SETTING_ENTRIES``, as a norm layer built with other settings would lack
+    or have. One statistic or batch count alone is no setting's: an incomplete or edited file."""
+    for keys in (missing, unexpected):
+        by_layer = {}
+        for key in keys:
+            layer, _, entry = key.rpartition(".")
+            by_layer.setdefault(layer, set()).add(entry)
+        for layer, entries in by_layer.items():
+            try:
+                norm = module.get_submodule(layer)
+            except AttributeError:
+                return False
+            if not isinstance(norm, torch.nn.modules.batchnorm._NormBase):
+                return False
+            settable = {entry for always, optional in _SETTING_ENTRIES
+                        if set(always) <= entries for entry in always + optional}
+            if not entries <= settable:
+                return False
+    return True
 
 
 def _filled_in_by_torch(module: torch.nn.Module, key: str, metadata: Mapping) -> bool:
