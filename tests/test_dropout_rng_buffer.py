@@ -1,11 +1,15 @@
 """The U-Net's dropout stream (its non-persistent ``dropout_rng`` buffer, [seed, offset]) where
 a drop-in user's own code handles buffers: a user's own DDP (which broadcasts rank 0's buffers
-before every forward), a module built inside ``torch.inference_mode()``. Each rank, or module,
-keeps the masks of its own stream: the outputs of an unwrapped U-Net with that stream (within
-DESIGN §5: the paths' bits may differ, other masks differ by far more)."""
+before every forward), a module built inside ``torch.inference_mode()``, torch's deferred
+initialisation on the meta device (``to_empty``, ``load_state_dict(assign=True)``: no state_dict
+holds the buffer). Each rank, or module, keeps the masks of its own stream: the outputs of an
+unwrapped U-Net with that stream (within DESIGN §5: the paths' bits may differ, other masks
+differ by far more)."""
 import os
 
+import pytest
 import torch
+import torch.nn as nn
 import torch.distributed as dist
 import torch.multiprocessing as mp
 from torch.nn.parallel import DistributedDataParallel
@@ -15,9 +19,9 @@ from helpers.tolerances import FP32_NETWORK, assert_close, relative_error
 from helpers.torchrun_helpers import free_port
 
 
-def _unet(norm="batch"):
+def _unet(norm="batch", seed=0):
     """num_downs 6: the smallest U-Net with a Dropout (in its one ngf*8 middle level)."""
-    torch.manual_seed(0)
+    torch.manual_seed(seed)
     return fastp2p.UNet(3, 3, 6, 4, norm=norm, use_dropout=True)
 
 
@@ -68,3 +72,41 @@ def test_a_unet_built_inside_inference_mode_samples_with_dropout_outside_it(one_
                          f"step {step}")
     assert torch.equal(built_inside.dropout_rng, built_outside.dropout_rng)
     assert built_inside.dropout_rng[1] > 0
+
+
+@pytest.mark.parametrize("nested", [False, True], ids=["unet", "inside-a-users-module"])
+@pytest.mark.parametrize("recipe", ["to_empty", "assign"])
+def test_a_meta_built_unet_gets_the_dropout_stream_construction_gives(recipe, nested, one_thread):
+    """Built on meta under seed 5, then materialised with the weights of a U-Net built for real
+    under seed 5: the stream is (5, 0), on the weights' device, as that U-Net's; training with
+    dropout gives its outputs and advances the offset alike."""
+    built = _unet(seed=5)
+    weights = {name: value.clone() for name, value in built.state_dict().items()}
+    with torch.device("meta"):
+        meta_built = _unet(seed=5)
+    root = nn.Sequential(meta_built) if nested else meta_built
+    if nested:
+        weights = {f"0.{name}": value for name, value in weights.items()}
+    if recipe == "to_empty":
+        root.to_empty(device="cpu")
+        root.load_state_dict(weights)
+    else:
+        root.load_state_dict(weights, assign=True)
+    assert meta_built.dropout_rng.device.type == "cpu"
+    assert meta_built.dropout_rng.tolist() == [5, 0]
+    for step in range(2):
+        assert_close(meta_built(_image()), built(_image()), FP32_NETWORK, f"step {step}")
+    assert torch.equal(meta_built.dropout_rng, built.dropout_rng)
+
+
+@pytest.mark.filterwarnings("ignore:for .*copying from a non-meta parameter")  # torch's, expected
+def test_a_meta_unet_loaded_without_assign_stays_on_meta():
+    """A load that copies into meta tensors leaves them there (torch's rule, with a warning per
+    tensor): so does the stream, which a later to_empty then sets."""
+    weights = _unet().state_dict()
+    with torch.device("meta"):
+        net = _unet()
+    net.load_state_dict(weights)
+    assert net.dropout_rng.is_meta and next(net.parameters()).is_meta
+    net.to_empty(device="cpu")
+    assert net.dropout_rng.tolist() == [0, 0]

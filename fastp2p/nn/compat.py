@@ -1,8 +1,11 @@
 """The checkpoint behaviour shared by every public network."""
 from os import PathLike
 
+import torch
+
 from fastp2p.nn.checkpoint import (CheckpointMismatch, check_state_dict_fits,
                                    drop_legacy_instance_norm_stats, format_config, read_state_dict)
+from fastp2p.nn.fused import init_dropout_rng
 
 # What a checkpoint's keys cannot tell of its norm layers, and what to pass instead.
 _NORM_NOT_INFERRED = ("its norm layers' settings (affine=, track_running_stats=) or type cannot "
@@ -16,6 +19,13 @@ class ReferenceCheckpointMixin:
 
     Subclasses define ``config()`` (their constructor arguments) and ``_infer_config`` (the same
     read off a state_dict), which also powers ``from_checkpoint``.
+
+    torch's deferred initialisation (build under ``torch.device("meta")``, then ``to_empty`` and
+    ``load_state_dict``, or ``load_state_dict(..., assign=True)``) leaves the U-Net's
+    ``dropout_rng``, which no state_dict holds, uninitialised or on meta; it is set there as
+    construction sets it (``init_dropout_rng``: torch.initial_seed(), offset 0), also for a
+    network inside the module the user converts or loads (torch calls these two methods on
+    every submodule).
     """
 
     def config(self) -> dict:
@@ -44,6 +54,26 @@ class ReferenceCheckpointMixin:
                 self, state_dict,
                 lambda _: format_config(type(self).__name__, self._infer_config(raw)))
         return super().load_state_dict(state_dict, strict=strict, assign=assign)
+
+    def _apply(self, fn, recurse=True):
+        # Only to_empty takes a tensor off the meta device (.to() refuses to copy from it), into
+        # uninitialised memory.
+        rng = self._buffers.get("dropout_rng")
+        converted = super()._apply(fn, recurse)
+        if rng is not None and rng.is_meta and not self.dropout_rng.is_meta:
+            init_dropout_rng(self, self.dropout_rng.device)
+        return converted
+
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, *args, **kwargs):
+        super()._load_from_state_dict(state_dict, prefix, local_metadata, *args, **kwargs)
+        # An assigning load takes the parameters off meta (torch reads the flag as here); its
+        # tensors are in ``state_dict`` already (torch loads the submodules after this call).
+        rng = self._buffers.get("dropout_rng")
+        if rng is not None and rng.is_meta and local_metadata.get("assign_to_params_buffers"):
+            loaded = next((value for key, value in state_dict.items() if key.startswith(prefix)
+                           and isinstance(value, torch.Tensor) and not value.is_meta), None)
+            if loaded is not None:
+                init_dropout_rng(self, loaded.device)
 
     @classmethod
     def from_checkpoint(cls, source, map_location="cpu", **overrides):
