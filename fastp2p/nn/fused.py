@@ -56,6 +56,7 @@ from fastp2p.ops.definitions import like_memory_format
 from fastp2p.reference.unet import UnetSkipConnectionBlock
 
 _DIRECT_NORMS = (nn.BatchNorm2d, nn.InstanceNorm2d, nn.Identity)
+_CONVS = nn.modules.conv._ConvNd
 _NO_NORM = dict(norm="none")
 
 
@@ -338,6 +339,9 @@ class _Walk(NamedTuple):
     output_path: tuple    # the U-Net's first and last convolutions, and whether its second
     #                       level's output passes a norm returning NCHW last (``unet_output``)
     dropouts: tuple       # the Dropout modules, whose probabilities are read per call
+    # The convolutions' parameter dicts, asked per call (``_conv_parameters_in_place``); last and
+    # with a default so that a walk in a model pickled before it existed still loads.
+    conv_parameters: tuple = ()
 
 
 # A tree's last walk is kept on its root (a U-Net, a discriminator's Sequential), not in a
@@ -374,7 +378,8 @@ def _walk_of(root: nn.Module, layers) -> _Walk:
     return _Walk(_Registrations.count, tuple(d for m in submodules for d in forward_hook_dicts(m)),
                  tuple(d for m in submodules for d in _backward_hooks(m)),
                  tuple(_norm_like(submodules)), _plain_weights(submodules),
-                 _instance_norm_stats(submodules), *layers(root))
+                 _instance_norm_stats(submodules), *layers(root),
+                 tuple(m._parameters for m in submodules if isinstance(m, _CONVS)))
 
 
 def _instance_norm_stats(modules) -> bool:
@@ -394,7 +399,16 @@ def _plain_weights(modules) -> bool:
     replaces it by a plain attribute, recomputed by a forward pre-hook)."""
     return not any(parametrize.is_parametrized(m) for m in modules) and all(
         isinstance(m._parameters.get("weight"), nn.Parameter)
-        for m in modules if isinstance(m, nn.modules.conv._ConvNd))
+        for m in modules if isinstance(m, _CONVS))
+
+
+def _conv_parameters_in_place(conv_parameters: tuple) -> bool:
+    """Whether every convolution still holds its weight and bias (None or a tensor) in its
+    parameter dict, where the fused forwards, the folds and the weight copies read them
+    (fastp2p.nn.folding), as its own forward would: a weight or bias deleted and set again as a
+    plain tensor or a buffer (``del conv.weight; conv.weight = w``) registers no module, so a
+    walk made before does not see it; such a convolution's forward reads that tensor."""
+    return all("weight" in params and "bias" in params for params in conv_parameters)
 
 
 def forward_hook_dicts(module: nn.Module) -> tuple:
@@ -413,20 +427,23 @@ def _backward_hooks(module: nn.Module) -> tuple:
 
 
 def _fused_forward_fits(walk: _Walk) -> bool:
-    """Whether the fused forward reproduces the walked tree's own forward: plain weights; no
-    forward hook on a submodule, nor a global one (the fused forwards call no submodule, so a
-    hook, e.g. a feature-matching loss's forward hook on an inner layer, would silently not
+    """Whether the fused forward reproduces the walked tree's own forward: plain weights, each
+    convolution's weight and bias still in its parameter dict (``_conv_parameters_in_place``);
+    no forward hook on a submodule, nor a global one (the fused forwards call no submodule, so
+    a hook, e.g. a feature-matching loss's forward hook on an inner layer, would silently not
     fire), and, where a gradient may be wanted, no backward hook either; every norm layer
     reproduced (``norm_supported``), and no InstanceNorm holding running buffers
-    (``_instance_norm_stats``). Hooks and norms are asked on every call, so a hook added, a
-    train/eval switch or a changed setting shows at once."""
+    (``_instance_norm_stats``). Hooks, norms and the convolutions' parameters are asked on
+    every call, so a hook added, a train/eval switch, a changed setting or a replaced weight
+    shows at once."""
     if _module_hooks._global_forward_hooks or _module_hooks._global_forward_pre_hooks:
         return False
     if torch.is_grad_enabled() and (  # without a gradient, no backward hook would fire
             _module_hooks._global_backward_hooks or _module_hooks._global_backward_pre_hooks
             or any(walk.backward_hook_dicts)):
         return False
-    return (walk.plain_weights and not walk.instance_stats and not any(walk.hook_dicts)
+    return (walk.plain_weights and _conv_parameters_in_place(walk.conv_parameters)
+            and not walk.instance_stats and not any(walk.hook_dicts)
             and all(map(norm_supported, walk.norms)))
 
 

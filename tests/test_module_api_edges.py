@@ -1,0 +1,50 @@
+"""Edges of the drop-in networks' nn.Module behaviour, against the reference modules: a
+convolution's weight or bias replaced by a plain tensor or a buffer (after the layers were
+listed: no module registration tells the fused forward)."""
+import pytest
+import torch
+
+from helpers.network_checks import network_pair, random_images
+from helpers.tolerances import FP32_NETWORK, assert_close
+
+KINDS = ["unet", "patch", "pixel"]
+
+
+def _conv_before_a_norm(net, kind: str):
+    """A convolution a BatchNorm follows: in eval the fused forward folds the norm into it,
+    reading its weight and bias."""
+    if kind == "unet":
+        return net.model.model[1].model[1]
+    return (net.model if kind == "patch" else net.net)[2]
+
+
+def _replace(conv, name: str, how: str) -> None:
+    """``conv``'s weight (doubled) or bias (0.5 everywhere; the layer had none) set again as a
+    plain tensor attribute or as a buffer, as hypernetwork-style code does."""
+    value = (conv.weight.detach() * 2 if name == "weight"
+             else torch.full((conv.out_channels,), 0.5))
+    delattr(conv, name)
+    if how == "attribute":
+        setattr(conv, name, value)
+    else:
+        conv.register_buffer(name, value)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("name,how", [("weight", "attribute"), ("weight", "buffer"),
+                                      ("bias", "attribute")])
+@pytest.mark.parametrize("called_before", [True, False], ids=["after-a-call", "first-call"])
+@pytest.mark.parametrize("train", [True, False], ids=["train", "eval"])
+def test_a_convolution_parameter_replaced_by_a_plain_tensor_is_read(kind, name, how,
+                                                                    called_before, train):
+    ours, theirs = network_pair(kind)
+    x = random_images(32)
+    for net in (ours, theirs):
+        net.train(train)
+        if called_before:
+            with torch.no_grad():
+                net(x)
+        _replace(_conv_before_a_norm(net, kind), name, how)
+    with torch.no_grad():
+        for call in range(2):
+            assert_close(ours(x), theirs(x), FP32_NETWORK, f"call {call}")
