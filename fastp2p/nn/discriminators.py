@@ -39,7 +39,13 @@ class PatchDiscriminator(ReleasesReplacedWeights, RefusesScripting, ReferenceChe
     unbatched (C, H, W) image, torch.jit.trace, torch.func transforms, forward-mode AD;
     BatchNorm picks its statistics as torch does); the layers that the conv choice gives to
     the fused convolution (fastp2p.ops.backends.conv_choice: none by default, all with
-    FASTP2P_CONV=fused) run as fastp2p.ops.conv_norm_act instead (fastp2p.nn.fused_conv)."""
+    FASTP2P_CONV=fused) run as fastp2p.ops.conv_norm_act instead (fastp2p.nn.fused_conv).
+    Where no gradient is wanted, an eval BatchNorm is folded into the convolution before it,
+    from cached weights rebuilt when a weight or statistic changes (fastp2p.nn.folding): an
+    optimizer step or ``load_state_dict`` is seen, a write through ``.data`` is not, nor an
+    in-place change of a tensor a parameter's ``.data`` was set to
+    (``torch.nn.utils.vector_to_parameters`` sets each to a view of its vector): after one, call
+    ``fastp2p.nn.folding.forget_cached_weights``."""
 
     def __init__(self, input_nc=6, ndf=64, n_layers=3, norm_layer=None, *, norm=None):
         input_nc, ndf = positive_ints(input_nc=input_nc, ndf=ndf)
@@ -76,7 +82,9 @@ class PatchDiscriminator(ReleasesReplacedWeights, RefusesScripting, ReferenceChe
 class PixelDiscriminator(ReleasesReplacedWeights, RefusesScripting, ReferenceCheckpointMixin,
                          _Pixel):
     """Drop-in replacement for the reference ``PixelDiscriminator`` (1x1 PatchGAN), fused like
-    PatchDiscriminator."""
+    PatchDiscriminator, its eval BatchNorm folded alike: after a write through ``.data`` or
+    ``torch.nn.utils.vector_to_parameters`` and an in-place change of the vector, call
+    ``fastp2p.nn.folding.forget_cached_weights``."""
 
     def __init__(self, input_nc=6, ndf=64, norm_layer=None, *, norm=None):
         input_nc, ndf = positive_ints(input_nc=input_nc, ndf=ndf)

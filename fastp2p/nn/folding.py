@@ -12,11 +12,13 @@ parameters are the folded tensors), never registered on the network: ``state_dic
 rebuilt when the convolution's settings (stride, padding, padding mode, ...) or any tensor it
 is computed from change: the key holds the settings and each tensor's storage address
 and version counter (bumped by every in-place change: an optimizer step, ``load_state_dict``,
-``bn.running_var.mul_(2)``; not by a write through ``.data``: ``forget_cached_weights``), with
-the norm's ``num_batches_tracked`` (torch's training batch norm updates the running statistics
-without bumping their counters, but counts the batch: a norm without the counter is not
-folded), and the cache keeps the old tensors alive so that a replaced tensor (``.to()``, ``.half()``,
-``.data = ...``) cannot reuse an address it remembers. Checking a key
+``bn.running_var.mul_(2)``; not by a write through ``.data``, nor through a tensor a
+parameter's ``.data`` was set to, as ``torch.nn.utils.vector_to_parameters`` sets it:
+``forget_cached_weights``), with the norm's ``num_batches_tracked`` (torch's training batch norm
+updates the running statistics without bumping their counters, but counts the batch: a norm
+without the counter is not folded), and the cache keeps the old tensors alive so that a
+replaced tensor (``.to()``, ``.half()``, ``.data = ...``) cannot reuse an address it
+remembers. Checking a key
 costs a few microseconds per layer. torch's fused optimizers (``fused=True``) write the
 parameters in one kernel that bumps no version counter: once a cache entry is built, a global
 optimizer step post-hook registered here bumps the counters of the cached tensors such a step
@@ -216,9 +218,12 @@ def folded_for(module: nn.Module) -> list:
 
 def forget_cached_weights(module: nn.Module) -> None:
     """Drop every fold and weight copy cached for ``module`` and its submodules. Needed only
-    after changing their weights or norm statistics in a way that bumps no version counter
-    (writing through ``.data``, e.g. ``p.data.mul_(0.999)`` in a hand-written EMA); every other
-    change is seen by the next call."""
+    after changing their weights or norm statistics in a way that bumps no version counter:
+    writing through ``.data`` (e.g. ``p.data.mul_(0.999)`` in a hand-written EMA), or changing
+    in place a tensor that a parameter's ``.data`` was set to
+    (``torch.nn.utils.vector_to_parameters(vec, ...)`` sets each to a view of ``vec``: an
+    in-place change of ``vec`` goes unseen, loaded again or not). Every other change is seen by
+    the next call."""
     for m in module.modules():
         _cache.pop(m, None)
         _layout_cache.pop(m, None)

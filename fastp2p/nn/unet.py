@@ -47,8 +47,10 @@ class UNet(ReleasesReplacedWeights, RefusesScripting, ReferenceCheckpointMixin, 
     count is slower: it packs the weights and times the three forms of each transposed
     convolution (fastp2p.ops.conv_transpose). An optimizer step
     is seen (torch's fused optimizers through a step hook: fastp2p.nn.folding), a write through
-    ``.data`` is not: call ``fastp2p.nn.folding.forget_cached_weights``. ``.to()``, ``.double()``
-    and the like drop the copies they made stale.
+    ``.data`` is not, nor an in-place change of a tensor a parameter's ``.data`` was set to
+    (``torch.nn.utils.vector_to_parameters`` sets each to a view of its vector): after one, call
+    ``fastp2p.nn.folding.forget_cached_weights``. ``.to()``, ``.double()`` and the like drop the
+    copies they made stale.
     The layers that the conv choice gives to the fused convolution
     (fastp2p.ops.backends.conv_choice: none by default, all with FASTP2P_CONV=fused) run as
     fastp2p.ops.conv_norm_act instead (fastp2p.nn.unet_conv), with the same dropout masks.
