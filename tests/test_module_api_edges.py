@@ -1,6 +1,10 @@
 """Edges of the drop-in networks' nn.Module behaviour, against the reference modules: a
 convolution's weight or bias replaced by a plain tensor or a buffer (after the layers were
-listed: no module registration tells the fused forward)."""
+listed: no module registration tells the fused forward); ``torch.jit.trace`` without warnings
+from fastp2p's input checks."""
+import copy
+import warnings
+
 import pytest
 import torch
 
@@ -48,3 +52,24 @@ def test_a_convolution_parameter_replaced_by_a_plain_tensor_is_read(kind, name, 
     with torch.no_grad():
         for call in range(2):
             assert_close(ours(x), theirs(x), FP32_NETWORK, f"call {call}")
+
+
+@pytest.mark.parametrize("kind", [
+    "unet", "pixel",
+    pytest.param("patch", marks=pytest.mark.xfail(
+        strict=True, reason="PatchDiscriminator.forward's own logit-size check "
+                            "(fastp2p/nn/discriminators.py) still compares traced sizes"))])
+def test_jit_trace_of_a_network_warns_no_more_than_the_references(kind):
+    """The reference modules trace without a TracerWarning; fastp2p's input checks compared
+    the traced sizes (a warning each, twice: check_trace traces again). The trace still
+    computes the reference's output at another size."""
+    ours, theirs = network_pair(kind)
+    ours.eval()
+    with warnings.catch_warnings(record=True) as caught, torch.no_grad():
+        warnings.simplefilter("always")
+        traced = torch.jit.trace(ours, random_images(32))
+    assert [str(w.message) for w in caught if w.category is torch.jit.TracerWarning] == []
+    larger = random_images(64)
+    with torch.no_grad():
+        assert_close(traced(larger), copy.deepcopy(theirs).double().eval()(larger.double()),
+                     FP32_NETWORK, "traced at 32, run at 64")

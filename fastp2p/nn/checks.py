@@ -11,22 +11,21 @@ def check_image_batch(x, *, expected_channels: int, module: torch.nn.Module, nam
 
     ``spatial_multiple``: H and W must be multiples of it (the U-Net halves them num_downs times).
     Under autocast a float32 input to a bf16/fp16 region is fine, so dtypes are only compared
-    to the parameters' outside autocast.
+    to the parameters' outside autocast. Under ``torch.jit.trace`` the sizes are not checked:
+    it records them as tensors and warns (TracerWarning) at each comparison, which it cannot
+    record; torch's own checks skip there too (torch.distributions), and the traced reference
+    forward's ops still refuse a size that does not fit.
     """
     if not isinstance(x, torch.Tensor):
         raise ValueError(f"{name} expects a torch.Tensor, got {type(x).__name__}")
     if x.dim() != 4:
         raise ValueError(f"{name} expects a 4-D tensor (N, C, H, W), got shape {tuple(x.shape)}")
-    if x.shape[1] != expected_channels:
-        raise ValueError(f"{name} expects {expected_channels} input channels, got {x.shape[1]} "
-                         f"(shape {tuple(x.shape)})")
     if not x.is_floating_point():
         raise ValueError(f"{name} expects a floating-point tensor, got {x.dtype}")
-    height, width = x.shape[-2:]
-    if height % spatial_multiple or width % spatial_multiple or height == 0 or width == 0:
-        raise ValueError(f"{name} needs height and width that are positive multiples of "
-                         f"{spatial_multiple}, got {height}x{width}; resize or crop the input "
-                         f"(e.g. to {max(spatial_multiple, 256)}x{max(spatial_multiple, 256)})")
+    # (torch._C._get_tracing_state, not _is_tracing: torch.compile folds the former to None and
+    # breaks its graph at the latter)
+    if torch._C._get_tracing_state() is None:
+        _check_sizes(x, expected_channels, name, spatial_multiple)
     param = next(module.parameters(), None)
     if param is None:
         return
@@ -38,6 +37,17 @@ def check_image_batch(x, *, expected_channels: int, module: torch.nn.Module, nam
     if not autocast and x.dtype != param.dtype:
         raise ValueError(f"{name} input dtype {x.dtype} does not match the parameters' "
                          f"{param.dtype}; convert one with .to(dtype) or run under autocast")
+
+
+def _check_sizes(x, expected_channels: int, name: str, spatial_multiple: int) -> None:
+    if x.shape[1] != expected_channels:
+        raise ValueError(f"{name} expects {expected_channels} input channels, got {x.shape[1]} "
+                         f"(shape {tuple(x.shape)})")
+    height, width = x.shape[-2:]
+    if height % spatial_multiple or width % spatial_multiple or height == 0 or width == 0:
+        raise ValueError(f"{name} needs height and width that are positive multiples of "
+                         f"{spatial_multiple}, got {height}x{width}; resize or crop the input "
+                         f"(e.g. to {max(spatial_multiple, 256)}x{max(spatial_multiple, 256)})")
 
 
 def whole_number(name: str, value, minimum: int, why: str = "") -> int:

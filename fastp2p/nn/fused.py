@@ -155,14 +155,13 @@ def reference_forward_wanted(input) -> bool:
     ``torch.autograd.forward_ad.dual_level``: the fused ops' autograd Functions define no jvp),
     and a tensor on the meta device (shape and FLOP counting: the kernels have no meta form).
     Under torch.compile only the batch is asked (the compiled code traces the rest)."""
-    if not input.numel() or input.is_meta:
-        return True
     if torch.compiler.is_compiling():
-        return False
+        return not input.numel() or input.is_meta
     # torch._C._is_tracing: torch.jit.is_tracing() without its TorchScript check, a third of the
-    # time; forward_ad._current_level: torch's module global, -1 outside dual_level.
-    return (torch._C._is_tracing() or _functorch_level() is not None
-            or forward_ad._current_level >= 0)
+    # time; asked first: jit.trace records the element count as a tensor and warns when it is
+    # made a bool. forward_ad._current_level: torch's module global, -1 outside dual_level.
+    return (torch._C._is_tracing() or not input.numel() or input.is_meta
+            or _functorch_level() is not None or forward_ad._current_level >= 0)
 
 
 def module_layout(conv: nn.Module, x: torch.Tensor):
