@@ -1,8 +1,11 @@
 """Edges of the drop-in networks' nn.Module behaviour, against the reference modules: a
 convolution's weight or bias replaced by a plain tensor or a buffer (after the layers were
 listed: no module registration tells the fused forward); ``torch.jit.trace`` without warnings
-from fastp2p's input checks."""
+from fastp2p's input checks; a pickled or deep-copied network, which carries none of the fused
+forward's caches."""
 import copy
+import io
+import pickle
 import warnings
 
 import pytest
@@ -73,3 +76,43 @@ def test_jit_trace_of_a_network_warns_no_more_than_the_references(kind):
     with torch.no_grad():
         assert_close(traced(larger), copy.deepcopy(theirs).double().eval()(larger.double()),
                      FP32_NETWORK, "traced at 32, run at 64")
+
+
+class _NamedGlobals(pickle.Unpickler):
+    """Records every global (module.qualname) a pickle needs to load."""
+
+    def __init__(self, data: bytes):
+        super().__init__(io.BytesIO(data))
+        self.names = set()
+
+    def find_class(self, module, name):
+        self.names.add(f"{module}.{name}")
+        return super().find_class(module, name)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_pickled_or_copied_network_carries_no_cache_and_runs(kind):
+    """After calls that list the layers (the walk cached on the tree's root), a pickle of the
+    network (torch.save(model), a spawned process's argument) names no fastp2p class but its
+    modules' own, so a later fastp2p that changes its internals still loads it; the loaded
+    network and a deep copy list their own layers and give the reference's outputs (a hook
+    added to the copy fires there only)."""
+    ours, theirs = network_pair(kind)
+    x = random_images(32)
+    ours.eval(), theirs.eval()
+    with torch.no_grad():
+        ours(x)
+        expected = copy.deepcopy(theirs).double()(x.double())
+    data = pickle.dumps(ours)
+    loading = _NamedGlobals(data)
+    loaded = loading.load()
+    own_classes = {f"{type(m).__module__}.{type(m).__qualname__}" for m in ours.modules()}
+    assert {name for name in loading.names if name.startswith("fastp2p")} <= own_classes
+    copied = copy.deepcopy(ours)
+    fired = []
+    inner = list(copied.modules())[3]
+    inner.register_forward_hook(lambda *args: fired.append(True))
+    with torch.no_grad():
+        for name, net in (("pickled", loaded), ("deep copy", copied), ("original", ours)):
+            assert_close(net(x), expected, FP32_NETWORK, name)
+    assert fired == [True]

@@ -342,6 +342,13 @@ class _Walk(NamedTuple):
     # with a default so that a walk in a model pickled before it existed still loads.
     conv_parameters: tuple = ()
 
+    def __reduce__(self):
+        # A cache of the tree it lists: a copy or a pickle of the network (copy.deepcopy,
+        # torch.save(model), a spawned process's argument) holds an empty tuple instead and lists
+        # its own tree on its next call (``_walk``), so a pickle names no class of these
+        # internals, whose fields may change from one version to the next.
+        return tuple, ()
+
 
 # A tree's last walk is kept on its root (a U-Net, a discriminator's Sequential), not in a
 # global weak dictionary: a hook on a submodule whose closure refers back to the network would
@@ -365,8 +372,8 @@ def _walk(root: nn.Module, layers=_any_layers) -> _Walk:
     again."""
     if torch.compiler.is_compiling():
         return _walk_of(root, layers)
-    cached = root.__dict__.get(_WALK_ATTRIBUTE)
-    if (cached is None or cached.registrations != _Registrations.count
+    cached = root.__dict__.get(_WALK_ATTRIBUTE)  # None, or () in a copy (``_Walk.__reduce__``)
+    if (not cached or cached.registrations != _Registrations.count
             or not cached.plain_weights):
         cached = root.__dict__[_WALK_ATTRIBUTE] = _walk_of(root, layers)
     return cached
