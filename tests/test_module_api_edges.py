@@ -57,11 +57,7 @@ def test_a_convolution_parameter_replaced_by_a_plain_tensor_is_read(kind, name, 
             assert_close(ours(x), theirs(x), FP32_NETWORK, f"call {call}")
 
 
-@pytest.mark.parametrize("kind", [
-    "unet", "pixel",
-    pytest.param("patch", marks=pytest.mark.xfail(
-        strict=True, reason="PatchDiscriminator.forward's own logit-size check "
-                            "(fastp2p/nn/discriminators.py) still compares traced sizes"))])
+@pytest.mark.parametrize("kind", KINDS)
 def test_jit_trace_of_a_network_warns_no_more_than_the_references(kind):
     """The reference modules trace without a TracerWarning; fastp2p's input checks compared
     the traced sizes (a warning each, twice: check_trace traces again). The trace still

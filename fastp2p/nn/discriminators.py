@@ -67,8 +67,10 @@ class PatchDiscriminator(ReleasesReplacedWeights, RefusesScripting, ReferenceChe
             return super().forward(input)
         check_image_batch(input[None] if unbatched(input) else input,
                           expected_channels=self.input_nc, module=self, name="PatchDiscriminator")
-        smallest = min(input.shape[-2:])
-        if patch_logits_size(smallest, self.n_layers) < 1:
+        # (not while torch.jit.trace records the sizes as tensors, as in check_image_batch: a
+        # TracerWarning per comparison; the traced convolutions refuse a too small input)
+        if (torch._C._get_tracing_state() is None
+                and patch_logits_size(min(input.shape[-2:]), self.n_layers) < 1):
             raise ValueError(f"PatchDiscriminator with n_layers={self.n_layers} needs inputs "
                              f"large enough for a 1x1 logit map; {tuple(input.shape[-2:])} is "
                              "too small (use a larger image or fewer layers)")
