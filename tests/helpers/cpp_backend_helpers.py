@@ -35,9 +35,12 @@ def make_inputs(shape, *, affine, norm, dtype, layout, seed=0, device="cpu"):
 
 
 def case_id(case):
-    """Test id of a (norm, training, activation, affine, dropout_p) case."""
-    norm, training, activation, affine, p = case
-    return f"{norm}-{'train' if training else 'eval'}-{activation}-{'affine' if affine else 'plain'}-p{p}"
+    """Test id of a (norm, training, activation, affine, dropout_p[, settings]) case; settings:
+    the launcher arguments that differ from torch's defaults (momentum, eps, slope)."""
+    norm, training, activation, affine, p, *settings = case
+    others = "".join(f"-{name}{value}" for name, value in dict(*settings).items())
+    return (f"{norm}-{'train' if training else 'eval'}-{activation}-"
+            f"{'affine' if affine else 'plain'}-p{p}{others}")
 
 
 def shape_id(shape):

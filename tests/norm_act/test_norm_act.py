@@ -10,8 +10,8 @@ import torch
 from fastp2p.ops import backend_name_for, norm_act, norm_act_concat, norm_act_into
 from fastp2p.ops.dropout_rng import dropout_keep_mask
 from fastp2p.ops.norm_act_reference import norm_act_math
-from helpers.norm_act_cases import (CASES, case_id, check_against_reference, make_case,
-                                    op_run, reference_run)
+from helpers.norm_act_cases import (CASES, DEFAULTS, OTHERS, case_id, check_against_reference,
+                                    make_case, op_run, reference_run)
 from helpers.tolerances import (BF16_VS_AUTOCAST, FP32_SINGLE_OP, assert_close,
                                 assert_storage_close, relative_error)
 from helpers.triton_interpreter import KERNELS
@@ -52,7 +52,7 @@ def test_split_reduction_merges_statistics(norm, triton_backend, monkeypatch):
     """Many programs per reduction (as on a GPU), each over several tiles: Chan's merge."""
     monkeypatch.setattr(_kernels_norm_act(), "REDUCTION_PROGRAMS", 6)
     monkeypatch.setattr(_kernels_norm_act(), "ONE_PASS_MAX_ELEMENTS", 0)
-    case = (norm, True, "leaky_relu", True, 0.0, (2, 5, 24, 40), "nhwc")
+    case = (norm, True, "leaky_relu", True, 0.0, (2, 5, 24, 40), "nhwc", OTHERS)
     check_against_reference(case, torch.float32, FP32_SINGLE_OP)
 
 
@@ -72,7 +72,7 @@ def test_writes_only_its_slice_in_a_wider_buffer(triton_backend):
 def test_low_precision_in_the_interpreter(triton_backend):
     """bf16 / fp16 loads and stores with fp32 statistics: the output and every gradient against
     float64 on the same stored inputs (the GPU tests cover real shapes)."""
-    case = ("instance", True, "leaky_relu", True, 0.0, (2, 6, 4, 4), "nhwc")
+    case = ("instance", True, "leaky_relu", True, 0.0, (2, 6, 4, 4), "nhwc", DEFAULTS)
     for dtype in (torch.bfloat16, torch.float16):
         x64, skip64, weight, bias, running, grad, kwargs, layout = make_case(case, dtype)
         x64, skip64, grad = (t.to(dtype).double() for t in (x64, skip64, grad))
@@ -186,12 +186,13 @@ U_NET_256_NORM_SHAPES = [
 @pytest.mark.parametrize("norm", ["instance", "batch"])
 def test_gpu_real_shapes(batch, dtype, norm, monkeypatch):
     """Every real norm-act layer shape, forward and every gradient, vs float64; in bf16/fp16
-    also against PyTorch's own error in that dtype (<= 2x it + a small atol)."""
+    also against PyTorch's own error in that dtype (DESIGN §5: <= 1.5x it, or 1.5x the error of
+    storing the exact result in the dtype where PyTorch's is below that)."""
     monkeypatch.setenv("FASTP2P_BACKEND", "triton")
     torch.manual_seed(0)
     for channels, size in U_NET_256_NORM_SHAPES:
         case = (norm, True, "relu", True, 0.5 if size <= 16 else 0.0,
-                (batch, channels, size, size), "nhwc")
+                (batch, channels, size, size), "nhwc", DEFAULTS)
         data = [_to_cuda(t) for t in make_case(case, dtype)]
         expected, expected_grads, expected_running = reference_run(*data[:-1])
         got, got_grads, got_running = op_run(*data, dtype)
