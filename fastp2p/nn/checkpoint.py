@@ -149,13 +149,15 @@ def drop_legacy_instance_norm_stats(module: torch.nn.Module, state_dict: dict) -
 
 class CheckpointMismatch(ValueError, RuntimeError):
     """A state_dict whose keys or shapes do not fit the module; ``details`` lists them (the
-    message's second line), for a caller that gives its own advice (``from_checkpoint``). A
-    RuntimeError too, as torch's ``load_state_dict`` raises for the same mismatch, so code
-    written for the reference module catches it unchanged."""
+    message's second line), for a caller that gives its own advice (``from_checkpoint``), except
+    where ``incomplete_file``: the file has the module's own configuration but lacks, adds or
+    reshapes entries, which no configuration or norm factory fixes. A RuntimeError too, as
+    torch's ``load_state_dict`` raises for the same mismatch, so code written for the reference
+    module catches it unchanged."""
 
-    def __init__(self, message: str, details: str):
+    def __init__(self, message: str, details: str, incomplete_file: bool = False):
         super().__init__(f"{message}\n{details}")
-        self.details = details
+        self.details, self.incomplete_file = details, incomplete_file
 
 
 def check_state_dict_fits(module: torch.nn.Module, state_dict: dict, describe_file) -> None:
@@ -163,7 +165,8 @@ def check_state_dict_fits(module: torch.nn.Module, state_dict: dict, describe_fi
     message says what the file looks like (``describe_file(state_dict)``, the configuration it
     was saved from) and what to do: build the module with that configuration; or, where that is
     the module's own (read off ``state_dict`` by ``module._infer_config``), that its norm layers
-    had other settings (the keys cannot tell) or that the file is incomplete or edited."""
+    were of another type or had other settings (the keys cannot tell), or that the file is
+    incomplete or edited (``CheckpointMismatch.incomplete_file``)."""
     expected = module.state_dict()
     versions = getattr(state_dict, "_metadata", None) or {}
     missing = [k for k in expected
@@ -188,22 +191,25 @@ def check_state_dict_fits(module: torch.nn.Module, state_dict: dict, describe_fi
         looks_like = f"its configuration could not be inferred ({err})"
         same_config = False
     # The diagnosis and what to do come first, on one line; the key lists (often long) after.
+    incomplete = False
     if not same_config:
         advice = (f"{looks_like}; use {type(module).__name__}.from_checkpoint(path), or build "
                   "the module with that configuration.")
-    elif not wrong_shape and _other_norm_settings(module, missing, unexpected):
+    elif not wrong_shape and _other_norm_factory(module, missing, unexpected):
         advice = ("the file has this configuration, but its norm layers have other entries "
-                  "(affine weights or running statistics): saved from norm layers with other "
-                  "affine= or track_running_stats= settings, which the keys cannot tell; build "
-                  "the module with the norm_layer factory it was saved with.")
+                  "(affine weights, running statistics, or the biases the reference gives "
+                  "convolutions before an InstanceNorm2d): saved from norm layers of another "
+                  "type or with other affine= or track_running_stats= settings, which the keys "
+                  "cannot tell; build the module with the norm_layer factory it was saved with.")
     else:  # rebuilding from the file (from_checkpoint) would build this very module
         counts = ", ".join(f"{len(keys)} {label}" for label, keys in (
             ("missing", missing), ("unexpected", unexpected),
             ("of another shape", wrong_shape)) if keys)
         advice = (f"the file has this configuration, but not all its entries ({counts}): an "
                   "incomplete or edited file.")
+        incomplete = True
     raise CheckpointMismatch(f"checkpoint does not fit {module.config_string()}: {advice}",
-                             "details: " + "; ".join(problems))
+                             "details: " + "; ".join(problems), incomplete)
 
 
 def _config_matches(module: torch.nn.Module, inferred: dict) -> bool:
@@ -220,10 +226,13 @@ _SETTING_ENTRIES = ((("weight", "bias"), ()),
                     (("running_mean", "running_var"), ("num_batches_tracked",)))
 
 
-def _other_norm_settings(module: torch.nn.Module, missing: list, unexpected: list) -> bool:
-    """Whether the missing and the unexpected entries are each whole sets of a BatchNorm's or
-    InstanceNorm's ``_SETTING_ENTRIES``, as a norm layer built with other settings would lack
-    or have. One statistic or batch count alone is no setting's: an incomplete or edited file."""
+def _other_norm_factory(module: torch.nn.Module, missing: list, unexpected: list) -> bool:
+    """Whether the missing and the unexpected entries are each what a network built with
+    another norm factory would lack or have: whole sets of ``_SETTING_ENTRIES`` at its norm
+    layers (a BatchNorm, an InstanceNorm, or the Identity of norm "none"), and convolutions'
+    biases (the reference gives convolutions one before a norm built by nn.InstanceNorm2d or a
+    partial of it). One statistic or batch count alone is no setting's, nor an entry of any
+    other layer: an incomplete or edited file."""
     for keys in (missing, unexpected):
         by_layer = {}
         for key in keys:
@@ -231,10 +240,15 @@ def _other_norm_settings(module: torch.nn.Module, missing: list, unexpected: lis
             by_layer.setdefault(layer, set()).add(entry)
         for layer, entries in by_layer.items():
             try:
-                norm = module.get_submodule(layer)
+                submodule = module.get_submodule(layer)
             except AttributeError:
                 return False
-            if not isinstance(norm, torch.nn.modules.batchnorm._NormBase):
+            if isinstance(submodule, torch.nn.modules.conv._ConvNd):
+                if entries != {"bias"}:
+                    return False
+                continue
+            if not isinstance(submodule, (torch.nn.modules.batchnorm._NormBase,
+                                          torch.nn.Identity)):
                 return False
             settable = {entry for always, optional in _SETTING_ENTRIES
                         if set(always) <= entries for entry in always + optional}

@@ -81,7 +81,10 @@ class ReferenceCheckpointMixin:
 
         The configuration is read off the keys and shapes; ``overrides`` sets what they cannot
         tell (e.g. ``use_dropout``, or a ``norm_layer`` factory, which replaces the inferred
-        ``norm``: the keys do not tell e.g. an affine InstanceNorm), or forces a value.
+        ``norm``: the keys do not tell e.g. an affine InstanceNorm), or forces a value. A file
+        that fails to load says which norm settings the keys cannot tell, or, where it has the
+        built network's configuration but lacks, adds or reshapes entries (an incomplete or
+        edited file), says so, as ``load_state_dict`` does.
         """
         state_dict = read_state_dict(source, map_location=map_location)
         inferred = cls._infer_config(state_dict)
@@ -91,6 +94,8 @@ class ReferenceCheckpointMixin:
         try:
             model.load_state_dict(state_dict)
         except CheckpointMismatch as mismatch:
+            if mismatch.incomplete_file:  # no configuration or factory would fit it: as it is
+                raise
             where = (f"checkpoint {str(source)!r}" if isinstance(source, (str, PathLike))
                      else "the state_dict")
             given = ", ".join(f"{name}=" for name in overrides)
