@@ -6,6 +6,7 @@ import torch
 from fastp2p.nn.checkpoint import (CheckpointMismatch, check_state_dict_fits,
                                    drop_legacy_instance_norm_stats, format_config, read_state_dict)
 from fastp2p.nn.fused import init_dropout_rng
+from fastp2p.nn.norm import describe_norm_layer
 
 # What a checkpoint's keys cannot tell of its norm layers, and what to pass instead.
 _NORM_NOT_INFERRED = ("its norm layers' settings (affine=, track_running_stats=) or type cannot "
@@ -54,6 +55,15 @@ class ReferenceCheckpointMixin:
                 self, state_dict,
                 lambda _: format_config(type(self).__name__, self._infer_config(raw)))
         return super().load_state_dict(state_dict, strict=strict, assign=assign)
+
+    def __setstate__(self, state):
+        # A network pickled whole (torch.save(model)) before the networks kept the norm
+        # factory's description holds the factory as ``norm_layer`` and no ``norm``, which
+        # config() and repr read.
+        if "norm" not in state and "norm_layer" in state:
+            state = dict(state)
+            state["norm"] = describe_norm_layer(state.pop("norm_layer"))
+        super().__setstate__(state)
 
     def _apply(self, fn, recurse=True):
         # Only to_empty takes a tensor off the meta device (.to() refuses to copy from it), into
