@@ -4,7 +4,7 @@ import functools
 import torch.nn as nn
 
 from fastp2p.ops.definitions import NORMS
-from fastp2p.reference.norm import get_norm_layer
+from fastp2p.reference.norm import get_norm_layer, uses_conv_bias
 
 
 def resolve_norm_layer(norm, norm_layer):
@@ -33,17 +33,21 @@ def resolve_norm_layer(norm, norm_layer):
 
 def describe_norm_layer(norm_layer) -> str:
     """The norm's name for configs, repr and messages: "batch" | "instance" | "none" where the
-    factory builds exactly what that name builds (a bare ``nn.BatchNorm2d`` is "batch"), else a
-    readable form of the factory. Never raises: the probe builds a one-channel norm, which a
-    legitimate factory may refuse (``functools.partial(nn.GroupNorm, 4)`` needs channels
-    divisible by 4); such a factory is described by its readable form."""
+    network the factory builds is the one that name builds (a bare ``nn.BatchNorm2d`` is
+    "batch"), else a readable form of the factory. The network includes the convolutions'
+    biases, which the reference gives them only for ``nn.InstanceNorm2d`` or a partial of it
+    (``uses_conv_bias``): an InstanceNorm2d built by a lambda or function comes without them,
+    so it is not "instance", whose network has them. Never raises: the probe builds a
+    one-channel norm, which a legitimate factory may refuse (``functools.partial(nn.GroupNorm,
+    4)`` needs channels divisible by 4); such a factory is described by its readable form."""
     try:
         probe = norm_layer(1)
     except Exception:  # any refusal of the probe: the description must not fail (repr, errors)
         probe = None
     if type(probe) is nn.BatchNorm2d and probe.affine and probe.track_running_stats:
         return "batch"
-    if type(probe) is nn.InstanceNorm2d and not probe.affine and not probe.track_running_stats:
+    if (type(probe) is nn.InstanceNorm2d and not probe.affine and not probe.track_running_stats
+            and uses_conv_bias(norm_layer)):
         return "instance"
     if type(probe) is nn.Identity:
         return "none"
