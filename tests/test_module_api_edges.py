@@ -11,6 +11,7 @@ import warnings
 import pytest
 import torch
 
+from fastp2p.nn.layer_walk import Walk
 from helpers.network_checks import network_pair, random_images
 from helpers.tolerances import FP32_NETWORK, assert_close
 
@@ -112,3 +113,10 @@ def test_a_pickled_or_copied_network_carries_no_cache_and_runs(kind):
         for name, net in (("pickled", loaded), ("deep copy", copied), ("original", ours)):
             assert_close(net(x), expected, FP32_NETWORK, name)
     assert fired == [True]
+
+
+def test_the_walk_class_that_pickles_made_before_e2d97a1_name_still_loads():
+    """Such a pickle holds the cached walk as a ``fastp2p.nn.fused._Walk`` (now
+    fastp2p.nn.layer_walk.Walk) with the fields it had then, before conv_parameters."""
+    old = pickle.loads(b"cfastp2p.nn.fused\n_Walk\n.")
+    assert old is Walk and old(*range(10)).conv_parameters == ()

@@ -11,7 +11,7 @@ import torch.nn as nn
 
 import fastp2p
 from fastp2p import reference
-from fastp2p.nn import fused
+from fastp2p.nn import fused, layer_walk
 from fastp2p.ops import deconv_phases, norm_act, norm_act_concat
 from fastp2p.ops.conv_transpose import conv_transpose2d
 from fastp2p.ops.stand_ins import PHASES, stand_in
@@ -39,8 +39,8 @@ def _batchnorms(net):
 def test_unet_supported_follows_a_replaced_layer_and_a_changed_setting(monkeypatch):
     ours, _ = _unet_pair()
     walks = []
-    norm_like = fused._norm_like
-    monkeypatch.setattr(fused, "_norm_like", lambda unet: walks.append(1) or norm_like(unet))
+    norm_like = layer_walk._norm_like
+    monkeypatch.setattr(layer_walk, "_norm_like", lambda unet: walks.append(1) or norm_like(unet))
     assert fused.unet_supported(ours) and fused.unet_supported(ours)
     assert len(walks) == 1  # listed once, not per call
 

@@ -24,10 +24,12 @@ transposed convolution: packed, as its four phases, or channels-last for the GEM
 whichever was measured faster: ``weight_layouts``). The U-Net returns its
 output in the memory format the reference returns (``unet_output``), the discriminators too
 (``sequential_output``). Layers the conv choice
-gives to the fused convolution run through fastp2p.nn.unet_conv / fused_conv instead.
+gives to the fused convolution run through fastp2p.nn.unet_conv / fused_conv instead. What a
+network's tree holds (its layers, hook dicts, norm-like modules) is listed once per tree and
+listed again after a registration (fastp2p.nn.layer_walk); what may change without one is asked
+per call (``_fused_forward_fits``).
 """
 from operator import attrgetter
-from typing import NamedTuple
 
 import torch
 import torch.nn as nn
@@ -35,14 +37,13 @@ import torch.nn.functional as F
 import torch.nn.modules.module as _module_hooks
 from torch._C._functorch import maybe_current_level as _functorch_level
 from torch.autograd import forward_ad
-from torch.nn.modules.module import (register_module_buffer_registration_hook,
-                                     register_module_module_registration_hook)
 from torch.nn.parallel import DistributedDataParallel
-from torch.nn.utils import parametrize
 
 from fastp2p.nn.batch_statistics import (fused_ops_reproduce, updates_running_stats,
                                          uses_running_stats)
 from fastp2p.nn.folding import can_fold, conv_in_layout, folded_conv, gradient_wanted
+from fastp2p.nn.layer_walk import (REPRODUCED_LAYERS, Walk, backward_hook_dicts, cached_walk,
+                                   conv_parameters_in_place, forward_hook_dicts)
 from fastp2p.nn.tracing import compiler_tracing
 from fastp2p.nn.output_format import (CONTIGUOUS, conv_output_format, in_memory_format,
                                       returns_nchw, sequential_output_format,
@@ -55,8 +56,9 @@ from fastp2p.ops.stand_ins import PACKED
 from fastp2p.ops.definitions import like_memory_format
 from fastp2p.reference.unet import UnetSkipConnectionBlock
 
+# The name that pickles made before e2d97a1 give a network's cached walk: they still load.
+_Walk = Walk
 _DIRECT_NORMS = (nn.BatchNorm2d, nn.InstanceNorm2d, nn.Identity)
-_CONVS = nn.modules.conv._ConvNd
 _NO_NORM = dict(norm="none")
 
 
@@ -71,7 +73,7 @@ def norm_supported(module: nn.Module) -> bool:
         return False
     if type(module) is nn.BatchNorm2d:
         return fused_ops_reproduce(module)
-    if type(module) is nn.InstanceNorm2d:  # (and no running buffers: _Walk.instance_stats)
+    if type(module) is nn.InstanceNorm2d:  # (and no running buffers: Walk.instance_stats)
         return not module.track_running_stats
     return False
 
@@ -302,144 +304,14 @@ def _unet_level(block, skip, rng: DropoutRNG, inference: bool, weights):
     return _relu_concat(skip, conv_transpose2d(up_conv, inner), up_norm, p, rng)
 
 
-class _Registrations:
-    """Counts submodule registrations anywhere in the process (torch's global hook: assignment,
-    ``add_module``, ``Sequential.__setitem__`` / ``append``), and registrations of an
-    InstanceNorm's running buffers (``register_buffer`` or assignment, e.g. ``norm.running_mean
-    = torch.zeros(c)``), so a cached walk of a module tree can tell whether the tree may have
-    changed since."""
-    count = 0
-
-    @classmethod
-    def hook(cls, module, name, submodule):
-        cls.count += 1
-
-    @classmethod
-    def buffer_hook(cls, module, name, buffer):
-        if name in _RUNNING_BUFFERS and isinstance(module, nn.InstanceNorm2d):
-            cls.count += 1
-
-
-_RUNNING_BUFFERS = frozenset(("running_mean", "running_var"))
-register_module_module_registration_hook(_Registrations.hook)
-register_module_buffer_registration_hook(_Registrations.buffer_hook)
-
-
-class _Walk(NamedTuple):
-    """What ``_walk`` lists of a module tree."""
-    registrations: int    # _Registrations.count when walked
-    hook_dicts: tuple     # the forward hook dicts of every module but the root (forward_hook_dicts)
-    backward_hook_dicts: tuple  # and their backward hook dicts (``_backward_hooks``)
-    norms: tuple          # the norm-like modules (``_norm_like``)
-    plain_weights: bool   # no parametrization anywhere, every convolution a plain weight Parameter
-    instance_stats: bool  # an InstanceNorm2d holds running buffers (``_instance_norm_stats``)
-    layers_fit: bool      # every layer where and what the fused forward reads it as (``layers``)
-    leaky_relus: tuple    # the LeakyReLU modules, whose slopes are read per call
-    output_path: tuple    # the U-Net's first and last convolutions, and whether its second
-    #                       level's output passes a norm returning NCHW last (``unet_output``)
-    dropouts: tuple       # the Dropout modules, whose probabilities are read per call
-    # The convolutions' parameter dicts, asked per call (``_conv_parameters_in_place``); last and
-    # with a default so that a walk in a model pickled before it existed still loads.
-    conv_parameters: tuple = ()
-
-    def __reduce__(self):
-        # A cache of the tree it lists: a copy or a pickle of the network (copy.deepcopy,
-        # torch.save(model), a spawned process's argument) holds an empty tuple instead and lists
-        # its own tree on its next call (``_walk``), so a pickle names no class of these
-        # internals, whose fields may change from one version to the next.
-        return tuple, ()
-
-
-# A tree's last walk is kept on its root (a U-Net, a discriminator's Sequential), not in a
-# global weak dictionary: a hook on a submodule whose closure refers back to the network would
-# make the dictionary's value keep its own key alive; on the root it is a cycle the collector
-# frees with the network.
-_WALK_ATTRIBUTE = "_fastp2p_walk"
-
-
-def _any_layers(root: nn.Module) -> tuple:
-    """For a tree whose forward checks its layers itself (``sequential_supported``)."""
-    return True, (), (), ()
-
-
-def _walk(root: nn.Module, layers=_any_layers) -> _Walk:
-    """``root``'s tree (with ``layers(root)``: whether its layers fit the fused forward, its
-    LeakyReLUs and end convolutions; one function per kind of root), listed once and listed
-    again after any submodule registration (a layer replaced, a parametrization added: torch
-    registers it as a submodule), and on every call
-    while it has parametrized or hook-computed weights (removing a parametrization registers
-    nothing). Under torch.compile the walk is traced instead: the compiled code does not run it
-    again."""
-    if torch.compiler.is_compiling():
-        return _walk_of(root, layers)
-    cached = root.__dict__.get(_WALK_ATTRIBUTE)  # None, or () in a copy (``_Walk.__reduce__``)
-    if (not cached or cached.registrations != _Registrations.count
-            or not cached.plain_weights):
-        cached = root.__dict__[_WALK_ATTRIBUTE] = _walk_of(root, layers)
-    return cached
-
-
-def _walk_of(root: nn.Module, layers) -> _Walk:
-    submodules = tuple(root.modules())[1:]  # not root: its own hooks run (it is called)
-    return _Walk(_Registrations.count, tuple(d for m in submodules for d in forward_hook_dicts(m)),
-                 tuple(d for m in submodules for d in _backward_hooks(m)),
-                 tuple(_norm_like(submodules)), _plain_weights(submodules),
-                 _instance_norm_stats(submodules), *layers(root),
-                 tuple(m._parameters for m in submodules if isinstance(m, _CONVS)))
-
-
-def _instance_norm_stats(modules) -> bool:
-    """Whether an InstanceNorm2d holds running buffers: torch hands them to F.instance_norm,
-    which then updates them, even with track_running_stats set to False after construction;
-    the fused ops keep no running statistics for instance norm. (Asked per walk, not per call:
-    giving an InstanceNorm a buffer registers it, which ``_Registrations`` counts; a buffer
-    deleted leaves the network on its reference forward until the next walk.)"""
-    return any(m._buffers.get(name) is not None for m in modules
-               if type(m) is nn.InstanceNorm2d for name in _RUNNING_BUFFERS)
-
-
-def _plain_weights(modules) -> bool:
-    """Whether the fused forwards, which read weights from the modules' parameter dicts, see
-    what the modules' own forwards would: no parametrization (spectral_norm, weight_norm, ...)
-    and every convolution's weight a Parameter (the hook-based ``torch.nn.utils.spectral_norm``
-    replaces it by a plain attribute, recomputed by a forward pre-hook)."""
-    return not any(parametrize.is_parametrized(m) for m in modules) and all(
-        isinstance(m._parameters.get("weight"), nn.Parameter)
-        for m in modules if isinstance(m, _CONVS))
-
-
-def _conv_parameters_in_place(conv_parameters: tuple) -> bool:
-    """Whether every convolution still holds its weight and bias (None or a tensor) in its
-    parameter dict, where the fused forwards, the folds and the weight copies read them
-    (fastp2p.nn.folding), as its own forward would: a weight or bias deleted and set again as a
-    plain tensor or a buffer (``del conv.weight; conv.weight = w``) registers no module, so a
-    walk made before does not see it; such a convolution's forward reads that tensor."""
-    return all("weight" in params and "bias" in params for params in conv_parameters)
-
-
-def forward_hook_dicts(module: nn.Module) -> tuple:
-    """The dicts that ``module.register_forward_hook`` / ``register_forward_pre_hook`` add to
-    (created with the module, never replaced by torch), so a walk can list them once and see a
-    hook added or removed by asking them (a U-Net-256 tree: about a microsecond; asking the
-    modules' attributes cost over ten, benchmarks/NOTES.md)."""
-    return module._forward_hooks, module._forward_pre_hooks
-
-
-def _backward_hooks(module: nn.Module) -> tuple:
-    """The dicts that ``register_full_backward_hook`` / ``register_full_backward_pre_hook`` (and
-    the older ``register_backward_hook``) add to: such a hook fires only where the module is
-    called, which the fused forwards do not do for a norm or a block."""
-    return module._backward_hooks, module._backward_pre_hooks
-
-
-def _fused_forward_fits(walk: _Walk) -> bool:
+def _fused_forward_fits(walk: Walk) -> bool:
     """Whether the fused forward reproduces the walked tree's own forward: plain weights, each
-    convolution's weight and bias still in its parameter dict (``_conv_parameters_in_place``);
+    convolution's weight and bias still in its parameter dict (``conv_parameters_in_place``);
     no forward hook on a submodule, nor a global one (the fused forwards call no submodule, so
     a hook, e.g. a feature-matching loss's forward hook on an inner layer, would silently not
     fire), and, where a gradient may be wanted, no backward hook either; every norm layer
     reproduced (``norm_supported``), and no InstanceNorm holding running buffers
-    (``_instance_norm_stats``). Hooks, norms and the convolutions' parameters are asked on
+    (``Walk.instance_stats``). Hooks, norms and the convolutions' parameters are asked on
     every call, so a hook added, a train/eval switch, a changed setting or a replaced weight
     shows at once."""
     if _module_hooks._global_forward_hooks or _module_hooks._global_forward_pre_hooks:
@@ -448,7 +320,7 @@ def _fused_forward_fits(walk: _Walk) -> bool:
             _module_hooks._global_backward_hooks or _module_hooks._global_backward_pre_hooks
             or any(walk.backward_hook_dicts)):
         return False
-    return (walk.plain_weights and _conv_parameters_in_place(walk.conv_parameters)
+    return (walk.plain_weights and conv_parameters_in_place(walk.conv_parameters)
             and not walk.instance_stats and not any(walk.hook_dicts)
             and all(map(norm_supported, walk.norms)))
 
@@ -461,9 +333,9 @@ def unet_supported(unet) -> bool:
     LeakyReLU makes it for a slope >= 0; the slopes are read per call: a changed attribute
     registers nothing), and no Dropout with p >= 1 (the fused ops drop with p < 1; torch's
     dropout zeroes everything at p = 1 and refuses p > 1; read per call too). The layers are
-    listed by ``_walk``. (Deleting a submodule is not watched: the U-Net forward reads its
+    listed by ``cached_walk``. (Deleting a submodule is not watched: the U-Net forward reads its
     layers by position and would not run without it.)"""
-    walk = _walk(unet, _unet_layers)
+    walk = cached_walk(unet, _unet_layers)
     return (walk.layers_fit and _fused_forward_fits(walk)
             and (not walk.leaky_relus or min(map(_slope, walk.leaky_relus)) >= 0)
             and (not walk.dropouts or max(map(_dropout_p, walk.dropouts)) < 1))
@@ -472,17 +344,6 @@ def unet_supported(unet) -> bool:
 # (map + attrgetter: a third of a generator's host time)
 _slope, _dropout_p = attrgetter("negative_slope"), attrgetter("p")
 
-
-# The layer types the fused forwards reproduce themselves (exactly these types: a subclass may
-# compute something else); every other submodule is norm-like: asked ``norm_supported`` per call,
-# which knows only the norms the fused ops reproduce, so that any other module (a GroupNorm, a
-# SiLU) sends the network to its reference forward.
-_REPRODUCED_LAYERS = frozenset((nn.Conv2d, nn.ConvTranspose2d, nn.LeakyReLU, nn.ReLU, nn.Tanh,
-                                nn.Dropout, nn.Sequential, UnetSkipConnectionBlock))
-
-
-def _norm_like(modules):
-    return (m for m in modules if type(m) not in _REPRODUCED_LAYERS)
 
 
 # What the fused U-Net forwards read at each position of a level's ``model``
@@ -497,7 +358,7 @@ _INNER_SHAPES = (_MIDDLE, _MIDDLE + (nn.Dropout,), _INNERMOST)
 
 def _fits(layer: nn.Module, expected) -> bool:
     if expected is _NORM:  # norm-like, so that the walk lists it for ``norm_supported``
-        return type(layer) not in _REPRODUCED_LAYERS
+        return type(layer) not in REPRODUCED_LAYERS
     if expected is _LEVEL:
         return type(layer) is UnetSkipConnectionBlock
     return type(layer) is expected
@@ -506,7 +367,7 @@ def _fits(layer: nn.Module, expected) -> bool:
 def _unet_layers(unet) -> tuple:
     """(whether every level of ``unet`` holds the layers the fused forwards read, by position
     and exact type (an activation replaced, e.g. the output's Tanh by an Identity or a ReLU by a
-    SiLU, or a layer appended: no), its LeakyReLUs, ``_Walk.output_path`` and its Dropouts)."""
+    SiLU, or a layer appended: no), its LeakyReLUs, ``Walk.output_path`` and its Dropouts)."""
     leaky_relus, dropouts, block, shapes, levels = [], [], unet.model, (_OUTERMOST,), []
     while True:
         if type(block) is not UnetSkipConnectionBlock or type(block.model) is not nn.Sequential:
@@ -549,7 +410,7 @@ def unet_output(unet, input, out):
     unless the second level's output passes a norm that returns NCHW last (``returns_nchw``:
     then the outermost concatenation is NCHW); the last convolution's weight makes the output
     channels-last either way."""
-    first, last, nchw_concatenation = _walk(unet, _unet_layers).output_path
+    first, last, nchw_concatenation = cached_walk(unet, _unet_layers).output_path
     if nchw_concatenation:
         concatenation = CONTIGUOUS
     else:
@@ -578,9 +439,9 @@ def sequential_supported(seq: nn.Sequential) -> bool:
     """Whether ``sequential_forward`` reproduces the discriminator stack ``seq`` (the network's
     ``model`` or ``net``, so ``seq``'s own hooks would not run either): only convolutions,
     LeakyReLUs and fused norms, and ``_fused_forward_fits``."""
-    if any(forward_hook_dicts(seq)) or (torch.is_grad_enabled() and any(_backward_hooks(seq))):
+    if any(forward_hook_dicts(seq)) or (torch.is_grad_enabled() and any(backward_hook_dicts(seq))):
         return False
-    if not _fused_forward_fits(_walk(seq)):
+    if not _fused_forward_fits(cached_walk(seq)):
         return False
     return all(isinstance(m, (nn.Conv2d, nn.LeakyReLU))
                or (isinstance(m, _DIRECT_NORMS) and norm_supported(m)) for m in seq)
