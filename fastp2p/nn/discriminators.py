@@ -34,8 +34,9 @@ class PatchDiscriminator(ReleasesReplacedWeights, RefusesScripting, ReferenceChe
     """Drop-in replacement for the reference ``NLayerDiscriminator`` (PatchGAN); its norm +
     LeakyReLU pairs run as fused fastp2p.ops.norm_act (the reference forward for norm layers
     the fused op cannot reproduce, e.g. GroupNorm, for any layer but a Conv2d, a LeakyReLU or
-    such a norm, for parametrized layers, forward hooks on inner modules and, where a gradient
-    is wanted, backward hooks, and for calls the fused ops cannot serve: an empty batch, one
+    such a norm, for parametrized layers, a convolution whose weight or bias was replaced by a
+    plain tensor or a buffer, forward hooks on inner modules and, where a gradient is wanted,
+    backward hooks, and for calls the fused ops cannot serve: an empty batch, one
     unbatched (C, H, W) image, torch.jit.trace, torch.func transforms, forward-mode AD;
     BatchNorm picks its statistics as torch does); the layers that the conv choice gives to
     the fused convolution (fastp2p.ops.backends.conv_choice: none by default, all with

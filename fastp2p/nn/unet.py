@@ -27,14 +27,15 @@ class UNet(ReleasesReplacedWeights, RefusesScripting, ReferenceCheckpointMixin, 
     exactly (e.g. GroupNorm, SyncBatchNorm, a training BatchNorm with momentum=None), layers
     other than the reference block's (an activation or the output's Tanh of another type, a
     layer appended, a LeakyReLU with a negative slope), parametrized layers (spectral_norm,
-    weight_norm), forward hooks on inner modules (which the fused forward, calling no
-    submodule, would skip; or a global forward hook) and, where a gradient is wanted, backward
-    hooks on inner modules (or global ones), a Dropout with p >= 1, and calls the fused ops
-    cannot serve (an empty batch, torch.jit.trace, torch.func transforms such as vmap,
-    forward-mode AD: ``fastp2p.nn.fused.reference_forward_wanted``) run the reference forward
-    (the layers are
-    listed once, and again after a submodule is registered; their settings, LeakyReLU slopes
-    included, and hooks are asked every call). BatchNorm picks its statistics as torch does
+    weight_norm), a convolution whose weight or bias was replaced by a plain tensor or a buffer
+    (``del conv.weight; conv.weight = w``), forward hooks on inner modules (which the fused
+    forward, calling no submodule, would skip; or a global forward hook) and, where a gradient
+    is wanted, backward hooks on inner modules (or global ones), a Dropout with p >= 1, and
+    calls the fused ops cannot serve (an empty batch, torch.jit.trace, torch.func transforms
+    such as vmap, forward-mode AD: ``fastp2p.nn.fused.reference_forward_wanted``) run the
+    reference forward (the layers are listed once, and again after a submodule is registered:
+    fastp2p.nn.layer_walk; their settings, LeakyReLU slopes included, hooks and the
+    convolutions' parameter dicts are asked every call). BatchNorm picks its statistics as torch does
     (fastp2p.nn.batch_statistics).
     The output has the memory format and strides the reference returns (channels-last when the
     input's strides, or the weights', suggest it, except that torch's InstanceNorm returns
