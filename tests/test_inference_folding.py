@@ -15,7 +15,7 @@ import torch.nn as nn
 import fastp2p
 from fastp2p import reference
 from fastp2p.nn import folding
-from helpers.network_checks import randomize_batchnorms
+from helpers.network_checks import compare_networks, randomize_batchnorms
 from helpers.tolerances import (BF16_NETWORK, BF16_VS_AUTOCAST, FP32_NETWORK, FP32_SINGLE_OP,
                                 assert_close, relative_error)
 from helpers.triton_interpreter import FAST_CPU_BACKEND_PARAMS
@@ -201,28 +201,13 @@ def test_statistics_path_where_folding_does_not_apply(backend, case):
     norm = "instance" if case == "eval-instance" else "batch"
     ours, theirs = _unet_pair(norm=norm, use_dropout=False)
     train = case == "train-batch"
-    ours.train(train)
-    theirs64 = copy.deepcopy(theirs).double().train(train)
     x = _image()
-    x_ours, x_ref = x.clone().requires_grad_(), x.double().requires_grad_()
     if case == "eval-with-grad":
         with torch.no_grad():
-            ours(x)  # a folded call first: its cache must not leak into the gradient path
-    out, expected = ours(x_ours), theirs64(x_ref)
-    assert_close(out, expected, FP32_NETWORK, f"{case} output")
-    weight = torch.rand(expected.shape, generator=torch.Generator().manual_seed(9),
-                        dtype=torch.float64)
-    (out.double() * weight).sum().backward()
-    (expected * weight).sum().backward()
-    assert_close(x_ours.grad, x_ref.grad, FP32_NETWORK, f"{case} grad input")
-    ref_params = dict(theirs64.named_parameters())
-    for name, p in ours.named_parameters():
-        if ref_params[name].grad.norm() > 1e-10:  # (conv biases before InstanceNorm: exactly 0)
-            assert_close(p.grad, ref_params[name].grad, FP32_NETWORK, f"{case} grad {name}")
-    ref_buffers = dict(theirs64.named_buffers())
-    for name, b in ours.named_buffers():
-        if name in ref_buffers:
-            assert_close(b, ref_buffers[name], FP32_NETWORK, f"{case} buffer {name}")
+            ours.eval()(x)  # a folded call first: its cache must not leak into the gradient path
+    # (compare_networks bounds the conv biases before an InstanceNorm, whose exact gradient is
+    # 0, by their noise against the largest gradient)
+    compare_networks(ours, copy.deepcopy(theirs).double(), x, train, case)
     if case != "eval-with-grad":
         assert _folded_norms(ours) == []
     if case == "train-batch":
@@ -279,7 +264,15 @@ def test_folding_disabled_keeps_the_statistics_path(backend):
 @ON_FAST_BACKENDS
 def test_folded_unet_under_bf16_autocast_within_pytorchs_own_error(backend):
     """DESIGN section 5's bf16 rule for the folded path (weights folded in float32, then cast by
-    autocast): within 2e-2 of float64 and no worse than 1.5x PyTorch's own autocast error."""
+    autocast): within 2e-2 of float64 and no worse than 1.5x PyTorch's own autocast error, plus
+    1e-3. Why the 1e-3: the fold rounds other numbers to bf16 than autocast does (the weights
+    scaled by gamma / sigma, and a conv bias that carries BatchNorm's shift, which the reference
+    applies in float32 after the conv), so its error is another draw of about the same size.
+    Over 20 seeds of weights and inputs it was 0.83x to 1.60x autocast's (about 3e-3; here
+    1.09x), so 1.5x alone fails some seeds (1 of the 20). 1e-3 covers
+    the worst seed's excess over 1.5x (3.3e-4) three times; a wrong fold is off by far more
+    (measured: the running mean left out 0.57, the norm's weight 0.29, the variance 10% off
+    4.4e-2)."""
     ours, theirs = _unet_pair()
     ours.eval().to(memory_format=torch.channels_last)
     theirs32 = copy.deepcopy(theirs).eval().to(memory_format=torch.channels_last)
