@@ -9,13 +9,22 @@ import torch
 
 import fastp2p.ops.backends.reference as reference_backend
 from fastp2p.train.engine import LOSS_NAMES, WARMUP_STEPS, Pix2PixEngine
-from helpers.tolerances import TRAINING_200_STEPS, assert_close, relative_error
+from helpers.tolerances import BF16_NETWORK, TRAINING_200_STEPS, assert_close, relative_error
 from helpers.train_helpers import (gradients, loss_curve, parameters_and_buffers,
                                    random_batches, tiny_networks)
 from helpers.triton_interpreter import KERNELS
 
 STEPS = 5
 LOSS_LAUNCHERS = ("d_step_losses_fwd", "g_step_losses_fwd")
+# The GPU test's bound between two bf16 trainings of 20 captured steps, with and without the fused
+# losses. DESIGN §5 has no bf16 training row; this is an estimate, not a measurement (the test
+# has not run on a GPU yet, benchmarks/NOTES.md): the two runs round differently (the fused G
+# step reads the bf16 fake_B and writes its gradient in bf16, the unfused one goes through
+# float32), each run's outputs, of which the losses are means, may be BF16_NETWORK (2e-2) from
+# float64 at the same weights, so the two may be twice that apart by the triangle inequality;
+# 1e-2 more allows for the weights' drift over 20 steps. The first GPU run should measure the
+# distance and replace this with a bound derived from it.
+BF16_CAPTURED_20_STEPS = 2 * BF16_NETWORK + 1e-2  # 5e-2
 
 
 @pytest.fixture(params=["reference", pytest.param("triton", marks=[
@@ -148,7 +157,7 @@ def test_captured_fused_step_tracks_the_captured_unfused_step(monkeypatch, preci
                     curve.append([losses[name] for name in LOSS_NAMES])
             curves.append(torch.tensor(curve))
         assert engines[1]._graph is not None
-        bound = TRAINING_200_STEPS if precision == "fp32" else 5e-2
+        bound = TRAINING_200_STEPS if precision == "fp32" else BF16_CAPTURED_20_STEPS
         assert_close(curves[1], curves[0], bound, "loss curves")
         for ours, theirs in zip(parameters_and_buffers(*nets[1]),
                                 parameters_and_buffers(*nets[0])):
