@@ -5,6 +5,7 @@ Train-mode dropout: fastp2p draws counter-based masks (not torch's global RNG), 
 reference runs with the same masks (``dropout_keep_mask``) swapped into its Dropout modules.
 """
 import copy
+import functools
 
 import pytest
 import torch
@@ -12,17 +13,50 @@ import torch.nn as nn
 
 import fastp2p
 from fastp2p import reference
-from helpers.network_checks import (compare_networks, discriminator_pairs, random_images,
-                                    unet_pair, with_same_masks)
-from helpers.tolerances import BF16_NETWORK, BF16_VS_AUTOCAST, assert_close, relative_error
+from fastp2p.nn import fused
+from helpers.network_checks import (compare_networks, discriminator_pairs, network_pair,
+                                    random_images, unet_pair, with_same_masks)
+from helpers.tolerances import (BF16_NETWORK, BF16_VS_AUTOCAST, FP32_NETWORK, assert_close,
+                                relative_error)
 from helpers.triton_interpreter import KERNELS
 
 
-@pytest.mark.parametrize("layout", ["nchw", "nhwc"])
+# Settings other than torch's defaults, which a path that used the defaults cannot match: norm
+# layers with eps 0.05 (these networks' pre-norm variances are 2e-4 to 4e-2: going back to 1e-5
+# moves the training output by 50%, the eval output by 3%) and BatchNorm momentum 0.3, and the
+# down path's LeakyReLUs (outermost first) at slopes OTHER_SLOPES: 0.5 after the first norm; in
+# training and in an InstanceNorm network's eval, setting any one of them back to 0.2 moves the
+# output by 4e-3 or more (eps 0.5 would leave the deepest under 1e-5). torch's default
+# initialization (network_pair: under pix2pix's N(0, 0.02) a wrong slope deep in an eval network
+# moves the output by under 1e-4).
+OTHER_NORMS = {"batch": functools.partial(nn.BatchNorm2d, eps=0.05, momentum=0.3),
+               "instance": functools.partial(nn.InstanceNorm2d, eps=0.05),
+               "none": reference.get_norm_layer("none")}
+OTHER_SLOPES = (0.05, 0.5, 0.3, 0.1)
+
+
+def _unet_with_other_settings(norm):
+    """(fastp2p.UNet, the reference in float64) with OTHER_NORMS[norm] and OTHER_SLOPES."""
+    ours, theirs = network_pair("unet", OTHER_NORMS[norm])
+    for net in (ours, theirs):
+        leaky = [m for m in net.modules() if isinstance(m, nn.LeakyReLU)]
+        assert len(leaky) == len(OTHER_SLOPES)
+        for m, slope in zip(leaky, OTHER_SLOPES):
+            m.negative_slope = slope
+    assert fused.unet_supported(ours)  # the fused forward runs, not the reference one
+    return ours, copy.deepcopy(theirs).double()
+
+
+@pytest.mark.parametrize("layout, settings", [("nchw", "defaults"), ("nhwc", "other")])
 @pytest.mark.parametrize("train", [True, False], ids=["train", "eval"])
 @pytest.mark.parametrize("norm", ["batch", "instance", "none"])
-def test_unet_matches_reference(backend, norm, train, layout):
-    ours, theirs64 = unet_pair(norm, 5, use_dropout=False)
+def test_unet_matches_reference(backend, norm, train, layout, settings):
+    """Training, and eval with a gradient and without one (which runs the inference forward, a
+    BatchNorm folded), with torch's default settings or OTHER_NORMS and OTHER_SLOPES."""
+    if settings == "defaults":
+        ours, theirs64 = unet_pair(norm, 5, use_dropout=False)
+    else:
+        ours, theirs64 = _unet_with_other_settings(norm)
     x = random_images(32)
     if layout == "nhwc":
         x = x.contiguous(memory_format=torch.channels_last)
@@ -30,7 +64,12 @@ def test_unet_matches_reference(backend, norm, train, layout):
         with torch.no_grad():
             ours.train()(x)
             theirs64.train()(x.double())
-    compare_networks(ours, theirs64, x, train, f"unet-{norm}")
+    what = f"unet-{norm}-{settings}"
+    compare_networks(ours, theirs64, x, train, what)
+    if not train:
+        with torch.no_grad():
+            out, expected = ours(x), theirs64(x.double())
+        assert_close(out, expected, FP32_NETWORK, f"{what} without a gradient")
 
 
 @pytest.mark.parametrize("norm", ["batch", "instance"])
@@ -59,7 +98,8 @@ def test_discriminators_match_reference(backend, norm, train):
 @pytest.mark.parametrize("norm", ["batch", "instance"])
 def test_bf16_autocast_within_pytorchs_own_error(backend, norm):
     """DESIGN section 5's bf16 rule on the CPU: fused under bf16 autocast vs float64, no worse
-    than 1.5x PyTorch's own autocast error on the same inputs (+ a small atol)."""
+    than 1.5x PyTorch's own autocast error on the same inputs (measured: 0.94x to 0.97x, 1.11x
+    through the interpreter, whose bf16 stores round toward zero)."""
     ours, theirs64 = unet_pair(norm, 5, use_dropout=False)
     theirs = copy.deepcopy(theirs64).float()
     x = random_images(32).contiguous(memory_format=torch.channels_last)
@@ -70,7 +110,7 @@ def test_bf16_autocast_within_pytorchs_own_error(backend, norm):
             out = ours(x)
     error, autocast_error = relative_error(out, expected), relative_error(autocast_out, expected)
     assert error <= BF16_NETWORK
-    assert error <= BF16_VS_AUTOCAST * autocast_error + 1e-3, (error, autocast_error)
+    assert error <= BF16_VS_AUTOCAST * autocast_error, (error, autocast_error)
 
 
 def test_unsupported_norm_falls_back_to_the_reference_forward():
@@ -105,7 +145,9 @@ def test_triton_kernels_reproduce_the_golden_files(golden, monkeypatch, case):
 @pytest.mark.parametrize("batch", [1, 64])
 def test_gpu_unet256_bf16_within_autocast_error(monkeypatch, batch):
     """DESIGN section 5: bf16 whole model within 2e-2 of float64 and no worse than 1.5x
-    PyTorch's own bf16 autocast error on the same inputs (forward output)."""
+    PyTorch's own bf16 autocast error on the same inputs (forward output). The + 1e-3 is not
+    DESIGN's: its one run (an H200) passed without recording the errors, so whether the bound
+    holds without it is unknown; the CPU test above, which measured no need for it, has none."""
     monkeypatch.setenv("FASTP2P_BACKEND", "triton")
     torch.manual_seed(0)
     theirs = reference.init_weights(reference.UnetGenerator(
