@@ -26,7 +26,7 @@ def load_safely(source, map_location="cpu", name=None):
     never runs code. ``source``: a path or an open binary file (``name`` names it in errors).
     Raises ValueError, one line, for a file that is empty, not a PyTorch checkpoint, truncated,
     or holds other Python objects (which a pickle could turn into code execution)."""
-    name = str(source) if name is None else name
+    name = _source_name(source) if name is None else name
     try:
         return torch.load(source, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as err:
@@ -56,6 +56,15 @@ def load_safely(source, map_location="cpu", name=None):
                          "written by torch.save") from None
     raise ValueError(f"{name}: not a PyTorch checkpoint (expected a file written by "
                      "torch.save)") from None
+
+
+def _source_name(source) -> str:
+    """How errors name ``source``: its path; for an open file, the path it was opened with
+    (its repr, ``<_io.BufferedReader name=...>``, is no name for a user), if it has one."""
+    if isinstance(source, (str, PathLike)):
+        return str(source)
+    path = getattr(source, "name", None)  # open(fd) files are named by their int descriptor
+    return str(path) if isinstance(path, (str, PathLike)) else "the given file object"
 
 
 def _first_bytes(source, count=4) -> bytes:
