@@ -440,9 +440,11 @@ class Trainer:
         """Write the latest step's (real_A, fake_B, real_B) to the page and the trackers (only
         once a step has run in this process: a resumed, finished run has none): the first image
         of each, copied to the host here, drawn and written (PNGs, loss plot, page) on the writer
-        thread."""
+        thread. A step whose losses are NaN or Inf stops training here, before its output (NaN
+        cast to uint8: black) is drawn anywhere; the copy to the host syncs anyway."""
         if self.steps_run == 0:
             return
+        self._check_finite()
         triplet = host_copy(tuple(batch[:1] for batch in self.engine.last_batch()))
         if self.page is not None:
             page, loss_log = self.page, self.loss_log.frozen()
