@@ -160,6 +160,67 @@ def _a_parameter_listed_twice(state):
     group["params"] = [group["params"][0]] * len(group["params"])
 
 
+def _nan_first_nonfinite_step(state):
+    state["engine"]["first_nonfinite_step"] = torch.tensor(float("nan"))
+
+
+def _first_nonfinite_step_of_a_float(state):
+    state["engine"]["first_nonfinite_step"] = torch.tensor(0.0)
+
+
+def _negative_device_step(state):
+    state["engine"]["device_step"] = torch.tensor(-5)
+
+
+def _loss_sums_on_the_meta_device(state):
+    state["engine"]["loss_sums"] = torch.zeros(4, device="meta")
+
+
+def _steps_past_int64(state):
+    state["engine"]["steps"] = 2**63
+
+
+def _lr_past_any_float(state):
+    state["engine"]["lr"] = 10**400
+
+
+def _nan_bad_epochs(state):
+    state["schedule"]["bad_epochs"] = float("nan")
+
+
+def _infinite_bad_epochs(state):
+    state["schedule"]["bad_epochs"] = float("inf")
+
+
+def _minus_infinite_best_metric(state):
+    state["schedule"]["best_metric"] = float("-inf")
+
+
+def _best_metric_past_any_float(state):
+    state["schedule"]["best_metric"] = 10**400
+
+
+def _epoch_count_after_the_epoch(state):
+    # with --lr_policy step: 0.1 ** -(epochs between them) overflowed into a traceback
+    state["schedule"]["epoch_count"] = 10**6
+
+
+def _epoch_count_past_int64(state):
+    state["schedule"]["epoch_count"] = 10**400
+
+
+def _epoch_loss_sum_past_any_float(state):
+    state["progress"]["epoch_loss_sum"] = 10**400
+
+
+def _images_past_int64(state):
+    state["progress"]["images"] = 10**400
+
+
+def _adam_weight_decay_past_any_float(state):
+    state["engine"]["optimizer_D"]["param_groups"][0]["weight_decay"] = 10**400
+
+
 CRAFTS = [_unexpected_progress_key, _no_optimizer_state, _short_numpy_keys, _short_torch_rng,
           _python_keys_of_text, _epoch_as_text, _no_schedule, _lr_as_text,
           _dropout_stream_of_three, _negative_epoch_images, _epoch_zero, _negative_steps,
@@ -167,7 +228,14 @@ CRAFTS = [_unexpected_progress_key, _no_optimizer_state, _short_numpy_keys, _sho
           # the learning rate
           _nan_moment, _infinite_adam_step, _nan_loss_sum, _nan_plateau_scale,
           _plateau_scale_above_one, _infinite_epoch_loss_sum, _negative_lr,
-          _saved_after_a_nonfinite_loss]
+          _saved_after_a_nonfinite_loss,
+          # counters and numbers of another type or past any float: int(), float() or a
+          # message's repr raised (ValueError, OverflowError: no file named, or a traceback)
+          _nan_first_nonfinite_step, _first_nonfinite_step_of_a_float, _negative_device_step,
+          _loss_sums_on_the_meta_device, _steps_past_int64, _lr_past_any_float, _nan_bad_epochs,
+          _infinite_bad_epochs, _minus_infinite_best_metric, _best_metric_past_any_float,
+          _epoch_count_after_the_epoch, _epoch_count_past_int64, _epoch_loss_sum_past_any_float,
+          _images_past_int64, _adam_weight_decay_past_any_float]
 # structure fine, but not what this engine wrote (torch.optim loads it, and the first step
 # failed mid-training or, maximizing, trained G uphill): the engine's one line, no path
 OTHER_ENGINES = {

@@ -19,6 +19,11 @@ from fastp2p.train.finite import first_nonfinite
 from fastp2p.train.trainer import Progress
 
 _INT, _NUMBER, _FLAG = (int,), (int, float), (bool,)
+# No count fastp2p keeps comes near an int64's largest value; a crafted Python int past it can
+# be past any float too, and the lr schedule and the epoch's loss mean make floats of counts
+_COUNT_MAX = torch.iinfo(torch.int64).max
+# the engine's counters that count steps (0-d int64 tensors); loss_sums' shape is the engine's
+_STEP_COUNTERS = ("device_step", "first_nonfinite_step")
 # Progress's fields and the types train_state() writes them with; None where the field may be
 # None (the states of older fastp2p versions)
 _PROGRESS = {"epoch": (_INT, False), "epoch_batches": (_INT, False), "images": (_INT, False),
@@ -33,6 +38,29 @@ _REQUIRED_PROGRESS = {field.name for field in fields(Progress) if field.default 
 def _is(value, types) -> bool:
     # bool is an int to Python; in these states a bool is only ever a flag
     return isinstance(value, types) and (types is _FLAG or not isinstance(value, bool))
+
+
+def _is_count(value, least=0) -> bool:
+    return _is(value, _INT) and least <= value <= _COUNT_MAX
+
+
+def _as_float(value) -> float | None:
+    """``value`` as the float it is used as; None if it is not a number, or an int past any
+    float."""
+    if not _is(value, _NUMBER):
+        return None
+    try:
+        return float(value)
+    except OverflowError:
+        return None
+
+
+def _shown(value) -> str:
+    """``value`` in a message, short: a crafted int or text may have hundreds of characters."""
+    if _is(value, _INT) and not -_COUNT_MAX <= value <= _COUNT_MAX:
+        return f"an integer of {value.bit_length()} bits"
+    text = repr(value)
+    return text if len(text) <= 60 else f"{text[:57]}..."
 
 
 def _is_seed_offset(pair) -> bool:
@@ -54,9 +82,14 @@ def _progress_problem(progress) -> str | None:
     for name, value in progress.items():
         types, may_be_none = _PROGRESS[name]
         if not (_is(value, types) or (may_be_none and value is None)):
-            return f"progress[{name!r}] is {value!r}"
-        if value is not None and types is _INT and value < _LEAST.get(name, 0):
-            return f"progress[{name!r}] is {value!r}, below {_LEAST.get(name, 0)}"
+            return f"progress[{name!r}] is {_shown(value)}"
+        if value is None:
+            continue
+        if types is _INT and not _is_count(value, _LEAST.get(name, 0)):
+            return (f"progress[{name!r}] is {_shown(value)}, not in "
+                    f"[{_LEAST.get(name, 0)}, 2**63 - 1]")
+        if types is _NUMBER and _as_float(value) is None:
+            return f"progress[{name!r}] is {_shown(value)}, past any float"
     return None
 
 
@@ -102,12 +135,12 @@ def _rng_problem(state: dict) -> str | None:
 
 
 def _values(value, path: str):
-    """(path, value) of every tensor and float in nested dicts, lists and tuples of ``value``
+    """(path, value) of every tensor and number in nested dicts, lists and tuples of ``value``
     (a stack, not recursion: a crafted state may nest deeper than Python's recursion limit)."""
     stack = [(path, value)]
     while stack:
         path, value = stack.pop()
-        if isinstance(value, (torch.Tensor, float)):
+        if isinstance(value, torch.Tensor) or _is(value, _NUMBER):
             yield path, value
         elif isinstance(value, dict):
             stack.extend((f"{path}[{key!r}]", item) for key, item in value.items())
@@ -125,30 +158,48 @@ def _nonfinite_problem(state) -> str | None:
              *_values(engine["optimizer_D"], "engine['optimizer_D']"),
              ("engine['lr']", engine["lr"]), ("engine['loss_sums']", engine.get("loss_sums")),
              ("progress['epoch_loss_sum']", state["progress"].get("epoch_loss_sum"))]
-    numbers = [(path, value) for path, value in named if isinstance(value, (int, float))]
+    numbers = [(path, value) for path, value in named if _is(value, _NUMBER)]
     tensors = [(path, value) for path, value in named if isinstance(value, torch.Tensor)]
+    huge = next((path for path, value in numbers if _as_float(value) is None), None)
+    if huge:  # torch.optim and the messages about Adam's settings would choke on it
+        return f"{huge} is an integer past any float, which fastp2p never saves"
     bad = (next((path for path, value in numbers if not math.isfinite(value)), None)
            or first_nonfinite(tensors))
     return f"{bad} holds NaN or Inf, which fastp2p never saves" if bad else None
 
 
 def _schedule_problem(schedule) -> str | None:
-    """The plateau schedule's numbers in the ranges it keeps them in: its scale in (0, 1], a
-    count of bad epochs >= 0, a best metric that is a number (+Inf until an epoch has been
-    measured), an epoch count >= 1."""
+    """The schedule's numbers in the ranges it keeps them in: the plateau scale in (0, 1], a
+    count of bad epochs >= 0, a best metric that is finite (+Inf until an epoch has been
+    measured: non-finite metrics are not observed), an epoch count >= 1 (whether it is at most
+    the saved epoch is ``_epoch_count_problem``'s to say)."""
     if not isinstance(schedule, dict) or not all(
-            _is(schedule.get(key), _NUMBER) for key in ("plateau_scale", "best_metric",
-                                                        "bad_epochs")):
-        return "'schedule' is not a dict of plateau_scale, best_metric and bad_epochs numbers"
+            _as_float(schedule.get(key)) is not None for key in ("plateau_scale",
+                                                                 "best_metric")):
+        return "'schedule' is not a dict with plateau_scale and best_metric numbers"
     if not 0 < schedule["plateau_scale"] <= 1:
-        return f"schedule['plateau_scale'] is {schedule['plateau_scale']!r}, not in (0, 1]"
-    if schedule["bad_epochs"] < 0:
-        return f"schedule['bad_epochs'] is {schedule['bad_epochs']!r}, below 0"
-    if math.isnan(schedule["best_metric"]):
-        return "schedule['best_metric'] is NaN, which fastp2p never saves"
+        return f"schedule['plateau_scale'] is {_shown(schedule['plateau_scale'])}, not in (0, 1]"
+    if not _is_count(schedule.get("bad_epochs")):
+        return (f"schedule['bad_epochs'] is {_shown(schedule.get('bad_epochs'))}, not a count "
+                "of epochs")
+    if not (math.isfinite(schedule["best_metric"]) or schedule["best_metric"] == math.inf):
+        return (f"schedule['best_metric'] is {schedule['best_metric']!r}, which fastp2p never "
+                "saves")
     epoch_count = schedule.get("epoch_count", 1)  # absent from older fastp2p versions' states
-    if not _is(epoch_count, _INT) or epoch_count < 1:
-        return "schedule['epoch_count'] is not an integer >= 1"
+    if not _is_count(epoch_count, 1):
+        return (f"schedule['epoch_count'] is {_shown(epoch_count)}, not an integer in "
+                "[1, 2**63 - 1]")
+    return None
+
+
+def _epoch_count_problem(state) -> str | None:
+    """The schedule counts the run's epochs from its epoch count, the first epoch it trained:
+    a later one is no state fastp2p wrote (and its lr for the saved epoch, 0.1 to the power of
+    minus the epochs between them with --lr_policy step, may be past any float)."""
+    epoch_count, epoch = state["schedule"].get("epoch_count", 1), state["progress"]["epoch"]
+    if epoch_count > epoch:
+        return (f"schedule['epoch_count'] is {epoch_count}, after the saved epoch "
+                f"progress['epoch'] {epoch}")
     return None
 
 
@@ -166,16 +217,21 @@ def train_state_problem(state) -> str | None:
     missing = sorted({"optimizer_G", "optimizer_D", "lr", "steps", "rng"} - set(engine))
     if missing:
         return f"'engine' lacks {missing}"
-    if not all(_is(count, _INT) and count >= 0
-               for count in (engine["steps"], engine.get("steps_since_read", 0))):
-        return "engine['steps'] or engine['steps_since_read'] is not an integer >= 0"
-    if not (_is(engine["lr"], _NUMBER) and engine["lr"] >= 0):
-        return f"engine['lr'] is {engine['lr']!r}, not a number >= 0"
-    for name in ENGINE_COUNTERS:
-        if name in engine and not isinstance(engine[name], torch.Tensor):
-            return f"engine[{name!r}] is not a tensor"
+    if not all(map(_is_count, (engine["steps"], engine.get("steps_since_read", 0)))):
+        return "engine['steps'] or engine['steps_since_read'] is not an integer in [0, 2**63 - 1]"
+    if not (_as_float(engine["lr"]) is not None and engine["lr"] >= 0):
+        return f"engine['lr'] is {_shown(engine['lr'])}, not a number >= 0"
+    for name in ENGINE_COUNTERS:  # engine.state_dict() saves them .cpu()
+        if name in engine and not (isinstance(engine[name], torch.Tensor)
+                                   and engine[name].device.type == "cpu"):
+            return f"engine[{name!r}] is not a tensor on the CPU"
+    for name in _STEP_COUNTERS:
+        counter = engine.get(name)
+        if counter is not None and not (counter.dtype == torch.int64 and counter.dim() == 0
+                                        and int(counter) >= 0):
+            return f"engine[{name!r}] is not a count of steps (a 0-d int64 tensor >= 0)"
     flagged = engine.get("first_nonfinite_step")
-    if flagged is not None and flagged.numel() == 1 and int(flagged) != 0:
+    if flagged is not None and int(flagged) != 0:
         return (f"engine['first_nonfinite_step'] is {int(flagged)}: saved after a non-finite "
                 "loss, which fastp2p never does")
     dropout = engine.get("dropout_rng", {})
@@ -183,6 +239,7 @@ def train_state_problem(state) -> str | None:
         return "engine['dropout_rng'] is not a dict of (seed, offset) integer pairs"
     return (_schedule_problem(state["schedule"])
             or _progress_problem(state["progress"])
+            or _epoch_count_problem(state)
             or _optimizer_problem("optimizer_G", engine["optimizer_G"])
             or _optimizer_problem("optimizer_D", engine["optimizer_D"])
             or _rng_problem(state)
