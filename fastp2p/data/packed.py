@@ -39,6 +39,7 @@ import numpy as np
 import torch
 
 from fastp2p.data.errors import DataError
+from fastp2p.data.folder_lock import pack_running
 from fastp2p.json_files import read_json
 
 if TYPE_CHECKING:   # transforms imports Pillow, which reading and verifying a pack do not need
@@ -131,14 +132,15 @@ def repack_hint(phase_dir: Path, index=None) -> str:
 
 
 def unfinished_pack_error(phase_dir: Path) -> str | None:
-    """What to say of ``phase_dir`` when it holds a pack that stopped before its index was
-    written (its state file, some shards, no index.json); None otherwise."""
+    """What to say of ``phase_dir`` when it holds a pack whose index is not written yet (its
+    state file, some shards, no index.json): a `fastp2p pack` writing it now (its lock is
+    held), or one that stopped before the end; None otherwise."""
     phase_dir = Path(phase_dir)
     if (phase_dir / INDEX_NAME).exists() or not (phase_dir / STATE_NAME).is_file():
         return None
-    return (f"{phase_dir}: an unfinished pack ({STATE_NAME} and shards, no {INDEX_NAME} yet: "
-            "it stopped before the end); run the same `fastp2p pack` command again, which "
-            "resumes it")
+    return pack_running(phase_dir) or (
+        f"{phase_dir}: an unfinished pack ({STATE_NAME} and shards, no {INDEX_NAME} yet: it "
+        "stopped before the end); run the same `fastp2p pack` command again, which resumes it")
 
 
 def shards_without_index(phase_dir: Path) -> str | None:
