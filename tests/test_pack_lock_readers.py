@@ -4,8 +4,16 @@
   the link's target); it now refuses the link in one line naming it;
 - a training reading a pack that a `fastp2p pack` was still writing was told to run that
   command again (which the running pack's lock refuses); it is now told a pack is writing it
-  (its pid) and to wait.
+  (its pid) and to wait;
+- `fastp2p pack` rewrote a pack a training was reading, which failed the training later with a
+  bare "mmap length is greater than file size", a "damaged" shard with advice to pack the old
+  way again, or a missing shard taken for a full disk. A reading dataset now holds the lock
+  shared, so pack refuses in one line naming the reader; a pack changed under a reader anyway
+  is named as rewritten; forked workers do not keep the lock, and a pack whose lock file
+  cannot be created (read-only) is read unlocked.
 """
+import fcntl
+import multiprocessing
 import os
 import subprocess
 import sys
@@ -13,6 +21,7 @@ from contextlib import contextmanager
 
 import pytest
 
+import fastp2p.data.folder_lock as folder_lock
 from fastp2p.cli import main
 from fastp2p.data import DataError, create_dataset
 from fastp2p.data.folder_lock import LOCK_NAME
@@ -37,10 +46,14 @@ def _open(out):
 
 @contextmanager
 def _other_process_holding(path, how):
-    """A Python process that holds ``path``'s flock (``how``: "LOCK_EX" as a running pack)
-    until the block ends; yields its pid."""
-    hold = (f"import fcntl, os\nfd = os.open({str(path)!r}, os.O_RDWR | os.O_CREAT)\n"
-            f"fcntl.flock(fd, fcntl.{how})\n")
+    """A Python process that holds ``path``'s flock (``how``: "LOCK_EX" as a running pack,
+    or "reader" as a training's dataset) until the block ends; yields its pid."""
+    if how == "reader":
+        hold = (f"from fastp2p.data.folder_lock import ReadingLock\n"
+                f"lock = ReadingLock({str(path.parent)!r})\n")
+    else:
+        hold = (f"import fcntl, os\nfd = os.open({str(path)!r}, os.O_RDWR | os.O_CREAT)\n"
+                f"fcntl.flock(fd, fcntl.{how})\n")
     child = subprocess.Popen([sys.executable, "-c", hold + "print('held', flush=True)\ninput()"],
                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
                              cwd=path.parent.parent)
@@ -84,3 +97,102 @@ def test_a_pack_being_written_now_is_named_so_with_its_pid_not_as_unfinished(pac
     with pytest.raises(DataError, match="unfinished pack"):
         _open(out)
 
+
+def _repack(data, out, per_shard):
+    return main(tiny_pack_args(data, out, "--pairs-per-shard", str(per_shard)))
+
+
+def test_pack_refuses_to_rewrite_a_pack_a_training_reads_and_names_it(packed, capsys):
+    data, out = packed
+    before = {p.name: p.read_bytes() for p in (out / "train").iterdir()}
+    with _other_process_holding(out / "train" / LOCK_NAME, "reader") as pid:
+        dataset, second = _open(out), _open(out)    # readers share the lock
+        second.read_raw(PAIRS - 1)
+        capsys.readouterr()
+        assert _repack(data, out, 1) == 1
+        err = capsys.readouterr().err
+        pids = ", ".join(map(str, sorted([pid, os.getpid()])))
+        assert f"a training is reading this pack (pid {pids}); stop it first" in err
+        assert err.count("\n") == 1
+        assert {p.name: p.read_bytes() for p in (out / "train").iterdir()} == before
+    assert _repack(data, out, 1) == 1       # this process's datasets still read it
+    dataset.close()
+    second.close()
+    assert _repack(data, out, 1) == 0
+
+
+@pytest.mark.parametrize("per_shard", [1, 3])   # more shards, and fewer (some removed)
+def test_a_pack_rewritten_under_a_reader_anyway_is_named_as_rewritten(packed, per_shard):
+    data, out = packed
+    dataset = _open(out)
+    dataset.read_raw(0)
+    # as a pack copied over this one would (or a pack no lock guards): not through the lock
+    (out / "train" / LOCK_NAME).unlink()
+    assert _repack(data, out, per_shard) == 0
+    with pytest.raises(DataError) as error:
+        dataset.read_raw(PAIRS - 1)
+    message = str(error.value)
+    assert message.startswith(f"{out / 'train'}: the pack was rewritten while it was read")
+    assert "--continue_train" in message and "damaged" not in message and "\n" not in message
+
+
+def test_a_shard_gone_from_an_unchanged_pack_is_named_not_a_bare_os_error(packed):
+    _, out = packed
+    dataset = _open(out)
+    (out / "train" / "shard-00002.u8").unlink()
+    with pytest.raises(DataError, match="shard-00002.u8: shard missing; re-run `fastp2p pack"):
+        dataset.read_raw(PAIRS - 1)
+
+
+def _wait_then_end(ready, done):
+    ready.set()
+    done.wait(30)
+
+
+def test_a_forked_worker_does_not_keep_the_pack_locked(packed):
+    data, out = packed
+    dataset = _open(out)
+    fork = multiprocessing.get_context("fork")
+    ready, done = fork.Event(), fork.Event()
+    worker = fork.Process(target=_wait_then_end, args=(ready, done))
+    worker.start()
+    try:
+        assert ready.wait(30)
+        assert _repack(data, out, 2) == 1       # the training (this process) holds it
+        dataset.close()
+        assert _repack(data, out, 1) == 0       # the worker, still alive, does not
+        dataset = _open(out)
+    finally:
+        done.set()
+        worker.join(30)
+    assert _repack(data, out, 2) == 1           # nor did its end unlock this process's
+
+
+def test_a_pack_whose_lock_file_cannot_be_created_is_read_unlocked(packed, monkeypatch):
+    _, out = packed
+    (out / "train" / LOCK_NAME).unlink()
+    opened = folder_lock.open_plain_file
+
+    def read_only_folder(path, flags, mode=0o666):
+        if flags & os.O_CREAT:
+            raise PermissionError(13, "Permission denied", str(path))
+        assert not flags & (os.O_WRONLY | os.O_RDWR)
+        return opened(path, flags, mode)
+
+    monkeypatch.setattr(folder_lock, "open_plain_file", read_only_folder)
+    dataset = _open(out)
+    assert dataset.read_raw(PAIRS - 1).shape == (16, 32, 3)
+    assert not (out / "train" / LOCK_NAME).exists()
+
+
+def test_a_pack_being_rewritten_is_not_read_from_its_old_index(packed):
+    _, out = packed
+    fd = os.open(out / "train" / LOCK_NAME, os.O_RDWR)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)      # as a pack rewriting it holds it, index.json there
+        with pytest.raises(DataError, match=f"a `fastp2p pack` is writing this pack now "
+                                            rf"\(pid {os.getpid()}\); wait"):
+            _open(out)
+    finally:
+        os.close(fd)
+    _open(out)

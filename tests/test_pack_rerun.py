@@ -43,6 +43,7 @@ def test_the_repack_hint_run_as_printed_repairs_the_same_pack(tmp_path, capsys, 
                     "--dataset_mode aligned --pairs-per-shard 2 --skip-bad")
     words = shlex.split(hint)
     assert words[:2] == ["fastp2p", "pack"]
+    dataset.close()     # as the training ends: pack refuses to rewrite a pack being read
     assert main(words[1:] + ["--no-progress"]) == 0
     assert read_index(out / "train")["load_size"] == 20
     assert _shard_bytes(out / "train") == good

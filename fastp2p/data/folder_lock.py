@@ -1,9 +1,20 @@
-"""One writer per pack folder: two `fastp2p pack` runs into the same OUT/PHASE would each
-rename their shards over the other's and write an index that describes neither. A reader that
-finds a pack unfinished asks the lock whether a pack is writing it now (``pack_running``)."""
+"""The lock of a pack folder (``OUT/PHASE/.pack.lock``, the kernel's ``flock``):
+
+- one writer: two `fastp2p pack` runs into the same OUT/PHASE would each rename their shards
+  over the other's and write an index that describes neither, so ``writing_folder`` takes it
+  exclusively and a second is refused at once;
+- no writer while a reader reads: a training maps each shard at its first use, against the
+  index it read at its start, so a pack rewritten under it would fail it later with a
+  misleading error. ``ReadingLock`` holds it shared (any number of readers at once), and
+  ``writing_folder`` refuses to rewrite the pack while one does.
+
+A killed holder's lock goes with it. The lock file stays (removing it would let a later run
+lock a file no one else sees).
+"""
 import contextlib
 import fcntl
 import os
+import weakref
 from pathlib import Path
 
 from fastp2p.atomic_files import NotAPlainFile, open_plain_file
@@ -63,17 +74,90 @@ def pack_running(folder: Path) -> str | None:
 @contextlib.contextmanager
 def writing_folder(folder: Path):
     """Hold an exclusive lock on ``folder`` (which must exist) for the block; DataError at once
-    if another process holds it. The lock is the kernel's (flock), so a killed holder releases
-    it; the lock file stays (removing it would let a later run lock a file no one else sees)."""
+    if another process holds it: another pack writing, or a reader (``ReadingLock``)."""
     fd = _open_lock_file(folder, os.O_RDWR | os.O_CREAT)
     try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise DataError(f"{folder}: another `fastp2p pack` is writing this folder"
-                            f"{_holders(fd, 'WRITE')}; wait for it to finish (then run this "
-                            "command again: finished shards are kept), or pack into another "
-                            "OUT") from None
+        _lock_exclusively(folder, fd)
         yield
     finally:
         os.close(fd)
+
+
+def _lock_exclusively(folder: Path, fd: int) -> None:
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return
+    except BlockingIOError:
+        pass
+    try:    # a shared lock is refused only while a writer holds it
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        raise DataError(f"{folder}: another `fastp2p pack` is writing this folder"
+                        f"{_holders(fd, 'WRITE')}; wait for it to finish (then run this command "
+                        "again: finished shards are kept), or pack into another OUT") from None
+    fcntl.flock(fd, fcntl.LOCK_UN)      # listed with the readers otherwise
+    readers = _holders(fd, "READ")
+    try:    # readers only; they may have ended since the first try
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        raise DataError(f"{folder}: a training is reading this pack{readers}; stop it first "
+                        "(or let it end), then run this command again, or pack into another "
+                        "OUT") from None
+
+
+# the reading locks this process holds, for a forked child to let go of
+_held = weakref.WeakSet()
+
+
+class ReadingLock:
+    """A shared lock on the pack ``folder`` while this object lives (or until ``close``): while
+    it is held, `fastp2p pack` refuses to rewrite the pack; other readers share it. DataError
+    if a pack is being written into the folder now, or for a symbolic link at the lock file.
+
+    Without a lock file, one is created; where it cannot be (a read-only pack) or locks are not
+    supported, nothing is locked: the reader checks what it maps against the index anyway.
+
+    A forked child (a DataLoader worker) closes its copy of the descriptor at once: the flock
+    belongs to the open file that parent and child share, so the child's copy would keep the
+    pack locked as long as the child lived, after the training that forked it. Closing a copy
+    never unlocks the parent's (only LOCK_UN or closing the last copy would)."""
+
+    def __init__(self, folder: Path):
+        self._release = None
+        try:
+            fd = _open_lock_file(folder, os.O_RDONLY)
+        except FileNotFoundError:   # a pack copied without it, or made before it existed
+            try:
+                fd = _open_lock_file(folder, os.O_RDONLY | os.O_CREAT)
+            except OSError:
+                return
+        except OSError:
+            return
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            message = _writing_now(folder, fd)
+            os.close(fd)
+            raise DataError(message) from None
+        except OSError:
+            os.close(fd)
+            return
+        # closes it when this object is collected, or at exit (at most once)
+        self._release = weakref.finalize(self, os.close, fd)
+        _held.add(self)
+
+    def close(self) -> None:
+        if self._release is not None:
+            self._release()
+
+    def __getstate__(self):
+        # a copy in another process (a spawned worker) holds nothing: the lock stays here
+        return {"_release": None}
+
+
+def _let_go_in_child() -> None:
+    for lock in list(_held):
+        lock.close()
+
+
+os.register_at_fork(after_in_child=_let_go_in_child)

@@ -11,7 +11,8 @@ temp file, fsyncs it and renames it into place, and the main process records it 
 of the shard's source files, names, sizes and mtimes) in ``pack-state.json``, written atomically
 too. A re-run keeps every recorded shard whose plan is unchanged and whose checksum verifies, and
 packs only the rest; ``index.json`` appears last, so a reader never sees half a pack. One run at a
-time writes a phase folder (``folder_lock``): a second is refused at once.
+time writes a phase folder (``folder_lock``): a second is refused at once, and so is a run into a
+pack a training is reading.
 """
 import contextlib
 import hashlib

@@ -39,7 +39,7 @@ import numpy as np
 import torch
 
 from fastp2p.data.errors import DataError
-from fastp2p.data.folder_lock import pack_running
+from fastp2p.data.folder_lock import ReadingLock, pack_running
 from fastp2p.json_files import read_json
 
 if TYPE_CHECKING:   # transforms imports Pillow, which reading and verifying a pack do not need
@@ -323,12 +323,29 @@ def verify_pack(phase_dir: Path, progress: bool = False) -> dict:
     return index
 
 
+def _identity(path: Path) -> tuple | None:
+    """What changes when ``path`` is replaced or rewritten; None if it is gone."""
+    try:
+        info = os.stat(path)
+    except OSError:
+        return None
+    return info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns
+
+
 class PackedDataset(torch.utils.data.Dataset):
-    """Pairs from one packed phase folder, preprocessed like the folder datasets."""
+    """Pairs from one packed phase folder, preprocessed like the folder datasets.
+
+    While it lives (or until ``close``) it holds the pack's reading lock (``folder_lock``):
+    `fastp2p pack` refuses to rewrite the pack under it. A shard found changed anyway (a pack
+    copied over it, a read-only pack no lock guards) is said to be rewritten when index.json
+    changed since it was read, and damaged otherwise."""
 
     def __init__(self, phase_dir: Path, config: "Preprocess", swap: bool,
                  limit: int | None = None):
         self.phase_dir = Path(phase_dir)
+        # locked before the index is read: the index and the shards stay as read
+        self._lock = ReadingLock(self.phase_dir)
+        self._index_identity = _identity(self.phase_dir / INDEX_NAME)
         self.index = read_index(self.phase_dir)
         self.shape = pair_shape(self.index)
         stored = self.index["width"]
@@ -378,8 +395,14 @@ class PackedDataset(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return self.length
 
+    def close(self) -> None:
+        """Release the pack's reading lock now (also done when the dataset is collected, and
+        at exit); the dataset still reads, unguarded."""
+        self._lock.close()
+
     def __getstate__(self):
-        # memory maps are reopened in each worker process, never pickled (that would copy them)
+        # memory maps are reopened in each worker process, never pickled (that would copy them);
+        # the reading lock pickles as none (it stays with this process)
         state = self.__dict__.copy()
         state["_maps"] = {}
         return state
@@ -391,17 +414,35 @@ class PackedDataset(torch.utils.data.Dataset):
         if key not in self._maps:
             shard = self.shards[number]
             path = self.phase_dir / shard[prefix + "file"]
-            pairs = np.memmap(path, dtype=np.uint8, mode="r",
-                              shape=(shard["count"], *self.shapes[prefix]))
-            # zlib releases the GIL here, so the GPU loader's reader thread checks in parallel
-            # with training
-            if key not in self._verified and zlib.crc32(pairs) != shard[prefix + "crc32"]:
-                raise DataError(f"{path}: shard checksum (CRC32) does not match {INDEX_NAME}: "
-                                f"the file is damaged or changed since packing; "
-                                f"{repack_hint(self.phase_dir, self.index)}")
+            try:
+                pairs = self._map_checked(key, path, shard)
+            except (OSError, DataError) as error:
+                if _identity(self.phase_dir / INDEX_NAME) != self._index_identity:
+                    raise DataError(
+                        f"{self.phase_dir}: the pack was rewritten while it was read ({path.name} "
+                        f"no longer matches the {INDEX_NAME} read at the start); start the "
+                        "training again (`--continue_train` resumes it from its last "
+                        "checkpoint)") from None
+                if isinstance(error, OSError):
+                    raise DataError(f"{path}: cannot read this shard ({error.strerror or error}); "
+                                    "make it readable, or "
+                                    f"{repack_hint(self.phase_dir, self.index)}") from None
+                raise
             self._verified.add(key)
             self._maps[key] = pairs
         return self._maps[key]
+
+    def _map_checked(self, key: tuple, path: Path, shard: dict) -> np.memmap:
+        count, shape = shard["count"], self.shapes[key[0]]
+        check_shard_size(path, count, shape, self.index)  # again: np.memmap's own is bare
+        pairs = np.memmap(path, dtype=np.uint8, mode="r", shape=(count, *shape))
+        # zlib releases the GIL here, so the GPU loader's reader thread checks in parallel with
+        # training
+        if key not in self._verified and zlib.crc32(pairs) != shard[key[0] + "crc32"]:
+            raise DataError(f"{path}: shard checksum (CRC32) does not match {INDEX_NAME}: the "
+                            f"file is damaged or changed since packing; "
+                            f"{repack_hint(self.phase_dir, self.index)}")
+        return pairs
 
     def read_raw(self, index: int, prefix: str = "") -> np.ndarray:
         """The stored uint8 H x 2W x 3 pair (a copy out of the memory map); with ``prefix``
