@@ -199,12 +199,15 @@ def test_cuda_train_mode_replays_follow_the_eager_sequence():
 
 
 def test_state_of_a_module_made_under_inference_mode():
-    """Inference tensors have no version counter: their address stands for them."""
+    """Inference tensors have no version counter: their address stands for them. (The dropout
+    stream is made outside inference mode even then, so that training can advance it later.)"""
     with torch.inference_mode():
-        net = fastp2p.UNet(3, 3, 5, 4).eval()
+        net = fastp2p.UNet(3, 3, 5, 4, use_dropout=True).eval()
     tensors = _ModuleTensors(net)
     state = tensors.state()
-    assert all(version is None for _, version in state)
+    inference = [t.is_inference() for t in (*net.parameters(), *net.buffers())]
+    assert sum(inference) == len(inference) - 1 and not net.dropout_rng.is_inference()
+    assert sum(version is None for _, version in state) == sum(inference)
     with torch.inference_mode():
         net.half()
     assert tensors.state() != state
