@@ -10,7 +10,9 @@
   way again, or a missing shard taken for a full disk. A reading dataset now holds the lock
   shared, so pack refuses in one line naming the reader; a pack changed under a reader anyway
   is named as rewritten; forked workers do not keep the lock, and a pack whose lock file
-  cannot be created (read-only) is read unlocked.
+  cannot be created (read-only) is read unlocked;
+- a re-run that finds the pack up to date writes nothing, so it is not refused while a training
+  reads the pack: `fastp2p pack DATAROOT OUT` again after adding a split packs the new split.
 """
 import fcntl
 import multiprocessing
@@ -112,7 +114,8 @@ def test_pack_refuses_to_rewrite_a_pack_a_training_reads_and_names_it(packed, ca
         assert _repack(data, out, 1) == 1
         err = capsys.readouterr().err
         pids = ", ".join(map(str, sorted([pid, os.getpid()])))
-        assert f"a training is reading this pack (pid {pids}); stop it first" in err
+        assert (f"a training is reading this pack (pid {pids}), and this run would change it; "
+                "stop the training first") in err and "--phase" in err
         assert err.count("\n") == 1
         assert {p.name: p.read_bytes() for p in (out / "train").iterdir()} == before
     assert _repack(data, out, 1) == 1       # this process's datasets still read it
@@ -158,7 +161,7 @@ def test_a_forked_worker_does_not_keep_the_pack_locked(packed):
     worker.start()
     try:
         assert ready.wait(30)
-        assert _repack(data, out, 2) == 1       # the training (this process) holds it
+        assert _repack(data, out, 3) == 1       # the training (this process) holds it
         dataset.close()
         assert _repack(data, out, 1) == 0       # the worker, still alive, does not
         dataset = _open(out)
@@ -196,3 +199,26 @@ def test_a_pack_being_rewritten_is_not_read_from_its_old_index(packed):
     finally:
         os.close(fd)
     _open(out)
+
+
+def test_an_up_to_date_pack_is_checked_not_rewritten_while_a_training_reads_it(packed):
+    data, out = packed
+    index = out / "train" / INDEX_NAME
+    before = {p.name: (p.stat().st_ino, p.stat().st_mtime_ns, p.read_bytes())
+              for p in (out / "train").iterdir()}
+    dataset = _open(out)
+    assert _repack(data, out, 2) == 0       # the same command: nothing to change
+    assert {p.name: (p.stat().st_ino, p.stat().st_mtime_ns, p.read_bytes())
+            for p in (out / "train").iterdir()} == before
+    assert dataset.read_raw(PAIRS - 1).shape == (16, 32, 3)
+    assert _repack(data, out, 3) == 1       # a change is still refused
+    assert index.read_bytes() == before[INDEX_NAME][2]
+
+
+def test_a_split_added_to_dataroot_is_packed_while_a_training_reads_the_packed_one(packed):
+    data, out = packed
+    dataset = _open(out)
+    make_aligned(data, count=2, phase="test")
+    assert main(tiny_pack_args(data, out, "--pairs-per-shard", "2")) == 0
+    assert (out / "test" / INDEX_NAME).is_file()
+    assert dataset.read_raw(0).shape == (16, 32, 3)

@@ -1,12 +1,17 @@
 """The lock of a pack folder (``OUT/PHASE/.pack.lock``, the kernel's ``flock``):
 
 - one writer: two `fastp2p pack` runs into the same OUT/PHASE would each rename their shards
-  over the other's and write an index that describes neither, so ``writing_folder`` takes it
-  exclusively and a second is refused at once;
+  over the other's and write an index that describes neither, so a pack takes it exclusively
+  before its first write and a second is refused at once;
 - no writer while a reader reads: a training maps each shard at its first use, against the
   index it read at its start, so a pack rewritten under it would fail it later with a
-  misleading error. ``ReadingLock`` holds it shared (any number of readers at once), and
-  ``writing_folder`` refuses to rewrite the pack while one does.
+  misleading error. ``ReadingLock`` holds it shared (any number of readers at once), and a pack
+  refuses to rewrite the pack while one does;
+- a re-run that changes nothing is no writer: ``packing_folder`` holds the lock shared while
+  the pack checks what it would keep (minutes of checksums on a large pack, during which a
+  training may start reading), and takes it exclusively only once something is to be written.
+  So `fastp2p pack DATAROOT OUT` run again, to add a split say, goes through a pack a training
+  reads as long as that pack is up to date.
 
 A killed holder's lock goes with it. The lock file stays (removing it would let a later run
 lock a file no one else sees).
@@ -72,18 +77,31 @@ def pack_running(folder: Path) -> str | None:
 
 
 @contextlib.contextmanager
-def writing_folder(folder: Path):
-    """Hold an exclusive lock on ``folder`` (which must exist) for the block; DataError at once
-    if another process holds it: another pack writing, or a reader (``ReadingLock``)."""
+def packing_folder(folder: Path):
+    """Hold ``folder``'s lock (``folder`` must exist) shared for the block, as readers do, and
+    yield a function to call before the first write, which takes it exclusively. DataError at
+    once if another pack is writing there, and from that function if a reader (``ReadingLock``)
+    or another pack holds it then."""
     fd = _open_lock_file(folder, os.O_RDWR | os.O_CREAT)
     try:
-        _lock_exclusively(folder, fd)
-        yield
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise _another_pack_writing(folder, fd) from None
+        yield lambda: _lock_exclusively(folder, fd)
     finally:
         os.close(fd)
 
 
+def _another_pack_writing(folder: Path, fd: int) -> DataError:
+    return DataError(f"{folder}: another `fastp2p pack` is writing this folder"
+                     f"{_holders(fd, 'WRITE')}; wait for it to finish (then run this command "
+                     "again: finished shards are kept), or pack into another OUT")
+
+
 def _lock_exclusively(folder: Path, fd: int) -> None:
+    """Take ``fd``'s lock exclusively (from shared: Linux lets go of the shared lock first, so
+    a refusal leaves none), or raise DataError naming who holds it."""
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         return
@@ -92,17 +110,16 @@ def _lock_exclusively(folder: Path, fd: int) -> None:
     try:    # a shared lock is refused only while a writer holds it
         fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
     except BlockingIOError:
-        raise DataError(f"{folder}: another `fastp2p pack` is writing this folder"
-                        f"{_holders(fd, 'WRITE')}; wait for it to finish (then run this command "
-                        "again: finished shards are kept), or pack into another OUT") from None
+        raise _another_pack_writing(folder, fd) from None
     fcntl.flock(fd, fcntl.LOCK_UN)      # listed with the readers otherwise
     readers = _holders(fd, "READ")
     try:    # readers only; they may have ended since the first try
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
-        raise DataError(f"{folder}: a training is reading this pack{readers}; stop it first "
-                        "(or let it end), then run this command again, or pack into another "
-                        "OUT") from None
+        raise DataError(f"{folder}: a training is reading this pack{readers}, and this run "
+                        "would change it; stop the training first (or let it end), then run "
+                        "this command again, pack into another OUT, or pack only other phases "
+                        "with --phase") from None
 
 
 # the reading locks this process holds, for a forked child to let go of

@@ -11,8 +11,9 @@ temp file, fsyncs it and renames it into place, and the main process records it 
 of the shard's source files, names, sizes and mtimes) in ``pack-state.json``, written atomically
 too. A re-run keeps every recorded shard whose plan is unchanged and whose checksum verifies, and
 packs only the rest; ``index.json`` appears last, so a reader never sees half a pack. One run at a
-time writes a phase folder (``folder_lock``): a second is refused at once, and so is a run into a
-pack a training is reading.
+time writes a phase folder (``folder_lock``): a second is refused at once, and so is a run that
+would change a pack a training is reading; a re-run that finds the pack up to date writes nothing,
+so it goes through while a training reads it.
 """
 import contextlib
 import hashlib
@@ -28,7 +29,7 @@ import numpy as np
 
 from fastp2p.atomic_files import naming_the_file, remove_left_by_dead_processes, replacing
 from fastp2p.data.errors import DataError
-from fastp2p.data.folder_lock import writing_folder
+from fastp2p.data.folder_lock import packing_folder
 from fastp2p.data.folders import is_grayscale_file, open_pair, scan_aligned, scan_two_folders
 from fastp2p.data.packed import (FORMAT, INDEX_NAME, STATE_NAME, VERSION, file_checksums,
                                  is_packed, is_plain_file_name, plan_digest, plan_settings)
@@ -298,23 +299,37 @@ def pack_phase(dataroot: Path, out: Path, phase: str, *, load_size: int = 286,
                      "aligned": dataset_mode == "aligned", "load_size": load_size,
                      "skip_bad": skip_bad})
     phase_dir.mkdir(parents=True, exist_ok=True)
-    with writing_folder(phase_dir):
+    with packing_folder(phase_dir) as lock_for_writing:
         return _pack_into(dataroot, phase_dir, phase, jobs, load_size, per_shard, dataset_mode,
-                          skip_bad, gray, mixed, scan_skipped, workers, progress, len(pairs))
+                          skip_bad, gray, mixed, scan_skipped, workers, progress, len(pairs),
+                          lock_for_writing)
 
 
 def _pack_into(dataroot: Path, phase_dir: Path, phase: str, jobs: list, load_size: int,
                per_shard: int, dataset_mode: str, skip_bad: bool, gray: bool, mixed: bool,
-               scan_skipped: list, workers: int, progress: bool, total: int) -> dict:
-    """``pack_phase``'s writing, with the folder locked: keep the shards still good, pack the
-    rest, write the index."""
-    # temp files of a run that was killed (one still running would hold the folder's lock),
+               scan_skipped: list, workers: int, progress: bool, total: int,
+               lock_for_writing) -> dict:
+    """``pack_phase``'s writing, with the folder locked (shared: ``lock_for_writing()`` takes
+    it exclusively before the first write): keep the shards still good, pack the rest, write
+    the index; nothing at all when the pack there is up to date."""
+    # temp files of a run that was killed (one still running holds its live pid's names),
     # older fastp2p versions' NAME.tmp-PID among them
     remove_left_by_dead_processes(phase_dir, "*.tmp-*")
     done = _kept_shards(phase_dir, phase, jobs, load_size, progress)
     todo = [job for job in jobs if job["file"] not in done]
-    _refuse_non_files(phase_dir, todo)
+    planned = {job[key] for job in jobs for key in ("file", "gray_file")[:1 + gray]}
+    # shards of an earlier, longer plan, or grayscale shards of one with --gray
+    stale = [shard for shard in [*phase_dir.glob("shard-*.u8"), *phase_dir.glob("gray-*.u8")]
+             if shard.name not in planned]
     state_path = phase_dir / STATE_NAME
+    if not todo and not stale and not state_path.exists():
+        unchanged = _index_if_unchanged(phase_dir, _index(
+            dataroot, phase, [done[job["file"]] for job in jobs], load_size, per_shard,
+            dataset_mode, skip_bad, gray, mixed, scan_skipped))
+        if unchanged is not None:   # readers may go on reading it
+            return unchanged
+    lock_for_writing()
+    _refuse_non_files(phase_dir, todo)
     if todo:
         # from here on the folder is being rewritten: only the state file describes it
         _atomic_write_text(state_path, json.dumps({"load_size": load_size, "shards": done}))
@@ -332,16 +347,23 @@ def _pack_into(dataroot: Path, phase_dir: Path, phase: str, jobs: list, load_siz
         finally:
             if bar is not None:
                 bar.close()
-    planned = {job[key] for job in jobs for key in ("file", "gray_file")[:1 + gray]}
-    # shards of an earlier, longer plan, or grayscale shards of one with --gray
-    for stale in [*phase_dir.glob("shard-*.u8"), *phase_dir.glob("gray-*.u8")]:
-        if stale.name not in planned:
-            stale.unlink()
-    index = _write_index(dataroot, phase_dir, phase, [done[job["file"]] for job in jobs],
-                         load_size, per_shard, dataset_mode, skip_bad, gray, mixed,
-                         scan_skipped)
+    for shard in stale:
+        shard.unlink()
+    index = _index(dataroot, phase, [done[job["file"]] for job in jobs], load_size, per_shard,
+                   dataset_mode, skip_bad, gray, mixed, scan_skipped)
+    _atomic_write_text(phase_dir / INDEX_NAME, json.dumps(index))
     state_path.unlink(missing_ok=True)
     return index
+
+
+def _index_if_unchanged(phase_dir: Path, index: dict) -> dict | None:
+    """``index`` if ``phase_dir``'s index.json says the same (as JSON reads it back), else
+    None."""
+    try:
+        written = json.loads((phase_dir / INDEX_NAME).read_text())
+    except (OSError, ValueError):
+        return None
+    return index if written == json.loads(json.dumps(index)) else None
 
 
 def _kept_shards(phase_dir: Path, phase: str, jobs: list, load_size: int,
@@ -411,9 +433,9 @@ def _run_jobs(jobs: list, workers: int, bar):
             bar.update(counter.value - reported)
 
 
-def _write_index(dataroot: Path, phase_dir: Path, phase: str, records: list, load_size: int,
-                 per_shard: int, dataset_mode: str, skip_bad: bool, gray: bool,
-                 mixed: bool, scan_skipped: list) -> dict:
+def _index(dataroot: Path, phase: str, records: list, load_size: int, per_shard: int,
+           dataset_mode: str, skip_bad: bool, gray: bool, mixed: bool,
+           scan_skipped: list) -> dict:
     sources = [pair for record in records for pair in record["sources"]]
     skipped = scan_skipped + [item for record in records for item in record["skipped"]]
     if not sources:
@@ -430,5 +452,4 @@ def _write_index(dataroot: Path, phase_dir: Path, phase: str, records: list, loa
                    for record in records],
         "sources": sources, "skipped": skipped,
     }
-    _atomic_write_text(phase_dir / INDEX_NAME, json.dumps(index))
     return index
