@@ -222,3 +222,19 @@ def test_a_split_added_to_dataroot_is_packed_while_a_training_reads_the_packed_o
     assert main(tiny_pack_args(data, out, "--pairs-per-shard", "2")) == 0
     assert (out / "test" / INDEX_NAME).is_file()
     assert dataset.read_raw(0).shape == (16, 32, 3)
+
+
+def test_pack_opens_the_lock_file_read_only(packed, monkeypatch):
+    """A lock file a training created is its user's (mode 644): another user's pack, the pack's
+    owner, must lock it without write access (this machine's tests run as root, which
+    permission bits do not stop, so the open is watched instead)."""
+    data, out = packed
+    opened = folder_lock.open_plain_file
+
+    def not_writable(path, flags, mode=0o666):
+        if path.name == LOCK_NAME and flags & (os.O_WRONLY | os.O_RDWR):
+            raise PermissionError(13, "Permission denied", str(path))
+        return opened(path, flags, mode)
+
+    monkeypatch.setattr(folder_lock, "open_plain_file", not_writable)
+    assert _repack(data, out, 3) == 0

@@ -82,7 +82,9 @@ def packing_folder(folder: Path):
     yield a function to call before the first write, which takes it exclusively. DataError at
     once if another pack is writing there, and from that function if a reader (``ReadingLock``)
     or another pack holds it then."""
-    fd = _open_lock_file(folder, os.O_RDWR | os.O_CREAT)
+    # read-only: flock needs no write access, and a lock file a training created (its user's,
+    # mode 644) must not keep the pack's owner out
+    fd = _open_lock_file(folder, os.O_RDONLY | os.O_CREAT)
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
