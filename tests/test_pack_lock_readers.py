@@ -27,6 +27,7 @@ import fastp2p.data.folder_lock as folder_lock
 from fastp2p.cli import main
 from fastp2p.data import DataError, create_dataset
 from fastp2p.data.folder_lock import LOCK_NAME
+from fastp2p.data.pack import pack_phase
 from fastp2p.data.packed import INDEX_NAME, STATE_NAME
 from helpers.data_helpers import data_args, make_aligned, tiny_pack_args
 
@@ -238,3 +239,27 @@ def test_pack_opens_the_lock_file_read_only(packed, monkeypatch):
 
     monkeypatch.setattr(folder_lock, "open_plain_file", not_writable)
     assert _repack(data, out, 3) == 0
+
+
+def test_a_pack_that_takes_the_lock_between_the_probes_is_named_not_a_training(packed,
+                                                                             monkeypatch):
+    """The refusal probes the lock three times; another pack taking it exclusively between the
+    second and the third (a few microseconds, so it is staged here) was blamed on a training."""
+    data, out = packed
+    flock = fcntl.flock
+    attempts = []
+
+    def another_pack_between_probes(fd, operation):
+        if operation == fcntl.LOCK_EX | fcntl.LOCK_NB:
+            attempts.append(operation)
+            raise BlockingIOError(11, "Resource temporarily unavailable")
+        return flock(fd, operation)
+
+    monkeypatch.setattr(folder_lock.fcntl, "flock", another_pack_between_probes)
+    monkeypatch.setattr(folder_lock, "_holders",
+                        lambda fd, kind: " (pid 4242)" if kind == "WRITE" and
+                        len(attempts) == 2 else "")
+    with pytest.raises(DataError) as error:
+        pack_phase(data, out, "train", load_size=16, pairs_per_shard=3, progress=False)
+    assert "another `fastp2p pack` is writing this folder (pid 4242)" in str(error.value)
+    assert "training" not in str(error.value) and len(attempts) == 2

@@ -118,6 +118,8 @@ def _lock_exclusively(folder: Path, fd: int) -> None:
     try:    # readers only; they may have ended since the first try
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
+        if _holders(fd, "WRITE"):   # another pack took it since the probe
+            raise _another_pack_writing(folder, fd) from None
         raise DataError(f"{folder}: a training is reading this pack{readers}, and this run "
                         "would change it; stop the training first (or let it end), then run "
                         "this command again, pack into another OUT, or pack only other phases "
