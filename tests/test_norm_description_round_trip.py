@@ -9,9 +9,9 @@ import functools
 import pytest
 import torch.nn as nn
 
-import fastp2p
 from fastp2p import reference
 from fastp2p.ops.definitions import NORMS
+from helpers.network_checks import TINY_NETWORKS
 
 FACTORIES = {
     "batch class": (nn.BatchNorm2d, "batch"),
@@ -24,11 +24,6 @@ FACTORIES = {
     "none function": (reference.get_norm_layer("none"), "none"),
     "none lambda": (lambda c: nn.Identity(), "none"),
 }
-NETWORKS = {
-    "UNet": lambda **kw: fastp2p.UNet(3, 3, 5, 4, **kw),
-    "PatchDiscriminator": lambda **kw: fastp2p.PatchDiscriminator(6, 4, 2, **kw),
-    "PixelDiscriminator": lambda **kw: fastp2p.PixelDiscriminator(6, 4, **kw),
-}
 
 
 def _shapes(net):
@@ -36,15 +31,16 @@ def _shapes(net):
 
 
 @pytest.mark.parametrize("factory", FACTORIES)
-@pytest.mark.parametrize("network", NETWORKS)
+@pytest.mark.parametrize("network", TINY_NETWORKS)
 def test_config_rebuilds_the_same_keys_or_names_no_norm(network, factory):
     norm_layer, description = FACTORIES[factory]
-    net = NETWORKS[network](norm_layer=norm_layer)
+    build, _ = TINY_NETWORKS[network]
+    net = build(norm_layer=norm_layer)
     config = net.config()
     assert config["norm"] == description
     if description in NORMS:
         assert _shapes(type(net)(**config)) == _shapes(net)
     else:  # the network norm="instance" builds has convolution biases this one lacks
-        assert _shapes(NETWORKS[network](norm="instance")).keys() > _shapes(net).keys()
+        assert _shapes(build(norm="instance")).keys() > _shapes(net).keys()
         with pytest.raises(ValueError, match="norm must be one of"):
             type(net)(**config)

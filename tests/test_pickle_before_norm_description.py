@@ -4,14 +4,13 @@ with config() and repr working: they read ``norm``, and raised AttributeError. T
 is made the old way: the factory set as ``norm_layer`` and ``norm`` deleted before pickling,
 the attributes such a network had."""
 import functools
-import io
 
 import pytest
 import torch
 import torch.nn as nn
 
-import fastp2p
 from fastp2p import reference
+from helpers.network_checks import TINY_NETWORKS, saved_and_loaded
 
 FACTORIES = {
     "class": nn.BatchNorm2d,
@@ -20,17 +19,12 @@ FACTORIES = {
     "reference instance": reference.get_norm_layer("instance"),
     "reference none": reference.get_norm_layer("none"),
 }
-NETWORKS = {
-    "UNet": (lambda nl: fastp2p.UNet(3, 3, 5, 4, nl), (1, 3, 32, 32)),
-    "PatchDiscriminator": (lambda nl: fastp2p.PatchDiscriminator(6, 4, 2, nl), (1, 6, 32, 32)),
-    "PixelDiscriminator": (lambda nl: fastp2p.PixelDiscriminator(6, 4, nl), (1, 6, 16, 16)),
-}
 
 
 @pytest.mark.parametrize("factory", FACTORIES)
-@pytest.mark.parametrize("network", NETWORKS)
+@pytest.mark.parametrize("network", TINY_NETWORKS)
 def test_a_network_pickled_with_its_norm_factory_loads(network, factory):
-    build, shape = NETWORKS[network]
+    build, shape = TINY_NETWORKS[network]
     torch.manual_seed(0)
     net = build(FACTORIES[factory]).eval()
     config, text = net.config(), repr(net)
@@ -39,10 +33,7 @@ def test_a_network_pickled_with_its_norm_factory_loads(network, factory):
         expected = net(x)
     net.norm_layer = FACTORIES[factory]
     del net.norm
-    saved = io.BytesIO()
-    torch.save(net, saved)
-    saved.seek(0)
-    loaded = torch.load(saved, weights_only=False)
+    loaded = saved_and_loaded(net)
     assert loaded.config() == config
     assert repr(loaded) == text
     assert not hasattr(loaded, "norm_layer")

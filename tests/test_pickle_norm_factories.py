@@ -4,13 +4,12 @@ returns a local function): the networks kept the factory as an attribute for con
 pickling it failed (PicklingError, "Can't pickle local object"). They keep its description,
 so config() gives what it gave, and a network built from its config() is the same network."""
 import functools
-import io
 
 import pytest
 import torch
 import torch.nn as nn
 
-import fastp2p
+from helpers.network_checks import TINY_NETWORKS, saved_and_loaded
 
 
 def _reference_get_norm_layer_none():
@@ -28,17 +27,12 @@ FACTORIES = {
     "lambda group norm": (lambda c: nn.GroupNorm(1, c), "<lambda>"),
     "partial": (functools.partial(nn.InstanceNorm2d, affine=True), "InstanceNorm2d(affine=True)"),
 }
-NETWORKS = {
-    "UNet": (lambda nl: fastp2p.UNet(3, 3, 5, 4, nl), (1, 3, 32, 32)),
-    "PatchDiscriminator": (lambda nl: fastp2p.PatchDiscriminator(6, 4, 2, nl), (1, 6, 32, 32)),
-    "PixelDiscriminator": (lambda nl: fastp2p.PixelDiscriminator(6, 4, nl), (1, 6, 16, 16)),
-}
 
 
 @pytest.mark.parametrize("factory", FACTORIES)
-@pytest.mark.parametrize("network", NETWORKS)
+@pytest.mark.parametrize("network", TINY_NETWORKS)
 def test_torch_save_of_the_whole_network(network, factory):
-    build, shape = NETWORKS[network]
+    build, shape = TINY_NETWORKS[network]
     norm_layer, description = FACTORIES[factory]
     torch.manual_seed(0)
     net = build(norm_layer).eval()
@@ -46,10 +40,7 @@ def test_torch_save_of_the_whole_network(network, factory):
     with torch.no_grad():
         expected = net(x)  # after a call too: what it caches must pickle as well
     assert net.config()["norm"] == description
-    saved = io.BytesIO()
-    torch.save(net, saved)
-    saved.seek(0)
-    loaded = torch.load(saved, weights_only=False)
+    loaded = saved_and_loaded(net)
     assert loaded.config() == net.config()
     assert repr(loaded) == repr(net)
     for name, value in net.state_dict().items():
@@ -58,11 +49,11 @@ def test_torch_save_of_the_whole_network(network, factory):
         assert torch.equal(loaded(x), expected)
 
 
-@pytest.mark.parametrize("network", NETWORKS)
+@pytest.mark.parametrize("network", TINY_NETWORKS)
 @pytest.mark.parametrize("factory", ["lambda batch", "local function none"])
 def test_a_network_built_from_its_config_is_the_same_network(network, factory):
     """A network built from a factory describes it as the norm= that builds the same layers."""
-    build, _ = NETWORKS[network]
+    build, _ = TINY_NETWORKS[network]
     net = build(FACTORIES[factory][0])
     rebuilt = type(net)(**net.config())
     assert rebuilt.config() == net.config()

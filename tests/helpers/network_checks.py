@@ -1,8 +1,11 @@
 """Whole-network checks shared by the network tests: a fastp2p network vs the reference module in
 float64 (output, input gradient, every parameter gradient, the buffers they share, DESIGN §5),
 the reference's Dropout drawing fastp2p's counter-based masks, NaN-poisoned allocations and a
-count of the fused convolution's launches."""
+count of the fused convolution's launches; the tiniest network of each kind, and a whole-module
+pickle round trip."""
 import copy
+import functools
+import io
 
 import torch
 import torch.nn as nn
@@ -11,6 +14,23 @@ import fastp2p
 from fastp2p import reference
 from fastp2p.ops.dropout_rng import dropout_keep_mask
 from helpers.tolerances import FP32_NETWORK, assert_close
+
+
+# The tiniest network of each kind, by its class's name: (its build, taking the norm factory
+# and other options as the constructor does, and the shape of an input it takes).
+TINY_NETWORKS = {
+    "UNet": (functools.partial(fastp2p.UNet, 3, 3, 5, 4), (1, 3, 32, 32)),
+    "PatchDiscriminator": (functools.partial(fastp2p.PatchDiscriminator, 6, 4, 2), (1, 6, 32, 32)),
+    "PixelDiscriminator": (functools.partial(fastp2p.PixelDiscriminator, 6, 4), (1, 6, 16, 16)),
+}
+
+
+def saved_and_loaded(module):
+    """``module`` pickled whole by torch.save and read back by torch.load."""
+    saved = io.BytesIO()
+    torch.save(module, saved)
+    saved.seek(0)
+    return torch.load(saved, weights_only=False)
 
 
 def unet_pair(norm, num_downs=5, use_dropout=False, ngf=4):
