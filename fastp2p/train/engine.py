@@ -66,6 +66,7 @@ from fastp2p.ops.step_losses import (LossTally, d_step_losses_and_grads,
                                      g_step_losses_and_grads)
 from fastp2p.train import optimizer_overlap as overlap
 from fastp2p.train.distributed import dropout_seed_shift
+from fastp2p.train.engine_state import ENGINE_COUNTERS, check_engine_state
 from fastp2p.train.finite import first_nonfinite, training_tensors
 from fastp2p.train.step_streams import SideStream, StepStreams, real_pair_may_start_first
 from fastp2p.train.wgrad_streams import WgradSideStreams
@@ -99,86 +100,6 @@ def _without_ddp_module(name: str) -> str:
     if rest == "module":
         return label
     return f"{label}.{rest[len('module.'):]}" if rest.startswith("module.") else name
-
-
-# Adam's settings that this engine never changes: a saved state must hold its own values
-# (torch.optim takes a group's settings from the state it loads).
-_FIXED_ADAM_SETTINGS = ("amsgrad", "maximize", "weight_decay", "eps", "decoupled_weight_decay")
-_ADAM_MOMENTS = ("exp_avg", "exp_avg_sq")
-# the engine's own tensors in its state (each kept as the attribute "_" + name)
-ENGINE_COUNTERS = ("loss_sums", "device_step", "first_nonfinite_step")
-
-
-def _moments_problem(optimizer, saved) -> str | None:
-    """What in ``saved`` torch.optim would load as it is and the first step would trip over or
-    silently use: a parameter's state without Adam's step and moments, or with moments of
-    another shape than the parameter's or of an integer type; states under indices no group
-    lists; settings this engine never uses (amsgrad, maximize, another eps or weight decay);
-    betas that are not two numbers in [0, 1).
-    (MasterWeightsAdam checks its own layout.)"""
-    if not isinstance(optimizer, torch.optim.Optimizer):
-        return None
-    groups, states = saved.get("param_groups"), saved.get("state")
-    if not isinstance(groups, list) or not isinstance(states, dict) or len(groups) != len(
-            optimizer.param_groups):
-        return None   # torch's own load_state_dict says what is wrong
-    problem = _parameter_indices_problem(groups, states)
-    if problem:
-        return problem
-    for saved_group, group in zip(groups, optimizer.param_groups):
-        for setting in _FIXED_ADAM_SETTINGS:
-            if setting in saved_group and saved_group[setting] != group[setting]:
-                return (f"Adam's {setting} is {saved_group[setting]!r}, this engine's "
-                        f"{group[setting]!r}")
-        betas = saved_group.get("betas")
-        if not (isinstance(betas, (list, tuple)) and len(betas) == 2 and all(
-                isinstance(b, (int, float)) and not isinstance(b, bool) and 0 <= b < 1
-                for b in betas)):
-            return f"Adam's betas are {betas!r}, not two numbers in [0, 1)"
-        for index, param in zip(saved_group.get("params", []), group["params"]):
-            entry = states.get(index, {})
-            if not isinstance(entry, dict):
-                return f"the state of parameter {index} is a {type(entry).__name__}"
-            if not entry:
-                continue  # a parameter not stepped yet
-            missing = [key for key in ("step", *_ADAM_MOMENTS) if key not in entry]
-            if missing:
-                return f"the state of parameter {index} lacks {missing}"
-            step = entry["step"]
-            if not ((isinstance(step, torch.Tensor) and step.numel() == 1
-                     and step.is_floating_point()) or
-                    (isinstance(step, (int, float)) and not isinstance(step, bool))) or step < 0:
-                return f"the step of parameter {index} is {step!r}, not a count"
-            for key in _ADAM_MOMENTS:
-                value = entry[key]
-                if not isinstance(value, torch.Tensor) or value.shape != param.shape:
-                    shape = tuple(value.shape) if isinstance(value, torch.Tensor) else value
-                    return (f"{key} of parameter {index} is {shape!r}, the parameter "
-                            f"{tuple(param.shape)}")
-                if not value.is_floating_point():
-                    # torch.optim casts it to the parameter's type: the moments, truncated
-                    return f"{key} of parameter {index} is of type {value.dtype}"
-    return None
-
-
-def _integers_first(key) -> tuple:
-    """A sort key for dict keys of any types: integers in order, then the rest by repr."""
-    return (0, key, "") if isinstance(key, int) else (1, 0, repr(key))
-
-
-def _parameter_indices_problem(groups, states) -> str | None:
-    """torch.optim pairs the saved groups' parameter indices with its parameters by position
-    and keeps a state under an index no group lists as it is, unused: a parameter whose
-    moments sit under another index would restart from fresh moments, with no message."""
-    listed = [index for group in groups for index in group.get("params", [])]
-    if not all(isinstance(index, int) and not isinstance(index, bool) for index in listed):
-        return "the parameter groups list indices that are not integers"
-    if len(set(listed)) != len(listed):
-        return "the parameter groups list a parameter index more than once"
-    unlisted = sorted(set(states) - set(listed), key=_integers_first)
-    if unlisted:
-        return f"it holds the state of parameter(s) {unlisted[:5]} that no group lists"
-    return None
 
 
 class Pix2PixEngine:
@@ -398,21 +319,12 @@ class Pix2PixEngine:
         }
 
     def load_state_dict(self, state: dict) -> None:
-        missing = {"optimizer_G", "optimizer_D", "lr", "steps", "rng"} - set(state)
-        if missing:
-            raise ValueError(f"engine state lacks {sorted(missing)}: not a Pix2PixEngine state")
-        for name in ("optimizer_G", "optimizer_D"):   # both checked before either is loaded
-            problem = _moments_problem(getattr(self, name), state[name])
-            if problem:
-                raise ValueError(f"the training state's {name}: {problem}; resume with the "
-                                 "networks and options it was saved with")
-        for name in ENGINE_COUNTERS:
-            ours = getattr(self, "_" + name)
-            if name in state and not (isinstance(state[name], torch.Tensor)
-                                      and state[name].shape == ours.shape
-                                      and state[name].dtype == ours.dtype):
-                raise ValueError(f"the training state's {name} is not a {ours.dtype} tensor of "
-                                 f"shape {tuple(ours.shape)}: not a state this engine wrote")
+        """Resume from ``state_dict()``; a state that does not fit this engine's optimizers and
+        counters is refused with a ValueError before anything is loaded
+        (``fastp2p.train.engine_state``)."""
+        check_engine_state(state, {"optimizer_G": self.optimizer_G,
+                                   "optimizer_D": self.optimizer_D},
+                           {name: getattr(self, "_" + name) for name in ENGINE_COUNTERS})
         self.optimizer_G.load_state_dict(state["optimizer_G"])
         self.optimizer_D.load_state_dict(state["optimizer_D"])
         if self._lr is not None:

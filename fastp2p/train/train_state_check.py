@@ -14,7 +14,7 @@ from dataclasses import MISSING, fields
 import numpy as np
 import torch
 
-from fastp2p.train.engine import ENGINE_COUNTERS
+from fastp2p.train.engine_state import ENGINE_COUNTERS
 from fastp2p.train.finite import first_nonfinite
 from fastp2p.train.trainer import Progress
 
