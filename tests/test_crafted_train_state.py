@@ -237,7 +237,7 @@ CRAFTS = [_unexpected_progress_key, _no_optimizer_state, _short_numpy_keys, _sho
           _epoch_count_after_the_epoch, _epoch_count_past_int64, _epoch_loss_sum_past_any_float,
           _images_past_int64, _adam_weight_decay_past_any_float]
 # structure fine, but not what this engine wrote (torch.optim loads it, and the first step
-# failed mid-training or, maximizing, trained G uphill): the engine's one line, no path
+# failed mid-training or, maximizing, trained G uphill): the engine's one line, after the file
 OTHER_ENGINES = {
     _adam_moment_of_another_shape: "optimizer_D: exp_avg of parameter 0 is",
     _adam_without_a_moment: "optimizer_D: the state of parameter 0 lacks ['exp_avg']",
@@ -275,9 +275,11 @@ def test_a_crafted_state_is_refused_in_one_line_before_anything_is_written(train
 
 
 @pytest.mark.parametrize("craft", OTHER_ENGINES, ids=[c.__name__[1:] for c in OTHER_ENGINES])
-def test_a_state_of_another_engine_is_refused_in_one_line(trained, tmp_path, capsys, craft):
+def test_a_state_of_another_engine_is_refused_in_one_line_naming_the_file(trained, tmp_path,
+                                                                         capsys, craft):
     """torch.optim loads Adam states of any shape and settings: the first step failed
-    mid-training, or used them."""
+    mid-training, or used them. The line names the file, as the other refusals of a training
+    state do (it named none)."""
     data, checkpoints = trained
     copy = tmp_path / "ck"
     shutil.copytree(checkpoints, copy)
@@ -287,6 +289,7 @@ def test_a_state_of_another_engine_is_refused_in_one_line(trained, tmp_path, cap
     assert main(train_argv(data, copy, "--continue_train", "--n_epochs", "2",
                            "--n_epochs_decay", "0")) != 0
     line = one_line(capsys.readouterr().err)
+    assert f"{copy / 'tiny' / 'latest_train_state.pth'}: " in line, line
     assert OTHER_ENGINES[craft] in line, line
 
 

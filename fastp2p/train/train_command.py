@@ -243,14 +243,14 @@ def run(args: argparse.Namespace, times=None) -> int:
                 replaced_run = checkpoints.saved_sets()
                 remove_reports(checkpoints.path)
         state = None
+        state_path = checkpoints.file(args.epoch, TRAIN_STATE_SUFFIX)
         if args.continue_train:
             if checkpoints.holds_networks_only(args.epoch):
                 say(_networks_only_notice(checkpoints, args))
             else:
                 # the training state first: an older fastp2p's file is reported as such
                 state = checkpoints.load_train_state(args.epoch)
-                _refuse_unknown_train_state(state, checkpoints.file(args.epoch,
-                                                                    TRAIN_STATE_SUFFIX))
+                _refuse_unknown_train_state(state, state_path)
             checkpoints.load_network(netG, args.epoch, "G")
             checkpoints.load_network(netD, args.epoch, "D")
         sync = args.norm == "syncbatch"
@@ -286,6 +286,8 @@ def run(args: argparse.Namespace, times=None) -> int:
             except ResumeError as err:
                 print(f"fastp2p train: error: {err}", file=sys.stderr)
                 return 2
+            except ValueError as err:  # the state does not fit this run's networks and engine
+                raise ValueError(f"{state_path}: {err}") from err
             say(f"resumed {checkpoints.path} at epoch {trainer.progress.epoch}, step "
                 f"{engine.steps}")
             if schedule.epoch_count != args.epoch_count:
