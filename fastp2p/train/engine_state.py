@@ -13,6 +13,8 @@ import torch
 
 # the engine's own tensors in its state (each kept as the attribute "_" + name)
 ENGINE_COUNTERS = ("loss_sums", "device_step", "first_nonfinite_step")
+# what every engine state holds (the others may be absent: older fastp2p versions' states)
+REQUIRED_ENGINE_KEYS = frozenset({"optimizer_G", "optimizer_D", "lr", "steps", "rng"})
 
 
 def check_engine_state(state: dict, optimizers: dict, counters: dict) -> None:
@@ -20,7 +22,7 @@ def check_engine_state(state: dict, optimizers: dict, counters: dict) -> None:
     engine whose ``optimizers`` ({"optimizer_G": ..., "optimizer_D": ...}) and ``counters``
     (its ENGINE_COUNTERS tensors, by name) are given; both optimizers are checked before
     either is loaded."""
-    missing = {"optimizer_G", "optimizer_D", "lr", "steps", "rng"} - set(state)
+    missing = REQUIRED_ENGINE_KEYS - set(state)
     if missing:
         raise ValueError(f"engine state lacks {sorted(missing)}: not a Pix2PixEngine state")
     for name, optimizer in optimizers.items():

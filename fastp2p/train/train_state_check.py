@@ -14,7 +14,7 @@ from dataclasses import MISSING, fields
 import numpy as np
 import torch
 
-from fastp2p.train.engine_state import ENGINE_COUNTERS
+from fastp2p.train.engine_state import ENGINE_COUNTERS, REQUIRED_ENGINE_KEYS
 from fastp2p.train.finite import first_nonfinite
 from fastp2p.train.trainer import Progress
 
@@ -214,7 +214,7 @@ def train_state_problem(state) -> str | None:
     engine = state["engine"]
     if not isinstance(engine, dict):
         return "'engine' is not a dict"
-    missing = sorted({"optimizer_G", "optimizer_D", "lr", "steps", "rng"} - set(engine))
+    missing = sorted(REQUIRED_ENGINE_KEYS - set(engine))
     if missing:
         return f"'engine' lacks {missing}"
     if not all(map(_is_count, (engine["steps"], engine.get("steps_since_read", 0)))):
