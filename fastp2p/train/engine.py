@@ -66,7 +66,7 @@ from fastp2p.ops.step_losses import (LossTally, d_step_losses_and_grads,
                                      g_step_losses_and_grads)
 from fastp2p.train import optimizer_overlap as overlap
 from fastp2p.train.distributed import dropout_seed_shift
-from fastp2p.train.engine_state import ENGINE_COUNTERS, check_engine_state
+from fastp2p.train.engine_state import ENGINE_COUNTERS, check_engine_state, dropout_stream_owner
 from fastp2p.train.finite import first_nonfinite, training_tensors
 from fastp2p.train.step_streams import SideStream, StepStreams, real_pair_may_start_first
 from fastp2p.train.wgrad_streams import WgradSideStreams
@@ -91,15 +91,6 @@ def _check_single_process_cuda(option: str, off_hint: str, device: torch.device,
     if any(isinstance(net, DistributedDataParallel) for net in nets):
         raise ValueError(f"{option}=True is not supported with DistributedDataParallel; "
                          f"use {option}=False{off_hint} for multi-process training")
-
-
-def _without_ddp_module(name: str) -> str:
-    """A dropout stream's name as states saved under torchrun by older fastp2p versions gave it
-    ("netG.module.<name>", the DDP wrapper's child) without the wrapper ("netG.<name>")."""
-    label, _, rest = name.partition(".")
-    if rest == "module":
-        return label
-    return f"{label}.{rest[len('module.'):]}" if rest.startswith("module.") else name
 
 
 class Pix2PixEngine:
@@ -319,12 +310,13 @@ class Pix2PixEngine:
         }
 
     def load_state_dict(self, state: dict) -> None:
-        """Resume from ``state_dict()``; a state that does not fit this engine's optimizers and
-        counters is refused with a ValueError before anything is loaded
-        (``fastp2p.train.engine_state``)."""
+        """Resume from ``state_dict()``; a state that does not fit this engine's optimizers,
+        counters and networks' dropout streams is refused with a ValueError before anything is
+        loaded (``fastp2p.train.engine_state``)."""
+        owners = self._dropout_stream_owners()
         check_engine_state(state, {"optimizer_G": self.optimizer_G,
                                    "optimizer_D": self.optimizer_D},
-                           {name: getattr(self, "_" + name) for name in ENGINE_COUNTERS})
+                           {name: getattr(self, "_" + name) for name in ENGINE_COUNTERS}, owners)
         self.optimizer_G.load_state_dict(state["optimizer_G"])
         self.optimizer_D.load_state_dict(state["optimizer_D"])
         if self._lr is not None:
@@ -340,14 +332,8 @@ class Pix2PixEngine:
             if name in state:
                 getattr(self, "_" + name).copy_(state[name])
         self.load_rng_state(state["rng"])
-        owners = self._dropout_stream_owners()
         for name, (seed, offset) in state.get("dropout_rng", {}).items():
-            owner = owners.get(name) or owners.get(_without_ddp_module(name))
-            if owner is None:
-                raise ValueError(f"the training state's dropout stream {name!r} belongs to no "
-                                 f"module of these networks (theirs: {sorted(owners)}); resume "
-                                 "with the options the state was saved with")
-            module, shift = owner
+            module, shift = dropout_stream_owner(owners, name)
             module.dropout_rng.copy_(torch.tensor(
                 [(int(seed) + shift) & 0xFFFFFFFF, int(offset)], dtype=torch.int64))
         # Loading replaced the optimizer state tensors a captured graph would point at.

@@ -5,8 +5,9 @@ as it was.
 torch.optim loads an Adam state of any shape and settings as it is: the first step then fails
 mid-training, or silently uses it (moments cast to the parameter's type, a state under an
 index no group lists left unused, amsgrad or maximize turned on). So the optimizers' states are
-checked against the engine's optimizers here, and the engine's counters against its own
-tensors. (Whether a whole ``*_train_state.pth`` has the structure fastp2p writes is
+checked against the engine's optimizers here, the engine's counters against its own
+tensors, and the saved dropout streams against the networks' modules. (Whether a whole
+``*_train_state.pth`` has the structure fastp2p writes is
 ``fastp2p.train.train_state_check``'s to say.)
 """
 import torch
@@ -17,11 +18,13 @@ ENGINE_COUNTERS = ("loss_sums", "device_step", "first_nonfinite_step")
 REQUIRED_ENGINE_KEYS = frozenset({"optimizer_G", "optimizer_D", "lr", "steps", "rng"})
 
 
-def check_engine_state(state: dict, optimizers: dict, counters: dict) -> None:
+def check_engine_state(state: dict, optimizers: dict, counters: dict,
+                       dropout_owners: dict) -> None:
     """A one-line ValueError if ``state`` (a ``Pix2PixEngine.state_dict()``) does not fit the
-    engine whose ``optimizers`` ({"optimizer_G": ..., "optimizer_D": ...}) and ``counters``
-    (its ENGINE_COUNTERS tensors, by name) are given; both optimizers are checked before
-    either is loaded."""
+    engine whose ``optimizers`` ({"optimizer_G": ..., "optimizer_D": ...}), ``counters``
+    (its ENGINE_COUNTERS tensors, by name) and ``dropout_owners`` (the modules owning its
+    networks' dropout streams, by "netG.<name>" / "netD.<name>") are given; both optimizers
+    are checked before either is loaded."""
     missing = REQUIRED_ENGINE_KEYS - set(state)
     if missing:
         raise ValueError(f"engine state lacks {sorted(missing)}: not a Pix2PixEngine state")
@@ -36,6 +39,27 @@ def check_engine_state(state: dict, optimizers: dict, counters: dict) -> None:
                                   and state[name].dtype == ours.dtype):
             raise ValueError(f"the training state's {name} is not a {ours.dtype} tensor of "
                              f"shape {tuple(ours.shape)}: not a state this engine wrote")
+    for name in state.get("dropout_rng", {}):
+        if dropout_stream_owner(dropout_owners, name) is None:
+            raise ValueError(f"the training state's dropout stream {name!r} belongs to no "
+                             f"module of these networks (theirs: {sorted(dropout_owners)}); "
+                             "resume with the options the state was saved with")
+
+
+def dropout_stream_owner(owners: dict, name: str):
+    """The entry of ``owners`` (by "netG.<name>" / "netD.<name>") for the saved dropout stream
+    ``name``, also under the name states saved under torchrun by older fastp2p versions gave
+    it; None when no module owns it."""
+    return owners.get(name) or owners.get(_without_ddp_module(name))
+
+
+def _without_ddp_module(name: str) -> str:
+    """A dropout stream's name as states saved under torchrun by older fastp2p versions gave it
+    ("netG.module.<name>", the DDP wrapper's child) without the wrapper ("netG.<name>")."""
+    label, _, rest = name.partition(".")
+    if rest == "module":
+        return label
+    return f"{label}.{rest[len('module.'):]}" if rest.startswith("module.") else name
 
 
 # Adam's settings that Pix2PixEngine never changes: a saved state must hold its own values
