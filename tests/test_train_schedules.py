@@ -58,10 +58,23 @@ def test_plateau_matches_reduce_lr_on_plateau():
     assert got == pytest.approx(expected)
     assert min(got) < 2e-4
     restored = LRSchedule("plateau", 2e-4, n_epochs=1, n_epochs_decay=0)
-    restored.load_state_dict(schedule.state_dict())
+    restored.load_state_dict(schedule.state_dict(), epoch=99)
     assert restored.lr_for_epoch(99) == schedule.lr_for_epoch(99)
     schedule.observe(math.nan)  # a non-finite epoch metric is ignored
     assert schedule.state_dict() == restored.state_dict()
+
+
+@pytest.mark.parametrize("policy, counts", [
+    ("linear", {"n_epochs": 1, "n_epochs_decay": 10 ** 400}),
+    ("cosine", {"n_epochs": 10 ** 400, "n_epochs_decay": 0}),
+], ids=["linear-decay-past-any-float", "cosine-n_epochs-past-any-float"])
+def test_counts_past_any_float_give_the_schedules_lrs(policy, counts):
+    """The options take any int: a float() of one raised OverflowError (a traceback)."""
+    schedule = LRSchedule(policy, 2e-4, **counts)
+    assert schedule.lr_for_epoch(1) == 2e-4
+    # a tenth of the decay, of the cosine's half period
+    assert schedule.lr_for_epoch(10 ** 399) == pytest.approx(
+        1.8e-4 if policy == "linear" else 1e-4 * (1 + math.cos(math.pi / 10)))
 
 
 def test_bad_policy_raises():

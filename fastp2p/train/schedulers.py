@@ -44,12 +44,14 @@ class LRSchedule:
     def lr_for_epoch(self, epoch: int) -> float:
         """The lr for (1-based) ``epoch``."""
         epochs_done = epoch - self.epoch_count
+        # int / int: exact for counts past any float (--n_epochs_decay 10**400), which a float
+        # of the divisor is not (OverflowError)
         if self.policy == "linear":
-            factor = 1.0 - max(0, epoch - self.n_epochs) / float(self.n_epochs_decay + 1)
+            factor = 1.0 - max(0, epoch - self.n_epochs) / (self.n_epochs_decay + 1)
         elif self.policy == "step":
             factor = 0.1 ** (epochs_done // self.lr_decay_iters)
         elif self.policy == "cosine":
-            factor = 0.5 * (1.0 + math.cos(math.pi * epochs_done / self.n_epochs))
+            factor = 0.5 * (1.0 + math.cos(math.pi * (epochs_done / self.n_epochs)))
         else:
             factor = self.plateau_scale
         return self.base_lr * factor
@@ -72,12 +74,22 @@ class LRSchedule:
         return {"plateau_scale": self.plateau_scale, "best_metric": self.best_metric,
                 "bad_epochs": self.bad_epochs, "epoch_count": self.epoch_count}
 
-    def load_state_dict(self, state: dict) -> None:
+    def load_state_dict(self, state: dict, *, epoch: int) -> None:
         """The saved schedule, counted from the saved run's first epoch (a resumed run's
         --epoch_count does not shift its lrs); states of older fastp2p versions, without
-        ``epoch_count``, keep this schedule's."""
-        if "epoch_count" in state:
-            self.epoch_count = int(state["epoch_count"])
+        ``epoch_count``, keep this schedule's (the command line's --epoch_count), which must
+        then be at most ``epoch``, the saved epoch the run resumes at: the schedule is not
+        defined before its first epoch (with --lr_policy step, its lr there was --lr times a
+        power of 10, past any float for a large --epoch_count), and whatever the policy, the
+        run's next state would be refused as one fastp2p never writes. Raises ValueError,
+        changing nothing, for such a state."""
+        if "epoch_count" not in state and self.epoch_count > epoch:
+            raise ValueError(
+                f"saved by an older fastp2p, which did not record the epoch its run started at, "
+                f"so its lr schedule would count from --epoch_count {self.epoch_count}, after "
+                f"epoch {epoch} where it resumes; give the --epoch_count that run started at "
+                f"(1 unless it was given another), at most {epoch}")
+        self.epoch_count = int(state.get("epoch_count", self.epoch_count))
         self.plateau_scale = float(state["plateau_scale"])
         self.best_metric = float(state["best_metric"])
         self.bad_epochs = int(state["bad_epochs"])
