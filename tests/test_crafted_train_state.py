@@ -221,6 +221,15 @@ def _adam_weight_decay_past_any_float(state):
     state["engine"]["optimizer_D"]["param_groups"][0]["weight_decay"] = 10**400
 
 
+def _dropout_stream_of_no_module(state):
+    state["engine"]["dropout_rng"]["netG.model.7"] = torch.tensor([0, 5])
+
+
+def _a_parameter_group_short_of_a_parameter(state):
+    optimizer = state["engine"]["optimizer_D"]
+    optimizer["state"].pop(optimizer["param_groups"][0]["params"].pop(), None)
+
+
 CRAFTS = [_unexpected_progress_key, _no_optimizer_state, _short_numpy_keys, _short_torch_rng,
           _python_keys_of_text, _epoch_as_text, _no_schedule, _lr_as_text,
           _dropout_stream_of_three, _negative_epoch_images, _epoch_zero, _negative_steps,
@@ -252,6 +261,11 @@ OTHER_ENGINES = {
     _moments_under_unlisted_indices: "optimizer_D: it holds the state of parameter(s) [0, 1, 2,",
     _a_parameter_listed_twice: "optimizer_D: the parameter groups list a parameter index more "
                                "than once",
+    # refused by the engine after the optimizers, lr and RNG were loaded (and the run had
+    # written its options file, loss log and page)
+    _dropout_stream_of_no_module: "dropout stream 'netG.model.7' belongs to no module",
+    # torch.optim's own refusal
+    _a_parameter_group_short_of_a_parameter: "doesn't match the size of optimizer's group",
 }
 
 
@@ -265,13 +279,13 @@ def test_a_crafted_state_is_refused_in_one_line_before_anything_is_written(train
     state = _load_state(folder)
     craft(state)
     _write_with_manifest(folder, state)
-    before = folder_files(folder)
+    before = folder_files(folder, mtimes=True)
     assert main(train_argv(data, copy, "--continue_train", "--n_epochs", "2",
                            "--n_epochs_decay", "0")) == 1
     line = one_line(capsys.readouterr().err)
     assert f"{folder / 'latest_train_state.pth'}: not a fastp2p training state (" in line
     assert "resume from another --epoch or start again without --continue_train" in line
-    assert folder_files(folder) == before   # loss log, options, pages: as they were
+    assert folder_files(folder, mtimes=True) == before   # loss log, options, pages: untouched
 
 
 @pytest.mark.parametrize("craft", OTHER_ENGINES, ids=[c.__name__[1:] for c in OTHER_ENGINES])
@@ -279,18 +293,23 @@ def test_a_state_of_another_engine_is_refused_in_one_line_naming_the_file(traine
                                                                          capsys, craft):
     """torch.optim loads Adam states of any shape and settings: the first step failed
     mid-training, or used them. The line names the file, as the other refusals of a training
-    state do (it named none)."""
+    state do (it named none), and the refused run changed nothing in the folder: it had
+    rewritten train_opt.txt with its own options (which a later --continue_train compares
+    with) and the loss log."""
     data, checkpoints = trained
     copy = tmp_path / "ck"
     shutil.copytree(checkpoints, copy)
-    state = _load_state(copy / "tiny")
+    folder = copy / "tiny"
+    state = _load_state(folder)
     craft(state)
-    _write_with_manifest(copy / "tiny", state)
+    _write_with_manifest(folder, state)
+    before = folder_files(folder, mtimes=True)
     assert main(train_argv(data, copy, "--continue_train", "--n_epochs", "2",
                            "--n_epochs_decay", "0")) != 0
     line = one_line(capsys.readouterr().err)
-    assert f"{copy / 'tiny' / 'latest_train_state.pth'}: " in line, line
+    assert f"{folder / 'latest_train_state.pth'}: " in line, line
     assert OTHER_ENGINES[craft] in line, line
+    assert folder_files(folder, mtimes=True) == before
 
 
 def test_the_states_fastp2p_writes_pass_the_check(trained):

@@ -15,8 +15,8 @@ from fastp2p.train.engine import Pix2PixEngine
 from fastp2p.train.schedulers import LRSchedule
 from fastp2p.train.trainer import ResumeError, Trainer
 from helpers.data_helpers import data_args
-from helpers.train_helpers import (one_line, signal_after_step, tiny_networks, train_argv,
-                                   write_aligned_dataset)
+from helpers.train_helpers import (folder_files, one_line, signal_after_step, tiny_networks,
+                                   train_argv, write_aligned_dataset)
 
 
 @pytest.fixture(scope="module")
@@ -91,9 +91,12 @@ def test_resume_at_an_image_off_the_new_batch_boundary_is_refused(six_pairs, tmp
         signal_after_step(patch, 1)
         assert main(train_argv(six_pairs, tmp_path, "--batch_size", "2")) == 128 + signal.SIGINT
     capsys.readouterr()
+    before = folder_files(tmp_path / "tiny", mtimes=True)
     assert main(train_argv(six_pairs, tmp_path, "--continue_train", "--batch_size", "3")) == 2
     line = one_line(capsys.readouterr().err)
     assert "--batch_size 2 x 1" in line and "--batch_size 3 x 1" in line and "image 2" in line
+    # it had rewritten train_opt.txt with --batch_size 3, and the loss log
+    assert folder_files(tmp_path / "tiny", mtimes=True) == before
 
 
 def _trainer(tmp_path, batch_size, world_size):

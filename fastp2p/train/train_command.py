@@ -261,6 +261,23 @@ def run(args: argparse.Namespace, times=None) -> int:
         schedule = LRSchedule(args.lr_policy, args.lr, n_epochs=args.n_epochs,
                               n_epochs_decay=args.n_epochs_decay, epoch_count=args.epoch_count,
                               lr_decay_iters=args.lr_decay_iters)
+        if times is None:
+            times = StageTimes()
+        if info.device.type == "cuda":
+            times.sync = lambda: torch.cuda.synchronize(info.device)
+        trainer = Trainer(args, engine, netG, netD, schedule, checkpoints, is_main=info.is_main,
+                          world_size=info.world_size, say=say, times=times,
+                          replaced_run=replaced_run)
+        if state is not None:
+            # before the run writes anything: a refused state leaves its folder as it was
+            # (the options file a later --continue_train compares with, the loss log, the page)
+            try:
+                trainer.resume(state, loader)
+            except ResumeError as err:
+                print(f"fastp2p train: error: {err}", file=sys.stderr)
+                return 2
+            except ValueError as err:  # the state does not fit this run's networks and engine
+                raise ValueError(f"{state_path}: {err}") from err
         page = loss_log = None
         if info.is_main:
             if state is not None:
@@ -273,21 +290,8 @@ def run(args: argparse.Namespace, times=None) -> int:
             loss_log = LossLog(checkpoints.path / LOSS_LOG,
                                resume_step=state["engine"]["steps"] if state else None)
             trackers = open_trackers(args, checkpoints.path, "train")
-        if times is None:
-            times = StageTimes()
-        if info.device.type == "cuda":
-            times.sync = lambda: torch.cuda.synchronize(info.device)
-        trainer = Trainer(args, engine, netG, netD, schedule, checkpoints, is_main=info.is_main,
-                          world_size=info.world_size, page=page, loss_log=loss_log, say=say,
-                          trackers=trackers, times=times, replaced_run=replaced_run)
+            trainer.report_to(page, loss_log, trackers)
         if state is not None:
-            try:
-                trainer.resume(state, loader)
-            except ResumeError as err:
-                print(f"fastp2p train: error: {err}", file=sys.stderr)
-                return 2
-            except ValueError as err:  # the state does not fit this run's networks and engine
-                raise ValueError(f"{state_path}: {err}") from err
             say(f"resumed {checkpoints.path} at epoch {trainer.progress.epoch}, step "
                 f"{engine.steps}")
             if schedule.epoch_count != args.epoch_count:

@@ -181,23 +181,21 @@ def _crossed(before: int, after: int, every: int) -> bool:
 class Trainer:
     """Runs epochs of ``engine`` steps over ``loader``; rank 0 writes checkpoints and reports.
 
-    ``checkpoints``: a CheckpointFolder; ``page`` / ``loss_log``: TrainingPage / LossLog on the
-    main process, None elsewhere (``page`` also None with --no_html); ``say``: prints a line
-    (tqdm-safe) on the main process; ``trackers``: TensorBoard / W&B (fastp2p.train.trackers)
-    that get the losses and samples too; ``times``: a StageTimes that the loop's stages are
-    timed into; ``replaced_run``: the checkpoint sets of the run that --overwrite replaces
-    (``CheckpointFolder.saved_sets()``), removed once this run's first save is on disk, so a
-    run that saves nothing leaves them as they were.
+    ``checkpoints``: a CheckpointFolder; ``say``: prints a line (tqdm-safe) on the main
+    process; ``times``: a StageTimes that the loop's stages are timed into; ``replaced_run``:
+    the checkpoint sets of the run that --overwrite replaces (``CheckpointFolder.saved_sets()``),
+    removed once this run's first save is on disk, so a run that saves nothing leaves them as
+    they were. It reports nowhere until ``report_to`` is called.
     """
 
     def __init__(self, args, engine, netG, netD, schedule, checkpoints, *, is_main=True,
-                 world_size=1, page=None, loss_log=None, say=print, trackers=(), times=None,
-                 replaced_run=None):
+                 world_size=1, say=print, times=None, replaced_run=None):
         self.args, self.engine, self.netG, self.netD = args, engine, netG, netD
         self.schedule, self.checkpoints = schedule, checkpoints
         self.is_main, self.world_size = is_main, world_size
-        self.page, self.loss_log, self.say = page, loss_log, say
-        self.trackers = list(trackers)
+        self.say = say
+        self.page = self.loss_log = None
+        self.trackers = []
         self.times = times if times is not None else StageTimes()
         # As the reference's loop: epochs epoch_count .. n_epochs + n_epochs_decay.
         self.last_epoch = args.n_epochs + args.n_epochs_decay
@@ -209,6 +207,14 @@ class Trainer:
         self.writer = BackgroundWriter()
         self.replaced_run = replaced_run or None
         self._report_warnings = set()  # kinds of report errors said (writer thread)
+
+    def report_to(self, page=None, loss_log=None, trackers=()) -> None:
+        """Where the loop reports: ``page`` / ``loss_log``: TrainingPage / LossLog on the main
+        process, None elsewhere (``page`` also None with --no_html); ``trackers``: TensorBoard /
+        W&B (fastp2p.train.trackers) that get the losses and samples too. Given apart from the
+        constructor because opening them writes into the run's folder, which a run does only
+        once ``resume`` has accepted its state."""
+        self.page, self.loss_log, self.trackers = page, loss_log, list(trackers)
 
     # ---- state ------------------------------------------------------------------------------
     def train_state(self) -> dict:
@@ -227,11 +233,10 @@ class Trainer:
         (this run's), the position in the epoch is taken in images, so another batch size or
         number of processes resumes at the same image; raises ResumeError when it cannot.
         ``state`` is one ``CheckpointFolder.load_train_state`` checked; what can still fail (the
-        position with this run's sizes, an older state's lr schedule with this --epoch_count, the
-        optimizers with these networks) is tried before anything else of this trainer or the
-        process's RNGs is changed; a state without the structure ``train_state()`` writes
-        (crafted, with its manifest recomputed) is refused with a ValueError before anything is
-        changed."""
+        position with this run's sizes, the optimizers with these networks) is tried before
+        anything else of this trainer or the process's RNGs is changed; a state without the
+        structure ``train_state()`` writes (crafted, with its manifest recomputed) is refused
+        with a ValueError before anything is changed."""
         from fastp2p.train.train_state_check import train_state_problem  # imports this module
         problem = train_state_problem(state)
         if problem:
@@ -243,8 +248,8 @@ class Trainer:
                                      * self.world_size)
         elif loader is not None:
             progress.epoch_batches = self._batches_done(loader, progress)
-        self.schedule.load_state_dict(state["schedule"], epoch=progress.epoch)
         self.engine.load_state_dict(state["engine"])
+        self.schedule.load_state_dict(state["schedule"])
         python_rng, numpy_rng = state["python_rng"], state["numpy_rng"]
         random.setstate((python_rng["version"], tuple(python_rng["keys"]),
                          python_rng["gaussian"]))

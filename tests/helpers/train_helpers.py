@@ -110,25 +110,12 @@ def one_line(text: str) -> str:
     return lines[0]
 
 
-def folder_files(folder) -> dict:
-    """Every file under ``folder``, as {path relative to it: bytes}."""
-    return {str(path.relative_to(folder)): path.read_bytes()
+def folder_files(folder, mtimes=False) -> dict:
+    """Every file under ``folder``, as {path relative to it: bytes}; with ``mtimes``, {path:
+    (bytes, modification time in ns)}, so that a file rewritten with the same bytes shows."""
+    return {str(path.relative_to(folder)): (path.read_bytes(), path.stat().st_mtime_ns)
+            if mtimes else path.read_bytes()
             for path in sorted(folder.rglob("*")) if path.is_file()}
-
-
-def write_train_state_with_manifest(folder, state, label="latest"):
-    """``state`` as ``label``'s training state in the run folder ``folder``, its manifest's size
-    and SHA-256 made to match (a state as an older fastp2p, or a hand, wrote it)."""
-    import hashlib
-    import json
-
-    path = folder / f"{label}_train_state.pth"
-    torch.save(state, path)
-    data = path.read_bytes()
-    manifest_path = folder / f"{label}_checkpoint.json"
-    manifest = json.loads(manifest_path.read_text())
-    manifest["files"][path.name].update(size=len(data), sha256=hashlib.sha256(data).hexdigest())
-    manifest_path.write_text(json.dumps(manifest))
 
 
 def signal_after_step(monkeypatch, step, signal_number=None):
