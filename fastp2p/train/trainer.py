@@ -233,10 +233,11 @@ class Trainer:
         (this run's), the position in the epoch is taken in images, so another batch size or
         number of processes resumes at the same image; raises ResumeError when it cannot.
         ``state`` is one ``CheckpointFolder.load_train_state`` checked; what can still fail (the
-        position with this run's sizes, the optimizers with these networks) is tried before
-        anything else of this trainer or the process's RNGs is changed; a state without the
-        structure ``train_state()`` writes (crafted, with its manifest recomputed) is refused
-        with a ValueError before anything is changed."""
+        position with this run's sizes, an older state's lr schedule with this --epoch_count, the
+        optimizers with these networks) is tried before anything else of this trainer or the
+        process's RNGs is changed; a state without the structure ``train_state()`` writes
+        (crafted, with its manifest recomputed) is refused with a ValueError before anything is
+        changed."""
         from fastp2p.train.train_state_check import train_state_problem  # imports this module
         problem = train_state_problem(state)
         if problem:
@@ -248,8 +249,8 @@ class Trainer:
                                      * self.world_size)
         elif loader is not None:
             progress.epoch_batches = self._batches_done(loader, progress)
+        self.schedule.load_state_dict(state["schedule"], epoch=progress.epoch)
         self.engine.load_state_dict(state["engine"])
-        self.schedule.load_state_dict(state["schedule"])
         python_rng, numpy_rng = state["python_rng"], state["numpy_rng"]
         random.setstate((python_rng["version"], tuple(python_rng["keys"]),
                          python_rng["gaussian"]))

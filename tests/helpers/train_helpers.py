@@ -118,6 +118,21 @@ def folder_files(folder, mtimes=False) -> dict:
             for path in sorted(folder.rglob("*")) if path.is_file()}
 
 
+def write_train_state_with_manifest(folder, state, label="latest"):
+    """``state`` as ``label``'s training state in the run folder ``folder``, its manifest's size
+    and SHA-256 made to match (a state as an older fastp2p, or a hand, wrote it)."""
+    import hashlib
+    import json
+
+    path = folder / f"{label}_train_state.pth"
+    torch.save(state, path)
+    data = path.read_bytes()
+    manifest_path = folder / f"{label}_checkpoint.json"
+    manifest = json.loads(manifest_path.read_text())
+    manifest["files"][path.name].update(size=len(data), sha256=hashlib.sha256(data).hexdigest())
+    manifest_path.write_text(json.dumps(manifest))
+
+
 def signal_after_step(monkeypatch, step, signal_number=None):
     """Deliver ``signal_number`` (SIGINT by default) to this process right after engine step
     ``step`` of every engine (the trainer then saves and exits with 128 + the signal)."""
