@@ -12,7 +12,8 @@
   is named as rewritten; forked workers do not keep the lock, and a pack whose lock file
   cannot be created (read-only) is read unlocked;
 - a re-run that finds the pack up to date writes nothing, so it is not refused while a training
-  reads the pack: `fastp2p pack DATAROOT OUT` again after adding a split packs the new split.
+  reads the pack: `fastp2p pack DATAROOT OUT` again after adding a split packs the new split;
+- a pack checking its shards holds the lock shared too: the refusal named it "a training".
 """
 import fcntl
 import multiprocessing
@@ -30,6 +31,7 @@ from fastp2p.data.folder_lock import LOCK_NAME
 from fastp2p.data.pack import pack_phase
 from fastp2p.data.packed import INDEX_NAME, STATE_NAME
 from helpers.data_helpers import data_args, make_aligned, tiny_pack_args
+from helpers.train_helpers import one_line
 
 PAIRS = 6
 
@@ -50,10 +52,15 @@ def _open(out):
 @contextmanager
 def _other_process_holding(path, how):
     """A Python process that holds ``path``'s flock (``how``: "LOCK_EX" as a running pack,
-    or "reader" as a training's dataset) until the block ends; yields its pid."""
+    "reader" as a training's dataset, or "pack check" as a pack checking the shards it would
+    keep) until the block ends; yields its pid."""
     if how == "reader":
         hold = (f"from fastp2p.data.folder_lock import ReadingLock\n"
                 f"lock = ReadingLock({str(path.parent)!r})\n")
+    elif how == "pack check":
+        hold = (f"from fastp2p.data.folder_lock import packing_folder\n"
+                f"checking = packing_folder({str(path.parent)!r})\n"
+                f"checking.__enter__()\n")
     else:
         hold = (f"import fcntl, os\nfd = os.open({str(path)!r}, os.O_RDWR | os.O_CREAT)\n"
                 f"fcntl.flock(fd, fcntl.{how})\n")
@@ -115,13 +122,29 @@ def test_pack_refuses_to_rewrite_a_pack_a_training_reads_and_names_it(packed, ca
         assert _repack(data, out, 1) == 1
         err = capsys.readouterr().err
         pids = ", ".join(map(str, sorted([pid, os.getpid()])))
-        assert (f"a training is reading this pack (pid {pids}), and this run would change it; "
-                "stop the training first") in err and "--phase" in err
+        assert (f"this pack is read now (pid {pids}) by a training or `fastp2p test`, or "
+                "checked by another `fastp2p pack`, and this run would change it; stop the "
+                "readers or let them end") in err and "--phase" in err
         assert err.count("\n") == 1
         assert {p.name: p.read_bytes() for p in (out / "train").iterdir()} == before
     assert _repack(data, out, 1) == 1       # this process's datasets still read it
     dataset.close()
     second.close()
+    assert _repack(data, out, 1) == 0
+
+
+def test_a_pack_checking_its_shards_is_named_among_the_readers_not_as_a_training(packed,
+                                                                                capsys):
+    """A pack holds the lock shared while it checks the shards it would keep, as a reader
+    does: a pack that would write meanwhile was told "a training is reading this pack"."""
+    data, out = packed
+    with _other_process_holding(out / "train" / LOCK_NAME, "pack check") as pid:
+        capsys.readouterr()
+        assert _repack(data, out, 1) == 1
+        err = one_line(capsys.readouterr().err)
+    assert (f"this pack is read now (pid {pid}) by a training or `fastp2p test`, or checked by "
+            "another `fastp2p pack`, and this run would change it") in err
+    assert "a training is reading" not in err
     assert _repack(data, out, 1) == 0
 
 

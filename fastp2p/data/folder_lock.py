@@ -9,7 +9,8 @@
   refuses to rewrite the pack while one does;
 - a re-run that changes nothing is no writer: ``packing_folder`` holds the lock shared while
   the pack checks what it would keep (minutes of checksums on a large pack, during which a
-  training may start reading), and takes it exclusively only once something is to be written.
+  training may start reading, and another pack that would write is refused as by a reader),
+  and takes it exclusively only once something is to be written.
   So `fastp2p pack DATAROOT OUT` run again, to add a split say, goes through a pack a training
   reads as long as that pack is up to date.
 
@@ -120,10 +121,13 @@ def _lock_exclusively(folder: Path, fd: int) -> None:
     except BlockingIOError:
         if _holders(fd, "WRITE"):   # another pack took it since the probe
             raise _another_pack_writing(folder, fd) from None
-        raise DataError(f"{folder}: a training is reading this pack{readers}, and this run "
-                        "would change it; stop the training first (or let it end), then run "
-                        "this command again, pack into another OUT, or pack only other phases "
-                        "with --phase") from None
+        # a shared holder is a reader (ReadingLock) or a pack checking its shards
+        # (packing_folder), which the kernel's lock does not tell apart
+        raise DataError(f"{folder}: this pack is read now{readers} by a training or `fastp2p "
+                        "test`, or checked by another `fastp2p pack`, and this run would "
+                        "change it; stop the readers or let them end (a pack's check ends by "
+                        "itself), then run this command again, pack into another OUT, or pack "
+                        "only other phases with --phase") from None
 
 
 # the reading locks this process holds, for a forked child to let go of

@@ -12,8 +12,8 @@ of the shard's source files, names, sizes and mtimes) in ``pack-state.json``, wr
 too. A re-run keeps every recorded shard whose plan is unchanged and whose checksum verifies, and
 packs only the rest; ``index.json`` appears last, so a reader never sees half a pack. One run at a
 time writes a phase folder (``folder_lock``): a second is refused at once, and so is a run that
-would change a pack a training is reading; a re-run that finds the pack up to date writes nothing,
-so it goes through while a training reads it.
+would change a pack a training is reading (or another pack is checking); a re-run that finds the
+pack up to date writes nothing, so it goes through while a training reads it.
 """
 import contextlib
 import hashlib
