@@ -136,8 +136,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--time-budget", type=_seconds, default=None, metavar="SECONDS",
                         help="wall-time budget of the whole run; jobs that would start after it, "
                              "and the one it cuts short, are reported as skipped (not failed). "
-                             "Compiled peers run last (largest batch first, then the smallest; "
-                             "max-autotune last), so they are what a budget cuts (default: none; "
+                             "Compiled peers run last (training before the reference's compiled "
+                             "inference; largest batch first, then the smallest; max-autotune "
+                             "last), so they are what a budget cuts (default: none; "
                              f"at most {LONGEST_SECONDS}, a week)")
     parser.add_argument("--out", type=Path, default=None, metavar="DIR",
                         help="folder for the JSON, markdown and PNG (default: "

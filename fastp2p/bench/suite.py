@@ -64,8 +64,8 @@ def plan_jobs(settings: SuiteSettings) -> tuple[list, list]:
     notes = list(settings.option_notes)
     training_settings = TrainingSettings(settings.config, settings.batch_sizes, settings.steps,
                                          settings.warmup, settings.device)
-    first, compiled = (training_jobs(settings.peers, training_settings)
-                       if "training" in settings.sections else ([], []))
+    first, compiled, autotuned = (training_jobs(settings.peers, training_settings)
+                                  if "training" in settings.sections else ([], [], []))
     jobs = list(first)
     if "end-to-end" in settings.sections:
         jobs += end_to_end_jobs(EndToEndSettings(settings.config, settings.batch_sizes,
@@ -78,7 +78,8 @@ def plan_jobs(settings: SuiteSettings) -> tuple[list, list]:
             settings.device, settings.config, quick=settings.quick,
             rep_ms=settings.inference_rep_ms, compile_modes=compile_modes)
         jobs += inference
-        compiled = inference_compiled + list(compiled)
+        # after the compiled training peers, the figures a short GPU window is for
+        compiled = compiled + inference_compiled
         omitted = omitted_compile_modes(torch.device(settings.device).type, compile_modes,
                                         settings.quick)
         notes += [f"inference: torch.compile of the reference, mode {mode}, not run: {why}"
@@ -89,7 +90,7 @@ def plan_jobs(settings: SuiteSettings) -> tuple[list, list]:
         jobs += micro
         if not micro:
             notes.append(f"micro: nothing to run ({_why_no_micro(settings.benchmarks_dir)})")
-    jobs += compiled
+    jobs += compiled + autotuned
     return jobs, notes
 
 
