@@ -297,15 +297,45 @@ def _dropout_args(transforms) -> tuple:
 
 
 def gemm_blocks(rows: int, cols: int, depth: int, dtype: torch.dtype, device: torch.device):
-    """(BLOCK rows, BLOCK cols, BLOCK depth, num_warps) of an implicit GEMM: powers of two from
-    16 (tl.dot's minimum) up to 64 x 64 x 32 -- 128 x 128 x 64 with 8 warps for 16-bit
-    operands on a GPU (usual tensor-core tiles; not yet tuned by a measurement). float32 keeps
-    the small tiles: its IEEE dot runs on CUDA cores, for proofs rather than speed."""
+    """(BLOCK rows, BLOCK cols, BLOCK depth) of an implicit GEMM: powers of two from 16
+    (tl.dot's minimum) up to 64 x 64 x 32 -- 128 x 128 x 64 for 16-bit operands on a GPU (usual
+    tensor-core tiles; not yet tuned by a measurement). float32 keeps the small tiles: its IEEE
+    dot runs on CUDA cores, for proofs rather than speed."""
     large = device.type == "cuda" and dtype != torch.float32
     block_rows = min(128 if large else 64, max(16, triton.next_power_of_2(rows)))
     block_cols = min(128 if large else 64, max(16, triton.next_power_of_2(cols)))
     block_depth = min(64 if large else 32, max(16, triton.next_power_of_2(depth)))
-    return block_rows, block_cols, block_depth, 8 if block_rows * block_cols >= 128 * 128 else 4
+    return block_rows, block_cols, block_depth
+
+
+def gemm_launch_options(block_rows: int, block_cols: int, per_sample: bool,
+                        device: torch.device) -> dict:
+    """num_warps and num_stages of a fused-conv GEMM launch, for both kernels' launch-options
+    functions (which benchmarks/compile_conv_fused_for_gpu.py compiles with too): 8 warps for a
+    128 x 128 tile; 3 pipeline stages, 2 when the K loop gathers per-(image, channel)
+    coefficients (``per_sample``: an instance norm's prologue or GradFold), 1 in the
+    interpreter.
+
+    Why 2: Triton's pipeliner keeps a copy of every tile the loop loads per extra stage, and
+    per-sample coefficients are two float32 tiles (64 KiB at 128 x 64) besides the 16-bit
+    operands. Measured for sm_90 (Triton 3.9 and 3.6, bf16, 128 x 128 x 64, 8 warps,
+    channels-last operands), against its 232448 bytes per block (benchmarks/sm90.py): at 3
+    stages wgrad needs 393216 bytes with an instance-norm prologue and fold, 221184 to 262144
+    with one of them, dgrad 262144 with an instance fold, the forward 229376 with an
+    instance-norm prologue; at 2 stages at most 212992. Without per-sample coefficients 3
+    stages need at most 132096."""
+    if device.type == "cpu":
+        stages = 1
+    else:
+        stages = 2 if per_sample else 3
+    return dict(num_warps=8 if block_rows * block_cols >= 128 * 128 else 4, num_stages=stages)
+
+
+def conv_fused_launch_options(constexprs: dict, device: torch.device) -> dict:
+    """num_warps and num_stages of a _conv_fused_kernel launch with these constexprs."""
+    return gemm_launch_options(
+        constexprs["BLOCK_M"], constexprs["BLOCK_N"],
+        AFFINE_PER_SAMPLE in (constexprs["AFFINE_A"], constexprs["AFFINE_B"]), device)
 
 
 def output_size(size: int, kernel: int, stride: int, padding: int, transposed: bool) -> int:
@@ -348,8 +378,7 @@ def _launch(sources, transforms, weight, weight_roles, bias, y, *, kernel_size, 
                          f"stride {stride}")
     phase_stride = stride if transposed else 1
     QH, QW = triton.cdiv(OH, phase_stride), triton.cdiv(OW, phase_stride)
-    block_m, block_n, block_k, num_warps = gemm_blocks(QH * QW, CO, max(CA, CB), a.dtype,
-                                                       a.device)
+    block_m, block_n, block_k = gemm_blocks(QH * QW, CO, max(CA, CB), a.dtype, a.device)
     tiles_per_phase = triton.cdiv(QH * QW, block_m)
     T = phase_stride * phase_stride * tiles_per_phase
     if partials:
@@ -368,19 +397,20 @@ def _launch(sources, transforms, weight, weight_roles, bias, y, *, kernel_size, 
     w_out, w_in = weight_roles
     ws = weight.stride()
     grid = (N * T, triton.cdiv(CO, block_n))
+    constexprs = dict(
+        STRIDE=stride, PADDING=padding, KH=KH, KW=KW, TRANSPOSED=transposed, TWO_SOURCES=two,
+        AFFINE_A=aff_a, ACTIVATION_A=act_a, DROPOUT_A=drop_a, FOLD_A=folding,
+        AFFINE_B=aff_b, ACTIVATION_B=act_b, DROPOUT_B=drop_b,
+        HAS_BIAS=bias is not None, TANH=tanh, DGRAD=dgrad_input is not None, PARTIALS=partials,
+        AFFINE_X=aff_x, ACTIVATION_X=act_x, DROPOUT_X=drop_x,
+        BLOCK_M=block_m, BLOCK_N=block_n, BLOCK_K=block_k)
     _conv_fused_kernel[grid](
         a, *a_args, fold_y, b, *b_args, weight, bias if bias is not None else a, y, x, *x_args,
         *part_args, CA, CB, H, W, CO, OH, OW, QH, QW, tiles_per_phase, T,
         *a.stride(), *fold_y.stride(), *b.stride(), ws[w_out], ws[w_in], ws[2], ws[3],
         *y.stride(), *x.stride(),
         float(slope), threshold, keep_scale,
-        STRIDE=stride, PADDING=padding, KH=KH, KW=KW, TRANSPOSED=transposed, TWO_SOURCES=two,
-        AFFINE_A=aff_a, ACTIVATION_A=act_a, DROPOUT_A=drop_a, FOLD_A=folding,
-        AFFINE_B=aff_b, ACTIVATION_B=act_b, DROPOUT_B=drop_b,
-        HAS_BIAS=bias is not None, TANH=tanh, DGRAD=dgrad_input is not None, PARTIALS=partials,
-        AFFINE_X=aff_x, ACTIVATION_X=act_x, DROPOUT_X=drop_x,
-        BLOCK_M=block_m, BLOCK_N=block_n, BLOCK_K=block_k, num_warps=num_warps,
-        num_stages=1 if a.device.type == "cpu" else 3)
+        **constexprs, **conv_fused_launch_options(constexprs, a.device))
     return out
 
 

@@ -12,8 +12,10 @@ import triton.language as tl
 
 from fastp2p.kernels.conv_fused import (IDENTITY, GradFold, InputTransform, _affine_code,
                                         _check_storage, _check_transform, _dropout_args,
-                                        _transform_args, fold_code, gemm_blocks)
-from fastp2p.kernels.conv_fused_tiles import _load_activated, _load_folded_grad
+                                        _transform_args, fold_code, gemm_blocks,
+                                        gemm_launch_options)
+from fastp2p.kernels.conv_fused_tiles import (AFFINE_PER_SAMPLE, _load_activated,
+                                              _load_folded_grad)
 from fastp2p.kernels.norm_act_tiles import _rng_start
 
 
@@ -103,6 +105,15 @@ def _bias_grad_kernel(
     tl.store(DB_ptr + split * CO + co, tl.sum(acc, axis=0), mask=co_ok)
 
 
+def conv_wgrad_launch_options(constexprs: dict, device: torch.device) -> dict:
+    """num_warps and num_stages of a _conv_wgrad_kernel launch with these constexprs
+    (conv_fused.gemm_launch_options: the prologue's and the fold's coefficients are both loaded
+    in the pixel loop)."""
+    return gemm_launch_options(
+        constexprs["BLOCK_CI"], constexprs["BLOCK_CO"],
+        AFFINE_PER_SAMPLE in (constexprs["AFFINE"], constexprs["AFFINE_FOLD"]), device)
+
+
 # Programs a wgrad or bias-gradient launch aims for (None: 1 split in the interpreter, else 4
 # per SM).
 WGRAD_PROGRAMS = None
@@ -132,7 +143,7 @@ def conv_fused_wgrad(grad_y, x, transform: InputTransform = IDENTITY, *, kernel_
     N, C, H, W = x.shape
     _, CO, OH, OW = grad_y.shape
     KH, KW = kernel_size
-    block_ci, block_co, block_p, num_warps = gemm_blocks(C, CO, 64, x.dtype, x.device)
+    block_ci, block_co, block_p = gemm_blocks(C, CO, 64, x.dtype, x.device)
     rows = N * (H * W if transposed else OH * OW)
     channel_programs = triton.cdiv(C, block_ci) * triton.cdiv(CO, block_co)
     splits, rows_per_split = _splits(rows, KH * KW * channel_programs, block_p, x.device)
@@ -141,15 +152,15 @@ def conv_fused_wgrad(grad_y, x, transform: InputTransform = IDENTITY, *, kernel_
     threshold, keep_scale = _dropout_args((transform,))
     fold_args = _fold_args(fold, grad_y)
     grid = (KH * KW * splits, triton.cdiv(C, block_ci), triton.cdiv(CO, block_co))
-    _conv_wgrad_kernel[grid](
-        x, *x_args, grad_y, *fold_args, partial, C, H, W, CO, OH, OW, rows, rows_per_split,
-        splits, *x.stride(), *grad_y.stride(), *fold_args[0].stride(), float(slope), threshold,
-        keep_scale,
+    constexprs = dict(
         STRIDE=stride, PADDING=padding, KH=KH, KW=KW, TRANSPOSED=transposed, AFFINE=affine,
         ACTIVATION=activation, DROPOUT=dropout, FOLD=fold_code(fold),
         AFFINE_FOLD=_affine_code(fold.alpha) if fold is not None else 0,
-        BLOCK_P=block_p, BLOCK_CI=block_ci, BLOCK_CO=block_co, num_warps=num_warps,
-        num_stages=1 if x.device.type == "cpu" else 3)
+        BLOCK_P=block_p, BLOCK_CI=block_ci, BLOCK_CO=block_co)
+    _conv_wgrad_kernel[grid](
+        x, *x_args, grad_y, *fold_args, partial, C, H, W, CO, OH, OW, rows, rows_per_split,
+        splits, *x.stride(), *grad_y.stride(), *fold_args[0].stride(), float(slope), threshold,
+        keep_scale, **constexprs, **conv_wgrad_launch_options(constexprs, x.device))
     grad = partial[0] if splits == 1 else partial.sum(0)
     return grad if transposed else grad.transpose(0, 1)
 
