@@ -1,25 +1,43 @@
 """Compile the fused-convolution Triton kernels for an sm_90 GPU without one (Triton's
 ahead-of-time path), as benchmarks/compile_kernels_for_gpu.py does for the norm-act kernels: the
 interpreter cannot see what only the real compiler rejects (types, constexpr handling, dot
-shapes and dtypes). Run without TRITON_INTERPRET; exits 1 on any failure. ``--all`` compiles
-every combination in bf16, fp16 and fp32, otherwise one per code path in bf16 (and one forward
-and one wgrad in fp32).
+shapes and dtypes), nor a kernel that needs more shared memory than a block has. Each
+specialization is compiled as its launcher launches it on a GPU: its tiles (gemm_blocks), its
+num_warps / num_stages (the launchers' launch-options functions) and the argument
+specialization of channels-last tensors (``_specialization``). Run without TRITON_INTERPRET;
+exits 1 on any failure. ``--all`` compiles every combination in bf16, fp16 and fp32, otherwise
+one per code path in bf16 (and one forward and one wgrad in fp32).
 """
 import itertools
 import sys
 
+import torch
 from sm90 import compile_for_sm90
 
 from fastp2p.kernels import conv_fused, conv_fused_wgrad
+
+_GPU = torch.device("cuda")  # only its type is read: no GPU needed
+_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
 
 _FLOAT_ARGS = {"slope", "keep_scale", "eps", "momentum"}
 _STORAGE_PTRS = {"A_ptr", "B_ptr", "W_ptr", "Y_ptr", "X_ptr", "FoldA_ptr", "G_ptr", "FoldY_ptr"}
 _RNG_ARGS = {"SeedA", "OffsetA", "SeedB", "OffsetB", "SeedX", "OffsetX", "Seed", "Offset"}
 
 
-def _signature(kernel, constexprs, storage_dtype):
-    signature = {}
-    for name in kernel.arg_names:
+def _specialization(kernel, constexprs, storage_dtype):
+    """(signature, constexprs, attrs) of a launch on channels-last tensors whose sizes are
+    multiples of 16 (the layers the large tiles are for). Triton's launcher specializes every
+    16-byte aligned pointer and integer divisible by 16 (``tt.divisibility``) and turns an
+    integer equal to 1 into a constant: here the channel strides, and a channels-last weight's
+    dim 1 (its output channels in a transposed launch: a transposed forward or a direct
+    convolution's dgrad). The generic signature hides what that enables: vectorized channel
+    loads, pipelined through shared memory (wgrad with an instance-norm prologue and fold at 3
+    stages: 393216 bytes so, 294912 generic)."""
+    unit_strides = {"sac", "sfc", "sbc", "sxc", "syc", "sgc",
+                    "swo" if constexprs.get("TRANSPOSED") else "swi"}
+    constexprs = dict(constexprs, **{n: 1 for n in kernel.arg_names if n in unit_strides})
+    signature, attrs = {}, {}
+    for index, name in enumerate(kernel.arg_names):
         if name in constexprs:
             signature[name] = "constexpr"
         elif name.endswith("_ptr"):
@@ -32,7 +50,9 @@ def _signature(kernel, constexprs, storage_dtype):
             signature[name] = "i64"
         else:
             signature[name] = "i32"
-    return signature
+        if signature[name] == "i32" or name.endswith("_ptr"):
+            attrs[(index,)] = [["tt.divisibility", 16]]
+    return signature, constexprs, attrs
 
 
 _DIRECT_S2 = dict(STRIDE=2, PADDING=1, KH=4, KW=4, TRANSPOSED=False)
@@ -114,29 +134,41 @@ def _jobs(compile_all: bool):
 
 
 def _blocks(kernel, dtype):
-    """The tiles conv_fused.gemm_blocks picks on a GPU: large for 16-bit, small for float32."""
-    large = dtype != "fp32"
+    """The tiles conv_fused.gemm_blocks picks on a GPU for a layer larger than its largest
+    tiles (the launchers' arguments to it: pixels x output channels x input channels for the
+    forward / dgrad kernel, input x output channels x 64 pixels for wgrad)."""
     if kernel is conv_fused._conv_fused_kernel:
-        return dict(BLOCK_M=128, BLOCK_N=128, BLOCK_K=64) if large else dict(
-            BLOCK_M=64, BLOCK_N=64, BLOCK_K=32)
-    if kernel is conv_fused_wgrad._conv_wgrad_kernel:
-        return dict(BLOCK_CI=128, BLOCK_CO=128, BLOCK_P=64) if large else dict(
-            BLOCK_CI=64, BLOCK_CO=64, BLOCK_P=32)
-    return {}
+        names, depth = ("BLOCK_M", "BLOCK_N", "BLOCK_K"), 1024
+    elif kernel is conv_fused_wgrad._conv_wgrad_kernel:
+        names, depth = ("BLOCK_CI", "BLOCK_CO", "BLOCK_P"), 64
+    else:
+        return {}
+    return dict(zip(names, conv_fused.gemm_blocks(1024, 1024, depth, _DTYPES[dtype], _GPU)))
+
+
+_LAUNCH_OPTIONS = {conv_fused._conv_fused_kernel: conv_fused.conv_fused_launch_options,
+                   conv_fused_wgrad._conv_wgrad_kernel: conv_fused_wgrad.conv_wgrad_launch_options}
 
 
 def main(compile_all: bool) -> int:
     jobs = list(_jobs(compile_all))
-    failures = 0
+    failures, largest = 0, (0, "")
     for index, (kernel, constexprs) in enumerate(jobs):
         # float32 (the IEEE-dot proof path) once per GEMM kernel unless --all: compiles are slow
         dtypes = ("bf16", "fp16", "fp32") if compile_all else (
             ("bf16", "fp32") if index in (0, 7) else ("bf16",))
         for dtype in dtypes:
             constexprs = dict(constexprs, **_blocks(kernel, dtype))
-            compiled = compile_for_sm90(kernel, _signature(kernel, constexprs, dtype), constexprs,
-                                        f"{kernel.fn.__name__} {dtype} {constexprs}")
+            # the other kernels' launchers leave both to Triton's defaults
+            options = _LAUNCH_OPTIONS[kernel](constexprs, _GPU) if kernel in _LAUNCH_OPTIONS \
+                else None
+            label = f"{kernel.fn.__name__} {dtype} {constexprs}"
+            signature, specialized, attrs = _specialization(kernel, constexprs, dtype)
+            compiled = compile_for_sm90(kernel, signature, specialized, label, options, attrs)
             failures += compiled is None
+            if compiled is not None:
+                largest = max(largest, (compiled.metadata.shared, f"{label} {options}"))
+    print(f"largest shared memory: {largest[0]} bytes, {largest[1]}")
     print(f"compiled {len(jobs)} fused-conv kernel specializations for sm_90, {failures} failed")
     return 1 if failures else 0
 
