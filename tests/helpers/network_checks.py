@@ -60,17 +60,17 @@ def discriminator_pairs(norm):
     return pairs
 
 
-def network_pair(kind, norm_layer=None, output_nc=3):
+def network_pair(kind, norm_layer=None, output_nc=3, num_downs=5):
     """(fastp2p network, reference network) of ``kind`` ("unet", "patch" or "pixel"), the
     reference's batch norm unless ``norm_layer`` is given, with the same random weights:
     torch's default initialization, whose signal survives an eval forward through every level
     (pix2pix's N(0, 0.02) shrinks it so much that a wrong slope at level 2 moved the output by
-    < 1e-4)."""
+    < 1e-4). ``num_downs``: the U-Net's levels."""
     torch.manual_seed(0)
     norm_layer = norm_layer or reference.get_norm_layer("batch")
     if kind == "unet":
-        theirs = reference.UnetGenerator(3, output_nc, 5, 4, norm_layer)
-        ours = fastp2p.UNet(3, output_nc, 5, 4, norm_layer=norm_layer)
+        theirs = reference.UnetGenerator(3, output_nc, num_downs, 4, norm_layer)
+        ours = fastp2p.UNet(3, output_nc, num_downs, 4, norm_layer=norm_layer)
     elif kind == "patch":
         theirs = reference.NLayerDiscriminator(3, 4, 2, norm_layer)
         ours = fastp2p.PatchDiscriminator(3, 4, 2, norm_layer=norm_layer)

@@ -14,7 +14,8 @@ def laid_out(x, layout):
     if layout == "nhwc":
         return x.contiguous(memory_format=torch.channels_last)
     if layout == "permuted":  # non-contiguous: a strided view with gaps
-        wide = torch.empty(x.shape[0], x.shape[2], x.shape[3], x.shape[1] + 3, dtype=x.dtype)
+        wide = torch.empty(x.shape[0], x.shape[2], x.shape[3], x.shape[1] + 3, dtype=x.dtype,
+                           device=x.device)
         wide[..., 1:1 + x.shape[1]] = x.permute(0, 2, 3, 1)
         return wide[..., 1:1 + x.shape[1]].permute(0, 3, 1, 2)
     return x.contiguous()
