@@ -5,23 +5,53 @@ import math
 import os
 
 
-def _int_at_least(low: int, high: int | None = None):
+def _int_between(low: int, high: int):
     def parse(text: str) -> int:
         value = int(text)  # a ValueError reads "invalid int value: 'x'"
         if value < low:
             raise argparse.ArgumentTypeError(f"must be >= {low}, got {value}")
-        if high is not None and value > high:
+        if value > high:
             raise argparse.ArgumentTypeError(f"must be <= {high}, got {value}")
         return value
     parse.__name__ = "int"
     return parse
 
 
-positive_int = _int_at_least(1)
-non_negative_int = _int_at_least(0)
 # --seed: torch.manual_seed and the data loader's generators take a 64-bit seed; a larger one
 # failed deep inside with "Overflow when unpacking long long", naming no option.
-seed = _int_at_least(0, 2 ** 63 - 1)
+seed = _int_between(0, 2 ** 63 - 1)
+# Counts (epochs, images, steps, a batch): half of an int64, so that two of them added,
+# the last epoch --n_epochs + --n_epochs_decay, is still an int64, as a training state must hold
+# it (train_state_check), and so is seed + epoch, which seeds the data loader's generator each
+# epoch (torch.Generator takes 64 bits). --epoch_count 10**30 failed in its first epoch with
+# "Overflow when unpacking long long", the run folder written; --batch_size 2**63 in
+# itertools.islice.
+MAX_COUNT = 2 ** 62 - 1
+positive_int = _int_between(1, MAX_COUNT)
+non_negative_int = _int_between(0, MAX_COUNT)
+# --ngf, --ndf: torch counts a tensor's bytes in an int64; the U-Net's widest weight, 16*NGF x
+# 8*NGF x 4 x 4 float32s, is 2**13 * NGF**2 bytes, which overflows from NGF 2**25 on ("Storage
+# size calculation overflowed"). Below that, a network too large for memory is torch's
+# allocation error.
+filters = _int_between(1, 2 ** 25 - 1)
+# --n_layers_D: each layer halves the side; past 13 layers even the largest crop
+# (fastp2p.data.packed.MAX_LOAD_SIZE, 2**15) leaves no 1x1 logit map
+# (fastp2p.nn.discriminators.patch_logits_size). The PatchGAN is built before its input is
+# checked, a layer at a time: 2**62 layers ran until memory ran out.
+patch_layers = _int_between(0, 13)
+
+
+def image_side(text: str) -> int:
+    """--load_size, --crop_size: 1 .. fastp2p.data.packed.MAX_LOAD_SIZE pixels, the largest
+    side fastp2p takes (fastp2p pack's bound). A --load_size of 100000 resized each image to
+    10**10 pixels until the kernel's out-of-memory killer ended the run; 2**40 overflowed
+    inside Pillow (a traceback)."""
+    from fastp2p.data.packed import MAX_LOAD_SIZE  # numpy and torch: only when one is given
+
+    return _int_between(1, MAX_LOAD_SIZE)(text)
+
+
+image_side.__name__ = "int"  # argparse's "invalid int value: 'x'"
 
 
 def _float_or_nan(text: str) -> float:

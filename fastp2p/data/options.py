@@ -1,7 +1,7 @@
 """The data options, named as in the reference implementation's BaseOptions."""
 import argparse
 
-from fastp2p.option_types import dataset_size, non_negative_int, positive_int
+from fastp2p.option_types import dataset_size, image_side, non_negative_int
 
 # the embedded datasets (fastp2p.data.default_dataset builds them; defined here, where the
 # parsers read them, so that --help imports no Pillow)
@@ -37,10 +37,10 @@ def add_data_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPars
                             "--crop_size crop), crop (crop only), scale_width (width to "
                             "--load_size, aspect kept), scale_width_and_crop (then crop), none "
                             "(sides rounded to a multiple of 4) (default %(default)s)")
-    group.add_argument("--load_size", type=positive_int, default=286,
-                       help="scale images to this size")
-    group.add_argument("--crop_size", type=positive_int, default=256,
-                       help="then crop to this size")
+    group.add_argument("--load_size", type=image_side, default=286,
+                       help="scale images to this size (at most 32768)")
+    group.add_argument("--crop_size", type=image_side, default=256,
+                       help="then crop to this size (at most 32768)")
     group.add_argument("--no_flip", action="store_true",
                        help="do not flip pairs horizontally (by default half of them are)")
     group.add_argument("--max_dataset_size", type=dataset_size, default=float("inf"),

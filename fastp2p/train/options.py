@@ -9,8 +9,9 @@ given explicitly always wins.
 """
 import argparse
 
-from fastp2p.option_types import (adam_beta1, finite_non_negative_float, non_negative_int,
-                                  plain_name, positive_float, positive_int, seed)
+from fastp2p.option_types import (adam_beta1, filters, finite_non_negative_float,
+                                  non_negative_int, patch_layers, plain_name, positive_float,
+                                  positive_int, seed)
 
 
 class QuickDefault:
@@ -65,11 +66,12 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
                        help="discriminator: basic = 70x70 PatchGAN (3 layers), n_layers = "
                             "PatchGAN with --n_layers_D layers, pixel = 1x1 PixelGAN "
                             "(default %(default)s)")
-    group.add_argument("--n_layers_D", type=non_negative_int, default=3,
-                       help="PatchGAN layers when --netD n_layers (default %(default)s)")
-    group.add_argument("--ngf", type=positive_int, default=QuickDefault(64, 16),
+    group.add_argument("--n_layers_D", type=patch_layers, default=3,
+                       help="PatchGAN layers when --netD n_layers, 0 .. 13 (more leave no "
+                            "logit map of even a 32768-pixel crop) (default %(default)s)")
+    group.add_argument("--ngf", type=filters, default=QuickDefault(64, 16),
                        help="generator filters in the last conv layer (default %(default)s)")
-    group.add_argument("--ndf", type=positive_int, default=QuickDefault(64, 16),
+    group.add_argument("--ndf", type=filters, default=QuickDefault(64, 16),
                        help="discriminator filters in the first conv layer (default %(default)s)")
     group.add_argument("--norm", default="batch",
                        choices=("batch", "instance", "none", "syncbatch"),
