@@ -2,15 +2,14 @@
 refused by `train --continue_train` in one line naming the file, with the resume advice, before
 the run writes anything: it crashed with a TypeError, KeyError, IndexError or RuntimeError
 from deep inside the resume (Progress(**...), the optimizers, numpy's and torch's RNGs)."""
-import hashlib
-import json
 import shutil
 
 import pytest
 import torch
 
 from fastp2p.cli import main
-from helpers.train_helpers import folder_files, one_line, train_argv, write_aligned_dataset
+from helpers.train_helpers import (folder_files, one_line, train_argv, write_aligned_dataset,
+                                   write_train_state_with_manifest)
 
 
 @pytest.fixture(scope="module")
@@ -23,17 +22,6 @@ def trained(tmp_path_factory):
 
 def _load_state(folder):
     return torch.load(folder / "latest_train_state.pth", weights_only=True)
-
-
-def _write_with_manifest(folder, state):
-    """``state`` as the latest training state, the manifest's size and SHA-256 made to match."""
-    path = folder / "latest_train_state.pth"
-    torch.save(state, path)
-    data = path.read_bytes()
-    manifest_path = folder / "latest_checkpoint.json"
-    manifest = json.loads(manifest_path.read_text())
-    manifest["files"][path.name].update(size=len(data), sha256=hashlib.sha256(data).hexdigest())
-    manifest_path.write_text(json.dumps(manifest))
 
 
 def _unexpected_progress_key(state):
@@ -278,7 +266,7 @@ def test_a_crafted_state_is_refused_in_one_line_before_anything_is_written(train
     folder = copy / "tiny"
     state = _load_state(folder)
     craft(state)
-    _write_with_manifest(folder, state)
+    write_train_state_with_manifest(folder, state)
     before = folder_files(folder, mtimes=True)
     assert main(train_argv(data, copy, "--continue_train", "--n_epochs", "2",
                            "--n_epochs_decay", "0")) == 1
@@ -302,7 +290,7 @@ def test_a_state_of_another_engine_is_refused_in_one_line_naming_the_file(traine
     folder = copy / "tiny"
     state = _load_state(folder)
     craft(state)
-    _write_with_manifest(folder, state)
+    write_train_state_with_manifest(folder, state)
     before = folder_files(folder, mtimes=True)
     assert main(train_argv(data, copy, "--continue_train", "--n_epochs", "2",
                            "--n_epochs_decay", "0")) != 0

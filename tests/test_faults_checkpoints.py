@@ -2,8 +2,6 @@
 a checkpoint, nothing non-finite is saved, a checkpoint set changes all together or not at all,
 failed writes are one-line errors with exit code 1, and stale temporary files go away."""
 import errno
-import hashlib
-import json
 import os
 import random
 import subprocess
@@ -20,7 +18,7 @@ from fastp2p.train.checkpoints import CheckpointFolder
 from fastp2p.train.engine import Pix2PixEngine
 from fastp2p.train.schedulers import LRSchedule
 from fastp2p.train.trainer import Trainer
-from helpers.train_helpers import (tiny_networks, tiny_test_argv, train_argv,
+from helpers.train_helpers import (replace_in_set, tiny_networks, tiny_test_argv, train_argv,
                                    write_aligned_dataset)
 
 
@@ -50,16 +48,6 @@ def _one_line_error(captured):
     return lines[0]
 
 
-def _replace_in_set(folder, label, name, data: bytes):
-    """Overwrite a file of a saved set and record it in the manifest, as an attacker who can
-    write the folder would (the checksums are not a defence against them)."""
-    (folder / name).write_bytes(data)
-    manifest_path = folder / f"{label}_checkpoint.json"
-    manifest = json.loads(manifest_path.read_text())
-    manifest["files"][name].update(size=len(data), sha256=hashlib.sha256(data).hexdigest())
-    manifest_path.write_text(json.dumps(manifest))
-
-
 @pytest.fixture
 def trained(tmp_path):
     """A finished one-epoch run: (dataroot, checkpoints dir, argv, run folder)."""
@@ -80,7 +68,7 @@ def _malicious(marker) -> bytes:
 def test_malicious_train_state_is_refused_and_runs_nothing(trained, tmp_path, capsys):
     _, _, argv, folder = trained
     marker = tmp_path / "pwned"
-    _replace_in_set(folder, "latest", "latest_train_state.pth", _malicious(marker))
+    replace_in_set(folder, "latest", "latest_train_state.pth", _malicious(marker))
     capsys.readouterr()
     assert main(argv + ["--continue_train"]) == 1
     line = _one_line_error(capsys.readouterr())
@@ -91,7 +79,7 @@ def test_malicious_train_state_is_refused_and_runs_nothing(trained, tmp_path, ca
 def test_malicious_network_file_is_refused_and_runs_nothing(trained, tmp_path, capsys):
     data, checkpoints, _, folder = trained
     marker = tmp_path / "pwned"
-    _replace_in_set(folder, "latest", "latest_net_G.pth", _malicious(marker))
+    replace_in_set(folder, "latest", "latest_net_G.pth", _malicious(marker))
     capsys.readouterr()
     assert main(tiny_test_argv(data, checkpoints, tmp_path / "results")) == 1
     assert "refused" in _one_line_error(capsys.readouterr())

@@ -118,19 +118,26 @@ def folder_files(folder, mtimes=False) -> dict:
             for path in sorted(folder.rglob("*")) if path.is_file()}
 
 
-def write_train_state_with_manifest(folder, state, label="latest"):
-    """``state`` as ``label``'s training state in the run folder ``folder``, its manifest's size
-    and SHA-256 made to match (a state as an older fastp2p, or a hand, wrote it)."""
+def replace_in_set(folder, label, name, data: bytes):
+    """Overwrite the file ``name`` of ``label``'s checkpoint set in the run folder ``folder`` with
+    ``data`` and record its size and SHA-256 in the set's manifest, as a hand, an older fastp2p
+    or an attacker who can write the folder would (the checksums are no defence against them)."""
     import hashlib
     import json
 
-    path = folder / f"{label}_train_state.pth"
-    torch.save(state, path)
-    data = path.read_bytes()
+    (folder / name).write_bytes(data)
     manifest_path = folder / f"{label}_checkpoint.json"
     manifest = json.loads(manifest_path.read_text())
-    manifest["files"][path.name].update(size=len(data), sha256=hashlib.sha256(data).hexdigest())
+    manifest["files"][name].update(size=len(data), sha256=hashlib.sha256(data).hexdigest())
     manifest_path.write_text(json.dumps(manifest))
+
+
+def write_train_state_with_manifest(folder, state, label="latest"):
+    """``state`` as ``label``'s training state in the run folder ``folder``, its manifest's size
+    and SHA-256 made to match (a state as an older fastp2p, or a hand, wrote it)."""
+    path = folder / f"{label}_train_state.pth"
+    torch.save(state, path)   # named as fastp2p names it (a zip's records are named after it)
+    replace_in_set(folder, label, path.name, path.read_bytes())
 
 
 def signal_after_step(monkeypatch, step, signal_number=None):
