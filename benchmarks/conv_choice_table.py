@@ -3,14 +3,16 @@
 the networks' conv layers, each layer's table entry, the decision and the writing. Pure (no
 GPU), so CPU tests check them.
 
-The rule: a layer (``conv_choice.layer_key``: the norm after it, dtype, input, weight, stride,
-padding, transposed) goes to the fused convolution only when, in every forward+backward row
-that measured it, the fused provider's p80 is below cuDNN + norm-act's p20 — faster by more
-than either's run-to-run spread, in the two directions the training step pays. A key shared by
-both networks' norms (a layer with no norm after it whose prologue applies the previous
-layer's batch or instance norm) must win under each (conv_layer_timing writes a table only
-from a run of both norms); a row where a provider failed never wins. Layers not listed keep
-today's path.
+The rule, per direction (``conv_choice.MODES``: ``forward`` rows, timed without a gradient, decide
+inference; ``forward+backward`` rows decide training): a layer (``conv_choice.layer_key``: the
+norm after it, dtype, input, weight, stride, padding, transposed) goes to the fused convolution
+in a direction only when, in every row of that direction that measured it, the fused
+provider's p80 is below cuDNN + norm-act's p20 — faster by more than either's run-to-run
+spread. A key shared by both networks' norms (a layer with no norm after it whose prologue
+applies the previous layer's batch or instance norm) must win under each (conv_layer_timing
+writes a table only from a run of both norms); a row where a provider failed never wins. Layers
+not listed keep today's path. The table names the ``device`` it was measured on
+(``conv_choice.device_name``): it routes layers on that GPU model only.
 
 Three providers are timed (``PROVIDERS``): ``cudnn`` (cuDNN conv + norm-act, today's path),
 ``fused`` (the fused Triton convolution) and ``cudnn_graph`` (cuDNN runtime-fusion graphs,
@@ -26,15 +28,15 @@ from collections import defaultdict
 from pathlib import Path
 
 from fastp2p.atomic_files import replacing
-from fastp2p.ops.backends.conv_choice import layer_key
+from fastp2p.ops.backends.conv_choice import FORMAT, MODES, layer_key
 
-MODE = "forward+backward"
 PROVIDERS = ("cudnn", "fused", "cudnn_graph")
 ROUTED = ("cudnn", "fused")
 NOT_ROUTED = ("cudnn_graph is measured, never routed: no network calls the cuDNN fusion graphs "
               "before a GPU run has checked them (tests/conv_norm_act/test_cudnn_graphs_cuda.py)")
-RULE = ("fused where every forward+backward row of the layer has fused p80 < cudnn+norm_act "
-        "p20 (CUDA-graph replays)")
+RULE = ("fused in a direction (forward: inference; forward+backward: training) where every row "
+        "of the layer in that direction has fused p80 < cudnn+norm_act p20 (CUDA-graph "
+        "replays)")
 KERNEL, PADDING = 4, 1
 
 
@@ -97,10 +99,9 @@ def entry_key(entry: dict) -> tuple:
 
 
 def fused_wins(row: dict) -> bool:
-    """Whether one row says fused: forward+backward, both timed, fused p80 < peer p20."""
+    """Whether one row says fused in its direction: both timed, fused p80 < peer p20."""
     cudnn, fused = row.get("cudnn"), row.get("fused")
-    return (row["mode"] == MODE and cudnn is not None and fused is not None
-            and fused["p80_ms"] < cudnn["p20_ms"])
+    return cudnn is not None and fused is not None and fused["p80_ms"] < cudnn["p20_ms"]
 
 
 def fastest_provider(row: dict):
@@ -122,26 +123,28 @@ def fastest_by_layer(rows) -> list:
             for group in sorted(winners)]
 
 
-def choice_table(rows, environment=None) -> dict:
-    """The table: ``fused`` lists the entries the rule gives to the fused convolution (sorted);
-    ``rule``, the run's ``device``/``commit``/``torch``/``triton``, ``fastest``
+def choice_table(rows, device: str, environment=None) -> dict:
+    """The table (format ``conv_choice.FORMAT``): ``device`` (``conv_choice.device_name`` of
+    the GPU the rows were measured on: the table routes layers there only); ``fused``, per
+    direction (``conv_choice.MODES``), the entries the rule gives to the fused convolution
+    (sorted); ``rule``, the run's ``commit``/``torch``/``triton``, ``fastest``
     (fastest_by_layer), ``routed`` / ``not_routed`` and every row (``measured``: layer,
     network norm, batch, mode, entry, each provider's median/p20/p80 ms or its error) are for
     the record. Rows: dicts with ``layer``, ``network_norm``, ``batch``, ``mode``, ``entry`` and
     ``cudnn`` / ``fused`` / optionally ``cudnn_graph`` (``{"median_ms", "p20_ms", "p80_ms"}``
     or None)."""
-    verdicts = defaultdict(list)
+    verdicts = {mode: defaultdict(list) for mode in MODES}
     entries = {}
     for row in rows:
-        if row["mode"] == MODE:
-            key = entry_key(row["entry"])
-            verdicts[key].append(fused_wins(row))
-            entries[key] = row["entry"]
+        key = entry_key(row["entry"])
+        verdicts[row["mode"]][key].append(fused_wins(row))
+        entries[key] = row["entry"]
     environment = environment or {}
-    return {"device": environment.get("device"), "commit": environment.get("commit"),
+    return {"format": FORMAT, "device": device, "commit": environment.get("commit"),
             "torch": environment.get("torch"), "triton": environment.get("triton"),
             "rule": RULE,
-            "fused": [entries[key] for key in sorted(verdicts) if all(verdicts[key])],
+            "fused": {mode: [entries[key] for key in sorted(verdicts[mode])
+                             if all(verdicts[mode][key])] for mode in MODES},
             "fastest": fastest_by_layer(rows), "routed": list(ROUTED), "not_routed": NOT_ROUTED,
             "measured": list(rows)}
 

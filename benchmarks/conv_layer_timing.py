@@ -2,9 +2,9 @@
 norm-act kernels, on every conv of U-Net-256 and the 70x70 PatchGAN (256x256 input), batch 1
 and 64, batch and instance norm, bf16 channels-last, forward and forward+backward: ms (medians
 of CUDA-graph replays, p20/p80) and TFLOP/s, with the ratio of the two in the same run. With
-``--out``, also the conv choice table (``benchmarks/conv_choice_table.py``: its rule, and every
-row for the record), rewritten atomically after each layer and batch size, so a run stopped by
-a time limit leaves the table of what it measured.
+``--out``, also the conv choice table (``benchmarks/conv_choice_table.py``: its rule per
+direction, the GPU's name, and every row for the record), rewritten atomically after each layer
+and batch size, so a run stopped by a time limit leaves the table of what it measured.
 
 Per layer, every provider does the work the training step does for it: the previous layer's norm
 + activation applied to its pre-norm output, this layer's convolution, its bias.
@@ -39,11 +39,11 @@ import torch.nn as nn
 from fastp2p.ops.backends import cudnn_graphs
 
 try:
-    from conv_choice_table import (PATCHGAN, PROVIDERS, UNET, choice_table, fastest_provider,
-                                   layer_entry, write_table)
+    from conv_choice_table import (MODES, PATCHGAN, PROVIDERS, UNET, choice_table,
+                                   fastest_provider, layer_entry, write_table)
     from kernel_timing import time_ms
 except ImportError:  # imported as benchmarks.conv_layer_timing
-    from benchmarks.conv_choice_table import (PATCHGAN, PROVIDERS, UNET, choice_table,
+    from benchmarks.conv_choice_table import (MODES, PATCHGAN, PROVIDERS, UNET, choice_table,
                                               fastest_provider, layer_entry, write_table)
     from benchmarks.kernel_timing import time_ms
 
@@ -199,7 +199,7 @@ def measure(layer, batch, norm, device, quick=False, print_row=None, dtype=DTYPE
     xs, coeffs, weight, bias = _layer_inputs(layer, batch, norm, device, dtype)
     entry = layer_entry(layer, batch, norm, str(dtype).replace("torch.", ""))
     rows = []
-    for mode in ("forward", "forward+backward"):
+    for mode in MODES:
         row = dict(layer=layer[0], network_norm=norm, batch=batch, mode=mode, entry=entry,
                    **{provider: None for provider in PROVIDERS})
         for provider in PROVIDERS:
@@ -258,8 +258,10 @@ def main(argv=None) -> int:
               file=sys.stderr)
         return 1
     from fastp2p.bench.environment import describe, find_checkout
+    from fastp2p.ops.backends.conv_choice import device_name
     device = torch.device("cuda")
     environment = describe(device, find_checkout(Path(__file__).resolve().parent))
+    measured_on = device_name(device)
     norms = NORMS if args.norm == "both" else (args.norm,)
     print(f"# {torch.cuda.get_device_name(device)}, torch {torch.__version__}, bf16 "
           f"channels-last; ms = median of CUDA-graph replays [p20, p80]")
@@ -276,11 +278,12 @@ def main(argv=None) -> int:
             for norm in measured:
                 rows += measure(layer, batch, norm, device, args.quick, _print_row)
             if args.out:
-                write_table(choice_table(rows, environment), args.out)
+                write_table(choice_table(rows, measured_on, environment), args.out)
     if args.out:
-        table = choice_table(rows, environment)
-        print(f"conv_layer_timing: {len(table['fused'])} layer keys to the fused convolution "
-              f"({table['rule']}) -> {args.out}")
+        table = choice_table(rows, measured_on, environment)
+        counts = ", ".join(f"{len(entries)} {mode}" for mode, entries in table["fused"].items())
+        print(f"conv_layer_timing: layer keys to the fused convolution on {measured_on}: "
+              f"{counts} ({table['rule']}) -> {args.out}")
     return 0
 
 

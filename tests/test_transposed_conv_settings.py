@@ -12,7 +12,6 @@
   inference as the reference refuses it (the concatenation's writer resized a view and the
   network returned a buffer half unwritten).
 """
-import json
 
 import pytest
 import torch
@@ -21,6 +20,7 @@ import torch.nn as nn
 from fastp2p.nn.folding import conv_in_layout, folded_conv
 from fastp2p.ops import split_conv_backward as split_conv
 from fastp2p.ops.backends import conv_choice
+from helpers.conv_tables import write_conv_table
 from helpers.network_checks import random_images, unet_pair
 from helpers.stream_recorders import RecordingWgradStreams
 from helpers.tolerances import FP32_SINGLE_OP, assert_close
@@ -99,14 +99,19 @@ def test_split_module_convolution_keeps_output_padding(monkeypatch):
         assert_close(ours, theirs, FP32_SINGLE_OP, name)
 
 
+def _layer_keys(path) -> set:
+    """The layer keys a table lists (conv_choice.routed_key's last field)."""
+    return {layer for _, _, layer in conv_choice.fused_layers(path)}
+
+
 def test_conv_choice_key_tells_a_transposed_conv_from_a_conv(tmp_path):
     shapes = dict(norm="batch", dtype="float32", input=[1, 8, 4, 4], weight=[8, 8, 4, 4],
                   stride=2, padding=1)
     args = ("batch", torch.float32, (1, 8, 4, 4), (8, 8, 4, 4), 2, 1)
     for listed_transposed in (True, False):
         path = tmp_path / f"table-{listed_transposed}.json"
-        path.write_text(json.dumps({"fused": [dict(shapes, transposed=listed_transposed)]}))
-        keys = conv_choice.fused_layers(path)
+        write_conv_table(path, [dict(shapes, transposed=listed_transposed)])
+        keys = _layer_keys(path)
         assert conv_choice.layer_key(*args, listed_transposed) in keys
         assert conv_choice.layer_key(*args, not listed_transposed) not in keys
     assert conv_choice.layer_key(*args, True) != conv_choice.layer_key(*args, False)
@@ -114,13 +119,12 @@ def test_conv_choice_key_tells_a_transposed_conv_from_a_conv(tmp_path):
 
 @pytest.mark.parametrize("transposed", [True, False])
 def test_a_table_entry_without_transposed_is_a_conv(tmp_path, transposed):
-    path = tmp_path / "table.json"
-    path.write_text(json.dumps({"fused": [dict(norm="batch", dtype="float32",
-                                               input=[1, 8, 4, 4], weight=[8, 8, 4, 4],
-                                               stride=2, padding=1)]}))
+    path = write_conv_table(tmp_path / "table.json", [dict(
+        norm="batch", dtype="float32", input=[1, 8, 4, 4], weight=[8, 8, 4, 4], stride=2,
+        padding=1)])
     key = conv_choice.layer_key("batch", torch.float32, (1, 8, 4, 4), (8, 8, 4, 4), 2, 1,
                                 transposed)
-    assert (key in conv_choice.fused_layers(path)) == (not transposed)
+    assert (key in _layer_keys(path)) == (not transposed)
 
 
 @pytest.mark.parametrize("layer, setting, value", [

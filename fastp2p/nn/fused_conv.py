@@ -71,14 +71,16 @@ def _fusable(conv: nn.Module) -> bool:
             and conv.stride[0] == conv.stride[1])
 
 
-def fused_layer_dtype(conv: nn.Module, norm: Optional[nn.Module], x: torch.Tensor):
+def fused_layer_dtype(conv: nn.Module, norm: Optional[nn.Module], x: torch.Tensor,
+                      gradient: bool):
     """The dtype a network layer (``conv`` reading ``x``, its first source, then ``norm``)
-    runs the fused convolution in, or None: its module runs it."""
+    runs the fused convolution in, or None: its module runs it. ``gradient``: whether the
+    network's call wants one (fastp2p.nn.folding.gradient_wanted)."""
     if not _fusable(conv):
         return None
     return fused_conv_dtype(
         x, conv.weight, stride=conv.stride[0], padding=conv.padding[0], norm=_norm_name(norm),
-        transposed=isinstance(conv, nn.ConvTranspose2d))
+        gradient=gradient, transposed=isinstance(conv, nn.ConvTranspose2d))
 
 
 def _per_channel(t: torch.Tensor) -> torch.Tensor:
@@ -186,7 +188,7 @@ def conv_stack_forward(seq: nn.Sequential, x):
     transform, slope = IDENTITY, 0.2
     for layer in layers:
         conv = layer.conv
-        dtype = fused_layer_dtype(conv, layer.norm, x)
+        dtype = fused_layer_dtype(conv, layer.norm, x, not fold)
         if dtype is not None:
             x, transform = _fused_layer(layer, x, transform, slope, dtype)
         else:

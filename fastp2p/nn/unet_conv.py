@@ -104,7 +104,7 @@ def _down(conv, norm, source: _Source, activation: str, out_activation: str, slo
     """A direct conv (with ``activation``, of ``slope``, before it) and its norm. Module path:
     today's norm_act(conv, norm, ``out_activation``) — what the level below reads (a
     leaky_relu: the level below's LeakyReLU, of ``out_slope``)."""
-    dtype = fused_layer_dtype(conv, norm, source.x)
+    dtype = fused_layer_dtype(conv, norm, source.x, not fold)
     if dtype is not None:
         return _fused(conv, norm, [source], activation, slope, dtype)
     x = _materialized(source, activation, slope)
@@ -120,7 +120,7 @@ def _up(conv, norm, sources, slope: float, fold: bool, output_activation="none")
     """A transposed conv of ReLU'd sources; its norm is left to the consumer. The outermost
     one (no norm) ends in ``output_activation`` "tanh": the fused kernel's epilogue, or
     torch.tanh after the module conv."""
-    dtype = fused_layer_dtype(conv, norm, sources[0].x)
+    dtype = fused_layer_dtype(conv, norm, sources[0].x, not fold)
     if dtype is not None:
         return _fused(conv, norm, sources, "relu", slope, dtype, output_activation)
     x = _module_decoder_input(sources, slope)

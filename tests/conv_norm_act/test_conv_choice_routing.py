@@ -12,6 +12,7 @@ import torch
 import fastp2p
 from fastp2p.ops.backends import conv_choice
 from helpers.benchmark_scripts import load_benchmark_script
+from helpers.conv_tables import CPU
 from helpers.network_checks import poison_allocations
 from helpers.tolerances import FP32_NETWORK, assert_close
 from helpers.triton_interpreter import KERNELS
@@ -27,7 +28,8 @@ FAST, SLOW = (dict(median_ms=m, p20_ms=0.95 * m, p80_ms=1.05 * m) for m in (1.0,
 
 def _rows(layers, norm, chosen):
     """Benchmark rows in which the fused conv wins forward+backward on ``chosen`` layers only;
-    every other layer wins its forward alone (which must not count)."""
+    every other layer wins its forward alone (which routes only calls without a gradient, not
+    these training calls)."""
     rows = []
     for index, layer in enumerate(layers):
         entry = TABLE.layer_entry(layer, BATCH, norm, "float32")
@@ -42,11 +44,12 @@ def _rows(layers, norm, chosen):
 def written_table(monkeypatch, tmp_path):
     """Write the table of (layers, norm, chosen) and put it in place of conv_choice.json."""
     def write(layers, norm, chosen):
-        path, table = tmp_path / "conv_choice.json", TABLE.choice_table(_rows(layers, norm, chosen))
+        path = tmp_path / "conv_choice.json"
+        table = TABLE.choice_table(_rows(layers, norm, chosen), CPU)
         TABLE.write_table(table, path)
         monkeypatch.setattr(conv_choice, "TABLE", path)
         conv_choice.fused_layers.cache_clear()
-        return table["fused"]
+        return table["fused"]["forward+backward"]
     monkeypatch.delenv("FASTP2P_CONV", raising=False)
     monkeypatch.setenv("FASTP2P_BACKEND", "reference")  # today's ops; the fused conv is Triton
     poison_allocations(monkeypatch)

@@ -61,7 +61,7 @@ def test_the_cuDNN_graphs_are_recorded_never_routed(tmp_path):
     rows = [_row(DOWN2, "batch", _ms(2), _ms(1), _ms(0.5)),
             _row(UP6, "batch", _ms(1), _ms(2), None, "not installed: nvidia-cudnn-frontend")]
     path = tmp_path / "conv_choice.json"
-    TABLE.write_table(TABLE.choice_table(rows), path)
+    TABLE.write_table(TABLE.choice_table(rows, "GPU X"), path)
     written = json.loads(path.read_text())
     assert written["routed"] == ["cudnn", "fused"]
     assert "never routed" in written["not_routed"]
@@ -69,4 +69,5 @@ def test_the_cuDNN_graphs_are_recorded_never_routed(tmp_path):
         TABLE.entry_key(rows[0]["entry"]): "cudnn_graph",
         TABLE.entry_key(rows[1]["entry"]): "cudnn"}
     assert written["measured"][1]["cudnn_graph_error"].startswith("not installed")
-    assert conv_choice.fused_layers(path) == {TABLE.entry_key(rows[0]["entry"])}
+    assert conv_choice.fused_layers(path) == {
+        conv_choice.routed_key("GPU X", "forward+backward", TABLE.entry_key(rows[0]["entry"]))}

@@ -85,9 +85,10 @@ def test_with_a_frontend_the_graphs_are_timed_and_the_fastest_named(monkeypatch,
     assert rows[1]["cudnn_graph_variants"] == ("forward: scale/shift float32; "
                                                "dgrad: scale/shift float32; "
                                                "wgrad: scale/shift float32")
-    table = TABLE.choice_table(rows)
+    table = TABLE.choice_table(rows, "GPU X")
     assert [f["provider"] for f in table["fastest"]] == ["cudnn_graph", "cudnn_graph"]
-    assert table["fused"] == [] and table["routed"] == ["cudnn", "fused"]
+    assert table["fused"] == {"forward": [], "forward+backward": []}
+    assert table["routed"] == ["cudnn", "fused"]
 
 
 def test_a_graph_cudnn_declines_is_a_row_not_a_crash(monkeypatch, timing):

@@ -12,7 +12,6 @@ Whole U-Net / PatchGAN, forward and backward: the output, input gradient, every 
 gradient and the running statistics within DESIGN §5's bf16 rule against float64, as today's
 path under the same autocast is."""
 import copy
-import json
 
 import pytest
 import torch
@@ -22,6 +21,7 @@ from fastp2p import reference
 from fastp2p.ops.backends import conv_choice
 from helpers.benchmark_scripts import load_benchmark_script
 from helpers.conv_fused_stand_in import ConvFusedStandIn
+from helpers.conv_tables import CPU, write_conv_table
 from helpers.network_checks import poison_allocations, unet_pair
 from helpers.tolerances import BF16_NETWORK, BF16_VS_AUTOCAST, relative_error
 from helpers.triton_interpreter import KERNELS
@@ -59,8 +59,7 @@ def _use_bf16_table(monkeypatch, tmp_path, layers, norm, chosen):
     """A table listing ``chosen`` of the benchmark's ``layers`` for bfloat16 (what a GPU run
     writes); returns its entries and the lookup recorder."""
     entries = [TABLE.layer_entry(layers[i], BATCH, norm, "bfloat16") for i in sorted(chosen)]
-    path = tmp_path / "conv_choice.json"
-    path.write_text(json.dumps({"fused": entries}))
+    path = write_conv_table(tmp_path / "conv_choice.json", entries)
     table = _RecordedTable(conv_choice.fused_layers.__wrapped__(path))
     monkeypatch.setattr(conv_choice, "fused_layers", lambda _: table)
     monkeypatch.delenv("FASTP2P_CONV", raising=False)
@@ -146,11 +145,13 @@ def _check_launches(launches, count):
 
 
 def _check_table_lookups(table, entries, convs):
-    """Every conv looked up once, with a bfloat16 key; the hits are the listed entries."""
+    """Every conv looked up once, with a bfloat16 key of a training call on the CPU; the hits
+    are the listed entries."""
     assert len(table.asked) == convs
-    assert {key[1] for key in table.asked} == {"bfloat16"}
+    assert {(device, mode, layer[1]) for device, mode, layer in table.asked} == {
+        (CPU, "forward+backward", "bfloat16")}
     assert sorted(k for k in table.asked if k in table.listed) == sorted(
-        TABLE.entry_key(e) for e in entries)
+        conv_choice.routed_key(CPU, "forward+backward", TABLE.entry_key(e)) for e in entries)
 
 
 def _patchgan_pair(norm):
@@ -211,7 +212,7 @@ def test_the_layer_dtype_is_the_autocast_dtype(monkeypatch):
     without autocast; float64, which autocast leaves alone, cannot run fused."""
     monkeypatch.setenv("FASTP2P_CONV", "fused")
     monkeypatch.setattr(conv_choice, "conv_fused_backend", lambda device: object())
-    geometry = dict(stride=2, padding=1, norm="batch")
+    geometry = dict(stride=2, padding=1, norm="batch", gradient=True)
     x, weight = torch.rand(2, 4, 8, 8), torch.rand(8, 4, 4, 4)
     assert conv_choice.fused_conv_dtype(x, weight, **geometry) == torch.float32
     assert conv_choice.fused_conv_dtype(x.bfloat16(), weight.bfloat16(),

@@ -6,7 +6,6 @@ table fuses only the layers it lists; without either the network never calls the
 """
 import copy
 import functools
-import json
 
 import pytest
 import torch
@@ -14,6 +13,7 @@ import torch
 import fastp2p
 from fastp2p import reference
 from fastp2p.ops.backends import conv_choice
+from helpers.conv_tables import write_conv_table
 from helpers.network_checks import compare_networks, count_fused_convs, poison_allocations
 from helpers.triton_interpreter import KERNELS
 
@@ -69,10 +69,9 @@ def test_every_layer_fused_matches_reference(monkeypatch, norm, n_layers, settin
 def test_a_table_fuses_only_the_layers_it_lists(monkeypatch, tmp_path):
     """The second conv (16x16 -> 8x8, batch norm) fused, its neighbours not: the pending norm
     + LeakyReLU is applied before the module conv after it."""
-    table = tmp_path / "conv_choice.json"
-    table.write_text(json.dumps({"fused": [dict(norm="batch", dtype="float32",
-                                                input=[2, 4, 16, 16], weight=[8, 4, 4, 4],
-                                                stride=2, padding=1)]}))
+    table = write_conv_table(tmp_path / "conv_choice.json", [dict(
+        norm="batch", dtype="float32", input=[2, 4, 16, 16], weight=[8, 4, 4, 4], stride=2,
+        padding=1)])
     monkeypatch.setattr(conv_choice, "TABLE", table)
     monkeypatch.delenv("FASTP2P_CONV", raising=False)
     monkeypatch.setenv("FASTP2P_BACKEND", "reference")

@@ -7,12 +7,12 @@ dropout draws the same counter-based masks as today's path. Tiny networks (ngf 4
 and 128x128 where dropout needs num_downs 6 or 7): the interpreter is slow.
 """
 import copy
-import json
 
 import pytest
 import torch
 
 from fastp2p.ops.backends import conv_choice
+from helpers.conv_tables import write_conv_table
 from helpers.network_checks import (compare_networks, random_images, unet_pair, count_fused_convs, poison_allocations,
                                     with_same_masks)
 from helpers.tolerances import FP32_NETWORK, assert_close
@@ -32,8 +32,7 @@ def _layer(norm, input, weight, transposed):
 
 def _use_table(monkeypatch, tmp_path, *layers):
     """A choice table listing ``layers`` in place of the (absent) committed one."""
-    table = tmp_path / "conv_choice.json"
-    table.write_text(json.dumps({"fused": list(layers)}))
+    table = write_conv_table(tmp_path / "conv_choice.json", layers)
     monkeypatch.setattr(conv_choice, "TABLE", table)
     monkeypatch.delenv("FASTP2P_CONV", raising=False)
 
@@ -175,7 +174,7 @@ def test_table_keys_tell_transposed_convs_apart(monkeypatch, tmp_path):
     in a table, default false), so a direct conv of the same shapes is not fused by it."""
     _use_table(monkeypatch, tmp_path, _layer("batch", [2, 64, 2, 2], [64, 32, 4, 4], True))
     weight = torch.rand(64, 32, 4, 4)
-    geometry = dict(stride=2, padding=1, norm="batch")
+    geometry = dict(stride=2, padding=1, norm="batch", gradient=False)
     assert conv_choice.fused_conv_dtype(torch.rand(2, 32, 2, 2), weight, transposed=True,
                                         **geometry) is not None
     assert conv_choice.fused_conv_dtype(torch.rand(2, 64, 2, 2), weight, **geometry) is None

@@ -6,13 +6,13 @@ module down conv's output goes through the level below's LeakyReLU), and BatchNo
 their running statistics in eval. Against the reference UnetGenerator in float64 (DESIGN §5),
 allocations poisoned with NaN; a choice table fuses three layers, the others run their modules.
 """
-import json
 
 import pytest
 import torch
 import torch.nn as nn
 
 from fastp2p.ops.backends import conv_choice
+from helpers.conv_tables import write_conv_table
 from helpers.network_checks import (compare_networks, count_fused_convs, poison_allocations,
                                     random_images, randomize_batchnorms, unet_pair)
 from helpers.tolerances import FP32_NETWORK, assert_close
@@ -52,8 +52,7 @@ def _edit(net):
 
 
 def test_slopes_and_untracked_batchnorms_through_a_mixed_chain(monkeypatch, tmp_path):
-    table = tmp_path / "conv_choice.json"
-    table.write_text(json.dumps({"fused": FUSED}))
+    table = write_conv_table(tmp_path / "conv_choice.json", FUSED)
     monkeypatch.setattr(conv_choice, "TABLE", table)
     monkeypatch.delenv("FASTP2P_CONV", raising=False)
     monkeypatch.setenv("FASTP2P_BACKEND", "reference")

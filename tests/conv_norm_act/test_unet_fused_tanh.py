@@ -3,13 +3,13 @@ backward into its own: no aten tanh / tanh_backward runs for it (counted with a
 TorchDispatchMode over forward and backward), and the network still matches the reference
 module in float64 (DESIGN §5). The module path (no table) keeps torch.tanh. Through the Triton
 interpreter; ngf 4, 32x32: the interpreter is slow."""
-import json
 
 import pytest
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from fastp2p.ops.backends import conv_choice
+from helpers.conv_tables import write_conv_table
 from helpers.network_checks import (compare_networks, count_fused_convs, poison_allocations,
                                     random_images, unet_pair)
 from helpers.triton_interpreter import KERNELS
@@ -55,8 +55,7 @@ def fused_calls(monkeypatch):
 def test_a_table_listing_the_outermost_conv_runs_no_tanh_op(monkeypatch, tmp_path, fused_calls):
     """Only the outermost conv fused (its sources from module layers): the reference's output
     and every gradient, and not one tanh op in its forward and backward."""
-    table = tmp_path / "conv_choice.json"
-    table.write_text(json.dumps({"fused": [OUTERMOST]}))
+    table = write_conv_table(tmp_path / "conv_choice.json", [OUTERMOST])
     monkeypatch.setattr(conv_choice, "TABLE", table)
     monkeypatch.delenv("FASTP2P_CONV", raising=False)
     ours, theirs64 = unet_pair("batch")

@@ -3,17 +3,31 @@ norm-act op — today's path — or the fused convolution (fastp2p.ops.conv_norm
 norm + activation in its prologue, this norm's statistics in its epilogue).
 
 A new path becomes a default only by a measurement (DESIGN.md §6): the fused convolution runs a
-layer by default only when ``conv_choice.json`` beside this file lists it — a table a GPU run
-writes from its per-layer benchmark (``benchmarks/conv_layer_timing.py --out``, forward +
-backward together; the rule is ``benchmarks/conv_choice_table.py``'s) and commits with its
-results. No table is committed, so by default every layer runs today's path. A table is
-``{"fused": [{"norm", "dtype", "input", "weight", "stride", "padding"[, "transposed"]}, ...]}``
+layer by default only when ``conv_choice.json`` beside this file lists it for the device the
+layer runs on and the direction of the call — a table a GPU run writes from its per-layer
+benchmark (``benchmarks/conv_layer_timing.py --out``; the rule is
+``benchmarks/conv_choice_table.py``'s) and commits with its results. No table is committed, so
+by default every layer runs today's path. A table is
+
+    {"format": 2, "device": "NVIDIA H200",
+     "fused": {"forward": [entry, ...], "forward+backward": [entry, ...]}, ...}
+
+``device`` is ``device_name`` of the GPU it was measured on: a table routes nothing on another
+GPU model or on the CPU (a layer's speed, and whether its tiles fit shared memory, differ
+there). ``fused["forward"]`` lists the layers whose forward alone won (they run fused where no
+gradient is wanted: inference), ``fused["forward+backward"]`` those whose forward and backward
+together won (where a gradient is wanted: training) — ``MODES``, the benchmark rows' modes. An
+entry is ``{"norm", "dtype", "input", "weight", "stride", "padding"[, "transposed"]}``
 (``layer_key``'s fields; a decoder's transposed conv has ``"transposed": true`` and its
-``input`` is the concatenation of its sources; other top-level fields are the run's
-record). Under autocast a layer's key has autocast's dtype (``fused_conv_dtype``: what the
-module's conv would compute in, so a bfloat16 table takes effect in the bf16 training step).
-``FASTP2P_CONV`` overrides the table: ``fused`` runs every layer the network can fuse through the fused convolution (tests
-and GPU experiments; an error where no backend has it), ``module`` none.
+``input`` is the concatenation of its sources); other top-level fields are the run's record.
+A table of another format (the first writer's: no device, one list measured forward+backward)
+is refused with a ValueError naming the reason. Under autocast a layer's key has autocast's
+dtype (``fused_conv_dtype``: what the module's conv would compute in, so a bfloat16 table
+takes effect in the bf16 training step).
+
+``FASTP2P_CONV`` overrides the table: ``fused`` runs every layer the network can fuse through
+the fused convolution (tests and GPU experiments; an error where no backend has it),
+``module`` none.
 """
 import os
 from functools import lru_cache
@@ -26,8 +40,12 @@ from fastp2p.json_files import read_json
 from fastp2p.ops.backends import conv_fused_backend
 
 TABLE = Path(__file__).with_name("conv_choice.json")
+FORMAT = 2
 ENV_VAR = "FASTP2P_CONV"
 CHOICES = ("fused", "module")
+# A call's direction: no gradient wanted (inference), or a gradient wanted (training: the
+# backward follows); the benchmark rows' modes.
+MODES = ("forward", "forward+backward")
 # What the fused convolution stores (kernels/conv_fused.py STORAGE_DTYPES).
 FUSED_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
 
@@ -38,24 +56,71 @@ def layer_key(norm: str, dtype, input_shape, weight_shape, stride: int, padding:
     the weight ((C_out, C_in, KH, KW); transposed: (C_in, C_out, KH, KW)), stride, padding and
     whether it is a transposed convolution (a table entry's optional "transposed", default
     false)."""
-    return (norm, str(dtype).replace("torch.", ""), tuple(int(s) for s in input_shape),
+    return (norm, _dtype_name(dtype), tuple(int(s) for s in input_shape),
             tuple(int(s) for s in weight_shape), int(stride), int(padding), bool(transposed))
+
+
+def _dtype_name(dtype) -> str:
+    return str(dtype).replace("torch.", "")
+
+
+def routed_key(device: str, mode: str, layer: tuple) -> tuple:
+    """What ``fused_layers`` holds: (the device's name, a ``MODES`` direction, a layer_key)."""
+    return (device, mode, layer)
+
+
+def device_name(device) -> str:
+    """The name a table gives the device it was measured on: torch's name of a CUDA device
+    ("NVIDIA H200"; the same as the benchmark's record, fastp2p.bench.environment), else the
+    device type ("cpu": only tests write such a table, for the Triton interpreter)."""
+    device = torch.device(device)
+    if device.type != "cuda":
+        return device.type
+    return _cuda_name(torch.cuda.current_device() if device.index is None else device.index)
+
+
+@lru_cache(maxsize=None)
+def _cuda_name(index: int) -> str:
+    return torch.cuda.get_device_name(index)
+
+
+def mode(gradient: bool) -> str:
+    """The ``MODES`` direction of a call that wants a gradient (or not)."""
+    return MODES[1] if gradient else MODES[0]
 
 
 @lru_cache(maxsize=None)
 def fused_layers(path: Path) -> frozenset:
-    """The keys the table at ``path`` (TABLE) gives to the fused convolution (empty without
-    a table)."""
+    """The ``routed_key``s the table at ``path`` (TABLE) gives to the fused convolution (empty
+    without a table)."""
     try:
         table = read_json(path)
-        return frozenset(layer_key(e["norm"], e["dtype"], e["input"], e["weight"], e["stride"],
-                                   e["padding"], e.get("transposed", False))
-                         for e in table["fused"])
     except FileNotFoundError:
         return frozenset()
-    except (OSError, ValueError, KeyError, TypeError) as error:
-        raise ValueError(f"{path} is not a readable conv choice table ({error}); rebuild it "
-                         "from a GPU run's per-layer benchmark or delete it") from error
+    except (OSError, ValueError) as error:
+        raise _unreadable(path, error) from error
+    if not isinstance(table, dict) or table.get("format") != FORMAT:
+        raise ValueError(
+            f"{path} is not a conv choice table of format {FORMAT} (a \"device\" and, per "
+            f"direction, {' / '.join(MODES)}, the layers to fuse): an older table's layers "
+            "name neither the GPU they were measured on nor the direction, so they cannot be "
+            "routed; rebuild it with benchmarks/conv_layer_timing.py --out on that GPU or "
+            "delete it")
+    try:
+        device, fused = table["device"], table["fused"]
+        if not isinstance(device, str) or set(fused) - set(MODES):
+            raise ValueError(f"device {device!r}, directions {sorted(fused)}")
+        return frozenset(
+            routed_key(device, m, layer_key(e["norm"], e["dtype"], e["input"], e["weight"],
+                                            e["stride"], e["padding"], e.get("transposed", False)))
+            for m, entries in fused.items() for e in entries)
+    except (ValueError, KeyError, TypeError, AttributeError) as error:
+        raise _unreadable(path, repr(error)) from error
+
+
+def _unreadable(path: Path, why) -> ValueError:
+    return ValueError(f"{path} is not a readable conv choice table ({why}); rebuild it from a "
+                      "GPU run's per-layer benchmark or delete it")
 
 
 def forced() -> str:
@@ -93,12 +158,15 @@ def compute_dtype(t: torch.Tensor) -> torch.dtype:
 
 
 def fused_conv_dtype(x: torch.Tensor, weight: torch.Tensor, *, stride: int, padding: int,
-                     norm: str, transposed: bool = False) -> Optional[torch.dtype]:
+                     norm: str, gradient: bool, transposed: bool = False
+                     ) -> Optional[torch.dtype]:
     """The dtype in which the layer conv(x, weight) followed by ``norm`` runs the fused
     convolution, or None when it runs its module. Under autocast that is autocast's dtype (the
-    table's key and the dtype the caller casts the operands to), else x's.
-    ``transposed``: a decoder's transposed convolution, whose input is the concatenation of
-    its sources: x is the first of them, the key's input channels are weight.shape[0]."""
+    table's key and the dtype the caller casts the operands to), else x's. ``gradient``:
+    whether the network's call wants one (the table's forward+backward list decides, else its
+    forward list). ``transposed``: a decoder's transposed convolution, whose input is the
+    concatenation of its sources: x is the first of them, the key's input channels are
+    weight.shape[0]."""
     choice = forced()
     if choice == "module":
         return None
@@ -114,6 +182,7 @@ def fused_conv_dtype(x: torch.Tensor, weight: torch.Tensor, *, stride: int, padd
                              f"bfloat16/float16); unset {ENV_VAR}")
         return dtype
     input_shape = (x.shape[0], weight.shape[0], *x.shape[2:]) if transposed else x.shape
-    listed = layer_key(norm, dtype, input_shape, weight.shape, stride, padding,
-                       transposed) in fused_layers(TABLE)
-    return dtype if runnable and listed else None
+    key = routed_key(device_name(x.device), mode(gradient),
+                     layer_key(norm, dtype, input_shape, weight.shape, stride, padding,
+                               transposed))
+    return dtype if runnable and key in fused_layers(TABLE) else None
