@@ -4,7 +4,7 @@ import torch
 from fastp2p.nn.checks import check_image_batch, positive_ints, whole_number
 from fastp2p.nn.checkpoint import infer_patchgan_config, infer_pixelgan_config
 from fastp2p.nn.compat import ReferenceCheckpointMixin
-from fastp2p.nn.folding import ReleasesReplacedWeights
+from fastp2p.nn.folding import ReleasesReplacedWeights, gradient_wanted
 from fastp2p.nn.fused import (reference_forward_wanted, sequential_forward, sequential_output,
                               sequential_supported)
 from fastp2p.nn.fused_conv import conv_stack_forward
@@ -78,7 +78,8 @@ class PatchDiscriminator(ReleasesReplacedWeights, RefusesScripting, ReferenceChe
         if (unbatched(input) or reference_forward_wanted(input)
                 or not sequential_supported(self.model)):
             return super().forward(input)
-        forward = conv_stack_forward if may_fuse() else sequential_forward
+        forward = (conv_stack_forward if may_fuse(input, gradient_wanted(self.model, input))
+                   else sequential_forward)
         return sequential_output(self.model, input, forward(self.model, input))
 
 

@@ -8,7 +8,9 @@ buffers updated like nn.BatchNorm2d's), and the next scale/shift are tiny per-ch
 on them (autograd carries gamma, beta and the statistics). Between two fused layers the
 normalised activation is never written. A layer left to its module runs as in
 ``fastp2p.nn.fused.sequential_forward`` (module conv + norm_act), after plain torch ops apply
-whatever norm + activation the fused layer before it left pending. ``fused_conv_norm``,
+whatever norm + activation the fused layer before it left pending. fastp2p.PatchDiscriminator
+calls ``conv_stack_forward`` only for a forward the choice may give a layer of
+(``conv_choice.may_fuse``); any other runs ``sequential_forward`` itself. ``fused_conv_norm``,
 ``fused_layer_dtype`` and ``apply_transform`` are shared with the U-Net's routing
 (fastp2p.nn.unet_conv).
 """

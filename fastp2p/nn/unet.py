@@ -2,7 +2,7 @@
 from fastp2p.nn.checks import check_image_batch, positive_ints, whole_number
 from fastp2p.nn.checkpoint import infer_unet_config
 from fastp2p.nn.compat import ReferenceCheckpointMixin
-from fastp2p.nn.folding import ReleasesReplacedWeights
+from fastp2p.nn.folding import ReleasesReplacedWeights, gradient_wanted
 from fastp2p.nn.fused import (init_dropout_rng, reference_forward_wanted, set_dropout_rng,
                               unet_forward, unet_output, unet_supported)
 from fastp2p.nn.recomputation import dropout_needs_torch_generator
@@ -53,8 +53,10 @@ class UNet(ReleasesReplacedWeights, RefusesScripting, ReferenceCheckpointMixin, 
     ``fastp2p.nn.folding.forget_cached_weights``. ``.to()``, ``.double()`` and the like drop the
     copies they made stale.
     The layers that the conv choice gives to the fused convolution
-    (fastp2p.ops.backends.conv_choice: none by default, all with FASTP2P_CONV=fused) run as
-    fastp2p.ops.conv_norm_act instead (fastp2p.nn.unet_conv), with the same dropout masks.
+    (fastp2p.ops.backends.conv_choice: none by default, all with FASTP2P_CONV=fused; a committed
+    table's layers on the GPU model and in the direction it measured) run as
+    fastp2p.ops.conv_norm_act instead (fastp2p.nn.unet_conv), with the same dropout masks; a
+    forward it gives no layer of runs the forward above unchanged.
     Behaviour change: in train mode with ``use_dropout=True`` the dropout masks come from a
     counter-based RNG, not torch's global RNG, so they differ from the reference's masks (the
     math given a mask is the same). State: the non-persistent buffer ``dropout_rng``
@@ -100,7 +102,8 @@ class UNet(ReleasesReplacedWeights, RefusesScripting, ReferenceCheckpointMixin, 
         if (reference_forward_wanted(input) or compiler_tracing() or not unet_supported(self)
                 or (self.training and self.use_dropout and dropout_needs_torch_generator("UNet"))):
             return super().forward(input)
-        forward = unet_conv_forward if may_fuse() else unet_forward
+        forward = (unet_conv_forward if may_fuse(input, gradient_wanted(self, input))
+                   else unet_forward)
         return unet_output(self, input, forward(self, input))
 
     def set_dropout_rng(self, seed: int, offset: int = 0) -> None:

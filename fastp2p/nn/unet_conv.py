@@ -1,6 +1,11 @@
 """The U-Net forward with the fused convolution (fastp2p.ops.conv_norm_act) on the layers the
 conv choice gives it (fastp2p.ops.backends.conv_choice: none by default, every one with
 FASTP2P_CONV=fused), over the reference module tree (same parameters as fastp2p.nn.fused).
+fastp2p.UNet calls it only for a forward the choice may give a layer of (``may_fuse``: the
+override, or a table listing a layer for this device, direction, dtype and batch size); any
+other runs fastp2p.nn.fused.unet_forward, whose CPU inference forms (packed oneDNN weights,
+channels-last compute, the decoder's phase form writing into the concatenation) this walk's
+module layers do not have.
 
 A fused down conv reads its level's input before that input's norm: its prologue applies the
 norm's scale/shift and the LeakyReLU, its epilogue gives its own norm's statistics. A fused

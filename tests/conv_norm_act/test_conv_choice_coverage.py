@@ -50,7 +50,7 @@ def _looked_up(monkeypatch, net, channels, batch):
     monkeypatch.setattr(conv_choice, "fused_layers", lambda path: lookups)
     monkeypatch.setattr(conv_choice, "conv_fused_backend", lambda device: object())
     for module in (unet_module, discriminators_module):
-        monkeypatch.setattr(module, "may_fuse", lambda: True)
+        monkeypatch.setattr(module, "may_fuse", lambda x, gradient: True)
     with FakeTensorMode(allow_non_fake_inputs=True):
         net(torch.empty(batch, channels, SIDE, SIDE, dtype=DTYPE))
     return [layer for _, _, layer in lookups.keys]  # conv_choice.routed_key's layer_key

@@ -25,6 +25,11 @@ is refused with a ValueError naming the reason. Under autocast a layer's key has
 dtype (``fused_conv_dtype``: what the module's conv would compute in, so a bfloat16 table
 takes effect in the bf16 training step).
 
+A network forward the table routes no layer of runs today's forward unchanged (``may_fuse``
+asks before the network walks its layers); in one it routes some layers of, the others run
+today's ops (module conv + norm-act: fastp2p.nn.unet_conv, fastp2p.nn.fused_conv), except
+the U-Net's CPU inference forms, which only today's forward has.
+
 ``FASTP2P_CONV`` overrides the table: ``fused`` runs every layer the network can fuse through
 the fused convolution (tests and GPU experiments; an error where no backend has it),
 ``module`` none.
@@ -131,17 +136,23 @@ def forced() -> str:
     return value
 
 
-@torch.compiler.assume_constant_result
-def _table_lists_layers() -> bool:
-    """A constant to torch.compile (which cannot trace the file read): the table is committed."""
-    return bool(fused_layers(TABLE))
-
-
-def may_fuse() -> bool:
-    """Whether any layer can run fused now (an override or a non-empty table): cheap, so a
-    network keeps today's forward untouched when this is False."""
+def may_fuse(x: torch.Tensor, gradient: bool) -> bool:
+    """Whether a network forward on input ``x`` (``gradient``: it wants one,
+    fastp2p.nn.folding.gradient_wanted) may run any layer fused: FASTP2P_CONV=fused, or the
+    table lists a layer for x's device, this direction, the dtype x's convolutions compute in
+    and x's batch size, and a backend can run the fused convolution there. Else the network
+    keeps today's forward untouched. Under torch.compile / torch.export the table routes
+    nothing: it measured eager layers, and the compiler fuses today's ops itself."""
     choice = forced()
-    return choice == "fused" or (choice == "" and _table_lists_layers())
+    if choice != "":
+        return choice == "fused"
+    if torch.compiler.is_compiling():
+        return False
+    # (device, direction, a layer_key's dtype and input batch size)
+    listed = (device_name(x.device), mode(gradient), _dtype_name(compute_dtype(x)), x.shape[0])
+    return (any((key[0], key[1], key[2][1], key[2][2][0]) == listed
+                for key in fused_layers(TABLE))
+            and conv_fused_backend(x.device) is not None)
 
 
 # The dtypes autocast casts for a convolution (float64 stays float64, as autocast leaves it).
