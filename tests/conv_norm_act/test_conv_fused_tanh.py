@@ -3,7 +3,9 @@ ConvTranspose2d -> Tanh) vs float64 tanh(conv(...)), through the Triton interpre
 (DESIGN §5's single-op bound): the epilogue's tanh, and its backward folded into the loads of the
 output gradient (GradFold(y, tanh=True): g * (1 - y^2)) by dgrad, wgrad and the bias gradient,
 so no tanh backward runs; the autograd op against the unfused pair, saving no more than it.
-Random data (pre-tanh spread ~1.5: some outputs saturated, most not), NaN-poisoned outputs."""
+Random data (pre-tanh spread ~1.5: some outputs saturated, most not), NaN-poisoned outputs;
+and pre-tanh values of every magnitude from 1e-6 to 10, where a small output is small
+everywhere."""
 import pytest
 import torch
 
@@ -202,6 +204,36 @@ def test_op_matches_float64_and_saves_no_more_than_the_unfused_pair(monkeypatch)
 
     _, pair_bytes = _saved_bytes(lambda: torch.tanh(conv_norm_act(xs, ts, w, b, **geometry)[0]))
     assert fused_bytes == pair_bytes - y.numel() * y.element_size()
+
+
+@pytest.mark.interpreter
+@needs_triton
+def test_tanh_epilogue_is_accurate_at_every_magnitude(monkeypatch):
+    """The epilogue's tanh of pre-tanh values spanning 1e-6 .. 10 in magnitude, both signs: a
+    1x1 convolution by 1 (exact in float32) makes them the values given. Each decade, a
+    tensor of its own (a near-grey image's output is small everywhere), within the single-op
+    bound; tanh from exp(-2|z|) alone lost (1 - exp) to cancellation there (4.6e-4 at
+    |z| ~ 3e-5). The backward folded from the stored y, with conv_norm_act's gradients of the
+    input and the weight, stays within the bound too. NaN allocations."""
+    poison_allocations(monkeypatch)
+    magnitudes = 10.0 ** (torch.arange(128, dtype=torch.float64) * 7 / 128 - 6)
+    z64 = (magnitudes * torch.tensor([1.0, -1.0]).repeat(8 * 8)).reshape(2, 1, 8, 8)
+    x = _nhwc(z64).requires_grad_()
+    w = torch.ones(1, 1, 1, 1, requires_grad=True)
+    y, _, _ = conv_norm_act([x], [InputTransform()], w, stride=1, padding=0,
+                            output_activation="tanh")
+    z = x.detach().double()  # the float32 values the kernel was given
+    expected = torch.tanh(z)
+    for decade in range(-6, 1):
+        at = (z.abs() >= 10.0 ** decade) & (z.abs() < 10.0 ** (decade + 1))
+        assert at.sum() >= 16
+        assert_close(y.detach()[at], expected[at], FP32_SINGLE_OP, f"|z| in 1e{decade}")
+    gen = torch.Generator().manual_seed(7)
+    grad_y = _rand(gen, *y.shape)
+    y.backward(_nhwc(grad_y))
+    grad_z = grad_y * (1 - expected ** 2)
+    assert_close(x.grad, grad_z, FP32_SINGLE_OP, "grad input")
+    assert_close(w.grad.reshape(()), (grad_z * z).sum(), FP32_SINGLE_OP, "grad weight")
 
 
 def test_tanh_with_statistics_is_a_clear_error():
