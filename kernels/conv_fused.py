@@ -28,6 +28,10 @@ from fastp2p.kernels.conv_fused_tiles import (AFFINE_NONE, AFFINE_PER_CHANNEL, A
 # The argument types live in a triton-free module (the backend contract names them).
 from fastp2p.kernels.conv_fused_types import (IDENTITY, OUTPUT_ACTIVATIONS, GradFold,  # noqa: F401
                                               InputTransform, TilePartials, fold_code)
+# The kernels index per-channel vectors (scale, shift, bias, gamma, beta, running statistics)
+# as dense arrays: a strided one (a user's view, b[::2], s.t()) goes through a contiguous
+# copy (_dense), as in norm_act's launchers.
+from fastp2p.kernels.norm_act import _dense
 from fastp2p.kernels.norm_act_tiles import _merge_moments, _rng_start
 
 # Storage dtypes; products are accumulated in float32 (tl.dot with input_precision="ieee": no
@@ -273,13 +277,14 @@ def _check_transform(transform: InputTransform, x: torch.Tensor) -> None:
 
 
 def _transform_args(transform: InputTransform, dummy: torch.Tensor):
-    """(scale, shift, seed, offset) kernel arguments of a prologue, and its constexpr flags."""
+    """(scale, shift, seed, offset) kernel arguments of a prologue (scale / shift dense), and
+    its constexpr flags."""
     dropout = transform.dropout_p > 0
     rng = [value if isinstance(value, torch.Tensor)
            else torch.tensor(int(value), dtype=torch.int64, device=dummy.device)
            for value in (transform.seed, transform.offset)] if dropout else [dummy, dummy]
-    args = (dummy if transform.scale is None else transform.scale,
-            dummy if transform.shift is None else transform.shift, *rng)
+    args = (dummy if transform.scale is None else _dense(transform.scale),
+            dummy if transform.shift is None else _dense(transform.shift), *rng)
     return args, (_affine_code(transform.scale), ACTIVATION_CODES[transform.activation], dropout)
 
 
@@ -405,7 +410,7 @@ def _launch(sources, transforms, weight, weight_roles, bias, y, *, kernel_size, 
         AFFINE_X=aff_x, ACTIVATION_X=act_x, DROPOUT_X=drop_x,
         BLOCK_M=block_m, BLOCK_N=block_n, BLOCK_K=block_k)
     _conv_fused_kernel[grid](
-        a, *a_args, fold_y, b, *b_args, weight, bias if bias is not None else a, y, x, *x_args,
+        a, *a_args, fold_y, b, *b_args, weight, a if bias is None else _dense(bias), y, x, *x_args,
         *part_args, CA, CB, H, W, CO, OH, OW, QH, QW, tiles_per_phase, T,
         *a.stride(), *fold_y.stride(), *b.stride(), ws[w_out], ws[w_in], ws[2], ws[3],
         *y.stride(), *x.stride(),
@@ -483,7 +488,8 @@ def conv_stats_finish(parts: TilePartials, *, per_sample, eps, gamma=None, beta=
     """(mean, rstd, scale, shift) of the conv output from its TilePartials: per (N, C) for
     instance norm (per_sample), else (C,) per channel, float32; scale/shift are the next
     prologue's (gamma * rstd, beta - mean * gamma * rstd; gamma = 1, beta = 0 without affine).
-    Batch norm's running statistics are updated in place when given."""
+    Batch norm's running statistics are updated in place when given (strided ones through
+    contiguous copies, copied back)."""
     N, T, C = parts.a.shape
     groups = N if per_sample else 1
     stats = [parts.a.new_empty((groups, C)) for _ in range(4)]
@@ -491,10 +497,14 @@ def conv_stats_finish(parts: TilePartials, *, per_sample, eps, gamma=None, beta=
     block_p = min(64, triton.next_power_of_2(N * T // groups))
     update = running_mean is not None
     dummy = parts.a
+    running = (_dense(running_mean), _dense(running_var))
     _conv_stats_finish_kernel[(groups, triton.cdiv(C, block_c))](
         parts.a, parts.b, parts.count,
-        gamma if gamma is not None else dummy, beta if beta is not None else dummy,
-        *stats, running_mean if update else dummy, running_var if update else dummy,
+        dummy if gamma is None else _dense(gamma), dummy if beta is None else _dense(beta),
+        *stats, *(running if update else (dummy, dummy)),
         C, T * N // groups, float(eps), float(momentum or 0.0),
         AFFINE=gamma is not None, UPDATE_RUNNING=update, BLOCK_P=block_p, BLOCK_C=block_c)
+    for given, used in zip((running_mean, running_var), running):
+        if used is not given:
+            given.copy_(used)
     return tuple(s if per_sample else s.view(C) for s in stats)

@@ -9,8 +9,9 @@ class InputTransform(NamedTuple):
     """What a convolution's prologue applies to one source: a = dropout(act(x * scale + shift)).
 
     scale/shift: None (identity), (N, C) per image and channel (instance norm) or (C,) per
-    channel (batch norm), float32. seed/offset: ints or int64 device scalars (CUDA-graph replay
-    reads their current values) of the counter RNG of ``fastp2p.ops.dropout_rng``."""
+    channel (batch norm), float32, any strides (the launchers read a view through a dense
+    copy). seed/offset: ints or int64 device scalars (CUDA-graph replay reads their current
+    values) of the counter RNG of ``fastp2p.ops.dropout_rng``."""
     scale: Optional[torch.Tensor] = None
     shift: Optional[torch.Tensor] = None
     activation: str = "none"
