@@ -28,6 +28,7 @@ from fastp2p.kernels.conv_fused_tiles import (AFFINE_NONE, AFFINE_PER_CHANNEL, A
 # The argument types live in a triton-free module (the backend contract names them).
 from fastp2p.kernels.conv_fused_types import (IDENTITY, OUTPUT_ACTIVATIONS, GradFold,  # noqa: F401
                                               InputTransform, TilePartials, fold_code)
+from fastp2p.kernels.dropout_rng import dropout_threshold
 # The kernels index per-channel vectors (scale, shift, bias, gamma, beta, running statistics)
 # as dense arrays: a strided one (a user's view, b[::2], s.t()) goes through a contiguous
 # copy (_dense), as in norm_act's launchers.
@@ -258,12 +259,14 @@ def _affine_code(scale: Optional[torch.Tensor]) -> int:
 
 
 def _check_transform(transform: InputTransform, x: torch.Tensor) -> None:
-    """scale and shift: both or neither, float32 (N, C) or (C,) for x (N, C, H, W)."""
+    """scale and shift: both or neither, float32 (N, C) or (C,) for x (N, C, H, W); dropout p
+    in [0, 1), refused as norm_act refuses it (dropout_threshold)."""
     if (transform.scale is None) != (transform.shift is None):
         raise ValueError("fused conv: give an InputTransform both scale and shift, or neither")
     if transform.activation not in ACTIVATION_CODES:
         raise ValueError(f"fused conv: activation must be one of {tuple(ACTIVATION_CODES)}, "
                          f"got {transform.activation!r}")
+    dropout_threshold(transform.dropout_p)
     if transform.scale is None:
         return
     allowed = ((x.shape[0], x.shape[1]), (x.shape[1],))
@@ -296,9 +299,7 @@ def _dropout_args(transforms) -> tuple:
     if not ps:
         return 0, 1.0
     p = ps.pop()
-    if not 0.0 < p < 1.0:
-        raise ValueError(f"fused conv: dropout p must be in [0, 1), got {p}")
-    return int(p * 2 ** 32), 1.0 / (1.0 - p)
+    return dropout_threshold(p), 1.0 / (1.0 - p)
 
 
 def gemm_blocks(rows: int, cols: int, depth: int, dtype: torch.dtype, device: torch.device):

@@ -377,7 +377,9 @@ def test_statistics_finish_merges_many_tiles(per_sample):
     (dict(scale=torch.ones(3, dtype=torch.float64), shift=torch.ones(3, dtype=torch.float64)),
      "float32"),
     (dict(activation="tanh"), "activation must be one of"),
-], ids=["scale-without-shift", "wrong-shape", "wrong-dtype", "unknown-activation"])
+    (dict(dropout_p=-0.5), "dropout p must be in"),
+], ids=["scale-without-shift", "wrong-shape", "wrong-dtype", "unknown-activation",
+        "negative-dropout"])
 def test_bad_transform_is_a_clear_error(bad, message):
     """Checked before any launch: no interpreter needed."""
     x = torch.randn(2, 3, 4, 4)

@@ -16,6 +16,7 @@ from helpers.triton_interpreter import KERNELS
 pytest.importorskip("triton")
 from fastp2p.kernels.conv_fused import InputTransform  # noqa: E402
 from fastp2p.ops.conv_norm_act import conv_norm_act  # noqa: E402
+from fastp2p.ops.norm_act import norm_act  # noqa: E402
 
 # eps and momentum other than torch's defaults, so that the op hands on the ones it is given
 # (test_conv_fused.py checks the kernels at both): eps 0.5 moves the first norm's rstd by 0.7 to
@@ -93,6 +94,24 @@ def test_chain_matches_float64_reference():
         else:
             assert_close(leaf.grad, leaves64[name].grad, FP32_SINGLE_OP, f"grad {name}")
 
+
+@pytest.mark.interpreter
+@pytest.mark.skipif(KERNELS is None, reason="interpreter tests: need triton and no GPU")
+@pytest.mark.parametrize("p", [-0.5, -1e-9, 1.0, float("nan")],
+                         ids=["negative", "just-below-0", "one", "nan"])
+def test_dropout_p_outside_0_1_is_refused_as_norm_act_refuses_it(p):
+    """With norm_act's message, before the running statistics are touched (a p below 0 was
+    once taken as no dropout, silently)."""
+    x = torch.randn(2, 3, 4, 4)
+    with pytest.raises(ValueError) as norm_act_refusal:
+        norm_act(x, norm="none", activation="relu", dropout_p=p, seed=1, offset=0)
+    running = [torch.zeros(5), torch.ones(5)]
+    with pytest.raises(ValueError) as refusal:
+        conv_norm_act([x], [InputTransform(activation="relu", dropout_p=p, seed=1, offset=0)],
+                      torch.randn(5, 3, 4, 4), stride=2, padding=1, norm="batch",
+                      running_mean=running[0], running_var=running[1])
+    assert str(refusal.value) == str(norm_act_refusal.value)
+    assert torch.equal(running[0], torch.zeros(5)) and torch.equal(running[1], torch.ones(5))
 
 @pytest.mark.cuda
 def test_cuda_graph_replay_with_device_rng():
