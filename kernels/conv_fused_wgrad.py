@@ -16,6 +16,7 @@ from fastp2p.kernels.conv_fused import (IDENTITY, GradFold, InputTransform, _aff
                                         gemm_launch_options)
 from fastp2p.kernels.conv_fused_tiles import (AFFINE_PER_SAMPLE, _load_activated,
                                               _load_folded_grad)
+from fastp2p.kernels.norm_act import _dense
 from fastp2p.kernels.norm_act_tiles import _rng_start
 
 
@@ -166,10 +167,12 @@ def conv_fused_wgrad(grad_y, x, transform: InputTransform = IDENTITY, *, kernel_
 
 
 def _fold_args(fold: Optional[GradFold], grad_y):
-    """(y, alpha, beta) kernel arguments of a fold, dummies where it has none of them."""
+    """(y, alpha, beta) kernel arguments of a fold, dummies where it has none of them; alpha and
+    beta, indexed densely, through contiguous copies if strided (y's strides are passed)."""
     if fold is None:
         return (grad_y,) * 3
-    return tuple(grad_y if t is None else t for t in (fold.y, fold.alpha, fold.beta))
+    alpha, beta = (grad_y if t is None else _dense(t) for t in (fold.alpha, fold.beta))
+    return fold.y, alpha, beta
 
 
 def conv_fused_bias_grad(grad_y, fold: Optional[GradFold] = None):

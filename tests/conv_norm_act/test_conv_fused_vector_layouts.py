@@ -11,8 +11,10 @@ import torch
 from helpers.triton_interpreter import KERNELS
 
 pytest.importorskip("triton")
-from fastp2p.kernels.conv_fused import (InputTransform, conv_fused_fwd,  # noqa: E402
+from fastp2p.kernels.conv_fused import (GradFold, InputTransform, conv_fused_fwd,  # noqa: E402
                                         conv_stats_finish)
+from fastp2p.kernels.conv_fused_wgrad import (conv_fused_bias_grad,  # noqa: E402
+                                              conv_fused_wgrad)
 from fastp2p.ops.conv_norm_act import conv_norm_act  # noqa: E402
 
 needs_triton = pytest.mark.skipif(
@@ -91,3 +93,26 @@ def test_strided_gamma_beta_and_running_statistics_in_the_stats_finish():
     for i, (a, b) in enumerate(zip(got, expected)):
         assert torch.equal(a, b), f"result {i}: strided differs from dense"
     assert all(torch.isnan(_outside(r)).all() for r in running), "wrote outside a running view"
+
+
+@pytest.mark.interpreter
+@needs_triton
+@pytest.mark.parametrize("per_sample", [True, False], ids=["instance", "batch"])
+def test_strided_fold_coefficients_in_the_weight_and_bias_gradients(per_sample):
+    """conv_fused_wgrad and conv_fused_bias_grad called directly with a GradFold whose alpha /
+    beta are views: the same gradients as with dense ones."""
+    gen = torch.Generator().manual_seed(5)
+    x = torch.randn(2, 3, 6, 6, generator=gen).contiguous(memory_format=torch.channels_last)
+    grad_y, y = (torch.randn(2, 4, 3, 3, generator=gen).contiguous(
+        memory_format=torch.channels_last) for _ in range(2))
+    shape = (2, 4) if per_sample else (4,)
+    alpha, beta = torch.randn(shape, generator=gen), torch.randn(shape, generator=gen)
+
+    def run(layout):
+        fold = GradFold(y, layout(alpha), layout(beta))
+        return (conv_fused_wgrad(grad_y, x, kernel_size=(4, 4), stride=2, padding=1, fold=fold),
+                conv_fused_bias_grad(grad_y, fold))
+
+    for i, (a, b) in enumerate(zip(run(_strided), run(lambda t: t.clone()))):
+        assert torch.equal(a, b), f"result {i}: strided differs from dense"
+
