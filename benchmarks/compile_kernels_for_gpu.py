@@ -60,7 +60,8 @@ def _jobs():
             (False, True, False, True), (False, True, True, True), (False, True, True, False)):
         yield norm_act._norm_act_stats_kernel, dict(
             GROUP_IS_SAMPLE=group_is_sample, UPDATE_RUNNING=update, COUNT_BATCH=count,
-            SHARED=shared, BLOCK_HW=32, BLOCK_C=64, PDL=group_is_sample)
+            SHARED=shared, FINISH_G=2 if group_is_sample else 1, FINISH_S=16 if group_is_sample
+            else 32, BLOCK_HW=32, BLOCK_C=64, PDL=group_is_sample)
     for mode in (0, 1, 2):
         yield losses._gan_loss_fwd_kernel, dict(MODE=mode, BLOCK=1024, PDL=mode == 1)
     for pdl in (False, True):

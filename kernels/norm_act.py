@@ -3,9 +3,10 @@
 Groups small enough for registers (maps up to 32x32 at batch 1, the small instance-norm maps at
 any batch) take one kernel that reads x once, forward and backward. Larger ones: a split
 reduction computes fp32 per-channel (batch) or per-(sample, channel) (instance) mean/M2 of x
-minus a value of the group (exact near a large mean) with Chan's merge of per-tile moments (no
-E[x^2]-E[x]^2), whose last program per channel block
-merges the splits (and updates BatchNorm's running stats and num_batches_tracked), then one
+minus the mean of the group's first tile (exact near a large mean, small near any) with Chan's
+merge of per-tile moments (no E[x^2]-E[x]^2), whose last program per channel block merges the
+splits in two passes of tree sums (and updates BatchNorm's running stats and
+num_batches_tracked), then one
 elementwise pass writes ``out[:, c0:c0+C]``. Backward
 recomputes x_hat, the activation's derivative and the dropout mask
 (counter-based hash, never stored) from x and the saved (mean, rstd): one reduction pass for
@@ -28,7 +29,7 @@ from fastp2p.kernels.norm_act_tiles import (_activate_drop_store, _count_batch,
                                             _load_pivot,
                                             _merge_moments, _offsets, _recompute_grad_z,
                                             _rng_start, _split_program, _store_partials,
-                                            _store_statistics, _tile)
+                                            _store_statistics, _tile, _tile_mean_pivot)
 from fastp2p.kernels.codes import ACTIVATION_CODES, NORM_CODES
 from fastp2p.kernels.dropout_rng import LOW32, dropout_threshold, mix32
 from fastp2p.kernels.pdl import launch_options, wait_for_previous_kernel
@@ -38,6 +39,7 @@ from fastp2p.kernels.pdl import launch_options, wait_for_previous_kernel
 def _norm_act_stats_kernel(
     X_ptr,                             # (N, C, H, W) input, any strides
     PartMean_ptr, PartM2_ptr,          # (G, S, C) float32: mean and M2 of x - pivot per split
+    Pivot_ptr,                         # (G, C) float32: each group's pivot, for the last program
     Mean_ptr, Rstd_ptr,                # (G, C) float32 outputs
     RunMean_ptr, RunVar_ptr,           # (C,) running stats (batch norm training) or dummies
     Batches_ptr,                       # int64 num_batches_tracked (COUNT_BATCH) or a dummy
@@ -45,18 +47,24 @@ def _norm_act_stats_kernel(
     C, HW, W, rows, rows_per_split, num_splits, eps, momentum,
     sn, sc, sh, sw,
     GROUP_IS_SAMPLE: tl.constexpr, UPDATE_RUNNING: tl.constexpr, COUNT_BATCH: tl.constexpr,
-    SHARED: tl.constexpr, BLOCK_HW: tl.constexpr, BLOCK_C: tl.constexpr,
+    SHARED: tl.constexpr, FINISH_G: tl.constexpr, FINISH_S: tl.constexpr,
+    BLOCK_HW: tl.constexpr, BLOCK_C: tl.constexpr,
     PDL: tl.constexpr = False,
 ):
-    """Each (group, split)'s moments of x - pivot (``_load_pivot``: exact near a large mean)
-    with Chan's merge of per-tile moments; the last program of
+    """Each (group, split)'s moments of x - pivot (``_tile_mean_pivot``: exact near a large
+    mean, small near any mean) with Chan's merge of per-tile moments; the last program of
     a channel block (SHARED: more than one per block) merges the splits of every group into
-    (mean, rstd) and the running statistics, so no finalize launch follows."""
+    (mean, rstd) and the running statistics (``_finish_moments``: (FINISH_G, FINISH_S) tiles),
+    so no finalize launch follows."""
     wait_for_previous_kernel(PDL)
     group, split, col0, row_begin, row_end = _split_program(rows, rows_per_split, num_splits,
                                                             BLOCK_C)
     channels = col0 + tl.arange(0, BLOCK_C)
-    pivot = _load_pivot(X_ptr, group, channels, channels < C, sn, sc, GROUP_IS_SAMPLE)[None, :]
+    pivot = _tile_mean_pivot(X_ptr, group, col0, C, HW, W, rows, sn, sc, sh, sw,
+                             GROUP_IS_SAMPLE, BLOCK_HW, BLOCK_C)
+    if split == 0:
+        tl.store(Pivot_ptr + group * C + channels, pivot, mask=channels < C)
+    pivot = pivot[None, :]
     mean = tl.zeros((BLOCK_C,), tl.float32)  # of x - pivot
     m2 = tl.zeros((BLOCK_C,), tl.float32)
     count = tl.zeros((BLOCK_C,), tl.float32)  # the same in every lane; a vector keeps types simple
@@ -74,11 +82,12 @@ def _norm_act_stats_kernel(
     _store_partials(PartMean_ptr, PartM2_ptr, mean, m2, group, split, num_splits, col0, C,
                     BLOCK_C)
     if _last_to_arrive(Counter_ptr + tl.program_id(1), tl.num_programs(0), SHARED):
-        for last_group in range(0, tl.num_programs(0) // num_splits):
-            _finish_moments(PartMean_ptr, PartM2_ptr, Mean_ptr, Rstd_ptr, RunMean_ptr,
-                            RunVar_ptr, X_ptr, sn, sc, last_group, col0, C, rows,
-                            rows_per_split, num_splits, eps, momentum, GROUP_IS_SAMPLE,
-                            UPDATE_RUNNING, BLOCK_C)
+        num_groups = tl.num_programs(0) // num_splits
+        for group0 in range(0, num_groups, FINISH_G):
+            _finish_moments(PartMean_ptr, PartM2_ptr, Pivot_ptr, Mean_ptr, Rstd_ptr,
+                            RunMean_ptr, RunVar_ptr, group0, num_groups, col0, C, rows,
+                            rows_per_split, num_splits, eps, momentum, UPDATE_RUNNING,
+                            FINISH_G, FINISH_S, BLOCK_C)
         _count_batch(Batches_ptr, tl.program_id(1) == 0, COUNT_BATCH)
 
 
@@ -99,9 +108,11 @@ def _norm_act_fwd_one_pass_kernel(
     BLOCK_HW: tl.constexpr, BLOCK_C: tl.constexpr,
     PDL: tl.constexpr = False,
 ):
-    """A whole group (BLOCK_HW >= rows) in registers: two-pass statistics of x - pivot
-    (``_load_pivot``) from one read, then the output. One launch instead of three for the
-    small maps (and batch 1)."""
+    """A whole group (BLOCK_HW >= rows) in registers: statistics of x - pivot (``_load_pivot``)
+    from one read, then the output. One launch instead of three for the small maps (and batch
+    1). The shifted values' mean rounds at the ulp of their sum (thousands of values a spread
+    or more from 0: 2e-6 spreads at 2048 rows through the interpreter); the mean of the
+    residuals about it, small numbers summed, corrects it to float32's rounding."""
     wait_for_previous_kernel(PDL)
     group = tl.program_id(0).to(tl.int64)
     col0 = tl.program_id(1).to(tl.int64) * BLOCK_C
@@ -113,8 +124,10 @@ def _norm_act_fwd_one_pass_kernel(
     shifted = tl.where(mask, x - pivot[None, :], 0.0)
     count = tl.zeros((BLOCK_C,), tl.float32) + rows
     shifted_mean = tl.sum(shifted, axis=0) / count
-    centered = tl.where(mask, shifted - shifted_mean[None, :], 0.0)
-    mean = pivot + shifted_mean
+    residual = tl.where(mask, shifted - shifted_mean[None, :], 0.0)
+    correction = tl.sum(residual, axis=0) / count
+    centered = tl.where(mask, residual - correction[None, :], 0.0)
+    mean = pivot + (shifted_mean + correction)
     m2 = tl.sum(centered * centered, axis=0)
     _store_statistics(Mean_ptr, Rstd_ptr, RunMean_ptr, RunVar_ptr, group, c, col_ok, C, mean,
                       m2, count, eps, momentum, UPDATE_RUNNING)
@@ -417,12 +430,14 @@ def _norm_act_fwd_dense(x, weight, bias, running_mean, running_var, out, out_cha
         part_mean = torch.empty(groups, splits, C, device=x.device, dtype=torch.float32)
         part_m2 = torch.empty_like(part_mean)
         shared = groups * splits > 1
+        finish_g, finish_s = _finish_tile(groups, splits, block_c)
         _norm_act_stats_kernel[(groups * splits, channel_blocks)](
-            x, part_mean, part_m2, mean, rstd, *running, batches,
+            x, part_mean, part_m2, torch.empty_like(mean), mean, rstd, *running, batches,
             _counters(x.device, channel_blocks) if shared else x,
             C, HW, W, rows, rows_per_split, splits, float(eps), float(momentum or 0.0),
             *x.stride(), GROUP_IS_SAMPLE=norm == "instance", UPDATE_RUNNING=update,
-            COUNT_BATCH=count_batch, SHARED=shared, BLOCK_HW=block_hw, BLOCK_C=block_c, **pdl)
+            COUNT_BATCH=count_batch, SHARED=shared, FINISH_G=finish_g, FINISH_S=finish_s,
+            BLOCK_HW=block_hw, BLOCK_C=block_c, **pdl)
         if norm == "batch":
             mean, rstd = mean.view(C), rstd.view(C)
     elif norm == "none":

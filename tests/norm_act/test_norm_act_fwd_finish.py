@@ -29,16 +29,18 @@ if KERNELS is not None:  # TRITON_INTERPRET is set by now: the kernel below is i
     from fastp2p.kernels.norm_act_tiles import _finish_moments
 
     @triton.jit
-    def _separate_finalize_kernel(PartMean_ptr, PartM2_ptr, Mean_ptr, Rstd_ptr, RunMean_ptr,
-                                  RunVar_ptr, X_ptr, sn, sc, C, rows, rows_per_split, num_splits,
-                                  eps, momentum, GROUP_IS_SAMPLE: tl.constexpr,
-                                  UPDATE_RUNNING: tl.constexpr, BLOCK_C: tl.constexpr):
-        """The finalize launch the statistics kernel replaced (grid: groups x channel blocks),
-        its body the same shared merge."""
-        _finish_moments(PartMean_ptr, PartM2_ptr, Mean_ptr, Rstd_ptr, RunMean_ptr, RunVar_ptr,
-                        X_ptr, sn, sc, tl.program_id(0), tl.program_id(1).to(tl.int64) * BLOCK_C,
-                        C, rows, rows_per_split, num_splits, eps, momentum, GROUP_IS_SAMPLE,
-                        UPDATE_RUNNING, BLOCK_C)
+    def _separate_finalize_kernel(PartMean_ptr, PartM2_ptr, Pivot_ptr, Mean_ptr, Rstd_ptr,
+                                  RunMean_ptr, RunVar_ptr, C, num_groups, rows, rows_per_split,
+                                  num_splits, eps, momentum, UPDATE_RUNNING: tl.constexpr,
+                                  FINISH_G: tl.constexpr, FINISH_S: tl.constexpr,
+                                  BLOCK_C: tl.constexpr):
+        """The finalize launch the statistics kernel replaced (grid: group blocks x channel
+        blocks), its body the same shared merge."""
+        _finish_moments(PartMean_ptr, PartM2_ptr, Pivot_ptr, Mean_ptr, Rstd_ptr, RunMean_ptr,
+                        RunVar_ptr, tl.program_id(0) * FINISH_G,
+                        num_groups, tl.program_id(1).to(tl.int64) * BLOCK_C, C, rows,
+                        rows_per_split, num_splits, eps, momentum, UPDATE_RUNNING, FINISH_G,
+                        FINISH_S, BLOCK_C)
 
 
 def _kernels():
@@ -176,17 +178,19 @@ def test_last_program_merge_is_bit_equal_to_a_separate_finalize(path, poisoned):
     outputs = [torch.empty(groups, c), torch.empty(groups, c), *(t.clone() for t in running)]
     separate = [torch.empty(groups, c), torch.empty(groups, c), *(t.clone() for t in running)]
     batches = torch.tensor(3, dtype=torch.int64)
+    pivot = torch.empty(groups, c)
     shared = groups * splits > 1
+    finish_g, finish_s = kernels._finish_tile(groups, splits, block_c)
     kernels._norm_act_stats_kernel[(groups * splits, channel_blocks)](
-        x, part_mean, part_m2, *outputs, batches,
+        x, part_mean, part_m2, pivot, *outputs, batches,
         kernels._counters(x.device, channel_blocks) if shared else x,
         c, h * w, w, rows, rows_per_split, splits, 1e-5, 0.1, *x.stride(),
         GROUP_IS_SAMPLE=norm == "instance", UPDATE_RUNNING=update, COUNT_BATCH=update,
-        SHARED=shared, BLOCK_HW=block_hw, BLOCK_C=block_c)
-    _separate_finalize_kernel[(groups, channel_blocks)](
-        part_mean, part_m2, *separate, x, x.stride(0), x.stride(1), c, rows, rows_per_split,
-        splits, 1e-5, 0.1, GROUP_IS_SAMPLE=norm == "instance", UPDATE_RUNNING=update,
+        SHARED=shared, FINISH_G=finish_g, FINISH_S=finish_s, BLOCK_HW=block_hw,
         BLOCK_C=block_c)
+    _separate_finalize_kernel[(triton.cdiv(groups, finish_g), channel_blocks)](
+        part_mean, part_m2, pivot, *separate, c, groups, rows, rows_per_split, splits, 1e-5,
+        0.1, UPDATE_RUNNING=update, FINISH_G=finish_g, FINISH_S=finish_s, BLOCK_C=block_c)
     assert splits > 1 or groups > 1 or path[2] is None
     for name, mine, theirs in zip(("mean", "rstd", "running_mean", "running_var"), outputs,
                                   separate):
