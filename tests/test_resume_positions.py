@@ -208,3 +208,25 @@ def test_a_crafted_state_is_refused_by_resume_itself_before_anything_changes(tmp
     with pytest.raises(ValueError, match=r"not a fastp2p training state \(.*surprise"):
         trainer.resume(state)
     assert trainer.progress is progress and torch.equal(torch.get_rng_state(), rng)
+
+
+def test_a_state_the_engine_refuses_leaves_the_lr_schedule_as_it_was(tmp_path):
+    """The schedule is loaded only after the engine, which can still refuse the state (here an
+    Adam moment of another shape): a library caller keeps its trainer's schedule."""
+    saved = _trainer(tmp_path, batch_size=1, world_size=1)
+    saved.schedule.observe(1.0)
+    state = saved.train_state()
+    state["progress"]["epoch"] = 2
+    state["schedule"]["epoch_count"] = 2
+    moments = next(iter(state["engine"]["optimizer_G"]["state"].values()), None)
+    if moments is None:  # no step taken: give parameter 0 moments of the wrong shape
+        state["engine"]["optimizer_G"]["state"][0] = moments = {
+            "step": torch.tensor(1.0), "exp_avg": torch.zeros(1), "exp_avg_sq": torch.zeros(1)}
+    else:
+        moments["exp_avg"] = torch.zeros(1)
+    trainer = _trainer(tmp_path / "other", batch_size=1, world_size=1)
+    before = trainer.schedule.state_dict()
+    with pytest.raises(ValueError):
+        trainer.resume(state)
+    assert trainer.schedule.state_dict() == before
+

@@ -74,21 +74,29 @@ class LRSchedule:
         return {"plateau_scale": self.plateau_scale, "best_metric": self.best_metric,
                 "bad_epochs": self.bad_epochs, "epoch_count": self.epoch_count}
 
+    def state_problem(self, state: dict, *, epoch: int) -> str | None:
+        """Why ``state`` cannot be loaded to resume at ``epoch`` (None: it can). A state of an
+        older fastp2p version, without ``epoch_count``, keeps this schedule's (the command
+        line's --epoch_count), which must then be at most ``epoch``, the saved epoch the run
+        resumes at: the schedule is not defined before its first epoch (with --lr_policy step,
+        its lr there was --lr times a power of 10, past any float for a large --epoch_count),
+        and whatever the policy, the run's next state would be refused as one fastp2p never
+        writes."""
+        if "epoch_count" not in state and self.epoch_count > epoch:
+            return (f"saved by an older fastp2p, which did not record the epoch its run started "
+                    f"at, so its lr schedule would count from --epoch_count {self.epoch_count}, "
+                    f"after epoch {epoch} where it resumes; give the --epoch_count that run "
+                    f"started at (1 unless it was given another), at most {epoch}")
+        return None
+
     def load_state_dict(self, state: dict, *, epoch: int) -> None:
         """The saved schedule, counted from the saved run's first epoch (a resumed run's
         --epoch_count does not shift its lrs); states of older fastp2p versions, without
-        ``epoch_count``, keep this schedule's (the command line's --epoch_count), which must
-        then be at most ``epoch``, the saved epoch the run resumes at: the schedule is not
-        defined before its first epoch (with --lr_policy step, its lr there was --lr times a
-        power of 10, past any float for a large --epoch_count), and whatever the policy, the
-        run's next state would be refused as one fastp2p never writes. Raises ValueError,
-        changing nothing, for such a state."""
-        if "epoch_count" not in state and self.epoch_count > epoch:
-            raise ValueError(
-                f"saved by an older fastp2p, which did not record the epoch its run started at, "
-                f"so its lr schedule would count from --epoch_count {self.epoch_count}, after "
-                f"epoch {epoch} where it resumes; give the --epoch_count that run started at "
-                f"(1 unless it was given another), at most {epoch}")
+        ``epoch_count``, keep this schedule's. Raises ValueError, changing nothing, for a state
+        ``state_problem`` refuses."""
+        problem = self.state_problem(state, epoch=epoch)
+        if problem:
+            raise ValueError(problem)
         self.epoch_count = int(state.get("epoch_count", self.epoch_count))
         self.plateau_scale = float(state["plateau_scale"])
         self.best_metric = float(state["best_metric"])

@@ -249,8 +249,12 @@ class Trainer:
                                      * self.world_size)
         elif loader is not None:
             progress.epoch_batches = self._batches_done(loader, progress)
-        self.schedule.load_state_dict(state["schedule"], epoch=progress.epoch)
+        # the schedule's refusal first, its loading after the engine's, which can still refuse
+        schedule_problem = self.schedule.state_problem(state["schedule"], epoch=progress.epoch)
+        if schedule_problem:
+            raise ValueError(schedule_problem)
         self.engine.load_state_dict(state["engine"])
+        self.schedule.load_state_dict(state["schedule"], epoch=progress.epoch)
         python_rng, numpy_rng = state["python_rng"], state["numpy_rng"]
         random.setstate((python_rng["version"], tuple(python_rng["keys"]),
                          python_rng["gaussian"]))
