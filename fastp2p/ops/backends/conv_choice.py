@@ -15,7 +15,9 @@ by default every layer runs today's path. A table is
 ``device`` is ``device_name`` of the GPU it was measured on: a table routes nothing on another
 GPU model or on the CPU (a layer's speed, and whether its tiles fit shared memory, differ
 there). ``fused["forward"]`` lists the layers whose forward alone won (they run fused where no
-gradient is wanted: inference), ``fused["forward+backward"]`` those whose forward and backward
+gradient is wanted: inference; the benchmark's forward rows use batch statistics, so for an
+eval-mode BatchNorm layer, which today's inference folds into the convolution, the verdict is
+not a measurement of that path), ``fused["forward+backward"]`` those whose forward and backward
 together won (where a gradient is wanted: training) — ``MODES``, the benchmark rows' modes. An
 entry is ``{"norm", "dtype", "input", "weight", "stride", "padding"[, "transposed"]}``
 (``layer_key``'s fields; a decoder's transposed conv has ``"transposed": true`` and its
@@ -146,12 +148,12 @@ def may_fuse(x: torch.Tensor, gradient: bool) -> bool:
     choice = forced()
     if choice != "":
         return choice == "fused"
-    if torch.compiler.is_compiling():
+    layers = fused_layers(TABLE)
+    if not layers or torch.compiler.is_compiling():  # no table: no device or dtype to look up
         return False
     # (device, direction, a layer_key's dtype and input batch size)
     listed = (device_name(x.device), mode(gradient), _dtype_name(compute_dtype(x)), x.shape[0])
-    return (any((key[0], key[1], key[2][1], key[2][2][0]) == listed
-                for key in fused_layers(TABLE))
+    return (any((key[0], key[1], key[2][1], key[2][2][0]) == listed for key in layers)
             and conv_fused_backend(x.device) is not None)
 
 
