@@ -23,8 +23,8 @@ are kept. A pack already in OUT made with another --load_size is refused unless 
 asks to replace it; an index.json there that pack did not write is always refused, and so is a
 second pack into a folder another one is writing, and a run that would change a pack being
 read by a training or `fastp2p test` (stop it first: its shards would change under it) or
-checked by another `fastp2p pack` (a re-run that finds the pack up to date changes nothing and
-goes through). `fastp2p pack --verify OUT` checks every shard's size and both checksums
+checked by another `fastp2p pack`; a re-run that finds the pack up to date changes nothing
+and goes through. `fastp2p pack --verify OUT` checks every shard's size and both checksums
 against the index, as training does, in every pack in OUT (any --phase name).
 
 No dataset at hand? `fastp2p pack --synthetic N DATAROOT [OUT]` writes N synthetic aligned
