@@ -148,8 +148,10 @@ def may_fuse(x: torch.Tensor, gradient: bool) -> bool:
     choice = forced()
     if choice != "":
         return choice == "fused"
+    if torch.compiler.is_compiling():  # first: dynamo cannot trace the cached table read
+        return False
     layers = fused_layers(TABLE)
-    if not layers or torch.compiler.is_compiling():  # no table: no device or dtype to look up
+    if not layers:  # no table: no device or dtype to look up
         return False
     # (device, direction, a layer_key's dtype and input batch size)
     listed = (device_name(x.device), mode(gradient), _dtype_name(compute_dtype(x)), x.shape[0])
