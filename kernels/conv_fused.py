@@ -31,8 +31,8 @@ from fastp2p.kernels.conv_fused_types import (IDENTITY, OUTPUT_ACTIVATIONS, Grad
 from fastp2p.kernels.dropout_rng import dropout_threshold
 # The kernels index per-channel vectors (scale, shift, bias, gamma, beta, running statistics)
 # as dense arrays: a strided one (a user's view, b[::2], s.t()) goes through a contiguous
-# copy (_dense), as in norm_act's launchers.
-from fastp2p.kernels.norm_act import _dense
+# copy (dense_vector), as in norm_act's launchers.
+from fastp2p.kernels.norm_act import dense_vector
 from fastp2p.kernels.norm_act_tiles import _merge_moments, _rng_start
 
 # Storage dtypes; products are accumulated in float32 (tl.dot with input_precision="ieee": no
@@ -286,8 +286,8 @@ def _transform_args(transform: InputTransform, dummy: torch.Tensor):
     rng = [value if isinstance(value, torch.Tensor)
            else torch.tensor(int(value), dtype=torch.int64, device=dummy.device)
            for value in (transform.seed, transform.offset)] if dropout else [dummy, dummy]
-    args = (dummy if transform.scale is None else _dense(transform.scale),
-            dummy if transform.shift is None else _dense(transform.shift), *rng)
+    args = (dummy if transform.scale is None else dense_vector(transform.scale),
+            dummy if transform.shift is None else dense_vector(transform.shift), *rng)
     return args, (_affine_code(transform.scale), ACTIVATION_CODES[transform.activation], dropout)
 
 
@@ -411,7 +411,7 @@ def _launch(sources, transforms, weight, weight_roles, bias, y, *, kernel_size, 
         AFFINE_X=aff_x, ACTIVATION_X=act_x, DROPOUT_X=drop_x,
         BLOCK_M=block_m, BLOCK_N=block_n, BLOCK_K=block_k)
     _conv_fused_kernel[grid](
-        a, *a_args, fold_y, b, *b_args, weight, a if bias is None else _dense(bias), y, x, *x_args,
+        a, *a_args, fold_y, b, *b_args, weight, a if bias is None else dense_vector(bias), y, x, *x_args,
         *part_args, CA, CB, H, W, CO, OH, OW, QH, QW, tiles_per_phase, T,
         *a.stride(), *fold_y.stride(), *b.stride(), ws[w_out], ws[w_in], ws[2], ws[3],
         *y.stride(), *x.stride(),
@@ -498,10 +498,10 @@ def conv_stats_finish(parts: TilePartials, *, per_sample, eps, gamma=None, beta=
     block_p = min(64, triton.next_power_of_2(N * T // groups))
     update = running_mean is not None
     dummy = parts.a
-    running = (_dense(running_mean), _dense(running_var))
+    running = (dense_vector(running_mean), dense_vector(running_var))
     _conv_stats_finish_kernel[(groups, triton.cdiv(C, block_c))](
         parts.a, parts.b, parts.count,
-        dummy if gamma is None else _dense(gamma), dummy if beta is None else _dense(beta),
+        dummy if gamma is None else dense_vector(gamma), dummy if beta is None else dense_vector(beta),
         *stats, *(running if update else (dummy, dummy)),
         C, T * N // groups, float(eps), float(momentum or 0.0),
         AFFINE=gamma is not None, UPDATE_RUNNING=update, BLOCK_P=block_p, BLOCK_C=block_c)

@@ -16,7 +16,7 @@ from fastp2p.kernels.conv_fused import (IDENTITY, GradFold, InputTransform, _aff
                                         gemm_launch_options)
 from fastp2p.kernels.conv_fused_tiles import (AFFINE_PER_SAMPLE, _load_activated,
                                               _load_folded_grad)
-from fastp2p.kernels.norm_act import _dense
+from fastp2p.kernels.norm_act import dense_vector
 from fastp2p.kernels.norm_act_tiles import _rng_start
 
 
@@ -171,7 +171,7 @@ def _fold_args(fold: Optional[GradFold], grad_y):
     beta, indexed densely, through contiguous copies if strided (y's strides are passed)."""
     if fold is None:
         return (grad_y,) * 3
-    alpha, beta = (grad_y if t is None else _dense(t) for t in (fold.alpha, fold.beta))
+    alpha, beta = (grad_y if t is None else dense_vector(t) for t in (fold.alpha, fold.beta))
     return fold.y, alpha, beta
 
 

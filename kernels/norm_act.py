@@ -361,7 +361,7 @@ def _dropout_args(dropout_p: float):
     return 0, 1.0
 
 
-def _dense(vector):
+def dense_vector(vector):
     """The kernels index per-channel vectors as dense arrays: a strided one (a user's view, e.g.
     ``w[::2]``) goes through a contiguous copy."""
     return vector if vector is None or vector.is_contiguous() else vector.contiguous()
@@ -379,9 +379,9 @@ def norm_act_fwd(x, weight, bias, running_mean, running_var, out, out_channel_of
     ``fastp2p.ops.backends.contract.Backend.norm_act_fwd``; inputs are validated by fastp2p.ops
     before they reach a backend.
     """
-    running = (_dense(running_mean), _dense(running_var))
+    running = (dense_vector(running_mean), dense_vector(running_var))
     result = _norm_act_fwd_dense(
-        x, _dense(weight), _dense(bias), *running, out, out_channel_offset, norm=norm,
+        x, dense_vector(weight), dense_vector(bias), *running, out, out_channel_offset, norm=norm,
         training=training, momentum=momentum, eps=eps, activation=activation, slope=slope,
         dropout_p=dropout_p, seed=seed, offset=offset, num_batches_tracked=num_batches_tracked)
     for given, used in zip((running_mean, running_var), running):
@@ -511,7 +511,7 @@ def norm_act_bwd(grad_out_slice, x, weight, bias, mean, rstd, *, norm, activatio
     through them) or with the running ones (eval: they are constants): (C,)-shaped stats alone
     cannot tell the two apart, hence this keyword (default: batch stats).
     """
-    weight, bias = _dense(weight), _dense(bias)
+    weight, bias = dense_vector(weight), dense_vector(bias)
     N, C, H, W = x.shape
     HW, interpreted = H * W, _interpreted(x)
     block_hw, block_c = _blocks(C, interpreted)
