@@ -411,7 +411,8 @@ def _launch(sources, transforms, weight, weight_roles, bias, y, *, kernel_size, 
         AFFINE_X=aff_x, ACTIVATION_X=act_x, DROPOUT_X=drop_x,
         BLOCK_M=block_m, BLOCK_N=block_n, BLOCK_K=block_k)
     _conv_fused_kernel[grid](
-        a, *a_args, fold_y, b, *b_args, weight, a if bias is None else dense_vector(bias), y, x, *x_args,
+        a, *a_args, fold_y, b, *b_args, weight, a if bias is None else dense_vector(bias), y, x,
+        *x_args,
         *part_args, CA, CB, H, W, CO, OH, OW, QH, QW, tiles_per_phase, T,
         *a.stride(), *fold_y.stride(), *b.stride(), ws[w_out], ws[w_in], ws[2], ws[3],
         *y.stride(), *x.stride(),
@@ -501,7 +502,8 @@ def conv_stats_finish(parts: TilePartials, *, per_sample, eps, gamma=None, beta=
     running = (dense_vector(running_mean), dense_vector(running_var))
     _conv_stats_finish_kernel[(groups, triton.cdiv(C, block_c))](
         parts.a, parts.b, parts.count,
-        dummy if gamma is None else dense_vector(gamma), dummy if beta is None else dense_vector(beta),
+        dummy if gamma is None else dense_vector(gamma),
+        dummy if beta is None else dense_vector(beta),
         *stats, *(running if update else (dummy, dummy)),
         C, T * N // groups, float(eps), float(momentum or 0.0),
         AFFINE=gamma is not None, UPDATE_RUNNING=update, BLOCK_P=block_p, BLOCK_C=block_c)
