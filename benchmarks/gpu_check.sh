@@ -8,7 +8,8 @@
 #   2. tests: the GPU tests (pytest -m cuda) of the default path (limit GPU_TEST_SECONDS, 180;
 #      run 1's 137 GPU tests took 148 s),
 #      then those of the options that are off by default (GPU_OPTION_TEST_SECONDS, 60), then
-#      pytest benchmarks/ with --benchmark-disable (each micro-benchmark test once);
+#      pytest benchmarks/ with --benchmark-disable (each micro-benchmark test once), then every
+#      real norm-act shape (test_gpu_real_shapes, GPU_REAL_SHAPES_SECONDS, 180: ~170 s alone);
 #   3. choice: the Triton / CUDA C++ norm-act timings per shape and the choice table they give
 #      (benchmarks/cuda_choice_table.py);
 #   4. conv: the fused Triton convolution against cuDNN + norm-act and the cuDNN fusion graphs
@@ -79,8 +80,8 @@ for stage in $STAGES; do
 done
 # Every limit a positive whole number of seconds (bash reads "2m" as 0, and timeout 0 is no
 # limit at all); the benchmark keeps 15 s of its stage for writing its results.
-for setting in GPU_CHECK_SECONDS:1 GPU_TEST_SECONDS:1 GPU_OPTION_TEST_SECONDS:1 CONV_SECONDS:1 \
-        BENCH_SECONDS:16; do
+for setting in GPU_CHECK_SECONDS:1 GPU_TEST_SECONDS:1 GPU_OPTION_TEST_SECONDS:1 \
+        GPU_REAL_SHAPES_SECONDS:1 CONV_SECONDS:1 BENCH_SECONDS:16; do
     name="${setting%%:*}" least="${setting##*:}"
     value="${!name:-}"
     # no leading zero (bash reads 010 as octal 8) and at most 9 digits (no 64-bit wrap)
@@ -159,11 +160,16 @@ OPTION_TESTS=(
     tests/test_engine_side_streams_cuda.py
     tests/test_engine_split_conv_backward_cuda.py
 )
+# Every real norm-act shape at batch 1 and 64 in three dtypes took ~170 s alone on a fresh H200
+# (window 2): in the default path's call it would take the whole allowance and cut the tests
+# after it, so it runs last, with a limit of its own.
+REAL_SHAPES_TEST=tests/norm_act/test_norm_act.py::test_gpu_real_shapes
 stage_tests() {
     run_pytest cuda-default-path "${GPU_TEST_SECONDS:-180}" -m cuda tests \
-        "${OPTION_TESTS[@]/#/--ignore=}"
+        "--deselect=$REAL_SHAPES_TEST" "${OPTION_TESTS[@]/#/--ignore=}"
     run_pytest cuda-options "${GPU_OPTION_TEST_SECONDS:-60}" -m cuda "${OPTION_TESTS[@]}"
     run_pytest benchmarks 30 --benchmark-disable benchmarks
+    run_pytest cuda-real-shapes "${GPU_REAL_SHAPES_SECONDS:-180}" -m cuda "$REAL_SHAPES_TEST"
 }
 
 # The per-shape Triton / CUDA C++ choice (both launchers timed on every norm-act shape): commit

@@ -76,7 +76,7 @@ def test_each_pytest_call_reports_only_its_own_failures(tmp_path):
     default_part, later_part = log.split("pytest cuda-default-path: FAILED")
     assert "FAILED tests/test_x.py::test_broken" in default_part
     assert "FAILED tests/test_x.py" not in later_part
-    assert later_part.count("3 passed") == 2  # the options and benchmarks calls' own summaries
+    assert later_part.count("3 passed") == 3  # the three later calls' own summaries
 
 
 @pytest.mark.parametrize("setting, value", [("BENCH_SECONDS", "0"), ("BENCH_SECONDS", "10"),
@@ -85,6 +85,7 @@ def test_each_pytest_call_reports_only_its_own_failures(tmp_path):
                                             ("GPU_TEST_SECONDS", "010"),
                                             ("GPU_CHECK_SECONDS", "18446744073709551617"),
                                             ("GPU_OPTION_TEST_SECONDS", ""),
+                                            ("GPU_REAL_SHAPES_SECONDS", "0"),
                                             ("BENCH_SECONDS", "")])
 def test_a_limit_no_stage_can_use_stops_the_check_before_the_install(tmp_path, setting, value):
     """A limit of 0 (or one bash reads as 0, such as "2m") was `timeout 0`: no limit at all; a
