@@ -161,8 +161,8 @@ def conv_norm_act(sources: Sequence[torch.Tensor], transforms: Sequence[InputTra
     sources: one or two (N, C_i, H, W) tensors (the decoder's skip, then up), NHWC preferred;
     transforms: an InputTransform per source (scale/shift (N, C_i) or (C_i,) float32, may
     require grad). weight: nn.Conv2d's (C_out, sum C_i, KH, KW) or, transposed,
-    nn.ConvTranspose2d's (sum C_i, C_out, KH, KW). Example, a U-Net down block after an
-    instance norm with parameters gamma, beta of the previous layer::
+    nn.ConvTranspose2d's (sum C_i, C_out, KH, KW); bias: (C_out,) or None. Example, a U-Net
+    down block after an instance norm with parameters gamma, beta of the previous layer::
 
         scale = gamma * rstd_prev; shift = beta - mean_prev * scale
         y, mean, rstd = conv_norm_act([x_prev], [InputTransform(scale, shift, "leaky_relu")],
@@ -180,6 +180,13 @@ def conv_norm_act(sources: Sequence[torch.Tensor], transforms: Sequence[InputTra
         raise ValueError(f"conv_norm_act: output_activation={output_activation!r} needs "
                          f"norm='none' (statistics of a tanh'd output feed no norm), got "
                          f"norm={norm!r}")
+    out_channels = weight.shape[1] if transposed else weight.shape[0]
+    if bias is not None and tuple(bias.shape) != (out_channels,):
+        # the kernels read bias[c] for each output channel c: a shorter bias would be read
+        # past its end, a longer one cut silently
+        raise ValueError(f"conv_norm_act: bias must hold one value per output channel, shape "
+                         f"({out_channels},) for the {'transposed ' if transposed else ''}"
+                         f"weight {tuple(weight.shape)}, got {tuple(bias.shape)}")
     cfg = _Config(stride, padding, transposed, float(slope), norm, float(eps), float(momentum),
                   tuple(t.activation for t in transforms),
                   tuple((t.dropout_p, _frozen_rng(t.seed), _frozen_rng(t.offset))
