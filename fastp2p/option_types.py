@@ -5,13 +5,14 @@ import math
 import os
 
 
-def _int_between(low: int, high: int):
+def _int_between(low: int, high: int, why_high: str = ""):
+    """``why_high``: said after a value above ``high`` (": the reason")."""
     def parse(text: str) -> int:
         value = int(text)  # a ValueError reads "invalid int value: 'x'"
         if value < low:
             raise argparse.ArgumentTypeError(f"must be >= {low}, got {value}")
         if value > high:
-            raise argparse.ArgumentTypeError(f"must be <= {high}, got {value}")
+            raise argparse.ArgumentTypeError(f"must be <= {high}, got {value}{why_high}")
         return value
     parse.__name__ = "int"
     return parse
@@ -31,13 +32,14 @@ positive_int = _int_between(1, MAX_COUNT)
 non_negative_int = _int_between(0, MAX_COUNT)
 # --ngf, --ndf: torch counts a tensor's bytes in an int64; the U-Net's widest weight, 16*NGF x
 # 8*NGF x 4 x 4 float32s, is 2**13 * NGF**2 bytes, which overflows from NGF 2**25 on ("Storage
-# size calculation overflowed"). Below that, a network too large for memory is torch's
-# allocation error.
+# size calculation overflowed"). Below that, a network too large for the memory is refused
+# before it is built (fastp2p.train.networks.check_networks_fit_memory).
 filters = _int_between(1, 2 ** 25 - 1)
 # --n_layers_D: each layer halves the side; past 13 layers even the largest crop
 # (fastp2p.data.packed.MAX_LOAD_SIZE, 2**15) leaves no 1x1 logit map
 # (fastp2p.nn.discriminators.patch_logits_size). The PatchGAN is built before its input is
-# checked, a layer at a time: 2**62 layers ran until memory ran out.
+# checked, a layer at a time: 2**62 layers ran until memory ran out. A smaller crop takes fewer
+# (fastp2p.train.networks.check_patchgan_fits_images).
 patch_layers = _int_between(0, 13)
 
 
@@ -52,6 +54,22 @@ def image_side(text: str) -> int:
 
 
 image_side.__name__ = "int"  # argparse's "invalid int value: 'x'"
+
+
+def loader_workers(text: str) -> int:
+    """--num_threads: 0 .. fastp2p.train.cpu_threads.most_loader_workers of the cores this
+    process may run on (--num_threads 1000 started 1000 worker processes)."""
+    from fastp2p.data.pack import usable_cpus  # numpy: only when one is given
+    from fastp2p.train.cpu_threads import most_loader_workers
+
+    cores = usable_cpus()
+    return _int_between(0, most_loader_workers(cores),
+                        f": this process may run on {cores} core(s) (os.sched_getaffinity), "
+                        "and more loader workers than cores (or than 4, the reference's "
+                        "default) only take turns on them")(text)
+
+
+loader_workers.__name__ = "int"  # argparse's "invalid int value: 'x'"
 
 
 def _float_or_nan(text: str) -> float:

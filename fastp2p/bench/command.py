@@ -124,8 +124,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--processes", type=_positive_ints, default=None,
                         help="end-to-end section: comma-separated process counts to run "
                              "`fastp2p train` at, spawned as torchrun spawns them (gloo on a "
-                             "CPU, one GPU each on CUDA); per-rank and total images/s "
-                             "(default 1)")
+                             "CPU, one GPU each on CUDA); per-rank and total images/s; "
+                             "at most one process per usable core on a CPU "
+                             "(os.sched_getaffinity), one per GPU on CUDA (default 1)")
     parser.add_argument("--peer-time-limit", type=_seconds, default=None,
                         metavar="SECONDS",
                         help="wall-time limit of each job (one peer at one batch size, one "
@@ -193,10 +194,8 @@ def settings_from_args(args):
         raise ValueError("--device cuda: no CUDA GPU is visible to torch "
                          f"{torch.__version__} (use --device cpu or --quick)")
     processes = args.processes or (1,)
-    if device == "cuda" and "end-to-end" in args.sections and (
-            max(processes) > torch.cuda.device_count()):
-        raise ValueError(f"--processes {max(processes)} needs as many GPUs; "
-                         f"{torch.cuda.device_count()} visible")
+    if "end-to-end" in args.sections:
+        _check_process_count(max(processes), device)
     steps = args.steps if args.steps is not None else (QUICK_STEPS if args.quick else STEPS)
     warmup = args.warmup if args.warmup is not None else (
         QUICK_WARMUP if args.quick else WARMUP)
@@ -233,6 +232,23 @@ def settings_from_args(args):
         time_budget=args.time_budget, benchmarks_dir=benchmarks_dir,
         inference_rep_ms=100.0 if args.quick else 500.0, micro_modules=args.micro,
         processes=processes, option_notes=unused_options(args))
+
+
+def _check_process_count(processes: int, device: str) -> None:
+    """ValueError unless each end-to-end process gets a GPU of its own (CUDA) or a core of its
+    own (CPU: --processes 1000 started 1000 training processes on 2 cores)."""
+    import torch
+
+    from fastp2p.data.pack import usable_cpus
+
+    if device == "cuda" and processes > torch.cuda.device_count():
+        raise ValueError(f"--processes {processes} needs as many GPUs; "
+                         f"{torch.cuda.device_count()} visible")
+    cores = usable_cpus()
+    if device == "cpu" and processes > cores:
+        raise ValueError(f"--processes {processes} on the cpu needs a core per process (each "
+                         f"trains with its own compute threads); this process may run on "
+                         f"{cores} core(s) (os.sched_getaffinity)")
 
 
 # Options that only some sections read: given for a run without any of them, they are said to

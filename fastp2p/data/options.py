@@ -1,7 +1,7 @@
 """The data options, named as in the reference implementation's BaseOptions."""
 import argparse
 
-from fastp2p.option_types import dataset_size, image_side, non_negative_int
+from fastp2p.option_types import dataset_size, image_side, loader_workers
 
 # the embedded datasets (fastp2p.data.default_dataset builds them; defined here, where the
 # parsers read them, so that --help imports no Pillow)
@@ -47,10 +47,12 @@ def add_data_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPars
                        help="use at most this many pairs (the first ones in sorted order)")
     group.add_argument("--serial_batches", action="store_true",
                        help="take pairs in order instead of shuffling them")
-    group.add_argument("--num_threads", type=non_negative_int, default=None,
+    group.add_argument("--num_threads", type=loader_workers, default=None,
                        help="data loading worker processes; for a packed dataset in `fastp2p "
-                            "train`, reader threads (at least 1) (default: chosen from the "
-                            "usable cores, printed at the start; the reference's default is 4)")
+                            "train`, reader threads (at least 1); at most the cores this "
+                            "process may use (os.sched_getaffinity), or 4 on fewer cores "
+                            "(default: chosen from the usable cores, printed at the start; the "
+                            "reference's default is 4)")
     group.add_argument("--input_nc", type=int, default=3, choices=(1, 3),
                        help="channels of the input image (1 converts it to grayscale)")
     group.add_argument("--output_nc", type=int, default=3, choices=(1, 3),

@@ -16,6 +16,8 @@ it) and:
 
 ``--num_threads`` (loader workers, the reference's option) and OMP_NUM_THREADS /
 MKL_NUM_THREADS (torch's compute threads) override the choice; the run prints it once.
+``--num_threads`` is refused while parsing past ``most_loader_workers``: --num_threads 1000
+started 1000 worker processes on a 2-core machine.
 
 A packed dataset (``fastp2p pack``) is read by threads of the training process, not worker
 processes (``PackedDeviceLoader``): the workers chosen above become that many reader threads,
@@ -40,6 +42,21 @@ class ThreadChoice:
     packed_readers: int = 0  # PackedDeviceLoader reader threads (a packed dataset only)
 
 
+def most_loader_workers(cores: int) -> int:
+    """The largest --num_threads taken on ``cores`` usable cores: one worker per core, or the
+    reference's default on a smaller machine (its commands pass --num_threads 4, and a few
+    workers more than cores wait on files as much as they compute). Beyond that, workers only
+    take turns on the cores."""
+    return max(MAX_WORKERS, cores)
+
+
+def local_processes(environ=None) -> int:
+    """The processes of this job on this machine, which share its cores and memory: torchrun's
+    LOCAL_WORLD_SIZE, 1 without torchrun."""
+    environ = os.environ if environ is None else environ
+    return int(environ.get("LOCAL_WORLD_SIZE", "1") or 1)
+
+
 @functools.lru_cache(maxsize=None)
 def _machine_busy(cores: int) -> bool:
     """Read once per process: every run in it gets the same choice (the same thread count gives
@@ -61,9 +78,7 @@ def choose_threads(device_type: str, num_threads_option, *, packed=False, cores=
 
     environ = os.environ if environ is None else environ
     if cores is None:
-        # torchrun's processes on this machine share its cores
-        processes = int(environ.get("LOCAL_WORLD_SIZE", "1") or 1)
-        cores = max(1, usable_cpus() // processes)
+        cores = max(1, usable_cpus() // local_processes(environ))
     if num_threads_option is not None:
         workers, workers_from = num_threads_option, "--num_threads"
     elif device_type == "cuda":

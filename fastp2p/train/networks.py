@@ -1,9 +1,12 @@
 """The one builder of pix2pix's networks: fastp2p's modules (or, for comparison, the reference
 implementation's) from a ``NetworkConfig``; the command line's options map onto one.
 
-The training and test commands build from their options (``generator_from_options``); the
-benchmark peers (fastp2p.bench.networks) build both module families from the same config.
+The training and test commands build from their options (``generator_from_options``) after
+checking that the options fit the images and the memory (``check_patchgan_fits_images``,
+``check_networks_fit_memory``); the benchmark peers (fastp2p.bench.networks) build both module
+families from the same config.
 """
+import os
 from dataclasses import asdict, dataclass
 from typing import NamedTuple, Optional
 
@@ -99,22 +102,160 @@ def _generator_config(args) -> NetworkConfig:
                          norm=_module_norm(args.norm), use_dropout=not args.no_dropout)
 
 
-def generator_from_options(args) -> torch.nn.Module:
-    """fastp2p.UNet per --netG/--ngf/--norm/--no_dropout, initialised per --init_type/gain."""
-    netG = build_generator(_generator_config(args))
-    return fastp2p.init_weights(netG, args.init_type, args.init_gain)
-
-
-def discriminator_from_options(args) -> torch.nn.Module:
-    """PatchGAN (--netD basic: 3 layers; n_layers: --n_layers_D) or PixelGAN (pixel)."""
+def _discriminator_config(args) -> NetworkConfig:
     layers = {"basic": 3, "n_layers": args.n_layers_D, "pixel": 3}
     if args.netD not in layers:
         raise ValueError(f"--netD must be basic, n_layers or pixel, got {args.netD!r}")
-    config = NetworkConfig(image_size=None, ndf=args.ndf, n_layers=layers[args.netD],
-                           input_nc=args.input_nc, output_nc=args.output_nc,
-                           norm=_module_norm(args.norm),
-                           discriminator="pixel" if args.netD == "pixel" else "patch")
-    return fastp2p.init_weights(build_discriminator(config), args.init_type, args.init_gain)
+    return NetworkConfig(image_size=None, ndf=args.ndf, n_layers=layers[args.netD],
+                         input_nc=args.input_nc, output_nc=args.output_nc,
+                         norm=_module_norm(args.norm),
+                         discriminator="pixel" if args.netD == "pixel" else "patch")
+
+
+def generator_from_options(args, device) -> torch.nn.Module:
+    """fastp2p.UNet per --netG/--ngf/--norm/--no_dropout, initialised per --init_type/gain, on
+    ``device``."""
+    return _built_on(lambda: build_generator(_generator_config(args)), args, device,
+                     "the generator", "--ngf")
+
+
+def discriminator_from_options(args, device) -> torch.nn.Module:
+    """PatchGAN (--netD basic: 3 layers; n_layers: --n_layers_D) or PixelGAN (pixel), on
+    ``device``."""
+    return _built_on(lambda: build_discriminator(_discriminator_config(args)), args, device,
+                     "the discriminator", "--ndf")
+
+
+def _built_on(build, args, device, what: str, option: str) -> torch.nn.Module:
+    """``build()`` initialised and moved to ``device``; an allocation that fails (which
+    ``check_networks_fit_memory``, a lower bound, lets through) is a ValueError naming
+    ``option`` (its width) in one line instead of torch's traceback."""
+    try:
+        return fastp2p.init_weights(build(), args.init_type, args.init_gain).to(device)
+    except RuntimeError as err:  # torch.OutOfMemoryError (CUDA) is one
+        # the CPU allocator's failure is a plain RuntimeError, told by its words
+        if not (isinstance(err, torch.OutOfMemoryError) or "can't allocate memory" in str(err)):
+            raise
+        reason = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        raise ValueError(f"{option} {getattr(args, option[2:])}: {what} does not fit in the "
+                         f"memory of {device} ({reason}); lower {option}") from err
+
+
+# Bytes a parameter takes at least: its float32 weight; in training also its gradient and
+# Adam's two moments (activations, the batch and any cached weight copies come on top).
+WEIGHT_BYTES = 4
+TRAINING_BYTES = 16
+
+
+def _parameters(network: torch.nn.Module) -> int:
+    return sum(parameter.numel() for parameter in network.parameters())
+
+
+def network_parameters(args, *, discriminator: bool) -> dict:
+    """{"--ngf": the generator's parameters, "--ndf": the discriminator's (with
+    ``discriminator``)}, counted on networks built on the meta device: the real architecture,
+    no memory."""
+    with torch.device("meta"):
+        counts = {"--ngf": _parameters(build_generator(_generator_config(args)))}
+        if discriminator:
+            counts["--ndf"] = _parameters(build_discriminator(_discriminator_config(args)))
+    return counts
+
+
+def memory_of(device: torch.device) -> tuple[int, str] | None:
+    """(bytes, what they are) of the memory ``device`` computes in: a GPU's total memory, or
+    this machine's physical memory; None where that is unknown."""
+    if device.type == "cuda":
+        total = torch.cuda.get_device_properties(device).total_memory
+        return total, f"{device}'s total memory"
+    try:
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):  # no sysconf, or no such name here
+        return None
+    return total, "this machine's physical memory"
+
+
+def _size_words(size: int) -> str:
+    """``size`` bytes in binary units: "31.9 PiB"."""
+    if size < 1024:
+        return f"{size} bytes"
+    for unit in ("KiB", "MiB", "GiB", "TiB", "PiB", "EiB"):
+        size /= 1024
+        if size < 1024 or unit == "EiB":
+            return f"{size:.1f} {unit}"
+
+
+def check_networks_fit_memory(args, device: torch.device, *, training: bool) -> None:
+    """ValueError naming --ngf (and --ndf) and the estimate when the networks' parameters alone
+    cannot fit, checked before anything is allocated (a large --ngf ended in torch's
+    allocation traceback, or, where the memory was granted lazily, with the kernel's
+    out-of-memory killer): ``WEIGHT_BYTES`` a parameter for the generator alone,
+    ``TRAINING_BYTES`` for both networks in ``training``, more than ``memory_of(device)``; on
+    the CPU, times the processes of a torchrun job on this machine, which train side by side.
+    On a GPU, each network is built in the machine's memory first, so the larger one's weights
+    must also fit there. A lower bound: a run that passes may still run out of memory
+    (``_built_on`` then says so in one line; in a step, torch's error does)."""
+    from fastp2p.train.cpu_threads import local_processes
+
+    counts = network_parameters(args, discriminator=training)
+    parameters = sum(counts.values())
+    options = " ".join(f"{option} {getattr(args, option[2:])}" for option in counts)
+    advice = f"lower {max(counts, key=counts.get)}"
+    processes = 1 if device.type == "cuda" else local_processes()
+    need = parameters * (TRAINING_BYTES if training else WEIGHT_BYTES) * processes
+    whose = "the networks'" if training else "the generator's"
+    held = "float32 weights, gradients and Adam moments" if training else "float32 weights"
+    shared = f", times {processes} processes of this torchrun job" if processes > 1 else ""
+    _refuse_beyond(device, need, f"{options}: {whose} {parameters:,} parameters need at least "
+                                 f"{_size_words(need)} for their {held} alone{shared}", advice)
+    if device.type == "cuda":
+        larger = max(counts.values())
+        _refuse_beyond(torch.device("cpu"), larger * WEIGHT_BYTES,
+                       f"{options}: the larger network's {larger:,} parameters need at least "
+                       f"{_size_words(larger * WEIGHT_BYTES)} for their float32 weights, made "
+                       "in this machine's memory before they move to the GPU", advice)
+
+
+def _refuse_beyond(device: torch.device, need: int, what: str, advice: str) -> None:
+    memory = memory_of(device)
+    if memory is not None and need > memory[0]:
+        raise ValueError(f"{what}, more than {memory[1]} ({_size_words(memory[0])}); {advice}")
+
+
+def most_patch_layers(side: int) -> int:
+    """The most PatchGAN layers (--n_layers_D) that leave an input ``side`` pixels wide a
+    logit map of at least 1x1 (each 4x4 stride-2 layer about halves it; the reference
+    architecture, fastp2p.nn.discriminators.patch_logits_size); -1 when even none does."""
+    from fastp2p.nn.discriminators import patch_logits_size
+
+    layers = -1
+    while patch_logits_size(side, layers + 1) >= 1:
+        layers += 1
+    return layers
+
+
+def check_patchgan_fits_images(args) -> None:
+    """ValueError naming --n_layers_D and the most layers the image side takes, when the
+    images the PatchGAN sees are too small for its layers (a kernel larger than its input,
+    refused only at the first step, after the run folder was written). The options fix that
+    side in the cropping --preprocess modes (--crop_size) and the width with scale_width
+    (--load_size); none keeps the images' own sizes."""
+    config = _discriminator_config(args)
+    if "crop" in args.preprocess:
+        option, side = "--crop_size", args.crop_size
+    elif args.preprocess == "scale_width":
+        option, side = "--load_size", args.load_size
+    else:
+        return
+    most = most_patch_layers(side)
+    if config.discriminator == "patch" and config.n_layers > most:
+        layers = (f"--netD n_layers --n_layers_D {config.n_layers}" if args.netD == "n_layers"
+                  else f"--netD {args.netD} ({config.n_layers} layers)")
+        fit = f"at most --n_layers_D {most}" if most >= 0 else "no PatchGAN"
+        raise ValueError(f"{layers} leaves no logit map of {side}-pixel sides (--preprocess "
+                         f"{args.preprocess} {option} {side}; each layer halves the side, and "
+                         f"the two 4x4 convolutions after them need 3 pixels left): {option} "
+                         f"{side} takes {fit}; lower --n_layers_D or raise {option}")
 
 
 class SavedNetwork(NamedTuple):

@@ -68,11 +68,18 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
                             "(default %(default)s)")
     group.add_argument("--n_layers_D", type=patch_layers, default=3,
                        help="PatchGAN layers when --netD n_layers, 0 .. 13 (more leave no "
-                            "logit map of even a 32768-pixel crop) (default %(default)s)")
+                            "logit map of even a 32768-pixel crop); each halves the side, so "
+                            "a --crop_size (--load_size with --preprocess scale_width) of S "
+                            "takes at most the N with 3 * 2**N <= S (4 at 64, 6 at 256; train "
+                            "refuses more before it starts) (default %(default)s)")
     group.add_argument("--ngf", type=filters, default=QuickDefault(64, 16),
-                       help="generator filters in the last conv layer (default %(default)s)")
+                       help="generator filters in the last conv layer; a width whose weights "
+                            "(in train with --ndf's, gradients and Adam moments: 16 bytes a "
+                            "parameter) exceed the memory (the GPU's, or physical RAM) is "
+                            "refused before anything runs (default %(default)s)")
     group.add_argument("--ndf", type=filters, default=QuickDefault(64, 16),
-                       help="discriminator filters in the first conv layer (default %(default)s)")
+                       help="discriminator filters in the first conv layer; train checks "
+                            "it against the memory with --ngf (default %(default)s)")
     group.add_argument("--norm", default="batch",
                        choices=("batch", "instance", "none", "syncbatch"),
                        help="normalization; syncbatch = BatchNorm with statistics over all "

@@ -59,6 +59,7 @@ def _check_options(args, device) -> None:
     a ValueError here exits with code 2, as argparse's errors do."""
     from fastp2p.train.distributed import launched_world_size
     from fastp2p.train.image_sizes import check_options_fit_unet
+    from fastp2p.train.networks import check_networks_fit_memory, check_patchgan_fits_images
 
     last_epoch = args.n_epochs + args.n_epochs_decay
     if not args.continue_train and args.epoch_count > last_epoch:
@@ -70,6 +71,7 @@ def _check_options(args, device) -> None:
         raise ValueError("--lr_policy cosine anneals the lr over --n_epochs, which must be >= 1 "
                          f"(got {args.n_epochs})")
     check_options_fit_unet(args)
+    check_patchgan_fits_images(args)
     if device.type != "cuda" and args.precision != "fp32":
         raise ValueError(f"--precision {args.precision} (autocast, the CUDA fast path) needs a "
                          f"CUDA device, this run is on {device}; use --precision fp32")
@@ -81,6 +83,7 @@ def _check_options(args, device) -> None:
         raise ValueError("--norm syncbatch needs CUDA devices across processes (PyTorch's "
                          "SyncBatchNorm has no CPU implementation); use --norm batch or "
                          "instance on CPU")
+    check_networks_fit_memory(args, device, training=True)
 
 
 def _claim_run_folder(args, info, folder_lock) -> int:
@@ -228,8 +231,8 @@ def run(args: argparse.Namespace, times=None) -> int:
         if len(loader) == 0:
             raise ValueError(f"{len(dataset)} training pairs make no full batch of "
                              f"{args.batch_size}: lower --batch_size")
-        netG = generator_from_options(args).to(info.device)
-        netD = discriminator_from_options(args).to(info.device)
+        netG = generator_from_options(args, info.device)
+        netD = discriminator_from_options(args, info.device)
         if args.verbose:
             say(describe_networks(G=netG, D=netD))
         checkpoints = CheckpointFolder(args.checkpoints_dir, args.name)

@@ -106,6 +106,7 @@ def run(args: argparse.Namespace) -> int:
     from fastp2p.train.cpu_threads import apply_thread_choice, choose_threads
     from fastp2p.train.distributed import resolve_device
     from fastp2p.train.image_sizes import check_options_fit_unet
+    from fastp2p.train.networks import check_networks_fit_memory
     from fastp2p.train.reports import aspect_ratio_size
     from fastp2p.train.reference_options import apply_reference_options
     from fastp2p.train.trackers import check_trackers_installed
@@ -122,6 +123,7 @@ def run(args: argparse.Namespace) -> int:
         check_trackers_installed(args)
         device = resolve_device(args.device)
         check_options_fit_unet(args)
+        check_networks_fit_memory(args, device, training=False)
         if "crop" in args.preprocess:  # the saved images' size is known: refuse before work
             aspect_ratio_size(args.crop_size, args.crop_size, args.aspect_ratio)
     except ValueError as err:
@@ -175,7 +177,7 @@ def _set_up(args, device, threads, resources: contextlib.ExitStack):
     loader = create_dataloader(dataset, 1, shuffle=False,
                                num_workers=threads.loader_workers, seed=args.seed)
     resources.callback(loader.close)
-    netG = generator_from_options(args).to(device)
+    netG = generator_from_options(args, device)
     advice = ("test another saved --epoch, or get a good one by training again: `fastp2p "
               f"train --name {args.name} --continue_train --epoch N` from an intact set N "
               "writes new latest_* files")

@@ -4,12 +4,14 @@ downstream. Without them, --n_epochs 10**30 --epoch_count 10**30 failed in the f
 "Overflow when unpacking long long" (the loader's seed + epoch), after the run folder was
 written; --batch_size 2**63 failed in itertools.islice, --load_size 100000 ran out of memory,
 --ngf 2**25 overflowed torch's byte count, --n_layers_D 2**62 built layers until memory
-ran out."""
+ran out. --num_threads's bound is this machine's (test_option_machine_limits.py)."""
 import pytest
 
 from fastp2p.cli import _subcommand_parser, build_parser, main
+from fastp2p.data.pack import usable_cpus
 from fastp2p.data.packed import MAX_LOAD_SIZE
 from fastp2p.nn.discriminators import patch_logits_size
+from fastp2p.train.cpu_threads import most_loader_workers
 from fastp2p.train.reference_options import IGNORED
 from helpers.train_helpers import tiny_test_argv, train_argv
 
@@ -17,14 +19,16 @@ SEED_MAX = 2 ** 63 - 1
 MAX_COUNT = 2 ** 62 - 1   # two of them add up to an int64 (fastp2p.option_types)
 FILTERS_MAX = 2 ** 25 - 1
 PATCH_LAYERS_MAX = 13
+WORKERS_MAX = most_loader_workers(usable_cpus())  # loader workers: this machine's cores, or 4
 COUNTS = ("--n_epochs", "--n_epochs_decay", "--epoch_count", "--lr_decay_iters",
           "--save_epoch_freq", "--save_latest_freq", "--display_freq", "--log-every",
-          "--print_freq", "--batch_size", "--num_threads", "--load_iter")
+          "--print_freq", "--batch_size", "--load_iter")
 BOUNDS = {
     "train": {**dict.fromkeys(COUNTS, MAX_COUNT), "--seed": SEED_MAX,
+              "--num_threads": WORKERS_MAX,
               "--load_size": MAX_LOAD_SIZE, "--crop_size": MAX_LOAD_SIZE,
               "--ngf": FILTERS_MAX, "--ndf": FILTERS_MAX, "--n_layers_D": PATCH_LAYERS_MAX},
-    "test": {"--num_test": MAX_COUNT, "--num_threads": MAX_COUNT, "--load_iter": MAX_COUNT,
+    "test": {"--num_test": MAX_COUNT, "--num_threads": WORKERS_MAX, "--load_iter": MAX_COUNT,
              "--seed": SEED_MAX, "--load_size": MAX_LOAD_SIZE, "--crop_size": MAX_LOAD_SIZE,
              "--ngf": FILTERS_MAX, "--ndf": FILTERS_MAX, "--n_layers_D": PATCH_LAYERS_MAX},
 }
