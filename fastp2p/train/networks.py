@@ -14,6 +14,7 @@ import torch
 
 import fastp2p
 from fastp2p import reference
+from fastp2p.train.memory_errors import first_line, is_out_of_memory
 
 DISCRIMINATORS = ("patch", "pixel")
 
@@ -133,12 +134,10 @@ def _built_on(build, args, device, what: str, option: str) -> torch.nn.Module:
     try:
         return fastp2p.init_weights(build(), args.init_type, args.init_gain).to(device)
     except RuntimeError as err:  # torch.OutOfMemoryError (CUDA) is one
-        # the CPU allocator's failure is a plain RuntimeError, told by its words
-        if not (isinstance(err, torch.OutOfMemoryError) or "can't allocate memory" in str(err)):
+        if not is_out_of_memory(err):
             raise
-        reason = (str(err).strip().splitlines() or [type(err).__name__])[0]
         raise ValueError(f"{option} {getattr(args, option[2:])}: {what} does not fit in the "
-                         f"memory of {device} ({reason}); lower {option}") from err
+                         f"memory of {device} ({first_line(err)}); lower {option}") from err
 
 
 # Bytes a parameter takes at least: its float32 weight; in training also its gradient and

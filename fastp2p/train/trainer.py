@@ -37,6 +37,7 @@ import torch
 from fastp2p.train.background_writer import BackgroundWriter, host_copy
 from fastp2p.train.checkpoints import CheckpointWriteError, describe_os_error, snapshot
 from fastp2p.train.distributed import average_over_processes
+from fastp2p.train.memory_errors import first_line, is_out_of_memory
 from fastp2p.train.reports import TRIPLET
 from fastp2p.train.stage_times import StageTimes
 
@@ -354,6 +355,9 @@ class Trainer:
                          "folder's permissions, then resume with --continue_train")
                 return EXIT_FAILED
             except RuntimeError as err:
+                if is_out_of_memory(err):  # the weights in memory may be half-stepped: not saved
+                    self.say(f"error: {self._out_of_memory(err)}; {self._last_good_checkpoint()}")
+                    return EXIT_FAILED
                 death = loader_worker_death(err, "resume with --continue_train")
                 if death is None:
                     raise
@@ -363,6 +367,14 @@ class Trainer:
             finally:
                 self.writer.close()
         return EXIT_OK
+
+    def _out_of_memory(self, err: RuntimeError) -> str:
+        """What ran out and what to lower (the networks fit: check_networks_fit_memory passed,
+        so the batch's activations are what the step could not hold)."""
+        args = self.args
+        return (f"out of memory at step {self.engine.steps + 1}, --batch_size "
+                f"{args.batch_size} ({first_line(err)}); lower --batch_size (or --crop_size, "
+                f"--ngf, --ndf), then resume with --continue_train")
 
     def _run_epoch(self, loader, stops, progress_bar) -> None:
         args, engine, progress = self.args, self.engine, self.progress

@@ -1,0 +1,52 @@
+"""A training step that runs out of memory (the batch's activations: the networks themselves were
+checked to fit before the run) ends in one line naming the step, --batch_size and what to lower,
+exit code 1, with the last good checkpoint untouched -- on CUDA (torch.OutOfMemoryError) and on
+the CPU (whose allocator raises a plain RuntimeError) alike. Any other RuntimeError still
+raises."""
+import pytest
+import torch
+
+from fastp2p.cli import main
+from fastp2p.train.checkpoints import CheckpointFolder
+from fastp2p.train.engine import Pix2PixEngine
+from helpers.train_helpers import train_argv, write_aligned_dataset
+
+CUDA_OOM = torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB. GPU 0 has a "
+                                  "total capacity of 139.81 GiB\nof which 1.2 GiB is free.")
+CPU_OOM = RuntimeError("[enforce fail at alloc_cpu.cpp:117] data. DefaultCPUAllocator: can't "
+                       "allocate memory: you tried to allocate 2147483648 bytes. Error code 12")
+
+
+def _fail_at(monkeypatch, step, error):
+    original = Pix2PixEngine.step
+
+    def step_or_fail(self, real_A, real_B):
+        if self.steps + 1 == step:
+            raise error
+        return original(self, real_A, real_B)
+    monkeypatch.setattr(Pix2PixEngine, "step", step_or_fail)
+
+
+@pytest.mark.parametrize("error", [CUDA_OOM, CPU_OOM], ids=["gpu-allocator", "cpu-allocator"])
+def test_out_of_memory_in_a_step_is_one_line_and_keeps_the_last_checkpoint(tmp_path, monkeypatch,
+                                                                          capsys, error):
+    data = write_aligned_dataset(tmp_path / "data")
+    _fail_at(monkeypatch, 6, error)  # epoch 1 (steps 1-4) ends with a save
+    assert main(train_argv(data, tmp_path / "ckpt")) == 1
+    captured = capsys.readouterr()
+    errors = [line for line in (captured.out + captured.err).splitlines()
+              if line.startswith("error:")]
+    assert len(errors) == 1 and "Traceback" not in captured.err, captured
+    line = errors[0]
+    assert "out of memory at step 6, --batch_size 1" in line, line
+    assert str(error).splitlines()[0] in line and "lower --batch_size" in line, line
+    assert "(step 4) is unchanged" in line and "--continue_train" in line, line
+    folder = CheckpointFolder(tmp_path / "ckpt", "tiny")
+    assert folder.load_train_state("latest")["progress"]["images"] == 4
+
+
+def test_another_runtime_error_in_a_step_still_raises(tmp_path, monkeypatch):
+    data = write_aligned_dataset(tmp_path / "data")
+    _fail_at(monkeypatch, 2, RuntimeError("shape mismatch"))
+    with pytest.raises(RuntimeError, match="shape mismatch"):
+        main(train_argv(data, tmp_path / "ckpt"))
