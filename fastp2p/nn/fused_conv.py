@@ -10,11 +10,12 @@ normalised activation is never written. A layer left to its module runs as in
 ``fastp2p.nn.fused.sequential_forward`` (module conv + norm_act), after plain torch ops apply
 whatever norm + activation the fused layer before it left pending. fastp2p.PatchDiscriminator
 calls ``conv_stack_forward`` only for a forward the choice may give a layer of
-(``conv_choice.may_fuse``); any other runs ``sequential_forward`` itself. ``fused_conv_norm``,
-``fused_layer_dtype`` and ``apply_transform`` are shared with the U-Net's routing
-(fastp2p.nn.unet_conv).
+(``conv_choice.may_fuse``); any other runs ``sequential_forward`` itself, and so does
+``conv_stack_forward`` where the choice, asked for each layer before any runs
+(``layer_plan``), gives it none. ``fused_conv_norm``, ``fused_layer_dtype`` and
+``apply_transform`` are shared with the U-Net's routing (fastp2p.nn.unet_conv).
 """
-from typing import NamedTuple, Optional
+from typing import NamedTuple, Optional, Sequence
 
 import torch
 import torch.nn as nn
@@ -74,15 +75,39 @@ def _fusable(conv: nn.Module) -> bool:
 
 
 def fused_layer_dtype(conv: nn.Module, norm: Optional[nn.Module], x: torch.Tensor,
-                      gradient: bool):
+                      gradient: bool, size: Optional[Sequence[int]] = None):
     """The dtype a network layer (``conv`` reading ``x``, its first source, then ``norm``)
     runs the fused convolution in, or None: its module runs it. ``gradient``: whether the
-    network's call wants one (fastp2p.nn.folding.gradient_wanted)."""
+    network's call wants one (fastp2p.nn.folding.gradient_wanted). ``size``: the (H, W) the
+    layer's input will have, where x is the network's input, standing for the batch, device
+    and dtype (``layer_plan``); default x's."""
     if not _fusable(conv):
         return None
+    input_shape = None if size is None else (x.shape[0], conv.in_channels, *size)
     return fused_conv_dtype(
         x, conv.weight, stride=conv.stride[0], padding=conv.padding[0], norm=_norm_name(norm),
-        gradient=gradient, transposed=isinstance(conv, nn.ConvTranspose2d))
+        gradient=gradient, transposed=isinstance(conv, nn.ConvTranspose2d),
+        input_shape=input_shape)
+
+
+def layer_plan(layers, x: torch.Tensor, gradient: bool) -> Optional[list]:
+    """The ``fused_layer_dtype`` of each of a network's ``layers`` — (conv, the norm after it,
+    the (H, W) of its input), one per convolution — asked before the forward runs, x being the
+    network's input; None where it gives no layer to the fused convolution: the conv choice
+    lists none of this forward's layers (its keys are shapes: a layer of another network with
+    the same ones is the same measured work), and the network runs today's forward, not the
+    walk."""
+    plan = [fused_layer_dtype(conv, norm, x, gradient, size) for conv, norm, size in layers]
+    return plan if any(dtype is not None for dtype in plan) else None
+
+
+def conv_output_size(conv: nn.Conv2d, size: Sequence[int]) -> tuple:
+    """(H, W) of ``conv``'s output for an input of (H, W) ``size`` (torch's formula)."""
+    if conv.padding == "same":
+        return tuple(size)
+    padding = (0, 0) if conv.padding == "valid" else conv.padding
+    return tuple((s + 2 * p - d * (k - 1) - 1) // t + 1 for s, p, d, k, t in
+                 zip(size, padding, conv.dilation, conv.kernel_size, conv.stride))
 
 
 def _per_channel(t: torch.Tensor) -> torch.Tensor:
@@ -180,17 +205,28 @@ def _module_layer(layer: _Layer, x, fold: bool):
     return norm_act(x, **norm, **act)
 
 
+def _stack_plan(layers, x, gradient: bool) -> Optional[list]:
+    """``layer_plan`` of the stack's layers, each conv's input size from the one before."""
+    sizes = [tuple(x.shape[2:])]
+    for layer in layers[:-1]:
+        sizes.append(conv_output_size(layer.conv, sizes[-1]))
+    return layer_plan([(layer.conv, layer.norm, size) for layer, size in zip(layers, sizes)],
+                      x, gradient)
+
+
 def conv_stack_forward(seq: nn.Sequential, x):
     """The discriminator stack ``seq`` (already checked by ``sequential_supported``), each
-    layer through the fused convolution or its module as the conv choice says."""
+    layer through the fused convolution or its module as the conv choice says; where it says
+    module for every layer, ``sequential_forward`` (``layer_plan``)."""
     layers = _layers(seq)
     if layers is None:
         return sequential_forward(seq, x)
     fold = not gradient_wanted(seq, x)
+    plan = _stack_plan(layers, x, not fold)
+    if plan is None:
+        return sequential_forward(seq, x)
     transform, slope = IDENTITY, 0.2
-    for layer in layers:
-        conv = layer.conv
-        dtype = fused_layer_dtype(conv, layer.norm, x, not fold)
+    for layer, dtype in zip(layers, plan):
         if dtype is not None:
             x, transform = _fused_layer(layer, x, transform, slope, dtype)
         else:

@@ -27,10 +27,17 @@ is refused with a ValueError naming the reason. Under autocast a layer's key has
 dtype (``fused_conv_dtype``: what the module's conv would compute in, so a bfloat16 table
 takes effect in the bf16 training step).
 
-A network forward the table routes no layer of runs today's forward unchanged (``may_fuse``
-asks before the network walks its layers); in one it routes some layers of, the others run
-today's ops (module conv + norm-act: fastp2p.nn.unet_conv, fastp2p.nn.fused_conv), except
-the U-Net's CPU inference forms, which only today's forward has.
+A network forward the table routes no layer of runs today's forward unchanged: ``may_fuse``
+asks first, cheaply (whether the table lists any layer for the input's device, the call's
+direction, dtype and batch size; without a table nothing is looked up), and the PatchGAN's
+walk (fastp2p.nn.fused_conv.conv_stack_forward) then asks each of its layers before running
+any, keyed with the shape its input will have (``fused_conv_dtype``'s ``input_shape``), and
+runs today's forward where the table lists none of them — a table names layers by their
+shapes, not their network: a layer of the same shapes in another network (the U-Net's second
+conv is the PatchGAN's) does the same measured work. In a forward it routes some layers of,
+the others run today's ops (module conv + norm-act: fastp2p.nn.unet_conv,
+fastp2p.nn.fused_conv), except the U-Net's CPU inference forms, which only today's forward
+has.
 
 ``FASTP2P_CONV`` overrides the table: ``fused`` runs every layer the network can fuse through
 the fused convolution (tests and GPU experiments; an error where no backend has it),
@@ -39,7 +46,7 @@ the fused convolution (tests and GPU experiments; an error where no backend has 
 import os
 from functools import lru_cache
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Sequence
 
 import torch
 
@@ -143,8 +150,10 @@ def may_fuse(x: torch.Tensor, gradient: bool) -> bool:
     fastp2p.nn.folding.gradient_wanted) may run any layer fused: FASTP2P_CONV=fused, or the
     table lists a layer for x's device, this direction, the dtype x's convolutions compute in
     and x's batch size, and a backend can run the fused convolution there. Else the network
-    keeps today's forward untouched. Under torch.compile / torch.export the table routes
-    nothing: it measured eager layers, and the compiler fuses today's ops itself."""
+    keeps today's forward untouched. Only a first sieve, costing nothing without a table: a
+    layer listed for this call need not be one of this network's (the walk's plan of its own
+    layers decides). Under torch.compile / torch.export the table routes nothing: it measured
+    eager layers, and the compiler fuses today's ops itself."""
     choice = forced()
     if choice != "":
         return choice == "fused"
@@ -173,15 +182,17 @@ def compute_dtype(t: torch.Tensor) -> torch.dtype:
 
 
 def fused_conv_dtype(x: torch.Tensor, weight: torch.Tensor, *, stride: int, padding: int,
-                     norm: str, gradient: bool, transposed: bool = False
-                     ) -> Optional[torch.dtype]:
+                     norm: str, gradient: bool, transposed: bool = False,
+                     input_shape: Optional[Sequence[int]] = None) -> Optional[torch.dtype]:
     """The dtype in which the layer conv(x, weight) followed by ``norm`` runs the fused
     convolution, or None when it runs its module. Under autocast that is autocast's dtype (the
     table's key and the dtype the caller casts the operands to), else x's. ``gradient``:
     whether the network's call wants one (the table's forward+backward list decides, else its
     forward list). ``transposed``: a decoder's transposed convolution, whose input is the
     concatenation of its sources: x is the first of them, the key's input channels are
-    weight.shape[0]."""
+    weight.shape[0]. ``input_shape``: the (N, C, H, W) that input will have, where x is not
+    yet the layer's input but stands for its device and dtype (a network's plan of its layers,
+    asked before any runs); default x.shape."""
     choice = forced()
     if choice == "module":
         return None
@@ -196,7 +207,9 @@ def fused_conv_dtype(x: torch.Tensor, weight: torch.Tensor, *, stride: int, padd
                              "on CPU) and one dtype of float32/bfloat16/float16 (or autocast to "
                              f"bfloat16/float16); unset {ENV_VAR}")
         return dtype
-    input_shape = (x.shape[0], weight.shape[0], *x.shape[2:]) if transposed else x.shape
+    input_shape = x.shape if input_shape is None else input_shape
+    if transposed:
+        input_shape = (input_shape[0], weight.shape[0], *input_shape[2:])
     key = routed_key(device_name(x.device), mode(gradient),
                      layer_key(norm, dtype, input_shape, weight.shape, stride, padding,
                                transposed))
