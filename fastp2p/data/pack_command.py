@@ -1,9 +1,10 @@
 """``fastp2p pack``: turn a folder of paired images into shards (and ``--verify`` them)."""
 import argparse
 import os
+import shutil
 import sys
 
-from fastp2p.option_types import plain_name
+from fastp2p.option_types import plain_name, seed
 
 DESCRIPTION = """\
 Decode and resize every pair of DATAROOT once and write OUT/PHASE/ shards of uint8 A|B pairs
@@ -29,8 +30,8 @@ against the index, as training does, in every pack in OUT (any --phase name).
 
 No dataset at hand? `fastp2p pack --synthetic N DATAROOT [OUT]` writes N synthetic aligned
 pairs (shapes -> their outlines, 256x256 JPEGs, the same files for the same --seed) into
-DATAROOT/train, then packs them into OUT if given: a set of any size to measure packing and
-training on."""
+DATAROOT/train, then packs them into OUT if given: a set of any size up to 10000000 pairs, to
+measure packing and training on."""
 
 
 def register(commands) -> None:
@@ -82,9 +83,12 @@ def register(commands) -> None:
                         help="first write N synthetic edges->picture pairs into DATAROOT/train "
                              "(missing files only, all of them again if they are of another "
                              "--seed; deterministic per --seed; refuses a folder holding files "
-                             "it did not write), then pack them into OUT if OUT is given")
-    parser.add_argument("--seed", type=int, default=0,
-                        help="which synthetic set --synthetic writes (default 0)")
+                             "it did not write), then pack them into OUT if OUT is given. N is "
+                             "at most 10000000 (files are numbered with 7 digits), and is "
+                             "refused before anything is written where the disk has no room "
+                             "for the pairs and their pack")
+    parser.add_argument("--seed", type=seed, default=0,
+                        help="which synthetic set --synthetic writes, 0 .. 2**63-1 (default 0)")
     parser.add_argument("--no-progress", dest="progress", action="store_false",
                         help="no progress bars")
     parser.set_defaults(run=run, pack_parser=parser)
@@ -117,8 +121,11 @@ def run(args: argparse.Namespace) -> int:
     if args.synthetic is not None and args.dataroot is None:
         parser.error("--synthetic N writes into DATAROOT: pass it (and OUT to pack them)"
                      + swallowed)
-    if args.synthetic is not None and args.synthetic < 1:
-        parser.error(f"--synthetic must be >= 1 pairs, got {args.synthetic}")
+    if args.synthetic is not None:
+        from fastp2p.data.synthetic import count_problem
+        problem = count_problem(args.synthetic)
+        if problem:
+            parser.error(problem)
     if args.synthetic is not None and args.dataset_mode != "aligned":
         parser.error("--synthetic writes aligned A|B images: drop --dataset_mode two_folders")
     if args.dataroot is None or (args.out is None and args.synthetic is None):
@@ -135,21 +142,38 @@ def run(args: argparse.Namespace) -> int:
     writing = dataroot      # the folder an OSError that names no file (a write) was about
     out = None if args.out is None else Path(args.out)
     try:
+        # Everything that can refuse DATAROOT or OUT is asked before anything is written,
+        # synthetic pairs included, and before a first phase is packed.
+        for folder, name in ((dataroot, "DATAROOT"), (out, "OUT")):
+            if folder is not None and folder.exists() and not folder.is_dir():
+                raise DataError(f"{folder}: {name} is a file, not a folder")
+        if args.synthetic is None and not dataroot.is_dir():
+            raise DataError(f"{dataroot}: DATAROOT folder not found; point it at a dataset "
+                            "folder holding train/ (and val/, test/)")
         # The phases to pack: --phase, or the dataset's phase folders (train/ too where
         # --synthetic is about to write it).
         phases = list(dict.fromkeys(args.phase)) if args.phase else [
             p for p in PHASES
             if (dataroot / p).is_dir() or (p == "train" and args.synthetic is not None)]
-        # Everything that can refuse OUT is asked before anything is written, synthetic pairs
-        # included.
-        if out is not None and out.resolve() == dataroot.resolve():
-            raise DataError(f"{out}: OUT must differ from DATAROOT")
+        if out is not None:
+            if not phases:
+                raise DataError(f"{dataroot}: no {', '.join(PHASES)} folder in it; pass --phase "
+                                "NAME for another phase folder")
+            for phase in phases:
+                if not (dataroot / phase).is_dir() and not (
+                        phase == "train" and args.synthetic is not None):
+                    raise DataError(f"{dataroot / phase}: folder not found; --phase names "
+                                    "folders of DATAROOT to pack")
+            if out.resolve() == dataroot.resolve():
+                raise DataError(f"{out}: OUT must differ from DATAROOT")
         for phase in phases if out is not None else ():
             refuse_foreign_index(out / phase)
             if not args.overwrite:
                 refuse_other_load_size(out / phase, args.load_size)
         if args.synthetic is not None:
             from fastp2p.data.synthetic import write_synthetic
+            _refuse_without_room(dataroot, out if "train" in phases else None, args.synthetic,
+                                 args.load_size, args.gray)
             try:
                 folder = write_synthetic(dataroot, args.synthetic, seed=args.seed,
                                          workers=workers, progress=args.progress)
@@ -162,13 +186,6 @@ def run(args: argparse.Namespace) -> int:
             if out is None:
                 return 0
         writing = out
-        if not dataroot.is_dir():
-            what = "is a file, not a folder" if dataroot.exists() else "folder not found"
-            raise DataError(f"{dataroot}: DATAROOT {what}; point it at a dataset folder "
-                            "holding train/ (and val/, test/)")
-        if not phases:
-            raise DataError(f"{dataroot}: no {', '.join(PHASES)} folder in it; pass --phase "
-                            "NAME for another phase folder")
         for phase in phases:
             index = pack_phase(dataroot, out, phase, load_size=args.load_size,
                                dataset_mode=args.dataset_mode, workers=workers,
@@ -190,7 +207,7 @@ def run(args: argparse.Namespace) -> int:
         return 1
     except MemoryError:
         print(f"fastp2p pack: error: out of memory: a pair at --load_size {args.load_size} takes "
-              f"{pair_bytes(args.load_size) / 2 ** 20:.0f} MiB, several at once per worker; lower "
+              f"{_bytes_text(pair_bytes(args.load_size))}, several at once per worker; lower "
               "--workers or --load_size, then run the same command again to resume",
               file=sys.stderr)
         return 1
@@ -199,6 +216,59 @@ def run(args: argparse.Namespace) -> int:
               "shards are kept)", file=sys.stderr)
         return 130
     return 0
+
+
+def _refuse_without_room(dataroot, out, count: int, load_size: int, gray: bool) -> None:
+    """DataError, before anything is written, where a disk has no room for --synthetic
+    ``count``: its pair files (MIN_PAIR_FILE_BYTES each at least) in DATAROOT/train and, with
+    ``out``, their pack in OUT/train (pair_bytes each, a third more with ``gray``), less what is
+    there already (pairs written, shards of an earlier pack: kept or replaced). A lower bound:
+    it refuses only what cannot fit; a disk that fills up anyway is the write's error, and the
+    re-run resumes."""
+    from fastp2p.data.errors import DataError
+    from fastp2p.data.pack import pair_bytes
+    from fastp2p.data.synthetic import MIN_PAIR_FILE_BYTES, pairs_present
+
+    pairs = dataroot / "train"
+    wanted = [(pairs, (count - pairs_present(pairs, count)) * MIN_PAIR_FILE_BYTES,
+               "the pair files")]
+    if out is not None:
+        shards = [*(out / "train").glob("shard-*.u8"), *(out / "train").glob("gray-*.u8")]
+        earlier = sum(shard.stat().st_size for shard in shards if shard.is_file())
+        packed = count * pair_bytes(load_size) * (4 if gray else 3) // 3
+        wanted.append((out / "train", max(0, packed - earlier),
+                       f"their pack at --load_size {load_size}"))
+    disks = {}  # device -> [a folder on it, its free bytes, bytes needed, what needs them]
+    for folder, needed, what in wanted:
+        device, free = _disk_of(folder)
+        disk = disks.setdefault(device, [folder, free, 0, []])
+        disk[2] += needed
+        disk[3].append(f"{_bytes_text(needed)} for {what}")
+    for folder, free, needed, whats in disks.values():
+        if needed > free:
+            raise DataError(f"{folder}: --synthetic {count} needs at least "
+                            f"{_bytes_text(needed)} on this disk ({', '.join(whats)}), which has "
+                            f"{_bytes_text(free)} free; pass a smaller N, or make room")
+
+
+def _disk_of(path) -> tuple[int, int]:
+    """(device, free bytes) of the file system ``path`` is or would be made on: that of its
+    nearest existing folder."""
+    path = os.path.abspath(path)
+    while not os.path.exists(path):
+        path = os.path.dirname(path)
+    return os.stat(path).st_dev, shutil.disk_usage(path).free
+
+
+def _bytes_text(count: int) -> str:
+    """``count`` bytes, in the largest binary unit that leaves at least 1 of it."""
+    if count < 1024:
+        return f"{count} bytes"
+    for unit in ("KiB", "MiB", "GiB"):
+        count /= 1024
+        if count < 1024:
+            return f"{count:.1f} {unit}"
+    return f"{count / 1024:.1f} TiB"
 
 
 def _verify(root, progress: bool) -> int:

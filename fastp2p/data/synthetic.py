@@ -19,6 +19,7 @@ from 0 without a gap).
 """
 import json
 import math
+import os
 import sys
 from pathlib import Path
 
@@ -33,6 +34,12 @@ from fastp2p.json_files import read_json
 SIZE = 256          # each half, as the pix2pix datasets' 256x256 images
 QUALITY = 90        # JPEG quality, as the pix2pix datasets' files
 FILE_DIGITS = 7     # names sort in index order up to 10 million pairs
+# The most pairs a set holds: pair 10**FILE_DIGITS would get a longer name, which sorts out of
+# index order and which a re-run takes for a file that is not a pair (and refuses).
+MAX_PAIRS = 10 ** FILE_DIGITS
+# Fewer bytes than any pair's JPEG file takes (those of seeds 0..2 are 12-25 kB): the disk space
+# a set needs is checked against free space with it, so that check never refuses a set that fits.
+MIN_PAIR_FILE_BYTES = 8 << 10
 
 
 def pair_name(index: int) -> str:
@@ -43,6 +50,14 @@ def _is_pair_file(name: str, count: int) -> bool:
     stem, dot, suffix = name.partition(".")
     return (dot == "." and suffix == "jpg" and len(stem) == FILE_DIGITS and stem.isdigit()
             and int(stem) < count)
+
+
+def pairs_present(folder: Path, count: int) -> int:
+    """How many of pairs 0 .. count-1 have a file in ``folder`` (0 if it does not exist)."""
+    if not folder.is_dir():
+        return 0
+    with os.scandir(folder) as entries:
+        return sum(_is_pair_file(entry.name, count) for entry in entries)
 
 
 def _background(rng, size: int) -> np.ndarray:
@@ -197,13 +212,21 @@ def _write_range(job: tuple) -> int:
     return written
 
 
+def count_problem(count: int) -> str | None:
+    """Why ``count`` pairs cannot be a synthetic set (--synthetic N), or None."""
+    if 1 <= count <= MAX_PAIRS:
+        return None
+    return (f"--synthetic must be >= 1 and <= {MAX_PAIRS} pairs (pair files are numbered with "
+            f"{FILE_DIGITS} digits), got {count}")
+
+
 def write_synthetic(dataroot, count: int, *, seed: int = 0, phase: str = "train",
                     workers: int = 1, progress: bool = True) -> Path:
     """Write pairs 0 .. count-1 of set ``seed`` into ``dataroot/phase`` (missing ones only, when
     the folder's recorded set is ``seed``'s; all of them otherwise); returns that folder.
     Deterministic: the same (seed, count) gives the same files."""
-    if count < 1:
-        raise DataError(f"--synthetic must be >= 1 pairs, got {count}")
+    if count_problem(count):
+        raise DataError(count_problem(count))
     dataroot = Path(dataroot)
     folder = dataroot / phase
     folder.mkdir(parents=True, exist_ok=True)
@@ -214,23 +237,26 @@ def write_synthetic(dataroot, count: int, *, seed: int = 0, phase: str = "train"
                {"seed": seed, "size": SIZE, "quality": QUALITY}, count)
     _refuse_extra_files(folder, count, count)
     chunk = 64      # small enough for a live progress bar, large enough to amortize the Pool
-    jobs = [(str(folder), seed, start, min(start + chunk, count))
-            for start in range(0, count, chunk)]
+    # a range and a generator: nothing is held per pair, nor per chunk, however large count is
+    starts = range(0, count, chunk)
+    jobs = ((str(folder), seed, start, min(start + chunk, count)) for start in starts)
     bar = None
     if progress:
         from tqdm import tqdm
         bar = tqdm(total=count, desc=f"synthetic {phase}", unit="pair", smoothing=0.1)
     try:
-        if workers <= 1 or len(jobs) == 1:
+        if workers <= 1 or len(starts) == 1:
             for job in jobs:
                 _write_range(job)
                 if bar is not None:
                     bar.update(job[3] - job[2])
         else:
-            with worker_pool(min(workers, len(jobs))) as pool:
-                for job, _ in zip(jobs, pool.imap(_write_range, jobs)):
+            # imap draws jobs only as fast as the pipe to the workers takes them (some hundreds
+            # ahead)
+            with worker_pool(min(workers, len(starts))) as pool:
+                for start, _ in zip(starts, pool.imap(_write_range, jobs)):
                     if bar is not None:
-                        bar.update(job[3] - job[2])
+                        bar.update(min(chunk, count - start))
     finally:
         if bar is not None:
             bar.close()
