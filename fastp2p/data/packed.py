@@ -50,9 +50,10 @@ INDEX_NAME = "index.json"
 STATE_NAME = "pack-state.json"  # what a pack wrote so far; removed once the index is written
 FORMAT = "fastp2p-pack"
 VERSION = 2  # 2: shards carry a CRC32
-# The largest --load_size, the largest side fastp2p writes an image at (test's saved images too):
-# one pair of that size is already 6 GiB, and a larger bound lets a crafted index's sizes
-# overflow the arithmetic that checks them.
+# The largest --load_size and --crop_size (fastp2p.option_types.image_side), and the largest side
+# fastp2p writes an image at (test's saved images: fastp2p.train.reports): one pair of that size
+# is already 6 GiB, and a larger bound lets a crafted index's sizes overflow the arithmetic that
+# checks them.
 MAX_LOAD_SIZE = 1 << 15
 
 

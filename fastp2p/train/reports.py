@@ -17,6 +17,7 @@ import torch
 
 from fastp2p.atomic_files import (naming_the_file, open_plain_file, refuse_linked_folder,
                                   refuse_unless_plain_file, replacing)
+from fastp2p.data.packed import MAX_LOAD_SIZE  # also the largest side of a saved image
 from fastp2p.train.engine import LOSS_NAMES
 
 LOG_FIELDS = ("epoch", "step", "images", "lr", *LOSS_NAMES, "images_per_s")
@@ -41,22 +42,19 @@ def _replace_atomically(path: Path, write) -> None:
         write(temp)
 
 
-MAX_SAVED_SIDE = 1 << 15  # pixels: a side --aspect_ratio may stretch a saved image to
-
-
 def aspect_ratio_size(width: int, height: int, aspect_ratio: float) -> tuple[int, int]:
     """The (width, height) the reference's util.save_image gives a width x height image:
     above 1 (height, int(width * ratio)), below 1 (int(height / ratio), width). Raises
-    ValueError, one line, for a side above MAX_SAVED_SIDE (which PIL would fail to allocate
+    ValueError, one line, for a side above MAX_LOAD_SIZE (which PIL would fail to allocate
     or overflow on)."""
     if aspect_ratio == 1:
         return width, height
     size = (height, width * aspect_ratio) if aspect_ratio > 1 else (height / aspect_ratio, width)
-    if max(size) > MAX_SAVED_SIDE:
+    if max(size) > MAX_LOAD_SIZE:
         raise ValueError(f"--aspect_ratio {aspect_ratio:g} makes a {width}x{height} image "
                          f"{size[0]:.3g}x{size[1]:.3g} pixels; saved sides are limited to "
-                         f"{MAX_SAVED_SIDE}: pass a ratio between {height / MAX_SAVED_SIDE:.3g} "
-                         f"and {MAX_SAVED_SIDE / width:.3g}")
+                         f"{MAX_LOAD_SIZE}: pass a ratio between {height / MAX_LOAD_SIZE:.3g} "
+                         f"and {MAX_LOAD_SIZE / width:.3g}")
     return int(size[0]), int(size[1])
 
 
