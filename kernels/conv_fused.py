@@ -33,7 +33,7 @@ from fastp2p.kernels.dropout_rng import dropout_threshold
 # as dense arrays: a strided one (a user's view, b[::2], s.t()) goes through a contiguous
 # copy (dense_vector), as in norm_act's launchers.
 from fastp2p.kernels.norm_act import dense_vector
-from fastp2p.kernels.norm_act_tiles import _merge_moments, _rng_start
+from fastp2p.kernels.norm_act_tiles import _rng_start
 
 # Storage dtypes; products are accumulated in float32 (tl.dot with input_precision="ieee": no
 # TF32 rounding of float32 operands, so the float32 path meets DESIGN §5's 1e-5 on a GPU too).
@@ -183,6 +183,22 @@ def _conv_fused_kernel(
 
 
 @triton.jit
+def _tile_moments(PartMean_ptr, PartM2_ptr, PartCount_ptr, group, start, parts_per_group, c, ok,
+                  C, BLOCK_P: tl.constexpr):
+    """Tiles start .. start + BLOCK_P - 1 of a group: (rows (BLOCK_P, 1), mean, M2), zeros past
+    the group's last tile (rows 0: they add nothing)."""
+    i = start + tl.arange(0, BLOCK_P).to(tl.int64)
+    part_ok = i < parts_per_group
+    part = group * parts_per_group + i
+    at = part[:, None] * C + c[None, :]
+    mask = part_ok[:, None] & ok[None, :]
+    rows = tl.load(PartCount_ptr + part, mask=part_ok, other=0.0)[:, None]
+    mean = tl.load(PartMean_ptr + at, mask=mask, other=0.0)
+    m2 = tl.load(PartM2_ptr + at, mask=mask, other=0.0)
+    return rows, mean, m2
+
+
+@triton.jit
 def _conv_stats_finish_kernel(
     PartMean_ptr, PartM2_ptr, PartCount_ptr,   # (N * T, C) tile moments, (N * T,) row counts
     Gamma_ptr, Beta_ptr,                       # (C,) the norm's affine (AFFINE) or dummies
@@ -192,36 +208,42 @@ def _conv_stats_finish_kernel(
     AFFINE: tl.constexpr, UPDATE_RUNNING: tl.constexpr, BLOCK_P: tl.constexpr,
     BLOCK_C: tl.constexpr,
 ):
-    """Chan-merges a group's tiles (an image's for instance norm, all for batch norm) into
+    """Merges a group's tile moments (an image's for instance norm, all for batch norm) into
     (mean, rstd) and the next prologue's scale = gamma * rstd, shift = beta - mean * scale.
-    BLOCK_P tiles at a time: their combined moments (deviations from the block's mean, not
-    sums of squares), then one merge into the running ones; batch norm at batch 64 merges
-    thousands of tiles per channel."""
+
+    Two passes over the tiles, BLOCK_P at a time, tree-summed per block (tl.sum). The first sums
+    rows * (tile mean - the group's first tile mean) into a first mean p (the tiles of a
+    constant output give exactly their value); the second sums rows * d, d = tile mean - p,
+    which corrects p's rounding, and Chan's M2 + rows * d^2 in BLOCK_P lanes (each sums every
+    BLOCK_P-th tile; their rounding errors average when the lanes are summed). Merging one
+    block after another rounded the mean at the ulp of its distance from the first tile mean,
+    and M2, once per block: at batch 64 (the U-Net-256's 128x128 decoder layer, 16384 tiles per
+    channel) an fp32 emulation of it put the batch mean up to 1.1e-6 spreads off float64 and
+    rstd 3.3e-7 (this: 1.7e-8 and 1.3e-7; float32's own rounding 1.6e-8 and 6e-8), enough to
+    move elements across a ReLU kink, as norm-act's statistics did (8c409f1). Fixed blocks in
+    a fixed order: deterministic. Reads the tile means twice (1/BLOCK_M of the output each)."""
     group = tl.program_id(0).to(tl.int64)
     c = tl.program_id(1).to(tl.int64) * BLOCK_C + tl.arange(0, BLOCK_C).to(tl.int64)
     ok = c < C
-    # The means are merged as differences from the group's first tile mean (exact near it;
-    # the same tiles of a constant output then merge to exactly their value).
     pivot = tl.load(PartMean_ptr + group * parts_per_group * C + c, mask=ok, other=0.0)
-    mean = tl.zeros((BLOCK_C,), tl.float32)  # of the means minus pivot
-    m2 = tl.zeros((BLOCK_C,), tl.float32)
-    count = tl.zeros((BLOCK_C,), tl.float32)
+    shifted = tl.zeros((BLOCK_C,), tl.float32)  # sum of rows * (tile mean - pivot)
+    count = tl.zeros((BLOCK_C,), tl.float32)    # the group's rows, in every lane
     for start in range(0, parts_per_group, BLOCK_P):
-        i = start + tl.arange(0, BLOCK_P).to(tl.int64)
-        part_ok = i < parts_per_group
-        part = group * parts_per_group + i
-        mask = part_ok[:, None] & ok[None, :]
-        part_count = tl.load(PartCount_ptr + part, mask=part_ok, other=0.0)[:, None]
-        part_mean = tl.load(PartMean_ptr + part[:, None] * C + c[None, :], mask=mask, other=0.0)
-        part_mean = tl.where(mask, part_mean - pivot[None, :], 0.0)
-        part_m2 = tl.load(PartM2_ptr + part[:, None] * C + c[None, :], mask=mask, other=0.0)
-        block_count = tl.sum(part_count, axis=0)
-        block_mean = tl.sum(part_count * part_mean, axis=0) / tl.maximum(block_count, 1.0)
-        deviation = part_mean - block_mean[None, :]
-        block_m2 = tl.sum(part_m2 + part_count * deviation * deviation, axis=0)
-        mean, m2, count = _merge_moments(mean, m2, count, block_mean, block_m2,
-                                         tl.zeros((BLOCK_C,), tl.float32) + block_count)
-    mean += pivot
+        rows, part_mean, _ = _tile_moments(PartMean_ptr, PartM2_ptr, PartCount_ptr, group, start,
+                                           parts_per_group, c, ok, C, BLOCK_P)
+        shifted += tl.sum(rows * (part_mean - pivot[None, :]), axis=0)
+        count += tl.sum(rows, axis=0)
+    center = pivot + shifted / count
+    deviation = tl.zeros((BLOCK_C,), tl.float32)  # sum of rows * (tile mean - center)
+    m2 = tl.zeros((BLOCK_P, BLOCK_C), tl.float32)
+    for start in range(0, parts_per_group, BLOCK_P):
+        rows, part_mean, part_m2 = _tile_moments(PartMean_ptr, PartM2_ptr, PartCount_ptr, group,
+                                                 start, parts_per_group, c, ok, C, BLOCK_P)
+        d = part_mean - center[None, :]
+        deviation += tl.sum(rows * d, axis=0)
+        m2 += part_m2 + rows * d * d
+    m2 = tl.maximum(tl.sum(m2, axis=0) - deviation * (deviation / count), 0.0)
+    mean = center + deviation / count
     rstd = 1.0 / tl.sqrt(m2 / count + eps)
     tl.store(Mean_ptr + group * C + c, mean, mask=ok)
     tl.store(Rstd_ptr + group * C + c, rstd, mask=ok)
