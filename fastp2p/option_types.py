@@ -72,6 +72,20 @@ def loader_workers(text: str) -> int:
 loader_workers.__name__ = "int"  # argparse's "invalid int value: 'x'"
 
 
+def pack_workers(text: str) -> int:
+    """pack --workers: 1 .. the cores this process may run on (decoding is CPU-bound, and
+    --workers 1000 started 1000 processes)."""
+    from fastp2p.data.pack import usable_cpus  # numpy: only when one is given
+
+    cores = usable_cpus()
+    return _int_between(1, cores, f": this process may run on {cores} core(s) "
+                        "(os.sched_getaffinity), and more pack workers than cores only take "
+                        "turns on them")(text)
+
+
+pack_workers.__name__ = "int"  # argparse's "invalid int value: 'x'"
+
+
 def _float_or_nan(text: str) -> float:
     """float(text), or nan for text that is no number: the checks below then refuse it with
     their own message."""

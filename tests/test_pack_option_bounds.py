@@ -156,3 +156,16 @@ def test_out_of_memory_says_what_a_pair_takes(tmp_path, capsys, monkeypatch):
                  "--workers", "1"]) == 1
     # 286 x 572 x 3 bytes
     assert "a pair at --load_size 286 takes 479.3 KiB," in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("workers", ["0", "-1", "1000"])
+def test_workers_past_the_usable_cores_are_an_option_error(tmp_path, capsys, monkeypatch,
+                                                           workers):
+    """--workers 1000 started 1000 processes: at most one per usable core now."""
+    monkeypatch.setattr(pack_module, "usable_cpus", lambda: 2)
+    line = _refused([str(tmp_path / "d"), str(tmp_path / "o"), "--synthetic", "4",
+                     "--workers", workers], capsys)
+    assert "argument --workers:" in line, line
+    assert ("must be <= 2" in line and "2 core(s)" in line) if workers == "1000" else (
+        "must be >= 1" in line), line
+    assert not (tmp_path / "d").exists() and not (tmp_path / "o").exists()

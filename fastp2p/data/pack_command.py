@@ -4,7 +4,7 @@ import os
 import shutil
 import sys
 
-from fastp2p.option_types import plain_name, seed
+from fastp2p.option_types import pack_workers, plain_name, seed
 
 DESCRIPTION = """\
 Decode and resize every pair of DATAROOT once and write OUT/PHASE/ shards of uint8 A|B pairs
@@ -59,9 +59,9 @@ def register(commands) -> None:
                         help="which phase folders to pack, after DATAROOT and OUT (it takes "
                              "every word that follows) (default: every one of train, val, test "
                              "that DATAROOT has)")
-    parser.add_argument("--workers", type=int, default=None,
-                        help="processes that decode and write shards in parallel (default: "
-                             "the CPUs this process may use)")
+    parser.add_argument("--workers", type=pack_workers, default=None,
+                        help="processes that decode and write shards in parallel, at most the "
+                             "CPUs this process may use (default: all of them)")
     parser.add_argument("--pairs-per-shard", dest="pairs_per_shard", type=int, default=None,
                         help="pairs in each shard file (default: about 256 MB per shard, and at "
                              "least 16 shards when there are enough pairs)")
@@ -136,8 +136,6 @@ def run(args: argparse.Namespace) -> int:
     if args.pairs_per_shard is not None and args.pairs_per_shard < 1:
         parser.error(f"--pairs-per-shard must be >= 1, got {args.pairs_per_shard}")
     workers = usable_cpus() if args.workers is None else args.workers
-    if workers < 1:
-        parser.error(f"--workers must be >= 1, got {workers}")
     dataroot = Path(args.dataroot)
     writing = dataroot      # the folder an OSError that names no file (a write) was about
     out = None if args.out is None else Path(args.out)
