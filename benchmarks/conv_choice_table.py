@@ -3,16 +3,19 @@
 the networks' conv layers, each layer's table entry, the decision and the writing. Pure (no
 GPU), so CPU tests check them.
 
-The rule, per direction (``conv_choice.MODES``: ``forward`` rows, timed without a gradient, decide
-inference; ``forward+backward`` rows decide training): a layer (``conv_choice.layer_key``: the
-norm after it, dtype, input, weight, stride, padding, transposed) goes to the fused convolution
-in a direction only when, in every row of that direction that measured it, the fused
-provider's p80 is below cuDNN + norm-act's p20 — faster by more than either's run-to-run
-spread. A key shared by both networks' norms (a layer with no norm after it whose prologue
-applies the previous layer's batch or instance norm) must win under each (conv_layer_timing
-writes a table only from a run of both norms); a row where a provider failed never wins. Layers
-not listed keep today's path. The table names the ``device`` it was measured on
-(``conv_choice.device_name``): it routes layers on that GPU model only.
+The rule, per direction (``conv_choice.MODES``: ``forward`` rows, timed without a gradient,
+decide inference; ``forward+backward`` rows decide training): a layer
+(``conv_choice.layer_key``: the norm after it, dtype, input, weight, stride, padding,
+transposed) goes to the fused convolution in a direction only when, in every row of that
+direction that measured it, the fused provider's p80 is below cuDNN + norm-act's p20 — faster by
+more than either's run-to-run spread. A batch-norm network's ``forward`` rows come in both of
+its modes (a row's ``network_mode``, "train" or "eval": conv_layer_timing's docstring), since
+the networks route an inference call by the forward list either way: the layer must win in each.
+A key shared by both networks' norms (a layer with no norm after it whose prologue applies the
+previous layer's batch or instance norm) must win under each (conv_layer_timing writes a table
+only from a run of both norms); a row where a provider failed never wins. Layers not listed keep
+today's path. The table names the ``device`` it was measured on (``conv_choice.device_name``):
+it routes layers on that GPU model only.
 
 Three providers are timed (``PROVIDERS``): ``cudnn`` (cuDNN conv + norm-act, today's path),
 ``fused`` (the fused Triton convolution) and ``cudnn_graph`` (cuDNN runtime-fusion graphs,
@@ -34,9 +37,9 @@ PROVIDERS = ("cudnn", "fused", "cudnn_graph")
 ROUTED = ("cudnn", "fused")
 NOT_ROUTED = ("cudnn_graph is measured, never routed: no network calls the cuDNN fusion graphs "
               "before a GPU run has checked them (tests/conv_norm_act/test_cudnn_graphs_cuda.py)")
-RULE = ("fused in a direction (forward: inference; forward+backward: training) where every row "
-        "of the layer in that direction has fused p80 < cudnn+norm_act p20 (CUDA-graph "
-        "replays)")
+RULE = ("fused in a direction (forward: inference, a batch-norm network's rows in train and "
+        "eval mode; forward+backward: training) where every row of the layer in that direction "
+        "has fused p80 < cudnn+norm_act p20 (CUDA-graph replays)")
 KERNEL, PADDING = 4, 1
 
 
@@ -129,10 +132,10 @@ def choice_table(rows, device: str, environment=None) -> dict:
     direction (``conv_choice.MODES``), the entries the rule gives to the fused convolution
     (sorted); ``rule``, the run's ``commit``/``torch``/``triton``, ``fastest``
     (fastest_by_layer), ``routed`` / ``not_routed`` and every row (``measured``: layer,
-    network norm, batch, mode, entry, each provider's median/p20/p80 ms or its error) are for
-    the record. Rows: dicts with ``layer``, ``network_norm``, ``batch``, ``mode``, ``entry`` and
-    ``cudnn`` / ``fused`` / optionally ``cudnn_graph`` (``{"median_ms", "p20_ms", "p80_ms"}``
-    or None)."""
+    network norm and mode, batch, mode, entry, each provider's median/p20/p80 ms or its error)
+    are for the record. Rows: dicts with ``layer``, ``network_norm``, ``network_mode``,
+    ``batch``, ``mode``, ``entry`` and ``cudnn`` / ``fused`` / optionally ``cudnn_graph``
+    (``{"median_ms", "p20_ms", "p80_ms"}`` or None)."""
     verdicts = {mode: defaultdict(list) for mode in MODES}
     entries = {}
     for row in rows:

@@ -8,6 +8,18 @@ and batch size, so a run stopped by a time limit leaves the table of what it mea
 
 Per layer, every provider does the work the training step does for it: the previous layer's norm
 + activation applied to its pre-norm output, this layer's convolution, its bias.
+The networks route every call without a gradient by the table's ``forward`` list, in train mode
+(norms on the batch's statistics) and in eval mode, where a batch norm uses its running
+statistics: today's path then folds it into the convolution before it (fastp2p.nn.folding), so
+only the activation is left of the norm-act, and the fused path runs its convolution without
+statistics, the running ones giving the next prologue. So each ``forward`` row is timed as the
+network's mode (``network_mode``) has it: "train" rows for every layer, and, for a layer of a
+batch-norm network with a batch norm before or after it, "eval" rows too (the rule then wants a
+win in both). An instance-norm network's eval forward is its train forward (its norms keep no
+running statistics; ones that do send the network to the reference forward), and training wants
+a gradient: those rows are "train" only. Not timed, in either mode: the fused path's tiny
+per-channel ops that turn a layer's statistics (in eval, a norm's running ones) into the next
+prologue's scale/shift.
 - ``cudnn+norm_act`` (today's path): ``fastp2p.ops.norm_act`` then the module convolution as
   the networks run it (``fastp2p.ops.aligned_channels.conv2d`` /
   ``fastp2p.ops.conv_transpose.conv_transpose2d``: the image-side layers' channels padded to
@@ -15,13 +27,18 @@ Per layer, every provider does the work the training step does for it: the previ
   the norm-act before its level's down conv wrote it) and the up tensor. The statistics of this
   layer's output are the next layer's norm-act's job (as its own input's are here), so summed
   over a network both providers compute each norm's statistics once.
+  In eval: the activation alone before the conv (``norm="none"``: the norm before it is
+  folded into the previous conv), and the conv folded with the norm after it
+  (``fastp2p.nn.folding.folded_conv``, built before the timing, as the network's cache holds
+  it).
 - ``fused``: ``fastp2p.ops.conv_norm_act`` — prologue scale/shift + activation, bias and the
   statistics of the norm after it in the epilogue; a decoder reads skip and up as two K-ranges.
+  In eval: no statistics (``norm="none"``).
 - ``cudnn_graph``: ``fastp2p.ops.backends.cudnn_graphs`` — the same layer as cuDNN runtime-
   fusion graphs (package nvidia-cudnn-frontend): batch norm, one source, not transposed; other
   layers are rows with ``cudnn_graph_error`` "unsupported: <why>", and without the package
   "not installed: ...". ``cudnn_graph_variants`` records what cuDNN built (or refused) per
-  graph. Measured only: the networks never route to it.
+  graph; in eval, no statistics. Measured only: the networks never route to it.
 Each row names its ``fastest`` provider (lowest median).
 The U-Net's output conv ends in the network's Tanh: ``torch.tanh`` after cuDNN's, the epilogue's
 tanh in the fused one (as ``fastp2p.nn.unet_conv`` runs each).
@@ -87,7 +104,9 @@ def _ends_in_tanh(layer) -> bool:
     return transposed and not followed
 
 
-def _fused(layer, norm, coeffs, weight, bias):
+def _fused(layer, norm, coeffs, weight, bias, running=False):
+    """``running``: the network in eval mode, its batch norms on their running statistics
+    (the norm after the conv then takes no statistics: fastp2p.nn.fused_conv)."""
     from fastp2p.kernels.conv_fused_types import InputTransform
     from fastp2p.ops.conv_norm_act import conv_norm_act
     _, transposed, stride, _, _, _, activation, _, followed = layer
@@ -97,48 +116,79 @@ def _fused(layer, norm, coeffs, weight, bias):
     def call(*leaves):
         y, mean, rstd = conv_norm_act(leaves, transforms, weight, bias, stride=stride,
                                       padding=1, transposed=transposed, slope=SLOPE,
-                                      norm=norm if followed else "none",
+                                      norm=norm if followed and not running else "none",
                                       output_activation=output_activation)
         return [t for t in (y, mean, rstd) if t is not None]
     return call
 
 
-def _module_conv(layer, weight, bias):
-    """The layer's module convolution computing with ``weight`` and ``bias`` (the timed
-    autograd leaves), run as the networks' module path runs it."""
+def _meta_conv(layer):
+    """The layer's nn.Conv2d / nn.ConvTranspose2d on the meta device: settings only, the
+    caller sets its weight and bias."""
+    _, transposed, stride, sources, c_out, *_ = layer
+    return (nn.ConvTranspose2d if transposed else nn.Conv2d)(
+        sum(sources), c_out, 4, stride, 1, device="meta")
+
+
+def _run_conv(layer, module):
+    """module(x) as the networks' module path runs it."""
     from fastp2p.ops.aligned_channels import conv2d
     from fastp2p.ops.conv_transpose import conv_transpose2d
-    _, transposed, stride, sources, c_out, *_ = layer
-    module = (nn.ConvTranspose2d if transposed else nn.Conv2d)(
-        sum(sources), c_out, 4, stride, 1, device="meta")
-    del module.weight, module.bias
-    module.weight, module.bias = weight, bias
-    run = conv_transpose2d if transposed else conv2d
+    run = conv_transpose2d if layer[1] else conv2d
     return lambda x: run(module, x)
 
 
-def _cudnn(layer, norm, coeffs, weight, bias):
+def _module_conv(layer, weight, bias):
+    """The layer's module convolution computing with ``weight`` and ``bias`` (the timed
+    autograd leaves), run as the networks' module path runs it."""
+    module = _meta_conv(layer)
+    del module.weight, module.bias
+    module.weight, module.bias = weight, bias
+    return _run_conv(layer, module)
+
+
+def _folded_conv(layer, weight, bias):
+    """The layer's convolution with an eval batch norm after it folded in, as the networks'
+    eval forward runs it: fastp2p.nn.folding.folded_conv's stand-in (the folded weight keeps
+    the conv's dtype and layout), built here, before the timing, as the network's cache holds
+    it between calls."""
+    from fastp2p.nn.folding import folded_conv
+    module = _meta_conv(layer)
+    module.weight, module.bias = (nn.Parameter(t, requires_grad=False) for t in (weight, bias))
+    norm = nn.BatchNorm2d(layer[4], device=weight.device).eval()
+    with torch.no_grad():
+        norm.running_mean.normal_()
+        norm.running_var.uniform_(0.5, 2.0)
+    return _run_conv(layer, folded_conv(module, norm))
+
+
+def _cudnn(layer, norm, coeffs, weight, bias, running=False):
+    """``running``: the network in eval mode, its batch norms on their running statistics,
+    each folded into the conv before it (``_folded_conv``): the activation alone is left of a
+    norm-act."""
     from fastp2p.ops import norm_act, norm_act_concat
-    _, _, _, _, _, _, activation, normed, _ = layer
-    module_conv = _module_conv(layer, weight, bias)
+    _, _, _, _, _, _, activation, normed, followed = layer
+    module_conv = (_folded_conv if running and followed else _module_conv)(layer, weight, bias)
     conv = (lambda x: torch.tanh(module_conv(x))) if _ends_in_tanh(layer) else module_conv
+    before = "none" if running else norm  # what is left of the norm before the conv
 
     def call(*leaves):
         if len(leaves) == 2:  # writes cat([relu(skip), relu(norm(up))]) into one buffer
             skip, up = leaves
-            return [conv(norm_act_concat(skip, up, norm=norm, activation="relu"))]
+            return [conv(norm_act_concat(skip, up, norm=before, activation="relu"))]
         x = leaves[0]
         if normed[0]:
-            x = norm_act(x, norm=norm, activation=activation, slope=SLOPE)
+            x = norm_act(x, norm=before, activation=activation, slope=SLOPE)
         elif activation != "none":
             x = norm_act(x, norm="none", activation=activation, slope=SLOPE)
         return [conv(x)]
     return call
 
 
-def _cudnn_graph(layer, norm, coeffs, weight, bias):
+def _cudnn_graph(layer, norm, coeffs, weight, bias, running=False):
     """The layer through cuDNN graphs; refuses (CudnnGraphError) before any timing a layer
-    they do not cover or a machine without the package."""
+    they do not cover or a machine without the package. ``running``: in eval, no
+    statistics."""
     _, transposed, stride, sources, _, _, activation, normed, followed = layer
     cudnn_graphs.check_layer(norm=norm if normed[0] or followed else "none",
                              sources=len(sources), transposed=transposed, activation=activation)
@@ -148,7 +198,7 @@ def _cudnn_graph(layer, norm, coeffs, weight, bias):
     def call(x):
         y, mean, rstd = cudnn_graphs.conv_graph_norm(
             x, scale, shift, weight, bias, stride=stride, padding=1, activation=activation,
-            slope=SLOPE, norm="batch" if followed else "none")
+            slope=SLOPE, norm="batch" if followed and not running else "none")
         return [t for t in (y, mean, rstd) if t is not None]
     return call
 
@@ -183,29 +233,40 @@ def _forward_backward(make, xs, weight, bias):
     return call
 
 
-def _timed(make, mode, layer, norm, xs, coeffs, weight, bias, device, quick):
-    """(median, p20, p80) ms of one provider in one mode."""
+def _timed(make, mode, running, layer, norm, xs, coeffs, weight, bias, device, quick):
+    """(median, p20, p80) ms of one provider in one mode (``running``: eval, forward only)."""
     if mode == "forward":
-        fn = make(layer, norm, coeffs, weight, bias)
+        fn = make(layer, norm, coeffs, weight, bias, running)
         with torch.no_grad():
             return time_ms(lambda: fn(*xs), device, quick)
     return time_ms(_forward_backward(lambda w, b: make(layer, norm, coeffs, w, b), xs, weight,
                                      bias), device, quick)
 
 
+def network_modes(layer, norm: str, mode: str) -> tuple:
+    """The ``network_mode``s a layer's rows of ``mode`` are timed in: "eval" too for a forward
+    of a batch-norm network with a batch norm before or after the layer (see the module's
+    docstring); else "train" only."""
+    _, _, _, _, _, _, _, normed, followed = layer
+    if mode == "forward" and norm == "batch" and (any(normed) or followed):
+        return ("train", "eval")
+    return ("train",)
+
+
 def measure(layer, batch, norm, device, quick=False, print_row=None, dtype=DTYPE) -> list:
-    """The rows of one layer at one batch size in a network with ``norm`` (both modes), in
-    conv_choice_table.choice_table's format; ``print_row(row, flops)`` after each."""
+    """The rows of one layer at one batch size in a network with ``norm`` (both modes, each in
+    its ``network_modes``), in conv_choice_table.choice_table's format; ``print_row(row,
+    flops)`` after each."""
     xs, coeffs, weight, bias = _layer_inputs(layer, batch, norm, device, dtype)
     entry = layer_entry(layer, batch, norm, str(dtype).replace("torch.", ""))
     rows = []
-    for mode in MODES:
-        row = dict(layer=layer[0], network_norm=norm, batch=batch, mode=mode, entry=entry,
-                   **{provider: None for provider in PROVIDERS})
+    for mode, network_mode in ((m, n) for m in MODES for n in network_modes(layer, norm, m)):
+        row = dict(layer=layer[0], network_norm=norm, network_mode=network_mode, batch=batch,
+                   mode=mode, entry=entry, **{provider: None for provider in PROVIDERS})
         for provider in PROVIDERS:
             try:
-                median, p20, p80 = _timed(_MAKERS[provider], mode, layer, norm, xs, coeffs,
-                                          weight, bias, device, quick)
+                median, p20, p80 = _timed(_MAKERS[provider], mode, network_mode == "eval",
+                                          layer, norm, xs, coeffs, weight, bias, device, quick)
                 row[provider] = dict(median_ms=median, p20_ms=p20, p80_ms=p80)
             except Exception as error:  # a failure is a row, not a crash
                 row[f"{provider}_error"] = _failure(error)
@@ -220,7 +281,8 @@ def measure(layer, batch, norm, device, quick=False, print_row=None, dtype=DTYPE
 
 
 def _print_row(row, flops) -> None:
-    start = f"{row['layer']:16s} {row['network_norm']:8s} {row['batch']:5d} {row['mode']:17s}"
+    mode = row["mode"] + (" eval" if row["network_mode"] == "eval" else "")
+    start = f"{row['layer']:16s} {row['network_norm']:8s} {row['batch']:5d} {mode:17s}"
     for provider in ("cudnn", "fused"):
         if row[provider] is None:
             print(f"{start} {provider} failed: {row[f'{provider}_error']}")

@@ -47,8 +47,9 @@ def _measure(layer, norm):
 def test_without_the_package_the_rows_say_not_installed(monkeypatch, timing):
     monkeypatch.setitem(sys.modules, "cudnn", None)
     rows = _measure(UNET[2], "batch")
-    assert [r["mode"] for r in rows] == ["forward", "forward+backward"]
-    assert len(timing) == 2  # cudnn + norm-act in both modes; nothing timed for the graphs
+    assert [(r["mode"], r["network_mode"]) for r in rows] == [
+        ("forward", "train"), ("forward", "eval"), ("forward+backward", "train")]
+    assert len(timing) == 3  # cudnn + norm-act in each row; nothing timed for the graphs
     for row in rows:
         assert row["cudnn"] is not None and row["cudnn_graph"] is None
         assert row["cudnn_graph_error"].startswith("not installed: nvidia-cudnn-frontend")
@@ -77,12 +78,16 @@ def test_with_a_frontend_the_graphs_are_timed_and_the_fastest_named(monkeypatch,
     monkeypatch.setattr(stand_in.pygraph, "refuse", staticmethod(lambda graph: False))
     monkeypatch.setattr(cudnn_graphs, "check_available", lambda device=None: None)
     rows = _measure(PATCHGAN[3], "batch")   # stride 1, a batch norm on both sides
-    assert len(timing) == 4
+    assert len(timing) == 6  # forward in train and eval mode, forward+backward
     for row in rows:
         assert row["cudnn_graph"] == dict(median_ms=0.5, p20_ms=0.45, p80_ms=0.55)
         assert row["fastest"] == "cudnn_graph"
+    # what was built for the layer's shapes so far: the eval forward's graph (no statistics)
+    # is one more forward graph
     assert rows[0]["cudnn_graph_variants"] == "forward: scale/shift float32"
-    assert rows[1]["cudnn_graph_variants"] == ("forward: scale/shift float32; "
+    assert rows[1]["cudnn_graph_variants"] == "; ".join(["forward: scale/shift float32"] * 2)
+    assert rows[2]["cudnn_graph_variants"] == ("forward: scale/shift float32; "
+                                               "forward: scale/shift float32; "
                                                "dgrad: scale/shift float32; "
                                                "wgrad: scale/shift float32")
     table = TABLE.choice_table(rows, "GPU X")
@@ -99,5 +104,5 @@ def test_a_graph_cudnn_declines_is_a_row_not_a_crash(monkeypatch, timing):
     for row in rows:
         assert row["cudnn_graph_error"].startswith("unsupported: forward graph: cuDNN has no "
                                                    "engine")
-        assert row["cudnn_graph_variants"] == "forward: unsupported"
+        assert row["cudnn_graph_variants"].startswith("forward: unsupported")
         assert row["fastest"] == "cudnn"

@@ -1,7 +1,8 @@
-"""benchmarks/conv_layer_timing.py's providers run on the CPU (float32, Triton interpreter,
-tiny layers) and give rows the table writer takes: both providers timed in both modes, each row
-carrying the layer's table entry. The timer is replaced by two plain calls (the interpreter is
-no benchmark); on a GPU it is kernel_timing.time_ms."""
+"""benchmarks/conv_layer_timing.py's providers run on the CPU (float32, Triton interpreter, tiny
+layers) and give rows the table writer takes: both providers timed in both modes, each row
+carrying the layer's table entry (test_conv_layer_timing_eval.py: the eval rows). The timer is
+replaced by two plain calls (the interpreter is no benchmark); on a GPU it is
+kernel_timing.time_ms."""
 import pytest
 import torch
 
@@ -35,8 +36,12 @@ def test_both_providers_give_rows_for_the_table(monkeypatch, layer, norm):
         return 1.0, 0.9, 1.1
     monkeypatch.setattr(TIMING, "time_ms", twice)
     rows = TIMING.measure(layer, 2, norm, torch.device("cpu"), quick=True, dtype=torch.float32)
-    assert [r["mode"] for r in rows] == ["forward", "forward+backward"]
-    assert len(calls) == 4
+    # a batch norm next to the layer: its forward timed in eval mode too
+    eval_too = norm == "batch" and layer is not UNET[0]
+    assert [(r["mode"], r["network_mode"]) for r in rows] == (
+        [("forward", "train")] + [("forward", "eval")] * eval_too
+        + [("forward+backward", "train")])
+    assert len(calls) == 2 * len(rows)
     for row in rows:
         assert row["cudnn"] is not None and row["fused"] is not None, row
         assert row["entry"] == TABLE.layer_entry(layer, 2, norm, "float32")

@@ -15,17 +15,17 @@ by default every layer runs today's path. A table is
 ``device`` is ``device_name`` of the GPU it was measured on: a table routes nothing on another
 GPU model or on the CPU (a layer's speed, and whether its tiles fit shared memory, differ
 there). ``fused["forward"]`` lists the layers whose forward alone won (they run fused where no
-gradient is wanted: inference; the benchmark's forward rows use batch statistics, so for an
-eval-mode BatchNorm layer, which today's inference folds into the convolution, the verdict is
-not a measurement of that path), ``fused["forward+backward"]`` those whose forward and backward
-together won (where a gradient is wanted: training) — ``MODES``, the benchmark rows' modes. An
-entry is ``{"norm", "dtype", "input", "weight", "stride", "padding"[, "transposed"]}``
-(``layer_key``'s fields; a decoder's transposed conv has ``"transposed": true`` and its
-``input`` is the concatenation of its sources); other top-level fields are the run's record.
-A table of another format (the first writer's: no device, one list measured forward+backward)
-is refused with a ValueError naming the reason. Under autocast a layer's key has autocast's
-dtype (``fused_conv_dtype``: what the module's conv would compute in, so a bfloat16 table
-takes effect in the bf16 training step).
+gradient is wanted: inference, the network in train or eval mode; the benchmark times a
+batch-norm network's forward in both, eval with today's path folding the norm into the
+convolution as its inference does, and the rule wants a win in each),
+``fused["forward+backward"]`` those whose forward and backward together won (where a gradient is
+wanted: training) — ``MODES``, the benchmark rows' modes. An entry is ``{"norm", "dtype",
+"input", "weight", "stride", "padding"[, "transposed"]}`` (``layer_key``'s fields; a decoder's
+transposed conv has ``"transposed": true`` and its ``input`` is the concatenation of its
+sources); other top-level fields are the run's record. A table of another format (the first
+writer's: no device, one list measured forward+backward) is refused with a ValueError naming the
+reason. Under autocast a layer's key has autocast's dtype (``fused_conv_dtype``: what the
+module's conv would compute in, so a bfloat16 table takes effect in the bf16 training step).
 
 A network forward the table routes no layer of runs today's forward unchanged: ``may_fuse``
 asks first, cheaply (whether the table lists any layer for the input's device, the call's
