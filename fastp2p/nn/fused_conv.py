@@ -12,8 +12,9 @@ whatever norm + activation the fused layer before it left pending. fastp2p.Patch
 calls ``conv_stack_forward`` only for a forward the choice may give a layer of
 (``conv_choice.may_fuse``); any other runs ``sequential_forward`` itself, and so does
 ``conv_stack_forward`` where the choice, asked for each layer before any runs
-(``layer_plan``), gives it none. ``fused_conv_norm``, ``fused_layer_dtype`` and
-``apply_transform`` are shared with the U-Net's routing (fastp2p.nn.unet_conv).
+(``layer_plan``), gives it none. ``fused_conv_norm``, ``fused_layer_dtype``, ``layer_plan``,
+``conv_output_size`` and ``apply_transform`` are shared with the U-Net's routing
+(fastp2p.nn.unet_conv).
 """
 from typing import NamedTuple, Optional, Sequence
 

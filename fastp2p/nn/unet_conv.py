@@ -3,9 +3,11 @@ conv choice gives it (fastp2p.ops.backends.conv_choice: none by default, every o
 FASTP2P_CONV=fused), over the reference module tree (same parameters as fastp2p.nn.fused).
 fastp2p.UNet calls it only for a forward the choice may give a layer of (``may_fuse``: the
 override, or a table listing a layer for this device, direction, dtype and batch size); any
-other runs fastp2p.nn.fused.unet_forward, whose CPU inference forms (packed oneDNN weights,
-channels-last compute, the decoder's phase form writing into the concatenation) this walk's
-module layers do not have.
+other runs fastp2p.nn.fused.unet_forward, and so does this walk where the choice, asked for
+each conv before any runs (``_unet_plan``), gives it none (the table's layers are another
+network's): unet_forward has CPU inference forms (packed oneDNN weights, channels-last
+compute, the decoder's phase form writing into the concatenation) that this walk's module
+layers do not have.
 
 A fused down conv reads its level's input before that input's norm: its prologue applies the
 norm's scale/shift and the LeakyReLU, its epilogue gives its own norm's statistics. A fused
@@ -29,8 +31,8 @@ import torch.nn as nn
 
 from fastp2p.kernels.conv_fused_types import InputTransform
 from fastp2p.nn.folding import gradient_wanted
-from fastp2p.nn.fused import DropoutRNG, conv_norm
-from fastp2p.nn.fused_conv import apply_transform, fused_conv_norm, fused_layer_dtype
+from fastp2p.nn.fused import DropoutRNG, conv_norm, unet_forward
+from fastp2p.nn.fused_conv import apply_transform, conv_output_size, fused_conv_norm, layer_plan
 from fastp2p.ops import norm_act, norm_act_concat
 from fastp2p.ops.aligned_channels import conv2d
 from fastp2p.ops.conv_transpose import conv_transpose2d
@@ -105,11 +107,11 @@ def _fused(conv, norm, sources, activation: str, slope: float, dtype,
 
 
 def _down(conv, norm, source: _Source, activation: str, out_activation: str, slope: float,
-          fold: bool, out_slope: float = 0.0) -> _Source:
-    """A direct conv (with ``activation``, of ``slope``, before it) and its norm. Module path:
-    today's norm_act(conv, norm, ``out_activation``) — what the level below reads (a
-    leaky_relu: the level below's LeakyReLU, of ``out_slope``)."""
-    dtype = fused_layer_dtype(conv, norm, source.x, not fold)
+          fold: bool, dtype, out_slope: float = 0.0) -> _Source:
+    """A direct conv (with ``activation``, of ``slope``, before it) and its norm, fused in
+    ``dtype`` (its plan's; None: its module). Module path: today's norm_act(conv, norm,
+    ``out_activation``) — what the level below reads (a leaky_relu: the level below's
+    LeakyReLU, of ``out_slope``)."""
     if dtype is not None:
         return _fused(conv, norm, [source], activation, slope, dtype)
     x = _materialized(source, activation, slope)
@@ -121,11 +123,11 @@ def _down(conv, norm, source: _Source, activation: str, out_activation: str, slo
                    activated=out_activation)
 
 
-def _up(conv, norm, sources, slope: float, fold: bool, output_activation="none") -> _Source:
-    """A transposed conv of ReLU'd sources; its norm is left to the consumer. The outermost
-    one (no norm) ends in ``output_activation`` "tanh": the fused kernel's epilogue, or
-    torch.tanh after the module conv."""
-    dtype = fused_layer_dtype(conv, norm, sources[0].x, not fold)
+def _up(conv, norm, sources, slope: float, fold: bool, dtype,
+        output_activation="none") -> _Source:
+    """A transposed conv of ReLU'd sources, fused in ``dtype`` as ``_down``; its norm is left
+    to the consumer. The outermost one (no norm) ends in ``output_activation`` "tanh": the
+    fused kernel's epilogue, or torch.tanh after the module conv."""
     if dtype is not None:
         return _fused(conv, norm, sources, "relu", slope, dtype, output_activation)
     x = _module_decoder_input(sources, slope)
@@ -141,17 +143,19 @@ def _norm(module: nn.Module) -> Optional[nn.Module]:
     return None if isinstance(module, nn.Identity) else module
 
 
-def _level(block, source: _Source, rng: DropoutRNG, fold: bool):
+def _level(block, source: _Source, rng: DropoutRNG, fold: bool, plan):
     """A non-outermost level of input ``source``: (skip, up), the two sources the parent's
-    transposed conv reads (the block's cat([x, up]))."""
+    transposed conv reads (the block's cat([x, up])). ``plan``: an iterator over the dtypes of
+    ``_unet_plan``, at this level's down conv."""
     m = block.model
     slope = m[0].negative_slope
     if isinstance(m[3], nn.ConvTranspose2d):  # innermost: [LeakyReLU, conv, ReLU, convT, norm]
-        inner = _down(m[1], None, source, "leaky_relu", "relu", slope, fold)
-        return source, _up(m[3], _norm(m[4]), [inner], slope, fold)
-    down = _down(m[1], _norm(m[2]), source, "leaky_relu", "leaky_relu", slope, fold,
+        inner = _down(m[1], None, source, "leaky_relu", "relu", slope, fold, next(plan))
+        return source, _up(m[3], _norm(m[4]), [inner], slope, fold, next(plan))
+    down = _down(m[1], _norm(m[2]), source, "leaky_relu", "leaky_relu", slope, fold, next(plan),
                  m[3].model[0].negative_slope)
-    up = _up(m[5], _norm(m[6]), list(_level(m[3], down, rng, fold)), slope, fold)
+    inner = list(_level(m[3], down, rng, fold, plan))
+    up = _up(m[5], _norm(m[6]), inner, slope, fold, next(plan))
     dropout = m[7] if len(m) > 7 else None
     if dropout is not None and dropout.training and dropout.p > 0:
         # after the inner levels' draws, as fastp2p.nn.fused._unet_level takes them
@@ -159,14 +163,45 @@ def _level(block, source: _Source, rng: DropoutRNG, fold: bool):
     return source, up
 
 
+def _level_convs(block):
+    """(down conv, its norm, up conv, its norm, the next level or None) of a U-Net level."""
+    m = block.model
+    if block.outermost:  # [down conv, submodule, ReLU, up conv, Tanh]
+        return m[0], None, m[3], None, m[1]
+    if isinstance(m[3], nn.ConvTranspose2d):  # innermost: [LeakyReLU, conv, ReLU, convT, norm]
+        return m[1], None, m[3], _norm(m[4]), None
+    return m[1], _norm(m[2]), m[5], _norm(m[6]), m[3]
+
+
+def _unet_plan(unet, input, gradient: bool):
+    """``layer_plan`` of the U-Net's convs in the order the walk runs them: each level's down
+    conv, outermost first, then each level's up conv, innermost first. A level's down conv
+    reads the level's input; its up conv reads first the down conv's output (the skip the
+    level below returns with its up tensor)."""
+    downs, ups, size, block = [], [], tuple(input.shape[2:]), unet.model
+    while block is not None:
+        down, down_norm, up, up_norm, block = _level_convs(block)
+        downs.append((down, down_norm, size))
+        size = conv_output_size(down, size)
+        ups.append((up, up_norm, size))
+    return layer_plan(downs + ups[::-1], input, gradient)
+
+
 def unet_conv_forward(unet, input):
     """fastp2p.UNet's forward (the network already checked by ``unet_supported``), each conv
-    through the fused convolution or its module as the conv choice says."""
+    through the fused convolution or its module as the conv choice says; where it says module
+    for every conv, fastp2p.nn.fused.unet_forward (``_unet_plan``)."""
+    fold = not gradient_wanted(unet, input)
+    plan = _unet_plan(unet, input, not fold)
+    if plan is None:
+        return unet_forward(unet, input)
+    plan = iter(plan)
     outer = unet.model.model  # [down conv, submodule, ReLU, up conv, Tanh]
     rng = DropoutRNG(unet.dropout_rng)
-    fold = not gradient_wanted(unet, input)
     slope = outer[1].model[0].negative_slope
-    down = _down(outer[0], None, _Source(input), "none", "leaky_relu", slope, fold, slope)
-    out = _up(outer[3], None, list(_level(outer[1], down, rng, fold)), slope, fold, "tanh")
+    down = _down(outer[0], None, _Source(input), "none", "leaky_relu", slope, fold, next(plan),
+                 slope)
+    inner = list(_level(outer[1], down, rng, fold, plan))
+    out = _up(outer[3], None, inner, slope, fold, next(plan), "tanh")
     rng.advance()
     return out.x

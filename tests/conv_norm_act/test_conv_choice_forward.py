@@ -1,15 +1,15 @@
 """A network forward the conv choice routes no layer of calls today's forward itself
 (fastp2p.nn.fused.unet_forward / sequential_forward), not the per-layer walk
-(fastp2p.nn.unet_conv / fused_conv.conv_stack_forward) with every layer left to its module:
-the U-Net's walk lacks today's CPU inference forms (packed oneDNN weights, channels-last
-compute, the deconvolution phases; 1.6x slower on U-Net-256, review r38 F1). It walks only
-where the table lists a layer for the input's device, the call's direction, dtype and batch
-size (``conv_choice.may_fuse``), and the PatchGAN's walk only where one of those is its own:
-its plan asks each layer's key, with the size its input will have, before any runs
-(fastp2p.nn.fused_conv.layer_plan; review finding L2: a table of U-Net layers only made it
-walk). Where the walk runs, its module layers run today's ops. No Triton needed: which forward
-runs is recorded by spies, and where a backend must exist for the choice to be asked at all, a
-stand-in says one does."""
+(fastp2p.nn.unet_conv / fused_conv.conv_stack_forward) with every layer left to its module: the
+U-Net's walk lacks today's CPU inference forms (packed oneDNN weights, channels-last compute,
+the deconvolution phases; 1.6x slower on U-Net-256, review r38 F1). It walks only where the
+table lists a layer for the input's device, the call's direction, dtype and batch size
+(``conv_choice.may_fuse``), and the walk only where one of those is its own: its plan asks each
+layer's key, with the size its input will have, before any runs
+(fastp2p.nn.fused_conv.layer_plan; review finding L2: a table of another network's layers only
+made it walk). Where the walk runs, its module layers run today's ops. No Triton needed: which
+forward runs is recorded by spies, and where a backend must exist for the choice to be asked at
+all, a stand-in says one does."""
 import pytest
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
@@ -18,6 +18,7 @@ import fastp2p
 import fastp2p.nn.discriminators as discriminators_module
 import fastp2p.nn.fused_conv as fused_conv_module
 import fastp2p.nn.unet as unet_module
+import fastp2p.nn.unet_conv as unet_conv_module
 from fastp2p.nn.fused import sequential_forward, unet_forward
 from fastp2p.nn.fused_conv import conv_stack_forward
 from fastp2p.nn.unet_conv import unet_conv_forward
@@ -189,6 +190,58 @@ def test_the_patchgan_plan_finds_each_layer_the_benchmark_lists(monkeypatch, tab
         table([TABLE.layer_entry(layer, BATCH, "instance", "float32")])
         planned = fused_conv_module._stack_plan(layers, torch.rand(BATCH, 6, SIDE, SIDE), True)
         assert planned == [torch.float32 if i == index else None for i in range(5)], layer[0]
+
+
+def _unet_walk(monkeypatch, gradient) -> list:
+    """What fastp2p.nn.unet_conv.unet_conv_forward runs of a U-Net forward that
+    conv_choice.may_fuse sent it: "unet_forward" (today's forward), or each conv it walks
+    ("down" / "up"; none of these tables' layers may run fused: the stand-in backend could
+    not launch it)."""
+    ran = []
+
+    def spy(name, todays):
+        def run(*args):
+            ran.append(name)
+            return todays(*args)
+        return run
+    monkeypatch.setattr(unet_conv_module, "unet_forward", spy("unet_forward", unet_forward),
+                        raising=False)  # (the walk before its plan never called it)
+    for name, function in (("down", "_down"), ("up", "_up")):
+        monkeypatch.setattr(unet_conv_module, function,
+                            spy(name, getattr(unet_conv_module, function)))
+    called = _spy(monkeypatch, unet_module, "unet_forward", "unet_conv_forward", walk_runs=True)
+    torch.manual_seed(0)
+    net = fastp2p.UNet(3, 3, 5, 4, norm="batch").train(gradient)
+    with torch.set_grad_enabled(gradient):
+        net(torch.rand(BATCH, 3, SIDE, SIDE))
+    assert called == ["unet_conv_forward"]
+    return ran
+
+
+@pytest.mark.parametrize("gradient", [False, True], ids=["inference", "training"])
+def test_a_table_of_another_networks_layers_leaves_the_unet_on_todays_forward(
+        monkeypatch, table, a_backend, gradient):
+    """The table lists a PatchGAN layer for this device, direction, dtype and batch: may_fuse
+    lets the U-Net's forward through to its walk, whose plan finds none of its own convs
+    listed, so it runs today's forward (with its CPU inference forms) without walking a conv
+    (it walked all ten, each left to its module, before the plan)."""
+    table([PATCHGAN_CONV3])
+    assert _unet_walk(monkeypatch, gradient) == ["unet_forward"]
+
+
+def test_the_unet_plan_finds_each_layer_the_benchmark_lists(monkeypatch, table, a_backend):
+    """A table of one of the benchmark's U-Net layers (benchmarks/conv_choice_table.py, at this
+    network's sizes: its down convs, then its up convs innermost first, the walk's order)
+    plans exactly that conv fused; a PatchGAN-only layer plans none."""
+    net = fastp2p.UNet(3, 3, 5, 4, norm="batch")
+    x = torch.rand(BATCH, 3, SIDE, SIDE)
+    layers = TABLE.unet_layers(ngf=4, num_downs=5, side=SIDE)
+    for index, layer in enumerate(layers):
+        table([TABLE.layer_entry(layer, BATCH, "batch", "float32")])
+        assert unet_conv_module._unet_plan(net, x, True) == [
+            torch.float32 if i == index else None for i in range(len(layers))], layer[0]
+    table([PATCHGAN_CONV3])
+    assert unet_conv_module._unet_plan(net, x, True) is None
 
 
 @pytest.mark.parametrize("settings", [

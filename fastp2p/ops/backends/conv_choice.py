@@ -27,17 +27,17 @@ writer's: no device, one list measured forward+backward) is refused with a Value
 reason. Under autocast a layer's key has autocast's dtype (``fused_conv_dtype``: what the
 module's conv would compute in, so a bfloat16 table takes effect in the bf16 training step).
 
-A network forward the table routes no layer of runs today's forward unchanged: ``may_fuse``
-asks first, cheaply (whether the table lists any layer for the input's device, the call's
-direction, dtype and batch size; without a table nothing is looked up), and the PatchGAN's
-walk (fastp2p.nn.fused_conv.conv_stack_forward) then asks each of its layers before running
-any, keyed with the shape its input will have (``fused_conv_dtype``'s ``input_shape``), and
-runs today's forward where the table lists none of them — a table names layers by their
-shapes, not their network: a layer of the same shapes in another network (the U-Net's second
-conv is the PatchGAN's) does the same measured work. In a forward it routes some layers of,
-the others run today's ops (module conv + norm-act: fastp2p.nn.unet_conv,
-fastp2p.nn.fused_conv), except the U-Net's CPU inference forms, which only today's forward
-has.
+A network forward the table routes no layer of runs today's forward unchanged: ``may_fuse`` asks
+first, cheaply (whether the table lists any layer for the input's device, the call's direction,
+dtype and batch size; without a table nothing is looked up), and the network's walk
+(fastp2p.nn.fused_conv.conv_stack_forward, fastp2p.nn.unet_conv.unet_conv_forward) then asks
+each of its layers before running any, keyed with the shape its input will have
+(``fused_conv_dtype``'s ``input_shape``), and runs today's forward where the table lists none of
+them — a table names layers by their shapes, not their network: a layer of the same shapes in
+another network (the U-Net's second conv is the PatchGAN's) does the same measured work. In a
+forward it routes some layers of, the others run today's ops (module conv + norm-act:
+fastp2p.nn.unet_conv, fastp2p.nn.fused_conv), except the U-Net's CPU inference forms, which only
+today's forward has.
 
 ``FASTP2P_CONV`` overrides the table: ``fused`` runs every layer the network can fuse through
 the fused convolution (tests and GPU experiments; an error where no backend has it),
