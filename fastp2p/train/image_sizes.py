@@ -28,17 +28,19 @@ def check_options_fit_unet(args) -> None:
                          f"--crop_size that is one")
 
 
-def check_images_fit_unet(args, dataset) -> None:
+def check_images_fit_unet(args, dataset) -> tuple | None:
     """For scale_width and none, whose sizes depend on the images: the size of the split's
     first item after preprocessing (its crop and flip drawn from a private generator, so the
-    run's random streams are untouched); raises ValueError naming the options and the image."""
+    run's random streams are untouched); raises ValueError naming the options and the image.
+    Returns (height, width, path) of that item for the other checks of its size, or None
+    where the options fix the size (or the split is empty)."""
     if args.preprocess not in ("scale_width", "none") or len(dataset) == 0:
-        return
+        return None
     multiple = 2 ** unet_levels(args.netG)
     item = dataset.load(0, random.Random(0))
     height, width = item["A"].shape[-2:]
     if height % multiple == 0 and width % multiple == 0:
-        return
+        return height, width, item["A_paths"]
     if args.preprocess == "scale_width":
         how = (f"--preprocess scale_width --load_size {args.load_size} makes {item['A_paths']} "
                f"{width}x{height} (--load_size wide, as tall as its aspect ratio makes it)")

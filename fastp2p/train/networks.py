@@ -238,23 +238,39 @@ def check_patchgan_fits_images(args) -> None:
     images the PatchGAN sees are too small for its layers (a kernel larger than its input,
     refused only at the first step, after the run folder was written). The options fix that
     side in the cropping --preprocess modes (--crop_size) and the width with scale_width
-    (--load_size); none keeps the images' own sizes."""
-    config = _discriminator_config(args)
+    (--load_size); the rest is ``check_patchgan_fits_first_image``'s."""
     if "crop" in args.preprocess:
         option, side = "--crop_size", args.crop_size
     elif args.preprocess == "scale_width":
         option, side = "--load_size", args.load_size
     else:
         return
+    _check_patch_layers(args, side, f"--preprocess {args.preprocess} {option} {side}",
+                        f"{option} {side} takes", f"raise {option}")
+
+
+def check_patchgan_fits_first_image(args, height: int, width: int, path: str) -> None:
+    """As ``check_patchgan_fits_images``, for the sides the options leave to the images: both
+    with --preprocess none, the height with scale_width (the split's first item after
+    preprocessing stands for all: those modes refuse splits of mixed sizes)."""
+    if args.preprocess not in ("none", "scale_width"):
+        return
+    side = min(height, width)
+    _check_patch_layers(args, side, f"--preprocess {args.preprocess} makes {path} "
+                        f"{width}x{height}", f"{side}-pixel sides take",
+                        "use larger images")
+
+
+def _check_patch_layers(args, side: int, how: str, takes: str, fix: str) -> None:
+    config = _discriminator_config(args)
     most = most_patch_layers(side)
     if config.discriminator == "patch" and config.n_layers > most:
         layers = (f"--netD n_layers --n_layers_D {config.n_layers}" if args.netD == "n_layers"
                   else f"--netD {args.netD} ({config.n_layers} layers)")
         fit = f"at most --n_layers_D {most}" if most >= 0 else "no PatchGAN"
-        raise ValueError(f"{layers} leaves no logit map of {side}-pixel sides (--preprocess "
-                         f"{args.preprocess} {option} {side}; each layer halves the side, and "
-                         f"the two 4x4 convolutions after them need 3 pixels left): {option} "
-                         f"{side} takes {fit}; lower --n_layers_D or raise {option}")
+        raise ValueError(f"{layers} leaves no logit map of {side}-pixel sides ({how}; each "
+                         "layer halves the side, and the two 4x4 convolutions after them need "
+                         f"3 pixels left): {takes} {fit}; lower --n_layers_D or {fix}")
 
 
 class SavedNetwork(NamedTuple):

@@ -162,7 +162,8 @@ def run(args: argparse.Namespace, times=None) -> int:
                                            shutdown_processes, wrap_for_data_parallel)
     from fastp2p.train.engine import Pix2PixEngine
     from fastp2p.train.image_sizes import check_images_fit_unet
-    from fastp2p.train.networks import discriminator_from_options, generator_from_options
+    from fastp2p.train.networks import (check_patchgan_fits_first_image, discriminator_from_options,
+                                        generator_from_options)
     from fastp2p.train.progress import progress_bar
     from fastp2p.train.reference_options import apply_reference_options, describe_networks
     from fastp2p.train.reports import (LOSS_LOG, WEB, LossLog, TrainingPage, refuse_planted_links,
@@ -207,7 +208,9 @@ def run(args: argparse.Namespace, times=None) -> int:
             if line:
                 say(line)
         dataset = create_dataset(args, args.phase, pack_embedded=True)
-        check_images_fit_unet(args, dataset)
+        first_item = check_images_fit_unet(args, dataset)
+        if first_item is not None:
+            check_patchgan_fits_first_image(args, *first_item)
         packed = (hasattr(dataset, "read_batch") and dataset.resize_to is None
                   and args.input_nc == args.output_nc == 3)
         threads = choose_threads(info.device.type, args.num_threads, packed=packed)

@@ -180,3 +180,20 @@ def test_too_many_patch_layers_for_the_images_are_refused_before_anything_is_wri
 def test_the_most_patch_layers_for_the_crop_train(data, tmp_path):
     assert main(train_argv(data, tmp_path / "ckpt", "--netD", "n_layers", "--n_layers_D", "3",
                            "--n_epochs_decay", "0", "--no_html")) == 0
+
+
+def test_too_many_patch_layers_for_images_kept_at_their_size_are_refused_before_writing(
+        data, tmp_path, capsys):
+    """--preprocess none keeps the images' sizes, which no option names: the split's first
+    image decides, before the run folder is written (it failed at the first step)."""
+    checkpoints = tmp_path / "ckpt"
+    assert main(train_argv(data, checkpoints, "--netD", "n_layers", "--n_layers_D", "4",
+                           "--preprocess", "none")) == 1
+    line = _last_error_line(capsys)
+    assert line.startswith("error: --netD n_layers --n_layers_D 4 leaves no logit map of "
+                           "32-pixel sides (--preprocess none makes ") and "32x32" in line, line
+    assert line.endswith(": 32-pixel sides take at most --n_layers_D 3; lower --n_layers_D or "
+                         "use larger images"), line
+    assert not checkpoints.exists()
+    assert main(train_argv(data, tmp_path / "fits", "--netD", "n_layers", "--n_layers_D", "3",
+                           "--preprocess", "none", "--n_epochs_decay", "0", "--no_html")) == 0
