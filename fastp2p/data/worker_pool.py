@@ -43,7 +43,14 @@ def _ctrl_c_deferred():
     then is swallowed by it ("Exception ignored in ..."), so the Ctrl-C was lost and the run
     went on. Blocking the signal instead blocks it in this thread only: another thread (tqdm's
     progress-bar monitor) then takes it, and Python runs the handler in this thread anyway.
-    Workers forked meanwhile start with the recording handler too, until they ignore SIGINT."""
+    Workers forked meanwhile start with the recording handler too, until they ignore SIGINT.
+
+    It decides nothing about what a stop means, so it shares nothing with the stop handlers of
+    ``fastp2p.train.trainer.StopRequests`` or ``fastp2p.bench.stops`` (only setting and putting
+    back a handler, a few lines): the Ctrl-C goes on to whichever handler was there before
+    (Python's KeyboardInterrupt under ``fastp2p pack``, the bench's when its end-to-end data
+    preparation starts a pool). SIGTERM is not held back: under ``fastp2p pack`` it ends this
+    process, and the workers with it."""
     handler = signal.getsignal(signal.SIGINT)
     # SIG_IGN and SIG_DFL raise nothing to lose; and only the main thread may set a handler
     if not callable(handler) or threading.current_thread() is not threading.main_thread():

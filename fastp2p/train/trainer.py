@@ -95,7 +95,14 @@ class StopRequests:
     way, with its own words for the second request.
 
     Outside the main thread it installs nothing (Python runs signal handlers in the main
-    thread only, and ``signal.signal`` raises elsewhere): the work runs as it would without."""
+    thread only, and ``signal.signal`` raises elsewhere): the work runs as it would without.
+
+    Separate from ``fastp2p.bench.stops`` and ``fastp2p.data.worker_pool`` on purpose: only
+    setting and putting back two handlers is common (a few lines), what a stop means is not.
+    Here a first request must not cut a step short (a flag, checked between steps), a second
+    one raises at once, and the handlers before always come back at the block's end. A bench
+    run raises at the first stop and ignores every later one, until the process ends; the
+    worker pool only holds SIGINT back while it starts."""
 
     SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
