@@ -13,7 +13,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from fastp2p.bench import command, end_to_end, suite
+from fastp2p.bench import command, end_to_end, stops, suite
 from fastp2p.bench.networks import QUICK_CONFIG
 from fastp2p.bench.peer_specs import peer_by_name
 from fastp2p.bench.runner import Log
@@ -103,3 +103,24 @@ def test_sigterm_during_a_micro_module_saves_what_was_measured_and_says_so(tmp_p
     assert results["complete"] is False
     assert [(row["module"], row["status"]) for row in results["micro"]] == [
         ("bench_a_fine", "ok")]
+
+
+def test_a_bench_body_off_the_main_thread_runs_without_stop_handlers():
+    """A bench run started from another thread (a notebook's worker, a GUI): Python refuses
+    signal handlers there, and stop_signals raised ValueError after marking its state in use;
+    now the body runs with the handlers as they were, as training's StopRequests does."""
+    before = [signal.getsignal(number) for number in stops.SIGNALS]
+    outcome = []
+
+    def body():
+        try:
+            with stops.stop_signals():
+                outcome.append("ran")
+        except Exception as err:  # noqa: BLE001 - the test reports whatever it is
+            outcome.append(repr(err))
+    thread = threading.Thread(target=body)
+    thread.start()
+    thread.join()
+    assert outcome == ["ran"]
+    assert [signal.getsignal(number) for number in stops.SIGNALS] == before
+    stops.raise_if_stopped()  # no stop recorded: returns

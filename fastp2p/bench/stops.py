@@ -34,6 +34,7 @@ replaces these handlers for the training and puts them back after it.
 import contextlib
 import os
 import signal
+import threading
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
@@ -87,7 +88,12 @@ def _handle(signal_number: int, frame) -> None:
 def stop_signals():
     """SIGINT and SIGTERM raise :class:`Stopped` in the body. After a stop the handlers stay,
     ignoring further stops, until the process ends or ``caller_handlers_back`` puts the earlier
-    ones back; otherwise the earlier ones are put back at the end of the body."""
+    ones back; otherwise the earlier ones are put back at the end of the body. Off the main
+    thread, where Python delivers no signal and refuses to install a handler, the body runs
+    with none installed (as training's StopRequests)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
     for signal_number in SIGNALS:
         handler = signal.getsignal(signal_number)
         if handler is not _handle:  # left by an earlier stopped run of this process: keep
