@@ -1,15 +1,19 @@
 """A training step that runs out of memory (the batch's activations: the networks themselves were
 checked to fit before the run) ends in one line naming the step, --batch_size and what to lower,
-exit code 1, with the last good checkpoint untouched -- on CUDA (torch.OutOfMemoryError) and on
-the CPU (whose allocator raises a plain RuntimeError) alike. Any other RuntimeError still
-raises."""
+exit code 1, with the last good checkpoint untouched (and --continue_train suggested only when
+there is one) -- on CUDA (torch.OutOfMemoryError) and on the CPU (whose allocator raises a plain
+RuntimeError) alike, on whichever rank it happens. Any other RuntimeError still raises."""
+from types import SimpleNamespace
+
 import pytest
 import torch
 
 from fastp2p.cli import main
 from fastp2p.train.checkpoints import CheckpointFolder
 from fastp2p.train.engine import Pix2PixEngine
-from helpers.train_helpers import train_argv, write_aligned_dataset
+from fastp2p.train.schedulers import LRSchedule
+from fastp2p.train.trainer import Trainer
+from helpers.train_helpers import tiny_networks, train_argv, write_aligned_dataset
 
 CUDA_OOM = torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB. GPU 0 has a "
                                   "total capacity of 139.81 GiB\nof which 1.2 GiB is free.")
@@ -40,9 +44,36 @@ def test_out_of_memory_in_a_step_is_one_line_and_keeps_the_last_checkpoint(tmp_p
     line = errors[0]
     assert "out of memory at step 6, --batch_size 1" in line, line
     assert str(error).splitlines()[0] in line and "lower --batch_size" in line, line
-    assert "(step 4) is unchanged" in line and "--continue_train" in line, line
+    assert "then resume with --continue_train; " in line and "(step 4) is unchanged" in line
     folder = CheckpointFolder(tmp_path / "ckpt", "tiny")
     assert folder.load_train_state("latest")["progress"]["images"] == 4
+
+
+def test_out_of_memory_before_any_save_does_not_promise_a_resume(tmp_path, monkeypatch, capsys):
+    data = write_aligned_dataset(tmp_path / "data")
+    _fail_at(monkeypatch, 1, CPU_OOM)
+    assert main(train_argv(data, tmp_path / "ckpt")) == 1
+    out = capsys.readouterr().out
+    assert "then run it again; no checkpoint was written" in out, out
+    assert "--continue_train" not in out, out
+
+
+def test_out_of_memory_on_another_rank_is_said_there(tmp_path, monkeypatch, capsys):
+    """Under torchrun only rank 0's ``say`` prints: a rank that ran out of memory said nothing,
+    and rank 0 reported only its lost peer."""
+    monkeypatch.setenv("RANK", "1")
+    netG, netD = tiny_networks()
+    args = SimpleNamespace(n_epochs=1, n_epochs_decay=0, epoch_count=1, batch_size=2)
+    engine = Pix2PixEngine(netG, netD)
+    trainer = Trainer(args, engine, netG, netD, LRSchedule("linear", 2e-4, n_epochs=1,
+                                                            n_epochs_decay=0),
+                      CheckpointFolder(tmp_path, "run"), is_main=False, world_size=2,
+                      say=lambda line: None)
+    trainer._say_on_every_rank(f"error: {trainer._out_of_memory(CUDA_OOM)}")
+    err = capsys.readouterr().err
+    assert err.startswith("rank 1: error: out of memory at step 1, --batch_size 2 (CUDA out of "
+                          "memory. Tried to allocate 2.00 GiB."), err
+    assert "run it again; no checkpoint was written" in err, err
 
 
 def test_another_runtime_error_in_a_step_still_raises(tmp_path, monkeypatch):

@@ -24,9 +24,11 @@ ranks, so the loss log, the plateau policy's epoch metric and its lr cut are the
 rank (each rank deciding on its own loss made their lrs, then their weights, drift apart).
 """
 import math
+import os
 import random
 import re
 import signal
+import sys
 import threading
 import time
 from dataclasses import asdict, dataclass
@@ -363,7 +365,7 @@ class Trainer:
                 return EXIT_FAILED
             except RuntimeError as err:
                 if is_out_of_memory(err):  # the weights in memory may be half-stepped: not saved
-                    self.say(f"error: {self._out_of_memory(err)}; {self._last_good_checkpoint()}")
+                    self._say_on_every_rank(f"error: {self._out_of_memory(err)}")
                     return EXIT_FAILED
                 death = loader_worker_death(err, "resume with --continue_train")
                 if death is None:
@@ -376,12 +378,23 @@ class Trainer:
         return EXIT_OK
 
     def _out_of_memory(self, err: RuntimeError) -> str:
-        """What ran out and what to lower (the networks fit: check_networks_fit_memory passed,
-        so the batch's activations are what the step could not hold)."""
+        """What ran out, what to lower (the networks fit: check_networks_fit_memory passed, so
+        the batch's activations are what the step could not hold) and what is on disk."""
         args = self.args
+        kept = self._last_good_checkpoint()
+        again = ("resume with --continue_train" if self.checkpoints.manifest("latest") is not None
+                 else "run it again")
         return (f"out of memory at step {self.engine.steps + 1}, --batch_size "
                 f"{args.batch_size} ({first_line(err)}); lower --batch_size (or --crop_size, "
-                f"--ngf, --ndf), then resume with --continue_train")
+                f"--ngf, --ndf), then {again}; {kept}")
+
+    def _say_on_every_rank(self, line: str) -> None:
+        """``say`` on the main process; on the others (whose ``say`` prints nothing) to stderr
+        with the rank, so that the rank that failed tells why (rank 0 sees only a lost peer)."""
+        if self.is_main:
+            self.say(line)
+        else:
+            print(f"rank {os.environ.get('RANK', '?')}: {line}", file=sys.stderr, flush=True)
 
     def _run_epoch(self, loader, stops, progress_bar) -> None:
         args, engine, progress = self.args, self.engine, self.progress
