@@ -73,14 +73,17 @@ loader_workers.__name__ = "int"  # argparse's "invalid int value: 'x'"
 
 
 def pack_workers(text: str) -> int:
-    """pack --workers: 1 .. the cores this process may run on (decoding is CPU-bound, and
-    --workers 1000 started 1000 processes)."""
+    """pack --workers: 1 .. the most loader workers the cores this process may run on take
+    (fastp2p.train.cpu_threads.most_loader_workers: one per core, or 4 on a smaller machine, as
+    --num_threads; --workers 1000 started 1000 processes)."""
     from fastp2p.data.pack import usable_cpus  # numpy: only when one is given
+    from fastp2p.train.cpu_threads import most_loader_workers
 
     cores = usable_cpus()
-    return _int_between(1, cores, f": this process may run on {cores} core(s) "
-                        "(os.sched_getaffinity), and more pack workers than cores only take "
-                        "turns on them")(text)
+    return _int_between(1, most_loader_workers(cores),
+                        f": this process may run on {cores} core(s) (os.sched_getaffinity), "
+                        "and more pack workers than cores (or than 4 on fewer) only take turns "
+                        "on them")(text)
 
 
 pack_workers.__name__ = "int"  # argparse's "invalid int value: 'x'"

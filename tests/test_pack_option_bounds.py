@@ -9,6 +9,7 @@
   the synthetic pairs were written, or after the phases before it were packed;
 - out of memory said a pair at --load_size 286 takes "0 MiB".
 """
+import argparse
 import io
 import shutil
 import tracemalloc
@@ -20,6 +21,7 @@ from PIL import Image
 import fastp2p.data.pack as pack_module
 import fastp2p.data.synthetic as synthetic
 from fastp2p.cli import main
+from fastp2p.option_types import pack_workers
 from helpers.data_helpers import make_aligned, synthetic_pack
 
 
@@ -161,11 +163,20 @@ def test_out_of_memory_says_what_a_pair_takes(tmp_path, capsys, monkeypatch):
 @pytest.mark.parametrize("workers", ["0", "-1", "1000"])
 def test_workers_past_the_usable_cores_are_an_option_error(tmp_path, capsys, monkeypatch,
                                                            workers):
-    """--workers 1000 started 1000 processes: at most one per usable core now."""
-    monkeypatch.setattr(pack_module, "usable_cpus", lambda: 2)
+    """--workers 1000 started 1000 processes: at most one per usable core now, or 4 (as
+    --num_threads) on fewer cores, where `--workers 2` stays accepted on one core."""
+    monkeypatch.setattr(pack_module, "usable_cpus", lambda: 8)
     line = _refused([str(tmp_path / "d"), str(tmp_path / "o"), "--synthetic", "4",
                      "--workers", workers], capsys)
     assert "argument --workers:" in line, line
-    assert ("must be <= 2" in line and "2 core(s)" in line) if workers == "1000" else (
+    assert ("must be <= 8" in line and "8 core(s)" in line) if workers == "1000" else (
         "must be >= 1" in line), line
     assert not (tmp_path / "d").exists() and not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("cores,most", [(1, 4), (2, 4), (8, 8)])
+def test_the_most_pack_workers_are_as_many_as_loader_workers(monkeypatch, cores, most):
+    monkeypatch.setattr(pack_module, "usable_cpus", lambda: cores)
+    assert pack_workers(str(most)) == most
+    with pytest.raises(argparse.ArgumentTypeError, match=f"must be <= {most}"):
+        pack_workers(str(most + 1))

@@ -61,7 +61,7 @@ def register(commands) -> None:
                              "that DATAROOT has)")
     parser.add_argument("--workers", type=pack_workers, default=None,
                         help="processes that decode and write shards in parallel, at most the "
-                             "CPUs this process may use (default: all of them)")
+                             "CPUs this process may use, or 4 on fewer (default: all of them)")
     parser.add_argument("--pairs-per-shard", dest="pairs_per_shard", type=int, default=None,
                         help="pairs in each shard file (default: about 256 MB per shard, and at "
                              "least 16 shards when there are enough pairs)")
