@@ -4,6 +4,7 @@ import os
 import shutil
 import sys
 
+from fastp2p.byte_sizes import binary_size
 from fastp2p.option_types import pack_workers, plain_name, seed
 
 DESCRIPTION = """\
@@ -205,7 +206,7 @@ def run(args: argparse.Namespace) -> int:
         return 1
     except MemoryError:
         print(f"fastp2p pack: error: out of memory: a pair at --load_size {args.load_size} takes "
-              f"{_bytes_text(pair_bytes(args.load_size))}, several at once per worker; lower "
+              f"{binary_size(pair_bytes(args.load_size))}, several at once per worker; lower "
               "--workers or --load_size, then run the same command again to resume",
               file=sys.stderr)
         return 1
@@ -241,12 +242,12 @@ def _refuse_without_room(dataroot, out, count: int, load_size: int, gray: bool) 
         device, free = _disk_of(folder)
         disk = disks.setdefault(device, [folder, free, 0, []])
         disk[2] += needed
-        disk[3].append(f"{_bytes_text(needed)} for {what}")
+        disk[3].append(f"{binary_size(needed)} for {what}")
     for folder, free, needed, whats in disks.values():
         if needed > free:
             raise DataError(f"{folder}: --synthetic {count} needs at least "
-                            f"{_bytes_text(needed)} on this disk ({', '.join(whats)}), which has "
-                            f"{_bytes_text(free)} free; pass a smaller N, or make room")
+                            f"{binary_size(needed)} on this disk ({', '.join(whats)}), which has "
+                            f"{binary_size(free)} free; pass a smaller N, or make room")
 
 
 def _disk_of(path) -> tuple[int, int]:
@@ -256,17 +257,6 @@ def _disk_of(path) -> tuple[int, int]:
     while not os.path.exists(path):
         path = os.path.dirname(path)
     return os.stat(path).st_dev, shutil.disk_usage(path).free
-
-
-def _bytes_text(count: int) -> str:
-    """``count`` bytes, in the largest binary unit that leaves at least 1 of it."""
-    if count < 1024:
-        return f"{count} bytes"
-    for unit in ("KiB", "MiB", "GiB"):
-        count /= 1024
-        if count < 1024:
-            return f"{count:.1f} {unit}"
-    return f"{count / 1024:.1f} TiB"
 
 
 def _verify(root, progress: bool) -> int:

@@ -14,6 +14,7 @@ import torch
 
 import fastp2p
 from fastp2p import reference
+from fastp2p.byte_sizes import binary_size
 from fastp2p.train.memory_errors import first_line, is_out_of_memory
 
 DISCRIMINATORS = ("patch", "pixel")
@@ -174,16 +175,6 @@ def memory_of(device: torch.device) -> tuple[int, str] | None:
     return total, "this machine's physical memory"
 
 
-def _size_words(size: int) -> str:
-    """``size`` bytes in binary units: "31.9 PiB"."""
-    if size < 1024:
-        return f"{size} bytes"
-    for unit in ("KiB", "MiB", "GiB", "TiB", "PiB", "EiB"):
-        size /= 1024
-        if size < 1024 or unit == "EiB":
-            return f"{size:.1f} {unit}"
-
-
 def check_networks_fit_memory(args, device: torch.device, *, training: bool) -> None:
     """ValueError naming --ngf (and --ndf) and the estimate when the networks' parameters alone
     cannot fit, checked before anything is allocated (a large --ngf ended in torch's
@@ -206,19 +197,19 @@ def check_networks_fit_memory(args, device: torch.device, *, training: bool) -> 
     held = "float32 weights, gradients and Adam moments" if training else "float32 weights"
     shared = f", times {processes} processes of this torchrun job" if processes > 1 else ""
     _refuse_beyond(device, need, f"{options}: {whose} {parameters:,} parameters need at least "
-                                 f"{_size_words(need)} for their {held} alone{shared}", advice)
+                                 f"{binary_size(need)} for their {held} alone{shared}", advice)
     if device.type == "cuda":
         larger = max(counts.values())
         _refuse_beyond(torch.device("cpu"), larger * WEIGHT_BYTES,
                        f"{options}: the larger network's {larger:,} parameters need at least "
-                       f"{_size_words(larger * WEIGHT_BYTES)} for their float32 weights, made "
+                       f"{binary_size(larger * WEIGHT_BYTES)} for their float32 weights, made "
                        "in this machine's memory before they move to the GPU", advice)
 
 
 def _refuse_beyond(device: torch.device, need: int, what: str, advice: str) -> None:
     memory = memory_of(device)
     if memory is not None and need > memory[0]:
-        raise ValueError(f"{what}, more than {memory[1]} ({_size_words(memory[0])}); {advice}")
+        raise ValueError(f"{what}, more than {memory[1]} ({binary_size(memory[0])}); {advice}")
 
 
 def most_patch_layers(side: int) -> int:
