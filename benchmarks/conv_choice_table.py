@@ -115,7 +115,8 @@ def fastest_provider(row: dict):
 
 def fastest_by_layer(rows) -> list:
     """Per table key and mode: {entry, mode, provider}, provider the fastest in every row of
-    that key and mode (both networks' norms, for a shared key), else None."""
+    that key and mode (both networks' norms, for a shared key, and for a batch-norm network's
+    forward both network modes, train and eval), else None."""
     winners, entries = defaultdict(set), {}
     for row in rows:
         group = (entry_key(row["entry"]), row["mode"])

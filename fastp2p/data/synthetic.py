@@ -225,8 +225,9 @@ def write_synthetic(dataroot, count: int, *, seed: int = 0, phase: str = "train"
     """Write pairs 0 .. count-1 of set ``seed`` into ``dataroot/phase`` (missing ones only, when
     the folder's recorded set is ``seed``'s; all of them otherwise); returns that folder.
     Deterministic: the same (seed, count) gives the same files."""
-    if count_problem(count):
-        raise DataError(count_problem(count))
+    problem = count_problem(count)
+    if problem:
+        raise DataError(problem)
     dataroot = Path(dataroot)
     folder = dataroot / phase
     folder.mkdir(parents=True, exist_ok=True)

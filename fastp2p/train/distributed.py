@@ -51,11 +51,15 @@ def launched_world_size() -> int:
     return int(os.environ.get("WORLD_SIZE", "1") or 1)
 
 
+def launched_local_rank() -> int:
+    """This process's GPU index on its node as torchrun numbers it (0 without torchrun)."""
+    return int(os.environ.get("LOCAL_RANK", "0"))
+
+
 def init_processes(device_name: str) -> ProcessInfo:
     """Join the torchrun job if there is one (WORLD_SIZE > 1), else a single process."""
     world_size = launched_world_size()
-    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    device = resolve_device(device_name, local_rank)
+    device = resolve_device(device_name, launched_local_rank())
     if world_size == 1:
         return ProcessInfo(0, 1, device)
     if device.type == "cuda":

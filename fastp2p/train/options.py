@@ -71,7 +71,8 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
                             "logit map of even a 32768-pixel crop); each halves the side, so "
                             "a --crop_size (--load_size with --preprocess scale_width) of S "
                             "takes at most the N with 3 * 2**N <= S (4 at 64, 6 at 256; train "
-                            "refuses more before it starts) (default %(default)s)")
+                            "refuses more before it starts, or from the first image's size "
+                            "with --preprocess none) (default %(default)s)")
     group.add_argument("--ngf", type=filters, default=QuickDefault(64, 16),
                        help="generator filters in the last conv layer; a width whose weights "
                             "(in train with --ndf's, gradients and Adam moments: 16 bytes a "

@@ -158,7 +158,7 @@ def run(args: argparse.Namespace, times=None) -> int:
     from fastp2p.train.checkpoints import (TRAIN_STATE_SUFFIX, CheckpointFolder,
                                            CheckpointWriteError, describe_os_error)
     from fastp2p.train.cpu_threads import apply_thread_choice, choose_threads
-    from fastp2p.train.distributed import (init_processes, resolve_device,
+    from fastp2p.train.distributed import (init_processes, launched_local_rank, resolve_device,
                                            shutdown_processes, wrap_for_data_parallel)
     from fastp2p.train.engine import Pix2PixEngine
     from fastp2p.train.image_sizes import check_images_fit_unet
@@ -182,7 +182,8 @@ def run(args: argparse.Namespace, times=None) -> int:
     try:
         ignored = apply_reference_options(args, "train")
         check_trackers_installed(args)
-        _check_options(args, resolve_device(args.device))
+        # the device this process will train on: under torchrun its own GPU, not cuda:0
+        _check_options(args, resolve_device(args.device, launched_local_rank()))
         info = init_processes(args.device)
     except ValueError as err:
         print(f"fastp2p train: error: {err}", file=sys.stderr)

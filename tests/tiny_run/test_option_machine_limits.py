@@ -197,3 +197,20 @@ def test_too_many_patch_layers_for_images_kept_at_their_size_are_refused_before_
     assert not checkpoints.exists()
     assert main(train_argv(data, tmp_path / "fits", "--netD", "n_layers", "--n_layers_D", "3",
                            "--preprocess", "none", "--n_epochs_decay", "0", "--no_html")) == 0
+
+
+def test_under_torchrun_each_rank_checks_its_own_gpu(data, tmp_path, monkeypatch):
+    """The memory check ran before the process group, on resolve_device's default rank: every
+    torchrun rank checked cuda:0, whatever GPU it trains on."""
+    from fastp2p.train import train_command
+
+    checked = []
+
+    def stop_at_the_check(args, device):
+        checked.append(device)
+        raise ValueError("stopped here")
+    monkeypatch.setattr(train_command, "_check_options", stop_at_the_check)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setenv("LOCAL_RANK", "3")
+    assert main(train_argv(data, tmp_path / "ckpt", "--device", "cuda")) == 2
+    assert checked == [torch.device("cuda", 3)]
