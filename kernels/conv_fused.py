@@ -220,9 +220,9 @@ def _conv_stats_finish_kernel(
     and M2, once per block: at batch 64 (the U-Net-256's 128x128 decoder layer, 16384 tiles per
     channel) an fp32 emulation of it put the batch mean up to 1.1e-6 spreads off float64 and
     rstd 3.3e-7 (this: 1.7e-8, float32's own rounding of the mean 1.6e-8, and 1.3e-7, about
-    what rstd's formula rounds on its own), enough to
-    move elements across a ReLU kink, as norm-act's statistics did (8c409f1). Fixed blocks in
-    a fixed order: deterministic. Reads the tile means twice (1/BLOCK_M of the output each)."""
+    what rstd's formula rounds on its own), enough to move elements across a ReLU kink, as
+    norm-act's statistics did (8c409f1). Fixed blocks in a fixed order: deterministic. Reads
+    the tile means twice (1/BLOCK_M of the output each)."""
     group = tl.program_id(0).to(tl.int64)
     c = tl.program_id(1).to(tl.int64) * BLOCK_C + tl.arange(0, BLOCK_C).to(tl.int64)
     ok = c < C
