@@ -11,12 +11,15 @@ tracebacks are what this test nearly always sees of the old behaviour; the hang 
 of chance, so several Ctrl-Cs at different moments each get a deadline.
 
 `--synthetic`'s workers are started the same way: a Ctrl-C while they write pairs is one line
-that says so (their tracebacks, and a line about finished shards, came before). And a Ctrl-C
-that another thread takes while the pool forks (with progress bars, tqdm's monitor thread) is
-not lost: blocking SIGINT in the main thread alone let that thread take it, and its handler then
-raised inside a fork hook, which swallowed it, and the pack went on to exit 0.
+that says so (their tracebacks, and a line about finished shards, came before), and the same
+command then writes the rest and packs them (it used to stop on the temporary files of the pairs
+the workers were writing, and so did training on the folder). And a Ctrl-C that another thread
+takes while the pool forks (with progress bars, tqdm's monitor thread) is not lost: blocking
+SIGINT in the main thread alone let that thread take it, and its handler then raised inside a
+fork hook, which swallowed it, and the pack went on to exit 0.
 """
 import fcntl
+import json
 import os
 import signal
 import subprocess
@@ -29,7 +32,7 @@ import pytest
 from PIL import Image
 
 from fastp2p.data.folder_lock import LOCK_NAME
-from helpers.data_helpers import make_aligned
+from helpers.data_helpers import dead_pid, make_aligned
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"),
                                 reason="reads a process's children from /proc")
@@ -118,10 +121,12 @@ def test_ctrl_c_stops_a_multi_worker_pack_promptly_and_it_resumes(tmp_path):
     assert (out / "train" / "index.json").is_file()
 
 
-def test_ctrl_c_while_synthetic_pairs_are_written_is_one_line_that_says_so(tmp_path):
-    run = _start([sys.executable, "-m", "fastp2p", "pack", "--synthetic", "300",
-                  str(tmp_path / "data"), str(tmp_path / "out"), "--workers", "2",
-                  "--no-progress"], tmp_path)
+def test_ctrl_c_while_synthetic_pairs_are_written_is_one_line_then_the_same_command_ends_it(
+        tmp_path):
+    data, out = tmp_path / "data", tmp_path / "out"
+    command = [sys.executable, "-m", "fastp2p", "pack", "--synthetic", "300", str(data),
+               str(out), "--load_size", "16", "--workers", "2", "--no-progress"]
+    run = _start(command, tmp_path)
     _wait_for_workers(run)
     time.sleep(0.2)     # into the writing of the pairs (about a second per worker's 64)
     os.killpg(run.pid, signal.SIGINT)
@@ -129,6 +134,15 @@ def test_ctrl_c_while_synthetic_pairs_are_written_is_one_line_that_says_so(tmp_p
     assert run.returncode == 130, err
     assert err.strip() == ("fastp2p pack: interrupted while writing the synthetic pairs; run "
                            "the same command again to finish them (the pairs written are kept)")
+    # The workers ended mid-pair leave their temporary files (empty, or a torn JPEG), as many
+    # as the Ctrl-C found writing; one more, of a process that is gone, makes sure of one. The
+    # re-run the line asks for used to stop on them ("not a readable image"): it removes them.
+    (data / "train" / f".0000299.jpg.tmp-{dead_pid()}.jpg").touch()
+    again = _start(command, tmp_path)
+    assert again.wait(timeout=120) == 0, again.stderr.read().decode()
+    assert sorted(path.name for path in (data / "train").iterdir()) == [
+        f"{index:07d}.jpg" for index in range(300)]
+    assert json.loads((out / "train" / "index.json").read_text())["count"] == 300
 
 
 # Run as a script: the thread it starts before the pack takes a SIGINT sent while the pool forks

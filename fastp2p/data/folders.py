@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from fastp2p.atomic_files import left_by_dead_process
 from fastp2p.data.errors import DataError, raise_or_report
 from fastp2p.data.packed import shards_without_index
 from fastp2p.data.transforms import Preprocess, multiple_of_4_size, scaled_width_size
@@ -67,18 +68,25 @@ def list_images(folder: Path, unlisted: list | None = None) -> list[Path]:
     A subfolder that cannot be listed is a DataError naming it; with ``unlisted`` (--skip-bad)
     it goes there as (path, why) instead. Other files are left out as the reference leaves them
     out, but named on stderr: a folder of .webp or .gif images should not look like an empty or
-    smaller dataset without a word.
+    smaller dataset without a word. So are the temporary files (``.NAME.tmp-PID.jpg``) of a
+    fastp2p write that was stopped (``pack --synthetic``'s workers ended by a Ctrl-C): empty or
+    torn images, no part of the dataset. Reading a dataset deletes nothing in it; the next
+    ``fastp2p pack --synthetic`` into that folder removes them.
     """
-    images, others, not_followed = [], [], []
+    images, others, not_followed, leftovers = [], [], [], []
     for entry in _entries_under(Path(folder), not_followed, unlisted):
         path = Path(entry.path)
-        if path.suffix.lower() in IMAGE_EXTENSIONS:
+        if entry.name.startswith(".") and left_by_dead_process(path):
+            leftovers.append(path)
+        elif path.suffix.lower() in IMAGE_EXTENSIONS:
             if _may_be_image_file(entry):
                 images.append(path)
         elif not entry.name.startswith(".") and _is_file(entry):
             others.append(path)
     _name_left_out(folder, others, f"files in {folder} that are not "
                                    f"{'/'.join(IMAGE_EXTENSIONS)} images")
+    _name_left_out(folder, leftovers, f"temporary files in {folder} that a stopped fastp2p "
+                                      "left (safe to delete)")
     _name_left_out(folder, not_followed, f"linked folders in {folder} that loop back above "
                                          "them or repeat a folder listed already (not "
                                          "followed: each folder is listed once)")

@@ -5,7 +5,8 @@ Each pair is an edges -> picture pair like the pix2pix edges2* datasets: B is a 
 smooth background and a little grain, A is the shapes' outlines (dark lines on white). The
 content is structured (a network can learn the mapping; JPEG sizes and decode times resemble
 real datasets'), and pair ``i`` depends only on (seed, i), so a folder is the same on every
-machine and a partly written one is finished by writing the missing files.
+machine and a partly written one is finished by writing the missing files (and removing the
+temporary files of the pairs a stopped run was writing).
 
 Files are ``DATAROOT/PHASE/NNNNNNN.jpg`` (A|B side by side, 512x256), written atomically, one
 at a time, on ``workers`` processes: memory stays flat in the number of pairs. Which set they
@@ -26,7 +27,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
-from fastp2p.atomic_files import replacing
+from fastp2p.atomic_files import remove_left_by_dead_processes, replacing
 from fastp2p.data.errors import DataError
 from fastp2p.data.worker_pool import worker_pool
 from fastp2p.json_files import read_json
@@ -231,6 +232,9 @@ def write_synthetic(dataroot, count: int, *, seed: int = 0, phase: str = "train"
     dataroot = Path(dataroot)
     folder = dataroot / phase
     folder.mkdir(parents=True, exist_ok=True)
+    # the temp files of workers a Ctrl-C or a kill ended mid-pair (0-byte or torn JPEGs that
+    # packing or training would take for images); a live run's are left alone
+    remove_left_by_dead_processes(folder)
     # packing the folder would take other files in too: refuse them before anything is removed
     _refuse_extra_files(folder, math.inf, count)
     # a run of another set replaces every pair
