@@ -6,6 +6,7 @@ import sys
 
 from fastp2p.byte_sizes import binary_size
 from fastp2p.option_types import pack_workers, plain_name, seed
+from fastp2p.terminal import is_terminal
 
 DESCRIPTION = """\
 Decode and resize every pair of DATAROOT once and write OUT/PHASE/ shards of uint8 A|B pairs
@@ -91,7 +92,8 @@ def register(commands) -> None:
     parser.add_argument("--seed", type=seed, default=0,
                         help="which synthetic set --synthetic writes, 0 .. 2**63-1 (default 0)")
     parser.add_argument("--no-progress", dest="progress", action="store_false",
-                        help="no progress bars")
+                        help="no progress bars (they are drawn on a terminal only, never into "
+                             "a pipe or a log file)")
     parser.set_defaults(run=run, pack_parser=parser)
 
 
@@ -101,10 +103,12 @@ def run(args: argparse.Namespace) -> int:
     from fastp2p.optional_packages import MissingPackage, require_packages
 
     parser = args.pack_parser
+    # tqdm's bars on stderr: on a terminal only (a log would keep every redrawn frame)
+    progress = args.progress and is_terminal(sys.stderr)
     if args.verify is not None:
         if args.dataroot is not None or args.out is not None:
             parser.error("--verify OUT takes no DATAROOT; run `fastp2p pack --verify OUT`")
-        return _verify(Path(args.verify), args.progress)
+        return _verify(Path(args.verify), progress)
     try:
         require_packages("pack", ("PIL", "tqdm"), extra="data")
     except MissingPackage as err:
@@ -175,7 +179,7 @@ def run(args: argparse.Namespace) -> int:
                                  args.load_size, args.gray)
             try:
                 folder = write_synthetic(dataroot, args.synthetic, seed=args.seed,
-                                         workers=workers, progress=args.progress)
+                                         workers=workers, progress=progress)
             except KeyboardInterrupt:   # before any packing: no shard to speak of
                 print("fastp2p pack: interrupted while writing the synthetic pairs; run the "
                       "same command again to finish them (the pairs written are kept)",
@@ -189,7 +193,7 @@ def run(args: argparse.Namespace) -> int:
             index = pack_phase(dataroot, out, phase, load_size=args.load_size,
                                dataset_mode=args.dataset_mode, workers=workers,
                                skip_bad=args.skip_bad, pairs_per_shard=args.pairs_per_shard,
-                               progress=args.progress, overwrite=args.overwrite,
+                               progress=progress, overwrite=args.overwrite,
                                gray=args.gray)
             print(f"{out / phase}: {index['count']} pairs in {len(index['shards'])} shards"
                   + (f", {len(index['skipped'])} bad files skipped" if index["skipped"] else ""))
