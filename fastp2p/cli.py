@@ -42,9 +42,27 @@ def _subcommand_parser(parser: argparse.ArgumentParser, name: str) -> argparse.A
 def main(argv=None) -> int:
     """Run ``argv`` (None: this process's command line, as the ``fastp2p`` and ``python -m
     fastp2p`` entries call it); the exit code. A caller that passes ``argv`` gets back its own
-    Ctrl-C and SIGTERM handlers after a stopped bench run (``stops.caller_handlers_back``)."""
+    Ctrl-C and SIGTERM handlers after a stopped bench run (``stops.caller_handlers_back``).
+
+    A Ctrl-C is reported in one line from the parser's start on: building the parser imports
+    every command's module, and an option's check (``fastp2p.option_types``) may import more
+    (numpy, torch: a second on a busy machine); a Ctrl-C there printed a traceback."""
+    args = argparse.Namespace(command=None)  # argparse sets the command as it reads its name
+    # the caller's handlers back only once the stop's line below is printed
+    with caller_handlers_back(in_process=argv is not None):
+        try:
+            return _parse_and_run(argv, args)
+        except KeyboardInterrupt as stop:  # where a command has no stop of its own to report
+            command = "fastp2p" + (f" {args.command}" if args.command else "")
+            print(f"{command}: stopped ({str(stop) or 'Ctrl-C'})", file=sys.stderr)
+            # 128 + the signal (a second stop request, trainer.SecondStopRequest, says which)
+            return getattr(stop, "exit_code", 130)  # or Ctrl-C's
+
+
+def _parse_and_run(argv, args: argparse.Namespace) -> int:
+    """Parse ``argv`` into ``args`` and run its command."""
     parser = build_parser()
-    args, unknown = parser.parse_known_args(argv)
+    args, unknown = parser.parse_known_args(argv, namespace=args)
     if unknown:
         # argparse leaves a subcommand's unknown options to the top-level parser, whose usage
         # would say nothing about them: report them with the subcommand's usage instead.
@@ -53,14 +71,7 @@ def main(argv=None) -> int:
     if getattr(args, "run", None) is None:
         parser.print_help()
         return 2
-    # the caller's handlers back only once the stop's line below is printed
-    with caller_handlers_back(in_process=argv is not None):
-        try:
-            return args.run(args)
-        except KeyboardInterrupt as stop:  # where a command has no stop of its own to report
-            print(f"fastp2p {args.command}: stopped ({str(stop) or 'Ctrl-C'})", file=sys.stderr)
-            # 128 + the signal (a second stop request, trainer.SecondStopRequest, says which)
-            return getattr(stop, "exit_code", 130)  # or Ctrl-C's
+    return args.run(args)
 
 
 if __name__ == "__main__":

@@ -36,30 +36,29 @@ non_negative_int = _int_between(0, MAX_COUNT)
 # before it is built (fastp2p.train.networks.check_networks_fit_memory).
 filters = _int_between(1, 2 ** 25 - 1)
 # --n_layers_D: each layer halves the side; past 13 layers even the largest crop
-# (fastp2p.data.packed.MAX_LOAD_SIZE, 2**15) leaves no 1x1 logit map
+# (MAX_LOAD_SIZE, 2**15) leaves no 1x1 logit map
 # (fastp2p.nn.discriminators.patch_logits_size). The PatchGAN is built before its input is
 # checked, a layer at a time: 2**62 layers ran until memory ran out. A smaller crop takes fewer
 # (fastp2p.train.networks.check_patchgan_fits_images).
 patch_layers = _int_between(0, 13)
 
 
-def image_side(text: str) -> int:
-    """--load_size, --crop_size: 1 .. fastp2p.data.packed.MAX_LOAD_SIZE pixels, the largest
-    side fastp2p takes (fastp2p pack's bound). A --load_size of 100000 resized each image to
-    10**10 pixels until the kernel's out-of-memory killer ended the run; 2**40 overflowed
-    inside Pillow (a traceback)."""
-    from fastp2p.data.packed import MAX_LOAD_SIZE  # numpy and torch: only when one is given
-
-    return _int_between(1, MAX_LOAD_SIZE)(text)
-
-
-image_side.__name__ = "int"  # argparse's "invalid int value: 'x'"
+# The largest --load_size and --crop_size (image_side), the largest load size a pack may record
+# (fastp2p.data.packed) and the largest side fastp2p writes an image at (test's saved images:
+# fastp2p.train.reports): one pair of that size is already 6 GiB, and a larger bound lets a
+# crafted index's sizes overflow the arithmetic that checks them. Here, not in fastp2p.data
+# (numpy, torch), so that parsing --load_size imports nothing heavy.
+MAX_LOAD_SIZE = 1 << 15
+# --load_size, --crop_size: 1 .. MAX_LOAD_SIZE pixels. A --load_size of 100000 resized each
+# image to 10**10 pixels until the kernel's out-of-memory killer ended the run; 2**40 overflowed
+# inside Pillow (a traceback).
+image_side = _int_between(1, MAX_LOAD_SIZE)
 
 
 def loader_workers(text: str) -> int:
     """--num_threads: 0 .. fastp2p.train.cpu_threads.most_loader_workers of the cores this
     process may run on (--num_threads 1000 started 1000 worker processes)."""
-    from fastp2p.data.pack import usable_cpus  # numpy: only when one is given
+    from fastp2p.data.pack import usable_cpus  # numpy, torch: only when one is given
     from fastp2p.train.cpu_threads import most_loader_workers
 
     cores = usable_cpus()
@@ -76,7 +75,7 @@ def pack_workers(text: str) -> int:
     """pack --workers: 1 .. the most loader workers the cores this process may run on take
     (fastp2p.train.cpu_threads.most_loader_workers: one per core, or 4 on a smaller machine, as
     --num_threads; --workers 1000 started 1000 processes)."""
-    from fastp2p.data.pack import usable_cpus  # numpy: only when one is given
+    from fastp2p.data.pack import usable_cpus  # numpy, torch: only when one is given
     from fastp2p.train.cpu_threads import most_loader_workers
 
     cores = usable_cpus()

@@ -41,6 +41,7 @@ import torch
 from fastp2p.data.errors import DataError
 from fastp2p.data.folder_lock import ReadingLock, pack_running
 from fastp2p.json_files import read_json
+from fastp2p.option_types import MAX_LOAD_SIZE
 
 if TYPE_CHECKING:   # transforms imports Pillow, which reading and verifying a pack do not need
     from fastp2p.data.transforms import Preprocess
@@ -50,11 +51,6 @@ INDEX_NAME = "index.json"
 STATE_NAME = "pack-state.json"  # what a pack wrote so far; removed once the index is written
 FORMAT = "fastp2p-pack"
 VERSION = 2  # 2: shards carry a CRC32
-# The largest --load_size and --crop_size (fastp2p.option_types.image_side), and the largest side
-# fastp2p writes an image at (test's saved images: fastp2p.train.reports): one pair of that size
-# is already 6 GiB, and a larger bound lets a crafted index's sizes overflow the arithmetic that
-# checks them.
-MAX_LOAD_SIZE = 1 << 15
 
 
 def pack_command_line(phase_dir: Path, index=None) -> str:

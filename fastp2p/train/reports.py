@@ -17,7 +17,7 @@ import torch
 
 from fastp2p.atomic_files import (naming_the_file, open_plain_file, refuse_linked_folder,
                                   refuse_unless_plain_file, replacing)
-from fastp2p.data.packed import MAX_LOAD_SIZE  # also the largest side of a saved image
+from fastp2p.option_types import MAX_LOAD_SIZE  # also the largest side of a saved image
 from fastp2p.train.engine import LOSS_NAMES
 
 LOG_FIELDS = ("epoch", "step", "images", "lr", *LOSS_NAMES, "images_per_s")
