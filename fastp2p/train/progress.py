@@ -8,22 +8,17 @@ each time the losses are read (``set_postfix``: every --log-every steps), and no
 import sys
 import time
 
+from fastp2p.terminal import is_terminal
+
 
 def progress_bar(stream=None, **kwargs):
     """A tqdm bar on ``stream`` (default stderr, tqdm's) if it is a terminal, else plain lines
     on stdout. ``kwargs``: tqdm's (total, initial, desc, unit)."""
     stream = sys.stderr if stream is None else stream
-    if _is_terminal(stream):
+    if is_terminal(stream):
         from tqdm import tqdm
         return tqdm(file=stream, **kwargs)
     return PlainProgress(**kwargs)
-
-
-def _is_terminal(stream) -> bool:
-    try:
-        return stream.isatty()
-    except (AttributeError, ValueError):  # no isatty, or a closed stream
-        return False
 
 
 class PlainProgress:
