@@ -85,8 +85,9 @@ def _backend_line(device) -> str:
         return f"none: {err}"
     if os.environ.get(ENV_VAR, "").strip():
         return f"{name}: forced by {ENV_VAR}={name}"
-    if name == "cpp":
-        return "cpp: the CPU kernels of fastp2p._C"
+    if name == "cpp":  # fastp2p.ops.norm_act_torch says when training leaves the kernels
+        return ("cpp: the CPU kernels of fastp2p._C; float32 training runs PyTorch's own "
+                "norm ops instead (measured faster there)")
     if name == "triton" and device.type == "cpu":
         return "triton: the Triton kernels through the interpreter (TRITON_INTERPRET=1; slow)"
     if name == "triton":
