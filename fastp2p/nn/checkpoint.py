@@ -10,6 +10,7 @@ import re
 from collections import OrderedDict
 from collections.abc import Mapping
 from os import PathLike
+from typing import NamedTuple
 
 import torch
 
@@ -172,10 +173,11 @@ class CheckpointMismatch(ValueError, RuntimeError):
 def check_state_dict_fits(module: torch.nn.Module, state_dict: dict, describe_file) -> None:
     """Raise CheckpointMismatch (a ValueError and a RuntimeError) if keys or shapes differ; the
     message says what the file looks like (``describe_file(state_dict)``, the configuration it
-    was saved from) and what to do: build the module with that configuration; or, where that is
-    the module's own (read off ``state_dict`` by ``module._infer_config``), that its norm layers
-    were of another type or had other settings (the keys cannot tell), or that the file is
-    incomplete or edited (``CheckpointMismatch.incomplete_file``)."""
+    was saved from) and what to do: build the module with that configuration (for another
+    network's file, ``another_networks_file``: load it with that network's class); or, where
+    that is the module's own (read off ``state_dict`` by ``module._infer_config``), that its
+    norm layers were of another type or had other settings (the keys cannot tell), or that the
+    file is incomplete or edited (``CheckpointMismatch.incomplete_file``)."""
     expected = module.state_dict()
     versions = getattr(state_dict, "_metadata", None) or {}
     missing = [k for k in expected
@@ -193,15 +195,19 @@ def check_state_dict_fits(module: torch.nn.Module, state_dict: dict, describe_fi
             shown = ", ".join(keys[:_MAX_KEYS_SHOWN])
             more = f" (+{len(keys) - _MAX_KEYS_SHOWN} more)" if len(keys) > _MAX_KEYS_SHOWN else ""
             problems.append(f"{len(keys)} {label}: {shown}{more}")
+    other_network = None  # no configuration of this class would fit such a file
     try:
         looks_like = f"the file looks like {describe_file(state_dict)}"
         same_config = _config_matches(module, module._infer_config(state_dict))
     except ValueError as err:
         looks_like = f"its configuration could not be inferred ({err})"
         same_config = False
+        other_network = another_networks_file(type(module).__name__, state_dict, err)
     # The diagnosis and what to do come first, on one line; the key lists (often long) after.
     incomplete = False
-    if not same_config:
+    if other_network is not None:
+        advice = f"{other_network}."
+    elif not same_config:
         advice = (f"{looks_like}; use {type(module).__name__}.from_checkpoint(path), or build "
                   "the module with that configuration.")
     elif not wrong_shape and _other_norm_factory(module, missing, unexpected):
@@ -359,3 +365,42 @@ def infer_pixelgan_config(state_dict: dict) -> dict:
 
 def format_config(class_name: str, config: dict) -> str:
     return f"{class_name}(" + ", ".join(f"{k}={v!r}" for k, v in config.items()) + ")"
+
+
+class NetworkInFile(NamedTuple):
+    """The network a state_dict was saved from, read off its keys and shapes
+    (``network_in_file``)."""
+    kind: str        # "U-Net generator", "PatchGAN discriminator" or "PixelGAN discriminator"
+    class_name: str  # the fastp2p class that builds it
+    config: dict     # that class's constructor arguments, as its from_checkpoint infers them
+
+    def __str__(self):
+        return f"a {self.kind}, {format_config(self.class_name, self.config)}"
+
+
+# The networks a file may hold, each with the inference of its configuration, tried in order.
+_NETWORKS = (("U-Net generator", "UNet", infer_unet_config),
+             ("PatchGAN discriminator", "PatchDiscriminator", infer_patchgan_config),
+             ("PixelGAN discriminator", "PixelDiscriminator", infer_pixelgan_config))
+
+
+def network_in_file(state_dict: dict) -> NetworkInFile | None:
+    """The network ``state_dict`` was saved from (a U-Net, PatchGAN or PixelGAN), or None for
+    none of them."""
+    for kind, class_name, infer in _NETWORKS:
+        try:
+            return NetworkInFile(kind, class_name, infer(state_dict))
+        except ValueError:
+            continue
+    return None
+
+
+def another_networks_file(class_name: str, state_dict: dict, error: ValueError) -> str | None:
+    """For ``state_dict`` off which no ``class_name`` configuration could be read (``error``:
+    what its inference said) but another network's could (a discriminator's file given for the
+    generator): that it holds none, what it looks like and how to load it. None otherwise."""
+    other = network_in_file(state_dict)
+    if other is None:
+        return None
+    return (f"it holds no {class_name} ({error}) but looks like {other}; load it with "
+            f"fastp2p.{other.class_name}.from_checkpoint")

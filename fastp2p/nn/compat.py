@@ -3,8 +3,9 @@ from os import PathLike
 
 import torch
 
-from fastp2p.nn.checkpoint import (CheckpointMismatch, check_state_dict_fits,
-                                   drop_legacy_instance_norm_stats, format_config, read_state_dict)
+from fastp2p.nn.checkpoint import (CheckpointMismatch, another_networks_file,
+                                   check_state_dict_fits, drop_legacy_instance_norm_stats,
+                                   format_config, read_state_dict)
 from fastp2p.nn.fused import init_dropout_rng
 from fastp2p.nn.norm import describe_norm_layer
 
@@ -94,10 +95,19 @@ class ReferenceCheckpointMixin:
         ``norm``: the keys do not tell e.g. an affine InstanceNorm), or forces a value. A file
         that fails to load says which norm settings the keys cannot tell, or, where it has the
         built network's configuration but lacks, adds or reshapes entries (an incomplete or
-        edited file), says so, as ``load_state_dict`` does.
+        edited file), says so, as ``load_state_dict`` does; a file of another network (a
+        discriminator's given for the generator) says what it looks like and which class loads
+        it. Each error names the file (a path given) or says "the state_dict".
         """
         state_dict = read_state_dict(source, map_location=map_location)
-        inferred = cls._infer_config(state_dict)
+        where = (f"checkpoint {str(source)!r}" if isinstance(source, (str, PathLike))
+                 else "the state_dict")
+        try:
+            inferred = cls._infer_config(state_dict)
+        except ValueError as err:
+            unreadable = f"no {cls.__name__} configuration could be read off its keys ({err})"
+            raise ValueError(f"{where}: " + (another_networks_file(cls.__name__, state_dict, err)
+                                             or unreadable)) from None
         if overrides.get("norm_layer") is not None:
             inferred.pop("norm", None)
         model = cls(**{**inferred, **overrides})
@@ -106,8 +116,6 @@ class ReferenceCheckpointMixin:
         except CheckpointMismatch as mismatch:
             if mismatch.incomplete_file:  # no configuration or factory would fit it: as it is
                 raise
-            where = (f"checkpoint {str(source)!r}" if isinstance(source, (str, PathLike))
-                     else "the state_dict")
             given = ", ".join(f"{name}=" for name in overrides)
             if overrides.get("norm") is not None or overrides.get("norm_layer") is not None:
                 advice = f"check {given} against what the network was built with"

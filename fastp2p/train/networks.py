@@ -272,27 +272,26 @@ class SavedNetwork(NamedTuple):
 
 
 def options_saved_in(state_dict: dict) -> SavedNetwork | None:
-    """The network ``state_dict`` was saved from (a U-Net, PatchGAN or PixelGAN) and the
-    command-line model options that build it, or None for none of them."""
-    from fastp2p.nn.checkpoint import (infer_patchgan_config, infer_pixelgan_config,
-                                       infer_unet_config)
-    for infer in (infer_unet_config, infer_patchgan_config, infer_pixelgan_config):
-        try:
-            config = infer(state_dict)
-        except ValueError:
-            continue
-        if infer is infer_unet_config:
-            return SavedNetwork("G", "U-Net generator",
-                                f"--netG unet_{2 ** config['num_downs']} --ngf {config['ngf']} "
-                                f"--norm {config['norm']} --input_nc {config['input_nc']} "
-                                f"--output_nc {config['output_nc']}")
-        if infer is infer_pixelgan_config:
-            kind, netD = "PixelGAN", "--netD pixel"
-        elif config["n_layers"] == 3:
-            kind, netD = "PatchGAN", "--netD basic"
-        else:
-            kind, netD = "PatchGAN", f"--netD n_layers --n_layers_D {config['n_layers']}"
-        return SavedNetwork("D", f"{kind} discriminator",
-                            f"{netD} --ndf {config['ndf']} --norm {config['norm']} (and "
-                            f"input_nc + output_nc = {config['input_nc']})")
-    return None
+    """The network ``state_dict`` was saved from (a U-Net, PatchGAN or PixelGAN, as
+    ``fastp2p.nn.checkpoint.network_in_file`` reads it) and the command-line model options that
+    build it, or None for none of them."""
+    from fastp2p.nn.checkpoint import network_in_file
+
+    saved = network_in_file(state_dict)
+    if saved is None:
+        return None
+    config = saved.config
+    if saved.class_name == "UNet":
+        return SavedNetwork("G", saved.kind,
+                            f"--netG unet_{2 ** config['num_downs']} --ngf {config['ngf']} "
+                            f"--norm {config['norm']} --input_nc {config['input_nc']} "
+                            f"--output_nc {config['output_nc']}")
+    if saved.class_name == "PixelDiscriminator":
+        netD = "--netD pixel"
+    elif config["n_layers"] == 3:
+        netD = "--netD basic"
+    else:
+        netD = f"--netD n_layers --n_layers_D {config['n_layers']}"
+    return SavedNetwork("D", saved.kind,
+                        f"{netD} --ndf {config['ndf']} --norm {config['norm']} (and "
+                        f"input_nc + output_nc = {config['input_nc']})")
