@@ -17,7 +17,8 @@ max-autotune-no-cudagraphs; G and D compiled separately); the tuned step capture
 graph; and fastp2p's training engine. Reports median images/s over the timed steps with
 p20/p80, peak memory, model-FLOP utilization against a bf16 matmul rate measured in the same
 run, and fastp2p's ratio to each peer; then U-Net inference (fastp2p vs reference) and the
-micro-benchmarks of benchmarks/bench_*.py (GB/s and fraction of the measured copy bandwidth);
+micro-benchmarks of benchmarks/bench_*.py (GB/s and fraction of the measured copy bandwidth;
+a source checkout's folder, which pip install . does not install: see --benchmarks-dir);
 then end to end: `fastp2p train` itself on a packed synthetic set (loading, augmentation,
 logging, samples, checkpoints), images/s against the step-only figure, with the time waited
 for data and each of the others reported apart.
@@ -47,7 +48,7 @@ examples:
   fastp2p bench                         full run on the GPU (its {_COMPILE_JOBS} torch.compile
                                         jobs, training and inference, dominate)
   fastp2p bench --time-budget 300       the same, skipping whatever would start after 300 s
-  fastp2p bench --quick                 tiny CPU smoke run of every section (the eager
+  fastp2p bench --quick                 tiny CPU smoke run of the same sections (the eager
                                         inference variants: no torch.compile)
   fastp2p bench --peers reference,fastp2p --batch-sizes 16 --sections training
   fastp2p bench --sections micro --micro bench_norm_act,bench_losses   the kernel benchmarks alone
@@ -147,7 +148,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "temporary folder; printed either way)")
     parser.add_argument("--benchmarks-dir", type=Path, default=None, metavar="DIR",
                         help="folder of bench_*.py micro-benchmark modules (default: "
-                             "benchmarks/ of the source checkout fastp2p is imported from)")
+                             "benchmarks/ of the source checkout fastp2p is imported from, "
+                             "as after pip install -e .; a fastp2p installed with pip install . "
+                             "has none, and without this option the micro section is skipped "
+                             "with a note: pass CHECKOUT/benchmarks of a clone)")
     parser.add_argument("--micro", type=_names, default=None, metavar="MODULES",
                         help="comma-separated micro-benchmark modules to run, by file name "
                              "without .py (e.g. bench_norm_act,bench_losses; default: every "
