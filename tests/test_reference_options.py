@@ -215,5 +215,7 @@ def test_a_reference_training_command_runs_end_to_end(tmp_path, capsys):
 def test_bad_reference_options_stop_with_exit_code_2(tmp_path, capsys):
     assert main(["train", "--model", "cycle_gan", "--dataroot", str(tmp_path)]) == 2
     assert "error: --model cycle_gan: fastp2p implements pix2pix only" in capsys.readouterr().err
-    assert main(["test", "--gpu_ids", "0,1", "--dataroot", str(tmp_path)]) == 2
+    assert main(["train", "--gpu_ids", "0,1", "--dataroot", str(tmp_path)]) == 2
     assert "torchrun --nproc_per_node=2" in capsys.readouterr().err
+    assert main(["test", "--gpu_ids", "0,1", "--dataroot", str(tmp_path)]) == 2  # one device
+    assert "pass one id (--gpu_ids N)" in capsys.readouterr().err

@@ -50,8 +50,9 @@ def _argument_group(parser: argparse.ArgumentParser, title: str):
     return parser.add_argument_group(title)
 
 
-def add_model_arguments(parser: argparse.ArgumentParser) -> None:
-    """Network, run-name and device options shared by train and test."""
+def add_model_arguments(parser: argparse.ArgumentParser, *, torchrun: bool = True) -> None:
+    """Network, run-name and device options shared by train and test (``torchrun``: whether
+    the command runs as torchrun's processes, one per GPU, as train does; test runs in one)."""
     group = parser.add_argument_group("model (reference names)")
     group.add_argument("--name", type=plain_name, default="experiment_name",
                        help="run name: checkpoints go to CHECKPOINTS_DIR/NAME "
@@ -98,9 +99,11 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
                        help="which saved epoch to load: 'latest' or a number (test, and "
                             "--continue_train) (default %(default)s)")
     fast = _argument_group(parser, "fastp2p execution")
+    processes = ("under torchrun each process takes cuda:LOCAL_RANK" if torchrun
+                 else "the one device it runs on, in one process (not under torchrun)")
     fast.add_argument("--device", default="auto",
-                      help="'auto' (CUDA if visible, else CPU), 'cpu', 'cuda' or 'cuda:N'; under "
-                           "torchrun each process takes cuda:LOCAL_RANK (default %(default)s)")
+                      help="'auto' (CUDA if visible, else CPU), 'cpu', 'cuda' or 'cuda:N'; "
+                           f"{processes} (default %(default)s)")
     fast.add_argument("--seed", type=seed, default=0,
                       help="seed of weight init, data order, augmentation and dropout, 0 .. "
                            "2**63-1; the same seed and options give the same run "

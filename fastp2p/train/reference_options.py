@@ -62,11 +62,12 @@ def add_reference_arguments(parser: argparse.ArgumentParser, phase: str) -> None
     group.add_argument("--model", default="pix2pix",
                        help="pix2pix, the one model fastp2p trains; any other (cycle_gan, test, "
                             "colorization) is an error (default %(default)s)")
+    several = {"train": "run one process per GPU with `torchrun --nproc_per_node=K -m fastp2p "
+                        "...` instead",
+               "test": "test translates on one device"}[phase]
     group.add_argument("--gpu_ids", default=None, metavar="IDS",
                        help="as the reference: -1 = CPU (--device cpu), N = cuda:N (--device "
-                            "cuda:N); several ids are refused: run one process per GPU with "
-                            "`torchrun --nproc_per_node=K -m fastp2p ...` instead (default: "
-                            "--device)")
+                            f"cuda:N); several ids are refused: {several} (default: --device)")
     group.add_argument("--load_iter", type=non_negative_int, default=0,
                        help="when > 0, load iter_LOAD_ITER_* (saved by train --save_by_iter) "
                             "instead of --epoch (default %(default)s)")
@@ -122,7 +123,7 @@ def apply_reference_options(args: argparse.Namespace, phase: str) -> str | None:
         except argparse.ArgumentTypeError as err:
             raise ValueError(f"--name with --suffix {args.suffix!r}: {err}") from None
     if args.gpu_ids is not None:
-        args.device = _device_for_gpu_ids(args.gpu_ids, args.device)
+        args.device = _device_for_gpu_ids(args.gpu_ids, args.device, phase)
     if args.load_iter > 0:
         # what the reference loads then; its test.py still names the results folder by the
         # --epoch given (with _iterN added): results_folder_name
@@ -140,7 +141,7 @@ def results_folder_name(args: argparse.Namespace) -> str:
     return f"{args.phase}_{args.epoch}"
 
 
-def _device_for_gpu_ids(gpu_ids: str, device: str) -> str:
+def _device_for_gpu_ids(gpu_ids: str, device: str, phase: str) -> str:
     from fastp2p.train.distributed import launched_world_size
 
     try:
@@ -149,6 +150,9 @@ def _device_for_gpu_ids(gpu_ids: str, device: str) -> str:
         raise ValueError(f"--gpu_ids takes comma-separated integers (-1 for the CPU), got "
                          f"{gpu_ids!r}") from None
     gpus = [i for i in ids if i >= 0]  # the reference drops negative ids; none left = CPU
+    if len(gpus) > 1 and phase == "test":  # test translates in one process, on one device
+        raise ValueError(f"--gpu_ids {gpu_ids}: fastp2p test translates on one device; pass one "
+                         "id (--gpu_ids N)")
     if len(gpus) > 1:
         raise ValueError(f"--gpu_ids {gpu_ids}: fastp2p runs one process per GPU; use "
                          f"`torchrun --nproc_per_node={len(gpus)} -m fastp2p ...` without "

@@ -24,6 +24,9 @@ Temporary files of killed runs (``.NAME.tmp-PID.png``, regular files only) are r
 next run into the folder. Run from a thread other than the main one (which alone receives
 signals), the command handles no stop request.
 
+Test runs in one process, on one device: under torchrun (WORLD_SIZE > 1) it is refused in one
+line (exit 2), since each process would translate every image into the same files.
+
 A results folder may be shared by several users, so nothing is written through a symbolic link
 one of them planted there: the images and the page replace a link at their names (a rename),
 and before anything is written a linked ``PHASE_EPOCH`` or ``images`` folder, or a
@@ -84,7 +87,7 @@ def register(commands) -> None:
         elif action.dest == "load_size":
             action.help += (" (default: --crop_size, whole images; a larger one resizes to "
                             "it, then takes a random --crop_size crop)")
-    add_model_arguments(parser)
+    add_model_arguments(parser, torchrun=False)
     for action in parser._actions:
         if action.dest in NOT_USED_BY_TEST:
             action.help += f" (not used by test: {NOT_USED_BY_TEST[action.dest]})"
@@ -104,7 +107,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     from fastp2p.train.cpu_threads import apply_thread_choice, choose_threads
-    from fastp2p.train.distributed import resolve_device
+    from fastp2p.train.distributed import launched_world_size, resolve_device
     from fastp2p.train.image_sizes import check_options_fit_unet
     from fastp2p.train.networks import check_networks_fit_memory
     from fastp2p.train.reports import aspect_ratio_size
@@ -119,6 +122,7 @@ def run(args: argparse.Namespace) -> int:
     # The reference's test-time overrides: one image at a time, in order, unflipped.
     args.no_flip, args.serial_batches = True, True
     try:
+        _refuse_torchrun(launched_world_size())
         ignored = apply_reference_options(args, "test")
         check_trackers_installed(args)
         device = resolve_device(args.device)
@@ -150,6 +154,16 @@ def run(args: argparse.Namespace) -> int:
                 except (ValueError, OSError) as err:
                     return _failed(err)
             return _report(translated, weights, out_dir)
+
+
+def _refuse_torchrun(processes: int) -> None:
+    """Test translates in one process: under torchrun each of its processes would translate
+    every image into the same files and page, so a job of several is refused."""
+    if processes > 1:
+        raise ValueError(f"fastp2p test translates in one process, on one device, but torchrun "
+                         f"started {processes} (WORLD_SIZE={processes}), each of which would "
+                         "translate every image into the same folder; run it without torchrun "
+                         "(--device cuda:N or --gpu_ids N picks the GPU)")
 
 
 def _set_up(args, device, threads, resources: contextlib.ExitStack):
