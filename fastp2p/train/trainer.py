@@ -469,7 +469,7 @@ class Trainer:
             page, loss_log = self.page, self.loss_log.frozen()
             self._submit_report(lambda: page.refresh(loss_log))
         self.say(f"epoch {finished} done: {progress.images} images, lr {engine.lr:.3g}, "
-                 f"saving {', '.join(labels)}")
+                 f"saving {' and '.join(f'{label}_*' for label in labels)}")
 
     def _add_final_sample(self) -> None:
         """The final model's sample, whatever --display_freq: once the last epoch's steps are
