@@ -55,37 +55,28 @@ MAX_LOAD_SIZE = 1 << 15
 image_side = _int_between(1, MAX_LOAD_SIZE)
 
 
-def loader_workers(text: str) -> int:
-    """--num_threads: 0 .. fastp2p.train.cpu_threads.most_loader_workers of the cores this
-    process may run on (--num_threads 1000 started 1000 worker processes)."""
-    from fastp2p.data.pack import usable_cpus  # numpy, torch: only when one is given
-    from fastp2p.train.cpu_threads import most_loader_workers
+def _worker_count(low: int, what: str):
+    """An argparse type: ``low`` .. fastp2p.train.cpu_threads.most_loader_workers of the cores
+    this process may run on (one per core, or 4, the reference's --num_threads, on fewer;
+    beyond that, ``what`` only take turns on them). The cores are counted when a value is
+    given."""
+    def parse(text: str) -> int:
+        from fastp2p.data.pack import usable_cpus  # numpy, torch: only when one is given
+        from fastp2p.train.cpu_threads import most_loader_workers
 
-    cores = usable_cpus()
-    return _int_between(0, most_loader_workers(cores),
-                        f": this process may run on {cores} core(s) (os.sched_getaffinity), "
-                        "and more loader workers than cores (or than 4, the reference's "
-                        "default) only take turns on them")(text)
-
-
-loader_workers.__name__ = "int"  # argparse's "invalid int value: 'x'"
-
-
-def pack_workers(text: str) -> int:
-    """pack --workers: 1 .. the most loader workers the cores this process may run on take
-    (fastp2p.train.cpu_threads.most_loader_workers: one per core, or 4 on a smaller machine, as
-    --num_threads; --workers 1000 started 1000 processes)."""
-    from fastp2p.data.pack import usable_cpus  # numpy, torch: only when one is given
-    from fastp2p.train.cpu_threads import most_loader_workers
-
-    cores = usable_cpus()
-    return _int_between(1, most_loader_workers(cores),
-                        f": this process may run on {cores} core(s) (os.sched_getaffinity), "
-                        "and more pack workers than cores (or than 4 on fewer) only take turns "
-                        "on them")(text)
+        cores = usable_cpus()
+        return _int_between(low, most_loader_workers(cores),
+                            f": this process may run on {cores} core(s) "
+                            f"(os.sched_getaffinity), and more {what} than cores (or than 4, "
+                            "the reference's default, on fewer) only take turns on them")(text)
+    parse.__name__ = "int"  # argparse's "invalid int value: 'x'"
+    return parse
 
 
-pack_workers.__name__ = "int"  # argparse's "invalid int value: 'x'"
+# --num_threads (--num_threads 1000 started 1000 worker processes) and pack --workers (1000
+# started 1000 processes)
+loader_workers = _worker_count(0, "loader workers")
+pack_workers = _worker_count(1, "pack workers")
 
 
 def _float_or_nan(text: str) -> float:
