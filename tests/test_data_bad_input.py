@@ -140,7 +140,7 @@ def test_two_folders_names_that_do_not_pair(tmp_path):
     write_image(tmp_path / "train" / "B" / "c.png", gradient_half(12, 12, 0))
     message = data_error(tmp_path, "--dataset_mode", "two_folders", *CROP)
     assert_names_and_advises(message, tmp_path / "train" / "A" / "b.png", "has no partner")
-    assert "pair by name" in message and "(1 more bad files" in message   # B/c.png as well
+    assert "pair by name" in message and "(1 more bad file in" in message   # B/c.png as well
 
 
 def test_two_folders_with_one_name_twice(tmp_path):
@@ -238,7 +238,7 @@ def test_without_skip_bad_the_first_bad_file_stops_it_and_the_rest_are_counted(t
     text_as_png(tmp_path / "train" / "x1.png")
     text_as_png(tmp_path / "train" / "x2.png")
     message = data_error(tmp_path, *CROP)
-    assert_names_and_advises(message, tmp_path / "train" / "x1.png", "(1 more bad files in")
+    assert_names_and_advises(message, tmp_path / "train" / "x1.png", "(1 more bad file in")
 
 
 def test_fastp2p_train_reports_a_file_broken_mid_epoch_in_one_line(tmp_path, capsys):
@@ -262,7 +262,7 @@ def test_files_that_are_not_images_by_extension_are_named_not_silently_dropped(t
     dataset = create_dataset(data_args(tmp_path, *CROP), "train")
     assert len(dataset) == 2
     err = capsys.readouterr().err
-    assert "ignoring 1 files in" in err and "pair09.webp" in err and ".DS_Store" not in err
+    assert "ignoring 1 file in" in err and "pair09.webp" in err and ".DS_Store" not in err
 
 
 def test_a_sliver_that_preprocess_none_would_round_to_nothing(tmp_path):

@@ -72,7 +72,7 @@ def test_a_folder_link_back_up_is_named_and_not_followed(tmp_path, capsys):
     (train / "sub" / "up").symlink_to(train, target_is_directory=True)
     assert folders.list_images(train) == images
     err = capsys.readouterr().err
-    assert (f"ignoring 1 linked folders in {train} that loop back above them or repeat a folder "
+    assert (f"ignoring 1 linked folder in {train} leading to a folder above (a loop) or to one "
             "listed already") in err
     assert err.rstrip().endswith(": sub/up")
 

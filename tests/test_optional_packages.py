@@ -140,4 +140,4 @@ def test_pack_verify_needs_no_pillow(tmp_path, missing, options):
     codes, out, err = _run_without(tmp_path, missing, [["pack", "--verify", str(packed),
                                                         *options]])
     assert codes == [0], err
-    assert f"{packed / 'train'}: 2 pairs of 20x40 in 1 shards: checksums OK" in out
+    assert f"{packed / 'train'}: 2 pairs of 20x40 in 1 shard: checksums OK" in out

@@ -48,5 +48,5 @@ def test_listing_a_dataset_leaves_out_a_stopped_writes_temporary_files(tmp_path,
     assert list_images(folder) == sorted(images + [own], key=str)
     assert leftover.exists()                  # reading a dataset deletes nothing in it
     err = capsys.readouterr().err
-    assert (f"fastp2p: ignoring 1 temporary files in {folder} that a stopped fastp2p left (safe "
+    assert (f"fastp2p: ignoring 1 temporary file in {folder} that a stopped fastp2p left (safe "
             f"to delete): {leftover.name}") in err

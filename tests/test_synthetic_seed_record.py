@@ -34,7 +34,7 @@ def test_another_seed_writes_every_pair_again(tmp_path, seed_sets, capsys):
     assert main(["pack", "--synthetic", "3", "--seed", "1", str(data), "--no-progress"]) == 0
     captured = capsys.readouterr()
     assert "3 synthetic pairs (seed 1)" in captured.out
-    assert "of seed 0, not of seed 1: writing them again" in captured.err
+    assert "of seed 0, not of seed 1: writing the set again" in captured.err
     assert _files(data / "train") == seed_sets[1]
     assert json.loads((data / ".fastp2p-synthetic-train.json").read_text())["seed"] == 1
 

@@ -29,7 +29,7 @@ def test_with_skip_bad_a_folder_that_cannot_be_listed_is_skipped_and_listed(tmp_
     run = fastp2p_bound_by_permissions(tmp_path,
                                        *tiny_pack_args(data, tmp_path / "out", "--skip-bad"))
     assert run.returncode == 0, run.stderr
-    assert "2 pairs in" in run.stdout and "1 bad files skipped" in run.stdout
+    assert "2 pairs in" in run.stdout and "1 bad file skipped" in run.stdout
     assert run.stderr == ("  skipped train/locked: cannot list this folder (Permission denied); "
                           "its images are left out\n")
 

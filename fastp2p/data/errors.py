@@ -14,6 +14,11 @@ class DataError(ValueError):
     """A dataset problem the user has to fix; the message is one line naming the file."""
 
 
+def counted(count: int, noun: str) -> str:
+    """``count`` and ``noun`` in agreement: "1 bad file", "2 bad files" (nouns taking "-s")."""
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
 def raise_or_report(problems: list[tuple[Path, str]], skip_bad: bool, what: str,
                     skipped: list | None = None) -> None:
     """Raise for the first problem unless ``skip_bad``; then list every skipped file on stderr,
@@ -22,11 +27,13 @@ def raise_or_report(problems: list[tuple[Path, str]], skip_bad: bool, what: str,
         return
     if not skip_bad:
         path, problem = problems[0]
-        more = f" ({len(problems) - 1} more bad files in {what})" if len(problems) > 1 else ""
+        more = (f" ({counted(len(problems) - 1, 'more bad file')} in {what})"
+                if len(problems) > 1 else "")
         raise DataError(f"{path}: {problem}; {SKIP_HINT}{more}")
     if skipped is not None:
         skipped.extend(problems)
         return
-    print(f"fastp2p: skipped {len(problems)} bad files in {what} (--skip-bad):", file=sys.stderr)
+    print(f"fastp2p: skipped {counted(len(problems), 'bad file')} in {what} (--skip-bad):",
+          file=sys.stderr)
     for path, problem in problems:
         print(f"  {path}: {problem}", file=sys.stderr)

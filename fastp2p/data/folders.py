@@ -18,7 +18,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from fastp2p.atomic_files import left_by_dead_process
-from fastp2p.data.errors import DataError, raise_or_report
+from fastp2p.data.errors import DataError, counted, raise_or_report
 from fastp2p.data.packed import shards_without_index
 from fastp2p.data.transforms import Preprocess, multiple_of_4_size, scaled_width_size
 
@@ -83,13 +83,14 @@ def list_images(folder: Path, unlisted: list | None = None) -> list[Path]:
                 images.append(path)
         elif not entry.name.startswith(".") and _is_file(entry):
             others.append(path)
-    _name_left_out(folder, others, f"files in {folder} that are not "
-                                   f"{'/'.join(IMAGE_EXTENSIONS)} images")
-    _name_left_out(folder, leftovers, f"temporary files in {folder} that a stopped fastp2p "
-                                      "left (safe to delete)")
-    _name_left_out(folder, not_followed, f"linked folders in {folder} that loop back above "
-                                         "them or repeat a folder listed already (not "
-                                         "followed: each folder is listed once)")
+    _name_left_out(folder, others, "file", f"(only {'/'.join(IMAGE_EXTENSIONS)} images are "
+                                           "read)")
+    _name_left_out(folder, leftovers, "temporary file", "that a stopped fastp2p left (safe to "
+                                                        "delete)")
+    _name_left_out(folder, not_followed, "linked folder", "leading to a folder above (a "
+                                                          "loop) or to one listed already (not "
+                                                          "followed: each folder is listed "
+                                                          "once)")
     return sorted(images, key=str)
 
 
@@ -161,14 +162,16 @@ def _is_file(entry: os.DirEntry) -> bool:
         return False
 
 
-def _name_left_out(folder: Path, paths: list[Path], what: str) -> None:
-    """One stderr line naming the first few of ``paths`` (under ``folder``), if any."""
+def _name_left_out(folder: Path, paths: list[Path], noun: str, why: str) -> None:
+    """One stderr line naming the first few of ``paths`` (under ``folder``), if any: "ignoring
+    N {noun}s in {folder} {why}: ..." (``why`` reads the same for one path as for several)."""
     if not paths:
         return
     paths = sorted(paths)
     shown = ", ".join(str(p.relative_to(folder)) for p in paths[:3])
     more = f" and {len(paths) - 3} more" if len(paths) > 3 else ""
-    print(f"fastp2p: ignoring {len(paths)} {what}: {shown}{more}", file=sys.stderr)
+    print(f"fastp2p: ignoring {counted(len(paths), noun)} in {folder} {why}: {shown}{more}",
+          file=sys.stderr)
 
 
 def require_folder(folder: Path, expected: str) -> None:

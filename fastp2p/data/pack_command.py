@@ -114,7 +114,7 @@ def run(args: argparse.Namespace) -> int:
     except MissingPackage as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    from fastp2p.data.errors import DataError
+    from fastp2p.data.errors import DataError, counted
     from fastp2p.data.pack import (pack_phase, pair_bytes, refuse_foreign_index,
                                    refuse_other_load_size, usable_cpus)
     from fastp2p.data.packed import MAX_LOAD_SIZE, PHASES
@@ -185,7 +185,7 @@ def run(args: argparse.Namespace) -> int:
                       "same command again to finish them (the pairs written are kept)",
                       file=sys.stderr)
                 return 130
-            print(f"{folder}: {args.synthetic} synthetic pairs (seed {args.seed})")
+            print(f"{folder}: {counted(args.synthetic, 'synthetic pair')} (seed {args.seed})")
             if out is None:
                 return 0
         writing = out
@@ -195,8 +195,10 @@ def run(args: argparse.Namespace) -> int:
                                skip_bad=args.skip_bad, pairs_per_shard=args.pairs_per_shard,
                                progress=progress, overwrite=args.overwrite,
                                gray=args.gray)
-            print(f"{out / phase}: {index['count']} pairs in {len(index['shards'])} shards"
-                  + (f", {len(index['skipped'])} bad files skipped" if index["skipped"] else ""))
+            skipped = len(index["skipped"])
+            print(f"{out / phase}: {counted(index['count'], 'pair')} in "
+                  f"{counted(len(index['shards']), 'shard')}"
+                  + (f", {counted(skipped, 'bad file')} skipped" if skipped else ""))
             for path, why in index["skipped"]:
                 print(f"  skipped {path}: {why}", file=sys.stderr)
     except DataError as error:
@@ -266,7 +268,7 @@ def _disk_of(path) -> tuple[int, int]:
 def _verify(root, progress: bool) -> int:
     """--verify: sizes and checksums of the shards, no image decoded, so no Pillow needed (tqdm
     only for the progress bar)."""
-    from fastp2p.data.errors import DataError
+    from fastp2p.data.errors import DataError, counted
     from fastp2p.data.packed import verify_pack
     from fastp2p.optional_packages import MissingPackage, require_packages
 
@@ -278,8 +280,9 @@ def _verify(root, progress: bool) -> int:
     try:
         for phase_dir in _packs_to_verify(root):
             index = verify_pack(phase_dir, progress=progress)
-            print(f"{phase_dir}: {index['count']} pairs of {index['height']}x"
-                  f"{2 * index['width']} in {len(index['shards'])} shards: checksums OK")
+            print(f"{phase_dir}: {counted(index['count'], 'pair')} of {index['height']}x"
+                  f"{2 * index['width']} in {counted(len(index['shards']), 'shard')}: "
+                  "checksums OK")
     except DataError as error:
         print(f"fastp2p pack: error: {error}", file=sys.stderr)
         return 1

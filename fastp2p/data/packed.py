@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from fastp2p.data.errors import DataError
+from fastp2p.data.errors import DataError, counted
 from fastp2p.data.folder_lock import ReadingLock, pack_running
 from fastp2p.json_files import read_json
 from fastp2p.option_types import MAX_LOAD_SIZE
@@ -286,9 +286,9 @@ def check_shard_size(path: Path, count: int, shape: tuple, index: dict) -> None:
     if actual is None:
         raise DataError(f"{path}: shard missing; {repack_hint(path.parent, index)}")
     if actual != expected:
-        raise DataError(f"{path}: shard is {actual} bytes, expected {expected} ({count} pairs "
-                        f"of {'x'.join(map(str, shape))}): truncated or corrupt; "
-                        f"{repack_hint(path.parent, index)}")
+        raise DataError(f"{path}: shard is {actual} bytes, expected {expected} "
+                        f"({counted(count, 'pair')} of {'x'.join(map(str, shape))}): truncated "
+                        f"or corrupt; {repack_hint(path.parent, index)}")
 
 
 def file_checksums(path: Path) -> tuple[str, int]:
@@ -445,7 +445,7 @@ class PackedDataset(torch.utils.data.Dataset):
         """The stored uint8 H x 2W x 3 pair (a copy out of the memory map); with ``prefix``
         "gray_", its H x 2W grayscale version (a --gray pack)."""
         if not 0 <= index < self.length:
-            raise IndexError(f"pair {index} out of range for {self.length} pairs")
+            raise IndexError(f"pair {index} out of range for {counted(self.length, 'pair')}")
         shard = bisect.bisect_right(self.shard_starts, index) - 1
         row = index - self.shard_starts[shard]
         return np.array(self._shard(shard, prefix)[row])
@@ -465,7 +465,7 @@ class PackedDataset(torch.utils.data.Dataset):
         target = out.numpy()
         for slot, index in enumerate(indices):
             if not 0 <= index < self.length:
-                raise IndexError(f"pair {index} out of range for {self.length} pairs")
+                raise IndexError(f"pair {index} out of range for {counted(self.length, 'pair')}")
             shard = bisect.bisect_right(self.shard_starts, index) - 1
             target[slot] = self._shard(shard)[index - self.shard_starts[shard]]
         return out

@@ -28,7 +28,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
 from fastp2p.atomic_files import remove_left_by_dead_processes, replacing
-from fastp2p.data.errors import DataError
+from fastp2p.data.errors import DataError, counted
 from fastp2p.data.worker_pool import worker_pool
 from fastp2p.json_files import read_json
 
@@ -169,12 +169,12 @@ def _start_set(folder: Path, record: Path, wanted: dict, count: int) -> None:
         why = ("that its record does not say fastp2p wrote" if recorded is not None else
                f"and its {record.name} is unreadable"
                if record.exists() else f"and no {record.name} says fastp2p wrote them")
-        raise DataError(f"{folder}: holds {len(unknown)} files named like synthetic pairs (e.g. "
-                        f"{unknown[0]}) {why}; write into an empty DATAROOT")
+        raise DataError(f"{folder}: holds {counted(len(unknown), 'file')} named like synthetic "
+                        f"pairs (e.g. {unknown[0]}) {why}; write into an empty DATAROOT")
     same_set = recorded is not None and all(recorded[key] == wanted[key] for key in wanted)
     if pairs and not same_set:
-        print(f"fastp2p: {folder}: its {len(pairs)} synthetic pairs are of seed "
-              f"{recorded['seed']}, not of seed {wanted['seed']}: writing them again",
+        print(f"fastp2p: {folder}: holds {counted(len(pairs), 'synthetic pair')} of seed "
+              f"{recorded['seed']}, not of seed {wanted['seed']}: writing the set again",
               file=sys.stderr)
         # the old record stays until they are gone: an interrupted run removes the rest next time
         for path in pairs:
@@ -190,12 +190,13 @@ def _refuse_extra_files(folder: Path, pairs_up_to, count: int) -> None:
     if not extra:
         return
     if pairs_up_to == math.inf:  # not named like pairs: images of the user's own, say
-        raise DataError(f"{folder}: holds {len(extra)} files that are not synthetic pairs (e.g. "
-                        f"{extra[0]}); --synthetic writes into an empty DATAROOT or one it "
-                        "wrote before (to pack a dataset of your own, leave --synthetic out)")
-    raise DataError(f"{folder}: holds {len(extra)} synthetic pairs past pair {count - 1} (e.g. "
-                    f"{extra[0]}) from an earlier, larger --synthetic; pass its N again, or "
-                    "write into an empty DATAROOT")
+        raise DataError(f"{folder}: holds {counted(len(extra), 'file')} other than synthetic "
+                        f"pairs (e.g. {extra[0]}); --synthetic writes into an empty DATAROOT "
+                        "or one it wrote before (to pack a dataset of your own, leave "
+                        "--synthetic out)")
+    raise DataError(f"{folder}: holds {counted(len(extra), 'synthetic pair')} past pair "
+                    f"{count - 1} (e.g. {extra[0]}) from an earlier, larger --synthetic; pass "
+                    "its N again, or write into an empty DATAROOT")
 
 
 def _write_range(job: tuple) -> int:
