@@ -46,16 +46,61 @@ def create_dataset(args: argparse.Namespace, phase: str, *, pack_embedded: bool 
     unfinished = unfinished_pack_error(phase_dir)
     if unfinished:
         raise DataError(unfinished)
+    if not phase_dir.exists():
+        split = _split_given_as_dataroot(root, phase)
+        if split:
+            raise DataError(split)
     packed = [other for other in PHASES if is_packed(root / other)]
     if packed and not phase_dir.exists():
-        raise DataError(f"{root}: a pack without a {phase} split (it holds "
-                        f"{', '.join(packed)}); pack that split too: `fastp2p pack SOURCE "
-                        f"{root} --phase {phase}` with the options the others were packed with")
+        raise DataError(_pack_without_split(root, phase, packed))
     if args.dataset_mode == "two_folders":
         pairs = scan_two_folders(phase_dir, config, args.skip_bad, limit)
         return TwoFoldersDataset(pairs, config, swap)
     paths = scan_aligned(phase_dir, config, args.skip_bad, limit)
     return AlignedDataset(paths, config, swap)
+
+
+def _split_given_as_dataroot(root: Path, phase: str) -> str | None:
+    """What to say when ``--dataroot`` is one split (a pack's phase folder, or a folder of
+    images named like a split) instead of the folder holding the splits; else None. A folder
+    holding a split of its own is a dataset root whatever its name."""
+    from fastp2p.data.packed import PHASES, is_packed
+    if any((root / other).is_dir() for other in PHASES):
+        return None
+    if is_packed(root):
+        what = f"a pack's {root.name} split"
+    elif root.name in (phase, *PHASES):
+        what = f"a {root.name} split, not a dataset folder holding splits"
+    else:
+        return None
+    also = "" if root.name == phase else f" --phase {root.name}"
+    return f"{root} is {what}: pass --dataroot {root.parent}{also}"
+
+
+def _pack_without_split(root: Path, phase: str, packed: list[str]) -> str:
+    """What to say of a pack holding the splits ``packed`` but not ``phase``: the command that
+    packs it from the source the others were packed from, with their options (their index
+    records both); where that source has no such split (a --synthetic one holds train only),
+    the splits to read instead, or the command packing another dataset's split."""
+    from fastp2p.data.packed import pack_command_line, read_index
+    from fastp2p.data.synthetic import holds_synthetic_pairs
+    head = f"{root}: a pack without a {phase} split (it holds {', '.join(packed)})"
+    try:
+        index = read_index(root / packed[0])
+    except DataError:
+        index = {}
+    source = index.get("dataroot")
+    if isinstance(source, str) and source and (Path(source) / phase).is_dir():
+        return f"{head}; pack that split too: `{pack_command_line(root / phase, index)}`"
+    # DATAROOT stands for the dataset to pack the split from
+    command = pack_command_line(root / phase, dict(index, dataroot=None))
+    if not isinstance(source, str) or not source:
+        return f"{head}; pack that split too: `{command}`"
+    synthetic = (" (--synthetic writes a train split only)"
+                 if holds_synthetic_pairs(Path(source)) else "")
+    return (f"{head}, and its source {source} has no {phase} split to pack{synthetic}: pass "
+            f"--phase {' or --phase '.join(packed)} to read a split the pack holds, or pack "
+            f"another dataset's {phase} split into it: `{command}`")
 
 
 def _embedded_pack(root: Path, phase: str, load_size: int) -> Path:

@@ -355,9 +355,11 @@ class PackedDataset(torch.utils.data.Dataset):
         if config.load_size > stored:
             sizes = (f"--load_size {stored} (or less)" if config.crop_size <= stored
                      else f"--load_size and --crop_size of at most {stored}")
+            repack = pack_command_line(self.phase_dir, dict(self.index,
+                                                            load_size=config.load_size))
             raise DataError(f"{self.phase_dir}: packed at load_size {stored}, smaller than "
-                            f"--load_size {config.load_size}; pass {sizes}, or repack with "
-                            f"--load_size {config.load_size} --overwrite")
+                            f"--load_size {config.load_size}; pass {sizes}, or repack at that "
+                            f"size: `{repack} --overwrite`")
         # a smaller --load_size resizes the stored halves again (bicubic) before the crop: the
         # pixels are resampled twice, so close to, not equal to, the folders' single resize
         self.resize_to = config.load_size if config.load_size < stored else None

@@ -126,6 +126,11 @@ def _record_path(dataroot: Path, phase: str) -> Path:
     return dataroot / f".fastp2p-synthetic-{phase}.json"
 
 
+def holds_synthetic_pairs(dataroot: Path, phase: str = "train") -> bool:
+    """Whether ``--synthetic`` wrote pairs into ``dataroot/phase`` (its record is there)."""
+    return _record_path(Path(dataroot), phase).is_file()
+
+
 def _is_count(value) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
