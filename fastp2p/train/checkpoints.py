@@ -52,6 +52,10 @@ class CheckpointWriteError(RuntimeError):
     """Writing a checkpoint failed; the previous checkpoint files are unchanged."""
 
 
+class MissingCheckpoint(ValueError):
+    """A set has no file of the network asked for (its message says which sets there are)."""
+
+
 def describe_os_error(err: OSError) -> str:
     """``PATH: what the errno means`` (e.g. "No space left on device"); without a file name
     (an error raised by a library's own reader), the error's text. Where a file stands in a
@@ -366,9 +370,10 @@ class CheckpointFolder:
             f"records (generation {manifest['generation']}, step {manifest.get('step')}): the "
             f"set was mixed by hand or the file is damaged; {self.advice}")
 
-    def load_network(self, net: torch.nn.Module, label, which: str) -> Path:
-        """Load G or D of ``label``; checked against the manifest when there is one (files of
-        the reference implementation have none)."""
+    def read_network(self, label, which: str) -> tuple[Path, Mapping]:
+        """(the file G or D of ``label`` is loaded from, its state_dict), checked against the
+        manifest when there is one (files of the reference implementation have none) and
+        holding weights; for ``load_network``, or first to check options against it."""
         path = self.file(label, NETWORK_SUFFIXES[which])
         manifest = self.manifest(label)
         if manifest is not None:
@@ -377,7 +382,7 @@ class CheckpointFolder:
             state = load_safely(path, map_location="cpu")
         else:
             saved = self.loadable_sets(NETWORK_SUFFIXES[which])
-            raise ValueError(f"no checkpoint {path}: " + (
+            raise MissingCheckpoint(f"no checkpoint {path}: " + (
                 f"pick a saved set ({saved})" if saved
                 else f"train first (fastp2p train --name {self.path.name})"))
         if not isinstance(state, Mapping):
@@ -393,8 +398,17 @@ class CheckpointFolder:
         if bad is not None:  # fastp2p never saves one; other tools' files may hold a diverged run
             raise ValueError(f"{path}: {bad} holds NaN or Inf (the weights of a diverged run); "
                              f"{self.advice}")
+        return path, state
+
+    def load_network(self, net: torch.nn.Module, label, which: str, read=None) -> Path:
+        """Load G or D of ``label`` into ``net`` (``read``: what ``read_network`` returned for
+        it, when it was read already); returns the file. ``net`` may be built on the meta
+        device: a check, without memory, that the file fits the options it was built from."""
+        path, state = read if read is not None else self.read_network(label, which)
+        # A meta network takes the file's tensors (copying into one is a no-op torch warns of).
+        on_meta = any(parameter.is_meta for parameter in unwrap(net).parameters())
         try:
-            unwrap(net).load_state_dict(state)
+            unwrap(net).load_state_dict(state, assign=on_meta)
         except CheckpointMismatch as mismatch:
             from fastp2p.train.networks import options_saved_in
             saved = options_saved_in(state)

@@ -50,7 +50,8 @@ Translate a split (default: test) with CHECKPOINTS_DIR/NAME/EPOCH_net_G.pth and 
 real_A / fake_B / real_B images and an HTML index to RESULTS_DIR/NAME/PHASE_EPOCH/, and print
 the mean L1 of fake_B to real_B beside two baselines: the train split's mean image (a constant
 answer) and, when A and B have the same channels, real_A itself. Use the same model options
-(--netG, --ngf, --norm, --no_dropout, --input_nc, ...) as for training; without --dataroot the
+(--netG, --ngf, --norm, --no_dropout, --input_nc, ...) as for training (the generator's file
+is checked first, and one saved with others is refused naming them); without --dataroot the
 quick profile's defaults apply, matching `fastp2p train` without it. As the reference's test
 means to, each whole image is read at --crop_size (--load_size follows it unless given; the
 reference keeps 256 even for another --crop_size): a DATAROOT packed at a larger load size
@@ -104,8 +105,7 @@ def run(args: argparse.Namespace) -> int:
         require_packages("test", ("PIL", "tqdm") + (() if args.dataroot else ("skimage",)),
                          extra="data")
     except MissingPackage as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+        return _refused(err)
     from fastp2p.train.cpu_threads import apply_thread_choice, choose_threads
     from fastp2p.train.distributed import launched_world_size, resolve_device
     from fastp2p.train.image_sizes import check_options_fit_unet
@@ -126,13 +126,20 @@ def run(args: argparse.Namespace) -> int:
         ignored = apply_reference_options(args, "test")
         check_trackers_installed(args)
         device = resolve_device(args.device)
+        generator = _generator_of_options(args)
+    except ValueError as err:
+        return _refused(err)
+    try:  # an error of the file or of other model options exits 1, as a load always did
+        saved = _saved_generator(args, generator)
+    except (ValueError, OSError) as err:
+        return _failed(err)
+    try:
         check_options_fit_unet(args)
         check_networks_fit_memory(args, device, training=False)
         if "crop" in args.preprocess:  # the saved images' size is known: refuse before work
             aspect_ratio_size(args.crop_size, args.crop_size, args.aspect_ratio)
     except ValueError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+        return _refused(err)
     if ignored:
         print(ignored)
     threads = choose_threads(device.type, args.num_threads)
@@ -140,9 +147,13 @@ def run(args: argparse.Namespace) -> int:
     print(threads.summary)
     with contextlib.ExitStack() as resources:   # the loader's workers and the trackers
         try:
-            loader, netG, weights, out_dir, trackers = _set_up(args, device, threads, resources)
+            loader, netG, weights, out_dir, trackers = _set_up(args, device, threads, resources,
+                                                               saved)
         except (ValueError, OSError) as err:   # ValueError: a DataError too
             return _failed(err)
+        # the file's tensors (the meta generator took them too), loaded into netG: not kept
+        # through the translation
+        del saved, generator
         # The stop requests are handled until the command returns: closing the loader and the
         # trackers inside them, a request arriving then is ignored instead of cutting that short
         # (a traceback at exit, loader workers left to the interpreter's exit hooks).
@@ -166,14 +177,49 @@ def _refuse_torchrun(processes: int) -> None:
                          "(--device cuda:N or --gpu_ids N picks the GPU)")
 
 
-def _set_up(args, device, threads, resources: contextlib.ExitStack):
+def _generator_of_options(args):
+    """The generator the model options build, on the meta device (no memory, no weights): what
+    the file to be loaded is checked against before anything else. ValueError for a --netG
+    that names none."""
+    import torch
+
+    from fastp2p.train.networks import generator_from_options
+
+    with torch.device("meta"):
+        return generator_from_options(args, torch.device("meta"))
+
+
+def _saved_generator(args, generator):
+    """(the run's CheckpointFolder, what its ``read_network`` read: the generator's file of
+    --epoch / --load_iter and its state_dict), once the state_dict was found to fit
+    ``generator`` (``_generator_of_options``). Checked before the data and the image sizes:
+    where other model options trained the run, their checks would ask for changes one at a
+    time (a --load_size, then the --netG of a --crop_size) before the load named the options
+    the file was trained with. ValueError or OSError, as the load raises them, otherwise;
+    where there is no such file, None for the file read: the load says so, after the checks
+    of the options and the data, as before (a run not trained yet hides none of them)."""
+    from fastp2p.train.checkpoints import CheckpointFolder, MissingCheckpoint
+
+    advice = ("test another saved --epoch, or get a good one by training again: `fastp2p "
+              f"train --name {args.name} --continue_train --epoch N` from an intact set N "
+              "writes new latest_* files")
+    folder = CheckpointFolder(args.checkpoints_dir, args.name, advice)
+    try:
+        read = folder.read_network(args.epoch, "G")
+    except MissingCheckpoint:
+        return folder, None
+    folder.load_network(generator, args.epoch, "G", read)
+    return folder, read
+
+
+def _set_up(args, device, threads, resources: contextlib.ExitStack, saved):
     """(loader, generator with its weights loaded, the weights' file, results folder,
-    trackers); ``resources`` closes the loader and the trackers."""
+    trackers); ``saved``: ``_saved_generator``'s (folder, file read). ``resources`` closes
+    the loader and the trackers."""
     import torch
 
     from fastp2p.data import create_dataloader, create_dataset
     from fastp2p.data.create import packed_mode_note, packed_resize_note
-    from fastp2p.train.checkpoints import CheckpointFolder
     from fastp2p.train.image_sizes import check_images_fit_unet
     from fastp2p.train.networks import generator_from_options
     from fastp2p.train.reference_options import describe_networks, results_folder_name
@@ -192,11 +238,8 @@ def _set_up(args, device, threads, resources: contextlib.ExitStack):
                                num_workers=threads.loader_workers, seed=args.seed)
     resources.callback(loader.close)
     netG = generator_from_options(args, device)
-    advice = ("test another saved --epoch, or get a good one by training again: `fastp2p "
-              f"train --name {args.name} --continue_train --epoch N` from an intact set N "
-              "writes new latest_* files")
-    folder = CheckpointFolder(args.checkpoints_dir, args.name, advice)
-    weights = folder.load_network(netG, args.epoch, "G")
+    folder, read = saved
+    weights = folder.load_network(netG, args.epoch, "G", read)
     trained_otherwise = changed_options(args, folder.path / OPTIONS_FILE, ("direction",))
     if trained_otherwise:  # the reference translates the other way without a word
         print(f"note: translates the other way than the run was trained ({trained_otherwise}"
@@ -210,6 +253,12 @@ def _set_up(args, device, threads, resources: contextlib.ExitStack):
     if args.eval:
         netG.eval()
     return loader, netG, weights, out_dir, trackers
+
+
+def _refused(err: Exception) -> int:
+    """Say in one line why the options are refused, before anything ran; its exit code."""
+    print(f"error: {err}", file=sys.stderr)
+    return 2
 
 
 def _failed(err: Exception) -> int:
