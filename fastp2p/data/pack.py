@@ -47,6 +47,12 @@ def pair_bytes(load_size: int) -> int:
     return load_size * 2 * load_size * CHANNELS
 
 
+def shard_files(phase_dir: Path) -> list:
+    """The shard files in a pack's phase folder: colour (shard-NNNNN.u8) and --gray ones
+    (gray-NNNNN.u8), whatever plan wrote them."""
+    return [*phase_dir.glob("shard-*.u8"), *phase_dir.glob("gray-*.u8")]
+
+
 def usable_cpus() -> int:
     """CPUs this process may run on (its affinity mask, where the platform has one): the
     default number of packing workers."""
@@ -319,8 +325,7 @@ def _pack_into(dataroot: Path, phase_dir: Path, phase: str, jobs: list, load_siz
     todo = [job for job in jobs if job["file"] not in done]
     planned = {job[key] for job in jobs for key in ("file", "gray_file")[:1 + gray]}
     # shards of an earlier, longer plan, or grayscale shards of one with --gray
-    stale = [shard for shard in [*phase_dir.glob("shard-*.u8"), *phase_dir.glob("gray-*.u8")]
-             if shard.name not in planned]
+    stale = [shard for shard in shard_files(phase_dir) if shard.name not in planned]
     state_path = phase_dir / STATE_NAME
     if not todo and not stale and not state_path.exists():
         unchanged = _index_if_unchanged(phase_dir, _index(

@@ -231,15 +231,15 @@ def _refuse_without_room(dataroot, out, count: int, load_size: int, gray: bool) 
     it refuses only what cannot fit; a disk that fills up anyway is the write's error, and the
     re-run resumes."""
     from fastp2p.data.errors import DataError
-    from fastp2p.data.pack import pair_bytes
+    from fastp2p.data.pack import pair_bytes, shard_files
     from fastp2p.data.synthetic import MIN_PAIR_FILE_BYTES, pairs_present
 
     pairs = dataroot / "train"
     wanted = [(pairs, (count - pairs_present(pairs, count)) * MIN_PAIR_FILE_BYTES,
                "the pair files")]
     if out is not None:
-        shards = [*(out / "train").glob("shard-*.u8"), *(out / "train").glob("gray-*.u8")]
-        earlier = sum(shard.stat().st_size for shard in shards if shard.is_file())
+        earlier = sum(shard.stat().st_size for shard in shard_files(out / "train")
+                      if shard.is_file())
         packed = count * pair_bytes(load_size) * (4 if gray else 3) // 3
         wanted.append((out / "train", max(0, packed - earlier),
                        f"their pack at --load_size {load_size}"))
