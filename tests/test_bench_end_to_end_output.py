@@ -1,7 +1,7 @@
-"""What the benchmark's end-to-end section prints: the trainer's lines, but none of those that
-name the job's temporary folder. Before: each job printed where `fastp2p train` had put its
-checkpoints, samples, loss plot, loss log and page, about ten lines pointing into a folder
-removed when the job ended."""
+"""What the benchmark's end-to-end section prints: the trainer's lines, but none that name the
+job's temporary folder. Before: each job printed where `fastp2p train` had put its checkpoints,
+samples, loss plot, loss log and page, lines pointing into a folder removed when the job ended;
+the trainer now leaves them out of its summary when the job asks (no filter of the text)."""
 import pytest
 
 from fastp2p.bench.end_to_end import EndToEndSettings, end_to_end_job

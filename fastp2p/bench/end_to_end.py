@@ -18,9 +18,9 @@ compared with), which is put back afterwards for the jobs that follow. A Ctrl-C 
 that the trainer caught, saved on and exited on stops the whole bench, as it does between jobs;
 so does the trainer's second stop request (with the exit code ``fastp2p train`` gives it). Stop
 signals after that are ignored (``fastp2p.bench.stops``), so the job's temporary folder is
-removed and its processes stopped whatever arrives meanwhile. What the trainer prints is printed,
-but for the lines that name that folder (where its checkpoints, samples, loss plot, log and page
-are: about ten lines a job that pointed at nothing once the job ended).
+removed and its processes stopped whatever arrives meanwhile. The trainer's end summary leaves
+out the lines that name its files (``train_command.run``'s ``name_files``): they would point into
+that folder, removed with the job.
 """
 import contextlib
 import json
@@ -28,7 +28,6 @@ import os
 import shutil
 import signal
 import socket
-import sys
 import tempfile
 import time
 from dataclasses import dataclass
@@ -79,50 +78,13 @@ def make_packed_set(root: Path, pairs: int, load: int) -> Path:
 def temporary_folder(prefix: str):
     """A new temporary folder (a Path), removed when the block ends, even when a stop signal
     arrives meanwhile (``stops.deferred``): one during the removal left the packed set and the
-    checkpoints behind. Resolved, as the trainer resolves some of the paths it prints:
-    ``lines_not_naming`` finds the lines that name the folder by its text."""
-    folder = Path(tempfile.mkdtemp(prefix=prefix)).resolve()
+    checkpoints behind."""
+    folder = Path(tempfile.mkdtemp(prefix=prefix))
     try:
         yield folder
     finally:
         with deferred():
             shutil.rmtree(folder)
-
-
-class _LinesWithout:
-    """A text stream that passes whole lines to ``stream``, but not those holding ``text``."""
-
-    def __init__(self, stream, text: str):
-        self.stream, self.text, self.partial = stream, text, ""
-
-    def write(self, text: str) -> int:
-        *lines, self.partial = (self.partial + text).split("\n")
-        for line in lines:
-            self._pass(line + "\n")
-        return len(text)
-
-    def _pass(self, line: str) -> None:
-        if self.text not in line:
-            self.stream.write(line)
-
-    def end(self) -> None:
-        """Pass what is left of a line without its end."""
-        self._pass(self.partial)
-        self.partial = ""
-
-    def __getattr__(self, name):  # flush, isatty, fileno, encoding: the stream's
-        return getattr(self.stream, name)
-
-
-@contextlib.contextmanager
-def lines_not_naming(folder: Path):
-    """The body's printed lines (sys.stdout), but for those that name ``folder``."""
-    stream = _LinesWithout(sys.stdout, str(folder))
-    try:
-        with contextlib.redirect_stdout(stream):
-            yield
-    finally:
-        stream.end()
 
 
 def frequencies(steps: int, batch_images: int) -> dict:
@@ -170,7 +132,7 @@ def run_train(argv: list, skip_steps: int) -> tuple[int, dict]:
     times = StageTimes(skip_steps=skip_steps)
     try:
         with bench_thread_count():
-            code = train_command.run(args, times=times)
+            code = train_command.run(args, times=times, name_files=False)
     except Stopped:  # the bench's own handler, before or after the training loop
         raise
     except KeyboardInterrupt as request:
@@ -227,8 +189,7 @@ def _rank_main(rank: int, world_size: int, port: int, argv: list, skip: int, out
     os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world_size),
                       MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     torch.set_num_threads(threads)
-    with lines_not_naming(Path(out)):  # the job's temporary folder
-        code, figures = run_train(argv, skip)
+    code, figures = run_train(argv, skip)
     Path(out, f"rank{rank}.json").write_text(json.dumps({"code": code, **figures}))
 
 
@@ -268,8 +229,7 @@ def stop_processes(processes, grace_s: float = STOP_GRACE_S) -> None:
 def run_processes(argv: list, skip: int, world_size: int, work: Path) -> list:
     """Per-rank figures of ``fastp2p train ARGV`` on ``world_size`` processes."""
     if world_size == 1:
-        with lines_not_naming(work):
-            code, figures = run_train(argv, skip)
+        code, figures = run_train(argv, skip)
         ranks = [{"code": code, **figures}]
     else:
         threads = max(1, torch.get_num_threads() // world_size)

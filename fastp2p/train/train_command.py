@@ -136,9 +136,11 @@ def _check_fresh_run(args) -> None:
                          "pass --overwrite to start again in it)")
 
 
-def run(args: argparse.Namespace, times=None) -> int:
+def run(args: argparse.Namespace, times=None, name_files: bool = True) -> int:
     """``times``: a StageTimes to time the loop into (the benchmark's end-to-end section reads
-    it afterwards); by default one that skips the first step."""
+    it afterwards); by default one that skips the first step. ``name_files``: whether the end
+    summary names where the checkpoints, samples, loss plot, loss log and page are; the
+    benchmark's end-to-end job turns it off, as its run folder is removed with the job."""
     from fastp2p.optional_packages import MissingPackage, require_packages
 
     try:
@@ -319,16 +321,8 @@ def run(args: argparse.Namespace, times=None) -> int:
         if code == 0 and info.is_main:
             if times.describe():
                 say(("rank 0: " if info.world_size > 1 else "") + times.describe())
-            say(f"checkpoints: {checkpoints.path}/latest_net_G.pth (and latest_net_D.pth)")
-            if page is not None:
-                # name only what holds something (a resumed, finished run trains no step)
-                samples = (page.images if any(page.images.glob("*.png"))
-                           else "none (no training step ran)")
-                plot = page.loss_plot if page.loss_plot.exists() else "none (no losses logged)"
-                say(f"samples:     {samples}\nloss plot:   {plot}")
-            say(f"loss log:    {loss_log.path}")
-            if page is not None:
-                say(f"open:        {page.index.resolve()}")
+            if name_files:
+                _say_where_files_are(say, checkpoints, page, loss_log)
         return code
     except (ValueError, DataError, CheckpointWriteError) as err:
         print(f"error: {err}", file=sys.stderr)
@@ -344,6 +338,20 @@ def run(args: argparse.Namespace, times=None) -> int:
         engine = trainer = None  # noqa: F841
         shutdown_processes(info)
         folder_lock.release()
+
+
+def _say_where_files_are(say, checkpoints, page, loss_log) -> None:
+    """The end summary's lines naming the run's files; of the page's, only those that hold
+    something (a resumed, finished run trains no step)."""
+    say(f"checkpoints: {checkpoints.path}/latest_net_G.pth (and latest_net_D.pth)")
+    if page is not None:
+        samples = (page.images if any(page.images.glob("*.png"))
+                   else "none (no training step ran)")
+        plot = page.loss_plot if page.loss_plot.exists() else "none (no losses logged)"
+        say(f"samples:     {samples}\nloss plot:   {plot}")
+    say(f"loss log:    {loss_log.path}")
+    if page is not None:
+        say(f"open:        {page.index.resolve()}")
 
 
 def _refuse_unknown_train_state(state, path) -> None:
