@@ -338,11 +338,19 @@ class Trainer:
 
     def _last_good_checkpoint(self) -> str:
         """Lets a save in flight land (it is of good weights), then names what is on disk."""
-        self.writer.wait()
-        latest = self.checkpoints.manifest("latest")
+        return self._kept(self._latest_manifest())
+
+    def _kept(self, latest: dict | None) -> str:
+        """What is on disk, from the latest set's manifest (``_latest_manifest``)."""
         return (f"the last good checkpoint {self.checkpoints.path}/latest_* (step "
                 f"{latest['step']}) is unchanged" if latest is not None
                 else "no checkpoint was written")
+
+    def _latest_manifest(self) -> dict | None:
+        """Lets a save in flight land (it is of good weights), then reads the latest set's
+        manifest (None: no checkpoint was written)."""
+        self.writer.wait()
+        return self.checkpoints.manifest("latest")
 
     # ---- the loop ---------------------------------------------------------------------------
     def fit(self, loader, progress_bar=None) -> int:
@@ -381,12 +389,11 @@ class Trainer:
         """What ran out, what to lower (the networks fit: check_networks_fit_memory passed, so
         the batch's activations are what the step could not hold) and what is on disk."""
         args = self.args
-        kept = self._last_good_checkpoint()
-        again = ("resume with --continue_train" if self.checkpoints.manifest("latest") is not None
-                 else "run it again")
+        latest = self._latest_manifest()  # read once: for what to do, and for what is kept
+        again = "resume with --continue_train" if latest is not None else "run it again"
         return (f"out of memory at step {self.engine.steps + 1}, --batch_size "
                 f"{args.batch_size} ({first_line(err)}); lower --batch_size (or --crop_size, "
-                f"--ngf, --ndf), then {again}; {kept}")
+                f"--ngf, --ndf), then {again}; {self._kept(latest)}")
 
     def _say_on_every_rank(self, line: str) -> None:
         """``say`` on the main process; on the others (whose ``say`` prints nothing) to stderr
