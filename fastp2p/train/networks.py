@@ -151,12 +151,15 @@ def _parameters(network: torch.nn.Module) -> int:
     return sum(parameter.numel() for parameter in network.parameters())
 
 
-def network_parameters(args, *, discriminator: bool) -> dict:
+def network_parameters(args, *, discriminator: bool, generator=None) -> dict:
     """{"--ngf": the generator's parameters, "--ndf": the discriminator's (with
     ``discriminator``)}, counted on networks built on the meta device: the real architecture,
-    no memory."""
+    no memory. ``generator``: the generator of ``args`` where the caller built it already (test
+    builds it on the meta device to check the file against): counted, not built again."""
     with torch.device("meta"):
-        counts = {"--ngf": _parameters(build_generator(_generator_config(args)))}
+        if generator is None:
+            generator = build_generator(_generator_config(args))
+        counts = {"--ngf": _parameters(generator)}
         if discriminator:
             counts["--ndf"] = _parameters(build_discriminator(_discriminator_config(args)))
     return counts
@@ -175,7 +178,8 @@ def memory_of(device: torch.device) -> tuple[int, str] | None:
     return total, "this machine's physical memory"
 
 
-def check_networks_fit_memory(args, device: torch.device, *, training: bool) -> None:
+def check_networks_fit_memory(args, device: torch.device, *, training: bool,
+                              generator=None) -> None:
     """ValueError naming --ngf (and --ndf) and the estimate when the networks' parameters alone
     cannot fit, checked before anything is allocated (a large --ngf ended in torch's
     allocation traceback, or, where the memory was granted lazily, with the kernel's
@@ -184,10 +188,11 @@ def check_networks_fit_memory(args, device: torch.device, *, training: bool) -> 
     the CPU, times the processes of a torchrun job on this machine, which train side by side.
     On a GPU, each network is built in the machine's memory first, so the larger one's weights
     must also fit there. A lower bound: a run that passes may still run out of memory
-    (``_built_on`` then says so in one line; in a step, torch's error does)."""
+    (``_built_on`` then says so in one line; in a step, torch's error does). ``generator``: as
+    ``network_parameters`` takes it."""
     from fastp2p.train.cpu_threads import local_processes
 
-    counts = network_parameters(args, discriminator=training)
+    counts = network_parameters(args, discriminator=training, generator=generator)
     parameters = sum(counts.values())
     options = " ".join(f"{option} {getattr(args, option[2:])}" for option in counts)
     advice = f"lower {max(counts, key=counts.get)}"

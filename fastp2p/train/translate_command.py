@@ -135,7 +135,7 @@ def run(args: argparse.Namespace) -> int:
         return _failed(err)
     try:
         check_options_fit_unet(args)
-        check_networks_fit_memory(args, device, training=False)
+        check_networks_fit_memory(args, device, training=False, generator=generator)
         if "crop" in args.preprocess:  # the saved images' size is known: refuse before work
             aspect_ratio_size(args.crop_size, args.crop_size, args.aspect_ratio)
     except ValueError as err:
@@ -179,8 +179,8 @@ def _refuse_torchrun(processes: int) -> None:
 
 def _generator_of_options(args):
     """The generator the model options build, on the meta device (no memory, no weights): what
-    the file to be loaded is checked against before anything else. ValueError for a --netG
-    that names none."""
+    the file to be loaded is checked against before anything else, and whose parameters the
+    memory check counts. ValueError for a --netG that names none."""
     import torch
 
     from fastp2p.train.networks import generator_from_options
