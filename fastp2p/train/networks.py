@@ -8,6 +8,7 @@ families from the same config.
 """
 import os
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import NamedTuple, Optional
 
 import torch
@@ -165,17 +166,45 @@ def network_parameters(args, *, discriminator: bool, generator=None) -> dict:
     return counts
 
 
-def memory_of(device: torch.device) -> tuple[int, str] | None:
+# Where a container's memory limit is read: cgroup v2's file, then v1's (a process in a
+# container sees its own control group at this root).
+CGROUP_MEMORY_LIMIT_FILES = (Path("/sys/fs/cgroup/memory.max"),
+                             Path("/sys/fs/cgroup/memory/memory.limit_in_bytes"))
+
+
+def cgroup_memory_limit(files=None) -> int | None:
+    """The lowest memory limit, in bytes, of those ``files`` set (by default
+    ``CGROUP_MEMORY_LIMIT_FILES``); None where none does: no such file, an unreadable one, or
+    v2's "max" (no limit; v1 writes a number near 2**63 instead, larger than any memory)."""
+    limits = []
+    for path in CGROUP_MEMORY_LIMIT_FILES if files is None else files:
+        try:
+            text = Path(path).read_text().strip()
+        except (OSError, UnicodeDecodeError):
+            continue
+        if text.isdigit() and int(text) > 0:
+            limits.append(int(text))
+    return min(limits, default=None)
+
+
+def memory_of(device: torch.device, cgroup_files=None) -> tuple[int, str] | None:
     """(bytes, what they are) of the memory ``device`` computes in: a GPU's total memory, or
-    this machine's physical memory; None where that is unknown."""
+    this machine's physical memory or, where lower, the memory limit of this process's control
+    group (a container's: ``cgroup_memory_limit(cgroup_files)``); None where neither is
+    known."""
     if device.type == "cuda":
         total = torch.cuda.get_device_properties(device).total_memory
         return total, f"{device}'s total memory"
+    known = []
     try:
-        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+        known.append((os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"),
+                      "this machine's physical memory"))
     except (AttributeError, ValueError, OSError):  # no sysconf, or no such name here
-        return None
-    return total, "this machine's physical memory"
+        pass
+    limit = cgroup_memory_limit(cgroup_files)
+    if limit is not None:
+        known.append((limit, "the memory limit of this process's cgroup"))
+    return min(known, default=None)
 
 
 def check_networks_fit_memory(args, device: torch.device, *, training: bool,

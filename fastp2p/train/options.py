@@ -77,8 +77,9 @@ def add_model_arguments(parser: argparse.ArgumentParser, *, torchrun: bool = Tru
     group.add_argument("--ngf", type=filters, default=QuickDefault(64, 16),
                        help="generator filters in the last conv layer; a width whose weights "
                             "(in train with --ndf's, gradients and Adam moments: 16 bytes a "
-                            "parameter) exceed the memory (the GPU's, or physical RAM) is "
-                            "refused before anything runs (default %(default)s)")
+                            "parameter) exceed the memory (the GPU's; on the CPU, physical RAM "
+                            "or a lower cgroup memory limit, as in a container) is refused "
+                            "before anything runs (default %(default)s)")
     group.add_argument("--ndf", type=filters, default=QuickDefault(64, 16),
                        help="discriminator filters in the first conv layer; train checks "
                             "it against the memory with --ngf (default %(default)s)")
