@@ -86,7 +86,7 @@ def test_the_users_stop_inside_an_end_to_end_job_stops_the_bench(code, monkeypat
 
     calls = []
 
-    def stopped_by_the_user(args, times):
+    def stopped_by_the_user(args, times, name_files):
         calls.append(args.batch_size)
         return code     # what train returns after saving on Ctrl-C (130) or SIGTERM (143)
 

@@ -255,7 +255,7 @@ def test_the_trainers_second_stop_request_names_the_folder_gone(monkeypatch, tmp
                                                                 request_type, exit_code):
     from fastp2p.train import train_command
 
-    def second_request(args, times):
+    def second_request(args, times, name_files):
         raise request_type("a second stop request: stopped at once, without saving; "
                            "--continue_train resumes from the last set saved")
     monkeypatch.setattr(train_command, "run", second_request)

@@ -57,7 +57,7 @@ def test_a_stop_before_any_job_finished_says_nothing_was_saved(tmp_path, monkeyp
 def test_a_stop_inside_end_to_end_says_its_checkpoint_is_gone(monkeypatch, tmp_path):
     from fastp2p.train import train_command
 
-    monkeypatch.setattr(train_command, "run", lambda args, times: 128 + signal.SIGTERM)
+    monkeypatch.setattr(train_command, "run", lambda args, times, name_files: 128 + signal.SIGTERM)
     monkeypatch.setattr(end_to_end, "make_packed_set", lambda root, pairs, load: tmp_path)
     monkeypatch.setattr(suite, "measure_ceilings", lambda device, log: {})
     settings = suite.SuiteSettings(

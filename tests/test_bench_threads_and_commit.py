@@ -53,7 +53,7 @@ def test_thread_count_is_restored_when_train_changes_it_anyway(torch_threads, mo
 
     torch.set_num_threads(2)
 
-    def changes_threads(args, times):
+    def changes_threads(args, times, name_files):
         torch.set_num_threads(1)
         return 0
 
