@@ -6,8 +6,6 @@ Ctrl-C while a command loads them is the command's to report. The custom ops
 (``torch.ops.fastp2p.*``, e.g. for a saved ``torch.export`` program) are registered by
 ``import fastp2p.ops``, which every network imports.
 """
-import importlib
-
 __version__ = "0.1.0"
 
 _PUBLIC = {"GANLoss": "fastp2p.nn", "PatchDiscriminator": "fastp2p.nn",
@@ -18,6 +16,8 @@ __all__ = sorted([*_PUBLIC, "__version__"])
 
 
 def __getattr__(name):
+    import importlib  # here, not at module level: dir(fastp2p) lists public names only
+
     if name in _PUBLIC:
         value = getattr(importlib.import_module(_PUBLIC[name]), name)
     else:  # a subpackage used as an attribute (fastp2p.nn.UNet after a bare import fastp2p)
