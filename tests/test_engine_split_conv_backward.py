@@ -12,7 +12,7 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 
 from fastp2p.ops import split_conv_backward as split_conv
-from fastp2p.train.engine import Pix2PixEngine, _check_single_process_cuda
+from fastp2p.train.engine import Pix2PixEngine, _check_single_process
 from helpers.stream_recorders import RecordingStreams, RecordingWgradStreams
 from helpers.train_helpers import gradients, loss_curve, random_batches, tiny_networks
 from helpers.triton_interpreter import KERNELS
@@ -58,7 +58,7 @@ def test_split_conv_backward_is_refused_with_distributed_data_parallel():
     with pytest.raises(ValueError, match="^split_conv_backward=True is not supported with "
                                          "DistributedDataParallel; use "
                                          "split_conv_backward=False for multi-process"):
-        _check_single_process_cuda("split_conv_backward", "", torch.device("cuda"), wrapped)
+        _check_single_process("split_conv_backward", "", wrapped)
 
 
 @pytest.mark.parametrize("side_streams", [False, True], ids=["", "side-streams"])

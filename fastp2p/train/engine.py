@@ -81,13 +81,22 @@ def unwrap(net: torch.nn.Module) -> torch.nn.Module:
     return net.module if isinstance(net, DistributedDataParallel) else net
 
 
-def _check_single_process_cuda(option: str, off_hint: str, device: torch.device,
-                               *nets: torch.nn.Module) -> None:
-    """A one-line ValueError where ``option=True`` cannot run: it needs a CUDA device and one
-    process (DistributedDataParallel's gradient hooks cannot be captured or forked)."""
-    if device.type != "cuda":
-        raise ValueError(f"{option}=True needs the networks on a CUDA device, they are on "
-                         f"{device}; use {option}=False{off_hint}")
+def _check_cuda_options(device: torch.device, given: dict) -> None:
+    """One ValueError naming every CUDA-only setting in ``given`` (name: (value, value off
+    CUDA)) where the networks are not on a CUDA device, so a caller fixes them in one round."""
+    if device.type == "cuda":
+        return
+    wrong = [(name, value, fix) for name, (value, fix) in given.items() if value != fix]
+    if wrong:
+        asked = " and ".join(f"{name}={value!r}" for name, value, _ in wrong)
+        fixes = " and ".join(f"{name}={fix!r}" for name, _, fix in wrong)
+        raise ValueError(f"{asked} need{'s' if len(wrong) == 1 else ''} the networks on a "
+                         f"CUDA device, they are on {device}; use {fixes}")
+
+
+def _check_single_process(option: str, off_hint: str, *nets: torch.nn.Module) -> None:
+    """A one-line ValueError where ``option=True`` cannot run: it needs one process
+    (DistributedDataParallel's gradient hooks cannot be captured or forked)."""
     if any(isinstance(net, DistributedDataParallel) for net in nets):
         raise ValueError(f"{option}=True is not supported with DistributedDataParallel; "
                          f"use {option}=False{off_hint} for multi-process training")
@@ -116,16 +125,18 @@ class Pix2PixEngine:
             raise ValueError("netG and netD must both have parameters")
         self.device = params_G[0].device
         is_cuda = self.device.type == "cuda"
+        # optimizer_overlap and master_weights check their devices themselves (below)
+        _check_cuda_options(self.device, {
+            "precision": (precision, "fp32"), "cuda_graph": (cuda_graph, False),
+            "side_streams": (side_streams, False),
+            "split_conv_backward": (split_conv_backward, False)})
         for option, on, off_hint in (("cuda_graph", cuda_graph, " (--no-graphs)"),
                                      ("side_streams", side_streams, ""),
                                      ("split_conv_backward", split_conv_backward, "")):
             if on:
-                _check_single_process_cuda(option, off_hint, self.device, netG, netD)
+                _check_single_process(option, off_hint, netG, netD)
         if optimizer_overlap:  # before master_weights' own checks: it names both options
             overlap_streams = overlap.overlap_streams(self.device, master_weights, netG, netD)
-        if precision == "bf16" and not is_cuda:
-            raise ValueError("precision='bf16' is the CUDA fast path; on "
-                             f"{self.device} use precision='fp32'")
         if master_weights:
             from fastp2p.train.master_weights_adam import check_master_weights_device
             check_master_weights_device(self.device, netG, netD)
@@ -254,12 +265,14 @@ class Pix2PixEngine:
         torch.autograd.graph.increment_version(self._written_by_step)
 
     def read_losses(self) -> dict:
-        """Losses averaged over the steps since the last read (syncs with the device).
+        """Losses averaged over the steps since the last read (syncs with the device); an
+        empty dict when no step has run since (no average to give: NaN would read as a
+        diverged run).
 
         Names and scaling as the reference logs them: G_L1 includes the lambda factor.
         """
         if self._steps_since_read == 0:
-            return {name: float("nan") for name in LOSS_NAMES}
+            return {}
         sums = self._loss_sums.tolist()
         self._loss_sums.zero_()
         count, self._steps_since_read = self._steps_since_read, 0
@@ -517,9 +530,13 @@ class Pix2PixEngine:
 
     def _check_batch(self, real_A, real_B):
         for name, t in (("real_A", real_A), ("real_B", real_B)):
-            if not isinstance(t, torch.Tensor) or t.dim() != 4 or not t.is_floating_point():
+            if not isinstance(t, torch.Tensor) or t.dim() != 4:
                 raise ValueError(f"{name} must be a floating N x C x H x W tensor, got "
                                  f"{getattr(t, 'shape', type(t).__name__)}")
+            if not t.is_floating_point():
+                raise ValueError(f"{name} must be a floating-point tensor, got {t.dtype}; "
+                                 "convert it with .float(), its values scaled to [-1, 1] as "
+                                 "the data loader's")
         if real_A.shape[0] != real_B.shape[0] or real_A.shape[2:] != real_B.shape[2:]:
             raise ValueError(f"real_A {tuple(real_A.shape)} and real_B {tuple(real_B.shape)} "
                              "must have the same batch size and spatial size")
