@@ -14,6 +14,8 @@ from typing import NamedTuple
 
 import torch
 
+from fastp2p.nn.checks import with_article
+
 _WRAPPER_PREFIXES = ("module.", "_orig_mod.")
 _STAT_SUFFIXES = ("running_mean", "running_var", "num_batches_tracked")
 _MAX_KEYS_SHOWN = 6
@@ -105,8 +107,8 @@ def read_state_dict(source, map_location="cpu", tensor_keys=None) -> OrderedDict
         checked = tensor_keys is None or _strip_wrapper_prefixes(key) in tensor_keys
         if checked and not isinstance(value, torch.Tensor):
             raise NotATensorEntry(
-                f"{where} is not a network's state_dict: {key!r} holds a "
-                f"{type(value).__name__}, not a tensor (a training checkpoint bundling other "
+                f"{where} is not a network's state_dict: {key!r} holds "
+                f"{with_article(type(value).__name__)}, not a tensor (a training checkpoint bundling other "
                 "values?); pass the network's own state_dict, as saved by "
                 "torch.save(net.state_dict(), path)")
     return with_metadata(((_strip_wrapper_prefixes(k), v) for k, v in state_dict.items()),

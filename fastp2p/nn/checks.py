@@ -50,6 +50,13 @@ def _check_sizes(x, expected_channels: int, name: str, spatial_multiple: int) ->
                          f"(e.g. to {max(spatial_multiple, 256)}x{max(spatial_multiple, 256)})")
 
 
+def with_article(word: str) -> str:
+    """``word`` after "a" or "an", by its first letter ("an int", "an OrderedDict", "a dict");
+    an acronym of capitals starting with U is read "you" ("a UNet")."""
+    vowel = word[:1].lower() in "aeiou" and not word[:2].isupper()
+    return f"{'an' if vowel and word else 'a'} {word}"
+
+
 def whole_number(name: str, value, minimum: int, why: str = "") -> int:
     """``value`` as a plain int: any integral type the reference's constructors take (numpy's
     too, via ``operator.index``), but not a bool (``True`` is no size); ValueError unless it is

@@ -24,6 +24,7 @@ import torch.nn.functional as F
 
 from fastp2p.kernels.conv_fused_types import IDENTITY, InputTransform
 from fastp2p.nn.batch_statistics import updates_running_stats, uses_running_stats
+from fastp2p.nn.checks import with_article
 from fastp2p.nn.folding import gradient_wanted
 from fastp2p.nn.fused import conv_norm, sequential_forward
 from fastp2p.ops import norm_act
@@ -162,7 +163,7 @@ def _fused_conv_norm(conv, norm, sources, transforms, weight, bias, slope: float
     name = _norm_name(norm)
     if output_activation != "none" and name != "none":  # (eval batch norm runs norm="none")
         raise ValueError(f"fused_conv_norm: output_activation={output_activation!r} is for a "
-                         f"layer without norm, got a {type(norm).__name__}")
+                         f"layer without norm, got {with_article(type(norm).__name__)}")
     geometry = dict(stride=conv.stride[0], padding=conv.padding[0], slope=slope,
                     transposed=isinstance(conv, nn.ConvTranspose2d),
                     output_activation=output_activation)
