@@ -21,7 +21,9 @@ def check_image_batch(x, *, expected_channels: int, module: torch.nn.Module, nam
     if x.dim() != 4:
         raise ValueError(f"{name} expects a 4-D tensor (N, C, H, W), got shape {tuple(x.shape)}")
     if not x.is_floating_point():
-        raise ValueError(f"{name} expects a floating-point tensor, got {x.dtype}")
+        raise ValueError(f"{name} expects a floating-point tensor, got {x.dtype}; convert it "
+                         "with .float() and scale it to [-1, 1], the range pix2pix networks "
+                         "take (8-bit images: x.float() / 127.5 - 1)")
     # (torch._C._get_tracing_state, not _is_tracing: torch.compile folds the former to None and
     # breaks its graph at the latter)
     if torch._C._get_tracing_state() is None:
@@ -40,14 +42,28 @@ def check_image_batch(x, *, expected_channels: int, module: torch.nn.Module, nam
 
 
 def _check_sizes(x, expected_channels: int, name: str, spatial_multiple: int) -> None:
-    if x.shape[1] != expected_channels:
-        raise ValueError(f"{name} expects {expected_channels} input channels, got {x.shape[1]} "
-                         f"(shape {tuple(x.shape)})")
+    channels = x.shape[1]
+    if channels != expected_channels:
+        fix = f"build {name} with input_nc={channels}"
+        if channels > expected_channels:
+            fix = (f"keep the first {expected_channels} with x[:, :{expected_channels}] (e.g. "
+                   f"an RGBA image's alpha channel dropped), or {fix}")
+        elif channels == 1:
+            fix = (f"repeat the one channel with x.expand(-1, {expected_channels}, -1, -1) (a "
+                   f"grayscale image), or {fix}")
+        raise ValueError(f"{name} expects {expected_channels} input channels, got {channels} "
+                         f"(shape {tuple(x.shape)}); {fix}")
     height, width = x.shape[-2:]
     if height % spatial_multiple or width % spatial_multiple or height == 0 or width == 0:
         raise ValueError(f"{name} needs height and width that are positive multiples of "
                          f"{spatial_multiple}, got {height}x{width}; resize or crop the input "
-                         f"(e.g. to {max(spatial_multiple, 256)}x{max(spatial_multiple, 256)})")
+                         f"(e.g. to {_nearest_multiple(height, spatial_multiple)}x"
+                         f"{_nearest_multiple(width, spatial_multiple)})")
+
+
+def _nearest_multiple(size: int, multiple: int) -> int:
+    """The positive multiple of ``multiple`` nearest ``size`` (halfway: the larger)."""
+    return max(1, (size + multiple // 2) // multiple) * multiple
 
 
 def with_article(word: str) -> str:
