@@ -57,9 +57,12 @@ from fastp2p.ops.switches import Switch
 
 _FOLDABLE_CONVS = (nn.Conv2d, nn.ConvTranspose2d)
 _folding = Switch()
-# ``with folding_disabled():`` keeps every norm on the statistics path inside the block (what
-# the benchmarks compare folding against).
-folding_disabled = _folding.off
+
+
+def folding_disabled():
+    """``with folding_disabled():`` keeps every norm on the statistics path inside the block,
+    in this thread (what the benchmarks compare folding against); folding resumes after it."""
+    return _folding.off()
 
 
 def gradient_wanted(module: nn.Module, x: torch.Tensor) -> bool:

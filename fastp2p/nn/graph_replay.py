@@ -240,6 +240,6 @@ def graphed(module: nn.Module) -> GraphedModule:
     >>> fake_B = translate(real_A)       # first call per input shape: eager + capture
     >>> fake_B = translate(next_A)       # later calls: one graph replay (+ input and output copy)
 
-    See this module's docstring for what a capture is specific to and when it is re-captured.
+    What a capture is specific to and when it is re-captured: ``help(fastp2p.nn.graph_replay)``.
     """
     return GraphedModule(module)

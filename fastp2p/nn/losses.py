@@ -65,6 +65,10 @@ class GANLoss(_ReferenceGANLoss):
         return label if self.gan_mode == "vanilla" else torch.promote_types(logits, label)
 
     def forward(self, prediction, target_is_real):
+        """The loss of the discriminator's logits ``prediction`` (any shape, floating point)
+        against the real label (``target_is_real`` true) or the fake one: a 0-dim tensor in
+        the reference loss's dtype (``reference_dtype``). Call the module, ``loss(prediction,
+        True)``, not this method."""
         if not isinstance(prediction, torch.Tensor) or not prediction.is_floating_point():
             raise ValueError("GANLoss expects the discriminator's floating-point logits, got "
                              f"{getattr(prediction, 'dtype', type(prediction).__name__)}")

@@ -92,6 +92,11 @@ class UNet(ReleasesReplacedWeights, RefusesScripting, ReferenceCheckpointMixin, 
     _infer_config = staticmethod(infer_unet_config)
 
     def forward(self, input):
+        """The translated images: ``input`` N x input_nc x H x W, floating point in [-1, 1]
+        (the parameters' dtype, or any under autocast), H and W multiples of 2**num_downs, any
+        memory format; returns N x output_nc x H x W in [-1, 1] (tanh), with the dtype and
+        memory format of the reference module's output. Call the module, ``G(input)``, not
+        this method."""
         if fx_tracing():
             return super().forward(input)
         check_image_batch(input, expected_channels=self.input_nc, module=self, name="UNet",
