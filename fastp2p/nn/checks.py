@@ -77,14 +77,31 @@ def whole_number(name: str, value, minimum: int, why: str = "") -> int:
     """``value`` as a plain int: any integral type the reference's constructors take (numpy's
     too, via ``operator.index``), but not a bool (``True`` is no size); ValueError unless it is
     >= ``minimum``. ``why``: said after the bound."""
-    try:
-        number = None if isinstance(value, (bool, np.bool_)) else operator.index(value)
-    except TypeError:
-        number = None
+    number = _plain_int(value)
     if number is None or number < minimum:
         bound = "a positive int" if minimum == 1 and not why else f"an int >= {minimum}{why}"
         raise ValueError(f"{name} must be {bound}, got {value!r}")
     return number
+
+
+def int_in_range(name: str, value, low: int, high: int, high_text: str, why: str = "") -> int:
+    """``value`` as a plain int (as ``whole_number`` takes it); ValueError, one line, unless
+    ``low <= value < high``. ``high_text``: how the message writes ``high`` ("2**64");
+    ``why``: said after the range."""
+    number = _plain_int(value)
+    if number is None or not low <= number < high:
+        raise ValueError(f"{name} must be an int in [{low}, {high_text}){why}, got {value!r}")
+    return number
+
+
+def _plain_int(value):
+    """``value`` as an int if it is of an integral type other than bool, else None."""
+    if isinstance(value, (bool, np.bool_)):
+        return None
+    try:
+        return operator.index(value)
+    except TypeError:
+        return None
 
 
 def positive_ints(**values) -> list:

@@ -39,8 +39,10 @@ from torch._C._functorch import maybe_current_level as _functorch_level
 from torch.autograd import forward_ad
 from torch.nn.parallel import DistributedDataParallel
 
+from fastp2p.kernels.dropout_rng import LOW32
 from fastp2p.nn.batch_statistics import (fused_ops_reproduce, updates_running_stats,
                                          uses_running_stats)
+from fastp2p.nn.checks import int_in_range
 from fastp2p.nn.folding import can_fold, conv_in_layout, folded_conv, gradient_wanted
 from fastp2p.nn.layer_walk import (REPRODUCED_LAYERS, Walk, backward_hook_dicts, cached_walk,
                                    conv_parameters_in_place, forward_hook_dicts)
@@ -142,8 +144,16 @@ def init_dropout_rng(module: nn.Module, device=None) -> None:
 
 def set_dropout_rng(module: nn.Module, seed: int, offset: int = 0) -> None:
     """Position ``module``'s counter-based dropout stream (its ``dropout_rng`` buffer) at
-    (seed, offset). Not read where the reference forward runs (torch.compile, torch.export,
+    (seed, offset). ``seed``: an int in [0, 2**64), as torch.manual_seed takes; the kernels
+    hash its low 32 bits (fastp2p.kernels.dropout_rng), which the buffer keeps. ``offset``: an
+    int in [0, 2**63), the buffer's int64 count of the elements drawn so far (the kernels add
+    it modulo 2**32). Anything else (a float, a bool, a negative value) is refused with a
+    ValueError. Not read where the reference forward runs (torch.compile, torch.export,
     torch.fx, torch.jit.trace): dropout there draws from torch's generator."""
+    seed = int_in_range("set_dropout_rng: seed", seed, 0, 2 ** 64, "2**64",
+                        " (the kernels use its low 32 bits)") & LOW32
+    offset = int_in_range("set_dropout_rng: offset", offset, 0, 2 ** 63, "2**63",
+                          " (an int64 count of the elements drawn)")
     with torch.no_grad():
         module.dropout_rng.copy_(torch.tensor([seed, offset], dtype=torch.int64))
 

@@ -112,5 +112,7 @@ class UNet(ReleasesReplacedWeights, RefusesScripting, ReferenceCheckpointMixin, 
         return unet_output(self, input, forward(self, input))
 
     def set_dropout_rng(self, seed: int, offset: int = 0) -> None:
-        """Position the dropout stream (e.g. restore it from a training checkpoint)."""
+        """Position the dropout stream (e.g. restore it from a training checkpoint): ``seed``
+        an int in [0, 2**64) (its low 32 bits are kept: all the kernels use), ``offset`` an int
+        in [0, 2**63); anything else raises ValueError (fastp2p.nn.fused.set_dropout_rng)."""
         set_dropout_rng(self, seed, offset)
