@@ -148,8 +148,8 @@ def read_state_dict(source, map_location="cpu", tensor_keys=None) -> OrderedDict
         if checked and not isinstance(value, torch.Tensor):
             raise NotATensorEntry(
                 f"{where} is not a network's state_dict: {key!r} holds "
-                f"{with_article(type(value).__name__)}, not a tensor (a training checkpoint bundling other "
-                "values?); pass the network's own state_dict, as saved by "
+                f"{with_article(type(value).__name__)}, not a tensor (a training checkpoint "
+                "bundling other values?); pass the network's own state_dict, as saved by "
                 "torch.save(net.state_dict(), path)")
     return with_metadata(((_strip_wrapper_prefixes(k), v) for k, v in state_dict.items()),
                          _unwrapped_metadata(getattr(state_dict, "_metadata", None)))
