@@ -129,8 +129,13 @@ def _jobs(compile_all: bool):
     for fold in (0, 1, 2, "tanh"):
         yield _bias_grad(fold)
     for affine, update in ((False, False), (True, True)):
-        yield conv_fused._conv_stats_finish_kernel, dict(AFFINE=affine, UPDATE_RUNNING=update,
-                                                         BLOCK_P=64, BLOCK_C=64)
+        yield conv_fused._conv_stats_finish_kernel, dict(FINISH=True, AFFINE=affine,
+                                                         UPDATE_RUNNING=update, BLOCK_P=64,
+                                                         BLOCK_C=64)
+    for block_c in (16, 64):  # conv_stats_finish's chunk merges (its split of many tiles)
+        yield conv_fused._conv_stats_finish_kernel, dict(FINISH=False, AFFINE=False,
+                                                         UPDATE_RUNNING=False, BLOCK_P=64,
+                                                         BLOCK_C=block_c)
 
 
 def _blocks(kernel, dtype):
