@@ -4,6 +4,8 @@ import argparse
 import math
 import os
 
+from fastp2p import cpu_info
+
 
 def _int_between(low: int, high: int, why_high: str = ""):
     """``why_high``: said after a value above ``high`` (": the reason")."""
@@ -61,10 +63,9 @@ def _worker_count(low: int, what: str):
     beyond that, ``what`` only take turns on them). The cores are counted when a value is
     given."""
     def parse(text: str) -> int:
-        from fastp2p.data.pack import usable_cpus  # numpy, torch: only when one is given
         from fastp2p.train.cpu_threads import most_loader_workers
 
-        cores = usable_cpus()
+        cores = cpu_info.usable_cpus()
         return _int_between(low, most_loader_workers(cores),
                             f": this process may run on {cores} core(s) "
                             f"(os.sched_getaffinity), and more {what} than cores (or than 4, "

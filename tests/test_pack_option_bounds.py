@@ -20,6 +20,7 @@ from PIL import Image
 
 import fastp2p.data.pack as pack_module
 import fastp2p.data.synthetic as synthetic
+from fastp2p import cpu_info
 from fastp2p.cli import main
 from fastp2p.option_types import pack_workers
 from helpers.data_helpers import make_aligned, synthetic_pack
@@ -165,7 +166,7 @@ def test_workers_past_the_usable_cores_are_an_option_error(tmp_path, capsys, mon
                                                            workers):
     """--workers 1000 started 1000 processes: at most one per usable core now, or 4 (as
     --num_threads) on fewer cores, where `--workers 2` stays accepted on one core."""
-    monkeypatch.setattr(pack_module, "usable_cpus", lambda: 8)
+    monkeypatch.setattr(cpu_info, "usable_cpus", lambda: 8)
     line = _refused([str(tmp_path / "d"), str(tmp_path / "o"), "--synthetic", "4",
                      "--workers", workers], capsys)
     assert "argument --workers:" in line, line
@@ -176,7 +177,7 @@ def test_workers_past_the_usable_cores_are_an_option_error(tmp_path, capsys, mon
 
 @pytest.mark.parametrize("cores,most", [(1, 4), (2, 4), (8, 8)])
 def test_the_most_pack_workers_are_as_many_as_loader_workers(monkeypatch, cores, most):
-    monkeypatch.setattr(pack_module, "usable_cpus", lambda: cores)
+    monkeypatch.setattr(cpu_info, "usable_cpus", lambda: cores)
     assert pack_workers(str(most)) == most
     with pytest.raises(argparse.ArgumentTypeError, match=f"must be <= {most}"):
         pack_workers(str(most + 1))

@@ -44,8 +44,7 @@ def test_overrides_win():
 
 
 def test_torchrun_processes_share_the_cores(monkeypatch):
-    import fastp2p.data.pack as pack
-    monkeypatch.setattr(pack, "usable_cpus", lambda: 8)
+    monkeypatch.setattr("fastp2p.cpu_info.usable_cpus", lambda: 8)
     choice = choose_threads("cpu", None, busy=False, environ={"LOCAL_WORLD_SIZE": "4"})
     assert (choice.torch_threads, choice.loader_workers) == (2, 0)
 

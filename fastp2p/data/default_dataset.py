@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from fastp2p import cpu_info
 from fastp2p.atomic_files import process_alive
 from fastp2p.cache_folder import NoCacheFolder, cache_root
 from fastp2p.data.errors import DataError
@@ -150,11 +151,11 @@ def packed_default_dataroot(root: Path, phase: str, load_size: int) -> Path:
     built once beside ``root`` in the cache. Training reads it instead of decoding and resizing
     every JPEG again each epoch (benchmarks/NOTES.md, "The first run on the 2-core AMD
     EPYC")."""
-    from fastp2p.data.pack import pack_phase, usable_cpus
+    from fastp2p.data.pack import pack_phase
     from fastp2p.data.packed import VERSION
 
     def pack(folder: Path) -> None:
-        pack_phase(root, folder, phase, load_size=load_size, workers=usable_cpus(),
+        pack_phase(root, folder, phase, load_size=load_size, workers=cpu_info.usable_cpus(),
                    progress=False)
     # the pack format's version in the name: a later fastp2p that reads another format builds
     # its own pack instead of finding one it refuses

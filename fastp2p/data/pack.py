@@ -28,6 +28,9 @@ from pathlib import Path
 import numpy as np
 
 from fastp2p.atomic_files import naming_the_file, remove_left_by_dead_processes, replacing
+# usable_cpus lives in fastp2p.cpu_info (option parsing counts the cores without numpy and
+# torch: patch it there); fastp2p.bench and benchmarks/bench_data.py still import it from here
+from fastp2p.cpu_info import usable_cpus  # noqa: F401
 from fastp2p.data.errors import DataError
 from fastp2p.data.folder_lock import packing_folder
 from fastp2p.data.folders import is_grayscale_file, open_pair, scan_aligned, scan_two_folders
@@ -51,15 +54,6 @@ def shard_files(phase_dir: Path) -> list:
     """The shard files in a pack's phase folder: colour (shard-NNNNN.u8) and --gray ones
     (gray-NNNNN.u8), whatever plan wrote them."""
     return [*phase_dir.glob("shard-*.u8"), *phase_dir.glob("gray-*.u8")]
-
-
-def usable_cpus() -> int:
-    """CPUs this process may run on (its affinity mask, where the platform has one): the
-    default number of packing workers."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:
-        return os.cpu_count() or 1
 
 
 def auto_pairs_per_shard(count: int, load_size: int) -> int:

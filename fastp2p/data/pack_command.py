@@ -4,6 +4,7 @@ import os
 import shutil
 import sys
 
+from fastp2p import cpu_info
 from fastp2p.byte_sizes import binary_size
 from fastp2p.option_types import pack_workers, plain_name, seed
 from fastp2p.terminal import is_terminal
@@ -116,7 +117,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
     from fastp2p.data.errors import DataError, counted
     from fastp2p.data.pack import (pack_phase, pair_bytes, refuse_foreign_index,
-                                   refuse_other_load_size, usable_cpus)
+                                   refuse_other_load_size)
     from fastp2p.data.packed import MAX_LOAD_SIZE, PHASES
 
     # --phase takes every word after it: DATAROOT and OUT given after it land in its list
@@ -140,7 +141,7 @@ def run(args: argparse.Namespace) -> int:
                      f"{args.load_size}")
     if args.pairs_per_shard is not None and args.pairs_per_shard < 1:
         parser.error(f"--pairs-per-shard must be >= 1, got {args.pairs_per_shard}")
-    workers = usable_cpus() if args.workers is None else args.workers
+    workers = cpu_info.usable_cpus() if args.workers is None else args.workers
     dataroot = Path(args.dataroot)
     writing = dataroot      # the folder an OSError that names no file (a write) was about
     out = None if args.out is None else Path(args.out)

@@ -22,9 +22,9 @@ from concurrent.futures import ThreadPoolExecutor
 import torch
 from torch.utils.data import BatchSampler, DistributedSampler
 
+from fastp2p import cpu_info
 from fastp2p.data.gpu_augment import augment_batch, use_kernel
 from fastp2p.data.loader import item_rng
-from fastp2p.data.pack import usable_cpus
 
 MAX_READERS = 8     # past this, more threads only add pinned memory: one reads ~10k pairs/s
 
@@ -32,7 +32,7 @@ MAX_READERS = 8     # past this, more threads only add pinned memory: one reads 
 def default_readers() -> int:
     """Reader threads: one per CPU this process may use (``os.sched_getaffinity``), at most
     MAX_READERS."""
-    return max(1, min(usable_cpus(), MAX_READERS))
+    return max(1, min(cpu_info.usable_cpus(), MAX_READERS))
 
 
 class PackedDeviceLoader:

@@ -30,6 +30,8 @@ import functools
 import os
 from dataclasses import dataclass
 
+from fastp2p import cpu_info
+
 THREAD_ENV_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
 MAX_WORKERS = 4  # the reference's --num_threads default
 
@@ -74,11 +76,9 @@ def choose_threads(device_type: str, num_threads_option, *, packed=False, cores=
     ``cores``, ``busy`` and ``environ`` default to this machine's (tests pass their own)."""
     import torch
 
-    from fastp2p.data.pack import usable_cpus
-
     environ = os.environ if environ is None else environ
     if cores is None:
-        cores = max(1, usable_cpus() // local_processes(environ))
+        cores = max(1, cpu_info.usable_cpus() // local_processes(environ))
     if num_threads_option is not None:
         workers, workers_from = num_threads_option, "--num_threads"
     elif device_type == "cuda":

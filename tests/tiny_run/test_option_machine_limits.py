@@ -20,7 +20,7 @@ HUGE_NGF = 2 ** 20  # the U-Net's widest weight alone: 2**53 bytes, on no machin
 
 
 def _cores(monkeypatch, count):
-    monkeypatch.setattr("fastp2p.data.pack.usable_cpus", lambda: count)
+    monkeypatch.setattr("fastp2p.cpu_info.usable_cpus", lambda: count)
 
 
 def _last_error_line(capsys):

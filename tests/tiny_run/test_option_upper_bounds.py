@@ -8,7 +8,7 @@ ran out. --num_threads's bound is this machine's (test_option_machine_limits.py)
 import pytest
 
 from fastp2p.cli import _subcommand_parser, build_parser, main
-from fastp2p.data.pack import usable_cpus
+from fastp2p.cpu_info import usable_cpus
 from fastp2p.data.packed import MAX_LOAD_SIZE
 from fastp2p.nn.discriminators import patch_logits_size
 from fastp2p.train.cpu_threads import most_loader_workers
