@@ -116,3 +116,12 @@ def test_files_without_a_manifest_load_as_they_are(tmp_path):
     assert _equal(fastp2p.UNet.from_checkpoint(tmp_path / "latest_net_G.pth"), _state(netG))
     with pytest.raises(FileNotFoundError):
         fastp2p.UNet.from_checkpoint(tmp_path / "5_net_G.pth")
+
+
+def test_the_read_side_names_the_sets_as_the_writer_does():
+    """fastp2p.nn.checkpoint_sets reads what fastp2p.train.checkpoints writes."""
+    from fastp2p.nn import checkpoint_sets
+    assert checkpoint_sets.MANIFEST_SUFFIX == checkpoints_module.MANIFEST_SUFFIX
+    assert checkpoint_sets.MANIFEST_FORMAT == checkpoints_module.MANIFEST_FORMAT
+    assert (set(checkpoint_sets.SET_FILE_SUFFIXES)
+            == set(checkpoints_module.SET_SUFFIXES) - {checkpoints_module.MANIFEST_SUFFIX})

@@ -10,7 +10,6 @@ import re
 from collections import OrderedDict
 from collections.abc import Mapping
 from os import PathLike
-from pathlib import Path
 from typing import NamedTuple
 
 import torch
@@ -79,45 +78,6 @@ def _first_bytes(source, count=4) -> bytes:
         return handle.read(count)
 
 
-def load_file(path, map_location="cpu"):
-    """``load_safely(path)``, except for a file of a fastp2p checkpoint set
-    (``NAME/LABEL_net_G.pth`` and the like, beside its manifest ``LABEL_checkpoint.json``),
-    loaded as the manifest records it, as ``fastp2p test`` and ``--continue_train`` load it
-    (fastp2p.train.checkpoints): after a save was killed between its commit and its renames,
-    that is the save's file still under its temporary name, not the previous save's file at
-    ``path``. Nothing is written (the next ``fastp2p train`` of the run finishes the renames).
-    Raises ValueError where neither ``path`` nor its temporary file is the file the manifest
-    records (a file put there by hand, or damaged), or where the manifest is unreadable. Such
-    files hold CPU tensors, loaded on the CPU whatever ``map_location``."""
-    recorded = _load_as_recorded(Path(path))
-    if recorded is not None:
-        return recorded
-    return load_safely(path, map_location=map_location)
-
-
-def _load_as_recorded(path: Path):
-    """The state the manifest beside ``path`` records for it, or None where there is no such
-    manifest, it lists no file of that name, or neither the file nor its temporary file exists
-    (then loading ``path`` says it is missing, as for any path)."""
-    # (imported here: fastp2p.train imports this module, and a plain inference needs no trainer)
-    from fastp2p.train.checkpoints import MANIFEST_SUFFIX, SET_SUFFIXES, CheckpointFolder
-    suffix = next((suffix for suffix in SET_SUFFIXES[1:] if path.name.endswith("_" + suffix)),
-                  None)
-    if suffix is None:
-        return None
-    label = path.name[:-len(suffix) - 1]
-    advice = (f"copy {path.name} out of the run's folder to load it as it is, or load another "
-              "of the run's checkpoints")
-    folder = CheckpointFolder(path.parent.parent, path.parent.name, advice=advice)
-    if not folder.file(label, MANIFEST_SUFFIX).is_file():
-        return None
-    manifest = folder.manifest(label)
-    entry = manifest["files"].get(path.name)
-    if entry is None or not (path.exists() or (path.parent / entry["staged"]).exists()):
-        return None
-    return folder._load_checked(label, suffix, manifest)
-
-
 class NotAStateDict(ValueError, TypeError):
     """What was given is not a mapping of names: a TypeError too, as torch's
     ``load_state_dict`` raises for a value that is not dict-like."""
@@ -136,6 +96,8 @@ def read_state_dict(source, map_location="cpu", tensor_keys=None) -> OrderedDict
     pass as they are (``load_state_dict(strict=False)``, where torch reports an extra entry
     such as ``"epoch": 3`` as an unexpected key, as for the reference)."""
     if isinstance(source, (str, PathLike)):
+        # (imported here: checkpoint_sets loads through this module's load_safely)
+        from fastp2p.nn.checkpoint_sets import load_file
         state_dict = load_file(source, map_location=map_location)
         where = f"checkpoint {str(source)!r}"
     else:

@@ -99,8 +99,8 @@ class ReferenceCheckpointMixin:
         discriminator's given for the generator) says what it looks like and which class loads
         it. Each error names the file (a path given) or says "the state_dict". A file of a
         fastp2p run's checkpoint set (``NAME/latest_net_G.pth`` beside its manifest) loads as
-        the manifest records it, as ``fastp2p test`` loads it (``fastp2p.nn.checkpoint.load_file``:
-        a save killed before its renames finished is still the latest save).
+        the manifest records it, as ``fastp2p test`` loads it: a save killed before its renames
+        finished is still the latest save (``fastp2p.nn.checkpoint_sets.load_file``).
         """
         state_dict = read_state_dict(source, map_location=map_location)
         where = (f"checkpoint {str(source)!r}" if isinstance(source, (str, PathLike))

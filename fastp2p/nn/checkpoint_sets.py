@@ -1,0 +1,121 @@
+"""Reading a fastp2p checkpoint set as its manifest records it, for every loader of its files.
+
+``fastp2p train`` saves each set (``CHECKPOINTS/NAME/LABEL_net_G.pth``, ``LABEL_net_D.pth``,
+``LABEL_train_state.pth``) with a manifest, ``LABEL_checkpoint.json``, naming each file's size,
+SHA-256 and temporary name (fastp2p.train.checkpoints writes them). The manifest is the commit
+point: a save killed after it and before its renames leaves the committed files under their
+temporary names, and a loader must take those, not the previous save's files still at the
+final names. This is the read side, in the nn layer so that ``from_checkpoint`` and
+``load_state_dict`` of a path (``load_file``) load what ``fastp2p test`` and ``--continue_train``
+load. Reading writes nothing: the next ``fastp2p train`` of the run finishes the renames.
+"""
+import hashlib
+from pathlib import Path
+
+from fastp2p.json_files import read_json
+from fastp2p.nn.checkpoint import load_safely
+
+MANIFEST_SUFFIX = "checkpoint.json"
+MANIFEST_FORMAT = "fastp2p-checkpoint"
+# the files of a set that a manifest lists, by the suffix after "LABEL_"
+SET_FILE_SUFFIXES = ("net_G.pth", "net_D.pth", "train_state.pth")
+_BLOCK = 1 << 22
+
+
+def matching_file(path: Path, entry: dict):
+    """An open handle of ``path`` (at offset 0) if its size and SHA-256 are ``entry``'s (a
+    manifest's record of a file); None otherwise, or if there is no such file."""
+    try:
+        handle = open(path, "rb")
+    except FileNotFoundError:
+        return None
+    digest, size = hashlib.sha256(), 0
+    for block in iter(lambda: handle.read(_BLOCK), b""):
+        digest.update(block)
+        size += len(block)
+    if size == entry["size"] and digest.hexdigest() == entry["sha256"]:
+        handle.seek(0)
+        return handle
+    handle.close()
+    return None
+
+
+def in_this_folder(name) -> bool:
+    """Whether a manifest's file name is a plain name directly in the checkpoint folder (no
+    folder part, not "", "." or ".."): a manifest written by hand must not make a loader read,
+    or a writer rename or remove, a file elsewhere."""
+    return isinstance(name, str) and name not in ("", ".", "..") and Path(name).name == name
+
+
+def read_manifest(path: Path, advice: str) -> dict:
+    """The manifest at ``path``, checked: its format, its generation (an int) and, for each
+    file it lists, size, SHA-256 and temporary name, all names of files in its folder. Raises
+    ValueError ending with ``advice`` (what the reader should do) for anything else."""
+    try:
+        manifest = read_json(path)
+        files = manifest["files"]
+        valid = (manifest.get("format") == MANIFEST_FORMAT
+                 and isinstance(manifest["generation"], int) and isinstance(files, dict)
+                 and all(isinstance(entry.get("size"), int)
+                         and isinstance(entry.get("sha256"), str)
+                         and isinstance(entry.get("staged"), str)
+                         for entry in files.values()))
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
+        raise ValueError(f"{path}: unreadable checkpoint manifest ({err}); {advice}") from None
+    if not valid:
+        raise ValueError(f"{path}: not a fastp2p checkpoint manifest; {advice}")
+    for name in (name for final, entry in files.items() for name in (final, entry["staged"])):
+        if not in_this_folder(name):
+            raise ValueError(f"{path}: not a fastp2p checkpoint manifest: it names {name!r}, "
+                             f"which is not a file of this folder; {advice}")
+    return manifest
+
+
+def load_recorded(folder: Path, label: str, suffix: str, manifest: dict, advice: str,
+                  map_location="cpu"):
+    """Load ``folder/LABEL_SUFFIX`` as ``manifest`` (its set's, from ``read_manifest``) records
+    it: the file itself, or the temporary file of a committed save whose rename did not happen
+    yet (``load_safely``: weights only). Raises ValueError ending with ``advice`` where the
+    manifest lists no such file or neither file is the one it records."""
+    final = Path(folder) / f"{label}_{suffix}"
+    entry = manifest["files"].get(final.name)
+    if entry is None:
+        raise ValueError(f"{Path(folder) / f'{label}_{MANIFEST_SUFFIX}'} does not list "
+                         f"{final.name}; {advice}")
+    # final, then the staged file, then final again: another process may be finishing the
+    # rename in between (fastp2p.train.checkpoints' prepare), and a rename is atomic
+    for candidate in (final, final.parent / entry["staged"], final):
+        handle = matching_file(candidate, entry)
+        if handle is not None:
+            with handle:
+                return load_safely(handle, map_location=map_location, name=str(final))
+    raise ValueError(
+        f"{final} is not the file its manifest {final.parent.name}/{label}_{MANIFEST_SUFFIX} "
+        f"records (generation {manifest['generation']}, step {manifest.get('step')}): the "
+        f"set was mixed by hand or the file is damaged; {advice}")
+
+
+def load_file(path, map_location="cpu"):
+    """``load_safely(path)``, except for a file of a fastp2p checkpoint set
+    (``NAME/LABEL_net_G.pth`` and the like, beside its manifest ``LABEL_checkpoint.json``),
+    loaded as the manifest records it (``load_recorded``), as ``fastp2p test`` and
+    ``--continue_train`` load it: after a save was killed between its commit and its renames,
+    that is the save's file still under its temporary name, not the previous save's file at
+    ``path``. Nothing is written. Raises ValueError where neither ``path`` nor its temporary
+    file is the file the manifest records (a file put there by hand, or damaged), or where the
+    manifest is unreadable; loading a file that is missing, like its temporary file, raises
+    FileNotFoundError as for any path."""
+    path = Path(path)
+    suffix = next((suffix for suffix in SET_FILE_SUFFIXES if path.name.endswith("_" + suffix)),
+                  None)
+    if suffix is not None:
+        label = path.name[:-len(suffix) - 1]
+        manifest_path = path.parent / f"{label}_{MANIFEST_SUFFIX}"
+        if manifest_path.is_file():
+            advice = (f"copy {path.name} out of the run's folder to load it as it is, or load "
+                      "another of the run's checkpoints")
+            manifest = read_manifest(manifest_path, advice)
+            entry = manifest["files"].get(path.name)
+            if entry is not None and (path.exists() or (path.parent / entry["staged"]).exists()):
+                return load_recorded(path.parent, label, suffix, manifest, advice, map_location)
+    return load_safely(path, map_location=map_location)
