@@ -333,7 +333,8 @@ class PackedDataset(torch.utils.data.Dataset):
     """Pairs from one packed phase folder, preprocessed like the folder datasets.
 
     While it lives (or until ``close``) it holds the pack's reading lock (``folder_lock``):
-    `fastp2p pack` refuses to rewrite the pack under it. A shard found changed anyway (a pack
+    `fastp2p pack` refuses to rewrite the pack under it; a pack it refuses (DataError from the
+    constructor) it lets go of as it raises. A shard found changed anyway (a pack
     copied over it, a read-only pack no lock guards) is said to be rewritten when index.json
     changed since it was read, and damaged otherwise."""
 
@@ -342,6 +343,17 @@ class PackedDataset(torch.utils.data.Dataset):
         self.phase_dir = Path(phase_dir)
         # locked before the index is read: the index and the shards stay as read
         self._lock = ReadingLock(self.phase_dir)
+        try:
+            self._open(config, swap, limit)
+        except BaseException:
+            # a refused pack is let go of at once, not when this half-built object is
+            # collected (the error's traceback holds it): the repack the error suggests
+            # may run next, in this process too
+            self._lock.close()
+            raise
+
+    def _open(self, config: "Preprocess", swap: bool, limit: int | None) -> None:
+        """Read the index and check it against ``config`` and the shards' sizes."""
         self._index_identity = _identity(self.phase_dir / INDEX_NAME)
         self.index = read_index(self.phase_dir)
         self.shape = pair_shape(self.index)
