@@ -49,14 +49,23 @@ def _scale_into(pixels: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
     return out.sub_(1)
 
 
-def check_crops_fit(height: int, width: int, crop_x, crop_y, crop_size: int) -> None:
+def check_crops_fit(height: int, width: int, crop_x, crop_y, crop_size: int, *,
+                    phase_dir=None, index=None) -> None:
     """ValueError unless every crop (``crop_x``/``crop_y``: int tensors of left/top corners)
     lies inside the stored halves of ``height`` x ``width``: a crop reaching past them would
-    leave part of the batch as whatever memory held before (or read another pair's pixels)."""
+    leave part of the batch as whatever memory held before (or read another pair's pixels).
+    ``phase_dir`` and ``index``: the pack the pairs were read from, which the message names
+    with the `fastp2p pack` command that repacks it large enough."""
     if crop_size > min(height, width):
-        raise ValueError(f"--crop_size {crop_size} is larger than the stored pairs' halves "
-                         f"({height}x{width}): pass a --crop_size <= {min(height, width)}, or "
-                         f"repack with --load_size >= {crop_size}")
+        if phase_dir is None:
+            where, repack = "", f"repack the pairs with --load_size >= {crop_size}"
+        else:
+            from fastp2p.data.packed import pack_command_line
+            command = pack_command_line(phase_dir, dict(index or {}, load_size=crop_size))
+            where, repack = f"{phase_dir}: ", f"repack at that size: `{command} --overwrite`"
+        raise ValueError(f"{where}--crop_size {crop_size} is larger than the stored pairs' "
+                         f"halves ({height}x{width}): pass a --crop_size <= "
+                         f"{min(height, width)}, or {repack}")
     if len(crop_x) and (int(crop_x.min()) < 0 or int(crop_y.min()) < 0
                         or int(crop_x.max()) > width - crop_size
                         or int(crop_y.max()) > height - crop_size):
@@ -94,12 +103,14 @@ def augment_pairs_torch(pairs, crop_x, crop_y, flip, *, crop_size, swap=False,
 
 
 def augment_batch(pairs: torch.Tensor, config: Preprocess, rngs, *, swap: bool = False,
-                  dtype: torch.dtype = torch.float32, device=None) -> dict:
+                  dtype: torch.dtype = torch.float32, device=None, phase_dir=None,
+                  index=None) -> dict:
     """``{"A", "B"}``: (N, 3, crop, crop) ``dtype`` tensors in [-1, 1] (channels-last memory).
 
     ``pairs``: uint8 (N, H, 2W, 3) from ``read_batch`` (pinned, for an asynchronous copy);
     ``rngs``: one generator per pair; ``swap``: BtoA; ``device``: where to compute (default:
-    where ``pairs`` is).
+    where ``pairs`` is); ``phase_dir``, ``index``: the pack they were read from, for the
+    message of crops larger than the pairs (``check_crops_fit``).
     """
     if config.mode != "resize_and_crop":
         raise ValueError(f"augment_batch does the crop and flip of --preprocess resize_and_crop "
@@ -113,7 +124,8 @@ def augment_batch(pairs: torch.Tensor, config: Preprocess, rngs, *, swap: bool =
                          f"{tuple(pairs.shape)} pairs and {len(rngs)} generators")
     height, width = pairs.shape[1], pairs.shape[2] // 2
     crop_x, crop_y, flip = draw_crop_flips(config, height, width, rngs)
-    check_crops_fit(height, width, crop_x, crop_y, config.crop_size)   # before either path
+    check_crops_fit(height, width, crop_x, crop_y, config.crop_size,   # before either path
+                    phase_dir=phase_dir, index=index)
     device = torch.device(device) if device is not None else pairs.device
     pairs = pairs.to(device, non_blocking=True)
     if use_kernel(device):

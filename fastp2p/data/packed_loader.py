@@ -94,7 +94,8 @@ class PackedDeviceLoader:
 
     def _augment(self, pairs, rngs) -> dict:
         return augment_batch(pairs, self.dataset.config, rngs, swap=self.dataset.swap,
-                             dtype=self.dtype)
+                             dtype=self.dtype, phase_dir=self.dataset.phase_dir,
+                             index=self.dataset.index)
 
     def __iter__(self):
         epoch = self.sampler.epoch
