@@ -58,5 +58,5 @@ def test_strict_false_reports_an_extra_non_tensor_entry_as_the_reference_does(ne
     ours, theirs = networks()
     state = {**theirs.state_dict(), "epoch": 3}
     assert ours.load_state_dict(state, strict=False) == theirs.load_state_dict(state, strict=False)
-    with pytest.raises(ValueError, match="'epoch' holds a int"):
+    with pytest.raises(ValueError, match="'epoch' holds an int"):
         ours.load_state_dict(state)   # strict: the one-line error naming the entry
