@@ -31,6 +31,9 @@ from fastp2p.atomic_files import (create_temporary, fsync_directory, naming_the_
                                   remove_left_by_dead_processes, replacing, temporary_sibling)
 from fastp2p.json_files import read_json
 from fastp2p.nn.checkpoint import CheckpointMismatch, load_safely
+from fastp2p.nn.checks import with_article
+from fastp2p.nn.checkpoint_sets import (MANIFEST_FORMAT, MANIFEST_SUFFIX, load_recorded,
+                                        matching_file, read_manifest)
 from fastp2p.train.background_writer import host_copy
 from fastp2p.train.engine import unwrap
 from fastp2p.train.finite import first_nonfinite
@@ -38,14 +41,11 @@ from fastp2p.train.finite import first_nonfinite
 NETWORK_SUFFIXES = {"G": "net_G.pth", "D": "net_D.pth"}
 _ROLES = {"G": "generator", "D": "discriminator"}
 TRAIN_STATE_SUFFIX = "train_state.pth"
-MANIFEST_SUFFIX = "checkpoint.json"
 # 2: RNG states, optimizers and counters as tensors and plain containers (weights_only loads)
 TRAIN_STATE_FORMAT = 2
-MANIFEST_FORMAT = "fastp2p-checkpoint"
 SET_SUFFIXES = (MANIFEST_SUFFIX, NETWORK_SUFFIXES["G"], NETWORK_SUFFIXES["D"], TRAIN_STATE_SUFFIX)
 # labels fastp2p and the reference save under: latest, an epoch, iter_IMAGES (--save_by_iter)
 _SET_FILE = re.compile(r"^(latest|iter_\d+|\d+)_(" + "|".join(map(re.escape, SET_SUFFIXES)) + ")$")
-_BLOCK = 1 << 22
 
 
 class CheckpointWriteError(RuntimeError):
@@ -124,30 +124,6 @@ def _write_durably(obj, temp: Path) -> dict:
         handle.flush()
         os.fsync(handle.fileno())
     return {"size": writer.size, "sha256": writer.digest.hexdigest()}
-
-
-def _matches(path: Path, entry: dict):
-    """An open handle of ``path`` (at offset 0) if its size and SHA-256 are ``entry``'s."""
-    try:
-        handle = open(path, "rb")
-    except FileNotFoundError:
-        return None
-    digest, size = hashlib.sha256(), 0
-    for block in iter(lambda: handle.read(_BLOCK), b""):
-        digest.update(block)
-        size += len(block)
-    if size == entry["size"] and digest.hexdigest() == entry["sha256"]:
-        handle.seek(0)
-        return handle
-    handle.close()
-    return None
-
-
-def _in_this_folder(name) -> bool:
-    """Whether a manifest's file name is a plain name directly in the checkpoint folder (no
-    folder part, not "", "." or ".."): a manifest written by hand must not make prepare() or
-    --overwrite rename or remove a file elsewhere."""
-    return isinstance(name, str) and name not in ("", ".", "..") and Path(name).name == name
 
 
 def _unlink_quietly(path: Path) -> None:
@@ -271,7 +247,7 @@ class CheckpointFolder:
                 continue  # reported if that set is ever resumed; other sets may be fine
             for final_name, entry in manifest["files"].items():
                 staged = self.path / entry["staged"]
-                handle = _matches(staged, entry)
+                handle = matching_file(staged, entry)
                 if handle is not None:
                     handle.close()
                     os.replace(staged, self.path / final_name)
@@ -325,25 +301,7 @@ class CheckpointFolder:
 
     # ---- reading ----------------------------------------------------------------------------
     def _read_manifest(self, path: Path) -> dict:
-        try:
-            manifest = read_json(path)
-            files = manifest["files"]
-            valid = (manifest.get("format") == MANIFEST_FORMAT
-                     and isinstance(manifest["generation"], int) and isinstance(files, dict)
-                     and all(isinstance(entry.get("size"), int)
-                             and isinstance(entry.get("sha256"), str)
-                             and isinstance(entry.get("staged"), str)
-                             for entry in files.values()))
-        except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
-            raise ValueError(f"{path}: unreadable checkpoint manifest ({err}); "
-                             f"{self.advice}") from None
-        if not valid:
-            raise ValueError(f"{path}: not a fastp2p checkpoint manifest; {self.advice}")
-        for name in (name for final, entry in files.items() for name in (final, entry["staged"])):
-            if not _in_this_folder(name):
-                raise ValueError(f"{path}: not a fastp2p checkpoint manifest: it names {name!r}, "
-                                 f"which is not a file of this folder; {self.advice}")
-        return manifest
+        return read_manifest(path, self.advice)
 
     def manifest(self, label) -> dict | None:
         """The manifest of ``label``'s set, or None if there is none."""
@@ -352,23 +310,9 @@ class CheckpointFolder:
 
     def _load_checked(self, label, suffix, manifest: dict):
         """Load ``label``'s file ``suffix`` as the manifest records it: the file itself, or the
-        temporary file of a committed save whose rename did not happen yet."""
-        final = self.file(label, suffix)
-        entry = manifest["files"].get(final.name)
-        if entry is None:
-            raise ValueError(f"{self.file(label, MANIFEST_SUFFIX)} does not list {final.name}; "
-                             f"{self.advice}")
-        # final, then the staged file, then final again: another process may be finishing
-        # the rename in between (`prepare`), and a rename is atomic
-        for candidate in (final, self.path / entry["staged"], final):
-            handle = _matches(candidate, entry)
-            if handle is not None:
-                with handle:
-                    return load_safely(handle, map_location="cpu", name=str(final))
-        raise ValueError(
-            f"{final} is not the file its manifest {final.parent.name}/{label}_{MANIFEST_SUFFIX} "
-            f"records (generation {manifest['generation']}, step {manifest.get('step')}): the "
-            f"set was mixed by hand or the file is damaged; {self.advice}")
+        temporary file of a committed save whose rename did not happen yet
+        (fastp2p.nn.checkpoint_sets, which ``from_checkpoint`` of a path loads through too)."""
+        return load_recorded(self.path, label, suffix, manifest, self.advice)
 
     def read_network(self, label, which: str) -> tuple[Path, Mapping]:
         """(the file G or D of ``label`` is loaded from, its state_dict), checked against the
@@ -386,7 +330,7 @@ class CheckpointFolder:
                 f"pick a saved set ({saved})" if saved
                 else f"train first (fastp2p train --name {self.path.name})"))
         if not isinstance(state, Mapping):
-            raise ValueError(f"{path}: holds a {type(state).__name__}, not a network's "
+            raise ValueError(f"{path}: holds {with_article(type(state).__name__)}, not a network's "
                              f"state_dict; {self.advice}")
         tensors = [(key, value) for key, value in state.items() if isinstance(value, torch.Tensor)]
         hollow = next((key for key, value in tensors
