@@ -23,15 +23,28 @@ _HOMES = {
 __all__ = sorted(_HOMES)
 
 
+def _naming_the_extra(error: ModuleNotFoundError, wanted: str) -> ModuleNotFoundError:
+    """``error`` (an optional package missing) as one line naming the extra that installs it,
+    as the commands say it (fastp2p.optional_packages); any other missing module as it is."""
+    from fastp2p.optional_packages import PIP_NAMES
+
+    package = (error.name or "").partition(".")[0]
+    if package not in PIP_NAMES:
+        return error
+    return ModuleNotFoundError(f"{wanted} needs {PIP_NAMES[package]}: "
+                               "pip install 'fastp2p[data]'", name=error.name)
+
+
 def __getattr__(name):
-    if name in _HOMES:
-        return getattr(importlib.import_module(_HOMES[name]), name)
-    # A submodule (``fastp2p.data.loader``), as an eager __init__ would have imported it.
-    if not name.isidentifier():
+    # A name of the interface, or a submodule (``fastp2p.data.loader``) as an eager __init__
+    # would have imported it.
+    if name not in _HOMES and not name.isidentifier():
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    home = _HOMES.get(name, f"{__name__}.{name}")
     try:
-        return importlib.import_module(f"{__name__}.{name}")
+        module = importlib.import_module(home)
     except ModuleNotFoundError as error:
-        if error.name != f"{__name__}.{name}":
-            raise  # the submodule exists but needs a missing package (Pillow): say so
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None
+        if error.name == home:  # no such submodule
+            raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None
+        raise _naming_the_extra(error, f"{__name__}.{name}") from error
+    return getattr(module, name) if name in _HOMES else module
