@@ -104,7 +104,7 @@ def test_a_failed_background_write_exits_1_at_the_next_save_and_keeps_the_previo
     assert steps[-1] <= 6       # the failure ended the run at the next save at the latest
     captured = capsys.readouterr()
     lines = [line for line in (captured.out + captured.err).splitlines()
-             if line.startswith("error:")]
+             if line.startswith("fastp2p train: error:")]
     assert len(lines) == 1, captured
     assert "latest_net_G.pth: No space left on device" in lines[0]
     assert "the previous checkpoint files are unchanged" in lines[0]

@@ -43,7 +43,7 @@ def _checkpoint_bytes(folder):
 
 def _one_line_error(captured):
     lines = [line for line in (captured.out + captured.err).splitlines()
-             if line.startswith("error:")]
+             if line.startswith(("fastp2p train: error:", "fastp2p test: error:"))]
     assert len(lines) == 1, captured
     return lines[0]
 

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from fastp2p.cli import main
+from fastp2p.command_errors import error_line
 from fastp2p.train.checkpoints import CheckpointFolder
 from fastp2p.train.engine import Pix2PixEngine
 from fastp2p.train.schedulers import LRSchedule
@@ -39,7 +40,7 @@ def test_out_of_memory_in_a_step_is_one_line_and_keeps_the_last_checkpoint(tmp_p
     assert main(train_argv(data, tmp_path / "ckpt")) == 1
     captured = capsys.readouterr()
     errors = [line for line in (captured.out + captured.err).splitlines()
-              if line.startswith("error:")]
+              if line.startswith("fastp2p train: error:")]
     assert len(errors) == 1 and "Traceback" not in captured.err, captured
     line = errors[0]
     assert "out of memory at step 6, --batch_size 1" in line, line
@@ -69,10 +70,10 @@ def test_out_of_memory_on_another_rank_is_said_there(tmp_path, monkeypatch, caps
                                                             n_epochs_decay=0),
                       CheckpointFolder(tmp_path, "run"), is_main=False, world_size=2,
                       say=lambda line: None)
-    trainer._say_on_every_rank(f"error: {trainer._out_of_memory(CUDA_OOM)}")
+    trainer._say_on_every_rank(error_line("train", trainer._out_of_memory(CUDA_OOM)))
     err = capsys.readouterr().err
-    assert err.startswith("rank 1: error: out of memory at step 1, --batch_size 2 (CUDA out of "
-                          "memory. Tried to allocate 2.00 GiB."), err
+    assert err.startswith("rank 1: fastp2p train: error: out of memory at step 1, --batch_size 2 "
+                          "(CUDA out of memory. Tried to allocate 2.00 GiB."), err
     assert "run it again; no checkpoint was written" in err, err
 
 

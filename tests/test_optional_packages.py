@@ -72,8 +72,8 @@ def test_commands_name_the_missing_package_in_one_line(tmp_path, missing, named,
     codes, _, err = _run_without(tmp_path, (missing,), commands)
     assert codes == [2, 2, 2]
     assert err.strip().splitlines() == [
-        f"error: fastp2p train needs {named_by_train}: pip install 'fastp2p[train]'",
-        f"error: fastp2p test needs {named}: pip install 'fastp2p[data]'",
+        f"fastp2p train: error: fastp2p train needs {named_by_train}: pip install 'fastp2p[train]'",
+        f"fastp2p test: error: fastp2p test needs {named}: pip install 'fastp2p[data]'",
         f"error: fastp2p pack needs {named}: pip install 'fastp2p[data]'"]
 
 
@@ -86,11 +86,12 @@ def test_the_embedded_dataset_and_the_loss_plot_name_their_packages_too(tmp_path
     codes, _, err = _run_without(tmp_path, ("skimage",), commands)
     assert codes == [2, 2]
     assert err.strip().splitlines() == [
-        "error: fastp2p train needs scikit-image: pip install 'fastp2p[train]'",
-        "error: fastp2p test needs scikit-image: pip install 'fastp2p[data]'"]
+        "fastp2p train: error: fastp2p train needs scikit-image: pip install 'fastp2p[train]'",
+        "fastp2p test: error: fastp2p test needs scikit-image: pip install 'fastp2p[data]'"]
     codes, _, err = _run_without(tmp_path / "plot", ("matplotlib",), [["train", "--name", "x"]])
     assert codes == [2]
-    assert err.strip() == "error: fastp2p train needs matplotlib: pip install 'fastp2p[train]'"
+    assert err.strip() == ("fastp2p train: error: fastp2p train needs matplotlib: pip install "
+                           "'fastp2p[train]'")
 
 
 def _extras() -> dict:

@@ -149,8 +149,8 @@ def test_an_older_state_resumed_with_a_later_epoch_count_is_refused(
                       "--continue_train", "--epoch_count", epoch_count)
     assert main(argv) == 1
     error = one_line(capsys.readouterr().err)
-    assert error.startswith(f"error: {checkpoints / 'tiny' / 'latest_train_state.pth'}: "
-                            "saved by an older fastp2p"), error
+    state = checkpoints / 'tiny' / 'latest_train_state.pth'
+    assert error.startswith(f"fastp2p train: error: {state}: saved by an older fastp2p"), error
     assert f"--epoch_count {epoch_count}, after epoch 2 " in error and "at most 2" in error
     assert saved() == before    # no step, no save
     # the epoch that run started at resumes it

@@ -21,7 +21,7 @@ def test_under_torchrun_test_is_refused_in_one_line_before_writing(
     results = tmp_path / "results"
     assert main(tiny_test_argv(data, tmp_path / "checkpoints", results)) == 2
     assert one_line(capsys.readouterr().err) == (
-        "error: fastp2p test translates in one process, on one device, but torchrun started 2 "
+        "fastp2p test: error: fastp2p test translates in one process, on one device, but torchrun started 2 "
         "(WORLD_SIZE=2), each of which would translate every image into the same folder; run "
         "it without torchrun (--device cuda:N or --gpu_ids N picks the GPU)")
     assert not results.exists()
@@ -31,7 +31,8 @@ def test_several_gpu_ids_ask_for_one_not_for_torchrun(data, tmp_path, capsys):
     assert main(tiny_test_argv(data, tmp_path / "checkpoints", tmp_path / "results",
                                "--gpu_ids", "0,1")) == 2
     assert one_line(capsys.readouterr().err) == (
-        "error: --gpu_ids 0,1: fastp2p test translates on one device; pass one id (--gpu_ids N)")
+        "fastp2p test: error: --gpu_ids 0,1: fastp2p test translates on one device; pass one id "
+        "(--gpu_ids N)")
 
 
 def _option_help(command: str) -> dict:

@@ -121,7 +121,7 @@ def test_a_full_disk_while_saving_an_image_names_the_image(tmp_path, trained, mo
     assert main(tiny_test_argv(data, checkpoints, tmp_path)) == 1
     error = one_line(capsys.readouterr().err)
     image = tiny_test_results(tmp_path) / "images" / "000_fake_B.png"
-    assert error.startswith(f"error: {image}: {NO_SPACE}; ") and "None" not in error, error
+    assert error.startswith(f"fastp2p test: error: {image}: {NO_SPACE}; ") and "None" not in error, error
     assert f"partial (0 of {TEST_PAIRS} images written, no index.html)" in error, error
     assert _temporary_files(tmp_path) == []
     assert not (tiny_test_results(tmp_path) / "index.html").exists()
@@ -136,8 +136,8 @@ def test_a_discriminator_under_the_generators_name_is_called_one(tmp_path, train
     shutil.copy(checkpoints / "tiny" / "latest_net_D.pth", run / "latest_net_G.pth")
     assert main(tiny_test_argv(data, tmp_path / "checkpoints", tmp_path / "results")) == 1
     error = one_line(capsys.readouterr().err)
-    assert error.startswith(f"error: {run / 'latest_net_G.pth'} holds a PatchGAN discriminator, "
-                            "not a generator"), error
+    assert error.startswith(f"fastp2p test: error: {run / 'latest_net_G.pth'} holds a PatchGAN "
+                            "discriminator, not a generator"), error
     assert "--netD" not in error, error
 
 

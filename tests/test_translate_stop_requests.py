@@ -65,7 +65,7 @@ def test_a_killed_loader_worker_is_one_line_and_the_results_partial(tmp_path, tr
     assert main(argv) == 1
     out, err = capfd.readouterr()
     line = one_line(err)
-    assert line.startswith("error: a data loader worker died (") and "Killed" in line, line
+    assert line.startswith("fastp2p test: error: a data loader worker died (") and "Killed" in line, line
     assert "lower --num_threads, then run again" in line and "--continue_train" not in line
     assert f"{tiny_test_results(tmp_path)} are partial (" in line and "no index.html)" in line, line
     assert "Traceback" not in out + err
@@ -84,7 +84,7 @@ def test_a_page_that_cannot_be_written_says_the_images_are_whole(tmp_path, train
     error = one_line(capsys.readouterr().err)
     images = tiny_test_results(tmp_path) / "images"
     page = tiny_test_results(tmp_path) / "index.html"
-    assert error == (f"error: {page}: {NO_SPACE}; the images are "
+    assert error == (f"fastp2p test: error: {page}: {NO_SPACE}; the images are "
                      f"whole ({TEST_PAIRS} of {TEST_PAIRS} written, in {images}): only their page "
                      "failed"), error
     assert len(os.listdir(images)) == 3 * TEST_PAIRS
@@ -170,8 +170,8 @@ def test_a_folder_at_index_html_is_named_before_anything_is_written(tmp_path, tr
     page = tiny_test_results(tmp_path) / "index.html"
     page.mkdir(parents=True)
     assert main(tiny_test_argv(data, checkpoints, tmp_path)) == 1
-    assert one_line(capsys.readouterr().err) == (f"error: {page}: is a folder, where a file is "
-                                                 "written; move it away")
+    assert one_line(capsys.readouterr().err) == (f"fastp2p test: error: {page}: is a folder, "
+                                                 "where a file is written; move it away")
     assert os.listdir(tiny_test_results(tmp_path)) == ["index.html"] and page.is_dir()
 
 

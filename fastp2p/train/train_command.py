@@ -8,6 +8,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from fastp2p.command_errors import print_error
 from fastp2p.train.options import (QuickDefault, add_model_arguments, add_train_arguments,
                                    describe_defaults, resolve_quick_defaults)
 from fastp2p.train.reference_options import add_reference_arguments
@@ -106,13 +107,13 @@ def _claim_run_folder(args, info, folder_lock) -> int:
                 print(warning, file=sys.stderr)
             _check_fresh_run(args)
         except (RunFolderBusy, LinkToNothing, NotAPlainFile) as err:
-            print(f"fastp2p train: error: {err}", file=sys.stderr)
+            print_error("train", err)
             code = 1
         except ValueError as err:
-            print(f"fastp2p train: error: {err}", file=sys.stderr)
+            print_error("train", err)
             code = 2
         except OSError as err:  # e.g. a read-only checkpoints folder
-            print(f"error: {describe_os_error(err)}", file=sys.stderr)
+            print_error("train", describe_os_error(err))
             code = 1
     return from_main_process(code, info)
 
@@ -149,7 +150,7 @@ def run(args: argparse.Namespace, times=None, name_files: bool = True) -> int:
                          + (() if args.no_html else ("matplotlib",)),  # the page's loss plot
                          extra="train")
     except MissingPackage as err:
-        print(f"error: {err}", file=sys.stderr)
+        print_error("train", err)
         return 2
     import torch
     from tqdm import tqdm
@@ -188,7 +189,7 @@ def run(args: argparse.Namespace, times=None, name_files: bool = True) -> int:
         _check_options(args, resolve_device(args.device, launched_local_rank()))
         info = init_processes(args.device)
     except ValueError as err:
-        print(f"fastp2p train: error: {err}", file=sys.stderr)
+        print_error("train", err)
         return 2
     folder_lock = RunFolderLock(Path(args.checkpoints_dir) / args.name)
     refused = _claim_run_folder(args, info, folder_lock)
@@ -283,7 +284,7 @@ def run(args: argparse.Namespace, times=None, name_files: bool = True) -> int:
             try:
                 trainer.resume(state, loader)
             except ResumeError as err:
-                print(f"fastp2p train: error: {err}", file=sys.stderr)
+                print_error("train", err)
                 return 2
             except ValueError as err:  # the state does not fit this run's networks and engine
                 raise ValueError(f"{state_path}: {err}") from err
@@ -325,10 +326,10 @@ def run(args: argparse.Namespace, times=None, name_files: bool = True) -> int:
                 _say_where_files_are(say, checkpoints, page, loss_log)
         return code
     except (ValueError, DataError, CheckpointWriteError) as err:
-        print(f"error: {err}", file=sys.stderr)
+        print_error("train", err)
         return 1
     except OSError as err:  # e.g. a read-only or full checkpoints folder
-        print(f"error: {describe_os_error(err)}", file=sys.stderr)
+        print_error("train", describe_os_error(err))
         return 1
     finally:
         close_trackers(trackers)

@@ -36,6 +36,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import torch
 
+from fastp2p.command_errors import error_line
 from fastp2p.train.background_writer import BackgroundWriter, host_copy
 from fastp2p.train.checkpoints import CheckpointWriteError, describe_os_error, snapshot
 from fastp2p.train.distributed import average_over_processes
@@ -364,22 +365,23 @@ class Trainer:
                 self.say(str(stop))
                 return stop.exit_code
             except CheckpointWriteError as err:
-                self.say(f"error: {err}")
+                self.say(error_line("train", err))
                 return EXIT_FAILED
             except OSError as err:  # the loss log: the checkpoints are untouched
-                self.say(f"error: {describe_os_error(err)}; the checkpoints in "
-                         f"{self.checkpoints.path} are unchanged. Free disk space or fix the "
-                         "folder's permissions, then resume with --continue_train")
+                self.say(error_line("train", f"{describe_os_error(err)}; the checkpoints in "
+                                    f"{self.checkpoints.path} are unchanged. Free disk space or "
+                                    "fix the folder's permissions, then resume with "
+                                    "--continue_train"))
                 return EXIT_FAILED
             except RuntimeError as err:
                 if is_out_of_memory(err):  # the weights in memory may be half-stepped: not saved
-                    self._say_on_every_rank(f"error: {self._out_of_memory(err)}")
+                    self._say_on_every_rank(error_line("train", self._out_of_memory(err)))
                     return EXIT_FAILED
                 death = loader_worker_death(err, "resume with --continue_train")
                 if death is None:
                     raise
                 # killed mid-step, maybe: the weights in memory are not saved
-                self.say(f"error: {death}; {self._last_good_checkpoint()}")
+                self.say(error_line("train", f"{death}; {self._last_good_checkpoint()}"))
                 return EXIT_FAILED
             finally:
                 self.writer.close()

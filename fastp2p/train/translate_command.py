@@ -36,10 +36,10 @@ is), is refused in one line (exit 1); so are linked tracker folders in the run f
 import argparse
 import contextlib
 import signal
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from fastp2p.command_errors import print_error
 from fastp2p.train.options import (QuickDefault, add_model_arguments, add_test_arguments,
                                    describe_defaults, resolve_quick_defaults)
 from fastp2p.train.reference_options import add_reference_arguments
@@ -257,7 +257,7 @@ def _set_up(args, device, threads, resources: contextlib.ExitStack, saved):
 
 def _refused(err: Exception) -> int:
     """Say in one line why the options are refused, before anything ran; its exit code."""
-    print(f"error: {err}", file=sys.stderr)
+    print_error("test", err)
     return 2
 
 
@@ -266,8 +266,7 @@ def _failed(err: Exception) -> int:
     image or option); its exit code."""
     from fastp2p.train.checkpoints import describe_os_error
 
-    print(f"error: {describe_os_error(err) if isinstance(err, OSError) else err}",
-          file=sys.stderr)
+    print_error("test", describe_os_error(err) if isinstance(err, OSError) else err)
     return 1
 
 

@@ -98,8 +98,8 @@ def test_a_failed_allocation_building_the_networks_is_one_line(data, tmp_path, c
     monkeypatch.setattr(networks, "memory_of", lambda device: None, raising=False)
     assert main(train_argv(data, tmp_path / "ckpt", "--ngf", str(HUGE_NGF))) == 1
     line = _last_error_line(capsys)
-    assert line.startswith(f"error: --ngf {HUGE_NGF}: the generator does not fit in the memory "
-                           "of cpu (") and line.endswith("; lower --ngf"), line
+    assert line.startswith(f"fastp2p train: error: --ngf {HUGE_NGF}: the generator does not fit "
+                           "in the memory of cpu (") and line.endswith("; lower --ngf"), line
 
 
 def _options(**changes):
@@ -192,8 +192,8 @@ def test_too_many_patch_layers_for_images_kept_at_their_size_are_refused_before_
     assert main(train_argv(data, checkpoints, "--netD", "n_layers", "--n_layers_D", "4",
                            "--preprocess", "none")) == 1
     line = _last_error_line(capsys)
-    assert line.startswith("error: --netD n_layers --n_layers_D 4 leaves no logit map of "
-                           "32-pixel sides (--preprocess none makes ") and "32x32" in line, line
+    assert line.startswith("fastp2p train: error: --netD n_layers --n_layers_D 4 leaves no "
+                           "logit map of 32-pixel sides (--preprocess none makes ") and "32x32" in line, line
     assert line.endswith(": 32-pixel sides take at most --n_layers_D 3; lower --n_layers_D or "
                          "use larger images"), line
     assert not checkpoints.exists()

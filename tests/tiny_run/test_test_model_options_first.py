@@ -34,7 +34,7 @@ def test_the_first_error_names_the_saved_model_options(packed, trained, tmp_path
     assert main(_test_argv(packed, trained, tmp_path / "results", *sizes)) == 1
     err = capsys.readouterr().err
     first = err.strip().splitlines()[0]
-    assert first == f"error: {trained / 'tiny' / 'latest_net_G.pth'} {SAVED_WITH}", err
+    assert first == f"fastp2p test: error: {trained / 'tiny' / 'latest_net_G.pth'} {SAVED_WITH}", err
     assert not (tmp_path / "results").exists()
 
 
