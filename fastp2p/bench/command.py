@@ -8,6 +8,7 @@ from pathlib import Path
 from fastp2p.bench.defaults import (JOB_TIME_LIMIT_S, QUICK_BATCH_SIZES, QUICK_JOB_TIME_LIMIT_S,
                                     QUICK_STEPS, QUICK_WARMUP, STEPS, TRAINING_BATCH_SIZES,
                                     WARMUP, gpu_compile_job_count)
+from fastp2p.command_errors import error_line, print_error
 
 DESCRIPTION = """\
 Benchmark pix2pix training and inference, every peer side by side in one process
@@ -345,10 +346,10 @@ def plot(json_path) -> int:
         return stopped(stop, f"the table and chart beside {json_path} may be partly remade: "
                              "--plot it again")
     except report.ResultsFileError as error:  # not results, or a folder at the .md or .png
-        print(f"fastp2p bench: error: {error}", file=sys.stderr)
+        print_error("bench", error)
         return 2
     except OSError as error:
-        print(f"fastp2p bench: error: {_describe(error, json_path)}", file=sys.stderr)
+        print_error("bench", _describe(error, json_path))
         return 2
     print(f"wrote {files['markdown']}" + (f" and {files['chart']}" if files["chart"] else ""))
     print(files["markdown"].read_text(encoding="utf-8"))
@@ -363,17 +364,17 @@ def prepare_out_dir(out_dir, settings) -> str | None:
     try:
         refuse_linked_folder(out_dir)  # a link to nothing: mkdir would say "File exists"
         if os.path.exists(out_dir) and not os.path.isdir(out_dir):  # mkdir: "File exists"
-            return (f"fastp2p bench: error: --out {out_dir} is {what_is_at(out_dir)}, not a "
-                    "folder: pass --out a folder (it is made if missing)")
+            return error_line("bench", f"--out {out_dir} is {what_is_at(out_dir)}, not a "
+                              "folder: pass --out a folder (it is made if missing)")
         check_writable(out_dir)
         check_results_name(out_dir, settings)
     except ResultsFileError as error:
-        return f"fastp2p bench: error: {error}"
+        return error_line("bench", str(error))
     except ValueError as error:
-        return f"fastp2p bench: error: --out {error}"
+        return error_line("bench", f"--out {error}")
     except OSError as error:
-        return (f"fastp2p bench: error: {_describe(error, out_dir)}; pass --out a folder this "
-                "user can write")
+        return error_line("bench", f"{_describe(error, out_dir)}; pass --out a folder this "
+                                   "user can write")
     return None
 
 
@@ -433,7 +434,7 @@ def run(args: argparse.Namespace) -> int:
             out_dir = args.out or default_out_dir()
             problem = prepare_out_dir(out_dir, settings)
         except ValueError as error:
-            print(f"fastp2p bench: error: {error}", file=sys.stderr)
+            print_error("bench", error)
             return 2
         except KeyboardInterrupt as stop:  # before any job: nothing measured
             return stopped(stop, "nothing was saved")
@@ -457,11 +458,10 @@ def run_and_save(settings, out_dir) -> int:
         results = run_suite(settings, on_progress=progress.write)
         files = progress.save(results)
     except OSError as error:  # e.g. the disk filled up during the run
-        print(f"fastp2p bench: error: {_describe(error, out_dir)}; {progress.where()}",
-              file=sys.stderr)
+        print_error("bench", f"{_describe(error, out_dir)}; {progress.where()}")
         return 1
     except (NotAPlainFile, ResultsFileError) as error:  # put at the results' names meanwhile
-        print(f"fastp2p bench: error: {error}; {progress.where()}", file=sys.stderr)
+        print_error("bench", f"{error}; {progress.where()}")
         return 1
     except KeyboardInterrupt as stop:  # Ctrl-C, SIGTERM, or a stop inside end-to-end training
         return stopped(stop, progress.where())
