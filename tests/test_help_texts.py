@@ -5,7 +5,8 @@ import pydoc
 import pytest
 
 import fastp2p
-from fastp2p.nn.folding import folding_disabled
+from fastp2p.nn import folding
+from fastp2p.ops import deconv_phases, onednn_packed
 
 MODULES_PLACEHOLDER = "Should be overridden by all subclasses"
 
@@ -18,13 +19,16 @@ def test_forward_has_its_own_docstring(method):
     assert "Call the module" in text
 
 
-def test_folding_disabled_is_documented_under_its_name():
-    text = pydoc.render_doc(folding_disabled, renderer=pydoc.plaintext)
-    assert "folding_disabled()" in text and "statistics path" in text
-    with folding_disabled():
-        from fastp2p.nn.folding import _folding
-        assert not _folding.on
-    assert _folding.on
+@pytest.mark.parametrize("module, name, switch, words", [
+    (folding, "folding_disabled", "_folding", "statistics path"),
+    (onednn_packed, "packing_disabled", "_packing", "plain convolutions"),
+    (deconv_phases, "phases_disabled", "_phases", "other forms")])
+def test_each_off_switch_is_documented_under_its_name(module, name, switch, words):
+    text = pydoc.render_doc(getattr(module, name), renderer=pydoc.plaintext)
+    assert f"{name}()" in text and words in text
+    with getattr(module, name)():
+        assert not getattr(module, switch).on
+    assert getattr(module, switch).on
 
 
 def test_graphed_names_the_module_it_refers_to():

@@ -23,9 +23,13 @@ from fastp2p.ops import onednn_packed
 from fastp2p.ops.switches import Switch
 
 _phases = Switch()
-# ``with phases_disabled():`` leaves the measured choice to the other forms inside the block
-# (what the benchmarks compare the phases against).
-phases_disabled = _phases.off
+
+
+def phases_disabled():
+    """``with phases_disabled():`` leaves the measured choice to the other forms inside the
+    block, in this thread (what the benchmarks compare the phases against); the phases resume
+    after it."""
+    return _phases.off()
 
 # The consumers' activations, written on the way (out= of a strided view).
 _WRITES = {"none": lambda y, out: out.copy_(y),

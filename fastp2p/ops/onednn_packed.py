@@ -27,9 +27,12 @@ _OPS = ("_reorder_convolution_weight", "_reorder_convolution_transpose_weight",
 
 
 _packing = Switch()
-# ``with packing_disabled():`` runs the plain convolutions inside the block (what the
-# benchmarks compare packing against).
-packing_disabled = _packing.off
+
+
+def packing_disabled():
+    """``with packing_disabled():`` runs the plain convolutions inside the block, in this
+    thread (what the benchmarks compare packing against); packing resumes after it."""
+    return _packing.off()
 
 
 @functools.cache
