@@ -64,3 +64,16 @@ def test_the_trainer_s_own_error_line_has_the_train_prefix(tmp_path, monkeypatch
     assert main(train_argv(data, tmp_path / "checkpoints")) == 1
     captured = capsys.readouterr()
     _assert_prefixed("train", captured.out + captured.err)
+
+
+@pytest.mark.parametrize("verify", [False, True], ids=["pack", "pack-verify"])
+def test_pack_s_missing_package_line_has_the_pack_prefix(tmp_path, monkeypatch, capsys, verify):
+    import fastp2p.optional_packages as optional_packages
+
+    def missing(command, modules, extra):
+        raise optional_packages.MissingPackage(f"fastp2p {command} needs tqdm")
+    monkeypatch.setattr(optional_packages, "require_packages", missing)
+    argv = (["pack", "--verify", str(tmp_path)] if verify
+            else ["pack", str(tmp_path / "data"), str(tmp_path / "packed")])
+    assert main(argv) == 2
+    _assert_prefixed("pack", capsys.readouterr().err)

@@ -74,7 +74,7 @@ def test_commands_name_the_missing_package_in_one_line(tmp_path, missing, named,
     assert err.strip().splitlines() == [
         f"fastp2p train: error: fastp2p train needs {named_by_train}: pip install 'fastp2p[train]'",
         f"fastp2p test: error: fastp2p test needs {named}: pip install 'fastp2p[data]'",
-        f"error: fastp2p pack needs {named}: pip install 'fastp2p[data]'"]
+        f"fastp2p pack: error: fastp2p pack needs {named}: pip install 'fastp2p[data]'"]
 
 
 def test_the_embedded_dataset_and_the_loss_plot_name_their_packages_too(tmp_path):

@@ -6,6 +6,7 @@ import sys
 
 from fastp2p import cpu_info
 from fastp2p.byte_sizes import binary_size
+from fastp2p.command_errors import print_error
 from fastp2p.option_types import pack_workers, plain_name, seed
 from fastp2p.terminal import is_terminal
 
@@ -113,7 +114,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         require_packages("pack", ("PIL", "tqdm"), extra="data")
     except MissingPackage as err:
-        print(f"error: {err}", file=sys.stderr)
+        print_error("pack", err)
         return 2
     from fastp2p.data.errors import DataError, counted
     from fastp2p.data.pack import (pack_phase, pair_bytes, refuse_foreign_index,
@@ -203,19 +204,18 @@ def run(args: argparse.Namespace) -> int:
             for path, why in index["skipped"]:
                 print(f"  skipped {path}: {why}", file=sys.stderr)
     except DataError as error:
-        print(f"fastp2p pack: error: {error}", file=sys.stderr)
+        print_error("pack", error)
         return 1
     except OSError as error:  # e.g. a full disk: finished shards are kept for the re-run
         reason = os.strerror(error.errno) if error.errno else str(error)
         path = error.filename if error.filename is not None else writing
-        print(f"fastp2p pack: error: {path}: {reason}; fix it and run the same "
-              "command again to resume", file=sys.stderr)
+        print_error("pack", f"{path}: {reason}; fix it and run the same command again to "
+                    "resume")
         return 1
     except MemoryError:
-        print(f"fastp2p pack: error: out of memory: a pair at --load_size {args.load_size} takes "
-              f"{binary_size(pair_bytes(args.load_size))}, several at once per worker; lower "
-              "--workers or --load_size, then run the same command again to resume",
-              file=sys.stderr)
+        print_error("pack", f"out of memory: a pair at --load_size {args.load_size} takes "
+                    f"{binary_size(pair_bytes(args.load_size))}, several at once per worker; "
+                    "lower --workers or --load_size, then run the same command again to resume")
         return 1
     except KeyboardInterrupt:
         print("fastp2p pack: interrupted; run the same command again to resume (finished "
@@ -276,7 +276,7 @@ def _verify(root, progress: bool) -> int:
     try:
         require_packages("pack --verify", ("tqdm",) if progress else (), extra="data")
     except MissingPackage as err:
-        print(f"error: {err} (or pass --no-progress)", file=sys.stderr)
+        print_error("pack", f"{err} (or pass --no-progress)")
         return 2
     try:
         for phase_dir in _packs_to_verify(root):
@@ -285,11 +285,11 @@ def _verify(root, progress: bool) -> int:
                   f"{2 * index['width']} in {counted(len(index['shards']), 'shard')}: "
                   "checksums OK")
     except DataError as error:
-        print(f"fastp2p pack: error: {error}", file=sys.stderr)
+        print_error("pack", error)
         return 1
     except OSError as error:    # a shard that cannot be read, say
-        print(f"fastp2p pack: error: {error.filename or root}: cannot read it "
-              f"({error.strerror or error})", file=sys.stderr)
+        print_error("pack", f"{error.filename or root}: cannot read it "
+                    f"({error.strerror or error})")
         return 1
     return 0
 
