@@ -33,9 +33,10 @@ import torch
 from PIL import Image
 
 from fastp2p.bench.timing import benchmark
+from fastp2p.cpu_info import usable_cpus
 from fastp2p.data.datasets import AlignedDataset
 from fastp2p.data.gpu_augment import augment_pairs_torch, draw_crop_flips
-from fastp2p.data.pack import pack_phase, usable_cpus
+from fastp2p.data.pack import pack_phase
 from fastp2p.data.packed import PackedDataset
 from fastp2p.data.packed_loader import PackedDeviceLoader, default_readers
 from fastp2p.data.transforms import Preprocess

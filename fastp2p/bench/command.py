@@ -244,7 +244,7 @@ def _check_process_count(processes: int, device: str) -> None:
     own (CPU: --processes 1000 started 1000 training processes on 2 cores)."""
     import torch
 
-    from fastp2p.data.pack import usable_cpus
+    from fastp2p.cpu_info import usable_cpus
 
     if device == "cuda" and processes > torch.cuda.device_count():
         raise ValueError(f"--processes {processes} needs as many GPUs; "

@@ -28,9 +28,6 @@ from pathlib import Path
 import numpy as np
 
 from fastp2p.atomic_files import naming_the_file, remove_left_by_dead_processes, replacing
-# usable_cpus lives in fastp2p.cpu_info (option parsing counts the cores without numpy and
-# torch: patch it there); fastp2p.bench and benchmarks/bench_data.py still import it from here
-from fastp2p.cpu_info import usable_cpus  # noqa: F401
 from fastp2p.data.errors import DataError
 from fastp2p.data.folder_lock import packing_folder
 from fastp2p.data.folders import is_grayscale_file, open_pair, scan_aligned, scan_two_folders
