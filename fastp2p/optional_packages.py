@@ -17,8 +17,11 @@ class MissingPackage(ValueError):
     """A command needs an optional package that is not installed."""
 
 
-def require_packages(command: str, modules, extra: str) -> None:
-    """Raise MissingPackage naming ``extra`` unless every module in ``modules`` imports."""
+def require_packages(modules, extra: str, needed_by: str | None = None) -> None:
+    """Raise MissingPackage naming ``extra`` unless every module in ``modules`` imports.
+    ``needed_by`` starts the message ("fastp2p bench --sections end-to-end needs tqdm: ...");
+    without it the message is for a command's own error line, which names the command
+    already ("fastp2p pack: error: tqdm is not installed: ...")."""
     missing = []
     for module in modules:
         try:
@@ -26,5 +29,7 @@ def require_packages(command: str, modules, extra: str) -> None:
         except ImportError:
             missing.append(PIP_NAMES.get(module, module))
     if missing:
-        raise MissingPackage(f"fastp2p {command} needs {' and '.join(missing)}: "
-                             f"pip install 'fastp2p[{extra}]'")
+        named = " and ".join(missing)
+        what = (f"{needed_by} needs {named}" if needed_by
+                else f"{named} {'is' if len(missing) == 1 else 'are'} not installed")
+        raise MissingPackage(f"{what}: pip install 'fastp2p[{extra}]'")

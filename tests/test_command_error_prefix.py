@@ -3,6 +3,8 @@ the errors it finds while parsing: the checks that run later said "fastp2p train
 some problems and a bare "error: " for others (a missing --dataroot, a checkpoints folder that
 cannot be made, the trainer's own failures; every refusal of `fastp2p test`), so that what a user
 or a script looked for depended on which check found the problem."""
+import sys
+
 import pytest
 
 from fastp2p.cli import main
@@ -70,10 +72,16 @@ def test_the_trainer_s_own_error_line_has_the_train_prefix(tmp_path, monkeypatch
 def test_pack_s_missing_package_line_has_the_pack_prefix(tmp_path, monkeypatch, capsys, verify):
     import fastp2p.optional_packages as optional_packages
 
-    def missing(command, modules, extra):
-        raise optional_packages.MissingPackage(f"fastp2p {command} needs tqdm")
-    monkeypatch.setattr(optional_packages, "require_packages", missing)
+    real = optional_packages.require_packages
+
+    def tqdm_too(modules, extra, needed_by=None):  # --verify off a terminal needs no tqdm
+        real(tuple(modules) + (() if "tqdm" in modules else ("tqdm",)), extra, needed_by)
+    monkeypatch.setitem(sys.modules, "tqdm", None)  # None in sys.modules: the import fails
+    monkeypatch.setattr(optional_packages, "require_packages", tqdm_too)
     argv = (["pack", "--verify", str(tmp_path)] if verify
             else ["pack", str(tmp_path / "data"), str(tmp_path / "packed")])
     assert main(argv) == 2
-    _assert_prefixed("pack", capsys.readouterr().err)
+    err = capsys.readouterr().err
+    _assert_prefixed("pack", err)
+    assert "tqdm is not installed: pip install 'fastp2p[data]'" in err
+    assert err.count("fastp2p pack") == 1, err  # the prefix names the command, once

@@ -64,17 +64,18 @@ def test_help_and_info_need_neither_pillow_nor_tqdm(tmp_path):
 
 
 # matplotlib imports Pillow: without it, train's loss plot cannot be drawn either
-@pytest.mark.parametrize("missing, named, named_by_train", [
-    ("PIL", "Pillow", "Pillow and matplotlib"), ("tqdm", "tqdm", "tqdm")])
+@pytest.mark.parametrize("missing, named, named_by_train, verb_by_train", [
+    ("PIL", "Pillow", "Pillow and matplotlib", "are"), ("tqdm", "tqdm", "tqdm", "is")])
 def test_commands_name_the_missing_package_in_one_line(tmp_path, missing, named,
-                                                       named_by_train):
+                                                       named_by_train, verb_by_train):
     commands = [["train", "--name", "x"], ["test", "--name", "x"], ["pack", "in", "out"]]
     codes, _, err = _run_without(tmp_path, (missing,), commands)
     assert codes == [2, 2, 2]
     assert err.strip().splitlines() == [
-        f"fastp2p train: error: fastp2p train needs {named_by_train}: pip install 'fastp2p[train]'",
-        f"fastp2p test: error: fastp2p test needs {named}: pip install 'fastp2p[data]'",
-        f"fastp2p pack: error: fastp2p pack needs {named}: pip install 'fastp2p[data]'"]
+        f"fastp2p train: error: {named_by_train} {verb_by_train} not installed: pip install "
+        "'fastp2p[train]'",
+        f"fastp2p test: error: {named} is not installed: pip install 'fastp2p[data]'",
+        f"fastp2p pack: error: {named} is not installed: pip install 'fastp2p[data]'"]
 
 
 def test_the_embedded_dataset_and_the_loss_plot_name_their_packages_too(tmp_path):
@@ -86,11 +87,11 @@ def test_the_embedded_dataset_and_the_loss_plot_name_their_packages_too(tmp_path
     codes, _, err = _run_without(tmp_path, ("skimage",), commands)
     assert codes == [2, 2]
     assert err.strip().splitlines() == [
-        "fastp2p train: error: fastp2p train needs scikit-image: pip install 'fastp2p[train]'",
-        "fastp2p test: error: fastp2p test needs scikit-image: pip install 'fastp2p[data]'"]
+        "fastp2p train: error: scikit-image is not installed: pip install 'fastp2p[train]'",
+        "fastp2p test: error: scikit-image is not installed: pip install 'fastp2p[data]'"]
     codes, _, err = _run_without(tmp_path / "plot", ("matplotlib",), [["train", "--name", "x"]])
     assert codes == [2]
-    assert err.strip() == ("fastp2p train: error: fastp2p train needs matplotlib: pip install "
+    assert err.strip() == ("fastp2p train: error: matplotlib is not installed: pip install "
                            "'fastp2p[train]'")
 
 

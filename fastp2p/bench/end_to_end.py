@@ -64,8 +64,10 @@ def make_packed_set(root: Path, pairs: int, load: int) -> Path:
 
     # the train command's own check, here before the set is written: the job's error names
     # the extra to install, not a module deep in the data code
-    require_packages("bench --sections end-to-end", ("PIL", "tqdm"), extra="bench")
-    from fastp2p.data.pack import pack_phase, usable_cpus
+    require_packages(("PIL", "tqdm"), extra="bench",
+                     needed_by="fastp2p bench --sections end-to-end")
+    from fastp2p.cpu_info import usable_cpus
+    from fastp2p.data.pack import pack_phase
     from fastp2p.data.synthetic import write_synthetic
 
     write_synthetic(root / "synthetic", pairs, workers=usable_cpus(), progress=False)

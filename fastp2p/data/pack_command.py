@@ -112,7 +112,7 @@ def run(args: argparse.Namespace) -> int:
             parser.error("--verify OUT takes no DATAROOT; run `fastp2p pack --verify OUT`")
         return _verify(Path(args.verify), progress)
     try:
-        require_packages("pack", ("PIL", "tqdm"), extra="data")
+        require_packages(("PIL", "tqdm"), extra="data")
     except MissingPackage as err:
         print_error("pack", err)
         return 2
@@ -274,7 +274,7 @@ def _verify(root, progress: bool) -> int:
     from fastp2p.optional_packages import MissingPackage, require_packages
 
     try:
-        require_packages("pack --verify", ("tqdm",) if progress else (), extra="data")
+        require_packages(("tqdm",) if progress else (), extra="data")
     except MissingPackage as err:
         print_error("pack", f"{err} (or pass --no-progress)")
         return 2

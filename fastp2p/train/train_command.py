@@ -145,7 +145,7 @@ def run(args: argparse.Namespace, times=None, name_files: bool = True) -> int:
     from fastp2p.optional_packages import MissingPackage, require_packages
 
     try:
-        require_packages("train", ("PIL", "tqdm")
+        require_packages(("PIL", "tqdm")
                          + (() if args.dataroot else ("skimage",))  # the embedded dataset
                          + (() if args.no_html else ("matplotlib",)),  # the page's loss plot
                          extra="train")

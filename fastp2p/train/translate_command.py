@@ -102,7 +102,7 @@ def run(args: argparse.Namespace) -> int:
     from fastp2p.optional_packages import MissingPackage, require_packages
 
     try:
-        require_packages("test", ("PIL", "tqdm") + (() if args.dataroot else ("skimage",)),
+        require_packages(("PIL", "tqdm") + (() if args.dataroot else ("skimage",)),
                          extra="data")
     except MissingPackage as err:
         return _refused(err)
