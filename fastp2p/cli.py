@@ -5,6 +5,7 @@ adds its parser and sets ``run`` (a function taking the parsed args, returning a
 Those modules import their heavy dependencies inside ``run``, so ``--help`` stays fast.
 """
 import argparse
+import contextlib
 import importlib
 import sys
 
@@ -39,17 +40,33 @@ def _subcommand_parser(parser: argparse.ArgumentParser, name: str) -> argparse.A
     return commands.choices[name]
 
 
+@contextlib.contextmanager
+def _caller_torch_threads(in_process: bool):
+    """A caller's torch compute-thread count, set again when its command returns: train, test
+    and bench choose their own (fastp2p.train.cpu_threads), which must not outlive the call.
+    A caller that has not imported torch has none to keep."""
+    torch = sys.modules.get("torch") if in_process else None
+    threads = torch.get_num_threads() if torch is not None else None
+    try:
+        yield
+    finally:
+        if threads is not None and torch.get_num_threads() != threads:
+            torch.set_num_threads(threads)
+
+
 def main(argv=None) -> int:
     """Run ``argv`` (None: this process's command line, as the ``fastp2p`` and ``python -m
     fastp2p`` entries call it); the exit code. A caller that passes ``argv`` gets back its own
-    Ctrl-C and SIGTERM handlers after a stopped bench run (``stops.caller_handlers_back``).
+    Ctrl-C and SIGTERM handlers after a stopped bench run (``stops.caller_handlers_back``) and
+    its torch thread count after any command.
 
     A Ctrl-C is reported in one line from the parser's start on: building the parser imports
     every command's module, and an option's check (``fastp2p.option_types``) may import more
     (numpy, torch: a second on a busy machine); a Ctrl-C there printed a traceback."""
     args = argparse.Namespace(command=None)  # argparse sets the command as it reads its name
     # the caller's handlers back only once the stop's line below is printed
-    with caller_handlers_back(in_process=argv is not None):
+    with caller_handlers_back(in_process=argv is not None), \
+            _caller_torch_threads(in_process=argv is not None):
         try:
             return _parse_and_run(argv, args)
         except KeyboardInterrupt as stop:  # where a command has no stop of its own to report
