@@ -85,3 +85,11 @@ def test_pack_s_missing_package_line_has_the_pack_prefix(tmp_path, monkeypatch, 
     _assert_prefixed("pack", err)
     assert "tqdm is not installed: pip install 'fastp2p[data]'" in err
     assert err.count("fastp2p pack") == 1, err  # the prefix names the command, once
+
+
+def test_the_trainer_s_non_finite_stop_is_an_error_line(tmp_path, capsys):
+    """lr 1e30: the losses are NaN from the first step; the stop exits 1, a failure."""
+    data = write_aligned_dataset(tmp_path / "data", pairs=1)
+    assert main(train_argv(data, tmp_path / "checkpoints", "--lr", "1e30")) == 1
+    out = capsys.readouterr().out
+    assert error_line("train", "a loss became NaN or Inf at step 1") in out, out

@@ -361,8 +361,9 @@ class Trainer:
                 while self.progress.epoch <= self.last_epoch:
                     self._run_epoch(loader, stops, progress_bar)
                 self.writer.wait()
-            except TrainingStopped as stop:
-                self.say(str(stop))
+            except TrainingStopped as stop:  # a failure (non-finite values) is an error line
+                self.say(error_line("train", stop) if stop.exit_code == EXIT_FAILED
+                         else str(stop))
                 return stop.exit_code
             except CheckpointWriteError as err:
                 self.say(error_line("train", err))
