@@ -47,10 +47,37 @@ def test_a_network_beyond_the_cgroup_limit_is_refused_before_training(tmp_path, 
                                                                       capsys):
     """Far below the physical memory, above the cgroup's 64 KiB: refused (exit 2), naming the
     limit, before the run folder is made."""
-    monkeypatch.setattr(networks, "CGROUP_MEMORY_LIMIT_FILES",
-                        _files(tmp_path, v2=str(64 * 1024)), raising=False)
+    files = _files(tmp_path, v2=str(64 * 1024))
+    monkeypatch.setattr(networks, "cgroup_memory_limit_files", lambda: files)
     data = write_aligned_dataset(tmp_path / "data", pairs=1, phases=("train",))
     assert main(train_argv(data, tmp_path / "ckpt")) == 2
     err = capsys.readouterr().err
     assert f"more than {CGROUP} (64.0 KiB); lower --ngf" in err, err
     assert not (tmp_path / "ckpt").exists()
+
+
+@pytest.mark.parametrize("proc, expected", [
+    # a job runner's group without a namespace of its own: the group and every parent
+    ("0::/jobs/run7\n", ["jobs/run7/memory.max", "jobs/memory.max", "memory.max"]),
+    ("4:memory:/process_api/ab\n9:name=systemd:/\n", [
+        "memory/process_api/ab/memory.limit_in_bytes", "memory/process_api/memory.limit_in_bytes",
+        "memory/memory.limit_in_bytes"]),
+    ("3:cpu,memory:/\n", ["memory/memory.limit_in_bytes"]),   # a container's namespace: root
+    ("0::/\n", ["memory.max"]),
+    ("7:pids:/x\n", [])])
+def test_the_limit_files_are_this_process_s_group_and_its_parents(tmp_path, proc, expected):
+    (tmp_path / "cgroup").write_text(proc)
+    mount = tmp_path / "fs"
+    found = networks.cgroup_memory_limit_files(tmp_path / "cgroup", mount)
+    assert [str(path.relative_to(mount)) for path in found] == expected
+
+
+def test_a_parent_group_s_limit_applies(tmp_path):
+    """systemd-run -p MemoryMax on a parent slice: the process's own group says "max"."""
+    (tmp_path / "cgroup").write_text("0::/slice/job\n")
+    mount = tmp_path / "fs"
+    (mount / "slice" / "job").mkdir(parents=True)
+    (mount / "slice" / "job" / "memory.max").write_text("max\n")
+    (mount / "slice" / "memory.max").write_text(f"{1 << 20}\n")
+    files = networks.cgroup_memory_limit_files(tmp_path / "cgroup", mount)
+    assert networks.cgroup_memory_limit(files) == 1 << 20

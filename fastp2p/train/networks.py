@@ -166,18 +166,37 @@ def network_parameters(args, *, discriminator: bool, generator=None) -> dict:
     return counts
 
 
-# Where a container's memory limit is read: cgroup v2's file, then v1's (a process in a
-# container sees its own control group at this root).
-CGROUP_MEMORY_LIMIT_FILES = (Path("/sys/fs/cgroup/memory.max"),
-                             Path("/sys/fs/cgroup/memory/memory.limit_in_bytes"))
+def cgroup_memory_limit_files(proc_cgroup="/proc/self/cgroup", mount="/sys/fs/cgroup") -> list:
+    """The files holding a memory limit of this process's control group and of each group
+    above it (a parent's limit applies too), as /proc/self/cgroup names the group: cgroup v2's
+    ``memory.max`` (line ``0::PATH``), v1's ``memory/memory.limit_in_bytes`` (line
+    ``N:...memory...:PATH``). In a container with its own cgroup namespace PATH is "/", the
+    mount's root; a job runner's group without one (systemd-run, slurm) is a folder below it."""
+    try:
+        lines = Path(proc_cgroup).read_text().splitlines()
+    except OSError:
+        lines = []
+    files = []
+    for line in lines:
+        number, controllers, group = (line.split(":", 2) + ["", ""])[:3]
+        if number == "0" and controllers == "":
+            folder, name = Path(mount), "memory.max"
+        elif "memory" in controllers.split(","):
+            folder, name = Path(mount) / "memory", "memory.limit_in_bytes"
+        else:
+            continue
+        here = folder / group.strip("/")
+        files += [parent / name for parent in (here, *here.parents)
+                  if parent.is_relative_to(folder)]
+    return files
 
 
 def cgroup_memory_limit(files=None) -> int | None:
     """The lowest memory limit, in bytes, of those ``files`` set (by default
-    ``CGROUP_MEMORY_LIMIT_FILES``); None where none does: no such file, an unreadable one, or
-    v2's "max" (no limit; v1 writes a number near 2**63 instead, larger than any memory)."""
+    ``cgroup_memory_limit_files()``); None where none does: no such file, an unreadable one,
+    or v2's "max" (no limit; v1 writes a number near 2**63 instead, larger than any memory)."""
     limits = []
-    for path in CGROUP_MEMORY_LIMIT_FILES if files is None else files:
+    for path in cgroup_memory_limit_files() if files is None else files:
         try:
             text = Path(path).read_text().strip()
         except (OSError, UnicodeDecodeError):

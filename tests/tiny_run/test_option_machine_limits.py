@@ -66,7 +66,7 @@ def test_bench_processes_are_not_checked_for_a_run_without_end_to_end(monkeypatc
 def test_a_huge_ngf_is_refused_before_anything_is_written(data, tmp_path, capsys, monkeypatch):
     """The reported command: torch's allocation traceback, exit 1."""
     # no cgroup limit: in a container whose limit is lower, the line names that limit instead
-    monkeypatch.setattr(networks, "CGROUP_MEMORY_LIMIT_FILES", ())
+    monkeypatch.setattr(networks, "cgroup_memory_limit_files", lambda: [])
     checkpoints = tmp_path / "ckpt"
     assert main(train_argv(data, checkpoints, "--ngf", str(HUGE_NGF))) == 2
     line = _last_error_line(capsys)
