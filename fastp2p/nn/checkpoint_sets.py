@@ -104,7 +104,8 @@ def load_file(path, map_location="cpu"):
     ``path``. Nothing is written. Raises ValueError where neither ``path`` nor its temporary
     file is the file the manifest records (a file put there by hand, or damaged), or where the
     manifest is unreadable; loading a file that is missing, like its temporary file, raises
-    FileNotFoundError as for any path."""
+    FileNotFoundError as for any path. A file its manifest does not list (no fastp2p save
+    writes one so) loads as it is, unchecked, as a file of a set with no manifest does."""
     path = Path(path)
     suffix = next((suffix for suffix in SET_FILE_SUFFIXES if path.name.endswith("_" + suffix)),
                   None)
