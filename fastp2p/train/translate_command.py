@@ -144,7 +144,6 @@ def run(args: argparse.Namespace) -> int:
         print(ignored)
     threads = choose_threads(device.type, args.num_threads)
     apply_thread_choice(threads)
-    print(threads.summary)
     with contextlib.ExitStack() as resources:   # the loader's workers and the trackers
         try:
             loader, netG, weights, out_dir, trackers = _set_up(args, device, threads, resources,
@@ -234,6 +233,7 @@ def _set_up(args, device, threads, resources: contextlib.ExitStack, saved):
             print(line)
     dataset = create_dataset(args, args.phase)
     check_images_fit_unet(args, dataset)
+    print(threads.summary)   # after the data's refusals, as train: no line before an error
     loader = create_dataloader(dataset, 1, shuffle=False,
                                num_workers=threads.loader_workers, seed=args.seed)
     resources.callback(loader.close)
