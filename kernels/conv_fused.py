@@ -533,6 +533,10 @@ SPLIT_CHUNKS = 3
 # The chunks' launch narrows its channel blocks (down to 16) until it has this many programs,
 # about two per SM of an H100 / H200 (132).
 SPLIT_PROGRAMS = 256
+# The chunks are the launch's grid axis z, which CUDA caps at 65535: a group of more tiles than
+# 65535 chunks hold (about 1.7e7 at CHUNK_TILES; no layer of these networks comes near) takes
+# larger chunks instead of a launch that fails.
+MAX_CHUNKS = 65535
 
 
 def finish_chunks(parts_per_group: int, chunk_tiles: int = CHUNK_TILES) -> int:
@@ -561,8 +565,9 @@ def conv_stats_finish(parts: TilePartials, *, per_sample, eps, gamma=None, beta=
 def conv_stats_finish_in_chunks(parts: TilePartials, chunk_tiles: int, *, per_sample, eps,
                                 gamma=None, beta=None, running_mean=None, running_var=None,
                                 momentum=0.1):
-    """conv_stats_finish with chunks of ``chunk_tiles`` tiles (the contract's launcher has no
-    such argument; tests split small groups with it)."""
+    """conv_stats_finish with chunks of at least ``chunk_tiles`` tiles, larger where the group
+    would need more than MAX_CHUNKS (the contract's launcher has no such argument; tests split
+    small groups with it)."""
     N, T, C = parts.a.shape
     groups = N if per_sample else 1
     parts_per_group = N * T // groups
@@ -570,6 +575,7 @@ def conv_stats_finish_in_chunks(parts: TilePartials, chunk_tiles: int, *, per_sa
     block_c = min(64, triton.next_power_of_2(C))
     dummy = parts.a
     means, m2s, counts = parts.a, parts.b, parts.count
+    chunk_tiles = max(chunk_tiles, triton.cdiv(parts_per_group, MAX_CHUNKS))
     chunks = finish_chunks(parts_per_group, chunk_tiles)
     if chunks > 1:
         means, m2s = (parts.a.new_empty((groups * chunks, C)) for _ in range(2))

@@ -139,3 +139,32 @@ def test_op_with_split_statistics_matches_float64(monkeypatch):
             assert leaf.grad.abs().max() < FP32_SINGLE_OP * leaves["w1"].grad.norm()
         else:
             assert_close(leaf.grad, leaves64[name].grad, FP32_SINGLE_OP, f"grad {name}")
+
+
+def test_chunks_stay_within_the_launch_grid(monkeypatch):
+    """A group that would need more than MAX_CHUNKS chunks (CUDA's grid axis z: 65535; here
+    patched to 4, asked for chunks of 1 tile) is merged in larger chunks: no launch has more
+    than MAX_CHUNKS on axis z, and the statistics are the one launch's."""
+    from fastp2p.kernels import conv_fused
+
+    gen = torch.Generator().manual_seed(2)
+    x = _rand(gen, 2, 3, 32, 32, center=0.5).float().contiguous(memory_format=torch.channels_last)
+    _, parts = conv_fused_fwd([x], [InputTransform()], _rand(gen, 6, 3, 4, 4).float(), None,
+                              stride=2, padding=1, partials=True)
+    one_launch = conv_stats_finish(parts, per_sample=False, eps=EPS)
+    grids, kernel = [], conv_fused._conv_stats_finish_kernel
+
+    class Spy:
+        def __getitem__(self, grid):
+            grids.append(grid)
+            return kernel[grid]
+
+    monkeypatch.setattr(conv_fused, "MAX_CHUNKS", 4)
+    monkeypatch.setattr(conv_fused, "_conv_stats_finish_kernel", Spy())
+    split = conv_stats_finish_in_chunks(parts, 1, per_sample=False, eps=EPS)
+    tiles = parts.a.shape[0] * parts.a.shape[1]
+    assert tiles > 4   # chunks of 1 would have been more than the patched cap
+    assert [grid[2] for grid in grids] == [finish_chunks(tiles, -(-tiles // 4)), 1]
+    assert 1 < grids[0][2] <= 4
+    for name, got, expected in zip(("mean", "rstd", "scale", "shift"), split, one_launch):
+        assert_close(got, expected, 1e-6, f"{name} larger chunks vs one launch")
