@@ -31,7 +31,7 @@ def load_safely(source, map_location="cpu", name=None):
     or holds other Python objects (which a pickle could turn into code execution)."""
     name = _source_name(source) if name is None else name
     try:
-        return torch.load(source, map_location=map_location, weights_only=True)
+        loaded = torch.load(source, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as err:
         blocked = _BLOCKED_GLOBAL.search(str(err))
         if blocked:
@@ -46,6 +46,9 @@ def load_safely(source, map_location="cpu", name=None):
         error = err  # torch's zip reader on a cut file: errno 22 without a file name
     except (EOFError, RuntimeError, KeyError, IndexError, ValueError, TypeError) as err:
         error = err
+    else:
+        _refuse_repeated_elements(loaded, name)
+        return loaded
     head = _first_bytes(source)
     if head == b"":
         raise ValueError(f"{name}: the file is empty, not a PyTorch checkpoint (a save that "
@@ -59,6 +62,28 @@ def load_safely(source, map_location="cpu", name=None):
                          "written by torch.save") from None
     raise ValueError(f"{name}: not a PyTorch checkpoint (expected a file written by "
                      "torch.save)") from None
+
+
+def _refuse_repeated_elements(loaded, name) -> None:
+    """Raise ValueError for a tensor in ``loaded`` (nested in dicts, lists, tuples) with more
+    elements than its storage holds: a stride-0 or overlapping view, which torch.save writes
+    as it is (``torch.zeros(1).expand(2**40)``: a few bytes on disk). No network or optimizer
+    state holds one, and every check of a tensor's values (NaN / Inf, a copy into a module)
+    would visit each of its elements: hours for a file of kilobytes."""
+    pending = [loaded]
+    while pending:  # a loop, not recursion: a hostile file may nest containers deeply
+        value = pending.pop()
+        if isinstance(value, Mapping):
+            pending.extend(value.values())
+        elif isinstance(value, (list, tuple)):
+            pending.extend(value)
+        elif (isinstance(value, torch.Tensor) and value.layout == torch.strided
+              and not value.is_meta
+              and value.numel() * value.element_size() > value.untyped_storage().nbytes()):
+            raise ValueError(f"{name}: refused, it holds a tensor of {value.numel():,} elements "
+                             f"over {value.untyped_storage().nbytes():,} stored bytes (a "
+                             "stride-0 or overlapping view); a network's state_dict holds none: "
+                             "save its state_dict with torch.save")
 
 
 def _source_name(source) -> str:
