@@ -125,13 +125,27 @@ def test_a_network_file_holding_nan_is_refused_by_test_and_resume(trained, tmp_p
         assert str(network) in line and key in line and "NaN or Inf" in line, line
 
 
+def _first_weight_as(state, convert):
+    """``state`` with its first 4-d weight replaced by ``convert(weight)``: a complex weight
+    holding NaN passed the NaN / Inf check (test wrote NaN images), an integer one was a
+    traceback from torch's load."""
+    key = next(k for k, v in state.items() if v.dim() == 4)
+    return {**state, key: convert(state[key])}
+
+
 @pytest.mark.parametrize("held,expected", [
     (lambda state: torch.zeros(3), "holds a Tensor, not a network's state_dict"),
     (lambda state: list(state.values()), "holds a list, not a network's state_dict"),
     (lambda state: {k: v.to("meta") for k, v in state.items()}, "is a meta tensor (no data)"),
     (lambda state: {k: v.to_sparse() if v.dim() == 4 else v for k, v in state.items()},
      "is a torch.sparse_coo"),
-], ids=["tensor", "list", "meta", "sparse"])
+    (lambda state: _first_weight_as(state, lambda w: torch.complex(w, w).fill_(float("nan"))),
+     "holds torch.complex64 values, not a network's floating-point weights"),
+    (lambda state: _first_weight_as(state, lambda w: w.long()),
+     "holds torch.int64 values, not a network's floating-point weights"),
+    (lambda state: _first_weight_as(state, lambda w: w > 0),
+     "holds torch.bool values, not a network's floating-point weights"),
+], ids=["tensor", "list", "meta", "sparse", "complex-nan", "integer", "bool"])
 def test_a_network_file_holding_no_weights_is_named_by_test_and_resume(trained, tmp_path, capsys,
                                                                        held, expected):
     """A reference-style set whose G file holds something else than a state_dict of dense

@@ -338,6 +338,14 @@ class CheckpointFolder:
         if hollow is not None:
             kind = "meta tensor (no data)" if state[hollow].is_meta else f"{state[hollow].layout}"
             raise ValueError(f"{path}: {hollow} is a {kind}, not network weights; {self.advice}")
+        # Weights and statistics are real floating point; the one integer entry is a batch
+        # norm's count. A complex weight would pass the NaN / Inf check below with NaN in it
+        # (and load with its imaginary part dropped); an integer one failed in torch's load.
+        odd = next((key for key, value in tensors if not value.is_floating_point()
+                    and not key.endswith("num_batches_tracked")), None)
+        if odd is not None:
+            raise ValueError(f"{path}: {odd} holds {state[odd].dtype} values, not a network's "
+                             f"floating-point weights; {self.advice}")
         bad = first_nonfinite(tensors)
         if bad is not None:  # fastp2p never saves one; other tools' files may hold a diverged run
             raise ValueError(f"{path}: {bad} holds NaN or Inf (the weights of a diverged run); "
