@@ -3,7 +3,8 @@
 The interface the training code uses:
 ``add_data_arguments(parser)``, ``create_dataset(args, phase)``,
 ``create_dataloader(dataset, batch_size, *, shuffle, num_workers, seed, ...)``,
-``default_dataroot()``.
+``default_dataroot()``, and ``DataError``, which they raise for a dataset problem the user
+has to fix (one line naming the file).
 
 The names are imported on first use (PEP 562): the commands' parsers need only the options,
 and ``fastp2p --help`` or ``fastp2p info`` must work without Pillow (an optional dependency,
@@ -12,7 +13,6 @@ the ``data`` extra), which the datasets import.
 import importlib
 
 _HOMES = {
-    "CudaPrefetcher": "fastp2p.data.loader",
     "DataError": "fastp2p.data.errors",
     "add_data_arguments": "fastp2p.data.options",
     "create_dataloader": "fastp2p.data.loader",

@@ -1,5 +1,5 @@
-"""Batches for training: rank sharding, an order and augmentation fixed by (seed, epoch),
-background workers that assemble batches (pinned when asked), and a side-stream prefetcher.
+"""Batches for training: rank sharding, an order and augmentation fixed by (seed, epoch), and
+background workers that assemble batches (pinned when asked).
 
 Order: exactly ``torch.utils.data.DistributedSampler`` (shuffled by seed + epoch, padded to a
 multiple of world_size, rank r takes every world_size-th index). Augmentation: each item's crop
@@ -221,43 +221,3 @@ def create_dataloader(dataset, batch_size: int, *, shuffle: bool, num_workers: i
     return PairLoader(dataset, batch_size, shuffle=shuffle, num_workers=num_workers, seed=seed,
                       rank=rank, world_size=world_size, drop_last=drop_last,
                       pin_memory=pin_memory)
-
-
-class CudaPrefetcher:
-    """Wraps a loader: copies batch k+1 to ``device`` on a side stream while batch k is used.
-
-    Tensors must come from pinned memory (``pin_memory=True``) for the copy to be asynchronous.
-    """
-
-    def __init__(self, loader, device):
-        self.loader = loader
-        self.device = torch.device(device)
-        self.stream = torch.cuda.Stream(self.device)
-
-    def set_epoch(self, epoch: int, start_batch: int = 0) -> None:
-        self.loader.set_epoch(epoch, start_batch)
-
-    def __len__(self) -> int:
-        return len(self.loader)
-
-    def _copy(self, batch: dict) -> dict:
-        with torch.cuda.stream(self.stream):
-            return {key: value.to(self.device, non_blocking=True)
-                    if isinstance(value, torch.Tensor) else value
-                    for key, value in batch.items()}
-
-    def __iter__(self):
-        current = torch.cuda.current_stream(self.device)
-        pending = None
-        for batch in self.loader:
-            incoming = self._copy(batch)
-            if pending is not None:
-                yield pending
-            current.wait_stream(self.stream)
-            for value in incoming.values():
-                if isinstance(value, torch.Tensor):
-                    # the copy was made on the side stream; keep its memory alive for the consumer
-                    value.record_stream(current)
-            pending = incoming
-        if pending is not None:
-            yield pending
