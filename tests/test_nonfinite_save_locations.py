@@ -7,7 +7,8 @@ import torch
 from fastp2p.train.checkpoints import CheckpointFolder
 from fastp2p.train.engine import Pix2PixEngine
 from fastp2p.train.schedulers import LRSchedule
-from fastp2p.train.trainer import Trainer, TrainingStopped
+from fastp2p.train.stop_requests import TrainingStopped
+from fastp2p.train.trainer import Trainer
 from helpers.train_helpers import random_batches, tiny_networks
 
 

@@ -1,14 +1,14 @@
 """A second Ctrl-C (or SIGTERM) while a run saves after the first stops it at once, without
 saving: one line says so and what --continue_train will resume from, exit code 128 + its
 signal (130, 143 for SIGTERM), no traceback; later ones are ignored. A first one saves and
-stops (tests/test_train_signals*.py)."""
+stops (tests/test_train_resume.py)."""
 import signal
 import threading
 
 import pytest
 
 import fastp2p.cli as cli
-from fastp2p.train.trainer import SecondStopRequest, StopRequests
+from fastp2p.train.stop_requests import SecondStopRequest, StopRequests
 
 
 def test_the_second_request_interrupts_with_its_reason():

@@ -46,8 +46,8 @@ def _ctrl_c_deferred():
     Workers forked meanwhile start with the recording handler too, until they ignore SIGINT.
 
     It decides nothing about what a stop means, so it shares nothing with the stop handlers of
-    ``fastp2p.train.trainer.StopRequests`` or ``fastp2p.bench.stops`` (only setting and putting
-    back a handler, a few lines): the Ctrl-C goes on to whichever handler was there before
+    ``fastp2p.train.stop_requests.StopRequests`` or ``fastp2p.bench.stops`` (only setting and
+    putting back a handler, a few lines): the Ctrl-C goes on to whichever handler was there before
     (Python's KeyboardInterrupt under ``fastp2p pack``, the bench's when its end-to-end data
     preparation starts a pool). SIGTERM is not held back: under ``fastp2p pack`` it ends this
     process, and the workers with it."""

@@ -26,10 +26,8 @@ rank (each rank deciding on its own loss made their lrs, then their weights, dri
 import math
 import os
 import random
-import re
 import signal
 import sys
-import threading
 import time
 from dataclasses import asdict, dataclass
 
@@ -40,9 +38,11 @@ from fastp2p.command_errors import error_line
 from fastp2p.train.background_writer import BackgroundWriter, host_copy
 from fastp2p.train.checkpoints import CheckpointWriteError, describe_os_error, snapshot
 from fastp2p.train.distributed import average_over_processes
+from fastp2p.train.loader_failures import loader_worker_death
 from fastp2p.train.memory_errors import first_line, is_out_of_memory
 from fastp2p.train.reports import TRIPLET
 from fastp2p.train.stage_times import StageTimes
+from fastp2p.train.stop_requests import StopRequests, TrainingStopped
 
 EXIT_OK, EXIT_FAILED = 0, 1
 
@@ -70,119 +70,6 @@ class Progress:
 
 class ResumeError(ValueError):
     """The saved position cannot be resumed with this run's options (exit code 2)."""
-
-
-class TrainingStopped(Exception):
-    """Raised inside the loop to end training early with an exit code."""
-
-    def __init__(self, message, exit_code):
-        super().__init__(message)
-        self.exit_code = exit_code
-
-
-class SecondStopRequest(KeyboardInterrupt):
-    """A second stop request, raised where the work is: it stops at once. ``exit_code``: 128 +
-    its signal (143 for a second SIGTERM, as for the first), which ``fastp2p.cli`` returns."""
-
-    def __init__(self, message: str, signal_number: int):
-        super().__init__(message)
-        self.exit_code = 128 + signal_number
-
-
-class StopRequests:
-    """SIGINT / SIGTERM set a flag that the loop checks between steps (then saves and exits);
-    a second one raises SecondStopRequest(``second_request``) at once. From then on, or once
-    ``hold()`` is called (the work a second request would cut short is done), requests are
-    only recorded until the block ends, so what is left (closing the loader's workers, the last
-    lines) is not cut short into a traceback. ``fastp2p test`` stops between images the same
-    way, with its own words for the second request.
-
-    Outside the main thread it installs nothing (Python runs signal handlers in the main
-    thread only, and ``signal.signal`` raises elsewhere): the work runs as it would without.
-
-    Separate from ``fastp2p.bench.stops`` and ``fastp2p.data.worker_pool`` on purpose: only
-    setting and putting back two handlers is common (a few lines), what a stop means is not.
-    Here a first request must not cut a step short (a flag, checked between steps), a second
-    one raises at once, and the handlers before always come back at the block's end. A bench
-    run raises at the first stop and ignores every later one, until the process ends; the
-    worker pool only holds SIGINT back while it starts."""
-
-    SIGNALS = (signal.SIGINT, signal.SIGTERM)
-
-    def __init__(self, second_request: str = "a second stop request: stopped at once, without "
-                 "saving; --continue_train resumes from the last set saved"):
-        self.signal_number = None
-        self.second_request = second_request
-        self._held = False
-        self._previous = {}
-
-    def __enter__(self):
-        if threading.current_thread() is threading.main_thread():
-            for sig in self.SIGNALS:
-                self._previous[sig] = signal.signal(sig, self._handle)
-        return self
-
-    def __exit__(self, *exc):
-        for sig, handler in self._previous.items():
-            signal.signal(sig, handler)
-
-    def hold(self) -> None:
-        """From now on a stop request is only recorded, not acted on."""
-        self._held = True
-
-    def _handle(self, signal_number, frame):
-        if self.signal_number is None:
-            self.signal_number = signal_number
-        elif not self._held:  # a second Ctrl-C: stop now, without saving
-            self._held = True
-            raise SecondStopRequest(self.second_request, signal_number)
-
-
-def loader_worker_death(err: RuntimeError, then: str) -> str | None:
-    """"a data loader worker died (torch's reason), what to do" when ``err`` is torch's report
-    of a dead loader worker, else None. ``then``: what to do once the cause is dealt with
-    ("resume with --continue_train")."""
-    if not str(err).startswith("DataLoader worker"):
-        return None
-    reason = _worker_death_reason(err)
-    return f"a data loader worker died ({reason}), {_worker_death_advice(reason, then)}"
-
-
-def _worker_death_reason(err: RuntimeError) -> str:
-    """torch's first line about a dead loader worker; its "is killed by signal: NAME" when that
-    is in the error or its causes (a worker death met while waiting for a batch is reported
-    as "exited unexpectedly", raised from the one that names the signal)."""
-    lines, seen = [], set()
-    while err is not None and id(err) not in seen:
-        seen.add(id(err))
-        lines.append((str(err).splitlines() or [""])[0].strip())
-        err = err.__cause__ or err.__context__
-    return next((line for line in lines if "killed by signal" in line), lines[0])
-
-
-# What the worker's own code raises when it crashes (SIGSEGV, SIGABRT, SIGFPE, SIGILL), as
-# torch names them: a fault while decoding, not a stop from outside
-_CRASH_SIGNALS = ("Segmentation fault", "Aborted", "Floating point exception",
-                  "Illegal instruction")
-
-
-def _worker_death_advice(reason: str, then: str) -> str:
-    """What to do about a data loader worker that died, from torch's one-line ``reason``: the
-    out-of-memory killer sends SIGKILL ("Killed"), a full shared memory is a "Bus error"; a
-    crash signal is a fault in the worker (an image library on a damaged file, say), which a
-    resume meets again; a worker killed by another signal was stopped from outside (the workers
-    ignore SIGINT and SIGTERM, which the main process handles); "exited unexpectedly" does not
-    say."""
-    killed_by = re.search(r"killed by signal: ([^.]+)", reason)
-    name = killed_by.group(1) if killed_by else None
-    if name in _CRASH_SIGNALS:
-        return (f"the worker crashed ({name}), not out of memory: an image library failing on "
-                "a damaged image, say; check or remove the images, or repack them with "
-                f"`fastp2p pack`, then {then}")
-    if name is not None and name not in ("Killed", "Bus error"):
-        return (f"stopped by a signal ({name}) from outside this run, not out of "
-                f"memory: {then}")
-    return f"probably out of memory: lower --num_threads, then {then}"
 
 
 def _crossed(before: int, after: int, every: int) -> bool:

@@ -112,8 +112,8 @@ def run(args: argparse.Namespace) -> int:
     from fastp2p.train.networks import check_networks_fit_memory
     from fastp2p.train.reports import aspect_ratio_size
     from fastp2p.train.reference_options import apply_reference_options
+    from fastp2p.train.stop_requests import StopRequests
     from fastp2p.train.trackers import check_trackers_installed
-    from fastp2p.train.trainer import StopRequests
 
     load_size_given = not isinstance(args.load_size, QuickDefault)
     resolve_quick_defaults(args)
@@ -390,7 +390,7 @@ def _why_the_images_stopped(err: Exception) -> str | None:
     image or a planted link (ValueError: DataError, NotAPlainFile), a data loader worker that
     died (torch's RuntimeError); None for any other RuntimeError."""
     from fastp2p.train.checkpoints import describe_os_error
-    from fastp2p.train.trainer import loader_worker_death
+    from fastp2p.train.loader_failures import loader_worker_death
 
     if isinstance(err, OSError):
         return describe_os_error(err)

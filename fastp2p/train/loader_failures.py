@@ -1,0 +1,52 @@
+"""One line for a data loader worker that died, as ``fastp2p train`` and ``fastp2p test`` say
+it: torch's reason, and what to do about it (out of memory, a crash on a damaged image, a
+signal from outside).
+"""
+import re
+
+
+def loader_worker_death(err: RuntimeError, then: str) -> str | None:
+    """"a data loader worker died (torch's reason), what to do" when ``err`` is torch's report
+    of a dead loader worker, else None. ``then``: what to do once the cause is dealt with
+    ("resume with --continue_train")."""
+    if not str(err).startswith("DataLoader worker"):
+        return None
+    reason = _worker_death_reason(err)
+    return f"a data loader worker died ({reason}), {_worker_death_advice(reason, then)}"
+
+
+def _worker_death_reason(err: RuntimeError) -> str:
+    """torch's first line about a dead loader worker; its "is killed by signal: NAME" when that
+    is in the error or its causes (a worker death met while waiting for a batch is reported
+    as "exited unexpectedly", raised from the one that names the signal)."""
+    lines, seen = [], set()
+    while err is not None and id(err) not in seen:
+        seen.add(id(err))
+        lines.append((str(err).splitlines() or [""])[0].strip())
+        err = err.__cause__ or err.__context__
+    return next((line for line in lines if "killed by signal" in line), lines[0])
+
+
+# What the worker's own code raises when it crashes (SIGSEGV, SIGABRT, SIGFPE, SIGILL), as
+# torch names them: a fault while decoding, not a stop from outside
+_CRASH_SIGNALS = ("Segmentation fault", "Aborted", "Floating point exception",
+                  "Illegal instruction")
+
+
+def _worker_death_advice(reason: str, then: str) -> str:
+    """What to do about a data loader worker that died, from torch's one-line ``reason``: the
+    out-of-memory killer sends SIGKILL ("Killed"), a full shared memory is a "Bus error"; a
+    crash signal is a fault in the worker (an image library on a damaged file, say), which a
+    resume meets again; a worker killed by another signal was stopped from outside (the workers
+    ignore SIGINT and SIGTERM, which the main process handles); "exited unexpectedly" does not
+    say."""
+    killed_by = re.search(r"killed by signal: ([^.]+)", reason)
+    name = killed_by.group(1) if killed_by else None
+    if name in _CRASH_SIGNALS:
+        return (f"the worker crashed ({name}), not out of memory: an image library failing on "
+                "a damaged image, say; check or remove the images, or repack them with "
+                f"`fastp2p pack`, then {then}")
+    if name is not None and name not in ("Killed", "Bus error"):
+        return (f"stopped by a signal ({name}) from outside this run, not out of "
+                f"memory: {then}")
+    return f"probably out of memory: lower --num_threads, then {then}"

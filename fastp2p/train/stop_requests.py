@@ -1,0 +1,75 @@
+"""Stopping ``fastp2p train`` and ``fastp2p test`` early: SIGINT / SIGTERM as requests that
+the loop takes between steps or images (``StopRequests``), a second request that stops at once
+(``SecondStopRequest``), and the training loop's own early end with an exit code
+(``TrainingStopped``).
+
+Kept apart from the epoch loop (``fastp2p.train.trainer``), which ``fastp2p test`` does not need.
+"""
+import signal
+import threading
+
+
+class TrainingStopped(Exception):
+    """Raised inside the loop to end training early with an exit code."""
+
+    def __init__(self, message, exit_code):
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+class SecondStopRequest(KeyboardInterrupt):
+    """A second stop request, raised where the work is: it stops at once. ``exit_code``: 128 +
+    its signal (143 for a second SIGTERM, as for the first), which ``fastp2p.cli`` returns."""
+
+    def __init__(self, message: str, signal_number: int):
+        super().__init__(message)
+        self.exit_code = 128 + signal_number
+
+
+class StopRequests:
+    """SIGINT / SIGTERM set a flag that the loop checks between steps (then saves and exits);
+    a second one raises SecondStopRequest(``second_request``) at once. From then on, or once
+    ``hold()`` is called (the work a second request would cut short is done), requests are
+    only recorded until the block ends, so what is left (closing the loader's workers, the last
+    lines) is not cut short into a traceback. ``fastp2p test`` stops between images the same
+    way, with its own words for the second request.
+
+    Outside the main thread it installs nothing (Python runs signal handlers in the main
+    thread only, and ``signal.signal`` raises elsewhere): the work runs as it would without.
+
+    Separate from ``fastp2p.bench.stops`` and ``fastp2p.data.worker_pool`` on purpose: only
+    setting and putting back two handlers is common (a few lines), what a stop means is not.
+    Here a first request must not cut a step short (a flag, checked between steps), a second
+    one raises at once, and the handlers before always come back at the block's end. A bench
+    run raises at the first stop and ignores every later one, until the process ends; the
+    worker pool only holds SIGINT back while it starts."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self, second_request: str = "a second stop request: stopped at once, without "
+                 "saving; --continue_train resumes from the last set saved"):
+        self.signal_number = None
+        self.second_request = second_request
+        self._held = False
+        self._previous = {}
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            for sig in self.SIGNALS:
+                self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc):
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+    def hold(self) -> None:
+        """From now on a stop request is only recorded, not acted on."""
+        self._held = True
+
+    def _handle(self, signal_number, frame):
+        if self.signal_number is None:
+            self.signal_number = signal_number
+        elif not self._held:  # a second Ctrl-C: stop now, without saving
+            self._held = True
+            raise SecondStopRequest(self.second_request, signal_number)

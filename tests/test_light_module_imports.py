@@ -1,0 +1,46 @@
+"""What a command takes from a shared module brings nothing heavy with it: `fastp2p test` takes
+its stop handling and its loader-failure line without the training loop (fastp2p.train.trainer),
+and those modules import neither numpy nor torch. Read from the source (function-level imports
+included) and checked in a fresh interpreter."""
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+CHECKOUT = Path(__file__).resolve().parents[1]
+
+# module -> modules it must not import, itself or through what it imports
+LIGHT = {
+    "fastp2p.train.stop_requests": ("numpy", "torch", "fastp2p.train.trainer"),
+    "fastp2p.train.loader_failures": ("numpy", "torch", "fastp2p.train.trainer"),
+}
+
+
+def _imported(path: Path) -> set:
+    """Every absolute module name the file imports, anywhere in it."""
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names.add(node.module)
+    return names
+
+
+def test_fastp2p_test_does_not_import_the_training_loop():
+    imported = _imported(CHECKOUT / "fastp2p" / "train" / "translate_command.py")
+    assert "fastp2p.train.trainer" not in imported
+    assert {"fastp2p.train.stop_requests", "fastp2p.train.loader_failures"} <= imported
+
+
+@pytest.mark.parametrize("module", sorted(LIGHT))
+def test_a_light_module_imports_nothing_heavy(module, tmp_path):
+    code = (f"import sys\nimport {module}\n"
+            f"print(sorted(set({LIGHT[module]!r}) & set(sys.modules)))\n")
+    # outside the checkout, whose fastp2p/ would shadow the installed package
+    done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
