@@ -84,8 +84,20 @@ def test_waiting_times_each_next_batch(clock):
             yield item
         clock.advance(0.25)
     assert list(times.waiting(slow())) == [0, 1, 2]
+    times.step_done(1)   # a step inside the window: figures to report
     times.epoch_end()
     assert times.summary()["data_s"] == pytest.approx(1.75)
     assert times.summary()["data_calls"] == 4       # the last wait finds the epoch's end
     with pytest.raises(ValueError, match="skip_steps must be >= 1"):
         StageTimes(skip_steps=0)
+
+
+def test_a_run_no_longer_than_the_skipped_steps_has_no_figures(clock):
+    """One step, then the epoch end (a 4-pair split at batch 4): the window opened and closed
+    around no step; train printed "0.0 images/s over 0 steps after the first 1"."""
+    times = StageTimes(skip_steps=1)
+    _step(times, clock)
+    clock.advance(0.5)
+    times.epoch_end()
+    assert times.summary() == {}
+    assert times.describe() == ""

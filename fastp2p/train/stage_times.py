@@ -82,8 +82,10 @@ class StageTimes:
         self._pending.clear()
 
     def summary(self) -> dict:
-        """This process's figures over the window (empty when it never opened)."""
-        if not self.measuring or self.window_end <= self.window_start:
+        """This process's figures over the window (empty when no step ended inside it: a run of
+        ``skip_steps`` steps or fewer has no steady state to describe)."""
+        if (not self.measuring or self.steps <= self.skip_steps
+                or self.window_end <= self.window_start):
             return {}
         wall = self.window_end - self.window_start
         out = {"window_s": wall, "window_steps": self.steps - self.skip_steps,
