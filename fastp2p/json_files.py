@@ -8,7 +8,8 @@ ValueError)`` that turns a damaged file into a one-line error. Here it is a Valu
 other text that is not JSON.
 """
 import json
-from pathlib import Path
+
+from fastp2p.file_reads import read_text
 
 
 def parse_json(text: str):
@@ -22,5 +23,5 @@ def parse_json(text: str):
 
 def read_json(path):
     """The parsed content of the JSON file ``path``. Raises OSError (cannot be read) or
-    ValueError (not UTF-8, not JSON, or nested too deeply)."""
-    return parse_json(Path(path).read_text(encoding="utf-8"))
+    ValueError (not UTF-8, not JSON, nested too deeply, or not a regular file)."""
+    return parse_json(read_text(path, encoding="utf-8"))

@@ -14,6 +14,7 @@ from typing import NamedTuple
 
 import torch
 
+from fastp2p.file_reads import open_to_read
 from fastp2p.nn.checks import with_article
 
 _WRAPPER_PREFIXES = ("module.", "_orig_mod.")
@@ -28,8 +29,12 @@ def load_safely(source, map_location="cpu", name=None):
     """``torch.load(source, weights_only=True)``: tensors and plain containers only, so loading
     never runs code. ``source``: a path or an open binary file (``name`` names it in errors).
     Raises ValueError, one line, for a file that is empty, not a PyTorch checkpoint, truncated,
-    or holds other Python objects (which a pickle could turn into code execution)."""
+    or holds other Python objects (which a pickle could turn into code execution), or a path
+    that is not a regular file (``open_to_read``: a FIFO blocked the load)."""
     name = _source_name(source) if name is None else name
+    if isinstance(source, (str, PathLike)):
+        with open_to_read(source) as handle:
+            return load_safely(handle, map_location, name)
     try:
         loaded = torch.load(source, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as err:

@@ -12,6 +12,7 @@ load. Reading writes nothing: the next ``fastp2p train`` of the run finishes the
 import hashlib
 from pathlib import Path
 
+from fastp2p.file_reads import open_to_read
 from fastp2p.json_files import read_json
 from fastp2p.nn.checkpoint import load_safely
 
@@ -26,7 +27,7 @@ def matching_file(path: Path, entry: dict):
     """An open handle of ``path`` (at offset 0) if its size and SHA-256 are ``entry``'s (a
     manifest's record of a file); None otherwise, or if there is no such file."""
     try:
-        handle = open(path, "rb")
+        handle = open_to_read(path)
     except FileNotFoundError:
         return None
     digest, size = hashlib.sha256(), 0

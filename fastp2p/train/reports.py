@@ -17,6 +17,7 @@ import torch
 
 from fastp2p.atomic_files import (naming_the_file, open_plain_file, refuse_linked_folder,
                                   refuse_unless_plain_file, replacing)
+from fastp2p.file_reads import open_to_read
 from fastp2p.option_types import MAX_LOAD_SIZE  # also the largest side of a saved image
 from fastp2p.train.engine import LOSS_NAMES
 
@@ -152,7 +153,7 @@ class LossLog:
 def _read_log_rows(path: Path):
     """(rows of ``path`` as numbers, how many rows did not parse): a row must hold exactly the
     header's number of values and a number in each of LOG_FIELDS."""
-    with open(path, newline="", encoding="utf-8", errors="replace") as handle:
+    with open_to_read(path, "r", newline="", encoding="utf-8", errors="replace") as handle:
         lines = handle.read().splitlines()
     rows, damaged = [], 0
     header = _csv_values(lines[0]) if lines else None

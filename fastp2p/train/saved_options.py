@@ -3,6 +3,8 @@ one ``name: value`` line each, as the reference writes its opt file), and what a
 given other values is told."""
 from pathlib import Path
 
+from fastp2p.file_reads import read_text
+
 OPTIONS_FILE = "train_opt.txt"
 
 # Options that change what a resumed run learns from the same command line's other options; a
@@ -25,9 +27,9 @@ def changed_options(args, path: Path, keys) -> str:
     ``path`` differ from ``args``; "" when none do or the file cannot be read (a reference
     run's, say)."""
     try:
-        saved = dict(line.split(": ", 1) for line in path.read_text(encoding="utf-8").splitlines()
+        saved = dict(line.split(": ", 1) for line in read_text(path, encoding="utf-8").splitlines()
                      if ": " in line)
-    except (OSError, UnicodeDecodeError):
+    except (OSError, ValueError):  # UnicodeDecodeError, or not a regular file
         return ""
     return ", ".join(f"--{key} {saved[key]} -> {getattr(args, key)}" for key in keys
                      if key in saved and saved[key] != str(getattr(args, key)))
