@@ -143,7 +143,13 @@ def remove_left_by_dead_processes(folder, pattern: str = ".*.tmp-*") -> None:
     a write killed before its rename left (a live process's are left alone). ``pattern``: the
     names to look at (a glob), e.g. ``"*.tmp-*"`` for older versions' ``NAME.tmp-PID`` too.
     Only regular files: a write leaves nothing else, so a folder or a link of that name is
-    someone's own, and unlinking a folder would fail."""
+    someone's own, and unlinking a folder would fail. Nothing through a ``folder`` that is
+    another user's symbolic link (``refuse_linked_folder``): fastp2p writes nothing there, so
+    nothing there is its leftover (a run with no web page still cleans NAME/web)."""
+    try:
+        refuse_linked_folder(folder)
+    except ValueError:   # NotAPlainFile, LinkToNothing: not a folder fastp2p writes into
+        return
     for leftover in Path(folder).glob(pattern):
         if _is_regular_file(leftover) and left_by_dead_process(leftover):
             leftover.unlink(missing_ok=True)

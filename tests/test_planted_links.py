@@ -6,12 +6,13 @@ that file and wrote its pid into it. Files written in place (the lock, loss_log.
 in one line naming them; files replaced by a rename (train_opt.txt, the pages, checkpoints,
 results) replace the link itself; a temporary file's name taken by a link is made afresh.
 """
+import json
 import os
 
 import pytest
 
 from fastp2p.atomic_files import replacing, temporary_sibling
-from fastp2p.bench import report
+from fastp2p.bench import render
 from fastp2p.cli import main
 from fastp2p.train.run_lock import RunFolderLock
 from helpers.link_helpers import as_another_user
@@ -127,10 +128,10 @@ def test_bench_pages_replace_planted_links(tmp_path, victim):
         "device": "cpu", "date_utc": "2026-12-02 10:00", "date": "20261202", "commit": "abc",
         "python": "3.11"}, "config": {"network_description": "tiny", "steps": 2, "warmup": 1}}
     json_path = tmp_path / "results.json"
-    json_path.write_text(report.json.dumps(results))
+    json_path.write_text(json.dumps(results))
     for suffix in (".md", ".png"):
         _plant(json_path.with_suffix(suffix), victim)
-    files = report.render_files(json_path)
+    files = render.render_files(json_path)
     assert victim.read_text() == VICTIM_TEXT
     assert not files["markdown"].is_symlink() and "# fastp2p benchmark" in (
         files["markdown"].read_text())
@@ -204,3 +205,19 @@ def test_a_folder_at_the_loss_log_is_refused_by_overwrite_before_anything_change
     assert _train(data, checkpoints, "--overwrite") == 1
     assert "loss_log.csv is a folder" in one_line(capsys.readouterr().err)
     assert {path: path.read_bytes() for path in run.rglob("*") if path.is_file()} == before
+
+
+def test_a_run_without_its_page_removes_nothing_through_another_user_s_web_link(
+        data, tmp_path, monkeypatch):
+    """With --no_html the web/ link is not refused (nothing is written there), but the start of
+    the run removed the temporary files of dead processes through it: files in another user's
+    folder, named like fastp2p's leftovers."""
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    theirs = {name: name for name in (".report.tmp-999999", ".data.tmp-999998.csv")}
+    for name in theirs:
+        (elsewhere / name).write_text(name)
+    link = _plant(tmp_path / "ck" / "tiny" / "web", elsewhere)
+    as_another_user(monkeypatch, link)
+    assert _train(data, tmp_path / "ck", "--no_html") == 0
+    assert {path.name: path.read_text() for path in elsewhere.iterdir()} == theirs
