@@ -165,7 +165,13 @@ def _nonfinite_problem(state) -> str | None:
         return f"{huge} is an integer past any float, which fastp2p never saves"
     bad = (next((path for path, value in numbers if not math.isfinite(value)), None)
            or first_nonfinite(tensors))
-    return f"{bad} holds NaN or Inf, which fastp2p never saves" if bad else None
+    if bad:
+        return f"{bad} holds NaN or Inf, which fastp2p never saves"
+    # Adam's second moments are running means of squares: a negative one has no square root,
+    # and resuming it stopped at the first step with a NaN loss, blaming the learning rate.
+    negative = next((path for path, value in tensors if path.endswith("['exp_avg_sq']")
+                     and value.numel() and value.min() < 0), None)
+    return f"{negative} holds negative second moments, which Adam never has" if negative else None
 
 
 def _schedule_problem(schedule) -> str | None:
