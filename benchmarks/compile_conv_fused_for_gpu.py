@@ -14,7 +14,7 @@ import sys
 import torch
 from sm90 import compile_for_sm90
 
-from fastp2p.kernels import conv_fused, conv_fused_wgrad
+from fastp2p.kernels import conv_fused, conv_fused_wgrad, conv_stats_finish
 
 _GPU = torch.device("cuda")  # only its type is read: no GPU needed
 _DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
@@ -129,13 +129,11 @@ def _jobs(compile_all: bool):
     for fold in (0, 1, 2, "tanh"):
         yield _bias_grad(fold)
     for affine, update in ((False, False), (True, True)):
-        yield conv_fused._conv_stats_finish_kernel, dict(FINISH=True, AFFINE=affine,
-                                                         UPDATE_RUNNING=update, BLOCK_P=64,
-                                                         BLOCK_C=64)
+        yield conv_stats_finish._conv_stats_finish_kernel, dict(
+            FINISH=True, AFFINE=affine, UPDATE_RUNNING=update, BLOCK_P=64, BLOCK_C=64)
     for block_c in (16, 64):  # conv_stats_finish's chunk merges (its split of many tiles)
-        yield conv_fused._conv_stats_finish_kernel, dict(FINISH=False, AFFINE=False,
-                                                         UPDATE_RUNNING=False, BLOCK_P=64,
-                                                         BLOCK_C=block_c)
+        yield conv_stats_finish._conv_stats_finish_kernel, dict(
+            FINISH=False, AFFINE=False, UPDATE_RUNNING=False, BLOCK_P=64, BLOCK_C=block_c)
 
 
 def _blocks(kernel, dtype):

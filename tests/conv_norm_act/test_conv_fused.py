@@ -17,8 +17,9 @@ from helpers.triton_interpreter import KERNELS
 
 pytest.importorskip("triton")
 from fastp2p.kernels.conv_fused import (InputTransform, conv_fused_dgrad,  # noqa: E402
-                                        conv_fused_fwd, conv_stats_finish)
+                                        conv_fused_fwd)
 from fastp2p.kernels.conv_fused_wgrad import conv_fused_wgrad  # noqa: E402
+from fastp2p.kernels.conv_stats_finish import conv_stats_finish  # noqa: E402
 
 needs_triton = pytest.mark.skipif(
     KERNELS is None, reason="interpreter tests: need triton ('.[test]') and no GPU")

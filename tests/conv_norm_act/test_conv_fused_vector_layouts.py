@@ -11,10 +11,10 @@ import torch
 from helpers.triton_interpreter import KERNELS
 
 pytest.importorskip("triton")
-from fastp2p.kernels.conv_fused import (GradFold, InputTransform, conv_fused_fwd,  # noqa: E402
-                                        conv_stats_finish)
+from fastp2p.kernels.conv_fused import GradFold, InputTransform, conv_fused_fwd  # noqa: E402
 from fastp2p.kernels.conv_fused_wgrad import (conv_fused_bias_grad,  # noqa: E402
                                               conv_fused_wgrad)
+from fastp2p.kernels.conv_stats_finish import conv_stats_finish  # noqa: E402
 from fastp2p.ops.conv_norm_act import conv_norm_act  # noqa: E402
 
 needs_triton = pytest.mark.skipif(

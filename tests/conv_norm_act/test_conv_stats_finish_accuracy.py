@@ -35,9 +35,9 @@ import torch
 from helpers.triton_interpreter import KERNELS
 
 pytest.importorskip("triton")
-from fastp2p.kernels.conv_fused import (CHUNK_TILES, TilePartials,  # noqa: E402
-                                        conv_stats_finish_in_chunks, finish_chunks,
-                                        gemm_blocks)
+from fastp2p.kernels.conv_fused import TilePartials, gemm_blocks  # noqa: E402
+from fastp2p.kernels.conv_stats_finish import (CHUNK_TILES,  # noqa: E402
+                                               conv_stats_finish_in_chunks, finish_chunks)
 
 pytestmark = [pytest.mark.interpreter, pytest.mark.skipif(
     KERNELS is None, reason="interpreter tests: need triton ('.[test]') and no GPU")]

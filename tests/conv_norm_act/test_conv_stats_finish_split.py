@@ -13,9 +13,9 @@ from helpers.tolerances import FP32_SINGLE_OP, assert_close
 from helpers.triton_interpreter import KERNELS
 
 pytest.importorskip("triton")
-from fastp2p.kernels.conv_fused import (InputTransform, conv_fused_fwd,  # noqa: E402
-                                        conv_stats_finish, conv_stats_finish_in_chunks,
-                                        finish_chunks)
+from fastp2p.kernels.conv_fused import InputTransform, conv_fused_fwd  # noqa: E402
+from fastp2p.kernels.conv_stats_finish import (conv_stats_finish,  # noqa: E402
+                                               conv_stats_finish_in_chunks, finish_chunks)
 from fastp2p.ops.conv_norm_act import conv_norm_act  # noqa: E402
 
 pytestmark = [pytest.mark.interpreter, pytest.mark.skipif(
@@ -145,22 +145,22 @@ def test_chunks_stay_within_the_launch_grid(monkeypatch):
     """A group that would need more than MAX_CHUNKS chunks (CUDA's grid axis z: 65535; here
     patched to 4, asked for chunks of 1 tile) is merged in larger chunks: no launch has more
     than MAX_CHUNKS on axis z, and the statistics are the one launch's."""
-    from fastp2p.kernels import conv_fused
+    from fastp2p.kernels import conv_stats_finish as finish_module
 
     gen = torch.Generator().manual_seed(2)
     x = _rand(gen, 2, 3, 32, 32, center=0.5).float().contiguous(memory_format=torch.channels_last)
     _, parts = conv_fused_fwd([x], [InputTransform()], _rand(gen, 6, 3, 4, 4).float(), None,
                               stride=2, padding=1, partials=True)
     one_launch = conv_stats_finish(parts, per_sample=False, eps=EPS)
-    grids, kernel = [], conv_fused._conv_stats_finish_kernel
+    grids, kernel = [], finish_module._conv_stats_finish_kernel
 
     class Spy:
         def __getitem__(self, grid):
             grids.append(grid)
             return kernel[grid]
 
-    monkeypatch.setattr(conv_fused, "MAX_CHUNKS", 4)
-    monkeypatch.setattr(conv_fused, "_conv_stats_finish_kernel", Spy())
+    monkeypatch.setattr(finish_module, "MAX_CHUNKS", 4)
+    monkeypatch.setattr(finish_module, "_conv_stats_finish_kernel", Spy())
     split = conv_stats_finish_in_chunks(parts, 1, per_sample=False, eps=EPS)
     tiles = parts.a.shape[0] * parts.a.shape[1]
     assert tiles > 4   # chunks of 1 would have been more than the patched cap

@@ -7,8 +7,9 @@ import os
 
 import torch
 
-from fastp2p.kernels.conv_fused import conv_fused_dgrad, conv_fused_fwd, conv_stats_finish
+from fastp2p.kernels.conv_fused import conv_fused_dgrad, conv_fused_fwd
 from fastp2p.kernels.conv_fused_wgrad import conv_fused_bias_grad, conv_fused_wgrad
+from fastp2p.kernels.conv_stats_finish import conv_stats_finish
 from fastp2p.kernels.losses import gan_loss_fwd, l1_loss_fwd
 from fastp2p.kernels.norm_act import norm_act_bwd, norm_act_fwd
 from fastp2p.kernels.step_losses import d_step_losses_fwd, g_step_losses_fwd
