@@ -57,6 +57,9 @@ def test_overwrite_removes_the_previous_runs_sets_logs_and_samples_only(data, tm
     line = [line for line in capsys.readouterr().out.splitlines() if "--overwrite" in line]
     assert len(line) == 1   # 2, iter_2, iter_4, iter_6, iter_8, latest
     assert "previous run's 6 checkpoint set(s)" in line[0] and str(run) in line[0]
+    # the labels quoted: "2 removed" read as a count
+    assert line[0].endswith("are gone: '2', 'iter_2', 'iter_4', 'iter_6', 'iter_8' removed; "
+                            "'latest' replaced by this run's first save"), line[0]
 
 
 def test_the_sets_overwrite_removes_are_whole_sets_and_nothing_else(tmp_path):

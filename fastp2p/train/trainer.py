@@ -203,8 +203,9 @@ class Trainer:
         removed = sorted(label for label in replaced if label not in written)
         rewritten = sorted(label for label in replaced if label in written)
         self.checkpoints.remove_sets({label: replaced[label] for label in removed})
-        gone = [f"{', '.join(removed)} removed"] if removed else []
-        gone += [f"{', '.join(rewritten)} replaced by this run's first save"] if rewritten else []
+        # the sets by their labels, quoted: an epoch's label is a number ("2 removed")
+        gone = [f"{_quoted(removed)} removed"] if removed else []
+        gone += [f"{_quoted(rewritten)} replaced by this run's first save"] if rewritten else []
         self.say(f"--overwrite: the previous run's {len(replaced)} checkpoint set(s) in "
                  f"{self.checkpoints.path} are gone: {'; '.join(gone)}")
 
@@ -222,7 +223,7 @@ class Trainer:
         kept = self._last_good_checkpoint()
         hint = "" if self.args.precision == "fp32" else ", or try --precision fp32"
         raise TrainingStopped(f"{what} (epoch {self.progress.epoch}); training stopped and "
-                              f"{kept}. Lower --lr or check the data{hint}", EXIT_FAILED)
+                              f"{kept}. Lower --lr (or --lambda_L1) or check the data{hint}", EXIT_FAILED)
 
     def _last_good_checkpoint(self) -> str:
         """Lets a save in flight land (it is of good weights), then names what is on disk."""
@@ -440,3 +441,7 @@ class Trainer:
         if bar is not None:
             bar.set_postfix({"img/s": f"{images_per_s:.1f}",
                              **{name: f"{value:.3f}" for name, value in losses.items()}})
+
+
+def _quoted(labels) -> str:
+    return ", ".join(f"'{label}'" for label in labels)
