@@ -7,7 +7,8 @@ import shlex
 import pytest
 
 from fastp2p.cli import main
-from fastp2p.data.packed import PackedDataset, read_index
+from fastp2p.data.packed import PackedDataset
+from fastp2p.data.packed_index import read_index
 from fastp2p.data.packed_loader import PackedDeviceLoader
 from fastp2p.data.transforms import Preprocess
 from helpers.data_helpers import synthetic_pack

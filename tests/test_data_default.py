@@ -14,7 +14,8 @@ from PIL import Image
 from helpers.data_helpers import data_args
 from fastp2p.data import DataError, create_dataset, default_dataroot
 from fastp2p.data import create, default_dataset, pack
-from fastp2p.data.packed import VERSION, PackedDataset
+from fastp2p.data.packed import PackedDataset
+from fastp2p.data.packed_index import VERSION
 
 pytest.importorskip("skimage")
 

@@ -14,7 +14,8 @@ from PIL import Image
 from fastp2p.data import DataError, create_dataset
 from fastp2p.data.folders import decode_rgb, list_images
 from fastp2p.data.pack import pack_phase
-from fastp2p.data.packed import PackedDataset, is_packed
+from fastp2p.data.packed import PackedDataset
+from fastp2p.data.packed_index import is_packed
 from fastp2p.data.transforms import PairParams, Preprocess, crop_flip_uint8, draw_params
 from helpers.data_helpers import data_args, gradient_half, make_aligned, write_ab, write_image
 

@@ -18,7 +18,8 @@ import fastp2p
 from fastp2p.cli import main
 from fastp2p.data.errors import DataError
 from fastp2p.data.pack import pack_phase
-from fastp2p.data.packed import INDEX_NAME, PackedDataset
+from fastp2p.data.packed import PackedDataset
+from fastp2p.data.packed_index import INDEX_NAME
 from fastp2p.data.transforms import Preprocess
 from fastp2p.train.engine import Pix2PixEngine
 from helpers.train_helpers import tiny_networks, train_argv, write_aligned_dataset

@@ -14,7 +14,8 @@ from fastp2p.cli import main
 from fastp2p.data import add_data_arguments, create_dataset
 from fastp2p.data.errors import DataError
 from fastp2p.data.pack import load_pair, pack_phase
-from fastp2p.data.packed import PackedDataset, read_index, verify_pack
+from fastp2p.data.packed import PackedDataset
+from fastp2p.data.packed_index import read_index, verify_pack
 
 
 LOAD, CROP = 20, 16

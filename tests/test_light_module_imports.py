@@ -1,7 +1,8 @@
 """What a command takes from a shared module brings nothing heavy with it: `fastp2p test` takes
 its stop handling and its loader-failure line without the training loop (fastp2p.train.trainer),
-and those modules import neither numpy nor torch. Read from the source (function-level imports
-included) and checked in a fresh interpreter."""
+and those modules import neither numpy nor torch; nor does the module that reads and checks a
+pack's index (`fastp2p pack --verify`), kept apart from the reader of its pairs. Read from the
+source (function-level imports included) and checked in a fresh interpreter."""
 import ast
 import subprocess
 import sys
@@ -15,6 +16,7 @@ CHECKOUT = Path(__file__).resolve().parents[1]
 LIGHT = {
     "fastp2p.train.stop_requests": ("numpy", "torch", "fastp2p.train.trainer"),
     "fastp2p.train.loader_failures": ("numpy", "torch", "fastp2p.train.trainer"),
+    "fastp2p.data.packed_index": ("numpy", "torch", "fastp2p.data.packed"),
 }
 
 

@@ -17,7 +17,8 @@ from fastp2p.data.create import packed_mode_note
 from fastp2p.data import pack as pack_module
 from fastp2p.data.errors import DataError
 from fastp2p.data.pack import STATE_NAME, pack_phase
-from fastp2p.data.packed import INDEX_NAME, PackedDataset, verify_pack
+from fastp2p.data.packed import PackedDataset
+from fastp2p.data.packed_index import INDEX_NAME, verify_pack
 from fastp2p.data.transforms import Preprocess, to_normalized_tensor
 from helpers.data_helpers import dead_pid
 

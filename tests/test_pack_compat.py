@@ -13,7 +13,7 @@ from PIL import Image
 import fastp2p.data.pack as pack_module
 from fastp2p.cli import main
 from fastp2p.data.pack import STATE_NAME, pack_phase
-from fastp2p.data.packed import INDEX_NAME, pack_command_line, repack_hint
+from fastp2p.data.packed_index import INDEX_NAME, pack_command_line, repack_hint
 
 
 LOAD_SIZE = 8

@@ -25,7 +25,8 @@ import torch
 from fastp2p.cli import main
 from fastp2p.data.errors import DataError
 from fastp2p.data.gpu_augment import augment_batch, augment_pairs_torch
-from fastp2p.data.packed import PackedDataset, read_index
+from fastp2p.data.packed import PackedDataset
+from fastp2p.data.packed_index import read_index
 from fastp2p.data.transforms import Preprocess
 from helpers.data_helpers import dead_pid, synthetic_pack
 

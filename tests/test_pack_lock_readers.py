@@ -29,7 +29,7 @@ from fastp2p.cli import main
 from fastp2p.data import DataError, create_dataset
 from fastp2p.data.folder_lock import LOCK_NAME
 from fastp2p.data.pack import pack_phase
-from fastp2p.data.packed import INDEX_NAME, STATE_NAME
+from fastp2p.data.packed_index import INDEX_NAME, STATE_NAME
 from helpers.data_helpers import data_args, make_aligned, tiny_pack_args
 from helpers.train_helpers import one_line
 

@@ -10,7 +10,8 @@ import pytest
 
 from fastp2p.cli import main
 from fastp2p.data.errors import DataError
-from fastp2p.data.packed import PackedDataset, read_index
+from fastp2p.data.packed import PackedDataset
+from fastp2p.data.packed_index import read_index
 from fastp2p.data.transforms import Preprocess
 
 

@@ -16,7 +16,7 @@ from PIL import Image
 from fastp2p.data import add_data_arguments, create_dataset
 from fastp2p.data.errors import DataError
 from fastp2p.data.pack import pack_phase
-from fastp2p.data.packed import read_index
+from fastp2p.data.packed_index import read_index
 from fastp2p.data.packed_loader import PackedDeviceLoader
 
 

@@ -5,7 +5,7 @@ from PIL import Image
 
 from fastp2p.cli import main
 from fastp2p.data.errors import DataError
-from fastp2p.data.packed import read_index
+from fastp2p.data.packed_index import read_index
 from fastp2p.data.synthetic import SIZE, pair_name, synthetic_pair, write_synthetic
 
 

@@ -40,7 +40,8 @@ def create_dataset(args: argparse.Namespace, phase: str, *, pack_embedded: bool 
     phase_dir = root / phase
     if pack_embedded and not args.dataroot and _reads_embedded_pack(args, config, phase):
         phase_dir = _embedded_pack(root, phase, config.load_size)
-    from fastp2p.data.packed import PHASES, PackedDataset, is_packed, unfinished_pack_error
+    from fastp2p.data.packed import PackedDataset
+    from fastp2p.data.packed_index import PHASES, is_packed, unfinished_pack_error
     if is_packed(phase_dir):
         return PackedDataset(phase_dir, config, swap, limit)
     unfinished = unfinished_pack_error(phase_dir)
@@ -64,7 +65,7 @@ def _split_given_as_dataroot(root: Path, phase: str) -> str | None:
     """What to say when ``--dataroot`` is one split (a pack's phase folder, or a folder of
     images named like a split) instead of the folder holding the splits; else None. A folder
     holding a split of its own is a dataset root whatever its name."""
-    from fastp2p.data.packed import PHASES, is_packed
+    from fastp2p.data.packed_index import PHASES, is_packed
     if any((root / other).is_dir() for other in PHASES):
         return None
     if is_packed(root):
@@ -82,7 +83,7 @@ def _pack_without_split(root: Path, phase: str, packed: list[str]) -> str:
     packs it from the source the others were packed from, with their options (their index
     records both); where that source has no such split (a --synthetic one holds train only),
     the splits to read instead, or the command packing another dataset's split."""
-    from fastp2p.data.packed import pack_command_line, read_index
+    from fastp2p.data.packed_index import pack_command_line, read_index
     from fastp2p.data.synthetic import holds_synthetic_pairs
     head = f"{root}: a pack without a {phase} split (it holds {', '.join(packed)})"
     try:
@@ -132,7 +133,7 @@ def follow_packed_load_size(args: argparse.Namespace, phase: str, given: bool):
     """
     if not args.dataroot or given:
         return None
-    from fastp2p.data.packed import is_packed, read_index
+    from fastp2p.data.packed_index import is_packed, read_index
     phase_dir = Path(args.dataroot) / phase
     if not is_packed(phase_dir):
         return None
@@ -147,7 +148,7 @@ def follow_packed_load_size(args: argparse.Namespace, phase: str, given: bool):
 def packed_resize_note(args: argparse.Namespace, phase: str):
     """A line saying that DATAROOT/PHASE, packed at a larger load size than ``--load_size``, is
     read resized again from its stored pixels (``PackedDataset``); None otherwise."""
-    from fastp2p.data.packed import is_packed, read_index
+    from fastp2p.data.packed_index import is_packed, read_index
     phase_dir = Path(args.dataroot or "") / phase
     if not args.dataroot or not is_packed(phase_dir):
         return None
@@ -163,7 +164,7 @@ def packed_mode_note(args: argparse.Namespace, phase: str):
     """A line saying that ``--dataset_mode`` does not apply to DATAROOT/PHASE when it is packed
     from the other layout (a pack stores pairs, however their files were laid out); None
     otherwise."""
-    from fastp2p.data.packed import is_packed, read_index
+    from fastp2p.data.packed_index import is_packed, read_index
     phase_dir = Path(args.dataroot or "") / phase
     if not args.dataroot or not is_packed(phase_dir):
         return None

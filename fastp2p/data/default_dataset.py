@@ -152,7 +152,7 @@ def packed_default_dataroot(root: Path, phase: str, load_size: int) -> Path:
     every JPEG again each epoch (benchmarks/NOTES.md, "The first run on the 2-core AMD
     EPYC")."""
     from fastp2p.data.pack import pack_phase
-    from fastp2p.data.packed import VERSION
+    from fastp2p.data.packed_index import VERSION
 
     def pack(folder: Path) -> None:
         pack_phase(root, folder, phase, load_size=load_size, workers=cpu_info.usable_cpus(),

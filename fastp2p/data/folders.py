@@ -19,7 +19,7 @@ from PIL import Image, UnidentifiedImageError
 
 from fastp2p.atomic_files import left_by_dead_process
 from fastp2p.data.errors import DataError, counted, raise_or_report
-from fastp2p.data.packed import shards_without_index
+from fastp2p.data.packed_index import shards_without_index
 from fastp2p.data.transforms import Preprocess, multiple_of_4_size, scaled_width_size
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".tif", ".tiff")

@@ -60,7 +60,7 @@ def check_crops_fit(height: int, width: int, crop_x, crop_y, crop_size: int, *,
         if phase_dir is None:
             where, repack = "", f"repack the pairs with --load_size >= {crop_size}"
         else:
-            from fastp2p.data.packed import pack_command_line
+            from fastp2p.data.packed_index import pack_command_line
             command = pack_command_line(phase_dir, dict(index or {}, load_size=crop_size))
             where, repack = f"{phase_dir}: ", f"repack at that size: `{command} --overwrite`"
         raise ValueError(f"{where}--crop_size {crop_size} is larger than the stored pairs' "

@@ -1,7 +1,7 @@
 """Writing packed datasets (``fastp2p pack``): decode and resize every pair once, into shards.
 
 Each phase folder (train/val/test) of a DATAROOT becomes ``OUT/PHASE/`` with fixed-size uint8
-A|B pairs (see ``packed.py`` for the layout), resized exactly as the reference's
+A|B pairs (see ``packed_index.py`` for the layout), resized exactly as the reference's
 ``resize_and_crop`` does before its random crop (bicubic, each half to load_size x load_size), so
 a packed dataset yields the same items as the folder dataset. Other ``--preprocess`` modes keep
 per-image sizes or need the original pixels; they read the image folders directly.
@@ -31,8 +31,9 @@ from fastp2p.atomic_files import naming_the_file, remove_left_by_dead_processes,
 from fastp2p.data.errors import DataError
 from fastp2p.data.folder_lock import packing_folder
 from fastp2p.data.folders import is_grayscale_file, open_pair, scan_aligned, scan_two_folders
-from fastp2p.data.packed import (FORMAT, INDEX_NAME, STATE_NAME, VERSION, file_checksums,
-                                 is_packed, is_plain_file_name, plan_digest, plan_settings)
+from fastp2p.data.packed_index import (FORMAT, INDEX_NAME, STATE_NAME, VERSION, file_checksums,
+                                       is_packed, is_plain_file_name, plan_digest,
+                                       plan_settings)
 from fastp2p.data.transforms import BICUBIC, Preprocess
 from fastp2p.data.worker_pool import worker_pool
 from fastp2p.json_files import read_json

@@ -7,7 +7,7 @@ import sys
 from fastp2p import cpu_info
 from fastp2p.byte_sizes import binary_size
 from fastp2p.command_errors import print_error
-from fastp2p.option_types import pack_workers, plain_name, seed
+from fastp2p.option_types import MAX_LOAD_SIZE, pack_workers, plain_name, seed
 from fastp2p.terminal import is_terminal
 
 DESCRIPTION = """\
@@ -119,7 +119,7 @@ def run(args: argparse.Namespace) -> int:
     from fastp2p.data.errors import DataError, counted
     from fastp2p.data.pack import (pack_phase, pair_bytes, refuse_foreign_index,
                                    refuse_other_load_size)
-    from fastp2p.data.packed import MAX_LOAD_SIZE, PHASES
+    from fastp2p.data.packed_index import PHASES
 
     # --phase takes every word after it: DATAROOT and OUT given after it land in its list
     swallowed = ("; --phase takes every word after it (here: "
@@ -270,7 +270,7 @@ def _verify(root, progress: bool) -> int:
     """--verify: sizes and checksums of the shards, no image decoded, so no Pillow needed (tqdm
     only for the progress bar)."""
     from fastp2p.data.errors import DataError, counted
-    from fastp2p.data.packed import verify_pack
+    from fastp2p.data.packed_index import verify_pack
     from fastp2p.optional_packages import MissingPackage, require_packages
 
     try:
@@ -301,7 +301,7 @@ def _packs_to_verify(root) -> list:
     good ones; a folder that cannot be read (OUT/lost+found on a disk of its own, say) is named
     on stderr and left out, as it is no pack that this user could train from."""
     from fastp2p.data.errors import DataError
-    from fastp2p.data.packed import is_packed, shards_without_index, unfinished_pack_error
+    from fastp2p.data.packed_index import is_packed, shards_without_index, unfinished_pack_error
 
     if not root.is_dir():
         what = "is a file, not a folder" if root.exists() else "not found"

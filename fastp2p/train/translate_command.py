@@ -481,7 +481,7 @@ def _names_root(args):
     a folder and its pack give the same names. None without --dataroot."""
     if not args.dataroot:
         return None
-    from fastp2p.data.packed import is_packed, read_index
+    from fastp2p.data.packed_index import is_packed, read_index
 
     phase_dir = Path(args.dataroot) / args.phase
     if not is_packed(phase_dir):

@@ -1,0 +1,311 @@
+"""The index of what ``fastp2p pack`` writes, and checking a pack against it.
+
+Layout of one packed phase folder::
+
+    index.json          format, version, preprocess ("resize_and_crop"), load_size, height,
+                        width (of one half), channels, count, pairs_per_shard (planned),
+                        dataset_mode, skip_bad, gray, gray_among_colour (a --gray pack
+                        of grayscale among colour images: 1-channel use only), phase,
+                        dataroot (absolute, at pack time), shards [{file, count, sha256,
+                        crc32, plan, skipped, and with gray: gray_file, gray_sha256,
+                        gray_crc32}], sources [[A, B]] (relative to dataroot, in pair order),
+                        skipped [[file, why]] (with --skip-bad: files the scan left out,
+                        then pairs that failed while packing)
+    shard-00000.u8      count x height x (2 * width) x 3 uint8, row-major (NHWC), no header
+    gray-00000.u8       (--gray packs) count x height x (2 * width) uint8: each half converted
+                        to grayscale before its resize, as --input_nc/--output_nc 1 take it
+
+Nothing in the index is trusted: ``read_index`` checks it against its schema, and shard
+files must be plain names inside the pack folder; ``verify_pack`` checks every shard's size and
+checksums. Also here: the plan digest by which a re-run of `fastp2p pack` knows which shards it
+keeps, and the `fastp2p pack` command that a refusal tells the user to run (``repack_hint``).
+Reading the pairs is ``fastp2p.data.packed``'s job.
+
+No numpy or torch here: checking an index and its shards (`fastp2p pack --verify`) needs neither.
+"""
+import hashlib
+import json
+import math
+import os
+import re
+import shlex
+import zlib
+from pathlib import Path
+
+from fastp2p.data.errors import DataError, counted
+from fastp2p.data.folder_lock import pack_running
+from fastp2p.json_files import read_json
+from fastp2p.option_types import MAX_LOAD_SIZE
+
+PHASES = ("train", "val", "test")   # the phase folders a pack may hold: OUT/PHASE/index.json
+INDEX_NAME = "index.json"
+STATE_NAME = "pack-state.json"  # what a pack wrote so far; removed once the index is written
+FORMAT = "fastp2p-pack"
+VERSION = 2  # 2: shards carry a CRC32
+
+
+def pack_command_line(phase_dir: Path, index=None) -> str:
+    """The `fastp2p pack` command that (re)writes ``phase_dir`` with the options its index
+    records (``index``: the parsed index, possibly damaged or None: what it lacks is named as
+    a placeholder). Run as printed, it resumes and rewrites only what is bad or missing."""
+    index = index if isinstance(index, dict) else {}
+    out = Path(os.path.abspath(phase_dir))
+
+    def recorded(field, valid, placeholder):
+        value = index.get(field)
+        return shlex.quote(str(value)) if valid(value) else placeholder
+
+    words = ["fastp2p pack", recorded("dataroot", lambda v: isinstance(v, str) and v, "DATAROOT"),
+             shlex.quote(str(out.parent)), "--phase", shlex.quote(out.name),
+             "--load_size", recorded("load_size", _is_int, "SIZE_IT_WAS_PACKED_AT"),
+             "--dataset_mode", recorded("dataset_mode", lambda v: v in ("aligned", "two_folders"),
+                                        "aligned")]
+    if _is_int(index.get("pairs_per_shard"), 1):
+        words += ["--pairs-per-shard", str(index["pairs_per_shard"])]
+    if _packed_with_skip_bad(index):
+        words.append("--skip-bad")
+    if index.get("gray") is True:
+        words.append("--gray")
+    return " ".join(words)
+
+
+def plan_settings(load_size: int, dataset_mode: str, skip_bad: bool, gray: bool) -> dict:
+    """The options a shard's bytes depend on, as its plan digest takes them."""
+    settings = {"format": FORMAT, "version": VERSION, "load_size": load_size,
+                "dataset_mode": dataset_mode, "skip_bad": skip_bad}
+    if gray:    # only then: the plans of packs made before --gray existed stay the same
+        settings["gray"] = True
+    return settings
+
+
+def plan_digest(dataroot: Path, pairs, settings: dict) -> str:
+    """What a shard's bytes depend on: settings, and each source's name, size and mtime."""
+    digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode())
+    for name in sorted({p for pair in pairs for p in pair}):
+        stat = (Path(dataroot) / name).stat()
+        # surrogateescape: a file name that is not valid UTF-8 (its bytes as os.fsdecode keeps
+        # them); any other name encodes as before, so existing plans stay the same
+        digest.update(f"{name}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode(
+            "utf-8", "surrogateescape"))
+    return digest.hexdigest()
+
+
+def _packed_with_skip_bad(index: dict) -> bool | None:
+    """Whether the pack was made with --skip-bad; None if its index cannot tell. An index
+    written before the "skip_bad" field existed shows it by a pair skipped while packing, or
+    by which value gives its first shard's plan digest (while its sources are unchanged)."""
+    if "skip_bad" in index:
+        return index["skip_bad"] is True
+    if isinstance(index.get("skipped"), list) and index["skipped"]:
+        return True
+    try:
+        shard = index["shards"][0]
+        pairs = index["sources"][:shard["count"]]
+        for skip_bad in (False, True):
+            settings = plan_settings(index["load_size"], index["dataset_mode"], skip_bad,
+                                     gray=False)
+            if plan_digest(index["dataroot"], pairs, settings) == shard["plan"]:
+                return skip_bad
+    except (OSError, LookupError, TypeError, ValueError, AttributeError):
+        pass        # a damaged index, or sources gone
+    return None
+
+
+def repack_hint(phase_dir: Path, index=None) -> str:
+    unsure = (isinstance(index, dict) and index.get("format") == FORMAT
+              and _packed_with_skip_bad(index) is None)
+    # without the --skip-bad it was made with, the re-run packs every shard again (same pairs)
+    return (f"re-run `{pack_command_line(phase_dir, index)}` (it resumes and rewrites bad "
+            f"shards{'; add --skip-bad if the pack was made with it' if unsure else ''})")
+
+
+def unfinished_pack_error(phase_dir: Path) -> str | None:
+    """What to say of ``phase_dir`` when it holds a pack whose index is not written yet (its
+    state file, some shards, no index.json): a `fastp2p pack` writing it now (its lock is
+    held), or one that stopped before the end; None otherwise."""
+    phase_dir = Path(phase_dir)
+    if (phase_dir / INDEX_NAME).exists() or not (phase_dir / STATE_NAME).is_file():
+        return None
+    return pack_running(phase_dir) or (
+        f"{phase_dir}: an unfinished pack ({STATE_NAME} and shards, no {INDEX_NAME} yet: it "
+        "stopped before the end); run the same `fastp2p pack` command again, which resumes it")
+
+
+def shards_without_index(phase_dir: Path) -> str | None:
+    """What to say of ``phase_dir`` when pack's shards are there but no index.json nor state
+    file (removed, or left out of a copy), to someone told it holds no dataset; else None."""
+    phase_dir = Path(phase_dir)
+    if ((phase_dir / INDEX_NAME).exists() or (phase_dir / STATE_NAME).exists()
+            or not any(phase_dir.glob("shard-*.u8"))):
+        return None
+    return (f"{phase_dir}: pack shards without their {INDEX_NAME} (removed, or left out of a "
+            "copy); copy it back, or run the `fastp2p pack DATAROOT OUT` that made them again "
+            "(it packs the shards anew)")
+
+
+def is_packed(phase_dir: Path) -> bool:
+    """Whether ``phase_dir`` holds a pack: an index.json beside pack's shard files, or one that
+    says it is fastp2p's pack format. Another program's index.json in a folder of images does
+    not make it a pack (the images are read, as the reference reads them); a damaged index of
+    a real pack still does, so reading it names what is wrong."""
+    phase_dir = Path(phase_dir)
+    if not (phase_dir / INDEX_NAME).is_file():
+        return False
+    if any(phase_dir.glob("shard-*.u8")):
+        return True
+    try:
+        index = read_json(phase_dir / INDEX_NAME)
+    except (OSError, ValueError):
+        return False
+    return isinstance(index, dict) and index.get("format") == FORMAT
+
+
+def pair_shape(index: dict) -> tuple[int, int, int]:
+    return index["height"], 2 * index["width"], index["channels"]
+
+
+def stored_files(index: dict) -> list[tuple[str, tuple]]:
+    """(key prefix, pair shape) of each kind of shard file a pack holds: "" for the colour
+    shards (``file``, ``sha256``, ``crc32``), "gray_" for the grayscale ones of a --gray pack."""
+    colour = pair_shape(index)
+    return [("", colour)] + ([("gray_", colour[:2])] if index.get("gray") else [])
+
+
+def read_index(phase_dir: Path) -> dict:
+    path = Path(phase_dir) / INDEX_NAME
+    try:
+        index = read_json(path)
+    except (OSError, ValueError) as error:
+        raise DataError(f"{path}: unreadable pack index ({error}); "
+                        f"{repack_hint(phase_dir)}") from None
+    if not isinstance(index, dict) or index.get("format") != FORMAT:
+        raise DataError(f"{path}: not a fastp2p pack index; {repack_hint(phase_dir)}")
+    version = index.get("version")
+    if version != VERSION:
+        if _is_int(version, VERSION + 1):
+            raise DataError(f"{path}: pack format version {version}, written by a newer fastp2p "
+                            f"(this one reads version {VERSION}); upgrade fastp2p to read it")
+        raise DataError(f"{path}: pack format version {version!r}, this fastp2p reads version "
+                        f"{VERSION}; {repack_hint(phase_dir, index)}")
+    problem = _schema_problem(index)
+    if problem:
+        raise DataError(f"{path}: {problem}; {repack_hint(phase_dir, index)}")
+    return index
+
+
+def _is_int(value, low=0) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= low
+
+
+def is_plain_file_name(name) -> bool:
+    """A file name without any folder part: it can only name a file inside the pack folder."""
+    return (isinstance(name, str) and name not in ("", ".", "..") and "/" not in name
+            and "\\" not in name and "\0" not in name and Path(name).name == name)
+
+
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+
+
+def _schema_problem(index: dict) -> str | None:
+    """What is wrong with a pack index, naming the field; None if it fits the schema."""
+    for field in ("load_size", "height", "width", "channels", "count", "pairs_per_shard"):
+        if not _is_int(index.get(field), 1):
+            return f"field {field!r} must be an integer >= 1, got {index.get(field)!r}"
+    for field in ("preprocess", "dataroot"):
+        if not isinstance(index.get(field), str):
+            return f"field {field!r} must be a string, got {index.get(field)!r}"
+    if index["load_size"] > MAX_LOAD_SIZE:
+        return f"field 'load_size' must be <= {MAX_LOAD_SIZE}, got {index['load_size']}"
+    # what `fastp2p pack` writes: halves resized to load_size x load_size, RGB. The shard layout
+    # and the crops read the stored height and width, so any other value would read pixels
+    # that are not there.
+    if not index["height"] == index["width"] == index["load_size"]:
+        return (f"not a fastp2p pack index: height {index['height']}, width {index['width']} "
+                f"and load_size {index['load_size']} must be equal (pack stores halves of "
+                "load_size x load_size)")
+    if index["channels"] != 3:
+        return f"not a fastp2p pack index: channels must be 3, got {index['channels']}"
+    if index["preprocess"] != "resize_and_crop":
+        return (f"not a fastp2p pack index: preprocess must be 'resize_and_crop', got "
+                f"{index['preprocess']!r}")
+    shards = index.get("shards")
+    if not isinstance(shards, list) or not shards:
+        return "field 'shards' must be a non-empty list"
+    for number, shard in enumerate(shards):
+        where = f"shards[{number}]"
+        if not isinstance(shard, dict):
+            return f"{where} must be an object"
+        if not is_plain_file_name(shard.get("file")):
+            return (f"{where}.file must be a plain file name inside the pack folder, got "
+                    f"{shard.get('file')!r}")
+        if not _is_int(shard.get("count")):
+            return f"{where}.count must be an integer >= 0, got {shard.get('count')!r}"
+        if not isinstance(shard.get("sha256"), str) or not _SHA256.match(shard["sha256"]):
+            return f"{where}.sha256 must be 64 hexadecimal digits"
+        if not _is_int(shard.get("crc32")) or shard["crc32"] >= 1 << 32:
+            return f"{where}.crc32 must be an unsigned 32-bit integer, got {shard.get('crc32')!r}"
+    for field in ("gray", "gray_among_colour"):
+        if not isinstance(index.get(field, False), bool):
+            return f"field {field!r} must be true or false, got {index.get(field)!r}"
+    if index.get("gray"):
+        for number, shard in enumerate(shards):
+            where = f"shards[{number}]"
+            gray_file = shard.get("gray_file")
+            if not is_plain_file_name(gray_file) or gray_file == shard["file"]:
+                return (f"{where}.gray_file must be a plain file name inside the pack folder, "
+                        f"other than its shard's, got {gray_file!r}")
+            if not isinstance(shard.get("gray_sha256"), str) or not _SHA256.match(
+                    shard["gray_sha256"]):
+                return f"{where}.gray_sha256 must be 64 hexadecimal digits"
+            if not _is_int(shard.get("gray_crc32")) or shard["gray_crc32"] >= 1 << 32:
+                return (f"{where}.gray_crc32 must be an unsigned 32-bit integer, got "
+                        f"{shard.get('gray_crc32')!r}")
+    sources = index.get("sources")
+    if not isinstance(sources, list) or not all(
+            isinstance(pair, list) and len(pair) == 2 and all(isinstance(p, str) for p in pair)
+            for pair in sources):
+        return "field 'sources' must be a list of [A, B] file name pairs"
+    if sum(shard["count"] for shard in shards) != index["count"] or len(sources) != index["count"]:
+        return (f"field 'count' ({index['count']}) disagrees with the shards' counts "
+                f"({sum(shard['count'] for shard in shards)}) or the sources ({len(sources)})")
+    return None
+
+
+def check_shard_size(path: Path, count: int, shape: tuple, index: dict) -> None:
+    expected = count * math.prod(shape)  # Python ints: numpy's int64 would wrap
+    actual = path.stat().st_size if path.is_file() else None
+    if actual is None:
+        raise DataError(f"{path}: shard missing; {repack_hint(path.parent, index)}")
+    if actual != expected:
+        raise DataError(f"{path}: shard is {actual} bytes, expected {expected} "
+                        f"({counted(count, 'pair')} of {'x'.join(map(str, shape))}): truncated "
+                        f"or corrupt; {repack_hint(path.parent, index)}")
+
+
+def file_checksums(path: Path) -> tuple[str, int]:
+    """(SHA-256 hex digest, CRC32) of a file, in one read."""
+    digest, crc = hashlib.sha256(), 0
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 22), b""):
+            digest.update(block)
+            crc = zlib.crc32(block, crc)
+    return digest.hexdigest(), crc
+
+
+def verify_pack(phase_dir: Path, progress: bool = False) -> dict:
+    """Check every shard's size and both checksums (SHA-256, and the CRC32 that training
+    checks) against the index; returns the index."""
+    phase_dir = Path(phase_dir)
+    index = read_index(phase_dir)
+    shards = index["shards"]
+    if progress:
+        from tqdm import tqdm
+        shards = tqdm(shards, desc=f"verify {phase_dir.name}", unit="shard")
+    for shard in shards:
+        for prefix, shape in stored_files(index):
+            path = phase_dir / shard[prefix + "file"]
+            check_shard_size(path, shard["count"], shape, index)
+            if file_checksums(path) != (shard[prefix + "sha256"], shard[prefix + "crc32"]):
+                raise DataError(f"{path}: checksum does not match the index: corrupt; "
+                                f"{repack_hint(phase_dir, index)}")
+    return index
