@@ -350,9 +350,13 @@ class Trainer:
         times.epoch_end()
         if bar is not None:
             bar.close()
-        self._add_final_sample()
+        # Timed as the steps' stages are: the next epoch's first step closes the window after
+        # this work (the last epoch's end falls outside it).
+        with times.stage("sample"):
+            self._add_final_sample()
         if engine.steps_since_read:
-            self._log(window_images / (time.perf_counter() - window_start), None)
+            with times.stage("log"):
+                self._log(window_images / (time.perf_counter() - window_start), None)
         self._check_finite()
         self.schedule.observe(progress.epoch_loss_sum / progress.epoch_loss_reads
                               if progress.epoch_loss_reads else math.nan)
@@ -362,7 +366,8 @@ class Trainer:
         progress.epoch_loss_sum, progress.epoch_loss_reads = 0.0, 0
         labels = ["latest"] + ([str(finished)] if finished % self.args.save_epoch_freq == 0
                                or finished == self.last_epoch else [])
-        self.save(labels)
+        with times.stage("checkpoint"):
+            self.save(labels)
         if self.page is not None:
             page, loss_log = self.page, self.loss_log.frozen()
             self._submit_report(lambda: page.refresh(loss_log))
