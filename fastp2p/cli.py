@@ -72,7 +72,7 @@ def main(argv=None) -> int:
         except KeyboardInterrupt as stop:  # where a command has no stop of its own to report
             command = "fastp2p" + (f" {args.command}" if args.command else "")
             print(f"{command}: stopped ({str(stop) or 'Ctrl-C'})", file=sys.stderr)
-            # 128 + the signal (a second stop request, trainer.SecondStopRequest, says which)
+            # 128 + the signal (a second stop request, stop_requests.SecondStopRequest, says which)
             return getattr(stop, "exit_code", 130)  # or Ctrl-C's
 
 
