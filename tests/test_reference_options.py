@@ -151,7 +151,8 @@ def test_ignored_options_are_named_in_one_line():
     assert "\n" not in line
     assert line.startswith("ignored reference options: --display_id 0, --display_port 8097 "
                            "(no visdom display here")
-    assert "--pool_size 0 (the reference's pix2pix model uses no image pool" in line
+    assert "--pool_size 0 (the reference's pix2pix model uses no image pool either: it sets 0)" \
+        in line   # one level of parentheses
     assert "--update_html_freq 10" in line
     _, line = _applied("test", "--aspect_ratio", "1.0", "--batch_size", "4")
     assert "--batch_size 4 (test translates one image at a time" in line
@@ -215,6 +216,10 @@ def test_a_reference_training_command_runs_end_to_end(tmp_path, capsys):
 def test_bad_reference_options_stop_with_exit_code_2(tmp_path, capsys):
     assert main(["train", "--model", "cycle_gan", "--dataroot", str(tmp_path)]) == 2
     assert "error: --model cycle_gan: fastp2p implements pix2pix only" in capsys.readouterr().err
+    # the reference's test model is what fastp2p test does: not "the reference for test"
+    assert main(["test", "--model", "test", "--dataroot", str(tmp_path)]) == 2
+    assert ("error: --model test: fastp2p test translates with the generator of a pix2pix run"
+            in capsys.readouterr().err)
     assert main(["train", "--gpu_ids", "0,1", "--dataroot", str(tmp_path)]) == 2
     assert "torchrun --nproc_per_node=2" in capsys.readouterr().err
     assert main(["test", "--gpu_ids", "0,1", "--dataroot", str(tmp_path)]) == 2  # one device

@@ -46,7 +46,7 @@ IGNORED = (
     IgnoredOption("--display_winsize", ("train", "test"), int, 256,
                   "images are saved at the size the networks produce"),
     IgnoredOption("--pool_size", ("train",), int, 50,
-                  "the reference's pix2pix model uses no image pool either (it sets 0)"),
+                  "the reference's pix2pix model uses no image pool either: it sets 0"),
     IgnoredOption("--batch_size", ("test",), int, 1,
                   "test translates one image at a time, as the reference's test.py forces"),
 )
@@ -105,6 +105,9 @@ def apply_reference_options(args: argparse.Namespace, phase: str) -> str | None:
     Raises ValueError (one line) for a value fastp2p cannot honour. Returns the one line to print
     about the ignored options that were given, or None.
     """
+    if args.model == "test" and phase == "test":  # the reference's one-generator test model
+        raise ValueError("--model test: fastp2p test translates with the generator of a pix2pix "
+                         "run, as the reference's --model pix2pix does; leave --model out")
     if args.model != "pix2pix":
         raise ValueError(f"--model {args.model}: fastp2p implements pix2pix only; use --model "
                          "pix2pix (or leave it out), or the reference implementation for "
