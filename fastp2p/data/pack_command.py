@@ -10,7 +10,11 @@ from fastp2p.command_errors import print_error
 from fastp2p.option_types import MAX_LOAD_SIZE, pack_workers, plain_name, seed
 from fastp2p.terminal import is_terminal
 
-DESCRIPTION = """\
+# Bad shard files --verify names one line each per pack; more are counted in one line, so that
+# a huge pack gone bad (a disk's worth of shards) stays readable.
+MAX_LISTED = 10
+
+DESCRIPTION = f"""\
 Decode and resize every pair of DATAROOT once and write OUT/PHASE/ shards of uint8 A|B pairs
 plus an index (count, sizes, source names, sha256 and CRC32 checksums). Training with --dataroot OUT then
 reads pairs with a memory map and a copy: no image decoding in the training loop.
@@ -30,7 +34,9 @@ second pack into a folder another one is writing, and a run that would change a 
 read by a training or `fastp2p test` (stop it first: its shards would change under it) or
 checked by another `fastp2p pack`; a re-run that finds the pack up to date changes nothing
 and goes through. `fastp2p pack --verify OUT` checks every shard's size and both checksums
-against the index, as training does, in every pack in OUT (any --phase name).
+against the index, as training does, in every pack in OUT (any --phase name), going on past a
+bad one: it names each bad shard (the first {MAX_LISTED} of a pack, then their count) and the
+command that repacks it, prints each pack's result and exits 1 if any is bad.
 
 No dataset at hand? `fastp2p pack --synthetic N DATAROOT [OUT]` writes N synthetic aligned
 pairs (shapes -> their outlines, 256x256 JPEGs, the same files for the same --seed) into
@@ -51,7 +57,8 @@ def register(commands) -> None:
     parser.add_argument("--verify", metavar="OUT",
                         help="instead of packing: check the size and both checksums (sha256, "
                              "CRC32) of every shard in OUT against its index: every phase "
-                             "folder's pack, whatever --phase named it (or the one pack OUT is)")
+                             "folder's pack, whatever --phase named it (or the one pack OUT is); "
+                             "every bad shard is named, exit 1 if there is any")
     parser.add_argument("--load_size", type=int, default=286,
                         help="each half is resized (bicubic) to load_size x load_size, as "
                              "--preprocess resize_and_crop does before its crop (default 286); "
@@ -268,9 +275,11 @@ def _disk_of(path) -> tuple[int, int]:
 
 def _verify(root, progress: bool) -> int:
     """--verify: sizes and checksums of the shards, no image decoded, so no Pillow needed (tqdm
-    only for the progress bar)."""
+    only for the progress bar). Every pack is checked, and every shard of each, past bad ones:
+    each problem is a line on stderr, each pack's result a line on stdout, then (for several
+    packs) a total; exit 1 if anything was bad."""
     from fastp2p.data.errors import DataError, counted
-    from fastp2p.data.packed_index import verify_pack
+    from fastp2p.data.packed_index import bad_shard_files, read_index
     from fastp2p.optional_packages import MissingPackage, require_packages
 
     try:
@@ -279,27 +288,47 @@ def _verify(root, progress: bool) -> int:
         print_error("pack", f"{err} (or pass --no-progress)")
         return 2
     try:
-        for phase_dir in _packs_to_verify(root):
-            index = verify_pack(phase_dir, progress=progress)
-            print(f"{phase_dir}: {counted(index['count'], 'pair')} of {index['height']}x"
-                  f"{2 * index['width']} in {counted(len(index['shards']), 'shard')}: "
-                  "checksums OK")
+        found = _packs_to_verify(root)
     except DataError as error:
         print_error("pack", error)
         return 1
-    except OSError as error:    # a shard that cannot be read, say
-        print_error("pack", f"{error.filename or root}: cannot read it "
-                    f"({error.strerror or error})")
-        return 1
-    return 0
+    failed = []     # "NAME (what)" of each pack that failed
+    for phase_dir, problem in found:
+        if problem is None:
+            try:
+                index = read_index(phase_dir)
+            except DataError as error:
+                problem = str(error)
+        if problem is not None:     # its shards cannot be checked against an index
+            print_error("pack", problem)
+            failed.append(f"{phase_dir.name} (not checked)")
+            continue
+        bad = list(bad_shard_files(phase_dir, index, progress=progress))
+        for _, line in bad[:MAX_LISTED]:
+            print_error("pack", line)
+        if len(bad) > MAX_LISTED:
+            more = counted(len(bad) - MAX_LISTED, "more bad shard file")
+            print_error("pack", f"{phase_dir}: and {more}, not listed")
+        shards = len(index["shards"])
+        bad_shards = len({number for number, _ in bad})
+        print(f"{phase_dir}: {counted(index['count'], 'pair')} of {index['height']}x"
+              f"{2 * index['width']} in {counted(shards, 'shard')}: "
+              + (f"{bad_shards} bad" if bad else "checksums OK"))
+        if bad:
+            failed.append(f"{phase_dir.name} ({counted(bad_shards, 'bad shard')} of {shards})")
+    if failed and len(found) > 1:
+        print(f"{root}: {len(failed)} of {counted(len(found), 'pack')} failed the check: "
+              f"{', '.join(failed)}")
+    return 1 if failed else 0
 
 
 def _packs_to_verify(root) -> list:
-    """The packs ``--verify OUT`` checks: OUT if it is one, else each of its folders that is
-    one, whatever --phase named it. DataError for OUT missing or a file, for no pack at all, and
-    for a pack that cannot be checked (unfinished, or shards without their index) even beside
-    good ones; a folder that cannot be read (OUT/lost+found on a disk of its own, say) is named
-    on stderr and left out, as it is no pack that this user could train from."""
+    """(folder, problem) of each pack ``--verify OUT`` checks: OUT if it is one, else each of
+    its folders that is one, whatever --phase named it; problem is what makes a pack one that
+    cannot be checked (unfinished, or shards without their index), None for the others.
+    DataError for OUT missing or a file, and for no pack at all; a folder that cannot be read
+    (OUT/lost+found on a disk of its own, say) is named on stderr and left out, as it is no
+    pack that this user could train from."""
     from fastp2p.data.errors import DataError
     from fastp2p.data.packed_index import is_packed, shards_without_index, unfinished_pack_error
 
@@ -312,28 +341,24 @@ def _packs_to_verify(root) -> list:
     except OSError as error:
         raise DataError(f"{root}: cannot list this folder ({error.strerror or error}); make it "
                         "readable") from None
-    packs, problems, unreadable = [], [], []
+    found, unreadable = [], []
     for folder in [root, *entries]:
         try:
             if folder is not root and not folder.is_dir():
                 continue
             if folder is root and is_packed(root):
-                return [root]   # its subfolders are no part of it
+                return [(root, None)]   # its subfolders are no part of it
             problem = unfinished_pack_error(folder) or shards_without_index(folder)
             packed = is_packed(folder)
         except OSError as error:
             unreadable.append(f"{folder.name} ({error.strerror or error})")
             continue
-        if problem:
-            problems.append(problem)
-        elif packed:
-            packs.append(folder)
+        if problem or packed:
+            found.append((folder, problem))
     if unreadable:
         print(f"fastp2p pack: not checked, as they cannot be read: {', '.join(unreadable)} in "
               f"{root}", file=sys.stderr)
-    if problems:
-        raise DataError("; ".join(problems))
-    if not packs:
+    if not found:
         raise DataError(f"{root}: no packed dataset here (no index.json in it or in its "
                         "subfolders); pack one with `fastp2p pack DATAROOT OUT`")
-    return packs
+    return found

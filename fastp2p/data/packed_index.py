@@ -16,9 +16,10 @@ Layout of one packed phase folder::
                         to grayscale before its resize, as --input_nc/--output_nc 1 take it
 
 Nothing in the index is trusted: ``read_index`` checks it against its schema, and shard
-files must be plain names inside the pack folder; ``verify_pack`` checks every shard's size and
-checksums. Also here: the plan digest by which a re-run of `fastp2p pack` knows which shards it
-keeps, and the `fastp2p pack` command that a refusal tells the user to run (``repack_hint``).
+files must be plain names inside the pack folder; ``bad_shard_files`` checks every shard's size
+and checksums, naming each bad one (``verify_pack``: raising for the first). Also here: the plan
+digest by which a re-run of `fastp2p pack` knows which shards it keeps, and the `fastp2p pack`
+command that a refusal tells the user to run (``repack_hint``).
 Reading the pairs is ``fastp2p.data.packed``'s job.
 
 No numpy or torch here: checking an index and its shards (`fastp2p pack --verify`) needs neither.
@@ -292,20 +293,36 @@ def file_checksums(path: Path) -> tuple[str, int]:
     return digest.hexdigest(), crc
 
 
-def verify_pack(phase_dir: Path, progress: bool = False) -> dict:
-    """Check every shard's size and both checksums (SHA-256, and the CRC32 that training
-    checks) against the index; returns the index."""
+def bad_shard_files(phase_dir: Path, index: dict, progress: bool = False):
+    """Check every shard file's size and both checksums (SHA-256, and the CRC32 that training
+    checks) against ``index`` (read_index's), going on past a bad one: yields (shard number,
+    one line naming the file, what is wrong and what to do) for each bad file, a shard and its
+    gray file each."""
     phase_dir = Path(phase_dir)
-    index = read_index(phase_dir)
-    shards = index["shards"]
+    shards = enumerate(index["shards"])
     if progress:
         from tqdm import tqdm
-        shards = tqdm(shards, desc=f"verify {phase_dir.name}", unit="shard")
-    for shard in shards:
+        shards = tqdm(shards, total=len(index["shards"]), desc=f"verify {phase_dir.name}",
+                      unit="shard")
+    for number, shard in shards:
         for prefix, shape in stored_files(index):
             path = phase_dir / shard[prefix + "file"]
-            check_shard_size(path, shard["count"], shape, index)
-            if file_checksums(path) != (shard[prefix + "sha256"], shard[prefix + "crc32"]):
-                raise DataError(f"{path}: checksum does not match the index: corrupt; "
-                                f"{repack_hint(phase_dir, index)}")
+            try:
+                check_shard_size(path, shard["count"], shape, index)
+                if file_checksums(path) != (shard[prefix + "sha256"], shard[prefix + "crc32"]):
+                    yield number, (f"{path}: checksum does not match the index: corrupt; "
+                                   f"{repack_hint(phase_dir, index)}")
+            except DataError as error:
+                yield number, str(error)
+            except OSError as error:    # a shard that cannot be read, say
+                yield number, (f"{error.filename or path}: cannot read it "
+                               f"({error.strerror or error})")
+
+
+def verify_pack(phase_dir: Path, progress: bool = False) -> dict:
+    """Check every shard's size and both checksums against the index; returns the index, or
+    raises DataError naming the first bad shard file."""
+    index = read_index(phase_dir)
+    for _, problem in bad_shard_files(phase_dir, index, progress):
+        raise DataError(problem)
     return index
