@@ -19,6 +19,7 @@ from unittest import mock
 
 import torch
 
+from fastp2p.kernels import grid
 from fastp2p.kernels import norm_act as kernels
 from fastp2p.reference.discriminators import NLayerDiscriminator
 from fastp2p.reference.norm import get_norm_layer
@@ -96,9 +97,8 @@ def gpu_decisions(sms: int = H200_SMS, order=None):
                 stack.enter_context(mock.patch.object(kernels, name, _KernelStub(name, launches,
                                                                                order)))
         stack.enter_context(mock.patch.object(kernels, "_interpreted", lambda x: False))
-        stack.enter_context(mock.patch.object(kernels, "_sm_count", lambda index: sms))
-        # meta tensors have no device index; the count never touches a GPU
-        stack.enter_context(mock.patch.object(torch.cuda, "current_device", lambda: 0))
+        # the count never touches a GPU (nor reads a meta tensor's device index)
+        stack.enter_context(mock.patch.object(grid, "sm_count", lambda device: sms))
         yield launches
 
 

@@ -25,6 +25,7 @@ import torch
 import triton
 import triton.language as tl
 
+from fastp2p.kernels.grid import sm_count
 from fastp2p.kernels.pdl import launch_options, wait_for_previous_kernel
 
 # Elements per block: on a GPU, a size that keeps loads wide; CPU tensors run through the Triton
@@ -136,8 +137,7 @@ def num_programs_for(numel: int, device: torch.device) -> int:
     """The grid for ``numel`` elements: a few programs per SM on a GPU, at most one per block."""
     blocks = triton.cdiv(numel, _block(device))
     if device.type == "cuda":
-        sms = torch.cuda.get_device_properties(device).multi_processor_count
-        return max(1, min(blocks, PROGRAMS_PER_SM * sms))
+        return max(1, min(blocks, PROGRAMS_PER_SM * sm_count(device)))
     return max(1, min(blocks, 2))
 
 

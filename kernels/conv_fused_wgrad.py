@@ -16,6 +16,7 @@ from fastp2p.kernels.conv_fused import (IDENTITY, GradFold, InputTransform, _aff
                                         gemm_launch_options)
 from fastp2p.kernels.conv_fused_tiles import (AFFINE_PER_SAMPLE, _load_activated,
                                               _load_folded_grad)
+from fastp2p.kernels.grid import reduction_splits
 from fastp2p.kernels.norm_act import dense_vector
 from fastp2p.kernels.norm_act_tiles import _rng_start
 
@@ -121,15 +122,9 @@ WGRAD_PROGRAMS = None
 
 
 def _splits(rows: int, programs_without_split: int, block_p: int, device: torch.device):
-    if WGRAD_PROGRAMS:
-        target = WGRAD_PROGRAMS
-    elif device.type == "cpu":
-        target = 1
-    else:
-        target = 4 * torch.cuda.get_device_properties(device).multi_processor_count
-    splits = max(1, min(triton.cdiv(rows, block_p), triton.cdiv(target, programs_without_split)))
-    rows_per_split = triton.cdiv(triton.cdiv(rows, splits), block_p) * block_p
-    return triton.cdiv(rows, rows_per_split), rows_per_split
+    """(splits, rows_per_split) of a wgrad or bias-gradient launch (grid.reduction_splits)."""
+    return reduction_splits(rows, block_p, programs_without_split, device,
+                            override=WGRAD_PROGRAMS, interpreted=device.type == "cpu")
 
 
 def conv_fused_wgrad(grad_y, x, transform: InputTransform = IDENTITY, *, kernel_size, stride,

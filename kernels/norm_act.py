@@ -15,7 +15,6 @@ group sums and grad_weight / grad_bias (in the parameters' dtype), then one elem
 for grad_x; no PyTorch op runs between them. Strides are passed everywhere, so
 channels-last (NHWC) is native and nothing is made contiguous.
 """
-import functools
 import threading
 
 import torch
@@ -32,6 +31,7 @@ from fastp2p.kernels.norm_act_tiles import (_activate_drop_store, _count_batch,
                                             _store_statistics, _tile, _tile_mean_pivot)
 from fastp2p.kernels.codes import ACTIVATION_CODES, NORM_CODES
 from fastp2p.kernels.dropout_rng import LOW32, dropout_threshold, mix32
+from fastp2p.kernels.grid import reduction_splits
 from fastp2p.kernels.pdl import launch_options, wait_for_previous_kernel
 
 
@@ -307,25 +307,11 @@ def _blocks(channels: int, interpreted: bool):
 REDUCTION_PROGRAMS = None
 
 
-@functools.lru_cache(maxsize=None)
-def _sm_count(device_index: int) -> int:
-    return torch.cuda.get_device_properties(device_index).multi_processor_count
-
-
 def _splits(x: torch.Tensor, rows: int, groups: int, channel_blocks: int, block_hw: int):
-    """Split long reductions so that enough programs run at once; rows_per_split is a
-    multiple of the tile height."""
-    if REDUCTION_PROGRAMS:
-        target_programs = REDUCTION_PROGRAMS
-    elif _interpreted(x):
-        target_programs = 1
-    else:
-        target_programs = 4 * _sm_count(x.device.index if x.device.index is not None
-                                        else torch.cuda.current_device())
-    splits = max(1, min(triton.cdiv(rows, block_hw),
-                        triton.cdiv(target_programs, groups * channel_blocks)))
-    rows_per_split = triton.cdiv(triton.cdiv(rows, splits), block_hw) * block_hw
-    return triton.cdiv(rows, rows_per_split), rows_per_split
+    """(splits, rows_per_split) of a long reduction, so that enough programs run at once
+    (grid.reduction_splits); rows_per_split is a multiple of the tile height."""
+    return reduction_splits(rows, block_hw, groups * channel_blocks, x.device,
+                            override=REDUCTION_PROGRAMS, interpreted=_interpreted(x))
 
 
 # Largest group held in registers by the one-pass forward (rows x channels of one program);

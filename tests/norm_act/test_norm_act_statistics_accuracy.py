@@ -45,10 +45,11 @@ CASES = [
 def gpu_decisions(monkeypatch):
     """The launchers decide as for an H200 (tile sizes, splits); the kernels still run on the
     CPU tensors through the interpreter."""
+    from fastp2p.kernels import grid
+
     kernels = sys.modules[KERNELS.norm_act_fwd.__module__]
     monkeypatch.setattr(kernels, "_interpreted", lambda x: False)
-    monkeypatch.setattr(kernels, "_sm_count", lambda index: H200_SMS)
-    monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)  # CPU tensors have no index
+    monkeypatch.setattr(grid, "sm_count", lambda device: H200_SMS)
     return kernels
 
 
