@@ -5,6 +5,7 @@
   naming it (each was a traceback);
 - a folder of shards without their index.json is an error even beside good packs (it passed);
 - OUT missing, or a file, is called that (it was "no packed dataset here");
+- an index.json that is not a pack's is named, with what makes it so (it was "no index.json");
 - OUT that is itself a pack is checked alone: a folder inside it is no part of it (an
   unfinished pack there failed the check).
 
@@ -97,3 +98,22 @@ def test_verify_of_a_pack_ignores_a_folder_inside_it(tmp_path, capsys):
     (train / "notes" / "pack-state.json").write_text("{}")     # as an unfinished pack's
     code, err = _verify(train, capsys)
     assert code == 0, err
+
+
+@pytest.mark.parametrize("text, why", [
+    ('{"hello": 1}', 'no "format": "fastp2p-pack" in it; field \'load_size\' must be an integer '
+                     '>= 1, got None'),
+    ('[1, 2]', "not a JSON object"),
+    ("{", "unreadable: "),
+], ids=["another-schema", "a-list", "not-json"])
+def test_verify_names_an_index_json_that_is_not_a_pack_s(tmp_path, capsys, text, why):
+    """It said "no index.json in it or in its subfolders" of a folder that held one."""
+    (tmp_path / "out" / "train").mkdir(parents=True)
+    index = tmp_path / "out" / "train" / "index.json"
+    index.write_text(text)
+    code, err = _verify(tmp_path / "out", capsys)
+    assert code == 1
+    assert err.startswith(f"fastp2p pack: error: {tmp_path / 'out'}: no packed dataset here: "
+                          f"{index} is not a fastp2p pack's index ({why}")
+    assert err.endswith("; pack one with `fastp2p pack DATAROOT OUT`\n")
+    assert err.count("\n") == 1

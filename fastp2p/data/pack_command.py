@@ -326,11 +326,13 @@ def _packs_to_verify(root) -> list:
     """(folder, problem) of each pack ``--verify OUT`` checks: OUT if it is one, else each of
     its folders that is one, whatever --phase named it; problem is what makes a pack one that
     cannot be checked (unfinished, or shards without their index), None for the others.
-    DataError for OUT missing or a file, and for no pack at all; a folder that cannot be read
+    DataError for OUT missing or a file, and for no pack at all (naming an index.json there
+    that is another program's, and what makes it so); a folder that cannot be read
     (OUT/lost+found on a disk of its own, say) is named on stderr and left out, as it is no
     pack that this user could train from."""
     from fastp2p.data.errors import DataError
-    from fastp2p.data.packed_index import is_packed, shards_without_index, unfinished_pack_error
+    from fastp2p.data.packed_index import (foreign_index_problem, is_packed, shards_without_index,
+                                           unfinished_pack_error)
 
     if not root.is_dir():
         what = "is a file, not a folder" if root.exists() else "not found"
@@ -341,11 +343,12 @@ def _packs_to_verify(root) -> list:
     except OSError as error:
         raise DataError(f"{root}: cannot list this folder ({error.strerror or error}); make it "
                         "readable") from None
-    found, unreadable = [], []
+    found, folders, unreadable = [], [], []
     for folder in [root, *entries]:
         try:
             if folder is not root and not folder.is_dir():
                 continue
+            folders.append(folder)
             if folder is root and is_packed(root):
                 return [(root, None)]   # its subfolders are no part of it
             problem = unfinished_pack_error(folder) or shards_without_index(folder)
@@ -359,6 +362,10 @@ def _packs_to_verify(root) -> list:
         print(f"fastp2p pack: not checked, as they cannot be read: {', '.join(unreadable)} in "
               f"{root}", file=sys.stderr)
     if not found:
-        raise DataError(f"{root}: no packed dataset here (no index.json in it or in its "
-                        "subfolders); pack one with `fastp2p pack DATAROOT OUT`")
+        # another program's index.json is named, with what makes it no pack's
+        foreign = [problem for problem in map(foreign_index_problem, folders) if problem]
+        raise DataError(f"{root}: no packed dataset here"
+                        + (f": {'; '.join(foreign)}" if foreign
+                           else " (no index.json in it or in its subfolders)")
+                        + "; pack one with `fastp2p pack DATAROOT OUT`")
     return found

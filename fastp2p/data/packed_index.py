@@ -161,6 +161,29 @@ def is_packed(phase_dir: Path) -> bool:
     return isinstance(index, dict) and index.get("format") == FORMAT
 
 
+def foreign_index_problem(phase_dir: Path) -> str | None:
+    """What makes the index.json in ``phase_dir`` no fastp2p pack's (for one that ``is_packed``
+    does not take for a pack's), naming it: it cannot be read, is no JSON object, or lacks
+    pack's "format", and the first field the schema check finds wrong; None where there is no
+    index.json."""
+    path = Path(phase_dir) / INDEX_NAME
+    if not path.is_file():
+        return None
+    try:
+        index = read_json(path)
+    except (OSError, ValueError) as error:
+        why = f"unreadable: {error}"
+    else:
+        if not isinstance(index, dict):
+            why = "not a JSON object"
+        else:
+            why = (f'its "format" is {json.dumps(index["format"])}, not "{FORMAT}"'
+                   if "format" in index else f'no "format": "{FORMAT}" in it')
+            problem = _schema_problem(index)
+            why += f"; {problem}" if problem else ""
+    return f"{path} is not a fastp2p pack's index ({why})"
+
+
 def pair_shape(index: dict) -> tuple[int, int, int]:
     return index["height"], 2 * index["width"], index["channels"]
 
