@@ -25,6 +25,7 @@ import torch
 import triton
 import triton.language as tl
 
+from fastp2p.kernels.bf16_rounding import _round_to_bfloat16
 from fastp2p.kernels.grid import sm_count
 from fastp2p.kernels.pdl import launch_options, wait_for_previous_kernel
 
@@ -33,17 +34,6 @@ from fastp2p.kernels.pdl import launch_options, wait_for_previous_kernel
 GPU_BLOCK, INTERPRETER_BLOCK = 1024, 32768
 PROGRAMS_PER_SM = 4  # persistent grid: each program loops over blocks
 HYPER_FIELDS = ("beta1", "beta2", "eps", "weight_decay")  # order of the float64 ``hyper`` tensor
-
-
-@triton.jit
-def _round_to_bfloat16(x):
-    """float32 -> bfloat16, round to nearest even (NaN -> the quiet NaN 0x7FC0): what
-    ``tensor.to(torch.bfloat16)`` gives, bit for bit on numbers. The interpreter's plain cast
-    truncates instead, and this is as cheap as the cast in a memory-bound kernel."""
-    bits = x.to(tl.uint32, bitcast=True)
-    rounded = (bits + 0x7FFF + ((bits >> 16) & 1)) >> 16
-    top = tl.where(x != x, 0x7FC0, rounded)
-    return top.to(tl.uint16).to(tl.bfloat16, bitcast=True)
 
 
 @triton.jit

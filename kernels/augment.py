@@ -10,19 +10,11 @@ import torch
 import triton
 import triton.language as tl
 
+from fastp2p.kernels.bf16_rounding import _round_to_bfloat16
+
 # Output dtypes the kernel writes (its math is fp32; the store casts).
 OUT_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
 MAX_BLOCK_W = 128
-
-
-@triton.jit
-def _round_fp32_to_bf16(x):
-    """x rounded to the nearest bf16 (ties to even), still fp32: the later cast is then exact.
-    Written out because the Triton 3.9 interpreter truncates fp32 -> bf16 casts where the GPU
-    rounds (checked 2026-11); values here are finite, so no NaN/Inf care is needed."""
-    bits = x.to(tl.uint32, bitcast=True)
-    bits = (bits + 0x7FFF + ((bits >> 16) & 1)) & 0xFFFF0000
-    return bits.to(tl.float32, bitcast=True)
 
 
 @triton.jit
@@ -32,8 +24,8 @@ def _convert_half(src, Out_ptr, n, r, cols, chans, s_n, s_c, s_h, s_w, mask,
     v = tl.load(src, mask=mask, other=0).to(tl.float32)
     # As torch computes it on the CPU; dividing by 0.5 is exact, so * 2
     v = (tl.math.div_rn(v, 255.0) - 0.5) * 2.0
-    if OUT_BF16:
-        v = _round_fp32_to_bf16(v)
+    if OUT_BF16:  # rounded in bits: the interpreter's cast truncates (bf16_rounding)
+        v = _round_to_bfloat16(v)
     dst = Out_ptr + n * s_n + r * s_h + cols[:, None] * s_w + chans[None, :] * s_c
     tl.store(dst, v.to(Out_ptr.dtype.element_ty), mask=mask)
 
@@ -53,7 +45,7 @@ def _augment_kernel(
     C: tl.constexpr,             # channels (<= BLOCK_C)
     BLOCK_W: tl.constexpr,       # output columns per program
     BLOCK_C: tl.constexpr,       # C rounded up to a power of two
-    OUT_BF16: tl.constexpr,      # outputs are bf16: round explicitly (see _round_fp32_to_bf16)
+    OUT_BF16: tl.constexpr,      # outputs are bf16: round explicitly (_round_to_bfloat16)
 ):
     row = tl.program_id(0).to(tl.int64)          # n * crop_h + r
     n = row // crop_h
