@@ -117,3 +117,20 @@ def test_verify_names_an_index_json_that_is_not_a_pack_s(tmp_path, capsys, text,
                           f"{index} is not a fastp2p pack's index ({why}")
     assert err.endswith("; pack one with `fastp2p pack DATAROOT OUT`\n")
     assert err.count("\n") == 1
+
+
+@posix_only
+def test_verify_of_a_folder_holding_only_one_it_cannot_read_says_no_pack_is_there(tmp_path,
+                                                                                denied):
+    """No pack beside a folder it cannot read: looking for another program's index.json in
+    that folder was a traceback."""
+    out = tmp_path / "out"
+    (out / "lost+found").mkdir(parents=True)
+    denied(out / "lost+found")
+    run = fastp2p_bound_by_permissions(tmp_path, "pack", "--verify", str(out), "--no-progress")
+    assert run.returncode == 1
+    assert run.stderr == (f"fastp2p pack: not checked, as they cannot be read: lost+found "
+                          f"(Permission denied) in {out}\n"
+                          f"fastp2p pack: error: {out}: no packed dataset here (no index.json "
+                          "in it or in its subfolders); pack one with `fastp2p pack DATAROOT "
+                          "OUT`\n")

@@ -348,7 +348,6 @@ def _packs_to_verify(root) -> list:
         try:
             if folder is not root and not folder.is_dir():
                 continue
-            folders.append(folder)
             if folder is root and is_packed(root):
                 return [(root, None)]   # its subfolders are no part of it
             problem = unfinished_pack_error(folder) or shards_without_index(folder)
@@ -356,6 +355,7 @@ def _packs_to_verify(root) -> list:
         except OSError as error:
             unreadable.append(f"{folder.name} ({error.strerror or error})")
             continue
+        folders.append(folder)     # read: an index.json in it can be named
         if problem or packed:
             found.append((folder, problem))
     if unreadable:
