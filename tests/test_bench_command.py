@@ -53,18 +53,20 @@ def test_failed_jobs_are_listed():
 
 
 def test_a_failed_job_makes_the_exit_code_1(tmp_path, monkeypatch, capsys):
-    import fastp2p.bench.report as report
+    import fastp2p.bench.render as render
+    import fastp2p.bench.results_files as results_files
     import fastp2p.bench.suite as suite
 
     monkeypatch.setattr(command, "settings_from_args", lambda args: QUICK_CPU)
     table = tmp_path / "out" / "table.md"
-    monkeypatch.setattr(report, "write_json", lambda results, out: table.with_suffix(".json"))
+    monkeypatch.setattr(results_files, "write_json",
+                        lambda results, out: table.with_suffix(".json"))
 
-    def render(json_path):
+    def render_files(json_path):
         table.write_text("| table |\n")
         return {"markdown": table, "chart": None}
 
-    monkeypatch.setattr(report, "render_files", render)
+    monkeypatch.setattr(render, "render_files", render_files)
     args = bench_args("--out", tmp_path / "out")
     for statuses, code in ((("ok", "ok"), 0), (("ok", "failed"), 1)):
         monkeypatch.setattr(suite, "run_suite", lambda settings, on_progress=None,

@@ -4,7 +4,7 @@ import pytest
 from fastp2p.bench.end_to_end import (EndToEndSettings, end_to_end_job, finalize_end_to_end_rows,
                                       frequencies)
 from fastp2p.bench.networks import QUICK_CONFIG
-from fastp2p.bench.report import _end_to_end_lines
+from fastp2p.bench.render import _end_to_end_lines
 
 STAGES = ("data", "step", "log", "sample", "checkpoint")
 STEPS = 4

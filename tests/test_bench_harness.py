@@ -6,7 +6,7 @@ import time
 import pytest
 import torch
 
-from fastp2p.bench import micro, report
+from fastp2p.bench import micro, render, results_files
 from fastp2p.bench.flops import layer_forward_flops, training_step_flops
 from fastp2p.bench.networks import (FULL_CONFIG, QUICK_CONFIG, NetworkConfig,
                                     build_discriminator, build_pair, make_batch)
@@ -163,8 +163,8 @@ def _synthetic_results():
 
 
 def test_results_are_saved_and_replotted_from_the_saved_rows(tmp_path):
-    saved = report.write_json(_synthetic_results(), tmp_path)
-    files = {"json": saved, **report.render_files(saved)}
+    saved = results_files.write_json(_synthetic_results(), tmp_path)
+    files = {"json": saved, **render.render_files(saved)}
     assert files["json"].name == "nvidia-test-gpu-20261122-abcd1234.json"
     table = files["markdown"].read_text()
     assert "| reference | 1 | 100.0 | 90.0–110.0 | 10.00 | 1,024 | 25.0% | 2.00× | – |" in table
@@ -172,7 +172,7 @@ def test_results_are_saved_and_replotted_from_the_saved_rows(tmp_path):
     assert files["chart"].stat().st_size > 1000
     files["chart"].unlink()
     files["markdown"].unlink()
-    again = report.render_files(files["json"])
+    again = render.render_files(files["json"])
     assert again["chart"].exists() and again["markdown"].read_text() == table
     assert json.loads(files["json"].read_text())["training"][1]["status"] == "failed"
 
@@ -181,9 +181,9 @@ def test_load_results_rejects_other_files(tmp_path):
     other = tmp_path / "other.json"
     other.write_text('{"a": 1}')
     with pytest.raises(ValueError, match="not a fastp2p bench results file"):
-        report.load_results(other)
+        results_files.load_results(other)
     with pytest.raises(ValueError, match="not found"):
-        report.load_results(tmp_path / "missing.json")
+        results_files.load_results(tmp_path / "missing.json")
 
 
 def test_train_step_runs_with_compiled_networks():

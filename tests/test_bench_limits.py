@@ -151,7 +151,7 @@ def test_a_stopped_bench_says_where_its_results_are_and_exits_130(monkeypatch, t
         written.append(results)
         return out_dir / "run.json"
     monkeypatch.setattr(suite, "run_suite", stopped)
-    monkeypatch.setattr("fastp2p.bench.report.write_json", write_json)
+    monkeypatch.setattr("fastp2p.bench.results_files.write_json", write_json)
     assert command.run(_parse("--sections", "training", "--out", str(tmp_path))) == 130
     assert written == [{"stand-in": "results of the jobs before"}]
     err = capsys.readouterr().err

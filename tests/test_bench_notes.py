@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from fastp2p.bench import environment, report, suite
+from fastp2p.bench import environment, render, suite
 from fastp2p.bench.networks import QUICK_CONFIG
 from fastp2p.bench.peer_specs import peer_by_name
 from fastp2p.bench.runner import Log
@@ -44,7 +44,7 @@ def test_a_section_with_nothing_to_run_is_said_on_stderr_and_in_the_table(tmp_pa
     note = f"micro: nothing to run (no bench_*.py modules in {empty})"
     assert results["notes"] == [note]
     assert f"fastp2p bench: note: {note}" in err
-    assert f"- {note}" in report.markdown(results)
+    assert f"- {note}" in render.markdown(results)
 
 
 def test_without_a_benchmarks_folder_the_note_says_how_to_give_one(capsys, planned_only):
@@ -60,7 +60,7 @@ def test_quick_names_the_compile_inference_variants_it_leaves_out(capsys, planne
     note = ("inference: torch.compile of the reference, mode default, not run: --quick times "
             "the eager variants only")
     assert results["notes"] == [note]
-    assert note in err and note in report.markdown(results)
+    assert note in err and note in render.markdown(results)
     assert {row["module"] for row in results["inference"]} == {
         "reference", "fastp2p", "fastp2p unfolded"}
 
@@ -76,7 +76,7 @@ def test_a_cpu_run_names_the_reduce_overhead_variant_it_leaves_out(capsys, plann
 def test_a_run_that_runs_everything_it_was_asked_has_no_notes(capsys, planned_only):
     results, err = _run(planned_only(), capsys)
     assert results["notes"] == [] and "note:" not in err
-    assert "Not run" not in report.markdown(results)
+    assert "Not run" not in render.markdown(results)
 
 
 CHECKOUT = Path(__file__).resolve().parents[1]

@@ -54,7 +54,7 @@ def test_a_folder_that_refuses_files_fails_before_any_job(tmp_path, suite_that_m
 
 
 def test_a_disk_that_fills_up_during_the_run_is_one_line(tmp_path, monkeypatch, capsys):
-    import fastp2p.bench.report as report
+    import fastp2p.bench.results_files as results_files
     import fastp2p.bench.suite as suite
 
     monkeypatch.setattr(command, "settings_from_args", lambda args: QUICK_CPU)
@@ -64,7 +64,7 @@ def test_a_disk_that_fills_up_during_the_run_is_one_line(tmp_path, monkeypatch, 
 
     def run_suite(settings, on_progress=None):
         on_progress({"partial": True})
-    monkeypatch.setattr(report, "write_json", write_json)
+    monkeypatch.setattr(results_files, "write_json", write_json)
     monkeypatch.setattr(suite, "run_suite", run_suite)
     out = tmp_path / "results"
     assert command.run(bench_args("--out", out)) == 1
@@ -112,7 +112,7 @@ def test_a_fifo_or_folder_at_the_results_name_is_refused_before_any_job(
 
 
 def test_a_table_that_cannot_be_written_names_the_saved_results(tmp_path, monkeypatch, capsys):
-    import fastp2p.bench.report as report
+    import fastp2p.bench.render as render
     import fastp2p.bench.suite as suite
 
     results = {"schema": 1, "run_id": "a-run", "mode": "quick", "device_slug": "cpu",
@@ -125,7 +125,7 @@ def test_a_table_that_cannot_be_written_names_the_saved_results(tmp_path, monkey
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
     monkeypatch.setattr(command, "settings_from_args", lambda args: QUICK_CPU)
     monkeypatch.setattr(suite, "run_suite", lambda settings, on_progress=None: results)
-    monkeypatch.setattr(report, "markdown", markdown)
+    monkeypatch.setattr(render, "markdown", markdown)
     out = tmp_path / "results"
     assert command.run(bench_args("--out", out)) == 1
     (saved,) = out.glob("*.json")

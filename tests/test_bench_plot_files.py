@@ -14,7 +14,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from fastp2p.bench import command, report, suite
+from fastp2p.bench import command, render, results_files, suite
 from fastp2p.bench.timing import time_limit
 from fastp2p.cli import main
 
@@ -79,7 +79,7 @@ def test_per_rank_figures_that_are_not_numbers_are_one_line_naming_the_field(tmp
 
 def test_results_without_training_get_a_table_and_no_chart(tmp_path, capsys):
     results = {**RESULTS, "training": []}
-    files = report.render_files(_saved(tmp_path, results))
+    files = render.render_files(_saved(tmp_path, results))
     assert files["chart"] is None and not (tmp_path / "cpu-20261204-abc1234-quick.png").exists()
     assert "End to end" in files["markdown"].read_text()
     assert "no chart: the results hold no training rows" in capsys.readouterr().out
@@ -89,7 +89,7 @@ def test_a_fifo_at_the_results_name_is_refused_not_waited_on(tmp_path):
     fifo = tmp_path / "cpu-20261204-abc1234-quick.json"
     os.mkfifo(fifo)
     with time_limit(10), pytest.raises(ValueError, match="is a FIFO, where a results JSON go"):
-        report.write_json(RESULTS, tmp_path)
+        results_files.write_json(RESULTS, tmp_path)
 
 
 def test_a_fifo_put_at_the_results_name_during_the_run_stops_it_in_one_line(
@@ -155,7 +155,7 @@ def test_a_pipe_or_line_break_in_a_cell_stays_in_its_cell():
         {"module": "bench_pipe", "status": "ok", "name": "a|b\nc", "shape": "x|y",
          "median_ms": 1.0},
         {"module": "bench_bad", "status": "failed", "error": "ValueError: a|b\nc"}]}
-    table = report.markdown(results)
+    table = render.markdown(results)
     rows = [line for line in table.splitlines() if line.startswith("| bench_")]
     assert len(rows) == 2
     assert [len(re.split(r"(?<!\\)\|", row)) for row in rows] == [8, 8]  # 6 cells and 2 ends

@@ -47,15 +47,15 @@ def test_a_second_bench_run_of_the_day_writes_beside_the_first(tmp_path, monkeyp
 
 
 def test_results_of_an_older_version_or_a_table_alone_are_not_replaced(tmp_path):
-    from fastp2p.bench import report
+    from fastp2p.bench import results_files
 
     old = tmp_path / "cpu-20261202-unknown-quick.json"
     old.write_text(json.dumps({k: v for k, v in _bench_results(None, 1).items()
                                if k != "run_id"}))
     (tmp_path / "cpu-20261202-unknown-quick-2.md").write_text("a table kept on its own")
     before = folder_files(tmp_path)
-    path = report.write_json(_bench_results("new", 2), tmp_path)
+    path = results_files.write_json(_bench_results("new", 2), tmp_path)
     assert path.name == "cpu-20261202-unknown-quick-3.json"
     assert all(folder_files(tmp_path)[name] == data for name, data in before.items())
-    assert report.write_json(_bench_results("new", 4), tmp_path) == path   # its own file
+    assert results_files.write_json(_bench_results("new", 4), tmp_path) == path   # its own file
     assert json.loads(path.read_text())["training"][0]["batch_size"] == 4

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from fastp2p.bench import report
+from fastp2p.bench import render, results_files
 from fastp2p.cli import main
 
 OK_ROW = {"status": "ok", "images_per_s": 10.0, "images_per_s_p20": 9.0,
@@ -94,7 +94,7 @@ def _write(tmp_path, results):
 
 
 def test_a_whole_results_file_renders(tmp_path):
-    files = report.render_files(_write(tmp_path, RESULTS))
+    files = render.render_files(_write(tmp_path, RESULTS))
     text = files["markdown"].read_text()
     assert "unet_32 ngf 4" in text and "norm_act" in text
 
@@ -104,9 +104,9 @@ def test_a_stage_without_calls_renders(tmp_path):
     the timed steps; the check took it for a damaged file and the run ended in a traceback."""
     results = copy.deepcopy(RESULTS)
     results["end_to_end"][0].update(checkpoint_calls=0, checkpoint_ms_per_call=None)
-    assert report.load_results(_write(tmp_path, results))["end_to_end"][0][
+    assert results_files.load_results(_write(tmp_path, results))["end_to_end"][0][
         "checkpoint_ms_per_call"] is None
-    assert "unet_32 ngf 4" in report.render_files(tmp_path / "results.json")["markdown"].read_text()
+    assert "unet_32 ngf 4" in render.render_files(tmp_path / "results.json")["markdown"].read_text()
 
 
 @pytest.mark.parametrize("edit", BROKEN.values(), ids=BROKEN.keys())
@@ -116,7 +116,7 @@ def test_a_results_file_missing_what_the_report_reads_is_refused_in_one_line(tmp
     edit(results)
     path = _write(tmp_path, results if results else [])
     with pytest.raises(ValueError) as caught:
-        report.load_results(path)
+        results_files.load_results(path)
     message = str(caught.value)
     assert "\n" not in message
     assert message.startswith(f"{path} is not a fastp2p bench results file (")

@@ -44,7 +44,7 @@ def _bench_with(tmp_path, setup: str, *argv) -> subprocess.CompletedProcess:
     script = tmp_path / f"bench_{uuid.uuid4().hex[:8]}.py"
     script.write_text("import os, signal, sys, types\n"
                       "signal.signal(signal.SIGINT, signal.default_int_handler)\n"
-                      "from fastp2p.bench import command, report, suite\n"
+                      "from fastp2p.bench import command, render, suite\n"
                       f"{setup}\n"
                       "sys.exit(command.main())\n")  # as python -m benchmarks calls it
     return subprocess.run([sys.executable, str(script), *argv], cwd=tmp_path,
@@ -97,7 +97,7 @@ def test_a_stop_while_plotting_says_to_plot_again(tmp_path):
     saved.write_text(json.dumps(RESULTS))
     result = _bench_with(tmp_path, "def plot_training(results, path):\n"
                                    f"    os.kill(os.getpid(), {signal.SIGTERM})\n"
-                                   "report.plot_training = plot_training\n",
+                                   "render.plot_training = plot_training\n",
                          "--plot", str(saved))
     assert result.returncode == 128 + signal.SIGTERM, result.stderr
     assert _one_line(result) == (f"fastp2p bench: stopped (SIGTERM received); the table and "

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from fastp2p.bench import report
+from fastp2p.bench import results_files
 from fastp2p.cli import main
 from fastp2p.data.errors import DataError
 from fastp2p.data.pack import packed_load_size
@@ -108,7 +108,7 @@ def test_bench_plot_of_a_deep_results_file_says_so_in_one_line(tmp_path, capsys)
     path = tmp_path / "results.json"
     path.write_text(DEEP)
     with pytest.raises(ValueError, match="not readable JSON: .*nested too deeply"):
-        report.load_results(path)
-    assert report._run_id_of(path) is None
+        results_files.load_results(path)
+    assert results_files._run_id_of(path) is None
     assert main(["bench", "--plot", str(path)]) != 0
     assert str(path) in one_line(capsys.readouterr().err)

@@ -338,14 +338,15 @@ def stopped(stop: KeyboardInterrupt, where: str) -> int:
 
 def plot(json_path) -> int:
     """``--plot``: remake the table and chart beside a saved results JSON, print the table."""
-    from fastp2p.bench import report
+    from fastp2p.bench import render
+    from fastp2p.bench.results_files import ResultsFileError
 
     try:
-        files = report.render_files(json_path)
+        files = render.render_files(json_path)
     except KeyboardInterrupt as stop:  # the table may be remade and the chart not yet
         return stopped(stop, f"the table and chart beside {json_path} may be partly remade: "
                              "--plot it again")
-    except report.ResultsFileError as error:  # not results, or a folder at the .md or .png
+    except ResultsFileError as error:  # not results, or a folder at the .md or .png
         print_error("bench", error)
         return 2
     except OSError as error:
@@ -357,9 +358,13 @@ def plot(json_path) -> int:
 
 
 def prepare_out_dir(out_dir, settings) -> str | None:
-    """Make ``out_dir`` ready for the results before any job runs; the error line, or None."""
+    """Make ``out_dir`` ready for the results before any job runs; the error line, or None.
+    The name this run's results JSON is to take is checked here too: a FIFO or a folder there
+    was refused only when the first job's figures were written (minutes in, on a GPU)."""
     from fastp2p.atomic_files import refuse_linked_folder
-    from fastp2p.bench.report import ResultsFileError, what_is_at
+    from fastp2p.bench import environment
+    from fastp2p.bench.results_files import (ResultsFileError, check_results_name, stem_for,
+                                             what_is_at)
 
     try:
         refuse_linked_folder(out_dir)  # a link to nothing: mkdir would say "File exists"
@@ -367,7 +372,9 @@ def prepare_out_dir(out_dir, settings) -> str | None:
             return error_line("bench", f"--out {out_dir} is {what_is_at(out_dir)}, not a "
                               "folder: pass --out a folder (it is made if missing)")
         check_writable(out_dir)
-        check_results_name(out_dir, settings)
+        commit, _ = environment.git_commit(environment.package_checkout())
+        check_results_name(out_dir, stem_for(environment.device_slug(settings.device),
+                                             environment.file_date(), commit, settings.quick))
     except ResultsFileError as error:
         return error_line("bench", str(error))
     except ValueError as error:
@@ -376,18 +383,6 @@ def prepare_out_dir(out_dir, settings) -> str | None:
         return error_line("bench", f"{_describe(error, out_dir)}; pass --out a folder this "
                                    "user can write")
     return None
-
-
-def check_results_name(out_dir, settings) -> None:
-    """The name this run's results JSON is to take, checked before any job: a FIFO or a
-    folder there was refused only when the first job's figures were written (minutes in, on
-    a GPU). ResultsFileError naming it."""
-    from fastp2p.bench import environment, report
-
-    commit, _ = environment.git_commit(environment.package_checkout())
-    report.check_results_name(out_dir, report.stem_for(
-        environment.device_slug(settings.device), environment.file_date(), commit,
-        settings.quick))
 
 
 class ProgressFiles:
@@ -399,17 +394,17 @@ class ProgressFiles:
         self.out_dir, self.json, self.complete = out_dir, None, False
 
     def write(self, results: dict) -> None:
-        from fastp2p.bench import report
+        from fastp2p.bench import results_files
 
-        self.json = report.write_json(results, self.out_dir)
+        self.json = results_files.write_json(results, self.out_dir)
         self.complete = results.get("complete", False)
 
     def save(self, results: dict) -> dict:
         """The complete results, then their table and chart: {"json", "markdown", "chart"}."""
-        from fastp2p.bench import report
+        from fastp2p.bench import render
 
         self.write(results)
-        return {"json": self.json, **report.render_files(self.json)}
+        return {"json": self.json, **render.render_files(self.json)}
 
     def where(self) -> str:
         if self.json is None:
@@ -450,7 +445,7 @@ def run_and_save(settings, out_dir) -> int:
     """Run the suite into ``out_dir``; the exit code (1: a job failed; 128 + signal: stopped).
     Stop signals raise in here only inside ``stops.stop_signals()`` (``run`` sets it up)."""
     from fastp2p.atomic_files import NotAPlainFile
-    from fastp2p.bench.report import ResultsFileError
+    from fastp2p.bench.results_files import ResultsFileError
     from fastp2p.bench.suite import run_suite
 
     progress = ProgressFiles(out_dir)

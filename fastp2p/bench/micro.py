@@ -28,7 +28,7 @@ from pathlib import Path
 import torch
 
 from fastp2p.bench.ceilings import copy_bandwidth_gbps
-from fastp2p.bench.report import is_finite_number
+from fastp2p.bench.results_files import is_finite_number
 from fastp2p.bench.runner import Job
 
 

@@ -122,7 +122,7 @@ def run_suite(settings: SuiteSettings, log=None, on_progress=None) -> dict:
     fixed = {
         "schema": SCHEMA_VERSION,
         # which run wrote a results file: its progress writes replace its own file only
-        # (report.results_path), never an earlier run's of the same day and commit
+        # (results_files.results_path), never an earlier run's of the same day and commit
         "run_id": uuid.uuid4().hex,
         "mode": "quick" if settings.quick else "full",
         "device_slug": environment.device_slug(device),
