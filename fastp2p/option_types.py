@@ -115,14 +115,15 @@ def adam_beta1(text: str) -> float:
     return value
 
 
-def dataset_size(text: str) -> float:
-    """A count of pairs, or ``inf`` for no limit (--max_dataset_size; a float, as the
+def dataset_size(text: str) -> int | float:
+    """A count of pairs, an int (train_opt.txt then records 64, as the reference's type=int
+    option writes it, not 64.0), or the float ``inf`` for no limit (--max_dataset_size; the
     reference's default is float("inf"))."""
     value = _float_or_nan(text)
     if not (value == math.inf or (math.isfinite(value) and value >= 1 and value == int(value))):
         raise argparse.ArgumentTypeError(f"must be a whole number >= 1 (or inf: no limit), "
                                          f"got {text!r}")
-    return value
+    return value if value == math.inf else int(value)
 
 
 def plain_name(text: str) -> str:

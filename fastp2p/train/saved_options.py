@@ -32,4 +32,18 @@ def changed_options(args, path: Path, keys) -> str:
     except (OSError, ValueError):  # UnicodeDecodeError, or not a regular file
         return ""
     return ", ".join(f"--{key} {saved[key]} -> {getattr(args, key)}" for key in keys
-                     if key in saved and saved[key] != str(getattr(args, key)))
+                     if key in saved and not _same(saved[key], getattr(args, key)))
+
+
+def _same(saved: str, value) -> bool:
+    """Whether an options file's ``saved`` text records ``value``: its text, or for a number
+    the same number written otherwise (--max_dataset_size 64 was written "64.0" before it
+    parsed as an int)."""
+    if saved == str(value):
+        return True
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    try:
+        return float(saved) == value
+    except ValueError:
+        return False
