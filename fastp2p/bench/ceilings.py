@@ -4,7 +4,7 @@
 - matmul rate: a large square matrix product in the dtype the fast path computes in (bf16 on
   CUDA; fp32 on a CPU, where bf16 is not what anyone trains in).
 Each is measured once per device and process and cached, so the harness and every micro-
-benchmark module (``fastp2p.bench.copy_bandwidth_gbps()``) divide by the same number.
+benchmark module (``fastp2p.bench.ceilings.copy_bandwidth_gbps()``) divide by the same number.
 """
 import functools
 

@@ -12,10 +12,10 @@ device), ``provider`` (e.g. "reference", "eager", "compile", "fastp2p"), ``dtype
 but not the harness's own ``module``, ``status``, ``error`` or ``traceback``. A row that breaks
 this, or whose bandwidth figures come out infinite (bytes / median_ms past a float's range),
 fails its module's job, the row and field named, and the run goes on. ``quick=True`` asks for tiny
-CPU shapes only. Time with ``fastp2p.bench.benchmark`` (do_bench semantics). The harness adds
-``gbps`` from ``bytes`` where missing, and ``copy_gbps`` / ``copy_fraction`` against the
+CPU shapes only. Time with ``fastp2p.bench.timing.benchmark`` (do_bench semantics). The harness
+adds ``gbps`` from ``bytes`` where missing, and ``copy_gbps`` / ``copy_fraction`` against the
 device-to-device copy bandwidth it measures in the same run
-(``fastp2p.bench.copy_bandwidth_gbps(device)`` returns that number).
+(``fastp2p.bench.ceilings.copy_bandwidth_gbps(device)`` returns that number).
 A typical row: ``{"name": "norm_act_fwd", "provider": "fastp2p", "dtype": "bf16",
 "shape": "N16-C256-H64-W64-nhwc", "bytes": nbytes, **benchmark(fn, device="cuda").as_dict()}``.
 """
