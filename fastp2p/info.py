@@ -60,15 +60,19 @@ def _cpu_inference_line() -> str:
 
 
 def _extension_status() -> str:
-    """Whether fastp2p._C is there, with its CUDA kernels or why not."""
+    """Whether fastp2p._C is there: its CPU kernels, threaded by OpenMP or on one thread (the
+    compiler had no -fopenmp), and its CUDA kernels or why not."""
     from fastp2p.ops.backends import cpp as cpp_backend
 
     reason = cpp_backend.unavailable_reason()
     if reason:
         return f"fastp2p._C not available ({reason})"
+    from fastp2p import _C
+
+    cpu = "CPU kernels " + ("(OpenMP)" if _C.with_openmp else "(no OpenMP: one thread)")
     if cpp_backend.cuda_available():
-        return "fastp2p._C with CPU and CUDA kernels"
-    return f"fastp2p._C with CPU kernels; no CUDA kernels ({cpp_backend.cuda_unavailable_reason()})"
+        return f"fastp2p._C with {cpu} and CUDA kernels"
+    return f"fastp2p._C with {cpu}; no CUDA kernels ({cpp_backend.cuda_unavailable_reason()})"
 
 
 def _backend_line(device) -> str:

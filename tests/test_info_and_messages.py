@@ -46,6 +46,27 @@ def test_info_lists_cuda_when_a_gpu_is_visible(monkeypatch, capsys):
     assert "  cuda  triton: the Triton kernels" in out
 
 
+@pytest.mark.parametrize("openmp, cpu", [(True, "CPU kernels (OpenMP)"),
+                                         (False, "CPU kernels (no OpenMP: one thread)")],
+                         ids=["openmp", "no-openmp"])
+def test_info_says_whether_the_cpu_kernels_were_built_with_openmp(monkeypatch, capsys, openmp,
+                                                                  cpu):
+    """fastp2p._C's with_openmp flag, beside its with_cuda: built without -fopenmp, every CPU
+    kernel runs on one thread whatever the thread settings say."""
+    reason = cpp_backend.unavailable_reason()
+    if reason:
+        pytest.skip(reason)
+    from fastp2p import _C
+    monkeypatch.setattr(_C, "with_openmp", openmp)
+    monkeypatch.setattr(cpp_backend, "cuda_available", lambda: False)
+    monkeypatch.setattr(cpp_backend, "cuda_unavailable_reason", lambda: "no nvcc")
+    assert info.run(None) == 0
+    line = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("C++ "))
+    assert line == f"C++     fastp2p._C with {cpu}; no CUDA kernels (no nvcc)"
+    monkeypatch.setattr(cpp_backend, "cuda_available", lambda: True)
+    assert info._extension_status() == f"fastp2p._C with {cpu} and CUDA kernels"
+
+
 def test_forced_backend_is_named(monkeypatch):
     monkeypatch.setenv("FASTP2P_BACKEND", "reference")
     assert info._backend_line(torch.device("cpu")) == (
