@@ -46,7 +46,7 @@ patch_layers = _int_between(0, 13)
 
 
 # The largest --load_size and --crop_size (image_side), the largest load size a pack may record
-# (fastp2p.data.packed) and the largest side fastp2p writes an image at (test's saved images:
+# (fastp2p.data.packed_index) and the largest side fastp2p writes an image at (test's saved images:
 # fastp2p.train.reports): one pair of that size is already 6 GiB, and a larger bound lets a
 # crafted index's sizes overflow the arithmetic that checks them. Here, not in fastp2p.data
 # (numpy, torch), so that parsing --load_size imports nothing heavy.

@@ -11,7 +11,7 @@ from fastp2p.bench import results_files
 from fastp2p.cli import main
 from fastp2p.data.errors import DataError
 from fastp2p.data.pack import packed_load_size
-from fastp2p.data.packed import read_index
+from fastp2p.data.packed_index import read_index
 from fastp2p.data.synthetic import write_synthetic
 from helpers.data_helpers import synthetic_pack
 from helpers.train_helpers import one_line, tiny_test_argv, train_argv, write_aligned_dataset
