@@ -107,3 +107,20 @@ def test_micro_modules_without_a_benchmarks_folder_say_how_to_give_one(monkeypat
     assert str(refused.value) == ("--micro bench_losses: no benchmarks folder to find them in: "
                                   "fastp2p is not imported from a source checkout; pass "
                                   "--benchmarks-dir")
+
+
+@pytest.mark.parametrize("argv", [
+    ("--micro", "bench_losses"),  # no folder: fastp2p is not imported from a checkout
+    ("--micro", "bench_nonexistent", "--benchmarks-dir", str(CHECKOUT / "benchmarks")),
+    ("--benchmarks-dir", str(CHECKOUT / "no-such-folder")),
+], ids=["no-folder", "unknown-module", "folder-missing"])
+def test_micro_options_without_the_micro_section_are_noted_not_refused(monkeypatch, argv):
+    """--micro (and --benchmarks-dir) are checked against the folder only when the micro
+    section runs: with --sections training they exited 2, unlike any other option for a
+    section left out, which is named in the notes."""
+    monkeypatch.setattr(environment, "package_checkout", lambda: None)  # an installed wheel
+    settings = quick_settings("--sections", "training", *argv)
+    notes = suite.plan_jobs(settings)[1]
+    assert [note.split(":")[0] for note in notes] == [
+        option for option in ("--benchmarks-dir", "--micro") if option in argv]
+    assert all(note.endswith("not used, as --sections leaves out micro") for note in notes)

@@ -221,12 +221,15 @@ def settings_from_args(args):
         QUICK_JOB_TIME_LIMIT_S if args.quick else JOB_TIME_LIMIT_S)
     checkout = package_checkout()  # the benchmarks/ beside the code that runs
     benchmarks_dir = args.benchmarks_dir or (checkout / "benchmarks" if checkout else None)
-    if benchmarks_dir is not None and not Path(benchmarks_dir).is_dir():
+    runs_micro = "micro" in args.sections
+    if runs_micro and benchmarks_dir is not None and not Path(benchmarks_dir).is_dir():
         raise ValueError(f"--benchmarks-dir {benchmarks_dir} is not a folder")
     if args.micro is not None and not args.micro:  # "--micro ," would run every module
         raise ValueError("--micro takes a comma-separated list of bench_*.py module names; got "
                          "nothing (leave it out to run every module)")
-    if args.micro:  # unknown names fail here, before anything is timed
+    # unknown names (or folder) fail here, before anything is timed; without the micro section
+    # they are only noted as unused (unused_options), as any option for a section left out
+    if args.micro and runs_micro:
         micro_jobs(benchmarks_dir, quick=args.quick, device=device, only=args.micro)
     return SuiteSettings(
         quick=args.quick, device=device, sections=tuple(args.sections),
