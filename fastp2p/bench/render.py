@@ -230,6 +230,24 @@ def _end_to_end_lines(rows) -> list:
 def plot_training(results: dict, path) -> None:
     """Bar chart of images/s per peer, one panel per batch size; failed peers are labelled.
     ``results`` must hold training rows (``render_files`` draws no chart without)."""
+    import matplotlib.pyplot as plt
+
+    figure = training_figure(results)
+    try:
+        with replacing(path, durable=False) as temporary:
+            figure.savefig(temporary, dpi=120)
+    finally:
+        plt.close(figure)
+
+
+# Space between a whisker's end and its value label, in points
+LABEL_GAP_PT = 3
+
+
+def training_figure(results: dict):
+    """The figure ``plot_training`` saves, laid out so that every whisker, value label and
+    the title lie inside it (with one batch size the title ran off both edges; a long p80
+    whisker ran past its axis, and its label into the next panel)."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -239,6 +257,7 @@ def plot_training(results: dict, path) -> None:
     peers = list(dict.fromkeys(row["peer"] for row in training))
     figure, axes = plt.subplots(1, len(batch_sizes), squeeze=False, sharey=True,
                                 figsize=(2.2 + 3.2 * len(batch_sizes), 0.45 * len(peers) + 1.6))
+    panels = []  # (axis, [(label, where its whisker ends)])
     for axis, batch in zip(axes[0], batch_sizes):
         by_peer = {row["peer"]: row for row in training if row["batch_size"] == batch}
         measured = [by_peer.get(p, {}).get("status") == "ok" for p in peers]
@@ -250,21 +269,54 @@ def plot_training(results: dict, path) -> None:
                    zip(peers, values, measured)]]
         colors = ["tab:orange" if p == "fastp2p" else "tab:blue" for p in peers]
         bars = axis.barh(peers, values, xerr=spread, color=colors, ecolor="0.3", capsize=2)
-        top = max(values) if any(values) else 1.0
+        labels = []
         for bar, peer, value, upper in zip(bars, peers, values, spread[1]):
             row = by_peer.get(peer)
             text = f"{value:,.1f}" if value else (row["status"] if row else "not run")
-            axis.text(value + upper + top * 0.03, bar.get_y() + bar.get_height() / 2, text,
-                      va="center", fontsize=8)
-        axis.set_xlim(0, top * 1.4)
+            end = max(value + upper, value)
+            labels.append((axis.annotate(text, (end, bar.get_y() + bar.get_height() / 2),
+                                         xytext=(LABEL_GAP_PT, 0), textcoords="offset points",
+                                         va="center", fontsize=8), end))
+        axis.set_xlim(0, max((end for _, end in labels), default=0) or 1.0)
         axis.set_title(f"batch {batch}")
         axis.set_xlabel("images/s (median, p20–p80)")
+        panels.append((axis, labels))
     axes[0][0].invert_yaxis()  # shared: first peer on top in every panel
     env = results["environment"]
     mode = " — QUICK CPU SMOKE TEST" if results["mode"] == "quick" else ""
-    figure.suptitle(f"pix2pix training throughput: {env['device']}, {env['date']}, "
-                    f"{env['commit']}{mode}", fontsize=10)
-    figure.tight_layout()
-    with replacing(path, durable=False) as temporary:
-        figure.savefig(temporary, dpi=120)
-    plt.close(figure)
+    title = figure.suptitle(f"pix2pix training throughput: {env['device']}, {env['date']}, "
+                            f"{env['commit']}{mode}", fontsize=10)
+    _wrap_to_width(figure, title)
+    for _ in range(2):  # the layout moves the panels, which moves the labels: settle twice
+        figure.tight_layout()
+        for axis, labels in panels:
+            _fit_labels(figure, axis, labels)
+    return figure
+
+
+def _wrap_to_width(figure, text, fill=0.96) -> None:
+    """Break ``text`` into lines until it is at most ``fill`` of the figure's width."""
+    import textwrap
+
+    words = text.get_text()
+    renderer = figure.canvas.get_renderer()
+    for width in range(len(words), 15, -4):
+        text.set_text(textwrap.fill(words, width))
+        if text.get_window_extent(renderer).width <= fill * figure.bbox.width:
+            return
+
+
+def _fit_labels(figure, axis, labels, margin=0.03) -> None:
+    """Widen the x-limit so that each value label, drawn a few points past its whisker's
+    end, ends inside the axis (with ``margin`` of its width to spare). A label is a fixed
+    size in pixels while its anchor scales with the limit: an anchor at ``end`` lands at
+    ``end / right * W`` pixels, so the label fits when right >= end * W / (W - its width)."""
+    renderer = figure.canvas.get_renderer()
+    width = axis.bbox.width
+    right = axis.get_xlim()[1]
+    for label, end in labels:
+        anchor = axis.transData.transform((end, 0))[0]
+        beyond = label.get_window_extent(renderer).x1 - anchor  # gap + text, in pixels
+        room = max(width * (1 - margin) - beyond, 0.2 * width)
+        right = max(right, end * width / room)
+    axis.set_xlim(0, right)
