@@ -58,9 +58,18 @@ def _refuse_folder_at(path: Path) -> None:
 
 
 def _number(value, digits=1, scale=1.0):
+    """``value * scale`` with ``digits`` decimals; a value below 1 that those would keep to
+    fewer than two significant digits gets two ("0.031", "0.0031": a CPU's 0.03 TFLOP/s
+    showed as 0.0), less the trailing zeros past ``digits``."""
     if value is None or (isinstance(value, float) and not math.isfinite(value)):
         return "–"
-    return f"{value * scale:,.{digits}f}"
+    value *= scale
+    if value == 0 or abs(value) >= min(1.0, 10.0 ** (1 - digits)):
+        return f"{value:,.{digits}f}"
+    decimals = 1 - math.floor(math.log10(abs(value)))
+    text = f"{value:,.{decimals}f}"
+    kept, extra = text[:len(text) - decimals + digits], text[len(text) - decimals + digits:]
+    return (kept + extra.rstrip("0")).rstrip(".")
 
 
 def _status_cell(row):
@@ -272,7 +281,7 @@ def training_figure(results: dict):
         labels = []
         for bar, peer, value, upper in zip(bars, peers, values, spread[1]):
             row = by_peer.get(peer)
-            text = f"{value:,.1f}" if value else (row["status"] if row else "not run")
+            text = _number(value) if value else (row["status"] if row else "not run")
             end = max(value + upper, value)
             labels.append((axis.annotate(text, (end, bar.get_y() + bar.get_height() / 2),
                                          xytext=(LABEL_GAP_PT, 0), textcoords="offset points",
