@@ -82,3 +82,16 @@ def test_a_size_list_with_a_gap_or_a_non_positive_entry_is_refused(text):
     with pytest.raises(argparse.ArgumentTypeError, match="positive integers"):
         command._positive_ints(text)
     assert command._positive_ints(" 4, 1,4") == (4, 1)
+
+
+def test_list_peers_lines_the_descriptions_up_past_the_longest_name(capsys):
+    """The name column was 26 characters wide: fastp2p-split-conv-backward (27) pushed its
+    description one column right of the others'."""
+    from fastp2p.bench import peer_specs
+
+    assert command.list_peers() == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == len(peer_specs.PEERS)
+    starts = {line.index(peer.description) for line, peer in zip(lines, peer_specs.PEERS)}
+    longest = max(len(peer.name) for peer in peer_specs.PEERS)
+    assert len(starts) == 1 and starts.pop() > longest, lines

@@ -323,10 +323,11 @@ def failed_jobs(results: dict) -> list:
 def list_peers() -> int:
     from fastp2p.bench.peer_specs import PEERS
 
+    width = max(len(peer.name) for peer in PEERS)  # a fixed 26 was one short of the longest
     for peer in PEERS:
         where = "cuda only" if peer.cuda_only else (
             "cpu and cuda" if peer.on_cpu_by_default else "cuda (cpu on request)")
-        print(f"{peer.name:26s} {peer.description} [{where}]")
+        print(f"{peer.name:{width}s}  {peer.description} [{where}]")
     return 0
 
 
