@@ -30,9 +30,10 @@ ran or was skipped by --time-budget). What was asked for and will not run (a sec
 nothing to run, a torch.compile variant --quick leaves out, an option for a section left
 out) is said on stderr and in the table. Ctrl-C or SIGTERM stops the run; the JSON keeps the
 jobs that finished, and the last line names it (exit code 130; 143 for SIGTERM); another one
-while it stops is ignored. The training and inference sections need only the package's own
-dependencies (torch, numpy); the end-to-end section and the data micro-benchmark also need
-Pillow and tqdm, and the chart matplotlib: the [bench] extra installs them (pip install
+while it stops is ignored. A reader of stdout that goes away (| head) ends it quietly, exit
+code 141. The training and inference sections need only the package's own dependencies
+(torch, numpy); the end-to-end section and the data micro-benchmark also need Pillow and
+tqdm, and the chart matplotlib: the [bench] extra installs them (pip install
 'fastp2p[bench]'). Without them, those jobs fail with the package to install, the rest runs,
 and the results are written without the chart.
 
@@ -420,6 +421,28 @@ class ProgressFiles:
 
 
 def run(args: argparse.Namespace) -> int:
+    try:
+        code = _run(args)
+        sys.stdout.flush()  # a reader gone shows here, not in the interpreter's last flush
+        return code
+    except BrokenPipeError:  # `fastp2p bench --plot RUN.json | head`
+        return reader_gone()
+
+
+def reader_gone() -> int:
+    """Stdout's reader has gone: point stdout at the null device, so that the interpreter's
+    flush at exit does not fail again, and exit as a process that SIGPIPE ends (128 + 13),
+    as a stop by a signal does (130, 143); no traceback, no message."""
+    try:
+        null = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(null, sys.stdout.fileno())
+        os.close(null)
+    except (OSError, ValueError):  # a stdout without a file descriptor: no flush at exit
+        pass
+    return 128 + signal.SIGPIPE
+
+
+def _run(args: argparse.Namespace) -> int:
     from fastp2p.bench.stops import stop_signals
 
     if args.list_peers:
