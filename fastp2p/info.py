@@ -39,7 +39,35 @@ def run(args: argparse.Namespace) -> int:
 
 def _cpu_inference_line() -> str:
     """How the U-Net's convolutions run in CPU float32 inference (fastp2p.ops.onednn_packed,
-    fastp2p.ops.conv_transpose), and why."""
+    fastp2p.ops.conv_transpose, or the fused convolution that FASTP2P_CONV=fused asks for),
+    and why; a setting the ops refuse is the ops' own error, as for FASTP2P_BACKEND."""
+    try:
+        fused = _fused_convolution_line()
+        return fused if fused is not None else _packed_line()
+    except ValueError as error:
+        return f"error: {error}"
+
+
+def _fused_convolution_line():
+    """With FASTP2P_CONV=fused, what runs the convolutions; None where today's forward runs
+    them. ValueError from the conv choice itself: a FASTP2P_CONV it refuses, or =fused where
+    no backend runs the fused convolution on the CPU (asked of a float32 layer, as a
+    network's forward asks it)."""
+    import torch
+
+    from fastp2p.ops.backends import conv_choice
+
+    if conv_choice.forced() != "fused":
+        return None
+    conv_choice.fused_conv_dtype(torch.zeros(1, 3, 8, 8), torch.zeros(8, 3, 4, 4), stride=2,
+                                 padding=1, norm="none", gradient=False)
+    return (f"the fused convolution (Triton kernels through the interpreter; slow), as "
+            f"{conv_choice.ENV_VAR}=fused says")
+
+
+def _packed_line() -> str:
+    """oneDNN with packed weights, and the transposed convolutions' form; ValueError from
+    fastp2p.ops.conv_transpose for a FASTP2P_CPU_DECONV it refuses."""
     from fastp2p.kernels.environment import getenv
     from fastp2p.ops import onednn_packed
     from fastp2p.ops import remembered_forms
@@ -52,11 +80,27 @@ def _cpu_inference_line() -> str:
     if forced in CPU_FORMS:
         form = f"{forced}, as {FORM_ENV_VAR} says"
     else:
+        if forced and forced != MEASURE_ONLY:
+            _choose_a_decoder_form()  # the value's error, from the code that reads it
         form = ("oneDNN's deconvolution, four phases as one convolution, or GEMM + col2im, "
                 "measured per layer on the first call")
         form += (f" (not remembered: {FORM_ENV_VAR}={MEASURE_ONLY})" if forced == MEASURE_ONLY
                  else f" and remembered in {remembered_forms.path()}")
     return f"oneDNN with weights packed once; transposed convolutions: {form}"
+
+
+def _choose_a_decoder_form() -> None:
+    """Ask fastp2p.ops.conv_transpose.cpu_inference_form for a U-Net decoder layer's form,
+    only for a FASTP2P_CPU_DECONV none of whose values names: it refuses the value before it
+    measures anything (ValueError), as on a network's first call."""
+    import torch
+    import torch.nn as nn
+
+    from fastp2p.ops.conv_transpose import cpu_inference_form
+
+    with torch.no_grad():
+        cpu_inference_form(nn.ConvTranspose2d(8, 4, kernel_size=4, stride=2, padding=1),
+                           torch.zeros(1, 8, 4, 4))
 
 
 def _extension_status() -> str:

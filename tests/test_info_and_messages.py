@@ -104,3 +104,45 @@ def test_info_says_how_cpu_inference_runs_its_convolutions(monkeypatch, capsys, 
         assert "reordered on every call" in info._cpu_inference_line()
     if onednn_packed.available():
         assert info._cpu_inference_line().endswith("gemm, as FASTP2P_CPU_DECONV says")
+
+
+def test_info_reports_a_cpu_deconv_setting_the_ops_refuse(monkeypatch, tmp_path):
+    """FASTP2P_CPU_DECONV=bogus: info said the forms were measured and remembered, while the
+    first transposed convolution of `fastp2p test` refused the value; info now shows the
+    op's own error, as it does for a FASTP2P_BACKEND the dispatcher refuses."""
+    from fastp2p.ops import onednn_packed
+    from fastp2p.ops.conv_transpose import cpu_inference_form
+    if not onednn_packed.available():
+        pytest.skip("without oneDNN's packed ops one form applies and the value is not read")
+    monkeypatch.setenv("FASTP2P_CACHE", str(tmp_path))
+    monkeypatch.setenv("FASTP2P_CPU_DECONV", "bogus")
+    with pytest.raises(ValueError) as refused, torch.no_grad():
+        cpu_inference_form(torch.nn.ConvTranspose2d(16, 8, 4, stride=2, padding=1),
+                           torch.zeros(2, 16, 8, 8))
+    assert info._cpu_inference_line() == f"error: {refused.value}"
+    assert str(refused.value).startswith("FASTP2P_CPU_DECONV='bogus': expected one of gemm")
+    assert not any(tmp_path.iterdir())  # nothing was measured or remembered
+
+
+def test_info_reports_a_conv_setting_the_ops_refuse(monkeypatch):
+    from fastp2p.ops.backends import conv_choice
+    monkeypatch.setenv("FASTP2P_CONV", "bogus")
+    with pytest.raises(ValueError) as refused:
+        conv_choice.forced()
+    assert info._cpu_inference_line() == f"error: {refused.value}"
+
+
+def test_info_says_whether_fused_convolutions_can_run_on_the_cpu(monkeypatch):
+    """FASTP2P_CONV=fused: info said "oneDNN with weights packed once" (today's forward, which
+    that setting replaces), and `fastp2p test` then failed on a CPU without the Triton
+    interpreter; info asks the conv choice the question a network's forward asks."""
+    from fastp2p.ops.backends import conv_choice
+    monkeypatch.setenv("FASTP2P_CONV", "fused")
+    if conv_choice.conv_fused_backend(torch.device("cpu")) is not None:  # TRITON_INTERPRET=1
+        assert info._cpu_inference_line() == (
+            "the fused convolution (Triton kernels through the interpreter; slow), as "
+            "FASTP2P_CONV=fused says")
+    monkeypatch.setattr(conv_choice, "conv_fused_backend", lambda device: None)
+    assert info._cpu_inference_line().startswith(
+        "error: FASTP2P_CONV=fused, but the fused convolution cannot run this layer (input "
+        "torch.float32, weight torch.float32 on cpu")
