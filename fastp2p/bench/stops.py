@@ -21,14 +21,14 @@ traceback, and raised while the worker held its pool's queue lock it could hang 
 
 No torch here: the handlers are in place before the command imports it.
 
-Separate from ``fastp2p.train.trainer.StopRequests`` and ``fastp2p.data.worker_pool`` on purpose:
-only setting and putting back two handlers is common (a few lines), what a stop means is not.
-Training must finish its step and raises only at a second request (a flag for its loop to check;
-its handlers always come back at the block's end); the worker pool only holds SIGINT back while
-it starts. A bench run needs what neither has: the first stop raised wherever the run is, every
-later one ignored, its handlers kept after a stop (process-wide state, not the block's), clean-ups
-that a stop waits for (``deferred``), a trainer's stop taken over (``stop_run``) and forked
-workers given back the handlers before. When the bench trains in this process, StopRequests
+Separate from ``fastp2p.train.stop_requests.StopRequests`` and ``fastp2p.data.worker_pool`` on
+purpose: only setting and putting back two handlers is common (a few lines), what a stop means is
+not. Training must finish its step and raises only at a second request (a flag for its loop to
+check; its handlers always come back at the block's end); the worker pool only holds SIGINT back
+while it starts. A bench run needs what neither has: the first stop raised wherever the run is,
+every later one ignored, its handlers kept after a stop (process-wide state, not the block's),
+clean-ups that a stop waits for (``deferred``), a trainer's stop taken over (``stop_run``) and
+forked workers given back the handlers before. When the bench trains in this process, StopRequests
 replaces these handlers for the training and puts them back after it.
 """
 import contextlib
