@@ -1,7 +1,9 @@
-"""A checkpoint holding a stride-0 view (``torch.zeros(1).expand(2**40)``, which torch.save
-writes as a few bytes) is refused as it loads: before, the NaN / Inf check of `fastp2p test`
-and `--continue_train` visited its 2**40 elements (hours), and ``UNet.from_checkpoint`` built
-the network such views described (any size, from a file of kilobytes)."""
+"""A checkpoint that describes far more than its file holds is refused as it loads
+(fastp2p.nn.checkpoint_size): a stride-0 view (``torch.zeros(1).expand(2**40)``, a few bytes
+on disk), whose 2**40 elements the NaN / Inf check of `fastp2p test` and `--continue_train`
+visited (hours), and whose shapes ``UNet.from_checkpoint`` built a network of; one tensor under
+thousands of names (the check visits it under each); lists nested 40 deep, each holding its
+inner list twice, and a list that holds itself (the structure check walked them forever)."""
 import time
 
 import pytest
@@ -36,6 +38,7 @@ def test_views_within_their_storage_load(tmp_path):
     loaded = load_safely(path)
     assert torch.equal(loaded["slice"], base[2:5])
     assert torch.equal(loaded["transposed"], base.view(3, 4).t())
+    assert loaded["empty"].shape == (0,)
 
 
 def test_from_checkpoint_refuses_views_that_describe_a_huge_network(tmp_path):
@@ -48,3 +51,47 @@ def test_from_checkpoint_refuses_views_that_describe_a_huge_network(tmp_path):
     torch.save(big, path)
     with pytest.raises(ValueError, match="huge.pth: refused"):
         UNet.from_checkpoint(path)
+
+
+def _refused_within_seconds(path, match):
+    start = time.monotonic()
+    with pytest.raises(ValueError, match=match):
+        load_safely(path)
+    assert time.monotonic() - start < 10
+
+
+def test_a_container_that_holds_itself_is_refused(tmp_path):
+    looped_list, looped_dict = [torch.ones(2)], {"w": torch.ones(2)}
+    looped_list.append(looped_list)
+    looped_dict["self"] = looped_dict
+    for name, value in (("list", looped_list), ("dict", {"state": looped_dict})):
+        torch.save(value, tmp_path / f"{name}.pth")
+        _refused_within_seconds(tmp_path / f"{name}.pth", "a container in it holds itself")
+
+
+def test_lists_shared_down_40_levels_are_refused(tmp_path):
+    nested = [torch.ones(1)]
+    for _ in range(40):
+        nested = [nested, nested]
+    torch.save({"w": nested}, tmp_path / "nested.pth")
+    assert (tmp_path / "nested.pth").stat().st_size < 10_000
+    _refused_within_seconds(tmp_path / "nested.pth", "entries counted at each reference")
+
+
+def test_one_tensor_under_thousands_of_names_is_refused(tmp_path):
+    shared = torch.ones(1 << 18)   # 1 MiB, stored once
+    torch.save({f"w{i}": shared for i in range(2000)}, tmp_path / "shared.pth")
+    _refused_within_seconds(tmp_path / "shared.pth", "the same tensors under many names")
+
+
+def test_the_sharing_real_states_have_loads(tmp_path):
+    """Tied weights, and torch.optim's param_groups sharing their defaults' tuples."""
+    net = torch.nn.Linear(256, 256)
+    optimizer = torch.optim.Adam([{"params": [net.weight]}, {"params": [net.bias]}])
+    net(torch.ones(1, 256)).sum().backward()
+    optimizer.step()
+    state = {"tied": net.weight, "also_tied": net.weight, "optimizer": optimizer.state_dict()}
+    torch.save(state, tmp_path / "real.pth")
+    loaded = load_safely(tmp_path / "real.pth")
+    assert torch.equal(loaded["tied"], net.weight.detach())
+    assert len(loaded["optimizer"]["param_groups"]) == 2

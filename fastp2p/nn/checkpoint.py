@@ -15,6 +15,7 @@ from typing import NamedTuple
 import torch
 
 from fastp2p.file_reads import open_to_read
+from fastp2p.nn.checkpoint_size import refuse_amplified
 from fastp2p.nn.checks import with_article
 
 _WRAPPER_PREFIXES = ("module.", "_orig_mod.")
@@ -52,7 +53,7 @@ def load_safely(source, map_location="cpu", name=None):
     except (EOFError, RuntimeError, KeyError, IndexError, ValueError, TypeError) as err:
         error = err
     else:
-        _refuse_repeated_elements(loaded, name)
+        refuse_amplified(loaded, name)
         return loaded
     head = _first_bytes(source)
     if head == b"":
@@ -67,28 +68,6 @@ def load_safely(source, map_location="cpu", name=None):
                          "written by torch.save") from None
     raise ValueError(f"{name}: not a PyTorch checkpoint (expected a file written by "
                      "torch.save)") from None
-
-
-def _refuse_repeated_elements(loaded, name) -> None:
-    """Raise ValueError for a tensor in ``loaded`` (nested in dicts, lists, tuples) with more
-    elements than its storage holds: a stride-0 or overlapping view, which torch.save writes
-    as it is (``torch.zeros(1).expand(2**40)``: a few bytes on disk). No network or optimizer
-    state holds one, and every check of a tensor's values (NaN / Inf, a copy into a module)
-    would visit each of its elements: hours for a file of kilobytes."""
-    pending = [loaded]
-    while pending:  # a loop, not recursion: a hostile file may nest containers deeply
-        value = pending.pop()
-        if isinstance(value, Mapping):
-            pending.extend(value.values())
-        elif isinstance(value, (list, tuple)):
-            pending.extend(value)
-        elif (isinstance(value, torch.Tensor) and value.layout == torch.strided
-              and not value.is_meta
-              and value.numel() * value.element_size() > value.untyped_storage().nbytes()):
-            raise ValueError(f"{name}: refused, it holds a tensor of {value.numel():,} elements "
-                             f"over {value.untyped_storage().nbytes():,} stored bytes (a "
-                             "stride-0 or overlapping view); a network's state_dict holds none: "
-                             "save its state_dict with torch.save")
 
 
 def _source_name(source) -> str:
