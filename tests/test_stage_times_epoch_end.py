@@ -13,3 +13,4 @@ def test_epoch_end_saves_have_a_checkpoint_share(tmp_path, capsys):
     assert main(argv) == 0
     figures = [line for line in capsys.readouterr().out.splitlines() if "time in data" in line]
     assert len(figures) == 1 and "checkpoint " in figures[0], figures
+    assert "sample " not in figures[0]   # --no_html: no sample is drawn, none is counted

@@ -223,7 +223,8 @@ class Trainer:
         kept = self._last_good_checkpoint()
         hint = "" if self.args.precision == "fp32" else ", or try --precision fp32"
         raise TrainingStopped(f"{what} (epoch {self.progress.epoch}); training stopped and "
-                              f"{kept}. Lower --lr (or --lambda_L1) or check the data{hint}", EXIT_FAILED)
+                              f"{kept}. Lower --lr (or --lambda_L1) or check the data{hint}",
+                              EXIT_FAILED)
 
     def _last_good_checkpoint(self) -> str:
         """Lets a save in flight land (it is of good weights), then names what is on disk."""
@@ -350,10 +351,10 @@ class Trainer:
         times.epoch_end()
         if bar is not None:
             bar.close()
-        # Timed as the steps' stages are: the next epoch's first step closes the window after
-        # this work (the last epoch's end falls outside it).
-        with times.stage("sample"):
-            self._add_final_sample()
+        # Timed as the steps' stages are (the final sample times its own drawing): the next
+        # epoch's first step closes the window after this work (the last epoch's end falls
+        # outside it).
+        self._add_final_sample()
         if engine.steps_since_read:
             with times.stage("log"):
                 self._log(window_images / (time.perf_counter() - window_start), None)
