@@ -4,6 +4,7 @@
 (a MemoryError traceback, or the OOM killer). Now each is one error line naming the file."""
 import os
 import shutil
+import signal
 import subprocess
 import sys
 
@@ -17,12 +18,24 @@ from helpers.train_helpers import tiny_test_argv, trained  # noqa: F401 (a fixtu
 pytestmark = pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs FIFOs (POSIX)")
 
 
+def _blocked(signal_number, frame):
+    raise TimeoutError("the read blocked")
+
+
 def test_a_fifo_is_refused_without_blocking(tmp_path):
     fifo = tmp_path / "pipe"
     os.mkfifo(fifo)
-    for read in (open_to_read, read_text, read_json, load_safely):
-        with pytest.raises(NotAFileToRead, match=f"{fifo} is a special file"):
-            read(fifo)
+    # a read that blocks fails the test in 10 s instead of hanging the suite
+    previous = signal.signal(signal.SIGALRM, _blocked)
+    try:
+        for read in (open_to_read, read_text, read_json, load_safely):
+            signal.alarm(10)
+            with pytest.raises(NotAFileToRead, match=f"{fifo} is a special file"):
+                read(fifo)
+            signal.alarm(0)
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
 
 
 def test_a_device_behind_a_link_is_refused(tmp_path):
