@@ -68,39 +68,22 @@ def _fused_convolution_line():
 def _packed_line() -> str:
     """oneDNN with packed weights, and the transposed convolutions' form; ValueError from
     fastp2p.ops.conv_transpose for a FASTP2P_CPU_DECONV it refuses."""
-    from fastp2p.kernels.environment import getenv
     from fastp2p.ops import onednn_packed
     from fastp2p.ops import remembered_forms
-    from fastp2p.ops.conv_transpose import CPU_FORMS, FORM_ENV_VAR, MEASURE_ONLY
+    from fastp2p.ops.conv_transpose import CPU_FORMS, FORM_ENV_VAR, MEASURE_ONLY, forced_form
 
     if not onednn_packed.available():
         return ("oneDNN, weights reordered on every call (this torch build lacks oneDNN or "
                 "torch.ops.mkldnn's packed convolution ops)")
-    forced = getenv(FORM_ENV_VAR)
+    forced = forced_form()  # ValueError: the value's error, from the code that reads it
     if forced in CPU_FORMS:
         form = f"{forced}, as {FORM_ENV_VAR} says"
     else:
-        if forced and forced != MEASURE_ONLY:
-            _choose_a_decoder_form()  # the value's error, from the code that reads it
         form = ("oneDNN's deconvolution, four phases as one convolution, or GEMM + col2im, "
                 "measured per layer on the first call")
         form += (f" (not remembered: {FORM_ENV_VAR}={MEASURE_ONLY})" if forced == MEASURE_ONLY
                  else f" and remembered in {remembered_forms.path()}")
     return f"oneDNN with weights packed once; transposed convolutions: {form}"
-
-
-def _choose_a_decoder_form() -> None:
-    """Ask fastp2p.ops.conv_transpose.cpu_inference_form for a U-Net decoder layer's form,
-    only for a FASTP2P_CPU_DECONV none of whose values names: it refuses the value before it
-    measures anything (ValueError), as on a network's first call."""
-    import torch
-    import torch.nn as nn
-
-    from fastp2p.ops.conv_transpose import cpu_inference_form
-
-    with torch.no_grad():
-        cpu_inference_form(nn.ConvTranspose2d(8, 4, kernel_size=4, stride=2, padding=1),
-                           torch.zeros(1, 8, 4, 4))
 
 
 def _extension_status() -> str:

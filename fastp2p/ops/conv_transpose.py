@@ -90,6 +90,17 @@ def _faster_form(module: nn.ConvTranspose2d, x: torch.Tensor, forms) -> str:
     return min(forms, key=best.__getitem__)
 
 
+def forced_form() -> str | None:
+    """``FASTP2P_CPU_DECONV``'s value (a form of CPU_FORMS, or MEASURE_ONLY), None if unset;
+    ValueError for any other value."""
+    forced = getenv(FORM_ENV_VAR)
+    if forced and forced not in CPU_FORMS + (MEASURE_ONLY,):
+        raise ValueError(f"{FORM_ENV_VAR}={forced!r}: expected one of {', '.join(CPU_FORMS)}, "
+                         f"or {MEASURE_ONLY} (measured per layer, not remembered), or unset "
+                         f"(measured per layer and remembered)")
+    return forced or None
+
+
 def cpu_inference_form(module: nn.ConvTranspose2d, x: torch.Tensor) -> str:
     """The form ``module(x)`` runs in for CPU float32 inference: "gemm", "onednn" (its weight
     packed), "phases", or "module" where none applies. Among the forms that apply, the choice
@@ -103,11 +114,7 @@ def cpu_inference_form(module: nn.ConvTranspose2d, x: torch.Tensor) -> str:
              if applies(module, x)]
     if len(forms) < 2:
         return forms[0] if forms else "module"
-    forced = getenv(FORM_ENV_VAR)
-    if forced and forced not in CPU_FORMS + (MEASURE_ONLY,):
-        raise ValueError(f"{FORM_ENV_VAR}={forced!r}: expected one of {', '.join(CPU_FORMS)}, "
-                         f"or {MEASURE_ONLY} (measured per layer, not remembered), or unset "
-                         f"(measured per layer and remembered)")
+    forced = forced_form()
     if forced in forms:
         return forced
     key = _choice_key(module, x, forms)
