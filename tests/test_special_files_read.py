@@ -72,8 +72,10 @@ def test_fastp2p_test_does_not_block_on_a_planted_special_file(trained, tmp_path
     else:
         target.symlink_to(plant)
     argv = tiny_test_argv(data, run, tmp_path / "results")
+    # from tmp_path: in the checkout, `-m fastp2p` would import its source folder (no kernels/)
+    # ahead of the installed package
     done = subprocess.run([sys.executable, "-m", "fastp2p", *argv], capture_output=True,
-                          text=True, timeout=120, stdin=subprocess.DEVNULL)
+                          text=True, timeout=120, stdin=subprocess.DEVNULL, cwd=tmp_path)
     assert "Traceback" not in done.stderr, done.stderr
     if refused:
         assert f"{target} is a special file" in done.stderr, done.stderr
