@@ -206,7 +206,7 @@ setup(
     ext_modules=[Extension("fastp2p._C", sources=CPP_SOURCES, language="c++")],
     cmdclass={"build_ext": OptionalBuildExt},
     # A range that an installed CPU build satisfies: pip then installs no CUDA torch on top of it.
-    install_requires=["torch>=2.4", "numpy"],
+    install_requires=["torch>=2.8", "numpy"],
     extras_require={
         "triton": ["triton>=3.2"],
         # fastp2p test and pack (Pillow, tqdm), and the embedded default dataset (scikit-image)

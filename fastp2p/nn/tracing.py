@@ -16,7 +16,7 @@ def fx_tracing() -> bool:
 
 def compiler_tracing() -> bool:
     """Whether torch.compile or torch.export is tracing this call (``is_exporting``: torch >=
-    2.6; fastp2p takes >= 2.4, where export runs under ``is_compiling()`` anyway)."""
+    2.7; without it, export runs under ``is_compiling()`` anyway)."""
     is_exporting = getattr(torch.compiler, "is_exporting", None)
     return torch.compiler.is_compiling() or (is_exporting is not None and is_exporting())
 
