@@ -44,10 +44,12 @@ def refuse_amplified(loaded, name) -> None:
                          "network's state_dict with torch.save")
 
 
-def _children(value):
-    if isinstance(value, Mapping):
-        return list(value.values())
-    return value if isinstance(value, (list, tuple)) else None
+def _is_container(value) -> bool:
+    return isinstance(value, (Mapping, list, tuple))
+
+
+def _children(container):
+    return container.values() if isinstance(container, Mapping) else container
 
 
 def _expanded(root, name, storages: dict) -> tuple[int, int]:
@@ -55,19 +57,19 @@ def _expanded(root, name, storages: dict) -> tuple[int, int]:
     at each reference but walked once (a memo by identity); ``storages``: data pointer ->
     bytes of every distinct storage seen. A loop, not recursion: a hostile file may nest
     containers deeply."""
-    if _children(root) is None:
+    if not _is_container(root):
         return _leaf(root, name, storages)
     memo, on_path = {}, set()   # id -> (entries, bytes); the containers being expanded
     stack = [(root, False)]
     while stack:
         value, children_done = stack.pop()
         key = id(value)
-        children = _children(value)
+        children = _children(value)  # each container is popped twice: expand, then sum
         if children_done:
             on_path.discard(key)
             entries, referenced = 1, 0
             for child in children:
-                counts = memo[id(child)] if _children(child) is not None else \
+                counts = memo[id(child)] if _is_container(child) else \
                     _leaf(child, name, storages)
                 entries, referenced = entries + counts[0], referenced + counts[1]
             memo[key] = (min(entries, MAX_ENTRIES + 1), referenced)  # no need to count on
@@ -80,7 +82,7 @@ def _expanded(root, name, storages: dict) -> tuple[int, int]:
         on_path.add(key)
         stack.append((value, True))
         stack.extend((child, False) for child in children
-                     if _children(child) is not None and id(child) not in memo)
+                     if _is_container(child) and id(child) not in memo)
     return memo[id(root)]
 
 
