@@ -28,8 +28,9 @@ def check_image_batch(x, *, expected_channels: int, module: torch.nn.Module, nam
     # breaks its graph at the latter)
     if torch._C._get_tracing_state() is None:
         _check_sizes(x, expected_channels, name, spatial_multiple)
-    param = next(module.parameters(), None)
-    if param is None:
+    for param in module.parameters():   # (not next(..., None): torch 2.8's dynamo refuses it)
+        break
+    else:
         return
     if x.device != param.device:
         raise ValueError(f"{name} input is on {x.device} but the module's parameters are on "

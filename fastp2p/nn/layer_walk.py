@@ -40,7 +40,7 @@ class _Registrations:
             cls.count += 1
 
 
-_RUNNING_BUFFERS = frozenset(("running_mean", "running_var"))
+_RUNNING_BUFFERS = ("running_mean", "running_var")
 register_module_module_registration_hook(_Registrations.hook)
 register_module_buffer_registration_hook(_Registrations.buffer_hook)
 
@@ -157,9 +157,10 @@ def backward_hook_dicts(module: nn.Module) -> tuple:
 # The layer types the fused forwards reproduce themselves (exactly these types: a subclass may
 # compute something else); every other submodule is norm-like: asked ``norm_supported`` per call,
 # which knows only the norms the fused ops reproduce, so that any other module (a GroupNorm, a
-# SiLU) sends the network to its reference forward.
-REPRODUCED_LAYERS = frozenset((nn.Conv2d, nn.ConvTranspose2d, nn.LeakyReLU, nn.ReLU, nn.Tanh,
-                               nn.Dropout, nn.Sequential, UnetSkipConnectionBlock))
+# SiLU) sends the network to its reference forward. (Tuples here and in _RUNNING_BUFFERS, not
+# frozensets: torch 2.8's dynamo cannot trace a frozenset's __contains__ or iteration.)
+REPRODUCED_LAYERS = (nn.Conv2d, nn.ConvTranspose2d, nn.LeakyReLU, nn.ReLU, nn.Tanh, nn.Dropout,
+                     nn.Sequential, UnetSkipConnectionBlock)
 
 
 def _norm_like(modules):
