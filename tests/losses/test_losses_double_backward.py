@@ -56,7 +56,9 @@ def _compare(ours_fn, theirs_fn, shapes, grad_shape, dtype, what):
 
 
 def _gan_loss_case(mode, target_is_real, dtype, what):
-    ours, theirs = fastp2p.GANLoss(mode), reference.GANLoss(mode)
+    # (the reference's labels in float64 too: torch 2.8's double backward of mse_loss fails
+    # with a float32 label under float64 logits)
+    ours, theirs = fastp2p.GANLoss(mode), reference.GANLoss(mode).double()
     _compare(lambda p: ours(p, target_is_real), lambda p: theirs(p, target_is_real),
              [(2, 1, 5, 6)], (), dtype, f"{what} GANLoss {mode}")
 
@@ -86,7 +88,7 @@ def test_l1_loss_second_derivative_float64(monkeypatch):
 @pytest.mark.parametrize("backend", STEP_BACKENDS, indirect=True)
 @pytest.mark.parametrize("mode", MODES)
 def test_step_losses_second_derivative(backend, mode):
-    gan = reference.GANLoss(mode)
+    gan = reference.GANLoss(mode).double()   # (float64 labels: see _gan_loss_case)
 
     def d_reference(fake, real):
         f, r = gan(fake, False), gan(real, True)
