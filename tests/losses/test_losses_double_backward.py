@@ -56,8 +56,8 @@ def _compare(ours_fn, theirs_fn, shapes, grad_shape, dtype, what):
 
 
 def _gan_loss_case(mode, target_is_real, dtype, what):
-    # (the reference's labels in float64 too: torch 2.8's double backward of mse_loss fails
-    # with a float32 label under float64 logits)
+    # (the reference's labels in float64 too: on torch 2.8 and 2.11 (not 2.13) the double
+    # backward of mse_loss fails with a float32 label under float64 logits)
     ours, theirs = fastp2p.GANLoss(mode), reference.GANLoss(mode).double()
     _compare(lambda p: ours(p, target_is_real), lambda p: theirs(p, target_is_real),
              [(2, 1, 5, 6)], (), dtype, f"{what} GANLoss {mode}")
