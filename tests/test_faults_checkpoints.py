@@ -508,15 +508,16 @@ def test_the_next_run_removes_stale_temporary_files_of_its_own_name(trained, cap
 @pytest.mark.parametrize("blocked,made,said", [
     ("tiny", "file", "is a file, where a folder is made"),
     ("tiny/web", "file", "is a file, where a folder is made"),
+    ("tiny", "fifo", "is a special file (a FIFO, device or socket), where a folder is made"),
     ("tiny/train_opt.txt", "folder", "is a folder, where a file is written"),
-], ids=["run-folder", "web", "options-file"])
+], ids=["run-folder", "web", "run-folder-fifo", "options-file"])
 def test_a_file_or_folder_in_the_way_of_the_run_is_named(tmp_path, capsys, blocked, made, said):
     """mkdir's "File exists", a "Not a directory" below the path, or a rename's "Is a
     directory" naming its temporary file: said as what stands in the way, and where."""
     data = write_aligned_dataset(tmp_path / "data")
     path = tmp_path / "ckpt" / blocked
     path.parent.mkdir(parents=True)
-    path.mkdir() if made == "folder" else path.touch()
+    {"folder": path.mkdir, "file": path.touch, "fifo": lambda: os.mkfifo(path)}[made]()
     assert main(train_argv(data, tmp_path / "ckpt")) == 1
     line = _one_line_error(capsys.readouterr())
     assert f"{path}: {said}" in line, line

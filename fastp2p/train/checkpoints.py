@@ -69,7 +69,8 @@ def describe_os_error(err: OSError) -> str:
     if err.errno in (errno.EEXIST, errno.ENOTDIR):
         in_the_way = _file_in_a_folders_place(Path(os.fsdecode(err.filename)))
         if in_the_way is not None:
-            return f"{in_the_way}: is a file, where a folder is made; move it away"
+            what = "a file" if in_the_way.is_file() else "a special file (a FIFO, device or socket)"
+            return f"{in_the_way}: is {what}, where a folder is made; move it away"
     reason = os.strerror(err.errno) if err.errno else str(err)
     return f"{err.filename}: {reason}"
 
