@@ -35,3 +35,33 @@ def test_output_names_stay_unique_in_every_collision(tmp_path):
     assert [_output_name(path, phase, taken) for path in paths] == \
         ["1", "1-2", "a_1", "a_1-2", "elsewhere_1"]
     assert _output_name(phase / "2.png", None, taken) == "2"
+
+
+def test_names_too_long_for_a_file_are_shortened_and_stay_unique(tmp_path):
+    """A 240-byte stem failed `fastp2p test` at its image (the temporary file's name passed the
+    file system's 255 bytes), after the images before it were written."""
+    phase = tmp_path / "test"
+    taken = set()
+    long_a, long_b = "a" * 239 + "x", "a" * 239 + "y"
+    names = [_output_name(phase / f"{stem}.png", phase, taken)
+             for stem in (long_a, long_b, "é" * 150, long_a)]
+    assert len(set(names)) == 4
+    for name in names:
+        assert len(f".{name}-99_fake_B.png.tmp-4194304.png".encode()) <= 255, name
+    assert names[0].startswith("a" * 150) and names[2].startswith("é" * 50)
+    short = "b" * 200
+    assert _output_name(phase / f"{short}.png", phase, taken) == short
+
+
+def test_a_long_image_name_is_translated(tmp_path):
+    data = write_aligned_dataset(tmp_path / "data", pairs=1, phases=("train", "test"))
+    long_name = "n" * 240 + ".png"
+    (data / "test" / "000.png").rename(data / "test" / long_name)
+    assert main(train_argv(data, tmp_path / "ckpt", "--n_epochs_decay", "0")) == 0
+    results = tmp_path / "results"
+    assert main(["test", "--dataroot", str(data), "--checkpoints_dir", str(tmp_path / "ckpt"),
+                 "--name", "tiny", "--netG", "unet_32", "--ngf", "4", "--load_size", "32",
+                 "--crop_size", "32", "--num_threads", "0", "--results_dir", str(results),
+                 "--eval"]) == 0
+    images = sorted((results / "tiny" / "test_latest" / "images").iterdir())
+    assert len(images) == 3 and all(path.name.startswith("n" * 150) for path in images)

@@ -2,7 +2,7 @@
 
 Writes ``RESULTS_DIR/NAME/PHASE_EPOCH/images/{name}_{real_A,fake_B,real_B}.png`` and an
 ``index.html`` beside them (``name``: the A image's file stem, or its path under the split's
-folder when an earlier image took that stem), then prints the mean L1 of fake_B to real_B next
+folder when an earlier image took that stem; shortened with a hash past 200 bytes), then prints the mean L1 of fake_B to real_B next
 to two baselines (``fastp2p.train.evaluation``). As in the reference: batch size 1, pairs in
 order, no flipping, and the generator stays in train mode (batch statistics, dropout as noise)
 unless ``--eval`` (the default without ``--dataroot``, whose quick profile trains at batch 32).
@@ -35,6 +35,7 @@ is), is refused in one line (exit 1); so are linked tracker folders in the run f
 """
 import argparse
 import contextlib
+import hashlib
 import signal
 from dataclasses import dataclass
 from pathlib import Path
@@ -495,16 +496,36 @@ def _output_name(path: Path, phase_dir, taken: set) -> str:
     names them, unless an earlier image took that stem (datasets are listed recursively, so
     ``a/1.png`` and ``b/1.png`` both have stem 1): then its path under ``phase_dir`` with the
     separators as ``_`` (``b_1``; its folder and stem when it is not under ``phase_dir``),
-    and ``-2``, ``-3``, ... after that if even this is taken."""
-    name = path.stem
+    and ``-2``, ``-3``, ... after that if even this is taken. A name too long for a file name
+    once its label and a save's temporary prefix are added keeps its first bytes and a hash of
+    the whole (``_fit_file_name``)."""
+    name = _fit_file_name(path.stem)
     if name in taken:
         try:
             parts = path.relative_to(phase_dir).with_suffix("").parts
         except (TypeError, ValueError):   # no --dataroot, or a path recorded elsewhere
             parts = (path.parent.name, path.stem)
-        base = name = "_".join(part for part in parts if part)
+        base = name = _fit_file_name("_".join(part for part in parts if part))
         count = 2
         while name in taken:
             name, count = f"{base}-{count}", count + 1
     taken.add(name)
     return name
+
+
+# File systems cap a file name at 255 bytes. An output's file is ".NAME_fake_B.png.tmp-PID.png"
+# while it is written (atomic_files.temporary_sibling): 28 bytes besides NAME with a 7-digit
+# PID. 200 leaves room for the "-2", "-3", ... of a collision.
+_NAME_BYTES = 200
+
+
+def _fit_file_name(name: str) -> str:
+    """``name`` if it is at most _NAME_BYTES in UTF-8; else its first bytes (whole characters)
+    and 16 hex digits of its SHA-256, so different long names stay different. Before, such a
+    name failed the run at its image, after the images before it were written."""
+    encoded = name.encode("utf-8", "surrogateescape")
+    if len(encoded) <= _NAME_BYTES:
+        return name
+    digest = hashlib.sha256(encoded).hexdigest()[:16]
+    head = encoded[:_NAME_BYTES - len(digest) - 1].decode("utf-8", "ignore")
+    return f"{head}-{digest}"
