@@ -1,15 +1,20 @@
 """Reading the pairs of what ``fastp2p pack`` wrote: ``PackedDataset``. The folder's layout,
 its index and the checks on them are in ``fastp2p.data.packed_index``.
 
-A pair is read by memory-mapping its shard and copying one row: no decoding in the training
-loop. Only the crop, flip and normalization remain to be done (here, or on the GPU:
-``fastp2p.data.gpu_augment`` takes the uint8 batches of ``read_batch``).
+A pair is read by one positioned read (``os.preadv``) of its row out of the shard, straight into
+the array it goes to: no decoding in the training loop. Only the crop, flip and normalization
+remain to be done (here, or on the GPU: ``fastp2p.data.gpu_augment`` takes the uint8 batches of
+``read_batch``).
 
-The first time a process maps a shard it checks the shard's CRC32 (one pass over its bytes, once
+The first time a process opens a shard it checks the shard's CRC32 (one pass over its bytes, once
 per process: see benchmarks/NOTES.md for the cost), so a damaged shard stops training before any
-of its pairs is used.
+of its pairs is used. Each read then compares the open file's size and change times with those
+the check saw (one ``fstat``): a shard truncated or rewritten in place since is checked again, and
+reported as the pack rewritten unless its bytes are still those of the index (a memory map would
+have died of SIGBUS on the truncated pages, or gone on reading the new pixels).
 """
 import bisect
+import math
 import os
 import zlib
 from pathlib import Path
@@ -36,6 +41,35 @@ def _identity(path: Path) -> tuple | None:
     return info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns
 
 
+def _open_identity(fd: int) -> tuple:
+    """What changes when the open file ``fd`` is truncated, written, or unlinked (its ctime)."""
+    info = os.fstat(fd)
+    return info.st_size, info.st_mtime_ns, info.st_ctime_ns
+
+
+_CRC_BLOCK = 1 << 22    # bytes read per step of a shard's CRC32 pass
+_PREADV = getattr(os, "preadv", None)   # os.pread (one more copy) where it is missing
+
+
+def _read_at(fd: int, target: np.ndarray, offset: int) -> int:
+    """Read ``target.nbytes`` bytes at ``offset`` into C-contiguous ``target`` (releasing the GIL);
+    the count read, short at the end of the file."""
+    if _PREADV is not None:
+        return _PREADV(fd, [target], offset)
+    data = os.pread(fd, target.nbytes, offset)
+    target.reshape(-1)[:len(data)] = np.frombuffer(data, dtype=np.uint8)
+    return len(data)
+
+
+class _ShardFile:
+    """One shard open for reading: the file (closed when the last reader drops it, never under a
+    read in another thread), its row size, and the identity it had when its CRC32 was checked."""
+    __slots__ = ("file", "fd", "row_bytes", "identity")
+
+    def __init__(self, file, row_bytes: int, identity: tuple):
+        self.file, self.fd, self.row_bytes, self.identity = file, file.fileno(), row_bytes, identity
+
+
 class PackedDataset(torch.utils.data.Dataset):
     """Pairs from one packed phase folder, preprocessed like the folder datasets.
 
@@ -43,7 +77,9 @@ class PackedDataset(torch.utils.data.Dataset):
     `fastp2p pack` refuses to rewrite the pack under it; a pack it refuses (DataError from the
     constructor) it lets go of as it raises. A shard found changed anyway (a pack
     copied over it, a read-only pack no lock guards) is said to be rewritten when index.json
-    changed since it was read, and damaged otherwise."""
+    changed since it was read, or when the shard changed after this process had checked it (in
+    place, as `cp` or a truncation does, found at the next read of it), and damaged otherwise.
+    Reads are thread-safe (positioned reads, no shared file offset)."""
 
     def __init__(self, phase_dir: Path, config: "Preprocess", swap: bool,
                  limit: int | None = None):
@@ -107,8 +143,10 @@ class PackedDataset(torch.utils.data.Dataset):
                                  self.index)
         self.length = self.index["count"] if limit is None else min(limit, self.index["count"])
         self.dataroot = Path(self.index["dataroot"])
-        self._maps = {}         # (prefix, shard number) -> its memory map
-        self._verified = set()  # (prefix, shard number)s whose CRC32 this process checked
+        self._files = {}        # (prefix, shard number) -> its _ShardFile
+        # (prefix, shard number) -> the open identity its file had when this process (or the one
+        # it was copied from) checked its CRC32
+        self._verified = {}
 
     def __len__(self) -> int:
         return self.length
@@ -119,61 +157,122 @@ class PackedDataset(torch.utils.data.Dataset):
         self._lock.close()
 
     def __getstate__(self):
-        # memory maps are reopened in each worker process, never pickled (that would copy them);
-        # the reading lock pickles as none (it stays with this process)
+        # open shards are reopened in each worker process, never pickled; the reading lock
+        # pickles as none (it stays with this process)
         state = self.__dict__.copy()
-        state["_maps"] = {}
+        state["_files"] = {}
         return state
 
-    def _shard(self, number: int, prefix: str = "") -> np.memmap:
-        """Shard ``number``'s memory map: the colour one, or with ``prefix`` "gray_" the
+    def _shard(self, number: int, prefix: str = "") -> _ShardFile:
+        """Shard ``number`` open and checked: the colour one, or with ``prefix`` "gray_" the
         grayscale one of a --gray pack."""
         key = prefix, number
-        if key not in self._maps:
-            shard = self.shards[number]
-            path = self.phase_dir / shard[prefix + "file"]
-            try:
-                pairs = self._map_checked(key, path, shard)
-            except (OSError, DataError) as error:
-                if _identity(self.phase_dir / INDEX_NAME) != self._index_identity:
-                    raise DataError(
-                        f"{self.phase_dir}: the pack was rewritten while it was read ({path.name} "
-                        f"no longer matches the {INDEX_NAME} read at the start); start the "
-                        "training again (`--continue_train` resumes it from its last "
-                        "checkpoint)") from None
-                if isinstance(error, OSError):
-                    raise DataError(f"{path}: cannot read this shard ({error.strerror or error}); "
-                                    "make it readable, or "
-                                    f"{repack_hint(self.phase_dir, self.index)}") from None
-                raise
-            self._verified.add(key)
-            self._maps[key] = pairs
-        return self._maps[key]
+        opened = self._files.get(key)
+        if opened is None:
+            opened = self._open_checked(key)
+            self._files[key] = opened
+        return opened
 
-    def _map_checked(self, key: tuple, path: Path, shard: dict) -> np.memmap:
+    def _open_checked(self, key: tuple) -> _ShardFile:
+        shard = self.shards[key[1]]
+        path = self.phase_dir / shard[key[0] + "file"]
+        try:
+            return self._open_shard(key, path, shard)
+        except (OSError, DataError) as error:
+            # checked before by this process: it changed while the pack was read
+            if (key in self._verified
+                    or _identity(self.phase_dir / INDEX_NAME) != self._index_identity):
+                raise self._rewritten(path) from None
+            if isinstance(error, OSError):
+                raise DataError(f"{path}: cannot read this shard ({error.strerror or error}); "
+                                "make it readable, or "
+                                f"{repack_hint(self.phase_dir, self.index)}") from None
+            raise
+
+    def _rewritten(self, path: Path) -> DataError:
+        return DataError(f"{self.phase_dir}: the pack was rewritten while it was read ({path.name} "
+                         f"no longer matches the {INDEX_NAME} read at the start); start the "
+                         "training again (`--continue_train` resumes it from its last "
+                         "checkpoint)")
+
+    def _open_shard(self, key: tuple, path: Path, shard: dict) -> _ShardFile:
         count, shape = shard["count"], self.shapes[key[0]]
-        check_shard_size(path, count, shape, self.index)  # again: np.memmap's own is bare
-        pairs = np.memmap(path, dtype=np.uint8, mode="r", shape=(count, *shape))
-        # zlib releases the GIL here, so the GPU loader's reader thread checks in parallel with
-        # training
-        if key not in self._verified and zlib.crc32(pairs) != shard[key[0] + "crc32"]:
-            raise DataError(f"{path}: shard checksum (CRC32) does not match {INDEX_NAME}: the "
-                            f"file is damaged or changed since packing; "
-                            f"{repack_hint(self.phase_dir, self.index)}")
-        return pairs
+        check_shard_size(path, count, shape, self.index)  # for its message; the fd's size below
+        row_bytes = math.prod(shape)
+        file = open(path, "rb", buffering=0)
+        try:
+            before = _open_identity(file.fileno())
+            if before[0] != count * row_bytes:     # changed since check_shard_size
+                raise self._rewritten(path)
+            if self._verified.get(key) != before:
+                crc = self._crc32(file.fileno(), count * row_bytes)
+                if crc is None or crc != shard[key[0] + "crc32"]:
+                    raise DataError(f"{path}: shard checksum (CRC32) does not match "
+                                    f"{INDEX_NAME}: the file is damaged or changed since packing; "
+                                    f"{repack_hint(self.phase_dir, self.index)}")
+                if _open_identity(file.fileno()) != before:  # written during the check
+                    raise self._rewritten(path)
+                self._verified[key] = before
+        except BaseException:
+            file.close()
+            raise
+        return _ShardFile(file, row_bytes, before)
 
-    def read_raw(self, index: int, prefix: str = "") -> np.ndarray:
-        """The stored uint8 H x 2W x 3 pair (a copy out of the memory map); with ``prefix``
-        "gray_", its H x 2W grayscale version (a --gray pack)."""
+    @staticmethod
+    def _crc32(fd: int, size: int) -> int | None:
+        """CRC32 of the first ``size`` bytes of ``fd``; None if it holds fewer. zlib and the reads
+        release the GIL, so the GPU loader's reader thread checks in parallel with training."""
+        block = np.empty(min(size, _CRC_BLOCK), dtype=np.uint8)
+        crc = offset = 0
+        while offset < size:
+            part = block[:min(block.size, size - offset)]
+            got = _read_at(fd, part, offset)
+            if got == 0:
+                return None
+            crc = zlib.crc32(part[:got], crc)
+            offset += got
+        return crc
+
+    def _read_row(self, shard_number: int, row: int, target: np.ndarray,
+                  prefix: str = "") -> None:
+        """Row ``row`` of the shard into C-contiguous ``target`` (its size): one positioned read,
+        then one fstat that tells an in-place change since the CRC32 check."""
+        opened = self._shard(shard_number, prefix)
+        if (_read_at(opened.fd, target, row * opened.row_bytes) != opened.row_bytes
+                or _open_identity(opened.fd) != opened.identity):
+            self._read_again(opened, shard_number, row, target, prefix)
+
+    def _read_again(self, stale: _ShardFile, shard_number: int, row: int, target: np.ndarray,
+                    prefix: str = "") -> None:
+        """A read from ``stale`` came short or found the file changed: open and check the shard
+        again (the rewritten error unless its bytes are still the index's, as after a `touch`),
+        and read the row from it. Another reader thread may have done so already; the stale file
+        closes when the last thread reading it drops it."""
+        key = prefix, shard_number
+        if self._files.get(key) is stale:
+            self._files.pop(key, None)
+        opened = self._shard(shard_number, prefix)
+        if (_read_at(opened.fd, target, row * opened.row_bytes) != opened.row_bytes
+                or _open_identity(opened.fd) != opened.identity):
+            raise self._rewritten(self.phase_dir / self.shards[shard_number][prefix + "file"])
+
+    def _locate(self, index: int) -> tuple[int, int]:
         if not 0 <= index < self.length:
             raise IndexError(f"pair {index} out of range for {counted(self.length, 'pair')}")
         shard = bisect.bisect_right(self.shard_starts, index) - 1
-        row = index - self.shard_starts[shard]
-        return np.array(self._shard(shard, prefix)[row])
+        return shard, index - self.shard_starts[shard]
+
+    def read_raw(self, index: int, prefix: str = "") -> np.ndarray:
+        """The stored uint8 H x 2W x 3 pair (read into a new array); with ``prefix`` "gray_",
+        its H x 2W grayscale version (a --gray pack)."""
+        shard, row = self._locate(index)
+        pair = np.empty(self.shapes[prefix], dtype=np.uint8)
+        self._read_row(shard, row, pair, prefix)
+        return pair
 
     def read_batch(self, indices, out: torch.Tensor | None = None) -> torch.Tensor:
         """Stored pairs ``indices`` as one uint8 (N, H, 2W, 3) tensor (into ``out`` if given,
-        e.g. pinned memory): one copy per pair out of the memory maps, nothing else."""
+        e.g. pinned memory): each pair read straight into its slot, nothing else."""
         if self.resize_to is not None:
             raise ValueError(f"read_batch gives the pairs as stored ({self.shape[0]} high), but "
                              f"--load_size {self.resize_to} resizes them again; read items")
@@ -184,11 +283,13 @@ class PackedDataset(torch.utils.data.Dataset):
             raise ValueError(f"out must be uint8 {(len(indices), *self.shape)}, got "
                              f"{out.dtype} {tuple(out.shape)}")
         target = out.numpy()
+        if not target.flags.c_contiguous:   # a strided ``out``: each pair read whole, then placed
+            for slot, index in enumerate(indices):
+                target[slot] = self.read_raw(index)
+            return out
         for slot, index in enumerate(indices):
-            if not 0 <= index < self.length:
-                raise IndexError(f"pair {index} out of range for {counted(self.length, 'pair')}")
-            shard = bisect.bisect_right(self.shard_starts, index) - 1
-            target[slot] = self._shard(shard)[index - self.shard_starts[shard]]
+            shard, row = self._locate(index)
+            self._read_row(shard, row, target[slot])
         return out
 
     def source_paths(self, index: int) -> tuple[str, str]:

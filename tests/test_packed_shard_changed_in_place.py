@@ -1,0 +1,179 @@
+"""A shard changed in place under a PackedDataset that had already checked it (secqa r42, B2).
+
+The dataset memory-mapped each shard and checked its CRC32 only when it first mapped it:
+- a shard truncated in place afterwards (`: > shard`, or the `cp` of another pack over it, which
+  keeps the inode) killed the process with SIGBUS at the next read of it, no message;
+- a shard rewritten in place with other bytes of the same size was read on, the new pixels
+  trained on, unreported (a pickled copy for a worker skipped the check as well).
+Now each read compares the open shard's size and change times with those its check saw, and a
+changed shard is checked again: the "pack rewritten" DataError, unless its bytes are still the
+index's (a `touch`). Reads are positioned reads, which a truncation shortens, never SIGBUS.
+"""
+import os
+import pickle
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from fastp2p.cli import main
+from fastp2p.data import DataError
+from fastp2p.data.packed import PackedDataset
+from fastp2p.data.transforms import Preprocess
+from helpers.data_helpers import make_aligned, tiny_pack_args
+
+PAIRS = 4   # two shards of two pairs, 16x32x3 each
+REWRITTEN = "the pack was rewritten while it was read"
+
+
+@pytest.fixture
+def phase(tmp_path):
+    data, out = tmp_path / "data", tmp_path / "out"
+    make_aligned(data, count=PAIRS)
+    assert main(tiny_pack_args(data, out, "--pairs-per-shard", "2")) == 0
+    return out / "train"
+
+
+def _open(phase):
+    return PackedDataset(phase, Preprocess(load_size=16, crop_size=16), swap=False)
+
+
+def _rewrite_in_place(path, data: bytes):
+    """New bytes into the same inode (as `cp` does), with a later mtime for sure."""
+    before = os.stat(path)
+    with open(path, "r+b") as f:
+        f.write(data)
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns + 10**9))
+    assert os.stat(path).st_ino == before.st_ino
+
+
+def _one_line_rewritten(error, phase, name):
+    message = str(error.value)
+    assert message.startswith(f"{phase}: {REWRITTEN} ({name} no longer matches"), message
+    assert "--continue_train" in message and "\n" not in message
+
+
+@pytest.mark.parametrize("size", ["empty", "half"])
+def test_a_shard_truncated_in_place_is_reported_not_a_bus_error(phase, tmp_path, size):
+    # in a child process: a SIGBUS there fails this test instead of killing pytest
+    script = textwrap.dedent(f"""
+        import os, sys
+        from fastp2p.data import DataError
+        from fastp2p.data.packed import PackedDataset
+        from fastp2p.data.transforms import Preprocess
+        dataset = PackedDataset({str(phase)!r}, Preprocess(load_size=16, crop_size=16), False)
+        dataset.read_batch([0, 1, 2, 3])
+        shard = os.path.join({str(phase)!r}, "shard-00001.u8")
+        os.truncate(shard, {0 if size == "empty" else 16 * 32 * 3})  # same inode: pair 3 gone
+        for read in (lambda: dataset.read_raw(3), lambda: dataset.read_batch([0, 3]),
+                     lambda: dataset.read_raw(2)):
+            try:
+                read()
+            except DataError as error:
+                print("DataError:", error)
+            else:
+                print("read on")
+        print(repr(dataset.read_raw(0)[0, 0]))  # the other shard still reads
+    """)
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                            cwd=tmp_path, timeout=120)
+    assert result.returncode == 0, (result.returncode, result.stderr[-2000:])
+    lines = result.stdout.splitlines()
+    assert len(lines) == 4, result.stdout
+    for line in lines[:3]:
+        assert line.startswith(f"DataError: {phase}: {REWRITTEN} (shard-00001.u8 "), line
+    assert lines[3].startswith("array("), lines[3]
+
+
+def test_a_shard_rewritten_in_place_with_other_bytes_is_reported(phase):
+    dataset = _open(phase)
+    first = dataset.read_batch(range(PAIRS)).clone()
+    shard = phase / "shard-00000.u8"
+    _rewrite_in_place(shard, bytes(255 - b for b in shard.read_bytes()))  # same size
+    for read in (lambda: dataset.read_raw(1), lambda: dataset.read_batch([2, 0])):
+        with pytest.raises(DataError) as error:
+            read()
+        _one_line_rewritten(error, phase, "shard-00000.u8")
+    # the untouched shard reads on, its pixels unchanged
+    assert torch.equal(dataset.read_batch([3]), first[3:])
+
+
+def test_a_copy_for_a_worker_checks_a_shard_changed_since_the_parent_did(phase):
+    dataset = _open(phase)
+    dataset.read_raw(0)     # the parent checked shard 0
+    shard = phase / "shard-00000.u8"
+    _rewrite_in_place(shard, bytes(255 - b for b in shard.read_bytes()))
+    worker = pickle.loads(pickle.dumps(dataset))
+    with pytest.raises(DataError) as error:
+        worker.read_raw(1)
+    _one_line_rewritten(error, phase, "shard-00000.u8")
+    worker.close()
+    dataset.close()
+
+
+def test_a_touched_shard_is_checked_again_and_read_on(phase, monkeypatch):
+    import fastp2p.data.packed as packed_module
+    dataset = _open(phase)
+    first = dataset.read_batch(range(PAIRS)).clone()
+    checked = []
+    real_crc32 = packed_module.zlib.crc32
+    monkeypatch.setattr(packed_module.zlib, "crc32",
+                        lambda data, *rest: checked.append(len(data)) or real_crc32(data, *rest))
+    shard = phase / "shard-00001.u8"
+    _rewrite_in_place(shard, shard.read_bytes())    # same bytes, later mtime (a `touch`)
+    assert torch.equal(dataset.read_batch(range(PAIRS)), first)
+    assert np.array_equal(dataset.read_raw(3), first[3].numpy())
+    assert checked == [shard.stat().st_size]        # shard 1 again, once; shard 0 not
+
+
+def test_read_batch_into_a_strided_out_matches_read_raw(phase):
+    dataset = _open(phase)
+    storage = torch.zeros((PAIRS, 16, 32, 6), dtype=torch.uint8)
+    out = storage[..., ::2]     # not contiguous: each pair is read whole, then placed
+    assert dataset.read_batch([3, 0, 2], out=out[:3]) is not None
+    for slot, index in enumerate([3, 0, 2]):
+        assert np.array_equal(out[slot].numpy(), dataset.read_raw(index))
+    assert not storage[..., 1::2].any()
+
+
+def test_reader_threads_never_return_the_rewritten_pixels(phase):
+    """Threads reading as PackedDeviceLoader's readers do while a shard is rewritten in place:
+    each batch is the packed pixels or the rewritten error, never the new bytes."""
+    dataset = _open(phase)
+    first = dataset.read_batch(range(PAIRS)).clone()
+    rewritten, outcomes = threading.Event(), []
+
+    def reader():
+        out = torch.empty_like(first)
+        deadline = None
+        while deadline is None or time.monotonic() < deadline:
+            if deadline is None and rewritten.is_set():
+                deadline = time.monotonic() + 10
+            try:
+                dataset.read_batch(range(PAIRS), out=out)
+            except DataError as error:
+                outcomes.append(str(error) if rewritten.is_set() else f"early: {error}")
+                return
+            if not torch.equal(out, first):
+                outcomes.append("new pixels read")
+                return
+        outcomes.append("read on after the rewrite")
+
+    threads = [threading.Thread(target=reader) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    time.sleep(0.05)
+    shard = phase / "shard-00000.u8"
+    inverted = bytes(255 - b for b in shard.read_bytes())
+    rewritten.set()     # from here on an error is expected
+    _rewrite_in_place(shard, inverted)
+    for thread in threads:
+        thread.join(30)
+    assert len(outcomes) == 3
+    for outcome in outcomes:
+        assert outcome.startswith(f"{phase}: {REWRITTEN} (shard-00000.u8 "), outcome
