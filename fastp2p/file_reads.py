@@ -4,7 +4,8 @@ log, JSON records): a regular file only, opened without blocking.
 Run folders may be shared by several users. A FIFO planted at a file's name blocked the open
 until someone wrote into it (``fastp2p test`` hung), and a link to a device (``/dev/zero``)
 read without end until memory ran out. Symbolic links are followed: reading through one writes
-nowhere, and a user may keep a checkpoint on another disk.
+nowhere, and a user may keep a checkpoint on another disk. A reader that knows how large its
+file can be says so (``read_text``'s ``max_bytes``): a larger one is refused before it is read.
 """
 import errno
 import os
@@ -20,6 +21,15 @@ class NotAFileToRead(ValueError):
     def __init__(self, path):
         super().__init__(f"{path} is a special file (a FIFO, device or socket), not a regular "
                          "file: fastp2p does not read from it; remove it and run again")
+
+
+class FileTooLarge(ValueError):
+    """A file fastp2p reads is larger than any it writes there (``read_text``'s
+    ``max_bytes``). ``size``: its bytes, ``limit``: the most that is read."""
+
+    def __init__(self, path, size: int, limit: int):
+        super().__init__(f"{path} is {size} bytes, more than the {limit} fastp2p reads there")
+        self.size, self.limit = size, limit
 
 
 def open_to_read(path, mode: str = "rb", **options):
@@ -42,7 +52,15 @@ def open_to_read(path, mode: str = "rb", **options):
         raise
 
 
-def read_text(path, **options) -> str:
-    """The text of the regular file ``path`` (``open_to_read``'s refusals)."""
+def read_text(path, max_bytes: int | None = None, **options) -> str:
+    """The text of the regular file ``path`` (``open_to_read``'s refusals); FileTooLarge (a
+    ValueError), before reading it, for one of more than ``max_bytes`` bytes."""
     with open_to_read(path, "r", **options) as handle:
-        return handle.read()
+        if max_bytes is None:
+            return handle.read()
+        size = os.fstat(handle.fileno()).st_size
+        # and a file grown since: at most max_bytes characters (each a byte at least) are read
+        text = handle.read(max_bytes + 1) if size <= max_bytes else ""
+        if size > max_bytes or len(text) > max_bytes:
+            raise FileTooLarge(path, max(size, len(text)), max_bytes)
+        return text

@@ -21,7 +21,8 @@ def parse_json(text: str):
         raise ValueError("not JSON fastp2p reads: nested too deeply") from None
 
 
-def read_json(path):
+def read_json(path, max_bytes: int | None = None):
     """The parsed content of the JSON file ``path``. Raises OSError (cannot be read) or
-    ValueError (not UTF-8, not JSON, nested too deeply, or not a regular file)."""
-    return parse_json(read_text(path, encoding="utf-8"))
+    ValueError (not UTF-8, not JSON, nested too deeply, not a regular file, or larger than
+    ``max_bytes``: ``fastp2p.file_reads.FileTooLarge``, before it is read)."""
+    return parse_json(read_text(path, max_bytes, encoding="utf-8"))

@@ -118,7 +118,7 @@ def test_a_folder_in_place_of_a_shard_is_named_by_train_and_by_the_re_run(tmp_pa
     (shard / "keep.txt").write_text("not pack's")
     capsys.readouterr()
     assert main(["pack", "--verify", str(out), "--no-progress"]) == 1
-    assert f"{shard}: shard missing" in capsys.readouterr().err
+    assert f"{shard}: shard is not a regular file (a folder)" in capsys.readouterr().err
     assert main(["pack", str(data), str(out), "--load_size", "20", "--pairs-per-shard", "2",
                  "--no-progress", "--workers", "1"]) == 1
     err = capsys.readouterr().err

@@ -32,11 +32,11 @@ from fastp2p.data.errors import DataError
 from fastp2p.data.folder_lock import packing_folder
 from fastp2p.data.folders import is_grayscale_file, open_pair, scan_aligned, scan_two_folders
 from fastp2p.data.packed_index import (FORMAT, INDEX_NAME, STATE_NAME, VERSION, file_checksums,
-                                       is_packed, is_plain_file_name, plan_digest,
-                                       plan_settings)
+                                       is_packed, is_plain_file_name, is_skipped_list,
+                                       not_a_regular_file, plan_digest, plan_settings,
+                                       read_bookkeeping)
 from fastp2p.data.transforms import BICUBIC, Preprocess
 from fastp2p.data.worker_pool import worker_pool
-from fastp2p.json_files import read_json
 
 CHANNELS = 3
 SHARD_TARGET_BYTES = 256 << 20     # big enough to stream, small enough to redo after a crash
@@ -181,14 +181,14 @@ def _recorded_shards(phase_dir: Path) -> dict:
     index_path, state_path = phase_dir / INDEX_NAME, phase_dir / STATE_NAME
     try:
         if index_path.is_file():
-            index = read_json(index_path)
+            index = read_bookkeeping(index_path)
             start = 0
             for shard in index.get("shards", []):
                 count = shard["count"]
                 records[shard["file"]] = dict(shard, sources=index["sources"][start:start + count])
                 start += count
         if state_path.is_file():
-            records.update(read_json(state_path)["shards"])
+            records.update(read_bookkeeping(state_path)["shards"])
     except (OSError, ValueError, LookupError, TypeError, AttributeError):
         return {}   # unreadable bookkeeping: pack everything again
     return {name: record for name, record in records.items() if _usable_record(name, record)}
@@ -212,7 +212,7 @@ def _usable_record(name, record) -> bool:
             and all(isinstance(pair, list) and len(pair) == 2
                     and all(isinstance(part, str) for part in pair)
                     for pair in record["sources"])
-            and isinstance(record.get("skipped"), list))
+            and is_skipped_list(record.get("skipped")))
 
 
 def _still_good(phase_dir: Path, record: dict, plan: str, load_size: int) -> dict | None:
@@ -238,7 +238,7 @@ def packed_load_size(phase_dir: Path) -> int | None:
     """The load size of the pack (finished or interrupted) in ``phase_dir``, or None."""
     for name in (INDEX_NAME, STATE_NAME):
         try:
-            size = read_json(Path(phase_dir) / name).get("load_size")
+            size = read_bookkeeping(Path(phase_dir) / name).get("load_size")
         except (OSError, ValueError, AttributeError):
             continue
         if isinstance(size, int) and not isinstance(size, bool):
@@ -259,7 +259,15 @@ def refuse_other_load_size(phase_dir: Path, load_size: int) -> None:
 def refuse_foreign_index(phase_dir: Path) -> None:
     """DataError if ``phase_dir`` holds an index.json that is not a pack's (another program's
     file, say, in a folder of images): packing there would replace it, which nothing asks for,
-    --overwrite included (that replaces packs only)."""
+    --overwrite included (that replaces packs only). Also, before anything is written, if its
+    index.json or pack-state.json is no regular file (a folder, which the final rename cannot
+    replace, a FIFO, a device): pack moves nothing it did not write."""
+    for name in (INDEX_NAME, STATE_NAME):
+        what = not_a_regular_file(Path(phase_dir) / name)
+        if what:
+            raise DataError(f"{Path(phase_dir) / name}: not a regular file ({what}), where pack "
+                            "writes its bookkeeping; move it out of the pack folder and run the "
+                            "same command again")
     if (Path(phase_dir) / INDEX_NAME).is_file() and not is_packed(phase_dir):
         raise DataError(f"{Path(phase_dir) / INDEX_NAME}: not written by `fastp2p pack` (no "
                         f"shards beside it, no pack format in it), and packing here would "
@@ -357,7 +365,7 @@ def _index_if_unchanged(phase_dir: Path, index: dict) -> dict | None:
     """``index`` if ``phase_dir``'s index.json says the same (as JSON reads it back), else
     None."""
     try:
-        written = json.loads((phase_dir / INDEX_NAME).read_text())
+        written = read_bookkeeping(phase_dir / INDEX_NAME)
     except (OSError, ValueError):
         return None
     return index if written == json.loads(json.dumps(index)) else None

@@ -36,7 +36,8 @@ checked by another `fastp2p pack`; a re-run that finds the pack up to date chang
 and goes through. `fastp2p pack --verify OUT` checks every shard's size and both checksums
 against the index, as training does, in every pack in OUT (any --phase name), going on past a
 bad one: it names each bad shard (the first {MAX_LISTED} of a pack, then their count) and the
-command that repacks it, prints each pack's result and exits 1 if any is bad.
+command that repacks it, prints each pack's result and exits 1 if any is bad (or if a pack's
+.pack.lock is a link, FIFO or folder, which training refuses too).
 
 No dataset at hand? `fastp2p pack --synthetic N DATAROOT [OUT]` writes N synthetic aligned
 pairs (shapes -> their outlines, 256x256 JPEGs, the same files for the same --seed) into
@@ -126,7 +127,7 @@ def run(args: argparse.Namespace) -> int:
     from fastp2p.data.errors import DataError, counted
     from fastp2p.data.pack import (pack_phase, pair_bytes, refuse_foreign_index,
                                    refuse_other_load_size)
-    from fastp2p.data.packed_index import PHASES
+    from fastp2p.data.packed_index import PHASES, printable
 
     # --phase takes every word after it: DATAROOT and OUT given after it land in its list
     swallowed = ("; --phase takes every word after it (here: "
@@ -208,8 +209,8 @@ def run(args: argparse.Namespace) -> int:
             print(f"{out / phase}: {counted(index['count'], 'pair')} in "
                   f"{counted(len(index['shards']), 'shard')}"
                   + (f", {counted(skipped, 'bad file')} skipped" if skipped else ""))
-            for path, why in index["skipped"]:
-                print(f"  skipped {path}: {why}", file=sys.stderr)
+            for path, why in index["skipped"]:     # file names: any characters
+                print(f"  skipped {printable(path)}: {printable(why)}", file=sys.stderr)
     except DataError as error:
         print_error("pack", error)
         return 1
@@ -277,9 +278,10 @@ def _verify(root, progress: bool) -> int:
     """--verify: sizes and checksums of the shards, no image decoded, so no Pillow needed (tqdm
     only for the progress bar). Every pack is checked, and every shard of each, past bad ones:
     each problem is a line on stderr, each pack's result a line on stdout, then (for several
-    packs) a total; exit 1 if anything was bad."""
+    packs) a total; exit 1 if anything was bad. A pack whose lock file training refuses (a
+    link, FIFO or folder at .pack.lock) fails unchecked, as training would."""
     from fastp2p.data.errors import DataError, counted
-    from fastp2p.data.packed_index import bad_shard_files, read_index
+    from fastp2p.data.packed_index import bad_shard_files, lock_file_problem, read_index
     from fastp2p.optional_packages import MissingPackage, require_packages
 
     try:
@@ -294,6 +296,8 @@ def _verify(root, progress: bool) -> int:
         return 1
     failed = []     # "NAME (what)" of each pack that failed
     for phase_dir, problem in found:
+        if problem is None:     # a lock file training refuses fails the pack as it does
+            problem = lock_file_problem(phase_dir)
         if problem is None:
             try:
                 index = read_index(phase_dir)

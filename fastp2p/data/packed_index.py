@@ -15,11 +15,15 @@ Layout of one packed phase folder::
     gray-00000.u8       (--gray packs) count x height x (2 * width) uint8: each half converted
                         to grayscale before its resize, as --input_nc/--output_nc 1 take it
 
-Nothing in the index is trusted: ``read_index`` checks it against its schema, and shard
-files must be plain names inside the pack folder; ``bad_shard_files`` checks every shard's size
-and checksums, naming each bad one (``verify_pack``: raising for the first). Also here: the plan
-digest by which a re-run of `fastp2p pack` knows which shards it keeps, and the `fastp2p pack`
-command that a refusal tells the user to run (``repack_hint``).
+Nothing in the index is trusted: ``read_index`` checks it against its schema (and its size,
+MAX_INDEX_BYTES, before reading it), and shard files must be plain names inside the pack
+folder; a string of it that a message shows (the recorded dataroot, a skipped file and why) is
+made ``printable`` first, so that no control character of it reaches the terminal.
+``bad_shard_files`` checks every shard's size and checksums, naming each bad one
+(``verify_pack``: raising for the first); ``lock_file_problem`` names a lock file that a
+training would refuse. Also here: the plan digest by which a re-run of `fastp2p pack` knows
+which shards it keeps, and the `fastp2p pack` command that a refusal tells the user to run
+(``repack_hint``).
 Reading the pairs is ``fastp2p.data.packed``'s job.
 
 No numpy or torch here: checking an index and its shards (`fastp2p pack --verify`) needs neither.
@@ -30,11 +34,15 @@ import math
 import os
 import re
 import shlex
+import stat
 import zlib
 from pathlib import Path
 
+from fastp2p.atomic_files import NotAPlainFile, open_plain_file
+from fastp2p.byte_sizes import binary_size
 from fastp2p.data.errors import DataError, counted
-from fastp2p.data.folder_lock import pack_running
+from fastp2p.data.folder_lock import LOCK_NAME, pack_running
+from fastp2p.file_reads import FileTooLarge, NotAFileToRead
 from fastp2p.json_files import read_json
 from fastp2p.option_types import MAX_LOAD_SIZE
 
@@ -43,6 +51,43 @@ INDEX_NAME = "index.json"
 STATE_NAME = "pack-state.json"  # what a pack wrote so far; removed once the index is written
 FORMAT = "fastp2p-pack"
 VERSION = 2  # 2: shards carry a CRC32
+# The most bytes of an index.json (or pack-state.json) that are read: more is refused unread, as
+# reading and parsing take about three times its size in memory. An index holds a record per
+# shard (~230 bytes) and the source names of every pair (["train/0000000.jpg", ...]: ~44
+# bytes a pair, more with longer names). 10 million pairs, the most --synthetic writes, at the
+# default pairs per shard (546 at --load_size 286: 18,316 shards) make ~4 MB of records and
+# ~440 MB of names; 1 GiB leaves room for names about 2.5 times as long at that count.
+MAX_INDEX_BYTES = 1 << 30
+
+
+def printable(text: str) -> str:
+    """``text`` with each character that is not printable (a newline, an escape of a terminal
+    sequence, a byte that is not UTF-8) written as Python writes it in a string (``\\n``,
+    ``\\x1b``, ``\\udcff``): a string read from a pack's files, shown in one message line,
+    moves no cursor and changes no terminal."""
+    text = str(text)
+    if text.isprintable():
+        return text
+    return "".join(char if char.isprintable() else repr(char)[1:-1] for char in text)
+
+
+def read_bookkeeping(path: Path):
+    """The parsed JSON of a pack's index.json or pack-state.json at ``path`` (``read_json``'s
+    errors; FileTooLarge past MAX_INDEX_BYTES, before reading it)."""
+    return read_json(path, MAX_INDEX_BYTES)
+
+
+def not_a_regular_file(path: Path) -> str | None:
+    """What is at ``path`` when it is there but is no regular file (followed through links):
+    "a folder", "a FIFO", "a device", "a socket"; None for a regular file or nothing there."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return None
+    if stat.S_ISREG(mode):
+        return None
+    return ("a folder" if stat.S_ISDIR(mode) else "a FIFO" if stat.S_ISFIFO(mode)
+            else "a socket" if stat.S_ISSOCK(mode) else "a device")
 
 
 def pack_command_line(phase_dir: Path, index=None) -> str:
@@ -56,8 +101,12 @@ def pack_command_line(phase_dir: Path, index=None) -> str:
         value = index.get(field)
         return shlex.quote(str(value)) if valid(value) else placeholder
 
-    words = ["fastp2p pack", recorded("dataroot", lambda v: isinstance(v, str) and v, "DATAROOT"),
-             shlex.quote(str(out.parent)), "--phase", shlex.quote(out.name),
+    # a dataroot with control characters (a newline, a terminal's escapes) is not shown: the
+    # command could not be copied as shown anyway
+    words = ["fastp2p pack",
+             recorded("dataroot", lambda v: isinstance(v, str) and v and v.isprintable(),
+                      "DATAROOT"),
+             shlex.quote(printable(out.parent)), "--phase", shlex.quote(printable(out.name)),
              "--load_size", recorded("load_size", _is_int, "SIZE_IT_WAS_PACKED_AT"),
              "--dataset_mode", recorded("dataset_mode", lambda v: v in ("aligned", "two_folders"),
                                         "aligned")]
@@ -136,7 +185,9 @@ def shards_without_index(phase_dir: Path) -> str | None:
     """What to say of ``phase_dir`` when pack's shards are there but no index.json nor state
     file (removed, or left out of a copy), to someone told it holds no dataset; else None."""
     phase_dir = Path(phase_dir)
-    if ((phase_dir / INDEX_NAME).exists() or (phase_dir / STATE_NAME).exists()
+    # anything at the index's name is read_index's to name (is_packed takes it); a state file
+    # that is no regular file is none
+    if ((phase_dir / INDEX_NAME).exists() or (phase_dir / STATE_NAME).is_file()
             or not any(phase_dir.glob("shard-*.u8"))):
         return None
     return (f"{phase_dir}: pack shards without their {INDEX_NAME} (removed, or left out of a "
@@ -148,14 +199,16 @@ def is_packed(phase_dir: Path) -> bool:
     """Whether ``phase_dir`` holds a pack: an index.json beside pack's shard files, or one that
     says it is fastp2p's pack format. Another program's index.json in a folder of images does
     not make it a pack (the images are read, as the reference reads them); a damaged index of
-    a real pack still does, so reading it names what is wrong."""
+    a real pack still does, so reading it names what is wrong (an index.json that is a folder,
+    a FIFO or a device among shards too: ``read_index`` refuses it)."""
     phase_dir = Path(phase_dir)
     if not (phase_dir / INDEX_NAME).is_file():
-        return False
+        return bool(not_a_regular_file(phase_dir / INDEX_NAME)
+                    and any(phase_dir.glob("shard-*.u8")))
     if any(phase_dir.glob("shard-*.u8")):
         return True
     try:
-        index = read_json(phase_dir / INDEX_NAME)
+        index = read_bookkeeping(phase_dir / INDEX_NAME)
     except (OSError, ValueError):
         return False
     return isinstance(index, dict) and index.get("format") == FORMAT
@@ -164,13 +217,14 @@ def is_packed(phase_dir: Path) -> bool:
 def foreign_index_problem(phase_dir: Path) -> str | None:
     """What makes the index.json in ``phase_dir`` no fastp2p pack's (for one that ``is_packed``
     does not take for a pack's), naming it: it cannot be read, is no JSON object, or lacks
-    pack's "format", and the first field the schema check finds wrong; None where there is no
-    index.json."""
+    pack's "format", and the first field the schema check finds wrong, or it is no regular
+    file; None where there is no index.json."""
     path = Path(phase_dir) / INDEX_NAME
     if not path.is_file():
-        return None
+        what = not_a_regular_file(path)
+        return what and f"{path}: {INDEX_NAME} is not a regular file ({what})"
     try:
-        index = read_json(path)
+        index = read_bookkeeping(path)
     except (OSError, ValueError) as error:
         why = f"unreadable: {error}"
     else:
@@ -198,7 +252,16 @@ def stored_files(index: dict) -> list[tuple[str, tuple]]:
 def read_index(phase_dir: Path) -> dict:
     path = Path(phase_dir) / INDEX_NAME
     try:
-        index = read_json(path)
+        index = read_bookkeeping(path)
+    except (IsADirectoryError, NotAFileToRead):
+        raise DataError(f"{path}: {INDEX_NAME} is not a regular file "
+                        f"({not_a_regular_file(path) or 'a special file'}); move it out of the "
+                        f"pack folder, then copy the pack's {INDEX_NAME} back or "
+                        f"{repack_hint(phase_dir)}") from None
+    except FileTooLarge as error:
+        raise DataError(f"{path}: {binary_size(error.size)}, more than any pack's index "
+                        f"(at most {binary_size(error.limit)} is read): not an index "
+                        f"`fastp2p pack` wrote; {repack_hint(phase_dir)}") from None
     except (OSError, ValueError) as error:
         raise DataError(f"{path}: unreadable pack index ({error}); "
                         f"{repack_hint(phase_dir)}") from None
@@ -222,9 +285,18 @@ def _is_int(value, low=0) -> bool:
 
 
 def is_plain_file_name(name) -> bool:
-    """A file name without any folder part: it can only name a file inside the pack folder."""
+    """A file name without any folder part: it can only name a file inside the pack folder; and
+    printable, as messages show it (pack writes shard-NNNNN.u8 and gray-NNNNN.u8)."""
     return (isinstance(name, str) and name not in ("", ".", "..") and "/" not in name
-            and "\\" not in name and "\0" not in name and Path(name).name == name)
+            and "\\" not in name and name.isprintable() and Path(name).name == name)
+
+
+def is_skipped_list(items) -> bool:
+    """Whether ``items`` is a list of [file, why] pairs of strings, as pack records the files
+    --skip-bad left out."""
+    return isinstance(items, list) and all(
+        isinstance(item, list) and len(item) == 2 and all(isinstance(part, str) for part in item)
+        for item in items)
 
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
@@ -268,6 +340,10 @@ def _schema_problem(index: dict) -> str | None:
             return f"{where}.sha256 must be 64 hexadecimal digits"
         if not _is_int(shard.get("crc32")) or shard["crc32"] >= 1 << 32:
             return f"{where}.crc32 must be an unsigned 32-bit integer, got {shard.get('crc32')!r}"
+        if not is_skipped_list(shard.get("skipped", [])):
+            return f"{where}.skipped must be a list of [file, why] pairs of strings"
+    if not is_skipped_list(index.get("skipped", [])):
+        return "field 'skipped' must be a list of [file, why] pairs of strings"
     for field in ("gray", "gray_among_colour"):
         if not isinstance(index.get(field, False), bool):
             return f"field {field!r} must be true or false, got {index.get(field)!r}"
@@ -299,11 +375,28 @@ def check_shard_size(path: Path, count: int, shape: tuple, index: dict) -> None:
     expected = count * math.prod(shape)  # Python ints: numpy's int64 would wrap
     actual = path.stat().st_size if path.is_file() else None
     if actual is None:
+        what = not_a_regular_file(path)
+        if what:    # pack writes no shard over it: it is to be moved out first
+            raise DataError(f"{path}: shard is not a regular file ({what}); move it out of the "
+                            f"pack folder, then {repack_hint(path.parent, index)}")
         raise DataError(f"{path}: shard missing; {repack_hint(path.parent, index)}")
     if actual != expected:
         raise DataError(f"{path}: shard is {actual} bytes, expected {expected} "
                         f"({counted(count, 'pair')} of {'x'.join(map(str, shape))}): truncated "
                         f"or corrupt; {repack_hint(path.parent, index)}")
+
+
+def lock_file_problem(phase_dir: Path) -> str | None:
+    """What makes the pack's lock file (``folder_lock``) one a training refuses to read the pack
+    by: a symbolic link, a FIFO, a device or a folder at its name (``open_plain_file``'s
+    refusal, as the training words it); None otherwise (no lock file is none)."""
+    try:
+        os.close(open_plain_file(Path(phase_dir) / LOCK_NAME, os.O_RDONLY))
+    except NotAPlainFile as error:
+        return str(error)
+    except OSError:
+        pass
+    return None
 
 
 def file_checksums(path: Path) -> tuple[str, int]:
