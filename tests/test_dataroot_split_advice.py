@@ -4,6 +4,7 @@ small load size are answered with a `fastp2p pack` command built from the source
 records, or, where that source has no such split (a --synthetic one), with what to do instead.
 The printed commands are run here, and work."""
 import gc
+import json
 import shlex
 
 import pytest
@@ -72,3 +73,18 @@ def test_a_pack_too_small_for_load_size_gives_the_repack_command_with_its_source
     gc.collect()
     assert main(shlex.split(command)[1:] + ["--no-progress"]) == 0
     assert len(create_dataset(data_args(out, *options), "train")) == 2
+
+
+def test_a_recorded_source_with_control_characters_is_shown_escaped(tmp_path):
+    """index.json is not trusted: its dataroot goes into this message, and a newline or a
+    terminal escape in it reached the terminal raw (secqa r42)."""
+    _, out = synthetic_pack(tmp_path, 2)
+    index_path = out / "train" / "index.json"
+    index = json.loads(index_path.read_text())
+    index["dataroot"] = str(tmp_path / "gone\x1b]0;title\x07\nsecond line")
+    index_path.write_text(json.dumps(index))
+    with pytest.raises(DataError) as error:
+        create_dataset(data_args(out, "--load_size", "20", "--crop_size", "20"), "test")
+    message = str(error.value)
+    assert message.isprintable(), message
+    assert "gone\\x1b]0;title\\x07\\nsecond line has no test split" in message

@@ -83,7 +83,7 @@ def _pack_without_split(root: Path, phase: str, packed: list[str]) -> str:
     packs it from the source the others were packed from, with their options (their index
     records both); where that source has no such split (a --synthetic one holds train only),
     the splits to read instead, or the command packing another dataset's split."""
-    from fastp2p.data.packed_index import pack_command_line, read_index
+    from fastp2p.data.packed_index import pack_command_line, printable, read_index
     from fastp2p.data.synthetic import holds_synthetic_pairs
     head = f"{root}: a pack without a {phase} split (it holds {', '.join(packed)})"
     try:
@@ -99,7 +99,7 @@ def _pack_without_split(root: Path, phase: str, packed: list[str]) -> str:
         return f"{head}; pack that split too: `{command}`"
     synthetic = (" (--synthetic writes a train split only)"
                  if holds_synthetic_pairs(Path(source)) else "")
-    return (f"{head}, and its source {source} has no {phase} split to pack{synthetic}: pass "
+    return (f"{head}, and its source {printable(source)} has no {phase} split to pack{synthetic}: pass "
             f"--phase {' or --phase '.join(packed)} to read a split the pack holds, or pack "
             f"another dataset's {phase} split into it: `{command}`")
 
