@@ -287,9 +287,20 @@ class PackedDataset(torch.utils.data.Dataset):
             for slot, index in enumerate(indices):
                 target[slot] = self.read_raw(index)
             return out
+        # the loop of _read_row, with one fstat per shard read from after all the reads (not one
+        # per pair): a change before or during a read shows in it all the same
+        files, read_from = self._files, {}
         for slot, index in enumerate(indices):
             shard, row = self._locate(index)
-            self._read_row(shard, row, target[slot])
+            opened = files.get(("", shard)) or self._shard(shard)
+            if _read_at(opened.fd, target[slot], row * opened.row_bytes) == opened.row_bytes:
+                read_from.setdefault(opened, []).append((slot, shard, row))
+            else:
+                self._read_again(opened, shard, row, target[slot])
+        for opened, rows in read_from.items():
+            if _open_identity(opened.fd) != opened.identity:
+                for slot, shard, row in rows:
+                    self._read_again(opened, shard, row, target[slot])
         return out
 
     def source_paths(self, index: int) -> tuple[str, str]:
