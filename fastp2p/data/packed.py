@@ -62,12 +62,21 @@ def _read_at(fd: int, target: np.ndarray, offset: int) -> int:
 
 
 class _ShardFile:
-    """One shard open for reading: the file (closed when the last reader drops it, never under a
-    read in another thread), its row size, and the identity it had when its CRC32 was checked."""
-    __slots__ = ("file", "fd", "row_bytes", "identity")
+    """One shard open for reading: its descriptor (closed when the last reader drops it, so never
+    under a read in another thread), its row size, and the open identity it had when its CRC32
+    was checked."""
+    __slots__ = ("fd", "row_bytes", "identity")
 
-    def __init__(self, file, row_bytes: int, identity: tuple):
-        self.file, self.fd, self.row_bytes, self.identity = file, file.fileno(), row_bytes, identity
+    def __init__(self, path: Path, row_bytes: int):
+        self.fd, self.row_bytes, self.identity = -1, row_bytes, None   # for close if open fails
+        self.fd = os.open(path, os.O_RDONLY)
+
+    def close(self, _close=os.close) -> None:  # os.close kept for a late __del__ at exit
+        fd, self.fd = self.fd, -1
+        if fd >= 0:
+            _close(fd)
+
+    __del__ = close
 
 
 class PackedDataset(torch.utils.data.Dataset):
@@ -198,25 +207,25 @@ class PackedDataset(torch.utils.data.Dataset):
     def _open_shard(self, key: tuple, path: Path, shard: dict) -> _ShardFile:
         count, shape = shard["count"], self.shapes[key[0]]
         check_shard_size(path, count, shape, self.index)  # for its message; the fd's size below
-        row_bytes = math.prod(shape)
-        file = open(path, "rb", buffering=0)
+        opened = _ShardFile(path, math.prod(shape))
         try:
-            before = _open_identity(file.fileno())
-            if before[0] != count * row_bytes:     # changed since check_shard_size
+            before = _open_identity(opened.fd)
+            if before[0] != count * opened.row_bytes:   # changed since check_shard_size
                 raise self._rewritten(path)
             if self._verified.get(key) != before:
-                crc = self._crc32(file.fileno(), count * row_bytes)
+                crc = self._crc32(opened.fd, count * opened.row_bytes)
                 if crc is None or crc != shard[key[0] + "crc32"]:
                     raise DataError(f"{path}: shard checksum (CRC32) does not match "
                                     f"{INDEX_NAME}: the file is damaged or changed since packing; "
                                     f"{repack_hint(self.phase_dir, self.index)}")
-                if _open_identity(file.fileno()) != before:  # written during the check
+                if _open_identity(opened.fd) != before:  # written during the check
                     raise self._rewritten(path)
                 self._verified[key] = before
         except BaseException:
-            file.close()
+            opened.close()
             raise
-        return _ShardFile(file, row_bytes, before)
+        opened.identity = before
+        return opened
 
     @staticmethod
     def _crc32(fd: int, size: int) -> int | None:
