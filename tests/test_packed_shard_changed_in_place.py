@@ -181,3 +181,20 @@ def test_reader_threads_never_return_the_rewritten_pixels(phase):
     assert len(outcomes) == 3
     for outcome in outcomes:
         assert outcome.startswith(f"{phase}: {REWRITTEN} (shard-00000.u8 "), outcome
+
+
+@pytest.mark.parametrize("reads", ["pread", "short preadv"])
+def test_pairs_read_the_same_through_pread_and_short_reads(phase, monkeypatch, reads):
+    """Where os.preadv is missing the reads take os.pread (one more copy); a file system that
+    returns fewer bytes than asked mid-file is read on, not taken for a truncated shard."""
+    import fastp2p.data.packed as packed_module
+    expected = _open(phase).read_batch(range(PAIRS))
+    if reads == "pread":
+        monkeypatch.setattr(packed_module, "_PREADV", None)
+    else:
+        real = os.preadv
+        monkeypatch.setattr(packed_module, "_PREADV",
+                            lambda fd, buffers, offset: real(fd, [buffers[0][:100]], offset))
+    dataset = _open(phase)
+    assert torch.equal(dataset.read_batch(range(PAIRS)), expected)
+    assert np.array_equal(dataset.read_raw(2), expected[2].numpy())

@@ -8,10 +8,11 @@ remain to be done (here, or on the GPU: ``fastp2p.data.gpu_augment`` takes the u
 
 The first time a process opens a shard it checks the shard's CRC32 (one pass over its bytes, once
 per process: see benchmarks/NOTES.md for the cost), so a damaged shard stops training before any
-of its pairs is used. Each read then compares the open file's size and change times with those
-the check saw (one ``fstat``): a shard truncated or rewritten in place since is checked again, and
-reported as the pack rewritten unless its bytes are still those of the index (a memory map would
-have died of SIGBUS on the truncated pages, or gone on reading the new pixels).
+of its pairs is used. Reads then compare the open file's size and change times with those the
+check saw (one ``fstat`` per pair read, or per shard a batch read from): a shard truncated or
+rewritten in place since is checked again, and reported as the pack rewritten unless its bytes
+are still those of the index (a memory map would have died of SIGBUS on the truncated pages, or
+gone on reading the new pixels).
 """
 import bisect
 import math
@@ -53,12 +54,19 @@ _PREADV = getattr(os, "preadv", None)   # os.pread (one more copy) where it is m
 
 def _read_at(fd: int, target: np.ndarray, offset: int) -> int:
     """Read ``target.nbytes`` bytes at ``offset`` into C-contiguous ``target`` (releasing the GIL);
-    the count read, short at the end of the file."""
-    if _PREADV is not None:
-        return _PREADV(fd, [target], offset)
-    data = os.pread(fd, target.nbytes, offset)
-    target.reshape(-1)[:len(data)] = np.frombuffer(data, dtype=np.uint8)
-    return len(data)
+    the count read, short only at the end of the file (a file system's short read is resumed)."""
+    flat, got = target.reshape(-1), 0
+    while got < flat.size:
+        if _PREADV is not None:
+            step = _PREADV(fd, [flat[got:]], offset + got)
+        else:
+            data = os.pread(fd, flat.size - got, offset + got)
+            step = len(data)
+            flat[got:got + step] = np.frombuffer(data, dtype=np.uint8)
+        if step == 0:
+            break
+        got += step
+    return got
 
 
 class _ShardFile:
