@@ -55,7 +55,10 @@ _PREADV = getattr(os, "preadv", None)   # os.pread (one more copy) where it is m
 def _read_at(fd: int, target: np.ndarray, offset: int) -> int:
     """Read ``target.nbytes`` bytes at ``offset`` into C-contiguous ``target`` (releasing the GIL);
     the count read, short only at the end of the file (a file system's short read is resumed)."""
-    flat, got = target.reshape(-1), 0
+    got = _PREADV(fd, [target], offset) if _PREADV is not None else 0
+    if got == target.nbytes:
+        return got      # all at once, as local file systems read
+    flat = target.reshape(-1)
     while got < flat.size:
         if _PREADV is not None:
             step = _PREADV(fd, [flat[got:]], offset + got)
