@@ -6,13 +6,13 @@ the size of the pix2pix datasets' files) is packed at load_size 286 with ``fastp
 all in one process (one torch thread, like a loader worker), with a warm page cache:
 - ``folder items``: the folder dataset's items (JPEG decode, bicubic resize to 286, crop 256,
   flip, normalize), what training without ``fastp2p pack`` pays per pair;
-- ``shard items``: the packed dataset's items (memory map + copy, crop, flip, normalize on the
+- ``shard items``: the packed dataset's items (positioned read, crop, flip, normalize on the
   CPU: the CPU training path);
-- ``shard batches``: ``read_batch`` of 64 random pairs, uint8 286x572x3 each (memory map +
-  copy: what the GPU path reads; crop/flip/normalize then run on the GPU);
-- ``shard CRC32``: the corruption check a process runs once per shard when it first maps it
-  (``zlib.crc32`` over the shard's bytes), per pair, so its ratio to ``shard batches`` is the
-  cost of checking the whole pack relative to one epoch's read time;
+- ``shard batches``: ``read_batch`` of 64 random pairs, uint8 286x572x3 each (one positioned
+  read each: what the GPU path reads; crop/flip/normalize then run on the GPU);
+- ``shard CRC32``: the corruption check a process runs once per shard when it first opens it
+  (``zlib.crc32`` over the shard's bytes, read in blocks), per pair, so its ratio to ``shard
+  batches`` is the cost of checking the whole pack relative to one epoch's read time;
 - the same three through a DataLoader with one worker per core, and an epoch of
   ``PackedDeviceLoader`` (reader threads, augmentation where the batches go; with one reader
   and with its default, one per usable core) (full mode);
@@ -25,7 +25,6 @@ import random
 import sys
 import tempfile
 import time
-import zlib
 from pathlib import Path
 
 import numpy as np
@@ -132,21 +131,21 @@ def _cpu_rows(root: Path, count: int, quick: bool) -> list:
     batch = min(BATCH, count)
     indices = np.random.default_rng(2).permutation(count)[:batch].tolist()
     shape = f"{LOAD}x{2 * LOAD} -> 2x{CROP}x{CROP}"
-    packed.read_batch(range(count))            # warm the page cache and the memory maps
+    packed.read_batch(range(count))            # warm the page cache, open the shards
     rows = [
         _timed_row("data folder items (JPEG decode+resize+crop)",
                    lambda: _items(folder, indices[:8]), 8, quick, provider="folder", shape=shape),
-        _timed_row("data shard items (mmap+crop+normalize, CPU)", lambda: _items(packed, indices),
+        _timed_row("data shard items (pread+crop+normalize, CPU)", lambda: _items(packed, indices),
                    batch, quick, provider="shard-items", shape=shape),
-        _timed_row("data shard batches (mmap+copy uint8)", lambda: packed.read_batch(indices),
+        _timed_row("data shard batches (pread uint8)", lambda: packed.read_batch(indices),
                    batch, quick, provider="shard-batches", shape=f"{LOAD}x{2 * LOAD}x3 uint8",
                    bytes=2 * batch * LOAD * 2 * LOAD * 3),
     ]
-    whole_shard = packed._shard(0)
-    rows.append(_timed_row("data shard CRC32 (zlib, once per shard per process)",
-                           lambda: zlib.crc32(whole_shard), len(whole_shard), quick,
+    first, pairs = packed._shard(0), packed.shards[0]["count"]
+    rows.append(_timed_row("data shard CRC32 (preads + zlib, once per shard per process)",
+                           lambda: packed._crc32(first.fd, pairs * first.row_bytes), pairs, quick,
                            provider="shard-crc32", shape=f"{LOAD}x{2 * LOAD}x3 uint8",
-                           bytes=whole_shard.nbytes))
+                           bytes=pairs * first.row_bytes))
     raw = packed.read_batch(indices)
     crop_x, crop_y, flip = draw_crop_flips(config, LOAD, LOAD, [random.Random(i) for i in indices])
     rows.append(_timed_row(

@@ -221,7 +221,7 @@ def run(args: argparse.Namespace, times=None, name_files: bool = True) -> int:
         apply_thread_choice(threads)
         say(threads.summary)
         if packed:
-            # Packed shards: uint8 batches straight out of the memory maps (into pinned buffers
+            # Packed shards: uint8 batches read straight from the shards (into pinned buffers
             # on a GPU) by threads of this process, cropped, flipped and normalised where the
             # step runs (same pairs, same draws as the item loader).
             loader = PackedDeviceLoader(dataset, args.batch_size,
