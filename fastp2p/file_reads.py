@@ -13,6 +13,7 @@ import stat
 
 # opening a FIFO for reading blocks until a writer opens it, unless non-blocking
 _NO_BLOCK = getattr(os, "O_NONBLOCK", 0)
+_GROWTH_READ = 1 << 16   # characters read at a time past the size a file had when opened
 
 
 class NotAFileToRead(ValueError):
@@ -59,8 +60,15 @@ def read_text(path, max_bytes: int | None = None, **options) -> str:
         if max_bytes is None:
             return handle.read()
         size = os.fstat(handle.fileno()).st_size
-        # and a file grown since: at most max_bytes characters (each a byte at least) are read
-        text = handle.read(max_bytes + 1) if size <= max_bytes else ""
-        if size > max_bytes or len(text) > max_bytes:
-            raise FileTooLarge(path, max(size, len(text)), max_bytes)
-        return text
+        if size > max_bytes:
+            raise FileTooLarge(path, size, max_bytes)
+        # A read of n characters reserves n bytes at once, so ask for what the file holds,
+        # then for what it grew by since the stat, up to max_bytes characters (each a byte at
+        # least) in all. read(max_bytes + 1) reserved 1 GiB for every pack index.
+        text = handle.read(size + 1)
+        while len(text) <= max_bytes:
+            more = handle.read(min(_GROWTH_READ, max_bytes + 1 - len(text)))
+            if not more:
+                return text
+            text += more
+        raise FileTooLarge(path, len(text), max_bytes)
