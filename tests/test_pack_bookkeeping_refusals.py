@@ -121,6 +121,12 @@ def test_skipped_items_are_printed_without_their_control_characters(packed, caps
 def test_printable_escapes_control_characters_only():
     assert printable("data/é 1.png") == "data/é 1.png"
     assert printable("a\nb\x1b[2K\x07\udcff") == r"a\nb\x1b[2K\x07\udcff"
+    # only what acts on a terminal: a no-break space, an emoji's zero-width joiner and a soft
+    # hyphen stay (str.isprintable refuses them, and a command shown with them escaped could
+    # not be copied); a right-to-left override and a line separator do not
+    kept = "café\xa0set/👩\u200d💻\xad.png"
+    assert printable(kept) == kept
+    assert printable("a\u202eb\u2028c\x7f\x9b") == r"a\u202eb\u2028c\x7f\x9b"
 
 
 def test_a_dataroot_with_control_characters_is_not_shown_in_the_repack_command(packed, capsys):

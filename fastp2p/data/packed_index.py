@@ -35,6 +35,7 @@ import os
 import re
 import shlex
 import stat
+import unicodedata
 import zlib
 from pathlib import Path
 
@@ -61,14 +62,21 @@ MAX_INDEX_BYTES = 1 << 30
 
 
 def printable(text: str) -> str:
-    """``text`` with each character that is not printable (a newline, an escape of a terminal
-    sequence, a byte that is not UTF-8) written as Python writes it in a string (``\\n``,
-    ``\\x1b``, ``\\udcff``): a string read from a pack's files, shown in one message line,
-    moves no cursor and changes no terminal."""
+    """``text`` with each character that could act on a terminal written as Python writes it
+    in a string (``\\n``, ``\\x1b``, ``\\udcff``, ``\\u202e``): control characters, line
+    and paragraph separators, bytes that were not UTF-8, and the bidirectional overrides and
+    isolates that reorder what follows. A string read from a pack's files, shown in one
+    message line, moves no cursor and changes no terminal. Everything else stays as it is
+    (a no-break space, an emoji's zero-width joiner), so a path shown can still be copied."""
     text = str(text)
-    if text.isprintable():
-        return text
-    return "".join(char if char.isprintable() else repr(char)[1:-1] for char in text)
+    return "".join(repr(char)[1:-1] if _acts_on_terminal(char) else char for char in text)
+
+
+_BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+
+
+def _acts_on_terminal(char: str) -> bool:
+    return unicodedata.category(char) in ("Cc", "Cs", "Zl", "Zp") or char in _BIDI_CONTROLS
 
 
 def read_bookkeeping(path: Path):
@@ -104,7 +112,7 @@ def pack_command_line(phase_dir: Path, index=None) -> str:
     # a dataroot with control characters (a newline, a terminal's escapes) is not shown: the
     # command could not be copied as shown anyway
     words = ["fastp2p pack",
-             recorded("dataroot", lambda v: isinstance(v, str) and v and v.isprintable(),
+             recorded("dataroot", lambda v: isinstance(v, str) and v and printable(v) == v,
                       "DATAROOT"),
              shlex.quote(printable(out.parent)), "--phase", shlex.quote(printable(out.name)),
              "--load_size", recorded("load_size", _is_int, "SIZE_IT_WAS_PACKED_AT"),
