@@ -234,3 +234,30 @@ def test_verify_fails_a_pack_whose_lock_file_training_refuses(packed, capsys, ki
         _open(phase_dir)
     code, err = _verify(phase_dir, capsys)
     assert code == 1 and str(refusal.value) in one_line(err)
+
+
+def test_pack_refuses_before_writing_a_split_whose_index_readers_would_refuse(tmp_path,
+                                                                             monkeypatch):
+    """pack wrote such an index whole (MAX_INDEX_BYTES is checked on reads only); then train,
+    --verify and the re-run meant to fix it refused it (review r42)."""
+    import fastp2p.data.pack as pack
+
+    data = tmp_path / "data"
+    make_aligned(data, count=3)
+    index = pack.pack_phase(data, tmp_path / "fits", "train", load_size=16, progress=False)
+    written = len((tmp_path / "fits" / "train" / "index.json").read_bytes())
+    assert pack.index_bytes_bound(index["sources"], [], shards=1) >= written
+    monkeypatch.setattr(pack, "MAX_INDEX_BYTES", written - 1)
+    monkeypatch.setattr(pack, "_INDEX_BYTES_BESIDES_NAMES", written)
+    with pytest.raises(DataError, match=r"the index of its 3 pairs would be about .* more than "
+                                        r"the .* a pack's readers read; pack it as several"):
+        pack.pack_phase(data, tmp_path / "out", "train", load_size=16, progress=False)
+    assert not (tmp_path / "out").exists()
+
+
+def test_index_bytes_bound_covers_names_json_escapes():
+    from fastp2p.data.pack import index_bytes_bound
+
+    pairs = [["a/b.png", "a/b.png"], ["日本語の名前.png", "x"], ['q"uo\\te', "\x01"]]
+    exact = len(json.dumps({"sources": pairs}))
+    assert index_bytes_bound(pairs, [], shards=0) - (1 << 20) >= exact - len('{"sources": }')

@@ -28,13 +28,14 @@ from pathlib import Path
 import numpy as np
 
 from fastp2p.atomic_files import naming_the_file, remove_left_by_dead_processes, replacing
+from fastp2p.byte_sizes import binary_size
 from fastp2p.data.errors import DataError
 from fastp2p.data.folder_lock import packing_folder
 from fastp2p.data.folders import is_grayscale_file, open_pair, scan_aligned, scan_two_folders
-from fastp2p.data.packed_index import (FORMAT, INDEX_NAME, STATE_NAME, VERSION, file_checksums,
-                                       is_packed, is_plain_file_name, is_skipped_list,
-                                       not_a_regular_file, plan_digest, plan_settings,
-                                       read_bookkeeping)
+from fastp2p.data.packed_index import (FORMAT, INDEX_NAME, MAX_INDEX_BYTES, STATE_NAME, VERSION,
+                                       file_checksums, is_packed, is_plain_file_name,
+                                       is_skipped_list, not_a_regular_file, plan_digest,
+                                       plan_settings, read_bookkeeping)
 from fastp2p.data.transforms import BICUBIC, Preprocess
 from fastp2p.data.worker_pool import worker_pool
 
@@ -274,6 +275,39 @@ def refuse_foreign_index(phase_dir: Path) -> None:
                         f"replace it; pack into another OUT, or move that file away")
 
 
+# The index's bytes besides the pairs' names: its fields and each shard's record (file, count,
+# checksums, plan digest), with room to spare
+_INDEX_BYTES_BESIDES_NAMES = 1 << 20
+_SHARD_RECORD_BYTES = 400
+
+
+def refuse_index_too_large(split: Path, pairs: list, scan_skipped: list, shards: int) -> None:
+    """DataError, before anything is written, when the index of ``pairs`` would pass
+    MAX_INDEX_BYTES, the most a pack's readers read: its pairs' names (as JSON writes them:
+    a non-ASCII character as \\uXXXX, 6 bytes) and the files the scan skipped. Without it such a
+    pack was written whole, then refused by every reader, and by the re-run meant to fix it."""
+    size = index_bytes_bound(pairs, scan_skipped, shards)
+    if size > MAX_INDEX_BYTES:
+        raise DataError(f"{split}: the index of its {len(pairs):,} pairs would be about "
+                        f"{binary_size(size)}, more than the "
+                        f"{binary_size(MAX_INDEX_BYTES)} a pack's readers read; pack it as "
+                        "several datasets (split its folder), or with shorter file names")
+
+
+def index_bytes_bound(pairs: list, scan_skipped: list, shards: int) -> int:
+    """The most bytes the index (or the state file) of ``pairs`` in ``shards`` takes, unless
+    pairs fail while packing (--skip-bad then records each one's error instead of its names)."""
+    names = sum(len(a) + len(b) + 8 if _writes_as_is(a) and _writes_as_is(b)  # ["a", "b"], ", "
+                else len(json.dumps([a, b])) + 2 for a, b in pairs)
+    return (names + len(json.dumps(scan_skipped)) + _INDEX_BYTES_BESIDES_NAMES
+            + _SHARD_RECORD_BYTES * shards)
+
+
+def _writes_as_is(name: str) -> bool:
+    """Whether json.dumps writes ``name`` as its characters, between quotes."""
+    return name.isascii() and name.isprintable() and '"' not in name and "\\" not in name
+
+
 def pack_phase(dataroot: Path, out: Path, phase: str, *, load_size: int = 286,
                dataset_mode: str = "aligned", workers: int = 1, skip_bad: bool = False,
                pairs_per_shard: int | None = None, progress: bool = True,
@@ -290,10 +324,12 @@ def pack_phase(dataroot: Path, out: Path, phase: str, *, load_size: int = 286,
     scan_skipped = []   # files the scan left out (pack-time failures are in the records)
     pairs = plan_pairs(dataroot, phase, dataset_mode, load_size, skip_bad, progress, gray,
                        scan_skipped)
-    mixed = gray and gray_among_colour(dataroot, pairs, dataset_mode)
     per_shard = pairs_per_shard or auto_pairs_per_shard(len(pairs), load_size)
     if per_shard < 1:
         raise DataError(f"--pairs-per-shard must be >= 1, got {per_shard}")
+    refuse_index_too_large(dataroot / phase, pairs, scan_skipped,
+                           shards=math.ceil(len(pairs) / per_shard))
+    mixed = gray and gray_among_colour(dataroot, pairs, dataset_mode)
     settings = plan_settings(load_size, dataset_mode, skip_bad, gray)
     jobs = []
     for number, start in enumerate(range(0, len(pairs), per_shard)):
