@@ -99,7 +99,8 @@ def _pack_without_split(root: Path, phase: str, packed: list[str]) -> str:
         return f"{head}; pack that split too: `{command}`"
     synthetic = (" (--synthetic writes a train split only)"
                  if holds_synthetic_pairs(Path(source)) else "")
-    return (f"{head}, and its source {printable(source)} has no {phase} split to pack{synthetic}: pass "
+    return (f"{head}, and its source {printable(source)} has no {phase} split to "
+            f"pack{synthetic}: pass "
             f"--phase {' or --phase '.join(packed)} to read a split the pack holds, or pack "
             f"another dataset's {phase} split into it: `{command}`")
 

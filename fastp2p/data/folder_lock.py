@@ -140,7 +140,7 @@ class ReadingLock:
     if a pack is being written into the folder now, or for a symbolic link at the lock file.
 
     Without a lock file, one is created; where it cannot be (a read-only pack) or locks are not
-    supported, nothing is locked: the reader checks what it maps against the index anyway.
+    supported, nothing is locked: the reader checks what it reads against the index anyway.
 
     A forked child (a DataLoader worker) closes its copy of the descriptor at once: the flock
     belongs to the open file that parent and child share, so the child's copy would keep the

@@ -17,7 +17,8 @@ MAX_LISTED = 10
 DESCRIPTION = f"""\
 Decode and resize every pair of DATAROOT once and write OUT/PHASE/ shards of uint8 A|B pairs
 plus an index (count, sizes, source names, sha256 and CRC32 checksums). Training with
---dataroot OUT then reads each pair with one positioned read: no image decoding in the training loop.
+--dataroot OUT then reads each pair with one positioned read: no image decoding in the
+training loop.
 
 Pairs are stored as the reference's --preprocess resize_and_crop sees them after its bicubic
 resize (each half load_size x load_size); the random crop and flip still happen at load time,

@@ -40,7 +40,6 @@ import zlib
 from pathlib import Path
 
 from fastp2p.atomic_files import NotAPlainFile, open_plain_file
-from fastp2p.byte_sizes import binary_size
 from fastp2p.data.errors import DataError, counted
 from fastp2p.data.folder_lock import LOCK_NAME, pack_running
 from fastp2p.file_reads import FileTooLarge, NotAFileToRead
@@ -267,8 +266,8 @@ def read_index(phase_dir: Path) -> dict:
                         f"pack folder, then copy the pack's {INDEX_NAME} back or "
                         f"{repack_hint(phase_dir)}") from None
     except FileTooLarge as error:
-        raise DataError(f"{path}: {binary_size(error.size)}, more than any pack's index "
-                        f"(at most {binary_size(error.limit)} is read): not an index "
+        raise DataError(f"{path}: {error.size:,} bytes, more than any pack's index "
+                        f"(at most {error.limit:,} bytes are read): not an index "
                         f"`fastp2p pack` wrote; {repack_hint(phase_dir)}") from None
     except (OSError, ValueError) as error:
         raise DataError(f"{path}: unreadable pack index ({error}); "

@@ -3,9 +3,10 @@
 Writes ``RESULTS_DIR/NAME/PHASE_EPOCH/images/{name}_{real_A,fake_B,real_B}.png`` and an
 ``index.html`` beside them (``name``: the A image's file stem, or its path under the split's
 folder when an earlier image took that stem; shortened with a hash past 200 bytes), then
-prints the mean L1 of fake_B to real_B next to two baselines (``fastp2p.train.evaluation``). As in the reference: batch size 1, pairs in
-order, no flipping, and the generator stays in train mode (batch statistics, dropout as noise)
-unless ``--eval`` (the default without ``--dataroot``, whose quick profile trains at batch 32).
+prints the mean L1 of fake_B to real_B next to two baselines (``fastp2p.train.evaluation``).
+As in the reference: batch size 1, pairs in order, no flipping, and the generator stays in
+train mode (batch statistics, dropout as noise) unless ``--eval`` (the default without
+``--dataroot``, whose quick profile trains at batch 32).
 
 The page lists only triplets the run that wrote it wrote whole: an earlier run's page is
 removed before the first image is written (a folder at its name is refused first), and the
