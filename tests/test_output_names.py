@@ -1,5 +1,7 @@
 """`fastp2p test` names each image's outputs uniquely: the same file name in subfolders of the
 phase folder, or with another extension, gets its own outputs (and its own row of the page)."""
+import os
+
 from fastp2p.cli import main
 from fastp2p.train.translate_command import _output_name
 from helpers.train_helpers import train_argv, write_aligned_dataset
@@ -49,6 +51,10 @@ def test_names_too_long_for_a_file_are_shortened_and_stay_unique(tmp_path):
     for name in names:
         assert len(f".{name}-99_fake_B.png.tmp-4194304.png".encode()) <= 255, name
     assert names[0].startswith("a" * 150) and names[2].startswith("é" * 50)
+    # a byte that is not UTF-8 (a Linux file name may hold one) is kept, not dropped
+    undecodable = "\udcff" + "c" * 230
+    kept = _output_name(phase / f"{undecodable}.png", phase, taken)
+    assert kept.startswith("\udcff" + "c" * 100) and len(os.fsencode(f".{kept}_fake_B.png.tmp-4194304.png")) <= 255
     short = "b" * 200
     assert _output_name(phase / f"{short}.png", phase, taken) == short
 

@@ -37,6 +37,7 @@ is), is refused in one line (exit 1); so are linked tracker folders in the run f
 import argparse
 import contextlib
 import hashlib
+import os
 import signal
 from dataclasses import dataclass
 from pathlib import Path
@@ -521,12 +522,17 @@ _NAME_BYTES = 200
 
 
 def _fit_file_name(name: str) -> str:
-    """``name`` if it is at most _NAME_BYTES in UTF-8; else its first bytes (whole characters)
-    and 16 hex digits of its SHA-256, so different long names stay different. Before, such a
-    name failed the run at its image, after the images before it were written."""
-    encoded = name.encode("utf-8", "surrogateescape")
+    """``name`` if it is at most _NAME_BYTES as a file name; else its first characters that
+    fit and 16 hex digits of its SHA-256, so different long names stay different. Before, such
+    a name failed the run at its image, after the images before it were written."""
+    encoded = os.fsencode(name)
     if len(encoded) <= _NAME_BYTES:
         return name
     digest = hashlib.sha256(encoded).hexdigest()[:16]
-    head = encoded[:_NAME_BYTES - len(digest) - 1].decode("utf-8", "ignore")
-    return f"{head}-{digest}"
+    room, head = _NAME_BYTES - len(digest) - 1, []
+    for char in name:   # whole characters: a byte the file system could not decode stays one
+        room -= len(os.fsencode(char))
+        if room < 0:
+            break
+        head.append(char)
+    return f"{''.join(head)}-{digest}"
