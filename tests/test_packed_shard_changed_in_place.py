@@ -192,9 +192,22 @@ def test_pairs_read_the_same_through_pread_and_short_reads(phase, monkeypatch, r
     if reads == "pread":
         monkeypatch.setattr(packed_module, "_PREADV", None)
     else:
-        real = os.preadv
-        monkeypatch.setattr(packed_module, "_PREADV",
-                            lambda fd, buffers, offset: real(fd, [buffers[0][:100]], offset))
+        real, pair_reads = os.preadv, []
+
+        def short_preadv(fd, buffers, offset):
+            # the first 100 bytes of the buffer whatever its shape (a pair's target is 3-D)
+            got = real(fd, [buffers[0].reshape(-1)[:100]], offset)
+            if buffers[0].nbytes == 16 * 32 * 3:
+                pair_reads.append(got)
+            return got
+
+        monkeypatch.setattr(packed_module, "_PREADV", short_preadv)
     dataset = _open(phase)
     assert torch.equal(dataset.read_batch(range(PAIRS)), expected)
+    opened = dict(dataset._files)
     assert np.array_equal(dataset.read_raw(2), expected[2].numpy())
+    assert torch.equal(dataset.read_batch(range(PAIRS)), expected)
+    # the short reads were resumed, not taken for a changed shard and opened again
+    assert dataset._files == opened
+    if reads == "short preadv":
+        assert pair_reads[:PAIRS + 1] == [100] * (PAIRS + 1), pair_reads
