@@ -16,6 +16,7 @@ gone on reading the new pixels).
 """
 import bisect
 import math
+import operator
 import os
 import zlib
 from pathlib import Path
@@ -277,6 +278,9 @@ class PackedDataset(torch.utils.data.Dataset):
             raise self._rewritten(self.phase_dir / self.shards[shard_number][prefix + "file"])
 
     def _locate(self, index: int) -> tuple[int, int]:
+        # a Python int from here on: an int32 index (numpy, torch) would wrap the row's offset
+        # past 2 GiB
+        index = operator.index(index)
         if not 0 <= index < self.length:
             raise IndexError(f"pair {index} out of range for {counted(self.length, 'pair')}")
         shard = bisect.bisect_right(self.shard_starts, index) - 1
