@@ -211,3 +211,123 @@ def test_pairs_read_the_same_through_pread_and_short_reads(phase, monkeypatch, r
     assert dataset._files == opened
     if reads == "short preadv":
         assert pair_reads[:PAIRS + 1] == [100] * (PAIRS + 1), pair_reads
+
+
+def _touch(path):
+    info = os.stat(path)
+    os.utime(path, ns=(info.st_atime_ns, info.st_mtime_ns + 10**9))
+
+
+@pytest.mark.parametrize("second", ["during the check", "after the check"])
+def test_a_second_metadata_change_during_the_recheck_reads_on(phase, monkeypatch, second):
+    """touch, then chmod (chmod -R then chgrp -R, a backup tool's hard link): the shard's bytes
+    never changed, so its pairs read on, checked again, not reported as the pack rewritten."""
+    dataset = _open(phase)
+    first = dataset.read_batch(range(PAIRS)).clone()
+    shard = phase / "shard-00000.u8"
+    armed = [True]
+
+    def chmod_once():
+        if armed[0]:
+            armed[0] = False
+            os.chmod(shard, os.stat(shard).st_mode)     # its ctime only
+            time.sleep(0.01)    # past a coarse timestamp tick
+
+    if second == "during the check":
+        real_crc32 = PackedDataset._crc32
+        monkeypatch.setattr(PackedDataset, "_crc32", staticmethod(
+            lambda fd, size: chmod_once() or real_crc32(fd, size)))
+    else:   # between the re-open's check and the read from it
+        real_open = PackedDataset._open_shard
+        monkeypatch.setattr(PackedDataset, "_open_shard",
+                            lambda *args: (real_open(*args), chmod_once())[0])
+    for read in (lambda: dataset.read_raw(1), lambda: dataset.read_batch(range(PAIRS))):
+        armed[0] = True
+        _touch(shard)
+        time.sleep(0.01)
+        got = read()
+        assert np.array_equal(np.asarray(got), first[1].numpy() if got.ndim == 3 else first)
+        assert not armed[0]
+
+
+def test_a_shard_whose_metadata_never_settles_is_said_to_keep_changing(phase, monkeypatch):
+    dataset = _open(phase)
+    dataset.read_raw(0)
+    shard = phase / "shard-00000.u8"
+    real_crc32 = PackedDataset._crc32
+
+    def crc32_under_chmod(fd, size):    # its ctime moves during every check
+        os.chmod(shard, os.stat(shard).st_mode)
+        time.sleep(0.01)
+        return real_crc32(fd, size)
+
+    monkeypatch.setattr(PackedDataset, "_crc32", staticmethod(crc32_under_chmod))
+    _touch(shard)
+    with pytest.raises(DataError) as error:
+        dataset.read_raw(1)
+    message = str(error.value)
+    assert message.startswith(f"{shard}: this shard keeps changing while it is read ("), message
+    assert REWRITTEN not in message and "\n" not in message
+
+
+def test_reader_threads_read_on_while_shards_are_touched(phase):
+    """Four reader threads while the shards' mtimes move every 2 ms: each batch the packed
+    pixels, no error (the reviewer's stress.py, shortened)."""
+    dataset = _open(phase)
+    first = dataset.read_batch(range(PAIRS)).clone()
+    stop, outcomes = threading.Event(), []
+
+    def reader(batched):
+        out = torch.empty_like(first)
+        try:
+            while not stop.is_set():
+                if batched:
+                    dataset.read_batch(range(PAIRS), out=out)
+                else:
+                    for index in range(PAIRS):
+                        out[index] = torch.from_numpy(dataset.read_raw(index))
+                if not torch.equal(out, first):
+                    outcomes.append("other pixels")
+                    return
+        except DataError as error:
+            outcomes.append(str(error))
+
+    threads = [threading.Thread(target=reader, args=(number % 2,)) for number in range(4)]
+    for thread in threads:
+        thread.start()
+    shards = sorted(phase.glob("shard-*.u8"))
+    try:
+        for number in range(150):
+            shard = shards[number % len(shards)]
+            info = os.stat(shard)
+            os.utime(shard, ns=(info.st_atime_ns, info.st_mtime_ns + 1000))
+            time.sleep(0.002)
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(30)
+    assert outcomes == []
+
+
+def test_a_shard_made_unreadable_says_so_not_rewritten(phase, monkeypatch):
+    """chmod a-r on a checked shard: its re-open fails with EACCES, which is said as such (the
+    error's cause and the shard), not as the pack rewritten. Simulated: root reads through it."""
+    import errno
+    dataset = _open(phase)
+    dataset.read_raw(0)
+    shard = phase / "shard-00000.u8"
+    real_open = os.open
+
+    def open_refused(path, *args, **kwargs):
+        if os.fspath(path) == os.fspath(shard):
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), os.fspath(path))
+        return real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", open_refused)
+    _touch(shard)   # its ctime, as a chmod moves it
+    with pytest.raises(DataError) as error:
+        dataset.read_raw(1)
+    message = str(error.value)
+    assert message.startswith(f"{shard}: cannot read this shard ({os.strerror(errno.EACCES)}); "
+                              "make it readable, or re-run `"), message
+    assert REWRITTEN not in message and "\n" not in message

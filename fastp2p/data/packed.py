@@ -10,9 +10,11 @@ The first time a process opens a shard it checks the shard's CRC32 (one pass ove
 per process: see benchmarks/NOTES.md for the cost), so a damaged shard stops training before any
 of its pairs is used. Reads then compare the open file's size and change times with those the
 check saw (one ``fstat`` per pair read, or per shard a batch read from): a shard truncated or
-rewritten in place since is checked again, and reported as the pack rewritten unless its bytes
-are still those of the index (a memory map would have died of SIGBUS on the truncated pages, or
-gone on reading the new pixels).
+rewritten in place since is checked again, and reported as the pack rewritten only if its bytes
+are no longer those of the index (a memory map would have died of SIGBUS on the truncated pages,
+or gone on reading the new pixels). A shard whose metadata alone moves (a `touch`, a `chmod`, a
+backup tool's hard link) reads on; one whose size or change times move during each of a few
+checks in a row is refused as one that keeps changing.
 """
 import bisect
 import math
@@ -50,6 +52,9 @@ def _open_identity(fd: int) -> tuple:
 
 
 _CRC_BLOCK = 1 << 22    # bytes read per step of a shard's CRC32 pass
+# checks of a shard whose size or change times move under each one (a `touch`, a `chmod`, a
+# backup tool's hard link) before it is refused as one that keeps changing
+_CHECKS = 5
 _PREADV = getattr(os, "preadv", None)   # os.pread (one more copy) where it is missing
 
 
@@ -73,14 +78,20 @@ def _read_at(fd: int, target: np.ndarray, offset: int) -> int:
     return got
 
 
+class _BytesDiffer(Exception):
+    """A shard's bytes are not the index's (its size, its CRC32, or it is gone): the message
+    for a shard this process had not checked before, which ``_open_checked`` words as the pack
+    rewritten for one it had."""
+
+
 class _ShardFile:
-    """One shard open for reading: its descriptor (closed when the last reader drops it, so never
-    under a read in another thread), its row size, and the open identity it had when its CRC32
-    was checked."""
-    __slots__ = ("fd", "row_bytes", "identity")
+    """One shard open for reading: its path, its descriptor (closed when the last reader drops
+    it, so never under a read in another thread), its row size, and the open identity it had when
+    its CRC32 was checked."""
+    __slots__ = ("path", "fd", "row_bytes", "identity")
 
     def __init__(self, path: Path, row_bytes: int):
-        self.fd, self.row_bytes, self.identity = -1, row_bytes, None   # for close if open fails
+        self.path, self.fd, self.row_bytes, self.identity = path, -1, row_bytes, None
         self.fd = os.open(path, os.O_RDONLY)
 
     def close(self, _close=os.close) -> None:  # os.close kept for a late __del__ at exit
@@ -199,16 +210,17 @@ class PackedDataset(torch.utils.data.Dataset):
         path = self.phase_dir / shard[key[0] + "file"]
         try:
             return self._open_shard(key, path, shard)
-        except (OSError, DataError) as error:
-            # checked before by this process: it changed while the pack was read
-            if (key in self._verified
-                    or _identity(self.phase_dir / INDEX_NAME) != self._index_identity):
+        except (_BytesDiffer, OSError) as error:
+            # index.json replaced, or a shard this process checked before no longer the index's:
+            # the pack changed while it was read
+            if (_identity(self.phase_dir / INDEX_NAME) != self._index_identity
+                    or key in self._verified and isinstance(error, _BytesDiffer)):
                 raise self._rewritten(path) from None
-            if isinstance(error, OSError):
+            if isinstance(error, OSError):  # its cause, as a permission taken away
                 raise DataError(f"{path}: cannot read this shard ({error.strerror or error}); "
                                 "make it readable, or "
                                 f"{repack_hint(self.phase_dir, self.index)}") from None
-            raise
+            raise DataError(str(error)) from None
 
     def _rewritten(self, path: Path) -> DataError:
         return DataError(f"{self.phase_dir}: the pack was rewritten while it was read ({path.name} "
@@ -216,23 +228,42 @@ class PackedDataset(torch.utils.data.Dataset):
                          "training again (`--continue_train` resumes it from its last "
                          "checkpoint)")
 
+    def _keeps_changing(self, path: Path) -> DataError:
+        return DataError(f"{path}: this shard keeps changing while it is read (its size or change "
+                         f"times moved during each of {_CHECKS} checks, which found its bytes "
+                         f"still those of {INDEX_NAME}); stop what touches it (a touch or chmod "
+                         "in a loop, a backup tool), then start the training again "
+                         "(`--continue_train` resumes it from its last checkpoint)")
+
     def _open_shard(self, key: tuple, path: Path, shard: dict) -> _ShardFile:
+        """Open shard ``key`` and check its CRC32 unless this process checked it with the same
+        open identity. _BytesDiffer when its bytes are not the index's; checked again when only
+        its metadata moved during the check, up to _CHECKS times."""
         count, shape = shard["count"], self.shapes[key[0]]
-        check_shard_size(path, count, shape, self.index)  # for its message; the fd's size below
+        try:    # for its message; the fd's size below
+            check_shard_size(path, count, shape, self.index)
+        except DataError as error:
+            raise _BytesDiffer(str(error)) from None
         opened = _ShardFile(path, math.prod(shape))
+        size = count * opened.row_bytes
         try:
-            before = _open_identity(opened.fd)
-            if before[0] != count * opened.row_bytes:   # changed since check_shard_size
-                raise self._rewritten(path)
-            if self._verified.get(key) != before:
-                crc = self._crc32(opened.fd, count * opened.row_bytes)
+            for _ in range(_CHECKS):
+                before = _open_identity(opened.fd)
+                if before[0] != size:   # changed since check_shard_size
+                    raise _BytesDiffer(f"{path}: shard is {before[0]} bytes, expected {size}; "
+                                       f"{repack_hint(self.phase_dir, self.index)}")
+                if self._verified.get(key) == before:
+                    break
+                crc = self._crc32(opened.fd, size)
                 if crc is None or crc != shard[key[0] + "crc32"]:
-                    raise DataError(f"{path}: shard checksum (CRC32) does not match "
-                                    f"{INDEX_NAME}: the file is damaged or changed since packing; "
-                                    f"{repack_hint(self.phase_dir, self.index)}")
-                if _open_identity(opened.fd) != before:  # written during the check
-                    raise self._rewritten(path)
-                self._verified[key] = before
+                    raise _BytesDiffer(f"{path}: shard checksum (CRC32) does not match "
+                                       f"{INDEX_NAME}: the file is damaged or changed since "
+                                       f"packing; {repack_hint(self.phase_dir, self.index)}")
+                if _open_identity(opened.fd) == before:  # nothing written during the check
+                    self._verified[key] = before
+                    break
+            else:
+                raise self._keeps_changing(path)
         except BaseException:
             opened.close()
             raise
@@ -266,16 +297,22 @@ class PackedDataset(torch.utils.data.Dataset):
     def _read_again(self, stale: _ShardFile, shard_number: int, row: int, target: np.ndarray,
                     prefix: str = "") -> None:
         """A read from ``stale`` came short or found the file changed: open and check the shard
-        again (the rewritten error unless its bytes are still the index's, as after a `touch`),
-        and read the row from it. Another reader thread may have done so already; the stale file
-        closes when the last thread reading it drops it."""
+        again (the rewritten error only if its bytes are no longer the index's: a `touch` or a
+        `chmod` reads on), and read the row from it, up to _CHECKS times while the file changes
+        under the read. Another reader thread may have done so already; the stale file closes
+        when the last thread reading it drops it."""
         key = prefix, shard_number
-        if self._files.get(key) is stale:
-            self._files.pop(key, None)
-        opened = self._shard(shard_number, prefix)
-        if (_read_at(opened.fd, target, row * opened.row_bytes) != opened.row_bytes
-                or _open_identity(opened.fd) != opened.identity):
-            raise self._rewritten(self.phase_dir / self.shards[shard_number][prefix + "file"])
+        for _ in range(_CHECKS):
+            if self._files.get(key) is stale:
+                self._files.pop(key, None)
+            opened = self._shard(shard_number, prefix)
+            got = _read_at(opened.fd, target, row * opened.row_bytes)
+            if _open_identity(opened.fd) == opened.identity:  # read as checked
+                if got != opened.row_bytes:     # shorter than the index, its stat unchanged
+                    raise self._rewritten(opened.path)
+                return
+            stale = opened
+        raise self._keeps_changing(stale.path)
 
     def _locate(self, index: int) -> tuple[int, int]:
         # a Python int from here on: an int32 index (numpy, torch) would wrap the row's offset
