@@ -1,6 +1,7 @@
 """PackedDataset's positioned reads against what can go wrong under them (review r42): integer
 types that wrap, a shard swapped for a FIFO, an OS error from a read, a shard made unreadable."""
 import os
+import stat
 import threading
 
 import numpy as np
@@ -48,3 +49,39 @@ def test_an_int32_index_gives_the_offset_without_wrapping(tmp_path, monkeypatch,
     dataset.read_batch(torch.tensor([3], dtype=torch.int32) if kind == "torch"
                        else np.array([3], dtype=np.int32))
     assert [(type(offset), offset) for offset in offsets] == [(int, 3 << 30)] * 2
+
+
+def test_a_fifo_swapped_in_after_the_size_check_is_refused_not_waited_on(tmp_path, monkeypatch):
+    """A FIFO at a shard's name once its size was checked: the open blocked until something
+    wrote into it (the reader hung). Opened without blocking, it is refused by its fstat."""
+    phase = _pack(tmp_path, 2)
+    dataset = _open(phase)
+    shard = phase / "shard-00001.u8"
+    real_check = packed_module.check_shard_size
+
+    def check_then_swap(path, *args):
+        real_check(path, *args)
+        if path == shard and not stat.S_ISFIFO(os.stat(shard).st_mode):
+            fifo = tmp_path / "fifo"
+            os.mkfifo(fifo)
+            os.replace(fifo, shard)
+
+    monkeypatch.setattr(packed_module, "check_shard_size", check_then_swap)
+    outcome = []
+
+    def read():
+        try:
+            dataset.read_raw(2)
+        except DataError as error:
+            outcome.append(str(error))
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    reader.join(10)
+    hung = reader.is_alive()
+    if hung:    # let the blocked open through: a writer opens, and closes at once
+        os.close(os.open(shard, os.O_WRONLY | os.O_NONBLOCK))
+        reader.join(10)
+    assert not hung, outcome
+    assert outcome == [f"{shard}: shard is not a regular file (a FIFO); move it out of the pack "
+                       f"folder, then re-run `{outcome[0].split('re-run `', 1)[1]}"], outcome

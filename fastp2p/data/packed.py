@@ -20,6 +20,7 @@ import bisect
 import math
 import operator
 import os
+import stat
 import zlib
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -29,8 +30,9 @@ import torch
 
 from fastp2p.data.errors import DataError, counted
 from fastp2p.data.folder_lock import ReadingLock
-from fastp2p.data.packed_index import (INDEX_NAME, check_shard_size, pack_command_line,
-                                       pair_shape, read_index, repack_hint, stored_files)
+from fastp2p.data.packed_index import (INDEX_NAME, check_shard_size, not_a_regular_file,
+                                       pack_command_line, pair_shape, read_index, repack_hint,
+                                       stored_files)
 
 if TYPE_CHECKING:   # transforms imports Pillow, which reading and verifying a pack do not need
     from fastp2p.data.transforms import Preprocess
@@ -56,6 +58,7 @@ _CRC_BLOCK = 1 << 22    # bytes read per step of a shard's CRC32 pass
 # backup tool's hard link) before it is refused as one that keeps changing
 _CHECKS = 5
 _PREADV = getattr(os, "preadv", None)   # os.pread (one more copy) where it is missing
+_NO_BLOCK = getattr(os, "O_NONBLOCK", 0)
 
 
 def _read_at(fd: int, target: np.ndarray, offset: int) -> int:
@@ -92,7 +95,11 @@ class _ShardFile:
 
     def __init__(self, path: Path, row_bytes: int):
         self.path, self.fd, self.row_bytes, self.identity = path, -1, row_bytes, None
-        self.fd = os.open(path, os.O_RDONLY)
+        # without blocking: a FIFO put at its name after check_shard_size would block the open
+        # until something wrote into it (_open_shard refuses it by its fstat)
+        self.fd = os.open(path, os.O_RDONLY | _NO_BLOCK)
+        if _NO_BLOCK:
+            os.set_blocking(self.fd, True)
 
     def close(self, _close=os.close) -> None:  # os.close kept for a late __del__ at exit
         fd, self.fd = self.fd, -1
@@ -247,6 +254,11 @@ class PackedDataset(torch.utils.data.Dataset):
         opened = _ShardFile(path, math.prod(shape))
         size = count * opened.row_bytes
         try:
+            if not stat.S_ISREG(os.fstat(opened.fd).st_mode):  # swapped in since the size check
+                raise _BytesDiffer(f"{path}: shard is not a regular file "
+                                   f"({not_a_regular_file(path) or 'a special file'}); move it "
+                                   "out of the pack folder, then "
+                                   f"{repack_hint(self.phase_dir, self.index)}")
             for _ in range(_CHECKS):
                 before = _open_identity(opened.fd)
                 if before[0] != size:   # changed since check_shard_size
