@@ -85,3 +85,29 @@ def test_a_fifo_swapped_in_after_the_size_check_is_refused_not_waited_on(tmp_pat
     assert not hung, outcome
     assert outcome == [f"{shard}: shard is not a regular file (a FIFO); move it out of the pack "
                        f"folder, then re-run `{outcome[0].split('re-run `', 1)[1]}"], outcome
+
+
+@pytest.mark.parametrize("call", ["preadv", "fstat"])
+@pytest.mark.parametrize("read", ["read_raw", "read_batch"])
+def test_an_os_error_under_a_read_is_one_line_naming_the_shard(tmp_path, monkeypatch, call,
+                                                                read):
+    """EIO from the disk, ESTALE from NFS: a DataError naming the shard and the OS error, not
+    the OSError's traceback."""
+    import errno
+    phase = _pack(tmp_path, 2)
+    dataset = _open(phase)
+    dataset.read_batch(range(PAIRS))    # both shards open and checked
+    code = errno.EIO if call == "preadv" else errno.ESTALE
+
+    def failing(*args):
+        raise OSError(code, os.strerror(code))
+
+    monkeypatch.setattr(packed_module, "_PREADV" if call == "preadv" else "_open_identity",
+                        failing)
+    with pytest.raises(DataError) as error:
+        dataset.read_raw(3) if read == "read_raw" else dataset.read_batch([0, 3])
+    message = str(error.value)
+    shard = phase / ("shard-00001.u8" if read == "read_raw" else "shard-00000.u8")
+    assert message.startswith(f"{shard}: reading this shard failed ({os.strerror(code)}); "), \
+        message
+    assert "\n" not in message

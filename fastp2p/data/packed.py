@@ -235,6 +235,12 @@ class PackedDataset(torch.utils.data.Dataset):
                          "training again (`--continue_train` resumes it from its last "
                          "checkpoint)")
 
+    @staticmethod
+    def _read_failed(path: Path, error: OSError) -> DataError:
+        return DataError(f"{path}: reading this shard failed ({error.strerror or error}); check "
+                         "the disk or file system it is on, then start the training again "
+                         "(`--continue_train` resumes it from its last checkpoint)")
+
     def _keeps_changing(self, path: Path) -> DataError:
         return DataError(f"{path}: this shard keeps changing while it is read (its size or change "
                          f"times moved during each of {_CHECKS} checks, which found its bytes "
@@ -302,9 +308,12 @@ class PackedDataset(torch.utils.data.Dataset):
         """Row ``row`` of the shard into C-contiguous ``target`` (its size): one positioned read,
         then one fstat that tells an in-place change since the CRC32 check."""
         opened = self._shard(shard_number, prefix)
-        if (_read_at(opened.fd, target, row * opened.row_bytes) != opened.row_bytes
-                or _open_identity(opened.fd) != opened.identity):
-            self._read_again(opened, shard_number, row, target, prefix)
+        try:
+            if (_read_at(opened.fd, target, row * opened.row_bytes) != opened.row_bytes
+                    or _open_identity(opened.fd) != opened.identity):
+                self._read_again(opened, shard_number, row, target, prefix)
+        except OSError as error:    # of this shard's file, in _read_again too
+            raise self._read_failed(opened.path, error) from None
 
     def _read_again(self, stale: _ShardFile, shard_number: int, row: int, target: np.ndarray,
                     prefix: str = "") -> None:
@@ -363,17 +372,20 @@ class PackedDataset(torch.utils.data.Dataset):
         # the loop of _read_row, with one fstat per shard read from after all the reads (not one
         # per pair): a change before or during a read shows in it all the same
         files, read_from = self._files, {}
-        for slot, index in enumerate(indices):
-            shard, row = self._locate(index)
-            opened = files.get(("", shard)) or self._shard(shard)
-            if _read_at(opened.fd, target[slot], row * opened.row_bytes) == opened.row_bytes:
-                read_from.setdefault(opened, []).append((slot, shard, row))
-            else:
-                self._read_again(opened, shard, row, target[slot])
-        for opened, rows in read_from.items():
-            if _open_identity(opened.fd) != opened.identity:
-                for slot, shard, row in rows:
+        try:    # an OSError is of ``opened``'s shard (_shard gives DataErrors only)
+            for slot, index in enumerate(indices):
+                shard, row = self._locate(index)
+                opened = files.get(("", shard)) or self._shard(shard)
+                if _read_at(opened.fd, target[slot], row * opened.row_bytes) == opened.row_bytes:
+                    read_from.setdefault(opened, []).append((slot, shard, row))
+                else:
                     self._read_again(opened, shard, row, target[slot])
+            for opened, rows in read_from.items():
+                if _open_identity(opened.fd) != opened.identity:
+                    for slot, shard, row in rows:
+                        self._read_again(opened, shard, row, target[slot])
+        except OSError as error:
+            raise self._read_failed(opened.path, error) from None
         return out
 
     def source_paths(self, index: int) -> tuple[str, str]:
