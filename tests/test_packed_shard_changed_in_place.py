@@ -331,3 +331,29 @@ def test_a_shard_made_unreadable_says_so_not_rewritten(phase, monkeypatch):
     assert message.startswith(f"{shard}: cannot read this shard ({os.strerror(errno.EACCES)}); "
                               "make it readable, or re-run `"), message
     assert REWRITTEN not in message and "\n" not in message
+
+
+@pytest.mark.parametrize("read", ["read_raw", "read_batch"])
+def test_new_bytes_written_between_the_recheck_and_the_read_are_not_used(phase, monkeypatch,
+                                                                         read):
+    """The fstat after a read still covers it when the shard is checked again: a rewrite that
+    lands after the re-check of a touched shard is the rewritten error, never its pixels."""
+    dataset = _open(phase)
+    dataset.read_batch(range(PAIRS))
+    shard = phase / "shard-00000.u8"
+    inverted = bytes(255 - b for b in shard.read_bytes())
+    real_open, armed = PackedDataset._open_shard, [True]
+
+    def open_then_rewrite(*args):
+        opened = real_open(*args)
+        if armed[0]:
+            armed[0] = False
+            _rewrite_in_place(shard, inverted)
+        return opened
+
+    monkeypatch.setattr(PackedDataset, "_open_shard", open_then_rewrite)
+    _touch(shard)
+    with pytest.raises(DataError) as error:
+        dataset.read_raw(1) if read == "read_raw" else dataset.read_batch([1])
+    _one_line_rewritten(error, phase, "shard-00000.u8")
+    assert not armed[0]
