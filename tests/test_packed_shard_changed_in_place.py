@@ -230,8 +230,8 @@ def test_a_second_metadata_change_during_the_recheck_reads_on(phase, monkeypatch
     def chmod_once():
         if armed[0]:
             armed[0] = False
+            time.sleep(0.02)    # past the touch's tick of a coarse (jiffy) clock
             os.chmod(shard, os.stat(shard).st_mode)     # its ctime only
-            time.sleep(0.01)    # past a coarse timestamp tick
 
     if second == "during the check":
         real_crc32 = PackedDataset._crc32
@@ -244,7 +244,6 @@ def test_a_second_metadata_change_during_the_recheck_reads_on(phase, monkeypatch
     for read in (lambda: dataset.read_raw(1), lambda: dataset.read_batch(range(PAIRS))):
         armed[0] = True
         _touch(shard)
-        time.sleep(0.01)
         got = read()
         assert np.array_equal(np.asarray(got), first[1].numpy() if got.ndim == 3 else first)
         assert not armed[0]
@@ -257,8 +256,8 @@ def test_a_shard_whose_metadata_never_settles_is_said_to_keep_changing(phase, mo
     real_crc32 = PackedDataset._crc32
 
     def crc32_under_chmod(fd, size):    # its ctime moves during every check
+        time.sleep(0.02)    # past the last change's tick of a coarse (jiffy) clock
         os.chmod(shard, os.stat(shard).st_mode)
-        time.sleep(0.01)
         return real_crc32(fd, size)
 
     monkeypatch.setattr(PackedDataset, "_crc32", staticmethod(crc32_under_chmod))
