@@ -23,6 +23,7 @@ import torch
 from torch.utils.data import BatchSampler, DistributedSampler
 
 from fastp2p import cpu_info
+from fastp2p.byte_sizes import binary_size
 from fastp2p.data.gpu_augment import augment_batch, use_kernel
 from fastp2p.data.loader import item_rng
 
@@ -33,6 +34,61 @@ def default_readers() -> int:
     """Reader threads: one per CPU this process may use (``os.sched_getaffinity``), at most
     MAX_READERS."""
     return max(1, min(cpu_info.usable_cpus(), MAX_READERS))
+
+
+def augments_in_reader(device) -> bool:
+    """Whether the reader threads augment too (a CPU run without the Triton kernel): then each
+    batch read ahead also holds its float A and B in this machine's memory."""
+    device = torch.device(device)
+    return device.type == "cpu" and not use_kernel(device)
+
+
+def loader_host_bytes(pair_shape, batch_size: int, crop_size: int, *, buffers: int, device,
+                      dtype: torch.dtype = torch.float32) -> int:
+    """Bytes of this machine's memory a ``PackedDeviceLoader`` holds at least: its ``buffers``
+    uint8 batches of ``batch_size`` pairs of ``pair_shape`` (H, 2W, 3), and where the readers
+    augment (``augments_in_reader``) the float32 A and B crops of each batch read ahead and of
+    the one the training thread holds (``buffers`` + 1), plus their ``dtype`` copies where
+    ``dtype`` is not float32; elsewhere the augmentation runs on ``device``, one batch at a
+    time (on the CPU through the Triton interpreter: one such batch counted)."""
+    height, double_width, channels = pair_shape
+    pairs = buffers * batch_size * height * double_width * channels
+    crops = 2 * batch_size * crop_size * crop_size * channels
+    per_batch = crops * 4 + (crops * dtype.itemsize if dtype != torch.float32 else 0)
+    device = torch.device(device)
+    if augments_in_reader(device):
+        return pairs + (buffers + 1) * per_batch
+    return pairs + (per_batch if device.type == "cpu" else 0)
+
+
+def check_loader_fits_memory(dataset, batch_size: int, *, device, readers: int | None,
+                             dtype: torch.dtype = torch.float32, processes: int = 1) -> None:
+    """ValueError naming the pack's pair size (its index's load_size), --batch_size and the
+    estimate when ``loader_host_bytes`` for the ``PackedDeviceLoader(dataset, batch_size,
+    readers=readers, device=device)`` of each of ``processes`` (a torchrun job's processes on
+    this machine, which read side by side) is more than this machine's memory
+    (``memory_of("cpu")``: physical memory or a lower cgroup limit), checked before any buffer
+    is allocated: the index alone chooses the pair size (load_size up to 32768, 6 GiB a pair),
+    and a large pack on a small machine was killed for memory without a word. A lower bound:
+    a run that passes may still run out of memory (the networks, the training step)."""
+    from fastp2p.train.networks import memory_of
+
+    readers = default_readers() if readers is None else readers
+    buffers = readers + 2       # PackedDeviceLoader's default
+    need = processes * loader_host_bytes(dataset.shape, batch_size, dataset.config.crop_size,
+                                         buffers=buffers, device=device, dtype=dtype)
+    memory = memory_of(torch.device("cpu"))
+    if memory is None or need <= memory[0]:
+        return
+    height, double_width, channels = dataset.shape
+    pair = height * double_width * channels
+    shared = f", times {processes} processes of this torchrun job" if processes > 1 else ""
+    raise ValueError(
+        f"{dataset.phase_dir}: packed at load_size {dataset.index['load_size']} "
+        f"({height}x{double_width}x{channels} pairs, {binary_size(pair)} each), --batch_size "
+        f"{batch_size}: the packed loader's {buffers} batches read ahead need at least "
+        f"{binary_size(need)} of host memory{shared}, more than {memory[1]} "
+        f"({binary_size(memory[0])}); lower --batch_size, or repack at a smaller --load_size")
 
 
 class PackedDeviceLoader:
@@ -102,7 +158,7 @@ class PackedDeviceLoader:
         cuda = self.device.type == "cuda"
         # nothing to copy on the CPU: augment in the reader thread (the PyTorch gather; the
         # Triton interpreter, TRITON_INTERPRET=1, is not thread-safe and stays on this one)
-        in_reader = self.device.type == "cpu" and not use_kernel(self.device)
+        in_reader = augments_in_reader(self.device)
         # a slot is reused once its batch is consumed; on CUDA only after the asynchronous
         # device copy that reads it, whose event the reader waits for before refilling
         copied = [None] * self.buffers

@@ -157,10 +157,10 @@ def run(args: argparse.Namespace, times=None, name_files: bool = True) -> int:
 
     from fastp2p.data import DataError, create_dataloader, create_dataset
     from fastp2p.data.create import follow_packed_load_size, packed_mode_note, packed_resize_note
-    from fastp2p.data.packed_loader import PackedDeviceLoader
+    from fastp2p.data.packed_loader import PackedDeviceLoader, check_loader_fits_memory
     from fastp2p.train.checkpoints import (TRAIN_STATE_SUFFIX, CheckpointFolder,
                                            CheckpointWriteError, describe_os_error)
-    from fastp2p.train.cpu_threads import apply_thread_choice, choose_threads
+    from fastp2p.train.cpu_threads import apply_thread_choice, choose_threads, local_processes
     from fastp2p.train.distributed import (init_processes, launched_local_rank, resolve_device,
                                            shutdown_processes, wrap_for_data_parallel)
     from fastp2p.train.engine import Pix2PixEngine
@@ -224,6 +224,9 @@ def run(args: argparse.Namespace, times=None, name_files: bool = True) -> int:
             # Packed shards: uint8 batches read straight from the shards (into pinned buffers
             # on a GPU) by threads of this process, cropped, flipped and normalised where the
             # step runs (same pairs, same draws as the item loader).
+            check_loader_fits_memory(dataset, args.batch_size, device=info.device,
+                                     readers=threads.packed_readers,
+                                     processes=local_processes())
             loader = PackedDeviceLoader(dataset, args.batch_size,
                                         shuffle=not args.serial_batches, seed=args.seed,
                                         device=info.device, rank=info.rank,
