@@ -8,7 +8,7 @@ from fastp2p.cli import main
 from fastp2p.data import packed_loader
 from fastp2p.data.packed import PackedDataset
 from fastp2p.data.transforms import Preprocess
-from fastp2p.train import networks
+from fastp2p.train import loader_memory, networks
 from helpers.data_helpers import synthetic_pack
 
 CPU = torch.device("cpu")
@@ -79,9 +79,9 @@ def test_a_torchrun_jobs_processes_on_this_machine_are_counted(tmp_path, monkeyp
     dataset = PackedDataset(out / "train", Preprocess(load_size=20, crop_size=16), swap=False)
     one = packed_loader.loader_host_bytes(dataset.shape, 2, 16, buffers=3, device=CPU)
     monkeypatch.setattr(networks, "memory_of", _memory(2 * one))
-    packed_loader.check_loader_fits_memory(dataset, 2, device=CPU, readers=1, processes=2)
+    loader_memory.check_loader_fits_memory(dataset, 2, device=CPU, readers=1, processes=2)
     try:
-        packed_loader.check_loader_fits_memory(dataset, 2, device=CPU, readers=1, processes=3)
+        loader_memory.check_loader_fits_memory(dataset, 2, device=CPU, readers=1, processes=3)
     except ValueError as err:
         assert "times 3 processes of this torchrun job" in str(err)
     else:

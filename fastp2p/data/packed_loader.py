@@ -23,7 +23,6 @@ import torch
 from torch.utils.data import BatchSampler, DistributedSampler
 
 from fastp2p import cpu_info
-from fastp2p.byte_sizes import binary_size
 from fastp2p.data.gpu_augment import augment_batch, use_kernel
 from fastp2p.data.loader import item_rng
 
@@ -59,36 +58,6 @@ def loader_host_bytes(pair_shape, batch_size: int, crop_size: int, *, buffers: i
     if augments_in_reader(device):
         return pairs + (buffers + 1) * per_batch
     return pairs + (per_batch if device.type == "cpu" else 0)
-
-
-def check_loader_fits_memory(dataset, batch_size: int, *, device, readers: int | None,
-                             dtype: torch.dtype = torch.float32, processes: int = 1) -> None:
-    """ValueError naming the pack's pair size (its index's load_size), --batch_size and the
-    estimate when ``loader_host_bytes`` for the ``PackedDeviceLoader(dataset, batch_size,
-    readers=readers, device=device)`` of each of ``processes`` (a torchrun job's processes on
-    this machine, which read side by side) is more than this machine's memory
-    (``memory_of("cpu")``: physical memory or a lower cgroup limit), checked before any buffer
-    is allocated: the index alone chooses the pair size (load_size up to 32768, 6 GiB a pair),
-    and a large pack on a small machine was killed for memory without a word. A lower bound:
-    a run that passes may still run out of memory (the networks, the training step)."""
-    from fastp2p.train.networks import memory_of
-
-    readers = default_readers() if readers is None else readers
-    buffers = readers + 2       # PackedDeviceLoader's default
-    need = processes * loader_host_bytes(dataset.shape, batch_size, dataset.config.crop_size,
-                                         buffers=buffers, device=device, dtype=dtype)
-    memory = memory_of(torch.device("cpu"))
-    if memory is None or need <= memory[0]:
-        return
-    height, double_width, channels = dataset.shape
-    pair = height * double_width * channels
-    shared = f", times {processes} processes of this torchrun job" if processes > 1 else ""
-    raise ValueError(
-        f"{dataset.phase_dir}: packed at load_size {dataset.index['load_size']} "
-        f"({height}x{double_width}x{channels} pairs, {binary_size(pair)} each), --batch_size "
-        f"{batch_size}: the packed loader's {buffers} batches read ahead need at least "
-        f"{binary_size(need)} of host memory{shared}, more than {memory[1]} "
-        f"({binary_size(memory[0])}); lower --batch_size, or repack at a smaller --load_size")
 
 
 class PackedDeviceLoader:

@@ -157,7 +157,8 @@ def run(args: argparse.Namespace, times=None, name_files: bool = True) -> int:
 
     from fastp2p.data import DataError, create_dataloader, create_dataset
     from fastp2p.data.create import follow_packed_load_size, packed_mode_note, packed_resize_note
-    from fastp2p.data.packed_loader import PackedDeviceLoader, check_loader_fits_memory
+    from fastp2p.data.packed_loader import PackedDeviceLoader
+    from fastp2p.train.loader_memory import check_loader_fits_memory
     from fastp2p.train.checkpoints import (TRAIN_STATE_SUFFIX, CheckpointFolder,
                                            CheckpointWriteError, describe_os_error)
     from fastp2p.train.cpu_threads import apply_thread_choice, choose_threads, local_processes
