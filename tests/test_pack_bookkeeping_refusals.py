@@ -259,5 +259,8 @@ def test_index_bytes_bound_covers_names_json_escapes():
     from fastp2p.data.pack import index_bytes_bound
 
     pairs = [["a/b.png", "a/b.png"], ["日本語の名前.png", "x"], ['q"uo\\te', "\x01"]]
+    ascii_only = [["a/b.png", "c.png"]] * 50   # each ["a", "b"] and the ", " after it
+    assert (index_bytes_bound(ascii_only, [], shards=0) - (1 << 20)
+            >= len(json.dumps(ascii_only)) - 2)
     exact = len(json.dumps({"sources": pairs}))
     assert index_bytes_bound(pairs, [], shards=0) - (1 << 20) >= exact - len('{"sources": }')

@@ -296,8 +296,10 @@ def refuse_index_too_large(split: Path, pairs: list, scan_skipped: list, shards:
 
 def index_bytes_bound(pairs: list, scan_skipped: list, shards: int) -> int:
     """The most bytes the index (or the state file) of ``pairs`` in ``shards`` takes, unless
-    pairs fail while packing (--skip-bad then records each one's error instead of its names)."""
-    names = sum(len(a) + len(b) + 8 if _writes_as_is(a) and _writes_as_is(b)  # ["a", "b"], ", "
+    pairs fail while packing (--skip-bad then records each one's error, in its shard's record
+    and in the index's list)."""
+    # 10: the quotes, brackets and separator of ["a", "b"], and the ", " after it
+    names = sum(len(a) + len(b) + 10 if _writes_as_is(a) and _writes_as_is(b)
                 else len(json.dumps([a, b])) + 2 for a, b in pairs)
     return (names + len(json.dumps(scan_skipped)) + _INDEX_BYTES_BESIDES_NAMES
             + _SHARD_RECORD_BYTES * shards)
