@@ -7,18 +7,24 @@ from fastp2p.train.translate_command import _output_name
 from helpers.train_helpers import train_argv, write_aligned_dataset
 
 
-def test_same_file_names_in_subfolders_get_their_own_outputs(tmp_path, capsys):
-    data = write_aligned_dataset(tmp_path / "data", pairs=2, phases=("train",))
-    for index, folder in enumerate(("test", "test/a", "test/b")):
-        write_aligned_dataset(tmp_path / "tmp", pairs=1, phases=("x",), seed=index)
-        (data / folder).mkdir(parents=True)
-        (tmp_path / "tmp/x/000.png").rename(data / folder / "000.png")
+def _train_then_test(tmp_path, data):
+    """Train a tiny generator on ``data``, translate its test split; the results folder."""
     assert main(train_argv(data, tmp_path / "ckpt", "--n_epochs_decay", "0")) == 0
     results = tmp_path / "results"
     assert main(["test", "--dataroot", str(data), "--checkpoints_dir", str(tmp_path / "ckpt"),
                  "--name", "tiny", "--netG", "unet_32", "--ngf", "4", "--load_size", "32",
                  "--crop_size", "32", "--num_threads", "0", "--results_dir", str(results),
                  "--eval"]) == 0
+    return results
+
+
+def test_same_file_names_in_subfolders_get_their_own_outputs(tmp_path, capsys):
+    data = write_aligned_dataset(tmp_path / "data", pairs=2, phases=("train",))
+    for index, folder in enumerate(("test", "test/a", "test/b")):
+        write_aligned_dataset(tmp_path / "tmp", pairs=1, phases=("x",), seed=index)
+        (data / folder).mkdir(parents=True)
+        (tmp_path / "tmp/x/000.png").rename(data / folder / "000.png")
+    results = _train_then_test(tmp_path, data)
     images = results / "tiny" / "test_latest" / "images"
     names = ("000", "a_000", "b_000")   # the first keeps its stem, as before
     assert sorted(path.name for path in images.iterdir()) == sorted(
@@ -63,11 +69,6 @@ def test_a_long_image_name_is_translated(tmp_path):
     data = write_aligned_dataset(tmp_path / "data", pairs=1, phases=("train", "test"))
     long_name = "n" * 240 + ".png"
     (data / "test" / "000.png").rename(data / "test" / long_name)
-    assert main(train_argv(data, tmp_path / "ckpt", "--n_epochs_decay", "0")) == 0
-    results = tmp_path / "results"
-    assert main(["test", "--dataroot", str(data), "--checkpoints_dir", str(tmp_path / "ckpt"),
-                 "--name", "tiny", "--netG", "unet_32", "--ngf", "4", "--load_size", "32",
-                 "--crop_size", "32", "--num_threads", "0", "--results_dir", str(results),
-                 "--eval"]) == 0
+    results = _train_then_test(tmp_path, data)
     images = sorted((results / "tiny" / "test_latest" / "images").iterdir())
     assert len(images) == 3 and all(path.name.startswith("n" * 150) for path in images)
