@@ -145,14 +145,15 @@ def test_a_dataroot_with_control_characters_is_not_shown_in_the_repack_command(p
     assert "`fastp2p pack DATAROOT " in str(refusal.value)
 
 
-def _plant(path, kind):
+def _plant(path, kind, link_to="/dev/zero"):
+    """Replace the file at ``path`` with a FIFO, a folder or a link (to ``link_to``)."""
     path.unlink()
     if kind == "fifo":
         os.mkfifo(path)
     elif kind == "folder":
         path.mkdir()
     else:
-        path.symlink_to("/dev/zero")
+        path.symlink_to(link_to)
 
 
 KINDS = {"fifo": "a FIFO", "folder": "a folder", "devzero": "a device"}
@@ -222,14 +223,7 @@ def test_read_text_refuses_more_than_max_bytes(tmp_path):
 @pytest.mark.parametrize("kind", ["fifo", "folder", "link"])
 def test_verify_fails_a_pack_whose_lock_file_training_refuses(packed, capsys, kind):
     _, phase_dir = packed
-    lock = phase_dir / LOCK_NAME
-    lock.unlink()
-    if kind == "fifo":
-        os.mkfifo(lock)
-    elif kind == "folder":
-        lock.mkdir()
-    else:
-        lock.symlink_to(phase_dir.parent / "elsewhere")
+    _plant(phase_dir / LOCK_NAME, kind, link_to=phase_dir.parent / "elsewhere")
     with pytest.raises(DataError, match=LOCK_NAME) as refusal:
         _open(phase_dir)
     code, err = _verify(phase_dir, capsys)
