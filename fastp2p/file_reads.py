@@ -33,20 +33,27 @@ class FileTooLarge(ValueError):
         self.size, self.limit = size, limit
 
 
+def open_descriptor_to_read(path) -> int:
+    """``os.open(path, O_RDONLY)`` without blocking on a FIFO at ``path`` (the descriptor is
+    made blocking again once open); what it opened is the caller's to check (a FIFO opens)."""
+    fd = os.open(path, os.O_RDONLY | _NO_BLOCK | getattr(os, "O_CLOEXEC", 0))
+    if _NO_BLOCK:
+        os.set_blocking(fd, True)
+    return fd
+
+
 def open_to_read(path, mode: str = "rb", **options):
     """``open(path, mode, **options)`` for reading that opens nothing but a regular file:
     raises NotAFileToRead (a ValueError) for a FIFO, device or socket, OSError as ``open``
     does for the rest (FileNotFoundError, IsADirectoryError, PermissionError). The file
     object's ``name`` is its descriptor, as for any ``open(fd)``."""
-    fd = os.open(path, os.O_RDONLY | _NO_BLOCK | getattr(os, "O_CLOEXEC", 0))
+    fd = open_descriptor_to_read(path)
     try:
         kind = os.fstat(fd).st_mode
         if stat.S_ISDIR(kind):
             raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), str(path))
         if not stat.S_ISREG(kind):
             raise NotAFileToRead(path)
-        if _NO_BLOCK:
-            os.set_blocking(fd, True)
         return open(fd, mode, **options)
     except BaseException:
         os.close(fd)

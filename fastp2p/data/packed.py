@@ -33,6 +33,7 @@ from fastp2p.data.folder_lock import ReadingLock
 from fastp2p.data.packed_index import (INDEX_NAME, check_shard_size, not_a_regular_file,
                                        pack_command_line, pair_shape, read_index, repack_hint,
                                        stored_files)
+from fastp2p.file_reads import open_descriptor_to_read
 
 if TYPE_CHECKING:   # transforms imports Pillow, which reading and verifying a pack do not need
     from fastp2p.data.transforms import Preprocess
@@ -58,7 +59,6 @@ _CRC_BLOCK = 1 << 22    # bytes read per step of a shard's CRC32 pass
 # backup tool's hard link) before it is refused as one that keeps changing
 _CHECKS = 5
 _PREADV = getattr(os, "preadv", None)   # os.pread (one more copy) where it is missing
-_NO_BLOCK = getattr(os, "O_NONBLOCK", 0)
 
 
 def _read_at(fd: int, target: np.ndarray, offset: int) -> int:
@@ -95,11 +95,9 @@ class _ShardFile:
 
     def __init__(self, path: Path, row_bytes: int):
         self.path, self.fd, self.row_bytes, self.identity = path, -1, row_bytes, None
-        # without blocking: a FIFO put at its name after check_shard_size would block the open
-        # until something wrote into it (_open_shard refuses it by its fstat)
-        self.fd = os.open(path, os.O_RDONLY | _NO_BLOCK)
-        if _NO_BLOCK:
-            os.set_blocking(self.fd, True)
+        # a FIFO put at its name after check_shard_size would block a plain open until
+        # something wrote into it (_open_shard refuses it by its fstat)
+        self.fd = open_descriptor_to_read(path)
 
     def close(self, _close=os.close) -> None:  # os.close kept for a late __del__ at exit
         fd, self.fd = self.fd, -1
