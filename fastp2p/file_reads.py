@@ -6,6 +6,8 @@ until someone wrote into it (``fastp2p test`` hung), and a link to a device (``/
 read without end until memory ran out. Symbolic links are followed: reading through one writes
 nowhere, and a user may keep a checkpoint on another disk. A reader that knows how large its
 file can be says so (``read_text``'s ``max_bytes``): a larger one is refused before it is read.
+
+``read_error_advice`` says what to do about an OSError of such a read, by its errno.
 """
 import errno
 import os
@@ -31,6 +33,28 @@ class FileTooLarge(ValueError):
     def __init__(self, path, size: int, limit: int):
         super().__init__(f"{path} is {size} bytes, more than the {limit} fastp2p reads there")
         self.size, self.limit = size, limit
+
+
+def read_error_advice(error: OSError) -> str | None:
+    """What to do about an OSError of opening or reading a file, by its errno, as a phrase a
+    message goes on from ("..., then run again"): a permission (EACCES, EPERM), a file removed
+    (ENOENT), the device failing (EIO), a file replaced on an NFS server (ESTALE), another
+    process's lease (EAGAIN); None for any other errno, whose strerror says all that is known."""
+    number = error.errno
+    if number in (errno.EACCES, errno.EPERM):
+        return "make it readable by this user (its permissions, or its folders')"
+    if number == errno.ENOENT:
+        return "it was removed or renamed since it was found; restore it"
+    if number == errno.EIO:
+        return ("the disk or file server failed to read it; check that device (the kernel log, "
+                "`dmesg`) or server")
+    if number == errno.ESTALE:
+        return ("on NFS, it was replaced or removed on the server (by another machine) while "
+                "open here; wait until that is done")
+    if number in (errno.EAGAIN, errno.EWOULDBLOCK):
+        return ("wait until another process lets go of its lease on it (a Samba or NFS server "
+                "sharing it)")
+    return None
 
 
 def open_descriptor_to_read(path) -> int:

@@ -328,7 +328,7 @@ def test_a_shard_made_unreadable_says_so_not_rewritten(phase, monkeypatch):
         dataset.read_raw(1)
     message = str(error.value)
     assert message.startswith(f"{shard}: cannot read this shard ({os.strerror(errno.EACCES)}); "
-                              "make it readable, or re-run `"), message
+                              "make it readable by this user"), message
     assert REWRITTEN not in message and "\n" not in message
 
 

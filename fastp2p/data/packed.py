@@ -17,6 +17,7 @@ backup tool's hard link) reads on; one whose size or change times move during ea
 checks in a row is refused as one that keeps changing.
 """
 import bisect
+import errno
 import math
 import operator
 import os
@@ -33,7 +34,7 @@ from fastp2p.data.folder_lock import ReadingLock
 from fastp2p.data.packed_index import (INDEX_NAME, check_shard_size, not_a_regular_file,
                                        pack_command_line, pair_shape, read_index, repack_hint,
                                        stored_files)
-from fastp2p.file_reads import open_descriptor_to_read
+from fastp2p.file_reads import open_descriptor_to_read, read_error_advice
 
 if TYPE_CHECKING:   # transforms imports Pillow, which reading and verifying a pack do not need
     from fastp2p.data.transforms import Preprocess
@@ -115,7 +116,9 @@ class PackedDataset(torch.utils.data.Dataset):
     constructor) it lets go of as it raises. A shard found changed anyway (a pack
     copied over it, a read-only pack no lock guards) is said to be rewritten when index.json
     changed since it was read, or when the shard changed after this process had checked it (in
-    place, as `cp` or a truncation does, found at the next read of it), and damaged otherwise.
+    place, as `cp` or a truncation does, found at the next read of it), and damaged otherwise;
+    one an NFS server says is stale (ESTALE), to be rewritten on another machine. An OS error
+    of a shard says what to do by its errno (``read_error_advice``).
     Reads are thread-safe (positioned reads, no shared file offset)."""
 
     def __init__(self, phase_dir: Path, config: "Preprocess", swap: bool,
@@ -215,17 +218,19 @@ class PackedDataset(torch.utils.data.Dataset):
         path = self.phase_dir / shard[key[0] + "file"]
         try:
             return self._open_shard(key, path, shard)
-        except (_BytesDiffer, OSError) as error:
-            # index.json replaced, or a shard this process checked before no longer the index's:
-            # the pack changed while it was read
-            if (_identity(self.phase_dir / INDEX_NAME) != self._index_identity
-                    or key in self._verified and isinstance(error, _BytesDiffer)):
-                raise self._rewritten(path) from None
-            if isinstance(error, OSError):  # its cause, as a permission taken away
-                raise DataError(f"{path}: cannot read this shard ({error.strerror or error}); "
-                                "make it readable, or "
-                                f"{repack_hint(self.phase_dir, self.index)}") from None
-            raise DataError(str(error)) from None
+        except FileNotFoundError:   # removed since check_shard_size found it: missing, as it says
+            error = _BytesDiffer(f"{path}: shard missing (removed while the pack was read); "
+                                 f"restore it, or {repack_hint(self.phase_dir, self.index)}")
+        except (_BytesDiffer, OSError) as caught:
+            error = caught
+        # index.json replaced, or a shard this process checked before no longer the index's:
+        # the pack changed while it was read
+        if (_identity(self.phase_dir / INDEX_NAME) != self._index_identity
+                or key in self._verified and isinstance(error, _BytesDiffer)):
+            raise self._rewritten(path)
+        if isinstance(error, OSError):  # its cause, and what to do for it
+            raise self._os_error(path, error, "cannot read this shard")
+        raise DataError(str(error))
 
     def _rewritten(self, path: Path) -> DataError:
         return DataError(f"{self.phase_dir}: the pack was rewritten while it was read ({path.name} "
@@ -234,10 +239,20 @@ class PackedDataset(torch.utils.data.Dataset):
                          "checkpoint)")
 
     @staticmethod
-    def _read_failed(path: Path, error: OSError) -> DataError:
-        return DataError(f"{path}: reading this shard failed ({error.strerror or error}); check "
-                         "the disk or file system it is on, then start the training again "
-                         "(`--continue_train` resumes it from its last checkpoint)")
+    def _os_error(path: Path, error: OSError, failed: str) -> DataError:
+        """``error`` of opening or reading shard ``path`` in one line: ``failed`` (what was
+        done), its errno's words, and what to do for that errno (``read_error_advice``)."""
+        if error.errno == errno.ESTALE:     # NFS: another machine replaced or removed it
+            return DataError(f"{path}: this shard was replaced or removed on the file server "
+                             f"while it was read ({os.strerror(errno.ESTALE)}, NFS): the pack "
+                             "was rewritten on another machine; start the training again once "
+                             "that is done (`--continue_train` resumes it from its last "
+                             "checkpoint)")
+        reason = os.strerror(error.errno) if error.errno else str(error)
+        advice = read_error_advice(error)
+        return DataError(f"{path}: {failed} ({reason}); {advice + ', then ' if advice else ''}"
+                         "start the training again (`--continue_train` resumes it from its last "
+                         "checkpoint)")
 
     def _keeps_changing(self, path: Path) -> DataError:
         return DataError(f"{path}: this shard keeps changing while it is read (its size or change "
@@ -311,7 +326,7 @@ class PackedDataset(torch.utils.data.Dataset):
                     or _open_identity(opened.fd) != opened.identity):
                 self._read_again(opened, shard_number, row, target, prefix)
         except OSError as error:    # of this shard's file, in _read_again too
-            raise self._read_failed(opened.path, error) from None
+            raise self._os_error(opened.path, error, "reading this shard failed") from None
 
     def _read_again(self, stale: _ShardFile, shard_number: int, row: int, target: np.ndarray,
                     prefix: str = "") -> None:
@@ -383,7 +398,7 @@ class PackedDataset(torch.utils.data.Dataset):
                     for slot, shard, row in rows:
                         self._read_again(opened, shard, row, target[slot])
         except OSError as error:
-            raise self._read_failed(opened.path, error) from None
+            raise self._os_error(opened.path, error, "reading this shard failed") from None
         return out
 
     def source_paths(self, index: int) -> tuple[str, str]:
