@@ -15,6 +15,8 @@ import stat
 
 # opening a FIFO for reading blocks until a writer opens it, unless non-blocking
 _NO_BLOCK = getattr(os, "O_NONBLOCK", 0)
+_CLOSE_ON_EXEC = getattr(os, "O_CLOEXEC", 0)
+_PATH_ONLY = getattr(os, "O_PATH", 0)   # Linux: a descriptor that names a file, not opened
 _GROWTH_READ = 1 << 16   # characters read at a time past the size a file had when opened
 
 
@@ -59,11 +61,41 @@ def read_error_advice(error: OSError) -> str | None:
 
 def open_descriptor_to_read(path) -> int:
     """``os.open(path, O_RDONLY)`` without blocking on a FIFO at ``path`` (the descriptor is
-    made blocking again once open); what it opened is the caller's to check (a FIFO opens)."""
-    fd = os.open(path, os.O_RDONLY | _NO_BLOCK | getattr(os, "O_CLOEXEC", 0))
+    made blocking again once open); what it opened is the caller's to check (a FIFO opens).
+
+    A regular file another process holds a lease on (``F_SETLEASE``: Samba's oplocks, an NFS
+    server's delegations) fails a non-blocking open with EWOULDBLOCK, once the holder has been
+    asked to let go. It is opened again as a plain open would, waiting for the holder (or for
+    the kernel to break the lease, /proc/sys/fs/lease-break-time seconds on), through an
+    ``O_PATH`` descriptor found to be a regular file first, so that no FIFO swapped in meanwhile
+    is waited on. Where that is not possible (no ``O_PATH``, no /proc), it raises the
+    EWOULDBLOCK (BlockingIOError)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | _NO_BLOCK | _CLOSE_ON_EXEC)
+    except BlockingIOError as error:
+        return _open_leased(path, error)
     if _NO_BLOCK:
         os.set_blocking(fd, True)
     return fd
+
+
+def _open_leased(path, refusal: BlockingIOError) -> int:
+    """``path`` opened blocking if it is a regular file (see ``open_descriptor_to_read``);
+    ``refusal`` raised again where it cannot be reopened so."""
+    if not _PATH_ONLY:
+        raise refusal
+    named = os.open(path, _PATH_ONLY | _CLOSE_ON_EXEC)    # breaks no lease, opens no FIFO
+    try:
+        if not stat.S_ISREG(os.fstat(named).st_mode):   # swapped since: it holds no lease
+            fd = os.open(path, os.O_RDONLY | _NO_BLOCK | _CLOSE_ON_EXEC)
+            os.set_blocking(fd, True)
+            return fd
+        try:    # the file ``named`` is, whatever is at ``path`` by now
+            return os.open(f"/proc/self/fd/{named}", os.O_RDONLY | _CLOSE_ON_EXEC)
+        except FileNotFoundError:   # no /proc mounted
+            raise refusal from None
+    finally:
+        os.close(named)
 
 
 def open_to_read(path, mode: str = "rb", **options):

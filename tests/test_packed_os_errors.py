@@ -1,16 +1,21 @@
 """What PackedDataset says of an OS error opening or reading a shard, by its errno (review r42):
 every one was "make it readable" (open) or "check the disk" (read), wrong for a shard removed,
-a stale NFS handle, or an errno that says nothing more."""
+a stale NFS handle, or an errno that says nothing more. And a shard another process holds a
+lease on (Samba, an NFS server) is waited for, as a plain open waits, not refused."""
 import errno
 import os
+import subprocess
+import sys
 
 import pytest
 
 import fastp2p.data.packed as packed_module
+import fastp2p.file_reads as file_reads
 from fastp2p.cli import main
 from fastp2p.data import DataError
 from fastp2p.data.packed import PackedDataset
 from fastp2p.data.transforms import Preprocess
+from fastp2p.file_reads import NotAFileToRead, open_to_read
 from helpers.data_helpers import make_aligned, tiny_pack_args
 
 PAIRS = 4   # 2 shards of 2
@@ -113,3 +118,96 @@ def test_a_read_error_says_what_its_errno_needs(phase, monkeypatch, code, read):
     else:
         assert str(error.value) == (f"{shard}: reading this shard failed "
                                     f"({os.strerror(code)}); {ADVICE[code]}{AGAIN}")
+
+
+_HOLDER = r"""
+import fcntl, os, signal, sys, time
+asked = []
+signal.signal(signal.SIGIO, lambda *_: asked.append(True))
+fd = os.open(sys.argv[1], os.O_RDONLY)
+try:
+    fcntl.fcntl(fd, fcntl.F_SETLEASE, fcntl.F_WRLCK)
+except OSError as error:
+    print(f"refused: {error}", flush=True)
+    sys.exit()
+print("held", flush=True)
+deadline = time.monotonic() + 20
+while not asked and time.monotonic() < deadline:
+    time.sleep(0.01)
+time.sleep(0.3)     # lets go a while after being asked: the open waits for it
+fcntl.fcntl(fd, fcntl.F_SETLEASE, fcntl.F_UNLCK)
+print("asked" if asked else "never asked", flush=True)
+"""
+
+
+def _hold_a_lease(path):
+    """A process holding a write lease on ``path`` until asked to let go (SIGIO), then 0.3 s
+    more; skips the test where the lease is refused."""
+    if not hasattr(__import__("fcntl"), "F_SETLEASE"):
+        pytest.skip("no file leases (F_SETLEASE) on this system")
+    holder = subprocess.Popen([sys.executable, "-c", _HOLDER, os.fspath(path)],
+                              stdout=subprocess.PIPE, text=True)
+    first = holder.stdout.readline().strip()
+    if first != "held":
+        holder.wait(10)
+        pytest.skip(f"F_SETLEASE not permitted here ({first or 'holder failed'})")
+    return holder
+
+
+@pytest.mark.skipif(not hasattr(os, "O_PATH"), reason="the wait needs O_PATH (Linux)")
+@pytest.mark.parametrize("reader", ["PackedDataset", "open_to_read"])
+def test_a_leased_file_is_waited_for_not_refused(phase, reader):
+    """A write lease held by another process: the non-blocking open fails with EWOULDBLOCK
+    (the shard was "cannot read this shard (Resource temporarily unavailable); make it
+    readable"). Opened again blocking, as a regular file, it reads once the holder lets go."""
+    shard = phase / "shard-00000.u8"
+    expected = _open(phase).read_raw(1) if reader == "PackedDataset" else shard.read_bytes()
+    dataset = _open(phase)          # opens no shard yet: the lease may be taken
+    holder = _hold_a_lease(shard)
+    try:
+        if reader == "PackedDataset":
+            got = dataset.read_raw(1)
+            assert (got == expected).all()
+        else:
+            with open_to_read(shard) as handle:
+                assert handle.read() == expected
+    finally:
+        said, _ = holder.communicate(timeout=30)
+    assert said.strip() == "asked"
+
+
+@pytest.mark.skipif(not hasattr(os, "O_PATH"), reason="reopens by O_PATH (Linux)")
+def test_a_fifo_swapped_in_after_a_lease_refusal_is_refused_not_waited_on(tmp_path,
+                                                                           monkeypatch):
+    """The non-blocking open refused (a lease), then a FIFO at the name: it is opened without
+    blocking again and refused by its fstat, not waited on."""
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    real_open = os.open
+    calls = []
+
+    def leased_once(name, flags, *args, **kwargs):
+        calls.append(flags)
+        if len(calls) == 1:
+            raise BlockingIOError(errno.EWOULDBLOCK, os.strerror(errno.EWOULDBLOCK), name)
+        return real_open(name, flags, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", leased_once)
+    with pytest.raises(NotAFileToRead):
+        open_to_read(fifo)
+    assert all(flags & os.O_NONBLOCK for flags in calls if not flags & os.O_PATH)
+
+
+def test_a_lease_that_cannot_be_waited_for_says_so(phase, monkeypatch):
+    """No O_PATH to reopen by (or no /proc): the EWOULDBLOCK, said as another process's lease
+    (it was "make it readable")."""
+    shard = phase / "shard-00000.u8"
+    dataset = _open(phase)
+    monkeypatch.setattr(file_reads, "_PATH_ONLY", 0, raising=False)
+    _refuse_opening(monkeypatch, shard, errno.EWOULDBLOCK)
+    with pytest.raises(DataError) as error:
+        dataset.read_raw(0)
+    assert str(error.value) == (f"{shard}: cannot read this shard "
+                                f"({os.strerror(errno.EWOULDBLOCK)}); wait until another process "
+                                "lets go of its lease on it (a Samba or NFS server sharing it), "
+                                f"then {AGAIN}")
