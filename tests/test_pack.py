@@ -18,7 +18,7 @@ from fastp2p.data import pack as pack_module
 from fastp2p.data.errors import DataError
 from fastp2p.data.pack import STATE_NAME, pack_phase
 from fastp2p.data.packed import PackedDataset
-from fastp2p.data.packed_index import INDEX_NAME, verify_pack
+from fastp2p.data.packed_index import INDEX_NAME, read_pack_state, verify_pack
 from fastp2p.data.transforms import Preprocess, to_normalized_tensor
 from helpers.data_helpers import dead_pid
 
@@ -118,7 +118,7 @@ def test_interrupted_pack_resumes_keeping_finished_shards(aligned_root, tmp_path
         _pack(aligned_root, out)
     phase = out / "train"
     assert not (phase / INDEX_NAME).exists()      # a half pack is never detected as packed
-    assert sorted(json.loads((phase / STATE_NAME).read_text())["shards"]) == written
+    assert sorted(read_pack_state(phase / STATE_NAME)["shards"]) == written
 
     # a finished shard that rotted meanwhile is rewritten, the good one kept
     data = bytearray((phase / "shard-00001.u8").read_bytes())

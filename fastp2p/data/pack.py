@@ -8,9 +8,15 @@ per-image sizes or need the original pixels; they read the image folders directl
 
 Restartable: the sorted pair list is cut into planned shards; a worker writes a whole shard to a
 temp file, fsyncs it and renames it into place, and the main process records it (with a digest
-of the shard's source files, names, sizes and mtimes) in ``pack-state.json``, written atomically
-too. A re-run keeps every recorded shard whose plan is unchanged and whose checksum verifies, and
-packs only the rest; ``index.json`` appears last, so a reader never sees half a pack. One run at a
+of the shard's source files, names, sizes and mtimes) in ``pack-state.json``. That file is
+written anew (atomically) when a run starts writing: a header line (its format, version and
+load size), then a line per shard kept; each shard finished is one more line, appended and
+fsynced, so recording it costs its own record's bytes (a rewrite of the whole state per shard
+was quadratic: 49 GB written for 2,000 shards of 550 pairs). A crash while a line is appended
+leaves it cut short: that shard counts as not recorded, and is packed again. A re-run keeps
+every recorded shard whose plan is unchanged and whose checksum verifies, and packs only the
+rest (an older fastp2p's state, one JSON object, is read too); ``index.json`` appears last, so a
+reader never sees half a pack. One run at a
 time writes a phase folder (``folder_lock``): a second is refused at once, and so is a run that
 would change a pack a training is reading (or another pack is checking); a re-run that finds the
 pack up to date writes nothing, so it goes through while a training reads it.
@@ -21,13 +27,15 @@ import json
 import math
 import multiprocessing
 import os
+import sys
 import time
 import zlib
 from pathlib import Path
 
 import numpy as np
 
-from fastp2p.atomic_files import naming_the_file, remove_left_by_dead_processes, replacing
+from fastp2p.atomic_files import (naming_the_file, open_plain_file, remove_left_by_dead_processes,
+                                   replacing)
 from fastp2p.byte_sizes import binary_size
 from fastp2p.data.errors import DataError
 from fastp2p.data.folder_lock import packing_folder
@@ -35,7 +43,8 @@ from fastp2p.data.folders import is_grayscale_file, open_pair, scan_aligned, sca
 from fastp2p.data.packed_index import (FORMAT, INDEX_NAME, MAX_INDEX_BYTES, STATE_NAME, VERSION,
                                        file_checksums, is_packed, is_plain_file_name,
                                        is_skipped_list, not_a_regular_file, plan_digest,
-                                       plan_settings, read_bookkeeping)
+                                       plan_settings, printable, read_bookkeeping,
+                                       read_pack_state, state_header, state_line)
 from fastp2p.data.transforms import BICUBIC, Preprocess
 from fastp2p.data.worker_pool import worker_pool
 
@@ -83,6 +92,29 @@ def load_pair(dataroot: Path, a_rel: str, b_rel: str, aligned: bool, load_size: 
 def _atomic_write_text(path: Path, text: str) -> None:
     with replacing(path) as temp:
         temp.write_text(text)
+
+
+@contextlib.contextmanager
+def _state_writer(state_path: Path, load_size: int, kept: dict):
+    """Write ``state_path`` anew, atomically: its header line and a line per record of ``kept``
+    (a cut-short line an earlier run left goes with the old file). Yields a function that
+    records one more finished shard: its line appended and fsynced (OSErrors name the file)."""
+    with replacing(state_path) as temp, open(temp, "wb") as handle:
+        handle.write(state_line(state_header(load_size)))
+        for record in kept.values():
+            handle.write(state_line(record))
+    fd = open_plain_file(state_path, os.O_WRONLY | os.O_APPEND)
+
+    def append(record: dict) -> None:
+        line = memoryview(state_line(record))
+        with naming_the_file(state_path):
+            while line:
+                line = line[os.write(fd, line):]
+            os.fsync(fd)
+    try:
+        yield append
+    finally:
+        os.close(fd)
 
 
 # ---- one shard, in a worker process -------------------------------------------------------
@@ -177,7 +209,8 @@ def gray_among_colour(dataroot: Path, pairs, dataset_mode: str) -> bool:
 def _recorded_shards(phase_dir: Path) -> dict:
     """Shard records of an earlier run (finished: index.json; interrupted: pack-state.json).
     Bookkeeping that cannot be read, or is not what pack writes (hand-edited, another
-    program's), is left out: its shards are packed again."""
+    program's), is left out: its shards are packed again (a state file that ``read_pack_state``
+    refuses is named on stderr, with what is wrong, in one line)."""
     records = {}
     index_path, state_path = phase_dir / INDEX_NAME, phase_dir / STATE_NAME
     try:
@@ -188,10 +221,15 @@ def _recorded_shards(phase_dir: Path) -> dict:
                 count = shard["count"]
                 records[shard["file"]] = dict(shard, sources=index["sources"][start:start + count])
                 start += count
-        if state_path.is_file():
-            records.update(read_bookkeeping(state_path)["shards"])
     except (OSError, ValueError, LookupError, TypeError, AttributeError):
         return {}   # unreadable bookkeeping: pack everything again
+    if state_path.is_file():
+        try:
+            records.update(read_pack_state(state_path)["shards"])
+        except (OSError, ValueError) as error:
+            print(f"fastp2p pack: {printable(state_path)}: not a state file pack wrote "
+                  f"({printable(error)}); every shard is packed again", file=sys.stderr)
+            return {}
     return {name: record for name, record in records.items() if _usable_record(name, record)}
 
 
@@ -237,9 +275,9 @@ def _still_good(phase_dir: Path, record: dict, plan: str, load_size: int) -> dic
 
 def packed_load_size(phase_dir: Path) -> int | None:
     """The load size of the pack (finished or interrupted) in ``phase_dir``, or None."""
-    for name in (INDEX_NAME, STATE_NAME):
+    for name, read in ((INDEX_NAME, read_bookkeeping), (STATE_NAME, read_pack_state)):
         try:
-            size = read_bookkeeping(Path(phase_dir) / name).get("load_size")
+            size = read(Path(phase_dir) / name).get("load_size")
         except (OSError, ValueError, AttributeError):
             continue
         if isinstance(size, int) and not isinstance(size, bool):
@@ -375,21 +413,21 @@ def _pack_into(dataroot: Path, phase_dir: Path, phase: str, jobs: list, load_siz
     _refuse_non_files(phase_dir, todo)
     if todo:
         # from here on the folder is being rewritten: only the state file describes it
-        _atomic_write_text(state_path, json.dumps({"load_size": load_size, "shards": done}))
-        (phase_dir / INDEX_NAME).unlink(missing_ok=True)
-        kept = sum(len(job["pairs"]) for job in jobs if job["file"] in done)
-        bar = _progress_bar(progress, total, kept, f"pack {phase}")
-        # closing: the pool is ended before the folder's lock is released, also when an error
-        # or a Ctrl-C comes between two records (outside the generator that holds the pool)
-        try:
-            with contextlib.closing(_run_jobs(todo, workers, bar)) as records:
-                for record in records:
-                    done[record["file"]] = record
-                    _atomic_write_text(state_path, json.dumps({"load_size": load_size,
-                                                               "shards": done}))
-        finally:
-            if bar is not None:
-                bar.close()
+        with _state_writer(state_path, load_size, done) as record_shard:
+            (phase_dir / INDEX_NAME).unlink(missing_ok=True)
+            kept = sum(len(job["pairs"]) for job in jobs if job["file"] in done)
+            bar = _progress_bar(progress, total, kept, f"pack {phase}")
+            # closing: the pool is ended before the folder's lock is released, also when an
+            # error or a Ctrl-C comes between two records (outside the generator that holds
+            # the pool)
+            try:
+                with contextlib.closing(_run_jobs(todo, workers, bar)) as records:
+                    for record in records:
+                        done[record["file"]] = record
+                        record_shard(record)
+            finally:
+                if bar is not None:
+                    bar.close()
     for shard in stale:
         shard.unlink()
     index = _index(dataroot, phase, [done[job["file"]] for job in jobs], load_size, per_shard,

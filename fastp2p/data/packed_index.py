@@ -14,11 +14,17 @@ Layout of one packed phase folder::
     shard-00000.u8      count x height x (2 * width) x 3 uint8, row-major (NHWC), no header
     gray-00000.u8       (--gray packs) count x height x (2 * width) uint8: each half converted
                         to grayscale before its resize, as --input_nc/--output_nc 1 take it
+    pack-state.json     while a pack is written (removed once index.json is): a header line
+                        {format: "fastp2p-pack-state", version, load_size}, then one line per
+                        finished shard, its record as pack made it (the index's shard fields
+                        and its sources), appended and fsynced as the shard is done
 
 Nothing in the index is trusted: ``read_index`` checks it against its schema (and its size,
 MAX_INDEX_BYTES, before reading it), and shard files must be plain names inside the pack
 folder; a string of it that a message shows (the recorded dataroot, a skipped file and why) is
-made ``printable`` first, so that no control character of it reaches the terminal.
+made ``printable`` first, so that no control character of it reaches the terminal. The state file
+is read by ``read_pack_state``: a last line cut short (a crash while it was appended) is a shard
+not recorded yet, anything else that is not what pack writes is refused.
 ``bad_shard_files`` checks every shard's size and checksums, naming each bad one
 (``verify_pack``: raising for the first); ``lock_file_problem`` names a lock file that a
 training would refuse. Also here: the plan digest by which a re-run of `fastp2p pack` knows
@@ -42,8 +48,8 @@ from pathlib import Path
 from fastp2p.atomic_files import NotAPlainFile, open_plain_file
 from fastp2p.data.errors import DataError, counted
 from fastp2p.data.folder_lock import LOCK_NAME, pack_running
-from fastp2p.file_reads import FileTooLarge, NotAFileToRead
-from fastp2p.json_files import read_json
+from fastp2p.file_reads import FileTooLarge, NotAFileToRead, read_text
+from fastp2p.json_files import parse_json, read_json
 from fastp2p.option_types import MAX_LOAD_SIZE
 
 PHASES = ("train", "val", "test")   # the phase folders a pack may hold: OUT/PHASE/index.json
@@ -51,6 +57,10 @@ INDEX_NAME = "index.json"
 STATE_NAME = "pack-state.json"  # what a pack wrote so far; removed once the index is written
 FORMAT = "fastp2p-pack"
 VERSION = 2  # 2: shards carry a CRC32
+# pack-state.json: a header line, then a line per finished shard (before: one JSON object,
+# {"load_size", "shards": {file: record}}, rewritten whole after every shard: quadratic)
+STATE_FORMAT = "fastp2p-pack-state"
+STATE_VERSION = 1
 # The most bytes of an index.json (or pack-state.json) that are read: more is refused unread, as
 # reading and parsing take about three times its size in memory. An index holds a record per
 # shard (~230 bytes) and the source names of every pair (["train/0000000.jpg", ...]: ~44
@@ -79,9 +89,91 @@ def _acts_on_terminal(char: str) -> bool:
 
 
 def read_bookkeeping(path: Path):
-    """The parsed JSON of a pack's index.json or pack-state.json at ``path`` (``read_json``'s
-    errors; FileTooLarge past MAX_INDEX_BYTES, before reading it)."""
+    """The parsed JSON of a pack's index.json at ``path`` (``read_json``'s errors;
+    FileTooLarge past MAX_INDEX_BYTES, before reading it). Its pack-state.json:
+    ``read_pack_state``."""
     return read_json(path, MAX_INDEX_BYTES)
+
+
+def state_header(load_size: int) -> dict:
+    """The first line of a pack-state.json (``read_pack_state``)."""
+    return {"format": STATE_FORMAT, "version": STATE_VERSION, "load_size": load_size}
+
+
+def state_line(item: dict) -> bytes:
+    """One line of a pack-state.json: the header or a shard record, as JSON (ASCII: a name's
+    other characters as \\uXXXX, so no byte of it is a newline) and its newline."""
+    return (json.dumps(item) + "\n").encode("ascii")
+
+
+def read_pack_state(path: Path) -> dict:
+    """What the pack-state.json at ``path`` records: {"load_size": as its header says (None if
+    it does not), "shards": {file: record}} (a later line for the same file wins). Its last
+    line, if it lacks its newline or is not JSON, was cut short by a crash while it was
+    appended: that shard is not recorded. A state file of an older fastp2p (one JSON object,
+    {"load_size", "shards": {file: record}}) is read as it is. Raises OSError (cannot be
+    read) or ValueError in one line (not UTF-8, larger than MAX_INDEX_BYTES, a header of
+    another version, a line before the last that is no JSON object with a "file" name, an
+    older state whose "shards" is no object). The records themselves are not checked here."""
+    # surrogateescape: bytes that are not UTF-8 in a cut-short last line do not make the whole
+    # file unreadable; newline="": a line ends at a "\n" only, as written
+    text = read_text(path, MAX_INDEX_BYTES, encoding="utf-8", errors="surrogateescape",
+                     newline="")
+    lines = text.split("\n")
+    header = _json_or_none(lines[0])
+    if not (isinstance(header, dict) and header.get("format") == STATE_FORMAT):
+        # an older state is one line: its header's parse is the whole text's
+        return _older_state(text, header if len(lines) == 1 else None)
+    version = header.get("version")
+    if version != STATE_VERSION:
+        raise ValueError(f"line 1: pack state version {version}, written by a newer fastp2p "
+                         f"(this one reads version {STATE_VERSION})"
+                         if _is_int(version, STATE_VERSION + 1) else
+                         f"line 1: its version is not {STATE_VERSION}, the pack state version "
+                         "this fastp2p reads")
+    lines, last = lines[1:-1], lines[-1]   # last: "" after the final newline, else cut short
+    if lines and last == "" and _json_or_none(lines[-1]) is None:
+        lines.pop()     # cut short at the end, where a crash leaves it (zeros, a half line)
+    shards = {}
+    for number, line in enumerate(lines, start=2):
+        try:
+            line.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ValueError(f"line {number}: not UTF-8 text") from None
+        try:
+            record = parse_json(line)
+        except ValueError as error:
+            raise ValueError(f"line {number}: not JSON ({error})") from None
+        if not isinstance(record, dict) or not isinstance(record.get("file"), str):
+            raise ValueError(f'line {number}: not a shard record (a JSON object with its "file")')
+        shards[record["file"]] = record
+    return {"load_size": header.get("load_size"), "shards": shards}
+
+
+def _json_or_none(text: str):
+    try:
+        return parse_json(text)
+    except ValueError:
+        return None
+
+
+def _older_state(text: str, state=None) -> dict:
+    """The state of an older fastp2p's interrupted pack: one JSON object (ValueError if
+    ``text`` is none, or its "shards" is no object); ``state``: ``text`` parsed, if it was."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("not UTF-8 text") from None
+    if state is None:
+        try:
+            state = parse_json(text)
+        except ValueError as error:
+            raise ValueError(f"neither a header line nor an older fastp2p's state: not JSON "
+                             f"({error})") from None
+    if not isinstance(state, dict) or not isinstance(state.get("shards"), dict):
+        raise ValueError(f'neither a header line ({{"format": "{STATE_FORMAT}", ...}}) nor an '
+                         'older fastp2p\'s state (an object with its "shards")')
+    return state
 
 
 def not_a_regular_file(path: Path) -> str | None:

@@ -1,0 +1,232 @@
+"""pack-state.json, the record of an unfinished pack, is appended to, not rewritten:
+
+- each finished shard costs one line (its record) appended and fsynced: the state was rewritten
+  whole after every shard, so a pack of n shards wrote O(n^2) bytes of JSON (tens of GB for a
+  million pairs);
+- a last line cut short (a crash while it was appended: half a line, zeros) is a shard not
+  recorded: that shard alone is packed again, and the next run writes the state anew without it;
+- anything else that is not what pack writes (garbage before the last line, a header of a newer
+  version) is named on stderr in one line, and every shard is packed again, as for any unreadable
+  bookkeeping;
+- the state of an older fastp2p (one JSON object) is still resumed.
+"""
+import json
+import os
+
+import pytest
+
+from fastp2p.data import pack as pack_module
+from fastp2p.data.errors import DataError
+from fastp2p.data.pack import pack_phase, packed_load_size
+from fastp2p.data.packed_index import (INDEX_NAME, MAX_INDEX_BYTES, STATE_NAME, read_pack_state,
+                                       state_line, verify_pack)
+from fastp2p.file_reads import FileTooLarge
+from helpers.data_helpers import make_aligned
+
+LOAD = 16
+WRITE_SHARD = pack_module.write_shard
+
+
+@pytest.fixture
+def data(tmp_path):
+    make_aligned(tmp_path / "data", count=6)
+    return tmp_path / "data"
+
+
+def _pack(data, out, **options):
+    return pack_phase(data, out, "train", load_size=LOAD, pairs_per_shard=1, progress=False,
+                      **options)
+
+
+def _counting_shards(monkeypatch, stop_after=None) -> list:
+    """The shard files written from now on, in order; with ``stop_after``, a KeyboardInterrupt
+    (a Ctrl-C between two shards) instead of the shard after that many."""
+    written = []
+
+    def write(job):
+        if stop_after is not None and len(written) == stop_after:
+            raise KeyboardInterrupt
+        written.append(job["file"])
+        return WRITE_SHARD(job)
+    monkeypatch.setattr(pack_module, "write_shard", write)
+    return written
+
+
+def _interrupted(data, out, monkeypatch, shards: int):
+    """The phase folder of a pack stopped (Ctrl-C) after ``shards`` shards."""
+    _counting_shards(monkeypatch, stop_after=shards)
+    with pytest.raises(KeyboardInterrupt):
+        _pack(data, out)
+    phase = out / "train"
+    assert not (phase / INDEX_NAME).exists()
+    return phase
+
+
+def _lines(path) -> list[bytes]:
+    return path.read_bytes().split(b"\n")
+
+
+def test_each_finished_shard_writes_only_its_own_line(data, tmp_path, monkeypatch):
+    """Bytes written to the state file over a run, counted as the file system shows them: a
+    file replaced (another inode) was written whole, one grown in place by what it grew. They
+    were quadratic in the shards (every record rewritten after each): here every byte of the
+    last state was written once, and nothing else. Fails on c172e23 (~4x the last state's
+    bytes for 6 shards, growing with their number)."""
+    real_index, seen = pack_module._index, []
+
+    def look():
+        stat = os.stat(tmp_path / "out" / "train" / STATE_NAME)
+        seen.append((stat.st_ino, stat.st_size))
+    monkeypatch.setattr(pack_module, "write_shard", lambda job: look() or WRITE_SHARD(job))
+    monkeypatch.setattr(pack_module, "_index", lambda *a, **k: look() or real_index(*a, **k))
+    _pack(data, tmp_path / "out")
+    assert len(seen) == 7       # before each of the 6 shards, and after the last
+    written = seen[0][1] + sum(size if inode != before_inode else size - before_size
+                               for (before_inode, before_size), (inode, size)
+                               in zip(seen, seen[1:]))
+    assert written == seen[-1][1]
+
+
+def test_the_state_is_a_header_line_and_a_line_per_finished_shard(data, tmp_path,
+                                                                  monkeypatch):
+    phase = _interrupted(data, tmp_path / "out", monkeypatch, shards=3)
+    lines = _lines(phase / STATE_NAME)
+    assert lines[-1] == b""         # every line ends with its newline
+    assert json.loads(lines[0]) == {"format": "fastp2p-pack-state", "version": 1,
+                                    "load_size": LOAD}
+    records = [json.loads(line) for line in lines[1:-1]]
+    assert [record["file"] for record in records] == [f"shard-0000{n}.u8" for n in range(3)]
+    assert all(record["sources"] == [[f"train/pair0{n}.png"] * 2]
+               for n, record in enumerate(records))
+    state = read_pack_state(phase / STATE_NAME)
+    assert state == {"load_size": LOAD, "shards": {record["file"]: record
+                                                   for record in records}}
+
+
+def _cut_in_half(lines):
+    return b"\n".join(lines[:-2]) + b"\n" + lines[-2][:len(lines[-2]) // 2]
+
+
+def _zeros(lines):         # the file grown, its last line's bytes not yet on disk
+    return b"\n".join(lines[:-2]) + b"\n" + b"\0" * (len(lines[-2]) + 1)
+
+
+def _zeros_then_newline(lines):
+    return b"\n".join(lines[:-2]) + b"\n" + b"\0" * len(lines[-2]) + b"\n"
+
+
+def _bytes_not_utf8(lines):
+    return b"\n".join(lines[:-2]) + b"\n" + lines[-2][:10] + b"\xff\xfe"
+
+
+@pytest.mark.parametrize("cut", [_cut_in_half, _zeros, _zeros_then_newline, _bytes_not_utf8],
+                         ids=["half-line", "zeros", "zeros-newline", "not-utf8"])
+def test_a_last_line_cut_short_is_a_shard_not_recorded(data, tmp_path, monkeypatch, capsys,
+                                                       cut):
+    fresh = _pack(data, tmp_path / "fresh")
+    phase = _interrupted(data, tmp_path / "out", monkeypatch, shards=3)
+    (phase / STATE_NAME).write_bytes(cut(_lines(phase / STATE_NAME)))
+    assert sorted(read_pack_state(phase / STATE_NAME)["shards"]) == ["shard-00000.u8",
+                                                                     "shard-00001.u8"]
+    capsys.readouterr()
+    written = _counting_shards(monkeypatch)
+    resumed = _pack(data, tmp_path / "out")
+    assert written == [f"shard-0000{n}.u8" for n in range(2, 6)]   # 0 and 1 kept
+    assert capsys.readouterr().err == ""
+    assert resumed["shards"] == fresh["shards"] and resumed["sources"] == fresh["sources"]
+    assert not (phase / STATE_NAME).exists()
+    verify_pack(phase)
+
+
+def test_the_next_run_writes_the_state_anew_without_the_cut_line(data, tmp_path, monkeypatch):
+    phase = _interrupted(data, tmp_path / "out", monkeypatch, shards=3)
+    (phase / STATE_NAME).write_bytes(_cut_in_half(_lines(phase / STATE_NAME)))
+    _interrupted(data, tmp_path / "out", monkeypatch, shards=1)     # packs shard 2 again
+    lines = _lines(phase / STATE_NAME)
+    assert lines[-1] == b"" and all(json.loads(line) for line in lines[:-1])
+    assert sorted(read_pack_state(phase / STATE_NAME)["shards"]) == [
+        f"shard-0000{n}.u8" for n in range(3)]
+
+
+@pytest.mark.parametrize("line, why", [
+    (b"garbage", "line 2: not JSON"),
+    (b"", "line 2: not JSON"),
+    (b"[1, 2]", "line 2: not a shard record"),
+    (b'{"count": 1}', "line 2: not a shard record"),
+    (b'{"file": "\xff.u8"}', "line 2: not UTF-8 text"),
+], ids=["not-json", "blank", "list", "no-file", "not-utf8"])
+def test_a_bad_line_before_the_last_is_named_and_every_shard_packed_again(
+        data, tmp_path, monkeypatch, capsys, line, why):
+    phase = _interrupted(data, tmp_path / "out", monkeypatch, shards=3)
+    lines = _lines(phase / STATE_NAME)
+    lines[1] = line
+    (phase / STATE_NAME).write_bytes(b"\n".join(lines))
+    with pytest.raises(ValueError, match=why):
+        read_pack_state(phase / STATE_NAME)
+    capsys.readouterr()
+    written = _counting_shards(monkeypatch)
+    _pack(data, tmp_path / "out")
+    assert written == [f"shard-0000{n}.u8" for n in range(6)]
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and str(phase / STATE_NAME) in err and why in err
+    assert "every shard is packed again" in err
+    verify_pack(phase)
+
+
+def test_a_state_of_a_newer_version_is_named_and_not_used(data, tmp_path, monkeypatch,
+                                                          capsys):
+    phase = _interrupted(data, tmp_path / "out", monkeypatch, shards=2)
+    lines = _lines(phase / STATE_NAME)
+    lines[0] = json.dumps({"format": "fastp2p-pack-state", "version": 2,
+                           "load_size": LOAD}).encode()
+    (phase / STATE_NAME).write_bytes(b"\n".join(lines))
+    capsys.readouterr()
+    written = _counting_shards(monkeypatch)
+    _pack(data, tmp_path / "out")
+    assert len(written) == 6
+    assert "pack state version 2, written by a newer fastp2p" in capsys.readouterr().err
+
+
+def test_an_older_fastp2ps_state_is_resumed(data, tmp_path, monkeypatch, capsys):
+    """An older fastp2p's interrupted pack: its state one JSON object, rewritten whole after
+    each shard (test_pack_compat has one older still, without its load_size)."""
+    fresh = _pack(data, tmp_path / "fresh")
+    phase = _interrupted(data, tmp_path / "out", monkeypatch, shards=3)
+    state = read_pack_state(phase / STATE_NAME)
+    (phase / STATE_NAME).write_text(json.dumps(state))
+    assert read_pack_state(phase / STATE_NAME) == state
+    capsys.readouterr()
+    written = _counting_shards(monkeypatch)
+    resumed = _pack(data, tmp_path / "out")
+    assert written == [f"shard-0000{n}.u8" for n in range(3, 6)]
+    assert capsys.readouterr().err == ""
+    assert resumed["shards"] == fresh["shards"]
+    verify_pack(phase)
+
+
+def test_the_header_gives_the_unfinished_packs_load_size(data, tmp_path, monkeypatch):
+    _interrupted(data, tmp_path / "out", monkeypatch, shards=2)
+    with pytest.raises(DataError, match=f"--load_size {LOAD} to resume"):
+        pack_phase(data, tmp_path / "out", "train", load_size=LOAD + 4, progress=False)
+
+
+def test_state_lines_are_ascii_whatever_the_names(tmp_path):
+    """A record's names as JSON writes them (\\uXXXX): no byte of a line is a newline, and a
+    name's bytes cannot be cut in the middle of a character."""
+    record = {"file": "shard-00000.u8", "sources": [["train/é\u2028\n.png"] * 2]}
+    line = state_line(record)
+    assert line.isascii() and line.count(b"\n") == 1 and line.endswith(b"\n")
+    path = tmp_path / STATE_NAME
+    path.write_bytes(state_line({"format": "fastp2p-pack-state", "version": 1, "load_size": 8})
+                     + line)
+    assert read_pack_state(path) == {"load_size": 8, "shards": {"shard-00000.u8": record}}
+
+
+def test_a_state_file_larger_than_any_pack_writes_is_refused_unread(tmp_path):
+    path = tmp_path / STATE_NAME
+    path.write_bytes(state_line({"format": "fastp2p-pack-state", "version": 1, "load_size": 8}))
+    with open(path, "r+b") as state:
+        state.truncate(MAX_INDEX_BYTES + 1)     # sparse: no disk, and it is never read
+    with pytest.raises(FileTooLarge):
+        read_pack_state(path)
+    assert packed_load_size(tmp_path) is None
