@@ -132,5 +132,5 @@ def test_verify_of_a_folder_holding_only_one_it_cannot_read_says_no_pack_is_ther
     assert run.stderr == (f"fastp2p pack: not checked, as they cannot be read: lost+found "
                           f"(Permission denied) in {out}\n"
                           f"fastp2p pack: error: {out}: no packed dataset here (no index.json "
-                          "in it or in its subfolders); pack one with `fastp2p pack DATAROOT "
-                          "OUT`\n")
+                          "in it or in its immediate subfolders); pack one with `fastp2p "
+                          "pack DATAROOT OUT`\n")

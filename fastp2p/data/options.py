@@ -25,7 +25,8 @@ def add_data_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPars
                             f"(Canny edge map -> photo) (default {DEFAULT_TASK})")
     group.add_argument("--dataset_mode", default="aligned", choices=("aligned", "two_folders"),
                        help="aligned: each image is A|B side by side, split at w/2; "
-                            "two_folders: PHASE/A/x.png pairs with PHASE/B/x.png by name; "
+                            "two_folders: PHASE/A/x.png pairs with PHASE/B/x.* by name "
+                            "(the same stem, any image extension); "
                             "a packed DATAROOT holds pairs either way and ignores it "
                             "(default %(default)s)")
     group.add_argument("--direction", default="AtoB", choices=("AtoB", "BtoA"),

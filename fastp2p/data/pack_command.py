@@ -67,7 +67,8 @@ def register(commands) -> None:
                              "train with the same --load_size")
     parser.add_argument("--dataset_mode", default="aligned", choices=("aligned", "two_folders"),
                         help="aligned: each image is A|B side by side (default); two_folders: "
-                             "PHASE/A/x pairs with PHASE/B/x by name")
+                             "PHASE/A/x.png pairs with PHASE/B/x.* by name (the same stem, any "
+                             "image extension)")
     parser.add_argument("--phase", nargs="+", metavar="PHASE", type=plain_name,
                         help="which phase folders to pack, after DATAROOT and OUT (it takes "
                              "every word that follows) (default: every one of train, val, test "
@@ -371,6 +372,6 @@ def _packs_to_verify(root) -> list:
         foreign = [problem for problem in map(foreign_index_problem, folders) if problem]
         raise DataError(f"{root}: no packed dataset here"
                         + (f": {'; '.join(foreign)}" if foreign
-                           else " (no index.json in it or in its subfolders)")
+                           else " (no index.json in it or in its immediate subfolders)")
                         + "; pack one with `fastp2p pack DATAROOT OUT`")
     return found
