@@ -51,7 +51,9 @@ def test_verify_names_a_shard_it_cannot_read(tmp_path, denied):
     run = fastp2p_bound_by_permissions(tmp_path, "pack", "--verify", str(shard.parent.parent),
                                        "--no-progress")
     assert run.returncode == 1
-    assert run.stderr == f"fastp2p pack: error: {shard}: cannot read it (Permission denied)\n"
+    assert run.stderr == (f"fastp2p pack: error: {shard}: cannot read it (Permission denied); "
+                          "make it readable by this user (its permissions, or its folders'), "
+                          "then check it again\n")
 
 
 @posix_only
@@ -61,7 +63,8 @@ def test_verify_names_an_out_folder_it_cannot_list(tmp_path, denied):
     run = fastp2p_bound_by_permissions(tmp_path, "pack", "--verify", str(out), "--no-progress")
     assert run.returncode == 1
     assert run.stderr == (f"fastp2p pack: error: {out}: cannot list this folder (Permission "
-                          "denied); make it readable\n")
+                          "denied); make it readable by this user (its permissions, or its "
+                          "folders')\n")
 
 
 def _verify(out, capsys) -> tuple[int, str]:

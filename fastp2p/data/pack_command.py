@@ -346,9 +346,11 @@ def _packs_to_verify(root) -> list:
                         "wrote")
     try:
         entries = sorted(root.iterdir())
-    except OSError as error:
-        raise DataError(f"{root}: cannot list this folder ({error.strerror or error}); make it "
-                        "readable") from None
+    except OSError as error:    # a permission is made readable; another errno, its own cause
+        from fastp2p.file_reads import read_error_advice
+        advice = read_error_advice(error)
+        raise DataError(f"{root}: cannot list this folder ({error.strerror or error})"
+                        + (f"; {advice}" if advice else "")) from None
     found, folders, unreadable = [], [], []
     for folder in [root, *entries]:
         try:

@@ -34,6 +34,7 @@ Reading the pairs is ``fastp2p.data.packed``'s job.
 
 No numpy or torch here: checking an index and its shards (`fastp2p pack --verify`) needs neither.
 """
+import errno
 import hashlib
 import json
 import math
@@ -48,7 +49,7 @@ from pathlib import Path
 from fastp2p.atomic_files import NotAPlainFile, open_plain_file
 from fastp2p.data.errors import DataError, counted
 from fastp2p.data.folder_lock import LOCK_NAME, pack_running
-from fastp2p.file_reads import FileTooLarge, NotAFileToRead, read_text
+from fastp2p.file_reads import FileTooLarge, NotAFileToRead, read_error_advice, read_text
 from fastp2p.json_files import parse_json, read_json
 from fastp2p.option_types import MAX_LOAD_SIZE
 
@@ -530,8 +531,18 @@ def bad_shard_files(phase_dir: Path, index: dict, progress: bool = False):
             except DataError as error:
                 yield number, str(error)
             except OSError as error:    # a shard that cannot be read, say
-                yield number, (f"{error.filename or path}: cannot read it "
-                               f"({error.strerror or error})")
+                yield number, _unreadable_shard(path, error, phase_dir, index)
+
+
+def _unreadable_shard(path: Path, error: OSError, phase_dir: Path, index: dict) -> str:
+    """One line for shard ``path`` that --verify could not read: its errno's words and what
+    that errno needs (``read_error_advice``): a shard gone since it was found can also be
+    packed again; an errno of no known cause is its strerror alone."""
+    line = f"{error.filename or path}: cannot read it ({error.strerror or error})"
+    advice = read_error_advice(error)
+    if error.errno == errno.ENOENT:
+        return f"{line}; {advice}, or {repack_hint(phase_dir, index)}"
+    return f"{line}; {advice}, then check it again" if advice else line
 
 
 def verify_pack(phase_dir: Path, progress: bool = False) -> dict:
