@@ -10,6 +10,7 @@
   bookkeeping;
 - the state of an older fastp2p (one JSON object) is still resumed.
 """
+import errno
 import json
 import os
 
@@ -230,3 +231,49 @@ def test_a_state_file_larger_than_any_pack_writes_is_refused_unread(tmp_path):
     with pytest.raises(FileTooLarge):
         read_pack_state(path)
     assert packed_load_size(tmp_path) is None
+
+
+def _state_read_fails(monkeypatch, error: Exception):
+    def read(path):
+        raise error
+    monkeypatch.setattr(pack_module, "read_pack_state", read)
+
+
+@pytest.mark.parametrize("number, words", [
+    (errno.EACCES, "cannot read it (Permission denied; to resume from it instead, stop this "
+                   "run, make it readable by this user"),
+    (errno.EIO, "cannot read it (Input/output error; to resume from it instead, stop this run, "
+                "the disk or file server failed to read it"),
+    (errno.ENXIO, "cannot read it (No such device or address)"),
+], ids=["permission", "device", "other-errno"])
+def test_a_state_that_cannot_be_read_says_so_not_that_pack_did_not_write_it(
+        data, tmp_path, monkeypatch, capsys, number, words):
+    """An OSError reading the state is said as one (its errno's advice, the path once), not
+    as a file that is not pack's; every shard is packed again, as for any unusable state."""
+    phase = _interrupted(data, tmp_path / "out", monkeypatch, shards=3)
+    state = phase / STATE_NAME
+    _state_read_fails(monkeypatch, OSError(number, os.strerror(number), str(state)))
+    capsys.readouterr()
+    written = _counting_shards(monkeypatch)
+    _pack(data, tmp_path / "out")
+    assert len(written) == 6
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.count(str(state)) == 1
+    assert f"{state}: {words}" in err and "every shard is packed again" in err
+    assert "not a state file pack wrote" not in err
+    assert number != errno.ENXIO or "to resume from it" not in err
+
+
+def test_a_state_too_large_is_named_by_its_size_and_path_once(data, tmp_path, monkeypatch,
+                                                              capsys):
+    phase = _interrupted(data, tmp_path / "out", monkeypatch, shards=3)
+    state = phase / STATE_NAME
+    with open(state, "r+b") as handle:
+        handle.truncate(MAX_INDEX_BYTES + 1)     # sparse, never read
+    capsys.readouterr()
+    written = _counting_shards(monkeypatch)
+    _pack(data, tmp_path / "out")
+    assert len(written) == 6
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.count(str(state)) == 1
+    assert f"not a state file pack wrote ({MAX_INDEX_BYTES + 1:,} bytes, more than the 1.0 GiB it reads)" in err

@@ -47,6 +47,7 @@ from fastp2p.data.packed_index import (FORMAT, INDEX_NAME, MAX_INDEX_BYTES, STAT
                                        read_pack_state, state_header, state_line)
 from fastp2p.data.transforms import BICUBIC, Preprocess
 from fastp2p.data.worker_pool import worker_pool
+from fastp2p.file_reads import FileTooLarge, read_error_advice
 
 CHANNELS = 3
 SHARD_TARGET_BYTES = 256 << 20     # big enough to stream, small enough to redo after a crash
@@ -227,10 +228,25 @@ def _recorded_shards(phase_dir: Path) -> dict:
         try:
             records.update(read_pack_state(state_path)["shards"])
         except (OSError, ValueError) as error:
-            print(f"fastp2p pack: {printable(state_path)}: not a state file pack wrote "
-                  f"({printable(error)}); every shard is packed again", file=sys.stderr)
+            print(f"fastp2p pack: {printable(state_path)}: {_unusable_state(error)}; every "
+                  "shard is packed again", file=sys.stderr)
             return {}
     return {name: record for name, record in records.items() if _usable_record(name, record)}
+
+
+def _unusable_state(error: Exception) -> str:
+    """Why a pack-state.json that ``read_pack_state`` refused is not resumed from, without its
+    path (the message names it first): an OSError is a file that cannot be read, with what its
+    errno needs (``read_error_advice``); a ValueError, one that is not what pack writes."""
+    if isinstance(error, FileTooLarge):
+        return (f"not a state file pack wrote ({error.size:,} bytes, more than the "
+                f"{binary_size(error.limit)} it reads)")
+    if isinstance(error, OSError):
+        advice = read_error_advice(error)
+        return (f"cannot read it ({printable(error.strerror or error)}"
+                + (f"; to resume from it instead, stop this run, {advice}, and run it again"
+                   if advice else "") + ")")
+    return f"not a state file pack wrote ({printable(error)})"
 
 
 def _is_count(value) -> bool:
