@@ -41,7 +41,8 @@ def read_error_advice(error: OSError) -> str | None:
     """What to do about an OSError of opening or reading a file, by its errno, as a phrase a
     message goes on from ("..., then run again"): a permission (EACCES, EPERM), a file removed
     (ENOENT), the device failing (EIO), a file replaced on an NFS server (ESTALE), another
-    process's lease (EAGAIN); None for any other errno, whose strerror says all that is known."""
+    process's lease (EAGAIN), a limit on open files (EMFILE for the process, ENFILE for the
+    system); None for any other errno, whose strerror says all that is known."""
     number = error.errno
     if number in (errno.EACCES, errno.EPERM):
         return "make it readable by this user (its permissions, or its folders')"
@@ -56,6 +57,11 @@ def read_error_advice(error: OSError) -> str | None:
     if number in (errno.EAGAIN, errno.EWOULDBLOCK):
         return ("wait until another process lets go of its lease on it (a Samba or NFS server "
                 "sharing it)")
+    if number == errno.EMFILE:
+        return "raise this process's limit on open files (`ulimit -n`, shown by `ulimit -Hn`)"
+    if number == errno.ENFILE:
+        return ("the system has as many files open as it allows; close other programs or raise "
+                "that limit (sysctl fs.file-max)")
     return None
 
 

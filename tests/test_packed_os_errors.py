@@ -26,6 +26,10 @@ ADVICE = {
     errno.EIO: ("the disk or file server failed to read it; check that device (the kernel log, "
                 "`dmesg`) or server, then "),
     errno.ENXIO: "",
+    errno.EMFILE: ("raise this process's limit on open files (`ulimit -n`, shown by `ulimit -Hn`), "
+                   "then "),
+    errno.ENFILE: ("the system has as many files open as it allows; close other programs or raise "
+                   "that limit (sysctl fs.file-max), then "),
 }
 STALE = ("this shard was replaced or removed on the file server while it was read (Stale file "
          "handle, NFS): the pack was rewritten on another machine; start the training again once "
@@ -56,8 +60,8 @@ def _refuse_opening(monkeypatch, path, code: int):
     monkeypatch.setattr(os, "open", refusing)
 
 
-@pytest.mark.parametrize("code", [errno.EACCES, errno.EIO, errno.ENXIO, errno.ESTALE],
-                         ids=errno.errorcode.get)
+@pytest.mark.parametrize("code", [errno.EACCES, errno.EIO, errno.ENXIO, errno.ESTALE,
+                                  errno.EMFILE, errno.ENFILE], ids=errno.errorcode.get)
 def test_an_open_error_says_what_its_errno_needs(phase, monkeypatch, code):
     """Permission: make it readable; EIO: the device; ESTALE: replaced on the NFS server; any
     other errno: its words, and no advice that may be wrong (all were "make it readable")."""
