@@ -97,10 +97,12 @@ def test_running_out_of_memory_is_one_line_that_says_what_to_lower(tmp_path, cap
     (3, "written by a newer fastp2p (this one reads version 2); upgrade fastp2p"),
     ("2", "pack format version '2', this fastp2p reads version 2; re-run `fastp2p pack"),
     (1, "pack format version 1, this fastp2p reads version 2; re-run `fastp2p pack"),
-], ids=["newer", "a-string", "older"])
+    (2.0, "pack format version 2.0, this fastp2p reads version 2; re-run `fastp2p pack"),
+], ids=["newer", "a-string", "older", "a-float"])
 def test_a_pack_of_another_format_version_says_what_to_do(tmp_path, capsys, version, expected):
     """A newer pack asks for a newer fastp2p, not a re-pack (its source images may be gone);
-    a string version "2" read as "version 2, this fastp2p reads version 2"."""
+    a string version "2" read as "version 2, this fastp2p reads version 2"; a float 2.0, which
+    equals 2 in Python, was read as a pack of this version."""
     _, out = synthetic_pack(tmp_path, pairs=2)
     _edit_index(out / "train", version=version)
     capsys.readouterr()

@@ -128,7 +128,7 @@ def read_pack_state(path: Path) -> dict:
         # an older state is one line: its header's parse is the whole text's
         return _older_state(text, header if len(lines) == 1 else None)
     version = header.get("version")
-    if version != STATE_VERSION:
+    if not _is_int(version) or version != STATE_VERSION:   # `true` and 1.0 equal 1 in Python
         raise ValueError(f"line 1: pack state version {version}, written by a newer fastp2p "
                          f"(this one reads version {STATE_VERSION})"
                          if _is_int(version, STATE_VERSION + 1) else
@@ -370,7 +370,7 @@ def read_index(phase_dir: Path) -> dict:
     if not isinstance(index, dict) or index.get("format") != FORMAT:
         raise DataError(f"{path}: not a fastp2p pack index; {repack_hint(phase_dir)}")
     version = index.get("version")
-    if version != VERSION:
+    if not _is_int(version) or version != VERSION:     # 2.0 equals 2 in Python
         if _is_int(version, VERSION + 1):
             raise DataError(f"{path}: pack format version {version}, written by a newer fastp2p "
                             f"(this one reads version {VERSION}); upgrade fastp2p to read it")
