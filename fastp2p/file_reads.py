@@ -80,8 +80,16 @@ def open_descriptor_to_read(path) -> int:
         fd = os.open(path, os.O_RDONLY | _NO_BLOCK | _CLOSE_ON_EXEC)
     except BlockingIOError as error:
         return _open_leased(path, error)
-    if _NO_BLOCK:
+    return _blocking(fd) if _NO_BLOCK else fd
+
+
+def _blocking(fd: int) -> int:
+    """``fd`` made blocking; closed, not leaked, if that fails (an interrupt, an fcntl error)."""
+    try:
         os.set_blocking(fd, True)
+    except BaseException:
+        os.close(fd)
+        raise
     return fd
 
 
@@ -93,9 +101,7 @@ def _open_leased(path, refusal: BlockingIOError) -> int:
     named = os.open(path, _PATH_ONLY | _CLOSE_ON_EXEC)    # breaks no lease, opens no FIFO
     try:
         if not stat.S_ISREG(os.fstat(named).st_mode):   # swapped since: it holds no lease
-            fd = os.open(path, os.O_RDONLY | _NO_BLOCK | _CLOSE_ON_EXEC)
-            os.set_blocking(fd, True)
-            return fd
+            return _blocking(os.open(path, os.O_RDONLY | _NO_BLOCK | _CLOSE_ON_EXEC))
         try:    # the file ``named`` is, whatever is at ``path`` by now
             return os.open(f"/proc/self/fd/{named}", os.O_RDONLY | _CLOSE_ON_EXEC)
         except FileNotFoundError:   # no /proc mounted

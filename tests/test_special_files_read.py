@@ -38,6 +38,22 @@ def test_a_fifo_is_refused_without_blocking(tmp_path):
         signal.signal(signal.SIGALRM, previous)
 
 
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="counts descriptors in /proc")
+def test_a_descriptor_that_cannot_be_made_blocking_is_closed(tmp_path, monkeypatch):
+    """The non-blocking open's descriptor leaked when making it blocking again failed."""
+    path = tmp_path / "a.txt"
+    path.write_text("text")
+
+    def fail(fd, blocking):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(os, "set_blocking", fail)
+    before = len(os.listdir("/proc/self/fd"))
+    with pytest.raises(KeyboardInterrupt):
+        read_text(path)
+    assert len(os.listdir("/proc/self/fd")) == before
+
+
 def test_a_device_behind_a_link_is_refused(tmp_path):
     link = tmp_path / "latest_checkpoint.json"
     link.symlink_to("/dev/zero")
