@@ -215,3 +215,28 @@ def test_a_lease_that_cannot_be_waited_for_says_so(phase, monkeypatch):
                                 f"({os.strerror(errno.EWOULDBLOCK)}); wait until another process "
                                 "lets go of its lease on it (a Samba or NFS server sharing it), "
                                 f"then {AGAIN}")
+
+
+@pytest.mark.skipif(not hasattr(os, "O_PATH"), reason="reopens by O_PATH (Linux)")
+def test_a_lease_without_proc_to_reopen_by_raises_the_refusal(tmp_path, monkeypatch):
+    """A regular file refused for a lease where /proc is not mounted: the EWOULDBLOCK is
+    raised (as said above), and the O_PATH descriptor taken to check the file is closed."""
+    path = tmp_path / "leased"
+    path.write_bytes(b"data")
+    real_open = os.open
+    opened = []
+
+    def without_proc(name, flags, *args, **kwargs):
+        if str(name).startswith("/proc/self/fd/"):
+            raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), name)
+        if not opened and not flags & os.O_PATH:
+            raise BlockingIOError(errno.EWOULDBLOCK, os.strerror(errno.EWOULDBLOCK), name)
+        opened.append(real_open(name, flags, *args, **kwargs))
+        return opened[-1]
+
+    monkeypatch.setattr(os, "open", without_proc)
+    with pytest.raises(BlockingIOError):
+        open_to_read(path)
+    assert len(opened) == 1     # the O_PATH descriptor alone
+    with pytest.raises(OSError, match="Bad file descriptor"):
+        os.fstat(opened[0])
