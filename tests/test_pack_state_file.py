@@ -174,36 +174,25 @@ def test_a_bad_line_before_the_last_is_named_and_every_shard_packed_again(
     verify_pack(phase)
 
 
-def test_a_state_of_a_newer_version_is_named_and_not_used(data, tmp_path, monkeypatch,
-                                                          capsys):
-    phase = _interrupted(data, tmp_path / "out", monkeypatch, shards=2)
-    lines = _lines(phase / STATE_NAME)
-    lines[0] = json.dumps({"format": "fastp2p-pack-state", "version": 2,
-                           "load_size": LOAD}).encode()
-    (phase / STATE_NAME).write_bytes(b"\n".join(lines))
-    capsys.readouterr()
-    written = _counting_shards(monkeypatch)
-    _pack(data, tmp_path / "out")
-    assert len(written) == 6
-    assert "pack state version 2, written by a newer fastp2p" in capsys.readouterr().err
-
-
-@pytest.mark.parametrize("version", [True, 1.0], ids=["true", "a-float"])
-def test_a_state_whose_version_only_equals_1_is_not_used(data, tmp_path, monkeypatch, capsys,
-                                                        version):
-    """`true` and 1.0 equal 1 in Python: such a header was read as this fastp2p's state."""
+@pytest.mark.parametrize("version, why", [
+    (2, "pack state version 2, written by a newer fastp2p"),
+    (True, "its version is not 1"),     # `true` and 1.0 equal 1 in Python: such a header
+    (1.0, "its version is not 1"),      # was read as this fastp2p's state
+], ids=["newer", "true", "a-float"])
+def test_a_state_of_another_version_is_named_and_not_used(data, tmp_path, monkeypatch, capsys,
+                                                          version, why):
     phase = _interrupted(data, tmp_path / "out", monkeypatch, shards=2)
     lines = _lines(phase / STATE_NAME)
     lines[0] = json.dumps({"format": "fastp2p-pack-state", "version": version,
                            "load_size": LOAD}).encode()
     (phase / STATE_NAME).write_bytes(b"\n".join(lines))
-    with pytest.raises(ValueError, match="its version is not 1"):
+    with pytest.raises(ValueError, match=why):
         read_pack_state(phase / STATE_NAME)
     capsys.readouterr()
     written = _counting_shards(monkeypatch)
     _pack(data, tmp_path / "out")
     assert len(written) == 6
-    assert "its version is not 1" in capsys.readouterr().err
+    assert why in capsys.readouterr().err
 
 
 def test_an_older_fastp2ps_state_is_resumed(data, tmp_path, monkeypatch, capsys):
