@@ -53,6 +53,16 @@ def _counting_shards(monkeypatch, stop_after=None) -> list:
     return written
 
 
+def _every_shard_packed_again(data, tmp_path, monkeypatch, capsys) -> str:
+    """Packs ``data`` into tmp_path/out again and asserts that no shard was kept (the state was
+    not used); what pack said on stderr, from that run alone."""
+    capsys.readouterr()
+    written = _counting_shards(monkeypatch)
+    _pack(data, tmp_path / "out")
+    assert written == [f"shard-0000{n}.u8" for n in range(6)]
+    return capsys.readouterr().err
+
+
 def _interrupted(data, out, monkeypatch, shards: int):
     """The phase folder of a pack stopped (Ctrl-C) after ``shards`` shards."""
     _counting_shards(monkeypatch, stop_after=shards)
@@ -164,11 +174,7 @@ def test_a_bad_line_before_the_last_is_named_and_every_shard_packed_again(
     (phase / STATE_NAME).write_bytes(b"\n".join(lines))
     with pytest.raises(ValueError, match=why):
         read_pack_state(phase / STATE_NAME)
-    capsys.readouterr()
-    written = _counting_shards(monkeypatch)
-    _pack(data, tmp_path / "out")
-    assert written == [f"shard-0000{n}.u8" for n in range(6)]
-    err = capsys.readouterr().err
+    err = _every_shard_packed_again(data, tmp_path, monkeypatch, capsys)
     assert err.count("\n") == 1 and str(phase / STATE_NAME) in err and why in err
     assert "every shard is packed again" in err
     verify_pack(phase)
@@ -188,11 +194,7 @@ def test_a_state_of_another_version_is_named_and_not_used(data, tmp_path, monkey
     (phase / STATE_NAME).write_bytes(b"\n".join(lines))
     with pytest.raises(ValueError, match=why):
         read_pack_state(phase / STATE_NAME)
-    capsys.readouterr()
-    written = _counting_shards(monkeypatch)
-    _pack(data, tmp_path / "out")
-    assert len(written) == 6
-    assert why in capsys.readouterr().err
+    assert why in _every_shard_packed_again(data, tmp_path, monkeypatch, capsys)
 
 
 def test_an_older_fastp2ps_state_is_resumed(data, tmp_path, monkeypatch, capsys):
@@ -260,11 +262,7 @@ def test_a_state_that_cannot_be_read_says_so_not_that_pack_did_not_write_it(
     phase = _interrupted(data, tmp_path / "out", monkeypatch, shards=3)
     state = phase / STATE_NAME
     _state_read_fails(monkeypatch, OSError(number, os.strerror(number), str(state)))
-    capsys.readouterr()
-    written = _counting_shards(monkeypatch)
-    _pack(data, tmp_path / "out")
-    assert len(written) == 6
-    err = capsys.readouterr().err
+    err = _every_shard_packed_again(data, tmp_path, monkeypatch, capsys)
     assert err.count("\n") == 1 and err.count(str(state)) == 1
     assert f"{state}: {words}" in err and "every shard is packed again" in err
     assert "not a state file pack wrote" not in err
@@ -277,10 +275,6 @@ def test_a_state_too_large_is_named_by_its_size_and_path_once(data, tmp_path, mo
     state = phase / STATE_NAME
     with open(state, "r+b") as handle:
         handle.truncate(MAX_INDEX_BYTES + 1)     # sparse, never read
-    capsys.readouterr()
-    written = _counting_shards(monkeypatch)
-    _pack(data, tmp_path / "out")
-    assert len(written) == 6
-    err = capsys.readouterr().err
+    err = _every_shard_packed_again(data, tmp_path, monkeypatch, capsys)
     assert err.count("\n") == 1 and err.count(str(state)) == 1
     assert f"not a state file pack wrote ({MAX_INDEX_BYTES + 1:,} bytes, more than the 1.0 GiB it reads)" in err
