@@ -27,6 +27,7 @@ import json
 import math
 import multiprocessing
 import os
+import shutil
 import sys
 import time
 import zlib
@@ -37,7 +38,7 @@ import numpy as np
 from fastp2p.atomic_files import (naming_the_file, open_plain_file, remove_left_by_dead_processes,
                                    replacing)
 from fastp2p.byte_sizes import binary_size
-from fastp2p.data.errors import DataError
+from fastp2p.data.errors import DataError, counted
 from fastp2p.data.folder_lock import packing_folder
 from fastp2p.data.folders import is_grayscale_file, open_pair, scan_aligned, scan_two_folders
 from fastp2p.data.packed_index import (FORMAT, INDEX_NAME, MAX_INDEX_BYTES, STATE_NAME, VERSION,
@@ -427,6 +428,7 @@ def _pack_into(dataroot: Path, phase_dir: Path, phase: str, jobs: list, load_siz
             return unchanged
     lock_for_writing()
     _refuse_non_files(phase_dir, todo)
+    refuse_too_little_space(phase_dir, todo, load_size, gray)
     if todo:
         # from here on the folder is being rewritten: only the state file describes it
         with _state_writer(state_path, load_size, done) as record_shard:
@@ -490,6 +492,26 @@ def _refuse_non_files(phase_dir: Path, jobs: list) -> None:
             if path.exists() and not path.is_file():
                 raise DataError(f"{path}: not a file, where pack writes a shard; move it out of "
                                 "the pack folder and run the same command again")
+
+
+def refuse_too_little_space(phase_dir: Path, todo: list, load_size: int, gray: bool) -> None:
+    """DataError before the first write if the shards still to write cannot fit on the disk:
+    otherwise the disk fills partway (a re-run resumes, but after that much time lost). The
+    bytes counted are a lower bound, so a pack that fits is never refused: every planned pair
+    (fewer with --skip-bad dropping one), less the shards each replaces."""
+    colour = pair_bytes(load_size)
+    per_pair = colour + (colour // CHANNELS if gray else 0)     # --gray: one more channel
+    needed = sum(len(job["pairs"]) for job in todo) * per_pair
+    for job in todo:
+        for key in ("file", "gray_file")[:1 + gray]:
+            with contextlib.suppress(OSError):     # none there yet
+                needed -= (phase_dir / job[key]).stat().st_size
+    free = shutil.disk_usage(phase_dir).free
+    if needed > free:
+        pairs = counted(sum(len(job["pairs"]) for job in todo), "pair")
+        raise DataError(f"{phase_dir}: the {pairs} still to pack need at least "
+                        f"{binary_size(needed)} on this disk, which has {binary_size(free)} "
+                        "free; make room, or pack to a folder on another disk")
 
 
 def _progress_bar(enabled: bool, total: int, initial: int, desc: str):
