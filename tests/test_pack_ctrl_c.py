@@ -17,6 +17,9 @@ the workers were writing, and so did training on the folder). And a Ctrl-C that 
 takes while the pool forks (with progress bars, tqdm's monitor thread) is not lost: blocking
 SIGINT in the main thread alone let that thread take it, and its handler then raised inside a
 fork hook, which swallowed it, and the pack went on to exit 0.
+
+SIGTERM (to the pack, or to its whole group) ends it at once with one line and exit 143, where
+it used to end silently with -15.
 """
 import fcntl
 import json
@@ -39,6 +42,8 @@ pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"),
 
 INTERRUPTED = ("fastp2p pack: interrupted; run the same command again to resume (finished "
                "shards are kept)")
+STOPPED_BY_SIGTERM = ("fastp2p pack: stopped by SIGTERM; run the same command again to resume "
+                      "(finished shards are kept)")
 
 
 def _children(pid: int) -> list[int]:
@@ -98,13 +103,17 @@ def _lock_is_free(phase_dir: Path) -> bool:
         os.close(fd)
 
 
-def test_ctrl_c_stops_a_multi_worker_pack_promptly_and_it_resumes(tmp_path):
+def _random_pairs(data: Path, count: int) -> Path:
     rng = np.random.default_rng(0)
-    data, out = tmp_path / "data", tmp_path / "out"
     (data / "train").mkdir(parents=True)
-    for number in range(200):
+    for number in range(count):
         pixels = rng.integers(0, 256, (32, 64, 3), dtype=np.uint8)
         Image.fromarray(pixels).save(data / "train" / f"{number:03d}.png")
+    return data
+
+
+def test_ctrl_c_stops_a_multi_worker_pack_promptly_and_it_resumes(tmp_path):
+    data, out = _random_pairs(tmp_path / "data", 200), tmp_path / "out"
     for delay in (0.0, 0.05, 0.15):    # each run resumes the one before
         run = _pack(data, out)
         _wait_for_workers(run)
@@ -121,19 +130,62 @@ def test_ctrl_c_stops_a_multi_worker_pack_promptly_and_it_resumes(tmp_path):
     assert (out / "train" / "index.json").is_file()
 
 
+def _gone(pids: list[int]) -> bool:
+    """Whether every process of ``pids`` has ended (a zombie counts: it runs nothing)."""
+    for pid in pids:
+        status = Path(f"/proc/{pid}/status")
+        try:
+            if "\nState:\tZ" not in status.read_text():
+                return False
+        except FileNotFoundError:
+            pass
+    return True
+
+
+@pytest.mark.parametrize("to_group", [False, True], ids=["kill", "killpg"])
+def test_sigterm_stops_a_multi_worker_pack_in_one_line_and_it_resumes(tmp_path, to_group):
+    """SIGTERM (`kill`, `timeout`, a job scheduler: to the main process, or to its whole group)
+    used to end the pack silently with -15. It ends it at once still (finished shards are
+    recorded; a stop through the pool's terminate could wait forever on a worker the group's
+    SIGTERM killed holding the task queue's lock), with one line and exit 143, the workers
+    with it; the re-run resumes and removes their temporary files."""
+    data, out = _random_pairs(tmp_path / "data", 200), tmp_path / "out"
+    for delay in (0.0, 0.1):
+        run = _pack(data, out)
+        _wait_for_workers(run)
+        workers = _children(run.pid)
+        time.sleep(delay)
+        (os.killpg if to_group else os.kill)(run.pid, signal.SIGTERM)
+        err = _stopped(run, f"SIGTERM after {delay} s")
+        assert run.returncode == 143, err
+        assert err.strip() == STOPPED_BY_SIGTERM
+        deadline = time.monotonic() + 10
+        while not _gone(workers):
+            assert time.monotonic() < deadline, f"workers {workers} outlived the pack"
+            time.sleep(0.05)
+        assert _lock_is_free(out / "train")
+        assert not (out / "train" / "index.json").exists()
+    finished = _pack(data, out)
+    assert finished.wait(timeout=60) == 0, finished.stderr.read()
+    assert json.loads((out / "train" / "index.json").read_text())["count"] == 200
+    assert not list((out / "train").glob("*.tmp-*"))
+
+
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["ctrl_c", "sigterm"])
 def test_ctrl_c_while_synthetic_pairs_are_written_is_one_line_then_the_same_command_ends_it(
-        tmp_path):
+        tmp_path, stop):
     data, out = tmp_path / "data", tmp_path / "out"
     command = [sys.executable, "-m", "fastp2p", "pack", "--synthetic", "300", str(data),
                str(out), "--load_size", "16", "--workers", "2", "--no-progress"]
     run = _start(command, tmp_path)
     _wait_for_workers(run)
     time.sleep(0.2)     # into the writing of the pairs (about a second per worker's 64)
-    os.killpg(run.pid, signal.SIGINT)
+    os.killpg(run.pid, stop)
     err = _stopped(run, "--synthetic")
-    assert run.returncode == 130, err
-    assert err.strip() == ("fastp2p pack: interrupted while writing the synthetic pairs; run "
-                           "the same command again to finish them (the pairs written are kept)")
+    assert run.returncode == 128 + stop, err
+    how = "interrupted" if stop == signal.SIGINT else "stopped by SIGTERM"
+    assert err.strip() == (f"fastp2p pack: {how} while writing the synthetic pairs; run the "
+                           "same command again to finish them (the pairs written are kept)")
     # The workers ended mid-pair leave their temporary files (empty, or a torn JPEG), as many
     # as the Ctrl-C found writing; one more, of a process that is gone, makes sure of one. The
     # re-run the line asks for used to stop on them ("not a readable image"): it removes them.

@@ -7,12 +7,18 @@ import sys
 from fastp2p import cpu_info
 from fastp2p.byte_sizes import binary_size
 from fastp2p.command_errors import print_error
+from fastp2p.data.worker_pool import exit_at_sigterm
 from fastp2p.option_types import MAX_LOAD_SIZE, pack_workers, plain_name, seed
 from fastp2p.terminal import is_terminal
 
 # Bad shard files --verify names one line each per pack; more are counted in one line, so that
 # a huge pack gone bad (a disk's worth of shards) stays readable.
 MAX_LISTED = 10
+# the line of a pack stopped by Ctrl-C or SIGTERM, after "interrupted" or STOPPED_BY_SIGTERM
+PACK_AGAIN = "run the same command again to resume (finished shards are kept)"
+SYNTHETIC_AGAIN = ("while writing the synthetic pairs; run the same command again to finish "
+                   "them (the pairs written are kept)")
+STOPPED_BY_SIGTERM = "stopped by SIGTERM"
 
 DESCRIPTION = f"""\
 Decode and resize every pair of DATAROOT once and write OUT/PHASE/ shards of uint8 A|B pairs
@@ -28,17 +34,18 @@ resize, as the reference takes them). Other --preprocess modes (crop, scale_widt
 scale_width_and_crop, none) need the original pixels or sizes: train those from the image
 folders.
 
-An interrupted run resumes: run the same command again; finished shards whose checksum verifies
-are kept. A pack already in OUT made with another --load_size is refused unless --overwrite
-asks to replace it; an index.json there that pack did not write is always refused, and so is a
-second pack into a folder another one is writing, and a run that would change a pack being
-read by a training or `fastp2p test` (stop it first: its shards would change under it) or
-checked by another `fastp2p pack`; a re-run that finds the pack up to date changes nothing
-and goes through. `fastp2p pack --verify OUT` checks every shard's size and both checksums
-against the index, as training does, in every pack in OUT (any --phase name), going on past a
-bad one: it names each bad shard (the first {MAX_LISTED} of a pack, then their count) and the
-command that repacks it, prints each pack's result and exits 1 if any is bad (or if a pack's
-.pack.lock is a link, FIFO or folder, which training refuses too).
+An interrupted run (Ctrl-C: exit 130; SIGTERM: 143; a crash) resumes: run the same command
+again; finished shards whose checksum verifies are kept. A pack already in OUT made with
+another --load_size is refused unless --overwrite asks to replace it; an index.json there that
+pack did not write is always refused, and so is a second pack into a folder another one is
+writing, and a run that would change a pack being read by a training or `fastp2p test` (stop it
+first: its shards would change under it) or checked by another `fastp2p pack`; a re-run that
+finds the pack up to date changes nothing and goes through. `fastp2p pack --verify OUT` checks
+every shard's size and both checksums against the index, as training does, in every pack in OUT
+(any --phase name), going on past a bad one: it names each bad shard (the first {MAX_LISTED} of
+a pack, then their count) and the command that repacks it, prints each pack's result and exits
+1 if any is bad (or if a pack's .pack.lock is a link, FIFO or folder, which training refuses
+too).
 
 No dataset at hand? `fastp2p pack --synthetic N DATAROOT [OUT]` writes N synthetic aligned
 pairs (shapes -> their outlines, 256x256 JPEGs, the same files for the same --seed) into
@@ -190,23 +197,23 @@ def run(args: argparse.Namespace) -> int:
             _refuse_without_room(dataroot, out if "train" in phases else None, args.synthetic,
                                  args.load_size, args.gray)
             try:
-                folder = write_synthetic(dataroot, args.synthetic, seed=args.seed,
-                                         workers=workers, progress=progress)
+                with exit_at_sigterm(f"fastp2p pack: {STOPPED_BY_SIGTERM} {SYNTHETIC_AGAIN}"):
+                    folder = write_synthetic(dataroot, args.synthetic, seed=args.seed,
+                                             workers=workers, progress=progress)
             except KeyboardInterrupt:   # before any packing: no shard to speak of
-                print("fastp2p pack: interrupted while writing the synthetic pairs; run the "
-                      "same command again to finish them (the pairs written are kept)",
-                      file=sys.stderr)
+                print(f"fastp2p pack: interrupted {SYNTHETIC_AGAIN}", file=sys.stderr)
                 return 130
             print(f"{folder}: {counted(args.synthetic, 'synthetic pair')} (seed {args.seed})")
             if out is None:
                 return 0
         writing = out
         for phase in phases:
-            index = pack_phase(dataroot, out, phase, load_size=args.load_size,
-                               dataset_mode=args.dataset_mode, workers=workers,
-                               skip_bad=args.skip_bad, pairs_per_shard=args.pairs_per_shard,
-                               progress=progress, overwrite=args.overwrite,
-                               gray=args.gray)
+            with exit_at_sigterm(f"fastp2p pack: {STOPPED_BY_SIGTERM}; {PACK_AGAIN}"):
+                index = pack_phase(dataroot, out, phase, load_size=args.load_size,
+                                   dataset_mode=args.dataset_mode, workers=workers,
+                                   skip_bad=args.skip_bad, pairs_per_shard=args.pairs_per_shard,
+                                   progress=progress, overwrite=args.overwrite,
+                                   gray=args.gray)
             skipped = len(index["skipped"])
             print(f"{out / phase}: {counted(index['count'], 'pair')} in "
                   f"{counted(len(index['shards']), 'shard')}"
@@ -228,8 +235,7 @@ def run(args: argparse.Namespace) -> int:
                     "lower --workers or --load_size, then run the same command again to resume")
         return 1
     except KeyboardInterrupt:
-        print("fastp2p pack: interrupted; run the same command again to resume (finished "
-              "shards are kept)", file=sys.stderr)
+        print(f"fastp2p pack: interrupted; {PACK_AGAIN}", file=sys.stderr)
         return 130
     return 0
 

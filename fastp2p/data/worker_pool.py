@@ -13,6 +13,8 @@ import signal
 import sys
 import threading
 
+from fastp2p.terminal import is_terminal
+
 
 def _die_with(parent: int) -> None:
     """Linux: this worker gets SIGKILL when the main process dies, a SIGKILL included, instead
@@ -28,8 +30,11 @@ def _die_with(parent: int) -> None:
 
 
 def _start_worker(parent: int, initializer, initargs: tuple) -> None:
-    """Pool initializer: ignore SIGINT, die with ``parent``, then the caller's initializer."""
+    """Pool initializer: ignore SIGINT, end at SIGTERM as by default (the pool's terminate sends
+    it: a Python handler forked in, ``exit_at_sigterm``'s, left a worker blocked on the task
+    queue's lock running), die with ``parent``, then the caller's initializer."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     _die_with(parent)
     if initializer is not None:
         initializer(*initargs)
@@ -50,7 +55,7 @@ def _ctrl_c_deferred():
     putting back a handler, a few lines): the Ctrl-C goes on to whichever handler was there before
     (Python's KeyboardInterrupt under ``fastp2p pack``, the bench's when its end-to-end data
     preparation starts a pool). SIGTERM is not held back: under ``fastp2p pack`` it ends this
-    process, and the workers with it."""
+    process at once (``exit_at_sigterm``), and the workers with it."""
     handler = signal.getsignal(signal.SIGINT)
     # SIG_IGN and SIG_DFL raise nothing to lose; and only the main thread may set a handler
     if not callable(handler) or threading.current_thread() is not threading.main_thread():
@@ -79,3 +84,40 @@ def worker_pool(processes: int, initializer=None, initargs: tuple = ()):
                 processes, initializer=_start_worker,
                 initargs=(os.getpid(), initializer, initargs)))
         yield pool
+
+
+@contextlib.contextmanager
+def exit_at_sigterm(line: str):
+    """SIGTERM (`kill`, `timeout`, a job scheduler) in the block: ``line`` on stderr, then this
+    process exits at once with 143, as if killed (its workers die with it, ``_die_with``).
+    Python's default ended it as silently, with -15.
+
+    Not through a KeyboardInterrupt and the pool's terminate, as Ctrl-C goes: a SIGTERM sent
+    to the whole process group kills the workers too, and one killed while it held the pool's
+    task-queue lock (as a worker waiting for a task does) made that terminate wait forever.
+    What the block writes must be safe to lose at any point (a pack's shards are renamed into
+    place whole, and recorded by fsynced lines; a re-run resumes). Main thread only, where
+    Python runs signal handlers; elsewhere the block runs with SIGTERM as it was."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    owner = os.getpid()
+
+    def stop(signal_number: int, frame) -> None:
+        if os.getpid() != owner:    # a worker forked with it: the default's end
+            signal.signal(signal_number, signal.SIG_DFL)
+            signal.raise_signal(signal_number)
+            return
+        for stream in (sys.stdout, sys.stderr):     # what was printed before it
+            with contextlib.suppress(Exception):    # a write it interrupted
+                stream.flush()
+        # after a progress bar's unfinished line
+        os.write(2, ("\n" if is_terminal(sys.stderr) else "").encode() + line.encode() + b"\n")
+        os._exit(128 + signal_number)
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        if previous is not None:    # None: a handler set outside Python, which cannot be put back
+            signal.signal(signal.SIGTERM, previous)
