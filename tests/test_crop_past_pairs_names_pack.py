@@ -39,8 +39,8 @@ def test_the_packed_loader_names_the_pack_to_repack(tmp_path):
     command = message.split("`")[1]
     assert shlex.split(command) == [
         "fastp2p", "pack", str(data.resolve()), str(out.resolve()), "--phase", "train",
-        "--load_size", "24", "--dataset_mode", "aligned", "--pairs-per-shard", "2",
-        "--overwrite"]
+        "--load_size", "24", "--dataset_mode", "aligned", "--overwrite"]  # its shard size:
+    # pack's choice for the new size, not the one the old pack had
     assert main(shlex.split(command)[1:] + ["--no-progress"]) == 0    # run as printed, it works
     assert read_index(out / "train")["load_size"] == 24
 

@@ -69,6 +69,8 @@ def test_a_pack_too_small_for_load_size_gives_the_repack_command_with_its_source
     command = str(error.value).partition("repack at that size: `")[2].rstrip("`")
     assert command.startswith(f"fastp2p pack {data} {out} --phase train --load_size 24 ")
     assert command.endswith(" --overwrite")
+    # the shard size the old load size got is left to pack's choice for the new one
+    assert "--pairs-per-shard" not in command
     del error  # its traceback holds the refused dataset, which holds the pack's reading lock
     gc.collect()
     assert main(shlex.split(command)[1:] + ["--no-progress"]) == 0

@@ -60,9 +60,9 @@ def check_crops_fit(height: int, width: int, crop_x, crop_y, crop_size: int, *,
         if phase_dir is None:
             where, repack = "", f"repack the pairs with --load_size >= {crop_size}"
         else:
-            from fastp2p.data.packed_index import pack_command_line
-            command = pack_command_line(phase_dir, dict(index or {}, load_size=crop_size))
-            where, repack = f"{phase_dir}: ", f"repack at that size: `{command} --overwrite`"
+            from fastp2p.data.packed_index import repack_command_line
+            command = repack_command_line(phase_dir, index, crop_size)
+            where, repack = f"{phase_dir}: ", f"repack at that size: `{command}`"
         raise ValueError(f"{where}--crop_size {crop_size} is larger than the stored pairs' "
                          f"halves ({height}x{width}): pass a --crop_size <= "
                          f"{min(height, width)}, or {repack}")

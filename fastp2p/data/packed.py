@@ -39,8 +39,8 @@ import torch
 from fastp2p.data.errors import DataError, counted
 from fastp2p.data.folder_lock import ReadingLock
 from fastp2p.data.packed_index import (INDEX_NAME, check_shard_size, not_a_regular_file,
-                                       pack_command_line, pair_shape, read_index, repack_hint,
-                                       stored_files)
+                                       pack_command_line, pair_shape, read_index,
+                                       repack_command_line, repack_hint, stored_files)
 from fastp2p.file_reads import open_descriptor_to_read, read_error_advice
 
 if TYPE_CHECKING:   # transforms imports Pillow, which reading and verifying a pack do not need
@@ -210,11 +210,10 @@ class PackedDataset(torch.utils.data.Dataset):
         if config.load_size > stored:
             sizes = (f"--load_size {stored} (or less)" if config.crop_size <= stored
                      else f"--load_size and --crop_size of at most {stored}")
-            repack = pack_command_line(self.phase_dir, dict(self.index,
-                                                            load_size=config.load_size))
+            repack = repack_command_line(self.phase_dir, self.index, config.load_size)
             raise DataError(f"{self.phase_dir}: packed at load_size {stored}, smaller than "
                             f"--load_size {config.load_size}; pass {sizes}, or repack at that "
-                            f"size: `{repack} --overwrite`")
+                            f"size: `{repack}`")
         # a smaller --load_size resizes the stored halves again (bicubic) before the crop: the
         # pixels are resampled twice, so close to, not equal to, the folders' single resize
         self.resize_to = config.load_size if config.load_size < stored else None

@@ -221,6 +221,15 @@ def pack_command_line(phase_dir: Path, index=None) -> str:
     return " ".join(words)
 
 
+def repack_command_line(phase_dir: Path, index, load_size: int) -> str:
+    """The `fastp2p pack ... --overwrite` command that packs ``phase_dir`` again at
+    ``load_size``, with the other options its index records but the shard size: the recorded
+    one fitted the old size (pack's automatic choice, most often), and all is rewritten anyway."""
+    index = dict(index if isinstance(index, dict) else {}, load_size=load_size,
+                 pairs_per_shard=None)
+    return f"{pack_command_line(phase_dir, index)} --overwrite"
+
+
 def plan_settings(load_size: int, dataset_mode: str, skip_bad: bool, gray: bool) -> dict:
     """The options a shard's bytes depend on, as its plan digest takes them."""
     settings = {"format": FORMAT, "version": VERSION, "load_size": load_size,
