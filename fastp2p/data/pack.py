@@ -190,14 +190,16 @@ def plan_pairs(dataroot: Path, phase: str, dataset_mode: str, load_size: int,
     phase_dir = dataroot / phase
     problems = None if skipped is None else []
     if dataset_mode == "two_folders":
-        pairs = scan_two_folders(phase_dir, config, skip_bad, progress=progress,
-                                 skipped=problems)
-    else:
-        pairs = [(path, path) for path in scan_aligned(phase_dir, config, skip_bad,
-                                                       progress=progress, skipped=problems)]
+        pairs = [(str(a.relative_to(dataroot)), str(b.relative_to(dataroot)))
+                 for a, b in scan_two_folders(phase_dir, config, skip_bad, progress=progress,
+                                              skipped=problems)]
+    else:   # A and B are one file: one string for both (memory: ~65 bytes a pair)
+        pairs = [(name, name) for name in (
+            str(path.relative_to(dataroot)) for path in scan_aligned(
+                phase_dir, config, skip_bad, progress=progress, skipped=problems))]
     if problems:
         skipped.extend([str(Path(path).relative_to(dataroot)), why] for path, why in problems)
-    return [(str(a.relative_to(dataroot)), str(b.relative_to(dataroot))) for a, b in pairs]
+    return pairs
 
 
 def gray_among_colour(dataroot: Path, pairs, dataset_mode: str) -> bool:
