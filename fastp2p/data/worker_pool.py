@@ -13,6 +13,7 @@ import signal
 import sys
 import threading
 
+from fastp2p.ctrl_c_deferred import ctrl_c_deferred
 from fastp2p.terminal import is_terminal
 
 
@@ -41,37 +42,6 @@ def _start_worker(parent: int, initializer, initargs: tuple) -> None:
 
 
 @contextlib.contextmanager
-def _ctrl_c_deferred():
-    """SIGINT recorded, not acted on, for the block, then raised again for the handler it had.
-
-    Around the pool's start: a KeyboardInterrupt raised inside one of the fork hooks that run
-    then is swallowed by it ("Exception ignored in ..."), so the Ctrl-C was lost and the run
-    went on. Blocking the signal instead blocks it in this thread only: another thread (tqdm's
-    progress-bar monitor) then takes it, and Python runs the handler in this thread anyway.
-    Workers forked meanwhile start with the recording handler too, until they ignore SIGINT.
-
-    It decides nothing about what a stop means, so it shares nothing with the stop handlers of
-    ``fastp2p.train.stop_requests.StopRequests`` or ``fastp2p.bench.stops`` (only setting and
-    putting back a handler, a few lines): the Ctrl-C goes on to whichever handler was there before
-    (Python's KeyboardInterrupt under ``fastp2p pack``, the bench's when its end-to-end data
-    preparation starts a pool). SIGTERM is not held back: under ``fastp2p pack`` it ends this
-    process at once (``exit_at_sigterm``), and the workers with it."""
-    handler = signal.getsignal(signal.SIGINT)
-    # SIG_IGN and SIG_DFL raise nothing to lose; and only the main thread may set a handler
-    if not callable(handler) or threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    caught = []
-    signal.signal(signal.SIGINT, lambda signum, frame: caught.append(signum))
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, handler)
-        if caught:
-            signal.raise_signal(signal.SIGINT)
-
-
-@contextlib.contextmanager
 def worker_pool(processes: int, initializer=None, initargs: tuple = ()):
     """A ``multiprocessing`` pool of ``processes`` workers (forked; spawned on Windows) that
     ignore SIGINT and die with this process, each running ``initializer(*initargs)`` first;
@@ -79,7 +49,9 @@ def worker_pool(processes: int, initializer=None, initargs: tuple = ()):
     that the block's end terminates it."""
     context = multiprocessing.get_context("spawn" if sys.platform == "win32" else "fork")
     with contextlib.ExitStack() as stack:
-        with _ctrl_c_deferred():
+        # a KeyboardInterrupt raised inside a fork hook is swallowed by it ("Exception ignored
+        # in ..."): the Ctrl-C was lost and the pack went on
+        with ctrl_c_deferred():
             pool = stack.enter_context(context.Pool(
                 processes, initializer=_start_worker,
                 initargs=(os.getpid(), initializer, initargs)))
