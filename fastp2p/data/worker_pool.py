@@ -4,7 +4,8 @@ Ctrl-C sends SIGINT to the whole process group, and only the main process should
 worker interrupted inside the pool's task queue (holding its lock, or with a task half read)
 made the pool's terminate wait for that queue forever, the folder still locked, and the others
 printed KeyboardInterrupt tracebacks. So each worker ignores SIGINT and dies with the main
-process, and the main process, interrupted, ends them with the pool's terminate.
+process, and the main process, interrupted, ends them with the pool's terminate. SIGTERM ends
+the main process at once instead, with a line (``exit_at_sigterm``), and the workers with it.
 """
 import contextlib
 import multiprocessing
