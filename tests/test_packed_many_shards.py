@@ -143,3 +143,22 @@ def test_a_pack_of_more_shards_than_the_limit_on_open_files_reads(phase):
     assert result.returncode == 0, result.stderr
     expected = _open(phase).read_batch(range(SHARDS)).sum().item()
     assert result.stdout.split() == [str(expected)] * 2
+
+
+def test_a_gray_pack_s_two_files_a_shard_share_the_open_ones(tmp_path, monkeypatch):
+    """A --gray pack opens a colour and a grayscale file per shard: both count, each reads its
+    own pairs."""
+    make_aligned(tmp_path / "data", count=6)
+    assert main(tiny_pack_args(tmp_path / "data", tmp_path / "out", "--pairs-per-shard", "1",
+                               "--gray")) == 0
+    phase = tmp_path / "out" / "train"
+    expected = {(index, prefix): _open(phase).read_raw(index, prefix)
+                for index in range(6) for prefix in ("", "gray_")}
+    monkeypatch.setattr(packed_module, "open_shards_capacity", lambda: 3)
+    dataset = _open(phase)
+    for _ in range(2):
+        for index in range(6):
+            for prefix in ("gray_", ""):
+                assert np.array_equal(dataset.read_raw(index, prefix), expected[index, prefix])
+    if os.path.isdir("/proc/self/fd"):
+        assert _open_shard_files(phase) == 3
