@@ -1,4 +1,4 @@
-"""A Ctrl-C during torch's import, in `fastp2p train` or `fastp2p test`'s first second: raised
+"""A Ctrl-C during torch's import, in `fastp2p train`, `test` or `bench`'s first second: raised
 inside the import (C++ calling back into Python), it aborted the process (SIGABRT from
 pybind11's error_already_set), was lost (the command ran to its end), or left numpy.linalg half
 imported (a RecursionError later). ``import_torch`` now finishes the import, then raises it."""
@@ -7,16 +7,22 @@ import sys
 
 import pytest
 
-# Ctrl-C arriving in the middle of torch._dynamo's import, as a real one may
+# a stop arriving in the middle of torch._dynamo's import, as a real one may; SIGTERM with a
+# handler that raises for it, as the bench's
 SCRIPT = """
 import importlib.abc, signal, sys
+STOP = getattr(signal, sys.argv[1])
+def stopped(*args):
+    raise KeyboardInterrupt
+if STOP == signal.SIGTERM:
+    signal.signal(signal.SIGTERM, stopped)
 class CtrlCInside(importlib.abc.MetaPathFinder):
     def find_spec(self, name, path, target=None):
         if name == "torch._dynamo.utils":
-            signal.raise_signal(signal.SIGINT)
+            signal.raise_signal(STOP)
         return None
 sys.meta_path.insert(0, CtrlCInside())
-from fastp2p.ctrl_c_deferred import import_torch
+from fastp2p.stops_deferred import import_torch
 try:
     import_torch()
 except KeyboardInterrupt:
@@ -24,16 +30,17 @@ except KeyboardInterrupt:
 """
 
 
-def test_a_ctrl_c_inside_torch_s_import_is_raised_once_it_is_done():
-    result = subprocess.run([sys.executable, "-c", SCRIPT], capture_output=True, text=True,
-                            timeout=300)
+@pytest.mark.parametrize("stop", ["SIGINT", "SIGTERM"])
+def test_a_stop_inside_torch_s_import_is_raised_once_it_is_done(stop):
+    result = subprocess.run([sys.executable, "-c", SCRIPT, stop], capture_output=True,
+                            text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "interrupted; True True", result.stderr
 
 
-@pytest.mark.parametrize("command", ["train", "test"])
-def test_train_and_test_import_torch_through_it_first(monkeypatch, command):
-    import fastp2p.ctrl_c_deferred as deferred
+@pytest.mark.parametrize("command", ["train", "test", "bench"])
+def test_train_test_and_bench_import_torch_through_it_first(monkeypatch, tmp_path, command):
+    import fastp2p.stops_deferred as deferred
     from fastp2p.cli import main
 
     class Imported(Exception):
@@ -43,5 +50,8 @@ def test_train_and_test_import_torch_through_it_first(monkeypatch, command):
         raise Imported
 
     monkeypatch.setattr(deferred, "import_torch", first)
+    options = (["--out", str(tmp_path / "bench")] if command == "bench"
+               else ["--dataroot", "/nonexistent", "--name", "x"])
     with pytest.raises(Imported):   # before any other work: no dataroot needed
-        main([command, "--dataroot", "/nonexistent", "--name", "x"])
+        main([command, *options])
+    assert not (tmp_path / "bench").exists()

@@ -444,6 +444,7 @@ def reader_gone() -> int:
 
 def _run(args: argparse.Namespace) -> int:
     from fastp2p.bench.stops import stop_signals
+    from fastp2p.stops_deferred import import_torch
 
     if args.list_peers:
         return list_peers()
@@ -452,6 +453,7 @@ def _run(args: argparse.Namespace) -> int:
         if args.plot is not None:
             return plot(args.plot)
         try:
+            import_torch()  # first, whole: a stop raised inside it could abort the process
             settings = settings_from_args(args)
             out_dir = args.out or default_out_dir()
             problem = prepare_out_dir(out_dir, settings)

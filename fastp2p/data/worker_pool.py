@@ -14,7 +14,7 @@ import signal
 import sys
 import threading
 
-from fastp2p.ctrl_c_deferred import ctrl_c_deferred
+from fastp2p.stops_deferred import stops_deferred
 from fastp2p.terminal import is_terminal
 
 
@@ -52,7 +52,7 @@ def worker_pool(processes: int, initializer=None, initargs: tuple = ()):
     with contextlib.ExitStack() as stack:
         # a KeyboardInterrupt raised inside a fork hook is swallowed by it ("Exception ignored
         # in ..."): the Ctrl-C was lost and the pack went on
-        with ctrl_c_deferred():
+        with stops_deferred():
             pool = stack.enter_context(context.Pool(
                 processes, initializer=_start_worker,
                 initargs=(os.getpid(), initializer, initargs)))

@@ -152,7 +152,7 @@ def run(args: argparse.Namespace, times=None, name_files: bool = True) -> int:
     except MissingPackage as err:
         print_error("train", err)
         return 2
-    from fastp2p.ctrl_c_deferred import import_torch
+    from fastp2p.stops_deferred import import_torch
     import_torch()  # first, whole: a Ctrl-C inside it aborted the process or was lost
     import torch
     from tqdm import tqdm

@@ -109,7 +109,7 @@ def run(args: argparse.Namespace) -> int:
                          extra="data")
     except MissingPackage as err:
         return _refused(err)
-    from fastp2p.ctrl_c_deferred import import_torch
+    from fastp2p.stops_deferred import import_torch
     import_torch()  # first, whole: a Ctrl-C inside it aborted the process or was lost
     from fastp2p.train.cpu_threads import apply_thread_choice, choose_threads
     from fastp2p.train.distributed import launched_world_size, resolve_device

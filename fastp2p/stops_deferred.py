@@ -1,4 +1,4 @@
-"""Holding a Ctrl-C back from work it must not cut short: ``ctrl_c_deferred``, and
+"""Holding a Ctrl-C (or SIGTERM) back from work it must not cut short: ``stops_deferred``, and
 ``import_torch`` under it."""
 import contextlib
 import signal
@@ -6,8 +6,9 @@ import threading
 
 
 @contextlib.contextmanager
-def ctrl_c_deferred():
-    """SIGINT recorded, not acted on, for the block, then raised again for the handler it had.
+def stops_deferred(numbers: tuple = (signal.SIGINT,)):
+    """The signals ``numbers`` (SIGINT by default) recorded, not acted on, for the block, then
+    the first one caught raised again for the handler it had.
 
     For work a KeyboardInterrupt raised inside goes wrong in: a pool's fork hooks swallow it
     ("Exception ignored in ..."), so the Ctrl-C was lost and the pack went on; torch's import
@@ -20,21 +21,24 @@ def ctrl_c_deferred():
     ``fastp2p.train.stop_requests.StopRequests`` or ``fastp2p.bench.stops`` (only setting and
     putting back a handler, a few lines): the Ctrl-C goes on to whichever handler was there
     before (Python's KeyboardInterrupt under ``fastp2p pack``, train and test; the bench's when
-    its end-to-end data preparation starts a pool). SIGTERM is not held back: left at its
-    default it ends the process at once, nothing half done in it."""
-    handler = signal.getsignal(signal.SIGINT)
+    its end-to-end data preparation starts a pool). SIGTERM is held back only where asked and
+    where a handler raises for it (the bench's; at its default it ends the process at once,
+    nothing half done in it), and only by a block that forks nothing (``import_torch``): a pool
+    worker forked with the recording handler would not end at the pool's terminate."""
     # SIG_IGN and SIG_DFL raise nothing to lose; and only the main thread may set a handler
-    if not callable(handler) or threading.current_thread() is not threading.main_thread():
-        yield
-        return
+    on_main_thread = threading.current_thread() is threading.main_thread()
+    held = {number: signal.getsignal(number) for number in numbers
+            if on_main_thread and callable(signal.getsignal(number))}
     caught = []
-    signal.signal(signal.SIGINT, lambda signum, frame: caught.append(signum))
+    for number in held:
+        signal.signal(number, lambda signum, frame: caught.append(signum))
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, handler)
+        for number, handler in held.items():
+            signal.signal(number, handler)
         if caught:
-            signal.raise_signal(signal.SIGINT)
+            signal.raise_signal(caught[0])
 
 
 def import_torch() -> None:
@@ -45,7 +49,9 @@ def import_torch() -> None:
     EPYC, showed three: the process aborted (pybind11's error_already_set reached
     std::terminate: SIGABRT, exit -6); the Ctrl-C was lost and the command ran to its end; or
     numpy.linalg was left half imported, and a RecursionError came later. train and test import
-    torch._dynamo anyway: building their networks on the meta device to check them needs it."""
-    with ctrl_c_deferred():
+    torch._dynamo anyway: building their networks on the meta device to check them needs it,
+    and the bench's torch.compile peers. A SIGTERM that a handler raises for (the bench's) waits
+    too."""
+    with stops_deferred((signal.SIGINT, signal.SIGTERM)):
         import torch            # noqa: F401
         import torch._dynamo    # noqa: F401
