@@ -503,15 +503,15 @@ def refuse_too_little_space(phase_dir: Path, todo: list, load_size: int, gray: b
     (fewer with --skip-bad dropping one), less the shards each replaces."""
     colour = pair_bytes(load_size)
     per_pair = colour + (colour // CHANNELS if gray else 0)     # --gray: one more channel
-    needed = sum(len(job["pairs"]) for job in todo) * per_pair
+    count = sum(len(job["pairs"]) for job in todo)
+    needed = count * per_pair
     for job in todo:
         for key in ("file", "gray_file")[:1 + gray]:
             with contextlib.suppress(OSError):     # none there yet
                 needed -= (phase_dir / job[key]).stat().st_size
     free = shutil.disk_usage(phase_dir).free
     if needed > free:
-        pairs = counted(sum(len(job["pairs"]) for job in todo), "pair")
-        raise DataError(f"{phase_dir}: the {pairs} still to pack need at least "
+        raise DataError(f"{phase_dir}: the {counted(count, 'pair')} still to pack need at least "
                         f"{binary_size(needed)} on this disk, which has {binary_size(free)} "
                         "free; make room, or pack to a folder on another disk")
 
