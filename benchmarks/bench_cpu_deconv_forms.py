@@ -45,7 +45,7 @@ def bench_layer(c_in, c_out, size, batch_size, repeats):
     runs = {"torch": functools.partial(_torch_form, conv, weight, x, out)}
     for form, layout in LAYOUT_OF_FORM.items():
         runs[form] = functools.partial(conv_transpose2d_into,
-                                       stand_in(conv, conv.weight, conv.bias, layout),
+                                       stand_in(conv, conv.weight, conv.bias, layout, x.shape),
                                        x, out, "relu")
     with torch.no_grad():
         expected = runs["torch"]().clone()

@@ -52,7 +52,7 @@ def _float64(conv, x):
 def test_phases_written_into_a_slice_match_float64(c_in, c_out, bias, shape, activation, layout,
                                                    poisoned):
     conv = _layer(c_in, c_out, bias)
-    phased = stand_in(conv, conv.weight, conv.bias, PHASES)
+    phased = stand_in(conv, conv.weight, conv.bias, PHASES, shape)
     assert type(phased) is deconv_phases.PhasedConvTranspose2d
     x = _random(shape, 1).contiguous(memory_format=layout)
     n, _, h, w = shape
@@ -83,9 +83,9 @@ def test_a_batchnorm_fold_in_the_phase_form_is_the_conv_then_the_norm():
     with torch.no_grad():
         norm.running_mean.normal_(), norm.running_var.uniform_(0.5, 2)
         norm.weight.normal_(), norm.bias.normal_()
-    folded = folding.folded_conv(conv, norm, PHASES)
-    assert type(folded) is deconv_phases.PhasedConvTranspose2d
     x = _random((2, 6, 4, 4), 2).contiguous(memory_format=CL)
+    folded = folding.folded_conv(conv, norm, PHASES, x.shape)
+    assert type(folded) is deconv_phases.PhasedConvTranspose2d
     with torch.no_grad():
         out = conv_transpose.conv_transpose2d(folded, x)
     expected = copy.deepcopy(nn.Sequential(conv, norm)).double()(x.double())

@@ -85,7 +85,8 @@ def test_a_later_process_takes_the_remembered_choice_without_timing(timed, monke
 def test_another_machines_section_is_kept_and_not_used(timed, monkeypatch):
     remembered_forms.path().parent.mkdir(parents=True)
     key = _key()
-    other = {"format": 1, "machines": {"another CPU | torch 0 | fastp2p 0": {key: "gemm"}}}
+    other = {"format": remembered_forms._FORMAT,
+             "machines": {"another CPU | torch 0 | fastp2p 0": {key: "gemm"}}}
     remembered_forms.path().write_text(json.dumps(other))
     assert _choose() == "onednn" and timed
     assert _sections()["another CPU | torch 0 | fastp2p 0"] == {key: "gemm"}
@@ -97,7 +98,7 @@ def test_another_machines_section_is_kept_and_not_used(timed, monkeypatch):
 def test_a_file_that_is_unusable_means_timing_again(timed, monkeypatch, content):
     remembered_forms.path().parent.mkdir(parents=True)
     if content == "FORM_NOT_APPLYING":  # an entry naming a form this layer cannot run
-        content = json.dumps({"format": 1,
+        content = json.dumps({"format": remembered_forms._FORMAT,
                               "machines": {remembered_forms.machine(): {_key(): "fft"}}})
     remembered_forms.path().write_text(content)
     assert _choose() == "onednn" and timed

@@ -31,7 +31,7 @@ def _write(folder, content):
     (folder / remembered_forms.FILE_NAME).write_text(json.dumps(content))
 
 
-@pytest.mark.parametrize("file_format", [remembered_forms._FORMAT + 1, None, "1"])
+@pytest.mark.parametrize("file_format", [remembered_forms._FORMAT + 1, 1, None, "2"])
 def test_a_file_of_another_format_reads_as_empty(monkeypatch, tmp_path, file_format):
     monkeypatch.setenv("FASTP2P_CACHE", str(tmp_path))
     content = {"machines": {remembered_forms.machine(): {repr(KEY): "gemm"}}}

@@ -89,7 +89,7 @@ def test_torch_in_place_paths_equal_the_fused_ops_bit_for_bit(backend, dtype, me
     conv = nn.ConvTranspose2d(6, 5, 4, 2, 1).to(dtype)
     convs = [conv]
     if dtype == torch.float32 and deconv_phases.applies(conv, x):
-        convs.append(stand_in(conv, conv.weight, conv.bias, PHASES))
+        convs.append(stand_in(conv, conv.weight, conv.bias, PHASES, x.shape))
     with torch.no_grad():
         for activation, slope in (("leaky_relu", 0.2), ("relu", 0.0)):
             expected = norm_act(x, norm="none", activation=activation, slope=slope)

@@ -35,7 +35,8 @@ batch-statistics norms (and InstanceNorm) always keep the statistics path.
 The same cache serves a convolution's weights in another layout (``conv_in_layout``): CPU
 inference computes channels-last whatever the module's layout (fastp2p.nn.fused), with each
 weight either packed once for oneDNN (``PACKED``, fastp2p.ops.onednn_packed: oneDNN would
-otherwise reorder it on every call), or for a transposed convolution, whichever of its forms
+otherwise reorder it on every call; packed per input size, the layout oneDNN picks depending on
+it, and kept for up to ``MAX_STAND_INS`` layouts and sizes per module), or for a transposed convolution, whichever of its forms
 was measured faster (fastp2p.ops.conv_transpose): packed for oneDNN, as its four phases'
 packed convolution (``PHASES``, fastp2p.ops.deconv_phases) or a channels-last copy for the GEMM
 form; folds are then built in that layout too. A layout is ``torch.preserve_format`` (the
@@ -98,8 +99,12 @@ class _StandIn:
     held: tuple            # the source tensors, kept so that their addresses stay unique
 
 
-# Per norm module, per layout: the stand-in of its fold.
+# Per norm module, per slot (``_slot``: its layout, and the input size it is packed for): the
+# stand-in of its fold.
 _cache: "weakref.WeakKeyDictionary[nn.Module, dict]" = weakref.WeakKeyDictionary()
+# Stand-ins kept per module (``_cached``): two batch sizes by turns, or a transposed
+# convolution's two measured forms, each at two.
+MAX_STAND_INS = 4
 
 
 def _sources(conv, norm):
@@ -130,6 +135,13 @@ def _key(conv, norm) -> Optional[tuple]:
     return None if watched is None else (norm.eps, conv_settings(conv)) + watched
 
 
+def _slot(layout, input_size):
+    """Where a module's cache keeps its stand-in for ``layout``: one per layout, and for an
+    opaque layout one per input size, since oneDNN's packed layout depends on it
+    (fastp2p.ops.onednn_packed)."""
+    return (layout, tuple(input_size)) if layout in OPAQUE_LAYOUTS else layout
+
+
 @torch.no_grad()
 def fold_batchnorm(conv: nn.Module, norm: nn.BatchNorm2d):
     """(weight, bias) of ``conv`` followed by eval-mode ``norm``, in conv's dtype and memory
@@ -153,11 +165,12 @@ def fold_batchnorm(conv: nn.Module, norm: nn.BatchNorm2d):
     return weight, shift.to(conv.weight.dtype)
 
 
-def folded_conv(conv: nn.Module, norm: nn.BatchNorm2d,
-                layout=torch.preserve_format) -> Optional[nn.Module]:
+def folded_conv(conv: nn.Module, norm: nn.BatchNorm2d, layout=torch.preserve_format,
+                input_size=None) -> Optional[nn.Module]:
     """The cached stand-in for ``norm(conv(x))`` (rebuilt if a source tensor changed), its weight
-    in ``layout`` (preserve_format: conv's), or None when the sources cannot be watched
-    (inference tensors): then the caller keeps the norm."""
+    in ``layout`` (preserve_format: conv's; an opaque layout packed for x's ``input_size``), or
+    None when the sources cannot be watched (inference tensors): then the caller keeps the
+    norm."""
     key = _key(conv, norm)
     if key is None:
         return None
@@ -165,37 +178,45 @@ def folded_conv(conv: nn.Module, norm: nn.BatchNorm2d,
     def build():
         weight, bias = fold_batchnorm(conv, norm)
         held = tuple(t.detach() for t in _sources(conv, norm) if t is not None)
-        return _StandIn(key, stand_in(conv, weight, bias, layout), held)
+        return _StandIn(key, stand_in(conv, weight, bias, layout, input_size), held)
 
-    return _cached(_cache, norm, layout, key, _sources(conv, norm), build)
+    return _cached(_cache, norm, _slot(layout, input_size), key, _sources(conv, norm), build)
 
 
-def _cached(cache, module: nn.Module, layout, key: tuple, sources, build) -> nn.Module:
-    """The stand-in ``cache`` holds for (``module``, ``layout``), built anew by ``build()``
-    unless its key is ``key``, computed from the tensors ``sources`` (``see_fused_steps_on``).
-    One entry per layout: a layer whose layout depends on the input (the measured
-    transposed-convolution form) keeps each instead of rebuilding by turns."""
+def _cached(cache, module: nn.Module, slot, key: tuple, sources, build) -> nn.Module:
+    """The stand-in ``cache`` holds for (``module``, ``slot``), built anew by ``build()`` unless
+    its key is ``key``, computed from the tensors ``sources`` (``see_fused_steps_on``). One
+    entry per slot (``_slot``): a layer whose layout depends on the input (the measured
+    transposed-convolution form), or inputs of two sizes by turns, keep each instead of
+    rebuilding by turns; at most ``MAX_STAND_INS`` per module, the least recently used
+    dropped first, so that inputs of ever new sizes do not add up copies of the weights."""
     entries = cache.get(module)
     if entries is None:
         entries = cache[module] = {}
-    entry = entries.get(layout)
+    entry = entries.pop(slot, None)  # put back last: the dict's order is the order of use
     if entry is None or entry.key != key:
         # Normal tensors even inside inference_mode: the cache outlives this call.
         with torch.inference_mode(False), torch.no_grad():
-            entry = entries[layout] = build()
+            entry = build()
         see_fused_steps_on(sources)
+        if len(entries) >= MAX_STAND_INS:
+            del entries[next(iter(entries))]
+    entries[slot] = entry
     return entry.conv
 
 
-# Per convolution, per layout: its stand-in with the weight in that layout (conv_in_layout).
+# Per convolution, per slot: its stand-in with the weight in that layout (conv_in_layout).
 _layout_cache: "weakref.WeakKeyDictionary[nn.Module, dict]" = weakref.WeakKeyDictionary()
+# Stand-ins kept per module (``_cached``): two batch sizes by turns, or a transposed
+# convolution's two measured forms, each at two.
+MAX_STAND_INS = 4
 
 
-def conv_in_layout(conv: nn.Module, layout) -> nn.Module:
+def conv_in_layout(conv: nn.Module, layout, input_size=None) -> nn.Module:
     """``conv``, or where its weight is not in ``layout`` a cached stand-in with a copy of the
-    weight in that layout (and the same bias), rebuilt when the weight or bias changes. A
-    weight that cannot be watched (an inference tensor) is not copied: conv itself. Keyed, as
-    a fold, on conv's settings too."""
+    weight in that layout (and the same bias; an opaque layout packed for x's ``input_size``),
+    rebuilt when the weight or bias changes. A weight that cannot be watched (an inference
+    tensor) is not copied: conv itself. Keyed, as a fold, on conv's settings too."""
     weight = conv._parameters["weight"]
     if layout == torch.preserve_format or (
             layout not in OPAQUE_LAYOUTS and weight.is_contiguous(memory_format=layout)):
@@ -208,10 +229,10 @@ def conv_in_layout(conv: nn.Module, layout) -> nn.Module:
 
     def build():
         held = tuple(t.detach() for t in (weight, bias) if t is not None)
-        return _StandIn(key, stand_in(conv, held[0], None if bias is None else held[1], layout),
-                        held)
+        return _StandIn(key, stand_in(conv, held[0], None if bias is None else held[1], layout,
+                                      input_size), held)
 
-    return _cached(_layout_cache, conv, layout, key, (weight, bias), build)
+    return _cached(_layout_cache, conv, _slot(layout, input_size), key, (weight, bias), build)
 
 
 def folded_for(module: nn.Module) -> list:
@@ -270,9 +291,9 @@ def forget_replaced_weights(module: nn.Module) -> None:
     for m in module.modules():
         for cache in (_cache, _layout_cache):
             entries = cache.get(m, {})
-            for layout, entry in list(entries.items()):
+            for slot, entry in list(entries.items()):
                 if any(t.data_ptr() not in live for t in entry.held):
-                    del entries[layout]
+                    del entries[slot]
             if m in cache and not entries:
                 del cache[m]
 

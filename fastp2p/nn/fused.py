@@ -217,7 +217,7 @@ def weight_layouts(input, inference: bool):
 def laid_out(conv: nn.Module, x: torch.Tensor, weights) -> nn.Module:
     """``conv`` with its weight in the layout ``weights`` (a ``weight_layouts`` function) gives
     it for input ``x``."""
-    return conv_in_layout(conv, weights(conv, x))
+    return conv_in_layout(conv, weights(conv, x), x.shape)
 
 
 def conv_to_run(conv, norm, x, fold: bool, weights=module_layout):
@@ -227,10 +227,10 @@ def conv_to_run(conv, norm, x, fold: bool, weights=module_layout):
     adds. ``weights``: a ``weight_layouts`` function (module_layout: the module's own weights;
     another: cached copies)."""
     layout = weights(conv, x)
-    folded = folded_conv(conv, norm, layout) if fold and can_fold(conv, norm) else None
+    folded = folded_conv(conv, norm, layout, x.shape) if fold and can_fold(conv, norm) else None
     if folded is not None:
         return folded, dict(norm="none")
-    return conv_in_layout(conv, layout), norm_kwargs(norm)
+    return conv_in_layout(conv, layout, x.shape), norm_kwargs(norm)
 
 
 def conv_norm(conv_fn, conv, norm, x, fold: bool, weights=module_layout):

@@ -76,7 +76,8 @@ def _faster_form(module: nn.ConvTranspose2d, x: torch.Tensor, forms) -> str:
         out = torch.empty(deconv_phases.output_shape(module, x), memory_format=torch.channels_last)
         runs = {form: functools.partial(
                     conv_transpose2d_into,
-                    stand_in(module, module.weight, module.bias, LAYOUT_OF_FORM[form]),
+                    stand_in(module, module.weight, module.bias, LAYOUT_OF_FORM[form],
+                             x.shape),
                     x, out, "relu")
                 for form in forms}
         for run in runs.values():

@@ -76,10 +76,11 @@ def _phase_rows(c_out: int) -> torch.Tensor:
 _PHASE_CONV = nn.Conv2d(1, 4, 2, padding=1, bias=False, device="meta")  # the settings to pack
 
 
-def pack(conv: nn.Module, weight: torch.Tensor, bias):
+def pack(conv: nn.Module, weight: torch.Tensor, bias, input_size):
     """(packed weight, bias) of the phases' convolution for ``conv``'s ``weight`` and ``bias``
-    (float32, possibly a BatchNorm fold)."""
-    packed = onednn_packed.pack(_PHASE_CONV, phase_weight(weight.detach()))
+    (float32, possibly a BatchNorm fold), on inputs of ``input_size`` (oneDNN's layout for the
+    weight depends on it: fastp2p.ops.onednn_packed)."""
+    packed = onednn_packed.pack(_PHASE_CONV, phase_weight(weight.detach()), input_size)
     return packed, None if bias is None else bias.detach().repeat(4)
 
 

@@ -7,8 +7,15 @@ convolutions of U-Net-256 at batch 1 took 15.7 ms instead of 20.9 (2 threads, 2-
 benchmarks/NOTES.md, "CPU inference with packed oneDNN weights"). ``pack`` does that reorder
 once, with ``torch.ops.mkldnn._reorder_convolution_weight`` (what torch.compile's freezing pass
 uses on CPUs), into an opaque oneDNN tensor; ``run`` computes with it through
-``torch.ops.mkldnn._convolution_pointwise`` (or its transposed twin). The packed layout does not depend
-on the input's size, so one packing serves every batch size and image size.
+``torch.ops.mkldnn._convolution_pointwise`` (or its transposed twin).
+
+The packed layout is the one oneDNN's convolution picks for one input size, so ``pack`` takes
+that size. A weight packed for another size (or for none: torch's default of a made-up size) can
+be in a blocked layout that the convolution for the real input does not take, and then oneDNN
+reorders it on every call after all, through its slow generic reorder: on a 2-core AMD EPYC of
+family 23 (Zen 1, AVX2) a U-Net-256 forward took 3x the reference's time that way, 0.3-1.2 s per
+inner layer (benchmarks/NOTES.md, "Stop 46"). Callers pack again when the input size changes
+(fastp2p.nn.folding keys its stand-ins on it).
 
 Callers keep the packed tensor in place of the weight of a stand-in module
 (fastp2p.nn.folding); ``is_packed`` tells the convolution routes (fastp2p.ops.aligned_channels,
@@ -56,16 +63,17 @@ def _settings(conv: nn.Module) -> tuple:
     return list(conv.padding), list(conv.stride), list(conv.dilation)
 
 
-def pack(conv: nn.Module, weight: torch.Tensor) -> torch.Tensor:
+def pack(conv: nn.Module, weight: torch.Tensor, input_size) -> torch.Tensor:
     """``weight`` (float32, any memory format, laid out as ``conv``'s) reordered once into the
-    layout oneDNN computes ``conv`` with."""
+    layout oneDNN computes ``conv`` with on inputs of ``input_size`` (N, C, H, W)."""
     padding, stride, dilation = _settings(conv)
-    weight = weight.detach()
+    weight, input_size = weight.detach(), list(input_size)
     if isinstance(conv, nn.ConvTranspose2d):
         return torch.ops.mkldnn._reorder_convolution_transpose_weight(
-            weight, padding, list(conv.output_padding), stride, dilation, conv.groups, None)
+            weight, padding, list(conv.output_padding), stride, dilation, conv.groups,
+            input_size)
     return torch.ops.mkldnn._reorder_convolution_weight(
-        weight, padding, stride, dilation, conv.groups, None)
+        weight, padding, stride, dilation, conv.groups, input_size)
 
 
 def applies(conv: nn.Module, x: torch.Tensor) -> bool:

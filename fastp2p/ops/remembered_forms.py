@@ -26,7 +26,10 @@ from fastp2p.cpu_info import cpu_model
 from fastp2p.json_files import read_json
 
 FILE_NAME = "cpu_deconv_forms.json"
-_FORMAT = 1
+# 2: forms measured with the packed weights packed for the input's size (fastp2p.ops.onednn_packed);
+# format 1's were measured with packings that could make oneDNN reorder on every call, so they
+# are measured again.
+_FORMAT = 2
 # What reading or writing the file may raise: unreadable or unwritable (OSError), not UTF-8 or
 # not JSON (ValueError; read_json's for nesting too deep to parse), sections nested deeper than
 # json's recursion limit to write back (RecursionError).

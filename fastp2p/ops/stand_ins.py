@@ -32,17 +32,20 @@ def conv_settings(conv: nn.Module) -> tuple:
 
 
 def stand_in(conv: nn.Module, weight: torch.Tensor, bias: Optional[torch.Tensor],
-             layout=torch.preserve_format) -> nn.Module:
+             layout=torch.preserve_format, input_size=None) -> nn.Module:
     """A module of conv's type and settings whose parameters are ``weight`` (laid out as conv's
     weight: conv's own, or its fold) in ``layout`` and ``bias``; for ``PHASES``, a
-    ``deconv_phases.PhasedConvTranspose2d``. Built on the meta device, so nothing is allocated
-    or initialised for it."""
+    ``deconv_phases.PhasedConvTranspose2d``. The opaque layouts are packed for inputs of
+    ``input_size`` (N, C, H, W; required for them). Built on the meta device, so nothing is
+    allocated or initialised for it."""
     cls, weight = type(conv), weight.detach()
+    if layout in OPAQUE_LAYOUTS and input_size is None:
+        raise ValueError(f"a {layout} stand-in is packed for one input size: pass input_size")
     if layout == PHASES:
         cls, (weight, bias) = deconv_phases.PhasedConvTranspose2d, deconv_phases.pack(
-            conv, weight, bias)
+            conv, weight, bias, input_size)
     elif layout == PACKED:
-        weight = onednn_packed.pack(conv, weight)
+        weight = onednn_packed.pack(conv, weight, input_size)
     elif layout != torch.preserve_format:
         weight = weight.contiguous(memory_format=layout)
     settings = dict(stride=conv.stride, padding=conv.padding, dilation=conv.dilation,

@@ -1,0 +1,90 @@
+"""CPU inference packs each weight for oneDNN for the input's size (fastp2p.ops.onednn_packed).
+
+oneDNN's convolution picks its weight layout per input size. Packed for none (torch's made-up
+size), a weight could be in a layout the real input's convolution does not take, and oneDNN then
+reordered it on every call through its slow generic reorder: a U-Net-256 forward took 3x the
+reference's time on a 2-core AMD EPYC of family 23 (AVX2; benchmarks/NOTES.md, "Stop 46"). The
+check here is oneDNN's own log of what it ran: no reorder in a forward after the first. (On a
+CPU whose layouts do not depend on the size, as the AVX-512 ones measured before, the old packing
+logged none either: there this only guards.)"""
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+
+from fastp2p.nn import folding
+from fastp2p.ops import onednn_packed
+from fastp2p.ops.stand_ins import PACKED, PHASES, stand_in
+from helpers.network_checks import unet_pair
+
+pytestmark = pytest.mark.skipif(not onednn_packed.available(),
+                                reason="this torch build has no oneDNN packed convolutions")
+
+# A U-Net with 64 to 512 channels (where AVX2's blocked layouts differ by input size), on batches
+# of two sizes by turns; oneDNN's log is on for every forward after each size's first.
+_FORWARDS = textwrap.dedent("""
+    import torch
+    from fastp2p import UNet
+    torch.manual_seed(0)
+    net = UNet(3, 3, 5, ngf=64).eval()
+    for batch in (1, 2, 1):
+        x = torch.rand(batch, 3, 32, 32) * 2 - 1
+        with torch.no_grad():
+            net(x)
+            with torch.backends.mkldnn.verbose(torch.backends.mkldnn.VERBOSE_ON):
+                print("LOGGED FORWARD", flush=True)
+                net(x)
+""")
+
+
+@pytest.mark.parametrize("form", ["onednn", "phases"])
+def test_a_unet_forward_makes_oneDNN_reorder_no_weight(tmp_path, form):
+    env = dict(os.environ, FASTP2P_CACHE=str(tmp_path), FASTP2P_CPU_DECONV=form)
+    run = subprocess.run([sys.executable, "-c", _FORWARDS], env=env, capture_output=True,
+                         text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    logged = run.stdout.split("LOGGED FORWARD")[1:]
+    assert len(logged) == 3
+    for forward in logged:
+        executed = [line for line in forward.splitlines() if ",primitive,exec," in line]
+        assert any(",convolution," in line for line in executed), forward  # the log is on
+        assert [line for line in executed if ",reorder," in line] == []
+
+
+def test_opaque_layouts_need_the_input_size():
+    conv = torch.nn.ConvTranspose2d(4, 6, 4, 2, 1)
+    for layout in (PACKED, PHASES):
+        with pytest.raises(ValueError, match="input_size"):
+            stand_in(conv, conv.weight, conv.bias, layout)
+
+
+def test_inputs_of_ever_new_sizes_keep_a_bounded_number_of_packings(monkeypatch):
+    """Each input size gets its own packing, kept for that size's next call; a module keeps at
+    most MAX_STAND_INS of them, the least recently used dropped."""
+    packs = []
+    pack = onednn_packed.pack
+    monkeypatch.setattr(onednn_packed, "pack",
+                        lambda conv, w, size: packs.append(tuple(size)) or pack(conv, w, size))
+    monkeypatch.setenv("FASTP2P_CPU_DECONV", "onednn")
+    ours, _ = unet_pair("batch", num_downs=5, ngf=4)
+    ours.eval()
+
+    def forward(batch):
+        before = len(packs)
+        with torch.no_grad():
+            ours(torch.rand(batch, 3, 32, 32) * 2 - 1)
+        return packs[before:]
+
+    first = forward(1)
+    assert first and all(size[0] == 1 for size in first)
+    assert forward(1) == []                        # the same size: packed already
+    for batch in range(2, 2 + folding.MAX_STAND_INS):
+        assert len(forward(batch)) == len(first)   # a new size: every layer packs for it
+    assert forward(batch) == []
+    assert len(forward(1)) == len(first)           # the least recently used was dropped
+    for m in ours.modules():
+        for cache in (folding._cache, folding._layout_cache):
+            assert len(cache.get(m, {})) <= folding.MAX_STAND_INS
