@@ -11,14 +11,30 @@ from pathlib import Path
 
 
 def cpu_model() -> str:
-    """The model name as ``lscpu`` prints it (Linux /proc/cpuinfo), else platform's."""
+    """The model name as ``lscpu`` prints it (Linux /proc/cpuinfo) with the family and model
+    numbers where it gives them, else platform's. A virtual machine's model name can be as bare
+    as "AMD EPYC", shared by generations that differ in what runs fast (family 23 model 1 has
+    AVX2, family 25 model 17 AVX-512: benchmarks/NOTES.md, "Stop 46")."""
     try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
+        model = model_from_cpuinfo(Path("/proc/cpuinfo").read_text())
     except OSError:
-        pass
-    return platform.processor() or platform.machine()
+        model = None
+    return model or platform.processor() or platform.machine()
+
+
+def model_from_cpuinfo(text: str) -> "str | None":
+    """"NAME (family F, model M)" from /proc/cpuinfo's first processor (NAME alone where the
+    numbers are missing), None without a model name."""
+    fields = {}
+    for line in text.split("\n\n", 1)[0].splitlines():
+        key, _, value = line.partition(":")
+        fields.setdefault(key.strip(), value.strip())
+    name = fields.get("model name")
+    if not name:
+        return None
+    if fields.get("cpu family") and fields.get("model"):
+        return f"{name} (family {fields['cpu family']}, model {fields['model']})"
+    return name
 
 
 def usable_cpus() -> int:
