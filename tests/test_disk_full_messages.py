@@ -81,7 +81,7 @@ def test_a_packing_error_without_a_file_name_names_the_output_folder(tmp_path, m
 
     def full(*args, **kwargs):
         raise OSError(errno.ENOSPC, NO_SPACE)
-    monkeypatch.setattr(pack_module, "pack_phase", full)
+    monkeypatch.setattr(pack_module, "write_phase", full)
     out = tmp_path / "packed"
     assert main(["pack", str(data), str(out), "--no-progress"]) == 1
     err = capsys.readouterr().err

@@ -2,6 +2,7 @@
 to fill the disk partway and stop on ENOSPC. What it counts is the shards still to write, less
 the files they replace, so a resumed or repaired pack needs only the room of what it rewrites."""
 import collections
+import os
 import shutil
 
 import pytest
@@ -81,4 +82,44 @@ def test_the_real_disk_is_asked(data, tmp_path, monkeypatch):
     monkeypatch.setattr(pack_module.shutil, "disk_usage",
                         lambda path: asked.append(path) or real(path))
     assert _pack(data, tmp_path / "out") == 0
-    assert asked == [tmp_path / "out" / "train"]
+    assert asked == [str(tmp_path / "out" / "train")]
+
+
+@pytest.fixture
+def two_phases(data):
+    make_aligned(data, count=2, phase="val")
+    return data
+
+
+def test_the_phases_still_to_come_count_before_the_first_is_written(two_phases, tmp_path,
+                                                                     monkeypatch, capsys):
+    """Room for train but not for val was found only at val, after train was packed: now
+    nothing is written (fails on 1df32a4, which packed train and then refused val)."""
+    out = tmp_path / "out"
+    _free(monkeypatch, (PAIRS + 1) * PAIR)     # room for train's 4 pairs, not for val's 2 too
+    assert _pack(two_phases, out) == 1
+    assert capsys.readouterr().err.strip() == (
+        f"fastp2p pack: error: {out / 'train'}: the 6 pairs still to pack (4 in train, 2 in val)"
+        " need at least 9.0 KiB on this disk, which has 7.5 KiB free; make room, or pack to a "
+        "folder on another disk")
+    assert sorted(path.name for path in out.rglob("*")) == [".pack.lock", "train"]
+    _free(monkeypatch, (PAIRS + 2) * PAIR)
+    assert _pack(two_phases, out) == 0
+
+
+def test_a_later_phase_on_another_disk_is_not_counted(two_phases, tmp_path, monkeypatch):
+    out = tmp_path / "out"
+    monkeypatch.setattr(pack_module, "disk_of", lambda path: (
+        2 if os.path.basename(path) == "val" else 1, PAIRS * PAIR))
+    assert _pack(two_phases, out) == 0
+    assert (out / "val" / "index.json").is_file()
+
+
+def test_a_bad_image_in_a_later_phase_stops_the_run_before_anything_is_written(two_phases,
+                                                                                tmp_path,
+                                                                                capsys):
+    (two_phases / "val" / "pair01.png").write_bytes(b"not an image")
+    out = tmp_path / "out"
+    assert _pack(two_phases, out) == 1
+    assert "pair01.png" in capsys.readouterr().err
+    assert not (out / "train").exists()

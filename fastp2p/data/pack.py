@@ -22,6 +22,7 @@ would change a pack a training is reading (or another pack is checking); a re-ru
 pack up to date writes nothing, so it goes through while a training reads it.
 """
 import contextlib
+import dataclasses
 import hashlib
 import json
 import math
@@ -367,20 +368,36 @@ def _writes_as_is(name: str) -> bool:
     return name.isascii() and name.isprintable() and '"' not in name and "\\" not in name
 
 
-def pack_phase(dataroot: Path, out: Path, phase: str, *, load_size: int = 286,
-               dataset_mode: str = "aligned", workers: int = 1, skip_bad: bool = False,
+@dataclasses.dataclass
+class PhasePlan:
+    """One phase folder's pack, as planned from its scan before anything is written."""
+    dataroot: Path          # absolute
+    phase: str
+    phase_dir: Path
+    jobs: list              # a dict per shard: its file names, pairs and plan digest
+    load_size: int
+    per_shard: int
+    dataset_mode: str
+    skip_bad: bool
+    gray: bool
+    mixed: bool             # --gray with grayscale and colour images on one side
+    scan_skipped: list      # files the scan left out (pack-time failures are in the records)
+    pairs: int
+
+
+def plan_phase(dataroot: Path, out: Path, phase: str, *, load_size: int = 286,
+               dataset_mode: str = "aligned", skip_bad: bool = False,
                pairs_per_shard: int | None = None, progress: bool = True,
-               overwrite: bool = False, gray: bool = False) -> dict:
-    """Pack ``dataroot/phase`` into ``out/phase``; resumes an interrupted run. Returns the index.
-    A pack of another load size there is replaced only if ``overwrite``. ``gray``: also store
-    each pair as --input_nc/--output_nc 1 see it (``gray-NNNNN.u8``: grayscale, then resized)."""
+               overwrite: bool = False, gray: bool = False) -> PhasePlan:
+    """The plan to pack ``dataroot/phase`` into ``out/phase`` (``pack_phase``): its images'
+    headers read and checked, nothing written."""
     dataroot, phase_dir = Path(os.path.abspath(dataroot)), Path(out) / phase
     if load_size < 1:
         raise DataError(f"--load_size must be >= 1, got {load_size}")
     refuse_foreign_index(phase_dir)
     if not overwrite:
         refuse_other_load_size(phase_dir, load_size)
-    scan_skipped = []   # files the scan left out (pack-time failures are in the records)
+    scan_skipped = []
     pairs = plan_pairs(dataroot, phase, dataset_mode, load_size, skip_bad, progress, gray,
                        scan_skipped)
     per_shard = pairs_per_shard or auto_pairs_per_shard(len(pairs), load_size)
@@ -399,44 +416,61 @@ def pack_phase(dataroot: Path, out: Path, phase: str, *, load_size: int = 286,
                      "phase_dir": str(phase_dir), "dataroot": str(dataroot),
                      "aligned": dataset_mode == "aligned", "load_size": load_size,
                      "skip_bad": skip_bad})
-    phase_dir.mkdir(parents=True, exist_ok=True)
-    with packing_folder(phase_dir) as lock_for_writing:
-        return _pack_into(dataroot, phase_dir, phase, jobs, load_size, per_shard, dataset_mode,
-                          skip_bad, gray, mixed, scan_skipped, workers, progress, len(pairs),
-                          lock_for_writing)
+    return PhasePlan(dataroot, phase, phase_dir, jobs, load_size, per_shard, dataset_mode,
+                     skip_bad, gray, mixed, scan_skipped, len(pairs))
 
 
-def _pack_into(dataroot: Path, phase_dir: Path, phase: str, jobs: list, load_size: int,
-               per_shard: int, dataset_mode: str, skip_bad: bool, gray: bool, mixed: bool,
-               scan_skipped: list, workers: int, progress: bool, total: int,
+def write_phase(plan: PhasePlan, *, workers: int = 1, progress: bool = True,
+                later: list = ()) -> dict:
+    """Pack ``plan``'s phase (``pack_phase``); ``later``: the PhasePlans this run packs after it,
+    whose shards the free-space check counts too. Returns the index."""
+    plan.phase_dir.mkdir(parents=True, exist_ok=True)
+    with packing_folder(plan.phase_dir) as lock_for_writing:
+        return _pack_into(plan, workers, progress, later, lock_for_writing)
+
+
+def pack_phase(dataroot: Path, out: Path, phase: str, *, load_size: int = 286,
+               dataset_mode: str = "aligned", workers: int = 1, skip_bad: bool = False,
+               pairs_per_shard: int | None = None, progress: bool = True,
+               overwrite: bool = False, gray: bool = False) -> dict:
+    """Pack ``dataroot/phase`` into ``out/phase``; resumes an interrupted run. Returns the index.
+    A pack of another load size there is replaced only if ``overwrite``. ``gray``: also store
+    each pair as --input_nc/--output_nc 1 see it (``gray-NNNNN.u8``: grayscale, then resized)."""
+    plan = plan_phase(dataroot, out, phase, load_size=load_size, dataset_mode=dataset_mode,
+                      skip_bad=skip_bad, pairs_per_shard=pairs_per_shard, progress=progress,
+                      overwrite=overwrite, gray=gray)
+    return write_phase(plan, workers=workers, progress=progress)
+
+
+def _pack_into(plan: PhasePlan, workers: int, progress: bool, later: list,
                lock_for_writing) -> dict:
-    """``pack_phase``'s writing, with the folder locked (shared: ``lock_for_writing()`` takes
+    """``write_phase``'s writing, with the folder locked (shared: ``lock_for_writing()`` takes
     it exclusively before the first write): keep the shards still good, pack the rest, write
     the index; nothing at all when the pack there is up to date."""
+    phase_dir, jobs, gray = plan.phase_dir, plan.jobs, plan.gray
     # temp files of a run that was killed (one still running holds its live pid's names),
     # older fastp2p versions' NAME.tmp-PID among them
     remove_left_by_dead_processes(phase_dir, "*.tmp-*")
-    done = _kept_shards(phase_dir, phase, jobs, load_size, progress)
+    done = _kept_shards(phase_dir, plan.phase, jobs, plan.load_size, progress)
     todo = [job for job in jobs if job["file"] not in done]
     planned = {job[key] for job in jobs for key in ("file", "gray_file")[:1 + gray]}
     # shards of an earlier, longer plan, or grayscale shards of one with --gray
     stale = [shard for shard in shard_files(phase_dir) if shard.name not in planned]
     state_path = phase_dir / STATE_NAME
     if not todo and not stale and not state_path.exists():
-        unchanged = _index_if_unchanged(phase_dir, _index(
-            dataroot, phase, [done[job["file"]] for job in jobs], load_size, per_shard,
-            dataset_mode, skip_bad, gray, mixed, scan_skipped))
+        unchanged = _index_if_unchanged(phase_dir, _index(plan, [done[job["file"]]
+                                                                 for job in jobs]))
         if unchanged is not None:   # readers may go on reading it
             return unchanged
     lock_for_writing()
     _refuse_non_files(phase_dir, todo)
-    refuse_too_little_space(phase_dir, todo, load_size, gray)
+    refuse_too_little_space(plan, todo, later)
     if todo:
         # from here on the folder is being rewritten: only the state file describes it
-        with _state_writer(state_path, load_size, done) as record_shard:
+        with _state_writer(state_path, plan.load_size, done) as record_shard:
             (phase_dir / INDEX_NAME).unlink(missing_ok=True)
             kept = sum(len(job["pairs"]) for job in jobs if job["file"] in done)
-            bar = _progress_bar(progress, total, kept, f"pack {phase}")
+            bar = _progress_bar(progress, plan.pairs, kept, f"pack {plan.phase}")
             # closing: the pool is ended before the folder's lock is released, also when an
             # error or a Ctrl-C comes between two records (outside the generator that holds
             # the pool)
@@ -450,8 +484,7 @@ def _pack_into(dataroot: Path, phase_dir: Path, phase: str, jobs: list, load_siz
                     bar.close()
     for shard in stale:
         shard.unlink()
-    index = _index(dataroot, phase, [done[job["file"]] for job in jobs], load_size, per_shard,
-                   dataset_mode, skip_bad, gray, mixed, scan_skipped)
+    index = _index(plan, [done[job["file"]] for job in jobs])
     _atomic_write_text(phase_dir / INDEX_NAME, json.dumps(index))
     state_path.unlink(missing_ok=True)
     return index
@@ -496,24 +529,43 @@ def _refuse_non_files(phase_dir: Path, jobs: list) -> None:
                                 "the pack folder and run the same command again")
 
 
-def refuse_too_little_space(phase_dir: Path, todo: list, load_size: int, gray: bool) -> None:
+def refuse_too_little_space(plan: PhasePlan, todo: list, later: list = ()) -> None:
     """DataError before the first write if the shards still to write cannot fit on the disk:
-    otherwise the disk fills partway (a re-run resumes, but after that much time lost). The
-    bytes counted are a lower bound, so a pack that fits is never refused: every planned pair
-    (fewer with --skip-bad dropping one), less the shards each replaces."""
-    colour = pair_bytes(load_size)
-    per_pair = colour + (colour // CHANNELS if gray else 0)     # --gray: one more channel
-    count = sum(len(job["pairs"]) for job in todo)
-    needed = count * per_pair
-    for job in todo:
-        for key in ("file", "gray_file")[:1 + gray]:
-            with contextlib.suppress(OSError):     # none there yet
-                needed -= (phase_dir / job[key]).stat().st_size
-    free = shutil.disk_usage(phase_dir).free
+    otherwise the disk fills partway (a re-run resumes, but after that much time lost). Counted:
+    ``plan``'s jobs ``todo``, and every job of the phases this run packs after it (``later``)
+    on the same disk, whose shards written earlier count as replaced (a kept shard's file is
+    its own size). The bytes are a lower bound, so a pack that fits is never refused: every
+    planned pair (fewer with --skip-bad dropping one), less the shards each replaces."""
+    device, free = disk_of(plan.phase_dir)
+    counts, needed = [], 0
+    for phase, jobs in [(plan, todo)] + [(other, other.jobs) for other in later
+                                         if disk_of(other.phase_dir)[0] == device]:
+        colour = pair_bytes(phase.load_size)
+        per_pair = colour + (colour // CHANNELS if phase.gray else 0)  # --gray: one more channel
+        count = sum(len(job["pairs"]) for job in jobs)
+        counts.append((phase.phase, count))
+        needed += count * per_pair
+        for job in jobs:
+            for key in ("file", "gray_file")[:1 + phase.gray]:
+                with contextlib.suppress(OSError):     # none there yet
+                    needed -= (phase.phase_dir / job[key]).stat().st_size
     if needed > free:
-        raise DataError(f"{phase_dir}: the {counted(count, 'pair')} still to pack need at least "
-                        f"{binary_size(needed)} on this disk, which has {binary_size(free)} "
-                        "free; make room, or pack to a folder on another disk")
+        total = sum(count for _, count in counts)
+        where = "" if len(counts) == 1 else " ({})".format(", ".join(
+            f"{count} in {name}" for name, count in counts))
+        raise DataError(f"{plan.phase_dir}: the {counted(total, 'pair')} still to pack{where} "
+                        f"need at least {binary_size(needed)} on this disk, which has "
+                        f"{binary_size(free)} free; make room, or pack to a folder on another "
+                        "disk")
+
+
+def disk_of(path) -> tuple[int, int]:
+    """(device, free bytes) of the file system ``path`` is or would be made on: that of its
+    nearest existing folder."""
+    path = os.path.abspath(path)
+    while not os.path.exists(path):
+        path = os.path.dirname(path)
+    return os.stat(path).st_dev, shutil.disk_usage(path).free
 
 
 def _progress_bar(enabled: bool, total: int, initial: int, desc: str):
@@ -554,22 +606,22 @@ def _run_jobs(jobs: list, workers: int, bar):
             bar.update(counter.value - reported)
 
 
-def _index(dataroot: Path, phase: str, records: list, load_size: int, per_shard: int,
-           dataset_mode: str, skip_bad: bool, gray: bool, mixed: bool,
-           scan_skipped: list) -> dict:
+def _index(plan: PhasePlan, records: list) -> dict:
     sources = [pair for record in records for pair in record["sources"]]
-    skipped = scan_skipped + [item for record in records for item in record["skipped"]]
+    skipped = plan.scan_skipped + [item for record in records for item in record["skipped"]]
     if not sources:
-        raise DataError(f"{dataroot / phase}: every pair was bad and skipped; nothing was packed")
+        raise DataError(f"{plan.dataroot / plan.phase}: every pair was bad and skipped; nothing "
+                        "was packed")
+    size = plan.load_size
     index = {
         "format": FORMAT, "version": VERSION, "preprocess": "resize_and_crop",
-        "load_size": load_size, "height": load_size, "width": load_size, "channels": CHANNELS,
-        "count": len(sources), "pairs_per_shard": per_shard, "dataset_mode": dataset_mode,
-        "skip_bad": skip_bad, "gray": gray, "gray_among_colour": mixed,
-        "dataroot": str(dataroot), "phase": phase,
+        "load_size": size, "height": size, "width": size, "channels": CHANNELS,
+        "count": len(sources), "pairs_per_shard": plan.per_shard,
+        "dataset_mode": plan.dataset_mode, "skip_bad": plan.skip_bad, "gray": plan.gray,
+        "gray_among_colour": plan.mixed, "dataroot": str(plan.dataroot), "phase": plan.phase,
         # a shard whose pairs were all skipped stays listed (0 pairs), so a resume keeps it
         "shards": [{key: record[key] for key in ("file", "count", "sha256", "crc32", "plan",
-                                                 "skipped", *GRAY_FIELDS[:3 * gray])}
+                                                 "skipped", *GRAY_FIELDS[:3 * plan.gray])}
                    for record in records],
         "sources": sources, "skipped": skipped,
     }

@@ -1,7 +1,6 @@
 """``fastp2p pack``: turn a folder of paired images into shards (and ``--verify`` them)."""
 import argparse
 import os
-import shutil
 import sys
 
 from fastp2p import cpu_info
@@ -134,8 +133,8 @@ def run(args: argparse.Namespace) -> int:
         print_error("pack", err)
         return 2
     from fastp2p.data.errors import DataError, counted
-    from fastp2p.data.pack import (pack_phase, pair_bytes, refuse_foreign_index,
-                                   refuse_other_load_size)
+    from fastp2p.data.pack import (pair_bytes, plan_phase, refuse_foreign_index,
+                                   refuse_other_load_size, write_phase)
     from fastp2p.data.packed_index import PHASES, printable
 
     # --phase takes every word after it: DATAROOT and OUT given after it land in its list
@@ -207,19 +206,24 @@ def run(args: argparse.Namespace) -> int:
             if out is None:
                 return 0
         writing = out
-        for phase in phases:
-            with exit_at_sigterm(f"fastp2p pack: {STOPPED_BY_SIGTERM}; {PACK_AGAIN}"):
-                index = pack_phase(dataroot, out, phase, load_size=args.load_size,
-                                   dataset_mode=args.dataset_mode, workers=workers,
-                                   skip_bad=args.skip_bad, pairs_per_shard=args.pairs_per_shard,
-                                   progress=progress, overwrite=args.overwrite,
-                                   gray=args.gray)
-            skipped = len(index["skipped"])
-            print(f"{out / phase}: {counted(index['count'], 'pair')} in "
-                  f"{counted(len(index['shards']), 'shard')}"
-                  + (f", {counted(skipped, 'bad file')} skipped" if skipped else ""))
-            for path, why in index["skipped"]:     # file names: any characters
-                print(f"  skipped {printable(path)}: {printable(why)}", file=sys.stderr)
+        with exit_at_sigterm(f"fastp2p pack: {STOPPED_BY_SIGTERM}; {PACK_AGAIN}"):
+            # Every phase is planned (its images' headers read and checked) before the first
+            # is written: a bad image in val stops the run before train is packed, and the
+            # free-space check counts the phases still to come.
+            plans = [plan_phase(dataroot, out, phase, load_size=args.load_size,
+                                dataset_mode=args.dataset_mode, skip_bad=args.skip_bad,
+                                pairs_per_shard=args.pairs_per_shard, progress=progress,
+                                overwrite=args.overwrite, gray=args.gray)
+                     for phase in phases]
+            for number, plan in enumerate(plans):
+                index = write_phase(plan, workers=workers, progress=progress,
+                                    later=plans[number + 1:])
+                skipped = len(index["skipped"])
+                print(f"{plan.phase_dir}: {counted(index['count'], 'pair')} in "
+                      f"{counted(len(index['shards']), 'shard')}"
+                      + (f", {counted(skipped, 'bad file')} skipped" if skipped else ""))
+                for path, why in index["skipped"]:     # file names: any characters
+                    print(f"  skipped {printable(path)}: {printable(why)}", file=sys.stderr)
     except DataError as error:
         print_error("pack", error)
         return 1
@@ -248,7 +252,7 @@ def _refuse_without_room(dataroot, out, count: int, load_size: int, gray: bool) 
     it refuses only what cannot fit; a disk that fills up anyway is the write's error, and the
     re-run resumes."""
     from fastp2p.data.errors import DataError
-    from fastp2p.data.pack import pair_bytes, shard_files
+    from fastp2p.data.pack import disk_of, pair_bytes, shard_files
     from fastp2p.data.synthetic import MIN_PAIR_FILE_BYTES, pairs_present
 
     pairs = dataroot / "train"
@@ -262,7 +266,7 @@ def _refuse_without_room(dataroot, out, count: int, load_size: int, gray: bool) 
                        f"their pack at --load_size {load_size}"))
     disks = {}  # device -> [a folder on it, its free bytes, bytes needed, what needs them]
     for folder, needed, what in wanted:
-        device, free = _disk_of(folder)
+        device, free = disk_of(folder)
         disk = disks.setdefault(device, [folder, free, 0, []])
         disk[2] += needed
         disk[3].append(f"{binary_size(needed)} for {what}")
@@ -271,15 +275,6 @@ def _refuse_without_room(dataroot, out, count: int, load_size: int, gray: bool) 
             raise DataError(f"{folder}: --synthetic {count} needs at least "
                             f"{binary_size(needed)} on this disk ({', '.join(whats)}), which has "
                             f"{binary_size(free)} free; pass a smaller N, or make room")
-
-
-def _disk_of(path) -> tuple[int, int]:
-    """(device, free bytes) of the file system ``path`` is or would be made on: that of its
-    nearest existing folder."""
-    path = os.path.abspath(path)
-    while not os.path.exists(path):
-        path = os.path.dirname(path)
-    return os.stat(path).st_dev, shutil.disk_usage(path).free
 
 
 def _verify(root, progress: bool) -> int:
