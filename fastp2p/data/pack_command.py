@@ -33,18 +33,19 @@ resize, as the reference takes them). Other --preprocess modes (crop, scale_widt
 scale_width_and_crop, none) need the original pixels or sizes: train those from the image
 folders.
 
-An interrupted run (Ctrl-C: exit 130; SIGTERM: 143; a crash) resumes: run the same command
-again; finished shards whose checksum verifies are kept. A pack already in OUT made with
-another --load_size is refused unless --overwrite asks to replace it; an index.json there that
-pack did not write is always refused, and so is a second pack into a folder another one is
+Every phase's images are read and checked before the first phase is written, and a run whose
+shards cannot fit in the disk's free space (all its phases on that disk) is refused before it
+writes anything. An interrupted run (Ctrl-C: exit 130; SIGTERM: 143; a crash) resumes: run the
+same command again; finished shards whose checksum verifies are kept. A pack already in OUT made
+with another --load_size is refused unless --overwrite asks to replace it; an index.json there
+that pack did not write is always refused, and so is a second pack into a folder another one is
 writing, and a run that would change a pack being read by a training or `fastp2p test` (stop it
 first: its shards would change under it) or checked by another `fastp2p pack`; a re-run that
 finds the pack up to date changes nothing and goes through. `fastp2p pack --verify OUT` checks
 every shard's size and both checksums against the index, as training does, in every pack in OUT
 (any --phase name), going on past a bad one: it names each bad shard (the first {MAX_LISTED} of
-a pack, then their count) and the command that repacks it, prints each pack's result and exits
-1 if any is bad (or if a pack's .pack.lock is a link, FIFO or folder, which training refuses
-too).
+a pack, then their count) and the command that repacks it, prints each pack's result and exits 1
+if any is bad (or if a pack's .pack.lock is a link, FIFO or folder, which training refuses too).
 
 No dataset at hand? `fastp2p pack --synthetic N DATAROOT [OUT]` writes N synthetic aligned
 pairs (shapes -> their outlines, 256x256 JPEGs, the same files for the same --seed) into
@@ -215,9 +216,9 @@ def run(args: argparse.Namespace) -> int:
                                 pairs_per_shard=args.pairs_per_shard, progress=progress,
                                 overwrite=args.overwrite, gray=args.gray)
                      for phase in phases]
-            for number, plan in enumerate(plans):
-                index = write_phase(plan, workers=workers, progress=progress,
-                                    later=plans[number + 1:])
+            while plans:
+                plan = plans.pop(0)     # popped: a written phase's plan is freed before the next
+                index = write_phase(plan, workers=workers, progress=progress, later=plans)
                 skipped = len(index["skipped"])
                 print(f"{plan.phase_dir}: {counted(index['count'], 'pair')} in "
                       f"{counted(len(index['shards']), 'shard')}"
