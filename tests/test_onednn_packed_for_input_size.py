@@ -8,6 +8,7 @@ check here is oneDNN's own log of what it ran: no reorder in a forward after the
 CPU whose layouts do not depend on the size, as the AVX-512 ones measured before, the old packing
 logged none either: there this only guards.)"""
 import os
+import threading
 import subprocess
 import sys
 import textwrap
@@ -88,3 +89,41 @@ def test_inputs_of_ever_new_sizes_keep_a_bounded_number_of_packings(monkeypatch)
     for m in ours.modules():
         for cache in (folding._cache, folding._layout_cache):
             assert len(cache.get(m, {})) <= folding.MAX_STAND_INS
+
+
+def test_threads_running_one_network_on_one_size_pack_nothing_again(monkeypatch):
+    """A server's threads share the cached stand-ins: a hit keeps its slot in place (moved to
+    the end of the order of use, never taken out and put back), so no thread finds it missing
+    and packs the weights again."""
+    packs = []
+    pack = onednn_packed.pack
+    monkeypatch.setattr(onednn_packed, "pack",
+                        lambda conv, w, size: packs.append(tuple(size)) or pack(conv, w, size))
+    monkeypatch.setenv("FASTP2P_CPU_DECONV", "onednn")
+    ours, _ = unet_pair("batch", num_downs=5, ngf=4)
+    ours.eval()
+    x = torch.rand(1, 3, 32, 32) * 2 - 1
+    with torch.no_grad():
+        expected = ours(x)
+    first = len(packs)
+    failures = []
+
+    def serve():
+        try:
+            for _ in range(30):
+                with torch.no_grad():
+                    torch.testing.assert_close(ours(x), expected, rtol=0, atol=0)
+        except Exception as error:  # noqa: BLE001 - reported by the main thread
+            failures.append(error)
+
+    threads = [threading.Thread(target=serve) for _ in range(4)]
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)     # threads switch between almost any two bytecodes
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        sys.setswitchinterval(interval)
+    assert failures == [] and len(packs) == first

@@ -42,6 +42,8 @@ packed convolution (``PHASES``, fastp2p.ops.deconv_phases) or a channels-last co
 form; folds are then built in that layout too. A layout is ``torch.preserve_format`` (the
 module's own), another memory format, ``PACKED`` or ``PHASES``.
 """
+import collections
+import contextlib
 import itertools
 import weakref
 from dataclasses import dataclass
@@ -192,24 +194,29 @@ def _cached(cache, module: nn.Module, slot, key: tuple, sources, build) -> nn.Mo
     dropped first, so that inputs of ever new sizes do not add up copies of the weights."""
     entries = cache.get(module)
     if entries is None:
-        entries = cache[module] = {}
-    entry = entries.pop(slot, None)  # put back last: the dict's order is the order of use
-    if entry is None or entry.key != key:
-        # Normal tensors even inside inference_mode: the cache outlives this call.
-        with torch.inference_mode(False), torch.no_grad():
-            entry = build()
-        see_fused_steps_on(sources)
-        if len(entries) >= MAX_STAND_INS:
-            del entries[next(iter(entries))]
+        entries = cache[module] = collections.OrderedDict()  # in the order of use
+    entry = entries.get(slot)
+    # Moved to the end, not popped and put back: in between, another thread's forward would
+    # find the slot empty and build it again. KeyError: another thread dropped it meanwhile.
+    if entry is not None and entry.key == key:
+        with contextlib.suppress(KeyError):
+            entries.move_to_end(slot)
+        return entry.conv
+    # Normal tensors even inside inference_mode: the cache outlives this call.
+    with torch.inference_mode(False), torch.no_grad():
+        entry = build()
+    see_fused_steps_on(sources)
     entries[slot] = entry
+    with contextlib.suppress(KeyError):
+        entries.move_to_end(slot)
+    while len(entries) > MAX_STAND_INS:
+        with contextlib.suppress(KeyError):     # emptied by another thread meanwhile
+            entries.popitem(last=False)         # the least recently used
     return entry.conv
 
 
 # Per convolution, per slot: its stand-in with the weight in that layout (conv_in_layout).
 _layout_cache: "weakref.WeakKeyDictionary[nn.Module, dict]" = weakref.WeakKeyDictionary()
-# Stand-ins kept per module (``_cached``): two batch sizes by turns, or a transposed
-# convolution's two measured forms, each at two.
-MAX_STAND_INS = 4
 
 
 def conv_in_layout(conv: nn.Module, layout, input_size=None) -> nn.Module:
