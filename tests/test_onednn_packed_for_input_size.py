@@ -57,9 +57,13 @@ def test_a_unet_forward_makes_oneDNN_reorder_no_weight(tmp_path, form):
 
 def test_opaque_layouts_need_the_input_size():
     conv = torch.nn.ConvTranspose2d(4, 6, 4, 2, 1)
+    norm = torch.nn.BatchNorm2d(6).eval()
     for layout in (PACKED, PHASES):
-        with pytest.raises(ValueError, match="input_size"):
-            stand_in(conv, conv.weight, conv.bias, layout)
+        for build in (lambda: stand_in(conv, conv.weight, conv.bias, layout),
+                      lambda: folding.conv_in_layout(conv, layout),
+                      lambda: folding.folded_conv(conv, norm, layout)):
+            with pytest.raises(ValueError, match="input_size"):
+                build()
 
 
 def test_inputs_of_ever_new_sizes_keep_a_bounded_number_of_packings(monkeypatch):
@@ -94,7 +98,8 @@ def test_inputs_of_ever_new_sizes_keep_a_bounded_number_of_packings(monkeypatch)
 def test_threads_running_one_network_on_one_size_pack_nothing_again(monkeypatch):
     """A server's threads share the cached stand-ins: a hit keeps its slot in place (moved to
     the end of the order of use, never taken out and put back), so no thread finds it missing
-    and packs the weights again."""
+    and packs the weights again; and ``folded_for`` reads the entries meanwhile without
+    'mutated during iteration' (it did on 4bc0138)."""
     packs = []
     pack = onednn_packed.pack
     monkeypatch.setattr(onednn_packed, "pack",
@@ -102,21 +107,29 @@ def test_threads_running_one_network_on_one_size_pack_nothing_again(monkeypatch)
     monkeypatch.setenv("FASTP2P_CPU_DECONV", "onednn")
     ours, _ = unet_pair("batch", num_downs=5, ngf=4)
     ours.eval()
-    x = torch.rand(1, 3, 32, 32) * 2 - 1
+    inputs = [torch.rand(batch, 3, 32, 32) * 2 - 1 for batch in (1, 2)]  # two slots a layer
     with torch.no_grad():
-        expected = ours(x)
+        expected = [ours(x) for x in inputs]
     first = len(packs)
     failures = []
 
     def serve():
         try:
-            for _ in range(30):
+            for step in range(30):
                 with torch.no_grad():
-                    torch.testing.assert_close(ours(x), expected, rtol=0, atol=0)
+                    torch.testing.assert_close(ours(inputs[step % 2]), expected[step % 2],
+                                               rtol=0, atol=0)
         except Exception as error:  # noqa: BLE001 - reported by the main thread
             failures.append(error)
 
-    threads = [threading.Thread(target=serve) for _ in range(4)]
+    def look():     # what a CUDA graph capture reads (fastp2p.nn.graph_replay)
+        try:
+            while any(thread.is_alive() for thread in threads[:-1]):
+                folding.folded_for(ours)
+        except Exception as error:  # noqa: BLE001 - reported by the main thread
+            failures.append(error)
+
+    threads = [threading.Thread(target=serve) for _ in range(4)] + [threading.Thread(target=look)]
     interval = sys.getswitchinterval()
     sys.setswitchinterval(1e-6)     # threads switch between almost any two bytecodes
     try:

@@ -123,3 +123,28 @@ def test_a_bad_image_in_a_later_phase_stops_the_run_before_anything_is_written(t
     assert _pack(two_phases, out) == 1
     assert "pair01.png" in capsys.readouterr().err
     assert not (out / "train").exists()
+
+
+def test_a_later_phase_packed_already_is_not_counted(two_phases, tmp_path, monkeypatch, capsys):
+    """Only a later phase's shards that are not there yet count (its kept ones are known only
+    at its turn): a val packed already is not named, nor needs room (fails on 4bc0138, which
+    listed '(2 in train, 2 in val)')."""
+    out = tmp_path / "out"
+    assert _pack(two_phases, out) == 0
+    (out / "train" / "shard-00001.u8").unlink()
+    _free(monkeypatch, PAIR)
+    assert _pack(two_phases, out) == 1
+    assert "the 2 pairs still to pack need at least 3.0 KiB on this disk" in capsys.readouterr().err
+    _free(monkeypatch, 2 * PAIR)
+    assert _pack(two_phases, out) == 0
+
+
+def test_a_pack_of_another_load_size_written_since_the_plan_is_refused(two_phases, tmp_path):
+    """The phases before a later one can take hours: its load-size check is made again once its
+    folder is locked (fails on 4bc0138, which replaced the other pack)."""
+    out = tmp_path / "out"
+    plan = pack_module.plan_phase(two_phases, out, "val", load_size=16, progress=False)
+    pack_module.pack_phase(two_phases, out, "val", load_size=8, progress=False)
+    with pytest.raises(pack_module.DataError, match="load_size"):
+        pack_module.write_phase(plan, progress=False)
+    assert pack_module.packed_load_size(out / "val") == 8

@@ -383,6 +383,7 @@ class PhasePlan:
     mixed: bool             # --gray with grayscale and colour images on one side
     scan_skipped: list      # files the scan left out (pack-time failures are in the records)
     pairs: int
+    overwrite: bool         # a pack of another load size there may be replaced
 
 
 def plan_phase(dataroot: Path, out: Path, phase: str, *, load_size: int = 286,
@@ -394,9 +395,7 @@ def plan_phase(dataroot: Path, out: Path, phase: str, *, load_size: int = 286,
     dataroot, phase_dir = Path(os.path.abspath(dataroot)), Path(out) / phase
     if load_size < 1:
         raise DataError(f"--load_size must be >= 1, got {load_size}")
-    refuse_foreign_index(phase_dir)
-    if not overwrite:
-        refuse_other_load_size(phase_dir, load_size)
+    _refuse_other_pack(phase_dir, load_size, overwrite)
     scan_skipped = []
     pairs = plan_pairs(dataroot, phase, dataset_mode, load_size, skip_bad, progress, gray,
                        scan_skipped)
@@ -417,7 +416,7 @@ def plan_phase(dataroot: Path, out: Path, phase: str, *, load_size: int = 286,
                      "aligned": dataset_mode == "aligned", "load_size": load_size,
                      "skip_bad": skip_bad})
     return PhasePlan(dataroot, phase, phase_dir, jobs, load_size, per_shard, dataset_mode,
-                     skip_bad, gray, mixed, scan_skipped, len(pairs))
+                     skip_bad, gray, mixed, scan_skipped, len(pairs), overwrite)
 
 
 def write_phase(plan: PhasePlan, *, workers: int = 1, progress: bool = True,
@@ -426,7 +425,18 @@ def write_phase(plan: PhasePlan, *, workers: int = 1, progress: bool = True,
     whose shards the free-space check counts too. Returns the index."""
     plan.phase_dir.mkdir(parents=True, exist_ok=True)
     with packing_folder(plan.phase_dir) as lock_for_writing:
+        # again, locked: another pack may have written there since the plan (the phases
+        # before this one took their time)
+        _refuse_other_pack(plan.phase_dir, plan.load_size, plan.overwrite)
         return _pack_into(plan, workers, progress, later, lock_for_writing)
+
+
+def _refuse_other_pack(phase_dir: Path, load_size: int, overwrite: bool) -> None:
+    """DataError for an index.json there that pack did not write, or (unless ``overwrite``) a
+    pack of another load size."""
+    refuse_foreign_index(phase_dir)
+    if not overwrite:
+        refuse_other_load_size(phase_dir, load_size)
 
 
 def pack_phase(dataroot: Path, out: Path, phase: str, *, load_size: int = 286,
@@ -532,13 +542,13 @@ def _refuse_non_files(phase_dir: Path, jobs: list) -> None:
 def refuse_too_little_space(plan: PhasePlan, todo: list, later: list = ()) -> None:
     """DataError before the first write if the shards still to write cannot fit on the disk:
     otherwise the disk fills partway (a re-run resumes, but after that much time lost). Counted:
-    ``plan``'s jobs ``todo``, and every job of the phases this run packs after it (``later``)
-    on the same disk, whose shards written earlier count as replaced (a kept shard's file is
-    its own size). The bytes are a lower bound, so a pack that fits is never refused: every
-    planned pair (fewer with --skip-bad dropping one), less the shards each replaces."""
+    ``plan``'s jobs ``todo``, and the jobs of the phases this run packs after it (``later``) on
+    the same disk that lack a shard file (their kept shards are not known before their turn).
+    The bytes are a lower bound, so a pack that fits is not refused: every planned pair (fewer
+    where --skip-bad drops one while packing), less the shards each replaces."""
     device, free = disk_of(plan.phase_dir)
     counts, needed = [], 0
-    for phase, jobs in [(plan, todo)] + [(other, other.jobs) for other in later
+    for phase, jobs in [(plan, todo)] + [(other, _without_shard_files(other)) for other in later
                                          if disk_of(other.phase_dir)[0] == device]:
         colour = pair_bytes(phase.load_size)
         per_pair = colour + (colour // CHANNELS if phase.gray else 0)  # --gray: one more channel
@@ -551,12 +561,20 @@ def refuse_too_little_space(plan: PhasePlan, todo: list, later: list = ()) -> No
                     needed -= (phase.phase_dir / job[key]).stat().st_size
     if needed > free:
         total = sum(count for _, count in counts)
-        where = "" if len(counts) == 1 else " ({})".format(", ".join(
-            f"{count} in {name}" for name, count in counts))
+        counts = [(name, count) for name, count in counts if count]
+        where = "" if [name for name, _ in counts] == [plan.phase] else " ({})".format(
+            ", ".join(f"{count} in {name}" for name, count in counts))
         raise DataError(f"{plan.phase_dir}: the {counted(total, 'pair')} still to pack{where} "
                         f"need at least {binary_size(needed)} on this disk, which has "
                         f"{binary_size(free)} free; make room, or pack to a folder on another "
                         "disk")
+
+
+def _without_shard_files(plan: PhasePlan) -> list:
+    """``plan``'s jobs that lack a shard file (or, with --gray, its grayscale one)."""
+    keys = ("file", "gray_file")[:1 + plan.gray]
+    return [job for job in plan.jobs
+            if not all(os.path.lexists(plan.phase_dir / job[key]) for key in keys)]
 
 
 def disk_of(path) -> tuple[int, int]:

@@ -35,11 +35,12 @@ batch-statistics norms (and InstanceNorm) always keep the statistics path.
 The same cache serves a convolution's weights in another layout (``conv_in_layout``): CPU
 inference computes channels-last whatever the module's layout (fastp2p.nn.fused), with each
 weight either packed once for oneDNN (``PACKED``, fastp2p.ops.onednn_packed: oneDNN would
-otherwise reorder it on every call; packed per input size, the layout oneDNN picks depending on
-it, and kept for up to ``MAX_STAND_INS`` layouts and sizes per module), or for a transposed convolution, whichever of its forms
-was measured faster (fastp2p.ops.conv_transpose): packed for oneDNN, as its four phases'
-packed convolution (``PHASES``, fastp2p.ops.deconv_phases) or a channels-last copy for the GEMM
-form; folds are then built in that layout too. A layout is ``torch.preserve_format`` (the
+otherwise reorder it on every call; packed per input size, the layout oneDNN picks depending
+on it, and kept for up to ``MAX_STAND_INS`` layouts and sizes per module), or for a
+transposed convolution, whichever of its forms was measured faster
+(fastp2p.ops.conv_transpose): packed for oneDNN, as its four phases' packed convolution
+(``PHASES``, fastp2p.ops.deconv_phases) or a channels-last copy for the GEMM form; folds are
+then built in that layout too. A layout is ``torch.preserve_format`` (the
 module's own), another memory format, ``PACKED`` or ``PHASES``.
 """
 import collections
@@ -141,7 +142,11 @@ def _slot(layout, input_size):
     """Where a module's cache keeps its stand-in for ``layout``: one per layout, and for an
     opaque layout one per input size, since oneDNN's packed layout depends on it
     (fastp2p.ops.onednn_packed)."""
-    return (layout, tuple(input_size)) if layout in OPAQUE_LAYOUTS else layout
+    if layout not in OPAQUE_LAYOUTS:
+        return layout
+    if input_size is None:
+        raise ValueError(f"a {layout} stand-in is packed for one input size: pass input_size")
+    return layout, tuple(input_size)
 
 
 @torch.no_grad()
@@ -244,7 +249,9 @@ def conv_in_layout(conv: nn.Module, layout, input_size=None) -> nn.Module:
 
 def folded_for(module: nn.Module) -> list:
     """The cached folds of ``module``'s norm layers (for a CUDA graph that reads them to hold)."""
-    return [entry for m in module.modules() if m in _cache for entry in _cache[m].values()]
+    # list(): one C call over a snapshot, as another thread's forward may reorder the entries
+    return [entry for m in module.modules() if m in _cache
+            for entry in list(_cache[m].values())]
 
 
 def forget_cached_weights(module: nn.Module) -> None:
@@ -300,7 +307,7 @@ def forget_replaced_weights(module: nn.Module) -> None:
             entries = cache.get(m, {})
             for slot, entry in list(entries.items()):
                 if any(t.data_ptr() not in live for t in entry.held):
-                    del entries[slot]
+                    entries.pop(slot, None)     # None: another thread's forward dropped it
             if m in cache and not entries:
                 del cache[m]
 

@@ -65,7 +65,9 @@ def _settings(conv: nn.Module) -> tuple:
 
 def pack(conv: nn.Module, weight: torch.Tensor, input_size) -> torch.Tensor:
     """``weight`` (float32, any memory format, laid out as ``conv``'s) reordered once into the
-    layout oneDNN computes ``conv`` with on inputs of ``input_size`` (N, C, H, W)."""
+    layout oneDNN computes ``conv`` with on channels-last inputs of ``input_size`` (N, C, H, W;
+    torch's reorder assumes channels-last when given a size, as CPU inference computes: another
+    input layout gives the same numbers, oneDNN reordering the weight for it)."""
     padding, stride, dilation = _settings(conv)
     weight, input_size = weight.detach(), list(input_size)
     if isinstance(conv, nn.ConvTranspose2d):
