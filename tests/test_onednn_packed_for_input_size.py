@@ -66,16 +66,23 @@ def test_opaque_layouts_need_the_input_size():
                 build()
 
 
-def test_inputs_of_ever_new_sizes_keep_a_bounded_number_of_packings(monkeypatch):
-    """Each input size gets its own packing, kept for that size's next call; a module keeps at
-    most MAX_STAND_INS of them, the least recently used dropped."""
+@pytest.fixture
+def recorded(monkeypatch):
+    """(the input sizes each packing is for, as they are made; a small U-Net in eval mode whose
+    transposed convolutions run packed)."""
     packs = []
     pack = onednn_packed.pack
     monkeypatch.setattr(onednn_packed, "pack",
                         lambda conv, w, size: packs.append(tuple(size)) or pack(conv, w, size))
     monkeypatch.setenv("FASTP2P_CPU_DECONV", "onednn")
     ours, _ = unet_pair("batch", num_downs=5, ngf=4)
-    ours.eval()
+    return packs, ours.eval()
+
+
+def test_inputs_of_ever_new_sizes_keep_a_bounded_number_of_packings(recorded):
+    """Each input size gets its own packing, kept for that size's next call; a module keeps at
+    most MAX_STAND_INS of them, the least recently used dropped."""
+    packs, ours = recorded
 
     def forward(batch):
         before = len(packs)
@@ -95,18 +102,12 @@ def test_inputs_of_ever_new_sizes_keep_a_bounded_number_of_packings(monkeypatch)
             assert len(cache.get(m, {})) <= folding.MAX_STAND_INS
 
 
-def test_threads_running_one_network_on_one_size_pack_nothing_again(monkeypatch):
+def test_threads_running_one_network_on_one_size_pack_nothing_again(recorded):
     """A server's threads share the cached stand-ins: a hit keeps its slot in place (moved to
     the end of the order of use, never taken out and put back), so no thread finds it missing
     and packs the weights again; and ``folded_for`` reads the entries meanwhile without
     'mutated during iteration' (it did on 4bc0138)."""
-    packs = []
-    pack = onednn_packed.pack
-    monkeypatch.setattr(onednn_packed, "pack",
-                        lambda conv, w, size: packs.append(tuple(size)) or pack(conv, w, size))
-    monkeypatch.setenv("FASTP2P_CPU_DECONV", "onednn")
-    ours, _ = unet_pair("batch", num_downs=5, ngf=4)
-    ours.eval()
+    packs, ours = recorded
     inputs = [torch.rand(batch, 3, 32, 32) * 2 - 1 for batch in (1, 2)]  # two slots a layer
     with torch.no_grad():
         expected = [ours(x) for x in inputs]
