@@ -44,8 +44,9 @@ _FORWARDS = textwrap.dedent("""
 @pytest.mark.parametrize("form", ["onednn", "phases"])
 def test_a_unet_forward_makes_oneDNN_reorder_no_weight(tmp_path, form):
     env = dict(os.environ, FASTP2P_CACHE=str(tmp_path), FASTP2P_CPU_DECONV=form)
-    run = subprocess.run([sys.executable, "-c", _FORWARDS], env=env, capture_output=True,
-                         text=True, timeout=300)
+    # cwd: not the checkout, whose fastp2p/ source folder would shadow the installed package
+    run = subprocess.run([sys.executable, "-c", _FORWARDS], env=env, cwd=tmp_path,
+                         capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr
     logged = run.stdout.split("LOGGED FORWARD")[1:]
     assert len(logged) == 3
