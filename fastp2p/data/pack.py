@@ -395,7 +395,7 @@ def plan_phase(dataroot: Path, out: Path, phase: str, *, load_size: int = 286,
     dataroot, phase_dir = Path(os.path.abspath(dataroot)), Path(out) / phase
     if load_size < 1:
         raise DataError(f"--load_size must be >= 1, got {load_size}")
-    _refuse_other_pack(phase_dir, load_size, overwrite)
+    refuse_other_pack(phase_dir, load_size, overwrite)
     scan_skipped = []
     pairs = plan_pairs(dataroot, phase, dataset_mode, load_size, skip_bad, progress, gray,
                        scan_skipped)
@@ -427,11 +427,11 @@ def write_phase(plan: PhasePlan, *, workers: int = 1, progress: bool = True,
     with packing_folder(plan.phase_dir) as lock_for_writing:
         # again, locked: another pack may have written there since the plan (the phases
         # before this one took their time)
-        _refuse_other_pack(plan.phase_dir, plan.load_size, plan.overwrite)
+        refuse_other_pack(plan.phase_dir, plan.load_size, plan.overwrite)
         return _pack_into(plan, workers, progress, later, lock_for_writing)
 
 
-def _refuse_other_pack(phase_dir: Path, load_size: int, overwrite: bool) -> None:
+def refuse_other_pack(phase_dir: Path, load_size: int, overwrite: bool) -> None:
     """DataError for an index.json there that pack did not write, or (unless ``overwrite``) a
     pack of another load size."""
     refuse_foreign_index(phase_dir)
@@ -463,7 +463,7 @@ def _pack_into(plan: PhasePlan, workers: int, progress: bool, later: list,
     remove_left_by_dead_processes(phase_dir, "*.tmp-*")
     done = _kept_shards(phase_dir, plan.phase, jobs, plan.load_size, progress)
     todo = [job for job in jobs if job["file"] not in done]
-    planned = {job[key] for job in jobs for key in ("file", "gray_file")[:1 + gray]}
+    planned = {job[key] for job in jobs for key in _shard_keys(gray)}
     # shards of an earlier, longer plan, or grayscale shards of one with --gray
     stale = [shard for shard in shard_files(phase_dir) if shard.name not in planned]
     state_path = phase_dir / STATE_NAME
@@ -556,7 +556,7 @@ def refuse_too_little_space(plan: PhasePlan, todo: list, later: list = ()) -> No
         counts.append((phase.phase, count))
         needed += count * per_pair
         for job in jobs:
-            for key in ("file", "gray_file")[:1 + phase.gray]:
+            for key in _shard_keys(phase.gray):
                 with contextlib.suppress(OSError):     # none there yet
                     needed -= (phase.phase_dir / job[key]).stat().st_size
     if needed > free:
@@ -572,9 +572,14 @@ def refuse_too_little_space(plan: PhasePlan, todo: list, later: list = ()) -> No
 
 def _without_shard_files(plan: PhasePlan) -> list:
     """``plan``'s jobs that lack a shard file (or, with --gray, its grayscale one)."""
-    keys = ("file", "gray_file")[:1 + plan.gray]
-    return [job for job in plan.jobs
-            if not all(os.path.lexists(plan.phase_dir / job[key]) for key in keys)]
+    return [job for job in plan.jobs if not all(os.path.lexists(plan.phase_dir / job[key])
+                                                for key in _shard_keys(plan.gray))]
+
+
+def _shard_keys(gray: bool) -> tuple:
+    """The keys of a job's shard file names: its colour shard's, and with --gray its
+    grayscale shard's."""
+    return ("file", "gray_file")[:1 + gray]
 
 
 def disk_of(path) -> tuple[int, int]:

@@ -134,8 +134,7 @@ def run(args: argparse.Namespace) -> int:
         print_error("pack", err)
         return 2
     from fastp2p.data.errors import DataError, counted
-    from fastp2p.data.pack import (pair_bytes, plan_phase, refuse_foreign_index,
-                                   refuse_other_load_size, write_phase)
+    from fastp2p.data.pack import pair_bytes, plan_phase, refuse_other_pack, write_phase
     from fastp2p.data.packed_index import PHASES, printable
 
     # --phase takes every word after it: DATAROOT and OUT given after it land in its list
@@ -189,9 +188,7 @@ def run(args: argparse.Namespace) -> int:
             if out.resolve() == dataroot.resolve():
                 raise DataError(f"{out}: OUT must differ from DATAROOT")
         for phase in phases if out is not None else ():
-            refuse_foreign_index(out / phase)
-            if not args.overwrite:
-                refuse_other_load_size(out / phase, args.load_size)
+            refuse_other_pack(out / phase, args.load_size, args.overwrite)
         if args.synthetic is not None:
             from fastp2p.data.synthetic import write_synthetic
             _refuse_without_room(dataroot, out if "train" in phases else None, args.synthetic,
