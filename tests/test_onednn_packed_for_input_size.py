@@ -19,7 +19,8 @@ import torch
 from fastp2p.nn import folding
 from fastp2p.ops import onednn_packed
 from fastp2p.ops.stand_ins import PACKED, PHASES, stand_in
-from helpers.network_checks import unet_pair
+from helpers.network_checks import randomize_batchnorms, unet_pair
+from helpers.tolerances import FP32_NETWORK, assert_close
 
 pytestmark = pytest.mark.skipif(not onednn_packed.available(),
                                 reason="this torch build has no oneDNN packed convolutions")
@@ -70,37 +71,85 @@ def test_opaque_layouts_need_the_input_size():
 @pytest.fixture
 def recorded(monkeypatch):
     """(the input sizes each packing is for, as they are made; a small U-Net in eval mode whose
-    transposed convolutions run packed)."""
+    transposed convolutions run packed; the float64 reference U-Net with the same weights and
+    running statistics, far from their defaults)."""
     packs = []
     pack = onednn_packed.pack
     monkeypatch.setattr(onednn_packed, "pack",
                         lambda conv, w, size: packs.append(tuple(size)) or pack(conv, w, size))
     monkeypatch.setenv("FASTP2P_CPU_DECONV", "onednn")
-    ours, _ = unet_pair("batch", num_downs=5, ngf=4)
-    return packs, ours.eval()
+    ours, theirs = unet_pair("batch", num_downs=5, ngf=4)
+    return packs, randomize_batchnorms(ours, 0).eval(), randomize_batchnorms(theirs, 0).eval()
 
 
-def test_inputs_of_ever_new_sizes_keep_a_bounded_number_of_packings(recorded):
-    """Each input size gets its own packing, kept for that size's next call; a module keeps at
-    most MAX_STAND_INS of them, the least recently used dropped."""
-    packs, ours = recorded
+def _forward(recorded, batch):
+    """The packings one forward of a batch of ``batch`` 32x32 images makes, and its output."""
+    packs, ours, _ = recorded
+    before = len(packs)
+    with torch.no_grad():
+        out = ours(torch.rand(batch, 3, 32, 32) * 2 - 1)
+    return packs[before:], out
 
-    def forward(batch):
-        before = len(packs)
-        with torch.no_grad():
-            ours(torch.rand(batch, 3, 32, 32) * 2 - 1)
-        return packs[before:]
 
-    first = forward(1)
+def test_inputs_of_ever_new_sizes_pack_no_more_than_max_stand_ins(recorded):
+    """Each input size gets its own packing, kept for that size's next call, while fewer than
+    MAX_STAND_INS are kept; sizes seen once after that run from a plain copy, packing nothing
+    (on 21eda25 each packed every layer again, dropping the least recently used)."""
+    first, _ = _forward(recorded, 1)
     assert first and all(size[0] == 1 for size in first)
-    assert forward(1) == []                        # the same size: packed already
-    for batch in range(2, 2 + folding.MAX_STAND_INS):
-        assert len(forward(batch)) == len(first)   # a new size: every layer packs for it
-    assert forward(batch) == []
-    assert len(forward(1)) == len(first)           # the least recently used was dropped
-    for m in ours.modules():
+    assert _forward(recorded, 1)[0] == []                    # the same size: packed already
+    for batch in range(2, 1 + folding.MAX_STAND_INS):
+        assert len(_forward(recorded, batch)[0]) == len(first)   # a new size: packed for it
+    for batch in range(1 + folding.MAX_STAND_INS, 4 * folding.STALE_AFTER):
+        assert _forward(recorded, batch)[0] == []
+    for m in recorded[1].modules():
         for cache in (folding._cache, folding._layout_cache):
             assert len(cache.get(m, {})) <= folding.MAX_STAND_INS
+
+
+def test_five_sizes_by_turns_pack_four_once_and_run_the_fifth_plain(recorded):
+    """The review's case (NOTES, "Stop 46"): a fifth size by turns repacked every layer on
+    every call, 1.25x slower than never packing. Now four sizes keep their packings and the
+    fifth runs plain, round after round."""
+    first, _ = _forward(recorded, 1)
+    for batch in range(2, 1 + folding.MAX_STAND_INS):
+        _forward(recorded, batch)
+    for _ in range(2 * folding.STALE_AFTER):
+        for batch in range(1, 2 + folding.MAX_STAND_INS):
+            assert _forward(recorded, batch)[0] == []
+
+
+def test_a_size_that_replaces_the_kept_ones_is_packed_once_they_go_stale(recorded):
+    """Sizes 1-4 once, then size 5 for good (a server's warm-up, then its traffic): size 5
+    runs plain until the least recently used packing has gone unused for STALE_AFTER calls,
+    then is packed once and kept."""
+    first, _ = _forward(recorded, 1)
+    for batch in range(2, 1 + folding.MAX_STAND_INS):
+        _forward(recorded, batch)
+    packed_at = [call for call in range(4 * folding.STALE_AFTER)
+                 if _forward(recorded, 1 + folding.MAX_STAND_INS)[0]]
+    assert packed_at == [folding.STALE_AFTER - folding.MAX_STAND_INS + 1]
+
+
+def test_sizes_run_plain_give_the_reference_numbers(recorded):
+    """A size without a packing of its own runs from the plain copy of the same folded
+    weights: the reference module's output within DESIGN 5's fp32 whole-network bound."""
+    packs, ours, theirs = recorded
+    for batch in range(1, 1 + folding.MAX_STAND_INS):
+        _forward(recorded, batch)
+    x = torch.rand(1 + folding.MAX_STAND_INS, 3, 32, 32) * 2 - 1
+    before = len(packs)
+    with torch.no_grad():
+        assert_close(ours(x), theirs(x.double()), FP32_NETWORK, "run plain")
+    assert len(packs) == before     # ran plain, not packed
+    for net in (ours, theirs):      # the plain copy follows a change of a source tensor
+        net.model.model[1].model[2].running_var.mul_(3)
+    with torch.no_grad():
+        assert_close(ours(x), theirs(x.double()), FP32_NETWORK, "run plain after a change")
+    assert any(entry is folding._cache[m].plain for m in ours.modules() if m in folding._cache
+               for entry in folding.folded_for(ours))
+    ours.double()                   # replaced tensors: every stand-in goes, the plain ones too
+    assert folding.folded_for(ours) == []
 
 
 def test_threads_running_one_network_on_one_size_pack_nothing_again(recorded):
@@ -108,7 +157,7 @@ def test_threads_running_one_network_on_one_size_pack_nothing_again(recorded):
     the end of the order of use, never taken out and put back), so no thread finds it missing
     and packs the weights again; and ``folded_for`` reads the entries meanwhile without
     'mutated during iteration' (it did on 4bc0138)."""
-    packs, ours = recorded
+    packs, ours, _ = recorded
     inputs = [torch.rand(batch, 3, 32, 32) * 2 - 1 for batch in (1, 2)]  # two slots a layer
     with torch.no_grad():
         expected = [ours(x) for x in inputs]

@@ -36,7 +36,8 @@ The same cache serves a convolution's weights in another layout (``conv_in_layou
 inference computes channels-last whatever the module's layout (fastp2p.nn.fused), with each
 weight either packed once for oneDNN (``PACKED``, fastp2p.ops.onednn_packed: oneDNN would
 otherwise reorder it on every call; packed per input size, the layout oneDNN picks depending
-on it, and kept for up to ``MAX_STAND_INS`` layouts and sizes per module), or for a
+on it, and kept for up to ``MAX_STAND_INS`` layouts and sizes per module; sizes beyond those
+run from one channels-last copy: ``_Kept``), or for a
 transposed convolution, whichever of its forms was measured faster
 (fastp2p.ops.conv_transpose): packed for oneDNN, as its four phases' packed convolution
 (``PHASES``, fastp2p.ops.deconv_phases) or a channels-last copy for the GEMM form; folds are
@@ -100,14 +101,67 @@ class _StandIn:
     key: tuple
     conv: nn.Module        # the stand-in with the folded (or re-laid-out) weight and bias
     held: tuple            # the source tensors, kept so that their addresses stay unique
+    used: int = 0          # the module's lookup count (``_Kept.calls``) when last returned
+
+
+# Stand-ins kept per module (``_cached``): two batch sizes by turns, or a transposed
+# convolution's two measured forms, each at two.
+MAX_STAND_INS = 4
+# A kept input size's packing gives way to a new size's only once it has gone unused for this
+# many of the module's lookups, and the new size has missed within as many (``_Kept.admits``).
+STALE_AFTER = 16
+# The layout that input sizes without a packing of their own run from (``_Kept.plain``).
+PLAIN_LAYOUT = torch.channels_last
+
+
+class _Kept(collections.OrderedDict):
+    """One module's stand-ins by slot (``_slot``), least recently used first, and what choosing
+    which input sizes keep a packing needs.
+
+    A packing is per input size (oneDNN's layout depends on it), and packing costs about as much
+    as the call it serves. So a new size is packed at once only while fewer than
+    ``MAX_STAND_INS`` stand-ins are kept; after that it takes the place of the least recently
+    used one only when that one has gone unused for ``STALE_AFTER`` lookups and the new size
+    recurs (it missed within as many). Until then it runs from ``plain``, one stand-in in
+    ``PLAIN_LAYOUT`` shared by all such sizes: inputs of five sizes by turns keep four packings
+    and run the fifth plain, inputs of ever new sizes run plain after the first four, instead of
+    packing every layer again on every call (1.25x slower than never packing; benchmarks/
+    NOTES.md, "Stop 47"), and a size that replaces the old ones for good is packed after
+    ``STALE_AFTER`` calls. Counts race between threads harmlessly: at worst a size is packed a
+    call early or late."""
+
+    def __init__(self):
+        super().__init__()
+        self.calls = 0                          # lookups of this module's stand-ins
+        self.missed: dict = {}                  # slot -> the lookup that last ran it plain
+        self.plain: Optional[_StandIn] = None
+
+    def admits(self, slot) -> bool:
+        """Whether a packing for ``slot`` (an opaque slot not kept) is to be built now."""
+        if len(self) < MAX_STAND_INS:
+            return True
+        oldest = next(iter(self.values()), None)    # None: emptied by another thread
+        stale = oldest is None or self.calls - oldest.used > STALE_AFTER
+        recurs = self.calls - self.missed.get(slot, -STALE_AFTER - 1) <= STALE_AFTER
+        if stale and recurs:
+            self.missed.pop(slot, None)
+            return True
+        self.missed[slot] = self.calls
+        if len(self.missed) > 2 * STALE_AFTER:     # at most one a lookup: half are too old
+            for old, at in list(self.missed.items()):
+                if self.calls - at > STALE_AFTER:
+                    self.missed.pop(old, None)
+        return False
+
+    def entries(self) -> list:
+        """Every stand-in kept, the plain one included (a snapshot: another thread's forward
+        may reorder them)."""
+        return list(self.values()) + ([self.plain] if self.plain is not None else [])
 
 
 # Per norm module, per slot (``_slot``: its layout, and the input size it is packed for): the
 # stand-in of its fold.
-_cache: "weakref.WeakKeyDictionary[nn.Module, dict]" = weakref.WeakKeyDictionary()
-# Stand-ins kept per module (``_cached``): two batch sizes by turns, or a transposed
-# convolution's two measured forms, each at two.
-MAX_STAND_INS = 4
+_cache: "weakref.WeakKeyDictionary[nn.Module, _Kept]" = weakref.WeakKeyDictionary()
 
 
 def _sources(conv, norm):
@@ -182,46 +236,57 @@ def folded_conv(conv: nn.Module, norm: nn.BatchNorm2d, layout=torch.preserve_for
     if key is None:
         return None
 
-    def build():
+    def build(layout, input_size):
         weight, bias = fold_batchnorm(conv, norm)
         held = tuple(t.detach() for t in _sources(conv, norm) if t is not None)
         return _StandIn(key, stand_in(conv, weight, bias, layout, input_size), held)
 
-    return _cached(_cache, norm, _slot(layout, input_size), key, _sources(conv, norm), build)
+    return _cached(_cache, norm, layout, input_size, key, _sources(conv, norm), build)
 
 
-def _cached(cache, module: nn.Module, slot, key: tuple, sources, build) -> nn.Module:
-    """The stand-in ``cache`` holds for (``module``, ``slot``), built anew by ``build()`` unless
-    its key is ``key``, computed from the tensors ``sources`` (``see_fused_steps_on``). One
-    entry per slot (``_slot``): a layer whose layout depends on the input (the measured
-    transposed-convolution form), or inputs of two sizes by turns, keep each instead of
-    rebuilding by turns; at most ``MAX_STAND_INS`` per module, the least recently used
-    dropped first, so that inputs of ever new sizes do not add up copies of the weights."""
-    entries = cache.get(module)
-    if entries is None:
-        entries = cache[module] = collections.OrderedDict()  # in the order of use
-    entry = entries.get(slot)
+def _cached(cache, module: nn.Module, layout, input_size, key: tuple, sources, build
+            ) -> nn.Module:
+    """The stand-in ``cache`` holds for ``module`` in ``layout`` for inputs of ``input_size``,
+    built anew by ``build(layout, input_size)`` unless its key is ``key``, computed from the
+    tensors ``sources`` (``see_fused_steps_on``). One entry per slot (``_slot``): a layer whose
+    layout depends on the input (the measured transposed-convolution form), or inputs of two
+    sizes by turns, keep each instead of rebuilding by turns; at most ``MAX_STAND_INS`` per
+    module, the least recently used dropped first, so that inputs of ever new sizes do not add
+    up copies of the weights, and those sizes run from a plain layout instead of packing again
+    and again (``_Kept``)."""
+    kept = cache.get(module)
+    if kept is None:
+        kept = cache[module] = _Kept()
+    kept.calls += 1
+    slot = _slot(layout, input_size)
+    entry = kept.get(slot)
+    if entry is None and layout in OPAQUE_LAYOUTS and not kept.admits(slot):
+        if kept.plain is None or kept.plain.key != key:
+            kept.plain = _built(build, PLAIN_LAYOUT, None, sources)
+        return kept.plain.conv
+    if entry is None or entry.key != key:
+        entry = kept[slot] = _built(build, layout, input_size, sources)
+    entry.used = kept.calls
     # Moved to the end, not popped and put back: in between, another thread's forward would
     # find the slot empty and build it again. KeyError: another thread dropped it meanwhile.
-    if entry is not None and entry.key == key:
-        with contextlib.suppress(KeyError):
-            entries.move_to_end(slot)
-        return entry.conv
-    # Normal tensors even inside inference_mode: the cache outlives this call.
-    with torch.inference_mode(False), torch.no_grad():
-        entry = build()
-    see_fused_steps_on(sources)
-    entries[slot] = entry
     with contextlib.suppress(KeyError):
-        entries.move_to_end(slot)
-    while len(entries) > MAX_STAND_INS:
+        kept.move_to_end(slot)
+    while len(kept) > MAX_STAND_INS:
         with contextlib.suppress(KeyError):     # emptied by another thread meanwhile
-            entries.popitem(last=False)         # the least recently used
+            kept.popitem(last=False)            # the least recently used
     return entry.conv
 
 
+def _built(build, layout, input_size, sources) -> _StandIn:
+    # Normal tensors even inside inference_mode: the cache outlives this call.
+    with torch.inference_mode(False), torch.no_grad():
+        entry = build(layout, input_size)
+    see_fused_steps_on(sources)
+    return entry
+
+
 # Per convolution, per slot: its stand-in with the weight in that layout (conv_in_layout).
-_layout_cache: "weakref.WeakKeyDictionary[nn.Module, dict]" = weakref.WeakKeyDictionary()
+_layout_cache: "weakref.WeakKeyDictionary[nn.Module, _Kept]" = weakref.WeakKeyDictionary()
 
 
 def conv_in_layout(conv: nn.Module, layout, input_size=None) -> nn.Module:
@@ -239,19 +304,17 @@ def conv_in_layout(conv: nn.Module, layout, input_size=None) -> nn.Module:
         return conv
     key = (conv_settings(conv),) + watched
 
-    def build():
+    def build(layout, input_size):
         held = tuple(t.detach() for t in (weight, bias) if t is not None)
         return _StandIn(key, stand_in(conv, held[0], None if bias is None else held[1], layout,
                                       input_size), held)
 
-    return _cached(_layout_cache, conv, _slot(layout, input_size), key, (weight, bias), build)
+    return _cached(_layout_cache, conv, layout, input_size, key, (weight, bias), build)
 
 
 def folded_for(module: nn.Module) -> list:
     """The cached folds of ``module``'s norm layers (for a CUDA graph that reads them to hold)."""
-    # list(): one C call over a snapshot, as another thread's forward may reorder the entries
-    return [entry for m in module.modules() if m in _cache
-            for entry in list(_cache[m].values())]
+    return [entry for m in module.modules() if m in _cache for entry in _cache[m].entries()]
 
 
 def forget_cached_weights(module: nn.Module) -> None:
@@ -304,12 +367,16 @@ def forget_replaced_weights(module: nn.Module) -> None:
     live = {t.data_ptr() for t in itertools.chain(module.parameters(), module.buffers())}
     for m in module.modules():
         for cache in (_cache, _layout_cache):
-            entries = cache.get(m, {})
-            for slot, entry in list(entries.items()):
+            kept = cache.get(m)
+            if kept is None:
+                continue
+            for slot, entry in list(kept.items()):
                 if any(t.data_ptr() not in live for t in entry.held):
-                    entries.pop(slot, None)     # None: another thread's forward dropped it
-            if m in cache and not entries:
-                del cache[m]
+                    kept.pop(slot, None)     # None: another thread's forward dropped it
+            if kept.plain is not None and any(t.data_ptr() not in live for t in kept.plain.held):
+                kept.plain = None
+            if not kept and kept.plain is None:
+                cache.pop(m, None)
 
 
 class ReleasesReplacedWeights:
