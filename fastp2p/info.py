@@ -68,6 +68,7 @@ def _fused_convolution_line():
 def _packed_line() -> str:
     """oneDNN with packed weights, and the transposed convolutions' form; ValueError from
     fastp2p.ops.conv_transpose for a FASTP2P_CPU_DECONV it refuses."""
+    from fastp2p.nn.folding import MAX_STAND_INS
     from fastp2p.ops import onednn_packed
     from fastp2p.ops import remembered_forms
     from fastp2p.ops.conv_transpose import CPU_FORMS, FORM_ENV_VAR, MEASURE_ONLY, forced_form
@@ -83,7 +84,8 @@ def _packed_line() -> str:
                 "measured per layer on the first call")
         form += (f" (not remembered: {FORM_ENV_VAR}={MEASURE_ONLY})" if forced == MEASURE_ONLY
                  else f" and remembered in {remembered_forms.path()}")
-    return f"oneDNN with weights packed once; transposed convolutions: {form}"
+    return (f"oneDNN with weights packed once per input size (up to {MAX_STAND_INS} a layer); "
+            f"transposed convolutions: {form}")
 
 
 def _extension_status() -> str:

@@ -92,7 +92,8 @@ def test_info_says_how_cpu_inference_runs_its_convolutions(monkeypatch, capsys, 
     assert info.run(None) == 0
     line = capsys.readouterr().out.splitlines()[-1]
     if onednn_packed.available():
-        assert line.endswith("oneDNN with weights packed once; transposed convolutions: "
+        assert line.endswith("oneDNN with weights packed once per input size (up to 4 a "
+                             "layer); transposed convolutions: "
                              "oneDNN's deconvolution, four phases as one convolution, or GEMM "
                              "+ col2im, measured per layer on the first call and remembered in "
                              f"{tmp_path / 'cpu_deconv_forms.json'}")
