@@ -57,7 +57,7 @@ from torch.optim.optimizer import register_optimizer_step_post_hook
 
 from fastp2p.nn.batch_statistics import uses_running_stats
 from fastp2p.nn.tracing import compiler_tracing
-from fastp2p.ops.stand_ins import OPAQUE_LAYOUTS, conv_settings, stand_in
+from fastp2p.ops.stand_ins import OPAQUE_LAYOUTS, conv_settings, require_input_size, stand_in
 from fastp2p.ops.switches import Switch
 
 _FOLDABLE_CONVS = (nn.Conv2d, nn.ConvTranspose2d)
@@ -198,8 +198,7 @@ def _slot(layout, input_size):
     (fastp2p.ops.onednn_packed)."""
     if layout not in OPAQUE_LAYOUTS:
         return layout
-    if input_size is None:
-        raise ValueError(f"a {layout} stand-in is packed for one input size: pass input_size")
+    require_input_size(layout, input_size)
     return layout, tuple(input_size)
 
 

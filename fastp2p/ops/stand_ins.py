@@ -31,6 +31,12 @@ def conv_settings(conv: nn.Module) -> tuple:
             getattr(conv, "output_padding", None), conv._reversed_padding_repeated_twice)
 
 
+def require_input_size(layout, input_size) -> None:
+    """ValueError unless an opaque ``layout`` comes with the input size it is packed for."""
+    if layout in OPAQUE_LAYOUTS and input_size is None:
+        raise ValueError(f"a {layout} stand-in is packed for one input size: pass input_size")
+
+
 def stand_in(conv: nn.Module, weight: torch.Tensor, bias: Optional[torch.Tensor],
              layout=torch.preserve_format, input_size=None) -> nn.Module:
     """A module of conv's type and settings whose parameters are ``weight`` (laid out as conv's
@@ -39,8 +45,7 @@ def stand_in(conv: nn.Module, weight: torch.Tensor, bias: Optional[torch.Tensor]
     ``input_size`` (N, C, H, W; required for them). Built on the meta device, so nothing is
     allocated or initialised for it."""
     cls, weight = type(conv), weight.detach()
-    if layout in OPAQUE_LAYOUTS and input_size is None:
-        raise ValueError(f"a {layout} stand-in is packed for one input size: pass input_size")
+    require_input_size(layout, input_size)
     if layout == PHASES:
         cls, (weight, bias) = deconv_phases.PhasedConvTranspose2d, deconv_phases.pack(
             conv, weight, bias, input_size)
