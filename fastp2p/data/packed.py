@@ -38,9 +38,10 @@ import torch
 
 from fastp2p.data.errors import DataError, counted
 from fastp2p.data.folder_lock import ReadingLock
-from fastp2p.data.packed_index import (INDEX_NAME, check_shard_size, not_a_regular_file,
-                                       pack_command_line, pair_shape, read_index,
-                                       repack_command_line, repack_hint, stored_files)
+from fastp2p.data.packed_index import (INDEX_NAME, check_shard_size, is_packed,
+                                       not_a_regular_file, pack_command_line, pair_shape,
+                                       read_index, repack_command_line, repack_hint,
+                                       stored_files)
 from fastp2p.file_reads import open_descriptor_to_read, read_error_advice
 
 if TYPE_CHECKING:   # transforms imports Pillow, which reading and verifying a pack do not need
@@ -87,6 +88,28 @@ def _read_at(fd: int, target: np.ndarray, offset: int) -> int:
             break
         got += step
     return got
+
+
+
+def refuse_preprocess(phase_dir: Path, stored: int, mode: str) -> None:
+    """DataError unless ``mode`` is resize_and_crop: pairs are stored (``stored`` pixels a side)
+    as that mode sees them after its resize; any other would need the original pixels (crop,
+    none) or per-image sizes (scale_width*)."""
+    if mode != "resize_and_crop":
+        raise DataError(f"{phase_dir}: packed pairs were resized to {stored}x{stored} at pack "
+                        f"time, which only --preprocess resize_and_crop expects (not {mode}); "
+                        "point --dataroot at the image folders instead")
+
+
+def refuse_preprocess_of_options(args) -> None:
+    """``refuse_preprocess`` for the options' --dataroot and --phase when they name a pack
+    (none for the embedded dataset): the commands ask it before checks of the image size
+    that --preprocess would give, which a pack cannot give anyway."""
+    if args.dataroot is None or args.preprocess == "resize_and_crop":
+        return
+    phase_dir = Path(args.dataroot) / args.phase
+    if is_packed(phase_dir):
+        refuse_preprocess(phase_dir, read_index(phase_dir)["width"], args.preprocess)
 
 
 class _BytesDiffer(Exception):
@@ -201,12 +224,7 @@ class PackedDataset(torch.utils.data.Dataset):
         self.index = read_index(self.phase_dir)
         self.shape = pair_shape(self.index)
         stored = self.index["width"]
-        # Pairs are stored as resize_and_crop sees them after its resize; any other mode would
-        # need the original pixels (crop, none) or per-image sizes (scale_width*).
-        if config.mode != "resize_and_crop":
-            raise DataError(f"{self.phase_dir}: packed pairs were resized to {stored}x{stored} "
-                            f"at pack time, which only --preprocess resize_and_crop expects (not "
-                            f"{config.mode}); point --dataroot at the image folders instead")
+        refuse_preprocess(self.phase_dir, stored, config.mode)
         if config.load_size > stored:
             sizes = (f"--load_size {stored} (or less)" if config.crop_size <= stored
                      else f"--load_size and --crop_size of at most {stored}")

@@ -11,11 +11,15 @@ size-keeping modes already refuse splits of mixed sizes, so one image stands for
 """
 import random
 
+from fastp2p.data.packed import refuse_preprocess_of_options
 from fastp2p.train.networks import unet_levels
 
 
 def check_options_fit_unet(args) -> None:
-    """The checks the options alone decide; raises ValueError naming the options."""
+    """The checks the options alone decide; raises ValueError naming the options. A pack at
+    --dataroot refuses any --preprocess but resize_and_crop first: what --netG needs of the
+    sizes another mode makes would send the user to fix a size the pack cannot give."""
+    refuse_preprocess_of_options(args)
     multiple = 2 ** unet_levels(args.netG)
     if "crop" in args.preprocess and args.crop_size % multiple:
         raise ValueError(f"--crop_size {args.crop_size} must be a multiple of {multiple} for "

@@ -69,6 +69,27 @@ def test_scale_width_at_a_load_size_the_unet_cannot_take_exits_2(data, tmp_path,
 
 
 @pytest.mark.parametrize("command", ["train", "test"])
+def test_a_pack_refuses_other_preprocess_before_the_unet_checks_the_size(data, tmp_path,
+                                                                        trained, capsys,
+                                                                        command):
+    """--preprocess scale_width at a --load_size the U-Net cannot take, on a pack: the pack's
+    refusal of the mode comes first (on 21eda25 the U-Net's size check did, and its advice, a
+    --load_size that is a multiple of 32, ran into the pack's refusal next)."""
+    packed = tmp_path / "packed"
+    assert main(["pack", str(data), str(packed), "--load_size", "32", "--phase", "train",
+                 "test", "--no-progress"]) == 0
+    capsys.readouterr()
+    size = ["--preprocess", "scale_width", "--load_size", "40"]
+    argv = (train_argv(packed, tmp_path / "ckpt", *size) if command == "train" else
+            tiny_test_argv(packed, trained, tmp_path / "res", *size))
+    assert main(argv) == 2
+    line = one_line(capsys.readouterr().err)
+    assert "only --preprocess resize_and_crop" in line and "not scale_width" in line, line
+    assert "--netG" not in line, line
+    assert not (tmp_path / "ckpt").exists()
+
+
+@pytest.mark.parametrize("command", ["train", "test"])
 @pytest.mark.parametrize("preprocess,width,height,load_size", [
     ("scale_width", 32, 40, "32"),   # 32 wide, but 40 tall
     ("none", 40, 40, "40")])         # kept at 40x40
