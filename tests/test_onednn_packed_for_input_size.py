@@ -152,24 +152,29 @@ def test_sizes_run_plain_give_the_reference_numbers(recorded):
     assert folding.folded_for(ours) == []
 
 
-def test_threads_running_one_network_on_one_size_pack_nothing_again(recorded):
+@pytest.mark.parametrize("batches", [(1, 2), (1, 2, 3, 4, 5, 6)])
+def test_threads_running_one_network_share_its_packings(recorded, batches):
     """A server's threads share the cached stand-ins: a hit keeps its slot in place (moved to
-    the end of the order of use, never taken out and put back), so no thread finds it missing
-    and packs the weights again; and ``folded_for`` reads the entries meanwhile without
-    'mutated during iteration' (it did on 4bc0138)."""
+    the end of the order of use, never taken out and put back), so on two sizes no thread finds
+    it missing and packs the weights again; and ``folded_for`` reads the entries meanwhile
+    without 'mutated during iteration' (it did on 4bc0138). On six sizes, more than a module
+    keeps, the threads' lookups choose between packing and the plain copy together: every
+    output stays the reference's (packed and plain differ in rounding only)."""
     packs, ours, _ = recorded
-    inputs = [torch.rand(batch, 3, 32, 32) * 2 - 1 for batch in (1, 2)]  # two slots a layer
+    inputs = [torch.rand(batch, 3, 32, 32) * 2 - 1 for batch in batches]  # a slot each a layer
     with torch.no_grad():
         expected = [ours(x) for x in inputs]
     first = len(packs)
+    exact = len(batches) <= folding.MAX_STAND_INS
     failures = []
 
     def serve():
         try:
             for step in range(30):
+                i = step % len(inputs)
                 with torch.no_grad():
-                    torch.testing.assert_close(ours(inputs[step % 2]), expected[step % 2],
-                                               rtol=0, atol=0)
+                    torch.testing.assert_close(ours(inputs[i]), expected[i],
+                                               **(dict(rtol=0, atol=0) if exact else {}))
         except Exception as error:  # noqa: BLE001 - reported by the main thread
             failures.append(error)
 
@@ -190,4 +195,6 @@ def test_threads_running_one_network_on_one_size_pack_nothing_again(recorded):
             thread.join()
     finally:
         sys.setswitchinterval(interval)
-    assert failures == [] and len(packs) == first
+    assert failures == []
+    if exact:
+        assert len(packs) == first

@@ -125,7 +125,7 @@ class _Kept(collections.OrderedDict):
     recurs (it missed within as many). Until then it runs from ``plain``, one stand-in in
     ``PLAIN_LAYOUT`` shared by all such sizes: inputs of five sizes by turns keep four packings
     and run the fifth plain, inputs of ever new sizes run plain after the first four, instead of
-    packing every layer again on every call (1.25x slower than never packing; benchmarks/
+    packing every layer again on every call (1.12-1.25x slower than never packing; benchmarks/
     NOTES.md, "Stop 47"), and a size that replaces the old ones for good is packed after
     ``STALE_AFTER`` calls. Counts race between threads harmlessly: at worst a size is packed a
     call early or late."""
@@ -140,8 +140,8 @@ class _Kept(collections.OrderedDict):
         """Whether a packing for ``slot`` (an opaque slot not kept) is to be built now."""
         if len(self) < MAX_STAND_INS:
             return True
-        oldest = next(iter(self.values()), None)    # None: emptied by another thread
-        stale = oldest is None or self.calls - oldest.used > STALE_AFTER
+        kept = list(self.values())  # one C call: a snapshot, as other threads may reorder them
+        stale = not kept or self.calls - kept[0].used > STALE_AFTER
         recurs = self.calls - self.missed.get(slot, -STALE_AFTER - 1) <= STALE_AFTER
         if stale and recurs:
             self.missed.pop(slot, None)
