@@ -28,9 +28,10 @@ def _image(batch=2, channels=3, size=32):
 
 
 def _cached_entries(net):
-    """The cache entries (folds and weight copies) held for ``net``'s modules."""
+    """The cache entries (folds and weight copies, the plain ones too) held for ``net``'s
+    modules."""
     return [entry for m in net.modules() for cache in (folding._cache, folding._layout_cache)
-            for entry in cache.get(m, {}).values()]
+            if m in cache for entry in cache[m].entries()]
 
 
 def _eval_output(net, x):

@@ -111,7 +111,7 @@ def test_five_sizes_by_turns_pack_four_once_and_run_the_fifth_plain(recorded):
     """The review's case (NOTES, "Stop 46"): a fifth size by turns repacked every layer on
     every call, 1.25x slower than never packing. Now four sizes keep their packings and the
     fifth runs plain, round after round."""
-    first, _ = _forward(recorded, 1)
+    _forward(recorded, 1)
     for batch in range(2, 1 + folding.MAX_STAND_INS):
         _forward(recorded, batch)
     for _ in range(2 * folding.STALE_AFTER):
@@ -123,7 +123,7 @@ def test_a_size_that_replaces_the_kept_ones_is_packed_once_they_go_stale(recorde
     """Sizes 1-4 once, then size 5 for good (a server's warm-up, then its traffic): size 5
     runs plain until the least recently used packing has gone unused for STALE_AFTER calls,
     then is packed once and kept."""
-    first, _ = _forward(recorded, 1)
+    _forward(recorded, 1)
     for batch in range(2, 1 + folding.MAX_STAND_INS):
         _forward(recorded, batch)
     packed_at = [call for call in range(4 * folding.STALE_AFTER)
@@ -150,6 +150,18 @@ def test_sizes_run_plain_give_the_reference_numbers(recorded):
                for entry in folding.folded_for(ours))
     ours.double()                   # replaced tensors: every stand-in goes, the plain ones too
     assert folding.folded_for(ours) == []
+
+
+def test_sizes_run_plain_share_a_kept_channels_last_copy():
+    """A transposed convolution that keeps a channels-last copy (its GEMM form, measured for
+    one size) runs the sizes without a packing from that copy, not from a second one of the
+    same weights (a review found two: 16 MB more per 512-channel layer of U-Net-256)."""
+    conv = torch.nn.ConvTranspose2d(8, 4, 4, 2, 1)
+    gemm = folding.conv_in_layout(conv, torch.channels_last, (1, 8, 4, 4))
+    for batch in range(2, 1 + folding.MAX_STAND_INS):
+        assert folding.conv_in_layout(conv, PACKED, (batch, 8, 4, 4)) is not gemm
+    assert folding.conv_in_layout(conv, PACKED, (9, 8, 4, 4)) is gemm
+    assert folding._layout_cache[conv].plain is None
 
 
 @pytest.mark.parametrize("batches", [(1, 2), (1, 2, 3, 4, 5, 6)])

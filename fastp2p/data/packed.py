@@ -103,13 +103,18 @@ def refuse_preprocess(phase_dir: Path, stored: int, mode: str) -> None:
 
 def refuse_preprocess_of_options(args) -> None:
     """``refuse_preprocess`` for the options' --dataroot and --phase when they name a pack
-    (none for the embedded dataset): the commands ask it before checks of the image size
+    (none, or empty, for the embedded dataset): the commands ask it before checks of the image size
     that --preprocess would give, which a pack cannot give anyway."""
-    if args.dataroot is None or args.preprocess == "resize_and_crop":
+    if not args.dataroot or args.preprocess == "resize_and_crop":
         return
     phase_dir = Path(args.dataroot) / args.phase
-    if is_packed(phase_dir):
-        refuse_preprocess(phase_dir, read_index(phase_dir)["width"], args.preprocess)
+    if not is_packed(phase_dir):
+        return
+    try:
+        stored = read_index(phase_dir)["width"]
+    except DataError:   # a damaged index: reading the dataset names it (exit 1, as without this)
+        return
+    refuse_preprocess(phase_dir, stored, args.preprocess)
 
 
 class _BytesDiffer(Exception):

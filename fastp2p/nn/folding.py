@@ -260,9 +260,7 @@ def _cached(cache, module: nn.Module, layout, input_size, key: tuple, sources, b
     slot = _slot(layout, input_size)
     entry = kept.get(slot)
     if entry is None and layout in OPAQUE_LAYOUTS and not kept.admits(slot):
-        if kept.plain is None or kept.plain.key != key:
-            kept.plain = _built(build, PLAIN_LAYOUT, None, sources)
-        return kept.plain.conv
+        return _plain(kept, key, sources, build)
     if entry is None or entry.key != key:
         entry = kept[slot] = _built(build, layout, input_size, sources)
     entry.used = kept.calls
@@ -274,6 +272,20 @@ def _cached(cache, module: nn.Module, layout, input_size, key: tuple, sources, b
         with contextlib.suppress(KeyError):     # emptied by another thread meanwhile
             kept.popitem(last=False)            # the least recently used
     return entry.conv
+
+
+def _plain(kept: _Kept, key: tuple, sources, build) -> nn.Module:
+    """The stand-in in ``PLAIN_LAYOUT`` for sizes without a packing of their own: a kept entry
+    in that layout where there is one (a transposed convolution's GEMM form), rather than a
+    second copy of the same weights; else ``kept.plain``, built anew unless its key is ``key``.
+    Read once into a local: another thread's ``forget_replaced_weights`` may clear it."""
+    same = kept.get(PLAIN_LAYOUT)
+    if same is not None and same.key == key:
+        return same.conv
+    plain = kept.plain
+    if plain is None or plain.key != key:
+        plain = kept.plain = _built(build, PLAIN_LAYOUT, None, sources)
+    return plain.conv
 
 
 def _built(build, layout, input_size, sources) -> _StandIn:

@@ -14,8 +14,9 @@ that size. A weight packed for another size (or for none: torch's default of a m
 be in a blocked layout that the convolution for the real input does not take, and then oneDNN
 reorders it on every call after all, through its slow generic reorder: on a 2-core AMD EPYC of
 family 23 (Zen 1, AVX2) a U-Net-256 forward took 3x the reference's time that way, 0.3-1.2 s per
-inner layer (benchmarks/NOTES.md, "Stop 46"). Callers pack again when the input size changes
-(fastp2p.nn.folding keys its stand-ins on it).
+inner layer (benchmarks/NOTES.md, "Stop 46"). Callers pack again for each new input size
+(fastp2p.nn.folding keys its stand-ins on it), for up to 4 sizes a layer; later sizes run
+unpacked until one of those has gone unused (fastp2p.nn.folding._Kept).
 
 Callers keep the packed tensor in place of the weight of a stand-in module
 (fastp2p.nn.folding); ``is_packed`` tells the convolution routes (fastp2p.ops.aligned_channels,

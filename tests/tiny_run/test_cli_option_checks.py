@@ -89,6 +89,34 @@ def test_a_pack_refuses_other_preprocess_before_the_unet_checks_the_size(data, t
     assert not (tmp_path / "ckpt").exists()
 
 
+@pytest.mark.parametrize("preprocess", ["resize_and_crop", "scale_width"])
+def test_a_damaged_pack_index_is_a_data_error_whatever_the_preprocess(data, tmp_path, capsys,
+                                                                     preprocess):
+    """A pack whose index cannot be read: exit 1 naming it, as reading the dataset reports it,
+    whatever --preprocess says (the early refusal of other modes leaves the index to it)."""
+    packed = tmp_path / "packed"
+    assert main(["pack", str(data), str(packed), "--load_size", "32", "--no-progress"]) == 0
+    (packed / "train" / "index.json").write_text("{broken")
+    capsys.readouterr()
+    assert main(train_argv(packed, tmp_path / "ckpt", "--preprocess", preprocess)) == 1
+    line = one_line(capsys.readouterr().err)
+    assert "index.json" in line, line
+
+
+def test_an_empty_dataroot_is_the_embedded_dataset_to_the_pack_check(tmp_path, monkeypatch):
+    """--dataroot "" means the embedded dataset, as everywhere else: a pack in the current
+    folder's train/ is not asked about --preprocess."""
+    from fastp2p.data.packed import refuse_preprocess_of_options
+    assert main(["pack", "--synthetic", "2", "--load_size", "32", "--no-progress",
+                 str(tmp_path / "src"), str(tmp_path)]) == 0
+    monkeypatch.chdir(tmp_path)
+    refuse_preprocess_of_options(argparse.Namespace(dataroot="", phase="train",
+                                                    preprocess="scale_width"))
+    with pytest.raises(ValueError, match="only --preprocess resize_and_crop"):
+        refuse_preprocess_of_options(argparse.Namespace(dataroot=".", phase="train",
+                                                        preprocess="scale_width"))
+
+
 @pytest.mark.parametrize("command", ["train", "test"])
 @pytest.mark.parametrize("preprocess,width,height,load_size", [
     ("scale_width", 32, 40, "32"),   # 32 wide, but 40 tall
