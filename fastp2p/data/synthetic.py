@@ -29,7 +29,7 @@ from PIL import Image, ImageDraw, ImageFilter
 
 from fastp2p.atomic_files import remove_left_by_dead_processes, replacing
 from fastp2p.data.errors import DataError, counted
-from fastp2p.data.worker_pool import worker_pool
+from fastp2p.data.worker_pool import results_in_order, worker_pool
 from fastp2p.json_files import read_json
 
 SIZE = 256          # each half, as the pix2pix datasets' 256x256 images
@@ -265,7 +265,7 @@ def write_synthetic(dataroot, count: int, *, seed: int = 0, phase: str = "train"
             # imap draws jobs only as fast as the pipe to the workers takes them (some hundreds
             # ahead)
             with worker_pool(min(workers, len(starts))) as pool:
-                for start, _ in zip(starts, pool.imap(_write_range, jobs)):
+                for start, _ in zip(starts, results_in_order(pool.imap(_write_range, jobs))):
                     if bar is not None:
                         bar.update(min(chunk, count - start))
     finally:

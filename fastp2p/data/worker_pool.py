@@ -59,6 +59,26 @@ def worker_pool(processes: int, initializer=None, initargs: tuple = ()):
         yield pool
 
 
+# Seconds the main thread waits on a pool's results between looks at its signal handlers.
+RESULT_POLL_S = 0.1
+
+
+def results_in_order(iterator):
+    """The results of ``pool.imap(...)``, each waited for ``RESULT_POLL_S`` at a time. A wait
+    without a timeout blocks the main thread in a lock that only a signal delivered to that
+    thread interrupts; Linux may deliver a Ctrl-C or SIGTERM to one of the pool's helper
+    threads instead, and Python runs handlers in the main thread only, so the stop waited for
+    the next result, which workers killed by the same signal never send: ``fastp2p pack
+    --synthetic`` still running 10 s after a SIGTERM, seen once in a test run under load."""
+    while True:
+        try:
+            yield iterator.next(timeout=RESULT_POLL_S)
+        except multiprocessing.TimeoutError:
+            continue
+        except StopIteration:
+            return
+
+
 @contextlib.contextmanager
 def exit_at_sigterm(line: str):
     """SIGTERM (`kill`, `timeout`, a job scheduler) in the block: ``line`` on stderr, then this
