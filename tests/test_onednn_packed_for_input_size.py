@@ -91,6 +91,12 @@ def _forward(recorded, batch):
     return packs[before:], out
 
 
+def _fill_kept(recorded) -> None:
+    """Forwards of batch 1 to MAX_STAND_INS: every packing a module keeps, taken."""
+    for batch in range(1, 1 + folding.MAX_STAND_INS):
+        _forward(recorded, batch)
+
+
 def test_inputs_of_ever_new_sizes_pack_no_more_than_max_stand_ins(recorded):
     """Each input size gets its own packing, kept for that size's next call, while fewer than
     MAX_STAND_INS are kept; sizes seen once after that run from a plain copy, packing nothing
@@ -111,9 +117,7 @@ def test_five_sizes_by_turns_pack_four_once_and_run_the_fifth_plain(recorded):
     """The review's case (NOTES, "Stop 46"): a fifth size by turns repacked every layer on
     every call, 1.25x slower than never packing. Now four sizes keep their packings and the
     fifth runs plain, round after round."""
-    _forward(recorded, 1)
-    for batch in range(2, 1 + folding.MAX_STAND_INS):
-        _forward(recorded, batch)
+    _fill_kept(recorded)
     for _ in range(2 * folding.STALE_AFTER):
         for batch in range(1, 2 + folding.MAX_STAND_INS):
             assert _forward(recorded, batch)[0] == []
@@ -123,9 +127,7 @@ def test_a_size_that_replaces_the_kept_ones_is_packed_once_they_go_stale(recorde
     """Sizes 1-4 once, then size 5 for good (a server's warm-up, then its traffic): size 5
     runs plain until the least recently used packing has gone unused for STALE_AFTER calls,
     then is packed once and kept."""
-    _forward(recorded, 1)
-    for batch in range(2, 1 + folding.MAX_STAND_INS):
-        _forward(recorded, batch)
+    _fill_kept(recorded)
     packed_at = [call for call in range(4 * folding.STALE_AFTER)
                  if _forward(recorded, 1 + folding.MAX_STAND_INS)[0]]
     assert packed_at == [folding.STALE_AFTER - folding.MAX_STAND_INS + 1]
@@ -135,8 +137,7 @@ def test_sizes_run_plain_give_the_reference_numbers(recorded):
     """A size without a packing of its own runs from the plain copy of the same folded
     weights: the reference module's output within DESIGN 5's fp32 whole-network bound."""
     packs, ours, theirs = recorded
-    for batch in range(1, 1 + folding.MAX_STAND_INS):
-        _forward(recorded, batch)
+    _fill_kept(recorded)
     x = torch.rand(1 + folding.MAX_STAND_INS, 3, 32, 32) * 2 - 1
     before = len(packs)
     with torch.no_grad():

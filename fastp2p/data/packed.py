@@ -90,7 +90,6 @@ def _read_at(fd: int, target: np.ndarray, offset: int) -> int:
     return got
 
 
-
 def refuse_preprocess(phase_dir: Path, stored: int, mode: str) -> None:
     """DataError unless ``mode`` is resize_and_crop: pairs are stored (``stored`` pixels a side)
     as that mode sees them after its resize; any other would need the original pixels (crop,

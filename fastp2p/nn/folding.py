@@ -376,15 +376,19 @@ def forget_replaced_weights(module: nn.Module) -> None:
     they would keep the old tensors and their copies alive. Entries whose tensors are all still
     there stay (``.to()`` to where the module already is rebuilds nothing)."""
     live = {t.data_ptr() for t in itertools.chain(module.parameters(), module.buffers())}
+
+    def replaced(entry: _StandIn) -> bool:
+        return any(t.data_ptr() not in live for t in entry.held)
+
     for m in module.modules():
         for cache in (_cache, _layout_cache):
             kept = cache.get(m)
             if kept is None:
                 continue
             for slot, entry in list(kept.items()):
-                if any(t.data_ptr() not in live for t in entry.held):
+                if replaced(entry):
                     kept.pop(slot, None)     # None: another thread's forward dropped it
-            if kept.plain is not None and any(t.data_ptr() not in live for t in kept.plain.held):
+            if kept.plain is not None and replaced(kept.plain):
                 kept.plain = None
             if not kept and kept.plain is None:
                 cache.pop(m, None)
