@@ -6,8 +6,8 @@ import sys
 from pathlib import Path
 
 from fastp2p.bench.defaults import (JOB_TIME_LIMIT_S, QUICK_BATCH_SIZES, QUICK_JOB_TIME_LIMIT_S,
-                                    QUICK_STEPS, QUICK_WARMUP, STEPS, TRAINING_BATCH_SIZES,
-                                    WARMUP, gpu_compile_job_count)
+                                    QUICK_STEPS, QUICK_WARMUP, SECTIONS, STEPS,
+                                    TRAINING_BATCH_SIZES, WARMUP, gpu_compile_job_count)
 from fastp2p.command_errors import error_line, print_error
 
 DESCRIPTION = """\
@@ -174,23 +174,60 @@ def register(commands) -> None:
     parser.set_defaults(run=run)
 
 
-def settings_from_args(args):
-    """Validate the options and fill in the defaults of the chosen mode."""
-    import torch
-
-    from fastp2p.bench.environment import package_checkout
-    from fastp2p.bench.micro import micro_jobs
-    from fastp2p.bench.networks import FULL_CONFIG, QUICK_CONFIG
-    from fastp2p.bench.peer_specs import PEER_NAMES, PEERS, peer_by_name
-    from fastp2p.bench.suite import SECTIONS, SuiteSettings
+def check_options(args) -> None:
+    """ValueError for a value or combination of options that is wrong whatever the machine;
+    imports no torch, so that ``_run`` refuses a typo at once rather than after seconds of
+    loading it."""
+    from fastp2p.bench.peer_specs import PEER_NAMES, peer_by_name
 
     unknown = [name for name in args.sections if name not in SECTIONS]
     if unknown or not args.sections:
         raise ValueError(f"--sections takes a comma-separated subset of {','.join(SECTIONS)}; "
                          f"got {','.join(args.sections) or 'nothing'}")
+    if args.quick and args.device == "cuda":
+        raise ValueError("--quick is the CPU smoke mode; drop --device cuda (or --quick)")
+    steps, warmup = _steps_and_warmup(args)
+    if steps < 1 or warmup < 0:
+        raise ValueError(f"--steps must be >= 1 and --warmup >= 0, got {steps} and {warmup}")
+    if args.peers is not None and not args.peers:
+        raise ValueError(f"--peers takes a comma-separated list of {','.join(PEER_NAMES)}; got "
+                         "nothing (leave it out for the default peers)")
+    peers = [peer_by_name(name) for name in args.peers or ()]
+    if args.quick or args.device == "cpu":
+        _refuse_cuda_only(peers, "cpu")
+    if args.micro is not None and not args.micro:  # "--micro ," would run every module
+        raise ValueError("--micro takes a comma-separated list of bench_*.py module names; got "
+                         "nothing (leave it out to run every module)")
+
+
+def _refuse_cuda_only(peers, device: str) -> None:
+    cuda_only = [p.name for p in peers if p.cuda_only and device != "cuda"]
+    if cuda_only:
+        raise ValueError(f"peer(s) {', '.join(cuda_only)} need a CUDA GPU; this run is on "
+                         f"the {device}")
+
+
+def _steps_and_warmup(args) -> tuple:
+    steps = args.steps if args.steps is not None else (QUICK_STEPS if args.quick else STEPS)
+    warmup = args.warmup if args.warmup is not None else (
+        QUICK_WARMUP if args.quick else WARMUP)
+    return steps, warmup
+
+
+def settings_from_args(args):
+    """Validate the options (``check_options``, then what depends on the machine: a GPU, the
+    cores, the benchmarks folder, the micro-benchmark modules) and fill in the defaults of
+    the chosen mode."""
+    import torch
+
+    from fastp2p.bench.environment import package_checkout
+    from fastp2p.bench.micro import micro_jobs
+    from fastp2p.bench.networks import FULL_CONFIG, QUICK_CONFIG
+    from fastp2p.bench.peer_specs import PEERS, peer_by_name
+    from fastp2p.bench.suite import SuiteSettings
+
+    check_options(args)
     if args.quick:
-        if args.device == "cuda":
-            raise ValueError("--quick is the CPU smoke mode; drop --device cuda (or --quick)")
         device = "cpu"
     elif args.device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -202,22 +239,12 @@ def settings_from_args(args):
     processes = args.processes or (1,)
     if "end-to-end" in args.sections:
         _check_process_count(max(processes), device)
-    steps = args.steps if args.steps is not None else (QUICK_STEPS if args.quick else STEPS)
-    warmup = args.warmup if args.warmup is not None else (
-        QUICK_WARMUP if args.quick else WARMUP)
-    if steps < 1 or warmup < 0:
-        raise ValueError(f"--steps must be >= 1 and --warmup >= 0, got {steps} and {warmup}")
+    steps, warmup = _steps_and_warmup(args)
     if args.peers is None:
         peers = tuple(p for p in PEERS if device == "cuda" or p.on_cpu_by_default)
-    elif not args.peers:
-        raise ValueError(f"--peers takes a comma-separated list of {','.join(PEER_NAMES)}; got "
-                         "nothing (leave it out for the default peers)")
     else:
         peers = tuple(peer_by_name(name) for name in args.peers)
-        cuda_only = [p.name for p in peers if p.cuda_only and device != "cuda"]
-        if cuda_only:
-            raise ValueError(f"peer(s) {', '.join(cuda_only)} need a CUDA GPU; this run is on "
-                             "the cpu")
+        _refuse_cuda_only(peers, device)
     limit = args.peer_time_limit if args.peer_time_limit is not None else (
         QUICK_JOB_TIME_LIMIT_S if args.quick else JOB_TIME_LIMIT_S)
     checkout = package_checkout()  # the benchmarks/ beside the code that runs
@@ -225,9 +252,6 @@ def settings_from_args(args):
     runs_micro = "micro" in args.sections
     if runs_micro and benchmarks_dir is not None and not Path(benchmarks_dir).is_dir():
         raise ValueError(f"--benchmarks-dir {benchmarks_dir} is not a folder")
-    if args.micro is not None and not args.micro:  # "--micro ," would run every module
-        raise ValueError("--micro takes a comma-separated list of bench_*.py module names; got "
-                         "nothing (leave it out to run every module)")
     # unknown names (or folder) fail here, before anything is timed; without the micro section
     # they are only noted as unused (unused_options), as any option for a section left out
     if args.micro and runs_micro:
@@ -453,6 +477,7 @@ def _run(args: argparse.Namespace) -> int:
         if args.plot is not None:
             return plot(args.plot)
         try:
+            check_options(args)  # a typo needs no torch: refused at once
             import_torch()  # first, whole: a stop raised inside it could abort the process
             settings = settings_from_args(args)
             out_dir = args.out or default_out_dir()

@@ -4,6 +4,7 @@ read these, and so does ``fastp2p bench --help`` (which imports no torch), so th
 the count its examples give are the ones a run uses and builds."""
 from fastp2p.bench.peer_specs import PEERS
 
+SECTIONS = ("training", "inference", "micro", "end-to-end")  # in the order they run; --sections
 TRAINING_BATCH_SIZES = (1, 16, 64)       # training and end to end; --batch-sizes
 QUICK_BATCH_SIZES = (1, 2)               # the same under --quick
 STEPS, QUICK_STEPS = 50, 3               # timed steps (50: the protocol's minimum); --steps

@@ -5,7 +5,7 @@ from dataclasses import dataclass
 import torch
 
 from fastp2p.bench import ceilings, environment
-from fastp2p.bench.defaults import inference_compile_modes
+from fastp2p.bench.defaults import SECTIONS, inference_compile_modes
 from fastp2p.bench.end_to_end import (EndToEndSettings, end_to_end_jobs,
                                       finalize_end_to_end_rows)
 from fastp2p.bench.flops import training_step_flops
@@ -17,7 +17,6 @@ from fastp2p.bench.peer_specs import PEER_NAMES
 from fastp2p.bench.runner import Log, Runner, short_error
 from fastp2p.bench.training import TrainingSettings, finalize_training_rows, training_jobs
 
-SECTIONS = ("training", "inference", "micro", "end-to-end")
 SCHEMA_VERSION = 1
 
 
