@@ -134,7 +134,6 @@ def run(args: argparse.Namespace) -> int:
         print_error("pack", err)
         return 2
     from fastp2p.data.errors import DataError, counted
-    from fastp2p.data.pack import pair_bytes, plan_phase, refuse_other_pack, write_phase
     from fastp2p.data.packed_index import PHASES, printable
 
     # --phase takes every word after it: DATAROOT and OUT given after it land in its list
@@ -158,6 +157,9 @@ def run(args: argparse.Namespace) -> int:
                      f"{args.load_size}")
     if args.pairs_per_shard is not None and args.pairs_per_shard < 1:
         parser.error(f"--pairs-per-shard must be >= 1, got {args.pairs_per_shard}")
+    # torch comes with it (seconds): after the usage errors, which need none
+    from fastp2p.data.pack import pair_bytes, plan_phase, refuse_other_pack, write_phase
+
     workers = cpu_info.usable_cpus() if args.workers is None else args.workers
     dataroot = Path(args.dataroot)
     writing = dataroot      # the folder an OSError that names no file (a write) was about

@@ -1,0 +1,36 @@
+"""A command line that is wrong whatever the machine is refused before torch loads: an error
+line (after pack's usage), exit code 2, at once. bench's option checks and pack's usage errors ran after loading torch
+(5.3 s and 3.0 s for a typo's error, nearly all of it the import)."""
+import subprocess
+import sys
+
+import pytest
+
+# fastp2p.cli.main on argv, whose exit code becomes 3 where torch was loaded by the time the
+# process exits (an atexit hook: a parser's error exits from inside main).
+RUN = ("import atexit, os, sys\n"
+       "atexit.register(lambda: 'torch' in sys.modules and os._exit(3))\n"
+       "from fastp2p.cli import main\n"
+       "sys.exit(main(sys.argv[1:]))\n")
+
+
+@pytest.mark.parametrize("argv", [
+    ["bench", "--sections", "x"],
+    ["bench", "--steps", "0"],
+    ["bench", "--peers", "warp-drive"],
+    ["bench", "--quick", "--device", "cuda"],
+    ["bench", "--device", "cpu", "--peers", "cuda-graph"],
+    ["pack"],
+    ["pack", "pairs", "packed", "--load_size", "0"],
+    ["pack", "pairs", "packed", "--pairs-per-shard", "0"],
+    ["pack", "--synthetic", "4"],
+], ids=["bench section", "bench steps", "bench peer", "bench quick on cuda",
+        "bench graph on cpu", "pack without folders", "pack load size", "pack shard size",
+        "pack synthetic without DATAROOT"])
+def test_refused_before_torch_loads(tmp_path, argv):
+    # outside the checkout, whose fastp2p/ would shadow the installed package
+    result = subprocess.run([sys.executable, "-c", RUN, *argv], cwd=tmp_path,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2, result.stderr
+    last_line = result.stderr.rstrip().splitlines()[-1]
+    assert last_line.startswith(f"fastp2p {argv[0]}: error: "), result.stderr
