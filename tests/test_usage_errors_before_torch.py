@@ -1,6 +1,7 @@
 """A command line that is wrong whatever the machine is refused before torch loads: an error
-line (after pack's usage), exit code 2, at once. bench's option checks and pack's usage errors ran after loading torch
-(5.3 s and 3.0 s for a typo's error, nearly all of it the import)."""
+line (after pack's usage), exit code 2, at once. bench's option checks, pack's usage errors and
+--netG's check ran after loading torch (5.3 s, 3.0 s and 6.2 s for a typo's error, nearly all
+of it the import)."""
 import subprocess
 import sys
 
@@ -24,9 +25,11 @@ RUN = ("import atexit, os, sys\n"
     ["pack", "pairs", "packed", "--load_size", "0"],
     ["pack", "pairs", "packed", "--pairs-per-shard", "0"],
     ["pack", "--synthetic", "4"],
+    ["train", "--netG", "resnet_9blocks"],
+    ["test", "--netG", "unet_16"],
 ], ids=["bench section", "bench steps", "bench peer", "bench quick on cuda",
         "bench graph on cpu", "pack without folders", "pack load size", "pack shard size",
-        "pack synthetic without DATAROOT"])
+        "pack synthetic without DATAROOT", "train netG", "test netG"])
 def test_refused_before_torch_loads(tmp_path, argv):
     # outside the checkout, whose fastp2p/ would shadow the installed package
     result = subprocess.run([sys.executable, "-c", RUN, *argv], cwd=tmp_path,

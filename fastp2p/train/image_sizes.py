@@ -12,7 +12,7 @@ size-keeping modes already refuse splits of mixed sizes, so one image stands for
 import random
 
 from fastp2p.data.packed import refuse_preprocess_of_options
-from fastp2p.train.networks import unet_levels
+from fastp2p.train.unet_names import unet_levels
 
 
 def check_options_fit_unet(args) -> None:

@@ -17,6 +17,7 @@ import fastp2p
 from fastp2p import reference
 from fastp2p.byte_sizes import binary_size
 from fastp2p.train.memory_errors import first_line, is_out_of_memory
+from fastp2p.train.unet_names import unet_levels
 
 DISCRIMINATORS = ("patch", "pixel")
 
@@ -80,18 +81,6 @@ def build_discriminator(config: NetworkConfig, *, fast: bool = True) -> torch.nn
                                           norm=config.norm)
     return reference.NLayerDiscriminator(channels, config.ndf, config.n_layers,
                                          reference.get_norm_layer(config.norm))
-
-
-def unet_levels(netG: str) -> int:
-    """num_downs of ``unet_N`` (N a power of two >= 32): unet_256 -> 8, unet_128 -> 7."""
-    prefix, _, size = netG.partition("_")
-    if prefix == "unet" and size.isdigit():
-        side = int(size)
-        if side >= 32 and side & (side - 1) == 0:
-            return side.bit_length() - 1
-    resnet = " (the reference's ResNet generators are not provided)" if prefix == "resnet" else ""
-    raise ValueError(f"--netG must be unet_256, unet_128 or unet_N with N a power of two >= 32, "
-                     f"got {netG!r}{resnet}")
 
 
 def _module_norm(norm: str) -> str:
