@@ -119,6 +119,20 @@ def conv_wgrad_launch_options(constexprs: dict, device: torch.device) -> dict:
 # Programs a wgrad or bias-gradient launch aims for (None: 1 split in the interpreter, else 4
 # per SM).
 WGRAD_PROGRAMS = None
+# The pixels a wgrad program step loads in the interpreter's one split: it runs a step's
+# operations one by one at a cost per operation, not per element, so larger steps cost less
+# (a tiny U-Net + PatchGAN training step through the interpreter: 62 s with gemm_blocks' 32,
+# 44 s with 128). Only the K loop's step changes: the tiles of weight, and of the forward's
+# outputs and statistics, stay the GPU's.
+INTERPRETER_PIXEL_BLOCK = 128
+
+
+def _pixel_block(depth_block: int, device: torch.device) -> int:
+    """The pixels one wgrad program step loads: gemm_blocks' depth block on a GPU and wherever
+    WGRAD_PROGRAMS splits the launch as a GPU does (the tests of the split), else
+    INTERPRETER_PIXEL_BLOCK."""
+    interpreted_one_split = device.type == "cpu" and not WGRAD_PROGRAMS
+    return INTERPRETER_PIXEL_BLOCK if interpreted_one_split else depth_block
 
 
 def _splits(rows: int, programs_without_split: int, block_p: int, device: torch.device):
@@ -139,7 +153,8 @@ def conv_fused_wgrad(grad_y, x, transform: InputTransform = IDENTITY, *, kernel_
     N, C, H, W = x.shape
     _, CO, OH, OW = grad_y.shape
     KH, KW = kernel_size
-    block_ci, block_co, block_p = gemm_blocks(C, CO, 64, x.dtype, x.device)
+    block_ci, block_co, block_depth = gemm_blocks(C, CO, 64, x.dtype, x.device)
+    block_p = _pixel_block(block_depth, x.device)
     rows = N * (H * W if transposed else OH * OW)
     channel_programs = triton.cdiv(C, block_ci) * triton.cdiv(CO, block_co)
     splits, rows_per_split = _splits(rows, KH * KW * channel_programs, block_p, x.device)
