@@ -33,11 +33,11 @@ CASES = {  # id: (the module whose import is interrupted, argv, the line expecte
     # the parser's build: no command read yet
     "building the parser": ("fastp2p.data.pack_command", ["info"], "fastp2p: stopped (Ctrl-C)"),
     # the README's own `fastp2p train --load_size 286`
-    "train --load_size": ("torch", ["train", "--dataroot", "nowhere", "--load_size", "64",
+    "train --load_size": ("torch", ["train", "--dataroot", "no_dataset", "--load_size", "64",
                                     "--crop_size", "64"], "fastp2p train: stopped (Ctrl-C)"),
-    "train --num_threads": ("torch", ["train", "--dataroot", "nowhere", "--num_threads", "1"],
+    "train --num_threads": ("torch", ["train", "--dataroot", "no_dataset", "--num_threads", "1"],
                             "fastp2p train: stopped (Ctrl-C)"),
-    "test --crop_size": ("torch", ["test", "--dataroot", "nowhere", "--load_size", "64",
+    "test --crop_size": ("torch", ["test", "--dataroot", "no_dataset", "--load_size", "64",
                                    "--crop_size", "64"], "fastp2p test: stopped (Ctrl-C)"),
     "pack --workers": ("torch", ["pack", "--synthetic", "4", "pairs", "packed", "--load_size",
                                  "64", "--workers", "1"], "fastp2p pack: stopped (Ctrl-C)"),
@@ -50,6 +50,8 @@ CASES = {  # id: (the module whose import is interrupted, argv, the line expecte
 @pytest.mark.parametrize("case", CASES)
 def test_ctrl_c_from_the_start_is_one_line_and_exit_code_130(tmp_path, case):
     module, argv, line = CASES[case]
+    # an empty folder: a missing --dataroot is refused before torch loads, an empty one after
+    (tmp_path / "no_dataset").mkdir()
     # outside the checkout, whose fastp2p/ would shadow the installed package
     result = subprocess.run([sys.executable, "-c", CTRL_C_AT_IMPORT, module, *argv],
                             cwd=tmp_path, capture_output=True, text=True, timeout=300)

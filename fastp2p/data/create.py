@@ -4,6 +4,7 @@ import math
 import sys
 from pathlib import Path
 
+from fastp2p.data.dataroot_checks import refuse_dataroot_options, refuse_missing_folder
 from fastp2p.data.datasets import AlignedDataset, TwoFoldersDataset
 from fastp2p.data.default_dataset import (CROP, DEFAULT_TASK, default_dataroot,
                                            packed_default_dataroot)
@@ -26,17 +27,10 @@ def create_dataset(args: argparse.Namespace, phase: str, *, pack_embedded: bool 
     if args.max_dataset_size < 1:
         raise DataError(f"--max_dataset_size must be >= 1, got {args.max_dataset_size}")
     limit = None if math.isinf(args.max_dataset_size) else int(args.max_dataset_size)
+    refuse_dataroot_options(args)
     task = getattr(args, "task", None)
-    if args.dataroot and task:
-        raise DataError(f"--task {task} chooses an embedded dataset, so it has no meaning with "
-                        "--dataroot: drop one of them")
     root = Path(args.dataroot) if args.dataroot else default_dataroot(task or DEFAULT_TASK)
-    if root.is_file():
-        raise DataError(f"{root}: --dataroot is a file, not a folder; point it at a dataset "
-                        "folder holding train/ (and val/, test/)")
-    if not root.is_dir():
-        raise DataError(f"{root}: --dataroot folder not found; point it at a dataset folder "
-                        "holding train/ (and val/, test/)")
+    refuse_missing_folder(root)
     phase_dir = root / phase
     if pack_embedded and not args.dataroot and _reads_embedded_pack(args, config, phase):
         phase_dir = _embedded_pack(root, phase, config.load_size)
