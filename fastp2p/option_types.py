@@ -5,7 +5,6 @@ import math
 import os
 
 from fastp2p import cpu_info
-from fastp2p.train.unet_names import unet_levels
 
 
 def _int_between(low: int, high: int, why_high: str = ""):
@@ -125,16 +124,6 @@ def dataset_size(text: str) -> int | float:
         raise argparse.ArgumentTypeError(f"must be a whole number >= 1 (or inf: no limit), "
                                          f"got {text!r}")
     return value if value == math.inf else int(value)
-
-
-def unet_generator(text: str) -> str:
-    """--netG: unet_N with N a power of two >= 32 (it took seconds to be refused, after torch
-    had loaded)."""
-    try:
-        unet_levels(text)
-    except ValueError as error:
-        raise argparse.ArgumentTypeError(str(error).removeprefix("--netG ")) from None
-    return text
 
 
 def plain_name(text: str) -> str:

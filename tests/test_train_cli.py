@@ -101,10 +101,11 @@ def test_quick_profile_applies_only_without_dataroot_and_never_over_explicit_val
 
 
 @pytest.mark.parametrize("extra,message", [
+    (["--netG", "resnet_9blocks"], "--netG must be"),
     (["--crop_size", "48"], "multiple of 32"),
     (["--precision", "bf16", "--device", "cpu"], "bf16"),
     (["--graphs", "--device", "cpu"], "cuda_graph"),
-], ids=["crop", "bf16-cpu", "graphs-cpu"])  # --netG: test_usage_errors_before_torch.py
+], ids=["netG", "crop", "bf16-cpu", "graphs-cpu"])
 def test_bad_options_give_one_line_errors(tmp_path, capsys, extra, message):
     data = write_aligned_dataset(tmp_path / "data", pairs=1, phases=("train",))
     assert main(train_argv(data, tmp_path / "ckpt", *extra)) != 0

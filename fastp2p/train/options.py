@@ -11,7 +11,7 @@ import argparse
 
 from fastp2p.option_types import (adam_beta1, filters, finite_non_negative_float,
                                   non_negative_int, patch_layers, plain_name, positive_float,
-                                  positive_int, seed, unet_generator)
+                                  positive_int, seed)
 
 
 class QuickDefault:
@@ -59,8 +59,7 @@ def add_model_arguments(parser: argparse.ArgumentParser, *, torchrun: bool = Tru
                             "(default %(default)s)")
     group.add_argument("--checkpoints_dir", default="./checkpoints",
                        help="folder of all runs' checkpoints (default %(default)s)")
-    group.add_argument("--netG", type=unet_generator,
-                       default=QuickDefault("unet_256", "unet_64"),
+    group.add_argument("--netG", default=QuickDefault("unet_256", "unet_64"),
                        help="generator: unet_256 (8 levels, for 256x256 crops), unet_128 (7 "
                             "levels) or unet_N for any power of two N >= 32 (log2 N levels); "
                             "crops must be multiples of N (default %(default)s)")

@@ -152,19 +152,16 @@ def run(args: argparse.Namespace, times=None, name_files: bool = True) -> int:
     except MissingPackage as err:
         print_error("train", err)
         return 2
-    from fastp2p.data.dataroot_checks import refuse_dataroot_options
-    from fastp2p.data.errors import DataError
-    try:
-        refuse_dataroot_options(args)  # a mistyped folder needs no torch: said at once
-    except DataError as err:
-        print_error("train", err)
-        return 1
+    from fastp2p.train.early_refusals import refused_at_once
+    code = refused_at_once(args, "train")  # a typo needs no torch: said at once
+    if code is not None:
+        return code
     from fastp2p.stops_deferred import import_torch
     import_torch()  # first, whole: a Ctrl-C inside it aborted the process or was lost
     import torch
     from tqdm import tqdm
 
-    from fastp2p.data import create_dataloader, create_dataset
+    from fastp2p.data import DataError, create_dataloader, create_dataset
     from fastp2p.data.create import follow_packed_load_size, packed_mode_note, packed_resize_note
     from fastp2p.data.packed_loader import PackedDeviceLoader
     from fastp2p.train.loader_memory import check_loader_fits_memory

@@ -109,13 +109,10 @@ def run(args: argparse.Namespace) -> int:
                          extra="data")
     except MissingPackage as err:
         return _refused(err)
-    from fastp2p.data.dataroot_checks import refuse_dataroot_options
-    from fastp2p.data.errors import DataError
-    try:
-        refuse_dataroot_options(args)  # a mistyped folder needs no torch: said at once
-    except DataError as err:
-        print_error("test", err)  # exit 1, as the dataset's own checks
-        return 1
+    from fastp2p.train.early_refusals import refused_at_once
+    code = refused_at_once(args, "test")  # a typo needs no torch: said at once
+    if code is not None:
+        return code
     from fastp2p.stops_deferred import import_torch
     import_torch()  # first, whole: a Ctrl-C inside it aborted the process or was lost
     from fastp2p.train.cpu_threads import apply_thread_choice, choose_threads

@@ -1,6 +1,5 @@
-"""The generators --netG names (unet_N), read without torch, so that the option is checked while
-the command line is parsed (fastp2p.option_types.unet_generator) rather than after seconds of
-loading torch."""
+"""The generators --netG names (unet_N), read without torch, so that train and test refuse
+another name before loading torch (fastp2p.train.early_refusals)."""
 
 
 def unet_levels(netG: str) -> int:
