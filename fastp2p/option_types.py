@@ -39,17 +39,17 @@ non_negative_int = _int_between(0, MAX_COUNT)
 filters = _int_between(1, 2 ** 25 - 1)
 # --n_layers_D: each layer halves the side; past 13 layers even the largest crop
 # (MAX_LOAD_SIZE, 2**15) leaves no 1x1 logit map
-# (fastp2p.nn.discriminators.patch_logits_size). The PatchGAN is built before its input is
+# (fastp2p.patchgan_sizes.patch_logits_size). The PatchGAN is built before its input is
 # checked, a layer at a time: 2**62 layers ran until memory ran out. A smaller crop takes fewer
-# (fastp2p.train.networks.check_patchgan_fits_images).
+# (fastp2p.train.image_sizes.check_patchgan_fits_images).
 patch_layers = _int_between(0, 13)
 
 
 # The largest --load_size and --crop_size (image_side), the largest load size a pack may record
-# (fastp2p.data.packed_index) and the largest side fastp2p writes an image at (test's saved images:
-# fastp2p.train.reports): one pair of that size is already 6 GiB, and a larger bound lets a
-# crafted index's sizes overflow the arithmetic that checks them. Here, not in fastp2p.data
-# (numpy, torch), so that parsing --load_size imports nothing heavy.
+# (fastp2p.data.packed_index) and the largest side fastp2p writes an image at (test's saved
+# images: fastp2p.train.image_sizes.aspect_ratio_size): one pair of that size is already 6 GiB,
+# and a larger bound lets a crafted index's sizes overflow the arithmetic that checks them.
+# Here, not in fastp2p.data (numpy, torch), so that parsing --load_size imports nothing heavy.
 MAX_LOAD_SIZE = 1 << 15
 # --load_size, --crop_size: 1 .. MAX_LOAD_SIZE pixels. A --load_size of 100000 resized each
 # image to 10**10 pixels until the kernel's out-of-memory killer ended the run; 2**40 overflowed

@@ -1,8 +1,9 @@
 """A command line that is wrong whatever the machine is refused before torch loads: an error
 line (after pack's usage), exit code 2 (1 for a --dataroot that is no folder, as the dataset's
-other errors), at once. bench's option checks, pack's usage errors, --netG's check and a
-mistyped --dataroot were refused after loading torch (5.3 s, 3.0 s, 6.2 s and 6-8 s, nearly all
-of it the import)."""
+other errors), at once. bench's option checks, pack's usage errors, --netG's check, a
+mistyped --dataroot and train's options that do not fit each other (a --crop_size the U-Net or
+the PatchGAN cannot take, --precision bf16 with --device cpu) were refused after loading torch
+(5.3 s, 3.0 s, 6.2 s, 6-8 s and 6-10 s, nearly all of it the import)."""
 import subprocess
 import sys
 
@@ -53,3 +54,23 @@ def test_a_dataroot_that_is_no_folder_is_refused_before_torch_loads(tmp_path, co
     assert result.returncode == 1, result.stderr
     assert result.stderr == f"fastp2p {command}: error: {dataroot}: {problem}; point it at a " \
                             "dataset folder holding train/ (and val/, test/)\n"
+
+
+@pytest.mark.parametrize("options, error", [
+    (["--crop_size", "48"], "--crop_size 48 must be a multiple of 256 for --netG unet_256"),
+    (["--netD", "n_layers", "--n_layers_D", "7"],
+     "--netD n_layers --n_layers_D 7 leaves no logit map of 256-pixel sides"),
+    (["--epoch_count", "300"], "no epoch to train: --epoch_count 300 is past the last epoch"),
+    (["--lr_policy", "cosine", "--n_epochs", "0"], "--lr_policy cosine anneals the lr"),
+    (["--device", "cpu", "--precision", "bf16"],
+     "--precision bf16 (autocast, the CUDA fast path) needs a CUDA device, this run is on cpu"),
+    (["--device", "cpu", "--graphs"], "--graphs (cuda_graph) needs a CUDA device"),
+], ids=["crop for the U-Net", "crop for the PatchGAN", "epoch count", "cosine", "bf16 on cpu",
+        "graphs on cpu"])
+def test_train_options_that_do_not_fit_each_other_are_refused_before_torch_loads(tmp_path,
+                                                                                 options, error):
+    result = subprocess.run([sys.executable, "-c", RUN, "train", "--dataroot", ".", *options],
+                            cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.startswith(f"fastp2p train: error: {error}"), result.stderr
+    assert len(result.stderr.splitlines()) == 1, result.stderr

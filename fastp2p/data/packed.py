@@ -38,9 +38,9 @@ import torch
 
 from fastp2p.data.errors import DataError, counted
 from fastp2p.data.folder_lock import ReadingLock
-from fastp2p.data.packed_index import (INDEX_NAME, check_shard_size, is_packed,
-                                       not_a_regular_file, pack_command_line, pair_shape,
-                                       read_index, repack_command_line, repack_hint,
+from fastp2p.data.packed_index import (INDEX_NAME, check_shard_size, not_a_regular_file,
+                                       pack_command_line, pair_shape, read_index,
+                                       refuse_preprocess, repack_command_line, repack_hint,
                                        stored_files)
 from fastp2p.file_reads import open_descriptor_to_read, read_error_advice
 
@@ -88,32 +88,6 @@ def _read_at(fd: int, target: np.ndarray, offset: int) -> int:
             break
         got += step
     return got
-
-
-def refuse_preprocess(phase_dir: Path, stored: int, mode: str) -> None:
-    """DataError unless ``mode`` is resize_and_crop: pairs are stored (``stored`` pixels a side)
-    as that mode sees them after its resize; any other would need the original pixels (crop,
-    none) or per-image sizes (scale_width*)."""
-    if mode != "resize_and_crop":
-        raise DataError(f"{phase_dir}: packed pairs were resized to {stored}x{stored} at pack "
-                        f"time, which only --preprocess resize_and_crop expects (not {mode}); "
-                        "point --dataroot at the image folders instead")
-
-
-def refuse_preprocess_of_options(args) -> None:
-    """``refuse_preprocess`` for the options' --dataroot and --phase when they name a pack
-    (none, or empty, for the embedded dataset): the commands ask it before checks of the image size
-    that --preprocess would give, which a pack cannot give anyway."""
-    if not args.dataroot or args.preprocess == "resize_and_crop":
-        return
-    phase_dir = Path(args.dataroot) / args.phase
-    if not is_packed(phase_dir):
-        return
-    try:
-        stored = read_index(phase_dir)["width"]
-    except DataError:   # a damaged index: reading the dataset names it (exit 1, as without this)
-        return
-    refuse_preprocess(phase_dir, stored, args.preprocess)
 
 
 class _BytesDiffer(Exception):

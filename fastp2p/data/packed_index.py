@@ -563,3 +563,29 @@ def verify_pack(phase_dir: Path, progress: bool = False) -> dict:
     for _, problem in bad_shard_files(phase_dir, index, progress):
         raise DataError(problem)
     return index
+
+
+def refuse_preprocess(phase_dir: Path, stored: int, mode: str) -> None:
+    """DataError unless ``mode`` is resize_and_crop: pairs are stored (``stored`` pixels a side)
+    as that mode sees them after its resize; any other would need the original pixels (crop,
+    none) or per-image sizes (scale_width*)."""
+    if mode != "resize_and_crop":
+        raise DataError(f"{phase_dir}: packed pairs were resized to {stored}x{stored} at pack "
+                        f"time, which only --preprocess resize_and_crop expects (not {mode}); "
+                        "point --dataroot at the image folders instead")
+
+
+def refuse_preprocess_of_options(args) -> None:
+    """``refuse_preprocess`` for the options' --dataroot and --phase when they name a pack
+    (none, or empty, for the embedded dataset): the commands ask it before checks of the image size
+    that --preprocess would give, which a pack cannot give anyway."""
+    if not args.dataroot or args.preprocess == "resize_and_crop":
+        return
+    phase_dir = Path(args.dataroot) / args.phase
+    if not is_packed(phase_dir):
+        return
+    try:
+        stored = read_index(phase_dir)["width"]
+    except DataError:   # a damaged index: reading the dataset names it (exit 1, as without this)
+        return
+    refuse_preprocess(phase_dir, stored, args.preprocess)

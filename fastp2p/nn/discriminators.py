@@ -11,6 +11,7 @@ from fastp2p.nn.fused_conv import conv_stack_forward
 from fastp2p.nn.norm import describe_norm_layer, resolve_norm_layer
 from fastp2p.nn.tracing import RefusesScripting, fx_tracing
 from fastp2p.ops.backends.conv_choice import may_fuse
+from fastp2p.patchgan_sizes import patch_logits_size
 from fastp2p.reference.discriminators import NLayerDiscriminator, PixelDiscriminator as _Pixel
 
 
@@ -20,13 +21,6 @@ def unbatched(input) -> bool:
     BatchNorm2d does). The discriminators hand it to the reference forward: the fused ops work
     on batches, and a lone image is no case for speed."""
     return isinstance(input, torch.Tensor) and input.dim() == 3
-
-
-def patch_logits_size(size: int, n_layers: int) -> int:
-    """Side of the logit map for an input side: n_layers 4x4/s2/p1 convs, then two 4x4/s1/p1."""
-    for _ in range(n_layers):
-        size = (size - 2) // 2 + 1
-    return size - 2
 
 
 class PatchDiscriminator(ReleasesReplacedWeights, RefusesScripting, ReferenceCheckpointMixin,

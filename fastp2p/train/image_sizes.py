@@ -1,7 +1,10 @@
-"""The sizes of the images the generator will see, checked against what --netG needs before
-anything runs: a U-Net of N levels takes only sides that are multiples of 2**N, and a size
-that is not failed at the first forward, after "training ...", naming neither --load_size nor
---preprocess.
+"""The sizes of the images the networks will see, checked against what --netG and --netD
+need before anything runs: a U-Net of N levels takes only sides that are multiples of 2**N,
+and a size that is not failed at the first forward, after "training ...", naming neither
+--load_size nor --preprocess; a PatchGAN needs sides its layers leave a logit map of. Also the
+size test saves an image at (``aspect_ratio_size``). Nothing here loads torch: train and test
+ask the checks that the options alone decide before loading it
+(fastp2p.train.early_refusals).
 
 The --preprocess modes that crop (resize_and_crop, crop, scale_width_and_crop) give
 --crop_size squares; scale_width gives images --load_size wide and as tall as the images'
@@ -11,7 +14,9 @@ size-keeping modes already refuse splits of mixed sizes, so one image stands for
 """
 import random
 
-from fastp2p.data.packed import refuse_preprocess_of_options
+from fastp2p.data.packed_index import refuse_preprocess_of_options
+from fastp2p.option_types import MAX_LOAD_SIZE  # also the largest side of a saved image
+from fastp2p.patchgan_sizes import most_patch_layers
 from fastp2p.train.unet_names import unet_levels
 
 
@@ -57,3 +62,68 @@ def check_images_fit_unet(args, dataset) -> tuple | None:
                f"resize_and_crop with a --crop_size that is one")
     raise ValueError(f"{how}, and --netG {args.netG} needs sides that are multiples of "
                      f"{multiple}: {fix}")
+
+
+def discriminator_layers(args) -> int:
+    """The 4x4 stride-2 layers --netD builds: 3 for basic, --n_layers_D for n_layers (pixel
+    has none, and is built with the reference's default of 3)."""
+    layers = {"basic": 3, "n_layers": args.n_layers_D, "pixel": 3}
+    if args.netD not in layers:
+        raise ValueError(f"--netD must be basic, n_layers or pixel, got {args.netD!r}")
+    return layers[args.netD]
+
+
+def check_patchgan_fits_images(args) -> None:
+    """ValueError naming --n_layers_D and the most layers the image side takes, when the
+    images the PatchGAN sees are too small for its layers (a kernel larger than its input,
+    refused only at the first step, after the run folder was written). The options fix that
+    side in the cropping --preprocess modes (--crop_size) and the width with scale_width
+    (--load_size); the rest is ``check_patchgan_fits_first_image``'s."""
+    if "crop" in args.preprocess:
+        option, side = "--crop_size", args.crop_size
+    elif args.preprocess == "scale_width":
+        option, side = "--load_size", args.load_size
+    else:
+        return
+    _check_patch_layers(args, side, f"--preprocess {args.preprocess} {option} {side}",
+                        f"{option} {side} takes", f"raise {option}")
+
+
+def check_patchgan_fits_first_image(args, height: int, width: int, path: str) -> None:
+    """As ``check_patchgan_fits_images``, for the sides the options leave to the images: both
+    with --preprocess none, the height with scale_width (the split's first item after
+    preprocessing stands for all: those modes refuse splits of mixed sizes)."""
+    if args.preprocess not in ("none", "scale_width"):
+        return
+    side = min(height, width)
+    _check_patch_layers(args, side, f"--preprocess {args.preprocess} makes {path} "
+                        f"{width}x{height}", f"{side}-pixel sides take",
+                        "use larger images")
+
+
+def _check_patch_layers(args, side: int, how: str, takes: str, fix: str) -> None:
+    layers = discriminator_layers(args)
+    most = most_patch_layers(side)
+    if args.netD != "pixel" and layers > most:
+        named = (f"--netD n_layers --n_layers_D {layers}" if args.netD == "n_layers"
+                 else f"--netD {args.netD} ({layers} layers)")
+        fit = f"at most --n_layers_D {most}" if most >= 0 else "no PatchGAN"
+        raise ValueError(f"{named} leaves no logit map of {side}-pixel sides ({how}; each "
+                         "layer halves the side, and the two 4x4 convolutions after them need "
+                         f"3 pixels left): {takes} {fit}; lower --n_layers_D or {fix}")
+
+
+def aspect_ratio_size(width: int, height: int, aspect_ratio: float) -> tuple[int, int]:
+    """The (width, height) the reference's util.save_image gives a width x height image:
+    above 1 (height, int(width * ratio)), below 1 (int(height / ratio), width). Raises
+    ValueError, one line, for a side above MAX_LOAD_SIZE (which PIL would fail to allocate
+    or overflow on)."""
+    if aspect_ratio == 1:
+        return width, height
+    size = (height, width * aspect_ratio) if aspect_ratio > 1 else (height / aspect_ratio, width)
+    if max(size) > MAX_LOAD_SIZE:
+        raise ValueError(f"--aspect_ratio {aspect_ratio:g} makes a {width}x{height} image "
+                         f"{size[0]:.3g}x{size[1]:.3g} pixels; saved sides are limited to "
+                         f"{MAX_LOAD_SIZE}: pass a ratio between {height / MAX_LOAD_SIZE:.3g} "
+                         f"and {MAX_LOAD_SIZE / width:.3g}")
+    return int(size[0]), int(size[1])

@@ -2,8 +2,8 @@
 implementation's) from a ``NetworkConfig``; the command line's options map onto one.
 
 The training and test commands build from their options (``generator_from_options``) after
-checking that the options fit the images and the memory (``check_patchgan_fits_images``,
-``check_networks_fit_memory``); the benchmark peers (fastp2p.bench.networks) build both module
+checking that the options fit the images (fastp2p.train.image_sizes) and the memory
+(``check_networks_fit_memory``); the benchmark peers (fastp2p.bench.networks) build both module
 families from the same config.
 """
 import os
@@ -16,6 +16,7 @@ import torch
 import fastp2p
 from fastp2p import reference
 from fastp2p.byte_sizes import binary_size
+from fastp2p.train.image_sizes import discriminator_layers
 from fastp2p.train.memory_errors import first_line, is_out_of_memory
 from fastp2p.train.unet_names import unet_levels
 
@@ -95,10 +96,7 @@ def _generator_config(args) -> NetworkConfig:
 
 
 def _discriminator_config(args) -> NetworkConfig:
-    layers = {"basic": 3, "n_layers": args.n_layers_D, "pixel": 3}
-    if args.netD not in layers:
-        raise ValueError(f"--netD must be basic, n_layers or pixel, got {args.netD!r}")
-    return NetworkConfig(image_size=None, ndf=args.ndf, n_layers=layers[args.netD],
+    return NetworkConfig(image_size=None, ndf=args.ndf, n_layers=discriminator_layers(args),
                          input_nc=args.input_nc, output_nc=args.output_nc,
                          norm=_module_norm(args.norm),
                          discriminator="pixel" if args.netD == "pixel" else "patch")
@@ -252,58 +250,6 @@ def _refuse_beyond(device: torch.device, need: int, what: str, advice: str) -> N
     memory = memory_of(device)
     if memory is not None and need > memory[0]:
         raise ValueError(f"{what}, more than {memory[1]} ({binary_size(memory[0])}); {advice}")
-
-
-def most_patch_layers(side: int) -> int:
-    """The most PatchGAN layers (--n_layers_D) that leave an input ``side`` pixels wide a
-    logit map of at least 1x1 (each 4x4 stride-2 layer about halves it; the reference
-    architecture, fastp2p.nn.discriminators.patch_logits_size); -1 when even none does."""
-    from fastp2p.nn.discriminators import patch_logits_size
-
-    layers = -1
-    while patch_logits_size(side, layers + 1) >= 1:
-        layers += 1
-    return layers
-
-
-def check_patchgan_fits_images(args) -> None:
-    """ValueError naming --n_layers_D and the most layers the image side takes, when the
-    images the PatchGAN sees are too small for its layers (a kernel larger than its input,
-    refused only at the first step, after the run folder was written). The options fix that
-    side in the cropping --preprocess modes (--crop_size) and the width with scale_width
-    (--load_size); the rest is ``check_patchgan_fits_first_image``'s."""
-    if "crop" in args.preprocess:
-        option, side = "--crop_size", args.crop_size
-    elif args.preprocess == "scale_width":
-        option, side = "--load_size", args.load_size
-    else:
-        return
-    _check_patch_layers(args, side, f"--preprocess {args.preprocess} {option} {side}",
-                        f"{option} {side} takes", f"raise {option}")
-
-
-def check_patchgan_fits_first_image(args, height: int, width: int, path: str) -> None:
-    """As ``check_patchgan_fits_images``, for the sides the options leave to the images: both
-    with --preprocess none, the height with scale_width (the split's first item after
-    preprocessing stands for all: those modes refuse splits of mixed sizes)."""
-    if args.preprocess not in ("none", "scale_width"):
-        return
-    side = min(height, width)
-    _check_patch_layers(args, side, f"--preprocess {args.preprocess} makes {path} "
-                        f"{width}x{height}", f"{side}-pixel sides take",
-                        "use larger images")
-
-
-def _check_patch_layers(args, side: int, how: str, takes: str, fix: str) -> None:
-    config = _discriminator_config(args)
-    most = most_patch_layers(side)
-    if config.discriminator == "patch" and config.n_layers > most:
-        layers = (f"--netD n_layers --n_layers_D {config.n_layers}" if args.netD == "n_layers"
-                  else f"--netD {args.netD} ({config.n_layers} layers)")
-        fit = f"at most --n_layers_D {most}" if most >= 0 else "no PatchGAN"
-        raise ValueError(f"{layers} leaves no logit map of {side}-pixel sides ({how}; each "
-                         "layer halves the side, and the two 4x4 convolutions after them need "
-                         f"3 pixels left): {takes} {fit}; lower --n_layers_D or {fix}")
 
 
 class SavedNetwork(NamedTuple):

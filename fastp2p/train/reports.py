@@ -18,8 +18,8 @@ import torch
 from fastp2p.atomic_files import (naming_the_file, open_plain_file, refuse_linked_folder,
                                   refuse_unless_plain_file, replacing)
 from fastp2p.file_reads import open_to_read
-from fastp2p.option_types import MAX_LOAD_SIZE  # also the largest side of a saved image
 from fastp2p.train.engine import LOSS_NAMES
+from fastp2p.train.image_sizes import aspect_ratio_size
 
 LOG_FIELDS = ("epoch", "step", "images", "lr", *LOSS_NAMES, "images_per_s")
 TRIPLET = ("real_A", "fake_B", "real_B")
@@ -41,22 +41,6 @@ def _replace_atomically(path: Path, write) -> None:
     ``path``: Pillow's and matplotlib's own writes fail on a full disk naming no file."""
     with naming_the_file(path), replacing(path, durable=False) as temp:
         write(temp)
-
-
-def aspect_ratio_size(width: int, height: int, aspect_ratio: float) -> tuple[int, int]:
-    """The (width, height) the reference's util.save_image gives a width x height image:
-    above 1 (height, int(width * ratio)), below 1 (int(height / ratio), width). Raises
-    ValueError, one line, for a side above MAX_LOAD_SIZE (which PIL would fail to allocate
-    or overflow on)."""
-    if aspect_ratio == 1:
-        return width, height
-    size = (height, width * aspect_ratio) if aspect_ratio > 1 else (height / aspect_ratio, width)
-    if max(size) > MAX_LOAD_SIZE:
-        raise ValueError(f"--aspect_ratio {aspect_ratio:g} makes a {width}x{height} image "
-                         f"{size[0]:.3g}x{size[1]:.3g} pixels; saved sides are limited to "
-                         f"{MAX_LOAD_SIZE}: pass a ratio between {height / MAX_LOAD_SIZE:.3g} "
-                         f"and {MAX_LOAD_SIZE / width:.3g}")
-    return int(size[0]), int(size[1])
 
 
 def save_image(image: torch.Tensor, path: Path, aspect_ratio: float = 1.0) -> None:

@@ -55,12 +55,11 @@ def register(commands) -> None:
     parser.set_defaults(run=run)
 
 
-def _check_options(args, device) -> None:
-    """Checks that need several options or the device (single values are checked by argparse);
-    a ValueError here exits with code 2, as argparse's errors do."""
-    from fastp2p.train.distributed import launched_world_size
-    from fastp2p.train.image_sizes import check_options_fit_unet
-    from fastp2p.train.networks import check_networks_fit_memory, check_patchgan_fits_images
+def _check_options(args) -> None:
+    """Checks that need several options (single values are checked by argparse) and neither the
+    device nor torch, so run before torch loads; a ValueError here exits with code 2, as
+    argparse's errors do. An explicit --device cpu is known here too."""
+    from fastp2p.train.image_sizes import check_options_fit_unet, check_patchgan_fits_images
 
     last_epoch = args.n_epochs + args.n_epochs_decay
     if not args.continue_train and args.epoch_count > last_epoch:
@@ -73,12 +72,28 @@ def _check_options(args, device) -> None:
                          f"(got {args.n_epochs})")
     check_options_fit_unet(args)
     check_patchgan_fits_images(args)
-    if device.type != "cuda" and args.precision != "fp32":
+    if args.device == "cpu" and args.gpu_ids is None:   # (--gpu_ids may name a GPU instead)
+        _refuse_cuda_only_options(args, "cpu")
+
+
+def _refuse_cuda_only_options(args, device: str) -> None:
+    if device.startswith("cuda"):
+        return
+    if args.precision != "fp32":
         raise ValueError(f"--precision {args.precision} (autocast, the CUDA fast path) needs a "
                          f"CUDA device, this run is on {device}; use --precision fp32")
-    if device.type != "cuda" and args.graphs:
+    if args.graphs:
         raise ValueError(f"--graphs (cuda_graph) needs a CUDA device, this run is on {device}; "
                          "use --no-graphs")
+
+
+def _check_device_options(args, device) -> None:
+    """The checks ``_check_options`` leaves to the device this process trains on (torch
+    loaded); a ValueError here exits with code 2 too."""
+    from fastp2p.train.distributed import launched_world_size
+    from fastp2p.train.networks import check_networks_fit_memory
+
+    _refuse_cuda_only_options(args, str(device))
     if device.type != "cuda" and args.norm == "syncbatch" and launched_world_size() > 1:
         # one process converts nothing (syncbatch is batch norm there), as the reference
         raise ValueError("--norm syncbatch needs CUDA devices across processes (PyTorch's "
@@ -156,6 +171,13 @@ def run(args: argparse.Namespace, times=None, name_files: bool = True) -> int:
     code = refused_at_once(args, "train")  # a typo needs no torch: said at once
     if code is not None:
         return code
+    load_size_given = not isinstance(args.load_size, QuickDefault)
+    resolve_quick_defaults(args)
+    try:
+        _check_options(args)   # as at once: options that do not fit each other
+    except ValueError as err:
+        print_error("train", err)
+        return 2
     from fastp2p.stops_deferred import import_torch
     import_torch()  # first, whole: a Ctrl-C inside it aborted the process or was lost
     import torch
@@ -171,9 +193,8 @@ def run(args: argparse.Namespace, times=None, name_files: bool = True) -> int:
     from fastp2p.train.distributed import (init_processes, launched_local_rank, resolve_device,
                                            shutdown_processes, wrap_for_data_parallel)
     from fastp2p.train.engine import Pix2PixEngine
-    from fastp2p.train.image_sizes import check_images_fit_unet
-    from fastp2p.train.networks import (check_patchgan_fits_first_image, discriminator_from_options,
-                                        generator_from_options)
+    from fastp2p.train.image_sizes import check_images_fit_unet, check_patchgan_fits_first_image
+    from fastp2p.train.networks import discriminator_from_options, generator_from_options
     from fastp2p.train.progress import progress_bar
     from fastp2p.train.reference_options import apply_reference_options, describe_networks
     from fastp2p.train.reports import (LOSS_LOG, WEB, LossLog, TrainingPage, refuse_planted_links,
@@ -187,13 +208,11 @@ def run(args: argparse.Namespace, times=None, name_files: bool = True) -> int:
                                         refuse_linked_tracker_folders)
     from fastp2p.train.trainer import ResumeError, Trainer
 
-    load_size_given = not isinstance(args.load_size, QuickDefault)
-    resolve_quick_defaults(args)
     try:
         ignored = apply_reference_options(args, "train")
         check_trackers_installed(args)
         # the device this process will train on: under torchrun its own GPU, not cuda:0
-        _check_options(args, resolve_device(args.device, launched_local_rank()))
+        _check_device_options(args, resolve_device(args.device, launched_local_rank()))
         info = init_processes(args.device)
     except ValueError as err:
         print_error("train", err)

@@ -106,7 +106,7 @@ def test_a_damaged_pack_index_is_a_data_error_whatever_the_preprocess(data, tmp_
 def test_an_empty_dataroot_is_the_embedded_dataset_to_the_pack_check(tmp_path, monkeypatch):
     """--dataroot "" means the embedded dataset, as everywhere else: a pack in the current
     folder's train/ is not asked about --preprocess."""
-    from fastp2p.data.packed import refuse_preprocess_of_options
+    from fastp2p.data.packed_index import refuse_preprocess_of_options
     assert main(["pack", "--synthetic", "2", "--load_size", "32", "--no-progress",
                  str(tmp_path / "src"), str(tmp_path)]) == 0
     monkeypatch.chdir(tmp_path)

@@ -11,7 +11,7 @@ import torch
 
 import fastp2p
 from fastp2p.cli import build_parser, main
-from fastp2p.nn.discriminators import patch_logits_size
+from fastp2p.patchgan_sizes import most_patch_layers, patch_logits_size
 from fastp2p.train import networks
 from helpers.bench_helpers import quick_settings
 from helpers.train_helpers import tiny_test_argv, train_argv
@@ -149,13 +149,13 @@ def test_on_cuda_the_gpu_holds_the_training_state_and_the_host_the_larger_networ
 
 @pytest.mark.parametrize("side", [3, 32, 64, 96, 256, 32768])
 def test_most_patch_layers_is_the_last_that_keeps_a_logit_map(side):
-    most = networks.most_patch_layers(side)
+    most = most_patch_layers(side)
     assert patch_logits_size(side, most) >= 1 > patch_logits_size(side, most + 1)
 
 
 @pytest.mark.parametrize("side", [32, 64])
 def test_the_patchgan_runs_with_most_layers_and_not_one_more(side):
-    most = networks.most_patch_layers(side)
+    most = most_patch_layers(side)
     image = torch.zeros(1, 6, side, side)
     fastp2p.PatchDiscriminator(6, ndf=1, n_layers=most)(image)
     with pytest.raises(ValueError, match="too small"):
@@ -211,7 +211,7 @@ def test_under_torchrun_each_rank_checks_its_own_gpu(data, tmp_path, monkeypatch
     def stop_at_the_check(args, device):
         checked.append(device)
         raise ValueError("stopped here")
-    monkeypatch.setattr(train_command, "_check_options", stop_at_the_check)
+    monkeypatch.setattr(train_command, "_check_device_options", stop_at_the_check)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setenv("LOCAL_RANK", "3")
     assert main(train_argv(data, tmp_path / "ckpt", "--device", "cuda")) == 2

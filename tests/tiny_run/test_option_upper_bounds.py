@@ -9,7 +9,7 @@ import pytest
 
 from fastp2p.cli import _subcommand_parser, build_parser, main
 from fastp2p.cpu_info import usable_cpus
-from fastp2p.nn.discriminators import patch_logits_size
+from fastp2p.patchgan_sizes import patch_logits_size
 from fastp2p.option_types import MAX_LOAD_SIZE
 from fastp2p.train.cpu_threads import most_loader_workers
 from fastp2p.train.reference_options import IGNORED
