@@ -87,6 +87,11 @@ CASES = [
     Case("up-s2-skip3-up4-dropout0.3",
          (Source(3, "instance", "relu"), Source(4, "instance", "leaky_relu", 0.3)), 3, 2, 3, 3,
          transposed=True, norm="instance", slope=0.05),
+    # A PatchGAN layer on an odd map (--preprocess none keeps the images' sizes): the last
+    # input row and column reach no output, so the data gradient's tiles are not whole and
+    # its stores must be masked (every case above tiles exactly).
+    Case("down-s2-C4-batch-lrelu-odd-7x9", (Source(4, "batch", "leaky_relu"),), 5, 2, 7, 9,
+         norm="batch"),
 ]
 
 
