@@ -10,7 +10,8 @@
   CUDA test that compares two engines or two runs bit for bit.
 - ``backend``: the one fixture that runs a test once per CPU backend (reference, Triton through
   the interpreter, C++), forcing it with FASTP2P_BACKEND; a test narrows the list with
-  ``@pytest.mark.parametrize("backend", [...], indirect=True)``.
+  ``@pytest.mark.parametrize("backend", [...], indirect=True)``, or adds REGISTRY_DEFAULT (no
+  backend forced: what a user's CPU runs).
 - Shared helpers (tolerances, the interpreter set-up, input makers) live in tests/helpers/.
 - FASTP2P_CPU_DECONV is ``measure`` unless set: no test (nor a command it runs) reads or writes
   the measured forms remembered in the user's cache folder.
@@ -24,7 +25,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from helpers.triton_interpreter import CPU_BACKEND_PARAMS
+from helpers.triton_interpreter import CPU_BACKEND_PARAMS, REGISTRY_DEFAULT
 
 # The CPU transposed convolutions' forms are measured in each test process, never read from or
 # written to the user's cache folder (tests of that file point FASTP2P_CACHE elsewhere).
@@ -78,8 +79,13 @@ def deterministic_cudnn():
 
 @pytest.fixture(params=CPU_BACKEND_PARAMS)
 def backend(request, monkeypatch):
-    """The name of the backend this run of the test forces (FASTP2P_BACKEND)."""
-    monkeypatch.setenv("FASTP2P_BACKEND", request.param)
+    """The name of the backend this run of the test forces (FASTP2P_BACKEND); for
+    REGISTRY_DEFAULT, none: the variable and the interpreter unset, as on a user's CPU."""
+    if request.param == REGISTRY_DEFAULT:
+        monkeypatch.delenv("FASTP2P_BACKEND", raising=False)
+        monkeypatch.delenv("TRITON_INTERPRET", raising=False)
+    else:
+        monkeypatch.setenv("FASTP2P_BACKEND", request.param)
     return request.param
 
 

@@ -13,7 +13,7 @@ from fastp2p.reference import GANLoss, NLayerDiscriminator, UnetGenerator, get_n
 from fastp2p.train.engine import LOSS_NAMES, Pix2PixEngine
 from helpers.tolerances import TRAINING_200_STEPS, assert_close, relative_error
 from helpers.train_helpers import parameters_and_buffers, random_batches, tiny_networks
-from helpers.triton_interpreter import FAST_CPU_BACKEND_PARAMS
+from helpers.triton_interpreter import FAST_CPU_BACKEND_PARAMS, REGISTRY_DEFAULT
 
 
 def reference_networks(netG, netD, norm):
@@ -109,7 +109,7 @@ UPDATE_PER_TENSOR = 0.2
 
 
 @pytest.mark.parametrize("norm", ["batch", "instance"])
-@pytest.mark.parametrize("backend", FAST_CPU_BACKEND_PARAMS, indirect=True)
+@pytest.mark.parametrize("backend", [*FAST_CPU_BACKEND_PARAMS, REGISTRY_DEFAULT], indirect=True)
 def test_each_of_200_fused_steps_is_the_reference_step(backend, norm):
     """DESIGN.md §5's 200 float32 steps, each checked on its own. Before every step the engine is
     given the reference run's state (weights, running statistics, Adam moments and counts), so
@@ -177,7 +177,7 @@ FREE_RUN_STEPS = {"batch": 40, "instance": 16}
 
 
 @pytest.mark.parametrize("norm", sorted(FREE_RUN_STEPS))
-@pytest.mark.parametrize("backend", FAST_CPU_BACKEND_PARAMS, indirect=True)
+@pytest.mark.parametrize("backend", [*FAST_CPU_BACKEND_PARAMS, REGISTRY_DEFAULT], indirect=True)
 def test_fused_steps_track_the_reference_networks(backend, norm):
     """DESIGN.md §5: float32 steps of fastp2p's modules through the engine against the reference
     networks through the reference step, run freely for FREE_RUN_STEPS: final weights within 1e-3

@@ -2,9 +2,11 @@
 
 TRITON_INTERPRET=1 must be set before the kernels are built and stay set (triton checks it
 again later). Because the dispatcher would then route every CPU op in the session through the
-(slow) interpreter, FASTP2P_BACKEND defaults to "reference" here: other test modules keep the
-plain-PyTorch path they would have without TRITON_INTERPRET, and kernel tests opt in with the
-``triton_backend`` fixture (``monkeypatch.setenv("FASTP2P_BACKEND", "triton")``).
+(slow) interpreter, FASTP2P_BACKEND defaults to "reference" here: other test modules run the
+plain-PyTorch reference backend (not the registry's default without TRITON_INTERPRET: the C++
+kernels, and PyTorch's own ops in float32 training; the ``backend`` fixture's REGISTRY_DEFAULT
+runs that), and kernel tests opt in with the ``triton_backend`` fixture
+(``monkeypatch.setenv("FASTP2P_BACKEND", "triton")``).
 """
 import importlib
 import os
@@ -45,3 +47,7 @@ CPU_BACKEND_PARAMS = [
 # Those without the interpreter, for whole-network tests it would make slow.
 FAST_CPU_BACKEND_PARAMS = [p for p in CPU_BACKEND_PARAMS
                            if getattr(p, "values", (p,))[0] != "triton"]
+# No backend forced and no interpreter: the registry's own choice, what a user's CPU runs (the
+# C++ kernels without autograd; PyTorch's own ops in float32 training, fastp2p.ops.norm_act_torch).
+# The suite forces "reference" elsewhere (above), so a test reaches that route only through this.
+REGISTRY_DEFAULT = "default"
