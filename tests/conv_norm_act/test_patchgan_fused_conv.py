@@ -22,15 +22,21 @@ pytestmark = [pytest.mark.interpreter,
                                  "no GPU")]
 
 
-def _pair(norm, n_layers, **settings):
+def _pair(norm, n_layers, slope=0.2, **settings):
     """(fastp2p.PatchDiscriminator, the reference in float64) with the same pix2pix-initialized
-    weights; ``settings``: the norm layers' eps / momentum where not torch's defaults."""
+    weights; ``settings``: the norm layers' eps / momentum where not torch's defaults;
+    ``slope``: every LeakyReLU's negative slope (the reference builds 0.2)."""
     torch.manual_seed(0)
     norm_layer = functools.partial(reference.get_norm_layer(norm), **settings)
     theirs = reference.init_weights(reference.NLayerDiscriminator(6, 4, n_layers, norm_layer))
     ours = fastp2p.PatchDiscriminator(6, ndf=4, n_layers=n_layers, norm_layer=norm_layer)
     ours.load_state_dict(theirs.state_dict())
-    return ours, copy.deepcopy(theirs).double()
+    theirs64 = copy.deepcopy(theirs).double()
+    for net in (ours, theirs64):
+        for m in net.modules():
+            if isinstance(m, torch.nn.LeakyReLU):
+                m.negative_slope = slope
+    return ours, theirs64
 
 
 def _compare(ours, theirs64, train, what):
@@ -41,10 +47,11 @@ def _compare(ours, theirs64, train, what):
 # eps and momentum other than torch's defaults, which a fused layer that used those cannot match:
 # eps 1e-3 against this initialization's pre-norm variances of 1e-4 to 3e-2 (going back to 1e-5
 # moves the training output by 20 to 30%), and momentum 0.3 (the running statistics move three
-# times as far as at 0.1).
+# times as far as at 0.1). A LeakyReLU slope other than the reference's 0.2 too: the walk that
+# passed every prologue 0.2 matched the instance case and was 0.42 off this one.
 @pytest.mark.parametrize("norm, n_layers, settings", [
-    ("batch", 3, dict(eps=1e-3, momentum=0.3)), ("instance", 2, dict(eps=1e-3))],
-    ids=["batch-eps1e-3-momentum0.3", "instance-eps1e-3"])
+    ("batch", 3, dict(eps=1e-3, momentum=0.3, slope=0.05)), ("instance", 2, dict(eps=1e-3))],
+    ids=["batch-eps1e-3-momentum0.3-slope0.05", "instance-eps1e-3"])
 def test_every_layer_fused_matches_reference(monkeypatch, norm, n_layers, settings):
     monkeypatch.setenv("FASTP2P_BACKEND", "reference")  # the fused conv is Triton's regardless
     monkeypatch.setenv("FASTP2P_CONV", "fused")
