@@ -113,6 +113,60 @@ def test_dropout_p_outside_0_1_is_refused_as_norm_act_refuses_it(p):
     assert str(refusal.value) == str(norm_act_refusal.value)
     assert torch.equal(running[0], torch.zeros(5)) and torch.equal(running[1], torch.ones(5))
 
+def _two_source_grads(wanted):
+    """The gradients of a decoder layer's two sources (skip, up; ReLU prologues, instance
+    norm), each source requiring one only where ``wanted`` says so (None where it does not)."""
+    gen = torch.Generator().manual_seed(5)
+    cl = dict(memory_format=torch.channels_last)
+    sources = [(torch.randn(2, c, 4, 4, generator=gen) + 0.3).contiguous(**cl).requires_grad_(w)
+               for c, w in zip((3, 5), wanted)]
+    weight = (torch.randn(8, 4, 4, 4, generator=gen) * 0.2).requires_grad_()
+    y, _, _ = conv_norm_act(sources, [InputTransform(activation="relu")] * 2, weight,
+                            stride=2, padding=1, transposed=True, norm="instance")
+    y.backward(torch.randn(y.shape, generator=gen))
+    return [x.grad for x in sources] + [weight.grad]
+
+
+@pytest.mark.interpreter
+@pytest.mark.skipif(KERNELS is None, reason="interpreter tests: need triton and no GPU")
+@pytest.mark.parametrize("wanted", [(False, True), (True, False)], ids=["up-only", "skip-only"])
+def test_each_source_gets_its_gradient_by_its_own_need(wanted):
+    """A source's data gradient is computed where that source needs one, whatever the other
+    needs: reading the first source's need for every source left up's gradient None."""
+    grads = _two_source_grads(wanted)
+    every = _two_source_grads((True, True))
+    for i, need in enumerate(wanted):
+        assert (grads[i] is None) == (not need), f"source {i}"
+        if need:
+            assert torch.equal(grads[i], every[i]), f"source {i}"
+    assert torch.equal(grads[2], every[2]), "weight"
+
+
+@pytest.mark.interpreter
+@pytest.mark.skipif(KERNELS is None, reason="interpreter tests: need triton and no GPU")
+def test_backward_keeps_the_dropout_seed_the_forward_used():
+    """A seed and offset given as tensors (as a CUDA graph's replay advances them in place) are
+    copied at the forward: advancing them before the backward leaves the gradient the same."""
+    gen = torch.Generator().manual_seed(6)
+    x = torch.randn(2, 4, 6, 6, generator=gen).contiguous(memory_format=torch.channels_last)
+    weight = torch.randn(6, 4, 4, 4, generator=gen) * 0.2
+    grad_y = torch.randn(2, 6, 3, 3, generator=gen)
+
+    def input_grad(advance):
+        source = x.clone().requires_grad_()
+        seed, offset = torch.tensor(7), torch.tensor(11)
+        y, _, _ = conv_norm_act(
+            [source], [InputTransform(activation="relu", dropout_p=0.5, seed=seed,
+                                      offset=offset)], weight, stride=2, padding=1)
+        if advance:
+            seed.add_(1)
+            offset.add_(100)
+        y.backward(grad_y)
+        return source.grad
+
+    assert torch.equal(input_grad(advance=True), input_grad(advance=False))
+
+
 @pytest.mark.cuda
 def test_cuda_graph_replay_with_device_rng():
     """Forward + backward captured as one CUDA graph (device-scalar dropout seed and offset, no
