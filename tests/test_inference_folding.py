@@ -18,7 +18,7 @@ from fastp2p.nn import folding
 from helpers.network_checks import compare_networks, randomize_batchnorms
 from helpers.tolerances import (BF16_NETWORK, BF16_VS_AUTOCAST, FP32_NETWORK, FP32_SINGLE_OP,
                                 assert_close, relative_error)
-from helpers.triton_interpreter import FAST_CPU_BACKEND_PARAMS
+from helpers.triton_interpreter import FAST_CPU_BACKEND_PARAMS, REGISTRY_DEFAULT
 
 # conftest's backend fixture, narrowed to the backends that run whole networks quickly
 ON_FAST_BACKENDS = pytest.mark.parametrize("backend", FAST_CPU_BACKEND_PARAMS, indirect=True)
@@ -214,6 +214,30 @@ def test_statistics_path_where_folding_does_not_apply(backend, case):
         with torch.no_grad():
             ours(x)
         assert _folded_norms(ours) == []  # train mode under no_grad: batch statistics too
+
+
+@pytest.mark.parametrize("layout", ["nchw", "nhwc"])
+@pytest.mark.parametrize("backend", [*FAST_CPU_BACKEND_PARAMS, REGISTRY_DEFAULT], indirect=True)
+def test_a_frozen_eval_unet_gives_its_input_a_gradient(backend, layout):
+    """Frozen weights, eval mode, an input that needs a gradient (optimising an input through a
+    trained generator, a perceptual loss): the call records autograd for the input alone, so the
+    folded and packed forms, which record none, must not run. A check that looked at the
+    parameters only ran them: the backward then raised "element 0 of tensors does not require
+    grad"."""
+    ours, theirs = _unet_pair(use_dropout=False)
+    ours.eval().requires_grad_(False)
+    theirs64 = copy.deepcopy(theirs).double().eval().requires_grad_(False)
+    x = _image()
+    if layout == "nhwc":
+        ours.to(memory_format=torch.channels_last)
+        x = x.contiguous(memory_format=torch.channels_last)
+    grad = torch.randn(x.shape, generator=torch.Generator().manual_seed(2))
+    x32, x64 = x.clone().requires_grad_(), x.double().requires_grad_()
+    out, expected = ours(x32), theirs64(x64)
+    out.backward(grad)
+    expected.backward(grad.double())
+    assert_close(out, expected.detach(), FP32_NETWORK, "output")
+    assert_close(x32.grad, x64.grad, FP32_NETWORK, "input gradient")
 
 
 @ON_FAST_BACKENDS

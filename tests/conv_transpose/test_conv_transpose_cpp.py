@@ -154,7 +154,9 @@ def test_module_settings_it_does_not_cover_run_the_module(monkeypatch, gemm_call
     for module in (nn.ConvTranspose2d(4, 2, 4, 2, 1, output_padding=1),
                    nn.ConvTranspose2d(4, 2, 3, 2, 1, dilation=2),
                    nn.ConvTranspose2d(4, 4, 4, 2, 1, groups=2),
-                   nn.ConvTranspose2d(4, 2, (4, 2), 2, 1)):
+                   nn.ConvTranspose2d(4, 2, (4, 2), 2, 1),
+                   nn.ConvTranspose2d(4, 2, 4, 2, (1, 2)),     # padding other along W
+                   nn.ConvTranspose2d(4, 2, 4, (2, 1), 1)):    # stride other along W
         with torch.no_grad():
             assert torch.equal(conv_transpose.conv_transpose2d(module, x), module(x))
     assert gemm_calls == []
