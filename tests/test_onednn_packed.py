@@ -23,9 +23,11 @@ pytestmark = pytest.mark.skipif(not onednn_packed.available(),
 CL = torch.channels_last
 FORMS = len(conv_transpose.CPU_FORMS)  # all of them apply to the layers timed below
 
-# (module, input shape): the networks' layers (4x4 stride 2 padding 1), a stride-1 tail, odd sizes.
+# (module, input shape): the networks' layers (4x4 stride 2 padding 1), a stride-1 tail, odd sizes,
+# a grouped convolution (a user's layer in a network that packs the rest).
 LAYERS = [
     (nn.Conv2d(3, 8, 4, 2, 1), (2, 3, 16, 16)),
+    (nn.Conv2d(8, 16, 4, 2, 1, groups=2), (1, 8, 8, 8)),
     (nn.Conv2d(6, 5, 4, 1, 1, bias=False), (1, 6, 7, 9)),
     (nn.ConvTranspose2d(16, 3, 4, 2, 1), (2, 16, 8, 8)),
     (nn.ConvTranspose2d(8, 8, 4, 2, 1), (1, 8, 1, 1)),
@@ -40,7 +42,8 @@ def _random(shape, seed):
 def _float64(module, x):
     functional = F.conv_transpose2d if isinstance(module, nn.ConvTranspose2d) else F.conv2d
     bias = None if module.bias is None else module.bias.double()
-    return functional(x.double(), module.weight.double(), bias, module.stride, module.padding)
+    return functional(x.double(), module.weight.double(), bias, module.stride, module.padding,
+                      groups=module.groups)
 
 
 @pytest.mark.parametrize("layout", [torch.contiguous_format, CL], ids=["nchw", "channels_last"])

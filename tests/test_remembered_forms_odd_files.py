@@ -72,6 +72,17 @@ def test_an_odd_file_means_timing_again(timed, content):
         assert list(sections[remembered_forms.machine()].values()) == ["onednn"]
 
 
+@pytest.mark.parametrize("section", [5, [1], "ab"])
+def test_a_machine_section_of_another_shape_means_timing_again(timed, section):
+    """A file of this format whose section for this machine is no object (edited by hand):
+    reading it as one raised in the first U-Net forward."""
+    file = remembered_forms.path()
+    file.parent.mkdir(parents=True)
+    file.write_text(json.dumps({"format": remembered_forms._FORMAT,
+                                "machines": {remembered_forms.machine(): section}}))
+    assert _choose() == "onednn" and timed
+
+
 def test_no_cache_folder_means_timing_again(timed, monkeypatch):
     _without_home(monkeypatch)
     with pytest.raises(NoCacheFolder, match="set FASTP2P_CACHE"):
