@@ -20,7 +20,7 @@ from fastp2p.nn import folding
 from fastp2p.ops import onednn_packed
 from fastp2p.ops.stand_ins import PACKED, PHASES, stand_in
 from helpers.network_checks import randomize_batchnorms, unet_pair
-from helpers.tolerances import FP32_NETWORK, assert_close
+from helpers.tolerances import FP32_NETWORK, FP32_SINGLE_OP, assert_close
 
 pytestmark = pytest.mark.skipif(not onednn_packed.available(),
                                 reason="this torch build has no oneDNN packed convolutions")
@@ -163,6 +163,13 @@ def test_sizes_run_plain_share_a_kept_channels_last_copy():
         assert folding.conv_in_layout(conv, PACKED, (batch, 8, 4, 4)) is not gemm
     assert folding.conv_in_layout(conv, PACKED, (9, 8, 4, 4)) is gemm
     assert folding._layout_cache[conv].plain is None
+    # ... while that copy holds the weights: after they change, a size run plain computes
+    # with the new ones (a kept copy handed out unchecked ran the old)
+    with torch.no_grad():
+        conv.weight.mul_(2)
+        x = torch.randn(9, 8, 4, 4).contiguous(memory_format=torch.channels_last)
+        assert_close(folding.conv_in_layout(conv, PACKED, tuple(x.shape))(x), conv(x),
+                     FP32_SINGLE_OP, "a size run plain after the weights changed")
 
 
 @pytest.mark.parametrize("batches", [(1, 2), (1, 2, 3, 4, 5, 6)])
