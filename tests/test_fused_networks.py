@@ -91,6 +91,22 @@ def test_unet_dropout_uses_the_counter_masks_and_advances(backend, norm):
     assert ours.dropout_rng.tolist() == [77, 1000 + 2 * 32 * 4 * 4]
 
 
+@pytest.mark.parametrize("norm", ["batch", "instance", "none"])
+def test_unet_dropout_without_a_gradient_uses_the_masks_and_advances(backend, norm):
+    """Train mode under no_grad (translating with dropout on, as the reference's test.py does
+    without --eval) applies the counter's masks and advances it, as with a gradient: with no
+    norm, a forward that took the written path for dropout blocks applied none and left the
+    counter where it was, and no test ran train mode without a gradient."""
+    ours, theirs64 = unet_pair(norm, 6, use_dropout=True)
+    ours.set_dropout_rng(77, 1000)
+    with_same_masks(theirs64, 77, 1000)
+    x = random_images(64)
+    with torch.no_grad():
+        out, expected = ours.train()(x), theirs64.train()(x.double())
+    assert_close(out, expected, FP32_NETWORK, f"unet-dropout-{norm} train without a gradient")
+    assert ours.dropout_rng.tolist() == [77, 1000 + 2 * 32 * 4 * 4]
+
+
 @pytest.mark.parametrize("train", [True, False], ids=["train", "eval"])
 @pytest.mark.parametrize("norm", ["batch", "instance"])
 def test_discriminators_match_reference(backend, norm, train):
