@@ -49,9 +49,16 @@ def test_kernel_matches_float64_reference(case, path, triton_backend, monkeypatc
 @pytest.mark.interpreter
 @pytest.mark.parametrize("norm", ["instance", "batch"])
 def test_split_reduction_merges_statistics(norm, triton_backend, monkeypatch):
-    """Many programs per reduction (as on a GPU), each over several tiles: Chan's merge."""
-    monkeypatch.setattr(_kernels_norm_act(), "REDUCTION_PROGRAMS", 6)
-    monkeypatch.setattr(_kernels_norm_act(), "ONE_PASS_MAX_ELEMENTS", 0)
+    """Many programs per reduction (as on a GPU), each over several tiles: Chan's merge. The
+    tiles are 64 rows, as a GPU's are (2048 // block_c), so that each split loops over five:
+    with the interpreter's own 512 each split was one tile, and a merge that dropped its
+    delta**2 term passed."""
+    kernels = _kernels_norm_act()
+    blocks = kernels._blocks
+    monkeypatch.setattr(kernels, "_blocks",
+                        lambda channels, interpreted: (64, blocks(channels, interpreted)[1]))
+    monkeypatch.setattr(kernels, "REDUCTION_PROGRAMS", 6)
+    monkeypatch.setattr(kernels, "ONE_PASS_MAX_ELEMENTS", 0)
     case = (norm, True, "leaky_relu", True, 0.0, (2, 5, 24, 40), "nhwc", OTHERS)
     check_against_reference(case, torch.float32, FP32_SINGLE_OP)
 
