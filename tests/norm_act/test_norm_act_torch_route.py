@@ -78,21 +78,6 @@ def test_a_blank_backend_variable_is_unset(registry_choice, monkeypatch):
     assert torch_ops == [1]
 
 
-def test_eval_batch_norm_without_running_statistics_uses_the_batch(registry_choice):
-    """BatchNorm2d(track_running_stats=False) normalises by the batch in eval too, as the op's
-    other routes do: handing training=False on to F.batch_norm without buffers raised."""
-    x = (torch.randn(2, 4, 5, 5, generator=torch.Generator().manual_seed(3)) * 2 + 1)
-    ours, theirs = x.clone().requires_grad_(), x.double().requires_grad_()
-    y = norm_act_op.norm_act(ours, norm="batch", training=False, activation="leaky_relu")
-    expected = torch.nn.functional.leaky_relu(
-        torch.nn.functional.batch_norm(theirs, None, None, training=True), 0.2)
-    grad = torch.randn(x.shape, generator=torch.Generator().manual_seed(4))
-    y.backward(grad)
-    expected.backward(grad.double())
-    assert relative_error(y, expected.detach()) <= FP32_SINGLE_OP
-    assert relative_error(ours.grad, theirs.grad) <= FP32_SINGLE_OP
-
-
 def test_eval_folds_follow_the_statistics_this_route_updates(registry_choice):
     """BatchNorm recalibration: train-mode forwards with gradients (this route) between two
     eval calls; the folding cache (fastp2p.nn.folding) must see the new running statistics."""
