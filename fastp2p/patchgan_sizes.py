@@ -1,6 +1,6 @@
 """The side of a PatchGAN's logit map, read without torch: the discriminators check their input
 with it, and train refuses a crop too small for --n_layers_D before loading torch
-(fastp2p.train.early_refusals)."""
+(fastp2p.train.image_sizes)."""
 
 
 def patch_logits_size(size: int, n_layers: int) -> int:

@@ -2,9 +2,9 @@
 need before anything runs: a U-Net of N levels takes only sides that are multiples of 2**N,
 and a size that is not failed at the first forward, after "training ...", naming neither
 --load_size nor --preprocess; a PatchGAN needs sides its layers leave a logit map of. Also the
-size test saves an image at (``aspect_ratio_size``). Nothing here loads torch: train and test
-ask the checks that the options alone decide before loading it
-(fastp2p.train.early_refusals).
+size test saves an image at (``aspect_ratio_size``). Nothing here loads torch, so train asks
+the checks that the options alone decide before loading it (train_command._check_options);
+test asks them after reading the checkpoint, which names the options a run was trained with.
 
 The --preprocess modes that crop (resize_and_crop, crop, scale_width_and_crop) give
 --crop_size squares; scale_width gives images --load_size wide and as tall as the images'

@@ -77,6 +77,7 @@ def _check_options(args) -> None:
 
 
 def _refuse_cuda_only_options(args, device: str) -> None:
+    """ValueError for an option only a CUDA run takes, on ``device`` (cpu, cuda:N, ...)."""
     if device.startswith("cuda"):
         return
     if args.precision != "fp32":

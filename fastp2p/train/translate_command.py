@@ -117,9 +117,8 @@ def run(args: argparse.Namespace) -> int:
     import_torch()  # first, whole: a Ctrl-C inside it aborted the process or was lost
     from fastp2p.train.cpu_threads import apply_thread_choice, choose_threads
     from fastp2p.train.distributed import launched_world_size, resolve_device
-    from fastp2p.train.image_sizes import check_options_fit_unet
+    from fastp2p.train.image_sizes import aspect_ratio_size, check_options_fit_unet
     from fastp2p.train.networks import check_networks_fit_memory
-    from fastp2p.train.reports import aspect_ratio_size
     from fastp2p.train.reference_options import apply_reference_options
     from fastp2p.train.stop_requests import StopRequests
     from fastp2p.train.trackers import check_trackers_installed
