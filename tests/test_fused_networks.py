@@ -19,7 +19,7 @@ from helpers.network_checks import (compare_networks, discriminator_pairs, netwo
                                     random_images, unet_pair, with_same_masks)
 from helpers.tolerances import (BF16_NETWORK, BF16_VS_AUTOCAST, FP32_NETWORK, assert_close,
                                 relative_error)
-from helpers.triton_interpreter import KERNELS
+from helpers.triton_interpreter import CPU_BACKEND_PARAMS, KERNELS, REGISTRY_DEFAULT
 
 
 # Settings other than torch's defaults, which a path that used the defaults cannot match: norm
@@ -36,6 +36,10 @@ OTHER_NORMS = {"batch": functools.partial(nn.BatchNorm2d, eps=0.05, momentum=0.3
                "instance": functools.partial(nn.InstanceNorm2d, eps=0.05),
                "none": reference.get_norm_layer("none")}
 OTHER_SLOPES = (0.05, 0.5, 0.3, 0.1)
+# Each backend forced, and none (the registry's choice: the C++ kernels without autograd, torch's
+# own norm ops in float32 training), for the whole-network comparisons.
+ON_EVERY_ROUTE = pytest.mark.parametrize("backend", [*CPU_BACKEND_PARAMS, REGISTRY_DEFAULT],
+                                         indirect=True)
 
 
 def _unet_with_other_settings(norm, num_downs=5):
@@ -54,6 +58,7 @@ def _unet_with_other_settings(norm, num_downs=5):
 @pytest.mark.parametrize("layout, settings", [("nchw", "defaults"), ("nhwc", "other")])
 @pytest.mark.parametrize("train", [True, False], ids=["train", "eval"])
 @pytest.mark.parametrize("norm", ["batch", "instance", "none"])
+@ON_EVERY_ROUTE
 def test_unet_matches_reference(backend, norm, train, layout, settings):
     """Training, and eval with a gradient and without one (which runs the inference forward, a
     BatchNorm folded), with torch's default settings or OTHER_NORMS and OTHER_SLOPES."""
@@ -109,6 +114,7 @@ def test_unet_dropout_without_a_gradient_uses_the_masks_and_advances(backend, no
 
 @pytest.mark.parametrize("train", [True, False], ids=["train", "eval"])
 @pytest.mark.parametrize("norm", ["batch", "instance"])
+@ON_EVERY_ROUTE
 def test_discriminators_match_reference(backend, norm, train):
     """With OTHER_SLOPES on their LeakyReLUs (the reference's 0.2 runs in every other test): a
     forward that applied 0.2 whatever the module's slope was 0.16 (train) / 0.087 (eval) off."""
