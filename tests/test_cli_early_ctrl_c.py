@@ -33,8 +33,8 @@ CASES = {  # id: (the module whose import is interrupted, argv, the line expecte
     # the parser's build: no command read yet
     "building the parser": ("fastp2p.data.pack_command", ["info"], "fastp2p: stopped (Ctrl-C)"),
     # the README's own `fastp2p train --load_size 286`
-    "train --load_size": ("torch", ["train", "--dataroot", "no_dataset", "--load_size", "64",
-                                    "--crop_size", "64"], "fastp2p train: stopped (Ctrl-C)"),
+    "train --load_size": ("torch", ["train", "--dataroot", "no_dataset", "--load_size", "286",
+                                    "--crop_size", "256"], "fastp2p train: stopped (Ctrl-C)"),
     "train --num_threads": ("torch", ["train", "--dataroot", "no_dataset", "--num_threads", "1"],
                             "fastp2p train: stopped (Ctrl-C)"),
     "test --crop_size": ("torch", ["test", "--dataroot", "no_dataset", "--load_size", "64",
