@@ -47,29 +47,37 @@ def reference_step(netG, netD, opt_G, opt_D, criterion, real_A, real_B, lambda_L
     return [loss_G_GAN.item(), loss_G_L1.item(), loss_D_real.item(), loss_D_fake.item()]
 
 
-def _adam(net):
-    return torch.optim.Adam(net.parameters(), lr=2e-4, betas=(0.5, 0.999))
+def _adam(net, beta1=0.5):
+    return torch.optim.Adam(net.parameters(), lr=2e-4, betas=(beta1, 0.999))
 
 
-@pytest.mark.parametrize("norm,gan_mode,use_dropout", [
-    ("batch", "vanilla", True), ("instance", "lsgan", False)], ids=["batch-vanilla-dropout",
-                                                                   "instance-lsgan"])
-def test_eager_engine_is_the_reference_step_bit_for_bit(norm, gan_mode, use_dropout):
+# The second case runs a --lambda_L1 and a --beta1 other than pix2pix's 100 and 0.5: an engine
+# that used those whatever it was given passed with both at their defaults.
+@pytest.mark.parametrize("norm,gan_mode,use_dropout,lambda_L1,beta1", [
+    ("batch", "vanilla", True, 100.0, 0.5), ("instance", "lsgan", False, 10.0, 0.9)],
+    ids=["batch-vanilla-dropout", "instance-lsgan-lambda10-beta0.9"])
+def test_eager_engine_is_the_reference_step_bit_for_bit(norm, gan_mode, use_dropout, lambda_L1,
+                                                        beta1):
     """The written-out reference step on copies of the same modules (same forward math, same
-    dropout counter) gives bitwise the engine's losses, weights and buffers."""
+    dropout counter) gives bitwise the engine's losses, weights, buffers and gradients (D's
+    holding its own step's only: D is frozen in G's step)."""
     netG, netD = tiny_networks(norm=norm, num_downs=6, use_dropout=use_dropout)
     copyG, copyD = copy.deepcopy(netG), copy.deepcopy(netD)
-    opt_G, opt_D = _adam(copyG), _adam(copyD)
+    opt_G, opt_D = _adam(copyG, beta1), _adam(copyD, beta1)
     criterion = fastp2p.GANLoss(gan_mode)  # the engine's criterion (the fused loss op)
-    engine = Pix2PixEngine(netG, netD, gan_mode=gan_mode)
+    engine = Pix2PixEngine(netG, netD, gan_mode=gan_mode, lambda_L1=lambda_L1, beta1=beta1)
     for real_A, real_B in random_batches(3, size=64):
-        expected = reference_step(copyG, copyD, opt_G, opt_D, criterion, real_A, real_B)
+        expected = reference_step(copyG, copyD, opt_G, opt_D, criterion, real_A, real_B,
+                                  lambda_L1)
         engine.step(real_A, real_B)
         got = engine.read_losses()
         assert [got[name] for name in LOSS_NAMES] == expected
     for ours, theirs in zip(parameters_and_buffers(netG, netD),
                             parameters_and_buffers(copyG, copyD)):
         assert torch.equal(ours, theirs)
+    for ours, theirs in zip([*netG.parameters(), *netD.parameters()],
+                            [*copyG.parameters(), *copyD.parameters()]):
+        assert torch.equal(ours.grad, theirs.grad)
     start_G, _ = tiny_networks(norm=norm, num_downs=6, use_dropout=use_dropout)
     assert not all(torch.equal(a, b) for a, b in zip(start_G.parameters(), netG.parameters()))
 
