@@ -14,25 +14,25 @@ from helpers.train_helpers import random_batches, tiny_networks
 MODES = ["vanilla", "lsgan", "wgangp"]
 
 
-def _constructed(ours):
-    return fastp2p.GANLoss(ours.gan_mode, 0.9, 0.2)
+def _constructed(ours, real, fake):
+    return fastp2p.GANLoss(ours.gan_mode, real, fake)
 
 
-def _loaded(ours):
-    ours.load_state_dict(ReferenceGANLoss(ours.gan_mode, 0.9, 0.2).state_dict())
+def _loaded(ours, real, fake):
+    ours.load_state_dict(ReferenceGANLoss(ours.gan_mode, real, fake).state_dict())
     return ours
 
 
-def _written_in_place(ours):
+def _written_in_place(ours, real, fake):
     with torch.no_grad():
-        ours.real_label.fill_(0.9)
-        ours.fake_label.fill_(0.2)
+        ours.real_label.fill_(real)
+        ours.fake_label.fill_(fake)
     return ours
 
 
-def _replaced(ours):
-    ours.real_label = torch.tensor(0.9)
-    ours.fake_label = torch.tensor(0.2)
+def _replaced(ours, real, fake):
+    ours.real_label = torch.tensor(real)
+    ours.fake_label = torch.tensor(fake)
     return ours
 
 
@@ -51,17 +51,20 @@ def _assert_matches_reference(ours, real_label, fake_label):
         assert_close(x.grad, ref_in.grad, FP32_SINGLE_OP, f"grad, target_is_real={target_is_real}")
 
 
+# Both labels changed, and each alone (a check for the default labels that read one of them
+# took the other's change for the default).
+@pytest.mark.parametrize("labels", [(0.9, 0.2), (1.0, 0.2), (0.9, 0.0)], ids=str)
 @pytest.mark.parametrize("set_labels", [_constructed, _loaded, _written_in_place, _replaced])
 @pytest.mark.parametrize("mode", MODES)
-def test_labels_set_any_way_are_honoured(mode, set_labels):
+def test_labels_set_any_way_are_honoured(mode, set_labels, labels):
     ours = fastp2p.GANLoss(mode)
     _assert_matches_reference(ours, 1.0, 0.0)  # the default labels seen first
-    _assert_matches_reference(set_labels(ours), 0.9, 0.2)
+    _assert_matches_reference(set_labels(ours, *labels), *labels)
 
 
 @pytest.mark.parametrize("mode", MODES)
 def test_labels_written_back_to_default_take_the_fused_op_again(mode, monkeypatch):
-    ours = _written_in_place(fastp2p.GANLoss(mode))
+    ours = _written_in_place(fastp2p.GANLoss(mode), 0.9, 0.2)
     _assert_matches_reference(ours, 0.9, 0.2)
     with torch.no_grad():
         ours.real_label.fill_(1.0)

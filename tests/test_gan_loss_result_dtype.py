@@ -54,10 +54,24 @@ def test_the_result_has_the_references_dtype(mode, logits_dtype, label_dtype):
 
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("logits_dtype", DTYPES, ids=str)
-@pytest.mark.parametrize("label_dtype", [torch.float32, torch.float64], ids=str)
+@pytest.mark.parametrize("label_dtype", [torch.float32, torch.float64, torch.bfloat16], ids=str)
 def test_the_result_has_the_references_dtype_under_cpu_autocast(mode, logits_dtype,
                                                                 label_dtype):
+    """bfloat16 labels too: autocast widens the label losses to float32 whatever the labels'
+    dtype (a result in the labels' and logits' bfloat16 passed the wider labels)."""
     _check(mode, logits_dtype, label_dtype, True, autocast_dtype=torch.bfloat16)
+
+
+@pytest.mark.parametrize("mode", ["vanilla", "lsgan"])
+def test_labels_of_two_dtypes_give_the_references_dtype(mode):
+    """A float64 real label beside a float32 fake one (buffers replaced by hand): the fake
+    target's loss has the dtype the reference gives it, not the real label's."""
+    ours, theirs = fastp2p.GANLoss(mode), ReferenceGANLoss(mode)
+    for net in (ours, theirs):
+        net.real_label = torch.tensor(1.0, dtype=torch.float64)
+    logits = _logits(torch.float32)
+    for target_is_real in (True, False):
+        assert ours(logits, target_is_real).dtype == theirs(logits, target_is_real).dtype
 
 
 def test_the_usual_cases_by_name():
