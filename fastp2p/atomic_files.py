@@ -119,7 +119,9 @@ _TEMPORARY = re.compile(r"^\.?.+\.tmp-(\d+)(\.[^.]*)?$")
 
 
 def process_alive(pid: int) -> bool:
-    """Whether process ``pid`` runs (any user's); True where that cannot be told."""
+    """Whether process ``pid`` runs (any user's); True where that cannot be told. A zombie (a
+    killed process its parent, or init, has not reaped yet) runs nothing: os.kill(pid, 0) still
+    finds it, and a pack resumed at once kept the temporary shards of workers killed with it."""
     if os.name == "nt":  # os.kill would terminate the process there: assume it is alive
         return True
     try:
@@ -128,7 +130,18 @@ def process_alive(pid: int) -> bool:
         return False
     except OSError:  # e.g. another user's process
         return True
-    return True
+    return not _zombie(pid)
+
+
+def _zombie(pid: int) -> bool:
+    """Whether Linux's /proc says ``pid`` is a zombie (False where there is no /proc)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat_file:
+            # "pid (comm) state ...": comm may hold spaces and parentheses, the state follows
+            # the last ')'
+            return stat_file.read().rpartition(b")")[2].split()[:1] == [b"Z"]
+    except OSError:
+        return False
 
 
 def left_by_dead_process(path) -> bool:
