@@ -15,6 +15,7 @@ from fastp2p import reference
 from fastp2p.nn import folding
 from helpers.network_checks import randomize_batchnorms
 from helpers.tolerances import FP32_NETWORK, assert_close
+from helpers.triton_interpreter import REGISTRY_DEFAULT
 
 
 def _without_batch_counters(net):
@@ -74,14 +75,13 @@ def test_a_norm_with_its_batch_counter_is_still_folded():
 
 
 @pytest.mark.parametrize("grad", [False, True], ids=["no_grad", "grad"])
-def test_unet_eval_after_a_training_forward_refolds_by_the_batch_counter(grad, monkeypatch):
+@pytest.mark.parametrize("backend", [REGISTRY_DEFAULT], indirect=True)
+def test_unet_eval_after_a_training_forward_refolds_by_the_batch_counter(backend, grad):
     """With the counter (torch's default) the fold is cached, and the counter's bump is what
     shows the training forward: a fold keyed without it gave 6.5e-2 relative error after a
     forward recording autograd. That forward runs torch's batch norm (no version bump on the
     statistics) only as the registry picks by default (fastp2p.ops.norm_act_torch), not with
     the reference backend the suite forces elsewhere, so no backend is forced here."""
-    monkeypatch.delenv("FASTP2P_BACKEND", raising=False)
-    monkeypatch.delenv("TRITON_INTERPRET", raising=False)
     torch.manual_seed(0)
     theirs = randomize_batchnorms(reference.UnetGenerator(3, 3, 6, 8), 5)
     ours = fastp2p.UNet(3, 3, 6, 8)
