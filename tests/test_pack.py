@@ -154,9 +154,37 @@ def test_changed_source_repacks_only_its_shard(aligned_root, tmp_path, monkeypat
     assert written == ["shard-00001.u8"]
 
 
+def test_a_repack_stopped_after_a_changed_shard_leaves_no_index(aligned_root, tmp_path,
+                                                                monkeypatch):
+    """index.json goes before the first shard is rewritten: a re-pack stopped after the new
+    shard-00001.u8 landed left the old index beside it, which readers and --verify took for a
+    finished pack with a damaged shard instead of an unfinished one."""
+    root = tmp_path / "root"
+    (root / "train").mkdir(parents=True)
+    for path in sorted((aligned_root / "train").iterdir()):
+        (root / "train" / path.name).write_bytes(path.read_bytes())
+    _pack(root, tmp_path / "out")
+    _image(np.random.default_rng(5), 30, 60, root / "train" / "04.png")
+    real_write = pack_module.write_shard
+
+    def write_then_stop(job):
+        real_write(job)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(pack_module, "write_shard", write_then_stop)
+    with pytest.raises(KeyboardInterrupt):
+        _pack(root, tmp_path / "out")
+    phase = tmp_path / "out" / "train"
+    assert (phase / "shard-00001.u8").exists() and not (phase / INDEX_NAME).exists()
+    with pytest.raises(DataError, match="unfinished pack"):
+        create_dataset(_args(tmp_path / "out"), "train")
+
+
 def _corrupt(path, how):
     if how == "truncated":
         path.write_bytes(path.read_bytes()[:-7])
+    elif how == "appended":     # e.g. a copy that went on writing past the shard's end
+        path.write_bytes(path.read_bytes() + bytes(7))
     else:
         data = bytearray(path.read_bytes())
         data[len(data) // 2] ^= 0x01
@@ -164,6 +192,7 @@ def _corrupt(path, how):
 
 
 @pytest.mark.parametrize("how, message", [("truncated", "truncated or corrupt"),
+                                          ("appended", "truncated or corrupt"),
                                           ("flipped", "checksum does not match")])
 def test_verify_names_a_bad_shard(aligned_root, tmp_path, how, message):
     _pack(aligned_root, tmp_path / "out")
@@ -184,9 +213,13 @@ def test_reader_rejects_truncated_shard_and_other_preprocess(aligned_root, tmp_p
     # a crop above the stored size too (fastp2p test's load follows its crop): both are named
     with pytest.raises(DataError, match=f"--load_size and --crop_size of at most {LOAD}"):
         create_dataset(_args(tmp_path / "out", load_size=LOAD + 4, crop_size=LOAD + 4), "train")
-    _corrupt(tmp_path / "out" / "train" / "shard-00002.u8", "truncated")
-    with pytest.raises(DataError, match="shard-00002.u8: shard is .* truncated"):
-        create_dataset(_args(tmp_path / "out"), "train")
+    shard = tmp_path / "out" / "train" / "shard-00002.u8"
+    good = shard.read_bytes()
+    for how in ("appended", "truncated"):   # refused on opening, before a pixel is read
+        shard.write_bytes(good)
+        _corrupt(shard, how)
+        with pytest.raises(DataError, match="shard-00002.u8: shard is .* truncated"):
+            create_dataset(_args(tmp_path / "out"), "train")
 
 
 def test_a_smaller_load_size_resizes_the_stored_halves_again(aligned_root, tmp_path):
