@@ -8,6 +8,9 @@
   of the batch unwritten;
 - well-formed JSON of the wrong shape in index.json or pack-state.json is unreadable bookkeeping:
   the re-run packs those shards again (it crashed with AttributeError);
+- a state record or an index whose fields disagree with each other or with the shards (more
+  sources than pairs, a grayscale file outside the folder, a count the shards do not hold, a
+  CRC32 past 32 bits): the record is not kept, the index is refused on opening;
 - a re-run removes only the temporary files of dead processes: another pack's, still being
   written, made the first run die with "No such file or directory" (and a second pack into a
   folder one is writing is now refused at once: test_pack_limits_and_lock).
@@ -15,6 +18,7 @@
 import json
 import os
 import random
+import re
 import subprocess
 import sys
 import time
@@ -158,6 +162,71 @@ def test_a_state_record_naming_a_file_outside_the_pack_is_not_kept(packed, tmp_p
                  "--no-progress"]) == 0, capsys.readouterr().err
     assert (phase / "shard-00000.u8").read_bytes() == outside.read_bytes()   # packed again
     PackedDataset(phase, Preprocess(load_size=20, crop_size=16), swap=False).read_raw(0)
+
+
+def _more_sources_than_pairs(record, index):
+    record["sources"] = index["sources"][:3]    # the shard holds 2
+
+
+def _gray_file_outside(record, index):
+    record["gray_file"] = "../outside-gray.u8"   # a good copy of its grayscale shard
+
+
+@pytest.mark.parametrize("gray, edit", [(False, _more_sources_than_pairs),
+                                        (True, _gray_file_outside)],
+                         ids=["more-sources-than-pairs", "gray-file-outside"])
+def test_a_state_record_pack_never_writes_is_not_kept(tmp_path, capsys, gray, edit):
+    """A record whose shard and checksums are good but whose other fields pack never writes:
+    kept, the re-run finished (exit 0) with an index that its own readers refuse (8 sources for
+    6 pairs; a grayscale file outside the pack, read and named in the index)."""
+    data, out = tmp_path / "data", tmp_path / "packed"
+    options = ["--load_size", "20", "--pairs-per-shard", "2", "--no-progress"] + (
+        ["--gray"] if gray else [])
+    assert main(["pack", "--synthetic", "6", str(data), str(out), *options]) == 0
+    phase = out / "train"
+    good = {path.name: path.read_bytes() for path in sorted(phase.glob("*.u8"))}
+    if gray:
+        (out / "outside-gray.u8").write_bytes(good["gray-00000.u8"])
+    index = json.loads((phase / "index.json").read_text())
+    record = dict(index["shards"][0], sources=index["sources"][:2])
+    edit(record, index)
+    (phase / "index.json").unlink()
+    (phase / "pack-state.json").write_text(json.dumps(
+        {"load_size": 20, "shards": {"shard-00000.u8": record}}))
+    capsys.readouterr()
+    assert main(["pack", str(data), str(out), *options]) == 0, capsys.readouterr().err
+    repacked = read_index(phase)
+    assert repacked["count"] == 6 and repacked["shards"][0] == index["shards"][0]
+    assert {path.name: path.read_bytes() for path in sorted(phase.glob("*.u8"))} == good
+
+
+def _more_pairs_than_the_shards_hold(index):
+    index["count"] += 2
+    index["sources"] += index["sources"][:2]
+
+
+def _crc32_past_32_bits(index):
+    index["shards"][0]["crc32"] += 1 << 32
+
+
+@pytest.mark.parametrize("edit, problem", [
+    (_more_pairs_than_the_shards_hold, r"field 'count' \(8\) disagrees with the shards' counts"),
+    (_crc32_past_32_bits, r"shards\[0\]\.crc32 must be an unsigned 32-bit integer"),
+], ids=["count", "crc32"])
+def test_an_index_at_odds_with_its_shards_is_refused_on_opening(packed, capsys, edit, problem):
+    """Refused before a pixel is read: with 8 pairs for 6 stored, --verify passed and reading
+    pair 7 said the pack was rewritten while read; a 33-bit CRC blamed a good shard as
+    damaged at its first read."""
+    _, out = packed
+    phase = out / "train"
+    index = json.loads((phase / "index.json").read_text())
+    edit(index)
+    (phase / "index.json").write_text(json.dumps(index))
+    with pytest.raises(DataError, match=problem):
+        PackedDataset(phase, Preprocess(load_size=20, crop_size=16), swap=False)
+    assert main(["pack", "--verify", str(out), "--no-progress"]) == 1
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1 and re.search(problem, err), err
 
 
 def test_a_rerun_removes_only_temporary_files_of_dead_processes(packed, capsys):
