@@ -214,6 +214,20 @@ def test_pairs_read_the_same_through_pread_and_short_reads(phase, monkeypatch, r
         assert pair_reads[:PAIRS + 1] == [100] * (PAIRS + 1), pair_reads
 
 
+def test_a_read_that_ends_early_at_an_unchanged_file_is_refused(phase, monkeypatch):
+    """A file system that returns end of file inside a shard whose size and change times are
+    those its CRC32 check saw (a read past what a network or FUSE mount delivers): the pair's
+    buffer would be left unfilled, and it was handed out as a pair."""
+    import fastp2p.data.packed as packed_module
+    dataset = _open(phase)
+    dataset.read_raw(0)     # the shard checked and open
+    monkeypatch.setattr(packed_module, "_PREADV", lambda fd, buffers, offset: 0)
+    for read in (lambda: dataset.read_raw(1), lambda: dataset.read_batch([1])):
+        with pytest.raises(DataError) as error:
+            read()
+        _one_line_rewritten(error, phase, "shard-00000.u8")
+
+
 def _touch(path):
     info = os.stat(path)
     os.utime(path, ns=(info.st_atime_ns, info.st_mtime_ns + 10**9))
