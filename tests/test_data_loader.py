@@ -73,6 +73,16 @@ def test_order_and_augmentation_are_fixed_by_seed_and_epoch(dataset):
     assert names(epoch_batches(other_seed, 3)) != names(epoch3_a)
 
 
+def test_each_epoch_draws_new_crops_and_flips_for_the_same_pairs(dataset):
+    """The epoch is part of each pair's draw: without it every epoch repeated each pair's crop
+    and flip (the order still changed with the epoch, so the test above could not tell)."""
+    loader = create_dataloader(dataset, 10, shuffle=False, num_workers=0, seed=5)
+    (epoch3,), (epoch4,) = epoch_batches(loader, 3), epoch_batches(loader, 4)
+    assert epoch3["A_paths"] == epoch4["A_paths"]
+    changed = [not torch.equal(a, b) for a, b in zip(epoch3["A"], epoch4["A"])]
+    assert sum(changed) >= 5, changed     # 18 crops and flips each: 1 in 18 stays by chance
+
+
 def test_augmentation_does_not_depend_on_the_number_of_workers(dataset):
     serial = epoch_batches(create_dataloader(dataset, 4, shuffle=True, num_workers=0, seed=1), 2)
     parallel = epoch_batches(create_dataloader(dataset, 4, shuffle=True, num_workers=2, seed=1),
