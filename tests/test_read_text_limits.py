@@ -20,6 +20,23 @@ def test_a_small_file_under_a_large_limit_reserves_little(tmp_path):
     assert peak < 1 << 20, peak
 
 
+def test_a_file_larger_than_the_limit_is_refused_unread(tmp_path):
+    """The size is checked before the read: a 64 MiB file under a 1 MiB limit was read whole
+    (twice its size in memory for a moment) and only then refused."""
+    path = tmp_path / "pack-state.json"
+    with open(path, "wb") as handle:
+        handle.truncate(64 << 20)   # sparse: no disk used
+    tracemalloc.start()
+    try:
+        with pytest.raises(FileTooLarge) as error:
+            read_text(path, 1 << 20)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert error.value.size == 64 << 20
+    assert peak < 1 << 20, peak
+
+
 @pytest.mark.parametrize("extra", [0, 1])
 def test_the_limit_is_exact(tmp_path, extra):
     path = tmp_path / "f.txt"
