@@ -98,6 +98,26 @@ def test_each_finished_shard_writes_only_its_own_line(data, tmp_path, monkeypatc
     assert written == seen[-1][1]
 
 
+def test_each_finished_shards_line_is_fsynced_once_it_is_written(data, tmp_path, monkeypatch):
+    """A shard renamed into place is kept only if its record survives a power loss: its line
+    is on the disk (fsynced) before the next shard starts. Without the fsync no test failed."""
+    state = tmp_path / "out" / "train" / STATE_NAME
+    real_fsync, events = os.fsync, []
+
+    def fsync(fd):
+        if os.readlink(f"/proc/self/fd/{fd}") == str(state):
+            events.append(("synced", os.fstat(fd).st_size))
+        return real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(pack_module, "write_shard",
+                        lambda job: events.append(("shard", job["file"])) or WRITE_SHARD(job))
+    _pack(data, tmp_path / "out")
+    assert [kind for kind, _ in events] == ["shard", "synced"] * 6, events
+    sizes = [size for kind, size in events if kind == "synced"]
+    assert sizes == sorted(set(sizes)), sizes    # each after its own line was appended
+
+
 def test_the_state_is_a_header_line_and_a_line_per_finished_shard(data, tmp_path,
                                                                   monkeypatch):
     phase = _interrupted(data, tmp_path / "out", monkeypatch, shards=3)
