@@ -7,6 +7,8 @@ interrupts; a SIGTERM that went to a helper thread then waited for the next resu
 workers, killed by the same signal, never sent (``fastp2p pack --synthetic`` was still running
 10 s after a SIGTERM once, in a CI run under load). Here the signal is sent to a helper thread
 on purpose, while the one worker sleeps on its task."""
+import os
+import signal
 import subprocess
 import sys
 import textwrap
@@ -46,7 +48,7 @@ def _run(wait: str, tmp_path):
 
 
 def test_sigterm_at_a_helper_thread_stops_a_wait_on_results(tmp_path):
-    run = _run("results_in_order(results)", tmp_path)
+    run = _run("results_in_order(pool, results)", tmp_path)
     try:
         code = run.wait(timeout=20)
     finally:
@@ -64,3 +66,28 @@ def test_the_same_signal_is_lost_to_a_wait_without_timeout(tmp_path):
     finally:
         run.kill()
         run.wait()
+
+
+def _stop_signal_handlers(_=None):
+    """Whether SIGINT is ignored and SIGTERM as by default here (a handler does not pickle)."""
+    return (signal.getsignal(signal.SIGINT) == signal.SIG_IGN,
+            signal.getsignal(signal.SIGTERM) == signal.SIG_DFL)
+
+
+def test_workers_ignore_ctrl_c_and_end_at_sigterm_whatever_the_caller_set():
+    """The pool's workers, the first ones and one started in place of a worker that died:
+    - SIGTERM as by default: a library caller's own handler, forked in, kept them alive
+      through the pool's terminate (pack_phase(workers=2), one shard failing while the other
+      worker waited on the task queue, never returned);
+    - SIGINT ignored: a replacement is forked outside the start's stops_deferred, with
+      Python's handler, and a Ctrl-C gave its traceback and could hang the terminate."""
+    from fastp2p.data.worker_pool import worker_pool
+    previous = signal.signal(signal.SIGTERM, lambda *_: None)
+    try:
+        with worker_pool(1) as pool:
+            first = pool.apply(_stop_signal_handlers)
+            pool.apply_async(os._exit, (1,))    # that worker dies; the pool starts another
+            replacement = pool.apply(_stop_signal_handlers)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert first == replacement == (True, True)

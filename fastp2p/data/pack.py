@@ -615,6 +615,7 @@ def _run_jobs(jobs: list, workers: int, bar):
         reported = 0
         while pending:
             time.sleep(0.1)
+            pool.raise_if_a_worker_died()   # its task's result would never come
             if bar is not None and counter.value != reported:
                 bar.update(counter.value - reported)
                 reported = counter.value

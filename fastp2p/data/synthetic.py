@@ -265,7 +265,8 @@ def write_synthetic(dataroot, count: int, *, seed: int = 0, phase: str = "train"
             # imap draws jobs only as fast as the pipe to the workers takes them (some hundreds
             # ahead)
             with worker_pool(min(workers, len(starts))) as pool:
-                for start, _ in zip(starts, results_in_order(pool.imap(_write_range, jobs))):
+                results = results_in_order(pool, pool.imap(_write_range, jobs))
+                for start, _ in zip(starts, results):
                     if bar is not None:
                         bar.update(min(chunk, count - start))
     finally:
