@@ -65,6 +65,12 @@ def _adam_moment_of_another_shape(state):
     moments["exp_avg"] = torch.zeros(moments["exp_avg"].numel() + 1)
 
 
+def _adam_moment_transposed(state):
+    """As many elements as the parameter, in another shape."""
+    moments = state["engine"]["optimizer_D"]["state"][0]
+    moments["exp_avg"] = torch.zeros(tuple(reversed(moments["exp_avg"].shape)))
+
+
 def _negative_epoch_images(state):
     state["progress"]["epoch_images"] = -2
 
@@ -95,6 +101,10 @@ def _adam_amsgrad(state):
 
 def _adam_one_beta(state):
     state["engine"]["optimizer_D"]["param_groups"][0]["betas"] = (0.5,)
+
+
+def _adam_beta_of_one(state):
+    state["engine"]["optimizer_D"]["param_groups"][0]["betas"] = (0.5, 1.0)
 
 
 def _loss_sums_of_another_shape(state):
@@ -197,6 +207,10 @@ def _epoch_count_after_the_epoch(state):
     state["schedule"]["epoch_count"] = 10**6
 
 
+def _epoch_count_just_after_the_epoch(state):
+    state["schedule"]["epoch_count"] = state["progress"]["epoch"] + 1
+
+
 def _epoch_count_past_int64(state):
     state["schedule"]["epoch_count"] = 10**400
 
@@ -235,7 +249,8 @@ CRAFTS = [_unexpected_progress_key, _no_optimizer_state, _short_numpy_keys, _sho
           _nan_first_nonfinite_step, _first_nonfinite_step_of_a_float, _negative_device_step,
           _loss_sums_on_the_meta_device, _steps_past_int64, _lr_past_any_float, _nan_bad_epochs,
           _infinite_bad_epochs, _minus_infinite_best_metric, _best_metric_past_any_float,
-          _epoch_count_after_the_epoch, _epoch_count_past_int64, _epoch_loss_sum_past_any_float,
+          _epoch_count_after_the_epoch, _epoch_count_just_after_the_epoch,
+          _epoch_count_past_int64, _epoch_loss_sum_past_any_float,
           _images_past_int64, _adam_weight_decay_past_any_float]
 # structure fine, but not what this engine wrote (torch.optim loads it, and the first step
 # failed mid-training or, maximizing, trained G uphill): the engine's one line, after the file
@@ -246,6 +261,9 @@ OTHER_ENGINES = {
     _adam_maximizing: "optimizer_D: Adam's maximize is True, this engine's False",
     _adam_amsgrad: "optimizer_D: Adam's amsgrad is True, this engine's False",
     _adam_one_beta: "optimizer_D: Adam's betas are (0.5,), not two numbers in [0, 1)",
+    _adam_beta_of_one: "optimizer_D: Adam's betas are (0.5, 1.0), not two numbers in [0, 1)",
+    _adam_moment_transposed: "optimizer_D: exp_avg of parameter 0 is (4, 4, 6, 4), the "
+                             "parameter (4, 6, 4, 4)",
     _loss_sums_of_another_shape: "loss_sums is not a torch.float32 tensor of shape (4,)",
     # torch.optim cast the moments to float (truncated), or kept them under an index no
     # group lists, unused (the parameters restarted from fresh moments): no message either way
