@@ -322,6 +322,37 @@ def test_a_state_of_another_engine_is_refused_in_one_line_naming_the_file(traine
     assert folder_files(folder, mtimes=True) == before
 
 
+def _state_of_another_generation(folder):
+    state = _load_state(folder)
+    state["generation"] += 7
+    write_train_state_with_manifest(folder, state)   # the manifest keeps its own generation
+    return "latest_train_state.pth is of generation"
+
+
+def _manifest_removed(folder):
+    (folder / "latest_checkpoint.json").unlink()
+    return "latest_train_state.pth has no manifest latest_checkpoint.json"
+
+
+@pytest.mark.parametrize("damage", [_state_of_another_generation, _manifest_removed],
+                         ids=["another-generation", "no-manifest"])
+def test_a_state_its_manifest_does_not_vouch_for_is_refused_in_one_line(trained, tmp_path,
+                                                                       capsys, damage):
+    """A training state that is no part of the set its manifest records (another save's
+    generation; no manifest at all, which crashed with a TypeError without the check)."""
+    data, checkpoints = trained
+    copy = tmp_path / "ck"
+    shutil.copytree(checkpoints, copy)
+    folder = copy / "tiny"
+    problem = damage(folder)
+    before = folder_files(folder, mtimes=True)
+    assert main(train_argv(data, copy, "--continue_train", "--n_epochs", "2",
+                           "--n_epochs_decay", "0")) == 1
+    line = one_line(capsys.readouterr().err)
+    assert problem in line and "resume from another --epoch or start again" in line, line
+    assert folder_files(folder, mtimes=True) == before
+
+
 def test_the_states_fastp2p_writes_pass_the_check(trained):
     from fastp2p.train.train_state_check import train_state_problem
     _, checkpoints = trained

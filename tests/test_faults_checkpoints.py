@@ -401,6 +401,18 @@ def test_a_save_killed_between_renames_resumes_one_whole_set(tmp_path, monkeypat
         _assert_state(loadD, expected_D)
 
 
+def test_each_save_is_a_generation_one_later_in_its_manifest_and_state(tmp_path):
+    """The generation ties a training state to its manifest (a resume refuses a mismatch): a
+    write that stopped counting recorded 0 every time and no test saw it."""
+    netG, netD = tiny_networks()
+    folder = CheckpointFolder(tmp_path, "run")
+    for generation in (1, 2, 3):
+        folder.save(["latest", str(generation)], netG, netD, {"tag": generation})
+        for label in ("latest", str(generation)):
+            assert folder.manifest(label)["generation"] == generation
+        assert folder.load_train_state("latest")["generation"] == generation
+
+
 def test_a_set_mixed_by_hand_is_refused(tmp_path):
     netG, netD = tiny_networks()
     folder = CheckpointFolder(tmp_path, "run")
