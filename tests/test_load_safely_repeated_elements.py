@@ -84,6 +84,26 @@ def test_one_tensor_under_thousands_of_names_is_refused(tmp_path):
     _refused_within_seconds(tmp_path / "shared.pth", "the same tensors under many names")
 
 
+@pytest.mark.parametrize("names", [2, 3])
+def test_the_bound_is_twice_the_bytes_stored(tmp_path, names):
+    """A tied weight refers to its bytes twice and loads; a third name is refused (the bound
+    at 1000 times passed every test)."""
+    shared = torch.ones(1 << 22)   # 16 MiB, past the bound's 1 MiB of slack
+    path = tmp_path / "shared.pth"
+    torch.save({f"w{i}": shared for i in range(names)}, path)
+    if names == 3:
+        _refused_within_seconds(path, "refer to 50,331,648 bytes over 16,777,216 stored")
+    else:
+        assert len(load_safely(path)) == 2
+
+
+def test_distinct_views_of_one_storage_count_against_it(tmp_path):
+    """Other tensor objects over the same bytes: counted by storage, not by object."""
+    base = torch.ones(1 << 20)   # 4 MiB
+    torch.save({f"v{i}": base.view(-1) for i in range(3)}, tmp_path / "views.pth")
+    _refused_within_seconds(tmp_path / "views.pth", "the same tensors under many names")
+
+
 def test_the_sharing_real_states_have_loads(tmp_path):
     """Tied weights, and torch.optim's param_groups sharing their defaults' tuples."""
     net = torch.nn.Linear(256, 256)
