@@ -137,3 +137,18 @@ def test_the_saved_module_versions_reach_torchs_loaders(wrapped):
     for loader in loaders.values():
         with pytest.raises(RuntimeError, match="num_batches_tracked"):
             loader.load_state_dict(state)
+
+
+def test_module_versions_torch_could_not_read_are_left_out(tmp_path):
+    """A crafted or foreign file's _metadata: a version that is no int (torch's BatchNorm
+    compares it with 2: a TypeError traceback), an entry that is no mapping. Left out, as if
+    not recorded: the file loads, through from_checkpoint and load_state_dict."""
+    net = fastp2p.UNet(3, 3, 5, 4)
+    state = net.state_dict()
+    state._metadata["model.model.1.model.2"] = {"version": "2"}
+    state._metadata["model.model.1.model.1"] = 3
+    torch.save(state, tmp_path / "net.pth")
+    for loaded in (fastp2p.UNet.from_checkpoint(tmp_path / "net.pth"), fastp2p.UNet(3, 3, 5, 4)):
+        loaded.load_state_dict(state)
+        assert all(torch.equal(loaded.state_dict()[key], value)
+                   for key, value in net.state_dict().items())
