@@ -2,8 +2,10 @@
 a checkpoint, nothing non-finite is saved, a checkpoint set changes all together or not at all,
 failed writes are one-line errors with exit code 1, and stale temporary files go away."""
 import errno
+import json
 import os
 import random
+import re
 import subprocess
 import sys
 
@@ -411,6 +413,37 @@ def test_each_save_is_a_generation_one_later_in_its_manifest_and_state(tmp_path)
         for label in ("latest", str(generation)):
             assert folder.manifest(label)["generation"] == generation
         assert folder.load_train_state("latest")["generation"] == generation
+
+
+def _other_format(manifest):
+    manifest["format"] = manifest["format"] + "-v9"
+
+
+def _generation_as_text(manifest):
+    manifest["generation"] = str(manifest["generation"])
+
+
+def _size_as_text(manifest):
+    entry = next(iter(manifest["files"].values()))
+    entry["size"] = str(entry["size"])
+
+
+@pytest.mark.parametrize("edit", [_other_format, _generation_as_text, _size_as_text],
+                         ids=["format", "generation", "size"])
+def test_a_manifest_fastp2p_did_not_write_is_refused_by_every_reader(tmp_path, edit):
+    """Another tool's (or a newer format's) manifest is not taken as this set's record."""
+    netG, netD = tiny_networks()
+    folder = CheckpointFolder(tmp_path, "run")
+    folder.save(["latest"], netG, netD, {"tag": "saved"})
+    path = folder.file("latest", "checkpoint.json")
+    manifest = json.loads(path.read_text())
+    edit(manifest)
+    path.write_text(json.dumps(manifest))
+    refused = f"{path}: not a fastp2p checkpoint manifest; "
+    with pytest.raises(ValueError, match=re.escape(refused)):
+        folder.load_train_state("latest")
+    with pytest.raises(ValueError, match=re.escape(refused)):
+        type(netG).from_checkpoint(folder.file("latest", "net_G.pth"))
 
 
 def test_a_set_mixed_by_hand_is_refused(tmp_path):
