@@ -16,7 +16,7 @@ from PIL import Image
 
 import fastp2p.train.checkpoints as checkpoints_module
 from fastp2p.cli import main
-from fastp2p.train.checkpoints import CheckpointFolder
+from fastp2p.train.checkpoints import CheckpointFolder, CheckpointWriteError
 from fastp2p.train.engine import Pix2PixEngine
 from fastp2p.train.schedulers import LRSchedule
 from fastp2p.train.trainer import Trainer
@@ -466,6 +466,36 @@ def test_every_file_of_a_set_is_on_disk_before_its_manifest_commits_it(tmp_path,
     renamed = [event[1] for event in events if event[0] == "rename"]
     assert len(renamed) == 4 and set(renamed) <= synced_before, events
     assert events[commit + 1] == ("fsync", str(folder.path)), events
+
+
+@pytest.mark.parametrize("fails_at", [1, 3], ids=["the-commit", "after-the-commit"])
+def test_a_rename_that_fails_keeps_whichever_set_its_manifest_records(tmp_path, monkeypatch,
+                                                                      fails_at):
+    """An OSError (EIO, a folder in the way) at one of a save's renames: before the commit the
+    old set stays; after it the new set's staged files stay for the next run to move into
+    place (removing them too left a manifest recording files that no longer exist, and the
+    next --continue_train refused both saves)."""
+    netG, netD = tiny_networks()
+    folder = CheckpointFolder(tmp_path, "run")
+    folder.save(["latest"], netG, netD, {"tag": "old"})
+    real_replace, calls = os.replace, []
+
+    def replace(source, target):
+        calls.append(target)
+        if len(calls) == fails_at:
+            raise OSError(errno.EIO, os.strerror(errno.EIO), str(target))
+        real_replace(source, target)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(checkpoints_module.os, "replace", replace)
+        with pytest.raises(CheckpointWriteError) as failed:
+            folder.save(["latest"], netG, netD, {"tag": "new"})
+    committed = fails_at > 1
+    assert ("recorded in its manifest" in str(failed.value)) == committed
+    folder.prepare()
+    assert folder.load_train_state("latest")["tag"] == ("new" if committed else "old")
+    folder.load_network(tiny_networks(seed=7)[1], "latest", "D")
+    assert not list(folder.path.glob(".*"))
 
 
 def test_a_set_mixed_by_hand_is_refused(tmp_path):
