@@ -204,3 +204,22 @@ def test_host_copy_of_cuda_tensors_is_pinned_complete_and_owns_its_memory():
     torch.cuda.synchronize()
     assert copy["w"].device.type == "cpu" and copy["w"].is_pinned()
     assert torch.equal(copy["w"], expected) and copy["again"] is copy["w"]
+
+
+def test_a_failed_job_is_raised_before_the_next_one_runs_whatever_may_queue():
+    """A sample or page job (in_flight 3, which need not wait for the failed one) after a
+    failed save: the failure is raised at that submit and the job never runs. Dropping the
+    check ran it, and the error waited for the next wait()."""
+    writer, ran = BackgroundWriter(), []
+
+    def fails():
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    writer.submit(fails)
+    while not writer._pending[0].done():
+        time.sleep(0.01)
+    with pytest.raises(OSError, match="No space left"):
+        writer.submit(lambda: ran.append(1), in_flight=3)
+    writer.wait()
+    writer.close()
+    assert ran == []
