@@ -208,3 +208,30 @@ def test_a_lock_file_a_killed_run_left_changes_nothing(data, trained, tmp_path, 
                            "--no_html")) == 0
     assert "previous run's 3 checkpoint set(s)" in capsys.readouterr().out
     assert not (folder / LOCK_NAME).exists()
+
+
+def test_a_lock_file_removed_between_open_and_lock_is_not_taken_for_the_lock(tmp_path,
+                                                                            monkeypatch):
+    """The run holding the folder ends (removing .lock) after a second run opened the file
+    and before it locked it: that lock is on a file nobody else opens, so the second run takes
+    the one at the path, and a third run is refused. Without the check the second locked the
+    removed file and the third trained beside it."""
+    folder = tmp_path / "run"
+    folder.mkdir()
+    first, second, third = (RunFolderLock(folder) for _ in range(3))
+    first.acquire()
+    real_open = RunFolderLock._open
+
+    def open_then_the_first_run_ends(lock):
+        fd = real_open(lock)
+        if lock is second and first._fd is not None:
+            first.release()
+        return fd
+
+    monkeypatch.setattr(RunFolderLock, "_open", open_then_the_first_run_ends)
+    try:
+        assert second.acquire() is None
+        with pytest.raises(RunFolderBusy):
+            third.acquire()
+    finally:
+        second.release()
