@@ -139,13 +139,20 @@ def test_interrupted_pack_resumes_keeping_finished_shards(aligned_root, tmp_path
     assert written == []
 
 
-def test_changed_source_repacks_only_its_shard(aligned_root, tmp_path, monkeypatch):
+def _packed_then_changed(aligned_root, tmp_path):
+    """A copy of ``aligned_root`` packed into tmp_path/out, then its 04.png (in the second
+    shard) changed; returns the copy."""
     root = tmp_path / "root"
     (root / "train").mkdir(parents=True)
     for path in sorted((aligned_root / "train").iterdir()):
         (root / "train" / path.name).write_bytes(path.read_bytes())
     _pack(root, tmp_path / "out")
     _image(np.random.default_rng(5), 30, 60, root / "train" / "04.png")
+    return root
+
+
+def test_changed_source_repacks_only_its_shard(aligned_root, tmp_path, monkeypatch):
+    root = _packed_then_changed(aligned_root, tmp_path)
     written = []
     real_write = pack_module.write_shard
     monkeypatch.setattr(pack_module, "write_shard", lambda job: written.append(job["file"])
@@ -159,12 +166,7 @@ def test_a_repack_stopped_after_a_changed_shard_leaves_no_index(aligned_root, tm
     """index.json goes before the first shard is rewritten: a re-pack stopped after the new
     shard-00001.u8 landed left the old index beside it, which readers and --verify took for a
     finished pack with a damaged shard instead of an unfinished one."""
-    root = tmp_path / "root"
-    (root / "train").mkdir(parents=True)
-    for path in sorted((aligned_root / "train").iterdir()):
-        (root / "train" / path.name).write_bytes(path.read_bytes())
-    _pack(root, tmp_path / "out")
-    _image(np.random.default_rng(5), 30, 60, root / "train" / "04.png")
+    root = _packed_then_changed(aligned_root, tmp_path)
     real_write = pack_module.write_shard
 
     def write_then_stop(job):
