@@ -13,7 +13,9 @@ import textwrap
 
 import pytest
 
+from fastp2p.data.pack import pack_phase
 from fastp2p.data.packed_index import INDEX_NAME, verify_pack
+from fastp2p.data.synthetic import write_synthetic
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"),
                                 reason="a fork pool and SIGKILL")
@@ -68,9 +70,11 @@ def test_a_killed_worker_stops_the_run_with_a_line_and_the_same_command_finishes
                      "out-of-memory killer sends); what was finished is kept: run the same "
                      "command again, with fewer --workers if memory ran out"] * RUNS, lines
     if what == "pack":
-        from fastp2p.data.pack import pack_phase
         phase = tmp_path / "out" / "train"
         assert (phase / "shard-00000.u8").exists() and not (phase / INDEX_NAME).exists()
         pack_phase(tmp_path / "data", tmp_path / "out", "train", load_size=16,
                    pairs_per_shard=1, progress=False, workers=2)
         assert verify_pack(phase)["count"] == 6
+    else:
+        write_synthetic(tmp_path / "out", 200, progress=False, workers=2)
+        assert len(list((tmp_path / "out" / "train").glob("*.jpg"))) == 200
