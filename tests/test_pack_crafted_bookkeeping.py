@@ -176,9 +176,9 @@ def _gray_file_outside(record, index):
                                         (True, _gray_file_outside)],
                          ids=["more-sources-than-pairs", "gray-file-outside"])
 def test_a_state_record_pack_never_writes_is_not_kept(tmp_path, capsys, gray, edit):
-    """A record whose shard and checksums are good but whose other fields pack never writes:
-    kept, the re-run finished (exit 0) with an index that its own readers refuse (8 sources for
-    6 pairs; a grayscale file outside the pack, read and named in the index)."""
+    """A record whose shard and checksums are good but whose other fields pack never writes
+    is packed again. Kept, the re-run finished (exit 0) with an index its own readers refuse
+    (7 sources for 6 pairs; a grayscale file outside the pack, read and named in the index)."""
     data, out = tmp_path / "data", tmp_path / "packed"
     options = ["--load_size", "20", "--pairs-per-shard", "2", "--no-progress"] + (
         ["--gray"] if gray else [])
