@@ -21,9 +21,9 @@ def first_nonfinite(named_tensors) -> str | None:
     finite = [True] * len(named)
     for positions in by_device.values():
         maxima = torch._foreach_norm([named[p][1] for p in positions], float("inf"))
-        # compared in float64, which holds every floating dtype's values: in float32 a float64
-        # value past 3.4e38, finite, was taken for Inf
-        flags = torch.isfinite(torch.stack([m.double() for m in maxima])).tolist()
+        # each maximum checked in its own dtype: cast to float32 first, a finite float64 value
+        # past 3.4e38 was taken for Inf
+        flags = torch.stack([torch.isfinite(m) for m in maxima]).tolist()
         for position, flag in zip(positions, flags):
             finite[position] = flag
     return next((name for name, flag in zip(names, finite) if not flag), None)
