@@ -69,10 +69,11 @@ class _WatchedPool(multiprocessing.pool.Pool):
             raise DataError(_worker_died(dead.exitcode))
 
     def terminate(self) -> None:
-        """The pool's terminate, which first takes the task queue's read lock: after a worker
-        died, a lock it held stays taken, and that wait never ended (1 run in 10 of a pack
-        whose worker was killed). Then it takes a fresh lock instead: the workers left are
-        ended by SIGTERM whatever they wait on."""
+        """The pool's terminate, which first takes the task queue's read lock. After a worker
+        died, that wait never ended in 1 run in 10 of a pack whose worker was killed: the lock
+        stayed taken with no live process holding it (the one worker left waited on it too).
+        Then it takes a fresh lock instead: the workers left are ended by SIGTERM whatever
+        they wait on."""
         if self._dead_worker() is not None:
             self._inqueue._rlock = self._ctx.Lock()
         super().terminate()
