@@ -7,8 +7,6 @@ interrupts; a SIGTERM that went to a helper thread then waited for the next resu
 workers, killed by the same signal, never sent (``fastp2p pack --synthetic`` was still running
 10 s after a SIGTERM once, in a CI run under load). Here the signal is sent to a helper thread
 on purpose, while the one worker sleeps on its task."""
-import os
-import signal
 import subprocess
 import sys
 import textwrap
@@ -68,26 +66,39 @@ def test_the_same_signal_is_lost_to_a_wait_without_timeout(tmp_path):
         run.wait()
 
 
-def _stop_signal_handlers(_=None):
-    """Whether SIGINT is ignored and SIGTERM as by default here (a handler does not pickle)."""
-    return (signal.getsignal(signal.SIGINT) == signal.SIG_IGN,
-            signal.getsignal(signal.SIGTERM) == signal.SIG_DFL)
+
+# A caller with its own SIGTERM handler; one task per worker asks for the worker's handlers,
+# in the first worker and in the one the pool starts after that worker dies.
+_DISPOSITIONS = textwrap.dedent("""
+    import os, signal
+    from fastp2p.data.worker_pool import worker_pool
+
+    def handlers(_=None):    # compared here: a handler does not pickle
+        return (signal.getsignal(signal.SIGINT) == signal.SIG_IGN,
+                signal.getsignal(signal.SIGTERM) == signal.SIG_DFL)
+
+    if __name__ == "__main__":
+        signal.signal(signal.SIGTERM, lambda *_: None)
+        with worker_pool(1) as pool:
+            first = pool.apply(handlers)
+            pool.apply_async(os._exit, (1,))    # that worker dies; the pool starts another
+            print(first, pool.apply(handlers))
+""")
 
 
-def test_workers_ignore_ctrl_c_and_end_at_sigterm_whatever_the_caller_set():
+def test_workers_ignore_ctrl_c_and_end_at_sigterm_whatever_the_caller_set(tmp_path):
     """The pool's workers, the first ones and one started in place of a worker that died:
     - SIGTERM as by default: a library caller's own handler, forked in, kept them alive
       through the pool's terminate (pack_phase(workers=2), one shard failing while the other
       worker waited on the task queue, never returned);
     - SIGINT ignored: a replacement is forked outside the start's stops_deferred, with
-      Python's handler, and a Ctrl-C gave its traceback and could hang the terminate."""
-    from fastp2p.data.worker_pool import worker_pool
-    previous = signal.signal(signal.SIGTERM, lambda *_: None)
+      Python's handler, and a Ctrl-C gave its traceback and could hang the terminate.
+    In a process of its own, killed if it hangs (its SIGTERM handler ignores a timeout's)."""
+    run = subprocess.Popen([sys.executable, "-c", _DISPOSITIONS], cwd=tmp_path,
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        with worker_pool(1) as pool:
-            first = pool.apply(_stop_signal_handlers)
-            pool.apply_async(os._exit, (1,))    # that worker dies; the pool starts another
-            replacement = pool.apply(_stop_signal_handlers)
+        out, err = run.communicate(timeout=60)
     finally:
-        signal.signal(signal.SIGTERM, previous)
-    assert first == replacement == (True, True)
+        run.kill()
+    assert run.returncode == 0, err[-3000:]
+    assert out.split() == ["(True,", "True)", "(True,", "True)"], out
