@@ -15,6 +15,8 @@
 - Shared helpers (tolerances, the interpreter set-up, input makers) live in tests/helpers/.
 - FASTP2P_CPU_DECONV is ``measure`` unless set: no test (nor a command it runs) reads or writes
   the measured forms remembered in the user's cache folder.
+- Each test has 300 s (pytest-timeout, pyproject.toml): a hang ends the run with every thread's
+  stack instead of stalling CI.
 - Golden data comes from ``../shared/reference`` beside the checkout (or $FASTP2P_REFERENCE_DIR);
   tests that need it skip with the reason when it is absent.
 """
@@ -33,6 +35,15 @@ os.environ.setdefault("FASTP2P_CPU_DECONV", "measure")
 
 REFERENCE_DIR = Path(os.environ.get(
     "FASTP2P_REFERENCE_DIR", Path(__file__).resolve().parents[2] / "shared" / "reference"))
+
+
+def pytest_addoption(parser, pluginmanager):
+    """Where pytest-timeout is not installed (the GPU image has no package registry), its two
+    settings in pyproject.toml are known here, so pytest does not warn of unknown options; no
+    limit applies there."""
+    if not pluginmanager.hasplugin("timeout"):
+        parser.addini("timeout", "per-test limit in s (pytest-timeout, not installed: unused)")
+        parser.addini("timeout_method", "pytest-timeout's method (not installed: unused)")
 
 
 def pytest_collection_modifyitems(config, items):
