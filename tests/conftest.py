@@ -15,7 +15,7 @@
 - Shared helpers (tolerances, the interpreter set-up, input makers) live in tests/helpers/.
 - FASTP2P_CPU_DECONV is ``measure`` unless set: no test (nor a command it runs) reads or writes
   the measured forms remembered in the user's cache folder.
-- Each test has 300 s (pytest-timeout, pyproject.toml): a hang ends the run with every thread's
+- Each test has 600 s (pytest-timeout, pyproject.toml): a hang ends the run with every thread's
   stack instead of stalling CI.
 - Golden data comes from ``../shared/reference`` beside the checkout (or $FASTP2P_REFERENCE_DIR);
   tests that need it skip with the reason when it is absent.

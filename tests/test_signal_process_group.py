@@ -75,6 +75,8 @@ def test_a_worker_killed_by_another_signal_is_not_called_out_of_memory(tmp_path,
     def load_or_hang_up(self, index, rng):
         if os.getpid() != parent:   # in a worker process
             resource.setrlimit(resource.RLIMIT_CORE, (0, 0))   # no core file from SIGSEGV
+            # killed even where the suite runs with the signal ignored (under nohup: SIGHUP)
+            signal.signal(number, signal.SIG_DFL)
             os.kill(os.getpid(), number)
         return original_load(self, index, rng)
     monkeypatch.setattr(datasets_module.PairDataset, "load", load_or_hang_up)
