@@ -1,7 +1,8 @@
 """Figures of `fastp2p bench` that no other CPU test pinned down (found by mutating the harness
 by hand): the units and percentiles of a timing, the event pairing of CUDA timings (checked
-with stand-in events), the FLOP count and the ceilings MFU is read against, and what a run
-records of its own settings. A mutant of each survived the other tests."""
+with stand-in events), the FLOP count and the ceilings MFU is read against, what a run
+records of its own settings and environment, the table's header and rows, the stop handlers
+after a stop, and each mode's limits. A mutant of each survived the other tests."""
 import io
 import signal
 import time
@@ -327,3 +328,149 @@ def test_a_micro_row_timed_at_zero_ms_is_refused():
 
     assert row_problem({"name": "x", "median_ms": 0.0}) == (
         "'median_ms' must be a positive finite number, got 0.0")
+
+
+HEADER_RESULTS = {
+    "mode": "full", "complete": True,
+    "environment": {"device": "NVIDIA Test GPU", "date_utc": "2026-12-04 10:00",
+                    "date": "20261204", "commit": "abc1234", "commit_dirty": True,
+                    "python": "3.11.9", "torch": "2.13.0", "triton": "3.9.0"},
+    "config": {"network_description": "unet_256", "steps": 50, "warmup": 10},
+    "training": [],
+}
+
+
+def test_the_tables_header_says_what_the_figures_were_measured_with():
+    from fastp2p.bench.render import markdown
+
+    table = markdown(HEADER_RESULTS)
+    assert "commit abc1234 (uncommitted changes)" in table
+    assert "Versions: torch 2.13.0, triton 3.9.0, python 3.11.9." in table
+    assert "50 timed steps after 10 warm-up per peer." in table  # the protocol's 50
+    assert "Quick mode" not in table and "Incomplete run" not in table
+    older = {key: value for key, value in HEADER_RESULTS.items() if key != "complete"}
+    assert "Incomplete run" not in markdown(older)  # written before runs said so
+    quick = markdown({**HEADER_RESULTS, "mode": "quick", "complete": False,
+                      "config": {**HEADER_RESULTS["config"], "steps": 3}})
+    assert "**Quick mode**" in quick and "**Incomplete run**" in quick
+    assert "3 timed steps after 10 warm-up per peer (fewer than the protocol's 50)." in quick
+
+
+def test_a_results_name_reserved_by_a_write_that_failed_is_given_back(tmp_path, monkeypatch):
+    import contextlib
+
+    from fastp2p.bench import results_files
+
+    @contextlib.contextmanager
+    def disk_full(path, durable):
+        raise OSError(28, "No space left on device")
+        yield
+    monkeypatch.setattr(results_files, "replacing", disk_full)
+    results = {"run_id": "r", "mode": "quick", "device_slug": "cpu",
+               "environment": {"date": "20261204", "commit": "abc1234"}}
+    with pytest.raises(OSError):
+        results_files.write_json(results, tmp_path)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_inference_and_end_to_end_tables_show_the_rows_figures():
+    from fastp2p.bench.render import markdown
+
+    inference = {"module": "reference", "device": "cpu", "precision": "fp32",
+                 "channels_last": False, "mode": "eval", "batch_size": 1, "status": "ok",
+                 "images_per_s": 20.0, "images_per_s_p20": 18.0, "images_per_s_p80": 22.0,
+                 "ms": 50.0, "fastp2p_ratio": 4.0}
+    end_to_end = {"batch_size": 2, "processes": 1, "device": "cpu", "precision": "fp32",
+                  "status": "ok", "images_per_s": 8.0, "per_rank_images_per_s": [8.0],
+                  "step_only_images_per_s": 10.0, "ratio_to_step_only": 0.8,
+                  **{f"{stage}_{figure}": value for stage in ("data", "log", "sample",
+                                                              "checkpoint")
+                     for figure, value in (("share", 0.25), ("s", 0.5), ("calls", 2),
+                                           ("ms_per_call", 250.0))}}
+    table = markdown({**HEADER_RESULTS, "inference": [inference], "end_to_end": [end_to_end]})
+    assert "| reference | cpu | fp32 | eval | 1 | 20.0 | 18.0–22.0 | 50.000 | 4.00 |" in table
+    assert ("| 2 | 1 | cpu | fp32 | 8.0 | – | 10.0 | 80% | 25.0% (250.0 ms × 2) |"
+            in table)
+
+
+def test_quick_and_full_runs_get_their_own_limits_and_the_given_budget():
+    from fastp2p.bench.command import settings_from_args
+    from helpers.bench_helpers import bench_args, quick_settings
+
+    quick = quick_settings("--time-budget", "30", "--sections", "training")
+    assert (quick.job_time_limit, quick.time_budget, quick.inference_rep_ms) == (120.0, 30.0,
+                                                                                  100.0)
+    full = settings_from_args(bench_args("--device", "cpu", "--sections", "training"))
+    assert (full.job_time_limit, full.time_budget, full.inference_rep_ms) == (240.0, None,
+                                                                               500.0)
+
+
+@pytest.fixture
+def stop_handlers():
+    """stops.stop_signals() in this process, with pytest's own handlers back afterwards."""
+    from fastp2p.bench import stops
+
+    with stops.caller_handlers_back(in_process=True):
+        yield stops
+
+
+def test_after_a_stop_the_handlers_stay_to_ignore_the_next_ones(stop_handlers):
+    import os
+
+    with pytest.raises(stop_handlers.Stopped):
+        with stop_handlers.stop_signals():
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(1)
+    assert signal.getsignal(signal.SIGTERM) is stop_handlers._handle
+    os.kill(os.getpid(), signal.SIGINT)  # ignored: the run is on its way out
+
+
+def test_a_stop_taken_over_from_the_trainer_makes_later_stops_ignored(stop_handlers):
+    import os
+
+    with pytest.raises(stop_handlers.Stopped) as caught:
+        with stop_handlers.stop_signals():
+            stop = stop_handlers.stop_run(signal.SIGINT, "the trainer saved and returned")
+            os.kill(os.getpid(), signal.SIGTERM)  # the run's clean-up must not be cut
+            raise stop
+    assert str(caught.value) == "the trainer saved and returned"
+
+
+def test_a_failed_end_to_end_job_is_listed_as_a_failure():
+    from fastp2p.bench.command import failed_jobs
+
+    assert failed_jobs({"end_to_end": [{"status": "failed", "batch_size": 2,
+                                        "error": "boom"}]}) == [
+        "end_to_end (batch_size 2): boom"]
+
+
+def test_results_names_and_environment_fields(monkeypatch, tmp_path):
+    import datetime
+    import subprocess
+
+    from fastp2p.bench import environment
+
+    assert environment.file_date(datetime.datetime(2026, 12, 4, 23, 0)) == "20261204"
+    monkeypatch.setattr(environment, "device_name", lambda device: "NVIDIA H100 80GB HBM3 ")
+    assert environment.device_slug("cuda") == "nvidia-h100-80gb-hbm3"
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t", "-C", str(tmp_path)]
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+    (tmp_path / "a").write_text("1")
+    subprocess.run([*git, "add", "a"], check=True)
+    subprocess.run([*git, "commit", "-qm", "a"], check=True)
+    assert environment.git_commit(tmp_path)[1] is False
+    (tmp_path / "a").write_text("2")
+    assert environment.git_commit(tmp_path)[1] is True
+
+
+def test_peer_environment_variables_are_set_on_cuda_only_and_put_back(monkeypatch):
+    import os
+
+    from fastp2p.bench.peer_specs import environment, peer_environment
+
+    assert peer_environment(peer_by_name("fastp2p-pdl"), "cpu") == {}
+    assert peer_environment(peer_by_name("fastp2p-pdl"), "cuda") == {"FASTP2P_PDL": "1"}
+    monkeypatch.setenv("FASTP2P_PDL", "0")
+    with environment({"FASTP2P_PDL": "1"}):
+        assert os.environ["FASTP2P_PDL"] == "1"
+    assert os.environ["FASTP2P_PDL"] == "0"
