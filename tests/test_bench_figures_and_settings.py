@@ -50,10 +50,10 @@ def fake_cuda_events(monkeypatch):
 
 
 def test_cuda_step_timings_span_one_step_each(fake_cuda_events):
-    # steps of 10, 20, ... 50 ms: each timed from the first step's start, they read 10, 30, 60..
+    # steps of 10, 20, ... 50 ms: median 30 (timed from the first step's start: 10, 30, 60, ..)
     lengths = iter([0.01, 0.02, 0.03, 0.04, 0.05])
     result = time_steps(lambda: time.sleep(next(lengths)), device="cuda", warmup=0, steps=5)
-    assert result.count == 5 and 28 < result.median_ms < 45
+    assert result.count == 5 and 28 < result.median_ms < 55
 
 
 def test_a_job_under_a_time_limit_leaves_no_alarm_armed():
