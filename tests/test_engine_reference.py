@@ -5,14 +5,14 @@ import copy
 
 import pytest
 import torch
-import torch.nn.functional as F
 
 import fastp2p
 from fastp2p.nn.network_state import biases_an_instance_norm_cancels
 from fastp2p.reference import GANLoss, NLayerDiscriminator, UnetGenerator, get_norm_layer
 from fastp2p.train.engine import LOSS_NAMES, Pix2PixEngine
 from helpers.tolerances import TRAINING_200_STEPS, assert_close, relative_error
-from helpers.train_helpers import parameters_and_buffers, random_batches, tiny_networks
+from helpers.train_helpers import (parameters_and_buffers, random_batches, reference_step,
+                                   tiny_networks)
 from helpers.triton_interpreter import FAST_CPU_BACKEND_PARAMS, REGISTRY_DEFAULT
 
 
@@ -25,26 +25,6 @@ def reference_networks(netG, netD, norm):
     refG.load_state_dict(netG.state_dict())
     refD.load_state_dict(netD.state_dict())
     return refG, refD
-
-
-def reference_step(netG, netD, opt_G, opt_D, criterion, real_A, real_B, lambda_L1=100.0):
-    """pix2pix_model.optimize_parameters of the reference implementation, written out."""
-    fake_B = netG(real_A)
-    for p in netD.parameters():
-        p.requires_grad = True
-    opt_D.zero_grad()
-    loss_D_fake = criterion(netD(torch.cat((real_A, fake_B), 1).detach()), False)
-    loss_D_real = criterion(netD(torch.cat((real_A, real_B), 1)), True)
-    ((loss_D_fake + loss_D_real) * 0.5).backward()
-    opt_D.step()
-    for p in netD.parameters():
-        p.requires_grad = False
-    opt_G.zero_grad()
-    loss_G_GAN = criterion(netD(torch.cat((real_A, fake_B), 1)), True)
-    loss_G_L1 = F.l1_loss(fake_B, real_B) * lambda_L1
-    (loss_G_GAN + loss_G_L1).backward()
-    opt_G.step()
-    return [loss_G_GAN.item(), loss_G_L1.item(), loss_D_real.item(), loss_D_fake.item()]
 
 
 def _adam(net, beta1=0.5):

@@ -3,6 +3,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 import fastp2p
 
@@ -21,6 +22,26 @@ def random_batches(count, batch_size=2, size=32, seed=1):
     generator = torch.Generator().manual_seed(seed)
     return [tuple(torch.rand(batch_size, 3, size, size, generator=generator) * 2 - 1
                   for _ in range(2)) for _ in range(count)]
+
+
+def reference_step(netG, netD, opt_G, opt_D, criterion, real_A, real_B, lambda_L1=100.0):
+    """pix2pix_model.optimize_parameters of the reference implementation, written out."""
+    fake_B = netG(real_A)
+    for p in netD.parameters():
+        p.requires_grad = True
+    opt_D.zero_grad()
+    loss_D_fake = criterion(netD(torch.cat((real_A, fake_B), 1).detach()), False)
+    loss_D_real = criterion(netD(torch.cat((real_A, real_B), 1)), True)
+    ((loss_D_fake + loss_D_real) * 0.5).backward()
+    opt_D.step()
+    for p in netD.parameters():
+        p.requires_grad = False
+    opt_G.zero_grad()
+    loss_G_GAN = criterion(netD(torch.cat((real_A, fake_B), 1)), True)
+    loss_G_L1 = F.l1_loss(fake_B, real_B) * lambda_L1
+    (loss_G_GAN + loss_G_L1).backward()
+    opt_G.step()
+    return [loss_G_GAN.item(), loss_G_L1.item(), loss_D_real.item(), loss_D_fake.item()]
 
 
 def loss_curve(engine, batches):
