@@ -458,9 +458,14 @@ def test_results_names_and_environment_fields(monkeypatch, tmp_path):
     (tmp_path / "a").write_text("1")
     subprocess.run([*git, "add", "a"], check=True)
     subprocess.run([*git, "commit", "-qm", "a"], check=True)
-    assert environment.git_commit(tmp_path)[1] is False
+    full = subprocess.run([*git, "rev-parse", "HEAD"], capture_output=True, text=True,
+                          check=True).stdout.strip()
+    described = environment.describe("cpu", tmp_path)
+    # the results files' names carry 8 hex digits of the commit, as benchmarks/results' do
+    assert (described["commit"], described["commit_dirty"]) == (full[:8], False)
+    assert (described["torch"], described["device_type"]) == (torch.__version__, "cpu")
     (tmp_path / "a").write_text("2")
-    assert environment.git_commit(tmp_path)[1] is True
+    assert environment.git_commit(tmp_path) == (full[:8], True)
 
 
 def test_peer_environment_variables_are_set_on_cuda_only_and_put_back(monkeypatch):
