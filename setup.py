@@ -222,7 +222,8 @@ setup(
         # Everything the test suite exercises; triton and numpy pinned (the interpreter's
         # behaviour is what CI proves the kernels with).
         "test": ["pytest>=8", "pytest-benchmark>=4", "pytest-timeout>=2.1", "triton==3.9.0",
-                 "numpy>=2,<3", "pillow>=10", "tqdm>=4.60", "matplotlib>=3.7", "scikit-image>=0.22"],
+                 "numpy>=2,<3", "pillow>=10", "tqdm>=4.60", "matplotlib>=3.7",
+                 "scikit-image>=0.22"],
     },
     entry_points={"console_scripts": ["fastp2p=fastp2p.cli:main"]},
 )
