@@ -76,7 +76,7 @@ class _WatchedPool(multiprocessing.pool.Pool):
         waited on it too). So then the workers are ended first, none started in their place,
         and a fresh lock is taken: with the old lock passed by, the queue was emptied beside a
         live worker reading it, each getting part of a message (EOFError "Ran out of input"
-        instead of the death's line, about 1 killed pack in 60)."""
+        instead of the death's line, seen in a CI run)."""
         if self._dead_worker() is not None:
             self._end_every_worker()
             self._inqueue._rlock = self._ctx.Lock()
@@ -97,9 +97,9 @@ class _WatchedPool(multiprocessing.pool.Pool):
     @staticmethod
     def _help_stuff_finish(inqueue, task_handler, size) -> None:
         """The pool's own, reading bytes instead of messages: a worker killed while it read a
-        task leaves the rest of that message in the queue, which read as messages raised
-        EOFError or waited for bytes that never come. Only unblocks the thread that feeds the
-        queue; what is read is dropped."""
+        task leaves the rest of that message in the queue, and read as messages, the queue
+        then makes the reader wait for bytes that never come. Only unblocks the thread that
+        feeds the queue; what is read is dropped."""
         inqueue._rlock.acquire()
         while task_handler.is_alive() and inqueue._reader.poll():
             os.read(inqueue._reader.fileno(), 1 << 16)
