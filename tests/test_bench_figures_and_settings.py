@@ -14,7 +14,7 @@ from fastp2p.bench import ceilings, suite, timing
 from fastp2p.bench.networks import QUICK_CONFIG
 from fastp2p.bench.peer_specs import peer_by_name
 from fastp2p.bench.runner import Job, Log, Runner
-from fastp2p.bench.timing import Timing, benchmark, time_steps
+from fastp2p.bench.timing import Timing, time_steps
 
 
 def test_throughput_is_items_per_second_with_the_fast_calls_as_its_p80():

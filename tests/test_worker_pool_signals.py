@@ -66,7 +66,6 @@ def test_the_same_signal_is_lost_to_a_wait_without_timeout(tmp_path):
         run.wait()
 
 
-
 # A caller with its own SIGTERM handler; one task per worker asks for the worker's handlers,
 # in the first worker and in the one the pool starts after that worker dies.
 _DISPOSITIONS = textwrap.dedent("""
