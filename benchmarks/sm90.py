@@ -26,15 +26,25 @@ def compile_for_sm90(kernel, signature: dict, constexprs: dict, label: str, opti
                                             constexprs=constexprs, attrs=attrs),
                                   target=SM90, options=options)
     except Exception as err:  # reported, and counted by the caller
-        print(f"FAILED {label}: {err!r}"[:3000])
+        # Triton's CompilationError repeats the kernel's source first; the reason is at its end
+        # or in the exception it was raised from (e.g. a TypeError inside a called helper).
+        root = err
+        while root.__cause__ is not None or root.__context__ is not None:
+            root = root.__cause__ or root.__context__
+        reason = f"{type(err).__name__}: ...{str(err)[-1500:]}"
+        if root is not err:
+            reason += f"\n  raised from {root!r:.1500}"
+        print(f"FAILED {label}: {reason}")
         return None
     if compiled.metadata.shared > SM90_MAX_SHARED_PER_BLOCK:
         print(f"FAILED {label} {options}: needs {compiled.metadata.shared} bytes of shared "
               f"memory, an sm_90 block has {SM90_MAX_SHARED_PER_BLOCK}")
         return None
-    # a kernel with the PDL flag (kernels/pdl.py) waits for the previous grid exactly when on
-    if "PDL" in kernel.arg_names and ("griddepcontrol.wait" in compiled.asm["ptx"]) != bool(
-            constexprs.get("PDL")):
-        print(f"FAILED {label}: griddepcontrol.wait present with PDL={constexprs.get('PDL')}")
-        return None
+    # a kernel with the PDL flag (kernels/pdl.py) waits for the previous grid and lets the next
+    # one launch exactly when on
+    if "PDL" in kernel.arg_names:
+        for instruction in ("griddepcontrol.wait", "griddepcontrol.launch_dependents"):
+            if (instruction in compiled.asm["ptx"]) != bool(constexprs.get("PDL")):
+                print(f"FAILED {label}: {instruction} present with PDL={constexprs.get('PDL')}")
+                return None
     return compiled

@@ -47,5 +47,15 @@ def wait_for_previous_kernel(PDL: tl.constexpr):
     """With PDL: wait until the previous kernel in the stream has completed (its writes
     visible), then allow the next one to begin launching. Without: nothing."""
     if PDL:
-        tl.extra.cuda.gdc_wait()
-        tl.extra.cuda.gdc_launch_dependents()
+        # The PTX instructions themselves rather than tl.extra.cuda.gdc_wait and
+        # gdc_launch_dependents: Triton 3.4's versions of those (torch 2.8's pin) pass the IR
+        # builder under a keyword its own compiler no longer uses and fail to compile. The
+        # "=r" output is unused; an inline-asm element needs one.
+        _grid_dependency_control("griddepcontrol.wait;")
+        _grid_dependency_control("griddepcontrol.launch_dependents;")
+
+
+@triton.jit
+def _grid_dependency_control(INSTRUCTION: tl.constexpr):
+    tl.inline_asm_elementwise(INSTRUCTION + " // $0 unused", "=r", [], dtype=tl.int32,
+                              is_pure=False, pack=1)
