@@ -208,7 +208,8 @@ setup(
     # A range that an installed CPU build satisfies: pip then installs no CUDA torch on top of it.
     install_requires=["torch>=2.8", "numpy"],
     extras_require={
-        "triton": ["triton>=3.2"],
+        # 3.4: torch 2.8's pin, the oldest torch fastp2p runs with; no older Triton was run
+        "triton": ["triton>=3.4"],
         # fastp2p test and pack (Pillow, tqdm), and the embedded default dataset (scikit-image)
         "data": ["pillow>=10", "tqdm>=4.60", "scikit-image>=0.22"],
         # fastp2p train: the data extra, and matplotlib for the loss plot of its web page
