@@ -1,0 +1,269 @@
+"""What the training loop reports, driven directly (a Trainer over a list of random batches, a
+stand-in tracker and progress bar, no CLI): the losses read every --log-every steps with the
+images/s of the steps since the last read, the progress bar, the samples, and the position and
+checkpoints each step leaves."""
+import os
+import signal
+from types import SimpleNamespace
+
+from fastp2p.train import trainer as trainer_module
+from fastp2p.train.checkpoints import CheckpointFolder
+from fastp2p.train.engine import Pix2PixEngine
+from fastp2p.train.schedulers import LRSchedule
+from fastp2p.train.trainer import Trainer
+from helpers.train_helpers import random_batches, tiny_networks
+
+
+class ListLoader:
+    """A loader over fixed (A, B) batches: what the loop uses of one."""
+
+    def __init__(self, batches):
+        self.batches = batches
+        self.dataset = range(sum(len(a) for a, _ in batches))
+        self.start = 0
+
+    def set_epoch(self, epoch, start_batch=0):
+        self.start = start_batch
+
+    def __len__(self):
+        return len(self.batches)
+
+    def __iter__(self):
+        for real_A, real_B in self.batches[self.start:]:
+            yield {"A": real_A, "B": real_B}
+
+
+class Tracker:
+    """A TensorBoard / W&B stand-in: what it was given, by step."""
+
+    def __init__(self):
+        self.scalars, self.images = [], []
+
+    def log_scalars(self, step, values):
+        self.scalars.append((step, dict(values)))
+
+    def log_images(self, step, images):
+        self.images.append((step, sorted(images)))
+
+
+class Bar:
+    """A tqdm stand-in: the bars made, and what each was given."""
+    made = []
+
+    def __init__(self, total, initial, desc):
+        self.total, self.n, self.desc, self.postfixes, self.closed = total, initial, desc, [], False
+        Bar.made.append(self)
+
+    def update(self, count):
+        self.n += count
+
+    def set_postfix(self, values):
+        self.postfixes.append(dict(values))
+
+    def close(self):
+        self.closed = True
+
+
+class Clock:
+    """perf_counter for the trainer module: ``tick`` seconds later at every call."""
+
+    def __init__(self, tick):
+        self.now, self.tick = 0.0, tick
+
+    def perf_counter(self):
+        self.now += self.tick
+        return self.now
+
+
+class LossLog:
+    """A LossLog stand-in: the rows appended."""
+
+    def __init__(self):
+        self.rows = []
+
+    def append(self, row):
+        self.rows.append(row)
+
+    def frozen(self):
+        return list(self.rows)
+
+
+class FailingPage:
+    """A TrainingPage whose every write fails with ``error``."""
+
+    def __init__(self, error):
+        self.error, self.calls = error, 0
+
+    def add_sample(self, epoch, step, triplet):
+        self.calls += 1
+        raise self.error
+
+    def refresh(self, loss_log):
+        self.calls += 1
+        raise self.error
+
+
+def _trainer(tmp_path, *, batch_size=2, n_epochs=1, n_epochs_decay=1, **options):
+    netG, netD = tiny_networks()
+    args = SimpleNamespace(**{"n_epochs": n_epochs, "n_epochs_decay": n_epochs_decay,
+                              "epoch_count": 1, "batch_size": batch_size, "log_every": 1,
+                              "display_freq": 1000, "save_latest_freq": 1000,
+                              "save_by_iter": False, "save_epoch_freq": 5, "precision": "fp32",
+                              **options})
+    schedule = LRSchedule("linear", 2e-4, n_epochs=n_epochs, n_epochs_decay=n_epochs_decay)
+    lines = []
+    trainer = Trainer(args, Pix2PixEngine(netG, netD), netG, netD, schedule,
+                      CheckpointFolder(tmp_path, "run"), say=lines.append)
+    tracker = Tracker()
+    trainer.report_to(trackers=[tracker])
+    return trainer, tracker, lines
+
+
+def test_losses_are_read_every_log_every_steps_and_at_each_epoch_end(tmp_path):
+    trainer, tracker, _ = _trainer(tmp_path, log_every=2)
+    assert trainer.fit(ListLoader(random_batches(3))) == 0
+    # 3 steps per epoch: read at steps 2 and 4, and what is left at each epoch's end (3, 6)
+    assert [step for step, _ in tracker.scalars] == [2, 3, 4, 6]
+    assert all(values["lr"] == trainer.schedule.lr_for_epoch(1 if step <= 3 else 2)
+               for step, values in tracker.scalars)
+
+
+def test_images_per_second_counts_the_images_since_the_last_read(tmp_path, monkeypatch):
+    monkeypatch.setattr(trainer_module, "time", Clock(tick=3.0))
+    trainer, tracker, _ = _trainer(tmp_path, batch_size=2)
+    loss_log = LossLog()
+    trainer.report_to(loss_log=loss_log, trackers=[tracker])
+    Bar.made = []
+    assert trainer.fit(ListLoader(random_batches(3, batch_size=2)), progress_bar=Bar) == 0
+    # each read 3 s after the window's start: the step's 2 images, 2/3 images/s
+    assert [values["images_per_s"] for _, values in tracker.scalars] == [2 / 3] * 6
+    assert [postfix["img/s"] for postfix in Bar.made[0].postfixes] == ["0.7"] * 3
+    assert [row["images_per_s"] for row in loss_log.rows] == [0.67] * 6
+    # the loss log's rows: the run's images (not the epoch's) at each step, and the epoch
+    assert [(row["epoch"], row["step"], row["images"]) for row in loss_log.rows] == [
+        (1, 1, 2), (1, 2, 4), (1, 3, 6), (2, 4, 8), (2, 5, 10), (2, 6, 12)]
+
+
+def test_the_progress_bar_of_each_epoch(tmp_path):
+    trainer, _, _ = _trainer(tmp_path, n_epochs=2, n_epochs_decay=0)
+    Bar.made = []
+    assert trainer.fit(ListLoader(random_batches(3)), progress_bar=Bar) == 0
+    assert [(bar.desc, bar.total, bar.n, bar.closed) for bar in Bar.made] == [
+        ("epoch 1/2", 3, 3, True), ("epoch 2/2", 3, 3, True)]
+    assert set(Bar.made[0].postfixes[0]) == {"img/s", "G_GAN", "G_L1", "D_real", "D_fake"}
+
+
+def test_a_resumed_epochs_bar_starts_at_the_batches_done(tmp_path):
+    trainer, tracker, _ = _trainer(tmp_path, n_epochs=1, n_epochs_decay=0)
+    trainer.progress.epoch_batches = trainer.progress.epoch_images = 2   # as a resume sets
+    Bar.made = []
+    assert trainer.fit(ListLoader(random_batches(3)), progress_bar=Bar) == 0
+    assert [(bar.total, bar.n) for bar in Bar.made] == [(3, 3)]
+    assert trainer.steps_run == 1 and trainer.progress.images == 2
+
+
+def test_samples_at_each_display_freq_crossing_and_one_for_the_last_step(tmp_path):
+    trainer, tracker, _ = _trainer(tmp_path, display_freq=4)
+    assert trainer.fit(ListLoader(random_batches(3))) == 0
+    # 2 images a step: 4 and 8 images crossed at steps 2 and 4, 12 at step 6, the last
+    assert [step for step, _ in tracker.images] == [2, 4, 6]
+    assert tracker.images[0][1] == ["fake_B", "real_A", "real_B"]
+
+
+def test_the_last_epochs_sample_is_drawn_before_its_last_save(tmp_path):
+    trainer, tracker, _ = _trainer(tmp_path, n_epochs=1, n_epochs_decay=0, save_latest_freq=6)
+    saved_after = []
+    save = trainer.save
+    trainer.save = lambda labels: (saved_after.append(len(tracker.images)), save(labels))
+    assert trainer.fit(ListLoader(random_batches(3))) == 0
+    assert [step for step, _ in tracker.images] == [3]
+    assert saved_after[0] == 1   # the step-3 save (6 images) already has the final sample
+
+
+def test_save_by_iter_names_the_set_by_its_images(tmp_path):
+    trainer, _, lines = _trainer(tmp_path, batch_size=2, n_epochs=1, n_epochs_decay=0,
+                                 save_latest_freq=4)
+    trainer.args.save_by_iter = True
+    assert trainer.fit(ListLoader(random_batches(3))) == 0
+    folder = trainer.checkpoints
+    assert folder.load_train_state("iter_4")["progress"]["images"] == 4
+    assert not folder.file("iter_2", "net_G.pth").exists()
+    assert lines[-1] == "epoch 1 done: 6 images, lr 0.0002, saving latest_* and 1_*"
+
+
+def test_an_epoch_end_saves_its_numbered_set_every_save_epoch_freq_and_at_the_last(tmp_path):
+    trainer, _, lines = _trainer(tmp_path, n_epochs=5, n_epochs_decay=0, save_epoch_freq=2)
+    assert trainer.fit(ListLoader(random_batches(1))) == 0
+    done = [line for line in lines if " done: " in line]
+    assert [line.split("saving ")[1] for line in done] == [
+        "latest_*", "latest_* and 2_*", "latest_*", "latest_* and 4_*", "latest_* and 5_*"]
+    assert [line.split(" done")[0] for line in done] == [f"epoch {e}" for e in range(1, 6)]
+
+
+def test_the_saved_position_in_the_epoch(tmp_path):
+    trainer, _, _ = _trainer(tmp_path, n_epochs=1, n_epochs_decay=0, save_latest_freq=4)
+    positions = []
+    save = trainer.save
+    trainer.save = lambda labels: (positions.append(dict(vars(trainer.progress))), save(labels))
+    assert trainer.fit(ListLoader(random_batches(3))) == 0
+    mid, end = positions
+    assert (mid["epoch"], mid["epoch_batches"], mid["epoch_images"], mid["images"],
+            mid["epoch_complete"]) == (1, 2, 4, 4, False)
+    assert (end["epoch"], end["epoch_batches"], end["epoch_images"], end["images"]) == (2, 0, 0, 6)
+    assert (mid["batch_size"], mid["world_size"]) == (2, 1)
+
+
+def test_the_plateau_metric_is_the_epochs_mean_generator_loss_weighted_by_steps(tmp_path):
+    trainer, tracker, _ = _trainer(tmp_path, n_epochs=1, n_epochs_decay=0, log_every=2)
+    observed = []
+    trainer.schedule.observe = observed.append
+    assert trainer.fit(ListLoader(random_batches(3))) == 0
+    (two, one) = [values["G_GAN"] + values["G_L1"] for _, values in tracker.scalars]
+    assert [step for step, _ in tracker.scalars] == [2, 3]   # a read of 2 steps, then of 1
+    assert len(observed) == 1
+    assert abs(observed[0] - (2 * two + one) / 3) < 1e-9 * abs(observed[0])
+
+
+class _SigintBeforeBatch(ListLoader):
+    """Delivers SIGINT to this process just before it yields batch ``index``."""
+
+    def __init__(self, batches, index):
+        super().__init__(batches)
+        self.index = index
+
+    def __iter__(self):
+        for index, batch in enumerate(super().__iter__()):
+            if index == self.index:
+                os.kill(os.getpid(), signal.SIGINT)
+            yield batch
+
+
+def test_a_stop_request_saves_after_the_step_it_came_in_and_says_that_step(tmp_path):
+    trainer, _, lines = _trainer(tmp_path, n_epochs=1, n_epochs_decay=0)
+    assert trainer.fit(_SigintBeforeBatch(random_batches(3), 1)) == 128 + signal.SIGINT
+    folder = trainer.checkpoints
+    assert lines[-1] == (f"SIGINT received: saved {folder.path}/latest_* at step 2; resume "
+                         "with --continue_train")
+    assert folder.manifest("latest")["step"] == 2
+    assert folder.load_train_state("latest")["progress"]["epoch_batches"] == 2
+
+
+def test_a_failing_page_is_one_warning_per_kind_of_error(tmp_path):
+    import errno
+
+    trainer, _, lines = _trainer(tmp_path, display_freq=2)
+    page = FailingPage(OSError(errno.ENOSPC, "No space left on device"))
+    trainer.report_to(page=page, loss_log=LossLog())
+    assert trainer.fit(ListLoader(random_batches(3))) == 0
+    assert page.calls >= 4      # every sample tried, and each epoch's page refresh
+    warnings = [line for line in lines if line.startswith("warning: ")]
+    assert len(warnings) == 1, warnings
+    assert f"page in {trainer.checkpoints.path} was not written" in warnings[0]
+    assert trainer.checkpoints.manifest("latest")["step"] == 6   # training went on
+
+
+def test_the_stage_times_count_images_not_steps(tmp_path):
+    trainer, _, _ = _trainer(tmp_path, batch_size=2)
+    assert trainer.fit(ListLoader(random_batches(3, batch_size=2))) == 0
+    # 6 steps of 2 images; the window opens after the first (warm-up) step
+    assert (trainer.times.steps, trainer.times.images) == (6, 10)
