@@ -5,9 +5,8 @@ so a reference command trains the same run after changing its first word; withou
 quick profile's values; and the values each option's choices and type take or refuse."""
 import pytest
 
-from fastp2p.cli import build_parser
-from fastp2p.train.options import resolve_quick_defaults
 from fastp2p.train.reference_options import apply_reference_options
+from helpers.train_helpers import parsed_options
 
 REFERENCE_MODEL = {
     "netG": "unet_256", "netD": "basic", "n_layers_D": 3, "ngf": 64, "ndf": 64, "norm": "batch",
@@ -37,12 +36,6 @@ QUICK_TEST = {"netG": "unet_64", "ngf": 16, "ndf": 16, "eval": True, "load_size"
               "crop_size": 64}
 
 
-def _parse(command, *argv):
-    args, unknown = build_parser().parse_known_args([command, *argv])
-    assert unknown == []
-    return resolve_quick_defaults(args)
-
-
 def _values(args, names):
     return {name: getattr(args, name) for name in names}
 
@@ -50,21 +43,21 @@ def _values(args, names):
 @pytest.mark.parametrize("command,expected", [("train", {**REFERENCE_TRAIN, **OWN_TRAIN}),
                                               ("test", {**REFERENCE_TEST, **OWN_TEST})])
 def test_with_a_dataroot_every_default_is_the_reference_implementations(command, expected):
-    args = _parse(command, "--dataroot", "d")
+    args = parsed_options(command, "--dataroot", "d")
     assert _values(args, expected) == expected
 
 
 @pytest.mark.parametrize("command,quick", [("train", QUICK_TRAIN), ("test", QUICK_TEST)])
 def test_without_a_dataroot_only_the_quick_defaults_change(command, quick):
     reference = {**(REFERENCE_TRAIN if command == "train" else REFERENCE_TEST), **quick}
-    assert _values(_parse(command), reference) == reference
+    assert _values(parsed_options(command), reference) == reference
 
 
 def test_the_default_loss_interval_is_50_steps_and_log_every_sets_it():
-    args = _parse("train", "--dataroot", "d")
+    args = parsed_options("train", "--dataroot", "d")
     apply_reference_options(args, "train")
     assert args.log_every == 50
-    args = _parse("train", "--dataroot", "d", "--log-every", "3")
+    args = parsed_options("train", "--dataroot", "d", "--log-every", "3")
     apply_reference_options(args, "train")
     assert args.log_every == 3
 
@@ -78,9 +71,9 @@ def test_the_default_loss_interval_is_50_steps_and_log_every_sets_it():
 ])
 def test_every_documented_choice_parses_and_no_other(option, choices, capsys):
     for choice in choices:
-        assert getattr(_parse("train", option, choice), option[2:]) == choice
+        assert getattr(parsed_options("train", option, choice), option[2:]) == choice
     with pytest.raises(SystemExit) as stop:
-        _parse("train", option, "other")
+        parsed_options("train", option, "other")
     assert stop.value.code == 2
     assert f"argument {option}: invalid choice: 'other'" in capsys.readouterr().err
 
@@ -95,11 +88,11 @@ def test_every_documented_choice_parses_and_no_other(option, choices, capsys):
 ])
 def test_values_the_runs_cannot_use_are_refused_while_parsing(command, option, value, capsys):
     with pytest.raises(SystemExit) as stop:
-        _parse(command, "--dataroot", "d", option, value)
+        parsed_options(command, "--dataroot", "d", option, value)
     assert stop.value.code == 2
     assert f"argument {option}:" in capsys.readouterr().err
 
 
 def test_zero_epochs_at_the_initial_lr_parse():
     """--n_epochs 0: the whole run is the decay, as the reference allows."""
-    assert _parse("train", "--n_epochs", "0", "--n_epochs_decay", "3").n_epochs == 0
+    assert parsed_options("train", "--n_epochs", "0", "--n_epochs_decay", "3").n_epochs == 0

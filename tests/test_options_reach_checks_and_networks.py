@@ -8,24 +8,18 @@ import pytest
 import torch
 
 import fastp2p
-from fastp2p.cli import build_parser, main
+from fastp2p.cli import main
 from fastp2p.option_types import MAX_LOAD_SIZE
 from fastp2p.patchgan_sizes import most_patch_layers
 from fastp2p.train import networks
 from fastp2p.train.image_sizes import (aspect_ratio_size, check_options_fit_unet,
                                        check_patchgan_fits_first_image)
-from fastp2p.train.options import resolve_quick_defaults
 from fastp2p.train.reference_options import apply_reference_options
-
-
-def _parse(command, *argv):
-    args, unknown = build_parser().parse_known_args([command, *argv])
-    assert unknown == []
-    return resolve_quick_defaults(args)
+from helpers.train_helpers import parsed_options
 
 
 def _applied(command, *argv):
-    args = _parse(command, *argv)
+    args = parsed_options(command, *argv)
     apply_reference_options(args, command)
     return args
 
@@ -45,12 +39,12 @@ def test_gpu_ids_with_empty_items_take_the_ids_given(monkeypatch):
 
 @pytest.mark.parametrize("preprocess", ["resize_and_crop", "crop", "scale_width_and_crop"])
 def test_every_cropping_mode_needs_a_crop_the_unet_takes(preprocess):
-    args = _parse("train", "--preprocess", preprocess, "--netG", "unet_32", "--load_size", "96",
+    args = parsed_options("train", "--preprocess", preprocess, "--netG", "unet_32", "--load_size", "96",
                   "--crop_size", "48")
     with pytest.raises(ValueError, match="--crop_size 48 must be a multiple of 32 for --netG "
                                          "unet_32"):
         check_options_fit_unet(args)
-    check_options_fit_unet(_parse("train", "--preprocess", preprocess, "--netG", "unet_32",
+    check_options_fit_unet(parsed_options("train", "--preprocess", preprocess, "--netG", "unet_32",
                                   "--load_size", "96", "--crop_size", "64"))
 
 

@@ -5,9 +5,8 @@ import pytest
 import torch
 
 from fastp2p.cli import build_parser, main
-from fastp2p.train.options import resolve_quick_defaults
 from fastp2p.train.reference_options import apply_reference_options
-from helpers.train_helpers import train_argv, write_aligned_dataset
+from helpers.train_helpers import parsed_options, train_argv, write_aligned_dataset
 
 # Every option of the reference's option files, with a value its parser takes.
 REFERENCE_BASE = [
@@ -38,18 +37,11 @@ REFERENCE_TEST = [
 ]
 
 
-def _parse(command, *argv):
-    parser = build_parser()
-    args, unknown = parser.parse_known_args([command, *argv])
-    assert unknown == []
-    return resolve_quick_defaults(args)
-
-
 @pytest.mark.parametrize("command,options", [("train", REFERENCE_BASE + REFERENCE_TRAIN),
                                              ("test", REFERENCE_BASE + REFERENCE_TEST)])
 def test_every_reference_option_parses(command, options):
     for option in options:
-        _parse(command, *option)
+        parsed_options(command, *option)
 
 
 # The reference's canonical pix2pix commands (README, scripts/train_pix2pix.sh,
@@ -70,7 +62,7 @@ CANONICAL = [
 
 @pytest.mark.parametrize("command", CANONICAL)
 def test_canonical_reference_commands_parse_and_apply(command):
-    args = _parse(*command.split())
+    args = parsed_options(*command.split())
     apply_reference_options(args, args.command if args.command == "train" else "test")
     assert args.model == "pix2pix" and args.dataroot == "./datasets/facades"
     if "--gpu_ids" in command:
@@ -78,7 +70,7 @@ def test_canonical_reference_commands_parse_and_apply(command):
 
 
 def _applied(command, *argv):
-    args = _parse(command, *argv)
+    args = parsed_options(command, *argv)
     return args, apply_reference_options(args, command)
 
 

@@ -85,6 +85,16 @@ def write_aligned_dataset(root, pairs=4, size=32, phases=("train", "test"), seed
     return root
 
 
+def parsed_options(command, *argv):
+    """The options `fastp2p COMMAND ARGV...` runs with (quick defaults resolved); every
+    argument known."""
+    from fastp2p.cli import build_parser
+    from fastp2p.train.options import resolve_quick_defaults
+    args, unknown = build_parser().parse_known_args([command, *argv])
+    assert unknown == []
+    return resolve_quick_defaults(args)
+
+
 def train_argv(dataroot, checkpoints, *extra, size=32):
     """A `fastp2p train` command line for a tiny, CPU-cheap run (4 pairs, batch 1)."""
     return ["train", "--dataroot", str(dataroot), "--checkpoints_dir", str(checkpoints),
