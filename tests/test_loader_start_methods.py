@@ -47,9 +47,12 @@ def default_start_method():
 def _two_epochs(dataset):
     loader = create_dataloader(dataset, 2, shuffle=True, num_workers=2, seed=7)
     batches = []
-    for epoch in (1, 2):
-        loader.set_epoch(epoch)
-        batches += list(loader)
+    try:
+        for epoch in (1, 2):
+            loader.set_epoch(epoch)
+            batches += list(loader)
+    finally:
+        loader.close()  # its workers persist: ended here, not left to the next start method's
     return batches
 
 
