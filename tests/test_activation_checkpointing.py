@@ -1,7 +1,9 @@
 """fastp2p.UNet with dropout under torch.utils.checkpoint: checkpointing recomputes the forward
 in the backward and needs the same masks; the fused forward's own dropout counter would have
 moved on (fastp2p.nn.recomputation). Against the reference module run without checkpointing,
-torch's generator seeded alike, so both draw the same masks."""
+torch's generator seeded alike, so both draw the same masks. The U-Nets with dropout have 6
+levels (64x64): the reference puts its Dropouts in the num_downs - 5 middle levels, so a 5-level
+one has none, and the masks would be tested by nothing."""
 import copy
 
 import pytest
@@ -11,6 +13,9 @@ import torch.utils.checkpoint as checkpointing
 from fastp2p import reference
 from helpers.network_checks import random_images, unet_pair
 from helpers.tolerances import FP32_NETWORK, assert_close
+
+
+DROPOUT_LEVELS = 6
 
 
 def _gradients(net, x, run):
@@ -30,15 +35,17 @@ def _checkpointed(net, x):
 
 
 def _reference_float32(ours):
-    theirs = reference.UnetGenerator(3, 3, 5, 4, reference.get_norm_layer("batch"), True)
+    theirs = reference.UnetGenerator(3, 3, DROPOUT_LEVELS, 4, reference.get_norm_layer("batch"),
+                                     True)
+    assert any(isinstance(module, torch.nn.Dropout) for module in theirs.modules())
     theirs.load_state_dict(ours.state_dict())
     return theirs
 
 
 def test_non_reentrant_checkpoint_gives_the_gradients_of_the_same_masks():
-    ours, _ = unet_pair("batch", use_dropout=True)
+    ours, _ = unet_pair("batch", num_downs=DROPOUT_LEVELS, use_dropout=True)
     ours_before, theirs = copy.deepcopy(ours), _reference_float32(ours)
-    x = random_images(32)
+    x = random_images(64)
     out, grads = _gradients(ours, x, _checkpointed)
     expected_out, expected_grads = _gradients(theirs, x, _plain)
     assert_close(out, expected_out, FP32_NETWORK)
@@ -55,8 +62,8 @@ def test_non_reentrant_checkpoint_gives_the_gradients_of_the_same_masks():
 
 
 def test_reentrant_checkpoint_is_refused_in_the_backward_not_answered_wrong():
-    ours, _ = unet_pair("batch", use_dropout=True)
-    x = random_images(32).requires_grad_()
+    ours, _ = unet_pair("batch", num_downs=DROPOUT_LEVELS, use_dropout=True)
+    x = random_images(64).requires_grad_()
     out = checkpointing.checkpoint(ours, x, use_reentrant=True)
     with pytest.raises(RuntimeError, match="use_reentrant=False"):
         out.sum().backward()
