@@ -72,8 +72,8 @@ def _serial_run(netG, netD, batches, **options):
          "batch-side-streams", "instance-fused-losses-side-streams"])
 def test_overlapped_steps_are_the_serial_steps_bit_for_bit(one_thread, monkeypatch, norm,
                                                            fused_step_losses, side_streams):
-    batches = random_batches(STEPS, batch_size=2, size=32)
-    netG, netD = tiny_networks(norm=norm, use_dropout=True)
+    batches = random_batches(STEPS, batch_size=2, size=64)
+    netG, netD = tiny_networks(norm=norm, num_downs=6, use_dropout=True)   # 6: one Dropout
     options = dict(fused_step_losses=fused_step_losses)
     expected_curve, expected = _serial_run(copy.deepcopy(netG), copy.deepcopy(netD), batches,
                                            **options)

@@ -110,9 +110,9 @@ def _train_step(netG, netD, a, b):
 def test_a_network_step_equals_the_kernels_step(monkeypatch, norm):
     monkeypatch.delenv("TRITON_INTERPRET", raising=False)
     torch.manual_seed(0)
-    netG = fastp2p.UNet(3, 3, 5, ngf=4, norm=norm, use_dropout=True)
+    netG = fastp2p.UNet(3, 3, 6, ngf=4, norm=norm, use_dropout=True)   # 6: one Dropout level
     netD = fastp2p.PatchDiscriminator(6, ndf=4, n_layers=2, norm=norm)
-    a, b = torch.randn(2, 3, 32, 32), torch.randn(2, 3, 32, 32)
+    a, b = torch.randn(2, 3, 64, 64), torch.randn(2, 3, 64, 64)
     states = [{k: v.clone() for k, v in net.state_dict().items()} for net in (netG, netD)]
     dropout_rng = netG.dropout_rng.tolist()
     monkeypatch.setenv("FASTP2P_BACKEND", "cpp")
