@@ -144,5 +144,5 @@ def test_the_output_is_in_the_input_memory_format(memory_format, mode, poisoned)
         got = ours(x)
         expected = copy.deepcopy(theirs).double()(x.double())
     assert got.is_contiguous(memory_format=memory_format)
-    if mode == "eval":  # train mode draws other dropout masks than the reference
-        assert_close(got, expected, FP32_NETWORK, f"{mode} output")
+    # (a 5-level U-Net has no Dropout: train mode's output is the reference's too)
+    assert_close(got, expected, FP32_NETWORK, f"{mode} output")
