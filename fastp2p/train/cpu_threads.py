@@ -54,9 +54,18 @@ def most_loader_workers(cores: int) -> int:
 
 def local_processes(environ=None) -> int:
     """The processes of this job on this machine, which share its cores and memory: torchrun's
-    LOCAL_WORLD_SIZE, 1 without torchrun."""
+    LOCAL_WORLD_SIZE, 1 without torchrun (or with it empty). A value that is no count (set by
+    hand: torchrun sets a whole number >= 1) is a ValueError naming it, not a division by
+    zero or int()'s message."""
     environ = os.environ if environ is None else environ
-    return int(environ.get("LOCAL_WORLD_SIZE", "1") or 1)
+    value = environ.get("LOCAL_WORLD_SIZE", "").strip()
+    if not value:
+        return 1
+    if not (value.isascii() and value.isdigit() and int(value) >= 1):
+        raise ValueError(f"LOCAL_WORLD_SIZE={value!r} is not a number of processes (torchrun "
+                         "sets it to a whole number >= 1): unset it, or set the processes of "
+                         "this job on this machine")
+    return int(value)
 
 
 @functools.lru_cache(maxsize=None)

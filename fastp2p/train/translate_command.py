@@ -146,11 +146,11 @@ def run(args: argparse.Namespace) -> int:
         check_networks_fit_memory(args, device, training=False, generator=generator)
         if "crop" in args.preprocess:  # the saved images' size is known: refuse before work
             aspect_ratio_size(args.crop_size, args.crop_size, args.aspect_ratio)
+        threads = choose_threads(device.type, args.num_threads)   # (LOCAL_WORLD_SIZE's check)
     except ValueError as err:
         return _refused(err)
     if ignored:
         print(ignored)
-    threads = choose_threads(device.type, args.num_threads)
     apply_thread_choice(threads)
     with contextlib.ExitStack() as resources:   # the loader's workers and the trackers
         try:
