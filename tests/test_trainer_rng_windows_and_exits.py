@@ -2,7 +2,6 @@
 random batches, no CLI): torch's RNG stream across a resume, the images/s of the epoch's last
 read, the position a multi-process run saves, the non-finite stop's advice, and the writer
 thread ended on every way out of ``fit``."""
-import os
 import signal
 import threading
 from types import SimpleNamespace
@@ -17,44 +16,7 @@ from fastp2p.train.engine import Pix2PixEngine
 from fastp2p.train.schedulers import LRSchedule
 from fastp2p.train.trainer import Trainer
 from helpers.train_helpers import random_batches, tiny_networks
-
-
-class ListLoader:
-    """A loader over fixed (A, B) batches. Starting an epoch draws from torch's RNG, as a torch
-    DataLoader does (its workers' base seed)."""
-
-    def __init__(self, batches, stop_before=None):
-        self.batches, self.stop_before = batches, stop_before
-        self.dataset = range(sum(len(a) for a, _ in batches))
-        self.start = 0
-
-    def set_epoch(self, epoch, start_batch=0):
-        self.start = start_batch
-
-    def __len__(self):
-        return len(self.batches)
-
-    def __iter__(self):
-        torch.empty((), dtype=torch.int64).random_()
-        return self._batches()
-
-    def _batches(self):
-        for index in range(self.start, len(self.batches)):
-            if index == self.stop_before:   # a Ctrl-C while this batch loads
-                os.kill(os.getpid(), signal.SIGINT)
-            real_A, real_B = self.batches[index]
-            yield {"A": real_A, "B": real_B}
-
-
-class Clock:
-    """perf_counter for the trainer module: ``tick`` seconds later at every call."""
-
-    def __init__(self, tick):
-        self.now, self.tick = 0.0, tick
-
-    def perf_counter(self):
-        self.now += self.tick
-        return self.now
+from helpers.trainer_stand_ins import Clock, ListLoader
 
 
 def _args(**options):

@@ -2,7 +2,6 @@
 stand-in tracker and progress bar, no CLI): the losses read every --log-every steps with the
 images/s of the steps since the last read, the progress bar, the samples, and the position and
 checkpoints each step leaves."""
-import os
 import signal
 from types import SimpleNamespace
 
@@ -12,25 +11,7 @@ from fastp2p.train.engine import Pix2PixEngine
 from fastp2p.train.schedulers import LRSchedule
 from fastp2p.train.trainer import Trainer
 from helpers.train_helpers import random_batches, tiny_networks
-
-
-class ListLoader:
-    """A loader over fixed (A, B) batches: what the loop uses of one."""
-
-    def __init__(self, batches):
-        self.batches = batches
-        self.dataset = range(sum(len(a) for a, _ in batches))
-        self.start = 0
-
-    def set_epoch(self, epoch, start_batch=0):
-        self.start = start_batch
-
-    def __len__(self):
-        return len(self.batches)
-
-    def __iter__(self):
-        for real_A, real_B in self.batches[self.start:]:
-            yield {"A": real_A, "B": real_B}
+from helpers.trainer_stand_ins import Clock, ListLoader
 
 
 class Tracker:
@@ -62,17 +43,6 @@ class Bar:
 
     def close(self):
         self.closed = True
-
-
-class Clock:
-    """perf_counter for the trainer module: ``tick`` seconds later at every call."""
-
-    def __init__(self, tick):
-        self.now, self.tick = 0.0, tick
-
-    def perf_counter(self):
-        self.now += self.tick
-        return self.now
 
 
 class LossLog:
@@ -224,23 +194,9 @@ def test_the_plateau_metric_is_the_epochs_mean_generator_loss_weighted_by_steps(
     assert abs(observed[0] - (2 * two + one) / 3) < 1e-9 * abs(observed[0])
 
 
-class _SigintBeforeBatch(ListLoader):
-    """Delivers SIGINT to this process just before it yields batch ``index``."""
-
-    def __init__(self, batches, index):
-        super().__init__(batches)
-        self.index = index
-
-    def __iter__(self):
-        for index, batch in enumerate(super().__iter__()):
-            if index == self.index:
-                os.kill(os.getpid(), signal.SIGINT)
-            yield batch
-
-
 def test_a_stop_request_saves_after_the_step_it_came_in_and_says_that_step(tmp_path):
     trainer, _, lines = _trainer(tmp_path, n_epochs=1, n_epochs_decay=0)
-    assert trainer.fit(_SigintBeforeBatch(random_batches(3), 1)) == 128 + signal.SIGINT
+    assert trainer.fit(ListLoader(random_batches(3), stop_before=1)) == 128 + signal.SIGINT
     folder = trainer.checkpoints
     assert lines[-1] == (f"SIGINT received: saved {folder.path}/latest_* at step 2; resume "
                          "with --continue_train")
