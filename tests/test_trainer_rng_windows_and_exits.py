@@ -4,36 +4,14 @@ read, the position a multi-process run saves, the non-finite stop's advice, and 
 thread ended on every way out of ``fit``."""
 import signal
 import threading
-from types import SimpleNamespace
 
 import pytest
 import torch
 
 from fastp2p.reference import NLayerDiscriminator, UnetGenerator, get_norm_layer, init_weights
 from fastp2p.train import trainer as trainer_module
-from fastp2p.train.checkpoints import CheckpointFolder
-from fastp2p.train.engine import Pix2PixEngine
-from fastp2p.train.schedulers import LRSchedule
-from fastp2p.train.trainer import Trainer
 from helpers.train_helpers import random_batches, tiny_networks
-from helpers.trainer_stand_ins import Clock, ListLoader
-
-
-def _args(**options):
-    return SimpleNamespace(**{"n_epochs": 1, "n_epochs_decay": 1, "epoch_count": 1,
-                              "batch_size": 2, "log_every": 1, "display_freq": 1000,
-                              "save_latest_freq": 1000, "save_by_iter": False,
-                              "save_epoch_freq": 5, "precision": "fp32", **options})
-
-
-def _trainer(folder, netG, netD, world_size=1, **options):
-    args = _args(**options)
-    schedule = LRSchedule("linear", 2e-4, n_epochs=args.n_epochs,
-                          n_epochs_decay=args.n_epochs_decay)
-    lines = []
-    trainer = Trainer(args, Pix2PixEngine(netG, netD), netG, netD, schedule,
-                      CheckpointFolder(folder, "run"), say=lines.append, world_size=world_size)
-    return trainer, lines
+from helpers.trainer_stand_ins import Clock, ListLoader, stand_in_trainer
 
 
 def _reference_networks_with_dropout():
@@ -53,18 +31,18 @@ def test_a_resume_continues_torchs_rng_stream_as_the_uninterrupted_run(tmp_path)
     it. Without that, the dropout masks of every step after the resume differ."""
     batches = random_batches(3, batch_size=1, size=64)
     torch.manual_seed(7)
-    straight, _ = _trainer(tmp_path / "straight", *_reference_networks_with_dropout())
+    straight, _ = stand_in_trainer(tmp_path / "straight", *_reference_networks_with_dropout())
     assert straight.fit(ListLoader(batches)) == 0
 
     torch.manual_seed(7)
     netG, netD = _reference_networks_with_dropout()
-    stopped, _ = _trainer(tmp_path / "resumed", netG, netD)
+    stopped, _ = stand_in_trainer(tmp_path / "resumed", netG, netD)
     assert stopped.fit(ListLoader(batches, stop_before=1)) == 128 + signal.SIGINT
     state = stopped.checkpoints.load_train_state("latest")
     assert state["progress"]["epoch_batches"] == 2
 
     torch.manual_seed(12345)   # a new process: torch's RNG is anywhere
-    resumed, _ = _trainer(tmp_path / "resumed", netG, netD)   # the saved weights, in memory
+    resumed, _ = stand_in_trainer(tmp_path / "resumed", netG, netD)   # the saved weights, in memory
     resumed.resume(state)
     assert resumed.fit(ListLoader(batches)) == 0
     assert resumed.steps_run == 4 and resumed.engine.steps == straight.engine.steps == 6
@@ -76,7 +54,7 @@ def test_a_resume_continues_torchs_rng_stream_as_the_uninterrupted_run(tmp_path)
 def test_the_epochs_last_read_counts_the_images_since_the_read_before(tmp_path, monkeypatch,
                                                                       world_size):
     monkeypatch.setattr(trainer_module, "time", Clock(tick=3.0))
-    trainer, _ = _trainer(tmp_path, *tiny_networks(), world_size=world_size, log_every=2,
+    trainer, _ = stand_in_trainer(tmp_path, *tiny_networks(), world_size=world_size, log_every=2,
                           n_epochs_decay=0)
     rates = []
     log = trainer._log
@@ -90,7 +68,7 @@ def test_the_epochs_last_read_counts_the_images_since_the_read_before(tmp_path, 
 def test_a_multi_process_run_saves_its_process_count_and_counts_every_processs_images(
         tmp_path):
     # not initialised as a process group: the loss means over processes are the losses
-    trainer, _ = _trainer(tmp_path, *tiny_networks(), world_size=2, n_epochs_decay=0)
+    trainer, _ = stand_in_trainer(tmp_path, *tiny_networks(), world_size=2, n_epochs_decay=0)
     assert trainer.fit(ListLoader(random_batches(3, batch_size=2))) == 0
     saved = trainer.checkpoints.load_train_state("latest")["progress"]
     assert (saved["batch_size"], saved["world_size"]) == (2, 2)
@@ -101,7 +79,7 @@ def test_a_multi_process_run_saves_its_process_count_and_counts_every_processs_i
 def test_a_nonfinite_stop_suggests_fp32_only_to_a_run_in_another_precision(
         tmp_path, precision, hinted):
     # the engine runs in fp32 here (bf16 needs CUDA); the advice follows the run's option
-    trainer, lines = _trainer(tmp_path, *tiny_networks(), precision=precision)
+    trainer, lines = stand_in_trainer(tmp_path, *tiny_networks(), precision=precision)
     trainer.engine.first_nonfinite_step = lambda: 2
     assert trainer.fit(ListLoader(random_batches(3))) == 1
     assert "a loss became NaN or Inf at step 2 (epoch 1)" in lines[-1]
@@ -116,7 +94,7 @@ def _writer_threads():
 
 @pytest.mark.parametrize("way_out", ["end", "signal", "error"])
 def test_fit_ends_the_writer_thread_on_every_way_out(tmp_path, way_out):
-    trainer, _ = _trainer(tmp_path, *tiny_networks(), n_epochs_decay=0)
+    trainer, _ = stand_in_trainer(tmp_path, *tiny_networks(), n_epochs_decay=0)
     before = _writer_threads()
     loader = ListLoader(random_batches(3), stop_before=1 if way_out == "signal" else None)
     if way_out == "error":   # an error fit does not handle: raised, after the writer ends

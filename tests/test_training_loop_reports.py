@@ -3,15 +3,10 @@ stand-in tracker and progress bar, no CLI): the losses read every --log-every st
 images/s of the steps since the last read, the progress bar, the samples, and the position and
 checkpoints each step leaves."""
 import signal
-from types import SimpleNamespace
 
 from fastp2p.train import trainer as trainer_module
-from fastp2p.train.checkpoints import CheckpointFolder
-from fastp2p.train.engine import Pix2PixEngine
-from fastp2p.train.schedulers import LRSchedule
-from fastp2p.train.trainer import Trainer
 from helpers.train_helpers import random_batches, tiny_networks
-from helpers.trainer_stand_ins import Clock, ListLoader
+from helpers.trainer_stand_ins import Clock, ListLoader, stand_in_trainer
 
 
 class Tracker:
@@ -73,17 +68,8 @@ class FailingPage:
         raise self.error
 
 
-def _trainer(tmp_path, *, batch_size=2, n_epochs=1, n_epochs_decay=1, **options):
-    netG, netD = tiny_networks()
-    args = SimpleNamespace(**{"n_epochs": n_epochs, "n_epochs_decay": n_epochs_decay,
-                              "epoch_count": 1, "batch_size": batch_size, "log_every": 1,
-                              "display_freq": 1000, "save_latest_freq": 1000,
-                              "save_by_iter": False, "save_epoch_freq": 5, "precision": "fp32",
-                              **options})
-    schedule = LRSchedule("linear", 2e-4, n_epochs=n_epochs, n_epochs_decay=n_epochs_decay)
-    lines = []
-    trainer = Trainer(args, Pix2PixEngine(netG, netD), netG, netD, schedule,
-                      CheckpointFolder(tmp_path, "run"), say=lines.append)
+def _trainer(tmp_path, **options):
+    trainer, lines = stand_in_trainer(tmp_path, *tiny_networks(), **options)
     tracker = Tracker()
     trainer.report_to(trackers=[tracker])
     return trainer, tracker, lines

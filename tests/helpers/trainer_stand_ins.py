@@ -1,9 +1,32 @@
-"""Stand-ins for driving a Trainer directly (no CLI, no DataLoader): a loader over fixed batches
-and a clock for the trainer module's ``time``."""
+"""Stand-ins for driving a Trainer directly (no CLI, no DataLoader): the trainer itself over
+given networks with test-sized options, a loader over fixed batches and a clock for the trainer
+module's ``time``."""
 import os
 import signal
+from types import SimpleNamespace
 
 import torch
+
+from fastp2p.train.checkpoints import CheckpointFolder
+from fastp2p.train.engine import Pix2PixEngine
+from fastp2p.train.schedulers import LRSchedule
+from fastp2p.train.trainer import Trainer
+
+
+def stand_in_trainer(folder, netG, netD, *, world_size=1, **options):
+    """(Trainer of ``netG`` / ``netD`` checkpointing into ``folder`` / "run", the lines it
+    says): 1 + 1 epochs at --batch_size 2, the losses read every step, samples and mid-epoch
+    saves far apart; ``options`` replace any of those."""
+    args = SimpleNamespace(**{"n_epochs": 1, "n_epochs_decay": 1, "epoch_count": 1,
+                              "batch_size": 2, "log_every": 1, "display_freq": 1000,
+                              "save_latest_freq": 1000, "save_by_iter": False,
+                              "save_epoch_freq": 5, "precision": "fp32", **options})
+    schedule = LRSchedule("linear", 2e-4, n_epochs=args.n_epochs,
+                          n_epochs_decay=args.n_epochs_decay)
+    lines = []
+    trainer = Trainer(args, Pix2PixEngine(netG, netD), netG, netD, schedule,
+                      CheckpointFolder(folder, "run"), say=lines.append, world_size=world_size)
+    return trainer, lines
 
 
 class ListLoader:
