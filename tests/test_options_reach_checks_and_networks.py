@@ -14,33 +14,27 @@ from fastp2p.patchgan_sizes import most_patch_layers
 from fastp2p.train import networks
 from fastp2p.train.image_sizes import (aspect_ratio_size, check_options_fit_unet,
                                        check_patchgan_fits_first_image)
-from fastp2p.train.reference_options import apply_reference_options
-from helpers.train_helpers import parsed_options
-
-
-def _applied(command, *argv):
-    args = parsed_options(command, *argv)
-    apply_reference_options(args, command)
-    return args
+from helpers.train_helpers import applied_options, parsed_options
 
 
 def test_gpu_ids_minus_one_with_device_cpu_says_the_same_and_is_accepted():
-    assert _applied("train", "--gpu_ids", "-1", "--device", "cpu").device == "cpu"
-    assert _applied("test", "--gpu_ids", "-1", "--device", "cpu").device == "cpu"
+    for command in ("train", "test"):
+        args, _ = applied_options(command, "--gpu_ids", "-1", "--device", "cpu")
+        assert args.device == "cpu"
 
 
 def test_gpu_ids_with_empty_items_take_the_ids_given(monkeypatch):
     """A trailing comma or an empty list names no extra GPU: none left is the CPU."""
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    assert _applied("train", "--gpu_ids=0,").device == "cuda:0"
-    assert _applied("test", "--gpu_ids=-1,").device == "cpu"
-    assert _applied("train", "--gpu_ids=").device == "cpu"
+    assert applied_options("train", "--gpu_ids=0,")[0].device == "cuda:0"
+    assert applied_options("test", "--gpu_ids=-1,")[0].device == "cpu"
+    assert applied_options("train", "--gpu_ids=")[0].device == "cpu"
 
 
 @pytest.mark.parametrize("preprocess", ["resize_and_crop", "crop", "scale_width_and_crop"])
 def test_every_cropping_mode_needs_a_crop_the_unet_takes(preprocess):
-    args = parsed_options("train", "--preprocess", preprocess, "--netG", "unet_32", "--load_size", "96",
-                  "--crop_size", "48")
+    args = parsed_options("train", "--preprocess", preprocess, "--netG", "unet_32",
+                          "--load_size", "96", "--crop_size", "48")
     with pytest.raises(ValueError, match="--crop_size 48 must be a multiple of 32 for --netG "
                                          "unet_32"):
         check_options_fit_unet(args)

@@ -6,7 +6,7 @@ import torch
 
 from fastp2p.cli import build_parser, main
 from fastp2p.train.reference_options import apply_reference_options
-from helpers.train_helpers import parsed_options, train_argv, write_aligned_dataset
+from helpers.train_helpers import applied_options, parsed_options, train_argv, write_aligned_dataset
 
 # Every option of the reference's option files, with a value its parser takes.
 REFERENCE_BASE = [
@@ -69,76 +69,71 @@ def test_canonical_reference_commands_parse_and_apply(command):
         assert args.device == "cpu"
 
 
-def _applied(command, *argv):
-    args = parsed_options(command, *argv)
-    return args, apply_reference_options(args, command)
-
-
 def test_gpu_ids_map_to_devices(monkeypatch):
-    assert _applied("train", "--gpu_ids", "-1")[0].device == "cpu"
+    assert applied_options("train", "--gpu_ids", "-1")[0].device == "cpu"
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    assert _applied("train", "--gpu_ids", "0")[0].device == "cuda:0"
-    assert _applied("test", "--gpu_ids", "1")[0].device == "cuda:1"
-    assert _applied("train", "--gpu_ids=-1,0")[0].device == "cuda:0"  # negatives dropped
+    assert applied_options("train", "--gpu_ids", "0")[0].device == "cuda:0"
+    assert applied_options("test", "--gpu_ids", "1")[0].device == "cuda:1"
+    assert applied_options("train", "--gpu_ids=-1,0")[0].device == "cuda:0"  # negatives dropped
     with pytest.raises(ValueError, match=r"torchrun --nproc_per_node=2 -m fastp2p"):
-        _applied("train", "--gpu_ids", "0,1")
+        applied_options("train", "--gpu_ids", "0,1")
     with pytest.raises(ValueError, match="--device cuda:0, but --device cpu"):
-        _applied("train", "--gpu_ids", "0", "--device", "cpu")
+        applied_options("train", "--gpu_ids", "0", "--device", "cpu")
     with pytest.raises(ValueError, match="comma-separated integers"):
-        _applied("train", "--gpu_ids", "x")
+        applied_options("train", "--gpu_ids", "x")
     monkeypatch.setenv("WORLD_SIZE", "2")
     with pytest.raises(ValueError, match="under torchrun"):
-        _applied("train", "--gpu_ids", "0")
+        applied_options("train", "--gpu_ids", "0")
 
 
 def test_gpu_ids_without_a_gpu_say_how_to_use_the_cpu(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     with pytest.raises(ValueError, match=r"no CUDA GPU is visible; use --gpu_ids -1"):
-        _applied("train", "--gpu_ids", "0")
+        applied_options("train", "--gpu_ids", "0")
 
 
 def test_model_other_than_pix2pix_is_a_clear_error():
-    assert _applied("train", "--model", "pix2pix")[0].model == "pix2pix"
+    assert applied_options("train", "--model", "pix2pix")[0].model == "pix2pix"
     for model in ("cycle_gan", "test", "colorization"):
         with pytest.raises(ValueError, match=f"--model {model}: fastp2p implements pix2pix"):
-            _applied("train", "--model", model)
+            applied_options("train", "--model", model)
 
 
 def test_print_freq_sets_the_log_interval_in_images():
-    assert _applied("train")[0].log_every == 50
-    assert _applied("train", "--log-every", "7")[0].log_every == 7
+    assert applied_options("train")[0].log_every == 50
+    assert applied_options("train", "--log-every", "7")[0].log_every == 7
     # (the quick profile's batch is 8: 100 images are 12 steps)
-    assert _applied("train", "--print_freq", "100", "--batch_size", "1")[0].log_every == 100
-    assert _applied("train", "--print_freq", "100", "--batch_size", "8")[0].log_every == 12
-    assert _applied("train", "--print_freq", "3", "--batch_size", "8")[0].log_every == 1
+    assert applied_options("train", "--print_freq", "100", "--batch_size", "1")[0].log_every == 100
+    assert applied_options("train", "--print_freq", "100", "--batch_size", "8")[0].log_every == 12
+    assert applied_options("train", "--print_freq", "3", "--batch_size", "8")[0].log_every == 1
     with pytest.raises(ValueError, match="keep one of them"):
-        _applied("train", "--print_freq", "100", "--log-every", "5")
+        applied_options("train", "--print_freq", "100", "--log-every", "5")
 
 
 def test_print_freq_counts_the_images_of_every_process(monkeypatch):
     """Under torchrun a step trains --batch_size images on each process, and --print_freq
     counts all of them, as --display_freq and --save_latest_freq do."""
     monkeypatch.setenv("WORLD_SIZE", "2")
-    assert _applied("train", "--print_freq", "4", "--batch_size", "1")[0].log_every == 2
-    assert _applied("train", "--print_freq", "100", "--batch_size", "8")[0].log_every == 6
+    assert applied_options("train", "--print_freq", "4", "--batch_size", "1")[0].log_every == 2
+    assert applied_options("train", "--print_freq", "100", "--batch_size", "8")[0].log_every == 6
 
 
 def test_load_iter_suffix_and_phase():
-    assert _applied("test", "--load_iter", "400")[0].epoch == "iter_400"
-    assert _applied("test", "--load_iter", "0", "--epoch", "7")[0].epoch == "7"
-    args, _ = _applied("train", "--name", "f", "--suffix", "{netG}_size{load_size}",
+    assert applied_options("test", "--load_iter", "400")[0].epoch == "iter_400"
+    assert applied_options("test", "--load_iter", "0", "--epoch", "7")[0].epoch == "7"
+    args, _ = applied_options("train", "--name", "f", "--suffix", "{netG}_size{load_size}",
                        "--dataroot", "d")
     assert args.name == "f_unet_256_size286"
     with pytest.raises(ValueError, match="--suffix '{nope}': 'nope' is not an option name"):
-        _applied("train", "--suffix", "{nope}")
+        applied_options("train", "--suffix", "{nope}")
     with pytest.raises(ValueError, match=r"--suffix '\{netG': not a format of option names"):
-        _applied("train", "--suffix", "{netG")
-    assert _applied("train", "--phase", "val")[0].phase == "val"
+        applied_options("train", "--suffix", "{netG")
+    assert applied_options("train", "--phase", "val")[0].phase == "val"
 
 
 def test_ignored_options_are_named_in_one_line():
-    assert _applied("train")[1] is None
-    _, line = _applied("train", "--display_id", "0", "--display_port", "8097", "--pool_size",
+    assert applied_options("train")[1] is None
+    _, line = applied_options("train", "--display_id", "0", "--display_port", "8097", "--pool_size",
                        "0", "--update_html_freq", "10")
     assert "\n" not in line
     assert line.startswith("ignored reference options: --display_id 0, --display_port 8097 "
@@ -146,7 +141,7 @@ def test_ignored_options_are_named_in_one_line():
     assert "--pool_size 0 (the reference's pix2pix model uses no image pool either: it sets 0)" \
         in line   # one level of parentheses
     assert "--update_html_freq 10" in line
-    _, line = _applied("test", "--aspect_ratio", "1.0", "--batch_size", "4")
+    _, line = applied_options("test", "--aspect_ratio", "1.0", "--batch_size", "4")
     assert "--batch_size 4 (test translates one image at a time" in line
 
 

@@ -95,6 +95,14 @@ def parsed_options(command, *argv):
     return resolve_quick_defaults(args)
 
 
+def applied_options(command, *argv):
+    """(``parsed_options(command, *argv)`` after ``apply_reference_options``, the line that
+    names the reference options it ignored or None)."""
+    from fastp2p.train.reference_options import apply_reference_options
+    args = parsed_options(command, *argv)
+    return args, apply_reference_options(args, command)
+
+
 def train_argv(dataroot, checkpoints, *extra, size=32):
     """A `fastp2p train` command line for a tiny, CPU-cheap run (4 pairs, batch 1)."""
     return ["train", "--dataroot", str(dataroot), "--checkpoints_dir", str(checkpoints),
