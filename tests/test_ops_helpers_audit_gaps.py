@@ -300,7 +300,8 @@ def test_float16_logits_keep_a_loss_scaled_gradient(backend):
     fake64, real64 = (torch.randn(1, 1, 256, 256, generator=gen).half().double() for _ in "fr")
     refs = [t.clone().requires_grad_() for t in (fake64, real64)]
     bce = torch.nn.functional.binary_cross_entropy_with_logits
-    expected = 0.5 * (bce(refs[0], torch.zeros_like(fake64)) + bce(refs[1], torch.ones_like(real64)))
+    expected = 0.5 * (bce(refs[0], torch.zeros_like(fake64))
+                      + bce(refs[1], torch.ones_like(real64)))
     scale = 2.0 ** 16
     (expected * scale).backward()
     fake, real = (t.half().requires_grad_() for t in (fake64, real64))

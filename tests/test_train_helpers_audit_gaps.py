@@ -293,8 +293,9 @@ def _engine_state(saved, **extra):
 def _refusal(saved, counters=None, owners=None, **extra) -> str:
     adam = _adam_and_state()[0]
     with pytest.raises(ValueError) as refused:
-        check_engine_state(_engine_state(saved, **extra), {"optimizer_G": adam, "optimizer_D": adam},
-                           counters or {}, owners or {})
+        check_engine_state(_engine_state(saved, **extra),
+                           {"optimizer_G": adam, "optimizer_D": adam}, counters or {},
+                           owners or {})
     return str(refused.value)
 
 
