@@ -36,11 +36,11 @@ class _LoadFailure:
 
 
 def _ignore_stop_signals(worker_id: int) -> None:
-    """Ctrl-C, scancel and systemd signal the whole process group: the main process saves and
-    then stops its workers itself, so a worker must not die of that signal first (the main
-    process would report a dead worker instead of saving)."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    """Ctrl-C, scancel, systemd and a closed terminal signal the whole process group: the main
+    process saves and then stops its workers itself, so a worker must not die of that signal
+    first (the main process would report a dead worker instead of saving)."""
+    for number in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(number, signal.SIG_IGN)
 
 
 def _collate(items: list):

@@ -1,10 +1,11 @@
-"""Stopping ``fastp2p train`` and ``fastp2p test`` early: SIGINT / SIGTERM as requests that
-the loop takes between steps or images (``StopRequests``), a second request that stops at once
+"""Stopping ``fastp2p train`` and ``fastp2p test`` early: SIGINT / SIGTERM / SIGHUP as requests
+that the loop takes between steps or images (``StopRequests``), a second request that stops at once
 (``SecondStopRequest``), and the training loop's own early end with an exit code
 (``TrainingStopped``).
 
 Kept apart from the epoch loop (``fastp2p.train.trainer``), which ``fastp2p test`` does not need.
 """
+import os
 import signal
 import threading
 
@@ -27,12 +28,19 @@ class SecondStopRequest(KeyboardInterrupt):
 
 
 class StopRequests:
-    """SIGINT / SIGTERM set a flag that the loop checks between steps (then saves and exits);
-    a second one raises SecondStopRequest(``second_request``) at once. From then on, or once
+    """SIGINT / SIGTERM / SIGHUP set a flag that the loop checks between steps (then saves and
+    exits); a second one raises SecondStopRequest(``second_request``) at once. From then on, or once
     ``hold()`` is called (the work a second request would cut short is done), requests are
     only recorded until the block ends, so what is left (closing the loader's workers, the last
     lines) is not cut short into a traceback. ``fastp2p test`` stops between images the same
     way, with its own words for the second request.
+
+    SIGHUP is what a run gets when its terminal closes or its SSH session drops; by default it
+    killed the run mid-save. It is taken as a stop request unless it was ignored when the block
+    began (``nohup``: the caller asked the run to outlive its terminal, so it trains on). A
+    terminal that hung up fails every later write (EIO), so on SIGHUP the standard output and
+    error that were a terminal at the start and are one no more go to /dev/null: the save and
+    the exit that follow are not cut short by a line that cannot be shown.
 
     Outside the main thread it installs nothing (Python runs signal handlers in the main
     thread only, and ``signal.signal`` raises elsewhere): the work runs as it would without.
@@ -44,7 +52,7 @@ class StopRequests:
     run raises at the first stop and ignores every later one, until the process ends; the
     worker pool only holds SIGINT back while it starts."""
 
-    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+    SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
     def __init__(self, second_request: str = "a second stop request: stopped at once, without "
                  "saving; --continue_train resumes from the last set saved"):
@@ -52,10 +60,14 @@ class StopRequests:
         self.second_request = second_request
         self._held = False
         self._previous = {}
+        self._terminals = ()
 
     def __enter__(self):
         if threading.current_thread() is threading.main_thread():
+            self._terminals = tuple(fd for fd in (1, 2) if os.isatty(fd))
             for sig in self.SIGNALS:
+                if sig == signal.SIGHUP and signal.getsignal(sig) == signal.SIG_IGN:
+                    continue   # nohup
                 self._previous[sig] = signal.signal(sig, self._handle)
         return self
 
@@ -68,8 +80,24 @@ class StopRequests:
         self._held = True
 
     def _handle(self, signal_number, frame):
+        if signal_number == signal.SIGHUP:
+            self._leave_hung_up_terminals()
         if self.signal_number is None:
             self.signal_number = signal_number
         elif not self._held:  # a second Ctrl-C: stop now, without saving
             self._held = True
             raise SecondStopRequest(self.second_request, signal_number)
+
+    def _leave_hung_up_terminals(self) -> None:
+        """Points standard output and error at /dev/null where they were a terminal that has
+        hung up since (a hung-up terminal is no terminal to isatty); a ``kill -HUP`` while
+        the terminal is open leaves them as they are."""
+        hung_up = [fd for fd in self._terminals if not os.isatty(fd)]
+        if not hung_up:
+            return
+        null = os.open(os.devnull, os.O_WRONLY)
+        try:
+            for fd in hung_up:
+                os.dup2(null, fd)
+        finally:
+            os.close(null)

@@ -10,7 +10,7 @@ train mode (batch statistics, dropout as noise) unless ``--eval`` (the default w
 
 The page lists only triplets the run that wrote it wrote whole: an earlier run's page is
 removed before the first image is written (a folder at its name is refused first), and the
-page is written when the run ends. Ctrl-C or SIGTERM (as in training) stops after the image
+page is written when the run ends. Ctrl-C, SIGTERM or SIGHUP (as in training) stops after the image
 being written, titles the page partial and exits with 128 + the signal; a second one before
 that image is whole stops at once, writes no page, says the results are partial and exits
 with 128 + its own signal. Once the images are done (all of them, or the one a stop waited
@@ -62,9 +62,9 @@ is resized again to it; a --load_size above --crop_size asks for random crops in
 Every option of the reference's test.py is accepted (`python test.py --model pix2pix ...` runs
 as `fastp2p test --model pix2pix ...`); those that mean nothing here are named in one line.
 index.html lists only whole triplets of the run that wrote it (an earlier run's page is removed
-first). Ctrl-C or SIGTERM stops after the current image, with index.html titled partial (exit
-128 + the signal); a second one before that image is written stops at once, with no
-index.html (exit 128 + that signal); once the images are written, further ones are ignored
+first). Ctrl-C, SIGTERM or SIGHUP stops after the current image, with index.html titled
+partial (exit 128 + the signal); a second one before that image is written stops at once, with
+no index.html (exit 128 + that signal); once the images are written, further ones are ignored
 until the command ends (a run that wrote them all exits with 0). After an error there is no
 index.html."""
 
