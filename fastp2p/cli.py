@@ -22,8 +22,9 @@ COMMAND_MODULES = (
 
 def build_parser() -> argparse.ArgumentParser:
     import fastp2p
+    from fastp2p.command_errors import CommandParser
 
-    parser = argparse.ArgumentParser(
+    parser = CommandParser(
         prog="fastp2p",
         description="Fast pix2pix: train, test and benchmark conditional-GAN image translation.",
     )
@@ -80,6 +81,14 @@ def _parse_and_run(argv, args: argparse.Namespace) -> int:
     """Parse ``argv`` into ``args`` and run its command."""
     parser = build_parser()
     args, unknown = parser.parse_known_args(argv, namespace=args)
+    if unknown and args.command:
+        # An option between two positional arguments (`fastp2p pack DATAROOT --load_size 72
+        # OUT`) leaves the words after it to no positional argument: read the command's own
+        # words again, options and positional arguments intermixed.
+        words = list(sys.argv[1:] if argv is None else argv)
+        words = words[words.index(args.command) + 1:]
+        args, unknown = _subcommand_parser(parser, args.command).parse_known_intermixed_args(
+            words, namespace=argparse.Namespace(command=args.command))
     if unknown:
         # argparse leaves a subcommand's unknown options to the top-level parser, whose usage
         # would say nothing about them: report them with the subcommand's usage instead.

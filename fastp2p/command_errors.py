@@ -2,8 +2,12 @@
 the option errors it finds while parsing (``parser.error``). Every command's own refusals and
 failures use it too, so that a user, a script or a log reader sees one prefix for all of them,
 whichever check found the problem. At the bottom of the layers: ``train``, ``data`` and
-``bench`` use it, and it imports nothing.
+``bench`` use it, and it imports nothing but the standard library.
+
+``CommandParser`` gives option errors the same shape: argparse printed a command's whole usage
+above its error line (35 lines for ``fastp2p train``), burying the one line that matters.
 """
+import argparse
 import sys
 
 
@@ -16,3 +20,23 @@ def error_line(command: str, message: object) -> str:
 def print_error(command: str, message: object) -> None:
     """Print ``error_line(command, message)`` to stderr."""
     print(error_line(command, message), file=sys.stderr)
+
+
+class CommandParser(argparse.ArgumentParser):
+    """An ArgumentParser whose option errors are two lines: a one-line usage (the command, its
+    positional arguments, where ``--help`` explains the options), then argparse's error line.
+    Subcommand parsers made by ``add_subparsers`` are of the parent's class, so one at the top
+    covers every command."""
+
+    def error(self, message):
+        self.exit(2, f"{self.short_usage()}{self.prog}: error: {message}\n")
+
+    def short_usage(self) -> str:
+        """``usage: PROG [options] POSITIONALS (`PROG --help` lists every option)``, one line."""
+        formatter = self._get_formatter()
+        positionals = [action for action in self._actions
+                       if not action.option_strings and action.help != argparse.SUPPRESS]
+        formatter.add_usage(None, positionals, [], prefix="")
+        words = " ".join(formatter.format_help().split()[len(self.prog.split()):])
+        return (f"usage: {self.prog} [options]{' ' + words if words else ''} "
+                f"(`{self.prog} --help` lists every option)\n")

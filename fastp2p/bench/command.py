@@ -531,10 +531,10 @@ def main(argv=None) -> int:
     """``python -m benchmarks``: the same options as ``fastp2p bench``. A caller that passes
     ``argv`` gets its own stop handlers back, as from ``fastp2p.cli.main``."""
     from fastp2p.bench.stops import caller_handlers_back
+    from fastp2p.command_errors import CommandParser
 
-    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=DESCRIPTION,
-                                     epilog=EPILOG,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = CommandParser(prog="python -m benchmarks", description=DESCRIPTION, epilog=EPILOG,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
     add_arguments(parser)
     with caller_handlers_back(in_process=argv is not None):
         return run(parser.parse_args(argv))

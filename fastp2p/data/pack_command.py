@@ -53,6 +53,17 @@ DATAROOT/train, then packs them into OUT if given: a set of any size up to 10000
 measure packing and training on."""
 
 
+def _phase_name(text: str) -> str:
+    """A --phase word: a plain name; one with a path in it is most likely DATAROOT or OUT
+    given after --phase, which takes every word that follows: say where they go."""
+    try:
+        return plain_name(text)
+    except argparse.ArgumentTypeError as error:
+        raise argparse.ArgumentTypeError(
+            f"{error}; --phase takes every word after it: put DATAROOT and OUT before it, e.g. "
+            "fastp2p pack DATAROOT OUT --phase train val") from None
+
+
 def register(commands) -> None:
     parser = commands.add_parser(
         "pack", help="pack a paired-image dataset into shards for fast loading",
@@ -76,7 +87,7 @@ def register(commands) -> None:
                         help="aligned: each image is A|B side by side (default); two_folders: "
                              "PHASE/A/x.png pairs with PHASE/B/x.* by name (the same stem, any "
                              "image extension)")
-    parser.add_argument("--phase", nargs="+", metavar="PHASE", type=plain_name,
+    parser.add_argument("--phase", nargs="+", metavar="PHASE", type=_phase_name,
                         help="which phase folders to pack, after DATAROOT and OUT (it takes "
                              "every word that follows) (default: every one of train, val, test "
                              "that DATAROOT has)")
