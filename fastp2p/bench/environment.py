@@ -1,4 +1,5 @@
-"""What a result was measured on: device, driver, CUDA, torch, triton, commit, date."""
+"""What a result was measured on: device, driver, CUDA, torch, triton, commit, date, and how
+busy the machine was when the run began."""
 import datetime
 import os
 import platform
@@ -8,6 +9,7 @@ from pathlib import Path
 
 import torch
 
+from fastp2p.bench.machine_load import machine_load
 from fastp2p.cpu_info import cpu_model
 
 
@@ -119,6 +121,7 @@ def describe(device, checkout) -> dict:
         "platform": platform.platform(),
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
+        **machine_load(),
         "commit": commit,
         "commit_dirty": dirty,
         "date_utc": now.strftime("%Y-%m-%d %H:%M:%S"),
