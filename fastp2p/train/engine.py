@@ -53,6 +53,7 @@ Python body runs in every mode; the modes change only how it executes:
   live in device tensors, so they advance inside the graph.
 """
 import contextlib
+import math
 
 import torch
 import torch.nn.functional as F
@@ -120,6 +121,8 @@ class Pix2PixEngine:
             raise ValueError(f"lr must be >= 0, got {lr!r}")
         if not 0.0 <= beta1 < 1.0:
             raise ValueError(f"beta1 must be in [0, 1), got {beta1!r}")
+        if not 0.0 <= lambda_L1 < math.inf:   # as fastp2p train's --lambda_L1
+            raise ValueError(f"lambda_L1 must be a finite number >= 0, got {lambda_L1!r}")
         params_G = list(netG.parameters())
         if not params_G or not list(netD.parameters()):
             raise ValueError("netG and netD must both have parameters")
