@@ -219,6 +219,19 @@ def _saved_generator(args, generator):
     return folder, read
 
 
+def _random_crop_note(args) -> str | None:
+    """What a --load_size above --crop_size does to the test images (the reference's test.py
+    does the same, without a word): each is resized to it and a random crop of it translated,
+    so the L1 report covers crops, not whole images."""
+    if args.preprocess not in ("resize_and_crop", "scale_width_and_crop") \
+            or args.load_size <= args.crop_size:
+        return None
+    return (f"--load_size {args.load_size} is above --crop_size {args.crop_size}: each test "
+            f"image is resized to {args.load_size} and a random {args.crop_size}-pixel crop of "
+            "it translated (as the reference's test.py does; --seed draws them); leave out "
+            "--load_size for whole images")
+
+
 def _set_up(args, device, threads, resources: contextlib.ExitStack, saved):
     """(loader, generator with its weights loaded, the weights' file, results folder,
     trackers); ``saved``: ``_saved_generator``'s (folder, file read). ``resources`` closes
@@ -236,7 +249,8 @@ def _set_up(args, device, threads, resources: contextlib.ExitStack, saved):
     torch.manual_seed(args.seed)
     # The reference's test reads each whole image at --crop_size: a split packed at a larger
     # size is resized again to it, not cropped at random, unless --load_size asks for crops.
-    for line in (packed_resize_note(args, args.phase), packed_mode_note(args, args.phase)):
+    for line in (packed_resize_note(args, args.phase), packed_mode_note(args, args.phase),
+                 _random_crop_note(args)):
         if line:
             print(line)
     dataset = create_dataset(args, args.phase)
