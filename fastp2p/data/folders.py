@@ -178,7 +178,20 @@ def require_folder(folder: Path, expected: str) -> None:
     if not folder.is_dir():
         raise DataError(f"{folder}: folder not found; expected {expected} there "
                         "(check the dataset folder, --dataroot or pack's DATAROOT, and "
-                        "--dataset_mode)")
+                        f"--dataset_mode){images_placed_above(folder)}")
+
+
+def images_placed_above(folder: Path) -> str:
+    """``; PARENT holds images itself: move them into FOLDER`` where the missing ``folder``'s
+    parent holds images (a --dataroot given as the folder of images, not as the folder of its
+    splits), else ''."""
+    try:
+        with os.scandir(folder.parent) as entries:
+            held = any(Path(entry.name).suffix.lower() in IMAGE_EXTENSIONS and entry.is_file()
+                       for entry in entries)
+    except OSError:
+        return ""
+    return f"; {folder.parent} holds images itself: move them into {folder}" if held else ""
 
 
 # Formats whose mode I images are 16-bit grayscale in 0..65535: PNG (older Pillow), and PGM/PPM
@@ -333,7 +346,8 @@ def _check_consistent(infos: list[ImageInfo], half_sizes: dict, config: Preproce
         majority_gray = colour < len(infos) - colour
         for info in infos:
             if info.grayscale != majority_gray:
-                kind, others = ("grayscale", "colour") if info.grayscale else ("colour", "grayscale")
+                kind, others = (("grayscale", "colour") if info.grayscale
+                                else ("colour", "grayscale"))
                 problems.append((info.path, f"{kind} image among {others} ones; convert it "
                                             f"to {'RGB' if others == 'colour' else 'grayscale'}"))
                 bad.add(info.path)

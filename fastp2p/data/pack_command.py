@@ -191,8 +191,10 @@ def run(args: argparse.Namespace) -> int:
             if (dataroot / p).is_dir() or (p == "train" and args.synthetic is not None)]
         if out is not None:
             if not phases:
+                from fastp2p.data.folders import images_placed_above
                 raise DataError(f"{dataroot}: no {', '.join(PHASES)} folder in it; pass --phase "
-                                "NAME for another phase folder")
+                                "NAME for another phase folder"
+                                f"{images_placed_above(dataroot / 'train')}")
             for phase in phases:
                 if not (dataroot / phase).is_dir() and not (
                         phase == "train" and args.synthetic is not None):
