@@ -33,13 +33,13 @@ def test_a_batch_that_is_not_four_dimensional_is_refused(engine, shape):
         engine.step(bad, good)
 
 
-@pytest.mark.parametrize("lr", [math.nan, -1e-4])
+@pytest.mark.parametrize("lr", [math.nan, -1e-4, math.inf])
 def test_a_learning_rate_that_is_no_rate_is_refused_at_build_and_between_steps(lr):
     netG, netD = tiny_networks()
-    with pytest.raises(ValueError, match="lr must be >= 0"):
+    with pytest.raises(ValueError, match="lr must be a finite number >= 0"):
         Pix2PixEngine(netG, netD, lr=lr)
     engine = Pix2PixEngine(netG, netD)
-    with pytest.raises(ValueError, match="lr must be >= 0"):
+    with pytest.raises(ValueError, match="lr must be a finite number >= 0"):
         engine.set_lr(lr)
     assert engine.lr == 2e-4
     assert all(group["lr"] == 2e-4 for optimizer in (engine.optimizer_G, engine.optimizer_D)

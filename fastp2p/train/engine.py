@@ -95,6 +95,12 @@ def _check_cuda_options(device: torch.device, given: dict) -> None:
                          f"CUDA device, they are on {device}; use {fixes}")
 
 
+def _input_channels(net: torch.nn.Module):
+    """The in_channels of the first Conv2d ``net`` registers (the image side of the reference's
+    U-Net and discriminators); None where it has none."""
+    return next((m.in_channels for m in net.modules() if isinstance(m, torch.nn.Conv2d)), None)
+
+
 def _check_single_process(option: str, off_hint: str, *nets: torch.nn.Module) -> None:
     """A one-line ValueError where ``option=True`` cannot run: it needs one process
     (DistributedDataParallel's gradient hooks cannot be captured or forked)."""
@@ -117,8 +123,8 @@ class Pix2PixEngine:
                  split_conv_backward=False):
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
-        if not lr >= 0:
-            raise ValueError(f"lr must be >= 0, got {lr!r}")
+        if not 0 <= lr < math.inf:   # as fastp2p train's --lr
+            raise ValueError(f"lr must be a finite number >= 0, got {lr!r}")
         if not 0.0 <= beta1 < 1.0:
             raise ValueError(f"beta1 must be in [0, 1), got {beta1!r}")
         if not 0.0 <= lambda_L1 < math.inf:   # as fastp2p train's --lambda_L1
@@ -141,9 +147,10 @@ class Pix2PixEngine:
         if optimizer_overlap:  # before master_weights' own checks: it names both options
             overlap_streams = overlap.overlap_streams(self.device, master_weights, netG, netD)
         if master_weights:
-            from fastp2p.train.master_weights_adam import check_master_weights_device
+            from fastp2p.train.master_weights_checks import check_master_weights_device
             check_master_weights_device(self.device, netG, netD)
         self.netG, self.netD = netG, netD
+        self._input_channels = (_input_channels(netG), _input_channels(netD))
         self.gan_mode, self.lambda_L1 = gan_mode, float(lambda_L1)
         self.precision, self.channels_last, self.cuda_graph = precision, channels_last, cuda_graph
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
@@ -220,8 +227,8 @@ class Pix2PixEngine:
 
     def set_lr(self, lr: float) -> None:
         """Change the learning rate of both optimizers (between steps; never syncs)."""
-        if not lr >= 0:
-            raise ValueError(f"lr must be >= 0, got {lr!r}")
+        if not 0 <= lr < math.inf:
+            raise ValueError(f"lr must be a finite number >= 0, got {lr!r}")
         self._lr_value = float(lr)
         if self._lr is not None:
             self._lr.fill_(self._lr_value)
@@ -543,6 +550,15 @@ class Pix2PixEngine:
         if real_A.shape[0] != real_B.shape[0] or real_A.shape[2:] != real_B.shape[2:]:
             raise ValueError(f"real_A {tuple(real_A.shape)} and real_B {tuple(real_B.shape)} "
                              "must have the same batch size and spatial size")
+        # Before any forward: a wrong channel count found inside D (after G's train-mode forward
+        # moved its batch-norm statistics) was blamed on D's input_nc.
+        g_in, d_in = self._input_channels
+        a, b = real_A.shape[1], real_B.shape[1]
+        if g_in is not None and a != g_in:
+            raise ValueError(f"real_A has {a} channel(s) and netG takes {g_in} (its input_nc)")
+        if d_in is not None and a + b != d_in:
+            raise ValueError(f"real_B has {b} channel(s): netD takes {d_in}, real_A's {a} and "
+                             f"real_B's {d_in - a} (netG's output_nc)")
         if real_A.shape[0] == 0:  # the networks return an empty output, as the reference's
             raise ValueError(f"a training step got an empty batch (shape "
                              f"{tuple(real_A.shape)}); pass at least one image")

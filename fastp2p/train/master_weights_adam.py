@@ -48,29 +48,14 @@ After construction the module must not be moved or cast (``.to()``, ``.half()``,
 ``assign=True``), and its grads must not be set to None (``module.zero_grad()``): all of these
 replace the views; ``step`` raises a clear error if it finds a replaced gradient.
 """
-import os
 
 import torch
 import torch.nn as nn
-from torch.nn.parallel import DistributedDataParallel
 
 from fastp2p.kernels.adam import HYPER_FIELDS, adam_step, num_programs_for
 
 COPIED_MODULES = (nn.modules.conv._ConvNd, nn.Linear)
 BUCKET_ALIGN = 8  # elements: every bucket's slices start 16-byte aligned (bf16), 32 (float32)
-
-
-def check_master_weights_device(device: torch.device, *nets: nn.Module) -> None:
-    """Raise a one-line ValueError where MasterWeightsAdam cannot run: its kernel needs a CUDA
-    device (or CPU tensors under TRITON_INTERPRET=1, as the tests run it), and it replaces the
-    parameters that DistributedDataParallel's gradient buckets point at."""
-    interpreted = os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
-    if not (device.type == "cuda" or (device.type == "cpu" and interpreted)):
-        raise ValueError(f"master_weights=True needs the networks on a CUDA device, they are on "
-                         f"{device}; use master_weights=False")
-    if any(isinstance(net, DistributedDataParallel) for net in nets):
-        raise ValueError("master_weights=True is not supported with DistributedDataParallel; "
-                         "use master_weights=False for multi-process training")
 
 
 def _dense_strides(t: torch.Tensor) -> bool:

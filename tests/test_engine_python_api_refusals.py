@@ -1,0 +1,46 @@
+"""Pix2PixEngine's refusals found by a Python-API QA pass (r54): a batch with the wrong channel
+count is refused before any forward (it was found inside D after G's train-mode forward had
+moved its batch-norm statistics, and blamed on D's input_nc), and master_weights=True on a
+machine where it cannot run is one ValueError, not Triton's ImportError."""
+import sys
+
+import pytest
+import torch
+
+from fastp2p.train.engine import Pix2PixEngine
+from helpers.train_helpers import parameters_and_buffers, random_batches, tiny_networks
+
+
+@pytest.mark.parametrize("which, message", [
+    ("real_B", "real_B has 1 channel(s): netD takes 6, real_A's 3 and real_B's 3 (netG's "
+               "output_nc)"),
+    ("real_A", "real_A has 1 channel(s) and netG takes 3 (its input_nc)")])
+def test_a_wrong_channel_count_is_refused_before_any_forward(which, message):
+    netG, netD = tiny_networks()
+    engine = Pix2PixEngine(netG, netD)
+    real_A, real_B = random_batches(1)[0]
+    batch = {"real_A": real_A, "real_B": real_B}
+    batch[which] = batch[which][:, :1]
+    before = [t.clone() for t in parameters_and_buffers(netG, netD)]
+    with pytest.raises(ValueError) as refused:
+        engine.step(batch["real_A"], batch["real_B"])
+    assert str(refused.value) == message
+    assert all(torch.equal(a, b) for a, b in zip(before, parameters_and_buffers(netG, netD)))
+    assert engine.steps == 0
+
+
+def test_master_weights_on_a_cpu_without_triton_is_a_value_error(monkeypatch):
+    monkeypatch.setenv("TRITON_INTERPRET", "0")
+    monkeypatch.setitem(sys.modules, "triton", None)   # `import triton` fails, as uninstalled
+    for name in ("fastp2p.kernels.adam", "fastp2p.train.master_weights_adam"):
+        monkeypatch.delitem(sys.modules, name, raising=False)
+    with pytest.raises(ValueError, match="master_weights=True needs the networks on a CUDA "
+                                         "device, they are on cpu"):
+        Pix2PixEngine(*tiny_networks(), master_weights=True)
+
+
+def test_master_weights_without_triton_says_what_to_install(monkeypatch):
+    monkeypatch.setitem(sys.modules, "triton", None)
+    with pytest.raises(ValueError, match=r"triton is not installed: pip install "
+                                         r"'fastp2p\[triton\]'"):
+        Pix2PixEngine(*tiny_networks(), master_weights=True)   # TRITON_INTERPRET=1: CPU allowed
