@@ -341,9 +341,12 @@ def forget_cached_weights(module: nn.Module) -> None:
         _layout_cache.pop(m, None)
 
 
-# The parameters and buffers some cache here (or a fastp2p.graphed capture) keys on, by id: a
-# fused torch optimizer's step on them must bump their version counters (``see_fused_steps_on``).
-_watched: "weakref.WeakValueDictionary[int, torch.Tensor]" = weakref.WeakValueDictionary()
+# Set (True) on the parameters and buffers some cache here (or a fastp2p.graphed capture) keys
+# on: a fused torch optimizer's step on them must bump their version counters
+# (``see_fused_steps_on``). An attribute, not a weak reference: torch.utils.swap_tensors, which
+# .to() and load_state_dict use under torch.__future__.set_swap_module_params_on_conversion,
+# refuses a tensor that has one.
+_WATCHED = "_fastp2p_fused_steps_watched"
 _step_hook = None
 
 
@@ -355,18 +358,19 @@ def see_fused_steps_on(tensors) -> None:
     global _step_hook
     for t in tensors:
         if t is not None:
-            _watched[id(t)] = t
+            setattr(t, _WATCHED, True)
     if _step_hook is None:
         _step_hook = register_optimizer_step_post_hook(_see_fused_optimizer_step)
 
 
+@torch.compiler.disable   # run as Python inside a compiled step too: traced, it bumped nothing
 def _see_fused_optimizer_step(optimizer, args, kwargs) -> None:
     """Bump the version counters of the watched parameters a fused optimizer just stepped (other
     optimizers' in-place ops bump them themselves)."""
     for group in optimizer.param_groups:
         if group.get("fused"):
             for p in group["params"]:
-                if _watched.get(id(p)) is p:
+                if getattr(p, _WATCHED, False):
                     torch.autograd.graph.increment_version(p)
 
 
