@@ -120,7 +120,14 @@ class ReferenceCheckpointMixin:
             if mismatch.incomplete_file:  # no configuration or factory would fit it: as it is
                 raise
             given = ", ".join(f"{name}=" for name in overrides)
-            if overrides.get("norm") is not None or overrides.get("norm_layer") is not None:
+            # a value given against what the keys tell is the likeliest cause: said first
+            contradicted = [f"{name}={inferred[name]!r} (given {value!r})"
+                            for name, value in overrides.items()
+                            if name in inferred and inferred[name] != value]
+            if contradicted:
+                advice = (f"its keys say {', '.join(contradicted)}: leave those out to build "
+                          "what the file holds")
+            elif overrides.get("norm") is not None or overrides.get("norm_layer") is not None:
                 advice = f"check {given} against what the network was built with"
             else:
                 advice = _NORM_NOT_INFERRED + (f"; or check {given}" if given else "")
