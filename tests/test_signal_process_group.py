@@ -2,7 +2,6 @@
 its data loader workers too: they ignore it, so the main process saves latest_* and exits with
 128 + 15 instead of reporting a dead worker; a worker that another signal kills is not blamed on
 memory."""
-import csv
 import os
 import resource
 import signal
@@ -15,7 +14,7 @@ import pytest
 import fastp2p.data.datasets as datasets_module
 from fastp2p.cli import main
 from fastp2p.train.checkpoints import CheckpointFolder
-from helpers.train_helpers import train_argv, write_aligned_dataset
+from helpers.train_helpers import logged_steps, train_argv, write_aligned_dataset
 
 # The child imports the fastp2p this test imports (the installed package, or the suite's
 # PYTHONPATH); it runs in tmp_path, so `python -m` never imports a source folder instead.
@@ -28,14 +27,6 @@ def _with_workers(argv, workers=2):
     return argv
 
 
-def _logged_steps(folder):
-    try:
-        with open(folder / "loss_log.csv", newline="") as handle:
-            return [int(row["step"]) for row in csv.DictReader(handle) if row.get("step")]
-    except FileNotFoundError:
-        return []
-
-
 def test_sigterm_to_the_process_group_saves_and_exits_143(tmp_path):
     data = write_aligned_dataset(tmp_path / "data")
     argv = _with_workers(train_argv(data, tmp_path / "ckpt", "--n_epochs", "500", "--no_html"))
@@ -45,7 +36,7 @@ def test_sigterm_to_the_process_group_saves_and_exits_143(tmp_path):
                            stderr=subprocess.STDOUT, text=True)
     try:
         deadline = time.monotonic() + 120
-        while not _logged_steps(folder) and run.poll() is None and time.monotonic() < deadline:
+        while not logged_steps(folder) and run.poll() is None and time.monotonic() < deadline:
             time.sleep(0.05)
         assert run.poll() is None, run.communicate()[0]
         os.killpg(run.pid, signal.SIGTERM)   # the main process and its loader workers
@@ -59,7 +50,7 @@ def test_sigterm_to_the_process_group_saves_and_exits_143(tmp_path):
     saved = CheckpointFolder(tmp_path / "ckpt", "tiny")
     state = saved.load_train_state("latest")   # checksums checked: the set is whole
     assert saved.manifest("latest")["step"] == state["engine"]["steps"] \
-        == _logged_steps(folder)[-1]
+        == logged_steps(folder)[-1]
 
 
 @pytest.mark.parametrize("number, name, cause", [

@@ -1,7 +1,6 @@
 """A training run whose terminal closes (an SSH session that drops, a closed window) gets SIGHUP,
 with its data loader workers: it saves latest_* and exits with 128 + 1, as for SIGTERM, instead
 of dying mid-save. Under nohup (SIGHUP ignored) it trains on."""
-import csv
 import os
 import pty
 import select
@@ -14,17 +13,9 @@ import torch
 from fastp2p.data.loader import create_dataloader
 from fastp2p.train.checkpoints import CheckpointFolder
 from fastp2p.train.stop_requests import StopRequests
-from helpers.train_helpers import train_argv, write_aligned_dataset
+from helpers.train_helpers import logged_steps, train_argv, write_aligned_dataset
 
 CHILD_ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
-
-
-def _logged_steps(folder):
-    try:
-        with open(folder / "loss_log.csv", newline="") as handle:
-            return [int(row["step"]) for row in csv.DictReader(handle) if row.get("step")]
-    except FileNotFoundError:
-        return []
 
 
 def _train_on_a_terminal(tmp_path):
@@ -47,7 +38,7 @@ def _train_on_a_terminal(tmp_path):
 def _read_until_steps_logged(master, folder, seconds=120):
     """Reads the terminal (a full one would block the run) until a step is logged; its text."""
     output, deadline = b"", time.monotonic() + seconds
-    while not _logged_steps(folder) and time.monotonic() < deadline:
+    while not logged_steps(folder) and time.monotonic() < deadline:
         if select.select([master], [], [], 0.05)[0]:
             try:
                 output += os.read(master, 65536)
@@ -61,7 +52,7 @@ def test_a_closed_terminal_saves_latest_and_exits_129(tmp_path):
     folder = tmp_path / "ckpt" / "tiny"
     try:
         output = _read_until_steps_logged(master, folder)
-        assert _logged_steps(folder), output
+        assert logged_steps(folder), output
     finally:
         os.close(master)   # the terminal hangs up: SIGHUP to the run and its workers
     deadline = time.monotonic() + 120
@@ -75,7 +66,7 @@ def test_a_closed_terminal_saves_latest_and_exits_129(tmp_path):
     saved = CheckpointFolder(tmp_path / "ckpt", "tiny")
     state = saved.load_train_state("latest")   # checksums checked: the set is whole
     assert saved.manifest("latest")["step"] == state["engine"]["steps"] \
-        == _logged_steps(folder)[-1]
+        == logged_steps(folder)[-1]
 
 
 def test_sighup_is_a_stop_request_and_left_ignored_under_nohup():

@@ -1,4 +1,5 @@
 """Tiny pix2pix networks and batches shared by the training tests (CPU-cheap: ngf 4, 32x32)."""
+import csv
 from pathlib import Path
 
 import pytest
@@ -110,6 +111,15 @@ def train_argv(dataroot, checkpoints, *extra, size=32):
             "--load_size", str(size), "--crop_size", str(size), "--num_threads", "0",
             "--n_epochs", "1", "--n_epochs_decay", "1", "--log-every", "1",
             "--display_freq", "3", "--save_latest_freq", "1000", *extra]
+
+
+def logged_steps(folder) -> list:
+    """The steps a run's loss_log.csv in ``folder`` has logged so far ([] before it exists)."""
+    try:
+        with open(Path(folder) / "loss_log.csv", newline="") as handle:
+            return [int(row["step"]) for row in csv.DictReader(handle) if row.get("step")]
+    except FileNotFoundError:
+        return []
 
 
 def tiny_test_argv(dataroot, checkpoints, results, *extra):
