@@ -44,3 +44,19 @@ def test_master_weights_without_triton_says_what_to_install(monkeypatch):
     with pytest.raises(ValueError, match=r"triton is not installed: pip install "
                                          r"'fastp2p\[triton\]'"):
         Pix2PixEngine(*tiny_networks(), master_weights=True)   # TRITON_INTERPRET=1: CPU allowed
+
+
+def test_a_network_of_another_kind_is_not_checked_for_channels():
+    """Only fastp2p's networks say their input_nc; a module whose first registered Conv2d is
+    not its input layer must still train (no channel check for it)."""
+    class LateHead(torch.nn.Module):   # registers a 5-channel conv before its 3-channel input
+        def __init__(self):
+            super().__init__()
+            self.body = torch.nn.Conv2d(5, 3, 1)
+            self.head = torch.nn.Conv2d(3, 5, 1)
+
+        def forward(self, x):
+            return torch.tanh(self.body(self.head(x)))
+    engine = Pix2PixEngine(LateHead(), tiny_networks()[1])
+    engine.step(*random_batches(1)[0])
+    assert engine.steps == 1

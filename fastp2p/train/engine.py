@@ -96,9 +96,10 @@ def _check_cuda_options(device: torch.device, given: dict) -> None:
 
 
 def _input_channels(net: torch.nn.Module):
-    """The in_channels of the first Conv2d ``net`` registers (the image side of the reference's
-    U-Net and discriminators); None where it has none."""
-    return next((m.in_channels for m in net.modules() if isinstance(m, torch.nn.Conv2d)), None)
+    """The input_nc a fastp2p network was built with; None for any other module (whose first
+    layer the engine cannot tell from the order of its modules)."""
+    config = getattr(unwrap(net), "config", None)
+    return config().get("input_nc") if callable(config) else None
 
 
 def _check_single_process(option: str, off_hint: str, *nets: torch.nn.Module) -> None:
