@@ -98,7 +98,8 @@ def _import_what_batches_import() -> None:
 
 
 class PairLoader:
-    """Iterable of batched dicts ``{"A": NxCxHxW, "B": ..., "A_paths": [...], "B_paths": [...]}``."""
+    """Iterable of batched dicts ``{"A": NxCxHxW, "B": ..., "A_paths": [...],
+    "B_paths": [...]}``."""
 
     def __init__(self, dataset, batch_size: int, *, shuffle: bool, num_workers: int, seed: int,
                  rank: int = 0, world_size: int = 1, drop_last: bool = False,

@@ -100,7 +100,8 @@ class MasterWeightsAdam:
     def __init__(self, module: nn.Module, *, lr=1e-3, betas=(0.9, 0.999), eps=1e-8,
                  weight_decay=0.0, copy_dtype=torch.bfloat16, buckets=1):
         if copy_dtype not in (torch.bfloat16, torch.float32):
-            raise ValueError(f"copy_dtype must be torch.bfloat16 or torch.float32, got {copy_dtype}")
+            raise ValueError(f"copy_dtype must be torch.bfloat16 or torch.float32, got "
+                             f"{copy_dtype}")
         beta1, beta2 = (float(b) for b in betas)
         if not (0.0 <= beta1 < 1.0 and 0.0 <= beta2 < 1.0):
             raise ValueError(f"betas must be in [0, 1), got {betas!r}")
