@@ -33,7 +33,8 @@ def test_unet_accepts_non_contiguous_and_channels_last(unet):
 
 
 @pytest.mark.parametrize("kwargs,message", [
-    (dict(num_downs=4), "num_downs must be an int >= 5"),
+    (dict(num_downs=4), "num_downs must be an int >= 5 (the U-Net has at least 5 levels, which "
+                        "the reference builds for any smaller num_downs too: pass 5"),
     (dict(ngf=0), "ngf must be a positive int"),
     (dict(ngf=True), "ngf must be a positive int, got True"),
     (dict(ngf=4.0), "ngf must be a positive int, got 4.0"),

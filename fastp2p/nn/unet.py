@@ -73,8 +73,9 @@ class UNet(ReleasesReplacedWeights, RefusesScripting, ReferenceCheckpointMixin, 
                  use_dropout=False, *, norm=None):
         input_nc, output_nc, ngf = positive_ints(input_nc=input_nc, output_nc=output_nc, ngf=ngf)
         num_downs = whole_number("num_downs", num_downs, MIN_NUM_DOWNS,
-                                 " (the U-Net always has 5 levels; 7 for 128x128 inputs, 8 for "
-                                 "256x256)")
+                                 " (the U-Net has at least 5 levels, which the reference "
+                                 "builds for any smaller num_downs too: pass 5; 7 for 128x128 "
+                                 "inputs, 8 for 256x256)")
         factory = resolve_norm_layer(norm, norm_layer)
         super().__init__(input_nc, output_nc, num_downs, ngf, factory, use_dropout)
         self.input_nc, self.output_nc, self.num_downs = input_nc, output_nc, num_downs
