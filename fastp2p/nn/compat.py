@@ -120,10 +120,11 @@ class ReferenceCheckpointMixin:
             if mismatch.incomplete_file:  # no configuration or factory would fit it: as it is
                 raise
             given = ", ".join(f"{name}=" for name in overrides)
-            # a value given against what the keys tell is the likeliest cause: said first
+            # a size given against what the keys tell is the likeliest cause: said first (not a
+            # norm, whose settings the keys may not tell)
             contradicted = [f"{name}={inferred[name]!r} (given {value!r})"
                             for name, value in overrides.items()
-                            if name in inferred and inferred[name] != value]
+                            if name in inferred and name != "norm" and inferred[name] != value]
             if contradicted:
                 advice = (f"its keys say {', '.join(contradicted)}: leave those out to build "
                           "what the file holds")
