@@ -82,6 +82,13 @@ def unwrap(net: torch.nn.Module) -> torch.nn.Module:
     return net.module if isinstance(net, DistributedDataParallel) else net
 
 
+def _check_lr(lr) -> None:
+    """The engine's learning rates, at construction and in ``set_lr``: what fastp2p train's
+    --lr takes (a finite number >= 0)."""
+    if not 0 <= lr < math.inf:
+        raise ValueError(f"lr must be a finite number >= 0, got {lr!r}")
+
+
 def _check_cuda_options(device: torch.device, given: dict) -> None:
     """One ValueError naming every CUDA-only setting in ``given`` (name: (value, value off
     CUDA)) where the networks are not on a CUDA device, so a caller fixes them in one round."""
@@ -124,8 +131,7 @@ class Pix2PixEngine:
                  split_conv_backward=False):
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
-        if not 0 <= lr < math.inf:   # as fastp2p train's --lr
-            raise ValueError(f"lr must be a finite number >= 0, got {lr!r}")
+        _check_lr(lr)
         if not 0.0 <= beta1 < 1.0:
             raise ValueError(f"beta1 must be in [0, 1), got {beta1!r}")
         if not 0.0 <= lambda_L1 < math.inf:   # as fastp2p train's --lambda_L1
@@ -228,8 +234,7 @@ class Pix2PixEngine:
 
     def set_lr(self, lr: float) -> None:
         """Change the learning rate of both optimizers (between steps; never syncs)."""
-        if not 0 <= lr < math.inf:
-            raise ValueError(f"lr must be a finite number >= 0, got {lr!r}")
+        _check_lr(lr)
         self._lr_value = float(lr)
         if self._lr is not None:
             self._lr.fill_(self._lr_value)

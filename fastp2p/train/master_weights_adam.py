@@ -48,7 +48,6 @@ After construction the module must not be moved or cast (``.to()``, ``.half()``,
 ``assign=True``), and its grads must not be set to None (``module.zero_grad()``): all of these
 replace the views; ``step`` raises a clear error if it finds a replaced gradient.
 """
-
 import torch
 import torch.nn as nn
 
