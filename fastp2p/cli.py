@@ -10,6 +10,7 @@ import importlib
 import sys
 
 from fastp2p.bench.stops import caller_handlers_back
+from fastp2p.train.reference_options import older_names_hint
 
 COMMAND_MODULES = (
     "fastp2p.info",
@@ -93,7 +94,8 @@ def _parse_and_run(argv, args: argparse.Namespace) -> int:
         # argparse leaves a subcommand's unknown options to the top-level parser, whose usage
         # would say nothing about them: report them with the subcommand's usage instead.
         where = _subcommand_parser(parser, args.command) if args.command else parser
-        where.error(f"unrecognized arguments: {' '.join(unknown)}")
+        where.error(f"unrecognized arguments: {' '.join(unknown)}"
+                    + older_names_hint(unknown, where))
     if getattr(args, "run", None) is None:
         parser.print_help()
         return 2

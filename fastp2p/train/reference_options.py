@@ -52,6 +52,31 @@ IGNORED = (
 )
 
 
+# The reference's option names before its 2019 renames, as commands written for it then still
+# give them; each with what says the same here. Not accepted (their values would need
+# translating too): an error naming them says the name to use.
+OLDER_NAMES = {
+    "--niter": "--n_epochs", "--niter_decay": "--n_epochs_decay", "--which_epoch": "--epoch",
+    "--batchSize": "--batch_size", "--loadSize": "--load_size", "--fineSize": "--crop_size",
+    "--which_direction": "--direction", "--which_model_netG": "--netG",
+    "--which_model_netD": "--netD", "--nThreads": "--num_threads",
+    "--resize_or_crop": "--preprocess", "--how_many": "--num_test",
+    "--no_lsgan": "--gan_mode vanilla",
+}
+
+
+def older_names_hint(unrecognized: list, parser: argparse.ArgumentParser) -> str:
+    """For unrecognized words among which are the reference's older option names that
+    ``parser`` has under their new names: " (the reference's older names: --niter is now
+    --n_epochs, ...)"; "" for none."""
+    renames = []
+    for word in unrecognized:
+        old = word.split("=", 1)[0]
+        new = OLDER_NAMES.get(old)
+        if new and new.split()[0] in parser._option_string_actions:
+            renames.append(f"{old} is now {new}")
+    return f" (the reference's older names: {', '.join(renames)})" if renames else ""
+
 def add_reference_arguments(parser: argparse.ArgumentParser, phase: str) -> None:
     """Add the reference options fastp2p does not define itself (``phase``: train or test)."""
     group = parser.add_argument_group(
