@@ -5,6 +5,11 @@ file (a CI log, ``nohup``, ``| tee``) every frame stays, and the log fills with 
 rule for every command (``fastp2p train``'s plain progress lines, ``fastp2p pack``'s bars), at
 the bottom of the layers so that ``data`` and ``train`` both use it.
 """
+import os
+
+# A bar's size on a terminal that reports none (its columns, and its rows, beyond which tqdm
+# hides a bar).
+FALLBACK_SIZE = {"ncols": 80, "nrows": 24}
 
 
 def is_terminal(stream) -> bool:
@@ -14,3 +19,15 @@ def is_terminal(stream) -> bool:
         return stream.isatty()
     except (AttributeError, ValueError):  # no isatty, or a closed stream
         return False
+
+
+def bar_size(stream) -> dict:
+    """tqdm's ``ncols`` and ``nrows`` for a bar on the terminal ``stream``: none (tqdm reads
+    the terminal's size) unless the terminal reports 0 columns or rows, as a pseudo-terminal
+    whose size nobody set does (``script``, some containers' consoles): tqdm then draws nothing
+    at all, neither the bar nor the losses beside it, so FALLBACK_SIZE."""
+    try:
+        reported = os.get_terminal_size(stream.fileno())
+    except (AttributeError, ValueError, OSError):  # no file descriptor, or no terminal behind it
+        return {}
+    return FALLBACK_SIZE if 0 in (reported.columns, reported.lines) else {}

@@ -8,7 +8,7 @@ each time the losses are read (``set_postfix``: every --log-every steps), and no
 import sys
 import time
 
-from fastp2p.terminal import is_terminal
+from fastp2p.terminal import bar_size, is_terminal
 
 
 def progress_bar(stream=None, **kwargs):
@@ -17,7 +17,7 @@ def progress_bar(stream=None, **kwargs):
     stream = sys.stderr if stream is None else stream
     if is_terminal(stream):
         from tqdm import tqdm
-        return tqdm(file=stream, **kwargs)
+        return tqdm(file=stream, **bar_size(stream), **kwargs)
     return PlainProgress(**kwargs)
 
 

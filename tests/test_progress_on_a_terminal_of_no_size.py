@@ -1,0 +1,69 @@
+"""A terminal that reports a size of 0 x 0 (a pseudo-terminal whose size nobody set: `script`,
+some containers' consoles) got no progress at all from `fastp2p train`: tqdm draws nothing at 0
+columns or rows, neither the bar nor the losses beside it (QA r55). The bar is now 80 x 24
+there."""
+import fcntl
+import io
+import os
+import pty
+import struct
+import sys
+import termios
+
+import pytest
+
+from fastp2p.terminal import FALLBACK_SIZE, bar_size
+from fastp2p.train.progress import progress_bar
+
+
+@pytest.fixture
+def terminal():
+    """(the terminal's side a program writes to, as a file; a function reading what it shows)"""
+    try:
+        master, slave = pty.openpty()
+    except OSError as error:
+        pytest.skip(f"no pseudo-terminal on this machine ({error})")
+    stream = os.fdopen(slave, "w", buffering=1)
+
+    def shown() -> str:
+        stream.flush()
+        os.set_blocking(master, False)
+        text = b""
+        while True:
+            try:
+                text += os.read(master, 65536)
+            except BlockingIOError:
+                return text.decode(errors="replace")
+    yield stream, shown
+    stream.close()
+    os.close(master)
+
+
+def _set_size(stream, rows: int, columns: int) -> None:
+    fcntl.ioctl(stream.fileno(), termios.TIOCSWINSZ, struct.pack("HHHH", rows, columns, 0, 0))
+
+
+@pytest.mark.parametrize("rows, columns", [(0, 0), (24, 0), (0, 120)])
+def test_the_bar_and_losses_are_drawn_on_a_terminal_of_no_size(terminal, monkeypatch, rows,
+                                                               columns):
+    stream, shown = terminal
+    _set_size(stream, rows, columns)
+    monkeypatch.setattr(sys, "stderr", stream)  # tqdm asks the size of stderr and stdout only
+    bar = progress_bar(total=4, desc="epoch 1/1", unit="step")
+    bar.update(2)
+    bar.set_postfix({"G_GAN": "0.693"})
+    bar.close()
+    text = shown()
+    assert "G_GAN=0.693" in text and "2/4" in text, repr(text)
+
+
+def test_a_terminal_that_reports_its_size_keeps_tqdms_own_reading(terminal):
+    stream, _ = terminal
+    _set_size(stream, 30, 120)
+    assert bar_size(stream) == {}
+    _set_size(stream, 0, 0)
+    assert bar_size(stream) == FALLBACK_SIZE
+
+
+def test_a_stream_without_a_terminal_has_no_size_of_its_own():
+    assert bar_size(io.StringIO()) == {}
