@@ -20,7 +20,9 @@ class LRSchedule:
       per epoch over all ``n_epochs + n_epochs_decay`` epochs: the lr falls to 0 over the first
       ``n_epochs`` and, being a cosine, rises again after them (it is not held at 0);
     - plateau: multiply by 0.2 when the metric (the epoch's mean generator loss) has not improved
-      by 1% for 5 epochs (the reference's ReduceLROnPlateau settings).
+      by 1% for 5 epochs (the reference's ReduceLROnPlateau settings; its pix2pix model never
+      sets the metric it passes, a constant 0, so there the cuts come after epoch 7 and every 6
+      epochs after it, whatever the losses).
     """
 
     PLATEAU_FACTOR, PLATEAU_THRESHOLD, PLATEAU_PATIENCE, PLATEAU_EPS = 0.2, 0.01, 5, 1e-8
