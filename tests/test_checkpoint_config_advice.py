@@ -55,11 +55,11 @@ def test_an_old_instancenorm_file_is_named_an_instancenorm_file(network):
 
 @pytest.mark.parametrize("network", NETWORKS)
 def test_a_batchnorm_file_without_affine_weights_is_named_a_batchnorm_file(network):
-    """BatchNorm(affine=False) keeps statistics and a batch count, no weight: still a BatchNorm
-    file (the old InstanceNorm files have no batch count)."""
+    """BatchNorm(affine=False) keeps statistics and a batch count, no weight: a BatchNorm file
+    without affine weights (the old InstanceNorm files have no batch count)."""
     state = NETWORKS[network]("batch").state_dict()
     state = {key: value for key, value in state.items()  # the norms' weight and bias dropped
              if not (key.rpartition(".")[2] in ("weight", "bias")
                      and f"{key.rpartition('.')[0]}.running_mean" in state)}
     advice = _advice(NETWORKS[network]("instance"), state)
-    assert "norm='batch'" in advice.split("the file looks like ")[1], advice
+    assert "norm='BatchNorm2d(affine=False)'" in advice.split("the file looks like ")[1], advice

@@ -17,6 +17,7 @@ import torch
 from fastp2p.file_reads import open_to_read
 from fastp2p.nn.checkpoint_size import refuse_amplified
 from fastp2p.nn.checks import with_article
+from fastp2p.nn.norm import norm_of_saved_settings
 
 _WRAPPER_PREFIXES = ("module.", "_orig_mod.")
 _STAT_SUFFIXES = ("running_mean", "running_var", "num_batches_tracked")
@@ -189,8 +190,8 @@ def check_state_dict_fits(module: torch.nn.Module, state_dict: dict, describe_fi
     was saved from) and what to do: build the module with that configuration (for another
     network's file, ``another_networks_file``: load it with that network's class); or, where
     that is the module's own (read off ``state_dict`` by ``module._infer_config``), that its
-    norm layers were of another type or had other settings (the keys cannot tell), or that the
-    file is incomplete or edited (``CheckpointMismatch.incomplete_file``)."""
+    norm layers were of another type or had other settings (where the keys cannot tell), or
+    that the file is incomplete or edited (``CheckpointMismatch.incomplete_file``)."""
     expected = module.state_dict()
     versions = getattr(state_dict, "_metadata", None) or {}
     missing = [k for k in expected
@@ -318,15 +319,21 @@ def _conv_weight(state_dict: dict, key: str, what: str) -> torch.Tensor:
     return weight
 
 
-def _norm_from_keys(state_dict: dict, norm_stats_key: str, biased_conv_key: str) -> str:
-    # A BatchNorm keeps statistics with an affine weight or a batch count (affine=False); an
-    # InstanceNorm saved by PyTorch < 0.4 kept the statistics alone (what
-    # drop_legacy_instance_norm_stats removes).
-    layer = norm_stats_key.rpartition(".")[0]
-    if norm_stats_key in state_dict and (f"{layer}.weight" in state_dict
-                                         or f"{layer}.num_batches_tracked" in state_dict):
-        return "batch"
-    return "instance" if biased_conv_key in state_dict else "none"
+def _norm_from_keys(state_dict: dict, norm_layer: str, conv: str) -> str:
+    """The norm of the network that saved ``state_dict``, told by what its norm layer named
+    ``norm_layer`` saves (affine weights, running statistics) and whether the convolution
+    ``conv`` before it has a bias (which the reference gives only before an InstanceNorm)."""
+    conv_bias = f"{conv}.bias" in state_dict
+    tracked = f"{norm_layer}.running_mean" in state_dict
+    if conv_bias and f"{norm_layer}.num_batches_tracked" not in state_dict:
+        # an InstanceNorm's statistics without a batch count are PyTorch < 0.4's, kept by
+        # layers that track none (drop_legacy_instance_norm_stats removes them)
+        tracked = False
+    # Settings no norm of these has (affine weights without statistics or bias: a BatchNorm
+    # without running statistics, a GroupNorm) read as none: the network built so does not
+    # fit the file, and from_checkpoint's message asks for the norm_layer= factory.
+    return norm_of_saved_settings(f"{norm_layer}.weight" in state_dict, tracked,
+                                  conv_bias) or "none"
 
 
 def infer_unet_config(state_dict: dict) -> dict:
@@ -344,8 +351,7 @@ def infer_unet_config(state_dict: dict) -> dict:
         "output_nc": last_up.shape[1],
         "num_downs": num_downs,
         "ngf": first_down.shape[0],
-        "norm": _norm_from_keys(state_dict, "model.model.1.model.2.running_mean",
-                                "model.model.1.model.1.bias"),
+        "norm": _norm_from_keys(state_dict, "model.model.1.model.2", "model.model.1.model.1"),
     }
 
 
@@ -365,7 +371,7 @@ def infer_patchgan_config(state_dict: dict) -> dict:
         "input_nc": first.shape[1],
         "ndf": first.shape[0],
         "n_layers": n_layers,
-        "norm": _norm_from_keys(state_dict, "model.3.running_mean", "model.2.bias"),
+        "norm": _norm_from_keys(state_dict, "model.3", "model.2"),
     }
 
 
@@ -373,7 +379,7 @@ def infer_pixelgan_config(state_dict: dict) -> dict:
     """input_nc, ndf and norm of a reference PixelDiscriminator checkpoint."""
     first = _conv_weight(state_dict, "net.0.weight", "PixelGAN first conv")
     return {"input_nc": first.shape[1], "ndf": first.shape[0],
-            "norm": _norm_from_keys(state_dict, "net.3.running_mean", "net.2.bias")}
+            "norm": _norm_from_keys(state_dict, "net.3", "net.2")}
 
 
 def format_config(class_name: str, config: dict) -> str:

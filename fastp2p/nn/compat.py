@@ -7,13 +7,13 @@ from fastp2p.nn.checkpoint import (CheckpointMismatch, another_networks_file,
                                    check_state_dict_fits, drop_legacy_instance_norm_stats,
                                    format_config, read_state_dict)
 from fastp2p.nn.fused import init_dropout_rng
-from fastp2p.nn.norm import describe_norm_layer
+from fastp2p.nn.norm import KEY_READABLE_FACTORIES, describe_norm_layer
 
 # What a checkpoint's keys cannot tell of its norm layers, and what to pass instead.
-_NORM_NOT_INFERRED = ("its norm layers' settings (affine=, track_running_stats=) or type cannot "
-                      "be inferred from the keys; pass the norm factory it was built with, e.g. "
-                      "norm_layer=functools.partial(nn.BatchNorm2d, affine=False) or "
-                      "functools.partial(nn.InstanceNorm2d, affine=True)")
+_NORM_NOT_INFERRED = ("its norm layers' type or settings cannot be read off the keys (a "
+                      "BatchNorm2d without running statistics saves what a GroupNorm does); "
+                      "pass the norm factory it was built with, e.g. norm_layer="
+                      "functools.partial(nn.BatchNorm2d, track_running_stats=False)")
 
 
 class ReferenceCheckpointMixin:
@@ -90,14 +90,16 @@ class ReferenceCheckpointMixin:
     def from_checkpoint(cls, source, map_location="cpu", **overrides):
         """Build the network a checkpoint (path or state_dict) was saved from, and load it.
 
-        The configuration is read off the keys and shapes; ``overrides`` sets what they cannot
-        tell (e.g. ``use_dropout``, or a ``norm_layer`` factory, which replaces the inferred
-        ``norm``: the keys do not tell e.g. an affine InstanceNorm), or forces a value. A file
-        that fails to load says which norm settings the keys cannot tell, or, where it has the
-        built network's configuration but lacks, adds or reshapes entries (an incomplete or
-        edited file), says so, as ``load_state_dict`` does; a file of another network (a
-        discriminator's given for the generator) says what it looks like and which class loads
-        it. Each error names the file (a path given) or says "the state_dict". A file of a
+        The configuration is read off the keys and shapes; so is the norm, for nn.BatchNorm2d
+        and nn.InstanceNorm2d (or a functools.partial of them, as the reference builds them)
+        with any affine= and track_running_stats=, except a BatchNorm2d without running
+        statistics, whose keys a GroupNorm's match. ``overrides`` sets what they cannot tell
+        (e.g. ``use_dropout``, or a ``norm_layer`` factory, which replaces the inferred
+        ``norm``), or forces a value. A file that fails to load says that its norm may be one
+        the keys cannot tell, or, where it has the built network's configuration but lacks, adds
+        or reshapes entries (an incomplete or edited file), says so, as ``load_state_dict``
+        does; a file of another network (a discriminator's given for the generator) says what
+        it looks like and which class loads it. Each error names the file (a path given) or says "the state_dict". A file of a
         fastp2p run's checkpoint set (``NAME/latest_net_G.pth`` beside its manifest) loads as
         the manifest records it, as ``fastp2p test`` loads it: a save killed before its renames
         finished is still the latest save (``fastp2p.nn.checkpoint_sets.load_file``).
@@ -113,6 +115,8 @@ class ReferenceCheckpointMixin:
                                              or unreadable)) from None
         if overrides.get("norm_layer") is not None:
             inferred.pop("norm", None)
+        elif inferred.get("norm") in KEY_READABLE_FACTORIES and overrides.get("norm") is None:
+            inferred["norm_layer"] = KEY_READABLE_FACTORIES[inferred.pop("norm")]
         model = cls(**{**inferred, **overrides})
         try:
             model.load_state_dict(state_dict)

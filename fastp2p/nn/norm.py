@@ -66,3 +66,34 @@ def _readable_factory(norm_layer) -> str:
 
 def _name(factory) -> str:
     return getattr(factory, "__name__", repr(factory))
+
+
+# Norm factories other than the named three whose networks a checkpoint's keys tell apart, by
+# their description. Not here: a BatchNorm without running statistics, whose keys a GroupNorm's
+# or a LayerNorm's match.
+KEY_READABLE_FACTORIES = {describe_norm_layer(factory): factory for factory in (
+    functools.partial(nn.BatchNorm2d, affine=False),
+    functools.partial(nn.InstanceNorm2d, affine=True),
+    functools.partial(nn.InstanceNorm2d, track_running_stats=True),
+    functools.partial(nn.InstanceNorm2d, affine=True, track_running_stats=True))}
+
+
+def _saved_settings(factory) -> tuple:
+    """What a checkpoint of a network built with ``factory`` tells of its norm: whether a norm
+    layer saves affine weights and running statistics, and whether the convolution before it
+    has a bias (as the reference decides it)."""
+    entries = factory(1).state_dict()
+    return "weight" in entries, "running_mean" in entries, uses_conv_bias(factory)
+
+
+_NORM_BY_SAVED_SETTINGS = {
+    _saved_settings(factory): name
+    for name, factory in [*((name, get_norm_layer(name)) for name in NORMS),
+                          *KEY_READABLE_FACTORIES.items()]}
+
+
+def norm_of_saved_settings(affine: bool, tracked: bool, conv_bias: bool):
+    """The norm (a name of NORMS or of KEY_READABLE_FACTORIES) whose network saves affine
+    weights or none, running statistics or none at a norm layer, with or without a bias on the
+    convolution before it; None if no such norm does."""
+    return _NORM_BY_SAVED_SETTINGS.get((affine, tracked, conv_bias))
