@@ -335,6 +335,9 @@ def run(args: argparse.Namespace, times=None, name_files: bool = True) -> int:
         if state is not None:
             say(f"resumed {checkpoints.path} at epoch {trainer.progress.epoch}, step "
                 f"{engine.steps}")
+            pairs_changed = trainer.pairs_changed_note(len(dataset))
+            if pairs_changed:
+                say(pairs_changed)
             if schedule.epoch_count != args.epoch_count:
                 say(f"--continue_train: the lr schedule counts its epochs from "
                     f"{schedule.epoch_count}, as the run that saved it did (not from "

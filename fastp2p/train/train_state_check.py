@@ -29,9 +29,10 @@ _STEP_COUNTERS = ("device_step", "first_nonfinite_step")
 _PROGRESS = {"epoch": (_INT, False), "epoch_batches": (_INT, False), "images": (_INT, False),
              "epoch_images": (_INT, True), "batch_size": (_INT, True),
              "world_size": (_INT, True), "epoch_loss_sum": (_NUMBER, False),
-             "epoch_loss_reads": (_INT, False), "epoch_complete": (_FLAG, False)}
+             "epoch_loss_reads": (_INT, False), "epoch_complete": (_FLAG, False),
+             "dataset_pairs": (_INT, True)}
 # the least value of each integer field (0 for those not named)
-_LEAST = {"epoch": 1, "batch_size": 1, "world_size": 1}
+_LEAST = {"epoch": 1, "batch_size": 1, "world_size": 1, "dataset_pairs": 1}
 _REQUIRED_PROGRESS = {field.name for field in fields(Progress) if field.default is MISSING}
 
 

@@ -52,7 +52,7 @@ class Progress:
     """Where training is. The fields after ``images`` are absent from the states of older
     fastp2p versions, which resume as they did (``epoch_batches`` counted in this run's
     batches, the epoch's loss reads starting empty, the epoch done when its images reach the
-    dataset's length)."""
+    dataset's length, no check that the dataset still holds as many pairs)."""
     epoch: int          # the epoch being trained (or next to train)
     epoch_batches: int  # batches of that epoch already done
     images: int         # training images seen so far, all processes
@@ -66,6 +66,9 @@ class Progress:
     # the loader's last batch of that epoch is done: with drop_last (CUDA graphs) a finished
     # epoch ends below the dataset's length, so epoch_images alone cannot say so
     epoch_complete: bool = False
+    # the pairs the dataset held when that epoch was trained: its order is drawn from this
+    # count, so a resume on another count cannot continue the same order
+    dataset_pairs: int | None = None
 
 
 class ResumeError(ValueError):
@@ -181,6 +184,20 @@ class Trainer:
                 f"{saved.epoch_images} is not a multiple of {per_batch}; resume with the saved "
                 "sizes, or with sizes whose product divides it")
         return saved.epoch_images // per_batch
+
+    def pairs_changed_note(self, pairs: int) -> str | None:
+        """After ``resume``: a line saying so when the epoch it resumes in the middle of was
+        trained on another number of pairs than this run's ``pairs`` (a dataset re-packed or
+        changed since); None otherwise, or when the state does not record the count."""
+        saved = self.progress
+        if saved.dataset_pairs in (None, pairs) or not saved.epoch_images \
+                or saved.epoch_complete:
+            return None
+        return (f"--continue_train: epoch {saved.epoch} was begun on {saved.dataset_pairs} "
+                f"pairs and the dataset now holds {pairs}: its order is drawn from the pair "
+                "count, so the rest of this epoch may repeat pairs it trained on and skip others "
+                "(later epochs take each pair once); to finish it as begun, resume with the "
+                f"dataset as it was ({saved.dataset_pairs} pairs)")
 
     def save(self, labels) -> None:
         """Checkpoint under ``labels`` unless the weights went non-finite (keep the good one):
@@ -305,6 +322,7 @@ class Trainer:
             bar = progress_bar(total=len(loader), initial=skip,
                                desc=f"epoch {progress.epoch}/{self.last_epoch}")
         progress.batch_size, progress.world_size = args.batch_size, self.world_size
+        progress.dataset_pairs = len(loader.dataset)
         window_start, window_images = time.perf_counter(), 0
         times = self.times
         batches = times.waiting(iter(loader))     # started here: it draws from the global RNG
