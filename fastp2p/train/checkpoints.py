@@ -209,13 +209,23 @@ class CheckpointFolder:
                     for temp, _ in files.values():
                         _unlink_quietly(temp)
             reason = describe_os_error(err) if isinstance(err, OSError) else str(err)
-            kept = ("the previous checkpoint files are unchanged" if not committed else
-                    f"the new {'/'.join(committed)}_* set is recorded in its manifest and the "
-                    "next `fastp2p train` of this --name finishes moving it into place")
-            raise CheckpointWriteError(
-                f"could not write the checkpoint: {reason}; {kept}. Free disk space or fix the "
-                "folder's permissions, then resume with --continue_train") from err
+            raise CheckpointWriteError(f"could not write the checkpoint: {reason}; "
+                                       f"{self._after_failed_write(committed)}") from err
         fsync_directory(self.path)
+
+    def _after_failed_write(self, committed) -> str:
+        """What a failed ``write`` left on disk and what to do: --continue_train only where a
+        set is there to resume (a first save that failed leaves none: it would be refused)."""
+        fix = "Free disk space or fix the folder's permissions, then"
+        if committed:
+            return (f"the new {'/'.join(committed)}_* set is recorded in its manifest and the "
+                    f"next `fastp2p train` of this --name finishes moving it into place. {fix} "
+                    "resume with --continue_train")
+        # any set's networks: fastp2p's or the reference's (--continue_train loads both)
+        if any(self.path.glob(f"*_{NETWORK_SUFFIXES['G']}")):
+            return (f"the previous checkpoint files are unchanged. {fix} resume with "
+                    "--continue_train")
+        return f"no checkpoint was saved yet. {fix} run again without --continue_train"
 
     def _commit(self, label, generation, step, files) -> None:
         manifest = {"format": MANIFEST_FORMAT, "generation": generation, "step": step,

@@ -275,10 +275,10 @@ class Trainer:
                 self.say(error_line("train", err))
                 return EXIT_FAILED
             except OSError as err:  # the loss log: the checkpoints are untouched
-                self.say(error_line("train", f"{describe_os_error(err)}; the checkpoints in "
-                                    f"{self.checkpoints.path} are unchanged. Free disk space or "
-                                    "fix the folder's permissions, then resume with "
-                                    "--continue_train"))
+                latest = self._latest_manifest()
+                self.say(error_line("train", f"{describe_os_error(err)}; {self._kept(latest)}. "
+                                    "Free disk space or fix the folder's permissions, then "
+                                    f"{self._run_again(latest)}"))
                 return EXIT_FAILED
             except RuntimeError as err:
                 if is_out_of_memory(err):  # the weights in memory may be half-stepped: not saved
@@ -299,10 +299,15 @@ class Trainer:
         the batch's activations are what the step could not hold) and what is on disk."""
         args = self.args
         latest = self._latest_manifest()  # read once: for what to do, and for what is kept
-        again = "resume with --continue_train" if latest is not None else "run it again"
         return (f"out of memory at step {self.engine.steps + 1}, --batch_size "
                 f"{args.batch_size} ({first_line(err)}); lower --batch_size (or --crop_size, "
-                f"--ngf, --ndf), then {again}; {self._kept(latest)}")
+                f"--ngf, --ndf), then {self._run_again(latest)}; {self._kept(latest)}")
+
+    @staticmethod
+    def _run_again(latest: dict | None) -> str:
+        """How to go on after a failure, from the latest set's manifest (``_latest_manifest``):
+        --continue_train only where a checkpoint was written (else it has nothing to resume)."""
+        return "resume with --continue_train" if latest is not None else "run it again"
 
     def _say_on_every_rank(self, line: str) -> None:
         """``say`` on the main process; on the others (whose ``say`` prints nothing) to stderr
