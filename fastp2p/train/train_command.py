@@ -287,6 +287,7 @@ def run(args: argparse.Namespace, times=None, name_files: bool = True) -> int:
         state_path = checkpoints.file(args.epoch, TRAIN_STATE_SUFFIX)
         if args.continue_train:
             if checkpoints.holds_networks_only(args.epoch):
+                _refuse_generator_alone(checkpoints, args.epoch)
                 say(_networks_only_notice(checkpoints, args))
             else:
                 # the training state first: an older fastp2p's file is reported as such
@@ -398,6 +399,20 @@ def _refuse_unknown_train_state(state, path) -> None:
     problem = train_state_problem(state)
     if problem:
         raise ValueError(f"{path}: not a fastp2p training state ({problem}); {RESUME_ADVICE}")
+
+
+def _refuse_generator_alone(checkpoints, label) -> None:
+    """ValueError where networks saved without a training state are a generator alone (a
+    downloaded pretrained model): training goes on from G and D both, and no option of fastp2p
+    starts a run from a generator alone."""
+    from fastp2p.train.checkpoints import NETWORK_SUFFIXES
+    discriminator = checkpoints.file(label, NETWORK_SUFFIXES["D"])
+    if not discriminator.exists():
+        raise ValueError(f"--continue_train: {discriminator} is missing: {label}_net_G.pth there "
+                         "is a generator alone (no discriminator, no training state), which "
+                         "training cannot go on from; put the _net_D.pth saved with it there, or "
+                         "train from scratch under another --name (no option starts training "
+                         "from a generator alone)")
 
 
 def _networks_only_notice(checkpoints, args) -> str:
