@@ -29,9 +29,11 @@ class PairDataset(torch.utils.data.Dataset):
 
     def load(self, index: int, rng) -> dict:
         a_img, b_img, a_path, b_path = self.read_halves(index)
+        # from the left half's size whatever the direction, as the reference draws them: the
+        # halves of an A|B image of odd width differ by a pixel
+        params = draw_params(self.config, *a_img.size, rng)
         if self.swap:
             a_img, b_img, a_path, b_path = b_img, a_img, b_path, a_path
-        params = draw_params(self.config, *a_img.size, rng)
         return {"A": transform_image(a_img, self.config, params, self.config.a_channels),
                 "B": transform_image(b_img, self.config, params, self.config.b_channels),
                 "A_paths": a_path, "B_paths": b_path}

@@ -336,21 +336,10 @@ def _scan(paths: list[Path], decode: bool, problems: list, progress: bool) -> li
 
 def _check_consistent(infos: list[ImageInfo], half_sizes: dict, config: Preprocess,
                       problems: list) -> set[Path]:
-    """Grayscale among colour, too small for the crop, mixed sizes: the paths that fail."""
+    """Too small for the crop or to round, sizes a size-keeping --preprocess cannot batch: the
+    paths that fail. Grayscale among colour is taken, as the
+    reference takes it: every image is read with convert("RGB")."""
     bad = set()
-    colour = sum(not info.grayscale for info in infos)
-    # when A and B are both converted to one channel (--input_nc 1 --output_nc 1), colour does
-    # not matter; otherwise a stray grayscale image would train on three equal channels
-    wants_colour = 3 in (config.a_channels, config.b_channels)
-    if wants_colour and 0 < colour < len(infos):
-        majority_gray = colour < len(infos) - colour
-        for info in infos:
-            if info.grayscale != majority_gray:
-                kind, others = (("grayscale", "colour") if info.grayscale
-                                else ("colour", "grayscale"))
-                problems.append((info.path, f"{kind} image among {others} ones; convert it "
-                                            f"to {'RGB' if others == 'colour' else 'grayscale'}"))
-                bad.add(info.path)
     if config.mode == "crop":
         for info in infos:
             width, height = half_sizes[info.path]
@@ -369,15 +358,46 @@ def _check_consistent(infos: list[ImageInfo], half_sizes: dict, config: Preproce
     if config.mode in SIZE_KEEPING_MODES:
         sizes = {i.path: output_size(config, *half_sizes[i.path]) for i in infos
                  if i.path not in bad}
-        common = Counter(sizes.values()).most_common(1)[0][0] if sizes else None
-        for path, size in sizes.items():
-            if size != common:
-                width, height = half_sizes[path]
-                problems.append((path, f"{width}x{height} becomes {size[0]}x{size[1]} with "
-                                       f"--preprocess {config.mode}, but most images become "
-                                       f"{common[0]}x{common[1]}; resize it or use "
-                                       "--preprocess resize_and_crop"))
-                bad.add(path)
+        bad |= _sizes_not_most(sizes, half_sizes, config, problems)
+    return bad
+
+
+def _sizes_not_most(sizes: dict, half_sizes: dict, config: Preprocess, problems: list) -> set:
+    """The paths of ``sizes`` (path -> output size) other than the most common size: a batch
+    stacks items of one size."""
+    common = Counter(sizes.values()).most_common(1)[0][0] if sizes else None
+    bad = set()
+    for path, size in sizes.items():
+        if size != common:
+            width, height = half_sizes[path]
+            problems.append((path, f"{width}x{height} becomes {size[0]}x{size[1]} with "
+                                   f"--preprocess {config.mode}, but most images become "
+                                   f"{common[0]}x{common[1]}; resize it or use "
+                                   "--preprocess resize_and_crop"))
+            bad.add(path)
+    return bad
+
+
+def _halves_of_other_sizes(infos: list[ImageInfo], config: Preprocess, problems: list) -> set:
+    """A|B images of odd width whose halves a size-keeping --preprocess makes of different
+    sizes: the reference splits at int(width / 2), so B is a pixel wider, which the other modes
+    resize or crop away; but A's translation is compared with B pixel by pixel (the L1 loss,
+    test's scores), so the halves must come out alike."""
+    bad = set()
+    if config.mode not in SIZE_KEEPING_MODES:
+        return bad
+    for info in infos:
+        width, height = info.size
+        a_half, b_half = (width // 2, height), (width - width // 2, height)
+        a_out, b_out = output_size(config, *a_half), output_size(config, *b_half)
+        if a_out != b_out:
+            problems.append((info.path, f"width {width} is odd: its A half {a_half[0]}x{height} "
+                                        f"becomes {a_out[0]}x{a_out[1]} with --preprocess "
+                                        f"{config.mode} but its B half {b_half[0]}x{height} "
+                                        f"{b_out[0]}x{b_out[1]}, and they are compared pixel by "
+                                        "pixel; crop it to an even width or use --preprocess "
+                                        "resize_and_crop"))
+            bad.add(info.path)
     return bad
 
 
@@ -401,16 +421,12 @@ def scan_aligned(phase_dir: Path, config: Preprocess, skip_bad: bool,
                         "folder")
     # without --skip-bad any bad file stops the run, so only the first ``limit`` are checked
     paths = paths if skip_bad else paths[:limit]
-    infos = []
-    for info in _scan(paths, skip_bad, problems, progress):
-        width, height = info.size
-        if width % 2:
-            problems.append((info.path, f"width {width} is odd, so it cannot be split into "
-                                        "equal A|B halves; crop it to an even width"))
-        else:
-            infos.append(info)
+    infos = _scan(paths, skip_bad, problems, progress)
+    # the A half, split as the reference splits (B is a pixel wider where the width is odd)
     half_sizes = {i.path: (i.size[0] // 2, i.size[1]) for i in infos}
-    bad = _check_consistent(infos, half_sizes, config, problems)
+    bad = _halves_of_other_sizes(infos, config, problems)
+    bad |= _check_consistent([i for i in infos if i.path not in bad], half_sizes, config,
+                             problems)
     raise_or_report(problems, skip_bad, str(phase_dir), skipped)
     good = [info.path for info in infos if info.path not in bad]
     if not good:
