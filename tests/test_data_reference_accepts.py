@@ -1,5 +1,5 @@
 """Data the reference implementation reads, which fastp2p refused (QA: odd-width A|B images,
-grayscale among colour).
+grayscale among colour), and `fastp2p test --preprocess none` on images of different sizes.
 
 Expected items come from the reference's AlignedDataset written out here (``reference_item``:
 ``convert('RGB')``, the split at ``int(w / 2)`` that leaves B a pixel wider at an odd width,
@@ -192,6 +192,28 @@ def test_test_takes_odd_width_and_grayscale_among_colour(tmp_path, trained):
         write_image(tmp_path / "data" / "test" / f"{name}.png", _noise(rng, width, 32, gray))
     assert main(tiny_test_argv(tmp_path / "data", trained, tmp_path / "res")) == 0
     assert set(_saved_sizes(tmp_path / "res").values()) == {(32, 32)}
+
+
+def test_test_with_preprocess_none_translates_each_image_at_its_own_size(tmp_path, trained):
+    rng = np.random.default_rng(14)
+    for name, side in (("v0", 32), ("v1", 64), ("v2", 32)):
+        write_image(tmp_path / "data" / "test" / f"{name}.png", _noise(rng, 2 * side, side))
+    results = tmp_path / "res"
+    assert main(tiny_test_argv(tmp_path / "data", trained, results, "--preprocess", "none")) == 0
+    sizes = _saved_sizes(results)
+    assert sizes["v1_fake_B.png"] == sizes["v1_real_B.png"] == (64, 64)
+    assert sizes["v0_fake_B.png"] == sizes["v2_fake_B.png"] == (32, 32)
+
+
+def test_test_with_preprocess_none_names_an_image_the_unet_cannot_take(tmp_path, trained,
+                                                                        capsys):
+    rng = np.random.default_rng(15)
+    write_image(tmp_path / "data" / "test" / "v0.png", _noise(rng, 64, 32))
+    bad = write_image(tmp_path / "data" / "test" / "v1.png", _noise(rng, 96, 48))
+    argv = tiny_test_argv(tmp_path / "data", trained, tmp_path / "res", "--preprocess", "none")
+    assert main(argv) == 1
+    assert (f"{bad}: 48x48 becomes 48x48 with --preprocess none, but --netG needs sides that "
+            "are multiples of 32") in capsys.readouterr().err
 
 
 def test_training_with_preprocess_none_still_needs_one_size(tmp_path):

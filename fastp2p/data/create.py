@@ -13,7 +13,8 @@ from fastp2p.data.folders import scan_aligned, scan_two_folders
 from fastp2p.data.transforms import Preprocess
 
 
-def create_dataset(args: argparse.Namespace, phase: str, *, pack_embedded: bool = False):
+def create_dataset(args: argparse.Namespace, phase: str, *, pack_embedded: bool = False,
+                   own_sizes_multiple_of: int | None = None):
     """A Dataset of ``{"A", "B", "A_paths", "B_paths"}`` dicts for ``phase`` (train/val/test).
 
     ``args`` carries the options of ``add_data_arguments``. A folder written by ``fastp2p pack``
@@ -21,6 +22,9 @@ def create_dataset(args: argparse.Namespace, phase: str, *, pack_embedded: bool 
     of ``--task``. ``pack_embedded`` (training, which reads the split every epoch): the
     embedded train split is read from a pack built once, where a pack serves the options
     (``_reads_embedded_pack``) and the cache can hold it (else from its folders).
+    ``own_sizes_multiple_of`` (fastp2p test, which loads one item at a time): with a
+    size-keeping --preprocess each image keeps its own size, if its sides are multiples of
+    this, instead of all images having to come out at one size (``scan_aligned``).
     """
     config = Preprocess.from_args(args)
     swap = args.direction == "BtoA"
@@ -49,9 +53,11 @@ def create_dataset(args: argparse.Namespace, phase: str, *, pack_embedded: bool 
     if packed and not phase_dir.exists():
         raise DataError(_pack_without_split(root, phase, packed))
     if args.dataset_mode == "two_folders":
-        pairs = scan_two_folders(phase_dir, config, args.skip_bad, limit)
+        pairs = scan_two_folders(phase_dir, config, args.skip_bad, limit,
+                                 own_sizes_multiple_of=own_sizes_multiple_of)
         return TwoFoldersDataset(pairs, config, swap)
-    paths = scan_aligned(phase_dir, config, args.skip_bad, limit)
+    paths = scan_aligned(phase_dir, config, args.skip_bad, limit,
+                         own_sizes_multiple_of=own_sizes_multiple_of)
     return AlignedDataset(paths, config, swap)
 
 

@@ -335,9 +335,9 @@ def _scan(paths: list[Path], decode: bool, problems: list, progress: bool) -> li
 
 
 def _check_consistent(infos: list[ImageInfo], half_sizes: dict, config: Preprocess,
-                      problems: list) -> set[Path]:
-    """Too small for the crop or to round, sizes a size-keeping --preprocess cannot batch: the
-    paths that fail. Grayscale among colour is taken, as the
+                      problems: list, own_sizes_multiple_of: int | None = None) -> set[Path]:
+    """Too small for the crop or to round, sizes a size-keeping --preprocess cannot batch or
+    the generator cannot take: the paths that fail. Grayscale among colour is taken, as the
     reference takes it: every image is read with convert("RGB")."""
     bad = set()
     if config.mode == "crop":
@@ -358,7 +358,11 @@ def _check_consistent(infos: list[ImageInfo], half_sizes: dict, config: Preproce
     if config.mode in SIZE_KEEPING_MODES:
         sizes = {i.path: output_size(config, *half_sizes[i.path]) for i in infos
                  if i.path not in bad}
-        bad |= _sizes_not_most(sizes, half_sizes, config, problems)
+        if own_sizes_multiple_of:
+            bad |= _sizes_not_multiples(sizes, half_sizes, config, own_sizes_multiple_of,
+                                        problems)
+        else:
+            bad |= _sizes_not_most(sizes, half_sizes, config, problems)
     return bad
 
 
@@ -374,6 +378,23 @@ def _sizes_not_most(sizes: dict, half_sizes: dict, config: Preprocess, problems:
                                    f"--preprocess {config.mode}, but most images become "
                                    f"{common[0]}x{common[1]}; resize it or use "
                                    "--preprocess resize_and_crop"))
+            bad.add(path)
+    return bad
+
+
+def _sizes_not_multiples(sizes: dict, half_sizes: dict, config: Preprocess, multiple: int,
+                         problems: list) -> set:
+    """The paths of ``sizes`` (path -> output size) with a side that is no multiple of
+    ``multiple``: items loaded one at a time keep their own sizes, but the generator (a U-Net
+    of N levels: 2**N) takes only those multiples."""
+    bad = set()
+    for path, size in sizes.items():
+        if size[0] % multiple or size[1] % multiple:
+            width, height = half_sizes[path]
+            problems.append((path, f"{width}x{height} becomes {size[0]}x{size[1]} with "
+                                   f"--preprocess {config.mode}, but --netG needs sides that "
+                                   f"are multiples of {multiple}; resize it to multiples of "
+                                   f"{multiple} or use --preprocess resize_and_crop"))
             bad.add(path)
     return bad
 
@@ -403,11 +424,14 @@ def _halves_of_other_sizes(infos: list[ImageInfo], config: Preprocess, problems:
 
 def scan_aligned(phase_dir: Path, config: Preprocess, skip_bad: bool,
                  limit: int | None = None, progress: bool = True,
-                 skipped: list | None = None) -> list[Path]:
+                 skipped: list | None = None,
+                 own_sizes_multiple_of: int | None = None) -> list[Path]:
     """The usable A|B images of one phase folder (the first ``limit`` in sorted order: of the
     good ones with ``skip_bad``, as a pack of the folder gives them); ``progress``: a bar while
     --skip-bad decodes every file; ``skipped``: gets the (path, why) of each file skipped,
-    instead of their listing on stderr."""
+    instead of their listing on stderr; ``own_sizes_multiple_of``: the items are loaded one at
+    a time (fastp2p test, batch size 1), so with a size-keeping --preprocess each may keep its
+    own size, if its sides are multiples of this (the generator's), instead of all one size."""
     require_folder(phase_dir, "A|B images side by side (*.jpg, *.png)")
     if (phase_dir / "A").is_dir() and (phase_dir / "B").is_dir():
         raise DataError(f"{phase_dir}: holds A/ and B/ subfolders, not A|B images; pass "
@@ -426,7 +450,7 @@ def scan_aligned(phase_dir: Path, config: Preprocess, skip_bad: bool,
     half_sizes = {i.path: (i.size[0] // 2, i.size[1]) for i in infos}
     bad = _halves_of_other_sizes(infos, config, problems)
     bad |= _check_consistent([i for i in infos if i.path not in bad], half_sizes, config,
-                             problems)
+                             problems, own_sizes_multiple_of)
     raise_or_report(problems, skip_bad, str(phase_dir), skipped)
     good = [info.path for info in infos if info.path not in bad]
     if not good:
@@ -436,9 +460,11 @@ def scan_aligned(phase_dir: Path, config: Preprocess, skip_bad: bool,
 
 def scan_two_folders(phase_dir: Path, config: Preprocess, skip_bad: bool,
                      limit: int | None = None, progress: bool = True,
-                     skipped: list | None = None) -> list[tuple[Path, Path]]:
+                     skipped: list | None = None,
+                     own_sizes_multiple_of: int | None = None) -> list[tuple[Path, Path]]:
     """(A, B) path pairs of one phase folder, paired by file stem (the first ``limit``: of the
-    good ones with ``skip_bad``); ``progress`` and ``skipped`` as for ``scan_aligned``."""
+    good ones with ``skip_bad``); ``progress``, ``skipped`` and ``own_sizes_multiple_of`` as
+    for ``scan_aligned``."""
     folders = {}
     for side in ("A", "B"):
         folders[side] = phase_dir / side
@@ -479,9 +505,11 @@ def scan_two_folders(phase_dir: Path, config: Preprocess, skip_bad: bool,
             else:
                 complete.append((a_path, b_path))
     a_infos = [infos[a] for a, _ in complete]
-    bad = _check_consistent(a_infos, {i.path: i.size for i in a_infos}, config, problems)
+    bad = _check_consistent(a_infos, {i.path: i.size for i in a_infos}, config, problems,
+                            own_sizes_multiple_of)
     bad |= _check_consistent([infos[b] for _, b in complete],
-                             {b: infos[b].size for _, b in complete}, config, problems)
+                             {b: infos[b].size for _, b in complete}, config, problems,
+                             own_sizes_multiple_of)
     raise_or_report(problems, skip_bad, str(phase_dir), skipped)
     good = [(a, b) for a, b in complete if a not in bad and b not in bad]
     if not good:

@@ -245,6 +245,7 @@ def _set_up(args, device, threads, resources: contextlib.ExitStack, saved):
     from fastp2p.train.reference_options import describe_networks, results_folder_name
     from fastp2p.train.saved_options import OPTIONS_FILE, changed_options
     from fastp2p.train.trackers import close_trackers, open_trackers
+    from fastp2p.train.unet_names import unet_levels
 
     torch.manual_seed(args.seed)
     # The reference's test reads each whole image at --crop_size: a split packed at a larger
@@ -253,7 +254,10 @@ def _set_up(args, device, threads, resources: contextlib.ExitStack, saved):
                  _random_crop_note(args)):
         if line:
             print(line)
-    dataset = create_dataset(args, args.phase)
+    # one image at a time, as the reference's test.py: each at its own size where the U-Net
+    # takes it (--preprocess none, scale_width)
+    dataset = create_dataset(args, args.phase,
+                             own_sizes_multiple_of=2 ** unet_levels(args.netG))
     check_images_fit_unet(args, dataset)
     print(threads.summary)   # after the data's refusals, as train: no line before an error
     loader = create_dataloader(dataset, 1, shuffle=False,
