@@ -11,8 +11,9 @@ its train/eval flag and the other plain values a forward bakes into the captured
 folded weights — BatchNorm / InstanceNorm ``eps``, ``momentum``, ``affine``, Dropout ``p``,
 LeakyReLU ``negative_slope``, a convolution's ``stride`` / ``padding``, ...) and that graph is
 replayed; the result is a clone of the graph's static output, so a later call never overwrites
-it. A signature seen for the first time runs the module eagerly (that is the call's result; it
-also warms up cuDNN and Triton on a side stream) and then captures it. A
+it. The most recently used ``max_captures`` captures (8 by default) are kept. A signature seen
+for the first time (or again after its capture was dropped) runs the module eagerly (that is
+the call's result; it also warms up cuDNN and Triton on a side stream) and then captures it. A
 graph is captured against the parameters and buffers as they are (storage address and version
 counter of each): when any of them changed since (an optimizer step, ``load_state_dict``,
 ``.to()``, an eager train-mode forward updating BatchNorm statistics), the next call re-captures.
@@ -34,6 +35,7 @@ a hook is present. The exception: the pre-hooks of torch's hook-based ``spectral
 replays them like the rest of the forward).
 """
 import warnings
+from collections import OrderedDict
 from dataclasses import dataclass
 from operator import itemgetter
 
@@ -146,16 +148,57 @@ class _Capture:
     folded: list        # the folded weights the graph reads, kept alive with it
 
 
+# Captures kept per wrapped module: each holds its own GPU memory (the graph's pool, static
+# input and output), and inputs of many sizes (`fastp2p test` translating each image at its own
+# size) would otherwise keep one per size for good.
+DEFAULT_MAX_CAPTURES = 8
+
+
+class _RecentCaptures:
+    """At most ``limit`` captures by signature; storing one more drops the least recently used
+    (its graph and memory freed; that signature is captured again when it comes back)."""
+
+    def __init__(self, limit: int):
+        if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
+            raise ValueError(f"max_captures must be an int >= 1, got {limit!r}")
+        self.limit = limit
+        self._by_signature = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._by_signature)
+
+    def values(self):
+        return self._by_signature.values()
+
+    def get(self, key):
+        capture = self._by_signature.get(key)
+        if capture is not None:
+            self._by_signature.move_to_end(key)
+        return capture
+
+    def store(self, key, capture) -> None:
+        self._by_signature.pop(key, None)
+        while len(self._by_signature) >= self.limit:
+            self._by_signature.popitem(last=False)
+        self._by_signature[key] = capture
+
+    def drop(self, key) -> None:
+        self._by_signature.pop(key, None)
+
+    def clear(self) -> None:
+        self._by_signature.clear()
+
+
 class GraphedModule:
     """Callable wrapper returned by :func:`graphed`; ``module`` is the wrapped network (its
     parameters, state_dict and eager forward are unchanged)."""
 
-    def __init__(self, module: nn.Module):
+    def __init__(self, module: nn.Module, max_captures: int = DEFAULT_MAX_CAPTURES):
         if not isinstance(module, nn.Module):
             raise ValueError(f"fastp2p.graphed expects an nn.Module, got {type(module).__name__}")
         self.module = module
         self._tensors = _ModuleTensors(module)
-        self._captures = {}
+        self._captures = _RecentCaptures(max_captures)
         self._stream = None
         self._warned_of_hooks = False
 
@@ -176,8 +219,9 @@ class GraphedModule:
             key = self._tensors.signature(input)
             capture = self._captures.get(key)
             if capture is None or capture.state != self._tensors.state():
-                self._captures.pop(key, None)  # free the stale graph's memory before capturing
-                output, self._captures[key] = self._capture(input)
+                self._captures.drop(key)  # free the stale graph's memory before capturing
+                output, capture = self._capture(input)
+                self._captures.store(key, capture)
                 return output
             capture.static_input.copy_(input)
             capture.graph.replay()
@@ -232,7 +276,7 @@ def _autocast_without_cache(device_type: str):
     return torch.autocast(device_type, dtype=dtype, enabled=enabled, cache_enabled=False)
 
 
-def graphed(module: nn.Module) -> GraphedModule:
+def graphed(module: nn.Module, max_captures: int = DEFAULT_MAX_CAPTURES) -> GraphedModule:
     """The module's forward as CUDA-graph replays on CUDA inputs (eager on other devices).
 
     >>> G = fastp2p.UNet(3, 3, 8, ngf=64).cuda().eval()
@@ -241,5 +285,7 @@ def graphed(module: nn.Module) -> GraphedModule:
     >>> fake_B = translate(next_A)       # later calls: one graph replay (+ input and output copy)
 
     What a capture is specific to and when it is re-captured: ``help(fastp2p.nn.graph_replay)``.
+    At most ``max_captures`` graphs are kept, the most recently used: inputs of more signatures
+    than that (images of many sizes) re-capture a signature that comes back after being dropped.
     """
-    return GraphedModule(module)
+    return GraphedModule(module, max_captures)
