@@ -47,7 +47,9 @@ def test_an_aspect_ratio_making_an_absurd_image_is_a_value_error(tmp_path, ratio
 def test_test_refuses_such_an_aspect_ratio_before_it_starts(tmp_path, capsys):
     results = tmp_path / "results"
     code = main(["test", "--aspect_ratio", "1e9", "--dataroot", str(tmp_path),
-                 "--results_dir", str(results)])
+                 "--results_dir", str(results),
+                 # not the working folder's ./checkpoints, which may hold a run
+                 "--checkpoints_dir", str(tmp_path / "checkpoints")])
     assert code == 2
     error = capsys.readouterr().err
     assert "--aspect_ratio 1e+09 makes" in error and error.count("\n") == 1
