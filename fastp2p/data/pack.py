@@ -315,6 +315,28 @@ def refuse_other_load_size(phase_dir: Path, load_size: int) -> None:
                         f"replace it with one of --load_size {load_size}")
 
 
+def packed_dataroot(phase_dir: Path) -> str | None:
+    """The DATAROOT that the finished pack in ``phase_dir`` was made from, as its index.json
+    records it, or None."""
+    try:
+        dataroot = read_bookkeeping(Path(phase_dir) / INDEX_NAME).get("dataroot")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return dataroot if isinstance(dataroot, str) and dataroot else None
+
+
+def refuse_other_dataroot(phase_dir: Path, dataroot: Path) -> None:
+    """DataError if ``phase_dir`` holds a pack of another DATAROOT (resolved paths compared):
+    packing there would replace it, which only ``--overwrite`` asks for (a mistyped DATAROOT
+    would otherwise replace a pack without a word)."""
+    existing = packed_dataroot(phase_dir)
+    if existing is not None and Path(existing).resolve() != Path(dataroot).resolve():
+        given = printable(os.path.abspath(dataroot))
+        raise DataError(f"{phase_dir}: holds a pack of DATAROOT {printable(existing)}, not "
+                        f"{given}; pass DATAROOT {printable(existing)} to resume or update it, "
+                        f"or --overwrite to replace it with a pack of {given}")
+
+
 def refuse_foreign_index(phase_dir: Path) -> None:
     """DataError if ``phase_dir`` holds an index.json that is not a pack's (another program's
     file, say, in a folder of images): packing there would replace it, which nothing asks for,
@@ -383,7 +405,7 @@ class PhasePlan:
     mixed: bool             # --gray with grayscale and colour images on one side
     scan_skipped: list      # files the scan left out (pack-time failures are in the records)
     pairs: int
-    overwrite: bool         # a pack of another load size there may be replaced
+    overwrite: bool         # a pack of another load size or DATAROOT there may be replaced
 
 
 def plan_phase(dataroot: Path, out: Path, phase: str, *, load_size: int = 286,
@@ -395,7 +417,7 @@ def plan_phase(dataroot: Path, out: Path, phase: str, *, load_size: int = 286,
     dataroot, phase_dir = Path(os.path.abspath(dataroot)), Path(out) / phase
     if load_size < 1:
         raise DataError(f"--load_size must be >= 1, got {load_size}")
-    refuse_other_pack(phase_dir, load_size, overwrite)
+    refuse_other_pack(phase_dir, dataroot, load_size, overwrite)
     scan_skipped = []
     pairs = plan_pairs(dataroot, phase, dataset_mode, load_size, skip_bad, progress, gray,
                        scan_skipped)
@@ -427,16 +449,18 @@ def write_phase(plan: PhasePlan, *, workers: int = 1, progress: bool = True,
     with packing_folder(plan.phase_dir) as lock_for_writing:
         # again, locked: another pack may have written there since the plan (the phases
         # before this one took their time)
-        refuse_other_pack(plan.phase_dir, plan.load_size, plan.overwrite)
+        refuse_other_pack(plan.phase_dir, plan.dataroot, plan.load_size, plan.overwrite)
         return _pack_into(plan, workers, progress, later, lock_for_writing)
 
 
-def refuse_other_pack(phase_dir: Path, load_size: int, overwrite: bool) -> None:
+def refuse_other_pack(phase_dir: Path, dataroot: Path, load_size: int,
+                      overwrite: bool) -> None:
     """DataError for an index.json there that pack did not write, or (unless ``overwrite``) a
-    pack of another load size."""
+    pack of another load size or of another DATAROOT."""
     refuse_foreign_index(phase_dir)
     if not overwrite:
         refuse_other_load_size(phase_dir, load_size)
+        refuse_other_dataroot(phase_dir, dataroot)
 
 
 def pack_phase(dataroot: Path, out: Path, phase: str, *, load_size: int = 286,
@@ -444,8 +468,9 @@ def pack_phase(dataroot: Path, out: Path, phase: str, *, load_size: int = 286,
                pairs_per_shard: int | None = None, progress: bool = True,
                overwrite: bool = False, gray: bool = False) -> dict:
     """Pack ``dataroot/phase`` into ``out/phase``; resumes an interrupted run. Returns the index.
-    A pack of another load size there is replaced only if ``overwrite``. ``gray``: also store
-    each pair as --input_nc/--output_nc 1 see it (``gray-NNNNN.u8``: grayscale, then resized)."""
+    A pack of another load size or DATAROOT there is replaced only if ``overwrite``. ``gray``:
+    also store each pair as --input_nc/--output_nc 1 see it (``gray-NNNNN.u8``: grayscale, then
+    resized)."""
     plan = plan_phase(dataroot, out, phase, load_size=load_size, dataset_mode=dataset_mode,
                       skip_bad=skip_bad, pairs_per_shard=pairs_per_shard, progress=progress,
                       overwrite=overwrite, gray=gray)

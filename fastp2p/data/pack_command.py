@@ -37,15 +37,17 @@ Every phase's images are read and checked before the first phase is written, and
 shards cannot fit in the disk's free space (all its phases on that disk) is refused before it
 writes anything. An interrupted run (Ctrl-C: exit 130; SIGTERM: 143; a crash) resumes: run the
 same command again; finished shards whose checksum verifies are kept. A pack already in OUT made
-with another --load_size is refused unless --overwrite asks to replace it; an index.json there
-that pack did not write is always refused, and so is a second pack into a folder another one is
-writing, and a run that would change a pack being read by a training or `fastp2p test` (stop it
-first: its shards would change under it) or checked by another `fastp2p pack`; a re-run that
-finds the pack up to date changes nothing and goes through. `fastp2p pack --verify OUT` checks
-every shard's size and both checksums against the index, as training does, in every pack in OUT
-(any --phase name), going on past a bad one: it names each bad shard (the first {MAX_LISTED} of
-a pack, then their count) and the command that repacks it, prints each pack's result and exits 1
-if any is bad (or if a pack's .pack.lock is a link, FIFO or folder, which training refuses too).
+from another DATAROOT (their resolved paths differ) or with another --load_size is refused
+unless --overwrite asks to replace it (one of the same DATAROOT and --load_size is resumed, or
+updated where images were added, removed or changed); an index.json there that pack did not
+write is always refused, and so is a second pack into a folder another one is writing, and a run
+that would change a pack being read by a training or `fastp2p test` (stop it first: its shards
+would change under it) or checked by another `fastp2p pack`; a re-run that finds the pack up to
+date changes nothing and goes through. `fastp2p pack --verify OUT` checks every shard's size and
+both checksums against the index, as training does, in every pack in OUT (any --phase name),
+going on past a bad one: it names each bad shard (the first {MAX_LISTED} of a pack, then their
+count) and the command that repacks it, prints each pack's result and exits 1 if any is bad (or
+if a pack's .pack.lock is a link, FIFO or folder, which training refuses too).
 
 No dataset at hand? `fastp2p pack --synthetic N DATAROOT [OUT]` writes N synthetic aligned
 pairs (shapes -> their outlines, 256x256 JPEGs, the same files for the same --seed) into
@@ -104,9 +106,9 @@ def register(commands) -> None:
                              "with it of grayscale among colour images serves 1-channel "
                              "training only")
     parser.add_argument("--overwrite", action="store_true",
-                        help="replace a pack in OUT made with another --load_size (without it, "
-                             "that is refused; a pack of the same --load_size is always "
-                             "resumed or updated)")
+                        help="replace a pack in OUT made from another DATAROOT or with "
+                             "another --load_size (without it, that is refused; a pack of the "
+                             "same DATAROOT and --load_size is always resumed or updated)")
     parser.add_argument("--skip-bad", dest="skip_bad", action="store_true",
                         help="skip unreadable or mismatched images and list them, instead of "
                              "stopping at the first one (every image is then decoded once more "
@@ -203,7 +205,7 @@ def run(args: argparse.Namespace) -> int:
             if out.resolve() == dataroot.resolve():
                 raise DataError(f"{out}: OUT must differ from DATAROOT")
         for phase in phases if out is not None else ():
-            refuse_other_pack(out / phase, args.load_size, args.overwrite)
+            refuse_other_pack(out / phase, dataroot, args.load_size, args.overwrite)
         if args.synthetic is not None:
             from fastp2p.data.synthetic import write_synthetic
             _refuse_without_room(dataroot, out if "train" in phases else None, args.synthetic,
