@@ -38,10 +38,10 @@ import torch
 
 from fastp2p.data.errors import DataError, counted
 from fastp2p.data.folder_lock import ReadingLock
-from fastp2p.data.packed_index import (INDEX_NAME, check_shard_size, not_a_regular_file,
-                                       pack_command_line, pair_shape, read_index,
-                                       refuse_preprocess, repack_command_line, repack_hint,
-                                       stored_files)
+from fastp2p.data.packed_index import (INDEX_NAME, STATE_NAME, check_shard_size,
+                                       not_a_regular_file, pack_command_line, pair_shape,
+                                       read_index, refuse_preprocess, repack_command_line,
+                                       repack_hint, stored_files)
 from fastp2p.file_reads import open_descriptor_to_read, read_error_advice
 
 if TYPE_CHECKING:   # transforms imports Pillow, which reading and verifying a pack do not need
@@ -178,6 +178,8 @@ class PackedDataset(torch.utils.data.Dataset):
     copied over it, a read-only pack no lock guards) is said to be rewritten when index.json
     changed since it was read, or when the shard changed after this process had checked it (in
     place, as `cp` or a truncation does, found at the next read of it), and damaged otherwise;
+    deleted or moved, instead of rewritten, when the shard (or the pack folder) is gone and no
+    other index.json came in its place;
     one an NFS server says is stale (ESTALE), to be rewritten on another machine. An OS error
     of a shard says what to do by its errno (``read_error_advice``).
     Reads are thread-safe (positioned reads, no shared file offset)."""
@@ -283,9 +285,28 @@ class PackedDataset(torch.utils.data.Dataset):
         raise DataError(str(error))
 
     def _rewritten(self, path: Path) -> DataError:
+        if self._gone(path):    # starting the training again alone cannot help
+            return self._deleted(path)
         return DataError(f"{self.phase_dir}: the pack was rewritten while it was read ({path.name} "
                          f"no longer matches the {INDEX_NAME} read at the start); start the "
                          "training again (`--continue_train` resumes it from its last "
+                         "checkpoint)")
+
+    def _gone(self, path: Path) -> bool:
+        """Whether shard ``path`` was deleted or moved, not rewritten: it is gone, and no pack
+        wrote another index.json since this one was read, nor is writing one (its state file)."""
+        return (not os.path.lexists(path)
+                and _identity(self.phase_dir / INDEX_NAME) in (None, self._index_identity)
+                and not os.path.lexists(self.phase_dir / STATE_NAME))
+
+    def _deleted(self, path: Path) -> DataError:
+        """A shard this process read (or the whole pack folder) gone since it read the index:
+        the pack must be put back or made again before the training can go on."""
+        what = ("the pack was deleted (or moved)" if not self.phase_dir.is_dir()
+                else f"{path.name} was deleted (or moved)")
+        return DataError(f"{self.phase_dir}: {what} while it was read; move it back or pack it "
+                         f"again (`{pack_command_line(self.phase_dir, self.index)}`), then start "
+                         "the training again (`--continue_train` resumes it from its last "
                          "checkpoint)")
 
     @staticmethod
