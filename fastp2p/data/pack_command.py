@@ -46,8 +46,9 @@ would change under it) or checked by another `fastp2p pack`; a re-run that finds
 date changes nothing and goes through. `fastp2p pack --verify OUT` checks every shard's size and
 both checksums against the index, as training does, in every pack in OUT (any --phase name),
 going on past a bad one: it names each bad shard (the first {MAX_LISTED} of a pack, then their
-count) and the command that repacks it, prints each pack's result and exits 1 if any is bad (or
-if a pack's .pack.lock is a link, FIFO or folder, which training refuses too).
+count) and the command that repacks it, prints each pack's result (then, for several packs, a
+total line, passed or not) and exits 1 if any is bad (or if a pack's .pack.lock is a link, FIFO
+or folder, which training refuses too).
 
 No dataset at hand? `fastp2p pack --synthetic N DATAROOT [OUT]` writes N synthetic aligned
 pairs (shapes -> their outlines, 256x256 JPEGs, the same files for the same --seed) into
@@ -296,8 +297,8 @@ def _verify(root, progress: bool) -> int:
     """--verify: sizes and checksums of the shards, no image decoded, so no Pillow needed (tqdm
     only for the progress bar). Every pack is checked, and every shard of each, past bad ones:
     each problem is a line on stderr, each pack's result a line on stdout, then (for several
-    packs) a total; exit 1 if anything was bad. A pack whose lock file training refuses (a
-    link, FIFO or folder at .pack.lock) fails unchecked, as training would."""
+    packs, passed or not) a total; exit 1 if anything was bad. A pack whose lock file training
+    refuses (a link, FIFO or folder at .pack.lock) fails unchecked, as training would."""
     from fastp2p.data.errors import DataError, counted
     from fastp2p.data.packed_index import bad_shard_files, lock_file_problem, read_index
     from fastp2p.optional_packages import MissingPackage, require_packages
@@ -338,9 +339,10 @@ def _verify(root, progress: bool) -> int:
               + (f"{bad_shards} bad" if bad else "checksums OK"))
         if bad:
             failed.append(f"{phase_dir.name} ({counted(bad_shards, 'bad shard')} of {shards})")
-    if failed and len(found) > 1:
+    if len(found) > 1:  # one line answers for OUT, however many pack lines came before
         print(f"{root}: {len(failed)} of {counted(len(found), 'pack')} failed the check: "
-              f"{', '.join(failed)}")
+              f"{', '.join(failed)}" if failed
+              else f"{root}: all {counted(len(found), 'pack')} passed the check")
     return 1 if failed else 0
 
 
