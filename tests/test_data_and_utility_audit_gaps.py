@@ -563,7 +563,8 @@ def test_one_bad_file_says_no_more(tmp_path):
     with pytest.raises(DataError) as two:
         raise_or_report([(path, "cannot be decoded"), (tmp_path / "b.png", "empty")], False,
                         "train")
-    assert str(two.value).endswith(f"{SKIP_HINT} (1 more bad file in train)")
+    assert str(two.value).endswith(f"{SKIP_HINT} (1 more bad file in train by their headers "
+                                   "alone; --skip-bad decodes every image and may find more)")
 
 
 def test_info_does_not_call_a_blank_fastp2p_backend_forced(monkeypatch):

@@ -22,7 +22,8 @@ def test_one_left_out_file_and_one_more_bad_file_are_singular(tmp_path, capsys):
     list_images(tmp_path / "train")
     assert f"ignoring 2 files in {tmp_path / 'train'}" in capsys.readouterr().err
     problems = [(tmp_path / "a.png", "unreadable"), (tmp_path / "b.png", "unreadable")]
-    with pytest.raises(DataError, match=r"\(1 more bad file in train\)$"):
+    with pytest.raises(DataError, match=r"\(1 more bad file in train by their headers alone; "
+                       r"--skip-bad decodes every image and may find more\)$"):
         raise_or_report(problems, False, "train")
     raise_or_report(problems[:1], True, "train")
     assert "fastp2p: skipped 1 bad file in train (--skip-bad):" in capsys.readouterr().err

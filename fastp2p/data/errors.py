@@ -27,7 +27,9 @@ def raise_or_report(problems: list[tuple[Path, str]], skip_bad: bool, what: str,
         return
     if not skip_bad:
         path, problem = problems[0]
-        more = (f" ({counted(len(problems) - 1, 'more bad file')} in {what})"
+        # the scan read headers only (decoding is --skip-bad's): a truncated file shows later
+        more = (f" ({counted(len(problems) - 1, 'more bad file')} in {what} by their headers "
+                "alone; --skip-bad decodes every image and may find more)"
                 if len(problems) > 1 else "")
         raise DataError(f"{path}: {problem}; {SKIP_HINT}{more}")
     if skipped is not None:
