@@ -23,16 +23,9 @@ from fastp2p.data.packed_index import shards_without_index
 from fastp2p.data.transforms import Preprocess, multiple_of_4_size, scaled_width_size
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".tif", ".tiff")
-# Pillow's grayscale modes; so is every 16-bit one (I;16, I;16B big-endian, I;16L, I;16N: see
-# is_grayscale_mode)
-GRAYSCALE_MODES = ("1", "L", "LA", "I", "F")
 # Modes whose output size follows the input size, so images whose output sizes differ cannot
 # be batched together.
 SIZE_KEEPING_MODES = ("none", "scale_width")
-
-
-def is_grayscale_mode(mode: str) -> bool:
-    return mode in GRAYSCALE_MODES or mode.startswith("I;16")
 
 
 def output_size(config: Preprocess, width: int, height: int) -> tuple[int, int]:
@@ -49,7 +42,6 @@ def output_size(config: Preprocess, width: int, height: int) -> tuple[int, int]:
 class ImageInfo:
     path: Path
     size: tuple[int, int]     # (width, height) of the whole file
-    grayscale: bool
 
 
 def list_images(folder: Path, unlisted: list | None = None) -> list[Path]:
@@ -242,7 +234,7 @@ def read_info(path: Path, decode: bool) -> ImageInfo:
             if decode:
                 img.load()
             problem = _unsupported_mode(img)
-            info = ImageInfo(path, img.size, is_grayscale_mode(img.mode))
+            info = ImageInfo(path, img.size)
     except UnidentifiedImageError:
         raise DataError("not a readable image (its content is not a known image format)") from None
     except Image.DecompressionBombError as error:
@@ -253,14 +245,6 @@ def read_info(path: Path, decode: bool) -> ImageInfo:
     if problem:
         raise DataError(problem)
     return info
-
-
-def is_grayscale_file(path: Path) -> bool:
-    """Whether the image ``path`` is grayscale (its header's mode); DataError names the file."""
-    try:
-        return read_info(path, decode=False).grayscale
-    except DataError as error:
-        raise DataError(f"{path}: {error}") from None
 
 
 def decode_rgb(img: Image.Image) -> Image.Image:

@@ -41,7 +41,7 @@ from fastp2p.atomic_files import (naming_the_file, open_plain_file, remove_left_
 from fastp2p.byte_sizes import binary_size
 from fastp2p.data.errors import DataError, counted
 from fastp2p.data.folder_lock import packing_folder
-from fastp2p.data.folders import is_grayscale_file, open_pair, scan_aligned, scan_two_folders
+from fastp2p.data.folders import open_pair, scan_aligned, scan_two_folders
 from fastp2p.data.packed_index import (FORMAT, INDEX_NAME, MAX_INDEX_BYTES, STATE_NAME, VERSION,
                                        file_checksums, is_packed, is_plain_file_name,
                                        is_skipped_list, not_a_regular_file, plan_digest,
@@ -178,16 +178,14 @@ def write_shard(job: dict) -> dict:
 # ---- one phase, in the main process -------------------------------------------------------
 
 def plan_pairs(dataroot: Path, phase: str, dataset_mode: str, load_size: int,
-               skip_bad: bool, progress: bool = True, gray: bool = False,
+               skip_bad: bool, progress: bool = True,
                skipped: list | None = None) -> list[tuple[str, str]]:
-    """The pairs of one phase (relative to dataroot), checked as the folder datasets check them:
-    with ``gray`` as for --input_nc 1 --output_nc 1, which take grayscale among colour images.
-    ``skipped`` (with ``skip_bad``): gets [path relative to dataroot, why] of each file left out,
-    instead of their listing on stderr."""
+    """The pairs of one phase (relative to dataroot), checked as the folder datasets check them
+    (for any channel count: grayscale among colour images is read as RGB, as the reference
+    reads it). ``skipped`` (with ``skip_bad``): gets [path relative to dataroot, why] of each
+    file left out, instead of their listing on stderr."""
     # crop_size 1: packing resizes and never crops, so no image is "smaller than the crop"
-    channels = 1 if gray else CHANNELS
-    config = Preprocess(mode="resize_and_crop", load_size=load_size, crop_size=1,
-                        a_channels=channels, b_channels=channels)
+    config = Preprocess(mode="resize_and_crop", load_size=load_size, crop_size=1)
     phase_dir = dataroot / phase
     problems = None if skipped is None else []
     if dataset_mode == "two_folders":
@@ -201,14 +199,6 @@ def plan_pairs(dataroot: Path, phase: str, dataset_mode: str, load_size: int,
     if problems:
         skipped.extend([str(Path(path).relative_to(dataroot)), why] for path, why in problems)
     return pairs
-
-
-def gray_among_colour(dataroot: Path, pairs, dataset_mode: str) -> bool:
-    """Whether the A images, or the B images, of ``pairs`` mix grayscale and colour ones: the
-    folders take those for --input_nc 1 --output_nc 1 only, and so does their --gray pack."""
-    sides = [[a for a, _ in pairs]] + ([[b for _, b in pairs]]
-                                       if dataset_mode == "two_folders" else [])
-    return any(len({is_grayscale_file(dataroot / name) for name in side}) > 1 for side in sides)
 
 
 def _recorded_shards(phase_dir: Path) -> dict:
@@ -402,7 +392,6 @@ class PhasePlan:
     dataset_mode: str
     skip_bad: bool
     gray: bool
-    mixed: bool             # --gray with grayscale and colour images on one side
     scan_skipped: list      # files the scan left out (pack-time failures are in the records)
     pairs: int
     overwrite: bool         # a pack of another load size or DATAROOT there may be replaced
@@ -419,14 +408,13 @@ def plan_phase(dataroot: Path, out: Path, phase: str, *, load_size: int = 286,
         raise DataError(f"--load_size must be >= 1, got {load_size}")
     refuse_other_pack(phase_dir, dataroot, load_size, overwrite)
     scan_skipped = []
-    pairs = plan_pairs(dataroot, phase, dataset_mode, load_size, skip_bad, progress, gray,
+    pairs = plan_pairs(dataroot, phase, dataset_mode, load_size, skip_bad, progress,
                        scan_skipped)
     per_shard = pairs_per_shard or auto_pairs_per_shard(len(pairs), load_size)
     if per_shard < 1:
         raise DataError(f"--pairs-per-shard must be >= 1, got {per_shard}")
     refuse_index_too_large(dataroot / phase, pairs, scan_skipped,
                            shards=math.ceil(len(pairs) / per_shard))
-    mixed = gray and gray_among_colour(dataroot, pairs, dataset_mode)
     settings = plan_settings(load_size, dataset_mode, skip_bad, gray)
     jobs = []
     for number, start in enumerate(range(0, len(pairs), per_shard)):
@@ -438,7 +426,7 @@ def plan_phase(dataroot: Path, out: Path, phase: str, *, load_size: int = 286,
                      "aligned": dataset_mode == "aligned", "load_size": load_size,
                      "skip_bad": skip_bad})
     return PhasePlan(dataroot, phase, phase_dir, jobs, load_size, per_shard, dataset_mode,
-                     skip_bad, gray, mixed, scan_skipped, len(pairs), overwrite)
+                     skip_bad, gray, scan_skipped, len(pairs), overwrite)
 
 
 def write_phase(plan: PhasePlan, *, workers: int = 1, progress: bool = True,
@@ -667,7 +655,7 @@ def _index(plan: PhasePlan, records: list) -> dict:
         "load_size": size, "height": size, "width": size, "channels": CHANNELS,
         "count": len(sources), "pairs_per_shard": plan.per_shard,
         "dataset_mode": plan.dataset_mode, "skip_bad": plan.skip_bad, "gray": plan.gray,
-        "gray_among_colour": plan.mixed, "dataroot": str(plan.dataroot), "phase": plan.phase,
+        "dataroot": str(plan.dataroot), "phase": plan.phase,
         # a shard whose pairs were all skipped stays listed (0 pairs), so a resume keeps it
         "shards": [{key: record[key] for key in ("file", "count", "sha256", "crc32", "plan",
                                                  "skipped", *GRAY_FIELDS[:3 * plan.gray])}

@@ -103,9 +103,7 @@ def register(commands) -> None:
     parser.add_argument("--gray", action="store_true",
                         help="also store each half converted to grayscale before its resize "
                              "(gray-NNNNN.u8, a third more disk), as --input_nc 1 / --output_nc "
-                             "1 take it; a pack without it refuses those options. A pack "
-                             "with it of grayscale among colour images serves 1-channel "
-                             "training only")
+                             "1 take it; a pack without it refuses those options")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace a pack in OUT made from another DATAROOT or with "
                              "another --load_size (without it, that is refused; a pack of the "

@@ -221,13 +221,6 @@ class PackedDataset(torch.utils.data.Dataset):
                             "--output_nc 1 take each half to grayscale before its resize; "
                             f"repack with `{pack_command_line(self.phase_dir, self.index)} "
                             "--gray`, or point --dataroot at the image folders")
-        # its colour shards hold grayscale images among colour ones, which the folders refuse
-        # for 3-channel use too
-        if 3 in (config.a_channels, config.b_channels) and self.index.get("gray_among_colour"):
-            raise DataError(f"{self.phase_dir}: packed from grayscale among colour images, "
-                            "which only --input_nc 1 --output_nc 1 take (as from the image "
-                            "folders); pass both, or convert the images to one kind and "
-                            "repack")
         self.config = config
         self.swap = swap
         self.shards = self.index["shards"]

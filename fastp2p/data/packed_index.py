@@ -4,8 +4,7 @@ Layout of one packed phase folder::
 
     index.json          format, version, preprocess ("resize_and_crop"), load_size, height,
                         width (of one half), channels, count, pairs_per_shard (planned),
-                        dataset_mode, skip_bad, gray, gray_among_colour (a --gray pack
-                        of grayscale among colour images: 1-channel use only), phase,
+                        dataset_mode, skip_bad, gray, phase,
                         dataroot (absolute, at pack time), shards [{file, count, sha256,
                         crc32, plan, skipped, and with gray: gray_file, gray_sha256,
                         gray_crc32}], sources [[A, B]] (relative to dataroot, in pair order),
@@ -455,9 +454,8 @@ def _schema_problem(index: dict) -> str | None:
             return f"{where}.skipped must be a list of [file, why] pairs of strings"
     if not is_skipped_list(index.get("skipped", [])):
         return "field 'skipped' must be a list of [file, why] pairs of strings"
-    for field in ("gray", "gray_among_colour"):
-        if not isinstance(index.get(field, False), bool):
-            return f"field {field!r} must be true or false, got {index.get(field)!r}"
+    if not isinstance(index.get("gray", False), bool):
+        return f"field 'gray' must be true or false, got {index.get('gray')!r}"
     if index.get("gray"):
         for number, shard in enumerate(shards):
             where = f"shards[{number}]"
