@@ -34,6 +34,7 @@ REFERENCE_TRAIN = [
 REFERENCE_TEST = [
     ("--results_dir", "./results/"), ("--aspect_ratio", "1.0"), ("--phase", "test"),
     ("--eval",), ("--num_test", "50"),
+    ("--model_suffix", "_A"),  # test_model.py's test option
 ]
 
 
@@ -203,10 +204,13 @@ def test_a_reference_training_command_runs_end_to_end(tmp_path, capsys):
 def test_bad_reference_options_stop_with_exit_code_2(tmp_path, capsys):
     assert main(["train", "--model", "cycle_gan", "--dataroot", str(tmp_path)]) == 2
     assert "error: --model cycle_gan: fastp2p implements pix2pix only" in capsys.readouterr().err
-    # the reference's test model is what fastp2p test does: not "the reference for test"
-    assert main(["test", "--model", "test", "--dataroot", str(tmp_path)]) == 2
-    assert ("error: --model test: fastp2p test translates with the generator of a pix2pix run"
-            in capsys.readouterr().err)
+    # the reference's test model translates images without targets: in test, on those only
+    assert main(["train", "--model", "test", "--dataroot", str(tmp_path)]) == 2
+    assert "error: --model test: fastp2p implements pix2pix only" in capsys.readouterr().err
+    assert main(["test", "--model", "test", "--dataset_mode", "aligned", "--dataroot",
+                 str(tmp_path)]) == 2
+    assert ("error: --model test --dataset_mode aligned: the test model translates images "
+            "without targets" in capsys.readouterr().err)
     assert main(["train", "--gpu_ids", "0,1", "--dataroot", str(tmp_path)]) == 2
     assert "torchrun --nproc_per_node=2" in capsys.readouterr().err
     assert main(["test", "--gpu_ids", "0,1", "--dataroot", str(tmp_path)]) == 2  # one device

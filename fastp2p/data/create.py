@@ -5,17 +5,19 @@ import sys
 from pathlib import Path
 
 from fastp2p.data.dataroot_checks import refuse_dataroot_options, refuse_missing_folder
-from fastp2p.data.datasets import AlignedDataset, TwoFoldersDataset
+from fastp2p.data.datasets import AlignedDataset, SingleDataset, TwoFoldersDataset
 from fastp2p.data.default_dataset import (CROP, DEFAULT_TASK, default_dataroot,
                                            packed_default_dataroot)
 from fastp2p.data.errors import DataError
-from fastp2p.data.folders import scan_aligned, scan_two_folders
+from fastp2p.data.folders import scan_aligned, scan_single, scan_two_folders
 from fastp2p.data.transforms import Preprocess
 
 
 def create_dataset(args: argparse.Namespace, phase: str, *, pack_embedded: bool = False,
                    own_sizes_multiple_of: int | None = None):
-    """A Dataset of ``{"A", "B", "A_paths", "B_paths"}`` dicts for ``phase`` (train/val/test).
+    """A Dataset of ``{"A", "B", "A_paths", "B_paths"}`` dicts for ``phase`` (train/val/test);
+    with --dataset_mode single (fastp2p test), of ``{"A", "A_paths"}`` dicts, one for each image
+    under DATAROOT itself, whatever ``phase``.
 
     ``args`` carries the options of ``add_data_arguments``. A folder written by ``fastp2p pack``
     is detected and read from its shards; no ``--dataroot`` means the embedded default dataset
@@ -35,6 +37,10 @@ def create_dataset(args: argparse.Namespace, phase: str, *, pack_embedded: bool 
     task = getattr(args, "task", None)
     root = Path(args.dataroot) if args.dataroot else default_dataroot(task or DEFAULT_TASK)
     refuse_missing_folder(root)
+    if args.dataset_mode == "single":  # images without targets: DATAROOT's own, no split
+        paths = scan_single(root, config, args.skip_bad, limit,
+                            own_sizes_multiple_of=own_sizes_multiple_of)
+        return SingleDataset(paths, config)
     phase_dir = root / phase
     if pack_embedded and not args.dataroot and _reads_embedded_pack(args, config, phase):
         phase_dir = _embedded_pack(root, phase, config.load_size)

@@ -1,4 +1,5 @@
-"""Map-style datasets of image pairs; items are the reference AlignedDataset's dicts.
+"""Map-style datasets of image pairs; items are the reference AlignedDataset's dicts (and
+of single images without a target, the reference SingleDataset's: ``{"A", "A_paths"}``).
 
 ``dataset[i]`` draws its crop and flip from Python's global ``random`` (as the reference does);
 ``dataset.load(i, rng)`` draws them from ``rng``, which is what ``create_dataloader`` uses to make
@@ -10,7 +11,7 @@ from pathlib import Path
 import torch
 from PIL import Image
 
-from fastp2p.data.folders import open_pair
+from fastp2p.data.folders import open_pair, open_rgb
 from fastp2p.data.transforms import Preprocess, draw_params, transform_image
 
 
@@ -67,3 +68,25 @@ class TwoFoldersDataset(PairDataset):
     def read_halves(self, index):
         a_path, b_path = self.pairs[index]
         return *open_pair(Path(a_path), Path(b_path), aligned=False), a_path, b_path
+
+
+class SingleDataset(torch.utils.data.Dataset):
+    """Images without a target, each one A (the reference's SingleDataset, which fastp2p test
+    translates with --dataset_mode single): no B, so nothing to swap for --direction."""
+
+    def __init__(self, paths: list[Path], config: Preprocess):
+        self.config = config
+        self.paths = [str(p) for p in paths]
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, index: int) -> dict:
+        return self.load(index, random)
+
+    def load(self, index: int, rng) -> dict:
+        path = self.paths[index]
+        image = open_rgb(Path(path))
+        params = draw_params(self.config, *image.size, rng)
+        return {"A": transform_image(image, self.config, params, self.config.a_channels),
+                "A_paths": path}

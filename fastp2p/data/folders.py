@@ -435,10 +435,36 @@ def scan_aligned(phase_dir: Path, config: Preprocess, skip_bad: bool,
     bad = _halves_of_other_sizes(infos, config, problems)
     bad |= _check_consistent([i for i in infos if i.path not in bad], half_sizes, config,
                              problems, own_sizes_multiple_of)
-    raise_or_report(problems, skip_bad, str(phase_dir), skipped)
+    return _usable(infos, bad, problems, skip_bad, phase_dir, skipped, limit)
+
+
+def scan_single(folder: Path, config: Preprocess, skip_bad: bool, limit: int | None = None,
+                own_sizes_multiple_of: int | None = None) -> list[Path]:
+    """The usable images under ``folder`` (any depth, sorted), each one whole image to
+    translate without a target: --dataset_mode single, whose reference SingleDataset reads
+    --dataroot itself, not a split of it (an A|B image is just an image there). ``limit`` and
+    ``own_sizes_multiple_of`` as for ``scan_aligned``."""
+    problems = []
+    paths = list_images(folder, problems if skip_bad else None)
+    if not paths:
+        raise DataError(f"{folder}: no images ({', '.join(IMAGE_EXTENSIONS)}) found; "
+                        "--dataset_mode single translates the images under --dataroot itself "
+                        "(not DATAROOT/PHASE): point --dataroot at their folder")
+    paths = paths if skip_bad else paths[:limit]
+    infos = _scan(paths, skip_bad, problems, progress=True)
+    bad = _check_consistent(infos, {i.path: i.size for i in infos}, config, problems,
+                            own_sizes_multiple_of)
+    return _usable(infos, bad, problems, skip_bad, folder, None, limit)
+
+
+def _usable(infos: list[ImageInfo], bad: set, problems: list, skip_bad: bool, folder: Path,
+            skipped: list | None, limit: int | None) -> list[Path]:
+    """The first ``limit`` paths of ``infos`` not in ``bad``, once ``problems`` were raised
+    (or, with ``skip_bad``, reported: ``raise_or_report``)."""
+    raise_or_report(problems, skip_bad, str(folder), skipped)
     good = [info.path for info in infos if info.path not in bad]
     if not good:
-        raise DataError(f"{phase_dir}: every image was bad and skipped; nothing left to load")
+        raise DataError(f"{folder}: every image was bad and skipped; nothing left to load")
     return good[:limit]
 
 

@@ -29,6 +29,7 @@ def add_data_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPars
                             "(the same stem, any image extension); "
                             "a packed DATAROOT holds pairs either way and ignores it "
                             "(default %(default)s)")
+    # ``single`` (fastp2p test only) is added there: training and packing need pairs
     group.add_argument("--direction", default="AtoB", choices=("AtoB", "BtoA"),
                        help="AtoB translates the left (A) image into the right (B) one, BtoA "
                             "the right into the left (default %(default)s)")

@@ -325,18 +325,22 @@ class CheckpointFolder:
         (fastp2p.nn.checkpoint_sets, which ``from_checkpoint`` of a path loads through too)."""
         return load_recorded(self.path, label, suffix, manifest, self.advice)
 
-    def read_network(self, label, which: str) -> tuple[Path, Mapping]:
+    def read_network(self, label, which: str, model_suffix: str = "") -> tuple[Path, Mapping]:
         """(the file G or D of ``label`` is loaded from, its state_dict), checked against the
         manifest when there is one (files of the reference implementation have none) and
-        holding weights; for ``load_network``, or first to check options against it."""
-        path = self.file(label, NETWORK_SUFFIXES[which])
-        manifest = self.manifest(label)
+        holding weights; for ``load_network``, or first to check options against it.
+        ``model_suffix``: the file ``{label}_net_G{model_suffix}.pth`` instead, as the
+        reference's --model test --model_suffix loads it."""
+        suffix = NETWORK_SUFFIXES[which].replace(".pth", f"{model_suffix}.pth")
+        path = self.file(label, suffix)
+        # a manifest records its set's own files: a suffixed one is another tool's beside them
+        manifest = None if model_suffix else self.manifest(label)
         if manifest is not None:
-            state = self._load_checked(label, NETWORK_SUFFIXES[which], manifest)
+            state = self._load_checked(label, suffix, manifest)
         elif path.exists():
             state = load_safely(path, map_location="cpu")
         else:
-            saved = self.loadable_sets(NETWORK_SUFFIXES[which])
+            saved = self.loadable_sets(suffix)
             raise MissingCheckpoint(f"no checkpoint {path}: " + (
                 f"pick a saved set ({saved})" if saved
                 else f"train first (fastp2p train --name {self.path.name})"))

@@ -7,7 +7,8 @@ word. Each one has one of three fates:
 
 - mapped: it does here what it did there (``--gpu_ids -1`` -> CPU, ``--print_freq`` -> the loss
   log interval, ``--load_iter``, ``--suffix``, ``--verbose``, ...); ``apply_reference_options``
-  turns it into fastp2p's own settings;
+  turns it into fastp2p's own settings (test's ``--model test``, the reference's model of one
+  generator for images without targets: ``--dataset_mode single``, ``--model_suffix``);
 - ignored: it has nothing to act on here (the visdom display, the image pool pix2pix does not
   use); the run prints ONE line naming those given and why;
 - refused: a value fastp2p cannot honour (``--model cycle_gan``, several ``--gpu_ids``) stops
@@ -84,9 +85,17 @@ def add_reference_arguments(parser: argparse.ArgumentParser, phase: str) -> None
                      f"{phase}_options.py that fastp2p does not\nhave under the same name: "
                      "mapped onto fastp2p's own, or accepted and ignored (a run names the\n"
                      "ignored ones it was given, in one line).")
+    models = {"train": "any other (cycle_gan, test, colorization) is an error",
+              "test": "test, the reference's one-generator model, translates images without "
+                      "targets (it implies --dataset_mode single); any other (cycle_gan, "
+                      "colorization) is an error"}[phase]
     group.add_argument("--model", default="pix2pix",
-                       help="pix2pix, the one model fastp2p trains; any other (cycle_gan, test, "
-                            "colorization) is an error (default %(default)s)")
+                       help=f"pix2pix, the one model fastp2p trains; {models} "
+                            "(default %(default)s)")
+    if phase == "test":
+        group.add_argument("--model_suffix", type=_file_name_part, default="",
+                           help="with --model test, load EPOCH_net_G{MODEL_SUFFIX}.pth as the "
+                                "generator, as the reference (default: none)")
     several = {"train": "run one process per GPU with `torchrun --nproc_per_node=K -m fastp2p "
                         "...` instead",
                "test": "test translates on one device"}[phase]
@@ -130,13 +139,12 @@ def apply_reference_options(args: argparse.Namespace, phase: str) -> str | None:
     Raises ValueError (one line) for a value fastp2p cannot honour. Returns the one line to print
     about the ignored options that were given, or None.
     """
-    if args.model == "test" and phase == "test":  # the reference's one-generator test model
-        raise ValueError("--model test: fastp2p test translates with the generator of a pix2pix "
-                         "run, as the reference's --model pix2pix does; leave --model out")
-    if args.model != "pix2pix":
+    if args.model not in (("pix2pix", "test") if phase == "test" else ("pix2pix",)):
         raise ValueError(f"--model {args.model}: fastp2p implements pix2pix only; use --model "
                          "pix2pix (or leave it out), or the reference implementation for "
                          f"{args.model}")
+    if phase == "test":
+        _resolve_test_model(args)
     if args.suffix:
         try:
             name = f"{args.name}_{args.suffix.format(**vars(args))}"
@@ -159,6 +167,33 @@ def apply_reference_options(args: argparse.Namespace, phase: str) -> str | None:
     if phase == "train":
         args.log_every = _log_every(args)
     return _ignored_line(args, phase)
+
+
+def _file_name_part(text: str) -> str:
+    """--model_suffix: a part of a file name, so empty or a plain name (no path separators)."""
+    return plain_name(text) if text else text
+
+
+def _resolve_test_model(args: argparse.Namespace) -> None:
+    """--dataset_mode of a test (None when not given): --model test, the reference's model of
+    one generator and no target, implies single and refuses another (as the reference's
+    TestModel requires it); --model pix2pix reads aligned pairs by default. Single reads the
+    images in --dataroot itself, so without one there is nothing to translate."""
+    if args.model != "test":
+        if args.model_suffix:
+            raise ValueError(f"--model_suffix {args.model_suffix}: it names the generator file "
+                             "of --model test (EPOCH_net_G{MODEL_SUFFIX}.pth); add --model "
+                             "test, or drop it")
+        args.dataset_mode = args.dataset_mode or "aligned"
+    elif args.dataset_mode not in (None, "single"):
+        raise ValueError(f"--model test --dataset_mode {args.dataset_mode}: the test model "
+                         "translates images without targets, --dataset_mode single; drop "
+                         f"--dataset_mode, or use --model pix2pix for {args.dataset_mode} pairs")
+    else:
+        args.dataset_mode = "single"
+    if args.dataset_mode == "single" and not args.dataroot:
+        raise ValueError("--dataset_mode single translates the images under --dataroot itself: "
+                         "give --dataroot (the folder of the images, not a dataset of splits)")
 
 
 def results_folder_name(args: argparse.Namespace) -> str:

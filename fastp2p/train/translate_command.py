@@ -8,6 +8,11 @@ As in the reference: batch size 1, pairs in order, no flipping, and the generato
 train mode (batch statistics, dropout as noise) unless ``--eval`` (the default without
 ``--dataroot``, whose quick profile trains at batch 32).
 
+Images without a target (``--dataset_mode single``, which the reference's ``--model test``
+implies): every image under DATAROOT itself, saved as ``{name}_{real,fake}.png`` (the
+reference's test model's names; ``name`` relative to DATAROOT), with no L1 to print;
+``--model_suffix`` loads ``EPOCH_net_G{SUFFIX}.pth``.
+
 The page lists only triplets the run that wrote it wrote whole: an earlier run's page is
 removed before the first image is written (a folder at its name is refused first), and the
 page is written when the run ends. Ctrl-C, SIGTERM or SIGHUP (as in training) stops after the image
@@ -52,7 +57,10 @@ DESCRIPTION = """\
 Translate a split (default: test) with CHECKPOINTS_DIR/NAME/EPOCH_net_G.pth and write the
 real_A / fake_B / real_B images and an HTML index to RESULTS_DIR/NAME/PHASE_EPOCH/, and print
 the mean L1 of fake_B to real_B beside two baselines: the train split's mean image (a constant
-answer) and, when A and B have the same channels, real_A itself. Use the same model options
+answer) and, when A and B have the same channels, real_A itself.
+With --dataset_mode single (implied by the reference's --model test; --model_suffix S loads
+EPOCH_net_GS.pth) the images under DATAROOT itself are translated without a target: real and
+fake images, no L1. Use the same model options
 (--netG, --ngf, --norm, --no_dropout, --input_nc, ...) as for training (the generator's file
 is checked first, and one saved with others is refused naming them); without --dataroot the
 quick profile's defaults apply, matching `fastp2p train` without it. As the reference's test
@@ -73,6 +81,7 @@ index.html."""
 NOT_USED_BY_TEST = {**dict.fromkeys(("netD", "n_layers_D", "ndf"), "it builds no discriminator"),
                     **dict.fromkeys(("init_type", "init_gain"), "the weights are loaded")}
 IMAGES = "images"  # RESULTS_DIR/NAME/PHASE_EPOCH/images: the translated triplets
+SINGLE = ("real", "fake")  # the images of --dataset_mode single, as the reference names them
 
 
 def register(commands) -> None:
@@ -82,6 +91,7 @@ def register(commands) -> None:
                                  description=DESCRIPTION,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     add_data_arguments(parser)
+    _add_single_mode(parser)
     # The reference's test options: load straight at the crop size (load_size = crop_size).
     parser.set_defaults(load_size=QuickDefault(256, 64), crop_size=QuickDefault(256, 64))
     describe_defaults(parser, ("crop_size",))
@@ -99,6 +109,20 @@ def register(commands) -> None:
     add_tracker_arguments(parser, "the results folder's images and index.html")
     add_reference_arguments(parser, "test")
     parser.set_defaults(run=run)
+
+
+def _add_single_mode(parser) -> None:
+    """--dataset_mode single, of test alone (training and packing need pairs); no default in
+    the parser, since --model test implies single where pix2pix reads aligned pairs
+    (reference_options resolves it)."""
+    for action in parser._actions:
+        if action.dest == "dataset_mode":
+            action.choices, action.default = (*action.choices, "single"), None
+            action.help = action.help.replace(
+                " (default %(default)s)", "; single: every image under DATAROOT itself (not "
+                "DATAROOT/PHASE) translated without a target, saving NAME_real and NAME_fake "
+                "and no L1, as the reference's --model test, which implies it (default "
+                "aligned)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -212,7 +236,7 @@ def _saved_generator(args, generator):
               "writes new latest_* files")
     folder = CheckpointFolder(args.checkpoints_dir, args.name, advice)
     try:
-        read = folder.read_network(args.epoch, "G")
+        read = folder.read_network(args.epoch, "G", args.model_suffix)
     except MissingCheckpoint:
         return folder, None
     folder.load_network(generator, args.epoch, "G", read)
@@ -238,7 +262,7 @@ def _set_up(args, device, threads, resources: contextlib.ExitStack, saved):
     the loader and the trackers."""
     import torch
 
-    from fastp2p.data import create_dataloader, create_dataset
+    from fastp2p.data import DataError, create_dataloader, create_dataset
     from fastp2p.data.create import packed_mode_note, packed_resize_note
     from fastp2p.train.image_sizes import check_images_fit_unet
     from fastp2p.train.networks import generator_from_options
@@ -250,14 +274,19 @@ def _set_up(args, device, threads, resources: contextlib.ExitStack, saved):
     torch.manual_seed(args.seed)
     # The reference's test reads each whole image at --crop_size: a split packed at a larger
     # size is resized again to it, not cropped at random, unless --load_size asks for crops.
-    for line in (packed_resize_note(args, args.phase), packed_mode_note(args, args.phase),
-                 _random_crop_note(args)):
+    single = args.dataset_mode == "single"   # DATAROOT's own images: no split, no pack
+    notes = () if single else (packed_resize_note(args, args.phase),
+                               packed_mode_note(args, args.phase))
+    for line in (*notes, _random_crop_note(args)):
         if line:
             print(line)
     # one image at a time, as the reference's test.py: each at its own size where the U-Net
     # takes it (--preprocess none, scale_width)
-    dataset = create_dataset(args, args.phase,
-                             own_sizes_multiple_of=2 ** unet_levels(args.netG))
+    try:
+        dataset = create_dataset(args, args.phase,
+                                 own_sizes_multiple_of=2 ** unet_levels(args.netG))
+    except DataError as err:
+        raise DataError(f"{err}{_single_mode_hint(args)}") from None
     check_images_fit_unet(args, dataset)
     print(threads.summary)   # after the data's refusals, as train: no line before an error
     loader = create_dataloader(dataset, 1, shuffle=False,
@@ -265,8 +294,12 @@ def _set_up(args, device, threads, resources: contextlib.ExitStack, saved):
     resources.callback(loader.close)
     netG = generator_from_options(args, device)
     folder, read = saved
+    if read is None:   # no such file: its error, naming a --model_suffix's file name too
+        read = folder.read_network(args.epoch, "G", args.model_suffix)
     weights = folder.load_network(netG, args.epoch, "G", read)
-    trained_otherwise = changed_options(args, folder.path / OPTIONS_FILE, ("direction",))
+    # single images have no other side to translate from: --direction does not apply
+    trained_otherwise = None if single else changed_options(args, folder.path / OPTIONS_FILE,
+                                                            ("direction",))
     if trained_otherwise:  # the reference translates the other way without a word
         print(f"note: translates the other way than the run was trained ({trained_otherwise}"
               f", its {OPTIONS_FILE})")
@@ -279,6 +312,18 @@ def _set_up(args, device, threads, resources: contextlib.ExitStack, saved):
     if args.eval:
         netG.eval()
     return loader, netG, weights, out_dir, trackers
+
+
+def _single_mode_hint(args) -> str:
+    """What to add to the error of a split missing where DATAROOT holds images itself: these
+    may be images without targets (the reference's datasets/facades/testB), which --dataset_mode
+    single translates as they are."""
+    from fastp2p.data.folders import images_placed_above
+
+    if (args.dataset_mode == "single" or not args.dataroot
+            or not images_placed_above(Path(args.dataroot) / args.phase)):
+        return ""
+    return "; or, to translate them without targets, pass --dataset_mode single"
 
 
 def _refused(err: Exception) -> int:
@@ -426,9 +471,10 @@ def _why_the_images_stopped(err: Exception) -> str | None:
 
 
 def _write_triplets(args, netG, loader, device, images_dir, trackers, total, sections, stops):
-    """Translate up to ``total`` images of ``loader`` and save each one's triplet, appending
-    it to ``sections`` once whole; stops early, between images, when ``stops`` (StopRequests)
-    received a signal. Returns the images' L1Scores (None when there were none)."""
+    """Translate up to ``total`` images of ``loader`` and save each one's triplet (real and
+    fake of an image without a target), appending it to ``sections`` once whole; stops early,
+    between images, when ``stops`` (StopRequests) received a signal. Returns the images'
+    L1Scores (None when there were none: no pair)."""
     import torch
     from tqdm import tqdm
 
@@ -449,17 +495,20 @@ def _write_triplets(args, netG, loader, device, images_dir, trackers, total, sec
                              disable=None, desc=f"translating {args.phase}"):
         real_A = batch["A"].to(device)
         fake_B = translate(real_A.contiguous(memory_format=layout))
-        if scores is None:
-            scores = L1Scores(args.input_nc == args.output_nc,
-                              *train_mean_image(args, batch["B"].shape[1:]))
-        scores.add(real_A, fake_B, batch["B"])
+        if "B" in batch:   # a pair: its target scores the translation
+            if scores is None:
+                scores = L1Scores(args.input_nc == args.output_nc,
+                                  *train_mean_image(args, batch["B"].shape[1:]))
+            scores.add(real_A, fake_B, batch["B"])
+            images = dict(zip(TRIPLET, (real_A[0], fake_B[0], batch["B"][0])))
+        else:   # --dataset_mode single: no target; the reference's test model's names
+            images = dict(zip(SINGLE, (real_A[0], fake_B[0])))
         name = _output_name(Path(batch["A_paths"][0]), phase_dir, taken)
-        triplet = dict(zip(TRIPLET, (real_A[0], fake_B[0], batch["B"][0])))
-        for label, image in triplet.items():
+        for label, image in images.items():
             save_image(image, images_dir / f"{name}_{label}.png", args.aspect_ratio)
-        sections.append((name, [(label, f"images/{name}_{label}.png") for label in TRIPLET]))
+        sections.append((name, [(label, f"images/{name}_{label}.png") for label in images]))
         for tracker in trackers:
-            tracker.log_images(index, triplet)
+            tracker.log_images(index, images)
         if stops.signal_number is not None:  # now, between images: every triplet is whole
             break
     return scores
@@ -502,11 +551,14 @@ def _partial(out_dir: Path, written: str = "") -> str:
 
 
 def _names_root(args):
-    """The folder output names are relative to: DATAROOT/PHASE, or for a packed split the
-    image folder it was packed from (its index records it: the pairs' paths are under it), so
-    a folder and its pack give the same names. None without --dataroot."""
+    """The folder output names are relative to: DATAROOT/PHASE (DATAROOT with --dataset_mode
+    single, which reads it), or for a packed split the image folder it was packed from (its
+    index records it: the pairs' paths are under it), so a folder and its pack give the same
+    names. None without --dataroot."""
     if not args.dataroot:
         return None
+    if args.dataset_mode == "single":
+        return Path(args.dataroot)
     from fastp2p.data.packed_index import is_packed, read_index
 
     phase_dir = Path(args.dataroot) / args.phase
