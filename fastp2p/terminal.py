@@ -6,6 +6,7 @@ rule for every command (``fastp2p train``'s plain progress lines, ``fastp2p pack
 the bottom of the layers so that ``data`` and ``train`` both use it.
 """
 import os
+import sys
 
 # A bar's size on a terminal that reports none (its columns, and its rows, beyond which tqdm
 # hides a bar).
@@ -31,3 +32,10 @@ def bar_size(stream) -> dict:
     except (AttributeError, ValueError, OSError):  # no file descriptor, or no terminal behind it
         return {}
     return FALLBACK_SIZE if 0 in (reported.columns, reported.lines) else {}
+
+
+def stderr_bar(*args, **kwargs):
+    """A tqdm bar on stderr, tqdm's own stream, sized there by ``bar_size``; ``args`` and
+    ``kwargs`` are tqdm's."""
+    from tqdm import tqdm
+    return tqdm(*args, **bar_size(sys.stderr), **kwargs)

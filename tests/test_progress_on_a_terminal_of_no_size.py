@@ -12,7 +12,7 @@ import termios
 
 import pytest
 
-from fastp2p.terminal import FALLBACK_SIZE, bar_size
+from fastp2p.terminal import FALLBACK_SIZE, bar_size, stderr_bar
 from fastp2p.train.progress import progress_bar
 
 
@@ -55,6 +55,18 @@ def test_the_bar_and_losses_are_drawn_on_a_terminal_of_no_size(terminal, monkeyp
     bar.close()
     text = shown()
     assert "G_GAN=0.693" in text and "2/4" in text, repr(text)
+
+
+def test_the_other_commands_bars_are_drawn_on_a_terminal_of_no_size(terminal, monkeypatch):
+    """pack's, the image scan's and the synthetic dataset's bars, on stderr (stderr_bar)."""
+    stream, shown = terminal
+    _set_size(stream, 0, 0)
+    monkeypatch.setattr(sys, "stderr", stream)
+    bar = stderr_bar(total=8, desc="pack train", unit="pair")
+    bar.update(3)
+    bar.close()
+    text = shown()
+    assert "pack train" in text and "3/8" in text, repr(text)
 
 
 def test_a_terminal_that_reports_its_size_keeps_tqdms_own_reading(terminal):

@@ -21,6 +21,7 @@ from fastp2p.atomic_files import left_by_dead_process
 from fastp2p.data.errors import DataError, counted, raise_or_report
 from fastp2p.data.packed_index import shards_without_index
 from fastp2p.data.transforms import Preprocess, multiple_of_4_size, scaled_width_size
+from fastp2p.terminal import stderr_bar
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".tif", ".tiff")
 # Modes whose output size follows the input size, so images whose output sizes differ cannot
@@ -305,10 +306,9 @@ def _scan(paths: list[Path], decode: bool, problems: list, progress: bool) -> li
     took HEADERS_BAR_AFTER_S (on a terminal only: ``disable=None``, as fastp2p test's, keeps it
     out of logs). Threads do not make the headers faster: Pillow's parsing holds the GIL."""
     if progress:
-        from tqdm import tqdm
-        paths = tqdm(paths, desc="checking images (--skip-bad)" if decode
-                     else "reading image headers", unit="image", disable=None,
-                     delay=0 if decode else HEADERS_BAR_AFTER_S)
+        paths = stderr_bar(paths, desc="checking images (--skip-bad)" if decode
+                           else "reading image headers", unit="image", disable=None,
+                           delay=0 if decode else HEADERS_BAR_AFTER_S)
     infos = []
     for path in paths:
         try:

@@ -50,6 +50,7 @@ from fastp2p.data.packed_index import (FORMAT, INDEX_NAME, MAX_INDEX_BYTES, STAT
 from fastp2p.data.transforms import BICUBIC, Preprocess
 from fastp2p.data.worker_pool import worker_pool
 from fastp2p.file_reads import FileTooLarge, read_error_advice
+from fastp2p.terminal import stderr_bar
 
 CHANNELS = 3
 SHARD_TARGET_BYTES = 256 << 20     # big enough to stream, small enough to redo after a crash
@@ -531,8 +532,7 @@ def _kept_shards(phase_dir: Path, phase: str, jobs: list, load_size: int,
     earlier = _recorded_shards(phase_dir)
     recorded = [job for job in jobs if job["file"] in earlier]
     if progress and recorded:
-        from tqdm import tqdm
-        recorded = tqdm(recorded, desc=f"check {phase}", unit="shard")
+        recorded = stderr_bar(recorded, desc=f"check {phase}", unit="shard")
     kept = {}
     for job in recorded:
         record = _still_good(phase_dir, earlier[job["file"]], job["plan"], load_size)
@@ -607,8 +607,7 @@ def disk_of(path) -> tuple[int, int]:
 def _progress_bar(enabled: bool, total: int, initial: int, desc: str):
     if not enabled:
         return None
-    from tqdm import tqdm
-    return tqdm(total=total, initial=initial, desc=desc, unit="pair", smoothing=0.1)
+    return stderr_bar(total=total, initial=initial, desc=desc, unit="pair", smoothing=0.1)
 
 
 def _run_jobs(jobs: list, workers: int, bar):

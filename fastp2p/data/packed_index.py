@@ -51,6 +51,7 @@ from fastp2p.data.folder_lock import LOCK_NAME, pack_running
 from fastp2p.file_reads import FileTooLarge, NotAFileToRead, read_error_advice, read_text
 from fastp2p.json_files import parse_json, read_json
 from fastp2p.option_types import MAX_LOAD_SIZE
+from fastp2p.terminal import stderr_bar
 
 PHASES = ("train", "val", "test")   # the phase folders a pack may hold: OUT/PHASE/index.json
 INDEX_NAME = "index.json"
@@ -526,9 +527,8 @@ def bad_shard_files(phase_dir: Path, index: dict, progress: bool = False):
     phase_dir = Path(phase_dir)
     shards = enumerate(index["shards"])
     if progress:
-        from tqdm import tqdm
-        shards = tqdm(shards, total=len(index["shards"]), desc=f"verify {phase_dir.name}",
-                      unit="shard")
+        shards = stderr_bar(shards, total=len(index["shards"]),
+                            desc=f"verify {phase_dir.name}", unit="shard")
     for number, shard in shards:
         for prefix, shape in stored_files(index):
             path = phase_dir / shard[prefix + "file"]

@@ -31,6 +31,7 @@ from fastp2p.atomic_files import remove_left_by_dead_processes, replacing
 from fastp2p.data.errors import DataError, counted
 from fastp2p.data.worker_pool import results_in_order, worker_pool
 from fastp2p.json_files import read_json
+from fastp2p.terminal import stderr_bar
 
 SIZE = 256          # each half, as the pix2pix datasets' 256x256 images
 QUALITY = 90        # JPEG quality, as the pix2pix datasets' files
@@ -253,8 +254,7 @@ def write_synthetic(dataroot, count: int, *, seed: int = 0, phase: str = "train"
     jobs = ((str(folder), seed, start, min(start + chunk, count)) for start in starts)
     bar = None
     if progress:
-        from tqdm import tqdm
-        bar = tqdm(total=count, desc=f"synthetic {phase}", unit="pair", smoothing=0.1)
+        bar = stderr_bar(total=count, desc=f"synthetic {phase}", unit="pair", smoothing=0.1)
     try:
         if workers <= 1 or len(starts) == 1:
             for job in jobs:
