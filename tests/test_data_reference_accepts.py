@@ -212,8 +212,8 @@ def test_test_with_preprocess_none_names_an_image_the_unet_cannot_take(tmp_path,
     bad = write_image(tmp_path / "data" / "test" / "v1.png", _noise(rng, 96, 48))
     argv = tiny_test_argv(tmp_path / "data", trained, tmp_path / "res", "--preprocess", "none")
     assert main(argv) == 1
-    assert (f"{bad}: 48x48 becomes 48x48 with --preprocess none, but --netG needs sides that "
-            "are multiples of 32") in capsys.readouterr().err
+    assert (f"{bad}: 48x48 becomes 48x48 with --preprocess none, but --netG unet_32 takes "
+            "only sides that are multiples of 32") in capsys.readouterr().err
 
 
 def test_training_with_preprocess_none_still_needs_one_size(tmp_path):

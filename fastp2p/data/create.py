@@ -9,12 +9,12 @@ from fastp2p.data.datasets import AlignedDataset, SingleDataset, TwoFoldersDatas
 from fastp2p.data.default_dataset import (CROP, DEFAULT_TASK, default_dataroot,
                                            packed_default_dataroot)
 from fastp2p.data.errors import DataError
-from fastp2p.data.folders import scan_aligned, scan_single, scan_two_folders
+from fastp2p.data.folders import OwnSizes, scan_aligned, scan_single, scan_two_folders
 from fastp2p.data.transforms import Preprocess
 
 
 def create_dataset(args: argparse.Namespace, phase: str, *, pack_embedded: bool = False,
-                   own_sizes_multiple_of: int | None = None):
+                   own_sizes: OwnSizes | None = None):
     """A Dataset of ``{"A", "B", "A_paths", "B_paths"}`` dicts for ``phase`` (train/val/test);
     with --dataset_mode single (fastp2p test), of ``{"A", "A_paths"}`` dicts, one for each image
     under DATAROOT itself, whatever ``phase``.
@@ -24,9 +24,9 @@ def create_dataset(args: argparse.Namespace, phase: str, *, pack_embedded: bool 
     of ``--task``. ``pack_embedded`` (training, which reads the split every epoch): the
     embedded train split is read from a pack built once, where a pack serves the options
     (``_reads_embedded_pack``) and the cache can hold it (else from its folders).
-    ``own_sizes_multiple_of`` (fastp2p test, which loads one item at a time): with a
-    size-keeping --preprocess each image keeps its own size, if its sides are multiples of
-    this, instead of all images having to come out at one size (``scan_aligned``).
+    ``own_sizes`` (fastp2p test, which loads one item at a time): with a size-keeping
+    --preprocess each image keeps its own size, if its network takes it, instead of all
+    images having to come out at one size (``scan_aligned``).
     """
     config = Preprocess.from_args(args)
     swap = args.direction == "BtoA"
@@ -39,7 +39,7 @@ def create_dataset(args: argparse.Namespace, phase: str, *, pack_embedded: bool 
     refuse_missing_folder(root)
     if args.dataset_mode == "single":  # images without targets: DATAROOT's own, no split
         paths = scan_single(root, config, args.skip_bad, limit,
-                            own_sizes_multiple_of=own_sizes_multiple_of)
+                            own_sizes=own_sizes)
         return SingleDataset(paths, config)
     phase_dir = root / phase
     if pack_embedded and not args.dataroot and _reads_embedded_pack(args, config, phase):
@@ -60,10 +60,10 @@ def create_dataset(args: argparse.Namespace, phase: str, *, pack_embedded: bool 
         raise DataError(_pack_without_split(root, phase, packed))
     if args.dataset_mode == "two_folders":
         pairs = scan_two_folders(phase_dir, config, args.skip_bad, limit,
-                                 own_sizes_multiple_of=own_sizes_multiple_of)
+                                 own_sizes=own_sizes)
         return TwoFoldersDataset(pairs, config, swap)
     paths = scan_aligned(phase_dir, config, args.skip_bad, limit,
-                         own_sizes_multiple_of=own_sizes_multiple_of)
+                         own_sizes=own_sizes)
     return AlignedDataset(paths, config, swap)
 
 

@@ -40,6 +40,15 @@ def output_size(config: Preprocess, width: int, height: int) -> tuple[int, int]:
 
 
 @dataclass(frozen=True)
+class OwnSizes:
+    """Items loaded one at a time (fastp2p test) keep their own sizes under a size-keeping
+    --preprocess, for a network that takes only sides that are multiples of ``multiple``;
+    ``network`` names it in messages (e.g. "--netG unet_256")."""
+    multiple: int
+    network: str
+
+
+@dataclass(frozen=True)
 class ImageInfo:
     path: Path
     size: tuple[int, int]     # (width, height) of the whole file
@@ -319,7 +328,7 @@ def _scan(paths: list[Path], decode: bool, problems: list, progress: bool) -> li
 
 
 def _check_consistent(infos: list[ImageInfo], half_sizes: dict, config: Preprocess,
-                      problems: list, own_sizes_multiple_of: int | None = None) -> set[Path]:
+                      problems: list, own_sizes: OwnSizes | None = None) -> set[Path]:
     """Too small for the crop or to round, sizes a size-keeping --preprocess cannot batch or
     the generator cannot take: the paths that fail. Grayscale among colour is taken, as the
     reference takes it: every image is read with convert("RGB")."""
@@ -342,9 +351,8 @@ def _check_consistent(infos: list[ImageInfo], half_sizes: dict, config: Preproce
     if config.mode in SIZE_KEEPING_MODES:
         sizes = {i.path: output_size(config, *half_sizes[i.path]) for i in infos
                  if i.path not in bad}
-        if own_sizes_multiple_of:
-            bad |= _sizes_not_multiples(sizes, half_sizes, config, own_sizes_multiple_of,
-                                        problems)
+        if own_sizes:
+            bad |= _sizes_not_multiples(sizes, half_sizes, config, own_sizes, problems)
         else:
             bad |= _sizes_not_most(sizes, half_sizes, config, problems)
     return bad
@@ -366,19 +374,20 @@ def _sizes_not_most(sizes: dict, half_sizes: dict, config: Preprocess, problems:
     return bad
 
 
-def _sizes_not_multiples(sizes: dict, half_sizes: dict, config: Preprocess, multiple: int,
+def _sizes_not_multiples(sizes: dict, half_sizes: dict, config: Preprocess, own: OwnSizes,
                          problems: list) -> set:
     """The paths of ``sizes`` (path -> output size) with a side that is no multiple of
-    ``multiple``: items loaded one at a time keep their own sizes, but the generator (a U-Net
-    of N levels: 2**N) takes only those multiples."""
-    bad = set()
+    ``own.multiple``: items loaded one at a time keep their own sizes, but the generator (a
+    U-Net of N levels: 2**N) takes only those multiples."""
+    bad, multiple = set(), own.multiple
     for path, size in sizes.items():
         if size[0] % multiple or size[1] % multiple:
             width, height = half_sizes[path]
             problems.append((path, f"{width}x{height} becomes {size[0]}x{size[1]} with "
-                                   f"--preprocess {config.mode}, but --netG needs sides that "
-                                   f"are multiples of {multiple}; resize it to multiples of "
-                                   f"{multiple} or use --preprocess resize_and_crop"))
+                                   f"--preprocess {config.mode}, but {own.network} takes only "
+                                   f"sides that are multiples of {multiple}; resize it to "
+                                   f"multiples of {multiple} or use --preprocess "
+                                   "resize_and_crop"))
             bad.add(path)
     return bad
 
@@ -409,13 +418,13 @@ def _halves_of_other_sizes(infos: list[ImageInfo], config: Preprocess, problems:
 def scan_aligned(phase_dir: Path, config: Preprocess, skip_bad: bool,
                  limit: int | None = None, progress: bool = True,
                  skipped: list | None = None,
-                 own_sizes_multiple_of: int | None = None) -> list[Path]:
+                 own_sizes: OwnSizes | None = None) -> list[Path]:
     """The usable A|B images of one phase folder (the first ``limit`` in sorted order: of the
     good ones with ``skip_bad``, as a pack of the folder gives them); ``progress``: a bar while
     --skip-bad decodes every file; ``skipped``: gets the (path, why) of each file skipped,
-    instead of their listing on stderr; ``own_sizes_multiple_of``: the items are loaded one at
-    a time (fastp2p test, batch size 1), so with a size-keeping --preprocess each may keep its
-    own size, if its sides are multiples of this (the generator's), instead of all one size."""
+    instead of their listing on stderr; ``own_sizes``: the items are loaded one at a time
+    (fastp2p test, batch size 1), so with a size-keeping --preprocess each may keep its own
+    size, if its network takes it, instead of all one size."""
     require_folder(phase_dir, "A|B images side by side (*.jpg, *.png)")
     if (phase_dir / "A").is_dir() and (phase_dir / "B").is_dir():
         raise DataError(f"{phase_dir}: holds A/ and B/ subfolders, not A|B images; pass "
@@ -434,16 +443,16 @@ def scan_aligned(phase_dir: Path, config: Preprocess, skip_bad: bool,
     half_sizes = {i.path: (i.size[0] // 2, i.size[1]) for i in infos}
     bad = _halves_of_other_sizes(infos, config, problems)
     bad |= _check_consistent([i for i in infos if i.path not in bad], half_sizes, config,
-                             problems, own_sizes_multiple_of)
+                             problems, own_sizes)
     return _usable(infos, bad, problems, skip_bad, phase_dir, skipped, limit)
 
 
 def scan_single(folder: Path, config: Preprocess, skip_bad: bool, limit: int | None = None,
-                own_sizes_multiple_of: int | None = None) -> list[Path]:
+                own_sizes: OwnSizes | None = None) -> list[Path]:
     """The usable images under ``folder`` (any depth, sorted), each one whole image to
     translate without a target: --dataset_mode single, whose reference SingleDataset reads
     --dataroot itself, not a split of it (an A|B image is just an image there). ``limit`` and
-    ``own_sizes_multiple_of`` as for ``scan_aligned``."""
+    ``own_sizes`` as for ``scan_aligned``."""
     problems = []
     paths = list_images(folder, problems if skip_bad else None)
     if not paths:
@@ -453,7 +462,7 @@ def scan_single(folder: Path, config: Preprocess, skip_bad: bool, limit: int | N
     paths = paths if skip_bad else paths[:limit]
     infos = _scan(paths, skip_bad, problems, progress=True)
     bad = _check_consistent(infos, {i.path: i.size for i in infos}, config, problems,
-                            own_sizes_multiple_of)
+                            own_sizes)
     return _usable(infos, bad, problems, skip_bad, folder, None, limit)
 
 
@@ -471,9 +480,9 @@ def _usable(infos: list[ImageInfo], bad: set, problems: list, skip_bad: bool, fo
 def scan_two_folders(phase_dir: Path, config: Preprocess, skip_bad: bool,
                      limit: int | None = None, progress: bool = True,
                      skipped: list | None = None,
-                     own_sizes_multiple_of: int | None = None) -> list[tuple[Path, Path]]:
+                     own_sizes: OwnSizes | None = None) -> list[tuple[Path, Path]]:
     """(A, B) path pairs of one phase folder, paired by file stem (the first ``limit``: of the
-    good ones with ``skip_bad``); ``progress``, ``skipped`` and ``own_sizes_multiple_of`` as
+    good ones with ``skip_bad``); ``progress``, ``skipped`` and ``own_sizes`` as
     for ``scan_aligned``."""
     folders = {}
     for side in ("A", "B"):
@@ -516,10 +525,10 @@ def scan_two_folders(phase_dir: Path, config: Preprocess, skip_bad: bool,
                 complete.append((a_path, b_path))
     a_infos = [infos[a] for a, _ in complete]
     bad = _check_consistent(a_infos, {i.path: i.size for i in a_infos}, config, problems,
-                            own_sizes_multiple_of)
+                            own_sizes)
     bad |= _check_consistent([infos[b] for _, b in complete],
                              {b: infos[b].size for _, b in complete}, config, problems,
-                             own_sizes_multiple_of)
+                             own_sizes)
     raise_or_report(problems, skip_bad, str(phase_dir), skipped)
     good = [(a, b) for a, b in complete if a not in bad and b not in bad]
     if not good:

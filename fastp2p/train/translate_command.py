@@ -264,6 +264,7 @@ def _set_up(args, device, threads, resources: contextlib.ExitStack, saved):
 
     from fastp2p.data import DataError, create_dataloader, create_dataset
     from fastp2p.data.create import packed_mode_note, packed_resize_note
+    from fastp2p.data.folders import OwnSizes
     from fastp2p.train.image_sizes import check_images_fit_unet
     from fastp2p.train.networks import generator_from_options
     from fastp2p.train.reference_options import describe_networks, results_folder_name
@@ -283,8 +284,8 @@ def _set_up(args, device, threads, resources: contextlib.ExitStack, saved):
     # one image at a time, as the reference's test.py: each at its own size where the U-Net
     # takes it (--preprocess none, scale_width)
     try:
-        dataset = create_dataset(args, args.phase,
-                                 own_sizes_multiple_of=2 ** unet_levels(args.netG))
+        dataset = create_dataset(args, args.phase, own_sizes=OwnSizes(
+            2 ** unet_levels(args.netG), f"--netG {args.netG}"))
     except DataError as err:
         raise DataError(f"{err}{_single_mode_hint(args)}") from None
     check_images_fit_unet(args, dataset)
@@ -476,9 +477,9 @@ def _write_triplets(args, netG, loader, device, images_dir, trackers, total, sec
     between images, when ``stops`` (StopRequests) received a signal. Returns the images'
     L1Scores (None when there were none: no pair)."""
     import torch
-    from tqdm import tqdm
 
     from fastp2p.nn import graphed
+    from fastp2p.terminal import stderr_bar
     from fastp2p.train.evaluation import L1Scores, train_mean_image
     from fastp2p.train.reports import TRIPLET, save_image
 
@@ -491,8 +492,8 @@ def _write_triplets(args, netG, loader, device, images_dir, trackers, total, sec
     translate = graphed(netG)
     # zip asks range first: no batch past the last used is waited for (nor its error met).
     # disable=None: no bar when stderr is not a terminal (a log file would keep every frame)
-    for index, batch in tqdm(zip(range(total), loader), total=total, unit="image",
-                             disable=None, desc=f"translating {args.phase}"):
+    for index, batch in stderr_bar(zip(range(total), loader), total=total, unit="image",
+                                   disable=None, desc=f"translating {args.phase}"):
         real_A = batch["A"].to(device)
         fake_B = translate(real_A.contiguous(memory_format=layout))
         if "B" in batch:   # a pair: its target scores the translation
