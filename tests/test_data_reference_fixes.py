@@ -184,8 +184,8 @@ def test_gray_pack_of_gray_among_colour_gives_the_folders_items(tmp_path, channe
 
 def test_gray_pack_of_colour_images_still_trains_three_channels(tmp_path):
     make_aligned(tmp_path / "data", count=2, width=8, height=8)
-    index = pack_phase(tmp_path / "data", tmp_path / "packed", "train", load_size=8,
-                       gray=True, progress=False)
+    pack_phase(tmp_path / "data", tmp_path / "packed", "train", load_size=8, gray=True,
+               progress=False)
     assert len(create_dataset(data_args(tmp_path / "packed", "--load_size", "8",
                                         "--crop_size", "8"), "train")) == 2
 

@@ -90,19 +90,19 @@ class ReferenceCheckpointMixin:
     def from_checkpoint(cls, source, map_location="cpu", **overrides):
         """Build the network a checkpoint (path or state_dict) was saved from, and load it.
 
-        The configuration is read off the keys and shapes; so is the norm, for nn.BatchNorm2d
-        and nn.InstanceNorm2d (or a functools.partial of them, as the reference builds them)
-        with any affine= and track_running_stats=, except a BatchNorm2d without running
-        statistics, whose keys a GroupNorm's match. ``overrides`` sets what they cannot tell
-        (e.g. ``use_dropout``, or a ``norm_layer`` factory, which replaces the inferred
-        ``norm``), or forces a value. A file that fails to load says that its norm may be one
-        the keys cannot tell, or, where it has the built network's configuration but lacks, adds
-        or reshapes entries (an incomplete or edited file), says so, as ``load_state_dict``
-        does; a file of another network (a discriminator's given for the generator) says what
-        it looks like and which class loads it. Each error names the file (a path given) or says "the state_dict". A file of a
-        fastp2p run's checkpoint set (``NAME/latest_net_G.pth`` beside its manifest) loads as
-        the manifest records it, as ``fastp2p test`` loads it: a save killed before its renames
-        finished is still the latest save (``fastp2p.nn.checkpoint_sets.load_file``).
+        The configuration is read off the keys and shapes; so is the norm, for nn.BatchNorm2d and
+        nn.InstanceNorm2d (or a functools.partial of them, as the reference builds them) with any
+        affine= and track_running_stats=, except a BatchNorm2d without running statistics, whose
+        keys a GroupNorm's match. ``overrides`` sets what they cannot tell (e.g. ``use_dropout``, or
+        a ``norm_layer`` factory, which replaces the inferred ``norm``), or forces a value. A file
+        that fails to load says that its norm may be one the keys cannot tell, or, where it has the
+        built network's configuration but lacks, adds or reshapes entries (an incomplete or edited
+        file), says so, as ``load_state_dict`` does; a file of another network (a discriminator's
+        given for the generator) says what it looks like and which class loads it. Each error names
+        the file (a path given) or says "the state_dict". A file of a fastp2p run's checkpoint set
+        (``NAME/latest_net_G.pth`` beside its manifest) loads as the manifest records it, as
+        ``fastp2p test`` loads it: a save killed before its renames finished is still the latest
+        save (``fastp2p.nn.checkpoint_sets.load_file``).
         """
         state_dict = read_state_dict(source, map_location=map_location)
         where = (f"checkpoint {str(source)!r}" if isinstance(source, (str, PathLike))

@@ -135,8 +135,9 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
                             "--lr_decay_iters epochs), plateau (x0.2 when the epoch's mean "
                             "generator loss stalls 5 epochs; the reference's pix2pix passes its "
                             "scheduler a constant 0 instead, which cuts the lr after epoch 7 "
-                            "and every 6 epochs after it), cosine (the reference's CosineAnnealingLR with "
-                            "T_max --n_epochs: down to 0 over --n_epochs, then, a cosine, up "
+                            "and every 6 epochs after it), cosine (the reference's "
+                            "CosineAnnealingLR with T_max --n_epochs: down to 0 over "
+                            "--n_epochs, then, a cosine, up "
                             "again during --n_epochs_decay) (default %(default)s)")
     group.add_argument("--lr_decay_iters", type=positive_int, default=50,
                        help="epochs between step decays (default %(default)s)")
