@@ -50,15 +50,15 @@ def _saved(build_reference, norm_layer):
     return net.eval()
 
 
-def _check_loads_as_saved(network, norm_layer, tmp_path, **overrides):
-    """A file of the reference network built with ``norm_layer`` loads through
-    from_checkpoint(path, **overrides) into the same network: entries and outputs."""
+def _check_loads_as_saved(network, saved_with, tmp_path, **overrides):
+    """A file of the reference network built with the norm factory ``saved_with`` loads
+    through from_checkpoint(path, **overrides) into the same network: entries and outputs."""
     cls, build_reference, image = NETWORKS[network]
-    theirs = _saved(build_reference, norm_layer)
+    theirs = _saved(build_reference, saved_with)
     path = tmp_path / "net.pth"
     torch.save(theirs.state_dict(), path)
     ours = cls.from_checkpoint(path, **overrides).eval()
-    assert ours.config()["norm"] == describe_norm_layer(norm_layer)
+    assert ours.config()["norm"] == describe_norm_layer(saved_with)
     for name, value in theirs.state_dict().items():
         assert torch.equal(ours.state_dict()[name], value), name
     x = image(torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(2)) * 2 - 1)
