@@ -45,8 +45,8 @@ then built in that layout too. A layout is ``torch.preserve_format`` (the
 module's own), another memory format, ``PACKED`` or ``PHASES``.
 """
 import collections
-import contextlib
 import itertools
+import threading
 import weakref
 from dataclasses import dataclass
 from typing import Optional
@@ -127,21 +127,27 @@ class _Kept(collections.OrderedDict):
     and run the fifth plain, inputs of ever new sizes run plain after the first four, instead of
     packing every layer again on every call (1.12-1.25x slower than never packing; benchmarks/
     NOTES.md, "Stop 47"), and a size that replaces the old ones for good is packed after
-    ``STALE_AFTER`` calls. Counts race between threads harmlessly: at worst a size is packed a
-    call early or late."""
+    ``STALE_AFTER`` calls.
+
+    Threads that share a network (a web server's) go through ``lock``: an OrderedDict read
+    while another thread reorders or drops its entries raised KeyError (QA r55: 16 threads
+    calling one eval U-Net), and could be left so for later calls."""
 
     def __init__(self):
         super().__init__()
         self.calls = 0                          # lookups of this module's stand-ins
         self.missed: dict = {}                  # slot -> the lookup that last ran it plain
         self.plain: Optional[_StandIn] = None
+        # re-entrant: a collection run in this thread may free a module whose entries go
+        self.lock = threading.RLock()
 
     def admits(self, slot) -> bool:
-        """Whether a packing for ``slot`` (an opaque slot not kept) is to be built now."""
+        """Whether a packing for ``slot`` (an opaque slot not kept) is to be built now; under
+        ``lock``."""
         if len(self) < MAX_STAND_INS:
             return True
-        kept = list(self.values())  # one C call: a snapshot, as other threads may reorder them
-        stale = not kept or self.calls - kept[0].used > STALE_AFTER
+        kept = next(iter(self.values()))    # the least recently used
+        stale = self.calls - kept.used > STALE_AFTER
         recurs = self.calls - self.missed.get(slot, -STALE_AFTER - 1) <= STALE_AFTER
         if stale and recurs:
             self.missed.pop(slot, None)
@@ -154,9 +160,9 @@ class _Kept(collections.OrderedDict):
         return False
 
     def entries(self) -> list:
-        """Every stand-in kept, the plain one included (a snapshot: another thread's forward
-        may reorder them)."""
-        return list(self.values()) + ([self.plain] if self.plain is not None else [])
+        """Every stand-in kept, the plain one included (a snapshot)."""
+        with self.lock:
+            return list(self.values()) + ([self.plain] if self.plain is not None else [])
 
 
 # Per norm module, per slot (``_slot``: its layout, and the input size it is packed for): the
@@ -255,30 +261,28 @@ def _cached(cache, module: nn.Module, layout, input_size, key: tuple, sources, b
     and again (``_Kept``)."""
     kept = cache.get(module)
     if kept is None:
-        kept = cache[module] = _Kept()
-    kept.calls += 1
+        # two threads may both make one here: the other's is dropped, with what it built
+        kept = cache.setdefault(module, _Kept())
     slot = _slot(layout, input_size)
-    entry = kept.get(slot)
-    if entry is None and layout in OPAQUE_LAYOUTS and not kept.admits(slot):
-        return _plain(kept, key, sources, build)
-    if entry is None or entry.key != key:
-        entry = kept[slot] = _built(build, layout, input_size, sources)
-    entry.used = kept.calls
-    # Moved to the end, not popped and put back: in between, another thread's forward would
-    # find the slot empty and build it again. KeyError: another thread dropped it meanwhile.
-    with contextlib.suppress(KeyError):
+    with kept.lock:
+        kept.calls += 1
+        entry = kept.get(slot)
+        if entry is None and layout in OPAQUE_LAYOUTS and not kept.admits(slot):
+            return _plain(kept, key, sources, build)
+        if entry is None or entry.key != key:
+            entry = kept[slot] = _built(build, layout, input_size, sources)
+        entry.used = kept.calls
         kept.move_to_end(slot)
-    while len(kept) > MAX_STAND_INS:
-        with contextlib.suppress(KeyError):     # emptied by another thread meanwhile
+        while len(kept) > MAX_STAND_INS:
             kept.popitem(last=False)            # the least recently used
-    return entry.conv
+        return entry.conv
 
 
 def _plain(kept: _Kept, key: tuple, sources, build) -> nn.Module:
     """The stand-in in ``PLAIN_LAYOUT`` for sizes without a packing of their own: a kept entry
     in that layout where there is one (a transposed convolution's GEMM form), rather than a
     second copy of the same weights; else ``kept.plain``, built anew unless its key is ``key``.
-    Read once into a local: another thread's ``forget_replaced_weights`` may clear it."""
+    Under ``kept.lock``."""
     same = kept.get(PLAIN_LAYOUT)
     if same is not None and same.key == key:
         return same.conv
@@ -389,13 +393,14 @@ def forget_replaced_weights(module: nn.Module) -> None:
             kept = cache.get(m)
             if kept is None:
                 continue
-            for slot, entry in list(kept.items()):
-                if replaced(entry):
-                    kept.pop(slot, None)     # None: another thread's forward dropped it
-            if kept.plain is not None and replaced(kept.plain):
-                kept.plain = None
-            if not kept and kept.plain is None:
-                cache.pop(m, None)
+            with kept.lock:
+                for slot, entry in list(kept.items()):
+                    if replaced(entry):
+                        del kept[slot]
+                if kept.plain is not None and replaced(kept.plain):
+                    kept.plain = None
+                if not kept and kept.plain is None:
+                    cache.pop(m, None)
 
 
 class ReleasesReplacedWeights:

@@ -34,6 +34,7 @@ a hook is present. The exception: the pre-hooks of torch's hook-based ``spectral
 ``weight_norm``, which only compute the weight with tensor operations (a graph captures and
 replays them like the rest of the forward).
 """
+import threading
 import warnings
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -199,6 +200,9 @@ class GraphedModule:
         self.module = module
         self._tensors = _ModuleTensors(module)
         self._captures = _RecentCaptures(max_captures)
+        # One call at a time on CUDA: a capture's static input, replay and output are shared,
+        # so two threads' calls (a web server's) would read each other's images.
+        self._lock = threading.RLock()
         self._stream = None
         self._warned_of_hooks = False
 
@@ -207,7 +211,8 @@ class GraphedModule:
 
     def clear(self) -> None:
         """Drop every captured graph (and the GPU memory it holds)."""
-        self._captures.clear()
+        with self._lock:
+            self._captures.clear()
 
     def __call__(self, input: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
@@ -216,19 +221,25 @@ class GraphedModule:
             if self._tensors.forward_hooked():
                 self._warn_once_of_hooks()
                 return self.module(input)
-            key = self._tensors.signature(input)
-            capture = self._captures.get(key)
-            if capture is None or capture.state != self._tensors.state():
-                self._captures.drop(key)  # free the stale graph's memory before capturing
-                output, capture = self._capture(input)
-                self._captures.store(key, capture)
-                return output
-            capture.static_input.copy_(input)
-            capture.graph.replay()
-            if capture.mutated:
-                torch.autograd.graph.increment_version(capture.mutated)
-                capture.state = self._tensors.state()
-            return capture.static_output.clone()
+            with self._lock:
+                return self._replay_or_capture(input)
+
+    def _replay_or_capture(self, input: torch.Tensor) -> torch.Tensor:
+        """The call on a CUDA input, under ``_lock``: a replay of its signature's capture, or
+        an eager run and a new capture."""
+        key = self._tensors.signature(input)
+        capture = self._captures.get(key)
+        if capture is None or capture.state != self._tensors.state():
+            self._captures.drop(key)  # free the stale graph's memory before capturing
+            output, capture = self._capture(input)
+            self._captures.store(key, capture)
+            return output
+        capture.static_input.copy_(input)
+        capture.graph.replay()
+        if capture.mutated:
+            torch.autograd.graph.increment_version(capture.mutated)
+            capture.state = self._tensors.state()
+        return capture.static_output.clone()
 
     def _warn_once_of_hooks(self) -> None:
         if not self._warned_of_hooks:

@@ -1,0 +1,113 @@
+"""Threads sharing one network, as a web server's do (QA r55): 16 threads calling one eval
+fastp2p.UNet raised KeyError from the CPU weight caches (fastp2p.nn.folding: an OrderedDict read
+while another thread reordered or dropped its entries), 3 of 14 runs, and once kept failing
+after the threads were done; the caches now take a lock. fastp2p.graphed shares one capture's
+static input and output between calls: two threads' calls would read each other's images; its
+calls now take turns (driven on the CPU through stand-in captures)."""
+import copy
+import threading
+
+import torch
+
+import fastp2p
+from fastp2p.nn.folding import MAX_STAND_INS
+from helpers.graph_stand_in import OnCuda
+
+
+def _network():
+    torch.manual_seed(0)
+    net = fastp2p.UNet(3, 3, 5, ngf=8).eval()
+    with torch.no_grad():     # statistics that make the fold matter
+        for module in net.modules():
+            if isinstance(module, torch.nn.BatchNorm2d):
+                module.running_mean.normal_(0, 0.1)
+                module.running_var.uniform_(0.5, 2)
+    return net
+
+
+def _inputs(count: int) -> list:
+    """Batches of ``count`` shapes, more than the caches keep per layer."""
+    shapes = [(1 + i % 3, 3, 32 * (1 + i % 2), 32 * (1 + (i // 2) % 3)) for i in range(count)]
+    return [torch.rand(*shape, generator=torch.Generator().manual_seed(i)) * 2 - 1
+            for i, shape in enumerate(shapes)]
+
+
+def _in_threads(call, inputs, rounds: int) -> tuple[dict, list]:
+    """``call`` on each input ``rounds`` times, one thread per input: (each input's outputs,
+    the errors raised)."""
+    outputs, errors = {i: [] for i in range(len(inputs))}, []
+
+    def work(i):
+        try:
+            for _ in range(rounds):
+                outputs[i].append(call(inputs[i]))
+        except Exception as error:  # noqa: BLE001 - every error of a thread is the finding
+            errors.append(repr(error))
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(len(inputs))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return outputs, errors
+
+
+def call_in_inference_mode(net):
+    def call(x):
+        with torch.inference_mode():
+            return net(x)
+    return call
+
+
+def test_threads_calling_one_unet_get_their_own_results():
+    """The threads' first calls fill the caches (and measure the transposed convolutions'
+    forms) together, as a server's first requests do: with the caches filled beforehand, the
+    race did not show."""
+    net, inputs = _network(), _inputs(3 * MAX_STAND_INS)
+    alone = copy.deepcopy(net)     # caches of its own, filled after the threads
+    outputs, errors = _in_threads(call_in_inference_mode(net), inputs, rounds=20)
+    assert errors == []
+    with torch.inference_mode():
+        expected = [alone(x) for x in inputs]
+    for i, results in outputs.items():
+        for result in results:
+            torch.testing.assert_close(result, expected[i], rtol=1e-5, atol=1e-5)
+    with torch.inference_mode():   # and the caches still serve a call afterwards
+        torch.testing.assert_close(net(inputs[0]), expected[0], rtol=1e-5, atol=1e-5)
+
+
+class _SlowForwardGraph:
+    """A stand-in CUDA graph whose replay runs the forward on the static input into the static
+    output, as a real replay does, slowly enough for other threads to run meanwhile."""
+
+    def __init__(self, module, static_input, static_output):
+        self.module, self.static_input, self.static_output = module, static_input, static_output
+
+    def replay(self):
+        threading.Event().wait(0.002)
+        self.static_output.copy_(self.module(self.static_input))
+
+
+def test_threads_calling_one_graphed_network_get_their_own_results(monkeypatch):
+    from fastp2p.nn.graph_replay import GraphedModule, _Capture
+
+    def capture(self, input):
+        static_input = input.as_subclass(torch.Tensor).clone()
+        output = self.module(static_input)
+        graph = _SlowForwardGraph(self.module, static_input, output.clone())
+        return output, _Capture(graph, static_input, graph.static_output,
+                                self._tensors.state(), [], [])
+    monkeypatch.setattr(GraphedModule, "_capture", capture)
+    net = _network()
+    translate = fastp2p.graphed(net)
+    shape = (1, 3, 32, 32)       # one signature: every thread replays the one capture
+    inputs = [torch.rand(shape, generator=torch.Generator().manual_seed(i)) * 2 - 1
+              for i in range(8)]
+    with torch.no_grad():
+        expected = [net(x) for x in inputs]
+    translate(inputs[0].as_subclass(OnCuda))      # the capture
+    outputs, errors = _in_threads(lambda x: translate(x.as_subclass(OnCuda)), inputs, rounds=4)
+    assert errors == []
+    for i, results in outputs.items():
+        for result in results:
+            torch.testing.assert_close(result.as_subclass(torch.Tensor), expected[i],
+                                       rtol=1e-5, atol=1e-5)
