@@ -352,42 +352,31 @@ def _check_consistent(infos: list[ImageInfo], half_sizes: dict, config: Preproce
         sizes = {i.path: output_size(config, *half_sizes[i.path]) for i in infos
                  if i.path not in bad}
         if own_sizes:
-            bad |= _sizes_not_multiples(sizes, half_sizes, config, own_sizes, problems)
-        else:
-            bad |= _sizes_not_most(sizes, half_sizes, config, problems)
+            multiple = own_sizes.multiple
+            bad |= _sizes_refused(
+                sizes, half_sizes, config, problems,
+                lambda size: size[0] % multiple == 0 and size[1] % multiple == 0,
+                f"{own_sizes.network} takes only sides that are multiples of {multiple}; "
+                f"resize it to multiples of {multiple} or use --preprocess resize_and_crop")
+        elif sizes:   # a batch stacks items of one size
+            common = Counter(sizes.values()).most_common(1)[0][0]
+            bad |= _sizes_refused(
+                sizes, half_sizes, config, problems, lambda size: size == common,
+                f"most images become {common[0]}x{common[1]}; resize it or use --preprocess "
+                "resize_and_crop")
     return bad
 
 
-def _sizes_not_most(sizes: dict, half_sizes: dict, config: Preprocess, problems: list) -> set:
-    """The paths of ``sizes`` (path -> output size) other than the most common size: a batch
-    stacks items of one size."""
-    common = Counter(sizes.values()).most_common(1)[0][0] if sizes else None
+def _sizes_refused(sizes: dict, half_sizes: dict, config: Preprocess, problems: list, fits,
+                   why: str) -> set:
+    """The paths of ``sizes`` (path -> output size) whose size ``fits`` refuses, each added to
+    ``problems`` with ``why`` its size does not do."""
     bad = set()
     for path, size in sizes.items():
-        if size != common:
+        if not fits(size):
             width, height = half_sizes[path]
             problems.append((path, f"{width}x{height} becomes {size[0]}x{size[1]} with "
-                                   f"--preprocess {config.mode}, but most images become "
-                                   f"{common[0]}x{common[1]}; resize it or use "
-                                   "--preprocess resize_and_crop"))
-            bad.add(path)
-    return bad
-
-
-def _sizes_not_multiples(sizes: dict, half_sizes: dict, config: Preprocess, own: OwnSizes,
-                         problems: list) -> set:
-    """The paths of ``sizes`` (path -> output size) with a side that is no multiple of
-    ``own.multiple``: items loaded one at a time keep their own sizes, but the generator (a
-    U-Net of N levels: 2**N) takes only those multiples."""
-    bad, multiple = set(), own.multiple
-    for path, size in sizes.items():
-        if size[0] % multiple or size[1] % multiple:
-            width, height = half_sizes[path]
-            problems.append((path, f"{width}x{height} becomes {size[0]}x{size[1]} with "
-                                   f"--preprocess {config.mode}, but {own.network} takes only "
-                                   f"sides that are multiples of {multiple}; resize it to "
-                                   f"multiples of {multiple} or use --preprocess "
-                                   "resize_and_crop"))
+                                   f"--preprocess {config.mode}, but {why}"))
             bad.add(path)
     return bad
 
