@@ -11,8 +11,12 @@ DEFAULT_TASK = "gray2color"
 PREPROCESS_MODES = ("resize_and_crop", "crop", "scale_width", "scale_width_and_crop", "none")
 
 
-def add_data_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    """Add the reference-named data options (and ``--skip-bad``) to ``parser``; returns it."""
+def add_data_arguments(parser: argparse.ArgumentParser, single_images: bool = False
+                       ) -> argparse.ArgumentParser:
+    """Add the reference-named data options (and ``--skip-bad``) to ``parser``; returns it.
+    ``single_images`` (fastp2p test; training and packing need pairs): --dataset_mode single
+    too, with no default in the parser, since --model test implies single where pix2pix reads
+    aligned pairs (fastp2p.train.reference_options resolves it)."""
     group = parser.add_argument_group("data")
     group.add_argument("--dataroot", default=None,
                        help="dataset folder: DATAROOT/{train,val,test}/ holding A|B images side "
@@ -23,13 +27,16 @@ def add_data_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPars
                        help="without --dataroot, which embedded dataset: gray2color (grayscale "
                             "-> colour photo, the paper's colourisation task) or edges2photo "
                             f"(Canny edge map -> photo) (default {DEFAULT_TASK})")
-    group.add_argument("--dataset_mode", default="aligned", choices=("aligned", "two_folders"),
+    single = ("; single: every image under DATAROOT itself (not DATAROOT/PHASE) translated "
+              "without a target, saving NAME_real and NAME_fake and no L1, as the reference's "
+              "--model test, which implies it" if single_images else "")
+    group.add_argument("--dataset_mode", default=None if single_images else "aligned",
+                       choices=("aligned", "two_folders") + (("single",) * single_images),
                        help="aligned: each image is A|B side by side, split at w/2; "
                             "two_folders: PHASE/A/x.png pairs with PHASE/B/x.* by name "
                             "(the same stem, any image extension); "
-                            "a packed DATAROOT holds pairs either way and ignores it "
-                            "(default %(default)s)")
-    # ``single`` (fastp2p test only) is added there: training and packing need pairs
+                            f"a packed DATAROOT holds pairs either way and ignores it{single} "
+                            "(default aligned)")
     group.add_argument("--direction", default="AtoB", choices=("AtoB", "BtoA"),
                        help="AtoB translates the left (A) image into the right (B) one, BtoA "
                             "the right into the left (default %(default)s)")

@@ -90,8 +90,7 @@ def register(commands) -> None:
     parser = commands.add_parser("test", help="translate a split with a trained generator",
                                  description=DESCRIPTION,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_data_arguments(parser)
-    _add_single_mode(parser)
+    add_data_arguments(parser, single_images=True)
     # The reference's test options: load straight at the crop size (load_size = crop_size).
     parser.set_defaults(load_size=QuickDefault(256, 64), crop_size=QuickDefault(256, 64))
     describe_defaults(parser, ("crop_size",))
@@ -109,20 +108,6 @@ def register(commands) -> None:
     add_tracker_arguments(parser, "the results folder's images and index.html")
     add_reference_arguments(parser, "test")
     parser.set_defaults(run=run)
-
-
-def _add_single_mode(parser) -> None:
-    """--dataset_mode single, of test alone (training and packing need pairs); no default in
-    the parser, since --model test implies single where pix2pix reads aligned pairs
-    (reference_options resolves it)."""
-    for action in parser._actions:
-        if action.dest == "dataset_mode":
-            action.choices, action.default = (*action.choices, "single"), None
-            action.help = action.help.replace(
-                " (default %(default)s)", "; single: every image under DATAROOT itself (not "
-                "DATAROOT/PHASE) translated without a target, saving NAME_real and NAME_fake "
-                "and no L1, as the reference's --model test, which implies it (default "
-                "aligned)")
 
 
 def run(args: argparse.Namespace) -> int:
