@@ -124,14 +124,14 @@ def test_the_state_is_a_header_line_and_a_line_per_finished_shard(data, tmp_path
     lines = _lines(phase / STATE_NAME)
     assert lines[-1] == b""         # every line ends with its newline
     assert json.loads(lines[0]) == {"format": "fastp2p-pack-state", "version": 1,
-                                    "load_size": LOAD}
+                                    "load_size": LOAD, "dataroot": str(data)}
     records = [json.loads(line) for line in lines[1:-1]]
     assert [record["file"] for record in records] == [f"shard-0000{n}.u8" for n in range(3)]
     assert all(record["sources"] == [[f"train/pair0{n}.png"] * 2]
                for n, record in enumerate(records))
     state = read_pack_state(phase / STATE_NAME)
-    assert state == {"load_size": LOAD, "shards": {record["file"]: record
-                                                   for record in records}}
+    assert state == {"load_size": LOAD, "dataroot": str(data),
+                     "shards": {record["file"]: record for record in records}}
 
 
 def _cut_in_half(lines):
@@ -240,6 +240,20 @@ def test_the_header_gives_the_unfinished_packs_load_size(data, tmp_path, monkeyp
         pack_phase(data, tmp_path / "out", "train", load_size=LOAD + 4, progress=False)
 
 
+def test_the_header_gives_the_unfinished_packs_dataroot(data, tmp_path, monkeypatch):
+    """An interrupted pack of another DATAROOT is not replaced unasked (its finished shards
+    may be hours of work), as a finished one is not: --overwrite replaces it."""
+    other = tmp_path / "other"
+    make_aligned(other, count=2)
+    phase = _interrupted(data, tmp_path / "out", monkeypatch, shards=2)
+    _counting_shards(monkeypatch)       # no more Ctrl-C
+    before = {path.name: path.read_bytes() for path in phase.iterdir()}
+    with pytest.raises(DataError, match=f"holds a pack of DATAROOT {data}, not {other}"):
+        _pack(other, tmp_path / "out")
+    assert {path.name: path.read_bytes() for path in phase.iterdir()} == before
+    assert _pack(other, tmp_path / "out", overwrite=True)["count"] == 2
+
+
 def test_state_lines_are_ascii_whatever_the_names(tmp_path):
     """A record's names as JSON writes them (\\uXXXX): no byte of a line is a newline, and a
     name's bytes cannot be cut in the middle of a character."""
@@ -249,7 +263,8 @@ def test_state_lines_are_ascii_whatever_the_names(tmp_path):
     path = tmp_path / STATE_NAME
     path.write_bytes(state_line({"format": "fastp2p-pack-state", "version": 1, "load_size": 8})
                      + line)
-    assert read_pack_state(path) == {"load_size": 8, "shards": {"shard-00000.u8": record}}
+    assert read_pack_state(path) == {"load_size": 8, "dataroot": None,
+                                     "shards": {"shard-00000.u8": record}}
 
 
 def test_a_state_file_larger_than_any_pack_writes_is_refused_unread(tmp_path):

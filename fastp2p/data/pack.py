@@ -99,12 +99,12 @@ def _atomic_write_text(path: Path, text: str) -> None:
 
 
 @contextlib.contextmanager
-def _state_writer(state_path: Path, load_size: int, kept: dict):
+def _state_writer(state_path: Path, load_size: int, dataroot: Path, kept: dict):
     """Write ``state_path`` anew, atomically: its header line and a line per record of ``kept``
     (a cut-short line an earlier run left goes with the old file). Yields a function that
     records one more finished shard: its line appended and fsynced (OSErrors name the file)."""
     with replacing(state_path) as temp, open(temp, "wb") as handle:
-        handle.write(state_line(state_header(load_size)))
+        handle.write(state_line(state_header(load_size, str(dataroot))))
         for record in kept.values():
             handle.write(state_line(record))
     fd = open_plain_file(state_path, os.O_WRONLY | os.O_APPEND)
@@ -284,16 +284,22 @@ def _still_good(phase_dir: Path, record: dict, plan: str, load_size: int) -> dic
     return kept
 
 
-def packed_load_size(phase_dir: Path) -> int | None:
-    """The load size of the pack (finished or interrupted) in ``phase_dir``, or None."""
+def _recorded(phase_dir: Path, key: str, kind: type):
+    """What the pack (finished or interrupted) in ``phase_dir`` records under ``key``, as its
+    index.json or else its pack-state.json header says, if it is a ``kind``; else None."""
     for name, read in ((INDEX_NAME, read_bookkeeping), (STATE_NAME, read_pack_state)):
         try:
-            size = read(Path(phase_dir) / name).get("load_size")
+            value = read(Path(phase_dir) / name).get(key)
         except (OSError, ValueError, AttributeError):
             continue
-        if isinstance(size, int) and not isinstance(size, bool):
-            return size
+        if isinstance(value, kind) and not isinstance(value, bool) and value != "":
+            return value
     return None
+
+
+def packed_load_size(phase_dir: Path) -> int | None:
+    """The load size of the pack (finished or interrupted) in ``phase_dir``, or None."""
+    return _recorded(phase_dir, "load_size", int)
 
 
 def refuse_other_load_size(phase_dir: Path, load_size: int) -> None:
@@ -307,13 +313,9 @@ def refuse_other_load_size(phase_dir: Path, load_size: int) -> None:
 
 
 def packed_dataroot(phase_dir: Path) -> str | None:
-    """The DATAROOT that the finished pack in ``phase_dir`` was made from, as its index.json
-    records it, or None."""
-    try:
-        dataroot = read_bookkeeping(Path(phase_dir) / INDEX_NAME).get("dataroot")
-    except (OSError, ValueError, AttributeError):
-        return None
-    return dataroot if isinstance(dataroot, str) and dataroot else None
+    """The DATAROOT that the pack (finished or interrupted) in ``phase_dir`` was made from, or
+    None (an older fastp2p did not record it in an interrupted pack)."""
+    return _recorded(phase_dir, "dataroot", str)
 
 
 def refuse_other_dataroot(phase_dir: Path, dataroot: Path) -> None:
@@ -491,7 +493,7 @@ def _pack_into(plan: PhasePlan, workers: int, progress: bool, later: list,
     refuse_too_little_space(plan, todo, later)
     if todo:
         # from here on the folder is being rewritten: only the state file describes it
-        with _state_writer(state_path, plan.load_size, done) as record_shard:
+        with _state_writer(state_path, plan.load_size, plan.dataroot, done) as record_shard:
             (phase_dir / INDEX_NAME).unlink(missing_ok=True)
             kept = sum(len(job["pairs"]) for job in jobs if job["file"] in done)
             bar = _progress_bar(progress, plan.pairs, kept, f"pack {plan.phase}")

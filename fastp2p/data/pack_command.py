@@ -36,9 +36,9 @@ folders.
 Every phase's images are read and checked before the first phase is written, and a run whose
 shards cannot fit in the disk's free space (all its phases on that disk) is refused before it
 writes anything. An interrupted run (Ctrl-C: exit 130; SIGTERM: 143; a crash) resumes: run the
-same command again; finished shards whose checksum verifies are kept. A pack already in OUT made
-from another DATAROOT (their resolved paths differ) or with another --load_size is refused
-unless --overwrite asks to replace it (one of the same DATAROOT and --load_size is resumed, or
+same command again; finished shards whose checksum verifies are kept. A pack in OUT, finished
+or interrupted, made from another DATAROOT (their resolved paths differ) or with another
+--load_size is refused unless --overwrite asks to replace it (one of the same DATAROOT and --load_size is resumed, or
 updated where images were added, removed or changed); an index.json there that pack did not
 write is always refused, and so is a second pack into a folder another one is writing, and a run
 that would change a pack being read by a training or `fastp2p test` (stop it first: its shards

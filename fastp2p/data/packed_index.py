@@ -14,9 +14,9 @@ Layout of one packed phase folder::
     gray-00000.u8       (--gray packs) count x height x (2 * width) uint8: each half converted
                         to grayscale before its resize, as --input_nc/--output_nc 1 take it
     pack-state.json     while a pack is written (removed once index.json is): a header line
-                        {format: "fastp2p-pack-state", version, load_size}, then one line per
-                        finished shard, its record as pack made it (the index's shard fields
-                        and its sources), appended and fsynced as the shard is done
+                        {format: "fastp2p-pack-state", version, load_size, dataroot}, then a
+                        line per finished shard, its record as pack made it (the index's shard
+                        fields and its sources), appended and fsynced as the shard is done
 
 Nothing in the index is trusted: ``read_index`` checks it against its schema (and its size,
 MAX_INDEX_BYTES, before reading it), and shard files must be plain names inside the pack
@@ -98,9 +98,10 @@ def read_bookkeeping(path: Path):
     return read_json(path, MAX_INDEX_BYTES)
 
 
-def state_header(load_size: int) -> dict:
-    """The first line of a pack-state.json (``read_pack_state``)."""
-    return {"format": STATE_FORMAT, "version": STATE_VERSION, "load_size": load_size}
+def state_header(load_size: int, dataroot: str) -> dict:
+    """The first line of a pack-state.json (``read_pack_state``); ``dataroot``: absolute."""
+    return {"format": STATE_FORMAT, "version": STATE_VERSION, "load_size": load_size,
+            "dataroot": dataroot}
 
 
 def state_line(item: dict) -> bytes:
@@ -110,8 +111,9 @@ def state_line(item: dict) -> bytes:
 
 
 def read_pack_state(path: Path) -> dict:
-    """What the pack-state.json at ``path`` records: {"load_size": as its header says (None if
-    it does not), "shards": {file: record}} (a later line for the same file wins). Its last
+    """What the pack-state.json at ``path`` records: {"load_size", "dataroot": as its header
+    says (None where it does not: an older fastp2p recorded no dataroot), "shards": {file:
+    record}} (a later line for the same file wins). Its last
     line, if it lacks its newline or is not JSON, was cut short by a crash while it was
     appended: that shard is not recorded. A state file of an older fastp2p (one JSON object,
     {"load_size", "shards": {file: record}}) is read as it is. Raises OSError (cannot be
@@ -150,7 +152,8 @@ def read_pack_state(path: Path) -> dict:
         if not isinstance(record, dict) or not isinstance(record.get("file"), str):
             raise ValueError(f'line {number}: not a shard record (a JSON object with its "file")')
         shards[record["file"]] = record
-    return {"load_size": header.get("load_size"), "shards": shards}
+    return {"load_size": header.get("load_size"), "dataroot": header.get("dataroot"),
+            "shards": shards}
 
 
 def _json_or_none(text: str):
