@@ -36,19 +36,19 @@ folders.
 Every phase's images are read and checked before the first phase is written, and a run whose
 shards cannot fit in the disk's free space (all its phases on that disk) is refused before it
 writes anything. An interrupted run (Ctrl-C: exit 130; SIGTERM: 143; a crash) resumes: run the
-same command again; finished shards whose checksum verifies are kept. A pack in OUT, finished
-or interrupted, made from another DATAROOT (their resolved paths differ) or with another
---load_size is refused unless --overwrite asks to replace it (one of the same DATAROOT and --load_size is resumed, or
-updated where images were added, removed or changed); an index.json there that pack did not
-write is always refused, and so is a second pack into a folder another one is writing, and a run
-that would change a pack being read by a training or `fastp2p test` (stop it first: its shards
-would change under it) or checked by another `fastp2p pack`; a re-run that finds the pack up to
-date changes nothing and goes through. `fastp2p pack --verify OUT` checks every shard's size and
-both checksums against the index, as training does, in every pack in OUT (any --phase name),
-going on past a bad one: it names each bad shard (the first {MAX_LISTED} of a pack, then their
-count) and the command that repacks it, prints each pack's result (then, for several packs, a
-total line, passed or not) and exits 1 if any is bad (or if a pack's .pack.lock is a link, FIFO
-or folder, which training refuses too).
+same command again; finished shards whose checksum verifies are kept. A pack in OUT, finished or
+interrupted, made from another DATAROOT (their resolved paths differ) or with another
+--load_size is refused unless --overwrite asks to replace it (one of the same DATAROOT and
+--load_size is resumed, or updated where images were added, removed or changed); an index.json
+there that pack did not write is always refused, and so is a second pack into a folder another
+one is writing, and a run that would change a pack being read by a training or `fastp2p test`
+(stop it first: its shards would change under it) or checked by another `fastp2p pack`; a re-run
+that finds the pack up to date changes nothing and goes through. `fastp2p pack --verify OUT`
+checks every shard's size and both checksums against the index, as training does, in every pack
+in OUT (any --phase name), going on past a bad one: it names each bad shard (the first
+{MAX_LISTED} of a pack, then their count) and the command that repacks it, prints each pack's
+result (then, for several packs, a total line, passed or not) and exits 1 if any is bad (or if a
+pack's .pack.lock is a link, FIFO or folder, which training refuses too).
 
 No dataset at hand? `fastp2p pack --synthetic N DATAROOT [OUT]` writes N synthetic aligned
 pairs (shapes -> their outlines, 256x256 JPEGs, the same files for the same --seed) into
