@@ -7,7 +7,10 @@ results): a reader sees the old file or the new one, never a torn one.
 Nothing is written through a symbolic link: run folders may be shared by several users, and a
 link one of them plants at a name fastp2p writes (``NAME/.lock -> ~victim/file``) must not turn
 the next run's write into one outside the folder. A rename replaces the link itself, never its
-target; the temporary file is created afresh (``O_EXCL | O_NOFOLLOW``); files written in place
+target; the temporary file is created afresh (``O_EXCL | O_NOFOLLOW``) and written through the
+descriptor of that creation only, never reopened by its name (another user could swap a link in
+at that name meanwhile), and a name taken over while it was written is not renamed into place
+(``ReplacedWhileWritten``); files written in place
 (the run lock, the loss log) are opened with ``open_plain_file``, which refuses a link or
 anything but a regular file with ``NotAPlainFile``; folders fastp2p makes and writes into are
 refused when they are links (``refuse_linked_folder``), a run's own folder only when the link is
@@ -176,20 +179,43 @@ def _is_regular_file(path) -> bool:
         return False
 
 
-def create_temporary(path: Path) -> Path:
-    """``temporary_sibling(path)``, created empty for the caller to write: whatever was at that
-    name (a file a killed process of the same pid left, or a link planted there) is removed
-    first, so the writer never writes through it."""
-    temp = temporary_sibling(path)
-    temp.unlink(missing_ok=True)
-    os.close(os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NO_FOLLOW | os.O_CLOEXEC,
-                     0o666))
-    return temp
+class ReplacedWhileWritten(OSError):
+    """What was created at a temporary file's name was replaced (by a link, say) before it was
+    renamed into place: nothing is renamed, and what was written is lost."""
 
 
-def fsync_file(path: Path) -> None:
-    with open(path, "rb") as handle:
-        os.fsync(handle.fileno())
+class TemporaryFile:
+    """``temporary_sibling(path)``, created afresh and open for writing: ``file``, a binary
+    file object on the descriptor of that creation. Write through ``file`` only, never by
+    the name: in a shared folder another user can swap a link in at the name after it was
+    created, and a writer that reopened it would write into the link's target. Whatever was
+    at the name before (a file a killed process of the same pid left, a link planted there)
+    is removed first."""
+
+    def __init__(self, path):
+        self.target = Path(path)
+        self.path = temporary_sibling(self.target)
+        self.path.unlink(missing_ok=True)
+        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NO_FOLLOW | os.O_CLOEXEC,
+                     0o666)
+        self._created = _identity(os.fstat(fd))
+        self.file = os.fdopen(fd, "wb")
+
+    def rename_into_place(self) -> None:
+        """Rename the written file over ``target``: ReplacedWhileWritten if its name holds
+        something else now (renaming that would put, say, another user's link at ``target``)."""
+        try:
+            now = _identity(os.lstat(self.path))
+        except FileNotFoundError:
+            now = None
+        if now != self._created:
+            raise ReplacedWhileWritten(errno.EEXIST, "replaced by something else while fastp2p "
+                                       "wrote it; nothing was renamed into place", str(self.path))
+        os.replace(self.path, self.target)
+
+
+def _identity(info: os.stat_result) -> tuple:
+    return info.st_dev, info.st_ino
 
 
 def fsync_directory(folder: Path) -> None:
@@ -208,22 +234,29 @@ def fsync_directory(folder: Path) -> None:
 
 @contextmanager
 def replacing(path, *, durable: bool = True):
-    """Yield a temporary path to write; when the block ends without error, rename it over
-    ``path``. ``durable``: fsync the file before and its folder after the rename, so a power
-    loss keeps the old or the new file. On any error the temporary file is removed and ``path``
-    is left as it was."""
+    """Yield a binary file to write (``TemporaryFile``: on a fresh temporary sibling of
+    ``path``); when the block ends without error, rename it over ``path``. ``durable``: fsync
+    the file before and its folder after the rename, so a power loss keeps the old or the new
+    file. On any error the temporary file is removed and ``path`` is left as it was."""
     path = Path(path)
-    temp = temporary_sibling(path)
+    temp = TemporaryFile(path)
     try:
-        create_temporary(path)
-        yield temp
-        if durable:
-            fsync_file(temp)
-        os.replace(temp, path)
+        with temp.file:
+            yield temp.file
+            if durable:
+                temp.file.flush()
+                os.fsync(temp.file.fileno())
+        temp.rename_into_place()
     finally:
-        temp.unlink(missing_ok=True)
+        temp.path.unlink(missing_ok=True)   # nothing there after the rename
     if durable:
         fsync_directory(path.parent)
+
+
+def replace_text(path, text: str, *, durable: bool = True) -> None:
+    """``text`` as UTF-8 into ``path``, through ``replacing``."""
+    with replacing(path, durable=durable) as file:
+        file.write(text.encode("utf-8"))
 
 
 @contextmanager

@@ -8,10 +8,9 @@ import os
 import pytest
 
 import fastp2p.data.pack as pack_module
-import fastp2p.train.checkpoints as checkpoints_module
 from fastp2p.cli import main
 from fastp2p.train.checkpoints import CheckpointFolder, CheckpointWriteError, describe_os_error
-from helpers.train_helpers import tiny_networks, write_aligned_dataset
+from helpers.train_helpers import one_line, tiny_networks, write_aligned_dataset
 
 NO_SPACE = os.strerror(errno.ENOSPC)
 
@@ -48,12 +47,27 @@ def fill_the_disk_of(module, monkeypatch, room):
     monkeypatch.setattr(module, "open", filling_open, raising=False)
 
 
+def fill_temporary_files(monkeypatch, room, *, which=lambda number: True):
+    """The temporary files fastp2p writes and renames into place (``atomic_files``: opened on
+    the descriptor that created them) fill up after ``room`` bytes; ``which``: of the files
+    opened from now on, counted from 1, the ones that do."""
+    real_fdopen, opened = os.fdopen, []
+
+    def filling_fdopen(fd, mode="r", *args, **kwargs):
+        handle = real_fdopen(fd, mode, *args, **kwargs)
+        if "w" not in mode:
+            return handle
+        opened.append(fd)
+        return FillingFile(handle, room) if which(len(opened)) else handle
+    monkeypatch.setattr(os, "fdopen", filling_fdopen)
+
+
 @pytest.mark.parametrize("room", [0, 5000])
 def test_a_full_disk_during_a_checkpoint_names_the_file_and_the_cause(tmp_path, monkeypatch,
                                                                        room):
     netG, netD = tiny_networks()
     folder = CheckpointFolder(tmp_path, "run")
-    fill_the_disk_of(checkpoints_module, monkeypatch, room)
+    fill_temporary_files(monkeypatch, room)
     with pytest.raises(CheckpointWriteError) as raised:
         folder.save(["latest"], netG, netD, {"note": 1})
     message = str(raised.value)
@@ -65,7 +79,7 @@ def test_a_full_disk_during_a_checkpoint_names_the_file_and_the_cause(tmp_path, 
 
 def test_a_full_disk_while_packing_names_the_shard(tmp_path, monkeypatch, capsys):
     data = write_aligned_dataset(tmp_path / "data", phases=("train",))
-    fill_the_disk_of(pack_module, monkeypatch, 100)
+    fill_temporary_files(monkeypatch, 1000)   # the state's header fits, a pair (1536) not
     out = tmp_path / "packed"
     code = main(["pack", str(data), str(out), "--load_size", "16", "--workers", "1",
                  "--no-progress"])
@@ -73,6 +87,16 @@ def test_a_full_disk_while_packing_names_the_shard(tmp_path, monkeypatch, capsys
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1, err
     assert f"{out / 'train' / 'shard-'}" in err and NO_SPACE in err and "None" not in err, err
+
+
+def test_a_full_disk_while_starting_the_pack_state_names_it(tmp_path, monkeypatch, capsys):
+    data = write_aligned_dataset(tmp_path / "data", phases=("train",))
+    fill_temporary_files(monkeypatch, 50)
+    out = tmp_path / "packed"
+    assert main(["pack", str(data), str(out), "--load_size", "16", "--workers", "1",
+                 "--no-progress"]) == 1
+    err = one_line(capsys.readouterr().err)
+    assert f"{out / 'train' / 'pack-state.json'}: {NO_SPACE}" in err, err
 
 
 def test_a_packing_error_without_a_file_name_names_the_output_folder(tmp_path, monkeypatch,

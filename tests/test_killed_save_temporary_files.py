@@ -24,7 +24,7 @@ folder.save(["latest"], netG, netD, {"tag": "committed"}, step=4)
 real_write = checkpoints._write_durably
 
 def write_half_then_die(obj, temp):
-    with open(temp, "wb") as handle:   # what a kill in the middle of torch.save leaves
+    with temp.file as handle:   # what a kill in the middle of torch.save leaves
         handle.write(b"PK" + bytes(1000))
     os.kill(os.getpid(), signal.SIGKILL)
 checkpoints._write_durably = write_half_then_die

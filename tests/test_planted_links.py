@@ -88,8 +88,8 @@ def test_a_linked_options_file_is_replaced_not_written_through(data, tmp_path, v
 def test_links_at_temporary_names_are_not_written_through(tmp_path, victim):
     target = tmp_path / "page.html"
     _plant(temporary_sibling(target), victim)
-    with replacing(target) as temp:
-        temp.write_text("new page")
+    with replacing(target) as file:
+        file.write(b"new page")
     assert target.read_text() == "new page" and not target.is_symlink()
     assert victim.read_text() == VICTIM_TEXT
     assert not temporary_sibling(target).exists()

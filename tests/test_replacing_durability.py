@@ -28,8 +28,9 @@ def test_a_durable_replacement_syncs_the_file_before_its_rename_and_the_folder_a
     path = tmp_path / "state.json"
     path.write_bytes(b"old")
     events, new = _recorded(monkeypatch), os.urandom(64)
-    with atomic_files.replacing(path) as temp:
-        temp.write_bytes(new)
+    temp = atomic_files.temporary_sibling(path)
+    with atomic_files.replacing(path) as file:
+        file.write(new)
     assert events == [("fsync", str(temp)), ("rename", str(temp), str(path)),
                       ("fsync", str(tmp_path))]
     assert path.read_bytes() == new
@@ -38,7 +39,8 @@ def test_a_durable_replacement_syncs_the_file_before_its_rename_and_the_folder_a
 def test_a_replacement_that_is_not_durable_syncs_nothing(tmp_path, monkeypatch):
     path = tmp_path / "index.html"
     events = _recorded(monkeypatch)
-    with atomic_files.replacing(path, durable=False) as temp:
-        temp.write_bytes(os.urandom(64))
+    temp = atomic_files.temporary_sibling(path)
+    with atomic_files.replacing(path, durable=False) as file:
+        file.write(os.urandom(64))
     assert events == [("rename", str(temp), str(path))]
     assert path.stat().st_size == 64

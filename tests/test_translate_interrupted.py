@@ -9,7 +9,6 @@ import os
 import shutil
 import subprocess
 import sys
-import types
 from pathlib import Path
 
 import pytest
@@ -19,7 +18,7 @@ from fastp2p.cli import main
 from helpers.data_helpers import dead_pid
 from helpers.train_helpers import (TEST_PAIRS, one_line, tiny_networks, tiny_test_argv,
                                    tiny_test_results, trained)  # noqa: F401 (fixture)
-from test_disk_full_messages import NO_SPACE, FillingFile
+from test_disk_full_messages import NO_SPACE, fill_temporary_files
 
 
 def _temporary_files(folder: Path) -> list[str]:
@@ -107,17 +106,8 @@ def test_a_full_disk_while_saving_an_image_names_the_image(tmp_path, trained, mo
                                                           capsys):
     """Pillow's write fails naming no file: the error said "[Errno 28] No space left on
     device" and nothing else."""
-    import PIL.Image
     data, checkpoints = trained
-    written = []   # files Pillow opened for writing (it opens the images it reads too)
-
-    def filling_open(path, mode="r", *args, **kwargs):
-        handle = open(path, mode, *args, **kwargs)
-        if "w" not in mode:
-            return handle
-        written.append(path)
-        return FillingFile(handle, 100) if len(written) == 2 else handle
-    monkeypatch.setattr(PIL.Image, "builtins", types.SimpleNamespace(open=filling_open))
+    fill_temporary_files(monkeypatch, 100, which=lambda number: number == 2)
     assert main(tiny_test_argv(data, checkpoints, tmp_path)) == 1
     error = one_line(capsys.readouterr().err)
     image = tiny_test_results(tmp_path) / "images" / "000_fake_B.png"

@@ -6,7 +6,7 @@ file), never from a live run; ``fastp2p.bench.results_files`` names, writes and 
 import math
 from pathlib import Path
 
-from fastp2p.atomic_files import replacing
+from fastp2p.atomic_files import replace_text, replacing
 from fastp2p.bench.machine_load import busy_note
 from fastp2p.bench.results_files import ResultsFileError, load_results, what_is_at
 
@@ -24,8 +24,7 @@ def render_files(json_path) -> dict:
     charted = bool(results["training"])
     for path in (markdown_path, chart_path) if charted else (markdown_path,):
         _refuse_folder_at(path)
-    with replacing(markdown_path, durable=False) as temporary:
-        temporary.write_text(markdown(results), encoding="utf-8")
+    replace_text(markdown_path, markdown(results), durable=False)
     if not charted:
         print("no chart: the results hold no training rows" + _remove_older_chart(chart_path))
         return {"markdown": markdown_path, "chart": None}
@@ -247,8 +246,8 @@ def plot_training(results: dict, path) -> None:
 
     figure = training_figure(results)
     try:
-        with replacing(path, durable=False) as temporary:
-            figure.savefig(temporary, dpi=120)
+        with replacing(path, durable=False) as file:
+            figure.savefig(file, format="png", dpi=120)
     finally:
         plt.close(figure)
 

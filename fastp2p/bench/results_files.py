@@ -76,9 +76,8 @@ def write_json(results: dict, out_dir) -> Path:
     out_dir.mkdir(parents=True, exist_ok=True)
     json_path, reserved = results_path(results, out_dir)
     try:
-        with replacing(json_path, durable=False) as temporary:
-            temporary.write_text(json.dumps(results, indent=1, default=str) + "\n",
-                                 encoding="utf-8")
+        with replacing(json_path, durable=False) as file:
+            file.write((json.dumps(results, indent=1, default=str) + "\n").encode("utf-8"))
     except BaseException:
         if reserved:
             json_path.unlink(missing_ok=True)

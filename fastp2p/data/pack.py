@@ -37,7 +37,7 @@ from pathlib import Path
 import numpy as np
 
 from fastp2p.atomic_files import (naming_the_file, open_plain_file, remove_left_by_dead_processes,
-                                   replacing)
+                                   replace_text, replacing)
 from fastp2p.byte_sizes import binary_size
 from fastp2p.data.errors import DataError, counted
 from fastp2p.data.folder_lock import packing_folder
@@ -93,17 +93,12 @@ def load_pair(dataroot: Path, a_rel: str, b_rel: str, aligned: bool, load_size: 
     return pixels
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
-    with replacing(path) as temp:
-        temp.write_text(text)
-
-
 @contextlib.contextmanager
 def _state_writer(state_path: Path, load_size: int, dataroot: Path, kept: dict):
     """Write ``state_path`` anew, atomically: its header line and a line per record of ``kept``
     (a cut-short line an earlier run left goes with the old file). Yields a function that
     records one more finished shard: its line appended and fsynced (OSErrors name the file)."""
-    with replacing(state_path) as temp, open(temp, "wb") as handle:
+    with naming_the_file(state_path), replacing(state_path) as handle:
         handle.write(state_line(state_header(load_size, str(dataroot))))
         for record in kept.values():
             handle.write(state_line(record))
@@ -148,8 +143,7 @@ def write_shard(job: dict) -> dict:
         outputs = []
         for name in files:
             stack.enter_context(naming_the_file(phase_dir / name))
-            temp = stack.enter_context(replacing(phase_dir / name))
-            outputs.append(stack.enter_context(open(temp, "wb")))
+            outputs.append(stack.enter_context(replacing(phase_dir / name)))
         for a_rel, b_rel in job["pairs"]:
             gray = np.empty((load_size, 2 * load_size), np.uint8) if job["gray"] else None
             try:    # gray_out only in a --gray pack: the plain call stays the plain call
@@ -511,7 +505,7 @@ def _pack_into(plan: PhasePlan, workers: int, progress: bool, later: list,
     for shard in stale:
         shard.unlink()
     index = _index(plan, [done[job["file"]] for job in jobs])
-    _atomic_write_text(phase_dir / INDEX_NAME, json.dumps(index))
+    replace_text(phase_dir / INDEX_NAME, json.dumps(index))
     state_path.unlink(missing_ok=True)
     return index
 

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
-from fastp2p.atomic_files import remove_left_by_dead_processes, replacing
+from fastp2p.atomic_files import remove_left_by_dead_processes, replace_text, replacing
 from fastp2p.data.errors import DataError, counted
 from fastp2p.data.worker_pool import results_in_order, worker_pool
 from fastp2p.json_files import read_json
@@ -185,8 +185,7 @@ def _start_set(folder: Path, record: Path, wanted: dict, count: int) -> None:
         # the old record stays until they are gone: an interrupted run removes the rest next time
         for path in pairs:
             path.unlink()
-    with replacing(record) as temp:
-        temp.write_text(json.dumps(dict(wanted, pairs=max(count, written if same_set else 0))))
+    replace_text(record, json.dumps(dict(wanted, pairs=max(count, written if same_set else 0))))
 
 
 def _refuse_extra_files(folder: Path, pairs_up_to, count: int) -> None:
@@ -214,8 +213,9 @@ def _write_range(job: tuple) -> int:
         if path.is_file():      # written by an earlier, interrupted run: same bytes
             continue
         # not fsynced one by one: a torn file after a power loss is found by `fastp2p pack`
-        with replacing(path, durable=False) as temp:
-            Image.fromarray(synthetic_pair(seed, index)).save(temp, quality=QUALITY)
+        with replacing(path, durable=False) as file:
+            Image.fromarray(synthetic_pair(seed, index)).save(file, format="JPEG",
+                                                              quality=QUALITY)
         written += 1
     return written
 

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from fastp2p.atomic_files import replacing
+from fastp2p.atomic_files import replace_text
 from fastp2p.cache_folder import cache_root
 from fastp2p.cpu_info import cpu_model
 from fastp2p.json_files import read_json
@@ -74,8 +74,8 @@ class RememberedForms:
             file.parent.mkdir(parents=True, exist_ok=True)
             sections = _read(file)
             sections[machine()] = {**sections.get(machine(), {}), **self._forms}
-            with replacing(file, durable=False) as temp:
-                temp.write_text(json.dumps({"format": _FORMAT, "machines": sections}, indent=1))
+            replace_text(file, json.dumps({"format": _FORMAT, "machines": sections}, indent=1),
+                         durable=False)
         except _UNUSABLE:
             # No, a read-only or a full cache folder, or another machine's section nested too
             # deep to write back: measured again by the next process.

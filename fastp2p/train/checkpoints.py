@@ -27,8 +27,8 @@ from pathlib import Path
 
 import torch
 
-from fastp2p.atomic_files import (create_temporary, fsync_directory, naming_the_file,
-                                  remove_left_by_dead_processes, replacing, temporary_sibling)
+from fastp2p.atomic_files import (TemporaryFile, fsync_directory, naming_the_file,
+                                  remove_left_by_dead_processes, replace_text)
 from fastp2p.json_files import read_json
 from fastp2p.nn.checkpoint import CheckpointMismatch, load_safely
 from fastp2p.nn.checks import with_article
@@ -111,10 +111,10 @@ class _HashingWriter:
         self.handle.flush()
 
 
-def _write_durably(obj, temp: Path) -> dict:
-    """``torch.save`` into ``temp`` and fsync it; returns its manifest entry (size, sha256).
-    Raises OSError naming ``temp`` (e.g. "No space left on device")."""
-    with naming_the_file(temp), open(temp, "wb") as handle:
+def _write_durably(obj, temp: TemporaryFile) -> dict:
+    """``torch.save`` into ``temp``'s file, fsync it and close it; returns its manifest entry
+    (size, sha256). Raises OSError naming ``temp`` (e.g. "No space left on device")."""
+    with naming_the_file(temp.path), temp.file as handle:
         writer = _HashingWriter(handle)
         try:
             torch.save(obj, writer)
@@ -182,7 +182,7 @@ class CheckpointFolder:
         G, D = snapshot["G"], snapshot["D"]
         generation = self._last_generation() + 1
         state = {"format": TRAIN_STATE_FORMAT, "generation": generation, **snapshot["state"]}
-        staged = {}  # label -> {final path: (temporary path, manifest entry)}
+        staged = {}  # label -> {final path: (TemporaryFile, manifest entry)}
         committed = []
         try:
             self.path.mkdir(parents=True, exist_ok=True)
@@ -191,9 +191,8 @@ class CheckpointFolder:
                 for suffix, obj in ((NETWORK_SUFFIXES["G"], G), (NETWORK_SUFFIXES["D"], D),
                                     (TRAIN_STATE_SUFFIX, state)):
                     final = self.file(label, suffix)
-                    temp = temporary_sibling(final)
+                    temp = TemporaryFile(final)   # afresh: never written through a link
                     staged[label][final] = (temp, None)  # known before writing: removed on failure
-                    create_temporary(final)   # afresh: never written through a planted link
                     staged[label][final] = (temp, _write_durably(obj, temp))
             # latest last: a kill between two commits leaves latest_* at the previous save,
             # so resuming from it saves the other labels again (latest first would leave a
@@ -201,13 +200,14 @@ class CheckpointFolder:
             for label in sorted(labels, key=lambda label: label == "latest"):
                 self._commit(label, generation, step, staged[label])
                 committed.append(label)
-                for final, (temp, _) in staged[label].items():
-                    os.replace(temp, final)
+                for temp, _ in staged[label].values():
+                    temp.rename_into_place()
         except (OSError, RuntimeError) as err:
             for label, files in staged.items():
                 if label not in committed:
                     for temp, _ in files.values():
-                        _unlink_quietly(temp)
+                        temp.file.close()
+                        _unlink_quietly(temp.path)
             reason = describe_os_error(err) if isinstance(err, OSError) else str(err)
             raise CheckpointWriteError(f"could not write the checkpoint: {reason}; "
                                        f"{self._after_failed_write(committed)}") from err
@@ -229,10 +229,9 @@ class CheckpointFolder:
 
     def _commit(self, label, generation, step, files) -> None:
         manifest = {"format": MANIFEST_FORMAT, "generation": generation, "step": step,
-                    "files": {final.name: {**entry, "staged": temp.name}
+                    "files": {final.name: {**entry, "staged": temp.path.name}
                               for final, (temp, entry) in files.items()}}
-        with replacing(self.file(label, MANIFEST_SUFFIX)) as temp:
-            temp.write_text(json.dumps(manifest, indent=1))
+        replace_text(self.file(label, MANIFEST_SUFFIX), json.dumps(manifest, indent=1))
 
     def _manifests(self):
         return sorted(self.path.glob(f"*_{MANIFEST_SUFFIX}"))

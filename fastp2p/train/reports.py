@@ -36,11 +36,12 @@ def tensor_to_image(image: torch.Tensor) -> np.ndarray:
 
 
 def _replace_atomically(path: Path, write) -> None:
-    """``write(temp_path)``, then rename over ``path``: viewers never see half a file. Not
+    """``write(file)`` (a binary file object on a fresh temporary sibling of ``path``), then
+    rename over ``path``: viewers never see half a file. Not
     fsynced: these are views of the run, remade at the next refresh. An OSError names
     ``path``: Pillow's and matplotlib's own writes fail on a full disk naming no file."""
-    with naming_the_file(path), replacing(path, durable=False) as temp:
-        write(temp)
+    with naming_the_file(path), replacing(path, durable=False) as file:
+        write(file)
 
 
 def save_image(image: torch.Tensor, path: Path, aspect_ratio: float = 1.0) -> None:
@@ -52,11 +53,11 @@ def save_image(image: torch.Tensor, path: Path, aspect_ratio: float = 1.0) -> No
 
     size = aspect_ratio_size(image.shape[-1], image.shape[-2], aspect_ratio)
 
-    def write(temp: Path) -> None:
+    def write(file) -> None:
         picture = Image.fromarray(tensor_to_image(image))
         if picture.size != size:
             picture = picture.resize(size, Image.BICUBIC)
-        picture.save(temp)
+        picture.save(file, format="PNG")
 
     _replace_atomically(Path(path), write)
 
@@ -106,7 +107,7 @@ class LossLog:
         import matplotlib.pyplot as plt
 
         figure = self.figure(title)
-        _replace_atomically(Path(path), lambda p: figure.savefig(p, dpi=100))
+        _replace_atomically(Path(path), lambda file: figure.savefig(file, format="png", dpi=100))
         plt.close(figure)
 
     def figure(self, title: str):
@@ -191,8 +192,7 @@ def write_html(path: Path, title: str, sections, loss_plot=None, refresh_s=None)
                          f"{_text(label)}</td>")
         lines.append("</tr></table>")
     lines.append("</body></html>")
-    _replace_atomically(Path(path), lambda p: Path(p).write_text("\n".join(lines),
-                                                                 encoding="utf-8"))
+    _replace_atomically(Path(path), lambda file: file.write("\n".join(lines).encode("utf-8")))
 
 
 def _url(relative_path) -> str:

@@ -16,10 +16,9 @@ RESUME_COMPARED = ("dataroot", "phase", "direction", "dataset_mode", "preprocess
 
 def write_options(args, path: Path) -> None:
     """Renamed into place: a link planted at the name is replaced, its target left alone."""
-    from fastp2p.atomic_files import replacing
+    from fastp2p.atomic_files import replace_text
     lines = [f"{key}: {value}" for key, value in sorted(vars(args).items()) if key != "run"]
-    with replacing(path, durable=False) as temp:
-        temp.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    replace_text(path, "\n".join(lines) + "\n", durable=False)
 
 
 def changed_options(args, path: Path, keys) -> str:
