@@ -11,6 +11,7 @@ import sys
 
 from fastp2p.bench.stops import caller_handlers_back
 from fastp2p.train.reference_options import older_names_hint
+from fastp2p.train.saved_options import given_options
 
 COMMAND_MODULES = (
     "fastp2p.info",
@@ -82,12 +83,12 @@ def _parse_and_run(argv, args: argparse.Namespace) -> int:
     """Parse ``argv`` into ``args`` and run its command."""
     parser = build_parser()
     args, unknown = parser.parse_known_args(argv, namespace=args)
+    words = list(sys.argv[1:] if argv is None else argv)   # the command's own words
+    words = words[words.index(args.command) + 1:] if args.command else []
     if unknown and args.command:
         # An option between two positional arguments (`fastp2p pack DATAROOT --load_size 72
         # OUT`) leaves the words after it to no positional argument: read the command's own
         # words again, options and positional arguments intermixed.
-        words = list(sys.argv[1:] if argv is None else argv)
-        words = words[words.index(args.command) + 1:]
         args, unknown = _subcommand_parser(parser, args.command).parse_known_intermixed_args(
             words, namespace=argparse.Namespace(command=args.command))
     if unknown:
@@ -99,6 +100,8 @@ def _parse_and_run(argv, args: argparse.Namespace) -> int:
     if getattr(args, "run", None) is None:
         parser.print_help()
         return 2
+    if "given_options" in vars(args):   # a command that takes the others from a saved run
+        args.given_options = given_options(_subcommand_parser(parser, args.command), words)
     return args.run(args)
 
 

@@ -32,9 +32,10 @@ def _weights(folder):
 
 
 @pytest.mark.parametrize("first, resumed, stop_at", [
-    # started at epoch 2, resumed without --epoch_count: step decays counted from epoch 2
+    # started at epoch 2, resumed with --epoch_count 1 (left out, it is the run's 2, from its
+    # train_opt.txt): step decays counted from epoch 2
     (("--epoch_count", "2", "--lr_policy", "step", "--lr_decay_iters", "1"),
-     ("--lr_policy", "step", "--lr_decay_iters", "1"), 5),
+     ("--lr_policy", "step", "--lr_decay_iters", "1", "--epoch_count", "1"), 5),
     # started at epoch 1, resumed in epoch 3 with the reference's habit --epoch_count 3: the
     # cosine reaches 0 at epoch 3 (a schedule counted from 3 would restart at the full lr)
     (("--lr_policy", "cosine"), ("--lr_policy", "cosine", "--epoch_count", "3"), 9),
@@ -58,7 +59,7 @@ def test_a_resumed_schedule_counts_from_the_saved_epoch_count(tmp_path, monkeypa
             assert torch.equal(expected[net][key], got[net][key]), (net, key)
     out = capsys.readouterr().out
     saved_count = first[first.index("--epoch_count") + 1] if "--epoch_count" in first else "1"
-    given = resumed[resumed.index("--epoch_count") + 1] if "--epoch_count" in resumed else "1"
+    given = resumed[resumed.index("--epoch_count") + 1]
     notes = [line for line in out.splitlines() if "lr schedule counts its epochs" in line]
     assert len(notes) == 1 and f"from {saved_count}," in notes[0], out
     assert f"--epoch_count {given})" in notes[0], notes

@@ -150,10 +150,14 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
                             "without a state, see --continue_train) (default %(default)s)")
     group.add_argument("--continue_train", action="store_true",
                        help="resume from CHECKPOINTS_DIR/NAME/{--epoch}_*.pth: weights, "
-                            "optimizers, lr schedule, RNG and position in the epoch. Networks "
-                            "without a training state (the reference implementation's "
-                            "{--epoch}_net_G.pth and _net_D.pth) are loaded as the reference "
-                            "loads them: fresh optimizers and lr schedule from --epoch_count")
+                            "optimizers, lr schedule, RNG and position in the epoch; every "
+                            "option this command line leaves out is the run's, from its "
+                            "train_opt.txt (one line names them; not the per-invocation ones: "
+                            "--name, --epoch, threads, device, --graphs, --channels-last, "
+                            "--log-every, --verbose). Networks without a training state (the "
+                            "reference implementation's {--epoch}_net_G.pth and _net_D.pth) "
+                            "are loaded as the reference loads them: fresh optimizers and lr "
+                            "schedule from --epoch_count")
     group.add_argument("--overwrite", action="store_true",
                        help="start a new run in a CHECKPOINTS_DIR/NAME that holds another "
                             "run's checkpoints (refused without it, so a forgotten "

@@ -1,9 +1,12 @@
 """A run's options as ``fastp2p train`` writes them beside its checkpoints (``train_opt.txt``,
-one ``name: value`` line each, as the reference writes its opt file), and what a later command
-given other values is told."""
+one ``name: value`` line each, as the reference writes its opt file), what a later command
+given other values is told, and the options ``--continue_train`` takes from it: every one its
+command line leaves out."""
+import argparse
 from pathlib import Path
 
 from fastp2p.file_reads import read_text
+from fastp2p.train.options import QuickDefault
 
 OPTIONS_FILE = "train_opt.txt"
 
@@ -11,7 +14,20 @@ OPTIONS_FILE = "train_opt.txt"
 # change of the networks' own options is refused when their files are loaded.
 RESUME_COMPARED = ("dataroot", "phase", "direction", "dataset_mode", "preprocess",
                    "load_size", "crop_size", "no_flip", "serial_batches", "max_dataset_size",
-                   "no_dropout", "gan_mode", "lambda_L1", "lr", "beta1", "lr_policy", "seed")
+                   "no_dropout", "gan_mode", "lambda_L1", "lr", "beta1", "lr_policy", "seed",
+                   "n_epochs", "n_epochs_decay", "lr_decay_iters", "batch_size")
+
+# Options a resumed run never takes from its options file, as they belong to one invocation,
+# not to the run: how this one resumes (the mode flags), where the run is and which of its
+# checkpoints to load (--name and --suffix name the folder the file is read from; --epoch and
+# --load_iter pick the set), and what fits the machine and the person watching it (threads,
+# device, CUDA graphs and memory layout: the same results up to rounding; the loss-read
+# interval; --verbose).
+NOT_INHERITED = frozenset((
+    "continue_train", "overwrite",
+    "name", "checkpoints_dir", "suffix", "epoch", "load_iter",
+    "num_threads", "device", "gpu_ids", "graphs", "channels_last",
+    "log_every", "print_freq", "verbose"))
 
 
 def write_options(args, path: Path) -> None:
@@ -21,13 +37,24 @@ def write_options(args, path: Path) -> None:
     replace_text(path, "\n".join(lines) + "\n", durable=False)
 
 
+def read_options(path: Path) -> dict:
+    """{name: value text} of the options file at ``path``: fastp2p's ``name: value`` lines, or
+    the reference's (``{name:>25}: {value:<30}`` and ``\\t[default: D]`` where the value is not
+    the default, between two dashed lines). OSError, or ValueError where it is no regular file
+    or not UTF-8."""
+    saved = {}
+    for line in read_text(path, encoding="utf-8").splitlines():
+        name, colon, value = line.partition(": ")
+        if colon:
+            saved[name.strip()] = value.split("\t[default: ", 1)[0].rstrip()
+    return saved
+
+
 def changed_options(args, path: Path, keys) -> str:
     """``--direction AtoB -> BtoA, ...`` for the ``keys`` whose values in the options file at
-    ``path`` differ from ``args``; "" when none do or the file cannot be read (a reference
-    run's, say)."""
+    ``path`` differ from ``args``; "" when none do or the file cannot be read."""
     try:
-        saved = dict(line.split(": ", 1) for line in read_text(path, encoding="utf-8").splitlines()
-                     if ": " in line)
+        saved = read_options(path)
     except (OSError, ValueError):  # UnicodeDecodeError, or not a regular file
         return ""
     return ", ".join(f"--{key} {saved[key]} -> {getattr(args, key)}" for key in keys
@@ -46,3 +73,92 @@ def _same(saved: str, value) -> bool:
         return float(saved) == value
     except ValueError:
         return False
+
+
+def given_options(parser: argparse.ArgumentParser, words) -> frozenset:
+    """The dests of the options that ``words`` (a command's own words, already parsed once by
+    ``parser`` without error) give explicitly, whatever their values: a word for word default
+    (``--lr 0.0002``) is given too, which a comparison with the defaults could not tell."""
+    unset = object()   # argparse sets neither a default nor a converted default over it
+    namespace = argparse.Namespace(**{action.dest: unset for action in parser._actions})
+    parser.parse_known_args(words, namespace)
+    return frozenset(action.dest for action in parser._actions
+                     if getattr(namespace, action.dest) is not unset)
+
+
+def command_parser(register) -> argparse.ArgumentParser:
+    """The parser a command module's ``register`` adds (its options' types and choices)."""
+    commands = argparse.ArgumentParser().add_subparsers()
+    register(commands)
+    return next(iter(commands.choices.values()))
+
+
+class TakenOptions:
+    """What ``take_saved_options`` took: ``taken``, (dest, value, whether it is the value this
+    command line's default gives); ``refused``, (dest, text) for values this fastp2p's options
+    do not read (a reference run's, or an older fastp2p's), left at this command line's."""
+
+    def __init__(self, path: Path):
+        self.path, self.taken, self.refused = path, [], []
+
+    def describe(self) -> str:
+        """One line: how many were taken, and those that differ from the defaults."""
+        changed = [f"--{dest} {value}" for dest, value, default in self.taken if not default]
+        line = (f"took {len(self.taken)} option(s) the command line leaves out from {self.path}"
+                + (f"; not the defaults: {' '.join(changed)}" if changed
+                   else ", all at their defaults"))
+        if self.refused:
+            line += "; not read, so left at the command line's: " + " ".join(
+                f"--{dest} {text!r}" for dest, text in self.refused)
+        return line
+
+
+def take_saved_options(args, parser: argparse.ArgumentParser, given, path: Path,
+                       dests=None) -> TakenOptions:
+    """Set in ``args`` each option of ``parser`` (of ``dests``; None: all but NOT_INHERITED)
+    that the command line does not give (``given``, a ``given_options``) to its value in the
+    options file at ``path``, read through the option's own type and choices. Before
+    ``resolve_quick_defaults``. OSError or ValueError where the file cannot be read."""
+    saved = read_options(path)
+    result, defaults = TakenOptions(path), []
+    for action in parser._actions:
+        dest = action.dest
+        if (dest in given or dest not in saved or not action.option_strings
+                or action.default == argparse.SUPPRESS   # options that mean nothing here
+                or (dest in NOT_INHERITED if dests is None else dest not in dests)):
+            continue
+        try:
+            value = _read_value(action, saved[dest])
+        except (ValueError, TypeError, argparse.ArgumentTypeError):
+            result.refused.append((dest, saved[dest]))
+            continue
+        defaults.append((dest, value, getattr(args, dest)))
+        setattr(args, dest, value)
+    # a QuickDefault stands for a value once --dataroot, maybe taken too, is known
+    without_dataroot = getattr(args, "dataroot", None) is None
+    result.taken = [(dest, value, value == _default_value(default, without_dataroot))
+                    for dest, value, default in defaults]
+    return result
+
+
+def _default_value(default, without_dataroot: bool):
+    """The value a default of this command line stands for (a QuickDefault's, once
+    ``--dataroot`` is known)."""
+    if isinstance(default, QuickDefault):
+        return default.quick if without_dataroot else default.value
+    return default
+
+
+def _read_value(action: argparse.Action, text: str):
+    """``text``, an options file's value, as ``action``'s option reads it; ValueError (or the
+    type's own errors) where it reads none."""
+    if text == "None" and action.default is None:
+        return None
+    if action.nargs == 0:   # a flag (store_true, --x/--no-x): written True or False
+        if text not in ("True", "False"):
+            raise ValueError(f"{text!r} is no flag value")
+        return text == "True"
+    value = action.type(text) if action.type is not None else text
+    if action.choices is not None and value not in action.choices:
+        raise ValueError(f"{text!r} is not one of {action.choices}")
+    return value

@@ -53,7 +53,9 @@ def register(commands) -> None:
     add_train_arguments(parser)
     add_tracker_arguments(parser, "loss_log.csv and the web/ page")
     add_reference_arguments(parser, "train")
-    parser.set_defaults(run=run)
+    # given_options: the options the command line gives (fastp2p.cli finds them), so that
+    # --continue_train takes the others from the run
+    parser.set_defaults(run=run, given_options=None)
 
 
 def _check_options(args) -> None:
@@ -135,6 +137,29 @@ def _claim_run_folder(args, info, folder_lock) -> int:
     return from_main_process(code, info)
 
 
+def _resume_notes(args, given) -> list:
+    """With --continue_train, take the options the command line does not give (``given``;
+    None: a caller's own namespace, all of whose options count as given) from the run's
+    options file; the lines that say what was done, for rank 0 to print once the run holds
+    its folder."""
+    from fastp2p.train.saved_options import OPTIONS_FILE, command_parser, take_saved_options
+
+    folder = Path(args.checkpoints_dir) / args.name
+    notes = []
+    if not args.continue_train or given is None or not folder.is_dir():
+        return notes   # (no folder: the missing checkpoint's error says so)
+    path = folder / OPTIONS_FILE
+    try:
+        taken = take_saved_options(args, command_parser(register), given, path)
+    except (OSError, ValueError) as err:   # ValueError: not UTF-8, or no regular file
+        reason = getattr(err, "strerror", None) or err   # an OSError's without the path
+        notes.append(f"--continue_train: {path} cannot be read ({reason}): the options the "
+                     "command line leaves out are the defaults")
+    else:
+        notes.append(f"--continue_train: {taken.describe()}")
+    return notes
+
+
 def _check_fresh_run(args) -> None:
     """A run without --continue_train must not silently restart another run's folder: its
     loss log would be rewritten at once and its latest_* replaced at the first save."""
@@ -161,6 +186,8 @@ def run(args: argparse.Namespace, times=None, name_files: bool = True) -> int:
     benchmark's end-to-end job turns it off, as its run folder is removed with the job."""
     from fastp2p.optional_packages import MissingPackage, require_packages
 
+    # first: the options taken from the run decide everything after (--dataroot, the packages)
+    resume_notes = _resume_notes(args, vars(args).pop("given_options", None))
     try:
         require_packages(("PIL", "tqdm")
                          + (() if args.dataroot else ("skimage",))  # the embedded dataset
@@ -228,6 +255,8 @@ def run(args: argparse.Namespace, times=None, name_files: bool = True) -> int:
     say = tqdm.write if info.is_main else (lambda message: None)
     if ignored:
         say(ignored)
+    for note in resume_notes:
+        say(note)
     trackers, loader = [], None
     try:
         graphs = args.graphs

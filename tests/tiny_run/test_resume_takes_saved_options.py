@@ -1,0 +1,153 @@
+"""--continue_train takes every option its command line leaves out from the run's train_opt.txt
+(QA: a requeued `--continue_train` of a 2-epoch run with --lr 0.0002 trained to epoch 24 at
+the quick profile's lr 1e-3, and rewrote train_opt.txt with those, so a second requeue said
+nothing; the networks' options had to be given again, or the load refused them)."""
+import csv
+
+import pytest
+
+from fastp2p.cli import build_parser, main
+from fastp2p.train import train_command
+from fastp2p.train.saved_options import (RESUME_COMPARED, changed_options, command_parser,
+                                         given_options, read_options, take_saved_options)
+from helpers.train_helpers import train_argv
+
+# The reference's train_opt.txt (BaseOptions.print_options: '{:>25}: {:<30}{}', the default
+# after a tab where the value is not it), cut to a few lines of each kind.
+REFERENCE_OPTIONS = """\
+----------------- Options ---------------
+               batch_size: 4                             \t[default: 1]
+          checkpoints_dir: ./checkpoints                 
+           continue_train: False                         
+               display_id: 1                             
+                  gpu_ids: 0                             
+                  isTrain: True                          \t[default: None]
+                       lr: 0.0005                        \t[default: 0.0002]
+         max_dataset_size: inf                           
+                     name: facades_pix2pix               \t[default: experiment_name]
+                     netG: unet_256                      
+                  no_flip: True                          \t[default: False]
+                     norm: batch                         
+                   suffix:                               
+----------------- End -------------------
+"""
+
+
+def _resume_argv(checkpoints, *extra):
+    """A --continue_train of train_argv's run "tiny" that names nothing but the run."""
+    return ["train", "--checkpoints_dir", str(checkpoints), "--name", "tiny", "--continue_train",
+            "--num_threads", "0", *extra]
+
+
+def _saved(folder) -> dict:
+    return read_options(folder / "train_opt.txt")
+
+
+def _lrs(folder) -> list:
+    with open(folder / "loss_log.csv", newline="") as handle:
+        return [(int(row["epoch"]), float(row["lr"])) for row in csv.DictReader(handle)]
+
+
+@pytest.fixture
+def run_of_lr(data, tmp_path):
+    """A 1-epoch run "tiny" trained at --lr 0.0005, with unet_32, ngf 4 and a dataroot that
+    no later command line names."""
+    checkpoints = tmp_path / "ckpt"
+    assert main(train_argv(data, checkpoints, "--n_epochs_decay", "0", "--no_html",
+                           "--lr", "0.0005")) == 0
+    return checkpoints
+
+
+def test_a_resume_trains_with_the_runs_options(run_of_lr, capsys):
+    """The networks, the data, the schedule: the run's, with one line naming them."""
+    capsys.readouterr()
+    assert main(_resume_argv(run_of_lr, "--n_epochs", "2")) == 0, capsys.readouterr().err
+    out = capsys.readouterr().out
+    taken = [line for line in out.splitlines() if line.startswith("--continue_train: took")]
+    assert len(taken) == 1, out
+    for option in ("--netG unet_32", "--ngf 4", "--lr 0.0005", "--dataroot"):
+        assert option in taken[0], taken[0]
+    assert "--n_epochs " not in taken[0]            # given: this command line's
+    folder = run_of_lr / "tiny"
+    assert {epoch for epoch, _ in _lrs(folder)} == {1, 2}
+    assert {lr for _, lr in _lrs(folder)} == {0.0005}   # constant lr: n_epochs_decay 0 taken
+    saved = _saved(folder)
+    assert (saved["lr"], saved["n_epochs"], saved["n_epochs_decay"]) == ("0.0005", "2", "0")
+
+
+def test_the_record_stays_for_the_next_resume(run_of_lr, capsys):
+    """A finished run resumed twice: each time the same options, nothing trained."""
+    for _ in range(2):
+        assert main(_resume_argv(run_of_lr)) == 0, capsys.readouterr().err
+        out = capsys.readouterr().out
+        assert "already trained its 1 epoch(s) (--n_epochs 1 + --n_epochs_decay 0)" in out, out
+    assert _saved(run_of_lr / "tiny")["lr"] == "0.0005"
+
+
+def test_an_option_given_at_its_default_value_is_given(run_of_lr, capsys):
+    """--lr 0.0002 is the default with --dataroot: given, it is this command line's."""
+    assert main(_resume_argv(run_of_lr, "--lr", "0.0002")) == 0, capsys.readouterr().err
+    out = capsys.readouterr().out
+    assert "trains on with options the run did not use so far" in out, out
+    assert "--lr 0.0005 -> 0.0002" in out, out
+    assert _saved(run_of_lr / "tiny")["lr"] == "0.0002"
+
+
+def test_without_an_options_file_one_line_says_the_defaults_apply(run_of_lr, data, capsys):
+    (run_of_lr / "tiny" / "train_opt.txt").unlink()
+    argv = train_argv(data, run_of_lr, "--n_epochs_decay", "0", "--no_html", "--continue_train")
+    assert main(argv) == 0, capsys.readouterr().err
+    lines = [line for line in capsys.readouterr().out.splitlines()
+             if line.startswith("--continue_train:")]
+    assert len(lines) == 1 and "train_opt.txt cannot be read (No such file" in lines[0], lines
+
+
+def test_the_resume_comparison_covers_the_schedule_and_the_batch():
+    assert {"n_epochs", "n_epochs_decay", "lr_decay_iters", "batch_size"} <= set(RESUME_COMPARED)
+
+
+def test_the_references_options_file_is_read_and_taken(tmp_path):
+    path = tmp_path / "train_opt.txt"
+    path.write_text(REFERENCE_OPTIONS)
+    assert _saved(tmp_path)["lr"] == "0.0005" and _saved(tmp_path)["suffix"] == ""
+    parser = command_parser(train_command.register)
+    args = build_parser().parse_args(["train", "--lr", "0.001", "--continue_train"])
+    given = given_options(parser, ["--lr", "0.001", "--continue_train"])
+    assert given == {"lr", "continue_train"}
+    taken = take_saved_options(args, parser, given, path)
+    assert (args.batch_size, args.no_flip, args.max_dataset_size) == (4, True, float("inf"))
+    assert args.lr == 0.001                           # given
+    assert args.name == "experiment_name" and args.gpu_ids is None   # the invocation's own
+    assert "display_id" not in vars(args)             # an ignored option stays ungiven
+    assert {dest for dest, _, _ in taken.taken} == {"batch_size", "max_dataset_size", "netG",
+                                                    "no_flip", "norm"}
+    line = taken.describe()
+    assert line.startswith(f"took 5 option(s) the command line leaves out from {path}"), line
+    assert "--batch_size 4" in line and "--no_flip True" in line and "--norm" not in line
+    assert changed_options(args, path, ["lr"]) == "--lr 0.0005 -> 0.001"
+
+
+def test_a_value_this_fastp2p_does_not_read_is_left_and_named(tmp_path):
+    path = tmp_path / "train_opt.txt"
+    path.write_text("netD: cyclegan\nngf: 8\n")
+    parser = command_parser(train_command.register)
+    args = build_parser().parse_args(["train", "--continue_train"])
+    taken = take_saved_options(args, parser, frozenset(), path)
+    assert (args.netD, args.ngf) == ("basic", 8)
+    assert "not read, so left at the command line's: --netD 'cyclegan'" in taken.describe()
+
+
+def test_a_reference_run_folder_resumes(data, tmp_path, capsys):
+    """The reference's checkpoints and options file: its options taken, its networks loaded."""
+    from test_continue_reference_checkpoints import write_reference_checkpoints
+    run = tmp_path / "ckpt" / "tiny"
+    write_reference_checkpoints(run)   # unet_32, ngf and ndf 4, batch norm, dropout
+    options = dict(dataroot=data, netG="unet_32", ngf=4, ndf=4, load_size=32, crop_size=32,
+                   n_epochs=1, n_epochs_decay=0, gpu_ids=0, isTrain=True)
+    (run / "train_opt.txt").write_text(
+        "----------------- Options ---------------\n"
+        + "".join(f"{key:>25}: {str(value):<30}\n" for key, value in options.items())
+        + "----------------- End -------------------\n")
+    assert main(_resume_argv(tmp_path / "ckpt", "--no_html")) == 0, capsys.readouterr().err
+    out = capsys.readouterr().out
+    assert "--netG unet_32" in out and "no training state" in out, out
