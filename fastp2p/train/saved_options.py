@@ -1,7 +1,7 @@
 """A run's options as ``fastp2p train`` writes them beside its checkpoints (``train_opt.txt``,
 one ``name: value`` line each, as the reference writes its opt file), what a later command
-given other values is told, and the options ``--continue_train`` takes from it: every one its
-command line leaves out."""
+given other values is told, and the options a later command takes from it: ``--continue_train``
+every one its command line leaves out, ``fastp2p test`` the generator's."""
 import argparse
 from pathlib import Path
 
@@ -28,6 +28,10 @@ NOT_INHERITED = frozenset((
     "name", "checkpoints_dir", "suffix", "epoch", "load_iter",
     "num_threads", "device", "gpu_ids", "graphs", "channels_last",
     "log_every", "print_freq", "verbose"))
+
+# The options that build the generator: what ``fastp2p test`` takes from the run's options file
+# where its command line leaves them out (the file's other options describe the training).
+GENERATOR_OPTIONS = ("netG", "ngf", "norm", "no_dropout", "input_nc", "output_nc")
 
 
 def write_options(args, path: Path) -> None:

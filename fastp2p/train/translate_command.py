@@ -60,13 +60,15 @@ the mean L1 of fake_B to real_B beside two baselines: the train split's mean ima
 answer) and, when A and B have the same channels, real_A itself.
 With --dataset_mode single (implied by the reference's --model test; --model_suffix S loads
 EPOCH_net_GS.pth) the images under DATAROOT itself are translated without a target: real and
-fake images, no L1. Use the same model options
-(--netG, --ngf, --norm, --no_dropout, --input_nc, ...) as for training (the generator's file
-is checked first, and one saved with others is refused naming them); without --dataroot the
-quick profile's defaults apply, matching `fastp2p train` without it. As the reference's test
-means to, each whole image is read at --crop_size (--load_size follows it unless given; the
-reference keeps 256 even for another --crop_size): a DATAROOT packed at a larger load size
-is resized again to it; a --load_size above --crop_size asks for random crops instead.
+fake images, no L1. The generator's options (--netG, --ngf, --norm, --no_dropout, --input_nc,
+--output_nc) that the command line leaves out are the run's, from CHECKPOINTS_DIR/NAME/
+train_opt.txt where it has one (one line names them; given ones win; the generator's file is
+checked first, and one saved with others is refused naming them); without that file the
+defaults apply (without --dataroot the quick profile's, matching `fastp2p train` without
+it). As the reference's test means to, each whole image is read at --crop_size (--load_size
+follows it unless given; the reference keeps 256 even for another --crop_size): a DATAROOT
+packed at a larger load size is resized again to it; a --load_size above --crop_size asks
+for random crops instead.
 Every option of the reference's test.py is accepted (`python test.py --model pix2pix ...` runs
 as `fastp2p test --model pix2pix ...`); those that mean nothing here are named in one line.
 index.html lists only whole triplets of the run that wrote it (an earlier run's page is removed
@@ -107,7 +109,9 @@ def register(commands) -> None:
     add_test_arguments(parser)
     add_tracker_arguments(parser, "the results folder's images and index.html")
     add_reference_arguments(parser, "test")
-    parser.set_defaults(run=run)
+    # given_options: the options the command line gives (fastp2p.cli finds them), so that the
+    # generator's others are taken from the run
+    parser.set_defaults(run=run, given_options=None)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -122,6 +126,9 @@ def run(args: argparse.Namespace) -> int:
     code = refused_at_once(args, "test")  # a typo needs no torch: said at once
     if code is not None:
         return code
+    taken = _take_generator_options(args, vars(args).pop("given_options", None))
+    if taken:
+        print(taken)
     from fastp2p.stops_deferred import import_torch
     import_torch()  # first, whole: a Ctrl-C inside it aborted the process or was lost
     from fastp2p.train.cpu_threads import apply_thread_choice, choose_threads
@@ -181,6 +188,27 @@ def run(args: argparse.Namespace) -> int:
                 except (ValueError, OSError) as err:
                     return _failed(err)
             return _report(translated, weights, out_dir)
+
+
+def _take_generator_options(args, given) -> str | None:
+    """The generator's options the command line does not give (``given``; None: a caller's
+    own namespace, all of whose options count as given), taken from the run's options file
+    where it has one (the reference's too), so that a run trained with other model options is
+    tested without repeating them; the line that says so."""
+    from fastp2p.train.saved_options import (GENERATOR_OPTIONS, OPTIONS_FILE, command_parser,
+                                             take_saved_options)
+
+    path = Path(args.checkpoints_dir) / args.name / OPTIONS_FILE
+    if given is None or not path.exists():
+        return None
+    try:
+        taken = take_saved_options(args, command_parser(register), given, path,
+                                   GENERATOR_OPTIONS)
+    except (OSError, ValueError) as err:   # ValueError: not UTF-8, or no regular file
+        reason = getattr(err, "strerror", None) or err   # an OSError's without the path
+        return (f"{path} cannot be read ({reason}): the generator's options the command "
+                "line leaves out are the defaults")
+    return f"generator options: {taken.describe()}" if taken.taken or taken.refused else None
 
 
 def _refuse_torchrun(processes: int) -> None:
