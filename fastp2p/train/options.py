@@ -158,6 +158,11 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
                             "reference implementation's {--epoch}_net_G.pth and _net_D.pth) "
                             "are loaded as the reference loads them: fresh optimizers and lr "
                             "schedule from --epoch_count")
+    group.add_argument("--resume_or_start", action="store_true",
+                       help="for job scripts that are requeued: --continue_train where "
+                            "CHECKPOINTS_DIR/NAME holds a checkpoint {--epoch} to resume, a "
+                            "new run otherwise (--continue_train alone refuses a folder "
+                            "without one: a mistyped --name must not start over)")
     group.add_argument("--overwrite", action="store_true",
                        help="start a new run in a CHECKPOINTS_DIR/NAME that holds another "
                             "run's checkpoints (refused without it, so a forgotten "

@@ -24,7 +24,7 @@ RESUME_COMPARED = ("dataroot", "phase", "direction", "dataset_mode", "preprocess
 # device, CUDA graphs and memory layout: the same results up to rounding; the loss-read
 # interval; --verbose).
 NOT_INHERITED = frozenset((
-    "continue_train", "overwrite",
+    "continue_train", "resume_or_start", "overwrite",
     "name", "checkpoints_dir", "suffix", "epoch", "load_iter",
     "num_threads", "device", "gpu_ids", "graphs", "channels_last",
     "log_every", "print_freq", "verbose"))

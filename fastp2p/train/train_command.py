@@ -25,7 +25,7 @@ state_dicts), *_train_state.pth (for --continue_train), loss_log.csv and web/ind
 plot and sample images), and *_checkpoint.json (each set's manifest: a set changes all
 together or not at all). A NAME that holds another run's checkpoints is refused unless
 --continue_train (resume it) or --overwrite (start again there) is given; while a run trains,
-it holds CHECKPOINTS_DIR/NAME/.lock, and a second run of that NAME exits with code 1.
+it holds CHECKPOINTS_DIR/NAME/.lock, and a second run of that NAME exits with code 75.
 On CUDA the step runs fused Adam, an lr in device memory and, by default, one CUDA graph per
 step. Ctrl-C, SIGTERM or SIGHUP (a closed terminal; not under nohup) saves latest_* and exits
 with 128+signal; a NaN/Inf loss, weight, buffer or optimizer state stops with exit code 1
@@ -38,12 +38,18 @@ Without --dataroot: the embedded dataset of --task (811 grayscale->colour pairs 
 quick profile (unet_64, ngf/ndf 16, 72->64 crops, batch 32, lr 1e-3, 7+17 epochs); every default
 that changes says so below. `fastp2p test` then prints the test L1 against two baselines."""
 
+EXIT_IN_USE = 75   # EX_TEMPFAIL of sysexits.h: another run holds NAME, try again later
+EPILOG = f"""\
+exit codes: 0 trained (or nothing left to train), 1 failed (a message says why), 2 options
+refused, {EXIT_IN_USE} NAME in use by another fastp2p train run (try again later), 128+N stopped
+by signal N with latest_* saved (130 Ctrl-C, 143 SIGTERM)."""
+
 
 def register(commands) -> None:
     from fastp2p.data import add_data_arguments
 
     parser = commands.add_parser("train", help="train pix2pix (reference options)",
-                                 description=DESCRIPTION,
+                                 description=DESCRIPTION, epilog=EPILOG,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     add_data_arguments(parser)
     parser.set_defaults(load_size=QuickDefault(parser.get_default("load_size"), 72),
@@ -64,6 +70,9 @@ def _check_options(args) -> None:
     argparse's errors do. An explicit --device cpu is known here too."""
     from fastp2p.train.image_sizes import check_options_fit_unet, check_patchgan_fits_images
 
+    if args.resume_or_start and args.overwrite:
+        raise ValueError("--resume_or_start keeps the run in CHECKPOINTS_DIR/NAME and "
+                         "--overwrite starts a new one there: keep one of them")
     last_epoch = args.n_epochs + args.n_epochs_decay
     if not args.continue_train and args.epoch_count > last_epoch:
         raise ValueError(f"no epoch to train: --epoch_count {args.epoch_count} is past the last "
@@ -109,10 +118,10 @@ def _check_device_options(args, device) -> None:
 def _claim_run_folder(args, info, folder_lock) -> int:
     """0 when this run may train in CHECKPOINTS_DIR/NAME: the folder's lock taken (no other
     run is training there; held until the run ends) and ``_check_fresh_run`` passed; else the
-    exit code, after one line on stderr: 1 when another process holds the folder (or it cannot
-    be made), 2 for the option errors of ``_check_fresh_run``. In a torchrun job rank 0 alone
-    takes the lock and checks, and every rank gets its answer, so all ranks stop together (a
-    rank that went on would wait at the first collective for one that left)."""
+    exit code, after one line on stderr: EXIT_IN_USE when another process holds the folder, 1
+    when it cannot be made, 2 for the option errors of ``_check_fresh_run``. In a torchrun job
+    rank 0 alone takes the lock and checks, and every rank gets its answer, so all ranks stop
+    together (a rank that went on would wait at the first collective for one that left)."""
     from fastp2p.atomic_files import LinkToNothing, NotAPlainFile
     from fastp2p.train.checkpoints import describe_os_error
     from fastp2p.train.distributed import from_main_process
@@ -125,7 +134,10 @@ def _claim_run_folder(args, info, folder_lock) -> int:
             if warning:
                 print(warning, file=sys.stderr)
             _check_fresh_run(args)
-        except (RunFolderBusy, LinkToNothing, NotAPlainFile) as err:
+        except RunFolderBusy as err:
+            print_error("train", err)
+            code = EXIT_IN_USE
+        except (LinkToNothing, NotAPlainFile) as err:
             print_error("train", err)
             code = 1
         except ValueError as err:
@@ -138,14 +150,19 @@ def _claim_run_folder(args, info, folder_lock) -> int:
 
 
 def _resume_notes(args, given) -> list:
-    """With --continue_train, take the options the command line does not give (``given``;
-    None: a caller's own namespace, all of whose options count as given) from the run's
-    options file; the lines that say what was done, for rank 0 to print once the run holds
-    its folder."""
+    """Turn --resume_or_start into --continue_train or not, and with --continue_train take the
+    options the command line does not give (``given``; None: a caller's own namespace, all of
+    whose options count as given) from the run's options file; the lines that say what was
+    done, for rank 0 to print once the run holds its folder."""
     from fastp2p.train.saved_options import OPTIONS_FILE, command_parser, take_saved_options
 
     folder = Path(args.checkpoints_dir) / args.name
     notes = []
+    if args.resume_or_start and not args.continue_train and not args.overwrite:
+        args.continue_train = _holds_checkpoint(folder, args.epoch)
+        notes.append(f"--resume_or_start: {folder} holds checkpoint {args.epoch}: resuming it"
+                     if args.continue_train else
+                     f"--resume_or_start: no checkpoint {args.epoch} in {folder}: a new run")
     if not args.continue_train or given is None or not folder.is_dir():
         return notes   # (no folder: the missing checkpoint's error says so)
     path = folder / OPTIONS_FILE
@@ -158,6 +175,14 @@ def _resume_notes(args, given) -> list:
     else:
         notes.append(f"--continue_train: {taken.describe()}")
     return notes
+
+
+def _holds_checkpoint(folder: Path, label: str) -> bool:
+    """Whether ``folder`` holds checkpoint ``label`` to resume: its manifest (a fastp2p set) or
+    its generator (the reference's networks). The names of fastp2p.train.checkpoints, which
+    imports torch: this runs before it is loaded."""
+    return any((folder / f"{label}_{suffix}").exists()
+               for suffix in ("checkpoint.json", "net_G.pth"))
 
 
 def _check_fresh_run(args) -> None:
