@@ -27,30 +27,69 @@ def _with_workers(argv, workers=2):
     return argv
 
 
-def test_sigterm_to_the_process_group_saves_and_exits_143(tmp_path):
-    data = write_aligned_dataset(tmp_path / "data")
-    argv = _with_workers(train_argv(data, tmp_path / "ckpt", "--n_epochs", "500", "--no_html"))
-    folder = tmp_path / "ckpt" / "tiny"
+def _start_in_its_own_group(tmp_path, argv):
+    """`python -m fastp2p ARGV` in a new session (its process group: it and its workers), and
+    the run's folder, once it has logged a step."""
     run = subprocess.Popen([sys.executable, "-m", "fastp2p", *argv], cwd=tmp_path,
                            env=CHILD_ENV, start_new_session=True, stdout=subprocess.PIPE,
                            stderr=subprocess.STDOUT, text=True)
+    folder = tmp_path / "ckpt" / "tiny"
+    _wait_for(lambda: logged_steps(folder), run)
+    return run
+
+
+def _wait_for(condition, run, timeout=120.0):
+    """Until ``condition()`` holds; fails with the run's output if the run ended first."""
+    deadline = time.monotonic() + timeout
+    while not condition() and run.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert run.poll() is None, run.communicate()[0]
+
+
+def _stop(run, number=signal.SIGTERM) -> str:
+    """Send ``number`` to the run's process group; its output once it has ended."""
     try:
-        deadline = time.monotonic() + 120
-        while not logged_steps(folder) and run.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert run.poll() is None, run.communicate()[0]
-        os.killpg(run.pid, signal.SIGTERM)   # the main process and its loader workers
-        output = run.communicate(timeout=120)[0]
+        os.killpg(run.pid, number)   # the main process and its loader workers
+        return run.communicate(timeout=120)[0]
     finally:
         if run.poll() is None:
             os.killpg(run.pid, signal.SIGKILL)
             run.wait()
+
+
+def test_sigterm_to_the_process_group_saves_and_exits_143(tmp_path):
+    data = write_aligned_dataset(tmp_path / "data")
+    argv = _with_workers(train_argv(data, tmp_path / "ckpt", "--n_epochs", "500", "--no_html"))
+    folder = tmp_path / "ckpt" / "tiny"
+    run = _start_in_its_own_group(tmp_path, argv)
+    output = _stop(run)
     assert run.returncode == 128 + signal.SIGTERM, output
     assert "SIGTERM received: saved" in output and "worker died" not in output, output
     saved = CheckpointFolder(tmp_path / "ckpt", "tiny")
     state = saved.load_train_state("latest")   # checksums checked: the set is whole
     assert saved.manifest("latest")["step"] == state["engine"]["steps"] \
         == logged_steps(folder)[-1]
+
+
+@pytest.mark.parametrize("number", [signal.SIGUSR1, signal.SIGUSR2])
+def test_sigusr_to_the_process_group_saves_and_trains_on(tmp_path, number):
+    """SLURM's --signal=USR1@60 warns a job so before its time limit: latest_* is saved at the
+    next step and the run trains on, its workers too (the SIGTERM at the limit stops it). An
+    epoch of 64 pairs keeps the workers loading when the signal comes."""
+    data = write_aligned_dataset(tmp_path / "data", pairs=64)
+    argv = _with_workers(train_argv(data, tmp_path / "ckpt", "--n_epochs", "500", "--no_html"))
+    run = _start_in_its_own_group(tmp_path, argv)
+    saved = CheckpointFolder(tmp_path / "ckpt", "tiny")
+    os.killpg(run.pid, number)
+    _wait_for(lambda: saved.manifest("latest") is not None, run)
+    step = saved.manifest("latest")["step"]
+    _wait_for(lambda: logged_steps(saved.path)[-1] > step + 2, run)   # it trains on
+    output = _stop(run)
+    assert run.returncode == 128 + signal.SIGTERM, output
+    name = signal.Signals(number).name
+    assert f"{name} received: saving {saved.path}/latest_* at step {step}; training goes on" \
+        in output, output
+    assert "worker died" not in output and "SIGTERM received: saved" in output, output
 
 
 @pytest.mark.parametrize("number, name, cause", [

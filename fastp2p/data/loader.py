@@ -38,8 +38,9 @@ class _LoadFailure:
 def _ignore_stop_signals(worker_id: int) -> None:
     """Ctrl-C, scancel, systemd and a closed terminal signal the whole process group: the main
     process saves and then stops its workers itself, so a worker must not die of that signal
-    first (the main process would report a dead worker instead of saving)."""
-    for number in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+    first (the main process would report a dead worker instead of saving). So for SIGUSR1 /
+    SIGUSR2, which ask the main process for a checkpoint (a scheduler's warning)."""
+    for number in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2):
         signal.signal(number, signal.SIG_IGN)
 
 

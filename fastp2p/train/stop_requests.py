@@ -1,7 +1,8 @@
 """Stopping ``fastp2p train`` and ``fastp2p test`` early: SIGINT / SIGTERM / SIGHUP as requests
 that the loop takes between steps or images (``StopRequests``), a second request that stops at once
 (``SecondStopRequest``), and the training loop's own early end with an exit code
-(``TrainingStopped``).
+(``TrainingStopped``). Training also takes SIGUSR1 / SIGUSR2 as requests to save a checkpoint and
+train on (``StopRequests(checkpoint_requests=True)``).
 
 Kept apart from the epoch loop (``fastp2p.train.trainer``), which ``fastp2p test`` does not need.
 """
@@ -50,13 +51,22 @@ class StopRequests:
     Here a first request must not cut a step short (a flag, checked between steps), a second
     one raises at once, and the handlers before always come back at the block's end. A bench
     run raises at the first stop and ignores every later one, until the process ends; the
-    worker pool only holds SIGINT back while it starts."""
+    worker pool only holds SIGINT back while it starts.
+
+    With ``checkpoint_requests``, SIGUSR1 and SIGUSR2 (by default they kill the process) only
+    record ``checkpoint_request``, which the training loop takes between steps: it saves and
+    trains on. A batch scheduler sends one as a warning before the job's time limit (SLURM's
+    ``--signal=USR1@60``), and its SIGTERM at the limit then stops the run as above."""
 
     SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+    CHECKPOINT_SIGNALS = (signal.SIGUSR1, signal.SIGUSR2)
 
     def __init__(self, second_request: str = "a second stop request: stopped at once, without "
-                 "saving; --continue_train resumes from the last set saved"):
+                 "saving; --continue_train resumes from the last set saved",
+                 checkpoint_requests: bool = False):
         self.signal_number = None
+        self.checkpoint_request = None  # the signal number of a checkpoint request not yet taken
+        self._checkpoint_signals = self.CHECKPOINT_SIGNALS if checkpoint_requests else ()
         self.second_request = second_request
         self._held = False
         self._previous = {}
@@ -69,6 +79,8 @@ class StopRequests:
                 if sig == signal.SIGHUP and signal.getsignal(sig) == signal.SIG_IGN:
                     continue   # nohup
                 self._previous[sig] = signal.signal(sig, self._handle)
+            for sig in self._checkpoint_signals:
+                self._previous[sig] = signal.signal(sig, self._record_checkpoint_request)
         return self
 
     def __exit__(self, *exc):
@@ -87,6 +99,15 @@ class StopRequests:
         elif not self._held:  # a second Ctrl-C: stop now, without saving
             self._held = True
             raise SecondStopRequest(self.second_request, signal_number)
+
+    def _record_checkpoint_request(self, signal_number, frame):
+        self.checkpoint_request = signal_number
+
+    def take_checkpoint_request(self) -> str | None:
+        """The name of the signal that asked for a checkpoint since the last call (None: none
+        did); the request is taken, so the next call returns None until another comes."""
+        number, self.checkpoint_request = self.checkpoint_request, None
+        return None if number is None else signal.Signals(number).name
 
     def _leave_hung_up_terminals(self) -> None:
         """Points standard output and error at /dev/null where they were a terminal that has

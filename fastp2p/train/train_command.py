@@ -28,12 +28,13 @@ together or not at all). A NAME that holds another run's checkpoints is refused 
 it holds CHECKPOINTS_DIR/NAME/.lock, and a second run of that NAME exits with code 75.
 On CUDA the step runs fused Adam, an lr in device memory and, by default, one CUDA graph per
 step. Ctrl-C, SIGTERM or SIGHUP (a closed terminal; not under nohup) saves latest_* and exits
-with 128+signal; a NaN/Inf loss, weight, buffer or optimizer state stops with exit code 1
-before anything non-finite is saved, and the last good checkpoint stays; a failed write exits
-with 1 and one line naming the file. At the end it prints the images/s over the steps after the
-first and the share of that time spent waiting for data, in the step, logging, and copying
-samples and checkpoints to host memory (a background thread writes their files while training
-goes on).
+with 128+signal; SIGUSR1 or SIGUSR2 (a scheduler's warning before its time limit, SLURM's
+--signal=USR1@60) saves latest_* and trains on; a NaN/Inf loss, weight, buffer or optimizer
+state stops with exit code 1 before anything non-finite is saved, and the last good checkpoint
+stays; a failed write exits with 1 and one line naming the file. At the end it prints the
+images/s over the steps after the first and the share of that time spent waiting for data, in
+the step, logging, and copying samples and checkpoints to host memory (a background thread
+writes their files while training goes on).
 Without --dataroot: the embedded dataset of --task (811 grayscale->colour pairs by default) and a
 quick profile (unet_64, ngf/ndf 16, 72->64 crops, batch 32, lr 1e-3, 7+17 epochs); every default
 that changes says so below. `fastp2p test` then prints the test L1 against two baselines."""

@@ -262,7 +262,7 @@ class Trainer:
     # ---- the loop ---------------------------------------------------------------------------
     def fit(self, loader, progress_bar=None) -> int:
         """Train to the last epoch; returns the exit code (0, 1 on failure, 128+signal)."""
-        with StopRequests() as stops:
+        with StopRequests(checkpoint_requests=True) as stops:
             try:
                 while self.progress.epoch <= self.last_epoch:
                     self._run_epoch(loader, stops, progress_bar)
@@ -371,6 +371,9 @@ class Trainer:
                 raise TrainingStopped(f"{name} received: saved {self.checkpoints.path}/latest_* "
                                       f"at step {engine.steps}; resume with --continue_train",
                                       128 + stops.signal_number)
+            requested = stops.take_checkpoint_request()
+            if requested is not None:
+                self._save_on_request(requested)
         times.epoch_end()
         if bar is not None:
             bar.close()
@@ -397,6 +400,14 @@ class Trainer:
             self._submit_report(lambda: page.refresh(loss_log))
         self.say(f"epoch {finished} done: {progress.images} images, lr {engine.lr:.3g}, "
                  f"saving {' and '.join(f'{label}_*' for label in labels)}")
+
+    def _save_on_request(self, signal_name: str) -> None:
+        """A checkpoint request (SIGUSR1 / SIGUSR2, a scheduler's warning before its time limit):
+        latest_* now, and training goes on (the SIGTERM that follows at the limit stops it)."""
+        with self.times.stage("checkpoint"):
+            self.save(["latest"])
+        self.say(f"{signal_name} received: saving {self.checkpoints.path}/latest_* at step "
+                 f"{self.engine.steps}; training goes on")
 
     def _add_final_sample(self) -> None:
         """The final model's sample, whatever --display_freq: once the last epoch's steps are
