@@ -20,6 +20,8 @@ CUDA_OOM = torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 Gi
                                   "total capacity of 139.81 GiB\nof which 1.2 GiB is free.")
 CPU_OOM = RuntimeError("[enforce fail at alloc_cpu.cpp:117] data. DefaultCPUAllocator: can't "
                        "allocate memory: you tried to allocate 2147483648 bytes. Error code 12")
+# what a convolution on the CPU raises where oneDNN cannot allocate (seen under `ulimit -v`)
+ONEDNN_OOM = RuntimeError("could not create a primitive")
 
 
 def _fail_at(monkeypatch, step, error):
@@ -32,7 +34,8 @@ def _fail_at(monkeypatch, step, error):
     monkeypatch.setattr(Pix2PixEngine, "step", step_or_fail)
 
 
-@pytest.mark.parametrize("error", [CUDA_OOM, CPU_OOM], ids=["gpu-allocator", "cpu-allocator"])
+@pytest.mark.parametrize("error", [CUDA_OOM, CPU_OOM, ONEDNN_OOM],
+                         ids=["gpu-allocator", "cpu-allocator", "cpu-onednn"])
 def test_out_of_memory_in_a_step_is_one_line_and_keeps_the_last_checkpoint(tmp_path, monkeypatch,
                                                                           capsys, error):
     data = write_aligned_dataset(tmp_path / "data")
