@@ -39,9 +39,9 @@ def _slow_writes(monkeypatch):
     """Every checkpoint write first sleeps: still in flight when the loop moves on or ends."""
     real_write = CheckpointFolder.write
 
-    def slow_write(self, labels, snapshot, step=0):
+    def slow_write(self, labels, snapshot, step=0, **options):
         time.sleep(0.5)
-        real_write(self, labels, snapshot, step)
+        real_write(self, labels, snapshot, step, **options)
     monkeypatch.setattr(CheckpointFolder, "write", slow_write)
 
 
@@ -63,10 +63,10 @@ def test_the_loop_steps_on_while_a_save_is_written_and_the_set_holds_the_saving_
     _count_steps(monkeypatch, after_step)
     real_write = CheckpointFolder.write
 
-    def slow_write(self, labels, snapshot, step=0):
+    def slow_write(self, labels, snapshot, step=0, **options):
         if step == 2:
             waited.append(released.wait(HANG_GUARD_S))
-        real_write(self, labels, snapshot, step)
+        real_write(self, labels, snapshot, step, **options)
     monkeypatch.setattr(CheckpointFolder, "write", slow_write)
 
     argv = train_argv(data, tmp_path / "ckpt", "--save_latest_freq", "2", "--save_by_iter")

@@ -46,8 +46,8 @@ def test_a_kill_right_after_the_last_steps_latest_save_keeps_the_final_sample(tm
     killed = []
     write, submit = CheckpointFolder.write, BackgroundWriter.submit
 
-    def write_then_die_at_the_last_step(self, labels, snapshot, step=0):
-        write(self, labels, snapshot, step)
+    def write_then_die_at_the_last_step(self, labels, snapshot, step=0, **options):
+        write(self, labels, snapshot, step, **options)
         killed.extend([step] if step == 8 else [])
 
     def nothing_runs_after_the_kill(self, job, in_flight=1):

@@ -177,8 +177,10 @@ class CheckpointFolder:
         label's set committed by its manifest; raises CheckpointWriteError on failure."""
         self.write(labels, snapshot(netG, netD, train_state), step)
 
-    def write(self, labels, snapshot: dict, step: int = 0) -> None:
-        """``save`` from a ``snapshot(...)`` (any thread; one write at a time per folder)."""
+    def write(self, labels, snapshot: dict, step: int = 0, replacing: bool = False) -> None:
+        """``save`` from a ``snapshot(...)`` (any thread; one write at a time per folder).
+        ``replacing``: the sets here are those of the run that --overwrite replaces (this is
+        the new run's first save), so a failure leaves none of this run's to resume."""
         G, D = snapshot["G"], snapshot["D"]
         generation = self._last_generation() + 1
         state = {"format": TRAIN_STATE_FORMAT, "generation": generation, **snapshot["state"]}
@@ -210,17 +212,22 @@ class CheckpointFolder:
                         _unlink_quietly(temp.path)
             reason = describe_os_error(err) if isinstance(err, OSError) else str(err)
             raise CheckpointWriteError(f"could not write the checkpoint: {reason}; "
-                                       f"{self._after_failed_write(committed)}") from err
+                                       f"{self._after_failed_write(committed, replacing)}"
+                                       ) from err
         fsync_directory(self.path)
 
-    def _after_failed_write(self, committed) -> str:
+    def _after_failed_write(self, committed, replacing: bool) -> str:
         """What a failed ``write`` left on disk and what to do: --continue_train only where a
-        set is there to resume (a first save that failed leaves none: it would be refused)."""
+        set is there to resume (a first save that failed leaves none: it would be refused;
+        ``replacing``: the sets there are another run's)."""
         fix = "Free disk space or fix the folder's permissions, then"
         if committed:
             return (f"the new {'/'.join(committed)}_* set is recorded in its manifest and the "
                     f"next `fastp2p train` of this --name finishes moving it into place. {fix} "
                     "resume with --continue_train")
+        if replacing:
+            return (f"no checkpoint of this run was saved yet (those in {self.path} are the "
+                    f"run --overwrite replaces). {fix} run again with --overwrite")
         # any set's networks: fastp2p's or the reference's (--continue_train loads both)
         if any(self.path.glob(f"*_{NETWORK_SUFFIXES['G']}")):
             return (f"the previous checkpoint files are unchanged. {fix} resume with "

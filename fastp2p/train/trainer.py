@@ -107,6 +107,8 @@ class Trainer:
         self._resumed_rng = None
         self.writer = BackgroundWriter()
         self.replaced_run = replaced_run or None
+        # until this run's first save is on disk, the sets there are the replaced run's
+        self.replacing = self.replaced_run is not None
         self._report_warnings = set()  # kinds of report errors said (writer thread)
 
     def report_to(self, page=None, loss_log=None, trackers=()) -> None:
@@ -209,7 +211,8 @@ class Trainer:
             replaced, self.replaced_run = self.replaced_run, None
 
             def write():
-                self.checkpoints.write(labels, files, step)
+                self.checkpoints.write(labels, files, step, replacing=self.replacing)
+                self.replacing = False
                 if replaced is not None:
                     self._remove_replaced_run(replaced, labels)
             self.writer.submit(write)
@@ -249,15 +252,20 @@ class Trainer:
 
     def _kept(self, latest: dict | None) -> str:
         """What is on disk, from the latest set's manifest (``_latest_manifest``)."""
-        return (f"the last good checkpoint {self.checkpoints.path}/latest_* (step "
-                f"{latest['step']}) is unchanged" if latest is not None
-                else "no checkpoint was written")
+        if latest is not None:
+            return (f"the last good checkpoint {self.checkpoints.path}/latest_* (step "
+                    f"{latest['step']}) is unchanged")
+        if self.replacing:
+            return (f"no checkpoint of this run exists yet (those in {self.checkpoints.path} "
+                    "are the run --overwrite replaces)")
+        return "no checkpoint was written"
 
     def _latest_manifest(self) -> dict | None:
         """Lets a save in flight land (it is of good weights), then reads the latest set's
-        manifest (None: no checkpoint was written)."""
+        manifest (None: no checkpoint of this run was written; the latest set of the run that
+        --overwrite replaces is not this run's to resume)."""
         self.writer.wait()
-        return self.checkpoints.manifest("latest")
+        return None if self.replacing else self.checkpoints.manifest("latest")
 
     # ---- the loop ---------------------------------------------------------------------------
     def fit(self, loader, progress_bar=None) -> int:
@@ -303,11 +311,13 @@ class Trainer:
                 f"{args.batch_size} ({first_line(err)}); lower --batch_size (or --crop_size, "
                 f"--ngf, --ndf), then {self._run_again(latest)}; {self._kept(latest)}")
 
-    @staticmethod
-    def _run_again(latest: dict | None) -> str:
+    def _run_again(self, latest: dict | None) -> str:
         """How to go on after a failure, from the latest set's manifest (``_latest_manifest``):
-        --continue_train only where a checkpoint was written (else it has nothing to resume)."""
-        return "resume with --continue_train" if latest is not None else "run it again"
+        --continue_train only where a checkpoint was written (else it has nothing to resume),
+        --overwrite where the folder still holds the run it replaces."""
+        if latest is not None:
+            return "resume with --continue_train"
+        return "run it again" + (" with --overwrite" if self.replacing else "")
 
     def _say_on_every_rank(self, line: str) -> None:
         """``say`` on the main process; on the others (whose ``say`` prints nothing) to stderr
