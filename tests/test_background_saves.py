@@ -143,8 +143,8 @@ def test_a_failed_write_of_the_signal_save_is_reported_not_claimed(tmp_path, mon
     _count_steps(monkeypatch, lambda engine: engine.steps == 3
                  and os.kill(os.getpid(), signal.SIGTERM))
     assert main(train_argv(data, tmp_path / "ckpt")) == 1
-    out = capsys.readouterr().out
-    assert "No space left on device" in out and "SIGTERM received" not in out
+    err = capsys.readouterr().err
+    assert "No space left on device" in err and "SIGTERM received" not in err
     assert not list((tmp_path / "ckpt" / "tiny").glob("*.pth"))
 
 
@@ -162,7 +162,7 @@ def test_a_nonfinite_stop_reports_the_save_that_was_in_flight(tmp_path, monkeypa
     assert main(train_argv(data, tmp_path / "ckpt", "--save_latest_freq", "3",
                            "--n_epochs", "2", "--n_epochs_decay", "0",
                            "--display_freq", "100")) == 1   # no sample to wait behind
-    assert "(step 4) is unchanged" in capsys.readouterr().out
+    assert "(step 4) is unchanged" in capsys.readouterr().err
     folder = CheckpointFolder(tmp_path / "ckpt", "tiny")
     assert folder.load_train_state("latest")["progress"]["images"] == 4
 

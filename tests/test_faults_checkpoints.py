@@ -308,9 +308,9 @@ def test_inf_in_a_buffer_stops_before_the_save_and_keeps_the_last_good_one(tmp_p
     # epoch 1 (steps 1-4) ends with a save; in epoch 2 latest is saved every 2 images
     code = main(train_argv(data, tmp_path / "ckpt", "--save_latest_freq", "2"))
     assert code == 1
-    out = capsys.readouterr().out
-    assert "running_var holds NaN or Inf at step 6" in out and "netG." in out
-    assert "(step 4) is unchanged" in out and "--precision fp32" not in out
+    err = capsys.readouterr().err
+    assert "running_var holds NaN or Inf at step 6" in err and "netG." in err
+    assert "(step 4) is unchanged" in err and "--precision fp32" not in err
     folder = CheckpointFolder(tmp_path / "ckpt", "tiny")
     assert folder.load_train_state("latest")["progress"]["images"] == 4
     for which in ("G", "D"):
@@ -322,8 +322,8 @@ def test_divergence_before_any_save_does_not_promise_a_checkpoint(tmp_path, monk
     data = write_aligned_dataset(tmp_path / "data")
     _poison_running_var_at(monkeypatch, 1)
     assert main(train_argv(data, tmp_path / "ckpt", "--save_latest_freq", "1")) == 1
-    out = capsys.readouterr().out
-    assert "no checkpoint was written" in out and "unchanged" not in out
+    err = capsys.readouterr().err
+    assert "no checkpoint was written" in err and "unchanged" not in err
     assert not list((tmp_path / "ckpt" / "tiny").glob("*.pth"))
 
 
@@ -335,8 +335,8 @@ def test_nan_loss_before_any_save_does_not_promise_a_checkpoint(tmp_path, monkey
         original(self, real_A * float("nan") if self.steps == 0 else real_A, real_B)
     monkeypatch.setattr(Pix2PixEngine, "step", poisoned_step)
     assert main(train_argv(data, tmp_path / "ckpt")) == 1
-    out = capsys.readouterr().out
-    assert "NaN or Inf at step 1" in out and "no checkpoint was written" in out
+    err = capsys.readouterr().err
+    assert "NaN or Inf at step 1" in err and "no checkpoint was written" in err
 
 
 def test_optimizer_state_is_checked_too():

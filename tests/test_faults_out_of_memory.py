@@ -57,9 +57,9 @@ def test_out_of_memory_before_any_save_does_not_promise_a_resume(tmp_path, monke
     data = write_aligned_dataset(tmp_path / "data")
     _fail_at(monkeypatch, 1, CPU_OOM)
     assert main(train_argv(data, tmp_path / "ckpt")) == 1
-    out = capsys.readouterr().out
-    assert "then run it again; no checkpoint was written" in out, out
-    assert "--continue_train" not in out, out
+    err = capsys.readouterr().err
+    assert "then run it again; no checkpoint was written" in err, err
+    assert "--continue_train" not in err, err
 
 
 def test_out_of_memory_on_another_rank_is_said_there(tmp_path, monkeypatch, capsys):

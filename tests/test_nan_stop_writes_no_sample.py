@@ -40,7 +40,7 @@ def test_a_nan_step_stops_before_its_sample(tmp_path, monkeypatch, capsys, displ
     assert code == 1
     out, err = capsys.readouterr()
     assert "a loss became NaN or Inf at step 1 (epoch 1); training stopped and no checkpoint " \
-           "was written. Lower --lr (or --lambda_L1) or check the data" in out
+           "was written. Lower --lr (or --lambda_L1) or check the data" in err
     assert "Warning" not in err and not [str(w.message) for w in caught]
     images = tmp_path / "ck" / "tiny" / "web" / "images"
     assert not list(images.glob("*.png")) if images.exists() else True

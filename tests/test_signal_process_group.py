@@ -112,7 +112,7 @@ def test_a_worker_killed_by_another_signal_is_not_called_out_of_memory(tmp_path,
     monkeypatch.setattr(datasets_module.PairDataset, "load", load_or_hang_up)
     assert main(_with_workers(train_argv(data, tmp_path / "ckpt", "--no_html"))) == 1
     out, err = capfd.readouterr()
-    lines = [line for line in out.splitlines() if "data loader worker died" in line]
+    lines = [line for line in err.splitlines() if "data loader worker died" in line]
     assert len(lines) == 1 and "Traceback" not in out + err, out + err
     assert name in lines[0] and cause in lines[0], lines[0]
     assert "probably out of memory" not in lines[0], lines[0]

@@ -30,8 +30,8 @@ def test_nan_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(tmp_pat
     code = main(train_argv(data, tmp_path / "ckpt", "--save_latest_freq", "2",
                            "--log-every", "3"))
     assert code == 1
-    out = capsys.readouterr().out
-    assert "NaN or Inf at step 6" in out and "unchanged" in out
+    err = capsys.readouterr().err
+    assert "NaN or Inf at step 6" in err and "unchanged" in err
     folder = CheckpointFolder(tmp_path / "ckpt", "tiny")
     state = folder.load_train_state("latest")
     assert state["progress"]["images"] == 4  # the save at image 6 was refused
@@ -109,6 +109,6 @@ def test_training_reports_a_failed_write_and_exits_1(tmp_path, monkeypatch, caps
         raise OSError(errno.ENOSPC, "No space left on device")
     monkeypatch.setattr(checkpoints_module.torch, "save", disk_full)
     assert main(argv + ["--overwrite"]) == 1   # a new run in the folder: the saves fail
-    assert "No space left on device" in capsys.readouterr().out
+    assert "No space left on device" in capsys.readouterr().err
     after = {name: data for name, data in _files(folder).items() if name.endswith(".pth")}
     assert after == before

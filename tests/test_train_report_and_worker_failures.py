@@ -74,8 +74,8 @@ def test_a_failing_training_page_is_a_warning_and_every_checkpoint_is_written(tm
     checkpoints = tmp_path / "ckpt"
     # samples at images 3 and 6 and the final one; page refreshes after each epoch
     assert main(train_argv(data, checkpoints, "--save_epoch_freq", "1")) == 0
-    out = capsys.readouterr().out
-    warnings = [line for line in out.splitlines() if line.startswith("warning:")]
+    err = capsys.readouterr().err
+    warnings = [line for line in err.splitlines() if line.startswith("warning:")]
     assert len(warnings) == 2, warnings  # one per distinct failure
     assert any("No space left on device" in line for line in warnings)
     assert any("ValueError: matplotlib could not draw this" in line for line in warnings)
@@ -110,7 +110,7 @@ def test_a_killed_loader_worker_ends_with_one_line_and_the_checkpoint_intact(tmp
     argv[at + 1] = "2"  # two loader worker processes
     assert main(argv) == 1
     out, err = capfd.readouterr()
-    lines = [line for line in out.splitlines() if "data loader worker died" in line]
+    lines = [line for line in err.splitlines() if "data loader worker died" in line]
     assert len(lines) == 1 and "Traceback" not in out + err, out + err
     assert "lower --num_threads" in lines[0] and "--continue_train" in lines[0]
     assert "(step 4) is unchanged" in lines[0]

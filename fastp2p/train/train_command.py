@@ -278,7 +278,10 @@ def run(args: argparse.Namespace, times=None, name_files: bool = True) -> int:
         folder_lock.release()
         shutdown_processes(info)
         return refused
+    # progress on stdout; errors, warnings and stops on stderr, as the setup's errors are
     say = tqdm.write if info.is_main else (lambda message: None)
+    say_error = ((lambda message: tqdm.write(message, file=sys.stderr)) if info.is_main
+                 else (lambda message: None))
     if ignored:
         say(ignored)
     for note in resume_notes:
@@ -363,7 +366,7 @@ def run(args: argparse.Namespace, times=None, name_files: bool = True) -> int:
         if info.device.type == "cuda":
             times.sync = lambda: torch.cuda.synchronize(info.device)
         trainer = Trainer(args, engine, netG, netD, schedule, checkpoints, is_main=info.is_main,
-                          world_size=info.world_size, say=say, times=times,
+                          world_size=info.world_size, say=say, say_error=say_error, times=times,
                           replaced_run=replaced_run)
         if state is not None:
             # before the run writes anything: a refused state leaves its folder as it was

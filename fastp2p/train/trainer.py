@@ -83,18 +83,21 @@ class Trainer:
     """Runs epochs of ``engine`` steps over ``loader``; rank 0 writes checkpoints and reports.
 
     ``checkpoints``: a CheckpointFolder; ``say``: prints a line (tqdm-safe) on the main
-    process; ``times``: a StageTimes that the loop's stages are timed into; ``replaced_run``:
-    the checkpoint sets of the run that --overwrite replaces (``CheckpointFolder.saved_sets()``),
-    removed once this run's first save is on disk, so a run that saves nothing leaves them as
-    they were. It reports nowhere until ``report_to`` is called.
+    process; ``say_error``: the same for a line that reports an error, a warning or a stop (on
+    stderr, where a job's log of errors looks, while progress stays on ``say``); ``times``: a
+    StageTimes that the loop's stages are timed into; ``replaced_run``: the checkpoint sets of
+    the run that --overwrite replaces (``CheckpointFolder.saved_sets()``), removed once this
+    run's first save is on disk, so a run that saves nothing leaves them as they were. It
+    reports nowhere until ``report_to`` is called.
     """
 
     def __init__(self, args, engine, netG, netD, schedule, checkpoints, *, is_main=True,
-                 world_size=1, say=print, times=None, replaced_run=None):
+                 world_size=1, say=print, say_error=None, times=None, replaced_run=None):
         self.args, self.engine, self.netG, self.netD = args, engine, netG, netD
         self.schedule, self.checkpoints = schedule, checkpoints
         self.is_main, self.world_size = is_main, world_size
         self.say = say
+        self.say_error = say_error or (lambda line: print(line, file=sys.stderr, flush=True))
         self.page = self.loss_log = None
         self.trackers = []
         self.times = times if times is not None else StageTimes()
@@ -276,17 +279,17 @@ class Trainer:
                     self._run_epoch(loader, stops, progress_bar)
                 self.writer.wait()
             except TrainingStopped as stop:  # a failure (non-finite values) is an error line
-                self.say(error_line("train", stop) if stop.exit_code == EXIT_FAILED
-                         else str(stop))
+                self.say_error(error_line("train", stop) if stop.exit_code == EXIT_FAILED
+                               else str(stop))
                 return stop.exit_code
             except CheckpointWriteError as err:
-                self.say(error_line("train", err))
+                self.say_error(error_line("train", err))
                 return EXIT_FAILED
             except OSError as err:  # the loss log: the checkpoints are untouched
                 latest = self._latest_manifest()
-                self.say(error_line("train", f"{describe_os_error(err)}; {self._kept(latest)}. "
-                                    "Free disk space or fix the folder's permissions, then "
-                                    f"{self._run_again(latest)}"))
+                self.say_error(error_line(
+                    "train", f"{describe_os_error(err)}; {self._kept(latest)}. Free disk space "
+                    f"or fix the folder's permissions, then {self._run_again(latest)}"))
                 return EXIT_FAILED
             except RuntimeError as err:
                 if is_out_of_memory(err):  # the weights in memory may be half-stepped: not saved
@@ -296,7 +299,7 @@ class Trainer:
                 if death is None:
                     raise
                 # killed mid-step, maybe: the weights in memory are not saved
-                self.say(error_line("train", f"{death}; {self._last_good_checkpoint()}"))
+                self.say_error(error_line("train", f"{death}; {self._last_good_checkpoint()}"))
                 return EXIT_FAILED
             finally:
                 self.writer.close()
@@ -320,10 +323,11 @@ class Trainer:
         return "run it again" + (" with --overwrite" if self.replacing else "")
 
     def _say_on_every_rank(self, line: str) -> None:
-        """``say`` on the main process; on the others (whose ``say`` prints nothing) to stderr
-        with the rank, so that the rank that failed tells why (rank 0 sees only a lost peer)."""
+        """``say_error`` on the main process; on the others (whose ``say_error`` prints nothing)
+        to stderr with the rank, so that the rank that failed tells why (rank 0 sees only a lost
+        peer)."""
         if self.is_main:
-            self.say(line)
+            self.say_error(line)
         else:
             print(f"rank {os.environ.get('RANK', '?')}: {line}", file=sys.stderr, flush=True)
 
@@ -464,7 +468,7 @@ class Trainer:
                 self._report_warnings.add(kind)
                 reason = (describe_os_error(err) if isinstance(err, OSError)
                           else f"{type(err).__name__}: {err}").splitlines()
-                self.say(f"warning: a sample image or the training page in "
+                self.say_error(f"warning: a sample image or the training page in "
                          f"{self.checkpoints.path} was not written ({reason[0] if reason else '?'}"
                          "); training and its checkpoints go on (said once per kind of error)")
         self.writer.submit(report, in_flight=3)
