@@ -10,6 +10,7 @@ import importlib
 import sys
 
 from fastp2p.bench.stops import caller_handlers_back
+from fastp2p.train.stop_requests import stop_before_work_with_a_line
 from fastp2p.train.reference_options import older_names_hint
 from fastp2p.train.saved_options import given_options
 
@@ -65,7 +66,11 @@ def main(argv=None) -> int:
 
     A Ctrl-C is reported in one line from the parser's start on: building the parser imports
     every command's module, and an option's check (``fastp2p.option_types``) may import more
-    (numpy, torch: a second on a busy machine); a Ctrl-C there printed a traceback."""
+    (numpy, torch: a second on a busy machine); a Ctrl-C there printed a traceback. So is a
+    SIGTERM or SIGHUP that comes as the process's entry (no ``argv``) starts, before a command
+    handles them itself (``stop_requests.stop_before_work_with_a_line``)."""
+    if argv is None:
+        stop_before_work_with_a_line()
     args = argparse.Namespace(command=None)  # argparse sets the command as it reads its name
     # the caller's handlers back only once the stop's line below is printed
     with caller_handlers_back(in_process=argv is not None), \

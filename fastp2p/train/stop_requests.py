@@ -2,7 +2,8 @@
 that the loop takes between steps or images (``StopRequests``), a second request that stops at once
 (``SecondStopRequest``), and the training loop's own early end with an exit code
 (``TrainingStopped``). Training also takes SIGUSR1 / SIGUSR2 as requests to save a checkpoint and
-train on (``StopRequests(checkpoint_requests=True)``).
+train on (``StopRequests(checkpoint_requests=True)``). Before those handlers are in place,
+``stop_before_work_with_a_line`` makes SIGTERM and SIGHUP end the process with one line.
 
 Kept apart from the epoch loop (``fastp2p.train.trainer``), which ``fastp2p test`` does not need.
 """
@@ -26,6 +27,41 @@ class SecondStopRequest(KeyboardInterrupt):
     def __init__(self, message: str, signal_number: int):
         super().__init__(message)
         self.exit_code = 128 + signal_number
+
+
+class StoppedBeforeWork(KeyboardInterrupt):
+    """SIGTERM or SIGHUP before a command's own stop handling was in place (torch's import, the
+    dataset's checks): nothing was saved. ``exit_code``: 128 + the signal, as by default."""
+
+    def __init__(self, signal_number: int):
+        super().__init__(f"{signal.Signals(signal_number).name} before the work began: "
+                         "nothing was saved")
+        self.exit_code = 128 + signal_number
+
+
+EARLY_STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+
+
+def stop_before_work_with_a_line() -> None:
+    """For the process's entry (``fastp2p``, ``python -m fastp2p``): SIGTERM and SIGHUP left at
+    their default raise StoppedBeforeWork, which ``fastp2p.cli`` reports in one line, until a
+    command's own handlers replace them (StopRequests puts the default back at its end, where
+    the work is saved). By default they killed the process silently with the exit code of a
+    run stopped and saved (143 for SIGTERM). SIGINT raises KeyboardInterrupt already; SIGHUP
+    under nohup stays ignored. A process forked meanwhile that sets no handler of its own dies
+    of the signal as by default."""
+    owner = os.getpid()
+
+    def stop(signal_number, frame):
+        if os.getpid() != owner:
+            signal.signal(signal_number, signal.SIG_DFL)
+            os.kill(os.getpid(), signal_number)
+            return
+        raise StoppedBeforeWork(signal_number)
+    stop.before_work = True
+    for number in EARLY_STOP_SIGNALS:
+        if signal.getsignal(number) == signal.SIG_DFL:
+            signal.signal(number, stop)
 
 
 class StopRequests:
@@ -78,7 +114,10 @@ class StopRequests:
             for sig in self.SIGNALS:
                 if sig == signal.SIGHUP and signal.getsignal(sig) == signal.SIG_IGN:
                     continue   # nohup
-                self._previous[sig] = signal.signal(sig, self._handle)
+                previous = signal.signal(sig, self._handle)
+                # after the work, the default again: nothing is left unsaved
+                self._previous[sig] = (signal.SIG_DFL if getattr(previous, "before_work", False)
+                                       else previous)
             for sig in self._checkpoint_signals:
                 self._previous[sig] = signal.signal(sig, self._record_checkpoint_request)
         return self

@@ -1,0 +1,43 @@
+"""SIGTERM or SIGHUP in a `fastp2p` command's first seconds (before its own stop handling is in
+place) ends it with one line on stderr saying nothing was saved, and exit code 128 + the signal.
+
+Before: the process died of the signal silently (-15), with the exit code a shell shows for a
+run that was stopped and saved (143). Each signal here is sent as torch starts to import (the
+first seconds of `fastp2p train`), never by a timer."""
+import signal
+import subprocess
+import sys
+
+import pytest
+
+# `python -m fastp2p ARGV` after a hook that sends this process the signal sys.argv[1] as torch
+# starts to import
+SIGNAL_AT_TORCH_IMPORT = """\
+import os, runpy, signal, sys
+number = int(sys.argv.pop(1))
+signal.signal(number, signal.SIG_DFL)  # as a process starts (a test run may ignore SIGHUP)
+
+class SignalAtImport:
+    def find_spec(self, name, path=None, target=None):
+        if name == "torch":
+            sys.meta_path.remove(self)
+            os.kill(os.getpid(), number)
+        return None
+
+sys.meta_path.insert(0, SignalAtImport())
+runpy.run_module("fastp2p", run_name="__main__", alter_sys=True)
+"""
+
+
+@pytest.mark.parametrize("number", [signal.SIGTERM, signal.SIGHUP], ids=["SIGTERM", "SIGHUP"])
+def test_a_stop_signal_before_training_is_one_line_saying_nothing_was_saved(tmp_path, number):
+    (tmp_path / "no_dataset").mkdir()
+    # outside the checkout, whose fastp2p/ would shadow the installed package
+    result = subprocess.run(
+        [sys.executable, "-c", SIGNAL_AT_TORCH_IMPORT, str(int(number)), "train", "--dataroot",
+         "no_dataset", "--checkpoints_dir", "ckpt", "--num_threads", "1"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    name = signal.Signals(number).name
+    assert result.stderr.splitlines() == [
+        f"fastp2p train: stopped ({name} before the work began: nothing was saved)"], result
+    assert result.returncode == 128 + number, result
