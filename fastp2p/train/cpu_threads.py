@@ -68,6 +68,14 @@ def local_processes(environ=None) -> int:
     return int(value)
 
 
+def _is_thread_count(value: str) -> bool:
+    """Whether OpenMP takes ``value`` of OMP_NUM_THREADS (or MKL_NUM_THREADS): a whole number
+    >= 1, or a list of them for nested levels ("4,2"). It ignores any other value (`abc`, 0)
+    and runs its default, which the run then chooses as if the variable were unset."""
+    return all(part.strip().isascii() and part.strip().isdigit() and int(part) >= 1
+               for part in value.split(","))
+
+
 @functools.lru_cache(maxsize=None)
 def _machine_busy(cores: int) -> bool:
     """Read once per process: every run in it gets the same choice (the same thread count gives
@@ -96,8 +104,9 @@ def choose_threads(device_type: str, num_threads_option, *, packed=False, cores=
         workers = 0 if cores <= 2 else min(MAX_WORKERS, cores // 8 + 1)
         workers_from = "auto"
     env_set = [name for name in THREAD_ENV_VARS if environ.get(name, "").strip()]
-    if env_set:
-        threads, threads_from = torch.get_num_threads(), f"{env_set[0]}={environ[env_set[0]]}"
+    honoured = [name for name in env_set if _is_thread_count(environ[name])]
+    if honoured:
+        threads, threads_from = torch.get_num_threads(), f"{honoured[0]}={environ[honoured[0]]}"
     elif device_type == "cuda":
         threads, threads_from = torch.get_num_threads(), "torch's default"
     else:
@@ -105,6 +114,8 @@ def choose_threads(device_type: str, num_threads_option, *, packed=False, cores=
             busy = _machine_busy(cores)
         threads = max(1, cores - workers - (1 if busy else 0))
         threads_from = "auto, machine busy" if busy else "auto"
+    threads_from += "".join(f"; {name}={environ[name]!r} is no thread count: ignored"
+                            for name in env_set if name not in honoured)
     if not packed:
         loading, readers = f"{workers} loader worker(s) ({workers_from})", 0
     else:
