@@ -15,8 +15,8 @@ from fastp2p.train.trainer import Trainer
 
 def stand_in_trainer(folder, netG, netD, *, world_size=1, **options):
     """(Trainer of ``netG`` / ``netD`` checkpointing into ``folder`` / "run", the lines it
-    says): 1 + 1 epochs at --batch_size 2, the losses read every step, samples and mid-epoch
-    saves far apart; ``options`` replace any of those."""
+    says, on either stream): 1 + 1 epochs at --batch_size 2, the losses read every step,
+    samples and mid-epoch saves far apart; ``options`` replace any of those."""
     args = SimpleNamespace(**{"n_epochs": 1, "n_epochs_decay": 1, "epoch_count": 1,
                               "batch_size": 2, "log_every": 1, "display_freq": 1000,
                               "save_latest_freq": 1000, "save_by_iter": False,
@@ -25,7 +25,8 @@ def stand_in_trainer(folder, netG, netD, *, world_size=1, **options):
                           n_epochs_decay=args.n_epochs_decay)
     lines = []
     trainer = Trainer(args, Pix2PixEngine(netG, netD), netG, netD, schedule,
-                      CheckpointFolder(folder, "run"), say=lines.append, world_size=world_size)
+                      CheckpointFolder(folder, "run"), say=lines.append, say_error=lines.append,
+                      world_size=world_size)
     return trainer, lines
 
 
