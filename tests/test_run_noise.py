@@ -9,7 +9,7 @@ import torch
 
 from fastp2p.cli import main
 from fastp2p.train.cpu_threads import choose_threads
-from fastp2p.train.progress import PlainProgress, progress_bar
+from fastp2p.train.progress import PlainProgress, progress_bar, time_left
 from fastp2p.train.reports import LossLog
 from helpers.train_helpers import train_argv, write_aligned_dataset
 
@@ -96,3 +96,9 @@ def test_loss_plot_legend_covers_no_curve():
     finally:
         import matplotlib.pyplot as plt
         plt.close(figure)
+
+
+@pytest.mark.parametrize("seconds, said", [(0.4, "0s"), (59, "59s"), (185, "3m05s"),
+                                           (7625, "2h07m")])
+def test_time_left_reads_at_a_glance(seconds, said):
+    assert time_left(seconds) == said

@@ -100,13 +100,24 @@ def test_images_per_second_counts_the_images_since_the_last_read(tmp_path, monke
         (1, 1, 2), (1, 2, 4), (1, 3, 6), (2, 4, 8), (2, 5, 10), (2, 6, 12)]
 
 
+def test_the_progress_line_estimates_the_runs_time_left(tmp_path, monkeypatch):
+    monkeypatch.setattr(trainer_module, "time", Clock(tick=3.0))
+    trainer, _, _ = _trainer(tmp_path, batch_size=2)
+    Bar.made = []
+    assert trainer.fit(ListLoader(random_batches(3, batch_size=2)), progress_bar=Bar) == 0
+    # 3 s a step; 2 epochs of 3 steps: after step 1, 2 steps of this epoch and 3 of the next
+    assert [[postfix["left"] for postfix in bar.postfixes] for bar in Bar.made] == [
+        ["15s", "12s", "9s"], ["6s", "3s", "0s"]]
+
+
 def test_the_progress_bar_of_each_epoch(tmp_path):
     trainer, _, _ = _trainer(tmp_path, n_epochs=2, n_epochs_decay=0)
     Bar.made = []
     assert trainer.fit(ListLoader(random_batches(3)), progress_bar=Bar) == 0
     assert [(bar.desc, bar.total, bar.n, bar.closed) for bar in Bar.made] == [
         ("epoch 1/2", 3, 3, True), ("epoch 2/2", 3, 3, True)]
-    assert set(Bar.made[0].postfixes[0]) == {"img/s", "G_GAN", "G_L1", "D_real", "D_fake"}
+    assert set(Bar.made[0].postfixes[0]) == {"img/s", "left", "G_GAN", "G_L1", "D_real",
+                                             "D_fake"}
 
 
 def test_a_resumed_epochs_bar_starts_at_the_batches_done(tmp_path):

@@ -40,3 +40,14 @@ class PlainProgress:
 
     def close(self) -> None:
         pass
+
+
+def time_left(seconds: float) -> str:
+    """A duration for the progress line's estimate of the run's time left: "45s", "3m05s",
+    "2h07m" (seconds past the minute do not matter there)."""
+    seconds = max(0, round(seconds))
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"

@@ -40,6 +40,7 @@ from fastp2p.train.checkpoints import CheckpointWriteError, describe_os_error, s
 from fastp2p.train.distributed import average_over_processes
 from fastp2p.train.loader_failures import loader_worker_death
 from fastp2p.train.memory_errors import first_line, is_out_of_memory
+from fastp2p.train.progress import time_left
 from fastp2p.train.reports import TRIPLET
 from fastp2p.train.stage_times import StageTimes
 from fastp2p.train.stop_requests import StopRequests, TrainingStopped
@@ -106,6 +107,7 @@ class Trainer:
         self.progress = Progress(epoch=args.epoch_count, epoch_batches=0, images=0,
                                  epoch_images=0)
         self.sampled_at = None  # engine step of the newest sample image
+        self.epoch_steps = 0    # the loader's batches per epoch (for the time-left estimate)
         self.steps_run = 0      # steps taken by this process (not counting resumed ones)
         self._resumed_rng = None
         self.writer = BackgroundWriter()
@@ -336,6 +338,7 @@ class Trainer:
         engine.set_lr(self.schedule.lr_for_epoch(progress.epoch))
         skip = progress.epoch_batches
         loader.set_epoch(progress.epoch, start_batch=skip)
+        self.epoch_steps = len(loader)
         bar = None
         if progress_bar is not None:
             bar = progress_bar(total=len(loader), initial=skip,
@@ -494,7 +497,17 @@ class Trainer:
                                                     "images_per_s": images_per_s})
         if bar is not None:
             bar.set_postfix({"img/s": f"{images_per_s:.1f}",
+                             "left": self._run_time_left(images_per_s),
                              **{name: f"{value:.3f}" for name, value in losses.items()}})
+
+    def _run_time_left(self, images_per_s: float) -> str:
+        """The run's time left at the latest read's speed: this epoch's steps left and the later
+        epochs' (each as many steps as this one)."""
+        progress = self.progress
+        steps_left = (self.epoch_steps - progress.epoch_batches
+                      + (self.last_epoch - progress.epoch) * self.epoch_steps)
+        steps_per_s = images_per_s / (self.args.batch_size * self.world_size)
+        return time_left(steps_left / steps_per_s) if steps_per_s > 0 else "?"
 
 
 def _quoted(labels) -> str:
