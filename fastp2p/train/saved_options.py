@@ -36,9 +36,12 @@ GENERATOR_OPTIONS = ("netG", "ngf", "norm", "no_dropout", "input_nc", "output_nc
 
 def write_options(args, path: Path) -> None:
     """Renamed into place: a link planted at the name is replaced, its target left alone."""
-    from fastp2p.atomic_files import replace_text
+    from fastp2p.atomic_files import replacing
     lines = [f"{key}: {value}" for key, value in sorted(vars(args).items()) if key != "run"]
-    replace_text(path, "\n".join(lines) + "\n", durable=False)
+    with replacing(path, durable=False) as file:
+        # a path given in bytes that are not UTF-8 (a Latin-1 folder name) reaches Python as
+        # lone surrogates, which strict UTF-8 cannot write: written back as its own bytes
+        file.write(("\n".join(lines) + "\n").encode("utf-8", errors="surrogateescape"))
 
 
 def read_options(path: Path) -> dict:
