@@ -30,3 +30,4 @@ def test_a_checkpoints_dir_not_in_utf8_trains_and_resumes(tmp_path):
     resumed = _train(tmp_path, *argv, "--n_epochs", "2", "--continue_train")
     assert resumed.returncode == 0, resumed.stderr
     assert b"resumed" in resumed.stdout, resumed.stdout
+    assert b"--continue_train: took " in resumed.stdout, resumed.stdout  # options read back

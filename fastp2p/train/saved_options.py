@@ -44,13 +44,13 @@ def write_options(args, path: Path) -> None:
         file.write(("\n".join(lines) + "\n").encode("utf-8", errors="surrogateescape"))
 
 
-def read_options(path: Path) -> dict:
+def read_options(path: Path, errors: str = "strict") -> dict:
     """{name: value text} of the options file at ``path``: fastp2p's ``name: value`` lines, or
     the reference's (``{name:>25}: {value:<30}`` and ``\\t[default: D]`` where the value is not
     the default, between two dashed lines). OSError, or ValueError where it is no regular file
-    or not UTF-8."""
+    or (with ``errors`` "strict") not UTF-8."""
     saved = {}
-    for line in read_text(path, encoding="utf-8").splitlines():
+    for line in read_text(path, encoding="utf-8", errors=errors).splitlines():
         name, colon, value = line.partition(": ")
         if colon:
             saved[name.strip()] = value.split("\t[default: ", 1)[0].rstrip()
@@ -126,7 +126,8 @@ def take_saved_options(args, parser: argparse.ArgumentParser, given, path: Path,
     that the command line does not give (``given``, a ``given_options``) to its value in the
     options file at ``path``, read through the option's own type and choices. Before
     ``resolve_quick_defaults``. OSError or ValueError where the file cannot be read."""
-    saved = read_options(path)
+    # a path's bytes that are not UTF-8, as write_options wrote them, read back as the same path
+    saved = read_options(path, errors="surrogateescape")
     result, defaults = TakenOptions(path), []
     for action in parser._actions:
         dest = action.dest
