@@ -7,6 +7,7 @@ naming the keys and the configuration the file looks like.
 """
 import pickle
 import re
+import warnings
 from collections import OrderedDict
 from collections.abc import Mapping
 from os import PathLike
@@ -17,6 +18,7 @@ import torch
 from fastp2p.file_reads import open_to_read
 from fastp2p.nn.checkpoint_size import refuse_amplified
 from fastp2p.nn.checks import with_article
+from fastp2p.nn.finite import first_nonfinite
 from fastp2p.nn.norm import norm_of_saved_settings
 
 _WRAPPER_PREFIXES = ("module.", "_orig_mod.")
@@ -38,7 +40,11 @@ def load_safely(source, map_location="cpu", name=None):
         with open_to_read(source) as handle:
             return load_safely(handle, map_location, name)
     try:
-        loaded = torch.load(source, map_location=map_location, weights_only=True)
+        with warnings.catch_warnings():
+            # torch warns of a pickle protocol other than its own before failing (pickle.dump's
+            # file) or loading; what fails is said below, in one line naming the file
+            warnings.filterwarnings("ignore", message="Detected pickle protocol")
+            loaded = torch.load(source, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as err:
         blocked = _BLOCKED_GLOBAL.search(str(err))
         if blocked:
@@ -125,6 +131,35 @@ def read_state_dict(source, map_location="cpu", tensor_keys=None) -> OrderedDict
                 "torch.save(net.state_dict(), path)")
     return with_metadata(((_strip_wrapper_prefixes(k), v) for k, v in state_dict.items()),
                          _unwrapped_metadata(getattr(state_dict, "_metadata", None)))
+
+
+def weights_problem(state_dict: Mapping) -> str | None:
+    """What keeps the tensors of ``state_dict`` from being a network's weights, in a few words
+    starting with the key ("model.0.weight holds NaN or Inf ..."); None if nothing does. The one
+    check of every loader of network files (``from_checkpoint``, ``fastp2p test``,
+    ``--continue_train``): a meta or sparse tensor; values that are not real floating point
+    (the one integer entry is a batch norm's count: a complex weight would pass the NaN / Inf
+    check with NaN in it and load with its imaginary part dropped, an integer or bool one loads
+    as numbers no training wrote); NaN or Inf; a negative running variance, whose square root
+    is NaN in eval mode (all-black images)."""
+    tensors = [(key, value) for key, value in state_dict.items()
+               if isinstance(value, torch.Tensor)]
+    for key, value in tensors:
+        if value.is_meta or value.layout != torch.strided:
+            kind = "meta tensor (no data)" if value.is_meta else f"{value.layout}"
+            return f"{key} is a {kind}, not network weights"
+    for key, value in tensors:
+        if not value.is_floating_point() and not key.endswith("num_batches_tracked"):
+            return f"{key} holds {value.dtype} values, not a network's floating-point weights"
+    bad = first_nonfinite(tensors)
+    if bad is not None:  # fastp2p never saves one; other tools' files may hold a diverged run
+        return f"{bad} holds NaN or Inf (the weights of a diverged run)"
+    negative = next((key for key, value in tensors
+                     if key.endswith("running_var") and bool((value < 0).any())), None)
+    if negative is not None:  # no batch ever gives one: an edited file
+        return (f"{negative} holds a negative variance, which no training computes (its square "
+                "root is NaN: the network would output NaN)")
+    return None
 
 
 def with_metadata(entries, metadata) -> OrderedDict:

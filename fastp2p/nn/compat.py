@@ -5,7 +5,7 @@ import torch
 
 from fastp2p.nn.checkpoint import (CheckpointMismatch, another_networks_file,
                                    check_state_dict_fits, drop_legacy_instance_norm_stats,
-                                   format_config, read_state_dict)
+                                   format_config, read_state_dict, weights_problem)
 from fastp2p.nn.fused import init_dropout_rng
 from fastp2p.nn.norm import KEY_READABLE_FACTORIES, describe_norm_layer
 
@@ -104,9 +104,15 @@ class ReferenceCheckpointMixin:
         ``fastp2p test`` loads it: a save killed before its renames finished is still the latest
         save (``fastp2p.nn.checkpoint_sets.load_file``).
         """
-        state_dict = read_state_dict(source, map_location=map_location)
         where = (f"checkpoint {str(source)!r}" if isinstance(source, (str, PathLike))
                  else "the state_dict")
+        try:
+            state_dict = read_state_dict(source, map_location=map_location)
+        except IsADirectoryError:
+            raise ValueError(f"{where}: is a folder, not a network file") from None
+        problem = weights_problem(state_dict)
+        if problem is not None:
+            raise ValueError(f"{where}: {problem}")
         try:
             inferred = cls._infer_config(state_dict)
         except ValueError as err:

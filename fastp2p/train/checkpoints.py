@@ -30,13 +30,12 @@ import torch
 from fastp2p.atomic_files import (TemporaryFile, fsync_directory, naming_the_file,
                                   remove_left_by_dead_processes, replace_text)
 from fastp2p.json_files import read_json
-from fastp2p.nn.checkpoint import CheckpointMismatch, load_safely
+from fastp2p.nn.checkpoint import CheckpointMismatch, load_safely, weights_problem
 from fastp2p.nn.checks import with_article
 from fastp2p.nn.checkpoint_sets import (MANIFEST_FORMAT, MANIFEST_SUFFIX, load_recorded,
                                         matching_file, read_manifest)
 from fastp2p.train.background_writer import host_copy
 from fastp2p.train.engine import unwrap
-from fastp2p.train.finite import first_nonfinite
 
 NETWORK_SUFFIXES = {"G": "net_G.pth", "D": "net_D.pth"}
 _ROLES = {"G": "generator", "D": "discriminator"}
@@ -353,24 +352,9 @@ class CheckpointFolder:
         if not isinstance(state, Mapping):
             raise ValueError(f"{path}: holds {with_article(type(state).__name__)}, not a network's "
                              f"state_dict; {self.advice}")
-        tensors = [(key, value) for key, value in state.items() if isinstance(value, torch.Tensor)]
-        hollow = next((key for key, value in tensors
-                       if value.is_meta or value.layout != torch.strided), None)
-        if hollow is not None:
-            kind = "meta tensor (no data)" if state[hollow].is_meta else f"{state[hollow].layout}"
-            raise ValueError(f"{path}: {hollow} is a {kind}, not network weights; {self.advice}")
-        # Weights and statistics are real floating point; the one integer entry is a batch
-        # norm's count. A complex weight would pass the NaN / Inf check below with NaN in it
-        # (and load with its imaginary part dropped); an integer one failed in torch's load.
-        odd = next((key for key, value in tensors if not value.is_floating_point()
-                    and not key.endswith("num_batches_tracked")), None)
-        if odd is not None:
-            raise ValueError(f"{path}: {odd} holds {state[odd].dtype} values, not a network's "
-                             f"floating-point weights; {self.advice}")
-        bad = first_nonfinite(tensors)
-        if bad is not None:  # fastp2p never saves one; other tools' files may hold a diverged run
-            raise ValueError(f"{path}: {bad} holds NaN or Inf (the weights of a diverged run); "
-                             f"{self.advice}")
+        problem = weights_problem(state)
+        if problem is not None:
+            raise ValueError(f"{path}: {problem}; {self.advice}")
         return path, state
 
     def load_network(self, net: torch.nn.Module, label, which: str, read=None) -> Path:
