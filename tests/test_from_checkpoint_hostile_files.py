@@ -23,6 +23,26 @@ def _state():
     return fastp2p.UNet(3, 3, 5, ngf=4, norm="batch").state_dict()
 
 
+@pytest.mark.parametrize("network, key", [("UNet", FIRST),
+                                          ("PatchDiscriminator", "model.0.weight")])
+def test_a_widened_first_weight_is_refused_before_the_network_is_built(monkeypatch, network, key):
+    cls = getattr(fastp2p, network)
+    state = (_state() if network == "UNet"
+             else fastp2p.PatchDiscriminator(6, ndf=4, n_layers=2).state_dict())
+    state[key] = torch.zeros(1024, *state[key].shape[1:])
+    built_on = []
+    init = cls.__init__
+
+    def recording_init(self, *args, **kwargs):
+        built_on.append(torch.empty(()).device.type)  # the default device it is built on
+        init(self, *args, **kwargs)
+
+    monkeypatch.setattr(cls, "__init__", recording_init)
+    with pytest.raises(ValueError, match="shape mismatch"):
+        cls.from_checkpoint(state)
+    assert built_on == ["meta"]
+
+
 def _negative_variance(state):
     key = next(key for key in state if key.endswith("running_var"))
     state[key] = -torch.ones_like(state[key])

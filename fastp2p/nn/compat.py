@@ -44,6 +44,13 @@ class ReferenceCheckpointMixin:
         return ", ".join(f"{k}={v}" for k, v in self.config().items())
 
     def load_state_dict(self, state_dict, strict=True, assign=False):
+        return super().load_state_dict(self._fitting_state_dict(state_dict, strict),
+                                       strict=strict, assign=assign)
+
+    def _fitting_state_dict(self, state_dict, strict=True):
+        """``state_dict`` as this module loads it (``read_state_dict``, InstanceNorm statistics
+        of old files dropped), checked to fit (``check_state_dict_fits``) where ``strict``;
+        reads only keys and shapes, so a module on the meta device checks a file too."""
         # strict=False: only this module's own entries must be tensors; torch lists the
         # others as unexpected keys, whatever they hold
         raw = read_state_dict(state_dict,
@@ -55,7 +62,7 @@ class ReferenceCheckpointMixin:
             check_state_dict_fits(
                 self, state_dict,
                 lambda _: format_config(type(self).__name__, self._infer_config(raw)))
-        return super().load_state_dict(state_dict, strict=strict, assign=assign)
+        return state_dict
 
     def __setstate__(self, state):
         # A network pickled whole (torch.save(model)) before the networks kept the norm
@@ -123,9 +130,15 @@ class ReferenceCheckpointMixin:
             inferred.pop("norm", None)
         elif inferred.get("norm") in KEY_READABLE_FACTORIES and overrides.get("norm") is None:
             inferred["norm_layer"] = KEY_READABLE_FACTORIES[inferred.pop("norm")]
-        model = cls(**{**inferred, **overrides})
+        config = {**inferred, **overrides}
+        # Checked on the meta device first: the widths are read off one weight each, and a
+        # file with one widened weight asked for a network of tens of GiB, built before its
+        # other entries were compared. Once every entry fits, the network's tensors are the
+        # file's own in number, already in memory (load_safely bounds them by the file's bytes).
+        with torch.device("meta"):
+            skeleton = cls(**config)
         try:
-            model.load_state_dict(state_dict)
+            skeleton._fitting_state_dict(state_dict)
         except CheckpointMismatch as mismatch:
             if mismatch.incomplete_file:  # no configuration or factory would fit it: as it is
                 raise
@@ -143,6 +156,9 @@ class ReferenceCheckpointMixin:
             else:
                 advice = _NORM_NOT_INFERRED + (f"; or check {given}" if given else "")
             built = "inferred from it" + (f" with {given} as given" if given else "")
-            raise ValueError(f"{where} does not fit {model.config_string()}, the configuration "
-                             f"{built}: {advice}\n{mismatch.details}") from None
+            raise ValueError(f"{where} does not fit {skeleton.config_string()}, the "
+                             f"configuration {built}: {advice}\n{mismatch.details}") from None
+        model = cls(**config)
+        model.load_state_dict(state_dict)
         return model
+
