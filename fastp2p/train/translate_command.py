@@ -509,6 +509,7 @@ def _write_triplets(args, netG, loader, device, images_dir, trackers, total, sec
                                    disable=None, desc=f"translating {args.phase}"):
         real_A = batch["A"].to(device)
         fake_B = translate(real_A.contiguous(memory_format=layout))
+        _refuse_nonfinite(fake_B, batch["A_paths"][0])
         if "B" in batch:   # a pair: its target scores the translation
             if scores is None:
                 scores = L1Scores(args.input_nc == args.output_nc,
@@ -526,6 +527,19 @@ def _write_triplets(args, netG, loader, device, images_dir, trackers, total, sec
         if stops.signal_number is not None:  # now, between images: every triplet is whole
             break
     return scores
+
+
+def _refuse_nonfinite(fake_B, source: str) -> None:
+    """ValueError naming the input image whose translation holds NaN or Inf, which would be
+    saved as a black image (and scored as NaN) with exit 0. The weights are checked finite as
+    they load (fastp2p.nn.checkpoint.weights_problem); finite weights large enough to overflow
+    float32 still give one."""
+    import torch
+
+    if not bool(torch.isfinite(fake_B).all()):
+        raise ValueError(f"{source}: the generator's output (fake_B) holds NaN or Inf, which "
+                         "would be saved as a black image: the checkpoint's weights overflow "
+                         "float32 on it; test another --epoch")
 
 
 def _page_title(args, stopped_by, count: int, total: int) -> str:
