@@ -49,14 +49,15 @@ def in_this_folder(name) -> bool:
 
 
 def read_manifest(path: Path, advice: str) -> dict:
-    """The manifest at ``path``, checked: its format, its generation (an int) and, for each
-    file it lists, size, SHA-256 and temporary name, all names of files in its folder. Raises
-    ValueError ending with ``advice`` (what the reader should do) for anything else."""
+    """The manifest at ``path``, checked: its format, its generation (an int >= 0: the next
+    save's is one more, ``"generation": Infinity`` made every save fail) and, for each file it lists, size, SHA-256 and temporary name, all names of files
+    in its folder. Raises ValueError ending with ``advice`` (what the reader should do) for
+    anything else."""
     try:
         manifest = read_json(path)
-        files = manifest["files"]
+        files, generation = manifest["files"], manifest["generation"]
         valid = (manifest.get("format") == MANIFEST_FORMAT
-                 and isinstance(manifest["generation"], int) and isinstance(files, dict)
+                 and type(generation) is int and generation >= 0 and isinstance(files, dict)
                  and all(isinstance(entry.get("size"), int)
                          and isinstance(entry.get("sha256"), str)
                          and isinstance(entry.get("staged"), str)

@@ -29,7 +29,6 @@ import torch
 
 from fastp2p.atomic_files import (TemporaryFile, fsync_directory, naming_the_file,
                                   remove_left_by_dead_processes, replace_text)
-from fastp2p.json_files import read_json
 from fastp2p.nn.checkpoint import CheckpointMismatch, load_safely, weights_problem
 from fastp2p.nn.checks import with_article
 from fastp2p.nn.checkpoint_sets import (MANIFEST_FORMAT, MANIFEST_SUFFIX, load_recorded,
@@ -243,11 +242,14 @@ class CheckpointFolder:
         return sorted(self.path.glob(f"*_{MANIFEST_SUFFIX}"))
 
     def _last_generation(self) -> int:
+        """The highest generation of the manifests here (read_manifest's: an int >= 0), 0 for
+        none: a ``"generation": Infinity`` hand-edited in made every save fail, after a whole
+        epoch of training."""
         generations = [0]
         for path in self._manifests():
             try:
-                generations.append(int(read_json(path)["generation"]))
-            except (OSError, ValueError, KeyError, TypeError):
+                generations.append(self._read_manifest(path)["generation"])
+            except ValueError:
                 continue  # a damaged manifest is reported when its set is loaded
         return max(generations)
 

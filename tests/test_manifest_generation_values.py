@@ -1,0 +1,29 @@
+"""A manifest's generation must be an int >= 0 (``read_manifest``): ``"generation": Infinity``
+(which Python's json reads as a float) in any ``*_checkpoint.json`` of the run folder made
+every save fail after a whole epoch (OverflowError in ``_last_generation``, which read the
+number unchecked). Such a manifest is now damaged like any other: skipped when the next
+generation is counted, refused in one line when its set is loaded."""
+import json
+
+import pytest
+
+from fastp2p.nn.checkpoint_sets import MANIFEST_FORMAT, read_manifest
+from fastp2p.train.checkpoints import CheckpointFolder
+from helpers.train_helpers import tiny_networks
+
+ODD_GENERATIONS = {"infinity": float("inf"), "true": True, "negative": -1, "float": 2.0}
+
+
+@pytest.mark.parametrize("generation", ODD_GENERATIONS)
+def test_an_odd_generation_neither_breaks_saves_nor_loads(tmp_path, generation):
+    folder = CheckpointFolder(tmp_path, "run", advice="resume another")
+    folder.prepare()
+    odd = folder.file("7", "checkpoint.json")
+    odd.write_text(json.dumps({"format": MANIFEST_FORMAT, "step": 0, "files": {},
+                               "generation": ODD_GENERATIONS[generation]}))
+    netG, netD = tiny_networks()
+    folder.save(["latest"], netG, netD, {}, step=1)
+    assert folder.manifest("latest")["generation"] == 1
+    with pytest.raises(ValueError, match=r"^\S+7_checkpoint.json: not a fastp2p checkpoint "
+                                         r"manifest; resume another$"):
+        read_manifest(odd, "resume another")
