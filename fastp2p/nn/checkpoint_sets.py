@@ -21,6 +21,10 @@ MANIFEST_FORMAT = "fastp2p-checkpoint"
 # the files of a set that a manifest lists, by the suffix after "LABEL_"
 SET_FILE_SUFFIXES = ("net_G.pth", "net_D.pth", "train_state.pth")
 _BLOCK = 1 << 22
+# The most of a manifest that is read: fastp2p's are under 1 KiB (three files' names, sizes and
+# checksums); a generous bound for hand-edited ones, so that a huge file (a sparse 3 GB one took
+# 3.5 GB of memory, then MemoryError) is refused as unreadable before it is read.
+MAX_MANIFEST_BYTES = 1 << 20
 
 
 def matching_file(path: Path, entry: dict):
@@ -49,12 +53,13 @@ def in_this_folder(name) -> bool:
 
 
 def read_manifest(path: Path, advice: str) -> dict:
-    """The manifest at ``path``, checked: its format, its generation (an int >= 0: the next
-    save's is one more, ``"generation": Infinity`` made every save fail) and, for each file it lists, size, SHA-256 and temporary name, all names of files
+    """The manifest at ``path``, checked: at most MAX_MANIFEST_BYTES, its format, its
+    generation (an int >= 0: the next save's is one more, ``"generation": Infinity`` made every
+    save fail) and, for each file it lists, size, SHA-256 and temporary name, all names of files
     in its folder. Raises ValueError ending with ``advice`` (what the reader should do) for
     anything else."""
     try:
-        manifest = read_json(path)
+        manifest = read_json(path, max_bytes=MAX_MANIFEST_BYTES)
         files, generation = manifest["files"], manifest["generation"]
         valid = (manifest.get("format") == MANIFEST_FORMAT
                  and type(generation) is int and generation >= 0 and isinstance(files, dict)

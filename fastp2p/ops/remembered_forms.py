@@ -8,9 +8,9 @@ A choice holds for one machine and software: the file keeps one section per CPU 
 build and fastp2p version, and in it one entry per choice key (layer shape, input size class,
 thread count, the forms that applied). The file is replaced atomically and merged with what
 another process wrote meanwhile; a missing, unreadable or malformed file (not JSON, nested too
-deep to parse, of another format) reads as empty, and a folder that cannot be written or cannot
-be found (no FASTP2P_CACHE and no home folder) is left alone: timing again is the fallback,
-never an error.
+deep to parse, of another format, larger than MAX_FILE_BYTES) reads as empty, and a folder that
+cannot be written or cannot be found (no FASTP2P_CACHE and no home folder) is left alone: timing
+again is the fallback, never an error.
 Deleting the file makes the next process measure afresh.
 """
 import functools
@@ -34,6 +34,10 @@ _FORMAT = 2
 # not JSON (ValueError; read_json's for nesting too deep to parse), sections nested deeper than
 # json's recursion limit to write back (RecursionError).
 _UNUSABLE = (OSError, ValueError, RecursionError)
+# The most of the file that is read (FileTooLarge, a ValueError, past it: read as unusable, and
+# replaced by the next write): a section is a few KiB, one per machine, torch build and fastp2p
+# version; a 3 GB file was read whole (3.5 GB of memory, then MemoryError).
+MAX_FILE_BYTES = 16 << 20
 
 
 def path() -> Path:
@@ -94,7 +98,7 @@ class RememberedForms:
 def _read(file: Path) -> dict:
     """The file's sections ({machine: {key: form}}), or {} where it is missing or unusable."""
     try:
-        content = read_json(file)
+        content = read_json(file, max_bytes=MAX_FILE_BYTES)
     except _UNUSABLE:
         return {}
     if not (isinstance(content, dict) and content.get("format") == _FORMAT
