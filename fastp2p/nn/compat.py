@@ -5,7 +5,8 @@ import torch
 
 from fastp2p.nn.checkpoint import (CheckpointMismatch, another_networks_file,
                                    check_state_dict_fits, drop_legacy_instance_norm_stats,
-                                   format_config, read_state_dict, weights_problem)
+                                   format_config, network_in_file, read_state_dict,
+                                   weights_problem)
 from fastp2p.nn.fused import init_dropout_rng
 from fastp2p.nn.norm import KEY_READABLE_FACTORIES, describe_norm_layer
 
@@ -162,3 +163,22 @@ class ReferenceCheckpointMixin:
         model.load_state_dict(state_dict)
         return model
 
+
+def fits_the_network_it_looks_like(state_dict) -> bool:
+    """Whether ``state_dict`` loads whole into the network its keys and shapes look like
+    (``network_in_file``: the widths read off one weight each), checked on the meta device. An
+    edited file whose first convolution alone was widened looks like a network of that width,
+    which its other entries do not fit: advice to pass that width would lead nowhere. A norm
+    the keys cannot tell (``_NORM_NOT_INFERRED``) is no disagreement."""
+    import fastp2p.nn
+
+    found = network_in_file(state_dict)
+    if found is None:
+        return False
+    with torch.device("meta"):
+        skeleton = getattr(fastp2p.nn, found.class_name)(**found.config)
+    try:
+        skeleton._fitting_state_dict(state_dict)
+    except CheckpointMismatch as mismatch:
+        return not mismatch.incomplete_file
+    return True

@@ -31,6 +31,7 @@ from fastp2p.atomic_files import (TemporaryFile, fsync_directory, naming_the_fil
                                   remove_left_by_dead_processes, replace_text)
 from fastp2p.nn.checkpoint import CheckpointMismatch, load_safely, weights_problem
 from fastp2p.nn.checks import with_article
+from fastp2p.nn.compat import fits_the_network_it_looks_like
 from fastp2p.nn.checkpoint_sets import (MANIFEST_FORMAT, MANIFEST_SUFFIX, load_recorded,
                                         matching_file, read_manifest)
 from fastp2p.train.background_writer import host_copy
@@ -377,6 +378,11 @@ class CheckpointFolder:
                 raise ValueError(f"{path} holds a {saved.kind}, not a {_ROLES[which]} (a "
                                  f"{NETWORK_SUFFIXES[saved.which]} file under another name?); "
                                  f"{self.advice}") from None
+            if not fits_the_network_it_looks_like(state):  # no option value would load it
+                raise ValueError(f"{path}: its entries agree on no one set of model options "
+                                 f"(its first layers say {saved.options}, others differ): an "
+                                 f"edited or damaged file; {self.advice}\n{mismatch.details}"
+                                 ) from None
             raise ValueError(f"{path} was saved by other model options: pass {saved.options}, "
                              f"as it was trained with\n{mismatch.details}") from None
         return path
