@@ -39,6 +39,8 @@ TRAIN_WIDTHS = (4, 6)
 CANNY_SIGMA = 2.0
 SPLITS = ("train", "val", "test")
 # The colour photographs (not charts or synthetic images) bundled in scikit-image's wheel.
+# The file a finished build leaves in its folder: a folder without it is no whole build.
+BUILT_MARKER = ".fastp2p-built"
 PHOTOS = ("astronaut.png", "chelsea.png", "coffee.png", "hubble_deep_field.jpg", "ihc.png",
           "motorcycle_left.png", "retina.jpg", "rocket.jpg")
 
@@ -165,20 +167,25 @@ def packed_default_dataroot(root: Path, phase: str, load_size: int) -> Path:
 
 def _built_once(final: Path, build, what: str) -> Path:
     """``final``, a folder of the cache, made by ``build(folder)`` on first use: built in a
-    temporary folder beside it and renamed into place, so a reader sees no folder or a whole
-    one, and a failed build leaves nothing behind; ``what`` names it in errors."""
-    if final.is_dir():
+    temporary folder beside it, marked complete (``BUILT_MARKER``) and renamed into place, so a
+    reader sees no folder or a whole one, and a failed build leaves nothing behind; ``what``
+    names it in errors. A folder there without the mark (emptied or made by hand, or an older
+    fastp2p's) is moved away and built again: an empty one was taken for the dataset and
+    reported as a --dataroot with no train folder, though no --dataroot was passed."""
+    if (final / BUILT_MARKER).is_file():
         return final
     prefix = f".building-{final.name}-"
     try:
         final.parent.mkdir(parents=True, exist_ok=True)
         _remove_dead_builds(final.parent, prefix)
+        _remove_unmarked(final, prefix)
         building = Path(tempfile.mkdtemp(prefix=f"{prefix}{os.getpid()}-", dir=final.parent))
     except OSError as error:
         raise DataError(f"{final.parent}: cannot create the cache folder for {what} ({error}); "
                         "set FASTP2P_CACHE to a writable folder or pass --dataroot") from None
     try:
         build(building)
+        (building / BUILT_MARKER).touch()
         try:
             os.rename(building, final)    # atomic: a reader sees no folder or a whole one
         except OSError:
@@ -191,6 +198,20 @@ def _built_once(final: Path, build, what: str) -> Path:
     finally:
         shutil.rmtree(building, ignore_errors=True)
     return final
+
+
+def _remove_unmarked(final: Path, prefix: str) -> None:
+    """Remove ``final`` (no complete build: ``_built_once``), renamed first to a build folder
+    of this process, so that no reader finds it half removed, another process removing it too
+    finds nothing, and what a kill leaves is a dead build's (``_remove_dead_builds``)."""
+    if not (final.exists() or final.is_symlink()):
+        return
+    aside = final.with_name(f"{prefix}{os.getpid()}-unmarked")
+    try:
+        os.rename(final, aside)
+    except FileNotFoundError:  # none there, or another process moved it first
+        return
+    shutil.rmtree(aside, ignore_errors=True)
 
 
 def _remove_dead_builds(folder: Path, prefix: str) -> None:
