@@ -7,6 +7,7 @@ display is needed. Files other people may be reading (plot, pages) are replaced 
 import copy
 import csv
 import html
+import math
 import os
 import re
 from pathlib import Path
@@ -66,7 +67,8 @@ class LossLog:
     """Appends one row per loss read to ``loss_log.csv`` and keeps them for the plot.
 
     On resume the rows up to the resumed step are read back, so the curve continues; rows that
-    do not parse (the partial last row a full disk or a power loss leaves) are left out, and
+    do not parse (the partial last row a full disk or a power loss leaves) or hold NaN or Inf
+    (edited: fastp2p writes none) are left out, and
     ``say`` (print by default) is told how many in one line. A symbolic link or special file
     at the log's name raises ``fastp2p.atomic_files.NotAPlainFile`` (a ValueError).
     """
@@ -79,7 +81,8 @@ class LossLog:
             self.rows = [row for row in rows if row["step"] <= resume_step]
             if damaged:
                 say(f"warning: {self.path}: {damaged} damaged row(s) left out (they do not "
-                    "parse); the log and the loss plot go on without them")
+                    "parse, or hold NaN or Inf, which fastp2p never writes); the log and the "
+                    "loss plot go on without them")
         # A full disk shows at the buffered write on close, as an OSError naming no file.
         # open_plain_file: a link planted at the log's name is refused, never written through.
         with naming_the_file(self.path), open(self.path, "w", newline="",
@@ -137,7 +140,7 @@ class LossLog:
 
 def _read_log_rows(path: Path):
     """(rows of ``path`` as numbers, how many rows did not parse): a row must hold exactly the
-    header's number of values and a number in each of LOG_FIELDS."""
+    header's number of values and a finite number in each of LOG_FIELDS."""
     with open_to_read(path, "r", newline="", encoding="utf-8", errors="replace") as handle:
         lines = handle.read().splitlines()
     rows, damaged = [], 0
@@ -150,8 +153,12 @@ def _read_log_rows(path: Path):
             if header is None or values is None or len(values) != len(header):
                 raise ValueError("not a row")
             named = dict(zip(header, values))
-            rows.append({key: (int if key in _COUNTS else float)(named[key])
-                         for key in LOG_FIELDS})
+            row = {key: (int if key in _COUNTS else float)(named[key]) for key in LOG_FIELDS}
+            if not all(math.isfinite(value) for value in row.values()):
+                # fastp2p never writes one (a NaN loss stops training first): an edited row,
+                # which would set the loss plot's scale (matplotlib's overflow warning)
+                raise ValueError("NaN or Inf")
+            rows.append(row)
         except (KeyError, ValueError):
             damaged += 1
     return rows, damaged
