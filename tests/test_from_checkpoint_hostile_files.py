@@ -43,6 +43,14 @@ def test_a_widened_first_weight_is_refused_before_the_network_is_built(monkeypat
     assert built_on == ["meta"]
 
 
+def test_widths_past_what_torch_can_size_are_one_value_error():
+    state = _state()
+    state[FIRST] = torch.zeros(1).expand(2 ** 26, 3, 4, 4)  # no memory: one element, repeated
+    with pytest.raises(ValueError, match=r"^the state_dict: its shapes ask for UNet\(.*ngf="
+                                         r"67108864.*a network too large to build"):
+        fastp2p.UNet.from_checkpoint(state)
+
+
 def _negative_variance(state):
     key = next(key for key in state if key.endswith("running_var"))
     state[key] = -torch.ones_like(state[key])

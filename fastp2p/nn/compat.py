@@ -136,8 +136,12 @@ class ReferenceCheckpointMixin:
         # file with one widened weight asked for a network of tens of GiB, built before its
         # other entries were compared. Once every entry fits, the network's tensors are the
         # file's own in number, already in memory (load_safely bounds them by the file's bytes).
-        with torch.device("meta"):
-            skeleton = cls(**config)
+        try:
+            with torch.device("meta"):
+                skeleton = cls(**config)
+        except RuntimeError as err:  # widths past what torch can size ("Storage size ...")
+            raise ValueError(f"{where}: its shapes ask for {format_config(cls.__name__, config)}, "
+                             f"a network too large to build ({err})") from None
         try:
             skeleton._fitting_state_dict(state_dict)
         except CheckpointMismatch as mismatch:
