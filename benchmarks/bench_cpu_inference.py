@@ -28,13 +28,12 @@ import os
 import statistics
 import sys
 import time
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
 import fastp2p
-from fastp2p.bench.environment import find_checkout, git_commit
+from fastp2p.bench.environment import git_commit, package_checkout
 from fastp2p.cpu_info import cpu_model
 from fastp2p.nn.folding import folding_disabled
 from fastp2p.ops.deconv_phases import phases_disabled
@@ -73,12 +72,22 @@ def interleaved_ms(functions, repeats, warmup=1):
 
 
 
+def _code_version() -> dict:
+    """The commit and dirty state of the checkout the imported fastp2p comes from: the code
+    timed, which need not be the checkout this script lives in. Where there is none (an
+    installed wheel), "unknown" and where the imported package lives."""
+    commit, dirty = git_commit(package_checkout())
+    version = {"commit": commit, "dirty": dirty}
+    if commit == "unknown":
+        version["fastp2p_file"] = fastp2p.__file__
+    return version
+
+
 def _environment():
-    commit, dirty = git_commit(find_checkout(Path(__file__).resolve().parent))
     return {"device": "cpu", "cpu": cpu_model(),
             "cpu_count": os.cpu_count(), "threads": torch.get_num_threads(),
             "torch": torch.__version__, "fastp2p": fastp2p.__version__,
-            "cpp_backend": cpp_backend.available(), "commit": commit, "dirty": dirty,
+            "cpp_backend": cpp_backend.available(), **_code_version(),
             "load_average": [round(load, 2) for load in os.getloadavg()]}
 
 
