@@ -22,12 +22,14 @@ Run: ``python benchmarks/bench_cpu_inference.py [--quick] [--json FILE]``; or ca
 """
 import argparse
 import copy
+import datetime
 import functools
 import json
 import os
 import statistics
 import sys
 import time
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -84,7 +86,8 @@ def _code_version() -> dict:
 
 
 def _environment():
-    return {"device": "cpu", "cpu": cpu_model(),
+    now = datetime.datetime.now(datetime.timezone.utc)
+    return {"date_utc": now.strftime("%Y-%m-%d %H:%M:%S"), "device": "cpu", "cpu": cpu_model(),
             "cpu_count": os.cpu_count(), "threads": torch.get_num_threads(),
             "torch": torch.__version__, "fastp2p": fastp2p.__version__,
             "cpp_backend": cpp_backend.available(), **_code_version(),
@@ -261,13 +264,15 @@ def batch_sizes_option(text: str) -> tuple:
 
 
 def collect(quick: bool, *, threads=None, batch_sizes=(1,), modes=("eval",),
-            compile_reference=False, layers=True, unet_repeats=50) -> list:
-    """Benchmark rows (dicts with ``name`` and ``median_ms``); quick: fewer repeats;
-    ``threads``: e.g. "2,all" (default: the current thread count when quick, else "2,all");
-    ``unet_repeats``: the U-Net samples per model when not quick."""
+            compile_reference=False, layers=True, unet_repeats=None) -> list:
+    """Benchmark rows (dicts with ``name`` and ``median_ms``; each records its sample count
+    ``repeats`` and ``quick``); quick: fewer repeats; ``threads``: e.g. "2,all" (default: the
+    current thread count when quick, else "2,all"); ``unet_repeats``: the U-Net samples per
+    model (default: 2 when quick, else 50), honoured under quick too."""
     if not cpp_backend.available():
         raise RuntimeError(f"the C++ backend is unavailable: {cpp_backend.unavailable_reason()}")
-    unet_repeats, layer_repeats = (2, 5) if quick else (unet_repeats, 50)
+    default_unet_repeats, layer_repeats = (2, 5) if quick else (50, 50)
+    unet_repeats = unet_repeats or default_unet_repeats
     if threads is None:
         counts = [torch.get_num_threads()] if quick else _thread_counts("2,all")
     else:
@@ -277,15 +282,15 @@ def collect(quick: bool, *, threads=None, batch_sizes=(1,), modes=("eval",),
     try:
         for count in counts:
             torch.set_num_threads(count)
-            environment = _environment()
+            environment = {**_environment(), "quick": quick}
             for batch_size in batch_sizes:
                 for mode in modes:
-                    rows += [{**environment, **row} for row in bench_unet(
-                        unet_repeats, batch_size=batch_size, train=mode == "train",
-                        compile_reference=compile_reference)]
+                    unet = bench_unet(unet_repeats, batch_size=batch_size,
+                                      train=mode == "train", compile_reference=compile_reference)
+                    rows += [{**environment, **row, "repeats": unet_repeats} for row in unet]
             if layers:
                 for layout in FORMATS:
-                    rows += [{**environment, **row}
+                    rows += [{**environment, **row, "repeats": layer_repeats}
                              for row in bench_norm_act(layer_repeats, layout)]
     finally:
         torch.set_num_threads(initial)
@@ -329,13 +334,14 @@ def main(argv=None):
     parser.add_argument("--compile", action="store_true",
                         help="also time torch.compile of the reference (minutes to build on a "
                              "small CPU)")
-    parser.add_argument("--repeats", type=positive_int, default=50,
-                        help="U-Net samples per model, interleaved (default: 50, DESIGN.md's "
-                             "benchmark protocol; fewer let a reference with two modes of "
-                             "timing, as at 2 threads on a 2-core Xeon, land its median on "
-                             "either)")
+    parser.add_argument("--repeats", type=positive_int, default=None,
+                        help="U-Net samples per model, interleaved, with or without --quick "
+                             "(default: 50, DESIGN.md's benchmark protocol, or 2 with --quick; "
+                             "fewer let a reference with two modes of timing, as at 2 "
+                             "threads on a 2-core Xeon, land its median on either)")
     parser.add_argument("--no-layers", action="store_true",
                         help="skip the per-layer norm-act comparison")
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = parser.parse_args(argv)
     modes = tuple(m.strip() for m in args.modes.split(",") if m.strip())
     if not modes or set(modes) - {"eval", "train"}:
@@ -343,6 +349,8 @@ def main(argv=None):
     rows = collect(args.quick, threads=args.threads, batch_sizes=args.batch_sizes, modes=modes,
                    compile_reference=args.compile, layers=not args.no_layers,
                    unet_repeats=args.repeats)
+    command = [Path(__file__).name, *argv]  # how the rows were made, in each row
+    rows = [{**row, "argv": command} for row in rows]
     first = rows[0]
     print(f"device: cpu ({first['cpu']}, {first['cpu_count']} cores), load average "
           f"{first['load_average']}, torch {first['torch']}, commit {first['commit']}"
