@@ -263,12 +263,18 @@ def batch_sizes_option(text: str) -> tuple:
     return sizes
 
 
-def collect(quick: bool, *, threads=None, batch_sizes=(1,), modes=("eval",),
-            compile_reference=False, layers=True, unet_repeats=None) -> list:
-    """Benchmark rows (dicts with ``name`` and ``median_ms``; each records its sample count
-    ``repeats`` and ``quick``); quick: fewer repeats; ``threads``: e.g. "2,all" (default: the
-    current thread count when quick, else "2,all"); ``unet_repeats``: the U-Net samples per
-    model (default: 2 when quick, else 50), honoured under quick too."""
+def collect(quick: bool, **options) -> list:
+    """The rows of ``iter_rows`` (the micro-benchmark contract of ``fastp2p bench``)."""
+    return list(iter_rows(quick, **options))
+
+
+def iter_rows(quick: bool, *, threads=None, batch_sizes=(1,), modes=("eval",),
+              compile_reference=False, layers=True, unet_repeats=None):
+    """Benchmark rows, each as soon as it is measured (so an interrupted run keeps them): dicts
+    with ``name`` and ``median_ms``, each recording its sample count ``repeats`` and ``quick``.
+    quick: fewer repeats; ``threads``: e.g. "2,all" (default: the current thread count when
+    quick, else "2,all"); ``unet_repeats``: the U-Net samples per model (default: 2 when quick,
+    else 50), honoured under quick too."""
     if not cpp_backend.available():
         raise RuntimeError(f"the C++ backend is unavailable: {cpp_backend.unavailable_reason()}")
     default_unet_repeats, layer_repeats = (2, 5) if quick else (50, 50)
@@ -278,7 +284,6 @@ def collect(quick: bool, *, threads=None, batch_sizes=(1,), modes=("eval",),
     else:
         counts = _thread_counts(threads)
     initial = torch.get_num_threads()
-    rows = []
     try:
         for count in counts:
             torch.set_num_threads(count)
@@ -287,14 +292,13 @@ def collect(quick: bool, *, threads=None, batch_sizes=(1,), modes=("eval",),
                 for mode in modes:
                     unet = bench_unet(unet_repeats, batch_size=batch_size,
                                       train=mode == "train", compile_reference=compile_reference)
-                    rows += [{**environment, **row, "repeats": unet_repeats} for row in unet]
+                    yield from ({**environment, **row, "repeats": unet_repeats} for row in unet)
             if layers:
                 for layout in FORMATS:
-                    rows += [{**environment, **row, "repeats": layer_repeats}
-                             for row in bench_norm_act(layer_repeats, layout)]
+                    yield from ({**environment, **row, "repeats": layer_repeats}
+                                for row in bench_norm_act(layer_repeats, layout))
     finally:
         torch.set_num_threads(initial)
-    return rows
 
 
 def _print_table(rows):
@@ -322,7 +326,11 @@ def main(argv=None):
     parser.add_argument("--quick", action="store_true",
                         help="fewer repeats (a smoke run), at the current thread count unless "
                              "--threads is given")
-    parser.add_argument("--json", metavar="FILE", help="also write the rows to FILE as JSON")
+    parser.add_argument("--json", metavar="FILE",
+                        help="also write the rows to FILE as JSON (each with complete: false "
+                             "when Ctrl-C stopped the run); an existing FILE is refused")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace an existing --json FILE")
     parser.add_argument("--threads", type=thread_counts_option, default=None,
                         help="comma-separated torch (and fastp2p._C) thread counts, 'all' = every "
                              "core (default: 2,all, or with --quick the current count; each "
@@ -346,19 +354,36 @@ def main(argv=None):
     modes = tuple(m.strip() for m in args.modes.split(",") if m.strip())
     if not modes or set(modes) - {"eval", "train"}:
         parser.error(f"--modes takes eval and/or train, got {args.modes!r}")
-    rows = collect(args.quick, threads=args.threads, batch_sizes=args.batch_sizes, modes=modes,
-                   compile_reference=args.compile, layers=not args.no_layers,
-                   unet_repeats=args.repeats)
+    if args.json and Path(args.json).exists() and not args.overwrite:
+        parser.error(f"--json {args.json} exists: pass --overwrite to replace it")
+    rows, complete = [], True
+    try:
+        for row in iter_rows(args.quick, threads=args.threads, batch_sizes=args.batch_sizes,
+                             modes=modes, compile_reference=args.compile,
+                             layers=not args.no_layers, unet_repeats=args.repeats):
+            rows.append(row)
+    except KeyboardInterrupt:  # keep what was measured: a long run's first hour is not lost
+        complete = False
     command = [Path(__file__).name, *argv]  # how the rows were made, in each row
-    rows = [{**row, "argv": command} for row in rows]
+    rows = [{**row, "argv": command, "complete": complete} for row in rows]
+    if rows:
+        _print_rows(rows)
+    if args.json:
+        with open(args.json, "w") as handle:
+            json.dump(rows, handle, indent=1)
+    if not complete:
+        saved = f", written to {args.json} with complete: false" if args.json else ""
+        print(f"interrupted: {len(rows)} row(s) measured{saved}", file=sys.stderr)
+        return 130
+    return 0
+
+
+def _print_rows(rows):
     first = rows[0]
     print(f"device: cpu ({first['cpu']}, {first['cpu_count']} cores), load average "
           f"{first['load_average']}, torch {first['torch']}, commit {first['commit']}"
           f"{' (dirty)' if first['dirty'] else ''}\n")
     _print_table(rows)
-    if args.json:
-        with open(args.json, "w") as handle:
-            json.dump(rows, handle, indent=1)
 
 
 if __name__ == "__main__":

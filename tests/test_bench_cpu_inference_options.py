@@ -29,7 +29,7 @@ def collected(monkeypatch):
         return [{"cpu": "cpu", "cpu_count": 1, "load_average": [0.0], "torch": "t",
                  "commit": "c", "dirty": False, "bench": "none"}]
 
-    monkeypatch.setattr(bench_cpu_inference, "collect", fake_collect)
+    monkeypatch.setattr(bench_cpu_inference, "iter_rows", fake_collect)
     return calls
 
 

@@ -66,7 +66,7 @@ def test_json_rows_record_the_command_line(monkeypatch, tmp_path):
         options.append(given)
         return [{**bench_cpu_inference._environment(), "bench": "none"}]
 
-    monkeypatch.setattr(bench_cpu_inference, "collect", fake_collect)
+    monkeypatch.setattr(bench_cpu_inference, "iter_rows", fake_collect)
     out = tmp_path / "rows.json"
     bench_cpu_inference.main(["--quick", "--json", str(out)])
     (row,) = json.loads(out.read_text())
