@@ -73,3 +73,8 @@ def test_an_eval_job_checks_its_output_against_the_reference_before_timing():
     assert rows[0]["status"] == "ok", rows[0].get("traceback")
     assert 0 < rows[0]["relative_error_vs_reference"] < 1e-4
     assert torch.get_num_threads() == threads  # the job's thread count is restored
+
+
+def test_rows_record_that_the_default_generator_has_dropout():
+    jobs, _ = inference_jobs("cpu", QUICK_CONFIG, quick=True, rep_ms=1.0)
+    assert QUICK_CONFIG.use_dropout and all(job.identity["dropout"] is True for job in jobs)

@@ -119,7 +119,9 @@ def inference_job(variant: Variant, case: InferenceCase, config: NetworkConfig,
     identity = {"module": variant.module, "execution": variant.execution,
                 "device": device_type, "precision": variant.precision,
                 "channels_last": variant.channels_last, "batch_size": case.batch_size,
-                "mode": "train" if case.train else "eval", "threads": case.threads}
+                "mode": "train" if case.train else "eval", "threads": case.threads,
+                # pix2pix's default generator has dropout: train mode then draws noise
+                "dropout": config.use_dropout}
 
     def run():
         from fastp2p.nn.folding import folding_disabled
