@@ -7,7 +7,7 @@ import math
 from pathlib import Path
 
 from fastp2p.atomic_files import replace_text, replacing
-from fastp2p.bench.machine_load import busy_note
+from fastp2p.bench.machine_load import busy_notes
 from fastp2p.bench.results_files import ResultsFileError, load_results, what_is_at
 
 MIB = 1024 * 1024
@@ -97,8 +97,7 @@ def markdown(results: dict) -> str:
     if not results.get("complete", True):
         lines += ["**Incomplete run**: stopped before every job ran; the rows below are the "
                   "ones that finished.", ""]
-    busy = busy_note(env)
-    if busy:
+    for busy in busy_notes(results):
         lines += [f"**Busy machine**: {busy}.", ""]
     if results["mode"] == "quick":
         lines += ["**Quick mode**: tiny shapes on the CPU, a smoke test of the suite; these "

@@ -11,6 +11,7 @@ from fastp2p.bench.end_to_end import (EndToEndSettings, end_to_end_jobs,
 from fastp2p.bench.flops import training_step_flops
 from fastp2p.bench.inference import (finalize_inference_rows, inference_jobs,
                                      omitted_compile_modes)
+from fastp2p.bench.machine_load import busy_notes, machine_load
 from fastp2p.bench.micro import micro_jobs
 from fastp2p.bench.networks import NetworkConfig
 from fastp2p.bench.peer_specs import PEER_NAMES
@@ -145,11 +146,14 @@ def run_suite(settings: SuiteSettings, log=None, on_progress=None) -> dict:
     matmul = measured.get("matmul")
 
     def assemble(complete: bool) -> dict:
+        load_at_end = machine_load()  # after the last job so far: the start's alone can mislead
         training = finalize_training_rows(
             [dict(row) for row in rows["training"]], peer_order=PEER_NAMES,
             gflop_per_image=flop_model["train_step_gflop_per_image"],
             matmul_tflops=matmul["tflops"] if matmul else None)
-        return {**fixed, "complete": complete, "training": training,
+        busy = bool(busy_notes({"environment": env, "load_at_end": load_at_end}))
+        return {**fixed, "complete": complete, "load_at_end": load_at_end, "busy": busy,
+                "training": training,
                 "inference": finalize_inference_rows([dict(r) for r in rows["inference"]]),
                 "micro": list(rows["micro"]),
                 "end_to_end": finalize_end_to_end_rows([dict(r) for r in rows["end-to-end"]],
