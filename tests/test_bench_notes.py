@@ -119,7 +119,8 @@ def test_micro_options_without_the_micro_section_are_noted_not_refused(monkeypat
     section runs: with --sections training they exited 2, unlike any other option for a
     section left out, which is named in the notes."""
     monkeypatch.setattr(environment, "package_checkout", lambda: None)  # an installed wheel
-    settings = quick_settings("--sections", "training", *argv)
+    # named peers: the notes are the options' only (no note of default peers left out)
+    settings = quick_settings("--sections", "training", "--peers", "reference", *argv)
     notes = suite.plan_jobs(settings)[1]
     assert [note.split(":")[0] for note in notes] == [
         option for option in ("--benchmarks-dir", "--micro") if option in argv]

@@ -223,7 +223,7 @@ def settings_from_args(args):
     from fastp2p.bench.environment import package_checkout
     from fastp2p.bench.micro import micro_jobs
     from fastp2p.bench.networks import FULL_CONFIG, QUICK_CONFIG
-    from fastp2p.bench.peer_specs import PEERS, peer_by_name
+    from fastp2p.bench.peer_specs import default_peers, default_peers_left_out, peer_by_name
     from fastp2p.bench.suite import SuiteSettings
 
     check_options(args)
@@ -240,8 +240,12 @@ def settings_from_args(args):
     if "end-to-end" in args.sections:
         _check_process_count(max(processes), device)
     steps, warmup = _steps_and_warmup(args)
+    notes = unused_options(args)
     if args.peers is None:
-        peers = tuple(p for p in PEERS if device == "cuda" or p.on_cpu_by_default)
+        peers = default_peers(device)
+        left_out = default_peers_left_out(device)
+        if left_out and "training" in args.sections:
+            notes += (left_out,)
     else:
         peers = tuple(peer_by_name(name) for name in args.peers)
         _refuse_cuda_only(peers, device)
@@ -264,7 +268,7 @@ def settings_from_args(args):
         steps=steps, warmup=warmup, peers=peers, job_time_limit=limit,
         time_budget=args.time_budget, benchmarks_dir=benchmarks_dir,
         inference_rep_ms=100.0 if args.quick else 500.0, micro_modules=args.micro,
-        processes=processes, option_notes=unused_options(args))
+        processes=processes, option_notes=notes)
 
 
 def _check_process_count(processes: int, device: str) -> None:

@@ -96,6 +96,26 @@ PEER_NAMES = tuple(peer.name for peer in PEERS)
 PDL_ENV_VAR = "FASTP2P_PDL"  # read by fastp2p.kernels.pdl (kept here so no import of triton)
 
 
+def default_peers(device_type: str) -> tuple:
+    """The peers a run times when --peers does not name them: every one on a GPU, the CPU set
+    (``on_cpu_by_default``) on a CPU."""
+    return tuple(peer for peer in PEERS if device_type == "cuda" or peer.on_cpu_by_default)
+
+
+def default_peers_left_out(device_type: str) -> str | None:
+    """A note naming the peers of the default set that ``default_peers`` leaves out on
+    ``device_type``, and why, or None: a CPU run's table must not pass for the whole set."""
+    left_out = [peer for peer in PEERS if peer not in default_peers(device_type)]
+    groups = [([p.name for p in left_out if p.cuda_only], "they need a CUDA GPU"),
+              ([p.name for p in left_out if not p.cuda_only],
+               f"on the {device_type} only when --peers names them")]
+    reasons = [f"{', '.join(names)} ({why})" for names, why in groups if names]
+    if not reasons:
+        return None
+    return f"training: peers of the default set not run on the {device_type}: " + "; ".join(
+        reasons)
+
+
 def peer_environment(spec: PeerSpec, device_type: str) -> dict:
     """Environment variables set around the peer's whole run (build, warm-up with its capture,
     timing, profile): FASTP2P_PDL=1 for a PDL peer on CUDA, else none."""

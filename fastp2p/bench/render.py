@@ -82,6 +82,13 @@ def _cell(value) -> str:
     return " ".join(str(value).splitlines()).replace("|", "\\|")
 
 
+def _precision_cell(row) -> str:
+    """A row's precision and layout: peers of different precision are compared in one table."""
+    if row.get("precision") is None:  # results written before training rows said it
+        return "–"
+    return row["precision"] + (", channels-last" if row.get("channels_last") else "")
+
+
 def _table(header, lines):
     out = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
     out += ["| " + " | ".join(map(_cell, line)) + " |" for line in lines]
@@ -136,11 +143,12 @@ def markdown(results: dict) -> str:
         rows = []
         for row in training:
             if row["status"] != "ok":
-                rows.append([row["peer"], row["batch_size"], _status_cell(row), "", "", "", "",
-                             "", "", ""])
+                rows.append([row["peer"], _precision_cell(row), row["batch_size"],
+                             _status_cell(row), "", "", "", "", "", "", ""])
                 continue
             peak = row.get("peak_memory_bytes")
-            rows.append([row["peer"], row["batch_size"], _number(row["images_per_s"]),
+            rows.append([row["peer"], _precision_cell(row), row["batch_size"],
+                         _number(row["images_per_s"]),
                          f"{_number(row['images_per_s_p20'])}–{_number(row['images_per_s_p80'])}",
                          _number(row["step_ms"], 2),
                          _number(peak / MIB, 0) if peak else "–",
@@ -149,7 +157,7 @@ def markdown(results: dict) -> str:
                              "×" if row.get("fastp2p_ratio") else ""),
                          _number(row.get("setup_seconds"), 1),
                          _number(row.get("kernels_per_step"), 0)])
-        lines += _table(["peer", "batch", "images/s (median)", "p20–p80", "step ms",
+        lines += _table(["peer", "precision", "batch", "images/s (median)", "p20–p80", "step ms",
                          "peak MiB", "MFU", "fastp2p ×", "setup s", "kernels/step"], rows)
         lines += ["", "fastp2p × = fastp2p's images/s over the peer's at the same batch size "
                   "(> 1: fastp2p is faster). setup s = building the networks plus the warm-up "
@@ -166,9 +174,8 @@ def markdown(results: dict) -> str:
         rows = []
         for row in inference:
             threads = f", {row['threads']} threads" if row.get("threads") else ""
-            case = [row["module"], row["device"] + threads, row["precision"] + (
-                ", channels-last" if row["channels_last"] else ""), row.get("mode", "eval"),
-                row["batch_size"]]
+            case = [row["module"], row["device"] + threads, _precision_cell(row),
+                    row.get("mode", "eval"), row["batch_size"]]
             if row["status"] != "ok":
                 rows.append(case + [_status_cell(row), "", "", ""])
                 continue

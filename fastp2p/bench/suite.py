@@ -37,7 +37,8 @@ class SuiteSettings:
     inference_rep_ms: float
     micro_modules: tuple = None  # bench_*.py stems to run; None: all
     processes: tuple = (1,)      # end-to-end section: process counts (world sizes)
-    option_notes: tuple = ()     # options given for sections the run leaves out
+    option_notes: tuple = ()     # options given for sections the run leaves out, default
+                                 # peers it leaves out
 
 
 def measure_ceilings(device: str, log) -> dict:
