@@ -12,8 +12,9 @@ Everything is measured in one process on the same machine, so the ratios are lik
   with the transposed convolutions' phase form switched off. Models are timed in turn
   (A B C A B C ...) so they see the same machine load; medians and minima are reported. Eval
   outputs are checked against the reference's before anything is timed (train outputs, whose
-  dropout masks differ, for their shape and finiteness). Per thread count
-  (``--threads 2,all``) and batch size (``--batch-sizes 1``).
+  dropout masks differ, for their shape and finiteness); that first call, not timed with the
+  others, is each row's ``first_call_ms`` (torch.compile's build, folding, packing). Per thread
+  count (``--threads 2,all``) and batch size (``--batch-sizes 1``).
 - ``norm_act``: on every normalized layer's real shape, PyTorch eager BatchNorm (eval) +
   activation (on the decoder side: torch.cat with the skip tensor, then ReLU, as the reference
   runs it) against fastp2p's ``norm_act`` / ``norm_act_concat`` (C++ backend) as
@@ -178,7 +179,8 @@ def bench_unet(repeats, *, batch_size=1, train=False, compile_reference=False):
             run = functools.partial(module, x)
         runs[(model, layout)] = run
     with torch.no_grad():
-        _check_outputs(runs, train)  # before any timing (also each model's warm-up)
+        first_calls = _first_calls(runs)  # also each model's warm-up
+        _check_outputs({key: output for key, (output, _) in first_calls.items()}, train)
         timings = interleaved_ms(runs, repeats, warmup=0)
     baseline = timings[("reference", "nchw")]
     baseline_cl = timings[("reference", "channels_last")]
@@ -187,6 +189,7 @@ def bench_unet(repeats, *, batch_size=1, train=False, compile_reference=False):
              "bench": "unet", "model": model, "layout": layout, "mode": mode,
              "batch_size": batch_size, "dropout": NETWORK["use_dropout"],
              "backend": backend_name_for(torch.device("cpu")),
+             "first_call_ms": first_calls[(model, layout)][1],
              "median_ms": ms, "min_ms": low, "max_ms": high,
              "speedup_vs_reference_nchw": baseline[0] / ms,
              "speedup_vs_reference_channels_last": baseline_cl[0] / ms,
@@ -194,13 +197,25 @@ def bench_unet(repeats, *, batch_size=1, train=False, compile_reference=False):
             for (model, layout), (ms, low, high) in timings.items()]
 
 
-def _check_outputs(runs, train):
-    """Eval: every model's output is the reference's. Train: dropout draws each model's own
-    random masks (fastp2p's fused kernels do not follow torch's dropout stream), so each output
-    is only checked to have the reference's shape and to be finite."""
-    expected = runs[("reference", "nchw")]()
-    for (model, layout), run in runs.items():
+def _first_calls(runs) -> dict:
+    """{(model, layout): (output, ms)} of each model's first call, which the timed calls do
+    not show: torch.compile's build, folding, weight packing, measuring the deconvolution
+    forms, oneDNN's primitive creation."""
+    first_calls = {}
+    for key, run in runs.items():
+        start = time.perf_counter()
         output = run()
+        first_calls[key] = (output, (time.perf_counter() - start) * 1e3)
+    return first_calls
+
+
+def _check_outputs(outputs, train):
+    """Eval: every model's output (``outputs``: {(model, layout): tensor}) is the reference's.
+    Train: dropout draws each model's own random masks (fastp2p's fused kernels do not follow
+    torch's dropout stream), so each output is only checked to have the reference's shape and
+    to be finite."""
+    expected = outputs[("reference", "nchw")]
+    for (model, layout), output in outputs.items():
         where = f"{model} ({layout})"
         if not train:
             torch.testing.assert_close(output, expected, rtol=1e-4, atol=1e-5,

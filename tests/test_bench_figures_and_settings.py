@@ -379,7 +379,7 @@ def test_inference_and_end_to_end_tables_show_the_rows_figures():
     inference = {"module": "reference", "device": "cpu", "precision": "fp32",
                  "channels_last": False, "mode": "eval", "batch_size": 1, "status": "ok",
                  "images_per_s": 20.0, "images_per_s_p20": 18.0, "images_per_s_p80": 22.0,
-                 "ms": 50.0, "fastp2p_ratio": 4.0}
+                 "ms": 50.0, "fastp2p_ratio": 4.0, "setup_seconds": 2.5}
     end_to_end = {"batch_size": 2, "processes": 1, "device": "cpu", "precision": "fp32",
                   "status": "ok", "images_per_s": 8.0, "per_rank_images_per_s": [8.0],
                   "step_only_images_per_s": 10.0, "ratio_to_step_only": 0.8,
@@ -388,7 +388,8 @@ def test_inference_and_end_to_end_tables_show_the_rows_figures():
                      for figure, value in (("share", 0.25), ("s", 0.5), ("calls", 2),
                                            ("ms_per_call", 250.0))}}
     table = markdown({**HEADER_RESULTS, "inference": [inference], "end_to_end": [end_to_end]})
-    assert "| reference | cpu | fp32 | eval | 1 | 20.0 | 18.0–22.0 | 50.000 | 4.00 |" in table
+    assert ("| reference | cpu | fp32 | eval | 1 | 20.0 | 18.0–22.0 | 50.000 | 4.00 | 2.5 |"
+            in table)
     assert ("| 2 | 1 | cpu | fp32 | 8.0 | – | 10.0 | 80% | 25.0% (250.0 ms × 2) |"
             in table)
 

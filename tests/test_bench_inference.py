@@ -1,4 +1,6 @@
 """The inference section of the benchmark: which variants run where, and the ratios it reports."""
+import time
+
 import torch
 
 from fastp2p.bench.inference import (InferenceCase, Variant, finalize_inference_rows,
@@ -78,3 +80,25 @@ def test_an_eval_job_checks_its_output_against_the_reference_before_timing():
 def test_rows_record_that_the_default_generator_has_dropout():
     jobs, _ = inference_jobs("cpu", QUICK_CONFIG, quick=True, rep_ms=1.0)
     assert QUICK_CONFIG.use_dropout and all(job.identity["dropout"] is True for job in jobs)
+
+
+def test_a_row_records_the_build_and_first_call_as_setup_seconds(monkeypatch):
+    """A variant whose first call is slow (torch.compile, graph capture) shows it there."""
+    from fastp2p.bench import inference
+
+    def slow_first_call(variant, model):
+        calls = []
+
+        def forward(image):
+            if not calls:
+                time.sleep(0.2)
+            calls.append(1)
+            return model(image)
+        return forward
+
+    monkeypatch.setattr(inference, "_prepare", slow_first_call)
+    variant = Variant("reference", False, "eager", "fp32", False)
+    (row,) = Runner(job_time_limit=120).run(
+        inference_job(variant, InferenceCase("cpu", 1, train=True), QUICK_CONFIG, rep_ms=5.0))
+    assert row["status"] == "ok", row.get("traceback")
+    assert 0.2 <= row["setup_seconds"] < 60

@@ -16,10 +16,12 @@ test.py keeps the generator in train mode: batch statistics, dropout as noise):
 
 On a CPU each case runs at 2 threads and at every core of the machine (one setting when the
 machine has 2). In eval mode each variant's output is checked against the reference's before it
-is timed. Ratios: every non-fastp2p row gets ``fastp2p_ratio``, the fastest fastp2p variant of
-the same case over it.
+is timed. ``setup_seconds``: building the variant plus its first call (torch.compile, CUDA-graph
+capture, folding and packing happen there), as training rows record theirs. Ratios: every
+non-fastp2p row gets ``fastp2p_ratio``, the fastest fastp2p variant of the same case over it.
 """
 import os
+import time
 from contextlib import nullcontext
 from dataclasses import dataclass
 
@@ -132,6 +134,7 @@ def inference_job(variant: Variant, case: InferenceCase, config: NetworkConfig,
         if case.threads:
             torch.set_num_threads(case.threads)
         try:
+            began = time.monotonic()
             torch.manual_seed(0)
             memory_format = (torch.channels_last if variant.channels_last
                              else torch.contiguous_format)
@@ -151,14 +154,20 @@ def inference_job(variant: Variant, case: InferenceCase, config: NetworkConfig,
 
             unfolded = variant.execution == "unfolded"
             with cudnn_benchmark(cuda), folding_disabled() if unfolded else nullcontext():
-                error = None if case.train else _check_against_reference(call(), config, image)
+                # the first call: compilation, graph capture, folding, weight packing
+                output = call()
+                if cuda:
+                    torch.cuda.synchronize(case.device)
+                setup_seconds = time.monotonic() - began
+                error = None if case.train else _check_against_reference(output, config, image)
                 timing = benchmark(call, device=case.device, warmup_ms=rep_ms / 4,
                                    rep_ms=rep_ms, flush_l2=False)
         finally:
             torch.set_num_threads(threads)
         peak = torch.cuda.max_memory_allocated(case.device) if cuda else None
         return [{"ms": timing.median_ms, "ms_p20": timing.p20_ms, "ms_p80": timing.p80_ms,
-                 "calls": timing.count, **timing.throughput(case.batch_size),
+                 "calls": timing.count, "setup_seconds": setup_seconds,
+                 **timing.throughput(case.batch_size),
                  "relative_error_vs_reference": error, "peak_memory_bytes": peak}]
 
     label = (f"{variant.module} ({variant.precision}"

@@ -177,17 +177,19 @@ def markdown(results: dict) -> str:
             case = [row["module"], row["device"] + threads, _precision_cell(row),
                     row.get("mode", "eval"), row["batch_size"]]
             if row["status"] != "ok":
-                rows.append(case + [_status_cell(row), "", "", ""])
+                rows.append(case + [_status_cell(row), "", "", "", ""])
                 continue
             rows.append(case + [_number(row["images_per_s"]),
                                 f"{_number(row['images_per_s_p20'])}–"
                                 f"{_number(row['images_per_s_p80'])}",
                                 _number(row["ms"], 3),
-                                _number(row.get("fastp2p_ratio"), 2)])
+                                _number(row.get("fastp2p_ratio"), 2),
+                                _number(row.get("setup_seconds"), 1)])
         lines += _table(["module", "device", "precision", "mode", "batch", "images/s",
-                         "p20–p80", "ms", "fastp2p ×"], rows)
+                         "p20–p80", "ms", "fastp2p ×", "setup s"], rows)
         lines += ["", "fastp2p × = the fastest fastp2p variant's images/s over the row's, same "
-                  "device, threads, mode and batch.", ""]
+                  "device, threads, mode and batch. setup s = building the module plus its "
+                  "first call (compilation, graph capture, folding).", ""]
 
     lines += _end_to_end_lines(results.get("end_to_end", []))
 

@@ -1,5 +1,8 @@
-"""benchmarks/bench_cpu_inference.py times pix2pix's default generator (with dropout) for both
-peers, records it, and still checks train-mode outputs (whose dropout masks differ)."""
+"""The U-Net rows of benchmarks/bench_cpu_inference.py: pix2pix's default generator (with
+dropout) for both peers, recorded, train-mode outputs (whose dropout masks differ) still
+checked; each model's untimed first call recorded."""
+import time
+
 import pytest
 import torch
 
@@ -43,3 +46,27 @@ def test_a_non_finite_train_mode_output_is_refused(small_network, monkeypatch):
     monkeypatch.setattr(bench_cpu_inference, "_unet_models", with_broken_fastp2p)
     with pytest.raises(AssertionError, match=r"fastp2p.UNet \(nchw\): train-mode output"):
         bench_cpu_inference.bench_unet(1, train=True)
+
+
+def test_rows_record_each_models_first_call(small_network, monkeypatch):
+    """A model whose first call is slow (as torch.compile's is) shows it in its row only."""
+    build = bench_cpu_inference._unet_models
+
+    def with_slow_first_call(*args):
+        models = build(*args)
+        module, memory_format = models[("fastp2p.UNet", "nchw")]
+        calls = []
+
+        def slow_first_call(x):
+            if not calls:
+                time.sleep(0.3)
+            calls.append(x)
+            return module(x)
+
+        models[("fastp2p.UNet", "nchw")] = (slow_first_call, memory_format)
+        return models
+
+    monkeypatch.setattr(bench_cpu_inference, "_unet_models", with_slow_first_call)
+    rows = {(row["model"], row["layout"]): row for row in bench_cpu_inference.bench_unet(1)}
+    assert rows[("fastp2p.UNet", "nchw")]["first_call_ms"] >= 300
+    assert all(0 < row["first_call_ms"] for row in rows.values())
