@@ -13,7 +13,8 @@ RESULTS = {
     "config": {"network_description": "unet_64 ngf 8", "steps": 3, "warmup": 1},
     "ceilings": {"matmul": {"dtype": "float32", "tflops": 0.0312, "size": 512},
                  "copy": {"gbps": 0.0041}},
-    "training": [{"peer": "fastp2p", "batch_size": 1, **OK, "images_per_s": 0.0031,
+    "training": [{"peer": "fastp2p", "precision": "fp32", "channels_last": False,
+                  "batch_size": 1, **OK, "images_per_s": 0.0031,
                   "step_ms": 322580.6, "mfu": 0.00042},
                  {"peer": "reference", "batch_size": 1, **OK, "images_per_s": 12345.67,
                   "step_ms": 0.081}],
@@ -37,7 +38,8 @@ def test_the_table_shows_small_ceilings_and_rates_not_zero():
     table = render.markdown(RESULTS)
     assert "float32 matmul 0.031 TFLOP/s (512³)" in table
     assert "device-to-device copy 0.0041 GB/s" in table
-    assert "| fastp2p | 1 | 0.0031 | 0.0029–0.0033 | 322,580.60 |" in table
-    assert "| reference | 1 | 12,345.7 |" in table  # large figures as before
+    assert "| fastp2p | fp32 | 1 | 0.0031 | 0.0029–0.0033 | 322,580.60 |" in table
+    # large figures as before; a row from before precision was recorded
+    assert "| reference | – | 1 | 12,345.7 |" in table
     assert "| 0.042% |" in table  # MFU
     assert "| bench_losses | l1 | 0.00012 | – | 0.047 | 0.021% |" in table
