@@ -64,3 +64,26 @@ def test_plot_training_writes_the_png(tmp_path):
     path = tmp_path / "chart.png"
     render.plot_training(_results(TWO_BATCHES), path)
     assert path.read_bytes().startswith(b"\x89PNG")
+
+
+def test_the_title_carries_the_tables_markers_and_the_network():
+    """Uncommitted changes, a busy machine, an incomplete run and the networks were said above
+    the table only: a chart shared alone looked like a clean run's."""
+    import matplotlib.pyplot as plt
+
+    results = _results(ONE_BATCH)
+    results = {**results, "complete": False, "config": {"network_description": "64x64, U-Net"},
+               "environment": {**results["environment"], "commit_dirty": True,
+                               "load_average": 4.5, "usable_cpus": 2}}
+    figure = render.training_figure(results)
+    try:
+        figure.canvas.draw()
+        (title,) = figure.texts
+        text = " ".join(title.get_text().split())
+        assert text.startswith("pix2pix training throughput (64x64, U-Net): ")
+        for marker in ("7cda584 (uncommitted changes)", "BUSY MACHINE", "INCOMPLETE RUN",
+                       "QUICK CPU SMOKE TEST"):
+            assert marker in text, marker
+        assert _inside(title.get_window_extent(figure.canvas.get_renderer()), figure.bbox)
+    finally:
+        plt.close(figure)

@@ -302,16 +302,29 @@ def training_figure(results: dict):
         axis.set_xlabel("images/s (median, p20–p80)")
         panels.append((axis, labels))
     axes[0][0].invert_yaxis()  # shared: first peer on top in every panel
-    env = results["environment"]
-    mode = " — QUICK CPU SMOKE TEST" if results["mode"] == "quick" else ""
-    title = figure.suptitle(f"pix2pix training throughput: {env['device']}, {env['date']}, "
-                            f"{env['commit']}{mode}", fontsize=10)
+    title = figure.suptitle(_chart_title(results), fontsize=10)
     _wrap_to_width(figure, title)
     for _ in range(2):  # the layout moves the panels, which moves the labels: settle twice
         figure.tight_layout()
         for axis, labels in panels:
             _fit_labels(figure, axis, labels)
     return figure
+
+
+def _chart_title(results: dict) -> str:
+    """What was run where, with the markers the table's header carries (uncommitted changes,
+    busy machine, incomplete run, quick mode): a chart seen without its table must not pass
+    for a clean run's."""
+    env = results["environment"]
+    network = (results.get("config") or {}).get("network_description")
+    dirty = " (uncommitted changes)" if env.get("commit_dirty") else ""
+    markers = [marker for marker, shown in (
+        ("BUSY MACHINE", busy_notes(results)),
+        ("INCOMPLETE RUN", not results.get("complete", True)),
+        ("QUICK CPU SMOKE TEST", results["mode"] == "quick")) if shown]
+    return (f"pix2pix training throughput{f' ({network})' if network else ''}: "
+            f"{env['device']}, {env['date']}, {env['commit']}{dirty}"
+            + "".join(f" — {marker}" for marker in markers))
 
 
 def _wrap_to_width(figure, text, fill=0.96) -> None:
