@@ -159,7 +159,8 @@ def _synthetic_results():
         "flop_model": {"train_step_gflop_per_image": 86.95, "generator_forward_gflop": 12.1,
                        "discriminator_forward_gflop": 6.39,
                        "design_estimate_gflop_per_image": 87.0},
-        "training": [{"peer": "reference", "batch_size": 1, **ok},
+        "training": [{"peer": "reference", "precision": "fp32", "channels_last": False,
+                      "batch_size": 1, **ok},
                      {"peer": "fastp2p", "batch_size": 1, "status": "failed",
                       "error": "ModuleNotFoundError: No module named 'fastp2p.train'"}],
         "inference": [{"module": "reference", "device": "cuda", "precision": "bf16",
@@ -177,7 +178,8 @@ def test_results_are_saved_and_replotted_from_the_saved_rows(tmp_path):
     files = {"json": saved, **render.render_files(saved)}
     assert files["json"].name == "nvidia-test-gpu-20261122-abcd1234.json"
     table = files["markdown"].read_text()
-    assert "| reference | 1 | 100.0 | 90.0–110.0 | 10.00 | 1,024 | 25.0% | 2.00× | – |" in table
+    assert ("| reference | fp32 | 1 | 100.0 | 90.0–110.0 | 10.00 | 1,024 | 25.0% | 2.00× | – |"
+            in table)
     assert "failed: ModuleNotFoundError" in table and "80%" in table
     assert files["chart"].stat().st_size > 1000
     files["chart"].unlink()

@@ -13,7 +13,8 @@ from helpers.train_helpers import folder_files
 def _bench_results(run_id, batch_size):
     env = {"device": "cpu", "date": "20261202", "date_utc": "2026-12-02 07:00:00",
            "commit": "unknown", "commit_dirty": None, "torch": "2.13.0", "python": "3.12"}
-    row = {"peer": "reference", "batch_size": batch_size, "status": "failed", "error": "x"}
+    row = {"peer": "reference", "precision": "fp32", "channels_last": False,
+           "batch_size": batch_size, "status": "failed", "error": "x"}
     return {"schema": 1, "run_id": run_id, "mode": "quick", "device_slug": "cpu",
             "environment": env, "training": [row], "inference": [], "micro": [],
             "config": {"network_description": "64x64", "steps": 3, "warmup": 1}}
@@ -42,7 +43,7 @@ def test_a_second_bench_run_of_the_day_writes_beside_the_first(tmp_path, monkeyp
         "cpu-20261202-unknown-quick-3.json"]
     for path, batch_size in zip(written, (1, 2, 3)):
         assert json.loads(path.read_text())["training"][0]["batch_size"] == batch_size
-        assert f"| reference | {batch_size} |" in path.with_suffix(".md").read_text()
+        assert f"| reference | fp32 | {batch_size} |" in path.with_suffix(".md").read_text()
     assert len(list(tmp_path.glob("*.json"))) == 3
 
 
