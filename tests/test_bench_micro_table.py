@@ -21,3 +21,15 @@ def test_a_share_of_the_copy_above_one_is_marked_cache():
     assert "| large | 0.0500 | – | 4.4 | 44% |" in table
     assert "| at the ceiling | 0.0500 | – | 10.0 | 100% |" in table
     assert "348" not in table and "cache = faster than that copy" in table
+
+
+def test_a_case_names_its_provider_once():
+    """bench_cpu_inference's names end in their provider ("...: eager"), which was said twice."""
+    table = markdown({**RESULTS, "micro": [
+        _micro_row("batchnorm-eval+act 128x64x64 nchw: eager", 0.44, provider="eager",
+                   shape=[1, 128, 64, 64]),
+        _micro_row("norm_act_fwd", 0.44, provider="fused", dtype="bf16", mode="forward"),
+        {"module": "bench_pytest_only", "status": "skipped", "error": "no collect(quick)"}]})
+    assert "| batchnorm-eval+act 128x64x64 nchw: eager [1, 128, 64, 64] |" in table
+    assert "| norm_act_fwd fused bf16 forward |" in table
+    assert "| bench_pytest_only |  | skipped: no collect(quick) |" in table

@@ -4,6 +4,7 @@ Both are made from the saved rows only (``fastp2p bench --plot FILE.json`` remak
 file), never from a live run; ``fastp2p.bench.results_files`` names, writes and checks the JSON.
 """
 import math
+import re
 from pathlib import Path
 
 from fastp2p.atomic_files import replace_text, replacing
@@ -198,8 +199,7 @@ def markdown(results: dict) -> str:
         lines += ["## Micro-benchmarks", ""]
         rows = []
         for row in micro:
-            label = " ".join(str(row[key]) for key in ("name", "provider", "dtype", "shape",
-                                                       "mode") if row.get(key) is not None)
+            label = _micro_case(row)
             if row["status"] != "ok":
                 rows.append([row["module"], label, _status_cell(row), "", "", ""])
                 continue
@@ -212,6 +212,17 @@ def markdown(results: dict) -> str:
                   "a 1 GiB copy (from and to memory); cache = faster than that copy: the case's "
                   "tensors stay in cache, where a share of a memory-sized copy says nothing.", ""]
     return "\n".join(lines)
+
+
+def _micro_case(row) -> str:
+    """A micro row's name, then its provider, dtype, shape and mode where the name does not
+    already say them ("...nchw: eager eager [1, 128, 64, 64]" repeated the provider). A failed
+    or skipped module's row has none of them: ""."""
+    name = [] if row.get("name") is None else [str(row["name"])]
+    words = set(re.split(r"[\s:,()]+", name[0])) if name else set()
+    extras = [str(row[key]) for key in ("provider", "dtype", "shape", "mode")
+              if row.get(key) is not None and str(row[key]) not in words]
+    return " ".join(name + extras)
 
 
 def _copy_share_cell(fraction) -> str:
