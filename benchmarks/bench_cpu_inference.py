@@ -399,13 +399,14 @@ def main(argv=None):
         complete = False
     command = [Path(__file__).name, *argv]  # how the rows were made, in each row
     rows = [{**row, "argv": command, "complete": complete} for row in rows]
-    if rows:
+    if rows:  # an empty file would only hide that nothing was measured
         _print_rows(rows)
-    if args.json:
-        with open(args.json, "w") as handle:
-            json.dump(rows, handle, indent=1)
+        if args.json:
+            with open(args.json, "w") as handle:
+                json.dump(rows, handle, indent=1)
     if not complete:
-        saved = f", written to {args.json} with complete: false" if args.json else ""
+        saved = (f", written to {args.json} with complete: false" if args.json and rows
+                 else "")
         print(f"interrupted: {len(rows)} row(s) measured{saved}", file=sys.stderr)
         return 130
     return 0

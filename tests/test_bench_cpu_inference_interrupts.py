@@ -46,3 +46,12 @@ def test_ctrl_c_writes_the_rows_so_far_marked_incomplete_and_exits_130(tmp_path,
     assert code == 130 and row["name"] == "unet eval" and row["complete"] is False
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("interrupted: 1 row(s) measured")
+
+
+def test_ctrl_c_before_any_row_writes_no_file(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(bench_cpu_inference, "bench_unet", _unet_rows)
+    out = tmp_path / "rows.json"
+    code = bench_cpu_inference.main(["--quick", "--threads", "1", "--no-layers",
+                                     "--modes", "train", "--json", str(out)])
+    assert code == 130 and not out.exists()
+    assert capsys.readouterr().err == "interrupted: 0 row(s) measured\n"
