@@ -102,3 +102,15 @@ def test_a_row_records_the_build_and_first_call_as_setup_seconds(monkeypatch):
         inference_job(variant, InferenceCase("cpu", 1, train=True), QUICK_CONFIG, rep_ms=5.0))
     assert row["status"] == "ok", row.get("traceback")
     assert 0.2 <= row["setup_seconds"] < 60
+
+
+def test_a_non_finite_train_mode_output_fails_its_job(monkeypatch):
+    """Train mode has no reference to match (dropout masks differ), but a NaN still fails."""
+    from fastp2p.bench import inference
+
+    monkeypatch.setattr(inference, "_prepare",
+                        lambda variant, model: lambda image: model(image) * float("nan"))
+    variant = Variant("fastp2p", True, "eager", "fp32", False)
+    (row,) = Runner(job_time_limit=120).run(
+        inference_job(variant, InferenceCase("cpu", 1, train=True), QUICK_CONFIG, rep_ms=5.0))
+    assert row["status"] == "failed" and "train-mode output" in row["error"], row

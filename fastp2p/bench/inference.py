@@ -16,9 +16,10 @@ test.py keeps the generator in train mode: batch statistics, dropout as noise):
 
 On a CPU each case runs at 2 threads and at every core of the machine (one setting when the
 machine has 2). In eval mode each variant's output is checked against the reference's before it
-is timed. ``setup_seconds``: building the variant plus its first call (torch.compile, CUDA-graph
-capture, folding and packing happen there), as training rows record theirs. Ratios: every
-non-fastp2p row gets ``fastp2p_ratio``, the fastest fastp2p variant of the same case over it.
+is timed; in train mode (dropout: each module draws its own masks) for its shape and finiteness.
+``setup_seconds``: building the variant plus its first call (torch.compile, CUDA-graph capture,
+folding and packing happen there), as training rows record theirs. Ratios: every non-fastp2p
+row gets ``fastp2p_ratio``, the fastest fastp2p variant of the same case over it.
 """
 import os
 import time
@@ -159,6 +160,8 @@ def inference_job(variant: Variant, case: InferenceCase, config: NetworkConfig,
                 if cuda:
                     torch.cuda.synchronize(case.device)
                 setup_seconds = time.monotonic() - began
+                if case.train:
+                    _check_train_output(output, config, image)
                 error = None if case.train else _check_against_reference(output, config, image)
                 timing = benchmark(call, device=case.device, warmup_ms=rep_ms / 4,
                                    rep_ms=rep_ms, flush_l2=False)
@@ -175,6 +178,15 @@ def inference_job(variant: Variant, case: InferenceCase, config: NetworkConfig,
              f"batch {case.batch_size} {'train' if case.train else 'eval'}"
              f"{f', {case.threads} threads' if case.threads else ''}")
     return Job("inference", label, run, identity)
+
+
+def _check_train_output(output, config, image):
+    """A train-mode output has no reference to match (dropout draws other masks in each
+    module), so it is checked for its shape and for being finite; AssertionError else."""
+    shape = (image.shape[0], config.output_nc, *image.shape[2:])
+    if tuple(output.shape) != shape or not torch.isfinite(output).all():
+        raise AssertionError(f"train-mode output of shape {tuple(output.shape)} (want {shape}) "
+                             "or not finite")
 
 
 def _check_against_reference(output, config, image):
