@@ -1,6 +1,6 @@
 """How busy the machine is when a bench run begins and after its last job, recorded with its
-results and said above their table: a busy machine's figures are not worth comparing. No torch: ``render`` (also
-``fastp2p bench --plot``) uses it without loading torch."""
+results and said above their table: a busy machine's figures are not worth comparing. No
+torch: ``render`` (also ``fastp2p bench --plot``) uses it without loading torch."""
 import os
 
 from fastp2p.cpu_info import usable_cpus
@@ -18,9 +18,10 @@ def machine_load() -> dict:
 
 def busy_note(env: dict, moment: str = "when the run began"):
     """What to say of a run whose machine was busy at ``moment`` (``env``: ``describe``'s or
-    ``machine_load``'s, sampled then), else None. Busy: a load average of at least half the usable CPUs,
-    whose time other processes then take from the timed jobs (a quick run on a 2-core machine
-    at load 4.5 put fastp2p's inference anywhere from 0.09x to 2.4x the reference)."""
+    ``machine_load``'s, sampled then), else None. Busy: a load average of at least half the
+    usable CPUs, whose time other processes then take from the timed jobs (a quick run on a
+    2-core machine at load 4.5 put fastp2p's inference anywhere from 0.09x to 2.4x the
+    reference)."""
     load, cpus = env.get("load_average"), env.get("usable_cpus")
     if load is None or not cpus or load < cpus / 2:
         return None
