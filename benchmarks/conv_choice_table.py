@@ -30,7 +30,7 @@ import json
 from collections import defaultdict
 from pathlib import Path
 
-from fastp2p.atomic_files import replacing
+from fastp2p.atomic_files import replace_text
 from fastp2p.ops.backends.conv_choice import FORMAT, MODES, layer_key
 
 PROVIDERS = ("cudnn", "fused", "cudnn_graph")
@@ -155,5 +155,4 @@ def choice_table(rows, device: str, environment=None) -> dict:
 
 def write_table(table: dict, path: Path) -> None:
     """Replace ``path`` with ``table`` atomically (a reader sees the old or the new table)."""
-    with replacing(Path(path)) as temporary:
-        temporary.write_text(json.dumps(table, indent=1) + "\n")
+    replace_text(Path(path), json.dumps(table, indent=1) + "\n")

@@ -91,5 +91,5 @@ def test_the_trainer_s_non_finite_stop_is_an_error_line(tmp_path, capsys):
     """lr 1e30: the losses are NaN from the first step; the stop exits 1, a failure."""
     data = write_aligned_dataset(tmp_path / "data", pairs=1)
     assert main(train_argv(data, tmp_path / "checkpoints", "--lr", "1e30")) == 1
-    out = capsys.readouterr().out
-    assert error_line("train", "a loss became NaN or Inf at step 1") in out, out
+    err = capsys.readouterr().err   # the loop's error lines go to stderr, as setup's do
+    assert error_line("train", "a loss became NaN or Inf at step 1") in err, err

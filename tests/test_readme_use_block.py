@@ -24,9 +24,11 @@ def test_the_use_block_keeps_the_checkpoint_it_loads(tmp_path, monkeypatch):
     torch.manual_seed(0)
     saved = fastp2p.UNet(3, 3, 8, ngf=4, norm_layer=torch.nn.BatchNorm2d, use_dropout=True)
     with torch.no_grad():
-        for tensor in saved.state_dict().values():
+        for key, tensor in saved.state_dict().items():
             if tensor.is_floating_point():
                 tensor.normal_()   # none of them a fresh network's values
+            if key.endswith("running_var"):
+                tensor.abs_()      # a variance: a negative one is refused as it loads
     torch.save(saved.state_dict(), tmp_path / "latest_net_G.pth")
     monkeypatch.chdir(tmp_path)
     names = {}

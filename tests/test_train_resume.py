@@ -56,7 +56,7 @@ def test_signal_saves_and_continue_train_resumes_bit_exactly(tmp_path, monkeypat
         signal_after_step(patch, 3, signal_number)  # in the middle of epoch 1
         code = main(train_argv(data, tmp_path / "resumed", size=64))
     assert code == 128 + signal_number
-    assert f"{signal.Signals(signal_number).name} received" in capsys.readouterr().out
+    assert f"{signal.Signals(signal_number).name} received" in capsys.readouterr().err
     state = CheckpointFolder(tmp_path / "resumed", "tiny").load_train_state("latest")
     position = ("epoch", "epoch_batches", "images", "epoch_images")
     assert {key: state["progress"][key] for key in position} == {
