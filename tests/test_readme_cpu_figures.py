@@ -26,44 +26,40 @@ def test_results_files_named_exist(readme):
     assert not missing
 
 
-def test_readme_quotes_the_newest_run():
-    rows = json.loads((ROOT / "benchmarks" / "results" / NEWEST).read_text())
-    assert {row["cpu"] for row in rows} == {"Intel(R) Xeon(R) Processor"}
-    assert {(row["threads"], row["batch_size"]) for row in rows} == {(2, 1)}
-    figures = [f"{_ratio(rows, mode, layout):.2f}x" for layout in ("channels_last", "nchw")
-               for mode in ("eval", "train")]
-    assert figures == ["1.48x", "1.78x", "1.64x", "1.95x"]
-    readme = " ".join((ROOT / "README.md").read_text(encoding="utf-8").split())
-    assert ("runs at 1.48x the reference in its best layout (channels-last) in eval mode and "
-            "1.78x in train mode (1.64x and 1.95x the reference's default NCHW)") in readme
-    assert "is 1.45-1.51x the reference" not in readme
+# The README's first table: the newest run on each kind of 2-core CPU, and what its file says
+# the CPU is.
+NEWEST_RUNS = {
+    "`AMD EPYC` (Zen 4)": ("cpu-inference-2core-epyc-zen4-20261207-55ead536-batch1.json",
+                           "AMD EPYC (family 25, model 17)"),
+    "`AMD EPYC` (Zen 1)": ("cpu-inference-2core-epyc-zen1-20261205-d8e8908e-batch1.json",
+                           "AMD EPYC (family 23, model 1)"),
+    "`Intel(R) Xeon(R) Processor`": (NEWEST, "Intel(R) Xeon(R) Processor"),
+}
 
 
-ZEN4_NEWEST = "cpu-inference-2core-epyc-zen4-20261206-4b26059d-batch1.json"
-ZEN4_EARLIER = ("cpu-inference-2core-epyc-20261202-e62db508-batch1.json",
-                "cpu-inference-2core-epyc-20261202-55ed2c04-batch1.json")
+def _table_row(label) -> list:
+    """The cells of the README table's row for the CPU ``label``."""
+    lines = (ROOT / "README.md").read_text(encoding="utf-8").splitlines()
+    row = [line for line in lines if line.startswith(f"| {label} |")]
+    assert len(row) == 1, row
+    return [cell.strip() for cell in row[0].strip("|").split("|")]
 
 
-def _epyc_ratios(name):
-    """{(mode, reference layout): fastp2p's ratio} of a 2-thread, batch-1 Zen 4 run."""
-    rows = json.loads((ROOT / "benchmarks" / "results" / name).read_text())
-    assert {row["cpu"] for row in rows} <= {"AMD EPYC", "AMD EPYC (family 25, model 17)"}
-    rows = [row for row in rows if row.get("bench") == "unet" and row["threads"] == 2
+@pytest.mark.parametrize("label", NEWEST_RUNS)
+def test_the_readme_table_gives_each_cpus_newest_run(label):
+    """Each row's ratios (against the reference channels-last / NCHW), commit, load and
+    dropout are its file's: 2 threads, batch 1."""
+    name, cpu = NEWEST_RUNS[label]
+    rows = [row for row in json.loads((ROOT / "benchmarks" / "results" / name).read_text())
+            if row.get("bench", "unet") == "unet" and row["threads"] == 2
             and row["batch_size"] == 1]
-    return {(mode, layout): _ratio(rows, mode, layout)
-            for mode in ("eval", "train") for layout in ("channels_last", "nchw")}
-
-
-def test_readme_quotes_the_zen4_epyc_runs():
-    """The 2-thread Zen 4 ratios the README gives: the newest run's, then the two earlier
-    runs' as ranges."""
-    newest = {key: f"{value:.2f}x" for key, value in _epyc_ratios(ZEN4_NEWEST).items()}
-    earlier = [_epyc_ratios(name) for name in ZEN4_EARLIER]
-    spread = {key: f"{min(run[key] for run in earlier):.2f}-{max(run[key] for run in earlier):.2f}x"
-              for key in earlier[0]}
-    readme = " ".join((ROOT / "README.md").read_text(encoding="utf-8").split())
-    assert (f"{newest['eval', 'channels_last']} the reference channels-last in eval and "
-            f"{newest['train', 'channels_last']} in train mode ({newest['eval', 'nchw']} and "
-            f"{newest['train', 'nchw']} its NCHW)") in readme
-    assert (f"measured {spread['eval', 'channels_last']} and "
-            f"{spread['train', 'channels_last']}") in readme
+    assert {row["cpu"] for row in rows} == {cpu}
+    _, run, eval_cell, train_cell = _table_row(label)
+    assert name in run and rows[0]["commit"] in run and not rows[0]["dirty"]
+    assert f"load {rows[0]['load_average'][0]}" in run
+    for mode, cell in (("eval", eval_cell), ("train", train_cell)):
+        mode_rows = [row for row in rows if row["mode"] == mode]
+        assert cell.startswith(f"{_ratio(mode_rows, mode, 'channels_last'):.2f}x / "
+                               f"{_ratio(mode_rows, mode, 'nchw'):.2f}x"), (mode, cell)
+    with_dropout = all(row.get("dropout", False) for row in rows)
+    assert ("(no dropout)" in train_cell) == (not with_dropout)
