@@ -5,11 +5,16 @@ signal from outside).
 import re
 
 
+def is_loader_worker_death(err: RuntimeError) -> bool:
+    """Whether ``err`` is torch's report of a dead loader worker."""
+    return str(err).startswith("DataLoader worker")
+
+
 def loader_worker_death(err: RuntimeError, then: str) -> str | None:
     """"a data loader worker died (torch's reason), what to do" when ``err`` is torch's report
     of a dead loader worker, else None. ``then``: what to do once the cause is dealt with
     ("resume with --continue_train")."""
-    if not str(err).startswith("DataLoader worker"):
+    if not is_loader_worker_death(err):
         return None
     reason = _worker_death_reason(err)
     return f"a data loader worker died ({reason}), {_worker_death_advice(reason, then)}"

@@ -38,7 +38,7 @@ from fastp2p.command_errors import error_line
 from fastp2p.train.background_writer import BackgroundWriter, host_copy
 from fastp2p.train.checkpoints import CheckpointWriteError, describe_os_error, snapshot
 from fastp2p.train.distributed import average_over_processes
-from fastp2p.train.loader_failures import loader_worker_death
+from fastp2p.train.loader_failures import is_loader_worker_death, loader_worker_death
 from fastp2p.train.memory_errors import first_line, is_out_of_memory
 from fastp2p.train.progress import time_left
 from fastp2p.train.reports import TRIPLET
@@ -297,11 +297,12 @@ class Trainer:
                 if is_out_of_memory(err):  # the weights in memory may be half-stepped: not saved
                     self._say_on_every_rank(error_line("train", self._out_of_memory(err)))
                     return EXIT_FAILED
-                death = loader_worker_death(err, "resume with --continue_train")
-                if death is None:
+                if not is_loader_worker_death(err):
                     raise
                 # killed mid-step, maybe: the weights in memory are not saved
-                self.say_error(error_line("train", f"{death}; {self._last_good_checkpoint()}"))
+                latest = self._latest_manifest()
+                death = loader_worker_death(err, self._run_again(latest))
+                self.say_error(error_line("train", f"{death}; {self._kept(latest)}"))
                 return EXIT_FAILED
             finally:
                 self.writer.close()
