@@ -16,16 +16,16 @@ NO_SPACE = os.strerror(errno.ENOSPC)
 
 
 class FillingFile:
-    """A file whose writes fail with ENOSPC once ``room`` bytes (characters, in text mode) are
-    written, as a file's write does on a full disk (the OSError names no file)."""
+    """A file whose writes fail with ENOSPC (or ``error``) once ``room`` bytes (characters, in
+    text mode) are written, as a file's write does on a full disk (the OSError names no file)."""
 
-    def __init__(self, handle, room):
-        self.handle, self.room = handle, room
+    def __init__(self, handle, room, error=errno.ENOSPC):
+        self.handle, self.room, self.error = handle, room, error
 
     def write(self, data):
         size = len(data) if isinstance(data, str) else memoryview(data).nbytes
         if size > self.room:
-            raise OSError(errno.ENOSPC, NO_SPACE)
+            raise OSError(self.error, os.strerror(self.error))
         self.room -= size
         return self.handle.write(data)
 
@@ -47,10 +47,10 @@ def fill_the_disk_of(module, monkeypatch, room):
     monkeypatch.setattr(module, "open", filling_open, raising=False)
 
 
-def fill_temporary_files(monkeypatch, room, *, which=lambda number: True):
+def fill_temporary_files(monkeypatch, room, *, which=lambda number: True, error=errno.ENOSPC):
     """The temporary files fastp2p writes and renames into place (``atomic_files``: opened on
-    the descriptor that created them) fill up after ``room`` bytes; ``which``: of the files
-    opened from now on, counted from 1, the ones that do."""
+    the descriptor that created them) fill up after ``room`` bytes (then fail with ``error``);
+    ``which``: of the files opened from now on, counted from 1, the ones that do."""
     real_fdopen, opened = os.fdopen, []
 
     def filling_fdopen(fd, mode="r", *args, **kwargs):
@@ -58,7 +58,7 @@ def fill_temporary_files(monkeypatch, room, *, which=lambda number: True):
         if "w" not in mode:
             return handle
         opened.append(fd)
-        return FillingFile(handle, room) if which(len(opened)) else handle
+        return FillingFile(handle, room, error) if which(len(opened)) else handle
     monkeypatch.setattr(os, "fdopen", filling_fdopen)
 
 
@@ -75,6 +75,18 @@ def test_a_full_disk_during_a_checkpoint_names_the_file_and_the_cause(tmp_path, 
     assert ".latest_net_G.pth.tmp-" in message and str(folder.path) in message, message
     assert "\n" not in message
     assert not [p for p in folder.path.iterdir() if ".tmp-" in p.name]  # nothing left behind
+
+
+def test_a_file_size_limit_during_a_checkpoint_is_named_as_such(tmp_path, monkeypatch):
+    """EFBIG (a job's `ulimit -f`): freeing disk space, the advice for a full disk, cannot
+    help; a higher limit can."""
+    netG, netD = tiny_networks()
+    fill_temporary_files(monkeypatch, 5000, error=errno.EFBIG)
+    with pytest.raises(CheckpointWriteError) as raised:
+        CheckpointFolder(tmp_path, "run").save(["latest"], netG, netD, {"note": 1})
+    message = str(raised.value)
+    assert os.strerror(errno.EFBIG) in message and "ulimit -f" in message, message
+    assert "Free disk space" not in message, message
 
 
 def test_a_full_disk_while_packing_names_the_shard(tmp_path, monkeypatch, capsys):

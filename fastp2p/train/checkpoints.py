@@ -55,6 +55,14 @@ class MissingCheckpoint(ValueError):
     """A set has no file of the network asked for (its message says which sets there are)."""
 
 
+def what_to_fix(err: BaseException) -> str:
+    """The first words of the advice after a failed write: a file larger than the process may
+    write (EFBIG: a job's `ulimit -f`, say) needs no free disk space, but a higher limit."""
+    if isinstance(err, OSError) and err.errno == errno.EFBIG:
+        return "Raise the file size limit (ulimit -f) or write to another disk"
+    return "Free disk space or fix the folder's permissions"
+
+
 def describe_os_error(err: OSError) -> str:
     """``PATH: what the errno means`` (e.g. "No space left on device"); without a file name
     (an error raised by a library's own reader), the error's text. Where a file stands in a
@@ -211,15 +219,15 @@ class CheckpointFolder:
                         _unlink_quietly(temp.path)
             reason = describe_os_error(err) if isinstance(err, OSError) else str(err)
             raise CheckpointWriteError(f"could not write the checkpoint: {reason}; "
-                                       f"{self._after_failed_write(committed, replacing)}"
+                                       f"{self._after_failed_write(committed, replacing, err)}"
                                        ) from err
         fsync_directory(self.path)
 
-    def _after_failed_write(self, committed, replacing: bool) -> str:
-        """What a failed ``write`` left on disk and what to do: --continue_train only where a
-        set is there to resume (a first save that failed leaves none: it would be refused;
-        ``replacing``: the sets there are another run's)."""
-        fix = "Free disk space or fix the folder's permissions, then"
+    def _after_failed_write(self, committed, replacing: bool, err: BaseException) -> str:
+        """What a failed ``write`` (of ``err``) left on disk and what to do: --continue_train
+        only where a set is there to resume (a first save that failed leaves none: it would be
+        refused; ``replacing``: the sets there are another run's)."""
+        fix = f"{what_to_fix(err)}, then"
         if committed:
             return (f"the new {'/'.join(committed)}_* set is recorded in its manifest and the "
                     f"next `fastp2p train` of this --name finishes moving it into place. {fix} "

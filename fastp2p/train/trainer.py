@@ -36,7 +36,8 @@ import torch
 
 from fastp2p.command_errors import error_line
 from fastp2p.train.background_writer import BackgroundWriter, host_copy
-from fastp2p.train.checkpoints import CheckpointWriteError, describe_os_error, snapshot
+from fastp2p.train.checkpoints import (CheckpointWriteError, describe_os_error, snapshot,
+                                       what_to_fix)
 from fastp2p.train.distributed import average_over_processes
 from fastp2p.train.loader_failures import is_loader_worker_death, loader_worker_death
 from fastp2p.train.memory_errors import first_line, is_out_of_memory
@@ -290,8 +291,8 @@ class Trainer:
             except OSError as err:  # the loss log: the checkpoints are untouched
                 latest = self._latest_manifest()
                 self.say_error(error_line(
-                    "train", f"{describe_os_error(err)}; {self._kept(latest)}. Free disk space "
-                    f"or fix the folder's permissions, then {self._run_again(latest)}"))
+                    "train", f"{describe_os_error(err)}; {self._kept(latest)}. "
+                    f"{what_to_fix(err)}, then {self._run_again(latest)}"))
                 return EXIT_FAILED
             except RuntimeError as err:
                 if is_out_of_memory(err):  # the weights in memory may be half-stepped: not saved
