@@ -141,6 +141,18 @@ def test_stop_requests_once_the_images_are_written_leave_the_run_complete(tmp_pa
     assert "partial" not in page and f"images/{TEST_PAIRS - 1:03d}_fake_B.png" in page
 
 
+def test_a_schedulers_checkpoint_warning_is_said_and_the_run_goes_on(tmp_path, trained):
+    """SIGUSR1 / SIGUSR2 (SLURM's --signal warning before a job's time limit) killed the run
+    by default, the page unwritten; training saves a checkpoint on them, test has none."""
+    run = _run_signalled(tmp_path, trained, {"save 2": ["SIGUSR1"], "save 5": ["SIGUSR2"]})
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert L1_REPORT in run.stdout
+    for name in ("SIGUSR1", "SIGUSR2"):
+        assert f"{name} received: fastp2p test has no checkpoint to save" in run.stderr
+    page = (tiny_test_results(tmp_path) / "index.html").read_text(encoding="utf-8")
+    assert "partial" not in page and f"images/{TEST_PAIRS - 1:03d}_fake_B.png" in page
+
+
 def test_a_second_sigterm_stops_at_once_with_128_plus_15(tmp_path, trained):
     """Both while the first image is written: the exit code was 130 whatever the signal."""
     run = _run_signalled(tmp_path, trained, {"save 2": ["SIGTERM"], "save 3": ["SIGTERM"]})

@@ -44,6 +44,7 @@ import contextlib
 import hashlib
 import os
 import signal
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -181,7 +182,9 @@ def run(args: argparse.Namespace) -> int:
         # trackers inside them, a request arriving then is ignored instead of cutting that short
         # (a traceback at exit, loader workers left to the interpreter's exit hooks).
         second_request = f"a second stop request: stopped at once; {_partial(out_dir)}"
-        with StopRequests(second_request) as stops:
+        # checkpoint_requests: a scheduler's warning (SIGUSR1 / SIGUSR2, which kill by
+        # default) is said and ignored; test has nothing to save, its SIGTERM stops it
+        with StopRequests(second_request, checkpoint_requests=True) as stops:
             with resources.pop_all():
                 try:
                     translated = _translate(args, netG, loader, device, out_dir, trackers, stops)
@@ -490,6 +493,7 @@ def _write_triplets(args, netG, loader, device, images_dir, trackers, total, sec
     between images, when ``stops`` (StopRequests) received a signal. Returns the images'
     L1Scores (None when there were none: no pair)."""
     import torch
+    from tqdm import tqdm
 
     from fastp2p.nn import graphed
     from fastp2p.terminal import stderr_bar
@@ -526,6 +530,10 @@ def _write_triplets(args, netG, loader, device, images_dir, trackers, total, sec
             tracker.log_images(index, images)
         if stops.signal_number is not None:  # now, between images: every triplet is whole
             break
+        requested = stops.take_checkpoint_request()
+        if requested is not None:
+            tqdm.write(f"{requested} received: fastp2p test has no checkpoint to save; it goes "
+                       "on (SIGTERM or Ctrl-C stops it)", file=sys.stderr)
     return scores
 
 
