@@ -10,7 +10,7 @@ import importlib
 import sys
 
 from fastp2p.bench.stops import caller_handlers_back
-from fastp2p.train.stop_requests import stop_before_work_with_a_line
+from fastp2p.train.stop_requests import drop_early_stop_handler, stop_before_work_with_a_line
 from fastp2p.train.reference_options import older_names_hint
 from fastp2p.train.saved_options import given_options
 
@@ -67,8 +67,9 @@ def main(argv=None) -> int:
     A Ctrl-C is reported in one line from the parser's start on: building the parser imports
     every command's module, and an option's check (``fastp2p.option_types``) may import more
     (numpy, torch: a second on a busy machine); a Ctrl-C there printed a traceback. So is a
-    SIGTERM or SIGHUP that comes as the process's entry (no ``argv``) starts, before a command
-    handles them itself (``stop_requests.stop_before_work_with_a_line``)."""
+    SIGTERM or SIGHUP that comes as the process's entry (no ``argv``) starts, before train or
+    test handles them itself (``stop_requests.stop_before_work_with_a_line``); other commands
+    get the signals' defaults back once parsed."""
     if argv is None:
         stop_before_work_with_a_line()
     args = argparse.Namespace(command=None)  # argparse sets the command as it reads its name
@@ -105,6 +106,7 @@ def _parse_and_run(argv, args: argparse.Namespace) -> int:
     if getattr(args, "run", None) is None:
         parser.print_help()
         return 2
+    drop_early_stop_handler(args.command)
     if "given_options" in vars(args):   # a command that takes the others from a saved run
         args.given_options = given_options(_subcommand_parser(parser, args.command), words)
     return args.run(args)

@@ -51,7 +51,9 @@ def import_torch() -> None:
     numpy.linalg was left half imported, and a RecursionError came later. train and test import
     torch._dynamo anyway: building their networks on the meta device to check them needs it,
     and the bench's torch.compile peers. A SIGTERM that a handler raises for (the bench's) waits
-    too."""
-    with stops_deferred((signal.SIGINT, signal.SIGTERM)):
+    too, and so does a SIGTERM or SIGHUP that the early handler of train and test raises for
+    (``stop_requests.stop_before_work_with_a_line``: a SIGHUP raised inside the import aborted
+    the process or was lost, as Ctrl-C's was)."""
+    with stops_deferred((signal.SIGINT, signal.SIGTERM, signal.SIGHUP)):
         import torch            # noqa: F401
         import torch._dynamo    # noqa: F401

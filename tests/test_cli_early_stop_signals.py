@@ -41,3 +41,23 @@ def test_a_stop_signal_before_training_is_one_line_saying_nothing_was_saved(tmp_
     assert result.stderr.splitlines() == [
         f"fastp2p train: stopped ({name} before the work began: nothing was saved)"], result
     assert result.returncode == 128 + number, result
+
+
+@pytest.mark.parametrize("command, kept", [("train", True), ("test", True), ("pack", False),
+                                           ("bench", False), ("info", False)])
+def test_only_train_and_test_keep_the_early_handler(monkeypatch, command, kept):
+    """pack, bench and info have their own stops (or none): the early handler made a SIGHUP to
+    a pack take its Ctrl-C path (exit 130), and a bench mid-run say "before the work began"."""
+    from fastp2p.train.stop_requests import (EARLY_STOP_SIGNALS, drop_early_stop_handler,
+                                             stop_before_work_with_a_line)
+    # from the defaults, as a process starts (pytest's own, maybe nohup's, restored after)
+    previous = {number: signal.signal(number, signal.SIG_DFL) for number in EARLY_STOP_SIGNALS}
+    try:
+        stop_before_work_with_a_line()
+        drop_early_stop_handler(command)
+        handlers = [signal.getsignal(number) for number in EARLY_STOP_SIGNALS]
+        assert all(getattr(handler, "before_work", False) == kept for handler in handlers)
+        assert kept or handlers == [signal.SIG_DFL] * len(EARLY_STOP_SIGNALS)
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)

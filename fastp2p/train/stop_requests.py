@@ -40,6 +40,9 @@ class StoppedBeforeWork(KeyboardInterrupt):
 
 
 EARLY_STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+# The commands whose own stop handling takes over from the early handler (StopRequests); the
+# others (pack, bench, info) keep the signals' defaults or handle them their own way.
+EARLY_STOP_COMMANDS = ("train", "test")
 
 
 def stop_before_work_with_a_line() -> None:
@@ -62,6 +65,18 @@ def stop_before_work_with_a_line() -> None:
     for number in EARLY_STOP_SIGNALS:
         if signal.getsignal(number) == signal.SIG_DFL:
             signal.signal(number, stop)
+
+
+def drop_early_stop_handler(command: str | None) -> None:
+    """Put the signals' defaults back where ``stop_before_work_with_a_line`` set its handler,
+    unless ``command`` is one of EARLY_STOP_COMMANDS: another command's workers and stops are
+    not made for it (a SIGHUP to a pack took its Ctrl-C path, exit 130; a bench mid-run said
+    "before the work began")."""
+    if command in EARLY_STOP_COMMANDS:
+        return
+    for number in EARLY_STOP_SIGNALS:
+        if getattr(signal.getsignal(number), "before_work", False):
+            signal.signal(number, signal.SIG_DFL)
 
 
 class StopRequests:

@@ -43,7 +43,8 @@ EXIT_IN_USE = 75   # EX_TEMPFAIL of sysexits.h: another run holds NAME, try agai
 EPILOG = f"""\
 exit codes: 0 trained (or nothing left to train), 1 failed (a message says why), 2 options
 refused, {EXIT_IN_USE} NAME in use by another fastp2p train run (try again later), 128+N stopped
-by signal N with latest_* saved (130 Ctrl-C, 143 SIGTERM)."""
+by signal N (130 Ctrl-C, 143 SIGTERM): latest_* saved once training has begun, nothing before
+(one line says which); --resume_or_start resumes or starts either way."""
 
 
 def register(commands) -> None:
