@@ -145,28 +145,41 @@ def apply_reference_options(args: argparse.Namespace, phase: str) -> str | None:
                          f"{args.model}")
     if phase == "test":
         _resolve_test_model(args)
-    if args.suffix:
-        try:
-            name = f"{args.name}_{args.suffix.format(**vars(args))}"
-        except KeyError as err:
-            raise ValueError(f"--suffix {args.suffix!r}: {err.args[0]!r} is not an option name "
-                             "(write options as {netG}, {load_size}, ...)") from None
-        except (IndexError, ValueError) as err:  # "{0}", "{netG", "{netG!z}"
-            raise ValueError(f"--suffix {args.suffix!r}: not a format of option names ({err}); "
-                             "write options as {netG}, {load_size}, ...") from None
-        try:  # the parser checked --name alone; the run's folder is named by both
-            args.name = plain_name(name)
-        except argparse.ArgumentTypeError as err:
-            raise ValueError(f"--name with --suffix {args.suffix!r}: {err}") from None
+    args.name = run_name(args)
     if args.gpu_ids is not None:
         args.device = _device_for_gpu_ids(args.gpu_ids, args.device, phase)
     if args.load_iter > 0:
         # what the reference loads then; its test.py still names the results folder by the
         # --epoch given (with _iterN added): results_folder_name
-        args.given_epoch, args.epoch = args.epoch, f"iter_{args.load_iter}"
+        args.given_epoch, args.epoch = args.epoch, checkpoint_label(args)
     if phase == "train":
         args.log_every = _log_every(args)
     return _ignored_line(args, phase)
+
+
+def run_name(args: argparse.Namespace) -> str:
+    """The run's folder name under CHECKPOINTS_DIR: --name, and with --suffix S "NAME_S", S
+    formatted with the options' values as the reference does. ValueError (one line) for a
+    --suffix that is no format of option names or makes no plain name."""
+    if not args.suffix:
+        return args.name
+    try:
+        name = f"{args.name}_{args.suffix.format(**vars(args))}"
+    except KeyError as err:
+        raise ValueError(f"--suffix {args.suffix!r}: {err.args[0]!r} is not an option name "
+                         "(write options as {netG}, {load_size}, ...)") from None
+    except (IndexError, ValueError) as err:  # "{0}", "{netG", "{netG!z}"
+        raise ValueError(f"--suffix {args.suffix!r}: not a format of option names ({err}); "
+                         "write options as {netG}, {load_size}, ...") from None
+    try:  # the parser checked --name alone; the run's folder is named by both
+        return plain_name(name)
+    except argparse.ArgumentTypeError as err:
+        raise ValueError(f"--name with --suffix {args.suffix!r}: {err}") from None
+
+
+def checkpoint_label(args: argparse.Namespace) -> str:
+    """The checkpoint set a run loads: ``iter_N`` with --load_iter N, else --epoch."""
+    return f"iter_{args.load_iter}" if args.load_iter > 0 else args.epoch
 
 
 def _file_name_part(text: str) -> str:

@@ -156,15 +156,19 @@ def _resume_notes(args, given) -> list:
     options the command line does not give (``given``; None: a caller's own namespace, all of
     whose options count as given) from the run's options file; the lines that say what was
     done, for rank 0 to print once the run holds its folder."""
+    from fastp2p.train.reference_options import checkpoint_label, run_name
     from fastp2p.train.saved_options import OPTIONS_FILE, command_parser, take_saved_options
 
-    folder = Path(args.checkpoints_dir) / args.name
+    try:   # the folder as --suffix will name it, and the set --load_iter will load
+        folder, label = Path(args.checkpoints_dir) / run_name(args), checkpoint_label(args)
+    except ValueError:   # a --suffix refused: said as the options are checked
+        return []
     notes = []
     if args.resume_or_start and not args.continue_train and not args.overwrite:
-        args.continue_train = _holds_checkpoint(folder, args.epoch)
-        notes.append(f"--resume_or_start: {folder} holds checkpoint {args.epoch}: resuming it"
+        args.continue_train = _holds_checkpoint(folder, label)
+        notes.append(f"--resume_or_start: {folder} holds checkpoint {label}: resuming it"
                      if args.continue_train else
-                     f"--resume_or_start: no checkpoint {args.epoch} in {folder}: a new run")
+                     f"--resume_or_start: no checkpoint {label} in {folder}: a new run")
     if not args.continue_train or given is None or not folder.is_dir():
         return notes   # (no folder: the missing checkpoint's error says so)
     path = folder / OPTIONS_FILE

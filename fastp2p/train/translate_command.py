@@ -198,10 +198,14 @@ def _take_generator_options(args, given) -> str | None:
     own namespace, all of whose options count as given), taken from the run's options file
     where it has one (the reference's too), so that a run trained with other model options is
     tested without repeating them; the line that says so."""
+    from fastp2p.train.reference_options import run_name
     from fastp2p.train.saved_options import (GENERATOR_OPTIONS, OPTIONS_FILE, command_parser,
                                              take_saved_options)
 
-    path = Path(args.checkpoints_dir) / args.name / OPTIONS_FILE
+    try:   # the folder as --suffix will name it
+        path = Path(args.checkpoints_dir) / run_name(args) / OPTIONS_FILE
+    except ValueError:   # a --suffix refused: said as the options are checked
+        return None
     if given is None or not path.exists():
         return None
     try:

@@ -41,3 +41,27 @@ def test_the_exit_codes_are_in_the_help(capsys):
     help_text = " ".join(capsys.readouterr().out.split())
     assert ("exit codes: 0 trained (or nothing left to train), 1 failed (a message says why), "
             "2 options refused, 75 NAME in use by another fastp2p train run") in help_text
+
+
+def test_a_suffixed_run_is_found_and_its_options_taken(data, tmp_path, capsys):
+    """--suffix names the folder NAME_SUFFIX: the folder was looked for without it, so a
+    requeued job said "no checkpoint ... a new run", then was refused (the folder holds a
+    run), and --continue_train took no options."""
+    checkpoints = tmp_path / "ckpt"
+    suffixed = (*JOB, "--suffix", "x")
+    assert main(train_argv(data, checkpoints, *suffixed)) == 0, capsys.readouterr().err
+    capsys.readouterr()
+    resume = ["train", "--checkpoints_dir", str(checkpoints), "--name", "tiny", "--num_threads",
+              "0", "--n_epochs", "2", *suffixed]
+    assert main(resume) == 0, capsys.readouterr().err
+    out = capsys.readouterr().out
+    assert f"{checkpoints / 'tiny_x'} holds checkpoint latest: resuming it" in out, out
+    assert "--continue_train: took " in out and "resumed" in out, out
+
+
+def test_load_iter_names_the_set_looked_for(data, tmp_path, capsys):
+    checkpoints = tmp_path / "ckpt"
+    argv = train_argv(data, checkpoints, *JOB, "--load_iter", "400")
+    assert main(argv) == 0, capsys.readouterr().err
+    out = capsys.readouterr().out
+    assert f"--resume_or_start: no checkpoint iter_400 in {checkpoints / 'tiny'}" in out, out
