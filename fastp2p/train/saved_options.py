@@ -3,6 +3,7 @@ one ``name: value`` line each, as the reference writes its opt file), what a lat
 given other values is told, and the options a later command takes from it: ``--continue_train``
 every one its command line leaves out, ``fastp2p test`` the generator's."""
 import argparse
+import os
 from pathlib import Path
 
 from fastp2p.file_reads import read_text
@@ -33,11 +34,16 @@ NOT_INHERITED = frozenset((
 # where its command line leaves them out (the file's other options describe the training).
 GENERATOR_OPTIONS = ("netG", "ngf", "norm", "no_dropout", "input_nc", "output_nc")
 
+# Not an option: the folder the run was started in, which a relative --dataroot taken from the
+# file is relative to (a resume from another folder read another dataset, or none).
+WORKING_DIR = "working_dir"
+
 
 def write_options(args, path: Path) -> None:
     """Renamed into place: a link planted at the name is replaced, its target left alone."""
     from fastp2p.atomic_files import replacing
     lines = [f"{key}: {value}" for key, value in sorted(vars(args).items()) if key != "run"]
+    lines.append(f"{WORKING_DIR}: {os.getcwd()}")
     with replacing(path, durable=False) as file:
         # a path given in bytes that are not UTF-8 (a Latin-1 folder name) reaches Python as
         # lone surrogates, which strict UTF-8 cannot write: written back as its own bytes
@@ -140,6 +146,8 @@ def take_saved_options(args, parser: argparse.ArgumentParser, given, path: Path,
         except (ValueError, TypeError, argparse.ArgumentTypeError):
             result.refused.append((dest, saved[dest]))
             continue
+        if dest == "dataroot" and value and saved.get(WORKING_DIR):
+            value = os.path.join(saved[WORKING_DIR], value)   # as it was; an absolute one stays
         defaults.append((dest, value, getattr(args, dest)))
         setattr(args, dest, value)
     # a QuickDefault stands for a value once --dataroot, maybe taken too, is known

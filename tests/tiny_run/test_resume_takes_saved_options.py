@@ -151,3 +151,20 @@ def test_a_reference_run_folder_resumes(data, tmp_path, capsys):
     assert main(_resume_argv(tmp_path / "ckpt", "--no_html")) == 0, capsys.readouterr().err
     out = capsys.readouterr().out
     assert "--netG unet_32" in out and "no training state" in out, out
+
+
+def test_a_relative_dataroot_is_taken_from_the_folder_the_run_started_in(data, tmp_path,
+                                                                        monkeypatch, capsys):
+    """A run started in A with --dataroot data, resumed from B: "data" read B/data (folder not
+    found, or another dataset of that name)."""
+    (tmp_path / "A").mkdir()
+    (tmp_path / "B" / "data").mkdir(parents=True)   # a folder of that name, not the dataset
+    (tmp_path / "A" / "data").symlink_to(data)
+    checkpoints = tmp_path / "ckpt"
+    monkeypatch.chdir(tmp_path / "A")
+    argv = train_argv("data", checkpoints, "--n_epochs_decay", "0", "--no_html")
+    assert main(argv) == 0, capsys.readouterr().err
+    monkeypatch.chdir(tmp_path / "B")
+    capsys.readouterr()
+    assert main(_resume_argv(checkpoints, "--n_epochs", "2")) == 0, capsys.readouterr().err
+    assert f"--dataroot {tmp_path / 'A' / 'data'}" in capsys.readouterr().out
