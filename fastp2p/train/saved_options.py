@@ -109,21 +109,30 @@ def command_parser(register) -> argparse.ArgumentParser:
 class TakenOptions:
     """What ``take_saved_options`` took: ``taken``, (dest, value, whether it is the value this
     command line's default gives); ``refused``, (dest, text) for values this fastp2p's options
-    do not read (a reference run's, or an older fastp2p's), left at this command line's."""
+    do not read (a reference run's, or an older fastp2p's), left at this command line's;
+    ``options``, dest -> the option as a command line writes it (``--skip-bad``)."""
 
     def __init__(self, path: Path):
-        self.path, self.taken, self.refused = path, [], []
+        self.path, self.taken, self.refused, self.options = path, [], [], {}
 
     def describe(self) -> str:
-        """One line: how many were taken, and those that differ from the defaults."""
-        changed = [f"--{dest} {value}" for dest, value, default in self.taken if not default]
+        """One line: how many were taken, and those that differ from the defaults, as a
+        command line gives them (a flag that is on by itself: ``--no_html``)."""
+        changed = [self._words(dest, value) for dest, value, default in self.taken
+                   if not default]
         line = (f"took {len(self.taken)} option(s) the command line leaves out from {self.path}"
                 + (f"; not the defaults: {' '.join(changed)}" if changed
                    else ", all at their defaults"))
         if self.refused:
             line += "; not read, so left at the command line's: " + " ".join(
-                f"--{dest} {text!r}" for dest, text in self.refused)
+                f"{self._option(dest)} {text!r}" for dest, text in self.refused)
         return line
+
+    def _option(self, dest: str) -> str:
+        return self.options.get(dest, f"--{dest}")
+
+    def _words(self, dest: str, value) -> str:
+        return self._option(dest) if value is True else f"{self._option(dest)} {value}"
 
 
 def take_saved_options(args, parser: argparse.ArgumentParser, given, path: Path,
@@ -137,6 +146,7 @@ def take_saved_options(args, parser: argparse.ArgumentParser, given, path: Path,
     result, defaults = TakenOptions(path), []
     for action in parser._actions:
         dest = action.dest
+        result.options[dest] = (action.option_strings or [f"--{dest}"])[0]
         if (dest in given or dest not in saved or not action.option_strings
                 or action.default == argparse.SUPPRESS   # options that mean nothing here
                 or (dest in NOT_INHERITED if dests is None else dest not in dests)):

@@ -123,7 +123,7 @@ def test_the_references_options_file_is_read_and_taken(tmp_path):
                                                     "no_flip", "norm"}
     line = taken.describe()
     assert line.startswith(f"took 5 option(s) the command line leaves out from {path}"), line
-    assert "--batch_size 4" in line and "--no_flip True" in line and "--norm" not in line
+    assert "--batch_size 4" in line and "--no_flip --netG" in line and "--norm" not in line
     assert changed_options(args, path, ["lr"]) == "--lr 0.0005 -> 0.001"
 
 
@@ -168,3 +168,12 @@ def test_a_relative_dataroot_is_taken_from_the_folder_the_run_started_in(data, t
     capsys.readouterr()
     assert main(_resume_argv(checkpoints, "--n_epochs", "2")) == 0, capsys.readouterr().err
     assert f"--dataroot {tmp_path / 'A' / 'data'}" in capsys.readouterr().out
+
+
+def test_the_taken_line_writes_options_as_a_command_line_gives_them(tmp_path):
+    """It wrote `--no_html True` and `--skip_bad True`: neither is a command line's."""
+    path = tmp_path / "train_opt.txt"
+    path.write_text("no_html: True\nskip_bad: True\nlr: 0.0005\n")
+    parser = command_parser(train_command.register)
+    taken = take_saved_options(parser.parse_args([]), parser, frozenset(), path)
+    assert taken.describe().endswith("not the defaults: --skip-bad --lr 0.0005 --no_html")
