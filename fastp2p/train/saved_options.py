@@ -135,6 +135,19 @@ class TakenOptions:
         return self._option(dest) if value is True else f"{self._option(dest)} {value}"
 
 
+def saved_options_note(args, register, given, path: Path, dests=None,
+                       what: str = "the options") -> tuple:
+    """``take_saved_options`` with the parser of ``register``'s command: (what it took, a
+    TakenOptions, or None where the file cannot be read; the line then saying so, else None).
+    ``what``: the options taken, as that line names them."""
+    try:
+        return take_saved_options(args, command_parser(register), given, path, dests), None
+    except (OSError, ValueError) as err:   # ValueError: not UTF-8, or no regular file
+        reason = getattr(err, "strerror", None) or err   # an OSError's without the path
+        return None, (f"{path} cannot be read ({reason}): {what} the command line leaves out "
+                      "are the defaults")
+
+
 def take_saved_options(args, parser: argparse.ArgumentParser, given, path: Path,
                        dests=None) -> TakenOptions:
     """Set in ``args`` each option of ``parser`` (of ``dests``; None: all but NOT_INHERITED)

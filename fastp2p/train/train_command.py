@@ -157,7 +157,7 @@ def _resume_notes(args, given) -> list:
     whose options count as given) from the run's options file; the lines that say what was
     done, for rank 0 to print once the run holds its folder."""
     from fastp2p.train.reference_options import checkpoint_label, run_name
-    from fastp2p.train.saved_options import OPTIONS_FILE, command_parser, take_saved_options
+    from fastp2p.train.saved_options import OPTIONS_FILE, saved_options_note
 
     try:   # the folder as --suffix will name it, and the set --load_iter will load
         folder, label = Path(args.checkpoints_dir) / run_name(args), checkpoint_label(args)
@@ -171,15 +171,8 @@ def _resume_notes(args, given) -> list:
                      f"--resume_or_start: no checkpoint {label} in {folder}: a new run")
     if not args.continue_train or given is None or not folder.is_dir():
         return notes   # (no folder: the missing checkpoint's error says so)
-    path = folder / OPTIONS_FILE
-    try:
-        taken = take_saved_options(args, command_parser(register), given, path)
-    except (OSError, ValueError) as err:   # ValueError: not UTF-8, or no regular file
-        reason = getattr(err, "strerror", None) or err   # an OSError's without the path
-        notes.append(f"--continue_train: {path} cannot be read ({reason}): the options the "
-                     "command line leaves out are the defaults")
-    else:
-        notes.append(f"--continue_train: {taken.describe()}")
+    taken, unreadable = saved_options_note(args, register, given, folder / OPTIONS_FILE)
+    notes.append(f"--continue_train: {unreadable or taken.describe()}")
     return notes
 
 

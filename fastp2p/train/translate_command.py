@@ -199,8 +199,8 @@ def _take_generator_options(args, given) -> str | None:
     where it has one (the reference's too), so that a run trained with other model options is
     tested without repeating them; the line that says so."""
     from fastp2p.train.reference_options import run_name
-    from fastp2p.train.saved_options import (GENERATOR_OPTIONS, OPTIONS_FILE, command_parser,
-                                             take_saved_options)
+    from fastp2p.train.saved_options import (GENERATOR_OPTIONS, OPTIONS_FILE,
+                                             saved_options_note)
 
     try:   # the folder as --suffix will name it
         path = Path(args.checkpoints_dir) / run_name(args) / OPTIONS_FILE
@@ -208,13 +208,10 @@ def _take_generator_options(args, given) -> str | None:
         return None
     if given is None or not path.exists():
         return None
-    try:
-        taken = take_saved_options(args, command_parser(register), given, path,
-                                   GENERATOR_OPTIONS)
-    except (OSError, ValueError) as err:   # ValueError: not UTF-8, or no regular file
-        reason = getattr(err, "strerror", None) or err   # an OSError's without the path
-        return (f"{path} cannot be read ({reason}): the generator's options the command "
-                "line leaves out are the defaults")
+    taken, unreadable = saved_options_note(args, register, given, path, GENERATOR_OPTIONS,
+                                           "the generator's options")
+    if unreadable:
+        return unreadable
     return f"generator options: {taken.describe()}" if taken.taken or taken.refused else None
 
 
