@@ -17,8 +17,11 @@ def error_line(command: str, message: object) -> str:
     return f"fastp2p {command}: error: {message}"
 
 
-def print_error(command: str, message: object) -> None:
-    """Print ``error_line(command, message)`` to stderr."""
+def print_error(command: str, message: object, context=()) -> None:
+    """Print ``error_line(command, message)`` to stderr, after the ``context`` lines (what the
+    refused values came from, e.g. the options a resume took from its run)."""
+    for line in context:
+        print(line, file=sys.stderr)
     print(error_line(command, message), file=sys.stderr)
 
 

@@ -8,18 +8,19 @@ from fastp2p.data.errors import DataError
 from fastp2p.train.unet_names import unet_levels
 
 
-def refused_at_once(args: argparse.Namespace, command: str) -> int | None:
-    """The exit code of a command line refused here, its one line printed: 2 for --netG (an
-    option refused), 1 for --dataroot (as the dataset's other errors); None if neither is."""
+def refused_at_once(args: argparse.Namespace, command: str, context=()) -> int | None:
+    """The exit code of a command line refused here, its one line printed after the
+    ``context`` lines (``print_error``'s): 2 for --netG (an option refused), 1 for --dataroot
+    (as the dataset's other errors); None if neither is."""
     try:
         if isinstance(args.netG, str):  # not a QuickDefault (a default, always a U-Net)
             unet_levels(args.netG)
     except ValueError as err:
-        print_error(command, err)
+        print_error(command, err, context)
         return 2
     try:
         refuse_dataroot_options(args)
     except DataError as err:
-        print_error(command, err)
+        print_error(command, err, context)
         return 1
     return None

@@ -221,7 +221,8 @@ def run(args: argparse.Namespace, times=None, name_files: bool = True) -> int:
         print_error("train", err)
         return 2
     from fastp2p.train.early_refusals import refused_at_once
-    code = refused_at_once(args, "train")  # a typo needs no torch: said at once
+    # a refused value may be one that --continue_train took: the line naming them comes first
+    code = refused_at_once(args, "train", resume_notes)  # a typo needs no torch: said at once
     if code is not None:
         return code
     load_size_given = not isinstance(args.load_size, QuickDefault)
@@ -229,7 +230,7 @@ def run(args: argparse.Namespace, times=None, name_files: bool = True) -> int:
     try:
         _check_options(args)   # as at once: options that do not fit each other
     except ValueError as err:
-        print_error("train", err)
+        print_error("train", err, resume_notes)
         return 2
     from fastp2p.stops_deferred import import_torch
     import_torch()  # first, whole: a Ctrl-C inside it aborted the process or was lost
@@ -268,7 +269,7 @@ def run(args: argparse.Namespace, times=None, name_files: bool = True) -> int:
         _check_device_options(args, resolve_device(args.device, launched_local_rank()))
         info = init_processes(args.device)
     except ValueError as err:
-        print_error("train", err)
+        print_error("train", err, resume_notes)
         return 2
     folder_lock = RunFolderLock(Path(args.checkpoints_dir) / args.name)
     refused = _claim_run_folder(args, info, folder_lock)

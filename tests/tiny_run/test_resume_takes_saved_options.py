@@ -177,3 +177,25 @@ def test_the_taken_line_writes_options_as_a_command_line_gives_them(tmp_path):
     parser = command_parser(train_command.register)
     taken = take_saved_options(parser.parse_args([]), parser, frozenset(), path)
     assert taken.describe().endswith("not the defaults: --skip-bad --lr 0.0005 --no_html")
+
+
+@pytest.mark.parametrize("line, refused", [
+    ("precision: bf16", "--precision bf16"),        # refused with the device, after torch loads
+    ("netG: unet_4096", "unet_4096"),               # refused at once, before torch loads
+    ("n_epochs: 0", "cosine"),                      # refused with the other options
+])
+def test_a_refused_taken_value_follows_the_line_naming_where_it_came_from(run_of_lr, capsys,
+                                                                          line, refused):
+    """QA: a run trained with --precision bf16 resumed on a CPU was refused for an option the
+    command line did not give, without saying it came from the run's train_opt.txt."""
+    options = run_of_lr / "tiny" / "train_opt.txt"
+    key = line.split(":")[0]
+    kept = [old for old in options.read_text().splitlines()
+            if old.split(":")[0].strip() != key]
+    options.write_text("\n".join(kept + [line]) + "\n")
+    extra = ("--lr_policy", "cosine") if key == "n_epochs" else ()
+    assert main(_resume_argv(run_of_lr, *extra)) in (1, 2)
+    err = capsys.readouterr().err.splitlines()
+    assert err[-1].startswith("fastp2p train: error:") and refused in err[-1], err
+    assert err[-2].startswith("--continue_train: took") and str(options) in err[-2], err
+    assert f"--{key} {line.split(': ')[1]}" in err[-2], err
