@@ -48,16 +48,37 @@ def test_a_stop_signal_before_training_is_one_line_saying_nothing_was_saved(tmp_
 def test_only_train_and_test_keep_the_early_handler(monkeypatch, command, kept):
     """pack, bench and info have their own stops (or none): the early handler made a SIGHUP to
     a pack take its Ctrl-C path (exit 130), and a bench mid-run say "before the work began"."""
-    from fastp2p.train.stop_requests import (EARLY_STOP_SIGNALS, drop_early_stop_handler,
+    from fastp2p.train.stop_requests import (CHECKPOINT_SIGNALS, EARLY_STOP_SIGNALS,
+                                             drop_early_stop_handler,
                                              stop_before_work_with_a_line)
+    numbers = EARLY_STOP_SIGNALS + CHECKPOINT_SIGNALS
     # from the defaults, as a process starts (pytest's own, maybe nohup's, restored after)
-    previous = {number: signal.signal(number, signal.SIG_DFL) for number in EARLY_STOP_SIGNALS}
+    previous = {number: signal.signal(number, signal.SIG_DFL) for number in numbers}
     try:
         stop_before_work_with_a_line()
         drop_early_stop_handler(command)
-        handlers = [signal.getsignal(number) for number in EARLY_STOP_SIGNALS]
+        handlers = [signal.getsignal(number) for number in numbers]
         assert all(getattr(handler, "before_work", False) == kept for handler in handlers)
-        assert kept or handlers == [signal.SIG_DFL] * len(EARLY_STOP_SIGNALS)
+        assert kept or handlers == [signal.SIG_DFL] * len(numbers)
     finally:
         for number, handler in previous.items():
             signal.signal(number, handler)
+
+
+@pytest.mark.parametrize("number", [signal.SIGUSR1, signal.SIGUSR2], ids=["SIGUSR1", "SIGUSR2"])
+def test_a_checkpoint_request_before_training_is_one_line_and_the_command_goes_on(tmp_path,
+                                                                                  number):
+    """A scheduler's warning (SLURM's --signal=USR1@60) that came while a run was still setting
+    up killed it (exit 138, no line): there is nothing to save yet, so it says so and goes on,
+    here to the dataset's own refusal of an empty --dataroot."""
+    (tmp_path / "no_dataset").mkdir()
+    result = subprocess.run(
+        [sys.executable, "-c", SIGNAL_AT_TORCH_IMPORT, str(int(number)), "train", "--dataroot",
+         "no_dataset", "--checkpoints_dir", "ckpt", "--num_threads", "1"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    name = signal.Signals(number).name
+    lines = result.stderr.splitlines()
+    assert lines[0] == (f"fastp2p: {name} received outside the training or translation loop: "
+                        "nothing to save now; going on (SIGTERM or Ctrl-C stops it)"), result
+    assert lines[1].startswith("fastp2p train: error:") and "no_dataset" in lines[1], result
+    assert result.returncode == 1, result

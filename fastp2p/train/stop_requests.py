@@ -3,7 +3,8 @@ that the loop takes between steps or images (``StopRequests``), a second request
 (``SecondStopRequest``), and the training loop's own early end with an exit code
 (``TrainingStopped``). Training also takes SIGUSR1 / SIGUSR2 as requests to save a checkpoint and
 train on (``StopRequests(checkpoint_requests=True)``). Before those handlers are in place,
-``stop_before_work_with_a_line`` makes SIGTERM and SIGHUP end the process with one line.
+``stop_before_work_with_a_line`` makes SIGTERM and SIGHUP end the process with one line, and
+SIGUSR1 / SIGUSR2 say there is nothing to save yet.
 
 Kept apart from the epoch loop (``fastp2p.train.trainer``), which ``fastp2p test`` does not need.
 """
@@ -40,6 +41,8 @@ class StoppedBeforeWork(KeyboardInterrupt):
 
 
 EARLY_STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+# A scheduler's warning before its time limit (SLURM's --signal=USR1@60): by default it kills
+CHECKPOINT_SIGNALS = (signal.SIGUSR1, signal.SIGUSR2)
 # The commands whose own stop handling takes over from the early handler (StopRequests); the
 # others (pack, bench, info) keep the signals' defaults or handle them their own way.
 EARLY_STOP_COMMANDS = ("train", "test")
@@ -51,20 +54,39 @@ def stop_before_work_with_a_line() -> None:
     command's own handlers replace them (StopRequests puts the default back at its end, where
     the work is saved). By default they killed the process silently with the exit code of a
     run stopped and saved (143 for SIGTERM). SIGINT raises KeyboardInterrupt already; SIGHUP
-    under nohup stays ignored. A process forked meanwhile that sets no handler of its own dies
-    of the signal as by default."""
+    under nohup stays ignored. SIGUSR1 / SIGUSR2 left at their default (which killed a run
+    still setting up, or one whose last set was saved) only say so in a line, whenever the
+    training loop or the translation is not taking them. A process forked meanwhile that sets
+    no handler of its own dies of the signal as by default."""
     owner = os.getpid()
 
-    def stop(signal_number, frame):
-        if os.getpid() != owner:
-            signal.signal(signal_number, signal.SIG_DFL)
-            os.kill(os.getpid(), signal_number)
-            return
+    def in_this_process(act):
+        def handle(signal_number, frame):
+            if os.getpid() != owner:
+                signal.signal(signal_number, signal.SIG_DFL)
+                os.kill(os.getpid(), signal_number)
+                return
+            act(signal_number)
+        handle.before_work = True
+        return handle
+
+    def stop(signal_number):
         raise StoppedBeforeWork(signal_number)
-    stop.before_work = True
-    for number in EARLY_STOP_SIGNALS:
-        if signal.getsignal(number) == signal.SIG_DFL:
-            signal.signal(number, stop)
+
+    def nothing_to_save(signal_number):
+        # os.write, not print: a handler that prints while the interrupted code prints to the
+        # same stream raises a reentrant-call error
+        line = (f"fastp2p: {signal.Signals(signal_number).name} received outside the training "
+                "or translation loop: nothing to save now; going on (SIGTERM or Ctrl-C stops "
+                "it)\n")
+        try:
+            os.write(2, line.encode())
+        except OSError:  # no stderr to say it on: going on is what matters
+            pass
+    for numbers, act in ((EARLY_STOP_SIGNALS, stop), (CHECKPOINT_SIGNALS, nothing_to_save)):
+        for number in numbers:
+            if signal.getsignal(number) == signal.SIG_DFL:
+                signal.signal(number, in_this_process(act))
 
 
 def drop_early_stop_handler(command: str | None) -> None:
@@ -74,7 +96,7 @@ def drop_early_stop_handler(command: str | None) -> None:
     "before the work began")."""
     if command in EARLY_STOP_COMMANDS:
         return
-    for number in EARLY_STOP_SIGNALS:
+    for number in EARLY_STOP_SIGNALS + CHECKPOINT_SIGNALS:
         if getattr(signal.getsignal(number), "before_work", False):
             signal.signal(number, signal.SIG_DFL)
 
@@ -110,14 +132,13 @@ class StopRequests:
     ``--signal=USR1@60``), and its SIGTERM at the limit then stops the run as above."""
 
     SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
-    CHECKPOINT_SIGNALS = (signal.SIGUSR1, signal.SIGUSR2)
 
     def __init__(self, second_request: str = "a second stop request: stopped at once, without "
                  "saving; --continue_train resumes from the last set saved",
                  checkpoint_requests: bool = False):
         self.signal_number = None
         self.checkpoint_request = None  # the signal number of a checkpoint request not yet taken
-        self._checkpoint_signals = self.CHECKPOINT_SIGNALS if checkpoint_requests else ()
+        self._checkpoint_signals = CHECKPOINT_SIGNALS if checkpoint_requests else ()
         self.second_request = second_request
         self._held = False
         self._previous = {}
