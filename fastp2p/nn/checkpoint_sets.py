@@ -12,14 +12,12 @@ load. Reading writes nothing: the next ``fastp2p train`` of the run finishes the
 import hashlib
 from pathlib import Path
 
+from fastp2p.checkpoint_names import MANIFEST_SUFFIX, SET_FILE_SUFFIXES
 from fastp2p.file_reads import open_to_read
 from fastp2p.json_files import read_json
 from fastp2p.nn.checkpoint import load_safely
 
-MANIFEST_SUFFIX = "checkpoint.json"
 MANIFEST_FORMAT = "fastp2p-checkpoint"
-# the files of a set that a manifest lists, by the suffix after "LABEL_"
-SET_FILE_SUFFIXES = ("net_G.pth", "net_D.pth", "train_state.pth")
 _BLOCK = 1 << 22
 # The most of a manifest that is read: fastp2p's are under 1 KiB (three files' names, sizes and
 # checksums); a generous bound for hand-edited ones, so that a huge file (a sparse 3 GB one took

@@ -29,17 +29,16 @@ import torch
 
 from fastp2p.atomic_files import (TemporaryFile, fsync_directory, naming_the_file,
                                   remove_left_by_dead_processes, replace_text)
+from fastp2p.checkpoint_names import MANIFEST_SUFFIX, NETWORK_SUFFIXES, TRAIN_STATE_SUFFIX
 from fastp2p.nn.checkpoint import CheckpointMismatch, load_safely, weights_problem
 from fastp2p.nn.checks import with_article
 from fastp2p.nn.compat import fits_the_network_it_looks_like
-from fastp2p.nn.checkpoint_sets import (MANIFEST_FORMAT, MANIFEST_SUFFIX, load_recorded,
-                                        matching_file, read_manifest)
+from fastp2p.nn.checkpoint_sets import (MANIFEST_FORMAT, load_recorded, matching_file,
+                                        read_manifest)
 from fastp2p.train.background_writer import host_copy
 from fastp2p.train.engine import unwrap
 
-NETWORK_SUFFIXES = {"G": "net_G.pth", "D": "net_D.pth"}
 _ROLES = {"G": "generator", "D": "discriminator"}
-TRAIN_STATE_SUFFIX = "train_state.pth"
 # 2: RNG states, optimizers and counters as tensors and plain containers (weights_only loads)
 TRAIN_STATE_FORMAT = 2
 SET_SUFFIXES = (MANIFEST_SUFFIX, NETWORK_SUFFIXES["G"], NETWORK_SUFFIXES["D"], TRAIN_STATE_SUFFIX)

@@ -178,16 +178,16 @@ def _resume_notes(args, given) -> list:
 
 def _holds_checkpoint(folder: Path, label: str) -> bool:
     """Whether ``folder`` holds checkpoint ``label`` to resume: its manifest (a fastp2p set) or
-    its generator (the reference's networks). The names of fastp2p.train.checkpoints, which
-    imports torch: this runs before it is loaded."""
+    its generator (the reference's networks)."""
+    from fastp2p.checkpoint_names import MANIFEST_SUFFIX, NETWORK_SUFFIXES
     return any((folder / f"{label}_{suffix}").exists()
-               for suffix in ("checkpoint.json", "net_G.pth"))
+               for suffix in (MANIFEST_SUFFIX, NETWORK_SUFFIXES["G"]))
 
 
 def _check_fresh_run(args) -> None:
     """A run without --continue_train must not silently restart another run's folder: its
     loss log would be rewritten at once and its latest_* replaced at the first save."""
-    from fastp2p.train.checkpoints import MANIFEST_SUFFIX, NETWORK_SUFFIXES
+    from fastp2p.checkpoint_names import MANIFEST_SUFFIX, NETWORK_SUFFIXES
     folder = Path(args.checkpoints_dir) / args.name
     if args.continue_train and args.overwrite:
         raise ValueError(f"--continue_train resumes the run in {folder} and --overwrite starts "
@@ -462,7 +462,7 @@ def _refuse_generator_alone(checkpoints, label) -> None:
     """ValueError where networks saved without a training state are a generator alone (a
     downloaded pretrained model): training goes on from G and D both, and no option of fastp2p
     starts a run from a generator alone."""
-    from fastp2p.train.checkpoints import NETWORK_SUFFIXES
+    from fastp2p.checkpoint_names import NETWORK_SUFFIXES
     discriminator = checkpoints.file(label, NETWORK_SUFFIXES["D"])
     if not discriminator.exists():
         raise ValueError(f"--continue_train: {discriminator} is missing: {label}_net_G.pth there "
