@@ -29,14 +29,19 @@ runpy.run_module("fastp2p", run_name="__main__", alter_sys=True)
 """
 
 
-@pytest.mark.parametrize("number", [signal.SIGTERM, signal.SIGHUP], ids=["SIGTERM", "SIGHUP"])
-def test_a_stop_signal_before_training_is_one_line_saying_nothing_was_saved(tmp_path, number):
+def _train_sent_at_torch_import(tmp_path, number) -> subprocess.CompletedProcess:
+    """`fastp2p train` of an empty --dataroot, sent signal ``number`` as torch starts to load."""
     (tmp_path / "no_dataset").mkdir()
     # outside the checkout, whose fastp2p/ would shadow the installed package
-    result = subprocess.run(
+    return subprocess.run(
         [sys.executable, "-c", SIGNAL_AT_TORCH_IMPORT, str(int(number)), "train", "--dataroot",
          "no_dataset", "--checkpoints_dir", "ckpt", "--num_threads", "1"],
         cwd=tmp_path, capture_output=True, text=True, timeout=300)
+
+
+@pytest.mark.parametrize("number", [signal.SIGTERM, signal.SIGHUP], ids=["SIGTERM", "SIGHUP"])
+def test_a_stop_signal_before_training_is_one_line_saying_nothing_was_saved(tmp_path, number):
+    result = _train_sent_at_torch_import(tmp_path, number)
     name = signal.Signals(number).name
     assert result.stderr.splitlines() == [
         f"fastp2p train: stopped ({name} before the work began: nothing was saved)"], result
@@ -71,11 +76,7 @@ def test_a_checkpoint_request_before_training_is_one_line_and_the_command_goes_o
     """A scheduler's warning (SLURM's --signal=USR1@60) that came while a run was still setting
     up killed it (exit 138, no line): there is nothing to save yet, so it says so and goes on,
     here to the dataset's own refusal of an empty --dataroot."""
-    (tmp_path / "no_dataset").mkdir()
-    result = subprocess.run(
-        [sys.executable, "-c", SIGNAL_AT_TORCH_IMPORT, str(int(number)), "train", "--dataroot",
-         "no_dataset", "--checkpoints_dir", "ckpt", "--num_threads", "1"],
-        cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    result = _train_sent_at_torch_import(tmp_path, number)
     name = signal.Signals(number).name
     lines = result.stderr.splitlines()
     assert lines[0] == (f"fastp2p: {name} received outside the training or translation loop: "
