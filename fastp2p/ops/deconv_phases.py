@@ -89,9 +89,16 @@ def write(y: torch.Tensor, out: torch.Tensor, activation: str) -> torch.Tensor:
     return _WRITES[activation](y, out)
 
 
-def output_shape(conv: nn.Module, x: torch.Tensor) -> tuple:
-    n, _, h, w = x.shape
-    return n, conv.out_channels, 2 * h, 2 * w
+def output_shape(conv: nn.ConvTranspose2d, x: torch.Tensor) -> tuple:
+    """The shape of ``conv(x)``: (N, C_out, 2H, 2W) for the U-Net's settings, and whatever a
+    user set instead (e.g. an outermost padding of 2: the buffer the forms are timed into was
+    2H x 2W, and torch resized it with a deprecation warning)."""
+    sizes = (
+        (size - 1) * stride - 2 * padding + dilation * (kernel - 1) + output_padding + 1
+        for size, stride, padding, dilation, kernel, output_padding in zip(
+            x.shape[2:], conv.stride, conv.padding, conv.dilation, conv.kernel_size,
+            conv.output_padding))
+    return (x.shape[0], conv.out_channels, *sizes)
 
 
 def run_into(conv: PhasedConvTranspose2d, x: torch.Tensor, out: torch.Tensor,
