@@ -109,7 +109,7 @@ def _backend_line(device) -> str:
     import os
 
     from fastp2p.ops import backend_name_for
-    from fastp2p.ops.backends import ENV_VAR
+    from fastp2p.ops.backends import ENV_VAR, reference_fallbacks
     from fastp2p.ops.backends import cpp as cpp_backend
 
     try:
@@ -117,7 +117,9 @@ def _backend_line(device) -> str:
     except ValueError as err:
         return f"none: {err}"
     if os.environ.get(ENV_VAR, "").strip():
-        return f"{name}: forced by {ENV_VAR}={name}"
+        fallbacks = reference_fallbacks(device)
+        borrowed = f"; the reference's {', '.join(fallbacks)}" if fallbacks else ""
+        return f"{name}: forced by {ENV_VAR}={name}{borrowed}"
     if name == "cpp":  # fastp2p.ops.norm_act_torch says when training leaves the kernels
         return ("cpp: the CPU kernels of fastp2p._C; float32 training runs PyTorch's own "
                 "norm ops instead (measured faster there)")

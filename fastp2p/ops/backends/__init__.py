@@ -8,7 +8,9 @@ the float64 checks of DESIGN §5 and ``.double()`` networks), float32 / bfloat16
 the fast backends. ``FASTP2P_BACKEND=<name>`` forces one; a forced backend that does not take
 the dtype is a ValueError naming the variable (forcing is how tests pin a backend: running
 another one instead would test the wrong code). An op a backend lacks runs the reference
-backend's launcher (one warning per backend and op). ``FASTP2P_PDL=1`` (programmatic dependent
+backend's launcher (one warning per backend and op); so does an op whose kernels a forced
+backend does not have for the tensors' device (its module's ``launchers_on``: the C++ extension
+has CUDA kernels for norm-act only), and ``reference_fallbacks`` names them for ``fastp2p info``. ``FASTP2P_PDL=1`` (programmatic dependent
 launch for the Triton kernels on Hopper) is read by ``fastp2p.kernels.pdl`` at each launch:
 kernels/ may not import this layer. Adding a backend is a module in this folder plus one entry
 in ``_BACKENDS`` (fastp2p/ops/README.md).
@@ -20,7 +22,7 @@ from functools import lru_cache
 
 from fastp2p.kernels.environment import getenv
 from fastp2p.ops.backends import cuda_choice
-from fastp2p.ops.backends.contract import CONV_FUSED, LAUNCHERS
+from fastp2p.ops.backends.contract import CONV_FUSED, FAST_PATH_ONLY, LAUNCHERS
 
 
 @dataclass(frozen=True)
@@ -37,7 +39,8 @@ _BACKENDS = (
     _Entry("triton", "fastp2p.ops.backends.triton", ("cuda", "cpu"),
            needs_interpreter_on_cpu=True),
     # The C++ extension's CPU kernels. Its CUDA norm-act kernels run only the shapes of the
-    # measured choice table (norm_act_backend_for); FASTP2P_BACKEND=cpp forces them all.
+    # measured choice table (norm_act_backend_for); FASTP2P_BACKEND=cpp forces them all (its
+    # other launchers then run the reference's on CUDA: cpp.launchers_on).
     _Entry("cpp", "fastp2p.ops.backends.cpp", ("cpu",)),
     _Entry("reference", "fastp2p.ops.backends.reference", ("cuda", "cpu", "mps", "xpu")),
 )
@@ -51,30 +54,48 @@ class LoadedBackend:
     ``contract.LAUNCHERS`` — the module's own, or the reference's where it has none (warned once).
     Launchers are read from the module at each call, so a test can monkeypatch them there."""
 
-    def __init__(self, module):
+    def __init__(self, module, device_type=None):
         self.module = module
         self.NAME, self.DTYPES = module.NAME, module.DTYPES
         self._warned = set()
+        # Forced onto a device its entry does not list: only the launchers its module runs
+        # there (launchers_on; none without one). None: every launcher the module has.
+        self._device_type = device_type
+        self._runs_here = None if device_type is None else frozenset(
+            getattr(module, "launchers_on", lambda device: ())(device_type))
 
     def provides(self, launcher: str) -> bool:
         """Whether the backend has its own ``launcher`` (not the reference's fallback)."""
-        return hasattr(self.module, launcher)
+        return self._own(launcher) is not None
+
+    def _own(self, launcher):
+        if self._runs_here is not None and launcher not in self._runs_here:
+            return None
+        return getattr(self.module, launcher, None)
 
     def __getattr__(self, launcher):
         if launcher not in LAUNCHERS:
             return getattr(self.module, launcher)  # backend-specific extras (cuda_available)
-        own = getattr(self.module, launcher, None)
+        own = self._own(launcher)
         if own is not None:
             return own
         reference = importlib.import_module(_REFERENCE)
+        lacks = launcher if self._device_type is None else (
+            f"{launcher} for {self._device_type} tensors")
         if not hasattr(reference, launcher):
-            raise AttributeError(f"the {self.NAME} backend has no {launcher} and the reference "
+            raise AttributeError(f"the {self.NAME} backend has no {lacks} and the reference "
                                  f"backend none to fall back to")
         if launcher not in self._warned:
             self._warned.add(launcher)
-            warnings.warn(f"the {self.NAME} backend has no {launcher}: running the reference "
+            warnings.warn(f"the {self.NAME} backend has no {lacks}: running the reference "
                           f"backend's", RuntimeWarning, stacklevel=2)
         return getattr(reference, launcher)
+
+    def reference_fallbacks(self) -> tuple:
+        """The launchers it runs through the reference backend (the fast paths aside, which
+        have no fallback: their callers run something else)."""
+        return tuple(name for name in LAUNCHERS
+                     if name not in FAST_PATH_ONLY and not self.provides(name))
 
     def __repr__(self):
         return f"<fastp2p backend {self.NAME!r} ({self.module.__name__})>"
@@ -162,14 +183,30 @@ def _resolved_for(device_type: str, dtypes: tuple) -> tuple:
     resolved = _resolved.get(key)
     if resolved is None:
         name = _resolve(device_type, (key[1] or "").strip(), dtypes)
-        resolved = _resolved[key] = (name, backend_named(name))
+        resolved = _resolved[key] = (name, _serving(name, device_type))
     return resolved
+
+
+def _serving(name: str, device_type: str):
+    """The backend called ``name`` as it runs ``device_type`` tensors: itself on a device its
+    entry lists; forced onto another, a view whose launchers without kernels there fall back to
+    the reference (like launchers it lacks: the C++ losses are CPU code)."""
+    entry = next(b for b in _BACKENDS if b.name == name)
+    backend = _load(entry.module)
+    if device_type in entry.devices:
+        return backend
+    return LoadedBackend(backend.module, device_type)
 
 
 def backend_name_for(device, *dtypes) -> str:
     """Name of the backend that runs ops on ``device`` now (follows the environment each call)
     for tensors of ``dtypes`` (none given: whatever the device's first backend takes)."""
     return _resolved_for(device.type, dtypes)[0]
+
+
+def reference_fallbacks(device) -> tuple:
+    """The launchers that the backend running ``device`` now takes from the reference."""
+    return backend_for(device).reference_fallbacks()
 
 
 def backend_named(name: str):

@@ -96,6 +96,17 @@ def cuda_unavailable_reason() -> str:
     return info.get("cuda_reason") or "fastp2p._C was built without CUDA (no nvcc at install, or FASTP2P_CUDA=0)"
 
 
+# The launchers with CUDA kernels in the extension (the rest are CPU code).
+_CUDA_LAUNCHERS = ("norm_act_fwd", "norm_act_bwd")
+
+
+def launchers_on(device_type: str) -> tuple:
+    """The launchers this build runs on ``device_type`` when FASTP2P_BACKEND=cpp forces the
+    backend onto a device other than the CPU: norm-act on CUDA with a CUDA build, else none
+    (the registry runs the reference's for the others)."""
+    return _CUDA_LAUNCHERS if device_type == "cuda" and cuda_available() else ()
+
+
 def _require():
     if not available():
         raise RuntimeError(f"the fastp2p C++ backend is unavailable: {_reason}")
