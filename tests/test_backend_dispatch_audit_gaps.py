@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from fastp2p.ops import backends
-from fastp2p.ops.backends import conv_choice, cpp as cpp_backend, cuda_choice, reference
+from fastp2p.ops.backends import choice_tables, conv_choice, cpp as cpp_backend, cuda_choice
+from fastp2p.ops.backends import reference
 from fastp2p.ops.backends import cudnn_graph_writer as writer
 from fastp2p.ops.backends.contract import CONV_FUSED
 from helpers import cudnn_frontend_stand_in as stand_in
@@ -137,8 +138,9 @@ def test_the_cuda_choice_table_routes_only_unforced_calls_with_a_cuda_build(monk
     """norm_act_backend_for on CUDA: the table's shapes go to the C++ kernels only with a CUDA
     build of them and FASTP2P_BACKEND unset; a forced backend is run as forced."""
     listed = _CudaTensorStandIn([2, 8, 4, 4])
+    monkeypatch.setattr(choice_tables, "_cuda_name", lambda index: "NVIDIA H200")
     monkeypatch.setattr(cuda_choice, "cpp_shapes", lambda: frozenset(
-        {cuda_choice.table_key("batch", torch.float32, listed.shape)}))
+        {("NVIDIA H200", cuda_choice.table_key("batch", torch.float32, listed.shape))}))
     monkeypatch.setattr(cpp_backend, "cuda_available", lambda: True)
     monkeypatch.delenv("FASTP2P_BACKEND", raising=False)
     assert backends.norm_act_backend_for(listed, "batch").NAME == "cpp"

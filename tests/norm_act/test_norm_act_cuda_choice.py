@@ -81,10 +81,11 @@ def test_command_refuses_without_a_gpu(builder, tmp_path, capsys):
 
 def test_runtime_reads_the_table(builder, tmp_path, monkeypatch):
     path = tmp_path / "choice.json"
-    path.write_text(json.dumps(builder.choice_table(ROWS)))
-    assert cuda_choice.cpp_shapes(path) == {("batch", "bfloat16", *A)}
+    path.write_text(json.dumps(builder.choice_table(ROWS, {"device": "NVIDIA H200"})))
+    assert cuda_choice.cpp_shapes(path) == {("NVIDIA H200", ("batch", "bfloat16", *A))}
     shapes = cuda_choice.cpp_shapes(path)
     monkeypatch.setattr(cuda_choice, "cpp_shapes", lambda: shapes)
+    monkeypatch.setattr(cuda_choice, "device_name", lambda device: "NVIDIA H200")
     assert cuda_choice.prefers_cpp("batch", torch.empty(A, dtype=torch.bfloat16))
     assert not cuda_choice.prefers_cpp("instance", torch.empty(A, dtype=torch.bfloat16))
     assert not cuda_choice.prefers_cpp("batch", torch.empty(A, dtype=torch.float32))

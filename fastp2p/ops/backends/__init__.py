@@ -10,10 +10,10 @@ the dtype is a ValueError naming the variable (forcing is how tests pin a backen
 another one instead would test the wrong code). An op a backend lacks runs the reference
 backend's launcher (one warning per backend and op); so does an op whose kernels a forced
 backend does not have for the tensors' device (its module's ``launchers_on``: the C++ extension
-has CUDA kernels for norm-act only), and ``reference_fallbacks`` names them for ``fastp2p info``. ``FASTP2P_PDL=1`` (programmatic dependent
-launch for the Triton kernels on Hopper) is read by ``fastp2p.kernels.pdl`` at each launch:
-kernels/ may not import this layer. Adding a backend is a module in this folder plus one entry
-in ``_BACKENDS`` (fastp2p/ops/README.md).
+has CUDA kernels for norm-act only), and ``reference_fallbacks`` names them for ``fastp2p info``.
+``FASTP2P_PDL=1`` (programmatic dependent launch for the Triton kernels on Hopper) is read by
+``fastp2p.kernels.pdl`` at each launch: kernels/ may not import this layer. Adding a backend is
+a module in this folder plus one entry in ``_BACKENDS`` (fastp2p/ops/README.md).
 """
 import importlib
 import warnings

@@ -50,8 +50,8 @@ from typing import Optional, Sequence
 
 import torch
 
-from fastp2p.json_files import read_json
 from fastp2p.ops.backends import conv_fused_backend
+from fastp2p.ops.backends.choice_tables import device_name, read_table
 
 TABLE = Path(__file__).with_name("conv_choice.json")
 FORMAT = 2
@@ -83,21 +83,6 @@ def routed_key(device: str, mode: str, layer: tuple) -> tuple:
     return (device, mode, layer)
 
 
-def device_name(device) -> str:
-    """The name a table gives the device it was measured on: torch's name of a CUDA device
-    ("NVIDIA H200"; the same as the benchmark's record, fastp2p.bench.environment), else the
-    device type ("cpu": only tests write such a table, for the Triton interpreter)."""
-    device = torch.device(device)
-    if device.type != "cuda":
-        return device.type
-    return _cuda_name(torch.cuda.current_device() if device.index is None else device.index)
-
-
-@lru_cache(maxsize=None)
-def _cuda_name(index: int) -> str:
-    return torch.cuda.get_device_name(index)
-
-
 def mode(gradient: bool) -> str:
     """The ``MODES`` direction of a call that wants a gradient (or not)."""
     return MODES[1] if gradient else MODES[0]
@@ -106,13 +91,13 @@ def mode(gradient: bool) -> str:
 @lru_cache(maxsize=None)
 def fused_layers(path: Path) -> frozenset:
     """The ``routed_key``s the table at ``path`` (TABLE) gives to the fused convolution (empty
-    without a table)."""
-    try:
-        table = read_json(path)
-    except FileNotFoundError:
-        return frozenset()
-    except (OSError, ValueError) as error:
-        raise _unreadable(path, error) from error
+    without a table; choice_tables.read_table, the one reader of both choice tables)."""
+    return read_table(path, kind="conv choice table", check_format=_check_format,
+                      remedy="rebuild it from a GPU run's per-layer benchmark",
+                      keys=_routed_keys)
+
+
+def _check_format(path: Path, table) -> None:
     if not isinstance(table, dict) or table.get("format") != FORMAT:
         raise ValueError(
             f"{path} is not a conv choice table of format {FORMAT} (a \"device\" and, per "
@@ -120,21 +105,15 @@ def fused_layers(path: Path) -> frozenset:
             "name neither the GPU they were measured on nor the direction, so they cannot be "
             "routed; rebuild it with benchmarks/conv_layer_timing.py --out on that GPU or "
             "delete it")
-    try:
-        device, fused = table["device"], table["fused"]
-        if not isinstance(device, str) or set(fused) - set(MODES):
-            raise ValueError(f"device {device!r}, directions {sorted(fused)}")
-        return frozenset(
-            routed_key(device, m, layer_key(e["norm"], e["dtype"], e["input"], e["weight"],
+
+
+def _routed_keys(device: str, table: dict):
+    fused = table["fused"]
+    if set(fused) - set(MODES):
+        raise ValueError(f"directions {sorted(fused)}, not {' / '.join(MODES)}")
+    return (routed_key(device, m, layer_key(e["norm"], e["dtype"], e["input"], e["weight"],
                                             e["stride"], e["padding"], e.get("transposed", False)))
             for m, entries in fused.items() for e in entries)
-    except (ValueError, KeyError, TypeError, AttributeError) as error:
-        raise _unreadable(path, repr(error)) from error
-
-
-def _unreadable(path: Path, why) -> ValueError:
-    return ValueError(f"{path} is not a readable conv choice table ({why}); rebuild it from a "
-                      "GPU run's per-layer benchmark or delete it")
 
 
 def forced() -> str:
