@@ -428,16 +428,15 @@ def conv_transpose2d_fwd(x, weight, bias, *, stride, padding):
     output padding, dilation or groups; no autograd), as one GEMM of the NHWC input rows with
     the weight seen as (in_channels, out_channels * k * k), then the C++ col2im gather (+ bias).
     Returns a channels-last tensor. Faster than the oneDNN deconvolution on small maps, where
-    that one is dominated by reordering the weight on every call."""
+    that one is dominated by reordering the weight on every call.
+
+    Checks nothing itself: the op (fastp2p.ops.conv_transpose, ``_gemm_form_applies``) sends
+    only float32 CPU tensors of a square-kernel module, and what a direct call gets wrong
+    still fails loudly, in torch's GEMM (dtype, device, in_channels) or at the extension's
+    CHECKs (cols, out, bias)."""
     C_ext = _require()
     batch, in_channels, height, width = x.shape
-    if weight.dim() != 4 or weight.shape[0] != in_channels or weight.shape[2] != weight.shape[3]:
-        raise ValueError(f"weight must be (in_channels={in_channels}, out_channels, k, k), "
-                         f"got {tuple(weight.shape)}")
     channels, kernel = weight.shape[1], weight.shape[2]
-    for name, t in (("x", x), ("weight", weight), ("bias", bias)):
-        if t is not None and (t.dtype != torch.float32 or not t.is_cpu):
-            raise ValueError(f"{name} must be a float32 CPU tensor, got {t.dtype} on {t.device}")
     rows = x.detach().permute(0, 2, 3, 1).reshape(batch, -1, in_channels)  # a view if NHWC
     # The weight as a matrix in its own memory order (no copy of it on any call): contiguous,
     # (in, out, k, k) -> taps minor; channels-last, (in, k, k, out) -> taps major.
