@@ -33,7 +33,6 @@ from fastp2p.kernels.pdl import launch_options, wait_for_previous_kernel
 # interpreter, whose cost is per operation, not per element, so they take much larger blocks.
 GPU_BLOCK, INTERPRETER_BLOCK = 1024, 32768
 PROGRAMS_PER_SM = 4  # persistent grid: each program loops over blocks
-HYPER_FIELDS = ("beta1", "beta2", "eps", "weight_decay")  # order of the float64 ``hyper`` tensor
 
 
 @triton.jit
@@ -67,7 +66,7 @@ def _adam_kernel(
     Copy_ptr,          # (num_copied,) the model's copy of master[:num_copied], written
     Lr_ptr,            # () float32
     Ticket_ptr,        # (1,) int64: num_programs * launches so far
-    Hyper_ptr,         # (4,) float64: HYPER_FIELDS
+    Hyper_ptr,         # (4,) float64: beta1, beta2, eps, weight_decay (ops/adam.py HYPER_FIELDS)
     numel, num_copied, num_blocks,
     COPY_BF16: tl.constexpr, BLOCK: tl.constexpr,
     PDL: tl.constexpr = False,
@@ -136,18 +135,9 @@ def adam_step(master, exp_avg, exp_avg_sq, grad_copied, grad_own, copy, lr, tick
     """One Adam step over the flat buffers (see the module docstring), in one launch.
 
     ``num_programs`` (``num_programs_for``) must stay the same for the life of ``ticket``, which
-    it divides into steps.
+    it divides into steps. The host launcher: the op (fastp2p.ops.adam) checked the buffers.
     """
     numel, num_copied = master.numel(), copy.numel()
-    if copy.dtype not in (torch.bfloat16, torch.float32):
-        raise ValueError(f"the model's copy must be bfloat16 or float32, got {copy.dtype}")
-    for name, t, dtype, size in (("exp_avg", exp_avg, torch.float32, numel),
-                                 ("exp_avg_sq", exp_avg_sq, torch.float32, numel),
-                                 ("grad_copied", grad_copied, copy.dtype, num_copied),
-                                 ("grad_own", grad_own, torch.float32, numel - num_copied)):
-        if t.dtype != dtype or t.numel() != size or not t.is_contiguous():
-            raise ValueError(f"{name} must be a contiguous {dtype} buffer of {size} elements, "
-                             f"got {t.dtype} with {t.numel()}")
     block = _block(master.device)
     _adam_kernel[(num_programs,)](
         master, exp_avg, exp_avg_sq, grad_copied, grad_own, copy, lr, ticket, hyper,

@@ -120,7 +120,7 @@ def test_augment_batch_equals_packed_dataset_items(tmp_path, swap):
 
 
 def test_bad_arguments_get_clear_errors():
-    from fastp2p.kernels.augment import augment_pairs
+    from fastp2p.ops.augment import augment_pairs
     pairs = _pairs(2, 6, 6)
     zeros = torch.zeros(2, dtype=torch.int32)
     with pytest.raises(ValueError, match="uint8"):

@@ -11,7 +11,8 @@ import pytest
 import torch
 
 from fastp2p.data import create_dataloader
-from fastp2p.data.gpu_augment import augment_batch, augment_pairs_torch, use_kernel
+from fastp2p.data.gpu_augment import augment_batch, augment_pairs_torch
+from fastp2p.ops.augment import augment_runs_a_kernel as use_kernel
 from fastp2p.data.loader import item_rng
 from fastp2p.data.transforms import Preprocess
 

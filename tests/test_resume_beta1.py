@@ -45,7 +45,7 @@ def test_a_loaded_engine_keeps_its_own_beta1_and_the_saved_moments():
 @pytest.mark.interpreter
 @pytest.mark.skipif(KERNELS is None, reason="interpreter tests: need triton ('.[test]') and no GPU")
 def test_master_weights_adam_kernel_reads_the_new_beta1():
-    from fastp2p.kernels.adam import HYPER_FIELDS
+    from fastp2p.ops.adam import HYPER_FIELDS
     _, state = _saved_engine_state(master_weights=True)
     resumed = Pix2PixEngine(*tiny_networks(seed=7), beta1=0.7, master_weights=True)
     resumed.load_state_dict(state)

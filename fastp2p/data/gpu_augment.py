@@ -3,15 +3,16 @@
 ``PackedDataset.read_batch`` gives uint8 (N, H, 2W, 3) pairs (already resized); this module
 draws each pair's crop and flip exactly as the CPU path does (``transforms.draw_params``, the
 reference's distribution, from the generator given for that pair) and turns the batch into the
-model's A and B in one pass: the Triton kernel ``fastp2p.kernels.augment`` on CUDA (or on CPU
-tensors under ``TRITON_INTERPRET=1``), a plain-PyTorch gather otherwise. Given the same
-generators, the result equals what the dataset's ``load`` yields item by item.
+model's A and B in one pass: the op ``fastp2p.ops.augment.augment_pairs`` (the Triton kernel on
+CUDA, or on CPU tensors under ``TRITON_INTERPRET=1``; a plain-PyTorch gather otherwise: the
+backend choice is the ops layer's). Given the same generators, the result equals what the
+dataset's ``load`` yields item by item.
 """
-import os
-
 import torch
 
 from fastp2p.data.transforms import Preprocess, draw_params
+from fastp2p.ops.augment import augment_pairs
+from fastp2p.ops.backends import reference
 
 
 def draw_crop_flips(config: Preprocess, height: int, width: int, rngs):
@@ -24,29 +25,6 @@ def draw_crop_flips(config: Preprocess, height: int, width: int, rngs):
     as_tensor = lambda values: torch.tensor(values, dtype=torch.int32)   # noqa: E731
     return (as_tensor([p.x for p in draws]), as_tensor([p.y for p in draws]),
             as_tensor([int(config.flip and p.flip) for p in draws]))
-
-
-def _interpreting() -> bool:
-    return os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
-
-
-def use_kernel(device: torch.device) -> bool:
-    """Whether the Triton kernel runs for tensors on ``device`` (else the PyTorch gather)."""
-    if device.type not in ("cuda", "cpu") or (device.type == "cpu" and not _interpreting()):
-        return False
-    try:
-        import triton  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
-def _scale_into(pixels: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
-    """uint8 ``pixels`` as the CPU path's ToTensor + Normalize make them, (x / 255 - 0.5) / 0.5,
-    computed as x / 127.5 - 1: the same float32 values (each step is the other's scaled by a
-    power of two, which commutes with rounding), in two passes instead of four."""
-    torch.div(pixels, 127.5, out=out)
-    return out.sub_(1)
 
 
 def check_crops_fit(height: int, width: int, crop_x, crop_y, crop_size: int, *,
@@ -76,30 +54,12 @@ def check_crops_fit(height: int, width: int, crop_x, crop_y, crop_size: int, *,
 
 def augment_pairs_torch(pairs, crop_x, crop_y, flip, *, crop_size, swap=False,
                         dtype=torch.float32):
-    """The same contract as ``fastp2p.kernels.augment.augment_pairs``, in plain PyTorch, with
-    the CPU path's exact float values. On the CPU each crop is scaled as it is cut (it is still
-    in cache); elsewhere the crops are gathered into one uint8 batch and scaled in one pass."""
-    count, height, double_width, channels = pairs.shape
-    width = double_width // 2
-    check_crops_fit(height, width, crop_x, crop_y, crop_size)
-    on_cpu = pairs.device.type == "cpu"
-    scaled = torch.empty((2, count, crop_size, crop_size, channels), dtype=torch.float32,
-                         device=pairs.device)
-    crops = scaled if on_cpu else torch.empty(scaled.shape, dtype=torch.uint8,
-                                              device=pairs.device)
-    starts = (width, 0) if swap else (0, width)
-    for n, (x, y, mirrored) in enumerate(zip(crop_x.tolist(), crop_y.tolist(), flip.tolist())):
-        for side, start in enumerate(starts):
-            crop = pairs[n, y:y + crop_size, start + x:start + x + crop_size]
-            crop = crop.flip(1) if mirrored else crop
-            if on_cpu:
-                _scale_into(crop, scaled[side, n])
-            else:
-                crops[side, n] = crop
-    if not on_cpu:
-        _scale_into(crops, scaled)
-    a, b = scaled.to(dtype).permute(0, 1, 4, 2, 3)      # NCHW views of NHWC memory
-    return a, b
+    """``check_crops_fit``, then the op's plain-PyTorch launcher (the reference backend's
+    ``augment_pairs``) on any device: the CPU path's exact float values, whatever backend the
+    op would pick (what benchmarks/bench_data.py times against the kernel)."""
+    check_crops_fit(pairs.shape[1], pairs.shape[2] // 2, crop_x, crop_y, crop_size)
+    return reference.augment_pairs(pairs, crop_x, crop_y, flip, crop_size=crop_size, swap=swap,
+                                   dtype=dtype)
 
 
 def augment_batch(pairs: torch.Tensor, config: Preprocess, rngs, *, swap: bool = False,
@@ -128,11 +88,6 @@ def augment_batch(pairs: torch.Tensor, config: Preprocess, rngs, *, swap: bool =
                     phase_dir=phase_dir, index=index)
     device = torch.device(device) if device is not None else pairs.device
     pairs = pairs.to(device, non_blocking=True)
-    if use_kernel(device):
-        from fastp2p.kernels.augment import augment_pairs
-        a, b = augment_pairs(pairs, crop_x, crop_y, flip, crop_size=config.crop_size,
-                             swap=swap, dtype=dtype)
-    else:
-        a, b = augment_pairs_torch(pairs, crop_x, crop_y, flip, crop_size=config.crop_size,
-                                   swap=swap, dtype=dtype)
+    a, b = augment_pairs(pairs, crop_x, crop_y, flip, crop_size=config.crop_size, swap=swap,
+                         dtype=dtype)
     return {"A": a, "B": b}

@@ -23,7 +23,8 @@ import torch
 from torch.utils.data import BatchSampler, DistributedSampler
 
 from fastp2p import cpu_info
-from fastp2p.data.gpu_augment import augment_batch, use_kernel
+from fastp2p.data.gpu_augment import augment_batch
+from fastp2p.ops.augment import augment_runs_a_kernel
 from fastp2p.data.loader import item_rng
 
 MAX_READERS = 8     # past this, more threads only add pinned memory: one reads ~10k pairs/s
@@ -39,7 +40,7 @@ def augments_in_reader(device) -> bool:
     """Whether the reader threads augment too (a CPU run without the Triton kernel): then each
     batch read ahead also holds its float A and B in this machine's memory."""
     device = torch.device(device)
-    return device.type == "cpu" and not use_kernel(device)
+    return device.type == "cpu" and not augment_runs_a_kernel(device)
 
 
 def loader_host_bytes(pair_shape, batch_size: int, crop_size: int, *, buffers: int, device,

@@ -6,8 +6,9 @@ weight gradient back to float32 - 62 small kernels of a batch-1 step on the H200
 optimizer takes over the module's parameters once, at construction:
 
 - Every parameter's float32 value moves into one flat master buffer per network; the Adam
-  moments are two more flat buffers of the same length, so one kernel launch
-  (fastp2p.kernels.adam) updates the whole network, with no pointer table.
+  moments are two more flat buffers of the same length, so one kernel launch (the op
+  fastp2p.ops.adam, whose Triton launcher is kernels/adam.py) updates the whole network, with
+  no pointer table.
 - Parameters of convolutions and linear layers (the ones autocast would cast) become views into
   a flat buffer of ``copy_dtype`` (bf16 on the GPU) that the kernel writes from the masters in
   the same pass: the module computes with them directly, so no weight cast is left in the step,
@@ -51,7 +52,7 @@ replace the views; ``step`` raises a clear error if it finds a replaced gradient
 import torch
 import torch.nn as nn
 
-from fastp2p.kernels.adam import HYPER_FIELDS, adam_step, num_programs_for
+from fastp2p.ops.adam import HYPER_FIELDS, adam_programs, adam_step
 
 COPIED_MODULES = (nn.modules.conv._ConvNd, nn.Linear)
 BUCKET_ALIGN = 8  # elements: every bucket's slices start 16-byte aligned (bf16), 32 (float32)
@@ -194,7 +195,7 @@ class MasterWeightsAdam:
                               "weight_decay": float(weight_decay)}]
         self._hyper = torch.empty(len(HYPER_FIELDS), dtype=torch.float64, device=self.device)
         self._write_hyper()
-        self._num_programs = [num_programs_for(s.stop - s.start, self.device)
+        self._num_programs = [adam_programs(s.stop - s.start, self.device)
                               for s, _, _ in self._bucket_slices]
         # Each bucket's step counter: num_programs[k] * its launches so far (kernels/adam.py).
         self._tickets = torch.zeros(len(self._bucket_slices), dtype=torch.int64,

@@ -1,19 +1,18 @@
 """Where ``Pix2PixEngine(master_weights=True)`` cannot run, said in one line before anything is
-built. Apart from ``master_weights_adam``, which imports its Triton kernel: a machine without
+built. Apart from ``master_weights_adam``, whose op runs a Triton kernel: a machine without
 Triton must get this line, not an ImportError."""
-import os
-
 import torch
 import torch.nn as nn
 from torch.nn.parallel import DistributedDataParallel
+
+from fastp2p.ops.backends import interpreter_on
 
 
 def check_master_weights_device(device: torch.device, *nets: nn.Module) -> None:
     """Raise a one-line ValueError where MasterWeightsAdam cannot run: its kernel needs a CUDA
     device (or CPU tensors under TRITON_INTERPRET=1, as the tests run it) and Triton, and it
     replaces the parameters that DistributedDataParallel's gradient buckets point at."""
-    interpreted = os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
-    if not (device.type == "cuda" or (device.type == "cpu" and interpreted)):
+    if not (device.type == "cuda" or (device.type == "cpu" and interpreter_on())):
         raise ValueError(f"master_weights=True needs the networks on a CUDA device, they are on "
                          f"{device}; use master_weights=False")
     if any(isinstance(net, DistributedDataParallel) for net in nets):

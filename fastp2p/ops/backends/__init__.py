@@ -22,7 +22,8 @@ from functools import lru_cache
 
 from fastp2p.kernels.environment import getenv
 from fastp2p.ops.backends import cuda_choice
-from fastp2p.ops.backends.contract import CONV_FUSED, FAST_PATH_ONLY, LAUNCHERS
+from fastp2p.ops.backends.contract import (CONV_FUSED, FAST_PATH_ONLY, LAUNCHERS,
+                                           REFERENCE_ELSEWHERE)
 
 
 @dataclass(frozen=True)
@@ -85,17 +86,18 @@ class LoadedBackend:
         if not hasattr(reference, launcher):
             raise AttributeError(f"the {self.NAME} backend has no {lacks} and the reference "
                                  f"backend none to fall back to")
-        if launcher not in self._warned:
+        if launcher not in self._warned and launcher not in REFERENCE_ELSEWHERE:
             self._warned.add(launcher)
             warnings.warn(f"the {self.NAME} backend has no {lacks}: running the reference "
                           f"backend's", RuntimeWarning, stacklevel=2)
         return getattr(reference, launcher)
 
     def reference_fallbacks(self) -> tuple:
-        """The launchers it runs through the reference backend (the fast paths aside, which
-        have no fallback: their callers run something else)."""
-        return tuple(name for name in LAUNCHERS
-                     if name not in FAST_PATH_ONLY and not self.provides(name))
+        """The launchers it runs through the reference backend, warned of (the fast paths
+        aside, which have no fallback: their callers run something else; and the ops whose
+        ordinary path elsewhere the reference is)."""
+        return tuple(name for name in LAUNCHERS if not self.provides(name)
+                     and name not in FAST_PATH_ONLY + REFERENCE_ELSEWHERE)
 
     def __repr__(self):
         return f"<fastp2p backend {self.NAME!r} ({self.module.__name__})>"
@@ -112,7 +114,9 @@ def _load(module_path: str):
     return LoadedBackend(module) if module.available() else None
 
 
-def _interpreter_on() -> bool:
+def interpreter_on() -> bool:
+    """Whether TRITON_INTERPRET is set now: the only reading of it (the Triton backend takes
+    it once, at import, as INTERPRETED; the registry at every call)."""
     return (getenv("TRITON_INTERPRET") or "0") not in ("", "0")
 
 
@@ -123,7 +127,7 @@ def _serves_cpu(entry: _Entry, forced: bool) -> bool:
     if not entry.needs_interpreter_on_cpu:
         return True
     backend = _load(entry.module)
-    return bool(getattr(backend.module, "INTERPRETED", False)) and (forced or _interpreter_on())
+    return bool(getattr(backend.module, "INTERPRETED", False)) and (forced or interpreter_on())
 
 
 def _takes(backend, dtypes: tuple) -> bool:
@@ -156,7 +160,7 @@ def _resolve(device_type: str, forced: str, dtypes: tuple) -> str:
     for entry in _BACKENDS:
         if device_type not in entry.devices:
             continue
-        if device_type == "cpu" and entry.needs_interpreter_on_cpu and not _interpreter_on():
+        if device_type == "cpu" and entry.needs_interpreter_on_cpu and not interpreter_on():
             continue  # without importing triton at all
         if _load(entry.module) is None:
             continue
@@ -246,7 +250,7 @@ def conv_fused_backend(device):
     fused is the conv choice's (backends/conv_choice.py), not the backend's."""
     if device.type not in ("cuda", "cpu"):
         return None
-    if device.type == "cpu" and not _interpreter_on():
+    if device.type == "cpu" and not interpreter_on():
         return None  # without importing triton at all
     entry = next(b for b in _BACKENDS if b.name == "triton")
     backend = _load(entry.module)

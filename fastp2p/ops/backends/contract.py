@@ -153,12 +153,43 @@ class Backend(Protocol):
         scale (gamma 1, beta 0 when None). running_mean / running_var, when given, are updated
         in place like nn.BatchNorm2d's (unbiased variance)."""
 
+    # The optimizer step and the input pipeline (fastp2p.ops.adam, fastp2p.ops.augment): only
+    # Triton has kernels for them; the reference's plain PyTorch is their ordinary path
+    # elsewhere (REFERENCE_ELSEWHERE).
+
+    def adam_programs(self, numel: int, device: torch.device) -> int:
+        """The ``num_programs`` of ``adam_step`` over ``numel`` elements on ``device``: fixed
+        for the life of a step counter (``ticket``), which it divides into steps."""
+
+    def adam_step(self, master: Tensor, exp_avg: Tensor, exp_avg_sq: Tensor,
+                  grad_copied: Tensor, grad_own: Tensor, copy: Tensor, lr: Tensor,
+                  ticket: Tensor, hyper: Tensor, num_programs: int) -> None:
+        """One torch.optim.Adam step (L2 weight decay, bias correction) over flat float32
+        buffers, in place, and ``copy = master[:copy.numel()]`` in copy's dtype (bf16 rounded
+        to nearest even, or float32). master / exp_avg / exp_avg_sq: (numel,); grad_copied:
+        (num_copied,) in copy's dtype, grad_own: (numel - num_copied,) float32; lr: a float32
+        one-element tensor; hyper: float64 (4,) (beta1, beta2, eps, weight_decay); ticket:
+        int64 (1,), num_programs * steps so far, advanced by num_programs. Reads the lr and
+        the step on the device (no sync: a CUDA graph replays it)."""
+
+    def augment_pairs(self, pairs: Tensor, crop_x: Tensor, crop_y: Tensor, flip: Tensor, *,
+                      crop_size: int, swap: bool = False, dtype: torch.dtype = torch.float32,
+                      out_a: Optional[Tensor] = None, out_b: Optional[Tensor] = None) -> tuple:
+        """(A, B), each (N, C, crop_size, crop_size) ``dtype`` in [-1, 1], from uint8 ``pairs``
+        (N, H, 2W, C): the crop at (crop_x, crop_y) of each half, mirrored where ``flip``, the
+        right half feeding A when ``swap``, scaled as ``(v / 255 - 0.5) / 0.5``. crop_x /
+        crop_y / flip: int32 (N,) on pairs' device. Written into out_a / out_b when given,
+        else into new channels-last tensors."""
+
 
 # The launchers of the contract, in the order above: what the registry resolves and falls back.
 LAUNCHERS = ("norm_act_fwd", "norm_act_fwd_plan", "norm_act_bwd", "gan_loss_fwd",
              "l1_loss_fwd", "d_step_losses_fwd", "g_step_losses_fwd", "conv_transpose2d_fwd",
              "conv_fused_fwd", "conv_fused_dgrad", "conv_fused_wgrad", "conv_fused_bias_grad",
-             "conv_stats_finish")
+             "conv_stats_finish", "adam_programs", "adam_step", "augment_pairs")
+# Ops whose reference launcher is the ordinary path wherever a backend has no kernel for them
+# (the C++ extension has none): running it is no fallback, so it is not warned of.
+REFERENCE_ELSEWHERE = ("adam_programs", "adam_step", "augment_pairs")
 # The fast paths only: the reference backend has none of these (no fallback; the ops that use
 # them ask ``provides`` first and otherwise run something else).
 CONV_FUSED = ("conv_fused_fwd", "conv_fused_dgrad", "conv_fused_wgrad", "conv_fused_bias_grad",

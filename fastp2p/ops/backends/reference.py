@@ -16,8 +16,9 @@ NAME = "reference"
 DTYPES = (torch.float32, torch.bfloat16, torch.float16, torch.float64)
 
 __all__ = ["DTYPES", "NAME",
-           "available", "d_step_losses_fwd", "g_step_losses_fwd", "gan_loss_and_grad",
-           "gan_loss_fwd", "l1_loss_fwd", "norm_act_bwd", "norm_act_fwd"]
+           "adam_programs", "adam_step", "augment_pairs", "available", "d_step_losses_fwd",
+           "g_step_losses_fwd", "gan_loss_and_grad", "gan_loss_fwd", "l1_loss_fwd",
+           "norm_act_bwd", "norm_act_fwd"]
 
 
 def available() -> bool:
@@ -169,3 +170,63 @@ def g_step_losses_fwd(logits, fake_b, real_b, *, mode, lambda_l1, tally=None):
     losses = torch.stack((loss_gan + loss_l1, loss_gan, loss_l1))
     grad_fake_b = torch.sign(diff) / diff.numel() * lambda_l1
     return losses, grad_logits.to(logits.dtype), grad_fake_b.to(fake_b.dtype)
+
+
+# -- the optimizer step and the input pipeline (Triton's kernels: kernels/adam.py, augment.py) --
+def adam_programs(numel, device):
+    """1: the step below is whole-tensor ops, and any constant divides its ticket into steps."""
+    return 1
+
+
+def adam_step(master, exp_avg, exp_avg_sq, grad_copied, grad_own, copy, lr, ticket, hyper,
+              num_programs):
+    """kernels/adam.py's update written plainly, in its order of float32 operations (bias
+    corrections in float64), with device ops only: no sync, so a CUDA graph can replay it."""
+    step = (ticket // num_programs + 1).to(torch.float64)
+    ticket.add_(num_programs)
+    beta1, beta2, eps, weight_decay = hyper.unbind()
+    neg_step_size = (lr.double() * -1.0 / (1 - beta1 ** step)).float()
+    bias_correction2_sqrt = (1 - beta2 ** step).float().sqrt()
+    grad = torch.cat((grad_copied.float(), grad_own))
+    grad = torch.where(weight_decay != 0, grad + weight_decay.float() * master, grad)
+    exp_avg.lerp_(grad, (1 - beta1).float())
+    exp_avg_sq.mul_(beta2.float()).add_((1 - beta2).float() * grad * grad)
+    master.add_(neg_step_size * exp_avg / (exp_avg_sq.sqrt() / bias_correction2_sqrt
+                                           + eps.float()))
+    copy.copy_(master[:copy.numel()])  # bf16: rounded to nearest even, as the kernel rounds
+
+
+def _scale_into(pixels, out):
+    """uint8 ``pixels`` as the CPU path's ToTensor + Normalize make them, (x / 255 - 0.5) / 0.5,
+    computed as x / 127.5 - 1: the same float32 values (each step is the other's scaled by a
+    power of two, which commutes with rounding), in two passes instead of four."""
+    torch.div(pixels, 127.5, out=out)
+    return out.sub_(1)
+
+
+def augment_pairs(pairs, crop_x, crop_y, flip, *, crop_size, swap=False, dtype=torch.float32,
+                  out_a=None, out_b=None):
+    """The crops gathered in plain PyTorch, with the CPU path's exact float values. On the CPU
+    each crop is scaled as it is cut (it is still in cache); elsewhere the crops are gathered
+    into one uint8 batch and scaled in one pass."""
+    count, _, double_width, channels = pairs.shape
+    width = double_width // 2
+    on_cpu = pairs.device.type == "cpu"
+    scaled = torch.empty((2, count, crop_size, crop_size, channels), dtype=torch.float32,
+                         device=pairs.device)
+    crops = scaled if on_cpu else torch.empty(scaled.shape, dtype=torch.uint8,
+                                              device=pairs.device)
+    starts = (width, 0) if swap else (0, width)
+    for n, (x, y, mirrored) in enumerate(zip(crop_x.tolist(), crop_y.tolist(), flip.tolist())):
+        for side, start in enumerate(starts):
+            crop = pairs[n, y:y + crop_size, start + x:start + x + crop_size]
+            crop = crop.flip(1) if mirrored else crop
+            if on_cpu:
+                _scale_into(crop, scaled[side, n])
+            else:
+                crops[side, n] = crop
+    if not on_cpu:
+        _scale_into(crops, scaled)
+    a, b = scaled.to(dtype).permute(0, 1, 4, 2, 3)      # NCHW views of NHWC memory
+    return tuple(result if out is None else out.copy_(result)
+                 for result, out in ((a, out_a), (b, out_b)))
