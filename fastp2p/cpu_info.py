@@ -4,7 +4,8 @@ The model name: benchmark results name it (the same code measured 1.6x the refer
 and 1.2x on an EPYC), and measured choices are kept per model (fastp2p.ops.remembered_forms).
 The usable cores: the default packing workers, loader workers and reader threads, and the bound
 on --num_threads and pack --workers, checked while the command line is parsed (so here, not in
-fastp2p.data, which imports numpy and torch)."""
+fastp2p.data, which imports numpy and torch, nor in fastp2p.train, which the option parsing of
+fastp2p.data must not import)."""
 import os
 import platform
 from pathlib import Path
@@ -44,3 +45,14 @@ def usable_cpus() -> int:
         return len(os.sched_getaffinity(0))
     except AttributeError:
         return os.cpu_count() or 1
+
+
+MAX_WORKERS = 4  # the reference's --num_threads default
+
+
+def most_loader_workers(cores: int) -> int:
+    """The largest --num_threads taken on ``cores`` usable cores: one worker per core, or the
+    reference's default on a smaller machine (its commands pass --num_threads 4, and a few
+    workers more than cores wait on files as much as they compute). Beyond that, workers only
+    take turns on the cores."""
+    return max(MAX_WORKERS, cores)

@@ -58,15 +58,12 @@ image_side = _int_between(1, MAX_LOAD_SIZE)
 
 
 def _worker_count(low: int, what: str):
-    """An argparse type: ``low`` .. fastp2p.train.cpu_threads.most_loader_workers of the cores
-    this process may run on (one per core, or 4, the reference's --num_threads, on fewer;
-    beyond that, ``what`` only take turns on them). The cores are counted when a value is
-    given."""
+    """An argparse type: ``low`` .. cpu_info.most_loader_workers of the cores this process may
+    run on (one per core, or 4, the reference's --num_threads, on fewer; beyond that, ``what``
+    only take turns on them). The cores are counted when a value is given."""
     def parse(text: str) -> int:
-        from fastp2p.train.cpu_threads import most_loader_workers
-
         cores = cpu_info.usable_cpus()
-        return _int_between(low, most_loader_workers(cores),
+        return _int_between(low, cpu_info.most_loader_workers(cores),
                             f": this process may run on {cores} core(s) "
                             f"(os.sched_getaffinity), and more {what} than cores (or than 4, "
                             "the reference's default, on fewer) only take turns on them")(text)

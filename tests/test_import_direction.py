@@ -1,7 +1,9 @@
 """The layers of DESIGN.md §2, read from the source: every import of every module of fastp2p/
 and kernels/ (function-level imports included, since those are the ones that close loops at
 run time) points down the arrows ``cli -> train -> nn -> ops -> (kernels | _C | reference)``;
-``data`` serves ``train`` and ``cli``; ``bench`` may use ``train``. Nothing imports upward."""
+``data`` serves ``train`` and ``cli``; ``bench`` may use ``train``. Nothing imports upward.
+The top-level utility modules (``fastp2p/option_types.py``, ``fastp2p/cpu_info.py``, ...) are
+the ``util`` layer under ``ops`` and ``data``: they import only each other."""
 import ast
 import sys
 from pathlib import Path
@@ -20,7 +22,12 @@ FORBIDDEN = {
     "data": {"nn", "train", "bench", "cli", "info"},
     "train": {"bench", "cli", "info"},
     "bench": {"cli", "info"},
+    "util": {"reference", "kernels", "_C", "ops", "nn", "data", "train", "bench", "cli", "info"},
 }
+# The top-level modules that are no layer of their own: the entry points (cli, info) sit above
+# every layer, and the package root counts as nn (below).
+NOT_UTILITIES = {"__init__", "__main__", "cli", "info"}
+UTILITIES = {path.stem for path in (CHECKOUT / "fastp2p").glob("*.py")} - NOT_UTILITIES
 # Third-party packages a layer may import beside the standard library (None: any).
 THIRD_PARTY = {"reference": {"torch"}, "kernels": {"torch", "triton"}}
 
@@ -31,6 +38,8 @@ def _modules():
         parts = path.relative_to(CHECKOUT / "fastp2p").parts
         if len(parts) > 1 and parts[0] in FORBIDDEN:
             yield parts[0], path
+        elif len(parts) == 1 and path.stem in UTILITIES:
+            yield "util", path
     for path in sorted((CHECKOUT / "kernels").rglob("*.py")):
         yield "kernels", path
 
@@ -56,6 +65,7 @@ def _violations(layer, path):
         if parts[0] == "fastp2p":
             # The package root re-exports the nn modules: it counts as nn.
             target = parts[1] if len(parts) > 1 else "nn"
+            target = "util" if target in UTILITIES else target
             if target in FORBIDDEN[layer] or (
                     layer in THIRD_PARTY and target != layer):
                 yield f"{layer} imports {name}"

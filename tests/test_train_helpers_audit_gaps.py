@@ -14,8 +14,9 @@ import types
 import pytest
 import torch
 
+from fastp2p.cpu_info import most_loader_workers
 from fastp2p.train import cpu_threads, progress, stage_times
-from fastp2p.train.cpu_threads import choose_threads, local_processes, most_loader_workers
+from fastp2p.train.cpu_threads import choose_threads, local_processes
 from fastp2p.train.early_refusals import refused_at_once
 from fastp2p.train.engine_state import check_engine_state, dropout_stream_owner
 from fastp2p.train.evaluation import L1Scores

@@ -16,7 +16,7 @@ it) and:
 
 ``--num_threads`` (loader workers, the reference's option) and OMP_NUM_THREADS /
 MKL_NUM_THREADS (torch's compute threads) override the choice; the run prints it once.
-``--num_threads`` is refused while parsing past ``most_loader_workers``: --num_threads 1000
+``--num_threads`` is refused while parsing past ``cpu_info.most_loader_workers``: --num_threads 1000
 started 1000 worker processes on a 2-core machine.
 
 A packed dataset (``fastp2p pack``) is read by threads of the training process, not worker
@@ -31,9 +31,9 @@ import os
 from dataclasses import dataclass
 
 from fastp2p import cpu_info
+from fastp2p.cpu_info import MAX_WORKERS
 
 THREAD_ENV_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
-MAX_WORKERS = 4  # the reference's --num_threads default
 
 
 @dataclass(frozen=True)
@@ -42,14 +42,6 @@ class ThreadChoice:
     loader_workers: int     # DataLoader worker processes (0 for a packed dataset)
     summary: str            # the one line the run prints
     packed_readers: int = 0  # PackedDeviceLoader reader threads (a packed dataset only)
-
-
-def most_loader_workers(cores: int) -> int:
-    """The largest --num_threads taken on ``cores`` usable cores: one worker per core, or the
-    reference's default on a smaller machine (its commands pass --num_threads 4, and a few
-    workers more than cores wait on files as much as they compute). Beyond that, workers only
-    take turns on the cores."""
-    return max(MAX_WORKERS, cores)
 
 
 def local_processes(environ=None) -> int:

@@ -8,10 +8,9 @@ ran out. --num_threads's bound is this machine's (test_option_machine_limits.py)
 import pytest
 
 from fastp2p.cli import _subcommand_parser, build_parser, main
-from fastp2p.cpu_info import usable_cpus
+from fastp2p.cpu_info import most_loader_workers, usable_cpus
 from fastp2p.patchgan_sizes import patch_logits_size
 from fastp2p.option_types import MAX_LOAD_SIZE
-from fastp2p.train.cpu_threads import most_loader_workers
 from fastp2p.train.reference_options import IGNORED
 from helpers.train_helpers import tiny_test_argv, train_argv
 
