@@ -5,9 +5,6 @@ The reference saves plain ``state_dict``s of the unwrapped networks. Files from 
 running statistics) are normalised here; anything that still does not fit raises a ValueError
 naming the keys and the configuration the file looks like.
 """
-import pickle
-import re
-import warnings
 from collections import OrderedDict
 from collections.abc import Mapping
 from os import PathLike
@@ -15,85 +12,22 @@ from typing import NamedTuple
 
 import torch
 
-from fastp2p.file_reads import open_to_read
-from fastp2p.nn.checkpoint_size import refuse_amplified
+from fastp2p.nn.checkpoint_sets import load_file
 from fastp2p.nn.checks import with_article
 from fastp2p.nn.finite import first_nonfinite
 from fastp2p.nn.norm import norm_of_saved_settings
+from fastp2p.nn.safe_load import load_safely
+
+# load_safely is re-exported: train.checkpoints, tests and users import it from here, as before
+__all__ = ["CheckpointMismatch", "NetworkInFile", "NotAStateDict", "NotATensorEntry",
+           "another_networks_file", "check_state_dict_fits", "drop_legacy_instance_norm_stats",
+           "format_config", "infer_patchgan_config", "infer_pixelgan_config", "infer_unet_config",
+           "load_safely", "network_in_file", "read_state_dict", "weights_problem",
+           "with_metadata"]
 
 _WRAPPER_PREFIXES = ("module.", "_orig_mod.")
 _STAT_SUFFIXES = ("running_mean", "running_var", "num_batches_tracked")
 _MAX_KEYS_SHOWN = 6
-_ZIP_MAGIC = b"PK\x03\x04"  # torch.save's format since PyTorch 1.6
-# how torch's weights-only unpickler names a global it will not import ("GLOBAL posix.system")
-_BLOCKED_GLOBAL = re.compile(r"GLOBAL ([\w.]+)")
-
-
-def load_safely(source, map_location="cpu", name=None):
-    """``torch.load(source, weights_only=True)``: tensors and plain containers only, so loading
-    never runs code. ``source``: a path or an open binary file (``name`` names it in errors).
-    Raises ValueError, one line, for a file that is empty, not a PyTorch checkpoint, truncated,
-    or holds other Python objects (which a pickle could turn into code execution), or a path
-    that is not a regular file (``open_to_read``: a FIFO blocked the load)."""
-    name = _source_name(source) if name is None else name
-    if isinstance(source, (str, PathLike)):
-        with open_to_read(source) as handle:
-            return load_safely(handle, map_location, name)
-    try:
-        with warnings.catch_warnings():
-            # torch warns of a pickle protocol other than its own before failing (pickle.dump's
-            # file) or loading; what fails is said below, in one line naming the file
-            warnings.filterwarnings("ignore", message="Detected pickle protocol")
-            loaded = torch.load(source, map_location=map_location, weights_only=True)
-    except pickle.UnpicklingError as err:
-        blocked = _BLOCKED_GLOBAL.search(str(err))
-        if blocked:
-            raise ValueError(f"{name}: refused, it holds a Python object ({blocked.group(1)}) "
-                             "other than tensors and plain containers, and loading it could "
-                             "run code; load only checkpoints written by torch.save of a "
-                             "state_dict") from None
-        error = err  # an opcode the safe unpickler does not know: damaged, or not torch.save's
-    except OSError as err:
-        if err.filename is not None:  # the file itself could not be opened: the caller's case
-            raise
-        error = err  # torch's zip reader on a cut file: errno 22 without a file name
-    except (EOFError, RuntimeError, KeyError, IndexError, ValueError, TypeError) as err:
-        error = err
-    else:
-        refuse_amplified(loaded, name)
-        return loaded
-    head = _first_bytes(source)
-    if head == b"":
-        raise ValueError(f"{name}: the file is empty, not a PyTorch checkpoint (a save that "
-                         "was cut off?)") from None
-    if head.startswith(_ZIP_MAGIC):
-        raise ValueError(f"{name}: truncated or damaged PyTorch checkpoint "
-                         f"({type(error).__name__}); write it again") from None
-    if head.startswith(b"\x80"):  # a pickle: PyTorch's legacy format, or pickle.dump's own
-        raise ValueError(f"{name}: a pickle that is not a PyTorch checkpoint, or a truncated or "
-                         f"damaged legacy one ({type(error).__name__}); load only files "
-                         "written by torch.save") from None
-    raise ValueError(f"{name}: not a PyTorch checkpoint (expected a file written by "
-                     "torch.save)") from None
-
-
-def _source_name(source) -> str:
-    """How errors name ``source``: its path; for an open file, the path it was opened with
-    (its repr, ``<_io.BufferedReader name=...>``, is no name for a user), if it has one."""
-    if isinstance(source, (str, PathLike)):
-        return str(source)
-    path = getattr(source, "name", None)  # open(fd) files are named by their int descriptor
-    return str(path) if isinstance(path, (str, PathLike)) else "the given file object"
-
-
-def _first_bytes(source, count=4) -> bytes:
-    if hasattr(source, "seek"):
-        source.seek(0)
-        return source.read(count)
-    with open(source, "rb") as handle:
-        return handle.read(count)
-
-
 class NotAStateDict(ValueError, TypeError):
     """What was given is not a mapping of names: a TypeError too, as torch's
     ``load_state_dict`` raises for a value that is not dict-like."""
@@ -112,8 +46,6 @@ def read_state_dict(source, map_location="cpu", tensor_keys=None) -> OrderedDict
     pass as they are (``load_state_dict(strict=False)``, where torch reports an extra entry
     such as ``"epoch": 3`` as an unexpected key, as for the reference)."""
     if isinstance(source, (str, PathLike)):
-        # (imported here: checkpoint_sets loads through this module's load_safely)
-        from fastp2p.nn.checkpoint_sets import load_file
         state_dict = load_file(source, map_location=map_location)
         where = f"checkpoint {str(source)!r}"
     else:
@@ -196,7 +128,8 @@ def _strip_wrapper_prefixes(key: str) -> str:
 
 
 def drop_legacy_instance_norm_stats(module: torch.nn.Module, state_dict: dict) -> dict:
-    """Remove running-stat entries of InstanceNorm layers that keep none (old checkpoints have them)."""
+    """Remove running-stat entries of InstanceNorm layers that keep none (old checkpoints have
+    them)."""
     instance_norms = {name for name, m in module.named_modules()
                       if isinstance(m, torch.nn.modules.instancenorm._InstanceNorm)
                       and not m.track_running_stats}

@@ -15,7 +15,7 @@ from pathlib import Path
 from fastp2p.checkpoint_names import MANIFEST_SUFFIX, SET_FILE_SUFFIXES
 from fastp2p.file_reads import open_to_read
 from fastp2p.json_files import read_json
-from fastp2p.nn.checkpoint import load_safely
+from fastp2p.nn.safe_load import load_safely
 
 MANIFEST_FORMAT = "fastp2p-checkpoint"
 _BLOCK = 1 << 22
