@@ -195,7 +195,7 @@ def test_writer_runs_jobs_in_order_and_raises_a_failure_before_the_next_job():
     assert done == [1, 2]
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.cuda
 def test_host_copy_of_cuda_tensors_is_pinned_complete_and_owns_its_memory():
     weight = torch.randn(1024, 1024, device="cuda")
     expected = weight.cpu()

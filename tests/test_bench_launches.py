@@ -49,7 +49,6 @@ def test_cpu_training_rows_carry_the_fields_as_none():
 
 
 @pytest.mark.cuda
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_cuda_step_counts_its_kernels():
     x = torch.randn(1024, device="cuda")
     counts = device_work_per_step(lambda: (x * 2 + 1).sum(), "cuda", steps=2)
@@ -57,7 +56,6 @@ def test_cuda_step_counts_its_kernels():
 
 
 @pytest.mark.cuda
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 @pytest.mark.parametrize("peer", ["fastp2p", "fastp2p-master-weights", "fastp2p-step-losses"])
 def test_cuda_training_rows_count_the_captured_steps_kernels(peer):
     from fastp2p.bench.networks import QUICK_CONFIG

@@ -10,8 +10,7 @@ from fastp2p.bench.networks import FULL_CONFIG, build_pair, make_batch
 from fastp2p.train.engine import LOSS_NAMES, Pix2PixEngine
 from helpers.tolerances import BF16_NETWORK, assert_close
 
-pytestmark = [pytest.mark.cuda,
-              pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")]
+pytestmark = pytest.mark.cuda
 
 
 def _flat(tensors):
