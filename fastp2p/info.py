@@ -33,19 +33,26 @@ def run(args: argparse.Namespace) -> int:
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
     for device in devices:
         print(f"  {device:5s} {_backend_line(torch.device(device))}")
-    print(f"CPU float32 inference convolutions: {_cpu_inference_line()}")
+    print(_convolutions_line())
     return 0
+
+
+def _convolutions_line() -> str:
+    """How CPU float32 inference runs the convolutions; where the ops refuse a setting, their
+    own error (as for FASTP2P_BACKEND) under a label of its own: FASTP2P_CONV chooses the
+    convolutions of training and of every device too, not only of CPU inference."""
+    try:
+        return f"CPU float32 inference convolutions: {_cpu_inference_line()}"
+    except ValueError as error:
+        return f"convolution settings: error: {error}"
 
 
 def _cpu_inference_line() -> str:
     """How the U-Net's convolutions run in CPU float32 inference (fastp2p.ops.onednn_packed,
     fastp2p.ops.conv_transpose, or the fused convolution that FASTP2P_CONV=fused asks for),
-    and why; a setting the ops refuse is the ops' own error, as for FASTP2P_BACKEND."""
-    try:
-        fused = _fused_convolution_line()
-        return fused if fused is not None else _packed_line()
-    except ValueError as error:
-        return f"error: {error}"
+    and why. ValueError for a setting the ops refuse."""
+    fused = _fused_convolution_line()
+    return fused if fused is not None else _packed_line()
 
 
 def _fused_convolution_line():

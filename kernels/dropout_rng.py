@@ -4,7 +4,7 @@ element, and the threshold that turns its 32 random bits into a keep decision.
 
 Element ``i`` of a logical NCHW tensor is kept when ``mix32((mix32(seed) + offset + i) mod 2^32)
 >= dropout_threshold(p)``. ``fastp2p.ops.dropout_rng.dropout_keep_mask`` builds the whole mask
-from these; tests/test_dropout_rng.py checks every kernel copy against it.
+from these; tests/norm_act/test_dropout_rng.py checks every kernel copy against it.
 """
 LOW32 = 0xFFFFFFFF
 

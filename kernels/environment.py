@@ -1,6 +1,9 @@
 """Reading environment variables on hot paths (the backend choice per fused call, the PDL switch
-per launch), shared by fastp2p.kernels and fastp2p.ops."""
+per launch), shared by fastp2p.kernels and fastp2p.ops; and the PDL switch's name, here (no
+triton import) so that fastp2p.bench sets the variable that fastp2p.kernels.pdl reads."""
 import os
+
+PDL_ENV_VAR = "FASTP2P_PDL"  # "1": programmatic dependent launch (fastp2p.kernels.pdl)
 
 
 def getenv(name: str):

@@ -18,16 +18,15 @@ import torch
 import triton
 import triton.language as tl
 
-from fastp2p.kernels.environment import getenv
+from fastp2p.kernels.environment import PDL_ENV_VAR, getenv
 
-ENV_VAR = "FASTP2P_PDL"
 _ON = {"PDL": True, "launch_pdl": True}
 _OFF: dict = {}
 
 
 def requested() -> bool:
     """Whether FASTP2P_PDL=1 now."""
-    return getenv(ENV_VAR) == "1"
+    return getenv(PDL_ENV_VAR) == "1"
 
 
 @functools.lru_cache(maxsize=None)

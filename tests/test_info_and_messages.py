@@ -120,7 +120,7 @@ def test_info_reports_a_cpu_deconv_setting_the_ops_refuse(monkeypatch, tmp_path)
     with pytest.raises(ValueError) as refused, torch.no_grad():
         cpu_inference_form(torch.nn.ConvTranspose2d(16, 8, 4, stride=2, padding=1),
                            torch.zeros(2, 16, 8, 8))
-    assert info._cpu_inference_line() == f"error: {refused.value}"
+    assert info._convolutions_line() == f"convolution settings: error: {refused.value}"
     assert str(refused.value).startswith("FASTP2P_CPU_DECONV='bogus': expected one of gemm")
     assert not any(tmp_path.iterdir())  # nothing was measured or remembered
 
@@ -130,7 +130,17 @@ def test_info_reports_a_conv_setting_the_ops_refuse(monkeypatch):
     monkeypatch.setenv("FASTP2P_CONV", "bogus")
     with pytest.raises(ValueError) as refused:
         conv_choice.forced()
-    assert info._cpu_inference_line() == f"error: {refused.value}"
+    assert info._convolutions_line() == f"convolution settings: error: {refused.value}"
+
+
+def test_info_prints_a_refused_conv_setting_under_no_cpu_inference_label(monkeypatch, capsys):
+    """FASTP2P_CONV chooses the convolutions of training and of every device: `fastp2p info`
+    printed its refusal under "CPU float32 inference convolutions", as if only that read it."""
+    monkeypatch.setenv("FASTP2P_CONV", "bogus")
+    assert info.run(None) == 0
+    last_line = capsys.readouterr().out.splitlines()[-1]
+    assert last_line == ("convolution settings: error: FASTP2P_CONV must be one of ('fused', "
+                         "'module') or unset, got 'bogus'")
 
 
 def test_info_says_whether_fused_convolutions_can_run_on_the_cpu(monkeypatch):
@@ -144,6 +154,6 @@ def test_info_says_whether_fused_convolutions_can_run_on_the_cpu(monkeypatch):
             "the fused convolution (Triton kernels through the interpreter; slow), as "
             "FASTP2P_CONV=fused says")
     monkeypatch.setattr(conv_choice, "conv_fused_backend", lambda device: None)
-    assert info._cpu_inference_line().startswith(
-        "error: FASTP2P_CONV=fused, but the fused convolution cannot run this layer (input "
-        "torch.float32, weight torch.float32 on cpu")
+    assert info._convolutions_line().startswith(
+        "convolution settings: error: FASTP2P_CONV=fused, but the fused convolution cannot run "
+        "this layer (input torch.float32, weight torch.float32 on cpu")

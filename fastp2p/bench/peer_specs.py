@@ -5,6 +5,8 @@ import contextlib
 import os
 from dataclasses import dataclass
 
+from fastp2p.kernels.environment import PDL_ENV_VAR
+
 
 @dataclass(frozen=True)
 class PeerSpec:
@@ -93,7 +95,6 @@ PEERS = (
              execution="fastp2p", cuda_only=True, pdl=True),
 )
 PEER_NAMES = tuple(peer.name for peer in PEERS)
-PDL_ENV_VAR = "FASTP2P_PDL"  # read by fastp2p.kernels.pdl (kept here so no import of triton)
 
 
 def default_peers(device_type: str) -> tuple:
