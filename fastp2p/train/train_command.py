@@ -208,66 +208,28 @@ def run(args: argparse.Namespace, times=None, name_files: bool = True) -> int:
     it afterwards); by default one that skips the first step. ``name_files``: whether the end
     summary names where the checkpoints, samples, loss plot, loss log and page are; the
     benchmark's end-to-end job turns it off, as its run folder is removed with the job."""
-    from fastp2p.optional_packages import MissingPackage, require_packages
-
     # first: the options taken from the run decide everything after (--dataroot, the packages)
     resume_notes = _resume_notes(args, vars(args).pop("given_options", None))
-    try:
-        require_packages(("PIL", "tqdm")
-                         + (() if args.dataroot else ("skimage",))  # the embedded dataset
-                         + (() if args.no_html else ("matplotlib",)),  # the page's loss plot
-                         extra="train")
-    except MissingPackage as err:
-        print_error("train", err)
-        return 2
-    from fastp2p.train.early_refusals import refused_at_once
-    # a refused value may be one that --continue_train took: the line naming them comes first
-    code = refused_at_once(args, "train", resume_notes)  # a typo needs no torch: said at once
+    code = _refuse_before_options(args, resume_notes)
     if code is not None:
         return code
     load_size_given = not isinstance(args.load_size, QuickDefault)
-    resolve_quick_defaults(args)
-    try:
-        _check_options(args)   # as at once: options that do not fit each other
-    except ValueError as err:
-        print_error("train", err, resume_notes)
-        return 2
+    code = _resolve_and_check_options(args, resume_notes)
+    if code is not None:
+        return code
     from fastp2p.stops_deferred import import_torch
     import_torch()  # first, whole: a Ctrl-C inside it aborted the process or was lost
     import torch
-    from tqdm import tqdm
 
-    from fastp2p.data import DataError, create_dataloader, create_dataset
-    from fastp2p.data.create import follow_packed_load_size, packed_mode_note, packed_resize_note
-    from fastp2p.data.packed_loader import PackedDeviceLoader
-    from fastp2p.train.loader_memory import check_loader_fits_memory
-    from fastp2p.train.checkpoints import (TRAIN_STATE_SUFFIX, CheckpointFolder,
-                                           CheckpointWriteError, describe_os_error)
-    from fastp2p.train.cpu_threads import apply_thread_choice, choose_threads, local_processes
-    from fastp2p.train.distributed import (init_processes, launched_local_rank, resolve_device,
-                                           shutdown_processes, wrap_for_data_parallel)
-    from fastp2p.train.engine import Pix2PixEngine
-    from fastp2p.train.image_sizes import check_images_fit_unet, check_patchgan_fits_first_image
-    from fastp2p.train.networks import discriminator_from_options, generator_from_options
+    from fastp2p.data import DataError
+    from fastp2p.train.checkpoints import CheckpointWriteError, describe_os_error
+    from fastp2p.train.distributed import shutdown_processes
     from fastp2p.train.progress import progress_bar
-    from fastp2p.train.reference_options import apply_reference_options, describe_networks
-    from fastp2p.train.reports import (LOSS_LOG, WEB, LossLog, TrainingPage, refuse_planted_links,
-                                       remove_reports)
     from fastp2p.train.run_lock import RunFolderLock
-    from fastp2p.train.saved_options import (OPTIONS_FILE, RESUME_COMPARED, changed_options,
-                                             write_options)
-    from fastp2p.train.schedulers import LRSchedule
-    from fastp2p.train.stage_times import StageTimes
-    from fastp2p.train.trackers import (check_trackers_installed, close_trackers, open_trackers,
-                                        refuse_linked_tracker_folders)
-    from fastp2p.train.trainer import ResumeError, Trainer
+    from fastp2p.train.trackers import close_trackers
 
     try:
-        ignored = apply_reference_options(args, "train")
-        check_trackers_installed(args)
-        # the device this process will train on: under torchrun its own GPU, not cuda:0
-        _check_device_options(args, resolve_device(args.device, launched_local_rank()))
-        info = init_processes(args.device)
+        ignored, info = _start_processes(args)
     except ValueError as err:
         print_error("train", err, resume_notes)
         return 2
@@ -277,10 +239,7 @@ def run(args: argparse.Namespace, times=None, name_files: bool = True) -> int:
         folder_lock.release()
         shutdown_processes(info)
         return refused
-    # progress on stdout; errors, warnings and stops on stderr, as the setup's errors are
-    say = tqdm.write if info.is_main else (lambda message: None)
-    say_error = ((lambda message: tqdm.write(message, file=sys.stderr)) if info.is_main
-                 else (lambda message: None))
+    say, say_error = _messengers(info)
     if ignored:
         say(ignored)
     for note in resume_notes:
@@ -291,131 +250,31 @@ def run(args: argparse.Namespace, times=None, name_files: bool = True) -> int:
         if graphs is None:
             graphs = info.device.type == "cuda" and info.world_size == 1
         torch.manual_seed(args.seed)
-        followed = follow_packed_load_size(args, args.phase, load_size_given)
-        resized = packed_resize_note(args, args.phase)
-        for line in (followed, resized, packed_mode_note(args, args.phase)):
-            if line:
-                say(line)
-        dataset = create_dataset(args, args.phase, pack_embedded=True)
-        first_item = check_images_fit_unet(args, dataset)
-        if first_item is not None:
-            check_patchgan_fits_first_image(args, *first_item)
-        packed = (hasattr(dataset, "read_batch") and dataset.resize_to is None
-                  and args.input_nc == args.output_nc == 3)
-        threads = choose_threads(info.device.type, args.num_threads, packed=packed)
-        apply_thread_choice(threads)
-        say(threads.summary)
-        if packed:
-            # Packed shards: uint8 batches read straight from the shards (into pinned buffers
-            # on a GPU) by threads of this process, cropped, flipped and normalised where the
-            # step runs (same pairs, same draws as the item loader).
-            check_loader_fits_memory(dataset, args.batch_size, device=info.device,
-                                     readers=threads.packed_readers,
-                                     processes=local_processes())
-            loader = PackedDeviceLoader(dataset, args.batch_size,
-                                        shuffle=not args.serial_batches, seed=args.seed,
-                                        device=info.device, rank=info.rank,
-                                        world_size=info.world_size, drop_last=graphs,
-                                        readers=threads.packed_readers)
-        else:
-            loader = create_dataloader(dataset, args.batch_size,
-                                       shuffle=not args.serial_batches,
-                                       num_workers=threads.loader_workers, seed=args.seed,
-                                       rank=info.rank, world_size=info.world_size,
-                                       drop_last=graphs, pin_memory=info.device.type == "cuda")
+        dataset = _build_dataset(args, load_size_given, say)
+        loader = _build_loader(args, dataset, info, graphs, say)
         if len(loader) == 0:
             raise ValueError(f"{len(dataset)} training pairs make no full batch of "
                              f"{args.batch_size}: lower --batch_size")
-        netG = generator_from_options(args, info.device)
-        netD = discriminator_from_options(args, info.device)
-        if args.verbose:
-            say(describe_networks(G=netG, D=netD))
-        checkpoints = CheckpointFolder(args.checkpoints_dir, args.name)
-        replaced_run = None
-        if info.is_main:
-            refuse_planted_links(checkpoints.path, web=not args.no_html,
-                                 overwrite=args.overwrite)
-            refuse_linked_tracker_folders(args, checkpoints.path, "train")
-            checkpoints.prepare()
-            if args.overwrite:
-                replaced_run = checkpoints.saved_sets()
-                remove_reports(checkpoints.path)
-        state = None
-        state_path = checkpoints.file(args.epoch, TRAIN_STATE_SUFFIX)
-        if args.continue_train:
-            if checkpoints.holds_networks_only(args.epoch):
-                _refuse_generator_alone(checkpoints, args.epoch)
-                say(_networks_only_notice(checkpoints, args))
-            else:
-                # the training state first: an older fastp2p's file is reported as such
-                state = checkpoints.load_train_state(args.epoch)
-                _refuse_unknown_train_state(state, state_path)
-            checkpoints.load_network(netG, args.epoch, "G")
-            checkpoints.load_network(netD, args.epoch, "D")
-        sync = args.norm == "syncbatch"
-        engine = Pix2PixEngine(
-            wrap_for_data_parallel(netG, info, sync), wrap_for_data_parallel(netD, info, sync),
-            gan_mode=args.gan_mode, lambda_L1=args.lambda_L1, lr=args.lr, beta1=args.beta1,
-            precision=args.precision, channels_last=args.channels_last, cuda_graph=graphs)
-        schedule = LRSchedule(args.lr_policy, args.lr, n_epochs=args.n_epochs,
-                              n_epochs_decay=args.n_epochs_decay, epoch_count=args.epoch_count,
-                              lr_decay_iters=args.lr_decay_iters)
-        if times is None:
-            times = StageTimes()
-        if info.device.type == "cuda":
-            times.sync = lambda: torch.cuda.synchronize(info.device)
-        trainer = Trainer(args, engine, netG, netD, schedule, checkpoints, is_main=info.is_main,
-                          world_size=info.world_size, say=say, say_error=say_error, times=times,
-                          replaced_run=replaced_run)
+        netG, netD = _build_networks(args, info, say)
+        checkpoints, replaced_run = _prepare_run_folder(args, info)
+        state, state_path = _load_resume_point(args, checkpoints, netG, netD, say)
+        trainer = _build_trainer(args, info, netG, netD, checkpoints, replaced_run, times,
+                                 graphs, say, say_error)
         if state is not None:
-            # before the run writes anything: a refused state leaves its folder as it was
-            # (the options file a later --continue_train compares with, the loss log, the page)
-            try:
-                trainer.resume(state, loader)
-            except ResumeError as err:
-                print_error("train", err)
-                return 2
-            except ValueError as err:  # the state does not fit this run's networks and engine
-                raise ValueError(f"{state_path}: {err}") from err
+            code = _resume(trainer, state, state_path, loader)
+            if code is not None:
+                return code
         page = loss_log = None
         if info.is_main:
-            if state is not None:
-                changed = changed_options(args, checkpoints.path / OPTIONS_FILE, RESUME_COMPARED)
-                if changed:
-                    say(f"--continue_train: trains on with options the run did not use so far "
-                        f"(its {OPTIONS_FILE}): {changed}")
-            write_options(args, checkpoints.path / OPTIONS_FILE)
-            page = None if args.no_html else TrainingPage(checkpoints.path / WEB, args.name)
-            loss_log = LossLog(checkpoints.path / LOSS_LOG,
-                               resume_step=state["engine"]["steps"] if state else None)
-            trackers = open_trackers(args, checkpoints.path, "train")
+            page, loss_log, trackers = _open_reports(args, checkpoints, state, say)
             trainer.report_to(page, loss_log, trackers)
-        if state is not None:
-            say(f"resumed {checkpoints.path} at epoch {trainer.progress.epoch}, step "
-                f"{engine.steps}")
-            pairs_changed = trainer.pairs_changed_note(len(dataset))
-            if pairs_changed:
-                say(pairs_changed)
-            if schedule.epoch_count != args.epoch_count:
-                say(f"--continue_train: the lr schedule counts its epochs from "
-                    f"{schedule.epoch_count}, as the run that saved it did (not from "
-                    f"--epoch_count {args.epoch_count})")
-            if trainer.progress.epoch > trainer.last_epoch:
-                say(f"{checkpoints.path} already trained its {trainer.last_epoch} epoch(s) "
-                    f"(--n_epochs {args.n_epochs} + --n_epochs_decay {args.n_epochs_decay}): "
-                    "nothing to train; raise --n_epochs or --n_epochs_decay to train on")
-                return 0
-        say(f"training {args.name}: {len(dataset)} pairs, {args.netG} ngf {args.ngf}, "
-            f"{args.netD} ndf {args.ndf}, {_image_size_words(args)}, batch {args.batch_size} x "
-            f"{info.world_size} process(es) on {info.device}, {args.precision}"
-            f"{', CUDA graph' if graphs else ''}{', channels-last' if args.channels_last else ''}")
+        if state is not None and not _say_resumed(args, trainer, len(dataset), say):
+            return 0
+        say(_start_line(args, len(dataset), info, graphs))
         code = trainer.fit(loader, progress_bar=(lambda **kw: progress_bar(unit="step", **kw))
                            if info.is_main else None)
         if code == 0 and info.is_main:
-            if times.describe():
-                say(("rank 0: " if info.world_size > 1 else "") + times.describe())
-            if name_files:
-                _say_where_files_are(say, checkpoints, page, loss_log)
+            _report_end(trainer, info, say, (checkpoints, page, loss_log) if name_files else None)
         return code
     except (ValueError, DataError, CheckpointWriteError) as err:
         print_error("train", err)
@@ -428,9 +287,265 @@ def run(args: argparse.Namespace, times=None, name_files: bool = True) -> int:
         if loader is not None:
             loader.close()
         # DDP's reducers go while the process group is still registered (see shutdown_processes)
-        engine = trainer = None  # noqa: F841
+        trainer = None  # noqa: F841
         shutdown_processes(info)
         folder_lock.release()
+
+
+def _refuse_before_options(args, resume_notes) -> int | None:
+    """The exit code of a run refused before its options are resolved (a missing package, a
+    --netG or --dataroot refused at once, with no torch to load), after its one line; None
+    when it may go on."""
+    from fastp2p.optional_packages import MissingPackage, require_packages
+    from fastp2p.train.early_refusals import refused_at_once
+
+    try:
+        require_packages(("PIL", "tqdm")
+                         + (() if args.dataroot else ("skimage",))  # the embedded dataset
+                         + (() if args.no_html else ("matplotlib",)),  # the page's loss plot
+                         extra="train")
+    except MissingPackage as err:
+        print_error("train", err)
+        return 2
+    # a refused value may be one that --continue_train took: the line naming them comes first
+    return refused_at_once(args, "train", resume_notes)  # a typo needs no torch: said at once
+
+
+def _resolve_and_check_options(args, resume_notes) -> int | None:
+    """The quick defaults resolved and ``_check_options``; 2 after its line for options that
+    do not fit each other, None when they fit."""
+    resolve_quick_defaults(args)
+    try:
+        _check_options(args)   # as at once: options that do not fit each other
+    except ValueError as err:
+        print_error("train", err, resume_notes)
+        return 2
+    return None
+
+
+def _start_processes(args):
+    """(the reference options' ignored-options line or None, the ProcessInfo), after the
+    checks that need torch and the device; ValueError for an option they refuse."""
+    from fastp2p.train.distributed import init_processes, launched_local_rank, resolve_device
+    from fastp2p.train.reference_options import apply_reference_options
+    from fastp2p.train.trackers import check_trackers_installed
+
+    ignored = apply_reference_options(args, "train")
+    check_trackers_installed(args)
+    # the device this process will train on: under torchrun its own GPU, not cuda:0
+    _check_device_options(args, resolve_device(args.device, launched_local_rank()))
+    return ignored, init_processes(args.device)
+
+
+def _messengers(info):
+    """(say, say_error) of this process: progress on stdout; errors, warnings and stops on
+    stderr, as the setup's errors are; nothing on ranks other than 0."""
+    from tqdm import tqdm
+
+    if not info.is_main:
+        return (lambda message: None), (lambda message: None)
+    return tqdm.write, (lambda message: tqdm.write(message, file=sys.stderr))
+
+
+def _build_dataset(args, load_size_given: bool, say):
+    """The training pairs, after the notes on how a packed dataset is read, checked against
+    the networks' image sizes."""
+    from fastp2p.data import create_dataset
+    from fastp2p.data.create import follow_packed_load_size, packed_mode_note, packed_resize_note
+    from fastp2p.train.image_sizes import check_images_fit_unet, check_patchgan_fits_first_image
+
+    followed = follow_packed_load_size(args, args.phase, load_size_given)
+    resized = packed_resize_note(args, args.phase)
+    for line in (followed, resized, packed_mode_note(args, args.phase)):
+        if line:
+            say(line)
+    dataset = create_dataset(args, args.phase, pack_embedded=True)
+    first_item = check_images_fit_unet(args, dataset)
+    if first_item is not None:
+        check_patchgan_fits_first_image(args, *first_item)
+    return dataset
+
+
+def _build_loader(args, dataset, info, graphs: bool, say):
+    """The batches' loader, with the threads chosen (and said) for it; ``graphs``: the step is
+    captured, so every batch is full."""
+    from fastp2p.data import create_dataloader
+    from fastp2p.data.packed_loader import PackedDeviceLoader
+    from fastp2p.train.cpu_threads import apply_thread_choice, choose_threads, local_processes
+    from fastp2p.train.loader_memory import check_loader_fits_memory
+
+    packed = (hasattr(dataset, "read_batch") and dataset.resize_to is None
+              and args.input_nc == args.output_nc == 3)
+    threads = choose_threads(info.device.type, args.num_threads, packed=packed)
+    apply_thread_choice(threads)
+    say(threads.summary)
+    if not packed:
+        return create_dataloader(dataset, args.batch_size, shuffle=not args.serial_batches,
+                                 num_workers=threads.loader_workers, seed=args.seed,
+                                 rank=info.rank, world_size=info.world_size,
+                                 drop_last=graphs, pin_memory=info.device.type == "cuda")
+    # Packed shards: uint8 batches read straight from the shards (into pinned buffers on a GPU)
+    # by threads of this process, cropped, flipped and normalised where the step runs (same
+    # pairs, same draws as the item loader).
+    check_loader_fits_memory(dataset, args.batch_size, device=info.device,
+                             readers=threads.packed_readers, processes=local_processes())
+    return PackedDeviceLoader(dataset, args.batch_size, shuffle=not args.serial_batches,
+                              seed=args.seed, device=info.device, rank=info.rank,
+                              world_size=info.world_size, drop_last=graphs,
+                              readers=threads.packed_readers)
+
+
+def _build_networks(args, info, say):
+    """(netG, netD) on this process's device, described with --verbose."""
+    from fastp2p.train.networks import discriminator_from_options, generator_from_options
+    from fastp2p.train.reference_options import describe_networks
+
+    netG = generator_from_options(args, info.device)
+    netD = discriminator_from_options(args, info.device)
+    if args.verbose:
+        say(describe_networks(G=netG, D=netD))
+    return netG, netD
+
+
+def _prepare_run_folder(args, info):
+    """(the CheckpointFolder, the checkpoint sets --overwrite replaces or None); rank 0 makes
+    the folder ready and, with --overwrite, removes the replaced run's reports."""
+    from fastp2p.train.checkpoints import CheckpointFolder
+    from fastp2p.train.reports import refuse_planted_links, remove_reports
+    from fastp2p.train.trackers import refuse_linked_tracker_folders
+
+    checkpoints = CheckpointFolder(args.checkpoints_dir, args.name)
+    replaced_run = None
+    if info.is_main:
+        refuse_planted_links(checkpoints.path, web=not args.no_html, overwrite=args.overwrite)
+        refuse_linked_tracker_folders(args, checkpoints.path, "train")
+        checkpoints.prepare()
+        if args.overwrite:
+            replaced_run = checkpoints.saved_sets()
+            remove_reports(checkpoints.path)
+    return checkpoints, replaced_run
+
+
+def _load_resume_point(args, checkpoints, netG, netD, say):
+    """(the training state to resume or None, its path); with --continue_train the networks
+    are loaded into ``netG`` and ``netD``."""
+    from fastp2p.train.checkpoints import TRAIN_STATE_SUFFIX
+
+    state = None
+    state_path = checkpoints.file(args.epoch, TRAIN_STATE_SUFFIX)
+    if args.continue_train:
+        if checkpoints.holds_networks_only(args.epoch):
+            _refuse_generator_alone(checkpoints, args.epoch)
+            say(_networks_only_notice(checkpoints, args))
+        else:
+            # the training state first: an older fastp2p's file is reported as such
+            state = checkpoints.load_train_state(args.epoch)
+            _refuse_unknown_train_state(state, state_path)
+        checkpoints.load_network(netG, args.epoch, "G")
+        checkpoints.load_network(netD, args.epoch, "D")
+    return state, state_path
+
+
+def _build_trainer(args, info, netG, netD, checkpoints, replaced_run, times, graphs: bool, say,
+                   say_error):
+    """The engine, the lr schedule and the Trainer that runs them; ``times``: the StageTimes
+    given to ``run``, or None for a new one."""
+    import torch
+
+    from fastp2p.train.distributed import wrap_for_data_parallel
+    from fastp2p.train.engine import Pix2PixEngine
+    from fastp2p.train.schedulers import LRSchedule
+    from fastp2p.train.stage_times import StageTimes
+    from fastp2p.train.trainer import Trainer
+
+    sync = args.norm == "syncbatch"
+    engine = Pix2PixEngine(
+        wrap_for_data_parallel(netG, info, sync), wrap_for_data_parallel(netD, info, sync),
+        gan_mode=args.gan_mode, lambda_L1=args.lambda_L1, lr=args.lr, beta1=args.beta1,
+        precision=args.precision, channels_last=args.channels_last, cuda_graph=graphs)
+    schedule = LRSchedule(args.lr_policy, args.lr, n_epochs=args.n_epochs,
+                          n_epochs_decay=args.n_epochs_decay, epoch_count=args.epoch_count,
+                          lr_decay_iters=args.lr_decay_iters)
+    if times is None:
+        times = StageTimes()
+    if info.device.type == "cuda":
+        times.sync = lambda: torch.cuda.synchronize(info.device)
+    return Trainer(args, engine, netG, netD, schedule, checkpoints, is_main=info.is_main,
+                   world_size=info.world_size, say=say, say_error=say_error, times=times,
+                   replaced_run=replaced_run)
+
+
+def _resume(trainer, state, state_path, loader) -> int | None:
+    """``trainer`` resumed from ``state``, before the run writes anything: a refused state
+    leaves its folder as it was (the options file a later --continue_train compares with, the
+    loss log, the page). 2 after its line where the saved position cannot be resumed with this
+    run's options (ResumeError); a state that does not fit this run's networks and engine is a
+    ValueError naming its file; None once resumed."""
+    from fastp2p.train.trainer import ResumeError
+
+    try:
+        trainer.resume(state, loader)
+    except ResumeError as err:
+        print_error("train", err)
+        return 2
+    except ValueError as err:  # the state does not fit this run's networks and engine
+        raise ValueError(f"{state_path}: {err}") from err
+    return None
+
+
+def _open_reports(args, checkpoints, state, say):
+    """Rank 0's (page or None, loss log, trackers), after the options file is written (and,
+    on resuming, the options changed since are said)."""
+    from fastp2p.train.reports import LOSS_LOG, WEB, LossLog, TrainingPage
+    from fastp2p.train.saved_options import (OPTIONS_FILE, RESUME_COMPARED, changed_options,
+                                             write_options)
+    from fastp2p.train.trackers import open_trackers
+
+    if state is not None:
+        changed = changed_options(args, checkpoints.path / OPTIONS_FILE, RESUME_COMPARED)
+        if changed:
+            say(f"--continue_train: trains on with options the run did not use so far "
+                f"(its {OPTIONS_FILE}): {changed}")
+    write_options(args, checkpoints.path / OPTIONS_FILE)
+    page = None if args.no_html else TrainingPage(checkpoints.path / WEB, args.name)
+    loss_log = LossLog(checkpoints.path / LOSS_LOG,
+                       resume_step=state["engine"]["steps"] if state else None)
+    return page, loss_log, open_trackers(args, checkpoints.path, "train")
+
+
+def _say_resumed(args, trainer, pairs: int, say) -> bool:
+    """The lines on what a resumed run goes on from; False when it has no epoch left."""
+    say(f"resumed {trainer.checkpoints.path} at epoch {trainer.progress.epoch}, step "
+        f"{trainer.engine.steps}")
+    pairs_changed = trainer.pairs_changed_note(pairs)
+    if pairs_changed:
+        say(pairs_changed)
+    if trainer.schedule.epoch_count != args.epoch_count:
+        say(f"--continue_train: the lr schedule counts its epochs from "
+            f"{trainer.schedule.epoch_count}, as the run that saved it did (not from "
+            f"--epoch_count {args.epoch_count})")
+    if trainer.progress.epoch > trainer.last_epoch:
+        say(f"{trainer.checkpoints.path} already trained its {trainer.last_epoch} epoch(s) "
+            f"(--n_epochs {args.n_epochs} + --n_epochs_decay {args.n_epochs_decay}): "
+            "nothing to train; raise --n_epochs or --n_epochs_decay to train on")
+        return False
+    return True
+
+
+def _start_line(args, pairs: int, info, graphs: bool) -> str:
+    return (f"training {args.name}: {pairs} pairs, {args.netG} ngf {args.ngf}, "
+            f"{args.netD} ndf {args.ndf}, {_image_size_words(args)}, batch {args.batch_size} x "
+            f"{info.world_size} process(es) on {info.device}, {args.precision}"
+            f"{', CUDA graph' if graphs else ''}{', channels-last' if args.channels_last else ''}")
+
+
+def _report_end(trainer, info, say, files) -> None:
+    """Rank 0's end summary: the loop's stage times, and, unless ``files`` is None, where the
+    run's files are (``files``: the checkpoint folder, page and loss log)."""
+    if trainer.times.describe():
+        say(("rank 0: " if info.world_size > 1 else "") + trainer.times.describe())
+    if files is not None:
+        _say_where_files_are(say, *files)
 
 
 def _say_where_files_are(say, checkpoints, page, loss_log) -> None:
