@@ -36,11 +36,14 @@ def _adam(net, beta1=0.5):
 @pytest.mark.parametrize("norm,gan_mode,use_dropout,lambda_L1,beta1", [
     ("batch", "vanilla", True, 100.0, 0.5), ("instance", "lsgan", False, 10.0, 0.9)],
     ids=["batch-vanilla-dropout", "instance-lsgan-lambda10-beta0.9"])
-def test_eager_engine_is_the_reference_step_bit_for_bit(norm, gan_mode, use_dropout, lambda_L1,
-                                                        beta1):
+def test_eager_engine_is_the_reference_step_bit_for_bit(monkeypatch, norm, gan_mode, use_dropout,
+                                                        lambda_L1, beta1):
     """The written-out reference step on copies of the same modules (same forward math, same
     dropout counter) gives bitwise the engine's losses, weights, buffers and gradients (D's
-    holding its own step's only: D is frozen in G's step)."""
+    holding its own step's only: D is frozen in G's step). No backend forced, as on a user's
+    CPU: a forced one also runs the engine's L1 (fastp2p.ops.losses.l1_loss_for)."""
+    monkeypatch.delenv("FASTP2P_BACKEND", raising=False)
+    monkeypatch.delenv("TRITON_INTERPRET", raising=False)
     netG, netD = tiny_networks(norm=norm, num_downs=6, use_dropout=use_dropout)
     copyG, copyD = copy.deepcopy(netG), copy.deepcopy(netD)
     opt_G, opt_D = _adam(copyG, beta1), _adam(copyD, beta1)

@@ -114,8 +114,10 @@ def test_the_in_place_paths_apply_only_to_inference_without_a_norm():
 
 
 def test_eval_forward_runs_no_fused_call_once_batchnorm_is_folded(monkeypatch, poisoned):
-    """Everything left of each layer is an elementwise op: torch's own, and the output matches
-    the float64 reference."""
+    """Everything left of each layer is an elementwise op: torch's own where no backend is forced
+    (a user's CPU: fastp2p.ops.activations_in_torch), and the output matches the float64
+    reference."""
+    monkeypatch.delenv("FASTP2P_BACKEND", raising=False)
     ours, theirs = _unet_pair()
     ours.eval(), theirs.eval()
 

@@ -16,7 +16,8 @@ offset advances by the dropped elements after every training forward. When no gr
 wanted, an eval-mode BatchNorm is folded into the convolution before it (``conv_norm``,
 fastp2p.nn.folding) and its fused op runs with norm "none" (bias + activation only); on CPUs a
 U-Net layer with nothing left of its norm then runs torch's in-place activation instead, the
-cheaper call for the same bits, and the decoder's concatenation is written half by
+cheaper call for the same bits (``fastp2p.ops.activations_in_torch``: not where
+FASTP2P_BACKEND forces a backend), and the decoder's concatenation is written half by
 ``clamp_min`` of the skip and half by the transposed convolution itself
 (``conv_transpose2d_into``). CPU float32 U-Net inference computes channels-last whatever the
 input's and the module's layout, with cached copies of the weights packed for oneDNN (for a
@@ -39,7 +40,6 @@ from torch._C._functorch import maybe_current_level as _functorch_level
 from torch.autograd import forward_ad
 from torch.nn.parallel import DistributedDataParallel
 
-from fastp2p.kernels.dropout_rng import LOW32
 from fastp2p.nn.batch_statistics import (fused_ops_reproduce, updates_running_stats,
                                          uses_running_stats)
 from fastp2p.nn.checks import int_in_range
@@ -50,12 +50,13 @@ from fastp2p.nn.tracing import compiler_tracing
 from fastp2p.nn.output_format import (CONTIGUOUS, conv_output_format, in_memory_format,
                                       returns_nchw, sequential_output_format,
                                       suggested_memory_format)
-from fastp2p.ops import norm_act, norm_act_concat, onednn_packed
+from fastp2p.ops import activations_in_torch, norm_act, norm_act_concat, onednn_packed
 from fastp2p.ops.aligned_channels import conv2d
 from fastp2p.ops.conv_transpose import (LAYOUT_OF_FORM, conv_transpose2d, conv_transpose2d_into,
                                         conv_transpose2d_tanh, cpu_inference_form)
 from fastp2p.ops.stand_ins import PACKED
 from fastp2p.ops.definitions import like_memory_format
+from fastp2p.ops.dropout_rng import LOW32
 from fastp2p.reference.unet import UnetSkipConnectionBlock
 
 # The name that pickles made before e2d97a1 give a network's cached walk: they still load.
@@ -240,16 +241,11 @@ def conv_norm(conv_fn, conv, norm, x, fold: bool, weights=module_layout):
     return conv_fn(module, x), kwargs
 
 
-# Where nothing remains of the norm (folded, or none) and no gradient is wanted, a layer is one
-# elementwise op, and on CPUs torch's own costs less host time than a fused launch: an in-place
-# activation of the fresh convolution output, and the decoder's relu(cat) as two writes with the
-# relu (benchmarks/NOTES.md, "Host cost per fused call": torch.cat then an in-place relu was
-# faster or equal at every U-Net shape measured, both layouts, 1 and 2 threads; the two writes
-# read the concatenation once less; the same bits as the C++ kernels, tested).
-# GPUs keep the fused ops: not measured there, and Triton's bfloat16 LeakyReLU rounds differently.
-def _activation(x, norm: dict, inference: bool, activation: str, slope: float = 0.0):
-    """``norm_act(x, activation=activation, slope=slope, **norm)``."""
-    if inference and x.is_cpu and norm == _NO_NORM:
+def _activation(x, norm: dict, in_torch: bool, activation: str, slope: float = 0.0):
+    """``norm_act(x, activation=activation, slope=slope, **norm)``; where nothing remains of the
+    norm and ``in_torch`` (``fastp2p.ops.activations_in_torch``: the forward's), torch's in-place
+    activation instead."""
+    if in_torch and norm == _NO_NORM:
         return F.leaky_relu_(x, slope) if activation == "leaky_relu" else x.relu_()
     return norm_act(x, activation=activation, slope=slope, **norm)
 
@@ -288,28 +284,30 @@ def transposed_output_size(conv: nn.ConvTranspose2d, x: torch.Tensor) -> tuple:
                  for i in range(2))
 
 
-def _unet_level(block, skip, rng: DropoutRNG, inference: bool, weights):
+def _unet_level(block, skip, rng: DropoutRNG, inference: bool, in_torch: bool, weights):
     """A non-outermost U-Net level. ``skip`` = LeakyReLU(x) of the level's input x; returns
     relu(cat([x, up])), the buffer the parent's transposed conv reads. ``inference``: no
     gradient is wanted (eval BatchNorm is then folded into the convolution before it);
-    ``weights``: a ``weight_layouts`` function (``conv_norm``)."""
+    ``in_torch``: inference whose layers that are only an activation run torch's ops
+    (``fastp2p.ops.activations_in_torch``); ``weights``: a ``weight_layouts`` function
+    (``conv_norm``)."""
     m = block.model
     innermost = isinstance(m[3], nn.ConvTranspose2d)
     if innermost:
-        inner = _activation(conv2d(laid_out(m[1], skip, weights), skip), _NO_NORM, inference,
+        inner = _activation(conv2d(laid_out(m[1], skip, weights), skip), _NO_NORM, in_torch,
                             "relu")
         up_conv, up_norm = conv_to_run(m[3], m[4], inner, inference, weights)
         dropout = None
     else:
         down, down_norm = conv_norm(conv2d, m[1], m[2], skip, inference, weights)
         child = m[3]  # its LeakyReLU, child.model[0], applies to this level's down output
-        child_skip = _activation(down, down_norm, inference, "leaky_relu",
+        child_skip = _activation(down, down_norm, in_torch, "leaky_relu",
                                  child.model[0].negative_slope)
-        inner = _unet_level(child, child_skip, rng, inference, weights)
+        inner = _unet_level(child, child_skip, rng, inference, in_torch, weights)
         up_conv, up_norm = conv_to_run(m[5], m[6], inner, inference, weights)
         dropout = m[7] if len(m) > 7 else None
     p = dropout.p if dropout is not None and dropout.training else 0.0
-    if inference and inner.is_cpu and up_norm == _NO_NORM and p == 0:
+    if in_torch and up_norm == _NO_NORM and p == 0:
         return _relu_concat_written(skip, up_conv, inner)
     return _relu_concat(skip, conv_transpose2d(up_conv, inner), up_norm, p, rng)
 
@@ -401,11 +399,12 @@ def unet_forward(unet, input):
     outer = unet.model.model  # [down conv, submodule, ReLU, up conv, Tanh]
     rng = DropoutRNG(unet.dropout_rng)
     inference = not gradient_wanted(unet, input)
+    in_torch = inference and activations_in_torch(input)
     weights = weight_layouts(input, inference)
     x = input if weights is module_layout else input.contiguous(memory_format=torch.channels_last)
-    skip = _activation(conv2d(laid_out(outer[0], x, weights), x), _NO_NORM, inference,
+    skip = _activation(conv2d(laid_out(outer[0], x, weights), x), _NO_NORM, in_torch,
                        "leaky_relu", outer[1].model[0].negative_slope)
-    inner = _unet_level(outer[1], skip, rng, inference, weights)
+    inner = _unet_level(outer[1], skip, rng, inference, in_torch, weights)
     out = conv_transpose2d_tanh(laid_out(outer[3], inner, weights), inner)
     rng.advance()
     return out

@@ -22,7 +22,6 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from fastp2p.kernels.conv_fused_types import IDENTITY, InputTransform
 from fastp2p.nn.batch_statistics import updates_running_stats, uses_running_stats
 from fastp2p.nn.checks import with_article
 from fastp2p.nn.folding import gradient_wanted
@@ -30,7 +29,7 @@ from fastp2p.nn.fused import conv_norm, sequential_forward
 from fastp2p.ops import norm_act
 from fastp2p.ops.aligned_channels import conv2d
 from fastp2p.ops.backends.conv_choice import fused_conv_dtype
-from fastp2p.ops.conv_norm_act import conv_norm_act
+from fastp2p.ops.conv_norm_act import IDENTITY, InputTransform, conv_norm_act
 
 
 class _Layer(NamedTuple):

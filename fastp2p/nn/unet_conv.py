@@ -29,12 +29,12 @@ from typing import NamedTuple, Optional
 import torch
 import torch.nn as nn
 
-from fastp2p.kernels.conv_fused_types import InputTransform
 from fastp2p.nn.folding import gradient_wanted
 from fastp2p.nn.fused import DropoutRNG, conv_norm, unet_forward
 from fastp2p.nn.fused_conv import apply_transform, conv_output_size, fused_conv_norm, layer_plan
 from fastp2p.ops import norm_act, norm_act_concat
 from fastp2p.ops.aligned_channels import conv2d
+from fastp2p.ops.conv_norm_act import InputTransform
 from fastp2p.ops.conv_transpose import conv_transpose2d
 
 NO_DROPOUT = (0.0, 0, 0)

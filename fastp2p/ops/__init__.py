@@ -14,8 +14,8 @@
 """
 from fastp2p.ops.backends import backend_for, backend_name_for
 from fastp2p.ops.losses import gan_loss, l1_loss
-from fastp2p.ops.norm_act import norm_act, norm_act_concat, norm_act_into
+from fastp2p.ops.norm_act import activations_in_torch, norm_act, norm_act_concat, norm_act_into
 from fastp2p.ops.step_losses import d_step_losses, g_step_losses
 
-__all__ = ["backend_for", "backend_name_for", "d_step_losses", "g_step_losses", "gan_loss",
+__all__ = ["activations_in_torch", "backend_for", "backend_name_for", "d_step_losses", "g_step_losses", "gan_loss",
            "l1_loss", "norm_act", "norm_act_concat", "norm_act_into"]

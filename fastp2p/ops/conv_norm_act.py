@@ -25,10 +25,13 @@ from typing import Optional, Sequence
 
 import torch
 
-from fastp2p.kernels.conv_fused_types import OUTPUT_ACTIVATIONS, GradFold, InputTransform
+from fastp2p.kernels.conv_fused_types import (IDENTITY, OUTPUT_ACTIVATIONS, GradFold,
+                                              InputTransform)
 from fastp2p.ops.backends import conv_fused_backend
 from fastp2p.ops.definitions import check_norm_groups, refuse_graph_of_backward
 
+# The op and its argument types: the networks reach kernels/ through this layer only.
+__all__ = ["IDENTITY", "NORMS", "InputTransform", "conv_norm_act"]
 NORMS = ("none", "instance", "batch")
 
 

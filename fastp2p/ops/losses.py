@@ -11,10 +11,12 @@ saved logits as torch ops (``differentiable_gan_grad``), so its second derivativ
 in grad_output.)
 """
 import torch
+import torch.nn.functional as F
 
 from fastp2p.ops.backends import backend_for
 from fastp2p.ops.backends.reference import gan_loss_and_grad
 from fastp2p.ops.definitions import GAN_MODES, OP_DTYPES
+from fastp2p.ops.norm_act import backend_forced
 
 
 def _widen_half(t: torch.Tensor) -> torch.Tensor:
@@ -151,3 +153,10 @@ def l1_loss(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
                          f"{tuple(x.shape)} {x.dtype} {x.device} and {tuple(y.shape)} {y.dtype} "
                          f"{y.device}")
     return _l1_loss_fwd(_widen_half(x), _widen_half(y))[0]
+
+
+def l1_loss_for(device: torch.device):
+    """The L1 loss a training step on ``device`` computes: ``l1_loss`` (loss and gradient in one
+    pass) on CUDA and wherever ``FASTP2P_BACKEND`` forces a backend; elsewhere ``F.l1_loss``, so
+    that the CPU step stays the reference's bit for bit. Asked once, when the engine is built."""
+    return l1_loss if device.type == "cuda" or backend_forced() else F.l1_loss

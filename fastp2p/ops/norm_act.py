@@ -490,6 +490,27 @@ def _trains_with_torch_ops(x, vectors, norm: str) -> bool:
             and norm_act_backend_for(x, norm) is backend_named("cpp"))
 
 
+def backend_forced() -> bool:
+    """Whether ``FASTP2P_BACKEND`` names a backend (blank is unset): a forced backend runs every
+    norm-act call, the ones a measured rule gives to torch's own ops included."""
+    return bool((getenv(BACKEND_ENV_VAR) or "").strip())
+
+
+# Where nothing remains of a layer's norm (folded, or none) and no gradient is wanted, the layer
+# is one elementwise op, and on CPUs torch's own costs less host time than a fused launch: an
+# in-place activation of the fresh convolution output, and the decoder's relu(cat) as two writes
+# with the relu (benchmarks/NOTES.md, "Host cost per fused call": torch.cat then an in-place relu
+# was faster or equal at every U-Net shape measured, both layouts, 1 and 2 threads; the two
+# writes read the concatenation once less; the same bits as the C++ kernels, tested).
+# GPUs keep the fused ops: not measured there, and Triton's bfloat16 LeakyReLU rounds differently.
+def activations_in_torch(x) -> bool:
+    """Whether a network's inference forward on input ``x`` runs its layers that are only an
+    activation with torch's own in-place ops instead of ``norm_act``: on CPUs, unless
+    ``FASTP2P_BACKEND`` forces a backend (which then runs them, as it runs every other call).
+    Asked once per network forward (it reads the environment), not per layer."""
+    return x.is_cpu and not backend_forced()
+
+
 def _momentum_used(momentum, norm, training, running_mean):
     """``momentum``, or 0.0 for a None (BatchNorm's cumulative average) that nothing reads: only
     a batch norm in training with running statistics updates them (with None there the checks

@@ -56,13 +56,13 @@ import contextlib
 import math
 
 import torch
-import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
 
 from fastp2p.nn.cuda_graphs import capture_graph, run_on_side_stream
-from fastp2p.nn.losses import GANLoss, l1_loss
+from fastp2p.nn.losses import GANLoss
 from fastp2p.nn.network_state import dropout_rng_modules, set_requires_grad
 from fastp2p.ops import split_conv_backward as split_conv
+from fastp2p.ops.losses import l1_loss_for
 from fastp2p.ops.step_losses import (LossTally, d_step_losses_and_grads,
                                      g_step_losses_and_grads)
 from fastp2p.train import optimizer_overlap as overlap
@@ -165,9 +165,8 @@ class Pix2PixEngine:
             netG.to(memory_format=torch.channels_last)
             netD.to(memory_format=torch.channels_last)
         self.criterionGAN = GANLoss(gan_mode).to(self.device)
-        # The CUDA path takes fastp2p's fused L1 (loss and gradient in one pass; float32, as
-        # autocast runs F.l1_loss); the CPU path stays the reference's step bit for bit.
-        self._l1_loss = l1_loss if is_cuda else F.l1_loss
+        # fastp2p.ops decides (float32 either way, as autocast runs F.l1_loss)
+        self._l1_loss = l1_loss_for(self.device)
 
         # On CUDA the lr is a device tensor shared by both optimizers: set_lr writes into it,
         # so a captured graph sees the new value without re-capture.
