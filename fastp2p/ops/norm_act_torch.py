@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from fastp2p.ops.definitions import count_batch, memory_format_of
-from fastp2p.ops.dropout_rng import dropout_keep_mask
+from fastp2p.ops.norm_act_reference import norm_act_math
 
 
 def trains_with_torch_ops(x: torch.Tensor, vectors, forced_backend) -> bool:
@@ -32,25 +32,14 @@ def trains_with_torch_ops(x: torch.Tensor, vectors, forced_backend) -> bool:
 def norm_act_torch(x, weight, bias, running_mean, running_var, num_batches_tracked, skip, seed,
                    offset, cfg):
     """``cat([relu(skip), dropout(act(norm(x) * weight + bias))], 1)`` (no cat without skip);
-    ``seed``/``offset``: ints. Arguments as checked by norm_act's boundary."""
-    if cfg.norm == "batch":
-        y = F.batch_norm(x, running_mean, running_var, weight, bias,
-                         training=cfg.training or running_mean is None,
-                         momentum=cfg.momentum, eps=cfg.eps)
-        count_batch(num_batches_tracked, cfg.norm, cfg.training, running_mean)
-    elif cfg.norm == "instance":
-        y = F.instance_norm(x, weight=weight, bias=bias, eps=cfg.eps)
-    elif weight is not None:
-        y = x * weight.view(1, -1, 1, 1) + bias.view(1, -1, 1, 1)
-    else:
+    ``seed``/``offset``: ints. Arguments as checked by norm_act's boundary. The norm, activation
+    and dropout are the reference's (``norm_act_math``); this adds the batch count, the skip
+    and x's memory format."""
+    y = norm_act_math(x, weight, bias, running_mean, running_var, seed=seed, offset=offset,
+                      **cfg.launcher_kwargs())
+    count_batch(num_batches_tracked, cfg.norm, cfg.training, running_mean)
+    if y is x:           # no norm, affine, activation or dropout
         y = x.clone()    # a new tensor, as every other path returns
-    if cfg.activation == "relu":
-        y = F.relu(y)
-    elif cfg.activation == "leaky_relu":
-        y = F.leaky_relu(y, cfg.slope)
-    if cfg.dropout_p > 0:
-        keep = dropout_keep_mask(tuple(x.shape), cfg.dropout_p, seed, offset, device=x.device)
-        y = torch.where(keep, y / (1 - cfg.dropout_p), torch.zeros_like(y))
     out = y if skip is None else torch.cat([F.relu(skip), y], 1)
     # x's memory format, as the kernels write it: the mask, a skip of another layout or a
     # strided x can leave torch's result in another

@@ -133,3 +133,20 @@ def test_a_network_step_equals_the_kernels_step(monkeypatch, norm):
             assert relative_error(value, kernel_stats[key]) <= FP32_SINGLE_OP, key
         else:
             assert torch.equal(value, kernel_stats[key]), key
+
+
+def test_torch_route_computes_the_reference_math_and_returns_a_new_tensor(monkeypatch):
+    """The norm -> activation -> dropout chain is written once (norm_act_math): the torch route
+    adds only the batch count, the skip and the layout; with nothing to compute it still
+    returns a new tensor."""
+    torch_route = importlib.import_module("fastp2p.ops.norm_act_torch")
+    calls, original = [], torch_route.norm_act_math
+
+    def recorded(*args, **kwargs):
+        calls.append(kwargs["norm"])
+        return original(*args, **kwargs)
+    monkeypatch.setattr(torch_route, "norm_act_math", recorded)
+    x = torch.randn(2, 3, 4, 4)
+    y = torch_route.norm_act_torch(x, None, None, None, None, None, None, 0, 0,
+                                   norm_act_op.NormActConfig(norm="none"))
+    assert calls == ["none"] and y is not x and torch.equal(y, x)
