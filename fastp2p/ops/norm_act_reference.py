@@ -1,7 +1,10 @@
-"""The plain-PyTorch meaning of the fused norm-act op: the reference backend and the test oracle.
+"""The plain-PyTorch meaning of the fused norm-act op: the math of the reference backend
+(``fastp2p.ops.backends.reference``, whose ``norm_act_fwd`` has the launchers' signature and
+adds the batch count and the half-precision casts) and the test oracle.
 
-Same signature as the kernel launchers (see ``norm_act_fwd``). The backward of this path is
-autograd through the same math; the kernels' backward is tested against it.
+``norm_act_math`` is the op's value; ``write_norm_act`` writes it into a channel slice of an
+output and returns the statistics a backward needs. The backward of this path is autograd
+through the same math; the kernels' backward is tested against it.
 """
 import torch
 import torch.nn.functional as F
@@ -39,8 +42,8 @@ def norm_act_math(x, weight, bias, running_mean, running_var, *, norm, training,
     return y
 
 
-def norm_act_fwd(x, weight, bias, running_mean, running_var, out, out_channel_offset, *, norm,
-                 training, momentum, eps, activation, slope, dropout_p, seed, offset):
+def write_norm_act(x, weight, bias, running_mean, running_var, out, out_channel_offset, *, norm,
+                   training, momentum, eps, activation, slope, dropout_p, seed, offset):
     """Write norm-act(x) into ``out[:, out_channel_offset : out_channel_offset + C]``.
 
     Returns the statistics a backward would need, in float32 (float64 for float64 x, so that
@@ -56,7 +59,7 @@ def norm_act_fwd(x, weight, bias, running_mean, running_var, out, out_channel_of
 
 
 def statistics_dtype(x) -> torch.dtype:
-    """The dtype of norm_act_fwd's saved (mean, rstd): float32, or float64 for float64 x."""
+    """The dtype of write_norm_act's saved (mean, rstd): float32, or float64 for float64 x."""
     return torch.float64 if x.dtype == torch.float64 else torch.float32
 
 

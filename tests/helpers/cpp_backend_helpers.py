@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from fastp2p.ops.backends import cpp as cpp_backend
-from fastp2p.ops.norm_act_reference import norm_act_fwd as reference_fwd
+from fastp2p.ops.norm_act_reference import write_norm_act as reference_fwd
 from fastp2p.ops.norm_act_reference import norm_act_math
 
 requires_extension = pytest.mark.skipif(

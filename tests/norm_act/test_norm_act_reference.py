@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from fastp2p.ops.dropout_rng import dropout_keep_mask
-from fastp2p.ops.norm_act_reference import norm_act_fwd
+from fastp2p.ops.norm_act_reference import write_norm_act
 from helpers.tolerances import FP32_SINGLE_OP, assert_close
 
 
@@ -62,12 +62,13 @@ def test_matches_torch_modules_and_writes_only_its_slice(norm, module, training)
             m.running_var.uniform_(0.5, 2)
     running = (m.running_mean.clone(), m.running_var.clone()) if norm == "batch" else (None, None)
     out = torch.full((2, 9, 3, 4), float("nan"), dtype=torch.float64)
-    norm_act_fwd(x, m.weight, m.bias, *running, out, 3, norm=norm, training=training,
-                 momentum=0.1, eps=1e-5, activation="leaky_relu", slope=0.2, dropout_p=0.0,
-                 seed=0, offset=0)
+    write_norm_act(x, m.weight, m.bias, *running, out, 3, norm=norm, training=training,
+                   momentum=0.1, eps=1e-5, activation="leaky_relu", slope=0.2, dropout_p=0.0,
+                   seed=0, offset=0)
     expected = torch.nn.functional.leaky_relu(m(x), 0.2)
     assert_close(out[:, 3:8], expected, FP32_SINGLE_OP, "slice")
     assert out[:, :3].isnan().all() and out[:, 8:].isnan().all()
     if norm == "batch":
         assert_close(running[0], m.running_mean, FP32_SINGLE_OP, "running_mean")
         assert_close(running[1], m.running_var, FP32_SINGLE_OP, "running_var")
+

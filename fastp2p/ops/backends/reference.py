@@ -1,7 +1,7 @@
 """The reference backend: plain PyTorch with the contract's launchers (any device, no Triton);
 also what the registry runs for an op another backend lacks.
 
-``norm_act_fwd`` is the shared oracle of ``norm_act_reference``; the backward and the losses
+``norm_act_fwd`` writes the shared oracle of ``norm_act_reference`` (``write_norm_act``); the backward and the losses
 are written out here with the same formulas the kernels implement, in float32 (or float64 when
 the inputs are float64), so that this backend is also a readable statement of the math.
 """
@@ -43,7 +43,7 @@ def norm_act_fwd(x, weight, bias, running_mean, running_var, out, out_channel_of
     cast = (lambda t: None if t is None else t.to(dtype))
     count_batch(num_batches_tracked, norm, training, running_mean)
     running = (cast(running_mean), cast(running_var))
-    result = norm_act_reference.norm_act_fwd(
+    result = norm_act_reference.write_norm_act(
         x.to(dtype), cast(weight), cast(bias), *running, out,
         out_channel_offset, norm=norm, training=training, momentum=momentum, eps=eps,
         activation=activation, slope=slope, dropout_p=dropout_p, seed=_int(seed),
