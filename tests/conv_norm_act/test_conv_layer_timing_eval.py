@@ -7,6 +7,8 @@ forward rows were train-mode only, so a ``forward`` verdict compared the fused c
 unfolded baseline for eval forwards. Here: which rows are timed, what each provider runs in
 eval (spies: no kernel runs, no Triton needed), that the networks' eval forward runs the fused
 layers so (through the Triton interpreter), and that the rule wants a win in both modes."""
+import importlib
+
 import pytest
 import torch
 
@@ -15,11 +17,12 @@ import fastp2p.nn.folding as folding
 import fastp2p.nn.fused_conv as fused_conv_module
 import fastp2p.ops
 import fastp2p.ops.aligned_channels as aligned_channels
-import fastp2p.ops.conv_norm_act as conv_norm_act_module
 import fastp2p.ops.conv_transpose as conv_transpose
 from helpers.benchmark_scripts import load_benchmark_script
 from helpers.conv_tables import use_conv_table
 from helpers.triton_interpreter import KERNELS
+
+conv_norm_act_module = importlib.import_module("fastp2p.ops.conv_norm_act")  # not the op
 
 TIMING = load_benchmark_script("conv_layer_timing")
 TABLE = load_benchmark_script("conv_choice_table")
