@@ -102,7 +102,8 @@ def _import_graph():
             if isinstance(node, ast.Import):
                 imported |= {alias.name for alias in node.names}
             elif isinstance(node, ast.ImportFrom) and node.module:
-                imported |= {node.module} | {f"{node.module}.{a.name}" for a in node.names}
+                imported |= {f"{node.module}.{a.name}" if f"{node.module}.{a.name}" in paths
+                             else node.module for a in node.names}
         graph[name] = (imported & paths.keys()) - {name}
     return graph
 
@@ -130,9 +131,6 @@ def _import_cycles():
 KNOWN_CYCLES = {
     frozenset({"fastp2p.nn", "fastp2p.nn.compat", "fastp2p.nn.discriminators",
                "fastp2p.nn.unet"}),
-    frozenset({"fastp2p.ops", "fastp2p.ops.backends.reference", "fastp2p.ops.losses",
-               "fastp2p.ops.norm_act", "fastp2p.ops.norm_act_graph_backward",
-               "fastp2p.ops.step_losses"}),
     frozenset({"fastp2p.train.train_state_check", "fastp2p.train.trainer"}),
 }
 
