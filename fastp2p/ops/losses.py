@@ -13,10 +13,9 @@ in grad_output.)
 import torch
 import torch.nn.functional as F
 
-from fastp2p.ops.backends import backend_for
+from fastp2p.ops.backends import backend_for, backend_forced
 from fastp2p.ops.backends.reference import gan_loss_and_grad
 from fastp2p.ops.definitions import GAN_MODES, OP_DTYPES
-from fastp2p.ops.norm_act import backend_forced
 
 
 def _widen_half(t: torch.Tensor) -> torch.Tensor:

@@ -25,9 +25,7 @@ from typing import Optional
 
 import torch
 
-from fastp2p.kernels.environment import getenv
-from fastp2p.ops.backends import ENV_VAR as BACKEND_ENV_VAR
-from fastp2p.ops.backends import backend_named, norm_act_backend_for
+from fastp2p.ops.backends import backend_forced, backend_named, norm_act_backend_for
 from fastp2p.ops.definitions import (ACTIVATIONS, NORMS, OP_DTYPES, check_norm_groups,
                                      count_batch, like_memory_format)
 from fastp2p.ops.dropout_rng import dropout_threshold
@@ -486,14 +484,8 @@ def _run(x, weight, bias, running_mean, running_var, num_batches_tracked, skip, 
 def _trains_with_torch_ops(x, vectors, norm: str) -> bool:
     """A call recording autograd that runs PyTorch's own ops (fastp2p.ops.norm_act_torch):
     CPU float32 where the registry picks the C++ backend by itself."""
-    return (trains_with_torch_ops(x, vectors, getenv(BACKEND_ENV_VAR))
+    return (trains_with_torch_ops(x, vectors, backend_forced())
             and norm_act_backend_for(x, norm) is backend_named("cpp"))
-
-
-def backend_forced() -> bool:
-    """Whether ``FASTP2P_BACKEND`` names a backend (blank is unset): a forced backend runs every
-    norm-act call, the ones a measured rule gives to torch's own ops included."""
-    return bool((getenv(BACKEND_ENV_VAR) or "").strip())
 
 
 # Where nothing remains of a layer's norm (folded, or none) and no gradient is wanted, the layer

@@ -20,12 +20,12 @@ from fastp2p.ops.definitions import count_batch, memory_format_of
 from fastp2p.ops.norm_act_reference import norm_act_math
 
 
-def trains_with_torch_ops(x: torch.Tensor, vectors, forced_backend) -> bool:
+def trains_with_torch_ops(x: torch.Tensor, vectors, backend_forced: bool) -> bool:
     """Whether a call recording autograd on ``x`` runs here: CPU float32 with float32
     per-channel ``vectors`` (weight, bias, running statistics: None for absent ones; torch's
     CPU norms refuse mixed dtypes, which the kernels' launchers convert), and no backend forced
-    (``FASTP2P_BACKEND=cpp`` keeps the kernels, as the tests of them do; blank is unset)."""
-    return (x.is_cpu and x.dtype == torch.float32 and not (forced_backend or "").strip()
+    (``FASTP2P_BACKEND=cpp`` keeps the kernels, as the tests of them do)."""
+    return (x.is_cpu and x.dtype == torch.float32 and not backend_forced
             and all(v is None or v.dtype == torch.float32 for v in vectors))
 
 

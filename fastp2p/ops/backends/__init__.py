@@ -50,6 +50,12 @@ ENV_VAR = "FASTP2P_BACKEND"
 _REFERENCE = "fastp2p.ops.backends.reference"
 
 
+def backend_forced() -> bool:
+    """Whether ``FASTP2P_BACKEND`` names a backend (blank is unset): a forced backend runs every
+    call, those a measured rule gives to torch's own ops or to another backend included."""
+    return bool((getenv(ENV_VAR) or "").strip())
+
+
 class LoadedBackend:
     """A backend module seen through the contract: ``NAME``, ``DTYPES`` and every launcher of
     ``contract.LAUNCHERS`` — the module's own, or the reference's where it has none (warned once).
@@ -233,7 +239,7 @@ def norm_act_backend_for(x, norm: str):
     run unless a GPU run's table is committed (benchmarks/cuda_choice_table.py) or
     FASTP2P_BACKEND=cpp forces them."""
     name, backend = _resolved_for("cpu" if x.is_cpu else x.device.type, (x.dtype,))
-    if name == "triton" and x.is_cuda and not (getenv(ENV_VAR) or "").strip():
+    if name == "triton" and x.is_cuda and not backend_forced():
         cpp = backend_named("cpp")
         if (cpp is not None and _takes(cpp, (x.dtype,)) and cpp.cuda_available()
                 and cuda_choice.prefers_cpp(norm, x)):
