@@ -38,10 +38,13 @@ class RunFolderBusy(Exception):
 
 class RunFolderLock:
     """``acquire()`` takes the lock of ``folder`` (creating the folder) or raises
-    RunFolderBusy; ``release()`` gives it back (a no-op when not held)."""
+    RunFolderBusy; ``release()`` gives it back (a no-op when not held). ``command`` names the
+    runs the lock keeps out and ``option`` the option that picks another folder, in messages
+    (``fastp2p test`` locks its results folder the same way)."""
 
-    def __init__(self, folder):
+    def __init__(self, folder, command: str = "fastp2p train", option: str = "--name"):
         self.folder = Path(folder)
+        self.command, self.option = command, option
         self.path = self.folder / LOCK_NAME
         self._fd = None
         self._made = []   # the folders acquire() created, deepest first
@@ -70,9 +73,9 @@ class RunFolderLock:
             except BlockingIOError:
                 os.close(fd)
                 raise RunFolderBusy(
-                    f"{self.folder} is in use: another `fastp2p train` run holds it "
+                    f"{self.folder} is in use: another `{self.command}` run holds it "
                     f"({self._holder()}{self.path}); wait for it to end, or pick another "
-                    "--name") from None
+                    f"{self.option}") from None
             except OSError as err:
                 os.close(fd)
                 if err.errno not in NO_LOCKS_HERE:
@@ -80,7 +83,7 @@ class RunFolderLock:
                 self.path.unlink(missing_ok=True)
                 return (f"warning: {self.folder}: its file system does not lock files "
                         f"({os.strerror(err.errno)}), so nothing keeps a second run of this "
-                        "--name out of it while this one trains")
+                        f"{self.option} out of it while this one runs")
             except BaseException:
                 os.close(fd)
                 raise
@@ -97,7 +100,7 @@ class RunFolderLock:
                 os.close(fd)
 
     def _refuse_others_link(self) -> None:
-        refuse_linked_folder(self.folder, advice="remove it, or pick another --name")
+        refuse_linked_folder(self.folder, advice=f"remove it, or pick another {self.option}")
 
     def _open(self) -> int:
         """The lock file, made writable by every user the umask allows: a run folder shared by

@@ -53,6 +53,7 @@ from fastp2p.train.options import (QuickDefault, add_model_arguments, add_test_a
                                    describe_defaults, resolve_quick_defaults)
 from fastp2p.train.reference_options import add_reference_arguments
 from fastp2p.train.trackers import add_tracker_arguments
+from fastp2p.train.train_command import EXIT_IN_USE   # the code train's lock gives too
 
 DESCRIPTION = """\
 Translate a split (default: test) with CHECKPOINTS_DIR/NAME/EPOCH_net_G.pth and write the
@@ -79,6 +80,12 @@ no index.html (exit 128 + that signal); once the images are written, further one
 until the command ends (a run that wrote them all exits with 0). After an error there is no
 index.html."""
 
+EPILOG = f"""\
+exit codes: 0 translated every image asked for, 1 failed (a message says why), 2 options
+refused, {EXIT_IN_USE} RESULTS_DIR/NAME/PHASE_EPOCH in use by another fastp2p test run (it holds its
+.lock; try again later, or pick another --results_dir), 128+N stopped by signal N (130
+Ctrl-C, 143 SIGTERM)."""
+
 # Training's model options that the reference's test.py also accepts and that mean nothing to
 # a test, with why: its help says so (they are not "ignored reference options": train uses them).
 NOT_USED_BY_TEST = {**dict.fromkeys(("netD", "n_layers_D", "ndf"), "it builds no discriminator"),
@@ -91,7 +98,7 @@ def register(commands) -> None:
     from fastp2p.data import add_data_arguments
 
     parser = commands.add_parser("test", help="translate a split with a trained generator",
-                                 description=DESCRIPTION,
+                                 description=DESCRIPTION, epilog=EPILOG,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     add_data_arguments(parser, single_images=True)
     # The reference's test options: load straight at the crop size (load_size = crop_size).
@@ -137,6 +144,7 @@ def run(args: argparse.Namespace) -> int:
     from fastp2p.train.image_sizes import aspect_ratio_size, check_options_fit_unet
     from fastp2p.train.networks import check_networks_fit_memory
     from fastp2p.train.reference_options import apply_reference_options
+    from fastp2p.train.run_lock import RunFolderBusy
     from fastp2p.train.stop_requests import StopRequests
     from fastp2p.train.trackers import check_trackers_installed
 
@@ -169,10 +177,13 @@ def run(args: argparse.Namespace) -> int:
     if ignored:
         print(ignored)
     apply_thread_choice(threads)
-    with contextlib.ExitStack() as resources:   # the loader's workers and the trackers
+    with contextlib.ExitStack() as resources:   # the loader's workers, trackers, the lock
         try:
             loader, netG, weights, out_dir, trackers = _set_up(args, device, threads, resources,
                                                                saved)
+        except RunFolderBusy as err:
+            print_error("test", err)
+            return EXIT_IN_USE
         except (ValueError, OSError) as err:   # ValueError: a DataError too
             return _failed(err)
         # the file's tensors (the meta generator took them too), loaded into netG: not kept
@@ -325,11 +336,25 @@ def _set_up(args, device, threads, resources: contextlib.ExitStack, saved):
         print(describe_networks(G=netG))
     out_dir = Path(args.results_dir) / args.name / results_folder_name(args)
     _refuse_linked_results(out_dir)
+    _lock_results(out_dir, resources)
     trackers = open_trackers(args, _tracker_folder(args, out_dir), "test")
     resources.callback(close_trackers, trackers)
     if args.eval:
         netG.eval()
     return loader, netG, weights, out_dir, trackers
+
+
+def _lock_results(out_dir: Path, resources: contextlib.ExitStack) -> None:
+    """Hold ``out_dir``'s lock (``.lock``, as a training run holds its run folder's) until
+    ``resources`` closes, so that a second run into the same results folder stops at once
+    (RunFolderBusy) instead of both writing images/ and each its own page over the other's."""
+    from fastp2p.train.run_lock import RunFolderLock
+
+    lock = RunFolderLock(out_dir, command="fastp2p test", option="--results_dir")
+    warning = lock.acquire()
+    resources.callback(lock.release)
+    if warning:
+        print(warning, file=sys.stderr)
 
 
 def _single_mode_hint(args) -> str:

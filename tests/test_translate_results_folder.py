@@ -1,0 +1,36 @@
+"""What `fastp2p test` does with its results folder RESULTS_DIR/NAME/PHASE_EPOCH: one run at a
+time holds it (before, two runs into it both exited 0 and left a page listing a mix of both
+runs' images), and its end line says what it left out of its page."""
+from fastp2p.cli import main
+from fastp2p.train.run_lock import RunFolderLock
+from helpers.train_helpers import one_line, tiny_test_argv, tiny_test_results
+from test_translate_single_images import _save_generator, _write_random_images
+
+
+def _single_images_argv(tmp_path, count: int, *extra):
+    """A `fastp2p test --dataset_mode single` command line for ``count`` random 32x32 images
+    (in tmp_path/images) and a tiny generator (in tmp_path/ck), results in tmp_path/res."""
+    _save_generator(tmp_path / "ck", "--norm", "batch")
+    _write_random_images(tmp_path / "images",
+                         {f"img_{index}.png": (32, 32) for index in range(count)})
+    return tiny_test_argv(tmp_path / "images", tmp_path / "ck", tmp_path / "res", "--norm",
+                          "batch", "--dataset_mode", "single", *extra)
+
+
+def test_a_second_run_into_a_held_results_folder_exits_75(tmp_path, capsys):
+    argv = _single_images_argv(tmp_path, 2)
+    results = tiny_test_results(tmp_path / "res")
+    held = RunFolderLock(results)   # the first run, still translating
+    held.acquire()
+    try:
+        assert main(argv) == 75
+    finally:
+        held.release()
+    captured = capsys.readouterr()
+    line = one_line(captured.err)
+    assert "is in use: another `fastp2p test` run holds it" in line, line
+    assert "--results_dir" in line and "translated" not in captured.out
+    assert not (results / "images").exists()
+    assert main(argv) == 0   # once the first run is done
+    assert not (results / ".lock").exists()
+
