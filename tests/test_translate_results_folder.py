@@ -34,3 +34,35 @@ def test_a_second_run_into_a_held_results_folder_exits_75(tmp_path, capsys):
     assert main(argv) == 0   # once the first run is done
     assert not (results / ".lock").exists()
 
+
+def test_a_results_folder_inside_dataroot_is_not_read_back(tmp_path, capsys):
+    """Before, each run translated the last one's outputs too: 2, then 6 images, and
+    img_0_fake_fake.png."""
+    images = tmp_path / "images"
+    argv = _single_images_argv(tmp_path, 2, "--results_dir", str(images / "results"))
+    for _ in range(2):
+        assert main(argv) == 0
+    captured = capsys.readouterr()
+    assert captured.out.count("translated 2 image(s)") == 2, captured.out
+    written = sorted(path.name for path in (tiny_test_results(images / "results")
+                                            / "images").iterdir())
+    assert written == ["img_0_fake.png", "img_0_real.png", "img_1_fake.png", "img_1_real.png"]
+    left_out = [line for line in captured.err.splitlines() if "that fastp2p writes" in line]
+    assert left_out == [f"fastp2p: ignoring 1 folder in {images} that fastp2p writes its "
+                        "outputs in (--results_dir, --checkpoints_dir: they are no input): "
+                        "results"], captured.err
+
+
+def test_a_checkpoints_folder_inside_the_train_split_is_not_listed(tmp_path, capsys):
+    """Training's web/images samples would otherwise become training pairs of the next run."""
+    from fastp2p.data import create_dataset
+    from helpers.train_helpers import parsed_options, write_aligned_dataset
+
+    data = write_aligned_dataset(tmp_path / "data", pairs=3)
+    checkpoints = data / "train" / "ck"
+    _write_random_images(checkpoints / "tiny" / "web" / "images", {"epoch001_fake_B.png":
+                                                                    (64, 32)})
+    args = parsed_options("train", "--dataroot", str(data), "--checkpoints_dir",
+                          str(checkpoints), "--load_size", "32", "--crop_size", "32")
+    assert len(create_dataset(args, "train")) == 3
+    assert "ignoring 1 folder in " in capsys.readouterr().err

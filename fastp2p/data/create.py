@@ -39,7 +39,7 @@ def create_dataset(args: argparse.Namespace, phase: str, *, pack_embedded: bool 
     refuse_missing_folder(root)
     if args.dataset_mode == "single":  # images without targets: DATAROOT's own, no split
         paths = scan_single(root, config, args.skip_bad, limit,
-                            own_sizes=own_sizes)
+                            own_sizes=own_sizes, leave_out=_output_folders(args))
         return SingleDataset(paths, config)
     phase_dir = root / phase
     if pack_embedded and not args.dataroot and _reads_embedded_pack(args, config, phase):
@@ -60,11 +60,19 @@ def create_dataset(args: argparse.Namespace, phase: str, *, pack_embedded: bool 
         raise DataError(_pack_without_split(root, phase, packed))
     if args.dataset_mode == "two_folders":
         pairs = scan_two_folders(phase_dir, config, args.skip_bad, limit,
-                                 own_sizes=own_sizes)
+                                 own_sizes=own_sizes, leave_out=_output_folders(args))
         return TwoFoldersDataset(pairs, config, swap)
     paths = scan_aligned(phase_dir, config, args.skip_bad, limit,
-                         own_sizes=own_sizes)
+                         own_sizes=own_sizes, leave_out=_output_folders(args))
     return AlignedDataset(paths, config, swap)
+
+
+def _output_folders(args: argparse.Namespace) -> tuple:
+    """The folders the command writes into (test's --results_dir; train's --checkpoints_dir,
+    whose web/images samples test's would read too): a listing under DATAROOT leaves them out,
+    or each run would read the one before's outputs as input."""
+    return tuple(folder for folder in (getattr(args, "checkpoints_dir", None),
+                                       getattr(args, "results_dir", None)) if folder)
 
 
 def _split_given_as_dataroot(root: Path, phase: str) -> str | None:

@@ -54,7 +54,7 @@ class ImageInfo:
     size: tuple[int, int]     # (width, height) of the whole file
 
 
-def list_images(folder: Path, unlisted: list | None = None) -> list[Path]:
+def list_images(folder: Path, unlisted: list | None = None, leave_out=()) -> list[Path]:
     """Image files under ``folder`` (recursively, as the reference's make_dataset), sorted as
     it sorts them: by the whole path as a string (``a b.png`` before ``a/1.png``), not folder
     by folder.
@@ -74,9 +74,14 @@ def list_images(folder: Path, unlisted: list | None = None) -> list[Path]:
     fastp2p write that was stopped (``pack --synthetic``'s workers ended by a Ctrl-C): empty or
     torn images, no part of the dataset. Reading a dataset deletes nothing in it; the next
     ``fastp2p pack --synthetic`` into that folder removes them.
+
+    ``leave_out``: folders fastp2p writes (a --results_dir, a --checkpoints_dir): where one
+    lies under ``folder``, its subtree is not listed, and one stderr line says so; else each
+    run would read the previous one's outputs back as input (``x_fake_fake.png``).
     """
     images, others, not_followed, leftovers = [], [], [], []
-    for entry in _entries_under(Path(folder), not_followed, unlisted):
+    outputs = _folders_below(Path(folder), leave_out)
+    for entry in _entries_under(Path(folder), not_followed, unlisted, outputs):
         path = Path(entry.path)
         if entry.name.startswith(".") and left_by_dead_process(path):
             leftovers.append(path)
@@ -89,6 +94,9 @@ def list_images(folder: Path, unlisted: list | None = None) -> list[Path]:
                                            "read)")
     _name_left_out(folder, leftovers, "temporary file", "that a stopped fastp2p left (safe to "
                                                         "delete)")
+    _name_left_out(folder, outputs.met, "folder", "that fastp2p writes its outputs in "
+                                                  "(--results_dir, --checkpoints_dir: they "
+                                                  "are no input)")
     _name_left_out(folder, not_followed, "linked folder", "leading to a folder above (a "
                                                           "loop) or to one listed already (not "
                                                           "followed: each folder is listed "
@@ -96,13 +104,30 @@ def list_images(folder: Path, unlisted: list | None = None) -> list[Path]:
     return sorted(images, key=str)
 
 
-def _entries_under(folder: Path, not_followed: list, unlisted: list | None):
+@dataclass
+class _Outputs:
+    """The real paths of the output folders a listing leaves out, and those it ``met``."""
+    real_paths: set
+    met: list
+
+
+def _folders_below(folder: Path, candidates) -> _Outputs:
+    """_Outputs of the ``candidates`` that lie strictly under ``folder`` (one that holds
+    ``folder`` itself, a --checkpoints_dir ".", leaves nothing out)."""
+    root = Path(os.path.realpath(folder))
+    real_paths = {os.path.realpath(candidate) for candidate in candidates}
+    return _Outputs({path for path in real_paths if root in Path(path).parents}, [])
+
+
+def _entries_under(folder: Path, not_followed: list, unlisted: list | None,
+                   outputs: _Outputs):
     """Every entry (``os.DirEntry``) under ``folder``, at any depth, but folders: those are
     walked into, through links too, each real folder once. Folders that are no links are walked
     first, then links in path order, so that a folder is listed under its own name and the
     second way to it is the one not followed; those go to ``not_followed``, as do links to
-    ``folder`` or a folder above it. Iterative: a deep tree or a long chain of links cannot
-    exhaust the recursion limit."""
+    ``folder`` or a folder above it. The folders of ``outputs`` are not walked into (they go
+    to its ``met``). Iterative: a deep tree or a long chain of links cannot exhaust the
+    recursion limit."""
     real = os.path.realpath(folder)
     seen = {real, *map(str, Path(real).parents)}
     folders, links = [folder], []
@@ -110,6 +135,9 @@ def _entries_under(folder: Path, not_followed: list, unlisted: list | None):
         current = folders.pop() if folders else heapq.heappop(links)
         if current is not folder:
             real = os.path.realpath(current)
+            if real in outputs.real_paths:
+                outputs.met.append(current)
+                continue
             if real in seen:
                 not_followed.append(current)
                 continue
@@ -407,19 +435,20 @@ def _halves_of_other_sizes(infos: list[ImageInfo], config: Preprocess, problems:
 def scan_aligned(phase_dir: Path, config: Preprocess, skip_bad: bool,
                  limit: int | None = None, progress: bool = True,
                  skipped: list | None = None,
-                 own_sizes: OwnSizes | None = None) -> list[Path]:
+                 own_sizes: OwnSizes | None = None, leave_out=()) -> list[Path]:
     """The usable A|B images of one phase folder (the first ``limit`` in sorted order: of the
     good ones with ``skip_bad``, as a pack of the folder gives them); ``progress``: a bar while
     --skip-bad decodes every file; ``skipped``: gets the (path, why) of each file skipped,
     instead of their listing on stderr; ``own_sizes``: the items are loaded one at a time
     (fastp2p test, batch size 1), so with a size-keeping --preprocess each may keep its own
-    size, if its network takes it, instead of all one size."""
+    size, if its network takes it, instead of all one size; ``leave_out``: output folders
+    not to list (``list_images``)."""
     require_folder(phase_dir, "A|B images side by side (*.jpg, *.png)")
     if (phase_dir / "A").is_dir() and (phase_dir / "B").is_dir():
         raise DataError(f"{phase_dir}: holds A/ and B/ subfolders, not A|B images; pass "
                         "--dataset_mode two_folders")
     problems = []   # with --skip-bad, subfolders that cannot be listed too
-    paths = list_images(phase_dir, problems if skip_bad else None)
+    paths = list_images(phase_dir, problems if skip_bad else None, leave_out)
     if not paths:
         raise DataError(shards_without_index(phase_dir) or
                         f"{phase_dir}: no images ({', '.join(IMAGE_EXTENSIONS)}) found; put the "
@@ -437,13 +466,13 @@ def scan_aligned(phase_dir: Path, config: Preprocess, skip_bad: bool,
 
 
 def scan_single(folder: Path, config: Preprocess, skip_bad: bool, limit: int | None = None,
-                own_sizes: OwnSizes | None = None) -> list[Path]:
+                own_sizes: OwnSizes | None = None, leave_out=()) -> list[Path]:
     """The usable images under ``folder`` (any depth, sorted), each one whole image to
     translate without a target: --dataset_mode single, whose reference SingleDataset reads
-    --dataroot itself, not a split of it (an A|B image is just an image there). ``limit`` and
-    ``own_sizes`` as for ``scan_aligned``."""
+    --dataroot itself, not a split of it (an A|B image is just an image there). ``limit``,
+    ``own_sizes`` and ``leave_out`` as for ``scan_aligned``."""
     problems = []
-    paths = list_images(folder, problems if skip_bad else None)
+    paths = list_images(folder, problems if skip_bad else None, leave_out)
     if not paths:
         raise DataError(f"{folder}: no images ({', '.join(IMAGE_EXTENSIONS)}) found; "
                         "--dataset_mode single translates the images under --dataroot itself "
@@ -468,11 +497,11 @@ def _usable(infos: list[ImageInfo], bad: set, problems: list, skip_bad: bool, fo
 
 def scan_two_folders(phase_dir: Path, config: Preprocess, skip_bad: bool,
                      limit: int | None = None, progress: bool = True,
-                     skipped: list | None = None,
-                     own_sizes: OwnSizes | None = None) -> list[tuple[Path, Path]]:
+                     skipped: list | None = None, own_sizes: OwnSizes | None = None,
+                     leave_out=()) -> list[tuple[Path, Path]]:
     """(A, B) path pairs of one phase folder, paired by file stem (the first ``limit``: of the
-    good ones with ``skip_bad``); ``progress``, ``skipped`` and ``own_sizes`` as
-    for ``scan_aligned``."""
+    good ones with ``skip_bad``); ``progress``, ``skipped``, ``own_sizes`` and ``leave_out``
+    as for ``scan_aligned``."""
     folders = {}
     for side in ("A", "B"):
         folders[side] = phase_dir / side
@@ -480,7 +509,7 @@ def scan_two_folders(phase_dir: Path, config: Preprocess, skip_bad: bool,
     problems = []
     by_stem = {}
     for side, folder in folders.items():
-        paths = list_images(folder, problems if skip_bad else None)
+        paths = list_images(folder, problems if skip_bad else None, leave_out)
         if not paths:
             raise DataError(f"{folder}: no images ({', '.join(IMAGE_EXTENSIONS)}) found; put the "
                             f"{side} images there")
