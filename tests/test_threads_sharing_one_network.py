@@ -111,3 +111,29 @@ def test_threads_calling_one_graphed_network_get_their_own_results(monkeypatch):
         for result in results:
             torch.testing.assert_close(result.as_subclass(torch.Tensor), expected[i],
                                        rtol=1e-5, atol=1e-5)
+
+
+def test_threads_sharing_one_train_mode_unet_draw_different_dropout_masks(one_thread):
+    """QA r57: 4 threads, 80 train-mode calls on one input gave 89-94 identical output pairs
+    (each forward read the dropout offset as it began and advanced it only as it ended, so
+    forwards running together drew the same masks); one thread gave none. Each draw now
+    reserves its range, and the offset ends where one thread's calls leave it."""
+    torch.manual_seed(0)
+    net = fastp2p.UNet(3, 3, 6, ngf=8, use_dropout=True).train()
+    x = torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(1)) * 2 - 1
+    calls, threads = 60, 4
+
+    def call(_):
+        with torch.no_grad():
+            return net(x)
+    outputs, errors = _in_threads(call, [x] * threads, calls // threads)
+    assert not errors
+    flat = [output for outputs_of_one in outputs.values() for output in outputs_of_one]
+    same = sum(torch.equal(a, b) for i, a in enumerate(flat) for b in flat[i + 1:])
+    assert same == 0
+    drawn_per_call = net.dropout_rng[1].item() // calls
+    torch.manual_seed(0)
+    alone = fastp2p.UNet(3, 3, 6, ngf=8, use_dropout=True).train()
+    with torch.no_grad():
+        alone(x)
+    assert alone.dropout_rng[1].item() == drawn_per_call > 0

@@ -30,6 +30,7 @@ network's tree holds (its layers, hook dicts, norm-like modules) is listed once 
 listed again after a registration (fastp2p.nn.layer_walk); what may change without one is asked
 per call (``_fused_forward_fits``).
 """
+import threading
 from operator import attrgetter
 
 import torch
@@ -105,21 +106,30 @@ def norm_kwargs(module: nn.Module) -> dict:
 
 
 class DropoutRNG:
-    """Hands out (seed, offset) per dropout layer during one forward, then advances the
-    module's offset by everything it handed out (device ops only: no host sync)."""
+    """Hands out (seed, offset) per dropout layer of one forward (device ops only: no host
+    sync). Each ``take`` reserves its elements as it hands them out: it reads the module's
+    offset and advances it past them under one lock, so forwards that threads sharing one
+    network run at once (a web server's) draw disjoint ranges, hence different masks. Before,
+    a forward read the offset as it began and added what it drew only as it ended, so forwards
+    running together drew the same masks. One forward at a time gets the offsets it always got.
+    The lock is taken per dropout layer, not per forward: a forward's total is known only at
+    its end, and holding the lock from its first draw to its end would serialise the threads'
+    decoders (and stay held for good after an error in between)."""
+
+    # one for every network: held only for a read and an add of one element
+    _reserving = threading.Lock()
 
     def __init__(self, state: torch.Tensor):
-        self.state, self.used = state, 0
+        self.state = state
 
     def take(self, numel: int):
-        seed, offset = self.state[0], self.state[1] + self.used
-        self.used += numel
-        return seed, offset
+        with self._reserving, torch.no_grad():
+            offset = self.state[1].clone()
+            self.state[1].add_(numel)
+        return self.state[0], offset
 
     def advance(self):
-        if self.used:
-            with torch.no_grad():
-                self.state[1].add_(self.used)
+        """Nothing is left to add at a forward's end: each ``take`` advanced the offset."""
 
 
 def init_dropout_rng(module: nn.Module, device=None) -> None:
