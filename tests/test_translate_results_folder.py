@@ -66,3 +66,13 @@ def test_a_checkpoints_folder_inside_the_train_split_is_not_listed(tmp_path, cap
                           str(checkpoints), "--load_size", "32", "--crop_size", "32")
     assert len(create_dataset(args, "train")) == 3
     assert "ignoring 1 folder in " in capsys.readouterr().err
+
+
+def test_the_end_line_says_when_num_test_left_images_out(tmp_path, capsys):
+    """Before: "translated 2 image(s)", exit 0, and nothing said of the third."""
+    assert main(_single_images_argv(tmp_path, 3, "--num_test", "2")) == 0
+    lines = capsys.readouterr().out.splitlines()
+    weights = tmp_path / "ck" / "tiny" / "latest_net_G.pth"
+    assert f"translated 2 of 3 image(s) with {weights} (--num_test 2; --num_test 3 for all)" \
+        in lines, lines
+

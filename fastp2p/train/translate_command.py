@@ -386,7 +386,7 @@ def _failed(err: Exception) -> int:
 
 def _report(translated, weights: Path, out_dir: Path) -> int:
     """Print what the run did and its L1 scores; its exit code (128 + the stop's signal)."""
-    print(f"translated {translated.count} image(s) with {weights}")
+    print(f"translated {_how_many(translated)} image(s) with {weights}{_cut_note(translated)}")
     if translated.scores is not None:
         print(translated.scores.report())
     print(f"open: {(out_dir / 'index.html').resolve()}")
@@ -396,6 +396,21 @@ def _report(translated, weights: Path, out_dir: Path) -> int:
           f"{translated.count} of {translated.total} images; the results are partial, and "
           "index.html says so")
     return 128 + translated.stopped_by
+
+
+def _how_many(translated) -> str:
+    """"N", or "N of M" when --num_test left images of the listing out."""
+    if translated.listed > translated.total:
+        return f"{translated.count} of {translated.listed}"
+    return str(translated.count)
+
+
+def _cut_note(translated) -> str:
+    """What --num_test left out, which the default (50, the reference's) does without a word
+    to a larger folder; '' when it left nothing out."""
+    if translated.listed <= translated.total:
+        return ""
+    return f" (--num_test {translated.total}; --num_test {translated.listed} for all)"
 
 
 def _refuse_linked_results(out_dir: Path) -> None:
@@ -447,12 +462,14 @@ def _tracker_folder(args, out_dir: Path) -> Path:
 @dataclass
 class _Translated:
     """What ``_translate`` did: ``count`` of ``total`` images written whole, their L1Scores
-    (None when there were none), and the signal that stopped it early (None: it ran to the
-    end)."""
+    (None when there were none), the signal that stopped it early (None: it ran to the end),
+    and how many images the data held (``listed``; more than ``total`` when --num_test cut
+    them)."""
     count: int
     total: int
     scores: object
     stopped_by: int | None
+    listed: int = 0
 
 
 def _translate(args, netG, loader, device, out_dir, trackers, stops) -> _Translated:
@@ -496,7 +513,7 @@ def _translate(args, netG, loader, device, out_dir, trackers, stops) -> _Transla
     except OSError as err:
         raise ValueError(f"{describe_os_error(err)}; the images are whole ({len(sections)} of "
                          f"{total} written, in {images_dir}): only their page failed") from err
-    return _Translated(len(sections), total, scores, stopped_by)
+    return _Translated(len(sections), total, scores, stopped_by, len(loader))
 
 
 def _why_the_images_stopped(err: Exception) -> str | None:
