@@ -76,3 +76,12 @@ def test_the_end_line_says_when_num_test_left_images_out(tmp_path, capsys):
     assert f"translated 2 of 3 image(s) with {weights} (--num_test 2; --num_test 3 for all)" \
         in lines, lines
 
+
+def test_the_end_line_counts_an_earlier_runs_images_it_leaves(tmp_path, capsys):
+    """Before, 2 images then 1 left images/ with 4 files, a page of 2, and no word of it."""
+    assert main(_single_images_argv(tmp_path, 2)) == 0
+    capsys.readouterr()
+    assert main(_single_images_argv(tmp_path, 2, "--num_test", "1")) == 0
+    assert ("images/ also holds 2 files this run did not write (an earlier run's, kept); "
+            "index.html lists only this run's") in capsys.readouterr().out.splitlines()
+    assert len(list((tiny_test_results(tmp_path / "res") / "images").iterdir())) == 4

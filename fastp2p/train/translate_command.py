@@ -25,7 +25,8 @@ nothing), the page is still written and the lines printed, and a run that wrote 
 is complete (exit 0). An error before then (a full disk, named in one line with the file; a
 data loader worker that died) writes no page and says the results are partial; a page that
 cannot be written, that the images are whole. ``images/`` may then hold an incomplete triplet
-or an earlier run's images, which no page lists, until a later run writes those names again.
+or an earlier run's images, which no page lists, until a later run writes those names again;
+a run that ends counts them in one line (deleting none).
 Temporary files of killed runs (``.NAME.tmp-PID.png``, regular files only) are removed by the
 next run into the folder. Run from a thread other than the main one (which alone receives
 signals), the command handles no stop request.
@@ -386,9 +387,14 @@ def _failed(err: Exception) -> int:
 
 def _report(translated, weights: Path, out_dir: Path) -> int:
     """Print what the run did and its L1 scores; its exit code (128 + the stop's signal)."""
+    from fastp2p.data.errors import counted
+
     print(f"translated {_how_many(translated)} image(s) with {weights}{_cut_note(translated)}")
     if translated.scores is not None:
         print(translated.scores.report())
+    if translated.not_written:
+        print(f"{IMAGES}/ also holds {counted(translated.not_written, 'file')} this run did not "
+              "write (an earlier run's, kept); index.html lists only this run's")
     print(f"open: {(out_dir / 'index.html').resolve()}")
     if translated.stopped_by is None:
         return 0
@@ -463,13 +469,14 @@ def _tracker_folder(args, out_dir: Path) -> Path:
 class _Translated:
     """What ``_translate`` did: ``count`` of ``total`` images written whole, their L1Scores
     (None when there were none), the signal that stopped it early (None: it ran to the end),
-    and how many images the data held (``listed``; more than ``total`` when --num_test cut
-    them)."""
+    how many images the data held (``listed``; more than ``total`` when --num_test cut them),
+    and how many files in images/ it did not write (``not_written``: an earlier run's)."""
     count: int
     total: int
     scores: object
     stopped_by: int | None
     listed: int = 0
+    not_written: int = 0
 
 
 def _translate(args, netG, loader, device, out_dir, trackers, stops) -> _Translated:
@@ -513,7 +520,17 @@ def _translate(args, netG, loader, device, out_dir, trackers, stops) -> _Transla
     except OSError as err:
         raise ValueError(f"{describe_os_error(err)}; the images are whole ({len(sections)} of "
                          f"{total} written, in {images_dir}): only their page failed") from err
-    return _Translated(len(sections), total, scores, stopped_by, len(loader))
+    return _Translated(len(sections), total, scores, stopped_by, len(loader),
+                       _not_written(images_dir, sections))
+
+
+def _not_written(images_dir: Path, sections) -> int:
+    """How many entries of ``images_dir`` are none of the files ``sections`` lists: an earlier
+    run's, which a run with fewer images or other names leaves beside its own. Said, not
+    deleted: they may be all that is left of that run."""
+    written = {Path(path).name for _, images in sections for _, path in images}
+    with os.scandir(images_dir) as entries:
+        return sum(entry.name not in written for entry in entries)
 
 
 def _why_the_images_stopped(err: Exception) -> str | None:
