@@ -247,3 +247,16 @@ def test_a_sliver_that_preprocess_none_would_round_to_nothing(tmp_path):
     bad = write_ab(tmp_path / "train" / "sliver.png", 16, 2)
     message = data_error(tmp_path, "--preprocess", "none")
     assert_names_and_advises(message, bad, "16x2 is too small to round to a multiple of 4")
+
+
+def test_a_macos_resource_fork_file_is_named_as_one(tmp_path):
+    """QA r57: an AppleDouble ``._pair00.png`` (macOS metadata copied along with a dataset)
+    stopped the run as "not a readable image" without a word of what it is. It is still read,
+    as the reference reads dot-files."""
+    make_aligned(tmp_path, count=2, width=16, height=16)
+    fork = tmp_path / "train" / "._pair00.png"
+    fork.write_bytes(b"\x00\x05\x16\x07\x00\x02\x00\x00Mac OS X        ")
+    message = data_error(tmp_path, *CROP)
+    assert_names_and_advises(message, fork, "not a readable image")
+    assert "macOS resource-fork file (AppleDouble)" in message and "dot_clean" in message
+    assert "--skip-bad" in message

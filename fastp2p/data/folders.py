@@ -265,6 +265,17 @@ def _not_readable(path: Path, error: Exception) -> str | None:
     return f"cannot read it ({error.strerror or error})"
 
 
+def _apple_double_hint(path: Path) -> str:
+    """What to add to the error of an unreadable ``._NAME.png``: most likely the resource fork
+    macOS writes beside NAME.png on a disk without its metadata (AppleDouble), which a copied
+    dataset brings along. Dot-files are read, as the reference reads them: only a hint."""
+    if not path.name.startswith("._"):
+        return ""
+    return ("; its name says it is a macOS resource-fork file (AppleDouble), not an image: "
+            "remove them (`dot_clean DATAROOT` on a Mac, or `find DATAROOT -name '._*' "
+            "-delete`)")   # the line goes on with --skip-bad (raise_or_report)
+
+
 def read_info(path: Path, decode: bool) -> ImageInfo:
     """Header (and, if ``decode``, all pixels) of one image; DataError names what is wrong."""
     try:
@@ -274,7 +285,8 @@ def read_info(path: Path, decode: bool) -> ImageInfo:
             problem = _unsupported_mode(img)
             info = ImageInfo(path, img.size)
     except UnidentifiedImageError:
-        raise DataError("not a readable image (its content is not a known image format)") from None
+        raise DataError("not a readable image (its content is not a known image format)"
+                        f"{_apple_double_hint(path)}") from None
     except Image.DecompressionBombError as error:
         raise DataError(_too_large(error)) from None
     except (OSError, SyntaxError, ValueError) as error:
