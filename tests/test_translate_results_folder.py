@@ -85,3 +85,13 @@ def test_the_end_line_counts_an_earlier_runs_images_it_leaves(tmp_path, capsys):
     assert ("images/ also holds 2 files this run did not write (an earlier run's, kept); "
             "index.html lists only this run's") in capsys.readouterr().out.splitlines()
     assert len(list((tiny_test_results(tmp_path / "res") / "images").iterdir())) == 4
+
+
+def test_the_pages_images_load_lazily(tmp_path):
+    """A page of 300 triplets asked the browser for 900 images at once."""
+    from fastp2p.train.reports import write_html
+
+    write_html(tmp_path / "index.html", "t", [("a", [("real", "images/a_real.png"),
+                                                     ("fake", "images/a_fake.png")])])
+    page = (tmp_path / "index.html").read_text(encoding="utf-8")
+    assert page.count("<img src='images/a_") == page.count("' loading='lazy'>") == 2

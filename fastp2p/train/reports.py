@@ -195,7 +195,8 @@ def write_html(path: Path, title: str, sections, loss_plot=None, refresh_s=None)
     for heading, images in sections:
         lines.append(f"<h3>{_text(heading)}</h3><table><tr>")
         for label, source in images:
-            lines.append(f"<td><img src='{_url(source)}'><br>"
+            # lazy: a browser loads the images scrolled to, not a 300-row page's 600 at once
+            lines.append(f"<td><img src='{_url(source)}' loading='lazy'><br>"
                          f"{_text(label)}</td>")
         lines.append("</tr></table>")
     lines.append("</body></html>")
