@@ -260,3 +260,22 @@ def test_a_macos_resource_fork_file_is_named_as_one(tmp_path):
     assert_names_and_advises(message, fork, "not a readable image")
     assert "macOS resource-fork file (AppleDouble)" in message and "dot_clean" in message
     assert "--skip-bad" in message
+
+
+def test_an_image_past_pillows_warning_limit_is_named_in_one_fastp2p_line(tmp_path, monkeypatch,
+                                                                          capsys):
+    """QA r57: a 10000x10000 PNG printed Pillow's raw DecompressionBombWarning and the line of
+    Pillow's source that raised it; loading it again warned again."""
+    import warnings
+
+    make_aligned(tmp_path, count=2, width=16, height=16)        # 32 x 16 = 512 pixels each
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 300)         # warned above, refused above 600
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        dataset = create_dataset(data_args(tmp_path, *CROP), "train")
+        dataset[0]
+    assert not [w for w in caught if issubclass(w.category, Image.DecompressionBombWarning)]
+    lines = capsys.readouterr().err.splitlines()
+    assert lines == [f"fastp2p: {tmp_path / 'train' / f'pair0{i}.png'}: 512 pixels, above "
+                     "Pillow's decompression-bomb warning limit of 300: read as it is (Pillow "
+                     "refuses twice that)" for i in range(2)], lines

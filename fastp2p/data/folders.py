@@ -9,7 +9,9 @@ truncated ones are found and skipped up front too.
 import errno
 import heapq
 import os
+import re
 import sys
+import warnings
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -276,10 +278,29 @@ def _apple_double_hint(path: Path) -> str:
             "-delete`)")   # the line goes on with --skip-bad (raise_or_report)
 
 
+def _open_naming_large(path: Path) -> Image.Image:
+    """``Image.open(path)``; an image above Pillow's decompression-bomb warning limit (below
+    twice it: above, Pillow refuses it, ``_too_large``) is named in one fastp2p line on stderr
+    instead of Pillow's warning and its source line, and Pillow's warning of that size is
+    silenced for the rest of the process, where the loader opens the image again (its workers
+    inherit the filter). The scan calls this from one thread at a time."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            return Image.open(path)
+    except Image.DecompressionBombWarning as warning:
+        pixels = re.search(r"\((\d+) pixels\)", str(warning))
+        print(f"fastp2p: {path}: {pixels.group(1) if pixels else 'more'} pixels, above Pillow's "
+              f"decompression-bomb warning limit of {Image.MAX_IMAGE_PIXELS}: read as it is "
+              "(Pillow refuses twice that)", file=sys.stderr)
+        warnings.filterwarnings("ignore", re.escape(str(warning)), Image.DecompressionBombWarning)
+        return Image.open(path)
+
+
 def read_info(path: Path, decode: bool) -> ImageInfo:
     """Header (and, if ``decode``, all pixels) of one image; DataError names what is wrong."""
     try:
-        with Image.open(path) as img:
+        with _open_naming_large(path) as img:
             if decode:
                 img.load()
             problem = _unsupported_mode(img)
