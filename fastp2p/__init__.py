@@ -8,6 +8,30 @@ Ctrl-C while a command loads them is the command's to report. The custom ops
 """
 __version__ = "0.1.0"
 
+
+def _refuse_uninstalled_checkout() -> None:
+    """ImportError saying what to do when this is the source checkout's ``fastp2p/`` (a
+    setup.py beside it: Python run from the checkout puts it first on the path) and no install
+    maps the checkout's ``kernels/`` to ``fastp2p.kernels``: the networks would otherwise fail
+    on first use with a bare "No module named 'fastp2p.kernels'". An installed package has no
+    setup.py beside it, so it pays one stat."""
+    import os
+
+    checkout = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    if not os.path.isfile(os.path.join(checkout, "setup.py")):
+        return
+    import importlib.util
+
+    if importlib.util.find_spec(f"{__name__}.kernels") is None:
+        raise ImportError(f"fastp2p is imported from its source checkout {checkout} without "
+                          "being installed (its kernels/ folder becomes fastp2p.kernels on "
+                          f"install): run `pip install -e {checkout}`, or run from outside "
+                          "the checkout to use an installed fastp2p")
+
+
+_refuse_uninstalled_checkout()
+del _refuse_uninstalled_checkout   # not a public name (dir(fastp2p))
+
 _PUBLIC = {"GANLoss": "fastp2p.nn", "PatchDiscriminator": "fastp2p.nn",
            "PixelDiscriminator": "fastp2p.nn", "UNet": "fastp2p.nn", "graphed": "fastp2p.nn",
            "init_weights": "fastp2p.reference.init"}
