@@ -302,6 +302,9 @@ def _set_up(args, device, threads, resources: contextlib.ExitStack, saved):
     from fastp2p.train.unet_names import unet_levels
 
     torch.manual_seed(args.seed)
+    out_dir = Path(args.results_dir) / args.name / results_folder_name(args)
+    _refuse_linked_results(out_dir)
+    _lock_results(out_dir, resources)   # first: a second run says only that it is one
     # The reference's test reads each whole image at --crop_size: a split packed at a larger
     # size is resized again to it, not cropped at random, unless --load_size asks for crops.
     single = args.dataset_mode == "single"   # DATAROOT's own images: no split, no pack
@@ -335,9 +338,6 @@ def _set_up(args, device, threads, resources: contextlib.ExitStack, saved):
               f", its {OPTIONS_FILE})")
     if args.verbose:
         print(describe_networks(G=netG))
-    out_dir = Path(args.results_dir) / args.name / results_folder_name(args)
-    _refuse_linked_results(out_dir)
-    _lock_results(out_dir, resources)
     trackers = open_trackers(args, _tracker_folder(args, out_dir), "test")
     resources.callback(close_trackers, trackers)
     if args.eval:
