@@ -31,6 +31,10 @@ Temporary files of killed runs (``.NAME.tmp-PID.png``, regular files only) are r
 next run into the folder. Run from a thread other than the main one (which alone receives
 signals), the command handles no stop request.
 
+One run at a time writes a results folder: a run holds ``PHASE_EPOCH/.lock`` (train's
+RunFolderLock) from its set-up to its end, and a second run into that folder stops at once in
+one line with exit code 75 (EXIT_IN_USE), before it reads any data.
+
 Test runs in one process, on one device: under torchrun (WORLD_SIZE > 1) it is refused in one
 line (exit 2), since each process would translate every image into the same files.
 
