@@ -109,9 +109,8 @@ class DropoutRNG:
     """Hands out (seed, offset) per dropout layer of one forward (device ops only: no host
     sync). Each ``take`` reserves its elements as it hands them out: it reads the module's
     offset and advances it past them under one lock, so forwards that threads sharing one
-    network run at once (a web server's) draw disjoint ranges, hence different masks. Before,
-    a forward read the offset as it began and added what it drew only as it ended, so forwards
-    running together drew the same masks. One forward at a time gets the offsets it always got.
+    network run at once (a web server's) draw disjoint ranges, hence different masks (reading
+    the offset as a forward began and adding its draws as it ended gave them the same masks).
     The lock is taken per dropout layer, not per forward: a forward's total is known only at
     its end, and holding the lock from its first draw to its end would serialise the threads'
     decoders (and stay held for good after an error in between)."""
@@ -127,9 +126,6 @@ class DropoutRNG:
             offset = self.state[1].clone()
             self.state[1].add_(numel)
         return self.state[0], offset
-
-    def advance(self):
-        """Nothing is left to add at a forward's end: each ``take`` advanced the offset."""
 
 
 def init_dropout_rng(module: nn.Module, device=None) -> None:
@@ -415,9 +411,7 @@ def unet_forward(unet, input):
     skip = _activation(conv2d(laid_out(outer[0], x, weights), x), _NO_NORM, in_torch,
                        "leaky_relu", outer[1].model[0].negative_slope)
     inner = _unet_level(outer[1], skip, rng, inference, in_torch, weights)
-    out = conv_transpose2d_tanh(laid_out(outer[3], inner, weights), inner)
-    rng.advance()
-    return out
+    return conv_transpose2d_tanh(laid_out(outer[3], inner, weights), inner)
 
 
 def unet_output(unet, input, out):
