@@ -12,6 +12,7 @@ from fastp2p.command_errors import print_error
 from fastp2p.train.options import (QuickDefault, add_model_arguments, add_train_arguments,
                                    describe_defaults, resolve_quick_defaults)
 from fastp2p.train.reference_options import add_reference_arguments
+from fastp2p.train.run_lock import EXIT_IN_USE
 from fastp2p.train.trackers import add_tracker_arguments
 
 DESCRIPTION = """\
@@ -39,7 +40,6 @@ Without --dataroot: the embedded dataset of --task (811 grayscale->colour pairs 
 quick profile (unet_64, ngf/ndf 16, 72->64 crops, batch 32, lr 1e-3, 7+17 epochs); every default
 that changes says so below. `fastp2p test` then prints the test L1 against two baselines."""
 
-EXIT_IN_USE = 75   # EX_TEMPFAIL of sysexits.h: another run holds NAME, try again later
 EPILOG = f"""\
 exit codes: 0 trained (or nothing left to train), 1 failed (a message says why), 2 options
 refused, {EXIT_IN_USE} NAME in use by another fastp2p train run (try again later), 128+N stopped

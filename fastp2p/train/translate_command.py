@@ -57,8 +57,8 @@ from fastp2p.command_errors import print_error
 from fastp2p.train.options import (QuickDefault, add_model_arguments, add_test_arguments,
                                    describe_defaults, resolve_quick_defaults)
 from fastp2p.train.reference_options import add_reference_arguments
+from fastp2p.train.run_lock import EXIT_IN_USE
 from fastp2p.train.trackers import add_tracker_arguments
-from fastp2p.train.train_command import EXIT_IN_USE   # the code train's lock gives too
 
 DESCRIPTION = """\
 Translate a split (default: test) with CHECKPOINTS_DIR/NAME/EPOCH_net_G.pth and write the
