@@ -130,11 +130,12 @@ def test_a_table_entry_without_transposed_is_a_conv(tmp_path, transposed):
     assert (key in _layer_keys(path)) == (not transposed)
 
 
+@pytest.mark.parametrize("backend", [REGISTRY_DEFAULT], indirect=True)  # the U-Net's own check
 @pytest.mark.parametrize("layer, setting, value", [
     ("innermost-down", "padding", (2, 2)), ("inner-up", "padding", (2, 2)),
     ("inner-up", "stride", (1, 1)), ("inner-up", "output_padding", (1, 1))])
-def test_a_unet_layer_that_no_longer_fits_its_skip_is_refused_in_inference(layer, setting,
-                                                                           value):
+def test_a_unet_layer_that_no_longer_fits_its_skip_is_refused_in_inference(backend, layer,
+                                                                           setting, value):
     ours, theirs = unet_pair("batch")
     for net in (ours, theirs):
         net.eval()

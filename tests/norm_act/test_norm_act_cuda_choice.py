@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from fastp2p.ops import norm_act
-from fastp2p.ops.backends import cpp as cpp_backend, cuda_choice
+from fastp2p.ops.backends import choice_tables, cpp as cpp_backend, cuda_choice
 from helpers.tolerances import FP32_SINGLE_OP, assert_close
 
 CHECKOUT = Path(__file__).resolve().parents[2]
@@ -107,8 +107,9 @@ def test_cuda_dispatch_follows_the_table(tmp_path, monkeypatch):
         pytest.skip(cpp_backend.cuda_unavailable_reason())
     monkeypatch.delenv("FASTP2P_BACKEND", raising=False)
     chosen, other = [2, 64, 8, 8], [2, 64, 4, 4]
-    monkeypatch.setattr(cuda_choice, "cpp_shapes",
-                        lambda: frozenset({cuda_choice.table_key("batch", torch.float32, chosen)}))
+    entry = (choice_tables.device_name(torch.device("cuda")),   # the table's (device, shape)
+             cuda_choice.table_key("batch", torch.float32, chosen))
+    monkeypatch.setattr(cuda_choice, "cpp_shapes", lambda: frozenset({entry}))
     calls = []
     launcher = cpp_backend.norm_act_fwd
     monkeypatch.setattr(cpp_backend, "norm_act_fwd",
