@@ -122,7 +122,7 @@ def _block(device: torch.device) -> int:
     return GPU_BLOCK if device.type == "cuda" else INTERPRETER_BLOCK
 
 
-def num_programs_for(numel: int, device: torch.device) -> int:
+def adam_programs(numel: int, device: torch.device) -> int:
     """The grid for ``numel`` elements: a few programs per SM on a GPU, at most one per block."""
     blocks = triton.cdiv(numel, _block(device))
     if device.type == "cuda":
@@ -134,7 +134,7 @@ def adam_step(master, exp_avg, exp_avg_sq, grad_copied, grad_own, copy, lr, tick
               num_programs: int) -> None:
     """One Adam step over the flat buffers (see the module docstring), in one launch.
 
-    ``num_programs`` (``num_programs_for``) must stay the same for the life of ``ticket``, which
+    ``num_programs`` (``adam_programs``) must stay the same for the life of ``ticket``, which
     it divides into steps. The host launcher: the op (fastp2p.ops.adam) checked the buffers.
     """
     numel, num_copied = master.numel(), copy.numel()

@@ -56,7 +56,7 @@ def _run_every_flagged_kernel():
                    torch.randn(numel - copied, generator=gen), copy, torch.tensor(1e-3),
                    torch.zeros(1, dtype=torch.int64),
                    torch.tensor([0.5, 0.999, 1e-8, 0.0], dtype=torch.float64),
-                   adam.num_programs_for(numel, master.device))
+                   adam.adam_programs(numel, master.device))
     return outputs + [master, *moments, copy]
 
 

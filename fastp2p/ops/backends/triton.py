@@ -7,7 +7,7 @@ import sys
 
 import torch
 
-from fastp2p.kernels.adam import adam_step, num_programs_for as adam_programs
+from fastp2p.kernels.adam import adam_programs, adam_step
 from fastp2p.kernels.augment import augment_pairs
 from fastp2p.kernels.conv_fused import conv_fused_dgrad, conv_fused_fwd
 from fastp2p.kernels.conv_fused_wgrad import conv_fused_bias_grad, conv_fused_wgrad
