@@ -31,9 +31,10 @@ except KeyboardInterrupt:
 
 
 @pytest.mark.parametrize("stop", ["SIGINT", "SIGTERM"])
-def test_a_stop_inside_torch_s_import_is_raised_once_it_is_done(stop):
+def test_a_stop_inside_torch_s_import_is_raised_once_it_is_done(stop, tmp_path):
+    # outside the checkout, whose fastp2p/ would shadow the installed package
     result = subprocess.run([sys.executable, "-c", SCRIPT, stop], capture_output=True,
-                            text=True, timeout=300)
+                            text=True, cwd=tmp_path, timeout=300)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "interrupted; True True", result.stderr
 

@@ -147,7 +147,7 @@ def test_is_terminal_is_true_for_a_terminal():
 
 # --- fastp2p.stops_deferred ------------------------------------------------------------------
 
-def test_a_sigterm_at_its_default_still_ends_the_process_at_once_inside_the_block():
+def test_a_sigterm_at_its_default_still_ends_the_process_at_once_inside_the_block(tmp_path):
     """Only a handler that raises is held back: SIGTERM at SIG_DFL ends the process where it
     arrives (nothing half done in it), not after the block."""
     import subprocess
@@ -159,8 +159,9 @@ def test_a_sigterm_at_its_default_still_ends_the_process_at_once_inside_the_bloc
               "with stops_deferred((signal.SIGINT, signal.SIGTERM)):\n"
               "    os.kill(os.getpid(), signal.SIGTERM)\n"
               "    print('still in the block', flush=True)\n")
+    # outside the checkout, whose fastp2p/ would shadow the installed package
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                            timeout=60)
+                            cwd=tmp_path, timeout=60)
     assert result.returncode == -15, (result.returncode, result.stdout, result.stderr)
     assert "still in the block" not in result.stdout
 

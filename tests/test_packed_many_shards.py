@@ -136,10 +136,11 @@ print(dataset.read_batch(range(len(dataset))).sum().item(), sum(int(p.sum()) for
 
 
 @pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="counts descriptors in /proc")
-def test_a_pack_of_more_shards_than_the_limit_on_open_files_reads(phase):
+def test_a_pack_of_more_shards_than_the_limit_on_open_files_reads(phase, tmp_path):
     """End to end, with a real `ulimit -n` below the number of shards."""
+    # outside the checkout, whose fastp2p/ would shadow the installed package
     result = subprocess.run([sys.executable, "-c", CHILD, str(phase)], capture_output=True,
-                            text=True, timeout=300)
+                            text=True, cwd=tmp_path, timeout=300)
     assert result.returncode == 0, result.stderr
     expected = _open(phase).read_batch(range(SHARDS)).sum().item()
     assert result.stdout.split() == [str(expected)] * 2

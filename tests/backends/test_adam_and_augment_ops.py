@@ -121,12 +121,13 @@ print(tuple(batch["A"].shape), backend_name_for(torch.device("cpu"), torch.float
 
 
 @pytest.mark.interpreter
-def test_kernels_built_compiled_are_not_sent_cpu_tensors_when_the_variable_comes_later():
+def test_kernels_built_compiled_are_not_sent_cpu_tensors_when_the_variable_comes_later(tmp_path):
     """The registry asks the kernels how they were built, not the variable at its own import:
     kernels imported before TRITON_INTERPRET=1 was set keep CPU tensors off Triton."""
     env = {k: v for k, v in os.environ.items() if k not in ("TRITON_INTERPRET", "FASTP2P_BACKEND")}
+    # outside the checkout, whose fastp2p/ would shadow the installed package
     result = subprocess.run([sys.executable, "-c", REPRO], capture_output=True, text=True,
-                            env=env, timeout=120)
+                            env=env, cwd=tmp_path, timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.split("\n")[0].startswith("(2, 3, 4, 4)")
     assert "triton" not in result.stdout
