@@ -1,9 +1,10 @@
 """The reference backend: plain PyTorch with the contract's launchers (any device, no Triton);
 also what the registry runs for an op another backend lacks.
 
-``norm_act_fwd`` writes the shared oracle of ``norm_act_reference`` (``write_norm_act``); the backward and the losses
-are written out here with the same formulas the kernels implement, in float32 (or float64 when
-the inputs are float64), so that this backend is also a readable statement of the math.
+``norm_act_fwd`` writes the shared oracle of ``norm_act_reference`` (``write_norm_act``); the
+backward and the losses are written out here with the same formulas the kernels implement, in
+float32 (or float64 when the inputs are float64), so that this backend is also a readable
+statement of the math.
 """
 import torch
 import torch.nn.functional as F
