@@ -7,6 +7,8 @@ prints the list of skipped files and lets the caller go on without them.
 import sys
 from pathlib import Path
 
+from fastp2p.cache_folder import NoCacheFolder, cache_root
+
 SKIP_HINT = "fix or remove it, or pass --skip-bad to skip bad files"
 
 
@@ -17,6 +19,22 @@ class DataError(ValueError):
 def counted(count: int, noun: str) -> str:
     """``count`` and ``noun`` in agreement: "1 bad file", "2 bad files" (nouns taking "-s")."""
     return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
+def what_to_do(path: Path, default: str) -> str:
+    """``default`` (fix, remove or skip the file), unless ``path`` lies in a folder fastp2p
+    built in its cache folder (the embedded dataset, ``default-*``, and its packs): then to
+    delete that folder, which the next run builds anew (a damaged cache file was advised
+    --skip-bad, which kept the damaged cache)."""
+    try:
+        root = cache_root().resolve()
+        parts = Path(path).resolve().relative_to(root).parts
+    except (NoCacheFolder, OSError, ValueError):  # ValueError: not under the cache folder
+        return default
+    if len(parts) < 2 or not parts[0].startswith("default-"):  # (FASTP2P_CACHE may be $HOME)
+        return default
+    return (f"it is in fastp2p's cache folder: delete {root / parts[0]} and run again, and "
+            "fastp2p builds it anew")
 
 
 def raise_or_report(problems: list[tuple[Path, str]], skip_bad: bool, what: str,
@@ -31,7 +49,7 @@ def raise_or_report(problems: list[tuple[Path, str]], skip_bad: bool, what: str,
         more = (f" ({counted(len(problems) - 1, 'more bad file')} in {what} by their headers "
                 "alone; --skip-bad decodes every image and may find more)"
                 if len(problems) > 1 else "")
-        raise DataError(f"{path}: {problem}; {SKIP_HINT}{more}")
+        raise DataError(f"{path}: {problem}; {what_to_do(path, SKIP_HINT)}{more}")
     if skipped is not None:
         skipped.extend(problems)
         return

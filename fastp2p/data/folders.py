@@ -20,7 +20,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from fastp2p.atomic_files import left_by_dead_process
-from fastp2p.data.errors import DataError, counted, raise_or_report
+from fastp2p.data.errors import DataError, counted, raise_or_report, what_to_do
 from fastp2p.data.packed_index import shards_without_index
 from fastp2p.data.transforms import Preprocess, multiple_of_4_size, scaled_width_size
 from fastp2p.terminal import stderr_bar
@@ -349,8 +349,9 @@ def open_rgb(path: Path) -> Image.Image:
                         "--skip-bad (which checks every file up front)") from None
     except (OSError, SyntaxError, ValueError) as error:
         why = _not_readable(path, error) or f"cannot decode this image ({error})"
-        raise DataError(f"{path}: {why}; fix or remove it, or pass --skip-bad (which checks "
-                        "every file up front)") from None
+        advice = what_to_do(path, "fix or remove it, or pass --skip-bad (which checks every "
+                                  "file up front)")
+        raise DataError(f"{path}: {why}; {advice}") from None
 
 
 def open_pair(a_path: Path, b_path: Path, aligned: bool) -> tuple[Image.Image, Image.Image]:
