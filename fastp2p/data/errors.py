@@ -4,6 +4,7 @@ Every dataset scan collects its problems as ``(path, problem)``; ``raise_or_repo
 raises a ``DataError`` for the first one (nothing is skipped silently) or, with ``--skip-bad``,
 prints the list of skipped files and lets the caller go on without them.
 """
+import os
 import sys
 from pathlib import Path
 
@@ -26,9 +27,9 @@ def what_to_do(path: Path, default: str) -> str:
     built in its cache folder (the embedded dataset, ``default-*``, and its packs): then to
     delete that folder, which the next run builds anew (a damaged cache file was advised
     --skip-bad, which kept the damaged cache)."""
-    try:
-        root = cache_root().resolve()
-        parts = Path(path).resolve().relative_to(root).parts
+    try:  # realpath: a loop of links (the error being advised on) is left as it is
+        root = Path(os.path.realpath(cache_root()))
+        parts = Path(os.path.realpath(path)).relative_to(root).parts
     except (NoCacheFolder, OSError, ValueError):  # ValueError: not under the cache folder
         return default
     if len(parts) < 2 or not parts[0].startswith("default-"):  # (FASTP2P_CACHE may be $HOME)
