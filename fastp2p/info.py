@@ -113,17 +113,15 @@ def _extension_status() -> str:
 
 def _backend_line(device) -> str:
     """The dispatcher's own choice for ``device`` (fastp2p.ops.backend_name_for), explained."""
-    import os
-
     from fastp2p.ops import backend_name_for
-    from fastp2p.ops.backends import ENV_VAR, reference_fallbacks
+    from fastp2p.ops.backends import ENV_VAR, backend_forced, reference_fallbacks
     from fastp2p.ops.backends import cpp as cpp_backend
 
     try:
         name = backend_name_for(device)
     except ValueError as err:
         return f"none: {err}"
-    if os.environ.get(ENV_VAR, "").strip():
+    if backend_forced():
         fallbacks = reference_fallbacks(device)
         borrowed = f"; the reference's {', '.join(fallbacks)}" if fallbacks else ""
         return f"{name}: forced by {ENV_VAR}={name}{borrowed}"

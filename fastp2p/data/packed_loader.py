@@ -24,8 +24,8 @@ from torch.utils.data import BatchSampler, DistributedSampler
 
 from fastp2p import cpu_info
 from fastp2p.data.gpu_augment import augment_batch
-from fastp2p.ops.augment import augment_runs_a_kernel
 from fastp2p.data.loader import item_rng
+from fastp2p.ops.augment import augment_runs_a_kernel
 
 MAX_READERS = 8     # past this, more threads only add pinned memory: one reads ~10k pairs/s
 

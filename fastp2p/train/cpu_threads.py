@@ -31,7 +31,6 @@ import os
 from dataclasses import dataclass
 
 from fastp2p import cpu_info
-from fastp2p.cpu_info import MAX_WORKERS
 
 THREAD_ENV_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
 
@@ -91,9 +90,9 @@ def choose_threads(device_type: str, num_threads_option, *, packed=False, cores=
     if num_threads_option is not None:
         workers, workers_from = num_threads_option, "--num_threads"
     elif device_type == "cuda":
-        workers, workers_from = min(MAX_WORKERS, max(0, cores - 1)), "auto"
+        workers, workers_from = min(cpu_info.MAX_WORKERS, max(0, cores - 1)), "auto"
     else:
-        workers = 0 if cores <= 2 else min(MAX_WORKERS, cores // 8 + 1)
+        workers = 0 if cores <= 2 else min(cpu_info.MAX_WORKERS, cores // 8 + 1)
         workers_from = "auto"
     env_set = [name for name in THREAD_ENV_VARS if environ.get(name, "").strip()]
     honoured = [name for name in env_set if _is_thread_count(environ[name])]
