@@ -131,7 +131,6 @@ def _import_cycles():
 KNOWN_CYCLES = {
     frozenset({"fastp2p.nn", "fastp2p.nn.compat", "fastp2p.nn.discriminators",
                "fastp2p.nn.unet"}),
-    frozenset({"fastp2p.train.train_state_check", "fastp2p.train.trainer"}),
 }
 
 

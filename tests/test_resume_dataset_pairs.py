@@ -8,7 +8,8 @@ import signal
 import pytest
 
 from fastp2p.cli import main
-from fastp2p.train.trainer import Progress, Trainer
+from fastp2p.train.position import Progress
+from fastp2p.train.trainer import Trainer
 from helpers.train_helpers import signal_after_step, train_argv, write_aligned_dataset
 
 

@@ -26,7 +26,7 @@ from fastp2p.train.engine import Pix2PixEngine
 from fastp2p.train.schedulers import LRSchedule
 from fastp2p.train.train_state_check import train_state_problem
 from fastp2p.train.train_command import _check_fresh_run
-from fastp2p.train.trainer import Progress
+from fastp2p.train.position import Progress
 from helpers.data_helpers import dead_pid
 from helpers.train_helpers import (random_batches, tiny_networks, train_argv,
                                    write_aligned_dataset)

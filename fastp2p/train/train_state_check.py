@@ -16,7 +16,7 @@ import torch
 
 from fastp2p.train.engine_state import ENGINE_COUNTERS, REQUIRED_ENGINE_KEYS
 from fastp2p.train.finite import first_nonfinite
-from fastp2p.train.trainer import Progress
+from fastp2p.train.position import Progress
 
 _INT, _NUMBER, _FLAG = (int,), (int, float), (bool,)
 # No count fastp2p keeps comes near an int64's largest value; a crafted Python int past it can

@@ -29,7 +29,7 @@ import random
 import signal
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 
 import numpy as np
 import torch
@@ -41,36 +41,14 @@ from fastp2p.train.checkpoints import (CheckpointWriteError, describe_os_error, 
 from fastp2p.train.distributed import average_over_processes
 from fastp2p.train.loader_failures import is_loader_worker_death, loader_worker_death
 from fastp2p.train.memory_errors import first_line, is_out_of_memory
+from fastp2p.train.position import Progress
 from fastp2p.train.progress import time_left
 from fastp2p.train.reports import TRIPLET
 from fastp2p.train.stage_times import StageTimes
 from fastp2p.train.stop_requests import StopRequests, TrainingStopped
+from fastp2p.train.train_state_check import train_state_problem
 
 EXIT_OK, EXIT_FAILED = 0, 1
-
-
-@dataclass
-class Progress:
-    """Where training is. The fields after ``images`` are absent from the states of older
-    fastp2p versions, which resume as they did (``epoch_batches`` counted in this run's
-    batches, the epoch's loss reads starting empty, the epoch done when its images reach the
-    dataset's length, no check that the dataset still holds as many pairs)."""
-    epoch: int          # the epoch being trained (or next to train)
-    epoch_batches: int  # batches of that epoch already done
-    images: int         # training images seen so far, all processes
-    epoch_images: int | None = None  # images of that epoch already done, all processes
-    batch_size: int | None = None    # --batch_size and processes that counted them
-    world_size: int | None = None
-    epoch_loss_sum: float = 0.0      # the epoch's generator loss (G_GAN + G_L1), summed over
-    #                                  its steps (under torchrun: the ranks' mean)
-    epoch_loss_reads: int = 0        # the steps in that sum (each read weighs the steps it
-    #                                  covers, so --log-every cannot change the metric)
-    # the loader's last batch of that epoch is done: with drop_last (CUDA graphs) a finished
-    # epoch ends below the dataset's length, so epoch_images alone cannot say so
-    epoch_complete: bool = False
-    # the pairs the dataset held when that epoch was trained: its order is drawn from this
-    # count, so a resume on another count cannot continue the same order
-    dataset_pairs: int | None = None
 
 
 class ResumeError(ValueError):
@@ -147,7 +125,6 @@ class Trainer:
         process's RNGs is changed; a state without the structure ``train_state()`` writes
         (crafted, with its manifest recomputed) is refused with a ValueError before anything is
         changed."""
-        from fastp2p.train.train_state_check import train_state_problem  # imports this module
         problem = train_state_problem(state)
         if problem:
             raise ValueError(f"not a fastp2p training state ({problem})")
