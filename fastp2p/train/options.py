@@ -141,6 +141,14 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
                             "again during --n_epochs_decay) (default %(default)s)")
     group.add_argument("--lr_decay_iters", type=positive_int, default=50,
                        help="epochs between step decays (default %(default)s)")
+    group.add_argument("--lr_step_at", default="epoch_end", choices=("epoch_end", "epoch_start"),
+                       help="when the lr schedule steps: epoch_end, as PyTorch orders it and "
+                            "the reference's train.py did until about 2020 (--lr for all "
+                            "--n_epochs epochs; the last epoch one decay step above 0), or "
+                            "epoch_start, as its train.py does since: one step earlier, so the "
+                            "decay starts in epoch --n_epochs and the last epoch trains at lr 0 "
+                            "(with --n_epochs_decay 0, the last of --n_epochs) "
+                            "(default %(default)s)")
     group.add_argument("--epoch_count", type=positive_int, default=1,
                        help="number of the first epoch: epochs EPOCH_COUNT .. N_EPOCHS + "
                             "N_EPOCHS_DECAY are trained, as in the reference; with "

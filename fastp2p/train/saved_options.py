@@ -16,7 +16,7 @@ OPTIONS_FILE = "train_opt.txt"
 RESUME_COMPARED = ("dataroot", "phase", "direction", "dataset_mode", "preprocess",
                    "load_size", "crop_size", "no_flip", "serial_batches", "max_dataset_size",
                    "no_dropout", "gan_mode", "lambda_L1", "lr", "beta1", "lr_policy", "seed",
-                   "n_epochs", "n_epochs_decay", "lr_decay_iters", "batch_size")
+                   "n_epochs", "n_epochs_decay", "lr_decay_iters", "lr_step_at", "batch_size")
 
 # Options a resumed run never takes from its options file, as they belong to one invocation,
 # not to the run: how this one resumes (the mode flags), where the run is and which of its

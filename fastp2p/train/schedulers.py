@@ -1,36 +1,50 @@
 """Learning-rate policies of the reference implementation, as plain functions of the epoch.
 
 The engine holds the lr (a device tensor on CUDA), so the policies only compute a number and
-the training loop calls ``engine.set_lr`` at the start of each epoch. ``epochs_done`` counts the
-epochs completed since training started at ``--epoch_count`` (0 for the first epoch), which is
-what the reference's schedulers have seen when that epoch runs.
+the training loop calls ``engine.set_lr`` at the start of each epoch. ``steps`` counts the
+scheduler steps the reference has taken when that epoch trains. Its ``train.py`` before about
+2020 stepped them at the end of each epoch, the order PyTorch documents (``--lr_step_at
+epoch_end``, the default): ``epoch - --epoch_count`` steps. Its ``train.py`` since then steps
+them at the start (``epoch_start``; its issue #1100 reports the "lr_scheduler.step() before
+optimizer.step()" warning that order raises): one step more, so the linear decay starts in epoch
+``--n_epochs`` and the last epoch trains at lr 0.
 """
 import math
 
 LR_POLICIES = ("linear", "step", "plateau", "cosine")
+# when the reference's train.py steps its schedulers: the steps taken before the first epoch
+LR_STEPS_AT = {"epoch_end": 0, "epoch_start": 1}
 
 
 class LRSchedule:
     """``lr_for_epoch(epoch)``, and ``observe(metric)`` after an epoch for the plateau policy.
+    ``steps`` below: ``epoch - epoch_count`` with ``step_at`` "epoch_end", one more with
+    "epoch_start".
 
-    - linear: constant for ``n_epochs``, then linear decay over ``n_epochs_decay`` (the
-      reference's ``lambda_rule``: factor ``1 - max(0, epoch - n_epochs) / (n_epochs_decay + 1)``);
-    - step: multiply by 0.1 every ``lr_decay_iters`` epochs;
+    - linear: the reference's ``lambda_rule``, factor ``1 - max(0, steps + epoch_count -
+      n_epochs) / (n_epochs_decay + 1)``: stepped at the epochs' end, constant for ``n_epochs``,
+      then a linear decay over ``n_epochs_decay`` that ends one step above 0; at their start,
+      one epoch earlier, so the last epoch trains at 0;
+    - step: multiply by 0.1 every ``lr_decay_iters`` steps;
     - cosine: the reference's ``CosineAnnealingLR(T_max=n_epochs, eta_min=0)``, stepped once
       per epoch over all ``n_epochs + n_epochs_decay`` epochs: the lr falls to 0 over the first
       ``n_epochs`` and, being a cosine, rises again after them (it is not held at 0);
     - plateau: multiply by 0.2 when the metric (the epoch's mean generator loss) has not improved
-      by 1% for 5 epochs (the reference's ReduceLROnPlateau settings; its pix2pix model never
-      sets the metric it passes, a constant 0, so there the cuts come after epoch 7 and every 6
-      epochs after it, whatever the losses).
+      by 1% for 5 epochs (the reference's ReduceLROnPlateau settings), observed after each
+      epoch whatever ``step_at`` (there is no loss before the first). The reference's pix2pix
+      model never sets the metric it passes, a constant 0, so its cuts come whatever the
+      losses: after epoch 7 and every 6 epochs after it (from epoch 7 on when it steps at the
+      start).
     """
 
     PLATEAU_FACTOR, PLATEAU_THRESHOLD, PLATEAU_PATIENCE, PLATEAU_EPS = 0.2, 0.01, 5, 1e-8
 
     def __init__(self, policy, base_lr, *, n_epochs, n_epochs_decay, epoch_count=1,
-                 lr_decay_iters=50):
+                 lr_decay_iters=50, step_at="epoch_end"):
         if policy not in LR_POLICIES:
             raise ValueError(f"lr_policy must be one of {LR_POLICIES}, got {policy!r}")
+        if step_at not in LR_STEPS_AT:
+            raise ValueError(f"step_at must be one of {tuple(LR_STEPS_AT)}, got {step_at!r}")
         for name, value, low in (("n_epochs", n_epochs, 0), ("n_epochs_decay", n_epochs_decay, 0),
                                  ("epoch_count", epoch_count, 1),
                                  ("lr_decay_iters", lr_decay_iters, 1)):
@@ -42,18 +56,20 @@ class LRSchedule:
         self.n_epochs, self.n_epochs_decay = n_epochs, n_epochs_decay
         self.epoch_count, self.lr_decay_iters = epoch_count, lr_decay_iters
         self.plateau_scale, self.best_metric, self.bad_epochs = 1.0, math.inf, 0
+        self.steps_before_training = LR_STEPS_AT[step_at]
 
     def lr_for_epoch(self, epoch: int) -> float:
         """The lr for (1-based) ``epoch``."""
-        epochs_done = epoch - self.epoch_count
+        steps = epoch - self.epoch_count + self.steps_before_training
         # int / int: exact for counts past any float (--n_epochs_decay 10**400), which a float
         # of the divisor is not (OverflowError)
         if self.policy == "linear":
-            factor = 1.0 - max(0, epoch - self.n_epochs) / (self.n_epochs_decay + 1)
+            factor = 1.0 - (max(0, steps + self.epoch_count - self.n_epochs)
+                            / (self.n_epochs_decay + 1))
         elif self.policy == "step":
-            factor = 0.1 ** (epochs_done // self.lr_decay_iters)
+            factor = 0.1 ** (steps // self.lr_decay_iters)
         elif self.policy == "cosine":
-            factor = 0.5 * (1.0 + math.cos(math.pi * (epochs_done / self.n_epochs)))
+            factor = 0.5 * (1.0 + math.cos(math.pi * (steps / self.n_epochs)))
         else:
             factor = self.plateau_scale
         return self.base_lr * factor

@@ -465,7 +465,7 @@ def _build_trainer(args, info, netG, netD, checkpoints, replaced_run, times, gra
         precision=args.precision, channels_last=args.channels_last, cuda_graph=graphs)
     schedule = LRSchedule(args.lr_policy, args.lr, n_epochs=args.n_epochs,
                           n_epochs_decay=args.n_epochs_decay, epoch_count=args.epoch_count,
-                          lr_decay_iters=args.lr_decay_iters)
+                          lr_decay_iters=args.lr_decay_iters, step_at=args.lr_step_at)
     if times is None:
         times = StageTimes()
     if info.device.type == "cuda":
