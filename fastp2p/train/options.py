@@ -185,14 +185,19 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
                             "EPOCH_train_state.pth every this many epochs and after the last "
                             "one (default %(default)s)")
     group.add_argument("--save_latest_freq", type=positive_int, default=QuickDefault(5000, 4000),
-                       help="save latest_* every this many training images, and at the end "
+                       help="save latest_* every this many training images (at the step "
+                            "that crosses a multiple of it, where the reference's count must "
+                            "land on one: a batch size that does not divide it skips saves "
+                            "there), and at the end "
                             "of every epoch (the reference saves latest_* there only with the "
                             "--save_epoch_freq saves), so a crash loses at most one epoch or "
                             "this many images, plus the steps trained while the newest save was "
                             "written in the background (default %(default)s)")
     group.add_argument("--display_freq", type=positive_int, default=QuickDefault(400, 2000),
                        help="save a sample (real_A, fake_B, real_B) and refresh the loss plot "
-                            "and HTML page every this many training images (default %(default)s)")
+                            "and HTML page every this many training images (at the step that "
+                            "crosses a multiple of it, as --save_latest_freq) "
+                            "(default %(default)s)")
     fast = _argument_group(parser, "fastp2p execution")
     fast.add_argument("--precision", default="fp32", choices=("fp32", "bf16"),
                       help="bf16 = bf16 autocast without loss scaling (CUDA only) "
