@@ -624,9 +624,8 @@ def _run_jobs(jobs: list, workers: int, bar):
         while pending:
             time.sleep(0.1)
             pool.raise_if_a_worker_died()   # its task's result would never come
-            if bar is not None and counter.value != reported:
-                bar.update(counter.value - reported)
-                reported = counter.value
+            if bar is not None:
+                reported = _show_counted(bar, counter, reported)
             still = []
             for result in pending:
                 if result.ready():
@@ -635,7 +634,17 @@ def _run_jobs(jobs: list, workers: int, bar):
                     still.append(result)
             pending = still
         if bar is not None:
-            bar.update(counter.value - reported)
+            _show_counted(bar, counter, reported)
+
+
+def _show_counted(bar, counter, reported: int) -> int:
+    """Add to ``bar`` the pairs ``counter`` counts beyond ``reported``; that count. The counter
+    is read once: workers add to it meanwhile, and what they added between two reads was lost
+    (the bar ended at 98%)."""
+    counted = counter.value
+    if counted != reported:
+        bar.update(counted - reported)
+    return counted
 
 
 def _index(plan: PhasePlan, records: list) -> dict:
