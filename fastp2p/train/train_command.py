@@ -264,12 +264,14 @@ def run(args: argparse.Namespace, times=None, name_files: bool = True) -> int:
             code = _resume(trainer, state, state_path, loader)
             if code is not None:
                 return code
+        # before the reports open: a resume with nothing to train leaves the run's options file,
+        # loss log and page as they are (its next resume takes its options from that file)
+        if state is not None and not _say_resumed(args, trainer, len(dataset), say):
+            return 0
         page = loss_log = None
         if info.is_main:
             page, loss_log, trackers = _open_reports(args, checkpoints, state, say)
             trainer.report_to(page, loss_log, trackers)
-        if state is not None and not _say_resumed(args, trainer, len(dataset), say):
-            return 0
         say(_start_line(args, len(dataset), info, graphs))
         code = trainer.fit(loader, progress_bar=(lambda **kw: progress_bar(unit="step", **kw))
                            if info.is_main else None)
@@ -525,9 +527,10 @@ def _say_resumed(args, trainer, pairs: int, say) -> bool:
             f"{trainer.schedule.epoch_count}, as the run that saved it did (not from "
             f"--epoch_count {args.epoch_count})")
     if trainer.progress.epoch > trainer.last_epoch:
-        say(f"{trainer.checkpoints.path} already trained its {trainer.last_epoch} epoch(s) "
-            f"(--n_epochs {args.n_epochs} + --n_epochs_decay {args.n_epochs_decay}): "
-            "nothing to train; raise --n_epochs or --n_epochs_decay to train on")
+        say(f"{trainer.checkpoints.path} is done up to epoch {trainer.progress.epoch - 1}, "
+            f"and this run would end at epoch {trainer.last_epoch} (--n_epochs {args.n_epochs} "
+            f"+ --n_epochs_decay {args.n_epochs_decay}): nothing to train, nothing changed; "
+            "raise --n_epochs or --n_epochs_decay to train on")
         return False
     return True
 

@@ -80,13 +80,15 @@ def test_the_record_stays_for_the_next_resume(run_of_lr, capsys):
     for _ in range(2):
         assert main(_resume_argv(run_of_lr)) == 0, capsys.readouterr().err
         out = capsys.readouterr().out
-        assert "already trained its 1 epoch(s) (--n_epochs 1 + --n_epochs_decay 0)" in out, out
+        assert ("is done up to epoch 1, and this run would end at epoch 1 (--n_epochs 1 + "
+                "--n_epochs_decay 0)") in out, out
     assert _saved(run_of_lr / "tiny")["lr"] == "0.0005"
 
 
 def test_an_option_given_at_its_default_value_is_given(run_of_lr, capsys):
     """--lr 0.0002 is the default with --dataroot: given, it is this command line's."""
-    assert main(_resume_argv(run_of_lr, "--lr", "0.0002")) == 0, capsys.readouterr().err
+    assert main(_resume_argv(run_of_lr, "--lr", "0.0002", "--n_epochs", "2")) == 0, \
+        capsys.readouterr().err
     out = capsys.readouterr().out
     assert "trains on with options the run did not use so far" in out, out
     assert "--lr 0.0005 -> 0.0002" in out, out
@@ -199,3 +201,14 @@ def test_a_refused_taken_value_follows_the_line_naming_where_it_came_from(run_of
     assert err[-1].startswith("fastp2p train: error:") and refused in err[-1], err
     assert err[-2].startswith("--continue_train: took") and str(options) in err[-2], err
     assert f"--{key} {line.split(': ')[1]}" in err[-2], err
+
+
+def test_a_resume_with_nothing_to_train_keeps_the_runs_options(run_of_lr, capsys):
+    """A finished run resumed with a smaller --n_epochs trains nothing: its options file keeps
+    the run's --n_epochs, which its next plain resume takes (it was overwritten with the
+    command line's, so every later resume had nothing to train)."""
+    assert main(_resume_argv(run_of_lr, "--n_epochs", "2")) == 0, capsys.readouterr().err
+    assert main(_resume_argv(run_of_lr, "--n_epochs", "1")) == 0, capsys.readouterr().err
+    out = capsys.readouterr().out
+    assert "is done up to epoch 2, and this run would end at epoch 1" in out, out
+    assert _saved(run_of_lr / "tiny")["n_epochs"] == "2"
