@@ -220,9 +220,12 @@ def _text(value: str) -> str:
 class TrainingPage:
     """``CHECKPOINTS/NAME/web``: sample triplets, the loss plot and index.html, newest first."""
     IMAGES, INDEX, PLOT = "images", "index.html", "loss.png"
-    SAMPLE = re.compile(rf"^epoch\d+_step\d+_({'|'.join(TRIPLET)})\.png$")  # add_sample's names
+    # add_sample's names: epoch, step, label
+    SAMPLE = re.compile(rf"^epoch(\d+)_step(\d+)_({'|'.join(TRIPLET)})\.png$")
 
-    def __init__(self, folder: Path, name: str):
+    def __init__(self, folder: Path, name: str, resume_step=None):
+        """``resume_step``: on a resume, the step resumed at; the samples of later steps are
+        deleted, as LossLog leaves out the rows of later steps."""
         self.folder = Path(folder)
         self.images = self.folder / self.IMAGES
         for made in (self.folder, self.images):
@@ -231,6 +234,24 @@ class TrainingPage:
         self.name = name
         self.index = self.folder / self.INDEX
         self.loss_plot = self.folder / self.PLOT
+        if resume_step is not None:
+            self._delete_samples_after(resume_step)
+
+    def _sample_files(self):
+        """(path, epoch, step, label) of each file in images/ that add_sample names so."""
+        for path in self.images.iterdir():
+            match = self.SAMPLE.match(path.name)
+            if match:
+                yield path, int(match[1]), int(match[2]), match[3]
+
+    def _delete_samples_after(self, step: int) -> None:
+        """The samples past ``step``: the run that a resume from an older epoch discards drew
+        them, and the page would show them as the newest. Deleted, not moved aside: the loss
+        log's rows of those steps are gone too (and the checkpoints are overwritten), and a
+        folder set aside at each such resume would pile up and clash in names."""
+        for path, _, sample_step, _ in list(self._sample_files()):
+            if sample_step > step and (path.is_file() or path.is_symlink()):
+                path.unlink()
 
     def add_sample(self, epoch: int, step: int, triplet) -> None:
         for label, batch in zip(TRIPLET, triplet):

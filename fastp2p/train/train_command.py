@@ -509,9 +509,10 @@ def _open_reports(args, checkpoints, state, say):
             say(f"--continue_train: trains on with options the run did not use so far "
                 f"(its {OPTIONS_FILE}): {changed}")
     write_options(args, checkpoints.path / OPTIONS_FILE)
-    page = None if args.no_html else TrainingPage(checkpoints.path / WEB, args.name)
-    loss_log = LossLog(checkpoints.path / LOSS_LOG,
-                       resume_step=state["engine"]["steps"] if state else None)
+    resume_step = state["engine"]["steps"] if state else None
+    page = (None if args.no_html
+            else TrainingPage(checkpoints.path / WEB, args.name, resume_step=resume_step))
+    loss_log = LossLog(checkpoints.path / LOSS_LOG, resume_step=resume_step)
     return page, loss_log, open_trackers(args, checkpoints.path, "train")
 
 
