@@ -1,7 +1,9 @@
 """What the training page (web/index.html, its samples and loss plot) and the end summary show
-(QA r1): after a resume from an older epoch, the samples of the run it discards are gone."""
+(QA r1): after a resume from an older epoch, the samples of the run it discards are gone; a
+plot that cannot be drawn leaves the page, and the summary says what is on disk."""
 import re
 
+import fastp2p.train.reports as reports_module
 from fastp2p.cli import main
 from helpers.train_helpers import train_argv, write_aligned_dataset
 
@@ -23,3 +25,50 @@ def test_a_resume_from_an_older_epoch_deletes_the_discarded_runs_samples(tmp_pat
     assert _page_steps(run)[0] == 6 and max(_page_steps(run)) == 6
     images = sorted(path.name for path in (run / "web" / "images").iterdir())
     assert not [name for name in images if "step0000008" in name], images
+
+
+def _summary_line(out: str, start: str):
+    """The end summary's line that starts with ``start``, or None."""
+    return next((line for line in out.splitlines() if line.startswith(start)), None)
+
+
+def test_a_run_name_with_dollar_signs_is_drawn_as_typed(tmp_path, capsys):
+    data = write_aligned_dataset(tmp_path / "data", phases=("train",))
+    # mathtext would parse 'a$^$b' and fail: no plot, no page
+    assert main(train_argv(data, tmp_path / "ckpt", "--name", "a$^$b")) == 0
+    out, err = capsys.readouterr()
+    web = tmp_path / "ckpt" / "a$^$b" / "web"
+    assert (web / "loss.png").is_file() and (web / "index.html").is_file()
+    assert "warning" not in err, err
+    assert _summary_line(out, "loss plot:   ") == f"loss plot:   {web / 'loss.png'}"
+
+
+def _plot_fails(self, path, title):
+    raise ValueError("\nthe first line that says something\nand more")
+
+
+def test_a_plot_that_cannot_be_drawn_leaves_the_page_and_is_said_so(tmp_path, capsys,
+                                                                     monkeypatch):
+    monkeypatch.setattr(reports_module.LossLog, "plot", _plot_fails)
+    data = write_aligned_dataset(tmp_path / "data", phases=("train",))
+    assert main(train_argv(data, tmp_path / "ckpt")) == 0
+    out, err = capsys.readouterr()
+    web = tmp_path / "ckpt" / "tiny" / "web"
+    assert (web / "index.html").is_file() and not (web / "loss.png").exists()
+    assert "was not written (ValueError: the first line that says something)" in err, err
+    assert _summary_line(out, "loss plot:   ") == ("loss plot:   none (it could not be drawn: "
+                                                   "see the warning above)")
+    assert _summary_line(out, "open:        ") == f"open:        {web.resolve() / 'index.html'}"
+
+
+def _page_fails(*args, **kwargs):
+    raise ValueError("no page")
+
+
+def test_no_open_line_for_a_page_that_could_not_be_written(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(reports_module, "write_html", _page_fails)
+    data = write_aligned_dataset(tmp_path / "data", phases=("train",))
+    assert main(train_argv(data, tmp_path / "ckpt")) == 0
+    out, err = capsys.readouterr()
+    assert "(ValueError: no page)" in err, err
+    assert _summary_line(out, "open:") is None, out

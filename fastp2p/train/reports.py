@@ -110,8 +110,11 @@ class LossLog:
         import matplotlib.pyplot as plt
 
         figure = self.figure(title)
-        _replace_atomically(Path(path), lambda file: figure.savefig(file, format="png", dpi=100))
-        plt.close(figure)
+        try:
+            _replace_atomically(Path(path),
+                                lambda file: figure.savefig(file, format="png", dpi=100))
+        finally:
+            plt.close(figure)   # pyplot keeps every figure open until closed, failed ones too
 
     def figure(self, title: str):
         """The loss plot as a matplotlib figure (close it with plt.close)."""
@@ -133,7 +136,9 @@ class LossLog:
             # (where a diverging G_GAN climbs).
             axis.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
             axis.grid(alpha=0.3)
-        gan_axis.set_title(title)
+        # parse_math off: the run's name shows as typed ('$' would start mathtext, which
+        # renders 'lr_$1e-3$_x' as "lr_1e − 3_x" and fails to draw 'a$^$b' at all)
+        gan_axis.set_title(title, parse_math=False)
         figure.tight_layout()
         return figure
 
@@ -258,8 +263,14 @@ class TrainingPage:
             save_image(batch[0], self.images / f"epoch{epoch:03d}_step{step:07d}_{label}.png")
 
     def refresh(self, loss_log: LossLog) -> None:
+        """The loss plot, then index.html; a plot that cannot be drawn does not keep the page
+        from being written (with the last plot drawn, if any): its error is raised after."""
+        plot_error = None
         if loss_log.rows:
-            loss_log.plot(self.loss_plot, f"{self.name}: losses")
+            try:
+                loss_log.plot(self.loss_plot, f"{self.name}: losses")
+            except Exception as err:  # noqa: BLE001 - raised again once the page is written
+                plot_error = err
         samples = sorted({p.name.rsplit("_", 2)[0] for p in self.images.glob("epoch*_real_A.png")},
                          reverse=True)
         sections = [(stem.replace("_", ", "),
@@ -267,6 +278,8 @@ class TrainingPage:
                     for stem in samples]
         write_html(self.index, f"fastp2p training: {self.name}", sections,
                    loss_plot="loss.png" if self.loss_plot.exists() else None, refresh_s=60)
+        if plot_error is not None:
+            raise plot_error
 
 
 def refuse_planted_links(run_folder: Path, web: bool, overwrite: bool) -> None:

@@ -553,17 +553,26 @@ def _report_end(trainer, info, say, files) -> None:
 
 
 def _say_where_files_are(say, checkpoints, page, loss_log) -> None:
-    """The end summary's lines naming the run's files; of the page's, only those that hold
-    something (a resumed, finished run trains no step)."""
+    """The end summary's lines naming the run's files, as they are on disk: of the page's, only
+    those that hold something (a resumed, finished run trains no step; a plot or page that
+    could not be written had its warning line), and the page to open only if it is there."""
     say(f"checkpoints: {checkpoints.path}/latest_net_G.pth (and latest_net_D.pth)")
     if page is not None:
         samples = (page.images if any(page.images.glob("*.png"))
                    else "none (no training step ran)")
-        plot = page.loss_plot if page.loss_plot.exists() else "none (no losses logged)"
-        say(f"samples:     {samples}\nloss plot:   {plot}")
+        say(f"samples:     {samples}\nloss plot:   {_loss_plot_words(page, loss_log)}")
     say(f"loss log:    {loss_log.path}")
-    if page is not None:
+    if page is not None and page.index.exists():
         say(f"open:        {page.index.resolve()}")
+
+
+def _loss_plot_words(page, loss_log) -> str:
+    """The loss plot's path, or why there is none."""
+    if page.loss_plot.exists():
+        return str(page.loss_plot)
+    if loss_log.rows:
+        return "none (it could not be drawn: see the warning above)"
+    return "none (no losses logged)"
 
 
 def _refuse_unknown_train_state(state, path) -> None:

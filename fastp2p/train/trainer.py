@@ -448,11 +448,16 @@ class Trainer:
                 if kind in self._report_warnings:
                     return
                 self._report_warnings.add(kind)
-                reason = (describe_os_error(err) if isinstance(err, OSError)
-                          else f"{type(err).__name__}: {err}").splitlines()
+                # the message's first line that holds something: matplotlib's parse errors
+                # open with a newline
+                message = next((line.strip() for line in str(err).splitlines() if line.strip()),
+                               "")
+                reason = (describe_os_error(err).splitlines()[0] if isinstance(err, OSError)
+                          else f"{type(err).__name__}: {message}" if message
+                          else type(err).__name__)
                 self.say_error(f"warning: a sample image or the training page in "
-                         f"{self.checkpoints.path} was not written ({reason[0] if reason else '?'}"
-                         "); training and its checkpoints go on (said once per kind of error)")
+                               f"{self.checkpoints.path} was not written ({reason}); training "
+                               "and its checkpoints go on (said once per kind of error)")
         self.writer.submit(report, in_flight=3)
 
     def _log(self, images_per_s: float, bar) -> None:
