@@ -72,3 +72,15 @@ def test_no_open_line_for_a_page_that_could_not_be_written(tmp_path, capsys, mon
     out, err = capsys.readouterr()
     assert "(ValueError: no page)" in err, err
     assert _summary_line(out, "open:") is None, out
+
+
+def test_samples_are_listed_newest_first_by_epoch_and_step_numbers(tmp_path):
+    page = reports_module.TrainingPage(tmp_path / "web", "run")
+    # the names add_sample writes from epoch 1000 and step 10**7 on, and below
+    stems = ["epoch999_step9999999", "epoch1000_step10000000", "epoch1001_step10000008",
+             "epoch998_step0000001"]
+    for stem in stems:
+        for label in reports_module.TRIPLET:
+            (page.images / f"{stem}_{label}.png").write_bytes(b"")
+    page.refresh(reports_module.LossLog(tmp_path / "loss_log.csv"))
+    assert _page_steps(tmp_path) == [10000008, 10000000, 9999999, 1]

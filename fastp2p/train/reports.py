@@ -271,11 +271,13 @@ class TrainingPage:
                 loss_log.plot(self.loss_plot, f"{self.name}: losses")
             except Exception as err:  # noqa: BLE001 - raised again once the page is written
                 plot_error = err
-        samples = sorted({p.name.rsplit("_", 2)[0] for p in self.images.glob("epoch*_real_A.png")},
-                         reverse=True)
+        # newest first by the numbers, not the names: 'epoch999' sorts above 'epoch1000' as text
+        samples = sorted(((epoch, step, path.name.rsplit("_", 2)[0])
+                          for path, epoch, step, label in self._sample_files()
+                          if label == TRIPLET[0]), reverse=True)
         sections = [(stem.replace("_", ", "),
                      [(label, f"images/{stem}_{label}.png") for label in TRIPLET])
-                    for stem in samples]
+                    for _, _, stem in samples]
         write_html(self.index, f"fastp2p training: {self.name}", sections,
                    loss_plot="loss.png" if self.loss_plot.exists() else None, refresh_s=60)
         if plot_error is not None:
