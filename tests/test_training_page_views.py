@@ -3,6 +3,8 @@
 plot that cannot be drawn leaves the page, and the summary says what is on disk."""
 import re
 
+import pytest
+
 import fastp2p.train.reports as reports_module
 from fastp2p.cli import main
 from helpers.train_helpers import train_argv, write_aligned_dataset
@@ -84,3 +86,26 @@ def test_samples_are_listed_newest_first_by_epoch_and_step_numbers(tmp_path):
             (page.images / f"{stem}_{label}.png").write_bytes(b"")
     page.refresh(reports_module.LossLog(tmp_path / "loss_log.csv"))
     assert _page_steps(tmp_path) == [10000008, 10000000, 9999999, 1]
+
+
+def _loss_log(tmp_path, steps):
+    log = reports_module.LossLog(tmp_path / "loss_log.csv")
+    for step in steps:
+        log.append({**dict.fromkeys(reports_module.LOG_FIELDS, 0.5), "step": step})
+    return log
+
+
+@pytest.mark.parametrize("steps", [[4], [4, 8], [3, 6, 9, 10]], ids=["1row", "2rows", "4rows"])
+def test_the_loss_plot_marks_few_points_and_ticks_whole_steps(tmp_path, steps):
+    import matplotlib.pyplot as plt
+
+    figure = _loss_log(tmp_path, steps).figure("run: losses")
+    try:
+        for axis in figure.axes:
+            assert [line.get_marker() for line in axis.get_lines()] == \
+                ["o"] * len(axis.get_lines())   # one row drew nothing as a line alone
+        low, high = figure.axes[1].get_xlim()
+        ticks = [tick for tick in figure.axes[1].get_xticks() if low <= tick <= high]
+        assert ticks and all(tick == int(tick) for tick in ticks), ticks
+    finally:
+        plt.close(figure)

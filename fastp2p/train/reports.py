@@ -122,15 +122,24 @@ class LossLog:
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
 
+        from matplotlib.ticker import MaxNLocator
+
         steps = [int(row["step"]) for row in self.rows]
+        # markers while the points are few: a line needs two, and one row (after one step, or
+        # the last plot before a NaN stop) drew nothing
+        points = {"marker": "o", "markersize": 4} if len(steps) <= _FEW_POINTS else {}
         figure, (gan_axis, l1_axis) = plt.subplots(2, 1, figsize=(9, 6), sharex=True)
         for name in ("G_GAN", "D_real", "D_fake"):
-            gan_axis.plot(steps, [float(row[name]) for row in self.rows], label=name)
+            gan_axis.plot(steps, [float(row[name]) for row in self.rows], label=name, **points)
         l1_axis.plot(steps, [float(row["G_L1"]) for row in self.rows], label="G_L1 (x lambda)",
-                     color="tab:red")
+                     color="tab:red", **points)
         gan_axis.set_ylabel("GAN losses")
         l1_axis.set_ylabel("L1 loss")
         l1_axis.set_xlabel("training step")
+        l1_axis.xaxis.set_major_locator(MaxNLocator(integer=True))  # no step 1.5
+        if len(set(steps)) == 1:
+            # matplotlib's margin around a lone x is +-0.2: no whole step but that one to tick
+            l1_axis.set_xlim(steps[0] - 1, steps[0] + 1)
         for axis in (gan_axis, l1_axis):
             # Outside the plotting area, to the right: inside, it covered the curves' ends
             # (where a diverging G_GAN climbs).
@@ -141,6 +150,9 @@ class LossLog:
         gan_axis.set_title(title, parse_math=False)
         figure.tight_layout()
         return figure
+
+
+_FEW_POINTS = 50  # up to this many rows, the loss plot marks each
 
 
 def _read_log_rows(path: Path):
