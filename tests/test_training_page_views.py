@@ -109,3 +109,36 @@ def test_the_loss_plot_marks_few_points_and_ticks_whole_steps(tmp_path, steps):
         assert ticks and all(tick == int(tick) for tick in ticks), ticks
     finally:
         plt.close(figure)
+
+
+def _drawn_steps(axis) -> list:
+    """The steps each of ``axis``'s lines and point sets draws, in its legend's order."""
+    return [[int(step) for step in line.get_xdata()] for line in axis.get_lines()]
+
+
+def test_rows_of_a_short_window_are_hollow_points_off_the_line(tmp_path):
+    import matplotlib.pyplot as plt
+
+    # --log-every 4 in epochs of 10 steps: the rows at 10 (epoch end) and 12 average 2 steps
+    log = _loss_log(tmp_path, [4, 8, 10, 12, 16, 20])
+    figure = log.figure("run: losses")
+    try:
+        l1_axis = figure.axes[1]
+        assert _drawn_steps(l1_axis) == [[4, 8, 16, 20], [10, 12], []]
+        hollow = l1_axis.get_lines()[1]
+        assert hollow.get_linestyle() == "None" and hollow.get_markerfacecolor() == "none"
+        assert [text.get_text() for text in l1_axis.get_legend().get_texts()] == \
+            ["G_L1 (x lambda)", "fewer steps averaged"]
+    finally:
+        plt.close(figure)
+    assert [row["step"] for row in log.rows] == [4, 8, 10, 12, 16, 20]   # the log keeps them
+
+
+def test_evenly_spaced_rows_are_one_line(tmp_path):
+    import matplotlib.pyplot as plt
+
+    figure = _loss_log(tmp_path, [5, 10, 15, 20]).figure("run: losses")
+    try:
+        assert _drawn_steps(figure.axes[1]) == [[5, 10, 15, 20]]
+    finally:
+        plt.close(figure)

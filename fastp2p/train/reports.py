@@ -124,15 +124,12 @@ class LossLog:
 
         from matplotlib.ticker import MaxNLocator
 
-        steps = [int(row["step"]) for row in self.rows]
-        # markers while the points are few: a line needs two, and one row (after one step, or
-        # the last plot before a NaN stop) drew nothing
-        points = {"marker": "o", "markersize": 4} if len(steps) <= _FEW_POINTS else {}
+        steps = np.array([int(row["step"]) for row in self.rows], dtype=np.int64)
+        short = _short_windows(steps)
         figure, (gan_axis, l1_axis) = plt.subplots(2, 1, figsize=(9, 6), sharex=True)
-        for name in ("G_GAN", "D_real", "D_fake"):
-            gan_axis.plot(steps, [float(row[name]) for row in self.rows], label=name, **points)
-        l1_axis.plot(steps, [float(row["G_L1"]) for row in self.rows], label="G_L1 (x lambda)",
-                     color="tab:red", **points)
+        self._draw(gan_axis, steps, short, [(name, name, None)
+                                            for name in ("G_GAN", "D_real", "D_fake")])
+        self._draw(l1_axis, steps, short, [("G_L1", "G_L1 (x lambda)", "tab:red")])
         gan_axis.set_ylabel("GAN losses")
         l1_axis.set_ylabel("L1 loss")
         l1_axis.set_xlabel("training step")
@@ -151,8 +148,36 @@ class LossLog:
         figure.tight_layout()
         return figure
 
+    def _draw(self, axis, steps, short, series) -> None:
+        """Each (loss name, label, colour or None: the next one) of ``series``: a line through
+        the rows that average a whole window, and those that average a short one
+        (``_short_windows``) as hollow points off the line: drawn into it, their noisier means
+        showed as spikes."""
+        # markers while the points are few: a line needs two, and one row (after one step, or
+        # the last plot before a NaN stop) drew nothing
+        points = {"marker": "o", "markersize": 4} if len(steps) <= _FEW_POINTS else {}
+        for name, label, color in series:
+            values = np.array([float(row[name]) for row in self.rows])
+            line, = axis.plot(steps[~short], values[~short], label=label, color=color, **points)
+            if short.any():
+                axis.plot(steps[short], values[short], color=line.get_color(), **_HOLLOW)
+        if short.any():
+            axis.plot([], [], color="gray", label="fewer steps averaged", **_HOLLOW)
+
 
 _FEW_POINTS = 50  # up to this many rows, the loss plot marks each
+_HOLLOW = {"linestyle": "none", "marker": "o", "markersize": 4, "markerfacecolor": "none"}
+
+
+def _short_windows(steps: np.ndarray) -> np.ndarray:
+    """Whether each row averages fewer steps than a row beside it: rows are read every
+    --log-every steps (at its multiples) and at each epoch's end, so where --log-every does not
+    divide the epoch, the epoch's last row and the next one's first average what is left; so
+    does the first row after a resume in the middle of a window."""
+    windows = np.diff(steps, prepend=0)
+    before = np.concatenate([windows[:1], windows[:-1]])
+    after = np.concatenate([windows[1:], windows[-1:]])
+    return windows < np.maximum(before, after)
 
 
 def _read_log_rows(path: Path):
