@@ -9,7 +9,7 @@ import torch
 
 from fastp2p.cli import main
 from fastp2p.train.cpu_threads import choose_threads
-from fastp2p.train.progress import PlainProgress, progress_bar, time_left
+from fastp2p.train.progress import PlainProgress, TerminalProgress, progress_bar, time_left
 from fastp2p.train.reports import LossLog
 from helpers.train_helpers import train_argv, write_aligned_dataset
 
@@ -57,11 +57,11 @@ def test_plain_progress_off_a_terminal():
         def isatty(self):
             return True
 
-    assert type(progress_bar(stream=Terminal(), total=4)).__name__ == "tqdm"
+    assert isinstance(progress_bar(stream=Terminal(), total=4), TerminalProgress)
     lines = []
     bar = PlainProgress(total=10, desc="epoch 1/2", unit="step", print_line=lines.append)
     bar.update(5)
-    bar.set_postfix({"img/s": "3.0", "G_L1": "1.000"})
+    bar.show_read({"img/s": "3.0"}, {"G_L1": "1.000"})
     assert len(lines) == 1 and lines[0].startswith("epoch 1/2: step 5/10, ")
     assert lines[0].endswith("img/s 3.0 G_L1 1.000")
 

@@ -22,7 +22,7 @@ from fastp2p.train.engine_state import check_engine_state, dropout_stream_owner
 from fastp2p.train.evaluation import L1Scores
 from fastp2p.train.loader_failures import loader_worker_death
 from fastp2p.train.memory_errors import first_line, is_out_of_memory
-from fastp2p.train.progress import PlainProgress, progress_bar
+from fastp2p.train.progress import PlainProgress, TerminalProgress, progress_bar
 from fastp2p.train.saved_options import RESUME_COMPARED, changed_options, write_options
 from fastp2p.train.stage_times import StageTimes
 from fastp2p.train.stop_requests import SecondStopRequest, StopRequests, TrainingStopped
@@ -41,7 +41,7 @@ def test_the_bar_goes_to_stderr_by_default_and_draws_on_the_stream_given(monkeyp
     """stdout piped, stderr a terminal: tqdm's bar on stderr; the other way round: lines."""
     monkeypatch.setattr(sys, "stdout", io.StringIO())
     monkeypatch.setattr(sys, "stderr", _Terminal())
-    assert type(progress_bar(total=3)).__name__ == "tqdm"
+    assert isinstance(progress_bar(total=3), TerminalProgress)
     monkeypatch.setattr(sys, "stdout", _Terminal())
     monkeypatch.setattr(sys, "stderr", io.StringIO())
     assert isinstance(progress_bar(total=3), PlainProgress)
@@ -61,7 +61,7 @@ def test_plain_progress_counts_from_its_initial_step_and_times_from_its_start(mo
                         print_line=lines.append)
     now[0] += 12.4
     bar.update(3)
-    bar.set_postfix({"G_L1": "0.250"})
+    bar.show_read({}, {"G_L1": "0.250"})
     bar.close()
     assert lines == ["epoch 3/4: step 10, 12 s, G_L1 0.250"]   # no total: no "/N"
 

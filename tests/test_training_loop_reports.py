@@ -33,8 +33,8 @@ class Bar:
     def update(self, count):
         self.n += count
 
-    def set_postfix(self, values):
-        self.postfixes.append(dict(values))
+    def show_read(self, speed, losses):
+        self.postfixes.append({**speed, **losses})
 
     def close(self):
         self.closed = True

@@ -3,7 +3,11 @@
 A tqdm bar redraws itself with carriage returns many times a second; written to a pipe or a
 file (a CI log, ``nohup``, ``| tee``) every frame stays, and the log fills with them. So when the
 bar's stream is not a terminal, ``progress_bar`` returns a ``PlainProgress`` that prints one line
-each time the losses are read (``set_postfix``: every --log-every steps), and nothing else.
+each time the losses are read (``show_read``: every --log-every steps), and nothing else.
+
+On a terminal the losses of each read are a line above the bar (``TerminalProgress``), not the
+bar's postfix: tqdm cuts a bar at the terminal's width, and beside its counters and rates the
+four losses were cut at 80 columns and gone at 40.
 """
 import sys
 import time
@@ -12,17 +16,49 @@ from fastp2p.terminal import bar_size, is_terminal
 
 
 def progress_bar(stream=None, **kwargs):
-    """A tqdm bar on ``stream`` (default stderr, tqdm's) if it is a terminal, else plain lines
-    on stdout. ``kwargs``: tqdm's (total, initial, desc, unit)."""
+    """A TerminalProgress on ``stream`` (default stderr, tqdm's) if it is a terminal, else
+    plain lines on stdout. ``kwargs``: tqdm's (total, initial, desc, unit)."""
     stream = sys.stderr if stream is None else stream
     if is_terminal(stream):
-        from tqdm import tqdm
-        return tqdm(file=stream, **bar_size(stream), **kwargs)
+        return TerminalProgress(stream, **kwargs)
     return PlainProgress(**kwargs)
 
 
+def _position(desc: str, unit: str, count: int, total) -> str:
+    """Where the epoch is: "epoch 2/24: step 24/26" (no "/N" without a total)."""
+    return f"{desc}: {unit} {count}{f'/{total}' if total else ''}"
+
+
+def _fields(values: dict) -> str:
+    return " ".join(f"{name} {value}" for name, value in values.items())
+
+
+class TerminalProgress:
+    """A tqdm bar with the run's speed beside it, and a line of losses above it at each read
+    (through tqdm.write, on stdout as the run's other progress lines, which keeps the bar
+    whole below them)."""
+
+    def __init__(self, stream, total=None, initial=0, desc="", unit="it"):
+        from tqdm import tqdm
+        self.tqdm = tqdm
+        self.bar = tqdm(file=stream, total=total, initial=initial, desc=desc, unit=unit,
+                        **bar_size(stream))
+
+    def update(self, count: int = 1) -> None:
+        self.bar.update(count)
+
+    def show_read(self, speed: dict, losses: dict) -> None:
+        """``speed`` (short: images/s, time left) beside the bar, ``losses`` on a line."""
+        self.bar.set_postfix(speed)
+        bar = self.bar
+        self.tqdm.write(f"{_position(bar.desc, bar.unit, bar.n, bar.total)}, {_fields(losses)}")
+
+    def close(self) -> None:
+        self.bar.close()
+
+
 class PlainProgress:
-    """The part of tqdm's interface the trainer uses, printing a line per ``set_postfix``."""
+    """TerminalProgress's interface, printing a line per ``show_read``."""
 
     def __init__(self, total=None, initial=0, desc="", unit="it", print_line=None):
         self.total, self.n, self.desc, self.unit = total, initial, desc, unit
@@ -32,11 +68,10 @@ class PlainProgress:
     def update(self, count: int = 1) -> None:
         self.n += count
 
-    def set_postfix(self, values: dict) -> None:
-        of_total = f"/{self.total}" if self.total else ""
-        fields = " ".join(f"{name} {value}" for name, value in values.items())
-        self.print_line(f"{self.desc}: {self.unit} {self.n}{of_total}, "
-                        f"{time.perf_counter() - self.started:.0f} s, {fields}")
+    def show_read(self, speed: dict, losses: dict) -> None:
+        self.print_line(f"{_position(self.desc, self.unit, self.n, self.total)}, "
+                        f"{time.perf_counter() - self.started:.0f} s, "
+                        f"{_fields({**speed, **losses})}")
 
     def close(self) -> None:
         pass

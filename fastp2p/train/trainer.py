@@ -480,9 +480,9 @@ class Trainer:
             tracker.log_scalars(self.engine.steps, {**losses, "lr": self.engine.lr,
                                                     "images_per_s": images_per_s})
         if bar is not None:
-            bar.set_postfix({"img/s": f"{images_per_s:.1f}",
-                             "left": self._run_time_left(images_per_s),
-                             **{name: f"{value:.3f}" for name, value in losses.items()}})
+            bar.show_read({"img/s": f"{images_per_s:.1f}",
+                           "left": self._run_time_left(images_per_s)},
+                          {name: f"{value:.3f}" for name, value in losses.items()})
 
     def _run_time_left(self, images_per_s: float) -> str:
         """The run's time left at the latest read's speed: this epoch's steps left and the later
