@@ -330,49 +330,52 @@ class Trainer:
         if self._resumed_rng is not None:
             engine.load_rng_state(self._resumed_rng)
             self._resumed_rng = None
-        for index, batch in enumerate(batches, start=skip):
-            with times.stage("step"):
-                engine.step(batch["A"], batch["B"])
-            times.step_done(batch["A"].shape[0])
-            self.steps_run += 1
-            batch_images = batch["A"].shape[0] * self.world_size
-            before, progress.images = progress.images, progress.images + batch_images
-            progress.epoch_batches = index + 1
-            progress.epoch_images += batch_images
-            progress.epoch_complete = index + 1 == len(loader)
-            window_images += batch_images
-            if bar is not None:
-                bar.update(1)
-            if engine.steps % args.log_every == 0:
-                with times.stage("log"):
-                    self._log(window_images / (time.perf_counter() - window_start), bar)
-                window_start, window_images = time.perf_counter(), 0
-            if (self.page is not None or self.trackers) \
-                    and _crossed(before, progress.images, args.display_freq):
-                with times.stage("sample"):
-                    self._add_sample()
-            if progress.epoch_complete:
-                # before any save of the last step: a resume from that save runs no step, so
-                # it could not draw the final sample itself (nor after a SIGKILL)
-                self._add_final_sample()
-            if _crossed(before, progress.images, args.save_latest_freq):
-                with times.stage("checkpoint"):
-                    # --save_by_iter (the reference's): also keep this point, named by its images
-                    self.save(["latest"] + ([f"iter_{progress.images}"] if args.save_by_iter
-                                            else []))
-            if stops.signal_number is not None:
-                self.save(["latest"])
-                self.writer.wait()
-                name = signal.Signals(stops.signal_number).name
-                raise TrainingStopped(f"{name} received: saved {self.checkpoints.path}/latest_* "
-                                      f"at step {engine.steps}; resume with --continue_train",
-                                      128 + stops.signal_number)
-            requested = stops.take_checkpoint_request()
-            if requested is not None:
-                self._save_on_request(requested)
-        times.epoch_end()
-        if bar is not None:
-            bar.close()
+        try:
+            for index, batch in enumerate(batches, start=skip):
+                with times.stage("step"):
+                    engine.step(batch["A"], batch["B"])
+                times.step_done(batch["A"].shape[0])
+                self.steps_run += 1
+                batch_images = batch["A"].shape[0] * self.world_size
+                before, progress.images = progress.images, progress.images + batch_images
+                progress.epoch_batches = index + 1
+                progress.epoch_images += batch_images
+                progress.epoch_complete = index + 1 == len(loader)
+                window_images += batch_images
+                if bar is not None:
+                    bar.update(1)
+                if engine.steps % args.log_every == 0:
+                    with times.stage("log"):
+                        self._log(window_images / (time.perf_counter() - window_start), bar)
+                    window_start, window_images = time.perf_counter(), 0
+                if (self.page is not None or self.trackers) \
+                        and _crossed(before, progress.images, args.display_freq):
+                    with times.stage("sample"):
+                        self._add_sample()
+                if progress.epoch_complete:
+                    # before any save of the last step: a resume from that save runs no step, so
+                    # it could not draw the final sample itself (nor after a SIGKILL)
+                    self._add_final_sample()
+                if _crossed(before, progress.images, args.save_latest_freq):
+                    with times.stage("checkpoint"):
+                        # --save_by_iter (the reference's): also keep this point, named by its
+                        # images
+                        self.save(["latest"] + ([f"iter_{progress.images}"] if args.save_by_iter
+                                                else []))
+                if stops.signal_number is not None:
+                    self.save(["latest"])
+                    self.writer.wait()
+                    name = signal.Signals(stops.signal_number).name
+                    raise TrainingStopped(
+                        f"{name} received: saved {self.checkpoints.path}/latest_* at step "
+                        f"{engine.steps}; resume with --continue_train", 128 + stops.signal_number)
+                requested = stops.take_checkpoint_request()
+                if requested is not None:
+                    self._save_on_request(requested)
+            times.epoch_end()
+        finally:  # on every way out: a stop's or an error's line then follows the bar
+            if bar is not None:  # (tqdm.write would redraw an open bar below it)
+                bar.close()
         # Timed as the steps' stages are (the final sample times its own drawing): the next
         # epoch's first step closes the window after this work (the last epoch's end falls
         # outside it).
