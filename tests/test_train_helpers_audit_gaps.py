@@ -63,7 +63,7 @@ def test_plain_progress_counts_from_its_initial_step_and_times_from_its_start(mo
     bar.update(3)
     bar.show_read({}, {"G_L1": "0.250"})
     bar.close()
-    assert lines == ["epoch 3/4: step 10, 12 s, G_L1 0.250"]   # no total: no "/N"
+    assert lines == ["epoch 3/4: step 10, 12 s in this epoch, G_L1 0.250"]   # no total: no "/N"
 
 
 # --- loader worker deaths -----------------------------------------------------------------------
@@ -262,7 +262,7 @@ def test_stage_times_of_a_window_with_no_time_and_the_stages_named(monkeypatch):
     with times.stage("step"):
         now[0] += 3.0
     times.step_done(3)
-    assert times.describe() == ("0.8 images/s over 1 steps after the first 1; time in "
+    assert times.describe() == ("0.8 images/s over 1 step after the first 1; time in "
                                 "data 25.0%, step 75.0%")   # stages never entered: not named
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 from fastp2p.atomic_files import replace_text, replacing
 from fastp2p.bench.machine_load import busy_notes
 from fastp2p.bench.results_files import ResultsFileError, load_results, what_is_at
+from fastp2p.data.errors import counted
 
 MIB = 1024 * 1024
 
@@ -116,7 +117,8 @@ def markdown(results: dict) -> str:
     versions = ", ".join(f"{key} {env[key]}" for key in ("torch", "triton", "cuda", "cudnn",
                                                          "driver") if env.get(key))
     lines += [f"Versions: {versions}, python {env['python']}.",
-              f"Networks: {config['network_description']}; {config['steps']} timed steps after "
+              f"Networks: {config['network_description']}; "
+              f"{counted(config['steps'], 'timed step')} after "
               f"{config['warmup']} warm-up per peer" + (
                   " (fewer than the protocol's 50)" if config["steps"] < 50 else "") + "."]
     matmul, copy = ceilings.get("matmul"), ceilings.get("copy")

@@ -11,6 +11,8 @@ images/s and the stages' shares describe the same stretch of time.
 import time
 from contextlib import contextmanager
 
+from fastp2p.data.errors import counted
+
 STAGES = ("data", "step", "log", "sample", "checkpoint")
 
 
@@ -102,5 +104,6 @@ class StageTimes:
             return ""
         parts = [f"{name} {100 * figures[f'{name}_share']:.1f}%" for name in STAGES
                  if figures[f"{name}_calls"]]
-        return (f"{figures['images_per_s']:.1f} images/s over {figures['window_steps']} steps "
-                f"after the first {self.skip_steps}; time in " + ", ".join(parts))
+        return (f"{figures['images_per_s']:.1f} images/s over "
+                f"{counted(figures['window_steps'], 'step')} after the first {self.skip_steps}; "
+                "time in " + ", ".join(parts))
