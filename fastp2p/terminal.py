@@ -3,7 +3,10 @@
 A tqdm bar redraws itself with carriage returns many times a second; written to a pipe or a
 file (a CI log, ``nohup``, ``| tee``) every frame stays, and the log fills with them. The one
 rule for every command (``fastp2p train``'s plain progress lines, ``fastp2p pack``'s bars), at
-the bottom of the layers so that ``data`` and ``train`` both use it.
+the bottom of the layers so that ``data`` and ``train`` both use it. A terminal that declares
+itself dumb (``TERM=dumb``: Emacs' shell and compile buffers, some CI consoles) counts as no
+terminal: it has no cursor motion, and shows a bar's frames as a log does (as ``rich`` and
+cargo, among others, treat it).
 """
 import os
 import sys
@@ -14,12 +17,19 @@ FALLBACK_SIZE = {"ncols": 80, "nrows": 24}
 
 
 def is_terminal(stream) -> bool:
-    """Whether ``stream`` (e.g. ``sys.stderr``) is a terminal: False for a file, a pipe, a
-    stream without ``isatty`` or None (Python started without that stream), or a closed one."""
+    """Whether ``stream`` (e.g. ``sys.stderr``) is a terminal that draws bars: False for a file,
+    a pipe, a stream without ``isatty`` or None (Python started without that stream), a closed
+    one, or any stream under TERM=dumb."""
+    if _dumb_terminal():
+        return False
     try:
         return stream.isatty()
     except (AttributeError, ValueError):  # no isatty, or a closed stream
         return False
+
+
+def _dumb_terminal() -> bool:
+    return os.environ.get("TERM") == "dumb"
 
 
 def bar_size(stream) -> dict:
@@ -36,6 +46,9 @@ def bar_size(stream) -> dict:
 
 def stderr_bar(*args, **kwargs):
     """A tqdm bar on stderr, tqdm's own stream, sized there by ``bar_size``; ``args`` and
-    ``kwargs`` are tqdm's."""
+    ``kwargs`` are tqdm's. Under TERM=dumb it draws nothing (tqdm's ``disable=None`` looks at
+    isatty only)."""
     from tqdm import tqdm
+    if _dumb_terminal():
+        kwargs["disable"] = True
     return tqdm(*args, **bar_size(sys.stderr), **kwargs)

@@ -116,3 +116,10 @@ def reference_file():
 def golden(reference_file):
     """Load a golden tensor file from the shared reference data."""
     return lambda name: torch.load(reference_file(name), weights_only=True)
+
+
+@pytest.fixture(autouse=True)
+def terminal_that_draws_bars(monkeypatch):
+    """TERM as an ordinary terminal's: under TERM=dumb (Emacs, some CI consoles) fastp2p draws
+    no bar (fastp2p.terminal), and the tests of what a terminal shows would fail there."""
+    monkeypatch.setenv("TERM", "xterm")
