@@ -74,14 +74,33 @@ def _number(value, digits=1, scale=1.0):
     return (kept + extra.rstrip("0")).rstrip(".")
 
 
+ERROR_CELL_CHARS = 120   # of a failed job's error in its row; the JSON keeps it whole
+
+
 def _status_cell(row):
-    return f"{row['status']}: {(row.get('error') or '')[:120]}"
+    return f"{row['status']}: {_shortened(_one_line(row.get('error') or ''), ERROR_CELL_CHARS)}"
+
+
+def _one_line(text) -> str:
+    """``text``'s lines and runs of spaces joined by one space (a torch message's blank and
+    indented lines made runs of them)."""
+    return " ".join(str(text).split())
+
+
+def _shortened(text: str, limit: int) -> str:
+    """``text`` cut to at most ``limit`` characters at a word's end, and an ellipsis (a cut
+    mid-word read "internal stack trace (p"); at ``limit`` itself where no space comes
+    before."""
+    if len(text) <= limit:
+        return text
+    kept = text[:limit + 1].rsplit(" ", 1)[0] if " " in text[:limit + 1] else text[:limit]
+    return kept + "…"
 
 
 def _cell(value) -> str:
     """A table cell's text: a "|" or a line break in it (a micro-benchmark's name or shape, an
     error) ended the cell or the row."""
-    return " ".join(str(value).splitlines()).replace("|", "\\|")
+    return _one_line(value).replace("|", "\\|")
 
 
 def _precision_cell(row) -> str:
@@ -112,7 +131,7 @@ def markdown(results: dict) -> str:
         lines += ["**Quick mode**: tiny shapes on the CPU, a smoke test of the suite; these "
                   "figures say nothing about GPU speed.", ""]
     if results.get("notes"):
-        lines += ["Not run:", "", *(f"- {' '.join(note.splitlines())}"
+        lines += ["Not run:", "", *(f"- {_one_line(note)}"
                                     for note in results["notes"]), ""]
     versions = ", ".join(f"{key} {env[key]}" for key in ("torch", "triton", "cuda", "cudnn",
                                                          "driver") if env.get(key))
