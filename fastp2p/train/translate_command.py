@@ -586,10 +586,12 @@ def _write_triplets(args, netG, loader, device, images_dir, trackers, total, sec
             images = dict(zip(TRIPLET, (real_A[0], fake_B[0], batch["B"][0])))
         else:   # --dataset_mode single: no target; the reference's test model's names
             images = dict(zip(SINGLE, (real_A[0], fake_B[0])))
-        name = _output_name(Path(batch["A_paths"][0]), phase_dir, taken)
+        source = Path(batch["A_paths"][0])
+        name = _output_name(source, phase_dir, taken)
         for label, image in images.items():
             save_image(image, images_dir / f"{name}_{label}.png", args.aspect_ratio)
-        sections.append((name, [(label, f"images/{name}_{label}.png") for label in images]))
+        heading = name if "B" in batch else _single_heading(name, source, phase_dir)
+        sections.append((heading, [(label, f"images/{name}_{label}.png") for label in images]))
         for tracker in trackers:
             tracker.log_images(index, images)
         if stops.signal_number is not None:  # now, between images: every triplet is whole
@@ -666,6 +668,17 @@ def _names_root(args):
         return phase_dir
     index = read_index(phase_dir)
     return Path(index["dataroot"]) / str(index.get("phase", phase_dir.name))
+
+
+def _single_heading(name: str, path: Path, phase_dir) -> str:
+    """A --dataset_mode single image's heading on the page: its output name and its file
+    ("x (x.png)", "x-2 (x.jpg)"), as the name alone left x.png and x.jpg, whose stems collide,
+    untold apart (write_html escapes it)."""
+    try:
+        source = path.relative_to(phase_dir).as_posix()
+    except (TypeError, ValueError):   # no --dataroot, or a path recorded elsewhere
+        source = path.name
+    return f"{name} ({source})"
 
 
 def _output_name(path: Path, phase_dir, taken: set) -> str:
