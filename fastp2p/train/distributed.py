@@ -118,6 +118,20 @@ def average_over_processes(values: list, device: torch.device) -> list:
     return (summed / dist.get_world_size()).tolist()
 
 
+# What a collective raises when another process of the job has ended (gloo's TCP transport,
+# NCCL's ncclRemoteError): a peer's exit, not a fault of this process. Matched on these words
+# only, so that every other RuntimeError of a collective stays a traceback.
+_PEER_ENDED_WORDS = ("Connection closed by peer", "Connection reset by peer",
+                     "remote process exited or there was a network error")
+
+
+def is_peer_process_end(err: BaseException) -> bool:
+    """Whether ``err`` is a collective's report (gloo or NCCL) that another process of the
+    torchrun job ended: the reason is that process's to say, in its own message."""
+    return isinstance(err, RuntimeError) and any(words in str(err)
+                                                 for words in _PEER_ENDED_WORDS)
+
+
 def from_main_process(value: int, info: ProcessInfo) -> int:
     """Rank 0's ``value`` on every rank (one broadcast; every process must call it at the same
     point); ``value`` itself in a single process."""

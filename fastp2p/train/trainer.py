@@ -38,7 +38,7 @@ from fastp2p.command_errors import error_line
 from fastp2p.train.background_writer import BackgroundWriter, host_copy
 from fastp2p.train.checkpoints import (CheckpointWriteError, describe_os_error, snapshot,
                                        what_to_fix)
-from fastp2p.train.distributed import average_over_processes
+from fastp2p.train.distributed import average_over_processes, is_peer_process_end
 from fastp2p.train.loader_failures import is_loader_worker_death, loader_worker_death
 from fastp2p.train.memory_errors import first_line, is_out_of_memory
 from fastp2p.train.position import Progress
@@ -272,19 +272,29 @@ class Trainer:
                     f"{what_to_fix(err)}, then {self._run_again(latest)}"))
                 return EXIT_FAILED
             except RuntimeError as err:
-                if is_out_of_memory(err):  # the weights in memory may be half-stepped: not saved
-                    self._say_on_every_rank(error_line("train", self._out_of_memory(err)))
-                    return EXIT_FAILED
-                if not is_loader_worker_death(err):
+                failure = self._runtime_failure(err)
+                if failure is None:
                     raise
-                # killed mid-step, maybe: the weights in memory are not saved
-                latest = self._latest_manifest()
-                death = loader_worker_death(err, self._run_again(latest))
-                self.say_error(error_line("train", f"{death}; {self._kept(latest)}"))
+                self._say_on_every_rank(error_line("train", failure))
                 return EXIT_FAILED
             finally:
                 self.writer.close()
         return EXIT_OK
+
+    def _runtime_failure(self, err: RuntimeError) -> str | None:
+        """What ended training, for the RuntimeErrors said in one line: out of memory, a dead
+        data loader worker, another process of the torchrun job ended; None for any other (a
+        traceback: a fault to report)."""
+        if is_out_of_memory(err):  # the weights in memory may be half-stepped: not saved
+            return self._out_of_memory(err)
+        if is_peer_process_end(err):  # its own message says why; this rank's would be noise
+            return (f"another process of this torchrun job ended (see its message above), so "
+                    f"rank {_this_rank()} stopped too; {self._last_good_checkpoint()}")
+        if is_loader_worker_death(err):  # killed mid-step, maybe: the weights are not saved
+            latest = self._latest_manifest()
+            death = loader_worker_death(err, self._run_again(latest))
+            return f"{death}; {self._kept(latest)}"
+        return None
 
     def _out_of_memory(self, err: RuntimeError) -> str:
         """What ran out, what to lower (the networks fit: check_networks_fit_memory passed, so
@@ -310,7 +320,7 @@ class Trainer:
         if self.is_main:
             self.say_error(line)
         else:
-            print(f"rank {os.environ.get('RANK', '?')}: {line}", file=sys.stderr, flush=True)
+            print(f"rank {_this_rank()}: {line}", file=sys.stderr, flush=True)
 
     def _run_epoch(self, loader, stops, progress_bar) -> None:
         args, engine, progress = self.args, self.engine, self.progress
@@ -495,6 +505,11 @@ class Trainer:
                       + (self.last_epoch - progress.epoch) * self.epoch_steps)
         steps_per_s = images_per_s / (self.args.batch_size * self.world_size)
         return time_left(steps_left / steps_per_s) if steps_per_s > 0 else "?"
+
+
+def _this_rank() -> str:
+    """This process's rank as torchrun numbers it."""
+    return os.environ.get("RANK", "?")
 
 
 def _quoted(labels) -> str:
