@@ -64,6 +64,10 @@ def test_another_error_of_a_collective_stays_a_traceback(tmp_path, monkeypatch):
         _fit(tmp_path, monkeypatch, rank=0)
 
 
+def _nan_loss(monkeypatch):
+    monkeypatch.setattr(Pix2PixEngine, "first_nonfinite_step", lambda self: self.steps or None)
+
+
 def _loader_worker_killed(monkeypatch):
     _failing_at_step(monkeypatch, 1, RuntimeError(
         "DataLoader worker (pid 4242) is killed by signal: Killed. "))
@@ -74,9 +78,10 @@ def _peer_ended(monkeypatch):
 
 
 @pytest.mark.parametrize("failure, words", [
+    (_nan_loss, "a loss became NaN or Inf at step 1"),
     (_loader_worker_killed, "a data loader worker died"),
     (_peer_ended, "so rank 1 stopped too; no checkpoint was written")],
-    ids=["loader-worker", "peer-ended"])
+    ids=["nan", "loader-worker", "peer-ended"])
 def test_a_failure_on_another_rank_is_said_there_in_one_line(tmp_path, monkeypatch, capsys,
                                                              failure, words):
     failure(monkeypatch)

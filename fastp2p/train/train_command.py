@@ -341,7 +341,8 @@ def _start_processes(args):
 
 def _messengers(info):
     """(say, say_error) of this process: progress on stdout; errors, warnings and stops on
-    stderr, as the setup's errors are; nothing on ranks other than 0."""
+    stderr, as the setup's errors are; nothing on ranks other than 0 (the training loop's
+    error lines reach their stderr all the same: ``Trainer._say_on_every_rank``)."""
     from tqdm import tqdm
 
     if not info.is_main:

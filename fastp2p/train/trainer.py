@@ -258,16 +258,18 @@ class Trainer:
                 while self.progress.epoch <= self.last_epoch:
                     self._run_epoch(loader, stops, progress_bar)
                 self.writer.wait()
-            except TrainingStopped as stop:  # a failure (non-finite values) is an error line
-                self.say_error(error_line("train", stop) if stop.exit_code == EXIT_FAILED
-                               else str(stop))
+            except TrainingStopped as stop:
+                if stop.exit_code == EXIT_FAILED:  # a failure (non-finite values): an error line
+                    self._say_on_every_rank(error_line("train", stop))
+                else:  # a stop, said where it was saved
+                    self.say_error(str(stop))
                 return stop.exit_code
             except CheckpointWriteError as err:
-                self.say_error(error_line("train", err))
+                self._say_on_every_rank(error_line("train", err))
                 return EXIT_FAILED
             except OSError as err:  # the loss log: the checkpoints are untouched
                 latest = self._latest_manifest()
-                self.say_error(error_line(
+                self._say_on_every_rank(error_line(
                     "train", f"{describe_os_error(err)}; {self._kept(latest)}. "
                     f"{what_to_fix(err)}, then {self._run_again(latest)}"))
                 return EXIT_FAILED
@@ -314,9 +316,10 @@ class Trainer:
         return "run it again" + (" with --overwrite" if self.replacing else "")
 
     def _say_on_every_rank(self, line: str) -> None:
-        """``say_error`` on the main process; on the others (whose ``say_error`` prints nothing)
-        to stderr with the rank, so that the rank that failed tells why (rank 0 sees only a lost
-        peer)."""
+        """An error line of ``fit``: ``say_error`` on the main process; on the others (whose
+        ``say_error`` prints nothing: a stop is the main process's to say, as it saves) to
+        stderr with the rank, so that the rank that failed tells why (the others see only a
+        peer that ended)."""
         if self.is_main:
             self.say_error(line)
         else:
