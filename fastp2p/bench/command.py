@@ -483,6 +483,7 @@ def _run(args: argparse.Namespace) -> int:
         try:
             check_options(args)  # a typo needs no torch: refused at once
             import_torch()  # first, whole: a stop raised inside it could abort the process
+            _refuse_torchrun()
             settings = settings_from_args(args)
             out_dir = args.out or default_out_dir()
             problem = prepare_out_dir(out_dir, settings)
@@ -497,6 +498,20 @@ def _run(args: argparse.Namespace) -> int:
         print(f"results go to {out_dir}" + ("" if args.out else " (--out to choose)"),
               flush=True)
         return run_and_save(settings, out_dir)
+
+
+def _refuse_torchrun() -> None:
+    """ValueError under torchrun (WORLD_SIZE > 1): each of its processes would run the whole
+    suite beside the others, timing them all against each other into competing results; the
+    suite spawns the processes its end-to-end section trains in itself (--processes)."""
+    from fastp2p.train.distributed import launched_world_size
+
+    processes = launched_world_size()
+    if processes > 1:
+        raise ValueError(f"fastp2p bench runs in one process, but torchrun started {processes} "
+                         f"(WORLD_SIZE={processes}), each of which would run the whole "
+                         "benchmark; run it without torchrun (--processes N times `fastp2p "
+                         "train` at N processes, which it spawns itself)")
 
 
 def run_and_save(settings, out_dir) -> int:
