@@ -5,6 +5,7 @@ Single process: ``fastp2p train --dataroot DIR --name NAME``. Several GPUs or ho
 model on the embedded colourisation dataset (``--task``) in minutes on a CPU.
 """
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -231,7 +232,7 @@ def run(args: argparse.Namespace, times=None, name_files: bool = True) -> int:
     try:
         ignored, info = _start_processes(args)
     except ValueError as err:
-        print_error("train", err, resume_notes)
+        _print_refusal(err, resume_notes)
         return 2
     folder_lock = RunFolderLock(Path(args.checkpoints_dir) / args.name)
     refused = _claim_run_folder(args, info, folder_lock)
@@ -307,10 +308,19 @@ def _refuse_before_options(args, resume_notes) -> int | None:
                          + (() if args.no_html else ("matplotlib",)),  # the page's loss plot
                          extra="train")
     except MissingPackage as err:
-        print_error("train", err)
+        _print_refusal(err)
         return 2
     # a refused value may be one that --continue_train took: the line naming them comes first
     return refused_at_once(args, "train", resume_notes)  # a typo needs no torch: said at once
+
+
+def _print_refusal(err, context=()) -> None:
+    """``print_error`` for a run refused (exit code 2: its options, a package they need), on
+    rank 0 only under torchrun: every rank checks the same options in the same environment,
+    refuses alike and exits with the same code, and a line per rank said one refusal N times.
+    torchrun's RANK is read without torch (maybe not imported yet)."""
+    if os.environ.get("RANK", "0") in ("", "0"):
+        print_error("train", err, context)
 
 
 def _resolve_and_check_options(args, resume_notes) -> int | None:
@@ -320,7 +330,7 @@ def _resolve_and_check_options(args, resume_notes) -> int | None:
     try:
         _check_options(args)   # as at once: options that do not fit each other
     except ValueError as err:
-        print_error("train", err, resume_notes)
+        _print_refusal(err, resume_notes)
         return 2
     return None
 
@@ -489,7 +499,7 @@ def _resume(trainer, state, state_path, loader) -> int | None:
     try:
         trainer.resume(state, loader)
     except ResumeError as err:
-        print_error("train", err)
+        _print_refusal(err)
         return 2
     except ValueError as err:  # the state does not fit this run's networks and engine
         raise ValueError(f"{state_path}: {err}") from err
