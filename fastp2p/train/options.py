@@ -213,8 +213,9 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
                            "on that one CPU only)")
     fast.add_argument("--log-every", dest="log_every", type=positive_int, default=None,
                       help="read the losses from the device every this many steps: progress "
-                           "line, loss_log.csv, trackers and the NaN/Inf check (default 50; "
-                           "the reference's --print_freq sets it in images)")
+                           "line, loss_log.csv, trackers and the NaN/Inf check; under torchrun "
+                           "a stop or checkpoint request acts there, on every rank (default "
+                           "50; the reference's --print_freq sets it in images)")
 
 
 def add_test_arguments(parser: argparse.ArgumentParser) -> None:

@@ -129,15 +129,25 @@ class StopRequests:
     With ``checkpoint_requests``, SIGUSR1 and SIGUSR2 (by default they kill the process) only
     record ``checkpoint_request``, which the training loop takes between steps: it saves and
     trains on. A batch scheduler sends one as a warning before the job's time limit (SLURM's
-    ``--signal=USR1@60``), and its SIGTERM at the limit then stops the run as above."""
+    ``--signal=USR1@60``), and its SIGTERM at the limit then stops the run as above.
+
+    ``shared`` (the processes of a torchrun job): a request is the job's, whichever process
+    got it, so that every process stops (or saves) at the same step and rank 0, which alone
+    writes, saves. The processes sum their ``shared_flags`` in an all-reduce they make anyway
+    (the loss read), and ``agree`` on the sum; the loop acts on ``stop_request`` and
+    ``take_checkpoint_request``, which then return what was agreed, at that read. A process
+    that acted alone stopped without the others: a SIGTERM to rank 1 killed it silently and
+    rank 0 crashed in its next collective, saving nothing; a SIGUSR1 to rank 1 was lost."""
 
     SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
     def __init__(self, second_request: str = "a second stop request: stopped at once, without "
                  "saving; --continue_train resumes from the last set saved",
-                 checkpoint_requests: bool = False):
+                 checkpoint_requests: bool = False, shared: bool = False):
         self.signal_number = None
         self.checkpoint_request = None  # the signal number of a checkpoint request not yet taken
+        self._shared = shared
+        self._agreed_stop = self._agreed_checkpoint = None  # (shared) the job's, at ``agree``
         self._checkpoint_signals = CHECKPOINT_SIGNALS if checkpoint_requests else ()
         self.second_request = second_request
         self._held = False
@@ -178,11 +188,39 @@ class StopRequests:
     def _record_checkpoint_request(self, signal_number, frame):
         self.checkpoint_request = signal_number
 
+    def stop_request(self) -> int | None:
+        """The signal number of the stop request to act on now (None: none): this process's,
+        or with ``shared`` the job's, as of the last ``agree``."""
+        return self._agreed_stop if self._shared else self.signal_number
+
     def take_checkpoint_request(self) -> str | None:
         """The name of the signal that asked for a checkpoint since the last call (None: none
-        did); the request is taken, so the next call returns None until another comes."""
-        number, self.checkpoint_request = self.checkpoint_request, None
+        did; with ``shared``, none that the last ``agree`` brought); the request is taken, so
+        the next call returns None until another comes."""
+        if self._shared:
+            number, self._agreed_checkpoint = self._agreed_checkpoint, None
+        else:
+            number, self.checkpoint_request = self.checkpoint_request, None
         return None if number is None else signal.Signals(number).name
+
+    def shared_flags(self) -> list:
+        """This process's requests for the job's all-reduce: one float per signal of
+        SHARED_SIGNALS, 1.0 where it was asked. The checkpoint request is taken (the sum carries
+        it); the stop request stays, as the second request's check needs it."""
+        checkpoint, self.checkpoint_request = self.checkpoint_request, None
+        return [float(number in (self.signal_number, checkpoint)) for number in SHARED_SIGNALS]
+
+    def agree(self, flags) -> None:
+        """Take the job's requests from ``flags``, the sum (or mean) of its processes'
+        ``shared_flags``: the same on every process, so all act alike. A stop, once asked,
+        stays asked; where several signals were, the first of SHARED_SIGNALS' order counts."""
+        asked = [number for number, flag in zip(SHARED_SIGNALS, flags) if flag > 0]
+        stops = [number for number in asked if number in self.SIGNALS]
+        checkpoints = [number for number in asked if number in CHECKPOINT_SIGNALS]
+        if self._agreed_stop is None and stops:
+            self._agreed_stop = stops[0]
+        if checkpoints:
+            self._agreed_checkpoint = checkpoints[0]
 
     def _leave_hung_up_terminals(self) -> None:
         """Points standard output and error at /dev/null where they were a terminal that has
@@ -197,3 +235,7 @@ class StopRequests:
                 os.dup2(null, fd)
         finally:
             os.close(null)
+
+
+# The signals whose requests a torchrun job's processes share, in ``shared_flags``' order
+SHARED_SIGNALS = StopRequests.SIGNALS + CHECKPOINT_SIGNALS

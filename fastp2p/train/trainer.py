@@ -22,6 +22,8 @@ stops training nor holds back a checkpoint.
 Under torchrun every rank reads the losses at the same steps and takes their mean over all
 ranks, so the loss log, the plateau policy's epoch metric and its lr cut are the same on every
 rank (each rank deciding on its own loss made their lrs, then their weights, drift apart).
+The same all-reduce carries each rank's stop and checkpoint requests (``StopRequests``'
+``shared``), so a signal to any rank stops or saves every rank after the same step.
 """
 import math
 import os
@@ -94,6 +96,7 @@ class Trainer:
         # until this run's first save is on disk, the sets there are the replaced run's
         self.replacing = self.replaced_run is not None
         self._report_warnings = set()  # kinds of report errors said (writer thread)
+        self._stops = None  # fit's StopRequests
 
     def report_to(self, page=None, loss_log=None, trackers=()) -> None:
         """Where the loop reports: ``page`` / ``loss_log``: TrainingPage / LossLog on the main
@@ -253,7 +256,8 @@ class Trainer:
     # ---- the loop ---------------------------------------------------------------------------
     def fit(self, loader, progress_bar=None) -> int:
         """Train to the last epoch; returns the exit code (0, 1 on failure, 128+signal)."""
-        with StopRequests(checkpoint_requests=True) as stops:
+        with StopRequests(checkpoint_requests=True, shared=self.world_size > 1) as stops:
+            self._stops = stops
             try:
                 while self.progress.epoch <= self.last_epoch:
                     self._run_epoch(loader, stops, progress_bar)
@@ -375,13 +379,14 @@ class Trainer:
                         # images
                         self.save(["latest"] + ([f"iter_{progress.images}"] if args.save_by_iter
                                                 else []))
-                if stops.signal_number is not None:
+                stop = stops.stop_request()   # under torchrun, as of the last loss read
+                if stop is not None:
                     self.save(["latest"])
                     self.writer.wait()
-                    name = signal.Signals(stops.signal_number).name
                     raise TrainingStopped(
-                        f"{name} received: saved {self.checkpoints.path}/latest_* at step "
-                        f"{engine.steps}; resume with --continue_train", 128 + stops.signal_number)
+                        f"{signal.Signals(stop).name} received: saved {self.checkpoints.path}/"
+                        f"latest_* at step {engine.steps}; resume with --continue_train",
+                        128 + stop)
                 requested = stops.take_checkpoint_request()
                 if requested is not None:
                     self._save_on_request(requested)
@@ -484,8 +489,7 @@ class Trainer:
         losses = self.engine.read_losses()
         self._check_finite()
         if self.world_size > 1:
-            losses = dict(zip(losses, average_over_processes(list(losses.values()),
-                                                             self.engine.device)))
+            losses = self._average_over_processes(losses)
         self.progress.epoch_loss_sum += (losses["G_GAN"] + losses["G_L1"]) * steps
         self.progress.epoch_loss_reads += steps
         if self.loss_log is not None:
@@ -499,6 +503,16 @@ class Trainer:
             bar.show_read({"img/s": f"{images_per_s:.1f}",
                            "left": self._run_time_left(images_per_s)},
                           {name: f"{value:.3f}" for name, value in losses.items()})
+
+    def _average_over_processes(self, losses: dict) -> dict:
+        """``losses``' mean over the torchrun job's ranks, and, in the same all-reduce (no
+        collective of its own), the ranks' stop and checkpoint requests, which every rank then
+        acts on alike after this step (``StopRequests.agree``)."""
+        flags = self._stops.shared_flags() if self._stops is not None else []
+        values = average_over_processes(list(losses.values()) + flags, self.engine.device)
+        if self._stops is not None:
+            self._stops.agree(values[len(losses):])
+        return dict(zip(losses, values[:len(losses)]))
 
     def _run_time_left(self, images_per_s: float) -> str:
         """The run's time left at the latest read's speed: this epoch's steps left and the later
