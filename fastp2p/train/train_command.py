@@ -531,9 +531,9 @@ def _say_resumed(args, trainer, pairs: int, say) -> bool:
     """The lines on what a resumed run goes on from; False when it has no epoch left."""
     say(f"resumed {trainer.checkpoints.path} at epoch {trainer.progress.epoch}, step "
         f"{trainer.engine.steps}")
-    pairs_changed = trainer.pairs_changed_note(pairs)
-    if pairs_changed:
-        say(pairs_changed)
+    for note in (trainer.pairs_changed_note(pairs), trainer.total_batch_changed_note()):
+        if note:
+            say(note)
     if trainer.schedule.epoch_count != args.epoch_count:
         say(f"--continue_train: the lr schedule counts its epochs from "
             f"{trainer.schedule.epoch_count}, as the run that saved it did (not from "

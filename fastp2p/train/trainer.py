@@ -187,6 +187,22 @@ class Trainer:
                 "(later epochs take each pair once); to finish it as begun, resume with the "
                 f"dataset as it was ({saved.dataset_pairs} pairs)")
 
+    def total_batch_changed_note(self) -> str | None:
+        """After ``resume``: a line saying so when the state was saved by another number of
+        processes and the images of a step (--batch_size x processes, which each Adam step and
+        the lr act on) change with it; None otherwise (a --batch_size change alone is said
+        with the other options changed), or when the state does not record them."""
+        saved, batch_size = self.progress, self.args.batch_size
+        if saved.world_size in (None, self.world_size):
+            return None
+        before, now = saved.batch_size * saved.world_size, batch_size * self.world_size
+        if before == now:
+            return None
+        return (f"--continue_train: the run trained on {saved.world_size} process(es) and this "
+                f"one on {self.world_size}: a step's batch goes from {saved.batch_size} x "
+                f"{saved.world_size} = {before} to {batch_size} x {self.world_size} = {now} "
+                "images (the lr stays as scheduled)")
+
     def save(self, labels) -> None:
         """Checkpoint under ``labels`` unless the weights went non-finite (keep the good one):
         a host snapshot now, the files on the writer thread."""
