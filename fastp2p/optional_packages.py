@@ -29,7 +29,7 @@ def require_packages(modules, extra: str, needed_by: str | None = None) -> None:
         except ImportError:
             missing.append(PIP_NAMES.get(module, module))
     if missing:
-        named = " and ".join(missing)
+        named = " and ".join(filter(None, (", ".join(missing[:-1]), missing[-1])))
         what = (f"{needed_by} needs {named}" if needed_by
                 else f"{named} {'is' if len(missing) == 1 else 'are'} not installed")
         raise MissingPackage(f"{what}: pip install 'fastp2p[{extra}]'")

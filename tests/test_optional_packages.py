@@ -143,3 +143,16 @@ def test_pack_verify_needs_no_pillow(tmp_path, missing, options):
                                                         *options]])
     assert codes == [0], err
     assert f"{packed / 'train'}: 2 pairs of 20x40 in 1 shard: checksums OK" in out
+
+
+def test_three_missing_packages_are_named_as_a_list(monkeypatch):
+    """'Pillow, tqdm and matplotlib are not installed', not 'Pillow and tqdm and matplotlib'."""
+    from fastp2p import optional_packages
+
+    def refuse(name):
+        raise ImportError(name)
+    monkeypatch.setattr(optional_packages.importlib, "import_module", refuse)
+    for modules, named in ((("PIL", "tqdm", "matplotlib"), "Pillow, tqdm and matplotlib are"),
+                           (("PIL", "tqdm"), "Pillow and tqdm are"), (("tqdm",), "tqdm is")):
+        with pytest.raises(optional_packages.MissingPackage, match=f"^{named} not installed"):
+            optional_packages.require_packages(modules, "train")
