@@ -10,6 +10,7 @@ import importlib
 import sys
 
 from fastp2p.bench.stops import caller_handlers_back
+from fastp2p.train.stdout_reader import run_with_guarded_stdout
 from fastp2p.train.stop_requests import drop_early_stop_handler, stop_before_work_with_a_line
 from fastp2p.train.reference_options import older_names_hint
 from fastp2p.train.saved_options import given_options
@@ -69,7 +70,10 @@ def main(argv=None) -> int:
     (numpy, torch: a second on a busy machine); a Ctrl-C there printed a traceback. So is a
     SIGTERM or SIGHUP that comes as the process's entry (no ``argv``) starts, before train or
     test handles them itself (``stop_requests.stop_before_work_with_a_line``); other commands
-    get the signals' defaults back once parsed."""
+    get the signals' defaults back once parsed.
+
+    A reader of stdout that goes away ends every command quietly, exit code 141; for train and
+    test it is a stop request (``fastp2p.train.stdout_reader``)."""
     if argv is None:
         stop_before_work_with_a_line()
     args = argparse.Namespace(command=None)  # argparse sets the command as it reads its name
@@ -77,7 +81,7 @@ def main(argv=None) -> int:
     with caller_handlers_back(in_process=argv is not None), \
             _caller_torch_threads(in_process=argv is not None):
         try:
-            return _parse_and_run(argv, args)
+            return run_with_guarded_stdout(_parse_and_run, argv, args)
         except KeyboardInterrupt as stop:  # where a command has no stop of its own to report
             command = "fastp2p" + (f" {args.command}" if args.command else "")
             print(f"{command}: stopped ({str(stop) or 'Ctrl-C'})", file=sys.stderr)

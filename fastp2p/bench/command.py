@@ -176,7 +176,7 @@ def register(commands) -> None:
 
 def check_options(args) -> None:
     """ValueError for a value or combination of options that is wrong whatever the machine;
-    imports no torch, so that ``_run`` refuses a typo at once rather than after seconds of
+    imports no torch, so that ``run`` refuses a typo at once rather than after seconds of
     loading it."""
     from fastp2p.bench.peer_specs import PEER_NAMES, peer_by_name
 
@@ -449,28 +449,6 @@ class ProgressFiles:
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        code = _run(args)
-        sys.stdout.flush()  # a reader gone shows here, not in the interpreter's last flush
-        return code
-    except BrokenPipeError:  # `fastp2p bench --plot RUN.json | head`
-        return reader_gone()
-
-
-def reader_gone() -> int:
-    """Stdout's reader has gone: point stdout at the null device, so that the interpreter's
-    flush at exit does not fail again, and exit as a process that SIGPIPE ends (128 + 13),
-    as a stop by a signal does (130, 143); no traceback, no message."""
-    try:
-        null = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(null, sys.stdout.fileno())
-        os.close(null)
-    except (OSError, ValueError):  # a stdout without a file descriptor: no flush at exit
-        pass
-    return 128 + signal.SIGPIPE
-
-
-def _run(args: argparse.Namespace) -> int:
     from fastp2p.bench.stops import stop_signals
     from fastp2p.stops_deferred import import_torch
 
@@ -551,9 +529,10 @@ def main(argv=None) -> int:
     ``argv`` gets its own stop handlers back, as from ``fastp2p.cli.main``."""
     from fastp2p.bench.stops import caller_handlers_back
     from fastp2p.command_errors import CommandParser
+    from fastp2p.train.stdout_reader import run_with_guarded_stdout
 
     parser = CommandParser(prog="python -m benchmarks", description=DESCRIPTION, epilog=EPILOG,
                            formatter_class=argparse.RawDescriptionHelpFormatter)
     add_arguments(parser)
     with caller_handlers_back(in_process=argv is not None):
-        return run(parser.parse_args(argv))
+        return run_with_guarded_stdout(run, parser.parse_args(argv))

@@ -215,7 +215,7 @@ class StopRequests:
         ``shared_flags``: the same on every process, so all act alike. A stop, once asked,
         stays asked; where several signals were, the first of SHARED_SIGNALS' order counts."""
         asked = [number for number, flag in zip(SHARED_SIGNALS, flags) if flag > 0]
-        stops = [number for number in asked if number in self.SIGNALS]
+        stops = [number for number in asked if number not in CHECKPOINT_SIGNALS]
         checkpoints = [number for number in asked if number in CHECKPOINT_SIGNALS]
         if self._agreed_stop is None and stops:
             self._agreed_stop = stops[0]
@@ -237,5 +237,6 @@ class StopRequests:
             os.close(null)
 
 
-# The signals whose requests a torchrun job's processes share, in ``shared_flags``' order
-SHARED_SIGNALS = StopRequests.SIGNALS + CHECKPOINT_SIGNALS
+# The signals whose requests a torchrun job's processes share, in ``shared_flags``' order; SIGPIPE
+# is no handler's: rank 0's stdout reader gone asks it (``fastp2p.train.stdout_reader``)
+SHARED_SIGNALS = StopRequests.SIGNALS + (signal.SIGPIPE,) + CHECKPOINT_SIGNALS

@@ -1,0 +1,89 @@
+"""A reader of stdout that goes away (``fastp2p train ... | head -3``): one rule for every command.
+
+A write to a pipe whose reader has closed it fails with EPIPE (BrokenPipeError). Raised wherever
+a command happened to print, each command's own error handling took it for a failure of its own:
+train advised freeing disk space, test said "error: [Errno 32] Broken pipe", info and pack printed
+a traceback. So while a command runs, sys.stdout is a ``GuardedStdout``: a write or flush that
+finds the reader gone points stdout at the null device (later lines, and the interpreter's flush
+at exit, then fail no more), raises nothing, and is a stop request where the command takes them
+(train and test, ``StopRequests``: as a SIGTERM, train saves latest_* and says so on stderr);
+other commands finish their work. The command then exits as a process that SIGPIPE ends would,
+128 + 13 = 141, quietly.
+"""
+import os
+import signal
+import sys
+
+from fastp2p.train.stop_requests import StopRequests
+
+EXIT_READER_GONE = 128 + signal.SIGPIPE
+
+
+class GuardedStdout:
+    """``stream`` (the command's stdout) whose reader going away is a stop request, not an
+    error; every other attribute is the stream's."""
+
+    def __init__(self, stream):
+        self._stream = stream
+        self.reader_gone = False
+
+    def write(self, text: str) -> int:
+        try:
+            return self._stream.write(text)
+        except BrokenPipeError:
+            self._reader_went_away(request_stop=True)
+            return len(text)
+
+    def flush(self, request_stop: bool = True) -> None:
+        try:
+            self._stream.flush()
+        except BrokenPipeError:
+            self._reader_went_away(request_stop)
+
+    def __getattr__(self, name):
+        return getattr(self._stream, name)
+
+    def _reader_went_away(self, request_stop: bool) -> None:
+        self.reader_gone = True
+        _point_at_null_device(self._stream)
+        if request_stop:
+            _request_stop()
+
+
+def run_with_guarded_stdout(command, *args) -> int:
+    """``command(*args)``'s exit code, run with sys.stdout a GuardedStdout: EXIT_READER_GONE
+    where the reader went away and the command did not fail otherwise."""
+    stream = sys.stdout
+    if stream is None:  # no stdout at all (pythonw): nothing to guard
+        return command(*args)
+    guarded = sys.stdout = GuardedStdout(stream)
+    try:
+        code = command(*args)
+        # a reader gone shows here, not in the interpreter's last flush; the work is done
+        guarded.flush(request_stop=False)
+    finally:
+        sys.stdout = stream
+    return EXIT_READER_GONE if guarded.reader_gone and code == 0 else code
+
+
+def _point_at_null_device(stream) -> None:
+    try:
+        null = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(null, stream.fileno())
+        os.close(null)
+    except (OSError, ValueError, AttributeError):  # a stdout without a file descriptor
+        pass
+
+
+def _request_stop() -> None:
+    """The stop request of a signal, SIGPIPE, to the stop handler this process has for SIGTERM
+    where it is fastp2p's: a StopRequests (the loop saves and stops between steps or images;
+    after another request, nothing more) or the handler of the work's setup
+    (``stop_requests.stop_before_work_with_a_line``: it raises StoppedBeforeWork)."""
+    handler = signal.getsignal(signal.SIGTERM)
+    stops = getattr(handler, "__self__", None)
+    if isinstance(stops, StopRequests):
+        if stops.signal_number is None:
+            handler(signal.SIGPIPE, None)
+    elif getattr(handler, "before_work", False):
+        handler(signal.SIGPIPE, None)
