@@ -139,7 +139,11 @@ def run(args: argparse.Namespace) -> int:
     code = refused_at_once(args, "test")  # a typo needs no torch: said at once
     if code is not None:
         return code
-    taken = _take_generator_options(args, vars(args).pop("given_options", None))
+    given = vars(args).pop("given_options", None)
+    not_found = _name_run_folder(args, given)
+    if not_found:
+        return _failed(not_found)
+    taken = _take_generator_options(args, given)
     if taken:
         print(taken)
     from fastp2p.stops_deferred import import_torch
@@ -218,7 +222,7 @@ def _take_generator_options(args, given) -> str | None:
     from fastp2p.train.saved_options import (GENERATOR_OPTIONS, OPTIONS_FILE,
                                              saved_options_note)
 
-    try:   # the folder as --suffix will name it
+    try:   # the folder as --suffix names it (``_name_run_folder``)
         path = Path(args.checkpoints_dir) / run_name(args) / OPTIONS_FILE
     except ValueError:   # a --suffix refused: said as the options are checked
         return None
@@ -229,6 +233,81 @@ def _take_generator_options(args, given) -> str | None:
     if unreadable:
         return unreadable
     return f"generator options: {taken.describe()}" if taken.taken or taken.refused else None
+
+
+def _name_run_folder(args, given) -> str | None:
+    """Where --suffix names options (``{netG}_size{load_size}``), the folder train named with
+    them, as --name (and no --suffix) in ``args``; the line saying it was not found, else None.
+    Train formatted the suffix with its values, not test's: a --load_size test leaves out is
+    train's default (--crop_size is test's), and an option the command line leaves out that
+    train was given (--ngf 8) is only in the run's train_opt.txt, which is in the folder to
+    find, so the folder is the one whose file, formatted with the suffix, gives its own name."""
+    import string
+
+    from fastp2p.train.reference_options import run_name
+    try:
+        named = [field for _, field, _, _ in string.Formatter().parse(args.suffix or "")
+                 if field]
+    except ValueError:   # a --suffix refused: said as the options are checked
+        return None
+    if not named:
+        return None
+    as_trained = _options_as_train_resolves(args, given)
+    try:
+        folder = Path(args.checkpoints_dir) / run_name(as_trained)
+    except ValueError:
+        return None
+    if not folder.is_dir():
+        found = _folders_named_by_their_options(args, given, as_trained)
+        if len(found) != 1:
+            values = ", ".join(f"{field} {getattr(as_trained, field.split('.')[0], '?')}"
+                               for field in dict.fromkeys(named))
+            return (f"no run folder {folder}: --suffix {args.suffix!r} names options, here "
+                    f"{values} (train's values where the command line leaves them out)"
+                    + (f", and {len(found)} folders' train_opt.txt name them" if found
+                       else "") + "; give the options the run was trained with")
+        folder = found[0]
+    args.name, args.suffix = folder.name, ""
+    return None
+
+
+def _options_as_train_resolves(args, given) -> argparse.Namespace:
+    """A copy of ``args`` where each option the command line leaves out (``given``; None: a
+    caller's namespace, all given) has train's default, resolved as train resolves it."""
+    from fastp2p.train import train_command
+    from fastp2p.train.options import resolve_quick_defaults
+    from fastp2p.train.saved_options import command_parser
+
+    values = argparse.Namespace(**vars(args))
+    if given is not None:
+        for action in command_parser(train_command.register)._actions:
+            if action.dest in vars(values) and action.dest not in given:
+                setattr(values, action.dest, action.default)
+    return resolve_quick_defaults(values)
+
+
+def _folders_named_by_their_options(args, given, as_trained) -> list:
+    """The folders NAME_* of --checkpoints_dir whose train_opt.txt's options (those the
+    command line leaves out) format --suffix to their own name."""
+    import glob
+
+    from fastp2p.train.reference_options import run_name
+    from fastp2p.train.saved_options import OPTIONS_FILE, command_parser, take_saved_options
+
+    if given is None:   # every option given: no other value to try
+        return []
+    parser = command_parser(register)
+    found = []
+    for options_file in Path(args.checkpoints_dir).glob(f"{glob.escape(args.name)}_*/"
+                                                        f"{OPTIONS_FILE}"):
+        values = argparse.Namespace(**vars(as_trained))
+        try:
+            take_saved_options(values, parser, given, options_file)
+            if run_name(values) == options_file.parent.name:
+                found.append(options_file.parent)
+        except (OSError, ValueError):   # a file that cannot be read names no folder
+            continue
+    return found
 
 
 def _refuse_torchrun(processes: int) -> None:
