@@ -71,7 +71,23 @@ def changed_options(args, path: Path, keys) -> str:
     except (OSError, ValueError):  # UnicodeDecodeError, or not a regular file
         return ""
     return ", ".join(f"--{key} {saved[key]} -> {getattr(args, key)}" for key in keys
-                     if key in saved and not _same(saved[key], getattr(args, key)))
+                     if key in saved and not _same(saved[key], getattr(args, key))
+                     and not (key == "dataroot" and _same_folder(saved, args.dataroot)))
+
+
+def _same_folder(saved: dict, dataroot) -> bool:
+    """Whether the options file ``saved`` records ``dataroot``: its --dataroot relative to the
+    folder the run started in, resolved as ``take_saved_options`` takes it, is the same path
+    as ``dataroot`` relative to this one (``./ds2`` taken from the file is ``/run/folder/ds2``,
+    no change)."""
+    if saved["dataroot"] == "None" or dataroot is None:
+        return False
+    return _absolute(saved["dataroot"], saved.get(WORKING_DIR)) == _absolute(dataroot)
+
+
+def _absolute(path, working_dir=None) -> str:
+    """``path`` relative to ``working_dir`` (None: the current folder), normalised."""
+    return os.path.normpath(os.path.join(working_dir or os.getcwd(), path))
 
 
 def _same(saved: str, value) -> bool:
@@ -170,7 +186,7 @@ def take_saved_options(args, parser: argparse.ArgumentParser, given, path: Path,
             result.refused.append((dest, saved[dest]))
             continue
         if dest == "dataroot" and value and saved.get(WORKING_DIR):
-            value = os.path.join(saved[WORKING_DIR], value)   # as it was; an absolute one stays
+            value = _absolute(value, saved[WORKING_DIR])   # as it was; an absolute one stays
         defaults.append((dest, value, getattr(args, dest)))
         setattr(args, dest, value)
     # a QuickDefault stands for a value once --dataroot, maybe taken too, is known

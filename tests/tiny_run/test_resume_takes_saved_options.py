@@ -172,6 +172,22 @@ def test_a_relative_dataroot_is_taken_from_the_folder_the_run_started_in(data, t
     assert f"--dataroot {tmp_path / 'A' / 'data'}" in capsys.readouterr().out
 
 
+def test_a_relative_dataroot_taken_is_no_change_and_written_normalised(data, tmp_path,
+                                                                      monkeypatch, capsys):
+    """`--dataroot ./data`, resumed without it: the resume said "--dataroot ./data ->
+    /.../A/./data" (the path taken, against the file's text) and wrote "/.../A/./data"."""
+    (tmp_path / "A").mkdir()
+    (tmp_path / "A" / "data").symlink_to(data)
+    checkpoints = tmp_path / "ckpt"
+    monkeypatch.chdir(tmp_path / "A")
+    assert main(train_argv("./data", checkpoints, "--n_epochs_decay", "0", "--no_html")) == 0
+    capsys.readouterr()
+    assert main(_resume_argv(checkpoints, "--n_epochs", "2")) == 0, capsys.readouterr().err
+    out = capsys.readouterr().out
+    assert "did not use so far (its train_opt.txt): --n_epochs 1 -> 2\n" in out, out
+    assert _saved(checkpoints / "tiny")["dataroot"] == str(tmp_path / "A" / "data")
+
+
 def test_the_taken_line_writes_options_as_a_command_line_gives_them(tmp_path):
     """It wrote `--no_html True` and `--skip_bad True`: neither is a command line's."""
     path = tmp_path / "train_opt.txt"
