@@ -1,6 +1,8 @@
-"""Under torchrun every rank refuses the same options alike; the refusal used to be printed
-once per rank (--norm syncbatch on CPU, --tensorboard not installed, a resume at sizes that do
-not fit its position). Rank 0 prints it; the others exit with the same code, silently."""
+"""Under torchrun a refusal was printed once per rank (--norm syncbatch on CPU, --tensorboard
+not installed, a resume at sizes that do not fit its position), then by rank 0 alone, which left
+a refusal that another node alone hit (a package it lacks, its GPUs or RAM) without a word. The
+first process of each node (LOCAL_RANK 0) prints it, with ``rank N: `` off rank 0; the others
+exit with the same code, silently."""
 import pytest
 
 from fastp2p.cli import main
@@ -13,11 +15,19 @@ SYNCBATCH_ON_CPU = ("fastp2p train: error: --norm syncbatch needs CUDA devices a
                     "batch or instance on CPU")
 
 
-@pytest.mark.parametrize("rank, said", [("0", SYNCBATCH_ON_CPU), ("1", None)])
-def test_an_option_refused_on_every_rank_is_said_by_rank_0(tmp_path, monkeypatch, capsys,
-                                                            rank, said):
-    monkeypatch.setenv("WORLD_SIZE", "2")
+def _as_rank(monkeypatch, rank: str, local_rank: str, world_size: str = "4") -> None:
+    """torchrun's variables for ``rank``; train reads them before joining the job."""
+    monkeypatch.setenv("WORLD_SIZE", world_size)
     monkeypatch.setenv("RANK", rank)
+    monkeypatch.setenv("LOCAL_RANK", local_rank)
+
+
+# 2 nodes of 2 processes: ranks 0 and 1 on the first, 2 and 3 on the second
+@pytest.mark.parametrize("rank, local_rank, said", [
+    ("0", "0", SYNCBATCH_ON_CPU), ("1", "1", None), ("2", "0", f"rank 2: {SYNCBATCH_ON_CPU}"),
+    ("3", "1", None)])
+def test_a_refusal_is_said_once_per_node(tmp_path, monkeypatch, capsys, rank, local_rank, said):
+    _as_rank(monkeypatch, rank, local_rank)
     data = write_aligned_dataset(tmp_path / "data", pairs=1)
     argv = train_argv(data, tmp_path / "ckpt", "--norm", "syncbatch",
                       "--device", "cpu")
@@ -33,8 +43,33 @@ class _TrainerAtAnotherSize:
 
 @pytest.mark.parametrize("rank, said", [("0", True), ("1", False)])
 def test_a_resume_refused_is_said_by_rank_0(monkeypatch, capsys, rank, said):
-    monkeypatch.setenv("RANK", rank)
+    _as_rank(monkeypatch, rank, rank, world_size="2")
     assert train_command._resume(_TrainerAtAnotherSize(), {}, "state.pth", None) == 2
     err = capsys.readouterr().err
     assert (err == "fastp2p train: error: cannot resume epoch 1 at its image 3\n") is said, err
+    assert said or err == ""
+
+
+@pytest.mark.parametrize("rank, said", [("0", True), ("1", False)])
+def test_a_netG_refused_at_once_is_said_once_per_node(tmp_path, monkeypatch, capsys, rank,
+                                                      said):
+    _as_rank(monkeypatch, rank, rank, world_size="2")
+    argv = train_argv(tmp_path / "data", tmp_path / "ckpt", "--netG", "unet_100")
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert ("fastp2p train: error:" in err and "unet_100" in err) is said, err
+    assert said or err == ""
+
+
+@pytest.mark.parametrize("rank, said", [("0", True), ("1", False)])
+def test_a_run_failed_before_training_is_said_once_per_node(tmp_path, monkeypatch, capsys, rank,
+                                                            said):
+    # one process with torchrun's numbers of a node's first (or second) process: the failure
+    # after the processes start, an image that cannot be read, takes run's own except
+    (tmp_path / "data" / "train").mkdir(parents=True)
+    (tmp_path / "data" / "train" / "1.jpg").write_text("no image")
+    _as_rank(monkeypatch, rank, rank, world_size="1")
+    assert main(train_argv(tmp_path / "data", tmp_path / "ckpt", "--no_html")) == 1
+    err = capsys.readouterr().err
+    assert ("fastp2p train: error:" in err and "1.jpg: not a readable image" in err) is said, err
     assert said or err == ""

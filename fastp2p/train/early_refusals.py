@@ -1,8 +1,11 @@
 """What train and test refuse before loading torch (seconds): a --netG fastp2p lacks, and a
---dataroot that is no folder. Each was said only after the import, 6-8 s for a typo."""
+--dataroot that is no folder. Each was said only after the import, 6-8 s for a typo. Also the
+rule by which a torchrun job's processes say a refusal (``print_once_per_node``)."""
 import argparse
+import os
+import sys
 
-from fastp2p.command_errors import print_error
+from fastp2p.command_errors import error_line
 from fastp2p.data.dataroot_checks import refuse_dataroot_options
 from fastp2p.data.errors import DataError
 from fastp2p.train.unet_names import unet_levels
@@ -10,17 +13,33 @@ from fastp2p.train.unet_names import unet_levels
 
 def refused_at_once(args: argparse.Namespace, command: str, context=()) -> int | None:
     """The exit code of a command line refused here, its one line printed after the
-    ``context`` lines (``print_error``'s): 2 for --netG (an option refused), 1 for --dataroot
+    ``context`` lines (``print_once_per_node``): 2 for --netG (an option refused), 1 for --dataroot
     (as the dataset's other errors); None if neither is."""
     try:
         if isinstance(args.netG, str):  # not a QuickDefault (a default, always a U-Net)
             unet_levels(args.netG)
     except ValueError as err:
-        print_error(command, err, context)
+        print_once_per_node(command, err, context)
         return 2
     try:
         refuse_dataroot_options(args)
     except DataError as err:
-        print_error(command, err, context)
+        print_once_per_node(command, err, context)
         return 1
     return None
+
+
+def print_once_per_node(command: str, message: object, context=()) -> None:
+    """``message`` as ``command``'s error line, after the ``context`` lines, on stderr; under
+    torchrun by the first process of each node alone (LOCAL_RANK 0), each line begun with
+    ``rank N: `` off rank 0. Once per node, as a run is refused for its options (alike on every
+    rank) or for what its node has (the packages installed, the GPUs and RAM, the files): alike
+    on the ranks of a node, not across nodes. Said by rank 0 alone, a refusal that another node
+    alone hit exited 2 without a word; said by every rank, one refusal came once per process.
+    torchrun's variables are read without torch (maybe not imported yet)."""
+    if os.environ.get("LOCAL_RANK", "0") not in ("", "0"):
+        return
+    rank = os.environ.get("RANK", "0")
+    prefix = "" if rank in ("", "0") else f"rank {rank}: "
+    for line in (*context, error_line(command, message)):
+        print(prefix + line, file=sys.stderr)

@@ -5,7 +5,6 @@ Single process: ``fastp2p train --dataroot DIR --name NAME``. Several GPUs or ho
 model on the embedded colourisation dataset (``--task``) in minutes on a CPU.
 """
 import argparse
-import os
 import sys
 from pathlib import Path
 
@@ -280,10 +279,10 @@ def run(args: argparse.Namespace, times=None, name_files: bool = True) -> int:
             _report_end(trainer, info, say, (checkpoints, page, loss_log) if name_files else None)
         return code
     except (ValueError, DataError, CheckpointWriteError) as err:
-        print_error("train", err)
+        _print_refusal(err)
         return 1
     except OSError as err:  # e.g. a read-only or full checkpoints folder
-        print_error("train", describe_os_error(err))
+        _print_refusal(describe_os_error(err))
         return 1
     finally:
         close_trackers(trackers)
@@ -315,12 +314,11 @@ def _refuse_before_options(args, resume_notes) -> int | None:
 
 
 def _print_refusal(err, context=()) -> None:
-    """``print_error`` for a run refused (exit code 2: its options, a package they need), on
-    rank 0 only under torchrun: every rank checks the same options in the same environment,
-    refuses alike and exits with the same code, and a line per rank said one refusal N times.
-    torchrun's RANK is read without torch (maybe not imported yet)."""
-    if os.environ.get("RANK", "0") in ("", "0"):
-        print_error("train", err, context)
+    """The error line of a run refused (exit code 2: its options, a package they need, the
+    device) or failed outside the training loop (exit code 1: its data, its folder), under
+    torchrun once per node (``print_once_per_node``)."""
+    from fastp2p.train.early_refusals import print_once_per_node
+    print_once_per_node("train", err, context)
 
 
 def _resolve_and_check_options(args, resume_notes) -> int | None:
