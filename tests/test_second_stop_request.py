@@ -2,6 +2,7 @@
 saving: one line says so and what --continue_train will resume from, exit code 128 + its
 signal (130, 143 for SIGTERM), no traceback; later ones are ignored. A first one saves and
 stops (tests/test_train_resume.py)."""
+import os
 import signal
 import threading
 
@@ -29,6 +30,40 @@ def test_a_second_sigterm_exits_with_143_and_later_requests_are_ignored():
         assert second.value.exit_code == 128 + signal.SIGTERM
         stops._handle(signal.SIGINT, None)
     assert stops.signal_number == signal.SIGINT
+
+
+def _second_request(*signals) -> SecondStopRequest | None:
+    """What sending ``signals`` to this process, one after the other (as a scheduler or
+    torchrun sends them: the handler runs before os.kill's caller goes on), raised: a
+    SecondStopRequest, or None. Caught here: a KeyboardInterrupt would end pytest's session."""
+    try:
+        for number in signals:
+            os.kill(os.getpid(), number)
+    except SecondStopRequest as second:
+        return second
+    return None
+
+
+def test_a_shared_stop_signal_repeated_before_the_agreement_is_the_same_request():
+    """SLURM signals every process of a job step: a torchrun rank gets its own SIGTERM and the
+    one torchrun forwards. The second stopped the rank without saving, as a second request."""
+    with StopRequests(shared=True) as stops:
+        assert _second_request(signal.SIGTERM, signal.SIGTERM) is None
+        assert stops.signal_number == signal.SIGTERM and stops.stop_request() is None
+        stops.agree(stops.shared_flags())
+        assert stops.stop_request() == signal.SIGTERM
+        # once the stop is agreed, the same signal again is a second request
+        assert _second_request(signal.SIGTERM).exit_code == 128 + signal.SIGTERM
+
+
+@pytest.mark.parametrize("shared, signals", [
+    (False, (signal.SIGTERM, signal.SIGTERM)), (True, (signal.SIGTERM, signal.SIGINT))],
+    ids=["one-process-TERM-TERM", "shared-TERM-INT"])
+def test_a_second_stop_request_stops_at_once(shared, signals):
+    """One process's second request, and another signal in a torchrun job, stop at once."""
+    with StopRequests(shared=shared) as stops:
+        second = _second_request(*signals)
+    assert second.exit_code == 128 + signals[1] and stops.signal_number == signals[0]
 
 
 def test_requests_after_hold_are_only_recorded():

@@ -137,7 +137,10 @@ class StopRequests:
     (the loss read), and ``agree`` on the sum; the loop acts on ``stop_request`` and
     ``take_checkpoint_request``, which then return what was agreed, at that read. A process
     that acted alone stopped without the others: a SIGTERM to rank 1 killed it silently and
-    rank 0 crashed in its next collective, saving nothing; a SIGUSR1 to rank 1 was lost."""
+    rank 0 crashed in its next collective, saving nothing; a SIGUSR1 to rank 1 was lost. Until
+    the job agrees on a stop, the same stop signal again is the same request (a scheduler's
+    reaches a rank both directly and through torchrun); another signal, or one after the
+    agreement, is the second request that stops at once."""
 
     SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
@@ -181,9 +184,20 @@ class StopRequests:
             self._leave_hung_up_terminals()
         if self.signal_number is None:
             self.signal_number = signal_number
+        elif self._repeated_before_agreed(signal_number):
+            return
         elif not self._held:  # a second Ctrl-C: stop now, without saving
             self._held = True
             raise SecondStopRequest(self.second_request, signal_number)
+
+    def _repeated_before_agreed(self, signal_number) -> bool:
+        """Whether, with ``shared``, ``signal_number`` repeats this process's stop request before
+        the job agreed on a stop: the same request reaching it again, not a second one. SLURM
+        signals every process of a job step, so a rank gets its SIGTERM and the one torchrun
+        forwards; taken as a second request, it stopped the rank without saving, likely as the
+        agreement waits for the next loss read (up to --log-every steps)."""
+        return (self._shared and self._agreed_stop is None
+                and signal_number == self.signal_number)
 
     def _record_checkpoint_request(self, signal_number, frame):
         self.checkpoint_request = signal_number
