@@ -55,6 +55,7 @@ class LossLog:
 
 class FailingPage:
     """A TrainingPage whose every write fails with ``error``."""
+    discarded_after = None   # not a resume: no samples of a discarded run to delete
 
     def __init__(self, error):
         self.error, self.calls = error, 0

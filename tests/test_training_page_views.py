@@ -4,9 +4,11 @@ plot that cannot be drawn leaves the page, and the summary says what is on disk.
 import re
 
 import pytest
+import torch
 
 import fastp2p.train.reports as reports_module
 from fastp2p.cli import main
+from fastp2p.train.engine import Pix2PixEngine
 from helpers.train_helpers import train_argv, write_aligned_dataset
 
 
@@ -24,9 +26,39 @@ def test_a_resume_from_an_older_epoch_deletes_the_discarded_runs_samples(tmp_pat
     # from epoch 1 (step 4) with batch 2: this run's steps are 5 and 6
     assert main(train_argv(data, checkpoints, "--continue_train", "--epoch", "1",
                            "--batch_size", "2")) == 0
+    # this run's sample at step 6 replaced the discarded run's file of that name: kept
     assert _page_steps(run)[0] == 6 and max(_page_steps(run)) == 6
     images = sorted(path.name for path in (run / "web" / "images").iterdir())
     assert not [name for name in images if "step0000008" in name], images
+    _assert_page_lists_files_on_disk(run)
+
+
+def test_a_resume_that_fails_before_it_saves_leaves_the_discarded_runs_samples(tmp_path,
+                                                                                 monkeypatch):
+    """latest_* still holds the discarded run, which a plain --continue_train goes on with:
+    its samples stay (unlisted) until the resume's first save is on disk."""
+    data = write_aligned_dataset(tmp_path / "data", phases=("train",))
+    checkpoints, run = tmp_path / "ckpt", tmp_path / "ckpt" / "tiny"
+    assert main(train_argv(data, checkpoints, "--save_epoch_freq", "1")) == 0
+    step = Pix2PixEngine.step
+
+    def step_or_fail(engine, real_A, real_B):
+        if engine.steps == 6:   # after this run's sample at step 6, before any save
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        step(engine, real_A, real_B)
+    monkeypatch.setattr(Pix2PixEngine, "step", step_or_fail)
+    assert main(train_argv(data, checkpoints, "--continue_train", "--epoch", "1")) == 1
+    images = [path.name for path in (run / "web" / "images").iterdir()]
+    assert len([name for name in images if "step0000008" in name]) == 3, sorted(images)
+    assert _page_steps(run) == [6, 3]   # the page this run drew: no step past 4 but its own
+    _assert_page_lists_files_on_disk(run)
+
+
+def _assert_page_lists_files_on_disk(run) -> None:
+    page = (run / "web" / "index.html").read_text()
+    missing = [source for source in re.findall(r"<img src='(images/[^']+)'", page)
+               if not (run / "web" / source).is_file()]
+    assert not missing, missing
 
 
 def _summary_line(out: str, start: str):

@@ -266,8 +266,11 @@ class TrainingPage:
     SAMPLE = re.compile(rf"^epoch(\d+)_step(\d+)_({'|'.join(TRIPLET)})\.png$")
 
     def __init__(self, folder: Path, name: str, resume_step=None):
-        """``resume_step``: on a resume, the step resumed at; the samples of later steps are
-        deleted, as LossLog leaves out the rows of later steps."""
+        """``resume_step``: on a resume, the step resumed at; the samples of later steps are the
+        discarded run's, as the loss log's rows of those steps (LossLog leaves them out). They
+        stay on disk, unlisted, until ``delete_discarded_samples`` (once this run's first save
+        is on disk): a resume that fails before it saves leaves them to the run that
+        ``latest_*`` still holds."""
         self.folder = Path(folder)
         self.images = self.folder / self.IMAGES
         for made in (self.folder, self.images):
@@ -276,8 +279,10 @@ class TrainingPage:
         self.name = name
         self.index = self.folder / self.INDEX
         self.loss_plot = self.folder / self.PLOT
-        if resume_step is not None:
-            self._delete_samples_after(resume_step)
+        self.discarded_after = resume_step  # None once the discarded run's samples are gone
+        # (epoch, step) of the samples this run wrote: one at a step the discarded run also
+        # drew has replaced that file, which is then this run's
+        self._written = set()
 
     def _sample_files(self):
         """(path, epoch, step, label) of each file in images/ that add_sample names so."""
@@ -286,16 +291,27 @@ class TrainingPage:
             if match:
                 yield path, int(match[1]), int(match[2]), match[3]
 
-    def _delete_samples_after(self, step: int) -> None:
-        """The samples past ``step``: the run that a resume from an older epoch discards drew
-        them, and the page would show them as the newest. Deleted, not moved aside: the loss
-        log's rows of those steps are gone too (and the checkpoints are overwritten), and a
-        folder set aside at each such resume would pile up and clash in names."""
-        for path, _, sample_step, _ in list(self._sample_files()):
-            if sample_step > step and (path.is_file() or path.is_symlink()):
+    def _discarded(self, epoch: int, step: int) -> bool:
+        """Whether the sample of (``epoch``, ``step``) is the discarded run's."""
+        return (self.discarded_after is not None and step > self.discarded_after
+                and (epoch, step) not in self._written)
+
+    def delete_discarded_samples(self) -> None:
+        """The discarded run's samples (``_discarded``), once this run's first save is on disk
+        (refresh the page after: it may list them). Deleted, not
+        moved aside: the loss log's rows of those steps are gone too (and the checkpoints are
+        overwritten), and a folder set aside at each such resume would pile up and clash in
+        names. Call it on the thread that writes the samples, so that none is written
+        meanwhile."""
+        if self.discarded_after is None:
+            return
+        for path, epoch, step, _ in list(self._sample_files()):
+            if self._discarded(epoch, step) and (path.is_file() or path.is_symlink()):
                 path.unlink()
+        self.discarded_after = None
 
     def add_sample(self, epoch: int, step: int, triplet) -> None:
+        self._written.add((epoch, step))  # first: a half-written triplet is this run's too
         for label, batch in zip(TRIPLET, triplet):
             save_image(batch[0], self.images / f"epoch{epoch:03d}_step{step:07d}_{label}.png")
 
@@ -311,7 +327,8 @@ class TrainingPage:
         # newest first by the numbers, not the names: 'epoch999' sorts above 'epoch1000' as text
         samples = sorted(((epoch, step, path.name.rsplit("_", 2)[0])
                           for path, epoch, step, label in self._sample_files()
-                          if label == TRIPLET[0]), reverse=True)
+                          if label == TRIPLET[0] and not self._discarded(epoch, step)),
+                         reverse=True)
         sections = [(stem.replace("_", ", "),
                      [(label, f"images/{stem}_{label}.png") for label in TRIPLET])
                     for _, _, stem in samples]

@@ -211,13 +211,31 @@ class Trainer:
             self.writer.wait()   # one save in flight, and one snapshot in memory
             files, step = snapshot(self.netG, self.netD, self.train_state()), self.engine.steps
             replaced, self.replaced_run = self.replaced_run, None
+            discarded_samples = self._discarded_samples_job()
 
             def write():
                 self.checkpoints.write(labels, files, step, replacing=self.replacing)
                 self.replacing = False
                 if replaced is not None:
                     self._remove_replaced_run(replaced, labels)
+                if discarded_samples is not None:
+                    discarded_samples()
             self.writer.submit(write)
+
+    def _discarded_samples_job(self):
+        """While the samples of the run a resume discards are still on disk (until this run's
+        first save is): the job that deletes them and refreshes the page, to run once the save
+        is on disk, on the writer thread (which writes this run's samples, so none is written
+        meanwhile); None otherwise."""
+        page = self.page
+        if page is None or page.discarded_after is None:
+            return None
+        loss_log = self.loss_log.frozen()
+
+        def delete_and_refresh():
+            page.delete_discarded_samples()
+            page.refresh(loss_log)
+        return self._reporting(delete_and_refresh)
 
     def _remove_replaced_run(self, replaced: dict, written) -> None:
         """After this run's first save: remove the replaced run's sets (those under a label
@@ -474,9 +492,13 @@ class Trainer:
         self.sampled_at = self.engine.steps
 
     def _submit_report(self, job) -> None:
-        """``job`` (samples, loss plot, page) on the writer thread; if it fails, one warning line
-        (once per kind of error) and training goes on: the reports are views of the run, remade
-        at the next refresh, and must not stop it or hold back a checkpoint."""
+        """``job`` (samples, loss plot, page) on the writer thread (``_reporting``)."""
+        self.writer.submit(self._reporting(job), in_flight=3)
+
+    def _reporting(self, job):
+        """``job`` (samples, loss plot, page) as a job that, if it fails, says one warning line
+        (once per kind of error) and returns: the reports are views of the run, remade at the
+        next refresh, and must not stop training or hold back a checkpoint."""
         def report():
             try:
                 job()
@@ -495,7 +517,7 @@ class Trainer:
                 self.say_error(f"warning: a sample image or the training page in "
                                f"{self.checkpoints.path} was not written ({reason}); training "
                                "and its checkpoints go on (said once per kind of error)")
-        self.writer.submit(report, in_flight=3)
+        return report
 
     def _log(self, images_per_s: float, bar) -> None:
         """Read the losses since the last read (under torchrun their mean over the ranks, which
