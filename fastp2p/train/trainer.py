@@ -295,6 +295,11 @@ class Trainer:
             try:
                 while self.progress.epoch <= self.last_epoch:
                     self._run_epoch(loader, stops, progress_bar)
+                    # under torchrun, a stop agreed at the epoch-end loss read (which the loop's
+                    # check after each step comes too early to see): latest_* was just saved
+                    stop = stops.stop_request()
+                    if stop is not None:
+                        raise self._stopped(stop)
                 self.writer.wait()
             except TrainingStopped as stop:
                 if stop.exit_code == EXIT_FAILED:  # a failure (non-finite values): an error line
@@ -416,11 +421,7 @@ class Trainer:
                 stop = stops.stop_request()   # under torchrun, as of the last loss read
                 if stop is not None:
                     self.save(["latest"])
-                    self.writer.wait()
-                    raise TrainingStopped(
-                        f"{signal.Signals(stop).name} received: saved {self.checkpoints.path}/"
-                        f"latest_* at step {engine.steps}; resume with --continue_train",
-                        128 + stop)
+                    raise self._stopped(stop)
                 requested = stops.take_checkpoint_request()
                 if requested is not None:
                     self._save_on_request(requested)
@@ -451,6 +452,14 @@ class Trainer:
             self._submit_report(lambda: page.refresh(loss_log))
         self.say(f"epoch {finished} done: {progress.images} images, lr {engine.lr:.3g}, "
                  f"saving {' and '.join(f'{label}_*' for label in labels)}")
+
+    def _stopped(self, stop: int) -> TrainingStopped:
+        """The stop for signal number ``stop``, once the save of this step's latest_* (just
+        submitted) is on disk."""
+        self.writer.wait()
+        return TrainingStopped(
+            f"{signal.Signals(stop).name} received: saved {self.checkpoints.path}/latest_* at "
+            f"step {self.engine.steps}; resume with --continue_train", 128 + stop)
 
     def _save_on_request(self, signal_name: str) -> None:
         """A checkpoint request (SIGUSR1 / SIGUSR2, a scheduler's warning before its time limit):
