@@ -77,7 +77,7 @@ def test_out_of_memory_on_another_rank_is_said_there(tmp_path, monkeypatch, caps
     err = capsys.readouterr().err
     assert err.startswith("rank 1: fastp2p train: error: out of memory at step 1, --batch_size 2 "
                           "(CUDA out of memory. Tried to allocate 2.00 GiB."), err
-    assert "run it again; no checkpoint was written" in err, err
+    assert "run it again; rank 0's line says which checkpoint is kept" in err, err
 
 
 def test_another_runtime_error_in_a_step_still_raises(tmp_path, monkeypatch):

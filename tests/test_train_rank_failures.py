@@ -1,7 +1,7 @@
 """Under torchrun: the rank whose own step fails says why, in one line on its stderr (ranks other
 than 0 used to print nothing: the job died with only rank 0's traceback), and a rank whose peer
-ended says so in one line naming itself and the checkpoint kept, instead of gloo's ~45-line
-traceback. Any other error of a collective stays a traceback."""
+ended says so in one line naming itself (rank 0's names the checkpoint kept), instead of gloo's
+~45-line traceback. Any other error of a collective stays a traceback."""
 import pytest
 import torch.distributed as dist
 
@@ -80,7 +80,7 @@ def _peer_ended(monkeypatch):
 @pytest.mark.parametrize("failure, words", [
     (_nan_loss, "a loss became NaN or Inf at step 1"),
     (_loader_worker_killed, "a data loader worker died"),
-    (_peer_ended, "so rank 1 stopped too; no checkpoint was written")],
+    (_peer_ended, "so rank 1 stopped too; rank 0's line says which checkpoint is kept")],
     ids=["nan", "loader-worker", "peer-ended"])
 def test_a_failure_on_another_rank_is_said_there_in_one_line(tmp_path, monkeypatch, capsys,
                                                              failure, words):
@@ -90,3 +90,15 @@ def test_a_failure_on_another_rank_is_said_there_in_one_line(tmp_path, monkeypat
     err = capsys.readouterr().err
     assert err.startswith("rank 1: fastp2p train: error: ") and words in err, err
     assert err.count("\n") == 1, err
+
+
+def test_another_rank_leaves_what_is_kept_on_disk_to_rank_0s_line(tmp_path, monkeypatch, capsys):
+    """Another rank knows nothing of rank 0's disk: it called the latest_* of a run that
+    --overwrite replaces "unchanged" (and a node-local folder's "no checkpoint written")."""
+    assert _fit(tmp_path, monkeypatch, rank=0)[0] == 0   # a latest_* (step 2) in the folder
+    _loader_worker_killed(monkeypatch)
+    code, _ = _fit(tmp_path, monkeypatch, rank=1)
+    assert code == 1
+    err = capsys.readouterr().err
+    assert err.rstrip().endswith("; rank 0's line says which checkpoint is kept"), err
+    assert "unchanged" not in err, err

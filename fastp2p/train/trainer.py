@@ -271,7 +271,11 @@ class Trainer:
         return self._kept(self._latest_manifest())
 
     def _kept(self, latest: dict | None) -> str:
-        """What is on disk, from the latest set's manifest (``_latest_manifest``)."""
+        """What is on disk, from the latest set's manifest (``_latest_manifest``). Rank 0 alone
+        says it: another rank does not know (which sets are the run that --overwrite replaces,
+        or, with a checkpoint folder local to each node, what rank 0 wrote)."""
+        if not self.is_main:
+            return "rank 0's line says which checkpoint is kept"
         if latest is not None:
             return (f"the last good checkpoint {self.checkpoints.path}/latest_* (step "
                     f"{latest['step']}) is unchanged")
