@@ -4,6 +4,8 @@ images/s of the steps since the last read, the progress bar, the samples, and th
 checkpoints each step leaves."""
 import signal
 
+import pytest
+
 from fastp2p.train import trainer as trainer_module
 from helpers.train_helpers import random_batches, tiny_networks
 from helpers.trainer_stand_ins import Clock, ListLoader, stand_in_trainer
@@ -221,3 +223,20 @@ def test_the_stage_times_count_images_not_steps(tmp_path):
     assert trainer.fit(ListLoader(random_batches(3, batch_size=2))) == 0
     # 6 steps of 2 images; the window opens after the first (warm-up) step
     assert (trainer.times.steps, trainer.times.images) == (6, 10)
+
+
+class LoaderThatCannotStart(ListLoader):
+    """A loader whose epoch fails to start (a worker that cannot be spawned, a shard gone)."""
+
+    def __iter__(self):
+        raise ValueError("cannot start the loader")
+
+
+def test_a_loader_that_cannot_start_leaves_no_bar_open(tmp_path):
+    """The bar was opened before the try that closes it, and the loader started outside it: a
+    later line would draw below a stale bar."""
+    trainer, _, _ = _trainer(tmp_path)
+    Bar.made = []
+    with pytest.raises(ValueError, match="cannot start the loader"):
+        trainer.fit(LoaderThatCannotStart(random_batches(2)), progress_bar=Bar)
+    assert [bar.closed for bar in Bar.made] == [True]

@@ -172,8 +172,9 @@ _HOLLOW = {"linestyle": "none", "marker": "o", "markersize": 4, "markerfacecolor
 def _short_windows(steps: np.ndarray) -> np.ndarray:
     """Whether each row averages fewer steps than a row beside it: rows are read every
     --log-every steps (at its multiples) and at each epoch's end, so where --log-every does not
-    divide the epoch, the epoch's last row and the next one's first average what is left; so
-    does the first row after a resume in the middle of a window."""
+    divide the epoch, the epoch's last row and the next one's first average what is left (a
+    resume in the middle of a window goes on with its saved loss sums: its first row averages
+    the whole window)."""
     windows = np.diff(steps, prepend=0)
     before = np.concatenate([windows[:1], windows[:-1]])
     after = np.concatenate([windows[1:], windows[-1:]])

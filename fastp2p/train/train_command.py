@@ -272,7 +272,7 @@ def run(args: argparse.Namespace, times=None, name_files: bool = True) -> int:
         if info.is_main:
             page, loss_log, trackers = _open_reports(args, checkpoints, state, say)
             trainer.report_to(page, loss_log, trackers)
-        say(_start_line(args, len(dataset), info, graphs))
+        say(_start_line(args, len(dataset), info, graphs, trainer))
         code = trainer.fit(loader, progress_bar=(lambda **kw: progress_bar(unit="step", **kw))
                            if info.is_main else None)
         if code == 0 and info.is_main:
@@ -545,11 +545,20 @@ def _say_resumed(args, trainer, pairs: int, say) -> bool:
     return True
 
 
-def _start_line(args, pairs: int, info, graphs: bool) -> str:
-    return (f"training {args.name}: {pairs} pairs, {args.netG} ngf {args.ngf}, "
+def _start_line(args, pairs: int, info, graphs: bool, trainer) -> str:
+    """The run's start line; and a note on a second line when ``trainer``'s schedule trains the
+    last epoch at lr 0 (--lr_step_at epoch_start, as the reference's train.py steps it: with
+    --n_epochs_decay 0, a one-epoch run trains nothing), which nothing else would say."""
+    line = (f"training {args.name}: {pairs} pairs, {args.netG} ngf {args.ngf}, "
             f"{args.netD} ndf {args.ndf}, {_image_size_words(args)}, batch {args.batch_size} x "
             f"{info.world_size} process(es) on {info.device}, {args.precision}"
             f"{', CUDA graph' if graphs else ''}{', channels-last' if args.channels_last else ''}")
+    schedule, last = trainer.schedule, trainer.last_epoch
+    if schedule.base_lr > 0 and schedule.lr_for_epoch(last) == 0:
+        line += (f"\nnote: epoch {last}, the last, trains at lr 0 (--lr_policy "
+                 f"{args.lr_policy}, --lr_step_at {args.lr_step_at}): its steps change no "
+                 "weight; --lr_step_at epoch_end trains it at an lr above 0")
+    return line
 
 
 def _report_end(trainer, info, say, files) -> None:

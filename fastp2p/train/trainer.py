@@ -193,7 +193,8 @@ class Trainer:
         the lr act on) change with it; None otherwise (a --batch_size change alone is said
         with the other options changed), or when the state does not record them."""
         saved, batch_size = self.progress, self.args.batch_size
-        if saved.world_size in (None, self.world_size):
+        # an older state may record the processes and not the batch size
+        if saved.world_size in (None, self.world_size) or saved.batch_size is None:
             return None
         before, now = saved.batch_size * saved.world_size, batch_size * self.world_size
         if before == now:
@@ -378,19 +379,18 @@ class Trainer:
         skip = progress.epoch_batches
         loader.set_epoch(progress.epoch, start_batch=skip)
         self.epoch_steps = len(loader)
-        bar = None
-        if progress_bar is not None:
-            bar = progress_bar(total=len(loader), initial=skip,
-                               desc=f"epoch {progress.epoch}/{self.last_epoch}")
         progress.batch_size, progress.world_size = args.batch_size, self.world_size
         progress.dataset_pairs = len(loader.dataset)
-        window_start, window_images = time.perf_counter(), 0
-        times = self.times
-        batches = times.waiting(iter(loader))     # started here: it draws from the global RNG
-        if self._resumed_rng is not None:
-            engine.load_rng_state(self._resumed_rng)
-            self._resumed_rng = None
-        try:
+        times, bar = self.times, None
+        try:  # from the bar on: starting the loader can fail too, and the bar must close then
+            if progress_bar is not None:
+                bar = progress_bar(total=len(loader), initial=skip,
+                                   desc=f"epoch {progress.epoch}/{self.last_epoch}")
+            window_start, window_images = time.perf_counter(), 0
+            batches = times.waiting(iter(loader))  # started here: it draws from the global RNG
+            if self._resumed_rng is not None:
+                engine.load_rng_state(self._resumed_rng)
+                self._resumed_rng = None
             for index, batch in enumerate(batches, start=skip):
                 with times.stage("step"):
                     engine.step(batch["A"], batch["B"])
@@ -559,10 +559,9 @@ class Trainer:
         """``losses``' mean over the torchrun job's ranks, and, in the same all-reduce (no
         collective of its own), the ranks' stop and checkpoint requests, which every rank then
         acts on alike after this step (``StopRequests.agree``)."""
-        flags = self._stops.shared_flags() if self._stops is not None else []
-        values = average_over_processes(list(losses.values()) + flags, self.engine.device)
-        if self._stops is not None:
-            self._stops.agree(values[len(losses):])
+        values = average_over_processes(list(losses.values()) + self._stops.shared_flags(),
+                                        self.engine.device)
+        self._stops.agree(values[len(losses):])
         return dict(zip(losses, values[:len(losses)]))
 
     def _run_time_left(self, images_per_s: float) -> str:
