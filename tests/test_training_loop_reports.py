@@ -44,6 +44,7 @@ class Bar:
 
 class LossLog:
     """A LossLog stand-in: the rows appended."""
+    holding = False   # not a resume: no rows of a discarded run held
 
     def __init__(self):
         self.rows = []

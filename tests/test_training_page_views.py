@@ -1,6 +1,7 @@
 """What the training page (web/index.html, its samples and loss plot) and the end summary show
 (QA r1): after a resume from an older epoch, the samples of the run it discards are gone; a
 plot that cannot be drawn leaves the page, and the summary says what is on disk."""
+import csv
 import re
 
 import pytest
@@ -52,6 +53,35 @@ def test_a_resume_that_fails_before_it_saves_leaves_the_discarded_runs_samples(t
     assert len([name for name in images if "step0000008" in name]) == 3, sorted(images)
     assert _page_steps(run) == [6, 3]   # the page this run drew: no step past 4 but its own
     _assert_page_lists_files_on_disk(run)
+
+
+def _logged_steps(run) -> list:
+    with open(run / "loss_log.csv", newline="") as handle:
+        return [int(row["step"]) for row in csv.DictReader(handle)]
+
+
+def test_the_discarded_runs_loss_rows_stay_until_the_resumes_first_save(tmp_path, monkeypatch):
+    """loss_log.csv drops the rows past the resumed step only once the resume has saved: one
+    that fails before leaves the log of the run latest_* still holds (it was cut at once)."""
+    data = write_aligned_dataset(tmp_path / "data", phases=("train",))
+    checkpoints, run = tmp_path / "ckpt", tmp_path / "ckpt" / "tiny"
+    assert main(train_argv(data, checkpoints, "--save_epoch_freq", "1", "--log-every", "1")) == 0
+    logged = _logged_steps(run)
+    assert max(logged) == 8
+    step = Pix2PixEngine.step
+
+    def step_or_fail(engine, real_A, real_B):
+        if engine.steps == 6:   # rows logged at steps 5 and 6, before any save
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        step(engine, real_A, real_B)
+    with monkeypatch.context() as patch:
+        patch.setattr(Pix2PixEngine, "step", step_or_fail)
+        assert main(train_argv(data, checkpoints, "--continue_train", "--epoch", "1",
+                               "--log-every", "1")) == 1
+    assert _logged_steps(run) == logged
+    assert main(train_argv(data, checkpoints, "--continue_train", "--epoch", "1",
+                           "--log-every", "1")) == 0
+    assert _logged_steps(run) == list(range(1, 9))   # steps 5..8 this run's, once each
 
 
 def _assert_page_lists_files_on_disk(run) -> None:

@@ -10,6 +10,7 @@ import html
 import math
 import os
 import re
+import threading
 from pathlib import Path
 from urllib.parse import quote
 
@@ -71,20 +72,33 @@ class LossLog:
     (edited: fastp2p writes none) are left out, and
     ``say`` (print by default) is told how many in one line. A symbolic link or special file
     at the log's name raises ``fastp2p.atomic_files.NotAPlainFile`` (a ValueError).
+
+    Rows past the resumed step (a resume from an older epoch discards the run that logged
+    them) stay in the file until this run's first checkpoint is on disk (``discard_held``,
+    called then): a resume that fails before it saves leaves the log of the run its
+    ``latest_*`` still holds. Meanwhile the new rows are kept here, for the plot.
     """
 
     def __init__(self, path: Path, resume_step=None, say=print):
         self.path = Path(path)
         self.rows = []
+        self.holding = False   # the file still holds the discarded run's later rows
+        self._lock = threading.Lock()   # appends (the loop) against discard_held (the writer)
         if resume_step is not None and self.path.exists():
             rows, damaged = _read_log_rows(self.path)
             self.rows = [row for row in rows if row["step"] <= resume_step]
+            self.holding = len(self.rows) < len(rows)
             if damaged:
                 say(f"warning: {self.path}: {damaged} damaged row(s) left out (they do not "
                     "parse, or hold NaN or Inf, which fastp2p never writes); the log and the "
                     "loss plot go on without them")
-        # A full disk shows at the buffered write on close, as an OSError naming no file.
-        # open_plain_file: a link planted at the log's name is refused, never written through.
+        if not self.holding:
+            self._rewrite()
+
+    def _rewrite(self) -> None:
+        """The file as ``rows`` (a header first). A full disk shows at the buffered write on
+        close, as an OSError naming no file; open_plain_file: a link planted at the log's name
+        is refused, never written through."""
         with naming_the_file(self.path), open(self.path, "w", newline="",
                                               opener=open_plain_file) as handle:
             writer = csv.DictWriter(handle, LOG_FIELDS)
@@ -93,16 +107,28 @@ class LossLog:
 
     def append(self, row: dict) -> None:
         row = {key: row[key] for key in LOG_FIELDS}
-        self.rows.append(row)
-        with naming_the_file(self.path), open(self.path, "a", newline="",
-                                              opener=open_plain_file) as handle:
-            csv.DictWriter(handle, LOG_FIELDS).writerow(row)
+        with self._lock:
+            self.rows.append(row)
+            if self.holding:
+                return
+            with naming_the_file(self.path), open(self.path, "a", newline="",
+                                                  opener=open_plain_file) as handle:
+                csv.DictWriter(handle, LOG_FIELDS).writerow(row)
+
+    def discard_held(self) -> None:
+        """Once this run's first checkpoint is on disk: the file becomes this run's rows,
+        without the discarded run's later ones."""
+        with self._lock:
+            if self.holding:
+                self._rewrite()
+                self.holding = False
 
     def frozen(self) -> "LossLog":
         """A copy whose rows stay as they are now, to plot on another thread while this one
         goes on appending."""
         view = copy.copy(self)
-        view.rows = list(self.rows)
+        with self._lock:
+            view.rows = list(self.rows)
         return view
 
     def plot(self, path: Path, title: str) -> None:

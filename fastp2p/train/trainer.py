@@ -212,31 +212,35 @@ class Trainer:
             self.writer.wait()   # one save in flight, and one snapshot in memory
             files, step = snapshot(self.netG, self.netD, self.train_state()), self.engine.steps
             replaced, self.replaced_run = self.replaced_run, None
-            discarded_samples = self._discarded_samples_job()
+            discarded_reports = self._discarded_reports_job()
 
             def write():
                 self.checkpoints.write(labels, files, step, replacing=self.replacing)
                 self.replacing = False
                 if replaced is not None:
                     self._remove_replaced_run(replaced, labels)
-                if discarded_samples is not None:
-                    discarded_samples()
+                if discarded_reports is not None:
+                    discarded_reports()
             self.writer.submit(write)
 
-    def _discarded_samples_job(self):
-        """While the samples of the run a resume discards are still on disk (until this run's
-        first save is): the job that deletes them and refreshes the page, to run once the save
-        is on disk, on the writer thread (which writes this run's samples, so none is written
-        meanwhile); None otherwise."""
-        page = self.page
-        if page is None or page.discarded_after is None:
+    def _discarded_reports_job(self):
+        """While the loss rows and samples of the run a resume discards are still on disk
+        (until this run's first save is): the job that drops them (and refreshes the page), to
+        run once the save is on disk, on the writer thread (which writes this run's samples, so
+        none is written meanwhile); None otherwise."""
+        page, loss_log = self.page, self.loss_log
+        held_rows = loss_log is not None and loss_log.holding
+        held_samples = page is not None and page.discarded_after is not None
+        if not (held_rows or held_samples):
             return None
-        loss_log = self.loss_log.frozen()
+        plotted = loss_log.frozen()
 
-        def delete_and_refresh():
-            page.delete_discarded_samples()
-            page.refresh(loss_log)
-        return self._reporting(delete_and_refresh)
+        def discard():
+            loss_log.discard_held()
+            if page is not None:
+                page.delete_discarded_samples()
+                page.refresh(plotted)
+        return self._reporting(discard)
 
     def _remove_replaced_run(self, replaced: dict, written) -> None:
         """After this run's first save: remove the replaced run's sets (those under a label
