@@ -30,7 +30,8 @@ it holds CHECKPOINTS_DIR/NAME/.lock, and a second run of that NAME exits with co
 On CUDA the step runs fused Adam, an lr in device memory and, by default, one CUDA graph per
 step. Ctrl-C, SIGTERM or SIGHUP (a closed terminal; not under nohup) saves latest_* and exits
 with 128+signal; SIGUSR1 or SIGUSR2 (a scheduler's warning before its time limit, SLURM's
---signal=USR1@60) saves latest_* and trains on; a NaN/Inf loss, weight, buffer or optimizer
+--signal=USR1@60; under torchrun send it to the ranks, not torchrun: see the README) saves
+latest_* and trains on; a NaN/Inf loss, weight, buffer or optimizer
 state stops with exit code 1 before anything non-finite is saved, and the last good checkpoint
 stays; a failed write exits with 1 and one line naming the file. At the end it prints the
 images/s over the steps after the first and the share of that time spent waiting for data, in
