@@ -26,7 +26,7 @@ class ReferenceCheckpointMixin:
     torch's deferred initialisation (build under ``torch.device("meta")``, then ``to_empty`` and
     ``load_state_dict``, or ``load_state_dict(..., assign=True)``) leaves the U-Net's
     ``dropout_rng``, which no state_dict holds, uninitialised or on meta; it is set there as
-    construction sets it (``init_dropout_rng``: torch.initial_seed(), offset 0), also for a
+    construction would (``init_dropout_rng``: the seed construction took, offset 0), also for a
     network inside the module the user converts or loads (torch calls these two methods on
     every submodule).
     """

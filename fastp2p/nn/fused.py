@@ -30,6 +30,7 @@ network's tree holds (its layers, hook dicts, norm-like modules) is listed once 
 listed again after a registration (fastp2p.nn.layer_walk); what may change without one is asked
 per call (``_fused_forward_fits``).
 """
+import itertools
 import threading
 from operator import attrgetter
 
@@ -57,7 +58,7 @@ from fastp2p.ops.conv_transpose import (LAYOUT_OF_FORM, conv_transpose2d, conv_t
                                         conv_transpose2d_tanh, cpu_inference_form)
 from fastp2p.ops.stand_ins import PACKED
 from fastp2p.ops.definitions import like_memory_format
-from fastp2p.ops.dropout_rng import LOW32
+from fastp2p.ops.dropout_rng import LOW32, mix32
 from fastp2p.reference.unet import UnetSkipConnectionBlock
 
 # The name that pickles made before e2d97a1 give a network's cached walk: they still load.
@@ -128,17 +129,40 @@ class DropoutRNG:
         return self.state[0], offset
 
 
+# How many U-Nets this process has built: each takes its own default dropout seed from it.
+_unets_built = itertools.count()
+_counting = threading.Lock()
+
+
+def default_dropout_seed() -> int:
+    """The next U-Net's default dropout seed: torch.initial_seed() for the first U-Net a process
+    builds (the stream every run and test pinned on it draws), then that seed plus a hash of the
+    count of U-Nets built before (fastp2p.kernels.dropout_rng's mix32, 0 for the first), so that
+    separately built U-Nets (CycleGAN's two generators, an ensemble) draw independent masks, as
+    reference U-Nets drawing from torch's generator do. Nothing is drawn from the global RNG
+    (the reference's construction and init streams are unchanged); the count is taken under a
+    lock, so threads building U-Nets at once get different seeds. A hash, not the count itself:
+    a rank's seed is the seed plus the rank (fastp2p.train.distributed), so a plain count would
+    give rank 0's second U-Net rank 1's first stream."""
+    with _counting:
+        built_before = next(_unets_built)
+    return (torch.initial_seed() + mix32(built_before)) & LOW32
+
+
 def init_dropout_rng(module: nn.Module, device=None) -> None:
     """Register the [seed, offset] buffer, on ``device`` (None: torch's default device, as for
-    the parameters). The seed comes from torch.initial_seed() (no draw from the global RNG, so
-    the reference's construction and init streams are unchanged). A normal tensor even inside
+    the parameters), seed ``default_dropout_seed()``, offset 0. A module built on the meta
+    device keeps the seed its construction took when it is materialised (this is called again
+    then: fastp2p.nn.compat). A normal tensor even inside
     ``torch.inference_mode()``: a training forward advances it in place, also outside that
     mode (a module built inside it may train or sample with dropout later). DDP is told to
     leave the buffer alone where the module is the one it wraps: its ``broadcast_buffers``
     copies rank 0's buffers to every rank before each forward, which would give every rank
     rank 0's masks (the reference's Dropout draws each rank's from that rank's generator);
     the names the module already had DDP ignore are kept."""
-    seed = torch.initial_seed() & 0xFFFFFFFF
+    seed = getattr(module, "_constructed_dropout_seed", None)
+    if seed is None:
+        seed = module._constructed_dropout_seed = default_dropout_seed()
     with torch.inference_mode(False):
         state = torch.tensor([seed, 0], dtype=torch.int64, device=device)
     module.register_buffer("dropout_rng", state, persistent=False)

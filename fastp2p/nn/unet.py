@@ -60,13 +60,17 @@ class UNet(ReleasesReplacedWeights, RefusesScripting, ReferenceCheckpointMixin, 
     Behaviour change: in train mode with ``use_dropout=True`` the dropout masks come from a
     counter-based RNG, not torch's global RNG, so they differ from the reference's masks (the
     math given a mask is the same). State: the non-persistent buffer ``dropout_rng``
-    ([seed, offset], int64; seed defaults to torch.initial_seed()), whose offset advances after
-    each training forward; set it with ``set_dropout_rng(seed, offset)``. Under torch.compile,
-    torch.export, torch.fx and torch.jit.trace the reference forward runs instead (traced as
-    torch ops: fastp2p.nn.tracing), and dropout draws from torch's generator; so does a
-    training forward with dropout under ``torch.utils.checkpoint(..., use_reentrant=False)``,
-    whose recomputation must draw the first run's masks (the reentrant variant is refused in
-    the backward: fastp2p.nn.recomputation).
+    ([seed, offset], int64), whose offset advances after each training forward; set it with
+    ``set_dropout_rng(seed, offset)``. Its default seed differs per U-Net built in the process
+    (the first's is torch.initial_seed(): fastp2p.nn.fused.default_dropout_seed), so separately
+    built U-Nets draw independent masks; a copy (``copy.deepcopy``) keeps its original's stream,
+    as a copied torch.Generator does: call ``set_dropout_rng`` on it for masks of its own.
+    Under torch.compile, torch.export, torch.fx and torch.jit.trace the reference forward runs
+    instead (traced as torch ops: fastp2p.nn.tracing), and dropout draws from torch's
+    generator; so does a training forward with dropout under
+    ``torch.utils.checkpoint(..., use_reentrant=False)``, whose recomputation must draw the
+    first run's masks (the reentrant variant is refused in the backward:
+    fastp2p.nn.recomputation).
     """
 
     def __init__(self, input_nc=3, output_nc=3, num_downs=8, ngf=64, norm_layer=None,

@@ -104,9 +104,12 @@ def _discriminator_config(args) -> NetworkConfig:
 
 def generator_from_options(args, device) -> torch.nn.Module:
     """fastp2p.UNet per --netG/--ngf/--norm/--no_dropout, initialised per --init_type/gain, on
-    ``device``."""
-    return _built_on(lambda: build_generator(_generator_config(args)), args, device,
-                     "the generator", "--ngf")
+    ``device``, its dropout stream at (--seed, 0) (the seed the command gave torch), however many
+    U-Nets the process built before (each takes another default seed)."""
+    generator = _built_on(lambda: build_generator(_generator_config(args)), args, device,
+                          "the generator", "--ngf")
+    generator.set_dropout_rng(torch.initial_seed())
+    return generator
 
 
 def discriminator_from_options(args, device) -> torch.nn.Module:

@@ -10,10 +10,13 @@ import fastp2p
 
 
 def tiny_networks(seed=0, norm="batch", num_downs=5, ngf=4, ndf=4, use_dropout=False):
-    """A fastp2p U-Net and PatchGAN initialised like the reference (normal, gain 0.02)."""
+    """A fastp2p U-Net and PatchGAN initialised like the reference (normal, gain 0.02), the
+    U-Net's dropout stream at (seed, 0) as ``fastp2p train`` puts it (a U-Net built later in a
+    process takes another default seed)."""
     torch.manual_seed(seed)
     netG = fastp2p.init_weights(fastp2p.UNet(3, 3, num_downs, ngf=ngf, norm=norm,
                                              use_dropout=use_dropout))
+    netG.set_dropout_rng(seed)
     netD = fastp2p.init_weights(fastp2p.PatchDiscriminator(6, ndf=ndf, n_layers=2, norm=norm))
     return netG, netD
 
