@@ -40,7 +40,8 @@ class PatchDiscriminator(ReleasesReplacedWeights, RefusesScripting, ReferenceChe
     optimizer step or ``load_state_dict`` is seen, a write through ``.data`` is not, nor an
     in-place change of a tensor a parameter's ``.data`` was set to
     (``torch.nn.utils.vector_to_parameters`` sets each to a view of its vector): after one, call
-    ``fastp2p.nn.folding.forget_cached_weights``."""
+    ``fastp2p.nn.folding.forget_cached_weights``. A layer with weights in shared memory
+    (``share_memory()``) is not cached: another process's writes are seen."""
 
     def __init__(self, input_nc=6, ndf=64, n_layers=3, norm_layer=None, *, norm=None):
         input_nc, ndf = positive_ints(input_nc=input_nc, ndf=ndf)
@@ -82,7 +83,8 @@ class PixelDiscriminator(ReleasesReplacedWeights, RefusesScripting, ReferenceChe
     """Drop-in replacement for the reference ``PixelDiscriminator`` (1x1 PatchGAN), fused like
     PatchDiscriminator, its eval BatchNorm folded alike: after a write through ``.data`` or
     ``torch.nn.utils.vector_to_parameters`` and an in-place change of the vector, call
-    ``fastp2p.nn.folding.forget_cached_weights``."""
+    ``fastp2p.nn.folding.forget_cached_weights``. A layer with weights in shared memory
+    (``share_memory()``) is not cached: another process's writes are seen."""
 
     def __init__(self, input_nc=6, ndf=64, norm_layer=None, *, norm=None):
         input_nc, ndf = positive_ints(input_nc=input_nc, ndf=ndf)

@@ -19,8 +19,11 @@ updates the running statistics without bumping their counters, but counts the ba
 without the counter is not folded), and the cache keeps the old tensors alive so that a
 replaced tensor (``.to()``, ``.half()``, ``.data = ...``) cannot reuse an address it
 remembers. Checking a key
-costs a few microseconds per layer. torch's fused optimizers (``fused=True``) write the
-parameters in one kernel that bumps no version counter: once a cache entry is built, a global
+costs a few microseconds per layer. A layer with a CPU tensor in shared memory
+(``share_memory()``, a network handed to torch.multiprocessing workers) is not cached at all:
+another process's write moves neither address nor counter; it computes from its own tensors
+every call (``_watch``). torch's fused optimizers (``fused=True``) write the parameters in one
+kernel that bumps no version counter: once a cache entry is built, a global
 optimizer step post-hook registered here bumps the counters of the cached tensors such a step
 wrote, and only theirs (``see_fused_steps_on``). A conversion of
 a whole public network (``.to()``, ``.cuda()``, ``.double()``: ``nn.Module._apply``) drops the
@@ -181,14 +184,23 @@ def _sources(conv, norm):
 
 
 def _watch(tensors) -> Optional[tuple]:
-    """(address, version) of every tensor (None for a missing one); None when one is an
-    inference tensor (created under inference_mode), which has no version counter to watch. A
+    """(address, version) of every tensor (None for a missing one); None when one cannot be
+    watched: an inference tensor (created under inference_mode), which has no version counter,
+    or a CPU tensor in shared memory (``share_memory()``, a tensor passed to a
+    torch.multiprocessing child), which another process may write without moving either. A
     dtype or device change shows as a new address: the cache holds the old tensors, so theirs
     stay taken."""
     try:
-        return tuple(None if t is None else (t.data_ptr(), t._version) for t in tensors)
+        watched = tuple(None if t is None else (t.data_ptr(), t._version) for t in tensors)
     except RuntimeError:  # "Inference tensors do not track version counter"
         return None
+    return None if any(_in_shared_memory(t) for t in tensors) else watched
+
+
+def _in_shared_memory(tensor: Optional[torch.Tensor]) -> bool:
+    # CUDA storages always say they are shared (torch's is_shared): only a CPU one can tell.
+    # The storage's own check, not Tensor.is_shared: ten times cheaper, per tensor per call.
+    return tensor is not None and tensor.is_cpu and tensor.untyped_storage().is_shared()
 
 
 def _key(conv, norm) -> Optional[tuple]:

@@ -50,8 +50,9 @@ class UNet(ReleasesReplacedWeights, RefusesScripting, ReferenceCheckpointMixin, 
     is seen (torch's fused optimizers through a step hook: fastp2p.nn.folding), a write through
     ``.data`` is not, nor an in-place change of a tensor a parameter's ``.data`` was set to
     (``torch.nn.utils.vector_to_parameters`` sets each to a view of its vector): after one, call
-    ``fastp2p.nn.folding.forget_cached_weights``. ``.to()``, ``.double()`` and the like drop the
-    copies they made stale.
+    ``fastp2p.nn.folding.forget_cached_weights``. A layer with weights in shared memory
+    (``share_memory()``) is not cached: another process's writes are seen. ``.to()``,
+    ``.double()`` and the like drop the copies they made stale.
     The layers that the conv choice gives to the fused convolution
     (fastp2p.ops.backends.conv_choice: none by default, all with FASTP2P_CONV=fused; a committed
     table's layers on the GPU model and in the direction it measured) run as
