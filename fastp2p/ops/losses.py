@@ -139,7 +139,10 @@ def l1_loss(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 
     ``x`` / ``y``: the same shape, dtype (float32, bfloat16 or float16; float64, which runs on
     the reference backend) and device, any layout (channels-last stays; a mismatched pair of
-    strides costs one copy of y).
+    strides costs one copy of y). Unlike F.l1_loss, a pair of two dtypes (an autocast
+    generator's bfloat16 output against a float32 target) is refused, not promoted: the C++
+    kernel reads both as one type, so promoting would copy one of them on every call; the
+    ValueError names the dtype F.l1_loss would compute in, to cast both to.
 
     Example::
 
@@ -150,8 +153,18 @@ def l1_loss(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     if x.shape != y.shape or x.device != y.device or x.dtype != y.dtype:
         raise ValueError(f"l1_loss expects x and y of the same shape, dtype and device, got "
                          f"{tuple(x.shape)} {x.dtype} {x.device} and {tuple(y.shape)} {y.dtype} "
-                         f"{y.device}")
+                         f"{y.device}{_promotion_advice(x, y)}")
     return _l1_loss_fwd(_widen_half(x), _widen_half(y))[0]
+
+
+def _promotion_advice(x: torch.Tensor, y: torch.Tensor) -> str:
+    """For a pair of two dtypes, what computing as F.l1_loss does takes: the cast it would make
+    (torch's type promotion), made by the caller."""
+    if x.dtype == y.dtype:
+        return ""
+    common = str(torch.promote_types(x.dtype, y.dtype))
+    return (f" (F.l1_loss would promote both to {common}: pass "
+            f"l1_loss(x.to({common}), y.to({common})))")
 
 
 def l1_loss_for(device: torch.device):

@@ -95,6 +95,20 @@ def test_bad_input_raises_value_error(call, message):
         call()
 
 
+def test_l1_loss_of_two_dtypes_names_the_cast_f_l1_loss_would_make():
+    """An autocast generator's bfloat16 output against a float32 target: F.l1_loss promotes,
+    l1_loss refuses (its C++ kernel reads both as one dtype) and says which cast to make; made,
+    it gives F.l1_loss's loss."""
+    fake_b = torch.rand(2, 3, 4, 4).bfloat16()
+    real_b = torch.rand(2, 3, 4, 4)
+    with pytest.raises(ValueError, match=re.escape(
+            "promote both to torch.float32: pass l1_loss(x.to(torch.float32), "
+            "y.to(torch.float32))")):
+        l1_loss(fake_b, real_b)
+    assert_close(l1_loss(fake_b.to(torch.float32), real_b), F.l1_loss(fake_b, real_b),
+                 FP32_SINGLE_OP, "the promoted pair")
+
+
 @pytest.mark.cuda
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16],
                          ids=["fp32", "bf16", "fp16"])
