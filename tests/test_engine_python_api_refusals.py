@@ -2,6 +2,7 @@
 count is refused before any forward (it was found inside D after G's train-mode forward had
 moved its batch-norm statistics, and blamed on D's input_nc), and master_weights=True on a
 machine where it cannot run is one ValueError, not Triton's ImportError."""
+import copy
 import sys
 
 import pytest
@@ -60,3 +61,17 @@ def test_a_network_of_another_kind_is_not_checked_for_channels():
     engine = Pix2PixEngine(LateHead(), tiny_networks()[1])
     engine.step(*random_batches(1)[0])
     assert engine.steps == 1
+
+
+@pytest.mark.parametrize("dtypes", [(torch.float64, torch.float64), (torch.bfloat16,
+                                    torch.float32)], ids=["fp64", "bf16-with-fp32"])
+def test_a_floating_batch_of_another_dtype_trains_as_its_float32_cast(dtypes, one_thread):
+    """Not refused (as the README says): cast to float32 on the engine's device (an integer
+    batch is: tests/test_engine_python_api_messages.py)."""
+    netG, netD = tiny_networks()
+    twins = copy.deepcopy((netG, netD))
+    real_A, real_B = (t.to(dtype) for t, dtype in zip(random_batches(1)[0], dtypes))
+    Pix2PixEngine(netG, netD).step(real_A, real_B)
+    Pix2PixEngine(*twins).step(real_A.float(), real_B.float())
+    assert all(torch.equal(a, b) for a, b in zip(parameters_and_buffers(netG, netD),
+                                                 parameters_and_buffers(*twins)))

@@ -243,7 +243,9 @@ class Pix2PixEngine:
                     group["lr"] = self._lr_value
 
     def step(self, real_A: torch.Tensor, real_B: torch.Tensor) -> None:
-        """One full pix2pix D+G update on a batch (N x C x H x W tensors in [-1, 1])."""
+        """One full pix2pix D+G update on a batch (N x C x H x W tensors in [-1, 1]) of any
+        floating dtype, cast to float32 on the engine's device; a non-floating dtype, an empty
+        batch or real_A and real_B of different batch or spatial sizes is a ValueError."""
         self._check_batch(real_A, real_B)
         self._check_gan_labels()
         if self.cuda_graph:
