@@ -22,8 +22,9 @@ remembers. Checking a key
 costs a few microseconds per layer. A layer with a CPU tensor in shared memory
 (``share_memory()``, a network handed to torch.multiprocessing workers) is not cached at all:
 another process's write moves neither address nor counter; it computes from its own tensors
-every call (``_watch``). torch's fused optimizers (``fused=True``) write the parameters in one
-kernel that bumps no version counter: once a cache entry is built, a global
+every call (``_any_in_shared_memory``, asked where an entry would be built). torch's fused
+optimizers (``fused=True``) write the parameters in one kernel that bumps no version counter:
+once a cache entry is built, a global
 optimizer step post-hook registered here bumps the counters of the cached tensors such a step
 wrote, and only theirs (``see_fused_steps_on``). A conversion of
 a whole public network (``.to()``, ``.cuda()``, ``.double()``: ``nn.Module._apply``) drops the
@@ -184,23 +185,22 @@ def _sources(conv, norm):
 
 
 def _watch(tensors) -> Optional[tuple]:
-    """(address, version) of every tensor (None for a missing one); None when one cannot be
-    watched: an inference tensor (created under inference_mode), which has no version counter,
-    or a CPU tensor in shared memory (``share_memory()``, a tensor passed to a
-    torch.multiprocessing child), which another process may write without moving either. A
+    """(address, version) of every tensor (None for a missing one); None when one is an
+    inference tensor (created under inference_mode), which has no version counter to watch. A
     dtype or device change shows as a new address: the cache holds the old tensors, so theirs
     stay taken."""
     try:
-        watched = tuple(None if t is None else (t.data_ptr(), t._version) for t in tensors)
+        return tuple(None if t is None else (t.data_ptr(), t._version) for t in tensors)
     except RuntimeError:  # "Inference tensors do not track version counter"
         return None
-    return None if any(_in_shared_memory(t) for t in tensors) else watched
 
 
-def _in_shared_memory(tensor: Optional[torch.Tensor]) -> bool:
+def _any_in_shared_memory(tensors) -> bool:
+    """Whether a CPU tensor of ``tensors`` is in shared memory. Asked only when a cache entry
+    would be built: moving a tensor there (``share_memory_()``) gives it a new address, so a
+    key built before no longer matches and the next call asks again."""
     # CUDA storages always say they are shared (torch's is_shared): only a CPU one can tell.
-    # The storage's own check, not Tensor.is_shared: ten times cheaper, per tensor per call.
-    return tensor is not None and tensor.is_cpu and tensor.untyped_storage().is_shared()
+    return any(t is not None and t.is_cpu and t.untyped_storage().is_shared() for t in tensors)
 
 
 def _key(conv, norm) -> Optional[tuple]:
@@ -262,10 +262,11 @@ def folded_conv(conv: nn.Module, norm: nn.BatchNorm2d, layout=torch.preserve_for
 
 
 def _cached(cache, module: nn.Module, layout, input_size, key: tuple, sources, build
-            ) -> nn.Module:
+            ) -> Optional[nn.Module]:
     """The stand-in ``cache`` holds for ``module`` in ``layout`` for inputs of ``input_size``,
     built anew by ``build(layout, input_size)`` unless its key is ``key``, computed from the
-    tensors ``sources`` (``see_fused_steps_on``). One entry per slot (``_slot``): a layer whose
+    tensors ``sources`` (``see_fused_steps_on``); None, building nothing, where a source is in
+    shared memory (``_any_in_shared_memory``). One entry per slot (``_slot``): a layer whose
     layout depends on the input (the measured transposed-convolution form), or inputs of two
     sizes by turns, keep each instead of rebuilding by turns; at most ``MAX_STAND_INS`` per
     module, the least recently used dropped first, so that inputs of ever new sizes do not add
@@ -282,6 +283,8 @@ def _cached(cache, module: nn.Module, layout, input_size, key: tuple, sources, b
         if entry is None and layout in OPAQUE_LAYOUTS and not kept.admits(slot):
             return _plain(kept, key, sources, build)
         if entry is None or entry.key != key:
+            if _any_in_shared_memory(sources):
+                return None
             entry = kept[slot] = _built(build, layout, input_size, sources)
         entry.used = kept.calls
         kept.move_to_end(slot)
@@ -290,7 +293,7 @@ def _cached(cache, module: nn.Module, layout, input_size, key: tuple, sources, b
         return entry.conv
 
 
-def _plain(kept: _Kept, key: tuple, sources, build) -> nn.Module:
+def _plain(kept: _Kept, key: tuple, sources, build) -> Optional[nn.Module]:
     """The stand-in in ``PLAIN_LAYOUT`` for sizes without a packing of their own: a kept entry
     in that layout where there is one (a transposed convolution's GEMM form), rather than a
     second copy of the same weights; else ``kept.plain``, built anew unless its key is ``key``.
@@ -300,6 +303,8 @@ def _plain(kept: _Kept, key: tuple, sources, build) -> nn.Module:
         return same.conv
     plain = kept.plain
     if plain is None or plain.key != key:
+        if _any_in_shared_memory(sources):
+            return None
         plain = kept.plain = _built(build, PLAIN_LAYOUT, None, sources)
     return plain.conv
 
@@ -336,7 +341,8 @@ def conv_in_layout(conv: nn.Module, layout, input_size=None) -> nn.Module:
         return _StandIn(key, stand_in(conv, held[0], None if bias is None else held[1], layout,
                                       input_size), held)
 
-    return _cached(_layout_cache, conv, layout, input_size, key, (weight, bias), build)
+    stand_in_conv = _cached(_layout_cache, conv, layout, input_size, key, (weight, bias), build)
+    return conv if stand_in_conv is None else stand_in_conv
 
 
 def folded_for(module: nn.Module) -> list:
