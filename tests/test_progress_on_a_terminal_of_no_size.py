@@ -4,8 +4,6 @@ columns or rows, neither the bar nor the losses beside it (QA r55). The bar is n
 there."""
 import fcntl
 import io
-import os
-import pty
 import struct
 import sys
 import termios
@@ -14,29 +12,14 @@ import pytest
 
 from fastp2p.terminal import FALLBACK_SIZE, bar_size, stderr_bar
 from fastp2p.train.progress import progress_bar
+from helpers.pseudo_terminals import pseudo_terminal
 
 
 @pytest.fixture
 def terminal():
     """(the terminal's side a program writes to, as a file; a function reading what it shows)"""
-    try:
-        master, slave = pty.openpty()
-    except OSError as error:
-        pytest.skip(f"no pseudo-terminal on this machine ({error})")
-    stream = os.fdopen(slave, "w", buffering=1)
-
-    def shown() -> str:
-        stream.flush()
-        os.set_blocking(master, False)
-        text = b""
-        while True:
-            try:
-                text += os.read(master, 65536)
-            except BlockingIOError:
-                return text.decode(errors="replace")
-    yield stream, shown
-    stream.close()
-    os.close(master)
+    with pseudo_terminal(columns=0, rows=0) as opened:
+        yield opened
 
 
 def _set_size(stream, rows: int, columns: int) -> None:
