@@ -73,3 +73,23 @@ def test_a_run_failed_before_training_is_said_once_per_node(tmp_path, monkeypatc
     err = capsys.readouterr().err
     assert ("fastp2p train: error:" in err and "1.jpg: not a readable image" in err) is said, err
     assert said or err == ""
+
+
+@pytest.mark.parametrize("rank, prefix", [("0", ""), ("1", "rank 1: ")])
+def test_a_failure_in_the_training_loop_is_said_by_the_rank_that_met_it(tmp_path, monkeypatch,
+                                                                      capsys, rank, prefix):
+    """A bad image in one rank's share of the data fails that rank's loop: it says so whatever
+    its LOCAL_RANK (said once per node, it went unsaid off a node's first process, and the
+    other ranks' line pointed at a message above that was not there)."""
+    from fastp2p.data import DataError
+    from fastp2p.train.engine import Pix2PixEngine
+
+    def step_meets_a_bad_image(engine, real_A, real_B):
+        raise DataError("data/train/7.jpg: cannot decode this image (image file is truncated)")
+    monkeypatch.setattr(Pix2PixEngine, "step", step_meets_a_bad_image)
+    _as_rank(monkeypatch, rank, rank, world_size="1")
+    data = write_aligned_dataset(tmp_path / "data", pairs=1)
+    assert main(train_argv(data, tmp_path / "ckpt", "--no_html")) == 1
+    err = capsys.readouterr().err
+    assert (f"{prefix}fastp2p train: error: data/train/7.jpg: cannot decode this image"
+            in err), err

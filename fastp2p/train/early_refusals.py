@@ -39,6 +39,13 @@ def print_once_per_node(command: str, message: object, context=()) -> None:
     torchrun's variables are read without torch (maybe not imported yet)."""
     if os.environ.get("LOCAL_RANK", "0") not in ("", "0"):
         return
+    print_on_this_rank(command, message, context)
+
+
+def print_on_this_rank(command: str, message: object, context=()) -> None:
+    """``message`` as ``command``'s error line, after the ``context`` lines, on stderr, each
+    line begun with ``rank N: `` off rank 0: for a failure this process alone met (a bad image
+    in its share of the data, its loader worker)."""
     rank = os.environ.get("RANK", "0")
     prefix = "" if rank in ("", "0") else f"rank {rank}: "
     for line in (*context, error_line(command, message)):

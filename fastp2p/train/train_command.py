@@ -245,7 +245,7 @@ def run(args: argparse.Namespace, times=None, name_files: bool = True) -> int:
         say(ignored)
     for note in resume_notes:
         say(note)
-    trackers, loader = [], None
+    trackers, loader, training = [], None, False
     try:
         graphs = args.graphs
         if graphs is None:
@@ -274,16 +274,17 @@ def run(args: argparse.Namespace, times=None, name_files: bool = True) -> int:
             page, loss_log, trackers = _open_reports(args, checkpoints, state, say)
             trainer.report_to(page, loss_log, trackers)
         say(_start_line(args, len(dataset), info, graphs, trainer))
+        training = True
         code = trainer.fit(loader, progress_bar=(lambda **kw: progress_bar(unit="step", **kw))
                            if info.is_main else None)
         if code == 0 and info.is_main:
             _report_end(trainer, info, say, (checkpoints, page, loss_log) if name_files else None)
         return code
     except (ValueError, DataError, CheckpointWriteError) as err:
-        _print_refusal(err)
+        _print_failure(err, training)
         return 1
     except OSError as err:  # e.g. a read-only or full checkpoints folder
-        _print_refusal(describe_os_error(err))
+        _print_failure(describe_os_error(err), training)
         return 1
     finally:
         close_trackers(trackers)
@@ -320,6 +321,18 @@ def _print_refusal(err, context=()) -> None:
     torchrun once per node (``print_once_per_node``)."""
     from fastp2p.train.early_refusals import print_once_per_node
     print_once_per_node("train", err, context)
+
+
+def _print_failure(err, training: bool) -> None:
+    """The error line of a run that failed: before its training loop, as a refusal (once per
+    node); in it, on the rank that met it (a bad image in that rank's share of the data, its
+    loader worker that died), which may be on no node's first process: said once per node, it
+    went unsaid there, and the other ranks' line pointed at a message that was not there."""
+    if not training:
+        _print_refusal(err)
+        return
+    from fastp2p.train.early_refusals import print_on_this_rank
+    print_on_this_rank("train", err)
 
 
 def _resolve_and_check_options(args, resume_notes) -> int | None:
