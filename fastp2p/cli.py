@@ -10,7 +10,7 @@ import importlib
 import sys
 
 from fastp2p.bench.stops import caller_handlers_back
-from fastp2p.train.stdout_reader import run_with_guarded_stdout
+from fastp2p.train.stdout_reader import run_with_guarded_stdout, work_begins
 from fastp2p.train.stop_requests import drop_early_stop_handler, stop_before_work_with_a_line
 from fastp2p.train.reference_options import older_names_hint
 from fastp2p.train.saved_options import given_options
@@ -113,6 +113,7 @@ def _parse_and_run(argv, args: argparse.Namespace) -> int:
     drop_early_stop_handler(args.command)
     if "given_options" in vars(args):   # a command that takes the others from a saved run
         args.given_options = given_options(_subcommand_parser(parser, args.command), words)
+    work_begins()
     return args.run(args)
 
 

@@ -9,6 +9,8 @@ import signal
 import subprocess
 import sys
 
+import pytest
+
 from fastp2p.cli import main
 from helpers.train_helpers import tiny_test_argv, train_argv, trained  # noqa: F401 (fixture)
 
@@ -33,6 +35,14 @@ def _run_with_reader_gone(tmp_path, argv, lines_read=()) -> str:
 
 def test_info_ends_quietly(tmp_path):
     assert _run_with_reader_gone(tmp_path, ["info"]) == ""
+
+
+@pytest.mark.parametrize("argv", [["train", "--help"], ["test", "--help"], ["--version"]])
+def test_a_help_ends_quietly(tmp_path, argv):
+    """While the arguments are parsed a reader gone is no stop request: train's and test's
+    before-work handler said 'stopped (SIGPIPE before the work began: nothing was saved)' of a
+    --help piped into `true` (the second reviewer's finding)."""
+    assert _run_with_reader_gone(tmp_path, argv) == ""
 
 
 def test_pack_verify_ends_quietly(tmp_path, trained):

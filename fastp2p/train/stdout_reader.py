@@ -26,6 +26,9 @@ class GuardedStdout:
     def __init__(self, stream):
         self._stream = stream
         self.reader_gone = False
+        # not while the arguments are parsed: a reader gone then (`--help | true`) is no stop
+        # request (the before-work handler said "stopped ... nothing was saved" of a help)
+        self.stops_work = False
 
     def write(self, text: str) -> int:
         try:
@@ -46,8 +49,15 @@ class GuardedStdout:
     def _reader_went_away(self, request_stop: bool) -> None:
         self.reader_gone = True
         _point_at_null_device(self._stream)
-        if request_stop:
+        if request_stop and self.stops_work:
             _request_stop()
+
+
+def work_begins() -> None:
+    """The command's arguments are parsed and its work begins: from now on a reader of stdout
+    that goes away is a stop request where the command takes them."""
+    if isinstance(sys.stdout, GuardedStdout):
+        sys.stdout.stops_work = True
 
 
 def run_with_guarded_stdout(command, *args) -> int:
@@ -58,7 +68,12 @@ def run_with_guarded_stdout(command, *args) -> int:
         return command(*args)
     guarded = sys.stdout = GuardedStdout(stream)
     try:
-        code = command(*args)
+        try:
+            code = command(*args)
+        except SystemExit as done:   # argparse's, after a --help or --version
+            if done.code not in (0, None):
+                raise
+            code = 0
         # a reader gone shows here, not in the interpreter's last flush; the work is done
         guarded.flush(request_stop=False)
     finally:
