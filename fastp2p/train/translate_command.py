@@ -157,10 +157,7 @@ def run(args: argparse.Namespace) -> int:
     from fastp2p.train.stop_requests import StopRequests
     from fastp2p.train.trackers import check_trackers_installed
 
-    load_size_given = not isinstance(args.load_size, QuickDefault)
-    resolve_quick_defaults(args)
-    if not load_size_given:  # whole images, as the reference's test means (load = crop)
-        args.load_size = args.crop_size
+    _resolve_as_test(args)
     # The reference's test-time overrides: one image at a time, in order, unflipped.
     args.no_flip, args.serial_batches = True, True
     try:
@@ -235,13 +232,24 @@ def _take_generator_options(args, given) -> str | None:
     return f"generator options: {taken.describe()}" if taken.taken or taken.refused else None
 
 
+def _resolve_as_test(args: argparse.Namespace) -> argparse.Namespace:
+    """Resolve the defaults left in ``args`` as test does; ``args``. A --load_size left out is
+    --crop_size: whole images, as the reference's test means (load = crop)."""
+    load_size_given = not isinstance(args.load_size, QuickDefault)
+    resolve_quick_defaults(args)
+    if not load_size_given:
+        args.load_size = args.crop_size
+    return args
+
+
 def _name_run_folder(args, given) -> str | None:
-    """Where --suffix names options (``{netG}_size{load_size}``), the folder train named with
-    them, as --name (and no --suffix) in ``args``; the line saying it was not found, else None.
-    Train formatted the suffix with its values, not test's: a --load_size test leaves out is
-    train's default (--crop_size is test's), and an option the command line leaves out that
-    train was given (--ngf 8) is only in the run's train_opt.txt, which is in the folder to
-    find, so the folder is the one whose file, formatted with the suffix, gives its own name."""
+    """Where --suffix names options (``{netG}_size{load_size}``), the run's folder, as --name
+    (and no --suffix) in ``args``; the line saying it was not found, else None. Tried in
+    order: the folder named with test's own values (the reference's rule: a --load_size left
+    out is --crop_size; weights without a train_opt.txt are found so), with train's values
+    (a --load_size train left out is its own default), else the one folder whose
+    train_opt.txt formats the suffix to its own name (an --ngf train was given, that the
+    command line leaves out, is only in that file)."""
     import string
 
     from fastp2p.train.reference_options import run_name
@@ -253,22 +261,33 @@ def _name_run_folder(args, given) -> str | None:
     if not named:
         return None
     as_trained = _options_as_train_resolves(args, given)
-    try:
-        folder = Path(args.checkpoints_dir) / run_name(as_trained)
-    except ValueError:
-        return None
-    if not folder.is_dir():
-        found = _folders_named_by_their_options(args, given, as_trained)
-        if len(found) != 1:
-            values = ", ".join(f"{field} {getattr(as_trained, field.split('.')[0], '?')}"
-                               for field in dict.fromkeys(named))
-            return (f"no run folder {folder}: --suffix {args.suffix!r} names options, here "
-                    f"{values} (train's values where the command line leaves them out)"
-                    + (f", and {len(found)} folders' train_opt.txt name them" if found
-                       else "") + "; give the options the run was trained with")
-        folder = found[0]
-    args.name, args.suffix = folder.name, ""
+    tried = {}   # folder: (its values, whose values they are), test's first
+    for values, whose in ((_resolve_as_test(argparse.Namespace(**vars(args))), "test's values"),
+                          (as_trained, "train's values where the command line leaves them out")):
+        try:
+            folder = Path(args.checkpoints_dir) / run_name(values)
+        except ValueError:   # a --suffix refused: said as the options are checked
+            return None
+        tried.setdefault(folder, (values, whose))
+    found = ([folder for folder in tried if folder.is_dir()][:1]
+             or _folders_named_by_their_options(args, given, as_trained))
+    if len(found) != 1:
+        return _no_run_folder_line(args.suffix, named, tried, len(found))
+    args.name, args.suffix = found[0].name, ""
     return None
+
+
+def _no_run_folder_line(suffix, named, tried, files_naming) -> str:
+    """The line saying no run folder is named by --suffix: the folders tried, the values
+    formatted into each, and how many folders' train_opt.txt name them (0 or several)."""
+    values = " or ".join(
+        ", ".join(f"{field} {getattr(options, field.split('.')[0], '?')}"
+                  for field in dict.fromkeys(named)) + f" ({whose})"
+        for options, whose in tried.values())
+    return (f"no run folder {' or '.join(map(str, tried))}: --suffix {suffix!r} names "
+            f"options, here {values}"
+            + (f", and {files_naming} folders' train_opt.txt name them" if files_naming else "")
+            + "; give the options the run was trained with")
 
 
 def _options_as_train_resolves(args, given) -> argparse.Namespace:
