@@ -56,14 +56,23 @@ def test_a_shared_stop_signal_repeated_before_the_agreement_is_the_same_request(
         assert _second_request(signal.SIGTERM).exit_code == 128 + signal.SIGTERM
 
 
-@pytest.mark.parametrize("shared, signals", [
-    (False, (signal.SIGTERM, signal.SIGTERM)), (True, (signal.SIGTERM, signal.SIGINT))],
-    ids=["one-process-TERM-TERM", "shared-TERM-INT"])
-def test_a_second_stop_request_stops_at_once(shared, signals):
-    """One process's second request, and another signal in a torchrun job, stop at once."""
-    with StopRequests(shared=shared) as stops:
+@pytest.mark.parametrize("signals", [(signal.SIGTERM, signal.SIGTERM),
+                                     (signal.SIGTERM, signal.SIGINT)], ids=["TERM-TERM", "TERM-INT"])
+def test_a_second_stop_request_of_one_process_stops_at_once(signals):
+    with StopRequests() as stops:
         second = _second_request(*signals)
     assert second.exit_code == 128 + signals[1] and stops.signal_number == signals[0]
+
+
+def test_another_shared_stop_signal_before_the_agreement_is_the_same_request_too():
+    """A rank whose stdout reader went away (a SIGPIPE request) then got SLURM's SIGTERM: that
+    stopped it at once, without saving (the second reviewer's finding)."""
+    with StopRequests(shared=True) as stops:
+        stops._handle(signal.SIGPIPE, None)   # as stdout_reader asks, no signal delivered
+        assert _second_request(signal.SIGTERM) is None
+        stops.agree(stops.shared_flags())
+        assert stops.stop_request() == signal.SIGPIPE
+        assert _second_request(signal.SIGINT).exit_code == 128 + signal.SIGINT
 
 
 def test_requests_after_hold_are_only_recorded():

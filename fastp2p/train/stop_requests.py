@@ -191,13 +191,14 @@ class StopRequests:
             raise SecondStopRequest(self.second_request, signal_number)
 
     def _repeated_before_agreed(self, signal_number) -> bool:
-        """Whether, with ``shared``, ``signal_number`` repeats this process's stop request before
-        the job agreed on a stop: the same request reaching it again, not a second one. SLURM
-        signals every process of a job step, so a rank gets its SIGTERM and the one torchrun
-        forwards; taken as a second request, it stopped the rank without saving, likely as the
-        agreement waits for the next loss read (up to --log-every steps)."""
-        return (self._shared and self._agreed_stop is None
-                and signal_number == self.signal_number)
+        """Whether, with ``shared``, a stop request comes again before the job agreed on a stop:
+        one request reaching the rank again, not a second one, whichever signal brings it.
+        SLURM signals every process of a job step, so a rank gets its SIGTERM and the one
+        torchrun forwards, or a SIGTERM after its stdout reader went away (a SIGPIPE request);
+        taken as a second request, it stopped the rank without saving, likely as the agreement
+        waits for the next loss read (up to --log-every steps). Once agreed, another request
+        stops at once."""
+        return self._shared and self._agreed_stop is None
 
     def _record_checkpoint_request(self, signal_number, frame):
         self.checkpoint_request = signal_number
