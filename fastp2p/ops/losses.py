@@ -158,9 +158,10 @@ def l1_loss(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 
 
 def _promotion_advice(x: torch.Tensor, y: torch.Tensor) -> str:
-    """For a pair of two dtypes, what computing as F.l1_loss does takes: the cast it would make
-    (torch's type promotion), made by the caller."""
-    if x.dtype == y.dtype:
+    """For a pair that differs in dtype alone, what computing as F.l1_loss does takes: the cast
+    it would make (torch's type promotion), made by the caller (no cast mends a shape or a
+    device)."""
+    if x.dtype == y.dtype or x.shape != y.shape or x.device != y.device:
         return ""
     common = str(torch.promote_types(x.dtype, y.dtype))
     return (f" (F.l1_loss would promote both to {common}: pass "

@@ -107,6 +107,9 @@ def test_l1_loss_of_two_dtypes_names_the_cast_f_l1_loss_would_make():
         l1_loss(fake_b, real_b)
     assert_close(l1_loss(fake_b.to(torch.float32), real_b), F.l1_loss(fake_b, real_b),
                  FP32_SINGLE_OP, "the promoted pair")
+    with pytest.raises(ValueError) as other_shape:   # no cast mends a shape: no cast advised
+        l1_loss(fake_b, real_b[:1])
+    assert "promote" not in str(other_shape.value)
 
 
 @pytest.mark.cuda
