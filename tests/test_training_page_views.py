@@ -10,6 +10,7 @@ import torch
 import fastp2p.train.reports as reports_module
 from fastp2p.cli import main
 from fastp2p.train.engine import Pix2PixEngine
+from fastp2p.train.reports import TrainingPage
 from helpers.train_helpers import train_argv, write_aligned_dataset
 
 
@@ -52,6 +53,40 @@ def test_a_resume_that_fails_before_it_saves_leaves_the_discarded_runs_samples(t
     images = [path.name for path in (run / "web" / "images").iterdir()]
     assert len([name for name in images if "step0000008" in name]) == 3, sorted(images)
     assert _page_steps(run) == [6, 3]   # the page this run drew: no step past 4 but its own
+    _assert_page_lists_files_on_disk(run)
+
+
+def _image_bytes(run) -> dict:
+    return {path.name: path.read_bytes() for path in (run / "web" / "images").iterdir()}
+
+
+def test_a_resume_that_fails_before_it_saves_changes_no_sample_of_the_kept_run(tmp_path,
+                                                                              monkeypatch):
+    """Its samples are staged until its first save: with another --lr, its image at step 6
+    replaced the kept run's of that name, which a plain --continue_train then showed as its
+    own. One that saves renames its staged samples into place."""
+    data = write_aligned_dataset(tmp_path / "data", phases=("train",))
+    checkpoints, run = tmp_path / "ckpt", tmp_path / "ckpt" / "tiny"
+    assert main(train_argv(data, checkpoints, "--save_epoch_freq", "1")) == 0
+    kept = _image_bytes(run)
+    step = Pix2PixEngine.step
+
+    def step_or_fail(engine, real_A, real_B):
+        if engine.steps == 6:   # after this run's sample at step 6, before any save
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        step(engine, real_A, real_B)
+    resume = ("--continue_train", "--epoch", "1", "--lr", "0.05")
+    with monkeypatch.context() as patch:
+        patch.setattr(Pix2PixEngine, "step", step_or_fail)
+        assert main(train_argv(data, checkpoints, *resume)) == 1
+    failed = _image_bytes(run)
+    changed = sorted(name for name in kept if failed.get(name) != kept[name])
+    assert not changed, changed
+    assert main(train_argv(data, checkpoints, *resume)) == 0
+    names = sorted(_image_bytes(run))
+    assert not [name for name in names if TrainingPage.STAGED in name], names
+    assert max(_page_steps(run)) == 8 and _page_steps(run)[0] == 8
+    assert len([name for name in names if "step0000006" in name]) == 3, names
     _assert_page_lists_files_on_disk(run)
 
 

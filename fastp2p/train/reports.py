@@ -291,13 +291,18 @@ class TrainingPage:
     IMAGES, INDEX, PLOT = "images", "index.html", "loss.png"
     # add_sample's names: epoch, step, label
     SAMPLE = re.compile(rf"^epoch(\d+)_step(\d+)_({'|'.join(TRIPLET)})\.png$")
+    # a resumed run's samples until its first save (hidden: no SAMPLE name, so never the kept
+    # run's; see __init__)
+    STAGED = ".staged-"
 
     def __init__(self, folder: Path, name: str, resume_step=None):
         """``resume_step``: on a resume, the step resumed at; the samples of later steps are the
         discarded run's, as the loss log's rows of those steps (LossLog leaves them out). They
         stay on disk, unlisted, until ``delete_discarded_samples`` (once this run's first save
         is on disk): a resume that fails before it saves leaves them to the run that
-        ``latest_*`` still holds."""
+        ``latest_*`` still holds. Meanwhile this run's samples are staged (``STAGED``), so
+        none replaces a file of that run. Staged files found here are deleted: a resume that
+        failed before it saved left them, and they belong to no saved run."""
         self.folder = Path(folder)
         self.images = self.folder / self.IMAGES
         for made in (self.folder, self.images):
@@ -307,40 +312,53 @@ class TrainingPage:
         self.index = self.folder / self.INDEX
         self.loss_plot = self.folder / self.PLOT
         self.discarded_after = resume_step  # None once the discarded run's samples are gone
-        # (epoch, step) of the samples this run wrote: one at a step the discarded run also
-        # drew has replaced that file, which is then this run's
-        self._written = set()
+        for path, *_ in list(self._sample_files(staged=True)):
+            _unlink_file(path)
 
-    def _sample_files(self):
-        """(path, epoch, step, label) of each file in images/ that add_sample names so."""
+    def _sample_files(self, staged: bool = False):
+        """(path, epoch, step, label) of each file in images/ that add_sample names so (with
+        ``staged``: of each it staged, named ``STAGED`` + that name)."""
+        prefix = self.STAGED if staged else ""
         for path in self.images.iterdir():
-            match = self.SAMPLE.match(path.name)
+            match = path.name.startswith(prefix) and self.SAMPLE.match(path.name[len(prefix):])
             if match:
                 yield path, int(match[1]), int(match[2]), match[3]
 
-    def _discarded(self, epoch: int, step: int) -> bool:
-        """Whether the sample of (``epoch``, ``step``) is the discarded run's."""
-        return (self.discarded_after is not None and step > self.discarded_after
-                and (epoch, step) not in self._written)
+    def _discarded(self, step: int) -> bool:
+        """Whether the sample of ``step`` under its own name is the discarded run's (this
+        run's of that step is staged meanwhile)."""
+        return self.discarded_after is not None and step > self.discarded_after
 
     def delete_discarded_samples(self) -> None:
-        """The discarded run's samples (``_discarded``), once this run's first save is on disk
-        (refresh the page after: it may list them). Deleted, not
-        moved aside: the loss log's rows of those steps are gone too (and the checkpoints are
-        overwritten), and a folder set aside at each such resume would pile up and clash in
-        names. Call it on the thread that writes the samples, so that none is written
+        """The discarded run's samples (``_discarded``), once this run's first save is on disk,
+        and this run's staged ones renamed into their place (refresh the page after). Deleted,
+        not moved aside: the loss log's rows of those steps are gone too (and the checkpoints
+        are overwritten), and a folder set aside at each such resume would pile up and clash
+        in names. Call it on the thread that writes the samples, so that none is written
         meanwhile."""
         if self.discarded_after is None:
             return
-        for path, epoch, step, _ in list(self._sample_files()):
-            if self._discarded(epoch, step) and (path.is_file() or path.is_symlink()):
-                path.unlink()
+        for path, _, step, _ in list(self._sample_files()):
+            if self._discarded(step):
+                _unlink_file(path)
+        for path, *_ in list(self._sample_files(staged=True)):
+            os.replace(path, path.with_name(path.name[len(self.STAGED):]))
         self.discarded_after = None
 
     def add_sample(self, epoch: int, step: int, triplet) -> None:
-        self._written.add((epoch, step))  # first: a half-written triplet is this run's too
+        staged = self.STAGED if self._discarded(step) else ""
         for label, batch in zip(TRIPLET, triplet):
-            save_image(batch[0], self.images / f"epoch{epoch:03d}_step{step:07d}_{label}.png")
+            save_image(batch[0],
+                       self.images / f"{staged}epoch{epoch:03d}_step{step:07d}_{label}.png")
+
+    def _listed_samples(self):
+        """(epoch, step, name stem) of the triplets the page lists: the samples on disk but
+        the discarded run's, and this run's staged ones (their stems keep the prefix: the
+        files' names)."""
+        for staged in (False, True):
+            for path, epoch, step, label in self._sample_files(staged):
+                if label == TRIPLET[0] and (staged or not self._discarded(step)):
+                    yield epoch, step, path.name.rsplit("_", 2)[0]
 
     def refresh(self, loss_log: LossLog) -> None:
         """The loss plot, then index.html; a plot that cannot be drawn does not keep the page
@@ -352,17 +370,21 @@ class TrainingPage:
             except Exception as err:  # noqa: BLE001 - raised again once the page is written
                 plot_error = err
         # newest first by the numbers, not the names: 'epoch999' sorts above 'epoch1000' as text
-        samples = sorted(((epoch, step, path.name.rsplit("_", 2)[0])
-                          for path, epoch, step, label in self._sample_files()
-                          if label == TRIPLET[0] and not self._discarded(epoch, step)),
-                         reverse=True)
-        sections = [(stem.replace("_", ", "),
+        samples = sorted(self._listed_samples(), reverse=True)
+        sections = [(stem.removeprefix(self.STAGED).replace("_", ", "),
                      [(label, f"images/{stem}_{label}.png") for label in TRIPLET])
                     for _, _, stem in samples]
         write_html(self.index, f"fastp2p training: {self.name}", sections,
                    loss_plot="loss.png" if self.loss_plot.exists() else None, refresh_s=60)
         if plot_error is not None:
             raise plot_error
+
+
+def _unlink_file(path: Path) -> None:
+    """Remove ``path`` if it is a file or a symbolic link (a folder of that name is someone's
+    own: fastp2p writes none)."""
+    if path.is_file() or path.is_symlink():
+        path.unlink()
 
 
 def refuse_planted_links(run_folder: Path, web: bool, overwrite: bool) -> None:
@@ -400,7 +422,7 @@ def remove_reports(run_folder: Path) -> None:
     if _written_in(web):
         paths += [web / TrainingPage.PLOT, web / TrainingPage.INDEX]
         if images.is_dir() and _written_in(images):
-            paths += [path for path in images.iterdir() if TrainingPage.SAMPLE.match(path.name)]
+            paths += [path for path in images.iterdir() if TrainingPage.SAMPLE.match(
+                path.name.removeprefix(TrainingPage.STAGED))]
     for path in paths:
-        if path.is_file() or path.is_symlink():
-            path.unlink()
+        _unlink_file(path)
