@@ -137,6 +137,29 @@ def test_a_full_disk_on_the_loss_log_names_the_log(tmp_path, monkeypatch):
     assert raised.value.errno == errno.ENOSPC
 
 
+def test_a_full_disk_while_the_held_rows_are_dropped_leaves_the_log_whole(tmp_path,
+                                                                         monkeypatch):
+    """discard_held rewrites the log mid-training (after a resume's first save), where its
+    error is only a warning: a rewrite in place truncated the log, which stayed so unless a
+    later save redid it. Now the old file stays whole, and the rows stay held."""
+    from fastp2p.train import reports
+    path = tmp_path / "loss_log.csv"
+    log = reports.LossLog(path)
+    for step in range(1, 5):
+        log.append({**dict.fromkeys(reports.LOG_FIELDS, 0.5), "epoch": 1, "step": step,
+                    "images": step})
+    written = path.read_bytes()
+    resumed = reports.LossLog(path, resume_step=2)
+    assert resumed.holding
+    fill_the_disk_of(reports, monkeypatch, 0)
+    fill_temporary_files(monkeypatch, 0)
+    with pytest.raises(OSError) as raised:
+        resumed.discard_held()
+    assert raised.value.errno == errno.ENOSPC
+    assert path.read_bytes() == written and resumed.holding
+    assert [entry.name for entry in tmp_path.iterdir()] == ["loss_log.csv"]  # no temporary left
+
+
 def test_an_os_error_without_a_file_name_is_not_given_a_placeholder():
     named = OSError(errno.ENOSPC, "ignored", "/data/run/latest_net_G.pth")
     assert describe_os_error(named) == "/data/run/latest_net_G.pth: No space left on device"

@@ -7,6 +7,7 @@ display is needed. Files other people may be reading (plot, pages) are replaced 
 import copy
 import csv
 import html
+import io
 import math
 import os
 import re
@@ -18,7 +19,7 @@ import numpy as np
 import torch
 
 from fastp2p.atomic_files import (naming_the_file, open_plain_file, refuse_linked_folder,
-                                  refuse_unless_plain_file, replacing)
+                                  refuse_unless_plain_file, replace_text, replacing)
 from fastp2p.file_reads import open_to_read
 from fastp2p.train.engine import LOSS_NAMES
 from fastp2p.train.image_sizes import aspect_ratio_size
@@ -96,14 +97,17 @@ class LossLog:
             self._rewrite()
 
     def _rewrite(self) -> None:
-        """The file as ``rows`` (a header first). A full disk shows at the buffered write on
-        close, as an OSError naming no file; open_plain_file: a link planted at the log's name
-        is refused, never written through."""
-        with naming_the_file(self.path), open(self.path, "w", newline="",
-                                              opener=open_plain_file) as handle:
-            writer = csv.DictWriter(handle, LOG_FIELDS)
-            writer.writeheader()
-            writer.writerows(self.rows)
+        """The file as ``rows`` (a header first), replaced atomically: a rewrite that fails (a
+        full disk, mid-training from ``discard_held``) leaves the old file whole, never a
+        truncated log. A link planted at the log's name is refused, as ``append`` refuses it
+        (the rename would replace the link, never write through it)."""
+        text = io.StringIO(newline="")
+        writer = csv.DictWriter(text, LOG_FIELDS)
+        writer.writeheader()
+        writer.writerows(self.rows)
+        refuse_unless_plain_file(self.path)
+        with naming_the_file(self.path):
+            replace_text(self.path, text.getvalue())
 
     def append(self, row: dict) -> None:
         row = {key: row[key] for key in LOG_FIELDS}
