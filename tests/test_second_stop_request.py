@@ -57,7 +57,8 @@ def test_a_shared_stop_signal_repeated_before_the_agreement_is_the_same_request(
 
 
 @pytest.mark.parametrize("signals", [(signal.SIGTERM, signal.SIGTERM),
-                                     (signal.SIGTERM, signal.SIGINT)], ids=["TERM-TERM", "TERM-INT"])
+                                     (signal.SIGTERM, signal.SIGINT)],
+                         ids=["TERM-TERM", "TERM-INT"])
 def test_a_second_stop_request_of_one_process_stops_at_once(signals):
     with StopRequests() as stops:
         second = _second_request(*signals)
