@@ -73,6 +73,9 @@ def run_with_guarded_stdout(command, *args) -> int:
         except SystemExit as done:   # argparse's, after a --help or --version
             if done.code not in (0, None):
                 raise
+            guarded.flush(request_stop=False)
+            if not guarded.reader_gone:
+                raise   # a caller of main(argv) gets argparse's exit, as ever
             code = 0
         # a reader gone shows here, not in the interpreter's last flush; the work is done
         guarded.flush(request_stop=False)
