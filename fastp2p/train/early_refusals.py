@@ -46,7 +46,12 @@ def print_on_this_rank(command: str, message: object, context=()) -> None:
     """``message`` as ``command``'s error line, after the ``context`` lines, on stderr, each
     line begun with ``rank N: `` off rank 0: for a failure this process alone met (a bad image
     in its share of the data, its loader worker)."""
-    rank = os.environ.get("RANK", "0")
-    prefix = "" if rank in ("", "0") else f"rank {rank}: "
     for line in (*context, error_line(command, message)):
-        print(prefix + line, file=sys.stderr)
+        print(rank_prefix() + line, file=sys.stderr)
+
+
+def rank_prefix() -> str:
+    """``rank N: `` off rank 0 of a torchrun job (torchrun's RANK), else nothing: what begins a
+    line a process other than rank 0 says."""
+    rank = os.environ.get("RANK", "0")
+    return "" if rank in ("", "0") else f"rank {rank}: "

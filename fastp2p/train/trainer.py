@@ -41,6 +41,7 @@ from fastp2p.train.background_writer import BackgroundWriter, host_copy
 from fastp2p.train.checkpoints import (CheckpointWriteError, describe_os_error, snapshot,
                                        what_to_fix)
 from fastp2p.train.distributed import average_over_processes, is_peer_process_end
+from fastp2p.train.early_refusals import rank_prefix
 from fastp2p.train.loader_failures import is_loader_worker_death, loader_worker_death
 from fastp2p.train.memory_errors import first_line, is_out_of_memory
 from fastp2p.train.position import Progress
@@ -375,7 +376,7 @@ class Trainer:
         if self.is_main:
             self.say_error(line)
         else:
-            print(f"rank {_this_rank()}: {line}", file=sys.stderr, flush=True)
+            print(rank_prefix() + line, file=sys.stderr, flush=True)
 
     def _run_epoch(self, loader, stops, progress_bar) -> None:
         args, engine, progress = self.args, self.engine, self.progress
