@@ -10,11 +10,10 @@ at exit, then fail no more), raises nothing, and is a stop request where the com
 other commands finish their work. The command then exits as a process that SIGPIPE ends would,
 128 + 13 = 141, quietly.
 """
-import os
 import signal
 import sys
 
-from fastp2p.train.stop_requests import StopRequests
+from fastp2p.train.stop_requests import StopRequests, point_at_null_device
 
 EXIT_READER_GONE = 128 + signal.SIGPIPE
 
@@ -86,9 +85,7 @@ def run_with_guarded_stdout(command, *args) -> int:
 
 def _point_at_null_device(stream) -> None:
     try:
-        null = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(null, stream.fileno())
-        os.close(null)
+        point_at_null_device([stream.fileno()])
     except (OSError, ValueError, AttributeError):  # a stdout without a file descriptor
         pass
 

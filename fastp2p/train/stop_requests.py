@@ -244,12 +244,19 @@ class StopRequests:
         hung_up = [fd for fd in self._terminals if not os.isatty(fd)]
         if not hung_up:
             return
-        null = os.open(os.devnull, os.O_WRONLY)
-        try:
-            for fd in hung_up:
-                os.dup2(null, fd)
-        finally:
-            os.close(null)
+        point_at_null_device(hung_up)
+
+
+def point_at_null_device(fds) -> None:
+    """Each file descriptor of ``fds`` writes to the null device from now on: where its
+    terminal hung up or its pipe's reader went away, every later write would fail, the
+    interpreter's flush at exit too."""
+    null = os.open(os.devnull, os.O_WRONLY)
+    try:
+        for fd in fds:
+            os.dup2(null, fd)
+    finally:
+        os.close(null)
 
 
 # The signals whose requests a torchrun job's processes share, in ``shared_flags``' order; SIGPIPE
