@@ -15,7 +15,8 @@ from fastp2p.train.checkpoints import CheckpointFolder
 from fastp2p.train.engine import Pix2PixEngine
 from fastp2p.train.stop_requests import StopRequests
 from helpers.torchrun_helpers import as_torchrun_rank, free_port
-from helpers.train_helpers import random_batches, tiny_networks, train_argv, write_aligned_dataset
+from helpers.train_helpers import (random_batches, signal_after_step, tiny_networks, train_argv,
+                                   write_aligned_dataset)
 from helpers.trainer_stand_ins import ListLoader, stand_in_trainer
 
 # signals that rank 1 alone gets, during its engine step number N
@@ -105,13 +106,7 @@ def test_a_stop_agreed_at_the_epoch_end_read_stops_after_that_epochs_save(tmp_pa
     # 3 steps an epoch, losses read every 2: the epoch's end reads step 3 alone
     trainer, lines = stand_in_trainer(tmp_path, netG, netD, world_size=2, log_every=2,
                                       n_epochs=n_epochs, n_epochs_decay=n_epochs_decay)
-    step = Pix2PixEngine.step
-
-    def step_then_signal(engine, real_A, real_B):
-        step(engine, real_A, real_B)
-        if engine.steps == 3:
-            os.kill(os.getpid(), signal.SIGTERM)
-    monkeypatch.setattr(Pix2PixEngine, "step", step_then_signal)
+    signal_after_step(monkeypatch, 3, signal.SIGTERM)
     assert trainer.fit(ListLoader(random_batches(3))) == 128 + signal.SIGTERM, lines
     assert trainer.engine.steps == 3
     assert lines[-1] == (f"SIGTERM received: saved {trainer.checkpoints.path}/latest_* at step 3; "

@@ -3,7 +3,6 @@ happen: inside the training loop (out of memory, a failed checkpoint write, the 
 SIGTERM's "saved" line) as before it (a refused option); progress stays on stdout. They went to
 stdout from inside the loop, so a job's error log held none of them."""
 import errno
-import os
 import signal
 
 import pytest
@@ -11,7 +10,7 @@ import pytest
 import fastp2p.train.checkpoints as checkpoints_module
 from fastp2p.cli import main
 from fastp2p.train.engine import Pix2PixEngine
-from helpers.train_helpers import train_argv, write_aligned_dataset
+from helpers.train_helpers import signal_after_step, train_argv, write_aligned_dataset
 
 
 def _out_of_memory(monkeypatch):
@@ -33,13 +32,7 @@ def _nan_loss(monkeypatch):
 
 
 def _sigterm(monkeypatch):
-    original = Pix2PixEngine.step
-
-    def step_then_sigterm(self, real_A, real_B):
-        original(self, real_A, real_B)
-        if self.steps == 2:
-            os.kill(os.getpid(), signal.SIGTERM)
-    monkeypatch.setattr(Pix2PixEngine, "step", step_then_sigterm)
+    signal_after_step(monkeypatch, 2, signal.SIGTERM)
     return [], "SIGTERM received: saved"
 
 
