@@ -40,7 +40,6 @@ class TerminalProgress:
 
     def __init__(self, stream, total=None, initial=0, desc="", unit="it"):
         from tqdm import tqdm
-        self.tqdm = tqdm
         self.bar = tqdm(file=stream, total=total, initial=initial, desc=desc, unit=unit,
                         **bar_size(stream))
 
@@ -51,7 +50,7 @@ class TerminalProgress:
         """``speed`` (short: images/s, time left) beside the bar, ``losses`` on a line."""
         self.bar.set_postfix(speed)
         bar = self.bar
-        self.tqdm.write(f"{_position(bar.desc, bar.unit, bar.n, bar.total)}, {_fields(losses)}")
+        bar.write(f"{_position(bar.desc, bar.unit, bar.n, bar.total)}, {_fields(losses)}")
 
     def close(self) -> None:
         self.bar.close()
