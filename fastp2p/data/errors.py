@@ -6,6 +6,7 @@ prints the list of skipped files and lets the caller go on without them.
 """
 import os
 import sys
+import unicodedata
 from pathlib import Path
 
 from fastp2p.cache_folder import NoCacheFolder, cache_root
@@ -13,8 +14,32 @@ from fastp2p.cache_folder import NoCacheFolder, cache_root
 SKIP_HINT = "fix or remove it, or pass --skip-bad to skip bad files"
 
 
+def printable(text: object) -> str:
+    """``text`` with each character that could act on a terminal written as Python writes it
+    in a string (``\\n``, ``\\x1b``, ``\\udcff``, ``\\u202e``): control characters, line
+    and paragraph separators, bytes that were not UTF-8, and the bidirectional overrides and
+    isolates that reorder what follows. A file name (any characters but / and NUL) or a string
+    read from a pack's files, shown in one message line, moves no cursor and changes no
+    terminal. Everything else stays as it is (a no-break space, an emoji's zero-width joiner),
+    so a path shown can still be copied; a printable text is its own ``printable``."""
+    text = str(text)
+    return "".join(repr(char)[1:-1] if _acts_on_terminal(char) else char for char in text)
+
+
+_BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+
+
+def _acts_on_terminal(char: str) -> bool:
+    return unicodedata.category(char) in ("Cc", "Cs", "Zl", "Zp") or char in _BIDI_CONTROLS
+
+
 class DataError(ValueError):
-    """A dataset problem the user has to fix; the message is one line naming the file."""
+    """A dataset problem the user has to fix; the message is one line naming the file. It is
+    made ``printable``: the file names in it are the user's, and a newline or an escape
+    sequence in one would split the line or act on the terminal."""
+
+    def __init__(self, message: object) -> None:
+        super().__init__(printable(message))
 
 
 def counted(count: int, noun: str) -> str:
@@ -54,7 +79,7 @@ def raise_or_report(problems: list[tuple[Path, str]], skip_bad: bool, what: str,
     if skipped is not None:
         skipped.extend(problems)
         return
-    print(f"fastp2p: skipped {counted(len(problems), 'bad file')} in {what} (--skip-bad):",
-          file=sys.stderr)
+    print(printable(f"fastp2p: skipped {counted(len(problems), 'bad file')} in {what} "
+                    "(--skip-bad):"), file=sys.stderr)
     for path, problem in problems:
-        print(f"  {path}: {problem}", file=sys.stderr)
+        print(f"  {printable(path)}: {printable(problem)}", file=sys.stderr)

@@ -20,7 +20,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from fastp2p.atomic_files import left_by_dead_process
-from fastp2p.data.errors import DataError, counted, raise_or_report, what_to_do
+from fastp2p.data.errors import DataError, counted, printable, raise_or_report, what_to_do
 from fastp2p.data.packed_index import shards_without_index
 from fastp2p.data.transforms import Preprocess, multiple_of_4_size, scaled_width_size
 from fastp2p.terminal import stderr_bar
@@ -202,8 +202,8 @@ def _name_left_out(folder: Path, paths: list[Path], noun: str, why: str) -> None
     paths = sorted(paths)
     shown = ", ".join(str(p.relative_to(folder)) for p in paths[:3])
     more = f" and {len(paths) - 3} more" if len(paths) > 3 else ""
-    print(f"fastp2p: ignoring {counted(len(paths), noun)} in {folder} {why}: {shown}{more}",
-          file=sys.stderr)
+    print(printable(f"fastp2p: ignoring {counted(len(paths), noun)} in {folder} {why}: "
+                    f"{shown}{more}"), file=sys.stderr)
 
 
 def require_folder(folder: Path, expected: str) -> None:
@@ -290,9 +290,10 @@ def _open_naming_large(path: Path) -> Image.Image:
             return Image.open(path)
     except Image.DecompressionBombWarning as warning:
         pixels = re.search(r"\((\d+) pixels\)", str(warning))
-        print(f"fastp2p: {path}: {pixels.group(1) if pixels else 'more'} pixels, above Pillow's "
-              f"decompression-bomb warning limit of {Image.MAX_IMAGE_PIXELS}: read as it is "
-              "(Pillow refuses twice that)", file=sys.stderr)
+        print(printable(f"fastp2p: {path}: {pixels.group(1) if pixels else 'more'} pixels, "
+                        "above Pillow's decompression-bomb warning limit of "
+                        f"{Image.MAX_IMAGE_PIXELS}: read as it is (Pillow refuses twice that)"),
+              file=sys.stderr)
         warnings.filterwarnings("ignore", re.escape(str(warning)), Image.DecompressionBombWarning)
         return Image.open(path)
 

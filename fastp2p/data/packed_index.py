@@ -41,12 +41,11 @@ import os
 import re
 import shlex
 import stat
-import unicodedata
 import zlib
 from pathlib import Path
 
 from fastp2p.atomic_files import NotAPlainFile, open_plain_file
-from fastp2p.data.errors import DataError, counted
+from fastp2p.data.errors import DataError, counted, printable
 from fastp2p.data.folder_lock import LOCK_NAME, pack_running
 from fastp2p.file_reads import FileTooLarge, NotAFileToRead, read_error_advice, read_text
 from fastp2p.json_files import parse_json, read_json
@@ -71,24 +70,6 @@ STATE_VERSION = 1
 # shards) make ~4 MB of records and ~440 MB of names; 1 GiB leaves room for names about 2.5
 # times as long at that count.
 MAX_INDEX_BYTES = 1 << 30
-
-
-def printable(text: str) -> str:
-    """``text`` with each character that could act on a terminal written as Python writes it
-    in a string (``\\n``, ``\\x1b``, ``\\udcff``, ``\\u202e``): control characters, line
-    and paragraph separators, bytes that were not UTF-8, and the bidirectional overrides and
-    isolates that reorder what follows. A string read from a pack's files, shown in one
-    message line, moves no cursor and changes no terminal. Everything else stays as it is
-    (a no-break space, an emoji's zero-width joiner), so a path shown can still be copied."""
-    text = str(text)
-    return "".join(repr(char)[1:-1] if _acts_on_terminal(char) else char for char in text)
-
-
-_BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
-
-
-def _acts_on_terminal(char: str) -> bool:
-    return unicodedata.category(char) in ("Cc", "Cs", "Zl", "Zp") or char in _BIDI_CONTROLS
 
 
 def read_bookkeeping(path: Path):
