@@ -1,11 +1,13 @@
 """Messy image folders (the QA "images" report): file names that act on a terminal, FIFOs
 named like images, one name twice in two_folders, Pillow's palette-transparency warning, the
 advice of one error said once, and what pack checks before it writes."""
+import os
 import pytest
 
 from helpers.data_helpers import data_args, make_aligned, tiny_pack_args
 from fastp2p.cli import main
 from fastp2p.data import DataError, create_dataset
+from fastp2p.data.folders import list_images
 
 RED_ESCAPE = "\x1b[31m"
 
@@ -29,3 +31,15 @@ def test_file_names_that_act_on_a_terminal_are_escaped_in_every_message(tmp_path
     err = capsys.readouterr().err
     assert "\x1b" not in err and err.count("bad\\x1b[31mRED\\nline.jpg") == 2, err
     assert "note\\x1b[31m.webp" in err
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs FIFOs (POSIX)")
+def test_a_fifo_or_a_link_to_a_device_named_like_an_image_is_named(tmp_path, capsys):
+    """Finding 3: they were left out (reading one could wait forever) without a word."""
+    good = make_aligned(tmp_path, count=2, width=16, height=16)
+    os.mkfifo(tmp_path / "train" / "frame.png")
+    os.symlink(os.devnull, tmp_path / "train" / "null.jpg")
+    assert list_images(tmp_path / "train") == good
+    assert (f"ignoring 2 special files in {tmp_path / 'train'} named like an image (a FIFO, "
+            "socket or device, or a link to one: reading it could wait forever): frame.png, "
+            "null.jpg") in capsys.readouterr().err

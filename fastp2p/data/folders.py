@@ -67,7 +67,9 @@ def list_images(folder: Path, unlisted: list | None = None, leave_out=()) -> lis
     already, or to ``folder`` or a folder above it (a loop), is not followed, and named on
     stderr. A broken link with an image name is listed, so that reading it names it
     (``read_info``) instead of the dataset shrinking without a word; so is an image-named entry
-    whose kind cannot be told (in a folder without search permission).
+    whose kind cannot be told (in a folder without search permission). An image-named FIFO or
+    device (or a link to one) is left out, as reading it could wait forever, and named on
+    stderr.
 
     A subfolder that cannot be listed is a DataError naming it; with ``unlisted`` (--skip-bad)
     it goes there as (path, why) instead. Other files are left out as the reference leaves them
@@ -81,19 +83,21 @@ def list_images(folder: Path, unlisted: list | None = None, leave_out=()) -> lis
     lies under ``folder``, its subtree is not listed, and one stderr line says so; else each
     run would read the previous one's outputs back as input (``x_fake_fake.png``).
     """
-    images, others, not_followed, leftovers = [], [], [], []
+    images, others, specials, not_followed, leftovers = [], [], [], [], []
     outputs = _folders_below(Path(folder), leave_out)
     for entry in _entries_under(Path(folder), not_followed, unlisted, outputs):
         path = Path(entry.path)
         if entry.name.startswith(".") and left_by_dead_process(path):
             leftovers.append(path)
         elif path.suffix.lower() in IMAGE_EXTENSIONS:
-            if _may_be_image_file(entry):
-                images.append(path)
+            (images if _may_be_image_file(entry) else specials).append(path)
         elif not entry.name.startswith(".") and _is_file(entry):
             others.append(path)
     _name_left_out(folder, others, "file", f"(only {'/'.join(IMAGE_EXTENSIONS)} images are "
                                            "read)")
+    _name_left_out(folder, specials, "special file", "named like an image (a FIFO, socket "
+                                                     "or device, or a link to one: reading it "
+                                                     "could wait forever)")
     _name_left_out(folder, leftovers, "temporary file", "that a stopped fastp2p left (safe to "
                                                         "delete)")
     _name_left_out(folder, outputs.met, "folder", "that fastp2p writes its outputs in "
@@ -180,7 +184,7 @@ def _is_folder(entry: os.DirEntry) -> bool:
 def _may_be_image_file(entry: os.DirEntry) -> bool:
     """Whether ``entry``, named like an image, is listed: a file or a link to one, a broken
     link, or what cannot be told (reading either names what is wrong); not a FIFO or a device,
-    which an image reader would wait on or misread."""
+    which an image reader would wait on or misread (``list_images`` names those)."""
     try:
         return entry.is_file() or (entry.is_symlink() and not os.path.exists(entry.path))
     except OSError:     # e.g. a link in a folder without search permission
