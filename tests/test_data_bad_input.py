@@ -139,7 +139,8 @@ def test_two_folders_with_one_name_twice(tmp_path):
     write_image(tmp_path / "train" / "A" / "a.bmp", gradient_half(12, 12, 0))
     write_image(tmp_path / "train" / "B" / "a.png", gradient_half(12, 12, 0))
     message = data_error(tmp_path, "--dataset_mode", "two_folders", *CROP)
-    assert_names_and_advises(message, tmp_path / "train" / "A" / "a.png", "rename one of them")
+    assert_names_and_advises(message, tmp_path / "train" / "A" / "a.bmp",
+                             "rename all but one of them")
 
 
 def test_two_folders_partners_of_different_sizes(tmp_path):

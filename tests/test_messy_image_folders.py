@@ -4,7 +4,7 @@ advice of one error said once, and what pack checks before it writes."""
 import os
 import pytest
 
-from helpers.data_helpers import data_args, make_aligned, tiny_pack_args
+from helpers.data_helpers import data_args, gradient_half, make_aligned, tiny_pack_args, write_image
 from fastp2p.cli import main
 from fastp2p.data import DataError, create_dataset
 from fastp2p.data.folders import list_images
@@ -43,3 +43,21 @@ def test_a_fifo_or_a_link_to_a_device_named_like_an_image_is_named(tmp_path, cap
     assert (f"ignoring 2 special files in {tmp_path / 'train'} named like an image (a FIFO, "
             "socket or device, or a link to one: reading it could wait forever): frame.png, "
             "null.jpg") in capsys.readouterr().err
+
+
+def test_two_files_of_one_name_pair_with_nothing(tmp_path, capsys):
+    """Finding 4: of A/dup.jpg and A/dup.png, --skip-bad skipped dup.png as ambiguous but
+    trained on dup.jpg with B/dup.png, chosen by sort order without a word."""
+    train = tmp_path / "train"
+    for name in ("A/dup.png", "A/dup.jpg", "B/dup.png", "A/ok.png", "B/ok.png"):
+        write_image(train / name, gradient_half(12, 12, 0))
+    dataset = create_dataset(data_args(tmp_path, "--dataset_mode", "two_folders", "--skip-bad"),
+                             "train")
+    assert [sample["A_paths"] for sample in dataset] == [str(train / "A" / "ok.png")]
+    err = capsys.readouterr().err
+    assert "skipped 3 bad files" in err
+    assert (f"{train / 'A' / 'dup.jpg'}: has the same name as dup.png, so its pair is "
+            "ambiguous") in err
+    assert f"{train / 'A' / 'dup.png'}: has the same name as dup.jpg" in err
+    assert (f"{train / 'B' / 'dup.png'}: its partner is ambiguous: {train / 'A'} holds 2 files "
+            "named dup.*") in err

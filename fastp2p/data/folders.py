@@ -534,6 +534,22 @@ def _usable(infos: list[ImageInfo], bad: set, problems: list, skip_bad: bool, fo
     return good[:limit]
 
 
+def _stems(folder: Path, paths: list[Path], problems: list) -> tuple[dict, dict]:
+    """``paths`` (under ``folder``) by their stem, the name they pair by ({stem: path}), and
+    the stems of several files ({stem: paths}): each of those is added to ``problems`` and
+    paired with nothing, as no file of them is the pair's more than another."""
+    by_key = {}
+    for path in paths:
+        by_key.setdefault(str(path.relative_to(folder).with_suffix("")), []).append(path)
+    ambiguous = {key: same for key, same in by_key.items() if len(same) > 1}
+    for same in ambiguous.values():
+        for path in same:
+            others = ", ".join(other.name for other in same if other != path)
+            problems.append((path, f"has the same name as {others}, so its pair is "
+                                   "ambiguous; rename all but one of them"))
+    return {key: same[0] for key, same in by_key.items() if len(same) == 1}, ambiguous
+
+
 def scan_two_folders(phase_dir: Path, config: Preprocess, skip_bad: bool,
                      limit: int | None = None, progress: bool = True,
                      skipped: list | None = None, own_sizes: OwnSizes | None = None,
@@ -546,24 +562,20 @@ def scan_two_folders(phase_dir: Path, config: Preprocess, skip_bad: bool,
         folders[side] = phase_dir / side
         require_folder(folders[side], f"the {side} images of the pairs")
     problems = []
-    by_stem = {}
+    by_stem, ambiguous = {}, {}
     for side, folder in folders.items():
         paths = list_images(folder, problems if skip_bad else None, leave_out)
         if not paths:
             raise DataError(f"{folder}: no images ({', '.join(IMAGE_EXTENSIONS)}) found; put the "
                             f"{side} images there")
-        stems = {}
-        for path in paths:
-            key = str(path.relative_to(folder).with_suffix(""))
-            if key in stems:
-                problems.append((path, f"has the same name as {stems[key].name}, so its pair "
-                                       "is ambiguous; rename one of them"))
-            else:
-                stems[key] = path
-        by_stem[side] = stems
+        by_stem[side], ambiguous[side] = _stems(folder, paths, problems)
     for side, other in (("A", "B"), ("B", "A")):
         for key, path in by_stem[side].items():
-            if key not in by_stem[other]:
+            if key in ambiguous[other]:
+                problems.append((path, f"its partner is ambiguous: {folders[other]} holds "
+                                       f"{len(ambiguous[other][key])} files named {key}.*; "
+                                       "rename all but one"))
+            elif key not in by_stem[other]:
                 problems.append((path, f"has no partner named {key}.* in {folders[other]}; "
                                        "A and B files pair by name"))
     keys = sorted(by_stem["A"].keys() & by_stem["B"].keys())
