@@ -2,12 +2,16 @@
 named like images, one name twice in two_folders, Pillow's palette-transparency warning, the
 advice of one error said once, and what pack checks before it writes."""
 import os
+import warnings
+
+import numpy as np
 import pytest
+from PIL import Image
 
 from helpers.data_helpers import data_args, gradient_half, make_aligned, tiny_pack_args, write_image
 from fastp2p.cli import main
 from fastp2p.data import DataError, create_dataset
-from fastp2p.data.folders import list_images
+from fastp2p.data.folders import list_images, open_rgb
 
 RED_ESCAPE = "\x1b[31m"
 
@@ -61,3 +65,20 @@ def test_two_files_of_one_name_pair_with_nothing(tmp_path, capsys):
     assert f"{train / 'A' / 'dup.png'}: has the same name as dup.jpg" in err
     assert (f"{train / 'B' / 'dup.png'}: its partner is ambiguous: {train / 'A'} holds 2 files "
             "named dup.*") in err
+
+
+def test_a_palette_image_with_transparency_in_bytes_reads_without_pillows_warning(tmp_path):
+    """Finding 5: Pillow's "Palette images with Transparency expressed in bytes" warning came
+    through with Pillow's source line and no file name; the pixels stay convert("RGB")'s."""
+    indices = np.random.default_rng(0).integers(0, 3, (16, 32), dtype=np.uint8)
+    palette_image = Image.fromarray(indices, "P")
+    palette_image.putpalette([0, 0, 0, 255, 0, 0, 0, 90, 200] + [0] * 759)
+    path = tmp_path / "palette.png"
+    palette_image.save(path, transparency=bytes([0, 128, 255]))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        pixels = np.asarray(open_rgb(path))
+    assert not caught, [str(w.message) for w in caught]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert np.array_equal(pixels, np.asarray(Image.open(path).convert("RGB")))

@@ -338,6 +338,10 @@ def decode_rgb(img: Image.Image) -> Image.Image:
     if img.mode == "I" or img.mode.startswith("I;16"):
         wide = np.asarray(img).astype(np.int64).clip(0, 65535)
         img = Image.fromarray(((wide + 128) // 257).astype(np.uint8))
+    # RGB holds no transparency: convert only carries it along in the copy's info (the pixels
+    # do not change), and warns with Pillow's source line and no file name where a palette
+    # image's is a byte string
+    img.info.pop("transparency", None)
     return img.convert("RGB")
 
 
