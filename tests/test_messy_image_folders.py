@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from helpers.data_helpers import data_args, gradient_half, make_aligned, tiny_pack_args, write_image
+from helpers.data_helpers import (data_args, gradient_half, make_aligned, tiny_pack_args, write_ab,
+                                  write_image)
 from fastp2p.cli import main
 from fastp2p.data import DataError, create_dataset
 from fastp2p.data.folders import list_images, open_rgb
@@ -82,3 +83,15 @@ def test_a_palette_image_with_transparency_in_bytes_reads_without_pillows_warnin
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         assert np.array_equal(pixels, np.asarray(Image.open(path).convert("RGB")))
+
+
+def test_the_too_small_to_round_error_advises_once(tmp_path):
+    """Finding 6: "...to round to a multiple of 4; remove it; fix or remove it, or pass
+    --skip-bad"."""
+    make_aligned(tmp_path, count=2, width=16, height=16)
+    bad = write_ab(tmp_path / "train" / "sliver.png", 16, 2)
+    with pytest.raises(DataError) as caught:
+        create_dataset(data_args(tmp_path, "--preprocess", "none"), "train")
+    message = str(caught.value)
+    assert message.startswith(f"{bad}: 16x2 is too small to round to a multiple of 4; ")
+    assert message.count("remove it") == 1, message

@@ -417,7 +417,7 @@ def _check_consistent(infos: list[ImageInfo], half_sizes: dict, config: Preproce
             width, height = half_sizes[info.path]
             if min(width, height) < 3:     # rounding to a multiple of 4 would leave nothing
                 problems.append((info.path, f"{width}x{height} is too small to round to a "
-                                            "multiple of 4; remove it"))
+                                            "multiple of 4"))
                 bad.add(info.path)
     if config.mode in SIZE_KEEPING_MODES:
         sizes = {i.path: output_size(config, *half_sizes[i.path]) for i in infos
