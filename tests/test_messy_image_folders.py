@@ -1,6 +1,7 @@
 """Messy image folders (the QA "images" report): file names that act on a terminal, FIFOs
 named like images, one name twice in two_folders, Pillow's palette-transparency warning, the
 advice of one error said once, and what pack checks before it writes."""
+import io
 import os
 import warnings
 
@@ -8,13 +9,37 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from helpers.data_helpers import (data_args, gradient_half, make_aligned, tiny_pack_args, write_ab,
-                                  write_image)
+from helpers.data_helpers import (data_args, gradient_half, make_aligned, tiny_pack_args,
+                                  write_ab, write_image)
 from fastp2p.cli import main
 from fastp2p.data import DataError, create_dataset
 from fastp2p.data.folders import list_images, open_rgb
 
 RED_ESCAPE = "\x1b[31m"
+
+
+def _noise_jpeg_cut_in_its_pixels(path):
+    """A JPEG whose header reads but whose pixels are cut short: found only by decoding it."""
+    pixels = np.random.default_rng(0).integers(0, 256, (64, 128, 3), dtype=np.uint8)
+    data = io.BytesIO()
+    Image.fromarray(pixels).save(data, "JPEG", quality=95)
+    path.write_bytes(data.getvalue()[:len(data.getvalue()) // 2])
+
+
+def test_pack_checks_headers_up_front_and_decode_damage_at_its_phase(tmp_path, capsys):
+    """Finding 1: --help and the README promised every image "read and checked" before the
+    first phase is written, but only headers are: they now say so, and a truncated val image
+    stops the run once train is packed, naming the file."""
+    from fastp2p.data.pack_command import DESCRIPTION
+
+    assert "headers read and checked" in " ".join(DESCRIPTION.split())
+    make_aligned(tmp_path / "data", count=2, width=16, height=16)
+    make_aligned(tmp_path / "data", count=1, width=16, height=16, phase="val")
+    _noise_jpeg_cut_in_its_pixels(tmp_path / "data" / "val" / "cut.jpg")
+    assert main(tiny_pack_args(tmp_path / "data", tmp_path / "out")) == 1
+    err = capsys.readouterr().err
+    assert f"{tmp_path / 'data' / 'val' / 'cut.jpg'}: cannot decode this image" in err
+    assert "--skip-bad" in err and (tmp_path / "out" / "train" / "index.json").is_file()
 
 
 def _folder_with_escapes(root):

@@ -33,9 +33,11 @@ resize, as the reference takes them). Other --preprocess modes (crop, scale_widt
 scale_width_and_crop, none) need the original pixels or sizes: train those from the image
 folders.
 
-Every phase's images are read and checked before the first phase is written, and a run whose
-shards cannot fit in the disk's free space (all its phases on that disk) is refused before it
-writes anything. An interrupted run (Ctrl-C: exit 130; SIGTERM: 143; a crash) resumes: run the
+Every phase's images are listed and their headers read and checked (format, size, pairing)
+before the first phase is written (damage that only decoding finds, a truncated JPEG, stops the
+run when its phase is packed; --skip-bad decodes every image up front), and a run whose shards
+cannot fit in the disk's free space (all its phases on that disk) is refused before it writes
+anything. An interrupted run (Ctrl-C: exit 130; SIGTERM: 143; a crash) resumes: run the
 same command again; finished shards whose checksum verifies are kept. A pack in OUT, finished or
 interrupted, made from another DATAROOT (their resolved paths differ) or with another
 --load_size is refused unless --overwrite asks to replace it (one of the same DATAROOT and
@@ -222,8 +224,10 @@ def run(args: argparse.Namespace) -> int:
         writing = out
         with exit_at_sigterm(f"fastp2p pack: {STOPPED_BY_SIGTERM}; {PACK_AGAIN}"):
             # Every phase is planned (its images' headers read and checked) before the first
-            # is written: a bad image in val stops the run before train is packed, and the
-            # free-space check counts the phases still to come.
+            # is written: a file in val that is no image, or does not pair, stops the run
+            # before train is packed, and the free-space check counts the phases still to
+            # come. Damage only decoding finds stops it at its phase: a decode of every image
+            # up front (--skip-bad's) would add a second decode to every pair.
             plans = [plan_phase(dataroot, out, phase, load_size=args.load_size,
                                 dataset_mode=args.dataset_mode, skip_bad=args.skip_bad,
                                 pairs_per_shard=args.pairs_per_shard, progress=progress,
