@@ -6,7 +6,9 @@ reference's ``images % freq == 0`` would save at 15 only. The same rule places t
 from fastp2p.cli import main
 from fastp2p.train.checkpoints import CheckpointFolder
 from fastp2p.train.trainer import _crossed
-from helpers.train_helpers import train_argv, write_aligned_dataset
+from helpers.train_helpers import (random_batches, tiny_networks, train_argv,
+                                   write_aligned_dataset)
+from helpers.trainer_stand_ins import ListLoader, stand_in_trainer
 
 
 def test_crossed_fires_at_each_step_that_passes_a_multiple():
@@ -25,3 +27,24 @@ def test_a_run_with_a_batch_that_does_not_divide_the_frequency_saves_by_iter(tmp
     folder = CheckpointFolder(tmp_path / "ckpt", "tiny")
     assert folder.load_train_state("iter_6")["progress"]["images"] == 6
     assert not folder.file("iter_3", "net_G.pth").exists()
+
+
+def test_a_crossing_at_an_epochs_last_step_is_saved_once_by_the_epoch_end(tmp_path):
+    """2 epochs of 2 steps (4 images each) with --save_latest_freq 4: a crossing at each epoch's
+    last step, which the epoch end saves anyway. One save per step (latest_* was saved twice,
+    the second save waiting for the first's write); the set kept is the epoch end's, so a resume
+    starts the next epoch."""
+    trainer, _ = stand_in_trainer(tmp_path, *tiny_networks(), save_latest_freq=4,
+                                  save_by_iter=True)
+    saved = []
+    write = trainer.checkpoints.write
+
+    def counted_write(labels, files, step, **options):
+        saved.append((step, list(labels)))
+        write(labels, files, step, **options)
+    trainer.checkpoints.write = counted_write
+    assert trainer.fit(ListLoader(random_batches(2))) == 0
+    assert saved == [(2, ["latest", "iter_4"]), (4, ["latest", "iter_8", "2"])]
+    folder = CheckpointFolder(tmp_path, "run")
+    progress = folder.load_train_state("iter_4")["progress"]
+    assert (progress["epoch"], progress["epoch_batches"]) == (2, 0)

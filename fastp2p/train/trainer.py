@@ -392,6 +392,7 @@ class Trainer:
                 bar = progress_bar(total=len(loader), initial=skip,
                                    desc=f"epoch {progress.epoch}/{self.last_epoch}")
             window_start, window_images = time.perf_counter(), 0
+            by_iter = []  # the last step's --save_by_iter label, for the epoch end's save
             batches = times.waiting(iter(loader))  # started here: it draws from the global RNG
             if self._resumed_rng is not None:
                 engine.load_rng_state(self._resumed_rng)
@@ -421,16 +422,19 @@ class Trainer:
                     # before any save of the last step: a resume from that save runs no step, so
                     # it could not draw the final sample itself (nor after a SIGKILL)
                     self._add_final_sample()
-                if _crossed(before, progress.images, args.save_latest_freq):
-                    with times.stage("checkpoint"):
-                        # --save_by_iter (the reference's): also keep this point, named by its
-                        # images
-                        self.save(["latest"] + ([f"iter_{progress.images}"] if args.save_by_iter
-                                                else []))
+                crossing = _crossed(before, progress.images, args.save_latest_freq)
+                # --save_by_iter (the reference's): also keep a crossing's point, named by its
+                # images
+                by_iter = [f"iter_{progress.images}"] if crossing and args.save_by_iter else []
                 stop = stops.stop_request()   # under torchrun, as of the last loss read
-                if stop is not None:
-                    self.save(["latest"])
+                if stop is not None:  # its save is this step's crossing's too
+                    self.save(["latest"] + by_iter)
                     raise self._stopped(stop)
+                # latest_* once a step: the last step's crossing is saved by the epoch's end,
+                # whose record (the epoch done) makes a resume start the next epoch
+                if crossing and not progress.epoch_complete:
+                    with times.stage("checkpoint"):
+                        self.save(["latest"] + by_iter)
                 requested = stops.take_checkpoint_request()
                 if requested is not None:
                     self._save_on_request(requested)
@@ -452,8 +456,9 @@ class Trainer:
         progress.epoch, progress.epoch_batches, progress.epoch_images = finished + 1, 0, 0
         progress.epoch_complete = False
         progress.epoch_loss_sum, progress.epoch_loss_reads = 0.0, 0
-        labels = ["latest"] + ([str(finished)] if finished % self.args.save_epoch_freq == 0
-                               or finished == self.last_epoch else [])
+        labels = ["latest"] + by_iter + ([str(finished)]
+                                         if finished % self.args.save_epoch_freq == 0
+                                         or finished == self.last_epoch else [])
         with times.stage("checkpoint"):
             self.save(labels)
         if self.page is not None:
