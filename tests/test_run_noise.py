@@ -9,7 +9,8 @@ import torch
 
 from fastp2p.cli import main
 from fastp2p.train.cpu_threads import choose_threads
-from fastp2p.train.progress import PlainProgress, TerminalProgress, progress_bar, time_left
+from fastp2p.train.progress import (PlainProgress, TerminalProgress, TimeLeftEstimate,
+                                     progress_bar, time_left)
 from fastp2p.train.reports import LossLog
 from helpers.train_helpers import train_argv, write_aligned_dataset
 
@@ -102,3 +103,18 @@ def test_loss_plot_legend_covers_no_curve():
                                            (7625, "2h07m")])
 def test_time_left_reads_at_a_glance(seconds, said):
     assert time_left(seconds) == said
+
+
+def test_time_left_counts_what_recurs_every_epoch_once_a_whole_epoch_has_run():
+    """Steps at 1 s each (the reads' speed) and 20 s of work at each epoch's end (its checkpoint,
+    sample, page), which no read's speed counts: 3 s a step once a whole epoch has run."""
+    estimate = TimeLeftEstimate()
+    estimate.epoch_started(100.0, steps_run=0, whole=False)   # a resume, 5 batches from its end
+    assert estimate.seconds_left(15, steps_per_s=1.0) == 15   # the read's speed
+    # 5 s of steps and the end's 20 s: a rest of an epoch, whose end weighs on fewer steps
+    estimate.epoch_started(125.0, steps_run=5, whole=True)
+    assert estimate.seconds_left(15, steps_per_s=1.0) == 15
+    estimate.epoch_started(155.0, steps_run=15, whole=True)   # 10 s of steps, 20 s of its end
+    assert estimate.seconds_left(15, steps_per_s=1.0) == 45
+    assert estimate.seconds_left(15, steps_per_s=0.0) == 45
+    assert TimeLeftEstimate().seconds_left(15, steps_per_s=0.0) is None   # no speed yet

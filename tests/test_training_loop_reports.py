@@ -109,9 +109,28 @@ def test_the_progress_line_estimates_the_runs_time_left(tmp_path, monkeypatch):
     trainer, _, _ = _trainer(tmp_path, batch_size=2)
     Bar.made = []
     assert trainer.fit(ListLoader(random_batches(3, batch_size=2)), progress_bar=Bar) == 0
-    # 3 s a step; 2 epochs of 3 steps: after step 1, 2 steps of this epoch and 3 of the next
+    # 3 s a step at each read; 2 epochs of 3 steps: after step 1, 2 steps of this epoch and 3
+    # of the next; in the second, epoch 1's wall time a step: 21 s (each read's clock too) / 3
     assert [[postfix["left"] for postfix in bar.postfixes] for bar in Bar.made] == [
-        ["15s", "12s", "9s"], ["6s", "3s", "0s"]]
+        ["15s", "12s", "9s"], ["14s", "7s", "0s"]]
+
+
+def test_the_time_left_counts_the_epoch_ends_save_once_an_epoch_has_run(tmp_path, monkeypatch):
+    """The epoch end's save (its fsyncs on a busy disk) falls outside every read's speed, which
+    alone made "left" short: from the second epoch on it counts in its share of the time."""
+    clock = Clock(tick=3.0)
+    monkeypatch.setattr(trainer_module, "time", clock)
+    trainer, _, _ = _trainer(tmp_path, n_epochs=3, n_epochs_decay=0)
+    save = trainer.save
+
+    def slow_save(labels):
+        clock.now += 60.0
+        save(labels)
+    trainer.save = slow_save
+    Bar.made = []
+    assert trainer.fit(ListLoader(random_batches(3)), progress_bar=Bar) == 0
+    # each epoch from its start to the next's: 21 s of steps and reads, 60 s of its end's save
+    assert [bar.postfixes[0]["left"] for bar in Bar.made] == ["24s", "2m15s", "54s"]
 
 
 def test_the_progress_bar_of_each_epoch(tmp_path):

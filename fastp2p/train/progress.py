@@ -86,3 +86,33 @@ def time_left(seconds: float) -> str:
     if seconds < 3600:
         return f"{seconds // 60}m{seconds % 60:02d}s"
     return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+
+
+class TimeLeftEstimate:
+    """The progress line's estimate of the run's time left. A read's speed counts only the steps
+    since the read before; what recurs every epoch besides them (its end's checkpoint, sample
+    and page, the loss reads, the loader's start) falls outside it, and made the estimate short
+    wherever that work is slow (fsync on a busy disk). So once a whole epoch has run (from its
+    first batch: a resume's rest of an epoch is not one), the estimate takes its wall time per
+    step, from its start to the next epoch's, which counts all of that; before, the latest
+    read's speed."""
+
+    def __init__(self):
+        self._epoch_start = None       # (clock, steps run) at the current epoch's start
+        self._whole_epoch = False      # whether the current epoch started at its first batch
+        self._seconds_per_step = None  # the latest whole epoch's
+
+    def epoch_started(self, now: float, steps_run: int, whole: bool) -> None:
+        """An epoch starts at clock ``now`` with ``steps_run`` steps run in this process so far;
+        ``whole``: it starts at its first batch. Ends the epoch before, if there was one."""
+        if self._whole_epoch and steps_run > self._epoch_start[1]:
+            began, steps_before = self._epoch_start
+            self._seconds_per_step = (now - began) / (steps_run - steps_before)
+        self._epoch_start, self._whole_epoch = (now, steps_run), whole
+
+    def seconds_left(self, steps_left: int, steps_per_s: float) -> float | None:
+        """Seconds for ``steps_left`` more steps, ``steps_per_s`` the latest read's speed
+        (until a whole epoch has run); None when there is no speed to go by."""
+        if self._seconds_per_step is not None:
+            return steps_left * self._seconds_per_step
+        return steps_left / steps_per_s if steps_per_s > 0 else None

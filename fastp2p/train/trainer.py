@@ -45,7 +45,7 @@ from fastp2p.train.early_refusals import rank_prefix
 from fastp2p.train.loader_failures import is_loader_worker_death, loader_worker_death
 from fastp2p.train.memory_errors import first_line, is_out_of_memory
 from fastp2p.train.position import Progress
-from fastp2p.train.progress import time_left
+from fastp2p.train.progress import TimeLeftEstimate, time_left
 from fastp2p.train.reports import TRIPLET
 from fastp2p.train.stage_times import StageTimes
 from fastp2p.train.stop_requests import StopRequests, TrainingStopped
@@ -90,6 +90,7 @@ class Trainer:
                                  epoch_images=0)
         self.sampled_at = None  # engine step of the newest sample image
         self.epoch_steps = 0    # the loader's batches per epoch (for the time-left estimate)
+        self.time_left_estimate = TimeLeftEstimate()
         self.steps_run = 0      # steps taken by this process (not counting resumed ones)
         self._resumed_rng = None
         self.writer = BackgroundWriter()
@@ -392,6 +393,7 @@ class Trainer:
                 bar = progress_bar(total=len(loader), initial=skip,
                                    desc=f"epoch {progress.epoch}/{self.last_epoch}")
             window_start, window_images = time.perf_counter(), 0
+            self.time_left_estimate.epoch_started(window_start, self.steps_run, whole=skip == 0)
             by_iter = []  # the last step's --save_by_iter label, for the epoch end's save
             batches = times.waiting(iter(loader))  # started here: it draws from the global RNG
             if self._resumed_rng is not None:
@@ -575,13 +577,15 @@ class Trainer:
         return dict(zip(losses, values[:len(losses)]))
 
     def _run_time_left(self, images_per_s: float) -> str:
-        """The run's time left at the latest read's speed: this epoch's steps left and the later
-        epochs' (each as many steps as this one)."""
+        """The run's time left (``TimeLeftEstimate``'s; ``images_per_s``: the latest read's
+        speed) for this epoch's steps left and the later epochs' (each as many steps as this
+        one)."""
         progress = self.progress
         steps_left = (self.epoch_steps - progress.epoch_batches
                       + (self.last_epoch - progress.epoch) * self.epoch_steps)
         steps_per_s = images_per_s / (self.args.batch_size * self.world_size)
-        return time_left(steps_left / steps_per_s) if steps_per_s > 0 else "?"
+        seconds = self.time_left_estimate.seconds_left(steps_left, steps_per_s)
+        return "?" if seconds is None else time_left(seconds)
 
 
 def _this_rank() -> str:
