@@ -190,16 +190,21 @@ class TemporaryFile:
     the name: in a shared folder another user can swap a link in at the name after it was
     created, and a writer that reopened it would write into the link's target. Whatever was
     at the name before (a file a killed process of the same pid left, a link planted there)
-    is removed first."""
+    is removed first. It takes the permission bits of the file it replaces (``chmod 640`` on a
+    loss log, a group-writable file in a shared run folder), which a file created afresh
+    would otherwise lose to the default mode."""
 
     def __init__(self, path):
         self.target = Path(path)
         self.path = temporary_sibling(self.target)
         self.path.unlink(missing_ok=True)
+        kept_mode = _permission_bits(self.target)
         fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NO_FOLLOW | os.O_CLOEXEC,
                      0o666)
         self._created = _identity(os.fstat(fd))
         self.file = os.fdopen(fd, "wb")
+        if kept_mode is not None:
+            _set_permission_bits(fd, kept_mode)
 
     def rename_into_place(self) -> None:
         """Rename the written file over ``target``: ReplacedWhileWritten if its name holds
@@ -216,6 +221,26 @@ class TemporaryFile:
 
 def _identity(info: os.stat_result) -> tuple:
     return info.st_dev, info.st_ino
+
+
+def _permission_bits(path: Path) -> int | None:
+    """The permission bits of the regular file at ``path``; None when there is none (nothing
+    there, or a link, whose own bits, 0o777, are no one's choice)."""
+    try:
+        info = os.lstat(path)
+    except OSError:
+        return None
+    return stat.S_IMODE(info.st_mode) if stat.S_ISREG(info.st_mode) else None
+
+
+def _set_permission_bits(fd: int, mode: int) -> None:
+    """``mode`` on the file open at ``fd`` (through the descriptor: never by a name another
+    user could swap a link in at), where the platform and file system allow it: one that keeps
+    no modes (FAT, some network shares) refuses, and the file stays as created."""
+    try:
+        os.fchmod(fd, mode)
+    except (AttributeError, OSError):  # AttributeError: no os.fchmod (Windows)
+        pass
 
 
 def fsync_directory(folder: Path) -> None:

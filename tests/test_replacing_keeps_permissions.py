@@ -1,0 +1,58 @@
+"""A file fastp2p replaces (a temporary sibling renamed over it: ``atomic_files.replacing``, and
+the checkpoints' ``TemporaryFile``) keeps the permission bits its owner gave it: a ``chmod 640``
+loss log, a group-writable train_opt.txt in a shared run folder. They got the default mode of a
+new file. A file made afresh still gets the default (the umask's)."""
+import os
+
+import pytest
+
+from fastp2p.atomic_files import TemporaryFile, replacing
+
+pytestmark = pytest.mark.skipif(os.name == "nt", reason="POSIX permission bits")
+
+
+@pytest.fixture
+def umask_077():
+    """A umask under which a new file's default mode (0o600) is none of the modes tested."""
+    before = os.umask(0o077)
+    yield
+    os.umask(before)
+
+
+def _mode(path) -> int:
+    return os.stat(path).st_mode & 0o7777
+
+
+@pytest.mark.parametrize("mode", [0o640, 0o664, 0o444], ids=oct)
+def test_a_replaced_file_keeps_its_permission_bits(tmp_path, umask_077, mode):
+    path, new = tmp_path / "loss_log.csv", os.urandom(64)
+    path.write_bytes(os.urandom(32))
+    path.chmod(mode)
+    with replacing(path) as file:
+        file.write(new)
+    assert (_mode(path), path.read_bytes()) == (mode, new)
+
+
+def test_a_checkpoint_file_replaced_keeps_its_permission_bits(tmp_path, umask_077):
+    path = tmp_path / "latest_net_G.pth"
+    path.write_bytes(os.urandom(32))
+    path.chmod(0o640)
+    temp = TemporaryFile(path)
+    with temp.file:
+        temp.file.write(os.urandom(64))
+    temp.rename_into_place()
+    assert _mode(path) == 0o640
+
+
+def test_a_new_file_gets_the_default_mode_and_a_replaced_link_none_of_its_bits(
+        tmp_path, umask_077):
+    with replacing(tmp_path / "new.txt") as file:
+        file.write(os.urandom(16))
+    assert _mode(tmp_path / "new.txt") == 0o600
+    target = tmp_path / "elsewhere.txt"
+    target.write_bytes(os.urandom(16))
+    target.chmod(0o666)
+    (tmp_path / "linked.txt").symlink_to(target)
+    with replacing(tmp_path / "linked.txt") as file:   # replaces the link itself
+        file.write(os.urandom(16))
+    assert _mode(tmp_path / "linked.txt") == 0o600
