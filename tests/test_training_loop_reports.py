@@ -104,6 +104,23 @@ def test_images_per_second_counts_the_images_since_the_last_read(tmp_path, monke
         (1, 1, 2), (1, 2, 4), (1, 3, 6), (2, 4, 8), (2, 5, 10), (2, 6, 12)]
 
 
+def test_images_per_second_counts_the_reads_wait_for_the_device(tmp_path, monkeypatch):
+    """The read waits for the steps queued on the device (a GPU's host runs ahead of it): that
+    wait is the steps' time, so the window closes after it, not before."""
+    clock = Clock(tick=3.0)
+    monkeypatch.setattr(trainer_module, "time", clock)
+    trainer, tracker, _ = _trainer(tmp_path, batch_size=2, n_epochs=1, n_epochs_decay=0)
+    read_losses = trainer.engine.read_losses
+
+    def read_after_the_queue_drains():
+        clock.now += 9.0
+        return read_losses()
+    trainer.engine.read_losses = read_after_the_queue_drains
+    assert trainer.fit(ListLoader(random_batches(3, batch_size=2))) == 0
+    # each read 3 s of queueing and 9 s of waiting after the window's start: 2 images in 12 s
+    assert [values["images_per_s"] for _, values in tracker.scalars] == [2 / 12] * 3
+
+
 def test_the_progress_line_estimates_the_runs_time_left(tmp_path, monkeypatch):
     monkeypatch.setattr(trainer_module, "time", Clock(tick=3.0))
     trainer, _, _ = _trainer(tmp_path, batch_size=2)

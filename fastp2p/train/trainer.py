@@ -414,7 +414,7 @@ class Trainer:
                     bar.update(1)
                 if engine.steps % args.log_every == 0:
                     with times.stage("log"):
-                        self._log(window_images / (time.perf_counter() - window_start), bar)
+                        self._log(window_start, window_images, bar)
                     window_start, window_images = time.perf_counter(), 0
                 if (self.page is not None or self.trackers) \
                         and _crossed(before, progress.images, args.display_freq):
@@ -450,7 +450,7 @@ class Trainer:
         self._add_final_sample()
         if engine.steps_since_read:
             with times.stage("log"):
-                self._log(window_images / (time.perf_counter() - window_start), None)
+                self._log(window_start, window_images, None)
         self._check_finite()
         self.schedule.observe(progress.epoch_loss_sum / progress.epoch_loss_reads
                               if progress.epoch_loss_reads else math.nan)
@@ -544,12 +544,16 @@ class Trainer:
                                "and its checkpoints go on (said once per kind of error)")
         return report
 
-    def _log(self, images_per_s: float, bar) -> None:
+    def _log(self, window_start: float, window_images: int, bar) -> None:
         """Read the losses since the last read (under torchrun their mean over the ranks, which
         all read at this step): to the epoch's generator loss sum (the plateau policy's
-        metric), the loss log, the trackers and the progress bar."""
+        metric), the loss log, the trackers and the progress bar, with the images/s of the
+        ``window_images`` since ``window_start``."""
         steps = self.engine.steps_since_read
         losses = self.engine.read_losses()
+        # timed after the read, which waits for the device: on a GPU the host queues steps far
+        # ahead of it, and a window closed before the wait would count queueing, not steps
+        images_per_s = window_images / (time.perf_counter() - window_start)
         self._check_finite()
         if self.world_size > 1:
             losses = self._average_over_processes(losses)
