@@ -1,8 +1,10 @@
-"""A manifest's generation must be an int >= 0 (``read_manifest``): ``"generation": Infinity``
-(which Python's json reads as a float) in any ``*_checkpoint.json`` of the run folder made
-every save fail after a whole epoch (OverflowError in ``_last_generation``, which read the
-number unchecked). Such a manifest is now damaged like any other: skipped when the next
-generation is counted, refused in one line when its set is loaded."""
+"""A manifest's generation must be an int from 0 to 2**62-1 (``read_manifest``):
+``"generation": Infinity`` (which Python's json reads as a float) in any ``*_checkpoint.json``
+of the run folder made every save fail after a whole epoch (OverflowError in
+``_last_generation``, which read the number unchecked), and so did a 4300-digit one (the next
+generation had too many digits for json.dumps to write). Such a manifest is now damaged like
+any other: skipped when the next generation is counted, refused in one line when its set is
+loaded."""
 import json
 
 import pytest
@@ -11,7 +13,10 @@ from fastp2p.nn.checkpoint_sets import MANIFEST_FORMAT, read_manifest
 from fastp2p.train.checkpoints import CheckpointFolder
 from helpers.train_helpers import tiny_networks
 
-ODD_GENERATIONS = {"infinity": float("inf"), "true": True, "negative": -1, "float": 2.0}
+# "huge": the most digits Python's json reads; the next generation, one digit more, could not be
+# written (ValueError in json.dumps), so every save failed after an epoch, naming no file
+ODD_GENERATIONS = {"infinity": float("inf"), "true": True, "negative": -1, "float": 2.0,
+                   "huge": int("9" * 4300), "past_bound": 2**62}
 
 
 @pytest.mark.parametrize("generation", ODD_GENERATIONS)

@@ -23,6 +23,11 @@ _BLOCK = 1 << 22
 # checksums); a generous bound for hand-edited ones, so that a huge file (a sparse 3 GB one took
 # 3.5 GB of memory, then MemoryError) is refused as unreadable before it is read.
 MAX_MANIFEST_BYTES = 1 << 20
+# The highest generation a manifest may hold: a save counts one up from the highest here, and
+# a hand-edited 4300-digit one (the most Python's json reads) made the next one unwritable, so
+# every save failed after an epoch of training. fastp2p's count one a save; half an int64
+# (the bound of fastp2p's option counts) is more saves than any run makes.
+MAX_GENERATION = 2 ** 62 - 1
 
 
 def matching_file(path: Path, entry: dict):
@@ -52,15 +57,16 @@ def in_this_folder(name) -> bool:
 
 def read_manifest(path: Path, advice: str) -> dict:
     """The manifest at ``path``, checked: at most MAX_MANIFEST_BYTES, its format, its
-    generation (an int >= 0: the next save's is one more, ``"generation": Infinity`` made every
-    save fail) and, for each file it lists, size, SHA-256 and temporary name, all names of files
-    in its folder. Raises ValueError ending with ``advice`` (what the reader should do) for
+    generation (an int from 0 to MAX_GENERATION: the next save's is one more,
+    ``"generation": Infinity`` or a 4300-digit one made every save fail) and, for each file it
+    lists, size, SHA-256 and temporary name, all names of files in its folder. Raises ValueError ending with ``advice`` (what the reader should do) for
     anything else."""
     try:
         manifest = read_json(path, max_bytes=MAX_MANIFEST_BYTES)
         files, generation = manifest["files"], manifest["generation"]
         valid = (manifest.get("format") == MANIFEST_FORMAT
-                 and type(generation) is int and generation >= 0 and isinstance(files, dict)
+                 and type(generation) is int and 0 <= generation <= MAX_GENERATION
+                 and isinstance(files, dict)
                  and all(isinstance(entry.get("size"), int)
                          and isinstance(entry.get("sha256"), str)
                          and isinstance(entry.get("staged"), str)

@@ -250,9 +250,9 @@ class CheckpointFolder:
         return sorted(self.path.glob(f"*_{MANIFEST_SUFFIX}"))
 
     def _last_generation(self) -> int:
-        """The highest generation of the manifests here (read_manifest's: an int >= 0), 0 for
-        none: a ``"generation": Infinity`` hand-edited in made every save fail, after a whole
-        epoch of training."""
+        """The highest generation of the manifests here (read_manifest's: an int from 0 to
+        MAX_GENERATION), 0 for none: a ``"generation": Infinity`` or a 4300-digit one
+        hand-edited in made every save fail, after a whole epoch of training."""
         generations = [0]
         for path in self._manifests():
             try:
