@@ -24,7 +24,9 @@ def load_safely(source, map_location="cpu", name=None):
     never runs code. ``source``: a path or an open binary file (``name`` names it in errors).
     Raises ValueError, one line, for a file that is empty, not a PyTorch checkpoint, truncated,
     or holds other Python objects (which a pickle could turn into code execution), or a path
-    that is not a regular file (``open_to_read``: a FIFO blocked the load)."""
+    that is not a regular file (``open_to_read``: a FIFO blocked the load). The zip records'
+    CRC32s are not checked (torch does not, and checking costs over half a load: README), so a
+    damaged file that still parses loads; a run folder's manifest checks its files' SHA-256."""
     name = _source_name(source) if name is None else name
     if isinstance(source, (str, PathLike)):
         with open_to_read(source) as handle:
