@@ -10,6 +10,7 @@ from fastp2p.train.schedulers import LRSchedule
 from fastp2p.train.stop_requests import TrainingStopped
 from fastp2p.train.trainer import Trainer
 from helpers.train_helpers import random_batches, tiny_networks
+from helpers.trainer_stand_ins import ListLoader, stand_in_trainer
 
 
 def _middle(named):
@@ -80,3 +81,29 @@ def test_inf_anywhere_in_the_training_state_stops_the_save_and_names_the_tensor(
     assert str(stopped.value).startswith(f"{name} holds NaN or Inf at step 2 (epoch 1)")
     assert "latest_* (step 1) is unchanged" in str(stopped.value)
     assert _files(trainer.checkpoints) == good
+
+
+# (the step after which a weight turns Inf, --save_latest_freq, the epoch the stop names) at
+# 2 steps an epoch: step 2 is epoch 1's last, found at its epoch-end save, when the progress
+# has moved on to epoch 2 (which the stop named); step 3 is epoch 2's first, found at a
+# mid-epoch save
+POISONED_STEPS = {"epoch-end": (2, 1000, 1), "mid-epoch": (3, 2, 2)}
+
+
+@pytest.mark.parametrize("case", POISONED_STEPS)
+def test_the_stop_names_the_epoch_of_the_bad_step(tmp_path, monkeypatch, case):
+    step, save_latest_freq, epoch = POISONED_STEPS[case]
+    original = Pix2PixEngine.step
+
+    def step_then_poison(self, real_A, real_B):
+        original(self, real_A, real_B)
+        if self.steps == step:
+            name, tensor = _buffer(self, "netG")
+            with torch.no_grad():
+                tensor.view(-1)[0] = float("inf")
+    monkeypatch.setattr(Pix2PixEngine, "step", step_then_poison)
+    netG, netD = tiny_networks()
+    trainer, lines = stand_in_trainer(tmp_path, netG, netD, save_latest_freq=save_latest_freq)
+    assert trainer.fit(ListLoader(random_batches(2, batch_size=2))) == 1
+    assert any(f"holds NaN or Inf at step {step} (epoch {epoch}); training stopped" in line
+               for line in lines), lines

@@ -206,10 +206,11 @@ class Trainer:
                 f"{saved.world_size} = {before} to {batch_size} x {self.world_size} = {now} "
                 "images (the lr stays as scheduled)")
 
-    def save(self, labels) -> None:
+    def save(self, labels, epoch=None) -> None:
         """Checkpoint under ``labels`` unless the weights went non-finite (keep the good one):
-        a host snapshot now, the files on the writer thread."""
-        self._check_finite(weights=True)
+        a host snapshot now, the files on the writer thread. ``epoch``: that of the last step,
+        where the progress has moved on to the next (an epoch-end save); the stop names it."""
+        self._check_finite(weights=True, epoch=epoch)
         if self.is_main:
             self.writer.wait()   # one save in flight, and one snapshot in memory
             files, step = snapshot(self.netG, self.netD, self.train_state()), self.engine.steps
@@ -256,9 +257,10 @@ class Trainer:
         self.say(f"--overwrite: the previous run's {len(replaced)} checkpoint set(s) in "
                  f"{self.checkpoints.path} are gone: {'; '.join(gone)}")
 
-    def _check_finite(self, weights=False) -> None:
+    def _check_finite(self, weights=False, epoch=None) -> None:
         """Stop if a loss (or, with ``weights``, a parameter, buffer or optimizer state) is
-        NaN or Inf, before anything is saved."""
+        NaN or Inf, before anything is saved. ``epoch``: the one to name, where it is not the
+        progress's (``save``)."""
         bad_step = self.engine.first_nonfinite_step()
         if bad_step:
             what = f"a loss became NaN or Inf at step {bad_step}"
@@ -269,7 +271,8 @@ class Trainer:
             what = f"{bad_tensor} holds NaN or Inf at step {self.engine.steps}"
         kept = self._last_good_checkpoint()
         hint = "" if self.args.precision == "fp32" else ", or try --precision fp32"
-        raise TrainingStopped(f"{what} (epoch {self.progress.epoch}); training stopped and "
+        epoch = self.progress.epoch if epoch is None else epoch
+        raise TrainingStopped(f"{what} (epoch {epoch}); training stopped and "
                               f"{kept}. Lower --lr (or --lambda_L1) or check the data{hint}",
                               EXIT_FAILED)
 
@@ -462,7 +465,7 @@ class Trainer:
                                          if finished % self.args.save_epoch_freq == 0
                                          or finished == self.last_epoch else [])
         with times.stage("checkpoint"):
-            self.save(labels)
+            self.save(labels, epoch=finished)
         if self.page is not None:
             page, loss_log = self.page, self.loss_log.frozen()
             self._submit_report(lambda: page.refresh(loss_log))
