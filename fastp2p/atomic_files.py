@@ -262,11 +262,13 @@ def replacing(path, *, durable: bool = True):
     """Yield a binary file to write (``TemporaryFile``: on a fresh temporary sibling of
     ``path``); when the block ends without error, rename it over ``path``. ``durable``: fsync
     the file before and its folder after the rename, so a power loss keeps the old or the new
-    file. On any error the temporary file is removed and ``path`` is left as it was."""
+    file. On any error the temporary file is removed and ``path`` is left as it was; an
+    OSError of a write names ``path`` (``naming_the_file``: a full disk at a pack's
+    index.json was said of the OUT folder)."""
     path = Path(path)
     temp = TemporaryFile(path)
     try:
-        with temp.file:
+        with naming_the_file(path), temp.file:
             yield temp.file
             if durable:
                 temp.file.flush()

@@ -165,3 +165,17 @@ def test_an_os_error_without_a_file_name_is_not_given_a_placeholder():
     assert describe_os_error(named) == "/data/run/latest_net_G.pth: No space left on device"
     bare = OSError(errno.EINVAL, "Invalid argument")
     assert describe_os_error(bare) == "[Errno 22] Invalid argument"
+
+
+def test_a_full_disk_at_the_pack_index_names_the_index(tmp_path, monkeypatch, capsys):
+    """The disk fills at the very end, every shard written: the index's write failed naming
+    no file, and the line named the OUT folder."""
+    data = write_aligned_dataset(tmp_path / "data", phases=("train",))
+    # the temporary files: 1 pack-state.json, 2 the one shard, 3 index.json
+    fill_temporary_files(monkeypatch, 0, which=lambda number: number == 3)
+    out = tmp_path / "packed"
+    assert main(["pack", str(data), str(out), "--load_size", "16", "--workers", "1",
+                 "--pairs-per-shard", "4", "--no-progress"]) == 1
+    err = one_line(capsys.readouterr().err)
+    assert f"{out / 'train' / 'index.json'}: {NO_SPACE}" in err, err
+    assert (out / "train" / "shard-00000.u8").is_file()

@@ -98,7 +98,7 @@ def _state_writer(state_path: Path, load_size: int, dataroot: Path, kept: dict):
     """Write ``state_path`` anew, atomically: its header line and a line per record of ``kept``
     (a cut-short line an earlier run left goes with the old file). Yields a function that
     records one more finished shard: its line appended and fsynced (OSErrors name the file)."""
-    with naming_the_file(state_path), replacing(state_path) as handle:
+    with replacing(state_path) as handle:
         handle.write(state_line(state_header(load_size, str(dataroot))))
         for record in kept.values():
             handle.write(state_line(record))
@@ -142,7 +142,6 @@ def write_shard(job: dict) -> dict:
     with contextlib.ExitStack() as stack:
         outputs = []
         for name in files:
-            stack.enter_context(naming_the_file(phase_dir / name))
             outputs.append(stack.enter_context(replacing(phase_dir / name)))
         for a_rel, b_rel in job["pairs"]:
             gray = np.empty((load_size, 2 * load_size), np.uint8) if job["gray"] else None

@@ -42,8 +42,9 @@ def _replace_atomically(path: Path, write) -> None:
     """``write(file)`` (a binary file object on a fresh temporary sibling of ``path``), then
     rename over ``path``: viewers never see half a file. Not
     fsynced: these are views of the run, remade at the next refresh. An OSError names
-    ``path``: Pillow's and matplotlib's own writes fail on a full disk naming no file."""
-    with naming_the_file(path), replacing(path, durable=False) as file:
+    ``path`` (``replacing``): Pillow's and matplotlib's own writes fail on a full disk naming
+    no file."""
+    with replacing(path, durable=False) as file:
         write(file)
 
 
@@ -106,8 +107,7 @@ class LossLog:
         writer.writeheader()
         writer.writerows(self.rows)
         refuse_unless_plain_file(self.path)
-        with naming_the_file(self.path):
-            replace_text(self.path, text.getvalue())
+        replace_text(self.path, text.getvalue())
 
     def append(self, row: dict) -> None:
         row = {key: row[key] for key in LOG_FIELDS}
