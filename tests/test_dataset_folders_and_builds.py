@@ -273,7 +273,9 @@ def test_pairs_recorded_at_another_size_or_quality_are_written_again(tmp_path, k
     expected = _synthetic_files(folder)
     record = json.loads(_record(tmp_path).read_text())
     _record(tmp_path).write_text(json.dumps(dict(record, **{key: record[key] // 2})))
-    (folder / pair_name(0)).write_bytes(b"of the other set")
+    # a pair file fastp2p wrote (it carries the pairs' JPEG comment), of the other set
+    other = write_synthetic(tmp_path / "other", 1, seed=1, progress=False) / pair_name(0)
+    (folder / pair_name(0)).write_bytes(other.read_bytes())
     write_synthetic(tmp_path, 2, seed=0, progress=False)
     assert _synthetic_files(folder) == expected
     assert json.loads(_record(tmp_path).read_text()) == record

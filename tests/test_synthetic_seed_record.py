@@ -116,3 +116,17 @@ def test_recorded_pairs_of_another_seed_are_still_replaced(tmp_path):
     (folder / pair_name(2)).unlink()        # as if a removal was interrupted: none are foreign
     write_synthetic(tmp_path, 3, seed=1, progress=False)
     assert _files(folder) == _files(tmp_path / "one" / "train")
+
+
+@pytest.mark.parametrize("pairs", [3, 10 ** 12])
+def test_a_record_over_a_users_frames_does_not_get_them_removed(tmp_path, pairs):
+    """A record counts pairs, not files: one copied in, or left after its pairs were deleted
+    by hand and the user's frames put there, covered those frames, and another seed deleted
+    them. Only files carrying the pairs' JPEG comment are removed now."""
+    _user_frames(tmp_path / "train", 3)
+    (tmp_path / ".fastp2p-synthetic-train.json").write_text(
+        json.dumps({"seed": 0, "size": 256, "quality": 90, "pairs": pairs}))
+    before = _files(tmp_path / "train")
+    with pytest.raises(DataError, match=f"{pair_name(0)}.* not fastp2p's .*write into an empty"):
+        write_synthetic(tmp_path, 3, seed=1, progress=False)
+    assert _files(tmp_path / "train") == before

@@ -16,7 +16,8 @@ only), before any pair is written: a run for another set removes those pairs and
 pair again instead of keeping files of the wrong set. Files the record does not cover are never
 removed: pair-named files without a readable record (a user's frames named 0000000.jpg...) or
 past its count are refused (an older fastp2p's record has no count: it covers the pairs numbered
-from 0 without a gap).
+from 0 without a gap), and so, before another set replaces them, are files that do not carry
+PAIR_COMMENT (a record says nothing of files put in place of the pairs it counts).
 """
 import json
 import math
@@ -42,6 +43,10 @@ MAX_PAIRS = 10 ** FILE_DIGITS
 # Fewer bytes than any pair's JPEG file takes (those of seeds 0..2 are 12-25 kB): the disk space
 # a set needs is checked against free space with it, so that check never refuses a set that fits.
 MIN_PAIR_FILE_BYTES = 8 << 10
+# The JPEG comment each pair file carries: only files with it are removed for another set. The
+# record counts pairs, not files: a user's frames put in place of removed pairs (or under a
+# record copied in) were deleted.
+PAIR_COMMENT = b"fastp2p synthetic pair"
 
 
 def pair_name(index: int) -> str:
@@ -161,6 +166,23 @@ def _pair_index(path: Path) -> int:
     return int(path.name.partition(".")[0])
 
 
+def _carries_pair_comment(path: Path) -> bool:
+    """Whether ``path`` is a JPEG with PAIR_COMMENT (its header alone is read)."""
+    try:
+        with Image.open(path) as image:
+            return image.format == "JPEG" and image.info.get("comment") == PAIR_COMMENT
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
+        return False
+
+
+def _refuse_unknown_pairs(folder: Path, names: list, why: str) -> None:
+    """DataError naming ``names``, pair-named files of ``folder`` that fastp2p must not remove
+    (``why``), if there are any."""
+    if names:
+        raise DataError(f"{folder}: holds {counted(len(names), 'file')} named like synthetic "
+                        f"pairs (e.g. {names[0]}) {why}; write into an empty DATAROOT")
+
+
 def _start_set(folder: Path, record: Path, wanted: dict, count: int) -> None:
     """Make ``folder``'s pairs those of ``wanted``: keep them if the record says they are,
     else remove them, and record ``wanted`` (with how many pairs it may hold) before any new
@@ -170,15 +192,16 @@ def _start_set(folder: Path, record: Path, wanted: dict, count: int) -> None:
     recorded = _recorded_set(record, folder)
     written = recorded["pairs"] if recorded is not None else 0
     pairs = sorted(path for path in folder.iterdir() if _is_pair_file(path.name, math.inf))
-    unknown = [path.name for path in pairs if _pair_index(path) >= written]
-    if unknown:
-        why = ("that its record does not say fastp2p wrote" if recorded is not None else
-               f"and its {record.name} is unreadable"
-               if record.exists() else f"and no {record.name} says fastp2p wrote them")
-        raise DataError(f"{folder}: holds {counted(len(unknown), 'file')} named like synthetic "
-                        f"pairs (e.g. {unknown[0]}) {why}; write into an empty DATAROOT")
+    why = ("that its record does not say fastp2p wrote" if recorded is not None else
+           f"and its {record.name} is unreadable"
+           if record.exists() else f"and no {record.name} says fastp2p wrote them")
+    _refuse_unknown_pairs(folder, [path.name for path in pairs if _pair_index(path) >= written],
+                          why)
     same_set = recorded is not None and all(recorded[key] == wanted[key] for key in wanted)
     if pairs and not same_set:
+        _refuse_unknown_pairs(folder, [path.name for path in pairs
+                                       if not _carries_pair_comment(path)],
+                              "that are not fastp2p's (no synthetic pair's JPEG comment)")
         print(f"fastp2p: {folder}: holds {counted(len(pairs), 'synthetic pair')} of seed "
               f"{recorded['seed']}, not of seed {wanted['seed']}: writing the set again",
               file=sys.stderr)
@@ -215,7 +238,8 @@ def _write_range(job: tuple) -> int:
         # not fsynced one by one: a torn file after a power loss is found by `fastp2p pack`
         with replacing(path, durable=False) as file:
             Image.fromarray(synthetic_pair(seed, index)).save(file, format="JPEG",
-                                                              quality=QUALITY)
+                                                              quality=QUALITY,
+                                                              comment=PAIR_COMMENT)
         written += 1
     return written
 
