@@ -59,8 +59,8 @@ def read_manifest(path: Path, advice: str) -> dict:
     """The manifest at ``path``, checked: at most MAX_MANIFEST_BYTES, its format, its
     generation (an int from 0 to MAX_GENERATION: the next save's is one more,
     ``"generation": Infinity`` or a 4300-digit one made every save fail) and, for each file it
-    lists, size, SHA-256 and temporary name, all names of files in its folder. Raises ValueError ending with ``advice`` (what the reader should do) for
-    anything else."""
+    lists, size, SHA-256 and temporary name, all names of files in its folder. Raises
+    ValueError ending with ``advice`` (what the reader should do) for anything else."""
     try:
         manifest = read_json(path, max_bytes=MAX_MANIFEST_BYTES)
         files, generation = manifest["files"], manifest["generation"]
