@@ -224,13 +224,17 @@ def _identity(info: os.stat_result) -> tuple:
 
 
 def _permission_bits(path: Path) -> int | None:
-    """The permission bits of the regular file at ``path``; None when there is none (nothing
-    there, or a link, whose own bits, 0o777, are no one's choice)."""
+    """The read/write/execute bits of the regular file at ``path`` if it is this user's; None
+    otherwise: nothing there, a link (whose own bits, 0o777, are no one's choice), or a file
+    another user put at a name fastp2p writes in a shared folder (its bits, say 0o666, are not
+    this user's choice for what fastp2p writes). Never setuid, setgid or sticky bits."""
     try:
         info = os.lstat(path)
     except OSError:
         return None
-    return stat.S_IMODE(info.st_mode) if stat.S_ISREG(info.st_mode) else None
+    if not stat.S_ISREG(info.st_mode) or info.st_uid != getattr(os, "geteuid", lambda: None)():
+        return None
+    return stat.S_IMODE(info.st_mode) & 0o777
 
 
 def _set_permission_bits(fd: int, mode: int) -> None:

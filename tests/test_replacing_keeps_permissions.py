@@ -56,3 +56,26 @@ def test_a_new_file_gets_the_default_mode_and_a_replaced_link_none_of_its_bits(
     with replacing(tmp_path / "linked.txt") as file:   # replaces the link itself
         file.write(os.urandom(16))
     assert _mode(tmp_path / "linked.txt") == 0o600
+
+
+def test_no_setuid_bit_is_kept(tmp_path, umask_077):
+    path = tmp_path / "train_opt.txt"
+    path.write_bytes(os.urandom(32))
+    path.chmod(0o4750)
+    with replacing(path) as file:
+        file.write(os.urandom(16))
+    assert _mode(path) == 0o750
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() != 0,
+                    reason="giving a file to another user needs root")
+def test_another_users_file_lends_none_of_its_bits(tmp_path, umask_077):
+    """A file another user put at a name fastp2p writes (a shared run folder): its 0o666 is
+    not this user's choice for what replaces it."""
+    path = tmp_path / "loss_log.csv"
+    path.write_bytes(os.urandom(32))
+    path.chmod(0o666)
+    os.chown(path, 12345, 12345)
+    with replacing(path) as file:
+        file.write(os.urandom(16))
+    assert _mode(path) == 0o600
