@@ -134,7 +134,7 @@ def test_a_packed_dataset_trains_and_tests_with_the_default_load_size(tmp_path, 
 
 def test_task_chooses_an_embedded_dataset_and_conflicts_with_dataroot(tmp_path, capsys):
     data = write_aligned_dataset(tmp_path / "data", pairs=4, size=SIZE)
-    assert main(train_argv(data, tmp_path / "ckpt", "--task", "edges2photo")) == 1
+    assert main(train_argv(data, tmp_path / "ckpt", "--task", "edges2photo")) == 2
     error = capsys.readouterr().err
     assert "--task edges2photo" in error and "--dataroot" in error and error.count("\n") == 1
 

@@ -29,9 +29,12 @@ RUN = ("import atexit, os, sys\n"
     ["pack", "--synthetic", "4"],
     ["train", "--netG", "resnet_9blocks"],
     ["test", "--netG", "unet_16"],
+    ["train", "--task", "edges2photo", "--dataroot", "."],
+    ["test", "--dataroot", ".", "--task", "gray2color"],
 ], ids=["bench section", "bench steps", "bench peer", "bench quick on cuda",
         "bench graph on cpu", "pack without folders", "pack load size", "pack shard size",
-        "pack synthetic without DATAROOT", "train netG", "test netG"])
+        "pack synthetic without DATAROOT", "train netG", "test netG", "train task and dataroot",
+        "test task and dataroot"])
 def test_refused_before_torch_loads(tmp_path, argv):
     # outside the checkout, whose fastp2p/ would shadow the installed package
     result = subprocess.run([sys.executable, "-c", RUN, *argv], cwd=tmp_path,

@@ -12,12 +12,18 @@ _POINT_IT = "point it at a dataset folder holding train/ (and val/, test/)"
 
 def refuse_dataroot_options(args: argparse.Namespace) -> None:
     """DataError for ``--dataroot`` with ``--task``, or a ``--dataroot`` that is no folder."""
+    refuse_task_with_dataroot(args)
+    if args.dataroot:
+        refuse_missing_folder(Path(args.dataroot))
+
+
+def refuse_task_with_dataroot(args: argparse.Namespace) -> None:
+    """DataError for ``--dataroot`` with ``--task``: options that contradict each other, which
+    train and test refuse as such (exit code 2), before the folder is looked at."""
     task = getattr(args, "task", None)
     if args.dataroot and task:
         raise DataError(f"--task {task} chooses an embedded dataset, so it has no meaning with "
                         "--dataroot: drop one of them")
-    if args.dataroot:
-        refuse_missing_folder(Path(args.dataroot))
 
 
 def refuse_missing_folder(root: Path) -> None:

@@ -1,24 +1,27 @@
-"""What train and test refuse before loading torch (seconds): a --netG fastp2p lacks, and a
---dataroot that is no folder. Each was said only after the import, 6-8 s for a typo. Also the
-rule by which a torchrun job's processes say a refusal (``print_once_per_node``)."""
+"""What train and test refuse before loading torch (seconds): a --netG fastp2p lacks, --task
+with --dataroot, and a --dataroot that is no folder. Each was said only after the import, 6-8 s
+for a typo. Also the rule by which a torchrun job's processes say a refusal
+(``print_once_per_node``)."""
 import argparse
 import os
 import sys
 
 from fastp2p.command_errors import error_line
-from fastp2p.data.dataroot_checks import refuse_dataroot_options
+from fastp2p.data.dataroot_checks import refuse_dataroot_options, refuse_task_with_dataroot
 from fastp2p.data.errors import DataError
 from fastp2p.train.unet_names import unet_levels
 
 
 def refused_at_once(args: argparse.Namespace, command: str, context=()) -> int | None:
     """The exit code of a command line refused here, its one line printed after the
-    ``context`` lines (``print_once_per_node``): 2 for --netG (an option refused), 1 for --dataroot
-    (as the dataset's other errors); None if neither is."""
+    ``context`` lines (``print_once_per_node``): 2 for --netG or --task with --dataroot (options
+    refused), 1 for a --dataroot that is no folder (as the dataset's other errors); None if
+    neither is."""
     try:
         if isinstance(args.netG, str):  # not a QuickDefault (a default, always a U-Net)
             unet_levels(args.netG)
-    except ValueError as err:
+        refuse_task_with_dataroot(args)
+    except ValueError as err:   # a DataError too
         print_once_per_node(command, err, context)
         return 2
     try:
