@@ -132,3 +132,13 @@ def plain_name(text: str) -> str:
                                          f"names a folder or files inside the given folder), "
                                          f"got {text!r}")
     return text
+
+
+def given_path(text: str) -> str:
+    """A file or folder option's value: not empty. ``--dataroot ""`` trained on the embedded
+    dataset with the full-size profile (the quick defaults took "" for a folder given, the
+    data for none); an empty --checkpoints_dir or --out meant the current folder."""
+    if not text:
+        raise argparse.ArgumentTypeError("must be a path, got '' (an empty path names no file "
+                                         "or folder)")
+    return text

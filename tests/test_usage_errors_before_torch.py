@@ -46,6 +46,29 @@ def test_refused_before_torch_loads(tmp_path, argv):
         assert len(lines) == 1, result.stderr
 
 
+# each with a later refusal (no epoch to train, no section), so that a command that took the
+# empty path stops at once with another error rather than train or benchmark
+NOTHING_TO_RUN = {"train": ["--n_epochs", "0", "--n_epochs_decay", "0"],
+                  "bench": ["--sections", "none"]}
+
+
+@pytest.mark.parametrize("argv", [
+    ["train", "--dataroot", ""], ["test", "--dataroot", ""], ["train", "--checkpoints_dir", ""],
+    ["test", "--results_dir", ""], ["pack", "", "packed"], ["pack", "pairs", ""],
+    ["pack", "--verify", ""], ["bench", "--out", ""], ["bench", "--benchmarks-dir", ""],
+    ["bench", "--plot", ""]])
+def test_an_empty_path_is_refused(tmp_path, argv):
+    """``--dataroot ""`` trained on the embedded dataset with the full-size profile (the quick
+    defaults took "" for a folder given, the data for none); other empty paths meant the
+    current folder."""
+    result = subprocess.run([sys.executable, "-c", RUN, *argv, *NOTHING_TO_RUN.get(argv[0], [])],
+                            cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2, result.stderr
+    last = result.stderr.splitlines()[-1]
+    assert last.startswith(f"fastp2p {argv[0]}: error: "), result.stderr
+    assert "must be a path, got ''" in last, result.stderr
+
+
 @pytest.mark.parametrize("command", ["train", "test"])
 @pytest.mark.parametrize("dataroot, problem", [("missing", "--dataroot folder not found"),
                                                ("a_file", "--dataroot is a file, not a folder")])

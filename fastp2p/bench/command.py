@@ -90,6 +90,13 @@ def _sizes(sizes: tuple) -> str:
     return ",".join(map(str, sizes))
 
 
+def _path(text: str) -> Path:
+    """A file or folder option's value (option_types.given_path: not empty) as a Path."""
+    from fastp2p.option_types import given_path
+
+    return Path(given_path(text))
+
+
 def _names(text: str) -> tuple:
     """Each name once, in the order given: a peer named twice ran twice."""
     return tuple(dict.fromkeys(item.strip() for item in text.split(",") if item.strip()))
@@ -144,11 +151,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "inference; largest batch first, then the smallest; max-autotune "
                              "last), so they are what a budget cuts (default: none; "
                              f"at most {LONGEST_SECONDS}, a week)")
-    parser.add_argument("--out", type=Path, default=None, metavar="DIR",
+    parser.add_argument("--out", type=_path, default=None, metavar="DIR",
                         help="folder for the JSON, markdown and PNG (default: "
                              "./fastp2p-bench-results; inside the source checkout a new "
                              "temporary folder; printed either way)")
-    parser.add_argument("--benchmarks-dir", type=Path, default=None, metavar="DIR",
+    parser.add_argument("--benchmarks-dir", type=_path, default=None, metavar="DIR",
                         help="folder of bench_*.py micro-benchmark modules (default: "
                              "benchmarks/ of the source checkout fastp2p is imported from, "
                              "as after pip install -e .; a fastp2p installed with pip install . "
@@ -158,7 +165,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="comma-separated micro-benchmark modules to run, by file name "
                              "without .py (e.g. bench_norm_act,bench_losses; default: every "
                              "bench_*.py of the benchmarks folder)")
-    parser.add_argument("--plot", type=Path, default=None, metavar="RESULTS_JSON",
+    parser.add_argument("--plot", type=_path, default=None, metavar="RESULTS_JSON",
                         help="run nothing: remake the markdown table and PNG chart beside a "
                              "saved results JSON (no chart without training rows: an older "
                              "one is removed), and print the table")

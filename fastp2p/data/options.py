@@ -1,7 +1,7 @@
 """The data options, named as in the reference implementation's BaseOptions."""
 import argparse
 
-from fastp2p.option_types import dataset_size, image_side, loader_workers
+from fastp2p.option_types import dataset_size, given_path, image_side, loader_workers
 
 # the embedded datasets (fastp2p.data.default_dataset builds them; defined here, where the
 # parsers read them, so that --help imports no Pillow)
@@ -18,7 +18,7 @@ def add_data_arguments(parser: argparse.ArgumentParser, single_images: bool = Fa
     too, with no default in the parser, since --model test implies single where pix2pix reads
     aligned pairs (fastp2p.train.reference_options resolves it)."""
     group = parser.add_argument_group("data")
-    group.add_argument("--dataroot", default=None,
+    group.add_argument("--dataroot", type=given_path, default=None,
                        help="dataset folder: DATAROOT/{train,val,test}/ holding A|B images side "
                             "by side (aligned), or A/ and B/ subfolders (two_folders), or the "
                             "output of `fastp2p pack` (detected). Default: a small dataset built "

@@ -7,7 +7,7 @@ from fastp2p import cpu_info
 from fastp2p.byte_sizes import binary_size
 from fastp2p.command_errors import print_error
 from fastp2p.data.worker_pool import exit_at_sigterm
-from fastp2p.option_types import MAX_LOAD_SIZE, pack_workers, plain_name, seed
+from fastp2p.option_types import MAX_LOAD_SIZE, given_path, pack_workers, plain_name, seed
 from fastp2p.terminal import is_terminal
 
 # Bad shard files --verify names one line each per pack; more are counted in one line, so that
@@ -73,13 +73,13 @@ def register(commands) -> None:
     parser = commands.add_parser(
         "pack", help="pack a paired-image dataset into shards for fast loading",
         description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("dataroot", nargs="?", metavar="DATAROOT",
+    parser.add_argument("dataroot", nargs="?", metavar="DATAROOT", type=given_path,
                         help="dataset folder holding train/ (and val/, test/), aligned A|B images "
                              "or A/ and B/ subfolders (see --dataset_mode)")
-    parser.add_argument("out", nargs="?", metavar="OUT",
+    parser.add_argument("out", nargs="?", metavar="OUT", type=given_path,
                         help="output folder; gets OUT/PHASE/index.json and shard-NNNNN.u8 files "
                              "(pass it to `fastp2p train --dataroot OUT`)")
-    parser.add_argument("--verify", metavar="OUT",
+    parser.add_argument("--verify", metavar="OUT", type=given_path,
                         help="instead of packing: check the size and both checksums (sha256, "
                              "CRC32) of every shard in OUT against its index: every phase "
                              "folder's pack, whatever --phase named it (or the one pack OUT is); "

@@ -10,7 +10,7 @@ given explicitly always wins.
 import argparse
 
 from fastp2p.option_types import (adam_beta1, filters, finite_non_negative_float,
-                                  non_negative_int, patch_layers, plain_name, positive_float,
+                                  given_path, non_negative_int, patch_layers, plain_name, positive_float,
                                   positive_int, seed)
 
 
@@ -57,7 +57,7 @@ def add_model_arguments(parser: argparse.ArgumentParser, *, torchrun: bool = Tru
     group.add_argument("--name", type=plain_name, default="experiment_name",
                        help="run name: checkpoints go to CHECKPOINTS_DIR/NAME "
                             "(default %(default)s)")
-    group.add_argument("--checkpoints_dir", default="./checkpoints",
+    group.add_argument("--checkpoints_dir", type=given_path, default="./checkpoints",
                        help="folder of all runs' checkpoints (default %(default)s)")
     group.add_argument("--netG", default=QuickDefault("unet_256", "unet_64"),
                        help="generator: unet_256 (8 levels, for 256x256 crops), unet_128 (7 "
@@ -220,7 +220,7 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
 
 def add_test_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("testing (reference names)")
-    group.add_argument("--results_dir", default="./results",
+    group.add_argument("--results_dir", type=given_path, default="./results",
                        help="results go to RESULTS_DIR/NAME/PHASE_EPOCH (with --load_iter N: "
                             "PHASE_EPOCH_iterN, as the reference) (default %(default)s)")
     group.add_argument("--phase", type=plain_name, default="test",
