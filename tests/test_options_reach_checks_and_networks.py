@@ -24,11 +24,20 @@ def test_gpu_ids_minus_one_with_device_cpu_says_the_same_and_is_accepted():
 
 
 def test_gpu_ids_with_empty_items_take_the_ids_given(monkeypatch):
-    """A trailing comma or an empty list names no extra GPU: none left is the CPU."""
+    """A trailing comma names no extra GPU."""
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     assert applied_options("train", "--gpu_ids=0,")[0].device == "cuda:0"
     assert applied_options("test", "--gpu_ids=-1,")[0].device == "cpu"
-    assert applied_options("train", "--gpu_ids=")[0].device == "cpu"
+
+
+@pytest.mark.parametrize("command", ["train", "test"])
+@pytest.mark.parametrize("gpu_ids", ["", " ", ","])
+def test_gpu_ids_naming_no_id_are_refused(command, gpu_ids):
+    """An empty --gpu_ids (a script's empty "$IDS") ran on the CPU without a word, where
+    --gpu_ids x is refused; the reference fails on int('')."""
+    with pytest.raises(ValueError, match=f"--gpu_ids takes comma-separated integers .*, got "
+                                         f"{gpu_ids!r}"):
+        applied_options(command, f"--gpu_ids={gpu_ids}")
 
 
 @pytest.mark.parametrize("preprocess", ["resize_and_crop", "crop", "scale_width_and_crop"])

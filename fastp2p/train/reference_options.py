@@ -223,8 +223,10 @@ def _device_for_gpu_ids(gpu_ids: str, device: str, phase: str) -> str:
     try:
         ids = [int(item) for item in gpu_ids.split(",") if item.strip()]
     except ValueError:
+        ids = []
+    if not ids:   # also "" (a script's empty variable), which ran on the CPU without a word
         raise ValueError(f"--gpu_ids takes comma-separated integers (-1 for the CPU), got "
-                         f"{gpu_ids!r}") from None
+                         f"{gpu_ids!r}")
     gpus = [i for i in ids if i >= 0]  # the reference drops negative ids; none left = CPU
     if len(gpus) > 1 and phase == "test":  # test translates in one process, on one device
         raise ValueError(f"--gpu_ids {gpu_ids}: fastp2p test translates on one device; pass one "
