@@ -64,10 +64,9 @@ def _fused_convolution_line():
 
     from fastp2p.ops.backends import conv_choice
 
+    conv_choice.check_setting(torch.device("cpu"))
     if conv_choice.forced() != "fused":
         return None
-    conv_choice.fused_conv_dtype(torch.zeros(1, 3, 8, 8), torch.zeros(8, 3, 4, 4), stride=2,
-                                 padding=1, norm="none", gradient=False)
     return (f"the fused convolution (Triton kernels through the interpreter; slow), as "
             f"{conv_choice.ENV_VAR}=fused says")
 

@@ -1,7 +1,9 @@
 """Failures: a NaN loss stops training and keeps the last good checkpoint; a failed write
-reports it and leaves the previous checkpoint as it was."""
+reports it and leaves the previous checkpoint as it was; an environment setting the ops refuse
+is said before the run folder is written."""
 import errno
 
+import pytest
 import torch
 
 import fastp2p.train.checkpoints as checkpoints_module
@@ -112,3 +114,18 @@ def test_training_reports_a_failed_write_and_exits_1(tmp_path, monkeypatch, caps
     assert "No space left on device" in capsys.readouterr().err
     after = {name: data for name, data in _files(folder).items() if name.endswith(".pth")}
     assert after == before
+
+
+@pytest.mark.parametrize("variable", ["FASTP2P_CONV", "FASTP2P_BACKEND"])
+def test_a_refused_environment_setting_is_said_before_the_run_folder_is_written(
+        tmp_path, monkeypatch, capsys, variable):
+    """A bad FASTP2P_CONV was said at the first step, after the start line, leaving
+    train_opt.txt and loss_log.csv in a run folder without a checkpoint."""
+    data = write_aligned_dataset(tmp_path / "data")
+    monkeypatch.setenv(variable, "bogus")
+    assert main(train_argv(data, tmp_path / "ckpt")) == 1
+    out, err = capsys.readouterr()
+    assert err.startswith(f"fastp2p train: error: {variable} must be one of ") and \
+        err.count("\n") == 1, err
+    assert "training tiny" not in out
+    assert not (tmp_path / "ckpt").exists()

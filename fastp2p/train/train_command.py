@@ -250,6 +250,7 @@ def run(args: argparse.Namespace, times=None, name_files: bool = True) -> int:
         graphs = args.graphs
         if graphs is None:
             graphs = info.device.type == "cuda" and info.world_size == 1
+        _check_environment(info.device)
         torch.manual_seed(args.seed)
         dataset = _build_dataset(args, load_size_given, say)
         loader = _build_loader(args, dataset, info, graphs, say)
@@ -370,6 +371,16 @@ def _messengers(info):
     if not info.is_main:
         return (lambda message: None), (lambda message: None)
     return tqdm.write, (lambda message: tqdm.write(message, file=sys.stderr))
+
+
+def _check_environment(device) -> None:
+    """ValueError for a FASTP2P_BACKEND or FASTP2P_CONV the ops refuse on ``device``, before
+    the data is read and the run folder written: a bad FASTP2P_CONV was said at the first step,
+    the folder left holding train_opt.txt and loss_log.csv and no checkpoint."""
+    from fastp2p.ops.backends import backend_name_for, conv_choice
+
+    backend_name_for(device)
+    conv_choice.check_setting(device)
 
 
 def _build_dataset(args, load_size_given: bool, say):

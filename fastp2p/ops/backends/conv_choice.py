@@ -124,6 +124,17 @@ def forced() -> str:
     return value
 
 
+def check_setting(device) -> None:
+    """ValueError for a FASTP2P_CONV that the convolutions of a network on ``device`` refuse at
+    their first call: a value not in CHOICES, or fused where no backend runs the fused
+    convolution there (asked of a float32 layer, as a network's forward asks it). For a command
+    to say so before it writes anything: train had written its run folder by the first step."""
+    if forced() == "fused":
+        fused_conv_dtype(torch.zeros(1, 3, 8, 8, device=device),
+                         torch.zeros(8, 3, 4, 4, device=device), stride=2, padding=1,
+                         norm="none", gradient=False)
+
+
 def may_fuse(x: torch.Tensor, gradient: bool) -> bool:
     """Whether a network forward on input ``x`` (``gradient``: it wants one,
     fastp2p.nn.folding.gradient_wanted) may run any layer fused: FASTP2P_CONV=fused, or the
