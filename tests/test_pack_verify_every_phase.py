@@ -1,6 +1,9 @@
 """`fastp2p pack --verify OUT` checks every pack in OUT, whatever `--phase` named its folder: it
 used to look in train/, val/ and test/ only, so a pack of `--phase extra` was "no packed
-dataset here", and a corrupt one beside a good train/ was called OK."""
+dataset here", and a corrupt one beside a good train/ was called OK. The options that only
+pack are refused with it."""
+import pytest
+
 from fastp2p.cli import main
 from helpers.data_helpers import make_aligned
 
@@ -30,3 +33,18 @@ def test_verify_fails_on_a_corrupt_pack_of_another_phase_name_beside_train(tmp_p
     capsys.readouterr()
     assert main(["pack", "--verify", str(out), "--no-progress"]) == 1
     assert f"{shard}: checksum does not match the index" in capsys.readouterr().err
+
+
+def test_verify_refuses_the_packing_options_it_would_ignore(tmp_path, capsys):
+    """--verify packs nothing: packing options given with it (refused values too, such as
+    --load_size 0) were ignored without a word. --phase and --no-progress still apply."""
+    out = _pack(tmp_path, "train")
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as refused:   # parser.error, as pack's usage errors
+        main(["pack", "--verify", str(out), "--load_size", "0", "--gray", "--pairs-per-shard",
+              "-4", "--no-progress"])
+    assert refused.value.code == 2
+    error = capsys.readouterr().err.splitlines()[-1]
+    assert error == ("fastp2p pack: error: --verify OUT checks a pack and packs nothing, so "
+                     "--load_size, --pairs-per-shard, --gray would do nothing: drop them"), error
+    assert main(["pack", "--verify", str(out), "--phase", "val", "--no-progress"]) == 0

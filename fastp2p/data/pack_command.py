@@ -83,7 +83,8 @@ def register(commands) -> None:
                         help="instead of packing: check the size and both checksums (sha256, "
                              "CRC32) of every shard in OUT against its index: every phase "
                              "folder's pack, whatever --phase named it (or the one pack OUT is); "
-                             "every bad shard is named, exit 1 if there is any")
+                             "every bad shard is named, exit 1 if there is any; the options "
+                             "that only pack are refused with it")
     parser.add_argument("--load_size", type=int, default=286,
                         help="each half is resized (bicubic) to load_size x load_size, as "
                              "--preprocess resize_and_crop does before its crop (default 286); "
@@ -130,6 +131,18 @@ def register(commands) -> None:
     parser.set_defaults(run=run, pack_parser=parser)
 
 
+# What --verify reads (its --phase help says that every phase is checked whatever it names);
+# every other option packs, and was ignored without a word with --verify, a refused value too.
+_VERIFY_READS = {"help", "verify", "dataroot", "out", "phase", "progress"}
+
+
+def _packing_options_given(args, parser: argparse.ArgumentParser) -> list:
+    """The packing options (not ``_VERIFY_READS``) given other values than their defaults."""
+    return [action.option_strings[0] for action in parser._actions
+            if action.dest not in _VERIFY_READS
+            and getattr(args, action.dest) != action.default]
+
+
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
@@ -141,6 +154,10 @@ def run(args: argparse.Namespace) -> int:
     if args.verify is not None:
         if args.dataroot is not None or args.out is not None:
             parser.error("--verify OUT takes no DATAROOT; run `fastp2p pack --verify OUT`")
+        packing = _packing_options_given(args, parser)
+        if packing:
+            parser.error(f"--verify OUT checks a pack and packs nothing, so {', '.join(packing)} "
+                         "would do nothing: drop them")
         return _verify(Path(args.verify), progress)
     try:
         require_packages(("PIL", "tqdm"), extra="data")
