@@ -95,3 +95,19 @@ def test_list_peers_lines_the_descriptions_up_past_the_longest_name(capsys):
     starts = {line.index(peer.description) for line, peer in zip(lines, peer_specs.PEERS)}
     longest = max(len(peer.name) for peer in peer_specs.PEERS)
     assert len(starts) == 1 and starts.pop() > longest, lines
+
+
+@pytest.mark.parametrize("mode", [["--list-peers"], ["--plot", "RUN.json"]])
+@pytest.mark.parametrize("options, named", [
+    (["--sections", "bogus", "--steps", "-5"], "--sections, --steps"),
+    (["--quick", "--device", "cuda"], "--quick, --device")])
+def test_list_peers_and_plot_refuse_the_options_they_would_ignore(tmp_path, capsys, mode,
+                                                                  options, named):
+    """--list-peers and --plot run no benchmark: the other options were ignored without a
+    word, values every other run refuses too."""
+    (tmp_path / "RUN.json").write_text("{}")
+    args = bench_args(*[str(tmp_path / word) if word == "RUN.json" else word for word in mode],
+                      *options)
+    assert command.run(args) == 2
+    assert capsys.readouterr().err == (f"fastp2p bench: error: {mode[0]} runs no benchmark, so "
+                                       f"{named} would do nothing: drop them\n")

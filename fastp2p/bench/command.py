@@ -168,9 +168,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--plot", type=_path, default=None, metavar="RESULTS_JSON",
                         help="run nothing: remake the markdown table and PNG chart beside a "
                              "saved results JSON (no chart without training rows: an older "
-                             "one is removed), and print the table")
+                             "one is removed), and print the table; the other options are "
+                             "refused with it")
     parser.add_argument("--list-peers", action="store_true",
-                        help="print the training peers and what each runs, then exit")
+                        help="print the training peers and what each runs, then exit (the "
+                             "other options are refused with it)")
 
 
 def register(commands) -> None:
@@ -459,6 +461,12 @@ def run(args: argparse.Namespace) -> int:
     from fastp2p.bench.stops import stop_signals
     from fastp2p.stops_deferred import import_torch
 
+    mode = "--list-peers" if args.list_peers else "--plot" if args.plot is not None else None
+    ignored = _run_options_given(args, mode) if mode else []
+    if ignored:
+        print_error("bench", f"{mode} runs no benchmark, so {', '.join(ignored)} would do "
+                             "nothing: drop them")
+        return 2
     if args.list_peers:
         return list_peers()
     # from here on a stop signal is reported, torch's import (seconds) included
@@ -483,6 +491,16 @@ def run(args: argparse.Namespace) -> int:
         print(f"results go to {out_dir}" + ("" if args.out else " (--out to choose)"),
               flush=True)
         return run_and_save(settings, out_dir)
+
+
+def _run_options_given(args, mode: str) -> list:
+    """The options given other values than their defaults, but ``mode`` (--list-peers or
+    --plot), which runs no benchmark: with it they were ignored without a word, refused values
+    (--sections bogus, --steps -5) too."""
+    parser = argparse.ArgumentParser(add_help=False)
+    add_arguments(parser)
+    return [action.option_strings[0] for action in parser._actions
+            if action.option_strings[0] != mode and getattr(args, action.dest) != action.default]
 
 
 def _refuse_torchrun() -> None:
