@@ -69,8 +69,8 @@ class RunFolderLock:
             self._made = self._made or missing
             try:
                 fd = self._open()
-            except FileNotFoundError:
-                continue  # the folder went (a run that ended removed it): make it again
+            except (FileNotFoundError, FileExistsError):
+                continue  # the folder or file went or came (a run ended, one began): again
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
@@ -109,11 +109,25 @@ class RunFolderLock:
         """The lock file, made writable by every user the umask allows: a run folder shared by
         several users must not be locked for good by a file one of them left behind (a
         killed run's). A file another user made without that is opened read-only, which
-        flock takes just as well. Never through a symbolic link (``open_plain_file``)."""
+        flock takes just as well. Never through a symbolic link (``open_plain_file``).
+        PermissionError naming the folder where it holds no lock file and this user may not
+        make one there (a folder shared read-only). FileNotFoundError or FileExistsError: a
+        folder or file that went or came meanwhile; acquire() tries again."""
         try:
             return open_plain_file(self.path, os.O_RDWR | os.O_CREAT, 0o666)
         except PermissionError:
+            pass
+        try:
             return open_plain_file(self.path, os.O_RDONLY)
+        except FileNotFoundError:
+            pass
+        # No file: another user's went since (its run ended), or the folder is not writable,
+        # which O_EXCL alone tells apart: acquire() took the FileNotFoundError above for a
+        # folder removed meanwhile and tried again without end (100 % CPU, no output).
+        try:
+            return open_plain_file(self.path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o666)
+        except PermissionError as err:
+            raise PermissionError(err.errno, err.strerror, str(self.folder)) from None
 
     def _holder(self) -> str:
         """The holder's "process N, " (it writes its pid into the file), or nothing."""

@@ -20,6 +20,7 @@ import torch.multiprocessing as mp
 import fastp2p.train.run_lock as run_lock
 from fastp2p.cli import main
 from fastp2p.train.run_lock import LOCK_NAME, RunFolderBusy, RunFolderLock
+from helpers import permission_helpers
 from helpers.torchrun_helpers import as_torchrun_rank, free_port
 from helpers.train_helpers import folder_files, one_line, tiny_test_argv, train_argv
 
@@ -28,6 +29,7 @@ from helpers.train_helpers import folder_files, one_line, tiny_test_argv, train_
 # PYTHONPATH the suite runs under); they run in a folder outside the checkout, so `python -m`
 # never imports its source folder instead.
 CHILD_ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
+denied = permission_helpers.denied   # the fixture, under its name here
 
 
 HOLD = """
@@ -235,3 +237,26 @@ def test_a_lock_file_removed_between_open_and_lock_is_not_taken_for_the_lock(tmp
             third.acquire()
     finally:
         second.release()
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX file permissions")
+@pytest.mark.parametrize("command", ["train", "test"])
+def test_a_folder_this_user_cannot_write_is_named_in_one_line(data, trained, tmp_path, denied,
+                                                              command):
+    """A run folder (train --continue_train) or results folder (test) that exists, holds no
+    .lock and cannot be written (a colleague's, shared read-only): the lock's read-only open
+    found no file, which acquire() took for a folder removed meanwhile, and it tried again
+    without end at 100 % CPU."""
+    checkpoints = tmp_path / "ckpt"
+    shutil.copytree(trained, checkpoints)
+    if command == "train":
+        folder, argv = checkpoints / "tiny", train_argv(data, checkpoints, "--continue_train")
+    else:
+        folder = tmp_path / "results" / "tiny" / "test_latest"
+        folder.mkdir(parents=True)
+        argv = tiny_test_argv(data, checkpoints, tmp_path / "results")
+    denied(folder, 0o555)
+    run = permission_helpers.fastp2p_bound_by_permissions(tmp_path, *argv)
+    assert (run.returncode, run.stderr) == (
+        1, f"fastp2p {command}: error: {folder}: Permission denied\n")
+    assert not (folder / LOCK_NAME).exists()
