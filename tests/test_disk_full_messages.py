@@ -10,7 +10,7 @@ import pytest
 import fastp2p.data.pack as pack_module
 from fastp2p.cli import main
 from fastp2p.train.checkpoints import CheckpointFolder, CheckpointWriteError, describe_os_error
-from helpers.train_helpers import one_line, tiny_networks, write_aligned_dataset
+from helpers.train_helpers import one_line, tiny_networks, train_argv, write_aligned_dataset
 
 NO_SPACE = os.strerror(errno.ENOSPC)
 
@@ -158,6 +158,26 @@ def test_a_full_disk_while_the_held_rows_are_dropped_leaves_the_log_whole(tmp_pa
     assert raised.value.errno == errno.ENOSPC
     assert path.read_bytes() == written and resumed.holding
     assert [entry.name for entry in tmp_path.iterdir()] == ["loss_log.csv"]  # no temporary left
+
+
+@pytest.mark.parametrize("resumed", [False, True], ids=["fresh", "continue_train"])
+def test_a_full_disk_on_the_options_file_names_it_and_what_to_do(tmp_path, monkeypatch, capsys,
+                                                                  resumed):
+    """train_opt.txt, written before the loss log: its error named no file ("[Errno 28] No
+    space left on device") and said nothing of the checkpoints."""
+    data = write_aligned_dataset(tmp_path / "data", pairs=4)
+    argv = train_argv(data, tmp_path, "--n_epochs_decay", "0", "--no_html")
+    if resumed:
+        assert main(argv) == 0
+        argv += ["--continue_train", "--n_epochs", "2"]
+    fill_temporary_files(monkeypatch, 100, which=lambda number: number == 1)
+    capsys.readouterr()
+    assert main(argv) == 1
+    advice = ("the last good checkpoint" if resumed else "no checkpoint was written",
+              "resume with --continue_train" if resumed else "run it again")
+    err = one_line(capsys.readouterr().err)
+    assert f"{tmp_path / 'tiny' / 'train_opt.txt'}: {NO_SPACE}; " in err, err
+    assert all(words in err for words in advice), err
 
 
 def test_an_os_error_without_a_file_name_is_not_given_a_placeholder():

@@ -272,7 +272,11 @@ def run(args: argparse.Namespace, times=None, name_files: bool = True) -> int:
             return 0
         page = loss_log = None
         if info.is_main:
-            page, loss_log, trackers = _open_reports(args, checkpoints, state, say)
+            try:
+                page, loss_log, trackers = _open_reports(args, checkpoints, state, say)
+            except OSError as err:   # a full disk: said as a failed write in training is
+                _print_failure(trainer.write_failure(err), training)
+                return 1
             trainer.report_to(page, loss_log, trackers)
         say(_start_line(args, len(dataset), info, graphs, trainer))
         training = True

@@ -280,6 +280,13 @@ class Trainer:
         """Lets a save in flight land (it is of good weights), then names what is on disk."""
         return self._kept(self._latest_manifest())
 
+    def write_failure(self, err: OSError) -> str:
+        """What a failed write of the run's own files (its options file, loss log) did not
+        touch, and what to do: the path and error, the checkpoint kept, the way to go on."""
+        latest = self._latest_manifest()
+        return (f"{describe_os_error(err)}; {self._kept(latest)}. {what_to_fix(err)}, then "
+                f"{self._run_again(latest)}")
+
     def _kept(self, latest: dict | None) -> str:
         """What is on disk, from the latest set's manifest (``_latest_manifest``). Rank 0 alone
         says it: another rank does not know (which sets are the run that --overwrite replaces,
@@ -325,10 +332,7 @@ class Trainer:
                 self._say_on_every_rank(error_line("train", err))
                 return EXIT_FAILED
             except OSError as err:  # the loss log: the checkpoints are untouched
-                latest = self._latest_manifest()
-                self._say_on_every_rank(error_line(
-                    "train", f"{describe_os_error(err)}; {self._kept(latest)}. "
-                    f"{what_to_fix(err)}, then {self._run_again(latest)}"))
+                self._say_on_every_rank(error_line("train", self.write_failure(err)))
                 return EXIT_FAILED
             except RuntimeError as err:
                 failure = self._runtime_failure(err)
