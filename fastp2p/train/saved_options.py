@@ -38,13 +38,18 @@ GENERATOR_OPTIONS = ("netG", "ngf", "norm", "no_dropout", "input_nc", "output_nc
 # file is relative to (a resume from another folder read another dataset, or none).
 WORKING_DIR = "working_dir"
 
+# The file's last line, as the reference ends its own: a file without it was cut short (it is
+# not fsynced, so a power loss can leave it short or empty) and the options it lacks would go
+# back to their defaults in silence. Before it, fastp2p ended the file with WORKING_DIR's line.
+END_LINE = "----------------- End -------------------"
+
 
 def write_options(args, path: Path) -> None:
     """Renamed into place: a link planted at the name is replaced, its target left alone. An
     OSError names ``path`` (a full disk's names no file)."""
     from fastp2p.atomic_files import naming_the_file, replacing
     lines = [f"{key}: {value}" for key, value in sorted(vars(args).items()) if key != "run"]
-    lines.append(f"{WORKING_DIR}: {os.getcwd()}")
+    lines += [f"{WORKING_DIR}: {os.getcwd()}", END_LINE]
     with naming_the_file(path), replacing(path, durable=False) as file:
         # a path given in bytes that are not UTF-8 (a Latin-1 folder name) reaches Python as
         # lone surrogates, which strict UTF-8 cannot write: written back as its own bytes
@@ -56,12 +61,28 @@ def read_options(path: Path, errors: str = "strict") -> dict:
     the reference's (``{name:>25}: {value:<30}`` and ``\\t[default: D]`` where the value is not
     the default, between two dashed lines). OSError, or ValueError where it is no regular file
     or (with ``errors`` "strict") not UTF-8."""
+    return _parsed(_text(path, errors))
+
+
+def _text(path: Path, errors: str) -> str:
+    return read_text(path, encoding="utf-8", errors=errors)
+
+
+def _parsed(text: str) -> dict:
     saved = {}
-    for line in read_text(path, encoding="utf-8", errors=errors).splitlines():
+    for line in text.splitlines():
         name, colon, value = line.partition(": ")
         if colon:
             saved[name.strip()] = value.split("\t[default: ", 1)[0].rstrip()
     return saved
+
+
+def _complete(text: str) -> bool:
+    """Whether an options file's ``text`` ends as a whole one does: with END_LINE (fastp2p's
+    and the reference's files), or with a whole WORKING_DIR line (fastp2p's before END_LINE)."""
+    lines = text.splitlines()
+    return (END_LINE in (line.strip() for line in lines)
+            or (text.endswith("\n") and lines[-1].startswith(f"{WORKING_DIR}: ")))
 
 
 def changed_options(args, path: Path, keys) -> str:
@@ -127,10 +148,13 @@ class TakenOptions:
     """What ``take_saved_options`` took: ``taken``, (dest, value, whether it is the value this
     command line's default gives); ``refused``, (dest, text) for values this fastp2p's options
     do not read (a reference run's, or an older fastp2p's), left at this command line's;
-    ``options``, dest -> the option as a command line writes it (``--skip-bad``)."""
+    ``options``, dest -> the option as a command line writes it (``--skip-bad``);
+    ``missing``, the dests it would have taken from a file cut short (not ``_complete``) that
+    lacks them, left at this command line's."""
 
     def __init__(self, path: Path):
         self.path, self.taken, self.refused, self.options = path, [], [], {}
+        self.missing = []
 
     def describe(self) -> str:
         """One line: how many were taken, and those that differ from the defaults, as a
@@ -143,6 +167,12 @@ class TakenOptions:
         if self.refused:
             line += "; not read, so left at the command line's: " + " ".join(
                 f"{self._option(dest)} {text!r}" for dest, text in self.refused)
+        if self.missing:
+            missing = " ".join(map(self._option, self.missing))
+            line += (f"; warning: {self.path} ends before its last line (cut short, by a power "
+                     "loss say, or written by an older fastp2p), so these are the command "
+                     f"line's defaults, not the run's: {missing}; give the run's on the "
+                     "command line where they differ")
         return line
 
     def _option(self, dest: str) -> str:
@@ -172,14 +202,19 @@ def take_saved_options(args, parser: argparse.ArgumentParser, given, path: Path,
     options file at ``path``, read through the option's own type and choices. Before
     ``resolve_quick_defaults``. OSError or ValueError where the file cannot be read."""
     # a path's bytes that are not UTF-8, as write_options wrote them, read back as the same path
-    saved = read_options(path, errors="surrogateescape")
+    text = _text(path, errors="surrogateescape")
+    saved, complete = _parsed(text), _complete(text)
     result, defaults = TakenOptions(path), []
     for action in parser._actions:
         dest = action.dest
         result.options[dest] = (action.option_strings or [f"--{dest}"])[0]
-        if (dest in given or dest not in saved or not action.option_strings
+        if (dest in given or not action.option_strings
                 or action.default == argparse.SUPPRESS   # options that mean nothing here
                 or (dest in NOT_INHERITED if dests is None else dest not in dests)):
+            continue
+        if dest not in saved:
+            if not complete:
+                result.missing.append(dest)
             continue
         try:
             value = _read_value(action, saved[dest])

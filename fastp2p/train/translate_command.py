@@ -229,7 +229,8 @@ def _take_generator_options(args, given) -> str | None:
                                            "the generator's options")
     if unreadable:
         return unreadable
-    return f"generator options: {taken.describe()}" if taken.taken or taken.refused else None
+    return (f"generator options: {taken.describe()}"
+            if taken.taken or taken.refused or taken.missing else None)
 
 
 def _resolve_as_test(args: argparse.Namespace) -> argparse.Namespace:

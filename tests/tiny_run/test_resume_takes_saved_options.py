@@ -9,8 +9,9 @@ import pytest
 from fastp2p.cli import build_parser, main
 from fastp2p.train import train_command
 from fastp2p.train.saved_options import (RESUME_COMPARED, changed_options, command_parser,
-                                         given_options, read_options, take_saved_options)
-from helpers.train_helpers import train_argv
+                                         given_options, read_options, take_saved_options,
+                                         write_options)
+from helpers.train_helpers import parsed_options, train_argv
 
 # The reference's train_opt.txt (BaseOptions.print_options: '{:>25}: {:<30}{}', the default
 # after a tab where the value is not it), cut to a few lines of each kind.
@@ -191,7 +192,8 @@ def test_a_relative_dataroot_taken_is_no_change_and_written_normalised(data, tmp
 def test_the_taken_line_writes_options_as_a_command_line_gives_them(tmp_path):
     """It wrote `--no_html True` and `--skip_bad True`: neither is a command line's."""
     path = tmp_path / "train_opt.txt"
-    path.write_text("no_html: True\nskip_bad: True\nlr: 0.0005\n")
+    path.write_text("no_html: True\nskip_bad: True\nlr: 0.0005\n"
+                    "----------------- End -------------------\n")
     parser = command_parser(train_command.register)
     taken = take_saved_options(parser.parse_args([]), parser, frozenset(), path)
     assert taken.describe().endswith("not the defaults: --skip-bad --lr 0.0005 --no_html")
@@ -228,3 +230,28 @@ def test_a_resume_with_nothing_to_train_keeps_the_runs_options(run_of_lr, capsys
     out = capsys.readouterr().out
     assert "is done up to epoch 2, and this run would end at epoch 1" in out, out
     assert _saved(run_of_lr / "tiny")["n_epochs"] == "2"
+
+
+@pytest.mark.parametrize("kept, warned", [
+    (None, False),                         # as written
+    (-1, False),                           # ending with working_dir, as fastp2p wrote it before
+    (20, True),                            # cut short at a line's end (not fsynced: power loss)
+    (0, True),                             # empty
+])
+def test_an_options_file_cut_short_is_said_with_the_options_it_lacks(tmp_path, kept, warned):
+    """A cut or empty file was taken as whole: the options past the cut went back to their
+    defaults in silence (--save_epoch_freq 1 -> 5), and the file was rewritten so."""
+    parser = command_parser(train_command.register)
+    path = tmp_path / "train_opt.txt"
+    write_options(parsed_options("train", "--batch_size", "3", "--save_epoch_freq", "1"), path)
+    lines = path.read_text().splitlines(keepends=True)
+    path.write_text("".join(lines[:kept]))
+    args = parser.parse_args([])
+    line = take_saved_options(args, parser, frozenset(["lr"]), path).describe()
+    assert ("ends before its last line" in line) == warned, line
+    assert (args.batch_size == 3) == (kept != 0)   # what the file holds is taken
+    if warned:   # named as a command line gives them; never one given, nor one not inherited
+        missing = line.split("warning: ")[1]
+        assert " --save_epoch_freq " in missing and " --wandb_project_name" in missing, line
+        assert ("--batch_size" in missing) == (kept == 0), line
+        assert " --lr " not in missing and "--verbose" not in missing, line
