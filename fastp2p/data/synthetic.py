@@ -47,6 +47,9 @@ MIN_PAIR_FILE_BYTES = 8 << 10
 # record counts pairs, not files: a user's frames put in place of removed pairs (or under a
 # record copied in) were deleted.
 PAIR_COMMENT = b"fastp2p synthetic pair"
+# The most of a set's record that is read (a larger one is read as no record): fastp2p writes
+# four numbers; a huge file was read whole, until memory ran out.
+MAX_RECORD_BYTES = 1 << 16
 
 
 def pair_name(index: int) -> str:
@@ -148,7 +151,7 @@ def _recorded_set(record: Path, folder: Path):
     without a gap (that fastp2p refused folders holding other files and wrote its record only
     for its own pairs), so pairs past a gap are still refused."""
     try:
-        recorded = read_json(record)
+        recorded = read_json(record, max_bytes=MAX_RECORD_BYTES)
     except (OSError, ValueError):
         return None
     if not isinstance(recorded, dict) or not all(_is_count(recorded.get(key))

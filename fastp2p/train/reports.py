@@ -215,33 +215,60 @@ def _read_log_rows(path: Path):
     """(rows of ``path`` as numbers, how many rows did not parse): a row must hold exactly the
     header's number of values and a finite number in each of LOG_FIELDS."""
     with open_to_read(path, "r", newline="", encoding="utf-8", errors="replace") as handle:
-        lines = handle.read().splitlines()
-    rows, damaged = [], 0
-    header = _csv_values(lines[0]) if lines else None
-    for line in lines[1:]:
-        values = _csv_values(line)
-        if values == []:    # a blank line holds no row
-            continue
-        try:
-            if header is None or values is None or len(values) != len(header):
-                raise ValueError("not a row")
-            named = dict(zip(header, values))
-            row = {key: (int if key in _COUNTS else float)(named[key]) for key in LOG_FIELDS}
-            if not all(math.isfinite(value) for value in row.values()):
-                # fastp2p never writes one (a NaN loss stops training first): an edited row,
-                # which would set the loss plot's scale (matplotlib's overflow warning)
-                raise ValueError("NaN or Inf")
-            rows.append(row)
-        except (KeyError, ValueError):
-            damaged += 1
+        lines = _log_lines(handle)
+        header = _csv_values(next(lines, None))
+        rows, damaged = [], 0
+        for line in lines:
+            values = _csv_values(line)
+            if values == []:    # a blank line holds no row
+                continue
+            try:
+                if header is None or values is None or len(values) != len(header):
+                    raise ValueError("not a row")
+                rows.append(_log_row(dict(zip(header, values))))
+            except (KeyError, ValueError):
+                damaged += 1
     return rows, damaged
 
 
+def _log_row(named: dict) -> dict:
+    """LOG_FIELDS of one parsed CSV row (``named``: header -> text) as numbers; ValueError for
+    values fastp2p never writes: NaN or Inf (a NaN loss stops training first), which would set
+    the loss plot's scale (matplotlib's overflow warning)."""
+    row = {key: (int if key in _COUNTS else float)(named[key]) for key in LOG_FIELDS}
+    if not all(math.isfinite(value) for value in row.values()):
+        raise ValueError("NaN or Inf")
+    return row
+
+
 _COUNTS = ("epoch", "step", "images")  # the LOG_FIELDS that are whole numbers
+# The longest line read as one: a row fastp2p writes (nine numbers) is under 300 characters.
+# A longer line (a sparse or foreign file, no newline for gigabytes) is a damaged row, read
+# through a piece at a time: read whole, a sparse 3 GB log was a MemoryError traceback.
+_LONGEST_LINE = 1 << 12
+_LINE_ENDS = ("\n", "\r")
 
 
-def _csv_values(line: str):
-    """The values of one CSV line; None if it does not parse (a NUL byte, an open quote)."""
+def _log_lines(handle):
+    """The lines of ``handle`` (opened with newline=""), without their ends; None for each one
+    longer than _LONGEST_LINE, which is not kept in memory."""
+    while True:
+        line = handle.readline(_LONGEST_LINE)
+        if not line:
+            return
+        if line.endswith(_LINE_ENDS) or len(line) < _LONGEST_LINE:   # whole (or the last)
+            yield line.rstrip("\r\n")
+            continue
+        while line and not line.endswith(_LINE_ENDS):   # the rest of the overlong line
+            line = handle.readline(_LONGEST_LINE)
+        yield None
+
+
+def _csv_values(line: str | None):
+    """The values of one CSV line; None if it does not parse (a NUL byte, an open quote) or is
+    None (none, or an overlong one)."""
+    if line is None:
+        return None
     try:
         return next(csv.reader([line]), [])
     except csv.Error:

@@ -43,6 +43,10 @@ WORKING_DIR = "working_dir"
 # back to their defaults in silence. Before it, fastp2p ended the file with WORKING_DIR's line.
 END_LINE = "----------------- End -------------------"
 
+# The most of an options file that is read (FileTooLarge, a ValueError, past it: "cannot be
+# read"): fastp2p writes about 2 KB; a sparse 3 GB file was read whole, then MemoryError.
+MAX_OPTIONS_BYTES = 1 << 20
+
 
 def write_options(args, path: Path) -> None:
     """Renamed into place: a link planted at the name is replaced, its target left alone. An
@@ -59,13 +63,13 @@ def write_options(args, path: Path) -> None:
 def read_options(path: Path, errors: str = "strict") -> dict:
     """{name: value text} of the options file at ``path``: fastp2p's ``name: value`` lines, or
     the reference's (``{name:>25}: {value:<30}`` and ``\\t[default: D]`` where the value is not
-    the default, between two dashed lines). OSError, or ValueError where it is no regular file
-    or (with ``errors`` "strict") not UTF-8."""
+    the default, between two dashed lines). OSError, or ValueError where it is no regular file,
+    larger than MAX_OPTIONS_BYTES or (with ``errors`` "strict") not UTF-8."""
     return _parsed(_text(path, errors))
 
 
 def _text(path: Path, errors: str) -> str:
-    return read_text(path, encoding="utf-8", errors=errors)
+    return read_text(path, MAX_OPTIONS_BYTES, encoding="utf-8", errors=errors)
 
 
 def _parsed(text: str) -> dict:

@@ -16,6 +16,10 @@ import torch
 
 from fastp2p.json_files import read_json
 
+# The most of a table that is read (past it: refused as unreadable, not read whole until
+# memory runs out): a GPU run's tables are a few hundred KiB at most.
+MAX_TABLE_BYTES = 16 << 20
+
 
 def device_name(device) -> str:
     """The name a table gives the device it was measured on: torch's name of a CUDA device
@@ -42,7 +46,7 @@ def read_table(path: Path, *, kind: str, remedy: str,
     when given, runs first and raises its own one-line ValueError for a table of another
     format (saying what changed)."""
     try:
-        table = read_json(path)
+        table = read_json(path, max_bytes=MAX_TABLE_BYTES)
     except FileNotFoundError:
         return frozenset()
     except (OSError, ValueError) as error:
