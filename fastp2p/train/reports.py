@@ -71,7 +71,7 @@ class LossLog:
 
     On resume the rows up to the resumed step are read back, so the curve continues; rows that
     do not parse (the partial last row a full disk or a power loss leaves) or hold NaN or Inf
-    (edited: fastp2p writes none) are left out, and
+    or a count outside [0, 2**63) (edited: fastp2p writes none) are left out, and
     ``say`` (print by default) is told how many in one line. A symbolic link or special file
     at the log's name raises ``fastp2p.atomic_files.NotAPlainFile`` (a ValueError).
 
@@ -92,8 +92,8 @@ class LossLog:
             self.holding = len(self.rows) < len(rows)
             if damaged:
                 say(f"warning: {self.path}: {damaged} damaged row(s) left out (they do not "
-                    "parse, or hold NaN or Inf, which fastp2p never writes); the log and the "
-                    "loss plot go on without them")
+                    "parse, or hold NaN or Inf or a negative or huge count, which fastp2p never "
+                    "writes); the log and the loss plot go on without them")
         if not self.holding:
             self._rewrite()
 
@@ -234,10 +234,13 @@ def _read_log_rows(path: Path):
 def _log_row(named: dict) -> dict:
     """LOG_FIELDS of one parsed CSV row (``named``: header -> text) as numbers; ValueError for
     values fastp2p never writes: NaN or Inf (a NaN loss stops training first), which would set
-    the loss plot's scale (matplotlib's overflow warning)."""
+    the loss plot's scale (matplotlib's overflow warning), or a count that is negative or past
+    int64, which made every loss plot of the resumed run fail (numpy's OverflowError)."""
     row = {key: (int if key in _COUNTS else float)(named[key]) for key in LOG_FIELDS}
     if not all(math.isfinite(value) for value in row.values()):
         raise ValueError("NaN or Inf")
+    if not all(0 <= row[key] < 2 ** 63 for key in _COUNTS):
+        raise ValueError("a count out of range")
     return row
 
 
