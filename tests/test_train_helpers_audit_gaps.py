@@ -201,7 +201,8 @@ def _options(**values) -> argparse.Namespace:
 def test_the_options_file_is_sorted_and_leaves_out_the_command(tmp_path):
     path = tmp_path / "train_opt.txt"
     write_options(_options(run=print), path)
-    lines = path.read_text().splitlines()
+    *lines, end = path.read_text().splitlines()   # ended as the reference ends its file
+    assert end == "----------------- End -------------------"
     assert lines == sorted(lines) and lines[0] == "dataroot: d" and "name: run: one" in lines
     assert not any(line.startswith("run:") for line in lines)
 
