@@ -9,8 +9,8 @@ given explicitly always wins.
 """
 import argparse
 
-from fastp2p.option_types import (adam_beta1, filters, finite_non_negative_float,
-                                  given_path, non_negative_int, patch_layers, plain_name, positive_float,
+from fastp2p.option_types import (adam_beta1, filters, finite_non_negative_float, given_path,
+                                  non_negative_int, patch_layers, plain_name, positive_float,
                                   positive_int, seed)
 
 
