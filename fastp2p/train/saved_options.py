@@ -50,11 +50,11 @@ MAX_OPTIONS_BYTES = 1 << 20
 
 def write_options(args, path: Path) -> None:
     """Renamed into place: a link planted at the name is replaced, its target left alone. An
-    OSError names ``path`` (a full disk's names no file)."""
-    from fastp2p.atomic_files import naming_the_file, replacing
+    OSError names ``path`` (``replacing`` names it: a full disk's names no file)."""
+    from fastp2p.atomic_files import replacing
     lines = [f"{key}: {value}" for key, value in sorted(vars(args).items()) if key != "run"]
     lines += [f"{WORKING_DIR}: {os.getcwd()}", END_LINE]
-    with naming_the_file(path), replacing(path, durable=False) as file:
+    with replacing(path, durable=False) as file:
         # a path given in bytes that are not UTF-8 (a Latin-1 folder name) reaches Python as
         # lone surrogates, which strict UTF-8 cannot write: written back as its own bytes
         file.write(("\n".join(lines) + "\n").encode("utf-8", errors="surrogateescape"))
