@@ -15,7 +15,9 @@ OK_ROW = {"status": "ok", "images_per_s": 10.0, "images_per_s_p20": 9.0,
 RESULTS = {
     "mode": "quick",
     "environment": {"device": "cpu", "date_utc": "2026-12-02 10:00", "date": "20261202",
-                    "commit": "abc1234", "python": "3.11.9", "torch": "2.13.0"},
+                    "commit": "abc1234", "python": "3.11.9", "torch": "2.13.0",
+                    "load_average": 0.5, "usable_cpus": 2},
+    "load_at_end": {"load_average": 0.7, "usable_cpus": 2},
     "config": {"network_description": "unet_32 ngf 4", "steps": 3, "warmup": 1},
     "ceilings": {"matmul": {"dtype": "float32", "tflops": 0.5, "size": 512},
                  "copy": {"gbps": 10.0}},
@@ -23,10 +25,11 @@ RESULTS = {
                    "discriminator_forward_gflop": 0.1, "design_estimate_gflop_per_image": 1.1},
     "peers": {"fastp2p": "this library"},
     "training": [{"peer": "fastp2p", "batch_size": 1, **OK_ROW, "step_ms": 100.0,
-                  "mfu": 0.1, "fastp2p_ratio": 1.0},
+                  "mfu": 0.1, "fastp2p_ratio": 1.0, "precision": "fp32", "channels_last": False},
                  {"peer": "reference", "batch_size": 1, "status": "error", "error": "boom"}],
     "inference": [{"module": "UNet", "device": "cpu", "precision": "fp32",
-                   "channels_last": False, "batch_size": 1, **OK_ROW, "ms": 5.0}],
+                   "channels_last": False, "batch_size": 1, **OK_ROW, "ms": 5.0,
+                   "threads": 2, "mode": "eval", "setup_seconds": 0.5}],
     "end_to_end": [{"batch_size": 1, "processes": 1, "device": "cpu", "precision": "fp32",
                     **OK_ROW, "per_rank_images_per_s": [10.0],
                     **{f"{stage}_{figure}": 1 for stage in ("data", "log", "sample",
@@ -109,11 +112,42 @@ def test_a_stage_without_calls_renders(tmp_path):
     assert "unet_32 ngf 4" in render.render_files(tmp_path / "results.json")["markdown"].read_text()
 
 
-@pytest.mark.parametrize("edit", BROKEN.values(), ids=BROKEN.keys())
-def test_a_results_file_missing_what_the_report_reads_is_refused_in_one_line(tmp_path, capsys,
-                                                                           edit):
-    results = copy.deepcopy(RESULTS)
-    edit(results)
+# Fields the check left out (optional ones, and text that is not UTF-8): the table or chart
+# stopped in a traceback, or showed them as they were. Each: the edit, then the field the
+# message names.
+UNCHECKED = {
+    "load-average-as-text": (_setting(["environment", "load_average"], "high"),
+                             "environment['load_average']"),
+    "load-average-past-a-float": (_setting(["environment", "load_average"], 10**400),
+                                  "environment['load_average']"),
+    "usable-cpus-past-a-float": (_setting(["environment", "usable_cpus"], 10**400),
+                                 "environment['usable_cpus']"),
+    "load-at-end-a-list": (_setting(["load_at_end"], [1]), "load_at_end is not an object"),
+    "load-at-end-cpus-as-text": (_setting(["load_at_end"], {"usable_cpus": "2"}),
+                                 "load_at_end['usable_cpus']"),
+    "training-precision-as-int": (_setting(["training", 1, "precision"], 5),
+                                  "training[1]['precision']"),
+    "training-channels-last-as-text": (_setting(["training", 0, "channels_last"], "yes"),
+                                       "training[0]['channels_last']"),
+    "inference-threads-as-text": (_setting(["inference", 0, "threads"], "4"),
+                                  "inference[0]['threads']"),
+    "inference-mode-as-number": (_setting(["inference", 0, "mode"], 1), "inference[0]['mode']"),
+    "inference-setup-seconds-as-text": (_setting(["inference", 0, "setup_seconds"], "1 s"),
+                                        "inference[0]['setup_seconds']"),
+    "lone-surrogate-in-device": (_setting(["environment", "device"], "cpu \udcff"),
+                                 "environment['device'] is not UTF-8 text"),
+    "lone-surrogate-in-date": (_setting(["environment", "date"], "\udcff"),
+                               "environment['date'] is not UTF-8 text"),
+    "lone-surrogate-in-micro-name": (_setting(["micro", 0, "name"], "f\ud800wd"),
+                                     "micro[0]['name'] is not UTF-8 text"),
+    "lone-surrogate-in-a-key": (_setting(["peers", "\udcff"], "a peer"),
+                                "peers has a key that is not UTF-8 text"),
+}
+
+
+def _refused(tmp_path, capsys, results) -> str:
+    """The one-line error that load_results and `--plot` give for ``results``, both before
+    anything is written."""
     path = _write(tmp_path, results if results else [])
     with pytest.raises(ValueError) as caught:
         results_files.load_results(path)
@@ -124,3 +158,20 @@ def test_a_results_file_missing_what_the_report_reads_is_refused_in_one_line(tmp
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and str(path) in err
     assert not path.with_suffix(".md").exists() and not path.with_suffix(".png").exists()
+    return message
+
+
+@pytest.mark.parametrize("edit", BROKEN.values(), ids=BROKEN.keys())
+def test_a_results_file_missing_what_the_report_reads_is_refused_in_one_line(tmp_path, capsys,
+                                                                           edit):
+    results = copy.deepcopy(RESULTS)
+    edit(results)
+    _refused(tmp_path, capsys, results)
+
+
+@pytest.mark.parametrize("edit, field", UNCHECKED.values(), ids=UNCHECKED.keys())
+def test_a_bad_optional_field_or_text_is_refused_naming_the_field(tmp_path, capsys, edit,
+                                                                  field):
+    results = copy.deepcopy(RESULTS)
+    edit(results)
+    assert field in _refused(tmp_path, capsys, results)

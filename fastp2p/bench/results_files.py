@@ -154,21 +154,27 @@ _TEXT, _NUMBER, _FLAG, _NUMBERS = (str,), (int, float), (bool,), (list,)
 _LARGEST = 1e300  # no measured figure comes near; the chart's 1.4x headroom overflows at 1.3e308
 _ENVIRONMENT = {"device": _TEXT, "date_utc": _TEXT, "date": _TEXT, "commit": _TEXT,
                 "python": _TEXT}
+# machine_load's sample, in "environment" and in "load_at_end": the busy-machine note compares
+# and formats both figures (a text or an int past a float's range stopped it in a traceback)
+_LOAD = {"load_average": _NUMBER, "usable_cpus": _NUMBER}
 _CONFIG = {"network_description": _TEXT, "steps": _NUMBER, "warmup": _NUMBER}
 _STAGES = ("data", "log", "sample", "checkpoint")
-_ROWS = {   # section: (every row's, an "ok" row's, optional)
+_ROWS = {   # section: (every row's, every row's optional, an "ok" row's, its optional)
     "training": ({"peer": _TEXT, "batch_size": _NUMBER, "status": _TEXT},
+                 {"precision": _TEXT, "channels_last": _FLAG, "error": _TEXT},
                  {"images_per_s": _NUMBER, "images_per_s_p20": _NUMBER,
                   "images_per_s_p80": _NUMBER, "step_ms": _NUMBER},
                  {"peak_memory_bytes": _NUMBER, "mfu": _NUMBER, "fastp2p_ratio": _NUMBER,
                   "setup_seconds": _NUMBER, "kernels_per_step": _NUMBER}),
     "inference": ({"module": _TEXT, "device": _TEXT, "precision": _TEXT, "channels_last": _FLAG,
                    "batch_size": _NUMBER, "status": _TEXT},
+                  {"threads": _NUMBER, "mode": _TEXT, "error": _TEXT},
                   {"images_per_s": _NUMBER, "images_per_s_p20": _NUMBER,
                    "images_per_s_p80": _NUMBER, "ms": _NUMBER},
-                  {"fastp2p_ratio": _NUMBER}),
+                  {"fastp2p_ratio": _NUMBER, "setup_seconds": _NUMBER}),
     "end_to_end": ({"batch_size": _NUMBER, "processes": _NUMBER, "device": _TEXT,
                     "precision": _TEXT, "status": _TEXT},
+                   {"error": _TEXT},
                    {"images_per_s": _NUMBER,
                     **{f"{stage}_{figure}": _NUMBER for stage in _STAGES
                        for figure in ("share", "calls")}},
@@ -176,7 +182,7 @@ _ROWS = {   # section: (every row's, an "ok" row's, optional)
                    {"per_rank_images_per_s": _NUMBERS, "step_only_images_per_s": _NUMBER,
                     "ratio_to_step_only": _NUMBER,
                     **{f"{stage}_ms_per_call": _NUMBER for stage in _STAGES}}),
-    "micro": ({"module": _TEXT, "status": _TEXT}, {"median_ms": _NUMBER},
+    "micro": ({"module": _TEXT, "status": _TEXT}, {"error": _TEXT}, {"median_ms": _NUMBER},
               {"p20_ms": _NUMBER, "p80_ms": _NUMBER, "gbps": _NUMBER, "copy_fraction": _NUMBER}),
 }
 _CEILINGS = {"matmul": {"dtype": _TEXT, "tflops": _NUMBER, "size": _NUMBER},
@@ -203,13 +209,13 @@ def _is_number(value) -> bool:
 
 def _fields_problem(record, fields: dict, where: str, optional: bool = False) -> str | None:
     """What keeps ``record`` from holding ``fields`` (key: allowed types), or None."""
+    missing = "not" if optional else "missing or not"
     if not isinstance(record, dict):
-        return f"{where} is missing or not an object"
+        return f"{where} is {missing} an object"
     for key, types in fields.items():
         value = record.get(key)
         if optional and value is None:
             continue
-        missing = "not" if optional else "missing or not"
         if types is _NUMBER and not _is_number(value):
             return (f"{where}[{key!r}] is {missing} a finite number (at most {_LARGEST:g} in "
                     f"size): {reprlib.repr(value)}")
@@ -229,19 +235,22 @@ def _results_problem(results) -> str | None:
     if "training" not in results:
         return "no 'training' key"
     checks = [(results.get("environment"), _ENVIRONMENT, "environment", False),
+              (results.get("environment"), _LOAD, "environment", True),
               (results.get("config"), _CONFIG, "config", False)]
-    for section, (every_row, ok_row, optional) in _ROWS.items():
+    if results.get("load_at_end") is not None:
+        checks.append((results["load_at_end"], _LOAD, "load_at_end", True))
+    for section, (every_row, every_optional, ok_row, ok_optional) in _ROWS.items():
         rows = results.get(section, [])
         if not isinstance(rows, list):
             return f"{section!r} is not a list"
         for number, row in enumerate(rows):
             where = f"{section}[{number}]"
             problem = (_fields_problem(row, every_row, where)
-                       or _fields_problem(row, {"error": _TEXT}, where, optional=True))
+                       or _fields_problem(row, every_optional, where, optional=True))
             if problem:
                 return problem
             if row["status"] == "ok":
-                checks += [(row, ok_row, where, False), (row, optional, where, True)]
+                checks += [(row, ok_row, where, False), (row, ok_optional, where, True)]
     # optional, so missing or null (a null "notes" was refused, unlike the others' nulls)
     notes = results.get("notes")
     if notes is not None and not (isinstance(notes, list)
@@ -255,5 +264,39 @@ def _results_problem(results) -> str | None:
             checks.append((results["ceilings"][name], fields, f"ceilings[{name!r}]", False))
     if results.get("flop_model"):
         checks.append((results["flop_model"], _FLOP_MODEL, "flop_model", False))
-    return next(filter(None, (_fields_problem(*check) for check in checks)), None)
+    return (next(filter(None, (_fields_problem(*check) for check in checks)), None)
+            or _lone_surrogate(results))
+
+
+def _lone_surrogate(results: dict) -> str | None:
+    """Where a string or key of ``results`` holds a lone surrogate (JSON's ``"\\udcff"``), or
+    None: such text is not UTF-8, so writing the table stopped in UnicodeEncodeError and drawing
+    the chart in matplotlib's TypeError. A walk with a stack: recursion would run out of stack
+    on a file nested nearly as deep as json reads."""
+    stack = [(None, results)]
+    while stack:
+        where, value = stack.pop()
+        if isinstance(value, str) and not _is_utf8(value):
+            return f"{where} is not UTF-8 text (a lone surrogate): {reprlib.repr(value)}"
+        for key, item in _members(value):
+            if isinstance(key, str) and not _is_utf8(key):
+                return (f"{where or 'the results'} has a key that is not UTF-8 text (a lone "
+                        f"surrogate): {reprlib.repr(key)}")
+            stack.append((f"{where}[{key!r}]" if where else key, item))
+    return None
+
+
+def _members(value):
+    """(key or index, member) of a JSON object or array; nothing for a scalar."""
+    if isinstance(value, dict):
+        return value.items()
+    return enumerate(value) if isinstance(value, list) else ()
+
+
+def _is_utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
