@@ -112,6 +112,14 @@ def test_a_stage_without_calls_renders(tmp_path):
     assert "unet_32 ngf 4" in render.render_files(tmp_path / "results.json")["markdown"].read_text()
 
 
+def test_a_null_per_rank_figure_renders(tmp_path):
+    """An optional field may be null: a null per_rank_images_per_s passed the check, then
+    stopped the end-to-end table in a TypeError traceback (len of None)."""
+    results = copy.deepcopy(RESULTS)
+    results["end_to_end"][0]["per_rank_images_per_s"] = None
+    assert "## End to end" in render.render_files(_write(tmp_path, results))["markdown"].read_text()
+
+
 # Fields the check left out (optional ones, and text that is not UTF-8): the table or chart
 # stopped in a traceback, or showed them as they were. Each: the edit, then the field the
 # message names.

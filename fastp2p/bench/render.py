@@ -264,7 +264,7 @@ def _end_to_end_lines(rows) -> list:
         if row["status"] != "ok":
             table.append(case + [_status_cell(row)] + [""] * 8)
             continue
-        per_rank = row.get("per_rank_images_per_s", [])
+        per_rank = row.get("per_rank_images_per_s") or []  # optional: missing or null
         shares = [f"{_number(row[f'{stage}_share'], 1, 100)}% "
                   f"({_number(row.get(f'{stage}_ms_per_call'), 1)} ms × "
                   f"{row[f'{stage}_calls']})"
