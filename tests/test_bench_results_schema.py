@@ -120,6 +120,16 @@ def test_a_null_per_rank_figure_renders(tmp_path):
     assert "## End to end" in render.render_files(_write(tmp_path, results))["markdown"].read_text()
 
 
+def test_dollar_signs_in_the_charted_text_are_drawn_as_typed(tmp_path):
+    """A device, peer or status holding two '$' started matplotlib's mathtext: its parse
+    error stopped --plot in a traceback, after the table was written."""
+    results = copy.deepcopy(RESULTS)
+    results["environment"]["device"] = "cpu $\\frac$"
+    results["training"][0]["peer"] = "peer $\\frac{$"
+    results["training"][1]["status"] = "$x^$"
+    assert render.render_files(_write(tmp_path, results))["chart"].stat().st_size > 0
+
+
 # Fields the check left out (optional ones, and text that is not UTF-8): the table or chart
 # stopped in a traceback, or showed them as they were. Each: the edit, then the field the
 # message names.

@@ -292,12 +292,15 @@ def plot_training(results: dict, path) -> None:
     ``results`` must hold training rows (``render_files`` draws no chart without)."""
     import matplotlib.pyplot as plt
 
-    figure = training_figure(results)
-    try:
-        with replacing(path, durable=False) as file:
-            figure.savefig(file, format="png", dpi=120)
-    finally:
-        plt.close(figure)
+    # The results' text (device, peers, statuses) shows as written: a pair of '$' in it
+    # started mathtext, whose parse error stopped --plot in a traceback
+    with plt.rc_context({"text.parse_math": False}):
+        figure = training_figure(results)
+        try:
+            with replacing(path, durable=False) as file:
+                figure.savefig(file, format="png", dpi=120)
+        finally:
+            plt.close(figure)
 
 
 # Space between a whisker's end and its value label, in points
