@@ -57,24 +57,25 @@ MAX_LOAD_SIZE = 1 << 15
 image_side = _int_between(1, MAX_LOAD_SIZE)
 
 
-def _worker_count(low: int, what: str):
+def _worker_count(low: int, what: str, four: str):
     """An argparse type: ``low`` .. cpu_info.most_loader_workers of the cores this process may
     run on (one per core, or 4, the reference's --num_threads, on fewer; beyond that, ``what``
-    only take turns on them). The cores are counted when a value is given."""
+    only take turns on them). ``four``: the 4 as the message names it. The cores are counted
+    when a value is given."""
     def parse(text: str) -> int:
         cores = cpu_info.usable_cpus()
         return _int_between(low, cpu_info.most_loader_workers(cores),
                             f": this process may run on {cores} core(s) "
-                            f"(os.sched_getaffinity), and more {what} than cores (or than 4, "
-                            "the reference's default, on fewer) only take turns on them")(text)
+                            f"(os.sched_getaffinity), and more {what} than cores (or than "
+                            f"{four} on fewer) only take turns on them")(text)
     parse.__name__ = "int"  # argparse's "invalid int value: 'x'"
     return parse
 
 
 # --num_threads (--num_threads 1000 started 1000 worker processes) and pack --workers (1000
-# started 1000 processes)
-loader_workers = _worker_count(0, "loader workers")
-pack_workers = _worker_count(1, "pack workers")
+# started 1000 processes; the reference has no pack, so its message names no reference default)
+loader_workers = _worker_count(0, "loader workers", "4, the reference's default,")
+pack_workers = _worker_count(1, "pack workers", "4")
 
 
 def _float_or_nan(text: str) -> float:

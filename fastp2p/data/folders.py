@@ -213,8 +213,8 @@ def _name_left_out(folder: Path, paths: list[Path], noun: str, why: str) -> None
 def require_folder(folder: Path, expected: str) -> None:
     if not folder.is_dir():
         raise DataError(f"{folder}: folder not found; expected {expected} there "
-                        "(check the dataset folder, --dataroot or pack's DATAROOT, and "
-                        f"--dataset_mode){images_placed_above(folder)}")
+                        "(check the dataset folder, --dataroot or pack's DATAROOT, --phase "
+                        f"and --dataset_mode){images_placed_above(folder)}")
 
 
 def images_placed_above(folder: Path) -> str:

@@ -140,9 +140,10 @@ def apply_reference_options(args: argparse.Namespace, phase: str) -> str | None:
     about the ignored options that were given, or None.
     """
     if args.model not in (("pix2pix", "test") if phase == "test" else ("pix2pix",)):
-        raise ValueError(f"--model {args.model}: fastp2p implements pix2pix only; use --model "
-                         "pix2pix (or leave it out), or the reference implementation for "
-                         f"{args.model}")
+        # an empty name (--model "") has no reference implementation to point to
+        elsewhere = f", or the reference implementation for {args.model}" if args.model else ""
+        raise ValueError(f"--model {args.model or repr('')}: fastp2p implements pix2pix only; "
+                         f"use --model pix2pix (or leave it out){elsewhere}")
     if phase == "test":
         _resolve_test_model(args)
     args.name = run_name(args)
