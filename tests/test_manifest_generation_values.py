@@ -4,7 +4,7 @@ of the run folder made every save fail after a whole epoch (OverflowError in
 ``_last_generation``, which read the number unchecked), and so did a 4300-digit one (the next
 generation had too many digits for json.dumps to write). Such a manifest is now damaged like
 any other: skipped when the next generation is counted, refused in one line when its set is
-loaded."""
+loaded. The step, which messages print as it is, has the same bounds."""
 import json
 
 import pytest
@@ -32,3 +32,23 @@ def test_an_odd_generation_neither_breaks_saves_nor_loads(tmp_path, generation):
     with pytest.raises(ValueError, match=r"^\S+7_checkpoint.json: not a fastp2p checkpoint "
                                          r"manifest; resume another$"):
         read_manifest(odd, "resume another")
+
+
+# a step that messages would print as it is: text, a float, a 4300-digit int, a negative one
+ODD_STEPS = {"text": "3", "float": 3.0, "true": True, "negative": -1, "huge": int("9" * 4300),
+             "past_bound": 2**62, "missing": None}
+
+
+@pytest.mark.parametrize("step", ODD_STEPS)
+def test_an_odd_step_makes_the_manifest_not_a_checkpoint_manifest(tmp_path, step):
+    manifest = {"format": MANIFEST_FORMAT, "generation": 1, "files": {}}
+    if step != "missing":
+        manifest["step"] = ODD_STEPS[step]
+    odd = tmp_path / "7_checkpoint.json"
+    odd.write_text(json.dumps(manifest))
+    with pytest.raises(ValueError, match=r"^\S+7_checkpoint.json: (not a fastp2p|unreadable) "
+                                         r"checkpoint manifest.*; resume another$"):
+        read_manifest(odd, "resume another")
+    manifest["step"] = 2**62 - 1
+    odd.write_text(json.dumps(manifest))
+    assert read_manifest(odd, "resume another")["step"] == 2**62 - 1

@@ -26,7 +26,8 @@ MAX_MANIFEST_BYTES = 1 << 20
 # The highest generation a manifest may hold: a save counts one up from the highest here, and
 # a hand-edited 4300-digit one (the most Python's json reads) made the next one unwritable, so
 # every save failed after an epoch of training. fastp2p's count one a save; half an int64
-# (the bound of fastp2p's option counts) is more saves than any run makes.
+# (the bound of fastp2p's option counts) is more saves than any run makes. A manifest's step
+# has the same bound: messages print it as it is.
 MAX_GENERATION = 2 ** 62 - 1
 
 
@@ -58,14 +59,15 @@ def in_this_folder(name) -> bool:
 def read_manifest(path: Path, advice: str) -> dict:
     """The manifest at ``path``, checked: at most MAX_MANIFEST_BYTES, its format, its
     generation (an int from 0 to MAX_GENERATION: the next save's is one more,
-    ``"generation": Infinity`` or a 4300-digit one made every save fail) and, for each file it
-    lists, size, SHA-256 and temporary name, all names of files in its folder. Raises
-    ValueError ending with ``advice`` (what the reader should do) for anything else."""
+    ``"generation": Infinity`` or a 4300-digit one made every save fail), its step (an int
+    in the same bounds: messages print it as it is) and, for each file it lists, size,
+    SHA-256 and temporary name, all names of files in its folder. Raises ValueError ending
+    with ``advice`` (what the reader should do) for anything else."""
     try:
         manifest = read_json(path, max_bytes=MAX_MANIFEST_BYTES)
-        files, generation = manifest["files"], manifest["generation"]
+        files = manifest["files"]
         valid = (manifest.get("format") == MANIFEST_FORMAT
-                 and type(generation) is int and 0 <= generation <= MAX_GENERATION
+                 and _is_count(manifest["generation"]) and _is_count(manifest["step"])
                  and isinstance(files, dict)
                  and all(isinstance(entry.get("size"), int)
                          and isinstance(entry.get("sha256"), str)
@@ -80,6 +82,11 @@ def read_manifest(path: Path, advice: str) -> dict:
             raise ValueError(f"{path}: not a fastp2p checkpoint manifest: it names {name!r}, "
                              f"which is not a file of this folder; {advice}")
     return manifest
+
+
+def _is_count(value) -> bool:
+    """An int (not a bool, nor a float: json reads Infinity) from 0 to MAX_GENERATION."""
+    return type(value) is int and 0 <= value <= MAX_GENERATION
 
 
 def load_recorded(folder: Path, label: str, suffix: str, manifest: dict, advice: str,
@@ -102,7 +109,7 @@ def load_recorded(folder: Path, label: str, suffix: str, manifest: dict, advice:
                 return load_safely(handle, map_location=map_location, name=str(final))
     raise ValueError(
         f"{final} is not the file its manifest {final.parent.name}/{label}_{MANIFEST_SUFFIX} "
-        f"records (generation {manifest['generation']}, step {manifest.get('step')}): the "
+        f"records (generation {manifest['generation']}, step {manifest['step']}): the "
         f"set was mixed by hand or the file is damaged; {advice}")
 
 
