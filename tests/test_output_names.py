@@ -3,7 +3,7 @@ phase folder, or with another extension, gets its own outputs (and its own row o
 import os
 
 from fastp2p.cli import main
-from fastp2p.train.translate_command import _output_name
+from fastp2p.train.result_names import output_name
 from helpers.train_helpers import train_argv, write_aligned_dataset
 
 
@@ -40,9 +40,9 @@ def test_output_names_stay_unique_in_every_collision(tmp_path):
     taken = set()
     paths = [phase / "1.png", phase / "1.jpg", phase / "a" / "1.png", phase / "a_1.png",
              tmp_path / "elsewhere" / "1.png"]
-    assert [_output_name(path, phase, taken) for path in paths] == \
+    assert [output_name(path, phase, taken) for path in paths] == \
         ["1", "1-2", "a_1", "a_1-2", "elsewhere_1"]
-    assert _output_name(phase / "2.png", None, taken) == "2"
+    assert output_name(phase / "2.png", None, taken) == "2"
 
 
 def test_names_too_long_for_a_file_are_shortened_and_stay_unique(tmp_path):
@@ -51,7 +51,7 @@ def test_names_too_long_for_a_file_are_shortened_and_stay_unique(tmp_path):
     phase = tmp_path / "test"
     taken = set()
     long_a, long_b = "a" * 239 + "x", "a" * 239 + "y"
-    names = [_output_name(phase / f"{stem}.png", phase, taken)
+    names = [output_name(phase / f"{stem}.png", phase, taken)
              for stem in (long_a, long_b, "é" * 150, long_a)]
     assert len(set(names)) == 4
     for name in names:
@@ -59,10 +59,10 @@ def test_names_too_long_for_a_file_are_shortened_and_stay_unique(tmp_path):
     assert names[0].startswith("a" * 150) and names[2].startswith("é" * 50)
     # a byte that is not UTF-8 (a Linux file name may hold one) is kept, not dropped
     undecodable = "\udcff" + "c" * 230
-    kept = _output_name(phase / f"{undecodable}.png", phase, taken)
+    kept = output_name(phase / f"{undecodable}.png", phase, taken)
     assert kept.startswith("\udcff" + "c" * 100) and len(os.fsencode(f".{kept}_fake_B.png.tmp-4194304.png")) <= 255
     short = "b" * 200
-    assert _output_name(phase / f"{short}.png", phase, taken) == short
+    assert output_name(phase / f"{short}.png", phase, taken) == short
 
 
 def test_a_long_image_name_is_translated(tmp_path):

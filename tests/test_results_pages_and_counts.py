@@ -20,7 +20,8 @@ import fastp2p.nn
 from fastp2p.cli import main
 from fastp2p.train.reports import (LossLog, TrainingPage, remove_reports, tensor_to_image,
                                    write_html)
-from fastp2p.train.translate_command import _fit_file_name, _page_title, _report, _Translated
+from fastp2p.train.result_names import fit_file_name
+from fastp2p.train.translate_command import _page_title, _report, _Translated
 from helpers.train_helpers import (TEST_PAIRS, tiny_test_argv, tiny_test_results, train_argv,
                                    trained, write_aligned_dataset)  # noqa: F401 (fixture)
 from helpers.link_helpers import as_another_user
@@ -68,7 +69,7 @@ def test_a_stop_request_while_the_last_image_is_written_leaves_the_run_complete(
 def test_a_long_name_keeps_its_first_bytes_and_16_hex_digits_of_its_hash():
     rng = random.Random(11)
     stem = "".join(rng.choice("abcdefgh_é") for _ in range(260))
-    name = _fit_file_name(stem)
+    name = fit_file_name(stem)
     digest = hashlib.sha256(os.fsencode(stem)).hexdigest()[:16]
     head = name[:-17]
     assert name == f"{head}-{digest}" and stem.startswith(head)

@@ -46,7 +46,6 @@ is), is refused in one line (exit 1); so are linked tracker folders in the run f
 """
 import argparse
 import contextlib
-import hashlib
 import os
 import signal
 import sys
@@ -55,9 +54,12 @@ from pathlib import Path
 
 from fastp2p.command_errors import print_error
 from fastp2p.train.options import (QuickDefault, add_model_arguments, add_test_arguments,
-                                   describe_defaults, resolve_quick_defaults)
+                                   describe_defaults)
 from fastp2p.train.reference_options import add_reference_arguments
+from fastp2p.train.result_names import names_root, output_name, single_heading
 from fastp2p.train.run_lock import EXIT_IN_USE
+from fastp2p.train.test_run_folder import (name_run_folder, resolve_as_test,
+                                           take_generator_options)
 from fastp2p.train.trackers import add_tracker_arguments
 
 DESCRIPTION = """\
@@ -140,10 +142,10 @@ def run(args: argparse.Namespace) -> int:
     if code is not None:
         return code
     given = vars(args).pop("given_options", None)
-    not_found = _name_run_folder(args, given)
+    not_found = name_run_folder(args, given, register)
     if not_found:
         return _failed(not_found)
-    taken = _take_generator_options(args, given)
+    taken = take_generator_options(args, given, register)
     if taken:
         print(taken)
     from fastp2p.stops_deferred import import_torch
@@ -157,7 +159,7 @@ def run(args: argparse.Namespace) -> int:
     from fastp2p.train.stop_requests import StopRequests
     from fastp2p.train.trackers import check_trackers_installed
 
-    _resolve_as_test(args)
+    resolve_as_test(args)
     # The reference's test-time overrides: one image at a time, in order, unflipped.
     args.no_flip, args.serial_batches = True, True
     try:
@@ -208,126 +210,6 @@ def run(args: argparse.Namespace) -> int:
                 except (ValueError, OSError) as err:
                     return _failed(err)
             return _report(translated, weights, out_dir)
-
-
-def _take_generator_options(args, given) -> str | None:
-    """The generator's options the command line does not give (``given``; None: a caller's
-    own namespace, all of whose options count as given), taken from the run's options file
-    where it has one (the reference's too), so that a run trained with other model options is
-    tested without repeating them; the line that says so."""
-    from fastp2p.train.reference_options import run_name
-    from fastp2p.train.saved_options import (GENERATOR_OPTIONS, OPTIONS_FILE,
-                                             saved_options_note)
-
-    try:   # the folder as --suffix names it (``_name_run_folder``)
-        path = Path(args.checkpoints_dir) / run_name(args) / OPTIONS_FILE
-    except ValueError:   # a --suffix refused: said as the options are checked
-        return None
-    if given is None or not path.exists():
-        return None
-    taken, unreadable = saved_options_note(args, register, given, path, GENERATOR_OPTIONS,
-                                           "the generator's options")
-    if unreadable:
-        return unreadable
-    return (f"generator options: {taken.describe()}"
-            if taken.taken or taken.refused or taken.missing else None)
-
-
-def _resolve_as_test(args: argparse.Namespace) -> argparse.Namespace:
-    """Resolve the defaults left in ``args`` as test does; ``args``. A --load_size left out is
-    --crop_size: whole images, as the reference's test means (load = crop)."""
-    load_size_given = not isinstance(args.load_size, QuickDefault)
-    resolve_quick_defaults(args)
-    if not load_size_given:
-        args.load_size = args.crop_size
-    return args
-
-
-def _name_run_folder(args, given) -> str | None:
-    """Where --suffix names options (``{netG}_size{load_size}``), the run's folder, as --name
-    (and no --suffix) in ``args``; the line saying it was not found, else None. Tried in
-    order: the folder named with test's own values (the reference's rule: a --load_size left
-    out is --crop_size; weights without a train_opt.txt are found so), with train's values
-    (a --load_size train left out is its own default), else the one folder whose
-    train_opt.txt formats the suffix to its own name (an --ngf train was given, that the
-    command line leaves out, is only in that file)."""
-    import string
-
-    from fastp2p.train.reference_options import run_name
-    try:
-        named = [field for _, field, _, _ in string.Formatter().parse(args.suffix or "")
-                 if field]
-    except ValueError:   # a --suffix refused: said as the options are checked
-        return None
-    if not named:
-        return None
-    as_trained = _options_as_train_resolves(args, given)
-    tried = {}   # folder: (its values, whose values they are), test's first
-    for values, whose in ((_resolve_as_test(argparse.Namespace(**vars(args))), "test's values"),
-                          (as_trained, "train's values where the command line leaves them out")):
-        try:
-            folder = Path(args.checkpoints_dir) / run_name(values)
-        except ValueError:   # a --suffix refused: said as the options are checked
-            return None
-        tried.setdefault(folder, (values, whose))
-    found = ([folder for folder in tried if folder.is_dir()][:1]
-             or _folders_named_by_their_options(args, given, as_trained))
-    if len(found) != 1:
-        return _no_run_folder_line(args.suffix, named, tried, len(found))
-    args.name, args.suffix = found[0].name, ""
-    return None
-
-
-def _no_run_folder_line(suffix, named, tried, files_naming) -> str:
-    """The line saying no run folder is named by --suffix: the folders tried, the values
-    formatted into each, and how many folders' train_opt.txt name them (0 or several)."""
-    values = " or ".join(
-        ", ".join(f"{field} {getattr(options, field.split('.')[0], '?')}"
-                  for field in dict.fromkeys(named)) + f" ({whose})"
-        for options, whose in tried.values())
-    return (f"no run folder {' or '.join(map(str, tried))}: --suffix {suffix!r} names "
-            f"options, here {values}"
-            + (f", and {files_naming} folders' train_opt.txt name them" if files_naming else "")
-            + "; give the options the run was trained with")
-
-
-def _options_as_train_resolves(args, given) -> argparse.Namespace:
-    """A copy of ``args`` where each option the command line leaves out (``given``; None: a
-    caller's namespace, all given) has train's default, resolved as train resolves it."""
-    from fastp2p.train import train_command
-    from fastp2p.train.options import resolve_quick_defaults
-    from fastp2p.train.saved_options import command_parser
-
-    values = argparse.Namespace(**vars(args))
-    if given is not None:
-        for action in command_parser(train_command.register)._actions:
-            if action.dest in vars(values) and action.dest not in given:
-                setattr(values, action.dest, action.default)
-    return resolve_quick_defaults(values)
-
-
-def _folders_named_by_their_options(args, given, as_trained) -> list:
-    """The folders NAME_* of --checkpoints_dir whose train_opt.txt's options (those the
-    command line leaves out) format --suffix to their own name."""
-    import glob
-
-    from fastp2p.train.reference_options import run_name
-    from fastp2p.train.saved_options import OPTIONS_FILE, command_parser, take_saved_options
-
-    if given is None:   # every option given: no other value to try
-        return []
-    parser = command_parser(register)
-    found = []
-    for options_file in Path(args.checkpoints_dir).glob(f"{glob.escape(args.name)}_*/"
-                                                        f"{OPTIONS_FILE}"):
-        values = argparse.Namespace(**vars(as_trained))
-        try:
-            take_saved_options(values, parser, given, options_file)
-            if run_name(values) == options_file.parent.name:
-                found.append(options_file.parent)
-        except (OSError, ValueError):   # a file that cannot be read names no folder
-            continue
-    return found
 
 
 def _refuse_torchrun(processes: int) -> None:
@@ -666,7 +548,7 @@ def _write_triplets(args, netG, loader, device, images_dir, trackers, total, sec
     layout = torch.channels_last if args.channels_last else torch.contiguous_format
     netG.to(memory_format=layout)
     taken = set()   # output names used so far
-    phase_dir = _names_root(args)
+    phase_dir = names_root(args)
     scores = None
     # On CUDA each forward is one graph replay (captured on the first image); eager on a CPU.
     translate = graphed(netG)
@@ -686,10 +568,10 @@ def _write_triplets(args, netG, loader, device, images_dir, trackers, total, sec
         else:   # --dataset_mode single: no target; the reference's test model's names
             images = dict(zip(SINGLE, (real_A[0], fake_B[0])))
         source = Path(batch["A_paths"][0])
-        name = _output_name(source, phase_dir, taken)
+        name = output_name(source, phase_dir, taken)
         for label, image in images.items():
             save_image(image, images_dir / f"{name}_{label}.png", args.aspect_ratio)
-        heading = name if "B" in batch else _single_heading(name, source, phase_dir)
+        heading = name if "B" in batch else single_heading(name, source, phase_dir)
         sections.append((heading, [(label, f"images/{name}_{label}.png") for label in images]))
         for tracker in trackers:
             tracker.log_images(index, images)
@@ -751,75 +633,3 @@ def _partial(out_dir: Path, written: str = "") -> str:
     return f"the results in {out_dir} are partial ({written}no index.html)"
 
 
-def _names_root(args):
-    """The folder output names are relative to: DATAROOT/PHASE (DATAROOT with --dataset_mode
-    single, which reads it), or for a packed split the image folder it was packed from (its
-    index records it: the pairs' paths are under it), so a folder and its pack give the same
-    names. None without --dataroot."""
-    if not args.dataroot:
-        return None
-    if args.dataset_mode == "single":
-        return Path(args.dataroot)
-    from fastp2p.data.packed_index import is_packed, read_index
-
-    phase_dir = Path(args.dataroot) / args.phase
-    if not is_packed(phase_dir):
-        return phase_dir
-    index = read_index(phase_dir)
-    return Path(index["dataroot"]) / str(index.get("phase", phase_dir.name))
-
-
-def _single_heading(name: str, path: Path, phase_dir) -> str:
-    """A --dataset_mode single image's heading on the page: its output name and its file
-    ("x (x.png)", "x-2 (x.jpg)"), as the name alone left x.png and x.jpg, whose stems collide,
-    untold apart (write_html escapes it)."""
-    try:
-        source = path.relative_to(phase_dir).as_posix()
-    except (TypeError, ValueError):   # no --dataroot, or a path recorded elsewhere
-        source = path.name
-    return f"{name} ({source})"
-
-
-def _output_name(path: Path, phase_dir, taken: set) -> str:
-    """The name of one image's outputs, added to ``taken``: its file stem, as the reference
-    names them, unless an earlier image took that stem (datasets are listed recursively, so
-    ``a/1.png`` and ``b/1.png`` both have stem 1): then its path under ``phase_dir`` with the
-    separators as ``_`` (``b_1``; its folder and stem when it is not under ``phase_dir``),
-    and ``-2``, ``-3``, ... after that if even this is taken. A name too long for a file name
-    once its label and a save's temporary prefix are added keeps its first bytes and a hash of
-    the whole (``_fit_file_name``)."""
-    name = _fit_file_name(path.stem)
-    if name in taken:
-        try:
-            parts = path.relative_to(phase_dir).with_suffix("").parts
-        except (TypeError, ValueError):   # no --dataroot, or a path recorded elsewhere
-            parts = (path.parent.name, path.stem)
-        base = name = _fit_file_name("_".join(part for part in parts if part))
-        count = 2
-        while name in taken:
-            name, count = f"{base}-{count}", count + 1
-    taken.add(name)
-    return name
-
-
-# File systems cap a file name at 255 bytes. An output's file is ".NAME_fake_B.png.tmp-PID.png"
-# while it is written (atomic_files.temporary_sibling): 28 bytes besides NAME with a 7-digit
-# PID. 200 leaves room for the "-2", "-3", ... of a collision.
-_NAME_BYTES = 200
-
-
-def _fit_file_name(name: str) -> str:
-    """``name`` if it is at most _NAME_BYTES as a file name; else its first characters that
-    fit and 16 hex digits of its SHA-256, so different long names stay different. Before, such
-    a name failed the run at its image, after the images before it were written."""
-    encoded = os.fsencode(name)
-    if len(encoded) <= _NAME_BYTES:
-        return name
-    digest = hashlib.sha256(encoded).hexdigest()[:16]
-    room, head = _NAME_BYTES - len(digest) - 1, []
-    for char in name:   # whole characters: a byte the file system could not decode stays one
-        room -= len(os.fsencode(char))
-        if room < 0:
-            break
-        head.append(char)
-    return f"{''.join(head)}-{digest}"
