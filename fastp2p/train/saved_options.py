@@ -48,12 +48,17 @@ END_LINE = "----------------- End -------------------"
 MAX_OPTIONS_BYTES = 1 << 20
 
 
-def write_options(args, path: Path) -> None:
+def write_options(args, path: Path, started_here: bool = True) -> None:
     """Renamed into place: a link planted at the name is replaced, its target left alone. An
-    OSError names ``path`` (``replacing`` names it: a full disk's names no file)."""
+    OSError names ``path`` (``replacing`` names it: a full disk's names no file).
+    ``started_here``: the current folder is recorded as WORKING_DIR; False where a relative
+    --dataroot was taken from a file that does not say where it is relative to
+    (``TakenOptions.dataroot_from_here``), which the next resume then says again."""
     from fastp2p.atomic_files import replacing
     lines = [f"{key}: {value}" for key, value in sorted(vars(args).items()) if key != "run"]
-    lines += [f"{WORKING_DIR}: {os.getcwd()}", END_LINE]
+    if started_here:
+        lines.append(f"{WORKING_DIR}: {os.getcwd()}")
+    lines.append(END_LINE)
     with replacing(path, durable=False) as file:
         # a path given in bytes that are not UTF-8 (a Latin-1 folder name) reaches Python as
         # lone surrogates, which strict UTF-8 cannot write: written back as its own bytes
@@ -154,11 +159,13 @@ class TakenOptions:
     do not read (a reference run's, or an older fastp2p's), left at this command line's;
     ``options``, dest -> the option as a command line writes it (``--skip-bad``);
     ``missing``, the dests it would have taken from a file cut short (not ``_complete``) that
-    lacks them, left at this command line's."""
+    lacks them, left at this command line's; ``dataroot_from_here``, the relative --dataroot
+    taken from a file without WORKING_DIR (an older fastp2p's or the reference's), so read
+    from the current folder, or None."""
 
     def __init__(self, path: Path):
         self.path, self.taken, self.refused, self.options = path, [], [], {}
-        self.missing = []
+        self.missing, self.dataroot_from_here = [], None
 
     def describe(self) -> str:
         """One line: how many were taken, and those that differ from the defaults, as a
@@ -177,6 +184,12 @@ class TakenOptions:
                      "loss say, or written by an older fastp2p), so these are the command "
                      f"line's defaults, not the run's: {missing}; give the run's on the "
                      "command line where they differ")
+        if self.dataroot_from_here:
+            line += (f"; warning: {self.path} does not record the folder the run was started "
+                     "in (an older fastp2p's file, or the reference's), so its --dataroot "
+                     f"{self.dataroot_from_here} is read from the current folder, as "
+                     f"{_absolute(self.dataroot_from_here)}; give --dataroot to name the run's "
+                     "dataset (the file then records where it is)")
         return line
 
     def _option(self, dest: str) -> str:
@@ -227,6 +240,8 @@ def take_saved_options(args, parser: argparse.ArgumentParser, given, path: Path,
             continue
         if dest == "dataroot" and value and saved.get(WORKING_DIR):
             value = _absolute(value, saved[WORKING_DIR])   # as it was; an absolute one stays
+        elif dest == "dataroot" and value and not os.path.isabs(value):
+            result.dataroot_from_here = value
         defaults.append((dest, value, getattr(args, dest)))
         setattr(args, dest, value)
     # a QuickDefault stands for a value once --dataroot, maybe taken too, is known

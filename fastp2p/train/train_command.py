@@ -5,6 +5,7 @@ Single process: ``fastp2p train --dataroot DIR --name NAME``. Several GPUs or ho
 model on the embedded colourisation dataset (``--task``) in minutes on a CPU.
 """
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -152,18 +153,20 @@ def _claim_run_folder(args, info, folder_lock) -> int:
     return from_main_process(code, info)
 
 
-def _resume_notes(args, given) -> list:
+def _resume_notes(args, given) -> tuple:
     """Turn --resume_or_start into --continue_train or not, and with --continue_train take the
     options the command line does not give (``given``; None: a caller's own namespace, all of
-    whose options count as given) from the run's options file; the lines that say what was
-    done, for rank 0 to print once the run holds its folder."""
+    whose options count as given) from the run's options file: (the lines that say what was
+    done, for rank 0 to print once the run holds its folder; the relative --dataroot taken from
+    a file that does not say where it is relative to, or None: TakenOptions.dataroot_from_here).
+    """
     from fastp2p.train.reference_options import checkpoint_label, run_name
     from fastp2p.train.saved_options import OPTIONS_FILE, saved_options_note
 
     try:   # the folder as --suffix will name it, and the set --load_iter will load
         folder, label = Path(args.checkpoints_dir) / run_name(args), checkpoint_label(args)
     except ValueError:   # a --suffix refused: said as the options are checked
-        return []
+        return [], None
     notes = []
     if args.resume_or_start and not args.continue_train and not args.overwrite:
         args.continue_train = _holds_checkpoint(folder, label)
@@ -171,10 +174,10 @@ def _resume_notes(args, given) -> list:
                      if args.continue_train else
                      f"--resume_or_start: no checkpoint {label} in {folder}: a new run")
     if not args.continue_train or given is None or not folder.is_dir():
-        return notes   # (no folder: the missing checkpoint's error says so)
+        return notes, None   # (no folder: the missing checkpoint's error says so)
     taken, unreadable = saved_options_note(args, register, given, folder / OPTIONS_FILE)
     notes.append(f"--continue_train: {unreadable or taken.describe()}")
-    return notes
+    return notes, taken and taken.dataroot_from_here
 
 
 def _holds_checkpoint(folder: Path, label: str) -> bool:
@@ -210,7 +213,8 @@ def run(args: argparse.Namespace, times=None, name_files: bool = True) -> int:
     summary names where the checkpoints, samples, loss plot, loss log and page are; the
     benchmark's end-to-end job turns it off, as its run folder is removed with the job."""
     # first: the options taken from the run decide everything after (--dataroot, the packages)
-    resume_notes = _resume_notes(args, vars(args).pop("given_options", None))
+    resume_notes, dataroot_from_here = _resume_notes(args,
+                                                     vars(args).pop("given_options", None))
     code = _refuse_before_options(args, resume_notes)
     if code is not None:
         return code
@@ -263,7 +267,7 @@ def run(args: argparse.Namespace, times=None, name_files: bool = True) -> int:
         trainer = _build_trainer(args, info, netG, netD, checkpoints, replaced_run, times,
                                  graphs, say, say_error)
         if state is not None:
-            code = _resume(trainer, state, state_path, loader)
+            code = _resume(trainer, state, state_path, loader, dataroot_from_here)
             if code is not None:
                 return code
         # before the reports open: a resume with nothing to train leaves the run's options file,
@@ -273,7 +277,8 @@ def run(args: argparse.Namespace, times=None, name_files: bool = True) -> int:
         page = loss_log = None
         if info.is_main:
             try:
-                page, loss_log, trackers = _open_reports(args, checkpoints, state, say)
+                page, loss_log, trackers = _open_reports(args, checkpoints, state, say,
+                                                         dataroot_from_here)
             except OSError as err:   # a full disk: said as a failed write in training is
                 _print_failure(trainer.write_failure(err), training)
                 return 1
@@ -515,16 +520,20 @@ def _build_trainer(args, info, netG, netD, checkpoints, replaced_run, times, gra
                    replaced_run=replaced_run)
 
 
-def _resume(trainer, state, state_path, loader) -> int | None:
+def _resume(trainer, state, state_path, loader, dataroot_from_here) -> int | None:
     """``trainer`` resumed from ``state``, before the run writes anything: a refused state
     leaves its folder as it was (the options file a later --continue_train compares with, the
     loss log, the page). 2 after its line where the saved position cannot be resumed with this
-    run's options (ResumeError); a state that does not fit this run's networks and engine is a
-    ValueError naming its file; None once resumed."""
+    run's options (ResumeError), or, with ``dataroot_from_here`` (``_resume_notes``), whose
+    dataset holds another number of pairs than it trained on; a state that does not fit this
+    run's networks and engine is a ValueError naming its file; None once resumed."""
     from fastp2p.train.trainer import ResumeError
 
     try:
         trainer.resume(state, loader)
+        if dataroot_from_here:
+            _check_dataroot_from_here(dataroot_from_here, trainer.progress,
+                                      len(loader.dataset))
     except ResumeError as err:
         _print_refusal(err)
         return 2
@@ -533,9 +542,27 @@ def _resume(trainer, state, state_path, loader) -> int | None:
     return None
 
 
-def _open_reports(args, checkpoints, state, say):
+def _check_dataroot_from_here(dataroot: str, saved, pairs: int) -> None:
+    """ResumeError where ``dataroot``, relative, was read from the current folder only because
+    the run's options file does not say where the run started, and holds another number of
+    ``pairs`` than the training state's progress (``saved``) records the run trained on: most
+    likely another dataset of the same name, which the run would go on with (a state that does
+    not record the count, an older fastp2p's, cannot tell: the taken-options line warns)."""
+    from fastp2p.train.trainer import ResumeError
+    if saved.dataset_pairs in (None, pairs):
+        return
+    raise ResumeError(
+        f"--dataroot {dataroot}, taken from the run's options file and read from the current "
+        f"folder as {os.path.abspath(dataroot)}, holds {pairs} pairs, and the run trained on "
+        f"{saved.dataset_pairs}: the file does not record the folder the run was started in "
+        "(an older fastp2p's), so this is likely another dataset of that name; give --dataroot "
+        "the run's dataset (or this one, to train on it)")
+
+
+def _open_reports(args, checkpoints, state, say, dataroot_from_here):
     """Rank 0's (page or None, loss log, trackers), after the options file is written (and,
-    on resuming, the options changed since are said)."""
+    on resuming, the options changed since are said); ``dataroot_from_here``: see
+    ``_resume_notes``."""
     from fastp2p.train.reports import LOSS_LOG, WEB, LossLog, TrainingPage
     from fastp2p.train.saved_options import (OPTIONS_FILE, RESUME_COMPARED, changed_options,
                                              write_options)
@@ -546,7 +573,8 @@ def _open_reports(args, checkpoints, state, say):
         if changed:
             say(f"--continue_train: trains on with options the run did not use so far "
                 f"(its {OPTIONS_FILE}): {changed}")
-    write_options(args, checkpoints.path / OPTIONS_FILE)
+    # a folder the run may not have started in is not recorded as the run's
+    write_options(args, checkpoints.path / OPTIONS_FILE, started_here=not dataroot_from_here)
     resume_step = state["engine"]["steps"] if state else None
     page = (None if args.no_html
             else TrainingPage(checkpoints.path / WEB, args.name, resume_step=resume_step))
