@@ -24,15 +24,28 @@ COMMAND_MODULES = (
 )
 
 
+class _PrintVersion(argparse.Action):
+    """``--version``: fastp2p's version and build fingerprint, which is computed only when asked
+    (it reads the package's files), not each time the parser is built."""
+
+    def __init__(self, option_strings, dest=argparse.SUPPRESS, help=None):
+        super().__init__(option_strings, dest=dest, default=argparse.SUPPRESS, nargs=0,
+                         help=help or "print fastp2p's version and build fingerprint and exit")
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        from fastp2p.build_fingerprint import version_line
+        parser._print_message(version_line() + "\n", sys.stdout)
+        parser.exit()
+
+
 def build_parser() -> argparse.ArgumentParser:
-    import fastp2p
     from fastp2p.command_errors import CommandParser
 
     parser = CommandParser(
         prog="fastp2p",
         description="Fast pix2pix: train, test and benchmark conditional-GAN image translation.",
     )
-    parser.add_argument("--version", action="version", version=f"fastp2p {fastp2p.__version__}")
+    parser.add_argument("--version", action=_PrintVersion)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     for module_name in COMMAND_MODULES:
         importlib.import_module(module_name).register(commands)

@@ -4,7 +4,8 @@ import argparse
 
 def register(commands) -> None:
     parser = commands.add_parser("info", help="print versions and the backend of each device",
-                                 description="Print fastp2p, torch, triton and CUDA versions, "
+                                 description="Print fastp2p's version and build fingerprint, "
+                                             "torch, triton and CUDA versions, "
                                              "what fastp2p._C was built with, and, for the CPU "
                                              "and each visible GPU, which backend the fused "
                                              "ops (norm-act, losses) will use and why, and "
@@ -15,9 +16,9 @@ def register(commands) -> None:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    import fastp2p
+    from fastp2p.build_fingerprint import version_line
 
-    print(f"fastp2p {fastp2p.__version__}")
+    print(version_line())
     print(f"torch   {torch.__version__}")
     try:
         import triton

@@ -5,22 +5,23 @@ timing them (most of a U-Net-256's first CPU forward: benchmarks/NOTES.md, "Reme
 measured forms").
 
 A choice holds for one machine and software: the file keeps one section per CPU model, torch
-build and fastp2p version, and in it one entry per choice key (layer shape, input size class,
-thread count, the forms that applied). The file is replaced atomically and merged with what
-another process wrote meanwhile; a missing, unreadable or malformed file (not JSON, nested too
-deep to parse, of another format, larger than MAX_FILE_BYTES) reads as empty, and a folder that
-cannot be written or cannot be found (no FASTP2P_CACHE and no home folder) is left alone: timing
-again is the fallback, never an error.
+build and fastp2p build (its version and fastp2p.build_fingerprint: the version number alone
+stays the same while the code changes), and in it one entry per choice key (layer shape, input
+size class, thread count, the forms that applied). The file is replaced atomically and merged
+with what another process wrote meanwhile; a missing, unreadable or malformed file (not JSON,
+nested too deep to parse, of another format, larger than MAX_FILE_BYTES) reads as empty, and a
+folder that cannot be written or cannot be found (no FASTP2P_CACHE and no home folder) is left
+alone: timing again is the fallback, never an error.
 Deleting the file makes the next process measure afresh.
 """
 import functools
 import json
-from importlib import metadata
 from pathlib import Path
 
 import torch
 
 from fastp2p.atomic_files import replace_text
+from fastp2p.build_fingerprint import version_line
 from fastp2p.cache_folder import cache_root
 from fastp2p.cpu_info import cpu_model
 from fastp2p.json_files import read_json
@@ -36,7 +37,7 @@ _FORMAT = 2
 _UNUSABLE = (OSError, ValueError, RecursionError)
 # The most of the file that is read (FileTooLarge, a ValueError, past it: read as unusable, and
 # replaced by the next write): a section is a few KiB, one per machine, torch build and fastp2p
-# version; a 3 GB file was read whole (3.5 GB of memory, then MemoryError).
+# build; a 3 GB file was read whole (3.5 GB of memory, then MemoryError).
 MAX_FILE_BYTES = 16 << 20
 
 
@@ -48,15 +49,8 @@ def path() -> Path:
 
 @functools.cache
 def machine() -> str:
-    """This file's section for the running process: CPU model, torch build, fastp2p version."""
-    return f"{cpu_model()} | torch {torch.__version__} | fastp2p {_fastp2p_version()}"
-
-
-def _fastp2p_version() -> str:
-    try:
-        return metadata.version("fastp2p")
-    except metadata.PackageNotFoundError:  # run from a source tree that was never installed
-        return "unknown"
+    """This file's section for the running process: CPU model, torch build, fastp2p build."""
+    return f"{cpu_model()} | torch {torch.__version__} | {version_line()}"
 
 
 class RememberedForms:

@@ -1,0 +1,73 @@
+"""fastp2p's build fingerprint (fastp2p.build_fingerprint): the version number stays the same from
+commit to commit (QA: "fastp2p 0.1.0" from builds ~450 commits apart), so `--version`, `info`
+and the key of the remembered CPU forms (fastp2p.ops.remembered_forms) could not tell builds
+apart, and one build's measured forms were taken by another."""
+import json
+import subprocess
+import sys
+
+import pytest
+
+from fastp2p import build_fingerprint as fingerprints
+from fastp2p.ops import remembered_forms
+from fastp2p.ops.remembered_forms import RememberedForms
+
+KEY = ("layer", (1, 8, 4, 4), 2)
+
+
+@pytest.fixture
+def fresh_fingerprint():
+    """The fingerprint and machine() computed afresh in the test (each is cached per process),
+    and after it."""
+    cached = (fingerprints.build_fingerprint, remembered_forms.machine)   # before a test's
+    for function in cached:                                               # stand-ins
+        function.cache_clear()
+    yield
+    for function in cached:
+        function.cache_clear()
+
+
+def test_forms_measured_under_another_build_are_measured_afresh(monkeypatch, tmp_path,
+                                                                fresh_fingerprint):
+    monkeypatch.setenv("FASTP2P_CACHE", str(tmp_path))
+    this_build = fingerprints.build_fingerprint()
+    monkeypatch.setattr(fingerprints, "build_fingerprint", lambda: "0123456789ab")
+    remembered_forms.machine.cache_clear()
+    other_section = remembered_forms.machine()
+    RememberedForms().put(KEY, "gemm")
+
+    monkeypatch.setattr(fingerprints, "build_fingerprint", lambda: this_build)
+    remembered_forms.machine.cache_clear()
+    assert remembered_forms.machine() != other_section
+    assert RememberedForms().get(KEY) is None   # not the other build's: measured again
+    sections = json.loads(remembered_forms.path().read_text())["machines"]
+    assert sections[other_section] == {repr(KEY): "gemm"}   # kept for that build
+
+
+def test_a_changed_package_file_changes_the_fingerprint(monkeypatch, tmp_path,
+                                                        fresh_fingerprint):
+    module = tmp_path / "adam.py"
+    module.write_text("STEP = 1\n")
+    monkeypatch.setattr(fingerprints, "_package_files", lambda: {"fastp2p/adam.py": module})
+    first = fingerprints.build_fingerprint()
+    fingerprints.build_fingerprint.cache_clear()
+    assert fingerprints.build_fingerprint() == first   # the same files: the same build
+    module.write_text("STEP = 2\n")
+    fingerprints.build_fingerprint.cache_clear()
+    assert fingerprints.build_fingerprint() != first
+    assert len(first) == 12 and int(first, 16) >= 0
+
+
+def test_the_package_files_are_its_modules_and_extension():
+    names = fingerprints._package_files()
+    assert {"fastp2p/__init__.py", "fastp2p/ops/remembered_forms.py",
+            "fastp2p/kernels/__init__.py"} <= set(names)
+    assert not any("__pycache__" in name for name in names)
+
+
+@pytest.mark.parametrize("argv", [["--version"], ["info"]])
+def test_version_and_info_name_the_build(tmp_path, argv):
+    out = subprocess.run([sys.executable, "-m", "fastp2p", *argv], cwd=tmp_path,
+                         capture_output=True, text=True, check=True).stdout
+    assert out.splitlines()[0] == fingerprints.version_line(), out
+    assert f"(build {fingerprints.build_fingerprint()})" in out
