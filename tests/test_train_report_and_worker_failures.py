@@ -99,8 +99,8 @@ def test_a_killed_loader_worker_ends_with_one_line_and_the_checkpoint_intact(tmp
     from fastp2p.train.trainer import Trainer
     original_save = Trainer.save
 
-    def save_then_arm(self, labels):
-        original_save(self, labels)
+    def save_then_arm(self, labels, **options):
+        original_save(self, labels, **options)
         if self.progress.epoch == 2:
             self.writer.wait()
             marker.touch()

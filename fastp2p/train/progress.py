@@ -93,18 +93,20 @@ class TimeLeftEstimate:
     since the read before; what recurs every epoch besides them (its end's checkpoint, sample
     and page, the loss reads, the loader's start) falls outside it, and made the estimate short
     wherever that work is slow (fsync on a busy disk). So once a whole epoch has run (from its
-    first batch: a resume's rest of an epoch is not one), the estimate takes its wall time per
-    step, from its start to the next epoch's, which counts all of that; before, the latest
-    read's speed."""
+    first batch: a resume's rest of an epoch is not one; nor is the first epoch a process runs,
+    which holds its one-off start: warm-up, CUDA-graph capture, compiles, tens of seconds on a
+    GPU where an epoch may take a few), the estimate takes its wall time per step, from its
+    start to the next epoch's, which counts all of that; before, the latest read's speed."""
 
     def __init__(self):
         self._epoch_start = None       # (clock, steps run) at the current epoch's start
-        self._whole_epoch = False      # whether the current epoch started at its first batch
+        self._whole_epoch = False      # whether the current epoch is one to measure by
         self._seconds_per_step = None  # the latest whole epoch's
 
     def epoch_started(self, now: float, steps_run: int, whole: bool) -> None:
         """An epoch starts at clock ``now`` with ``steps_run`` steps run in this process so far;
-        ``whole``: it starts at its first batch. Ends the epoch before, if there was one."""
+        ``whole``: it is one to measure by (it starts at its first batch, and is not the first
+        this process runs). Ends the epoch before, if there was one."""
         if self._whole_epoch and steps_run > self._epoch_start[1]:
             began, steps_before = self._epoch_start
             self._seconds_per_step = (now - began) / (steps_run - steps_before)

@@ -400,7 +400,10 @@ class Trainer:
                 bar = progress_bar(total=len(loader), initial=skip,
                                    desc=f"epoch {progress.epoch}/{self.last_epoch}")
             window_start, window_images = time.perf_counter(), 0
-            self.time_left_estimate.epoch_started(window_start, self.steps_run, whole=skip == 0)
+            # the first epoch this process runs holds its one-off start (warm-up, CUDA-graph
+            # capture, compiles): no measure of the others
+            self.time_left_estimate.epoch_started(window_start, self.steps_run,
+                                                  whole=skip == 0 and self.steps_run > 0)
             by_iter = []  # the last step's --save_by_iter label, for the epoch end's save
             batches = times.waiting(iter(loader))  # started here: it draws from the global RNG
             if self._resumed_rng is not None:
