@@ -28,7 +28,6 @@ import operator
 import os
 import resource
 import stat
-import threading
 import zlib
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -43,6 +42,7 @@ from fastp2p.data.packed_index import (INDEX_NAME, STATE_NAME, check_shard_size,
                                        read_index, refuse_preprocess, repack_command_line,
                                        repack_hint, stored_files)
 from fastp2p.file_reads import open_descriptor_to_read, read_error_advice
+from fastp2p.fork_safe import ForkSafeLock
 
 if TYPE_CHECKING:   # transforms imports Pillow, which reading and verifying a pack do not need
     from fastp2p.data.transforms import Preprocess
@@ -143,7 +143,7 @@ class _OpenShards:
     def __init__(self):
         self.capacity = open_shards_capacity()
         self._files = collections.OrderedDict()     # (prefix, shard number) -> _ShardFile
-        self._guard = threading.Lock()
+        self._guard = ForkSafeLock()   # a forked loader worker reads through it too
 
     def get(self, key: tuple) -> "_ShardFile | None":
         with self._guard:

@@ -50,7 +50,6 @@ module's own), another memory format, ``PACKED`` or ``PHASES``.
 """
 import collections
 import itertools
-import threading
 import weakref
 from dataclasses import dataclass
 from typing import Optional
@@ -59,6 +58,7 @@ import torch
 import torch.nn as nn
 from torch.optim.optimizer import register_optimizer_step_post_hook
 
+from fastp2p.fork_safe import ForkSafeLock
 from fastp2p.nn.batch_statistics import uses_running_stats
 from fastp2p.nn.tracing import compiler_tracing
 from fastp2p.ops.stand_ins import OPAQUE_LAYOUTS, conv_settings, require_input_size, stand_in
@@ -135,7 +135,9 @@ class _Kept(collections.OrderedDict):
 
     Threads that share a network (a web server's) go through ``lock``: an OrderedDict read
     while another thread reorders or drops its entries raised KeyError (QA r55: 16 threads
-    calling one eval U-Net), and could be left so for later calls."""
+    calling one eval U-Net), and could be left so for later calls. A stand-in is built under the
+    lock and stored once whole, and a forked child gets the lock free (fastp2p.fork_safe): a
+    child forked while another thread was building one builds its own (it hung on the lock)."""
 
     def __init__(self):
         super().__init__()
@@ -143,7 +145,7 @@ class _Kept(collections.OrderedDict):
         self.missed: dict = {}                  # slot -> the lookup that last ran it plain
         self.plain: Optional[_StandIn] = None
         # re-entrant: a collection run in this thread may free a module whose entries go
-        self.lock = threading.RLock()
+        self.lock = ForkSafeLock(reentrant=True)
 
     def admits(self, slot) -> bool:
         """Whether a packing for ``slot`` (an opaque slot not kept) is to be built now; under

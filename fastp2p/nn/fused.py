@@ -31,7 +31,6 @@ listed again after a registration (fastp2p.nn.layer_walk); what may change witho
 per call (``_fused_forward_fits``).
 """
 import itertools
-import threading
 from operator import attrgetter
 
 import torch
@@ -42,6 +41,7 @@ from torch._C._functorch import maybe_current_level as _functorch_level
 from torch.autograd import forward_ad
 from torch.nn.parallel import DistributedDataParallel
 
+from fastp2p.fork_safe import ForkSafeLock
 from fastp2p.nn.batch_statistics import (fused_ops_reproduce, updates_running_stats,
                                          uses_running_stats)
 from fastp2p.nn.checks import int_in_range
@@ -117,7 +117,7 @@ class DropoutRNG:
     decoders (and stay held for good after an error in between)."""
 
     # one for every network: held only for a read and an add of one element
-    _reserving = threading.Lock()
+    _reserving = ForkSafeLock()
 
     def __init__(self, state: torch.Tensor):
         self.state = state
@@ -131,7 +131,7 @@ class DropoutRNG:
 
 # How many U-Nets this process has built: each takes its own default dropout seed from it.
 _unets_built = itertools.count()
-_counting = threading.Lock()
+_counting = ForkSafeLock()
 
 
 def default_dropout_seed() -> int:

@@ -34,7 +34,6 @@ a hook is present. The exception: the pre-hooks of torch's hook-based ``spectral
 ``weight_norm``, which only compute the weight with tensor operations (a graph captures and
 replays them like the rest of the forward).
 """
-import threading
 import warnings
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -46,6 +45,7 @@ import torch.nn.modules.module as _module_hooks
 from torch.nn.utils.spectral_norm import SpectralNorm
 from torch.nn.utils.weight_norm import WeightNorm
 
+from fastp2p.fork_safe import ForkSafeLock
 from fastp2p.nn.folding import folded_for, see_fused_steps_on
 from fastp2p.nn.fused import forward_hook_dicts
 
@@ -202,7 +202,7 @@ class GraphedModule:
         self._captures = _RecentCaptures(max_captures)
         # One call at a time on CUDA: a capture's static input, replay and output are shared,
         # so two threads' calls (a web server's) would read each other's images.
-        self._lock = threading.RLock()
+        self._lock = ForkSafeLock(reentrant=True)
         self._stream = None
         self._warned_of_hooks = False
 

@@ -43,12 +43,12 @@ wgrad with the prologue did not (cuDNN knows the pattern, SCALE_BIAS_ADD_RELU_WG
 only) while the plain wgrad did, as did dgrad + act' + scale with both reductions; a layer
 with no prologue and no statistics planned every graph.
 """
-import threading
 from contextlib import nullcontext
 from typing import Optional
 
 import torch
 
+from fastp2p.fork_safe import ForkSafeLock
 from fastp2p.ops.backends.cudnn_graph_writer import (KINDS, Built, CudnnGraphNotInstalled,
                                                      CudnnGraphUnavailable,
                                                      CudnnGraphUnsupported, GraphWriter,
@@ -132,7 +132,7 @@ def availability(device: Optional[torch.device] = None) -> Optional[str]:
 
 _BUILT = {}      # (kind, LayerKey) -> Built, or the CudnnGraphUnsupported it raised
 _HANDLES = {}    # torch.device -> cudnn.Handle
-_LOCK = threading.Lock()
+_LOCK = ForkSafeLock()
 
 
 def _handle(cudnn, device: torch.device):
