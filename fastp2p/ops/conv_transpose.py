@@ -22,6 +22,7 @@ import time
 import torch
 import torch.nn as nn
 
+from fastp2p.fork_safe import ForkSafeLock
 from fastp2p.kernels.environment import getenv
 from fastp2p.ops import deconv_phases, onednn_packed, split_conv_backward
 from fastp2p.ops.aligned_channels import conv_transpose2d_channel_padded, pads_output
@@ -54,6 +55,11 @@ def _gemm_form_applies(module: nn.ConvTranspose2d, x: torch.Tensor) -> bool:
 # ``_choice_key`` -> the fastest CPU form measured; at most ``_MAX_MEASURED`` entries.
 _measured_forms: dict = {}
 _MAX_MEASURED = 1024
+# Held while a choice is made (``_chosen_once``): threads whose first calls need the same key at
+# once each measured, and each ran the form it measured (the same input gave outputs differing in
+# rounding within one process). One at a time for every key: no form is timed against another
+# thread's measuring.
+_choosing = ForkSafeLock()
 # The forms measured by earlier processes on this machine (unless FASTP2P_CPU_DECONV=measure).
 _remembered_forms = RememberedForms()
 MEASURE_ONLY = "measure"
@@ -106,9 +112,10 @@ def cpu_inference_form(module: nn.ConvTranspose2d, x: torch.Tensor) -> str:
     """The form ``module(x)`` runs in for CPU float32 inference: "gemm", "onednn" (its weight
     packed), "phases", or "module" where none applies. Among the forms that apply, the choice
     is measured on the first call of each layer shape, input size class and thread count
-    (``_choice_key``; a warm-up and up to three timed runs of each form: ``_faster_form``) and
-    remembered for later processes on this machine (fastp2p.ops.remembered_forms), or fixed by
-    ``FASTP2P_CPU_DECONV`` where that form applies (``measure``: measured, not remembered)."""
+    (``_choice_key``; a warm-up and up to three timed runs of each form: ``_faster_form``), once
+    whatever the threads calling (``_chosen_once``), and remembered for later processes on this
+    machine (fastp2p.ops.remembered_forms), or fixed by ``FASTP2P_CPU_DECONV`` where that form
+    applies (``measure``: measured, not remembered)."""
     forms = [form for form, applies in (("gemm", _gemm_form_applies),
                                         ("onednn", onednn_packed.applies),
                                         ("phases", deconv_phases.applies))
@@ -120,7 +127,16 @@ def cpu_inference_form(module: nn.ConvTranspose2d, x: torch.Tensor) -> str:
         return forced
     key = _choice_key(module, x, forms)
     form = _measured_forms.get(key)
-    if form is None:
+    return _chosen_once(module, x, forms, key, forced) if form is None else form
+
+
+def _chosen_once(module: nn.ConvTranspose2d, x: torch.Tensor, forms, key: tuple, forced) -> str:
+    """The form for ``key``: remembered, or measured now, under ``_choosing``; a thread that
+    waited there takes the choice the first one made."""
+    with _choosing:
+        form = _measured_forms.get(key)
+        if form is not None:
+            return form
         if len(_measured_forms) >= _MAX_MEASURED:
             _measured_forms.clear()  # a long run over ever new shapes: measure them afresh
         remember = forced != MEASURE_ONLY
@@ -130,7 +146,7 @@ def cpu_inference_form(module: nn.ConvTranspose2d, x: torch.Tensor) -> str:
             if remember:
                 _remembered_forms.put(key, form)
         _measured_forms[key] = form
-    return form
+        return form
 
 
 def _choice_key(module: nn.ConvTranspose2d, x: torch.Tensor, forms) -> tuple:
