@@ -5,8 +5,10 @@ child, where that thread does not exist: the child's first call that takes it ha
 forked while a serving thread rebuilt a layer's cached weights waited forever on that layer's
 lock). So every lock fastp2p keeps beyond one call, which a forked child may take, is a
 ``ForkSafeLock``, and each forked child (``os.register_at_fork``) replaces all of them by free
-ones. What such a lock guards must then be whole whenever another thread could be inside it: its
-holders build a result first and publish it with one assignment, so a child finds the result or
+ones. (Not kernels/'s ring-counter lock: that layer imports nothing of fastp2p, and its lock
+comes before a CUDA launch, which torch refuses in a child forked after CUDA started.) What
+such a lock guards must then be whole whenever another thread could be inside it: its holders
+build a result first and publish it with one assignment, so a child finds the result or
 nothing, never half of it (tests/test_fork_safe_locks.py).
 """
 import os
