@@ -190,21 +190,22 @@ class TemporaryFile:
     the name: in a shared folder another user can swap a link in at the name after it was
     created, and a writer that reopened it would write into the link's target. Whatever was
     at the name before (a file a killed process of the same pid left, a link planted there)
-    is removed first. It takes the permission bits of the file it replaces (``chmod 640`` on a
-    loss log, a group-writable file in a shared run folder), which a file created afresh
-    would otherwise lose to the default mode."""
+    is removed first. It takes the permission bits and group of the file it replaces where that
+    is this user's (``chmod 640`` on a loss log, ``chgrp team`` and ``chmod 660`` on a run's
+    files), which a file created afresh would otherwise lose to the default mode; created
+    readable by its owner alone until then, so no one opens it meanwhile under wider bits."""
 
     def __init__(self, path):
         self.target = Path(path)
         self.path = temporary_sibling(self.target)
         self.path.unlink(missing_ok=True)
-        kept_mode = _permission_bits(self.target)
+        kept = _kept_permissions(self.target)
         fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NO_FOLLOW | os.O_CLOEXEC,
-                     0o666)
+                     0o666 if kept is None else 0o600)
         self._created = _identity(os.fstat(fd))
         self.file = os.fdopen(fd, "wb")
-        if kept_mode is not None:
-            _set_permission_bits(fd, kept_mode)
+        if kept is not None:
+            _set_permissions(fd, *kept)
 
     def rename_into_place(self) -> None:
         """Rename the written file over ``target``: ReplacedWhileWritten if its name holds
@@ -223,27 +224,34 @@ def _identity(info: os.stat_result) -> tuple:
     return info.st_dev, info.st_ino
 
 
-def _permission_bits(path: Path) -> int | None:
-    """The read/write/execute bits of the regular file at ``path`` if it is this user's; None
-    otherwise: nothing there, a link (whose own bits, 0o777, are no one's choice), or a file
-    another user put at a name fastp2p writes in a shared folder (its bits, say 0o666, are not
-    this user's choice for what fastp2p writes). Never setuid, setgid or sticky bits."""
+def _kept_permissions(path: Path) -> tuple[int, int] | None:
+    """(read/write/execute bits, group) of the regular file at ``path`` if it is this user's;
+    None otherwise: nothing there, a link (whose own bits, 0o777, are no one's choice), or a
+    file another user put at a name fastp2p writes in a shared folder (its bits, say 0o666,
+    are not this user's choice for what fastp2p writes). Never setuid, setgid or sticky bits."""
     try:
         info = os.lstat(path)
     except OSError:
         return None
     if not stat.S_ISREG(info.st_mode) or info.st_uid != getattr(os, "geteuid", lambda: None)():
         return None
-    return stat.S_IMODE(info.st_mode) & 0o777
+    return stat.S_IMODE(info.st_mode) & 0o777, info.st_gid
 
 
-def _set_permission_bits(fd: int, mode: int) -> None:
-    """``mode`` on the file open at ``fd`` (through the descriptor: never by a name another
-    user could swap a link in at), where the platform and file system allow it: one that keeps
-    no modes (FAT, some network shares) refuses, and the file stays as created."""
+def _set_permissions(fd: int, mode: int, group: int) -> None:
+    """``group`` and ``mode`` on the file open at ``fd`` (through the descriptor: never by a
+    name another user could swap a link in at), where the platform and file system allow it
+    (one that keeps no modes, FAT or some network shares, refuses: the file stays its owner's
+    alone). Where the file cannot be given ``group`` (the user is no longer in it), the group
+    bits are dropped: they were that group's, not the one the file has."""
     try:
+        if os.fstat(fd).st_gid != group:
+            try:
+                os.fchown(fd, -1, group)
+            except OSError:
+                mode &= ~0o070
         os.fchmod(fd, mode)
-    except (AttributeError, OSError):  # AttributeError: no os.fchmod (Windows)
+    except (AttributeError, OSError):  # AttributeError: no os.fchmod / fchown (Windows)
         pass
 
 

@@ -79,3 +79,60 @@ def test_another_users_file_lends_none_of_its_bits(tmp_path, umask_077):
     with replacing(path) as file:
         file.write(os.urandom(16))
     assert _mode(path) == 0o600
+
+
+@pytest.fixture
+def umask_022():
+    before = os.umask(0o022)
+    yield
+    os.umask(before)
+
+
+def test_the_temporary_file_is_its_owners_alone_until_it_takes_the_bits(
+        tmp_path, umask_022, monkeypatch):
+    """Created 0o644 under umask 022 and narrowed after, another user could open a 0o640
+    file's replacement in between and read what followed."""
+    modes_before_chmod, fchmod = [], os.fchmod
+
+    def spying_fchmod(fd, mode):
+        modes_before_chmod.append(os.fstat(fd).st_mode & 0o777)
+        fchmod(fd, mode)
+    monkeypatch.setattr(os, "fchmod", spying_fchmod)
+    path = tmp_path / "loss_log.csv"
+    path.write_bytes(os.urandom(32))
+    path.chmod(0o640)
+    with replacing(path) as file:
+        file.write(os.urandom(16))
+    assert (modes_before_chmod, _mode(path)) == ([0o600], 0o640)
+
+
+_ROOT = pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() != 0,
+                           reason="giving a file to another group needs root")
+
+
+@_ROOT
+def test_a_replaced_file_keeps_its_group(tmp_path, umask_077):
+    path = tmp_path / "latest_net_G.pth"
+    path.write_bytes(os.urandom(32))
+    os.chown(path, -1, 4242)
+    path.chmod(0o660)
+    with replacing(path) as file:
+        file.write(os.urandom(16))
+    assert (_mode(path), os.stat(path).st_gid) == (0o660, 4242)
+
+
+@_ROOT
+def test_a_group_the_file_cannot_be_given_lends_none_of_its_bits(tmp_path, umask_077,
+                                                                 monkeypatch):
+    """A user no longer in the old file's group: its group bits were that group's, not the
+    process's own group's."""
+    def refused(fd, uid, gid):
+        raise PermissionError(1, "Operation not permitted")
+    monkeypatch.setattr(os, "fchown", refused)
+    path = tmp_path / "latest_net_G.pth"
+    path.write_bytes(os.urandom(32))
+    os.chown(path, -1, 4242)
+    path.chmod(0o664)
+    with replacing(path) as file:
+        file.write(os.urandom(16))
+    assert _mode(path) == 0o604
