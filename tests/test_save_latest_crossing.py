@@ -48,3 +48,25 @@ def test_a_crossing_at_an_epochs_last_step_is_saved_once_by_the_epoch_end(tmp_pa
     folder = CheckpointFolder(tmp_path, "run")
     progress = folder.load_train_state("iter_4")["progress"]
     assert (progress["epoch"], progress["epoch_batches"]) == (2, 0)
+
+
+def test_a_checkpoint_request_at_a_step_saved_anyway_saves_it_once(tmp_path, monkeypatch):
+    """A SIGUSR1 / SIGUSR2 request at a --save_latest_freq crossing, or at an epoch's last step
+    (which the epoch end saves), is that save: latest_* was saved twice at the step, the second
+    save waiting for the first's write. Elsewhere the request saves."""
+    from fastp2p.train.stop_requests import StopRequests
+
+    trainer, lines = stand_in_trainer(tmp_path, *tiny_networks(), save_latest_freq=4,
+                                      n_epochs=1, n_epochs_decay=0)
+    monkeypatch.setattr(StopRequests, "take_checkpoint_request", lambda self: "SIGUSR1")
+    saved = []
+    write = trainer.checkpoints.write
+
+    def counted_write(labels, files, step, **options):
+        saved.append(step)
+        write(labels, files, step, **options)
+    trainer.checkpoints.write = counted_write
+    assert trainer.fit(ListLoader(random_batches(3))) == 0   # 2 images a step: 2, 4, 6
+    # step 1: the request's save; step 2: the crossing of 4; step 3: the epoch end's
+    assert saved == [1, 2, 3]
+    assert sum("SIGUSR1 received" in line for line in lines) == 3

@@ -448,8 +448,8 @@ class Trainer:
                     with times.stage("checkpoint"):
                         self.save(["latest"] + by_iter)
                 requested = stops.take_checkpoint_request()
-                if requested is not None:
-                    self._save_on_request(requested)
+                if requested is not None:   # this step's latest_* saved now, or by the epoch end
+                    self._save_on_request(requested, saved=crossing or progress.epoch_complete)
             times.epoch_end()
         finally:  # on every way out: a stop's or an error's line then follows the bar
             if bar is not None:  # (tqdm.write would redraw an open bar below it)
@@ -487,11 +487,14 @@ class Trainer:
             f"{signal.Signals(stop).name} received: saved {self.checkpoints.path}/latest_* at "
             f"step {self.engine.steps}; resume with --continue_train", 128 + stop)
 
-    def _save_on_request(self, signal_name: str) -> None:
+    def _save_on_request(self, signal_name: str, saved: bool) -> None:
         """A checkpoint request (SIGUSR1 / SIGUSR2, a scheduler's warning before its time limit):
-        latest_* now, and training goes on (the SIGTERM that follows at the limit stops it)."""
-        with self.times.stage("checkpoint"):
-            self.save(["latest"])
+        latest_* now, and training goes on (the SIGTERM that follows at the limit stops it).
+        ``saved``: this step's latest_* is saved already (a --save_latest_freq crossing) or will
+        be by the epoch's end (its last step), so it is not saved twice."""
+        if not saved:
+            with self.times.stage("checkpoint"):
+                self.save(["latest"])
         self.say(f"{signal_name} received: saving {self.checkpoints.path}/latest_* at step "
                  f"{self.engine.steps}; training goes on")
 
