@@ -33,10 +33,23 @@ EXIT_IN_USE = 75
 # flock's errors on file systems without locks (some NFS, Lustre or FUSE mounts): there the
 # run goes on unlocked, with a warning, rather than not at all
 NO_LOCKS_HERE = {errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOTSUP, errno.ENOSYS}
+# the most of the lock file read for its holder's pid (a pid has at most 7 digits on Linux)
+PID_BYTES = 32
 
 
 class RunFolderBusy(Exception):
     """Another process holds the run folder's lock."""
+
+
+def _holder(fd: int) -> str:
+    """The holder's "process N, " (it writes its pid as the file's first line), or nothing.
+    Only the first bytes are read, through the descriptor just locked: every user may write the
+    file (a sparse 3 GB one was read whole: MemoryError), or put a link at its name since."""
+    try:
+        first_line = os.pread(fd, PID_BYTES, 0).split(b"\n", 1)[0].strip()
+    except OSError:
+        return ""
+    return f"process {int(first_line)}, " if first_line.isdigit() else ""
 
 
 class RunFolderLock:
@@ -74,10 +87,11 @@ class RunFolderLock:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
+                holder = _holder(fd)
                 os.close(fd)
                 raise RunFolderBusy(
                     f"{self.folder} is in use: another `{self.command}` run holds it "
-                    f"({self._holder()}{self.path}); wait for it to end, or pick another "
+                    f"({holder}{self.path}); wait for it to end, or pick another "
                     f"{self.option}") from None
             except OSError as err:
                 os.close(fd)
@@ -128,13 +142,6 @@ class RunFolderLock:
             return open_plain_file(self.path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o666)
         except PermissionError as err:
             raise PermissionError(err.errno, err.strerror, str(self.folder)) from None
-
-    def _holder(self) -> str:
-        """The holder's "process N, " (it writes its pid into the file), or nothing."""
-        try:
-            return f"process {int(self.path.read_text())}, "
-        except (OSError, ValueError):
-            return ""
 
     def _still_linked(self, fd: int) -> bool:
         try:

@@ -12,6 +12,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import tracemalloc
 from pathlib import Path
 
 import pytest
@@ -153,6 +154,25 @@ def test_the_lock_in_one_process_and_its_traces(tmp_path):
     first.acquire()
     first.release()
     assert not (folder / LOCK_NAME).exists()
+
+
+def test_the_holders_pid_is_read_from_the_start_of_a_lock_file_anyone_may_grow(tmp_path):
+    """Every user may write .lock: one made a sparse 64 MiB file of it under a running job. The
+    busy message reads the holder's pid from the file's first line, and reads no more (the
+    file was read whole, by name: a 3 GB one gave a MemoryError traceback)."""
+    folder = tmp_path / "run"
+    first = RunFolderLock(folder)
+    first.acquire()
+    os.truncate(folder / LOCK_NAME, 64 << 20)   # the pid line stays, zeros after it
+    tracemalloc.start()
+    try:
+        with pytest.raises(RunFolderBusy, match=f"process {os.getpid()}, "):
+            RunFolderLock(folder).acquire()
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+        first.release()
+    assert peak < 1 << 20, peak
 
 
 def test_a_lock_file_another_user_left_still_locks(tmp_path, monkeypatch):
