@@ -1,16 +1,17 @@
 """A manifest's generation must be an int from 0 to 2**62-1 (``read_manifest``):
 ``"generation": Infinity`` (which Python's json reads as a float) in any ``*_checkpoint.json``
-of the run folder made every save fail after a whole epoch (OverflowError in
-``_last_generation``, which read the number unchecked), and so did a 4300-digit one (the next
-generation had too many digits for json.dumps to write). Such a manifest is now damaged like
-any other: skipped when the next generation is counted, refused in one line when its set is
-loaded. The step, which messages print as it is, has the same bounds."""
+of the run folder made every save fail after a whole epoch (OverflowError where the next
+generation was counted, which read the number unchecked), and so did a 4300-digit one (the
+next generation had too many digits for json.dumps to write). Such a manifest is now damaged
+like any other: skipped when the next generation is counted, refused in one line when its set
+is loaded. The step, which messages print as it is, has the same bounds. A manifest at the
+bound itself makes the next save refuse, naming it: its generation would be past the bound."""
 import json
 
 import pytest
 
-from fastp2p.nn.checkpoint_sets import MANIFEST_FORMAT, read_manifest
-from fastp2p.train.checkpoints import CheckpointFolder
+from fastp2p.nn.checkpoint_sets import MANIFEST_FORMAT, MAX_GENERATION, read_manifest
+from fastp2p.train.checkpoints import CheckpointFolder, CheckpointWriteError
 from helpers.train_helpers import tiny_networks
 
 # "huge": the most digits Python's json reads; the next generation, one digit more, could not be
@@ -52,3 +53,20 @@ def test_an_odd_step_makes_the_manifest_not_a_checkpoint_manifest(tmp_path, step
     manifest["step"] = 2**62 - 1
     odd.write_text(json.dumps(manifest))
     assert read_manifest(odd, "resume another")["step"] == 2**62 - 1
+
+
+def test_a_manifest_at_the_bound_makes_the_next_save_refuse_naming_it(tmp_path):
+    """The next generation, one past the bound, was written without a word, and every set the
+    run saved was then "not a fastp2p checkpoint manifest": a run that could not be resumed."""
+    folder = CheckpointFolder(tmp_path, "run", advice="resume another")
+    folder.prepare()
+    at_bound = folder.file("7", "checkpoint.json")
+    at_bound.write_text(json.dumps({"format": MANIFEST_FORMAT, "step": 0, "files": {},
+                                    "generation": MAX_GENERATION}))
+    netG, netD = tiny_networks()
+    with pytest.raises(CheckpointWriteError, match=rf"^could not write the checkpoint: "
+                                                   rf"{at_bound} records generation "
+                                                   rf"{MAX_GENERATION}, the highest"):
+        folder.save(["latest"], netG, netD, {}, step=1)
+    assert not folder.file("latest", "checkpoint.json").exists()
+    assert read_manifest(at_bound, "resume another")["generation"] == MAX_GENERATION

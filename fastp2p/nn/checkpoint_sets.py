@@ -25,7 +25,8 @@ _BLOCK = 1 << 22
 MAX_MANIFEST_BYTES = 1 << 20
 # The highest generation a manifest may hold: a save counts one up from the highest here, and
 # a hand-edited 4300-digit one (the most Python's json reads) made the next one unwritable, so
-# every save failed after an epoch of training. fastp2p's count one a save; half an int64
+# every save failed after an epoch of training; a save past it is refused in one line naming
+# the manifest at the bound (fastp2p.train.checkpoints). fastp2p's count one a save; half an int64
 # (the bound of fastp2p's option counts) is more saves than any run makes. A manifest's step
 # has the same bound: messages print it as it is.
 MAX_GENERATION = 2 ** 62 - 1

@@ -33,8 +33,8 @@ from fastp2p.checkpoint_names import MANIFEST_SUFFIX, NETWORK_SUFFIXES, TRAIN_ST
 from fastp2p.nn.checkpoint import CheckpointMismatch, load_safely, weights_problem
 from fastp2p.nn.checks import with_article
 from fastp2p.nn.compat import fits_the_network_it_looks_like
-from fastp2p.nn.checkpoint_sets import (MANIFEST_FORMAT, load_recorded, matching_file,
-                                        read_manifest)
+from fastp2p.nn.checkpoint_sets import (MANIFEST_FORMAT, MAX_GENERATION, load_recorded,
+                                        matching_file, read_manifest)
 from fastp2p.train.background_writer import host_copy
 from fastp2p.train.engine import unwrap
 
@@ -188,7 +188,7 @@ class CheckpointFolder:
         ``replacing``: the sets here are those of the run that --overwrite replaces (this is
         the new run's first save), so a failure leaves none of this run's to resume."""
         G, D = snapshot["G"], snapshot["D"]
-        generation = self._last_generation() + 1
+        generation = self._next_generation()
         state = {"format": TRAIN_STATE_FORMAT, "generation": generation, **snapshot["state"]}
         staged = {}  # label -> {final path: (TemporaryFile, manifest entry)}
         committed = []
@@ -249,17 +249,29 @@ class CheckpointFolder:
     def _manifests(self):
         return sorted(self.path.glob(f"*_{MANIFEST_SUFFIX}"))
 
-    def _last_generation(self) -> int:
-        """The highest generation of the manifests here (read_manifest's: an int from 0 to
-        MAX_GENERATION), 0 for none: a ``"generation": Infinity`` or a 4300-digit one
-        hand-edited in made every save fail, after a whole epoch of training."""
-        generations = [0]
+    def _next_generation(self) -> int:
+        """One more than the highest generation of the manifests here (read_manifest's: an int
+        from 0 to MAX_GENERATION), 1 for none: a ``"generation": Infinity`` or a 4300-digit one
+        hand-edited in made every save fail, after a whole epoch of training. Raises
+        CheckpointWriteError, before anything is written, past MAX_GENERATION: a manifest at
+        the bound made every save of the run write one that read_manifest refuses, in silence,
+        so the run could not be resumed."""
+        last, path = max(self._generations(), default=(0, None))
+        if last == MAX_GENERATION:
+            raise CheckpointWriteError(
+                f"could not write the checkpoint: {path} records generation {last}, the "
+                "highest a manifest may hold (fastp2p counts one a save: it was edited by "
+                "hand), so this save's could not be read; remove that set's files, then resume "
+                "another set or run again with --overwrite")
+        return last + 1
+
+    def _generations(self):
+        """(generation, path) of each readable manifest here."""
         for path in self._manifests():
             try:
-                generations.append(self._read_manifest(path)["generation"])
+                yield self._read_manifest(path)["generation"], path
             except ValueError:
                 continue  # a damaged manifest is reported when its set is loaded
-        return max(generations)
 
     def prepare(self) -> None:
         """Before a run writes here (main process): create the folder, finish the renames of a
