@@ -37,7 +37,8 @@ def test_verify_fails_on_a_corrupt_pack_of_another_phase_name_beside_train(tmp_p
 
 def test_verify_refuses_the_packing_options_it_would_ignore(tmp_path, capsys):
     """--verify packs nothing: packing options given with it (refused values too, such as
-    --load_size 0) were ignored without a word. --phase and --no-progress still apply."""
+    --load_size 0) were ignored without a word, and so was --phase (every phase folder's pack
+    is checked). --no-progress still applies."""
     out = _pack(tmp_path, "train")
     capsys.readouterr()
     with pytest.raises(SystemExit) as refused:   # parser.error, as pack's usage errors
@@ -47,4 +48,9 @@ def test_verify_refuses_the_packing_options_it_would_ignore(tmp_path, capsys):
     error = capsys.readouterr().err.splitlines()[-1]
     assert error == ("fastp2p pack: error: --verify OUT checks a pack and packs nothing, so "
                      "--load_size, --pairs-per-shard, --gray would do nothing: drop them"), error
-    assert main(["pack", "--verify", str(out), "--phase", "val", "--no-progress"]) == 0
+    with pytest.raises(SystemExit) as refused:
+        main(["pack", "--verify", str(out), "--phase", "val", "--no-progress"])
+    assert refused.value.code == 2
+    assert capsys.readouterr().err.splitlines()[-1].endswith(
+        "so --phase would do nothing: drop them")
+    assert main(["pack", "--verify", str(out), "--no-progress"]) == 0

@@ -82,9 +82,9 @@ def register(commands) -> None:
     parser.add_argument("--verify", metavar="OUT", type=given_path,
                         help="instead of packing: check the size and both checksums (sha256, "
                              "CRC32) of every shard in OUT against its index: every phase "
-                             "folder's pack, whatever --phase named it (or the one pack OUT is); "
-                             "every bad shard is named, exit 1 if there is any; the options "
-                             "that only pack are refused with it")
+                             "folder's pack, whatever --phase it was packed with (or the one pack "
+                             "OUT is); every bad shard is named, exit 1 if there is any; the "
+                             "options that only pack, --phase included, are refused with it")
     parser.add_argument("--load_size", type=int, default=286,
                         help="each half is resized (bicubic) to load_size x load_size, as "
                              "--preprocess resize_and_crop does before its crop (default 286); "
@@ -131,9 +131,9 @@ def register(commands) -> None:
     parser.set_defaults(run=run, pack_parser=parser)
 
 
-# What --verify reads (its --phase help says that every phase is checked whatever it names);
-# every other option packs, and was ignored without a word with --verify, a refused value too.
-_VERIFY_READS = {"help", "verify", "dataroot", "out", "phase", "progress"}
+# What --verify reads; every other option packs, and was ignored without a word with --verify,
+# a refused value too. --phase is one of them: --verify checks every phase folder's pack.
+_VERIFY_READS = {"help", "verify", "dataroot", "out", "progress"}
 
 
 def _packing_options_given(args, parser: argparse.ArgumentParser) -> list:
