@@ -25,6 +25,17 @@ def print_error(command: str, message: object, context=()) -> None:
     print(error_line(command, message), file=sys.stderr)
 
 
+def options_given(args: argparse.Namespace, parser: argparse.ArgumentParser) -> list:
+    """The options (``--name``, first spelling; positional arguments are not options) that
+    ``args``, parsed by ``parser``, gives other values than their defaults: a mode that reads
+    only some of a command's options (``pack --verify``, ``bench --plot``) refuses the others,
+    which it would ignore without a word. One whose default is SUPPRESS (--help) counts as
+    given only where ``args`` holds it."""
+    return [action.option_strings[0] for action in parser._actions
+            if action.option_strings
+            and getattr(args, action.dest, action.default) != action.default]
+
+
 class CommandParser(argparse.ArgumentParser):
     """An ArgumentParser whose option errors are two lines: a one-line usage (the command, its
     positional arguments, where ``--help`` explains the options), then argparse's error line.

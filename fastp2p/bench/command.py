@@ -8,7 +8,7 @@ from pathlib import Path
 from fastp2p.bench.defaults import (JOB_TIME_LIMIT_S, QUICK_BATCH_SIZES, QUICK_JOB_TIME_LIMIT_S,
                                     QUICK_STEPS, QUICK_WARMUP, SECTIONS, STEPS,
                                     TRAINING_BATCH_SIZES, WARMUP, gpu_compile_job_count)
-from fastp2p.command_errors import error_line, print_error
+from fastp2p.command_errors import error_line, options_given, print_error
 
 DESCRIPTION = """\
 Benchmark pix2pix training and inference, every peer side by side in one process
@@ -462,7 +462,7 @@ def run(args: argparse.Namespace) -> int:
     from fastp2p.stops_deferred import import_torch
 
     mode = "--list-peers" if args.list_peers else "--plot" if args.plot is not None else None
-    ignored = _run_options_given(args, mode) if mode else []
+    ignored = _options_besides(args, mode) if mode else []
     if ignored:
         print_error("bench", f"{mode} runs no benchmark, so {', '.join(ignored)} would do "
                              "nothing: drop them")
@@ -493,14 +493,13 @@ def run(args: argparse.Namespace) -> int:
         return run_and_save(settings, out_dir)
 
 
-def _run_options_given(args, mode: str) -> list:
+def _options_besides(args, mode: str) -> list:
     """The options given other values than their defaults, but ``mode`` (--list-peers or
     --plot), which runs no benchmark: with it they were ignored without a word, refused values
     (--sections bogus, --steps -5) too."""
     parser = argparse.ArgumentParser(add_help=False)
     add_arguments(parser)
-    return [action.option_strings[0] for action in parser._actions
-            if action.option_strings[0] != mode and getattr(args, action.dest) != action.default]
+    return [option for option in options_given(args, parser) if option != mode]
 
 
 def _refuse_torchrun() -> None:

@@ -5,7 +5,7 @@ import sys
 
 from fastp2p import cpu_info
 from fastp2p.byte_sizes import binary_size
-from fastp2p.command_errors import print_error
+from fastp2p.command_errors import options_given, print_error
 from fastp2p.data.worker_pool import exit_at_sigterm
 from fastp2p.option_types import MAX_LOAD_SIZE, given_path, pack_workers, plain_name, seed
 from fastp2p.terminal import is_terminal
@@ -131,16 +131,10 @@ def register(commands) -> None:
     parser.set_defaults(run=run, pack_parser=parser)
 
 
-# What --verify reads; every other option packs, and was ignored without a word with --verify,
-# a refused value too. --phase is one of them: --verify checks every phase folder's pack.
-_VERIFY_READS = {"help", "verify", "dataroot", "out", "progress"}
-
-
-def _packing_options_given(args, parser: argparse.ArgumentParser) -> list:
-    """The packing options (not ``_VERIFY_READS``) given other values than their defaults."""
-    return [action.option_strings[0] for action in parser._actions
-            if action.dest not in _VERIFY_READS
-            and getattr(args, action.dest) != action.default]
+# The options --verify reads; every other option packs, and was ignored without a word with
+# --verify, a refused value too. --phase is one of them: --verify checks every phase folder's
+# pack. (DATAROOT and OUT, positional, are refused with a message of their own.)
+_VERIFY_READS = ("--verify", "--no-progress")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -154,7 +148,8 @@ def run(args: argparse.Namespace) -> int:
     if args.verify is not None:
         if args.dataroot is not None or args.out is not None:
             parser.error("--verify OUT takes no DATAROOT; run `fastp2p pack --verify OUT`")
-        packing = _packing_options_given(args, parser)
+        packing = [option for option in options_given(args, parser)
+                   if option not in _VERIFY_READS]
         if packing:
             parser.error(f"--verify OUT checks a pack and packs nothing, so {', '.join(packing)} "
                          "would do nothing: drop them")
