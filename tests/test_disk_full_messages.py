@@ -8,6 +8,7 @@ import os
 import pytest
 
 import fastp2p.data.pack as pack_module
+import fastp2p.train.trackers as trackers_module
 from fastp2p.cli import main
 from fastp2p.train.checkpoints import CheckpointFolder, CheckpointWriteError, describe_os_error
 from helpers.train_helpers import one_line, tiny_networks, train_argv, write_aligned_dataset
@@ -178,6 +179,21 @@ def test_a_full_disk_on_the_options_file_names_it_and_what_to_do(tmp_path, monke
     err = one_line(capsys.readouterr().err)
     assert f"{tmp_path / 'tiny' / 'train_opt.txt'}: {NO_SPACE}; " in err, err
     assert all(words in err for words in advice), err
+
+
+def test_a_tracker_that_fails_to_start_is_not_said_as_a_failed_write(tmp_path, monkeypatch,
+                                                                     capsys):
+    """The trackers start beside the run's own files, but their OSError (W&B's network error,
+    a ConnectionError) is no write of the run folder: it was said as one, with "Free disk
+    space or fix the folder's permissions"."""
+    def unreachable(*args):
+        raise ConnectionError("wandb: cannot reach api.wandb.ai")
+
+    monkeypatch.setattr(trackers_module, "open_trackers", unreachable)
+    data = write_aligned_dataset(tmp_path / "data", pairs=4)
+    assert main(train_argv(data, tmp_path, "--n_epochs_decay", "0", "--no_html")) == 1
+    err = one_line(capsys.readouterr().err)
+    assert err == "fastp2p train: error: wandb: cannot reach api.wandb.ai", err
 
 
 def test_an_os_error_without_a_file_name_is_not_given_a_placeholder():

@@ -231,7 +231,7 @@ def run(args: argparse.Namespace, times=None, name_files: bool = True) -> int:
     from fastp2p.train.distributed import shutdown_processes
     from fastp2p.train.progress import progress_bar
     from fastp2p.train.run_lock import RunFolderLock
-    from fastp2p.train.trackers import close_trackers
+    from fastp2p.train.trackers import close_trackers, open_trackers
 
     try:
         ignored, info = _start_processes(args)
@@ -277,11 +277,12 @@ def run(args: argparse.Namespace, times=None, name_files: bool = True) -> int:
         page = loss_log = None
         if info.is_main:
             try:
-                page, loss_log, trackers = _open_reports(args, checkpoints, state, say,
-                                                         dataroot_from_here)
+                page, loss_log = _open_run_files(args, checkpoints, state, say,
+                                                 dataroot_from_here)
             except OSError as err:   # a full disk: said as a failed write in training is
                 _print_failure(trainer.write_failure(err), training)
                 return 1
+            trackers = open_trackers(args, checkpoints.path, "train")
             trainer.report_to(page, loss_log, trackers)
         say(_start_line(args, len(dataset), info, graphs, trainer))
         training = True
@@ -559,14 +560,14 @@ def _check_dataroot_from_here(dataroot: str, saved, pairs: int) -> None:
         "the run's dataset (or this one, to train on it)")
 
 
-def _open_reports(args, checkpoints, state, say, dataroot_from_here):
-    """Rank 0's (page or None, loss log, trackers), after the options file is written (and,
-    on resuming, the options changed since are said); ``dataroot_from_here``: see
-    ``_resume_notes``."""
+def _open_run_files(args, checkpoints, state, say, dataroot_from_here):
+    """Rank 0's (page or None, loss log) in the run folder, after the options file is written
+    (and, on resuming, the options changed since are said); ``dataroot_from_here``: see
+    ``_resume_notes``. An OSError is a failed write of the run's own files (the trackers,
+    opened apart, may raise one of their own: a network error)."""
     from fastp2p.train.reports import LOSS_LOG, WEB, LossLog, TrainingPage
     from fastp2p.train.saved_options import (OPTIONS_FILE, RESUME_COMPARED, changed_options,
                                              write_options)
-    from fastp2p.train.trackers import open_trackers
 
     if state is not None:
         changed = changed_options(args, checkpoints.path / OPTIONS_FILE, RESUME_COMPARED)
@@ -579,7 +580,7 @@ def _open_reports(args, checkpoints, state, say, dataroot_from_here):
     page = (None if args.no_html
             else TrainingPage(checkpoints.path / WEB, args.name, resume_step=resume_step))
     loss_log = LossLog(checkpoints.path / LOSS_LOG, resume_step=resume_step)
-    return page, loss_log, open_trackers(args, checkpoints.path, "train")
+    return page, loss_log
 
 
 def _say_resumed(args, trainer, pairs: int, say) -> bool:
