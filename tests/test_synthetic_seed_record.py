@@ -127,6 +127,22 @@ def test_a_record_over_a_users_frames_does_not_get_them_removed(tmp_path, pairs)
     (tmp_path / ".fastp2p-synthetic-train.json").write_text(
         json.dumps({"seed": 0, "size": 256, "quality": 90, "pairs": pairs}))
     before = _files(tmp_path / "train")
-    with pytest.raises(DataError, match=f"{pair_name(0)}.* not fastp2p's .*write into an empty"):
+    with pytest.raises(DataError,
+                       match=f"{pair_name(0)}.* without the JPEG comment.*write into an empty"):
         write_synthetic(tmp_path, 3, seed=1, progress=False)
     assert _files(tmp_path / "train") == before
+
+
+def test_an_older_fastp2ps_pairs_without_the_comment_are_left_to_the_user(tmp_path):
+    """Pairs an older fastp2p wrote carry no JPEG comment: the refusal called them "not
+    fastp2p's", which a user upgrading knows to be wrong, and did not say what to do."""
+    folder = write_synthetic(tmp_path, 2, seed=0, progress=False)
+    for path in folder.iterdir():   # as an older fastp2p wrote them: the same JPEG, no comment
+        with Image.open(path) as image:
+            pixels = np.asarray(image)
+        Image.fromarray(pixels).save(path, "JPEG", quality=90)
+    before = _files(folder)
+    with pytest.raises(DataError, match=r"not fastp2p's, or an older fastp2p's, written before "
+                                        r"that comment: remove them yourself\); write into"):
+        write_synthetic(tmp_path, 2, seed=1, progress=False)
+    assert _files(folder) == before

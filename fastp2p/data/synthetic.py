@@ -204,7 +204,9 @@ def _start_set(folder: Path, record: Path, wanted: dict, count: int) -> None:
     if pairs and not same_set:
         _refuse_unknown_pairs(folder, [path.name for path in pairs
                                        if not _carries_pair_comment(path)],
-                              "that are not fastp2p's (no synthetic pair's JPEG comment)")
+                              "without the JPEG comment of fastp2p's synthetic pairs (not "
+                              "fastp2p's, or an older fastp2p's, written before that comment: "
+                              "remove them yourself)")
         print(f"fastp2p: {folder}: holds {counted(len(pairs), 'synthetic pair')} of seed "
               f"{recorded['seed']}, not of seed {wanted['seed']}: writing the set again",
               file=sys.stderr)
