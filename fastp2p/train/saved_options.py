@@ -40,7 +40,9 @@ WORKING_DIR = "working_dir"
 
 # The file's last line, as the reference ends its own: a file without it was cut short (it is
 # not fsynced, so a power loss can leave it short or empty) and the options it lacks would go
-# back to their defaults in silence. Before it, fastp2p ended the file with WORKING_DIR's line.
+# back to their defaults in silence. Before it, fastp2p ended the file with WORKING_DIR's line;
+# its earliest builds' files end with neither and are taken as cut short: the options added
+# since are named in the warning, which says an older fastp2p may have written the file.
 END_LINE = "----------------- End -------------------"
 
 # The most of an options file that is read (FileTooLarge, a ValueError, past it: "cannot be
@@ -88,7 +90,8 @@ def _parsed(text: str) -> dict:
 
 def _complete(text: str) -> bool:
     """Whether an options file's ``text`` ends as a whole one does: with END_LINE (fastp2p's
-    and the reference's files), or with a whole WORKING_DIR line (fastp2p's before END_LINE)."""
+    and the reference's files), or with a whole WORKING_DIR line (fastp2p's before END_LINE;
+    its earliest builds' end with neither)."""
     lines = text.splitlines()
     return (END_LINE in (line.strip() for line in lines)
             or (text.endswith("\n") and lines[-1].startswith(f"{WORKING_DIR}: ")))
