@@ -60,7 +60,8 @@ def test_names_too_long_for_a_file_are_shortened_and_stay_unique(tmp_path):
     # a byte that is not UTF-8 (a Linux file name may hold one) is kept, not dropped
     undecodable = "\udcff" + "c" * 230
     kept = output_name(phase / f"{undecodable}.png", phase, taken)
-    assert kept.startswith("\udcff" + "c" * 100) and len(os.fsencode(f".{kept}_fake_B.png.tmp-4194304.png")) <= 255
+    assert kept.startswith("\udcff" + "c" * 100)
+    assert len(os.fsencode(f".{kept}_fake_B.png.tmp-4194304.png")) <= 255
     short = "b" * 200
     assert output_name(phase / f"{short}.png", phase, taken) == short
 
