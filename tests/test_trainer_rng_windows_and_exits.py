@@ -57,8 +57,14 @@ def test_the_epochs_last_read_counts_the_images_since_the_read_before(tmp_path, 
     trainer, _ = stand_in_trainer(tmp_path, *tiny_networks(), world_size=world_size, log_every=2,
                           n_epochs_decay=0)
     rates = []
-    log = trainer._log
-    trainer._log = lambda images_per_s, bar: (rates.append(images_per_s), log(images_per_s, bar))
+
+    class RateTracker:   # what each read reports
+        def log_scalars(self, step, values):
+            rates.append(values["images_per_s"])
+
+        def log_images(self, step, images):
+            pass
+    trainer.report_to(trackers=[RateTracker()])
     assert trainer.fit(ListLoader(random_batches(3, batch_size=2))) == 0
     # a read after 2 steps (4 images a process), then the epoch's end reads its last step (2);
     # each 3 s after its window started; images/s of all processes together
