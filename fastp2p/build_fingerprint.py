@@ -5,6 +5,7 @@ processes (fastp2p.ops.remembered_forms) are kept under it, so that a fastp2p wh
 changed measures them afresh."""
 import functools
 import hashlib
+import os
 from importlib import metadata
 from importlib.machinery import EXTENSION_SUFFIXES
 from importlib.util import find_spec
@@ -22,13 +23,15 @@ _PACKAGES = ("fastp2p", "fastp2p.kernels")
 def build_fingerprint() -> str:
     """The first 12 hex digits of the SHA-256 of the package's files (``_SUFFIXES``), each with
     its name as installed, in name order: about 4 MB, read once per process; "unknown" where
-    one cannot be read."""
+    one cannot be read. Never raises: the CPU forms' cache key, made in a network's forward,
+    holds it."""
     digest = hashlib.sha256()
     try:
         for name, file in sorted(_package_files().items()):
-            digest.update(f"{name}\0{file.stat().st_size}\0".encode())
+            # a name is any bytes but / and NUL: one that is not UTF-8 hashes as its own bytes
+            digest.update(os.fsencode(f"{name}\0{file.stat().st_size}\0"))
             digest.update(file.read_bytes())
-    except OSError:
+    except (OSError, ValueError):
         return "unknown"
     return digest.hexdigest()[:12]
 

@@ -2,6 +2,7 @@
 commit to commit (QA: "fastp2p 0.1.0" from builds ~450 commits apart), so `--version`, `info`
 and the key of the remembered CPU forms (fastp2p.ops.remembered_forms) could not tell builds
 apart, and one build's measured forms were taken by another."""
+import importlib.util
 import json
 import subprocess
 import sys
@@ -44,6 +45,35 @@ def test_forms_measured_under_another_build_are_measured_afresh(monkeypatch, tmp
     assert sections[other_section] == {repr(KEY): "gemm"}   # kept for that build
 
 
+def test_a_builds_write_drops_the_same_machines_other_builds(monkeypatch, tmp_path,
+                                                             fresh_fingerprint):
+    """An editable install is a new build at every edit: the file kept a section of each, read
+    and written whole at every first call."""
+    monkeypatch.setenv("FASTP2P_CACHE", str(tmp_path))
+    other_machine = "Another CPU | torch 0.0 | fastp2p 0.1.0 (build 000000000000)"
+    remembered_forms.path().write_text(json.dumps({"format": remembered_forms._FORMAT,
+                                                   "machines": {other_machine: {"k": "gemm"}}}))
+    for build, form in (("0123456789ab", "gemm"), ("ba9876543210", "phases")):
+        monkeypatch.setattr(fingerprints, "build_fingerprint", lambda build=build: build)
+        remembered_forms.machine.cache_clear()
+        RememberedForms().put(KEY, form)
+    sections = json.loads(remembered_forms.path().read_text())["machines"]
+    assert sections == {other_machine: {"k": "gemm"},
+                        remembered_forms.machine(): {repr(KEY): "phases"}}
+
+
+def test_a_file_name_that_is_not_utf8_is_hashed_not_raised(monkeypatch, tmp_path,
+                                                           fresh_fingerprint):
+    """The fingerprint is part of the CPU forms' key, made in a network's forward: a name Python
+    reads as a lone surrogate raised UnicodeEncodeError out of every CPU inference forward."""
+    module = tmp_path / "adam.py"
+    module.write_text("STEP = 1\n")
+    monkeypatch.setattr(fingerprints, "_package_files",
+                        lambda: {"fastp2p/\udcff.py": module})
+    fingerprint = fingerprints.build_fingerprint()
+    assert len(fingerprint) == 12 and int(fingerprint, 16) >= 0
+
+
 def test_a_changed_package_file_changes_the_fingerprint(monkeypatch, tmp_path,
                                                         fresh_fingerprint):
     module = tmp_path / "adam.py"
@@ -63,6 +93,9 @@ def test_the_package_files_are_its_modules_and_extension():
     assert {"fastp2p/__init__.py", "fastp2p/ops/remembered_forms.py",
             "fastp2p/kernels/__init__.py"} <= set(names)
     assert not any("__pycache__" in name for name in names)
+    # the compiled extension, where this install has one
+    assert (any(name.startswith("fastp2p/_C.") for name in names)
+            or importlib.util.find_spec("fastp2p._C") is None)
 
 
 @pytest.mark.parametrize("argv", [["--version"], ["info"]])

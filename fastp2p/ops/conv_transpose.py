@@ -132,7 +132,10 @@ def cpu_inference_form(module: nn.ConvTranspose2d, x: torch.Tensor) -> str:
 
 def _chosen_once(module: nn.ConvTranspose2d, x: torch.Tensor, forms, key: tuple, forced) -> str:
     """The form for ``key``: remembered, or measured now, under ``_choosing``; a thread that
-    waited there takes the choice the first one made."""
+    waited there takes the choice the first one made. A form measured now is written to the
+    remembered file after the lock is let go: that read-modify-write of the whole file need not
+    hold up the other threads' choices."""
+    measured = None
     with _choosing:
         form = _measured_forms.get(key)
         if form is not None:
@@ -142,11 +145,11 @@ def _chosen_once(module: nn.ConvTranspose2d, x: torch.Tensor, forms, key: tuple,
         remember = forced != MEASURE_ONLY
         form = _remembered_forms.get(key) if remember else None
         if form not in forms:  # not remembered, or a file entry that does not fit
-            form = _faster_form(module, x, forms)
-            if remember:
-                _remembered_forms.put(key, form)
+            form = measured = _faster_form(module, x, forms)
         _measured_forms[key] = form
-        return form
+    if measured is not None and remember:
+        _remembered_forms.put(key, measured)
+    return form
 
 
 def _choice_key(module: nn.ConvTranspose2d, x: torch.Tensor, forms) -> tuple:

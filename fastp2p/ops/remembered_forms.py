@@ -6,7 +6,8 @@ measured forms").
 
 A choice holds for one machine and software: the file keeps one section per CPU model, torch
 build and fastp2p build (its version and fastp2p.build_fingerprint: the version number alone
-stays the same while the code changes), and in it one entry per choice key (layer shape, input
+stays the same while the code changes; a build's write drops the sections of the same CPU model
+and torch build under other fastp2p builds), and in it one entry per choice key (layer shape, input
 size class, thread count, the forms that applied). The file is replaced atomically and merged
 with what another process wrote meanwhile; a missing, unreadable or malformed file (not JSON,
 nested too deep to parse, of another format, larger than MAX_FILE_BYTES) reads as empty, and a
@@ -50,7 +51,14 @@ def path() -> Path:
 @functools.cache
 def machine() -> str:
     """This file's section for the running process: CPU model, torch build, fastp2p build."""
-    return f"{cpu_model()} | torch {torch.__version__} | {version_line()}"
+    return f"{_software()} | {version_line()}"
+
+
+def _software() -> str:
+    """The section key's part before the fastp2p build: sections that share it are one
+    machine's under other fastp2p builds, replaced by this build's when it writes (an editable
+    install makes a build of every edit: the file would keep one section of each)."""
+    return f"{cpu_model()} | torch {torch.__version__}"
 
 
 class RememberedForms:
@@ -71,7 +79,10 @@ class RememberedForms:
             file = path()
             file.parent.mkdir(parents=True, exist_ok=True)
             sections = _read(file)
-            sections[machine()] = {**sections.get(machine(), {}), **self._forms}
+            mine = {**sections.get(machine(), {}), **self._forms}
+            sections = {name: forms for name, forms in sections.items()
+                        if not name.startswith(f"{_software()} | ")}
+            sections[machine()] = mine
             replace_text(file, json.dumps({"format": _FORMAT, "machines": sections}, indent=1),
                          durable=False)
         except _UNUSABLE:
