@@ -521,7 +521,7 @@ def _build_trainer(args, info, netG, netD, checkpoints, replaced_run, times, gra
                    replaced_run=replaced_run)
 
 
-def _resume(trainer, state, state_path, loader, dataroot_from_here) -> int | None:
+def _resume(trainer, state, state_path, loader, dataroot_from_here=None) -> int | None:
     """``trainer`` resumed from ``state``, before the run writes anything: a refused state
     leaves its folder as it was (the options file a later --continue_train compares with, the
     loss log, the page). 2 after its line where the saved position cannot be resumed with this
