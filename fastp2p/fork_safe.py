@@ -9,7 +9,8 @@ ones. (Not kernels/'s ring-counter lock: that layer imports nothing of fastp2p, 
 comes before a CUDA launch, which torch refuses in a child forked after CUDA started.) What
 such a lock guards must then be whole whenever another thread could be inside it: its holders
 build a result first and publish it with one assignment, so a child finds the result or
-nothing, never half of it (tests/test_fork_safe_locks.py).
+nothing, never half of it (tests/test_fork_safe_locks.py). Never fork while holding one: the
+child's lock is a new, free one, which its ``with`` block's end cannot release.
 """
 import os
 import threading
