@@ -16,23 +16,13 @@ import torch
 
 import fastp2p
 from fastp2p.nn import folding, fused
+from helpers.network_checks import eval_unet_with_statistics
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
 
 # Seconds a child gets for a forward of a tiny network: it took well under one; a hung child
 # is killed at the end of them.
 CHILD_SECONDS = 30
-
-
-def _network():
-    torch.manual_seed(0)
-    net = fastp2p.UNet(3, 3, 5, ngf=8).eval()
-    with torch.no_grad():     # statistics that make the fold matter
-        for module in net.modules():
-            if isinstance(module, torch.nn.BatchNorm2d):
-                module.running_mean.normal_(0, 0.1)
-                module.running_var.uniform_(0.5, 2)
-    return net
 
 
 def _input():
@@ -83,7 +73,7 @@ def test_a_child_forked_while_a_thread_builds_a_cached_fold_runs_the_network(
         monkeypatch, one_thread):
     """The parent's thread stops inside the first fold it builds (under that layer's lock, the
     entry not stored yet); the child forked then builds the fold itself."""
-    net, x = _network(), _input()
+    net, x = eval_unet_with_statistics(), _input()
     with torch.no_grad():
         expected = copy.deepcopy(net)(x)    # caches of its own; the forms measured here
     parent, building, go_on = os.getpid(), threading.Event(), threading.Event()

@@ -110,14 +110,20 @@ _ROOT = pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() != 0,
                            reason="giving a file to another group needs root")
 
 
-@_ROOT
-def test_a_replaced_file_keeps_its_group(tmp_path, umask_077):
-    path = tmp_path / "latest_net_G.pth"
+def _replaced_team_file(folder, mode: int):
+    """A file of group 4242 with ``mode``, replaced: its path."""
+    path = folder / "latest_net_G.pth"
     path.write_bytes(os.urandom(32))
     os.chown(path, -1, 4242)
-    path.chmod(0o660)
+    path.chmod(mode)
     with replacing(path) as file:
         file.write(os.urandom(16))
+    return path
+
+
+@_ROOT
+def test_a_replaced_file_keeps_its_group(tmp_path, umask_077):
+    path = _replaced_team_file(tmp_path, 0o660)
     assert (_mode(path), os.stat(path).st_gid) == (0o660, 4242)
 
 
@@ -129,10 +135,4 @@ def test_a_group_the_file_cannot_be_given_lends_none_of_its_bits(tmp_path, umask
     def refused(fd, uid, gid):
         raise PermissionError(1, "Operation not permitted")
     monkeypatch.setattr(os, "fchown", refused)
-    path = tmp_path / "latest_net_G.pth"
-    path.write_bytes(os.urandom(32))
-    os.chown(path, -1, 4242)
-    path.chmod(0o664)
-    with replacing(path) as file:
-        file.write(os.urandom(16))
-    assert _mode(path) == 0o604
+    assert _mode(_replaced_team_file(tmp_path, 0o664)) == 0o604

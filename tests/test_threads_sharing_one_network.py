@@ -12,17 +12,7 @@ import torch
 import fastp2p
 from fastp2p.nn.folding import MAX_STAND_INS
 from helpers.graph_stand_in import OnCuda
-
-
-def _network():
-    torch.manual_seed(0)
-    net = fastp2p.UNet(3, 3, 5, ngf=8).eval()
-    with torch.no_grad():     # statistics that make the fold matter
-        for module in net.modules():
-            if isinstance(module, torch.nn.BatchNorm2d):
-                module.running_mean.normal_(0, 0.1)
-                module.running_var.uniform_(0.5, 2)
-    return net
+from helpers.network_checks import eval_unet_with_statistics
 
 
 def _inputs(count: int) -> list:
@@ -62,7 +52,7 @@ def test_threads_calling_one_unet_get_their_own_results():
     """The threads' first calls fill the caches (and measure the transposed convolutions'
     forms) together, as a server's first requests do: with the caches filled beforehand, the
     race did not show."""
-    net, inputs = _network(), _inputs(3 * MAX_STAND_INS)
+    net, inputs = eval_unet_with_statistics(), _inputs(3 * MAX_STAND_INS)
     alone = copy.deepcopy(net)     # caches of its own, filled after the threads
     outputs, errors = _in_threads(call_in_inference_mode(net), inputs, rounds=20)
     assert errors == []
@@ -97,7 +87,7 @@ def test_threads_calling_one_graphed_network_get_their_own_results(monkeypatch):
         return output, _Capture(graph, static_input, graph.static_output,
                                 self._tensors.state(), [], [])
     monkeypatch.setattr(GraphedModule, "_capture", capture)
-    net = _network()
+    net = eval_unet_with_statistics()
     translate = fastp2p.graphed(net)
     shape = (1, 3, 32, 32)       # one signature: every thread replays the one capture
     inputs = [torch.rand(shape, generator=torch.Generator().manual_seed(i)) * 2 - 1

@@ -25,6 +25,19 @@ TINY_NETWORKS = {
 }
 
 
+def eval_unet_with_statistics():
+    """A tiny U-Net in eval mode, seeded, whose batch norms hold running statistics that make
+    folding them into the convolutions matter (neither 0 nor 1)."""
+    torch.manual_seed(0)
+    net = fastp2p.UNet(3, 3, 5, ngf=8).eval()
+    with torch.no_grad():
+        for module in net.modules():
+            if isinstance(module, torch.nn.BatchNorm2d):
+                module.running_mean.normal_(0, 0.1)
+                module.running_var.uniform_(0.5, 2)
+    return net
+
+
 def saved_and_loaded(module):
     """``module`` pickled whole by torch.save and read back by torch.load."""
     saved = io.BytesIO()
