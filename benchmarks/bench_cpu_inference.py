@@ -39,6 +39,7 @@ import torch.nn.functional as F
 
 import fastp2p
 from fastp2p.bench.environment import git_commit, package_checkout
+from fastp2p.build_fingerprint import build_fingerprint
 from fastp2p.cpu_info import cpu_model
 from fastp2p.nn.folding import folding_disabled
 from fastp2p.ops.deconv_phases import phases_disabled
@@ -96,7 +97,7 @@ def _environment():
     return {"date_utc": now.strftime("%Y-%m-%d %H:%M:%S"), "device": "cpu", "cpu": cpu_model(),
             "cpu_count": os.cpu_count(), "threads": torch.get_num_threads(),
             "torch": torch.__version__, "fastp2p": fastp2p.__version__,
-            "cpp_backend": cpp_backend.available(), **_code_version(),
+            "build": build_fingerprint(), "cpp_backend": cpp_backend.available(), **_code_version(),
             "load_average": [round(load, 2) for load in os.getloadavg()]}
 
 

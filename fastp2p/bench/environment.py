@@ -99,6 +99,7 @@ def file_date(now: datetime.datetime | None = None) -> str:
 def describe(device, checkout) -> dict:
     """Everything needed to reproduce or compare a run, as JSON-ready values."""
     import fastp2p
+    from fastp2p.build_fingerprint import build_fingerprint
 
     try:
         import triton
@@ -117,6 +118,8 @@ def describe(device, checkout) -> dict:
         "torch": torch.__version__,
         "triton": triton_version,
         "fastp2p": fastp2p.__version__,
+        # what tells builds apart where there is no commit (an installed package's "unknown")
+        "build": build_fingerprint(),
         "python": platform.python_version(),
         "platform": platform.platform(),
         "cpu_count": os.cpu_count(),

@@ -120,8 +120,9 @@ def markdown(results: dict) -> str:
     env, config = results["environment"], results["config"]
     ceilings, flops = results.get("ceilings") or {}, results.get("flop_model") or {}
     dirty = " (uncommitted changes)" if env.get("commit_dirty") else ""
+    build = f", build {env['build']}" if isinstance(env.get("build"), str) else ""
     lines = [f"# fastp2p benchmark: {env['device']}, {env['date_utc']} UTC, "
-             f"commit {env['commit']}{dirty}", ""]
+             f"commit {env['commit']}{dirty}{build}", ""]
     if not results.get("complete", True):
         lines += ["**Incomplete run**: stopped before every job ran; the rows below are the "
                   "ones that finished.", ""]
