@@ -70,3 +70,14 @@ def test_a_manifest_at_the_bound_makes_the_next_save_refuse_naming_it(tmp_path):
         folder.save(["latest"], netG, netD, {}, step=1)
     assert not folder.file("latest", "checkpoint.json").exists()
     assert read_manifest(at_bound, "resume another")["generation"] == MAX_GENERATION
+
+
+def test_a_manifest_at_the_bound_is_said_before_the_run_trains(tmp_path):
+    """The refusal came at the first save, after an epoch of training that was then lost: the
+    folder's preparation, before any step, says it."""
+    folder = CheckpointFolder(tmp_path, "run", advice="resume another")
+    folder.prepare()
+    folder.file("7", "checkpoint.json").write_text(json.dumps(
+        {"format": MANIFEST_FORMAT, "step": 0, "files": {}, "generation": MAX_GENERATION}))
+    with pytest.raises(CheckpointWriteError, match="the next save's manifest could not be read"):
+        folder.prepare()

@@ -261,8 +261,8 @@ class CheckpointFolder:
             raise CheckpointWriteError(
                 f"could not write the checkpoint: {path} records generation {last}, the "
                 "highest a manifest may hold (fastp2p counts one a save: it was edited by "
-                "hand), so this save's could not be read; remove that set's files, then resume "
-                "another set or run again with --overwrite")
+                "hand), so the next save's manifest could not be read back; remove that set's "
+                "files, then run again")
         return last + 1
 
     def _generations(self):
@@ -276,7 +276,8 @@ class CheckpointFolder:
     def prepare(self) -> None:
         """Before a run writes here (main process): create the folder, finish the renames of a
         save that was interrupted after its commit, and remove temporary files that killed
-        processes left. Raises OSError (e.g. a read-only folder)."""
+        processes left. Raises OSError (e.g. a read-only folder), or CheckpointWriteError where
+        no save could be written here (``_next_generation``)."""
         self.path.mkdir(parents=True, exist_ok=True)
         for manifest_path in self._manifests():
             try:
@@ -296,6 +297,8 @@ class CheckpointFolder:
         # committed save's manifest lists.
         for folder in (self.path, self.path / "web", self.path / "web" / "images"):
             remove_left_by_dead_processes(folder)
+        # a manifest at MAX_GENERATION refuses every save: said now, not after an epoch's work
+        self._next_generation()
 
     # ---- a new run in an old run's folder (--overwrite) -------------------------------------
     def saved_sets(self) -> dict:
