@@ -100,7 +100,7 @@ def test_list_peers_lines_the_descriptions_up_past_the_longest_name(capsys):
 @pytest.mark.parametrize("mode", [["--list-peers"], ["--plot", "RUN.json"]])
 @pytest.mark.parametrize("options, named", [
     (["--sections", "bogus", "--steps", "-5"], "--sections, --steps"),
-    (["--quick", "--device", "cuda"], "--quick, --device")])
+    (["--quick", "--device", "cuda"], "--quick, --device"), (["--steps", "3"], "--steps")])
 def test_list_peers_and_plot_refuse_the_options_they_would_ignore(tmp_path, capsys, mode,
                                                                   options, named):
     """--list-peers and --plot run no benchmark: the other options were ignored without a
@@ -110,4 +110,5 @@ def test_list_peers_and_plot_refuse_the_options_they_would_ignore(tmp_path, caps
                       *options)
     assert command.run(args) == 2
     assert capsys.readouterr().err == (f"fastp2p bench: error: {mode[0]} runs no benchmark, so "
-                                       f"{named} would do nothing: drop them\n")
+                                       f"{named} would do nothing: drop "
+                                       f"{'them' if ',' in named else 'it'}\n")

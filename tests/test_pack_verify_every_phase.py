@@ -52,5 +52,5 @@ def test_verify_refuses_the_packing_options_it_would_ignore(tmp_path, capsys):
         main(["pack", "--verify", str(out), "--phase", "val", "--no-progress"])
     assert refused.value.code == 2
     assert capsys.readouterr().err.splitlines()[-1].endswith(
-        "so --phase would do nothing: drop them")
+        "so --phase would do nothing: drop it")
     assert main(["pack", "--verify", str(out), "--no-progress"]) == 0

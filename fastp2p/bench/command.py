@@ -465,7 +465,8 @@ def run(args: argparse.Namespace) -> int:
     ignored = _options_besides(args, mode) if mode else []
     if ignored:
         print_error("bench", f"{mode} runs no benchmark, so {', '.join(ignored)} would do "
-                             "nothing: drop them")
+                             "nothing: drop "
+                             f"{'it' if len(ignored) == 1 else 'them'}")
         return 2
     if args.list_peers:
         return list_peers()

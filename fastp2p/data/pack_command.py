@@ -152,7 +152,8 @@ def run(args: argparse.Namespace) -> int:
                    if option not in _VERIFY_READS]
         if packing:
             parser.error(f"--verify OUT checks a pack and packs nothing, so {', '.join(packing)} "
-                         "would do nothing: drop them")
+                         "would do nothing: drop "
+                         f"{'it' if len(packing) == 1 else 'them'}")
         return _verify(Path(args.verify), progress)
     try:
         require_packages(("PIL", "tqdm"), extra="data")
