@@ -198,10 +198,14 @@ class TemporaryFile:
     def __init__(self, path):
         self.target = Path(path)
         self.path = temporary_sibling(self.target)
-        self.path.unlink(missing_ok=True)
         kept = _kept_permissions(self.target)
-        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NO_FOLLOW | os.O_CLOEXEC,
-                     0o666 if kept is None else 0o600)
+        try:
+            self.path.unlink(missing_ok=True)
+            fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NO_FOLLOW
+                         | os.O_CLOEXEC, 0o666 if kept is None else 0o600)
+        except OSError as err:   # named by the file it was to replace: the hidden temporary
+            err.filename = str(self.target)   # name means nothing to the user
+            raise
         self._created = _identity(os.fstat(fd))
         self.file = os.fdopen(fd, "wb")
         if kept is not None:

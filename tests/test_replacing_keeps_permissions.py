@@ -136,3 +136,17 @@ def test_a_group_the_file_cannot_be_given_lends_none_of_its_bits(tmp_path, umask
         raise PermissionError(1, "Operation not permitted")
     monkeypatch.setattr(os, "fchown", refused)
     assert _mode(_replaced_team_file(tmp_path, 0o664)) == 0o604
+
+
+def test_a_folder_that_refuses_the_temporary_file_is_said_of_the_file_replaced(tmp_path,
+                                                                            monkeypatch):
+    """A read-only run folder named '.train_opt.txt.tmp-PID.txt', a name the user never
+    gave."""
+    def refused(path, *args, **kwargs):
+        raise PermissionError(13, "Permission denied", str(path))
+    monkeypatch.setattr(os, "open", refused)
+    target = tmp_path / "train_opt.txt"
+    with pytest.raises(PermissionError) as error:
+        with replacing(target) as file:
+            file.write(b"lr: 0.0002\n")
+    assert error.value.filename == str(target)
