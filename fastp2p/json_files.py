@@ -26,3 +26,14 @@ def read_json(path, max_bytes: int | None = None):
     ValueError (not UTF-8, not JSON, nested too deeply, not a regular file, or larger than
     ``max_bytes``: ``fastp2p.file_reads.FileTooLarge``, before it is read)."""
     return parse_json(read_text(path, max_bytes, encoding="utf-8"))
+
+
+def is_utf8(text: str) -> bool:
+    """Whether ``text`` encodes as UTF-8: a lone surrogate does not (JSON's ``"\\udcff"``
+    escape, or a byte that was no UTF-8 read back with surrogateescape), and writing or
+    drawing it fails later, far from the file it came from."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True

@@ -11,7 +11,7 @@ import stat
 from pathlib import Path
 
 from fastp2p.atomic_files import open_plain_file, replacing
-from fastp2p.json_files import parse_json, read_json
+from fastp2p.json_files import is_utf8, parse_json, read_json
 
 
 class ResultsFileError(ValueError):
@@ -276,10 +276,10 @@ def _lone_surrogate(results: dict) -> str | None:
     stack = [(None, results)]
     while stack:
         where, value = stack.pop()
-        if isinstance(value, str) and not _is_utf8(value):
+        if isinstance(value, str) and not is_utf8(value):
             return f"{where} is not UTF-8 text (a lone surrogate): {reprlib.repr(value)}"
         for key, item in _members(value):
-            if isinstance(key, str) and not _is_utf8(key):
+            if isinstance(key, str) and not is_utf8(key):
                 return (f"{where or 'the results'} has a key that is not UTF-8 text (a lone "
                         f"surrogate): {reprlib.repr(key)}")
             stack.append((f"{where}[{key!r}]" if where else key, item))
@@ -291,12 +291,3 @@ def _members(value):
     if isinstance(value, dict):
         return value.items()
     return enumerate(value) if isinstance(value, list) else ()
-
-
-def _is_utf8(text: str) -> bool:
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
-

@@ -48,7 +48,7 @@ from fastp2p.atomic_files import NotAPlainFile, open_plain_file
 from fastp2p.data.errors import DataError, counted, printable
 from fastp2p.data.folder_lock import LOCK_NAME, pack_running
 from fastp2p.file_reads import FileTooLarge, NotAFileToRead, read_error_advice, read_text
-from fastp2p.json_files import parse_json, read_json
+from fastp2p.json_files import is_utf8, parse_json, read_json
 from fastp2p.option_types import MAX_LOAD_SIZE
 from fastp2p.terminal import stderr_bar
 
@@ -122,10 +122,8 @@ def read_pack_state(path: Path) -> dict:
         lines.pop()     # cut short at the end, where a crash leaves it (zeros, a half line)
     shards = {}
     for number, line in enumerate(lines, start=2):
-        try:
-            line.encode("utf-8")
-        except UnicodeEncodeError:
-            raise ValueError(f"line {number}: not UTF-8 text") from None
+        if not is_utf8(line):
+            raise ValueError(f"line {number}: not UTF-8 text")
         try:
             record = parse_json(line)
         except ValueError as error:
@@ -147,10 +145,8 @@ def _json_or_none(text: str):
 def _older_state(text: str, state=None) -> dict:
     """The state of an older fastp2p's interrupted pack: one JSON object (ValueError if
     ``text`` is none, or its "shards" is no object); ``state``: ``text`` parsed, if it was."""
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        raise ValueError("not UTF-8 text") from None
+    if not is_utf8(text):
+        raise ValueError("not UTF-8 text")
     if state is None:
         try:
             state = parse_json(text)
