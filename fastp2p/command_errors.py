@@ -36,6 +36,13 @@ def options_given(args: argparse.Namespace, parser: argparse.ArgumentParser) -> 
             and getattr(args, action.dest, action.default) != action.default]
 
 
+def unread_options(options: list) -> str:
+    """The end of a refusal of ``options`` (``options_given``'s) that a mode does not read:
+    "--a, --b would do nothing: drop them"."""
+    return (f"{', '.join(options)} would do nothing: drop "
+            f"{'it' if len(options) == 1 else 'them'}")
+
+
 class CommandParser(argparse.ArgumentParser):
     """An ArgumentParser whose option errors are two lines: a one-line usage (the command, its
     positional arguments, where ``--help`` explains the options), then argparse's error line.

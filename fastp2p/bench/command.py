@@ -8,7 +8,7 @@ from pathlib import Path
 from fastp2p.bench.defaults import (JOB_TIME_LIMIT_S, QUICK_BATCH_SIZES, QUICK_JOB_TIME_LIMIT_S,
                                     QUICK_STEPS, QUICK_WARMUP, SECTIONS, STEPS,
                                     TRAINING_BATCH_SIZES, WARMUP, gpu_compile_job_count)
-from fastp2p.command_errors import error_line, options_given, print_error
+from fastp2p.command_errors import error_line, options_given, print_error, unread_options
 
 DESCRIPTION = """\
 Benchmark pix2pix training and inference, every peer side by side in one process
@@ -464,9 +464,7 @@ def run(args: argparse.Namespace) -> int:
     mode = "--list-peers" if args.list_peers else "--plot" if args.plot is not None else None
     ignored = _options_besides(args, mode) if mode else []
     if ignored:
-        print_error("bench", f"{mode} runs no benchmark, so {', '.join(ignored)} would do "
-                             "nothing: drop "
-                             f"{'it' if len(ignored) == 1 else 'them'}")
+        print_error("bench", f"{mode} runs no benchmark, so {unread_options(ignored)}")
         return 2
     if args.list_peers:
         return list_peers()

@@ -5,7 +5,7 @@ import sys
 
 from fastp2p import cpu_info
 from fastp2p.byte_sizes import binary_size
-from fastp2p.command_errors import options_given, print_error
+from fastp2p.command_errors import options_given, print_error, unread_options
 from fastp2p.data.worker_pool import exit_at_sigterm
 from fastp2p.option_types import MAX_LOAD_SIZE, given_path, pack_workers, plain_name, seed
 from fastp2p.terminal import is_terminal
@@ -151,9 +151,8 @@ def run(args: argparse.Namespace) -> int:
         packing = [option for option in options_given(args, parser)
                    if option not in _VERIFY_READS]
         if packing:
-            parser.error(f"--verify OUT checks a pack and packs nothing, so {', '.join(packing)} "
-                         "would do nothing: drop "
-                         f"{'it' if len(packing) == 1 else 'them'}")
+            parser.error(f"--verify OUT checks a pack and packs nothing, so "
+                         f"{unread_options(packing)}")
         return _verify(Path(args.verify), progress)
     try:
         require_packages(("PIL", "tqdm"), extra="data")
