@@ -249,14 +249,18 @@ class CheckpointFolder:
     def _manifests(self):
         return sorted(self.path.glob(f"*_{MANIFEST_SUFFIX}"))
 
-    def _next_generation(self) -> int:
+    def _next_generation(self, manifests=None) -> int:
         """One more than the highest generation of the manifests here (read_manifest's: an int
         from 0 to MAX_GENERATION), 1 for none: a ``"generation": Infinity`` or a 4300-digit one
-        hand-edited in made every save fail, after a whole epoch of training. Raises
+        hand-edited in made every save fail, after a whole epoch of training. ``manifests``:
+        ``_readable_manifests()``, where the caller has read them already. Raises
         CheckpointWriteError, before anything is written, past MAX_GENERATION: a manifest at
         the bound made every save of the run write one that read_manifest refuses, in silence,
         so the run could not be resumed."""
-        last, path = max(self._generations(), default=(0, None))
+        if manifests is None:
+            manifests = self._readable_manifests()
+        last, path = max(((manifest["generation"], path) for path, manifest in manifests),
+                         default=(0, None))
         if last == MAX_GENERATION:
             raise CheckpointWriteError(
                 f"could not write the checkpoint: {path} records generation {last}, the "
@@ -265,13 +269,14 @@ class CheckpointFolder:
                 "files, then run again")
         return last + 1
 
-    def _generations(self):
-        """(generation, path) of each readable manifest here."""
+    def _readable_manifests(self):
+        """(path, manifest) of each manifest here that reads: a damaged one is reported if its
+        set is ever loaded, and the other sets may be fine."""
         for path in self._manifests():
             try:
-                yield self._read_manifest(path)["generation"], path
+                yield path, self._read_manifest(path)
             except ValueError:
-                continue  # a damaged manifest is reported when its set is loaded
+                continue
 
     def prepare(self) -> None:
         """Before a run writes here (main process): create the folder, finish the renames of a
@@ -279,11 +284,8 @@ class CheckpointFolder:
         processes left. Raises OSError (e.g. a read-only folder), or CheckpointWriteError where
         no save could be written here (``_next_generation``)."""
         self.path.mkdir(parents=True, exist_ok=True)
-        for manifest_path in self._manifests():
-            try:
-                manifest = self._read_manifest(manifest_path)
-            except ValueError:
-                continue  # reported if that set is ever resumed; other sets may be fine
+        manifests = list(self._readable_manifests())
+        for _, manifest in manifests:
             for final_name, entry in manifest["files"].items():
                 staged = self.path / entry["staged"]
                 handle = matching_file(staged, entry)
@@ -298,7 +300,7 @@ class CheckpointFolder:
         for folder in (self.path, self.path / "web", self.path / "web" / "images"):
             remove_left_by_dead_processes(folder)
         # a manifest at MAX_GENERATION refuses every save: said now, not after an epoch's work
-        self._next_generation()
+        self._next_generation(manifests)
 
     # ---- a new run in an old run's folder (--overwrite) -------------------------------------
     def saved_sets(self) -> dict:
