@@ -237,8 +237,10 @@ def bench_norm_act(repeats, layout):
         gen = torch.Generator().manual_seed(channels + size)
         x = torch.randn(1, channels, size, size, generator=gen).to(memory_format=memory_format)
         skip = torch.randn(1, channels, size, size, generator=gen).to(memory_format=memory_format)
-        weight, bias = torch.rand(channels, generator=gen) + 0.5, torch.randn(channels, generator=gen)
-        mean, var = torch.randn(channels, generator=gen) * 0.1, torch.rand(channels, generator=gen) + 0.5
+        weight = torch.rand(channels, generator=gen) + 0.5
+        bias = torch.randn(channels, generator=gen)
+        mean = torch.randn(channels, generator=gen) * 0.1
+        var = torch.rand(channels, generator=gen) + 0.5
         norm = dict(norm="batch", training=False, eps=1e-5)
 
         def eager():
@@ -347,7 +349,8 @@ def _print_table(rows):
     layers = [r for r in rows if r["bench"] == "norm_act"]
     if not layers:
         return
-    print(f"\n{'layout':<14} {'shape':<20} {'op':<24} {'eager ms':>9} {'fused ms':>9} {'speedup':>8}")
+    print(f"\n{'layout':<14} {'shape':<20} {'op':<24} {'eager ms':>9} {'fused ms':>9} "
+          f"{'speedup':>8}")
     for eager, fused in zip(layers[::2], layers[1::2]):
         print(f"{eager['layout']:<14} {str(tuple(eager['shape'])):<20} {eager['op']:<24} "
               f"{eager['median_ms']:9.3f} {fused['median_ms']:9.3f} "
