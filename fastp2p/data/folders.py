@@ -481,8 +481,9 @@ def scan_aligned(phase_dir: Path, config: Preprocess, skip_bad: bool,
                  own_sizes: OwnSizes | None = None, leave_out=()) -> list[Path]:
     """The usable A|B images of one phase folder (the first ``limit`` in sorted order: of the
     good ones with ``skip_bad``, as a pack of the folder gives them); ``progress``: a bar while
-    --skip-bad decodes every file; ``skipped``: gets the (path, why) of each file skipped,
-    instead of their listing on stderr; ``own_sizes``: the items are loaded one at a time
+    the image headers are read (after a second) and while --skip-bad decodes every file;
+    ``skipped``: gets the (path, why) of each file skipped, instead of their listing on
+    stderr; ``own_sizes``: the items are loaded one at a time
     (fastp2p test, batch size 1), so with a size-keeping --preprocess each may keep its own
     size, if its network takes it, instead of all one size; ``leave_out``: output folders
     not to list (``list_images``)."""

@@ -53,7 +53,7 @@ result (then, for several packs, a total line, passed or not) and exits 1 if any
 pack's .pack.lock is a link, FIFO or folder, which training refuses too).
 
 No dataset at hand? `fastp2p pack --synthetic N DATAROOT [OUT]` writes N synthetic aligned
-pairs (shapes -> their outlines, 256x256 JPEGs, the same files for the same --seed) into
+pairs (outlines -> shaded shapes, 512x256 A|B JPEGs, the same files for the same --seed) into
 DATAROOT/train, then packs them into OUT if given: a set of any size up to 10000000 pairs, to
 measure packing and training on."""
 

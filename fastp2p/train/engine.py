@@ -5,7 +5,7 @@ discriminator step on (A, fake_B.detach()) and (A, B) with 0.5 * (L_fake + L_rea
 D frozen, the generator step on L_GAN(D(A, fake_B), real) + lambda * L1(fake_B, B). The same
 Python body runs in every mode; the modes change only how it executes:
 
-- eager (any device, fp32): plain ``torch.optim.Adam`` and float lr - the yardstick;
+- eager on a CPU (fp32): plain ``torch.optim.Adam`` and float lr - the yardstick;
 - on CUDA: fused capturable Adam with the lr in a device tensor, fastp2p's fused L1, D's input
   pairs concatenated in bf16 under bf16 autocast, losses summed on the device and
   read only by ``read_losses`` (the one call that syncs), optional bf16 autocast (no GradScaler:
@@ -244,8 +244,11 @@ class Pix2PixEngine:
 
     def step(self, real_A: torch.Tensor, real_B: torch.Tensor) -> None:
         """One full pix2pix D+G update on a batch (N x C x H x W tensors in [-1, 1]) of any
-        floating dtype, cast to float32 on the engine's device; a non-floating dtype, an empty
-        batch or real_A and real_B of different batch or spatial sizes is a ValueError."""
+        floating dtype, cast to float32 on the engine's device. A ValueError: a non-floating
+        dtype; a batch that is not 4-D or is empty; real_A and real_B of different batch or
+        spatial sizes; real_A's channels not netG's input_nc, or real_A's and real_B's together
+        not netD's input channels; under ``cuda_graph``, a shape other than the captured one;
+        with ``fused_step_losses`` or ``cuda_graph``, criterionGAN's labels changed."""
         self._check_batch(real_A, real_B)
         self._check_gan_labels()
         if self.cuda_graph:

@@ -161,8 +161,9 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
                             "optimizers, lr schedule, RNG and position in the epoch; every "
                             "option this command line leaves out is the run's, from its "
                             "train_opt.txt (one line names them; not the per-invocation ones: "
-                            "--name, --epoch, threads, device, --graphs, --channels-last, "
-                            "--log-every, --verbose). Networks without a training state (the "
+                            "--name, --suffix, --epoch, --load_iter, threads, device and "
+                            "--gpu_ids, --graphs, --channels-last, --log-every and "
+                            "--print_freq, --verbose). Networks without a training state (the "
                             "reference implementation's {--epoch}_net_G.pth and _net_D.pth) "
                             "are loaded as the reference loads them: fresh optimizers and lr "
                             "schedule from --epoch_count")
@@ -243,5 +244,6 @@ def add_test_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--channels-last", dest="channels_last",
                        action=argparse.BooleanOptionalAction, default=True,
                        help="run the generator and its inputs in channels-last (NHWC): the "
-                            "faster layout for CPU inference and tensor cores; the images are "
-                            "the same up to float rounding (default: on)")
+                            "faster layout for tensor cores (CPU float32 inference computes "
+                            "channels-last either way); the images are the same up to float "
+                            "rounding (default: on)")
