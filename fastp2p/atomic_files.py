@@ -280,20 +280,56 @@ def replacing(path, *, durable: bool = True):
     the file before and its folder after the rename, so a power loss keeps the old or the new
     file. On any error the temporary file is removed and ``path`` is left as it was; an
     OSError of a write names ``path`` (``naming_the_file``: a full disk at a pack's
-    index.json was said of the OUT folder)."""
+    index.json was said of the OUT folder). The yielded file names it at each write and
+    flush, so of several blocks open at once (a --gray shard and its gray shard) the error
+    names the file written, not the innermost block's; the block names what else fails
+    naming no file (Pillow writes through the descriptor itself)."""
     path = Path(path)
     temp = TemporaryFile(path)
     try:
-        with naming_the_file(path), temp.file:
-            yield temp.file
-            if durable:
-                temp.file.flush()
-                os.fsync(temp.file.fileno())
+        with naming_the_file(path):
+            try:
+                yield _NamingWrites(temp.file, path)
+            except BaseException:
+                _close_discarded(temp.file)
+                raise
+            with temp.file:
+                if durable:
+                    temp.file.flush()
+                    os.fsync(temp.file.fileno())
         temp.rename_into_place()
     finally:
         temp.path.unlink(missing_ok=True)   # nothing there after the rename
     if durable:
         fsync_directory(path.parent)
+
+
+class _NamingWrites:
+    """``file`` (a binary file) whose write and flush errors name ``path``: named at the
+    write, since an enclosing ``naming_the_file`` of another file would name it first."""
+
+    def __init__(self, file, path: Path):
+        self._file, self._path = file, path
+
+    def write(self, data):
+        with naming_the_file(self._path):
+            return self._file.write(data)
+
+    def flush(self) -> None:
+        with naming_the_file(self._path):
+            self._file.flush()
+
+    def __getattr__(self, name):
+        return getattr(self._file, name)
+
+
+def _close_discarded(file) -> None:
+    """Close a file whose content is thrown away: its buffer's write failing too (a full
+    disk) must not replace the error that ended its block, perhaps another file's."""
+    try:
+        file.close()
+    except OSError:
+        pass
 
 
 def replace_text(path, text: str, *, durable: bool = True) -> None:

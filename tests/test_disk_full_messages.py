@@ -215,3 +215,19 @@ def test_a_full_disk_at_the_pack_index_names_the_index(tmp_path, monkeypatch, ca
     err = one_line(capsys.readouterr().err)
     assert f"{out / 'train' / 'index.json'}: {NO_SPACE}" in err, err
     assert (out / "train" / "shard-00000.u8").is_file()
+
+
+@pytest.mark.parametrize("full", [2, 3], ids=["colour-shard", "gray-shard"])
+def test_a_full_disk_at_one_of_a_shards_files_names_that_file(tmp_path, monkeypatch, capsys,
+                                                              full):
+    """A --gray shard writes two files, both open at once: a write to the colour shard (the
+    first opened) failing was named after the gray shard, the last opened."""
+    data = write_aligned_dataset(tmp_path / "data", phases=("train",))
+    # the temporary files: 1 pack-state.json, 2 the colour shard, 3 its gray shard
+    fill_temporary_files(monkeypatch, 100, which=lambda number: number == full)
+    out = tmp_path / "packed"
+    assert main(["pack", str(data), str(out), "--load_size", "16", "--workers", "1",
+                 "--gray", "--no-progress"]) == 1
+    err = one_line(capsys.readouterr().err)
+    name = "shard-00000.u8" if full == 2 else "gray-00000.u8"
+    assert f"{out / 'train' / name}: {NO_SPACE}" in err, err
