@@ -60,3 +60,29 @@ def test_results_of_an_older_version_or_a_table_alone_are_not_replaced(tmp_path)
     assert all(folder_files(tmp_path)[name] == data for name, data in before.items())
     assert results_files.write_json(_bench_results("new", 4), tmp_path) == path   # its own file
     assert json.loads(path.read_text())["training"][0]["batch_size"] == 4
+
+
+def test_results_without_a_commit_are_named_after_the_build(tmp_path):
+    """An installed fastp2p (no git) named every run's files after commit "unknown", though
+    its results record the build fingerprint; a checkout's keep its commit."""
+    from fastp2p.bench import results_files
+
+    installed = _bench_results("installed", 1)
+    installed["environment"]["build"] = "0123456789ab"
+    assert results_files.write_json(installed, tmp_path).name == (
+        "cpu-20261202-build-0123456789ab-quick.json")
+    checkout = _bench_results("checkout", 1)
+    checkout["environment"].update(commit="06a0828a", build="0123456789ab")
+    assert results_files.write_json(checkout, tmp_path).name == "cpu-20261202-06a0828a-quick.json"
+
+
+def test_the_name_checked_before_the_jobs_is_the_builds_without_a_commit(tmp_path,
+                                                                          monkeypatch):
+    from fastp2p.bench import command, environment
+    from fastp2p.build_fingerprint import build_fingerprint
+
+    monkeypatch.setattr(environment, "git_commit", lambda checkout: ("unknown", None))
+    monkeypatch.setattr(environment, "file_date", lambda: "20261202")
+    (tmp_path / f"cpu-20261202-build-{build_fingerprint()}-quick.json").mkdir()
+    error = command.prepare_out_dir(tmp_path, SimpleNamespace(device="cpu", quick=True))
+    assert error is not None and f"build-{build_fingerprint()}-quick.json is a folder" in error

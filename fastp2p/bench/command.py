@@ -37,11 +37,12 @@ tqdm, and the chart matplotlib: the [bench] extra installs them (pip install
 'fastp2p[bench]'). Without them, those jobs fail with the package to install, the rest runs,
 and the results are written without the chart.
 
-Writes <out>/<device>-<YYYYMMDD>-<commit>.json (-quick.json for --quick) with every figure,
+Writes <out>/<device>-<YYYYMMDD>-<commit>.json (-quick.json for --quick; outside git,
+build-<fingerprint of fastp2p --version> in place of <commit>) with every figure,
 a markdown table beside it (also printed last) and a PNG bar chart of the training section;
 <out> is ./fastp2p-bench-results, or a new temporary folder when run inside the source
 checkout (so a run never writes into the source tree unless --out says so). A name an
-earlier run's files hold (the same day and commit; "unknown" outside git) gets -2, -3, ...:
+earlier run's files hold (the same day and commit, or build) gets -2, -3, ...:
 no run replaces another's results."""
 
 _COMPILE_JOBS = gpu_compile_job_count()  # what a default GPU run builds, counted, not typed
@@ -407,6 +408,7 @@ def prepare_out_dir(out_dir, settings) -> str | None:
     from fastp2p.bench import environment
     from fastp2p.bench.results_files import (ResultsFileError, check_results_name, stem_for,
                                              what_is_at)
+    from fastp2p.build_fingerprint import build_fingerprint
 
     try:
         refuse_linked_folder(out_dir)  # a link to nothing: mkdir would say "File exists"
@@ -416,7 +418,8 @@ def prepare_out_dir(out_dir, settings) -> str | None:
         check_writable(out_dir)
         commit, _ = environment.git_commit(environment.package_checkout())
         check_results_name(out_dir, stem_for(environment.device_slug(settings.device),
-                                             environment.file_date(), commit, settings.quick))
+                                             environment.file_date(), commit,
+                                             build_fingerprint(), settings.quick))
     except ResultsFileError as error:
         return error_line("bench", str(error))
     except ValueError as error:

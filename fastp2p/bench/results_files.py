@@ -32,15 +32,20 @@ def what_is_at(path) -> str | None:
             else "a FIFO" if stat.S_ISFIFO(mode) else "a special file")
 
 
-def stem_for(device_slug: str, date: str, commit: str, quick: bool) -> str:
-    """``<device>-<YYYYMMDD>-<commit>`` (plus ``-quick`` for the CPU smoke mode)."""
+def stem_for(device_slug: str, date: str, commit: str, build, quick: bool) -> str:
+    """``<device>-<YYYYMMDD>-<commit>`` (plus ``-quick`` for the CPU smoke mode); with no
+    commit (an installed fastp2p: "unknown"), ``build-<build fingerprint>`` in its place, so
+    two installed builds' results are told apart by their names too (``build``: None or
+    "unknown" where it is not known, e.g. an older version's results)."""
+    if commit == "unknown" and isinstance(build, str) and build != "unknown":
+        commit = f"build-{build}"
     return f"{device_slug}-{date}-{commit}" + ("-quick" if quick else "")
 
 
 def results_stem(results: dict) -> str:
     """The stem of the results' file names (``stem_for``)."""
     env = results["environment"]
-    return stem_for(results["device_slug"], env["date"], env["commit"],
+    return stem_for(results["device_slug"], env["date"], env["commit"], env.get("build"),
                     results["mode"] == "quick")
 
 
@@ -89,8 +94,8 @@ def results_path(results: dict, out_dir: Path) -> tuple:
     """(the JSON file of the run that made ``results``, whether it was reserved just now).
 
     ``<stem>.json``, or ``<stem>-2.json``, ``-3``, ... when an earlier run's files hold the
-    name: a second run on the same day and commit (every run outside git: its commit is
-    "unknown") never replaces another run's results. Its own file is the one whose ``run_id``
+    name: a second run on the same day and commit (every run of one installed build: its
+    commit is "unknown") never replaces another run's results. Its own file is the one whose ``run_id``
     is the run's; a new name is reserved by creating the file exclusively, so two runs started
     together take two names. Anything but a regular file at a JSON name raises
     ResultsFileError (``check_results_name`` says so before the first job)."""
