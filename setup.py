@@ -8,6 +8,7 @@ fastp2p/_C_build.json, which fastp2p.ops.backends.cpp reports at first use.
 """
 import json
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -29,6 +30,16 @@ BUILD_INFO = "_C_build.json"
 
 def _log(message):
     print(f"fastp2p build: {message}", flush=True)
+
+
+def _version():
+    """fastp2p/__init__.py's ``__version__``, the one place the version is written: read from
+    the file's text, as importing the package needs torch, which the build does not have."""
+    text = (ROOT / "fastp2p" / "__init__.py").read_text(encoding="utf-8")
+    match = re.search(r'^__version__ = "([^"]+)"$', text, re.MULTILINE)
+    if match is None:
+        raise RuntimeError('fastp2p/__init__.py has no line __version__ = "X.Y.Z"')
+    return match.group(1)
 
 
 def _max_jobs():
@@ -193,7 +204,7 @@ class OptionalBuildExt(build_ext):
 
 setup(
     name="fastp2p",
-    version="0.1.0",
+    version=_version(),
     description="Fast pix2pix: fused kernels and a CUDA-graph training step, drop-in for the "
                 "reference PyTorch implementation",
     long_description=open("README.md", encoding="utf-8").read(),

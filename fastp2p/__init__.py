@@ -6,6 +6,7 @@ Ctrl-C while a command loads them is the command's to report. The custom ops
 (``torch.ops.fastp2p.*``, e.g. for a saved ``torch.export`` program) are registered by
 ``import fastp2p.ops``, which every network imports.
 """
+# the one place the version is written: setup.py reads this line (as text)
 __version__ = "0.1.0"
 
 
