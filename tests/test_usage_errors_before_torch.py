@@ -82,6 +82,24 @@ def test_a_dataroot_that_is_no_folder_is_refused_before_torch_loads(tmp_path, co
                             "dataset folder holding train/ (and val/, test/)\n"
 
 
+@pytest.mark.parametrize("argv, problem", [
+    (["train", "--dataroot"], "--dataroot folder not found"),
+    (["test", "--dataroot"], "--dataroot folder not found"),
+    (["pack", "--verify"], "not found"), (["pack", "out"], "DATAROOT folder not found")],
+    ids=["train", "test", "pack-verify", "pack"])
+@pytest.mark.parametrize("dataroot", [" ", "missing "], ids=["blank", "trailing-blank"])
+def test_a_dataroot_with_blanks_at_its_ends_is_shown_in_quotes(tmp_path, argv, problem,
+                                                               dataroot):
+    """``--dataroot " "`` was said as "error:  : --dataroot folder not found": the value did
+    not show."""
+    command, *others = argv   # pack takes DATAROOT before OUT
+    argv = [command, dataroot, *others] if others == ["out"] else [*argv, dataroot]
+    result = subprocess.run([sys.executable, "-m", "fastp2p", *argv], cwd=tmp_path,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 1, result.stderr
+    assert f"error: {dataroot!r}: {problem}; " in result.stderr, result.stderr
+
+
 @pytest.mark.parametrize("options, error", [
     (["--crop_size", "48"], "--crop_size 48 must be a multiple of 256 for --netG unet_256"),
     (["--netD", "n_layers", "--n_layers_D", "7"],

@@ -5,7 +5,7 @@ too, for its other callers."""
 import argparse
 from pathlib import Path
 
-from fastp2p.data.errors import DataError
+from fastp2p.data.errors import DataError, shown_path
 
 _POINT_IT = "point it at a dataset folder holding train/ (and val/, test/)"
 
@@ -29,6 +29,6 @@ def refuse_task_with_dataroot(args: argparse.Namespace) -> None:
 def refuse_missing_folder(root: Path) -> None:
     """DataError unless ``root`` (the dataset folder, given or embedded) is a folder."""
     if root.is_file():
-        raise DataError(f"{root}: --dataroot is a file, not a folder; {_POINT_IT}")
+        raise DataError(f"{shown_path(root)}: --dataroot is a file, not a folder; {_POINT_IT}")
     if not root.is_dir():
-        raise DataError(f"{root}: --dataroot folder not found; {_POINT_IT}")
+        raise DataError(f"{shown_path(root)}: --dataroot folder not found; {_POINT_IT}")

@@ -26,6 +26,14 @@ def printable(text: object) -> str:
     return "".join(repr(char)[1:-1] if _acts_on_terminal(char) else char for char in text)
 
 
+def shown_path(path: object) -> str:
+    """``path`` as a message shows it: in quotes (Python's repr) when it is empty or starts or
+    ends with a blank, which would show as nothing (``--dataroot " "`` was said as
+    "error:  : --dataroot folder not found"); as it is otherwise, to copy as typed."""
+    text = str(path)
+    return repr(text) if text != text.strip() or not text else text
+
+
 _BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
 
 

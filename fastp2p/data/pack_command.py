@@ -159,7 +159,7 @@ def run(args: argparse.Namespace) -> int:
     except MissingPackage as err:
         print_error("pack", err)
         return 2
-    from fastp2p.data.errors import DataError, counted
+    from fastp2p.data.errors import DataError, counted, shown_path
     from fastp2p.data.packed_index import PHASES, printable
 
     # --phase takes every word after it: DATAROOT and OUT given after it land in its list
@@ -195,10 +195,10 @@ def run(args: argparse.Namespace) -> int:
         # synthetic pairs included, and before a first phase is packed.
         for folder, name in ((dataroot, "DATAROOT"), (out, "OUT")):
             if folder is not None and folder.exists() and not folder.is_dir():
-                raise DataError(f"{folder}: {name} is a file, not a folder")
+                raise DataError(f"{shown_path(folder)}: {name} is a file, not a folder")
         if args.synthetic is None and not dataroot.is_dir():
-            raise DataError(f"{dataroot}: DATAROOT folder not found; point it at a dataset "
-                            "folder holding train/ (and val/, test/)")
+            raise DataError(f"{shown_path(dataroot)}: DATAROOT folder not found; point it at a "
+                            "dataset folder holding train/ (and val/, test/)")
         # The phases to pack: --phase, or the dataset's phase folders (train/ too where
         # --synthetic is about to write it).
         phases = list(dict.fromkeys(args.phase)) if args.phase else [
@@ -207,16 +207,16 @@ def run(args: argparse.Namespace) -> int:
         if out is not None:
             if not phases:
                 from fastp2p.data.folders import images_placed_above
-                raise DataError(f"{dataroot}: no {', '.join(PHASES)} folder in it; pass --phase "
-                                "NAME for another phase folder"
+                raise DataError(f"{shown_path(dataroot)}: no {', '.join(PHASES)} folder in it; "
+                                "pass --phase NAME for another phase folder"
                                 f"{images_placed_above(dataroot / 'train')}")
             for phase in phases:
                 if not (dataroot / phase).is_dir() and not (
                         phase == "train" and args.synthetic is not None):
-                    raise DataError(f"{dataroot / phase}: folder not found; --phase names "
-                                    "folders of DATAROOT to pack")
+                    raise DataError(f"{shown_path(dataroot / phase)}: folder not found; --phase "
+                                    "names folders of DATAROOT to pack")
             if out.resolve() == dataroot.resolve():
-                raise DataError(f"{out}: OUT must differ from DATAROOT")
+                raise DataError(f"{shown_path(out)}: OUT must differ from DATAROOT")
         for phase in phases if out is not None else ():
             refuse_other_pack(out / phase, dataroot, args.load_size, args.overwrite)
         if args.synthetic is not None:
@@ -368,14 +368,14 @@ def _packs_to_verify(root) -> list:
     that is another program's, and what makes it so); a folder that cannot be read
     (OUT/lost+found on a disk of its own, say) is named on stderr and left out, as it is no
     pack that this user could train from."""
-    from fastp2p.data.errors import DataError
+    from fastp2p.data.errors import DataError, shown_path
     from fastp2p.data.packed_index import (foreign_index_problem, is_packed, shards_without_index,
                                            unfinished_pack_error)
 
     if not root.is_dir():
         what = "is a file, not a folder" if root.exists() else "not found"
-        raise DataError(f"{root}: {what}; pass the OUT folder that `fastp2p pack DATAROOT OUT` "
-                        "wrote")
+        raise DataError(f"{shown_path(root)}: {what}; pass the OUT folder that `fastp2p pack "
+                        "DATAROOT OUT` wrote")
     try:
         entries = sorted(root.iterdir())
     except OSError as error:    # a permission is made readable; another errno, its own cause
