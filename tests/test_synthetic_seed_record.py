@@ -99,6 +99,24 @@ def test_an_unreadable_or_setless_record_covers_no_files(tmp_path, record):
     assert _files(tmp_path / "train") == before
 
 
+def test_an_oversized_record_is_said_too_large_not_unreadable(tmp_path):
+    """A record past the 64 KiB that is read of one was said "unreadable", though it is read
+    fine: too large to be fastp2p's."""
+    from fastp2p.data.synthetic import MAX_RECORD_BYTES
+
+    _user_frames(tmp_path / "train", 3)
+    record = tmp_path / ".fastp2p-synthetic-train.json"
+    record.write_text(json.dumps({"seed": 1, "size": 256, "quality": 90, "pairs": 3})
+                      + " " * MAX_RECORD_BYTES)
+    size = record.stat().st_size
+    with pytest.raises(DataError) as raised:
+        write_synthetic(tmp_path, 2, seed=1, progress=False)
+    message = str(raised.value)
+    assert "unreadable" not in message, message
+    assert (f"{record.name} is too large ({size} bytes, more than the {MAX_RECORD_BYTES}"
+            in message and message.endswith("write into an empty DATAROOT")), message
+
+
 def test_pair_named_files_past_the_recorded_count_are_refused(tmp_path):
     folder = write_synthetic(tmp_path, 2, seed=0, progress=False)
     assert json.loads((tmp_path / ".fastp2p-synthetic-train.json").read_text())["pairs"] == 2

@@ -186,6 +186,20 @@ def _refuse_unknown_pairs(folder: Path, names: list, why: str) -> None:
                         f"pairs (e.g. {names[0]}) {why}; write into an empty DATAROOT")
 
 
+def _unusable_record(record: Path) -> str:
+    """Why the record at ``record`` gives no set (``_recorded_set``), as _refuse_unknown_pairs
+    goes on: larger than any fastp2p writes (left unread for its size: not "unreadable"),
+    or unreadable."""
+    try:
+        size = record.stat().st_size
+    except OSError:
+        size = 0
+    if size > MAX_RECORD_BYTES:
+        return (f"and its {record.name} is too large ({size} bytes, more than the "
+                f"{MAX_RECORD_BYTES} of a record fastp2p writes), so it is no record of them")
+    return f"and its {record.name} is unreadable"
+
+
 def _start_set(folder: Path, record: Path, wanted: dict, count: int) -> None:
     """Make ``folder``'s pairs those of ``wanted``: keep them if the record says they are,
     else remove them, and record ``wanted`` (with how many pairs it may hold) before any new
@@ -196,7 +210,7 @@ def _start_set(folder: Path, record: Path, wanted: dict, count: int) -> None:
     written = recorded["pairs"] if recorded is not None else 0
     pairs = sorted(path for path in folder.iterdir() if _is_pair_file(path.name, math.inf))
     why = ("that its record does not say fastp2p wrote" if recorded is not None else
-           f"and its {record.name} is unreadable"
+           _unusable_record(record)
            if record.exists() else f"and no {record.name} says fastp2p wrote them")
     _refuse_unknown_pairs(folder, [path.name for path in pairs if _pair_index(path) >= written],
                           why)
