@@ -25,15 +25,15 @@ def print_error(command: str, message: object, context=()) -> None:
     print(error_line(command, message), file=sys.stderr)
 
 
-def options_given(args: argparse.Namespace, parser: argparse.ArgumentParser) -> list:
-    """The options (``--name``, first spelling; positional arguments are not options) that
-    ``args``, parsed by ``parser``, gives other values than their defaults: a mode that reads
-    only some of a command's options (``pack --verify``, ``bench --plot``) refuses the others,
-    which it would ignore without a word. One whose default is SUPPRESS (--help) counts as
-    given only where ``args`` holds it."""
+def options_given(parser: argparse.ArgumentParser, given) -> list:
+    """The options (``--name``, first spelling; positional arguments are not options) of
+    ``parser`` whose dests are in ``given`` (``fastp2p.cli``'s ``given_options``: the ones the
+    command line typed, whatever their values): a mode that reads only some of a command's
+    options (``pack --verify``, ``bench --plot``) refuses the others, which it would ignore
+    without a word. Typed, not valued other than the default: ``--verify OUT --load_size 286``
+    (its default) was let through, though it does nothing either."""
     return [action.option_strings[0] for action in parser._actions
-            if action.option_strings
-            and getattr(args, action.dest, action.default) != action.default]
+            if action.option_strings and action.dest in given]
 
 
 def unread_options(options: list) -> str:

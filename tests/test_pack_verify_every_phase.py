@@ -54,3 +54,16 @@ def test_verify_refuses_the_packing_options_it_would_ignore(tmp_path, capsys):
     assert capsys.readouterr().err.splitlines()[-1].endswith(
         "so --phase would do nothing: drop it")
     assert main(["pack", "--verify", str(out), "--no-progress"]) == 0
+
+
+def test_verify_refuses_packing_options_given_at_their_defaults(tmp_path, capsys):
+    """A packing option typed with its default value (--load_size 286) was let through, as
+    its value was all that was compared: it does nothing all the same."""
+    out = _pack(tmp_path, "train")
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as refused:
+        main(["pack", "--verify", str(out), "--load_size", "286", "--dataset_mode", "aligned",
+              "--no-progress"])
+    assert refused.value.code == 2
+    assert capsys.readouterr().err.splitlines()[-1].endswith(
+        "so --load_size, --dataset_mode would do nothing: drop them")

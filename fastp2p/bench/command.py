@@ -181,7 +181,9 @@ def register(commands) -> None:
                                  description=DESCRIPTION, epilog=EPILOG,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     add_arguments(parser)
-    parser.set_defaults(run=run)
+    # given_options: the options the command line typed (fastp2p.cli finds them), which
+    # --list-peers and --plot refuse at any value
+    parser.set_defaults(run=run, given_options=None)
 
 
 def check_options(args) -> None:
@@ -496,12 +498,11 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _options_besides(args, mode: str) -> list:
-    """The options given other values than their defaults, but ``mode`` (--list-peers or
-    --plot), which runs no benchmark: with it they were ignored without a word, refused values
-    (--sections bogus, --steps -5) too."""
+    """The options typed, but ``mode`` (--list-peers or --plot), which runs no benchmark: with
+    it they were ignored without a word, refused values (--sections bogus, --steps -5) too."""
     parser = argparse.ArgumentParser(add_help=False)
     add_arguments(parser)
-    return [option for option in options_given(args, parser) if option != mode]
+    return [option for option in options_given(parser, args.given_options) if option != mode]
 
 
 def _refuse_torchrun() -> None:
@@ -555,10 +556,14 @@ def main(argv=None) -> int:
     ``argv`` gets its own stop handlers back, as from ``fastp2p.cli.main``."""
     from fastp2p.bench.stops import caller_handlers_back
     from fastp2p.command_errors import CommandParser
+    from fastp2p.train.saved_options import given_options
     from fastp2p.train.stdout_reader import run_with_guarded_stdout
 
     parser = CommandParser(prog="python -m benchmarks", description=DESCRIPTION, epilog=EPILOG,
                            formatter_class=argparse.RawDescriptionHelpFormatter)
     add_arguments(parser)
+    words = sys.argv[1:] if argv is None else list(argv)
     with caller_handlers_back(in_process=argv is not None):
-        return run_with_guarded_stdout(run, parser.parse_args(argv))
+        args = parser.parse_args(words)
+        args.given_options = given_options(parser, words)   # as fastp2p.cli gives them
+        return run_with_guarded_stdout(run, args)

@@ -128,7 +128,9 @@ def register(commands) -> None:
     parser.add_argument("--no-progress", dest="progress", action="store_false",
                         help="no progress bars (they are drawn on a terminal only, never into "
                              "a pipe or a log file)")
-    parser.set_defaults(run=run, pack_parser=parser)
+    # given_options: the options the command line typed (fastp2p.cli finds them), which
+    # --verify refuses at any value
+    parser.set_defaults(run=run, pack_parser=parser, given_options=None)
 
 
 # The options --verify reads; every other option packs, and was ignored without a word with
@@ -148,7 +150,7 @@ def run(args: argparse.Namespace) -> int:
     if args.verify is not None:
         if args.dataroot is not None or args.out is not None:
             parser.error("--verify OUT takes no DATAROOT; run `fastp2p pack --verify OUT`")
-        packing = [option for option in options_given(args, parser)
+        packing = [option for option in options_given(parser, args.given_options)
                    if option not in _VERIFY_READS]
         if packing:
             parser.error(f"--verify OUT checks a pack and packs nothing, so "

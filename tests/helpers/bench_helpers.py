@@ -16,12 +16,17 @@ def micro_folder(tmp_path, **sources):
 
 def bench_args(*argv):
     """The options of `fastp2p bench ARGV` (paths may be given as Path), parsed by the
-    command's own parser, so that every option is there with its true default."""
+    command's own parser, so that every option is there with its true default; with the
+    ``given_options`` that fastp2p.cli adds."""
     from fastp2p.bench import command
+    from fastp2p.train.saved_options import given_options
 
     parser = argparse.ArgumentParser()
     command.add_arguments(parser)
-    return parser.parse_args([str(item) for item in argv])
+    words = [str(item) for item in argv]
+    args = parser.parse_args(words)
+    args.given_options = given_options(parser, words)
+    return args
 
 
 def quick_settings(*argv):
