@@ -125,6 +125,16 @@ def test_plotting_a_fifo_or_folder_says_what_it_is(tmp_path, capsys, kind):
     assert err.startswith(f"fastp2p bench: error: {path} is {what}, not a results file"), err
 
 
+@pytest.mark.parametrize("name", [" ", "run.json "], ids=["blank", "trailing-blank"])
+def test_a_results_path_with_blanks_at_its_ends_is_shown_in_quotes(tmp_path, capsys, name,
+                                                                    monkeypatch):
+    """``--plot " "`` was said as "results file   not found": the path did not show."""
+    monkeypatch.chdir(tmp_path)
+    assert main(["bench", "--plot", name]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"fastp2p bench: error: results file {name!r} not found"), err
+
+
 def test_results_without_training_mind_no_folder_at_the_chart_name(tmp_path, capsys):
     path = _saved(tmp_path, {**RESULTS, "training": []})
     path.with_suffix(".png").mkdir()    # no chart is written: nothing to refuse

@@ -11,6 +11,7 @@ import stat
 from pathlib import Path
 
 from fastp2p.atomic_files import open_plain_file, replacing
+from fastp2p.data.errors import shown_path
 from fastp2p.json_files import is_utf8, parse_json, read_json
 
 
@@ -131,20 +132,20 @@ def _run_id_of(path: Path):
 def load_results(path) -> dict:
     """The results of ``path``, checked to hold everything ``render.markdown`` and
     ``render.plot_training`` read; raises ResultsFileError (a ValueError) naming the file."""
-    path = Path(path)
+    path, shown = Path(path), shown_path(path)   # --plot " " showed as nothing
     if not path.exists():
-        raise ResultsFileError(f"results file {path} not found (expected a "
+        raise ResultsFileError(f"results file {shown} not found (expected a "
                                "benchmarks/results/*.json written by `fastp2p bench`)")
     if not path.is_file():  # a FIFO would block the read for ever
-        raise ResultsFileError(f"{path} is {what_is_at(path.resolve())}, not a results file "
+        raise ResultsFileError(f"{shown} is {what_is_at(path.resolve())}, not a results file "
                                "(a benchmarks/results/*.json written by `fastp2p bench`)")
     try:
         results = read_json(path)
     except (OSError, ValueError) as error:
-        raise ResultsFileError(f"{path} is not readable JSON: {error}") from None
+        raise ResultsFileError(f"{shown} is not readable JSON: {error}") from None
     problem = _results_problem(results)
     if problem:
-        raise ResultsFileError(f"{path} is not a fastp2p bench results file ({problem}); "
+        raise ResultsFileError(f"{shown} is not a fastp2p bench results file ({problem}); "
                                "pass a benchmarks/results/*.json written by `fastp2p bench`")
     return results
 
