@@ -95,10 +95,10 @@ def results_path(results: dict, out_dir: Path) -> tuple:
     """(the JSON file of the run that made ``results``, whether it was reserved just now).
 
     ``<stem>.json``, or ``<stem>-2.json``, ``-3``, ... when an earlier run's files hold the
-    name: a second run on the same day and commit (every run of one installed build: its
-    commit is "unknown") never replaces another run's results. Its own file is the one whose ``run_id``
-    is the run's; a new name is reserved by creating the file exclusively, so two runs started
-    together take two names. Anything but a regular file at a JSON name raises
+    name: a second run on the same day and commit (or, installed, the same build) never
+    replaces another run's results. Its own file is the one whose ``run_id`` is the run's; a
+    new name is reserved by creating the file exclusively, so two runs started together take
+    two names. Anything but a regular file at a JSON name raises
     ResultsFileError (``check_results_name`` says so before the first job)."""
     run_id = results.get("run_id")
     for path in _json_names(out_dir, results_stem(results)):
