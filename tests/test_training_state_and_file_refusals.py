@@ -25,7 +25,7 @@ from fastp2p.cli import main
 from fastp2p.train.engine import Pix2PixEngine
 from fastp2p.train.schedulers import LRSchedule
 from fastp2p.train.train_state_check import train_state_problem
-from fastp2p.train.train_command import _check_fresh_run
+from fastp2p.train.resuming import check_fresh_run
 from fastp2p.train.position import Progress
 from helpers.data_helpers import dead_pid
 from helpers.train_helpers import (random_batches, tiny_networks, train_argv,
@@ -189,7 +189,7 @@ def test_a_fresh_run_names_three_saved_files_and_counts_the_rest(tmp_path):
     args = Namespace(checkpoints_dir=str(tmp_path), name="tiny", continue_train=False,
                      overwrite=False)
     with pytest.raises(ValueError) as raised:
-        _check_fresh_run(args)
+        check_fresh_run(args)
     shown = ", ".join(sorted(names)[:3])
     assert f"{folder} already holds a run ({shown} and 3 more): resume it" in str(raised.value)
 

@@ -5,7 +5,6 @@ Single process: ``fastp2p train --dataroot DIR --name NAME``. Several GPUs or ho
 model on the embedded colourisation dataset (``--task``) in minutes on a CPU.
 """
 import argparse
-import os
 import sys
 from pathlib import Path
 
@@ -13,6 +12,8 @@ from fastp2p.command_errors import print_error
 from fastp2p.train.options import (QuickDefault, add_model_arguments, add_train_arguments,
                                    describe_defaults, resolve_quick_defaults)
 from fastp2p.train.reference_options import add_reference_arguments
+from fastp2p.train.resuming import (check_dataroot_from_here, check_fresh_run, holds_checkpoint,
+                                    load_resume_point, say_resumed)
 from fastp2p.train.run_lock import EXIT_IN_USE
 from fastp2p.train.trackers import add_tracker_arguments
 
@@ -121,9 +122,9 @@ def _check_device_options(args, device) -> None:
 
 def _claim_run_folder(args, info, folder_lock) -> int:
     """0 when this run may train in CHECKPOINTS_DIR/NAME: the folder's lock taken (no other
-    run is training there; held until the run ends) and ``_check_fresh_run`` passed; else the
+    run is training there; held until the run ends) and ``check_fresh_run`` passed; else the
     exit code, after one line on stderr: EXIT_IN_USE when another process holds the folder, 1
-    when it cannot be made, 2 for the option errors of ``_check_fresh_run``. In a torchrun job
+    when it cannot be made, 2 for the option errors of ``check_fresh_run``. In a torchrun job
     rank 0 alone takes the lock and checks, and every rank gets its answer, so all ranks stop
     together (a rank that went on would wait at the first collective for one that left)."""
     from fastp2p.atomic_files import LinkToNothing, NotAPlainFile
@@ -137,7 +138,7 @@ def _claim_run_folder(args, info, folder_lock) -> int:
             warning = folder_lock.acquire()
             if warning:
                 print(warning, file=sys.stderr)
-            _check_fresh_run(args)
+            check_fresh_run(args)
         except RunFolderBusy as err:
             print_error("train", err)
             code = EXIT_IN_USE
@@ -169,7 +170,7 @@ def _resume_notes(args, given) -> tuple:
         return [], None
     notes = []
     if args.resume_or_start and not args.continue_train and not args.overwrite:
-        args.continue_train = _holds_checkpoint(folder, label)
+        args.continue_train = holds_checkpoint(folder, label)
         notes.append(f"--resume_or_start: {folder} holds checkpoint {label}: resuming it"
                      if args.continue_train else
                      f"--resume_or_start: no checkpoint {label} in {folder}: a new run")
@@ -178,33 +179,6 @@ def _resume_notes(args, given) -> tuple:
     taken, unreadable = saved_options_note(args, register, given, folder / OPTIONS_FILE)
     notes.append(f"--continue_train: {unreadable or taken.describe()}")
     return notes, taken and taken.dataroot_from_here
-
-
-def _holds_checkpoint(folder: Path, label: str) -> bool:
-    """Whether ``folder`` holds checkpoint ``label`` to resume: its manifest (a fastp2p set) or
-    its generator (the reference's networks)."""
-    from fastp2p.checkpoint_names import MANIFEST_SUFFIX, NETWORK_SUFFIXES
-    return any((folder / f"{label}_{suffix}").exists()
-               for suffix in (MANIFEST_SUFFIX, NETWORK_SUFFIXES["G"]))
-
-
-def _check_fresh_run(args) -> None:
-    """A run without --continue_train must not silently restart another run's folder: its
-    loss log would be rewritten at once and its latest_* replaced at the first save."""
-    from fastp2p.checkpoint_names import MANIFEST_SUFFIX, NETWORK_SUFFIXES
-    folder = Path(args.checkpoints_dir) / args.name
-    if args.continue_train and args.overwrite:
-        raise ValueError(f"--continue_train resumes the run in {folder} and --overwrite starts "
-                         "a new one there: keep one of them")
-    if args.continue_train or args.overwrite or not folder.is_dir():
-        return
-    saved = sorted(path.name for suffix in (MANIFEST_SUFFIX, NETWORK_SUFFIXES["G"])
-                   for path in folder.glob(f"*_{suffix}"))
-    if saved:
-        shown = ", ".join(saved[:3]) + (f" and {len(saved) - 3} more" if len(saved) > 3 else "")
-        raise ValueError(f"{folder} already holds a run ({shown}): resume it with "
-                         "--continue_train, pick another --name, or remove that folder (or "
-                         "pass --overwrite to start again in it)")
 
 
 def run(args: argparse.Namespace, times=None, name_files: bool = True) -> int:
@@ -263,7 +237,7 @@ def run(args: argparse.Namespace, times=None, name_files: bool = True) -> int:
                              f"{args.batch_size}: lower --batch_size")
         netG, netD = _build_networks(args, info, say)
         checkpoints, replaced_run = _prepare_run_folder(args, info)
-        state, state_path = _load_resume_point(args, checkpoints, netG, netD, say)
+        state, state_path = load_resume_point(args, checkpoints, netG, netD, say)
         trainer = _build_trainer(args, info, netG, netD, checkpoints, replaced_run, times,
                                  graphs, say, say_error)
         if state is not None:
@@ -272,7 +246,7 @@ def run(args: argparse.Namespace, times=None, name_files: bool = True) -> int:
                 return code
         # before the reports open: a resume with nothing to train leaves the run's options file,
         # loss log and page as they are (its next resume takes its options from that file)
-        if state is not None and not _say_resumed(args, trainer, len(dataset), say):
+        if state is not None and not say_resumed(args, trainer, len(dataset), say):
             return 0
         page = loss_log = None
         if info.is_main:
@@ -472,26 +446,6 @@ def _prepare_run_folder(args, info):
     return checkpoints, replaced_run
 
 
-def _load_resume_point(args, checkpoints, netG, netD, say):
-    """(the training state to resume or None, its path); with --continue_train the networks
-    are loaded into ``netG`` and ``netD``."""
-    from fastp2p.train.checkpoints import TRAIN_STATE_SUFFIX
-
-    state = None
-    state_path = checkpoints.file(args.epoch, TRAIN_STATE_SUFFIX)
-    if args.continue_train:
-        if checkpoints.holds_networks_only(args.epoch):
-            _refuse_generator_alone(checkpoints, args.epoch)
-            say(_networks_only_notice(checkpoints, args))
-        else:
-            # the training state first: an older fastp2p's file is reported as such
-            state = checkpoints.load_train_state(args.epoch)
-            _refuse_unknown_train_state(state, state_path)
-        checkpoints.load_network(netG, args.epoch, "G")
-        checkpoints.load_network(netD, args.epoch, "D")
-    return state, state_path
-
-
 def _build_trainer(args, info, netG, netD, checkpoints, replaced_run, times, graphs: bool, say,
                    say_error):
     """The engine, the lr schedule and the Trainer that runs them; ``times``: the StageTimes
@@ -533,7 +487,7 @@ def _resume(trainer, state, state_path, loader, dataroot_from_here=None) -> int 
     try:
         trainer.resume(state, loader)
         if dataroot_from_here:
-            _check_dataroot_from_here(dataroot_from_here, trainer.progress,
+            check_dataroot_from_here(dataroot_from_here, trainer.progress,
                                       len(loader.dataset))
     except ResumeError as err:
         _print_refusal(err)
@@ -541,23 +495,6 @@ def _resume(trainer, state, state_path, loader, dataroot_from_here=None) -> int 
     except ValueError as err:  # the state does not fit this run's networks and engine
         raise ValueError(f"{state_path}: {err}") from err
     return None
-
-
-def _check_dataroot_from_here(dataroot: str, saved, pairs: int) -> None:
-    """ResumeError where ``dataroot``, relative, was read from the current folder only because
-    the run's options file does not say where the run started, and holds another number of
-    ``pairs`` than the training state's progress (``saved``) records the run trained on: most
-    likely another dataset of the same name, which the run would go on with (a state that does
-    not record the count, an older fastp2p's, cannot tell: the taken-options line warns)."""
-    from fastp2p.train.trainer import ResumeError
-    if saved.dataset_pairs in (None, pairs):
-        return
-    raise ResumeError(
-        f"--dataroot {dataroot}, taken from the run's options file and read from the current "
-        f"folder as {os.path.abspath(dataroot)}, holds {pairs} pairs, and the run trained on "
-        f"{saved.dataset_pairs}: the file does not record the folder the run was started in "
-        "(an older fastp2p's), so this is likely another dataset of that name; give --dataroot "
-        "the run's dataset (or this one, to train on it)")
 
 
 def _open_run_files(args, checkpoints, state, say, dataroot_from_here):
@@ -581,26 +518,6 @@ def _open_run_files(args, checkpoints, state, say, dataroot_from_here):
             else TrainingPage(checkpoints.path / WEB, args.name, resume_step=resume_step))
     loss_log = LossLog(checkpoints.path / LOSS_LOG, resume_step=resume_step)
     return page, loss_log
-
-
-def _say_resumed(args, trainer, pairs: int, say) -> bool:
-    """The lines on what a resumed run goes on from; False when it has no epoch left."""
-    say(f"resumed {trainer.checkpoints.path} at epoch {trainer.progress.epoch}, step "
-        f"{trainer.engine.steps}")
-    for note in (trainer.pairs_changed_note(pairs), trainer.total_batch_changed_note()):
-        if note:
-            say(note)
-    if trainer.schedule.epoch_count != args.epoch_count:
-        say(f"--continue_train: the lr schedule counts its epochs from "
-            f"{trainer.schedule.epoch_count}, as the run that saved it did (not from "
-            f"--epoch_count {args.epoch_count})")
-    if trainer.progress.epoch > trainer.last_epoch:
-        say(f"{trainer.checkpoints.path} is done up to epoch {trainer.progress.epoch - 1}, "
-            f"and this run would end at epoch {trainer.last_epoch} (--n_epochs {args.n_epochs} "
-            f"+ --n_epochs_decay {args.n_epochs_decay}): nothing to train, nothing changed; "
-            "raise --n_epochs or --n_epochs_decay to train on")
-        return False
-    return True
 
 
 def _start_line(args, pairs: int, info, graphs: bool, trainer) -> str:
@@ -649,41 +566,6 @@ def _loss_plot_words(page, loss_log) -> str:
     if loss_log.rows:
         return "none (it could not be drawn: see the warning above)"
     return "none (no losses logged)"
-
-
-def _refuse_unknown_train_state(state, path) -> None:
-    """ValueError, before anything of the run is written or changed, if ``state`` is not one
-    ``Trainer.train_state()`` wrote (a file crafted with a manifest to match passes the
-    manifest's checksums)."""
-    from fastp2p.train.checkpoints import RESUME_ADVICE
-    from fastp2p.train.train_state_check import train_state_problem
-    problem = train_state_problem(state)
-    if problem:
-        raise ValueError(f"{path}: not a fastp2p training state ({problem}); {RESUME_ADVICE}")
-
-
-def _refuse_generator_alone(checkpoints, label) -> None:
-    """ValueError where networks saved without a training state are a generator alone (a
-    downloaded pretrained model): training goes on from G and D both, and no option of fastp2p
-    starts a run from a generator alone."""
-    from fastp2p.checkpoint_names import NETWORK_SUFFIXES
-    discriminator = checkpoints.file(label, NETWORK_SUFFIXES["D"])
-    if not discriminator.exists():
-        raise ValueError(f"--continue_train: {discriminator} is missing: {label}_net_G.pth there "
-                         "is a generator alone (no discriminator, no training state), which "
-                         "training cannot go on from; put the _net_D.pth saved with it there, or "
-                         "train from scratch under another --name (no option starts training "
-                         "from a generator alone)")
-
-
-def _networks_only_notice(checkpoints, args) -> str:
-    """What --continue_train does with networks saved without a training state (the reference
-    implementation's checkpoints): what its own --continue_train does."""
-    return (f"--continue_train: {checkpoints.path}/{args.epoch}_net_G.pth and _net_D.pth have no "
-            "training state (the reference implementation's checkpoints): loading the networks "
-            f"and starting fresh optimizers and lr schedule at --epoch_count {args.epoch_count}, "
-            "as the reference does; not restored: Adam's moments, the position in the epoch and "
-            "the RNG states")
 
 
 def _image_size_words(args) -> str:

@@ -1,0 +1,130 @@
+"""``fastp2p train --continue_train``'s side of a run: whether CHECKPOINTS_DIR/NAME holds a
+checkpoint to resume (or a run a fresh one must not restart), that checkpoint loaded and checked
+before anything of the run is written, and the lines on what a resumed run goes on from.
+
+Apart from ``train_command`` because resuming has rules of its own (the reference's
+networks-only checkpoints, a generator alone, an older fastp2p's state or options file) that
+the command's steps only call; ``train_command`` keeps those steps' order, the lines that refuse
+a run and the exit codes.
+"""
+import os
+from pathlib import Path
+
+
+def holds_checkpoint(folder: Path, label: str) -> bool:
+    """Whether ``folder`` holds checkpoint ``label`` to resume: its manifest (a fastp2p set) or
+    its generator (the reference's networks)."""
+    from fastp2p.checkpoint_names import MANIFEST_SUFFIX, NETWORK_SUFFIXES
+    return any((folder / f"{label}_{suffix}").exists()
+               for suffix in (MANIFEST_SUFFIX, NETWORK_SUFFIXES["G"]))
+
+
+def check_fresh_run(args) -> None:
+    """A run without --continue_train must not silently restart another run's folder: its
+    loss log would be rewritten at once and its latest_* replaced at the first save."""
+    from fastp2p.checkpoint_names import MANIFEST_SUFFIX, NETWORK_SUFFIXES
+    folder = Path(args.checkpoints_dir) / args.name
+    if args.continue_train and args.overwrite:
+        raise ValueError(f"--continue_train resumes the run in {folder} and --overwrite starts "
+                         "a new one there: keep one of them")
+    if args.continue_train or args.overwrite or not folder.is_dir():
+        return
+    saved = sorted(path.name for suffix in (MANIFEST_SUFFIX, NETWORK_SUFFIXES["G"])
+                   for path in folder.glob(f"*_{suffix}"))
+    if saved:
+        shown = ", ".join(saved[:3]) + (f" and {len(saved) - 3} more" if len(saved) > 3 else "")
+        raise ValueError(f"{folder} already holds a run ({shown}): resume it with "
+                         "--continue_train, pick another --name, or remove that folder (or "
+                         "pass --overwrite to start again in it)")
+
+
+def load_resume_point(args, checkpoints, netG, netD, say):
+    """(the training state to resume or None, its path); with --continue_train the networks
+    are loaded into ``netG`` and ``netD``."""
+    from fastp2p.train.checkpoints import TRAIN_STATE_SUFFIX
+
+    state = None
+    state_path = checkpoints.file(args.epoch, TRAIN_STATE_SUFFIX)
+    if args.continue_train:
+        if checkpoints.holds_networks_only(args.epoch):
+            _refuse_generator_alone(checkpoints, args.epoch)
+            say(_networks_only_notice(checkpoints, args))
+        else:
+            # the training state first: an older fastp2p's file is reported as such
+            state = checkpoints.load_train_state(args.epoch)
+            _refuse_unknown_train_state(state, state_path)
+        checkpoints.load_network(netG, args.epoch, "G")
+        checkpoints.load_network(netD, args.epoch, "D")
+    return state, state_path
+
+
+def _refuse_generator_alone(checkpoints, label) -> None:
+    """ValueError where networks saved without a training state are a generator alone (a
+    downloaded pretrained model): training goes on from G and D both, and no option of fastp2p
+    starts a run from a generator alone."""
+    from fastp2p.checkpoint_names import NETWORK_SUFFIXES
+    discriminator = checkpoints.file(label, NETWORK_SUFFIXES["D"])
+    if not discriminator.exists():
+        raise ValueError(f"--continue_train: {discriminator} is missing: {label}_net_G.pth there "
+                         "is a generator alone (no discriminator, no training state), which "
+                         "training cannot go on from; put the _net_D.pth saved with it there, or "
+                         "train from scratch under another --name (no option starts training "
+                         "from a generator alone)")
+
+
+def _networks_only_notice(checkpoints, args) -> str:
+    """What --continue_train does with networks saved without a training state (the reference
+    implementation's checkpoints): what its own --continue_train does."""
+    return (f"--continue_train: {checkpoints.path}/{args.epoch}_net_G.pth and _net_D.pth have no "
+            "training state (the reference implementation's checkpoints): loading the networks "
+            f"and starting fresh optimizers and lr schedule at --epoch_count {args.epoch_count}, "
+            "as the reference does; not restored: Adam's moments, the position in the epoch and "
+            "the RNG states")
+
+
+def _refuse_unknown_train_state(state, path) -> None:
+    """ValueError, before anything of the run is written or changed, if ``state`` is not one
+    ``Trainer.train_state()`` wrote (a file crafted with a manifest to match passes the
+    manifest's checksums)."""
+    from fastp2p.train.checkpoints import RESUME_ADVICE
+    from fastp2p.train.train_state_check import train_state_problem
+    problem = train_state_problem(state)
+    if problem:
+        raise ValueError(f"{path}: not a fastp2p training state ({problem}); {RESUME_ADVICE}")
+
+
+def check_dataroot_from_here(dataroot: str, saved, pairs: int) -> None:
+    """ResumeError where ``dataroot``, relative, was read from the current folder only because
+    the run's options file does not say where the run started, and holds another number of
+    ``pairs`` than the training state's progress (``saved``) records the run trained on: most
+    likely another dataset of the same name, which the run would go on with (a state that does
+    not record the count, an older fastp2p's, cannot tell: the taken-options line warns)."""
+    from fastp2p.train.trainer import ResumeError
+    if saved.dataset_pairs in (None, pairs):
+        return
+    raise ResumeError(
+        f"--dataroot {dataroot}, taken from the run's options file and read from the current "
+        f"folder as {os.path.abspath(dataroot)}, holds {pairs} pairs, and the run trained on "
+        f"{saved.dataset_pairs}: the file does not record the folder the run was started in "
+        "(an older fastp2p's), so this is likely another dataset of that name; give --dataroot "
+        "the run's dataset (or this one, to train on it)")
+
+
+def say_resumed(args, trainer, pairs: int, say) -> bool:
+    """The lines on what a resumed run goes on from; False when it has no epoch left."""
+    say(f"resumed {trainer.checkpoints.path} at epoch {trainer.progress.epoch}, step "
+        f"{trainer.engine.steps}")
+    for note in (trainer.pairs_changed_note(pairs), trainer.total_batch_changed_note()):
+        if note:
+            say(note)
+    if trainer.schedule.epoch_count != args.epoch_count:
+        say(f"--continue_train: the lr schedule counts its epochs from "
+            f"{trainer.schedule.epoch_count}, as the run that saved it did (not from "
+            f"--epoch_count {args.epoch_count})")
+    if trainer.progress.epoch > trainer.last_epoch:
+        say(f"{trainer.checkpoints.path} is done up to epoch {trainer.progress.epoch - 1}, "
+            f"and this run would end at epoch {trainer.last_epoch} (--n_epochs {args.n_epochs} "
+            f"+ --n_epochs_decay {args.n_epochs_decay}): nothing to train, nothing changed; "
+            "raise --n_epochs or --n_epochs_decay to train on")
+        return False
+    return True
