@@ -350,10 +350,11 @@ def test_the_synthetic_room_check_counts_the_gray_halves(tmp_path, monkeypatch):
     from fastp2p.data import pack
     from fastp2p.data.errors import DataError
     from fastp2p.data.pack_command import _refuse_without_room
+    from fastp2p.data.pack_plan import pair_bytes
     from fastp2p.data.synthetic import MIN_PAIR_FILE_BYTES
 
     count, load_size = random.randrange(50, 500), random.choice([64, 128, 286])
-    colour = count * MIN_PAIR_FILE_BYTES + count * pack.pair_bytes(load_size)
+    colour = count * MIN_PAIR_FILE_BYTES + count * pair_bytes(load_size)
     monkeypatch.setattr(pack, "disk_of", lambda folder: (7, colour))   # one disk, just enough
     data, out = tmp_path / "data", tmp_path / "out"
     _refuse_without_room(data, out, count, load_size, gray=False)

@@ -10,7 +10,7 @@ import pytest
 from fastp2p.bench import results_files
 from fastp2p.cli import main
 from fastp2p.data.errors import DataError
-from fastp2p.data.pack import packed_load_size
+from fastp2p.data.pack_plan import packed_load_size
 from fastp2p.data.packed_index import read_index
 from fastp2p.data.synthetic import write_synthetic
 from helpers.data_helpers import synthetic_pack

@@ -235,14 +235,15 @@ def test_pack_refuses_before_writing_a_split_whose_index_readers_would_refuse(tm
     """pack wrote such an index whole (MAX_INDEX_BYTES is checked on reads only); then train,
     --verify and the re-run meant to fix it refused it (review r42)."""
     import fastp2p.data.pack as pack
+    import fastp2p.data.pack_plan as pack_plan
 
     data = tmp_path / "data"
     make_aligned(data, count=3)
     index = pack.pack_phase(data, tmp_path / "fits", "train", load_size=16, progress=False)
     written = len((tmp_path / "fits" / "train" / "index.json").read_bytes())
-    assert pack.index_bytes_bound(index["sources"], [], shards=1) >= written
-    monkeypatch.setattr(pack, "MAX_INDEX_BYTES", written - 1)
-    monkeypatch.setattr(pack, "_INDEX_BYTES_BESIDES_NAMES", written)
+    assert pack_plan.index_bytes_bound(index["sources"], [], shards=1) >= written
+    monkeypatch.setattr(pack_plan, "MAX_INDEX_BYTES", written - 1)
+    monkeypatch.setattr(pack_plan, "_INDEX_BYTES_BESIDES_NAMES", written)
     with pytest.raises(DataError, match=r"the index of its 3 pairs would be about .* more than "
                                         r"the .* a pack's readers read; pack it as several"):
         pack.pack_phase(data, tmp_path / "out", "train", load_size=16, progress=False)
@@ -250,7 +251,7 @@ def test_pack_refuses_before_writing_a_split_whose_index_readers_would_refuse(tm
 
 
 def test_index_bytes_bound_covers_names_json_escapes():
-    from fastp2p.data.pack import index_bytes_bound
+    from fastp2p.data.pack_plan import index_bytes_bound
 
     pairs = [["a/b.png", "a/b.png"], ["日本語の名前.png", "x"], ['q"uo\\te', "\x01"]]
     ascii_only = [["a/b.png", "c.png"]] * 50   # each ["a", "b"] and the ", " after it

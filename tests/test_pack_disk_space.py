@@ -9,6 +9,7 @@ import pytest
 
 import fastp2p.data.pack as pack_module
 from fastp2p.cli import main
+from fastp2p.data.pack_plan import packed_load_size, plan_phase
 from helpers.data_helpers import make_aligned, tiny_pack_args
 
 PAIRS = 4           # 2 shards of 2 at load_size 16
@@ -143,8 +144,8 @@ def test_a_pack_of_another_load_size_written_since_the_plan_is_refused(two_phase
     """The phases before a later one can take hours: its load-size check is made again once its
     folder is locked (fails on 4bc0138, which replaced the other pack)."""
     out = tmp_path / "out"
-    plan = pack_module.plan_phase(two_phases, out, "val", load_size=16, progress=False)
+    plan = plan_phase(two_phases, out, "val", load_size=16, progress=False)
     pack_module.pack_phase(two_phases, out, "val", load_size=8, progress=False)
     with pytest.raises(pack_module.DataError, match="load_size"):
         pack_module.write_phase(plan, progress=False)
-    assert pack_module.packed_load_size(out / "val") == 8
+    assert packed_load_size(out / "val") == 8

@@ -18,7 +18,8 @@ import pytest
 
 from fastp2p.data import pack as pack_module
 from fastp2p.data.errors import DataError
-from fastp2p.data.pack import pack_phase, packed_load_size
+from fastp2p.data.pack import pack_phase
+from fastp2p.data.pack_plan import packed_load_size
 from fastp2p.data.packed_index import (INDEX_NAME, MAX_INDEX_BYTES, STATE_NAME, read_pack_state,
                                        state_line, verify_pack)
 from fastp2p.file_reads import FileTooLarge

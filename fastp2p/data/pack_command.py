@@ -186,7 +186,8 @@ def run(args: argparse.Namespace) -> int:
     if args.pairs_per_shard is not None and args.pairs_per_shard < 1:
         parser.error(f"--pairs-per-shard must be >= 1, got {args.pairs_per_shard}")
     # torch comes with it (seconds): after the usage errors, which need none
-    from fastp2p.data.pack import pair_bytes, plan_phase, refuse_other_pack, write_phase
+    from fastp2p.data.pack import write_phase
+    from fastp2p.data.pack_plan import pair_bytes, plan_phase, refuse_other_pack
 
     workers = cpu_info.usable_cpus() if args.workers is None else args.workers
     dataroot = Path(args.dataroot)
@@ -284,7 +285,8 @@ def _refuse_without_room(dataroot, out, count: int, load_size: int, gray: bool) 
     it refuses only what cannot fit; a disk that fills up anyway is the write's error, and the
     re-run resumes."""
     from fastp2p.data.errors import DataError
-    from fastp2p.data.pack import disk_of, pair_bytes, shard_files
+    from fastp2p.data.pack import disk_of, shard_files
+    from fastp2p.data.pack_plan import pair_bytes
     from fastp2p.data.synthetic import MIN_PAIR_FILE_BYTES, pairs_present
 
     pairs = dataroot / "train"
