@@ -46,9 +46,10 @@ def bar_size(stream) -> dict:
 
 def stderr_bar(*args, **kwargs):
     """A tqdm bar on stderr, tqdm's own stream, sized there by ``bar_size``; ``args`` and
-    ``kwargs`` are tqdm's. Under TERM=dumb it draws nothing (tqdm's ``disable=None`` looks at
-    isatty only)."""
+    ``kwargs`` are tqdm's. It draws nothing under TERM=dumb (tqdm's ``disable=None`` looks at
+    isatty only), nor without a stderr (None: Python started with fd 2 closed, ``2>&-``, where
+    tqdm would not disable the bar and its first frame would fail on None)."""
     from tqdm import tqdm
-    if _dumb_terminal():
+    if _dumb_terminal() or sys.stderr is None:
         kwargs["disable"] = True
     return tqdm(*args, **bar_size(sys.stderr), **kwargs)
