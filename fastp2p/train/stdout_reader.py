@@ -9,6 +9,10 @@ at exit, then fail no more), raises nothing, and is a stop request where the com
 (train and test, ``StopRequests``: as a SIGTERM, train saves latest_* and says so on stderr);
 other commands finish their work. The command then exits as a process that SIGPIPE ends would,
 128 + 13 = 141, quietly.
+
+The same stream shows a text that its encoding cannot (a path ``pé`` under
+``PYTHONIOENCODING=ascii``) with backslash escapes, as Python's stderr does: the error it raised
+failed pack, pack --verify and test after their work, and train before its first step.
 """
 import signal
 import sys
@@ -20,7 +24,8 @@ EXIT_READER_GONE = 128 + signal.SIGPIPE
 
 class GuardedStdout:
     """``stream`` (the command's stdout) whose reader going away is a stop request, not an
-    error; every other attribute is the stream's."""
+    error, and which shows with backslash escapes what its encoding lacks; every other
+    attribute is the stream's."""
 
     def __init__(self, stream):
         self._stream = stream
@@ -31,10 +36,19 @@ class GuardedStdout:
 
     def write(self, text: str) -> int:
         try:
-            return self._stream.write(text)
+            self._write_shown(text)
         except BrokenPipeError:
             self._reader_went_away(request_stop=True)
-            return len(text)
+        return len(text)
+
+    def _write_shown(self, text: str) -> None:
+        """Write ``text``, with backslash escapes for what the stream's encoding lacks (a text
+        stream encodes the whole text before it writes: nothing was written when it raised)."""
+        try:
+            self._stream.write(text)
+        except UnicodeEncodeError as error:
+            self._stream.write(text.encode(error.encoding, "backslashreplace")
+                               .decode(error.encoding))
 
     def flush(self, request_stop: bool = True) -> None:
         try:
