@@ -79,16 +79,18 @@ def test_stop_processes_kills_a_rank_that_ignores_sigterm():
     assert rank.calls == ["terminate", "join", "kill", "join"] and not rank.is_alive()
 
 
-@pytest.mark.parametrize("code", [130, 143])
+@pytest.mark.parametrize("code", [130, 143, 129])
 def test_the_users_stop_inside_an_end_to_end_job_stops_the_bench(code, monkeypatch, tmp_path,
                                                                  quiet_log):
+    """SIGHUP too: the job was said failed (exit code 129) and the next jobs ran (QA interrupt
+    3), where a hang-up at any other moment ends the bench."""
     from fastp2p.train import train_command
 
     calls = []
 
     def stopped_by_the_user(args, times, name_files):
         calls.append(args.batch_size)
-        return code     # what train returns after saving on Ctrl-C (130) or SIGTERM (143)
+        return code     # what train returns after saving on Ctrl-C, SIGTERM or SIGHUP
 
     monkeypatch.setattr(train_command, "run", stopped_by_the_user)
     monkeypatch.setattr(end_to_end, "make_packed_set", lambda root, pairs, load: tmp_path)
@@ -97,8 +99,9 @@ def test_the_users_stop_inside_an_end_to_end_job_stops_the_bench(code, monkeypat
         quick=True, device="cpu", sections=("end-to-end",), config=QUICK_CONFIG,
         batch_sizes=(1, 2), steps=1, warmup=1, peers=(peer_by_name("fastp2p"),),
         job_time_limit=None, time_budget=None, benchmarks_dir=None, inference_rep_ms=1.0)
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(KeyboardInterrupt) as stop:
         suite.run_suite(settings, log=quiet_log)
+    assert stop.value.exit_code == code
     assert calls == [1]     # the second job never started
 
 

@@ -14,10 +14,10 @@ timed window (recorded in the row); the per-call costs are what carry over to ot
 same batch size from the training section of the same run.
 
 The training runs at the bench's torch thread count (that of the step-only figure it is
-compared with), which is put back afterwards for the jobs that follow. A Ctrl-C (or SIGTERM)
-that the trainer caught, saved on and exited on stops the whole bench, as it does between jobs;
-so does the trainer's second stop request (with the exit code ``fastp2p train`` gives it). Stop
-signals after that are ignored (``fastp2p.bench.stops``), so the job's temporary folder is
+compared with), which is put back afterwards for the jobs that follow. A Ctrl-C (or SIGTERM, or
+SIGHUP) that the trainer caught, saved on and exited on stops the whole bench, as it does between
+jobs; so does the trainer's second stop request (with the exit code ``fastp2p train`` gives it).
+Stop signals after that are ignored (``fastp2p.bench.stops``), so the job's temporary folder is
 removed and its processes stopped whatever arrives meanwhile. The trainer's end summary leaves
 out the lines that name its files (``train_command.run``'s ``name_files``): they would point into
 that folder, removed with the job.
@@ -39,6 +39,7 @@ from fastp2p.bench.networks import NetworkConfig
 from fastp2p.bench.runner import Job
 from fastp2p.bench.stops import Stopped, deferred, stop_run
 from fastp2p.json_files import read_json
+from fastp2p.train.stop_requests import StopRequests
 
 LOAD_RATIO = 286 / 256      # pix2pix's load_size / crop_size
 STOP_GRACE_S = 5.0          # how long a rank gets to exit on SIGTERM before it is killed
@@ -145,10 +146,12 @@ def run_train(argv: list, skip_steps: int) -> tuple[int, dict]:
         raise stop_run(exit_code - 128, "fastp2p train stopped at once by a second stop "
                        "request, without saving; its checkpoints were in this job's temporary "
                        "folder, removed with it") from None
-    stopped_by = next((sig for sig in (signal.SIGINT, signal.SIGTERM) if code == 128 + sig), None)
+    stopped_by = next((sig for sig in StopRequests.SIGNALS if code == 128 + sig), None)
     if stopped_by is not None:
-        # the trainer caught the user's stop, saved and returned: stop the bench as well; the
-        # checkpoint its message names goes with the job's temporary folder
+        # the trainer caught the user's stop (SIGHUP too, which the bench leaves at its default
+        # elsewhere: a hang-up ends the bench either way, not only this job), saved and
+        # returned: stop the bench as well; the checkpoint its message names goes with the
+        # job's temporary folder
         raise stop_run(stopped_by, f"fastp2p train stopped by {stopped_by.name} (exit code "
                        f"{code}); the checkpoint it saved was in this job's temporary folder, "
                        "removed with it")
