@@ -12,6 +12,7 @@ import math
 import os
 import re
 import threading
+import warnings
 from pathlib import Path
 from urllib.parse import quote
 
@@ -174,7 +175,8 @@ class LossLog:
             axis.grid(alpha=0.3)
         # parse_math off: the run's name shows as typed ('$' would start mathtext, which
         # renders 'lr_$1e-3$_x' as "lr_1e − 3_x" and fails to draw 'a$^$b' at all)
-        gan_axis.set_title(title, parse_math=False)
+        gan_axis.set_title(_readable_text(title), parse_math=False)
+        _quiet_missing_glyphs()
         figure.tight_layout()
         return figure
 
@@ -193,6 +195,30 @@ class LossLog:
                 axis.plot(steps[short], values[short], color=line.get_color(), **_HOLLOW)
         if short.any():
             axis.plot([], [], color="gray", label="fewer steps averaged", **_HOLLOW)
+
+
+def _readable_text(text: str) -> str:
+    """``text`` with the bytes Python keeps as lone surrogates (a name from the command line or
+    a file name, under a locale whose encoding is not UTF-8, or bytes that are not UTF-8)
+    decoded as UTF-8 where they are (``né`` under ``LC_ALL=C PYTHONUTF8=0``), else shown as
+    U+FFFD: matplotlib refuses a lone surrogate (a TypeError: no loss plot at all), and a UTF-8
+    page cannot hold one."""
+    try:
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    except UnicodeEncodeError:  # a surrogate that stands for no byte (not from a name)
+        return text.encode("utf-8", "replace").decode("utf-8")
+
+
+def _quiet_missing_glyphs() -> None:
+    """No warning for each letter of the run's name that the plot's font lacks (a CJK name
+    under DejaVu Sans): the title shows a box for each, a cosmetic loss (the name is right in
+    every other line and on the page), said by matplotlib as a raw UserWarning with a source
+    line. Only for this module's drawing (the warning names the first frame outside
+    matplotlib), so a caller's own plots keep theirs; a filter, not catch_warnings, which is not
+    thread-safe (the plot is drawn on the report thread beside the training). Set at each plot:
+    a caller may have reset the filters since."""
+    warnings.filterwarnings("ignore", message=r"Glyph \d+ .* missing from font",
+                            category=UserWarning, module=re.escape(__name__) + "$")
 
 
 _FEW_POINTS = 50  # up to this many rows, the loss plot marks each
@@ -315,9 +341,8 @@ def _url(relative_path) -> str:
 
 
 def _text(value: str) -> str:
-    """``value`` as HTML text; bytes of a file name that are not valid UTF-8 (kept by Python
-    as lone surrogates, which no UTF-8 page can hold) show as "?"."""
-    return html.escape(value.encode("utf-8", "replace").decode("utf-8"))
+    """``value`` as HTML text, its lone surrogates made ``_readable_text``."""
+    return html.escape(_readable_text(value))
 
 
 class TrainingPage:
