@@ -107,7 +107,9 @@ def add_model_arguments(parser: argparse.ArgumentParser, *, torchrun: bool = Tru
                            f"{processes} (default %(default)s)")
     fast.add_argument("--seed", type=seed, default=0,
                       help="seed of weight init, data order, augmentation and dropout, 0 .. "
-                           "2**63-1; the same seed and options give the same run "
+                           "2**63-1; the same seed, options and compute thread count give "
+                           "the same run (OMP_NUM_THREADS sets the count, else chosen from "
+                           "the cores and the load; train records it in train_opt.txt) "
                            "(default %(default)s)")
 
 

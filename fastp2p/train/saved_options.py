@@ -34,6 +34,12 @@ NOT_INHERITED = frozenset((
 # where its command line leaves them out (the file's other options describe the training).
 GENERATOR_OPTIONS = ("netG", "ngf", "norm", "no_dropout", "input_nc", "output_nc")
 
+# Not an option: torch's compute threads in the run's latest invocation, which
+# fastp2p.train.cpu_threads chooses from the cores and the load average unless OMP_NUM_THREADS
+# fixes them. On a CPU another count sums in another order, so a run is reproduced bit for bit
+# only at its count (another gave weights 1e-6 apart after an epoch), which nothing recorded.
+COMPUTE_THREADS = "compute_threads"
+
 # Not an option: the folder the run was started in, which a relative --dataroot taken from the
 # file is relative to (a resume from another folder read another dataset, or none).
 WORKING_DIR = "working_dir"
@@ -50,14 +56,18 @@ END_LINE = "----------------- End -------------------"
 MAX_OPTIONS_BYTES = 1 << 20
 
 
-def write_options(args, path: Path, started_here: bool = True) -> None:
+def write_options(args, path: Path, started_here: bool = True,
+                  compute_threads: int | None = None) -> None:
     """Renamed into place: a link planted at the name is replaced, its target left alone. An
     OSError names ``path`` (``replacing`` names it: a full disk's names no file).
     ``started_here``: the current folder is recorded as WORKING_DIR; False where a relative
     --dataroot was taken from a file that does not say where it is relative to
-    (``TakenOptions.dataroot_from_here``), which the next resume then says again."""
+    (``TakenOptions.dataroot_from_here``), which the next resume then says again.
+    ``compute_threads``: recorded as COMPUTE_THREADS where given."""
     from fastp2p.atomic_files import replacing
     lines = [f"{key}: {value}" for key, value in sorted(vars(args).items()) if key != "run"]
+    if compute_threads is not None:
+        lines.append(f"{COMPUTE_THREADS}: {compute_threads}")
     if started_here:
         lines.append(f"{WORKING_DIR}: {os.getcwd()}")
     lines.append(END_LINE)
@@ -107,6 +117,21 @@ def changed_options(args, path: Path, keys) -> str:
     return ", ".join(f"--{key} {saved[key]} -> {getattr(args, key)}" for key in keys
                      if key in saved and not _same(saved[key], getattr(args, key))
                      and not (key == "dataroot" and _same_folder(saved, args.dataroot)))
+
+
+def threads_change(path: Path, compute_threads: int) -> str:
+    """The line a resume on a CPU says where the options file at ``path`` records another
+    count of compute threads than ``compute_threads``; "" where it records the same, none (an
+    older fastp2p's file, the reference's) or cannot be read."""
+    try:
+        saved = read_options(path).get(COMPUTE_THREADS, "")
+    except (OSError, ValueError):  # UnicodeDecodeError, or not a regular file
+        return ""
+    if not (saved.isascii() and saved.isdigit()) or int(saved) == compute_threads:
+        return ""
+    return (f"--continue_train: torch computes with {compute_threads} thread(s) where the run "
+            f"so far used {saved} (its {OPTIONS_FILE}): it trains on, equal within rounding to "
+            f"a run at one count, not bitwise; OMP_NUM_THREADS={saved} keeps the run's count")
 
 
 def _same_folder(saved: dict, dataroot) -> bool:

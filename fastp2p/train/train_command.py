@@ -252,7 +252,7 @@ def run(args: argparse.Namespace, times=None, name_files: bool = True) -> int:
         if info.is_main:
             try:
                 page, loss_log = _open_run_files(args, checkpoints, state, say,
-                                                 dataroot_from_here)
+                                                 dataroot_from_here, info.device.type == "cpu")
             except OSError as err:   # a full disk: said as a failed write in training is
                 _print_failure(trainer.write_failure(err), training)
                 return 1
@@ -497,22 +497,31 @@ def _resume(trainer, state, state_path, loader, dataroot_from_here=None) -> int 
     return None
 
 
-def _open_run_files(args, checkpoints, state, say, dataroot_from_here):
+def _open_run_files(args, checkpoints, state, say, dataroot_from_here, on_cpu: bool):
     """Rank 0's (page or None, loss log) in the run folder, after the options file is written
-    (and, on resuming, the options changed since are said); ``dataroot_from_here``: see
-    ``_resume_notes``. An OSError is a failed write of the run's own files (the trackers,
-    opened apart, may raise one of their own: a network error)."""
+    with this run's compute threads (and, on resuming, the options changed since are said, and
+    ``on_cpu`` another count of threads); ``dataroot_from_here``: see ``_resume_notes``. An
+    OSError is a failed write of the run's own files (the trackers, opened apart, may raise one
+    of their own: a network error)."""
+    import torch
+
     from fastp2p.train.reports import LOSS_LOG, WEB, LossLog, TrainingPage
     from fastp2p.train.saved_options import (OPTIONS_FILE, RESUME_COMPARED, changed_options,
-                                             write_options)
+                                             threads_change, write_options)
 
+    options_file, threads = checkpoints.path / OPTIONS_FILE, torch.get_num_threads()
     if state is not None:
-        changed = changed_options(args, checkpoints.path / OPTIONS_FILE, RESUME_COMPARED)
+        changed = changed_options(args, options_file, RESUME_COMPARED)
         if changed:
             say(f"--continue_train: trains on with options the run did not use so far "
                 f"(its {OPTIONS_FILE}): {changed}")
+        # on a GPU the CPU's threads compute none of the step's sums
+        threads_line = threads_change(options_file, threads) if on_cpu else ""
+        if threads_line:
+            say(threads_line)
     # a folder the run may not have started in is not recorded as the run's
-    write_options(args, checkpoints.path / OPTIONS_FILE, started_here=not dataroot_from_here)
+    write_options(args, options_file, started_here=not dataroot_from_here,
+                  compute_threads=threads)
     resume_step = state["engine"]["steps"] if state else None
     page = (None if args.no_html
             else TrainingPage(checkpoints.path / WEB, args.name, resume_step=resume_step))
