@@ -11,7 +11,7 @@ import argparse
 
 from fastp2p.option_types import (adam_beta1, filters, finite_non_negative_float, given_path,
                                   non_negative_int, patch_layers, plain_name, positive_float,
-                                  positive_int, seed)
+                                  positive_int, run_seed)
 
 
 class QuickDefault:
@@ -105,12 +105,12 @@ def add_model_arguments(parser: argparse.ArgumentParser, *, torchrun: bool = Tru
     fast.add_argument("--device", default="auto",
                       help="'auto' (CUDA if visible, else CPU), 'cpu', 'cuda' or 'cuda:N'; "
                            f"{processes} (default %(default)s)")
-    fast.add_argument("--seed", type=seed, default=0,
+    fast.add_argument("--seed", type=run_seed, default=0,
                       help="seed of weight init, data order, augmentation and dropout, 0 .. "
-                           "2**63-1; the same seed, options and compute thread count give "
-                           "the same run (OMP_NUM_THREADS sets the count, else chosen from "
-                           "the cores and the load; train records it in train_opt.txt) "
-                           "(default %(default)s)")
+                           "2**32-1 (torch's generators keep 32 bits); the same seed, options "
+                           "and compute thread count give the same run (OMP_NUM_THREADS sets "
+                           "the count, else chosen from the cores and the load; train records "
+                           "it in train_opt.txt) (default %(default)s)")
 
 
 def add_train_arguments(parser: argparse.ArgumentParser) -> None:
