@@ -2,7 +2,8 @@
 its stop handling and its loader-failure line without the training loop (fastp2p.train.trainer),
 and those modules import neither numpy nor torch; nor does the module that reads and checks a
 pack's index (`fastp2p pack --verify`), kept apart from the reader of its pairs. Read from the
-source (function-level imports included) and checked in a fresh interpreter."""
+source (function-level imports included) and checked in a fresh interpreter. A U-Net built
+and run eagerly does not import torch._dynamo."""
 import ast
 import subprocess
 import sys
@@ -49,3 +50,17 @@ def test_a_light_module_imports_nothing_heavy(module, tmp_path):
                           text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"
+
+
+def test_a_unet_built_and_run_eagerly_leaves_torch_dynamo_unimported(tmp_path):
+    """fastp2p.nn keeps its optimizer-step hook out of torch.compile's tracing without importing
+    torch._dynamo (seconds, and most of the import's time) until the hook first runs."""
+    code = ("import sys, torch, fastp2p\n"
+            "net = fastp2p.UNet(3, 3, 5, ngf=4, norm='batch').eval()\n"
+            "with torch.no_grad():\n"
+            "    net(torch.randn(1, 3, 32, 32))  # folds its batch norms: registers the hook\n"
+            "print('torch._dynamo' in sys.modules)\n")
+    done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "False"
