@@ -4,7 +4,8 @@
 ``fastp2p info``, ``fastp2p bench``'s step and inference sections and every ``--help``. The
 commands that read or write images need Pillow (and tqdm for their progress bars): a missing one
 is a one-line error naming the extra that installs it, as a missing tracker package is, never
-an ImportError traceback from deep inside the data code.
+an ImportError traceback from deep inside the data code. One that is installed but fails to
+import (a dependency of its own missing, a broken extension) is said so, with its error.
 """
 import importlib
 
@@ -14,22 +15,47 @@ PIP_NAMES = {"PIL": "Pillow", "tqdm": "tqdm", "skimage": "scikit-image",
 
 
 class MissingPackage(ValueError):
-    """A command needs an optional package that is not installed."""
+    """A command needs an optional package that is not installed, or fails to import."""
 
 
 def require_packages(modules, extra: str, needed_by: str | None = None) -> None:
     """Raise MissingPackage naming ``extra`` unless every module in ``modules`` imports.
     ``needed_by`` starts the message ("fastp2p bench --sections end-to-end needs tqdm: ...");
     without it the message is for a command's own error line, which names the command
-    already ("fastp2p pack: error: tqdm is not installed: ...")."""
-    missing = []
+    already ("fastp2p pack: error: tqdm is not installed: ..."). A module that is installed
+    but fails to import is named with its error, unless that error is a module found missing
+    here (matplotlib without Pillow): installing the extra mends both."""
+    missing, broken = [], {}
     for module in modules:
         try:
             importlib.import_module(module)
-        except ImportError:
-            missing.append(PIP_NAMES.get(module, module))
+        except ImportError as error:
+            if isinstance(error, ModuleNotFoundError) and error.name == module:
+                missing.append(module)
+            else:
+                broken[module] = error
+    problems = [_reinstall_line(module, error, needed_by) for module, error in broken.items()
+                if getattr(error, "name", None) not in missing]
     if missing:
-        named = " and ".join(filter(None, (", ".join(missing[:-1]), missing[-1])))
-        what = (f"{needed_by} needs {named}" if needed_by
-                else f"{named} {'is' if len(missing) == 1 else 'are'} not installed")
-        raise MissingPackage(f"{what}: pip install 'fastp2p[{extra}]'")
+        problems.insert(0, _install_line(missing, extra, needed_by))
+    if problems:
+        raise MissingPackage("; ".join(problems))
+
+
+def _install_line(missing, extra: str, needed_by: str | None) -> str:
+    """The modules ``missing`` (not installed), named by pip, and the extra that installs them."""
+    names = [PIP_NAMES.get(module, module) for module in missing]
+    named = " and ".join(filter(None, (", ".join(names[:-1]), names[-1])))
+    what = (f"{needed_by} needs {named}" if needed_by
+            else f"{named} {'is' if len(names) == 1 else 'are'} not installed")
+    return f"{what}: pip install 'fastp2p[{extra}]'"
+
+
+def _reinstall_line(module: str, error: ImportError, needed_by: str | None) -> str:
+    """``module``, installed but failing with ``error``: what failed, on one line, and the
+    reinstall that brings back what it needs (installing the extra says 'already satisfied')."""
+    name = PIP_NAMES.get(module, module)
+    what = f"{needed_by} needs {name}, which is" if needed_by else f"{name} is"
+    reason = " ".join(str(error).split())
+    return (f"{what} installed but cannot be imported ({reason}): "
+            f"pip install --force-reinstall {name}")

@@ -16,12 +16,12 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _blocking(folder: Path, *modules) -> Path:
-    """A folder that, first on PYTHONPATH, makes ``modules`` fail to import, as when they are not
-    installed."""
+    """A folder that, first on PYTHONPATH, makes ``modules`` fail to import as when they are not
+    installed: the ModuleNotFoundError Python raises, naming the module."""
     for module in modules:
         (folder / module).mkdir(parents=True)
         (folder / module / "__init__.py").write_text(
-            f"raise ImportError({f'No module named {module} (blocked by the test)'!r})\n")
+            f"raise ModuleNotFoundError({f'No module named {module!r}'!r}, name={module!r})\n")
     return folder
 
 
@@ -63,17 +63,15 @@ def test_help_and_info_need_neither_pillow_nor_tqdm(tmp_path):
     assert out.count("usage: fastp2p") == 5 and "fastp2p 0.1.0" in out
 
 
-# matplotlib imports Pillow: without it, train's loss plot cannot be drawn either
-@pytest.mark.parametrize("missing, named, named_by_train, verb_by_train", [
-    ("PIL", "Pillow", "Pillow and matplotlib", "are"), ("tqdm", "tqdm", "tqdm", "is")])
-def test_commands_name_the_missing_package_in_one_line(tmp_path, missing, named,
-                                                       named_by_train, verb_by_train):
+# matplotlib imports Pillow: without it, matplotlib, installed, fails too, and is not named
+# (it was said 'not installed', though installing Pillow alone mends it)
+@pytest.mark.parametrize("missing, named", [("PIL", "Pillow"), ("tqdm", "tqdm")])
+def test_commands_name_the_missing_package_in_one_line(tmp_path, missing, named):
     commands = [["train", "--name", "x"], ["test", "--name", "x"], ["pack", "in", "out"]]
     codes, _, err = _run_without(tmp_path, (missing,), commands)
     assert codes == [2, 2, 2]
     assert err.strip().splitlines() == [
-        f"fastp2p train: error: {named_by_train} {verb_by_train} not installed: pip install "
-        "'fastp2p[train]'",
+        f"fastp2p train: error: {named} is not installed: pip install 'fastp2p[train]'",
         f"fastp2p test: error: {named} is not installed: pip install 'fastp2p[data]'",
         f"fastp2p pack: error: {named} is not installed: pip install 'fastp2p[data]'"]
 
@@ -150,9 +148,54 @@ def test_three_missing_packages_are_named_as_a_list(monkeypatch):
     from fastp2p import optional_packages
 
     def refuse(name):
-        raise ImportError(name)
+        raise ModuleNotFoundError(f"No module named {name!r}", name=name)
     monkeypatch.setattr(optional_packages.importlib, "import_module", refuse)
     for modules, named in ((("PIL", "tqdm", "matplotlib"), "Pillow, tqdm and matplotlib are"),
                            (("PIL", "tqdm"), "Pillow and tqdm are"), (("tqdm",), "tqdm is")):
         with pytest.raises(optional_packages.MissingPackage, match=f"^{named} not installed"):
             optional_packages.require_packages(modules, "train")
+
+
+def _importing(monkeypatch, errors: dict) -> None:
+    """optional_packages' imports raise ``errors[module]`` (an exception) where it has one."""
+    from fastp2p import optional_packages
+
+    def import_module(name):
+        if name in errors:
+            raise errors[name]
+    monkeypatch.setattr(optional_packages.importlib, "import_module", import_module)
+
+
+@pytest.mark.parametrize("error, said", [
+    (ModuleNotFoundError("No module named 'PIL'", name="PIL"), "No module named 'PIL'"),
+    (ImportError("numpy.core.multiarray failed\nto import"),  # said on one line
+     "numpy.core.multiarray failed to import")])
+def test_an_installed_package_that_fails_to_import_is_said_so_with_its_error(monkeypatch, error,
+                                                                             said):
+    """A package that is installed but cannot be imported (its own dependency missing, a broken
+    extension) was said 'not installed', and the fix given, installing the extra, did nothing."""
+    from fastp2p.optional_packages import MissingPackage, require_packages
+
+    _importing(monkeypatch, {"matplotlib": error})
+    with pytest.raises(MissingPackage) as raised:
+        require_packages(("tqdm", "matplotlib"), "train")
+    assert str(raised.value) == (f"matplotlib is installed but cannot be imported ({said}): "
+                                 "pip install --force-reinstall matplotlib")
+    with pytest.raises(MissingPackage) as raised:
+        require_packages(("matplotlib",), "bench", needed_by="fastp2p bench --plot")
+    assert str(raised.value) == (f"fastp2p bench --plot needs matplotlib, which is installed but "
+                                 f"cannot be imported ({said}): pip install --force-reinstall "
+                                 "matplotlib")
+
+
+def test_a_missing_package_and_another_broken_otherwise_are_both_named(monkeypatch):
+    from fastp2p.optional_packages import MissingPackage, require_packages
+
+    _importing(monkeypatch, {"tqdm": ModuleNotFoundError("No module named 'tqdm'", name="tqdm"),
+                             "matplotlib": ImportError("libfreetype.so.6: cannot open")})
+    with pytest.raises(MissingPackage) as raised:
+        require_packages(("PIL", "tqdm", "matplotlib"), "train")
+    assert str(raised.value) == (
+        "tqdm is not installed: pip install 'fastp2p[train]'; matplotlib is installed but "
+        "cannot be imported (libfreetype.so.6: cannot open): pip install --force-reinstall "
+        "matplotlib")
