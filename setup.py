@@ -95,6 +95,7 @@ class OptionalBuildExt(build_ext):
 
     # -- the build --------------------------------------------------------------------------
     def _build(self, ext):
+        self._require_a_working_compiler()
         try:
             import pybind11
         except ImportError as error:
@@ -144,12 +145,24 @@ class OptionalBuildExt(build_ext):
         compiler.link_shared_object(objects, self.get_ext_fullpath(ext.name),
                                     extra_postargs=link_args, target_lang="c++")
 
+    def _require_a_working_compiler(self):
+        """A trivial program compiled and linked first: a compiler that cannot do that is the
+        reason at once, not after nvcc's minute and two failed builds of the whole extension."""
+        if not self._compiles("int main() { return 0; }\n", []):
+            raise RuntimeError(f"no working C++ compiler ({self.compiler.compiler_so[0]})")
+
     def _has_flag(self, flags):
+        return self._compiles(
+            "#include <omp.h>\nint main() { return omp_get_max_threads() > 0 ? 0 : 1; }\n", flags)
+
+    def _compiles(self, program, flags):
+        """Whether the C++ ``program`` compiles and links with ``flags``."""
         with tempfile.TemporaryDirectory() as folder:
             source = Path(folder) / "probe.cpp"
-            source.write_text("#include <omp.h>\nint main() { return omp_get_max_threads() > 0 ? 0 : 1; }\n")
+            source.write_text(program)
             try:
-                objects = self.compiler.compile([str(source)], output_dir=folder, extra_postargs=flags)
+                objects = self.compiler.compile([str(source)], output_dir=folder,
+                                                extra_postargs=flags)
                 self.compiler.link_executable(objects, str(Path(folder) / "probe"),
                                               extra_postargs=flags, target_lang="c++")
                 return True

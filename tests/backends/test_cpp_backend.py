@@ -130,8 +130,9 @@ def test_missing_extension_warns_once_with_the_build_reason(backend_without_exte
         backend.l1_loss_fwd(torch.randn(2), torch.randn(2))
 
 
-def test_setup_installs_pure_python_when_the_compiler_fails(tmp_path):
-    """setup.py's build_ext with a compiler that always fails: exit 0, and the reason is recorded."""
+def _build_with_a_failing_compiler(tmp_path, **env) -> dict:
+    """setup.py's build_ext with CC, CXX and LDSHARED ``false`` and ``env`` on top: it must
+    exit 0 and say it skipped the extension; the build record it writes."""
     import os
     import subprocess
     from pathlib import Path
@@ -139,14 +140,39 @@ def test_setup_installs_pure_python_when_the_compiler_fails(tmp_path):
     root = Path(__file__).resolve().parents[2]
     if not (root / "setup.py").exists():
         pytest.skip("needs the source checkout")
-    env = {**os.environ, "CC": "false", "CXX": "false", "LDSHARED": "false", "FASTP2P_CUDA": "0"}
+    env = {**os.environ, "CC": "false", "CXX": "false", "LDSHARED": "false", **env}
     result = subprocess.run(
         [sys.executable, "setup.py", "-q", "build_ext", "--build-lib", str(tmp_path / "lib"),
          "--build-temp", str(tmp_path / "temp")],
         cwd=root, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "SKIPPED the C++ extension" in result.stdout + result.stderr
-    record = json.loads((tmp_path / "lib" / "fastp2p" / "_C_build.json").read_text())
+    return json.loads((tmp_path / "lib" / "fastp2p" / "_C_build.json").read_text())
+
+
+def test_setup_installs_pure_python_when_the_compiler_fails(tmp_path):
+    """setup.py's build_ext with a compiler that always fails: exit 0, the reason recorded."""
+    record = _build_with_a_failing_compiler(tmp_path, FASTP2P_CUDA="0")
     # CompileError, or "pybind11 is not installed" in a venv without it: either way, recorded.
     assert record["built"] is False and record["reason"]
     assert not list((tmp_path / "lib" / "fastp2p").glob("_C*.so"))
+
+
+def test_setup_finds_a_failing_compiler_out_before_running_nvcc(tmp_path):
+    """A compiler that cannot build a trivial program is the reason, found by a probe before
+    anything is compiled: nvcc compiled the CUDA part first (~45 s), then both builds of the
+    C++ part failed, and the reason recorded was a 450-character command line."""
+    import os
+    toolkit = tmp_path / "cuda"
+    (toolkit / "bin").mkdir(parents=True)
+    (toolkit / "lib64").mkdir()
+    (toolkit / "lib64" / "libcudart_static.a").write_bytes(b"")
+    nvcc_ran = tmp_path / "nvcc_ran"
+    nvcc = toolkit / "bin" / "nvcc"  # answers the toolkit probe (--dryrun); a compile is noted
+    nvcc.write_text(f'#!/bin/sh\n[ "$1" = --dryrun ] && exit 0\ntouch {nvcc_ran}\nexit 1\n')
+    nvcc.chmod(0o755)
+    path = os.pathsep.join([str(toolkit / "bin"), os.environ.get("PATH", "")])
+    record = _build_with_a_failing_compiler(tmp_path, FASTP2P_CUDA="1", CUDA_HOME=str(toolkit),
+                                            PATH=path)
+    assert not nvcc_ran.exists()
+    assert record["reason"] == "RuntimeError: no working C++ compiler (false)"
