@@ -119,8 +119,10 @@ class _HashingWriter:
 
 def _write_durably(obj, temp: TemporaryFile) -> dict:
     """``torch.save`` into ``temp``'s file, fsync it and close it; returns its manifest entry
-    (size, sha256). Raises OSError naming ``temp`` (e.g. "No space left on device")."""
-    with naming_the_file(temp.path), temp.file as handle:
+    (size, sha256). Raises OSError naming the checkpoint file, ``temp.target`` (e.g. "No space
+    left on device"), as ``atomic_files.replacing`` does: the hidden temporary name is none the
+    user gave."""
+    with naming_the_file(temp.target), temp.file as handle:
         writer = _HashingWriter(handle)
         try:
             torch.save(obj, writer)
