@@ -30,6 +30,10 @@ MAX_MANIFEST_BYTES = 1 << 20
 # (the bound of fastp2p's option counts) is more saves than any run makes. A manifest's step
 # has the same bound: messages print it as it is.
 MAX_GENERATION = 2 ** 62 - 1
+# How many newer sets a load takes in turn where a run commits one while a file is read (each
+# save replaces the files a loader was about to read): a bound, so that a run saving faster
+# than files can be read ends the load with an error, not an endless loop.
+MAX_SET_CHANGES = 4
 
 
 def matching_file(path: Path, entry: dict):
@@ -94,24 +98,45 @@ def load_recorded(folder: Path, label: str, suffix: str, manifest: dict, advice:
                   map_location="cpu"):
     """Load ``folder/LABEL_SUFFIX`` as ``manifest`` (its set's, from ``read_manifest``) records
     it: the file itself, or the temporary file of a committed save whose rename did not happen
-    yet (``load_safely``: weights only). Raises ValueError ending with ``advice`` where the
-    manifest lists no such file or neither file is the one it records."""
+    yet (``load_safely``: weights only). Where neither is the recorded file, the manifest is
+    read again: a run may have committed a newer set and renamed its files since ``manifest``
+    was read, and the newer set's file is loaded. Raises ValueError ending with ``advice``
+    where the manifest lists no such file or, on a manifest that stays the same, neither file
+    is the one it records; ValueError too where the set changed MAX_SET_CHANGES times while
+    the file was read."""
     final = Path(folder) / f"{label}_{suffix}"
+    manifest_path = final.parent / f"{label}_{MANIFEST_SUFFIX}"
+    for _ in range(MAX_SET_CHANGES + 1):
+        handle = _recorded_file(final, manifest_path, manifest, advice)
+        if handle is not None:
+            with handle:
+                return load_safely(handle, map_location=map_location, name=str(final))
+        reread = read_manifest(manifest_path, advice)
+        if reread == manifest:
+            raise ValueError(
+                f"{final} is not the file its manifest {final.parent.name}/{manifest_path.name} "
+                f"records (generation {manifest['generation']}, step {manifest['step']}): the "
+                f"set was mixed by hand or the file is damaged; {advice}")
+        manifest = reread
+    raise ValueError(f"{final}: its set ({manifest_path}) changed {MAX_SET_CHANGES + 1} times "
+                     "while the file was read: a run is saving into it faster than it can be "
+                     "read; load it again, or once the run has ended")
+
+
+def _recorded_file(final: Path, manifest_path: Path, manifest: dict, advice: str):
+    """An open handle of the file ``manifest`` records for ``final`` (``final`` itself or its
+    temporary file), or None where neither is that file. Raises ValueError ending with
+    ``advice`` where the manifest lists no such file."""
     entry = manifest["files"].get(final.name)
     if entry is None:
-        raise ValueError(f"{Path(folder) / f'{label}_{MANIFEST_SUFFIX}'} does not list "
-                         f"{final.name}; {advice}")
+        raise ValueError(f"{manifest_path} does not list {final.name}; {advice}")
     # final, then the staged file, then final again: another process may be finishing the
     # rename in between (fastp2p.train.checkpoints' prepare), and a rename is atomic
     for candidate in (final, final.parent / entry["staged"], final):
         handle = matching_file(candidate, entry)
         if handle is not None:
-            with handle:
-                return load_safely(handle, map_location=map_location, name=str(final))
-    raise ValueError(
-        f"{final} is not the file its manifest {final.parent.name}/{label}_{MANIFEST_SUFFIX} "
-        f"records (generation {manifest['generation']}, step {manifest['step']}): the "
-        f"set was mixed by hand or the file is damaged; {advice}")
+            return handle
+    return None
 
 
 def load_file(path, map_location="cpu"):
