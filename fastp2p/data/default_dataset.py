@@ -16,8 +16,9 @@ ordinary dataset; training packs its train split once beside it (``packed_defaul
 """
 import hashlib
 import os
+import secrets
 import shutil
-import tempfile
+import stat
 from pathlib import Path
 
 import numpy as np
@@ -167,19 +168,23 @@ def packed_default_dataroot(root: Path, phase: str, load_size: int) -> Path:
 
 def _built_once(final: Path, build, what: str) -> Path:
     """``final``, a folder of the cache, made by ``build(folder)`` on first use: built in a
-    temporary folder beside it, marked complete (``BUILT_MARKER``) and renamed into place, so a
-    reader sees no folder or a whole one, and a failed build leaves nothing behind; ``what``
-    names it in errors. A folder there without the mark (emptied or made by hand, or an older
-    fastp2p's) is moved away and built again: an empty one was taken for the dataset and
-    reported as a --dataroot with no train folder, though no --dataroot was passed."""
-    if (final / BUILT_MARKER).is_file():
+    temporary folder beside it (with the umask's mode), marked complete (``BUILT_MARKER``) and
+    renamed into place, so a reader sees no folder or a whole one, and a failed build leaves
+    nothing behind; ``what`` names it in errors. A folder there without the mark (emptied or
+    made by hand, or an older fastp2p's) is moved away and built again: an empty one was taken
+    for the dataset and reported as a --dataroot with no train folder, though no --dataroot
+    was passed."""
+    if _is_built(final, what):
         return final
     prefix = f".building-{final.name}-"
     try:
         final.parent.mkdir(parents=True, exist_ok=True)
         _remove_dead_builds(final.parent, prefix)
         _remove_unmarked(final, prefix)
-        building = Path(tempfile.mkdtemp(prefix=f"{prefix}{os.getpid()}-", dir=final.parent))
+        # made with the umask's mode, as the rest of the cache (tempfile.mkdtemp's folders are
+        # 0700 whatever the umask: a build in a shared cache was unreadable to its other users)
+        building = final.parent / f"{prefix}{os.getpid()}-{secrets.token_hex(6)}"
+        building.mkdir(mode=0o777)
     except OSError as error:
         raise DataError(f"{final.parent}: cannot create the cache folder for {what} ({error}); "
                         "set FASTP2P_CACHE to a writable folder or pass --dataroot") from None
@@ -198,6 +203,22 @@ def _built_once(final: Path, build, what: str) -> Path:
     finally:
         shutil.rmtree(building, ignore_errors=True)
     return final
+
+
+def _is_built(final: Path, what: str) -> bool:
+    """Whether ``final`` holds a whole build (its ``BUILT_MARKER``). Raises DataError where
+    this user may not look into it: another user's build in a shared cache, made 0700 (by a
+    fastp2p before the builds followed the umask, or under a umask of 077), which this user
+    can neither read nor move away to build again."""
+    try:
+        return stat.S_ISREG(os.stat(final / BUILT_MARKER).st_mode)
+    except (FileNotFoundError, NotADirectoryError):
+        return False
+    except PermissionError as error:
+        raise DataError(f"{final}: {error.strerror}: {what} there is not readable to you "
+                        f"(another user's build); ask its owner to run chmod -R a+rX {final}, "
+                        "or set FASTP2P_CACHE to a folder of your own or pass --dataroot"
+                        ) from None
 
 
 def _remove_unmarked(final: Path, prefix: str) -> None:
