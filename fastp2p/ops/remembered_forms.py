@@ -9,19 +9,28 @@ build and fastp2p build (its version and fastp2p.build_fingerprint: the version 
 stays the same while the code changes; a build's write drops the sections of the same CPU model
 and torch build under other fastp2p builds), and in it one entry per choice key (layer shape, input
 size class, thread count, the forms that applied). The file is replaced atomically and merged
-with what another process wrote meanwhile; a missing, unreadable or malformed file (not JSON,
-nested too deep to parse, of another format, larger than MAX_FILE_BYTES) reads as empty, and a
-folder that cannot be written or cannot be found (no FASTP2P_CACHE and no home folder) is left
-alone: timing again is the fallback, never an error.
+with what another process wrote meanwhile: read, merged and replaced under an exclusive flock
+of the lock file beside it (``.cpu_deconv_forms.json.lock``), so that two processes writing at
+once keep each other's entries. A missing or malformed file (not JSON, nested too deep to parse,
+of another format, larger than MAX_FILE_BYTES) reads as empty, and a folder that cannot be
+written or cannot be found (no FASTP2P_CACHE and no home folder) is left alone: timing again is
+the fallback, never an error. A file this user may not read (another user's, written under a
+umask of 077) reads as empty too, but is not replaced (that would drop its entries), which one
+warning says.
 Deleting the file makes the next process measure afresh.
 """
+import contextlib
+import fcntl
 import functools
 import json
+import os
+import time
+import warnings
 from pathlib import Path
 
 import torch
 
-from fastp2p.atomic_files import replace_text
+from fastp2p.atomic_files import open_plain_file, replace_text
 from fastp2p.build_fingerprint import version_line
 from fastp2p.cache_folder import cache_root
 from fastp2p.cpu_info import cpu_model
@@ -40,6 +49,10 @@ _UNUSABLE = (OSError, ValueError, RecursionError)
 # replaced by the next write): a section is a few KiB, one per machine, torch build and fastp2p
 # build; a 3 GB file was read whole (3.5 GB of memory, then MemoryError).
 MAX_FILE_BYTES = 16 << 20
+# How long a write waits for another process's lock: the holder reads and replaces a file of a
+# few KiB; one stopped while holding it (SIGSTOP, a suspended job) costs this process the write
+# (its forms measured again by the next process), not its inference.
+LOCK_WAIT_SECONDS = 2.0
 
 
 def path() -> Path:
@@ -67,6 +80,7 @@ class RememberedForms:
 
     def __init__(self):
         self._read_from, self._forms = None, {}
+        self._said_unreadable = False
 
     def get(self, key: tuple):
         self._read_if_moved()
@@ -78,17 +92,29 @@ class RememberedForms:
         try:
             file = path()
             file.parent.mkdir(parents=True, exist_ok=True)
-            sections = _read(file)
-            mine = {**sections.get(machine(), {}), **self._forms}
-            sections = {name: forms for name, forms in sections.items()
-                        if not name.startswith(f"{_software()} | ")}
-            sections[machine()] = mine
-            replace_text(file, json.dumps({"format": _FORMAT, "machines": sections}, indent=1),
-                         durable=False)
+            with _locked(file):
+                _merge_into(file, self._forms)
+        except PermissionError:
+            self._say_if_unreadable(file)
         except _UNUSABLE:
             # No, a read-only or a full cache folder, or another machine's section nested too
             # deep to write back: measured again by the next process.
             pass
+
+    def _say_if_unreadable(self, file: Path) -> None:
+        """Warn, once, where ``file`` is there but this user may not read it: it is not
+        replaced. Silent for the other refusals (a cache folder another user shares read-only,
+        its file readable: measured again, as for a full disk)."""
+        if self._said_unreadable:
+            return
+        try:
+            _read(file)
+        except PermissionError:
+            self._said_unreadable = True
+            warnings.warn(f"{file}: not readable to you (another user's, written under a umask "
+                          "that keeps others out), so the CPU transposed convolutions' forms "
+                          "measured here are not added to it; ask its owner to chmod a+r it, "
+                          "or set FASTP2P_CACHE to a folder of your own", stacklevel=3)
 
     def _read_if_moved(self) -> None:
         try:
@@ -97,13 +123,62 @@ class RememberedForms:
             file = None  # no cache folder: nothing to read (what this process measured stays)
         if file != self._read_from:
             self._read_from = file
-            self._forms = {} if file is None else dict(_read(file).get(machine(), {}))
+            try:
+                self._forms = {} if file is None else dict(_read(file).get(machine(), {}))
+            except PermissionError:   # another user's file: measured here (put says so)
+                self._forms = {}
+
+
+def _merge_into(file: Path, forms: dict) -> None:
+    """Replace ``file`` with its sections and ``forms`` in this build's section (the caller
+    holds the lock: what another process wrote is read here, not before). PermissionError where
+    the file is there but not readable: replacing it would drop its entries."""
+    sections = _read(file)
+    mine = {**sections.get(machine(), {}), **forms}
+    sections = {name: entries for name, entries in sections.items()
+                if not name.startswith(f"{_software()} | ")}
+    sections[machine()] = mine
+    replace_text(file, json.dumps({"format": _FORMAT, "machines": sections}, indent=1),
+                 durable=False)
+
+
+@contextlib.contextmanager
+def _locked(file: Path):
+    """Hold an exclusive flock of the lock file beside ``file`` for the block (``_lock``).
+    Raises OSError where the lock file cannot be opened or made (PermissionError: another
+    user's, unreadable, or a folder this user may not write)."""
+    fd = open_plain_file(file.with_name(f".{file.name}.lock"), os.O_RDONLY | os.O_CREAT, 0o666)
+    try:
+        _lock(fd, file)
+        yield
+    finally:
+        os.close(fd)   # lets go of the lock
+
+
+def _lock(fd: int, file: Path) -> None:
+    """Lock ``fd`` exclusively, waiting up to LOCK_WAIT_SECONDS for another process that holds
+    it (TimeoutError, an OSError, past that). On a file system without locks (some NFS or FUSE
+    mounts) nothing is locked and the write goes on, as it always did."""
+    deadline = time.monotonic() + LOCK_WAIT_SECONDS
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{file}: locked by another process") from None
+            time.sleep(0.01)
+        except OSError:
+            return   # no locks on this file system
 
 
 def _read(file: Path) -> dict:
-    """The file's sections ({machine: {key: form}}), or {} where it is missing or unusable."""
+    """The file's sections ({machine: {key: form}}), or {} where it is missing or unusable.
+    PermissionError where it is there but this user may not read it."""
     try:
         content = read_json(file, max_bytes=MAX_FILE_BYTES)
+    except PermissionError:
+        raise
     except _UNUSABLE:
         return {}
     if not (isinstance(content, dict) and content.get("format") == _FORMAT
