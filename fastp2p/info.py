@@ -89,8 +89,12 @@ def _packed_line() -> str:
     else:
         form = ("oneDNN's deconvolution, four phases as one convolution, or GEMM + col2im, "
                 "measured per layer on the first call")
-        form += (f" (not remembered: {FORM_ENV_VAR}={MEASURE_ONLY})" if forced == MEASURE_ONLY
-                 else f" and remembered in {remembered_forms.path()}")
+        if forced == MEASURE_ONLY:
+            form += f" (not remembered: {FORM_ENV_VAR}={MEASURE_ONLY})"
+        else:
+            why_not = remembered_forms.why_not_remembered()
+            form += (f" and remembered in {remembered_forms.path()}" if why_not is None
+                     else f" (not remembered: {why_not})")
     return (f"oneDNN with weights packed once per input size (up to {MAX_STAND_INS} a layer); "
             f"transposed convolutions: {form}")
 

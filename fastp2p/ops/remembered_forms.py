@@ -61,6 +61,29 @@ def path() -> Path:
     return cache_root() / FILE_NAME
 
 
+def why_not_remembered() -> str | None:
+    """Why the measured forms are not remembered (for `fastp2p info`): there is no cache folder,
+    or it cannot be made or written by this user, so each process measures afresh; None where
+    they are, in ``path()``."""
+    try:
+        file = path()
+    except OSError as error:   # NoCacheFolder
+        return str(error)
+    if not _can_write_in(file.parent):
+        return f"{file.parent} cannot be made or written; set FASTP2P_CACHE to a writable folder"
+    return None
+
+
+def _can_write_in(folder: Path) -> bool:
+    """Whether this user may write in ``folder``, or make it: its nearest existing folder or
+    parent is a folder this user may write in and enter (access(2): a read-only file system
+    too)."""
+    existing = next((candidate for candidate in (folder, *folder.parents)
+                     if os.path.lexists(candidate)), None)
+    return (existing is not None and existing.is_dir()
+            and os.access(existing, os.W_OK | os.X_OK))
+
+
 @functools.cache
 def machine() -> str:
     """This file's section for the running process: CPU model, torch build, fastp2p build."""
