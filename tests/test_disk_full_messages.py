@@ -80,15 +80,17 @@ def test_a_full_disk_during_a_checkpoint_names_the_file_and_the_cause(tmp_path, 
     assert not [p for p in folder.path.iterdir() if ".tmp-" in p.name]  # nothing left behind
 
 
-def test_a_file_size_limit_during_a_checkpoint_is_named_as_such(tmp_path, monkeypatch):
-    """EFBIG (a job's `ulimit -f`): freeing disk space, the advice for a full disk, cannot
-    help; a higher limit can."""
+@pytest.mark.parametrize("error, limit", [(errno.EFBIG, "ulimit -f"), (errno.EMFILE, "ulimit -n")],
+                         ids=["EFBIG", "EMFILE"])
+def test_a_limit_during_a_checkpoint_is_named_as_such(tmp_path, monkeypatch, error, limit):
+    """EFBIG (a job's `ulimit -f`), EMFILE (its `ulimit -n`): freeing disk space, the advice
+    for a full disk, cannot help; a higher limit can."""
     netG, netD = tiny_networks()
-    fill_temporary_files(monkeypatch, 5000, error=errno.EFBIG)
+    fill_temporary_files(monkeypatch, 5000, error=error)
     with pytest.raises(CheckpointWriteError) as raised:
         CheckpointFolder(tmp_path, "run").save(["latest"], netG, netD, {"note": 1})
     message = str(raised.value)
-    assert os.strerror(errno.EFBIG) in message and "ulimit -f" in message, message
+    assert os.strerror(error) in message and limit in message, message
     assert "Free disk space" not in message, message
 
 

@@ -9,6 +9,10 @@ number of workers or on which worker loads the item.
 Bad files: a ``DataError`` raised while a worker loads an item would reach the main process as a
 multi-line worker traceback; instead the worker hands the error back as a ``_LoadFailure`` and the
 main process raises it as the same one-line ``DataError`` naming the file.
+
+Workers that cannot all be started (a limit on open files, processes or memory reached part way)
+raise ``WorkersNotStarted``, once those already started are killed: they ignore the SIGTERM that
+multiprocessing's exit hook stops them with, and its join then waited for them forever.
 """
 import itertools
 import multiprocessing.connection
@@ -19,6 +23,7 @@ from dataclasses import dataclass
 
 import torch
 from torch.utils.data import BatchSampler, DataLoader, DistributedSampler, default_collate
+from torch.utils.data.dataloader import _MultiProcessingDataLoaderIter
 
 from fastp2p.data.errors import DataError
 
@@ -27,6 +32,16 @@ def item_rng(seed: int, epoch: int, index: int) -> random.Random:
     """The generator of one pair's crop and flip: a function of (seed, epoch, index) alone, so
     any worker count, rank split or resume point draws the same (the packed GPU loader too)."""
     return random.Random(f"{seed}/{epoch}/{index}")
+
+
+class WorkersNotStarted(OSError):
+    """Starting the loader's ``workers`` worker processes failed with this OSError's errno (EMFILE:
+    the process's limit on open files, each worker holding pipes; EAGAIN: on processes; ENOMEM);
+    the workers started before it were killed."""
+
+    def __init__(self, error: OSError, workers: int):
+        super().__init__(error.errno, error.strerror)
+        self.workers = workers
 
 
 @dataclass(frozen=True)
@@ -98,6 +113,38 @@ def _import_what_batches_import() -> None:
         pass
 
 
+class _WorkersStartedWhole(DataLoader):
+    """A DataLoader whose worker processes start all or none (``WorkersNotStarted``).
+
+    torch's iterator starts them one by one in its constructor; one that fails there leaves the
+    workers already started running, unknown to anyone (its ``__del__`` then fails on attributes
+    the constructor never set, a traceback), so the iterator is constructed here, where it can
+    be reached when its constructor fails."""
+
+    def _get_iterator(self):
+        if self.num_workers == 0:
+            return super()._get_iterator()
+        self.check_worker_number_rationality()
+        iterator = _MultiProcessingDataLoaderIter.__new__(_MultiProcessingDataLoaderIter)
+        try:
+            iterator.__init__(self)
+        except BaseException as error:   # a Ctrl-C meanwhile leaves them running too
+            _kill_started_workers(iterator)
+            if isinstance(error, OSError):
+                raise WorkersNotStarted(error, self.num_workers) from error
+            raise
+        return iterator
+
+
+def _kill_started_workers(iterator) -> None:
+    """Kill (they ignore SIGTERM) and reap the workers a failed iterator constructor started,
+    and mark it shut down, so that its ``__del__`` touches nothing it lacks."""
+    iterator._shutdown = True
+    for worker in getattr(iterator, "_workers", ()):
+        worker.kill()
+        worker.join()
+
+
 class PairLoader:
     """Iterable of batched dicts ``{"A": NxCxHxW, "B": ..., "A_paths": [...],
     "B_paths": [...]}``."""
@@ -121,10 +168,10 @@ class PairLoader:
         pin = pin_memory and torch.cuda.is_available()
         if num_workers > 0:
             _import_what_batches_import()
-        self._loader = DataLoader(_SeededItems(dataset, seed), batch_sampler=self.batch_sampler,
-                                  collate_fn=_collate, num_workers=num_workers,
-                                  worker_init_fn=_ignore_stop_signals,
-                                  pin_memory=pin, persistent_workers=num_workers > 0)
+        self._loader = _WorkersStartedWhole(
+            _SeededItems(dataset, seed), batch_sampler=self.batch_sampler, collate_fn=_collate,
+            num_workers=num_workers, worker_init_fn=_ignore_stop_signals, pin_memory=pin,
+            persistent_workers=num_workers > 0)
 
     def set_epoch(self, epoch: int, start_batch: int = 0) -> None:
         """Iterate epoch ``epoch`` from its batch ``start_batch`` on (a resume in the middle of
@@ -165,7 +212,8 @@ class PairLoader:
 
     def __iter__(self):
         # the DataLoader iterator is made here, not lazily: making it draws worker seeds from
-        # torch's RNG, and the trainer restores its RNG state after calling iter(loader)
+        # torch's RNG, and the trainer restores its RNG state after calling iter(loader); the
+        # first call starts the workers (WorkersNotStarted)
         return _raise_failures(iter(self._loader))
 
 

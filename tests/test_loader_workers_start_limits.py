@@ -1,0 +1,64 @@
+"""Loader workers that cannot all be started (the limit on open files reached part way, as under
+`ulimit -n 16` with --num_threads 2) are one line naming that limit, never the disk, and the
+process exits: the workers already started ignore the SIGTERM that multiprocessing's exit hook
+stops them with, and its join waited for them forever."""
+import errno
+import os
+import subprocess
+import sys
+
+import pytest
+from torch.utils.data.dataloader import _MultiProcessingDataLoaderIter
+
+from fastp2p.cli import main
+from helpers.train_helpers import one_line, train_argv, write_aligned_dataset
+
+# Starts the first of two workers, then lowers the open-file limit to the lowest free
+# descriptor, so that the second worker's queue (a pipe) fails with EMFILE.
+_FIRST_WORKER_THEN_NO_FILES = """
+import multiprocessing, os, resource
+import torch
+from fastp2p.data.loader import create_dataloader
+
+real_start = multiprocessing.process.BaseProcess.start
+
+def start_then_no_files(process):
+    real_start(process)
+    lowest_free = os.open(os.devnull, os.O_RDONLY)
+    os.close(lowest_free)
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    resource.setrlimit(resource.RLIMIT_NOFILE, (lowest_free, hard))
+
+multiprocessing.process.BaseProcess.start = start_then_no_files
+loader = create_dataloader(torch.rand(8, 3), 2, shuffle=False, num_workers=2, seed=0)
+try:
+    iter(loader)
+except OSError as err:
+    print(type(err).__name__, err.errno, len(multiprocessing.active_children()))
+"""
+
+
+def test_workers_started_before_a_limit_is_reached_end_and_the_process_exits(tmp_path):
+    try:
+        run = subprocess.run([sys.executable, "-c", _FIRST_WORKER_THEN_NO_FILES], cwd=tmp_path,
+                             capture_output=True, text=True, timeout=60)
+    except subprocess.TimeoutExpired:
+        pytest.fail("the process hung at exit, waiting for a loader worker it had started")
+    assert run.returncode == 0, run.stderr
+    # the error says the workers were not started; none of them is left running
+    assert run.stdout.split() == ["WorkersNotStarted", str(errno.EMFILE), "0"], run.stdout
+    assert "Traceback" not in run.stderr, run.stderr
+
+
+def test_train_names_the_open_file_limit_not_the_disk(tmp_path, monkeypatch, capsys):
+    def out_of_files(iterator, loader):
+        raise OSError(errno.EMFILE, os.strerror(errno.EMFILE))
+    monkeypatch.setattr(_MultiProcessingDataLoaderIter, "__init__", out_of_files)
+    argv = train_argv(write_aligned_dataset(tmp_path / "data"), tmp_path / "ckpt", "--no_html")
+    argv[argv.index("--num_threads") + 1] = "1"   # one loader worker process
+    assert main(argv) == 1
+    line = one_line(capsys.readouterr().err)
+    assert "could not start the data loader's 1 worker process(es)" in line, line
+    assert os.strerror(errno.EMFILE) in line and "ulimit -n" in line, line
+    assert "--num_threads" in line and "no checkpoint was written" in line, line
+    assert "disk" not in line, line
