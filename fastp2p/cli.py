@@ -10,6 +10,8 @@ import importlib
 import sys
 
 from fastp2p.bench.stops import caller_handlers_back
+from fastp2p.command_errors import error_line
+from fastp2p.stops_deferred import TorchNotImported
 from fastp2p.train.stdout_reader import run_with_guarded_stdout, work_begins
 from fastp2p.train.stop_requests import drop_early_stop_handler, stop_before_work_with_a_line
 from fastp2p.train.reference_options import older_names_hint
@@ -86,7 +88,8 @@ def main(argv=None) -> int:
     get the signals' defaults back once parsed.
 
     A reader of stdout that goes away ends every command quietly, exit code 141; for train and
-    test it is a stop request (``fastp2p.train.stdout_reader``)."""
+    test it is a stop request (``fastp2p.train.stdout_reader``). A memory limit too low for
+    torch's import is one line naming it, exit code 1 (``stops_deferred.TorchNotImported``)."""
     if argv is None:
         stop_before_work_with_a_line()
     args = argparse.Namespace(command=None)  # argparse sets the command as it reads its name
@@ -95,6 +98,9 @@ def main(argv=None) -> int:
             _caller_torch_threads(in_process=argv is not None):
         try:
             return run_with_guarded_stdout(_parse_and_run, argv, args)
+        except TorchNotImported as err:
+            print(error_line(args.command, err), file=sys.stderr)
+            return 1
         except KeyboardInterrupt as stop:  # where a command has no stop of its own to report
             command = "fastp2p" + (f" {args.command}" if args.command else "")
             print(f"{command}: stopped ({str(stop) or 'Ctrl-C'})", file=sys.stderr)

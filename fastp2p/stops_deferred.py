@@ -1,8 +1,15 @@
 """Holding a Ctrl-C (or SIGTERM) back from work it must not cut short: ``stops_deferred``, and
 ``import_torch`` under it."""
 import contextlib
+import importlib
+import resource
 import signal
 import threading
+
+
+class TorchNotImported(Exception):
+    """torch's import ran out of memory (``import_torch``); the message says which limit to
+    raise. ``fastp2p.cli.main`` says it in one line, exit code 1."""
 
 
 @contextlib.contextmanager
@@ -53,7 +60,38 @@ def import_torch() -> None:
     and the bench's torch.compile peers. A SIGTERM that a handler raises for (the bench's) waits
     too, and so does a SIGTERM or SIGHUP that the early handler of train and test raises for
     (``stop_requests.stop_before_work_with_a_line``: a SIGHUP raised inside the import aborted
-    the process or was lost, as Ctrl-C's was)."""
+    the process or was lost, as Ctrl-C's was). An import that runs out of memory raises
+    TorchNotImported, naming the limit to raise (a 20-line traceback ended in MemoryError)."""
     with stops_deferred((signal.SIGINT, signal.SIGTERM, signal.SIGHUP)):
-        import torch            # noqa: F401
-        import torch._dynamo    # noqa: F401
+        try:
+            importlib.import_module("torch._dynamo")   # torch first, as an import does
+        except (MemoryError, ImportError) as error:
+            if not _out_of_memory(error):
+                raise
+            raise TorchNotImported(f"not enough memory to import torch ({_first_line(error)}): "
+                                   f"{_memory_limit_advice()}") from error
+
+
+# dlopen's words for an mmap of a library that failed with ENOMEM (its ImportError)
+_LIBRARY_NOT_MAPPED = "failed to map segment from shared object"
+
+
+def _out_of_memory(error: BaseException) -> bool:
+    """Whether ``error``, raised by torch's import, says that memory ran out: a MemoryError of
+    its Python code, or an ImportError of one of its libraries that could not be mapped."""
+    return isinstance(error, MemoryError) or _LIBRARY_NOT_MAPPED in str(error)
+
+
+def _first_line(error: BaseException) -> str:
+    return (str(error).splitlines() or [""])[0] or type(error).__name__
+
+
+def _memory_limit_advice() -> str:
+    """The limit to raise: the process's address-space or data-segment limit where one is set
+    (a job's `ulimit -v` / `-d`, with its value), else the machine's or the job's memory."""
+    for limit, option in ((resource.RLIMIT_AS, "-v"), (resource.RLIMIT_DATA, "-d")):
+        soft = resource.getrlimit(limit)[0]
+        if soft != resource.RLIM_INFINITY:
+            return (f"raise this process's memory limit (`ulimit {option}`, now "
+                    f"{soft // 1024} KiB) or the job's memory request, then run it again")
+    return "free memory or raise the job's memory limit, then run it again"
