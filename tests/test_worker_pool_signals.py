@@ -1,8 +1,8 @@
 """A stop signal that Linux delivers to one of a pool's helper threads still stops the process
 (fastp2p.data.worker_pool.results_in_order).
 
-Python runs signal handlers in the main thread only. Waiting on ``pool.imap``'s next result
-without a timeout, the main thread sleeps in a lock that only a signal delivered to it
+Python runs signal handlers in the main thread only. Waiting on a task's result without a
+timeout, the main thread sleeps in a lock that only a signal delivered to it
 interrupts; a SIGTERM that went to a helper thread then waited for the next result, which the
 workers, killed by the same signal, never sent (``fastp2p pack --synthetic`` was still running
 10 s after a SIGTERM once, in a CI run under load). Here the signal is sent to a helper thread
@@ -32,7 +32,6 @@ _SCRIPT = textwrap.dedent("""
     if __name__ == "__main__":
         with exit_at_sigterm("stopped by SIGTERM"):
             with worker_pool(1) as pool:
-                results = pool.imap(slow, range(2))
                 threading.Thread(target=to_this_thread).start()
                 for _ in ({wait}):
                     pass
@@ -46,7 +45,7 @@ def _run(wait: str, tmp_path):
 
 
 def test_sigterm_at_a_helper_thread_stops_a_wait_on_results(tmp_path):
-    run = _run("results_in_order(pool, results)", tmp_path)
+    run = _run("results_in_order(pool, slow, range(2))", tmp_path)
     try:
         code = run.wait(timeout=20)
     finally:
@@ -55,9 +54,10 @@ def test_sigterm_at_a_helper_thread_stops_a_wait_on_results(tmp_path):
 
 
 def test_the_same_signal_is_lost_to_a_wait_without_timeout(tmp_path):
-    """The control: waiting on imap's results untimed, as synthetic.py did before, the process
-    is still running well after the signal (so the test above can fail)."""
-    run = _run("results", tmp_path)
+    """The control: waiting on the results untimed (the pool's map; synthetic.py's imap did
+    before), the process is still running well after the signal (so the test above can
+    fail)."""
+    run = _run("pool.map(slow, range(2))", tmp_path)
     try:
         time.sleep(3)
         assert run.poll() is None
@@ -66,10 +66,9 @@ def test_the_same_signal_is_lost_to_a_wait_without_timeout(tmp_path):
         run.wait()
 
 
-# A caller with its own SIGTERM handler; one task per worker asks for the worker's handlers,
-# in the first worker and in the one the pool starts after that worker dies.
+# A caller with its own SIGTERM handler; a task asks for the worker's handlers.
 _DISPOSITIONS = textwrap.dedent("""
-    import os, signal
+    import signal
     from fastp2p.data.worker_pool import worker_pool
 
     def handlers(_=None):    # compared here: a handler does not pickle
@@ -79,19 +78,17 @@ _DISPOSITIONS = textwrap.dedent("""
     if __name__ == "__main__":
         signal.signal(signal.SIGTERM, lambda *_: None)
         with worker_pool(1) as pool:
-            first = pool.apply(handlers)
-            pool.apply_async(os._exit, (1,))    # that worker dies; the pool starts another
-            print(first, pool.apply(handlers))
+            print(pool.submit(handlers).result())
 """)
 
 
 def test_workers_ignore_ctrl_c_and_end_at_sigterm_whatever_the_caller_set(tmp_path):
-    """The pool's workers, the first ones and one started in place of a worker that died:
+    """The pool's workers:
     - SIGTERM as by default: a library caller's own handler, forked in, kept them alive
       through the pool's terminate (pack_phase(workers=2), one shard failing while the other
       worker waited on the task queue, never returned);
-    - SIGINT ignored: a replacement is forked outside the start's stops_deferred, with
-      Python's handler, and a Ctrl-C gave its traceback and could hang the terminate.
+    - SIGINT ignored: a Ctrl-C gave each its traceback (and multiprocessing's Pool, used
+      before, forked a worker started in place of a dead one with Python's handler).
     In a process of its own, killed if it hangs (its SIGTERM handler ignores a timeout's)."""
     run = subprocess.Popen([sys.executable, "-c", _DISPOSITIONS], cwd=tmp_path,
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -100,4 +97,4 @@ def test_workers_ignore_ctrl_c_and_end_at_sigterm_whatever_the_caller_set(tmp_pa
     finally:
         run.kill()
     assert run.returncode == 0, err[-3000:]
-    assert out.split() == ["(True,", "True)", "(True,", "True)"], out
+    assert out.split() == ["(True,", "True)"], out

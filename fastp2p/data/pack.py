@@ -421,19 +421,20 @@ def _run_jobs(jobs: list, workers: int, bar):
         return
     counter = multiprocessing.Value("q", 0)
     with worker_pool(min(workers, len(jobs)), _count_into, (counter,)) as pool:
-        pending = [pool.apply_async(write_shard, (job,)) for job in jobs]
+        pending = [pool.submit(write_shard, job) for job in jobs]
         reported = 0
         while pending:
             time.sleep(0.1)
-            pool.raise_if_a_worker_died()   # its task's result would never come
             if bar is not None:
                 reported = _show_counted(bar, counter, reported)
             still = []
-            for result in pending:
-                if result.ready():
-                    yield result.get()      # re-raises a worker's DataError here
+            for shard in pending:
+                if shard.done():
+                    # a worker's DataError raised here; a worker's death, BrokenProcessPool,
+                    # which worker_pool's block turns into its line
+                    yield shard.result()
                 else:
-                    still.append(result)
+                    still.append(shard)
             pending = still
         if bar is not None:
             _show_counted(bar, counter, reported)

@@ -305,10 +305,9 @@ def write_synthetic(dataroot, count: int, *, seed: int = 0, phase: str = "train"
                 if bar is not None:
                     bar.update(job[3] - job[2])
         else:
-            # imap draws jobs only as fast as the pipe to the workers takes them (some hundreds
-            # ahead)
+            # results_in_order draws jobs a few per worker ahead of the pairs written
             with worker_pool(min(workers, len(starts))) as pool:
-                results = results_in_order(pool, pool.imap(_write_range, jobs))
+                results = results_in_order(pool, _write_range, jobs)
                 for start, _ in zip(starts, results):
                     if bar is not None:
                         bar.update(min(chunk, count - start))

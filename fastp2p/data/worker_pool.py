@@ -1,23 +1,33 @@
-"""Worker processes that a Ctrl-C stops cleanly: ``fastp2p pack``'s and ``--synthetic``'s.
+"""Worker processes that a Ctrl-C stops cleanly, and whose death stops the run in one line:
+``fastp2p pack``'s and ``--synthetic``'s.
 
 Ctrl-C sends SIGINT to the whole process group, and only the main process should act on it: a
 worker interrupted inside the pool's task queue (holding its lock, or with a task half read)
-made the pool's terminate wait for that queue forever, the folder still locked, and the others
-printed KeyboardInterrupt tracebacks. So each worker ignores SIGINT and dies with the main
-process, and the main process, interrupted, ends them with the pool's terminate. SIGTERM ends
-the main process at once instead, with a line (``exit_at_sigterm``), and the workers with it.
+could leave the queue broken, the folder still locked, and the others printed KeyboardInterrupt
+tracebacks. So each worker ignores SIGINT and dies with the main process, and the main process,
+interrupted, ends them. SIGTERM ends the main process at once instead, with a line
+(``exit_at_sigterm``), and the workers with it.
+
 A worker that dies on its own (the kernel's out-of-memory killer, a crash in native code) takes
-its task with it: multiprocessing's pool starts another worker, and a wait for that task's
-result never ended. The callers poll ``raise_if_a_worker_died`` as they wait.
+its task with it. The pool is ``concurrent.futures``' ProcessPoolExecutor, which notices the
+death, ends the other workers and fails every task left with BrokenProcessPool; ``worker_pool``
+turns that into one DataError naming how the worker ended. multiprocessing's Pool, used before,
+started another worker instead, and was not built to go on past a death: the wait for the lost
+task hung, and so did its terminate, on the task queue's read lock the dead worker held, then on
+a task it left half read, then, past workarounds for those, on the result queue's write lock
+held by a worker that the terminate had ended as it sent a result (a pack whose worker was
+killed hung in 1 run of 4 to 2 of 7 of tests/test_pack_worker_killed.py under load).
 """
+import collections
+import concurrent.futures
 import contextlib
+import itertools
 import multiprocessing
-import multiprocessing.pool
+import multiprocessing.connection
 import os
 import signal
 import sys
 import threading
-import time
 
 from fastp2p.data.errors import DataError
 from fastp2p.stops_deferred import stops_deferred
@@ -38,72 +48,14 @@ def _die_with(parent: int) -> None:
 
 
 def _start_worker(parent: int, initializer, initargs: tuple) -> None:
-    """Pool initializer: ignore SIGINT, end at SIGTERM as by default (the pool's terminate sends
-    it: a Python handler forked in, ``exit_at_sigterm``'s, left a worker blocked on the task
-    queue's lock running), die with ``parent``, then the caller's initializer."""
+    """Pool initializer: ignore SIGINT, end at SIGTERM as by default (the pool's end sends it: a
+    Python handler forked in, ``exit_at_sigterm``'s, kept a worker running), die with
+    ``parent``, then the caller's initializer."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     _die_with(parent)
     if initializer is not None:
         initializer(*initargs)
-
-
-class _WatchedPool(multiprocessing.pool.Pool):
-    """A pool that tells when one of its workers has died (its lost task's result never comes).
-    Every first death is of a worker seen here: the first workers are seen at the start, and a
-    replacement is only started after a death."""
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self._workers_seen = list(self._pool)
-
-    def _dead_worker(self) -> multiprocessing.Process | None:
-        self._workers_seen += [worker for worker in self._pool
-                               if worker not in self._workers_seen]
-        return next((worker for worker in self._workers_seen if worker.exitcode is not None),
-                    None)
-
-    def raise_if_a_worker_died(self) -> None:
-        """DataError naming how a worker of this pool ended, if one has."""
-        dead = self._dead_worker()
-        if dead is not None:
-            raise DataError(_worker_died(dead.exitcode))
-
-    def terminate(self) -> None:
-        """The pool's terminate, which first takes the task queue's read lock and empties the
-        queue. After a worker died, that wait never ended in 1 run in 10 of a pack whose worker
-        was killed: the lock stayed taken with no live process holding it (the one worker left
-        waited on it too). So then the workers are ended first, none started in their place,
-        and a fresh lock is taken: with the old lock passed by, the queue was emptied beside a
-        live worker reading it, each getting part of a message (EOFError "Ran out of input"
-        instead of the death's line, seen in a CI run)."""
-        if self._dead_worker() is not None:
-            self._end_every_worker()
-            self._inqueue._rlock = self._ctx.Lock()
-        super().terminate()
-
-    def _end_every_worker(self) -> None:
-        """Stops the thread that replaces dead workers (as terminate would), then ends the
-        workers by SIGTERM and waits for them."""
-        self._worker_handler._state = multiprocessing.pool.TERMINATE
-        self._change_notifier.put(None)     # wakes it
-        self._worker_handler.join()
-        for worker in self._pool:
-            if worker.exitcode is None:
-                worker.terminate()
-        for worker in self._pool:
-            worker.join()
-
-    @staticmethod
-    def _help_stuff_finish(inqueue, task_handler, size) -> None:
-        """The pool's own, reading bytes instead of messages: a worker killed while it read a
-        task leaves the rest of that message in the queue, and read as messages, the queue
-        then makes the reader wait for bytes that never come. Only unblocks the thread that
-        feeds the queue; what is read is dropped."""
-        inqueue._rlock.acquire()
-        while task_handler.is_alive() and inqueue._reader.poll():
-            os.read(inqueue._reader.fileno(), 1 << 16)
-            time.sleep(0)
 
 
 def _worker_died(exitcode: int) -> str:
@@ -118,42 +70,105 @@ def _worker_died(exitcode: int) -> str:
             f"again{advice}")
 
 
+def _first_death(workers: list) -> int:
+    """The exit code of the worker whose death broke the pool, once every worker has ended: the
+    pool ends the others by SIGTERM, or tells them to exit (0), so SIGTERM's code if none has
+    another."""
+    codes = [worker.exitcode for worker in workers]
+    return next((code for code in codes if code not in (0, -signal.SIGTERM)), -signal.SIGTERM)
+
+
+def _watch(pool: concurrent.futures.ProcessPoolExecutor, workers: list) -> None:
+    """For a pool whose ``workers`` are all started (forked): leaves the pipe they send results
+    on open in them only, and ends them all once one has ended. The pool's own thread does that
+    too, but not while it reads a result that the dead worker was cut off sending (by its death,
+    or by ``_end``): it waits for the rest, which ends (EOF) only once no process has that pipe
+    open; a worker's death, or the block's end, then hung for good."""
+    pool._result_queue._writer.close()
+    threading.Thread(target=_end_all_at_a_death, args=(workers,), daemon=True).start()
+
+
+def _end_all_at_a_death(workers: list) -> None:
+    """(``_watch``'s thread.) At the block's end too, where the workers are stopping anyway."""
+    multiprocessing.connection.wait([worker.sentinel for worker in workers])
+    for worker in workers:
+        worker.terminate()
+
+
+def _end(pool: concurrent.futures.ProcessPoolExecutor, workers: list) -> None:
+    """Ends ``pool``'s ``workers`` by SIGTERM, at once (what they were writing, a re-run
+    writes again), and waits until the pool has cleaned up."""
+    for worker in workers:
+        worker.terminate()
+    pool.shutdown(cancel_futures=True)
+
+
 @contextlib.contextmanager
 def worker_pool(processes: int, initializer=None, initargs: tuple = ()):
-    """A ``multiprocessing`` pool of ``processes`` workers (forked; spawned on Windows) that
-    ignore SIGINT and die with this process, each running ``initializer(*initargs)`` first;
-    terminated when the block ends. A Ctrl-C while it starts is raised once it is started, so
-    that the block's end terminates it."""
+    """A ProcessPoolExecutor of ``processes`` workers (forked; spawned on Windows) that ignore
+    SIGINT and die with this process, each running ``initializer(*initargs)`` first. A worker's
+    death, which fails the pool's tasks with BrokenProcessPool, leaves the block as a DataError
+    naming how the worker ended (``_watch``: even one cut off sending its result). The workers
+    are ended when the block raises, and stopped once idle when it ends. A Ctrl-C while they
+    start is raised once they are started, so that the block's end ends them."""
     context = multiprocessing.get_context("spawn" if sys.platform == "win32" else "fork")
-    with contextlib.ExitStack() as stack:
+    pool = concurrent.futures.ProcessPoolExecutor(
+        processes, mp_context=context, initializer=_start_worker,
+        initargs=(os.getpid(), initializer, initargs))
+    # the pool's own record of its workers (Python 3.14 has a terminate_workers, older ones
+    # nothing public); the dict itself, which the pool's shutdown forgets but keeps filling
+    workers = pool._processes
+    try:
         # a KeyboardInterrupt raised inside a fork hook is swallowed by it ("Exception ignored
-        # in ..."): the Ctrl-C was lost and the pack went on
+        # in ..."): the Ctrl-C was lost and the pack went on. A fork pool forks every worker at
+        # its first task (a spawn pool, one at a task, as many as are busy).
         with stops_deferred():
-            pool = stack.enter_context(_WatchedPool(
-                processes, initializer=_start_worker,
-                initargs=(os.getpid(), initializer, initargs), context=context))
+            pool.submit(int)
+        if context.get_start_method() == "fork":
+            _watch(pool, list(workers.values()))
         yield pool
+    except concurrent.futures.process.BrokenProcessPool:
+        _end(pool, list(workers.values()))
+        raise DataError(_worker_died(_first_death(list(workers.values())))) from None
+    except BaseException:
+        _end(pool, list(workers.values()))
+        raise
+    pool.shutdown()
 
 
 # Seconds the main thread waits on a pool's results between looks at its signal handlers.
 RESULT_POLL_S = 0.1
+# Jobs submitted to a pool ahead of the result waited for, per worker: enough to keep each busy.
+JOBS_AHEAD_PER_WORKER = 4
 
 
-def results_in_order(pool: _WatchedPool, iterator):
-    """The results of ``pool.imap(...)``, each waited for ``RESULT_POLL_S`` at a time, and a
-    DataError if a worker of ``pool`` dies meanwhile (``raise_if_a_worker_died``). A wait
-    without a timeout blocks the main thread in a lock that only a signal delivered to that
-    thread interrupts; Linux may deliver a Ctrl-C or SIGTERM to one of the pool's helper
-    threads instead, and Python runs handlers in the main thread only, so the stop waited for
-    the next result, which workers killed by the same signal never send: ``fastp2p pack
-    --synthetic`` still running 10 s after a SIGTERM, seen once in a test run under load."""
+def results_in_order(pool: concurrent.futures.ProcessPoolExecutor, function, jobs):
+    """``function(job)`` for each of ``jobs`` (an iterable of any length, a generator say: only
+    ``JOBS_AHEAD_PER_WORKER`` jobs a worker are drawn ahead of the result waited for), run on
+    ``pool``'s workers and yielded in the order of ``jobs``. A worker's death raises
+    BrokenProcessPool here (a DataError once out of ``worker_pool``'s block).
+
+    Each result is waited for ``RESULT_POLL_S`` at a time. A wait without a timeout blocks the
+    main thread in a lock that only a signal delivered to that thread interrupts; Linux may
+    deliver a Ctrl-C or SIGTERM to one of the pool's helper threads instead, and Python runs
+    handlers in the main thread only, so the stop waited for the next result, which workers
+    killed by the same signal never send: ``fastp2p pack --synthetic`` still running 10 s after
+    a SIGTERM, seen once in a test run under load."""
+    jobs = iter(jobs)
+    pending = collections.deque()
     while True:
-        try:
-            yield iterator.next(timeout=RESULT_POLL_S)
-        except multiprocessing.TimeoutError:
-            pool.raise_if_a_worker_died()
-        except StopIteration:
+        ahead = JOBS_AHEAD_PER_WORKER * pool._max_workers - len(pending)
+        pending.extend(pool.submit(function, job) for job in itertools.islice(jobs, ahead))
+        if not pending:
             return
+        yield _result(pending.popleft())
+
+
+def _result(future: concurrent.futures.Future):
+    """``future``'s result, waited for ``RESULT_POLL_S`` at a time (``results_in_order``)."""
+    while True:
+        with contextlib.suppress(concurrent.futures.TimeoutError):
+            return future.result(timeout=RESULT_POLL_S)
 
 
 @contextlib.contextmanager
