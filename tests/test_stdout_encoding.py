@@ -25,7 +25,10 @@ def _shown(stream: io.TextIOWrapper) -> str:
 @pytest.mark.parametrize("encoding, text, shown", [
     ("ascii", "pé/train: 12 pairs 日本\n", "p\\xe9/train: 12 pairs \\u65e5\\u672c\n"),
     ("utf-8", "n\udcc3\udca9/web\n", "n\\udcc3\\udca9/web\n"),   # a path not in UTF-8
-], ids=["ascii", "utf-8-undecodable-path"])
+    # 8-bit codecs, whose error names 'charmap': '½' and '¤' are in Latin-1, not in these
+    ("iso8859-15", "d½\n", "d\\xbd\n"),
+    ("cp437", "price ¤5 €\n", "price \\xa45 \\u20ac\n"),
+], ids=["ascii", "utf-8-undecodable-path", "iso8859-15", "cp437"])
 def test_what_the_encoding_lacks_is_escaped(encoding, text, shown):
     stream = io.TextIOWrapper(io.BytesIO(), encoding=encoding, write_through=True)
     print(text, end="", file=GuardedStdout(stream))

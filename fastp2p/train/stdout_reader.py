@@ -47,8 +47,10 @@ class GuardedStdout:
         try:
             self._stream.write(text)
         except UnicodeEncodeError as error:
-            self._stream.write(text.encode(error.encoding, "backslashreplace")
-                               .decode(error.encoding))
+            # the stream's own codec: an 8-bit one's error says 'charmap', which is Latin-1
+            # and would leave unescaped a character Latin-1 has and the stream's codec lacks
+            encoding = getattr(self._stream, "encoding", None) or error.encoding
+            self._stream.write(text.encode(encoding, "backslashreplace").decode(encoding))
 
     def flush(self, request_stop: bool = True) -> None:
         try:
