@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 from fastp2p.file_reads import read_text
+from fastp2p.option_types import seed
 from fastp2p.train.options import QuickDefault
 
 OPTIONS_FILE = "train_opt.txt"
@@ -50,6 +51,12 @@ WORKING_DIR = "working_dir"
 # its earliest builds' files end with neither and are taken as cut short: the options added
 # since are named in the warning, which says an older fastp2p may have written the file.
 END_LINE = "----------------- End -------------------"
+
+# Saved values read with the range they were written under, wider than what the option takes
+# when typed: a --seed above 2**32-1 was valid before --seed was bounded for new runs, and a run
+# started with one resumes with it as it was (the crop and flip draws use the whole seed;
+# refused, it went back to the default seed 0 partway through the run).
+SAVED_VALUE_TYPES = {"seed": seed}
 
 # The most of an options file that is read (FileTooLarge, a ValueError, past it: "cannot be
 # read"): fastp2p writes about 2 KB; a sparse 3 GB file was read whole, then MemoryError.
@@ -296,7 +303,8 @@ def _read_value(action: argparse.Action, text: str):
         if text not in ("True", "False"):
             raise ValueError(f"{text!r} is no flag value")
         return text == "True"
-    value = action.type(text) if action.type is not None else text
+    read = SAVED_VALUE_TYPES.get(action.dest, action.type)
+    value = read(text) if read is not None else text
     if action.choices is not None and value not in action.choices:
         raise ValueError(f"{text!r} is not one of {action.choices}")
     return value

@@ -140,6 +140,21 @@ def test_a_value_this_fastp2p_does_not_read_is_left_and_named(tmp_path):
     assert "not read, so left at the command line's: --netD 'cyclegan'" in taken.describe()
 
 
+def test_a_seed_an_older_fastp2p_took_above_32_bits_is_resumed_as_it_was(tmp_path):
+    """--seed 2**40 was valid before --seed was bounded for new runs: it was refused when read,
+    and the run resumed with seed 0, changing its crop and flip draws partway through."""
+    path = tmp_path / "train_opt.txt"
+    older = parsed_options("train", "--continue_train")
+    older.seed = 2 ** 40
+    write_options(older, path)
+    parser = command_parser(train_command.register)
+    args = build_parser().parse_args(["train", "--continue_train"])
+    taken = take_saved_options(args, parser, frozenset(["continue_train"]), path)
+    assert args.seed == 2 ** 40, taken.describe()
+    assert "not read" not in taken.describe() and "--seed 1099511627776" in taken.describe()
+    assert changed_options(args, path, RESUME_COMPARED) == ""
+
+
 def test_a_reference_run_folder_resumes(data, tmp_path, capsys):
     """The reference's checkpoints and options file: its options taken, its networks loaded."""
     from test_continue_reference_checkpoints import write_reference_checkpoints
