@@ -25,9 +25,12 @@ def _int_between(low: int, high: int, why_high: str = ""):
 seed = _int_between(0, 2 ** 63 - 1)
 # train and test --seed: torch's CPU generator (weight init), the data loader's order and the
 # U-Net's dropout stream keep its low 32 bits (numpy's legacy seeding, as the reference seeds
-# it, takes no more), so --seed 1 and 2**32+1 trained bit-identical networks in silence.
-run_seed = _int_between(0, 2 ** 32 - 1, ": torch's generators keep only the low 32 bits, so "
-                        "a larger seed would repeat a smaller one's run")
+# it, takes no more), so with no random crop or flip (their draws use the whole seed) --seed 1
+# and 2**32+1 trained bit-identical networks in silence. A run's saved seed keeps the range it
+# was written under (fastp2p.train.saved_options.SAVED_VALUE_TYPES).
+run_seed = _int_between(0, 2 ** 32 - 1, ": torch's generators keep only its low 32 bits, so "
+                        "its weight init, data order and dropout would repeat a smaller "
+                        "seed's")
 # Counts (epochs, images, steps, a batch): half of an int64, so that two of them added,
 # the last epoch --n_epochs + --n_epochs_decay, is still an int64, as a training state must hold
 # it (train_state_check), and so is seed + epoch, which seeds the data loader's generator each

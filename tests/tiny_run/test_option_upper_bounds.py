@@ -51,6 +51,16 @@ def test_every_integer_option_has_a_bound_here(command):
     assert _integer_options(command) == set(BOUNDS[command])
 
 
+@pytest.mark.parametrize("command", BOUNDS)
+def test_a_seed_past_32_bits_says_what_would_repeat(capsys, command):
+    """Not "a smaller one's run": the crop and flip draws use the whole seed."""
+    with pytest.raises(SystemExit):
+        build_parser().parse_known_args([command, "--seed", str(SEED_MAX + 2)])
+    line = capsys.readouterr().err.strip().splitlines()[-1]
+    assert line.endswith("so its weight init, data order and dropout would repeat a smaller "
+                         "seed's"), line
+
+
 @pytest.mark.parametrize("command,option,bound", BOUNDED)
 @pytest.mark.parametrize("past", [1, 10 ** 30], ids=["one_past", "1e30"])
 def test_a_value_past_the_bound_is_refused_while_parsing(capsys, command, option, bound, past):
