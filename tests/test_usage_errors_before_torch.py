@@ -100,6 +100,18 @@ def test_a_dataroot_with_blanks_at_its_ends_is_shown_in_quotes(tmp_path, argv, p
     assert f"error: {dataroot!r}: {problem}; " in result.stderr, result.stderr
 
 
+@pytest.mark.parametrize("command", ["train", "test"])
+def test_the_missing_split_of_a_blank_named_dataroot_is_shown_in_quotes(tmp_path, command):
+    """A folder " " without train/ was said as "error:  /train: folder not found"."""
+    (tmp_path / " ").mkdir()
+    result = subprocess.run([sys.executable, "-m", "fastp2p", command, "--dataroot", " ",
+                             "--checkpoints_dir", str(tmp_path / "ck")], cwd=tmp_path,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 1, result.stderr
+    phase = "train" if command == "train" else "test"
+    assert f"error: ' /{phase}': folder not found; " in result.stderr, result.stderr
+
+
 @pytest.mark.parametrize("options, error", [
     (["--crop_size", "48"], "--crop_size 48 must be a multiple of 256 for --netG unet_256"),
     (["--netD", "n_layers", "--n_layers_D", "7"],

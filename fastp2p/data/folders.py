@@ -20,7 +20,8 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from fastp2p.atomic_files import left_by_dead_process
-from fastp2p.data.errors import DataError, counted, printable, raise_or_report, what_to_do
+from fastp2p.data.errors import (DataError, counted, printable, raise_or_report, shown_path,
+                                 what_to_do)
 from fastp2p.data.packed_index import shards_without_index
 from fastp2p.data.transforms import Preprocess, multiple_of_4_size, scaled_width_size
 from fastp2p.terminal import stderr_bar
@@ -212,7 +213,7 @@ def _name_left_out(folder: Path, paths: list[Path], noun: str, why: str) -> None
 
 def require_folder(folder: Path, expected: str) -> None:
     if not folder.is_dir():
-        raise DataError(f"{folder}: folder not found; expected {expected} there "
+        raise DataError(f"{shown_path(folder)}: folder not found; expected {expected} there "
                         "(check the dataset folder, --dataroot or pack's DATAROOT, --phase "
                         f"and --dataset_mode){images_placed_above(folder)}")
 
