@@ -53,9 +53,19 @@ def _install_line(missing, extra: str, needed_by: str | None) -> str:
 
 def _reinstall_line(module: str, error: ImportError, needed_by: str | None) -> str:
     """``module``, installed but failing with ``error``: what failed, on one line, and the
-    reinstall that brings back what it needs (installing the extra says 'already satisfied')."""
+    install that mends it (installing the extra says 'already satisfied')."""
     name = PIP_NAMES.get(module, module)
     what = f"{needed_by} needs {name}, which is" if needed_by else f"{name} is"
     reason = " ".join(str(error).split())
-    return (f"{what} installed but cannot be imported ({reason}): "
-            f"pip install --force-reinstall {name}")
+    return f"{what} installed but cannot be imported ({reason}): {_mend(module, error)}"
+
+
+def _mend(module: str, error: ImportError) -> str:
+    """The pip command that mends ``module``'s ``error``: installing another module it found
+    missing (matplotlib without kiwisolver), else reinstalling ``module`` alone (a broken file
+    of its own); --no-deps, as reinstalling its dependencies too would replace numpy, say, with
+    the newest one, maybe not the one torch was built against."""
+    missing = (getattr(error, "name", None) or "").split(".")[0]
+    if isinstance(error, ModuleNotFoundError) and missing and missing != module:
+        return f"pip install {PIP_NAMES.get(missing, missing)}"
+    return f"pip install --force-reinstall --no-deps {PIP_NAMES.get(module, module)}"

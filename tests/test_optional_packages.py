@@ -166,26 +166,35 @@ def _importing(monkeypatch, errors: dict) -> None:
     monkeypatch.setattr(optional_packages.importlib, "import_module", import_module)
 
 
-@pytest.mark.parametrize("error, said", [
-    (ModuleNotFoundError("No module named 'PIL'", name="PIL"), "No module named 'PIL'"),
+@pytest.mark.parametrize("error, said, mend", [
+    (ModuleNotFoundError("No module named 'PIL'", name="PIL"), "No module named 'PIL'",
+     "pip install Pillow"),   # a dependency missing: that one installed, by its pip name
+    (ModuleNotFoundError("No module named 'kiwisolver'", name="kiwisolver"),
+     "No module named 'kiwisolver'", "pip install kiwisolver"),
+    (ModuleNotFoundError("No module named 'matplotlib.ft2font'", name="matplotlib.ft2font"),
+     "No module named 'matplotlib.ft2font'", "pip install --force-reinstall --no-deps "
+     "matplotlib"),           # a part of its own missing: it alone reinstalled
     (ImportError("numpy.core.multiarray failed\nto import"),  # said on one line
-     "numpy.core.multiarray failed to import")])
+     "numpy.core.multiarray failed to import",
+     "pip install --force-reinstall --no-deps matplotlib")],
+    ids=["dependency", "dependency-not-checked", "own-part", "other-error"])
 def test_an_installed_package_that_fails_to_import_is_said_so_with_its_error(monkeypatch, error,
-                                                                             said):
+                                                                             said, mend):
     """A package that is installed but cannot be imported (its own dependency missing, a broken
-    extension) was said 'not installed', and the fix given, installing the extra, did nothing."""
+    extension) was said 'not installed', and the fix given, installing the extra, did nothing.
+    The mend was then always `pip install --force-reinstall matplotlib`: the wrong package where
+    a dependency is missing, and its dependencies (numpy...) reinstalled at their newest."""
     from fastp2p.optional_packages import MissingPackage, require_packages
 
     _importing(monkeypatch, {"matplotlib": error})
     with pytest.raises(MissingPackage) as raised:
         require_packages(("tqdm", "matplotlib"), "train")
     assert str(raised.value) == (f"matplotlib is installed but cannot be imported ({said}): "
-                                 "pip install --force-reinstall matplotlib")
+                                 f"{mend}")
     with pytest.raises(MissingPackage) as raised:
         require_packages(("matplotlib",), "bench", needed_by="fastp2p bench --plot")
     assert str(raised.value) == (f"fastp2p bench --plot needs matplotlib, which is installed but "
-                                 f"cannot be imported ({said}): pip install --force-reinstall "
-                                 "matplotlib")
+                                 f"cannot be imported ({said}): {mend}")
 
 
 def test_a_missing_package_and_another_broken_otherwise_are_both_named(monkeypatch):
@@ -198,4 +207,4 @@ def test_a_missing_package_and_another_broken_otherwise_are_both_named(monkeypat
     assert str(raised.value) == (
         "tqdm is not installed: pip install 'fastp2p[train]'; matplotlib is installed but "
         "cannot be imported (libfreetype.so.6: cannot open): pip install --force-reinstall "
-        "matplotlib")
+        "--no-deps matplotlib")
