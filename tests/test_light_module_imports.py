@@ -64,3 +64,30 @@ def test_a_unet_built_and_run_eagerly_leaves_torch_dynamo_unimported(tmp_path):
                           text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "False"
+
+
+def test_without_torchs_private_lazy_disable_the_hook_is_kept_from_compile_on_first_call(
+        tmp_path):
+    """torch._disable_dynamo is internal-only: a torch without it failed importing folding
+    with an AttributeError. torch.compiler.disable is then applied on the hook's first call,
+    still without importing torch._dynamo at import."""
+    code = ("import importlib, sys, torch\n"
+            "from fastp2p.nn import folding\n"
+            # torch's own modules use the private name as they load: gone for folding's alone
+            "torch_lazy_disable = torch._disable_dynamo\n"
+            "del torch._disable_dynamo\n"
+            "folding = importlib.reload(folding)\n"
+            "torch._disable_dynamo = torch_lazy_disable\n"
+            "print('torch._dynamo' in sys.modules)\n"
+            "watched = torch.nn.Parameter(torch.randn(4))\n"
+            "folding.see_fused_steps_on([watched])\n"
+            "optimizer = torch.optim.Adam([watched], lr=0.1, fused=True)\n"
+            "watched.grad = torch.randn(4)\n"
+            "optimizer.step()\n"
+            "version = watched._version\n"
+            "optimizer.step()\n"
+            "print(watched._version - version, 'torch._dynamo' in sys.modules)\n")
+    done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stderr.strip().splitlines()[-1:]
+    assert done.stdout.split() == ["False", "1", "True"], done.stdout

@@ -49,6 +49,7 @@ then built in that layout too. A layout is ``torch.preserve_format`` (the
 module's own), another memory format, ``PACKED`` or ``PHASES``.
 """
 import collections
+import functools
 import itertools
 import weakref
 from dataclasses import dataclass
@@ -387,10 +388,28 @@ def see_fused_steps_on(tensors) -> None:
         _step_hook = register_optimizer_step_post_hook(_see_fused_optimizer_step)
 
 
-# Run as Python inside a compiled step too: traced, it bumped nothing. torch's lazy form of
-# torch.compiler.disable (the one torch.optim uses), which imports torch._dynamo on the first
-# call, not at import: that import doubled the time of `import fastp2p.nn` (3.5 s of 7).
-@torch._disable_dynamo
+def _kept_from_compile(fn):
+    """``fn`` kept out of torch.compile's tracing, with torch._dynamo imported on its first
+    call, not here: that import doubled the time of `import fastp2p.nn` (3.5 s of 7).
+    torch._disable_dynamo is torch's lazy form of torch.compiler.disable, the one torch.optim
+    uses; torch calls it internal-only (2.13, 2026-12), so where a torch lacks it, the same is
+    done here: torch.compiler.disable applied on the first call."""
+    torch_lazy_disable = getattr(torch, "_disable_dynamo", None)
+    if torch_lazy_disable is not None:
+        return torch_lazy_disable(fn)
+    disabled = None
+
+    @functools.wraps(fn)
+    def run(*args, **kwargs):
+        nonlocal disabled
+        if disabled is None:
+            disabled = torch.compiler.disable(fn)
+        return disabled(*args, **kwargs)
+    return run
+
+
+# Run as Python inside a compiled step too: traced, it bumped nothing.
+@_kept_from_compile
 def _see_fused_optimizer_step(optimizer, args, kwargs) -> None:
     """Bump the version counters of the watched parameters a fused optimizer just stepped (other
     optimizers' in-place ops bump them themselves)."""
