@@ -130,7 +130,7 @@ def _parse_and_run(argv, args: argparse.Namespace) -> int:
         parser.print_help()
         return 2
     drop_early_stop_handler(args.command)
-    if "given_options" in vars(args):   # a command that takes the others from a saved run
+    if "given_options" in vars(args):   # a command that needs the options the command line typed
         args.given_options = given_options(_subcommand_parser(parser, args.command), words)
     work_begins()
     return args.run(args)

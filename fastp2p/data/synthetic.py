@@ -196,7 +196,8 @@ def _unusable_record(record: Path) -> str:
         size = 0
     if size > MAX_RECORD_BYTES:
         return (f"and its {record.name} is too large ({size} bytes, more than the "
-                f"{MAX_RECORD_BYTES} of a record fastp2p writes), so it is no record of them")
+                f"{MAX_RECORD_BYTES} bytes read of a record: no record fastp2p writes is that "
+                "large), so it is no record of them")
     return f"and its {record.name} is unreadable"
 
 

@@ -488,7 +488,7 @@ def _resume(trainer, state, state_path, loader, dataroot_from_here=None) -> int 
         trainer.resume(state, loader)
         if dataroot_from_here:
             check_dataroot_from_here(dataroot_from_here, trainer.progress,
-                                      len(loader.dataset))
+                                     len(loader.dataset))
     except ResumeError as err:
         _print_refusal(err)
         return 2
