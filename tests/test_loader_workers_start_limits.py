@@ -1,5 +1,6 @@
 """Loader workers that cannot all be started (the limit on open files reached part way, as under
-`ulimit -n 16` with --num_threads 2) are one line naming that limit, never the disk, and the
+`ulimit -n 16` with --num_threads 2) are one line naming that limit, never the disk, in train
+and test (which said a bare "[Errno 24] Too many open files" and nothing to do), and the
 process exits: the workers already started ignore the SIGTERM that multiprocessing's exit hook
 stops them with, and its join waited for them forever."""
 import errno
@@ -11,7 +12,8 @@ import pytest
 from torch.utils.data.dataloader import _MultiProcessingDataLoaderIter
 
 from fastp2p.cli import main
-from helpers.train_helpers import one_line, train_argv, write_aligned_dataset
+from helpers.train_helpers import (one_line, tiny_test_argv, train_argv, train_tiny_run,
+                                   write_aligned_dataset)
 
 # Starts the first of two workers, then lowers the open-file limit to the lowest free
 # descriptor, so that the second worker's queue (a pipe) fails with EMFILE.
@@ -62,3 +64,27 @@ def test_train_names_the_open_file_limit_not_the_disk(tmp_path, monkeypatch, cap
     assert os.strerror(errno.EMFILE) in line and "ulimit -n" in line, line
     assert "--num_threads" in line and "no checkpoint was written" in line, line
     assert "disk" not in line, line
+
+
+def _out_of_files(*args, **kwargs):
+    raise OSError(errno.EMFILE, os.strerror(errno.EMFILE))
+
+
+@pytest.mark.parametrize("where, num_threads, advice", [
+    (_MultiProcessingDataLoaderIter, "1", "or use fewer --num_threads"),
+    ("fastp2p.train.reports.save_image", "0", ", then run it again")],
+    ids=["loader-workers", "an-image-write"])
+def test_test_names_the_open_file_limit_and_what_to_do(tmp_path, monkeypatch, capsys, where,
+                                                       num_threads, advice):
+    data = write_aligned_dataset(tmp_path / "data", pairs=2)
+    checkpoints = train_tiny_run(data, tmp_path / "ckpt")
+    if where is _MultiProcessingDataLoaderIter:
+        monkeypatch.setattr(where, "__init__", _out_of_files)
+    else:
+        monkeypatch.setattr(where, _out_of_files)
+    argv = tiny_test_argv(data, checkpoints, tmp_path / "res")
+    argv[argv.index("--num_threads") + 1] = num_threads
+    assert main(argv) == 1
+    line = one_line(capsys.readouterr().err)
+    assert os.strerror(errno.EMFILE) in line and "ulimit -n" in line and advice in line, line
+    assert "0 of 2 images written" in line, line
