@@ -48,10 +48,12 @@ def fill_the_disk_of(module, monkeypatch, room):
     monkeypatch.setattr(module, "open", filling_open, raising=False)
 
 
-def fill_temporary_files(monkeypatch, room, *, which=lambda number: True, error=errno.ENOSPC):
+def fill_temporary_files(monkeypatch, room, *, which=lambda number: True, named=None,
+                         error=errno.ENOSPC):
     """The temporary files fastp2p writes and renames into place (``atomic_files``: opened on
     the descriptor that created them) fill up after ``room`` bytes (then fail with ``error``);
-    ``which``: of the files opened from now on, counted from 1, the ones that do."""
+    ``which``: of the files opened from now on, counted from 1, the ones that do; ``named``:
+    only those of a file of that name (its temporary sibling's name holds it)."""
     real_fdopen, opened = os.fdopen, []
 
     def filling_fdopen(fd, mode="r", *args, **kwargs):
@@ -59,7 +61,8 @@ def fill_temporary_files(monkeypatch, room, *, which=lambda number: True, error=
         if "w" not in mode:
             return handle
         opened.append(fd)
-        return FillingFile(handle, room, error) if which(len(opened)) else handle
+        of_name = named is None or f".{named}.tmp-" in os.readlink(f"/proc/self/fd/{fd}")
+        return FillingFile(handle, room, error) if which(len(opened)) and of_name else handle
     monkeypatch.setattr(os, "fdopen", filling_fdopen)
 
 
@@ -168,14 +171,14 @@ def test_a_full_disk_while_the_held_rows_are_dropped_leaves_the_log_whole(tmp_pa
 @pytest.mark.parametrize("resumed", [False, True], ids=["fresh", "continue_train"])
 def test_a_full_disk_on_the_options_file_names_it_and_what_to_do(tmp_path, monkeypatch, capsys,
                                                                   resumed):
-    """train_opt.txt, written before the loss log: its error named no file ("[Errno 28] No
-    space left on device") and said nothing of the checkpoints."""
+    """train_opt.txt, written before the loss log (a resume's with its first save): its error
+    named no file ("[Errno 28] No space left on device") and said nothing of the checkpoints."""
     data = write_aligned_dataset(tmp_path / "data", pairs=4)
     argv = train_argv(data, tmp_path, "--n_epochs_decay", "0", "--no_html")
     if resumed:
         assert main(argv) == 0
         argv += ["--continue_train", "--n_epochs", "2"]
-    fill_temporary_files(monkeypatch, 100, which=lambda number: number == 1)
+    fill_temporary_files(monkeypatch, 100, named="train_opt.txt")
     capsys.readouterr()
     assert main(argv) == 1
     advice = ("the last good checkpoint" if resumed else "no checkpoint was written",

@@ -6,6 +6,7 @@ model on the embedded colourisation dataset (``--task``) in minutes on a CPU.
 """
 import argparse
 import sys
+from functools import partial
 from pathlib import Path
 
 from fastp2p.command_errors import print_error
@@ -251,7 +252,7 @@ def run(args: argparse.Namespace, times=None, name_files: bool = True) -> int:
         page = loss_log = None
         if info.is_main:
             try:
-                page, loss_log = _open_run_files(args, checkpoints, state, say,
+                page, loss_log = _open_run_files(args, checkpoints, state, say, trainer,
                                                  dataroot_from_here, info.device.type == "cpu")
             except OSError as err:   # a full disk: said as a failed write in training is
                 _print_failure(trainer.write_failure(err), training)
@@ -497,17 +498,18 @@ def _resume(trainer, state, state_path, loader, dataroot_from_here=None) -> int 
     return None
 
 
-def _open_run_files(args, checkpoints, state, say, dataroot_from_here, on_cpu: bool):
+def _open_run_files(args, checkpoints, state, say, trainer, dataroot_from_here, on_cpu: bool):
     """Rank 0's (page or None, loss log) in the run folder, after the options file is written
-    with this run's compute threads (and, on resuming, the options changed since are said, and
-    ``on_cpu`` another count of threads); ``dataroot_from_here``: see ``_resume_notes``. An
-    OSError is a failed write of the run's own files (the trackers, opened apart, may raise one
-    of their own: a network error)."""
+    with this run's compute threads, or its write is left to ``trainer``'s first save
+    (``_write_run_options``); on resuming, the options changed since are said, and ``on_cpu``
+    another count of threads. ``dataroot_from_here``: see ``_resume_notes``. An OSError is a
+    failed write of the run's own files (the trackers, opened apart, may raise one of their
+    own: a network error)."""
     import torch
 
     from fastp2p.train.reports import LOSS_LOG, WEB, LossLog, TrainingPage
     from fastp2p.train.saved_options import (OPTIONS_FILE, RESUME_COMPARED, changed_options,
-                                             threads_change, write_options)
+                                             threads_change)
 
     options_file, threads = checkpoints.path / OPTIONS_FILE, torch.get_num_threads()
     if state is not None:
@@ -520,13 +522,28 @@ def _open_run_files(args, checkpoints, state, say, dataroot_from_here, on_cpu: b
         if threads_line:
             say(threads_line)
     # a folder the run may not have started in is not recorded as the run's
-    write_options(args, options_file, started_here=not dataroot_from_here,
-                  compute_threads=threads)
+    _write_run_options(args, trainer, options_file, started_here=not dataroot_from_here,
+                       compute_threads=threads)
     resume_step = state["engine"]["steps"] if state else None
     page = (None if args.no_html
             else TrainingPage(checkpoints.path / WEB, args.name, resume_step=resume_step))
     loss_log = LossLog(checkpoints.path / LOSS_LOG, resume_step=resume_step)
     return page, loss_log
+
+
+def _write_run_options(args, trainer, options_file, **recorded) -> None:
+    """Write ``args`` (as they are now) to the run's ``options_file`` (``write_options`` with
+    ``recorded``): at once for a new run (its folder is a run's from the start), and with a
+    resume's first save, once that set is on disk: a resume that saves nothing (killed, failed)
+    leaves the file recording the options its sets were trained with, which the next
+    --continue_train takes (it took those of the command line that failed)."""
+    from fastp2p.train.saved_options import write_options
+
+    write = partial(write_options, argparse.Namespace(**vars(args)), options_file, **recorded)
+    if args.continue_train:
+        trainer.after_first_save(write)
+    else:
+        write()
 
 
 def _start_line(args, pairs: int, info, graphs: bool, trainer) -> str:

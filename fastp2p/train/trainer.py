@@ -99,6 +99,7 @@ class Trainer:
         self.replaced_run = replaced_run or None
         # until this run's first save is on disk, the sets there are the replaced run's
         self.replacing = self.replaced_run is not None
+        self._first_save_jobs = []   # after_first_save's
         self._report_warnings = set()  # kinds of report errors said (writer thread)
         self._stops = None  # fit's StopRequests
 
@@ -109,6 +110,11 @@ class Trainer:
         constructor because opening them writes into the run's folder, which a run does only
         once ``resume`` has accepted its state."""
         self.page, self.loss_log, self.trackers = page, loss_log, list(trackers)
+
+    def after_first_save(self, job) -> None:
+        """Run ``job`` on the writer thread once this run's first save is on disk (rank 0's);
+        never where the run saves nothing. Its error ends training as a failed save's does."""
+        self._first_save_jobs.append(job)
 
     # ---- state ------------------------------------------------------------------------------
     def train_state(self) -> dict:
@@ -218,6 +224,7 @@ class Trainer:
             files, step = snapshot(self.netG, self.netD, self.train_state()), self.engine.steps
             replaced, self.replaced_run = self.replaced_run, None
             discarded_reports = self._discarded_reports_job()
+            first_save_jobs, self._first_save_jobs = self._first_save_jobs, []
 
             def write():
                 self.checkpoints.write(labels, files, step, replacing=self.replacing)
@@ -226,6 +233,8 @@ class Trainer:
                     self._remove_replaced_run(replaced, labels)
                 if discarded_reports is not None:
                     discarded_reports()
+                for job in first_save_jobs:
+                    job()
             self.writer.submit(write)
 
     def _discarded_reports_job(self):

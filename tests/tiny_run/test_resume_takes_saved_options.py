@@ -8,6 +8,7 @@ import pytest
 
 from fastp2p.cli import build_parser, main
 from fastp2p.train import train_command
+from fastp2p.train.trainer import Trainer
 from fastp2p.train.saved_options import (RESUME_COMPARED, changed_options, command_parser,
                                          given_options, read_options, take_saved_options,
                                          write_options)
@@ -74,6 +75,21 @@ def test_a_resume_trains_with_the_runs_options(run_of_lr, capsys):
     assert {lr for _, lr in _lrs(folder)} == {0.0005}   # constant lr: n_epochs_decay 0 taken
     saved = _saved(folder)
     assert (saved["lr"], saved["n_epochs"], saved["n_epochs_decay"]) == ("0.0005", "2", "0")
+
+
+def test_a_resume_stopped_before_its_first_save_leaves_the_options_file(run_of_lr, monkeypatch):
+    """A --continue_train with changed options that failed (out of memory, killed) before it
+    saved had rewritten train_opt.txt already: the next plain --continue_train took its
+    --batch_size, which no saved set was trained with."""
+    options = run_of_lr / "tiny" / "train_opt.txt"
+    before = options.read_bytes()
+
+    def stopped(self, loader, progress_bar=None):
+        raise MemoryError("injected: stopped before the first save")
+    monkeypatch.setattr(Trainer, "fit", stopped)
+    with pytest.raises(MemoryError, match="injected"):
+        main(_resume_argv(run_of_lr, "--n_epochs", "3", "--batch_size", "2"))
+    assert options.read_bytes() == before
 
 
 def test_the_record_stays_for_the_next_resume(run_of_lr, capsys):
