@@ -49,9 +49,12 @@ from fastp2p.data.packed_index import (FORMAT, INDEX_NAME, STATE_NAME, VERSION, 
 from fastp2p.data.transforms import BICUBIC
 from fastp2p.data.worker_pool import worker_pool
 from fastp2p.file_reads import FileTooLarge, read_error_advice
+from fastp2p.inodes import free_inodes, nearest_existing
 from fastp2p.terminal import stderr_bar
 
 GRAY_FIELDS = ("gray_file", "gray_sha256", "gray_crc32")
+# The files a run writes beside its shards: pack-state.json, then index.json
+BOOKKEEPING_FILES = 2
 
 
 def shard_files(phase_dir: Path) -> list:
@@ -355,12 +358,21 @@ def refuse_too_little_space(plan: PhasePlan, todo: list, later: list = ()) -> No
     otherwise the disk fills partway (a re-run resumes, but after that much time lost). Counted:
     ``plan``'s jobs ``todo``, and the jobs of the phases this run packs after it (``later``) on
     the same disk that lack a shard file (their kept shards are not known before their turn).
-    The bytes are a lower bound, so a pack that fits is not refused: every planned pair (fewer
-    where --skip-bad drops one while packing), less the shards each replaces."""
+    Both are lower bounds, so a pack that fits is not refused: the bytes of every planned pair
+    (fewer where --skip-bad drops one while packing), less the shards each replaces; and the
+    inodes of the shard files not there yet (``_refuse_too_few_inodes``)."""
     device, free = disk_of(plan.phase_dir)
+    phases = [(plan, todo)] + [(other, _without_shard_files(other)) for other in later
+                               if disk_of(other.phase_dir)[0] == device]
+    _refuse_too_few_bytes(plan, phases, free)
+    _refuse_too_few_inodes(plan.phase_dir, phases)
+
+
+def _refuse_too_few_bytes(plan: PhasePlan, phases: list, free: int) -> None:
+    """DataError where the shards of ``phases`` ((PhasePlan, jobs) on the disk of ``plan``'s
+    folder) need more than the ``free`` bytes of that disk."""
     counts, needed = [], 0
-    for phase, jobs in [(plan, todo)] + [(other, _without_shard_files(other)) for other in later
-                                         if disk_of(other.phase_dir)[0] == device]:
+    for phase, jobs in phases:
         colour = pair_bytes(phase.load_size)
         per_pair = colour + (colour // CHANNELS if phase.gray else 0)  # --gray: one more channel
         count = sum(len(job["pairs"]) for job in jobs)
@@ -381,6 +393,24 @@ def refuse_too_little_space(plan: PhasePlan, todo: list, later: list = ()) -> No
                         "disk")
 
 
+def _refuse_too_few_inodes(phase_dir: Path, phases: list) -> None:
+    """DataError where the file system of ``phase_dir`` has fewer free inodes (the files it can
+    hold) than the shard files of ``phases`` ((PhasePlan, jobs) on it) that are not there yet,
+    plus the state file and the index that a run writing them writes: on an inode limit (HPC
+    scratch, tmpfs) the pack failed partway with "No space left on device", bytes to spare."""
+    new_files = sum(not os.path.lexists(phase.phase_dir / job[key])
+                    for phase, jobs in phases for job in jobs for key in _shard_keys(phase.gray))
+    free = free_inodes(phase_dir)
+    if not new_files or free is None:
+        return
+    needed = new_files + BOOKKEEPING_FILES
+    if needed > free:
+        raise DataError(f"{phase_dir}: the {counted(new_files, 'shard file')} still to write "
+                        f"and the pack's index and state need {needed} inodes (files) on this "
+                        f"file system, which has {free} free (`df -i`); delete files there or "
+                        "raise its inode limit, or pack to a folder on another disk")
+
+
 def _without_shard_files(plan: PhasePlan) -> list:
     """``plan``'s jobs that lack a shard file (or, with --gray, its grayscale one)."""
     return [job for job in plan.jobs if not all(os.path.lexists(plan.phase_dir / job[key])
@@ -396,9 +426,7 @@ def _shard_keys(gray: bool) -> tuple:
 def disk_of(path) -> tuple[int, int]:
     """(device, free bytes) of the file system ``path`` is or would be made on: that of its
     nearest existing folder."""
-    path = os.path.abspath(path)
-    while not os.path.exists(path):
-        path = os.path.dirname(path)
+    path = nearest_existing(path)
     return os.stat(path).st_dev, shutil.disk_usage(path).free
 
 

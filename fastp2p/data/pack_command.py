@@ -7,6 +7,7 @@ from fastp2p import cpu_info
 from fastp2p.byte_sizes import binary_size
 from fastp2p.command_errors import options_given, print_error, unread_options
 from fastp2p.data.worker_pool import exit_at_sigterm
+from fastp2p.inodes import out_of_inodes_advice
 from fastp2p.option_types import MAX_LOAD_SIZE, given_path, pack_workers, plain_name, seed
 from fastp2p.terminal import is_terminal
 
@@ -36,9 +37,9 @@ folders.
 Every phase's images are listed and their headers read and checked (format, size, pairing)
 before the first phase is written (damage that only decoding finds, a truncated JPEG, stops the
 run when its phase is packed; --skip-bad decodes every image up front), and a run whose shards
-cannot fit in the disk's free space (all its phases on that disk) is refused before it writes
-anything. An interrupted run (Ctrl-C: exit 130; SIGTERM: 143; a crash) resumes: run the
-same command again; finished shards whose checksum verifies are kept. A pack in OUT, finished or
+cannot fit in the disk's free space or free inodes (all its phases on that disk) is refused
+before it writes anything. An interrupted run (Ctrl-C: exit 130; SIGTERM: 143; a crash)
+resumes: run the same command again; finished shards whose checksum verifies are kept. A pack in OUT, finished or
 interrupted, made from another DATAROOT (their resolved paths differ) or with another
 --load_size is refused unless --overwrite asks to replace it (one of the same DATAROOT and
 --load_size is resumed, or updated where images were added, removed or changed); an index.json
@@ -263,7 +264,8 @@ def run(args: argparse.Namespace) -> int:
     except OSError as error:  # e.g. a full disk: finished shards are kept for the re-run
         reason = os.strerror(error.errno) if error.errno else str(error)
         path = error.filename if error.filename is not None else writing
-        print_error("pack", f"{path}: {reason}; fix it and run the same command again to "
+        fix = out_of_inodes_advice(error) or "fix it"
+        print_error("pack", f"{path}: {reason}; {fix} and run the same command again to "
                     "resume")
         return 1
     except MemoryError:

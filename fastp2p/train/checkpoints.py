@@ -31,6 +31,7 @@ from fastp2p.atomic_files import (TemporaryFile, fsync_directory, naming_the_fil
                                   remove_left_by_dead_processes, replace_text)
 from fastp2p.checkpoint_names import MANIFEST_SUFFIX, NETWORK_SUFFIXES, TRAIN_STATE_SUFFIX
 from fastp2p.file_reads import read_error_advice
+from fastp2p.inodes import out_of_inodes_advice
 from fastp2p.nn.checkpoint import CheckpointMismatch, load_safely, weights_problem
 from fastp2p.nn.checks import with_article
 from fastp2p.nn.compat import fits_the_network_it_looks_like
@@ -59,13 +60,17 @@ def what_to_fix(err: BaseException) -> str:
     """The first words of the advice after a failed write: a file larger than the process may
     write (EFBIG: a job's `ulimit -f`, say) needs no free disk space, but a higher limit; nor
     does a file that could not be opened for a limit on open files (EMFILE: `ulimit -n`;
-    ENFILE: the system's)."""
+    ENFILE: the system's), nor a disk out of inodes (ENOSPC with bytes free: deleting any
+    files helps there, not only large ones)."""
     if isinstance(err, OSError) and err.errno == errno.EFBIG:
         return "Raise the file size limit (ulimit -f) or write to another disk"
     if isinstance(err, OSError) and err.errno in (errno.EMFILE, errno.ENFILE):
         advice = read_error_advice(err)
-        return advice[0].upper() + advice[1:]
-    return "Free disk space or fix the folder's permissions"
+    else:
+        advice = out_of_inodes_advice(err)
+    if advice is None:
+        return "Free disk space or fix the folder's permissions"
+    return advice[0].upper() + advice[1:]
 
 
 def describe_os_error(err: OSError) -> str:
