@@ -37,9 +37,9 @@ folders.
 Every phase's images are listed and their headers read and checked (format, size, pairing)
 before the first phase is written (damage that only decoding finds, a truncated JPEG, stops the
 run when its phase is packed; --skip-bad decodes every image up front), and a run whose shards
-cannot fit in the disk's free space or free inodes (all its phases on that disk) is refused
-before it writes anything. An interrupted run (Ctrl-C: exit 130; SIGTERM: 143; a crash)
-resumes: run the same command again; finished shards whose checksum verifies are kept. A pack in OUT, finished or
+cannot fit in the disk's free space or inodes (all its phases on it) is refused before it writes
+anything. An interrupted run (Ctrl-C: exit 130; SIGTERM: 143; a crash) resumes: run the
+same command again; finished shards whose checksum verifies are kept. A pack in OUT, finished or
 interrupted, made from another DATAROOT (their resolved paths differ) or with another
 --load_size is refused unless --overwrite asks to replace it (one of the same DATAROOT and
 --load_size is resumed, or updated where images were added, removed or changed); an index.json
