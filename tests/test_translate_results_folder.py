@@ -1,6 +1,8 @@
 """What `fastp2p test` does with its results folder RESULTS_DIR/NAME/PHASE_EPOCH: one run at a
 time holds it (before, two runs into it both exited 0 and left a page listing a mix of both
 runs' images), and its end line says what it left out of its page."""
+import pytest
+
 from fastp2p.cli import main
 from fastp2p.train.run_lock import RunFolderLock
 from helpers.train_helpers import one_line, tiny_test_argv, tiny_test_results
@@ -95,3 +97,23 @@ def test_the_pages_images_load_lazily(tmp_path):
                                                      ("fake", "images/a_fake.png")])])
     page = (tmp_path / "index.html").read_text(encoding="utf-8")
     assert page.count("<img src='images/a_") == page.count("' loading='lazy'>") == 2
+
+
+@pytest.mark.parametrize("variable, value", [("FASTP2P_BACKEND", "garbage"),
+                                             ("FASTP2P_CONV", "Fused"),
+                                             ("FASTP2P_CPU_DECONV", "gemm ")])
+def test_a_bad_op_setting_is_refused_before_the_results_are_touched(tmp_path, monkeypatch,
+                                                                    capsys, variable, value):
+    """As train does: the ops read these at the first image, after the earlier run's page was
+    deleted (QA limits2 #2: 'FASTP2P_BACKEND must be one of ...; the results ... are partial',
+    exit code 1, index.html gone)."""
+    argv = _single_images_argv(tmp_path, 2)
+    assert main(argv) == 0
+    results = tiny_test_results(tmp_path / "res")
+    before = sorted(path.relative_to(results) for path in results.rglob("*"))
+    capsys.readouterr()
+    monkeypatch.setenv(variable, value)
+    assert main(argv) == 1      # as train's
+    line = one_line(capsys.readouterr().err)
+    assert variable in line and "partial" not in line, line
+    assert sorted(path.relative_to(results) for path in results.rglob("*")) == before

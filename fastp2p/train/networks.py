@@ -102,6 +102,21 @@ def _discriminator_config(args) -> NetworkConfig:
                          discriminator="pixel" if args.netD == "pixel" else "patch")
 
 
+def check_op_settings(device: torch.device, *, inference: bool) -> None:
+    """ValueError for a FASTP2P_BACKEND or FASTP2P_CONV the ops refuse on ``device`` and, for
+    ``inference`` on the CPU (the only one that reads it), a FASTP2P_CPU_DECONV they refuse:
+    before a command reads its data or writes anything. The ops read them at the first
+    forward, after train had written its run folder and test had removed the page of the
+    earlier results it was to replace."""
+    from fastp2p.ops.backends import backend_name_for, conv_choice
+    from fastp2p.ops.conv_transpose import forced_form
+
+    backend_name_for(device)
+    conv_choice.check_setting(device)
+    if inference and device.type == "cpu":
+        forced_form()
+
+
 def generator_from_options(args, device) -> torch.nn.Module:
     """fastp2p.UNet per --netG/--ngf/--norm/--no_dropout, initialised per --init_type/gain, on
     ``device``, its dropout stream at (--seed, 0) (the seed the command gave torch), however many

@@ -204,6 +204,7 @@ def run(args: argparse.Namespace, times=None, name_files: bool = True) -> int:
     from fastp2p.data import DataError
     from fastp2p.train.checkpoints import CheckpointWriteError, describe_os_error
     from fastp2p.train.distributed import shutdown_processes
+    from fastp2p.train.networks import check_op_settings
     from fastp2p.train.progress import progress_bar
     from fastp2p.train.run_lock import RunFolderLock
     from fastp2p.train.trackers import close_trackers, open_trackers
@@ -229,7 +230,7 @@ def run(args: argparse.Namespace, times=None, name_files: bool = True) -> int:
         graphs = args.graphs
         if graphs is None:
             graphs = info.device.type == "cuda" and info.world_size == 1
-        _check_environment(info.device)
+        check_op_settings(info.device, inference=False)
         torch.manual_seed(args.seed)
         dataset = _build_dataset(args, load_size_given, say)
         loader = _build_loader(args, dataset, info, graphs, say)
@@ -356,16 +357,6 @@ def _messengers(info):
     if not info.is_main:
         return (lambda message: None), (lambda message: None)
     return tqdm.write, (lambda message: tqdm.write(message, file=sys.stderr))
-
-
-def _check_environment(device) -> None:
-    """ValueError for a FASTP2P_BACKEND or FASTP2P_CONV the ops refuse on ``device``, before
-    the data is read and the run folder written: a bad FASTP2P_CONV was said at the first step,
-    the folder left holding train_opt.txt and loss_log.csv and no checkpoint."""
-    from fastp2p.ops.backends import backend_name_for, conv_choice
-
-    backend_name_for(device)
-    conv_choice.check_setting(device)
 
 
 def _build_dataset(args, load_size_given: bool, say):

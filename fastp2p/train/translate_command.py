@@ -154,7 +154,7 @@ def run(args: argparse.Namespace) -> int:
     from fastp2p.train.cpu_threads import apply_thread_choice, choose_threads
     from fastp2p.train.distributed import launched_world_size, resolve_device
     from fastp2p.train.image_sizes import aspect_ratio_size, check_options_fit_unet
-    from fastp2p.train.networks import check_networks_fit_memory
+    from fastp2p.train.networks import check_networks_fit_memory, check_op_settings
     from fastp2p.train.reference_options import apply_reference_options
     from fastp2p.train.run_lock import RunFolderBusy
     from fastp2p.train.stop_requests import StopRequests
@@ -172,6 +172,7 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as err:
         return _refused(err)
     try:  # an error of the file or of other model options exits 1, as a load always did
+        check_op_settings(device, inference=True)   # exit code 1, as train's
         saved = _saved_generator(args, generator)
     except (ValueError, OSError) as err:
         return _failed(err)
