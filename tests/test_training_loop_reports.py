@@ -283,3 +283,47 @@ def test_a_loader_that_cannot_start_leaves_no_bar_open(tmp_path):
     with pytest.raises(ValueError, match="cannot start the loader"):
         trainer.fit(LoaderThatCannotStart(random_batches(2)), progress_bar=Bar)
     assert [bar.closed for bar in Bar.made] == [True]
+
+
+
+def test_a_report_failing_after_a_failed_save_says_no_warning(tmp_path, monkeypatch):
+    """The epoch's page refresh, queued behind the save that failed and ended the run, said
+    "training and its checkpoints go on" after the error line (QA limits2 #3: the disk was
+    full for both)."""
+    import errno
+    import threading
+
+    from fastp2p.train.checkpoints import CheckpointWriteError
+
+    trainer, _, lines = _trainer(tmp_path, n_epochs=1, n_epochs_decay=0)
+    saving, queued_behind = threading.Event(), threading.Event()
+
+    def disk_full(*args, **kwargs):
+        saving.set()
+        queued_behind.wait(60)  # the refresh is queued behind this save before it fails
+        raise CheckpointWriteError("could not write the checkpoint: No space left on device")
+    monkeypatch.setattr(trainer.checkpoints, "write", disk_full)
+    submit, in_flights = trainer.writer.submit, []
+
+    def submitting(job, in_flight=1):
+        submit(job, in_flight)
+        in_flights.append(in_flight)
+        if in_flight > 1 and 1 in in_flights:   # a report, submitted after the save
+            queued_behind.set()
+    monkeypatch.setattr(trainer.writer, "submit", submitting)
+
+    class FullPage(FailingPage):
+        """Full from the save on: the final sample before it is written."""
+        def add_sample(self, epoch, step, triplet):
+            pass
+
+        def refresh(self, loss_log):
+            if saving.is_set():
+                super().refresh(loss_log)
+
+    page = FullPage(OSError(errno.ENOSPC, "No space left on device"))
+    trainer.report_to(page=page, loss_log=LossLog())
+    assert trainer.fit(ListLoader(random_batches(3))) == 1
+    assert page.calls == 1      # the epoch's refresh, after the save
+    assert lines[-1].startswith("fastp2p train: error: could not write"), lines
+    assert not [line for line in lines if line.startswith("warning: ")], lines

@@ -54,6 +54,7 @@ class BackgroundWriter:
     def __init__(self):
         self._pool = None
         self._pending = []   # futures, oldest first
+        self.failed = False  # a job failed: the run ends on it, whatever the jobs after it do
 
     def submit(self, job, in_flight: int = 1) -> None:
         self.raise_errors()
@@ -61,7 +62,15 @@ class BackgroundWriter:
             self._pending.pop(0).result()
         if self._pool is None:
             self._pool = ThreadPoolExecutor(1, thread_name_prefix="fastp2p-writer")
-        self._pending.append(self._pool.submit(job))
+        self._pending.append(self._pool.submit(self._run, job))
+
+    def _run(self, job):
+        """``job``, noting its failure in ``failed`` before the jobs queued behind it run."""
+        try:
+            return job()
+        except BaseException:
+            self.failed = True
+            raise
 
     def raise_errors(self) -> None:
         """Re-raise the error of the oldest finished job that failed (dropping finished ones)."""

@@ -101,6 +101,7 @@ class Trainer:
         self.replacing = self.replaced_run is not None
         self._first_save_jobs = []   # after_first_save's
         self._report_warnings = set()  # kinds of report errors said (writer thread)
+        self._leaving = False  # fit is ending: a report that fails says nothing
         self._stops = None  # fit's StopRequests
 
     def report_to(self, page=None, loss_log=None, trackers=()) -> None:
@@ -357,6 +358,7 @@ class Trainer:
                 self._say_on_every_rank(error_line("train", failure))
                 return EXIT_FAILED
             finally:
+                self._leaving = True   # the jobs left run as the run ends: no "goes on" line
                 self.writer.close()
         return EXIT_OK
 
@@ -552,13 +554,16 @@ class Trainer:
     def _reporting(self, job):
         """``job`` (samples, loss plot, page) as a job that, if it fails, says one warning line
         (once per kind of error) and returns: the reports are views of the run, remade at the
-        next refresh, and must not stop training or hold back a checkpoint."""
+        next refresh, and must not stop training or hold back a checkpoint. Said only while the
+        run goes on: a job that fails once the run is ending (a save before it failed, or
+        ``fit`` is leaving) says nothing, as its line would say training goes on after the
+        error line that ended it."""
         def report():
             try:
                 job()
             except Exception as err:  # noqa: BLE001 - whatever it is, it costs only a view
                 kind = (type(err), getattr(err, "errno", None))
-                if kind in self._report_warnings:
+                if kind in self._report_warnings or self.writer.failed or self._leaving:
                     return
                 self._report_warnings.add(kind)
                 # the message's first line that holds something: matplotlib's parse errors
