@@ -11,10 +11,11 @@ class NoCacheFolder(OSError):
 
 
 def cache_root() -> Path:
-    """$FASTP2P_CACHE, else ~/.cache/fastp2p; NoCacheFolder where neither can be found."""
+    """$FASTP2P_CACHE, else ~/.cache/fastp2p; NoCacheFolder where neither can be found, or
+    FASTP2P_CACHE is blanks only or names a file (``_given_folder``)."""
     folder = os.environ.get("FASTP2P_CACHE")
     if folder:
-        return Path(folder)
+        return _given_folder(folder)
     try:
         home = Path.home()
     except (RuntimeError, KeyError) as error:  # Python >= 3.12: RuntimeError; older: pwd's
@@ -22,3 +23,20 @@ def cache_root() -> Path:
                             f"home folder is unknown ({error}); set FASTP2P_CACHE to a writable "
                             "folder") from None
     return home / ".cache" / "fastp2p"
+
+
+def _given_folder(value: str) -> Path:
+    """FASTP2P_CACHE's ``value`` as a folder; NoCacheFolder naming the variable where it is
+    blanks only (a folder named " " was made in the current folder) or it, or a folder above
+    it, is a file (the cache folder could not be made: "[Errno 17] File exists")."""
+    if not value.strip():
+        raise NoCacheFolder(f"FASTP2P_CACHE is {value!r}, blanks only: set it to a folder, or "
+                            "unset it for ~/.cache/fastp2p")
+    folder = Path(value)
+    for candidate in (folder, *folder.parents):
+        if candidate.is_dir():
+            return folder
+        if os.path.lexists(candidate):
+            raise NoCacheFolder(f"FASTP2P_CACHE={value}: {candidate} is no folder; "
+                                "set FASTP2P_CACHE to a folder, or move the file away")
+    return folder

@@ -39,6 +39,34 @@ def test_an_unknown_home_folder_is_no_cache_folder(monkeypatch, error):
         cache_folder.cache_root()
 
 
+@pytest.mark.parametrize("value", [" ", "\t \t"], ids=["blank", "tab"])
+def test_a_blank_fastp2p_cache_is_one_line_naming_it_and_makes_no_folder(tmp_path, monkeypatch,
+                                                                       value):
+    """Blanks only made a folder named " " in the current folder, silently (QA limits2 #5)."""
+    from fastp2p.data import DataError
+    from fastp2p.data.default_dataset import default_dataroot
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("FASTP2P_CACHE", value)
+    with pytest.raises(DataError) as refused:
+        default_dataroot()
+    message = str(refused.value)
+    assert message.startswith(f"FASTP2P_CACHE is {value!r}, blanks only") and "\n" not in message
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("below", ["", "cache"], ids=["the-file", "a-folder-below-it"])
+def test_a_fastp2p_cache_naming_a_file_is_one_line_naming_it(tmp_path, monkeypatch, below):
+    """It was "cannot create the cache folder ... ([Errno 17] File exists: ...)"."""
+    file = tmp_path / "afile"
+    file.write_bytes(os.urandom(8))
+    monkeypatch.setenv("FASTP2P_CACHE", str(file / below) if below else str(file))
+    with pytest.raises(cache_folder.NoCacheFolder) as refused:
+        cache_folder.cache_root()
+    assert str(refused.value).startswith(f"FASTP2P_CACHE={file}{'/' + below if below else ''}: "
+                                         f"{file} is no folder; set FASTP2P_CACHE to a folder")
+
+
 # --- fastp2p.cpu_info ------------------------------------------------------------------------
 
 def test_a_family_without_a_model_number_names_the_cpu_alone():

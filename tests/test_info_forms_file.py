@@ -22,8 +22,8 @@ def test_a_cache_folder_that_cannot_be_made_is_said_so(monkeypatch, tmp_path):
     monkeypatch.setenv("FASTP2P_CACHE", str(blocker / "cache"))
     line = info._cpu_inference_line()
     assert "remembered in" not in line
-    assert line.endswith(f"(not remembered: {blocker / 'cache'} cannot be made or written; set "
-                         "FASTP2P_CACHE to a writable folder)")
+    assert line.endswith(f"(not remembered: FASTP2P_CACHE={blocker / 'cache'}: {blocker} is "
+                         "no folder; set FASTP2P_CACHE to a folder, or move the file away)")
 
 
 def test_no_cache_folder_is_said_so(monkeypatch):
