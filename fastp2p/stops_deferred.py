@@ -58,11 +58,11 @@ def import_torch() -> None:
     numpy.linalg was left half imported, and a RecursionError came later. train and test import
     torch._dynamo anyway: building their networks on the meta device to check them needs it,
     and the bench's torch.compile peers. A SIGTERM that a handler raises for (the bench's) waits
-    too, and so does a SIGTERM or SIGHUP that the early handler of train and test raises for
-    (``stop_requests.stop_before_work_with_a_line``: a SIGHUP raised inside the import aborted
+    too, and so does a SIGTERM, SIGHUP or SIGXCPU that the early handler of train and test raises
+    for (``stop_requests.stop_before_work_with_a_line``: a SIGHUP raised inside the import aborted
     the process or was lost, as Ctrl-C's was). An import that runs out of memory raises
     TorchNotImported, naming the limit to raise (a 20-line traceback ended in MemoryError)."""
-    with stops_deferred((signal.SIGINT, signal.SIGTERM, signal.SIGHUP)):
+    with stops_deferred((signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGXCPU)):
         try:
             importlib.import_module("torch._dynamo")   # torch first, as an import does
         except (MemoryError, ImportError) as error:

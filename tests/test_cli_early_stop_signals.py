@@ -39,7 +39,8 @@ def _train_sent_at_torch_import(tmp_path, number) -> subprocess.CompletedProcess
         cwd=tmp_path, capture_output=True, text=True, timeout=300)
 
 
-@pytest.mark.parametrize("number", [signal.SIGTERM, signal.SIGHUP], ids=["SIGTERM", "SIGHUP"])
+@pytest.mark.parametrize("number", [signal.SIGTERM, signal.SIGHUP, signal.SIGXCPU],
+                         ids=["SIGTERM", "SIGHUP", "SIGXCPU"])
 def test_a_stop_signal_before_training_is_one_line_saying_nothing_was_saved(tmp_path, number):
     result = _train_sent_at_torch_import(tmp_path, number)
     name = signal.Signals(number).name

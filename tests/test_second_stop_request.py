@@ -56,6 +56,16 @@ def test_a_shared_stop_signal_repeated_before_the_agreement_is_the_same_request(
         assert _second_request(signal.SIGTERM).exit_code == 128 + signal.SIGTERM
 
 
+def test_the_soft_cpu_time_limit_repeated_is_one_request():
+    """The kernel sends SIGXCPU again each CPU second past the soft limit: the run saves in the
+    time before the hard limit's SIGKILL, not stopped at once by the repeat."""
+    with StopRequests() as stops:
+        assert signal.getsignal(signal.SIGXCPU) == stops._handle
+        assert _second_request(signal.SIGXCPU, signal.SIGXCPU) is None
+        assert stops.stop_request() == signal.SIGXCPU
+        assert _second_request(signal.SIGINT).exit_code == 128 + signal.SIGINT
+
+
 @pytest.mark.parametrize("signals", [(signal.SIGTERM, signal.SIGTERM),
                                      (signal.SIGTERM, signal.SIGINT)],
                          ids=["TERM-TERM", "TERM-INT"])

@@ -2,6 +2,7 @@
 stand-in tracker and progress bar, no CLI): the losses read every --log-every steps with the
 images/s of the steps since the last read, the progress bar, the samples, and the position and
 checkpoints each step leaves."""
+import os
 import signal
 
 import pytest
@@ -245,6 +246,31 @@ def test_a_stop_request_saves_after_the_step_it_came_in_and_says_that_step(tmp_p
                          "with --continue_train")
     assert folder.manifest("latest")["step"] == 2
     assert folder.load_train_state("latest")["progress"]["epoch_batches"] == 2
+
+
+def test_the_soft_cpu_time_limit_saves_and_stops_as_sigterm_does(tmp_path):
+    """SIGXCPU (`ulimit -t`, PBS pcput, LSF -c: the kernel's warning before its SIGKILL at the
+    hard limit) killed the run with no word, the last epoch's save kept (QA limits2 #4); and
+    the kernel repeats it each CPU second, which must not stop the save at once."""
+    trainer, _, lines = _trainer(tmp_path, n_epochs=1, n_epochs_decay=0)
+    # ignored meanwhile (as no run's handler was there, before): a stray one cannot end pytest
+    previous = signal.signal(signal.SIGXCPU, signal.SIG_IGN)
+    try:
+        repeat = trainer.save
+
+        def save_as_the_limit_repeats(*args, **kwargs):
+            os.kill(os.getpid(), signal.SIGXCPU)
+            repeat(*args, **kwargs)
+        trainer.save = save_as_the_limit_repeats
+        code = trainer.fit(ListLoader(random_batches(3), stop_before=1,
+                                      stop_signal=signal.SIGXCPU))
+    finally:
+        signal.signal(signal.SIGXCPU, previous)
+    folder = trainer.checkpoints
+    assert code == 128 + signal.SIGXCPU == 152
+    assert lines[-1] == (f"SIGXCPU received: saved {folder.path}/latest_* at step 2; resume "
+                         "with --continue_train")
+    assert folder.manifest("latest")["step"] == 2
 
 
 def test_a_failing_page_is_one_warning_per_kind_of_error(tmp_path):

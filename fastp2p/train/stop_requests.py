@@ -1,10 +1,10 @@
-"""Stopping ``fastp2p train`` and ``fastp2p test`` early: SIGINT / SIGTERM / SIGHUP as requests
-that the loop takes between steps or images (``StopRequests``), a second request that stops at once
-(``SecondStopRequest``), and the training loop's own early end with an exit code
+"""Stopping ``fastp2p train`` and ``fastp2p test`` early: SIGINT / SIGTERM / SIGHUP / SIGXCPU as
+requests that the loop takes between steps or images (``StopRequests``), a second request that
+stops at once (``SecondStopRequest``), and the training loop's own early end with an exit code
 (``TrainingStopped``). Training also takes SIGUSR1 / SIGUSR2 as requests to save a checkpoint and
 train on (``StopRequests(checkpoint_requests=True)``). Before those handlers are in place,
-``stop_before_work_with_a_line`` makes SIGTERM and SIGHUP end the process with one line, and
-SIGUSR1 / SIGUSR2 say there is nothing to save yet.
+``stop_before_work_with_a_line`` makes SIGTERM, SIGHUP and SIGXCPU end the process with one line,
+and SIGUSR1 / SIGUSR2 say there is nothing to save yet.
 
 Kept apart from the epoch loop (``fastp2p.train.trainer``), which ``fastp2p test`` does not need.
 """
@@ -40,7 +40,9 @@ class StoppedBeforeWork(KeyboardInterrupt):
         self.exit_code = 128 + signal_number
 
 
-EARLY_STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+# SIGXCPU: the soft CPU-time limit (`ulimit -t`, PBS pcput, LSF -c), the kernel's warning before
+# its SIGKILL at the hard one; by default it killed the run with no word and nothing saved
+EARLY_STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP, signal.SIGXCPU)
 # A scheduler's warning before its time limit (SLURM's --signal=USR1@60): by default it kills
 CHECKPOINT_SIGNALS = (signal.SIGUSR1, signal.SIGUSR2)
 # The commands whose own stop handling takes over from the early handler (StopRequests); the
@@ -49,7 +51,7 @@ EARLY_STOP_COMMANDS = ("train", "test")
 
 
 def stop_before_work_with_a_line() -> None:
-    """For the process's entry (``fastp2p``, ``python -m fastp2p``): SIGTERM and SIGHUP left at
+    """For the process's entry (``fastp2p``, ``python -m fastp2p``): EARLY_STOP_SIGNALS left at
     their default raise StoppedBeforeWork, which ``fastp2p.cli`` reports in one line, until a
     command's own handlers replace them (StopRequests puts the default back at its end, where
     the work is saved). By default they killed the process silently with the exit code of a
@@ -102,8 +104,9 @@ def drop_early_stop_handler(command: str | None) -> None:
 
 
 class StopRequests:
-    """SIGINT / SIGTERM / SIGHUP set a flag that the loop checks between steps (then saves and
-    exits); a second one raises SecondStopRequest(``second_request``) at once. From then on, or once
+    """SIGINT / SIGTERM / SIGHUP / SIGXCPU set a flag that the loop checks between steps (then
+    saves and exits); a second one raises SecondStopRequest(``second_request``) at once, but for
+    SIGXCPU, which the kernel repeats each CPU second past the soft limit. From then on, or once
     ``hold()`` is called (the work a second request would cut short is done), requests are
     only recorded until the block ends, so what is left (closing the loader's workers, the last
     lines) is not cut short into a traceback. ``fastp2p test`` stops between images the same
@@ -142,7 +145,7 @@ class StopRequests:
     reaches a rank both directly and through torchrun); another signal, or one after the
     agreement, is the second request that stops at once."""
 
-    SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+    SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGXCPU)
 
     def __init__(self, second_request: str = "a second stop request: stopped at once, without "
                  "saving; --continue_train resumes from the last set saved",
@@ -184,7 +187,9 @@ class StopRequests:
             self._leave_hung_up_terminals()
         if self.signal_number is None:
             self.signal_number = signal_number
-        elif self._repeated_before_agreed(signal_number):
+        elif signal_number == signal.SIGXCPU or self._repeated_before_agreed(signal_number):
+            # the kernel sends SIGXCPU again each CPU second past the soft limit: no one asked
+            # to stop at once, and the time to the hard limit is the save's
             return
         elif not self._held:  # a second Ctrl-C: stop now, without saving
             self._held = True

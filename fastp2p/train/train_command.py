@@ -31,12 +31,12 @@ together or not at all). A NAME that holds another run's checkpoints is refused 
 --continue_train (resume it) or --overwrite (start again there) is given; while a run trains,
 it holds CHECKPOINTS_DIR/NAME/.lock, and a second run of that NAME exits with code 75.
 On CUDA the step runs fused Adam, an lr in device memory and, by default, one CUDA graph per
-step. Ctrl-C, SIGTERM or SIGHUP (a closed terminal; not under nohup) saves latest_* and exits
-with 128+signal; SIGUSR1 or SIGUSR2 (a scheduler's warning before its time limit, SLURM's
---signal=USR1@60; under torchrun send it to the ranks, not torchrun: see the README) saves
-latest_* and trains on; a NaN/Inf loss, weight, buffer or optimizer
-state stops with exit code 1 before anything non-finite is saved, and the last good checkpoint
-stays; a failed write exits with 1 and one line naming the file. At the end it prints the
+step. Ctrl-C, SIGTERM, SIGHUP (a closed terminal; not under nohup) or SIGXCPU (a soft CPU-time
+limit) saves latest_* and exits with 128+signal; SIGUSR1 or SIGUSR2 (a scheduler's warning
+before its time limit, SLURM's --signal=USR1@60; under torchrun send it to the ranks, not
+torchrun: see the README) saves latest_* and trains on; a NaN/Inf loss, weight, buffer or
+optimizer state stops with exit code 1 before anything non-finite is saved, and the last good
+checkpoint stays; a failed write exits with 1 and one line naming the file. At the end it prints the
 images/s over the steps after the first and the share of that time spent waiting for data, in
 the step, logging, and copying samples and checkpoints to host memory (a background thread
 writes their files while training goes on).
@@ -47,8 +47,8 @@ that changes says so below. `fastp2p test` then prints the test L1 against two b
 EPILOG = f"""\
 exit codes: 0 trained (or nothing left to train), 1 failed (a message says why), 2 options
 refused, {EXIT_IN_USE} NAME in use by another fastp2p train run (try again later), 128+N stopped
-by signal N (130 Ctrl-C, 143 SIGTERM): latest_* saved once training has begun, nothing before
-(one line says which); --resume_or_start resumes or starts either way."""
+by signal N (130 Ctrl-C, 143 SIGTERM, 152 SIGXCPU): latest_* saved once training has begun,
+nothing before (one line says which); --resume_or_start resumes or starts either way."""
 
 
 def register(commands) -> None:

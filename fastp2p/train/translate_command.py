@@ -82,7 +82,7 @@ for random crops instead.
 Every option of the reference's test.py is accepted (`python test.py --model pix2pix ...` runs
 as `fastp2p test --model pix2pix ...`); those that mean nothing here are named in one line.
 index.html lists only whole triplets of the run that wrote it (an earlier run's page is removed
-first). Ctrl-C, SIGTERM or SIGHUP stops after the current image, with index.html titled
+first). Ctrl-C, SIGTERM, SIGHUP or SIGXCPU stops after the current image, with index.html titled
 partial (exit 128 + the signal); a second one before that image is written stops at once, with
 no index.html (exit 128 + that signal); once the images are written, further ones are ignored
 until the command ends (a run that wrote them all exits with 0). After an error there is no
@@ -92,7 +92,7 @@ EPILOG = f"""\
 exit codes: 0 translated every image asked for, 1 failed (a message says why), 2 options
 refused, {EXIT_IN_USE} RESULTS_DIR/NAME/PHASE_EPOCH in use by another fastp2p test run (it holds its
 .lock; try again later, or pick another --results_dir), 128+N stopped by signal N (130
-Ctrl-C, 143 SIGTERM)."""
+Ctrl-C, 143 SIGTERM, 152 SIGXCPU)."""
 
 # Training's model options that the reference's test.py also accepts and that mean nothing to
 # a test, with why: its help says so (they are not "ignored reference options": train uses them).

@@ -33,11 +33,11 @@ def stand_in_trainer(folder, netG, netD, *, world_size=1, **options):
 class ListLoader:
     """A loader over fixed (A, B) batches: what the training loop uses of one. Starting an
     epoch draws from torch's RNG, as a torch DataLoader does (its workers' base seed); with
-    ``stop_before``, SIGINT comes to this process just before that batch is handed out (a Ctrl-C
-    while it loads)."""
+    ``stop_before``, ``stop_signal`` (SIGINT: a Ctrl-C while it loads) comes to this process just
+    before that batch is handed out."""
 
-    def __init__(self, batches, stop_before=None):
-        self.batches, self.stop_before = batches, stop_before
+    def __init__(self, batches, stop_before=None, stop_signal=signal.SIGINT):
+        self.batches, self.stop_before, self.stop_signal = batches, stop_before, stop_signal
         self.dataset = range(sum(len(a) for a, _ in batches))
         self.start = 0
 
@@ -54,7 +54,7 @@ class ListLoader:
     def _batches(self):
         for index in range(self.start, len(self.batches)):
             if index == self.stop_before:
-                os.kill(os.getpid(), signal.SIGINT)
+                os.kill(os.getpid(), self.stop_signal)
             real_A, real_B = self.batches[index]
             yield {"A": real_A, "B": real_B}
 
