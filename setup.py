@@ -2,8 +2,9 @@
 
 The extension fastp2p._C (csrc/) is built with pybind11 and a C++17 compiler, with no torch
 headers or libraries, so it builds under pip's build isolation and survives torch upgrades.
-Its CUDA part is built when nvcc is found (or FASTP2P_CUDA=1); FASTP2P_CUDA=0 skips it. Any
-failure leaves a pure-Python install; the reason is printed and recorded in
+Its CUDA part is built when nvcc is found (or FASTP2P_CUDA=1); FASTP2P_CUDA=0 skips it (another
+value stops the build with one line, as does a FASTP2P_CUDA_ARCHS that is no list of compute
+capabilities). Any failure leaves a pure-Python install; the reason is printed and recorded in
 fastp2p/_C_build.json, which fastp2p.ops.backends.cpp reports at first use.
 """
 import json
@@ -47,6 +48,24 @@ def _max_jobs():
     return max(1, int(value)) if value.isdigit() else max(1, os.cpu_count() or 1)
 
 
+def _cuda_settings():
+    """(FASTP2P_CUDA: "1", "0" or "" for unset, FASTP2P_CUDA_ARCHS or its default "90"). A value
+    neither takes stops the build with one line naming it (SystemExit, which the build's own
+    fallback to pure Python does not catch): FASTP2P_CUDA=false was taken as unset, and built the
+    CUDA part where nvcc was found; FASTP2P_CUDA_ARCHS="" passed arch=compute_ to nvcc."""
+    wanted = os.environ.get("FASTP2P_CUDA", "").strip()
+    if wanted not in ("", "0", "1"):
+        raise SystemExit(f"fastp2p build: error: FASTP2P_CUDA={wanted!r}: set it to 1 (build "
+                         "the CUDA part), 0 (skip it), or leave it unset (built when nvcc is "
+                         "found)")
+    archs = os.environ.get("FASTP2P_CUDA_ARCHS", "90")
+    if wanted != "0" and not all(re.fullmatch(r"\d+[a-z]?", arch) for arch in archs.split(";")):
+        raise SystemExit(f"fastp2p build: error: FASTP2P_CUDA_ARCHS={archs!r}: set it to "
+                         "compute capabilities separated by ';', e.g. 90 or 80;90a, or leave it "
+                         "unset (90)")
+    return wanted, archs
+
+
 def _cuda_home(nvcc):
     """The toolkit root: nvcc's own report (it may be a wrapper script), else its parent folder."""
     try:
@@ -65,6 +84,7 @@ class OptionalBuildExt(build_ext):
 
     def run(self):
         self._info = {"built": False, "cuda": False, "openmp": False, "reason": ""}
+        _cuda_settings()   # a typo in them is said before anything is built
         try:
             super().run()
         except Exception as error:  # a missing compiler surfaces here, before build_extension
@@ -171,7 +191,7 @@ class OptionalBuildExt(build_ext):
 
     def _cuda_config(self):
         """nvcc settings, or None. nvcc is looked for only here, and only unless FASTP2P_CUDA=0."""
-        wanted = os.environ.get("FASTP2P_CUDA", "")
+        wanted, archs = _cuda_settings()
         if wanted == "0":
             _log("CUDA part skipped: FASTP2P_CUDA=0")
             return None
@@ -193,7 +213,6 @@ class OptionalBuildExt(build_ext):
             _log(f"CUDA part skipped: no libcudart_static.a under {home}")
             return None
         # Hopper (sm_90) machine code plus compute_90 PTX that newer GPUs JIT-compile.
-        archs = os.environ.get("FASTP2P_CUDA_ARCHS", "90")
         gencode = []
         for arch in archs.split(";"):
             gencode += ["-gencode", f"arch=compute_{arch},code=sm_{arch}"]

@@ -176,3 +176,31 @@ def test_setup_finds_a_failing_compiler_out_before_running_nvcc(tmp_path):
                                             PATH=path)
     assert not nvcc_ran.exists()
     assert record["reason"] == "RuntimeError: no working C++ compiler (false)"
+
+
+@pytest.mark.parametrize("env, named", [
+    ({"FASTP2P_CUDA": "false"}, "FASTP2P_CUDA='false'"),
+    ({"FASTP2P_CUDA": "yes"}, "FASTP2P_CUDA='yes'"),
+    ({"FASTP2P_CUDA_ARCHS": ""}, "FASTP2P_CUDA_ARCHS=''"),
+    ({"FASTP2P_CUDA": "1", "FASTP2P_CUDA_ARCHS": "sm_90"}, "FASTP2P_CUDA_ARCHS='sm_90'"),
+], ids=["false", "yes", "empty-archs", "sm-archs"])
+def test_setup_refuses_a_cuda_setting_it_does_not_take(tmp_path, env, named):
+    """FASTP2P_CUDA other than 1, 0 or unset was taken as unset (FASTP2P_CUDA=false built the
+    CUDA part where nvcc was found), and FASTP2P_CUDA_ARCHS="" passed arch=compute_ to nvcc:
+    one line naming it, before anything is built (QA limits2, install-time note)."""
+    import os
+    import subprocess
+    from pathlib import Path
+    root = Path(__file__).resolve().parents[2]
+    if not (root / "setup.py").exists():
+        pytest.skip("needs the source checkout")
+    clean = {name: value for name, value in os.environ.items() if not name.startswith("FASTP2P_")}
+    result = subprocess.run(
+        [sys.executable, "setup.py", "-q", "build_ext", "--build-lib", str(tmp_path / "lib"),
+         "--build-temp", str(tmp_path / "temp")],
+        cwd=root, env={**clean, "CC": "false", "CXX": "false", "LDSHARED": "false", **env},
+        capture_output=True, text=True, timeout=300)
+    assert result.returncode == 1, result
+    assert result.stderr.strip().splitlines()[-1].startswith(
+        f"fastp2p build: error: {named}: set it to "), result.stderr[-2000:]
+    assert not (tmp_path / "lib").exists()
