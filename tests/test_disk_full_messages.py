@@ -9,6 +9,7 @@ import pytest
 
 import fastp2p.data.pack as pack_module
 import fastp2p.train.trackers as trackers_module
+from fastp2p.atomic_files import replacing
 from fastp2p.cli import main
 from fastp2p.train.checkpoints import CheckpointFolder, CheckpointWriteError, describe_os_error
 from helpers.train_helpers import one_line, tiny_networks, train_argv, write_aligned_dataset
@@ -238,3 +239,21 @@ def test_a_full_disk_at_one_of_a_shards_files_names_that_file(tmp_path, monkeypa
     err = one_line(capsys.readouterr().err)
     name = "shard-00000.u8" if full == 2 else "gray-00000.u8"
     assert f"{out / 'train' / name}: {NO_SPACE}" in err, err
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="Linux's /dev/full")
+def test_a_discarded_files_buffer_failing_too_does_not_replace_the_error_that_ended_it(
+        tmp_path):
+    """Two files written at once on a full disk (a --gray shard and its gray shard): the inner
+    one's write fails, and the outer one's buffered bytes fail too as it is thrown away; that
+    second error replaced the first, naming the file whose write had not failed."""
+    colour, gray = tmp_path / "shard-00000.u8", tmp_path / "gray-00000.u8"
+    with pytest.raises(OSError) as raised:
+        with replacing(colour) as outer:
+            outer.write(os.urandom(64))   # held in its buffer
+            full = os.open("/dev/full", os.O_WRONLY)
+            os.dup2(full, outer.fileno())   # its disk is full from now on
+            os.close(full)
+            with replacing(gray):
+                raise OSError(errno.ENOSPC, NO_SPACE)
+    assert (raised.value.filename, colour.exists(), gray.exists()) == (str(gray), False, False)

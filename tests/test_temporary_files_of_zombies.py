@@ -6,6 +6,7 @@ import sys
 
 import pytest
 
+from fastp2p import atomic_files
 from fastp2p.atomic_files import process_alive, remove_left_by_dead_processes
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux's /proc")
@@ -33,3 +34,17 @@ def test_a_live_writers_temporary_file_stays(tmp_path):
     assert process_alive(os.getpid())
     remove_left_by_dead_processes(tmp_path, "*.tmp-*")
     assert temp.exists()
+
+
+def test_a_dead_writers_name_on_a_folder_or_a_link_is_left_alone(tmp_path, monkeypatch):
+    """Only a regular file is a write's leftover: a folder or a link of such a name is
+    someone's own (a folder's unlink would fail the pack's start, a link's would remove it)."""
+    monkeypatch.setattr(atomic_files, "process_alive", lambda pid: False)
+    kept = tmp_path / "kept.txt"
+    kept.write_bytes(os.urandom(16))
+    folder, link, leftover = (tmp_path / f".{name}.tmp-4242.u8" for name in ("a", "b", "c"))
+    folder.mkdir()
+    link.symlink_to(kept)
+    leftover.write_bytes(os.urandom(16))
+    remove_left_by_dead_processes(tmp_path, "*.tmp-*")
+    assert (folder.is_dir(), link.is_symlink(), leftover.exists()) == (True, True, False)
