@@ -6,15 +6,19 @@ was building (it is stored only once whole). The network tests run torch at one 
 a child forked after torch ran a parallel op hangs in torch's first parallel op there (OpenMP's
 limit, without fastp2p too)."""
 import copy
+import gc
 import multiprocessing
 import os
 import threading
-from contextlib import contextmanager
+import weakref
+from contextlib import ExitStack, contextmanager
 
 import pytest
 import torch
 
 import fastp2p
+from fastp2p import fork_safe
+from fastp2p.fork_safe import ForkSafeLock
 from fastp2p.nn import folding, fused
 from helpers.network_checks import eval_unet_with_statistics
 
@@ -124,3 +128,47 @@ def test_a_loader_worker_forked_while_a_reader_thread_opens_a_shard_reads():
     shards = _OpenShards()
     with _held_in_a_thread(shards._guard):
         _runs_in_a_forked_child(lambda: shards.get(("shard", 0)))
+
+
+def test_a_reentrant_lock_is_taken_again_by_its_holder_here_and_in_a_forked_child():
+    """``reentrant``: an RLock, in the parent and as renewed in each forked child (a layer's
+    folding lock and a capture wrapper's are taken again by the thread holding them): a plain
+    Lock there hangs that thread for good."""
+    lock = ForkSafeLock(reentrant=True)
+
+    def take_it_twice():
+        with lock:
+            with lock:
+                pass
+    taker = threading.Thread(target=take_it_twice, daemon=True)   # a hung one ends with us
+    taker.start()
+    taker.join(CHILD_SECONDS)
+    assert not taker.is_alive(), "the lock's holder hung taking it again"
+    _runs_in_a_forked_child(take_it_twice)
+
+
+def test_a_lock_goes_with_what_it_guards():
+    """The locks every forked child renews are held weakly: a server that builds network after
+    network kept each one's locks (and renewed them all in every child) for good."""
+    lock = ForkSafeLock()
+    gone = weakref.ref(lock)
+    del lock
+    gc.collect()
+    assert gone() is None
+
+
+def test_a_child_forked_while_threads_hold_every_lock_takes_each():
+    """Each forked child renews every ForkSafeLock there is, not only those the tests above
+    hold: a lock left out stays held for good in the child."""
+    made = [ForkSafeLock(), ForkSafeLock(reentrant=True)]   # at least these, of each kind
+    locks = list(fork_safe._every_lock)
+    assert set(made) <= set(locks)
+
+    def take_each():
+        for lock in locks:
+            with lock:
+                pass
+    with ExitStack() as holders:
+        for lock in locks:
+            holders.enter_context(_held_in_a_thread(lock))
+        _runs_in_a_forked_child(take_each)
