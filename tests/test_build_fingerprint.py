@@ -4,6 +4,8 @@ and the key of the remembered CPU forms (fastp2p.ops.remembered_forms) could not
 apart, and one build's measured forms were taken by another."""
 import importlib.util
 import json
+import os
+from types import SimpleNamespace
 import subprocess
 import sys
 
@@ -104,3 +106,45 @@ def test_version_and_info_name_the_build(tmp_path, argv):
                          capture_output=True, text=True, check=True).stdout
     assert out.splitlines()[0] == fingerprints.version_line(), out
     assert f"(build {fingerprints.build_fingerprint()})" in out
+
+
+def _fingerprint_of(monkeypatch, files: dict) -> str:
+    """build_fingerprint() of ``files`` ({name as installed: path}, in that order), afresh."""
+    monkeypatch.setattr(fingerprints, "_package_files", lambda: dict(files))
+    fingerprints.build_fingerprint.cache_clear()
+    return fingerprints.build_fingerprint()
+
+
+def test_the_files_are_hashed_by_name_in_name_order(monkeypatch, tmp_path, fresh_fingerprint):
+    """Hashed in name order: an editable install and a wheel's list their files in other
+    orders (rglob follows the file system), yet are one build; and with their names: a module
+    renamed is another build, though no byte in it changed."""
+    first, second = tmp_path / "a.py", tmp_path / "b.py"
+    first.write_bytes(os.urandom(64))
+    second.write_bytes(os.urandom(64))
+    one = _fingerprint_of(monkeypatch, {"fastp2p/a.py": first, "fastp2p/b.py": second})
+    assert _fingerprint_of(monkeypatch, {"fastp2p/b.py": second, "fastp2p/a.py": first}) == one
+    assert _fingerprint_of(monkeypatch, {"fastp2p/a.py": first,
+                                         "fastp2p/c.py": second}) != one
+
+
+def test_a_file_that_cannot_be_read_makes_the_fingerprint_unknown(monkeypatch, tmp_path,
+                                                                  fresh_fingerprint):
+    """Never raises (a network's forward makes the CPU forms' key with it): a file removed
+    or unreadable since it was listed gives "unknown"."""
+    assert _fingerprint_of(monkeypatch, {"fastp2p/gone.py": tmp_path / "gone.py"}) == "unknown"
+
+
+def test_the_package_files_are_named_as_installed_with_their_data_files(monkeypatch, tmp_path):
+    """fastp2p's modules, data files (its .json choice tables) and fastp2p.kernels' modules,
+    each named as installed (kernels/ beside fastp2p in a source tree is fastp2p/kernels);
+    nothing under __pycache__ and no other kind of file."""
+    folders = {"fastp2p": tmp_path / "fastp2p", "fastp2p.kernels": tmp_path / "kernels"}
+    for name in ("fastp2p/ops/adam.py", "fastp2p/ops/conv_choice.json", "fastp2p/notes.txt",
+                 "fastp2p/__pycache__/adam.py", "kernels/norm_act.py"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_bytes(os.urandom(16))
+    monkeypatch.setattr(fingerprints, "find_spec", lambda package: SimpleNamespace(
+        submodule_search_locations=[str(folders[package])]))
+    assert sorted(fingerprints._package_files()) == [
+        "fastp2p/kernels/norm_act.py", "fastp2p/ops/adam.py", "fastp2p/ops/conv_choice.json"]
