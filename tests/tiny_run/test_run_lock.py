@@ -175,6 +175,21 @@ def test_the_holders_pid_is_read_from_the_start_of_a_lock_file_anyone_may_grow(t
     assert peak < 1 << 20, peak
 
 
+def test_a_lock_file_whose_first_line_is_no_pid_says_the_folder_is_in_use(tmp_path):
+    """Every user may write .lock: a first line that is no pid (text, bytes) is left out of the
+    busy message, which still says whose lock it is; it is not a ValueError of its own."""
+    folder = tmp_path / "run"
+    first = RunFolderLock(folder)
+    first.acquire()
+    try:
+        (folder / LOCK_NAME).write_bytes(b"pid? " + os.urandom(16))
+        with pytest.raises(RunFolderBusy) as busy:
+            RunFolderLock(folder).acquire()
+    finally:
+        first.release()
+    assert f"holds it ({folder / LOCK_NAME})" in str(busy.value)
+
+
 def test_a_lock_file_another_user_left_still_locks(tmp_path, monkeypatch):
     """A shared run folder: the lock file is made writable for every user the umask allows
     (0o666 & ~umask), and one another user left without write access for us (simulated:
