@@ -38,10 +38,10 @@ def test_same_file_names_in_subfolders_get_their_own_outputs(tmp_path, capsys):
 def test_output_names_stay_unique_in_every_collision(tmp_path):
     phase = tmp_path / "test"
     taken = set()
-    paths = [phase / "1.png", phase / "1.jpg", phase / "a" / "1.png", phase / "a_1.png",
-             tmp_path / "elsewhere" / "1.png"]
+    paths = [phase / "1.png", phase / "1.jpg", phase / "1.bmp", phase / "a" / "1.png",
+             phase / "a_1.png", tmp_path / "elsewhere" / "1.png"]
     assert [output_name(path, phase, taken) for path in paths] == \
-        ["1", "1-2", "a_1", "a_1-2", "elsewhere_1"]
+        ["1", "1-2", "1-3", "a_1", "a_1-2", "elsewhere_1"]
     assert output_name(phase / "2.png", None, taken) == "2"
 
 
