@@ -122,6 +122,13 @@ def test_read_json_refuses_text_that_is_not_utf8(tmp_path):
         json_files.read_json(path)
 
 
+@pytest.mark.parametrize("number", [errno.EACCES, errno.EPERM], ids=errno.errorcode.get)
+def test_both_permission_errors_get_the_permission_advice(number):
+    """EPERM too: what an immutable file (chattr +i) or a security module's refusal gives."""
+    advice = file_reads.read_error_advice(OSError(number, os.strerror(number)))
+    assert advice is not None and "readable by this user" in advice
+
+
 def test_an_nfs_stale_handle_gets_its_advice():
     advice = file_reads.read_error_advice(OSError(errno.ESTALE, os.strerror(errno.ESTALE)))
     assert advice is not None and "NFS" in advice
