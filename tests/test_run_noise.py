@@ -99,7 +99,8 @@ def test_loss_plot_legend_covers_no_curve():
         plt.close(figure)
 
 
-@pytest.mark.parametrize("seconds, said", [(0.4, "0s"), (59, "59s"), (185, "3m05s"),
+@pytest.mark.parametrize("seconds, said", [(0.4, "0s"), (59, "59s"), (60, "1m00s"),
+                                           (185, "3m05s"), (3599, "59m59s"), (3600, "1h00m"),
                                            (7625, "2h07m")])
 def test_time_left_reads_at_a_glance(seconds, said):
     assert time_left(seconds) == said
