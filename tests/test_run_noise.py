@@ -119,3 +119,12 @@ def test_time_left_counts_what_recurs_every_epoch_once_a_whole_epoch_has_run():
     assert estimate.seconds_left(15, steps_per_s=1.0) == 45
     assert estimate.seconds_left(15, steps_per_s=0.0) == 45
     assert TimeLeftEstimate().seconds_left(15, steps_per_s=0.0) is None   # no speed yet
+
+
+def test_an_epoch_that_ran_no_step_is_no_measure():
+    """An epoch whose batches all went unrun (every one skipped, say) ends with as many steps
+    run as it started with: its time is no time per step (it divided by zero)."""
+    estimate = TimeLeftEstimate()
+    estimate.epoch_started(100.0, steps_run=5, whole=True)
+    estimate.epoch_started(130.0, steps_run=5, whole=True)
+    assert estimate.seconds_left(15, steps_per_s=1.0) == 15   # still the read's speed
