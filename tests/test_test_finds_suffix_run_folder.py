@@ -108,3 +108,17 @@ def test_no_folder_found_names_tests_values_and_trains(sized_runs, tmp_path, cap
     err = capsys.readouterr().err
     assert ("here load_size 40 (test's values) or load_size 286 (train's values where the "
             "command line leaves them out), and 2 folders' train_opt.txt name them") in err, err
+
+
+def test_a_name_with_glob_characters_finds_its_own_folder(runs, tmp_path, capsys):
+    """--name 'ti[n]y' is a file name, not a pattern: its folder 'ti[n]y_x4' is found, beside
+    'tiny_x4', which the pattern ti[n]y_* would match instead."""
+    data, checkpoints = runs
+    both = tmp_path / "checkpoints"
+    shutil.copytree(checkpoints / "tiny_x4", both / "tiny_x4")
+    shutil.copytree(checkpoints / "tiny_x4", both / "ti[n]y_x4")
+    assert main(["test", "--dataroot", str(data), "--checkpoints_dir", str(both),
+                 "--name", "ti[n]y", "--netG", "unet_32", "--crop_size", "32",
+                 "--num_threads", "0", "--results_dir", str(tmp_path / "results"),
+                 "--suffix", "x{ngf}"]) == 0, capsys.readouterr().err
+    assert (tmp_path / "results" / "ti[n]y_x4" / "test_latest" / "index.html").is_file()
