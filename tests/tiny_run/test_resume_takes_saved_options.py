@@ -156,6 +156,18 @@ def test_a_value_this_fastp2p_does_not_read_is_left_and_named(tmp_path):
     assert "not read, so left at the command line's: --netD 'cyclegan'" in taken.describe()
 
 
+def test_the_runs_mode_flags_are_not_taken(tmp_path):
+    """A run started with --overwrite (or --resume_or_start) records it: a resume that took it
+    would wipe the run it resumes, or change how the next one starts."""
+    path = tmp_path / "train_opt.txt"
+    path.write_text("overwrite: True\nresume_or_start: True\nname: other\nngf: 8\n")
+    parser = command_parser(train_command.register)
+    args = build_parser().parse_args(["train", "--continue_train"])
+    take_saved_options(args, parser, frozenset({"continue_train"}), path)
+    assert (args.overwrite, args.resume_or_start, args.name, args.ngf) == (
+        False, False, "experiment_name", 8)
+
+
 def test_a_seed_an_older_fastp2p_took_above_32_bits_is_resumed_as_it_was(tmp_path):
     """--seed 2**40 was valid before --seed was bounded for new runs: it was refused when read,
     and the run resumed with seed 0, changing its crop and flip draws partway through."""
