@@ -30,7 +30,8 @@ seed = _int_between(0, 2 ** 63 - 1)
 # was written under (fastp2p.train.saved_options.SAVED_VALUE_TYPES).
 run_seed = _int_between(0, 2 ** 32 - 1, ": torch's generators keep only its low 32 bits, so "
                         "its weight init, data order and dropout would repeat a smaller "
-                        "seed's")
+                        "seed's (a run saved with a larger seed keeps it at --continue_train "
+                        "when --seed is left out)")
 # Counts (epochs, images, steps, a batch): half of an int64, so that two of them added,
 # the last epoch --n_epochs + --n_epochs_decay, is still an int64, as a training state must hold
 # it (train_state_check), and so is seed + epoch, which seeds the data loader's generator each

@@ -53,12 +53,14 @@ def test_every_integer_option_has_a_bound_here(command):
 
 @pytest.mark.parametrize("command", BOUNDS)
 def test_a_seed_past_32_bits_says_what_would_repeat(capsys, command):
-    """Not "a smaller one's run": the crop and flip draws use the whole seed."""
+    """Not "a smaller one's run": the crop and flip draws use the whole seed. A user resuming
+    an older run saved with such a seed is told to leave --seed out (its own seed is kept)."""
     with pytest.raises(SystemExit):
         build_parser().parse_known_args([command, "--seed", str(SEED_MAX + 2)])
     line = capsys.readouterr().err.strip().splitlines()[-1]
     assert line.endswith("so its weight init, data order and dropout would repeat a smaller "
-                         "seed's"), line
+                         "seed's (a run saved with a larger seed keeps it at --continue_train "
+                         "when --seed is left out)"), line
 
 
 @pytest.mark.parametrize("command,option,bound", BOUNDED)
