@@ -241,7 +241,10 @@ setup(
                 "reference PyTorch implementation",
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
-    python_requires=">=3.10",
+    # 3.10.5: its ProcessPoolExecutor forks every worker of a fork pool at the first task
+    # (CPython gh-90622), which fastp2p.data.worker_pool relies on; 3.10.0-3.10.4 fork them
+    # one at a time, and every worker but the first died at its first result there
+    python_requires=">=3.10.5",
     packages=PACKAGES,
     package_dir={"fastp2p.kernels": "kernels"},
     # the measured choice tables (norm-act backend, fused conv), once a GPU run commits them

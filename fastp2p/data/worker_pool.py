@@ -121,7 +121,8 @@ def worker_pool(processes: int, initializer=None, initargs: tuple = ()):
     try:
         # a KeyboardInterrupt raised inside a fork hook is swallowed by it ("Exception ignored
         # in ..."): the Ctrl-C was lost and the pack went on. A fork pool forks every worker at
-        # its first task (a spawn pool, one at a task, as many as are busy).
+        # its first task from Python 3.10.5 on (setup.py's python_requires); a spawn pool, one
+        # at a task, as many as are busy.
         with stops_deferred():
             pool.submit(int)
         if context.get_start_method() == "fork":
