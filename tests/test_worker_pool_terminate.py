@@ -37,6 +37,32 @@ def test_a_death_ends_the_block_in_one_line_naming_it_and_every_worker(number):
     assert all(worker.exitcode is not None for worker in workers)
 
 
+def _no_memory():
+    raise MemoryError
+
+
+class _Unreceivable:
+    """A result whose receipt (its unpickling, in the main process) runs out of memory."""
+
+    def __reduce__(self):
+        return _no_memory, ()
+
+
+def _unreceivable_at_3(number: int):
+    return _Unreceivable() if number == 3 else number
+
+
+def test_a_pool_broken_in_this_process_says_what_broke_it_not_a_death():
+    """No worker died: the pool's own SIGTERMs were said as the death that broke it."""
+    with pytest.raises(DataError) as raised:
+        with worker_pool(2) as pool:
+            workers = list(pool._processes.values())
+            list(results_in_order(pool, _unreceivable_at_3, np.random.permutation(8)))
+    assert str(raised.value) == ("the worker pool broke in this process (MemoryError); what was "
+                                 "finished is kept: run the same command again")
+    assert all(worker.exitcode is not None for worker in workers)
+
+
 def test_results_come_in_order_with_a_few_jobs_drawn_ahead():
     """``--synthetic``'s jobs are a generator of any length: nothing is held for the jobs not
     yet started."""

@@ -66,8 +66,10 @@ def _worker_died(exitcode: int) -> str:
         how, advice = f"killed by {signal.Signals(-exitcode).name}", ""
     else:
         how, advice = f"exited with code {exitcode}", ""
-    return (f"a worker process died ({how}); what was finished is kept: run the same command "
-            f"again{advice}")
+    return f"a worker process died ({how}); {_KEPT}{advice}"
+
+
+_KEPT = "what was finished is kept: run the same command again"
 
 
 def _first_death(workers: list) -> int:
@@ -76,6 +78,20 @@ def _first_death(workers: list) -> int:
     another."""
     codes = [worker.exitcode for worker in workers]
     return next((code for code in codes if code not in (0, -signal.SIGTERM)), -signal.SIGTERM)
+
+
+def _why_broken(broken: BaseException, workers: list) -> str:
+    """The line for a pool that ``broken`` (its BrokenProcessPool) ended, once every worker has
+    ended: how the worker whose death broke it ended; or, where none died on its own, the error
+    that broke it in this process, which the pool keeps as ``broken``'s cause (a result that
+    could not be received: a MemoryError, say, was said as a worker killed by SIGTERM, the
+    pool's own SIGTERMs being the only deaths)."""
+    code = _first_death(workers)
+    # the cause is the error's traceback, as text between two lines of quotes
+    lines = [line for line in str(broken.__cause__ or "").splitlines() if line.strip("'\" ")]
+    if code != -signal.SIGTERM or not lines:
+        return _worker_died(code)
+    return f"the worker pool broke in this process ({lines[-1]}); {_KEPT}"
 
 
 def _watch(pool: concurrent.futures.ProcessPoolExecutor, workers: list) -> None:
@@ -108,7 +124,8 @@ def worker_pool(processes: int, initializer=None, initargs: tuple = ()):
     """A ProcessPoolExecutor of ``processes`` workers (forked; spawned on Windows) that ignore
     SIGINT and die with this process, each running ``initializer(*initargs)`` first. A worker's
     death, which fails the pool's tasks with BrokenProcessPool, leaves the block as a DataError
-    naming how the worker ended (``_watch``: even one cut off sending its result). The workers
+    naming how the worker ended (``_watch``: even one cut off sending its result), or what broke
+    the pool in this process where no worker died (``_why_broken``). The workers
     are ended when the block raises, and stopped once idle when it ends. A Ctrl-C while they
     start is raised once they are started, so that the block's end ends them."""
     context = multiprocessing.get_context("spawn" if sys.platform == "win32" else "fork")
@@ -128,9 +145,9 @@ def worker_pool(processes: int, initializer=None, initargs: tuple = ()):
         if context.get_start_method() == "fork":
             _watch(pool, list(workers.values()))
         yield pool
-    except concurrent.futures.process.BrokenProcessPool:
+    except concurrent.futures.process.BrokenProcessPool as broken:
         _end(pool, list(workers.values()))
-        raise DataError(_worker_died(_first_death(list(workers.values())))) from None
+        raise DataError(_why_broken(broken, list(workers.values()))) from None
     except BaseException:
         _end(pool, list(workers.values()))
         raise
