@@ -14,6 +14,8 @@ def register(commands) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from fastp2p.stops_deferred import import_torch
+    import_torch("torch")   # a memory limit too low for it is one line, not a traceback
     import torch
 
     from fastp2p.build_fingerprint import version_line

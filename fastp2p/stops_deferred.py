@@ -48,8 +48,9 @@ def stops_deferred(numbers: tuple = (signal.SIGINT,)):
             signal.raise_signal(caught[0])
 
 
-def import_torch() -> None:
-    """Import torch and torch._dynamo, with a Ctrl-C during the import raised once it is done.
+def import_torch(module: str = "torch._dynamo") -> None:
+    """Import torch and ``module`` (torch._dynamo, or torch alone for pack and info, which need
+    no dynamo: 4 s more), with a Ctrl-C during the import raised once it is done.
 
     A KeyboardInterrupt raised inside the import, in C++ that calls back into Python, went
     wrong in several ways. Ctrl-C in `fastp2p test`'s first second, 40 tries on a 2-core AMD
@@ -64,7 +65,7 @@ def import_torch() -> None:
     TorchNotImported, naming the limit to raise (a 20-line traceback ended in MemoryError)."""
     with stops_deferred((signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGXCPU)):
         try:
-            importlib.import_module("torch._dynamo")   # torch first, as an import does
+            importlib.import_module(module)   # torch first, as an import does
         except (MemoryError, ImportError) as error:
             if not _out_of_memory(error):
                 raise

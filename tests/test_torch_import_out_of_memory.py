@@ -1,6 +1,7 @@
 """A memory limit too low for torch's import (`ulimit -v 600000`: a MemoryError in its Python
 code; lower, an ImportError of a library that could not be mapped) is one line naming the
-limit to raise, exit code 1, where it was a 20-line traceback."""
+limit to raise, exit code 1, where it was a 20-line traceback: in train, and in pack and info,
+which import torch without torch._dynamo (they still printed the traceback)."""
 import resource
 import subprocess
 import sys
@@ -10,8 +11,8 @@ import pytest
 # the error raised as the import reaches ``module``, as a capped address space raises it
 SCRIPT = """
 import builtins, importlib.abc, resource, sys
-cap, module = int(sys.argv[1]), sys.argv[2]
-error = getattr(builtins, sys.argv[3])(*sys.argv[4:])
+cap, module, argv = int(sys.argv[1]), sys.argv[2], sys.argv[3].split()
+error = getattr(builtins, sys.argv[4])(*sys.argv[5:])
 class NoMemory(importlib.abc.MetaPathFinder):
     def find_spec(self, name, path, target=None):
         if name == module:
@@ -20,28 +21,34 @@ class NoMemory(importlib.abc.MetaPathFinder):
 sys.meta_path.insert(0, NoMemory())
 resource.setrlimit(resource.RLIMIT_AS, (cap, resource.getrlimit(resource.RLIMIT_AS)[1]))
 from fastp2p.cli import main
-sys.exit(main(["train", "--dataroot", ".", "--name", "x"]))
+sys.exit(main(argv))
 """
 
 
 NOT_MAPPED = "libtorch_cpu.so: failed to map segment from shared object"
+TRAIN = "train --dataroot . --name x"
 # an address-space limit (`ulimit -v`) ample for the import, within the hard limit
 _HARD = resource.getrlimit(resource.RLIMIT_AS)[1]
 CAP = 40 << 30 if _HARD == resource.RLIM_INFINITY else _HARD
 
 
-@pytest.mark.parametrize("module, error, reason", [
-    ("torch._dynamo", ["MemoryError"], "MemoryError"),
-    ("torch._C", ["ImportError", NOT_MAPPED], NOT_MAPPED),
-], ids=["MemoryError", "library-not-mapped"])
-def test_torch_s_import_out_of_memory_is_one_line_naming_the_limit(tmp_path, module, error,
+@pytest.mark.parametrize("argv, module, error, reason", [
+    (TRAIN, "torch._dynamo", ["MemoryError"], "MemoryError"),
+    (TRAIN, "torch._C", ["ImportError", NOT_MAPPED], NOT_MAPPED),
+    ("pack ds out --workers 1", "torch.nn", ["MemoryError"], "MemoryError"),
+    ("pack ds out --workers 1", "torch._C", ["ImportError", NOT_MAPPED], NOT_MAPPED),
+    ("info", "torch.nn", ["MemoryError"], "MemoryError"),
+    ("info", "torch._C", ["ImportError", NOT_MAPPED], NOT_MAPPED),
+], ids=["train-MemoryError", "train-library-not-mapped", "pack-MemoryError",
+        "pack-library-not-mapped", "info-MemoryError", "info-library-not-mapped"])
+def test_torch_s_import_out_of_memory_is_one_line_naming_the_limit(tmp_path, argv, module, error,
                                                                    reason):
     # outside the checkout, whose fastp2p/ would shadow the installed package
-    run = subprocess.run([sys.executable, "-c", SCRIPT, str(CAP), module, *error], capture_output=True,
-                         text=True, cwd=tmp_path, timeout=300)
+    run = subprocess.run([sys.executable, "-c", SCRIPT, str(CAP), module, argv, *error],
+                         capture_output=True, text=True, cwd=tmp_path, timeout=300)
     assert run.returncode == 1, run.stderr
     assert run.stderr.strip() == (
-        f"fastp2p train: error: not enough memory to import torch ({reason}): "
+        f"fastp2p {argv.split()[0]}: error: not enough memory to import torch ({reason}): "
         "raise this process's memory limit "
         f"(`ulimit -v`, now {CAP // 1024} KiB) or the job's memory request, then run it again"), \
         run.stderr
@@ -49,8 +56,8 @@ def test_torch_s_import_out_of_memory_is_one_line_naming_the_limit(tmp_path, mod
 
 def test_other_import_errors_of_torch_stay_as_they_are(tmp_path):
     """A broken install is no lack of memory: its own ImportError, as before."""
-    run = subprocess.run([sys.executable, "-c", SCRIPT, str(CAP), "torch._C", "ImportError",
-                          "libcudart.so.12: cannot open shared object file"],
+    run = subprocess.run([sys.executable, "-c", SCRIPT, str(CAP), "torch._C", TRAIN,
+                          "ImportError", "libcudart.so.12: cannot open shared object file"],
                          capture_output=True, text=True, cwd=tmp_path, timeout=300)
     assert run.returncode == 1
     assert "ImportError: libcudart.so.12" in run.stderr and "memory" not in run.stderr
