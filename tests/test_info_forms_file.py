@@ -36,6 +36,23 @@ def test_no_cache_folder_is_said_so(monkeypatch):
         "folder is unknown (x); set FASTP2P_CACHE to a writable folder)")
 
 
+def test_a_forms_file_this_user_cannot_read_is_said_so(monkeypatch, tmp_path):
+    """Simulated: root reads any file. Another user's file written 0600 is never replaced (its
+    entries would be lost), so nothing measured here is remembered; info named it as where."""
+    monkeypatch.setenv("FASTP2P_CACHE", str(tmp_path / "cache"))
+    remembered_forms.RememberedForms().put(("another user's layer",), "gemm")
+    file = remembered_forms.path()
+
+    def read_json(path, *args, **kwargs):
+        raise PermissionError(13, "Permission denied", str(path))
+    monkeypatch.setattr(remembered_forms, "read_json", read_json)
+    assert info._cpu_inference_line().endswith(
+        f"(not remembered: {file}: not readable to you (another user's, written under a umask "
+        "that keeps others out), so the CPU transposed convolutions' forms measured here are "
+        "not added to it; ask its owner to chmod a+r it, or set FASTP2P_CACHE to a folder of "
+        "your own)")
+
+
 def test_a_writable_cache_folder_is_named(monkeypatch, tmp_path):
     monkeypatch.setenv("FASTP2P_CACHE", str(tmp_path / "not made yet"))
     assert info._cpu_inference_line().endswith(

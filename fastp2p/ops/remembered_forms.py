@@ -16,7 +16,7 @@ of another format, larger than MAX_FILE_BYTES) reads as empty, and a folder that
 written or cannot be found (no FASTP2P_CACHE and no home folder) is left alone: timing again is
 the fallback, never an error. A file this user may not read (another user's, written under a
 umask of 077) reads as empty too, but is not replaced (that would drop its entries), which one
-warning says.
+warning says, and `fastp2p info`.
 Deleting the file makes the next process measure afresh.
 """
 import contextlib
@@ -63,15 +63,27 @@ def path() -> Path:
 
 def why_not_remembered() -> str | None:
     """Why the measured forms are not remembered (for `fastp2p info`): there is no cache folder,
-    or it cannot be made or written by this user, so each process measures afresh; None where
-    they are, in ``path()``."""
+    or it cannot be made or written by this user, so each process measures afresh, or the file
+    is there but this user may not read it, so ``put`` leaves it as it is; None where they are,
+    in ``path()``."""
     try:
         file = path()
     except OSError as error:   # NoCacheFolder
         return str(error)
     if not _can_write_in(file.parent):
         return f"{file.parent} cannot be made or written; set FASTP2P_CACHE to a writable folder"
+    try:
+        _read(file)
+    except PermissionError:
+        return _not_readable(file)
     return None
+
+
+def _not_readable(file: Path) -> str:
+    """What a ``file`` that is there but not readable to this user means, and what to do."""
+    return (f"{file}: not readable to you (another user's, written under a umask that keeps "
+            "others out), so the CPU transposed convolutions' forms measured here are not added "
+            "to it; ask its owner to chmod a+r it, or set FASTP2P_CACHE to a folder of your own")
 
 
 def _can_write_in(folder: Path) -> bool:
@@ -134,10 +146,7 @@ class RememberedForms:
             _read(file)
         except PermissionError:
             self._said_unreadable = True
-            warnings.warn(f"{file}: not readable to you (another user's, written under a umask "
-                          "that keeps others out), so the CPU transposed convolutions' forms "
-                          "measured here are not added to it; ask its owner to chmod a+r it, "
-                          "or set FASTP2P_CACHE to a folder of your own", stacklevel=3)
+            warnings.warn(_not_readable(file), stacklevel=3)
 
     def _read_if_moved(self) -> None:
         try:
