@@ -9,9 +9,12 @@ import subprocess
 import sys
 
 import pytest
+import torch
+from torch.utils.data import _utils
 from torch.utils.data.dataloader import _MultiProcessingDataLoaderIter
 
 from fastp2p.cli import main
+from fastp2p.data.loader import WorkersNotStarted, create_dataloader
 from helpers.train_helpers import (one_line, tiny_test_argv, train_argv, train_tiny_run,
                                    write_aligned_dataset)
 
@@ -50,6 +53,22 @@ def test_workers_started_before_a_limit_is_reached_end_and_the_process_exits(tmp
     # the error says the workers were not started; none of them is left running
     assert run.stdout.split() == ["WorkersNotStarted", str(errno.EMFILE), "0"], run.stdout
     assert "Traceback" not in run.stderr, run.stderr
+
+
+def test_a_failure_after_the_workers_are_recorded_leaves_torch_no_record_of_them(monkeypatch):
+    """A failure (or a Ctrl-C) after torch recorded the workers' pids by the iterator's id():
+    the record stayed, and a later iterator at the same address could not record its own."""
+    failed = []
+
+    def reset_out_of_files(iterator, loader, first_iter=False):
+        failed.append(iterator)
+        raise OSError(errno.EMFILE, os.strerror(errno.EMFILE))
+    monkeypatch.setattr(_MultiProcessingDataLoaderIter, "_reset", reset_out_of_files)
+    loader = create_dataloader(torch.rand(8, 3), 2, shuffle=False, num_workers=1, seed=0)
+    with pytest.raises(WorkersNotStarted):
+        iter(loader)
+    with pytest.raises(ValueError, match="Cannot find worker information"):
+        _utils.signal_handling._remove_worker_pids(id(failed[0]))
 
 
 def test_train_names_the_open_file_limit_not_the_disk(tmp_path, monkeypatch, capsys):

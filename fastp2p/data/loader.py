@@ -138,7 +138,13 @@ class _WorkersStartedWhole(DataLoader):
 
 def _kill_started_workers(iterator) -> None:
     """Kill (they ignore SIGTERM) and reap the workers a failed iterator constructor started,
-    and mark it shut down, so that its ``__del__`` touches nothing it lacks."""
+    and mark it shut down, so that its ``__del__`` touches nothing it lacks. Their pids leave
+    torch's record of them (kept by ``id(iterator)``) first: its shutdown, which does that,
+    is not run, and a later iterator at the same address failed to record its own ("should
+    be called only once")."""
+    if getattr(iterator, "_worker_pids_set", False):
+        torch.utils.data._utils.signal_handling._remove_worker_pids(id(iterator))
+        iterator._worker_pids_set = False
     iterator._shutdown = True
     for worker in getattr(iterator, "_workers", ()):
         worker.kill()
