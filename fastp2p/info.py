@@ -1,5 +1,6 @@
 """``fastp2p info``: versions, and which backend the fused ops use on each device, and why."""
 import argparse
+import importlib
 
 
 def register(commands) -> None:
@@ -149,11 +150,11 @@ def _backend_line(device) -> str:
 
 def _why_no_triton() -> str:
     try:
-        import triton  # noqa: F401
+        importlib.import_module("triton")
     except ImportError:
         return "triton is not installed (pip install 'fastp2p[triton]')"
     try:
-        import fastp2p.ops.backends.triton  # noqa: F401
+        importlib.import_module("fastp2p.ops.backends.triton")
     except ImportError as err:
         return f"fastp2p's Triton kernels did not import ({err})"
     return "the Triton backend reports itself unavailable on this machine"

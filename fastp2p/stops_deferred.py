@@ -2,7 +2,6 @@
 ``import_torch`` under it."""
 import contextlib
 import importlib
-import resource
 import signal
 import threading
 
@@ -31,7 +30,8 @@ def stops_deferred(numbers: tuple = (signal.SIGINT,)):
     its end-to-end data preparation starts a pool). SIGTERM is held back only where asked and
     where a handler raises for it (the bench's; at its default it ends the process at once,
     nothing half done in it), and only by a block that forks nothing (``import_torch``): a pool
-    worker forked with the recording handler would not end at the pool's terminate."""
+    worker forked with the recording handler would not end at a SIGTERM (the pool's end sends
+    one) that came before its initializer set SIGTERM's default back."""
     # SIG_IGN and SIG_DFL raise nothing to lose; and only the main thread may set a handler
     on_main_thread = threading.current_thread() is threading.main_thread()
     held = {number: signal.getsignal(number) for number in numbers
@@ -90,6 +90,7 @@ def _first_line(error: BaseException) -> str:
 def _memory_limit_advice() -> str:
     """The limit to raise: the process's address-space or data-segment limit where one is set
     (a job's `ulimit -v` / `-d`, with its value), else the machine's or the job's memory."""
+    import resource     # here, not at the top: Unix-only, and `import fastp2p.cli` loads this
     for limit, option in ((resource.RLIMIT_AS, "-v"), (resource.RLIMIT_DATA, "-d")):
         soft = resource.getrlimit(limit)[0]
         if soft != resource.RLIM_INFINITY:

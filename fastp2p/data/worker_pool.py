@@ -195,9 +195,10 @@ def exit_at_sigterm(line: str):
     process exits at once with 143, as if killed (its workers die with it, ``_die_with``).
     Python's default ended it as silently, with -15.
 
-    Not through a KeyboardInterrupt and the pool's terminate, as Ctrl-C goes: a SIGTERM sent
-    to the whole process group kills the workers too, and one killed while it held the pool's
-    task-queue lock (as a worker waiting for a task does) made that terminate wait forever.
+    Not through a KeyboardInterrupt and the pool's end, as Ctrl-C goes: that was made for
+    multiprocessing's Pool, used before, whose terminate waited forever once a SIGTERM sent to
+    the whole process group had killed a worker holding its task-queue lock (as a worker
+    waiting for a task did); exiting at once needs no pool to end cleanly.
     What the block writes must be safe to lose at any point (a pack's shards are renamed into
     place whole, and recorded by fsynced lines; a re-run resumes). Main thread only, where
     Python runs signal handlers; elsewhere the block runs with SIGTERM as it was."""
