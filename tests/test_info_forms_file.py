@@ -49,8 +49,8 @@ def test_a_forms_file_this_user_cannot_read_is_said_so(monkeypatch, tmp_path):
     assert info._cpu_inference_line().endswith(
         f"(not remembered: {file}: not readable to you (another user's, written under a umask "
         "that keeps others out), so the CPU transposed convolutions' forms measured here are "
-        "not added to it; ask its owner to chmod a+r it, or set FASTP2P_CACHE to a folder of "
-        "your own)")
+        "not added to cpu_deconv_forms.json; ask its owner to chmod a+r it, or set "
+        "FASTP2P_CACHE to a folder of your own)")
 
 
 def test_a_writable_cache_folder_is_named(monkeypatch, tmp_path):

@@ -2,10 +2,12 @@
 each merges what the other wrote, under a lock, so no entry is lost (the second writer's entry,
 written between the first one's read and its replace, was dropped). A file another user left
 unreadable (written under a umask of 077) is not replaced by what this user measured, and that
-is said once."""
+is said once, and so is a lock file beside it that this user may not read."""
 import fcntl
+import os
 import threading
 import warnings
+from pathlib import Path
 
 import pytest
 
@@ -81,3 +83,28 @@ def test_a_file_this_user_cannot_read_is_not_replaced_and_that_is_said_once(cach
     message = str(said[0].message)
     assert str(remembered_forms.path()) in message and "FASTP2P_CACHE" in message
     assert "\n" not in message
+
+
+def test_a_lock_file_this_user_cannot_read_is_said_once(cache, monkeypatch):
+    """Simulated as above: another user's forms file made readable to all (as the warning
+    advises), its lock file still 0600 from a umask of 077. The lock cannot be opened, so
+    nothing measured here is added: that was silent, and info said the forms were remembered."""
+    RememberedForms().put(("another user's layer",), "gemm")
+    lock = remembered_forms.path().with_name(".cpu_deconv_forms.json.lock")
+    real_open, real_access = remembered_forms.open_plain_file, os.access
+
+    def open_plain_file(path, *args):
+        if Path(path) == lock:
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_open(path, *args)
+    monkeypatch.setattr(remembered_forms, "open_plain_file", open_plain_file)
+    monkeypatch.setattr(os, "access",
+                        lambda path, mode: Path(path) != lock and real_access(path, mode))
+    forms = RememberedForms()
+    with warnings.catch_warnings(record=True) as said:
+        warnings.simplefilter("always")
+        forms.put(("a layer",), "onednn")
+        forms.put(("another layer",), "phases")
+    assert [str(warning.message) for warning in said] == [
+        remembered_forms.why_not_remembered()]
+    assert str(said[0].message).startswith(f"{lock}: not readable to you")

@@ -72,18 +72,30 @@ def why_not_remembered() -> str | None:
         return str(error)
     if not _can_write_in(file.parent):
         return f"{file.parent} cannot be made or written; set FASTP2P_CACHE to a writable folder"
+    unreadable = _unreadable(file)
+    return None if unreadable is None else _not_readable(unreadable, file)
+
+
+def _unreadable(file: Path) -> Path | None:
+    """``file``, or its lock file, where it is there but this user may not read it: ``put``
+    then adds nothing (the lock is opened for reading, and made under the owner's umask)."""
     try:
         _read(file)
     except PermissionError:
-        return _not_readable(file)
+        return file
+    lock = _lock_file(file)
+    if os.path.lexists(lock) and not os.access(lock, os.R_OK):
+        return lock
     return None
 
 
-def _not_readable(file: Path) -> str:
-    """What a ``file`` that is there but not readable to this user means, and what to do."""
-    return (f"{file}: not readable to you (another user's, written under a umask that keeps "
-            "others out), so the CPU transposed convolutions' forms measured here are not added "
-            "to it; ask its owner to chmod a+r it, or set FASTP2P_CACHE to a folder of your own")
+def _not_readable(unreadable: Path, file: Path) -> str:
+    """What ``unreadable`` (the forms ``file`` or its lock file), there but not readable to this
+    user, means, and what to do."""
+    return (f"{unreadable}: not readable to you (another user's, written under a umask that "
+            "keeps others out), so the CPU transposed convolutions' forms measured here are not "
+            f"added to {file.name}; ask its owner to chmod a+r it, or set FASTP2P_CACHE to a "
+            "folder of your own")
 
 
 def _can_write_in(folder: Path) -> bool:
@@ -142,11 +154,10 @@ class RememberedForms:
         its file readable: measured again, as for a full disk)."""
         if self._said_unreadable:
             return
-        try:
-            _read(file)
-        except PermissionError:
+        unreadable = _unreadable(file)
+        if unreadable is not None:
             self._said_unreadable = True
-            warnings.warn(_not_readable(file), stacklevel=3)
+            warnings.warn(_not_readable(unreadable, file), stacklevel=3)
 
     def _read_if_moved(self) -> None:
         try:
@@ -174,12 +185,16 @@ def _merge_into(file: Path, forms: dict) -> None:
                  durable=False)
 
 
+def _lock_file(file: Path) -> Path:
+    return file.with_name(f".{file.name}.lock")
+
+
 @contextlib.contextmanager
 def _locked(file: Path):
     """Hold an exclusive flock of the lock file beside ``file`` for the block (``_lock``).
     Raises OSError where the lock file cannot be opened or made (PermissionError: another
     user's, unreadable, or a folder this user may not write)."""
-    fd = open_plain_file(file.with_name(f".{file.name}.lock"), os.O_RDONLY | os.O_CREAT, 0o666)
+    fd = open_plain_file(_lock_file(file), os.O_RDONLY | os.O_CREAT, 0o666)
     try:
         _lock(fd, file)
         yield
