@@ -58,6 +58,9 @@ def _start_worker(parent: int, initializer, initargs: tuple) -> None:
         initializer(*initargs)
 
 
+_KEPT = "what was finished is kept: run the same command again"
+
+
 def _worker_died(exitcode: int) -> str:
     if exitcode == -signal.SIGKILL:
         how, advice = ("killed by SIGKILL, which the kernel's out-of-memory killer sends",
@@ -67,9 +70,6 @@ def _worker_died(exitcode: int) -> str:
     else:
         how, advice = f"exited with code {exitcode}", ""
     return f"a worker process died ({how}); {_KEPT}{advice}"
-
-
-_KEPT = "what was finished is kept: run the same command again"
 
 
 def _first_death(workers: list) -> int:

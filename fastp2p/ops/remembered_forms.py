@@ -15,8 +15,9 @@ once keep each other's entries. A missing or malformed file (not JSON, nested to
 of another format, larger than MAX_FILE_BYTES) reads as empty, and a folder that cannot be
 written or cannot be found (no FASTP2P_CACHE and no home folder) is left alone: timing again is
 the fallback, never an error. A file this user may not read (another user's, written under a
-umask of 077) reads as empty too, but is not replaced (that would drop its entries), which one
-warning says, and `fastp2p info`.
+umask of 077) reads as empty too, but is not replaced (that would drop its entries), and a lock
+file this user may not read lets nothing be added: one warning says either, and so does
+`fastp2p info`.
 Deleting the file makes the next process measure afresh.
 """
 import contextlib
@@ -149,9 +150,9 @@ class RememberedForms:
             pass
 
     def _say_if_unreadable(self, file: Path) -> None:
-        """Warn, once, where ``file`` is there but this user may not read it: it is not
-        replaced. Silent for the other refusals (a cache folder another user shares read-only,
-        its file readable: measured again, as for a full disk)."""
+        """Warn, once, where ``file`` or its lock file is there but this user may not read it:
+        nothing is added. Silent for the other refusals (a cache folder another user shares
+        read-only, its file readable: measured again, as for a full disk)."""
         if self._said_unreadable:
             return
         unreadable = _unreadable(file)
