@@ -4,6 +4,8 @@ signal (130, 143 for SIGTERM), no traceback; later ones are ignored. A first one
 stops (tests/test_train_resume.py)."""
 import os
 import signal
+import subprocess
+import sys
 import threading
 
 import pytest
@@ -59,11 +61,35 @@ def test_a_shared_stop_signal_repeated_before_the_agreement_is_the_same_request(
 def test_the_soft_cpu_time_limit_repeated_is_one_request():
     """The kernel sends SIGXCPU again each CPU second past the soft limit: the run saves in the
     time before the hard limit's SIGKILL, not stopped at once by the repeat."""
-    with StopRequests() as stops:
-        assert signal.getsignal(signal.SIGXCPU) == stops._handle
-        assert _second_request(signal.SIGXCPU, signal.SIGXCPU) is None
-        assert stops.stop_request() == signal.SIGXCPU
-        assert _second_request(signal.SIGINT).exit_code == 128 + signal.SIGINT
+    previous = signal.getsignal(signal.SIGXCPU)
+    try:
+        with StopRequests() as stops:
+            assert signal.getsignal(signal.SIGXCPU) == stops._handle
+            assert _second_request(signal.SIGXCPU, signal.SIGXCPU) is None
+            assert stops.stop_request() == signal.SIGXCPU
+            assert _second_request(signal.SIGINT).exit_code == 128 + signal.SIGINT
+    finally:  # the block leaves SIGXCPU ignored, for the rest of a run's process
+        signal.signal(signal.SIGXCPU, previous)
+
+
+# A run's stop by SIGXCPU, then the kernel's next SIGXCPU as the process winds down
+CPU_LIMIT_AFTER_THE_STOP = """\
+import os, signal
+from fastp2p.train.stop_requests import StopRequests
+signal.signal(signal.SIGXCPU, signal.SIG_DFL)  # as a process starts
+with StopRequests() as stops:
+    os.kill(os.getpid(), signal.SIGXCPU)
+os.kill(os.getpid(), signal.SIGXCPU)
+print(signal.Signals(stops.stop_request()).name)
+"""
+
+
+def test_the_soft_cpu_time_limit_after_the_stop_is_ignored(tmp_path):
+    """Its default action killed a run that had saved and was exiting with a core dump (-24,
+    and a core file of hundreds of MB, not exit code 152)."""
+    result = subprocess.run([sys.executable, "-c", CPU_LIMIT_AFTER_THE_STOP], cwd=tmp_path,
+                            capture_output=True, text=True, timeout=60)
+    assert (result.returncode, result.stdout) == (0, "SIGXCPU\n"), result
 
 
 @pytest.mark.parametrize("signals", [(signal.SIGTERM, signal.SIGTERM),

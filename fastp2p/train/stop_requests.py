@@ -73,6 +73,7 @@ def stop_before_work_with_a_line() -> None:
         return handle
 
     def stop(signal_number):
+        ignore_cpu_limit_repeats(signal_number)
         raise StoppedBeforeWork(signal_number)
 
     def nothing_to_save(signal_number):
@@ -89,6 +90,16 @@ def stop_before_work_with_a_line() -> None:
         for number in numbers:
             if signal.getsignal(number) == signal.SIG_DFL:
                 signal.signal(number, in_this_process(act))
+
+
+def ignore_cpu_limit_repeats(signal_number: int) -> None:
+    """Once SIGXCPU was taken as the stop, ignore it for the rest of the process: the kernel
+    sends it again each CPU second past the soft limit, and one reaching the default action
+    (after a handler is put back, or as Python's finalisation resets its handlers) killed the
+    stopped process with a core dump (-24, not exit code 152). The hard limit's SIGKILL still
+    bounds a process that runs on."""
+    if signal_number == signal.SIGXCPU:
+        signal.signal(signal.SIGXCPU, signal.SIG_IGN)
 
 
 def drop_early_stop_handler(command: str | None) -> None:
@@ -127,7 +138,8 @@ class StopRequests:
     Here a first request must not cut a step short (a flag, checked between steps), a second
     one raises at once, and the handlers before always come back at the block's end. A bench
     run raises at the first stop and ignores every later one, until the process ends; the
-    worker pool only holds SIGINT back while it starts.
+    worker pool only holds SIGINT back while it starts. SIGXCPU, once it came, is ignored from
+    the block's end on (``ignore_cpu_limit_repeats``).
 
     With ``checkpoint_requests``, SIGUSR1 and SIGUSR2 (by default they kill the process) only
     record ``checkpoint_request``, which the training loop takes between steps: it saves and
@@ -157,6 +169,7 @@ class StopRequests:
         self._checkpoint_signals = CHECKPOINT_SIGNALS if checkpoint_requests else ()
         self.second_request = second_request
         self._held = False
+        self._cpu_limit_reached = False  # a SIGXCPU came: ignored from the block's end on
         self._previous = {}
         self._terminals = ()
 
@@ -177,6 +190,8 @@ class StopRequests:
     def __exit__(self, *exc):
         for sig, handler in self._previous.items():
             signal.signal(sig, handler)
+        if self._cpu_limit_reached:
+            ignore_cpu_limit_repeats(signal.SIGXCPU)
 
     def hold(self) -> None:
         """From now on a stop request is only recorded, not acted on."""
@@ -185,6 +200,7 @@ class StopRequests:
     def _handle(self, signal_number, frame):
         if signal_number == signal.SIGHUP:
             self._leave_hung_up_terminals()
+        self._cpu_limit_reached |= signal_number == signal.SIGXCPU
         if self.signal_number is None:
             self.signal_number = signal_number
         elif signal_number == signal.SIGXCPU or self._repeated_before_agreed(signal_number):
