@@ -173,7 +173,9 @@ def test_a_full_disk_while_the_held_rows_are_dropped_leaves_the_log_whole(tmp_pa
 def test_a_full_disk_on_the_options_file_names_it_and_what_to_do(tmp_path, monkeypatch, capsys,
                                                                   resumed):
     """train_opt.txt, written before the loss log (a resume's with its first save): its error
-    named no file ("[Errno 28] No space left on device") and said nothing of the checkpoints."""
+    named no file ("[Errno 28] No space left on device") and said nothing of the checkpoints.
+    A resume's first save is on disk by then, with options the file does not record: that
+    was said as "the last good checkpoint ... is unchanged"."""
     data = write_aligned_dataset(tmp_path / "data", pairs=4)
     argv = train_argv(data, tmp_path, "--n_epochs_decay", "0", "--no_html")
     if resumed:
@@ -182,10 +184,12 @@ def test_a_full_disk_on_the_options_file_names_it_and_what_to_do(tmp_path, monke
     fill_temporary_files(monkeypatch, 100, named="train_opt.txt")
     capsys.readouterr()
     assert main(argv) == 1
-    advice = ("the last good checkpoint" if resumed else "no checkpoint was written",
-              "resume with --continue_train" if resumed else "run it again")
+    run = tmp_path / "tiny"
+    advice = ((f"; saved {run}/latest_* (step 8) with this command line's options, but "
+               "train_opt.txt still records the earlier ones", "run this same command again")
+              if resumed else ("no checkpoint was written", "run it again"))
     err = one_line(capsys.readouterr().err)
-    assert f"{tmp_path / 'tiny' / 'train_opt.txt'}: {NO_SPACE}; " in err, err
+    assert f"{run / 'train_opt.txt'}: {NO_SPACE}; " in err, err
     assert all(words in err for words in advice), err
 
 

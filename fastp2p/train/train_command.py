@@ -532,9 +532,28 @@ def _write_run_options(args, trainer, options_file, **recorded) -> None:
 
     write = partial(write_options, argparse.Namespace(**vars(args)), options_file, **recorded)
     if args.continue_train:
-        trainer.after_first_save(write)
+        trainer.after_first_save(partial(_write_resumed_options, write, options_file))
     else:
         write()
+
+
+def _write_resumed_options(write, options_file, step: int) -> None:
+    """``write`` a resume's options file once its first save, of ``step``, is on disk. Where
+    that fails, the new latest_* is this command line's and the file still records the earlier
+    options, which a plain --continue_train would take: said so (it said the checkpoint was
+    unchanged), with the way on: this command again, which writes the file at its first save."""
+    from fastp2p.train.checkpoints import describe_os_error, what_to_fix
+    from fastp2p.train.stop_requests import TrainingStopped
+    from fastp2p.train.trainer import EXIT_FAILED
+
+    try:
+        write()
+    except OSError as err:
+        raise TrainingStopped(
+            f"{describe_os_error(err)}; saved {options_file.parent}/latest_* (step {step}) with "
+            f"this command line's options, but {options_file.name} still records the earlier "
+            f"ones, which a plain --continue_train would take. {what_to_fix(err)}, then run "
+            "this same command again", EXIT_FAILED) from err
 
 
 def _start_line(args, pairs: int, info, graphs: bool, trainer) -> str:

@@ -113,8 +113,9 @@ class Trainer:
         self.page, self.loss_log, self.trackers = page, loss_log, list(trackers)
 
     def after_first_save(self, job) -> None:
-        """Run ``job`` on the writer thread once this run's first save is on disk (rank 0's);
-        never where the run saves nothing. Its error ends training as a failed save's does."""
+        """Run ``job(step)`` on the writer thread once this run's first save, of ``step``, is
+        on disk (rank 0's); never where the run saves nothing. Its error ends training as a
+        failed save's does."""
         self._first_save_jobs.append(job)
 
     # ---- state ------------------------------------------------------------------------------
@@ -235,7 +236,7 @@ class Trainer:
                 if discarded_reports is not None:
                     discarded_reports()
                 for job in first_save_jobs:
-                    job()
+                    job(step)
             self.writer.submit(write)
 
     def _discarded_reports_job(self):
