@@ -27,10 +27,12 @@ def cache_root() -> Path:
 
 def _given_folder(value: str) -> Path:
     """FASTP2P_CACHE's ``value`` as a folder; NoCacheFolder naming the variable where it is
-    blanks only (a folder named " " was made in the current folder) or it, or a folder above
-    it, is a file (the cache folder could not be made: "[Errno 17] File exists")."""
-    if not value.strip():
-        raise NoCacheFolder(f"FASTP2P_CACHE is {value!r}, blanks only: set it to a folder, or "
+    blanks only or has blanks at its ends (a folder named " " was made in the current folder:
+    " /tmp/cache" is relative, a typo in a job script) or it, or a folder above it, is a file
+    (the cache folder could not be made: "[Errno 17] File exists")."""
+    if value != value.strip():
+        blanks = "blanks only" if not value.strip() else "with blanks at its ends"
+        raise NoCacheFolder(f"FASTP2P_CACHE is {value!r}, {blanks}: set it to a folder, or "
                             "unset it for ~/.cache/fastp2p")
     folder = Path(value)
     for candidate in (folder, *folder.parents):

@@ -61,11 +61,14 @@ def _reinstall_line(module: str, error: ImportError, needed_by: str | None) -> s
 
 
 def _mend(module: str, error: ImportError) -> str:
-    """The pip command that mends ``module``'s ``error``: installing another module it found
-    missing (matplotlib without kiwisolver), else reinstalling ``module`` alone (a broken file
-    of its own); --no-deps, as reinstalling its dependencies too would replace numpy, say, with
-    the newest one, maybe not the one torch was built against."""
+    """The pip command that mends ``module``'s ``error``: installing ``module`` again where it
+    found another module missing (matplotlib without kiwisolver), which adds its missing
+    requirements and leaves the others as they are (a module's own name is not always pip's:
+    dateutil is python-dateutil); else reinstalling ``module`` alone (a broken file of its
+    own), --no-deps, as reinstalling its dependencies too would replace numpy, say, with the
+    newest one, maybe not the one torch was built against."""
     missing = (getattr(error, "name", None) or "").split(".")[0]
+    name = PIP_NAMES.get(module, module)
     if isinstance(error, ModuleNotFoundError) and missing and missing != module:
-        return f"pip install {PIP_NAMES.get(missing, missing)}"
-    return f"pip install --force-reinstall --no-deps {PIP_NAMES.get(module, module)}"
+        return f"pip install {name}, which adds its missing {missing}"
+    return f"pip install --force-reinstall --no-deps {name}"

@@ -39,10 +39,13 @@ def test_an_unknown_home_folder_is_no_cache_folder(monkeypatch, error):
         cache_folder.cache_root()
 
 
-@pytest.mark.parametrize("value", [" ", "\t \t"], ids=["blank", "tab"])
+@pytest.mark.parametrize("value, blanks", [(" ", "blanks only"), ("\t \t", "blanks only"),
+                                           (" /tmp/cache", "with blanks at its ends")],
+                         ids=["blank", "tab", "blank-before-a-folder"])
 def test_a_blank_fastp2p_cache_is_one_line_naming_it_and_makes_no_folder(tmp_path, monkeypatch,
-                                                                       value):
-    """Blanks only made a folder named " " in the current folder, silently (QA limits2 #5)."""
+                                                                       value, blanks):
+    """Blanks only, or before a folder, made a folder named " " in the current folder,
+    silently (QA limits2 #5)."""
     from fastp2p.data import DataError
     from fastp2p.data.default_dataset import default_dataroot
 
@@ -51,7 +54,7 @@ def test_a_blank_fastp2p_cache_is_one_line_naming_it_and_makes_no_folder(tmp_pat
     with pytest.raises(DataError) as refused:
         default_dataroot()
     message = str(refused.value)
-    assert message.startswith(f"FASTP2P_CACHE is {value!r}, blanks only") and "\n" not in message
+    assert message.startswith(f"FASTP2P_CACHE is {value!r}, {blanks}") and "\n" not in message
     assert list(tmp_path.iterdir()) == []
 
 

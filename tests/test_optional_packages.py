@@ -168,16 +168,19 @@ def _importing(monkeypatch, errors: dict) -> None:
 
 @pytest.mark.parametrize("error, said, mend", [
     (ModuleNotFoundError("No module named 'PIL'", name="PIL"), "No module named 'PIL'",
-     "pip install Pillow"),   # a dependency missing: that one installed, by its pip name
-    (ModuleNotFoundError("No module named 'kiwisolver'", name="kiwisolver"),
-     "No module named 'kiwisolver'", "pip install kiwisolver"),
+     "pip install matplotlib, which adds its missing PIL"),   # a dependency missing: pip
+    (ModuleNotFoundError("No module named 'kiwisolver'", name="kiwisolver"),  # adds it
+     "No module named 'kiwisolver'", "pip install matplotlib, which adds its missing kiwisolver"),
+    # an import name that is no pip name: `pip install dateutil` is another package
+    (ModuleNotFoundError("No module named 'dateutil'", name="dateutil"),
+     "No module named 'dateutil'", "pip install matplotlib, which adds its missing dateutil"),
     (ModuleNotFoundError("No module named 'matplotlib.ft2font'", name="matplotlib.ft2font"),
      "No module named 'matplotlib.ft2font'", "pip install --force-reinstall --no-deps "
      "matplotlib"),           # a part of its own missing: it alone reinstalled
     (ImportError("numpy.core.multiarray failed\nto import"),  # said on one line
      "numpy.core.multiarray failed to import",
      "pip install --force-reinstall --no-deps matplotlib")],
-    ids=["dependency", "dependency-not-checked", "own-part", "other-error"])
+    ids=["dependency", "dependency-not-checked", "import-name", "own-part", "other-error"])
 def test_an_installed_package_that_fails_to_import_is_said_so_with_its_error(monkeypatch, error,
                                                                              said, mend):
     """A package that is installed but cannot be imported (its own dependency missing, a broken

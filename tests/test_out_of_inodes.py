@@ -88,3 +88,4 @@ def test_a_test_image_on_a_disk_out_of_inodes_says_inodes(tmp_path, monkeypatch)
     image = tmp_path / "images" / "0000002_fake_B.png"
     reason = _why_the_images_stopped(OSError(errno.ENOSPC, NO_SPACE, str(image)))
     assert reason.startswith(f"{image}: {NO_SPACE}; its file system has no free inodes"), reason
+    assert reason.endswith("raise its inode limit, then run it again"), reason

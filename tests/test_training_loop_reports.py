@@ -311,7 +311,6 @@ def test_a_loader_that_cannot_start_leaves_no_bar_open(tmp_path):
     assert [bar.closed for bar in Bar.made] == [True]
 
 
-
 def test_a_report_failing_after_a_failed_save_says_no_warning(tmp_path, monkeypatch):
     """The epoch's page refresh, queued behind the save that failed and ended the run, said
     "training and its checkpoints go on" after the error line (QA limits2 #3: the disk was

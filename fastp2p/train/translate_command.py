@@ -539,7 +539,7 @@ def _why_the_images_stopped(err: Exception) -> str | None:
         return f"{describe_os_error(err)}; {read_error_advice(err)}, then run it again"
     if isinstance(err, OSError):
         advice = out_of_inodes_advice(err)
-        return describe_os_error(err) + (f"; {advice}" if advice else "")
+        return describe_os_error(err) + (f"; {advice}, then run it again" if advice else "")
     if isinstance(err, ValueError):
         return str(err)
     return loader_worker_death(err, "run again")
