@@ -1,6 +1,6 @@
 """Loader workers that cannot all be started (the limit on open files reached part way, as under
-`ulimit -n 16` with --num_threads 2) are one line naming that limit, never the disk, in train
-and test (which said a bare "[Errno 24] Too many open files" and nothing to do), and the
+`ulimit -n 16` with --num_threads 2), or whose batches cannot be received (`ulimit -n 20`), are
+one line naming that limit, never the disk, in train and test (which said a bare "[Errno 24] Too many open files" and nothing to do), and the
 process exits: the workers already started ignore the SIGTERM that multiprocessing's exit hook
 stops them with, and its join waited for them forever."""
 import errno
@@ -89,18 +89,40 @@ def _out_of_files(*args, **kwargs):
     raise OSError(errno.EMFILE, os.strerror(errno.EMFILE))
 
 
+def _batch_not_received(*args, **kwargs):
+    """torch's own error where a batch's file descriptors could not be received (EMFILE)."""
+    raise RuntimeError("Too many open files. Communication with the workers is no longer "
+                       "possible. Please increase the limit using `ulimit -n` in the shell")
+
+
+def test_train_names_the_open_file_limit_where_batches_cannot_be_received(tmp_path,
+                                                                          monkeypatch, capsys):
+    """With a few descriptors more than `ulimit -n 16`, the workers started but their batches
+    could not be received: torch's RuntimeError was a traceback (of about 550 lines)."""
+    monkeypatch.setattr(_MultiProcessingDataLoaderIter, "_try_get_data", _batch_not_received)
+    argv = train_argv(write_aligned_dataset(tmp_path / "data"), tmp_path / "ckpt", "--no_html")
+    argv[argv.index("--num_threads") + 1] = "1"   # one loader worker process
+    assert main(argv) == 1
+    line = one_line(capsys.readouterr().err)
+    assert line.startswith("fastp2p train: error: could not receive the batches of the data "
+                           "loader's 1 worker process(es) ([Errno 24] Too many open files): "
+                           "raise"), line
+    assert "ulimit -n" in line and "--num_threads" in line, line
+    assert "no checkpoint was written" in line, line
+
+
 @pytest.mark.parametrize("where, num_threads, advice", [
-    (_MultiProcessingDataLoaderIter, "1", "or use fewer --num_threads"),
-    ("fastp2p.train.reports.save_image", "0", ", then run it again")],
-    ids=["loader-workers", "an-image-write"])
+    ((_MultiProcessingDataLoaderIter, "__init__", _out_of_files), "1",
+     "or use fewer --num_threads"),
+    ((_MultiProcessingDataLoaderIter, "_try_get_data", _batch_not_received), "1",
+     "or use fewer --num_threads"),
+    (("fastp2p.train.reports.save_image", _out_of_files), "0", ", then run it again")],
+    ids=["loader-workers", "loader-batches", "an-image-write"])
 def test_test_names_the_open_file_limit_and_what_to_do(tmp_path, monkeypatch, capsys, where,
                                                        num_threads, advice):
     data = write_aligned_dataset(tmp_path / "data", pairs=2)
     checkpoints = train_tiny_run(data, tmp_path / "ckpt")
-    if where is _MultiProcessingDataLoaderIter:
-        monkeypatch.setattr(where, "__init__", _out_of_files)
-    else:
-        monkeypatch.setattr(where, _out_of_files)
+    monkeypatch.setattr(*where)
     argv = tiny_test_argv(data, checkpoints, tmp_path / "res")
     argv[argv.index("--num_threads") + 1] = num_threads
     assert main(argv) == 1

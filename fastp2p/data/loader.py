@@ -12,10 +12,13 @@ main process raises it as the same one-line ``DataError`` naming the file.
 
 Workers that cannot all be started (a limit on open files, processes or memory reached part way)
 raise ``WorkersNotStarted``, once those already started are killed: they ignore the SIGTERM that
-multiprocessing's exit hook stops them with, and its join then waited for them forever.
+multiprocessing's exit hook stops them with, and its join then waited for them forever. Batches
+that cannot be received for the same limit raise ``BatchesNotReceived``.
 """
+import errno
 import itertools
 import multiprocessing.connection
+import os
 import random
 import signal
 import time
@@ -34,14 +37,31 @@ def item_rng(seed: int, epoch: int, index: int) -> random.Random:
     return random.Random(f"{seed}/{epoch}/{index}")
 
 
-class WorkersNotStarted(OSError):
-    """Starting the loader's ``workers`` worker processes failed with this OSError's errno (EMFILE:
-    the process's limit on open files, each worker holding pipes; EAGAIN: on processes; ENOMEM);
-    the workers started before it were killed."""
+class LoaderWorkersFailed(OSError):
+    """The loader's ``workers`` worker processes failed with this OSError's errno, as ``what``
+    says (with ``{workers}``), for the line ``loader_failures.loader_workers_failed`` makes."""
+    what = ""
 
     def __init__(self, error: OSError, workers: int):
         super().__init__(error.errno, error.strerror)
         self.workers = workers
+
+
+class WorkersNotStarted(LoaderWorkersFailed):
+    """Starting the workers failed (EMFILE: the process's limit on open files, each worker
+    holding pipes; EAGAIN: on processes; ENOMEM); the workers started before it were killed."""
+    what = "could not start the data loader's {workers} worker process(es)"
+
+
+class BatchesNotReceived(LoaderWorkersFailed):
+    """The workers ran, but this process could not receive their batches: each comes as file
+    descriptors, and the limit on open files was reached (torch's RuntimeError "Too many open
+    files. Communication with the workers is no longer possible", a traceback)."""
+    what = "could not receive the batches of the data loader's {workers} worker process(es)"
+
+
+# How torch's RuntimeError for a batch that could not be received for want of descriptors starts
+_TORCH_OUT_OF_FILES = "Too many open files."
 
 
 @dataclass(frozen=True)
@@ -220,7 +240,7 @@ class PairLoader:
         # the DataLoader iterator is made here, not lazily: making it draws worker seeds from
         # torch's RNG, and the trainer restores its RNG state after calling iter(loader); the
         # first call starts the workers (WorkersNotStarted)
-        return _raise_failures(iter(self._loader))
+        return _raise_failures(iter(self._loader), self._loader.num_workers)
 
 
 # How long an idle worker gets to exit by itself once asked to, before it counts as busy.
@@ -260,11 +280,19 @@ def _stop_workers(iterator) -> None:
         worker.kill()
 
 
-def _raise_failures(batches):
-    for batch in batches:
-        if isinstance(batch, _LoadFailure):
-            raise DataError(batch.message)
-        yield batch
+def _raise_failures(batches, workers: int):
+    """``batches``, with a worker's load failure raised as its DataError, and torch's
+    RuntimeError for the open-files limit as BatchesNotReceived."""
+    try:
+        for batch in batches:
+            if isinstance(batch, _LoadFailure):
+                raise DataError(batch.message)
+            yield batch
+    except RuntimeError as error:
+        if not str(error).startswith(_TORCH_OUT_OF_FILES):
+            raise
+        raise BatchesNotReceived(OSError(errno.EMFILE, os.strerror(errno.EMFILE)),
+                                 workers) from error
 
 
 def create_dataloader(dataset, batch_size: int, *, shuffle: bool, num_workers: int, seed: int,

@@ -1,6 +1,7 @@
 """One line for a data loader worker that died, as ``fastp2p train`` and ``fastp2p test`` say
 it: torch's reason, and what to do about it (out of memory, a crash on a damaged image, a
-signal from outside); and one for workers that could not be started.
+signal from outside); and one for workers that could not be started, or whose batches could
+not be received.
 """
 import errno
 import re
@@ -60,13 +61,14 @@ def _worker_death_advice(reason: str, then: str) -> str:
     return f"probably out of memory: lower --num_threads, then {then}"
 
 
-def workers_not_started(err, then: str) -> str:
-    """The line for ``err``, a ``WorkersNotStarted`` (fastp2p.data.loader): what ran out (its
-    errno's words: "Too many open files" is the limit on open files, not the disk), what to
-    raise for a limit on open files (``read_error_advice``), and fewer workers. ``then``:
-    what to do once that is done ("run it again")."""
+def loader_workers_failed(err, then: str) -> str:
+    """The line for ``err``, a ``LoaderWorkersFailed`` (fastp2p.data.loader: workers not
+    started, or their batches not received): what failed, what ran out (its errno's words:
+    "Too many open files" is the limit on open files, not the disk), what to raise for a
+    limit on open files (``read_error_advice``), and fewer workers. ``then``: what to do once
+    that is done ("run it again")."""
     # (its other errnos' advice is a read's: EAGAIN there is a lease, here the process limit)
     limit = read_error_advice(err) if err.errno in (errno.EMFILE, errno.ENFILE) else None
     fewer = f"{limit}, or use fewer" if limit else "use fewer"
-    return (f"could not start the data loader's {err.workers} worker process(es) ({err}): "
+    return (f"{err.what.format(workers=err.workers)} ({err}): "
             f"{fewer} --num_threads (0 loads the data in this process), then {then}")

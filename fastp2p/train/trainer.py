@@ -37,14 +37,14 @@ import numpy as np
 import torch
 
 from fastp2p.command_errors import error_line
-from fastp2p.data.loader import WorkersNotStarted
+from fastp2p.data.loader import LoaderWorkersFailed
 from fastp2p.train.background_writer import BackgroundWriter, host_copy
 from fastp2p.train.checkpoints import (CheckpointWriteError, describe_os_error, snapshot,
                                        what_to_fix)
 from fastp2p.train.distributed import average_over_processes, is_peer_process_end
 from fastp2p.train.early_refusals import rank_prefix
 from fastp2p.train.loader_failures import (is_loader_worker_death, loader_worker_death,
-                                           workers_not_started)
+                                           loader_workers_failed)
 from fastp2p.train.memory_errors import first_line, is_out_of_memory
 from fastp2p.train.position import Progress
 from fastp2p.train.progress import TimeLeftEstimate, time_left
@@ -344,9 +344,10 @@ class Trainer:
             except CheckpointWriteError as err:
                 self._say_on_every_rank(error_line("train", err))
                 return EXIT_FAILED
-            except WorkersNotStarted as err:  # a limit reached: no write failed
+            except LoaderWorkersFailed as err:  # a limit reached: no write failed
                 latest = self._latest_manifest()
-                line = f"{workers_not_started(err, self._run_again(latest))}; {self._kept(latest)}"
+                failed = loader_workers_failed(err, self._run_again(latest))
+                line = f"{failed}; {self._kept(latest)}"
                 self._say_on_every_rank(error_line("train", line))
                 return EXIT_FAILED
             except OSError as err:  # the loss log: the checkpoints are untouched

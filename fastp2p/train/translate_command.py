@@ -522,19 +522,20 @@ def _not_written(images_dir: Path, sections) -> int:
 
 def _why_the_images_stopped(err: Exception) -> str | None:
     """One line for an error that stopped the images: data loader workers that could not all
-    be started (a limit on open files, as train says it), a failed write or read (OSError; one
+    be started or whose batches could not be received (a limit on open files, as train says
+    it), a failed write or read (OSError; one
     for a limit on open files says what to raise, and a disk out of inodes is said as such: the
     errno's words are those of a disk out of bytes), a bad image or a planted link (ValueError:
     DataError, NotAPlainFile), a data loader worker that died (torch's RuntimeError); None for
     any other RuntimeError."""
-    from fastp2p.data.loader import WorkersNotStarted
+    from fastp2p.data.loader import LoaderWorkersFailed
     from fastp2p.file_reads import read_error_advice
     from fastp2p.inodes import out_of_inodes_advice
     from fastp2p.train.checkpoints import describe_os_error
-    from fastp2p.train.loader_failures import loader_worker_death, workers_not_started
+    from fastp2p.train.loader_failures import loader_worker_death, loader_workers_failed
 
-    if isinstance(err, WorkersNotStarted):
-        return workers_not_started(err, "run it again")
+    if isinstance(err, LoaderWorkersFailed):
+        return loader_workers_failed(err, "run it again")
     if isinstance(err, OSError) and err.errno in (errno.EMFILE, errno.ENFILE):
         return f"{describe_os_error(err)}; {read_error_advice(err)}, then run it again"
     if isinstance(err, OSError):
