@@ -1,7 +1,9 @@
 """A full disk that is out of inodes, not bytes: a file system holds a fixed number of files
 (its inodes, ``df -i``; HPC scratch file systems and tmpfs limit them), and once they are all
 taken every new file fails with the same ENOSPC, "No space left on device", as when the bytes run
-out. Deleting large files, the advice for that, does not help: deleting files (any) does."""
+out. Deleting large files, the advice for that, does not help: deleting files (any) does. On HPC
+scratch the limit met is more often a per-user quota of bytes or files (EDQUOT), which the file
+system's own counts do not show."""
 import errno
 import os
 
@@ -10,6 +12,8 @@ import os
 FEW_INODES = 64
 OUT_OF_INODES = ("its file system has no free inodes left (the files it can hold, `df -i`), "
                  "though it has free space: delete files there or raise its inode limit")
+QUOTA_REACHED = ("a disk quota was reached (of bytes or of files: `quota -s`, or `lfs quota -u "
+                 "$USER` on Lustre): delete files there or ask for a larger quota")
 
 
 def nearest_existing(path) -> str:
@@ -27,6 +31,15 @@ def free_inodes(path) -> int | None:
     file systems)."""
     stats = os.statvfs(nearest_existing(path))
     return stats.f_favail if stats.f_files else None
+
+
+def disk_limit_advice(err: BaseException) -> str | None:
+    """What to do where ``err`` is a disk limit other than its free bytes, which "Free disk
+    space" does not mend: a quota (EDQUOT, QUOTA_REACHED) or a disk out of inodes
+    (``out_of_inodes_advice``); None otherwise."""
+    if isinstance(err, OSError) and err.errno == errno.EDQUOT:
+        return QUOTA_REACHED
+    return out_of_inodes_advice(err)
 
 
 def out_of_inodes_advice(err: BaseException) -> str | None:

@@ -12,6 +12,8 @@ import fastp2p.inodes as inodes_module
 from fastp2p.cli import main
 from fastp2p.train.checkpoints import what_to_fix
 from helpers.data_helpers import make_aligned, tiny_pack_args
+from helpers.train_helpers import (one_line, tiny_test_argv, train_argv, train_tiny_run,
+                                   write_aligned_dataset)
 
 NO_SPACE = os.strerror(errno.ENOSPC)
 
@@ -33,6 +35,40 @@ def test_a_checkpoint_on_a_disk_out_of_inodes_says_inodes(tmp_path, monkeypatch)
     advice = what_to_fix(_no_space(tmp_path))
     assert advice.startswith("Its file system has no free inodes left") and "df -i" in advice
     assert "Free disk space" not in advice
+
+
+def test_a_quota_reached_says_quota(tmp_path):
+    """EDQUOT, the per-user limit of bytes or files on HPC scratch (Lustre, GPFS), whose own
+    counts still show inodes free: it was "Free disk space or fix the folder's permissions"."""
+    advice = what_to_fix(OSError(errno.EDQUOT, os.strerror(errno.EDQUOT),
+                                 str(tmp_path / "run" / "latest_net_D.pth")))
+    assert advice.startswith("A disk quota was reached") and "lfs quota" in advice, advice
+
+
+@pytest.mark.parametrize("command", ["train", "test"])
+def test_a_folder_made_first_on_a_disk_out_of_inodes_says_inodes(tmp_path, monkeypatch, capsys,
+                                                                 command):
+    """The run folder (train) or results folder (test), made before any file: its line was the
+    bare "PATH: No space left on device"."""
+    data = write_aligned_dataset(tmp_path / "data", pairs=2)
+    if command == "train":
+        argv, made = train_argv(data, tmp_path / "ckpt"), tmp_path / "ckpt"
+    else:
+        argv = tiny_test_argv(data, train_tiny_run(data, tmp_path / "ckpt"), tmp_path / "res")
+        made = tmp_path / "res"
+    real_mkdir = os.mkdir
+
+    def no_inode_left(path, *args, **kwargs):
+        if str(path).startswith(str(made)):
+            raise OSError(errno.ENOSPC, NO_SPACE, str(path))
+        return real_mkdir(path, *args, **kwargs)
+    monkeypatch.setattr(os, "mkdir", no_inode_left)
+    _file_system(monkeypatch, inodes_free=0, bytes_free=9_000)
+    capsys.readouterr()
+    assert main(argv) == 1
+    line = one_line(capsys.readouterr().err)
+    assert line.startswith(f"fastp2p {command}: error: {made}"), line
+    assert f": {NO_SPACE}; its file system has no free inodes left" in line, line
 
 
 @pytest.mark.parametrize("inodes, inodes_free, bytes_free", [

@@ -7,7 +7,7 @@ from fastp2p import cpu_info
 from fastp2p.byte_sizes import binary_size
 from fastp2p.command_errors import options_given, print_error, unread_options
 from fastp2p.data.worker_pool import exit_at_sigterm
-from fastp2p.inodes import out_of_inodes_advice
+from fastp2p.inodes import disk_limit_advice
 from fastp2p.option_types import MAX_LOAD_SIZE, given_path, pack_workers, plain_name, seed
 from fastp2p.stops_deferred import import_torch
 from fastp2p.terminal import is_terminal
@@ -267,7 +267,7 @@ def run(args: argparse.Namespace) -> int:
     except OSError as error:  # e.g. a full disk: finished shards are kept for the re-run
         reason = os.strerror(error.errno) if error.errno else str(error)
         path = error.filename if error.filename is not None else writing
-        fix = out_of_inodes_advice(error) or "fix it"
+        fix = disk_limit_advice(error) or "fix it"
         print_error("pack", f"{path}: {reason}; {fix} and run the same command again to "
                     "resume")
         return 1

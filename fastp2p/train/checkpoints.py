@@ -31,7 +31,7 @@ from fastp2p.atomic_files import (TemporaryFile, fsync_directory, naming_the_fil
                                   remove_left_by_dead_processes, replace_text)
 from fastp2p.checkpoint_names import MANIFEST_SUFFIX, NETWORK_SUFFIXES, TRAIN_STATE_SUFFIX
 from fastp2p.file_reads import read_error_advice
-from fastp2p.inodes import out_of_inodes_advice
+from fastp2p.inodes import disk_limit_advice
 from fastp2p.nn.checkpoint import CheckpointMismatch, load_safely, weights_problem
 from fastp2p.nn.checks import with_article
 from fastp2p.nn.compat import fits_the_network_it_looks_like
@@ -61,13 +61,13 @@ def what_to_fix(err: BaseException) -> str:
     write (EFBIG: a job's `ulimit -f`, say) needs no free disk space, but a higher limit; nor
     does a file that could not be opened for a limit on open files (EMFILE: `ulimit -n`;
     ENFILE: the system's), nor a disk out of inodes (ENOSPC with bytes free: deleting any
-    files helps there, not only large ones)."""
+    files helps there, not only large ones) or a quota (EDQUOT)."""
     if isinstance(err, OSError) and err.errno == errno.EFBIG:
         return "Raise the file size limit (ulimit -f) or write to another disk"
     if isinstance(err, OSError) and err.errno in (errno.EMFILE, errno.ENFILE):
         advice = read_error_advice(err)
     else:
-        advice = out_of_inodes_advice(err)
+        advice = disk_limit_advice(err)
     if advice is None:
         return "Free disk space or fix the folder's permissions"
     return advice[0].upper() + advice[1:]
@@ -90,6 +90,14 @@ def describe_os_error(err: OSError) -> str:
             return f"{in_the_way}: is {what}, where a folder is made; move it away"
     reason = os.strerror(err.errno) if err.errno else str(err)
     return f"{err.filename}: {reason}"
+
+
+def described_with_disk_advice(err: OSError) -> str:
+    """``describe_os_error``, and what to do where a disk limit other than its bytes was
+    reached (``disk_limit_advice``: its inodes, a quota), which the errno's words do not say
+    (ENOSPC's are those of a disk out of bytes)."""
+    advice = disk_limit_advice(err)
+    return describe_os_error(err) + (f"; {advice}" if advice else "")
 
 
 def _file_in_a_folders_place(path: Path):

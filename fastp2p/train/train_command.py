@@ -129,7 +129,7 @@ def _claim_run_folder(args, info, folder_lock) -> int:
     rank 0 alone takes the lock and checks, and every rank gets its answer, so all ranks stop
     together (a rank that went on would wait at the first collective for one that left)."""
     from fastp2p.atomic_files import LinkToNothing, NotAPlainFile
-    from fastp2p.train.checkpoints import describe_os_error
+    from fastp2p.train.checkpoints import described_with_disk_advice
     from fastp2p.train.distributed import from_main_process
     from fastp2p.train.run_lock import RunFolderBusy
 
@@ -150,7 +150,7 @@ def _claim_run_folder(args, info, folder_lock) -> int:
             print_error("train", err)
             code = 2
         except OSError as err:  # e.g. a read-only checkpoints folder
-            print_error("train", describe_os_error(err))
+            print_error("train", described_with_disk_advice(err))
             code = 1
     return from_main_process(code, info)
 
@@ -202,7 +202,7 @@ def run(args: argparse.Namespace, times=None, name_files: bool = True) -> int:
     import torch
 
     from fastp2p.data import DataError
-    from fastp2p.train.checkpoints import CheckpointWriteError, describe_os_error
+    from fastp2p.train.checkpoints import CheckpointWriteError, described_with_disk_advice
     from fastp2p.train.distributed import shutdown_processes
     from fastp2p.train.networks import check_op_settings
     from fastp2p.train.progress import progress_bar
@@ -271,7 +271,7 @@ def run(args: argparse.Namespace, times=None, name_files: bool = True) -> int:
         _print_failure(err, training)
         return 1
     except OSError as err:  # e.g. a read-only or full checkpoints folder
-        _print_failure(describe_os_error(err), training)
+        _print_failure(described_with_disk_advice(err), training)
         return 1
     finally:
         close_trackers(trackers)

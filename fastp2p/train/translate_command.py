@@ -366,9 +366,9 @@ def _refused(err: Exception) -> int:
 def _failed(err: Exception) -> int:
     """Say in one line why the command failed (a full disk, a read-only results folder, a bad
     image or option); its exit code."""
-    from fastp2p.train.checkpoints import describe_os_error
+    from fastp2p.train.checkpoints import described_with_disk_advice
 
-    print_error("test", describe_os_error(err) if isinstance(err, OSError) else err)
+    print_error("test", described_with_disk_advice(err) if isinstance(err, OSError) else err)
     return 1
 
 
@@ -530,7 +530,7 @@ def _why_the_images_stopped(err: Exception) -> str | None:
     any other RuntimeError."""
     from fastp2p.data.loader import LoaderWorkersFailed
     from fastp2p.file_reads import read_error_advice
-    from fastp2p.inodes import out_of_inodes_advice
+    from fastp2p.inodes import disk_limit_advice
     from fastp2p.train.checkpoints import describe_os_error
     from fastp2p.train.loader_failures import loader_worker_death, loader_workers_failed
 
@@ -539,7 +539,7 @@ def _why_the_images_stopped(err: Exception) -> str | None:
     if isinstance(err, OSError) and err.errno in (errno.EMFILE, errno.ENFILE):
         return f"{describe_os_error(err)}; {read_error_advice(err)}, then run it again"
     if isinstance(err, OSError):
-        advice = out_of_inodes_advice(err)
+        advice = disk_limit_advice(err)
         return describe_os_error(err) + (f"; {advice}, then run it again" if advice else "")
     if isinstance(err, ValueError):
         return str(err)
