@@ -1,8 +1,9 @@
 """Loader workers that cannot all be started (the limit on open files reached part way, as under
 `ulimit -n 16` with --num_threads 2), or whose batches cannot be received (`ulimit -n 20`), are
-one line naming that limit, never the disk, in train and test (which said a bare "[Errno 24] Too many open files" and nothing to do), and the
-process exits: the workers already started ignore the SIGTERM that multiprocessing's exit hook
-stops them with, and its join waited for them forever."""
+one line naming that limit, never the disk, in train and test (which said a bare "[Errno 24]
+Too many open files" and nothing to do), and the process exits: the workers already started
+ignore the SIGTERM that multiprocessing's exit hook stops them with, and its join waited for
+them forever."""
 import errno
 import os
 import subprocess
