@@ -4,6 +4,7 @@ multiprocessing's Pool, used before, started another worker, and its terminate c
 for good (on the task queue's lock the dead worker held, or on the rest of a message it was
 reading): a pack whose worker was killed hung in 1 run of 4 to 2 of 7 under load
 (tests/test_pack_worker_killed.py). And the pool's results, drawn a few jobs ahead, in order."""
+import concurrent.futures.process
 import itertools
 import operator
 import os
@@ -16,6 +17,7 @@ import time
 import numpy as np
 import pytest
 
+from fastp2p.data import worker_pool as worker_pool_module
 from fastp2p.data.errors import DataError
 from fastp2p.data.worker_pool import JOBS_AHEAD_PER_WORKER, results_in_order, worker_pool
 
@@ -61,6 +63,23 @@ def test_a_pool_broken_in_this_process_says_what_broke_it_not_a_death():
     assert str(raised.value) == ("the worker pool broke in this process (MemoryError); what was "
                                  "finished is kept: run the same command again")
     assert all(worker.exitcode is not None for worker in workers)
+
+
+class _Ended:
+    exitcode = -signal.SIGTERM
+
+
+def test_a_result_cut_off_by_an_outside_sigterm_is_said_a_death():
+    """A worker SIGTERMed from outside while it sent a result: the pool breaks on the receipt's
+    EOFError, with every worker ended by SIGTERM; it was said "broke in this process
+    (EOFError)"."""
+    broken = concurrent.futures.process.BrokenProcessPool("a process pool was broken")
+    broken.__cause__ = concurrent.futures.process._RemoteTraceback(
+        "\n\"\"\"\nTraceback (most recent call last):\n  File \"x.py\", line 1, in f\n"
+        "EOFError: Ran out of input\n\"\"\"")
+    assert worker_pool_module._why_broken(broken, [_Ended(), _Ended()]) == (
+        "a worker process died (killed by SIGTERM); what was finished is kept: run the same "
+        "command again")
 
 
 def test_results_come_in_order_with_a_few_jobs_drawn_ahead():

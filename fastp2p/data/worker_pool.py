@@ -85,11 +85,13 @@ def _why_broken(broken: BaseException, workers: list) -> str:
     ended: how the worker whose death broke it ended; or, where none died on its own, the error
     that broke it in this process, which the pool keeps as ``broken``'s cause (a result that
     could not be received: a MemoryError, say, was said as a worker killed by SIGTERM, the
-    pool's own SIGTERMs being the only deaths)."""
+    pool's own SIGTERMs being the only deaths). A result cut off (EOFError) is a death's, a
+    worker killed while it sent it: by an outside SIGTERM, it was said as the pool broken
+    here."""
     code = _first_death(workers)
     # the cause is the error's traceback, as text between two lines of quotes
     lines = [line for line in str(broken.__cause__ or "").splitlines() if line.strip("'\" ")]
-    if code != -signal.SIGTERM or not lines:
+    if code != -signal.SIGTERM or not lines or lines[-1].startswith("EOFError"):
         return _worker_died(code)
     return f"the worker pool broke in this process ({lines[-1]}); {_KEPT}"
 
