@@ -64,13 +64,19 @@ def what_to_fix(err: BaseException) -> str:
     files helps there, not only large ones) or a quota (EDQUOT)."""
     if isinstance(err, OSError) and err.errno == errno.EFBIG:
         return "Raise the file size limit (ulimit -f) or write to another disk"
-    if isinstance(err, OSError) and err.errno in (errno.EMFILE, errno.ENFILE):
-        advice = read_error_advice(err)
-    else:
-        advice = disk_limit_advice(err)
+    advice = limit_advice(err)
     if advice is None:
         return "Free disk space or fix the folder's permissions"
     return advice[0].upper() + advice[1:]
+
+
+def limit_advice(err: BaseException) -> str | None:
+    """What to do where a write or read stopped at a limit that free disk space does not lift,
+    as a phrase: open files (EMFILE, ENFILE: ``read_error_advice``), or the disk's inodes or a
+    quota (``disk_limit_advice``); None for anything else."""
+    if isinstance(err, OSError) and err.errno in (errno.EMFILE, errno.ENFILE):
+        return read_error_advice(err)
+    return disk_limit_advice(err)
 
 
 def describe_os_error(err: OSError) -> str:

@@ -46,7 +46,6 @@ is), is refused in one line (exit 1); so are linked tracker folders in the run f
 """
 import argparse
 import contextlib
-import errno
 import os
 import signal
 import sys
@@ -529,17 +528,13 @@ def _why_the_images_stopped(err: Exception) -> str | None:
     DataError, NotAPlainFile), a data loader worker that died (torch's RuntimeError); None for
     any other RuntimeError."""
     from fastp2p.data.loader import LoaderWorkersFailed
-    from fastp2p.file_reads import read_error_advice
-    from fastp2p.inodes import disk_limit_advice
-    from fastp2p.train.checkpoints import describe_os_error
+    from fastp2p.train.checkpoints import describe_os_error, limit_advice
     from fastp2p.train.loader_failures import loader_worker_death, loader_workers_failed
 
     if isinstance(err, LoaderWorkersFailed):
         return loader_workers_failed(err, "run it again")
-    if isinstance(err, OSError) and err.errno in (errno.EMFILE, errno.ENFILE):
-        return f"{describe_os_error(err)}; {read_error_advice(err)}, then run it again"
     if isinstance(err, OSError):
-        advice = disk_limit_advice(err)
+        advice = limit_advice(err)
         return describe_os_error(err) + (f"; {advice}, then run it again" if advice else "")
     if isinstance(err, ValueError):
         return str(err)
