@@ -32,6 +32,13 @@ def _imported(path: Path) -> set:
     return names
 
 
+def _run_python(code: str, folder: Path, timeout: int) -> subprocess.CompletedProcess:
+    """``code`` run by a fresh interpreter in ``folder`` (outside the checkout, whose fastp2p/
+    would shadow the installed package), its output captured as text."""
+    return subprocess.run([sys.executable, "-c", code], cwd=folder, capture_output=True,
+                          text=True, timeout=timeout)
+
+
 def test_fastp2p_test_does_not_import_the_training_loop():
     # translate_command and the modules it keeps its run folder lookup and output names in
     imported = set().union(*(_imported(CHECKOUT / "fastp2p" / "train" / f"{name}.py")
@@ -46,8 +53,7 @@ def test_a_light_module_imports_nothing_heavy(module, tmp_path):
     code = (f"import sys\nimport {module}\n"
             f"print(sorted(set({LIGHT[module]!r}) & set(sys.modules)))\n")
     # outside the checkout, whose fastp2p/ would shadow the installed package
-    done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True,
-                          text=True, timeout=120)
+    done = _run_python(code, tmp_path, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"
 
@@ -60,8 +66,7 @@ def test_a_unet_built_and_run_eagerly_leaves_torch_dynamo_unimported(tmp_path):
             "with torch.no_grad():\n"
             "    net(torch.randn(1, 3, 32, 32))  # folds its batch norms: registers the hook\n"
             "print('torch._dynamo' in sys.modules)\n")
-    done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True,
-                          text=True, timeout=300)
+    done = _run_python(code, tmp_path, timeout=300)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "False"
 
@@ -87,7 +92,6 @@ def test_without_torchs_private_lazy_disable_the_hook_is_kept_from_compile_on_fi
             "version = watched._version\n"
             "optimizer.step()\n"
             "print(watched._version - version, 'torch._dynamo' in sys.modules)\n")
-    done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True,
-                          text=True, timeout=300)
+    done = _run_python(code, tmp_path, timeout=300)
     assert done.returncode == 0, done.stderr.strip().splitlines()[-1:]
     assert done.stdout.split() == ["False", "1", "True"], done.stdout
