@@ -74,11 +74,27 @@ def _caller_torch_threads(in_process: bool):
             torch.set_num_threads(threads)
 
 
+@contextlib.contextmanager
+def _caller_torch_rng(in_process: bool):
+    """A caller's torch random state, set again when its command returns: train and test seed
+    torch with --seed, and a resume sets the saved run's state, which must not take the place
+    of the caller's own seed. Each CUDA device's too where the caller has CUDA in use (saving
+    it otherwise would start CUDA in a caller that does not use it). A caller that has not
+    imported torch has none to keep."""
+    torch = sys.modules.get("torch") if in_process else None
+    if torch is None:
+        yield
+        return
+    cuda_devices = range(torch.cuda.device_count()) if torch.cuda.is_initialized() else []
+    with torch.random.fork_rng(devices=cuda_devices):
+        yield
+
+
 def main(argv=None) -> int:
     """Run ``argv`` (None: this process's command line, as the ``fastp2p`` and ``python -m
     fastp2p`` entries call it); the exit code. A caller that passes ``argv`` gets back its own
-    Ctrl-C and SIGTERM handlers after a stopped bench run (``stops.caller_handlers_back``) and
-    its torch thread count after any command.
+    Ctrl-C and SIGTERM handlers after a stopped bench run (``stops.caller_handlers_back``), and
+    its torch thread count and random state after any command.
 
     A Ctrl-C is reported in one line from the parser's start on: building the parser imports
     every command's module, and an option's check (``fastp2p.option_types``) may import more
@@ -95,7 +111,8 @@ def main(argv=None) -> int:
     args = argparse.Namespace(command=None)  # argparse sets the command as it reads its name
     # the caller's handlers back only once the stop's line below is printed
     with caller_handlers_back(in_process=argv is not None), \
-            _caller_torch_threads(in_process=argv is not None):
+            _caller_torch_threads(in_process=argv is not None), \
+            _caller_torch_rng(in_process=argv is not None):
         try:
             return run_with_guarded_stdout(_parse_and_run, argv, args)
         except TorchNotImported as err:
