@@ -75,3 +75,21 @@ def test_a_floating_batch_of_another_dtype_trains_as_its_float32_cast(dtypes, on
     Pix2PixEngine(*twins).step(real_A.float(), real_B.float())
     assert all(torch.equal(a, b) for a, b in zip(parameters_and_buffers(netG, netD),
                                                  parameters_and_buffers(*twins)))
+
+
+@pytest.mark.parametrize("option, value, expected", [
+    ("lr", "2e-4", "a finite number >= 0"), ("lr", None, "a finite number >= 0"),
+    ("lr", True, "a finite number >= 0"), ("lambda_L1", "100", "a finite number >= 0"),
+    ("beta1", "0.5", "in [0, 1)")])
+def test_an_option_that_is_no_number_is_a_value_error_naming_it(option, value, expected):
+    """A string from a config file or a widget, or None, was a TypeError from the comparison
+    inside the check ("'<=' not supported between instances of 'int' and 'str'"), naming
+    nothing; set_lr takes what the constructor's lr takes (QA notebook 2)."""
+    message = f"{option} must be {expected}, got {value!r}"
+    with pytest.raises(ValueError) as refused:
+        Pix2PixEngine(*tiny_networks(), **{option: value})
+    assert str(refused.value) == message
+    if option == "lr":
+        with pytest.raises(ValueError) as refused:
+            Pix2PixEngine(*tiny_networks()).set_lr(value)
+        assert str(refused.value) == message

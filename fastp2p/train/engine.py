@@ -54,6 +54,7 @@ Python body runs in every mode; the modes change only how it executes:
 """
 import contextlib
 import math
+import numbers
 
 import torch
 from torch.nn.parallel import DistributedDataParallel
@@ -82,11 +83,19 @@ def unwrap(net: torch.nn.Module) -> torch.nn.Module:
     return net.module if isinstance(net, DistributedDataParallel) else net
 
 
+def _check_number(name: str, value, low: float, high: float, expected: str) -> None:
+    """A ValueError naming ``name`` unless ``value`` is a number in [low, high): a string (from a
+    config file or a widget), None or a bool is refused by its type first, as comparing it
+    raised a TypeError that named no option."""
+    is_number = isinstance(value, numbers.Real) and not isinstance(value, bool)
+    if not (is_number and low <= value < high):
+        raise ValueError(f"{name} must be {expected}, got {value!r}")
+
+
 def _check_lr(lr) -> None:
     """The engine's learning rates, at construction and in ``set_lr``: what fastp2p train's
     --lr takes (a finite number >= 0)."""
-    if not 0 <= lr < math.inf:
-        raise ValueError(f"lr must be a finite number >= 0, got {lr!r}")
+    _check_number("lr", lr, 0, math.inf, "a finite number >= 0")
 
 
 def _check_cuda_options(device: torch.device, given: dict) -> None:
@@ -132,10 +141,9 @@ class Pix2PixEngine:
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
         _check_lr(lr)
-        if not 0.0 <= beta1 < 1.0:
-            raise ValueError(f"beta1 must be in [0, 1), got {beta1!r}")
-        if not 0.0 <= lambda_L1 < math.inf:   # as fastp2p train's --lambda_L1
-            raise ValueError(f"lambda_L1 must be a finite number >= 0, got {lambda_L1!r}")
+        _check_number("beta1", beta1, 0.0, 1.0, "in [0, 1)")
+        # as fastp2p train's --lambda_L1
+        _check_number("lambda_L1", lambda_L1, 0.0, math.inf, "a finite number >= 0")
         params_G = list(netG.parameters())
         if not params_G or not list(netD.parameters()):
             raise ValueError("netG and netD must both have parameters")
