@@ -92,7 +92,8 @@ def _caller_torch_rng(in_process: bool):
 
 def main(argv=None) -> int:
     """Run ``argv`` (None: this process's command line, as the ``fastp2p`` and ``python -m
-    fastp2p`` entries call it); the exit code. A caller that passes ``argv`` gets back its own
+    fastp2p`` entries call it); the exit code, 2 for an option error too (only ``--help`` and
+    ``--version`` end in argparse's ``SystemExit``). A caller that passes ``argv`` gets back its own
     Ctrl-C and SIGTERM handlers after a stopped bench run (``stops.caller_handlers_back``), and
     its torch thread count and random state after any command.
 
@@ -115,6 +116,12 @@ def main(argv=None) -> int:
             _caller_torch_rng(in_process=argv is not None):
         try:
             return run_with_guarded_stdout(_parse_and_run, argv, args)
+        except SystemExit as usage_error:
+            if usage_error.code in (0, None):   # --help, --version: argparse's exit, as ever
+                raise
+            # an option error (the parser's, exit code 2): returned, as every other refusal,
+            # so that a caller's loop of runs goes on; the command line exits with it all the same
+            return usage_error.code
         except TorchNotImported as err:
             print(error_line(args.command, err), file=sys.stderr)
             return 1

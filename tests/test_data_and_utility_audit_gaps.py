@@ -562,9 +562,7 @@ def test_pack_refuses_zero_pairs_per_shard(tmp_path, capsys):
     from helpers.data_helpers import make_aligned, tiny_pack_args
 
     make_aligned(tmp_path / "data", count=2, width=random.randrange(18, 24), height=20)
-    with pytest.raises(SystemExit) as exited:
-        main(tiny_pack_args(tmp_path / "data", tmp_path / "out", "--pairs-per-shard", "0"))
-    assert exited.value.code == 2
+    assert main(tiny_pack_args(tmp_path / "data", tmp_path / "out", "--pairs-per-shard", "0")) == 2
     assert "--pairs-per-shard must be >= 1, got 0" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
 
