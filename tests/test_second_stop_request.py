@@ -1,7 +1,7 @@
-"""A second Ctrl-C (or SIGTERM) while a run saves after the first stops it at once, without
-saving: one line says so and what --continue_train will resume from, exit code 128 + its
-signal (130, 143 for SIGTERM), no traceback; later ones are ignored. A first one saves and
-stops (tests/test_train_resume.py)."""
+"""A second Ctrl-C (or SIGTERM) in the step that the first one lets finish stops the run at
+once, without saving: one line says so and what --continue_train will resume from, exit code
+128 + its signal (130, 143 for SIGTERM), no traceback; later ones are ignored, as are those
+once the run saves. A first one saves and stops (tests/test_train_resume.py)."""
 import os
 import signal
 import subprocess
@@ -180,3 +180,30 @@ def test_the_public_names_load_on_first_use():
     assert fastp2p.nn.unet.UNet is UNet  # a subpackage reached as an attribute
     with pytest.raises(AttributeError, match="no attribute 'Unet'"):
         fastp2p.Unet
+
+
+def test_a_second_request_while_the_stop_s_save_is_written_says_the_save(tmp_path, monkeypatch,
+                                                                        capsys):
+    """The second Ctrl-C came as the first one's latest_* was written: the run said "stopped at
+    once, without saving", and its end (which waits for the writer) then saved the set all the
+    same (QA notebook 4). From its submission on, that save is said, whatever comes later."""
+    import time
+
+    from fastp2p.train.checkpoints import CheckpointFolder
+    from helpers.train_helpers import signal_after_step, train_argv, write_aligned_dataset
+
+    write = CheckpointFolder.write
+
+    def second_ctrl_c_then_write(self, labels, snapshot, step=0, replacing=False):
+        os.kill(os.getpid(), signal.SIGINT)   # handled in the main thread, waiting on this
+        time.sleep(0.2)                       # for it to act first
+        write(self, labels, snapshot, step, replacing)
+    monkeypatch.setattr(CheckpointFolder, "write", second_ctrl_c_then_write)
+    signal_after_step(monkeypatch, 2)
+    data = write_aligned_dataset(tmp_path / "data")
+    assert cli.main(train_argv(data, tmp_path / "checkpoints")) == 130
+    err = capsys.readouterr().err
+    folder = CheckpointFolder(tmp_path / "checkpoints", "tiny")
+    latest = folder.manifest("latest")   # on disk as main returns: no write goes on behind it
+    assert (latest and latest["step"], "without saving" in err) == (2, False), err
+    assert f"SIGINT received: saved {folder.path}/latest_* at step 2" in err

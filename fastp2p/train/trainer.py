@@ -460,8 +460,7 @@ class Trainer:
                 by_iter = [f"iter_{progress.images}"] if crossing and args.save_by_iter else []
                 stop = stops.stop_request()   # under torchrun, as of the last loss read
                 if stop is not None:  # its save is this step's crossing's too
-                    self.save(["latest"] + by_iter)
-                    raise self._stopped(stop)
+                    raise self._stopped(stop, ["latest"] + by_iter)
                 # latest_* once a step: the last step's crossing is saved by the epoch's end,
                 # whose record (the epoch done) makes a resume start the next epoch
                 if crossing and not progress.epoch_complete:
@@ -499,9 +498,16 @@ class Trainer:
         self.say(f"epoch {finished} done: {progress.images} images, lr {engine.lr:.3g}, "
                  f"saving {' and '.join(f'{label}_*' for label in labels)}")
 
-    def _stopped(self, stop: int) -> TrainingStopped:
-        """The stop for signal number ``stop``, once the save of this step's latest_* (just
-        submitted) is on disk."""
+    def _stopped(self, stop: int, labels=None) -> TrainingStopped:
+        """The stop for signal number ``stop``, once this step's latest_* is on disk: saved
+        under ``labels`` here, or (None) by the epoch's end just before. From here on a second
+        request is only recorded: it cannot cut the save short (the run's end waits for the
+        writer all the same), so its "stopped at once, without saving" was untrue; and raised
+        inside the writer's first submit, it left the writer's thread unknown to its pool, so
+        the run returned while the save went on."""
+        self._stops.hold()
+        if labels is not None:
+            self.save(labels)
         self.writer.wait()
         return TrainingStopped(
             f"{signal.Signals(stop).name} received: saved {self.checkpoints.path}/latest_* at "
