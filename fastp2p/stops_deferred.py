@@ -49,8 +49,8 @@ def stops_deferred(numbers: tuple = (signal.SIGINT,)):
 
 
 def import_torch(module: str = "torch._dynamo") -> None:
-    """Import torch and ``module`` (torch._dynamo, or torch alone for pack and info, which need
-    no dynamo: 4 s more), with a Ctrl-C during the import raised once it is done.
+    """Import torch and ``module`` (torch._dynamo, or torch alone for info, which needs no
+    dynamo: 4 s more), with a Ctrl-C during the import raised once it is done.
 
     A KeyboardInterrupt raised inside the import, in C++ that calls back into Python, went
     wrong in several ways. Ctrl-C in `fastp2p test`'s first second, 40 tries on a 2-core AMD

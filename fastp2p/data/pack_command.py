@@ -9,7 +9,6 @@ from fastp2p.command_errors import options_given, print_error, unread_options
 from fastp2p.data.worker_pool import exit_at_sigterm
 from fastp2p.inodes import disk_limit_advice
 from fastp2p.option_types import MAX_LOAD_SIZE, given_path, pack_workers, plain_name, seed
-from fastp2p.stops_deferred import import_torch
 from fastp2p.terminal import is_terminal
 
 # Bad shard files --verify names one line each per pack; more are counted in one line, so that
@@ -187,9 +186,6 @@ def run(args: argparse.Namespace) -> int:
                      f"{args.load_size}")
     if args.pairs_per_shard is not None and args.pairs_per_shard < 1:
         parser.error(f"--pairs-per-shard must be >= 1, got {args.pairs_per_shard}")
-    # torch comes with it (seconds): after the usage errors, which need none; imported whole
-    # first (a memory limit too low for it is one line, a Ctrl-C inside it raised once done)
-    import_torch("torch")
     from fastp2p.data.pack import write_phase
     from fastp2p.data.pack_plan import pair_bytes, plan_phase, refuse_other_pack
 

@@ -5,16 +5,24 @@ Per pair: ``draw_params`` picks one crop offset and one flip for A and B togethe
 the reference draws them (``randint(0, max(0, w - crop))`` for x, then y, then
 ``random() > 0.5`` for the flip), from whatever ``random.Random``-like generator it is given.
 Values end as ``(v / 255 - 0.5) / 0.5`` in float32, the reference's ToTensor + Normalize.
+
+torch is imported by the functions that make tensors, not here: `fastp2p pack` takes this
+module's sizes and resize without them, and torch's import is seconds.
 """
+from __future__ import annotations
+
 import argparse
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 from PIL import Image
 
 from fastp2p.data.errors import DataError
 from fastp2p.data.options import PREPROCESS_MODES
+
+if TYPE_CHECKING:
+    import torch
 
 BICUBIC = Image.Resampling.BICUBIC
 
@@ -99,6 +107,7 @@ def _make_multiple_of_4(img: Image.Image) -> Image.Image:
 
 def to_normalized_tensor(pixels: np.ndarray) -> torch.Tensor:
     """uint8 HxW or HxWxC -> float32 CxHxW in [-1, 1], with the reference's exact float ops."""
+    import torch
     if pixels.ndim == 2:
         pixels = pixels[:, :, None]
     # writable and contiguous (np.asarray of a PIL image is read-only); copies only if needed.
