@@ -49,16 +49,16 @@ def stops_deferred(numbers: tuple = (signal.SIGINT,)):
 
 
 def import_torch(module: str = "torch._dynamo") -> None:
-    """Import torch and ``module`` (torch._dynamo, or torch alone for info, which needs no
-    dynamo: 4 s more), with a Ctrl-C during the import raised once it is done.
+    """Import torch and ``module`` (torch._dynamo, or torch alone for test and info, which
+    need no dynamo: 4 s more), with a Ctrl-C during the import raised once it is done.
 
     A KeyboardInterrupt raised inside the import, in C++ that calls back into Python, went
     wrong in several ways. Ctrl-C in `fastp2p test`'s first second, 40 tries on a 2-core AMD
     EPYC, showed three: the process aborted (pybind11's error_already_set reached
     std::terminate: SIGABRT, exit -6); the Ctrl-C was lost and the command ran to its end; or
-    numpy.linalg was left half imported, and a RecursionError came later. train and test import
-    torch._dynamo anyway: building their networks on the meta device to check them needs it,
-    and the bench's torch.compile peers. A SIGTERM that a handler raises for (the bench's) waits
+    numpy.linalg was left half imported, and a RecursionError came later. train imports
+    torch._dynamo anyway (torch.optim.Adam's constructor does), and so do the bench's
+    torch.compile peers. A SIGTERM that a handler raises for (the bench's) waits
     too, and so does a SIGTERM, SIGHUP or SIGXCPU that the early handler of train and test raises
     for (``stop_requests.stop_before_work_with_a_line``: a SIGHUP raised inside the import aborted
     the process or was lost, as Ctrl-C's was). An import that runs out of memory raises

@@ -117,12 +117,15 @@ def check_op_settings(device: torch.device, *, inference: bool) -> None:
         forced_form()
 
 
-def generator_from_options(args, device) -> torch.nn.Module:
+def generator_from_options(args, device, *, random_init: bool = True) -> torch.nn.Module:
     """fastp2p.UNet per --netG/--ngf/--norm/--no_dropout, initialised per --init_type/gain, on
     ``device``, its dropout stream at (--seed, 0) (the seed the command gave torch), however many
-    U-Nets the process built before (each takes another default seed)."""
+    U-Nets the process built before (each takes another default seed). ``random_init=False``
+    skips the --init_type draw, for a caller that loads every weight next (test, whose strict
+    load refuses a file that lacks any): there it was discarded, and on the meta device it
+    computed nothing but imported torch._dynamo (seconds)."""
     generator = _built_on(lambda: build_generator(_generator_config(args)), args, device,
-                          "the generator", "--ngf")
+                          "the generator", "--ngf", random_init)
     generator.set_dropout_rng(torch.initial_seed())
     return generator
 
@@ -134,12 +137,16 @@ def discriminator_from_options(args, device) -> torch.nn.Module:
                      "the discriminator", "--ndf")
 
 
-def _built_on(build, args, device, what: str, option: str) -> torch.nn.Module:
-    """``build()`` initialised and moved to ``device``; an allocation that fails (which
-    ``check_networks_fit_memory``, a lower bound, lets through) is a ValueError naming
-    ``option`` (its width) in one line instead of torch's traceback."""
+def _built_on(build, args, device, what: str, option: str,
+              random_init: bool = True) -> torch.nn.Module:
+    """``build()`` initialised (where ``random_init``) and moved to ``device``; an allocation
+    that fails (which ``check_networks_fit_memory``, a lower bound, lets through) is a
+    ValueError naming ``option`` (its width) in one line instead of torch's traceback."""
     try:
-        return fastp2p.init_weights(build(), args.init_type, args.init_gain).to(device)
+        network = build()
+        if random_init:
+            fastp2p.init_weights(network, args.init_type, args.init_gain)
+        return network.to(device)
     except RuntimeError as err:  # torch.OutOfMemoryError (CUDA) is one
         if not is_out_of_memory(err):
             raise

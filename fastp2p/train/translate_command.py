@@ -149,7 +149,7 @@ def run(args: argparse.Namespace) -> int:
     if taken:
         print(taken)
     from fastp2p.stops_deferred import import_torch
-    import_torch()  # first, whole: a Ctrl-C inside it aborted the process or was lost
+    import_torch("torch")  # first, whole: a Ctrl-C inside it aborted the process or was lost
     from fastp2p.train.cpu_threads import apply_thread_choice, choose_threads
     from fastp2p.train.distributed import launched_world_size, resolve_device
     from fastp2p.train.image_sizes import aspect_ratio_size, check_options_fit_unet
@@ -232,7 +232,7 @@ def _generator_of_options(args):
     from fastp2p.train.networks import generator_from_options
 
     with torch.device("meta"):
-        return generator_from_options(args, torch.device("meta"))
+        return generator_from_options(args, torch.device("meta"), random_init=False)
 
 
 def _saved_generator(args, generator):
