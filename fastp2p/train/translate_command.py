@@ -311,7 +311,7 @@ def _set_up(args, device, threads, resources: contextlib.ExitStack, saved):
     loader = create_dataloader(dataset, 1, shuffle=False,
                                num_workers=threads.loader_workers, seed=args.seed)
     resources.callback(loader.close)
-    netG = generator_from_options(args, device)
+    netG = generator_from_options(args, device, random_init=False)   # the load sets every weight
     folder, read = saved
     if read is None:   # no such file: its error, naming a --model_suffix's file name too
         read = folder.read_network(args.epoch, "G", args.model_suffix)
