@@ -130,3 +130,19 @@ def test_train_options_that_do_not_fit_each_other_are_refused_before_torch_loads
     assert result.returncode == 2, result.stderr
     assert result.stderr.startswith(f"fastp2p train: error: {error}"), result.stderr
     assert len(result.stderr.splitlines()) == 1, result.stderr
+
+
+@pytest.mark.parametrize("saved", ["latest_net_G.pth", "latest_checkpoint.json"])
+def test_a_fresh_run_into_a_folder_holding_one_is_refused_before_torch_loads(tmp_path, saved):
+    """The refusal a rerun of the same command meets came after torch's import (5-6 s)."""
+    run = tmp_path / "checkpoints" / "tiny"
+    run.mkdir(parents=True)
+    (run / saved).write_bytes(bytes(range(256)))
+    result = subprocess.run([sys.executable, "-c", RUN, "train", "--dataroot", ".",
+                             "--checkpoints_dir", "checkpoints", "--name", "tiny"],
+                            cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr == (f"fastp2p train: error: checkpoints/tiny already holds a run "
+                             f"({saved}): resume it with --continue_train, pick another --name, "
+                             "or remove that folder (or pass --overwrite to start again in "
+                             "it)\n"), result.stderr

@@ -5,6 +5,7 @@ Single process: ``fastp2p train --dataroot DIR --name NAME``. Several GPUs or ho
 model on the embedded colourisation dataset (``--task``) in minutes on a CPU.
 """
 import argparse
+import os
 import sys
 from functools import partial
 from pathlib import Path
@@ -195,6 +196,8 @@ def run(args: argparse.Namespace, times=None, name_files: bool = True) -> int:
         return code
     load_size_given = not isinstance(args.load_size, QuickDefault)
     code = _resolve_and_check_options(args, resume_notes)
+    if code is None:
+        code = _refuse_restarted_run(args)
     if code is not None:
         return code
     from fastp2p.stops_deferred import import_torch
@@ -300,6 +303,29 @@ def _refuse_before_options(args, resume_notes) -> int | None:
         return 2
     # a refused value may be one that --continue_train took: the line naming them comes first
     return refused_at_once(args, "train", resume_notes)  # a typo needs no torch: said at once
+
+
+def _refuse_restarted_run(args) -> int | None:
+    """2 after its line for a fresh run into a folder that holds one (``check_fresh_run``),
+    asked before torch loads (seconds, for the refusal a rerun of the same command meets) and
+    asked again by ``_claim_run_folder`` under the folder's lock; None when it may go on, or
+    when a lock file is there: a run training in the folder is said as such by the claim."""
+    from fastp2p.train.reference_options import run_name
+    from fastp2p.train.resuming import check_fresh_run
+    from fastp2p.train.run_lock import LOCK_NAME
+
+    try:
+        name = run_name(args)
+    except ValueError:   # a --suffix refused: said as the reference options are applied
+        return None
+    if os.path.lexists(Path(args.checkpoints_dir) / name / LOCK_NAME):
+        return None
+    try:
+        check_fresh_run(argparse.Namespace(**{**vars(args), "name": name}))
+    except ValueError as err:
+        _print_refusal(err)
+        return 2
+    return None
 
 
 def _print_refusal(err, context=()) -> None:
