@@ -98,20 +98,32 @@ def _text(path: Path, errors: str) -> str:
 
 def _parsed(text: str) -> dict:
     saved = {}
-    for line in text.splitlines():
+    for line in _whole_lines(text):
         name, colon, value = line.partition(": ")
         if colon:
             saved[name.strip()] = value.split("\t[default: ", 1)[0].rstrip()
     return saved
 
 
-def _complete(text: str) -> bool:
-    """Whether an options file's ``text`` ends as a whole one does: with END_LINE (fastp2p's
-    and the reference's files), or with a whole WORKING_DIR line (fastp2p's before END_LINE;
-    its earliest builds' end with neither)."""
+def _whole_lines(text: str) -> list:
+    """``text``'s lines but a last one without its newline: a line cut short (by hand, or a
+    copy cut short) is no value, as ``lr: 0.00`` of ``lr: 0.0002`` read as --lr 0.0."""
     lines = text.splitlines()
-    return (END_LINE in (line.strip() for line in lines)
-            or (text.endswith("\n") and lines[-1].startswith(f"{WORKING_DIR}: ")))
+    return lines if _ends_with_newline(text) else lines[:-1]
+
+
+def _ends_with_newline(text: str) -> bool:
+    return text.endswith(("\n", "\r"))
+
+
+def _complete(text: str) -> bool:
+    """Whether an options file's ``text`` ends as a whole one does: with a newline, after
+    END_LINE (fastp2p's and the reference's files) or a WORKING_DIR line (fastp2p's before
+    END_LINE; its earliest builds' end with neither). A last line without its newline is
+    left out (``_whole_lines``), so the warning names its option, even after END_LINE."""
+    lines = text.splitlines()
+    return _ends_with_newline(text) and (END_LINE in (line.strip() for line in lines)
+                                         or lines[-1].startswith(f"{WORKING_DIR}: "))
 
 
 def changed_options(args, path: Path, keys) -> str:

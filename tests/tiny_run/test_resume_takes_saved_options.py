@@ -3,6 +3,7 @@
 the quick profile's lr 1e-3, and rewrote train_opt.txt with those, so a second requeue said
 nothing; the networks' options had to be given again, or the load refused them)."""
 import csv
+import re
 
 import pytest
 
@@ -298,3 +299,20 @@ def test_an_options_file_cut_short_is_said_with_the_options_it_lacks(tmp_path, k
         assert " --save_epoch_freq " in missing and " --wandb_project_name" in missing, line
         assert ("--batch_size" in missing) == (kept == 0), line
         assert " --lr " not in missing and "--verbose" not in missing, line
+
+
+@pytest.mark.parametrize("after_end", [False, True], ids=["cut-in-its-lr-line", "after-end"])
+def test_a_last_line_without_its_newline_is_named_not_read(tmp_path, after_end):
+    """A file cut in its lr line (`lr: 0.00` of `lr: 0.0005`) resumed at --lr 0.0, listed
+    under "not the defaults" (QA); a half line typed after the end line was read too."""
+    parser = command_parser(train_command.register)
+    path = tmp_path / "train_opt.txt"
+    write_options(parsed_options("train", "--lr", "0.0005"), path)
+    lines = path.read_text().splitlines(keepends=True)
+    at = next(index for index, line in enumerate(lines) if line.startswith("lr: "))
+    before = lines[:at] + (lines[at + 1:] if after_end else [])
+    path.write_text("".join(before) + "lr: 0.00")
+    args = parser.parse_args([])
+    line = take_saved_options(args, parser, frozenset(), path).describe()
+    assert args.lr == parser.get_default("lr"), line
+    assert re.search(r"not the run's: [^;]*--lr\b", line), line
