@@ -93,7 +93,8 @@ def test_a_page_that_cannot_be_written_says_the_images_are_whole(tmp_path, train
 # Signals in this process would end pytest without the fixes: the run is a child process, which
 # sends itself the signals PLAN names at these points: "save N" after the N-th image file is
 # written (its temporary file, not yet renamed), "page" before index.html is written, "close"
-# before the loader's workers are stopped.
+# before the loader's workers are stopped, "exit" after main returns. With "entry", main runs
+# as the `fastp2p` command does: no argv, so the process ends with it.
 _SIGNALS_AT = """
 import json, os, signal, sys
 import PIL.Image
@@ -118,7 +119,10 @@ def send_then_close(self):
     original_close(self)
 PIL.Image.Image.save = save_then_send
 reports.write_html, PairLoader.close = send_then_write_html, send_then_close
-sys.exit(main(argv))
+sys.argv = ["fastp2p", *argv]
+code = main(None if plan.get("entry") else argv)
+send("exit")
+sys.exit(code)
 """
 
 
@@ -139,6 +143,15 @@ def test_stop_requests_once_the_images_are_written_leave_the_run_complete(tmp_pa
     assert L1_REPORT in run.stdout and "partial" not in output, output
     page = (tiny_test_results(tmp_path) / "index.html").read_text(encoding="utf-8")
     assert "partial" not in page and f"images/{TEST_PAIRS - 1:03d}_fake_B.png" in page
+
+
+def test_stop_requests_after_the_command_returns_leave_the_fastp2p_process_complete(
+        tmp_path, trained):
+    """A SIGTERM after the report, as the process ended, killed it (-15: a stopped run's
+    143 in a shell); a Ctrl-C there printed a traceback (exit 1)."""
+    run = _run_signalled(tmp_path, trained, {"entry": True, "exit": ["SIGTERM", "SIGINT"]})
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert L1_REPORT in run.stdout and run.stderr == "", run.stdout + run.stderr
 
 
 def test_a_schedulers_checkpoint_warning_is_said_and_the_run_goes_on(tmp_path, trained):

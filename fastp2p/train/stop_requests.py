@@ -119,8 +119,9 @@ class StopRequests:
     saves and exits); a second one raises SecondStopRequest(``second_request``) at once, but for
     SIGXCPU, which the kernel repeats each CPU second past the soft limit. From then on, or once
     ``hold()`` is called (the work a second request would cut short is done), requests are
-    only recorded until the block ends, so what is left (closing the loader's workers, the last
-    lines) is not cut short into a traceback. ``fastp2p test`` stops between images the same
+    only recorded until the block ends (then, in the ``fastp2p`` process, ignored until it
+    ends: ``_handler_after``), so what is left (closing the loader's workers, the last lines)
+    is not cut short into a traceback. ``fastp2p test`` stops between images the same
     way, with its own words for the second request.
 
     SIGHUP is what a run gets when its terminal closes or its SSH session drops; by default it
@@ -136,10 +137,11 @@ class StopRequests:
     Separate from ``fastp2p.bench.stops`` and ``fastp2p.data.worker_pool`` on purpose: only
     setting and putting back two handlers is common (a few lines), what a stop means is not.
     Here a first request must not cut a step short (a flag, checked between steps), a second
-    one raises at once, and the handlers before always come back at the block's end. A bench
-    run raises at the first stop and ignores every later one, until the process ends; the
-    worker pool only holds SIGINT back while it starts. SIGXCPU, once it came, is ignored from
-    the block's end on (``ignore_cpu_limit_repeats``).
+    one raises at once, and the handlers before come back at the block's end (but where the
+    work is done in the ``fastp2p`` process: ``_handler_after``). A bench run raises at the
+    first stop and ignores every later one, until the process ends; the worker pool only holds
+    SIGINT back while it starts. SIGXCPU, once it came, is ignored from the block's end on
+    (``ignore_cpu_limit_repeats``).
 
     With ``checkpoint_requests``, SIGUSR1 and SIGUSR2 (by default they kill the process) only
     record ``checkpoint_request``, which the training loop takes between steps: it saves and
@@ -171,6 +173,7 @@ class StopRequests:
         self._held = False
         self._cpu_limit_reached = False  # a SIGXCPU came: ignored from the block's end on
         self._previous = {}
+        self._process_entry = False   # the block replaced stop_before_work_with_a_line's
         self._terminals = ()
 
     def __enter__(self):
@@ -180,18 +183,31 @@ class StopRequests:
                 if sig == signal.SIGHUP and signal.getsignal(sig) == signal.SIG_IGN:
                     continue   # nohup
                 previous = signal.signal(sig, self._handle)
+                before_work = getattr(previous, "before_work", False)
+                self._process_entry |= before_work
                 # after the work, the default again: nothing is left unsaved
-                self._previous[sig] = (signal.SIG_DFL if getattr(previous, "before_work", False)
-                                       else previous)
+                self._previous[sig] = signal.SIG_DFL if before_work else previous
             for sig in self._checkpoint_signals:
                 self._previous[sig] = signal.signal(sig, self._record_checkpoint_request)
         return self
 
     def __exit__(self, *exc):
         for sig, handler in self._previous.items():
-            signal.signal(sig, handler)
+            signal.signal(sig, self._handler_after(sig, handler))
         if self._cpu_limit_reached:
             ignore_cpu_limit_repeats(signal.SIGXCPU)
+
+    def _handler_after(self, sig, handler):
+        """What ``sig`` does after the block: ``handler``, the one before it, but for a stop
+        signal once the work is done (``hold``, or a second request) in a process the command
+        is the entry of (``stop_before_work_with_a_line``'s handlers were in place): then the
+        process is on its way out, and a stop ignored until it ends, as a bench run's. At the
+        default, a SIGTERM during the last lines or the interpreter's exit killed a complete
+        `fastp2p test` (-15, a stopped run's code); SIG_IGN, as Python's exit puts the default
+        back in place of a Python handler. A caller of ``main(argv)`` gets its own back."""
+        if self._held and self._process_entry and sig in self.SIGNALS:
+            return signal.SIG_IGN
+        return handler
 
     def hold(self) -> None:
         """From now on a stop request is only recorded, not acted on."""

@@ -19,10 +19,11 @@ page is written when the run ends. Ctrl-C, SIGTERM or SIGHUP (as in training) st
 being written, titles the page partial and exits with 128 + the signal; a second one before
 that image is whole stops at once, writes no page, says the results are partial and exits
 with 128 + its own signal. Once the images are done (all of them, or the one a stop waited
-for), stop requests are ignored until the command returns: the loader's workers are stopped
-(no image past the last one is waited for; a worker that dies then, prefetching one, changes
-nothing), the page is still written and the lines printed, and a run that wrote every image
-is complete (exit 0). An error before then (a full disk, named in one line with the file; a
+for), stop requests are ignored until the command returns (the ``fastp2p`` process: until it
+ends; a caller of ``fastp2p.cli.main(argv)`` gets its own handlers back): the loader's workers
+are stopped (no image past the last one is waited for; a worker that dies then, prefetching
+one, changes nothing), the page is still written and the lines printed, and a run that wrote every
+image is complete (exit 0). An error before then (a full disk, named in one line with the file; a
 data loader worker that died) writes no page and says the results are partial; a page that
 cannot be written, that the images are whole. ``images/`` may then hold an incomplete triplet
 or an earlier run's images, which no page lists, until a later run writes those names again;
