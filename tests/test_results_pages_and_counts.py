@@ -40,14 +40,15 @@ def test_the_page_title_names_eval_mode_and_a_partial_run():
 
 
 def test_a_stopped_run_reports_the_images_it_wrote(tmp_path, capsys):
+    """The stop's line was on stdout, the results' stream (train's and bench's: stderr)."""
     weights = tmp_path / "latest_net_G.pth"
     translated = _Translated(count=2, total=9, scores=None, stopped_by=int(signal.SIGINT))
     assert _report(translated, weights, tmp_path) == 128 + signal.SIGINT
-    lines = capsys.readouterr().out.splitlines()
-    assert lines == [f"translated 2 image(s) with {weights}",
-                     f"open: {(Path(tmp_path) / 'index.html').resolve()}",
-                     "SIGINT received: stopped after 2 of 9 images; the results are partial, "
-                     "and index.html says so"]
+    out, err = capsys.readouterr()
+    assert out.splitlines() == [f"translated 2 image(s) with {weights}",
+                                f"open: {(Path(tmp_path) / 'index.html').resolve()}"]
+    assert err.splitlines() == ["SIGINT received: stopped after 2 of 9 images; the results are "
+                                "partial, and index.html says so"]
     whole = _Translated(count=9, total=9, scores=None, stopped_by=None)
     assert _report(whole, weights, tmp_path) == 0
     assert capsys.readouterr().out.splitlines()[0] == f"translated 9 image(s) with {weights}"

@@ -78,7 +78,7 @@ def test_sigterm_stops_between_images_as_ctrl_c_does(tmp_path, trained):
                          capture_output=True,
                          text=True, timeout=300)
     assert run.returncode == 128 + 15, run.stdout + run.stderr
-    assert f"SIGTERM received: stopped after 1 of {TEST_PAIRS} images" in run.stdout, run.stdout
+    assert f"SIGTERM received: stopped after 1 of {TEST_PAIRS} images" in run.stderr, run.stderr
     results = tiny_test_results(tmp_path)
     assert _temporary_files(results) == []
     assert sorted(os.listdir(results / "images")) == [f"000_{label}.png" for label in

@@ -256,8 +256,9 @@ def run(args: argparse.Namespace, times=None, name_files: bool = True) -> int:
         page = loss_log = None
         if info.is_main:
             try:
-                page, loss_log = _open_run_files(args, checkpoints, state, say, trainer,
-                                                 dataroot_from_here, info.device.type == "cpu")
+                page, loss_log = _open_run_files(args, checkpoints, state, (say, say_error),
+                                                 trainer, dataroot_from_here,
+                                                 info.device.type == "cpu")
             except OSError as err:   # a full disk: said as a failed write in training is
                 _print_failure(trainer.write_failure(err), training)
                 return 1
@@ -515,19 +516,22 @@ def _resume(trainer, state, state_path, loader, dataroot_from_here=None) -> int 
     return None
 
 
-def _open_run_files(args, checkpoints, state, say, trainer, dataroot_from_here, on_cpu: bool):
+def _open_run_files(args, checkpoints, state, messengers, trainer, dataroot_from_here,
+                    on_cpu: bool):
     """Rank 0's (page or None, loss log) in the run folder, after the options file is written
     with this run's compute threads, or its write is left to ``trainer``'s first save
     (``_write_run_options``); on resuming, the options changed since are said, and ``on_cpu``
-    another count of threads. ``dataroot_from_here``: see ``_resume_notes``. An OSError is a
-    failed write of the run's own files (the trackers, opened apart, may raise one of their
-    own: a network error)."""
+    another count of threads (``messengers``: ``_messengers``' pair; the loss log's damaged
+    rows are a warning, on stderr). ``dataroot_from_here``: see ``_resume_notes``. An OSError
+    is a failed write of the run's own files (the trackers, opened apart, may raise one of
+    their own: a network error)."""
     import torch
 
     from fastp2p.train.reports import LOSS_LOG, WEB, LossLog, TrainingPage
     from fastp2p.train.saved_options import (OPTIONS_FILE, RESUME_COMPARED, changed_options,
                                              threads_change)
 
+    say, say_error = messengers
     options_file, threads = checkpoints.path / OPTIONS_FILE, torch.get_num_threads()
     if state is not None:
         changed = changed_options(args, options_file, RESUME_COMPARED)
@@ -544,7 +548,7 @@ def _open_run_files(args, checkpoints, state, say, trainer, dataroot_from_here, 
     resume_step = state["engine"]["steps"] if state else None
     page = (None if args.no_html
             else TrainingPage(checkpoints.path / WEB, args.name, resume_step=resume_step))
-    loss_log = LossLog(checkpoints.path / LOSS_LOG, resume_step=resume_step)
+    loss_log = LossLog(checkpoints.path / LOSS_LOG, resume_step=resume_step, say=say_error)
     return page, loss_log
 
 

@@ -387,7 +387,7 @@ def _report(translated, weights: Path, out_dir: Path) -> int:
         return 0
     print(f"{signal.Signals(translated.stopped_by).name} received: stopped after "
           f"{translated.count} of {translated.total} images; the results are partial, and "
-          "index.html says so")
+          "index.html says so", file=sys.stderr)   # a stop, as train's: not a result
     return 128 + translated.stopped_by
 
 
