@@ -10,6 +10,11 @@ above its error line (35 lines for ``fastp2p train``), burying the one line that
 import argparse
 import sys
 
+# the exit code of a command refused because another process holds the folder it would write
+# (train's run folder, test's results folder, pack's OUT/PHASE): EX_TEMPFAIL of sysexits.h,
+# try again later
+EXIT_IN_USE = 75
+
 
 def error_line(command: str, message: object) -> str:
     """The line that says ``message`` as an error of ``fastp2p COMMAND`` (``command``: "train",

@@ -27,6 +27,7 @@ import pytest
 import torch
 
 from fastp2p.cli import main
+from fastp2p.command_errors import EXIT_IN_USE
 from fastp2p.data.errors import DataError
 from fastp2p.data.gpu_augment import augment_batch, augment_pairs_torch
 from fastp2p.data.packed import PackedDataset
@@ -284,7 +285,7 @@ def test_a_second_pack_into_one_out_is_refused_and_the_first_finishes(packed, tm
         assert list((out / "train").glob(".shard-*.tmp-*"))   # its write is under way
         capsys.readouterr()
         assert main(["pack", str(data), str(out), "--load_size", "20", "--pairs-per-shard", "1",
-                     "--no-progress", "--workers", "1", "--overwrite"]) == 1
+                     "--no-progress", "--workers", "1", "--overwrite"]) == EXIT_IN_USE
         assert "another `fastp2p pack` is writing this folder" in capsys.readouterr().err
         assert list((out / "train").glob(".shard-*.tmp-*"))   # the first one's, left alone
     finally:

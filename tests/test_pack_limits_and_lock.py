@@ -18,6 +18,7 @@ import pytest
 
 import fastp2p.data.pack as pack_module
 from fastp2p.cli import main
+from fastp2p.command_errors import EXIT_IN_USE
 from fastp2p.data import DataError, create_dataset
 from fastp2p.data.folder_lock import LOCK_NAME
 from helpers.data_helpers import data_args, synthetic_pack
@@ -31,6 +32,8 @@ def _edit_index(phase_dir, **fields):
 
 
 def test_a_pack_into_a_folder_another_pack_is_writing_is_refused(tmp_path, capsys):
+    """With exit code 1, a failure's, where train and test refused so with EXIT_IN_USE (75):
+    a job script could not tell a pack to retry later."""
     data, out = synthetic_pack(tmp_path, pairs=4)
     before = {p.name: p.read_bytes() for p in (out / "train").glob("*")}
     fd = os.open(out / "train" / LOCK_NAME, os.O_RDWR)
@@ -38,7 +41,7 @@ def test_a_pack_into_a_folder_another_pack_is_writing_is_refused(tmp_path, capsy
         fcntl.flock(fd, fcntl.LOCK_EX)      # as a running `fastp2p pack` holds it
         capsys.readouterr()
         assert main(["pack", str(data), str(out), "--overwrite", "--load_size", "24",
-                     "--no-progress", "--workers", "1"]) == 1
+                     "--no-progress", "--workers", "1"]) == EXIT_IN_USE
         assert "another `fastp2p pack` is writing this folder" in capsys.readouterr().err
         assert {p.name: p.read_bytes() for p in (out / "train").glob("*")} == before
     finally:

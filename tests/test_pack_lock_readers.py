@@ -26,6 +26,7 @@ import pytest
 
 import fastp2p.data.folder_lock as folder_lock
 from fastp2p.cli import main
+from fastp2p.command_errors import EXIT_IN_USE
 from fastp2p.data import DataError, create_dataset
 from fastp2p.data.folder_lock import LOCK_NAME
 from fastp2p.data.pack import pack_phase
@@ -119,7 +120,7 @@ def test_pack_refuses_to_rewrite_a_pack_a_training_reads_and_names_it(packed, ca
         dataset, second = _open(out), _open(out)    # readers share the lock
         second.read_raw(PAIRS - 1)
         capsys.readouterr()
-        assert _repack(data, out, 1) == 1
+        assert _repack(data, out, 1) == EXIT_IN_USE
         err = capsys.readouterr().err
         pids = ", ".join(map(str, sorted([pid, os.getpid()])))
         assert (f"this pack is read now (pid {pids}) by a training or `fastp2p test`, or "
@@ -127,7 +128,7 @@ def test_pack_refuses_to_rewrite_a_pack_a_training_reads_and_names_it(packed, ca
                 "readers or let them end") in err and "--phase" in err
         assert err.count("\n") == 1
         assert {p.name: p.read_bytes() for p in (out / "train").iterdir()} == before
-    assert _repack(data, out, 1) == 1       # this process's datasets still read it
+    assert _repack(data, out, 1) == EXIT_IN_USE       # this process's datasets still read it
     dataset.close()
     second.close()
     assert _repack(data, out, 1) == 0
@@ -140,7 +141,7 @@ def test_a_pack_checking_its_shards_is_named_among_the_readers_not_as_a_training
     data, out = packed
     with _other_process_holding(out / "train" / LOCK_NAME, "pack check") as pid:
         capsys.readouterr()
-        assert _repack(data, out, 1) == 1
+        assert _repack(data, out, 1) == EXIT_IN_USE
         err = one_line(capsys.readouterr().err)
     assert (f"this pack is read now (pid {pid}) by a training or `fastp2p test`, or checked by "
             "another `fastp2p pack`, and this run would change it") in err
@@ -185,14 +186,14 @@ def test_a_forked_worker_does_not_keep_the_pack_locked(packed):
     worker.start()
     try:
         assert ready.wait(30)
-        assert _repack(data, out, 3) == 1       # the training (this process) holds it
+        assert _repack(data, out, 3) == EXIT_IN_USE       # the training (this process) holds it
         dataset.close()
         assert _repack(data, out, 1) == 0       # the worker, still alive, does not
         dataset = _open(out)
     finally:
         done.set()
         worker.join(30)
-    assert _repack(data, out, 2) == 1           # nor did its end unlock this process's
+    assert _repack(data, out, 2) == EXIT_IN_USE           # nor did its end unlock this process's
 
 
 def test_a_pack_whose_lock_file_cannot_be_created_is_read_unlocked(packed, monkeypatch):
@@ -235,7 +236,7 @@ def test_an_up_to_date_pack_is_checked_not_rewritten_while_a_training_reads_it(p
     assert {p.name: (p.stat().st_ino, p.stat().st_mtime_ns, p.read_bytes())
             for p in (out / "train").iterdir()} == before
     assert dataset.read_raw(PAIRS - 1).shape == (16, 32, 3)
-    assert _repack(data, out, 3) == 1       # a change is still refused
+    assert _repack(data, out, 3) == EXIT_IN_USE       # a change is still refused
     assert index.read_bytes() == before[INDEX_NAME][2]
 
 

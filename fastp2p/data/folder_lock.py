@@ -29,6 +29,12 @@ from fastp2p.data.errors import DataError
 LOCK_NAME = ".pack.lock"
 
 
+class PackFolderBusy(DataError):
+    """A pack refused as another process holds its folder's lock: another pack writing it, or
+    readers of a pack this one would change. Not the pack's fault: `fastp2p pack` exits with
+    EXIT_IN_USE (try again later), as train and test do for their folders."""
+
+
 def _open_lock_file(folder: Path, flags: int) -> int:
     """The lock file's descriptor, never through a symbolic link: a link planted at its name
     would have the lock file created at the link's target (DataError naming it)."""
@@ -82,7 +88,7 @@ def packing_folder(folder: Path):
     """Hold ``folder``'s lock (``folder`` must exist) shared for the block, as readers do, and
     yield a function to call before the first write, which takes it exclusively. DataError at
     once if another pack is writing there, and from that function if a reader (``ReadingLock``)
-    or another pack holds it then."""
+    or another pack holds it then (both a PackFolderBusy)."""
     # read-only: flock needs no write access, and a lock file a training created (its user's,
     # mode 644) must not keep the pack's owner out
     fd = _open_lock_file(folder, os.O_RDONLY | os.O_CREAT)
@@ -96,8 +102,8 @@ def packing_folder(folder: Path):
         os.close(fd)
 
 
-def _another_pack_writing(folder: Path, fd: int) -> DataError:
-    return DataError(f"{folder}: another `fastp2p pack` is writing this folder"
+def _another_pack_writing(folder: Path, fd: int) -> PackFolderBusy:
+    return PackFolderBusy(f"{folder}: another `fastp2p pack` is writing this folder"
                      f"{_holders(fd, 'WRITE')}; wait for it to finish (then run this command "
                      "again: finished shards are kept), or pack into another OUT")
 
@@ -123,11 +129,11 @@ def _lock_exclusively(folder: Path, fd: int) -> None:
             raise _another_pack_writing(folder, fd) from None
         # a shared holder is a reader (ReadingLock) or a pack checking its shards
         # (packing_folder), which the kernel's lock does not tell apart
-        raise DataError(f"{folder}: this pack is read now{readers} by a training or `fastp2p "
-                        "test`, or checked by another `fastp2p pack`, and this run would "
-                        "change it; stop the readers or let them end (a pack's check ends by "
-                        "itself), then run this command again, pack into another OUT, or pack "
-                        "only other phases with --phase") from None
+        raise PackFolderBusy(f"{folder}: this pack is read now{readers} by a training or "
+                             "`fastp2p test`, or checked by another `fastp2p pack`, and this run "
+                             "would change it; stop the readers or let them end (a pack's check "
+                             "ends by itself), then run this command again, pack into another "
+                             "OUT, or pack only other phases with --phase") from None
 
 
 # the reading locks this process holds, for a forked child to let go of

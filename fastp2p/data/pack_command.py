@@ -5,7 +5,7 @@ import sys
 
 from fastp2p import cpu_info
 from fastp2p.byte_sizes import binary_size
-from fastp2p.command_errors import options_given, print_error, unread_options
+from fastp2p.command_errors import EXIT_IN_USE, options_given, print_error, unread_options
 from fastp2p.data.worker_pool import exit_at_sigterm
 from fastp2p.inodes import disk_limit_advice
 from fastp2p.option_types import MAX_LOAD_SIZE, given_path, pack_workers, plain_name, seed
@@ -58,6 +58,12 @@ pairs (outlines -> shaded shapes, 512x256 A|B JPEGs, the same files for the same
 DATAROOT/train, then packs them into OUT if given: a set of any size up to 10000000 pairs, to
 measure packing and training on."""
 
+EPILOG = f"""\
+exit codes: 0 packed (or up to date; --verify: every pack passed), 1 failed (a message says
+why; --verify: a pack is bad), 2 options refused, {EXIT_IN_USE} OUT/PHASE in use by another
+fastp2p pack writing it, or by a training or fastp2p test reading a pack this run would change
+(try again later), 130 Ctrl-C, 143 SIGTERM (run the same command again to resume)."""
+
 
 def _phase_name(text: str) -> str:
     """A --phase word: a plain name; one with a path in it is most likely DATAROOT or OUT
@@ -73,7 +79,8 @@ def _phase_name(text: str) -> str:
 def register(commands) -> None:
     parser = commands.add_parser(
         "pack", help="pack a paired-image dataset into shards for fast loading",
-        description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
+        description=DESCRIPTION, epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("dataroot", nargs="?", metavar="DATAROOT", type=given_path,
                         help="dataset folder holding train/ (and val/, test/), aligned A|B images "
                              "or A/ and B/ subfolders (see --dataset_mode)")
@@ -163,6 +170,7 @@ def run(args: argparse.Namespace) -> int:
         print_error("pack", err)
         return 2
     from fastp2p.data.errors import DataError, counted, shown_path
+    from fastp2p.data.folder_lock import PackFolderBusy
     from fastp2p.data.packed_index import PHASES, printable
 
     # --phase takes every word after it: DATAROOT and OUT given after it land in its list
@@ -257,6 +265,9 @@ def run(args: argparse.Namespace) -> int:
                       + (f", {counted(skipped, 'bad file')} skipped" if skipped else ""))
                 for path, why in index["skipped"]:     # file names: any characters
                     print(f"  skipped {printable(path)}: {printable(why)}", file=sys.stderr)
+    except PackFolderBusy as error:   # not this run's fault: try again later, as train and test
+        print_error("pack", error)
+        return EXIT_IN_USE
     except DataError as error:
         print_error("pack", error)
         return 1

@@ -27,9 +27,6 @@ from pathlib import Path
 from fastp2p.atomic_files import open_plain_file, refuse_linked_folder
 
 LOCK_NAME = ".lock"
-# the exit code of a run refused because another holds its folder's lock (train's run folder,
-# test's results folder): EX_TEMPFAIL of sysexits.h, try again later
-EXIT_IN_USE = 75
 # flock's errors on file systems without locks (some NFS, Lustre or FUSE mounts): there the
 # run goes on unlocked, with a warning, rather than not at all
 NO_LOCKS_HERE = {errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOTSUP, errno.ENOSYS}

@@ -10,13 +10,12 @@ import sys
 from functools import partial
 from pathlib import Path
 
-from fastp2p.command_errors import print_error
+from fastp2p.command_errors import EXIT_IN_USE, print_error
 from fastp2p.train.options import (QuickDefault, add_model_arguments, add_train_arguments,
                                    describe_defaults, resolve_quick_defaults)
 from fastp2p.train.reference_options import add_reference_arguments
 from fastp2p.train.resuming import (check_dataroot_from_here, check_fresh_run, holds_checkpoint,
                                     load_resume_point, say_resumed)
-from fastp2p.train.run_lock import EXIT_IN_USE
 from fastp2p.train.trackers import add_tracker_arguments
 
 DESCRIPTION = """\

@@ -53,12 +53,11 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from fastp2p.command_errors import print_error
+from fastp2p.command_errors import EXIT_IN_USE, print_error
 from fastp2p.train.options import (QuickDefault, add_model_arguments, add_test_arguments,
                                    describe_defaults)
 from fastp2p.train.reference_options import add_reference_arguments
 from fastp2p.train.result_names import names_root, output_name, single_heading
-from fastp2p.train.run_lock import EXIT_IN_USE
 from fastp2p.train.run_folder_lookup import (name_run_folder, resolve_as_test,
                                            take_generator_options)
 from fastp2p.train.trackers import add_tracker_arguments
