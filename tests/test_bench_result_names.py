@@ -6,6 +6,9 @@ import re
 from pathlib import Path
 from types import SimpleNamespace
 
+import pytest
+
+from fastp2p.bench.results_files import stem_for
 from helpers.bench_helpers import bench_args
 from helpers.train_helpers import folder_files
 
@@ -86,3 +89,19 @@ def test_the_name_checked_before_the_jobs_is_the_builds_without_a_commit(tmp_pat
     (tmp_path / f"cpu-20261202-build-{build_fingerprint()}-quick.json").mkdir()
     error = command.prepare_out_dir(tmp_path, SimpleNamespace(device="cpu", quick=True))
     assert error is not None and f"build-{build_fingerprint()}-quick.json is a folder" in error
+
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+@pytest.mark.skipif(not README.is_file(), reason="needs the source checkout")
+def test_the_readme_names_the_results_files_as_they_are_named():
+    """It gave `<device>-<YYYYMMDD>-<commit>` alone: a --quick run's names end in -quick, and
+    a second run's of the same name in -2 (QA)."""
+    text = " ".join(README.read_text(encoding="utf-8").split())
+    named = text[text.index("Results go to `--out DIR`"):]
+    named = named[:named.index("by default")]
+    stem = "<device>-<YYYYMMDD>-<commit>"
+    quick = stem_for("<device>", "<YYYYMMDD>", "<commit>", None, quick=True)[len(stem):]
+    assert f"`{stem}`" in named and f"`{quick}` for a `--quick` run" in named, named
+    assert "`-2`, `-3`" in named, named
