@@ -13,7 +13,10 @@
   cannot be created (read-only) is read unlocked;
 - a re-run that finds the pack up to date writes nothing, so it is not refused while a training
   reads the pack: `fastp2p pack DATAROOT OUT` again after adding a split packs the new split;
-- a pack checking its shards holds the lock shared too: the refusal named it "a training".
+- a pack checking its shards holds the lock shared too: the refusal named it "a training";
+- a training or `fastp2p test` refused as a pack writes its split exited 1, a failure's code,
+  where pack refused in the same case with EXIT_IN_USE (75): a job could not tell it to retry
+  later. Both now exit 75.
 """
 import fcntl
 import multiprocessing
@@ -32,7 +35,8 @@ from fastp2p.data.folder_lock import LOCK_NAME
 from fastp2p.data.pack import pack_phase
 from fastp2p.data.packed_index import INDEX_NAME, STATE_NAME
 from helpers.data_helpers import data_args, make_aligned, tiny_pack_args
-from helpers.train_helpers import one_line
+from helpers.train_helpers import (one_line, tiny_test_argv, train_argv,
+                                   write_aligned_dataset)
 
 PAIRS = 6
 
@@ -107,6 +111,37 @@ def test_a_pack_being_written_now_is_named_so_with_its_pid_not_as_unfinished(pac
     # its holder gone, it is an unfinished pack again
     with pytest.raises(DataError, match="unfinished pack"):
         _open(out)
+
+
+@contextmanager
+def _pack_writing(phase, first_time):
+    """Another process holding ``phase``'s lock as a `fastp2p pack` writing it: rewriting the
+    pack (its index.json there) or, ``first_time``, packing it (its state file, no index
+    yet); yields its pid."""
+    if first_time:
+        (phase / INDEX_NAME).unlink()
+        (phase / STATE_NAME).write_text('{"load_size": 32, "shards": {}}')
+    with _other_process_holding(phase / LOCK_NAME, "LOCK_EX") as pid:
+        yield pid
+
+
+@pytest.mark.parametrize("first_time", [False, True], ids=["rewritten", "first-written"])
+@pytest.mark.parametrize("command", ["train", "test"])
+def test_train_and_test_of_a_split_being_packed_exit_in_use(tmp_path, capsys, command,
+                                                            first_time):
+    data = write_aligned_dataset(tmp_path / "data", pairs=2)
+    out = tmp_path / "out"
+    assert main(tiny_pack_args(data, out, "--load_size", "32")) == 0
+    checkpoints = tmp_path / "checkpoints"    # test refuses before it looks for weights
+    argv = (train_argv(out, checkpoints) if command == "train"
+            else tiny_test_argv(out, checkpoints, tmp_path / "results"))
+    with _pack_writing(out / command, first_time) as pid:    # the split each one reads
+        capsys.readouterr()
+        assert main(argv) == EXIT_IN_USE
+        err = capsys.readouterr().err
+    assert (f"fastp2p {command}: error: {out / command}: a `fastp2p pack` is writing this pack "
+            f"now (pid {pid}); wait for it to finish") in err
+    assert err.count("\n") == 1
 
 
 def _repack(data, out, per_shard):

@@ -50,7 +50,7 @@ def create_dataset(args: argparse.Namespace, phase: str, *, pack_embedded: bool 
         return PackedDataset(phase_dir, config, swap, limit)
     unfinished = unfinished_pack_error(phase_dir)
     if unfinished:
-        raise DataError(unfinished)
+        raise unfinished
     if not phase_dir.exists():
         split = _split_given_as_dataroot(root, phase)
         if split:

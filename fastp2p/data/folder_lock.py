@@ -30,9 +30,10 @@ LOCK_NAME = ".pack.lock"
 
 
 class PackFolderBusy(DataError):
-    """A pack refused as another process holds its folder's lock: another pack writing it, or
-    readers of a pack this one would change. Not the pack's fault: `fastp2p pack` exits with
-    EXIT_IN_USE (try again later), as train and test do for their folders."""
+    """Refused as another process holds a pack folder's lock: a pack, as another pack writes
+    it or readers read a pack it would change; a reader (a training, `fastp2p test`), as a pack
+    writes the pack it would read. Not the refused run's fault: `fastp2p pack`, train and test
+    exit with EXIT_IN_USE (try again later), as train and test do for their own folders."""
 
 
 def _open_lock_file(folder: Path, flags: int) -> int:
@@ -60,14 +61,15 @@ def _holders(fd: int, kind: str) -> str:
     return f" (pid {', '.join(map(str, pids))})" if pids else ""
 
 
-def _writing_now(folder: Path, fd: int) -> str:
-    return (f"{folder}: a `fastp2p pack` is writing this pack now{_holders(fd, 'WRITE')}; wait "
-            "for it to finish, then run this again")
+def _writing_now(folder: Path, fd: int) -> PackFolderBusy:
+    return PackFolderBusy(f"{folder}: a `fastp2p pack` is writing this pack now"
+                          f"{_holders(fd, 'WRITE')}; wait for it to finish, then run this again")
 
 
-def pack_running(folder: Path) -> str | None:
-    """What to say of ``folder`` when a `fastp2p pack` holds its lock now (it is writing it);
-    None when none does, or when that cannot be told (no lock file, not readable)."""
+def pack_running(folder: Path) -> PackFolderBusy | None:
+    """The error to raise for ``folder`` when a `fastp2p pack` holds its lock now (it is
+    writing it); None when none does, or when that cannot be told (no lock file, not
+    readable)."""
     try:
         fd = _open_lock_file(folder, os.O_RDONLY)
     except (OSError, DataError):
@@ -142,8 +144,9 @@ _held = weakref.WeakSet()
 
 class ReadingLock:
     """A shared lock on the pack ``folder`` while this object lives (or until ``close``): while
-    it is held, `fastp2p pack` refuses to rewrite the pack; other readers share it. DataError
-    if a pack is being written into the folder now, or for a symbolic link at the lock file.
+    it is held, `fastp2p pack` refuses to rewrite the pack; other readers share it.
+    PackFolderBusy if a pack is being written into the folder now; DataError for a symbolic
+    link at the lock file.
 
     Without a lock file, one is created; where it cannot be (a read-only pack) or locks are not
     supported, nothing is locked: the reader checks what it reads against the index anyway.
@@ -167,9 +170,9 @@ class ReadingLock:
         try:
             fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
         except BlockingIOError:
-            message = _writing_now(folder, fd)
+            busy = _writing_now(folder, fd)    # names the holder: before the close
             os.close(fd)
-            raise DataError(message) from None
+            raise busy from None
         except OSError:
             os.close(fd)
             return

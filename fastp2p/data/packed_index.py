@@ -260,14 +260,15 @@ def repack_hint(phase_dir: Path, index=None) -> str:
             f"shards{'; add --skip-bad if the pack was made with it' if unsure else ''})")
 
 
-def unfinished_pack_error(phase_dir: Path) -> str | None:
-    """What to say of ``phase_dir`` when it holds a pack whose index is not written yet (its
-    state file, some shards, no index.json): a `fastp2p pack` writing it now (its lock is
-    held), or one that stopped before the end; None otherwise."""
+def unfinished_pack_error(phase_dir: Path) -> DataError | None:
+    """The error to raise for ``phase_dir`` when it holds a pack whose index is not written yet
+    (its state file, some shards, no index.json): a PackFolderBusy while a `fastp2p pack` writes
+    it now (its lock is held: try again later), a DataError where one stopped before the end;
+    None otherwise."""
     phase_dir = Path(phase_dir)
     if (phase_dir / INDEX_NAME).exists() or not (phase_dir / STATE_NAME).is_file():
         return None
-    return pack_running(phase_dir) or (
+    return pack_running(phase_dir) or DataError(
         f"{phase_dir}: an unfinished pack ({STATE_NAME} and shards, no {INDEX_NAME} yet: it "
         "stopped before the end); run the same `fastp2p pack` command again, which resumes it")
 

@@ -46,9 +46,10 @@ that changes says so below. `fastp2p test` then prints the test L1 against two b
 
 EPILOG = f"""\
 exit codes: 0 trained (or nothing left to train), 1 failed (a message says why), 2 options
-refused, {EXIT_IN_USE} NAME in use by another fastp2p train run (try again later), 128+N stopped
-by signal N (130 Ctrl-C, 143 SIGTERM, 152 SIGXCPU): latest_* saved once training has begun,
-nothing before (one line says which); --resume_or_start resumes or starts either way."""
+refused, {EXIT_IN_USE} NAME in use by another fastp2p train run, or DATAROOT/PHASE being
+written by fastp2p pack (try again later), 128+N stopped by signal N (130 Ctrl-C, 143
+SIGTERM, 152 SIGXCPU): latest_* saved once training has begun, nothing before (one line says
+which); --resume_or_start resumes or starts either way."""
 
 
 def register(commands) -> None:
@@ -204,6 +205,7 @@ def run(args: argparse.Namespace, times=None, name_files: bool = True) -> int:
     import torch
 
     from fastp2p.data import DataError
+    from fastp2p.data.folder_lock import PackFolderBusy
     from fastp2p.train.checkpoints import CheckpointWriteError, described_with_disk_advice
     from fastp2p.train.distributed import shutdown_processes
     from fastp2p.train.networks import check_op_settings
@@ -270,6 +272,9 @@ def run(args: argparse.Namespace, times=None, name_files: bool = True) -> int:
         if code == 0 and info.is_main:
             _report_end(trainer, info, say, (checkpoints, page, loss_log) if name_files else None)
         return code
+    except PackFolderBusy as err:   # a pack writing --dataroot's split: try again later
+        _print_failure(err, training)
+        return EXIT_IN_USE
     except (ValueError, DataError, CheckpointWriteError) as err:
         _print_failure(err, training)
         return 1

@@ -90,8 +90,9 @@ index.html."""
 EPILOG = f"""\
 exit codes: 0 translated every image asked for, 1 failed (a message says why), 2 options
 refused, {EXIT_IN_USE} RESULTS_DIR/NAME/PHASE_EPOCH in use by another fastp2p test run (it holds its
-.lock; try again later, or pick another --results_dir), 128+N stopped by signal N (130
-Ctrl-C, 143 SIGTERM, 152 SIGXCPU)."""
+.lock; try again later, or pick another --results_dir), or DATAROOT/PHASE being written by
+fastp2p pack (try again later), 128+N stopped by signal N (130 Ctrl-C, 143 SIGTERM, 152
+SIGXCPU)."""
 
 # Training's model options that the reference's test.py also accepts and that mean nothing to
 # a test, with why: its help says so (they are not "ignored reference options": train uses them).
@@ -150,6 +151,7 @@ def run(args: argparse.Namespace) -> int:
         print(taken)
     from fastp2p.stops_deferred import import_torch
     import_torch("torch")  # first, whole: a Ctrl-C inside it aborted the process or was lost
+    from fastp2p.data.folder_lock import PackFolderBusy
     from fastp2p.train.cpu_threads import apply_thread_choice, choose_threads
     from fastp2p.train.distributed import launched_world_size, resolve_device
     from fastp2p.train.image_sizes import aspect_ratio_size, check_options_fit_unet
@@ -190,8 +192,8 @@ def run(args: argparse.Namespace) -> int:
         try:
             loader, netG, weights, out_dir, trackers = _set_up(args, device, threads, resources,
                                                                saved)
-        except RunFolderBusy as err:
-            print_error("test", err)
+        except (RunFolderBusy, PackFolderBusy) as err:  # its results folder, or its split
+            print_error("test", err)                    # being packed: try again later
             return EXIT_IN_USE
         except (ValueError, OSError) as err:   # ValueError: a DataError too
             return _failed(err)
@@ -279,6 +281,7 @@ def _set_up(args, device, threads, resources: contextlib.ExitStack, saved):
 
     from fastp2p.data import DataError, create_dataloader, create_dataset
     from fastp2p.data.create import packed_mode_note, packed_resize_note
+    from fastp2p.data.folder_lock import PackFolderBusy
     from fastp2p.data.folders import OwnSizes
     from fastp2p.train.image_sizes import check_images_fit_unet
     from fastp2p.train.networks import generator_from_options
@@ -304,6 +307,8 @@ def _set_up(args, device, threads, resources: contextlib.ExitStack, saved):
     try:
         dataset = create_dataset(args, args.phase, own_sizes=OwnSizes(
             2 ** unet_levels(args.netG), f"--netG {args.netG}"))
+    except PackFolderBusy:
+        raise   # the split is there, being packed: no hint, and its exit code kept
     except DataError as err:
         raise DataError(f"{err}{_single_mode_hint(args)}") from None
     check_images_fit_unet(args, dataset)
