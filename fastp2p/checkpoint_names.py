@@ -9,3 +9,15 @@ NETWORK_SUFFIXES = {"G": "net_G.pth", "D": "net_D.pth"}
 TRAIN_STATE_SUFFIX = "train_state.pth"
 # the files of a set that a manifest lists, by the suffix after "LABEL_"
 SET_FILE_SUFFIXES = (NETWORK_SUFFIXES["G"], NETWORK_SUFFIXES["D"], TRAIN_STATE_SUFFIX)
+
+
+def loadable_sets(folder, suffix: str) -> str:
+    """The sets of ``folder`` (a Path) holding a ``suffix`` file, as the options that load them
+    (``--epoch 5, --epoch latest, --load_iter 400``); "" when there is none."""
+    labels = [path.name[:-len(suffix) - 1] for path in folder.glob(f"*_{suffix}")]
+    options = [("--load_iter", label[5:]) if label.startswith("iter_") else ("--epoch", label)
+               for label in labels]
+    # epochs in their order, then named ones (latest), then iterations in theirs
+    options.sort(key=lambda option: (option[0] == "--load_iter", not option[1].isdigit(),
+                                     int(option[1]) if option[1].isdigit() else 0, option[1]))
+    return ", ".join(f"{flag} {value}" for flag, value in options)

@@ -146,3 +146,50 @@ def test_a_fresh_run_into_a_folder_holding_one_is_refused_before_torch_loads(tmp
                              f"({saved}): resume it with --continue_train, pick another --name, "
                              "or remove that folder (or pass --overwrite to start again in "
                              "it)\n"), result.stderr
+
+
+@pytest.mark.parametrize("saved, also", [(None, ""),
+                                         ("5_train_state.pth", ", or resume a saved set "
+                                                               "(--epoch 5)")],
+                         ids=["no run folder", "another set"])
+def test_continue_train_with_nothing_to_resume_is_refused_before_torch_loads(tmp_path, saved,
+                                                                              also):
+    """A mistyped --name or --epoch with --continue_train was said after torch's import."""
+    (tmp_path / "data" / "train").mkdir(parents=True)
+    (tmp_path / "data" / "train" / "0.png").write_bytes(bytes(range(256)))  # listed, not read
+    if saved:
+        (tmp_path / "checkpoints" / "tiny").mkdir(parents=True)
+        (tmp_path / "checkpoints" / "tiny" / saved).write_bytes(bytes(range(256)))
+    result = subprocess.run([sys.executable, "-c", RUN, "train", "--dataroot", "data",
+                             "--checkpoints_dir", "checkpoints", "--name", "tiny",
+                             "--continue_train"],
+                            cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 1, result.stderr
+    # (after the line on the options taken from the run's folder, where there is one)
+    assert result.stderr.splitlines()[-1] == (
+        "fastp2p train: error: no checkpoint checkpoints/tiny/latest_train_state.pth to resume "
+        f"from; start without --continue_train{also}"), result.stderr
+
+
+@pytest.mark.parametrize("options, error", [
+    (["--phase", "val"], "data/val: folder not found; expected A|B images side by side"),
+    (["--phase", "empty"], "data/empty: no images (.jpg, .jpeg, .png, .ppm, .bmp, .tif, .tiff) "
+                           "found; put the A|B images there"),
+    (["--dataset_mode", "two_folders"], "data/train/A: folder not found; expected the A images"),
+], ids=["missing phase", "no images", "two folders without A"])
+def test_a_training_split_missing_or_without_images_is_refused_before_torch_loads(
+        tmp_path, options, error):
+    """A mistyped --phase or an empty train/ was said after torch's import (5-6 s)."""
+    for phase, name in (("train", "0.png"), ("empty", "notes.txt")):
+        (tmp_path / "data" / phase).mkdir(parents=True)
+        (tmp_path / "data" / phase / name).write_bytes(bytes(range(256)))
+    result = subprocess.run([sys.executable, "-c", RUN, "train", "--dataroot", "data",
+                             *options],
+                            cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 1, result.stderr
+    *notes, last = result.stderr.splitlines()
+    assert last.startswith(f"fastp2p train: error: {error}"), result.stderr
+    # the listing's line on the files it leaves out still comes first
+    assert notes == (["fastp2p: ignoring 1 file in data/empty (only "
+                      ".jpg/.jpeg/.png/.ppm/.bmp/.tif/.tiff images are read): notes.txt"]
+                     if "empty" in options else []), result.stderr

@@ -5,11 +5,11 @@ import sys
 from pathlib import Path
 
 from fastp2p.data.dataroot_checks import refuse_dataroot_options, refuse_missing_folder
-from fastp2p.data.datasets import AlignedDataset, SingleDataset, TwoFoldersDataset
 from fastp2p.data.default_dataset import (CROP, DEFAULT_TASK, default_dataroot,
                                            packed_default_dataroot)
 from fastp2p.data.errors import DataError
-from fastp2p.data.folders import OwnSizes, scan_aligned, scan_single, scan_two_folders
+from fastp2p.data.folders import (OwnSizes, refuse_split_without_images, scan_aligned,
+                                  scan_single, scan_two_folders)
 from fastp2p.data.transforms import Preprocess
 
 
@@ -28,6 +28,9 @@ def create_dataset(args: argparse.Namespace, phase: str, *, pack_embedded: bool 
     --preprocess each image keeps its own size, if its network takes it, instead of all
     images having to come out at one size (``scan_aligned``).
     """
+    # here, not at the top: train asks refuse_unreadable_split before torch loads
+    from fastp2p.data.datasets import AlignedDataset, SingleDataset, TwoFoldersDataset
+
     config = Preprocess.from_args(args)
     swap = args.direction == "BtoA"
     if args.max_dataset_size < 1:
@@ -44,10 +47,38 @@ def create_dataset(args: argparse.Namespace, phase: str, *, pack_embedded: bool 
     phase_dir = root / phase
     if pack_embedded and not args.dataroot and _reads_embedded_pack(args, config, phase):
         phase_dir = _embedded_pack(root, phase, config.load_size)
-    from fastp2p.data.packed import PackedDataset
+    if _is_pack(root, phase, phase_dir):
+        from fastp2p.data.packed import PackedDataset
+        return PackedDataset(phase_dir, config, swap, limit)
+    if args.dataset_mode == "two_folders":
+        pairs = scan_two_folders(phase_dir, config, args.skip_bad, limit,
+                                 own_sizes=own_sizes, leave_out=_output_folders(args))
+        return TwoFoldersDataset(pairs, config, swap)
+    paths = scan_aligned(phase_dir, config, args.skip_bad, limit,
+                         own_sizes=own_sizes, leave_out=_output_folders(args))
+    return AlignedDataset(paths, config, swap)
+
+
+def refuse_unreadable_split(args: argparse.Namespace, phase: str) -> None:
+    """DataError where --dataroot's ``phase`` split is missing or holds no image, as
+    ``create_dataset`` says it, but without reading an image: so that train says it before
+    torch loads (seconds). Nothing for the embedded dataset, a pack, or --dataset_mode single
+    (DATAROOT itself, which ``refuse_dataroot_options`` checks)."""
+    if not args.dataroot or args.dataset_mode == "single":
+        return
+    root = Path(args.dataroot)
+    if not _is_pack(root, phase, root / phase):
+        refuse_split_without_images(root / phase, args.dataset_mode == "two_folders",
+                                    args.skip_bad, _output_folders(args))
+
+
+def _is_pack(root: Path, phase: str, phase_dir: Path) -> bool:
+    """Whether ``phase_dir``, the ``phase`` split of ``root``, is a pack to read; DataError
+    where it is none but a pack is meant (one left unfinished, the other splits of a pack) or
+    ``root`` is a split itself."""
     from fastp2p.data.packed_index import PHASES, is_packed, unfinished_pack_error
     if is_packed(phase_dir):
-        return PackedDataset(phase_dir, config, swap, limit)
+        return True
     unfinished = unfinished_pack_error(phase_dir)
     if unfinished:
         raise unfinished
@@ -58,13 +89,7 @@ def create_dataset(args: argparse.Namespace, phase: str, *, pack_embedded: bool 
     packed = [other for other in PHASES if is_packed(root / other)]
     if packed and not phase_dir.exists():
         raise DataError(_pack_without_split(root, phase, packed))
-    if args.dataset_mode == "two_folders":
-        pairs = scan_two_folders(phase_dir, config, args.skip_bad, limit,
-                                 own_sizes=own_sizes, leave_out=_output_folders(args))
-        return TwoFoldersDataset(pairs, config, swap)
-    paths = scan_aligned(phase_dir, config, args.skip_bad, limit,
-                         own_sizes=own_sizes, leave_out=_output_folders(args))
-    return AlignedDataset(paths, config, swap)
+    return False
 
 
 def _output_folders(args: argparse.Namespace) -> tuple:

@@ -488,17 +488,8 @@ def scan_aligned(phase_dir: Path, config: Preprocess, skip_bad: bool,
     (fastp2p test, batch size 1), so with a size-keeping --preprocess each may keep its own
     size, if its network takes it, instead of all one size; ``leave_out``: output folders
     not to list (``list_images``)."""
-    require_folder(phase_dir, "A|B images side by side (*.jpg, *.png)")
-    if (phase_dir / "A").is_dir() and (phase_dir / "B").is_dir():
-        raise DataError(f"{phase_dir}: holds A/ and B/ subfolders, not A|B images; pass "
-                        "--dataset_mode two_folders")
     problems = []   # with --skip-bad, subfolders that cannot be listed too
-    paths = list_images(phase_dir, problems if skip_bad else None, leave_out)
-    if not paths:
-        raise DataError(shards_without_index(phase_dir) or
-                        f"{phase_dir}: no images ({', '.join(IMAGE_EXTENSIONS)}) found; put the "
-                        "A|B images there or point --dataroot (pack: DATAROOT) at the right "
-                        "folder")
+    paths = _aligned_images(phase_dir, problems if skip_bad else None, leave_out)
     # without --skip-bad any bad file stops the run, so only the first ``limit`` are checked
     paths = paths if skip_bad else paths[:limit]
     infos = _scan(paths, skip_bad, problems, progress)
@@ -508,6 +499,71 @@ def scan_aligned(phase_dir: Path, config: Preprocess, skip_bad: bool,
     bad |= _check_consistent([i for i in infos if i.path not in bad], half_sizes, config,
                              problems, own_sizes)
     return _usable(infos, bad, problems, skip_bad, phase_dir, skipped, limit)
+
+
+def refuse_split_without_images(phase_dir: Path, two_folders: bool, skip_bad: bool,
+                                leave_out=()) -> None:
+    """DataError where the scan of ``phase_dir`` (``scan_two_folders`` with ``two_folders``,
+    else ``scan_aligned``) would refuse it before reading an image: a missing folder, or no
+    image in it; said as that scan says it, without reading an image, so that train can say it
+    before torch loads. Quick where images are there: it stops at the first file named like one
+    and leaves the listing to the scan (which says it if that file is no image after all)."""
+    unlisted = [] if skip_bad else None
+    if not two_folders:
+        if not _names_an_image(phase_dir, leave_out):
+            _aligned_images(phase_dir, unlisted, leave_out)
+        return
+    for side, folder in _pair_folders(phase_dir).items():
+        if not _names_an_image(folder, leave_out):
+            _side_images(folder, side, unlisted, leave_out)
+
+
+def _names_an_image(folder: Path, leave_out) -> bool:
+    """Whether ``folder`` is a folder under which an entry is named like an image (outside
+    ``leave_out``), or one of its subfolders cannot be listed: False where ``list_images``
+    finds no image there for sure."""
+    if not folder.is_dir():
+        return False
+    unlisted = []
+    entries = _entries_under(folder, [], unlisted, _folders_below(folder, leave_out))
+    try:
+        named = any(Path(entry.name).suffix.lower() in IMAGE_EXTENSIONS for entry in entries)
+    except DataError:   # ``folder`` itself cannot be listed: the listing says so
+        return False
+    return named or bool(unlisted)
+
+
+def _aligned_images(phase_dir: Path, unlisted: list | None, leave_out) -> list[Path]:
+    """``list_images`` of an aligned phase folder; DataError for a missing folder, one of A/
+    and B/ subfolders, or no image."""
+    require_folder(phase_dir, "A|B images side by side (*.jpg, *.png)")
+    if (phase_dir / "A").is_dir() and (phase_dir / "B").is_dir():
+        raise DataError(f"{phase_dir}: holds A/ and B/ subfolders, not A|B images; pass "
+                        "--dataset_mode two_folders")
+    paths = list_images(phase_dir, unlisted, leave_out)
+    if not paths:
+        raise DataError(shards_without_index(phase_dir) or
+                        f"{phase_dir}: no images ({', '.join(IMAGE_EXTENSIONS)}) found; put the "
+                        "A|B images there or point --dataroot (pack: DATAROOT) at the right "
+                        "folder")
+    return paths
+
+
+def _pair_folders(phase_dir: Path) -> dict:
+    """{side: folder} of a two-folders phase folder; DataError where either is missing."""
+    folders = {side: phase_dir / side for side in ("A", "B")}
+    for side, folder in folders.items():
+        require_folder(folder, f"the {side} images of the pairs")
+    return folders
+
+
+def _side_images(folder: Path, side: str, unlisted: list | None, leave_out) -> list[Path]:
+    """``list_images`` of the A/ or B/ folder of a two-folders phase; DataError for none."""
+    paths = list_images(folder, unlisted, leave_out)
+    if not paths:
+        raise DataError(f"{folder}: no images ({', '.join(IMAGE_EXTENSIONS)}) found; put the "
+                        f"{side} images there")
+    return paths
 
 
 def scan_single(folder: Path, config: Preprocess, skip_bad: bool, limit: int | None = None,
@@ -563,17 +619,11 @@ def scan_two_folders(phase_dir: Path, config: Preprocess, skip_bad: bool,
     """(A, B) path pairs of one phase folder, paired by file stem (the first ``limit``: of the
     good ones with ``skip_bad``); ``progress``, ``skipped``, ``own_sizes`` and ``leave_out``
     as for ``scan_aligned``."""
-    folders = {}
-    for side in ("A", "B"):
-        folders[side] = phase_dir / side
-        require_folder(folders[side], f"the {side} images of the pairs")
+    folders = _pair_folders(phase_dir)
     problems = []
     by_stem, ambiguous = {}, {}
     for side, folder in folders.items():
-        paths = list_images(folder, problems if skip_bad else None, leave_out)
-        if not paths:
-            raise DataError(f"{folder}: no images ({', '.join(IMAGE_EXTENSIONS)}) found; put the "
-                            f"{side} images there")
+        paths = _side_images(folder, side, problems if skip_bad else None, leave_out)
         by_stem[side], ambiguous[side] = _stems(folder, paths, problems)
     for side, other in (("A", "B"), ("B", "A")):
         for key, path in by_stem[side].items():

@@ -29,7 +29,8 @@ import torch
 
 from fastp2p.atomic_files import (TemporaryFile, fsync_directory, naming_the_file,
                                   remove_left_by_dead_processes, replace_text)
-from fastp2p.checkpoint_names import MANIFEST_SUFFIX, NETWORK_SUFFIXES, TRAIN_STATE_SUFFIX
+from fastp2p.checkpoint_names import (MANIFEST_SUFFIX, NETWORK_SUFFIXES, TRAIN_STATE_SUFFIX,
+                                      loadable_sets)
 from fastp2p.file_reads import read_error_advice
 from fastp2p.inodes import disk_limit_advice
 from fastp2p.nn.checkpoint import CheckpointMismatch, load_safely, weights_problem
@@ -39,6 +40,7 @@ from fastp2p.nn.checkpoint_sets import (MANIFEST_FORMAT, MAX_GENERATION, load_re
                                         matching_file, read_manifest)
 from fastp2p.train.background_writer import host_copy
 from fastp2p.train.engine import unwrap
+from fastp2p.train.resuming import nothing_to_resume
 
 _ROLES = {"G": "generator", "D": "discriminator"}
 # 2: RNG states, optimizers and counters as tensors and plain containers (weights_only loads)
@@ -192,17 +194,6 @@ class CheckpointFolder:
 
     def file(self, label, suffix) -> Path:
         return self.path / f"{label}_{suffix}"
-
-    def loadable_sets(self, suffix) -> str:
-        """The sets holding a ``suffix`` file here, as the options that load them (``--epoch 5,
-        --epoch latest, --load_iter 400``); "" when there is none."""
-        labels = [path.name[:-len(suffix) - 1] for path in self.path.glob(f"*_{suffix}")]
-        options = [("--load_iter", label[5:]) if label.startswith("iter_") else ("--epoch", label)
-                   for label in labels]
-        # epochs in their order, then named ones (latest), then iterations in theirs
-        options.sort(key=lambda option: (option[0] == "--load_iter", not option[1].isdigit(),
-                                         int(option[1]) if option[1].isdigit() else 0, option[1]))
-        return ", ".join(f"{flag} {value}" for flag, value in options)
 
     # ---- writing ----------------------------------------------------------------------------
     def save(self, labels, netG, netD, train_state: dict, step: int = 0) -> None:
@@ -399,7 +390,7 @@ class CheckpointFolder:
         elif path.exists():
             state = load_safely(path, map_location="cpu")
         else:
-            saved = self.loadable_sets(suffix)
+            saved = loadable_sets(self.path, suffix)
             raise MissingCheckpoint(f"no checkpoint {path}: " + (
                 f"pick a saved set ({saved})" if saved
                 else f"train first (fastp2p train --name {self.path.name})"))
@@ -456,10 +447,7 @@ class CheckpointFolder:
                 if network.exists() and not network.is_file():
                     raise ValueError(f"{network}: is a folder, not a network file; move it "
                                      "away, or resume another --epoch")
-                saved = self.loadable_sets(TRAIN_STATE_SUFFIX)
-                raise ValueError(f"no checkpoint {path} to resume from; start without "
-                                 "--continue_train" + (f", or resume a saved set ({saved})"
-                                                       if saved else ""))
+                raise ValueError(nothing_to_resume(self.path, label))
             state = load_safely(path, map_location="cpu")
         else:
             state = self._load_checked(label, TRAIN_STATE_SUFFIX, manifest)

@@ -14,7 +14,8 @@ from fastp2p.command_errors import EXIT_IN_USE, print_error
 from fastp2p.train.options import (QuickDefault, add_model_arguments, add_train_arguments,
                                    describe_defaults, resolve_quick_defaults)
 from fastp2p.train.reference_options import add_reference_arguments
-from fastp2p.train.resuming import (check_dataroot_from_here, check_fresh_run, holds_checkpoint,
+from fastp2p.train.resuming import (check_dataroot_from_here, check_fresh_run,
+                                    check_something_to_resume, holds_checkpoint,
                                     load_resume_point, say_resumed)
 from fastp2p.train.trackers import add_tracker_arguments
 
@@ -198,6 +199,8 @@ def run(args: argparse.Namespace, times=None, name_files: bool = True) -> int:
     code = _resolve_and_check_options(args, resume_notes)
     if code is None:
         code = _refuse_restarted_run(args)
+    if code is None:
+        code = _refuse_missing_inputs(args, resume_notes)
     if code is not None:
         return code
     from fastp2p.stops_deferred import import_torch
@@ -315,22 +318,50 @@ def _refuse_restarted_run(args) -> int | None:
     asked before torch loads (seconds, for the refusal a rerun of the same command meets) and
     asked again by ``_claim_run_folder`` under the folder's lock; None when it may go on, or
     when a lock file is there: a run training in the folder is said as such by the claim."""
-    from fastp2p.train.reference_options import run_name
-    from fastp2p.train.resuming import check_fresh_run
-    from fastp2p.train.run_lock import LOCK_NAME
-
-    try:
-        name = run_name(args)
-    except ValueError:   # a --suffix refused: said as the reference options are applied
-        return None
-    if os.path.lexists(Path(args.checkpoints_dir) / name / LOCK_NAME):
+    folder = _unlocked_run_folder(args)
+    if folder is None:
         return None
     try:
-        check_fresh_run(argparse.Namespace(**{**vars(args), "name": name}))
+        check_fresh_run(argparse.Namespace(**{**vars(args), "name": folder.name}))
     except ValueError as err:
         _print_refusal(err)
         return 2
     return None
+
+
+def _refuse_missing_inputs(args, resume_notes) -> int | None:
+    """1 after its line where the training split is missing or holds no image, or
+    --continue_train finds no checkpoint to resume: said before torch loads (seconds, for a
+    mistyped --phase, --name or --epoch), as the dataset and the resume say it after (they
+    read the images and the checkpoint); None when both are there. The checkpoint is not
+    looked for where a lock file is: a run training in the folder is said as such by the
+    claim."""
+    from fastp2p.data.create import refuse_unreadable_split
+    from fastp2p.train.reference_options import checkpoint_label
+
+    folder = _unlocked_run_folder(args) if args.continue_train else None
+    try:
+        refuse_unreadable_split(args, args.phase)
+        if folder is not None:
+            check_something_to_resume(folder, checkpoint_label(args))
+    except ValueError as err:   # a DataError too
+        _print_refusal(err, resume_notes)
+        return 1
+    return None
+
+
+def _unlocked_run_folder(args) -> Path | None:
+    """CHECKPOINTS_DIR/NAME as --suffix names it, for the checks before torch loads; None where
+    a --suffix is refused (said as the reference options are applied) or a lock file is there
+    (the claim says what holds the folder)."""
+    from fastp2p.train.reference_options import run_name
+    from fastp2p.train.run_lock import LOCK_NAME
+
+    try:
+        folder = Path(args.checkpoints_dir) / run_name(args)
+    except ValueError:
+        return None
+    return None if os.path.lexists(folder / LOCK_NAME) else folder
 
 
 def _print_refusal(err, context=()) -> None:
