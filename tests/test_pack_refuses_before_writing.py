@@ -1,6 +1,6 @@
 """`fastp2p pack --synthetic N DATAROOT OUT` asks everything that can refuse OUT (a pack of
-another --load_size there, OUT equal to DATAROOT) before it writes a synthetic pair: a refused
-command leaves DATAROOT as it was."""
+another --load_size there, OUT equal to DATAROOT or inside a phase folder it reads) before it
+writes a synthetic pair: a refused command leaves DATAROOT as it was."""
 from fastp2p.cli import main
 
 
@@ -36,6 +36,21 @@ def test_out_equal_to_dataroot_is_refused_before_any_pair_is_written(tmp_path, c
                  "--workers", "1"]) == 1
     assert "OUT must differ from DATAROOT" in capsys.readouterr().err
     assert _tree(data) == []
+
+
+def test_out_inside_a_phase_folder_read_is_refused_before_anything_is_written(tmp_path,
+                                                                              capsys):
+    data = tmp_path / "data"
+    assert main(["pack", "--synthetic", "4", str(data), "--no-progress", "--workers", "1"]) == 0
+    pairs = _tree(data)
+    capsys.readouterr()
+    # OUT/train would land in data/train/train, read as images by every later pack or run
+    assert main(["pack", str(data), str(data / "train"), "--no-progress", "--workers", "1"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "OUT is inside DATAROOT's phase folder" in err
+    assert _tree(data) == pairs
+    # beside the phase folders, inside DATAROOT, is fine: nothing read is there
+    assert main(["pack", str(data), str(data / "packed"), "--no-progress", "--workers", "1"]) == 0
 
 
 def test_a_pack_of_another_load_size_in_a_phase_not_packed_does_not_refuse(tmp_path):

@@ -43,7 +43,8 @@ same command again; finished shards whose checksum verifies are kept. A pack in 
 interrupted, made from another DATAROOT (their resolved paths differ) or with another
 --load_size is refused unless --overwrite asks to replace it (one of the same DATAROOT and
 --load_size is resumed, or updated where images were added, removed or changed); an index.json
-there that pack did not write is always refused, and so is a second pack into a folder another
+there that pack did not write is always refused, and so is an OUT inside a phase folder that
+is read (DATAROOT/train/x), a second pack into a folder another
 one is writing, and a run that would change a pack being read by a training or `fastp2p test`
 (stop it first: its shards would change under it) or checked by another `fastp2p pack`; a re-run
 that finds the pack up to date changes nothing and goes through. `fastp2p pack --verify OUT`
@@ -226,8 +227,7 @@ def run(args: argparse.Namespace) -> int:
                         phase == "train" and args.synthetic is not None):
                     raise DataError(f"{shown_path(dataroot / phase)}: folder not found; --phase "
                                     "names folders of DATAROOT to pack")
-            if out.resolve() == dataroot.resolve():
-                raise DataError(f"{shown_path(out)}: OUT must differ from DATAROOT")
+            _refuse_out_among_inputs(dataroot, out, phases)
         for phase in phases if out is not None else ():
             refuse_other_pack(out / phase, dataroot, args.load_size, args.overwrite)
         if args.synthetic is not None:
@@ -287,6 +287,21 @@ def run(args: argparse.Namespace) -> int:
         print(f"fastp2p pack: interrupted; {PACK_AGAIN}", file=sys.stderr)
         return 130
     return 0
+
+
+def _refuse_out_among_inputs(dataroot, out, phases: list) -> None:
+    """DataError where OUT is DATAROOT or lies inside a phase folder that is read: its shards
+    and index would be written among the images (a re-run, and every later read of the
+    dataset, would take them for input files)."""
+    from fastp2p.data.errors import DataError, shown_path
+
+    if out.resolve() == dataroot.resolve():
+        raise DataError(f"{shown_path(out)}: OUT must differ from DATAROOT")
+    for phase in phases:
+        if out.resolve().is_relative_to((dataroot / phase).resolve()):
+            raise DataError(f"{shown_path(out)}: OUT is inside DATAROOT's phase folder "
+                            f"{shown_path(dataroot / phase)}, which pack reads as images; "
+                            "pick an OUT outside it")
 
 
 def _refuse_without_room(dataroot, out, count: int, load_size: int, gray: bool) -> None:
