@@ -1,6 +1,6 @@
 """One-line errors of `fastp2p train` and `fastp2p test` that say what is wrong: a --dataroot
-that is a file is named as a file (not "not found"), and a damaged checkpoint names the file and
-how to get a good one."""
+that is a file is named as a file (not "not found"), a damaged checkpoint names the file and
+how to get a good one, and a missing one is said before the sizes a generator would check."""
 import pytest
 
 from fastp2p.cli import main
@@ -33,3 +33,14 @@ def test_test_with_a_damaged_checkpoint_says_which_file_and_how_to_get_a_good_on
     line = one_line(capsys.readouterr().err)
     assert str(weights) in line and "another saved --epoch" in line
     assert "start again without --continue_train" not in line
+
+
+def test_test_of_a_run_with_no_checkpoint_says_so_before_the_sizes_of_a_default_netg(
+        data, tmp_path, capsys):
+    """A --name typo has no train_opt.txt either: the default unet_256 did not take --crop_size
+    32, and that was said instead (exit 2), with advice that led only to this error."""
+    assert main(["test", "--dataroot", str(data), "--checkpoints_dir", str(tmp_path / "ckpt"),
+                 "--name", "nosuch", "--load_size", "32", "--crop_size", "32",
+                 "--results_dir", str(tmp_path / "results")]) == 1
+    line = one_line(capsys.readouterr().err)
+    assert "no checkpoint" in line and "train first (fastp2p train --name nosuch)" in line, line

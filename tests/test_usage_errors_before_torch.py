@@ -100,13 +100,28 @@ def test_a_dataroot_with_blanks_at_its_ends_is_shown_in_quotes(tmp_path, argv, p
     assert f"error: {dataroot!r}: {problem}; " in result.stderr, result.stderr
 
 
+def _tiny_generator_file(checkpoints) -> list:
+    """The options of a small generator whose weights this writes as the latest of the run
+    experiment_name (the default --name) in ``checkpoints``."""
+    import torch
+
+    import fastp2p
+
+    run = checkpoints / "experiment_name"
+    run.mkdir(parents=True)
+    torch.save(fastp2p.UNet(3, 3, 5, ngf=4).state_dict(), run / "latest_net_G.pth")
+    return ["--netG", "unet_32", "--ngf", "4"]
+
+
 @pytest.mark.parametrize("command", ["train", "test"])
 def test_the_missing_split_of_a_blank_named_dataroot_is_shown_in_quotes(tmp_path, command):
     """A folder " " without train/ was said as "error:  /train: folder not found"."""
     (tmp_path / " ").mkdir()
+    # test says a missing checkpoint first: it gets one to read
+    generator = _tiny_generator_file(tmp_path / "ck") if command == "test" else []
     result = subprocess.run([sys.executable, "-m", "fastp2p", command, "--dataroot", " ",
-                             "--checkpoints_dir", str(tmp_path / "ck")], cwd=tmp_path,
-                            capture_output=True, text=True, timeout=300)
+                             "--checkpoints_dir", str(tmp_path / "ck"), *generator],
+                            cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert result.returncode == 1, result.stderr
     phase = "train" if command == "train" else "test"
     assert f"error: ' /{phase}': folder not found; " in result.stderr, result.stderr

@@ -170,6 +170,8 @@ def run(args: argparse.Namespace) -> int:
         check_trackers_installed(args)
         device = resolve_device(args.device)
         generator = _generator_of_options(args)
+        if "crop" in args.preprocess:  # the saved images' size is known: refuse before work
+            aspect_ratio_size(args.crop_size, args.crop_size, args.aspect_ratio)
     except ValueError as err:
         return _refused(err)
     try:  # an error of the file or of other model options exits 1, as a load always did
@@ -180,8 +182,6 @@ def run(args: argparse.Namespace) -> int:
     try:
         check_options_fit_unet(args)
         check_networks_fit_memory(args, device, training=False, generator=generator)
-        if "crop" in args.preprocess:  # the saved images' size is known: refuse before work
-            aspect_ratio_size(args.crop_size, args.crop_size, args.aspect_ratio)
         threads = choose_threads(device.type, args.num_threads)   # (LOCAL_WORLD_SIZE's check)
     except ValueError as err:
         return _refused(err)
@@ -243,19 +243,16 @@ def _saved_generator(args, generator):
     ``generator`` (``_generator_of_options``). Checked before the data and the image sizes:
     where other model options trained the run, their checks would ask for changes one at a
     time (a --load_size, then the --netG of a --crop_size) before the load named the options
-    the file was trained with. ValueError or OSError, as the load raises them, otherwise;
-    where there is no such file, None for the file read: the load says so, after the checks
-    of the options and the data, as before (a run not trained yet hides none of them)."""
-    from fastp2p.train.checkpoints import CheckpointFolder, MissingCheckpoint
+    the file was trained with; and where there is no such file (a --name typo, a run not
+    trained yet), the sizes of the default --netG would be checked in its place, so that is
+    said first (MissingCheckpoint). ValueError or OSError, as the load raises them."""
+    from fastp2p.train.checkpoints import CheckpointFolder
 
     advice = ("test another saved --epoch, or get a good one by training again: `fastp2p "
               f"train --name {args.name} --continue_train --epoch N` from an intact set N "
               "writes new latest_* files")
     folder = CheckpointFolder(args.checkpoints_dir, args.name, advice)
-    try:
-        read = folder.read_network(args.epoch, "G", args.model_suffix)
-    except MissingCheckpoint:
-        return folder, None
+    read = folder.read_network(args.epoch, "G", args.model_suffix)
     folder.load_network(generator, args.epoch, "G", read)
     return folder, read
 
@@ -318,8 +315,6 @@ def _set_up(args, device, threads, resources: contextlib.ExitStack, saved):
     resources.callback(loader.close)
     netG = generator_from_options(args, device, random_init=False)   # the load sets every weight
     folder, read = saved
-    if read is None:   # no such file: its error, naming a --model_suffix's file name too
-        read = folder.read_network(args.epoch, "G", args.model_suffix)
     weights = folder.load_network(netG, args.epoch, "G", read)
     # single images have no other side to translate from: --direction does not apply
     trained_otherwise = None if single else changed_options(args, folder.path / OPTIONS_FILE,
