@@ -1,10 +1,12 @@
 """One-line errors of `fastp2p train` and `fastp2p test` that say what is wrong: a --dataroot
 that is a file is named as a file (not "not found"), a damaged checkpoint names the file and
-how to get a good one, and a missing one is said before the sizes a generator would check."""
+how to get a good one, a missing one is said before the sizes a generator would check, and a
+--crop_size above --load_size is refused as the options that do not fit together are."""
 import pytest
 
 from fastp2p.cli import main
-from helpers.train_helpers import one_line, train_argv, write_aligned_dataset
+from helpers.train_helpers import (one_line, tiny_test_argv, train_argv, train_tiny_run,
+                                   write_aligned_dataset)
 
 
 @pytest.fixture(scope="module")
@@ -44,3 +46,18 @@ def test_test_of_a_run_with_no_checkpoint_says_so_before_the_sizes_of_a_default_
                  "--results_dir", str(tmp_path / "results")]) == 1
     line = one_line(capsys.readouterr().err)
     assert "no checkpoint" in line and "train first (fastp2p train --name nosuch)" in line, line
+
+
+def test_a_crop_larger_than_the_load_size_exits_2_in_train_and_test(data, tmp_path, capsys):
+    """It exited 1, as a dataset's error, where --crop_size 48 for unet_32 exited 2."""
+    checkpoints = train_tiny_run(data, tmp_path / "ckpt")
+    capsys.readouterr()
+    crop = ("--load_size", "32", "--crop_size", "64")   # 64: a size unet_32 takes
+    assert main(train_argv(data, tmp_path / "other", *crop)) == 2
+    assert one_line(capsys.readouterr().err).endswith(
+        "--crop_size 64 is larger than --load_size 32; pass a crop_size <= load_size")
+    assert main(tiny_test_argv(data, checkpoints, tmp_path / "results", *crop)) == 2
+    assert "--crop_size 64 is larger than --load_size 32" in one_line(capsys.readouterr().err)
+    # --preprocess crop does not resize with --load_size: the line says why it matters
+    assert main(train_argv(data, tmp_path / "other", "--preprocess", "crop", *crop)) == 2
+    assert "--preprocess crop does not resize with" in one_line(capsys.readouterr().err)

@@ -7,12 +7,13 @@ from fastp2p.cli import main
 from helpers.train_helpers import tiny_test_argv, trained  # noqa: F401 (a fixture)
 
 
-@pytest.mark.parametrize("extra", [["--dataroot", "{tmp}/nowhere"], ["--load_size", "7"]],
+@pytest.mark.parametrize("extra, code", [(["--dataroot", "{tmp}/nowhere"], 1),
+                                         (["--load_size", "7"], 2)],
                          ids=["missing-dataroot", "crop-larger-than-load"])
-def test_a_refused_test_prints_no_thread_line(trained, tmp_path, capsys, extra):
+def test_a_refused_test_prints_no_thread_line(trained, tmp_path, capsys, extra, code):
     data, checkpoints = trained
     argv = tiny_test_argv(data, checkpoints, tmp_path / "results")
-    assert main(argv + [word.format(tmp=tmp_path) for word in extra]) == 1
+    assert main(argv + [word.format(tmp=tmp_path) for word in extra]) == code
     out, err = capsys.readouterr()
     assert "fastp2p test: error: " in err
     assert "threads:" not in out + err

@@ -9,6 +9,22 @@ TASKS = ("gray2color", "edges2photo")
 DEFAULT_TASK = "gray2color"
 
 PREPROCESS_MODES = ("resize_and_crop", "crop", "scale_width", "scale_width_and_crop", "none")
+# the modes whose images are resized with --load_size before (or instead of) a crop
+_MODES_OF_LOAD_SIZE = ("resize_and_crop", "scale_width", "scale_width_and_crop")
+
+
+def crop_size_problem(mode: str, load_size: int, crop_size: int) -> str | None:
+    """What is wrong with a --crop_size above --load_size, or None. The reference's datasets
+    assert crop_size <= load_size in every mode (a crop larger than the scaled image cannot be
+    taken), also where --preprocess does not resize with --load_size: say so there, or its
+    default is named with no hint why it matters."""
+    if crop_size <= load_size:
+        return None
+    problem = f"--crop_size {crop_size} is larger than --load_size {load_size}"
+    if mode in _MODES_OF_LOAD_SIZE:
+        return f"{problem}; pass a crop_size <= load_size"
+    return (f"{problem}, which --preprocess {mode} does not resize with, but must be at least "
+            f"the crop, as in the reference; pass --load_size {crop_size} too")
 
 
 def add_data_arguments(parser: argparse.ArgumentParser, single_images: bool = False

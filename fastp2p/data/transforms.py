@@ -19,7 +19,7 @@ import numpy as np
 from PIL import Image
 
 from fastp2p.data.errors import DataError
-from fastp2p.data.options import PREPROCESS_MODES
+from fastp2p.data.options import PREPROCESS_MODES, crop_size_problem
 
 if TYPE_CHECKING:
     import torch
@@ -43,10 +43,9 @@ class Preprocess:
         if self.load_size < 1 or self.crop_size < 1:
             raise DataError(f"--load_size ({self.load_size}) and --crop_size ({self.crop_size}) "
                             "must be positive")
-        if self.crop_size > self.load_size:
-            # the reference asserts the same: a crop larger than the scaled image cannot be taken
-            raise DataError(f"--crop_size {self.crop_size} is larger than --load_size "
-                            f"{self.load_size}; pass a crop_size <= load_size")
+        problem = crop_size_problem(self.mode, self.load_size, self.crop_size)
+        if problem:
+            raise DataError(problem)
         for name, channels in (("A", self.a_channels), ("B", self.b_channels)):
             if channels not in (1, 3):
                 raise DataError(f"{name} must have 1 or 3 channels, got {channels}")

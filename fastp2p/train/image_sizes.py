@@ -14,6 +14,7 @@ size-keeping modes already refuse splits of mixed sizes, so one image stands for
 """
 import random
 
+from fastp2p.data.options import crop_size_problem
 from fastp2p.data.packed_index import refuse_preprocess_of_options
 from fastp2p.option_types import MAX_LOAD_SIZE  # also the largest side of a saved image
 from fastp2p.patchgan_sizes import most_patch_layers
@@ -35,6 +36,9 @@ def check_options_fit_unet(args) -> None:
                          f"that are multiples of {multiple}: pass a --load_size that is a "
                          f"multiple of {multiple}, or --preprocess scale_width_and_crop with a "
                          f"--crop_size that is one")
+    problem = crop_size_problem(args.preprocess, args.load_size, args.crop_size)
+    if problem:   # an option error (exit 2), not the data's (the dataset refuses it too)
+        raise ValueError(problem)
 
 
 def check_images_fit_unet(args, dataset) -> tuple | None:
