@@ -25,3 +25,22 @@ def test_normal_init_statistics():
     assert abs(conv.mean().item()) < 2e-3 and abs(conv.std().item() - 0.02) < 2e-3
     norm = net.model[3].weight
     assert abs(norm.mean().item() - 1.0) < 0.01 and torch.count_nonzero(net.model[3].bias) == 0
+
+
+@pytest.mark.parametrize("gain, error", [
+    (float("nan"), ValueError), (float("inf"), ValueError), (-1.0, ValueError),
+    ("0.02", TypeError), (None, TypeError)], ids=["nan", "inf", "negative", "str", "None"])
+@pytest.mark.parametrize("init_type", ["normal", "orthogonal"])
+def test_a_bad_init_gain_is_refused_before_any_weight_is_touched(init_type, gain, error):
+    torch.manual_seed(0)
+    net = fastp2p.PatchDiscriminator(6, ndf=8, norm="batch")
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    with pytest.raises(error, match="init_gain"):
+        fastp2p.init_weights(net, init_type, gain)
+    for name, value in net.state_dict().items():
+        assert torch.equal(value, before[name]), name
+
+
+def test_a_net_that_is_no_module_is_a_type_error_naming_it():
+    with pytest.raises(TypeError, match="net must be a torch.nn.Module, got str"):
+        fastp2p.init_weights("x", "normal", 0.02)

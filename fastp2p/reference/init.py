@@ -1,4 +1,7 @@
 """Weight initialisation, as the reference implementation's ``init_weights``."""
+import math
+import numbers
+
 import torch.nn as nn
 from torch.nn import init
 
@@ -9,9 +12,11 @@ def init_weights(net: nn.Module, init_type: str = "normal", init_gain: float = 0
     """Re-initialise every conv/linear weight (biases to 0) and BatchNorm2d weight ~ N(1, gain).
 
     Modules are visited in ``net.apply`` order, so the same seed gives the reference's values.
+    TypeError for a ``net`` that is no module or an ``init_gain`` that is no number, ValueError
+    for an unknown ``init_type`` or an ``init_gain`` that is not finite and >= 0 (as the CLI's
+    --init_gain), before any weight is touched.
     """
-    if init_type not in INIT_TYPES:
-        raise ValueError(f"init_type must be one of {INIT_TYPES}, got {init_type!r}")
+    _check_arguments(net, init_type, init_gain)
 
     # In place on the parameters themselves (torch.nn.init works under no_grad), not through
     # ``.data`` as the reference does: the same values, and the version counters move, so the
@@ -36,3 +41,17 @@ def init_weights(net: nn.Module, init_type: str = "normal", init_gain: float = 0
 
     net.apply(init_module)
     return net
+
+
+def _check_arguments(net, init_type, init_gain) -> None:
+    """Raised here rather than by torch.nn.init: that fails at the first layer, after the
+    layers before it were overwritten (a NaN gain), or not at all (an infinite gain leaves
+    non-finite weights), with a message that names neither argument."""
+    if not isinstance(net, nn.Module):
+        raise TypeError(f"net must be a torch.nn.Module, got {type(net).__name__}")
+    if init_type not in INIT_TYPES:
+        raise ValueError(f"init_type must be one of {INIT_TYPES}, got {init_type!r}")
+    if not isinstance(init_gain, numbers.Real) or isinstance(init_gain, bool):
+        raise TypeError(f"init_gain must be a number, got {type(init_gain).__name__}")
+    if not (math.isfinite(init_gain) and init_gain >= 0):
+        raise ValueError(f"init_gain must be a finite number >= 0, got {init_gain!r}")
