@@ -99,7 +99,7 @@ def test_list_peers_lines_the_descriptions_up_past_the_longest_name(capsys):
 
 @pytest.mark.parametrize("mode", [["--list-peers"], ["--plot", "RUN.json"]])
 @pytest.mark.parametrize("options, named", [
-    (["--sections", "bogus", "--steps", "-5"], "--sections, --steps"),
+    (["--sections", "training", "--steps", "5"], "--sections, --steps"),
     (["--quick", "--device", "cuda"], "--quick, --device"), (["--steps", "3"], "--steps"),
     (["--device", "auto"], "--device")])   # at its default: typed all the same
 def test_list_peers_and_plot_refuse_the_options_they_would_ignore(tmp_path, capsys, mode,

@@ -136,10 +136,22 @@ def test_time_options_accept_fractions():
     assert (args.peer_time_limit, args.time_budget) == (0.5, 12.5)
 
 
-@pytest.mark.parametrize("value", ["", ",", " "])
-def test_empty_peers_are_refused_like_empty_sections(value):
-    with pytest.raises(ValueError, match="--peers takes a comma-separated list"):
-        command.settings_from_args(_parse("--peers", value))
+@pytest.mark.parametrize("option, value, error", [
+    ("--steps", "0", "must be >= 1, got 0"), ("--warmup", "-1", "must be >= 0, got -1"),
+    ("--sections", "bogus", "takes a comma-separated subset of"),
+    ("--sections", ",", "takes a comma-separated subset of"),
+    ("--peers", "bogus", "unknown peer 'bogus'"), ("--peers", "", "takes a comma-separated list"),
+    ("--peers", " , ", "takes a comma-separated list"),
+    ("--micro", ",", "takes a comma-separated list of bench_*.py module names")])
+def test_a_wrong_option_value_is_the_usage_and_one_error_line(option, value, error, capsys):
+    """As for --batch-sizes and every other option: --steps, --warmup, --sections and --peers
+    were one line without the usage, and --steps's named --warmup and its default too."""
+    from fastp2p.cli import main
+
+    assert main(["bench", option, value]) == 2
+    usage, line = capsys.readouterr().err.splitlines()
+    assert usage.startswith("usage: fastp2p bench ")
+    assert line.startswith(f"fastp2p bench: error: argument {option}: {error}"), line
 
 
 def test_a_stopped_bench_says_where_its_results_are_and_exits_130(monkeypatch, tmp_path,

@@ -102,8 +102,8 @@ def test_plot_remakes_table_and_chart_from_saved_json(quick_run, tmp_path):
     (("--peers", "reference,warp-drive"), "unknown peer 'warp-drive'"),
     (("--quick", "--device", "cuda"), "--quick is the CPU smoke mode"),
     (("--device", "cpu", "--peers", "cuda-graph"), "need a CUDA GPU"),
-    (("--sections", "training,everything"), "--sections takes"),
-    (("--steps", "0"), "--steps must be >= 1"),
+    (("--sections", "training,everything"), "argument --sections: takes"),
+    (("--steps", "0"), "argument --steps: must be >= 1"),
     (("--plot", "missing.json"), "not found"),
     # --benchmarks-dir: an installed fastp2p (CI's) has no checkout to find the folder in
     (("--quick", "--micro", "bench_nope", "--benchmarks-dir", str(CHECKOUT / "benchmarks")),

@@ -9,6 +9,7 @@ from fastp2p.bench.defaults import (JOB_TIME_LIMIT_S, QUICK_BATCH_SIZES, QUICK_J
                                     QUICK_STEPS, QUICK_WARMUP, SECTIONS, STEPS,
                                     TRAINING_BATCH_SIZES, WARMUP, gpu_compile_job_count)
 from fastp2p.command_errors import error_line, options_given, print_error, unread_options
+from fastp2p.option_types import non_negative_int, positive_int
 
 DESCRIPTION = """\
 Benchmark pix2pix training and inference, every peer side by side in one process
@@ -103,6 +104,40 @@ def _names(text: str) -> tuple:
     return tuple(dict.fromkeys(item.strip() for item in text.split(",") if item.strip()))
 
 
+def _sections(text: str) -> tuple:
+    """--sections: known section names, at least one."""
+    names = _names(text)
+    if not names or any(name not in SECTIONS for name in names):
+        raise argparse.ArgumentTypeError(f"takes a comma-separated subset of "
+                                         f"{','.join(SECTIONS)}; got {text!r}")
+    return names
+
+
+def _peers(text: str) -> tuple:
+    """--peers: known peer names, at least one (whether the device runs them is asked later)."""
+    from fastp2p.bench.peer_specs import PEER_NAMES, peer_by_name
+
+    names = _names(text)
+    if not names:
+        raise argparse.ArgumentTypeError(f"takes a comma-separated list of {','.join(PEER_NAMES)}"
+                                         "; got nothing (leave it out for the default peers)")
+    for name in names:
+        try:
+            peer_by_name(name)
+        except ValueError as error:
+            raise argparse.ArgumentTypeError(str(error)) from None
+    return names
+
+
+def _modules(text: str) -> tuple:
+    """--micro: module names, at least one ("--micro ," would have run every module)."""
+    names = _names(text)
+    if not names:
+        raise argparse.ArgumentTypeError("takes a comma-separated list of bench_*.py module "
+                                         "names; got nothing (leave it out to run every module)")
+    return names
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from fastp2p.bench.peer_specs import PEER_NAMES
 
@@ -115,7 +150,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", choices=("auto", "cuda", "cpu"), default="auto",
                         help="where to run (default: cuda when a GPU is visible, else cpu; "
                              "--quick always runs on the cpu)")
-    parser.add_argument("--sections", type=_names,
+    parser.add_argument("--sections", type=_sections,
                         default=("training", "inference", "micro", "end-to-end"),
                         help="comma-separated subset of training,inference,micro,end-to-end "
                              "(default: all)")
@@ -123,13 +158,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"training and end-to-end batch sizes (default "
                              f"{_sizes(TRAINING_BATCH_SIZES)}; quick: "
                              f"{_sizes(QUICK_BATCH_SIZES)})")
-    parser.add_argument("--steps", type=int, default=None,
+    parser.add_argument("--steps", type=positive_int, default=None,
                         help=f"timed training steps per peer and batch size, after warm-up "
                              f"(default {STEPS}, the protocol's minimum; quick: {QUICK_STEPS})")
-    parser.add_argument("--warmup", type=int, default=None,
+    parser.add_argument("--warmup", type=non_negative_int, default=None,
                         help=f"untimed steps first: compilation, graph capture, cuDNN "
                              f"autotuning (default {WARMUP}; quick: {QUICK_WARMUP})")
-    parser.add_argument("--peers", type=_names, default=None,
+    parser.add_argument("--peers", type=_peers, default=None,
                         help=f"comma-separated training peers (default on a GPU: all of "
                              f"{','.join(PEER_NAMES)}; on a CPU: reference,eager-tuned,fastp2p)")
     parser.add_argument("--processes", type=_positive_ints, default=None,
@@ -162,7 +197,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "as after pip install -e .; a fastp2p installed with pip install . "
                              "has none, and without this option the micro section is skipped "
                              "with a note: pass CHECKOUT/benchmarks of a clone)")
-    parser.add_argument("--micro", type=_names, default=None, metavar="MODULES",
+    parser.add_argument("--micro", type=_modules, default=None, metavar="MODULES",
                         help="comma-separated micro-benchmark modules to run, by file name "
                              "without .py (e.g. bench_norm_act,bench_losses; default: every "
                              "bench_*.py of the benchmarks folder)")
@@ -187,29 +222,16 @@ def register(commands) -> None:
 
 
 def check_options(args) -> None:
-    """ValueError for a value or combination of options that is wrong whatever the machine;
-    imports no torch, so that ``run`` refuses a typo at once rather than after seconds of
-    loading it."""
-    from fastp2p.bench.peer_specs import PEER_NAMES, peer_by_name
+    """ValueError for a combination of options that is wrong whatever the machine (a single
+    value is refused while parsing, by its type=, with the usage line); imports no torch, so
+    that ``run`` refuses it at once rather than after seconds of loading it."""
+    from fastp2p.bench.peer_specs import peer_by_name
 
-    unknown = [name for name in args.sections if name not in SECTIONS]
-    if unknown or not args.sections:
-        raise ValueError(f"--sections takes a comma-separated subset of {','.join(SECTIONS)}; "
-                         f"got {','.join(args.sections) or 'nothing'}")
     if args.quick and args.device == "cuda":
         raise ValueError("--quick is the CPU smoke mode; drop --device cuda (or --quick)")
-    steps, warmup = _steps_and_warmup(args)
-    if steps < 1 or warmup < 0:
-        raise ValueError(f"--steps must be >= 1 and --warmup >= 0, got {steps} and {warmup}")
-    if args.peers is not None and not args.peers:
-        raise ValueError(f"--peers takes a comma-separated list of {','.join(PEER_NAMES)}; got "
-                         "nothing (leave it out for the default peers)")
     peers = [peer_by_name(name) for name in args.peers or ()]
     if args.quick or args.device == "cpu":
         _refuse_cuda_only(peers, "cpu")
-    if args.micro is not None and not args.micro:  # "--micro ," would run every module
-        raise ValueError("--micro takes a comma-separated list of bench_*.py module names; got "
-                         "nothing (leave it out to run every module)")
 
 
 def _refuse_cuda_only(peers, device: str) -> None:

@@ -8,7 +8,7 @@ from fastp2p.byte_sizes import binary_size
 from fastp2p.command_errors import EXIT_IN_USE, options_given, print_error, unread_options
 from fastp2p.data.worker_pool import exit_at_sigterm
 from fastp2p.inodes import disk_limit_advice
-from fastp2p.option_types import MAX_LOAD_SIZE, given_path, pack_workers, plain_name, seed
+from fastp2p.option_types import given_path, image_side, pack_workers, plain_name, seed
 from fastp2p.terminal import is_terminal
 
 # Bad shard files --verify names one line each per pack; more are counted in one line, so that
@@ -94,7 +94,7 @@ def register(commands) -> None:
                              "folder's pack, whatever --phase it was packed with (or the one pack "
                              "OUT is); every bad shard is named, exit 1 if there is any; the "
                              "options that only pack, --phase included, are refused with it")
-    parser.add_argument("--load_size", type=int, default=286,
+    parser.add_argument("--load_size", type=image_side, default=286,
                         help="each half is resized (bicubic) to load_size x load_size, as "
                              "--preprocess resize_and_crop does before its crop (default 286); "
                              "train with the same --load_size")
@@ -190,9 +190,6 @@ def run(args: argparse.Namespace) -> int:
         parser.error("--synthetic writes aligned A|B images: drop --dataset_mode two_folders")
     if args.dataroot is None or (args.out is None and args.synthetic is None):
         parser.error("pass DATAROOT and OUT (or --verify OUT)" + swallowed)
-    if not 1 <= args.load_size <= MAX_LOAD_SIZE:
-        parser.error(f"--load_size must be between 1 and {MAX_LOAD_SIZE}, got "
-                     f"{args.load_size}")
     if args.pairs_per_shard is not None and args.pairs_per_shard < 1:
         parser.error(f"--pairs-per-shard must be >= 1, got {args.pairs_per_shard}")
     from fastp2p.data.pack import write_phase
