@@ -9,11 +9,12 @@ from pathlib import Path
 from fastp2p.train.options import QuickDefault, resolve_quick_defaults
 
 
-def take_generator_options(args, given, register) -> str | None:
+def take_generator_options(args, given, register) -> tuple:
     """The generator's options the command line does not give (``given``; None: a caller's
     own namespace, all of whose options count as given), taken from the run's options file
     where it has one (the reference's too), so that a run trained with other model options is
-    tested without repeating them; the line that says so."""
+    tested without repeating them; (the line that says so, the line of what could not be
+    taken from a damaged file, for stderr), each None where there is none."""
     from fastp2p.train.reference_options import run_name
     from fastp2p.train.saved_options import (GENERATOR_OPTIONS, OPTIONS_FILE,
                                              saved_options_note)
@@ -21,15 +22,16 @@ def take_generator_options(args, given, register) -> str | None:
     try:   # the folder as --suffix names it (``name_run_folder``)
         path = Path(args.checkpoints_dir) / run_name(args) / OPTIONS_FILE
     except ValueError:   # a --suffix refused: said as the options are checked
-        return None
+        return None, None
     if given is None or not path.exists():
-        return None
+        return None, None
     taken, unreadable = saved_options_note(args, register, given, path, GENERATOR_OPTIONS,
                                            "the generator's options")
     if unreadable:
-        return unreadable
-    return (f"generator options: {taken.describe()}"
-            if taken.taken or taken.refused or taken.missing else None)
+        return None, unreadable
+    warnings = taken.warnings()
+    return (f"generator options: {taken.summary()}" if taken.taken else None,
+            f"generator options: {'; '.join(warnings)}" if warnings else None)
 
 
 def resolve_as_test(args: argparse.Namespace) -> argparse.Namespace:

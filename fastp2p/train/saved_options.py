@@ -202,8 +202,8 @@ def command_parser(register) -> argparse.ArgumentParser:
 
 class TakenOptions:
     """What ``take_saved_options`` took: ``taken``, (dest, value, whether it is the value this
-    command line's default gives); ``refused``, (dest, text) for values this fastp2p's options
-    do not read (a reference run's, or an older fastp2p's), left at this command line's;
+    command line's default gives); ``refused``, (dest, text, the default used instead) for
+    values this fastp2p's options do not read (a reference run's, or an older fastp2p's);
     ``options``, dest -> the option as a command line writes it (``--skip-bad``);
     ``missing``, the dests it would have taken from a file cut short (not ``_complete``) that
     lacks them, left at this command line's; ``dataroot_from_here``, the relative --dataroot
@@ -215,29 +215,39 @@ class TakenOptions:
         self.missing, self.dataroot_from_here = [], None
 
     def describe(self) -> str:
-        """One line: how many were taken, and those that differ from the defaults, as a
-        command line gives them (a flag that is on by itself: ``--no_html``)."""
+        """One line: the ``summary``, then the ``warnings``."""
+        return "; ".join((self.summary(), *self.warnings()))
+
+    def summary(self) -> str:
+        """How many were taken, and those that differ from the defaults, as a command line
+        gives them (a flag that is on by itself: ``--no_html``)."""
         changed = [self._words(dest, value) for dest, value, default in self.taken
                    if not default]
-        line = (f"took {len(self.taken)} option(s) the command line leaves out from {self.path}"
+        return (f"took {len(self.taken)} option(s) the command line leaves out from {self.path}"
                 + (f"; not the defaults: {' '.join(changed)}" if changed
                    else ", all at their defaults"))
+
+    def warnings(self) -> list:
+        """What of the file could not be taken, and what is used instead: one text each."""
+        warnings = []
         if self.refused:
-            line += "; not read, so left at the command line's: " + " ".join(
-                f"{self._option(dest)} {text!r}" for dest, text in self.refused)
+            warnings.append(f"warning: {self.path} holds values this fastp2p cannot read, so "
+                            "the defaults are used in their place: " + ", ".join(
+                                f"{self._option(dest)} {text!r} (the default {default} used)"
+                                for dest, text, default in self.refused))
         if self.missing:
             missing = " ".join(map(self._option, self.missing))
-            line += (f"; warning: {self.path} ends before its last line (cut short, by a power "
-                     "loss say, or written by an older fastp2p), so these are the command "
-                     f"line's defaults, not the run's: {missing}; give the run's on the "
-                     "command line where they differ")
+            warnings.append(f"warning: {self.path} ends before its last line (cut short, by a "
+                            "power loss say, or written by an older fastp2p), so these are the "
+                            f"command line's defaults, not the run's: {missing}; give the run's "
+                            "on the command line where they differ")
         if self.dataroot_from_here:
-            line += (f"; warning: {self.path} does not record the folder the run was started "
-                     "in (an older fastp2p's file, or the reference's), so its --dataroot "
-                     f"{self.dataroot_from_here} is read from the current folder, as "
-                     f"{_absolute(self.dataroot_from_here)}; give --dataroot to name the run's "
-                     "dataset (the file then records where it is)")
-        return line
+            warnings.append(f"warning: {self.path} does not record the folder the run was "
+                            "started in (an older fastp2p's file, or the reference's), so its "
+                            f"--dataroot {self.dataroot_from_here} is read from the current "
+                            f"folder, as {_absolute(self.dataroot_from_here)}; give --dataroot "
+                            "to name the run's dataset (the file then records where it is)")
+        return warnings
 
     def _option(self, dest: str) -> str:
         return self.options.get(dest, f"--{dest}")
@@ -283,7 +293,7 @@ def take_saved_options(args, parser: argparse.ArgumentParser, given, path: Path,
         try:
             value = _read_value(action, saved[dest])
         except (ValueError, TypeError, argparse.ArgumentTypeError):
-            result.refused.append((dest, saved[dest]))
+            result.refused.append((dest, saved[dest], getattr(args, dest)))
             continue
         if dest == "dataroot" and value and saved.get(WORKING_DIR):
             value = _absolute(value, saved[WORKING_DIR])   # as it was; an absolute one stays
@@ -295,6 +305,8 @@ def take_saved_options(args, parser: argparse.ArgumentParser, given, path: Path,
     without_dataroot = getattr(args, "dataroot", None) is None
     result.taken = [(dest, value, value == _default_value(default, without_dataroot))
                     for dest, value, default in defaults]
+    result.refused = [(dest, text, _default_value(default, without_dataroot))
+                      for dest, text, default in result.refused]
     return result
 
 

@@ -146,9 +146,11 @@ def run(args: argparse.Namespace) -> int:
     not_found = name_run_folder(args, given, register)
     if not_found:
         return _failed(not_found)
-    taken = take_generator_options(args, given, register)
+    taken, warning = take_generator_options(args, given, register)
     if taken:
         print(taken)
+    if warning:   # a damaged train_opt.txt: the defaults stand in for what it lost
+        print(warning, file=sys.stderr)
     from fastp2p.stops_deferred import import_torch
     import_torch("torch")  # first, whole: a Ctrl-C inside it aborted the process or was lost
     from fastp2p.data.folder_lock import PackFolderBusy

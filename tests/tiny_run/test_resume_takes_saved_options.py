@@ -154,7 +154,8 @@ def test_a_value_this_fastp2p_does_not_read_is_left_and_named(tmp_path):
     args = build_parser().parse_args(["train", "--continue_train"])
     taken = take_saved_options(args, parser, frozenset(), path)
     assert (args.netD, args.ngf) == ("basic", 8)
-    assert "not read, so left at the command line's: --netD 'cyclegan'" in taken.describe()
+    assert ("the defaults are used in their place: --netD 'cyclegan' (the default basic used)"
+            in taken.describe())
 
 
 def test_the_runs_mode_flags_are_not_taken(tmp_path):

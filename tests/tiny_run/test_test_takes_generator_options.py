@@ -40,3 +40,20 @@ def test_without_an_options_file_the_defaults_apply(data, trained, tmp_path, cap
     captured = capsys.readouterr()
     assert "generator options:" not in captured.out
     assert "saved by other model options" in captured.err.splitlines()[0], captured.err
+
+
+def test_a_value_the_options_file_lost_is_a_warning_on_stderr_naming_the_default_used(
+        data, trained, tmp_path, capsys):
+    """It went to stdout and read "not read, so left at the command line's: --ngf 'abc'", as if
+    ngf were 'abc': the default 64 was used, and the command line gave no --ngf."""
+    checkpoints = tmp_path / "ckpt"
+    shutil.copytree(trained, checkpoints)
+    options = checkpoints / "tiny" / "train_opt.txt"
+    options.write_text(options.read_text().replace("ngf: 4\n", "ngf: abc\n"))
+    assert main(_test_argv(data, checkpoints, tmp_path / "results")) == 1
+    captured = capsys.readouterr()
+    assert "warning" not in captured.out and "'abc'" not in captured.out, captured.out
+    warning = captured.err.splitlines()[0]
+    assert warning.startswith(f"generator options: warning: {options} holds values"), warning
+    assert "the defaults are used in their place: --ngf 'abc' (the default 64 used)" in warning
+    assert "saved by other model options" in captured.err.splitlines()[1], captured.err
