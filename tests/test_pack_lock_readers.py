@@ -125,6 +125,16 @@ def _pack_writing(phase, first_time):
         yield pid
 
 
+def _write_tiny_generator(run_folder):
+    """The latest weights of tiny_test_argv's generator (unet_32, ngf 4) in ``run_folder``."""
+    import torch
+
+    import fastp2p
+
+    run_folder.mkdir(parents=True)
+    torch.save(fastp2p.UNet(3, 3, 5, ngf=4).state_dict(), run_folder / "latest_net_G.pth")
+
+
 @pytest.mark.parametrize("first_time", [False, True], ids=["rewritten", "first-written"])
 @pytest.mark.parametrize("command", ["train", "test"])
 def test_train_and_test_of_a_split_being_packed_exit_in_use(tmp_path, capsys, command,
@@ -132,7 +142,9 @@ def test_train_and_test_of_a_split_being_packed_exit_in_use(tmp_path, capsys, co
     data = write_aligned_dataset(tmp_path / "data", pairs=2)
     out = tmp_path / "out"
     assert main(tiny_pack_args(data, out, "--load_size", "32")) == 0
-    checkpoints = tmp_path / "checkpoints"    # test refuses before it looks for weights
+    checkpoints = tmp_path / "checkpoints"
+    if command == "test":   # it says a missing checkpoint before it reads the data
+        _write_tiny_generator(checkpoints / "tiny")
     argv = (train_argv(out, checkpoints) if command == "train"
             else tiny_test_argv(out, checkpoints, tmp_path / "results"))
     with _pack_writing(out / command, first_time) as pid:    # the split each one reads

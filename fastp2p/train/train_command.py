@@ -333,10 +333,12 @@ def _refuse_missing_inputs(args, resume_notes) -> int | None:
     """1 after its line where the training split is missing or holds no image, or
     --continue_train finds no checkpoint to resume: said before torch loads (seconds, for a
     mistyped --phase, --name or --epoch), as the dataset and the resume say it after (they
-    read the images and the checkpoint); None when both are there. The checkpoint is not
+    read the images and the checkpoint); EXIT_IN_USE where a `fastp2p pack` is writing the
+    split, as the dataset says it after; None when both are there. The checkpoint is not
     looked for where a lock file is: a run training in the folder is said as such by the
     claim."""
     from fastp2p.data.create import refuse_unreadable_split
+    from fastp2p.data.folder_lock import PackFolderBusy
     from fastp2p.train.reference_options import checkpoint_label
 
     folder = _unlocked_run_folder(args) if args.continue_train else None
@@ -346,7 +348,7 @@ def _refuse_missing_inputs(args, resume_notes) -> int | None:
             check_something_to_resume(folder, checkpoint_label(args))
     except ValueError as err:   # a DataError too
         _print_refusal(err, resume_notes)
-        return 1
+        return EXIT_IN_USE if isinstance(err, PackFolderBusy) else 1
     return None
 
 
