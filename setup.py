@@ -147,9 +147,9 @@ class OptionalBuildExt(build_ext):
         macros = [("FASTP2P_WITH_CUDA", "1")] if cuda else []
         self._info.update(openmp=openmp, cuda=bool(cuda), cxx=compiler.compiler_so[0],
                           max_jobs=jobs, cuda_archs=cuda["archs"] if cuda else None)
+        cuda_note = f"on: {cuda['nvcc']} sm_{cuda['archs']} + PTX" if cuda else "off"
         _log(f"compiler {compiler.compiler_so[0]}, C++17, OpenMP {'on' if openmp else 'off'}, "
-             f"CUDA {'on: ' + cuda['nvcc'] + ' sm_' + cuda['archs'] + ' + PTX' if cuda else 'off'}, "
-             f"MAX_JOBS={jobs}")
+             f"CUDA {cuda_note}, MAX_JOBS={jobs}")
         build_temp = Path(self.build_temp) / ("cuda" if cuda else "cpu")
         build_temp.mkdir(parents=True, exist_ok=True)
 
@@ -205,8 +205,10 @@ class OptionalBuildExt(build_ext):
             _log("CUDA part skipped: nvcc not found")
             return None
         home = _cuda_home(nvcc)
-        lib_dirs = [d for d in (home / "lib64", home / "lib", home / "targets" / "x86_64-linux" / "lib",
-                                home / "targets" / "sbsa-linux" / "lib") if (d / "libcudart_static.a").exists()]
+        lib_dirs = [d for d in (home / "lib64", home / "lib",
+                                home / "targets" / "x86_64-linux" / "lib",
+                                home / "targets" / "sbsa-linux" / "lib")
+                    if (d / "libcudart_static.a").exists()]
         if not lib_dirs:
             if wanted == "1":
                 raise RuntimeError(f"FASTP2P_CUDA=1 but libcudart_static.a is not under {home}")
@@ -216,7 +218,8 @@ class OptionalBuildExt(build_ext):
         gencode = []
         for arch in archs.split(";"):
             gencode += ["-gencode", f"arch=compute_{arch},code=sm_{arch}"]
-        gencode += ["-gencode", f"arch=compute_{archs.split(';')[-1]},code=compute_{archs.split(';')[-1]}"]
+        ptx_arch = archs.split(";")[-1]
+        gencode += ["-gencode", f"arch=compute_{ptx_arch},code=compute_{ptx_arch}"]
         # Static cudart: no libcudart.so to find at import; streams are driver handles, so torch's
         # current stream is valid here too.
         link = [f"-L{lib_dirs[0]}", "-lcudart_static", "-ldl", "-lrt", "-lpthread"]

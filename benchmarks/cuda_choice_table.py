@@ -6,8 +6,8 @@ backward, bf16 channels-last, batch 1 and 64, instance and batch norm; the shape
 ``bench_norm_act``), each forced with FASTP2P_BACKEND and timed with the suite's harness. For
 each (norm, dtype, N, C, H, W) the forward+backward medians of the ops on that input shape are
 summed per backend; the CUDA C++ kernel gets the shape when its sum is lower. Needs a GPU and a
-CUDA build of fastp2p._C. Commit the table as ``fastp2p/ops/backends/cuda_norm_act_choice.json`` with the
-run's results (``benchmarks/gpu_check.sh`` writes it).
+CUDA build of fastp2p._C. Commit the table as ``fastp2p/ops/backends/cuda_norm_act_choice.json``
+with the run's results (``benchmarks/gpu_check.sh`` writes it).
 
     python benchmarks/cuda_choice_table.py --out fastp2p/ops/backends/cuda_norm_act_choice.json
 """

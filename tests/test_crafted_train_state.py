@@ -241,8 +241,8 @@ CRAFTS = [_unexpected_progress_key, _no_optimizer_state, _short_numpy_keys, _sho
           _dropout_stream_of_three, _negative_epoch_images, _epoch_zero, _negative_steps,
           # fastp2p saves nothing non-finite: resuming these stopped at the first step, blaming
           # the learning rate
-          _nan_moment, _negative_second_moment, _infinite_adam_step, _nan_loss_sum, _nan_plateau_scale,
-          _plateau_scale_above_one, _infinite_epoch_loss_sum, _negative_lr,
+          _nan_moment, _negative_second_moment, _infinite_adam_step, _nan_loss_sum,
+          _nan_plateau_scale, _plateau_scale_above_one, _infinite_epoch_loss_sum, _negative_lr,
           _saved_after_a_nonfinite_loss,
           # counters and numbers of another type or past any float: int(), float() or a
           # message's repr raised (ValueError, OverflowError: no file named, or a traceback)

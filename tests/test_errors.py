@@ -76,7 +76,8 @@ def test_mismatched_checkpoint_names_keys_and_the_files_configuration():
 
 def test_wrong_shape_checkpoint_is_reported():
     saved = fastp2p.UNet(3, 3, 5, ngf=8).state_dict()
-    with pytest.raises(ValueError, match=r"shape mismatch: model\.model\.0\.weight: file \(8, 3, 4, 4\) vs module \(4, 3, 4, 4\)"):
+    with pytest.raises(ValueError, match=r"shape mismatch: model\.model\.0\.weight: "
+                                         r"file \(8, 3, 4, 4\) vs module \(4, 3, 4, 4\)"):
         fastp2p.UNet(3, 3, 5, ngf=4).load_state_dict(saved)
 
 
@@ -95,7 +96,8 @@ def test_a_checkpoint_of_another_network():
 def test_patchgan_input_too_small():
     with pytest.raises(ValueError, match="too small"):
         fastp2p.PatchDiscriminator(6, ndf=4, n_layers=3)(torch.rand(1, 6, 16, 16))
-    assert fastp2p.PatchDiscriminator(6, ndf=4, n_layers=3)(torch.rand(1, 6, 32, 32)).shape == (1, 1, 2, 2)
+    scores = fastp2p.PatchDiscriminator(6, ndf=4, n_layers=3)(torch.rand(1, 6, 32, 32))
+    assert scores.shape == (1, 1, 2, 2)
 
 
 def test_discriminator_channel_check():
@@ -105,7 +107,8 @@ def test_discriminator_channel_check():
 
 @pytest.mark.parametrize("call,message", [
     (lambda: fastp2p.GANLoss("hinge"), "gan_mode must be one of"),
-    (lambda: fastp2p.GANLoss("vanilla")(torch.zeros(2, 1, 3, 3, dtype=torch.long), True), "floating-point"),
+    (lambda: fastp2p.GANLoss("vanilla")(torch.zeros(2, 1, 3, 3, dtype=torch.long), True),
+     "floating-point"),
     (lambda: fastp2p.init_weights(torch.nn.Conv2d(1, 1, 1), "uniform"), "init_type must be one of"),
 ])
 def test_loss_and_init_errors(call, message):

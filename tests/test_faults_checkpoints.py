@@ -576,7 +576,8 @@ def test_a_file_system_turned_read_only_during_a_save_and_its_cleanup(trained, m
     assert "latest_net_G.pth" in line and os.strerror(errno.EROFS) in line
     assert _checkpoint_bytes(folder) == before
     # the temporary file the read-only file system kept goes with the next run (test below);
-    # so does the run lock's file (no lock once its process is gone: tests/tiny_run/test_run_lock.py)
+    # so does the run lock's file (no lock once its process is gone:
+    # tests/tiny_run/test_run_lock.py)
     assert [p.name for p in folder.glob(".*") if p.name != ".lock"] == [
         f".latest_net_G.pth.tmp-{os.getpid()}.pth"]
 

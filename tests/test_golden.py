@@ -50,7 +50,8 @@ def _check_against_golden(net, case):
     buffers = dict(net.named_buffers())
     for name, expected in case["buffers_after_train_forward"].items():
         if expected.is_floating_point():
-            assert (buffers[name] - expected).abs().max() <= 1e-5 * max(1.0, expected.abs().max()), name
+            bound = 1e-5 * max(1.0, expected.abs().max())
+            assert (buffers[name] - expected).abs().max() <= bound, name
         else:
             assert torch.equal(buffers[name], expected), name
     net.eval()

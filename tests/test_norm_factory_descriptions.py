@@ -34,7 +34,8 @@ def test_repr_and_config_of_a_group_norm_network(build):
 
 def test_a_network_whose_checkpoint_does_not_fit_names_the_group_norm():
     net = fastp2p.PatchDiscriminator(6, 8, 3, norm_layer=GROUP_NORM)
-    with pytest.raises(ValueError, match=r"does not fit PatchDiscriminator\(.*norm='GroupNorm\(4\)'"):
+    with pytest.raises(ValueError,
+                       match=r"does not fit PatchDiscriminator\(.*norm='GroupNorm\(4\)'"):
         net.load_state_dict(fastp2p.PatchDiscriminator(6, 16, 3).state_dict())
 
 

@@ -313,4 +313,5 @@ def test_a_state_too_large_is_named_by_its_size_and_path_once(data, tmp_path, mo
         handle.truncate(MAX_INDEX_BYTES + 1)     # sparse, never read
     err = _every_shard_packed_again(data, tmp_path, monkeypatch, capsys)
     assert err.count("\n") == 1 and err.count(str(state)) == 1
-    assert f"not a state file pack wrote ({MAX_INDEX_BYTES + 1:,} bytes, more than the 1.0 GiB it reads)" in err
+    assert (f"not a state file pack wrote ({MAX_INDEX_BYTES + 1:,} bytes, "
+            "more than the 1.0 GiB it reads)") in err

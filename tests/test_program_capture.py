@@ -63,7 +63,8 @@ def test_jit_script_is_refused_in_one_line(make):
 _FORWARDS = ("import torch, fastp2p\n"
              "fastp2p.UNet(3, 3, 5, ngf=4).train()(torch.rand(1, 3, 32, 32))\n"
              "with torch.no_grad():\n"
-             "    fastp2p.PatchDiscriminator(6, ndf=4, n_layers=2).eval()(torch.rand(1, 6, 32, 32))\n")
+             "    fastp2p.PatchDiscriminator(6, ndf=4, n_layers=2).eval()("
+             "torch.rand(1, 6, 32, 32))\n")
 
 
 @pytest.mark.parametrize("setup", ["", "import torch\ndel torch.compiler.is_exporting\n"],

@@ -41,8 +41,8 @@ def _layers_of_the_networks(norm):
 
 def _conv_args(module):
     transposed = isinstance(module, nn.ConvTranspose2d)
-    return (None if module.bias is None else [module.bias.shape[0]], list(module.stride), list(module.padding),
-            list(module.dilation), transposed,
+    return (None if module.bias is None else [module.bias.shape[0]], list(module.stride),
+            list(module.padding), list(module.dilation), transposed,
             list(module.output_padding) if transposed else [0, 0], 1)
 
 

@@ -21,9 +21,9 @@ def test_under_torchrun_test_is_refused_in_one_line_before_writing(
     results = tmp_path / "results"
     assert main(tiny_test_argv(data, tmp_path / "checkpoints", results)) == 2
     assert one_line(capsys.readouterr().err) == (
-        "fastp2p test: error: fastp2p test translates in one process, on one device, but torchrun started 2 "
-        "(WORLD_SIZE=2), each of which would translate every image into the same folder; run "
-        "it without torchrun (--device cuda:N or --gpu_ids N picks the GPU)")
+        "fastp2p test: error: fastp2p test translates in one process, on one device, but torchrun "
+        "started 2 (WORLD_SIZE=2), each of which would translate every image into the same "
+        "folder; run it without torchrun (--device cuda:N or --gpu_ids N picks the GPU)")
     assert not results.exists()
 
 

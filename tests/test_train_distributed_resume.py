@@ -33,8 +33,9 @@ def _streams(net):
 
 
 def _record_runs(out, tag):
-    """Trainer.fit saves to ``out``/run{N}_{tag}.pt, per run N of this process, the dropout streams it starts from (after a
-    resume) and ends with, the plateau scale, the lr and G's parameters."""
+    """Trainer.fit saves to ``out``/run{N}_{tag}.pt, per run N of this process, the dropout
+    streams it starts from (after a resume) and ends with, the plateau scale, the lr and G's
+    parameters."""
     runs = []
 
     def recording_fit(self, loader, progress_bar=None):

@@ -111,7 +111,8 @@ def test_a_full_disk_while_saving_an_image_names_the_image(tmp_path, trained, mo
     assert main(tiny_test_argv(data, checkpoints, tmp_path)) == 1
     error = one_line(capsys.readouterr().err)
     image = tiny_test_results(tmp_path) / "images" / "000_fake_B.png"
-    assert error.startswith(f"fastp2p test: error: {image}: {NO_SPACE}; ") and "None" not in error, error
+    assert error.startswith(f"fastp2p test: error: {image}: {NO_SPACE}; "), error
+    assert "None" not in error, error
     assert f"partial (0 of {TEST_PAIRS} images written, no index.html)" in error, error
     assert _temporary_files(tmp_path) == []
     assert not (tiny_test_results(tmp_path) / "index.html").exists()

@@ -1,9 +1,10 @@
 """CPU float32 inference of fastp2p.UNet computed channels-last whatever the input's and the
 module's layout (issue 15 item 4): copies of the convolutions' weights packed for oneDNN (or
 channels-last for a transposed convolution run in the GEMM form), cached per module and rebuilt
-when a weight changes (fastp2p.nn.folding.conv_in_layout, and the folds built in that layout). Against the float64 reference module (DESIGN section 5), in eval and train mode;
-the output in the input's memory format; the cache following in-place changes; a forward that
-records gradients left on the module's own weights and layout.
+when a weight changes (fastp2p.nn.folding.conv_in_layout, and the folds built in that layout).
+Against the float64 reference module (DESIGN section 5), in eval and train mode; the output in
+the input's memory format; the cache following in-place changes; a forward that records
+gradients left on the module's own weights and layout.
 
 Uninitialised memory is poisoned (deterministic mode fills ``torch.empty`` with NaN).
 """

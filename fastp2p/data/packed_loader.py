@@ -1,11 +1,11 @@
 """Batches of a packed dataset, cropped, flipped and normalized on the device.
 
 Threads of the training process read each batch's uint8 pairs from the shards (positioned
-reads) into one of a few reused (pinned, on CUDA) host buffers; on CUDA the training thread copies the buffer
-to the device asynchronously and runs ``gpu_augment`` there, on the CPU the reader thread runs
-the augmentation too, so batches are made on every core the process may use. No worker
-processes: the uint8 batches are large (31 MB for 64 pairs of 286x572x3), and passing them
-between processes costs more than reading them (see benchmarks/bench_data.py).
+reads) into one of a few reused (pinned, on CUDA) host buffers; on CUDA the training thread
+copies the buffer to the device asynchronously and runs ``gpu_augment`` there, on the CPU the
+reader thread runs the augmentation too, so batches are made on every core the process may
+use. No worker processes: the uint8 batches are large (31 MB for 64 pairs of 286x572x3), and
+passing them between processes costs more than reading them (see benchmarks/bench_data.py).
 
 Up to ``buffers`` batches are read ahead (a bounded queue: the host memory is ``buffers``
 batches), so a pause of the training thread (a checkpoint save, a sample) finds that many

@@ -39,7 +39,8 @@ class Preprocess:
 
     def __post_init__(self):
         if self.mode not in PREPROCESS_MODES:
-            raise DataError(f"--preprocess {self.mode!r} is not one of {', '.join(PREPROCESS_MODES)}")
+            raise DataError(f"--preprocess {self.mode!r} is not one of "
+                            f"{', '.join(PREPROCESS_MODES)}")
         if self.load_size < 1 or self.crop_size < 1:
             raise DataError(f"--load_size ({self.load_size}) and --crop_size ({self.crop_size}) "
                             "must be positive")

@@ -1,4 +1,5 @@
-"""Turn the user's norm choice (a string, or a factory as the reference passes it) into a factory."""
+"""Turn the user's norm choice (a string, or a factory as the reference passes it) into a
+factory."""
 import functools
 
 import torch.nn as nn

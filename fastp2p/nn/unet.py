@@ -35,8 +35,8 @@ class UNet(ReleasesReplacedWeights, RefusesScripting, ReferenceCheckpointMixin, 
     such as vmap, forward-mode AD: ``fastp2p.nn.fused.reference_forward_wanted``) run the
     reference forward (the layers are listed once, and again after a submodule is registered:
     fastp2p.nn.layer_walk; their settings, LeakyReLU slopes included, hooks and the
-    convolutions' parameter dicts are asked every call). BatchNorm picks its statistics as torch does
-    (fastp2p.nn.batch_statistics).
+    convolutions' parameter dicts are asked every call). BatchNorm picks its statistics as torch
+    does (fastp2p.nn.batch_statistics).
     The output has the memory format and strides the reference returns (channels-last when the
     input's strides, or the weights', suggest it, except that torch's InstanceNorm returns
     NCHW, so with instance norms only the last convolution's weight can; else NCHW). CPU

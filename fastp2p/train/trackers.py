@@ -12,8 +12,9 @@ refused before they open, in one line, as a linked ``web/`` is
 (``refuse_linked_tracker_folders``).
 
 This module is imported to build ``--help``: it imports torch and the trackers' packages only
-when a tracker is used. A tracker has ``log_scalars(step, {name: float})``, ``log_images(step, {label: image})`` (C x H
-x W tensors in [-1, 1], as the networks see them) and ``close()``.
+when a tracker is used. A tracker has ``log_scalars(step, {name: float})``,
+``log_images(step, {label: image})`` (C x H x W tensors in [-1, 1], as the networks see them)
+and ``close()``.
 """
 import argparse
 from pathlib import Path

@@ -40,20 +40,30 @@ def _fwd(x, out=None, channel_offset=0, weight=None, bias=None, **overrides):
 
 BAD_FORWARD = {
     "3-D x": (lambda: _fwd(torch.randn(2, 3, 4)), "x of shape (N, C, H, W)"),
-    "float64 x": (lambda: _fwd(torch.randn(1, 2, 3, 3, dtype=torch.float64)), "on the cpp backend expects"),
-    "offset past the end": (lambda: _fwd(torch.randn(1, 2, 3, 3), torch.empty(1, 3, 3, 3), 2), "do not fit a destination"),
-    "out spatial size": (lambda: _fwd(torch.randn(1, 2, 3, 3), torch.empty(1, 2, 3, 4)), "destination must be (1, C_out, 3, 3)"),
-    "out dtype": (lambda: _fwd(torch.randn(1, 2, 3, 3), torch.empty(1, 2, 3, 3, dtype=torch.bfloat16)), "destination must be torch.float32"),
-    "weight shape": (lambda: _fwd(torch.randn(1, 2, 3, 3), weight=torch.ones(3), bias=torch.ones(3)), "shape (2,)"),
+    "float64 x": (lambda: _fwd(torch.randn(1, 2, 3, 3, dtype=torch.float64)),
+                  "on the cpp backend expects"),
+    "offset past the end": (lambda: _fwd(torch.randn(1, 2, 3, 3), torch.empty(1, 3, 3, 3), 2),
+                            "do not fit a destination"),
+    "out spatial size": (lambda: _fwd(torch.randn(1, 2, 3, 3), torch.empty(1, 2, 3, 4)),
+                         "destination must be (1, C_out, 3, 3)"),
+    "out dtype": (lambda: _fwd(torch.randn(1, 2, 3, 3),
+                               torch.empty(1, 2, 3, 3, dtype=torch.bfloat16)),
+                  "destination must be torch.float32"),
+    "weight shape": (lambda: _fwd(torch.randn(1, 2, 3, 3), weight=torch.ones(3),
+                                  bias=torch.ones(3)), "shape (2,)"),
     "weight without bias": (lambda: _fwd(torch.randn(1, 2, 3, 3), weight=torch.ones(2)), "both"),
     "unknown norm": (lambda: _fwd(torch.randn(1, 2, 3, 3), norm="group"), "norm must be one of"),
-    "unknown activation": (lambda: _fwd(torch.randn(1, 2, 3, 3), activation="gelu"), "activation must be one of"),
+    "unknown activation": (lambda: _fwd(torch.randn(1, 2, 3, 3), activation="gelu"),
+                           "activation must be one of"),
     "dropout p = 1": (lambda: _fwd(torch.randn(1, 2, 3, 3), dropout_p=1.0), "[0, 1)"),
     "float seed": (lambda: _fwd(torch.randn(1, 2, 3, 3), seed=1.5), "seed must be a Python int"),
-    "int32 offset tensor": (lambda: _fwd(torch.randn(1, 2, 3, 3), offset=torch.tensor([3], dtype=torch.int32)),
+    "int32 offset tensor": (lambda: _fwd(torch.randn(1, 2, 3, 3),
+                                         offset=torch.tensor([3], dtype=torch.int32)),
                             "one int64 element"),
-    "instance norm of 1x1": (lambda: _fwd(torch.randn(2, 2, 1, 1)), "more than 1 spatial element"),
-    "batch norm of one value": (lambda: _fwd(torch.randn(1, 2, 1, 1), norm="batch"), "more than 1 value"),
+    "instance norm of 1x1": (lambda: _fwd(torch.randn(2, 2, 1, 1)),
+                             "more than 1 spatial element"),
+    "batch norm of one value": (lambda: _fwd(torch.randn(1, 2, 1, 1), norm="batch"),
+                                "more than 1 value"),
     "empty x": (lambda: _fwd(torch.randn(0, 2, 3, 3)), "must not be empty"),
 }
 
@@ -85,7 +95,8 @@ def test_bad_backward_and_loss_input_raise_value_error(cpp_forced):
 
 @requires_extension
 def test_extension_boundary_checks_raise_value_error_too():
-    """The C++ CHECK_* macros guard the raw entry points as well (pybind11 maps them to ValueError)."""
+    """The C++ CHECK_* macros guard the raw entry points as well (pybind11 maps them to
+    ValueError)."""
     from fastp2p import _C
     x = torch.randn(1, 2, 3, 3)
     arg = (x.data_ptr(), 0, (1, 2, 3, 3), x.stride(), -1)

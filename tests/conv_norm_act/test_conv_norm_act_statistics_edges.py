@@ -45,7 +45,8 @@ def test_large_bias_statistics(norm, level):
     expected = _normalized(y64, mean64, torch.rsqrt(var + 1e-5), norm)
     got = _normalized(y64, mean.double(), rstd.double(), norm)
     assert torch.equal(got[:, 0], torch.zeros_like(got[:, 0])), "constant channel != 0"
-    assert torch.equal(mean.view(-1, 4)[:, 0], torch.full_like(mean.view(-1, 4)[:, 0], y[0, 0, 0, 0]))
+    assert torch.equal(mean.view(-1, 4)[:, 0],
+                       torch.full_like(mean.view(-1, 4)[:, 0], y[0, 0, 0, 0]))
     channels = [1, 3]  # a mean / spread reachable in float32 at DESIGN §5's bound
     assert_close(got[:, channels], expected[:, channels], FP32_SINGLE_OP, "normalized")
     # channel 2 (mean / spread ~1e3-1e4) within twice the cost of a float32 mean, half an ulp

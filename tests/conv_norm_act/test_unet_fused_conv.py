@@ -13,8 +13,8 @@ import torch
 
 from fastp2p.ops.backends import conv_choice
 from helpers.conv_tables import write_conv_table
-from helpers.network_checks import (compare_networks, random_images, unet_pair, count_fused_convs, poison_allocations,
-                                    with_same_masks)
+from helpers.network_checks import (compare_networks, random_images, unet_pair, count_fused_convs,
+                                    poison_allocations, with_same_masks)
 from helpers.tolerances import FP32_NETWORK, assert_close
 from helpers.triton_interpreter import KERNELS
 

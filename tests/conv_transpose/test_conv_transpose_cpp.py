@@ -38,7 +38,8 @@ def _case(shape, seed=0):
 @pytest.mark.parametrize("with_bias", [True, False], ids=["bias", "no-bias"])
 @pytest.mark.parametrize("weight_layout", ["nchw", "nhwc"])
 @pytest.mark.parametrize("layout", ["nchw", "nhwc"])
-@pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "N{}-Cin{}-Cout{}-H{}-W{}-k{}s{}p{}".format(*s))
+@pytest.mark.parametrize("shape", SHAPES,
+                         ids=lambda s: "N{}-Cin{}-Cout{}-H{}-W{}-k{}s{}p{}".format(*s))
 def test_matches_float64_conv_transpose(shape, layout, weight_layout, with_bias):
     x, weight, bias = _case(shape)
     bias = bias if with_bias else None

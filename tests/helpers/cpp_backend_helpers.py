@@ -54,12 +54,14 @@ def double(t):
 def oracle_backward(x, weight, bias, running, grad_out, **kw):
     """(grad_x, grad_weight, grad_bias) in float64 by autograd through norm_act_math."""
     x64 = x.detach().double().requires_grad_()
-    params = [t.detach().double().requires_grad_() if t is not None else None for t in (weight, bias)]
+    params = [t.detach().double().requires_grad_() if t is not None else None
+              for t in (weight, bias)]
     running64 = [double(t) for t in running]
     y = norm_act_math(x64, params[0], params[1], *running64, **kw)
     inputs = [x64] + [p for p in params if p is not None]
     grads = torch.autograd.grad(y, inputs, grad_out.double())
-    return grads[0], (grads[1] if weight is not None else None), (grads[2] if weight is not None else None)
+    return (grads[0], (grads[1] if weight is not None else None),
+            (grads[2] if weight is not None else None))
 
 
 __all__ = ["cpp_backend", "reference_fwd", "requires_extension", "poisoned", "make_inputs",

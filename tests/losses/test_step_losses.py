@@ -168,7 +168,8 @@ def test_bad_input_raises_value_error(call, message):
 
 
 @pytest.mark.parametrize("mode", MODES)
-@pytest.mark.parametrize("backend", [p for p in BACKENDS if getattr(p, "values", (p,))[0] == "triton"],
+@pytest.mark.parametrize("backend",
+                         [p for p in BACKENDS if getattr(p, "values", (p,))[0] == "triton"],
                          indirect=True)
 def test_finishing_loop_over_many_partial_sums(backend, monkeypatch, poisoned_outputs, mode):
     """At batch 64 fake_B spans 12,288 blocks, more than one finishing tile: with blocks of 16

@@ -1,4 +1,5 @@
-"""fastp2p._C's fused norm-act launchers against the float64 oracle (DESIGN §5: 1e-5 for float32)."""
+"""fastp2p._C's fused norm-act launchers against the float64 oracle (DESIGN §5: 1e-5 for
+float32)."""
 import pytest
 import torch
 
@@ -50,7 +51,8 @@ def case_inputs(case, shape, layout, seed):
     n, _, h, w = shape
     if (norm == "instance" and h * w == 1) or (norm == "batch" and training and n * h * w == 1):
         pytest.skip("the reference module rejects this shape (one value per channel)")
-    return make_inputs(shape, affine=affine, norm=norm, dtype=torch.float32, layout=layout, seed=seed)
+    return make_inputs(shape, affine=affine, norm=norm, dtype=torch.float32, layout=layout,
+                       seed=seed)
 
 
 def kwargs(norm, training, activation, p, settings=None, seed=1234, offset=99):
@@ -69,7 +71,8 @@ def test_forward_matches_reference_and_writes_only_its_slice(case, shape, layout
     running64 = [double(t) for t in running]
     kw = kwargs(norm, training, activation, p, settings)
     mean, rstd = cpp_backend.norm_act_fwd(x, weight, bias, *running, out, 3, **kw)
-    mean64, rstd64 = reference_fwd(double(x), double(weight), double(bias), *running64, expected, 3, **kw)
+    mean64, rstd64 = reference_fwd(double(x), double(weight), double(bias), *running64, expected,
+                                   3, **kw)
     assert_close(out[:, 3:3 + c], expected[:, 3:3 + c], FP32_SINGLE_OP, "output slice")
     assert out[:, :3].isnan().all() and out[:, 3 + c:].isnan().all(), "wrote outside its slice"
     assert mean.dtype == rstd.dtype == torch.float32 and mean.shape == mean64.shape
@@ -145,7 +148,8 @@ def test_thread_ranges_that_start_inside_an_image(layout):
 @pytest.mark.parametrize("seed,offset", [(1234, 99), (2 ** 40 + 5, 2 ** 33 - 7), (-3, 0)])
 def test_dropout_mask_is_bit_identical_to_the_contract(layout, seed, offset):
     shape = (2, 6, 5, 7)
-    x = (torch.rand(shape) + 0.5).to(memory_format=torch.channels_last if layout == "nhwc" else torch.contiguous_format)
+    memory_format = torch.channels_last if layout == "nhwc" else torch.contiguous_format
+    x = (torch.rand(shape) + 0.5).to(memory_format=memory_format)
     out = poisoned(shape, torch.float32, layout)
     cpp_backend.norm_act_fwd(x, None, None, None, None, out, 0, norm="none", training=True,
                              momentum=0.1, eps=1e-5, activation="none", slope=0.0, dropout_p=0.4,
@@ -195,7 +199,8 @@ def test_low_precision_storage_is_within_its_own_rounding(dtype, layout, norm):
     of storing the float64 result in the dtype (measured: 1.00x), the float32 parameter
     gradients within the float32 single-op bound (measured: ~5e-8)."""
     shape = (2, 24, 8, 8)
-    x, weight, bias, running = make_inputs(shape, affine=True, norm=norm, dtype=dtype, layout=layout)
+    x, weight, bias, running = make_inputs(shape, affine=True, norm=norm, dtype=dtype,
+                                           layout=layout)
     kw = kwargs(norm, True, "leaky_relu", 0.5)
     out = poisoned(shape, dtype, layout)
     cpp_backend.norm_act_fwd(x, weight, bias, *running, out, 0, **kw)
@@ -215,7 +220,8 @@ def test_low_precision_storage_is_within_its_own_rounding(dtype, layout, norm):
         assert_storage_close(got, expected, name)
 
 
-@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16], ids=["fp32", "bf16", "fp16"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16],
+                         ids=["fp32", "bf16", "fp16"])
 def test_identity_round_trips_every_bit_pattern_class(dtype):
     """norm none, no affine, no activation: out must equal x bit for bit, specials included
     (the storage conversions of csrc/cpu/storage.h both ways, subnormals, infinities, NaN, -0)."""
@@ -223,7 +229,8 @@ def test_identity_round_trips_every_bit_pattern_class(dtype):
     specials = torch.tensor([0.0, -0.0, float("inf"), float("-inf"), float("nan"), info.max,
                              -info.max, info.tiny, info.tiny / 4, -info.tiny / 8, 1.0, -2.5],
                             dtype=torch.float32).to(dtype)
-    x = torch.cat([specials, torch.randn(4 * 3 * 5 * 2 - specials.numel()).to(dtype)]).view(4, 3, 5, 2)
+    filler = torch.randn(4 * 3 * 5 * 2 - specials.numel()).to(dtype)
+    x = torch.cat([specials, filler]).view(4, 3, 5, 2)
     out = torch.empty_like(x)
     cpp_backend.norm_act_fwd(x, None, None, None, None, out, 0, norm="none", training=True,
                              momentum=0.1, eps=1e-5, activation="none", slope=0.0, dropout_p=0.0,

@@ -1,9 +1,10 @@
-"""fastp2p._C's CUDA norm-act kernels against the float64 oracle (run on a GPU; skipped without)."""
+"""fastp2p._C's CUDA norm-act kernels against the float64 oracle (run on a GPU; skipped
+without)."""
 import pytest
 import torch
 
-from helpers.cpp_backend_helpers import (LAYOUTS, case_id, cpp_backend, double, make_inputs, oracle_backward,
-                                 poisoned, reference_fwd, shape_id)
+from helpers.cpp_backend_helpers import (LAYOUTS, case_id, cpp_backend, double, make_inputs,
+                                         oracle_backward, poisoned, reference_fwd, shape_id)
 from helpers.norm_act_cases import OTHERS
 from fastp2p.ops.dropout_rng import dropout_keep_mask
 from helpers.tolerances import FP32_SINGLE_OP, assert_close, assert_storage_close
@@ -53,7 +54,9 @@ def test_cuda_forward_and_backward_match_reference(case, shape, layout, dtype):
     out = poisoned((n, c + 8, h, w), dtype, layout, device="cuda")
     mean, rstd = cpp_backend.norm_act_fwd(x, weight, bias, *running, out, 8, **kw)
     expected = torch.full((n, c + 8, h, w), float("nan"), dtype=torch.float64)
-    mean64, rstd64 = reference_fwd(double(x).cpu(), *(double(t).cpu() if t is not None else None for t in (weight, bias)),
+    mean64, rstd64 = reference_fwd(double(x).cpu(),
+                                   *(double(t).cpu() if t is not None else None
+                                     for t in (weight, bias)),
                                    *running64, expected, 8, **kw)
     assert out[:, :8].isnan().all()
     if dtype == torch.float32:
@@ -70,7 +73,8 @@ def test_cuda_forward_and_backward_match_reference(case, shape, layout, dtype):
         grad_out, x, weight, bias, mean, rstd, norm=norm, activation=activation,
         slope=kw["slope"], dropout_p=p, seed=77, offset=2 ** 33 + 5, training=training)
     oracle = oracle_backward(x.cpu(), *(t.cpu() if t is not None else None for t in (weight, bias)),
-                             [t.cpu() if t is not None else None for t in running], grad_out.cpu(), **kw)
+                             [t.cpu() if t is not None else None for t in running],
+                             grad_out.cpu(), **kw)
     assert_storage_close(grad_x, oracle[0], "grad_x")
     if affine:  # as the C++ CPU kernels: 1.00x the storage rounding, float32 sums
         assert_storage_close(grad_weight, oracle[1], "grad_weight")

@@ -18,7 +18,8 @@ CHECKOUT = Path(__file__).resolve().parents[2]
 
 @pytest.fixture(scope="module")
 def builder():
-    """benchmarks/cuda_choice_table.py, imported as the GPU check runs it (benchmarks/ on the path)."""
+    """benchmarks/cuda_choice_table.py, imported as the GPU check runs it (benchmarks/ on the
+    path)."""
     sys.path.insert(0, str(CHECKOUT / "benchmarks"))
     try:
         spec = importlib.util.spec_from_file_location(

@@ -38,7 +38,8 @@ def statistics_path(request, monkeypatch, backend):
         monkeypatch.setattr(kernels, "ONE_PASS_MAX_ELEMENTS", 0)
         monkeypatch.setattr(kernels, "REDUCTION_PROGRAMS", 64)
         blocks = kernels._blocks
-        monkeypatch.setattr(kernels, "_blocks", lambda c, interpreted: (16, blocks(c, interpreted)[1]))
+        monkeypatch.setattr(kernels, "_blocks",
+                            lambda c, interpreted: (16, blocks(c, interpreted)[1]))
     return request.param
 
 

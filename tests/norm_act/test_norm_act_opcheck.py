@@ -21,9 +21,9 @@ def test_gpu_opcheck_norm_act_ops(monkeypatch, norm, training):
 
 
 def _opcheck_norm_act(norm, training, device):
-    """Schema, fake tensors, declared mutation (running stats, batch count), AOT dispatch. The ops carry no
-    autograd registration of their own (the autograd.Function around them is the formula), so
-    the inputs here do not require grad."""
+    """Schema, fake tensors, declared mutation (running stats, batch count), AOT dispatch. The ops
+    carry no autograd registration of their own (the autograd.Function around them is the
+    formula), so the inputs here do not require grad."""
     x, skip = torch.randn(2, 3, 4, 4, device=device), torch.randn(2, 2, 4, 4, device=device)
     w, b = torch.rand(3, device=device), torch.rand(3, device=device)
     running = ((torch.zeros(3, device=device), torch.ones(3, device=device),

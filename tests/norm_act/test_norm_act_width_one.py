@@ -27,7 +27,8 @@ def _inputs(shape, skip_channels, seed=0):
 
 def _expected(x, skip, weight, bias, norm):
     """cat([relu(skip), norm_act(x)]) in float64, from contiguous float64 leaves."""
-    leaves = [t.detach().double().contiguous().requires_grad_(True) for t in (x, skip, weight, bias)]
+    leaves = [t.detach().double().contiguous().requires_grad_(True)
+              for t in (x, skip, weight, bias)]
     y = torch.cat([leaves[1].relu(), norm_act_math(leaves[0], leaves[2], leaves[3], None, None,
                                                    norm=norm, **KWARGS)], 1)
     return y, leaves

@@ -93,7 +93,8 @@ def cuda_unavailable_reason() -> str:
         info = read_json(_BUILD_INFO)
     except (OSError, ValueError):
         info = {}
-    return info.get("cuda_reason") or "fastp2p._C was built without CUDA (no nvcc at install, or FASTP2P_CUDA=0)"
+    return info.get("cuda_reason") or ("fastp2p._C was built without CUDA (no nvcc at install, "
+                                       "or FASTP2P_CUDA=0)")
 
 
 # The launchers with CUDA kernels in the extension (the rest are CPU code).
@@ -167,7 +168,8 @@ def _fits(t, layout):
 
 def _empty_in(layout, like):
     memory_format = torch.channels_last if layout == "channels_last" else torch.contiguous_format
-    return torch.empty(like.shape, dtype=like.dtype, device=like.device, memory_format=memory_format)
+    return torch.empty(like.shape, dtype=like.dtype, device=like.device,
+                       memory_format=memory_format)
 
 
 def _conform(t, layout):
@@ -334,7 +336,8 @@ def norm_act_fwd_plan(x, weight, bias, running_mean, running_var, out, out_chann
 
 def norm_act_bwd(grad_out_slice, x, weight, bias, mean, rstd, *, norm, activation, slope,
                  dropout_p, seed, offset, training=True):
-    """Gradients of norm_act_fwd: (grad_x, grad_weight, grad_bias); the last two None without affine.
+    """Gradients of norm_act_fwd: (grad_x, grad_weight, grad_bias); the last two None without
+    affine.
 
     ``mean``/``rstd`` are what norm_act_fwd returned. ``training=False`` marks batch norm whose
     forward used the running stats (its ``training or running_mean is None`` was False), so the
