@@ -223,3 +223,51 @@ def test_a_failed_job_is_raised_before_the_next_one_runs_whatever_may_queue():
     writer.wait()
     writer.close()
     assert ran == []
+
+
+def test_an_interrupt_as_the_writer_thread_starts_loses_no_job(monkeypatch):
+    """A second Ctrl-C landing in the writer's first submit, as the pool started its thread,
+    left the thread unknown to the pool: close returned while it wrote the job (a checkpoint),
+    and the run let go of its folder."""
+    writer, closed, written = BackgroundWriter(), threading.Event(), []
+    start, started = threading.Thread.start, []
+
+    def start_then_interrupted(thread):   # the signal lands in start's wait for the thread
+        start(thread)
+        started.append(thread)
+        raise KeyboardInterrupt
+    monkeypatch.setattr(threading.Thread, "start", start_then_interrupted)
+    with pytest.raises(KeyboardInterrupt):   # the job takes long enough for close to come first
+        writer.submit(lambda: (time.sleep(0.2), written.append(closed.is_set())))
+    monkeypatch.undo()
+    writer.close()
+    closed.set()
+    started[0].join(HANG_GUARD_S)   # whatever job that thread was given is done
+    assert True not in written      # none was written once close had returned
+
+
+@pytest.mark.parametrize("waits", [BackgroundWriter.wait, lambda writer: writer.submit(int)],
+                         ids=["wait", "submit"])
+def test_an_interrupted_wait_leaves_the_job_to_the_next(monkeypatch, waits):
+    """A second Ctrl-C landing as wait (or a submit, for the save in flight) waited took the
+    job off the list first: the next wait returned at once, and the job's failure was lost."""
+    writer, go_on = BackgroundWriter(), threading.Event()
+
+    def fails_once_let_go():
+        go_on.wait(HANG_GUARD_S)
+        raise OSError(errno.ENOSPC, "No space left on device")
+    writer.submit(fails_once_let_go)
+    wait = threading.Condition.wait
+
+    def interrupted_in_the_main_thread(condition, timeout=None):   # as the signal handler
+        if threading.current_thread() is threading.main_thread():
+            raise KeyboardInterrupt
+        return wait(condition, timeout)
+    monkeypatch.setattr(threading.Condition, "wait", interrupted_in_the_main_thread)
+    with pytest.raises(KeyboardInterrupt):
+        waits(writer)
+    monkeypatch.undo()
+    go_on.set()
+    with pytest.raises(OSError, match="No space left"):
+        writer.wait()
+    writer.close()

@@ -43,26 +43,41 @@ def host_copy(obj):
 
 
 class BackgroundWriter:
-    """One thread running ``submit``-ted jobs in order; ``wait`` drains it.
+    """One thread running ``submit``-ted jobs in order; ``wait`` drains it, ``close`` ends it.
 
     ``submit(job, in_flight=n)`` first waits until fewer than ``n`` jobs are pending: a
     checkpoint passes 1, so at most one save is in flight and the next save waits for the
     previous one (and its host snapshot is freed before the next is taken); samples and page
     refreshes pass 3, so two may queue behind a running save without stopping the loop.
+
+    An interrupt in the main thread (a second Ctrl-C's SecondStopRequest) may land in any
+    ``submit`` or ``wait``: a job goes only to a thread already started, and leaves the list
+    only once done, so ``close`` still waits for every job given to the thread, and ``wait``
+    for every job whose ``submit`` returned.
     """
 
     def __init__(self):
-        self._pool = None
-        self._pending = []   # futures, oldest first
+        self._pool = None    # started by the first submit (a run may write nothing)
+        self._pending = []   # futures, oldest first; each dropped once done (_finish_oldest)
         self.failed = False  # a job failed: the run ends on it, whatever the jobs after it do
 
     def submit(self, job, in_flight: int = 1) -> None:
         self.raise_errors()
         while len(self._pending) >= in_flight:
-            self._pending.pop(0).result()
+            self._finish_oldest()
         if self._pool is None:
-            self._pool = ThreadPoolExecutor(1, thread_name_prefix="fastp2p-writer")
+            self._pool = self._started_pool()
         self._pending.append(self._pool.submit(self._run, job))
+
+    @staticmethod
+    def _started_pool() -> ThreadPoolExecutor:
+        """A pool whose thread is started, on a job that does nothing. A pool starts its
+        thread in its first submit, after queueing the job: an interrupt as the thread started
+        left it unknown to the pool, and ``close`` returned while it wrote the job (a
+        checkpoint). Interrupted here, the pool is dropped, and its idle thread ends with it."""
+        pool = ThreadPoolExecutor(1, thread_name_prefix="fastp2p-writer")
+        pool.submit(int)
+        return pool
 
     def _run(self, job):
         """``job``, noting its failure in ``failed`` before the jobs queued behind it run."""
@@ -72,15 +87,22 @@ class BackgroundWriter:
             self.failed = True
             raise
 
+    def _finish_oldest(self) -> None:
+        """Wait for the oldest job, then drop it and raise its error. Dropped only once done:
+        an interrupt in the wait leaves it listed, for the next ``wait`` (dropped before the
+        wait, it was waited for by nothing and its error was lost)."""
+        self._pending[0].exception()   # waits; returns the error, raised by result() below
+        self._pending.pop(0).result()
+
     def raise_errors(self) -> None:
         """Re-raise the error of the oldest finished job that failed (dropping finished ones)."""
         while self._pending and self._pending[0].done():
-            self._pending.pop(0).result()
+            self._finish_oldest()
 
     def wait(self) -> None:
         """Wait for every job; re-raises the first failure (the later jobs still finish)."""
         while self._pending:
-            self._pending.pop(0).result()
+            self._finish_oldest()
 
     def close(self) -> None:
         """Let the jobs finish and stop the thread. Their errors are not raised: ``close`` runs
