@@ -502,9 +502,7 @@ class Trainer:
         """The stop for signal number ``stop``, once this step's latest_* is on disk: saved
         under ``labels`` here, or (None) by the epoch's end just before. From here on a second
         request is only recorded: it cannot cut the save short (the run's end waits for the
-        writer all the same), so its "stopped at once, without saving" was untrue; and raised
-        inside the writer's first submit, it left the writer's thread unknown to its pool, so
-        the run returned while the save went on."""
+        writer all the same), so its "stopped at once, without saving" was untrue."""
         self._stops.hold()
         if labels is not None:
             self.save(labels)
