@@ -22,12 +22,13 @@ def _refuse_uninstalled_checkout() -> None:
     if not os.path.isfile(os.path.join(checkout, "setup.py")):
         return
     import importlib.util
+    import shlex
 
     if importlib.util.find_spec(f"{__name__}.kernels") is None:
         raise ImportError(f"fastp2p is imported from its source checkout {checkout} without "
                           "being installed (its kernels/ folder becomes fastp2p.kernels on "
-                          f"install): run `pip install -e {checkout}`, or run from outside "
-                          "the checkout to use an installed fastp2p")
+                          f"install): run `pip install -e {shlex.quote(checkout)}`, or run "
+                          "from outside the checkout to use an installed fastp2p")
 
 
 _refuse_uninstalled_checkout()

@@ -16,22 +16,25 @@ from helpers.data_helpers import data_args, make_aligned, synthetic_pack, tiny_p
 
 
 def test_a_packs_split_given_as_dataroot_names_the_pack(tmp_path):
-    _, out = synthetic_pack(tmp_path, 2)
+    # a folder with a space: the option said is copied into a command line, so it is quoted
+    _, out = synthetic_pack(tmp_path / "my data", 2)
     for phase, also in (("train", ""), ("test", " --phase train")):
         with pytest.raises(DataError) as error:
             create_dataset(data_args(out / "train"), phase)
         assert str(error.value) == (f"{out / 'train'} is a pack's train split: pass --dataroot "
-                                    f"{out}{also}")
+                                    f"{shlex.quote(str(out))}{also}")
 
 
 def test_a_split_of_images_given_as_dataroot_names_the_dataset_folder(tmp_path):
-    make_aligned(tmp_path, count=1)
-    with pytest.raises(DataError, match=r"is a train split, not a dataset folder holding "
-                                        rf"splits: pass --dataroot {tmp_path}$"):
-        create_dataset(data_args(tmp_path / "train"), "train")
+    root = tmp_path / "my data"
+    make_aligned(root, count=1)
+    with pytest.raises(DataError) as error:
+        create_dataset(data_args(root / "train"), "train")
+    assert str(error.value).endswith("is a train split, not a dataset folder holding splits: "
+                                     f"pass --dataroot {shlex.quote(str(root))}")
     # a dataset root named like a split, holding splits of its own, is read as one
-    make_aligned(tmp_path / "train", count=1)
-    assert len(create_dataset(data_args(tmp_path / "train"), "train")) == 1
+    make_aligned(root / "train", count=1)
+    assert len(create_dataset(data_args(root / "train"), "train")) == 1
 
 
 def test_a_synthetic_pack_without_a_test_split_says_it_has_none_to_pack(tmp_path):
@@ -43,7 +46,7 @@ def test_a_synthetic_pack_without_a_test_split_says_it_has_none_to_pack(tmp_path
                               f"source {data} has no test split to pack (--synthetic writes a "
                               "train split only): pass --phase train to read a split the pack "
                               "holds, or pack another dataset's test split into it: `fastp2p "
-                              f"pack DATAROOT {out} --phase test --load_size 20 ")
+                              f"pack DATAROOT {shlex.quote(str(out))} --phase test --load_size 20 ")
     assert "SOURCE" not in message
 
 
@@ -55,7 +58,8 @@ def test_a_pack_without_a_split_its_source_holds_gives_the_command_packing_it(tm
     with pytest.raises(DataError) as error:
         create_dataset(data_args(out, "--load_size", "16", "--crop_size", "16"), "test")
     command = str(error.value).partition("pack that split too: `")[2].rstrip("`")
-    assert command.startswith(f"fastp2p pack {data} {out} --phase test --load_size 16 ")
+    assert command.startswith(f"fastp2p pack {shlex.join([str(data), str(out)])} --phase test "
+                              "--load_size 16 ")
     assert main(shlex.split(command)[1:] + ["--no-progress"]) == 0
     assert len(create_dataset(data_args(out, "--load_size", "16", "--crop_size", "16"),
                               "test")) == 1
@@ -67,7 +71,8 @@ def test_a_pack_too_small_for_load_size_gives_the_repack_command_with_its_source
     with pytest.raises(DataError) as error:
         create_dataset(data_args(out, *options), "train")
     command = str(error.value).partition("repack at that size: `")[2].rstrip("`")
-    assert command.startswith(f"fastp2p pack {data} {out} --phase train --load_size 24 ")
+    assert command.startswith(f"fastp2p pack {shlex.join([str(data), str(out)])} --phase train "
+                              "--load_size 24 ")
     assert command.endswith(" --overwrite")
     # the shard size the old load size got is left to pack's choice for the new one
     assert "--pairs-per-shard" not in command

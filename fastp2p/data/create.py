@@ -1,6 +1,7 @@
 """``create_dataset(args, phase)``: the right dataset for a DATAROOT and the data options."""
 import argparse
 import math
+import shlex
 import sys
 from pathlib import Path
 
@@ -113,8 +114,9 @@ def _split_given_as_dataroot(root: Path, phase: str) -> str | None:
         what = f"a {root.name} split, not a dataset folder holding splits"
     else:
         return None
-    also = "" if root.name == phase else f" --phase {root.name}"
-    return f"{root} is {what}: pass --dataroot {root.parent}{also}"
+    also = "" if root.name == phase else f" --phase {shlex.quote(root.name)}"
+    # quoted as a shell reads it: the option is copied into a command line
+    return f"{root} is {what}: pass --dataroot {shlex.quote(str(root.parent))}{also}"
 
 
 def _pack_without_split(root: Path, phase: str, packed: list[str]) -> str:
