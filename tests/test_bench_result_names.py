@@ -40,7 +40,7 @@ def test_a_second_bench_run_of_the_day_writes_beside_the_first(tmp_path, monkeyp
         monkeypatch.setattr(suite, "run_suite", run_suite)
         command.run(args)
         out = capsys.readouterr().out
-        written.append(Path(re.search(r"wrote json: (\S+)", out).group(1)))
+        written.append(Path(re.search(r"wrote json: (.+)", out).group(1)))
     assert [path.name for path in written] == [
         "cpu-20261202-unknown-quick.json", "cpu-20261202-unknown-quick-2.json",
         "cpu-20261202-unknown-quick-3.json"]

@@ -4,6 +4,7 @@ cannot know, and a pack (finished or interrupted) of another --load_size is refu
 --overwrite."""
 import json
 import random
+import re
 import shlex
 
 import pytest
@@ -40,8 +41,9 @@ def test_the_repack_hint_run_as_printed_repairs_the_same_pack(tmp_path, capsys, 
         for i in range(len(dataset)):
             dataset.load(i, random.Random(i))
     hint = str(caught.value).split("re-run `")[1].split("`")[0]
-    assert hint == (f"fastp2p pack {data.resolve()} {out.resolve()} --phase train --load_size 20 "
-                    "--dataset_mode aligned --pairs-per-shard 2 --skip-bad")
+    assert hint == (f"fastp2p pack {shlex.join([str(data.resolve()), str(out.resolve())])} "
+                    "--phase train --load_size 20 --dataset_mode aligned --pairs-per-shard 2 "
+                    "--skip-bad")
     words = shlex.split(hint)
     assert words[:2] == ["fastp2p", "pack"]
     dataset.close()     # as the training ends: pack refuses to rewrite a pack being read
@@ -53,7 +55,8 @@ def test_the_repack_hint_run_as_printed_repairs_the_same_pack(tmp_path, capsys, 
 def test_the_hint_of_an_unreadable_index_names_what_it_cannot_know(tmp_path, capsys):
     _, out = _synthetic_pack(tmp_path, capsys)
     (out / "train" / "index.json").write_text("{ torn")
-    with pytest.raises(DataError, match=r"re-run `fastp2p pack DATAROOT \S+packed --phase train "
+    packed = re.escape(shlex.quote(str(out)))    # the temporary folder may hold a space
+    with pytest.raises(DataError, match=rf"re-run `fastp2p pack DATAROOT {packed} --phase train "
                                         "--load_size SIZE_IT_WAS_PACKED_AT"):
         read_index(out / "train")
 
