@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 
 import pytest
@@ -155,3 +156,42 @@ def test_fastp2p_test_exits_promptly_with_a_worker_stuck_past_num_test(tmp_path,
         run.wait()
         if busy is not None:
             _kill_if_left(busy)
+
+
+_CLOSE_WITH_A_STUCK_WORKER = f"""\
+import time
+
+import torch
+
+from fastp2p.data.loader import PairLoader
+
+
+class Items(torch.utils.data.Dataset):
+    def __len__(self):
+        return 8
+
+    def __getitem__(self, index):
+        if index == 1:   # prefetched while the first batch is used: its worker gets killed
+            time.sleep({SLOW_S})
+        return {{"A": torch.rand(3, 8, 8), "B": torch.rand(3, 8, 8)}}
+
+
+loader = PairLoader(Items(), 1, shuffle=False, num_workers=1, seed=0)
+next(iter(loader))
+loader.close()
+"""
+
+
+def test_a_worker_killed_by_close_leaves_nothing_in_tmpdir(tmp_path):
+    """QA flaky #2: the worker sent its batch's tensors as file descriptors through a socket in
+    a pymp-* folder of its own in TMPDIR; close killed it stuck in the next item, and the folder
+    was left there at each run. The process's own folder, which the worker uses now, goes at
+    its exit. The TMPDIR is a short one in /tmp: the socket's path must fit a socket address
+    (108 bytes), which one in tmp_path, under pytest's folders, may not."""
+    with tempfile.TemporaryDirectory(dir="/tmp") as temp:
+        # cwd: not the checkout, whose fastp2p/ folder would shadow the installed package
+        run = subprocess.run([sys.executable, "-c", _CLOSE_WITH_A_STUCK_WORKER], cwd=tmp_path,
+                             env={**os.environ, "TMPDIR": temp}, capture_output=True,
+                             text=True, timeout=120)
+        assert run.returncode == 0, run.stderr
+        assert os.listdir(temp) == []

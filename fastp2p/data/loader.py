@@ -18,6 +18,7 @@ that cannot be received for the same limit raise ``BatchesNotReceived``.
 import errno
 import itertools
 import multiprocessing.connection
+import multiprocessing.util
 import os
 import random
 import signal
@@ -133,6 +134,16 @@ def _import_what_batches_import() -> None:
         pass
 
 
+def _share_temp_folder_with_workers() -> None:
+    """Make this process's multiprocessing temporary folder (a ``pymp-*`` in TMPDIR) before any
+    worker starts, so that the workers, forked from it, use it instead of making their own. A
+    worker sends each batch's tensors as file descriptors, through a socket it listens on in
+    that folder; a worker killed (``close`` kills one stuck in an item; so does the
+    out-of-memory killer) never removes a folder of its own, and one was left in TMPDIR by each
+    such run. This process removes its folder, whatever is in it, when it exits."""
+    multiprocessing.util.get_temp_dir()
+
+
 class _WorkersStartedWhole(DataLoader):
     """A DataLoader whose worker processes start all or none (``WorkersNotStarted``).
 
@@ -194,6 +205,7 @@ class PairLoader:
         pin = pin_memory and torch.cuda.is_available()
         if num_workers > 0:
             _import_what_batches_import()
+            _share_temp_folder_with_workers()
         self._loader = _WorkersStartedWhole(
             _SeededItems(dataset, seed), batch_sampler=self.batch_sampler, collate_fn=_collate,
             num_workers=num_workers, worker_init_fn=_ignore_stop_signals, pin_memory=pin,
