@@ -1,9 +1,10 @@
 """What a command takes from a shared module brings nothing heavy with it: `fastp2p test` takes
 its stop handling and its loader-failure line without the training loop (fastp2p.train.trainer),
 and those modules import neither numpy nor torch; nor does the module that reads and checks a
-pack's index (`fastp2p pack --verify`), kept apart from the reader of its pairs. Read from the
-source (function-level imports included) and checked in a fresh interpreter. A U-Net built
-and run eagerly does not import torch._dynamo, and `fastp2p pack` packs without torch."""
+pack's index (`fastp2p pack --verify`), kept apart from the reader of its pairs, nor train's
+checks before torch loads. Read from the source (function-level imports included) and checked
+in a fresh interpreter. A U-Net built and run eagerly does not import torch._dynamo, and
+`fastp2p pack` packs without torch."""
 import ast
 import subprocess
 import sys
@@ -20,6 +21,7 @@ LIGHT = {
     "fastp2p.train.stop_requests": ("numpy", "torch", "fastp2p.train.trainer"),
     "fastp2p.train.loader_failures": ("numpy", "torch", "fastp2p.train.trainer"),
     "fastp2p.data.packed_index": ("numpy", "torch", "fastp2p.data.packed"),
+    "fastp2p.train.train_before_torch": ("numpy", "torch"),
 }
 
 

@@ -5,19 +5,20 @@ Single process: ``fastp2p train --dataroot DIR --name NAME``. Several GPUs or ho
 model on the embedded colourisation dataset (``--task``) in minutes on a CPU.
 """
 import argparse
-import os
 import sys
 from functools import partial
 from pathlib import Path
 
 from fastp2p.command_errors import EXIT_IN_USE, print_error
 from fastp2p.train.options import (QuickDefault, add_model_arguments, add_train_arguments,
-                                   describe_defaults, resolve_quick_defaults)
+                                   describe_defaults)
 from fastp2p.train.reference_options import add_reference_arguments
-from fastp2p.train.resuming import (check_dataroot_from_here, check_fresh_run,
-                                    check_something_to_resume, holds_checkpoint,
+from fastp2p.train.resuming import (check_dataroot_from_here, check_fresh_run, holds_checkpoint,
                                     load_resume_point, say_resumed)
 from fastp2p.train.trackers import add_tracker_arguments
+from fastp2p.train.train_before_torch import (print_refusal, refuse_before_options,
+                                              refuse_cuda_only_options, refuse_missing_inputs,
+                                              refuse_restarted_run, resolve_and_check_options)
 
 DESCRIPTION = """\
 Train pix2pix (conditional GAN, Isola et al. 2017) on a paired dataset. Every option of the
@@ -72,49 +73,13 @@ def register(commands) -> None:
     parser.set_defaults(run=run, given_options=None)
 
 
-def _check_options(args) -> None:
-    """Checks that need several options (single values are checked by argparse) and neither the
-    device nor torch, so run before torch loads; a ValueError here exits with code 2, as
-    argparse's errors do. An explicit --device cpu is known here too."""
-    from fastp2p.train.image_sizes import check_options_fit_unet, check_patchgan_fits_images
-
-    if args.resume_or_start and args.overwrite:
-        raise ValueError("--resume_or_start keeps the run in CHECKPOINTS_DIR/NAME and "
-                         "--overwrite starts a new one there: keep one of them")
-    last_epoch = args.n_epochs + args.n_epochs_decay
-    if not args.continue_train and args.epoch_count > last_epoch:
-        raise ValueError(f"no epoch to train: --epoch_count {args.epoch_count} is past the last "
-                         f"epoch, --n_epochs {args.n_epochs} + --n_epochs_decay "
-                         f"{args.n_epochs_decay} = {last_epoch}; raise --n_epochs or "
-                         "--n_epochs_decay, or lower --epoch_count")
-    if args.lr_policy == "cosine" and args.n_epochs < 1:
-        raise ValueError("--lr_policy cosine anneals the lr over --n_epochs, which must be >= 1 "
-                         f"(got {args.n_epochs})")
-    check_options_fit_unet(args)
-    check_patchgan_fits_images(args)
-    if args.device == "cpu" and args.gpu_ids is None:   # (--gpu_ids may name a GPU instead)
-        _refuse_cuda_only_options(args, "cpu")
-
-
-def _refuse_cuda_only_options(args, device: str) -> None:
-    """ValueError for an option only a CUDA run takes, on ``device`` (cpu, cuda:N, ...)."""
-    if device.startswith("cuda"):
-        return
-    if args.precision != "fp32":
-        raise ValueError(f"--precision {args.precision} (autocast, the CUDA fast path) needs a "
-                         f"CUDA device, this run is on {device}; use --precision fp32")
-    if args.graphs:
-        raise ValueError(f"--graphs (cuda_graph) needs a CUDA device, this run is on {device}; "
-                         "use --no-graphs")
-
-
 def _check_device_options(args, device) -> None:
-    """The checks ``_check_options`` leaves to the device this process trains on (torch
+    """The checks ``resolve_and_check_options`` leaves to the device this process trains on (torch
     loaded); a ValueError here exits with code 2 too."""
     from fastp2p.train.distributed import launched_world_size
     from fastp2p.train.networks import check_networks_fit_memory
 
-    _refuse_cuda_only_options(args, str(device))
+    refuse_cuda_only_options(args, str(device))
     if device.type != "cuda" and args.norm == "syncbatch" and launched_world_size() > 1:
         # one process converts nothing (syncbatch is batch norm there), as the reference
         raise ValueError("--norm syncbatch needs CUDA devices across processes (PyTorch's "
@@ -192,15 +157,15 @@ def run(args: argparse.Namespace, times=None, name_files: bool = True) -> int:
     # first: the options taken from the run decide everything after (--dataroot, the packages)
     resume_notes, dataroot_from_here = _resume_notes(args,
                                                      vars(args).pop("given_options", None))
-    code = _refuse_before_options(args, resume_notes)
+    code = refuse_before_options(args, resume_notes)
     if code is not None:
         return code
     load_size_given = not isinstance(args.load_size, QuickDefault)
-    code = _resolve_and_check_options(args, resume_notes)
+    code = resolve_and_check_options(args, resume_notes)
     if code is None:
-        code = _refuse_restarted_run(args)
+        code = refuse_restarted_run(args)
     if code is None:
-        code = _refuse_missing_inputs(args, resume_notes)
+        code = refuse_missing_inputs(args, resume_notes)
     if code is not None:
         return code
     from fastp2p.stops_deferred import import_torch
@@ -219,7 +184,7 @@ def run(args: argparse.Namespace, times=None, name_files: bool = True) -> int:
     try:
         ignored, info = _start_processes(args)
     except ValueError as err:
-        _print_refusal(err, resume_notes)
+        print_refusal(err, resume_notes)
         return 2
     folder_lock = RunFolderLock(Path(args.checkpoints_dir) / args.name)
     refused = _claim_run_folder(args, info, folder_lock)
@@ -294,108 +259,16 @@ def run(args: argparse.Namespace, times=None, name_files: bool = True) -> int:
         folder_lock.release()
 
 
-def _refuse_before_options(args, resume_notes) -> int | None:
-    """The exit code of a run refused before its options are resolved (a missing package, a
-    --netG or --dataroot refused at once, with no torch to load), after its one line; None
-    when it may go on."""
-    from fastp2p.optional_packages import MissingPackage, require_packages
-    from fastp2p.train.early_refusals import refused_at_once
-
-    try:
-        require_packages(("PIL", "tqdm")
-                         + (() if args.dataroot else ("skimage",))  # the embedded dataset
-                         + (() if args.no_html else ("matplotlib",)),  # the page's loss plot
-                         extra="train")
-    except MissingPackage as err:
-        _print_refusal(err)
-        return 2
-    # a refused value may be one that --continue_train took: the line naming them comes first
-    return refused_at_once(args, "train", resume_notes)  # a typo needs no torch: said at once
-
-
-def _refuse_restarted_run(args) -> int | None:
-    """2 after its line for a fresh run into a folder that holds one (``check_fresh_run``),
-    asked before torch loads (seconds, for the refusal a rerun of the same command meets) and
-    asked again by ``_claim_run_folder`` under the folder's lock; None when it may go on, or
-    when a lock file is there: a run training in the folder is said as such by the claim."""
-    folder = _unlocked_run_folder(args)
-    if folder is None:
-        return None
-    try:
-        check_fresh_run(argparse.Namespace(**{**vars(args), "name": folder.name}))
-    except ValueError as err:
-        _print_refusal(err)
-        return 2
-    return None
-
-
-def _refuse_missing_inputs(args, resume_notes) -> int | None:
-    """1 after its line where the training split is missing or holds no image, or
-    --continue_train finds no checkpoint to resume: said before torch loads (seconds, for a
-    mistyped --phase, --name or --epoch), as the dataset and the resume say it after (they
-    read the images and the checkpoint); EXIT_IN_USE where a `fastp2p pack` is writing the
-    split, as the dataset says it after; None when both are there. The checkpoint is not
-    looked for where a lock file is: a run training in the folder is said as such by the
-    claim."""
-    from fastp2p.data.create import refuse_unreadable_split
-    from fastp2p.data.folder_lock import PackFolderBusy
-    from fastp2p.train.reference_options import checkpoint_label
-
-    folder = _unlocked_run_folder(args) if args.continue_train else None
-    try:
-        refuse_unreadable_split(args, args.phase)
-        if folder is not None:
-            check_something_to_resume(folder, checkpoint_label(args))
-    except ValueError as err:   # a DataError too
-        _print_refusal(err, resume_notes)
-        return EXIT_IN_USE if isinstance(err, PackFolderBusy) else 1
-    return None
-
-
-def _unlocked_run_folder(args) -> Path | None:
-    """CHECKPOINTS_DIR/NAME as --suffix names it, for the checks before torch loads; None where
-    a --suffix is refused (said as the reference options are applied) or a lock file is there
-    (the claim says what holds the folder)."""
-    from fastp2p.train.reference_options import run_name
-    from fastp2p.train.run_lock import LOCK_NAME
-
-    try:
-        folder = Path(args.checkpoints_dir) / run_name(args)
-    except ValueError:
-        return None
-    return None if os.path.lexists(folder / LOCK_NAME) else folder
-
-
-def _print_refusal(err, context=()) -> None:
-    """The error line of a run refused (exit code 2: its options, a package they need, the
-    device) or failed outside the training loop (exit code 1: its data, its folder), under
-    torchrun once per node (``print_once_per_node``)."""
-    from fastp2p.train.early_refusals import print_once_per_node
-    print_once_per_node("train", err, context)
-
-
 def _print_failure(err, training: bool) -> None:
     """The error line of a run that failed: before its training loop, as a refusal (once per
     node); in it, on the rank that met it (a bad image in that rank's share of the data, its
     loader worker that died), which may be on no node's first process: said once per node, it
     went unsaid there, and the other ranks' line pointed at a message that was not there."""
     if not training:
-        _print_refusal(err)
+        print_refusal(err)
         return
     from fastp2p.train.early_refusals import print_on_this_rank
     print_on_this_rank("train", err)
-
-
-def _resolve_and_check_options(args, resume_notes) -> int | None:
-    """The quick defaults resolved and ``_check_options``; 2 after its line for options that
-    do not fit each other, None when they fit."""
-    resolve_quick_defaults(args)
-    try:
-        _check_options(args)   # as at once: options that do not fit each other
-    except ValueError as err:
-        _print_refusal(err, resume_notes)
-        return 2
-    return None
 
 
 def _start_processes(args):
@@ -546,7 +419,7 @@ def _resume(trainer, state, state_path, loader, dataroot_from_here=None) -> int 
             check_dataroot_from_here(dataroot_from_here, trainer.progress,
                                      len(loader.dataset))
     except ResumeError as err:
-        _print_refusal(err)
+        print_refusal(err)
         return 2
     except ValueError as err:  # the state does not fit this run's networks and engine
         raise ValueError(f"{state_path}: {err}") from err

@@ -1,0 +1,146 @@
+"""``fastp2p train``'s checks before torch loads, so that a mistake is said at once, not after
+the seconds of torch's import: the packages the run needs, the options that must fit each
+other, a fresh run into another run's folder, a missing training split or checkpoint to
+resume. Each refusal is one line (``print_refusal``, which the command's later refusals use
+too) and an exit code: 2 for options, 1 for missing inputs, EXIT_IN_USE for a split a
+``fastp2p pack`` is writing.
+
+Apart from ``train_command``, which keeps the order of these checks and the steps after torch
+loads. Nothing here imports torch, at module level or in its functions.
+"""
+import argparse
+import os
+from pathlib import Path
+
+from fastp2p.command_errors import EXIT_IN_USE
+from fastp2p.train.options import resolve_quick_defaults
+from fastp2p.train.resuming import check_fresh_run, check_something_to_resume
+
+
+def refuse_before_options(args, resume_notes) -> int | None:
+    """The exit code of a run refused before its options are resolved (a missing package, a
+    --netG or --dataroot refused at once, with no torch to load), after its one line; None
+    when it may go on."""
+    from fastp2p.optional_packages import MissingPackage, require_packages
+    from fastp2p.train.early_refusals import refused_at_once
+
+    try:
+        require_packages(("PIL", "tqdm")
+                         + (() if args.dataroot else ("skimage",))  # the embedded dataset
+                         + (() if args.no_html else ("matplotlib",)),  # the page's loss plot
+                         extra="train")
+    except MissingPackage as err:
+        print_refusal(err)
+        return 2
+    # a refused value may be one that --continue_train took: the line naming them comes first
+    return refused_at_once(args, "train", resume_notes)  # a typo needs no torch: said at once
+
+
+def resolve_and_check_options(args, resume_notes) -> int | None:
+    """The quick defaults resolved and ``_check_options``; 2 after its line for options that
+    do not fit each other, None when they fit."""
+    resolve_quick_defaults(args)
+    try:
+        _check_options(args)   # as at once: options that do not fit each other
+    except ValueError as err:
+        print_refusal(err, resume_notes)
+        return 2
+    return None
+
+
+def _check_options(args) -> None:
+    """Checks that need several options (single values are checked by argparse) and neither the
+    device nor torch, so run before torch loads; a ValueError here exits with code 2, as
+    argparse's errors do. An explicit --device cpu is known here too."""
+    from fastp2p.train.image_sizes import check_options_fit_unet, check_patchgan_fits_images
+
+    if args.resume_or_start and args.overwrite:
+        raise ValueError("--resume_or_start keeps the run in CHECKPOINTS_DIR/NAME and "
+                         "--overwrite starts a new one there: keep one of them")
+    last_epoch = args.n_epochs + args.n_epochs_decay
+    if not args.continue_train and args.epoch_count > last_epoch:
+        raise ValueError(f"no epoch to train: --epoch_count {args.epoch_count} is past the last "
+                         f"epoch, --n_epochs {args.n_epochs} + --n_epochs_decay "
+                         f"{args.n_epochs_decay} = {last_epoch}; raise --n_epochs or "
+                         "--n_epochs_decay, or lower --epoch_count")
+    if args.lr_policy == "cosine" and args.n_epochs < 1:
+        raise ValueError("--lr_policy cosine anneals the lr over --n_epochs, which must be >= 1 "
+                         f"(got {args.n_epochs})")
+    check_options_fit_unet(args)
+    check_patchgan_fits_images(args)
+    if args.device == "cpu" and args.gpu_ids is None:   # (--gpu_ids may name a GPU instead)
+        refuse_cuda_only_options(args, "cpu")
+
+
+def refuse_cuda_only_options(args, device: str) -> None:
+    """ValueError for an option only a CUDA run takes, on ``device`` (cpu, cuda:N, ...)."""
+    if device.startswith("cuda"):
+        return
+    if args.precision != "fp32":
+        raise ValueError(f"--precision {args.precision} (autocast, the CUDA fast path) needs a "
+                         f"CUDA device, this run is on {device}; use --precision fp32")
+    if args.graphs:
+        raise ValueError(f"--graphs (cuda_graph) needs a CUDA device, this run is on {device}; "
+                         "use --no-graphs")
+
+
+def refuse_restarted_run(args) -> int | None:
+    """2 after its line for a fresh run into a folder that holds one (``check_fresh_run``),
+    asked before torch loads (seconds, for the refusal a rerun of the same command meets) and
+    asked again by ``train_command._claim_run_folder`` under the folder's lock; None when it
+    may go on, or when a lock file is there: a run training in the folder is said as such by
+    the claim."""
+    folder = _unlocked_run_folder(args)
+    if folder is None:
+        return None
+    try:
+        check_fresh_run(argparse.Namespace(**{**vars(args), "name": folder.name}))
+    except ValueError as err:
+        print_refusal(err)
+        return 2
+    return None
+
+
+def refuse_missing_inputs(args, resume_notes) -> int | None:
+    """1 after its line where the training split is missing or holds no image, or
+    --continue_train finds no checkpoint to resume: said before torch loads (seconds, for a
+    mistyped --phase, --name or --epoch), as the dataset and the resume say it after (they
+    read the images and the checkpoint); EXIT_IN_USE where a `fastp2p pack` is writing the
+    split, as the dataset says it after; None when both are there. The checkpoint is not
+    looked for where a lock file is: a run training in the folder is said as such by the
+    claim."""
+    from fastp2p.data.create import refuse_unreadable_split
+    from fastp2p.data.folder_lock import PackFolderBusy
+    from fastp2p.train.reference_options import checkpoint_label
+
+    folder = _unlocked_run_folder(args) if args.continue_train else None
+    try:
+        refuse_unreadable_split(args, args.phase)
+        if folder is not None:
+            check_something_to_resume(folder, checkpoint_label(args))
+    except ValueError as err:   # a DataError too
+        print_refusal(err, resume_notes)
+        return EXIT_IN_USE if isinstance(err, PackFolderBusy) else 1
+    return None
+
+
+def _unlocked_run_folder(args) -> Path | None:
+    """CHECKPOINTS_DIR/NAME as --suffix names it, for the checks before torch loads; None where
+    a --suffix is refused (said as the reference options are applied) or a lock file is there
+    (the claim says what holds the folder)."""
+    from fastp2p.train.reference_options import run_name
+    from fastp2p.train.run_lock import LOCK_NAME
+
+    try:
+        folder = Path(args.checkpoints_dir) / run_name(args)
+    except ValueError:
+        return None
+    return None if os.path.lexists(folder / LOCK_NAME) else folder
+
+
+def print_refusal(err, context=()) -> None:
+    """The error line of a run refused (exit code 2: its options, a package they need, the
+    device) or failed outside the training loop (exit code 1: its data, its folder), under
+    torchrun once per node (``print_once_per_node``)."""
+    from fastp2p.train.early_refusals import print_once_per_node
+    print_once_per_node("train", err, context)
