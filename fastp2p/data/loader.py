@@ -16,12 +16,15 @@ multiprocessing's exit hook stops them with, and its join then waited for them f
 that cannot be received for the same limit raise ``BatchesNotReceived``.
 """
 import errno
+import functools
 import itertools
 import multiprocessing.connection
 import multiprocessing.util
 import os
 import random
 import signal
+import socket
+import tempfile
 import time
 from dataclasses import dataclass
 
@@ -29,7 +32,7 @@ import torch
 from torch.utils.data import BatchSampler, DataLoader, DistributedSampler, default_collate
 from torch.utils.data.dataloader import _MultiProcessingDataLoaderIter
 
-from fastp2p.data.errors import DataError
+from fastp2p.data.errors import DataError, shown_path
 
 
 def item_rng(seed: int, epoch: int, index: int) -> random.Random:
@@ -140,8 +143,87 @@ def _share_temp_folder_with_workers() -> None:
     worker sends each batch's tensors as file descriptors, through a socket it listens on in
     that folder; a worker killed (``close`` kills one stuck in an item; so does the
     out-of-memory killer) never removes a folder of its own, and one was left in TMPDIR by each
-    such run. This process removes its folder, whatever is in it, when it exits."""
-    multiprocessing.util.get_temp_dir()
+    such run. This process removes its folder, whatever is in it, when it exits.
+
+    The folder is made in the first of TMPDIR and the system's temporary folders where that
+    socket's path fits a socket address (``_base_for_sockets``): multiprocessing makes it in
+    TMPDIR whatever its length, and a worker that could not listen there died of it while this
+    process waited for its batch forever. ``tempfile.tempdir`` names that base only while
+    multiprocessing makes its folder (its own call: it keeps the folder, and removes it at exit,
+    as it keeps any); a temporary file another thread made just then would go there too."""
+    base = _base_for_sockets()
+    was = tempfile.tempdir
+    tempfile.tempdir = base
+    try:
+        multiprocessing.util.get_temp_dir()
+    finally:
+        tempfile.tempdir = was
+
+
+# Where tempfile looks when none of TMPDIR, TEMP, TMP names a folder; newer Pythons'
+# multiprocessing falls back on them too for a TMPDIR too long for its sockets
+_SYSTEM_TEMP_FOLDERS = ("/tmp", "/var/tmp", "/usr/tmp")
+
+
+def _base_for_sockets() -> str:
+    """The folder for this process's multiprocessing temporary folder: tempfile's (TMPDIR)
+    where the workers' sockets in it fit a socket address (or they are no file sockets:
+    Windows' pipes), else the first writable system temporary folder where they fit; a
+    ValueError naming TMPDIR and its length where none does."""
+    base = tempfile.gettempdir()
+    if multiprocessing.connection.default_family != "AF_UNIX" or _socket_fits_in(base):
+        return base
+    for folder in _SYSTEM_TEMP_FOLDERS:
+        if os.access(folder, os.W_OK | os.X_OK) and os.path.isdir(folder) \
+                and _socket_fits_in(folder):
+            return folder
+    longest = _longest_socket_path() - (_socket_path_length(base) - len(os.fsencode(base)))
+    raise ValueError(
+        f"the temporary folder {shown_path(base)} (TMPDIR, {len(os.fsencode(base))} bytes) is "
+        f"too long for the data loader workers' sockets, and none of "
+        f"{', '.join(_SYSTEM_TEMP_FOLDERS)} is a writable folder where they fit: set TMPDIR to "
+        f"a folder of at most {longest} bytes, or load the data in this process "
+        "(--num_threads 0)")
+
+
+def _socket_fits_in(base: str) -> bool:
+    return _socket_path_length(base) <= _longest_socket_path()
+
+
+def _socket_path_length(base: str) -> int:
+    """The bytes of a socket a worker listens on (its path in the address) under a ``pymp-*``
+    folder in ``base``, named by the calls multiprocessing names them by (nothing made)."""
+    folder = tempfile.mktemp(prefix="pymp-", dir=base)
+    return len(os.fsencode(tempfile.mktemp(prefix="listener-", dir=folder)))
+
+
+@functools.cache
+def _longest_socket_path() -> int:
+    """The most bytes a socket's path may have here, as binding one finds it (107 on Linux,
+    where the address holds 108 with the closing NUL), searched between a path that fits and
+    4096 bytes (PATH_MAX), which does not."""
+    fits, too_long = len(os.fsencode(os.devnull)) + 2, 4096
+    while too_long - fits > 1:
+        middle = (fits + too_long) // 2
+        if _socket_path_fits(middle):
+            fits = middle
+        else:
+            too_long = middle
+    return fits
+
+
+def _socket_path_fits(length: int) -> bool:
+    """Whether a socket may be bound to a path of ``length`` bytes: one under ``os.devnull``,
+    no folder, so that the bind, once the length is taken, fails looking the path up
+    (ENOTDIR) and makes nothing; a length refused fails first (Python's "AF_UNIX path too
+    long", no errno; the system's EINVAL)."""
+    devnull = os.fsencode(os.devnull) + b"/"
+    with socket.socket(socket.AF_UNIX) as sock:
+        try:
+            sock.bind(devnull + b"x" * (length - len(devnull)))
+        except OSError as error:
+            return error.errno == errno.ENOTDIR
+    return True   # bound: an os.devnull that is a folder (never met)
 
 
 class _WorkersStartedWhole(DataLoader):

@@ -1,0 +1,83 @@
+"""The item loader's workers under a TMPDIR too long for their sockets (an HPC scheduler's per-job
+TMPDIR, say). A worker sends each batch's tensors through a socket in the multiprocessing
+temporary folder (pymp-*), which was made in TMPDIR whatever its length: past a socket address's
+limit (107 bytes on Linux) the worker failed to listen ("AF_UNIX path too long") and the main
+process waited for its batch forever. The folder is now made in a system temporary folder where
+the sockets fit, or the run is refused in one line."""
+import os
+import subprocess
+import sys
+
+from helpers.train_helpers import one_line, train_argv, write_aligned_dataset
+
+# Long enough that no socket fits under it on any platform (a socket address holds ~100 bytes)
+LONG = "t" * 120
+
+_ONE_BATCH_FROM_A_WORKER = """\
+import multiprocessing.util
+
+import torch
+
+from fastp2p.data.loader import PairLoader
+
+
+class Items(torch.utils.data.Dataset):
+    def __len__(self):
+        return 4
+
+    def __getitem__(self, index):
+        return {"A": torch.rand(3, 8, 8), "B": torch.rand(3, 8, 8)}
+
+
+loader = PairLoader(Items(), 2, shuffle=False, num_workers=1, seed=0)
+next(iter(loader))
+loader.close()
+print(multiprocessing.util.get_temp_dir())
+"""
+
+
+def _run(tmp_path, script, *argv, tmpdir):
+    # cwd: not the checkout, whose fastp2p/ folder would shadow the installed package; a
+    # timeout: the old loader waited for the batch forever
+    return subprocess.run([sys.executable, "-c", script, *argv], cwd=tmp_path,
+                          env={**os.environ, "TMPDIR": str(tmpdir)}, capture_output=True,
+                          text=True, timeout=120)
+
+
+def test_workers_send_batches_under_a_tmpdir_too_long_for_their_sockets(tmp_path):
+    tmpdir = tmp_path / LONG
+    tmpdir.mkdir()
+    run = _run(tmp_path, _ONE_BATCH_FROM_A_WORKER, tmpdir=tmpdir)
+    assert run.returncode == 0, run.stderr
+    folder = run.stdout.strip()
+    assert not folder.startswith(str(tmpdir)), folder
+    # multiprocessing's own removal at exit still applies to the folder made elsewhere
+    assert not os.path.exists(folder), folder
+    assert os.listdir(tmpdir) == []
+
+
+_TRAIN_WITHOUT_SYSTEM_TEMP_FOLDERS = """\
+import sys
+
+from fastp2p.cli import main
+from fastp2p.data import loader
+
+loader._SYSTEM_TEMP_FOLDERS = (sys.argv[1], sys.argv[2])
+sys.exit(main(sys.argv[3:]))
+"""
+
+
+def test_train_refuses_a_tmpdir_too_long_with_no_system_temp_folder_to_use(tmp_path):
+    tmpdir = tmp_path / LONG
+    tmpdir.mkdir()
+    data = write_aligned_dataset(tmp_path / "data", phases=("train",))
+    argv = train_argv(data, tmp_path / "checkpoints")
+    argv[argv.index("--num_threads") + 1] = "1"   # one loader worker process
+    # the system's temporary folders: one as long as TMPDIR, one missing
+    run = _run(tmp_path, _TRAIN_WITHOUT_SYSTEM_TEMP_FOLDERS, str(tmpdir),
+               str(tmp_path / "missing"), *argv, tmpdir=tmpdir)
+    assert run.returncode == 1, run.stderr
+    line = one_line(run.stderr)
+    assert f"the temporary folder {tmpdir} (TMPDIR, {len(os.fsencode(tmpdir))} bytes)" in line
+    assert "set TMPDIR to a folder of at most" in line, line
+    assert not [name for name in os.listdir(tmpdir) if name.startswith("pymp-")]   # none made
