@@ -21,3 +21,13 @@ def loadable_sets(folder, suffix: str) -> str:
     options.sort(key=lambda option: (option[0] == "--load_iter", not option[1].isdigit(),
                                      int(option[1]) if option[1].isdigit() else 0, option[1]))
     return ", ".join(f"{flag} {value}" for flag, value in options)
+
+
+def nothing_to_resume(folder, label: str) -> str:
+    """The error line of --continue_train where ``folder`` (a Path) holds no training state of
+    ``label`` to resume, with the sets it holds one of. Here, beside the names, so that both
+    the check before torch loads (``fastp2p.train.resuming``) and the loader
+    (``fastp2p.train.checkpoints``) say it without importing each other."""
+    saved = loadable_sets(folder, TRAIN_STATE_SUFFIX)
+    return (f"no checkpoint {folder / f'{label}_{TRAIN_STATE_SUFFIX}'} to resume from; start "
+            "without --continue_train" + (f", or resume a saved set ({saved})" if saved else ""))

@@ -30,7 +30,7 @@ import torch
 from fastp2p.atomic_files import (TemporaryFile, fsync_directory, naming_the_file,
                                   remove_left_by_dead_processes, replace_text)
 from fastp2p.checkpoint_names import (MANIFEST_SUFFIX, NETWORK_SUFFIXES, TRAIN_STATE_SUFFIX,
-                                      loadable_sets)
+                                      loadable_sets, nothing_to_resume)
 from fastp2p.file_reads import read_error_advice
 from fastp2p.inodes import disk_limit_advice
 from fastp2p.nn.checkpoint import CheckpointMismatch, load_safely, weights_problem
@@ -40,7 +40,6 @@ from fastp2p.nn.checkpoint_sets import (MANIFEST_FORMAT, MAX_GENERATION, load_re
                                         matching_file, read_manifest)
 from fastp2p.train.background_writer import host_copy
 from fastp2p.train.engine import unwrap
-from fastp2p.train.resuming import nothing_to_resume
 
 _ROLES = {"G": "generator", "D": "discriminator"}
 # 2: RNG states, optimizers and counters as tensors and plain containers (weights_only loads)

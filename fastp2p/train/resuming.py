@@ -24,19 +24,10 @@ def check_something_to_resume(folder: Path, label: str) -> None:
     ``label`` in ``folder``: no manifest, training state or generator, each of which
     ``load_resume_point`` would go on to read (or say what is wrong with). Torch-free, so that
     train says it before torch loads (seconds, for a mistyped --name or --epoch)."""
-    from fastp2p.checkpoint_names import TRAIN_STATE_SUFFIX
+    from fastp2p.checkpoint_names import TRAIN_STATE_SUFFIX, nothing_to_resume
     state = folder / f"{label}_{TRAIN_STATE_SUFFIX}"
     if not holds_checkpoint(folder, label) and not state.exists():
         raise ValueError(nothing_to_resume(folder, label))
-
-
-def nothing_to_resume(folder: Path, label: str) -> str:
-    """The error line of --continue_train where ``folder`` holds no training state of
-    ``label`` to resume, with the sets it holds one of."""
-    from fastp2p.checkpoint_names import TRAIN_STATE_SUFFIX, loadable_sets
-    saved = loadable_sets(folder, TRAIN_STATE_SUFFIX)
-    return (f"no checkpoint {folder / f'{label}_{TRAIN_STATE_SUFFIX}'} to resume from; start "
-            "without --continue_train" + (f", or resume a saved set ({saved})" if saved else ""))
 
 
 def check_fresh_run(args) -> None:
