@@ -11,6 +11,8 @@ import sys
 
 import pytest
 
+from helpers.train_helpers import write_aligned_dataset
+
 # `python -m fastp2p ARGV` after a hook that sends this process SIGINT (a terminal's Ctrl-C) as
 # the module sys.argv[1] starts to import
 CTRL_C_AT_IMPORT = """\
@@ -33,11 +35,11 @@ CASES = {  # id: (the module whose import is interrupted, argv, the line expecte
     # the parser's build: no command read yet
     "building the parser": ("fastp2p.data.pack_command", ["info"], "fastp2p: stopped (Ctrl-C)"),
     # the README's own `fastp2p train --load_size 286`
-    "train --load_size": ("torch", ["train", "--dataroot", "no_dataset", "--load_size", "286",
+    "train --load_size": ("torch", ["train", "--dataroot", "dataset", "--load_size", "286",
                                     "--crop_size", "256"], "fastp2p train: stopped (Ctrl-C)"),
-    "train --num_threads": ("torch", ["train", "--dataroot", "no_dataset", "--num_threads", "1"],
+    "train --num_threads": ("torch", ["train", "--dataroot", "dataset", "--num_threads", "1"],
                             "fastp2p train: stopped (Ctrl-C)"),
-    "test --crop_size": ("torch", ["test", "--dataroot", "no_dataset", "--load_size", "64",
+    "test --crop_size": ("torch", ["test", "--dataroot", "dataset", "--load_size", "64",
                                    "--crop_size", "64"], "fastp2p test: stopped (Ctrl-C)"),
     # pack imports no torch: numpy is the first heavy module it imports
     "pack --workers": ("numpy", ["pack", "--synthetic", "4", "pairs", "packed", "--load_size",
@@ -51,8 +53,8 @@ CASES = {  # id: (the module whose import is interrupted, argv, the line expecte
 @pytest.mark.parametrize("case", CASES)
 def test_ctrl_c_from_the_start_is_one_line_and_exit_code_130(tmp_path, case):
     module, argv, line = CASES[case]
-    # an empty folder: a missing --dataroot is refused before torch loads, an empty one after
-    (tmp_path / "no_dataset").mkdir()
+    # a real dataset: train refuses a missing or empty split before torch loads
+    write_aligned_dataset(tmp_path / "dataset", pairs=1)
     # outside the checkout, whose fastp2p/ would shadow the installed package
     result = subprocess.run([sys.executable, "-c", CTRL_C_AT_IMPORT, module, *argv],
                             cwd=tmp_path, capture_output=True, text=True, timeout=300)
