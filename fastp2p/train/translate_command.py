@@ -174,6 +174,8 @@ def run(args: argparse.Namespace) -> int:
         generator = _generator_of_options(args)
         if "crop" in args.preprocess:  # the saved images' size is known: refuse before work
             aspect_ratio_size(args.crop_size, args.crop_size, args.aspect_ratio)
+        # before the checkpoint is looked for: no file makes a generator past the memory fit
+        check_networks_fit_memory(args, device, training=False, generator=generator)
     except ValueError as err:
         return _refused(err)
     try:  # an error of the file or of other model options exits 1, as a load always did
@@ -183,7 +185,6 @@ def run(args: argparse.Namespace) -> int:
         return _failed(err)
     try:
         check_options_fit_unet(args)
-        check_networks_fit_memory(args, device, training=False, generator=generator)
         threads = choose_threads(device.type, args.num_threads)   # (LOCAL_WORLD_SIZE's check)
     except ValueError as err:
         return _refused(err)

@@ -83,6 +83,8 @@ def test_a_huge_ndf_names_ndf(data, tmp_path, capsys):
 
 
 def test_test_refuses_a_huge_ngf_for_the_generator_alone(tmp_path, capsys):
+    """With no checkpoint: no file could make such a generator fit, so the option is refused
+    (exit 2) before the checkpoint is looked for (c442852 said the missing file, exit 1)."""
     assert main(tiny_test_argv(tmp_path, tmp_path / "ckpt", tmp_path / "results", "--ngf",
                                str(HUGE_NGF))) == 2
     line = _last_error_line(capsys)
