@@ -7,6 +7,8 @@ import sys
 
 import pytest
 
+from helpers.train_helpers import write_aligned_dataset
+
 # a stop arriving in the middle of torch._dynamo's import, as a real one may; SIGTERM with a
 # handler that raises for it, as the bench's
 SCRIPT = """
@@ -51,8 +53,10 @@ def test_train_test_and_bench_import_torch_through_it_first(monkeypatch, tmp_pat
         raise Imported
 
     monkeypatch.setattr(deferred, "import_torch", first)
+    # a real dataset: train refuses a missing or empty split before torch loads
     options = (["--out", str(tmp_path / "bench")] if command == "bench"
-               else ["--dataroot", str(tmp_path), "--name", "x"])  # a folder: no dataset
+               else ["--dataroot", str(write_aligned_dataset(tmp_path / "data", pairs=1)),
+                     "--name", "x"])
     with pytest.raises(Imported):   # before any work that needs torch
         main([command, *options])
     assert not (tmp_path / "bench").exists()

@@ -200,6 +200,8 @@ def test_a_reference_training_command_runs_end_to_end(tmp_path, capsys):
 
 
 def test_bad_reference_options_stop_with_exit_code_2(tmp_path, capsys):
+    # a real dataset: train refuses a missing or empty split (exit 1) before these options
+    write_aligned_dataset(tmp_path, pairs=1)
     assert main(["train", "--model", "cycle_gan", "--dataroot", str(tmp_path)]) == 2
     assert "error: --model cycle_gan: fastp2p implements pix2pix only" in capsys.readouterr().err
     # the reference's test model translates images without targets: in test, on those only

@@ -9,6 +9,8 @@ import sys
 
 import pytest
 
+from helpers.train_helpers import write_aligned_dataset
+
 # the error raised as the import reaches ``module``, as a capped address space raises it
 SCRIPT = """
 import builtins, importlib.abc, resource, sys
@@ -27,10 +29,16 @@ sys.exit(main(argv))
 
 
 NOT_MAPPED = "libtorch_cpu.so: failed to map segment from shared object"
-TRAIN = "train --dataroot . --name x"
+# on a real dataset (_dataset_in): train refuses a missing or empty split before torch loads
+TRAIN = "train --dataroot data --name x"
 # an address-space limit (`ulimit -v`) ample for the import, within the hard limit
 _HARD = resource.getrlimit(resource.RLIMIT_AS)[1]
 CAP = 40 << 30 if _HARD == resource.RLIM_INFINITY else _HARD
+
+
+def _dataset_in(folder):
+    """TRAIN's --dataroot, written in ``folder`` (the command's working folder)."""
+    write_aligned_dataset(folder / "data", pairs=1, phases=("train",))
 
 
 @pytest.mark.parametrize("argv, module, error, reason", [
@@ -42,6 +50,7 @@ CAP = 40 << 30 if _HARD == resource.RLIM_INFINITY else _HARD
         "info-library-not-mapped"])
 def test_torch_s_import_out_of_memory_is_one_line_naming_the_limit(tmp_path, argv, module, error,
                                                                    reason):
+    _dataset_in(tmp_path)
     # outside the checkout, whose fastp2p/ would shadow the installed package
     run = subprocess.run([sys.executable, "-c", SCRIPT, str(CAP), module, argv, *error],
                          capture_output=True, text=True, cwd=tmp_path, timeout=300)
@@ -55,6 +64,7 @@ def test_torch_s_import_out_of_memory_is_one_line_naming_the_limit(tmp_path, arg
 
 def test_other_import_errors_of_torch_stay_as_they_are(tmp_path):
     """A broken install is no lack of memory: its own ImportError, as before."""
+    _dataset_in(tmp_path)
     run = subprocess.run([sys.executable, "-c", SCRIPT, str(CAP), "torch._C", TRAIN,
                           "ImportError", "libcudart.so.12: cannot open shared object file"],
                          capture_output=True, text=True, cwd=tmp_path, timeout=300)
