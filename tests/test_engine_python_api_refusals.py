@@ -93,3 +93,28 @@ def test_an_option_that_is_no_number_is_a_value_error_naming_it(option, value, e
         with pytest.raises(ValueError) as refused:
             Pix2PixEngine(*tiny_networks()).set_lr(value)
         assert str(refused.value) == message
+
+
+@pytest.mark.parametrize("option, value", [
+    ("lr", torch.tensor(2e-4)), ("lambda_L1", torch.tensor([100.0])),
+    ("beta1", torch.tensor(0.5, dtype=torch.float64))])
+def test_a_one_value_tensor_is_taken_as_its_number(option, value):
+    """As before the checks refused what is no number: a one-value tensor is its float() (it
+    was a ValueError, 'must be a finite number >= 0, got tensor(0.0002)')."""
+    engine = Pix2PixEngine(*tiny_networks(), **{option: value})
+    if option == "lr":
+        engine.set_lr(torch.tensor(1e-4))
+        assert engine.lr == pytest.approx(1e-4)
+    engine.step(*random_batches(1)[0])
+    assert engine.steps == 1
+
+
+@pytest.mark.parametrize("option, value, expected", [
+    ("lr", torch.tensor([2e-4, 1e-4]), "a finite number >= 0"),
+    ("lr", torch.tensor(True), "a finite number >= 0"),
+    ("lambda_L1", torch.tensor(float("nan")), "a finite number >= 0"),
+    ("beta1", torch.tensor(1.0), "in [0, 1)")])
+def test_a_tensor_of_no_allowed_number_is_still_refused(option, value, expected):
+    with pytest.raises(ValueError) as refused:
+        Pix2PixEngine(*tiny_networks(), **{option: value})
+    assert str(refused.value) == f"{option} must be {expected}, got {value!r}"

@@ -83,12 +83,22 @@ def unwrap(net: torch.nn.Module) -> torch.nn.Module:
     return net.module if isinstance(net, DistributedDataParallel) else net
 
 
+def _one_value(value):
+    """The number in a one-value tensor (torch's optimizers take a tensor lr, and the engine
+    keeps ``float()`` of it), so that it is checked as that number; ``value`` otherwise."""
+    if isinstance(value, torch.Tensor) and value.numel() == 1:
+        return value.item()
+    return value
+
+
 def _check_number(name: str, value, low: float, high: float, expected: str) -> None:
-    """A ValueError naming ``name`` unless ``value`` is a number in [low, high): a string (from a
-    config file or a widget), None or a bool is refused by its type first, as comparing it
-    raised a TypeError that named no option."""
-    is_number = isinstance(value, numbers.Real) and not isinstance(value, bool)
-    if not (is_number and low <= value < high):
+    """A ValueError naming ``name`` unless ``value`` is a number in [low, high), or a one-value
+    tensor of one: a string (from a config file or a widget), None or a bool (a bool tensor
+    too) is refused by its type first, as comparing it raised a TypeError that named no
+    option."""
+    number = _one_value(value)
+    is_number = isinstance(number, numbers.Real) and not isinstance(number, bool)
+    if not (is_number and low <= number < high):
         raise ValueError(f"{name} must be {expected}, got {value!r}")
 
 
