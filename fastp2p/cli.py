@@ -10,7 +10,7 @@ import importlib
 import sys
 
 from fastp2p.bench.stops import caller_handlers_back
-from fastp2p.command_errors import error_line
+from fastp2p.command_errors import UsageError, error_line
 from fastp2p.stops_deferred import TorchNotImported
 from fastp2p.train.stdout_reader import run_with_guarded_stdout, work_begins
 from fastp2p.train.stop_requests import drop_early_stop_handler, stop_before_work_with_a_line
@@ -93,7 +93,8 @@ def _caller_torch_rng(in_process: bool):
 def main(argv=None) -> int:
     """Run ``argv`` (None: this process's command line, as the ``fastp2p`` and ``python -m
     fastp2p`` entries call it); the exit code, 2 for an option error too (only ``--help`` and
-    ``--version`` end in argparse's ``SystemExit``). A caller that passes ``argv`` gets back its own
+    ``--version`` end in argparse's ``SystemExit``, and a ``sys.exit`` in a command's work, a
+    tracker package's say, in its own). A caller that passes ``argv`` gets back its own
     Ctrl-C and SIGTERM handlers after a stopped bench run (``stops.caller_handlers_back``), and
     its torch thread count and random state after any command.
 
@@ -116,11 +117,12 @@ def main(argv=None) -> int:
             _caller_torch_rng(in_process=argv is not None):
         try:
             return run_with_guarded_stdout(_parse_and_run, argv, args)
-        except SystemExit as usage_error:
-            if usage_error.code in (0, None):   # --help, --version: argparse's exit, as ever
-                raise
-            # an option error (the parser's, exit code 2): returned, as every other refusal,
-            # so that a caller's loop of runs goes on; the command line exits with it all the same
+        except UsageError as usage_error:
+            # an option error (the parser's, and pack's parser.error; exit code 2): returned, as
+            # every other refusal, so that a caller's loop of runs goes on; the command line
+            # exits with it all the same. Any other SystemExit goes on to the caller: --help's
+            # and --version's (argparse's, as ever), and a sys.exit in a command's work (a
+            # tracker package's, a hook's), whose code may be a text, not main's int
             return usage_error.code
         except TorchNotImported as err:
             print(error_line(args.command, err), file=sys.stderr)

@@ -48,6 +48,13 @@ def unread_options(options: list) -> str:
             f"{'it' if len(options) == 1 else 'them'}")
 
 
+class UsageError(SystemExit):
+    """An option error a ``CommandParser`` found, exit code 2, its lines printed: a SystemExit,
+    so a program that parses its own command line ends with it as with argparse's, while
+    ``fastp2p.cli.main`` tells it from any other SystemExit of a command's work (a hook's or a
+    package's ``sys.exit``, which goes on to its caller) and returns its code."""
+
+
 class CommandParser(argparse.ArgumentParser):
     """An ArgumentParser whose option errors are two lines: a one-line usage (the command, its
     positional arguments, where ``--help`` explains the options), then argparse's error line.
@@ -55,7 +62,8 @@ class CommandParser(argparse.ArgumentParser):
     covers every command."""
 
     def error(self, message):
-        self.exit(2, f"{self.short_usage()}{self.prog}: error: {message}\n")
+        self._print_message(f"{self.short_usage()}{self.prog}: error: {message}\n", sys.stderr)
+        raise UsageError(2)
 
     def short_usage(self) -> str:
         """``usage: PROG [options] POSITIONALS (`PROG --help` lists every option)``, one line."""

@@ -28,3 +28,14 @@ def test_help_still_exits_and_the_command_line_s_option_error_is_still_2(tmp_pat
     run = subprocess.run([sys.executable, "-m", "fastp2p", "train", "--bogus"], cwd=tmp_path,
                          capture_output=True, text=True, timeout=120)
     assert run.returncode == 2 and "unrecognized arguments: --bogus" in run.stderr
+
+
+@pytest.mark.parametrize("code", ["a hook's own message", 3])
+def test_a_sys_exit_in_a_command_s_work_still_reaches_the_caller(monkeypatch, code):
+    """Only the parser's option errors are returned: a sys.exit from a command's work (a
+    tracker package's, a hook's) was returned too, its text as main's int exit code."""
+    import fastp2p.info
+    monkeypatch.setattr(fastp2p.info, "run", lambda args: sys.exit(code))
+    with pytest.raises(SystemExit) as done:
+        main(["info"])
+    assert done.value.code == code
