@@ -33,7 +33,7 @@ from fastp2p.cli import main
 for argv in eval(sys.argv[1]):
     try:
         code = main(list(argv))
-    except SystemExit as exit:
+    except SystemExit as exit:   # --help's (argparse's exit 0); option errors are returned
         code = exit.code
     sys.stdout.flush(); sys.stderr.flush()
     print(f"EXIT {code}", flush=True)

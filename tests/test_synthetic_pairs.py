@@ -64,10 +64,7 @@ def test_a_folder_of_ones_own_images_is_told_to_pack_without_synthetic(tmp_path)
 
 def _pack(*args, capsys):
     """``fastp2p pack ARGS`` in this process: (exit code, stdout, stderr)."""
-    try:
-        code = main(["pack", *map(str, args)])
-    except SystemExit as exit:      # argparse's errors
-        code = exit.code
+    code = main(["pack", *map(str, args)])
     out, err = capsys.readouterr()
     return code, out, err
 
