@@ -2,13 +2,16 @@
 
 The model name: benchmark results name it (the same code measured 1.6x the reference on a Xeon
 and 1.2x on an EPYC), and measured choices are kept per model (fastp2p.ops.remembered_forms).
-The usable cores: the default packing workers, loader workers and reader threads, and the bound
-on --num_threads and pack --workers, checked while the command line is parsed (so here, not in
-fastp2p.data, which imports numpy and torch, nor in fastp2p.train, which the option parsing of
-fastp2p.data must not import)."""
+The usable cores (the affinity mask, at most the cgroup's CPU quota): the default packing
+workers, loader workers and reader threads, and the bound on --num_threads and pack --workers,
+checked while the command line is parsed (so here, not in fastp2p.data, which imports numpy and
+torch, nor in fastp2p.train, which the option parsing of fastp2p.data must not import)."""
+import math
 import os
 import platform
 from pathlib import Path
+
+from fastp2p import cgroups
 
 
 def cpu_model() -> str:
@@ -39,12 +42,36 @@ def model_from_cpuinfo(text: str) -> "str | None":
 
 
 def usable_cpus() -> int:
-    """CPUs this process may run on (its affinity mask, where the platform has one: what
-    taskset, cpusets and container limits leave it), else all of them."""
+    """CPUs this process may use: those its affinity mask lets it run on (taskset, cpusets),
+    else all of them, and no more than its control group's CPU quota (``cpu_quota``: docker
+    --cpus, Kubernetes' limits.cpu, which leave the mask as it is) rounded up to whole CPUs."""
     try:
-        return len(os.sched_getaffinity(0))
+        cpus = len(os.sched_getaffinity(0))
     except AttributeError:
-        return os.cpu_count() or 1
+        cpus = os.cpu_count() or 1
+    quota = cpu_quota()
+    return cpus if quota is None else min(cpus, max(1, math.ceil(quota)))
+
+
+def cpu_quota(proc_cgroup=None, mount=None) -> "float | None":
+    """The CPUs (quota / period) of the smallest CPU quota of this process's control group and
+    the groups above it: cgroup v2's ``cpu.max`` ("QUOTA PERIOD"), v1's ``cpu.cfs_quota_us``
+    / ``cpu.cfs_period_us``. None where none is set ("max", v1's -1) or readable."""
+    quotas = [_group_quota(folder, is_v2)
+              for folder, is_v2 in cgroups.group_folders("cpu", proc_cgroup, mount)]
+    return min((quota for quota in quotas if quota is not None), default=None)
+
+
+def _group_quota(folder: Path, is_v2: bool) -> "float | None":
+    """The CPUs one group's quota gives, or None."""
+    if is_v2:
+        quota, _, period = (cgroups.read_text(folder / "cpu.max") or "").partition(" ")
+    else:
+        quota = cgroups.read_text(folder / "cpu.cfs_quota_us") or ""
+        period = cgroups.read_text(folder / "cpu.cfs_period_us") or ""
+    if not all(text.isascii() and text.isdigit() and int(text) > 0 for text in (quota, period)):
+        return None
+    return int(quota) / int(period)
 
 
 MAX_WORKERS = 4  # the reference's --num_threads default

@@ -75,8 +75,8 @@ def _worker_count(low: int, what: str, four: str):
         cores = cpu_info.usable_cpus()
         return _int_between(low, cpu_info.most_loader_workers(cores),
                             f": this process may run on {cores} core(s) "
-                            f"(os.sched_getaffinity), and more {what} than cores (or than "
-                            f"{four} on fewer) only take turns on them")(text)
+                            f"(its affinity mask and CPU quota), and more {what} than cores "
+                            f"(or than {four} on fewer) only take turns on them")(text)
     parse.__name__ = "int"  # argparse's "invalid int value: 'x'"
     return parse
 

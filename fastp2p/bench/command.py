@@ -172,7 +172,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "`fastp2p train` at, spawned as torchrun spawns them (gloo on a "
                              "CPU, one GPU each on CUDA); per-rank and total images/s; "
                              "at most one process per usable core on a CPU "
-                             "(os.sched_getaffinity), one per GPU on CUDA (default 1)")
+                             "(its affinity mask and CPU quota), one per GPU on CUDA "
+                             "(default 1)")
     parser.add_argument("--peer-time-limit", type=_seconds, default=None,
                         metavar="SECONDS",
                         help="wall-time limit of each job (one peer at one batch size, one "
@@ -319,7 +320,7 @@ def _check_process_count(processes: int, device: str) -> None:
     if device == "cpu" and processes > cores:
         raise ValueError(f"--processes {processes} on the cpu needs a core per process (each "
                          f"trains with its own compute threads); this process may run on "
-                         f"{cores} core(s) (os.sched_getaffinity)")
+                         f"{cores} core(s) (its affinity mask and CPU quota)")
 
 
 # Options that only some sections read: given for a run without any of them, they are said to

@@ -75,9 +75,9 @@ def add_data_arguments(parser: argparse.ArgumentParser, single_images: bool = Fa
     group.add_argument("--num_threads", type=loader_workers, default=None,
                        help="data loading worker processes; for a packed dataset in `fastp2p "
                             "train`, reader threads (at least 1); at most the cores this "
-                            "process may use (os.sched_getaffinity), or 4 on fewer cores "
-                            "(default: chosen from the usable cores, printed at the start; the "
-                            "reference's default is 4)")
+                            "process may use (its affinity mask and CPU quota), or 4 on fewer "
+                            "cores (default: chosen from the usable cores, printed at the "
+                            "start; the reference's default is 4)")
     group.add_argument("--input_nc", type=int, default=3, choices=(1, 3),
                        help="channels of the input image (1 converts it to grayscale)")
     group.add_argument("--output_nc", type=int, default=3, choices=(1, 3),

@@ -31,7 +31,7 @@ MAX_READERS = 8     # past this, more threads only add pinned memory: one reads 
 
 
 def default_readers() -> int:
-    """Reader threads: one per CPU this process may use (``os.sched_getaffinity``), at most
+    """Reader threads: one per CPU this process may use (``cpu_info.usable_cpus``), at most
     MAX_READERS."""
     return max(1, min(cpu_info.usable_cpus(), MAX_READERS))
 

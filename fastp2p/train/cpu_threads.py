@@ -4,8 +4,8 @@ PyTorch's default (one compute thread per core) plus the reference's 4 loader wo
 oversubscribes a small machine: on a loaded 2-core machine the default run was 5-11x slower
 than with OMP_NUM_THREADS=1 (README, Train, has the figures), mostly because OpenMP threads
 that wait for a descheduled sibling burn their time slices. So fastp2p counts the cores this
-process may run on (``os.sched_getaffinity``: what taskset, cpusets and container limits leave
-it) and:
+process may use (``cpu_info.usable_cpus``: the affinity mask that taskset and cpusets set, at
+most the control group's CPU quota, as docker --cpus sets it) and:
 
 - on a CPU device, trains with no loader workers on up to 2 usable cores (decoding the small
   images costs far less than a step), else one worker plus one per 8 cores (at most 4), and
@@ -81,12 +81,15 @@ def choose_threads(device_type: str, num_threads_option, *, packed=False, cores=
                    busy=None, environ=None) -> ThreadChoice:
     """The choice for a run on ``device_type`` ("cpu" | "cuda"). ``num_threads_option``: the
     --num_threads given, or None; ``packed``: the data is read by PackedDeviceLoader's threads.
-    ``cores``, ``busy`` and ``environ`` default to this machine's (tests pass their own)."""
+    ``cores``, ``busy`` and ``environ`` default to this machine's (tests pass their own); with
+    this machine's cores, the line names the cgroup's CPU quota where one is set."""
     import torch
 
     environ = os.environ if environ is None else environ
+    quota = None
     if cores is None:
         cores = max(1, cpu_info.usable_cpus() // local_processes(environ))
+        quota = cpu_info.cpu_quota()
     if num_threads_option is not None:
         workers, workers_from = num_threads_option, "--num_threads"
     elif device_type == "cuda":
@@ -117,8 +120,10 @@ def choose_threads(device_type: str, num_threads_option, *, packed=False, cores=
             readers = max(1, workers)
             readers_from = workers_from + (", at least one" if readers > workers else "")
         loading, workers = f"{readers} packed-data reader thread(s) ({readers_from})", 0
-    summary = (f"threads: {cores} usable core(s) -> torch {threads} compute thread(s) "
-               f"({threads_from}), {loading}; set OMP_NUM_THREADS or --num_threads to change")
+    quota_note = "" if quota is None else f" (CPU quota of this cgroup: {quota:g} CPUs)"
+    summary = (f"threads: {cores} usable core(s){quota_note} -> torch {threads} compute "
+               f"thread(s) ({threads_from}), {loading}; set OMP_NUM_THREADS or --num_threads "
+               f"to change")
     return ThreadChoice(threads, workers, summary, readers)
 
 

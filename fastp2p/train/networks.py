@@ -8,13 +8,12 @@ families from the same config.
 """
 import os
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import NamedTuple, Optional
 
 import torch
 
 import fastp2p
-from fastp2p import reference
+from fastp2p import cgroups, reference
 from fastp2p.byte_sizes import binary_size
 from fastp2p.train.image_sizes import discriminator_layers
 from fastp2p.train.memory_errors import first_line, is_out_of_memory
@@ -178,29 +177,12 @@ def network_parameters(args, *, discriminator: bool, generator=None) -> dict:
     return counts
 
 
-def cgroup_memory_limit_files(proc_cgroup="/proc/self/cgroup", mount="/sys/fs/cgroup") -> list:
+def cgroup_memory_limit_files(proc_cgroup=None, mount=None) -> list:
     """The files holding a memory limit of this process's control group and of each group
-    above it (a parent's limit applies too), as /proc/self/cgroup names the group: cgroup v2's
-    ``memory.max`` (line ``0::PATH``), v1's ``memory/memory.limit_in_bytes`` (line
-    ``N:...memory...:PATH``). In a container with its own cgroup namespace PATH is "/", the
-    mount's root; a job runner's group without one (systemd-run, slurm) is a folder below it."""
-    try:
-        lines = Path(proc_cgroup).read_text().splitlines()
-    except OSError:
-        lines = []
-    files = []
-    for line in lines:
-        number, controllers, group = (line.split(":", 2) + ["", ""])[:3]
-        if number == "0" and controllers == "":
-            folder, name = Path(mount), "memory.max"
-        elif "memory" in controllers.split(","):
-            folder, name = Path(mount) / "memory", "memory.limit_in_bytes"
-        else:
-            continue
-        here = folder / group.strip("/")
-        files += [parent / name for parent in (here, *here.parents)
-                  if parent.is_relative_to(folder)]
-    return files
+    above it (``cgroups.group_folders``): cgroup v2's ``memory.max``, v1's
+    ``memory/memory.limit_in_bytes``."""
+    return [folder / ("memory.max" if is_v2 else "memory.limit_in_bytes")
+            for folder, is_v2 in cgroups.group_folders("memory", proc_cgroup, mount)]
 
 
 def cgroup_memory_limit(files=None) -> int | None:
@@ -209,11 +191,8 @@ def cgroup_memory_limit(files=None) -> int | None:
     or v2's "max" (no limit; v1 writes a number near 2**63 instead, larger than any memory)."""
     limits = []
     for path in cgroup_memory_limit_files() if files is None else files:
-        try:
-            text = Path(path).read_text().strip()
-        except (OSError, UnicodeDecodeError):
-            continue
-        if text.isdigit() and int(text) > 0:
+        text = cgroups.read_text(path)
+        if text is not None and text.isdigit() and int(text) > 0:
             limits.append(int(text))
     return min(limits, default=None)
 
