@@ -32,6 +32,7 @@ import torch
 from torch.utils.data import BatchSampler, DataLoader, DistributedSampler, default_collate
 from torch.utils.data.dataloader import _MultiProcessingDataLoaderIter
 
+from fastp2p import cpu_info
 from fastp2p.data.errors import DataError, shown_path
 
 
@@ -237,7 +238,6 @@ class _WorkersStartedWhole(DataLoader):
     def _get_iterator(self):
         if self.num_workers == 0:
             return super()._get_iterator()
-        self.check_worker_number_rationality()
         iterator = _MultiProcessingDataLoaderIter.__new__(_MultiProcessingDataLoaderIter)
         try:
             iterator.__init__(self)
@@ -247,6 +247,16 @@ class _WorkersStartedWhole(DataLoader):
                 raise WorkersNotStarted(error, self.num_workers) from error
             raise
         return iterator
+
+
+    def check_worker_number_rationality(self) -> None:
+        """torch's warning that the workers outnumber the cores ("excessive worker creation
+        might get DataLoader running slow or even freeze"), only past the workers --num_threads
+        takes (``cpu_info.most_loader_workers``: on fewer cores, 4, the reference's default,
+        which only take turns on them), and only from the constructor: torch's
+        ``_get_iterator``, which this one replaces, warned a second time."""
+        if self.num_workers > cpu_info.most_loader_workers(cpu_info.usable_cpus()):
+            super().check_worker_number_rationality()
 
 
 def _kill_started_workers(iterator) -> None:
