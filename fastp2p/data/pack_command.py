@@ -19,6 +19,7 @@ PACK_AGAIN = "run the same command again to resume (finished shards are kept)"
 SYNTHETIC_AGAIN = ("while writing the synthetic pairs; run the same command again to finish "
                    "them (the pairs written are kept)")
 STOPPED_BY_SIGTERM = "stopped by SIGTERM"
+VERIFY_AGAIN = "--verify changed nothing: run it again to check the pack"
 
 DESCRIPTION = f"""\
 Decode and resize every pair of DATAROOT once and write OUT/PHASE/ shards of uint8 A|B pairs
@@ -164,7 +165,10 @@ def run(args: argparse.Namespace) -> int:
         if packing:
             parser.error(f"--verify OUT checks a pack and packs nothing, so "
                          f"{unread_options(packing)}")
-        return _verify(Path(args.verify), progress)
+        # verify only reads: stopping it loses nothing. As PID 1 (a container's), a SIGTERM
+        # left at its default action is dropped, so `docker stop` waited for its SIGKILL.
+        with exit_at_sigterm(f"fastp2p pack: {STOPPED_BY_SIGTERM}; {VERIFY_AGAIN}"):
+            return _verify(Path(args.verify), progress)
     try:
         require_packages(("PIL", "tqdm"), extra="data")
     except MissingPackage as err:
