@@ -170,12 +170,16 @@ def test_a_failed_inference_row_gets_no_ratio_beside_a_measured_fastp2p():
     assert rows[1]["fastp2p_ratio"] is None
 
 
-def test_cpu_inference_cases_run_at_two_threads_and_at_every_core(monkeypatch):
+def test_cpu_inference_cases_run_at_two_threads_and_at_every_usable_core(monkeypatch):
+    """Every core the process may use: a container's CPU quota (here 6 of the host's 16) caps
+    the count, as it caps the training's threads (os.cpu_count() timed the host's 16)."""
+    from fastp2p import cpu_info
     from fastp2p.bench import inference
 
-    monkeypatch.setattr(inference.os, "cpu_count", lambda: 16)
+    monkeypatch.setattr(cpu_info.os, "sched_getaffinity", lambda pid: set(range(16)))
+    monkeypatch.setattr(cpu_info, "cpu_quota", lambda: 5.5)
     cases = inference.inference_cases("cpu", quick=False)
-    assert sorted({case.threads for case in cases}) == [2, 16]
+    assert sorted({case.threads for case in cases}) == [2, 6]
 
 
 def test_an_fp32_output_off_the_reference_by_a_thousandth_fails_its_check():

@@ -21,7 +21,6 @@ is timed; in train mode (dropout: each module draws its own masks) for its shape
 folding and packing happen there), as training rows record theirs. Ratios: every non-fastp2p
 row gets ``fastp2p_ratio``, the fastest fastp2p variant of the same case over it.
 """
-import os
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -33,6 +32,7 @@ from fastp2p.bench.defaults import (GPU_INFERENCE_BATCH_SIZES, INFERENCE_COMPILE
 from fastp2p.bench.networks import NetworkConfig, build_generator, make_batch
 from fastp2p.bench.runner import Job
 from fastp2p.bench.timing import benchmark, cudnn_benchmark
+from fastp2p.cpu_info import usable_cpus
 
 FP32_CHECK, BF16_CHECK = 1e-4, 2e-2  # relative error bounds vs the fp32 reference (DESIGN §5)
 
@@ -93,15 +93,17 @@ def _variants(device_type: str, compile_modes: tuple, quick: bool):
 
 
 def inference_cases(device: str, *, quick: bool):
-    """GPU: batch 1, 16, 64; CPU: batch 1 and 4 at 2 threads and at every core (quick: batch 1,
-    the current thread count); eval and train mode each."""
+    """GPU: batch 1, 16, 64; CPU: batch 1 and 4 at 2 threads and at every usable core (the
+    affinity mask and the container's CPU quota: cpu_info.usable_cpus; quick: batch 1, the
+    current thread count); eval and train mode each."""
     device_type = torch.device(device).type
     if quick:
         return [InferenceCase("cpu", 1, train) for train in INFERENCE_TRAIN_MODES]
     if device_type == "cuda":
         return [InferenceCase(device, batch, train) for batch in GPU_INFERENCE_BATCH_SIZES
                 for train in INFERENCE_TRAIN_MODES]
-    threads = sorted({min(2, os.cpu_count() or 1), os.cpu_count() or 1})
+    cores = usable_cpus()
+    threads = sorted({min(2, cores), cores})
     return [InferenceCase("cpu", batch, train, n) for n in threads for batch in (1, 4)
             for train in INFERENCE_TRAIN_MODES]
 
