@@ -31,10 +31,13 @@ RUN = ("import atexit, os, sys\n"
     ["test", "--netG", "unet_16"],
     ["train", "--task", "edges2photo", "--dataroot", "."],
     ["test", "--dataroot", ".", "--task", "gray2color"],
+    ["train", "--model", "cycle_gan", "--dataroot", "."],
+    ["train", "--gpu_ids", "0,1", "--dataroot", "."],
 ], ids=["bench section", "bench steps", "bench peer", "bench quick on cuda",
         "bench graph on cpu", "pack without folders", "pack load size", "pack shard size",
         "pack synthetic without DATAROOT", "train netG", "test netG", "train task and dataroot",
-        "test task and dataroot"])
+        "test task and dataroot", "train model before its missing split",
+        "train gpu ids before its missing split"])
 def test_refused_before_torch_loads(tmp_path, argv):
     # outside the checkout, whose fastp2p/ would shadow the installed package
     result = subprocess.run([sys.executable, "-c", RUN, *argv], cwd=tmp_path,

@@ -139,11 +139,7 @@ def apply_reference_options(args: argparse.Namespace, phase: str) -> str | None:
     Raises ValueError (one line) for a value fastp2p cannot honour. Returns the one line to print
     about the ignored options that were given, or None.
     """
-    if args.model not in (("pix2pix", "test") if phase == "test" else ("pix2pix",)):
-        # an empty name (--model "") has no reference implementation to point to
-        elsewhere = f", or the reference implementation for {args.model}" if args.model else ""
-        raise ValueError(f"--model {args.model or repr('')}: fastp2p implements pix2pix only; "
-                         f"use --model pix2pix (or leave it out){elsewhere}")
+    refuse_unsupported_values(args, phase)
     if phase == "test":
         _resolve_test_model(args)
     args.name = run_name(args)
@@ -156,6 +152,20 @@ def apply_reference_options(args: argparse.Namespace, phase: str) -> str | None:
     if phase == "train":
         args.log_every = _log_every(args)
     return _ignored_line(args, phase)
+
+
+def refuse_unsupported_values(args: argparse.Namespace, phase: str) -> None:
+    """ValueError (one line) for a --model or --gpu_ids value fastp2p cannot honour on any
+    device: a model other than pix2pix, ids that are no integers, several GPUs. Needs no torch
+    and no file, so train asks it before its checks of the dataset and the run folder: a
+    reference user's --model cycle_gan was told that DATAROOT/train is missing."""
+    if args.model not in (("pix2pix", "test") if phase == "test" else ("pix2pix",)):
+        # an empty name (--model "") has no reference implementation to point to
+        elsewhere = f", or the reference implementation for {args.model}" if args.model else ""
+        raise ValueError(f"--model {args.model or repr('')}: fastp2p implements pix2pix only; "
+                         f"use --model pix2pix (or leave it out){elsewhere}")
+    if args.gpu_ids is not None:
+        _gpus(args.gpu_ids, phase)
 
 
 def run_name(args: argparse.Namespace) -> str:
@@ -218,9 +228,9 @@ def results_folder_name(args: argparse.Namespace) -> str:
     return f"{args.phase}_{args.epoch}"
 
 
-def _device_for_gpu_ids(gpu_ids: str, device: str, phase: str) -> str:
-    from fastp2p.train.distributed import launched_world_size
-
+def _gpus(gpu_ids: str, phase: str) -> list:
+    """The GPU ids of --gpu_ids (none: the CPU); ValueError for ids that are no integers or
+    several GPUs."""
     try:
         ids = [int(item) for item in gpu_ids.split(",") if item.strip()]
     except ValueError:
@@ -236,6 +246,13 @@ def _device_for_gpu_ids(gpu_ids: str, device: str, phase: str) -> str:
         raise ValueError(f"--gpu_ids {gpu_ids}: fastp2p runs one process per GPU; use "
                          f"`torchrun --nproc_per_node={len(gpus)} -m fastp2p ...` without "
                          "--gpu_ids (CUDA_VISIBLE_DEVICES picks which GPUs)")
+    return gpus
+
+
+def _device_for_gpu_ids(gpu_ids: str, device: str, phase: str) -> str:
+    from fastp2p.train.distributed import launched_world_size
+
+    gpus = _gpus(gpu_ids, phase)
     wanted = f"cuda:{gpus[0]}" if gpus else "cpu"
     if gpus and launched_world_size() > 1:
         raise ValueError(f"--gpu_ids {gpu_ids} under torchrun: each process takes "

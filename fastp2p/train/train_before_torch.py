@@ -53,7 +53,9 @@ def _check_options(args) -> None:
     device nor torch, so run before torch loads; a ValueError here exits with code 2, as
     argparse's errors do. An explicit --device cpu is known here too."""
     from fastp2p.train.image_sizes import check_options_fit_unet, check_patchgan_fits_images
+    from fastp2p.train.reference_options import refuse_unsupported_values
 
+    refuse_unsupported_values(args, "train")   # --model cycle_gan, several --gpu_ids
     if args.resume_or_start and args.overwrite:
         raise ValueError("--resume_or_start keeps the run in CHECKPOINTS_DIR/NAME and "
                          "--overwrite starts a new one there: keep one of them")
