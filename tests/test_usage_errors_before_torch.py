@@ -168,13 +168,15 @@ def test_a_fresh_run_into_a_folder_holding_one_is_refused_before_torch_loads(tmp
                              "it)\n"), result.stderr
 
 
-@pytest.mark.parametrize("saved, also", [(None, ""),
-                                         ("5_train_state.pth", ", or resume a saved set "
-                                                               "(--epoch 5)")],
-                         ids=["no run folder", "another set"])
+@pytest.mark.parametrize("saved, also, sizes", [
+    (None, "", []), ("5_train_state.pth", ", or resume a saved set (--epoch 5)", []),
+    (None, "", ["--load_size", "64", "--crop_size", "64"])],
+    ids=["no run folder", "another set", "no run folder, a crop unet_256 cannot take"])
 def test_continue_train_with_nothing_to_resume_is_refused_before_torch_loads(tmp_path, saved,
-                                                                              also):
-    """A mistyped --name or --epoch with --continue_train was said after torch's import."""
+                                                                              also, sizes):
+    """A mistyped --name or --epoch with --continue_train was said after torch's import; and
+    with no train_opt.txt to take options from, the default unet_256 refused --crop_size 64
+    first (exit 2), advice that led only to this error."""
     (tmp_path / "data" / "train").mkdir(parents=True)
     (tmp_path / "data" / "train" / "0.png").write_bytes(bytes(range(256)))  # listed, not read
     if saved:
@@ -182,7 +184,7 @@ def test_continue_train_with_nothing_to_resume_is_refused_before_torch_loads(tmp
         (tmp_path / "checkpoints" / "tiny" / saved).write_bytes(bytes(range(256)))
     result = subprocess.run([sys.executable, "-c", RUN, "train", "--dataroot", "data",
                              "--checkpoints_dir", "checkpoints", "--name", "tiny",
-                             "--continue_train"],
+                             "--continue_train", *sizes],
                             cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert result.returncode == 1, result.stderr
     # (after the line on the options taken from the run's folder, where there is one)

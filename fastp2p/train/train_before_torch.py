@@ -37,15 +37,34 @@ def refuse_before_options(args, resume_notes) -> int | None:
 
 
 def resolve_and_check_options(args, resume_notes) -> int | None:
-    """The quick defaults resolved and ``_check_options``; 2 after its line for options that
-    do not fit each other, None when they fit."""
+    """The quick defaults resolved, then the checks below in order, each refusal after its
+    line: 2 for a --model or --gpu_ids fastp2p cannot honour, 1 for --continue_train with no
+    checkpoint to resume, 2 for options that do not fit each other; None when all pass. The
+    checkpoint comes before the options' sizes, as ``fastp2p test`` says it: a mistyped --name
+    has no train_opt.txt to take options from either, and the default unet_256 refused a
+    --crop_size with advice that led only to the missing checkpoint."""
+    from fastp2p.train.reference_options import refuse_unsupported_values
+
     resolve_quick_defaults(args)
-    try:
-        _check_options(args)   # as at once: options that do not fit each other
-    except ValueError as err:
-        print_refusal(err, resume_notes)
-        return 2
+    for check, exit_code in ((lambda args: refuse_unsupported_values(args, "train"), 2),
+                             (_check_something_to_resume, 1), (_check_options, 2)):
+        try:
+            check(args)
+        except ValueError as err:
+            print_refusal(err, resume_notes)
+            return exit_code
     return None
+
+
+def _check_something_to_resume(args) -> None:
+    """``check_something_to_resume`` of --continue_train's run folder; nothing to check without
+    --continue_train or where a lock file is there (a run training in the folder is said as
+    such by the claim)."""
+    from fastp2p.train.reference_options import checkpoint_label
+
+    folder = _unlocked_run_folder(args) if args.continue_train else None
+    if folder is not None:
+        check_something_to_resume(folder, checkpoint_label(args))
 
 
 def _check_options(args) -> None:
@@ -53,9 +72,7 @@ def _check_options(args) -> None:
     device nor torch, so run before torch loads; a ValueError here exits with code 2, as
     argparse's errors do. An explicit --device cpu is known here too."""
     from fastp2p.train.image_sizes import check_options_fit_unet, check_patchgan_fits_images
-    from fastp2p.train.reference_options import refuse_unsupported_values
 
-    refuse_unsupported_values(args, "train")   # --model cycle_gan, several --gpu_ids
     if args.resume_or_start and args.overwrite:
         raise ValueError("--resume_or_start keeps the run in CHECKPOINTS_DIR/NAME and "
                          "--overwrite starts a new one there: keep one of them")
@@ -104,22 +121,15 @@ def refuse_restarted_run(args) -> int | None:
 
 
 def refuse_missing_inputs(args, resume_notes) -> int | None:
-    """1 after its line where the training split is missing or holds no image, or
-    --continue_train finds no checkpoint to resume: said before torch loads (seconds, for a
-    mistyped --phase, --name or --epoch), as the dataset and the resume say it after (they
-    read the images and the checkpoint); EXIT_IN_USE where a `fastp2p pack` is writing the
-    split, as the dataset says it after; None when both are there. The checkpoint is not
-    looked for where a lock file is: a run training in the folder is said as such by the
-    claim."""
+    """1 after its line where the training split is missing or holds no image: said before
+    torch loads (seconds, for a mistyped --phase), as the dataset says it after (it reads the
+    images); EXIT_IN_USE where a `fastp2p pack` is writing the split, as the dataset says it
+    after; None when it is there."""
     from fastp2p.data.create import refuse_unreadable_split
     from fastp2p.data.folder_lock import PackFolderBusy
-    from fastp2p.train.reference_options import checkpoint_label
 
-    folder = _unlocked_run_folder(args) if args.continue_train else None
     try:
         refuse_unreadable_split(args, args.phase)
-        if folder is not None:
-            check_something_to_resume(folder, checkpoint_label(args))
     except ValueError as err:   # a DataError too
         print_refusal(err, resume_notes)
         return EXIT_IN_USE if isinstance(err, PackFolderBusy) else 1
