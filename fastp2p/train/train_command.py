@@ -126,8 +126,9 @@ def _resume_notes(args, given) -> tuple:
     """Turn --resume_or_start into --continue_train or not, and with --continue_train take the
     options the command line does not give (``given``; None: a caller's own namespace, all of
     whose options count as given) from the run's options file: (the lines that say what was
-    done, for rank 0 to print once the run holds its folder; the relative --dataroot taken from
-    a file that does not say where it is relative to, or None: TakenOptions.dataroot_from_here).
+    done and the warnings on what of the file could not be taken, for rank 0 to print once the
+    run holds its folder, on stdout and stderr; the relative --dataroot taken from a file that
+    does not say where it is relative to, or None: TakenOptions.dataroot_from_here).
     """
     from fastp2p.train.reference_options import checkpoint_label, run_name
     from fastp2p.train.saved_options import OPTIONS_FILE, saved_options_note
@@ -135,7 +136,7 @@ def _resume_notes(args, given) -> tuple:
     try:   # the folder as --suffix will name it, and the set --load_iter will load
         folder, label = Path(args.checkpoints_dir) / run_name(args), checkpoint_label(args)
     except ValueError:   # a --suffix refused: said as the options are checked
-        return [], None
+        return [], [], None
     notes = []
     if args.resume_or_start and not args.continue_train and not args.overwrite:
         args.continue_train = holds_checkpoint(folder, label)
@@ -143,10 +144,14 @@ def _resume_notes(args, given) -> tuple:
                      if args.continue_train else
                      f"--resume_or_start: no checkpoint {label} in {folder}: a new run")
     if not args.continue_train or given is None or not folder.is_dir():
-        return notes, None   # (no folder: the missing checkpoint's error says so)
+        return notes, [], None   # (no folder: the missing checkpoint's error says so)
     taken, unreadable = saved_options_note(args, register, given, folder / OPTIONS_FILE)
-    notes.append(f"--continue_train: {unreadable or taken.describe()}")
-    return notes, taken and taken.dataroot_from_here
+    if unreadable:
+        return notes, [f"--continue_train: {unreadable}"], None
+    warnings = taken.warnings()
+    return ([*notes, f"--continue_train: {taken.summary()}"],
+            [f"--continue_train: {'; '.join(warnings)}"] if warnings else [],
+            taken.dataroot_from_here)
 
 
 def run(args: argparse.Namespace, times=None, name_files: bool = True) -> int:
@@ -155,8 +160,8 @@ def run(args: argparse.Namespace, times=None, name_files: bool = True) -> int:
     summary names where the checkpoints, samples, loss plot, loss log and page are; the
     benchmark's end-to-end job turns it off, as its run folder is removed with the job."""
     # first: the options taken from the run decide everything after (--dataroot, the packages)
-    resume_notes, dataroot_from_here = _resume_notes(args,
-                                                     vars(args).pop("given_options", None))
+    said, warned, dataroot_from_here = _resume_notes(args, vars(args).pop("given_options", None))
+    resume_notes = (*said, *warned)   # before a refusal, all on stderr
     code = refuse_before_options(args, resume_notes)
     if code is not None:
         return code
@@ -195,8 +200,10 @@ def run(args: argparse.Namespace, times=None, name_files: bool = True) -> int:
     say, say_error = _messengers(info)
     if ignored:
         say(ignored)
-    for note in resume_notes:
+    for note in said:
         say(note)
+    for warning in warned:
+        say_error(warning)
     trackers, loader, training = [], None, False
     try:
         graphs = args.graphs

@@ -50,11 +50,11 @@ def test_the_current_folder_is_said_and_not_recorded_as_the_runs(older_run, data
                                                                  capsys):
     (tmp_path / "B" / "data").symlink_to(data)
     assert _resume(older_run) == 0, capsys.readouterr().err
-    taken = [line for line in capsys.readouterr().out.splitlines()
-             if line.startswith("--continue_train: took")]
-    assert len(taken) == 1, taken
+    warned = [line for line in capsys.readouterr().err.splitlines()   # a warning: on stderr
+              if line.startswith("--continue_train: warning:")]
+    assert len(warned) == 1, warned
     assert (f"its --dataroot data is read from the current folder, as {tmp_path / 'B' / 'data'}"
-            in taken[0]), taken[0]
+            in warned[0]), warned[0]
     saved = read_options(older_run / "tiny" / "train_opt.txt")
     assert saved["dataroot"] == "data" and WORKING_DIR not in saved, saved
     assert saved["n_epochs"] == "2"   # trained on: the file was written
@@ -62,5 +62,5 @@ def test_the_current_folder_is_said_and_not_recorded_as_the_runs(older_run, data
 
 def test_a_dataroot_given_is_recorded_with_the_folder(older_run, data, capsys):
     assert _resume(older_run, "--dataroot", str(data)) == 0, capsys.readouterr().err
-    assert "read from the current folder" not in capsys.readouterr().out
+    assert "read from the current folder" not in capsys.readouterr().err
     assert WORKING_DIR in read_options(older_run / "tiny" / "train_opt.txt")

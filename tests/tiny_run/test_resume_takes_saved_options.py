@@ -113,13 +113,31 @@ def test_an_option_given_at_its_default_value_is_given(run_of_lr, capsys):
     assert _saved(run_of_lr / "tiny")["lr"] == "0.0002"
 
 
-def test_without_an_options_file_one_line_says_the_defaults_apply(run_of_lr, data, capsys):
+def test_without_an_options_file_one_line_on_stderr_says_the_defaults_apply(run_of_lr, data,
+                                                                            capsys):
     (run_of_lr / "tiny" / "train_opt.txt").unlink()
     argv = train_argv(data, run_of_lr, "--n_epochs_decay", "0", "--no_html", "--continue_train")
     assert main(argv) == 0, capsys.readouterr().err
-    lines = [line for line in capsys.readouterr().out.splitlines()
-             if line.startswith("--continue_train:")]
+    captured = capsys.readouterr()
+    assert "--continue_train:" not in captured.out, captured.out
+    lines = [line for line in captured.err.splitlines() if line.startswith("--continue_train:")]
     assert len(lines) == 1 and "train_opt.txt cannot be read (No such file" in lines[0], lines
+
+
+def test_a_value_the_options_file_lost_is_a_warning_on_stderr(run_of_lr, capsys):
+    """The warning went to stdout among the progress lines, joined to the options taken (test
+    and train's other warnings say theirs on stderr)."""
+    options = run_of_lr / "tiny" / "train_opt.txt"
+    options.write_text(options.read_text().replace("beta1: 0.5\n", "beta1: x\n"))
+    assert main(_resume_argv(run_of_lr)) == 0, capsys.readouterr().err
+    captured = capsys.readouterr()
+    assert "warning" not in captured.out, captured.out
+    taken = [line for line in captured.out.splitlines() if line.startswith("--continue_train:")]
+    assert len(taken) == 1 and taken[0].startswith("--continue_train: took "), taken
+    warned = [line for line in captured.err.splitlines() if line.startswith("--continue_train:")]
+    assert warned == [f"--continue_train: warning: {options} holds values this fastp2p cannot "
+                      "read, so the defaults are used in their place: --beta1 'x' (the default "
+                      "0.5 used)"], captured.err
 
 
 def test_the_resume_comparison_covers_the_schedule_and_the_batch():
