@@ -207,3 +207,31 @@ def test_a_second_request_while_the_stop_s_save_is_written_says_the_save(tmp_pat
     latest = folder.manifest("latest")   # on disk as main returns: no write goes on behind it
     assert (latest and latest["step"], "without saving" in err) == (2, False), err
     assert f"SIGINT received: saved {folder.path}/latest_* at step 2" in err
+
+
+# A complete train run as the `fastp2p` command runs it (no argv: the process ends with main),
+# which sends itself a SIGTERM as its end report begins
+_SIGTERM_AT_THE_END_REPORT = """
+import os, signal, sys
+from fastp2p.cli import main
+from fastp2p.train import train_command
+report_end = train_command._report_end
+def signalled_then_report(*args, **kwargs):
+    os.kill(os.getpid(), signal.SIGTERM)
+    report_end(*args, **kwargs)
+train_command._report_end = signalled_then_report
+sys.exit(main())
+"""
+
+
+def test_a_stop_request_after_a_complete_runs_last_save_leaves_it_complete(tmp_path):
+    """The SIGTERM killed the saved, complete run at the default action (-15: a stopped run's
+    143 in a shell), its end report unsaid; a stopped run and test ignore it by then."""
+    from helpers.train_helpers import train_argv, write_aligned_dataset
+
+    data = write_aligned_dataset(tmp_path / "data")
+    argv = train_argv(data, tmp_path / "checkpoints", "--n_epochs_decay", "0", "--no_html")
+    result = subprocess.run([sys.executable, "-c", _SIGTERM_AT_THE_END_REPORT, *argv],
+                            cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "loss log:" in result.stdout and result.stderr == "", result.stdout + result.stderr

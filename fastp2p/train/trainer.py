@@ -335,6 +335,9 @@ class Trainer:
                     if stop is not None:
                         raise self._stopped(stop)
                 self.writer.wait()
+                # the run is complete and saved: a stop during its end report or the process's
+                # exit is ignored, as a stopped run's (its default action gave 143, a stop's code)
+                stops.hold()
             except TrainingStopped as stop:
                 if stop.exit_code == EXIT_FAILED:  # a failure (non-finite values): an error line
                     self._say_on_every_rank(error_line("train", stop))
