@@ -38,22 +38,58 @@ def refuse_before_options(args, resume_notes) -> int | None:
 
 def resolve_and_check_options(args, resume_notes) -> int | None:
     """The quick defaults resolved, then the checks below in order, each refusal after its
-    line: 2 for a --model or --gpu_ids fastp2p cannot honour, 1 for --continue_train with no
-    checkpoint to resume, 2 for options that do not fit each other; None when all pass. The
-    checkpoint comes before the options' sizes, as ``fastp2p test`` says it: a mistyped --name
-    has no train_opt.txt to take options from either, and the default unet_256 refused a
-    --crop_size with advice that led only to the missing checkpoint."""
-    from fastp2p.train.reference_options import refuse_unsupported_values
-
+    line: 2 for a --model or --gpu_ids fastp2p cannot honour, for options that do not fit each
+    other, for a fresh run into a folder that holds one; 1 for --continue_train with no
+    checkpoint to resume; 2 for sizes the networks cannot take and CUDA-only options on the
+    CPU; None when all pass. The checkpoint comes before the sizes, as ``fastp2p test`` says
+    it: a mistyped --name has no train_opt.txt to take options from either, and the default
+    unet_256 refused a --crop_size with advice that led only to the missing checkpoint."""
     resolve_quick_defaults(args)
-    for check, exit_code in ((lambda args: refuse_unsupported_values(args, "train"), 2),
-                             (_check_something_to_resume, 1), (_check_options, 2)):
+    # (the fresh run's refusal is of the folder, not of options a resume took: said alone)
+    for check, exit_code, context in ((_refuse_unsupported_values, 2, resume_notes),
+                                      (_check_option_pairs, 2, resume_notes),
+                                      (_check_fresh_run, 2, ()),
+                                      (_check_something_to_resume, 1, resume_notes),
+                                      (_check_sizes_and_device, 2, resume_notes)):
         try:
             check(args)
         except ValueError as err:
-            print_refusal(err, resume_notes)
+            print_refusal(err, context)
             return exit_code
     return None
+
+
+def _refuse_unsupported_values(args) -> None:
+    from fastp2p.train.reference_options import refuse_unsupported_values
+    refuse_unsupported_values(args, "train")   # --model cycle_gan, several --gpu_ids
+
+
+def _check_option_pairs(args) -> None:
+    """Options that do not fit each other (single values are checked by argparse), whatever
+    the run folder holds; a ValueError here exits with code 2, as argparse's errors do."""
+    if args.resume_or_start and args.overwrite:
+        raise ValueError("--resume_or_start keeps the run in CHECKPOINTS_DIR/NAME and "
+                         "--overwrite starts a new one there: keep one of them")
+    last_epoch = args.n_epochs + args.n_epochs_decay
+    if not args.continue_train and args.epoch_count > last_epoch:
+        raise ValueError(f"no epoch to train: --epoch_count {args.epoch_count} is past the last "
+                         f"epoch, --n_epochs {args.n_epochs} + --n_epochs_decay "
+                         f"{args.n_epochs_decay} = {last_epoch}; raise --n_epochs or "
+                         "--n_epochs_decay, or lower --epoch_count")
+    if args.lr_policy == "cosine" and args.n_epochs < 1:
+        raise ValueError("--lr_policy cosine anneals the lr over --n_epochs, which must be >= 1 "
+                         f"(got {args.n_epochs})")
+
+
+def _check_fresh_run(args) -> None:
+    """``check_fresh_run`` (a fresh run into a folder that holds one; --continue_train with
+    --overwrite), asked before torch loads (seconds, for the refusal a rerun of the same
+    command meets) and asked again by ``train_command._claim_run_folder`` under the folder's
+    lock; nothing to check where a lock file is: a run training in the folder is said as such
+    by the claim."""
+    folder = _unlocked_run_folder(args)
+    if folder is not None:
+        check_fresh_run(argparse.Namespace(**{**vars(args), "name": folder.name}))
 
 
 def _check_something_to_resume(args) -> None:
@@ -67,24 +103,11 @@ def _check_something_to_resume(args) -> None:
         check_something_to_resume(folder, checkpoint_label(args))
 
 
-def _check_options(args) -> None:
-    """Checks that need several options (single values are checked by argparse) and neither the
-    device nor torch, so run before torch loads; a ValueError here exits with code 2, as
-    argparse's errors do. An explicit --device cpu is known here too."""
+def _check_sizes_and_device(args) -> None:
+    """The image sizes the networks must take, and the CUDA-only options of an explicit
+    --device cpu: checks that need neither the device nor torch, so run before torch loads."""
     from fastp2p.train.image_sizes import check_options_fit_unet, check_patchgan_fits_images
 
-    if args.resume_or_start and args.overwrite:
-        raise ValueError("--resume_or_start keeps the run in CHECKPOINTS_DIR/NAME and "
-                         "--overwrite starts a new one there: keep one of them")
-    last_epoch = args.n_epochs + args.n_epochs_decay
-    if not args.continue_train and args.epoch_count > last_epoch:
-        raise ValueError(f"no epoch to train: --epoch_count {args.epoch_count} is past the last "
-                         f"epoch, --n_epochs {args.n_epochs} + --n_epochs_decay "
-                         f"{args.n_epochs_decay} = {last_epoch}; raise --n_epochs or "
-                         "--n_epochs_decay, or lower --epoch_count")
-    if args.lr_policy == "cosine" and args.n_epochs < 1:
-        raise ValueError("--lr_policy cosine anneals the lr over --n_epochs, which must be >= 1 "
-                         f"(got {args.n_epochs})")
     check_options_fit_unet(args)
     check_patchgan_fits_images(args)
     if args.device == "cpu" and args.gpu_ids is None:   # (--gpu_ids may name a GPU instead)
@@ -101,23 +124,6 @@ def refuse_cuda_only_options(args, device: str) -> None:
     if args.graphs:
         raise ValueError(f"--graphs (cuda_graph) needs a CUDA device, this run is on {device}; "
                          "use --no-graphs")
-
-
-def refuse_restarted_run(args) -> int | None:
-    """2 after its line for a fresh run into a folder that holds one (``check_fresh_run``),
-    asked before torch loads (seconds, for the refusal a rerun of the same command meets) and
-    asked again by ``train_command._claim_run_folder`` under the folder's lock; None when it
-    may go on, or when a lock file is there: a run training in the folder is said as such by
-    the claim."""
-    folder = _unlocked_run_folder(args)
-    if folder is None:
-        return None
-    try:
-        check_fresh_run(argparse.Namespace(**{**vars(args), "name": folder.name}))
-    except ValueError as err:
-        print_refusal(err)
-        return 2
-    return None
 
 
 def refuse_missing_inputs(args, resume_notes) -> int | None:

@@ -18,7 +18,7 @@ from fastp2p.train.resuming import (check_dataroot_from_here, check_fresh_run, h
 from fastp2p.train.trackers import add_tracker_arguments
 from fastp2p.train.train_before_torch import (print_refusal, refuse_before_options,
                                               refuse_cuda_only_options, refuse_missing_inputs,
-                                              refuse_restarted_run, resolve_and_check_options)
+                                              resolve_and_check_options)
 
 DESCRIPTION = """\
 Train pix2pix (conditional GAN, Isola et al. 2017) on a paired dataset. Every option of the
@@ -167,8 +167,6 @@ def run(args: argparse.Namespace, times=None, name_files: bool = True) -> int:
         return code
     load_size_given = not isinstance(args.load_size, QuickDefault)
     code = resolve_and_check_options(args, resume_notes)
-    if code is None:
-        code = refuse_restarted_run(args)
     if code is None:
         code = refuse_missing_inputs(args, resume_notes)
     if code is not None:
