@@ -575,10 +575,11 @@ def run_and_save(settings, out_dir) -> int:
 
 
 def main(argv=None) -> int:
-    """``python -m benchmarks``: the same options as ``fastp2p bench``. A caller that passes
+    """``python -m benchmarks``: the same options as ``fastp2p bench``; the exit code, 2 for an
+    option error too (only ``--help`` ends in argparse's ``SystemExit``). A caller that passes
     ``argv`` gets its own stop handlers back, as from ``fastp2p.cli.main``."""
     from fastp2p.bench.stops import caller_handlers_back
-    from fastp2p.command_errors import CommandParser
+    from fastp2p.command_errors import CommandParser, UsageError
     from fastp2p.train.saved_options import given_options
     from fastp2p.train.stdout_reader import run_with_guarded_stdout
 
@@ -587,6 +588,9 @@ def main(argv=None) -> int:
     add_arguments(parser)
     words = sys.argv[1:] if argv is None else list(argv)
     with caller_handlers_back(in_process=argv is not None):
-        args = parser.parse_args(words)
+        try:
+            args = parser.parse_args(words)
+        except UsageError as usage_error:   # --help's exit goes on, as argparse's
+            return usage_error.code
         args.given_options = given_options(parser, words)   # as fastp2p.cli gives them
         return run_with_guarded_stdout(run, args)
