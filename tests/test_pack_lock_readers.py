@@ -103,7 +103,8 @@ def test_a_pack_being_written_now_is_named_so_with_its_pid_not_as_unfinished(pac
         with pytest.raises(DataError) as error:
             _open(out)
         capsys.readouterr()
-        assert main(["pack", "--verify", str(out), "--no-progress"]) == 1
+        # as train and test say a pack being written: try again later (it was 1, a bad pack)
+        assert main(["pack", "--verify", str(out), "--no-progress"]) == EXIT_IN_USE
         verify_err = capsys.readouterr().err
     for message in (str(error.value), verify_err):
         assert f"a `fastp2p pack` is writing this pack now (pid {pid}); wait for it" in message

@@ -63,8 +63,9 @@ measure packing and training on."""
 EPILOG = f"""\
 exit codes: 0 packed (or up to date; --verify: every pack passed), 1 failed (a message says
 why; --verify: a pack is bad), 2 options refused, {EXIT_IN_USE} OUT/PHASE in use by another
-fastp2p pack writing it, or by a training or fastp2p test reading a pack this run would change
-(try again later), 130 Ctrl-C, 143 SIGTERM (run the same command again to resume)."""
+fastp2p pack writing it (--verify: the packs that failed are being written), or by a training
+or fastp2p test reading a pack this run would change (try again later), 130 Ctrl-C, 143
+SIGTERM (run the same command again to resume)."""
 
 
 def _phase_name(text: str) -> str:
@@ -343,9 +344,12 @@ def _verify(root, progress: bool) -> int:
     """--verify: sizes and checksums of the shards, no image decoded, so no Pillow needed (tqdm
     only for the progress bar). Every pack is checked, and every shard of each, past bad ones:
     each problem is a line on stderr, each pack's result a line on stdout, then (for several
-    packs, passed or not) a total; exit 1 if anything was bad. A pack whose lock file training
-    refuses (a link, FIFO or folder at .pack.lock) fails unchecked, as training would."""
+    packs, passed or not) a total; exit 1 if anything was bad, EXIT_IN_USE where all that
+    failed is packs a `fastp2p pack` is writing now (try again later, as train and test say of
+    them). A pack whose lock file training refuses (a link, FIFO or folder at .pack.lock) fails
+    unchecked, as training would."""
     from fastp2p.data.errors import DataError, counted
+    from fastp2p.data.folder_lock import PackFolderBusy
     from fastp2p.data.packed_index import bad_shard_files, lock_file_problem, read_index
     from fastp2p.optional_packages import MissingPackage, require_packages
 
@@ -359,7 +363,7 @@ def _verify(root, progress: bool) -> int:
     except DataError as error:
         print_error("pack", error)
         return 1
-    failed = []     # "NAME (what)" of each pack that failed
+    failed, busy = [], 0     # "NAME (what)" of each pack that failed; how many being written
     for phase_dir, problem in found:
         if problem is None:     # a lock file training refuses fails the pack as it does
             problem = lock_file_problem(phase_dir)
@@ -371,6 +375,7 @@ def _verify(root, progress: bool) -> int:
         if problem is not None:     # its shards cannot be checked against an index
             print_error("pack", problem)
             failed.append(f"{phase_dir.name} (not checked)")
+            busy += isinstance(problem, PackFolderBusy)
             continue
         bad = list(bad_shard_files(phase_dir, index, progress=progress))
         for _, line in bad[:MAX_LISTED]:
@@ -389,7 +394,9 @@ def _verify(root, progress: bool) -> int:
         print(f"{root}: {len(failed)} of {counted(len(found), 'pack')} failed the check: "
               f"{', '.join(failed)}" if failed
               else f"{root}: all {counted(len(found), 'pack')} passed the check")
-    return 1 if failed else 0
+    if not failed:
+        return 0
+    return EXIT_IN_USE if busy == len(failed) else 1
 
 
 def _packs_to_verify(root) -> list:
