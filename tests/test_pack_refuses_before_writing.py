@@ -49,6 +49,14 @@ def test_out_inside_a_phase_folder_read_is_refused_before_anything_is_written(tm
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "OUT is inside DATAROOT's phase folder" in err
     assert _tree(data) == pairs
+    # a phase folder not packed this run, or not there yet, is one later reads of DATAROOT take
+    # as a phase: shards in data/val were files that no image, data/test an empty split
+    for out, phase in (("val", ["--phase", "train"]), ("test", [])):
+        assert main(["pack", str(data), str(data / out), *phase, "--no-progress",
+                     "--workers", "1"]) == 1, out
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and f"phase folder {data / out}" in err, err
+        assert _tree(data) == pairs
     # beside the phase folders, inside DATAROOT, is fine: nothing read is there
     assert main(["pack", str(data), str(data / "packed"), "--no-progress", "--workers", "1"]) == 0
 

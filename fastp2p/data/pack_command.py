@@ -44,9 +44,9 @@ same command again; finished shards whose checksum verifies are kept. A pack in 
 interrupted, made from another DATAROOT (their resolved paths differ) or with another
 --load_size is refused unless --overwrite asks to replace it (one of the same DATAROOT and
 --load_size is resumed, or updated where images were added, removed or changed); an index.json
-there that pack did not write is always refused, and so is an OUT inside a phase folder that
-is read (DATAROOT/train/x), a second pack into a folder another
-one is writing, and a run that would change a pack being read by a training or `fastp2p test`
+there that pack did not write is always refused, and so is an OUT inside one of DATAROOT's
+phase folders (DATAROOT/train/x; train/, val/, test/ or a --phase, there or not), a second
+pack into a folder another one is writing, and a run that would change a pack being read by a training or `fastp2p test`
 (stop it first: its shards would change under it) or checked by another `fastp2p pack`; a re-run
 that finds the pack up to date changes nothing and goes through. `fastp2p pack --verify OUT`
 checks every shard's size and both checksums against the index, as training does, in every pack
@@ -292,14 +292,16 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _refuse_out_among_inputs(dataroot, out, phases: list) -> None:
-    """DataError where OUT is DATAROOT or lies inside a phase folder that is read: its shards
-    and index would be written among the images (a re-run, and every later read of the
-    dataset, would take them for input files)."""
+    """DataError where OUT is DATAROOT or lies inside one of its phase folders: train/, val/,
+    test/ or a --phase, whether or not it is there or packed by this run. Its shards and index
+    would be written among the images or as a phase of their own (a re-run, and every later
+    read of the dataset, would take them for input files, or for an empty split)."""
     from fastp2p.data.errors import DataError, shown_path
+    from fastp2p.data.packed_index import PHASES
 
     if out.resolve() == dataroot.resolve():
         raise DataError(f"{shown_path(out)}: OUT must differ from DATAROOT")
-    for phase in phases:
+    for phase in dict.fromkeys((*PHASES, *phases)):
         if out.resolve().is_relative_to((dataroot / phase).resolve()):
             raise DataError(f"{shown_path(out)}: OUT is inside DATAROOT's phase folder "
                             f"{shown_path(dataroot / phase)}, which pack reads as images; "
