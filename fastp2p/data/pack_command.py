@@ -8,7 +8,8 @@ from fastp2p.byte_sizes import binary_size
 from fastp2p.command_errors import EXIT_IN_USE, options_given, print_error, unread_options
 from fastp2p.data.worker_pool import exit_at_sigterm
 from fastp2p.inodes import disk_limit_advice
-from fastp2p.option_types import given_path, image_side, pack_workers, plain_name, seed
+from fastp2p.option_types import (given_path, image_side, pack_workers, plain_name,
+                                  positive_int, seed)
 from fastp2p.terminal import is_terminal
 
 # Bad shard files --verify names one line each per pack; more are counted in one line, so that
@@ -111,7 +112,8 @@ def register(commands) -> None:
     parser.add_argument("--workers", type=pack_workers, default=None,
                         help="processes that decode and write shards in parallel, at most the "
                              "CPUs this process may use, or 4 on fewer (default: all of them)")
-    parser.add_argument("--pairs-per-shard", dest="pairs_per_shard", type=int, default=None,
+    parser.add_argument("--pairs-per-shard", dest="pairs_per_shard", type=positive_int,
+                        default=None,
                         help="pairs in each shard file (default: about 256 MB per shard, and at "
                              "least 16 shards when there are enough pairs)")
     parser.add_argument("--gray", action="store_true",
@@ -195,8 +197,6 @@ def run(args: argparse.Namespace) -> int:
         parser.error("--synthetic writes aligned A|B images: drop --dataset_mode two_folders")
     if args.dataroot is None or (args.out is None and args.synthetic is None):
         parser.error("pass DATAROOT and OUT (or --verify OUT)" + swallowed)
-    if args.pairs_per_shard is not None and args.pairs_per_shard < 1:
-        parser.error(f"--pairs-per-shard must be >= 1, got {args.pairs_per_shard}")
     from fastp2p.data.pack import write_phase
     from fastp2p.data.pack_plan import pair_bytes, plan_phase, refuse_other_pack
 
