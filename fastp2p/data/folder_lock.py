@@ -106,8 +106,8 @@ def packing_folder(folder: Path):
 
 def _another_pack_writing(folder: Path, fd: int) -> PackFolderBusy:
     return PackFolderBusy(f"{folder}: another `fastp2p pack` is writing this folder"
-                     f"{_holders(fd, 'WRITE')}; wait for it to finish (then run this command "
-                     "again: finished shards are kept), or pack into another OUT")
+                          f"{_holders(fd, 'WRITE')}; wait for it to finish (then run this "
+                          "command again: finished shards are kept), or pack into another OUT")
 
 
 def _lock_exclusively(folder: Path, fd: int) -> None:

@@ -47,9 +47,10 @@ interrupted, made from another DATAROOT (their resolved paths differ) or with an
 --load_size is resumed, or updated where images were added, removed or changed); an index.json
 there that pack did not write is always refused, and so is an OUT inside one of DATAROOT's
 phase folders (DATAROOT/train/x; train/, val/, test/ or a --phase, there or not), a second
-pack into a folder another one is writing, and a run that would change a pack being read by a training or `fastp2p test`
-(stop it first: its shards would change under it) or checked by another `fastp2p pack`; a re-run
-that finds the pack up to date changes nothing and goes through. `fastp2p pack --verify OUT`
+pack into a folder another one is writing, and a run that would change a pack being read by a
+training or `fastp2p test` (stop it first: its shards would change under it) or checked by
+another `fastp2p pack`; a re-run that finds the pack up to date changes nothing and goes
+through. `fastp2p pack --verify OUT`
 checks every shard's size and both checksums against the index, as training does, in every pack
 in OUT (any --phase name), going on past a bad one: it names each bad shard (the first
 {MAX_LISTED} of a pack, then their count) and the command that repacks it, prints each pack's

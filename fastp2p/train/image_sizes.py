@@ -4,7 +4,8 @@ and a size that is not failed at the first forward, after "training ...", naming
 --load_size nor --preprocess; a PatchGAN needs sides its layers leave a logit map of. Also the
 size test saves an image at (``aspect_ratio_size``). Nothing here loads torch, so train asks
 the checks that the options alone decide before loading it
-(train_before_torch._check_sizes_and_device); test asks them after reading the checkpoint, which names the options a run was trained with.
+(train_before_torch._check_sizes_and_device); test asks them after reading the checkpoint,
+which names the options a run was trained with.
 
 The --preprocess modes that crop (resize_and_crop, crop, scale_width_and_crop) give
 --crop_size squares; scale_width gives images --load_size wide and as tall as the images'
