@@ -248,7 +248,6 @@ class _WorkersStartedWhole(DataLoader):
             raise
         return iterator
 
-
     def check_worker_number_rationality(self) -> None:
         """torch's warning that the workers outnumber the cores ("excessive worker creation
         might get DataLoader running slow or even freeze"), only past the workers --num_threads
