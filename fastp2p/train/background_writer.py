@@ -74,9 +74,15 @@ class BackgroundWriter:
         """A pool whose thread is started, on a job that does nothing. A pool starts its
         thread in its first submit, after queueing the job: an interrupt as the thread started
         left it unknown to the pool, and ``close`` returned while it wrote the job (a
-        checkpoint). Interrupted here, the pool is dropped, and its idle thread ends with it."""
+        checkpoint). Interrupted here, the pool is shut down, which ends its idle thread: left to
+        end when the pool was collected, it outlived a caller that kept the exception (its frames
+        hold the pool), and the process hung at exit waiting for it."""
         pool = ThreadPoolExecutor(1, thread_name_prefix="fastp2p-writer")
-        pool.submit(int)
+        try:
+            pool.submit(int)
+        except BaseException:
+            pool.shutdown(wait=False)   # its None on the queue ends even a thread the pool lost
+            raise
         return pool
 
     def _run(self, job):
