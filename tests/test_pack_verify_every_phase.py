@@ -34,15 +34,15 @@ def test_verify_fails_on_a_corrupt_pack_of_another_phase_name_beside_train(tmp_p
 
 
 def test_verify_refuses_the_packing_options_it_would_ignore(tmp_path, capsys):
-    """--verify packs nothing: packing options given with it (values pack refuses too, such as
-    --pairs-per-shard -4) were ignored without a word, and so was --phase (every phase folder's
-    pack is checked). --no-progress still applies. A value that the option's type refuses as
-    it is parsed (--load_size 0, as --workers 0) is said first, as for any command."""
+    """--verify packs nothing: packing options given with it were ignored without a word, and
+    so was --phase (every phase folder's pack is checked). --no-progress still applies. A value
+    that the option's type refuses as it is parsed (--load_size 0, --pairs-per-shard -4, as
+    --workers 0) is said first, as for any command."""
     out = _pack(tmp_path, "train")
     capsys.readouterr()
     # parser.error, as pack's usage errors: exit code 2
     assert main(["pack", "--verify", str(out), "--load_size", "72", "--gray", "--pairs-per-shard",
-                 "-4", "--no-progress"]) == 2
+                 "4", "--no-progress"]) == 2
     error = capsys.readouterr().err.splitlines()[-1]
     assert error == ("fastp2p pack: error: --verify OUT checks a pack and packs nothing, so "
                      "--load_size, --pairs-per-shard, --gray would do nothing: drop them"), error
