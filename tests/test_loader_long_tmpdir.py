@@ -4,14 +4,19 @@ temporary folder (pymp-*), which was made in TMPDIR whatever its length: past a 
 limit (107 bytes on Linux) the worker failed to listen ("AF_UNIX path too long") and the main
 process waited for its batch forever. The folder is now made in a system temporary folder where
 the sockets fit, or the run is refused in one line."""
+import multiprocessing.util
 import os
 import subprocess
 import sys
+import tempfile
+import threading
 
 from helpers.train_helpers import one_line, train_argv, write_aligned_dataset
+from fastp2p.data import loader
 
 # Long enough that no socket fits under it on any platform (a socket address holds ~100 bytes)
 LONG = "t" * 120
+HANG_GUARD_S = 120   # only ends a wait that would otherwise hang; never reached when it passes
 
 _ONE_BATCH_FROM_A_WORKER = """\
 import multiprocessing.util
@@ -81,3 +86,29 @@ def test_train_refuses_a_tmpdir_too_long_with_no_system_temp_folder_to_use(tmp_p
     assert f"the temporary folder {tmpdir} (TMPDIR, {len(os.fsencode(tmpdir))} bytes)" in line
     assert "set TMPDIR to a folder of at most" in line, line
     assert not [name for name in os.listdir(tmpdir) if name.startswith("pymp-")]   # none made
+
+
+def test_two_loaders_set_up_at_once_leave_the_temporary_folder_to_tmpdir(tmp_path, monkeypatch):
+    """Review 61c #2: each loader names a short folder in ``tempfile.tempdir`` while
+    multiprocessing makes its own, and restores the value it read; a second one set up
+    meanwhile (another thread) read the first's short folder, restored it last, and every later
+    temporary file of the process went there instead of TMPDIR. The second now waits."""
+    tmpdir = str(tmp_path / LONG)   # too long: the loaders name /tmp meanwhile
+    monkeypatch.setattr(tempfile, "tempdir", tmpdir)
+    second = threading.Thread(target=loader._share_temp_folder_with_workers)
+    second_in, first_out = threading.Event(), threading.Event()
+
+    def get_temp_dir():   # nothing made: a name whose sockets fit
+        if threading.current_thread() is second:
+            second_in.set()
+            first_out.wait(HANG_GUARD_S)   # the first restores its value before this one
+        else:
+            second.start()
+            second_in.wait(1)   # in vain where the second waits for the first
+        return "/tmp/pymp-x"
+
+    monkeypatch.setattr(multiprocessing.util, "get_temp_dir", get_temp_dir)
+    loader._share_temp_folder_with_workers()
+    first_out.set()
+    second.join()
+    assert tempfile.tempdir == tmpdir

@@ -25,6 +25,7 @@ import random
 import signal
 import socket
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 
@@ -138,6 +139,12 @@ def _import_what_batches_import() -> None:
         pass
 
 
+# Held while tempfile.tempdir names another folder, so that two loaders set up at once (in two
+# threads) cannot restore each other's value: one that read the other's short base as the value
+# to restore left every later temporary file of the process there, not in TMPDIR
+_SWAPPING_TEMPDIR = threading.Lock()
+
+
 def _share_temp_folder_with_workers() -> None:
     """Make this process's multiprocessing temporary folder (a ``pymp-*`` in TMPDIR) before any
     worker starts, so that the workers, forked from it, use it instead of making their own. A
@@ -151,14 +158,16 @@ def _share_temp_folder_with_workers() -> None:
     TMPDIR whatever its length, and a worker that could not listen there died of it while this
     process waited for its batch forever. ``tempfile.tempdir`` names that base only while
     multiprocessing makes its folder (its own call: it keeps the folder, and removes it at exit,
-    as it keeps any); a temporary file another thread made just then would go there too."""
-    base = _base_for_sockets()
-    was = tempfile.tempdir
-    tempfile.tempdir = base
-    try:
-        multiprocessing.util.get_temp_dir()
-    finally:
-        tempfile.tempdir = was
+    as it keeps any), under a lock that other loaders being set up wait for; a temporary file
+    another thread made just then would go there too."""
+    with _SWAPPING_TEMPDIR:
+        base = _base_for_sockets()
+        was = tempfile.tempdir
+        tempfile.tempdir = base
+        try:
+            multiprocessing.util.get_temp_dir()
+        finally:
+            tempfile.tempdir = was
 
 
 # Where tempfile looks when none of TMPDIR, TEMP, TMP names a folder; newer Pythons'
