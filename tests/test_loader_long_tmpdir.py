@@ -3,7 +3,8 @@ TMPDIR, say). A worker sends each batch's tensors through a socket in the multip
 temporary folder (pymp-*), which was made in TMPDIR whatever its length: past a socket address's
 limit (107 bytes on Linux) the worker failed to listen ("AF_UNIX path too long") and the main
 process waited for its batch forever. The folder is now made in a system temporary folder where
-the sockets fit, or the run is refused in one line."""
+the sockets fit, or the run is refused in one line, as it is where multiprocessing made its
+folder in TMPDIR before the loader."""
 import multiprocessing.util
 import os
 import subprocess
@@ -86,6 +87,34 @@ def test_train_refuses_a_tmpdir_too_long_with_no_system_temp_folder_to_use(tmp_p
     assert f"the temporary folder {tmpdir} (TMPDIR, {len(os.fsencode(tmpdir))} bytes)" in line
     assert "set TMPDIR to a folder of at most" in line, line
     assert not [name for name in os.listdir(tmpdir) if name.startswith("pymp-")]   # none made
+
+
+_TRAIN_AFTER_MULTIPROCESSING_MADE_ITS_FOLDER = """\
+import multiprocessing.util
+import sys
+
+from fastp2p.cli import main
+
+multiprocessing.util.get_temp_dir()   # as a Pool, a Manager or a DataLoader used before would
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_train_refuses_a_multiprocessing_folder_made_before_in_a_tmpdir_too_long(tmp_path):
+    """Review 61c #1: multiprocessing makes its folder once per process; one made in TMPDIR
+    before the first loader was kept whatever its length, and the worker died on 'AF_UNIX path
+    too long' while train waited for its batch forever (until this test's timeout)."""
+    tmpdir = tmp_path / LONG
+    tmpdir.mkdir()
+    data = write_aligned_dataset(tmp_path / "data", phases=("train",))
+    argv = train_argv(data, tmp_path / "checkpoints")
+    argv[argv.index("--num_threads") + 1] = "1"   # one loader worker process
+    run = _run(tmp_path, _TRAIN_AFTER_MULTIPROCESSING_MADE_ITS_FOLDER, *argv, tmpdir=tmpdir)
+    assert run.returncode == 1, run.stderr
+    line = one_line(run.stderr)
+    assert f"the multiprocessing temporary folder {tmpdir}/pymp-" in line, line
+    assert "made in this process before the data loader" in line, line
+    assert "set TMPDIR to a folder of at most" in line, line
 
 
 def test_two_loaders_set_up_at_once_leave_the_temporary_folder_to_tmpdir(tmp_path, monkeypatch):

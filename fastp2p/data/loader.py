@@ -159,15 +159,34 @@ def _share_temp_folder_with_workers() -> None:
     process waited for its batch forever. ``tempfile.tempdir`` names that base only while
     multiprocessing makes its folder (its own call: it keeps the folder, and removes it at exit,
     as it keeps any), under a lock that other loaders being set up wait for; a temporary file
-    another thread made just then would go there too."""
+    another thread made just then would go there too. A folder multiprocessing made before
+    (anything in the process may) is kept as it is, and refused where the sockets do not fit in
+    it (``_refuse_a_folder_made_too_long``)."""
     with _SWAPPING_TEMPDIR:
         base = _base_for_sockets()
         was = tempfile.tempdir
         tempfile.tempdir = base
         try:
-            multiprocessing.util.get_temp_dir()
+            folder = multiprocessing.util.get_temp_dir()
         finally:
             tempfile.tempdir = was
+        _refuse_a_folder_made_too_long(folder)   # its advice reads TMPDIR: not the swap's base
+
+
+def _refuse_a_folder_made_too_long(folder: str) -> None:
+    """A ValueError where the workers' sockets do not fit in ``folder``, a multiprocessing
+    temporary folder made before the first loader in a TMPDIR too long for them: the workers
+    would die on it while this process waited for their batches forever. It is refused, not
+    replaced by one in a shorter folder: multiprocessing keeps one folder per process (in its
+    private ``_config``), and whatever made this one may be using it."""
+    if _listener_fits(folder):
+        return
+    raise ValueError(
+        f"the multiprocessing temporary folder {shown_path(folder)} "
+        f"({len(os.fsencode(folder))} bytes), made in this process before the data loader, is "
+        f"too long for the data loader workers' sockets: set TMPDIR to a folder of at most "
+        f"{_longest_base(tempfile.gettempdir())} bytes, or load the data in this process "
+        "(--num_threads 0)")
 
 
 # Where tempfile looks when none of TMPDIR, TEMP, TMP names a folder; newer Pythons'
@@ -181,29 +200,52 @@ def _base_for_sockets() -> str:
     Windows' pipes), else the first writable system temporary folder where they fit; a
     ValueError naming TMPDIR and its length where none does."""
     base = tempfile.gettempdir()
-    if multiprocessing.connection.default_family != "AF_UNIX" or _socket_fits_in(base):
+    if _socket_fits_in(base):
         return base
     for folder in _SYSTEM_TEMP_FOLDERS:
         if os.access(folder, os.W_OK | os.X_OK) and os.path.isdir(folder) \
                 and _socket_fits_in(folder):
             return folder
-    longest = _longest_socket_path() - (_socket_path_length(base) - len(os.fsencode(base)))
     raise ValueError(
         f"the temporary folder {shown_path(base)} (TMPDIR, {len(os.fsencode(base))} bytes) is "
         f"too long for the data loader workers' sockets, and none of "
         f"{', '.join(_SYSTEM_TEMP_FOLDERS)} is a writable folder where they fit: set TMPDIR to "
-        f"a folder of at most {longest} bytes, or load the data in this process "
+        f"a folder of at most {_longest_base(base)} bytes, or load the data in this process "
         "(--num_threads 0)")
 
 
+def _longest_base(base: str) -> int:
+    """The most bytes a folder like ``base`` may have for the workers' sockets to fit under a
+    ``pymp-*`` folder made in it."""
+    return _longest_socket_path() - (_socket_path_length(base) - len(os.fsencode(base)))
+
+
 def _socket_fits_in(base: str) -> bool:
-    return _socket_path_length(base) <= _longest_socket_path()
+    """Whether the workers' sockets fit under a ``pymp-*`` folder made in ``base``."""
+    return _listener_fits(_temp_folder_name_in(base))
+
+
+def _listener_fits(folder: str) -> bool:
+    """Whether a worker's socket in ``folder`` fits a socket address (or it is no file socket:
+    Windows' pipes)."""
+    return multiprocessing.connection.default_family != "AF_UNIX" \
+        or _listener_path_length(folder) <= _longest_socket_path()
 
 
 def _socket_path_length(base: str) -> int:
     """The bytes of a socket a worker listens on (its path in the address) under a ``pymp-*``
     folder in ``base``, named by the calls multiprocessing names them by (nothing made)."""
-    folder = tempfile.mktemp(prefix="pymp-", dir=base)
+    return _listener_path_length(_temp_folder_name_in(base))
+
+
+def _temp_folder_name_in(base: str) -> str:
+    """A name as long as the ``pymp-*`` folder multiprocessing would make in ``base``."""
+    return tempfile.mktemp(prefix="pymp-", dir=base)
+
+
+def _listener_path_length(folder: str) -> int:
+    """The bytes of a socket a worker listens on in ``folder``, named as multiprocessing names
+    it (nothing made)."""
     return len(os.fsencode(tempfile.mktemp(prefix="listener-", dir=folder)))
 
 
