@@ -186,8 +186,9 @@ def test_a_worker_killed_by_close_leaves_nothing_in_tmpdir(tmp_path):
     """QA flaky #2: the worker sent its batch's tensors as file descriptors through a socket in
     a pymp-* folder of its own in TMPDIR; close killed it stuck in the next item, and the folder
     was left there at each run. The process's own folder, which the worker uses now, goes at
-    its exit. The TMPDIR is a short one in /tmp: the socket's path must fit a socket address
-    (108 bytes), which one in tmp_path, under pytest's folders, may not."""
+    its exit. The TMPDIR is a short one in /tmp, so that the folder is made in it and the check
+    can fail: under one too long for the worker's socket (a path of at most 107 bytes on Linux),
+    as one in tmp_path, under pytest's folders, may be, the loader makes it in /tmp instead."""
     with tempfile.TemporaryDirectory(dir="/tmp") as temp:
         # cwd: not the checkout, whose fastp2p/ folder would shadow the installed package
         run = subprocess.run([sys.executable, "-c", _CLOSE_WITH_A_STUCK_WORKER], cwd=tmp_path,
