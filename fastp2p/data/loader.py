@@ -13,8 +13,10 @@ main process raises it as the same one-line ``DataError`` naming the file.
 Workers that cannot all be started (a limit on open files, processes or memory reached part way)
 raise ``WorkersNotStarted``, once those already started are killed: they ignore the SIGTERM that
 multiprocessing's exit hook stops them with, and its join then waited for them forever. Batches
-that cannot be received for the same limit raise ``BatchesNotReceived``.
+that cannot be received for the same limit raise ``BatchesNotReceived``, and batches that cannot be
+put in the shared memory they pass through (/dev/shm full: Docker's is 64 MB) ``SharedMemoryFull``.
 """
+import contextlib
 import errno
 import functools
 import itertools
@@ -22,6 +24,7 @@ import multiprocessing.connection
 import multiprocessing.util
 import os
 import random
+import re
 import signal
 import socket
 import tempfile
@@ -47,6 +50,8 @@ class LoaderWorkersFailed(OSError):
     """The loader's ``workers`` worker processes failed with this OSError's errno, as ``what``
     says (with ``{workers}``), for the line ``loader_failures.loader_workers_failed`` makes."""
     what = ""
+    # what to make larger, said before fewer workers (None: the errno's own advice, if any)
+    enlarge = None
 
     def __init__(self, error: OSError, workers: int):
         super().__init__(error.errno, error.strerror)
@@ -66,8 +71,22 @@ class BatchesNotReceived(LoaderWorkersFailed):
     what = "could not receive the batches of the data loader's {workers} worker process(es)"
 
 
+class SharedMemoryFull(LoaderWorkersFailed):
+    """A worker could not put its batch in shared memory (``/dev/shm``), through which the
+    batches pass to this process: full (ENOSPC), as a container's small one is at a few large
+    batches in flight (torch's RuntimeError, with the worker's traceback, was a traceback)."""
+    what = ("could not pass the batches of the data loader's {workers} worker process(es) "
+            "through the shared memory in /dev/shm")
+    enlarge = "make /dev/shm larger (docker run --shm-size, 64 MB by default)"
+
+
 # How torch's RuntimeError for a batch that could not be received for want of descriptors starts
 _TORCH_OUT_OF_FILES = "Too many open files."
+# torch's RuntimeError where a worker's batch could not be given its shared memory segment,
+# which torch had made (named in it, from the root of /dev/shm) and leaves behind
+_TORCH_NO_SHARED_MEMORY = re.compile(
+    r"unable to allocate shared memory\(shm\) for file <(/[^/<>]+)>: [^\n]*\((\d+)\)$",
+    re.MULTILINE)
 
 
 @dataclass(frozen=True)
@@ -87,7 +106,25 @@ def _ignore_stop_signals(worker_id: int) -> None:
 
 def _collate(items: list):
     failures = [item for item in items if isinstance(item, _LoadFailure)]
-    return failures[0] if failures else default_collate(items)
+    if failures:
+        return failures[0]
+    try:
+        return default_collate(items)   # in a worker: the batch's tensors in shared memory
+    except RuntimeError as error:
+        _remove_unallocated_segment(error)
+        raise
+
+
+def _remove_unallocated_segment(error: RuntimeError) -> None:
+    """Remove the shared memory segment that torch made for a batch and then could not allocate
+    (``error``): torch leaves it, and a container's /dev/shm lasts as long as the container,
+    so each failed run left less of it to the next. Each worker removes its own: the main
+    process sees only the first worker's error."""
+    failed = _TORCH_NO_SHARED_MEMORY.search(str(error))
+    if failed is not None:
+        # /dev/shm holds POSIX shared memory on Linux; elsewhere (no such folder) it stays
+        with contextlib.suppress(OSError):
+            os.unlink("/dev/shm" + failed.group(1))
 
 
 class _SeededItems(torch.utils.data.Dataset):
@@ -436,17 +473,30 @@ def _stop_workers(iterator) -> None:
 
 def _raise_failures(batches, workers: int):
     """``batches``, with a worker's load failure raised as its DataError, and torch's
-    RuntimeError for the open-files limit as BatchesNotReceived."""
+    RuntimeErrors for a limit the workers reached as a LoaderWorkersFailed
+    (``_limit_reached``)."""
     try:
         for batch in batches:
             if isinstance(batch, _LoadFailure):
                 raise DataError(batch.message)
             yield batch
     except RuntimeError as error:
-        if not str(error).startswith(_TORCH_OUT_OF_FILES):
+        reached = _limit_reached(error, workers)
+        if reached is None:
             raise
-        raise BatchesNotReceived(OSError(errno.EMFILE, os.strerror(errno.EMFILE)),
-                                 workers) from error
+        raise reached from error
+
+
+def _limit_reached(error: RuntimeError, workers: int) -> LoaderWorkersFailed | None:
+    """``error``, torch's, as the limit the loader's ``workers`` reached: the open-files limit
+    (BatchesNotReceived) or a full shared memory (SharedMemoryFull); None for any other."""
+    if str(error).startswith(_TORCH_OUT_OF_FILES):
+        return BatchesNotReceived(OSError(errno.EMFILE, os.strerror(errno.EMFILE)), workers)
+    no_shared_memory = _TORCH_NO_SHARED_MEMORY.search(str(error))
+    if no_shared_memory is not None:
+        number = int(no_shared_memory.group(2))
+        return SharedMemoryFull(OSError(number, os.strerror(number)), workers)
+    return None
 
 
 def create_dataloader(dataset, batch_size: int, *, shuffle: bool, num_workers: int, seed: int,

@@ -65,10 +65,12 @@ def loader_workers_failed(err, then: str) -> str:
     """The line for ``err``, a ``LoaderWorkersFailed`` (fastp2p.data.loader: workers not
     started, or their batches not received): what failed, what ran out (its errno's words:
     "Too many open files" is the limit on open files, not the disk), what to raise for a
-    limit on open files (``read_error_advice``), and fewer workers. ``then``: what to do once
-    that is done ("run it again")."""
+    limit on open files (``read_error_advice``) or what else to make larger (its ``enlarge``:
+    a full shared memory), and fewer workers. ``then``: what to do once that is done ("run it
+    again")."""
     # (its other errnos' advice is a read's: EAGAIN there is a lease, here the process limit)
-    limit = read_error_advice(err) if err.errno in (errno.EMFILE, errno.ENFILE) else None
+    limit = err.enlarge or (read_error_advice(err) if err.errno in (errno.EMFILE, errno.ENFILE)
+                            else None)
     fewer = f"{limit}, or use fewer" if limit else "use fewer"
     return (f"{err.what.format(workers=err.workers)} ({err}): "
             f"{fewer} --num_threads (0 loads the data in this process), then {then}")
