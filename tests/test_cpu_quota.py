@@ -40,14 +40,39 @@ def fake_cgroup(tmp_path, monkeypatch):
     # a job runner's group: the smallest quota of the group and its parents
     ("0::/slice/job\n", {"slice/job/cpu.max": "max 100000", "slice/cpu.max": "300000 100000",
                          "cpu.max": "800000 100000"}, 3.0),
+    # a parent's quota below the group's own is the one that holds
+    ("0::/slice/job\n", {"slice/job/cpu.max": "400000 100000",
+                         "slice/cpu.max": "200000 100000"}, 2.0),
+    ("0::/job:1\n", {"job:1/cpu.max": "200000 100000"}, 2.0),     # a ':' in the group's path
     ("0::/\n", {"cpu.max": "a lot"}, None),                         # unreadable: no quota
+    ("0::/\n", {"cpu.max": "100000 0"}, None),                      # a zero period
+    ("0::/\n", {"cpu.max": "\u0661\u0665\u0660\u0660\u0660\u0660 100000"}, None),  # not ASCII
+    ("2:cpu,cpuacct:/\n", {"cpu/cpu.cfs_period_us": "100000"}, None),  # v1, no quota file
     ("0::/\n", {}, None),                                           # no file
     ("7:pids:/x\n", {"cpu.max": "100000 100000"}, None),            # no cpu group named
-], ids=["v2", "v2-max", "v1", "v1-unlimited", "parent", "garbage", "none", "other-controller"])
+    # cpuset's line names no cpu group, though "cpu" starts its name
+    ("5:cpuset:/other\n2:cpu,cpuacct:/\n", {"cpu/other/cpu.cfs_quota_us": "50000",
+                                            "cpu/other/cpu.cfs_period_us": "100000"}, None),
+], ids=["v2", "v2-max", "v1", "v1-unlimited", "parent", "parent-smaller", "colon-in-path",
+        "garbage", "zero-period", "non-ascii-digits", "v1-no-quota-file", "none",
+        "other-controller", "cpuset"])
 def test_the_quota_is_the_smallest_of_the_group_and_its_parents(fake_cgroup, proc, files,
                                                                   quota):
     fake_cgroup(proc, files)
     assert cpu_info.cpu_quota() == quota
+
+
+def test_unreadable_cgroup_files_are_no_quota(tmp_path):
+    """A /proc/self/cgroup that cannot be read (here a folder) names no group, and a cpu.max
+    that is not text sets no quota: neither stops option parsing."""
+    mount = tmp_path / "fs"
+    mount.mkdir()
+    (mount / "cpu.max").write_bytes(b"\xff\xfe 100000\n")
+    assert cpu_info.cpu_quota(tmp_path, mount) is None
+    (tmp_path / "cgroup").write_text("0::/\n")
+    assert cpu_info.cpu_quota(tmp_path / "cgroup", mount) is None
+    (mount / "cpu.max").write_text("300000 100000\n")
+    assert cpu_info.cpu_quota(tmp_path / "cgroup", mount) == 3.0
 
 
 @pytest.mark.parametrize("quota, usable", [
