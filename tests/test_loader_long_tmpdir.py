@@ -7,13 +7,17 @@ the sockets fit, or the run is refused in one line, as it is where multiprocessi
 folder in TMPDIR before the loader."""
 import multiprocessing.util
 import os
+import re
+import socket
 import subprocess
 import sys
 import tempfile
 import threading
 
-from helpers.train_helpers import one_line, train_argv, write_aligned_dataset
+import pytest
+
 from fastp2p.data import loader
+from helpers.train_helpers import one_line, train_argv, write_aligned_dataset
 
 # Long enough that no socket fits under it on any platform (a socket address holds ~100 bytes)
 LONG = "t" * 120
@@ -141,3 +145,90 @@ def test_two_loaders_set_up_at_once_leave_the_temporary_folder_to_tmpdir(tmp_pat
     first_out.set()
     second.join()
     assert tempfile.tempdir == tmpdir
+@pytest.fixture
+def short_folder():
+    """A folder in /tmp, short enough for the sockets (tmp_path may not be)."""
+    with tempfile.TemporaryDirectory(dir="/tmp") as folder:
+        yield folder
+
+
+def test_the_workers_folder_stays_in_a_tmpdir_where_their_sockets_fit(monkeypatch,
+                                                                       short_folder):
+    monkeypatch.setattr(tempfile, "tempdir", short_folder)
+    assert loader._base_for_sockets() == short_folder
+
+
+def test_the_longest_tmpdir_said_is_the_longest_where_the_sockets_fit(monkeypatch):
+    """The refusal's 'at most N bytes': a TMPDIR of N bytes is taken, one of N + 1 refused."""
+    monkeypatch.setattr(loader, "_SYSTEM_TEMP_FOLDERS", ())
+    monkeypatch.setattr(tempfile, "tempdir", "/" + LONG)
+    with pytest.raises(ValueError) as refused:
+        loader._base_for_sockets()
+    most = int(re.search(r"at most (\d+) bytes", str(refused.value)).group(1))
+    monkeypatch.setattr(tempfile, "tempdir", "/" + "a" * (most - 1))
+    assert loader._base_for_sockets() == "/" + "a" * (most - 1)
+    monkeypatch.setattr(tempfile, "tempdir", "/" + "a" * most)
+    with pytest.raises(ValueError):
+        loader._base_for_sockets()
+
+
+def test_the_longest_socket_path_is_the_longest_a_socket_binds(short_folder):
+    longest = loader._longest_socket_path()
+    for length, binds in ((longest, True), (longest + 1, False)):
+        path = os.path.join(short_folder, "s" * (length - len(short_folder) - 1))
+        with socket.socket(socket.AF_UNIX) as sock:
+            try:
+                sock.bind(path)
+            except OSError:
+                assert not binds, length
+            else:
+                assert binds, length
+
+
+_LISTENER_PATH_LENGTHS = """\
+import multiprocessing.connection
+import os
+import tempfile
+
+from fastp2p.data.loader import _socket_path_length
+
+address = multiprocessing.connection.arbitrary_address("AF_UNIX")
+print(len(os.fsencode(address)), _socket_path_length(tempfile.gettempdir()))
+"""
+
+
+def test_the_socket_path_measured_is_as_long_as_multiprocessing_s(tmp_path, short_folder):
+    run = _run(tmp_path, _LISTENER_PATH_LENGTHS, tmpdir=short_folder)
+    assert run.returncode == 0, run.stderr
+    made, measured = run.stdout.split()
+    assert made == measured
+
+
+def test_making_the_workers_folder_leaves_tempfile_s_folder_as_it_was(monkeypatch, tmp_path):
+    """Under a TMPDIR too long, tempfile's folder names the system's only while
+    multiprocessing makes its folder."""
+    tmpdir = tmp_path / LONG
+    tmpdir.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(tmpdir))
+    loader._share_temp_folder_with_workers()
+    assert tempfile.tempdir == str(tmpdir)
+
+
+@pytest.mark.parametrize("unusable", [
+    "file",
+    pytest.param("read-only", marks=pytest.mark.skipif(
+        os.geteuid() == 0, reason="root writes in a read-only folder")),
+])
+def test_a_system_temp_folder_not_a_writable_folder_is_passed_over(monkeypatch, tmp_path,
+                                                                   short_folder, unusable):
+    passed_over = os.path.join(short_folder, "x")
+    if unusable == "file":
+        open(passed_over, "w").close()
+        os.chmod(passed_over, 0o755)   # writable and executable: only not a folder
+    else:
+        os.mkdir(passed_over, 0o555)
+    usable = os.path.join(short_folder, "y")
+    os.mkdir(usable)
+    monkeypatch.setattr(loader, "_SYSTEM_TEMP_FOLDERS", (passed_over, usable))
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / LONG))
+    assert loader._base_for_sockets() == usable
