@@ -206,6 +206,20 @@ def test_host_copy_of_cuda_tensors_is_pinned_complete_and_owns_its_memory():
     assert torch.equal(copy["w"], expected) and copy["again"] is copy["w"]
 
 
+def test_a_failed_job_marks_the_writer_failed_and_close_drops_the_jobs():
+    """``failed`` (the trainer's cue to report no more) is set by the failure itself, and
+    ``close`` leaves no job behind whose error a later ``wait`` would raise."""
+    writer = BackgroundWriter()
+
+    def fails():
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    writer.submit(fails)
+    writer.close()
+    assert writer.failed
+    writer.wait()
+
+
 def test_a_failed_job_is_raised_before_the_next_one_runs_whatever_may_queue():
     """A sample or page job (in_flight 3, which need not wait for the failed one) after a
     failed save: the failure is raised at that submit and the job never runs. Dropping the
