@@ -118,3 +118,24 @@ def test_a_tensor_of_no_allowed_number_is_still_refused(option, value, expected)
     with pytest.raises(ValueError) as refused:
         Pix2PixEngine(*tiny_networks(), **{option: value})
     assert str(refused.value) == f"{option} must be {expected}, got {value!r}"
+
+
+@pytest.mark.parametrize("option, value, expected", [
+    ("lr", -1e-4, "a finite number >= 0"), ("lambda_L1", -1.0, "a finite number >= 0")])
+def test_a_negative_number_is_refused(option, value, expected):
+    message = f"{option} must be {expected}, got {value!r}"
+    with pytest.raises(ValueError) as refused:
+        Pix2PixEngine(*tiny_networks(), **{option: value})
+    assert str(refused.value) == message
+    if option == "lr":
+        with pytest.raises(ValueError) as refused:
+            Pix2PixEngine(*tiny_networks()).set_lr(value)
+        assert str(refused.value) == message
+
+
+def test_zero_is_taken_where_the_range_begins_at_it():
+    """lr, beta1 and lambda_L1 of 0, as --lr, --beta1 and --lambda_L1 take them."""
+    engine = Pix2PixEngine(*tiny_networks(), lr=0.0, beta1=0.0, lambda_L1=0.0)
+    engine.set_lr(0)
+    engine.step(*random_batches(1)[0])
+    assert engine.steps == 1
