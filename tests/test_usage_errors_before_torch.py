@@ -152,6 +152,23 @@ def test_train_options_that_do_not_fit_each_other_are_refused_before_torch_loads
     assert len(result.stderr.splitlines()) == 1, result.stderr
 
 
+@pytest.mark.parametrize("options, error", [
+    (["--model", "cycle_gan", "--epoch_count", "999"], "--model cycle_gan: fastp2p implements "
+                                                      "pix2pix only"),
+    (["--epoch_count", "999"], "no epoch to train: --epoch_count 999"),
+], ids=["a model before the option pairs", "the option pairs before the run's folder"])
+def test_train_s_refusals_before_torch_loads_come_in_their_order(tmp_path, options, error):
+    """A --model fastp2p cannot honour first, then options that do not fit each other, then
+    a fresh run into a folder that holds one (each exit 2)."""
+    (tmp_path / "checkpoints" / "tiny").mkdir(parents=True)
+    (tmp_path / "checkpoints" / "tiny" / "latest_net_G.pth").write_bytes(bytes(range(256)))
+    result = subprocess.run([sys.executable, "-c", RUN, "train", "--dataroot", ".",
+                             "--checkpoints_dir", "checkpoints", "--name", "tiny", *options],
+                            cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.startswith(f"fastp2p train: error: {error}"), result.stderr
+
+
 @pytest.mark.parametrize("saved", ["latest_net_G.pth", "latest_checkpoint.json"])
 def test_a_fresh_run_into_a_folder_holding_one_is_refused_before_torch_loads(tmp_path, saved):
     """The refusal a rerun of the same command meets came after torch's import (5-6 s)."""
