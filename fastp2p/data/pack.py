@@ -47,7 +47,7 @@ from fastp2p.data.packed_index import (FORMAT, INDEX_NAME, STATE_NAME, VERSION, 
                                        read_bookkeeping, read_pack_state, state_header,
                                        state_line)
 from fastp2p.data.transforms import BICUBIC
-from fastp2p.data.worker_pool import worker_pool
+from fastp2p.data.worker_pool import worker_pool, workers_starting
 from fastp2p.file_reads import FileTooLarge, read_error_advice
 from fastp2p.inodes import free_inodes, nearest_existing
 from fastp2p.terminal import stderr_bar
@@ -447,8 +447,10 @@ def _run_jobs(jobs: list, workers: int, bar):
         finally:
             _advance = None
         return
-    counter = multiprocessing.Value("q", 0)
-    with worker_pool(min(workers, len(jobs)), _count_into, (counter,)) as pool:
+    processes = min(workers, len(jobs))
+    with workers_starting(processes):   # the counter's lock and memory: in /dev/shm, as theirs
+        counter = multiprocessing.Value("q", 0)
+    with worker_pool(processes, _count_into, (counter,)) as pool:
         pending = [pool.submit(write_shard, job) for job in jobs]
         reported = 0
         while pending:

@@ -21,6 +21,7 @@ killed hung in 1 run of 4 to 2 of 7 of tests/test_pack_worker_killed.py under lo
 import collections
 import concurrent.futures
 import contextlib
+import errno
 import itertools
 import multiprocessing
 import multiprocessing.connection
@@ -115,10 +116,55 @@ def _end_all_at_a_death(workers: list) -> None:
 
 def _end(pool: concurrent.futures.ProcessPoolExecutor, workers: list) -> None:
     """Ends ``pool``'s ``workers`` by SIGTERM, at once (what they were writing, a re-run
-    writes again), and waits until the pool has cleaned up."""
+    writes again), and waits until the pool has cleaned up. Where the pool's thread could not
+    start (its shutdown would fail joining it), they were just forked and have had no task: a
+    SIGTERM before their initializer resets it runs the handler forked in, which kept one
+    running and its join waiting, so they are killed, and joined."""
+    manager = pool._executor_manager_thread
+    if manager is not None and manager.ident is None:
+        for worker in workers:
+            worker.kill()
+            worker.join()
+        return
     for worker in workers:
         worker.terminate()
     pool.shutdown(cancel_futures=True)
+
+
+@contextlib.contextmanager
+def workers_starting(processes: int):
+    """The block that makes and starts ``processes`` worker processes, or what they share: what
+    fails there (an OSError: a /dev/shm read-only or absent, where their locks and shared
+    values go, as in some containers; EAGAIN, or a thread that cannot start, Python's
+    RuntimeError: the limit on processes and threads) is raised as a DataError saying so, with
+    --workers 1, which packs in this process and needs none of them (a traceback was raised,
+    or the OSError was said as the output folder's)."""
+    try:
+        yield
+    except (OSError, RuntimeError) as error:
+        reason = _why_not_started(error)
+        if reason is None:
+            raise
+        raise DataError(f"could not start {processes} worker processes ({reason}); what was "
+                        "finished is kept: run the same command again with fewer --workers "
+                        "(1 packs in this process)") from error
+
+
+# Python's RuntimeError (3.13 and older) where a thread cannot start: EAGAIN, for a thread
+_THREAD_NOT_STARTED = "can't start new thread"
+
+
+def _why_not_started(error: Exception) -> str | None:
+    """What kept the workers from starting, said from ``error``; None for a RuntimeError that
+    is not a thread that could not start."""
+    if isinstance(error, RuntimeError):
+        if str(error) != _THREAD_NOT_STARTED:
+            return None
+    elif error.errno != errno.EAGAIN:
+        return f"[Errno {error.errno}] {error.strerror}" + (
+            f": {error.filename}" if error.filename is not None else "")
+    return ("the limit on processes and threads reached: ulimit -u, or a container's pids "
+            "limit")
 
 
 @contextlib.contextmanager
@@ -131,9 +177,10 @@ def worker_pool(processes: int, initializer=None, initargs: tuple = ()):
     are ended when the block raises, and stopped once idle when it ends. A Ctrl-C while they
     start is raised once they are started, so that the block's end ends them."""
     context = multiprocessing.get_context("spawn" if sys.platform == "win32" else "fork")
-    pool = concurrent.futures.ProcessPoolExecutor(
-        processes, mp_context=context, initializer=_start_worker,
-        initargs=(os.getpid(), initializer, initargs))
+    with workers_starting(processes):
+        pool = concurrent.futures.ProcessPoolExecutor(
+            processes, mp_context=context, initializer=_start_worker,
+            initargs=(os.getpid(), initializer, initargs))
     # the pool's own record of its workers (Python 3.14 has a terminate_workers, older ones
     # nothing public); the dict itself, which the pool's shutdown forgets but keeps filling
     workers = pool._processes
@@ -142,10 +189,11 @@ def worker_pool(processes: int, initializer=None, initargs: tuple = ()):
         # in ..."): the Ctrl-C was lost and the pack went on. A fork pool forks every worker at
         # its first task from Python 3.10.5 on (setup.py's python_requires); a spawn pool, one
         # at a task, as many as are busy.
-        with stops_deferred():
-            pool.submit(int)
-        if context.get_start_method() == "fork":
-            _watch(pool, list(workers.values()))
+        with workers_starting(processes):
+            with stops_deferred():
+                pool.submit(int)
+            if context.get_start_method() == "fork":
+                _watch(pool, list(workers.values()))
         yield pool
     except concurrent.futures.process.BrokenProcessPool as broken:
         _end(pool, list(workers.values()))
