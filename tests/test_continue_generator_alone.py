@@ -19,9 +19,11 @@ def test_a_generator_alone_is_refused_naming_the_missing_discriminator(tmp_path,
     assert main(train_argv(data, tmp_path / "ckpt", "--continue_train", "--no_html")) == 1
     captured = capsys.readouterr()
     assert "loading the networks" not in captured.out, captured.out
-    errors = captured.err.strip().splitlines()
-    assert len(errors) == 1, captured.err
-    assert f"{run / 'latest_net_D.pth'} is missing" in errors[0], errors[0]
-    assert "a generator alone" in errors[0] and "another --name" in errors[0], errors[0]
-    assert "train first" not in errors[0]
+    # the refusal, one line, after the warning that the run folder holds no train_opt.txt
+    warning, error = captured.err.strip().splitlines()
+    assert "train_opt.txt cannot be read" in warning, warning
+    assert error.startswith("fastp2p train: error: "), error
+    assert f"{run / 'latest_net_D.pth'} is missing" in error, error
+    assert "a generator alone" in error and "another --name" in error, error
+    assert "train first" not in error
     assert sorted(path.name for path in run.iterdir()) == ["latest_net_G.pth"]
