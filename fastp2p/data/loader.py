@@ -221,9 +221,7 @@ def _refuse_a_folder_made_too_long(folder: str) -> None:
     raise ValueError(
         f"the multiprocessing temporary folder {shown_path(folder)} "
         f"({len(os.fsencode(folder))} bytes), made in this process before the data loader, is "
-        f"too long for the data loader workers' sockets: set TMPDIR to a folder of at most "
-        f"{_longest_base(tempfile.gettempdir())} bytes, or load the data in this process "
-        "(--num_threads 0)")
+        f"too long for the data loader workers' sockets: {_tmpdir_advice(tempfile.gettempdir())}")
 
 
 # Where tempfile looks when none of TMPDIR, TEMP, TMP names a folder; newer Pythons'
@@ -246,9 +244,14 @@ def _base_for_sockets() -> str:
     raise ValueError(
         f"the temporary folder {shown_path(base)} (TMPDIR, {len(os.fsencode(base))} bytes) is "
         f"too long for the data loader workers' sockets, and none of "
-        f"{', '.join(_SYSTEM_TEMP_FOLDERS)} is a writable folder where they fit: set TMPDIR to "
-        f"a folder of at most {_longest_base(base)} bytes, or load the data in this process "
-        "(--num_threads 0)")
+        f"{', '.join(_SYSTEM_TEMP_FOLDERS)} is a writable folder where they fit: "
+        f"{_tmpdir_advice(base)}")
+
+
+def _tmpdir_advice(base: str) -> str:
+    """What to do where the workers' sockets do not fit under ``base`` (TMPDIR's folder)."""
+    return (f"set TMPDIR to a folder of at most {_longest_base(base)} bytes, or load the data "
+            "in this process (--num_threads 0)")
 
 
 def _longest_base(base: str) -> int:
