@@ -31,6 +31,8 @@ def test_results_files_named_exist(readme):
 NEWEST_RUNS = {
     "`AMD EPYC` (Zen 4)": ("cpu-inference-2core-epyc-zen4-20261207-55ead536-batch1.json",
                            "AMD EPYC (family 25, model 17)"),
+    "`AMD EPYC` (Zen 3)": ("cpu-inference-2core-epyc-zen3-20261207-3d05e75d-batch1.json",
+                           "AMD EPYC (family 25, model 1)"),
     "`AMD EPYC` (Zen 1)": ("cpu-inference-2core-epyc-zen1-20261205-d8e8908e-batch1.json",
                            "AMD EPYC (family 23, model 1)"),
     "`Intel(R) Xeon(R) Processor`": (NEWEST, "Intel(R) Xeon(R) Processor"),
