@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The one-call GPU check, for a CUDA machine with no package registry (torch, triton, pytest,
-# pytest-benchmark and matplotlib already installed):
+# pytest-benchmark and matplotlib already installed). Its log first names the checkout's commit
+# and the tracked files that differ from it; then:
 #   1. pip install --no-build-isolation --no-deps -e .  (builds fastp2p._C with its CUDA kernels),
 #      and the wheel(s) carried in .whl/ (nvidia-cudnn-frontend, for the cuDNN-graph provider:
 #      benchmarks/README.md says how to carry it) into $CUDNN_FE_SITE (default /tmp/site),
@@ -95,6 +96,25 @@ case "${CONV_LAYERS:-quick}" in
     quick|all) ;;
     *) log "CONV_LAYERS must be quick or all, got '$CONV_LAYERS'"; STATUS=1; finish;;
 esac
+# The commit the check runs, so that its logs (which name none) can be committed beside the
+# results JSON: the device copy's git metadata can differ from its files (run 1).
+checkout_commit() {
+    local top commit changed
+    top=$(git rev-parse --show-toplevel 2>&1)  # git's own words if it refuses (ownership)
+    if [[ "$top" != "$(pwd -P)" ]] || ! commit=$(git rev-parse --short=8 HEAD 2>/dev/null)
+    then
+        log "commit unknown: not the top of a git checkout with a commit (${top%%$'\n'*})"
+        return
+    fi
+    changed=$(git status --porcelain --untracked-files=no)
+    if [[ -z "$changed" ]]; then
+        log "commit $commit, no uncommitted changes to tracked files"
+    else
+        log "commit $commit with uncommitted changes to tracked files:"
+        head -n 20 <<< "$changed"
+    fi
+}
+checkout_commit
 log "install (pip install --no-build-isolation --no-deps -e .)"
 # A system interpreter marked externally managed (PEP 668) still takes an editable install.
 if ! PIP_BREAK_SYSTEM_PACKAGES=1 timeout 240 "$PY" -m pip install --no-build-isolation \
