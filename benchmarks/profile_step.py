@@ -99,6 +99,26 @@ def profile_batch(batch: int, steps: int, warmup: int,
     return sum(families.values()), dict(families), top, counts
 
 
+def batch_report(batch: int, total: float, families: dict, top: list, counts: dict, *,
+                 flop_floor: float, top_count: int) -> list:
+    """The report's lines for one batch size (``profile_batch``'s figures; ``flop_floor`` in
+    ms per step)."""
+    lines = [f"\n== batch {batch}: {total:.2f} GPU ms per step (eager, summed kernel "
+             f"time); FLOP floor {flop_floor:.2f} ms ({flop_floor / total:.0%} of it); "
+             f"{counts['kernels']:.0f} kernels and {counts['memory_ops']:.0f} "
+             "copies / fills per step"]
+    streams = ", ".join(f"stream {sid} {ms:.3f} ms" for sid, ms in
+                        sorted(counts["streams"].items()))
+    lines.append(f"  kernels by stream: {streams}; busy {counts['busy_ms']:.3f} ms per step "
+                 f"({total - counts['busy_ms']:.3f} ms of kernel time in overlap)")
+    for label, ms in sorted(families.items(), key=lambda item: -item[1]):
+        lines.append(f"  {label:24s} {ms:9.3f} ms  {ms / total:6.1%}")
+    lines.append("  heaviest kernels (ms per step, calls per step):")
+    for name, ms, calls in top[:top_count]:
+        lines.append(f"  {ms:9.3f} {calls:6.1f}  {name[:110]}")
+    return lines
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--batch-sizes", default="1,64", help="comma-separated (default 1,64)")
@@ -131,34 +151,21 @@ def main(argv=None) -> int:
     lines = [f"device {torch.cuda.get_device_name()}, torch {torch.__version__}; measured "
              f"{matmul['dtype']} matmul {matmul['tflops']:.0f} TFLOP/s, copy "
              f"{copy['gbps']:.0f} GB/s; model {gflop:.1f} GFLOP per image per step"]
+    print(lines[0])
     for batch in (int(b) for b in args.batch_sizes.split(",")):
-        total, families, top, counts = profile_batch(batch, args.steps, args.warmup,
-                                                     args.master_weights
-                                                     or args.optimizer_overlap,
-                                                     args.fused_step_losses,
-                                                     args.side_streams,
-                                                     args.optimizer_overlap,
-                                                     args.split_conv_backward)
-        flop_floor = gflop * batch / (matmul["tflops"] * 1e3) * 1e3  # ms
-        lines.append(f"\n== batch {batch}: {total:.2f} GPU ms per step (eager, summed kernel "
-                     f"time); FLOP floor {flop_floor:.2f} ms ({flop_floor / total:.0%} of it); "
-                     f"{counts['kernels']:.0f} kernels and {counts['memory_ops']:.0f} "
-                     "copies / fills per step")
-        streams = ", ".join(f"stream {sid} {ms:.3f} ms" for sid, ms in
-                            sorted(counts["streams"].items()))
-        lines.append(f"  kernels by stream: {streams}; busy {counts['busy_ms']:.3f} ms per step "
-                     f"({total - counts['busy_ms']:.3f} ms of kernel time in overlap)")
-        for label, ms in sorted(families.items(), key=lambda item: -item[1]):
-            lines.append(f"  {label:24s} {ms:9.3f} ms  {ms / total:6.1%}")
-        lines.append("  heaviest kernels (ms per step, calls per step):")
-        for name, ms, calls in top[:args.top]:
-            lines.append(f"  {ms:9.3f} {calls:6.1f}  {name[:110]}")
-        del top
+        measured = profile_batch(batch, args.steps, args.warmup,
+                                 args.master_weights or args.optimizer_overlap,
+                                 args.fused_step_losses, args.side_streams,
+                                 args.optimizer_overlap, args.split_conv_backward)
+        section = batch_report(batch, *measured, flop_floor=gflop * batch / matmul["tflops"],
+                               top_count=args.top)
+        del measured
         torch.cuda.empty_cache()
-    report = "\n".join(lines)
-    print(report)
-    if args.out:
-        args.out.write_text(report + "\n")
+        print("\n".join(section))
+        lines += section
+        # after each batch size: a run stopped at its time limit keeps the sizes it measured
+        if args.out:
+            args.out.write_text("\n".join(lines) + "\n")
     return 0
 
 
