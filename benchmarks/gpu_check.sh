@@ -130,7 +130,8 @@ if compgen -G ".whl/*.whl" > /dev/null; then
             --no-cache-dir --upgrade --target "$CUDNN_FE_SITE" .whl/*.whl; then
         export PYTHONPATH="$CUDNN_FE_SITE${PYTHONPATH:+:$PYTHONPATH}"
         "$PY" -c "import torch; torch.backends.cudnn.version(); import cudnn; print(
-            'nvidia-cudnn-frontend', cudnn.__version__, 'on cuDNN', cudnn.backend_version_string())" \
+            'nvidia-cudnn-frontend', cudnn.__version__, 'on cuDNN',
+            cudnn.backend_version_string())" \
             || log "the installed frontend does not import (the provider will say why)"
     else
         log "wheel install FAILED: the cuDNN-graph provider will be recorded as not installed"
@@ -233,8 +234,8 @@ stage_profile() {
 # The benchmark gets what is left (at most BENCH_SECONDS), minus a margin for writing the
 # results. Jobs that would start after its budget, and the one it cuts short, are reported as
 # skipped (exit code 0 if no job failed); the hard limit (SIGINT, which stops the whole
-# benchmark, an end-to-end job's training too) is the safety net (the results JSON is rewritten after every job, so even a killed run leaves
-# its figures).
+# benchmark, an end-to-end job's training too) is the safety net (the results JSON is
+# rewritten after every job, so even a killed run leaves its figures).
 stage_bench() {
     fit_limit bench "${BENCH_SECONDS:-$(left)}" || return
     local budget=$(( LIMIT - 15 ))
