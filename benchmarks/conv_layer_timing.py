@@ -301,7 +301,7 @@ def _print_row(row, flops) -> None:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true",
                         help="four layers (U-Net down2, up6, up3, PatchGAN conv3), shorter "
                              "timing loops")

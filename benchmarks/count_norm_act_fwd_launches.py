@@ -71,7 +71,7 @@ def count_forward(module, shape):
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--batch-sizes", default="1,64")
     parser.add_argument("--sms", type=int, default=H200_SMS,
                         help="multiprocessors of the GPU the split decisions are made for")
