@@ -186,7 +186,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "and the one it cuts short, are reported as skipped (not failed). "
                              "Compiled peers run last (training before the reference's compiled "
                              "inference; largest batch first, then the smallest; max-autotune "
-                             "last), so they are what a budget cuts (default: none; "
+                             "after the other training peers), so they are what a budget cuts "
+                             "(default: none; "
                              f"at most {LONGEST_SECONDS}, a week)")
     parser.add_argument("--out", type=_path, default=None, metavar="DIR",
                         help="folder for the JSON, markdown and PNG (default: "

@@ -67,9 +67,9 @@ def training_jobs(peers, settings: TrainingSettings):
 
     Compilation is slow and its time hard to predict, so compiled peers run last: the largest
     batch first (peak throughput), then the smallest (where launch overhead shows), then the
-    rest; max-autotune, the slowest to build, apart so that the suite can run it after
-    everything else. Under a time budget whatever does not fit is reported as skipped rather
-    than crowding out the cheaper peers.
+    rest; max-autotune, the slowest to build, apart so that the suite can run it after the
+    other compiled peers (and before the reference's compiled inference). Under a time budget
+    whatever does not fit is reported as skipped rather than crowding out the cheaper peers.
     """
     first = [training_job(peer, batch, settings)
              for peer in peers if peer.execution != "compile"
