@@ -2,10 +2,11 @@
 # The one-call GPU check, for a CUDA machine with no package registry (torch, triton, pytest,
 # pytest-benchmark and matplotlib already installed). Its log first names the checkout's commit
 # and the tracked files that differ from it; then:
-#   1. pip install --no-build-isolation --no-deps -e .  (builds fastp2p._C with its CUDA kernels),
-#      and the wheel(s) carried in .whl/ (nvidia-cudnn-frontend, for the cuDNN-graph provider:
-#      benchmarks/README.md says how to carry it) into $CUDNN_FE_SITE (default /tmp/site),
-#      put on PYTHONPATH for every later stage;
+#   1. pip install --no-build-isolation --no-deps -e .  (builds fastp2p._C with its CUDA kernels;
+#      limit 240 s, cut like a stage's to what is left of GPU_CHECK_SECONDS), and the wheel(s)
+#      carried in .whl/ (nvidia-cudnn-frontend, for the cuDNN-graph provider: benchmarks/README.md
+#      says how to carry it) into $CUDNN_FE_SITE (default /tmp/site), put on PYTHONPATH for every
+#      later stage;
 #   2. tests: the GPU tests (pytest -m cuda) of the default path (limit GPU_TEST_SECONDS, 180;
 #      run 1's 137 GPU tests took 148 s),
 #      then those of the options that are off by default (GPU_OPTION_TEST_SECONDS, 60), then
@@ -115,13 +116,21 @@ checkout_commit() {
     fi
 }
 checkout_commit
-log "install (pip install --no-build-isolation --no-deps -e .)"
-# A system interpreter marked externally managed (PEP 668) still takes an editable install.
-if ! PIP_BREAK_SYSTEM_PACKAGES=1 timeout 240 "$PY" -m pip install --no-build-isolation \
-        --no-deps -e . > "$RESULTS/install.log" 2>&1; then
-    log "install FAILED:"; tail -n 30 "$RESULTS/install.log"; STATUS=1
-fi
-rm -f "$RESULTS/install.log"
+# At most 240 s, cut like a stage's limit to what is left of GPU_CHECK_SECONDS.
+install_checkout() {
+    fit_limit install 240 || return
+    log "install (limit ${LIMIT}s): pip install --no-build-isolation --no-deps -e ."
+    # A system interpreter marked externally managed (PEP 668) still takes an editable install.
+    PIP_BREAK_SYSTEM_PACKAGES=1 timeout "$LIMIT" "$PY" -m pip install --no-build-isolation \
+        --no-deps -e . > "$RESULTS/install.log" 2>&1
+    local rc=$?
+    if (( rc != 0 )); then
+        log "install FAILED (exit $rc; 124: time limit):"; tail -n 30 "$RESULTS/install.log"
+        STATUS=1
+    fi
+    rm -f "$RESULTS/install.log"
+}
+install_checkout
 # The machine has no package registry: nvidia-cudnn-frontend comes as a wheel in .whl/.
 CUDNN_FE_SITE="${CUDNN_FE_SITE:-/tmp/site}"
 if compgen -G ".whl/*.whl" > /dev/null; then

@@ -1,8 +1,8 @@
 """benchmarks/gpu_check.sh's plan, run with a stand-in interpreter (no GPU, no install): stage
 names are checked before the install (commas accepted), stages run in the order given,
-GPU_CHECK_SECONDS bounds every stage (a stage's limit is cut to what is left; one with too
-little left is skipped and named, and the check fails), and each pytest call reports its own
-failures, not those of the calls before it in the shared tests.log."""
+GPU_CHECK_SECONDS bounds the install and every stage (a limit is cut to what is left; a step
+with too little left is skipped and named, and the check fails), and each pytest call reports
+its own failures, not those of the calls before it in the shared tests.log."""
 import pytest
 
 from helpers.gpu_check_runs import run_gpu_check, scratch_checkout
@@ -53,6 +53,19 @@ def test_a_stage_limit_is_cut_to_what_is_left_of_the_total(tmp_path):
     log = run.done.stdout
     assert "pytest cuda-default-path (limit 80s)" in log or (
         "pytest cuda-default-path (limit 79s)" in log), log  # 100 s less the 20 s margin
+
+
+def test_the_install_limit_is_cut_to_what_is_left_of_the_total(tmp_path):
+    """It was 240 s whatever GPU_CHECK_SECONDS said."""
+    log = _run(tmp_path, "profile", GPU_CHECK_SECONDS="100").done.stdout
+    assert "install (limit 80s)" in log or "install (limit 79s)" in log, log
+
+
+def test_an_install_without_time_left_is_skipped_named_and_fails_the_check(tmp_path):
+    run = _run(tmp_path, "profile", GPU_CHECK_SECONDS="40")
+    assert run.done.returncode == 1
+    assert "install SKIPPED" in run.done.stdout
+    assert not any(c.startswith("-m pip install") for c in run.calls)
 
 
 def test_a_stage_without_time_left_is_skipped_named_and_fails_the_check(tmp_path):
