@@ -245,13 +245,24 @@ stage_profile() {
 # skipped (exit code 0 if no job failed); the hard limit (SIGINT, which stops the whole
 # benchmark, an end-to-end job's training too) is the safety net (the results JSON is
 # rewritten after every job, so even a killed run leaves its figures).
+JOB_SECONDS=110  # each benchmark job's --peer-time-limit, unless BENCH_ARGS gives one
+bench_job_limit() {  # the one the benchmark keeps: argparse keeps the last one given
+    local limit="$JOB_SECONDS" previous="" word
+    # shellcheck disable=SC2086  # BENCH_ARGS is a list of options
+    for word in ${BENCH_ARGS:-}; do
+        if [[ "$previous" == --peer-time-limit ]]; then limit="$word"; fi
+        if [[ "$word" == --peer-time-limit=* ]]; then limit="${word#*=}"; fi
+        previous="$word"
+    done
+    echo "$limit"
+}
 stage_bench() {
     fit_limit bench "${BENCH_SECONDS:-$(left)}" || return
     local budget=$(( LIMIT - 15 ))
-    log "benchmark (time budget ${budget}s, 110s per job): ${BENCH_ARGS:-}"
+    log "benchmark (time budget ${budget}s, $(bench_job_limit)s per job): ${BENCH_ARGS:-}"
     # shellcheck disable=SC2086  # BENCH_ARGS is a list of options
     timeout --signal=INT --kill-after=10 "$LIMIT" "$PY" -m benchmarks \
-        --out "$RESULTS" --time-budget "$budget" --peer-time-limit 110 ${BENCH_ARGS:-}
+        --out "$RESULTS" --time-budget "$budget" --peer-time-limit "$JOB_SECONDS" ${BENCH_ARGS:-}
     local rc=$?
     if (( rc != 0 )); then
         log "benchmark exited with $rc"; STATUS=1

@@ -82,6 +82,18 @@ def test_bench_seconds_caps_the_benchmark(tmp_path):
     assert "--time-budget 85 " in bench  # the stage's 100 s less 15 s for the results
 
 
+@pytest.mark.parametrize("bench_args, per_job", [
+    ("--peers fastp2p", "110s per job"),
+    ("--peer-time-limit 150 --peers fastp2p", "150s per job"),
+    ("--peer-time-limit=90 --peer-time-limit 150.5", "150.5s per job"),
+    ("--peer-time-limit 150 --peer-time-limit=90", "90s per job")])
+def test_the_log_names_the_per_job_limit_the_benchmark_keeps(tmp_path, bench_args, per_job):
+    """The benchmark keeps the last --peer-time-limit: BENCH_ARGS's, after the script's own.
+    The log said 110 s whatever BENCH_ARGS gave."""
+    log = _run(tmp_path, "bench", BENCH_ARGS=bench_args).done.stdout
+    assert f"{per_job}): {bench_args}" in log, log
+
+
 def test_each_pytest_call_reports_only_its_own_failures(tmp_path):
     run = _run(tmp_path, "tests", FAKE_FAIL="--ignore=")  # only the default-path call fails
     assert run.done.returncode == 1
