@@ -2,10 +2,14 @@
 names are checked before the install (commas accepted), stages run in the order given,
 GPU_CHECK_SECONDS bounds the install and every stage (a limit is cut to what is left; a step
 with too little left is skipped and named, and the check fails), and each pytest call reports
-its own failures, not those of the calls before it in the shared tests.log."""
+its own failures, not those of the calls before it in the shared tests.log. With no settings it runs
+the first call of a 15-minute GPU window (benchmarks/NOTES.md, "Stop 62"); the second call is
+the one-liner benchmarks/README.md gives."""
+import shlex
+
 import pytest
 
-from helpers.gpu_check_runs import run_gpu_check, scratch_checkout
+from helpers.gpu_check_runs import CHECKOUT, run_gpu_check, scratch_checkout
 
 # Records every call of the script's $PY except the CUDA probe; pytest calls fail with one
 # FAILED line when their arguments hold FAKE_FAIL.
@@ -83,7 +87,7 @@ def test_bench_seconds_caps_the_benchmark(tmp_path):
 
 
 @pytest.mark.parametrize("bench_args, per_job", [
-    ("--peers fastp2p", "110s per job"),
+    ("--peers fastp2p", "150s per job"),
     ("--peer-time-limit 150 --peers fastp2p", "150s per job"),
     ("--peer-time-limit=90 --peer-time-limit 150.5", "150.5s per job"),
     ("--peer-time-limit 150 --peer-time-limit=90", "90s per job")])
@@ -92,6 +96,51 @@ def test_the_log_names_the_per_job_limit_the_benchmark_keeps(tmp_path, bench_arg
     The log said 110 s whatever BENCH_ARGS gave."""
     log = _run(tmp_path, "bench", BENCH_ARGS=bench_args).done.stdout
     assert f"{per_job}): {bench_args}" in log, log
+
+
+FIRST_CALL_PEERS = ("reference,eager-tuned,cuda-graph,fastp2p,compile-default,"
+                    "compile-reduce-overhead,compile-max-autotune")
+
+
+def test_the_default_plan_is_the_first_call_of_a_window(tmp_path):
+    """Measure first: the benchmark, then the profile and the choice table, inside 460 s (a
+    run's timeout_s of 480 less a margin). Before, the tests came first and took ~450 s of 480,
+    so the benchmark was skipped."""
+    run = _run(tmp_path, None)
+    assert run.done.returncode == 0, run.done.stdout
+    log = run.done.stdout
+    assert "stages: bench profile choice (limit 460s)" in log
+    bench, profile, choice = _stage_calls(run.calls)
+    assert bench.startswith("-m benchmarks") and bench.endswith(
+        "--time-budget 315 --peer-time-limit 150 --sections training,inference "
+        f"--batch-sizes 1,64 --peers {FIRST_CALL_PEERS}")  # BENCH_SECONDS 330, less 15
+    assert profile.startswith("benchmarks/profile_step.py")
+    assert choice.startswith("benchmarks/cuda_choice_table.py")
+    assert "150s per job" in log
+
+
+def _second_call() -> dict:
+    """The settings of benchmarks/README.md's one-liner for a window's second call."""
+    readme = (CHECKOUT / "benchmarks" / "README.md").read_text().splitlines()
+    (line,) = [line for line in readme if line.startswith("GPU_CHECK_SECONDS=")
+               and "GPU_CHECK_STAGES=tests " in line]
+    words = shlex.split(line)
+    assert words[-2:] == ["bash", "benchmarks/gpu_check.sh"]
+    return dict(word.split("=", 1) for word in words[:-2])
+
+
+def test_the_second_calls_one_liner_runs_the_tests_inside_its_call(tmp_path):
+    """Its run's timeout_s is 250: the check's own 20 s margin covers its last step's 10 s
+    of --kill-after, so 10 s more suffice; an install as long as run 1's (23 s) leaves both
+    test calls their limits."""
+    settings = _second_call()
+    total = int(settings["GPU_CHECK_SECONDS"])
+    assert total <= 250 - 10
+    assert 25 + int(settings["GPU_TEST_SECONDS"]) + int(
+        settings["GPU_OPTION_TEST_SECONDS"]) <= total - 20
+    log = _run(tmp_path, settings.pop("GPU_CHECK_STAGES"), **settings).done.stdout
+    assert "pytest cuda-default-path (limit 150s)" in log
+    assert "pytest cuda-options (limit 40s)" in log
 
 
 def test_each_pytest_call_reports_only_its_own_failures(tmp_path):

@@ -24,15 +24,18 @@ def scratch_checkout(tmp_path: Path) -> Path:
     return checkout
 
 
-def run_gpu_check(tmp_path: Path, checkout: Path, fake_python: str, stages: str,
+def run_gpu_check(tmp_path: Path, checkout: Path, fake_python: str, stages: str | None,
                   **env) -> GpuCheckRun:
-    """Run the checkout's gpu_check.sh for ``stages`` with ``fake_python`` as $PY."""
+    """Run the checkout's gpu_check.sh for ``stages`` (None: its default plan) with
+    ``fake_python`` as $PY."""
     python = tmp_path / "python"
     python.write_text(fake_python)
     python.chmod(0o755)
     out, calls = tmp_path / "out", tmp_path / "calls"
     environment = {"PATH": "/usr/bin:/bin", "PYTHON": str(python), "OUT": str(out),
-                   "GPU_CHECK_STAGES": stages, "FAKE_CALLS": str(calls), **env}
+                   "FAKE_CALLS": str(calls), **env}
+    if stages is not None:
+        environment["GPU_CHECK_STAGES"] = stages
     done = subprocess.run(["bash", str(checkout / "benchmarks" / "gpu_check.sh")],
                           env=environment, capture_output=True, text=True, timeout=60)
     return GpuCheckRun(done, out, calls.read_text().splitlines() if calls.exists() else [])
