@@ -2,11 +2,11 @@
 each merges what the other wrote, under a lock, so no entry is lost (the second writer's entry,
 written between the first one's read and its replace, was dropped). A file another user left
 unreadable (written under a umask of 077) is not replaced by what this user measured, and that
-is said once, and so is a lock file beside it that this user may not read."""
+is said once, in one line on stderr, and so is a lock file beside it that this user may not
+read."""
 import fcntl
 import os
 import threading
-import warnings
 from pathlib import Path
 
 import pytest
@@ -59,8 +59,8 @@ def test_a_writer_between_the_read_and_the_replace_loses_nothing(cache, monkeypa
     assert sorted(_entries().values()) == ["onednn", "phases"]
 
 
-def test_a_file_this_user_cannot_read_is_not_replaced_and_that_is_said_once(cache,
-                                                                             monkeypatch):
+def test_a_file_this_user_cannot_read_is_not_replaced_and_that_is_said_once(cache, monkeypatch,
+                                                                             capsys):
     """Simulated: root reads any file, so reading it is refused as it is for another user of a
     file written 0600."""
     RememberedForms().put(("another user's layer",), "gemm")
@@ -73,19 +73,18 @@ def test_a_file_this_user_cannot_read_is_not_replaced_and_that_is_said_once(cach
         return real_read_json(file, *args, **kwargs)
     monkeypatch.setattr(remembered_forms, "read_json", read_json)
     forms = RememberedForms()
-    with warnings.catch_warnings(record=True) as said:
-        warnings.simplefilter("always")
-        forms.put(("a layer",), "onednn")
-        forms.put(("another layer",), "phases")
+    capsys.readouterr()
+    forms.put(("a layer",), "onednn")
+    forms.put(("another layer",), "phases")
     assert remembered_forms.path().read_bytes() == theirs
     assert forms.get(("a layer",)) == "onednn"   # this process still takes what it measured
-    assert len(said) == 1
-    message = str(said[0].message)
-    assert str(remembered_forms.path()) in message and "FASTP2P_CACHE" in message
-    assert "\n" not in message
+    said = capsys.readouterr().err.splitlines()
+    assert len(said) == 1   # one line: a warning was two (where, and the put's source line)
+    assert said[0].startswith(f"fastp2p: {remembered_forms.path()}: not readable to you")
+    assert "FASTP2P_CACHE" in said[0]
 
 
-def test_a_lock_file_this_user_cannot_read_is_said_once(cache, monkeypatch):
+def test_a_lock_file_this_user_cannot_read_is_said_once(cache, monkeypatch, capsys):
     """Simulated as above: another user's forms file made readable to all (as the warning
     advises), its lock file still 0600 from a umask of 077. The lock cannot be opened, so
     nothing measured here is added: that was silent, and info said the forms were remembered."""
@@ -101,10 +100,8 @@ def test_a_lock_file_this_user_cannot_read_is_said_once(cache, monkeypatch):
     monkeypatch.setattr(os, "access",
                         lambda path, mode: Path(path) != lock and real_access(path, mode))
     forms = RememberedForms()
-    with warnings.catch_warnings(record=True) as said:
-        warnings.simplefilter("always")
-        forms.put(("a layer",), "onednn")
-        forms.put(("another layer",), "phases")
-    assert [str(warning.message) for warning in said] == [
-        remembered_forms.why_not_remembered()]
-    assert str(said[0].message).startswith(f"{lock}: not readable to you")
+    capsys.readouterr()
+    forms.put(("a layer",), "onednn")
+    forms.put(("another layer",), "phases")
+    assert capsys.readouterr().err == f"fastp2p: {remembered_forms.why_not_remembered()}\n"
+    assert remembered_forms.why_not_remembered().startswith(f"{lock}: not readable to you")

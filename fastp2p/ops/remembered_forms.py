@@ -16,8 +16,10 @@ of another format, larger than MAX_FILE_BYTES) reads as empty, and a folder that
 written or cannot be found (no FASTP2P_CACHE and no home folder) is left alone: timing again is
 the fallback, never an error. A file this user may not read (another user's, written under a
 umask of 077) reads as empty too, but is not replaced (that would drop its entries), and a lock
-file this user may not read lets nothing be added: one warning says either, and so does
-`fastp2p info`.
+file this user may not read lets nothing be added. In a folder with the sticky bit (a shared
+FASTP2P_CACHE of mode 1777) another user's file cannot be replaced, nor, where
+fs.protected_regular is set, another user's lock file opened. One line on stderr says any of
+these, once per process, and so does `fastp2p info` (but for the lock file in a sticky folder).
 Deleting the file makes the next process measure afresh.
 """
 import contextlib
@@ -25,8 +27,9 @@ import fcntl
 import functools
 import json
 import os
+import stat
+import sys
 import time
-import warnings
 from pathlib import Path
 
 import torch
@@ -65,8 +68,10 @@ def path() -> Path:
 def why_not_remembered() -> str | None:
     """Why the measured forms are not remembered (for `fastp2p info`): there is no cache folder,
     or it cannot be made or written by this user, so each process measures afresh, or the file
-    is there but this user may not read it, so ``put`` leaves it as it is; None where they are,
-    in ``path()``."""
+    is there but this user may not read it, so ``put`` leaves it as it is, or it is another
+    user's in a sticky folder, so ``put`` may not replace it; None where they are, in
+    ``path()``. (A lock file that fs.protected_regular keeps this user from opening is said by
+    ``put`` only.)"""
     try:
         file = path()
     except OSError as error:   # NoCacheFolder
@@ -74,7 +79,11 @@ def why_not_remembered() -> str | None:
     if not _can_write_in(file.parent):
         return f"{file.parent} cannot be made or written; set FASTP2P_CACHE to a writable folder"
     unreadable = _unreadable(file)
-    return None if unreadable is None else _not_readable(unreadable, file)
+    if unreadable is not None:
+        return _not_readable(unreadable, file)
+    if os.geteuid() != 0 and _theirs_in_sticky_folder(file):   # root replaces any file
+        return _not_replaceable(file, _STICKY_REASON)
+    return None
 
 
 def _unreadable(file: Path) -> Path | None:
@@ -97,6 +106,47 @@ def _not_readable(unreadable: Path, file: Path) -> str:
             "keeps others out), so the CPU transposed convolutions' forms measured here are not "
             f"added to {file.name}; ask its owner to chmod a+r it, or set FASTP2P_CACHE to a "
             "folder of your own")
+
+
+def _why_not_added(file: Path, refusal: PermissionError) -> str | None:
+    """What a write of ``file`` (or of its lock file) that ``refusal`` stopped means: a file
+    this user may not read, or one this user may not replace though the folder lets this user
+    write (another user's in a sticky folder); None for a folder this user may not write (a
+    cache another user shares read-only, its file readable: measured again, as for a full
+    disk)."""
+    unreadable = _unreadable(file)
+    if unreadable is not None:
+        return _not_readable(unreadable, file)
+    if not _can_write_in(file.parent):
+        return None
+    # rename(2)'s refusal names the temporary file, then the file it would replace
+    refused = Path(refusal.filename2 or refusal.filename or file)
+    return _not_replaceable(refused, _STICKY_REASON if _theirs_in_sticky_folder(refused)
+                            else refusal.strerror)
+
+
+def _theirs_in_sticky_folder(file: Path) -> bool:
+    """Whether ``file`` is another user's in a folder with the sticky bit that is not this
+    user's either: rename(2) over it is refused, and so (where fs.protected_regular is set) is
+    an O_CREAT open of it, to all but a process that may change any file (root's: CAP_FOWNER)."""
+    try:
+        folder, there = file.parent.stat(), file.lstat()
+    except OSError:
+        return False
+    return (bool(folder.st_mode & stat.S_ISVTX)
+            and os.geteuid() not in (there.st_uid, folder.st_uid))
+
+
+_STICKY_REASON = ("another user's, in a folder with the sticky bit (mode 1777, as a shared "
+                  "FASTP2P_CACHE), which keeps it from other users' writes")
+
+
+def _not_replaceable(refused: Path, reason: str) -> str:
+    """What a forms file or lock file this user may not replace for ``reason`` means, and what
+    to do."""
+    return (f"{refused}: {reason}, so the CPU transposed convolutions' forms measured here are "
+            "not remembered (each process measures them again); ask its owner to remove it, or "
+            "set FASTP2P_CACHE to a folder of your own")
 
 
 def _can_write_in(folder: Path) -> bool:
@@ -128,7 +178,7 @@ class RememberedForms:
 
     def __init__(self):
         self._read_from, self._forms = None, {}
-        self._said_unreadable = False
+        self._said_why_not_added = False
 
     def get(self, key: tuple):
         self._read_if_moved()
@@ -139,26 +189,25 @@ class RememberedForms:
         self._forms[repr(key)] = form
         try:
             file = path()
+        except OSError:
+            return   # no cache folder, or one this user may not look into: measured again
+        try:
             file.parent.mkdir(parents=True, exist_ok=True)
             with _locked(file):
                 _merge_into(file, self._forms)
-        except PermissionError:
-            self._say_if_unreadable(file)
+        except PermissionError as refusal:
+            self._say_once(_why_not_added(file, refusal))
         except _UNUSABLE:
-            # No, a read-only or a full cache folder, or another machine's section nested too
-            # deep to write back: measured again by the next process.
+            # A read-only or a full cache folder, or another machine's section nested too deep
+            # to write back: measured again by the next process.
             pass
 
-    def _say_if_unreadable(self, file: Path) -> None:
-        """Warn, once, where ``file`` or its lock file is there but this user may not read it:
-        nothing is added. Silent for the other refusals (a cache folder another user shares
-        read-only, its file readable: measured again, as for a full disk)."""
-        if self._said_unreadable:
-            return
-        unreadable = _unreadable(file)
-        if unreadable is not None:
-            self._said_unreadable = True
-            warnings.warn(_not_readable(unreadable, file), stacklevel=3)
+    def _say_once(self, why: str | None) -> None:
+        """Say ``why`` nothing measured here is remembered, in one line on stderr (a warning
+        was two: where, and the source line of the call), once per process."""
+        if why is not None and not self._said_why_not_added:
+            self._said_why_not_added = True
+            print(f"fastp2p: {why}", file=sys.stderr)
 
     def _read_if_moved(self) -> None:
         try:
