@@ -9,13 +9,9 @@ import contextlib
 import importlib
 import sys
 
-from fastp2p.bench.stops import caller_handlers_back
 from fastp2p.command_errors import UsageError, error_line
+from fastp2p.import_memory import not_enough_memory, out_of_memory
 from fastp2p.stops_deferred import TorchNotImported
-from fastp2p.train.stdout_reader import run_with_guarded_stdout, work_begins
-from fastp2p.train.stop_requests import drop_early_stop_handler, stop_before_work_with_a_line
-from fastp2p.train.reference_options import older_names_hint
-from fastp2p.train.saved_options import given_options
 
 COMMAND_MODULES = (
     "fastp2p.info",
@@ -107,10 +103,34 @@ def main(argv=None) -> int:
 
     A reader of stdout that goes away ends every command quietly, exit code 141; for train and
     test it is a stop request (``fastp2p.train.stdout_reader``). A memory limit too low for
-    torch's import is one line naming it, exit code 1 (``stops_deferred.TorchNotImported``)."""
+    torch's import is one line naming it, exit code 1 (``stops_deferred.TorchNotImported``),
+    and so is one too low for any other import of the start (numpy's, the parser's, this
+    module's own: ``fastp2p.import_memory``), which printed a traceback."""
+    args = argparse.Namespace(command=None)  # argparse sets the command as it reads its name
+    try:
+        return _main(argv, args)
+    except (MemoryError, ImportError, OSError) as error:
+        if out_of_memory(error) is None:
+            raise
+        print(f"{_said_as(args)}: error: {not_enough_memory('start the command', error)}",
+              file=sys.stderr)
+        return 1
+
+
+def _said_as(args: argparse.Namespace) -> str:
+    """``fastp2p COMMAND``, or ``fastp2p`` before the command is parsed."""
+    return "fastp2p" + (f" {args.command}" if args.command else "")
+
+
+def _main(argv, args: argparse.Namespace) -> int:
+    """``main``'s work, and the modules it needs imported here, not at the top: a memory limit
+    too low for them is ``main``'s one line too."""
+    from fastp2p.bench.stops import caller_handlers_back
+    from fastp2p.train.stdout_reader import run_with_guarded_stdout
+    from fastp2p.train.stop_requests import stop_before_work_with_a_line
+
     if argv is None:
         stop_before_work_with_a_line()
-    args = argparse.Namespace(command=None)  # argparse sets the command as it reads its name
     # the caller's handlers back only once the stop's line below is printed
     with caller_handlers_back(in_process=argv is not None), \
             _caller_torch_threads(in_process=argv is not None), \
@@ -128,14 +148,18 @@ def main(argv=None) -> int:
             print(error_line(args.command, err), file=sys.stderr)
             return 1
         except KeyboardInterrupt as stop:  # where a command has no stop of its own to report
-            command = "fastp2p" + (f" {args.command}" if args.command else "")
-            print(f"{command}: stopped ({str(stop) or 'Ctrl-C'})", file=sys.stderr)
+            print(f"{_said_as(args)}: stopped ({str(stop) or 'Ctrl-C'})", file=sys.stderr)
             # 128 + the signal (a second stop request, stop_requests.SecondStopRequest, says which)
             return getattr(stop, "exit_code", 130)  # or Ctrl-C's
 
 
 def _parse_and_run(argv, args: argparse.Namespace) -> int:
     """Parse ``argv`` into ``args`` and run its command."""
+    from fastp2p.train.reference_options import older_names_hint
+    from fastp2p.train.saved_options import given_options
+    from fastp2p.train.stdout_reader import work_begins
+    from fastp2p.train.stop_requests import drop_early_stop_handler
+
     parser = build_parser()
     args, unknown = parser.parse_known_args(argv, namespace=args)
     words = list(sys.argv[1:] if argv is None else argv)   # the command's own words

@@ -5,9 +5,13 @@
 commands that read or write images need Pillow (and tqdm for their progress bars): a missing one
 is a one-line error naming the extra that installs it, as a missing tracker package is, never
 an ImportError traceback from deep inside the data code. One that is installed but fails to
-import (a dependency of its own missing, a broken extension) is said so, with its error.
+import (a dependency of its own missing, a broken extension) is said so, with its error; one
+that a memory limit keeps from loading (numpy's libraries under matplotlib) is no broken
+install: its ImportError goes on to the command line's one line (``fastp2p.cli``).
 """
 import importlib
+
+from fastp2p.import_memory import out_of_memory
 
 # import name -> the name pip knows it by
 PIP_NAMES = {"PIL": "Pillow", "tqdm": "tqdm", "skimage": "scikit-image",
@@ -30,6 +34,8 @@ def require_packages(modules, extra: str, needed_by: str | None = None) -> None:
         try:
             importlib.import_module(module)
         except ImportError as error:
+            if out_of_memory(error) is not None:
+                raise   # no broken install: fastp2p.cli says what limit to raise
             if isinstance(error, ModuleNotFoundError) and error.name == module:
                 missing.append(module)
             else:

@@ -5,6 +5,8 @@ import importlib
 import signal
 import threading
 
+from fastp2p.import_memory import not_enough_memory, out_of_memory
+
 
 class TorchNotImported(Exception):
     """torch's import ran out of memory (``import_torch``); the message says which limit to
@@ -66,34 +68,7 @@ def import_torch(module: str = "torch._dynamo") -> None:
     with stops_deferred((signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGXCPU)):
         try:
             importlib.import_module(module)   # torch first, as an import does
-        except (MemoryError, ImportError) as error:
-            if not _out_of_memory(error):
+        except (MemoryError, ImportError, OSError) as error:
+            if out_of_memory(error) is None:
                 raise
-            raise TorchNotImported(f"not enough memory to import torch ({_first_line(error)}): "
-                                   f"{_memory_limit_advice()}") from error
-
-
-# dlopen's words for an mmap of a library that failed with ENOMEM (its ImportError)
-_LIBRARY_NOT_MAPPED = "failed to map segment from shared object"
-
-
-def _out_of_memory(error: BaseException) -> bool:
-    """Whether ``error``, raised by torch's import, says that memory ran out: a MemoryError of
-    its Python code, or an ImportError of one of its libraries that could not be mapped."""
-    return isinstance(error, MemoryError) or _LIBRARY_NOT_MAPPED in str(error)
-
-
-def _first_line(error: BaseException) -> str:
-    return (str(error).splitlines() or [""])[0] or type(error).__name__
-
-
-def _memory_limit_advice() -> str:
-    """The limit to raise: the process's address-space or data-segment limit where one is set
-    (a job's `ulimit -v` / `-d`, with its value), else the machine's or the job's memory."""
-    import resource     # here, not at the top: Unix-only, and `import fastp2p.cli` loads this
-    for limit, option in ((resource.RLIMIT_AS, "-v"), (resource.RLIMIT_DATA, "-d")):
-        soft = resource.getrlimit(limit)[0]
-        if soft != resource.RLIM_INFINITY:
-            return (f"raise this process's memory limit (`ulimit {option}`, now "
-                    f"{soft // 1024} KiB) or the job's memory request, then run it again")
-    return "free memory or raise the job's memory limit, then run it again"
+            raise TorchNotImported(not_enough_memory("import torch", error)) from error

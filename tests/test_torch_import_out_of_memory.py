@@ -1,8 +1,9 @@
 """A memory limit too low for torch's import (`ulimit -v 600000`: a MemoryError in its Python
-code; lower, an ImportError of a library that could not be mapped) is one line naming the
-limit to raise, exit code 1, where it was a 20-line traceback: in train, and in info, which
-imports torch without torch._dynamo (it still printed the traceback). `fastp2p pack` imports no
-torch (tests/test_light_module_imports.py)."""
+code; lower, an ImportError, or ctypes' OSError, of a library that could not be mapped) is one
+line naming the limit to raise, exit code 1, where it was a 20-line traceback: in train, and in
+info, which imports torch without torch._dynamo (it still printed the traceback). `fastp2p pack`
+imports no torch (tests/test_light_module_imports.py). So is a limit too low for numpy's import,
+or for the command line's own (fastp2p.cli, fastp2p.import_memory)."""
 import resource
 import subprocess
 import sys
@@ -29,6 +30,8 @@ sys.exit(main(argv))
 
 
 NOT_MAPPED = "libtorch_cpu.so: failed to map segment from shared object"
+# torch loads libgomp with ctypes, whose refusal is an OSError (`ulimit -v 30000` here)
+GOMP_NOT_MAPPED = "libgomp.so.1: failed to map segment from shared object"
 # on a real dataset (_dataset_in): train refuses a missing or empty split before torch loads
 TRAIN = "train --dataroot data --name x"
 # an address-space limit (`ulimit -v`) ample for the import, within the hard limit
@@ -46,8 +49,9 @@ def _dataset_in(folder):
     (TRAIN, "torch._C", ["ImportError", NOT_MAPPED], NOT_MAPPED),
     ("info", "torch.nn", ["MemoryError"], "MemoryError"),
     ("info", "torch._C", ["ImportError", NOT_MAPPED], NOT_MAPPED),
+    ("info", "torch._C", ["OSError", GOMP_NOT_MAPPED], GOMP_NOT_MAPPED),
 ], ids=["train-MemoryError", "train-library-not-mapped", "info-MemoryError",
-        "info-library-not-mapped"])
+        "info-library-not-mapped", "info-ctypes-library-not-mapped"])
 def test_torch_s_import_out_of_memory_is_one_line_naming_the_limit(tmp_path, argv, module, error,
                                                                    reason):
     _dataset_in(tmp_path)
@@ -70,3 +74,32 @@ def test_other_import_errors_of_torch_stay_as_they_are(tmp_path):
                          capture_output=True, text=True, cwd=tmp_path, timeout=300)
     assert run.returncode == 1
     assert "ImportError: libcudart.so.12" in run.stderr and "memory" not in run.stderr
+
+
+def _not_mapped(library: str) -> str:
+    return f"{library}.cpython-311-x86_64-linux-gnu.so: failed to map segment from shared object"
+
+
+NUMPY_NOT_MAPPED = ["ImportError", _not_mapped("_multiarray_umath")]
+
+
+@pytest.mark.parametrize("argv, said_as, module, error", [
+    ("pack data packed", "fastp2p pack", "numpy._core._multiarray_umath", NUMPY_NOT_MAPPED),
+    (TRAIN, "fastp2p train", "numpy._core._multiarray_umath", NUMPY_NOT_MAPPED),
+    ("info", "fastp2p", "_socket", ["ImportError", _not_mapped("_socket")]),
+    ("test --dataroot data --name x", "fastp2p", "fastp2p.train.stop_requests", ["MemoryError"]),
+], ids=["pack-numpy", "train-numpy-through-matplotlib", "parser-multiprocessing",
+        "cli-own-imports"])
+def test_a_start_up_out_of_memory_is_one_line_naming_the_limit(tmp_path, argv, said_as, module,
+                                                               error):
+    """Below what numpy's import needs (`ulimit -v 45000` here): pack printed numpy's 30-line
+    ImportError, train blamed matplotlib (exit code 2); lower, the parser's multiprocessing
+    import, or the command line module's own, were tracebacks. numpy wraps the library's error
+    (raise ... from): the line names the library's."""
+    _dataset_in(tmp_path)
+    run = subprocess.run([sys.executable, "-c", SCRIPT, str(CAP), module, argv, *error],
+                         capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert (run.returncode, run.stderr) == (1, (
+        f"{said_as}: error: not enough memory to start the command ({error[-1]}): raise this "
+        f"process's memory limit (`ulimit -v`, now {CAP // 1024} KiB) or the job's memory "
+        "request, then run it again\n"))

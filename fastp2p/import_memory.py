@@ -1,0 +1,60 @@
+"""Telling an import that ran out of memory (a `ulimit -v` or a job's memory limit below what
+torch's, numpy's or even the command line's own modules need) from a broken install, and the
+one line that says so. At the bottom of the layers: it imports nothing but the standard
+library (and little of it: nothing that Python's start has not loaded but ``resource``), so
+that ``fastp2p.cli`` can say it whatever failed to load after it."""
+import resource
+
+# dlopen's words for an mmap of a library that failed with ENOMEM (an extension module's
+# ImportError, or the OSError of a library loaded by ctypes, as torch loads libgomp)
+LIBRARY_NOT_MAPPED = "failed to map segment from shared object"
+
+
+def out_of_memory(error: BaseException) -> BaseException | None:
+    """The innermost error of ``error``'s chain (``error``, then what it was raised from or
+    while handling) that says an import ran out of memory: a MemoryError raised inside an
+    import, or an ImportError or OSError of a library that could not be mapped (numpy raises
+    its own ImportError from that one); None where none does."""
+    found = None
+    while error is not None:
+        if _import_out_of_memory(error):
+            found = error
+        error = error.__cause__ or error.__context__
+    return found
+
+
+def _import_out_of_memory(error: BaseException) -> bool:
+    if isinstance(error, (ImportError, OSError)):
+        return LIBRARY_NOT_MAPPED in str(error)
+    return isinstance(error, MemoryError) and _raised_in_an_import(error.__traceback__)
+
+
+def _raised_in_an_import(frames) -> bool:
+    """Whether the traceback ``frames`` passes through a module's top-level code or the import
+    machinery (whose frames an import leaves out of the traceback where a module's code
+    raised)."""
+    while frames is not None:
+        code = frames.tb_frame.f_code
+        if code.co_name == "<module>" or code.co_filename.startswith("<frozen importlib"):
+            return True
+        frames = frames.tb_next
+    return False
+
+
+def not_enough_memory(what: str, error: BaseException) -> str:
+    """The line that says ``what`` ("import torch") failed for want of memory, for
+    ``out_of_memory(error)``'s reason, and which limit to raise."""
+    reason = out_of_memory(error)
+    first_line = (str(reason).splitlines() or [""])[0] or type(reason).__name__
+    return f"not enough memory to {what} ({first_line}): {_memory_limit_advice()}"
+
+
+def _memory_limit_advice() -> str:
+    """The limit to raise: the process's address-space or data-segment limit where one is set
+    (a job's `ulimit -v` / `-d`, with its value), else the machine's or the job's memory."""
+    for limit, option in ((resource.RLIMIT_AS, "-v"), (resource.RLIMIT_DATA, "-d")):
+        soft = resource.getrlimit(limit)[0]
+        if soft != resource.RLIM_INFINITY:
+            return (f"raise this process's memory limit (`ulimit {option}`, now "
+                    f"{soft // 1024} KiB) or the job's memory request, then run it again")
+    return "free memory or raise the job's memory limit, then run it again"
