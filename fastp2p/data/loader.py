@@ -4,7 +4,10 @@ background workers that assemble batches (pinned when asked).
 Order: exactly ``torch.utils.data.DistributedSampler`` (shuffled by seed + epoch, padded to a
 multiple of world_size, rank r takes every world_size-th index). Augmentation: each item's crop
 and flip come from a generator seeded by (seed, epoch, index), so they do not depend on the
-number of workers or on which worker loads the item.
+number of workers or on which worker loads the item. torch's generator keeps the low 32 bits
+of seed + epoch, so seeds 2**32 apart give one order (their crops and flips differ): a seed
+above 2**32-1 is not refused here, since an older run's saved seed comes through as it was
+saved and must order its resumed epochs as before; `fastp2p train --seed` refuses one.
 
 Bad files: a ``DataError`` raised while a worker loads an item would reach the main process as a
 multi-line worker traceback; instead the worker hands the error back as a ``_LoadFailure`` and the

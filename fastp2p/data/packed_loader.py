@@ -66,7 +66,8 @@ class PackedDeviceLoader:
 
     ``readers``: reader threads (default ``default_readers()``); ``buffers``: batches read
     ahead, each one host buffer (default readers + 2: every reader busy while the training
-    thread holds one batch and the next is ready).
+    thread holds one batch and the next is ready). ``seed`` as ``create_dataloader``'s
+    (fastp2p.data.loader: the order keeps its low 32 bits).
     """
 
     def __init__(self, dataset, batch_size: int, *, shuffle: bool, seed: int, device,
