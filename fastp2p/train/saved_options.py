@@ -214,10 +214,6 @@ class TakenOptions:
         self.path, self.taken, self.refused, self.options = path, [], [], {}
         self.missing, self.dataroot_from_here = [], None
 
-    def describe(self) -> str:
-        """One line: the ``summary``, then the ``warnings``."""
-        return "; ".join((self.summary(), *self.warnings()))
-
     def summary(self) -> str:
         """How many were taken, and those that differ from the defaults, as a command line
         gives them (a flag that is on by itself: ``--no_html``)."""

@@ -159,7 +159,7 @@ def test_the_references_options_file_is_read_and_taken(tmp_path):
     assert "display_id" not in vars(args)             # an ignored option stays ungiven
     assert {dest for dest, _, _ in taken.taken} == {"batch_size", "max_dataset_size", "netG",
                                                     "no_flip", "norm"}
-    line = taken.describe()
+    line = taken.summary()
     assert line.startswith(f"took 5 option(s) the command line leaves out from {path}"), line
     assert "--batch_size 4" in line and "--no_flip --netG" in line and "--norm" not in line
     assert changed_options(args, path, ["lr"]) == "--lr 0.0005 -> 0.001"
@@ -173,7 +173,7 @@ def test_a_value_this_fastp2p_does_not_read_is_left_and_named(tmp_path):
     taken = take_saved_options(args, parser, frozenset(), path)
     assert (args.netD, args.ngf) == ("basic", 8)
     assert ("the defaults are used in their place: --netD 'cyclegan' (the default basic used)"
-            in taken.describe())
+            in taken.warnings()[0]), taken.warnings()
 
 
 def test_the_runs_mode_flags_are_not_taken(tmp_path):
@@ -198,8 +198,8 @@ def test_a_seed_an_older_fastp2p_took_above_32_bits_is_resumed_as_it_was(tmp_pat
     parser = command_parser(train_command.register)
     args = build_parser().parse_args(["train", "--continue_train"])
     taken = take_saved_options(args, parser, frozenset(["continue_train"]), path)
-    assert args.seed == 2 ** 40, taken.describe()
-    assert "not read" not in taken.describe() and "--seed 1099511627776" in taken.describe()
+    assert args.seed == 2 ** 40, taken.warnings()
+    assert taken.warnings() == [] and "--seed 1099511627776" in taken.summary()
     assert changed_options(args, path, RESUME_COMPARED) == ""
 
 
@@ -259,7 +259,7 @@ def test_the_taken_line_writes_options_as_a_command_line_gives_them(tmp_path):
                     "----------------- End -------------------\n")
     parser = command_parser(train_command.register)
     taken = take_saved_options(parser.parse_args([]), parser, frozenset(), path)
-    assert taken.describe().endswith("not the defaults: --skip-bad --lr 0.0005 --no_html")
+    assert taken.summary().endswith("not the defaults: --skip-bad --lr 0.0005 --no_html")
 
 
 @pytest.mark.parametrize("line, refused", [
@@ -310,7 +310,7 @@ def test_an_options_file_cut_short_is_said_with_the_options_it_lacks(tmp_path, k
     lines = path.read_text().splitlines(keepends=True)
     path.write_text("".join(lines[:kept]))
     args = parser.parse_args([])
-    line = take_saved_options(args, parser, frozenset(["lr"]), path).describe()
+    line = "; ".join(take_saved_options(args, parser, frozenset(["lr"]), path).warnings())
     assert ("ends before its last line" in line) == warned, line
     assert (args.batch_size == 3) == (kept != 0)   # what the file holds is taken
     if warned:   # named as a command line gives them; never one given, nor one not inherited
@@ -332,6 +332,6 @@ def test_a_last_line_without_its_newline_is_named_not_read(tmp_path, after_end):
     before = lines[:at] + (lines[at + 1:] if after_end else [])
     path.write_text("".join(before) + "lr: 0.00")
     args = parser.parse_args([])
-    line = take_saved_options(args, parser, frozenset(), path).describe()
+    line = "; ".join(take_saved_options(args, parser, frozenset(), path).warnings())
     assert args.lr == parser.get_default("lr"), line
     assert re.search(r"not the run's: [^;]*--lr\b", line), line
