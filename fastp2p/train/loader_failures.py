@@ -36,26 +36,27 @@ def _worker_death_reason(err: RuntimeError) -> str:
     return next((line for line in lines if "killed by signal" in line), lines[0])
 
 
-# What the worker's own code raises when it crashes (SIGSEGV, SIGABRT, SIGFPE, SIGILL), as
-# torch names them: a fault while decoding, not a stop from outside
+# What the worker's own code raises when it crashes (SIGSEGV, SIGABRT, SIGFPE, SIGILL, SIGBUS),
+# as torch names them: a fault while decoding, not a stop from outside. SIGBUS: an image file cut
+# short while Pillow maps it (it maps uncompressed ones, a PGM say); a full /dev/shm is no longer
+# one (torch fallocates a batch's segment, and its error is SharedMemoryFull)
 _CRASH_SIGNALS = ("Segmentation fault", "Aborted", "Floating point exception",
-                  "Illegal instruction")
+                  "Illegal instruction", "Bus error")
 
 
 def _worker_death_advice(reason: str, then: str) -> str:
     """What to do about a data loader worker that died, from torch's one-line ``reason``: the
-    out-of-memory killer sends SIGKILL ("Killed"), a full shared memory is a "Bus error"; a
-    crash signal is a fault in the worker (an image library on a damaged file, say), which a
-    resume meets again; a worker killed by another signal was stopped from outside (the workers
-    ignore SIGINT and SIGTERM, which the main process handles); "exited unexpectedly" does not
-    say."""
+    out-of-memory killer sends SIGKILL ("Killed"); a crash signal is a fault in the worker (an
+    image library on a damaged file, say), which a resume meets again; a worker killed by
+    another signal was stopped from outside (the workers ignore SIGINT and SIGTERM, which the
+    main process handles); "exited unexpectedly" does not say."""
     killed_by = re.search(r"killed by signal: ([^.]+)", reason)
     name = killed_by.group(1) if killed_by else None
     if name in _CRASH_SIGNALS:
         return (f"the worker crashed ({name}), not out of memory: an image library failing on "
                 "a damaged image, say; check or remove the images, or repack them with "
                 f"`fastp2p pack`, then {then}")
-    if name is not None and name not in ("Killed", "Bus error"):
+    if name is not None and name != "Killed":
         return (f"stopped by a signal ({name}) from outside this run, not out of "
                 f"memory: {then}")
     return f"probably out of memory: lower --num_threads, then {then}"
