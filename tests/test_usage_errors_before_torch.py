@@ -132,6 +132,35 @@ def test_the_missing_split_of_a_blank_named_dataroot_is_shown_in_quotes(tmp_path
     assert f"error: ' /{phase}': folder not found; " in result.stderr, result.stderr
 
 
+@pytest.mark.parametrize("options, code, error", [
+    (["--phase", "val"], 1, "data/val: folder not found; expected A|B images side by side"),
+    (["--phase", "val", "--model", "cycle_gan"], 2, "--model cycle_gan: fastp2p implements "
+                                                    "pix2pix only"),
+], ids=["missing phase", "a model before its missing split"])
+def test_test_s_missing_split_is_refused_before_torch_loads(tmp_path, options, code, error):
+    """A mistyped --phase of test was said after torch's import (6 s); train's was not."""
+    (tmp_path / "data" / "train").mkdir(parents=True)
+    generator = _tiny_generator_file(tmp_path / "checkpoints")
+    result = subprocess.run([sys.executable, "-c", RUN, "test", "--dataroot", "data",
+                             "--checkpoints_dir", "checkpoints", *generator, *options],
+                            cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert result.returncode == code, result.stderr
+    assert result.stderr.startswith(f"fastp2p test: error: {error}"), result.stderr
+    assert len(result.stderr.splitlines()) == 1, result.stderr
+
+
+def test_test_says_a_missing_checkpoint_before_its_missing_split(tmp_path):
+    """A --name typo (no generator file) is said first, as before the split was looked at
+    before torch loads."""
+    (tmp_path / "data" / "train").mkdir(parents=True)
+    result = subprocess.run([sys.executable, "-m", "fastp2p", "test", "--dataroot", "data",
+                             "--checkpoints_dir", "checkpoints", "--phase", "val"],
+                            cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 1, result.stderr
+    assert result.stderr.startswith("fastp2p test: error: no checkpoint "
+                                    "checkpoints/experiment_name/latest_net_G.pth: "), result.stderr
+
+
 @pytest.mark.parametrize("options, error", [
     (["--crop_size", "48"], "--crop_size 48 must be a multiple of 256 for --netG unet_256"),
     (["--netD", "n_layers", "--n_layers_D", "7"],

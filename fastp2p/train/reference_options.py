@@ -139,9 +139,7 @@ def apply_reference_options(args: argparse.Namespace, phase: str) -> str | None:
     Raises ValueError (one line) for a value fastp2p cannot honour. Returns the one line to print
     about the ignored options that were given, or None.
     """
-    refuse_unsupported_values(args, phase)
-    if phase == "test":
-        _resolve_test_model(args)
+    refuse_model_options(args, phase)
     args.name = run_name(args)
     if args.gpu_ids is not None:
         args.device = _device_for_gpu_ids(args.gpu_ids, args.device, phase)
@@ -152,6 +150,15 @@ def apply_reference_options(args: argparse.Namespace, phase: str) -> str | None:
     if phase == "train":
         args.log_every = _log_every(args)
     return _ignored_line(args, phase)
+
+
+def refuse_model_options(args: argparse.Namespace, phase: str) -> None:
+    """``refuse_unsupported_values``, then for a test the --dataset_mode its --model implies,
+    set in ``args`` (ValueError for one it refuses). Needs no torch, so test asks it before it
+    looks at its split, as train asks the first before its checks of the dataset."""
+    refuse_unsupported_values(args, phase)
+    if phase == "test":
+        _resolve_test_model(args)
 
 
 def refuse_unsupported_values(args: argparse.Namespace, phase: str) -> None:

@@ -151,6 +151,9 @@ def run(args: argparse.Namespace) -> int:
         print(taken)
     if warning:   # a damaged train_opt.txt: the defaults stand in for what it lost
         print(warning, file=sys.stderr)
+    code = _refused_before_torch(args)
+    if code is not None:
+        return code
     from fastp2p.stops_deferred import import_torch
     import_torch("torch")  # first, whole: a Ctrl-C inside it aborted the process or was lost
     from fastp2p.data.folder_lock import PackFolderBusy
@@ -216,6 +219,47 @@ def run(args: argparse.Namespace) -> int:
                 except (ValueError, OSError) as err:
                     return _failed(err)
             return _report(translated, weights, out_dir)
+
+
+def _refused_before_torch(args) -> int | None:
+    """The exit code of a test refused before torch loads (seconds, for a mistyped --phase), as
+    train refuses it, after its one line: 2 for --model options fastp2p cannot honour (said
+    before the data, as train says them), 1 for a --phase split that is missing or holds no
+    image, EXIT_IN_USE for one a ``fastp2p pack`` is writing; None when it may go on. The
+    split is looked at only where the generator's file is there: a missing checkpoint (a --name
+    typo, a run not trained yet) is said first, as the load says it after torch loads."""
+    from fastp2p.data.create import refuse_unreadable_split
+    from fastp2p.data.errors import DataError
+    from fastp2p.data.folder_lock import PackFolderBusy
+    from fastp2p.train.reference_options import refuse_model_options
+
+    try:
+        refuse_model_options(args, "test")   # (--dataset_mode single: no split to look at)
+    except ValueError as err:
+        return _refused(err)
+    if not _generator_file_exists(args):
+        return None
+    try:
+        refuse_unreadable_split(args, args.phase)
+    except PackFolderBusy as err:
+        print_error("test", err)
+        return EXIT_IN_USE
+    except ValueError as err:   # a DataError too; said as the dataset says it after torch loads
+        return _failed(DataError(f"{err}{_single_mode_hint(args)}"))
+    return None
+
+
+def _generator_file_exists(args) -> bool:
+    """Whether the generator's file of --epoch / --load_iter is in the run folder, looked for
+    without torch; False where --suffix is refused (said as the options are checked)."""
+    from fastp2p.checkpoint_names import NETWORK_SUFFIXES
+    from fastp2p.train.reference_options import checkpoint_label, run_name
+
+    try:
+        folder = Path(args.checkpoints_dir) / run_name(args)
+    except ValueError:
+        return False
+    return (folder / f"{checkpoint_label(args)}_{NETWORK_SUFFIXES['G']}").exists()
 
 
 def _refuse_torchrun(processes: int) -> None:
@@ -368,9 +412,10 @@ def _refused(err: Exception) -> int:
 def _failed(err: Exception) -> int:
     """Say in one line why the command failed (a full disk, a read-only results folder, a bad
     image or option); its exit code."""
-    from fastp2p.train.checkpoints import described_with_disk_advice
-
-    print_error("test", described_with_disk_advice(err) if isinstance(err, OSError) else err)
+    if isinstance(err, OSError):   # (imports torch: a refusal before it loads is no OSError)
+        from fastp2p.train.checkpoints import described_with_disk_advice
+        err = described_with_disk_advice(err)
+    print_error("test", err)
     return 1
 
 
