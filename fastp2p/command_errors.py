@@ -8,6 +8,7 @@ whichever check found the problem. At the bottom of the layers: ``train``, ``dat
 above its error line (35 lines for ``fastp2p train``), burying the one line that matters.
 """
 import argparse
+import os
 import sys
 
 # the exit code of a command refused because another process holds the folder it would write
@@ -20,6 +21,21 @@ def error_line(command: str, message: object) -> str:
     """The line that says ``message`` as an error of ``fastp2p COMMAND`` (``command``: "train",
     "test", "pack", "bench")."""
     return f"fastp2p {command}: error: {message}"
+
+
+def says_for_its_node() -> bool:
+    """Whether this process says a refusal that every process of its node meets alike: under
+    torchrun the first of each node (LOCAL_RANK 0) alone, so that a job's processes do not each
+    print it; always, outside torchrun. torchrun's variables are read without torch (maybe not
+    imported yet)."""
+    return os.environ.get("LOCAL_RANK", "0") in ("", "0")
+
+
+def rank_prefix() -> str:
+    """``rank N: `` off rank 0 of a torchrun job (torchrun's RANK), else nothing: what begins a
+    line a process other than rank 0 says."""
+    rank = os.environ.get("RANK", "0")
+    return "" if rank in ("", "0") else f"rank {rank}: "
 
 
 def print_error(command: str, message: object, context=()) -> None:
@@ -62,7 +78,10 @@ class CommandParser(argparse.ArgumentParser):
     covers every command."""
 
     def error(self, message):
-        self._print_message(f"{self.short_usage()}{self.prog}: error: {message}\n", sys.stderr)
+        # under torchrun, once per node as the commands' own refusals (every process exits 2)
+        if says_for_its_node():
+            self._print_message("".join(rank_prefix() + line for line in (
+                self.short_usage(), f"{self.prog}: error: {message}\n")), sys.stderr)
         raise UsageError(2)
 
     def short_usage(self) -> str:

@@ -3,6 +3,10 @@ not installed, a resume at sizes that do not fit its position), then by rank 0 a
 a refusal that another node alone hit (a package it lacks, its GPUs or RAM) without a word. The
 first process of each node (LOCAL_RANK 0) prints it, with ``rank N: `` off rank 0; the others
 exit with the same code, silently."""
+import os
+import subprocess
+import sys
+
 import pytest
 
 from fastp2p.cli import main
@@ -34,6 +38,25 @@ def test_a_refusal_is_said_once_per_node(tmp_path, monkeypatch, capsys, rank, lo
     assert main(argv) == 2   # refused before the data or a process group is looked at
     err = capsys.readouterr().err
     assert (one_line(err) if said else err) == (said or "")
+
+
+# (rank, local_rank, what begins each of the two lines; None: no line), as
+# test_a_refusal_is_said_once_per_node
+@pytest.mark.parametrize("rank, local_rank, prefix", [
+    ("0", "0", ""), ("1", "1", None), ("2", "0", "rank 2: "), ("3", "1", None)])
+def test_an_option_error_is_said_once_per_node(tmp_path, rank, local_rank, prefix):
+    """The parser's option error (usage and error line) was printed by every process of the
+    job, before any refusal of train's own, which each node's first process alone prints."""
+    env = {**os.environ, "WORLD_SIZE": "4", "RANK": rank, "LOCAL_RANK": local_rank}
+    result = subprocess.run([sys.executable, "-m", "fastp2p", "train", "--batch_size", "0"],
+                            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2, result.stderr
+    if prefix is None:
+        assert result.stderr == "", result.stderr
+        return
+    usage, error = result.stderr.splitlines()
+    assert usage.startswith(f"{prefix}usage: fastp2p train "), result.stderr
+    assert error == f"{prefix}fastp2p train: error: argument --batch_size: must be >= 1, got 0"
 
 
 class _TrainerAtAnotherSize:

@@ -3,10 +3,9 @@ with --dataroot, and a --dataroot that is no folder. Each was said only after th
 for a typo. Also the rule by which a torchrun job's processes say a refusal
 (``print_once_per_node``)."""
 import argparse
-import os
 import sys
 
-from fastp2p.command_errors import error_line
+from fastp2p.command_errors import error_line, rank_prefix, says_for_its_node
 from fastp2p.data.dataroot_checks import refuse_dataroot_options, refuse_task_with_dataroot
 from fastp2p.data.errors import DataError
 from fastp2p.train.unet_names import unet_levels
@@ -40,7 +39,7 @@ def print_once_per_node(command: str, message: object, context=()) -> None:
     on the ranks of a node, not across nodes. Said by rank 0 alone, a refusal that another node
     alone hit exited 2 without a word; said by every rank, one refusal came once per process.
     torchrun's variables are read without torch (maybe not imported yet)."""
-    if os.environ.get("LOCAL_RANK", "0") not in ("", "0"):
+    if not says_for_its_node():
         return
     print_on_this_rank(command, message, context)
 
@@ -52,9 +51,3 @@ def print_on_this_rank(command: str, message: object, context=()) -> None:
     for line in (*context, error_line(command, message)):
         print(rank_prefix() + line, file=sys.stderr)
 
-
-def rank_prefix() -> str:
-    """``rank N: `` off rank 0 of a torchrun job (torchrun's RANK), else nothing: what begins a
-    line a process other than rank 0 says."""
-    rank = os.environ.get("RANK", "0")
-    return "" if rank in ("", "0") else f"rank {rank}: "

@@ -36,13 +36,12 @@ from dataclasses import asdict
 import numpy as np
 import torch
 
-from fastp2p.command_errors import error_line
+from fastp2p.command_errors import error_line, rank_prefix
 from fastp2p.data.loader import LoaderWorkersFailed
 from fastp2p.train.background_writer import BackgroundWriter, host_copy
 from fastp2p.train.checkpoints import (CheckpointWriteError, describe_os_error, snapshot,
                                        what_to_fix)
 from fastp2p.train.distributed import average_over_processes, is_peer_process_end
-from fastp2p.train.early_refusals import rank_prefix
 from fastp2p.train.loader_failures import (is_loader_worker_death, loader_worker_death,
                                            loader_workers_failed)
 from fastp2p.train.memory_errors import first_line, is_out_of_memory
