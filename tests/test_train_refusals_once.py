@@ -40,6 +40,14 @@ def test_a_refusal_is_said_once_per_node(tmp_path, monkeypatch, capsys, rank, lo
     assert (one_line(err) if said else err) == (said or "")
 
 
+def _train_as_rank(options: list, folder, rank: str, local_rank: str,
+                   world_size: str = "4") -> subprocess.CompletedProcess:
+    """`fastp2p train OPTIONS` run in ``folder`` as a process torchrun started."""
+    env = {**os.environ, "WORLD_SIZE": world_size, "RANK": rank, "LOCAL_RANK": local_rank}
+    return subprocess.run([sys.executable, "-m", "fastp2p", "train", *options], cwd=folder,
+                          env=env, capture_output=True, text=True, timeout=300)
+
+
 # (rank, local_rank, what begins each of the two lines; None: no line), as
 # test_a_refusal_is_said_once_per_node
 @pytest.mark.parametrize("rank, local_rank, prefix", [
@@ -47,9 +55,7 @@ def test_a_refusal_is_said_once_per_node(tmp_path, monkeypatch, capsys, rank, lo
 def test_an_option_error_is_said_once_per_node(tmp_path, rank, local_rank, prefix):
     """The parser's option error (usage and error line) was printed by every process of the
     job, before any refusal of train's own, which each node's first process alone prints."""
-    env = {**os.environ, "WORLD_SIZE": "4", "RANK": rank, "LOCAL_RANK": local_rank}
-    result = subprocess.run([sys.executable, "-m", "fastp2p", "train", "--batch_size", "0"],
-                            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    result = _train_as_rank(["--batch_size", "0"], tmp_path, rank, local_rank)
     assert result.returncode == 2, result.stderr
     if prefix is None:
         assert result.stderr == "", result.stderr
@@ -116,3 +122,51 @@ def test_a_failure_in_the_training_loop_is_said_by_the_rank_that_met_it(tmp_path
     err = capsys.readouterr().err
     assert (f"{prefix}fastp2p train: error: data/train/7.jpg: cannot decode this image"
             in err), err
+
+
+IGNORED_NOTE = ("fastp2p: ignoring 1 file in data/train (only .jpg/.jpeg/.png/.ppm/.bmp/.tif/.tiff "
+                "images are read): notes.txt")
+
+
+def _lines_said(result: subprocess.CompletedProcess, prefix: str | None, beginnings: list
+                ) -> None:
+    """``result`` said on stderr one line for each of ``beginnings``, the line's beginning
+    after ``prefix`` (None: nothing at all)."""
+    expected = [] if prefix is None else [prefix + beginning for beginning in beginnings]
+    said = result.stderr.splitlines()
+    assert len(said) == len(expected), result.stderr
+    assert all(line.startswith(begun) for line, begun in zip(said, expected)), result.stderr
+
+
+# as test_an_option_error_is_said_once_per_node
+@pytest.mark.parametrize("rank, local_rank, prefix", [
+    ("0", "0", ""), ("1", "1", None), ("2", "0", "rank 2: "), ("3", "1", None)])
+def test_files_left_out_of_an_empty_split_are_named_once_per_node(tmp_path, rank, local_rank,
+                                                                  prefix):
+    """The note naming the files a split's listing left out came from every process, before
+    the refusal of the split (said before torch loads) that the node's first process alone
+    says."""
+    (tmp_path / "data" / "train").mkdir(parents=True)
+    (tmp_path / "data" / "train" / "notes.txt").write_text("not an image")
+    result = _train_as_rank(["--dataroot", "data", "--device", "cpu"], tmp_path, rank,
+                            local_rank)
+    assert result.returncode == 1, result.stderr
+    _lines_said(result, prefix, [IGNORED_NOTE, "fastp2p train: error: data/train: no images "
+                                 "(.jpg, .jpeg, .png, .ppm, .bmp, .tif, .tiff) found; put the A|B "
+                                 "images there or point --dataroot (pack: DATAROOT) at the right "
+                                 "folder"])
+
+
+# one process with torchrun's numbers of a node's second (or first) process, which builds the
+# dataset after torch loads, as test_a_run_failed_before_training_is_said_once_per_node
+@pytest.mark.parametrize("rank, local_rank, prefix", [("1", "1", None), ("2", "0", "rank 2: ")])
+def test_files_left_out_of_a_dataset_are_named_once_per_node(tmp_path, rank, local_rank,
+                                                             prefix):
+    (tmp_path / "data" / "train").mkdir(parents=True)
+    (tmp_path / "data" / "train" / "notes.txt").write_text("not an image")
+    (tmp_path / "data" / "train" / "1.jpg").write_text("no image either")
+    result = _train_as_rank(["--dataroot", "data", "--device", "cpu", "--no_html"], tmp_path,
+                            rank, local_rank, world_size="1")
+    assert result.returncode == 1, result.stderr
+    _lines_said(result, prefix, [IGNORED_NOTE, "fastp2p train: error: data/train/1.jpg: not a "
+                                 "readable image"])

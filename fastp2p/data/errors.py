@@ -10,6 +10,7 @@ import unicodedata
 from pathlib import Path
 
 from fastp2p.cache_folder import NoCacheFolder, cache_root
+from fastp2p.command_errors import rank_prefix, says_for_its_node
 
 SKIP_HINT = "fix or remove it, or pass --skip-bad to skip bad files"
 
@@ -39,6 +40,20 @@ _BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u20
 
 def _acts_on_terminal(char: str) -> bool:
     return unicodedata.category(char) in ("Cc", "Cs", "Zl", "Zp") or char in _BIDI_CONTROLS
+
+
+def print_note(line: str) -> None:
+    """``line``, made ``printable``, on stderr: a note on what the data layer found on its
+    node's disk and went on without (files a listing left out). Under torchrun every process of
+    a node lists the same folders, so the node's first process (LOCAL_RANK 0) alone says it,
+    with ``rank N: `` off rank 0, as train says its refusals; outside torchrun, from the
+    Python API too, it is always said."""
+    # The rule is asked here, of command_errors (standard library only, below data), rather
+    # than handed down by train: the notes come from calls four deep under create_dataset and
+    # refuse_unreadable_split, which every caller, the Python API's too, would have to pass a
+    # flag through; and train's print_once_per_node lies above data, which must not import it.
+    if says_for_its_node():
+        print(rank_prefix() + printable(line), file=sys.stderr)
 
 
 class DataError(ValueError):

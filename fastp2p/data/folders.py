@@ -20,8 +20,8 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from fastp2p.atomic_files import left_by_dead_process
-from fastp2p.data.errors import (DataError, counted, printable, raise_or_report, shown_path,
-                                 what_to_do)
+from fastp2p.data.errors import (DataError, counted, print_note, printable, raise_or_report,
+                                 shown_path, what_to_do)
 from fastp2p.data.packed_index import shards_without_index
 from fastp2p.data.transforms import Preprocess, multiple_of_4_size, scaled_width_size
 from fastp2p.terminal import stderr_bar
@@ -201,14 +201,14 @@ def _is_file(entry: os.DirEntry) -> bool:
 
 def _name_left_out(folder: Path, paths: list[Path], noun: str, why: str) -> None:
     """One stderr line naming the first few of ``paths`` (under ``folder``), if any: "ignoring
-    N {noun}s in {folder} {why}: ..." (``why`` reads the same for one path as for several)."""
+    N {noun}s in {folder} {why}: ..." (``why`` reads the same for one path as for several);
+    under torchrun once per node (``print_note``)."""
     if not paths:
         return
     paths = sorted(paths)
     shown = ", ".join(str(p.relative_to(folder)) for p in paths[:3])
     more = f" and {len(paths) - 3} more" if len(paths) > 3 else ""
-    print(printable(f"fastp2p: ignoring {counted(len(paths), noun)} in {folder} {why}: "
-                    f"{shown}{more}"), file=sys.stderr)
+    print_note(f"fastp2p: ignoring {counted(len(paths), noun)} in {folder} {why}: {shown}{more}")
 
 
 def require_folder(folder: Path, expected: str) -> None:
