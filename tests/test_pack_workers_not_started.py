@@ -4,6 +4,7 @@ a process limit (`docker run --pids-limit`) reached at a fork or at one of the p
 Each is one line saying so, with --workers 1 (which packs in this process and needs neither):
 the OSError was said as if it were the output folder's ("fix it"), and a thread that could not
 start was two chained tracebacks. Emulated where multiprocessing and threading raise them."""
+import concurrent.futures.process
 import errno
 import multiprocessing.synchronize
 import os
@@ -30,17 +31,33 @@ def _no_thread(*args, **kwargs):
     raise RuntimeError("can't start new thread")
 
 
+_real_start = threading.Thread.start
+
+
+def _no_thread_but_the_pools_manager(thread):
+    """The limit reached past the pool's manager thread (`--pids-limit 13`, numpy's threads
+    taking the rest): its queue's feeder thread, which it started at its first task, could not
+    start there, a stdlib traceback ("Exception in thread") before the line."""
+    if not isinstance(thread, concurrent.futures.process._ExecutorManagerThread):
+        _no_thread()
+    _real_start(thread)
+
+
 @pytest.mark.parametrize("where, reason", [
     ((multiprocessing.synchronize.SemLock, "__init__", _read_only_shm),
      "[Errno 30] Read-only file system"),
     ((os, "fork", _no_process), "the limit on processes and threads reached"),
-    ((threading.Thread, "start", _no_thread), "the limit on processes and threads reached")],
-    ids=["read-only-dev-shm", "fork-limit", "thread-limit"])
+    ((threading.Thread, "start", _no_thread), "the limit on processes and threads reached"),
+    ((threading.Thread, "start", _no_thread_but_the_pools_manager),
+     "the limit on processes and threads reached")],
+    ids=["read-only-dev-shm", "fork-limit", "thread-limit", "thread-limit-past-the-pools"])
 def test_pack_says_its_workers_could_not_start_and_suggests_one(tmp_path, monkeypatch, capsys,
                                                                 where, reason):
     make_aligned(tmp_path / "data", count=4)
     argv = tiny_pack_args(tmp_path / "data", tmp_path / "out", "--pairs-per-shard", "1")
     argv[argv.index("--workers") + 1] = "2"
+    # a thread's uncaught error printed on stderr, as outside pytest (which collects them)
+    monkeypatch.setattr(threading, "excepthook", threading.__excepthook__)
     monkeypatch.setattr(*where)
     assert main(argv) == 1
     err = capsys.readouterr().err

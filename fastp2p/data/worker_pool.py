@@ -114,14 +114,27 @@ def _end_all_at_a_death(workers: list) -> None:
         worker.terminate()
 
 
+def _start_here(pool: concurrent.futures.ProcessPoolExecutor) -> None:
+    """Fork ``pool``'s workers (a fork pool; its first task would) and start the feeder thread
+    of its task queue in this thread, before the pool's manager thread starts: that thread
+    started the feeder at its first task, and at a process limit the feeder's failure was a
+    stdlib traceback ("Exception in thread") that ended the manager thread, the pool's tasks
+    never run (the pack waited for them forever, or ended at a later thread's failure). Forked
+    first, so that no thread of this process runs while they fork."""
+    if not pool._safe_to_dynamically_spawn_children:    # a fork pool
+        pool._launch_processes()
+    pool._call_queue._start_thread()
+
+
 def _end(pool: concurrent.futures.ProcessPoolExecutor, workers: list) -> None:
     """Ends ``pool``'s ``workers`` by SIGTERM, at once (what they were writing, a re-run
-    writes again), and waits until the pool has cleaned up. Where the pool's thread could not
-    start (its shutdown would fail joining it), they were just forked and have had no task: a
-    SIGTERM before their initializer resets it runs the handler forked in, which kept one
-    running and its join waiting, so they are killed, and joined."""
+    writes again), and waits until the pool has cleaned up. Where the pool's thread is not
+    running (it could not start, and its shutdown would fail joining it; or ``_start_here``
+    failed before it), they were just forked and have had no task: a SIGTERM before their
+    initializer resets it runs the handler forked in, which kept one running and its join
+    waiting, so they are killed, and joined."""
     manager = pool._executor_manager_thread
-    if manager is not None and manager.ident is None:
+    if manager is None or manager.ident is None:
         for worker in workers:
             worker.kill()
             worker.join()
@@ -191,6 +204,7 @@ def worker_pool(processes: int, initializer=None, initargs: tuple = ()):
         # at a task, as many as are busy.
         with workers_starting(processes):
             with stops_deferred():
+                _start_here(pool)
                 pool.submit(int)
             if context.get_start_method() == "fork":
                 _watch(pool, list(workers.values()))
