@@ -65,6 +65,23 @@ class DataError(ValueError):
         super().__init__(printable(message))
 
 
+# Python's RuntimeError (3.13 and older) where a thread cannot start: EAGAIN, for a thread
+_THREAD_NOT_STARTED = "can't start new thread"
+# Where the limit on processes and threads (which a thread counts in) is set
+PROCESS_LIMIT_NAMES = "ulimit -u, or a container's pids limit"
+
+
+# A data loader worker's exit code where one of its threads could not start (sysexits'
+# EX_OSERR, "can't fork"): the main process names the limit, which the worker cannot say
+THREAD_NOT_STARTED_EXIT = 71
+
+
+def is_thread_not_started(error: BaseException) -> bool:
+    """Whether ``error`` is Python's for a thread that could not start (at the limit on
+    processes and threads, most likely)."""
+    return isinstance(error, RuntimeError) and str(error) == _THREAD_NOT_STARTED
+
+
 def counted(count: int, noun: str) -> str:
     """``count`` and ``noun`` in agreement: "1 bad file", "2 bad files" (nouns taking "-s")."""
     return f"{count} {noun}{'' if count == 1 else 's'}"

@@ -13,11 +13,13 @@ Bad files: a ``DataError`` raised while a worker loads an item would reach the m
 multi-line worker traceback; instead the worker hands the error back as a ``_LoadFailure`` and the
 main process raises it as the same one-line ``DataError`` naming the file.
 
-Workers that cannot all be started (a limit on open files, processes or memory reached part way)
+Workers that cannot all be started (a limit on open files, processes or memory reached part way,
+or a thread of this process that sends them work refused at the limit on processes and threads)
 raise ``WorkersNotStarted``, once those already started are killed: they ignore the SIGTERM that
 multiprocessing's exit hook stops them with, and its join then waited for them forever. Batches
-that cannot be received for the same limit raise ``BatchesNotReceived``, and batches that cannot be
-put in the shared memory they pass through (/dev/shm full: Docker's is 64 MB) ``SharedMemoryFull``.
+that cannot be received for the same limit raise ``BatchesNotReceived``, batches that cannot be
+put in the shared memory they pass through (/dev/shm full: Docker's is 64 MB) ``SharedMemoryFull``,
+and a worker whose own thread could not start ``WorkerThreadsNotStarted``.
 """
 import contextlib
 import errno
@@ -40,7 +42,8 @@ from torch.utils.data import BatchSampler, DataLoader, DistributedSampler, defau
 from torch.utils.data.dataloader import _MultiProcessingDataLoaderIter
 
 from fastp2p import cpu_info
-from fastp2p.data.errors import DataError, shown_path
+from fastp2p.data.errors import (THREAD_NOT_STARTED_EXIT, DataError, is_thread_not_started,
+                                 shown_path)
 
 
 def item_rng(seed: int, epoch: int, index: int) -> random.Random:
@@ -83,6 +86,18 @@ class SharedMemoryFull(LoaderWorkersFailed):
     enlarge = "make /dev/shm larger (docker run --shm-size, 64 MB by default)"
 
 
+class WorkerThreadsNotStarted(LoaderWorkersFailed):
+    """A worker could not start a thread it sends its batches with (the queue's feeder; the one
+    that shares their file descriptors), at the limit on processes and threads (EAGAIN): it
+    exited with ``THREAD_NOT_STARTED_EXIT`` (``_exit_where_a_thread_cannot_start``)."""
+    what = "could not start the threads of the data loader's {workers} worker process(es)"
+
+
+def _process_limit_error() -> OSError:
+    """The OSError of a fork or thread refused at the limit on processes and threads."""
+    return OSError(errno.EAGAIN, os.strerror(errno.EAGAIN))
+
+
 # How torch's RuntimeError for a batch that could not be received for want of descriptors starts
 _TORCH_OUT_OF_FILES = "Too many open files."
 # torch's RuntimeError where a worker's batch could not be given its shared memory segment,
@@ -105,6 +120,33 @@ def _ignore_stop_signals(worker_id: int) -> None:
     SIGUSR2, which ask the main process for a checkpoint (a scheduler's warning)."""
     for number in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2):
         signal.signal(number, signal.SIG_IGN)
+
+
+def _prepare_worker(worker_id: int) -> None:
+    """Each worker's start (the DataLoader's ``worker_init_fn``)."""
+    _ignore_stop_signals(worker_id)
+    _exit_where_a_thread_cannot_start()
+
+
+def _exit_where_a_thread_cannot_start() -> None:
+    """In a worker: a thread that cannot start ends the worker at once, silently, with
+    ``THREAD_NOT_STARTED_EXIT``, which the main process says as the limit on processes and
+    threads (``_raise_failures``; ``loader_failures`` where torch reports it elsewhere). torch's
+    worker loop let its queue's feeder thread's RuntimeError end it with a traceback, said as a
+    worker death "probably out of memory"; the thread that shares a batch's file descriptors
+    failed inside the feeder, which printed it and went on, and the main process waited for
+    that batch forever. ``threading.Thread.start`` is replaced in the worker only: it runs
+    torch's loop and nothing else, and its threads are started deep inside the stdlib."""
+    start = threading.Thread.start
+
+    def start_or_exit(thread: threading.Thread) -> None:
+        try:
+            start(thread)
+        except RuntimeError as error:
+            if not is_thread_not_started(error):
+                raise
+            os._exit(THREAD_NOT_STARTED_EXIT)
+    threading.Thread.start = start_or_exit
 
 
 def _collate(items: list):
@@ -337,6 +379,8 @@ class _WorkersStartedWhole(DataLoader):
             iterator.__init__(self)
         except BaseException as error:   # a Ctrl-C meanwhile leaves them running too
             _kill_started_workers(iterator)
+            if is_thread_not_started(error):   # a feeder thread of the queues that send work
+                raise WorkersNotStarted(_process_limit_error(), self.num_workers) from error
             if isinstance(error, OSError):
                 raise WorkersNotStarted(error, self.num_workers) from error
             raise
@@ -393,7 +437,7 @@ class PairLoader:
             _share_temp_folder_with_workers()
         self._loader = _WorkersStartedWhole(
             _SeededItems(dataset, seed), batch_sampler=self.batch_sampler, collate_fn=_collate,
-            num_workers=num_workers, worker_init_fn=_ignore_stop_signals, pin_memory=pin,
+            num_workers=num_workers, worker_init_fn=_prepare_worker, pin_memory=pin,
             persistent_workers=num_workers > 0)
 
     def set_epoch(self, epoch: int, start_batch: int = 0) -> None:
@@ -480,14 +524,14 @@ def _stop_workers(iterator) -> None:
 def _raise_failures(batches, workers: int):
     """``batches``, with a worker's load failure raised as its DataError, and torch's
     RuntimeErrors for a limit the workers reached as a LoaderWorkersFailed
-    (``_limit_reached``)."""
+    (``_limit_reached``, ``_threads_not_started``)."""
     try:
         for batch in batches:
             if isinstance(batch, _LoadFailure):
                 raise DataError(batch.message)
             yield batch
     except RuntimeError as error:
-        reached = _limit_reached(error, workers)
+        reached = _limit_reached(error, workers) or _threads_not_started(batches, workers)
         if reached is None:
             raise
         raise reached from error
@@ -503,6 +547,15 @@ def _limit_reached(error: RuntimeError, workers: int) -> LoaderWorkersFailed | N
         number = int(no_shared_memory.group(2))
         return SharedMemoryFull(OSError(number, os.strerror(number)), workers)
     return None
+
+
+def _threads_not_started(iterator, workers: int) -> WorkerThreadsNotStarted | None:
+    """A WorkerThreadsNotStarted where a worker of ``iterator`` (torch's) exited with
+    ``THREAD_NOT_STARTED_EXIT``: torch reports it as a worker that "exited unexpectedly"."""
+    exit_codes = [worker.exitcode for worker in getattr(iterator, "_workers", ())]
+    if THREAD_NOT_STARTED_EXIT not in exit_codes:
+        return None
+    return WorkerThreadsNotStarted(_process_limit_error(), workers)
 
 
 def create_dataloader(dataset, batch_size: int, *, shuffle: bool, num_workers: int, seed: int,

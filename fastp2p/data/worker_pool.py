@@ -30,7 +30,7 @@ import signal
 import sys
 import threading
 
-from fastp2p.data.errors import DataError
+from fastp2p.data.errors import PROCESS_LIMIT_NAMES, DataError, is_thread_not_started
 from fastp2p.stops_deferred import stops_deferred
 from fastp2p.terminal import is_terminal
 
@@ -163,21 +163,16 @@ def workers_starting(processes: int):
                         "(1 packs in this process)") from error
 
 
-# Python's RuntimeError (3.13 and older) where a thread cannot start: EAGAIN, for a thread
-_THREAD_NOT_STARTED = "can't start new thread"
-
-
 def _why_not_started(error: Exception) -> str | None:
     """What kept the workers from starting, said from ``error``; None for a RuntimeError that
     is not a thread that could not start."""
     if isinstance(error, RuntimeError):
-        if str(error) != _THREAD_NOT_STARTED:
+        if not is_thread_not_started(error):
             return None
     elif error.errno != errno.EAGAIN:
         return f"[Errno {error.errno}] {error.strerror}" + (
             f": {error.filename}" if error.filename is not None else "")
-    return ("the limit on processes and threads reached: ulimit -u, or a container's pids "
-            "limit")
+    return f"the limit on processes and threads reached: {PROCESS_LIMIT_NAMES}"
 
 
 @contextlib.contextmanager

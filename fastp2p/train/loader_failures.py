@@ -1,12 +1,18 @@
 """One line for a data loader worker that died, as ``fastp2p train`` and ``fastp2p test`` say
 it: torch's reason, and what to do about it (out of memory, a crash on a damaged image, a
-signal from outside); and one for workers that could not be started, or whose batches could
-not be received.
+signal from outside, a thread it could not start); and one for workers that could not be
+started, or whose batches could not be received.
 """
 import errno
 import re
 
+from fastp2p.data.errors import PROCESS_LIMIT_NAMES, THREAD_NOT_STARTED_EXIT
 from fastp2p.file_reads import read_error_advice
+
+# What to raise where a fork or a thread was refused (EAGAIN)
+_RAISE_PROCESS_LIMIT = f"raise the limit on processes and threads ({PROCESS_LIMIT_NAMES})"
+# The fewer workers that every advice ends with
+_FEWER_WORKERS = "--num_threads (0 loads the data in this process)"
 
 
 def is_loader_worker_death(err: RuntimeError) -> bool:
@@ -49,7 +55,12 @@ def _worker_death_advice(reason: str, then: str) -> str:
     out-of-memory killer sends SIGKILL ("Killed"); a crash signal is a fault in the worker (an
     image library on a damaged file, say), which a resume meets again; a worker killed by
     another signal was stopped from outside (the workers ignore SIGINT and SIGTERM, which the
-    main process handles); "exited unexpectedly" does not say."""
+    main process handles); a worker that exited with ``THREAD_NOT_STARTED_EXIT`` could not
+    start a thread (torch names the code where its SIGCHLD handler reports the death); "exited
+    unexpectedly" alone does not say."""
+    if f"exit code {THREAD_NOT_STARTED_EXIT}." in reason:
+        return (f"it could not start a thread, not out of memory: {_RAISE_PROCESS_LIMIT}, or "
+                f"use fewer {_FEWER_WORKERS}, then {then}")
     killed_by = re.search(r"killed by signal: ([^.]+)", reason)
     name = killed_by.group(1) if killed_by else None
     if name in _CRASH_SIGNALS:
@@ -65,13 +76,19 @@ def _worker_death_advice(reason: str, then: str) -> str:
 def loader_workers_failed(err, then: str) -> str:
     """The line for ``err``, a ``LoaderWorkersFailed`` (fastp2p.data.loader: workers not
     started, or their batches not received): what failed, what ran out (its errno's words:
-    "Too many open files" is the limit on open files, not the disk), what to raise for a
-    limit on open files (``read_error_advice``) or what else to make larger (its ``enlarge``:
-    a full shared memory), and fewer workers. ``then``: what to do once that is done ("run it
-    again")."""
-    # (its other errnos' advice is a read's: EAGAIN there is a lease, here the process limit)
-    limit = err.enlarge or (read_error_advice(err) if err.errno in (errno.EMFILE, errno.ENFILE)
-                            else None)
+    "Too many open files" is the limit on open files, not the disk), what limit to raise
+    (``_limit_advice``) or what else to make larger (its ``enlarge``: a full shared memory),
+    and fewer workers. ``then``: what to do once that is done ("run it again")."""
+    limit = err.enlarge or _limit_advice(err)
     fewer = f"{limit}, or use fewer" if limit else "use fewer"
     return (f"{err.what.format(workers=err.workers)} ({err}): "
-            f"{fewer} --num_threads (0 loads the data in this process), then {then}")
+            f"{fewer} {_FEWER_WORKERS}, then {then}")
+
+
+def _limit_advice(err: OSError) -> str | None:
+    """What limit to raise for ``err``: on open files (``read_error_advice``), on processes and
+    threads (EAGAIN: a fork or a thread refused); None for another errno."""
+    # (read_error_advice's EAGAIN is a read's, a lease: here it is the process limit)
+    if err.errno in (errno.EMFILE, errno.ENFILE):
+        return read_error_advice(err)
+    return _RAISE_PROCESS_LIMIT if err.errno == errno.EAGAIN else None

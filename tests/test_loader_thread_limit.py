@@ -1,0 +1,115 @@
+"""Loader workers at the limit on processes and threads (a container's pids limit, `ulimit -u`):
+a thread that cannot start, in this process (the feeder of a queue that sends the workers work)
+or in a worker (its feeder, or the thread that shares its batches' file descriptors), is one
+line in train and test naming that limit, with exit code 1. It was a traceback, a worker death
+said as "probably out of memory", or (the sharing thread) a wait for that batch forever.
+
+Emulated where threading raises it: a real limit needs a pids cgroup or a user that is not root
+(RLIMIT_NPROC does not bind root), which a test run cannot count on. Reproduced by hand with a
+cgroup v1 pids.max of 3 to 10 for `fastp2p train --num_threads 2`."""
+import multiprocessing.queues
+import os
+import subprocess
+import sys
+import threading
+
+import pytest
+
+from fastp2p.cli import main
+from fastp2p.train.loader_failures import loader_worker_death
+from helpers.train_helpers import (one_line, tiny_test_argv, train_argv, train_tiny_run,
+                                   write_aligned_dataset)
+
+pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="forked workers")
+
+_PROCESS_LIMIT = ("raise the limit on processes and threads (ulimit -u, or a container's pids "
+                  "limit), or use fewer --num_threads")
+
+
+def _no_thread(*args, **kwargs):
+    raise RuntimeError("can't start new thread")
+
+
+def _refused_in_workers(refused):
+    """A ``threading.Thread.start`` that refuses, in a forked worker only, the threads that
+    ``refused(thread)`` picks."""
+    parent, start = os.getpid(), threading.Thread.start
+
+    def start_or_refuse(thread):
+        if os.getpid() != parent and refused(thread):
+            _no_thread()
+        start(thread)
+    return start_or_refuse
+
+
+def _is_feeder(thread) -> bool:
+    return thread.name == "QueueFeederThread"
+
+
+def test_train_names_the_limit_where_this_process_cannot_start_a_feeder(tmp_path, monkeypatch,
+                                                                       capsys):
+    """The feeder of a worker's task queue, started at its first task: a traceback."""
+    monkeypatch.setattr(multiprocessing.queues.Queue, "_start_thread", _no_thread)
+    argv = train_argv(write_aligned_dataset(tmp_path / "data"), tmp_path / "ckpt", "--no_html")
+    argv[argv.index("--num_threads") + 1] = "1"   # one loader worker process
+    assert main(argv) == 1
+    line = one_line(capsys.readouterr().err)
+    assert line.startswith("fastp2p train: error: could not start the data loader's 1 worker "
+                           "process(es) ([Errno 11] "), line
+    assert _PROCESS_LIMIT in line and "no checkpoint was written" in line, line
+
+
+@pytest.mark.parametrize("command", ["train", "test"])
+def test_a_worker_that_cannot_start_its_feeder_is_the_limit_not_out_of_memory(
+        tmp_path, monkeypatch, capsys, command):
+    data = write_aligned_dataset(tmp_path / "data", pairs=2)
+    if command == "train":
+        argv = train_argv(data, tmp_path / "ckpt", "--no_html")
+    else:
+        argv = tiny_test_argv(data, train_tiny_run(data, tmp_path / "ckpt"), tmp_path / "res")
+    argv[argv.index("--num_threads") + 1] = "1"
+    capsys.readouterr()
+    monkeypatch.setattr(threading.Thread, "start", _refused_in_workers(_is_feeder))
+    assert main(argv) == 1
+    line = one_line(capsys.readouterr().err)
+    assert line.startswith(f"fastp2p {command}: error: "), line
+    assert _PROCESS_LIMIT in line and "out of memory" not in line, line
+
+
+_SHARING_THREAD_REFUSED = """
+import multiprocessing.resource_sharer, sys, threading
+sys.path.insert(0, sys.argv[1])
+from test_loader_thread_limit import _refused_in_workers
+from fastp2p.cli import main
+
+sharer = multiprocessing.resource_sharer._ResourceSharer._serve
+threading.Thread.start = _refused_in_workers(
+    lambda thread: getattr(thread._target, "__func__", None) is sharer)
+sys.exit(main(sys.argv[2:]))
+"""
+
+
+def test_a_worker_that_cannot_share_its_batch_is_the_limit_not_a_wait_forever(tmp_path):
+    """The thread that shares a batch's file descriptors fails inside the feeder, which printed
+    it and went on: the batch never came."""
+    argv = train_argv(write_aligned_dataset(tmp_path / "data"), tmp_path / "ckpt", "--no_html")
+    argv[argv.index("--num_threads") + 1] = "1"
+    try:
+        run = subprocess.run([sys.executable, "-c", _SHARING_THREAD_REFUSED,
+                              os.path.dirname(__file__), *argv], cwd=tmp_path,
+                             capture_output=True, text=True, timeout=120)
+    except subprocess.TimeoutExpired:
+        pytest.fail("train waited forever for the batch of a worker that could not share it")
+    assert run.returncode == 1, run.stderr
+    assert _PROCESS_LIMIT in run.stderr.splitlines()[-1], run.stderr
+    assert "Traceback" not in run.stderr, run.stderr
+
+
+def test_a_worker_death_reported_with_the_thread_exit_code_names_the_limit():
+    """torch's SIGCHLD handler reports the death wherever this process is (in a step, say),
+    with the worker's exit code."""
+    err = RuntimeError("DataLoader worker (pid 5) exited unexpectedly with exit code 71. Details "
+                       "are lost due to multiprocessing. Rerunning with num_workers=0 may give "
+                       "better error trace.")
+    line = loader_worker_death(err, "run it again")
+    assert _PROCESS_LIMIT in line and "probably out of memory" not in line, line
