@@ -31,3 +31,13 @@ def nothing_to_resume(folder, label: str) -> str:
     saved = loadable_sets(folder, TRAIN_STATE_SUFFIX)
     return (f"no checkpoint {folder / f'{label}_{TRAIN_STATE_SUFFIX}'} to resume from; start "
             "without --continue_train" + (f", or resume a saved set ({saved})" if saved else ""))
+
+
+def holds_networks_only(folder, label: str) -> bool:
+    """Whether ``label``'s set in ``folder`` (a Path) is networks without a training state or
+    manifest: the reference implementation's checkpoints (its --continue_train loads the
+    networks and starts fresh optimizers and schedule at --epoch_count). Here, beside the
+    names, so that the check before torch loads and the loader ask the same."""
+    return ((folder / f"{label}_{NETWORK_SUFFIXES['G']}").is_file()
+            and not (folder / f"{label}_{TRAIN_STATE_SUFFIX}").exists()
+            and not (folder / f"{label}_{MANIFEST_SUFFIX}").exists())

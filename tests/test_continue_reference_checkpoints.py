@@ -86,6 +86,25 @@ def test_another_epoch_of_reference_networks(tmp_path, started, capsys):
     assert all(torch.equal(want_G[key], started["G"][key]) for key in want_G)
 
 
+def test_reference_networks_with_an_epoch_count_past_the_last_epoch_are_refused(tmp_path,
+                                                                                 capsys):
+    """They start at --epoch_count, as a fresh run does, so past the last epoch they are
+    refused as it is, before anything is written (mutation audit: the run trained nothing yet
+    started the run's loss log anew, wrote train_opt.txt and named its checkpoints, exit 0)."""
+    data = write_aligned_dataset(tmp_path / "data", pairs=2, phases=("train",))
+    run = tmp_path / "ckpt" / "tiny"
+    write_reference_checkpoints(run)
+    argv = train_argv(data, tmp_path / "ckpt", "--n_epochs", "1", "--n_epochs_decay", "1",
+                      "--continue_train", "--epoch_count", "3", "--no_html")
+    assert main(argv) == 2
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        "fastp2p train: error: no epoch to train: --epoch_count 3 is past the last epoch, "
+        "--n_epochs 1 + --n_epochs_decay 1 = 2; raise --n_epochs or --n_epochs_decay, or lower "
+        "--epoch_count")
+    assert sorted(path.name for path in run.iterdir()) == ["latest_net_D.pth",
+                                                           "latest_net_G.pth"]
+
+
 def test_without_the_generator_file_it_is_still_refused(tmp_path, capsys):
     data = write_aligned_dataset(tmp_path / "data", pairs=2, phases=("train",))
     (tmp_path / "ckpt" / "tiny").mkdir(parents=True)

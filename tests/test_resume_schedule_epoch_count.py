@@ -76,6 +76,22 @@ def test_a_resume_with_the_same_epoch_count_says_nothing_about_it(tmp_path, monk
     assert "lr schedule counts" not in capsys.readouterr().out
 
 
+def test_a_resume_given_an_epoch_count_past_the_last_epoch_goes_on_from_its_state(tmp_path,
+                                                                                  capsys):
+    """An --epoch_count past the last epoch is refused for a fresh run only (mutation audit:
+    no test resumed with one): a resume trains on from its state's epoch."""
+    data = write_aligned_dataset(tmp_path / "data")
+    folder = train_tiny_run(data, tmp_path / "ckpt") / "tiny"   # epoch 1 of 1
+    capsys.readouterr()
+    argv = train_argv(data, tmp_path / "ckpt", "--n_epochs", "2", "--n_epochs_decay", "0",
+                      "--no_html", "--continue_train", "--epoch_count", "3")
+    assert main(argv) == 0, capsys.readouterr().err
+    out = capsys.readouterr().out
+    assert ("the lr schedule counts its epochs from 1, as the run that saved it did (not from "
+            "--epoch_count 3)") in out, out
+    assert max(_lrs(folder)) == 8   # epoch 2's 4 steps after epoch 1's
+
+
 def test_schedule_state_keeps_epoch_count_and_older_states_keep_todays():
     saved = LRSchedule("step", 1.0, n_epochs=3, n_epochs_decay=3, epoch_count=2,
                        lr_decay_iters=1)

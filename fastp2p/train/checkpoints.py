@@ -30,7 +30,7 @@ import torch
 from fastp2p.atomic_files import (TemporaryFile, fsync_directory, naming_the_file,
                                   remove_left_by_dead_processes, replace_text)
 from fastp2p.checkpoint_names import (MANIFEST_SUFFIX, NETWORK_SUFFIXES, TRAIN_STATE_SUFFIX,
-                                      loadable_sets, nothing_to_resume)
+                                      holds_networks_only, loadable_sets, nothing_to_resume)
 from fastp2p.file_reads import read_error_advice
 from fastp2p.inodes import disk_limit_advice
 from fastp2p.nn.checkpoint import CheckpointMismatch, load_safely, weights_problem
@@ -432,9 +432,7 @@ class CheckpointFolder:
         """Whether ``label``'s set is networks without a training state or manifest: the
         reference implementation's checkpoints (its --continue_train loads the networks and
         starts fresh optimizers)."""
-        return (self.file(label, NETWORK_SUFFIXES["G"]).is_file()
-                and not self.file(label, TRAIN_STATE_SUFFIX).exists()
-                and not self.file(label, MANIFEST_SUFFIX).exists())
+        return holds_networks_only(self.path, label)
 
     def load_train_state(self, label) -> dict:
         """The training state of ``label``'s set, after checking that the set is complete."""

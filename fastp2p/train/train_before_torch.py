@@ -40,7 +40,8 @@ def resolve_and_check_options(args, resume_notes) -> int | None:
     """The quick defaults resolved, then the checks below in order, each refusal after its
     line: 2 for a --model or --gpu_ids fastp2p cannot honour, for options that do not fit each
     other, for a fresh run into a folder that holds one; 1 for --continue_train with no
-    checkpoint to resume; 2 for sizes the networks cannot take and CUDA-only options on the
+    checkpoint to resume; 2 for networks without a training state to resume at an --epoch_count
+    past the last epoch, for sizes the networks cannot take and CUDA-only options on the
     CPU; None when all pass. The checkpoint comes before the sizes, as ``fastp2p test`` says
     it: a mistyped --name has no train_opt.txt to take options from either, and the default
     unet_256 refused a --crop_size with advice that led only to the missing checkpoint."""
@@ -50,6 +51,7 @@ def resolve_and_check_options(args, resume_notes) -> int | None:
                                       (_check_option_pairs, 2, resume_notes),
                                       (_check_fresh_run, 2, ()),
                                       (_check_something_to_resume, 1, resume_notes),
+                                      (_check_epoch_count_of_networks_alone, 2, resume_notes),
                                       (_check_sizes_and_device, 2, resume_notes)):
         try:
             check(args)
@@ -70,15 +72,34 @@ def _check_option_pairs(args) -> None:
     if args.resume_or_start and args.overwrite:
         raise ValueError("--resume_or_start keeps the run in CHECKPOINTS_DIR/NAME and "
                          "--overwrite starts a new one there: keep one of them")
+    if not args.continue_train:   # a resume goes on from its state's epoch
+        _refuse_epoch_count_past_the_end(args)
+    if args.lr_policy == "cosine" and args.n_epochs < 1:
+        raise ValueError("--lr_policy cosine anneals the lr over --n_epochs, which must be >= 1 "
+                         f"(got {args.n_epochs})")
+
+
+def _refuse_epoch_count_past_the_end(args) -> None:
+    """ValueError where the first epoch, --epoch_count, is past the last one."""
     last_epoch = args.n_epochs + args.n_epochs_decay
-    if not args.continue_train and args.epoch_count > last_epoch:
+    if args.epoch_count > last_epoch:
         raise ValueError(f"no epoch to train: --epoch_count {args.epoch_count} is past the last "
                          f"epoch, --n_epochs {args.n_epochs} + --n_epochs_decay "
                          f"{args.n_epochs_decay} = {last_epoch}; raise --n_epochs or "
                          "--n_epochs_decay, or lower --epoch_count")
-    if args.lr_policy == "cosine" and args.n_epochs < 1:
-        raise ValueError("--lr_policy cosine anneals the lr over --n_epochs, which must be >= 1 "
-                         f"(got {args.n_epochs})")
+
+
+def _check_epoch_count_of_networks_alone(args) -> None:
+    """--continue_train of networks saved without a training state (the reference's
+    checkpoints) starts at --epoch_count, as a fresh run does, so it is refused as one is past
+    the last epoch (it trained nothing, yet started the run's loss log anew, rewrote its
+    options file and named its checkpoints as saved). After ``_check_something_to_resume``."""
+    from fastp2p.checkpoint_names import holds_networks_only
+    from fastp2p.train.reference_options import checkpoint_label
+
+    folder = _unlocked_run_folder(args) if args.continue_train else None
+    if folder is not None and holds_networks_only(folder, checkpoint_label(args)):
+        _refuse_epoch_count_past_the_end(args)
 
 
 def _check_fresh_run(args) -> None:
