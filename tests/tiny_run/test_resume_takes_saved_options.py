@@ -10,9 +10,9 @@ import pytest
 from fastp2p.cli import build_parser, main
 from fastp2p.train import train_command
 from fastp2p.train.trainer import Trainer
-from fastp2p.train.saved_options import (RESUME_COMPARED, changed_options, command_parser,
-                                         given_options, read_options, take_saved_options,
-                                         write_options)
+from fastp2p.train.saved_options import (END_LINE, RESUME_COMPARED, WORKING_DIR,
+                                         changed_options, command_parser, given_options,
+                                         read_options, take_saved_options, write_options)
 from helpers.train_helpers import parsed_options, train_argv
 
 # The reference's train_opt.txt (BaseOptions.print_options: '{:>25}: {:<30}{}', the default
@@ -318,6 +318,71 @@ def test_an_options_file_cut_short_is_said_with_the_options_it_lacks(tmp_path, k
         assert " --save_epoch_freq " in missing and " --wandb_project_name" in missing, line
         assert ("--batch_size" in missing) == (kept == 0), line
         assert " --lr " not in missing and "--verbose" not in missing, line
+
+
+def _taken_from(path, parser) -> tuple:
+    """(the options file at ``path`` as read_options reads it, the options a command line
+    that gives none takes from it, the line saying so)."""
+    args = parser.parse_args([])
+    line = take_saved_options(args, parser, frozenset(), path).describe()
+    return read_options(path), vars(args), line
+
+
+@pytest.mark.parametrize("newline", ["\r\n", "\r"], ids=["windows", "old-mac"])
+def test_an_options_file_with_other_line_ends_is_read_as_written(tmp_path, newline):
+    """A train_opt.txt whose line ends an editor or a copy through Windows changed reads as
+    the file fastp2p wrote, for a resume and for `fastp2p test`: no value ends in a carriage
+    return, and the file is whole (mutation audit: no test read one)."""
+    parser = command_parser(train_command.register)
+    path = tmp_path / "train_opt.txt"
+    write_options(parsed_options("train", "--lr", "0.0005", "--dataroot", "data"), path)
+    written = _taken_from(path, parser)
+    path.write_bytes(path.read_bytes().replace(b"\n", newline.encode()))
+    saved, taken, line = _taken_from(path, parser)
+    assert (saved, taken, line) == written
+    assert not [value for value in saved.values() if "\r" in value], saved
+    assert taken["lr"] == 0.0005 and "warning" not in line, line
+
+
+def test_a_resume_from_an_options_file_with_windows_line_ends_trains_with_the_runs(run_of_lr,
+                                                                                    capsys):
+    """Nothing said changed since the run (each value compared with its text) nor lost."""
+    options = run_of_lr / "tiny" / "train_opt.txt"
+    options.write_bytes(options.read_bytes().replace(b"\n", b"\r\n"))
+    capsys.readouterr()
+    assert main(_resume_argv(run_of_lr, "--n_epochs", "2")) == 0, capsys.readouterr().err
+    captured = capsys.readouterr()
+    assert "warning" not in captured.err, captured.err
+    changed = [line for line in captured.out.splitlines() if "did not use so far" in line]
+    assert [line.split(": ")[-1] for line in changed] == ["--n_epochs 1 -> 2"], captured.out
+    assert {lr for _, lr in _lrs(run_of_lr / "tiny")} == {0.0005}
+
+
+@pytest.mark.parametrize("earliest", [False, True], ids=["ending-at-working_dir", "earliest"])
+def test_an_older_options_file_ending_at_its_working_dir_line_is_whole(tmp_path, monkeypatch,
+                                                                       earliest):
+    """fastp2p wrote working_dir last before the End line: such a file is whole, so an option
+    added since, which it lacks, is the command line's default without a warning, and its
+    relative --dataroot is read from the folder it records. Its earliest builds' files end
+    with neither line and are taken as cut short (mutation audit: the older file held every
+    option, which a file taken as cut short also reads without a warning)."""
+    parser = command_parser(train_command.register)
+    path = tmp_path / "train_opt.txt"
+    (tmp_path / "started_in").mkdir()
+    monkeypatch.chdir(tmp_path / "started_in")
+    write_options(parsed_options("train", "--dataroot", "data", "--lr_step_at", "epoch_start"),
+                  path)
+    monkeypatch.chdir(tmp_path)
+    lines = path.read_text().splitlines(keepends=True)
+    assert lines[-2].startswith(f"{WORKING_DIR}: ") and lines[-1].strip() == END_LINE
+    kept = [line for line in lines[:-1 - earliest] if not line.startswith("lr_step_at: ")]
+    path.write_text("".join(kept))
+    args = parser.parse_args([])
+    line = take_saved_options(args, parser, frozenset(), path).describe()
+    assert args.lr_step_at == parser.get_default("lr_step_at"), line
+    assert ("ends before its last line" in line) == earliest, line
+    assert re.search(r"not the run's: [^;]*--lr_step_at\b", line) if earliest else True, line
+    assert args.dataroot == ("data" if earliest else str(tmp_path / "started_in" / "data"))
 
 
 @pytest.mark.parametrize("after_end", [False, True], ids=["cut-in-its-lr-line", "after-end"])

@@ -57,3 +57,19 @@ def test_a_value_the_options_file_lost_is_a_warning_on_stderr_naming_the_default
     assert warning.startswith(f"generator options: warning: {options} holds values"), warning
     assert "the defaults are used in their place: --ngf 'abc' (the default 64 used)" in warning
     assert "saved by other model options" in captured.err.splitlines()[1], captured.err
+
+
+def test_an_options_file_with_windows_line_ends_gives_the_runs_options(data, trained, tmp_path,
+                                                                         capsys):
+    """Mutation audit: no test read a train_opt.txt whose line ends a copy through Windows
+    changed (its reading is pinned in test_resume_takes_saved_options.py)."""
+    checkpoints = tmp_path / "ckpt"
+    shutil.copytree(trained, checkpoints)
+    options = checkpoints / "tiny" / "train_opt.txt"
+    options.write_bytes(options.read_bytes().replace(b"\n", b"\r\n"))
+    assert main(_test_argv(data, checkpoints, tmp_path / "results")) == 0, capsys.readouterr().err
+    captured = capsys.readouterr()
+    assert "warning" not in captured.err, captured.err
+    line = next(line for line in captured.out.splitlines()
+                if line.startswith("generator options:"))
+    assert line.endswith("not the defaults: --netG unet_32 --ngf 4"), line
