@@ -8,7 +8,7 @@ from PIL import Image
 
 from fastp2p.cli import build_parser, main
 from fastp2p.reference import UnetGenerator, get_norm_layer
-from helpers.train_helpers import train_argv, write_aligned_dataset
+from helpers.train_helpers import one_line, train_argv, write_aligned_dataset
 
 TRAIN_OPTIONS = ("--netG", "--netD", "--n_layers_D", "--ngf", "--ndf", "--norm", "--no_dropout",
                  "--gan_mode", "--lambda_L1", "--lr", "--beta1", "--batch_size", "--init_type",
@@ -110,6 +110,24 @@ def test_bad_options_give_one_line_errors(tmp_path, capsys, extra, message):
     data = write_aligned_dataset(tmp_path / "data", pairs=1, phases=("train",))
     assert main(train_argv(data, tmp_path / "ckpt", *extra)) != 0
     assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("gpu_ids, refused", [
+    ("0", "--gpu_ids 0 means --device cuda:0, but --device cpu was given: keep one of them"),
+    ("-1", "--precision bf16 (autocast, the CUDA fast path) needs a CUDA device, this run is on "
+           "cpu; use --precision fp32"),
+], ids=["gpu-named", "cpu-named"])
+def test_device_cpu_with_gpu_ids_and_bf16(tmp_path, capsys, gpu_ids, refused):
+    """`--device cpu --gpu_ids N --precision bf16` (mutation audit): neither device option
+    wins; a GPU named by --gpu_ids contradicts --device cpu, said first (bf16 fits that GPU),
+    whether or not a GPU is there; --gpu_ids -1 agrees with it, and bf16 is refused on the
+    CPU. Exit 2, nothing written."""
+    data = write_aligned_dataset(tmp_path / "data", pairs=1, phases=("train",))
+    argv = train_argv(data, tmp_path / "ckpt", "--device", "cpu", "--gpu_ids", gpu_ids,
+                      "--precision", "bf16")
+    assert main(argv) == 2
+    assert one_line(capsys.readouterr().err) == f"fastp2p train: error: {refused}"
+    assert not (tmp_path / "ckpt").exists()
 
 
 def test_continue_train_without_a_checkpoint_says_what_to_do(tmp_path, capsys):
