@@ -5,6 +5,7 @@ limit (107 bytes on Linux) the worker failed to listen ("AF_UNIX path too long")
 process waited for its batch forever. The folder is now made in a system temporary folder where
 the sockets fit, or the run is refused in one line, as it is where multiprocessing made its
 folder in TMPDIR before the loader."""
+import contextlib
 import multiprocessing.util
 import os
 import re
@@ -145,6 +146,8 @@ def test_two_loaders_set_up_at_once_leave_the_temporary_folder_to_tmpdir(tmp_pat
     first_out.set()
     second.join()
     assert tempfile.tempdir == tmpdir
+
+
 @pytest.fixture
 def short_folder():
     """A folder in /tmp, short enough for the sockets (tmp_path may not be)."""
@@ -214,21 +217,40 @@ def test_making_the_workers_folder_leaves_tempfile_s_folder_as_it_was(monkeypatc
     assert tempfile.tempdir == str(tmpdir)
 
 
-@pytest.mark.parametrize("unusable", [
-    "file",
-    pytest.param("read-only", marks=pytest.mark.skipif(
-        os.geteuid() == 0, reason="root writes in a read-only folder")),
-])
+# A user id other than root's (nobody's on most systems; it need not exist)
+NOT_ROOT_UID = 65534
+
+
+@contextlib.contextmanager
+def _access_as_a_user_other_than_root():
+    """os.access answers as for a user other than root within the block: root writes in a
+    read-only folder. access() checks the real user id, so as root that one is another while
+    the effective one stays root's (the process may go back; it makes files as root)."""
+    if os.geteuid() != 0:
+        yield
+        return
+    os.setreuid(NOT_ROOT_UID, 0)
+    try:
+        yield
+    finally:
+        os.setreuid(0, 0)
+
+
+@pytest.mark.parametrize("unusable", ["file", "read-only"])
 def test_a_system_temp_folder_not_a_writable_folder_is_passed_over(monkeypatch, tmp_path,
                                                                    short_folder, unusable):
+    """(The read-only folder ran only as a user other than root until the mutation audit.)"""
+    os.chmod(short_folder, 0o755)   # as another user too, the folders in it are found
     passed_over = os.path.join(short_folder, "x")
     if unusable == "file":
         open(passed_over, "w").close()
-        os.chmod(passed_over, 0o755)   # writable and executable: only not a folder
+        os.chmod(passed_over, 0o777)   # writable and executable by all: only not a folder
     else:
         os.mkdir(passed_over, 0o555)
     usable = os.path.join(short_folder, "y")
     os.mkdir(usable)
+    os.chmod(usable, 0o1777)   # as /tmp: writable by every user
     monkeypatch.setattr(loader, "_SYSTEM_TEMP_FOLDERS", (passed_over, usable))
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / LONG))
-    assert loader._base_for_sockets() == usable
+    with _access_as_a_user_other_than_root():
+        assert loader._base_for_sockets() == usable
