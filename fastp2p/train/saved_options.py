@@ -107,13 +107,11 @@ def _parsed(text: str) -> dict:
 
 def _whole_lines(text: str) -> list:
     """``text``'s lines but a last one without its newline: a line cut short (by hand, or a
-    copy cut short) is no value, as ``lr: 0.00`` of ``lr: 0.0002`` read as --lr 0.0."""
-    lines = text.splitlines()
-    return lines if _ends_with_newline(text) else lines[:-1]
-
-
-def _ends_with_newline(text: str) -> bool:
-    return text.endswith(("\n", "\r"))
+    copy cut short) is no value, as ``lr: 0.00`` of ``lr: 0.0002`` read as --lr 0.0. Split at
+    "\\n" alone: text mode already reads "\\r\\n" and "\\r" as "\\n", and a value may hold
+    what ``splitlines`` also breaks at (U+2028, U+0085, a form feed: ``--dataroot
+    /data/a\\u2028b`` read back as /data/a)."""
+    return text.split("\n")[:-1]
 
 
 def _complete(text: str) -> bool:
@@ -121,9 +119,9 @@ def _complete(text: str) -> bool:
     END_LINE (fastp2p's and the reference's files) or a WORKING_DIR line (fastp2p's before
     END_LINE; its earliest builds' end with neither). A last line without its newline is
     left out (``_whole_lines``), so the warning names its option, even after END_LINE."""
-    lines = text.splitlines()
-    return _ends_with_newline(text) and (END_LINE in (line.strip() for line in lines)
-                                         or lines[-1].startswith(f"{WORKING_DIR}: "))
+    lines = _whole_lines(text)
+    return text.endswith("\n") and (END_LINE in (line.strip() for line in lines)
+                                     or lines[-1].startswith(f"{WORKING_DIR}: "))
 
 
 def changed_options(args, path: Path, keys) -> str:

@@ -344,6 +344,28 @@ def test_an_options_file_with_other_line_ends_is_read_as_written(tmp_path, newli
     assert taken["lr"] == 0.0005 and "warning" not in line, line
 
 
+@pytest.mark.parametrize("separator", ["\u2028", "\x85", "\x0c"],
+                         ids=["line-separator", "next-line", "form-feed"])
+def test_a_value_holding_what_splitlines_breaks_at_reads_back_whole(tmp_path, monkeypatch,
+                                                                    separator):
+    """A --dataroot and a working_dir holding a character that str.splitlines breaks lines at
+    (but "\\n" does not) read back as written: the relative --dataroot is the folder's, and
+    the file is whole (its --dataroot /data/a\\u2028b read back as /data/a, and a working_dir
+    line so broken was taken as cut short)."""
+    parser = command_parser(train_command.register)
+    path = tmp_path / "train_opt.txt"
+    started_in = tmp_path / f"started{separator}in"
+    started_in.mkdir()
+    monkeypatch.chdir(started_in)
+    write_options(parsed_options("train", "--dataroot", f"data{separator}set"), path)
+    monkeypatch.chdir(tmp_path)
+    saved, taken, line = _taken_from(path, parser)
+    assert saved["dataroot"] == f"data{separator}set", saved
+    assert saved[WORKING_DIR] == str(started_in), saved
+    assert taken["dataroot"] == str(started_in / f"data{separator}set"), line
+    assert "warning" not in line, line
+
+
 def test_a_resume_from_an_options_file_with_windows_line_ends_trains_with_the_runs(run_of_lr,
                                                                                     capsys):
     """Nothing said changed since the run (each value compared with its text) nor lost."""
