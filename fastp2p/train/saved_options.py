@@ -52,6 +52,9 @@ WORKING_DIR = "working_dir"
 # since are named in the warning, which says an older fastp2p may have written the file.
 END_LINE = "----------------- End -------------------"
 
+# Why a file may lack its last line, as the warnings say it.
+_CUT_SHORT = "cut short, by a power loss say, or written by an older fastp2p"
+
 # Saved values read with the range they were written under, wider than what the option takes
 # when typed: a --seed above 2**32-1 was valid before --seed was bounded for new runs, and a run
 # started with one resumes with it as it was (the crop and flip draws use the whole seed;
@@ -205,12 +208,13 @@ class TakenOptions:
     ``options``, dest -> the option as a command line writes it (``--skip-bad``);
     ``missing``, the dests it would have taken from a file cut short (not ``_complete``) that
     lacks them, left at this command line's; ``dataroot_from_here``, the relative --dataroot
-    taken from a file without WORKING_DIR (an older fastp2p's or the reference's), so read
-    from the current folder, or None."""
+    taken from a file without WORKING_DIR (an older fastp2p's, the reference's, or one cut
+    short), so read from the current folder, or None; ``complete``, whether the file is whole
+    (``_complete``)."""
 
     def __init__(self, path: Path):
         self.path, self.taken, self.refused, self.options = path, [], [], {}
-        self.missing, self.dataroot_from_here = [], None
+        self.missing, self.dataroot_from_here, self.complete = [], None, True
 
     def summary(self) -> str:
         """How many were taken, and those that differ from the defaults, as a command line
@@ -231,14 +235,16 @@ class TakenOptions:
                                 for dest, text, default in self.refused))
         if self.missing:
             missing = " ".join(map(self._option, self.missing))
-            warnings.append(f"warning: {self.path} ends before its last line (cut short, by a "
-                            "power loss say, or written by an older fastp2p), so these are the "
-                            f"command line's defaults, not the run's: {missing}; give the run's "
-                            "on the command line where they differ")
+            warnings.append(f"warning: {self.path} ends before its last line ({_CUT_SHORT}), "
+                            "so these are the command line's defaults, not the run's: "
+                            f"{missing}; give the run's on the command line where they differ")
         if self.dataroot_from_here:
+            # a file cut short in or before its working_dir line lacks it too
+            why = ("an older fastp2p's file, or the reference's" if self.complete
+                   else f"it ends before its last line: {_CUT_SHORT}")
             warnings.append(f"warning: {self.path} does not record the folder the run was "
-                            "started in (an older fastp2p's file, or the reference's), so its "
-                            f"--dataroot {self.dataroot_from_here} is read from the current "
+                            f"started in ({why}), so its --dataroot "
+                            f"{self.dataroot_from_here} is read from the current "
                             f"folder, as {_absolute(self.dataroot_from_here)}; give --dataroot "
                             "to name the run's dataset (the file then records where it is)")
         return warnings
@@ -273,6 +279,7 @@ def take_saved_options(args, parser: argparse.ArgumentParser, given, path: Path,
     text = _text(path, errors="surrogateescape")
     saved, complete = _parsed(text), _complete(text)
     result, defaults = TakenOptions(path), []
+    result.complete = complete
     for action in parser._actions:
         dest = action.dest
         result.options[dest] = (action.option_strings or [f"--{dest}"])[0]

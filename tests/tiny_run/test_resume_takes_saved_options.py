@@ -407,6 +407,22 @@ def test_an_older_options_file_ending_at_its_working_dir_line_is_whole(tmp_path,
     assert args.dataroot == ("data" if earliest else str(tmp_path / "started_in" / "data"))
 
 
+def test_a_file_cut_in_its_working_dir_line_is_said_cut_short(tmp_path, monkeypatch):
+    """Its relative --dataroot is read from the current folder, as the warning says, and why:
+    the file is cut short (it said the file was an older fastp2p's, or the reference's)."""
+    parser = command_parser(train_command.register)
+    path = tmp_path / "train_opt.txt"
+    write_options(parsed_options("train", "--dataroot", "data"), path)
+    text = path.read_text()
+    path.write_text(text[:text.index(f"\n{WORKING_DIR}: ") + len(f"\n{WORKING_DIR}: /t")])
+    args = parser.parse_args([])
+    line = take_saved_options(args, parser, frozenset(), path).describe()
+    warned = re.search(r"warning: [^;]* does not record the folder the run was started in "
+                       r"\(([^)]*)\)", line)
+    assert warned and warned[1].startswith("it ends before its last line: cut short"), line
+    assert args.dataroot == "data", line
+
+
 @pytest.mark.parametrize("after_end", [False, True], ids=["cut-in-its-lr-line", "after-end"])
 def test_a_last_line_without_its_newline_is_named_not_read(tmp_path, after_end):
     """A file cut in its lr line (`lr: 0.00` of `lr: 0.0005`) resumed at --lr 0.0, listed
