@@ -35,11 +35,17 @@ RUN = ("import atexit, os, sys\n"
     (["test", "--dataroot", ".", "--task", "gray2color"], False),
     (["train", "--model", "cycle_gan", "--dataroot", "."], False),
     (["train", "--gpu_ids", "0,1", "--dataroot", "."], False),
+    (["train", "--device", "cpu", "--gpu_ids", "0", "--dataroot", "."], False),
+    (["test", "--model", "cycle_gan", "--dataroot", "."], False),
+    (["test", "--gpu_ids", "0,1", "--dataroot", "."], False),
+    (["test", "--device", "cpu", "--gpu_ids", "0", "--dataroot", "."], False),
 ], ids=["bench section", "bench steps", "bench peer", "bench quick on cuda",
         "bench graph on cpu", "pack without folders", "pack load size", "pack shard size",
         "pack synthetic without DATAROOT", "train netG", "test netG", "train task and dataroot",
         "test task and dataroot", "train model before its missing split",
-        "train gpu ids before its missing split"])
+        "train gpu ids before its missing split", "train cpu and a gpu before its missing split",
+        "test model before its missing run", "test gpu ids before its missing run",
+        "test cpu and a gpu before its missing run"])
 def test_refused_before_torch_loads(tmp_path, argv, usage):
     # outside the checkout, whose fastp2p/ would shadow the installed package
     result = subprocess.run([sys.executable, "-c", RUN, *argv], cwd=tmp_path,
@@ -184,11 +190,15 @@ def test_train_options_that_do_not_fit_each_other_are_refused_before_torch_loads
 @pytest.mark.parametrize("options, error", [
     (["--model", "cycle_gan", "--epoch_count", "999"], "--model cycle_gan: fastp2p implements "
                                                       "pix2pix only"),
+    (["--device", "cpu", "--gpu_ids", "0", "--epoch_count", "999"],
+     "--gpu_ids 0 means --device cuda:0, but --device cpu was given: keep one of them"),
     (["--epoch_count", "999"], "no epoch to train: --epoch_count 999"),
-], ids=["a model before the option pairs", "the option pairs before the run's folder"])
+], ids=["a model before the option pairs", "the devices before the option pairs",
+        "the option pairs before the run's folder"])
 def test_train_s_refusals_before_torch_loads_come_in_their_order(tmp_path, options, error):
-    """A --model fastp2p cannot honour first, then options that do not fit each other, then
-    a fresh run into a folder that holds one (each exit 2)."""
+    """A --model fastp2p cannot honour first, or a --device that --gpu_ids contradicts, then
+    options that do not fit each other, then a fresh run into a folder that holds one (each
+    exit 2)."""
     (tmp_path / "checkpoints" / "tiny").mkdir(parents=True)
     (tmp_path / "checkpoints" / "tiny" / "latest_net_G.pth").write_bytes(bytes(range(256)))
     result = subprocess.run([sys.executable, "-c", RUN, "train", "--dataroot", ".",

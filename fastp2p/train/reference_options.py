@@ -142,7 +142,7 @@ def apply_reference_options(args: argparse.Namespace, phase: str) -> str | None:
     refuse_model_options(args, phase)
     args.name = run_name(args)
     if args.gpu_ids is not None:
-        args.device = _device_for_gpu_ids(args.gpu_ids, args.device, phase)
+        args.device = _device_for_gpu_ids(args.gpu_ids, phase)
     if args.load_iter > 0:
         # what the reference loads then; its test.py still names the results folder by the
         # --epoch given (with _iterN added): results_folder_name
@@ -163,16 +163,30 @@ def refuse_model_options(args: argparse.Namespace, phase: str) -> None:
 
 def refuse_unsupported_values(args: argparse.Namespace, phase: str) -> None:
     """ValueError (one line) for a --model or --gpu_ids value fastp2p cannot honour on any
-    device: a model other than pix2pix, ids that are no integers, several GPUs. Needs no torch
-    and no file, so train asks it before its checks of the dataset and the run folder: a
-    reference user's --model cycle_gan was told that DATAROOT/train is missing."""
+    device: a model other than pix2pix, ids that are no integers, several GPUs, a --device
+    they contradict. Needs no torch and no file, so train and test ask it before their checks
+    of the dataset and the run folder: a reference user's --model cycle_gan was told that
+    DATAROOT/train is missing."""
     if args.model not in (("pix2pix", "test") if phase == "test" else ("pix2pix",)):
         # an empty name (--model "") has no reference implementation to point to
         elsewhere = f", or the reference implementation for {args.model}" if args.model else ""
         raise ValueError(f"--model {args.model or repr('')}: fastp2p implements pix2pix only; "
                          f"use --model pix2pix (or leave it out){elsewhere}")
     if args.gpu_ids is not None:
-        _gpus(args.gpu_ids, phase)
+        _refuse_another_device(args.gpu_ids, _gpus(args.gpu_ids, phase), args.device)
+
+
+def _refuse_another_device(gpu_ids: str, gpus: list, device: str) -> None:
+    """ValueError where --device names another device than --gpu_ids (``gpus``, its ids)."""
+    wanted = _gpus_device(gpus)
+    if device not in ("auto", wanted):
+        raise ValueError(f"--gpu_ids {gpu_ids} means --device {wanted}, but --device {device} "
+                         "was given: keep one of them")
+
+
+def _gpus_device(gpus: list) -> str:
+    """The device of --gpu_ids' ``gpus``: the first one's, or the CPU's for none."""
+    return f"cuda:{gpus[0]}" if gpus else "cpu"
 
 
 def run_name(args: argparse.Namespace) -> str:
@@ -256,23 +270,21 @@ def _gpus(gpu_ids: str, phase: str) -> list:
     return gpus
 
 
-def _device_for_gpu_ids(gpu_ids: str, device: str, phase: str) -> str:
+def _device_for_gpu_ids(gpu_ids: str, phase: str) -> str:
+    """The device --gpu_ids names, after ``refuse_unsupported_values``; ValueError under
+    torchrun, or for a GPU where none is visible."""
     from fastp2p.train.distributed import launched_world_size
 
     gpus = _gpus(gpu_ids, phase)
-    wanted = f"cuda:{gpus[0]}" if gpus else "cpu"
     if gpus and launched_world_size() > 1:
         raise ValueError(f"--gpu_ids {gpu_ids} under torchrun: each process takes "
                          "cuda:LOCAL_RANK; drop --gpu_ids")
-    if device not in ("auto", wanted):
-        raise ValueError(f"--gpu_ids {gpu_ids} means --device {wanted}, but --device {device} "
-                         "was given: keep one of them")
     if gpus:
         import torch
         if not torch.cuda.is_available():
             raise ValueError(f"--gpu_ids {gpu_ids}: no CUDA GPU is visible; use --gpu_ids -1 "
                              "(CPU)")
-    return wanted
+    return _gpus_device(gpus)
 
 
 def _log_every(args) -> int:

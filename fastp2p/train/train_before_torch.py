@@ -38,9 +38,10 @@ def refuse_before_options(args, resume_notes) -> int | None:
 
 def resolve_and_check_options(args, resume_notes) -> int | None:
     """The quick defaults resolved, then the checks below in order, each refusal after its
-    line: 2 for a --model or --gpu_ids fastp2p cannot honour, for options that do not fit each
-    other, for a fresh run into a folder that holds one; 1 for --continue_train with no
-    checkpoint to resume; 2 for networks without a training state to resume at an --epoch_count
+    line: 2 for a --model or --gpu_ids fastp2p cannot honour (or a --device --gpu_ids
+    contradicts), for options that do not fit each other, for a fresh run into a folder that
+    holds one; 1 for --continue_train with no checkpoint to resume; 2 for networks without a
+    training state to resume at an --epoch_count
     past the last epoch, for sizes the networks cannot take and CUDA-only options on the
     CPU; None when all pass. The checkpoint comes before the sizes, as ``fastp2p test`` says
     it: a mistyped --name has no train_opt.txt to take options from either, and the default
@@ -63,7 +64,8 @@ def resolve_and_check_options(args, resume_notes) -> int | None:
 
 def _refuse_unsupported_values(args) -> None:
     from fastp2p.train.reference_options import refuse_unsupported_values
-    refuse_unsupported_values(args, "train")   # --model cycle_gan, several --gpu_ids
+    # --model cycle_gan, several --gpu_ids, --gpu_ids 0 with --device cpu
+    refuse_unsupported_values(args, "train")
 
 
 def _check_option_pairs(args) -> None:

@@ -139,9 +139,14 @@ def run(args: argparse.Namespace) -> int:
     except MissingPackage as err:
         return _refused(err)
     from fastp2p.train.early_refusals import refused_at_once
+    from fastp2p.train.reference_options import refuse_unsupported_values
     code = refused_at_once(args, "test")  # a typo needs no torch: said at once
     if code is not None:
         return code
+    try:   # nor does a --model, --gpu_ids or --device fastp2p cannot honour, as train's
+        refuse_unsupported_values(args, "test")
+    except ValueError as err:
+        return _refused(err)
     given = vars(args).pop("given_options", None)
     not_found = name_run_folder(args, given, register)
     if not_found:
