@@ -12,6 +12,7 @@ import fastp2p.train.trainer as trainer_module
 from fastp2p.cli import main
 from fastp2p.reference import NLayerDiscriminator, UnetGenerator, get_norm_layer
 from fastp2p.train.engine import unwrap
+from fastp2p.train.reports import LOG_FIELDS, LossLog
 from helpers.train_helpers import train_argv, write_aligned_dataset
 
 
@@ -111,3 +112,46 @@ def test_without_the_generator_file_it_is_still_refused(tmp_path, capsys):
     argv = train_argv(data, tmp_path / "ckpt", "--continue_train", "--no_html")
     assert main(argv) == 1
     assert "latest_train_state.pth to resume from" in capsys.readouterr().err
+
+
+OLD_LOG = ("epoch,step,images,lr,G_GAN,G_L1,D_real,D_fake,images_per_s\n"
+           "1,1,1,0.0002,0.66,33.0,0.65,0.79,5.78\n")
+
+
+def test_a_loss_log_there_is_kept_whole_beside_the_new_one(tmp_path, capsys):
+    """Networks without a training state (a fastp2p run's whose state file is gone) start
+    their steps again at 0: the folder's loss_log.csv is renamed to the first free
+    loss_log.N.csv once the first set is saved, with one line on stderr, and the run logs into
+    a new one (it was started anew: the rows it held were lost)."""
+    data = write_aligned_dataset(tmp_path / "data", pairs=2, phases=("train",))
+    run = tmp_path / "ckpt" / "tiny"
+    write_reference_checkpoints(run)
+    (run / "loss_log.csv").write_text(OLD_LOG)
+    (run / "loss_log.1.csv").write_text("an earlier one's\n")
+    argv = train_argv(data, tmp_path / "ckpt", "--n_epochs", "1", "--n_epochs_decay", "1",
+                      "--continue_train", "--epoch_count", "2", "--no_html")
+    assert main(argv) == 0, capsys.readouterr().err
+    kept = [line for line in capsys.readouterr().err.splitlines() if "kept as" in line]
+    assert kept == [f"--continue_train: {run / 'loss_log.csv'} kept as loss_log.2.csv: it "
+                    "logs the steps before these networks, resumed without a training state, "
+                    "which count again from 0 in a new loss_log.csv"], kept
+    assert (run / "loss_log.2.csv").read_text() == OLD_LOG
+    assert (run / "loss_log.1.csv").read_text() == "an earlier one's\n"
+    with open(run / "loss_log.csv", newline="") as handle:
+        assert [(row["epoch"], row["step"]) for row in csv.DictReader(handle)] == [("2", "1"),
+                                                                                   ("2", "2")]
+
+
+def test_the_loss_log_set_aside_stays_in_place_until_the_first_save(tmp_path):
+    """A resume that fails before it saves leaves the folder's log as it was, where its
+    networks' run left it; the new rows are held for the plot."""
+    path = tmp_path / "loss_log.csv"
+    path.write_text(OLD_LOG)
+    said = []
+    loss_log = LossLog(path, say=said.append, set_aside=True)
+    loss_log.append(dict.fromkeys(LOG_FIELDS, 1))
+    assert path.read_text() == OLD_LOG and len(loss_log.rows) == 1
+    assert sorted(tmp_path.iterdir()) == [path] and said == []
+    loss_log.discard_held()   # the first save is on disk
+    assert (tmp_path / "loss_log.1.csv").read_text() == OLD_LOG and len(said) == 1
+    assert path.read_text().splitlines()[1:] == [",".join(["1"] * len(LOG_FIELDS))]

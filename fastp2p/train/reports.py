@@ -8,6 +8,7 @@ import copy
 import csv
 import html
 import io
+import itertools
 import math
 import os
 import re
@@ -80,14 +81,24 @@ class LossLog:
     them) stay in the file until this run's first checkpoint is on disk (``discard_held``,
     called then): a resume that fails before it saves leaves the log of the run its
     ``latest_*`` still holds. Meanwhile the new rows are kept here, for the plot.
+
+    ``set_aside``: this run's steps start again at 0 in a folder whose log may hold another
+    run's rows (--continue_train of networks without a training state: a fastp2p run's whose
+    state is gone); that file is kept whole, renamed to the first free ``loss_log.N.csv`` once
+    this run's first checkpoint is on disk (said on ``say``), and this run's rows go to a new
+    log (it was started anew: the rows were lost).
     """
 
-    def __init__(self, path: Path, resume_step=None, say=print):
+    def __init__(self, path: Path, resume_step=None, say=print, set_aside=False):
         self.path = Path(path)
         self.rows = []
         self.holding = False   # the file still holds the discarded run's later rows
         self._lock = threading.Lock()   # appends (the loop) against discard_held (the writer)
-        if resume_step is not None and self.path.exists():
+        self._say = say
+        self._set_aside = set_aside and os.path.lexists(self.path)
+        if self._set_aside:
+            self.holding = True   # whole, until the first save: a failed resume leaves it
+        elif resume_step is not None and self.path.exists():
             rows, damaged = _read_log_rows(self.path)
             self.rows = [row for row in rows if row["step"] <= resume_step]
             self.holding = len(self.rows) < len(rows)
@@ -125,8 +136,18 @@ class LossLog:
         without the discarded run's later ones."""
         with self._lock:
             if self.holding:
+                if self._set_aside:
+                    self._move_aside()
                 self._rewrite()
                 self.holding = False
+
+    def _move_aside(self) -> None:
+        """The file renamed to the first free ``loss_log.N.csv`` beside it, said."""
+        aside = _first_free_numbered(self.path)
+        os.rename(self.path, aside)   # (the run's folder lock keeps the name free meanwhile)
+        self._say(f"--continue_train: {self.path} kept as {aside.name}: it logs the steps before "
+                  "these networks, resumed without a training state, which count again from 0 "
+                  f"in a new {self.path.name}")
 
     def frozen(self) -> "LossLog":
         """A copy whose rows stay as they are now, to plot on another thread while this one
@@ -195,6 +216,14 @@ class LossLog:
                 axis.plot(steps[short], values[short], color=line.get_color(), **_HOLLOW)
         if short.any():
             axis.plot([], [], color="gray", label="fewer steps averaged", **_HOLLOW)
+
+
+def _first_free_numbered(path: Path) -> Path:
+    """``NAME.N.SUFFIX`` beside ``path`` (NAME.SUFFIX) for the first N from 1 that names
+    nothing there."""
+    numbered = (path.with_name(f"{path.stem}.{number}{path.suffix}")
+                for number in itertools.count(1))
+    return next(name for name in numbered if not os.path.lexists(name))
 
 
 def _readable_text(text: str) -> str:

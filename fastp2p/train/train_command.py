@@ -463,7 +463,9 @@ def _open_run_files(args, checkpoints, state, messengers, trainer, dataroot_from
     resume_step = state["engine"]["steps"] if state else None
     page = (None if args.no_html
             else TrainingPage(checkpoints.path / WEB, args.name, resume_step=resume_step))
-    loss_log = LossLog(checkpoints.path / LOSS_LOG, resume_step=resume_step, say=say_error)
+    # a resume without a training state counts its steps from 0, after another run's rows
+    loss_log = LossLog(checkpoints.path / LOSS_LOG, resume_step=resume_step, say=say_error,
+                       set_aside=args.continue_train and state is None)
     return page, loss_log
 
 
