@@ -170,3 +170,19 @@ def test_files_left_out_of_a_dataset_are_named_once_per_node(tmp_path, rank, loc
     assert result.returncode == 1, result.stderr
     _lines_said(result, prefix, [IGNORED_NOTE, "fastp2p train: error: data/train/1.jpg: not a "
                                  "readable image"])
+
+
+# as test_files_left_out_of_a_dataset_are_named_once_per_node
+@pytest.mark.parametrize("rank, local_rank, prefix", [("1", "1", None), ("2", "0", "rank 2: ")])
+def test_files_skipped_as_bad_are_listed_once_per_node(tmp_path, rank, local_rank, prefix):
+    """--skip-bad's list of the files it skipped came from every process of a node, each of
+    which scans the same split."""
+    (tmp_path / "data" / "train").mkdir(parents=True)
+    (tmp_path / "data" / "train" / "1.jpg").write_text("no image")
+    result = _train_as_rank(["--dataroot", "data", "--device", "cpu", "--no_html",
+                             "--skip-bad"], tmp_path, rank, local_rank, world_size="1")
+    assert result.returncode == 1, result.stderr
+    _lines_said(result, prefix, ["fastp2p: skipped 1 bad file in data/train (--skip-bad):",
+                                 "  data/train/1.jpg: not a readable image",
+                                 "fastp2p train: error: data/train: every image was bad and "
+                                 "skipped; nothing left to load"])

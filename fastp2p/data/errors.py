@@ -44,10 +44,10 @@ def _acts_on_terminal(char: str) -> bool:
 
 def print_note(line: str) -> None:
     """``line``, made ``printable``, on stderr: a note on what the data layer found on its
-    node's disk and went on without (files a listing left out). Under torchrun every process of
-    a node lists the same folders, so the node's first process (LOCAL_RANK 0) alone says it,
-    with ``rank N: `` off rank 0, as train says its refusals; outside torchrun, from the
-    Python API too, it is always said."""
+    node's disk and went on without (files a listing left out, files --skip-bad skipped). Under
+    torchrun every process of a node lists the same folders, so the node's first process
+    (LOCAL_RANK 0) alone says it, with ``rank N: `` off rank 0, as train says its refusals;
+    outside torchrun, from the Python API too, it is always said."""
     # The rule is asked here, of command_errors (standard library only, below data), rather
     # than handed down by train: the notes come from calls four deep under create_dataset and
     # refuse_unreadable_split, which every caller, the Python API's too, would have to pass a
@@ -105,8 +105,9 @@ def what_to_do(path: Path, default: str) -> str:
 
 def raise_or_report(problems: list[tuple[Path, str]], skip_bad: bool, what: str,
                     skipped: list | None = None) -> None:
-    """Raise for the first problem unless ``skip_bad``; then list every skipped file on stderr,
-    or add them to ``skipped`` for a caller that reports them itself (pack's index)."""
+    """Raise for the first problem unless ``skip_bad``; then list every skipped file on stderr
+    (``print_note``: under torchrun once per node), or add them to ``skipped`` for a caller
+    that reports them itself (pack's index)."""
     if not problems:
         return
     if not skip_bad:
@@ -119,7 +120,6 @@ def raise_or_report(problems: list[tuple[Path, str]], skip_bad: bool, what: str,
     if skipped is not None:
         skipped.extend(problems)
         return
-    print(printable(f"fastp2p: skipped {counted(len(problems), 'bad file')} in {what} "
-                    "(--skip-bad):"), file=sys.stderr)
+    print_note(f"fastp2p: skipped {counted(len(problems), 'bad file')} in {what} (--skip-bad):")
     for path, problem in problems:
-        print(f"  {printable(path)}: {printable(problem)}", file=sys.stderr)
+        print_note(f"  {path}: {problem}")
