@@ -143,9 +143,18 @@ def test_the_folders_are_read_where_a_pack_does_not_serve(built, monkeypatch, ph
     assert not isinstance(dataset, PackedDataset)
 
 
-def test_a_cache_that_cannot_hold_the_pack_reads_the_folders(built, monkeypatch, capsys):
+# outside torchrun (None), and a node's second and first process of a torchrun job (RANK,
+# LOCAL_RANK), which say the note as tests/test_train_refusals_once.py's: every process of a
+# node reads the same cache, so the node's first alone says it, with "rank N: " off rank 0
+@pytest.mark.parametrize("ranks, prefix", [(None, ""), (("1", "1"), None),
+                                           (("2", "0"), "rank 2: ")])
+def test_a_cache_that_cannot_hold_the_pack_reads_the_folders(built, monkeypatch, capsys, ranks,
+                                                             prefix):
     cache, root = built
     monkeypatch.setenv("FASTP2P_CACHE", str(cache))
+    if ranks:
+        for name, value in zip(("WORLD_SIZE", "RANK", "LOCAL_RANK"), ("4", *ranks)):
+            monkeypatch.setenv(name, value)
 
     def read_only(*args):
         raise DataError(f"{cache}: cannot create the cache folder for the default dataset's "
@@ -156,7 +165,11 @@ def test_a_cache_that_cannot_hold_the_pack_reads_the_folders(built, monkeypatch,
     assert not isinstance(dataset, PackedDataset)
     assert len(dataset) == len(list((root / "train").iterdir()))
     message = capsys.readouterr().err
-    assert "reading the embedded train split from its image folders" in message
+    if prefix is None:
+        assert message == ""
+        return
+    assert message.startswith(f"{prefix}fastp2p: reading the embedded train split from its "
+                              "image folders ("), message
     assert "Read-only file system" in message and message.count("\n") == 1
 
 

@@ -2,13 +2,12 @@
 import argparse
 import math
 import shlex
-import sys
 from pathlib import Path
 
 from fastp2p.data.dataroot_checks import refuse_dataroot_options, refuse_missing_folder
 from fastp2p.data.default_dataset import (CROP, DEFAULT_TASK, default_dataroot,
                                            packed_default_dataroot)
-from fastp2p.data.errors import DataError
+from fastp2p.data.errors import DataError, print_note
 from fastp2p.data.folders import (OwnSizes, refuse_split_without_images, scan_aligned,
                                   scan_single, scan_two_folders)
 from fastp2p.data.transforms import Preprocess
@@ -148,12 +147,12 @@ def _pack_without_split(root: Path, phase: str, packed: list[str]) -> str:
 
 def _embedded_pack(root: Path, phase: str, load_size: int) -> Path:
     """The embedded dataset's ``phase`` packed, or its folder where the pack cannot be built
-    (a read-only cache, a full disk): the pack only saves time, so that is said, not raised."""
+    (a read-only cache, a full disk): the pack only saves time, so that is said (``print_note``:
+    under torchrun once per node), not raised."""
     try:
         return packed_default_dataroot(root, phase, load_size) / phase
     except DataError as error:
-        print(f"fastp2p: reading the embedded {phase} split from its image folders ({error})",
-              file=sys.stderr)
+        print_note(f"fastp2p: reading the embedded {phase} split from its image folders ({error})")
         return root / phase
 
 
