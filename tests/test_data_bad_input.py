@@ -263,12 +263,20 @@ def test_a_macos_resource_fork_file_is_named_as_one(tmp_path):
     assert "--skip-bad" in message
 
 
+# outside torchrun (None), and a node's second and first process of a torchrun job (RANK,
+# LOCAL_RANK): every process of a node scans the same images, so the node's first alone names
+# them, with "rank N: " off rank 0 (as tests/test_train_refusals_once.py's notes)
+@pytest.mark.parametrize("ranks, prefix", [(None, ""), (("1", "1"), None),
+                                           (("2", "0"), "rank 2: ")])
 def test_an_image_past_pillows_warning_limit_is_named_in_one_fastp2p_line(tmp_path, monkeypatch,
-                                                                          capsys):
+                                                                          capsys, ranks, prefix):
     """QA r57: a 10000x10000 PNG printed Pillow's raw DecompressionBombWarning and the line of
     Pillow's source that raised it; loading it again warned again."""
     import warnings
 
+    if ranks:
+        for name, value in zip(("WORLD_SIZE", "RANK", "LOCAL_RANK"), ("4", *ranks)):
+            monkeypatch.setenv(name, value)
     make_aligned(tmp_path, count=2, width=16, height=16)        # 32 x 16 = 512 pixels each
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 300)         # warned above, refused above 600
     with warnings.catch_warnings(record=True) as caught:
@@ -277,6 +285,7 @@ def test_an_image_past_pillows_warning_limit_is_named_in_one_fastp2p_line(tmp_pa
         dataset[0]
     assert not [w for w in caught if issubclass(w.category, Image.DecompressionBombWarning)]
     lines = capsys.readouterr().err.splitlines()
-    assert lines == [f"fastp2p: {tmp_path / 'train' / f'pair0{i}.png'}: 512 pixels, above "
-                     "Pillow's decompression-bomb warning limit of 300: read as it is (Pillow "
-                     "refuses twice that)" for i in range(2)], lines
+    assert lines == ([] if prefix is None else [
+        f"{prefix}fastp2p: {tmp_path / 'train' / f'pair0{i}.png'}: 512 pixels, above Pillow's "
+        "decompression-bomb warning limit of 300: read as it is (Pillow refuses twice that)"
+        for i in range(2)]), lines

@@ -44,11 +44,11 @@ def _acts_on_terminal(char: str) -> bool:
 
 def print_note(line: str) -> None:
     """``line``, made ``printable``, on stderr: a note on what the data layer found on its
-    node's disk and went on without (files a listing left out, files --skip-bad skipped, a
-    cache that cannot hold the embedded dataset's pack). Under torchrun every process of a node
-    reads the same folders, so the node's first process (LOCAL_RANK 0) alone says it, with
-    ``rank N: `` off rank 0, as train says its refusals; outside torchrun, from the Python API
-    too, it is always said."""
+    node's disk and went on past (files a listing left out, files --skip-bad skipped, an image
+    above Pillow's warning limit, a cache that cannot hold the embedded dataset's pack). Under
+    torchrun every process of a node reads the same folders, so the node's first process
+    (LOCAL_RANK 0) alone says it, with ``rank N: `` off rank 0, as train says its refusals;
+    outside torchrun, from the Python API too, it is always said."""
     # The rule is asked here, of command_errors (standard library only, below data), rather
     # than handed down by train: the notes come from calls four deep under create_dataset and
     # refuse_unreadable_split, which every caller, the Python API's too, would have to pass a

@@ -10,7 +10,6 @@ import errno
 import heapq
 import os
 import re
-import sys
 import warnings
 from collections import Counter
 from dataclasses import dataclass
@@ -20,8 +19,8 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from fastp2p.atomic_files import left_by_dead_process
-from fastp2p.data.errors import (DataError, counted, print_note, printable, raise_or_report,
-                                 shown_path, what_to_do)
+from fastp2p.data.errors import (DataError, counted, print_note, raise_or_report, shown_path,
+                                 what_to_do)
 from fastp2p.data.packed_index import shards_without_index
 from fastp2p.data.transforms import Preprocess, multiple_of_4_size, scaled_width_size
 from fastp2p.terminal import stderr_bar
@@ -286,19 +285,19 @@ def _apple_double_hint(path: Path) -> str:
 def _open_naming_large(path: Path) -> Image.Image:
     """``Image.open(path)``; an image above Pillow's decompression-bomb warning limit (below
     twice it: above, Pillow refuses it, ``_too_large``) is named in one fastp2p line on stderr
-    instead of Pillow's warning and its source line, and Pillow's warning of that size is
-    silenced for the rest of the process, where the loader opens the image again (its workers
-    inherit the filter). The scan calls this from one thread at a time."""
+    (``print_note``: under torchrun once per node) instead of Pillow's warning and its source
+    line, and Pillow's warning of that size is silenced for the rest of the process, where the
+    loader opens the image again (its workers inherit the filter). The scan calls this from one
+    thread at a time."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             return Image.open(path)
     except Image.DecompressionBombWarning as warning:
         pixels = re.search(r"\((\d+) pixels\)", str(warning))
-        print(printable(f"fastp2p: {path}: {pixels.group(1) if pixels else 'more'} pixels, "
-                        "above Pillow's decompression-bomb warning limit of "
-                        f"{Image.MAX_IMAGE_PIXELS}: read as it is (Pillow refuses twice that)"),
-              file=sys.stderr)
+        print_note(f"fastp2p: {path}: {pixels.group(1) if pixels else 'more'} pixels, above "
+                   "Pillow's decompression-bomb warning limit of "
+                   f"{Image.MAX_IMAGE_PIXELS}: read as it is (Pillow refuses twice that)")
         warnings.filterwarnings("ignore", re.escape(str(warning)), Image.DecompressionBombWarning)
         return Image.open(path)
 
