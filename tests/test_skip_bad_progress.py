@@ -61,3 +61,19 @@ def test_header_reads_past_the_delay_show_a_bar_on_a_terminal(dataroot, tmp_path
     assert stderr.getvalue().count(done) == terminal
     pack_phase(dataroot, tmp_path / "packed", "train", load_size=16, progress=True)
     assert stderr.getvalue().count(done) == 2 * terminal
+
+
+@pytest.mark.parametrize("local_rank, drawn", [("0", True), ("1", False)])
+def test_under_torchrun_a_nodes_first_process_alone_draws_the_bars(dataroot, monkeypatch,
+                                                                   local_rank, drawn):
+    """Every process of a node scans the same split onto the same terminal: N processes drew N
+    bars over each other."""
+    for name, value in (("WORLD_SIZE", "4"), ("RANK", local_rank), ("LOCAL_RANK", local_rank)):
+        monkeypatch.setenv(name, value)
+    monkeypatch.setattr(folders, "HEADERS_BAR_AFTER_S", 0)     # as if they took long
+    stderr = Terminal()
+    monkeypatch.setattr("sys.stderr", stderr)
+    create_dataset(data_args(dataroot), "train")
+    create_dataset(data_args(dataroot, "--skip-bad"), "train")
+    assert (HEADERS_BAR in stderr.getvalue()) is drawn, stderr.getvalue()
+    assert (BAR in stderr.getvalue()) is drawn, stderr.getvalue()

@@ -19,6 +19,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from fastp2p.atomic_files import left_by_dead_process
+from fastp2p.command_errors import says_for_its_node
 from fastp2p.data.errors import (DataError, counted, print_note, raise_or_report, shown_path,
                                  what_to_do)
 from fastp2p.data.packed_index import shards_without_index
@@ -384,8 +385,11 @@ def _scan(paths: list[Path], decode: bool, problems: list, progress: bool) -> li
     (``decode``, for --skip-bad) takes minutes on a large dataset, and reading every header
     seconds (13 s for 50k images): ``progress`` then shows a bar, for the headers only once they
     took HEADERS_BAR_AFTER_S (on a terminal only: ``disable=None``, as fastp2p test's, keeps it
-    out of logs). Threads do not make the headers faster: Pillow's parsing holds the GIL."""
-    if progress:
+    out of logs; under torchrun by each node's first process only). Threads do not make the
+    headers faster: Pillow's parsing holds the GIL."""
+    # every process of a node scans the same split onto the same terminal: N bars drawn over
+    # each other, one line, flickered between the processes' counts
+    if progress and says_for_its_node():
         paths = stderr_bar(paths, desc="checking images (--skip-bad)" if decode
                            else "reading image headers", unit="image", disable=None,
                            delay=0 if decode else HEADERS_BAR_AFTER_S)
