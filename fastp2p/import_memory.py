@@ -15,8 +15,10 @@ def out_of_memory(error: BaseException) -> BaseException | None:
     while handling) that says an import ran out of memory: a MemoryError raised inside an
     import, or an ImportError or OSError of a library that could not be mapped (numpy raises
     its own ImportError from that one); None where none does."""
-    found = None
-    while error is not None:
+    found, seen = None, set()
+    # a chain may loop (an error re-raised after one raised from it), which would hang here
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
         if _import_out_of_memory(error):
             found = error
         error = error.__cause__ or error.__context__

@@ -1,0 +1,36 @@
+"""fastp2p.import_memory, which fastp2p.cli asks about every MemoryError, ImportError and
+OSError that ends a command: an error chain that loops (an error re-raised after one raised
+from it) is read to its end, not forever."""
+import subprocess
+import sys
+
+NOT_MAPPED = "libtorch_cpu.so: failed to map segment from shared object"
+
+# an ImportError re-raised after a fallback's error raised from it: the first's __context__ is
+# the second, whose __cause__ is the first, a loop in the chain that ``out_of_memory`` walks
+LOOPED_CHAIN = f"""
+from fastp2p.import_memory import out_of_memory
+try:
+    try:
+        raise ImportError("the extension")
+    except ImportError as first:
+        try:
+            raise ImportError("{NOT_MAPPED}") from first
+        except ImportError:
+            raise first
+except ImportError as error:
+    print(out_of_memory(error))
+"""
+
+
+def _run(script: str) -> subprocess.CompletedProcess:
+    # in a subprocess: the loop, where it is back, must not hold the test run
+    return subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=60)
+
+
+def test_an_error_chain_that_loops_is_read_once():
+    """It looped forever: a command ended by such an error hung where it printed a
+    traceback."""
+    assert _run(LOOPED_CHAIN).stdout == f"{NOT_MAPPED}\n"
+
