@@ -3,7 +3,13 @@ torch's, numpy's or even the command line's own modules need) from a broken inst
 one line that says so. At the bottom of the layers: it imports nothing but the standard
 library (and little of it: nothing that Python's start has not loaded but ``resource``), so
 that ``fastp2p.cli`` can say it whatever failed to load after it."""
-import resource
+# Imported here, not where the advice needs it, which may be short of the memory to import
+# it. Unix-only, and `import fastp2p.cli` loads this: elsewhere the advice names no limit.
+try:
+    import resource
+    _LIMITS = ((resource.RLIMIT_AS, "-v"), (resource.RLIMIT_DATA, "-d"))  # `ulimit` options
+except ImportError:
+    _LIMITS = ()
 
 # dlopen's words for an mmap of a library that failed with ENOMEM (an extension module's
 # ImportError, or the OSError of a library loaded by ctypes, as torch loads libgomp)
@@ -54,7 +60,7 @@ def not_enough_memory(what: str, error: BaseException) -> str:
 def _memory_limit_advice() -> str:
     """The limit to raise: the process's address-space or data-segment limit where one is set
     (a job's `ulimit -v` / `-d`, with its value), else the machine's or the job's memory."""
-    for limit, option in ((resource.RLIMIT_AS, "-v"), (resource.RLIMIT_DATA, "-d")):
+    for limit, option in _LIMITS:
         soft = resource.getrlimit(limit)[0]
         if soft != resource.RLIM_INFINITY:
             return (f"raise this process's memory limit (`ulimit {option}`, now "

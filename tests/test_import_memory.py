@@ -1,6 +1,7 @@
 """fastp2p.import_memory, which fastp2p.cli asks about every MemoryError, ImportError and
 OSError that ends a command: an error chain that loops (an error re-raised after one raised
-from it) is read to its end, not forever."""
+from it) is read to its end, not forever, and the command line loads where the standard
+library has no ``resource`` module (not Unix)."""
 import subprocess
 import sys
 
@@ -22,6 +23,16 @@ except ImportError as error:
     print(out_of_memory(error))
 """
 
+# the standard library of a platform without ``resource``
+WITHOUT_RESOURCE = f"""
+import sys
+sys.modules["resource"] = None
+from fastp2p.cli import build_parser
+from fastp2p.import_memory import not_enough_memory
+build_parser()
+print(not_enough_memory("import torch", ImportError("{NOT_MAPPED}")))
+"""
+
 
 def _run(script: str) -> subprocess.CompletedProcess:
     # in a subprocess: the loop, where it is back, must not hold the test run
@@ -34,3 +45,10 @@ def test_an_error_chain_that_loops_is_read_once():
     traceback."""
     assert _run(LOOPED_CHAIN).stdout == f"{NOT_MAPPED}\n"
 
+
+def test_without_resource_the_advice_names_no_limit():
+    """``import resource`` at the top made ``import fastp2p.cli`` fail there; it was imported
+    only where the advice needs it, for that reason."""
+    run = _run(WITHOUT_RESOURCE)
+    assert run.stdout == (f"not enough memory to import torch ({NOT_MAPPED}): free memory or "
+                          "raise the job's memory limit, then run it again\n"), run.stderr
