@@ -1,12 +1,14 @@
 """A fresh `fastp2p train` run in a folder that holds a run needs --overwrite (or
 --continue_train, or another --name), and --overwrite removes the previous run's checkpoint sets,
-loss log and sample images only: whole sets, and none of the user's own files."""
+loss log and sample images only: whole sets, and none of the user's own files. A folder whose run
+saved no checkpoint is no run to refuse: its loss log is kept beside the new run's."""
 import json
 
 import pytest
 
 from fastp2p.cli import main
 from fastp2p.train.checkpoints import CheckpointFolder
+from fastp2p.train.reports import LOG_FIELDS, LossLog
 from helpers.train_helpers import one_line, tiny_networks, train_argv, write_aligned_dataset
 
 
@@ -32,6 +34,31 @@ def test_a_fresh_run_in_a_run_folder_needs_overwrite(data, tmp_path, capsys):
     capsys.readouterr()
     assert main(train_argv(data, tmp_path, "--continue_train", "--overwrite")) == 2
     assert "keep one of them" in one_line(capsys.readouterr().err)
+
+
+def test_a_fresh_run_keeps_the_log_of_a_run_that_saved_no_checkpoint(data, tmp_path, capsys):
+    """A run stopped before its first save (killed) leaves its loss_log.csv, train_opt.txt and
+    web/, no checkpoint: the same command again is a new run there (there is nothing to resume),
+    which keeps that log whole as loss_log.1.csv (it started the log anew: the rows were lost)."""
+    one_epoch = ["--n_epochs_decay", "0"]
+    assert main(train_argv(data, tmp_path, *one_epoch)) == 0
+    folder = CheckpointFolder(tmp_path, "tiny")
+    folder.remove_sets(folder.saved_sets())   # as if killed before its first save
+    unsaved_runs_log = (folder.path / "loss_log.csv").read_bytes()
+    capsys.readouterr()
+    assert main(train_argv(data, tmp_path, *one_epoch)) == 0
+    assert (folder.path / "loss_log.1.csv").read_bytes() == unsaved_runs_log
+    assert len((folder.path / "loss_log.csv").read_text().splitlines()[1:]) == 4   # its own
+    kept = [line for line in capsys.readouterr().err.splitlines() if "loss_log.1.csv" in line]
+    assert len(kept) == 1 and "saved no checkpoint" in kept[0], kept
+
+
+def test_a_log_of_no_row_is_written_anew_not_kept(tmp_path):
+    """A run stopped before its first row logged nothing to keep: no loss_log.1.csv."""
+    path = tmp_path / "loss_log.csv"
+    path.write_text(",".join(LOG_FIELDS) + "\n")
+    LossLog(path, say=pytest.fail)
+    assert [path.name for path in tmp_path.iterdir()] == ["loss_log.csv"]
 
 
 def test_overwrite_removes_the_previous_runs_sets_logs_and_samples_only(data, tmp_path, capsys):

@@ -87,6 +87,12 @@ class LossLog:
     state is gone); that file is kept whole, renamed to the first free ``loss_log.N.csv`` once
     this run's first checkpoint is on disk (said on ``say``), and this run's rows go to a new
     log (it was started anew: the rows were lost).
+
+    A new run's log (neither ``resume_step`` nor ``set_aside``) that holds rows is that of a run
+    that saved no checkpoint (stopped before its first save: a folder with checkpoints is
+    refused without --overwrite, which removes the log): renamed at once to the first free
+    ``loss_log.N.csv`` (no checkpoint of that run waits on this run's first save), said on
+    ``say``; a rerun of the same command started the log anew, and its rows were lost.
     """
 
     def __init__(self, path: Path, resume_step=None, say=print, set_aside=False):
@@ -106,6 +112,10 @@ class LossLog:
                 say(f"warning: {self.path}: {damaged} damaged row(s) left out (they do not "
                     "parse, or hold NaN or Inf or a negative or huge count, which fastp2p never "
                     "writes); the log and the loss plot go on without them")
+        elif resume_step is None and self.path.exists() and _holds_rows(self.path):
+            say(f"{self.path} kept as {self._move_aside()}: it logs a run that saved no "
+                "checkpoint (stopped before its first save); this run logs in a new "
+                f"{self.path.name}")
         if not self.holding:
             self._rewrite()
 
@@ -137,17 +147,17 @@ class LossLog:
         with self._lock:
             if self.holding:
                 if self._set_aside:
-                    self._move_aside()
+                    self._say(f"--continue_train: {self.path} kept as {self._move_aside()}: it "
+                              "logs the steps before these networks, resumed without a training "
+                              f"state, which count again from 0 in a new {self.path.name}")
                 self._rewrite()
                 self.holding = False
 
-    def _move_aside(self) -> None:
-        """The file renamed to the first free ``loss_log.N.csv`` beside it, said."""
+    def _move_aside(self) -> str:
+        """The file renamed to the first free ``loss_log.N.csv`` beside it: that name."""
         aside = _first_free_numbered(self.path)
         os.rename(self.path, aside)   # (the run's folder lock keeps the name free meanwhile)
-        self._say(f"--continue_train: {self.path} kept as {aside.name}: it logs the steps before "
-                  "these networks, resumed without a training state, which count again from 0 "
-                  f"in a new {self.path.name}")
+        return aside.name
 
     def frozen(self) -> "LossLog":
         """A copy whose rows stay as they are now, to plot on another thread while this one
@@ -284,6 +294,14 @@ def _read_log_rows(path: Path):
             except (KeyError, ValueError):
                 damaged += 1
     return rows, damaged
+
+
+def _holds_rows(path: Path) -> bool:
+    """Whether the log at ``path`` (NotAPlainFile where it is not a plain file) holds a row
+    past its header, a damaged one too."""
+    refuse_unless_plain_file(path)
+    rows, damaged = _read_log_rows(path)
+    return bool(rows) or damaged > 0
 
 
 def _log_row(named: dict) -> dict:
