@@ -105,21 +105,24 @@ def _refuse_unknown_train_state(state, path) -> None:
         raise ValueError(f"{path}: not a fastp2p training state ({problem}); {RESUME_ADVICE}")
 
 
-def check_dataroot_from_here(dataroot: str, saved, pairs: int) -> None:
-    """ResumeError where ``dataroot``, relative, was read from the current folder only because
-    the run's options file does not say where the run started, and holds another number of
-    ``pairs`` than the training state's progress (``saved``) records the run trained on: most
-    likely another dataset of the same name, which the run would go on with (a state that does
-    not record the count, an older fastp2p's, cannot tell: the taken-options line warns)."""
+def check_dataroot_from_here(from_here, saved, pairs: int) -> None:
+    """ResumeError where ``from_here``'s relative --dataroot (a ``DatarootFromHere``) was read
+    from the current folder only because the run's options file does not say where the run
+    started (said with the reason, cut short or older, that ``from_here`` gives), and holds
+    another number of ``pairs`` than the training state's progress (``saved``) records the run
+    trained on: most likely another dataset of the same name, which the run would go on with (a
+    state that does not record the count, an older fastp2p's, cannot tell: the taken-options
+    line warns)."""
     from fastp2p.train.trainer import ResumeError
     if saved.dataset_pairs in (None, pairs):
         return
+    dataroot, why = from_here
     raise ResumeError(
         f"--dataroot {dataroot}, taken from the run's options file and read from the current "
         f"folder as {os.path.abspath(dataroot)}, holds {pairs} pairs, and the run trained on "
         f"{saved.dataset_pairs}: the file does not record the folder the run was started in "
-        "(an older fastp2p's), so this is likely another dataset of that name; give --dataroot "
-        "the run's dataset (or this one, to train on it)")
+        f"({why}), so this is likely another dataset of that name; give --dataroot the run's "
+        "dataset (or this one, to train on it)")
 
 
 def say_resumed(args, trainer, pairs: int, say) -> bool:

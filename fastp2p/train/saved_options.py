@@ -5,6 +5,7 @@ every one its command line leaves out, ``fastp2p test`` the generator's."""
 import argparse
 import os
 from pathlib import Path
+from typing import NamedTuple
 
 from fastp2p.file_reads import read_text
 from fastp2p.option_types import seed
@@ -54,6 +55,21 @@ END_LINE = "----------------- End -------------------"
 
 # Why a file may lack its last line, as the warnings say it.
 _CUT_SHORT = "cut short, by a power loss say, or written by an older fastp2p"
+
+
+class DatarootFromHere(NamedTuple):
+    """A relative --dataroot taken from an options file without WORKING_DIR, so read from the
+    current folder, and ``why`` the file lacks that line, as the lines that name it say it."""
+    dataroot: str
+    why: str
+
+    @classmethod
+    def of_file(cls, dataroot: str, complete: bool) -> "DatarootFromHere":
+        """``dataroot`` of a file that is whole (``complete``: an older fastp2p's, the
+        reference's) or not (cut short in or before its WORKING_DIR line)."""
+        return cls(dataroot, "an older fastp2p's file, or the reference's" if complete
+                   else f"it ends before its last line: {_CUT_SHORT}")
+
 
 # Saved values read with the range they were written under, wider than what the option takes
 # when typed: a --seed above 2**32-1 was valid before --seed was bounded for new runs, and a run
@@ -207,14 +223,13 @@ class TakenOptions:
     values this fastp2p's options do not read (a reference run's, or an older fastp2p's);
     ``options``, dest -> the option as a command line writes it (``--skip-bad``);
     ``missing``, the dests it would have taken from a file cut short (not ``_complete``) that
-    lacks them, left at this command line's; ``dataroot_from_here``, the relative --dataroot
-    taken from a file without WORKING_DIR (an older fastp2p's, the reference's, or one cut
-    short), so read from the current folder, or None; ``complete``, whether the file is whole
-    (``_complete``)."""
+    lacks them, left at this command line's; ``dataroot_from_here``, the DatarootFromHere
+    of a relative --dataroot taken from a file without WORKING_DIR (an older fastp2p's, the
+    reference's, or one cut short), or None."""
 
     def __init__(self, path: Path):
         self.path, self.taken, self.refused, self.options = path, [], [], {}
-        self.missing, self.dataroot_from_here, self.complete = [], None, True
+        self.missing, self.dataroot_from_here = [], None
 
     def summary(self) -> str:
         """How many were taken, and those that differ from the defaults, as a command line
@@ -239,13 +254,10 @@ class TakenOptions:
                             "so these are the command line's defaults, not the run's: "
                             f"{missing}; give the run's on the command line where they differ")
         if self.dataroot_from_here:
-            # a file cut short in or before its working_dir line lacks it too
-            why = ("an older fastp2p's file, or the reference's" if self.complete
-                   else f"it ends before its last line: {_CUT_SHORT}")
+            dataroot, why = self.dataroot_from_here
             warnings.append(f"warning: {self.path} does not record the folder the run was "
-                            f"started in ({why}), so its --dataroot "
-                            f"{self.dataroot_from_here} is read from the current "
-                            f"folder, as {_absolute(self.dataroot_from_here)}; give --dataroot "
+                            f"started in ({why}), so its --dataroot {dataroot} is read from "
+                            f"the current folder, as {_absolute(dataroot)}; give --dataroot "
                             "to name the run's dataset (the file then records where it is)")
         return warnings
 
@@ -279,7 +291,6 @@ def take_saved_options(args, parser: argparse.ArgumentParser, given, path: Path,
     text = _text(path, errors="surrogateescape")
     saved, complete = _parsed(text), _complete(text)
     result, defaults = TakenOptions(path), []
-    result.complete = complete
     for action in parser._actions:
         dest = action.dest
         result.options[dest] = (action.option_strings or [f"--{dest}"])[0]
@@ -299,7 +310,8 @@ def take_saved_options(args, parser: argparse.ArgumentParser, given, path: Path,
         if dest == "dataroot" and value and saved.get(WORKING_DIR):
             value = _absolute(value, saved[WORKING_DIR])   # as it was; an absolute one stays
         elif dest == "dataroot" and value and not os.path.isabs(value):
-            result.dataroot_from_here = value
+            # a file cut short in or before its working_dir line lacks it too
+            result.dataroot_from_here = DatarootFromHere.of_file(value, complete)
         defaults.append((dest, value, getattr(args, dest)))
         setattr(args, dest, value)
     # a QuickDefault stands for a value once --dataroot, maybe taken too, is known

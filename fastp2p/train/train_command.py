@@ -127,8 +127,9 @@ def _resume_notes(args, given) -> tuple:
     options the command line does not give (``given``; None: a caller's own namespace, all of
     whose options count as given) from the run's options file: (the lines that say what was
     done and the warnings on what of the file could not be taken, for rank 0 to print once the
-    run holds its folder, on stdout and stderr; the relative --dataroot taken from a file that
-    does not say where it is relative to, or None: TakenOptions.dataroot_from_here).
+    run holds its folder, on stdout and stderr; the DatarootFromHere of a relative --dataroot
+    taken from a file that does not say where it is relative to, or None:
+    TakenOptions.dataroot_from_here).
     """
     from fastp2p.train.reference_options import checkpoint_label, run_name
     from fastp2p.train.saved_options import OPTIONS_FILE, saved_options_note

@@ -5,7 +5,7 @@ and recorded that folder as the run's, so every later resume used it too)."""
 import pytest
 
 from fastp2p.cli import main
-from fastp2p.train.saved_options import WORKING_DIR, read_options
+from fastp2p.train.saved_options import END_LINE, WORKING_DIR, read_options
 from helpers.train_helpers import train_argv, write_aligned_dataset
 
 
@@ -44,6 +44,19 @@ def test_another_dataset_of_that_name_is_refused_where_the_state_counts_pairs(ol
     for words in ("holds 2 pairs", "trained on 4", str(tmp_path / "B"), "give --dataroot"):
         assert words in err[-1], err
     assert (older_run / "tiny" / "train_opt.txt").read_text() == before
+
+
+def test_the_refusal_of_a_file_cut_short_says_it_is_cut_short(older_run, tmp_path, capsys):
+    """A file cut short in or before its working_dir line lacks that line too: the refusal
+    gives the reason the warning before it gives (it said "(an older fastp2p's)")."""
+    options = older_run / "tiny" / "train_opt.txt"
+    options.write_text(options.read_text().split(END_LINE)[0])
+    write_aligned_dataset(tmp_path / "B" / "data", pairs=2, phases=("train",), seed=5)
+    assert _resume(older_run) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert "holds 2 pairs" in err[-1], err
+    assert ("does not record the folder the run was started in (it ends before its last line: "
+            "cut short") in err[-1], err[-1]
 
 
 def test_the_current_folder_is_said_and_not_recorded_as_the_runs(older_run, data, tmp_path,
