@@ -1,7 +1,8 @@
 """A fresh `fastp2p train` run in a folder that holds a run needs --overwrite (or
 --continue_train, or another --name), and --overwrite removes the previous run's checkpoint sets,
-loss log and sample images only: whole sets, and none of the user's own files. A folder whose run
-saved no checkpoint is no run to refuse: its loss log is kept beside the new run's."""
+loss logs (those set aside as loss_log.N.csv too) and sample images only: whole sets, and none of
+the user's own files. A folder whose run saved no checkpoint is no run to refuse: its loss log is
+kept beside the new run's."""
 import json
 
 import pytest
@@ -68,13 +69,16 @@ def test_overwrite_removes_the_previous_runs_sets_logs_and_samples_only(data, tm
     old = {path.name for path in run.iterdir()}
     assert {"2_net_G.pth", "iter_8_checkpoint.json", "latest_train_state.pth"} <= old
     (run / "notes.txt").write_text("mine")
+    (run / "loss_log.old.csv").write_text("mine")
     (run / "web" / "images" / "mine.png").write_bytes(b"mine")
+    for number in (1, 2):   # the run's logs set aside (a resume without a training state)
+        (run / f"loss_log.{number}.csv").write_bytes((run / "loss_log.csv").read_bytes())
     capsys.readouterr()
     assert main(train_argv(data, tmp_path, "--overwrite", "--n_epochs_decay", "0")) == 0
     sets = {f"{label}_{suffix}" for label in ("1", "latest")
             for suffix in ("checkpoint.json", "net_G.pth", "net_D.pth", "train_state.pth")}
     assert {path.name for path in run.iterdir()} == sets | {
-        "notes.txt", "train_opt.txt", "loss_log.csv", "web"}
+        "notes.txt", "loss_log.old.csv", "train_opt.txt", "loss_log.csv", "web"}
     assert (run / "notes.txt").read_text() == "mine"
     samples = {path.name for path in (run / "web" / "images").iterdir()} - {"mine.png"}
     assert samples and all(name.startswith("epoch001_") for name in samples)

@@ -178,8 +178,9 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--overwrite", action="store_true",
                        help="start a new run in a CHECKPOINTS_DIR/NAME that holds another "
                             "run's checkpoints (refused without it, so a forgotten "
-                            "--continue_train loses nothing): that run's loss_log.csv and "
-                            "web/ page, loss plot and sample images are removed at once, and "
+                            "--continue_train loses nothing): that run's loss_log.csv (and "
+                            "the loss_log.N.csv set aside beside it) and web/ page, loss plot "
+                            "and sample images are removed at once, and "
                             "all of its checkpoint sets (*_checkpoint.json and the files each "
                             "lists, latest_*, iter_*_*, EPOCH_*) once the new run's first "
                             "checkpoint is saved (one line says how many); other files in "

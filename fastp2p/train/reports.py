@@ -236,6 +236,12 @@ def _first_free_numbered(path: Path) -> Path:
     return next(name for name in numbered if not os.path.lexists(name))
 
 
+def _is_numbered(path: Path, numbered_from: Path) -> bool:
+    """Whether ``path`` is a name ``_first_free_numbered(numbered_from)`` gives."""
+    return re.fullmatch(rf"{re.escape(numbered_from.stem)}\.[1-9][0-9]*"
+                        rf"{re.escape(numbered_from.suffix)}", path.name) is not None
+
+
 def _readable_text(text: str) -> str:
     """``text`` with the bytes Python keeps as lone surrogates (a name from the command line or
     a file name, under a locale whose encoding is not UTF-8, or bytes that are not UTF-8)
@@ -518,13 +524,14 @@ def _written_in(folder: Path) -> bool:
 
 
 def remove_reports(run_folder: Path) -> None:
-    """--overwrite: the previous run's loss log, and its web page, loss plot and sample images
-    (the names this module writes; nothing else in the folder). Under a web/ or web/images
-    that is your own symbolic link too (the page is written there), never under another
-    user's."""
+    """--overwrite: the previous run's loss log and those LossLog set aside
+    (``loss_log.N.csv``), and its web page, loss plot and sample images (the names this module
+    writes; nothing else in the folder). Under a web/ or web/images that is your own symbolic
+    link too (the page is written there), never under another user's."""
     web = Path(run_folder) / WEB
     images = web / TrainingPage.IMAGES
-    paths = [Path(run_folder) / LOSS_LOG]
+    log = Path(run_folder) / LOSS_LOG
+    paths = [log, *(path for path in log.parent.iterdir() if _is_numbered(path, log))]
     if _written_in(web):
         paths += [web / TrainingPage.PLOT, web / TrainingPage.INDEX]
         if images.is_dir() and _written_in(images):
