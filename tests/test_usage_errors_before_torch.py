@@ -4,6 +4,7 @@ as the dataset's other errors), at once. bench's option checks, pack's usage err
 check, a mistyped --dataroot and train's options that do not fit each other (a --crop_size the
 U-Net or the PatchGAN cannot take, --precision bf16 with --device cpu) were refused after
 loading torch (5.3 s, 3.0 s, 6.2 s, 6-8 s and 6-10 s, nearly all of it the import)."""
+import os
 import subprocess
 import sys
 
@@ -153,6 +154,22 @@ def test_test_s_missing_split_is_refused_before_torch_loads(tmp_path, options, c
     assert result.returncode == code, result.stderr
     assert result.stderr.startswith(f"fastp2p test: error: {error}"), result.stderr
     assert len(result.stderr.splitlines()) == 1, result.stderr
+
+
+def test_test_under_torchrun_is_refused_before_its_missing_split_and_torch(tmp_path):
+    """The split (and --model) checks before torch loads came before the torchrun refusal:
+    each of the job's processes said the missing split, exit 1."""
+    (tmp_path / "data" / "train").mkdir(parents=True)
+    generator = _tiny_generator_file(tmp_path / "checkpoints")
+    env = {**os.environ, "WORLD_SIZE": "2", "RANK": "0", "LOCAL_RANK": "0"}
+    result = subprocess.run([sys.executable, "-c", RUN, "test", "--dataroot", "data",
+                             "--checkpoints_dir", "checkpoints", *generator, "--phase", "val"],
+                            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr == ("fastp2p test: error: fastp2p test translates in one process, on "
+                             "one device, but torchrun started 2 (WORLD_SIZE=2), each of which "
+                             "would translate every image into the same folder; run it without "
+                             "torchrun (--device cuda:N or --gpu_ids N picks the GPU)\n")
 
 
 def test_test_says_a_missing_checkpoint_before_its_missing_split(tmp_path):

@@ -7,7 +7,6 @@ reads are averaged over the ranks (``average_over_processes``), so every per-epo
 made from them is the same on every rank, and rank 0 alone writes files.
 """
 import gc
-import os
 from dataclasses import dataclass
 
 import torch
@@ -15,6 +14,7 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
 from fastp2p.nn.network_state import dropout_rng_modules
+from fastp2p.train.torchrun_variables import launched_local_rank, launched_world_size
 
 
 @dataclass
@@ -43,17 +43,6 @@ def resolve_device(name: str, local_rank: int = 0) -> torch.device:
     elif device.type != "cpu":
         raise ValueError(f"--device must be auto, cpu, cuda or cuda:N, got {name!r}")
     return device
-
-
-def launched_world_size() -> int:
-    """How many processes torchrun started (its WORLD_SIZE; 1 without torchrun), known before
-    the process group is joined."""
-    return int(os.environ.get("WORLD_SIZE", "1") or 1)
-
-
-def launched_local_rank() -> int:
-    """This process's GPU index on its node as torchrun numbers it (0 without torchrun)."""
-    return int(os.environ.get("LOCAL_RANK", "0"))
 
 
 def init_processes(device_name: str) -> ProcessInfo:

@@ -37,7 +37,8 @@ RunFolderLock) from its set-up to its end, and a second run into that folder sto
 one line with exit code 75 (EXIT_IN_USE), before it reads any data.
 
 Test runs in one process, on one device: under torchrun (WORLD_SIZE > 1) it is refused in one
-line (exit 2), since each process would translate every image into the same files.
+line (exit 2), before any other check and before torch loads, since each process would
+translate every image into the same files.
 
 A results folder may be shared by several users, so nothing is written through a symbolic link
 one of them planted there: the images and the page replace a link at their names (a rename),
@@ -132,7 +133,12 @@ def register(commands) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from fastp2p.optional_packages import MissingPackage, require_packages
+    from fastp2p.train.torchrun_variables import launched_world_size
 
+    try:   # first: a job's processes would otherwise each say any other error in its place
+        _refuse_torchrun(launched_world_size())
+    except ValueError as err:
+        return _refused(err)
     try:
         require_packages(("PIL", "tqdm") + (() if args.dataroot else ("skimage",)),
                          extra="data")
@@ -163,7 +169,7 @@ def run(args: argparse.Namespace) -> int:
     import_torch("torch")  # first, whole: a Ctrl-C inside it aborted the process or was lost
     from fastp2p.data.folder_lock import PackFolderBusy
     from fastp2p.train.cpu_threads import apply_thread_choice, choose_threads
-    from fastp2p.train.distributed import launched_world_size, resolve_device
+    from fastp2p.train.distributed import resolve_device
     from fastp2p.train.image_sizes import aspect_ratio_size, check_options_fit_unet
     from fastp2p.train.networks import check_networks_fit_memory, check_op_settings
     from fastp2p.train.reference_options import apply_reference_options
@@ -175,7 +181,6 @@ def run(args: argparse.Namespace) -> int:
     # The reference's test-time overrides: one image at a time, in order, unflipped.
     args.no_flip, args.serial_batches = True, True
     try:
-        _refuse_torchrun(launched_world_size())
         ignored = apply_reference_options(args, "test")
         check_trackers_installed(args)
         device = resolve_device(args.device)
