@@ -172,6 +172,22 @@ def test_test_under_torchrun_is_refused_before_its_missing_split_and_torch(tmp_p
                              "torchrun (--device cuda:N or --gpu_ids N picks the GPU)\n")
 
 
+def test_test_s_missing_split_is_refused_before_torch_where_the_set_has_a_manifest(tmp_path):
+    """A set whose manifest is there but not its generator's file (a damaged set: the name and
+    the epoch are right) is a checkpoint, as a resume counts it: its missing split is said
+    before torch loads too, as where the generator's file is there."""
+    (tmp_path / "data" / "train").mkdir(parents=True)
+    (tmp_path / "checkpoints" / "tiny").mkdir(parents=True)
+    (tmp_path / "checkpoints" / "tiny" / "latest_checkpoint.json").write_text("{}")
+    result = subprocess.run([sys.executable, "-c", RUN, "test", "--dataroot", "data",
+                             "--checkpoints_dir", "checkpoints", "--name", "tiny", "--phase",
+                             "val"], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 1, result.stderr
+    assert result.stderr.startswith("fastp2p test: error: data/val: folder not found; "
+                                    "expected A|B images side by side"), result.stderr
+    assert len(result.stderr.splitlines()) == 1, result.stderr
+
+
 def test_test_says_a_missing_checkpoint_before_its_missing_split(tmp_path):
     """A --name typo (no generator file) is said first, as before the split was looked at
     before torch loads."""

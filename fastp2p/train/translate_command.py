@@ -236,8 +236,9 @@ def _refused_before_torch(args) -> int | None:
     train refuses it, after its one line: 2 for --model options fastp2p cannot honour (said
     before the data, as train says them), 1 for a --phase split that is missing or holds no
     image, EXIT_IN_USE for one a ``fastp2p pack`` is writing; None when it may go on. The
-    split is looked at only where the generator's file is there: a missing checkpoint (a --name
-    typo, a run not trained yet) is said first, as the load says it after torch loads."""
+    split is looked at only where the checkpoint is there (its manifest or generator's file): a
+    missing checkpoint (a --name typo, a run not trained yet) is said first, as the load says
+    it after torch loads."""
     from fastp2p.data.create import refuse_unreadable_split
     from fastp2p.data.errors import DataError
     from fastp2p.data.folder_lock import PackFolderBusy
@@ -247,7 +248,7 @@ def _refused_before_torch(args) -> int | None:
         refuse_model_options(args, "test")   # (--dataset_mode single: no split to look at)
     except ValueError as err:
         return _refused(err)
-    if not _generator_file_exists(args):
+    if not _holds_the_checkpoint(args):
         return None
     try:
         refuse_unreadable_split(args, args.phase)
@@ -259,17 +260,18 @@ def _refused_before_torch(args) -> int | None:
     return None
 
 
-def _generator_file_exists(args) -> bool:
-    """Whether the generator's file of --epoch / --load_iter is in the run folder, looked for
-    without torch; False where --suffix is refused (said as the options are checked)."""
-    from fastp2p.checkpoint_names import NETWORK_SUFFIXES
+def _holds_the_checkpoint(args) -> bool:
+    """Whether the run folder holds the set of --epoch / --load_iter (its manifest or its
+    generator's file, as a resume counts it), looked for without torch; False where --suffix is
+    refused (said as the options are checked)."""
     from fastp2p.train.reference_options import checkpoint_label, run_name
+    from fastp2p.train.resuming import holds_checkpoint
 
     try:
         folder = Path(args.checkpoints_dir) / run_name(args)
     except ValueError:
         return False
-    return (folder / f"{checkpoint_label(args)}_{NETWORK_SUFFIXES['G']}").exists()
+    return holds_checkpoint(folder, checkpoint_label(args))
 
 
 def _refuse_torchrun(processes: int) -> None:
