@@ -100,11 +100,15 @@ def test_a_runs_results_record_its_settings_and_read_mfu_against_its_ceilings(mo
 
 
 def test_compiled_training_jobs_take_the_largest_batch_then_the_smallest_then_the_rest():
+    """max-autotune, the slowest to build, after the other compiled peers."""
     from fastp2p.bench.training import TrainingSettings, training_jobs
 
     settings = TrainingSettings(QUICK_CONFIG, (1, 16, 64), steps=1, warmup=0, device="cpu")
-    _, compiled, _ = training_jobs((peer_by_name("compile-default"),), settings)
-    assert [job.identity["batch_size"] for job in compiled] == [64, 1, 16]
+    _, compiled = training_jobs((peer_by_name("compile-max-autotune"),
+                                 peer_by_name("compile-default")), settings)
+    assert [(job.identity["peer"], job.identity["batch_size"]) for job in compiled] == [
+        ("compile-default", 64), ("compile-default", 1), ("compile-default", 16),
+        ("compile-max-autotune", 64), ("compile-max-autotune", 1), ("compile-max-autotune", 16)]
 
 
 def test_a_training_rows_images_per_s_counts_every_image_of_the_batch(monkeypatch):

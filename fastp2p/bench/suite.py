@@ -65,8 +65,8 @@ def plan_jobs(settings: SuiteSettings) -> tuple[list, list]:
     notes = list(settings.option_notes)
     training_settings = TrainingSettings(settings.config, settings.batch_sizes, settings.steps,
                                          settings.warmup, settings.device)
-    first, compiled, autotuned = (training_jobs(settings.peers, training_settings)
-                                  if "training" in settings.sections else ([], [], []))
+    first, compiled = (training_jobs(settings.peers, training_settings)
+                       if "training" in settings.sections else ([], []))
     jobs, inference_compiled = list(first), []
     if "end-to-end" in settings.sections:
         jobs += end_to_end_jobs(EndToEndSettings(settings.config, settings.batch_sizes,
@@ -92,7 +92,7 @@ def plan_jobs(settings: SuiteSettings) -> tuple[list, list]:
     # Every compiled training peer, max-autotune too, before the reference's compiled
     # inference: they are the figures a short GPU window is for (issue 18), and the budget cuts
     # from the end.
-    jobs += compiled + autotuned + inference_compiled
+    jobs += compiled + inference_compiled
     return jobs, notes
 
 

@@ -62,14 +62,13 @@ def training_job(spec: PeerSpec, batch_size: int, settings: TrainingSettings) ->
 
 
 def training_jobs(peers, settings: TrainingSettings):
-    """(first, compiled, autotuned): jobs to run before the other sections, the compiled peers'
-    jobs, and max-autotune's.
+    """(first, compiled): jobs to run before the other sections, and the compiled peers' jobs.
 
     Compilation is slow and its time hard to predict, so compiled peers run last: the largest
     batch first (peak throughput), then the smallest (where launch overhead shows), then the
-    rest; max-autotune, the slowest to build, apart so that the suite can run it after the
-    other compiled peers (and before the reference's compiled inference). Under a time budget
-    whatever does not fit is reported as skipped rather than crowding out the cheaper peers.
+    rest; max-autotune, the slowest to build, after the other compiled peers. Under a time
+    budget whatever does not fit is reported as skipped rather than crowding out the cheaper
+    peers.
     """
     first = [training_job(peer, batch, settings)
              for peer in peers if peer.execution != "compile"
@@ -78,11 +77,9 @@ def training_jobs(peers, settings: TrainingSettings):
     batch_priority = [by_size[0], *by_size[-1:], *by_size[1:-1]]
     compiled = sorted(((peer, batch) for peer in peers if peer.execution == "compile"
                        for batch in settings.batch_sizes),
-                      key=lambda item: batch_priority.index(item[1]))
-    jobs = {autotune: [training_job(peer, batch, settings) for peer, batch in compiled
-                       if (peer.compile_mode == "max-autotune-no-cudagraphs") == autotune]
-            for autotune in (False, True)}
-    return first, jobs[False], jobs[True]
+                      key=lambda item: (item[0].compile_mode == "max-autotune-no-cudagraphs",
+                                        batch_priority.index(item[1])))
+    return first, [training_job(peer, batch, settings) for peer, batch in compiled]
 
 
 def finalize_training_rows(rows, *, peer_order, gflop_per_image, matmul_tflops):
