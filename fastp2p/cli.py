@@ -104,16 +104,22 @@ def main(argv=None) -> int:
     A reader of stdout that goes away ends every command quietly, exit code 141; for train and
     test it is a stop request (``fastp2p.train.stdout_reader``). A memory limit too low for
     torch's import is one line naming it, exit code 1 (``stops_deferred.TorchNotImported``),
-    and so is one too low for any other import of the start (numpy's, the parser's, this
-    module's own: ``fastp2p.import_memory``), which printed a traceback."""
+    and so is one too low for any other import (``fastp2p.import_memory``), which printed a
+    traceback: "to start the command" for the parser's and this module's own, "to run the
+    command" for one in the command's work (numpy's, which the commands import there)."""
     args = argparse.Namespace(command=None)  # argparse sets the command as it reads its name
+    return _said_if_out_of_memory("start the command", args, _main, argv, args)
+
+
+def _said_if_out_of_memory(what: str, args: argparse.Namespace, work, *work_args) -> int:
+    """``work(*work_args)``'s exit code; 1 where an import in it ran out of memory, after the
+    line that says there was not enough memory to do ``what``. Any other error goes on."""
     try:
-        return _main(argv, args)
+        return work(*work_args)
     except (MemoryError, ImportError, OSError) as error:
         if out_of_memory(error) is None:
             raise
-        print(f"{_said_as(args)}: error: {not_enough_memory('start the command', error)}",
-              file=sys.stderr)
+        print(f"{_said_as(args)}: error: {not_enough_memory(what, error)}", file=sys.stderr)
         return 1
 
 
@@ -183,7 +189,7 @@ def _parse_and_run(argv, args: argparse.Namespace) -> int:
     if "given_options" in vars(args):   # a command that needs the options the command line typed
         args.given_options = given_options(_subcommand_parser(parser, args.command), words)
     work_begins()
-    return args.run(args)
+    return _said_if_out_of_memory("run the command", args, args.run, args)
 
 
 if __name__ == "__main__":

@@ -73,7 +73,9 @@ def test_other_import_errors_of_torch_stay_as_they_are(tmp_path):
                           "ImportError", "libcudart.so.12: cannot open shared object file"],
                          capture_output=True, text=True, cwd=tmp_path, timeout=300)
     assert run.returncode == 1
-    assert "ImportError: libcudart.so.12" in run.stderr and "memory" not in run.stderr
+    # (its traceback names cli.py's functions, one of which says "out_of_memory")
+    assert "ImportError: libcudart.so.12" in run.stderr
+    assert "not enough memory" not in run.stderr
 
 
 def _not_mapped(library: str) -> str:
@@ -83,23 +85,26 @@ def _not_mapped(library: str) -> str:
 NUMPY_NOT_MAPPED = ["ImportError", _not_mapped("_multiarray_umath")]
 
 
-@pytest.mark.parametrize("argv, said_as, module, error", [
-    ("pack data packed", "fastp2p pack", "numpy._core._multiarray_umath", NUMPY_NOT_MAPPED),
-    (TRAIN, "fastp2p train", "numpy._core._multiarray_umath", NUMPY_NOT_MAPPED),
-    ("info", "fastp2p", "_socket", ["ImportError", _not_mapped("_socket")]),
-    ("test --dataroot data --name x", "fastp2p", "fastp2p.train.stop_requests", ["MemoryError"]),
+@pytest.mark.parametrize("argv, said_as, module, error, phase", [
+    ("pack data packed", "fastp2p pack", "numpy._core._multiarray_umath", NUMPY_NOT_MAPPED,
+     "run"),
+    (TRAIN, "fastp2p train", "numpy._core._multiarray_umath", NUMPY_NOT_MAPPED, "run"),
+    ("info", "fastp2p", "_socket", ["ImportError", _not_mapped("_socket")], "start"),
+    ("test --dataroot data --name x", "fastp2p", "fastp2p.train.stop_requests", ["MemoryError"],
+     "start"),
 ], ids=["pack-numpy", "train-numpy-through-matplotlib", "parser-multiprocessing",
         "cli-own-imports"])
-def test_a_start_up_out_of_memory_is_one_line_naming_the_limit(tmp_path, argv, said_as, module,
-                                                               error):
+def test_an_import_out_of_memory_is_one_line_naming_the_limit_and_the_phase(
+        tmp_path, argv, said_as, module, error, phase):
     """Below what numpy's import needs (`ulimit -v 45000` here): pack printed numpy's 30-line
     ImportError, train blamed matplotlib (exit code 2); lower, the parser's multiprocessing
     import, or the command line module's own, were tracebacks. numpy wraps the library's error
-    (raise ... from): the line names the library's."""
+    (raise ... from): the line names the library's. An import in the command's work (numpy's)
+    said "to start the command" too, where the command had started: "to run" it now."""
     _dataset_in(tmp_path)
     run = subprocess.run([sys.executable, "-c", SCRIPT, str(CAP), module, argv, *error],
                          capture_output=True, text=True, cwd=tmp_path, timeout=300)
     assert (run.returncode, run.stderr) == (1, (
-        f"{said_as}: error: not enough memory to start the command ({error[-1]}): raise this "
+        f"{said_as}: error: not enough memory to {phase} the command ({error[-1]}): raise this "
         f"process's memory limit (`ulimit -v`, now {CAP // 1024} KiB) or the job's memory "
         "request, then run it again\n"))
