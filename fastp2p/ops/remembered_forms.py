@@ -18,8 +18,12 @@ the fallback, never an error. A file this user may not read (another user's, wri
 umask of 077) reads as empty too, but is not replaced (that would drop its entries), and a lock
 file this user may not read lets nothing be added. In a folder with the sticky bit (a shared
 FASTP2P_CACHE of mode 1777) another user's file cannot be replaced, nor, where
-fs.protected_regular is set, another user's lock file opened. One line on stderr says any of
-these, once per process, and so does `fastp2p info` (but for the lock file in a sticky folder).
+fs.protected_regular is set, another user's lock file opened. Where something other than the
+permission bits (an immutable attribute, an ACL, a security module) refuses a write in a folder
+this user may write, the line names the file refused (the lock file, the temporary file, or
+the file its rename would replace) and what was being done to it. One line on stderr says any
+of these, once per process, and so does `fastp2p info` (but for the lock file in a sticky
+folder, and for refusals past the permission bits, which only a write meets).
 Deleting the file makes the next process measure afresh.
 """
 import contextlib
@@ -34,7 +38,7 @@ from pathlib import Path
 
 import torch
 
-from fastp2p.atomic_files import open_plain_file, replace_text
+from fastp2p.atomic_files import open_plain_file, replace_text, temporary_sibling
 from fastp2p.build_fingerprint import version_line
 from fastp2p.cache_folder import cache_root
 from fastp2p.cpu_info import cpu_model
@@ -82,7 +86,7 @@ def why_not_remembered() -> str | None:
     if unreadable is not None:
         return _not_readable(unreadable, file)
     if os.geteuid() != 0 and _theirs_in_sticky_folder(file):   # root replaces any file
-        return _not_replaceable(file, _STICKY_REASON)
+        return _theirs_not_replaceable(file)
     return None
 
 
@@ -111,18 +115,44 @@ def _not_readable(unreadable: Path, file: Path) -> str:
 def _why_not_added(file: Path, refusal: PermissionError) -> str | None:
     """What a write of ``file`` (or of its lock file) that ``refusal`` stopped means: a file
     this user may not read, or one this user may not replace though the folder lets this user
-    write (another user's in a sticky folder); None for a folder this user may not write (a
-    cache another user shares read-only, its file readable: measured again, as for a full
-    disk)."""
+    write (another user's in a sticky folder, or one that something besides the permission bits
+    keeps from this user); None for a folder this user may not write (a cache another user
+    shares read-only, its file readable: measured again, as for a full disk)."""
     unreadable = _unreadable(file)
     if unreadable is not None:
         return _not_readable(unreadable, file)
     if not _can_write_in(file.parent):
         return None
-    # rename(2)'s refusal names the temporary file, then the file it would replace
-    refused = Path(refusal.filename2 or refusal.filename or file)
-    return _not_replaceable(refused, _STICKY_REASON if _theirs_in_sticky_folder(refused)
-                            else refusal.strerror)
+    refused, doing = _what_was_refused(file, refusal)
+    if _theirs_in_sticky_folder(refused):
+        return _theirs_not_replaceable(refused)
+    return _refused_past_the_bits(refused, doing, refusal.strerror)
+
+
+def _what_was_refused(file: Path, refusal: PermissionError) -> tuple[Path, str]:
+    """(the file ``refusal`` refused, what was being done to it) in a write of ``file``:
+    rename(2)'s refusal names the temporary file, then ``file``, which it would replace; the
+    temporary file's creation names ``file`` alone (atomic_files.TemporaryFile: its hidden
+    name means nothing to a user), so it is named again here; the lock file's open names it."""
+    if refusal.filename2:
+        return Path(refusal.filename2), f"replacing it with {Path(refusal.filename).name}"
+    if refusal.filename is None or Path(refusal.filename) == file:
+        return temporary_sibling(file), f"making it, to replace {file.name} with it"
+    return Path(refusal.filename), "opening it"
+
+
+def _refused_past_the_bits(refused: Path, doing: str, strerror: str) -> str:
+    """What a refusal of ``refused`` (``doing``: what was being done to it) that the permission
+    bits do not explain means (its folder lets this user write, and no sticky bit keeps another
+    user's file from this user): an attribute, an ACL or a security module refuses it, which
+    no owner's removing a file would lift (a temporary file's name may not even exist)."""
+    sticky = refused.parent.stat().st_mode & stat.S_ISVTX
+    bit = "its sticky bit does not keep this file from you" if sticky else "has no sticky bit"
+    return (f"{refused}: {strerror} {doing}, though {refused.parent} lets you write in it and "
+            f"{bit}: something other than the permission bits refuses it (an immutable "
+            "attribute, an ACL, a security module such as SELinux), so the CPU transposed "
+            "convolutions' forms measured here are not remembered (each process measures them "
+            "again); lift that, or set FASTP2P_CACHE to a folder of your own")
 
 
 def _theirs_in_sticky_folder(file: Path) -> bool:
@@ -137,16 +167,13 @@ def _theirs_in_sticky_folder(file: Path) -> bool:
             and os.geteuid() not in (there.st_uid, folder.st_uid))
 
 
-_STICKY_REASON = ("another user's, in a folder with the sticky bit (mode 1777, as a shared "
-                  "FASTP2P_CACHE), which keeps it from other users' writes")
-
-
-def _not_replaceable(refused: Path, reason: str) -> str:
-    """What a forms file or lock file this user may not replace for ``reason`` means, and what
-    to do."""
-    return (f"{refused}: {reason}, so the CPU transposed convolutions' forms measured here are "
-            "not remembered (each process measures them again); ask its owner to remove it, or "
-            "set FASTP2P_CACHE to a folder of your own")
+def _theirs_not_replaceable(refused: Path) -> str:
+    """What a forms file or lock file this user may not replace, another user's in a sticky
+    folder, means, and what to do."""
+    return (f"{refused}: another user's, in a folder with the sticky bit (mode 1777, as a shared "
+            "FASTP2P_CACHE), which keeps it from other users' writes, so the CPU transposed "
+            "convolutions' forms measured here are not remembered (each process measures them "
+            "again); ask its owner to remove it, or set FASTP2P_CACHE to a folder of your own")
 
 
 def _can_write_in(folder: Path) -> bool:
