@@ -30,6 +30,16 @@ class SecondStopRequest(KeyboardInterrupt):
         self.exit_code = 128 + signal_number
 
 
+class StopWhileWaiting(KeyboardInterrupt):
+    """A first stop request that came while the loop waited for its next batch
+    (``StopRequests.while_waiting``), raised there: the loop saves what its last step left and
+    stops, as after a step. ``signal_number``: the request's signal."""
+
+    def __init__(self, signal_number: int):
+        super().__init__(f"{signal.Signals(signal_number).name} while waiting for data")
+        self.signal_number = signal_number
+
+
 class StoppedBeforeWork(KeyboardInterrupt):
     """SIGTERM or SIGHUP before a command's own stop handling was in place (torch's import, the
     dataset's checks): nothing was saved. ``exit_code``: 128 + the signal, as by default."""
@@ -175,6 +185,7 @@ class StopRequests:
         self._previous = {}
         self._process_entry = False   # the block replaced stop_before_work_with_a_line's
         self._terminals = ()
+        self._waiting = False   # in ``while_waiting``'s wait: a first request raises
 
     def __enter__(self):
         if threading.current_thread() is threading.main_thread():
@@ -219,6 +230,8 @@ class StopRequests:
         self._cpu_limit_reached |= signal_number == signal.SIGXCPU
         if self.signal_number is None:
             self.signal_number = signal_number
+            if self._waiting:
+                raise StopWhileWaiting(signal_number)
         elif signal_number == signal.SIGXCPU or self._repeated_before_agreed(signal_number):
             # the kernel sends SIGXCPU again each CPU second past the soft limit: no one asked
             # to stop at once, and the time to the hard limit is the save's
@@ -226,6 +239,26 @@ class StopRequests:
         elif not self._held:  # a second Ctrl-C: stop now, without saving
             self._held = True
             raise SecondStopRequest(self.second_request, signal_number)
+
+    def while_waiting(self, items):
+        """The iterator ``items``, with a first stop request that comes while it waits for the
+        next item raised there, as StopWhileWaiting. The loop checks for requests only between
+        its steps, so one that came while the next batch never did (a hung network file
+        system, a worker stuck in a decoder) was ignored for as long as the wait lasted (over
+        20 minutes, seen). Only the wait is cut short, never a step: the loop has taken its
+        last step's request already, and a batch in the making is not used (the loader is
+        closed next). Not with ``shared``: a torchrun job's processes stop together, at the
+        step whose loss read agrees on it, and one that stopped alone left the others
+        waiting for it."""
+        while True:
+            self._waiting = not self._shared
+            try:
+                item = next(items, None)
+            finally:
+                self._waiting = False
+            if item is None:
+                return
+            yield item
 
     def _repeated_before_agreed(self, signal_number) -> bool:
         """Whether, with ``shared``, a stop request comes again before the job agreed on a stop:

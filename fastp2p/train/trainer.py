@@ -49,7 +49,7 @@ from fastp2p.train.position import Progress
 from fastp2p.train.progress import TimeLeftEstimate, time_left
 from fastp2p.train.reports import TRIPLET
 from fastp2p.train.stage_times import StageTimes
-from fastp2p.train.stop_requests import StopRequests, TrainingStopped
+from fastp2p.train.stop_requests import StopRequests, StopWhileWaiting, TrainingStopped
 from fastp2p.train.train_state_check import train_state_problem
 
 EXIT_OK, EXIT_FAILED = 0, 1
@@ -327,7 +327,7 @@ class Trainer:
             self._stops = stops
             try:
                 while self.progress.epoch <= self.last_epoch:
-                    self._run_epoch(loader, stops, progress_bar)
+                    self._run_epoch_or_stop(loader, stops, progress_bar)
                     # under torchrun, a stop agreed at the epoch-end loss read (which the loop's
                     # check after each step comes too early to see): latest_* was just saved
                     stop = stops.stop_request()
@@ -408,6 +408,15 @@ class Trainer:
         else:
             print(rank_prefix() + line, file=sys.stderr, flush=True)
 
+    def _run_epoch_or_stop(self, loader, stops, progress_bar) -> None:
+        """``_run_epoch``, with a stop request that came while it waited for a batch
+        (``StopRequests.while_waiting``) taken as one after its last step: latest_* saved
+        as that step left it (an epoch's first wait saves again what its start saved)."""
+        try:
+            self._run_epoch(loader, stops, progress_bar)
+        except StopWhileWaiting as stop:
+            raise self._stopped(stop.signal_number, ["latest"]) from None
+
     def _run_epoch(self, loader, stops, progress_bar) -> None:
         args, engine, progress = self.args, self.engine, self.progress
         engine.set_lr(self.schedule.lr_for_epoch(progress.epoch))
@@ -427,7 +436,8 @@ class Trainer:
             self.time_left_estimate.epoch_started(window_start, self.steps_run,
                                                   whole=skip == 0 and self.steps_run > 0)
             by_iter = []  # the last step's --save_by_iter label, for the epoch end's save
-            batches = times.waiting(iter(loader))  # started here: it draws from the global RNG
+            # started here: it draws from the global RNG
+            batches = times.waiting(stops.while_waiting(iter(loader)))
             if self._resumed_rng is not None:
                 engine.load_rng_state(self._resumed_rng)
                 self._resumed_rng = None
