@@ -7,10 +7,16 @@ writes the copy to ``BackgroundWriter``: one thread, jobs run in the order given
 hashing, fsync and renames (checkpoints) or PNG and plot rendering (samples) then overlap the
 next steps. A job's error is raised on the training thread at the next ``submit`` or ``wait``,
 before anything else is written.
+
+Where that thread cannot start (the limit on processes and threads reached: a container's pids
+limit), the jobs run in the calling thread instead, said once: the loop then waits for each
+write, and loses no step.
 """
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 
 import torch
+
+from fastp2p.data.errors import PROCESS_LIMIT_NAMES, is_thread_not_started
 
 
 def host_copy(obj):
@@ -54,36 +60,61 @@ class BackgroundWriter:
     ``submit`` or ``wait``: a job goes only to a thread already started, and leaves the list
     only once done, so ``close`` still waits for every job given to the thread, and ``wait``
     for every job whose ``submit`` returned.
+
+    Where its thread cannot start (``_started_pool``), every job runs in the calling thread,
+    in ``submit``, its outcome kept as the thread's would be (raised at the next ``submit`` or
+    ``wait``); ``warn`` (a callable taking a line) says so once.
     """
 
-    def __init__(self):
+    def __init__(self, warn=None):
         self._pool = None    # started by the first submit (a run may write nothing)
         self._pending = []   # futures, oldest first; each dropped once done (_finish_oldest)
         self.failed = False  # a job failed: the run ends on it, whatever the jobs after it do
+        self._warn = warn or (lambda line: None)
+        self._in_caller = False   # the thread could not start: jobs run in ``submit``
 
     def submit(self, job, in_flight: int = 1) -> None:
         self.raise_errors()
         while len(self._pending) >= in_flight:
             self._finish_oldest()
-        if self._pool is None:
+        if self._pool is None and not self._in_caller:
             self._pool = self._started_pool()
-        self._pending.append(self._pool.submit(self._run, job))
+            self._in_caller = self._pool is None
+        self._pending.append(self._run_here(job) if self._in_caller
+                             else self._pool.submit(self._run, job))
 
-    @staticmethod
-    def _started_pool() -> ThreadPoolExecutor:
-        """A pool whose thread is started, on a job that does nothing. A pool starts its
-        thread in its first submit, after queueing the job: an interrupt as the thread started
-        left it unknown to the pool, and ``close`` returned while it wrote the job (a
+    def _started_pool(self) -> ThreadPoolExecutor | None:
+        """A pool whose thread is started, on a job that does nothing; None where the thread
+        cannot start (the limit on processes and threads), said in one warning line: a
+        traceback at the run's first save, which lost the steps since its start. A pool starts
+        its thread in its first submit, after queueing the job: an interrupt as the thread
+        started left it unknown to the pool, and ``close`` returned while it wrote the job (a
         checkpoint). Interrupted here, the pool is shut down, which ends its idle thread: left to
         end when the pool was collected, it outlived a caller that kept the exception (its frames
         hold the pool), and the process hung at exit waiting for it."""
         pool = ThreadPoolExecutor(1, thread_name_prefix="fastp2p-writer")
         try:
             pool.submit(int)
-        except BaseException:
+        except BaseException as error:
             pool.shutdown(wait=False)   # its None on the queue ends even a thread the pool lost
-            raise
+            if not is_thread_not_started(error):
+                raise
+            self._warn("warning: could not start the thread that writes checkpoints and "
+                       f"samples (the limit on processes and threads reached: "
+                       f"{PROCESS_LIMIT_NAMES}); they are written in the training thread, "
+                       "which waits for each")
+            return None
         return pool
+
+    def _run_here(self, job) -> Future:
+        """``job`` run in this thread, its outcome in a done Future as the pool's thread leaves
+        it. An interrupt (a second Ctrl-C) is not kept: it goes on at once."""
+        done = Future()
+        try:
+            done.set_result(self._run(job))
+        except Exception as error:   # noqa: BLE001 - raised at the next submit or wait
+            done.set_exception(error)
+        return done
 
     def _run(self, job):
         """``job``, noting its failure in ``failed`` before the jobs queued behind it run."""

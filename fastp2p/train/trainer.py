@@ -94,7 +94,7 @@ class Trainer:
         self.time_left_estimate = TimeLeftEstimate()
         self.steps_run = 0      # steps taken by this process (not counting resumed ones)
         self._resumed_rng = None
-        self.writer = BackgroundWriter()
+        self.writer = BackgroundWriter(warn=self.say_error)
         self.replaced_run = replaced_run or None
         # until this run's first save is on disk, the sets there are the replaced run's
         self.replacing = self.replaced_run is not None
