@@ -4,10 +4,12 @@ goes on from --epoch_count with fresh optimizers and schedule, as the reference'
 --continue_train does, with one line saying what is not restored (it used to be refused:
 "no checkpoint .../latest_train_state.pth to resume from")."""
 import csv
+import errno
 
 import pytest
 import torch
 
+import fastp2p.train.reports as reports_module
 import fastp2p.train.trainer as trainer_module
 from fastp2p.cli import main
 from fastp2p.reference import NLayerDiscriminator, UnetGenerator, get_norm_layer
@@ -154,4 +156,27 @@ def test_the_loss_log_set_aside_stays_in_place_until_the_first_save(tmp_path):
     assert sorted(tmp_path.iterdir()) == [path] and said == []
     loss_log.discard_held()   # the first save is on disk
     assert (tmp_path / "loss_log.1.csv").read_text() == OLD_LOG and len(said) == 1
+    assert path.read_text().splitlines()[1:] == [",".join(["1"] * len(LOG_FIELDS))]
+
+
+def test_a_set_aside_log_whose_new_file_failed_is_written_at_the_next_save(tmp_path,
+                                                                              monkeypatch):
+    """The old file renamed aside, the new one not written (a full disk): the next save writes
+    it, and sets nothing more aside. The rename was tried again, of a file no longer there, at
+    every save: the run's rows were never written."""
+    path = tmp_path / "loss_log.csv"
+    path.write_text(OLD_LOG)
+    loss_log = LossLog(path, say=lambda line: None, set_aside=True)
+    loss_log.append(dict.fromkeys(LOG_FIELDS, 1))
+    replace_text = reports_module.replace_text
+
+    def disk_full_once(*args):
+        monkeypatch.setattr(reports_module, "replace_text", replace_text)
+        raise OSError(errno.ENOSPC, "No space left on device")
+    monkeypatch.setattr(reports_module, "replace_text", disk_full_once)
+    with pytest.raises(OSError):
+        loss_log.discard_held()   # the first save (its reports job says the failure)
+    loss_log.discard_held()   # the next save
+    assert sorted(file.name for file in tmp_path.iterdir()) == ["loss_log.1.csv", "loss_log.csv"]
+    assert (tmp_path / "loss_log.1.csv").read_text() == OLD_LOG
     assert path.read_text().splitlines()[1:] == [",".join(["1"] * len(LOG_FIELDS))]

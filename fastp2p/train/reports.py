@@ -150,6 +150,8 @@ class LossLog:
                     self._say(f"--continue_train: {self.path} kept as {self._move_aside()}: it "
                               "logs the steps before these networks, resumed without a training "
                               f"state, which count again from 0 in a new {self.path.name}")
+                    # moved: a rewrite that fails is tried again at the next save, the move not
+                    self._set_aside = False
                 self._rewrite()
                 self.holding = False
 
