@@ -320,11 +320,17 @@ def test_an_options_file_cut_short_is_said_with_the_options_it_lacks(tmp_path, k
         assert " --lr " not in missing and "--verbose" not in missing, line
 
 
+def _said(taken) -> str:
+    """What train says of ``taken`` (a TakenOptions) in one line: its summary, then its
+    warnings (train prints them apart, on stdout and stderr)."""
+    return "; ".join((taken.summary(), *taken.warnings()))
+
+
 def _taken_from(path, parser) -> tuple:
     """(the options file at ``path`` as read_options reads it, the options a command line
     that gives none takes from it, the line saying so)."""
     args = parser.parse_args([])
-    line = take_saved_options(args, parser, frozenset(), path).describe()
+    line = _said(take_saved_options(args, parser, frozenset(), path))
     return read_options(path), vars(args), line
 
 
@@ -400,7 +406,7 @@ def test_an_older_options_file_ending_at_its_working_dir_line_is_whole(tmp_path,
     kept = [line for line in lines[:-1 - earliest] if not line.startswith("lr_step_at: ")]
     path.write_text("".join(kept))
     args = parser.parse_args([])
-    line = take_saved_options(args, parser, frozenset(), path).describe()
+    line = _said(take_saved_options(args, parser, frozenset(), path))
     assert args.lr_step_at == parser.get_default("lr_step_at"), line
     assert ("ends before its last line" in line) == earliest, line
     assert re.search(r"not the run's: [^;]*--lr_step_at\b", line) if earliest else True, line
@@ -416,7 +422,7 @@ def test_a_file_cut_in_its_working_dir_line_is_said_cut_short(tmp_path, monkeypa
     text = path.read_text()
     path.write_text(text[:text.index(f"\n{WORKING_DIR}: ") + len(f"\n{WORKING_DIR}: /t")])
     args = parser.parse_args([])
-    line = take_saved_options(args, parser, frozenset(), path).describe()
+    line = _said(take_saved_options(args, parser, frozenset(), path))
     warned = re.search(r"warning: [^;]* does not record the folder the run was started in "
                        r"\(([^)]*)\)", line)
     assert warned and warned[1].startswith("it ends before its last line: cut short"), line
