@@ -37,8 +37,9 @@ RunFolderLock) from its set-up to its end, and a second run into that folder sto
 one line with exit code 75 (EXIT_IN_USE), before it reads any data.
 
 Test runs in one process, on one device: under torchrun (WORLD_SIZE > 1) it is refused in one
-line (exit 2), before any other check and before torch loads, since each process would
-translate every image into the same files.
+line, before any other check and before torch loads, since each process would translate every
+image into the same files; each node's first process (LOCAL_RANK 0) says it, with ``rank N: ``
+off rank 0, as train says its refusals, and every process exits 2.
 
 A results folder may be shared by several users, so nothing is written through a symbolic link
 one of them planted there: the images and the page replace a link at their names (a rename),
@@ -133,18 +134,19 @@ def register(commands) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from fastp2p.optional_packages import MissingPackage, require_packages
+    from fastp2p.train.early_refusals import print_once_per_node, refused_at_once
     from fastp2p.train.torchrun_variables import launched_world_size
 
     try:   # first: a job's processes would otherwise each say any other error in its place
         _refuse_torchrun(launched_world_size())
-    except ValueError as err:
-        return _refused(err)
+    except ValueError as err:   # alike on every process: said once per node, as train's
+        print_once_per_node("test", err)
+        return 2
     try:
         require_packages(("PIL", "tqdm") + (() if args.dataroot else ("skimage",)),
                          extra="data")
     except MissingPackage as err:
         return _refused(err)
-    from fastp2p.train.early_refusals import refused_at_once
     from fastp2p.train.reference_options import refuse_unsupported_values
     code = refused_at_once(args, "test")  # a typo needs no torch: said at once
     if code is not None:
