@@ -1,7 +1,8 @@
-"""`fastp2p test` runs in one process and refuses a torchrun job: before any other check and
-before torch loads, by each node's first process (LOCAL_RANK 0, ``rank N: `` off rank 0), as
-train says its refusals; every process exits 2. test's refusal was printed by every process of
-the job."""
+"""`fastp2p test` and `fastp2p bench` run in one process and refuse a torchrun job: before any
+other check and before torch loads, by each node's first process (LOCAL_RANK 0, ``rank N: ``
+off rank 0), as train says its refusals; every process exits 2. test's refusal was printed by
+every process of the job; bench's came after torch's import and after bench's option checks,
+so each process said a bad option in its place."""
 import os
 import subprocess
 import sys
@@ -19,10 +20,15 @@ TEST_REFUSED = ("fastp2p test: error: fastp2p test translates in one process, on
                 "torchrun started 4 (WORLD_SIZE=4), each of which would translate every image "
                 "into the same folder; run it without torchrun (--device cuda:N or --gpu_ids N "
                 "picks the GPU)")
+BENCH_REFUSED = ("fastp2p bench: error: fastp2p bench runs in one process, but torchrun started 4 "
+                 "(WORLD_SIZE=4), each of which would run the whole benchmark; run it without "
+                 "torchrun (--processes N times `fastp2p train` at N processes, which it spawns "
+                 "itself)")
 
 # each command line also holds an error of its own, which the refusal of the job comes before:
-# test's --dataroot is no folder
-COMMANDS = {"test": (["test", "--dataroot", "missing"], TEST_REFUSED)}
+# test's --dataroot is no folder, bench's --quick is the CPU mode
+COMMANDS = {"test": (["test", "--dataroot", "missing"], TEST_REFUSED),
+            "bench": (["bench", "--quick", "--device", "cuda"], BENCH_REFUSED)}
 
 
 # 2 nodes of 2 processes: ranks 0 and 1 on the first, 2 and 3 on the second

@@ -489,6 +489,7 @@ class ProgressFiles:
 def run(args: argparse.Namespace) -> int:
     from fastp2p.bench.stops import stop_signals
     from fastp2p.stops_deferred import import_torch
+    from fastp2p.train.early_refusals import print_once_per_node
 
     mode = "--list-peers" if args.list_peers else "--plot" if args.plot is not None else None
     ignored = _options_besides(args, mode) if mode else []
@@ -501,10 +502,14 @@ def run(args: argparse.Namespace) -> int:
     with stop_signals():
         if args.plot is not None:
             return plot(args.plot)
+        try:   # first: a job's processes would otherwise each say an option error in its place
+            _refuse_torchrun()
+        except ValueError as error:   # alike on every process: said once per node, as train's
+            print_once_per_node("bench", error)
+            return 2
         try:
             check_options(args)  # a typo needs no torch: refused at once
             import_torch()  # first, whole: a stop raised inside it could abort the process
-            _refuse_torchrun()
             settings = settings_from_args(args)
             out_dir = args.out or default_out_dir()
             problem = prepare_out_dir(out_dir, settings)
@@ -532,8 +537,9 @@ def _options_besides(args, mode: str) -> list:
 def _refuse_torchrun() -> None:
     """ValueError under torchrun (WORLD_SIZE > 1): each of its processes would run the whole
     suite beside the others, timing them all against each other into competing results; the
-    suite spawns the processes its end-to-end section trains in itself (--processes)."""
-    from fastp2p.train.distributed import launched_world_size
+    suite spawns the processes its end-to-end section trains in itself (--processes). Read
+    without torch, before the options are checked."""
+    from fastp2p.train.torchrun_variables import launched_world_size
 
     processes = launched_world_size()
     if processes > 1:
