@@ -1,6 +1,6 @@
 """What torchrun tells the processes it starts, read from its environment variables without
-torch: ``fastp2p test`` refuses a torchrun job before torch loads (seconds), so that its
-processes do not each go on to say another error first."""
+torch: ``fastp2p test`` and ``fastp2p bench`` refuse a torchrun job before torch loads
+(seconds), so that its processes do not each go on to say another error first."""
 import os
 
 
