@@ -144,6 +144,39 @@ def test_a_loss_log_there_is_kept_whole_beside_the_new_one(tmp_path, capsys):
                                                                                    ("2", "2")]
 
 
+def _log_files(folder):
+    return {file.name: file.read_text() for file in folder.glob("loss_log*.csv")}
+
+
+@pytest.mark.parametrize("save_fails", [False, True])
+def test_the_loss_log_is_set_aside_before_the_first_save_is_written(tmp_path, monkeypatch,
+                                                                     capsys, save_fails):
+    """A kill just after the first save left the old run's rows in loss_log.csv beside the new
+    training state: the next --continue_train read them as its own and then dropped them. The
+    old log is now renamed before the save; a save that fails leaves it renamed, whole."""
+    from fastp2p.train.checkpoints import CheckpointFolder, CheckpointWriteError
+
+    data = write_aligned_dataset(tmp_path / "data", pairs=2, phases=("train",))
+    run = tmp_path / "ckpt" / "tiny"
+    write_reference_checkpoints(run)
+    (run / "loss_log.csv").write_text(OLD_LOG)
+    at_the_save = []
+    write = CheckpointFolder.write
+
+    def write_then_killed(self, *args, **kwargs):
+        if save_fails:
+            raise CheckpointWriteError("could not write the checkpoint: No space left")
+        write(self, *args, **kwargs)
+        at_the_save.append(_log_files(run))   # what a kill here leaves
+    monkeypatch.setattr(CheckpointFolder, "write", write_then_killed)
+    argv = train_argv(data, tmp_path / "ckpt", "--n_epochs", "1", "--n_epochs_decay", "1",
+                      "--continue_train", "--epoch_count", "2", "--no_html")
+    assert main(argv) == (1 if save_fails else 0), capsys.readouterr().err
+    after_the_first_save = at_the_save[0] if at_the_save else _log_files(run)
+    assert after_the_first_save["loss_log.1.csv"] == OLD_LOG
+    assert OLD_LOG.splitlines()[1] not in after_the_first_save.get("loss_log.csv", "")
+
+
 def test_the_loss_log_set_aside_stays_in_place_until_the_first_save(tmp_path):
     """A resume that fails before it saves leaves the folder's log as it was, where its
     networks' run left it; the new rows are held for the plot."""

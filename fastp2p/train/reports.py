@@ -84,9 +84,9 @@ class LossLog:
 
     ``set_aside``: this run's steps start again at 0 in a folder whose log may hold another
     run's rows (--continue_train of networks without a training state: a fastp2p run's whose
-    state is gone); that file is kept whole, renamed to the first free ``loss_log.N.csv`` once
-    this run's first checkpoint is on disk (said on ``say``), and this run's rows go to a new
-    log (it was started anew: the rows were lost).
+    state is gone); that file is kept whole, renamed to the first free ``loss_log.N.csv`` as
+    this run's first checkpoint is written (``set_aside_before_save``; said on ``say``), and
+    this run's rows go to a new log (it was started anew: the rows were lost).
 
     A new run's log (neither ``resume_step`` nor ``set_aside``) that holds rows is that of a run
     that saved no checkpoint (stopped before its first save: a folder with checkpoints is
@@ -141,19 +141,35 @@ class LossLog:
                                                   opener=open_plain_file) as handle:
                 csv.DictWriter(handle, LOG_FIELDS).writerow(row)
 
+    def set_aside_before_save(self) -> None:
+        """Just before this run's first checkpoint is written: the folder's log (``set_aside``)
+        renamed aside, and this run's rows written as the new one. Before the save, not after:
+        a kill between the two left the other run's rows in ``loss_log.csv`` beside this run's
+        training state, which the next --continue_train read as its own rows and dropped; a
+        save that fails now leaves them whole under their new name."""
+        with self._lock:
+            self._write_set_aside()
+
     def discard_held(self) -> None:
         """Once this run's first checkpoint is on disk: the file becomes this run's rows,
-        without the discarded run's later ones."""
+        without the discarded run's later ones (or the set-aside, where it failed before)."""
         with self._lock:
+            self._write_set_aside()
             if self.holding:
-                if self._set_aside:
-                    self._say(f"--continue_train: {self.path} kept as {self._move_aside()}: it "
-                              "logs the steps before these networks, resumed without a training "
-                              f"state, which count again from 0 in a new {self.path.name}")
-                    # moved: a rewrite that fails is tried again at the next save, the move not
-                    self._set_aside = False
                 self._rewrite()
                 self.holding = False
+
+    def _write_set_aside(self) -> None:
+        """A pending set-aside done: the file moved (said), then the new one written."""
+        if not self._set_aside:
+            return
+        self._say(f"--continue_train: {self.path} kept as {self._move_aside()}: it logs the "
+                  "steps before these networks, resumed without a training state, which count "
+                  f"again from 0 in a new {self.path.name}")
+        # moved: a rewrite that fails is tried again at the next save, the move not
+        self._set_aside = False
+        self._rewrite()
+        self.holding = False
 
     def _move_aside(self) -> str:
         """The file renamed to the first free ``loss_log.N.csv`` beside it: that name."""

@@ -224,10 +224,13 @@ class Trainer:
             self.writer.wait()   # one save in flight, and one snapshot in memory
             files, step = snapshot(self.netG, self.netD, self.train_state()), self.engine.steps
             replaced, self.replaced_run = self.replaced_run, None
+            set_aside = self._set_aside_job()
             discarded_reports = self._discarded_reports_job()
             first_save_jobs, self._first_save_jobs = self._first_save_jobs, []
 
             def write():
+                if set_aside is not None:
+                    set_aside()
                 self.checkpoints.write(labels, files, step, replacing=self.replacing)
                 self.replacing = False
                 if replaced is not None:
@@ -237,6 +240,14 @@ class Trainer:
                 for job in first_save_jobs:
                     job(step)
             self.writer.submit(write)
+
+    def _set_aside_job(self):
+        """While the folder's loss log waits to be set aside (``LossLog.set_aside_before_save``):
+        the job that does it, to run on the writer thread before the save; None otherwise."""
+        loss_log = self.loss_log
+        if loss_log is None or not loss_log.holding:
+            return None
+        return self._reporting(loss_log.set_aside_before_save)
 
     def _discarded_reports_job(self):
         """While the loss rows and samples of the run a resume discards are still on disk
