@@ -5,6 +5,7 @@ goes on from --epoch_count with fresh optimizers and schedule, as the reference'
 "no checkpoint .../latest_train_state.pth to resume from")."""
 import csv
 import errno
+import os
 
 import pytest
 import torch
@@ -213,3 +214,41 @@ def test_a_set_aside_log_whose_new_file_failed_is_written_at_the_next_save(tmp_p
     assert sorted(file.name for file in tmp_path.iterdir()) == ["loss_log.1.csv", "loss_log.csv"]
     assert (tmp_path / "loss_log.1.csv").read_text() == OLD_LOG
     assert path.read_text().splitlines()[1:] == [",".join(["1"] * len(LOG_FIELDS))]
+
+
+def test_a_name_taken_while_the_log_is_set_aside_is_never_overwritten(tmp_path, monkeypatch):
+    """Something else makes loss_log.1.csv after the name was found free and before the rename
+    (a process beside the run, which makes it only where nothing is): the rename replaced its
+    file."""
+    path = tmp_path / "loss_log.csv"
+    path.write_text(OLD_LOG)
+    made_by_another, rename = [], os.rename
+
+    def taken_meanwhile(source, target):
+        try:
+            with open(target, "x") as other:
+                other.write("another's\n")
+            made_by_another.append(os.path.basename(target))
+        except FileExistsError:
+            pass   # the name is taken: the other process makes another
+        rename(source, target)
+    monkeypatch.setattr(os, "rename", taken_meanwhile)
+    loss_log = LossLog(path, say=lambda line: None, set_aside=True)
+    loss_log.set_aside_before_save()
+    files = {file.name: file.read_text() for file in tmp_path.iterdir()}
+    assert {name: files[name] for name in made_by_another} == dict.fromkeys(made_by_another,
+                                                                            "another's\n")
+    assert list(files.values()).count(OLD_LOG) == 1
+
+
+def test_a_failed_set_aside_leaves_no_claimed_name(tmp_path, monkeypatch):
+    path = tmp_path / "loss_log.csv"
+    path.write_text(OLD_LOG)
+
+    def cannot_rename(source, target):
+        raise OSError(errno.EIO, "Input/output error")
+    monkeypatch.setattr(os, "rename", cannot_rename)
+    loss_log = LossLog(path, say=lambda line: None, set_aside=True)
+    with pytest.raises(OSError):
+        loss_log.set_aside_before_save()
+    assert sorted(tmp_path.iterdir()) == [path] and path.read_text() == OLD_LOG

@@ -173,9 +173,7 @@ class LossLog:
 
     def _move_aside(self) -> str:
         """The file renamed to the first free ``loss_log.N.csv`` beside it: that name."""
-        aside = _first_free_numbered(self.path)
-        os.rename(self.path, aside)   # (the run's folder lock keeps the name free meanwhile)
-        return aside.name
+        return _move_to_first_free_numbered(self.path).name
 
     def frozen(self) -> "LossLog":
         """A copy whose rows stay as they are now, to plot on another thread while this one
@@ -246,16 +244,28 @@ class LossLog:
             axis.plot([], [], color="gray", label="fewer steps averaged", **_HOLLOW)
 
 
-def _first_free_numbered(path: Path) -> Path:
-    """``NAME.N.SUFFIX`` beside ``path`` (NAME.SUFFIX) for the first N from 1 that names
-    nothing there."""
-    numbered = (path.with_name(f"{path.stem}.{number}{path.suffix}")
-                for number in itertools.count(1))
-    return next(name for name in numbered if not os.path.lexists(name))
+def _move_to_first_free_numbered(path: Path) -> Path:
+    """``path`` (NAME.SUFFIX) renamed to ``NAME.N.SUFFIX`` beside it for the first N from 1
+    that names nothing there; that name returned. Each name is claimed by creating it
+    exclusively, and the rename replaces only that claim: a file something else makes there
+    is never overwritten (a check, then a rename, overwrote one made in between), on any file
+    system (a hard link, which also refuses a name taken, is not on all)."""
+    for number in itertools.count(1):
+        aside = path.with_name(f"{path.stem}.{number}{path.suffix}")
+        try:
+            os.close(os.open(aside, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        except FileExistsError:
+            continue
+        try:
+            os.rename(path, aside)
+        except BaseException:
+            os.unlink(aside)   # the claim, empty: no name left behind
+            raise
+        return aside
 
 
 def _is_numbered(path: Path, numbered_from: Path) -> bool:
-    """Whether ``path`` is a name ``_first_free_numbered(numbered_from)`` gives."""
+    """Whether ``path`` is a name ``_move_to_first_free_numbered(numbered_from)`` gives."""
     return re.fullmatch(rf"{re.escape(numbered_from.stem)}\.[1-9][0-9]*"
                         rf"{re.escape(numbered_from.suffix)}", path.name) is not None
 
