@@ -120,7 +120,9 @@ def _parsed(text: str) -> dict:
     for line in _whole_lines(text):
         name, colon, value = line.partition(": ")
         if colon:
-            saved[name.strip()] = value.split("\t[default: ", 1)[0].rstrip()
+            # spaces only: the reference pads its values with them, and a value may end in
+            # what a bare rstrip() also strips (U+2028, U+0085, a form feed, a tab)
+            saved[name.strip()] = value.split("\t[default: ", 1)[0].rstrip(" ")
     return saved
 
 

@@ -372,6 +372,16 @@ def test_a_value_holding_what_splitlines_breaks_at_reads_back_whole(tmp_path, mo
     assert "warning" not in line, line
 
 
+@pytest.mark.parametrize("separator", ["\u2028", "\x85", "\x0c"],
+                         ids=["line-separator", "next-line", "form-feed"])
+def test_a_value_ending_in_what_str_strip_strips_reads_back_whole(tmp_path, separator):
+    """Only the spaces the reference pads a value with are taken off its end: a --dataroot
+    /data/a\u2028 read back as /data/a (str.rstrip strips those characters too)."""
+    path = tmp_path / "train_opt.txt"
+    write_options(parsed_options("train", "--dataroot", f"/data/a{separator}"), path)
+    assert read_options(path)["dataroot"] == f"/data/a{separator}"
+
+
 def test_a_resume_from_an_options_file_with_windows_line_ends_trains_with_the_runs(run_of_lr,
                                                                                     capsys):
     """Nothing said changed since the run (each value compared with its text) nor lost."""
