@@ -4,9 +4,11 @@ fastp2p.train.reference_options says (or is named as ignored, in one line)."""
 import pytest
 import torch
 
+import fastp2p.train.reference_options as reference_options
 from fastp2p.cli import build_parser, main
 from fastp2p.train.reference_options import apply_reference_options
-from helpers.train_helpers import applied_options, parsed_options, train_argv, write_aligned_dataset
+from helpers.train_helpers import (applied_options, parsed_options, tiny_test_argv, train_argv,
+                                   write_aligned_dataset)
 
 # Every option of the reference's option files, with a value its parser takes.
 REFERENCE_BASE = [
@@ -215,3 +217,23 @@ def test_bad_reference_options_stop_with_exit_code_2(tmp_path, capsys):
     assert "torchrun --nproc_per_node=2" in capsys.readouterr().err
     assert main(["test", "--gpu_ids", "0,1", "--dataroot", str(tmp_path)]) == 2  # one device
     assert "pass one id (--gpu_ids N)" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", ["train", "test"])
+def test_the_model_and_gpu_ids_are_checked_once(tmp_path, monkeypatch, command):
+    """Before torch loads, and not again: test asked it three times (its early check, its
+    --model check before the split, apply_reference_options), train twice."""
+    asked, check = [], reference_options.refuse_unsupported_values
+
+    def counted(args, phase):
+        asked.append(phase)
+        check(args, phase)
+    monkeypatch.setattr(reference_options, "refuse_unsupported_values", counted)
+    data = write_aligned_dataset(tmp_path / "data", pairs=1, phases=(command,))
+    argv = train_argv(data, tmp_path / "ckpt", "--n_epochs", "1", "--n_epochs_decay", "0",
+                      "--no_html")
+    if command == "test":   # a run folder without a generator: refused after the options
+        (tmp_path / "ckpt" / "tiny").mkdir(parents=True)
+        argv = tiny_test_argv(data, tmp_path / "ckpt", tmp_path / "results")
+    assert main(argv) == (0 if command == "train" else 1)
+    assert asked == [command]

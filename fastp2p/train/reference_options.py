@@ -7,8 +7,9 @@ word. Each one has one of three fates:
 
 - mapped: it does here what it did there (``--gpu_ids -1`` -> CPU, ``--print_freq`` -> the loss
   log interval, ``--load_iter``, ``--suffix``, ``--verbose``, ...); ``apply_reference_options``
-  turns it into fastp2p's own settings (test's ``--model test``, the reference's model of one
-  generator for images without targets: ``--dataset_mode single``, ``--model_suffix``);
+  turns it into fastp2p's own settings, ``resolve_test_model`` test's ``--model test`` (the
+  reference's model of one generator for images without targets: ``--dataset_mode single``,
+  ``--model_suffix``);
 - ignored: it has nothing to act on here (the visdom display, the image pool pix2pix does not
   use); the run prints ONE line naming those given and why;
 - refused: a value fastp2p cannot honour (``--model cycle_gan``, several ``--gpu_ids``) stops
@@ -134,12 +135,13 @@ def add_reference_arguments(parser: argparse.ArgumentParser, phase: str) -> None
 
 
 def apply_reference_options(args: argparse.Namespace, phase: str) -> str | None:
-    """Turn the mapped reference options into fastp2p settings, in place.
+    """Turn the mapped reference options into fastp2p settings, in place, after
+    ``refuse_unsupported_values`` (and for a test ``resolve_test_model``), which the commands
+    ask once, before torch loads.
 
     Raises ValueError (one line) for a value fastp2p cannot honour. Returns the one line to print
     about the ignored options that were given, or None.
     """
-    refuse_model_options(args, phase)
     args.name = run_name(args)
     if args.gpu_ids is not None:
         args.device = _device_for_gpu_ids(args.gpu_ids, phase)
@@ -150,15 +152,6 @@ def apply_reference_options(args: argparse.Namespace, phase: str) -> str | None:
     if phase == "train":
         args.log_every = _log_every(args)
     return _ignored_line(args, phase)
-
-
-def refuse_model_options(args: argparse.Namespace, phase: str) -> None:
-    """``refuse_unsupported_values``, then for a test the --dataset_mode its --model implies,
-    set in ``args`` (ValueError for one it refuses). Needs no torch, so test asks it before it
-    looks at its split, as train asks the first before its checks of the dataset."""
-    refuse_unsupported_values(args, phase)
-    if phase == "test":
-        _resolve_test_model(args)
 
 
 def refuse_unsupported_values(args: argparse.Namespace, phase: str) -> None:
@@ -219,11 +212,12 @@ def _file_name_part(text: str) -> str:
     return plain_name(text) if text else text
 
 
-def _resolve_test_model(args: argparse.Namespace) -> None:
-    """--dataset_mode of a test (None when not given): --model test, the reference's model of
-    one generator and no target, implies single and refuses another (as the reference's
-    TestModel requires it); --model pix2pix reads aligned pairs by default. Single reads the
-    images in --dataroot itself, so without one there is nothing to translate."""
+def resolve_test_model(args: argparse.Namespace) -> None:
+    """--dataset_mode of a test (None when not given), set in ``args``: --model test, the
+    reference's model of one generator and no target, implies single and refuses another (as
+    the reference's TestModel requires it); --model pix2pix reads aligned pairs by default.
+    Single reads the images in --dataroot itself, so without one there is nothing to
+    translate. Needs no torch: test asks it before it looks at its split."""
     if args.model != "test":
         if args.model_suffix:
             raise ValueError(f"--model_suffix {args.model_suffix}: it names the generator file "

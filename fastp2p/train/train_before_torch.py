@@ -41,11 +41,11 @@ def resolve_and_check_options(args, resume_notes) -> int | None:
     line: 2 for a --model or --gpu_ids fastp2p cannot honour (or a --device --gpu_ids
     contradicts), for options that do not fit each other, for a fresh run into a folder that
     holds one; 1 for --continue_train with no checkpoint to resume; 2 for networks without a
-    training state to resume at an --epoch_count
-    past the last epoch, for sizes the networks cannot take and CUDA-only options on the
-    CPU; None when all pass. The checkpoint comes before the sizes, as ``fastp2p test`` says
-    it: a mistyped --name has no train_opt.txt to take options from either, and the default
-    unet_256 refused a --crop_size with advice that led only to the missing checkpoint."""
+    training state to resume at an --epoch_count past the last epoch, for sizes the networks
+    cannot take and CUDA-only options on the CPU; None when all pass. The checkpoint comes
+    before the sizes, as ``fastp2p test`` says it: a mistyped --name has no train_opt.txt to
+    take options from either, and the default unet_256 refused a --crop_size with advice that
+    led only to the missing checkpoint."""
     resolve_quick_defaults(args)
     # (the fresh run's refusal is of the folder, not of options a resume took: said alone)
     for check, exit_code, context in ((_refuse_unsupported_values, 2, resume_notes),

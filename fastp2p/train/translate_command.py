@@ -244,10 +244,10 @@ def _refused_before_torch(args) -> int | None:
     from fastp2p.data.create import refuse_unreadable_split
     from fastp2p.data.errors import DataError
     from fastp2p.data.folder_lock import PackFolderBusy
-    from fastp2p.train.reference_options import refuse_model_options
+    from fastp2p.train.reference_options import resolve_test_model
 
     try:
-        refuse_model_options(args, "test")   # (--dataset_mode single: no split to look at)
+        resolve_test_model(args)   # (--dataset_mode single: no split to look at)
     except ValueError as err:
         return _refused(err)
     if not _holds_the_checkpoint(args):

@@ -100,10 +100,15 @@ def parsed_options(command, *argv):
 
 
 def applied_options(command, *argv):
-    """(``parsed_options(command, *argv)`` after ``apply_reference_options``, the line that
-    names the reference options it ignored or None)."""
-    from fastp2p.train.reference_options import apply_reference_options
+    """(``parsed_options(command, *argv)`` after the reference options' checks and
+    ``apply_reference_options``, as the commands apply them, the line that names the reference
+    options it ignored or None)."""
+    from fastp2p.train.reference_options import (apply_reference_options,
+                                                 refuse_unsupported_values, resolve_test_model)
     args = parsed_options(command, *argv)
+    refuse_unsupported_values(args, command)
+    if command == "test":
+        resolve_test_model(args)
     return args, apply_reference_options(args, command)
 
 
