@@ -229,11 +229,29 @@ def _access_as_a_user_other_than_root():
     if os.geteuid() != 0:
         yield
         return
-    os.setreuid(NOT_ROOT_UID, 0)
+    real = os.getuid()   # root's, or a set-user-ID process's caller's: given back as it was
+    os.setreuid(NOT_ROOT_UID, 0)   # (the effective id is root's: its own stays)
     try:
         yield
     finally:
-        os.setreuid(0, 0)
+        os.setreuid(real, 0)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="switches the real user id only as root")
+def test_the_user_ids_are_given_back_as_they_were():
+    """A real user id other than root's came back as root's (setreuid(0, 0)). Checked in a
+    child process: this one keeps its ids whatever the helper does."""
+    child = os.fork()
+    if child == 0:
+        code = 1
+        try:
+            os.setreuid(NOT_ROOT_UID - 1, 0)
+            with _access_as_a_user_other_than_root():
+                pass
+            code = 0 if (os.getuid(), os.geteuid()) == (NOT_ROOT_UID - 1, 0) else 1
+        finally:
+            os._exit(code)
+    assert os.waitstatus_to_exitcode(os.waitpid(child, 0)[1]) == 0
 
 
 @pytest.mark.parametrize("unusable", ["file", "read-only"])
