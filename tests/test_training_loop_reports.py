@@ -352,3 +352,29 @@ def test_a_report_failing_after_a_failed_save_says_no_warning(tmp_path, monkeypa
     assert page.calls == 1      # the epoch's refresh, after the save
     assert lines[-1].startswith("fastp2p train: error: could not write"), lines
     assert not [line for line in lines if line.startswith("warning: ")], lines
+
+
+def test_a_failing_loss_log_rewrite_is_said_as_the_loss_log(tmp_path, monkeypatch):
+    """The held log's rewrite at the first save (a resume from an older epoch) failing was said
+    as "a sample image or the training page ... was not written"."""
+    import errno
+
+    from fastp2p.train import reports
+
+    trainer, _, lines = _trainer(tmp_path, n_epochs=1, n_epochs_decay=0)
+    log_path = trainer.checkpoints.path / reports.LOSS_LOG
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    log_path.write_text(",".join(reports.LOG_FIELDS) + "\n"
+                        + ",".join(["9"] * len(reports.LOG_FIELDS)) + "\n")
+    loss_log = reports.LossLog(log_path, resume_step=0, say=lines.append)
+    assert loss_log.holding   # the row of step 9, past the resumed step
+
+    def disk_full(*args):
+        raise OSError(errno.ENOSPC, "No space left on device", str(log_path))
+    monkeypatch.setattr(reports, "replace_text", disk_full)
+    trainer.report_to(loss_log=loss_log)
+    assert trainer.fit(ListLoader(random_batches(3))) == 0
+    warnings = [line for line in lines if line.startswith("warning: ")]
+    assert len(warnings) == 1, warnings
+    assert warnings[0].startswith(f"warning: loss_log.csv in {trainer.checkpoints.path} was "
+                                  "not written"), warnings

@@ -47,7 +47,7 @@ from fastp2p.train.loader_failures import (is_loader_worker_death, loader_worker
 from fastp2p.train.memory_errors import first_line, is_out_of_memory
 from fastp2p.train.position import Progress
 from fastp2p.train.progress import TimeLeftEstimate, time_left
-from fastp2p.train.reports import TRIPLET
+from fastp2p.train.reports import LOSS_LOG, TRIPLET
 from fastp2p.train.stage_times import StageTimes
 from fastp2p.train.stop_requests import StopRequests, StopWhileWaiting, TrainingStopped
 from fastp2p.train.train_state_check import train_state_problem
@@ -247,7 +247,7 @@ class Trainer:
         loss_log = self.loss_log
         if loss_log is None or not loss_log.holding:
             return None
-        return self._reporting(loss_log.set_aside_before_save)
+        return self._reporting(loss_log.set_aside_before_save, LOSS_LOG)
 
     def _discarded_reports_job(self):
         """While the loss rows and samples of the run a resume discards are still on disk
@@ -260,9 +260,11 @@ class Trainer:
         if not (held_rows or held_samples):
             return None
         plotted = loss_log.frozen()
+        # said as the loss log's where it fails, and the page's samples dropped all the same
+        discard_rows = self._reporting(loss_log.discard_held, LOSS_LOG)
 
         def discard():
-            loss_log.discard_held()
+            discard_rows()
             if page is not None:
                 page.delete_discarded_samples()
                 page.refresh(plotted)
@@ -580,18 +582,19 @@ class Trainer:
         """``job`` (samples, loss plot, page) on the writer thread (``_reporting``)."""
         self.writer.submit(self._reporting(job), in_flight=3)
 
-    def _reporting(self, job):
-        """``job`` (samples, loss plot, page) as a job that, if it fails, says one warning line
-        (once per kind of error) and returns: the reports are views of the run, remade at the
-        next refresh, and must not stop training or hold back a checkpoint. Said only while the
-        run goes on: a job that fails once the run is ending (a save before it failed, or
-        ``fit`` is leaving) says nothing, as its line would say training goes on after the
-        error line that ended it."""
+    def _reporting(self, job, what="a sample image or the training page"):
+        """``job`` (samples, loss plot, page; or the loss log's rewrite at a save, tried again
+        at the next) as a job that, if it fails, says one warning line naming ``what`` it
+        writes in the run folder (once per kind of error and ``what``) and returns: the
+        reports are views of the run, remade at the next refresh, and must not stop training or
+        hold back a checkpoint. Said only while the run goes on: a job that fails once the run
+        is ending (a save before it failed, or ``fit`` is leaving) says nothing, as its line
+        would say training goes on after the error line that ended it."""
         def report():
             try:
                 job()
             except Exception as err:  # noqa: BLE001 - whatever it is, it costs only a view
-                kind = (type(err), getattr(err, "errno", None))
+                kind = (what, type(err), getattr(err, "errno", None))
                 if kind in self._report_warnings or self.writer.failed or self._leaving:
                     return
                 self._report_warnings.add(kind)
@@ -602,9 +605,9 @@ class Trainer:
                 reason = (describe_os_error(err).splitlines()[0] if isinstance(err, OSError)
                           else f"{type(err).__name__}: {message}" if message
                           else type(err).__name__)
-                self.say_error(f"warning: a sample image or the training page in "
-                               f"{self.checkpoints.path} was not written ({reason}); training "
-                               "and its checkpoints go on (said once per kind of error)")
+                self.say_error(f"warning: {what} in {self.checkpoints.path} was not written "
+                               f"({reason}); training and its checkpoints go on (said once per "
+                               "kind of error)")
         return report
 
     def _log(self, window_start: float, window_images: int, bar) -> None:
