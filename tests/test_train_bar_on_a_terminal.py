@@ -47,7 +47,7 @@ def test_every_loss_is_shown_with_its_value_on_a_narrow_terminal(monkeypatch, tm
 
 def test_a_stop_line_is_the_last_thing_shown(monkeypatch, tmp_path):
     code, text = _fit_on_terminal(tmp_path, monkeypatch, 80,
-                                  ListLoader(random_batches(3), stop_before=1))
+                                  ListLoader(random_batches(3), stop_in_step=1))
     assert code == 128 + signal.SIGINT
     after_stop = text.split("SIGINT received: saved ")[-1]
     assert "%|" not in after_stop, text   # no bar redrawn below it

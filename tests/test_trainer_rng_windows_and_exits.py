@@ -37,7 +37,7 @@ def test_a_resume_continues_torchs_rng_stream_as_the_uninterrupted_run(tmp_path)
     torch.manual_seed(7)
     netG, netD = _reference_networks_with_dropout()
     stopped, _ = stand_in_trainer(tmp_path / "resumed", netG, netD)
-    assert stopped.fit(ListLoader(batches, stop_before=1)) == 128 + signal.SIGINT
+    assert stopped.fit(ListLoader(batches, stop_in_step=1)) == 128 + signal.SIGINT
     state = stopped.checkpoints.load_train_state("latest")
     assert state["progress"]["epoch_batches"] == 2
 
@@ -102,7 +102,7 @@ def _writer_threads():
 def test_fit_ends_the_writer_thread_on_every_way_out(tmp_path, way_out):
     trainer, _ = stand_in_trainer(tmp_path, *tiny_networks(), n_epochs_decay=0)
     before = _writer_threads()
-    loader = ListLoader(random_batches(3), stop_before=1 if way_out == "signal" else None)
+    loader = ListLoader(random_batches(3), stop_in_step=1 if way_out == "signal" else None)
     if way_out == "error":   # an error fit does not handle: raised, after the writer ends
         step = trainer.engine.step
         trainer.engine.step = lambda A, B: (step(A, B), trainer.engine.steps == 2

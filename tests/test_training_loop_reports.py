@@ -240,7 +240,7 @@ def test_the_plateau_metric_is_the_epochs_mean_generator_loss_weighted_by_steps(
 
 def test_a_stop_request_saves_after_the_step_it_came_in_and_says_that_step(tmp_path):
     trainer, _, lines = _trainer(tmp_path, n_epochs=1, n_epochs_decay=0)
-    assert trainer.fit(ListLoader(random_batches(3), stop_before=1)) == 128 + signal.SIGINT
+    assert trainer.fit(ListLoader(random_batches(3), stop_in_step=1)) == 128 + signal.SIGINT
     folder = trainer.checkpoints
     assert lines[-1] == (f"SIGINT received: saved {folder.path}/latest_* at step 2; resume "
                          "with --continue_train")
@@ -262,7 +262,7 @@ def test_the_soft_cpu_time_limit_saves_and_stops_as_sigterm_does(tmp_path):
             os.kill(os.getpid(), signal.SIGXCPU)
             repeat(*args, **kwargs)
         trainer.save = save_as_the_limit_repeats
-        code = trainer.fit(ListLoader(random_batches(3), stop_before=1,
+        code = trainer.fit(ListLoader(random_batches(3), stop_in_step=1,
                                       stop_signal=signal.SIGXCPU))
     finally:
         signal.signal(signal.SIGXCPU, previous)

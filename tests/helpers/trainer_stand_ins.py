@@ -33,11 +33,13 @@ def stand_in_trainer(folder, netG, netD, *, world_size=1, **options):
 class ListLoader:
     """A loader over fixed (A, B) batches: what the training loop uses of one. Starting an
     epoch draws from torch's RNG, as a torch DataLoader does (its workers' base seed); with
-    ``stop_before``, ``stop_signal`` (SIGINT: a Ctrl-C while it loads) comes to this process just
-    before that batch is handed out."""
+    ``stop_in_step``, ``stop_signal`` (SIGINT: a Ctrl-C) comes to this process during the step
+    that takes that batch, as the step first reads it: after the loop's wait for it, which
+    takes a stop at once (``StopRequests.while_waiting``), so the step runs and the loop acts
+    on the request after it."""
 
-    def __init__(self, batches, stop_before=None, stop_signal=signal.SIGINT):
-        self.batches, self.stop_before, self.stop_signal = batches, stop_before, stop_signal
+    def __init__(self, batches, stop_in_step=None, stop_signal=signal.SIGINT):
+        self.batches, self.stop_in_step, self.stop_signal = batches, stop_in_step, stop_signal
         self.dataset = range(sum(len(a) for a, _ in batches))
         self.start = 0
 
@@ -53,10 +55,24 @@ class ListLoader:
 
     def _batches(self):
         for index in range(self.start, len(self.batches)):
-            if index == self.stop_before:
-                os.kill(os.getpid(), self.stop_signal)
             real_A, real_B = self.batches[index]
-            yield {"A": real_A, "B": real_B}
+            batch = {"A": real_A, "B": real_B}
+            yield (_SignalAtFirstRead(batch, self.stop_signal) if index == self.stop_in_step
+                   else batch)
+
+
+class _SignalAtFirstRead(dict):
+    """A batch that sends ``stop_signal`` to this process when it is first read."""
+
+    def __init__(self, batch, stop_signal):
+        super().__init__(batch)
+        self.stop_signal = stop_signal
+
+    def __getitem__(self, key):
+        if self.stop_signal is not None:
+            signal_number, self.stop_signal = self.stop_signal, None
+            os.kill(os.getpid(), signal_number)
+        return super().__getitem__(key)
 
 
 class Clock:
