@@ -21,7 +21,7 @@ def stops_deferred(numbers: tuple = (signal.SIGINT,)):
     For work a KeyboardInterrupt raised inside goes wrong in: a pool's fork hooks swallow it
     ("Exception ignored in ..."), so the Ctrl-C was lost and the pack went on; torch's import
     runs C++ that calls back into Python (``import_torch``). Blocking the signal instead blocks
-    it in this thread only: another thread (tqdm's progress-bar monitor) then takes it, and
+    it in this thread only: another thread (a pool's own, or a caller's) then takes it, and
     Python runs the handler in this thread anyway. Processes forked meanwhile start with the
     recording handler too, until they set their own (pool workers ignore SIGINT).
 

@@ -8,6 +8,7 @@ itself dumb (``TERM=dumb``: Emacs' shell and compile buffers, some CI consoles) 
 terminal: it has no cursor motion, and shows a bar's frames as a log does (as ``rich`` and
 cargo, among others, treat it).
 """
+import functools
 import os
 import sys
 
@@ -49,7 +50,30 @@ def stderr_bar(*args, **kwargs):
     ``kwargs`` are tqdm's. It draws nothing under TERM=dumb (tqdm's ``disable=None`` looks at
     isatty only), nor without a stderr (None: Python started with fd 2 closed, ``2>&-``, where
     tqdm would not disable the bar and its first frame would fail on None)."""
-    from tqdm import tqdm
     if _dumb_terminal() or sys.stderr is None:
         kwargs["disable"] = True
-    return tqdm(*args, **bar_size(sys.stderr), **kwargs)
+    return new_bar(*args, **bar_size(sys.stderr), **kwargs)
+
+
+def new_bar(*args, **kwargs):
+    """A tqdm bar (``args`` and ``kwargs`` are tqdm's) that starts no monitor thread.
+
+    tqdm starts one at its first bar by default, even a disabled one (a bar off a terminal).
+    It only redraws a bar stalled for 10 s after a fast stretch (tqdm then draws a frame only
+    every so many iterations, about 0.1 s's worth at the fast speed); without it the bar is
+    redrawn once those have come. At a limit on processes and threads (a cgroup's pids.max) the
+    thread could not start, and tqdm printed a three-line TqdmMonitorWarning before the
+    command's own one-line error."""
+    return _bar_class()(*args, **kwargs)
+
+
+@functools.cache
+def _bar_class():
+    # a subclass, so that the monitor stays at tqdm's default for other bars in the process
+    # (a notebook's own); tqdm is imported only once a bar is made (an optional package)
+    from tqdm import tqdm
+
+    class BarWithoutMonitor(tqdm):
+        monitor_interval = 0
+
+    return BarWithoutMonitor

@@ -14,7 +14,7 @@ of chance, so several Ctrl-Cs at different moments each get a deadline.
 that says so (their tracebacks, and a line about finished shards, came before), and the same
 command then writes the rest and packs them (it used to stop on the temporary files of the pairs
 the workers were writing, and so did training on the folder). And a Ctrl-C that another thread
-takes while the pool forks (with progress bars, tqdm's monitor thread) is not lost: blocking
+takes while the pool forks (a pool's own threads, or a caller's) is not lost: blocking
 SIGINT in the main thread alone let that thread take it, and its handler then raised inside a
 fork hook, which swallowed it, and the pack went on to exit 0.
 
@@ -198,7 +198,7 @@ def test_ctrl_c_while_synthetic_pairs_are_written_is_one_line_then_the_same_comm
 
 
 # Run as a script: the thread it starts before the pack takes a SIGINT sent while the pool forks
-# (from the first fork's hook, which waits until it has), as tqdm's monitor thread can.
+# (from the first fork's hook, which waits until it has), as a pool's own threads can.
 CTRL_C_TO_ANOTHER_THREAD = """
 import os, signal, sys, threading
 from fastp2p.cli import main

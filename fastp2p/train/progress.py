@@ -12,7 +12,7 @@ four losses were cut at 80 columns and gone at 40.
 import sys
 import time
 
-from fastp2p.terminal import bar_size, is_terminal
+from fastp2p.terminal import bar_size, is_terminal, new_bar
 
 
 def progress_bar(stream=None, **kwargs):
@@ -39,9 +39,8 @@ class TerminalProgress:
     whole below them)."""
 
     def __init__(self, stream, total=None, initial=0, desc="", unit="it"):
-        from tqdm import tqdm
-        self.bar = tqdm(file=stream, total=total, initial=initial, desc=desc, unit=unit,
-                        **bar_size(stream))
+        self.bar = new_bar(file=stream, total=total, initial=initial, desc=desc, unit=unit,
+                           **bar_size(stream))
 
     def update(self, count: int = 1) -> None:
         self.bar.update(count)

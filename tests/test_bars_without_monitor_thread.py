@@ -1,0 +1,53 @@
+"""At a limit on processes and threads (a cgroup's pids.max), `fastp2p train` printed tqdm's
+three-line "TqdmMonitorWarning: tqdm:disabling monitor support ... can't start new thread" before
+its own one-line error: every tqdm bar, even one disabled off a terminal (train's image-header
+scan), starts tqdm's monitor thread. fastp2p's bars start none, and draw as before."""
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+# Every thread start refused, as at the limit; then one bar made, drawn and closed.
+_REFUSED_THREADS = """
+import io, sys, threading
+
+def refuse(thread):
+    raise RuntimeError("can't start new thread")
+
+threading.Thread.start = refuse
+"""
+
+_BARS = {
+    "stderr_bar, off a terminal": """
+        from fastp2p.terminal import stderr_bar
+        for _ in stderr_bar(range(3), disable=None):
+            pass
+        """,
+    "train's bar on a terminal": """
+        from fastp2p.train.progress import TerminalProgress
+        drawn = io.StringIO()
+        bar = TerminalProgress(drawn, total=3, desc="epoch 1/1", unit="step")
+        bar.update(3)
+        bar.close()
+        print(drawn.getvalue())
+        """,
+}
+
+
+def _run(bar: str) -> subprocess.CompletedProcess:
+    script = _REFUSED_THREADS + textwrap.dedent(_BARS[bar])
+    return subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=60)
+
+
+@pytest.mark.parametrize("bar", _BARS)
+def test_no_bar_warns_of_a_monitor_thread_it_could_not_start(bar):
+    done = _run(bar)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == ""
+
+
+def test_train_bar_still_draws_without_the_monitor():
+    drawn = _run("train's bar on a terminal").stdout
+    assert "epoch 1/1: 100%" in drawn and "3/3" in drawn
