@@ -18,26 +18,30 @@ from helpers.train_helpers import logged_steps, train_argv, write_aligned_datase
 # How long the run may take from the signal to its end: the save, the workers' close
 STOP_BOUND_S = 30
 
-# A `fastp2p train` whose loader hands out one batch, then waits forever for the next (its
-# item's load, in a worker or in this process, sleeps), saying so in the file argv[1] first
-_BATCH_NEVER_COMES = """
+# A `fastp2p train` (or test) whose loader hands out one item of the split argv[2], then waits
+# forever for the next (its load, in a worker or in this process, sleeps once the item is read),
+# saying so in the file argv[1] first. Other splits' loads (test's mean train image) go on.
+BATCH_NEVER_COMES = """
 import sys, time
+from pathlib import Path
 import fastp2p.data.datasets as datasets
 from fastp2p.cli import main
-blocked_marker, loads, load = sys.argv[1], [], datasets.PairDataset.load
+blocked_marker, split, loads, load = sys.argv[1], sys.argv[2], [], datasets.PairDataset.load
 
 def load_once_then_block(self, index, rng):
-    loads.append(index)
-    if len(loads) > 1:
-        open(blocked_marker, "w").close()
-        time.sleep(3600)
-    return load(self, index, rng)
+    item = load(self, index, rng)
+    if Path(item["A_paths"]).parent.name == split:
+        loads.append(index)
+        if len(loads) > 1:
+            open(blocked_marker, "w").close()
+            time.sleep(3600)
+    return item
 datasets.PairDataset.load = load_once_then_block
-sys.exit(main(sys.argv[2:]))
+sys.exit(main(sys.argv[3:]))
 """
 
 
-def _wait_for(condition, run, timeout=120.0) -> None:
+def wait_for(condition, run, timeout=120.0) -> None:
     deadline = time.monotonic() + timeout
     while not condition() and run.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -50,13 +54,14 @@ def test_a_stop_while_the_next_batch_never_comes_saves_and_exits(tmp_path, worke
     argv = train_argv(write_aligned_dataset(tmp_path / "data"), tmp_path / "ckpt", "--no_html")
     argv[argv.index("--num_threads") + 1] = str(workers)
     blocked = tmp_path / "blocked"
-    run = subprocess.Popen([sys.executable, "-c", _BATCH_NEVER_COMES, str(blocked), *argv],
+    run = subprocess.Popen([sys.executable, "-c", BATCH_NEVER_COMES, str(blocked), "train",
+                            *argv],
                            cwd=tmp_path, env={**os.environ, "OMP_NUM_THREADS": "1"},
                            start_new_session=True,   # its group: it and its worker
                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     folder = tmp_path / "ckpt" / "tiny"
     try:
-        _wait_for(lambda: blocked.exists() and logged_steps(folder) == [1], run)
+        wait_for(lambda: blocked.exists() and logged_steps(folder) == [1], run)
         time.sleep(1)   # the loop is past step 1's stop check: waiting for batch 2
         run.send_signal(number)
         try:

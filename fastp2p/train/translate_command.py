@@ -16,18 +16,19 @@ reference's test model's names; ``name`` relative to DATAROOT), with no L1 to pr
 The page lists only triplets the run that wrote it wrote whole: an earlier run's page is
 removed before the first image is written (a folder at its name is refused first), and the
 page is written when the run ends. Ctrl-C, SIGTERM or SIGHUP (as in training) stops after the image
-being written, titles the page partial and exits with 128 + the signal; a second one before
-that image is whole stops at once, writes no page, says the results are partial and exits
-with 128 + its own signal. Once the images are done (all of them, or the one a stop waited
-for), stop requests are ignored until the command returns (the ``fastp2p`` process: until it
-ends; a caller of ``fastp2p.cli.main(argv)`` gets its own handlers back): the loader's workers
-are stopped (no image past the last one is waited for; a worker that dies then, prefetching
-one, changes nothing), the page is still written and the lines printed, and a run that wrote every
-image is complete (exit 0). An error before then (a full disk, named in one line with the file; a
-data loader worker that died) writes no page and says the results are partial; a page that
-cannot be written, that the images are whole. ``images/`` may then hold an incomplete triplet
-or an earlier run's images, which no page lists, until a later run writes those names again;
-a run that ends counts them in one line (deleting none).
+being written (or at once while it waits for the next one, which may never come), titles the
+page partial and exits with 128 + the signal; a second one before that image is whole stops at
+once, writes no page, says the results are partial and exits with 128 + its own signal. Once the
+images are done (all of them, or the one a stop waited for), stop requests are ignored until the
+command returns (the ``fastp2p`` process: until it ends; a caller of ``fastp2p.cli.main(argv)``
+gets its own handlers back): the loader's workers are stopped (no image past the last one is
+waited for; a worker that dies then, prefetching one, changes nothing), the page is still
+written and the lines printed, and a run that wrote every image is complete (exit 0). An error
+before then (a full disk, named in one line with the file; a data loader worker that died)
+writes no page and says the results are partial; a page that cannot be written, that the images
+are whole. ``images/`` may then hold an incomplete triplet or an earlier run's images, which no
+page lists, until a later run writes those names again; a run that ends counts them in one line
+(deleting none).
 Temporary files of killed runs (``.NAME.tmp-PID.png``, regular files only) are removed by the
 next run into the folder. Run from a thread other than the main one (which alone receives
 signals), the command handles no stop request.
@@ -83,11 +84,11 @@ for random crops instead.
 Every option of the reference's test.py is accepted (`python test.py --model pix2pix ...` runs
 as `fastp2p test --model pix2pix ...`); those that mean nothing here are named in one line.
 index.html lists only whole triplets of the run that wrote it (an earlier run's page is removed
-first). Ctrl-C, SIGTERM, SIGHUP or SIGXCPU stops after the current image, with index.html titled
-partial (exit 128 + the signal); a second one before that image is written stops at once, with
-no index.html (exit 128 + that signal); once the images are written, further ones are ignored
-until the command ends (a run that wrote them all exits with 0). After an error there is no
-index.html."""
+first). Ctrl-C, SIGTERM, SIGHUP or SIGXCPU stops after the current image (at once while it waits
+for the next one), with index.html titled partial (exit 128 + the signal); a second one before
+that image is written stops at once, with no index.html (exit 128 + that signal); once the
+images are written, further ones are ignored until the command ends (a run that wrote them all
+exits with 0). After an error there is no index.html."""
 
 EPILOG = f"""\
 exit codes: 0 translated every image asked for, 1 failed (a message says why), 2 options
@@ -532,11 +533,12 @@ def _translate(args, netG, loader, device, out_dir, trackers, stops) -> _Transla
 
     ``_begin_results`` removes an earlier run's page before the first image is written; the
     page is written at the end and lists this run's whole triplets only. A stop request
-    (``stops``: StopRequests) ends the run after the image being written, with a page titled as
-    partial; once the images are done, later requests are only recorded, so a complete run
-    stays complete, and the loader's workers are stopped. An error before then (a full disk, an
-    unreadable image, a data loader worker that died) raises ValueError saying how far it got
-    and that no page was written; a page that cannot be written, that the images are whole."""
+    (``stops``: StopRequests) ends the run after the image being written (or the wait for the
+    next one), with a page titled as partial; once the images are done, later requests are
+    only recorded, so a complete run stays complete, and the loader's workers are stopped. An
+    error before then (a full disk, an unreadable image, a data loader worker that died) raises
+    ValueError saying how far it got and that no page was written; a page that cannot be
+    written, that the images are whole."""
     import torch
 
     from fastp2p.train.checkpoints import describe_os_error
@@ -606,8 +608,8 @@ def _why_the_images_stopped(err: Exception) -> str | None:
 def _write_triplets(args, netG, loader, device, images_dir, trackers, total, sections, stops):
     """Translate up to ``total`` images of ``loader`` and save each one's triplet (real and
     fake of an image without a target), appending it to ``sections`` once whole; stops early,
-    between images, when ``stops`` (StopRequests) received a signal. Returns the images'
-    L1Scores (None when there were none: no pair)."""
+    between images or while the next one is waited for, when ``stops`` (StopRequests)
+    received a signal. Returns the images' L1Scores (None when there were none: no pair)."""
     import torch
     from tqdm import tqdm
 
@@ -625,7 +627,8 @@ def _write_triplets(args, netG, loader, device, images_dir, trackers, total, sec
     translate = graphed(netG)
     # zip asks range first: no batch past the last used is waited for (nor its error met).
     # disable=None: no bar when stderr is not a terminal (a log file would keep every frame)
-    for index, batch in stderr_bar(zip(range(total), loader), total=total, unit="image",
+    batches = _batches_until_a_stop_while_waiting(loader, stops)
+    for index, batch in stderr_bar(zip(range(total), batches), total=total, unit="image",
                                    disable=None, desc=f"translating {args.phase}"):
         real_A = batch["A"].to(device)
         fake_B = translate(real_A.contiguous(memory_format=layout))
@@ -653,6 +656,20 @@ def _write_triplets(args, netG, loader, device, images_dir, trackers, total, sec
             tqdm.write(f"{requested} received: fastp2p test has no checkpoint to save; it goes "
                        "on (SIGTERM or Ctrl-C stops it)", file=sys.stderr)
     return scores
+
+
+def _batches_until_a_stop_while_waiting(loader, stops):
+    """``loader``'s batches, ending where a stop request comes while the next one is waited for
+    (``stops.while_waiting``): the loop checks ``stops`` only between images, so a request
+    while an image never came (a hung network file system, a worker stuck in a decoder) was
+    ignored for as long as the wait lasted. The request stays in ``stops.signal_number``, and
+    the run ends as after a stop between images."""
+    from fastp2p.train.stop_requests import StopWhileWaiting
+
+    try:
+        yield from stops.while_waiting(iter(loader))
+    except StopWhileWaiting:
+        return
 
 
 def _refuse_nonfinite(fake_B, source: str) -> None:
