@@ -48,32 +48,42 @@ def wait_for(condition, run, timeout=120.0) -> None:
     assert run.poll() is None and condition(), run.communicate()[0]
 
 
+def stopped_while_blocked(tmp_path, command, argv, started, number, waiting_for):
+    """(returncode, output) of ``command`` run with ``argv`` (its loader never handing out a
+    second item), sent ``number`` a second after ``started()`` holds: it is then past its first
+    item's stop check, waiting for the next; fails where it is still running STOP_BOUND_S
+    later. Its whole process group is killed afterwards."""
+    blocked = tmp_path / "blocked"
+    run = subprocess.Popen([sys.executable, "-c", BATCH_NEVER_COMES, str(blocked), command,
+                            *argv],
+                           cwd=tmp_path, env={**os.environ, "OMP_NUM_THREADS": "1"},
+                           start_new_session=True,   # its group: it and its worker
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        wait_for(lambda: blocked.exists() and started(), run)
+        time.sleep(1)
+        run.send_signal(number)
+        try:
+            output = run.communicate(timeout=STOP_BOUND_S)[0]
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"{signal.Signals(number).name} ignored while {command} waited for "
+                        f"{waiting_for}", pytrace=False)
+    finally:   # a worker left sleeping holds the output pipe: the whole group goes
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(run.pid, signal.SIGKILL)
+        run.communicate()
+    return run.returncode, output
+
+
 @pytest.mark.parametrize("workers", [0, 1], ids=["in-process", "worker"])
 @pytest.mark.parametrize("number", [signal.SIGTERM, signal.SIGINT], ids=["TERM", "INT"])
 def test_a_stop_while_the_next_batch_never_comes_saves_and_exits(tmp_path, workers, number):
     argv = train_argv(write_aligned_dataset(tmp_path / "data"), tmp_path / "ckpt", "--no_html")
     argv[argv.index("--num_threads") + 1] = str(workers)
-    blocked = tmp_path / "blocked"
-    run = subprocess.Popen([sys.executable, "-c", BATCH_NEVER_COMES, str(blocked), "train",
-                            *argv],
-                           cwd=tmp_path, env={**os.environ, "OMP_NUM_THREADS": "1"},
-                           start_new_session=True,   # its group: it and its worker
-                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     folder = tmp_path / "ckpt" / "tiny"
-    try:
-        wait_for(lambda: blocked.exists() and logged_steps(folder) == [1], run)
-        time.sleep(1)   # the loop is past step 1's stop check: waiting for batch 2
-        run.send_signal(number)
-        try:
-            output = run.communicate(timeout=STOP_BOUND_S)[0]
-        except subprocess.TimeoutExpired:
-            pytest.fail(f"{signal.Signals(number).name} ignored while train waited for a batch",
-                        pytrace=False)
-    finally:   # a worker left sleeping holds the output pipe: the whole group goes
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(run.pid, signal.SIGKILL)
-        run.communicate()
-    assert run.returncode == 128 + number, output
+    returncode, output = stopped_while_blocked(
+        tmp_path, "train", argv, lambda: logged_steps(folder) == [1], number, "a batch")
+    assert returncode == 128 + number, output
     name = signal.Signals(number).name
     assert f"{name} received: saved {folder}/latest_* at step 1" in output, output
     assert "Traceback" not in output, output

@@ -3,18 +3,13 @@ taken there, as train's (tests/test_stop_while_waiting_for_data.py): the images 
 stay, index.html is titled partial and the run exits with 128 + the signal, within seconds.
 test checked for it only after each image, so with an image that never came (a hung network
 file system, a worker stuck in a decoder) it was ignored for as long as the wait lasted."""
-import contextlib
-import os
 import signal
-import subprocess
-import sys
-import time
 
 import pytest
 
 from helpers.train_helpers import (TEST_PAIRS, tiny_test_argv, tiny_test_results,
                                    trained)  # noqa: F401 (fixture)
-from test_stop_while_waiting_for_data import BATCH_NEVER_COMES, STOP_BOUND_S, wait_for
+from test_stop_while_waiting_for_data import stopped_while_blocked
 
 
 @pytest.mark.parametrize("workers", [0, 1], ids=["in-process", "worker"])
@@ -24,27 +19,10 @@ def test_a_stop_while_the_next_image_never_comes_ends_the_run_partial(tmp_path, 
     data, checkpoints = trained
     argv = tiny_test_argv(data, checkpoints, tmp_path)
     argv[argv.index("--num_threads") + 1] = str(workers)
-    blocked = tmp_path / "blocked"
-    run = subprocess.Popen([sys.executable, "-c", BATCH_NEVER_COMES, str(blocked), "test",
-                            *argv],
-                           cwd=tmp_path, env={**os.environ, "OMP_NUM_THREADS": "1"},
-                           start_new_session=True,   # its group: it and its worker
-                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     images = tiny_test_results(tmp_path) / "images"
-    try:
-        wait_for(lambda: blocked.exists() and any(images.glob("*_real_B.png")), run)
-        time.sleep(1)   # the loop is past the first image's stop check: waiting for the next
-        run.send_signal(number)
-        try:
-            output = run.communicate(timeout=STOP_BOUND_S)[0]
-        except subprocess.TimeoutExpired:
-            pytest.fail(f"{signal.Signals(number).name} ignored while test waited for an image",
-                        pytrace=False)
-    finally:   # a worker left sleeping holds the output pipe: the whole group goes
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(run.pid, signal.SIGKILL)
-        run.communicate()
-    assert run.returncode == 128 + number, output
+    returncode, output = stopped_while_blocked(
+        tmp_path, "test", argv, lambda: any(images.glob("*_real_B.png")), number, "an image")
+    assert returncode == 128 + number, output
     name = signal.Signals(number).name
     assert f"{name} received: stopped after 1 of {TEST_PAIRS} images" in output, output
     assert "Traceback" not in output, output
