@@ -2,13 +2,16 @@
 them: torch.fx and torch.compile / torch.export of the U-Net record the reference forward's
 torch ops; an eval PatchGAN compiles whole under no_grad (no BatchNorm folding while traced);
 torch.jit.script is refused in one line."""
+import functools
 import subprocess
 import sys
+from types import SimpleNamespace
 
 import pytest
 import torch
 
 import fastp2p
+from fastp2p.nn import tracing
 from helpers.tolerances import assert_close
 
 
@@ -67,11 +70,34 @@ _FORWARDS = ("import torch, fastp2p\n"
              "torch.rand(1, 6, 32, 32))\n")
 
 
-@pytest.mark.parametrize("setup", ["", "import torch\ndel torch.compiler.is_exporting\n"],
-                         ids=["this torch", "no is_exporting"])
+# torch 2.14's torch.fx: the tracing flag a thread-local behind _get_is_fx_tracing, and no
+# _is_fx_tracing_flag (every forward raised AttributeError there)
+_TORCH_2_14_FX = ("import torch.fx._symbolic_trace as symbolic_trace\n"
+                  "del symbolic_trace._is_fx_tracing_flag\n"
+                  "symbolic_trace._get_is_fx_tracing = lambda: False\n")
+
+
+@pytest.mark.parametrize("setup", ["", "import torch\ndel torch.compiler.is_exporting\n",
+                                   _TORCH_2_14_FX],
+                         ids=["this torch", "no is_exporting", "torch 2.14's fx flag"])
 def test_forwards_print_nothing_and_need_no_newer_torch(tmp_path, setup):
     """No torch log line per process (is_fx_tracing() logs one), and no API newer than the
     torch >= 2.8 fastp2p installs with. Run from tmp_path: the installed package."""
     run = subprocess.run([sys.executable, "-c", setup + _FORWARDS], cwd=tmp_path,
                          capture_output=True, text=True, timeout=300)
     assert run.returncode == 0 and run.stderr == "", run.stderr
+
+
+@pytest.mark.parametrize("layout", ["module global (torch < 2.14)", "thread-local (torch 2.14)"])
+def test_the_fx_tracing_flag_is_read_where_this_torch_keeps_it_at_each_call(layout):
+    flag = {"value": False}
+    if layout.startswith("module global"):
+        symbolic_trace = SimpleNamespace(_is_fx_tracing_flag=False)
+        set_flag = functools.partial(setattr, symbolic_trace, "_is_fx_tracing_flag")
+    else:
+        symbolic_trace = SimpleNamespace(_get_is_fx_tracing=lambda: flag["value"])
+        set_flag = functools.partial(flag.__setitem__, "value")
+    read = tracing._tracing_flag_reader(symbolic_trace)
+    assert read() is False
+    set_flag(True)
+    assert read() is True

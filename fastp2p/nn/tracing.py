@@ -5,13 +5,24 @@ import torch
 import torch.fx._symbolic_trace as _fx_trace
 
 
+def _tracing_flag_reader(symbolic_trace):
+    """The function that reads ``symbolic_trace``'s (torch.fx._symbolic_trace's) tracing flag:
+    a thread-local read by ``_get_is_fx_tracing`` from torch 2.14, a module global before (2.14
+    removed ``_is_fx_tracing_flag``, so reading it failed every forward there)."""
+    read = getattr(symbolic_trace, "_get_is_fx_tracing", None)
+    return read if read is not None else lambda: symbolic_trace._is_fx_tracing_flag
+
+
+_read_tracing_flag = _tracing_flag_reader(_fx_trace)
+
+
 def fx_tracing() -> bool:
     """Whether ``torch.fx.symbolic_trace`` (FX graph-mode quantization's ``prepare_fx``, say) is
     tracing: its proxies pass no input check and reach no kernel, so the networks give it the
     reference forward, which it records op by op, as it does for the reference module. The
     flag ``is_fx_tracing()`` reads, without the warning that function logs once per process
     (it is also set under torch.export, which takes the reference forward too)."""
-    return _fx_trace._is_fx_tracing_flag
+    return _read_tracing_flag()
 
 
 def compiler_tracing() -> bool:
