@@ -73,8 +73,9 @@ _FORWARDS = ("import torch, fastp2p\n"
 # torch 2.14's torch.fx: the tracing flag a thread-local behind _get_is_fx_tracing, and no
 # _is_fx_tracing_flag (every forward raised AttributeError there)
 _TORCH_2_14_FX = ("import torch.fx._symbolic_trace as symbolic_trace\n"
-                  "del symbolic_trace._is_fx_tracing_flag\n"
-                  "symbolic_trace._get_is_fx_tracing = lambda: False\n")
+                  "vars(symbolic_trace).pop('_is_fx_tracing_flag', None)\n"
+                  "if not hasattr(symbolic_trace, '_get_is_fx_tracing'):\n"
+                  "    symbolic_trace._get_is_fx_tracing = lambda: False\n")
 
 
 @pytest.mark.parametrize("setup", ["", "import torch\ndel torch.compiler.is_exporting\n",
