@@ -35,19 +35,21 @@ _BARS = {
 }
 
 
-def _run(bar: str) -> subprocess.CompletedProcess:
+def _run(bar: str, folder) -> subprocess.CompletedProcess:
+    """``bar`` drawn in a new process whose threads cannot start, run from ``folder`` (not the
+    checkout, whose uninstalled source fastp2p refuses: the installed package is tested)."""
     script = _REFUSED_THREADS + textwrap.dedent(_BARS[bar])
     return subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                          timeout=60)
+                          timeout=60, cwd=folder)
 
 
 @pytest.mark.parametrize("bar", _BARS)
-def test_no_bar_warns_of_a_monitor_thread_it_could_not_start(bar):
-    done = _run(bar)
+def test_no_bar_warns_of_a_monitor_thread_it_could_not_start(bar, tmp_path):
+    done = _run(bar, tmp_path)
     assert done.returncode == 0, done.stderr
     assert done.stderr == ""
 
 
-def test_train_bar_still_draws_without_the_monitor():
-    drawn = _run("train's bar on a terminal").stdout
+def test_train_bar_still_draws_without_the_monitor(tmp_path):
+    drawn = _run("train's bar on a terminal", tmp_path).stdout
     assert "epoch 1/1: 100%" in drawn and "3/3" in drawn
