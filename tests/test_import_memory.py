@@ -34,21 +34,22 @@ print(not_enough_memory("import torch", ImportError("{NOT_MAPPED}")))
 """
 
 
-def _run(script: str) -> subprocess.CompletedProcess:
-    # in a subprocess: the loop, where it is back, must not hold the test run
+def _run(script: str, folder) -> subprocess.CompletedProcess:
+    # in a subprocess: the loop, where it is back, must not hold the test run; run from
+    # ``folder``, not the checkout, whose uninstalled source fastp2p refuses to import
     return subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                          timeout=60)
+                          timeout=60, cwd=folder)
 
 
-def test_an_error_chain_that_loops_is_read_once():
+def test_an_error_chain_that_loops_is_read_once(tmp_path):
     """It looped forever: a command ended by such an error hung where it printed a
     traceback."""
-    assert _run(LOOPED_CHAIN).stdout == f"{NOT_MAPPED}\n"
+    assert _run(LOOPED_CHAIN, tmp_path).stdout == f"{NOT_MAPPED}\n"
 
 
-def test_without_resource_the_advice_names_no_limit():
+def test_without_resource_the_advice_names_no_limit(tmp_path):
     """``import resource`` at the top made ``import fastp2p.cli`` fail there; it was imported
     only where the advice needs it, for that reason."""
-    run = _run(WITHOUT_RESOURCE)
+    run = _run(WITHOUT_RESOURCE, tmp_path)
     assert run.stdout == (f"not enough memory to import torch ({NOT_MAPPED}): free memory or "
                           "raise the job's memory limit, then run it again\n"), run.stderr
