@@ -1,8 +1,8 @@
 """A fresh `fastp2p train` run in a folder that holds a run needs --overwrite (or
 --continue_train, or another --name), and --overwrite removes the previous run's checkpoint sets,
-loss logs (those set aside as loss_log.N.csv too) and sample images only: whole sets, and none of
-the user's own files. A folder whose run saved no checkpoint is no run to refuse: its loss log is
-kept beside the new run's."""
+loss logs (those set aside as loss_log.N.csv too) and sample images (those kept in web/images.N/
+too) only: whole sets, and none of the user's own files. A folder whose run saved no checkpoint
+is no run to refuse: its loss log and samples are kept beside the new run's."""
 import json
 
 import pytest
@@ -54,6 +54,31 @@ def test_a_fresh_run_keeps_the_log_of_a_run_that_saved_no_checkpoint(data, tmp_p
     assert len(kept) == 1 and "saved no checkpoint" in kept[0], kept
 
 
+def test_a_fresh_run_keeps_the_samples_of_a_run_that_saved_no_checkpoint(data, tmp_path,
+                                                                         capsys):
+    """That run's sample images are moved whole into web/images.1/, at once, with one line on
+    stderr: the new run's steps count from 0 again, so its samples replaced theirs of the same
+    names (another seed draws other images), and its page listed their later ones as its own.
+    The user's own files in web/images stay."""
+    assert main(train_argv(data, tmp_path)) == 0   # 2 epochs: samples of steps 3, 6 and 8
+    folder = CheckpointFolder(tmp_path, "tiny")
+    folder.remove_sets(folder.saved_sets())   # as if killed before its first save
+    images = folder.path / "web" / "images"
+    unsaved_runs_samples = {path.name: path.read_bytes() for path in images.iterdir()}
+    assert any(name.startswith("epoch002_") for name in unsaved_runs_samples)
+    (images / "mine.png").write_bytes(b"mine")
+    capsys.readouterr()
+    assert main(train_argv(data, tmp_path, "--n_epochs_decay", "0", "--seed", "5")) == 0
+    kept = folder.path / "web" / "images.1"
+    assert {path.name: path.read_bytes() for path in kept.iterdir()} == unsaved_runs_samples
+    samples = {path.name for path in images.iterdir()} - {"mine.png"}
+    assert samples and all(name.startswith("epoch001_") for name in samples)
+    assert (images / "mine.png").read_bytes() == b"mine"
+    assert "epoch002" not in (folder.path / "web" / "index.html").read_text()
+    said = [line for line in capsys.readouterr().err.splitlines() if "images.1/" in line]
+    assert len(said) == 1 and "saved no checkpoint" in said[0], said
+
+
 def test_a_log_of_no_row_is_written_anew_not_kept(tmp_path):
     """A run stopped before its first row logged nothing to keep: no loss_log.1.csv."""
     path = tmp_path / "loss_log.csv"
@@ -73,6 +98,10 @@ def test_overwrite_removes_the_previous_runs_sets_logs_and_samples_only(data, tm
     (run / "web" / "images" / "mine.png").write_bytes(b"mine")
     for number in (1, 2):   # the run's logs set aside (a resume without a training state)
         (run / f"loss_log.{number}.csv").write_bytes((run / "loss_log.csv").read_bytes())
+        # and the samples of a run that saved no checkpoint, kept
+        (run / "web" / f"images.{number}").mkdir()
+        (run / "web" / f"images.{number}" / "epoch001_step0000003_real_A.png").write_bytes(b"")
+    (run / "web" / "images.1" / "mine.png").write_bytes(b"mine")
     capsys.readouterr()
     assert main(train_argv(data, tmp_path, "--overwrite", "--n_epochs_decay", "0")) == 0
     sets = {f"{label}_{suffix}" for label in ("1", "latest")
@@ -83,6 +112,7 @@ def test_overwrite_removes_the_previous_runs_sets_logs_and_samples_only(data, tm
     samples = {path.name for path in (run / "web" / "images").iterdir()} - {"mine.png"}
     assert samples and all(name.startswith("epoch001_") for name in samples)
     assert (run / "web" / "images" / "mine.png").exists()
+    assert [path.name for path in (run / "web").glob("images.*/*")] == ["mine.png"]
     steps = (run / "loss_log.csv").read_text().splitlines()[1:]
     assert len(steps) == 4   # the new run's 4 steps, none of the previous run's 8
     line = [line for line in capsys.readouterr().out.splitlines() if "--overwrite" in line]

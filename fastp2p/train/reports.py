@@ -4,6 +4,7 @@ Images are written as the reference's ``tensor2im`` does it (x in [-1, 1] -> (x 
 truncated to uint8; one channel repeated to three). Plots use matplotlib's Agg backend, so no
 display is needed. Files other people may be reading (plot, pages) are replaced atomically.
 """
+import contextlib
 import copy
 import csv
 import html
@@ -250,22 +251,33 @@ def _move_to_first_free_numbered(path: Path) -> Path:
     exclusively, and the rename replaces only that claim: a file something else makes there
     is never overwritten (a check, then a rename, overwrote one made in between), on any file
     system (a hard link, which also refuses a name taken, is not on all)."""
+    aside = _claim_first_free_numbered(path, _create_empty_file)
+    try:
+        os.rename(path, aside)
+    except BaseException:
+        os.unlink(aside)   # the claim, empty: no name left behind
+        raise
+    return aside
+
+
+def _claim_first_free_numbered(path: Path, claim) -> Path:
+    """``NAME.N.SUFFIX`` beside ``path`` for the first N from 1 where ``claim(name)`` (which
+    creates it exclusively: FileExistsError where anything is there) succeeds."""
     for number in itertools.count(1):
         aside = path.with_name(f"{path.stem}.{number}{path.suffix}")
         try:
-            os.close(os.open(aside, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+            claim(aside)
         except FileExistsError:
             continue
-        try:
-            os.rename(path, aside)
-        except BaseException:
-            os.unlink(aside)   # the claim, empty: no name left behind
-            raise
         return aside
 
 
+def _create_empty_file(path: Path) -> None:
+    os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+
+
 def _is_numbered(path: Path, numbered_from: Path) -> bool:
-    """Whether ``path`` is a name ``_move_to_first_free_numbered(numbered_from)`` gives."""
+    """Whether ``path`` is a name ``_claim_first_free_numbered(numbered_from, ...)`` gives."""
     return re.fullmatch(rf"{re.escape(numbered_from.stem)}\.[1-9][0-9]*"
                         rf"{re.escape(numbered_from.suffix)}", path.name) is not None
 
@@ -435,14 +447,22 @@ class TrainingPage:
     # run's; see __init__)
     STAGED = ".staged-"
 
-    def __init__(self, folder: Path, name: str, resume_step=None):
+    def __init__(self, folder: Path, name: str, resume_step=None, say=print, set_aside=False):
         """``resume_step``: on a resume, the step resumed at; the samples of later steps are the
         discarded run's, as the loss log's rows of those steps (LossLog leaves them out). They
         stay on disk, unlisted, until ``delete_discarded_samples`` (once this run's first save
         is on disk): a resume that fails before it saves leaves them to the run that
         ``latest_*`` still holds. Meanwhile this run's samples are staged (``STAGED``), so
         none replaces a file of that run. Staged files found here are deleted: a resume that
-        failed before it saved left them, and they belong to no saved run."""
+        failed before it saved left them, and they belong to no saved run.
+
+        A new run's page (neither ``resume_step`` nor ``set_aside``, as LossLog's) in a folder
+        that holds samples is that of a run that saved no checkpoint (a folder with checkpoints
+        is refused without --overwrite, which removes the samples): they are moved at once
+        into the first free ``images.N/`` beside ``images/`` (``_keep_unsaved_runs_samples``),
+        as its loss log is kept as ``loss_log.N.csv``; this run's steps count from 0 again, and
+        its samples replaced theirs of the same names. Said on ``say``. With ``set_aside`` (a
+        resume without a training state, LossLog's) the samples there are left as they are."""
         self.folder = Path(folder)
         self.images = self.folder / self.IMAGES
         for made in (self.folder, self.images):
@@ -454,6 +474,22 @@ class TrainingPage:
         self.discarded_after = resume_step  # None once the discarded run's samples are gone
         for path, *_ in list(self._sample_files(staged=True)):
             _unlink_file(path)
+        if resume_step is None and not set_aside:
+            self._keep_unsaved_runs_samples(say)
+
+    def _keep_unsaved_runs_samples(self, say) -> None:
+        """The samples in images/ moved into the first free ``images.N/`` (made here: a folder
+        of that name is never written into) and said in one line; the user's other files stay.
+        """
+        samples = [path for path, *_ in self._sample_files()]
+        if not samples:
+            return
+        kept = _claim_first_free_numbered(self.images, os.mkdir)
+        for path in samples:
+            os.rename(path, kept / path.name)
+        say(f"{self.images}: the {len(samples)} sample image(s) of a run that saved no "
+            f"checkpoint (stopped before its first save) kept in {kept.name}/ beside it; this "
+            f"run's samples go to {self.images.name}/")
 
     def _sample_files(self, staged: bool = False):
         """(path, epoch, step, label) of each file in images/ that add_sample names so (with
@@ -553,17 +589,31 @@ def _written_in(folder: Path) -> bool:
 
 def remove_reports(run_folder: Path) -> None:
     """--overwrite: the previous run's loss log and those LossLog set aside
-    (``loss_log.N.csv``), and its web page, loss plot and sample images (the names this module
-    writes; nothing else in the folder). Under a web/ or web/images that is your own symbolic
+    (``loss_log.N.csv``), and its web page, loss plot and sample images, those TrainingPage
+    kept in ``images.N/`` too (the names this module writes; nothing else in the folder; an
+    ``images.N/`` left empty is removed). Under a web/ or web/images that is your own symbolic
     link too (the page is written there), never under another user's."""
     web = Path(run_folder) / WEB
     images = web / TrainingPage.IMAGES
     log = Path(run_folder) / LOSS_LOG
     paths = [log, *(path for path in log.parent.iterdir() if _is_numbered(path, log))]
+    kept = []
     if _written_in(web):
         paths += [web / TrainingPage.PLOT, web / TrainingPage.INDEX]
-        if images.is_dir() and _written_in(images):
-            paths += [path for path in images.iterdir() if TrainingPage.SAMPLE.match(
-                path.name.removeprefix(TrainingPage.STAGED))]
+        kept = ([path for path in web.iterdir() if _is_numbered(path, images)]
+                if web.is_dir() else [])
+        for folder in [images, *kept]:
+            if folder.is_dir() and _written_in(folder):
+                paths += [path for path in folder.iterdir() if TrainingPage.SAMPLE.match(
+                    path.name.removeprefix(TrainingPage.STAGED))]
     for path in paths:
         _unlink_file(path)
+    for folder in kept:
+        _remove_if_empty(folder)
+
+
+def _remove_if_empty(folder: Path) -> None:
+    """``folder`` removed unless it holds something (the user's own files stay, in it) or is
+    not a folder (a link: the folder it points at is left as it is)."""
+    with contextlib.suppress(OSError):
+        os.rmdir(folder)

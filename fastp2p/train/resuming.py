@@ -33,7 +33,7 @@ def check_something_to_resume(folder: Path, label: str) -> None:
 def check_fresh_run(args) -> None:
     """A run without --continue_train must not silently restart another run's folder: its
     latest_* would be replaced at the first save (a folder of no checkpoint holds no run to
-    lose: LossLog keeps the log of one that saved none)."""
+    lose: LossLog keeps the log of one that saved none, TrainingPage its samples)."""
     from fastp2p.checkpoint_names import MANIFEST_SUFFIX, NETWORK_SUFFIXES
     folder = Path(args.checkpoints_dir) / args.name
     if args.continue_train and args.overwrite:

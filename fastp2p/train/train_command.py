@@ -462,11 +462,13 @@ def _open_run_files(args, checkpoints, state, messengers, trainer, dataroot_from
     _write_run_options(args, trainer, options_file, started_here=not dataroot_from_here,
                        compute_threads=threads)
     resume_step = state["engine"]["steps"] if state else None
-    page = (None if args.no_html
-            else TrainingPage(checkpoints.path / WEB, args.name, resume_step=resume_step))
     # a resume without a training state counts its steps from 0, after another run's rows
+    set_aside = args.continue_train and state is None
+    page = (None if args.no_html
+            else TrainingPage(checkpoints.path / WEB, args.name, resume_step=resume_step,
+                              say=say_error, set_aside=set_aside))
     loss_log = LossLog(checkpoints.path / LOSS_LOG, resume_step=resume_step, say=say_error,
-                       set_aside=args.continue_train and state is None)
+                       set_aside=set_aside)
     return page, loss_log
 
 
