@@ -82,6 +82,40 @@ SAVED_VALUE_TYPES = {"seed": seed}
 MAX_OPTIONS_BYTES = 1 << 20
 
 
+def refuse_values_read_back_otherwise(args) -> None:
+    """ValueError (one line) naming the first option whose value ``write_options`` writes in a
+    form that reads back as another value (``_read_back_otherwise``): a --continue_train took
+    that other value in silence (a --dataroot "data " resumed on ./data), and a line break in
+    any value, --name too, wrote lines of its own into the file (``--name $'x\\nlr: 5'``
+    resumed at --lr 5). Refused rather than written in another form: the file stays the
+    reference's, which people and the reference read, and a trailing space or line break in a
+    name or path is almost always a quoting slip."""
+    for key, value in sorted(vars(args).items()):
+        why = _read_back_otherwise(value)
+        if why:
+            raise ValueError(f"--{key} {value!r} {why}, so the run's {OPTIONS_FILE} cannot "
+                             f"record it: --continue_train would read another value; give it "
+                             "without (rename a folder so named, or give a link to it)")
+
+
+def _read_back_otherwise(value) -> str | None:
+    """Why ``value``'s ``name: value`` line does not read back as ``value``, or None."""
+    if not isinstance(value, str):
+        return None
+    if "\n" in value or "\r" in value:   # the file is read with every line end as "\n"
+        return "holds a line break (the file holds one option a line)"
+    if value.endswith(" "):
+        return "ends in a space (the reference pads its values with spaces, which are read off)"
+    if _DEFAULT_NOTE in value:
+        return (f"holds {_DEFAULT_NOTE!r} (the reference's note of a default, which is read "
+                "off)")
+    return None
+
+
+# What the reference writes after a value that is not its default: '\t[default: D]'.
+_DEFAULT_NOTE = "\t[default: "
+
+
 def write_options(args, path: Path, started_here: bool = True,
                   compute_threads: int | None = None) -> None:
     """Renamed into place: a link planted at the name is replaced, its target left alone. An
@@ -122,7 +156,7 @@ def _parsed(text: str) -> dict:
         if colon:
             # spaces only: the reference pads its values with them, and a value may end in
             # what a bare rstrip() also strips (U+2028, U+0085, a form feed, a tab)
-            saved[name.strip()] = value.split("\t[default: ", 1)[0].rstrip(" ")
+            saved[name.strip()] = value.split(_DEFAULT_NOTE, 1)[0].rstrip(" ")
     return saved
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 from fastp2p.command_errors import EXIT_IN_USE
 from fastp2p.train.options import resolve_quick_defaults
 from fastp2p.train.resuming import check_fresh_run, check_something_to_resume
+from fastp2p.train.saved_options import refuse_values_read_back_otherwise
 
 
 def refuse_before_options(args, resume_notes) -> int | None:
@@ -39,16 +40,18 @@ def refuse_before_options(args, resume_notes) -> int | None:
 def resolve_and_check_options(args, resume_notes) -> int | None:
     """The quick defaults resolved, then the checks below in order, each refusal after its
     line: 2 for a --model or --gpu_ids fastp2p cannot honour (or a --device --gpu_ids
-    contradicts), for options that do not fit each other, for a fresh run into a folder that
-    holds one; 1 for --continue_train with no checkpoint to resume; 2 for networks without a
-    training state to resume at an --epoch_count past the last epoch, for sizes the networks
-    cannot take and CUDA-only options on the CPU; None when all pass. The checkpoint comes
+    contradicts), for a value train_opt.txt would read back as another one, for options that
+    do not fit each other, for a fresh run into a folder that holds one; 1 for --continue_train
+    with no checkpoint to resume; 2 for networks without a training state to resume at an
+    --epoch_count past the last epoch, for sizes the networks cannot take and CUDA-only options
+    on the CPU; None when all pass. The checkpoint comes
     before the sizes, as ``fastp2p test`` says it: a mistyped --name has no train_opt.txt to
     take options from either, and the default unet_256 refused a --crop_size with advice that
     led only to the missing checkpoint."""
     resolve_quick_defaults(args)
     # (the fresh run's refusal is of the folder, not of options a resume took: said alone)
     for check, exit_code, context in ((_refuse_unsupported_values, 2, resume_notes),
+                                      (refuse_values_read_back_otherwise, 2, resume_notes),
                                       (_check_option_pairs, 2, resume_notes),
                                       (_check_fresh_run, 2, ()),
                                       (_check_something_to_resume, 1, resume_notes),

@@ -13,7 +13,7 @@ from fastp2p.train.trainer import Trainer
 from fastp2p.train.saved_options import (END_LINE, RESUME_COMPARED, WORKING_DIR,
                                          changed_options, command_parser, given_options,
                                          read_options, take_saved_options, write_options)
-from helpers.train_helpers import parsed_options, train_argv
+from helpers.train_helpers import one_line, parsed_options, train_argv
 
 # The reference's train_opt.txt (BaseOptions.print_options: '{:>25}: {:<30}{}', the default
 # after a tab where the value is not it), cut to a few lines of each kind.
@@ -380,6 +380,49 @@ def test_a_value_ending_in_what_str_strip_strips_reads_back_whole(tmp_path, sepa
     path = tmp_path / "train_opt.txt"
     write_options(parsed_options("train", "--dataroot", f"/data/a{separator}"), path)
     assert read_options(path)["dataroot"] == f"/data/a{separator}"
+
+
+# train's options for a run refused before it trains (no epoch to train), where nothing else
+# refuses it first
+NO_EPOCH = ("--n_epochs", "0", "--n_epochs_decay", "0")
+
+
+@pytest.mark.parametrize("option, value", [
+    ("--dataroot", "data "), ("--name", "run "), ("--name", "x\nlr: 5"), ("--phase", "train\r"),
+    ("--wandb_project_name", "p\t[default: q]")],
+    ids=["dataroot-space", "name-space", "name-newline", "phase-return", "default-note"])
+def test_a_value_the_options_file_reads_back_otherwise_is_refused_before_the_run(
+        data, tmp_path, capsys, monkeypatch, option, value):
+    """A value that train_opt.txt would read back as another one is refused in one line naming
+    the option, before the run writes anything: a --dataroot "data " resumed on ./data in
+    silence, and a line break in --name wrote a line of its own (``lr: 5``, taken by a resume)."""
+    path = tmp_path / "train_opt.txt"
+    write_options(parsed_options("train", option, value), path)
+    assert read_options(path).get(option[2:]) != value   # why: it reads back otherwise
+    if "lr: 5" in value:
+        assert read_options(path)["lr"] == "5"   # a line of its own, which a resume takes
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "data ").symlink_to(data)
+    assert main(train_argv(data, tmp_path / "ckpt", option, value, *NO_EPOCH)) == 2
+    line = one_line(capsys.readouterr().err)
+    assert line.startswith(f"fastp2p train: error: {option} {value!r} "), line
+    assert "train_opt.txt cannot record it" in line, line
+    assert not (tmp_path / "ckpt").exists()
+
+
+@pytest.mark.parametrize("value", [" run", "a run", "run\t", "run\t[default", "run\u2028"],
+                         ids=["leading-space", "inner-space", "tab", "half-note", "separator"])
+def test_a_value_the_options_file_reads_back_as_written_is_taken(data, tmp_path, capsys, value):
+    """Spaces before or inside a value, and a tab or a line separator after it, read back as
+    written: neither refused nor changed."""
+    path = tmp_path / "train_opt.txt"
+    write_options(parsed_options("train", "--name", value, "--dataroot", value), path)
+    parser = command_parser(train_command.register)
+    saved, taken, line = _taken_from(path, parser)
+    assert saved["name"] == saved["dataroot"] == value, saved
+    assert taken["dataroot"] == str(tmp_path.cwd() / value), line
+    assert main(train_argv(data, tmp_path / "ckpt", "--name", value, *NO_EPOCH)) == 2
+    assert "no epoch to train" in one_line(capsys.readouterr().err)
 
 
 def test_a_resume_from_an_options_file_with_windows_line_ends_trains_with_the_runs(run_of_lr,
