@@ -22,7 +22,7 @@ LIGHT = {
     "fastp2p.train.loader_failures": ("numpy", "torch", "fastp2p.train.trainer"),
     "fastp2p.data.packed_index": ("numpy", "torch", "fastp2p.data.packed"),
     "fastp2p.train.train_before_torch": ("numpy", "torch"),
-    "fastp2p.train.torchrun_variables": ("numpy", "torch"),
+    "fastp2p.torchrun_variables": ("numpy", "torch"),
 }
 
 

@@ -539,7 +539,7 @@ def _refuse_torchrun() -> None:
     suite beside the others, timing them all against each other into competing results; the
     suite spawns the processes its end-to-end section trains in itself (--processes). Read
     without torch, before the options are checked."""
-    from fastp2p.train.torchrun_variables import launched_world_size
+    from fastp2p.torchrun_variables import launched_world_size
 
     processes = launched_world_size()
     if processes > 1:

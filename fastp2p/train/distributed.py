@@ -14,7 +14,7 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
 from fastp2p.nn.network_state import dropout_rng_modules
-from fastp2p.train.torchrun_variables import launched_local_rank, launched_world_size
+from fastp2p.torchrun_variables import launched_local_rank, launched_world_size
 
 
 @dataclass

@@ -267,7 +267,7 @@ def _gpus(gpu_ids: str, phase: str) -> list:
 def _device_for_gpu_ids(gpu_ids: str, phase: str) -> str:
     """The device --gpu_ids names, after ``refuse_unsupported_values``; ValueError under
     torchrun, or for a GPU where none is visible."""
-    from fastp2p.train.torchrun_variables import launched_world_size
+    from fastp2p.torchrun_variables import launched_world_size
 
     gpus = _gpus(gpu_ids, phase)
     if gpus and launched_world_size() > 1:
@@ -287,7 +287,7 @@ def _log_every(args) -> int:
     if args.log_every is not None:
         raise ValueError("--print_freq and --log-every both set how often losses are read: "
                          "keep one of them")
-    from fastp2p.train.torchrun_variables import launched_world_size
+    from fastp2p.torchrun_variables import launched_world_size
 
     # images of all processes, as --display_freq and --save_latest_freq count them: a step
     # trains --batch_size images on each of torchrun's processes

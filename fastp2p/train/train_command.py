@@ -77,7 +77,7 @@ def _check_device_options(args, device) -> None:
     """The checks ``resolve_and_check_options`` leaves to the device this process trains on (torch
     loaded); a ValueError here exits with code 2 too."""
     from fastp2p.train.networks import check_networks_fit_memory
-    from fastp2p.train.torchrun_variables import launched_world_size
+    from fastp2p.torchrun_variables import launched_world_size
 
     refuse_cuda_only_options(args, str(device))
     if device.type != "cuda" and args.norm == "syncbatch" and launched_world_size() > 1:

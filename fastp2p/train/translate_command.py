@@ -136,7 +136,7 @@ def register(commands) -> None:
 def run(args: argparse.Namespace) -> int:
     from fastp2p.optional_packages import MissingPackage, require_packages
     from fastp2p.train.early_refusals import print_once_per_node, refused_at_once
-    from fastp2p.train.torchrun_variables import launched_world_size
+    from fastp2p.torchrun_variables import launched_world_size
 
     try:   # first: a job's processes would otherwise each say any other error in its place
         _refuse_torchrun(launched_world_size())
