@@ -2,7 +2,8 @@
 the option errors it finds while parsing (``parser.error``). Every command's own refusals and
 failures use it too, so that a user, a script or a log reader sees one prefix for all of them,
 whichever check found the problem. At the bottom of the layers: ``train``, ``data`` and
-``bench`` use it, and it imports nothing but the standard library.
+``bench`` use it, and it imports nothing but the standard library and
+``torchrun_variables`` (standard library only, beside it).
 
 ``CommandParser`` gives option errors the same shape: argparse printed a command's whole usage
 above its error line (35 lines for ``fastp2p train``), burying the one line that matters.
@@ -10,6 +11,8 @@ above its error line (35 lines for ``fastp2p train``), burying the one line that
 import argparse
 import os
 import sys
+
+from fastp2p.torchrun_variables import launched_local_rank
 
 # the exit code of a command refused because another process holds the folder it would write
 # (train's run folder, test's results folder, pack's OUT/PHASE): EX_TEMPFAIL of sysexits.h,
@@ -28,7 +31,7 @@ def says_for_its_node() -> bool:
     torchrun the first of each node (LOCAL_RANK 0) alone, so that a job's processes do not each
     print it; always, outside torchrun. torchrun's variables are read without torch (maybe not
     imported yet)."""
-    return os.environ.get("LOCAL_RANK", "0") in ("", "0")
+    return launched_local_rank() == 0
 
 
 def rank_prefix() -> str:
