@@ -489,7 +489,7 @@ class ProgressFiles:
 def run(args: argparse.Namespace) -> int:
     from fastp2p.bench.stops import stop_signals
     from fastp2p.stops_deferred import import_torch
-    from fastp2p.train.early_refusals import print_once_per_node
+    from fastp2p.train.early_refusals import refused_under_torchrun
 
     mode = "--list-peers" if args.list_peers else "--plot" if args.plot is not None else None
     ignored = _options_besides(args, mode) if mode else []
@@ -502,11 +502,9 @@ def run(args: argparse.Namespace) -> int:
     with stop_signals():
         if args.plot is not None:
             return plot(args.plot)
-        try:   # first: a job's processes would otherwise each say an option error in its place
-            _refuse_torchrun()
-        except ValueError as error:   # alike on every process: said once per node, as train's
-            print_once_per_node("bench", error)
-            return 2
+        code = refused_under_torchrun("bench", _refuse_torchrun)  # before the option checks
+        if code is not None:
+            return code
         try:
             check_options(args)  # a typo needs no torch: refused at once
             import_torch()  # first, whole: a stop raised inside it could abort the process
@@ -534,14 +532,10 @@ def _options_besides(args, mode: str) -> list:
     return [option for option in options_given(parser, args.given_options) if option != mode]
 
 
-def _refuse_torchrun() -> None:
-    """ValueError under torchrun (WORLD_SIZE > 1): each of its processes would run the whole
-    suite beside the others, timing them all against each other into competing results; the
-    suite spawns the processes its end-to-end section trains in itself (--processes). Read
-    without torch, before the options are checked."""
-    from fastp2p.torchrun_variables import launched_world_size
-
-    processes = launched_world_size()
+def _refuse_torchrun(processes: int) -> None:
+    """ValueError for a torchrun job of several ``processes``: each would run the whole suite
+    beside the others, timing them all against each other into competing results; the suite
+    spawns the processes its end-to-end section trains in itself (--processes)."""
     if processes > 1:
         raise ValueError(f"fastp2p bench runs in one process, but torchrun started {processes} "
                          f"(WORLD_SIZE={processes}), each of which would run the whole "

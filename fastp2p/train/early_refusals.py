@@ -1,13 +1,15 @@
 """What train and test refuse before loading torch (seconds): a --netG fastp2p lacks, --task
 with --dataroot, and a --dataroot that is no folder. Each was said only after the import, 6-8 s
 for a typo. Also the rule by which a torchrun job's processes say a refusal
-(``print_once_per_node``)."""
+(``print_once_per_node``), and the refusal of a job by a command that runs in one process
+(``refused_under_torchrun``)."""
 import argparse
 import sys
 
 from fastp2p.command_errors import error_line, rank_prefix, says_for_its_node
 from fastp2p.data.dataroot_checks import refuse_dataroot_options, refuse_task_with_dataroot
 from fastp2p.data.errors import DataError
+from fastp2p.torchrun_variables import launched_world_size
 from fastp2p.train.unet_names import unet_levels
 
 
@@ -28,6 +30,19 @@ def refused_at_once(args: argparse.Namespace, command: str, context=()) -> int |
     except DataError as err:
         print_once_per_node(command, err, context)
         return 1
+    return None
+
+
+def refused_under_torchrun(command: str, refuse) -> int | None:
+    """2 where ``refuse`` (``command``'s check of how many processes torchrun started, given
+    their number: ValueError for a job it cannot run) refuses the job, its line said once per
+    node (``print_once_per_node``: alike on every process); None where not. Asked first, before
+    torch loads: a job's processes would otherwise each say any other error in its place."""
+    try:
+        refuse(launched_world_size())
+    except ValueError as err:
+        print_once_per_node(command, err)
+        return 2
     return None
 
 

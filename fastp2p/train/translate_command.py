@@ -135,14 +135,11 @@ def register(commands) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from fastp2p.optional_packages import MissingPackage, require_packages
-    from fastp2p.train.early_refusals import print_once_per_node, refused_at_once
-    from fastp2p.torchrun_variables import launched_world_size
+    from fastp2p.train.early_refusals import refused_at_once, refused_under_torchrun
 
-    try:   # first: a job's processes would otherwise each say any other error in its place
-        _refuse_torchrun(launched_world_size())
-    except ValueError as err:   # alike on every process: said once per node, as train's
-        print_once_per_node("test", err)
-        return 2
+    code = refused_under_torchrun("test", _refuse_torchrun)  # first, before any other check
+    if code is not None:
+        return code
     try:
         require_packages(("PIL", "tqdm") + (() if args.dataroot else ("skimage",)),
                          extra="data")
