@@ -30,7 +30,7 @@ import signal
 import sys
 import threading
 
-from fastp2p.data.errors import PROCESS_LIMIT_NAMES, DataError, is_thread_not_started
+from fastp2p.data.errors import PROCESS_LIMIT_REACHED, DataError, is_thread_not_started
 from fastp2p.stops_deferred import stops_deferred
 from fastp2p.terminal import is_terminal
 
@@ -172,7 +172,7 @@ def _why_not_started(error: Exception) -> str | None:
     elif error.errno != errno.EAGAIN:
         return f"[Errno {error.errno}] {error.strerror}" + (
             f": {error.filename}" if error.filename is not None else "")
-    return f"the limit on processes and threads reached: {PROCESS_LIMIT_NAMES}"
+    return PROCESS_LIMIT_REACHED
 
 
 @contextlib.contextmanager

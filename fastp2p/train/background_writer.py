@@ -16,7 +16,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 
 import torch
 
-from fastp2p.data.errors import PROCESS_LIMIT_NAMES, is_thread_not_started
+from fastp2p.data.errors import PROCESS_LIMIT_REACHED, is_thread_not_started
 
 
 def host_copy(obj):
@@ -100,9 +100,8 @@ class BackgroundWriter:
             if not is_thread_not_started(error):
                 raise
             self._warn("warning: could not start the thread that writes checkpoints and "
-                       f"samples (the limit on processes and threads reached: "
-                       f"{PROCESS_LIMIT_NAMES}); they are written in the training thread, "
-                       "which waits for each")
+                       f"samples ({PROCESS_LIMIT_REACHED}); they are written in the training "
+                       "thread, which waits for each")
             return None
         return pool
 
