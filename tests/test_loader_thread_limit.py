@@ -8,14 +8,18 @@ Emulated where threading raises it: a real limit needs a pids cgroup or a user t
 (RLIMIT_NPROC does not bind root), which a test run cannot count on. Reproduced by hand with a
 cgroup v1 pids.max of 3 to 10 for `fastp2p train --num_threads 2`."""
 import multiprocessing.queues
+import multiprocessing.util
 import os
 import subprocess
 import sys
 import threading
 
 import pytest
+import torch
 
 from fastp2p.cli import main
+from fastp2p.data.errors import THREAD_NOT_STARTED_EXIT, thread_not_started_marker
+from fastp2p.data.loader import WorkerThreadsNotStarted, create_dataloader
 from fastp2p.train.loader_failures import loader_worker_death
 from helpers.train_helpers import (one_line, tiny_test_argv, train_argv, train_tiny_run,
                                    write_aligned_dataset)
@@ -105,11 +109,47 @@ def test_a_worker_that_cannot_share_its_batch_is_the_limit_not_a_wait_forever(tm
     assert "Traceback" not in run.stderr, run.stderr
 
 
+def _death_with_the_thread_exit_code(pid: int) -> RuntimeError:
+    """torch's SIGCHLD handler's report, wherever this process is (in a step, say), of worker
+    ``pid`` that exited with ``THREAD_NOT_STARTED_EXIT``."""
+    return RuntimeError(f"DataLoader worker (pid {pid}) exited unexpectedly with exit code "
+                        f"{THREAD_NOT_STARTED_EXIT}. Details are lost due to multiprocessing. "
+                        "Rerunning with num_workers=0 may give better error trace.")
+
+
 def test_a_worker_death_reported_with_the_thread_exit_code_names_the_limit():
-    """torch's SIGCHLD handler reports the death wherever this process is (in a step, say),
-    with the worker's exit code."""
-    err = RuntimeError("DataLoader worker (pid 5) exited unexpectedly with exit code 71. Details "
-                       "are lost due to multiprocessing. Rerunning with num_workers=0 may give "
-                       "better error trace.")
-    line = loader_worker_death(err, "run it again")
+    """The worker said it could not start a thread (its marker for its pid)."""
+    pid = 2 ** 31 - 2   # above any pid_max: no worker of this process had it
+    marker = thread_not_started_marker(multiprocessing.util.get_temp_dir(), pid)
+    open(marker, "x").close()
+    try:
+        line = loader_worker_death(_death_with_the_thread_exit_code(pid), "run it again")
+    finally:
+        os.remove(marker)
     assert _PROCESS_LIMIT in line and "probably out of memory" not in line, line
+
+
+def test_a_worker_death_with_the_thread_exit_code_alone_is_no_limit():
+    """A dataset's own code (or a C library) that exits with the same code said nothing."""
+    line = loader_worker_death(_death_with_the_thread_exit_code(2 ** 31 - 3), "run it again")
+    assert _PROCESS_LIMIT not in line and "exit code 71" in line, line
+
+
+class _ExitsWithTheThreadCode(torch.utils.data.Dataset):
+    def __len__(self):
+        return 2
+
+    def __getitem__(self, index):
+        os._exit(THREAD_NOT_STARTED_EXIT)
+
+
+def test_a_dataset_that_exits_with_the_thread_exit_code_is_no_limit():
+    loader = create_dataloader(_ExitsWithTheThreadCode(), 1, shuffle=False, num_workers=1,
+                               seed=0)
+    try:
+        with pytest.raises(RuntimeError, match="exited unexpectedly"):
+            next(iter(loader))
+    except WorkerThreadsNotStarted:
+        pytest.fail("a worker's own exit(71) was said as the limit on processes and threads")
+    finally:
+        loader.close()

@@ -4,6 +4,7 @@ Every dataset scan collects its problems as ``(path, problem)``; ``raise_or_repo
 raises a ``DataError`` for the first one (nothing is skipped silently) or, with ``--skip-bad``,
 prints the list of skipped files and lets the caller go on without them.
 """
+import multiprocessing.util
 import os
 import sys
 import unicodedata
@@ -76,8 +77,26 @@ PROCESS_LIMIT_REACHED = f"the limit on processes and threads reached: {PROCESS_L
 
 
 # A data loader worker's exit code where one of its threads could not start (sysexits'
-# EX_OSERR, "can't fork"): the main process names the limit, which the worker cannot say
+# EX_OSERR, "can't fork"): the main process names the limit, which the worker cannot say, where
+# the worker left its marker (``thread_not_started_marker``) too
 THREAD_NOT_STARTED_EXIT = 71
+
+
+def thread_not_started_marker(folder: str, pid: int) -> str:
+    """The empty file that the data loader worker ``pid`` makes in ``folder`` (the main
+    process's multiprocessing temporary folder) before it exits with
+    ``THREAD_NOT_STARTED_EXIT``: a dataset's own code, or a C library, may exit with that code
+    too, and such a worker was blamed on the limit on processes and threads. A file, named by
+    the pid, since torch reports a worker's death by its pid and exit code alone, wherever the
+    main process is; it is made and read alike under every start method (a spawned worker
+    inherits no memory)."""
+    return os.path.join(folder, f"fastp2p-thread-not-started-{pid}")
+
+
+def said_thread_not_started(pid: int) -> bool:
+    """Whether the data loader worker ``pid`` of this process left its marker: it exited with
+    ``THREAD_NOT_STARTED_EXIT`` for a thread it could not start, not for its own code's exit."""
+    return os.path.exists(thread_not_started_marker(multiprocessing.util.get_temp_dir(), pid))
 
 
 def is_thread_not_started(error: BaseException) -> bool:

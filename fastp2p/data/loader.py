@@ -43,7 +43,8 @@ from torch.utils.data.dataloader import _MultiProcessingDataLoaderIter
 
 from fastp2p import cpu_info
 from fastp2p.data.errors import (THREAD_NOT_STARTED_EXIT, DataError, is_thread_not_started,
-                                 shown_path)
+                                 said_thread_not_started, shown_path,
+                                 thread_not_started_marker)
 
 
 def item_rng(seed: int, epoch: int, index: int) -> random.Random:
@@ -89,7 +90,8 @@ class SharedMemoryFull(LoaderWorkersFailed):
 class WorkerThreadsNotStarted(LoaderWorkersFailed):
     """A worker could not start a thread it sends its batches with (the queue's feeder; the one
     that shares their file descriptors), at the limit on processes and threads (EAGAIN): it
-    exited with ``THREAD_NOT_STARTED_EXIT`` (``_exit_where_a_thread_cannot_start``)."""
+    exited with ``THREAD_NOT_STARTED_EXIT`` and left its marker
+    (``_exit_where_a_thread_cannot_start``)."""
     what = "could not start the threads of the data loader's {workers} worker process(es)"
 
 
@@ -122,15 +124,17 @@ def _ignore_stop_signals(worker_id: int) -> None:
         signal.signal(number, signal.SIG_IGN)
 
 
-def _prepare_worker(worker_id: int) -> None:
-    """Each worker's start (the DataLoader's ``worker_init_fn``)."""
+def _prepare_worker(marker_folder: str, worker_id: int) -> None:
+    """Each worker's start (the DataLoader's ``worker_init_fn``, with the main process's
+    ``marker_folder`` bound)."""
     _ignore_stop_signals(worker_id)
-    _exit_where_a_thread_cannot_start()
+    _exit_where_a_thread_cannot_start(marker_folder)
 
 
-def _exit_where_a_thread_cannot_start() -> None:
+def _exit_where_a_thread_cannot_start(marker_folder: str) -> None:
     """In a worker: a thread that cannot start ends the worker at once, silently, with
-    ``THREAD_NOT_STARTED_EXIT``, which the main process says as the limit on processes and
+    ``THREAD_NOT_STARTED_EXIT``, once it has left its marker in ``marker_folder``
+    (``thread_not_started_marker``); the main process says that as the limit on processes and
     threads (``_raise_failures``; ``loader_failures`` where torch reports it elsewhere). torch's
     worker loop let its queue's feeder thread's RuntimeError end it with a traceback, said as a
     worker death "probably out of memory"; the thread that shares a batch's file descriptors
@@ -145,8 +149,18 @@ def _exit_where_a_thread_cannot_start() -> None:
         except RuntimeError as error:
             if not is_thread_not_started(error):
                 raise
+            _leave_thread_not_started_marker(marker_folder)
             os._exit(THREAD_NOT_STARTED_EXIT)
     threading.Thread.start = start_or_exit
+
+
+def _leave_thread_not_started_marker(folder: str) -> None:
+    """Make this worker's ``thread_not_started_marker`` in ``folder``: a file, which needs no
+    thread. One that cannot be made (the limit on open files reached too) leaves the exit
+    said as any worker's unexpected exit."""
+    with contextlib.suppress(OSError):
+        os.close(os.open(thread_not_started_marker(folder, os.getpid()),
+                         os.O_CREAT | os.O_WRONLY, 0o600))
 
 
 def _collate(items: list):
@@ -227,9 +241,11 @@ def _import_what_batches_import() -> None:
 _SWAPPING_TEMPDIR = threading.Lock()
 
 
-def _share_temp_folder_with_workers() -> None:
+def _share_temp_folder_with_workers() -> str:
     """Make this process's multiprocessing temporary folder (a ``pymp-*`` in TMPDIR) before any
-    worker starts, so that the workers, forked from it, use it instead of making their own. A
+    worker starts, and return it: the workers, forked from it, use it instead of making their
+    own, and a worker leaves its ``thread_not_started_marker`` there (whatever its start
+    method: ``_prepare_worker`` is handed the folder). A
     worker sends each batch's tensors as file descriptors, through a socket it listens on in
     that folder; a worker killed (``close`` kills one stuck in an item; so does the
     out-of-memory killer) never removes a folder of its own, and one was left in TMPDIR by each
@@ -253,6 +269,7 @@ def _share_temp_folder_with_workers() -> None:
         finally:
             tempfile.tempdir = was
         _refuse_a_folder_made_too_long(folder)   # its advice reads TMPDIR: not the swap's base
+    return folder
 
 
 def _refuse_a_folder_made_too_long(folder: str) -> None:
@@ -432,12 +449,14 @@ class PairLoader:
         self.batch_sampler = _EpochBatches(self.sampler, batch_size, drop_last)
         # pin only where there is a device to pin for (torch warns and ignores it otherwise)
         pin = pin_memory and torch.cuda.is_available()
+        prepare_worker = None
         if num_workers > 0:
             _import_what_batches_import()
-            _share_temp_folder_with_workers()
+            prepare_worker = functools.partial(_prepare_worker,
+                                               _share_temp_folder_with_workers())
         self._loader = _WorkersStartedWhole(
             _SeededItems(dataset, seed), batch_sampler=self.batch_sampler, collate_fn=_collate,
-            num_workers=num_workers, worker_init_fn=_prepare_worker, pin_memory=pin,
+            num_workers=num_workers, worker_init_fn=prepare_worker, pin_memory=pin,
             persistent_workers=num_workers > 0)
 
     def set_epoch(self, epoch: int, start_batch: int = 0) -> None:
@@ -551,9 +570,10 @@ def _limit_reached(error: RuntimeError, workers: int) -> LoaderWorkersFailed | N
 
 def _threads_not_started(iterator, workers: int) -> WorkerThreadsNotStarted | None:
     """A WorkerThreadsNotStarted where a worker of ``iterator`` (torch's) exited with
-    ``THREAD_NOT_STARTED_EXIT``: torch reports it as a worker that "exited unexpectedly"."""
-    exit_codes = [worker.exitcode for worker in getattr(iterator, "_workers", ())]
-    if THREAD_NOT_STARTED_EXIT not in exit_codes:
+    ``THREAD_NOT_STARTED_EXIT`` and left its marker (a dataset's own exit with that code
+    leaves none): torch reports it as a worker that "exited unexpectedly"."""
+    if not any(worker.exitcode == THREAD_NOT_STARTED_EXIT and said_thread_not_started(worker.pid)
+               for worker in getattr(iterator, "_workers", ())):
         return None
     return WorkerThreadsNotStarted(_process_limit_error(), workers)
 

@@ -6,7 +6,8 @@ started, or whose batches could not be received.
 import errno
 import re
 
-from fastp2p.data.errors import PROCESS_LIMIT_NAMES, THREAD_NOT_STARTED_EXIT
+from fastp2p.data.errors import (PROCESS_LIMIT_NAMES, THREAD_NOT_STARTED_EXIT,
+                                 said_thread_not_started)
 from fastp2p.file_reads import read_error_advice
 
 # What to raise where a fork or a thread was refused (EAGAIN)
@@ -50,15 +51,29 @@ _CRASH_SIGNALS = ("Segmentation fault", "Aborted", "Floating point exception",
                   "Illegal instruction", "Bus error")
 
 
+# torch's SIGCHLD handler's report of a worker that exited: its pid and its exit code
+_EXITED = re.compile(r"\(pid (\d+)\) exited unexpectedly with exit code (-?\d+)\.")
+
+
+def _could_not_start_a_thread(reason: str) -> bool:
+    """Whether ``reason`` (torch's line) names a worker that exited with
+    ``THREAD_NOT_STARTED_EXIT`` and left its marker, as the loader's workers do for a thread
+    they cannot start; a dataset's own code, or a C library, that exits with that code leaves
+    none."""
+    exited = _EXITED.search(reason)
+    return exited is not None and int(exited.group(2)) == THREAD_NOT_STARTED_EXIT \
+        and said_thread_not_started(int(exited.group(1)))
+
+
 def _worker_death_advice(reason: str, then: str) -> str:
     """What to do about a data loader worker that died, from torch's one-line ``reason``: the
     out-of-memory killer sends SIGKILL ("Killed"); a crash signal is a fault in the worker (an
     image library on a damaged file, say), which a resume meets again; a worker killed by
     another signal was stopped from outside (the workers ignore SIGINT and SIGTERM, which the
-    main process handles); a worker that exited with ``THREAD_NOT_STARTED_EXIT`` could not
-    start a thread (torch names the code where its SIGCHLD handler reports the death); "exited
-    unexpectedly" alone does not say."""
-    if f"exit code {THREAD_NOT_STARTED_EXIT}." in reason:
+    main process handles); a worker that exited with ``THREAD_NOT_STARTED_EXIT`` and said so
+    (``_could_not_start_a_thread``) could not start a thread; "exited unexpectedly" alone does
+    not say."""
+    if _could_not_start_a_thread(reason):
         return (f"it could not start a thread, not out of memory: {_RAISE_PROCESS_LIMIT}, or "
                 f"use fewer {_FEWER_WORKERS}, then {then}")
     killed_by = re.search(r"killed by signal: ([^.]+)", reason)
