@@ -153,3 +153,32 @@ def test_a_dataset_that_exits_with_the_thread_exit_code_is_no_limit():
         pytest.fail("a worker's own exit(71) was said as the limit on processes and threads")
     finally:
         loader.close()
+
+
+_DATASETS_OWN_THREAD = "a dataset's own thread"
+
+
+class _StartsItsOwnThread(torch.utils.data.Dataset):
+    """Starts a thread of its own for each item and, where it cannot start, does without it."""
+
+    def __len__(self):
+        return 2
+
+    def __getitem__(self, index):
+        try:
+            threading.Thread(target=int, name=_DATASETS_OWN_THREAD).start()
+        except RuntimeError:
+            pass
+        return torch.tensor(index)
+
+
+def test_a_dataset_that_catches_its_own_thread_not_started_delivers_its_batch(monkeypatch):
+    """Only the threads the worker sends its batches with end it: a dataset's own code may
+    catch the error of a thread of its own."""
+    monkeypatch.setattr(threading.Thread, "start", _refused_in_workers(
+        lambda thread: thread.name == _DATASETS_OWN_THREAD))
+    loader = create_dataloader(_StartsItsOwnThread(), 2, shuffle=False, num_workers=1, seed=0)
+    try:
+        assert next(iter(loader)).tolist() == [0, 1]
+    finally:
+        loader.close()

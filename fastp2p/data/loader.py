@@ -131,27 +131,41 @@ def _prepare_worker(marker_folder: str, worker_id: int) -> None:
     _exit_where_a_thread_cannot_start(marker_folder)
 
 
+# The modules whose threads a worker sends its batches with: the feeder of its queue of results
+# (``Queue._feed``) and the thread that shares a batch's file descriptors (``_serve``)
+_WORKER_PLUMBING_MODULES = ("multiprocessing.queues", "multiprocessing.resource_sharer")
+
+
 def _exit_where_a_thread_cannot_start(marker_folder: str) -> None:
-    """In a worker: a thread that cannot start ends the worker at once, silently, with
+    """In a worker: a thread it sends its batches with (``_is_worker_plumbing``) that cannot
+    start ends the worker at once, silently, with
     ``THREAD_NOT_STARTED_EXIT``, once it has left its marker in ``marker_folder``
     (``thread_not_started_marker``); the main process says that as the limit on processes and
     threads (``_raise_failures``; ``loader_failures`` where torch reports it elsewhere). torch's
     worker loop let its queue's feeder thread's RuntimeError end it with a traceback, said as a
     worker death "probably out of memory"; the thread that shares a batch's file descriptors
     failed inside the feeder, which printed it and went on, and the main process waited for
-    that batch forever. ``threading.Thread.start`` is replaced in the worker only: it runs
-    torch's loop and nothing else, and its threads are started deep inside the stdlib."""
+    that batch forever. ``threading.Thread.start`` is replaced in the worker only, since those
+    threads are started deep inside the stdlib; any other thread's error is raised as it was,
+    so that a dataset's own code may catch it and go on without its thread."""
     start = threading.Thread.start
 
     def start_or_exit(thread: threading.Thread) -> None:
         try:
             start(thread)
         except RuntimeError as error:
-            if not is_thread_not_started(error):
+            if not is_thread_not_started(error) or not _is_worker_plumbing(thread):
                 raise
             _leave_thread_not_started_marker(marker_folder)
             os._exit(THREAD_NOT_STARTED_EXIT)
     threading.Thread.start = start_or_exit
+
+
+def _is_worker_plumbing(thread: threading.Thread) -> bool:
+    """Whether ``thread`` is one a worker sends its batches with: its target's module is one of
+    ``_WORKER_PLUMBING_MODULES`` (a Thread's ``_target``, set until it has run)."""
+    target = getattr(thread, "_target", None)
+    return getattr(target, "__module__", None) in _WORKER_PLUMBING_MODULES
 
 
 def _leave_thread_not_started_marker(folder: str) -> None:
