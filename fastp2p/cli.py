@@ -106,7 +106,9 @@ def main(argv=None) -> int:
     torch's import is one line naming it, exit code 1 (``stops_deferred.TorchNotImported``),
     and so is one too low for any other import (``fastp2p.import_memory``), which printed a
     traceback: "to start the command" for the parser's and this module's own, "to run the
-    command" for one in the command's work (numpy's, which the commands import there)."""
+    command" for one in the command's work (numpy's, which the commands import there). So is
+    a limit on processes and threads too low for numpy's OpenBLAS to start its threads, which
+    it said as a Ctrl-C (``fastp2p.import_threads``)."""
     args = argparse.Namespace(command=None)  # argparse sets the command as it reads its name
     return _said_if_out_of_memory("start the command", args, _main, argv, args)
 
@@ -132,6 +134,7 @@ def _main(argv, args: argparse.Namespace) -> int:
     """``main``'s work, and the modules it needs imported here, not at the top: a memory limit
     too low for them is ``main``'s one line too."""
     from fastp2p.bench.stops import caller_handlers_back
+    from fastp2p.import_threads import BlasThreadsNotStarted
     from fastp2p.train.stdout_reader import run_with_guarded_stdout
     from fastp2p.train.stop_requests import stop_before_work_with_a_line
 
@@ -150,7 +153,7 @@ def _main(argv, args: argparse.Namespace) -> int:
             # and --version's (argparse's, as ever), and a sys.exit in a command's work (a
             # tracker package's, a hook's), whose code may be a text, not main's int
             return usage_error.code
-        except TorchNotImported as err:
+        except (TorchNotImported, BlasThreadsNotStarted) as err:
             print(error_line(args.command, err), file=sys.stderr)
             return 1
         except KeyboardInterrupt as stop:  # where a command has no stop of its own to report
@@ -189,7 +192,16 @@ def _parse_and_run(argv, args: argparse.Namespace) -> int:
     if "given_options" in vars(args):   # a command that needs the options the command line typed
         args.given_options = given_options(_subcommand_parser(parser, args.command), words)
     work_begins()
-    return _said_if_out_of_memory("run the command", args, args.run, args)
+    return _said_if_out_of_memory("run the command", args, _run, args)
+
+
+def _run(args: argparse.Namespace) -> int:
+    """``args``'s command, once numpy is loaded: its OpenBLAS's threads refused at the limit on
+    processes and threads are ``BlasThreadsNotStarted``, not a Ctrl-C (``import_numpy``)."""
+    from fastp2p.import_threads import import_numpy
+
+    import_numpy()
+    return args.run(args)
 
 
 if __name__ == "__main__":

@@ -60,9 +60,17 @@ def not_enough_memory(what: str, error: BaseException) -> str:
 def _memory_limit_advice() -> str:
     """The limit to raise: the process's address-space or data-segment limit where one is set
     (a job's `ulimit -v` / `-d`, with its value), else the machine's or the job's memory."""
+    limit = memory_limit_set()
+    if limit is not None:
+        return f"raise {limit} or the job's memory request, then run it again"
+    return "free memory or raise the job's memory limit, then run it again"
+
+
+def memory_limit_set() -> str | None:
+    """"this process's memory limit (`ulimit -v`, now N KiB)" where an address-space or
+    data-segment limit (a job's `ulimit -v` / `-d`) is set, else None."""
     for limit, option in _LIMITS:
         soft = resource.getrlimit(limit)[0]
         if soft != resource.RLIM_INFINITY:
-            return (f"raise this process's memory limit (`ulimit {option}`, now "
-                    f"{soft // 1024} KiB) or the job's memory request, then run it again")
-    return "free memory or raise the job's memory limit, then run it again"
+            return f"this process's memory limit (`ulimit {option}`, now {soft // 1024} KiB)"
+    return None

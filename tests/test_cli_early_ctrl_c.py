@@ -14,9 +14,11 @@ import pytest
 from helpers.train_helpers import write_aligned_dataset
 
 # `python -m fastp2p ARGV` after a hook that sends this process SIGINT (a terminal's Ctrl-C) as
-# the module sys.argv[1] starts to import
+# the module sys.argv[1] starts to import: from another process, as a Ctrl-C comes (the kernel
+# sends it), since a SIGINT this process sends itself around numpy's import is OpenBLAS's
+# (fastp2p.import_threads)
 CTRL_C_AT_IMPORT = """\
-import os, runpy, signal, sys
+import os, runpy, signal, subprocess, sys
 signal.signal(signal.SIGINT, signal.default_int_handler)  # a background start may ignore it
 module = sys.argv.pop(1)
 
@@ -24,7 +26,7 @@ class CtrlCAtImport:
     def find_spec(self, name, path=None, target=None):
         if name == module:
             sys.meta_path.remove(self)
-            os.kill(os.getpid(), signal.SIGINT)
+            subprocess.run(["kill", "-INT", str(os.getpid())], check=True)
         return None
 
 sys.meta_path.insert(0, CtrlCAtImport())
