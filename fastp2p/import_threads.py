@@ -57,12 +57,22 @@ def import_numpy() -> None:
     try:
         importlib.import_module("numpy")
     finally:
-        senders = _senders_of_held_sigints()
-        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+        senders = _senders_taken_then_unblocked(mask)
         if os.getpid() in senders:   # OpenBLAS's raise(SIGINT)
             raise BlasThreadsNotStarted()
         if senders:
             signal.raise_signal(signal.SIGINT)
+
+
+def _senders_taken_then_unblocked(mask) -> set[int]:
+    """``_senders_of_held_sigints``, then the signal ``mask`` as it was, even where taking them
+    raises (a Ctrl-C that another thread received, which Python raises in this one wherever it
+    is; a MemoryError): with SIGINT left blocked, a caller of ``fastp2p.cli.main`` that goes on
+    (the Python API) got no Ctrl-C again."""
+    try:
+        return _senders_of_held_sigints()
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
 
 
 def _senders_of_held_sigints() -> set[int]:

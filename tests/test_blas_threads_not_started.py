@@ -10,6 +10,7 @@ Emulated where numpy's import starts (a test run cannot count on a pids cgroup):
 raise(SIGINT), then numpy's import as ever. Reproduced by hand on 2 cores with a cgroup v1
 pids.max of 1 for `fastp2p pack`, train and info (OpenBLAS 0.3.31, numpy's wheel)."""
 import resource
+import signal
 import subprocess
 import sys
 
@@ -81,3 +82,23 @@ def test_a_ctrl_c_from_elsewhere_during_numpy_s_import_is_still_a_ctrl_c(tmp_pat
     run = _run(tmp_path, "kill")
     assert run.returncode == 130, run.stderr
     assert run.stderr.splitlines()[-1] == "fastp2p pack: stopped (Ctrl-C)", run.stderr
+
+
+def test_the_signal_mask_is_restored_where_taking_the_held_sigints_raises(monkeypatch):
+    """A Ctrl-C that another thread received is raised in the main thread wherever it is, in
+    the taking of the held SIGINTs too: SIGINT was left blocked there, and a caller of main
+    that goes on (the Python API) got no Ctrl-C again."""
+    from fastp2p import import_threads
+
+    def interrupted():
+        raise KeyboardInterrupt
+    before = signal.pthread_sigmask(signal.SIG_BLOCK, [])
+    if signal.SIGINT in before or not hasattr(signal, "sigtimedwait"):
+        pytest.skip("import_numpy blocks nothing: SIGINT blocked already, or no sigtimedwait")
+    monkeypatch.setattr(import_threads, "_senders_of_held_sigints", interrupted)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            import_threads.import_numpy()
+        assert signal.SIGINT not in signal.pthread_sigmask(signal.SIG_BLOCK, [])
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, before)
