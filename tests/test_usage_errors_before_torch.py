@@ -40,7 +40,7 @@ RUN = ("import atexit, os, sys\n"
     (["test", "--model", "cycle_gan", "--dataroot", "."], False),
     (["test", "--gpu_ids", "0,1", "--dataroot", "."], False),
     (["test", "--device", "cpu", "--gpu_ids", "0", "--dataroot", "."], False),
-    (["train", "--dataroot", ".", "--name", "run "], False),
+    (["train", "--dataroot", ".", "--name", "run\nlr: 5"], False),
 ], ids=["bench section", "bench steps", "bench peer", "bench quick on cuda",
         "bench graph on cpu", "pack without folders", "pack load size", "pack shard size",
         "pack synthetic without DATAROOT", "train netG", "test netG", "train task and dataroot",
@@ -48,7 +48,7 @@ RUN = ("import atexit, os, sys\n"
         "train gpu ids before its missing split", "train cpu and a gpu before its missing split",
         "test model before its missing run", "test gpu ids before its missing run",
         "test cpu and a gpu before its missing run",
-        "train name its options file cannot record before its missing split"])
+        "train name with a line break before its missing split"])
 def test_refused_before_torch_loads(tmp_path, argv, usage):
     # outside the checkout, whose fastp2p/ would shadow the installed package
     result = subprocess.run([sys.executable, "-c", RUN, *argv], cwd=tmp_path,

@@ -83,27 +83,41 @@ MAX_OPTIONS_BYTES = 1 << 20
 
 
 def refuse_values_read_back_otherwise(args) -> None:
-    """ValueError (one line) naming the first option whose value ``write_options`` writes in a
-    form that reads back as another value (``_read_back_otherwise``): a --continue_train took
-    that other value in silence (a --dataroot "data " resumed on ./data), and a line break in
-    any value, --name too, wrote lines of its own into the file (``--name $'x\\nlr: 5'``
-    resumed at --lr 5). Refused rather than written in another form: the file stays the
-    reference's, which people and the reference read, and a trailing space or line break in a
-    name or path is almost always a quoting slip."""
+    """ValueError (one line) naming the first option whose value ``write_options`` cannot
+    record (``_recorded_otherwise``): a --continue_train took another value in silence (a
+    --dataroot "data " resumed on ./data), and a line break in any value, --name too, wrote
+    lines of its own into the file (``--name $'x\\nlr: 5'`` resumed at --lr 5). Refused rather
+    than written in another form: the file stays the reference's, which people and the
+    reference read, and a trailing space or line break in a name or path is almost always a
+    quoting slip. A NOT_INHERITED value is refused for a line break alone: nothing reads it
+    back, and a run folder whose name ends in a space resumes."""
     for key, value in sorted(vars(args).items()):
-        why = _read_back_otherwise(value)
+        why = _recorded_otherwise(key, value)
         if why:
-            raise ValueError(f"--{key} {value!r} {why}, so the run's {OPTIONS_FILE} cannot "
-                             f"record it: --continue_train would read another value; give it "
-                             "without (rename a folder so named, or give a link to it)")
+            raise ValueError(f"--{key} {value!r} {why}; give it without (rename a folder so "
+                             "named, or give a link to it)")
 
 
-def _read_back_otherwise(value) -> str | None:
-    """Why ``value``'s ``name: value`` line does not read back as ``value``, or None."""
+def _recorded_otherwise(key: str, value) -> str | None:
+    """Why the options file cannot record option ``key``'s ``value``, and what of it, or None:
+    a line break in any value; for an option --continue_train reads back (not NOT_INHERITED),
+    a line that reads back as another value too."""
     if not isinstance(value, str):
         return None
+    cannot_record = f"so the run's {OPTIONS_FILE} cannot record it"
     if "\n" in value or "\r" in value:   # the file is read with every line end as "\n"
-        return "holds a line break (the file holds one option a line)"
+        return (f"holds a line break (the file holds one option a line), {cannot_record}: "
+                "the text after the break would be lines of their own, which --continue_train "
+                "reads as options")
+    if key in NOT_INHERITED:
+        return None
+    why = _read_back_otherwise(value)
+    return why and f"{why}, {cannot_record}: --continue_train would read another value"
+
+
+def _read_back_otherwise(value: str) -> str | None:
+    """Why ``value``'s ``name: value`` line, one line, does not read back as ``value``, or
+    None."""
     if value.endswith(" "):
         return "ends in a space (the reference pads its values with spaces, which are read off)"
     if _DEFAULT_NOTE in value:

@@ -40,7 +40,7 @@ def refuse_before_options(args, resume_notes) -> int | None:
 def resolve_and_check_options(args, resume_notes) -> int | None:
     """The quick defaults resolved, then the checks below in order, each refusal after its
     line: 2 for a --model or --gpu_ids fastp2p cannot honour (or a --device --gpu_ids
-    contradicts), for a value train_opt.txt would read back as another one, for options that
+    contradicts), for a value train_opt.txt cannot record as it is, for options that
     do not fit each other, for a fresh run into a folder that holds one; 1 for --continue_train
     with no checkpoint to resume; 2 for networks without a training state to resume at an
     --epoch_count past the last epoch, for sizes the networks cannot take and CUDA-only options

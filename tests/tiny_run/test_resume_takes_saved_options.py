@@ -388,9 +388,9 @@ NO_EPOCH = ("--n_epochs", "0", "--n_epochs_decay", "0")
 
 
 @pytest.mark.parametrize("option, value", [
-    ("--dataroot", "data "), ("--name", "run "), ("--name", "x\nlr: 5"), ("--phase", "train\r"),
-    ("--wandb_project_name", "p\t[default: q]")],
-    ids=["dataroot-space", "name-space", "name-newline", "phase-return", "default-note"])
+    ("--dataroot", "data "), ("--name", "x\nlr: 5"), ("--name", "x\rlr: 5"),
+    ("--phase", "train\r"), ("--wandb_project_name", "p\t[default: q]")],
+    ids=["dataroot-space", "name-newline", "name-return", "phase-return", "default-note"])
 def test_a_value_the_options_file_reads_back_otherwise_is_refused_before_the_run(
         data, tmp_path, capsys, monkeypatch, option, value):
     """A value that train_opt.txt would read back as another one is refused in one line naming
@@ -408,6 +408,21 @@ def test_a_value_the_options_file_reads_back_otherwise_is_refused_before_the_run
     assert line.startswith(f"fastp2p train: error: {option} {value!r} "), line
     assert "train_opt.txt cannot record it" in line, line
     assert not (tmp_path / "ckpt").exists()
+
+
+@pytest.mark.parametrize("value", ["tiny ", "tiny\t[default: x]"],
+                         ids=["trailing-space", "default-note"])
+def test_a_run_named_what_the_options_file_reads_back_otherwise_trains_and_resumes(
+        data, tmp_path, capsys, value):
+    """--continue_train never takes --name from the file, so a name it would read back as
+    another is no harm: "--name 'x '" was refused ("--continue_train would read another
+    value", untrue of --name), and a run folder so named could no longer be resumed."""
+    checkpoints = tmp_path / "ckpt"
+    assert main(train_argv(data, checkpoints, "--n_epochs_decay", "0", "--no_html",
+                           "--name", value)) == 0, capsys.readouterr().err
+    assert main(_resume_argv(checkpoints, "--name", value, "--n_epochs", "2")) == 0, \
+        capsys.readouterr().err
+    assert {epoch for epoch, _ in _lrs(checkpoints / value)} == {1, 2}
 
 
 @pytest.mark.parametrize("value", [" run", "a run", "run\t", "run\t[default", "run\u2028"],
