@@ -19,4 +19,3 @@ def test_local_rank_is_parsed_one_way_for_the_device_and_for_the_node_s_refusals
         monkeypatch.setenv("LOCAL_RANK", local_rank)
     assert launched_local_rank() == expected
     assert says_for_its_node() == (expected == 0)
-
