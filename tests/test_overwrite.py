@@ -79,6 +79,28 @@ def test_a_fresh_run_keeps_the_samples_of_a_run_that_saved_no_checkpoint(data, t
     assert len(said) == 1 and "saved no checkpoint" in said[0], said
 
 
+@pytest.mark.parametrize("taken", ["loss_log.1.csv", "web/images.1"])
+def test_the_log_and_samples_of_a_run_that_saved_no_checkpoint_share_their_number(
+        data, tmp_path, capsys, taken):
+    """Kept under the first N that neither name takes, so that a person can pair them. After
+    an earlier run's log kept alone (it drew no samples: --no_html) or samples kept alone (its
+    log held no row), each took its own first free N: loss_log.2.csv beside images.1/."""
+    assert main(train_argv(data, tmp_path)) == 0
+    folder = CheckpointFolder(tmp_path, "tiny")
+    folder.remove_sets(folder.saved_sets())   # as if killed before its first save
+    if taken.endswith(".csv"):
+        (folder.path / taken).write_text("an earlier run's\n")
+    else:
+        (folder.path / taken).mkdir()
+    capsys.readouterr()
+    assert main(train_argv(data, tmp_path, "--n_epochs_decay", "0", "--seed", "5")) == 0
+    assert (folder.path / "loss_log.2.csv").is_file()
+    kept_samples = ["images.1", "images.2"] if taken.startswith("web") else ["images.2"]
+    assert sorted(path.name for path in (folder.path / "web").glob("images.*")) == kept_samples
+    said = [line for line in capsys.readouterr().err.splitlines() if "saved no checkpoint" in line]
+    assert len(said) == 2 and "loss_log.2.csv" in said[1] and "images.2/" in said[0], said
+
+
 def test_a_log_of_no_row_is_written_anew_not_kept(tmp_path):
     """A run stopped before its first row logged nothing to keep: no loss_log.1.csv."""
     path = tmp_path / "loss_log.csv"

@@ -85,19 +85,25 @@ class LossLog:
 
     ``set_aside``: this run's steps start again at 0 in a folder whose log may hold another
     run's rows (--continue_train of networks without a training state: a fastp2p run's whose
-    state is gone); that file is kept whole, renamed to the first free ``loss_log.N.csv`` as
+    state is gone); that file is kept whole, renamed to ``loss_log.N.csv`` (``kept_number``) as
     this run's first checkpoint is written (``set_aside_before_save``; said on ``say``), and
     this run's rows go to a new log (it was started anew: the rows were lost).
 
     A new run's log (neither ``resume_step`` nor ``set_aside``) that holds rows is that of a run
     that saved no checkpoint (stopped before its first save: a folder with checkpoints is
-    refused without --overwrite, which removes the log): renamed at once to the first free
-    ``loss_log.N.csv`` (no checkpoint of that run waits on this run's first save), said on
-    ``say``; a rerun of the same command started the log anew, and its rows were lost.
+    refused without --overwrite, which removes the log): renamed at once to ``loss_log.N.csv``
+    (no checkpoint of that run waits on this run's first save), said on ``say``; a rerun of
+    the same command started the log anew, and its rows were lost.
+
+    ``kept_number``: the ``KeptNumber`` that numbers the kept log (the first N free for it and
+    for ``web/images.N/``), shared with the page's (one made here by default), so that one
+    run's kept log and samples share their N.
     """
 
-    def __init__(self, path: Path, resume_step=None, say=print, set_aside=False):
+    def __init__(self, path: Path, resume_step=None, say=print, set_aside=False,
+                 kept_number=None):
         self.path = Path(path)
+        self._kept_number = kept_number or KeptNumber(self.path.parent)
         self.rows = []
         self.holding = False   # the file still holds the discarded run's later rows
         self._lock = threading.Lock()   # appends (the loop) against discard_held (the writer)
@@ -173,8 +179,8 @@ class LossLog:
         self.holding = False
 
     def _move_aside(self) -> str:
-        """The file renamed to the first free ``loss_log.N.csv`` beside it: that name."""
-        return _move_to_first_free_numbered(self.path).name
+        """The file renamed to ``loss_log.N.csv`` beside it (``KeptNumber``): that name."""
+        return self._kept_number.move(self.path).name
 
     def frozen(self) -> "LossLog":
         """A copy whose rows stay as they are now, to plot on another thread while this one
@@ -245,31 +251,58 @@ class LossLog:
             axis.plot([], [], color="gray", label="fewer steps averaged", **_HOLLOW)
 
 
-def _move_to_first_free_numbered(path: Path) -> Path:
-    """``path`` (NAME.SUFFIX) renamed to ``NAME.N.SUFFIX`` beside it for the first N from 1
-    that names nothing there; that name returned. Each name is claimed by creating it
-    exclusively, and the rename replaces only that claim: a file something else makes there
-    is never overwritten (a check, then a rename, overwrote one made in between), on any file
-    system (a hard link, which also refuses a name taken, is not on all)."""
-    aside = _claim_first_free_numbered(path, _create_empty_file)
-    try:
-        os.rename(path, aside)
-    except BaseException:
-        os.unlink(aside)   # the claim, empty: no name left behind
-        raise
-    return aside
+class KeptNumber:
+    """The N that one earlier run's reports are kept under, ``loss_log.N.csv`` and
+    ``web/images.N/`` in ``run_folder``: the first N that neither name takes, found by the
+    first of them kept and given to the other too, so that a person can pair them (each took
+    its own first free N: after a run whose log alone was kept, under --no_html, as
+    loss_log.1.csv, the next run's log went to loss_log.2.csv and its samples to images.1/)."""
 
+    def __init__(self, run_folder: Path):
+        self._names = (Path(run_folder) / LOSS_LOG, Path(run_folder) / WEB / TrainingPage.IMAGES)
+        self._number = None
 
-def _claim_first_free_numbered(path: Path, claim) -> Path:
-    """``NAME.N.SUFFIX`` beside ``path`` for the first N from 1 where ``claim(name)`` (which
-    creates it exclusively: FileExistsError where anything is there) succeeds."""
-    for number in itertools.count(1):
-        aside = path.with_name(f"{path.stem}.{number}{path.suffix}")
+    def claim(self, path: Path, claim) -> Path:
+        """``path``'s numbered name ``NAME.N.SUFFIX`` beside it, claimed by ``claim(name)``,
+        which creates it exclusively (FileExistsError where anything is there): under the N
+        the other name took, where this one is free, else under the first N from 1 that names
+        nothing under either name (a check for the other name: only this one is claimed)."""
+        if self._number is not None:
+            with contextlib.suppress(FileExistsError):
+                return _claimed(_numbered(path, self._number), claim)
+        for number in itertools.count(1):
+            if any(os.path.lexists(_numbered(name, number)) for name in self._names
+                   if name != Path(path)):
+                continue
+            try:
+                aside = _claimed(_numbered(path, number), claim)
+            except FileExistsError:
+                continue
+            self._number = number
+            return aside
+
+    def move(self, path: Path) -> Path:
+        """``path`` (a file) renamed to its claimed numbered name (``claim``): that name. The
+        rename replaces only the claim, an empty file made exclusively: a file something else
+        makes there is never overwritten (a check, then a rename, overwrote one made in
+        between), on any file system (a hard link, which also refuses a name taken, is not on
+        all)."""
+        aside = self.claim(path, _create_empty_file)
         try:
-            claim(aside)
-        except FileExistsError:
-            continue
+            os.rename(path, aside)
+        except BaseException:
+            os.unlink(aside)   # the claim, empty: no name left behind
+            raise
         return aside
+
+
+def _numbered(path: Path, number: int) -> Path:
+    return path.with_name(f"{path.stem}.{number}{path.suffix}")
+
+
+def _claimed(path: Path, claim) -> Path:
+    claim(path)
+    return path
 
 
 def _create_empty_file(path: Path) -> None:
@@ -277,7 +310,7 @@ def _create_empty_file(path: Path) -> None:
 
 
 def _is_numbered(path: Path, numbered_from: Path) -> bool:
-    """Whether ``path`` is a name ``_claim_first_free_numbered(numbered_from, ...)`` gives."""
+    """Whether ``path`` is a name ``KeptNumber.claim(numbered_from, ...)`` gives."""
     return re.fullmatch(rf"{re.escape(numbered_from.stem)}\.[1-9][0-9]*"
                         rf"{re.escape(numbered_from.suffix)}", path.name) is not None
 
@@ -447,7 +480,8 @@ class TrainingPage:
     # run's; see __init__)
     STAGED = ".staged-"
 
-    def __init__(self, folder: Path, name: str, resume_step=None, say=print, set_aside=False):
+    def __init__(self, folder: Path, name: str, resume_step=None, say=print, set_aside=False,
+                 kept_number=None):
         """``resume_step``: on a resume, the step resumed at; the samples of later steps are the
         discarded run's, as the loss log's rows of those steps (LossLog leaves them out). They
         stay on disk, unlisted, until ``delete_discarded_samples`` (once this run's first save
@@ -459,16 +493,18 @@ class TrainingPage:
         A new run's page (neither ``resume_step`` nor ``set_aside``, as LossLog's) in a folder
         that holds samples is that of a run that saved no checkpoint (a folder with checkpoints
         is refused without --overwrite, which removes the samples): they are moved at once
-        into the first free ``images.N/`` beside ``images/`` (``_keep_unsaved_runs_samples``),
-        as its loss log is kept as ``loss_log.N.csv``; this run's steps count from 0 again, and
-        its samples replaced theirs of the same names. Said on ``say``. With ``set_aside`` (a
-        resume without a training state, LossLog's) the samples there are left as they are."""
+        into ``images.N/`` beside ``images/`` (``_keep_unsaved_runs_samples``), as its loss log
+        is kept as ``loss_log.N.csv``, the same N (``KeptNumber``); this run's steps count
+        from 0 again, and its samples replaced theirs of the same names. Said on ``say``.
+        With ``set_aside`` (a resume without a training state, LossLog's) the samples there
+        are left as they are. ``kept_number``: LossLog's."""
         self.folder = Path(folder)
         self.images = self.folder / self.IMAGES
         for made in (self.folder, self.images):
             refuse_linked_folder(made)   # before mkdir, which would make a folder it points at
         self.images.mkdir(parents=True, exist_ok=True)
         self.name = name
+        self._kept_number = kept_number or KeptNumber(self.folder.parent)
         self.index = self.folder / self.INDEX
         self.loss_plot = self.folder / self.PLOT
         self.discarded_after = resume_step  # None once the discarded run's samples are gone
@@ -478,13 +514,13 @@ class TrainingPage:
             self._keep_unsaved_runs_samples(say)
 
     def _keep_unsaved_runs_samples(self, say) -> None:
-        """The samples in images/ moved into the first free ``images.N/`` (made here: a folder
+        """The samples in images/ moved into ``images.N/`` (``KeptNumber``; made here: a folder
         of that name is never written into) and said in one line; the user's other files stay.
         """
         samples = [path for path, *_ in self._sample_files()]
         if not samples:
             return
-        kept = _claim_first_free_numbered(self.images, os.mkdir)
+        kept = self._kept_number.claim(self.images, os.mkdir)
         for path in samples:
             os.rename(path, kept / path.name)
         say(f"{self.images}: the {len(samples)} sample image(s) of a run that saved no "

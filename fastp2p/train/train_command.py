@@ -443,7 +443,7 @@ def _open_run_files(args, checkpoints, state, messengers, trainer, dataroot_from
     their own: a network error)."""
     import torch
 
-    from fastp2p.train.reports import LOSS_LOG, WEB, LossLog, TrainingPage
+    from fastp2p.train.reports import LOSS_LOG, WEB, KeptNumber, LossLog, TrainingPage
     from fastp2p.train.saved_options import (OPTIONS_FILE, RESUME_COMPARED, changed_options,
                                              threads_change)
 
@@ -464,11 +464,13 @@ def _open_run_files(args, checkpoints, state, messengers, trainer, dataroot_from
     resume_step = state["engine"]["steps"] if state else None
     # a resume without a training state counts its steps from 0, after another run's rows
     set_aside = args.continue_train and state is None
+    # one N for the log and the samples of one earlier run kept beside this one's
+    kept_number = KeptNumber(checkpoints.path)
     page = (None if args.no_html
             else TrainingPage(checkpoints.path / WEB, args.name, resume_step=resume_step,
-                              say=say_error, set_aside=set_aside))
+                              say=say_error, set_aside=set_aside, kept_number=kept_number))
     loss_log = LossLog(checkpoints.path / LOSS_LOG, resume_step=resume_step, say=say_error,
-                       set_aside=set_aside)
+                       set_aside=set_aside, kept_number=kept_number)
     return page, loss_log
 
 
