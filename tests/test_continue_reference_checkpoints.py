@@ -252,3 +252,95 @@ def test_a_failed_set_aside_leaves_no_claimed_name(tmp_path, monkeypatch):
     with pytest.raises(OSError):
         loss_log.set_aside_before_save()
     assert sorted(tmp_path.iterdir()) == [path] and path.read_text() == OLD_LOG
+
+
+def _samples(web):
+    """{path under web/: bytes} of the sample images in web/images and each web/images.N."""
+    return {str(path.relative_to(web)): path.read_bytes()
+            for path in sorted(web.glob("images*/epoch*.png"))}
+
+
+@pytest.mark.parametrize("save_fails", [False, True])
+def test_the_samples_there_are_kept_whole_beside_the_new_ones(tmp_path, monkeypatch, capsys,
+                                                              save_fails):
+    """Those of the steps before these networks (a fastp2p run's whose training state is gone):
+    this run's steps count from 0 again, and its samples replaced theirs of the same names, at
+    its first sample. They are moved into web/images.1/ just before the first save, as the loss
+    log is set aside (under its N), with one line on stderr; until then this run's samples are
+    staged: a kill at any point leaves each of theirs whole, under images/ or images.1/."""
+    from fastp2p.train.checkpoints import CheckpointFolder, CheckpointWriteError
+    from fastp2p.train.reports import TrainingPage
+
+    data = write_aligned_dataset(tmp_path / "data", pairs=2, phases=("train",))
+    run = tmp_path / "ckpt" / "tiny"
+    write_reference_checkpoints(run)
+    (run / "loss_log.csv").write_text(OLD_LOG)
+    (run / "web" / "images").mkdir(parents=True)
+    for step in (1, 2):   # the names this run's samples take
+        for label in ("real_A", "fake_B", "real_B"):
+            name = f"epoch002_step{step:07d}_{label}.png"
+            (run / "web" / "images" / name).write_bytes(f"the earlier run's {name}".encode())
+    (run / "web" / "images" / "mine.png").write_bytes(b"mine")
+    earlier_samples = _samples(run / "web")
+    at_each_kill_point = []
+    add_sample, write = TrainingPage.add_sample, CheckpointFolder.write
+
+    def add_sample_then_killed(self, *args):
+        add_sample(self, *args)
+        at_each_kill_point.append(_samples(run / "web"))
+
+    def write_then_killed(self, *args, **kwargs):
+        at_each_kill_point.append(_samples(run / "web"))
+        if save_fails:
+            raise CheckpointWriteError("could not write the checkpoint: No space left")
+        write(self, *args, **kwargs)
+        at_each_kill_point.append(_samples(run / "web"))
+    monkeypatch.setattr(TrainingPage, "add_sample", add_sample_then_killed)
+    monkeypatch.setattr(CheckpointFolder, "write", write_then_killed)
+    argv = train_argv(data, tmp_path / "ckpt", "--n_epochs", "1", "--n_epochs_decay", "1",
+                      "--continue_train", "--epoch_count", "2", "--display_freq", "1")
+    assert main(argv) == (1 if save_fails else 0)
+    assert len(at_each_kill_point) == (3 if save_fails else 4)
+    for samples in at_each_kill_point:   # each earlier file's bytes somewhere
+        assert set(earlier_samples.values()) <= set(samples.values()), samples
+    kept = {name.removeprefix("images.1/"): data for name, data in _samples(run / "web").items()
+            if name.startswith("images.1/")}
+    assert kept == {name.removeprefix("images/"): data for name, data in earlier_samples.items()}
+    assert (run / "web" / "images" / "mine.png").read_bytes() == b"mine"
+    assert (run / "loss_log.1.csv").read_text() == OLD_LOG   # the same N
+    said = [line for line in capsys.readouterr().err.splitlines() if "images.1/" in line]
+    assert said == [f"--continue_train: the 6 sample image(s) in {run / 'web' / 'images'} kept "
+                    "in images.1/ beside it: they show the steps before these networks, resumed "
+                    "without a training state, whose samples count again from 0 in images/"]
+    if not save_fails:
+        this_runs = {path.name for path in (run / "web" / "images").glob("epoch*.png")}
+        assert this_runs == {name.removeprefix("images/") for name in earlier_samples}
+        assert ".staged-" not in (run / "web" / "index.html").read_text()
+
+
+def test_samples_whose_set_aside_failed_are_never_deleted_and_are_set_aside_again(tmp_path,
+                                                                                  monkeypatch):
+    """A set-aside that fails (images.N/ cannot be made) is said, and the save goes on: the
+    samples stay in images/, which the discarded samples' deletion after the save must not
+    take for a discarded run's; the next save sets them aside, and this run's come out of
+    staging."""
+    from fastp2p.train.reports import TrainingPage
+
+    page = TrainingPage(tmp_path / "web", "run", set_aside=True, say=lambda line: None)
+    earlier = page.images / "epoch002_step0000001_real_A.png"
+    earlier.write_bytes(b"the earlier run's")
+    page.add_sample(2, 1, [torch.zeros(1, 3, 4, 4)] * 3)
+    make_folder = os.mkdir
+
+    def disk_full(path, *args):
+        raise OSError(errno.ENOSPC, "No space left on device")
+    monkeypatch.setattr(os, "mkdir", disk_full)
+    with pytest.raises(OSError):
+        page.set_aside_before_save()   # the first save's
+    page.delete_discarded_samples()    # after it
+    assert earlier.read_bytes() == b"the earlier run's"
+    monkeypatch.setattr(os, "mkdir", make_folder)
+    page.set_aside_before_save()       # the next save's
+    assert (page.images.with_name("images.1") / earlier.name).read_bytes() == b"the earlier run's"
+    assert sorted(path.name for path in page.images.iterdir()) == [
+        f"epoch002_step0000001_{label}.png" for label in ("fake_B", "real_A", "real_B")]

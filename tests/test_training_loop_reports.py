@@ -60,6 +60,7 @@ class LossLog:
 class FailingPage:
     """A TrainingPage whose every write fails with ``error``."""
     discarded_after = None   # not a resume: no samples of a discarded run to delete
+    setting_aside = False    # nor of a run before networks without a training state
 
     def __init__(self, error):
         self.error, self.calls = error, 0

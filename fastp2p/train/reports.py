@@ -493,11 +493,15 @@ class TrainingPage:
         A new run's page (neither ``resume_step`` nor ``set_aside``, as LossLog's) in a folder
         that holds samples is that of a run that saved no checkpoint (a folder with checkpoints
         is refused without --overwrite, which removes the samples): they are moved at once
-        into ``images.N/`` beside ``images/`` (``_keep_unsaved_runs_samples``), as its loss log
+        into ``images.N/`` beside ``images/`` (``_keep_samples``), as its loss log
         is kept as ``loss_log.N.csv``, the same N (``KeptNumber``); this run's steps count
         from 0 again, and its samples replaced theirs of the same names. Said on ``say``.
-        With ``set_aside`` (a resume without a training state, LossLog's) the samples there
-        are left as they are. ``kept_number``: LossLog's."""
+
+        With ``set_aside`` (a resume without a training state, LossLog's: its steps count from
+        0 again, after another run's) the samples there are that run's: unlisted, and moved
+        into ``images.N/`` just before this run's first save (``set_aside_before_save``), as
+        the loss log is set aside; this run's are staged until then, so a kill at any point
+        leaves each of theirs whole. ``kept_number``: LossLog's."""
         self.folder = Path(folder)
         self.images = self.folder / self.IMAGES
         for made in (self.folder, self.images):
@@ -507,25 +511,45 @@ class TrainingPage:
         self._kept_number = kept_number or KeptNumber(self.folder.parent)
         self.index = self.folder / self.INDEX
         self.loss_plot = self.folder / self.PLOT
-        self.discarded_after = resume_step  # None once the discarded run's samples are gone
+        self._say = say
+        # None once the discarded run's samples are gone; with set_aside, all are another run's
+        self.discarded_after = 0 if set_aside else resume_step
+        self.setting_aside = set_aside   # until set_aside_before_save has moved them
         for path, *_ in list(self._sample_files(staged=True)):
             _unlink_file(path)
         if resume_step is None and not set_aside:
-            self._keep_unsaved_runs_samples(say)
+            self._keep_samples("{images}: the {count} sample image(s) of a run that saved no "
+                               "checkpoint (stopped before its first save) kept in {kept}/ "
+                               "beside it; this run's samples go to {images.name}/")
 
-    def _keep_unsaved_runs_samples(self, say) -> None:
+    def _keep_samples(self, line: str) -> None:
         """The samples in images/ moved into ``images.N/`` (``KeptNumber``; made here: a folder
-        of that name is never written into) and said in one line; the user's other files stay.
-        """
+        of that name is never written into), and ``line`` said, formatted with ``images``
+        (images/), ``count`` and ``kept`` (the name images.N); the user's other files stay."""
         samples = [path for path, *_ in self._sample_files()]
         if not samples:
             return
         kept = self._kept_number.claim(self.images, os.mkdir)
         for path in samples:
             os.rename(path, kept / path.name)
-        say(f"{self.images}: the {len(samples)} sample image(s) of a run that saved no "
-            f"checkpoint (stopped before its first save) kept in {kept.name}/ beside it; this "
-            f"run's samples go to {self.images.name}/")
+        self._say(line.format(images=self.images, count=len(samples), kept=kept.name))
+
+    def set_aside_before_save(self) -> None:
+        """With ``set_aside``, just before this run's first checkpoint is written (as LossLog's
+        ``set_aside_before_save``): the samples there moved into ``images.N/``, then this run's
+        staged ones renamed into their place (refresh the page after). Before the save, not
+        after: a kill between the two left them in images/ beside this run's training state,
+        and the next --continue_train, resuming it, deleted those of the steps past its own as
+        a discarded run's. One that fails midway leaves each whole, in images/ or images.N/,
+        and is tried again at the next save. Call it on the thread that writes the samples."""
+        if not self.setting_aside:
+            return
+        self._keep_samples("--continue_train: the {count} sample image(s) in {images} kept in "
+                           "{kept}/ beside it: they show the steps before these networks, "
+                           "resumed without a training state, whose samples count again from "
+                           "0 in {images.name}/")
+        self.setting_aside = False
+        self._unstage()
 
     def _sample_files(self, staged: bool = False):
         """(path, epoch, step, label) of each file in images/ that add_sample names so (with
@@ -547,12 +571,16 @@ class TrainingPage:
         not moved aside: the loss log's rows of those steps are gone too (and the checkpoints
         are overwritten), and a folder set aside at each such resume would pile up and clash
         in names. Call it on the thread that writes the samples, so that none is written
-        meanwhile."""
-        if self.discarded_after is None:
+        meanwhile. Never those ``set_aside_before_save`` is to keep (where it failed)."""
+        if self.discarded_after is None or self.setting_aside:
             return
         for path, _, step, _ in list(self._sample_files()):
             if self._discarded(step):
                 _unlink_file(path)
+        self._unstage()
+
+    def _unstage(self) -> None:
+        """This run's staged samples renamed into their place; none is staged from now on."""
         for path, *_ in list(self._sample_files(staged=True)):
             os.replace(path, path.with_name(path.name[len(self.STAGED):]))
         self.discarded_after = None

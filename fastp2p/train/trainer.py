@@ -242,12 +242,25 @@ class Trainer:
             self.writer.submit(write)
 
     def _set_aside_job(self):
-        """While the folder's loss log waits to be set aside (``LossLog.set_aside_before_save``):
-        the job that does it, to run on the writer thread before the save; None otherwise."""
-        loss_log = self.loss_log
-        if loss_log is None or not loss_log.holding:
-            return None
-        return self._reporting(loss_log.set_aside_before_save, LOSS_LOG)
+        """While the folder's loss log or samples wait to be set aside (``set_aside_before_save``
+        of LossLog and TrainingPage): the job that does it, to run on the writer thread before
+        the save; None otherwise. Each that fails is said and tried again at the next save."""
+        loss_log, page = self.loss_log, self.page
+        jobs = []
+        if loss_log is not None and loss_log.holding:
+            jobs.append(self._reporting(loss_log.set_aside_before_save, LOSS_LOG))
+        if page is not None and page.setting_aside:
+            plotted = loss_log.frozen()
+
+            def set_samples_aside():
+                page.set_aside_before_save()
+                page.refresh(plotted)   # it listed this run's samples by their staged names
+            jobs.append(self._reporting(set_samples_aside))
+
+        def set_aside():
+            for job in jobs:
+                job()
+        return set_aside if jobs else None
 
     def _discarded_reports_job(self):
         """While the loss rows and samples of the run a resume discards are still on disk
