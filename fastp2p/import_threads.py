@@ -21,8 +21,8 @@ import importlib
 import os
 import signal
 
-from fastp2p.data.errors import PROCESS_LIMIT_NAMES
 from fastp2p.import_memory import memory_limit_set
+from fastp2p.process_limit import RAISE_PROCESS_LIMIT
 
 
 class BlasThreadsNotStarted(Exception):
@@ -34,8 +34,8 @@ class BlasThreadsNotStarted(Exception):
     def __init__(self):
         memory = memory_limit_set()
         super().__init__(
-            "OpenBLAS (numpy's) could not start its threads, one per core: raise the limit on "
-            f"processes and threads ({PROCESS_LIMIT_NAMES}), "
+            "OpenBLAS (numpy's) could not start its threads, one per core: "
+            f"{RAISE_PROCESS_LIMIT}, "
             + (f"or {memory}, " if memory else "")
             + "or set OPENBLAS_NUM_THREADS to fewer threads (1: none of its own), then run it "
             "again")

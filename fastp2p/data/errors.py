@@ -69,11 +69,6 @@ class DataError(ValueError):
 
 # Python's RuntimeError (3.13 and older) where a thread cannot start: EAGAIN, for a thread
 _THREAD_NOT_STARTED = "can't start new thread"
-# Where the limit on processes and threads (which a thread counts in) is set
-PROCESS_LIMIT_NAMES = "ulimit -u, or a container's pids limit"
-# Why a fork or a thread was refused (EAGAIN, or Python's "can't start new thread"), as pack's
-# workers and train's checkpoint writer say it
-PROCESS_LIMIT_REACHED = f"the limit on processes and threads reached: {PROCESS_LIMIT_NAMES}"
 
 
 # A data loader worker's exit code where one of its threads could not start (sysexits'

@@ -30,7 +30,8 @@ import signal
 import sys
 import threading
 
-from fastp2p.data.errors import PROCESS_LIMIT_REACHED, DataError, is_thread_not_started
+from fastp2p.data.errors import DataError, is_thread_not_started
+from fastp2p.process_limit import PROCESS_LIMIT_REACHED
 from fastp2p.stops_deferred import stops_deferred
 from fastp2p.terminal import is_terminal
 

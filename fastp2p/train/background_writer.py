@@ -16,7 +16,8 @@ from concurrent.futures import Future, ThreadPoolExecutor
 
 import torch
 
-from fastp2p.data.errors import PROCESS_LIMIT_REACHED, is_thread_not_started
+from fastp2p.data.errors import is_thread_not_started
+from fastp2p.process_limit import PROCESS_LIMIT_REACHED
 
 
 def host_copy(obj):

@@ -6,12 +6,9 @@ started, or whose batches could not be received.
 import errno
 import re
 
-from fastp2p.data.errors import (PROCESS_LIMIT_NAMES, THREAD_NOT_STARTED_EXIT,
-                                 said_thread_not_started)
+from fastp2p.data.errors import THREAD_NOT_STARTED_EXIT, said_thread_not_started
 from fastp2p.file_reads import read_error_advice
-
-# What to raise where a fork or a thread was refused (EAGAIN)
-_RAISE_PROCESS_LIMIT = f"raise the limit on processes and threads ({PROCESS_LIMIT_NAMES})"
+from fastp2p.process_limit import RAISE_PROCESS_LIMIT
 # The fewer workers that every advice ends with
 _FEWER_WORKERS = "--num_threads (0 loads the data in this process)"
 
@@ -74,7 +71,7 @@ def _worker_death_advice(reason: str, then: str) -> str:
     (``_could_not_start_a_thread``) could not start a thread; "exited unexpectedly" alone does
     not say."""
     if _could_not_start_a_thread(reason):
-        return (f"it could not start a thread, not out of memory: {_RAISE_PROCESS_LIMIT}, or "
+        return (f"it could not start a thread, not out of memory: {RAISE_PROCESS_LIMIT}, or "
                 f"use fewer {_FEWER_WORKERS}, then {then}")
     killed_by = re.search(r"killed by signal: ([^.]+)", reason)
     name = killed_by.group(1) if killed_by else None
@@ -106,4 +103,4 @@ def _limit_advice(err: OSError) -> str | None:
     # (read_error_advice's EAGAIN is a read's, a lease: here it is the process limit)
     if err.errno in (errno.EMFILE, errno.ENFILE):
         return read_error_advice(err)
-    return _RAISE_PROCESS_LIMIT if err.errno == errno.EAGAIN else None
+    return RAISE_PROCESS_LIMIT if err.errno == errno.EAGAIN else None
