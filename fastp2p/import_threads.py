@@ -21,8 +21,7 @@ import importlib
 import os
 import signal
 
-from fastp2p.import_memory import memory_limit_set
-from fastp2p.process_limit import RAISE_PROCESS_LIMIT
+from fastp2p.process_limit import raise_process_limit_advice
 
 
 class BlasThreadsNotStarted(Exception):
@@ -32,13 +31,10 @@ class BlasThreadsNotStarted(Exception):
     one line, exit code 1."""
 
     def __init__(self):
-        memory = memory_limit_set()
         super().__init__(
             "OpenBLAS (numpy's) could not start its threads, one per core: "
-            f"{RAISE_PROCESS_LIMIT}, "
-            + (f"or {memory}, " if memory else "")
-            + "or set OPENBLAS_NUM_THREADS to fewer threads (1: none of its own), then run it "
-            "again")
+            f"{raise_process_limit_advice()}, or set OPENBLAS_NUM_THREADS to fewer threads (1: "
+            "none of its own), then run it again")
 
 
 def import_numpy() -> None:

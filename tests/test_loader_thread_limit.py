@@ -7,6 +7,7 @@ said as "probably out of memory", or (the sharing thread) a wait for that batch 
 Emulated where threading raises it: a real limit needs a pids cgroup or a user that is not root
 (RLIMIT_NPROC does not bind root), which a test run cannot count on. Reproduced by hand with a
 cgroup v1 pids.max of 3 to 10 for `fastp2p train --num_threads 2`."""
+import errno
 import multiprocessing.queues
 import multiprocessing.util
 import os
@@ -19,8 +20,9 @@ import torch
 
 from fastp2p.cli import main
 from fastp2p.data.errors import THREAD_NOT_STARTED_EXIT, thread_not_started_marker
-from fastp2p.data.loader import WorkerThreadsNotStarted, create_dataloader
-from fastp2p.train.loader_failures import loader_worker_death
+from fastp2p.data.loader import WorkersNotStarted, WorkerThreadsNotStarted, create_dataloader
+from fastp2p.train.loader_failures import loader_worker_death, loader_workers_failed
+from helpers.memory_limit import ample_memory_limit
 from helpers.train_helpers import (one_line, tiny_test_argv, train_argv, train_tiny_run,
                                    write_aligned_dataset)
 
@@ -117,16 +119,41 @@ def _death_with_the_thread_exit_code(pid: int) -> RuntimeError:
                         "Rerunning with num_workers=0 may give better error trace.")
 
 
-def test_a_worker_death_reported_with_the_thread_exit_code_names_the_limit():
-    """The worker said it could not start a thread (its marker for its pid)."""
+def _said_thread_not_started_death() -> str:
+    """The line for a worker death reported with ``THREAD_NOT_STARTED_EXIT``, the worker having
+    said it could not start a thread (its marker for its pid)."""
     pid = 2 ** 31 - 2   # above any pid_max: no worker of this process had it
     marker = thread_not_started_marker(multiprocessing.util.get_temp_dir(), pid)
     open(marker, "x").close()
     try:
-        line = loader_worker_death(_death_with_the_thread_exit_code(pid), "run it again")
+        return loader_worker_death(_death_with_the_thread_exit_code(pid), "run it again")
     finally:
         os.remove(marker)
+
+
+def test_a_worker_death_reported_with_the_thread_exit_code_names_the_limit():
+    line = _said_thread_not_started_death()
     assert _PROCESS_LIMIT in line and "probably out of memory" not in line, line
+
+
+# Under `ulimit -v` a thread whose stack cannot be mapped is refused with the same EAGAIN: the
+# lines name that limit too (seen for pack's workers from 166000 KiB up)
+_WITH_THE_MEMORY_LIMIT = ("raise the limit on processes and threads (ulimit -u, or a "
+                          "container's pids limit), or {}, or use fewer --num_threads")
+
+
+def test_a_worker_death_for_a_thread_names_the_memory_limit_where_one_is_set():
+    with ample_memory_limit() as memory_limit:
+        line = _said_thread_not_started_death()
+    assert _WITH_THE_MEMORY_LIMIT.format(memory_limit) in line, line
+    assert "out of memory" not in line, line   # it may be, under that limit
+
+
+def test_workers_not_started_name_the_memory_limit_where_one_is_set():
+    failed = WorkersNotStarted(OSError(errno.EAGAIN, os.strerror(errno.EAGAIN)), 2)
+    with ample_memory_limit() as memory_limit:
+        line = loader_workers_failed(failed, "run it again")
+    assert _WITH_THE_MEMORY_LIMIT.format(memory_limit) in line, line
 
 
 def test_a_worker_death_with_the_thread_exit_code_alone_is_no_limit():

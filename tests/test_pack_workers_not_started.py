@@ -15,6 +15,7 @@ import pytest
 
 from fastp2p.cli import main
 from helpers.data_helpers import make_aligned, tiny_pack_args
+from helpers.memory_limit import ample_memory_limit
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="a fork pool")
 
@@ -67,3 +68,18 @@ def test_pack_says_its_workers_could_not_start_and_suggests_one(tmp_path, monkey
                                  "this process)"), err
     monkeypatch.undo()
     assert main(argv) == 0      # the pack finishes once they can start
+
+
+def test_pack_names_the_memory_limit_too_where_one_is_set(tmp_path, monkeypatch, capsys):
+    """A thread whose stack cannot be mapped under `ulimit -v` is refused with the same EAGAIN
+    (seen at 166000 KiB and above, up to where the workers start): it was blamed on the limit
+    on processes and threads alone."""
+    make_aligned(tmp_path / "data", count=2)
+    argv = tiny_pack_args(tmp_path / "data", tmp_path / "out")
+    argv[argv.index("--workers") + 1] = "2"
+    monkeypatch.setattr(threading.Thread, "start", _no_thread)
+    with ample_memory_limit() as memory_limit:
+        assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert "(the limit on processes and threads reached: ulimit -u, or a container's pids " \
+           f"limit; or {memory_limit}, too low for a thread's stack); " in err, err

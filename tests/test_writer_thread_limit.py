@@ -12,6 +12,7 @@ import pytest
 from fastp2p.cli import main
 from fastp2p.train.background_writer import BackgroundWriter
 from fastp2p.train.checkpoints import CheckpointFolder
+from helpers.memory_limit import ample_memory_limit
 from helpers.train_helpers import train_argv, write_aligned_dataset
 
 _WRITER_NOT_STARTED = ("warning: could not start the thread that writes checkpoints and "
@@ -63,3 +64,15 @@ def test_a_job_written_in_the_calling_thread_raises_its_error_at_the_next_wait(m
     with pytest.raises(OSError, match="disk full"):
         writer.wait()
     writer.close()
+
+
+def test_the_writer_names_the_memory_limit_too_where_one_is_set(monkeypatch):
+    """Under `ulimit -v` a thread whose stack cannot be mapped is refused alike."""
+    warnings = []
+    _refuse_writer_threads(monkeypatch)
+    with ample_memory_limit() as memory_limit:
+        writer = BackgroundWriter(warn=warnings.append)
+        writer.submit(int)
+    writer.close()
+    assert warnings == [_WRITER_NOT_STARTED.replace(
+        "pids limit); ", f"pids limit; or {memory_limit}, too low for a thread's stack); ")]

@@ -31,7 +31,7 @@ import sys
 import threading
 
 from fastp2p.data.errors import DataError, is_thread_not_started
-from fastp2p.process_limit import PROCESS_LIMIT_REACHED
+from fastp2p.process_limit import process_limit_reached
 from fastp2p.stops_deferred import stops_deferred
 from fastp2p.terminal import is_terminal
 
@@ -150,7 +150,8 @@ def workers_starting(processes: int):
     """The block that makes and starts ``processes`` worker processes, or what they share: what
     fails there (an OSError: a /dev/shm read-only or absent, where their locks and shared
     values go, as in some containers; EAGAIN, or a thread that cannot start, Python's
-    RuntimeError: the limit on processes and threads) is raised as a DataError saying so, with
+    RuntimeError: the limit on processes and threads, or the memory limit where one is set,
+    which refuses a thread's stack alike) is raised as a DataError saying so, with
     --workers 1, which packs in this process and needs none of them (a traceback was raised,
     or the OSError was said as the output folder's)."""
     try:
@@ -173,7 +174,7 @@ def _why_not_started(error: Exception) -> str | None:
     elif error.errno != errno.EAGAIN:
         return f"[Errno {error.errno}] {error.strerror}" + (
             f": {error.filename}" if error.filename is not None else "")
-    return PROCESS_LIMIT_REACHED
+    return process_limit_reached()
 
 
 @contextlib.contextmanager

@@ -9,15 +9,15 @@ next steps. A job's error is raised on the training thread at the next ``submit`
 before anything else is written.
 
 Where that thread cannot start (the limit on processes and threads reached: a container's pids
-limit), the jobs run in the calling thread instead, said once: the loop then waits for each
-write, and loses no step.
+limit; or a memory limit too low for its stack, named too where one is set), the jobs run in
+the calling thread instead, said once: the loop then waits for each write, and loses no step.
 """
 from concurrent.futures import Future, ThreadPoolExecutor
 
 import torch
 
 from fastp2p.data.errors import is_thread_not_started
-from fastp2p.process_limit import PROCESS_LIMIT_REACHED
+from fastp2p.process_limit import process_limit_reached
 
 
 def host_copy(obj):
@@ -101,7 +101,7 @@ class BackgroundWriter:
             if not is_thread_not_started(error):
                 raise
             self._warn("warning: could not start the thread that writes checkpoints and "
-                       f"samples ({PROCESS_LIMIT_REACHED}); they are written in the training "
+                       f"samples ({process_limit_reached()}); they are written in the training "
                        "thread, which waits for each")
             return None
         return pool

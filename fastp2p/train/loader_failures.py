@@ -8,7 +8,8 @@ import re
 
 from fastp2p.data.errors import THREAD_NOT_STARTED_EXIT, said_thread_not_started
 from fastp2p.file_reads import read_error_advice
-from fastp2p.process_limit import RAISE_PROCESS_LIMIT
+from fastp2p.import_memory import memory_limit_set
+from fastp2p.process_limit import raise_process_limit_advice
 # The fewer workers that every advice ends with
 _FEWER_WORKERS = "--num_threads (0 loads the data in this process)"
 
@@ -68,10 +69,12 @@ def _worker_death_advice(reason: str, then: str) -> str:
     image library on a damaged file, say), which a resume meets again; a worker killed by
     another signal was stopped from outside (the workers ignore SIGINT and SIGTERM, which the
     main process handles); a worker that exited with ``THREAD_NOT_STARTED_EXIT`` and said so
-    (``_could_not_start_a_thread``) could not start a thread; "exited unexpectedly" alone does
-    not say."""
+    (``_could_not_start_a_thread``) could not start a thread, not out of memory, unless a
+    memory limit is set (under which a thread's stack may not be mapped); "exited
+    unexpectedly" alone does not say."""
     if _could_not_start_a_thread(reason):
-        return (f"it could not start a thread, not out of memory: {RAISE_PROCESS_LIMIT}, or "
+        not_memory = "" if memory_limit_set() else ", not out of memory"
+        return (f"it could not start a thread{not_memory}: {raise_process_limit_advice()}, or "
                 f"use fewer {_FEWER_WORKERS}, then {then}")
     killed_by = re.search(r"killed by signal: ([^.]+)", reason)
     name = killed_by.group(1) if killed_by else None
@@ -99,8 +102,9 @@ def loader_workers_failed(err, then: str) -> str:
 
 def _limit_advice(err: OSError) -> str | None:
     """What limit to raise for ``err``: on open files (``read_error_advice``), on processes and
-    threads (EAGAIN: a fork or a thread refused); None for another errno."""
+    threads (EAGAIN: a fork or a thread refused; and the memory limit where one is set, which
+    refuses a thread whose stack cannot be mapped alike); None for another errno."""
     # (read_error_advice's EAGAIN is a read's, a lease: here it is the process limit)
     if err.errno in (errno.EMFILE, errno.ENFILE):
         return read_error_advice(err)
-    return RAISE_PROCESS_LIMIT if err.errno == errno.EAGAIN else None
+    return raise_process_limit_advice() if err.errno == errno.EAGAIN else None
