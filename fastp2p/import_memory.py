@@ -1,10 +1,13 @@
 """Telling an import that ran out of memory (a `ulimit -v` or a job's memory limit below what
 torch's, numpy's or even the command line's own modules need) from a broken install, and the
 one line that says so. At the bottom of the layers: it imports nothing but the standard
-library (and little of it: nothing that Python's start has not loaded but ``resource``), so
-that ``fastp2p.cli`` can say it whatever failed to load after it."""
-# Imported here, not where the advice needs it, which may be short of the memory to import
-# it. Unix-only, and `import fastp2p.cli` loads this: elsewhere the advice names no limit.
+library (and little of it: nothing that Python's start has not loaded but ``opcode`` and
+``resource``), so that ``fastp2p.cli`` can say it whatever failed to load after it."""
+# Imported here, not where the advice or the check needs them, which may be short of the
+# memory to import them.
+import opcode
+
+# Unix-only, and `import fastp2p.cli` loads this: elsewhere the advice names no limit.
 try:
     import resource
     _LIMITS = ((resource.RLIMIT_AS, "-v"), (resource.RLIMIT_DATA, "-d"))  # `ulimit` options
@@ -37,16 +40,30 @@ def _import_out_of_memory(error: BaseException) -> bool:
     return isinstance(error, MemoryError) and _raised_in_an_import(error.__traceback__)
 
 
+# The instruction of an import statement (``import x``, ``from x import y``)
+_IMPORT_NAME = opcode.opmap["IMPORT_NAME"]
+
+
 def _raised_in_an_import(frames) -> bool:
     """Whether the traceback ``frames`` passes through a module's top-level code or the import
     machinery (whose frames an import leaves out of the traceback where a module's code
-    raised)."""
+    raised), or ends at an import statement: where a C function the machinery calls raised
+    (compiling a module's source, say), Python leaves out every frame of the machinery, and
+    the importing line is the last one left (pack's `from fastp2p.data.packed_index import
+    ...` at `ulimit -v 154000`, a bare MemoryError)."""
+    last = None
     while frames is not None:
         code = frames.tb_frame.f_code
         if code.co_name == "<module>" or code.co_filename.startswith("<frozen importlib"):
             return True
-        frames = frames.tb_next
-    return False
+        last, frames = frames, frames.tb_next
+    return last is not None and _at_an_import(last)
+
+
+def _at_an_import(frame) -> bool:
+    """Whether the traceback entry ``frame`` raised at an import statement's instruction."""
+    code = frame.tb_frame.f_code.co_code
+    return 0 <= frame.tb_lasti < len(code) and code[frame.tb_lasti] == _IMPORT_NAME
 
 
 def not_enough_memory(what: str, error: BaseException) -> str:

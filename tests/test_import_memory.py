@@ -1,9 +1,17 @@
 """fastp2p.import_memory, which fastp2p.cli asks about every MemoryError, ImportError and
 OSError that ends a command: an error chain that loops (an error re-raised after one raised
-from it) is read to its end, not forever, and the command line loads where the standard
-library has no ``resource`` module (not Unix)."""
+from it) is read to its end, not forever, the command line loads where the standard
+library has no ``resource`` module (not Unix), and a MemoryError whose import left no frame of
+its own in the traceback is one line too."""
+import importlib.abc
+import importlib.util
 import subprocess
 import sys
+
+import pytest
+
+from fastp2p.cli import main
+from helpers.data_helpers import make_aligned, tiny_pack_args
 
 NOT_MAPPED = "libtorch_cpu.so: failed to map segment from shared object"
 
@@ -53,3 +61,42 @@ def test_without_resource_the_advice_names_no_limit(tmp_path):
     run = _run(WITHOUT_RESOURCE, tmp_path)
     assert run.stdout == (f"not enough memory to import torch ({NOT_MAPPED}): free memory or "
                           "raise the job's memory limit, then run it again\n"), run.stderr
+
+
+# A module source that Python's parser refuses with a MemoryError (its stack overflows): raised
+# in compile(), which the import machinery calls with its own frames left out of the traceback
+TOO_DEEP_SOURCE = "x = " + "-" * 20000 + "1\n"
+
+
+class _TooDeepModule(importlib.abc.MetaPathFinder):
+    """Finds module ``name`` in ``path``, a file of TOO_DEEP_SOURCE."""
+
+    def __init__(self, name: str, path):
+        self.name, self.path = name, path
+
+    def find_spec(self, name, path, target=None):
+        if name != self.name:
+            return None
+        return importlib.util.spec_from_file_location(name, self.path)
+
+
+def test_a_memory_error_that_left_only_the_importing_line_is_one_line(tmp_path, monkeypatch,
+                                                                      capsys):
+    """`fastp2p pack` at `ulimit -v 154000` printed a traceback ending in a bare MemoryError,
+    raised at `from fastp2p.data.packed_index import ...` with no frame of the import's: the
+    check looked for one. Emulated there: that module's source compiled into a MemoryError."""
+    try:
+        compile(TOO_DEEP_SOURCE, "too_deep", "exec")
+        pytest.skip("this Python's parser compiles the deep source")
+    except MemoryError:
+        pass
+    (tmp_path / "too_deep.py").write_text(TOO_DEEP_SOURCE)
+    make_aligned(tmp_path / "data", count=1)
+    monkeypatch.delitem(sys.modules, "fastp2p.data.packed_index", raising=False)
+    monkeypatch.setattr(sys, "meta_path", [
+        _TooDeepModule("fastp2p.data.packed_index", tmp_path / "too_deep.py"), *sys.meta_path])
+    assert main(tiny_pack_args(tmp_path / "data", tmp_path / "out")) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("fastp2p pack: error: not enough memory to run the command "
+                          "(MemoryError): "), err
+    assert err.count("\n") == 1, err
