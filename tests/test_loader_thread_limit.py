@@ -5,7 +5,9 @@ line in train and test naming that limit, with exit code 1. It was a traceback, 
 said as "probably out of memory", or (the sharing thread) a wait for that batch forever.
 
 Emulated where threading raises it: a real limit needs a pids cgroup or a user that is not root
-(RLIMIT_NPROC does not bind root), which a test run cannot count on. Reproduced by hand with a
+(RLIMIT_NPROC does not bind root), which a test run cannot count on; or, under fork and
+forkserver alike, by a dataset whose items ask for a thread stack that cannot be mapped, which
+Python refuses with the same error. Reproduced by hand with a
 cgroup v1 pids.max of 3 to 10 for `fastp2p train --num_threads 2`."""
 import errno
 import multiprocessing.queues
@@ -23,6 +25,7 @@ from fastp2p.data.errors import THREAD_NOT_STARTED_EXIT, thread_not_started_mark
 from fastp2p.data.loader import WorkersNotStarted, WorkerThreadsNotStarted, create_dataloader
 from fastp2p.train.loader_failures import loader_worker_death, loader_workers_failed
 from helpers.memory_limit import ample_memory_limit
+from helpers.thread_limit_datasets import ExitsWithTheThreadCode, RefusesItsWorkersThreads
 from helpers.train_helpers import (one_line, tiny_test_argv, train_argv, train_tiny_run,
                                    write_aligned_dataset)
 
@@ -162,24 +165,40 @@ def test_a_worker_death_with_the_thread_exit_code_alone_is_no_limit():
     assert _PROCESS_LIMIT not in line and "exit code 71" in line, line
 
 
-class _ExitsWithTheThreadCode(torch.utils.data.Dataset):
-    def __len__(self):
-        return 2
+@pytest.fixture(params=["fork", "forkserver"])
+def start_method(request):
+    """The loader's workers started by fork, then by forkserver (Python 3.14's default on
+    Linux), which inherits no memory of this process's: a worker's marker and its exit code
+    are all the main process has. Python's default start method is put back afterwards."""
+    previous = multiprocessing.get_start_method(allow_none=True)
+    multiprocessing.set_start_method(request.param, force=True)
+    yield request.param
+    multiprocessing.set_start_method(previous, force=True)
 
-    def __getitem__(self, index):
-        os._exit(THREAD_NOT_STARTED_EXIT)
 
-
-def test_a_dataset_that_exits_with_the_thread_exit_code_is_no_limit():
-    loader = create_dataloader(_ExitsWithTheThreadCode(), 1, shuffle=False, num_workers=1,
-                               seed=0)
+def _first_batch(dataset):
+    """The first batch of ``dataset`` from one loader worker, which is then ended."""
+    loader = create_dataloader(dataset, 1, shuffle=False, num_workers=1, seed=0)
     try:
-        with pytest.raises(RuntimeError, match="exited unexpectedly"):
-            next(iter(loader))
-    except WorkerThreadsNotStarted:
-        pytest.fail("a worker's own exit(71) was said as the limit on processes and threads")
+        return next(iter(loader))
     finally:
         loader.close()
+
+
+def test_a_worker_whose_feeder_cannot_start_is_the_limit_under_any_start_method(start_method):
+    """The dataset's own items make the feeder's start fail in the worker (a stack no address
+    space maps), so no patch from this process is needed to reach a forkserver's worker."""
+    with pytest.raises(WorkerThreadsNotStarted) as raised:
+        _first_batch(RefusesItsWorkersThreads())
+    assert _PROCESS_LIMIT in loader_workers_failed(raised.value, "run it again")
+
+
+def test_a_dataset_that_exits_with_the_thread_exit_code_is_no_limit(start_method):
+    try:
+        with pytest.raises(RuntimeError, match="exited unexpectedly"):
+            _first_batch(ExitsWithTheThreadCode())
+    except WorkerThreadsNotStarted:
+        pytest.fail("a worker's own exit(71) was said as the limit on processes and threads")
 
 
 _DATASETS_OWN_THREAD = "a dataset's own thread"

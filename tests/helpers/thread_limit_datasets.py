@@ -1,0 +1,36 @@
+"""Datasets for the loader's workers at the limit on processes and threads, in a module of their
+own that imports little: a worker started by forkserver or spawn imports the module its dataset
+is defined in, and a test module's imports cost seconds more there."""
+import os
+import threading
+
+import torch
+
+from fastp2p.data.errors import THREAD_NOT_STARTED_EXIT
+
+# A thread stack no address space maps (1 PiB): a thread asking for it is refused with EAGAIN,
+# Python's "can't start new thread", as at the limit on processes and threads
+_UNMAPPABLE_STACK = 1 << 50
+
+
+class RefusesItsWorkersThreads(torch.utils.data.Dataset):
+    """Each item sets its process's stack size for new threads to one that cannot be mapped: a
+    worker's queue feeder, started as it sends its first batch, cannot start, in the worker
+    itself whatever its start method (nothing patched from the main process)."""
+
+    def __len__(self):
+        return 1
+
+    def __getitem__(self, index):
+        threading.stack_size(_UNMAPPABLE_STACK)
+        return torch.tensor(index)
+
+
+class ExitsWithTheThreadCode(torch.utils.data.Dataset):
+    """Exits with the code a worker exits with for a thread it could not start, by itself."""
+
+    def __len__(self):
+        return 2
+
+    def __getitem__(self, index):
+        os._exit(THREAD_NOT_STARTED_EXIT)
