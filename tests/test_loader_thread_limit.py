@@ -9,6 +9,7 @@ Emulated where threading raises it: a real limit needs a pids cgroup or a user t
 forkserver alike, by a dataset whose items ask for a thread stack that cannot be mapped, which
 Python refuses with the same error. Reproduced by hand with a
 cgroup v1 pids.max of 3 to 10 for `fastp2p train --num_threads 2`."""
+import contextlib
 import errno
 import multiprocessing.queues
 import multiprocessing.util
@@ -199,6 +200,42 @@ def test_a_dataset_that_exits_with_the_thread_exit_code_is_no_limit(start_method
             _first_batch(ExitsWithTheThreadCode())
     except WorkerThreadsNotStarted:
         pytest.fail("a worker's own exit(71) was said as the limit on processes and threads")
+
+
+def _forks_with_a_stale_marker(folder, forked_pids):
+    """An ``os.fork`` whose child first makes a ``thread_not_started_marker`` for its own pid in
+    ``folder``, as an earlier worker of that pid (pids are reused) would have left it, and whose
+    parent adds the child's pid to ``forked_pids``."""
+    fork = os.fork
+
+    def fork_after_a_stale_marker():
+        pid = fork()
+        if pid == 0:
+            open(thread_not_started_marker(folder, os.getpid()), "x").close()
+        else:
+            forked_pids.append(pid)
+        return pid
+    return fork_after_a_stale_marker
+
+
+@pytest.mark.parametrize("start_method", ["fork"], indirect=True)   # where os.fork starts one
+def test_an_earlier_workers_marker_is_not_read_for_a_later_worker_of_its_pid(start_method,
+                                                                            monkeypatch):
+    """A worker that left its marker and exited, then a later worker (another loader's, in
+    this process) that got its pid and exited with the same code by itself: that one was said
+    as the limit on processes and threads too."""
+    folder, forked_pids = multiprocessing.util.get_temp_dir(), []
+    monkeypatch.setattr(os, "fork", _forks_with_a_stale_marker(folder, forked_pids))
+    try:
+        with pytest.raises(RuntimeError, match="exited unexpectedly"):
+            _first_batch(ExitsWithTheThreadCode())
+    except WorkerThreadsNotStarted:
+        pytest.fail("an earlier worker's marker blamed a later worker's own exit(71) on the "
+                    "limit on processes and threads")
+    finally:
+        for pid in forked_pids:
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(thread_not_started_marker(folder, pid))
 
 
 _DATASETS_OWN_THREAD = "a dataset's own thread"

@@ -84,7 +84,9 @@ def thread_not_started_marker(folder: str, pid: int) -> str:
     too, and such a worker was blamed on the limit on processes and threads. A file, named by
     the pid, since torch reports a worker's death by its pid and exit code alone, wherever the
     main process is; it is made and read alike under every start method (a spawned worker
-    inherits no memory)."""
+    inherits no memory). Each worker removes, as it starts, the one an earlier worker of its pid
+    left (the loader's ``_forget_an_earlier_workers_marker``): a marker counts for the worker
+    that made it alone, not for a later one that got its pid."""
     return os.path.join(folder, f"fastp2p-thread-not-started-{pid}")
 
 

@@ -128,7 +128,21 @@ def _prepare_worker(marker_folder: str, worker_id: int) -> None:
     """Each worker's start (the DataLoader's ``worker_init_fn``, with the main process's
     ``marker_folder`` bound)."""
     _ignore_stop_signals(worker_id)
+    _forget_an_earlier_workers_marker(marker_folder)
     _exit_where_a_thread_cannot_start(marker_folder)
+
+
+def _forget_an_earlier_workers_marker(folder: str) -> None:
+    """Remove the ``thread_not_started_marker`` of this worker's pid from ``folder``, left by
+    an earlier worker that had the pid (pids are reused: one of an earlier loader of this
+    process, whose marker nobody read or which was read already). Kept, it blamed this
+    worker's own exit with ``THREAD_NOT_STARTED_EXIT`` (a dataset's, a C library's) on the
+    limit on processes and threads. Removed here, before this worker can leave a marker of its
+    own, a marker counts for the one worker that left it; only an exit before this point (under
+    spawn or forkserver, while the worker unpickles its dataset) could still meet an earlier
+    one's."""
+    with contextlib.suppress(FileNotFoundError):
+        os.remove(thread_not_started_marker(folder, os.getpid()))
 
 
 # The modules whose threads a worker sends its batches with: the feeder of its queue of results
