@@ -127,7 +127,7 @@ def _said_thread_not_started_death() -> str:
     """The line for a worker death reported with ``THREAD_NOT_STARTED_EXIT``, the worker having
     said it could not start a thread (its marker for its pid)."""
     pid = 2 ** 31 - 2   # above any pid_max: no worker of this process had it
-    marker = thread_not_started_marker(multiprocessing.util.get_temp_dir(), pid)
+    marker = thread_not_started_marker(pid)
     open(marker, "x").close()
     try:
         return loader_worker_death(_death_with_the_thread_exit_code(pid), "run it again")
@@ -202,16 +202,16 @@ def test_a_dataset_that_exits_with_the_thread_exit_code_is_no_limit(start_method
         pytest.fail("a worker's own exit(71) was said as the limit on processes and threads")
 
 
-def _forks_with_a_stale_marker(folder, forked_pids):
-    """An ``os.fork`` whose child first makes a ``thread_not_started_marker`` for its own pid in
-    ``folder``, as an earlier worker of that pid (pids are reused) would have left it, and whose
+def _forks_with_a_stale_marker(forked_pids):
+    """An ``os.fork`` whose child first makes a ``thread_not_started_marker`` for its own pid,
+    as an earlier worker of that pid (pids are reused) would have left it, and whose
     parent adds the child's pid to ``forked_pids``."""
     fork = os.fork
 
     def fork_after_a_stale_marker():
         pid = fork()
         if pid == 0:
-            open(thread_not_started_marker(folder, os.getpid()), "x").close()
+            open(thread_not_started_marker(os.getpid()), "x").close()
         else:
             forked_pids.append(pid)
         return pid
@@ -224,8 +224,8 @@ def test_an_earlier_workers_marker_is_not_read_for_a_later_worker_of_its_pid(sta
     """A worker that left its marker and exited, then a later worker (another loader's, in
     this process) that got its pid and exited with the same code by itself: that one was said
     as the limit on processes and threads too."""
-    folder, forked_pids = multiprocessing.util.get_temp_dir(), []
-    monkeypatch.setattr(os, "fork", _forks_with_a_stale_marker(folder, forked_pids))
+    forked_pids = []
+    monkeypatch.setattr(os, "fork", _forks_with_a_stale_marker(forked_pids))
     try:
         with pytest.raises(RuntimeError, match="exited unexpectedly"):
             _first_batch(ExitsWithTheThreadCode())
@@ -235,7 +235,7 @@ def test_an_earlier_workers_marker_is_not_read_for_a_later_worker_of_its_pid(sta
     finally:
         for pid in forked_pids:
             with contextlib.suppress(FileNotFoundError):
-                os.remove(thread_not_started_marker(folder, pid))
+                os.remove(thread_not_started_marker(pid))
 
 
 _DATASETS_OWN_THREAD = "a dataset's own thread"

@@ -77,23 +77,30 @@ _THREAD_NOT_STARTED = "can't start new thread"
 THREAD_NOT_STARTED_EXIT = 71
 
 
-def thread_not_started_marker(folder: str, pid: int) -> str:
-    """The empty file that the data loader worker ``pid`` makes in ``folder`` (the main
-    process's multiprocessing temporary folder) before it exits with
+def thread_not_started_marker(pid: int) -> str:
+    """The empty file that the data loader worker ``pid`` makes in the main process's
+    multiprocessing temporary folder before it exits with
     ``THREAD_NOT_STARTED_EXIT``: a dataset's own code, or a C library, may exit with that code
     too, and such a worker was blamed on the limit on processes and threads. A file, named by
     the pid, since torch reports a worker's death by its pid and exit code alone, wherever the
     main process is; it is made and read alike under every start method (a spawned worker
     inherits no memory). Each worker removes, as it starts, the one an earlier worker of its pid
     left (the loader's ``_forget_an_earlier_workers_marker``): a marker counts for the worker
-    that made it alone, not for a later one that got its pid."""
+    that made it alone, not for a later one that got its pid.
+
+    A worker finds that folder as the main process does, by ``get_temp_dir``, whatever its
+    start method: the loader makes the folder before any worker starts, and each worker's
+    Process object carries it in its ``_config``, copied from the main process's
+    (multiprocessing/process.py, ``BaseProcess.__init__``), pickled whole to a spawned or
+    forkserver worker, which takes that object as its own (spawn.py, ``_main``)."""
+    folder = multiprocessing.util.get_temp_dir()
     return os.path.join(folder, f"fastp2p-thread-not-started-{pid}")
 
 
 def said_thread_not_started(pid: int) -> bool:
     """Whether the data loader worker ``pid`` of this process left its marker: it exited with
     ``THREAD_NOT_STARTED_EXIT`` for a thread it could not start, not for its own code's exit."""
-    return os.path.exists(thread_not_started_marker(multiprocessing.util.get_temp_dir(), pid))
+    return os.path.exists(thread_not_started_marker(pid))
 
 
 def is_thread_not_started(error: BaseException) -> bool:

@@ -124,16 +124,15 @@ def _ignore_stop_signals(worker_id: int) -> None:
         signal.signal(number, signal.SIG_IGN)
 
 
-def _prepare_worker(marker_folder: str, worker_id: int) -> None:
-    """Each worker's start (the DataLoader's ``worker_init_fn``, with the main process's
-    ``marker_folder`` bound)."""
+def _prepare_worker(worker_id: int) -> None:
+    """Each worker's start (the DataLoader's ``worker_init_fn``)."""
     _ignore_stop_signals(worker_id)
-    _forget_an_earlier_workers_marker(marker_folder)
-    _exit_where_a_thread_cannot_start(marker_folder)
+    _forget_an_earlier_workers_marker()
+    _exit_where_a_thread_cannot_start()
 
 
-def _forget_an_earlier_workers_marker(folder: str) -> None:
-    """Remove the ``thread_not_started_marker`` of this worker's pid from ``folder``, left by
+def _forget_an_earlier_workers_marker() -> None:
+    """Remove the ``thread_not_started_marker`` of this worker's pid, left by
     an earlier worker that had the pid (pids are reused: one of an earlier loader of this
     process, whose marker nobody read or which was read already). Kept, it blamed this
     worker's own exit with ``THREAD_NOT_STARTED_EXIT`` (a dataset's, a C library's) on the
@@ -142,7 +141,7 @@ def _forget_an_earlier_workers_marker(folder: str) -> None:
     spawn or forkserver, while the worker unpickles its dataset) could still meet an earlier
     one's."""
     with contextlib.suppress(FileNotFoundError):
-        os.remove(thread_not_started_marker(folder, os.getpid()))
+        os.remove(thread_not_started_marker(os.getpid()))
 
 
 # The modules whose threads a worker sends its batches with: the feeder of its queue of results
@@ -150,10 +149,10 @@ def _forget_an_earlier_workers_marker(folder: str) -> None:
 _WORKER_PLUMBING_MODULES = ("multiprocessing.queues", "multiprocessing.resource_sharer")
 
 
-def _exit_where_a_thread_cannot_start(marker_folder: str) -> None:
+def _exit_where_a_thread_cannot_start() -> None:
     """In a worker: a thread it sends its batches with (``_is_worker_plumbing``) that cannot
     start ends the worker at once, silently, with
-    ``THREAD_NOT_STARTED_EXIT``, once it has left its marker in ``marker_folder``
+    ``THREAD_NOT_STARTED_EXIT``, once it has left its marker
     (``thread_not_started_marker``); the main process says that as the limit on processes and
     threads (``_raise_failures``; ``loader_failures`` where torch reports it elsewhere). torch's
     worker loop let its queue's feeder thread's RuntimeError end it with a traceback, said as a
@@ -170,7 +169,7 @@ def _exit_where_a_thread_cannot_start(marker_folder: str) -> None:
         except RuntimeError as error:
             if not is_thread_not_started(error) or not _is_worker_plumbing(thread):
                 raise
-            _leave_thread_not_started_marker(marker_folder)
+            _leave_thread_not_started_marker()
             os._exit(THREAD_NOT_STARTED_EXIT)
     threading.Thread.start = start_or_exit
 
@@ -182,12 +181,12 @@ def _is_worker_plumbing(thread: threading.Thread) -> bool:
     return getattr(target, "__module__", None) in _WORKER_PLUMBING_MODULES
 
 
-def _leave_thread_not_started_marker(folder: str) -> None:
-    """Make this worker's ``thread_not_started_marker`` in ``folder``: a file, which needs no
+def _leave_thread_not_started_marker() -> None:
+    """Make this worker's ``thread_not_started_marker``: a file, which needs no
     thread. One that cannot be made (the limit on open files reached too) leaves the exit
     said as any worker's unexpected exit."""
     with contextlib.suppress(OSError):
-        os.close(os.open(thread_not_started_marker(folder, os.getpid()),
+        os.close(os.open(thread_not_started_marker(os.getpid()),
                          os.O_CREAT | os.O_WRONLY, 0o600))
 
 
@@ -269,11 +268,10 @@ def _import_what_batches_import() -> None:
 _SWAPPING_TEMPDIR = threading.Lock()
 
 
-def _share_temp_folder_with_workers() -> str:
+def _share_temp_folder_with_workers() -> None:
     """Make this process's multiprocessing temporary folder (a ``pymp-*`` in TMPDIR) before any
-    worker starts, and return it: the workers, forked from it, use it instead of making their
-    own, and a worker leaves its ``thread_not_started_marker`` there (whatever its start
-    method: ``_prepare_worker`` is handed the folder). A
+    worker starts: the workers, started from it, use it instead of making their own, and a
+    worker leaves its ``thread_not_started_marker`` there (whatever its start method). A
     worker sends each batch's tensors as file descriptors, through a socket it listens on in
     that folder; a worker killed (``close`` kills one stuck in an item; so does the
     out-of-memory killer) never removes a folder of its own, and one was left in TMPDIR by each
@@ -297,7 +295,6 @@ def _share_temp_folder_with_workers() -> str:
         finally:
             tempfile.tempdir = was
         _refuse_a_folder_made_too_long(folder)   # its advice reads TMPDIR: not the swap's base
-    return folder
 
 
 def _refuse_a_folder_made_too_long(folder: str) -> None:
@@ -477,14 +474,12 @@ class PairLoader:
         self.batch_sampler = _EpochBatches(self.sampler, batch_size, drop_last)
         # pin only where there is a device to pin for (torch warns and ignores it otherwise)
         pin = pin_memory and torch.cuda.is_available()
-        prepare_worker = None
         if num_workers > 0:
             _import_what_batches_import()
-            prepare_worker = functools.partial(_prepare_worker,
-                                               _share_temp_folder_with_workers())
+            _share_temp_folder_with_workers()
         self._loader = _WorkersStartedWhole(
             _SeededItems(dataset, seed), batch_sampler=self.batch_sampler, collate_fn=_collate,
-            num_workers=num_workers, worker_init_fn=prepare_worker, pin_memory=pin,
+            num_workers=num_workers, worker_init_fn=_prepare_worker, pin_memory=pin,
             persistent_workers=num_workers > 0)
 
     def set_epoch(self, epoch: int, start_batch: int = 0) -> None:
