@@ -253,14 +253,20 @@ class LossLog:
 
 class KeptNumber:
     """The N that one earlier run's reports are kept under, ``loss_log.N.csv`` and
-    ``web/images.N/`` in ``run_folder``: the first N that neither name takes, found by the
-    first of them kept and given to the other too, so that a person can pair them (each took
-    its own first free N: after a run whose log alone was kept, under --no_html, as
-    loss_log.1.csv, the next run's log went to loss_log.2.csv and its samples to images.1/)."""
+    ``web/images.N/`` in ``run_folder`` (beside the folder web/images links to, where it is your
+    link: ``samples_folder``): the first N that neither name takes, found by the first of them
+    kept and given to the other too, so that a person can pair them (each took its own first
+    free N: after a run whose log alone was kept, under --no_html, as loss_log.1.csv, the next
+    run's log went to loss_log.2.csv and its samples to images.1/)."""
 
     def __init__(self, run_folder: Path):
-        self._names = (Path(run_folder) / LOSS_LOG, Path(run_folder) / WEB / TrainingPage.IMAGES)
+        self._run_folder = Path(run_folder)
         self._number = None
+
+    def _names(self) -> tuple:
+        """The names numbered: the loss log, web/images and the folder it links to (if any)."""
+        images = self._run_folder / WEB / TrainingPage.IMAGES
+        return self._run_folder / LOSS_LOG, images, samples_folder(images)
 
     def claim(self, path: Path, claim) -> Path:
         """``path``'s numbered name ``NAME.N.SUFFIX`` beside it, claimed by ``claim(name)``,
@@ -271,7 +277,7 @@ class KeptNumber:
             with contextlib.suppress(FileExistsError):
                 return _claimed(_numbered(path, self._number), claim)
         for number in itertools.count(1):
-            if any(os.path.lexists(_numbered(name, number)) for name in self._names
+            if any(os.path.lexists(_numbered(name, number)) for name in self._names()
                    if name != Path(path)):
                 continue
             try:
@@ -294,6 +300,14 @@ class KeptNumber:
             os.unlink(aside)   # the claim, empty: no name left behind
             raise
         return aside
+
+
+def samples_folder(images: Path) -> Path:
+    """``images`` (web/images), or the folder it links to where it is a symbolic link (your
+    own: another user's is refused): the earlier runs' samples are kept in numbered folders
+    beside that one, on the file system the user chose for samples (a rename into web/images.N/
+    beside the link failed where that is another: EXDEV)."""
+    return Path(os.path.realpath(images)) if images.is_symlink() else images
 
 
 def _numbered(path: Path, number: int) -> Path:
@@ -493,7 +507,8 @@ class TrainingPage:
         A new run's page (neither ``resume_step`` nor ``set_aside``, as LossLog's) in a folder
         that holds samples is that of a run that saved no checkpoint (a folder with checkpoints
         is refused without --overwrite, which removes the samples): they are moved at once
-        into ``images.N/`` beside ``images/`` (``_keep_samples``), as its loss log
+        into ``images.N/`` beside ``images/`` or the folder it links to (``_keep_samples``,
+        ``samples_folder``), as its loss log
         is kept as ``loss_log.N.csv``, the same N (``KeptNumber``); this run's steps count
         from 0 again, and its samples replaced theirs of the same names. Said on ``say``.
 
@@ -519,20 +534,24 @@ class TrainingPage:
             _unlink_file(path)
         if resume_step is None and not set_aside:
             self._keep_samples("{images}: the {count} sample image(s) of a run that saved no "
-                               "checkpoint (stopped before its first save) kept in {kept}/ "
-                               "beside it; this run's samples go to {images.name}/")
+                               "checkpoint (stopped before its first save) kept in {kept}; "
+                               "this run's samples go to {images.name}/")
 
     def _keep_samples(self, line: str) -> None:
         """The samples in images/ moved into ``images.N/`` (``KeptNumber``; made here: a folder
-        of that name is never written into), and ``line`` said, formatted with ``images``
-        (images/), ``count`` and ``kept`` (the name images.N); the user's other files stay."""
+        of that name is never written into) beside it, or beside the folder it links to
+        (``samples_folder``), and ``line`` said, formatted with ``images`` (images/), ``count``
+        and ``kept`` (where they went); the user's other files stay."""
         samples = [path for path, *_ in self._sample_files()]
         if not samples:
             return
-        kept = self._kept_number.claim(self.images, os.mkdir)
+        linked = samples_folder(self.images)
+        kept = self._kept_number.claim(linked, os.mkdir)
         for path in samples:
             os.rename(path, kept / path.name)
-        self._say(line.format(images=self.images, count=len(samples), kept=kept.name))
+        where = (f"{kept.name}/ beside it" if linked == self.images
+                 else f"{kept}/ beside {linked}, the folder it links to")
+        self._say(line.format(images=self.images, count=len(samples), kept=where))
 
     def set_aside_before_save(self) -> None:
         """With ``set_aside``, just before this run's first checkpoint is written (as LossLog's
@@ -545,7 +564,7 @@ class TrainingPage:
         if not self.setting_aside:
             return
         self._keep_samples("--continue_train: the {count} sample image(s) in {images} kept in "
-                           "{kept}/ beside it: they show the steps before these networks, "
+                           "{kept}: they show the steps before these networks, "
                            "resumed without a training state, whose samples count again from "
                            "0 in {images.name}/")
         self.setting_aside = False
@@ -654,9 +673,10 @@ def _written_in(folder: Path) -> bool:
 def remove_reports(run_folder: Path) -> None:
     """--overwrite: the previous run's loss log and those LossLog set aside
     (``loss_log.N.csv``), and its web page, loss plot and sample images, those TrainingPage
-    kept in ``images.N/`` too (the names this module writes; nothing else in the folder; an
-    ``images.N/`` left empty is removed). Under a web/ or web/images that is your own symbolic
-    link too (the page is written there), never under another user's."""
+    kept in ``images.N/`` too, beside web/images and beside the folder it links to (the names
+    this module writes; nothing else in the folder; an ``images.N/`` left empty is removed).
+    Under a web/ or web/images that is your own symbolic link too (the page is written there),
+    never under another user's."""
     web = Path(run_folder) / WEB
     images = web / TrainingPage.IMAGES
     log = Path(run_folder) / LOSS_LOG
@@ -664,8 +684,7 @@ def remove_reports(run_folder: Path) -> None:
     kept = []
     if _written_in(web):
         paths += [web / TrainingPage.PLOT, web / TrainingPage.INDEX]
-        kept = ([path for path in web.iterdir() if _is_numbered(path, images)]
-                if web.is_dir() else [])
+        kept = _kept_sample_folders(images)
         for folder in [images, *kept]:
             if folder.is_dir() and _written_in(folder):
                 paths += [path for path in folder.iterdir() if TrainingPage.SAMPLE.match(
@@ -674,6 +693,14 @@ def remove_reports(run_folder: Path) -> None:
         _unlink_file(path)
     for folder in kept:
         _remove_if_empty(folder)
+
+
+def _kept_sample_folders(images: Path) -> list:
+    """The ``images.N`` beside web/images, and beside the folder it links to where it is your
+    own link (``samples_folder``: TrainingPage keeps them there)."""
+    besides = {images, samples_folder(images) if _written_in(images) else images}
+    return sorted({path for beside in besides if beside.parent.is_dir()
+                   for path in beside.parent.iterdir() if _is_numbered(path, beside)})
 
 
 def _remove_if_empty(folder: Path) -> None:
