@@ -3,7 +3,10 @@
 loss logs (those set aside as loss_log.N.csv too) and sample images (those kept in web/images.N/
 too) only: whole sets, and none of the user's own files. A folder whose run saved no checkpoint
 is no run to refuse: its loss log and samples are kept beside the new run's."""
+import errno
 import json
+import os
+from pathlib import Path
 
 import pytest
 
@@ -163,3 +166,37 @@ def test_the_sets_overwrite_removes_are_whole_sets_and_nothing_else(tmp_path):
     assert staged["staged"] in {path.name for path in sets["3"]}
     folder.remove_sets(sets)
     assert sorted(path.name for path in folder.path.iterdir()) == sorted(mine)
+
+
+def test_samples_a_fresh_run_could_not_move_aside_are_one_warning_and_moved_at_its_save(
+        data, tmp_path, monkeypatch, capsys):
+    """A move into web/images.N/ that fails (here: the first file's, once) stopped the run at
+    its start (exit code 1). Now it is one warning line and the run goes on: their samples stay
+    in images/, unlisted, this run's are staged, and the move is tried again before the save,
+    under the loss log's N (the empty images.1/ of the failed move is gone: not images.2/)."""
+    assert main(train_argv(data, tmp_path)) == 0
+    folder = CheckpointFolder(tmp_path, "tiny")
+    folder.remove_sets(folder.saved_sets())   # as if killed before its first save
+    images = folder.path / "web" / "images"
+    unsaved_runs_samples = {path.name: path.read_bytes() for path in images.iterdir()}
+    rename, failed = os.rename, []
+
+    def disk_full_once(source, destination, *args, **kwargs):
+        if Path(destination).parent.name == "images.1" and not failed:
+            failed.append(destination)
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(source))
+        return rename(source, destination, *args, **kwargs)
+    monkeypatch.setattr(os, "rename", disk_full_once)
+    capsys.readouterr()
+    assert main(train_argv(data, tmp_path, "--n_epochs_decay", "0", "--seed", "5")) == 0
+    assert failed
+    kept = folder.path / "web" / "images.1"
+    assert {path.name: path.read_bytes() for path in kept.iterdir()} == unsaved_runs_samples
+    assert (folder.path / "loss_log.1.csv").is_file()
+    assert sorted(path.name for path in (folder.path / "web").glob("images.*")) == ["images.1"]
+    samples = {path.name for path in images.iterdir()}
+    assert samples and all(name.startswith("epoch001_") for name in samples)
+    err = capsys.readouterr().err
+    warned = [line for line in err.splitlines() if "were not moved aside" in line]
+    assert len(warned) == 1 and "No space left on device" in warned[0], err
+    assert "Traceback" not in err and "images.1/ beside it" in err

@@ -493,6 +493,13 @@ class TrainingPage:
     # a resumed run's samples until its first save (hidden: no SAMPLE name, so never the kept
     # run's; see __init__)
     STAGED = ".staged-"
+    # _keep_samples' lines: a new run's (at once), a --continue_train's set_aside (at its save)
+    KEPT_UNSAVED = ("{images}: the {count} sample image(s) of a run that saved no checkpoint "
+                    "(stopped before its first save) kept in {kept}; this run's samples go to "
+                    "{images.name}/")
+    KEPT_SET_ASIDE = ("--continue_train: the {count} sample image(s) in {images} kept in {kept}: "
+                      "they show the steps before these networks, resumed without a training "
+                      "state, whose samples count again from 0 in {images.name}/")
 
     def __init__(self, folder: Path, name: str, resume_step=None, say=print, set_aside=False,
                  kept_number=None):
@@ -510,7 +517,10 @@ class TrainingPage:
         into ``images.N/`` beside ``images/`` or the folder it links to (``_keep_samples``,
         ``samples_folder``), as its loss log
         is kept as ``loss_log.N.csv``, the same N (``KeptNumber``); this run's steps count
-        from 0 again, and its samples replaced theirs of the same names. Said on ``say``.
+        from 0 again, and its samples replaced theirs of the same names. Said on ``say``. A
+        move that fails (OSError) is one warning line on ``say``, and the page goes on as with
+        ``set_aside``: their samples stay, unlisted, and are moved before each save until one
+        move succeeds; this run's are staged until then.
 
         With ``set_aside`` (a resume without a training state, LossLog's: its steps count from
         0 again, after another run's) the samples there are that run's: unlisted, and moved
@@ -530,43 +540,58 @@ class TrainingPage:
         # None once the discarded run's samples are gone; with set_aside, all are another run's
         self.discarded_after = 0 if set_aside else resume_step
         self.setting_aside = set_aside   # until set_aside_before_save has moved them
+        self._kept_line = self.KEPT_SET_ASIDE if set_aside else self.KEPT_UNSAVED
         for path, *_ in list(self._sample_files(staged=True)):
             _unlink_file(path)
         if resume_step is None and not set_aside:
-            self._keep_samples("{images}: the {count} sample image(s) of a run that saved no "
-                               "checkpoint (stopped before its first save) kept in {kept}; "
-                               "this run's samples go to {images.name}/")
+            self._keep_unsaved_runs_samples()
 
-    def _keep_samples(self, line: str) -> None:
+    def _keep_unsaved_runs_samples(self) -> None:
+        """A new run's ``_keep_samples``; where it fails, said in one line, and tried again
+        before each save as a set-aside's (the samples left in images/ are another run's)."""
+        try:
+            self._keep_samples()
+        except OSError as err:
+            from fastp2p.train.checkpoints import describe_os_error
+
+            self._say(f"warning: the sample images of a run that saved no checkpoint in "
+                      f"{self.images} were not moved aside ({describe_os_error(err)}); they "
+                      "stay there, moved at each save until that works, and this run's are "
+                      f"written as {self.STAGED}* until then")
+            self.discarded_after, self.setting_aside = 0, True
+
+    def _keep_samples(self) -> None:
         """The samples in images/ moved into ``images.N/`` (``KeptNumber``; made here: a folder
         of that name is never written into) beside it, or beside the folder it links to
-        (``samples_folder``), and ``line`` said, formatted with ``images`` (images/), ``count``
-        and ``kept`` (where they went); the user's other files stay."""
+        (``samples_folder``), and ``_kept_line`` said, formatted with ``images`` (images/),
+        ``count`` and ``kept`` (where they went); the user's other files stay."""
         samples = [path for path, *_ in self._sample_files()]
         if not samples:
             return
         linked = samples_folder(self.images)
         kept = self._kept_number.claim(linked, os.mkdir)
-        for path in samples:
-            os.rename(path, kept / path.name)
+        try:
+            for path in samples:
+                os.rename(path, kept / path.name)
+        except OSError:
+            _remove_if_empty(kept)   # where none moved: its N stays the loss log's to pair
+            raise
         where = (f"{kept.name}/ beside it" if linked == self.images
                  else f"{kept}/ beside {linked}, the folder it links to")
-        self._say(line.format(images=self.images, count=len(samples), kept=where))
+        self._say(self._kept_line.format(images=self.images, count=len(samples), kept=where))
 
     def set_aside_before_save(self) -> None:
-        """With ``set_aside``, just before this run's first checkpoint is written (as LossLog's
-        ``set_aside_before_save``): the samples there moved into ``images.N/``, then this run's
-        staged ones renamed into their place (refresh the page after). Before the save, not
-        after: a kill between the two left them in images/ beside this run's training state,
-        and the next --continue_train, resuming it, deleted those of the steps past its own as
-        a discarded run's. One that fails midway leaves each whole, in images/ or images.N/,
-        and is tried again at the next save. Call it on the thread that writes the samples."""
+        """With ``set_aside`` (or a new run's move that failed), just before this run's first
+        checkpoint is written (as LossLog's ``set_aside_before_save``): the samples there moved
+        into ``images.N/``, then this run's staged ones renamed into their place (refresh the
+        page after). Before the save, not after: a kill between the two left them in images/
+        beside this run's training state, and the next --continue_train, resuming it, deleted
+        those of the steps past its own as a discarded run's. One that fails midway leaves each
+        whole, in images/ or images.N/, and is tried again at the next save. Call it on the
+        thread that writes the samples."""
         if not self.setting_aside:
             return
-        self._keep_samples("--continue_train: the {count} sample image(s) in {images} kept in "
-                           "{kept}: they show the steps before these networks, "
-                           "resumed without a training state, whose samples count again from "
-                           "0 in {images.name}/")
+        self._keep_samples()
         self.setting_aside = False
         self._unstage()
 
