@@ -53,3 +53,17 @@ def test_no_bar_warns_of_a_monitor_thread_it_could_not_start(bar, tmp_path):
 def test_train_bar_still_draws_without_the_monitor(tmp_path):
     drawn = _run("train's bar on a terminal", tmp_path).stdout
     assert "epoch 1/1: 100%" in drawn and "3/3" in drawn
+
+
+def test_other_tqdm_bars_of_the_process_keep_their_monitor(monkeypatch):
+    """fastp2p's bars are a subclass's: setting tqdm's own monitor_interval would take the
+    monitor from the other bars of the process (a notebook's own), which redraws a stalled
+    one."""
+    from tqdm import tqdm
+
+    from fastp2p import terminal
+    monkeypatch.setattr(tqdm, "monitor_interval", 10)
+    terminal._bar_class.cache_clear()   # the class is made (and tqdm looked at) once
+    bar = terminal.new_bar(range(1), disable=True)
+    bar.close()
+    assert (type(bar).monitor_interval, tqdm.monitor_interval) == (0, 10)
