@@ -53,6 +53,26 @@ def test_a_refused_rename_names_the_file_it_would_replace(forms_file, monkeypatc
         + NOT_REMEMBERED)
 
 
+@pytest.mark.parametrize("owner", [
+    "yours", pytest.param("another user's", marks=pytest.mark.skipif(
+        os.geteuid() != 0, reason="giving a file to another user needs root"))])
+def test_a_refused_rename_in_your_own_sticky_folder_is_past_the_bits(forms_file, monkeypatch,
+                                                                     capsys, owner):
+    """The sticky bit keeps another user's file from you only in a folder not your own: in
+    yours (a shared FASTP2P_CACHE you made, mode 1777) you may replace any file, so its
+    refusal is something else's, not the file's owner's to lift."""
+    forms_file.parent.chmod(0o1777)
+    if owner != "yours":
+        os.chown(forms_file, 65534, 65534)   # nobody's
+    temporary = _temporary(forms_file)
+    _refuse(monkeypatch, "replace_text", PermissionError(
+        errno.EPERM, os.strerror(errno.EPERM), str(temporary), None, str(forms_file)))
+    assert _said_by_a_put(capsys) == (
+        f"fastp2p: {forms_file}: Operation not permitted replacing it with {temporary.name}, "
+        f"though {forms_file.parent} lets you write in it and its sticky bit does not keep "
+        "this file from you" + NOT_REMEMBERED)
+
+
 def test_a_refused_temporary_file_is_named_as_such(forms_file, monkeypatch, capsys):
     """atomic_files.TemporaryFile names the file it was to replace in its creation's error:
     that file was not the one refused."""
