@@ -31,11 +31,12 @@ def _not_remembered(refused: Path) -> str:
             "owner to remove it, or set FASTP2P_CACHE to a folder of your own\n")
 
 
-def _shared_cache(folder: Path, owner: int) -> Path:
-    """``folder`` made a sticky cache folder where ``owner`` has written the forms file and its
-    lock file, and which is ``owner``'s too: the forms file's path."""
+def _shared_cache(folder: Path, owner: int, mode: int = 0o1777) -> Path:
+    """``folder`` made a cache folder of ``mode`` (by default sticky, open to all) where
+    ``owner`` has written the forms file and its lock file, and which is ``owner``'s too: the
+    forms file's path."""
     folder.mkdir()
-    folder.chmod(0o1777)
+    folder.chmod(mode)
     os.environ["FASTP2P_CACHE"] = str(folder)
     RememberedForms().put(("another user's layer",), "gemm")
     file = remembered_forms.path()
@@ -106,12 +107,13 @@ def test_info_as_root_names_the_file_root_may_replace(shared_cache):
     assert remembered_forms.why_not_remembered() is None
 
 
-def _as_another_user(folder: Path) -> dict:
+def _as_another_user(folder: Path, mode: int) -> dict:
     """What a process of OTHER_USER (a fork: it needs no access to this interpreter's files)
-    meets putting two forms into ``folder``'s cache, where root has put its own: what it
-    printed on stderr, what `fastp2p info` says, and whether root's file is unchanged."""
+    meets putting two forms into ``folder``'s cache (of ``mode``), where root has put its own:
+    what it printed on stderr, what `fastp2p info` says, and whether root's file is
+    unchanged."""
     remembered_forms.machine()   # read before: the build's files may be closed to OTHER_USER
-    file = _shared_cache(folder, os.geteuid())
+    file = _shared_cache(folder, os.geteuid(), mode)
     theirs = file.read_bytes()
     reading, writing = os.pipe()
     child = os.fork()
@@ -138,25 +140,43 @@ def _as_another_user(folder: Path) -> dict:
     return met
 
 
-@_ROOT
-def test_another_users_file_in_a_sticky_folder_is_said_once(monkeypatch):
-    """Not simulated: a second user (a fork of this process that became OTHER_USER) writes
-    into a sticky folder where root's forms file is."""
-    monkeypatch.setenv("FASTP2P_CACHE", "unset after the test")
+def _met_by_another_user(mode: int) -> tuple[dict, Path]:
+    """(``_as_another_user``'s, the forms file) for a cache folder of root's of ``mode``, in a
+    temporary folder open to all."""
     folder = Path(tempfile.mkdtemp(prefix="fastp2p-sticky-"))
     folder.chmod(0o755)
     try:
         if not all(os.stat(parent).st_mode & stat.S_IXOTH for parent in folder.parents):
             pytest.skip(f"{folder.parent} is closed to other users, so no second user could "
                         "reach a cache folder in it: set TMPDIR to a folder open to all")
-        met = _as_another_user(folder / "cache")
+        met = _as_another_user(folder / "cache", mode)
     finally:
         shutil.rmtree(folder)
-    file = folder / "cache" / "cpu_deconv_forms.json"
+    return met, folder / "cache" / "cpu_deconv_forms.json"
+
+
+@_ROOT
+def test_another_users_file_in_a_sticky_folder_is_said_once(monkeypatch):
+    """Not simulated: a second user (a fork of this process that became OTHER_USER) writes
+    into a sticky folder where root's forms file is."""
+    monkeypatch.setenv("FASTP2P_CACHE", "unset after the test")
+    met, file = _met_by_another_user(0o1777)
     # where fs.protected_regular is set, opening the lock file is refused before the rename
     refused = file.with_name(f".{file.name}.lock") if _protected_regular() else file
     assert met == {"stderr": _not_remembered(refused), "info": _not_remembered(file)[9:-1],
                    "unchanged": True}
+
+
+@_ROOT
+def test_a_cache_shared_read_only_is_read_and_not_added_to_without_a_line(monkeypatch):
+    """A second user in a cache folder of root's it may read but not write (mode 755): what it
+    measures is measured again by the next process, as for a full disk; its put says nothing
+    (the refusal is the folder's, as the user can see), and `fastp2p info` says why."""
+    monkeypatch.setenv("FASTP2P_CACHE", "unset after the test")
+    met, file = _met_by_another_user(0o755)
+    assert met == {"stderr": "", "unchanged": True,
+                   "info": f"{file.parent} cannot be made or written; set FASTP2P_CACHE to a "
+                           "writable folder"}
 
 
 def _protected_regular() -> bool:
