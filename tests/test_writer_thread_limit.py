@@ -76,3 +76,18 @@ def test_the_writer_names_the_memory_limit_too_where_one_is_set(monkeypatch):
     writer.close()
     assert warnings == [_WRITER_NOT_STARTED.replace(
         "pids limit); ", f"pids limit; or {memory_limit}, too low for a thread's stack); ")]
+
+
+def test_an_interrupt_of_a_job_in_the_calling_thread_goes_on_at_once(monkeypatch):
+    """A second Ctrl-C (a KeyboardInterrupt) in a write done in the training thread goes on
+    from ``submit`` at once; kept as a job's error, ``submit`` would return and the run train
+    on until its next ``submit`` or ``wait``."""
+    writer = BackgroundWriter()
+    _refuse_writer_threads(monkeypatch)
+
+    def interrupted():
+        raise KeyboardInterrupt
+    with pytest.raises(KeyboardInterrupt):
+        writer.submit(interrupted)
+    assert writer.failed and not writer._pending   # nothing left to raise it again
+    writer.close()
