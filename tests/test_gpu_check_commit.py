@@ -47,6 +47,23 @@ def test_the_log_names_the_tracked_files_that_differ_from_the_commit(tmp_path):
     assert " M benchmarks/gpu_check.sh" in log
 
 
+def test_files_git_does_not_track_are_not_changes(tmp_path):
+    """The device copy holds files of its own (carried wheels, results): not the commit's."""
+    checkout, commit = _committed_checkout(tmp_path)
+    (checkout / "a_carried_wheel.whl").write_bytes(b"")
+    assert f"commit {commit}, no uncommitted changes to tracked files" in _log(tmp_path,
+                                                                              checkout)
+
+
+def test_a_checkout_inside_another_git_checkout_is_said_unknown(tmp_path):
+    """A copy of the files without their .git inside another repository (its parent folder's):
+    that repository's commit is not the one the files are."""
+    _git(tmp_path, "init", "-q")
+    _git(tmp_path, "commit", "-q", "--allow-empty", "-m", "another project")
+    log = _log(tmp_path, scratch_checkout(tmp_path))
+    assert "commit unknown: not the top of a git checkout" in log, log
+
+
 def test_outside_a_git_checkout_the_commit_is_said_unknown(tmp_path):
     log = _log(tmp_path, scratch_checkout(tmp_path))
     assert "commit unknown: not the top of a git checkout" in log
