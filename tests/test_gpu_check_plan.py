@@ -65,6 +65,25 @@ def test_the_install_limit_is_cut_to_what_is_left_of_the_total(tmp_path):
     assert "install (limit 80s)" in log or "install (limit 79s)" in log, log
 
 
+def test_the_install_takes_at_most_240_s_of_a_longer_total(tmp_path):
+    log = _run(tmp_path, "profile", GPU_CHECK_SECONDS="460").done.stdout
+    assert "install (limit 240s)" in log, log
+
+
+# FAKE_PYTHON, but its pip install fails as a build does
+FAILING_INSTALL = FAKE_PYTHON.replace(
+    'echo "$*" >> "$FAKE_CALLS"\n',
+    'echo "$*" >> "$FAKE_CALLS"\n'
+    '[[ "$1 $2" == "-m pip" ]] && { echo "error: command \'nvcc\' failed"; exit 1; }\n')
+
+
+def test_a_failed_install_is_named_with_its_output_and_fails_the_check(tmp_path):
+    run = run_gpu_check(tmp_path, scratch_checkout(tmp_path), FAILING_INSTALL, "profile")
+    assert run.done.returncode == 1, run.done.stdout
+    log = run.done.stdout
+    assert "install FAILED (exit 1; 124: time limit):\nerror: command 'nvcc' failed" in log, log
+
+
 def test_an_install_without_time_left_is_skipped_named_and_fails_the_check(tmp_path):
     run = _run(tmp_path, "profile", GPU_CHECK_SECONDS="40")
     assert run.done.returncode == 1
