@@ -18,13 +18,26 @@ def _profile_batch_stopped_at_64(batch, *args):
     return 2.5, {"convolution / GEMM": 1.5, "adam": 1.0}, [("conv_kernel", 1.5, 20.0)], counts
 
 
-def test_a_run_stopped_at_the_second_batch_size_keeps_the_first(tmp_path, monkeypatch, capsys):
+def _profile_batch(batch, *args):
+    """The figures of every batch size (a run not stopped)."""
+    return _profile_batch_stopped_at_64(1, *args)
+
+
+@pytest.fixture
+def stand_in_gpu(monkeypatch):
+    """A GPU of 700 TFLOP/s and 4000 GB/s, and a model of 7 GFLOP per image per step."""
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda *a: "Stand-in GPU")
     monkeypatch.setattr(PROFILE_STEP.ceilings, "matmul_rate",
                         lambda device: {"dtype": "bfloat16", "tflops": 700.0})
     monkeypatch.setattr(PROFILE_STEP.ceilings, "copy_bandwidth",
                         lambda device: {"gbps": 4000.0})
+    monkeypatch.setattr(PROFILE_STEP, "training_step_flops",
+                        lambda config: {"train_step_gflop_per_image": 7.0})
+
+
+def test_a_run_stopped_at_the_second_batch_size_keeps_the_first(tmp_path, monkeypatch, capsys,
+                                                                stand_in_gpu):
     monkeypatch.setattr(PROFILE_STEP, "profile_batch", _profile_batch_stopped_at_64)
     out = tmp_path / "profile.txt"
     with pytest.raises(KeyboardInterrupt):
@@ -34,3 +47,19 @@ def test_a_run_stopped_at_the_second_batch_size_keeps_the_first(tmp_path, monkey
     assert "== batch 1: 2.50 GPU ms per step" in report and "conv_kernel" in report
     assert "== batch 64" not in report
     assert "== batch 1: 2.50 GPU ms per step" in capsys.readouterr().out
+
+
+def test_a_whole_runs_report_holds_each_batch_size_with_its_flop_floor(tmp_path, monkeypatch,
+                                                                        capsys, stand_in_gpu):
+    """The floor is the batch's FLOP at the measured matmul rate: 7 GFLOP x 64 images at 700
+    TFLOP/s is 0.64 ms."""
+    monkeypatch.setattr(PROFILE_STEP, "profile_batch", _profile_batch)
+    out = tmp_path / "profile.txt"
+    assert PROFILE_STEP.main(["--batch-sizes", "1,64", "--out", str(out)]) == 0
+    report = out.read_text()
+    assert report.startswith("device Stand-in GPU") and report.count("conv_kernel") == 2
+    assert "== batch 1: 2.50 GPU ms per step (eager, summed kernel time); FLOP floor 0.01 ms" \
+        in report
+    assert "== batch 64: 2.50 GPU ms per step (eager, summed kernel time); FLOP floor 0.64 ms " \
+        "(26% of it)" in report
+    assert capsys.readouterr().out == report
