@@ -6,6 +6,8 @@ library (and little of it: nothing that Python's start has not loaded but ``opco
 # Imported here, not where the advice or the check needs them, which may be short of the
 # memory to import them.
 import opcode
+import os
+import sys
 
 # Unix-only, and `import fastp2p.cli` loads this: elsewhere the advice names no limit.
 try:
@@ -68,10 +70,47 @@ def _at_an_import(frame) -> bool:
 
 def not_enough_memory(what: str, error: BaseException) -> str:
     """The line that says ``what`` ("import torch") failed for want of memory, for
-    ``out_of_memory(error)``'s reason, and which limit to raise."""
+    ``out_of_memory(error)``'s reason (with, for a MemoryError, the file:line it was raised at:
+    a bug's MemoryError in a module's start-up is told by where it is), and which limit to
+    raise."""
     reason = out_of_memory(error)
     first_line = (str(reason).splitlines() or [""])[0] or type(reason).__name__
+    if isinstance(reason, MemoryError):  # a library that could not be mapped names itself
+        first_line += f", raised at {_raised_at(reason.__traceback__)}"
     return f"not enough memory to {what} ({first_line}): {_memory_limit_advice()}"
+
+
+def _raised_at(frames) -> str:
+    """Where the import that raised is, by the traceback ``frames``: the file:line of the
+    innermost module's top-level code in it (which names the module), else of its last frame
+    in a file (the import statement, where the import machinery raised), else of its last;
+    the file named from the folder on sys.path that holds it where one does. Frozen modules'
+    frames (importlib's, and the codecs it reads a source with: "<frozen codecs>:322" at
+    `ulimit -v 600000` in torch's import) name no import, nor does the standard library's
+    function that a module's top-level code called (pathlib's there). Frames are not read for
+    their instructions here: each read copies the code's bytes, which raised a MemoryError of
+    its own there."""
+    module = in_a_file = last = None
+    while frames is not None:
+        code = frames.tb_frame.f_code
+        if code.co_name == "<module>":
+            module = frames
+        if not code.co_filename.startswith("<frozen "):
+            in_a_file = frames
+        last, frames = frames, frames.tb_next
+    said = module or in_a_file or last
+    return f"{_as_imported(said.tb_frame.f_code.co_filename)}:{said.tb_lineno}"
+
+
+def _as_imported(path: str) -> str:
+    """``path`` under the longest sys.path folder that holds it ("PIL/Image.py"), else as is."""
+    longest = ""
+    for folder in sys.path:
+        if isinstance(folder, str) and folder.rstrip(os.sep):
+            folder = folder.rstrip(os.sep) + os.sep
+            if path.startswith(folder) and len(folder) > len(longest):
+                longest = folder
+    return path[len(longest):]
 
 
 def _memory_limit_advice() -> str:

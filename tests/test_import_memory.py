@@ -1,16 +1,21 @@
 """fastp2p.import_memory, which fastp2p.cli asks about every MemoryError, ImportError and
 OSError that ends a command: an error chain that loops (an error re-raised after one raised
 from it) is read to its end, not forever, the command line loads where the standard
-library has no ``resource`` module (not Unix), and a MemoryError whose import left no frame of
-its own in the traceback is one line too."""
+library has no ``resource`` module (not Unix), a MemoryError whose import left no frame of
+its own in the traceback is one line too, and a MemoryError's line names where it was raised."""
+import importlib
 import importlib.abc
 import importlib.util
+import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 from fastp2p.cli import main
+from fastp2p.data import pack_command
+from fastp2p.import_memory import not_enough_memory
 from helpers.data_helpers import make_aligned, tiny_pack_args
 
 NOT_MAPPED = "libtorch_cpu.so: failed to map segment from shared object"
@@ -97,6 +102,31 @@ def test_a_memory_error_that_left_only_the_importing_line_is_one_line(tmp_path, 
         _TooDeepModule("fastp2p.data.packed_index", tmp_path / "too_deep.py"), *sys.meta_path])
     assert main(tiny_pack_args(tmp_path / "data", tmp_path / "out")) == 1
     err = capsys.readouterr().err
-    assert err.startswith("fastp2p pack: error: not enough memory to run the command "
-                          "(MemoryError): "), err
+    said = re.match(r"fastp2p pack: error: not enough memory to run the command \(MemoryError, "
+                    r"raised at (\S+):(\d+)\): ", err)
+    assert said and pack_command.__file__.endswith(said[1]), err
     assert err.count("\n") == 1, err
+    # the importing line: the module the machinery failed to load is named there
+    importing_line = Path(pack_command.__file__).read_text().splitlines()[int(said[2]) - 1]
+    assert "from fastp2p.data.packed_index import" in importing_line, err
+
+
+# A module whose start-up raises a MemoryError of its own (a bug's, or an allocation too big
+# for any limit), in a function that its fourth line calls
+MEMORY_ERROR_AT_START = "def allocate():\n    raise MemoryError\n\nallocate()\n"
+
+
+def test_a_memory_error_in_a_modules_start_up_names_where_it_was_raised(tmp_path, monkeypatch):
+    """The line said "(MemoryError)" alone: which import failed, and so whether a limit or a
+    bug's MemoryError in a module's start-up was to blame, was lost with the traceback."""
+    (tmp_path / "memory_error_at_start.py").write_text(MEMORY_ERROR_AT_START)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "memory_error_at_start", raising=False)
+    try:
+        importlib.import_module("memory_error_at_start")
+        pytest.fail("the module's start-up raised nothing")
+    except MemoryError as error:
+        said = not_enough_memory("run the command", error)
+    # the module's line, not the function's: the module names the import
+    assert said.startswith("not enough memory to run the command (MemoryError, raised at "
+                           "memory_error_at_start.py:4): "), said
