@@ -123,8 +123,8 @@ def _memory_limit_advice() -> str:
 
 
 def memory_limit_set() -> str | None:
-    """"this process's memory limit (`ulimit -v`, now N KiB)" where an address-space or
-    data-segment limit (a job's `ulimit -v` / `-d`) is set, else None."""
+    """"this process's memory limit (`ulimit -v`, now N KiB)" where an address-space limit
+    is set, "(`ulimit -d`, ...)" where a data-segment limit is set instead, else None."""
     for limit, option in _LIMITS:
         soft = resource.getrlimit(limit)[0]
         if soft != resource.RLIM_INFINITY:

@@ -1,8 +1,8 @@
 """Telling OpenBLAS's own SIGINT from a Ctrl-C, and the one line that says it.
 
 OpenBLAS (numpy's) starts a thread per core as numpy loads it. Where one cannot start (the
-limit on processes and threads, a container's pids limit or `ulimit -u`, below the cores; or an
-address-space limit, `ulimit -v`, just too low for the threads' stacks) it prints why and
+limit on processes and threads, a container's pids limit or `ulimit -u`, below the cores; or a
+memory limit, `ulimit -v` or `-d`, just too low for the threads' stacks) it prints why and
 raises SIGINT in this process itself: the commands said "stopped (Ctrl-C)",
 exit code 130, though nobody pressed it; and a process that went on would wait forever in a
 BLAS call for the thread that never started. ``import_numpy`` loads numpy with SIGINT blocked,
