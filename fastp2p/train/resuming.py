@@ -126,7 +126,10 @@ def check_dataroot_from_here(from_here, saved, pairs: int) -> None:
 
 
 def say_resumed(args, trainer, pairs: int, say) -> bool:
-    """The lines on what a resumed run goes on from; False when it has no epoch left."""
+    """The lines on what a resumed run goes on from; False when it has no epoch left (the
+    options it changed are then said as not applied)."""
+    from fastp2p.train.saved_options import OPTIONS_FILE, resume_changes_line
+
     say(f"resumed {trainer.checkpoints.path} at epoch {trainer.progress.epoch}, step "
         f"{trainer.engine.steps}")
     for note in (trainer.pairs_changed_note(pairs), trainer.total_batch_changed_note()):
@@ -141,5 +144,10 @@ def say_resumed(args, trainer, pairs: int, say) -> bool:
             f"and this run would end at epoch {trainer.last_epoch} (--n_epochs {args.n_epochs} "
             f"+ --n_epochs_decay {args.n_epochs_decay}): nothing to train, nothing changed; "
             "raise --n_epochs or --n_epochs_decay to train on")
+        # what a resume that trains says of them, so that a changed option is not lost unsaid
+        changes_line = resume_changes_line(args, trainer.checkpoints.path / OPTIONS_FILE,
+                                           trains=False)
+        if changes_line:
+            say(changes_line)
         return False
     return True

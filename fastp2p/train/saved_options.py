@@ -205,6 +205,20 @@ def changed_options(args, path: Path, keys) -> str:
                      and not (key == "dataroot" and _same_folder(saved, args.dataroot)))
 
 
+def resume_changes_line(args, path: Path, trains: bool) -> str:
+    """The line a resume says of the options it is given that differ from the run's options
+    file at ``path`` (RESUME_COMPARED), as ``--lr 0.0002 -> 0.001``: that it trains on with
+    them, or (``trains`` False: nothing left to train) that they are not applied, the file
+    keeping the run's; "" where none differ."""
+    changed = changed_options(args, path, RESUME_COMPARED)
+    if not changed:
+        return ""
+    how = ("trains on with" if trains else "not applied, as nothing is trained (give them again "
+           "with a later --n_epochs or --n_epochs_decay):")
+    return f"--continue_train: {how} options the run did not use so far (its {OPTIONS_FILE}): " \
+           f"{changed}"
+
+
 def threads_change(path: Path, compute_threads: int) -> str:
     """The line a resume on a CPU says where the options file at ``path`` records another
     count of compute threads than ``compute_threads``; "" where it records the same, none (an

@@ -444,16 +444,14 @@ def _open_run_files(args, checkpoints, state, messengers, trainer, dataroot_from
     import torch
 
     from fastp2p.train.reports import LOSS_LOG, WEB, KeptNumber, LossLog, TrainingPage
-    from fastp2p.train.saved_options import (OPTIONS_FILE, RESUME_COMPARED, changed_options,
-                                             threads_change)
+    from fastp2p.train.saved_options import OPTIONS_FILE, resume_changes_line, threads_change
 
     say, say_error = messengers
     options_file, threads = checkpoints.path / OPTIONS_FILE, torch.get_num_threads()
     if state is not None:
-        changed = changed_options(args, options_file, RESUME_COMPARED)
-        if changed:
-            say(f"--continue_train: trains on with options the run did not use so far "
-                f"(its {OPTIONS_FILE}): {changed}")
+        changes_line = resume_changes_line(args, options_file, trains=True)
+        if changes_line:
+            say(changes_line)
         # on a GPU the CPU's threads compute none of the step's sums
         threads_line = threads_change(options_file, threads) if on_cpu else ""
         if threads_line:

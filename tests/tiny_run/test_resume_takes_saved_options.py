@@ -132,8 +132,10 @@ def test_a_value_the_options_file_lost_is_a_warning_on_stderr(run_of_lr, capsys)
     assert main(_resume_argv(run_of_lr)) == 0, capsys.readouterr().err
     captured = capsys.readouterr()
     assert "warning" not in captured.out, captured.out
-    taken = [line for line in captured.out.splitlines() if line.startswith("--continue_train:")]
-    assert len(taken) == 1 and taken[0].startswith("--continue_train: took "), taken
+    # (the run has nothing to train: the default standing in is also said as not applied)
+    taken = [line for line in captured.out.splitlines()
+             if line.startswith("--continue_train: took ")]
+    assert len(taken) == 1, captured.out
     warned = [line for line in captured.err.splitlines() if line.startswith("--continue_train:")]
     assert warned == [f"--continue_train: warning: {options} holds values this fastp2p cannot "
                       "read, so the defaults are used in their place: --beta1 'x' (the default "
@@ -293,6 +295,20 @@ def test_a_resume_with_nothing_to_train_keeps_the_runs_options(run_of_lr, capsys
     out = capsys.readouterr().out
     assert "is done up to epoch 2, and this run would end at epoch 1" in out, out
     assert _saved(run_of_lr / "tiny")["n_epochs"] == "2"
+
+
+def test_a_resume_with_nothing_to_train_names_the_changes_it_did_not_apply(run_of_lr, capsys):
+    """QA: a finished run resumed with another --lambda_L1 said "nothing to train, nothing
+    changed", exit 0, without the `--lambda_L1 100.0 -> 10.0` a resume that trains says."""
+    assert main(_resume_argv(run_of_lr, "--lambda_L1", "10")) == 0, capsys.readouterr().err
+    lines = capsys.readouterr().out.splitlines()
+    done = [line for line in lines if "nothing to train" in line]
+    assert len(done) == 1, lines
+    changes = lines[lines.index(done[0]) + 1]
+    assert changes == ("--continue_train: not applied, as nothing is trained (give them again "
+                       "with a later --n_epochs or --n_epochs_decay): options the run did not "
+                       "use so far (its train_opt.txt): --lambda_L1 100.0 -> 10.0"), lines
+    assert _saved(run_of_lr / "tiny")["lambda_L1"] == "100.0"
 
 
 @pytest.mark.parametrize("kept, warned", [
