@@ -85,6 +85,15 @@ class L1Scores:
                          f"{_ratio(model, identity)}; fake_B = real_A)")
         return "\n".join(lines)
 
+    def record(self) -> dict:
+        """What ``report`` prints, for scores.json (``fastp2p.train.score_file``): each L1
+        (None for a baseline not computed) and what the constant baseline averages, or why
+        there is none."""
+        l1 = {"model": self.mean("model"),
+              "constant": self.mean("constant") if self.mean_image is not None else None,
+              "identity": self.mean("identity") if self.same_channels else None}
+        return {"l1": l1, "constant_note": self.mean_note}
+
 
 def _ratio(model: float, baseline: float) -> str:
     """model / baseline to 2 decimals; "n/a" when the baseline is exact (L1 0: real_B equals

@@ -3,7 +3,8 @@
 Writes ``RESULTS_DIR/NAME/PHASE_EPOCH/images/{name}_{real_A,fake_B,real_B}.png`` and an
 ``index.html`` beside them (``name``: the A image's file stem, or its path under the split's
 folder when an earlier image took that stem; shortened with a hash past 200 bytes), then
-prints the mean L1 of fake_B to real_B next to two baselines (``fastp2p.train.evaluation``).
+prints the mean L1 of fake_B to real_B next to two baselines (``fastp2p.train.evaluation``),
+also written to ``scores.json`` beside the page (``fastp2p.train.score_file``).
 As in the reference: batch size 1, pairs in order, no flipping, and the generator stays in
 train mode (batch statistics, dropout as noise) unless ``--eval`` (the default without
 ``--dataroot``, whose quick profile trains at batch 32).
@@ -69,7 +70,7 @@ DESCRIPTION = """\
 Translate a split (default: test) with CHECKPOINTS_DIR/NAME/EPOCH_net_G.pth and write the
 real_A / fake_B / real_B images and an HTML index to RESULTS_DIR/NAME/PHASE_EPOCH/, and print
 the mean L1 of fake_B to real_B beside two baselines: the train split's mean image (a constant
-answer) and, when A and B have the same channels, real_A itself.
+answer) and, when A and B have the same channels, real_A itself (also in scores.json there).
 With --dataset_mode single (implied by the reference's --model test; --model_suffix S loads
 EPOCH_net_GS.pth) the images under DATAROOT itself are translated without a target: real and
 fake images, no L1. The generator's options (--netG, --ngf, --norm, --no_dropout, --input_nc,
@@ -226,6 +227,7 @@ def run(args: argparse.Namespace) -> int:
             with resources.pop_all():
                 try:
                     translated = _translate(args, netG, loader, device, out_dir, trackers, stops)
+                    _write_scores(args, translated, weights, out_dir)
                 except (ValueError, OSError) as err:
                     return _failed(err)
             return _report(translated, weights, out_dir)
@@ -571,6 +573,20 @@ def _translate(args, netG, loader, device, out_dir, trackers, stops) -> _Transla
                        _not_written(images_dir, sections))
 
 
+def _write_scores(args, translated: _Translated, weights: Path, out_dir: Path) -> None:
+    """``out_dir/scores.json`` (``fastp2p.train.score_file``): the scores printed, for a
+    script to read. ValueError where it cannot be written, saying the images and their page
+    are whole."""
+    from fastp2p.train.checkpoints import describe_os_error
+    from fastp2p.train.score_file import SCORES_FILE, scores_record, write_scores
+
+    try:
+        write_scores(out_dir / SCORES_FILE, scores_record(args, translated, weights))
+    except OSError as err:
+        raise ValueError(f"{describe_os_error(err)}; the images and index.html are whole: only "
+                         f"{SCORES_FILE} failed") from err
+
+
 def _not_written(images_dir: Path, sections) -> int:
     """How many entries of ``images_dir`` are none of the files ``sections`` lists: an earlier
     run's, which a run with fewer images or other names leaves beside its own. Said, not
@@ -695,8 +711,9 @@ def _begin_results(out_dir: Path) -> Path:
     """Make ``out_dir/images`` (returned) for a run's images: refuse linked folders, remove
     temporary files of killed runs, and remove the page of an earlier run, which would
     otherwise list this run's images beside its own while this one runs, or for good if it
-    stops early."""
+    stops early, and its scores.json, which a run that fails would leave as its own."""
     from fastp2p.atomic_files import remove_left_by_dead_processes
+    from fastp2p.train.score_file import SCORES_FILE
 
     page = out_dir / "index.html"
     if page.is_dir() and not page.is_symlink():   # unlink would say a bare "Is a directory"
@@ -709,6 +726,7 @@ def _begin_results(out_dir: Path) -> Path:
     for folder in (out_dir, images_dir):
         remove_left_by_dead_processes(folder)
     page.unlink(missing_ok=True)
+    (out_dir / SCORES_FILE).unlink(missing_ok=True)   # nor are its scores left as this run's
     return images_dir
 
 
