@@ -78,10 +78,11 @@ fake images, no L1. The generator's options (--netG, --ngf, --norm, --no_dropout
 train_opt.txt where it has one (one line names them; given ones win; the generator's file is
 checked first, and one saved with others is refused naming them); without that file the
 defaults apply (without --dataroot the quick profile's, matching `fastp2p train` without
-it). As the reference's test means to, each whole image is read at --crop_size (--load_size
-follows it unless given; the reference keeps 256 even for another --crop_size): a DATAROOT
-packed at a larger load size is resized again to it; a --load_size above --crop_size asks
-for random crops instead.
+it). A --direction, --dataroot (none: the embedded dataset) or image size other than the
+run's is used as given, with one line each naming it. As the reference's test means to,
+each whole image is read at --crop_size (--load_size follows it unless given; the reference
+keeps 256 even for another --crop_size): a DATAROOT packed at a larger load size is resized
+again to it; a --load_size above --crop_size asks for random crops instead.
 Every option of the reference's test.py is accepted (`python test.py --model pix2pix ...` runs
 as `fastp2p test --model pix2pix ...`); those that mean nothing here are named in one line.
 index.html lists only whole triplets of the run that wrote it (an earlier run's page is removed
@@ -344,7 +345,7 @@ def _set_up(args, device, threads, resources: contextlib.ExitStack, saved):
     from fastp2p.train.image_sizes import check_images_fit_unet
     from fastp2p.train.networks import generator_from_options
     from fastp2p.train.reference_options import describe_networks, results_folder_name
-    from fastp2p.train.saved_options import OPTIONS_FILE, changed_options
+    from fastp2p.train.saved_options import OPTIONS_FILE
     from fastp2p.train.trackers import close_trackers, open_trackers
     from fastp2p.train.unet_names import unet_levels
 
@@ -377,12 +378,8 @@ def _set_up(args, device, threads, resources: contextlib.ExitStack, saved):
     netG = generator_from_options(args, device, random_init=False)   # the load sets every weight
     folder, read = saved
     weights = folder.load_network(netG, args.epoch, "G", read)
-    # single images have no other side to translate from: --direction does not apply
-    trained_otherwise = None if single else changed_options(args, folder.path / OPTIONS_FILE,
-                                                            ("direction",))
-    if trained_otherwise:  # the reference translates the other way without a word
-        print(f"note: translates the other way than the run was trained ({trained_otherwise}"
-              f", its {OPTIONS_FILE})")
+    for line in _trained_otherwise_notes(args, folder.path / OPTIONS_FILE, single):
+        print(line)
     if args.verbose:
         print(describe_networks(G=netG))
     trackers = open_trackers(args, _tracker_folder(args, out_dir), "test")
@@ -390,6 +387,36 @@ def _set_up(args, device, threads, resources: contextlib.ExitStack, saved):
     if args.eval:
         netG.eval()
     return loader, netG, weights, out_dir, trackers
+
+
+def _trained_otherwise_notes(args, options_file: Path, single: bool) -> list:
+    """One line each where this test reads its images otherwise than the run, by its
+    ``options_file``, was trained: the other --direction, another --dataroot (None, the
+    embedded dataset, too) and another image size, all of which the reference's test takes
+    from its command line without a word (test takes the generator's options alone from the
+    run, so these are said, not changed). Single images (``single``) have no other side to
+    translate from and are DATAROOT itself, so only their size is compared; --preprocess none
+    reads each image at its own size. The load size is compared only where this test asks
+    for crops of a larger image: whole images at --crop_size are what the reference's test
+    means, where training crops 256 of 286."""
+    from fastp2p.train.saved_options import OPTIONS_FILE, changed_options
+
+    def changed(keys) -> str:
+        return changed_options(args, options_file, keys)
+
+    notes = []
+    direction = "" if single else changed(("direction",))
+    if direction:
+        notes.append(f"translates the other way than the run was trained ({direction}")
+    dataroot = "" if single else changed(("dataroot",))
+    if dataroot:
+        embedded = "" if args.dataroot else ": the embedded dataset"
+        notes.append(f"reads another dataset than the run was trained on ({dataroot}{embedded}")
+    size_keys = ("crop_size",) + (("load_size",) if args.load_size != args.crop_size else ())
+    sizes = "" if args.preprocess == "none" else changed(size_keys)
+    if sizes:
+        notes.append(f"translates at another image size than the run was trained at ({sizes}")
+    return [f"note: {note}, its {OPTIONS_FILE})" for note in notes]
 
 
 def _lock_results(out_dir: Path, resources: contextlib.ExitStack) -> None:
