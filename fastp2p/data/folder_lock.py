@@ -48,17 +48,25 @@ def _open_lock_file(folder: Path, flags: int) -> int:
 def _holders(fd: int, kind: str) -> str:
     """" (pid 12, 34)": the processes that hold a ``kind`` ("READ" or "WRITE") flock on
     ``fd``'s file, as Linux's /proc/locks lists them; "" where that is unknown."""
+    pids = sorted(flock_holders(fd, kind) - {0})
+    return f" (pid {', '.join(map(str, pids))})" if pids else ""
+
+
+def flock_holders(fd: int, kind: str) -> set:
+    """The pids of the processes that hold a ``kind`` ("READ" or "WRITE") flock on ``fd``'s
+    file, as Linux's /proc/locks lists them (0: one outside this pid namespace); empty where
+    that is unknown. Looked up, not tried: a probe that takes the lock, even shared for an
+    instant, refuses a run that takes it at that instant."""
     info = os.fstat(fd)
     file_id = f"{os.major(info.st_dev):02x}:{os.minor(info.st_dev):02x}:{info.st_ino}"
     try:
         with open("/proc/locks") as locks:
             rows = [line.split() for line in locks]
     except OSError:
-        return ""
+        return set()
     # "1: FLOCK  ADVISORY  WRITE 1234 fe:00:5678 0 EOF"; a waiter's row has "->" after "1:"
-    pids = sorted({int(row[4]) for row in rows if len(row) > 5 and row[1] == "FLOCK"
-                   and row[3] == kind and row[5] == file_id and row[4].isdigit()} - {0})
-    return f" (pid {', '.join(map(str, pids))})" if pids else ""
+    return {int(row[4]) for row in rows if len(row) > 5 and row[1] == "FLOCK"
+            and row[3] == kind and row[5] == file_id and row[4].isdigit()}
 
 
 def _writing_now(folder: Path, fd: int) -> PackFolderBusy:

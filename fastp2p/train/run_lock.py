@@ -49,6 +49,22 @@ def _holder(fd: int) -> str:
     return f"process {int(first_line)}, " if first_line.isdigit() else ""
 
 
+def held_now(folder) -> bool:
+    """Whether a process holds ``folder``'s lock now (a training of that run, still going:
+    the lock goes with its process), as /proc/locks lists it; False where that cannot be told
+    (no lock file: no run holds it; a link or special file at its name is not opened)."""
+    from fastp2p.data.folder_lock import flock_holders
+
+    try:
+        fd = open_plain_file(Path(folder) / LOCK_NAME, os.O_RDONLY)
+    except (OSError, ValueError):   # ValueError: NotAPlainFile
+        return False
+    try:
+        return bool(flock_holders(fd, "WRITE"))
+    finally:
+        os.close(fd)
+
+
 class RunFolderLock:
     """``acquire()`` takes the lock of ``folder`` (creating the folder) or raises
     RunFolderBusy; ``release()`` gives it back (a no-op when not held). ``command`` names the

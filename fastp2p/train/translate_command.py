@@ -53,6 +53,7 @@ import argparse
 import contextlib
 import os
 import signal
+import stat
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -215,6 +216,7 @@ def run(args: argparse.Namespace) -> int:
             return EXIT_IN_USE
         except (ValueError, OSError) as err:   # ValueError: a DataError too
             return _failed(err)
+        weights_state = _weights_state(args, saved[0])
         # the file's tensors (the meta generator took them too), loaded into netG: not kept
         # through the translation
         del saved, generator
@@ -231,7 +233,7 @@ def run(args: argparse.Namespace) -> int:
                     _write_scores(args, translated, weights, out_dir)
                 except (ValueError, OSError) as err:
                     return _failed(err)
-            return _report(translated, weights, out_dir)
+            return _report(translated, weights, out_dir, weights_state)
 
 
 def _refused_before_torch(args) -> int | None:
@@ -460,11 +462,13 @@ def _failed(err: Exception) -> int:
     return 1
 
 
-def _report(translated, weights: Path, out_dir: Path) -> int:
-    """Print what the run did and its L1 scores; its exit code (128 + the stop's signal)."""
+def _report(translated, weights: Path, out_dir: Path, weights_state: str = "") -> int:
+    """Print what the run did and its L1 scores; its exit code (128 + the stop's signal).
+    ``weights_state``: what ``_weights_state`` says of the generator's file ``weights``."""
     from fastp2p.data.errors import counted
 
-    print(f"translated {_how_many(translated)} image(s) with {weights}{_cut_note(translated)}")
+    print(f"translated {_how_many(translated)} image(s) with {weights}{weights_state}"
+          f"{_cut_note(translated)}")
     if translated.scores is not None:
         print(translated.scores.report())
     if translated.not_written:
@@ -477,6 +481,59 @@ def _report(translated, weights: Path, out_dir: Path) -> int:
           f"{translated.count} of {translated.total} images; the results are partial, and "
           "index.html says so", file=sys.stderr)   # a stop, as train's: not a result
     return 128 + translated.stopped_by
+
+
+def _weights_state(args, folder) -> str:
+    """" (after epoch 3, step 120; its run is still training)": the point of the run its
+    CheckpointFolder ``folder``'s --epoch set was saved at, as its manifest (the step) and
+    training state (the epoch) record it, and whether a training holds the run's lock now
+    (latest_* may have moved on since); "" where none of that is known (the reference's
+    files, --model_suffix's file of another tool)."""
+    from fastp2p.train.run_lock import held_now
+
+    said = [] if args.model_suffix else [_saved_at(folder, args.epoch)]
+    if held_now(folder.path):
+        said.append("its run is still training")
+    said = [words for words in said if words]
+    return f" ({'; '.join(said)})" if said else ""
+
+
+def _saved_at(folder, label) -> str:
+    """"after epoch 3, step 120" (an epoch's end), "in epoch 4, step 130" (a save within it),
+    or "step 130" where the training state does not say (one of another save, whose rename
+    is pending; not a regular file; unreadable): its small records only are read
+    (memory-mapped, weights only: the optimizers' tensors, most of the file, are never read;
+    not checked against the manifest's SHA-256, which would read it all); "" without a
+    manifest."""
+    import pickle
+
+    import torch
+
+    from fastp2p.checkpoint_names import TRAIN_STATE_SUFFIX
+
+    try:
+        manifest = folder.manifest(label)
+    except ValueError:   # read whole at the load: changed since, by hand
+        return ""
+    if manifest is None:
+        return ""
+    step = f"step {manifest['step']}"
+    path = folder.file(label, TRAIN_STATE_SUFFIX)
+    try:   # a link is not followed out of the run folder, nor a FIFO opened (it would block)
+        if not stat.S_ISREG(os.lstat(path).st_mode):
+            return step
+        state = torch.load(path, map_location="cpu", mmap=True, weights_only=True)
+        progress = state["progress"] if state["generation"] == manifest["generation"] else {}
+        epoch, batches = progress["epoch"], progress["epoch_batches"]
+        complete = progress["epoch_complete"]
+    except (OSError, RuntimeError, ValueError, KeyError, TypeError, IndexError, EOFError,
+            pickle.UnpicklingError):   # a damaged or hand-made file's errors
+        return step
+    if not (type(epoch) is int and type(batches) is int and type(complete) is bool):
+        return step
+    if complete or batches == 0:   # at an epoch's end the state has moved on to the next
+        return f"after epoch {epoch if complete else epoch - 1}, {step}"
+    return f"in epoch {epoch}, {step}"
 
 
 def _how_many(translated) -> str:
