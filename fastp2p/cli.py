@@ -119,9 +119,10 @@ def _said_if_out_of_memory(what: str, args: argparse.Namespace, work, *work_args
     try:
         return work(*work_args)
     except (MemoryError, ImportError, OSError) as error:
-        if out_of_memory(error) is None:
+        reason = out_of_memory(error)
+        if reason is None:
             raise
-        print(f"{_said_as(args)}: error: {not_enough_memory(what, error)}", file=sys.stderr)
+        print(f"{_said_as(args)}: error: {not_enough_memory(what, reason)}", file=sys.stderr)
         return 1
 
 

@@ -63,21 +63,36 @@ def _raised_in_an_import(frames) -> bool:
 
 
 def _at_an_import(frame) -> bool:
-    """Whether the traceback entry ``frame`` raised at an import statement's instruction."""
-    code = frame.tb_frame.f_code.co_code
+    """Whether the traceback entry ``frame`` raised at an import statement's instruction, or
+    the process is too short of memory to tell: reading the code's bytes copies them (on
+    3.11), and a MemoryError there, in the check of a MemoryError, ended in a traceback of
+    both; its one line is true whichever raised the first."""
+    try:
+        code = frame.tb_frame.f_code.co_code
+    except MemoryError:
+        return True
     return 0 <= frame.tb_lasti < len(code) and code[frame.tb_lasti] == _IMPORT_NAME
 
 
-def not_enough_memory(what: str, error: BaseException) -> str:
-    """The line that says ``what`` ("import torch") failed for want of memory, for
-    ``out_of_memory(error)``'s reason (with, for a MemoryError, the file:line it was raised at:
-    a bug's MemoryError in a module's start-up is told by where it is), and which limit to
+def not_enough_memory(what: str, reason: BaseException) -> str:
+    """The line that says ``what`` ("import torch") failed for want of memory, for ``reason``
+    (what ``out_of_memory`` found: asked here again, it might find otherwise where the first
+    check had no memory to read a frame), with, for a MemoryError, the file:line it was raised
+    at (a bug's MemoryError in a module's start-up is told by where it is), and which limit to
     raise."""
-    reason = out_of_memory(error)
     first_line = (str(reason).splitlines() or [""])[0] or type(reason).__name__
     if isinstance(reason, MemoryError):  # a library that could not be mapped names itself
-        first_line += f", raised at {_raised_at(reason.__traceback__)}"
+        first_line += _where_raised(reason)
     return f"not enough memory to {what} ({first_line}): {_memory_limit_advice()}"
+
+
+def _where_raised(error: MemoryError) -> str:
+    """", raised at FILE:LINE" for ``error``, or nothing where finding it runs out of memory
+    too (it walks the frames and sys.path): the line goes without it, not as a traceback."""
+    try:
+        return f", raised at {_raised_at(error.__traceback__)}"
+    except MemoryError:
+        return ""
 
 
 def _raised_at(frames) -> str:

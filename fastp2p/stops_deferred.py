@@ -69,6 +69,7 @@ def import_torch(module: str = "torch._dynamo") -> None:
         try:
             importlib.import_module(module)   # torch first, as an import does
         except (MemoryError, ImportError, OSError) as error:
-            if out_of_memory(error) is None:
+            reason = out_of_memory(error)
+            if reason is None:
                 raise
-            raise TorchNotImported(not_enough_memory("import torch", error)) from error
+            raise TorchNotImported(not_enough_memory("import torch", reason)) from error

@@ -2,7 +2,9 @@
 OSError that ends a command: an error chain that loops (an error re-raised after one raised
 from it) is read to its end, not forever, the command line loads where the standard
 library has no ``resource`` module (not Unix), a MemoryError whose import left no frame of
-its own in the traceback is one line too, and a MemoryError's line names where it was raised."""
+its own in the traceback is one line too, and a MemoryError's line names where it was raised,
+unless finding the place (or telling it was an import's) runs out of memory too: the line then
+goes without it, not as a traceback."""
 import importlib
 import importlib.abc
 import importlib.util
@@ -10,10 +12,12 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
 from fastp2p.cli import main
+from fastp2p import import_memory
 from fastp2p.data import pack_command
 from fastp2p.import_memory import not_enough_memory
 from helpers.data_helpers import make_aligned, tiny_pack_args
@@ -116,17 +120,54 @@ def test_a_memory_error_that_left_only_the_importing_line_is_one_line(tmp_path, 
 MEMORY_ERROR_AT_START = "def allocate():\n    raise MemoryError\n\nallocate()\n"
 
 
-def test_a_memory_error_in_a_modules_start_up_names_where_it_was_raised(tmp_path, monkeypatch):
-    """The line said "(MemoryError)" alone: which import failed, and so whether a limit or a
-    bug's MemoryError in a module's start-up was to blame, was lost with the traceback."""
-    (tmp_path / "memory_error_at_start.py").write_text(MEMORY_ERROR_AT_START)
-    monkeypatch.syspath_prepend(str(tmp_path))
+def _memory_error_at_start(folder, monkeypatch) -> MemoryError:
+    """The MemoryError of importing MEMORY_ERROR_AT_START, a module written in ``folder``."""
+    (folder / "memory_error_at_start.py").write_text(MEMORY_ERROR_AT_START)
+    monkeypatch.syspath_prepend(str(folder))
     monkeypatch.delitem(sys.modules, "memory_error_at_start", raising=False)
     try:
         importlib.import_module("memory_error_at_start")
-        pytest.fail("the module's start-up raised nothing")
     except MemoryError as error:
-        said = not_enough_memory("run the command", error)
+        return error
+    pytest.fail("the module's start-up raised nothing")
+
+
+def test_a_memory_error_in_a_modules_start_up_names_where_it_was_raised(tmp_path, monkeypatch):
+    """The line said "(MemoryError)" alone: which import failed, and so whether a limit or a
+    bug's MemoryError in a module's start-up was to blame, was lost with the traceback."""
+    said = not_enough_memory("run the command", _memory_error_at_start(tmp_path, monkeypatch))
     # the module's line, not the function's: the module names the import
     assert said.startswith("not enough memory to run the command (MemoryError, raised at "
                            "memory_error_at_start.py:4): "), said
+
+
+def test_a_memory_error_in_finding_where_it_was_raised_leaves_the_place_out(tmp_path,
+                                                                            monkeypatch):
+    """Finding the place walks the frames and sys.path, which may run out of memory too: that
+    MemoryError came out of the line's making, a traceback where the line was due."""
+    error = _memory_error_at_start(tmp_path, monkeypatch)
+
+    def out_of_memory_too(frames):
+        raise MemoryError
+
+    monkeypatch.setattr(import_memory, "_raised_at", out_of_memory_too)
+    assert not_enough_memory("run the command", error).startswith(
+        "not enough memory to run the command (MemoryError): ")
+
+
+class _CodeWithoutMemoryToCopy:
+    """A code object as a process out of memory has it: its bytes, copied as they are read,
+    raise a MemoryError."""
+    co_name, co_filename = "allocate", "work.py"
+
+    @property
+    def co_code(self):
+        raise MemoryError
+
+
+def test_a_memory_error_in_reading_a_frames_code_is_taken_for_the_limit():
+    """Telling whether a MemoryError was raised at an import statement reads the last frame's
+    code bytes; a MemoryError there came out of the check, a traceback of both."""
+    frame = SimpleNamespace(tb_frame=SimpleNamespace(f_code=_CodeWithoutMemoryToCopy()),
+                            tb_lasti=0, tb_next=None)
+    assert import_memory._raised_in_an_import(frame)
