@@ -5,6 +5,7 @@ library (and little of it: nothing that Python's start has not loaded but ``opco
 ``resource``), so that ``fastp2p.cli`` can say it whatever failed to load after it."""
 # Imported here, not where the advice or the check needs them, which may be short of the
 # memory to import them.
+import errno
 import opcode
 import os
 import sys
@@ -23,9 +24,10 @@ LIBRARY_NOT_MAPPED = "failed to map segment from shared object"
 
 def out_of_memory(error: BaseException) -> BaseException | None:
     """The innermost error of ``error``'s chain (``error``, then what it was raised from or
-    while handling) that says an import ran out of memory: a MemoryError raised inside an
-    import, or an ImportError or OSError of a library that could not be mapped (numpy raises
-    its own ImportError from that one); None where none does."""
+    while handling) that says an import ran out of memory: a MemoryError, or an OSError of
+    ENOMEM (importlib's listing of a folder, ``_fill_cache``, in torch's import at `ulimit -v
+    610000`), raised inside an import, or an ImportError or OSError of a library that could
+    not be mapped (numpy raises its own ImportError from that one); None where none does."""
     found, seen = None, set()
     # a chain may loop (an error re-raised after one raised from it), which would hang here
     while error is not None and id(error) not in seen:
@@ -37,9 +39,11 @@ def out_of_memory(error: BaseException) -> BaseException | None:
 
 
 def _import_out_of_memory(error: BaseException) -> bool:
-    if isinstance(error, (ImportError, OSError)):
-        return LIBRARY_NOT_MAPPED in str(error)
-    return isinstance(error, MemoryError) and _raised_in_an_import(error.__traceback__)
+    if isinstance(error, (ImportError, OSError)) and LIBRARY_NOT_MAPPED in str(error):
+        return True
+    no_memory = isinstance(error, MemoryError) or (isinstance(error, OSError)
+                                                   and error.errno == errno.ENOMEM)
+    return no_memory and _raised_in_an_import(error.__traceback__)
 
 
 # The instruction of an import statement (``import x``, ``from x import y``)

@@ -4,7 +4,9 @@ from it) is read to its end, not forever, the command line loads where the stand
 library has no ``resource`` module (not Unix), a MemoryError whose import left no frame of
 its own in the traceback is one line too, and a MemoryError's line names where it was raised,
 unless finding the place (or telling it was an import's) runs out of memory too: the line then
-goes without it, not as a traceback."""
+goes without it, not as a traceback. An OSError of ENOMEM is an import's out of memory where it
+is raised in an import (importlib's listing of a folder), not elsewhere."""
+import errno
 import importlib
 import importlib.abc
 import importlib.util
@@ -19,7 +21,7 @@ import pytest
 from fastp2p.cli import main
 from fastp2p import import_memory
 from fastp2p.data import pack_command
-from fastp2p.import_memory import not_enough_memory
+from fastp2p.import_memory import not_enough_memory, out_of_memory
 from helpers.data_helpers import make_aligned, tiny_pack_args
 
 NOT_MAPPED = "libtorch_cpu.so: failed to map segment from shared object"
@@ -171,3 +173,49 @@ def test_a_memory_error_in_reading_a_frames_code_is_taken_for_the_limit():
     frame = SimpleNamespace(tb_frame=SimpleNamespace(f_code=_CodeWithoutMemoryToCopy()),
                             tb_lasti=0, tb_next=None)
     assert import_memory._raised_in_an_import(frame)
+
+
+# the folder that importlib's FileFinder failed to list under `ulimit -v 610000` in torch's import
+UNLISTED = "/venv/lib/python3.11/site-packages/torch/ao/nn/quantized/reference"
+
+
+class _FolderNotListed(importlib.abc.MetaPathFinder):
+    """Fails to find module ``name`` as FileFinder's listing of a folder (``_fill_cache``)
+    failed for want of memory."""
+
+    def __init__(self, name: str):
+        self.name = name
+
+    def find_spec(self, name, path, target=None):
+        if name == self.name:
+            raise OSError(errno.ENOMEM, "Cannot allocate memory", UNLISTED)
+        return None
+
+
+def test_an_import_that_could_not_list_a_folder_for_want_of_memory_is_one_line(
+        tmp_path, monkeypatch, capsys):
+    """torch's import at `ulimit -v 610000` printed a traceback ending in "OSError: [Errno 12]
+    Cannot allocate memory: '.../torch/ao/nn/quantized/reference'" from importlib's
+    ``_fill_cache``: the check took only a library that could not be mapped for an OSError of
+    memory. Emulated in pack's import of its own module."""
+    make_aligned(tmp_path / "data", count=1)
+    monkeypatch.delitem(sys.modules, "fastp2p.data.packed_index", raising=False)
+    monkeypatch.setattr(sys, "meta_path",
+                        [_FolderNotListed("fastp2p.data.packed_index"), *sys.meta_path])
+    assert main(tiny_pack_args(tmp_path / "data", tmp_path / "out")) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("fastp2p pack: error: not enough memory to run the command ([Errno 12] "
+                          f"Cannot allocate memory: '{UNLISTED}'): "), err
+    assert err.count("\n") == 1, err
+
+
+def _enomem_outside_an_import() -> OSError:
+    try:
+        raise OSError(errno.ENOMEM, "Cannot allocate memory")   # as fork() raises it
+    except OSError as error:
+        return error
+
+
+def test_an_enomem_outside_an_import_is_no_import_out_of_memory():
+    """Only an import's: a command's own ENOMEM (a worker's fork, say) is told where it is."""
+    assert out_of_memory(_enomem_outside_an_import()) is None
