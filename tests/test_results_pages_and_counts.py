@@ -46,7 +46,8 @@ def test_a_stopped_run_reports_the_images_it_wrote(tmp_path, capsys):
     assert _report(translated, weights, tmp_path) == 128 + signal.SIGINT
     out, err = capsys.readouterr()
     assert out.splitlines() == [f"translated 2 image(s) with {weights}",
-                                f"open: {(Path(tmp_path) / 'index.html').resolve()}"]
+                                f"open: {(Path(tmp_path) / 'index.html').resolve()}",
+                                f"scores: {(Path(tmp_path) / 'scores.json').resolve()}"]
     assert err.splitlines() == ["SIGINT received: stopped after 2 of 9 images; the results are "
                                 "partial, and index.html says so"]
     whole = _Translated(count=9, total=9, scores=None, stopped_by=None)

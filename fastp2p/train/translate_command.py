@@ -463,9 +463,11 @@ def _failed(err: Exception) -> int:
 
 
 def _report(translated, weights: Path, out_dir: Path, weights_state: str = "") -> int:
-    """Print what the run did and its L1 scores; its exit code (128 + the stop's signal).
+    """Print what the run did, its L1 scores and where its page and scores.json are; its exit
+    code (128 + the stop's signal).
     ``weights_state``: what ``_weights_state`` says of the generator's file ``weights``."""
     from fastp2p.data.errors import counted
+    from fastp2p.train.score_file import SCORES_FILE
 
     print(f"translated {_how_many(translated)} image(s) with {weights}{weights_state}"
           f"{_cut_note(translated)}")
@@ -475,6 +477,7 @@ def _report(translated, weights: Path, out_dir: Path, weights_state: str = "") -
         print(f"{IMAGES}/ also holds {counted(translated.not_written, 'file')} this run did not "
               "write (an earlier run's, kept); index.html lists only this run's")
     print(f"open: {(out_dir / 'index.html').resolve()}")
+    print(f"scores: {(out_dir / SCORES_FILE).resolve()}")   # for a sweep's collector to read
     if translated.stopped_by is None:
         return 0
     print(f"{signal.Signals(translated.stopped_by).name} received: stopped after "
