@@ -55,7 +55,7 @@ import os
 import signal
 import stat
 import sys
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from fastp2p.command_errors import EXIT_IN_USE, print_error
@@ -230,10 +230,10 @@ def run(args: argparse.Namespace) -> int:
             with resources.pop_all():
                 try:
                     translated = _translate(args, netG, loader, device, out_dir, trackers, stops)
-                    _write_scores(args, translated, weights, out_dir)
+                    _write_scores(args, translated, weights, out_dir, weights_state)
                 except (ValueError, OSError) as err:
                     return _failed(err)
-            return _report(translated, weights, out_dir, weights_state)
+            return _report(translated, weights, out_dir, weights_state.words())
 
 
 def _refused_before_torch(args) -> int | None:
@@ -486,27 +486,59 @@ def _report(translated, weights: Path, out_dir: Path, weights_state: str = "") -
     return 128 + translated.stopped_by
 
 
-def _weights_state(args, folder) -> str:
-    """" (after epoch 3, step 120; its run is still training)": the point of the run its
-    CheckpointFolder ``folder``'s --epoch set was saved at, as its manifest (the step) and
-    training state (the epoch) record it, and whether a training holds the run's lock now
-    (latest_* may have moved on since); "" where none of that is known (the reference's
-    files, --model_suffix's file of another tool)."""
+def _weights_state(args, folder) -> "_WeightsState":
+    """The point of the run its CheckpointFolder ``folder``'s --epoch set was saved at, as its
+    manifest (the step) and training state (the epoch) record it (none for the reference's
+    files or --model_suffix's file of another tool), and whether a training holds the run's
+    lock now (latest_* may have moved on since)."""
     from fastp2p.train.run_lock import held_now
 
-    said = [] if args.model_suffix else [_saved_at(folder, args.epoch)]
-    if held_now(folder.path):
-        said.append("its run is still training")
-    said = [words for words in said if words]
-    return f" ({'; '.join(said)})" if said else ""
+    saved_at = None if args.model_suffix else _saved_at(folder, args.epoch)
+    return _WeightsState(saved_at, held_now(folder.path))
 
 
-def _saved_at(folder, label) -> str:
-    """"after epoch 3, step 120" (an epoch's end), "in epoch 4, step 130" (a save within it),
-    or "step 130" where the training state does not say (one of another save, whose rename
-    is pending; not a regular file; unreadable): its small records only are read
+@dataclass
+class _SavedPoint:
+    """Where in its run a checkpoint was saved: at ``step``, in (or, ``epoch_complete``, at
+    the end of) ``epoch``; both None where its training state does not say."""
+    step: int
+    epoch: int | None = None
+    epoch_complete: bool | None = None
+
+    def words(self) -> str:
+        """"after epoch 3, step 120", "in epoch 4, step 130" or "step 130"."""
+        if self.epoch is None:
+            return f"step {self.step}"
+        return f"{'after' if self.epoch_complete else 'in'} epoch {self.epoch}, step {self.step}"
+
+
+@dataclass
+class _WeightsState:
+    """``_weights_state``'s: ``saved_at`` (a _SavedPoint, None where unknown) and whether its
+    run is training (``run_training``)."""
+    saved_at: _SavedPoint | None
+    run_training: bool
+
+    def words(self) -> str:
+        """" (after epoch 3, step 120; its run is still training)", or "" where nothing is
+        known: the end line's."""
+        said = [self.saved_at.words()] if self.saved_at else []
+        if self.run_training:
+            said.append("its run is still training")
+        return f" ({'; '.join(said)})" if said else ""
+
+    def record(self) -> dict:
+        """The same for scores.json (``fastp2p.train.score_file``)."""
+        saved_at = None if self.saved_at is None else asdict(self.saved_at)
+        return {"saved_at": saved_at, "run_training": self.run_training}
+
+
+def _saved_at(folder, label) -> _SavedPoint | None:
+    """Where in its run ``folder``'s set ``label`` was saved: the manifest's step, and the
+    epoch as its training state records it, where it says (not one of another save, whose
+    rename is pending; a regular file; readable): its small records only are read
     (memory-mapped, weights only: the optimizers' tensors, most of the file, are never read;
-    not checked against the manifest's SHA-256, which would read it all); "" without a
+    not checked against the manifest's SHA-256, which would read it all); None without a
     manifest."""
     import pickle
 
@@ -517,26 +549,26 @@ def _saved_at(folder, label) -> str:
     try:
         manifest = folder.manifest(label)
     except ValueError:   # read whole at the load: changed since, by hand
-        return ""
+        return None
     if manifest is None:
-        return ""
-    step = f"step {manifest['step']}"
+        return None
+    step_only = _SavedPoint(manifest["step"])
     path = folder.file(label, TRAIN_STATE_SUFFIX)
     try:   # a link is not followed out of the run folder, nor a FIFO opened (it would block)
         if not stat.S_ISREG(os.lstat(path).st_mode):
-            return step
+            return step_only
         state = torch.load(path, map_location="cpu", mmap=True, weights_only=True)
         progress = state["progress"] if state["generation"] == manifest["generation"] else {}
         epoch, batches = progress["epoch"], progress["epoch_batches"]
         complete = progress["epoch_complete"]
     except (OSError, RuntimeError, ValueError, KeyError, TypeError, IndexError, EOFError,
             pickle.UnpicklingError):   # a damaged or hand-made file's errors
-        return step
+        return step_only
     if not (type(epoch) is int and type(batches) is int and type(complete) is bool):
-        return step
+        return step_only
     if complete or batches == 0:   # at an epoch's end the state has moved on to the next
-        return f"after epoch {epoch if complete else epoch - 1}, {step}"
-    return f"in epoch {epoch}, {step}"
+        return _SavedPoint(step_only.step, epoch if complete else epoch - 1, True)
+    return _SavedPoint(step_only.step, epoch, False)
 
 
 def _how_many(translated) -> str:
@@ -660,15 +692,18 @@ def _translate(args, netG, loader, device, out_dir, trackers, stops) -> _Transla
                        _not_written(images_dir, sections))
 
 
-def _write_scores(args, translated: _Translated, weights: Path, out_dir: Path) -> None:
-    """``out_dir/scores.json`` (``fastp2p.train.score_file``): the scores printed, for a
-    script to read. ValueError where it cannot be written, saying the images and their page
-    are whole."""
+def _write_scores(args, translated: _Translated, weights: Path, out_dir: Path,
+                  weights_state: _WeightsState) -> None:
+    """``out_dir/scores.json`` (``fastp2p.train.score_file``): the scores printed and where in
+    its run the generator's file ``weights`` was saved (``weights_state``), for a script to
+    read. ValueError where it cannot be written, saying the images and their page are
+    whole."""
     from fastp2p.train.checkpoints import describe_os_error
     from fastp2p.train.score_file import SCORES_FILE, scores_record, write_scores
 
     try:
-        write_scores(out_dir / SCORES_FILE, scores_record(args, translated, weights))
+        record = scores_record(args, translated, weights, weights_state.record())
+        write_scores(out_dir / SCORES_FILE, record)
     except OSError as err:
         raise ValueError(f"{describe_os_error(err)}; the images and index.html are whole: only "
                          f"{SCORES_FILE} failed") from err

@@ -1,12 +1,15 @@
 """`fastp2p test` writes its scores to RESULTS_DIR/NAME/PHASE_EPOCH/scores.json beside
 index.html (QA, a sweep: the scores were only printed, so a collector had to scrape the `model
 (fake_B) ...` lines), and a run that fails leaves no earlier run's file as its own."""
+import argparse
 import errno
 import json
 import os
 import re
 
 from fastp2p.cli import main
+from fastp2p.train.score_file import SCORED_OPTIONS, scores_record
+from fastp2p.train.translate_command import _Translated
 from helpers.train_helpers import tiny_test_argv, tiny_test_results
 
 
@@ -54,3 +57,35 @@ def test_a_failed_run_leaves_no_earlier_runs_scores(data, trained, tmp_path, cap
     assert main(argv) == 1
     assert "no index.html" in capsys.readouterr().err
     assert not scores.exists()
+
+
+def test_the_point_of_the_run_tested_is_recorded(data, trained, tmp_path, capsys):
+    """The epoch and step the checkpoint was saved at (as the end line names them), so that a
+    sweep tells apart tests of one run's latest_* taken at other points of its training."""
+    assert main(tiny_test_argv(data, trained, tmp_path)) == 0
+    assert "(after epoch 1, step " in capsys.readouterr().out
+    record = json.loads((tiny_test_results(tmp_path) / "scores.json").read_text())
+    step = json.loads((trained / "tiny" / "latest_checkpoint.json").read_text())["step"]
+    assert record["saved_at"] == {"epoch": 1, "step": step, "epoch_complete": True}
+    assert record["run_training"] is False
+
+
+def _scored_args(dataroot) -> argparse.Namespace:
+    args = argparse.Namespace(**dict.fromkeys(SCORED_OPTIONS), name="tiny", phase="test",
+                              epoch="latest")
+    args.dataroot = dataroot
+    return args
+
+
+def test_the_dataset_is_recorded_as_an_absolute_path_or_as_the_embedded_one(tmp_path,
+                                                                              monkeypatch):
+    """A relative --dataroot is another dataset from another folder, and the embedded
+    dataset's null read as "no dataset": each is recorded so that a sweep tells them apart."""
+    monkeypatch.chdir(tmp_path)
+    def recorded(dataroot):
+        translated = _Translated(count=1, total=1, scores=None, stopped_by=None)
+        point = {"saved_at": None, "run_training": False}
+        return scores_record(_scored_args(dataroot), translated, "w.pth", point)["options"]
+
+    assert recorded("ds")["dataroot"] == str(tmp_path / "ds")
+    assert recorded(None)["dataroot"] == "embedded"
