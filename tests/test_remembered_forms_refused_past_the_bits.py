@@ -43,14 +43,21 @@ def _temporary(file: Path) -> Path:
     return file.with_name(f".{file.name}.tmp-{os.getpid()}{file.suffix}")
 
 
-def test_a_refused_rename_names_the_file_it_would_replace(forms_file, monkeypatch, capsys):
+def _said_of_a_refused_rename(forms_file, monkeypatch, capsys, folder_said: str) -> tuple:
+    """(what a put says where the rename of its temporary file onto ``forms_file`` is
+    refused (EPERM), what it should say: the rename's line, ``folder_said`` of the folder)."""
     temporary = _temporary(forms_file)
     _refuse(monkeypatch, "replace_text", PermissionError(
         errno.EPERM, os.strerror(errno.EPERM), str(temporary), None, str(forms_file)))
-    assert _said_by_a_put(capsys) == (
+    return _said_by_a_put(capsys), (
         f"fastp2p: {forms_file}: Operation not permitted replacing it with {temporary.name}, "
-        f"though {forms_file.parent} lets you write in it and has no sticky bit"
-        + NOT_REMEMBERED)
+        f"though {forms_file.parent} lets you write in it and {folder_said}" + NOT_REMEMBERED)
+
+
+def test_a_refused_rename_names_the_file_it_would_replace(forms_file, monkeypatch, capsys):
+    said, expected = _said_of_a_refused_rename(forms_file, monkeypatch, capsys,
+                                               "has no sticky bit")
+    assert said == expected
 
 
 @pytest.mark.parametrize("owner", [
@@ -64,13 +71,9 @@ def test_a_refused_rename_in_your_own_sticky_folder_is_past_the_bits(forms_file,
     forms_file.parent.chmod(0o1777)
     if owner != "yours":
         os.chown(forms_file, 65534, 65534)   # nobody's
-    temporary = _temporary(forms_file)
-    _refuse(monkeypatch, "replace_text", PermissionError(
-        errno.EPERM, os.strerror(errno.EPERM), str(temporary), None, str(forms_file)))
-    assert _said_by_a_put(capsys) == (
-        f"fastp2p: {forms_file}: Operation not permitted replacing it with {temporary.name}, "
-        f"though {forms_file.parent} lets you write in it and its sticky bit does not keep "
-        "this file from you" + NOT_REMEMBERED)
+    said, expected = _said_of_a_refused_rename(
+        forms_file, monkeypatch, capsys, "its sticky bit does not keep this file from you")
+    assert said == expected
 
 
 def test_a_refused_temporary_file_is_named_as_such(forms_file, monkeypatch, capsys):
