@@ -4,6 +4,7 @@ only line was "translated 4 image(s) with ck10/live/latest_net_G.pth", in a swee
 runs still training, whose latest_* moves on)."""
 import json
 import shutil
+import zipfile
 
 import torch
 
@@ -49,6 +50,29 @@ def test_a_state_of_another_save_names_the_step_alone(tmp_path, data, trained, c
     state = torch.load(folder / "latest_train_state.pth", weights_only=True)
     state["generation"] += 1
     write_train_state_with_manifest(folder, state)
+    assert main(tiny_test_argv(data, checkpoints, tmp_path / "results")) == 0
+    assert _translated_line(capsys).endswith(f"latest_net_G.pth (step {step})")
+
+
+def _damage_storage_type(path):
+    """Rewrite the torch zip at ``path`` so that its pickle names OrderedDict where a tensor's
+    storage type is expected, as a flipped byte did in a review (torch's load then raised
+    AttributeError: "'collections.OrderedDict' ... has no attribute 'dtype'")."""
+    records = {}
+    with zipfile.ZipFile(path) as original:
+        for info in original.infolist():
+            records[info.filename] = original.read(info)
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as damaged:
+        for name, data in records.items():
+            if name.endswith("/data.pkl"):
+                data = data.replace(b"ctorch\nFloatStorage\n", b"ccollections\nOrderedDict\n")
+            damaged.writestr(name, data)
+
+
+def test_a_damaged_state_names_the_step_alone(tmp_path, data, trained, capsys):
+    """The state only names the epoch: whatever a damaged one raises, the test goes on."""
+    checkpoints, step = _copied_run(trained, tmp_path)
+    _damage_storage_type(checkpoints / "tiny" / "latest_train_state.pth")
     assert main(tiny_test_argv(data, checkpoints, tmp_path / "results")) == 0
     assert _translated_line(capsys).endswith(f"latest_net_G.pth (step {step})")
 
