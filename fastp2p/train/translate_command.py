@@ -27,9 +27,10 @@ waited for; a worker that dies then, prefetching one, changes nothing), the page
 written and the lines printed, and a run that wrote every image is complete (exit 0). An error
 before then (a full disk, named in one line with the file; a data loader worker that died)
 writes no page and says the results are partial; a page that cannot be written, that the images
-are whole. ``images/`` may then hold an incomplete triplet or an earlier run's images, which no
-page lists, until a later run writes those names again; a run that ends counts them in one line
-(deleting none).
+are whole; a scores.json that cannot be written, after the scores are printed (exit 1).
+``images/`` may then hold an incomplete triplet or an earlier run's images, which no page lists,
+until a later run writes those names again; a run that ends counts them in one line (deleting
+none).
 Temporary files of killed runs (``.NAME.tmp-PID.png``, regular files only) are removed by the
 next run into the folder. Run from a thread other than the main one (which alone receives
 signals), the command handles no stop request.
@@ -230,10 +231,14 @@ def run(args: argparse.Namespace) -> int:
             with resources.pop_all():
                 try:
                     translated = _translate(args, netG, loader, device, out_dir, trackers, stops)
-                    _write_scores(args, translated, weights, out_dir, weights_state)
                 except (ValueError, OSError) as err:
                     return _failed(err)
-            return _report(translated, weights, out_dir, weights_state.words())
+                unwritten = _scores_not_written(args, translated, weights, out_dir,
+                                                weights_state)
+            code = _report(translated, weights, out_dir, weights_state.words(),
+                           scores_written=unwritten is None)
+            # the images and page are whole, so their scores are printed first: then the error
+            return code if unwritten is None else _failed(unwritten)
 
 
 def _refused_before_torch(args) -> int | None:
@@ -462,9 +467,11 @@ def _failed(err: Exception) -> int:
     return 1
 
 
-def _report(translated, weights: Path, out_dir: Path, weights_state: str = "") -> int:
-    """Print what the run did, its L1 scores and where its page and scores.json are; its exit
-    code (128 + the stop's signal).
+def _report(translated, weights: Path, out_dir: Path, weights_state: str = "",
+            scores_written: bool = True) -> int:
+    """Print what the run did, its L1 scores and where its page and scores.json are (not
+    scores.json where it was not written: ``scores_written``); its exit code (128 + the
+    stop's signal).
     ``weights_state``: what ``_weights_state`` says of the generator's file ``weights``."""
     from fastp2p.data.errors import counted
     from fastp2p.train.score_file import SCORES_FILE
@@ -477,7 +484,8 @@ def _report(translated, weights: Path, out_dir: Path, weights_state: str = "") -
         print(f"{IMAGES}/ also holds {counted(translated.not_written, 'file')} this run did not "
               "write (an earlier run's, kept); index.html lists only this run's")
     print(f"open: {(out_dir / 'index.html').resolve()}")
-    print(f"scores: {(out_dir / SCORES_FILE).resolve()}")   # for a sweep's collector to read
+    if scores_written:   # for a sweep's collector to read
+        print(f"scores: {(out_dir / SCORES_FILE).resolve()}")
     if translated.stopped_by is None:
         return 0
     print(f"{signal.Signals(translated.stopped_by).name} received: stopped after "
@@ -697,12 +705,12 @@ def _translate(args, netG, loader, device, out_dir, trackers, stops) -> _Transla
                        _not_written(images_dir, sections))
 
 
-def _write_scores(args, translated: _Translated, weights: Path, out_dir: Path,
-                  weights_state: _WeightsState) -> None:
-    """``out_dir/scores.json`` (``fastp2p.train.score_file``): the scores printed and where in
-    its run the generator's file ``weights`` was saved (``weights_state``), for a script to
-    read. ValueError where it cannot be written, saying the images and their page are
-    whole."""
+def _scores_not_written(args, translated: _Translated, weights: Path, out_dir: Path,
+                        weights_state: _WeightsState) -> ValueError | None:
+    """Write ``out_dir/scores.json`` (``fastp2p.train.score_file``): the scores printed and
+    where in its run the generator's file ``weights`` was saved (``weights_state``), for a
+    script to read. None once written; else a ValueError saying why and that the images and
+    their page are whole."""
     from fastp2p.train.checkpoints import describe_os_error
     from fastp2p.train.score_file import SCORES_FILE, scores_record, write_scores
 
@@ -710,8 +718,9 @@ def _write_scores(args, translated: _Translated, weights: Path, out_dir: Path,
         record = scores_record(args, translated, weights, weights_state.record())
         write_scores(out_dir / SCORES_FILE, record)
     except OSError as err:
-        raise ValueError(f"{describe_os_error(err)}; the images and index.html are whole: only "
-                         f"{SCORES_FILE} failed") from err
+        return ValueError(f"{describe_os_error(err)}; the images and index.html are whole: only "
+                          f"{SCORES_FILE} failed")
+    return None
 
 
 def _not_written(images_dir: Path, sections) -> int:

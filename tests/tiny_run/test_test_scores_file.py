@@ -59,6 +59,27 @@ def test_a_failed_run_leaves_no_earlier_runs_scores(data, trained, tmp_path, cap
     assert not scores.exists()
 
 
+def test_scores_json_that_cannot_be_written_fails_after_the_scores_are_printed(
+        data, trained, tmp_path, capsys, monkeypatch):
+    """A full disk at scores.json: the images and their page are whole, so the end lines and
+    scores are printed (before: neither was, only the error), without a `scores:` line for
+    the file not written, and the command fails (exit 1) after them."""
+    from fastp2p.train import score_file
+
+    def disk_full(path, record):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+
+    monkeypatch.setattr(score_file, "write_scores", disk_full)
+    capsys.readouterr()
+    assert main(tiny_test_argv(data, trained, tmp_path)) == 1
+    captured = capsys.readouterr()
+    assert "translated 4 image(s) with " in captured.out
+    assert _printed_l1(captured.out).keys() == {"model", "constant", "identity"}
+    assert "open: " in captured.out and "scores: " not in captured.out
+    assert "only scores.json failed" in captured.err
+    assert not (tiny_test_results(tmp_path) / "scores.json").exists()
+
+
 def test_the_point_of_the_run_tested_is_recorded(data, trained, tmp_path, capsys):
     """The epoch and step the checkpoint was saved at (as the end line names them), so that a
     sweep tells apart tests of one run's latest_* taken at other points of its training."""
