@@ -96,21 +96,29 @@ def _is_count(value) -> bool:
 
 def load_recorded(folder: Path, label: str, suffix: str, manifest: dict, advice: str,
                   map_location="cpu"):
-    """Load ``folder/LABEL_SUFFIX`` as ``manifest`` (its set's, from ``read_manifest``) records
-    it: the file itself, or the temporary file of a committed save whose rename did not happen
-    yet (``load_safely``: weights only). Where neither is the recorded file, the manifest is
-    read again: a run may have committed a newer set and renamed its files since ``manifest``
-    was read, and the newer set's file is loaded. Raises ValueError ending with ``advice``
-    where the manifest lists no such file or, on a manifest that stays the same, neither file
-    is the one it records; ValueError too where the set changed MAX_SET_CHANGES times while
-    the file was read."""
+    """``load_recorded_by``'s state alone."""
+    return load_recorded_by(folder, label, suffix, manifest, advice, map_location)[0]
+
+
+def load_recorded_by(folder: Path, label: str, suffix: str, manifest: dict, advice: str,
+                     map_location="cpu") -> tuple:
+    """(its state, the manifest it was loaded by): load ``folder/LABEL_SUFFIX`` as
+    ``manifest`` (its set's, from ``read_manifest``) records it: the file itself, or the
+    temporary file of a committed save whose rename did not happen yet (``load_safely``:
+    weights only). Where neither is the recorded file, the manifest is read again: a run may
+    have committed a newer set and renamed its files since ``manifest`` was read, and the
+    newer set's file is loaded, by the manifest read last (its step and generation are the
+    save's loaded). Raises ValueError ending with ``advice`` where the manifest lists no such
+    file or, on a manifest that stays the same, neither file is the one it records;
+    ValueError too where the set changed MAX_SET_CHANGES times while the file was read."""
     final = Path(folder) / f"{label}_{suffix}"
     manifest_path = final.parent / f"{label}_{MANIFEST_SUFFIX}"
     for _ in range(MAX_SET_CHANGES + 1):
         handle = _recorded_file(final, manifest_path, manifest, advice)
         if handle is not None:
             with handle:
-                return load_safely(handle, map_location=map_location, name=str(final))
+                return (load_safely(handle, map_location=map_location, name=str(final)),
+                        manifest)
         reread = read_manifest(manifest_path, advice)
         if reread == manifest:
             raise ValueError(

@@ -37,7 +37,7 @@ from fastp2p.nn.checkpoint import CheckpointMismatch, load_safely, weights_probl
 from fastp2p.nn.checks import with_article
 from fastp2p.nn.compat import fits_the_network_it_looks_like
 from fastp2p.nn.checkpoint_sets import (MANIFEST_FORMAT, MAX_GENERATION, load_recorded,
-                                        matching_file, read_manifest)
+                                        load_recorded_by, matching_file, read_manifest)
 from fastp2p.train.background_writer import host_copy
 from fastp2p.train.engine import unwrap
 
@@ -375,9 +375,15 @@ class CheckpointFolder:
         return load_recorded(self.path, label, suffix, manifest, self.advice)
 
     def read_network(self, label, which: str, model_suffix: str = "") -> tuple[Path, Mapping]:
-        """(the file G or D of ``label`` is loaded from, its state_dict), checked against the
-        manifest when there is one (files of the reference implementation have none) and
-        holding weights; for ``load_network``, or first to check options against it.
+        """(the file G or D of ``label`` is loaded from, its state_dict): ``read_network_by``'s
+        first two."""
+        return self.read_network_by(label, which, model_suffix)[:2]
+
+    def read_network_by(self, label, which: str, model_suffix: str = "") -> tuple:
+        """(the file G or D of ``label`` is loaded from, its state_dict, the manifest it was
+        loaded by: a save committed meanwhile is the newer one's, None without one), checked
+        against the manifest when there is one (files of the reference implementation have
+        none) and holding weights; for ``load_network``, or first to check options against it.
         ``model_suffix``: the file ``{label}_net_G{model_suffix}.pth`` instead, as the
         reference's --model test --model_suffix loads it."""
         suffix = NETWORK_SUFFIXES[which].replace(".pth", f"{model_suffix}.pth")
@@ -385,7 +391,7 @@ class CheckpointFolder:
         # a manifest records its set's own files: a suffixed one is another tool's beside them
         manifest = None if model_suffix else self.manifest(label)
         if manifest is not None:
-            state = self._load_checked(label, suffix, manifest)
+            state, manifest = load_recorded_by(self.path, label, suffix, manifest, self.advice)
         elif path.exists():
             state = load_safely(path, map_location="cpu")
         else:
@@ -399,7 +405,7 @@ class CheckpointFolder:
         problem = weights_problem(state)
         if problem is not None:
             raise ValueError(f"{path}: {problem}; {self.advice}")
-        return path, state
+        return path, state, manifest
 
     def load_network(self, net: torch.nn.Module, label, which: str, read=None) -> Path:
         """Load G or D of ``label`` into ``net`` (``read``: what ``read_network`` returned for

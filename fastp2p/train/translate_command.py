@@ -217,7 +217,7 @@ def run(args: argparse.Namespace) -> int:
             return EXIT_IN_USE
         except (ValueError, OSError) as err:   # ValueError: a DataError too
             return _failed(err)
-        weights_state = _weights_state(args, saved[0])
+        weights_state = _weights_state(args, saved)
         # the file's tensors (the meta generator took them too), loaded into netG: not kept
         # through the translation
         del saved, generator
@@ -308,22 +308,23 @@ def _generator_of_options(args):
 
 def _saved_generator(args, generator):
     """(the run's CheckpointFolder, what its ``read_network`` read: the generator's file of
-    --epoch / --load_iter and its state_dict), once the state_dict was found to fit
-    ``generator`` (``_generator_of_options``). Checked before the data and the image sizes:
-    where other model options trained the run, their checks would ask for changes one at a
-    time (a --load_size, then the --netG of a --crop_size) before the load named the options
-    the file was trained with; and where there is no such file (a --name typo, a run not
-    trained yet), the sizes of the default --netG would be checked in its place, so that is
-    said first (MissingCheckpoint). ValueError or OSError, as the load raises them."""
+    --epoch / --load_iter and its state_dict, and the manifest it was loaded by, None without
+    one), once the state_dict was found to fit ``generator`` (``_generator_of_options``).
+    Checked before the data and the image sizes: where other model options trained the run,
+    their checks would ask for changes one at a time (a --load_size, then the --netG of a
+    --crop_size) before the load named the options the file was trained with; and where there
+    is no such file (a --name typo, a run not trained yet), the sizes of the default --netG
+    would be checked in its place, so that is said first (MissingCheckpoint). ValueError or
+    OSError, as the load raises them."""
     from fastp2p.train.checkpoints import CheckpointFolder
 
     advice = ("test another saved --epoch, or get a good one by training again: `fastp2p "
               f"train --name {args.name} --continue_train --epoch N` from an intact set N "
               "writes new latest_* files")
     folder = CheckpointFolder(args.checkpoints_dir, args.name, advice)
-    read = folder.read_network(args.epoch, "G", args.model_suffix)
-    folder.load_network(generator, args.epoch, "G", read)
-    return folder, read
+    path, state, manifest = folder.read_network_by(args.epoch, "G", args.model_suffix)
+    folder.load_network(generator, args.epoch, "G", (path, state))
+    return folder, (path, state), manifest
 
 
 def _random_crop_note(args) -> str | None:
@@ -341,7 +342,7 @@ def _random_crop_note(args) -> str | None:
 
 def _set_up(args, device, threads, resources: contextlib.ExitStack, saved):
     """(loader, generator with its weights loaded, the weights' file, results folder,
-    trackers); ``saved``: ``_saved_generator``'s (folder, file read). ``resources`` closes
+    trackers); ``saved``: ``_saved_generator``'s (folder, file read, manifest). ``resources`` closes
     the loader and the trackers."""
     import torch
 
@@ -383,7 +384,7 @@ def _set_up(args, device, threads, resources: contextlib.ExitStack, saved):
                                num_workers=threads.loader_workers, seed=args.seed)
     resources.callback(loader.close)
     netG = generator_from_options(args, device, random_init=False)   # the load sets every weight
-    folder, read = saved
+    folder, read, _ = saved
     weights = folder.load_network(netG, args.epoch, "G", read)
     for line in _trained_otherwise_notes(args, folder.path / OPTIONS_FILE, single):
         print(line)
@@ -494,15 +495,16 @@ def _report(translated, weights: Path, out_dir: Path, weights_state: str = "",
     return 128 + translated.stopped_by
 
 
-def _weights_state(args, folder) -> "_WeightsState":
-    """The point of the run its CheckpointFolder ``folder``'s --epoch set was saved at, as its
-    manifest (the step) and training state (the epoch) record it (none for the reference's
-    files or --model_suffix's file of another tool), and whether a training holds the run's
-    lock now (latest_* may have moved on since)."""
+def _weights_state(args, saved) -> "_WeightsState":
+    """The point of the run the generator loaded (``saved``: ``_saved_generator``'s) was saved
+    at, as the manifest it was loaded by (the step; not one read later, which a save since
+    would have replaced) and its training state (the epoch) record it (none for the
+    reference's files or --model_suffix's file of another tool), and whether a training holds
+    the run's lock now (latest_* may have moved on since)."""
     from fastp2p.train.run_lock import held_now
 
-    saved_at = None if args.model_suffix else _saved_at(folder, args.epoch)
-    return _WeightsState(saved_at, held_now(folder.path))
+    folder, _, manifest = saved
+    return _WeightsState(_saved_at(folder, args.epoch, manifest), held_now(folder.path))
 
 
 @dataclass
@@ -541,23 +543,19 @@ class _WeightsState:
         return {"saved_at": saved_at, "run_training": self.run_training}
 
 
-def _saved_at(folder, label) -> _SavedPoint | None:
-    """Where in its run ``folder``'s set ``label`` was saved: the manifest's step, and the
+def _saved_at(folder, label, manifest: dict | None) -> _SavedPoint | None:
+    """Where in its run ``folder``'s set ``label`` was saved: ``manifest``'s step, and the
     epoch as its training state records it, where it says (not one of another save, whose
-    rename is pending; a regular file; readable): its small records only are read
-    (memory-mapped, weights only: the optimizers' tensors, most of the file, are never read;
-    not checked against the manifest's SHA-256, which would read it all); None without a
-    manifest."""
+    rename is pending or which came since; a regular file; readable): its small records only
+    are read (memory-mapped, weights only: the optimizers' tensors, most of the file, are
+    never read; not checked against the manifest's SHA-256, which would read it all); None
+    without a manifest."""
     import warnings
 
     import torch
 
     from fastp2p.checkpoint_names import TRAIN_STATE_SUFFIX
 
-    try:
-        manifest = folder.manifest(label)
-    except ValueError:   # read whole at the load: changed since, by hand
-        return None
     if manifest is None:
         return None
     step_only = _SavedPoint(manifest["step"])

@@ -77,6 +77,32 @@ def test_a_damaged_state_names_the_step_alone(tmp_path, data, trained, capsys):
     assert _translated_line(capsys).endswith(f"latest_net_G.pth (step {step})")
 
 
+def test_a_save_after_the_load_is_not_named(tmp_path, data, trained, capsys, monkeypatch):
+    """A training run that saves again once the generator was loaded (latest_* moves on while
+    test translates): the point named is the loaded weights', not the newer save's."""
+    from fastp2p.train import translate_command
+
+    checkpoints, step = _copied_run(trained, tmp_path)
+    folder = checkpoints / "tiny"
+    set_up = translate_command._set_up
+
+    def set_up_then_a_newer_save(*args):
+        loaded = set_up(*args)
+        state = torch.load(folder / "latest_train_state.pth", weights_only=True)
+        state["generation"] += 1
+        state["progress"].update(epoch=3, epoch_batches=1, epoch_images=1)
+        write_train_state_with_manifest(folder, state)
+        manifest_path = folder / "latest_checkpoint.json"
+        manifest = json.loads(manifest_path.read_text())
+        manifest.update(generation=state["generation"], step=step + 10)
+        manifest_path.write_text(json.dumps(manifest))
+        return loaded
+
+    monkeypatch.setattr(translate_command, "_set_up", set_up_then_a_newer_save)
+    assert main(tiny_test_argv(data, checkpoints, tmp_path / "results")) == 0
+    assert _translated_line(capsys).endswith(f"latest_net_G.pth (step {step})")
+
+
 def test_the_reference_files_name_no_point(tmp_path, data, trained, capsys):
     checkpoints, _ = _copied_run(trained, tmp_path)
     for manifest in (checkpoints / "tiny").glob("*_checkpoint.json"):
