@@ -238,10 +238,11 @@ def _same_folder(saved: dict, dataroot) -> bool:
     """Whether the options file ``saved`` records ``dataroot``: its --dataroot relative to the
     folder the run started in, resolved as ``take_saved_options`` takes it, is the same path
     as ``dataroot`` relative to this one (``./ds2`` taken from the file is ``/run/folder/ds2``,
-    no change)."""
+    no change), links resolved (the run's folder reached through a link is no other dataset)."""
     if saved["dataroot"] == "None" or dataroot is None:
         return False
-    return _absolute(saved["dataroot"], saved.get(WORKING_DIR)) == _absolute(dataroot)
+    return (os.path.realpath(_absolute(saved["dataroot"], saved.get(WORKING_DIR)))
+            == os.path.realpath(_absolute(dataroot)))
 
 
 def _absolute(path, working_dir=None) -> str:

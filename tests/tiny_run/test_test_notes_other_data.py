@@ -36,6 +36,15 @@ def test_another_dataroot_is_said(tmp_path, data, trained, capsys):
     assert _notes(capsys) == [f"{DATASET_NOTE}{data} -> {other}, its train_opt.txt)"]
 
 
+def test_the_runs_dataroot_through_a_link_says_nothing(tmp_path, data, trained, capsys):
+    """The same folder reached through a symbolic link is the same dataset (before: a note
+    named a change from the run's path to the link's)."""
+    link = tmp_path / "linked"
+    link.symlink_to(data)
+    assert main(tiny_test_argv(link, trained, tmp_path / "results")) == 0
+    assert _notes(capsys) == []
+
+
 def test_the_embedded_dataset_is_said(tmp_path, data, trained, capsys):
     """Without --dataroot test reads the embedded dataset (the reference requires one)."""
     argv = _without(tiny_test_argv(data, trained, tmp_path / "results"), "--dataroot")
