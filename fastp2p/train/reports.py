@@ -272,13 +272,12 @@ class KeptNumber:
         """``path``'s numbered name ``NAME.N.SUFFIX`` beside it, claimed by ``claim(name)``,
         which creates it exclusively (FileExistsError where anything is there): under the N
         the other name took, where this one is free, else under the first N from 1 that names
-        nothing under either name (a check for the other name: only this one is claimed)."""
+        nothing under either name (a check of each: only this one is claimed)."""
         if self._number is not None:
             with contextlib.suppress(FileExistsError):
                 return _claimed(_numbered(path, self._number), claim)
         for number in itertools.count(1):
-            if any(os.path.lexists(_numbered(name, number)) for name in self._names()
-                   if name != Path(path)):
+            if any(os.path.lexists(_numbered(name, number)) for name in self._names()):
                 continue
             try:
                 aside = _claimed(_numbered(path, number), claim)
