@@ -344,3 +344,38 @@ def test_samples_whose_set_aside_failed_are_never_deleted_and_are_set_aside_agai
     assert (page.images.with_name("images.1") / earlier.name).read_bytes() == b"the earlier run's"
     assert sorted(path.name for path in page.images.iterdir()) == [
         f"epoch002_step0000001_{label}.png" for label in ("fake_B", "real_A", "real_B")]
+
+
+def _failing_at_call(monkeypatch, name, failing_call):
+    """os.``name`` failing (ENOSPC) at its ``failing_call``-th call, once."""
+    real, calls = getattr(os, name), []
+
+    def fails_once(*args, **kwargs):
+        calls.append(args)
+        if len(calls) == failing_call:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(*args, **kwargs)
+    monkeypatch.setattr(os, name, fails_once)
+
+
+def test_a_set_aside_that_failed_part_way_goes_on_into_the_same_folder(tmp_path, monkeypatch):
+    """Its retry took images.2/ (images.1/ was there, holding the first samples moved), split
+    the run's samples in two and named only the second part in its line."""
+    from fastp2p.train.reports import TrainingPage
+
+    said = []
+    page = TrainingPage(tmp_path / "web", "run", set_aside=True, say=said.append)
+    earlier = {page.images / f"epoch002_step000000{step}_real_A.png": f"{step}".encode()
+               for step in (1, 2)}
+    for path, data in earlier.items():
+        path.write_bytes(data)
+    with monkeypatch.context() as patch:
+        _failing_at_call(patch, "rename", 2)
+        with pytest.raises(OSError):
+            page.set_aside_before_save()
+    page.set_aside_before_save()
+    assert sorted(path.name for path in (tmp_path / "web").iterdir()) == ["images", "images.1"]
+    assert {path.name: path.read_bytes() for path in (tmp_path / "web/images.1").iterdir()} == {
+        path.name: data for path, data in earlier.items()}
+    assert len(said) == 1 and "the 2 sample image(s)" in said[0], said
+

@@ -536,6 +536,7 @@ class TrainingPage:
         self.index = self.folder / self.INDEX
         self.loss_plot = self.folder / self.PLOT
         self._say = say
+        self._kept, self._kept_count = None, 0   # _keep_samples' folder and how many it holds
         # None once the discarded run's samples are gone; with set_aside, all are another run's
         self.discarded_after = 0 if set_aside else resume_step
         self.setting_aside = set_aside   # until set_aside_before_save has moved them
@@ -563,21 +564,26 @@ class TrainingPage:
         """The samples in images/ moved into ``images.N/`` (``KeptNumber``; made here: a folder
         of that name is never written into) beside it, or beside the folder it links to
         (``samples_folder``), and ``_kept_line`` said, formatted with ``images`` (images/),
-        ``count`` and ``kept`` (where they went); the user's other files stay."""
+        ``count`` and ``kept`` (where they went); the user's other files stay. A move that
+        failed part-way is taken up again into the same ``images.N/`` (a new one split them)."""
         samples = [path for path, *_ in self._sample_files()]
         if not samples:
             return
         linked = samples_folder(self.images)
-        kept = self._kept_number.claim(linked, os.mkdir)
+        if self._kept is None:
+            self._kept = self._kept_number.claim(linked, os.mkdir)
         try:
             for path in samples:
-                os.rename(path, kept / path.name)
+                os.rename(path, self._kept / path.name)
+                self._kept_count += 1
         except OSError:
-            _remove_if_empty(kept)   # where none moved: its N stays the loss log's to pair
+            if not self._kept_count:   # none moved: its N stays the loss log's to pair
+                _remove_if_empty(self._kept)
+                self._kept = None
             raise
-        where = (f"{kept.name}/ beside it" if linked == self.images
-                 else f"{kept}/ beside {linked}, the folder it links to")
-        self._say(self._kept_line.format(images=self.images, count=len(samples), kept=where))
+        where = (f"{self._kept.name}/ beside it" if linked == self.images
+                 else f"{self._kept}/ beside {linked}, the folder it links to")
+        self._say(self._kept_line.format(images=self.images, count=self._kept_count, kept=where))
 
     def set_aside_before_save(self) -> None:
         """With ``set_aside`` (or a new run's move that failed), just before this run's first
