@@ -379,3 +379,25 @@ def test_a_set_aside_that_failed_part_way_goes_on_into_the_same_folder(tmp_path,
         path.name: data for path, data in earlier.items()}
     assert len(said) == 1 and "the 2 sample image(s)" in said[0], said
 
+
+def test_staged_samples_whose_renames_failed_part_way_are_never_deleted(tmp_path, monkeypatch):
+    """The set-aside had moved the earlier run's samples and renamed one of this run's into
+    place when the next rename failed: the discarded samples' deletion after the save took the
+    renamed one for a discarded run's. Each stays, and the renames go on at the next save."""
+    from fastp2p.train.reports import TrainingPage
+
+    page = TrainingPage(tmp_path / "web", "run", set_aside=True, say=lambda line: None)
+    (page.images / "epoch002_step0000001_real_A.png").write_bytes(b"the earlier run's")
+    for step in (1, 2):
+        page.add_sample(2, step, [torch.full((1, 3, 4, 4), step / 4)] * 3)
+    this_runs = {path.name.removeprefix(TrainingPage.STAGED): path.read_bytes()
+                 for path in page.images.iterdir() if path.name.startswith(TrainingPage.STAGED)}
+    with monkeypatch.context() as patch:
+        _failing_at_call(patch, "replace", 2)
+        with pytest.raises(OSError):
+            page.set_aside_before_save()   # the save's
+    page.delete_discarded_samples()        # after it
+    assert {path.name.removeprefix(TrainingPage.STAGED): path.read_bytes()
+            for path in page.images.iterdir()} == this_runs
+    page.set_aside_before_save()           # the next save's
+    assert {path.name: path.read_bytes() for path in page.images.iterdir()} == this_runs

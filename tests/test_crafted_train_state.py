@@ -252,6 +252,21 @@ CRAFTS = [_unexpected_progress_key, _no_optimizer_state, _short_numpy_keys, _sho
           _epoch_count_after_the_epoch, _epoch_count_just_after_the_epoch,
           _epoch_count_past_int64, _epoch_loss_sum_past_any_float,
           _images_past_int64, _adam_weight_decay_past_any_float]
+
+
+# the record of the saved run's staged samples, which a resume keeps (its "yes" read as True,
+# and a kept run's samples claimed images.0/, a name --overwrite does not remove)
+def _staged_samples_of_text(state):
+    state["staged_samples"] = {"set_aside_owed": "yes", "kept_number": 1}
+
+
+def _staged_samples_kept_under_number_zero(state):
+    state["staged_samples"] = {"set_aside_owed": True, "kept_number": 0}
+
+
+CRAFTS += [_staged_samples_of_text, _staged_samples_kept_under_number_zero]
+
+
 # structure fine, but not what this engine wrote (torch.optim loads it, and the first step
 # failed mid-training or, maximizing, trained G uphill): the engine's one line, after the file
 OTHER_ENGINES = {

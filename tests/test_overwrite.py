@@ -6,13 +6,14 @@ is no run to refuse: its loss log and samples are kept beside the new run's."""
 import errno
 import json
 import os
+import re
 from pathlib import Path
 
 import pytest
 
 from fastp2p.cli import main
 from fastp2p.train.checkpoints import CheckpointFolder
-from fastp2p.train.reports import LOG_FIELDS, LossLog
+from fastp2p.train.reports import LOG_FIELDS, LossLog, TrainingPage
 from helpers.train_helpers import one_line, tiny_networks, train_argv, write_aligned_dataset
 
 
@@ -200,3 +201,82 @@ def test_samples_a_fresh_run_could_not_move_aside_are_one_warning_and_moved_at_i
     warned = [line for line in err.splitlines() if "were not moved aside" in line]
     assert len(warned) == 1 and "No space left on device" in warned[0], err
     assert "Traceback" not in err and "images.1/ beside it" in err
+
+
+def _staged_samples(web) -> dict:
+    """{name without the staged prefix: bytes} of the staged samples in web/images."""
+    return {path.name.removeprefix(TrainingPage.STAGED): path.read_bytes()
+            for path in (web / "images").glob(f"{TrainingPage.STAGED}*.png")}
+
+
+def _never_across(rename):
+    """os.rename failing as from a web/images linked to a mount point into each images.N/."""
+    def never_across(source, destination, *args, **kwargs):
+        if Path(destination).parent.name.startswith("images."):
+            raise OSError(errno.EXDEV, os.strerror(errno.EXDEV), str(source))
+        return rename(source, destination, *args, **kwargs)
+    return never_across
+
+
+def _run_whose_moves_failed(data, tmp_path, monkeypatch):
+    """A run that saved (2 epochs) after one that saved none, whose samples it could never
+    move aside: (web/, the unsaved run's sample bytes, {name: bytes} of the saved run's)."""
+    assert main(train_argv(data, tmp_path)) == 0
+    folder = CheckpointFolder(tmp_path, "tiny")
+    folder.remove_sets(folder.saved_sets())   # as if killed before its first save
+    web = folder.path / "web"
+    for path in (web / "images").iterdir():   # bytes that tell that run's samples apart
+        path.write_bytes(f"the unsaved run's {path.name}".encode())
+    unsaved_runs = {path.read_bytes() for path in (web / "images").iterdir()}
+    with monkeypatch.context() as patch:
+        patch.setattr(os, "rename", _never_across(os.rename))
+        assert main(train_argv(data, tmp_path, "--seed", "5")) == 0
+    saved_runs = _staged_samples(web)
+    assert saved_runs and unsaved_runs == {path.read_bytes() for path in
+                                           (web / "images").glob("epoch*.png")}
+    return web, unsaved_runs, saved_runs
+
+
+def _assert_both_runs_samples_kept(web, unsaved_runs, saved_runs) -> None:
+    """Each sample of both runs on disk, the saved run's in web/images, and the page listing
+    none of the unsaved run's."""
+    assert unsaved_runs <= {path.read_bytes() for path in web.glob("images*/*.png")}
+    for name, data in saved_runs.items():   # renamed into place, or still staged
+        assert data in {path.read_bytes() for path in (web / "images").glob(f"*{name}")}, name
+    listed = [web / source for source in
+              re.findall(r"<img src='(images/[^']+)'", (web / "index.html").read_text())]
+    assert listed and not [path for path in listed if path.read_bytes() in unsaved_runs]
+
+
+@pytest.mark.parametrize("move_works_again", [False, True])
+def test_samples_of_a_run_whose_move_failed_at_each_save_survive_its_resume(
+        data, tmp_path, monkeypatch, move_works_again):
+    """A move into images.N/ that fails at every save (a web/images linked to a mount point:
+    EXDEV) left the run's samples staged beside its checkpoints; the next --continue_train
+    deleted them at its start, and after its first save the kept run's past the resumed step,
+    listing the kept run's others as its own. The save now records that its run's samples are
+    staged: the resume keeps both runs' samples, and moves the kept run's at its first save
+    where that works, into the N of their loss log."""
+    web, unsaved_runs, saved_runs = _run_whose_moves_failed(data, tmp_path, monkeypatch)
+    with monkeypatch.context() as patch:
+        if not move_works_again:
+            patch.setattr(os, "rename", _never_across(os.rename))
+        assert main(train_argv(data, tmp_path, "--continue_train", "--n_epochs", "2")) == 0
+    _assert_both_runs_samples_kept(web, unsaved_runs, saved_runs)
+    if move_works_again:
+        assert {path.read_bytes() for path in web.glob("images.1/*.png")} == unsaved_runs
+        assert (web.parent / "loss_log.1.csv").is_file()
+
+
+def test_a_resume_without_the_page_carries_the_record_of_the_staged_samples(data, tmp_path,
+                                                                            monkeypatch):
+    """--no_html leaves web/ as it is, and its saves record the resumed save's staged samples
+    again: the next resume with the page keeps them as the first would have."""
+    web, unsaved_runs, saved_runs = _run_whose_moves_failed(data, tmp_path, monkeypatch)
+    assert main(train_argv(data, tmp_path, "--continue_train", "--n_epochs", "2",
+                           "--no_html")) == 0
+    options = web.parent / "train_opt.txt"   # the flag has no negative form: its line edited
+    options.write_text(re.sub(r"no_html: True", "no_html: False", options.read_text()))
+    assert main(train_argv(data, tmp_path, "--continue_train", "--n_epochs", "3")) == 0
+    _assert_both_runs_samples_kept(web, unsaved_runs, saved_runs)
+

@@ -60,7 +60,10 @@ class LossLog:
 class FailingPage:
     """A TrainingPage whose every write fails with ``error``."""
     discarded_after = None   # not a resume: no samples of a discarded run to delete
-    setting_aside = False    # nor of a run before networks without a training state
+    waiting_before_save = False   # nor of a run before networks without a training state
+
+    def staged_record(self):
+        return None   # nothing staged
 
     def __init__(self, error):
         self.error, self.calls = error, 0

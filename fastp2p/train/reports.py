@@ -31,6 +31,8 @@ LOG_FIELDS = ("epoch", "step", "images", "lr", *LOSS_NAMES, "images_per_s")
 TRIPLET = ("real_A", "fake_B", "real_B")
 LOSS_LOG = "loss_log.csv"  # in the run folder
 WEB = "web"                # the run folder's TrainingPage
+# the training state's key for TrainingPage.staged_record: that save's run's samples are staged
+STAGED_RECORD = "staged_samples"
 
 
 def tensor_to_image(image: torch.Tensor) -> np.ndarray:
@@ -261,7 +263,7 @@ class KeptNumber:
 
     def __init__(self, run_folder: Path):
         self._run_folder = Path(run_folder)
-        self._number = None
+        self.number = None   # the N claimed (or one an earlier process claimed for the run)
 
     def _names(self) -> tuple:
         """The names numbered: the loss log, web/images and the folder it links to (if any)."""
@@ -273,9 +275,9 @@ class KeptNumber:
         which creates it exclusively (FileExistsError where anything is there): under the N
         the other name took, where this one is free, else under the first N from 1 that names
         nothing under either name (a check of each: only this one is claimed)."""
-        if self._number is not None:
+        if self.number is not None:
             with contextlib.suppress(FileExistsError):
-                return _claimed(_numbered(path, self._number), claim)
+                return _claimed(_numbered(path, self.number), claim)
         for number in itertools.count(1):
             if any(os.path.lexists(_numbered(name, number)) for name in self._names()):
                 continue
@@ -283,7 +285,7 @@ class KeptNumber:
                 aside = _claimed(_numbered(path, number), claim)
             except FileExistsError:
                 continue
-            self._number = number
+            self.number = number
             return aside
 
     def move(self, path: Path) -> Path:
@@ -501,14 +503,15 @@ class TrainingPage:
                       "state, whose samples count again from 0 in {images.name}/")
 
     def __init__(self, folder: Path, name: str, resume_step=None, say=print, set_aside=False,
-                 kept_number=None):
+                 kept_number=None, staged=None):
         """``resume_step``: on a resume, the step resumed at; the samples of later steps are the
         discarded run's, as the loss log's rows of those steps (LossLog leaves them out). They
         stay on disk, unlisted, until ``delete_discarded_samples`` (once this run's first save
         is on disk): a resume that fails before it saves leaves them to the run that
         ``latest_*`` still holds. Meanwhile this run's samples are staged (``STAGED``), so
-        none replaces a file of that run. Staged files found here are deleted: a resume that
-        failed before it saved left them, and they belong to no saved run.
+        none replaces a file of that run. Staged files found here are deleted, unless the
+        resumed save recorded them (``staged``): a resume that failed before it saved left them,
+        and they belong to no saved run.
 
         A new run's page (neither ``resume_step`` nor ``set_aside``, as LossLog's) in a folder
         that holds samples is that of a run that saved no checkpoint (a folder with checkpoints
@@ -525,7 +528,25 @@ class TrainingPage:
         0 again, after another run's) the samples there are that run's: unlisted, and moved
         into ``images.N/`` just before this run's first save (``set_aside_before_save``), as
         the loss log is set aside; this run's are staged until then, so a kill at any point
-        leaves each of theirs whole. ``kept_number``: LossLog's."""
+        leaves each of theirs whole. ``kept_number``: LossLog's.
+
+        The run that saves owns its staged files: each save records them (``staged_record``,
+        in the training state), and ``staged`` is that record of the save resumed. A move that
+        fails at every save leaves this run's samples staged beside its checkpoints; the next
+        --continue_train deleted them at its start, then the other run's past its step. With
+        ``staged`` the staged files are the resumed run's: kept, those up to ``resume_step``
+        listed; the plain ones, where the record says so, are still the other run's, moved at
+        a save; the staged ones are renamed into place once nothing of another run holds
+        their names. Until then this run writes no sample (it would replace the resumed run's
+        of its steps: those past ``resume_step``, which its first save discards).
+
+        So no kill or failure loses a sample of either run: a file under a plain name is
+        deleted only as a discarded run's, once this run's save is on disk, and never while
+        those names are another run's to set aside; a staged one only at a start whose save
+        does not record it (or as a discarded run's); a rename replaces no file but a
+        discarded run's. (Not covered: a state without the record whose run left staged
+        samples, its file deleted by hand, or a resume of a set saved before that run's:
+        those are deleted at the start, as a failed resume's.)"""
         self.folder = Path(folder)
         self.images = self.folder / self.IMAGES
         for made in (self.folder, self.images):
@@ -537,12 +558,25 @@ class TrainingPage:
         self.loss_plot = self.folder / self.PLOT
         self._say = say
         self._kept, self._kept_count = None, 0   # _keep_samples' folder and how many it holds
-        # None once the discarded run's samples are gone; with set_aside, all are another run's
-        self.discarded_after = 0 if set_aside else resume_step
-        self.setting_aside = set_aside   # until set_aside_before_save has moved them
+        # the plain samples there are another run's until set_aside_before_save moved them
+        self.setting_aside = set_aside or bool(staged and staged["set_aside_owed"])
+        # None once the discarded run's samples are gone (plain ones; with _held_after, staged)
+        self.discarded_after = resume_step
+        # the staged files there may take their own names once nothing is set aside
+        self._unstaging = staged is not None
+        # the resumed run's staged files past this step are discarded: none is written meanwhile
+        self._held_after = resume_step if staged is not None else None
         self._kept_line = self.KEPT_SET_ASIDE if set_aside else self.KEPT_UNSAVED
-        for path, *_ in list(self._sample_files(staged=True)):
-            _unlink_file(path)
+        if staged is not None and staged["kept_number"] is not None:
+            self._kept_number.number = staged["kept_number"]
+        if staged is None:
+            for path, *_ in list(self._sample_files(staged=True)):
+                _unlink_file(path)
+        else:
+            self._say(f"--continue_train: {self.images} holds the resumed run's samples, "
+                      f"staged as {self.STAGED}*: they are renamed into place at this run's "
+                      "first save where they can be, and this run writes no sample image until "
+                      "then")
         if resume_step is None and not set_aside:
             self._keep_unsaved_runs_samples()
 
@@ -558,7 +592,7 @@ class TrainingPage:
                       f"{self.images} were not moved aside ({describe_os_error(err)}); they "
                       "stay there, moved at each save until that works, and this run's are "
                       f"written as {self.STAGED}* until then")
-            self.discarded_after, self.setting_aside = 0, True
+            self.setting_aside = True
 
     def _keep_samples(self) -> None:
         """The samples in images/ moved into ``images.N/`` (``KeptNumber``; made here: a folder
@@ -585,19 +619,38 @@ class TrainingPage:
                  else f"{self._kept}/ beside {linked}, the folder it links to")
         self._say(self._kept_line.format(images=self.images, count=self._kept_count, kept=where))
 
+    @property
+    def waiting_before_save(self) -> bool:
+        """Whether ``set_aside_before_save`` has something to do."""
+        return self.setting_aside or self._unstaging
+
+    def staged_record(self):
+        """What a save records of the staged files there (``staged`` of the resume): None
+        where there are none, else whether the plain ones are still another run's to set aside
+        and ``KeptNumber``'s N.
+        Taken on the thread that writes the samples, just before the save is written."""
+        try:
+            staged = any(self._sample_files(staged=True))
+        except OSError:   # unread, they may be there: kept, not deleted
+            staged = True
+        if not staged:
+            return None
+        # the N its loss log took, if any, which the other run's samples are to pair with
+        return {"set_aside_owed": self.setting_aside, "kept_number": self._kept_number.number}
+
     def set_aside_before_save(self) -> None:
-        """With ``set_aside`` (or a new run's move that failed), just before this run's first
-        checkpoint is written (as LossLog's ``set_aside_before_save``): the samples there moved
-        into ``images.N/``, then this run's staged ones renamed into their place (refresh the
-        page after). Before the save, not after: a kill between the two left them in images/
-        beside this run's training state, and the next --continue_train, resuming it, deleted
-        those of the steps past its own as a discarded run's. One that fails midway leaves each
-        whole, in images/ or images.N/, and is tried again at the next save. Call it on the
-        thread that writes the samples."""
-        if not self.setting_aside:
-            return
-        self._keep_samples()
-        self.setting_aside = False
+        """With ``set_aside`` (or a new run's move that failed, or a resumed run's that failed),
+        just before this run's checkpoint is written (as LossLog's ``set_aside_before_save``):
+        the samples there moved into ``images.N/``, then the staged ones renamed into their
+        place (refresh the page after). Before the save, not after: a kill between the two left
+        them in images/ beside this run's training state, and the next --continue_train,
+        resuming it, deleted those of the steps past its own as a discarded run's. One that
+        fails midway leaves each whole, in images/ or images.N/, and is tried again at the next
+        save, as the renames are. Call it on the thread that writes the samples."""
+        if self.setting_aside:
+            self._keep_samples()
+            self.setting_aside = False
+            self._unstaging = True
         self._unstage()
 
     def _sample_files(self, staged: bool = False):
@@ -614,46 +667,67 @@ class TrainingPage:
         run's of that step is staged meanwhile)."""
         return self.discarded_after is not None and step > self.discarded_after
 
+    def _held(self, step: int) -> bool:
+        """Whether the staged sample of ``step`` is the resumed run's, discarded (``staged``)."""
+        return self._held_after is not None and step > self._held_after
+
     def delete_discarded_samples(self) -> None:
-        """The discarded run's samples (``_discarded``), once this run's first save is on disk,
-        and this run's staged ones renamed into their place (refresh the page after). Deleted,
+        """The discarded run's samples (``_discarded``; the resumed run's staged ones past its
+        step, ``_held``), once this run's first save is on disk, and the staged ones renamed
+        into their place (refresh the page after). Deleted,
         not moved aside: the loss log's rows of those steps are gone too (and the checkpoints
         are overwritten), and a folder set aside at each such resume would pile up and clash
         in names. Call it on the thread that writes the samples, so that none is written
         meanwhile. Never those ``set_aside_before_save`` is to keep (where it failed)."""
-        if self.discarded_after is None or self.setting_aside:
-            return
-        for path, _, step, _ in list(self._sample_files()):
-            if self._discarded(step):
-                _unlink_file(path)
+        if self.discarded_after is not None:
+            plain = [] if self.setting_aside else self._sample_files()
+            staged = self._sample_files(staged=True) if self._held_after is not None else []
+            for path, _, step, _ in list(itertools.chain(plain, staged)):
+                if step > self.discarded_after:
+                    _unlink_file(path)
+            # the staged ones are this run's now: renamed into place once nothing is set aside
+            self.discarded_after = self._held_after = None
+            self._unstaging = True
         self._unstage()
 
     def _unstage(self) -> None:
-        """This run's staged samples renamed into their place; none is staged from now on."""
+        """The staged samples renamed into their place, where nothing there is another run's
+        to set aside; one that fails part-way is tried again (``set_aside_before_save``)."""
+        if not self._unstaging or self.setting_aside:
+            return
         for path, *_ in list(self._sample_files(staged=True)):
             os.replace(path, path.with_name(path.name[len(self.STAGED):]))
-        self.discarded_after = None
+        self._unstaging = False
+        self._held_after = None
 
     def add_sample(self, epoch: int, step: int, triplet) -> None:
-        staged = self.STAGED if self._discarded(step) else ""
+        """The triplet of ``step`` in images/, staged while the names there are another run's
+        (``setting_aside``) or the discarded run's (``_discarded``); none while the resumed
+        run's staged ones wait (``staged``)."""
+        if self._held_after is not None:
+            return
+        staged = self.STAGED if self.setting_aside or self._discarded(step) else ""
         for label, batch in zip(TRIPLET, triplet):
             save_image(batch[0],
                        self.images / f"{staged}epoch{epoch:03d}_step{step:07d}_{label}.png")
 
     def _listed_samples(self):
         """(epoch, step, name stem) of the triplets the page lists: the samples on disk but
-        the discarded run's, and this run's staged ones (their stems keep the prefix: the
-        files' names)."""
+        the discarded run's and another run's to set aside, and the staged ones but the
+        resumed run's discarded (their stems keep the prefix: the files' names)."""
         for staged in (False, True):
             for path, epoch, step, label in self._sample_files(staged):
-                if label == TRIPLET[0] and (staged or not self._discarded(step)):
+                listed = (not self._held(step) if staged
+                          else not (self.setting_aside or self._discarded(step)))
+                if label == TRIPLET[0] and listed:
                     yield epoch, step, path.name.rsplit("_", 2)[0]
 
-    def refresh(self, loss_log: LossLog) -> None:
-        """The loss plot, then index.html; a plot that cannot be drawn does not keep the page
-        from being written (with the last plot drawn, if any): its error is raised after."""
+    def refresh(self, loss_log: LossLog | None) -> None:
+        """The loss plot (none without ``loss_log``), then index.html; a plot that cannot be
+        drawn does not keep the page from being written (with the last plot drawn, if any): its
+        error is raised after."""
         plot_error = None
-        if loss_log.rows:
+        if loss_log is not None and loss_log.rows:
             try:
                 loss_log.plot(self.loss_plot, f"{self.name}: losses")
             except Exception as err:  # noqa: BLE001 - raised again once the page is written

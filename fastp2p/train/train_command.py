@@ -443,7 +443,8 @@ def _open_run_files(args, checkpoints, state, messengers, trainer, dataroot_from
     their own: a network error)."""
     import torch
 
-    from fastp2p.train.reports import LOSS_LOG, WEB, KeptNumber, LossLog, TrainingPage
+    from fastp2p.train.reports import (LOSS_LOG, STAGED_RECORD, WEB, KeptNumber, LossLog,
+                                       TrainingPage)
     from fastp2p.train.saved_options import OPTIONS_FILE, resume_changes_line, threads_change
 
     say, say_error = messengers
@@ -466,7 +467,8 @@ def _open_run_files(args, checkpoints, state, messengers, trainer, dataroot_from
     kept_number = KeptNumber(checkpoints.path)
     page = (None if args.no_html
             else TrainingPage(checkpoints.path / WEB, args.name, resume_step=resume_step,
-                              say=say_error, set_aside=set_aside, kept_number=kept_number))
+                              say=say_error, set_aside=set_aside, kept_number=kept_number,
+                              staged=state.get(STAGED_RECORD) if state else None))
     loss_log = LossLog(checkpoints.path / LOSS_LOG, resume_step=resume_step, say=say_error,
                        set_aside=set_aside, kept_number=kept_number)
     return page, loss_log

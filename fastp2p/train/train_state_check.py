@@ -17,6 +17,7 @@ import torch
 from fastp2p.train.engine_state import ENGINE_COUNTERS, REQUIRED_ENGINE_KEYS
 from fastp2p.train.finite import first_nonfinite
 from fastp2p.train.position import Progress
+from fastp2p.train.reports import STAGED_RECORD
 
 _INT, _NUMBER, _FLAG = (int,), (int, float), (bool,)
 # No count fastp2p keeps comes near an int64's largest value; a crafted Python int past it can
@@ -250,4 +251,18 @@ def train_state_problem(state) -> str | None:
             or _optimizer_problem("optimizer_G", engine["optimizer_G"])
             or _optimizer_problem("optimizer_D", engine["optimizer_D"])
             or _rng_problem(state)
-            or _nonfinite_problem(state))
+            or _nonfinite_problem(state)
+            or _staged_samples_problem(state))
+
+
+def _staged_samples_problem(state) -> str | None:
+    """The record of the saved run's staged samples (TrainingPage.staged_record), if any: a
+    resume keeps the staged files it names (none, in the states of older fastp2p versions)."""
+    record = state.get(STAGED_RECORD, None)
+    if record is None or (
+            isinstance(record, dict) and sorted(record) == ["kept_number", "set_aside_owed"]
+            and _is(record["set_aside_owed"], _FLAG)
+            and (record["kept_number"] is None or _is_count(record["kept_number"], least=1))):
+        return None
+    return (f"{STAGED_RECORD!r} is {_shown(record)}, not {{'set_aside_owed': True or False, "
+            "'kept_number': a count or None}")

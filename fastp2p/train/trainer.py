@@ -47,7 +47,7 @@ from fastp2p.train.loader_failures import (is_loader_worker_death, loader_worker
 from fastp2p.train.memory_errors import first_line, is_out_of_memory
 from fastp2p.train.position import Progress
 from fastp2p.train.progress import TimeLeftEstimate, time_left
-from fastp2p.train.reports import LOSS_LOG, TRIPLET
+from fastp2p.train.reports import LOSS_LOG, STAGED_RECORD, TRIPLET
 from fastp2p.train.stage_times import StageTimes
 from fastp2p.train.stop_requests import StopRequests, StopWhileWaiting, TrainingStopped
 from fastp2p.train.train_state_check import train_state_problem
@@ -99,6 +99,7 @@ class Trainer:
         # until this run's first save is on disk, the sets there are the replaced run's
         self.replacing = self.replaced_run is not None
         self._first_save_jobs = []   # after_first_save's
+        self._resumed_staged_samples = None  # the resumed state's STAGED_RECORD
         self._report_warnings = set()  # kinds of report errors said (writer thread)
         self._leaving = False  # fit is ending: a report that fails says nothing
         self._stops = None  # fit's StopRequests
@@ -162,6 +163,7 @@ class Trainer:
                              numpy_rng["position"], numpy_rng["has_gauss"],
                              numpy_rng["cached_gaussian"]))
         self.progress = progress
+        self._resumed_staged_samples = state.get(STAGED_RECORD)
         # Starting the epoch's data iterator draws a seed from the global RNG, which the
         # interrupted run did before it saved: restore the saved state once more after that.
         self._resumed_rng = state["engine"]["rng"]
@@ -231,6 +233,7 @@ class Trainer:
             def write():
                 if set_aside is not None:
                     set_aside()
+                self._record_staged_samples(files["state"])
                 self.checkpoints.write(labels, files, step, replacing=self.replacing)
                 self.replacing = False
                 if replaced is not None:
@@ -249,18 +252,25 @@ class Trainer:
         jobs = []
         if loss_log is not None and loss_log.holding:
             jobs.append(self._reporting(loss_log.set_aside_before_save, LOSS_LOG))
-        if page is not None and page.setting_aside:
-            plotted = loss_log.frozen()
-
-            def set_samples_aside():
-                page.set_aside_before_save()
-                page.refresh(plotted)   # it listed this run's samples by their staged names
-            jobs.append(self._reporting(set_samples_aside))
+        if page is not None and page.waiting_before_save:
+            plotted = loss_log.frozen() if loss_log is not None else None
+            jobs.append(self._reporting(page.set_aside_before_save))
+            # it listed this run's samples by their staged names
+            jobs.append(self._reporting(lambda: page.refresh(plotted)))
 
         def set_aside():
             for job in jobs:
                 job()
         return set_aside if jobs else None
+
+    def _record_staged_samples(self, state: dict) -> None:
+        """The page's staged samples recorded in the training state about to be written
+        (``TrainingPage.staged_record``; with no page, --no_html, the resumed state's record is
+        carried on): they are the saved run's, which the next --continue_train keeps."""
+        record = (self.page.staged_record() if self.page is not None
+                  else self._resumed_staged_samples)
+        if record is not None:
+            state[STAGED_RECORD] = record
 
     def _discarded_reports_job(self):
         """While the loss rows and samples of the run a resume discards are still on disk
@@ -272,12 +282,13 @@ class Trainer:
         held_samples = page is not None and page.discarded_after is not None
         if not (held_rows or held_samples):
             return None
-        plotted = loss_log.frozen()
+        plotted = loss_log.frozen() if loss_log is not None else None
         # said as the loss log's where it fails, and the page's samples dropped all the same
-        discard_rows = self._reporting(loss_log.discard_held, LOSS_LOG)
+        discard_rows = self._reporting(loss_log.discard_held, LOSS_LOG) if held_rows else None
 
         def discard():
-            discard_rows()
+            if discard_rows is not None:
+                discard_rows()
             if page is not None:
                 page.delete_discarded_samples()
                 page.refresh(plotted)
