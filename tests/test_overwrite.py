@@ -280,3 +280,15 @@ def test_a_resume_without_the_page_carries_the_record_of_the_staged_samples(data
     assert main(train_argv(data, tmp_path, "--continue_train", "--n_epochs", "3")) == 0
     _assert_both_runs_samples_kept(web, unsaved_runs, saved_runs)
 
+
+def test_a_move_that_fails_at_a_save_says_where_the_samples_are(data, tmp_path, monkeypatch,
+                                                                 capsys):
+    """It said "a sample image or the training page ... was not written": the earlier run's
+    samples stay in web/images and this run's stay staged until a save moves them."""
+    web, *_ = _run_whose_moves_failed(data, tmp_path, monkeypatch)
+    err = capsys.readouterr().err
+    assert "was not written" not in err, err
+    said = [line for line in err.splitlines() if "kept staged" in line]
+    assert len(said) == 1 and said[0].startswith(f"warning: {web / 'images'}: the earlier run's "
+                                                 "sample images not yet moved aside stay there, "
+                                                 "and this run's are kept staged"), err

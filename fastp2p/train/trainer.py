@@ -55,6 +55,14 @@ from fastp2p.train.train_state_check import train_state_problem
 EXIT_OK, EXIT_FAILED = 0, 1
 
 
+_GOES_ON = "training and its checkpoints go on (said once per kind of error)"
+_NOT_WRITTEN = "warning: {what} in {path} was not written ({reason}); " + _GOES_ON
+_SAMPLES_NOT_SET_ASIDE = (
+    "warning: {path}/web/images: the earlier run's sample images not yet moved aside stay there, "
+    "and this run's are kept staged as .staged-*, until a save moves them ({reason}); "
+    + _GOES_ON)
+
+
 class ResumeError(ValueError):
     """The saved position cannot be resumed with this run's options (exit code 2)."""
 
@@ -254,7 +262,8 @@ class Trainer:
             jobs.append(self._reporting(loss_log.set_aside_before_save, LOSS_LOG))
         if page is not None and page.waiting_before_save:
             plotted = loss_log.frozen() if loss_log is not None else None
-            jobs.append(self._reporting(page.set_aside_before_save))
+            jobs.append(self._reporting(page.set_aside_before_save, "the samples' set-aside",
+                                        warning=_SAMPLES_NOT_SET_ASIDE))
             # it listed this run's samples by their staged names
             jobs.append(self._reporting(lambda: page.refresh(plotted)))
 
@@ -606,14 +615,15 @@ class Trainer:
         """``job`` (samples, loss plot, page) on the writer thread (``_reporting``)."""
         self.writer.submit(self._reporting(job), in_flight=3)
 
-    def _reporting(self, job, what="a sample image or the training page"):
+    def _reporting(self, job, what="a sample image or the training page", warning=None):
         """``job`` (samples, loss plot, page; or the loss log's rewrite at a save, tried again
         at the next) as a job that, if it fails, says one warning line naming ``what`` it
-        writes in the run folder (once per kind of error and ``what``) and returns: the
-        reports are views of the run, remade at the next refresh, and must not stop training or
-        hold back a checkpoint. Said only while the run goes on: a job that fails once the run
-        is ending (a save before it failed, or ``fit`` is leaving) says nothing, as its line
-        would say training goes on after the error line that ended it."""
+        writes in the run folder (or ``warning``, formatted with ``reason``; once per kind of
+        error and ``what``) and returns: the reports are views of the run, remade at the next
+        refresh, and must not stop training or hold back a checkpoint. Said only while the run
+        goes on: a job that fails once the run is ending (a save before it failed, or ``fit``
+        is leaving) says nothing, as its line would say training goes on after the error line
+        that ended it."""
         def report():
             try:
                 job()
@@ -629,9 +639,8 @@ class Trainer:
                 reason = (describe_os_error(err).splitlines()[0] if isinstance(err, OSError)
                           else f"{type(err).__name__}: {message}" if message
                           else type(err).__name__)
-                self.say_error(f"warning: {what} in {self.checkpoints.path} was not written "
-                               f"({reason}); training and its checkpoints go on (said once per "
-                               "kind of error)")
+                self.say_error((warning or _NOT_WRITTEN).format(
+                    what=what, path=self.checkpoints.path, reason=reason))
         return report
 
     def _log(self, window_start: float, window_images: int, bar) -> None:
