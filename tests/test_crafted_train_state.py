@@ -264,7 +264,13 @@ def _staged_samples_kept_under_number_zero(state):
     state["staged_samples"] = {"set_aside_owed": True, "kept_number": 0}
 
 
-CRAFTS += [_staged_samples_of_text, _staged_samples_kept_under_number_zero]
+# keys of two types, which no sort orders (the check raised TypeError: a traceback, no refusal)
+def _staged_samples_with_a_number_key(state):
+    state["staged_samples"] = {"set_aside_owed": True, "kept_number": 1, 1: 0}
+
+
+CRAFTS += [_staged_samples_of_text, _staged_samples_kept_under_number_zero,
+           _staged_samples_with_a_number_key]
 
 
 # structure fine, but not what this engine wrote (torch.optim loads it, and the first step

@@ -260,7 +260,7 @@ def _staged_samples_problem(state) -> str | None:
     resume keeps the staged files it names (none, in the states of older fastp2p versions)."""
     record = state.get(STAGED_RECORD, None)
     if record is None or (
-            isinstance(record, dict) and sorted(record) == ["kept_number", "set_aside_owed"]
+            isinstance(record, dict) and set(record) == {"kept_number", "set_aside_owed"}
             and _is(record["set_aside_owed"], _FLAG)
             and (record["kept_number"] is None or _is_count(record["kept_number"], least=1))):
         return None
