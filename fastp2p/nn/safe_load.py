@@ -36,6 +36,10 @@ def load_safely(source, map_location="cpu", name=None):
             # torch warns of a pickle protocol other than its own before failing (pickle.dump's
             # file) or loading; what fails is said below, in one line naming the file
             warnings.filterwarnings("ignore", message="Detected pickle protocol")
+            # torch 2.14 warns that it checks a sparse tensor's indices (it still checks them,
+            # and raises for bad ones); fastp2p then refuses the tensor in one line
+            # (checkpoint.weights_problem): no network has sparse weights
+            warnings.filterwarnings("ignore", message="Validating sparse tensor invariants")
             loaded = torch.load(source, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as err:
         blocked = _BLOCKED_GLOBAL.search(str(err))
