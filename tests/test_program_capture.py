@@ -1,10 +1,12 @@
 """The drop-in networks under torch's program capturers, as the reference modules go through
 them: torch.fx and torch.compile / torch.export of the U-Net record the reference forward's
 torch ops; an eval PatchGAN compiles whole under no_grad (no BatchNorm folding while traced);
-torch.jit.script is refused in one line."""
+every network exports; torch.jit.script is refused in one line that names torch.export first."""
+import copy
 import functools
 import subprocess
 import sys
+import warnings
 from types import SimpleNamespace
 
 import pytest
@@ -25,12 +27,16 @@ def _patchgan():
     return fastp2p.PatchDiscriminator(6, ndf=4, n_layers=2, norm="batch").eval()
 
 
+def _pixelgan():
+    torch.manual_seed(0)
+    return fastp2p.PixelDiscriminator(6, ndf=4).eval()
+
+
 def _images(channels=3):
     return torch.rand(2, channels, 32, 32, generator=torch.Generator().manual_seed(1)) * 2 - 1
 
 
-@pytest.mark.parametrize("make, channels", [(_unet, 3), (_patchgan, 6),
-                                            (lambda: fastp2p.PixelDiscriminator(6, ndf=4), 6)])
+@pytest.mark.parametrize("make, channels", [(_unet, 3), (_patchgan, 6), (_pixelgan, 6)])
 def test_fx_symbolic_trace_records_the_reference_forward(make, channels):
     net = make().eval()
     traced = torch.fx.symbolic_trace(net)
@@ -49,17 +55,26 @@ def test_compile_whole_graph_under_no_grad(make, channels):
         assert_close(compiled(x), expected, 1e-5, "compiled")
 
 
-def test_export_under_no_grad():
-    net, x = _unet(), _images()
-    with torch.no_grad():
-        program = torch.export.export(net, (x,))
+@pytest.mark.parametrize("make, channels", [(_unet, 3), (_patchgan, 6), (_pixelgan, 6)])
+@pytest.mark.parametrize("train", [False, True], ids=["eval_no_grad", "train"])
+def test_export_without_a_deprecation_warning(make, channels, train):
+    """torch.export, which the refusal of torch.jit.script names first, works on each network
+    on this torch without a word of deprecation (torch 2.14 deprecates torch.jit.trace, which
+    it named first before, with a FutureWarning)."""
+    net, x = make().train(train), _images(channels)
+    with warnings.catch_warnings(record=True) as caught, torch.set_grad_enabled(train):
+        warnings.simplefilter("always")
+        program = torch.export.export(copy.deepcopy(net), (x,))
         assert_close(program.module()(x), net(x), 1e-5, "exported")
+    assert [str(w.message) for w in caught
+            if issubclass(w.category, (DeprecationWarning, FutureWarning))] == []
 
 
 @pytest.mark.parametrize("make", [_unet, _patchgan])
-def test_jit_script_is_refused_in_one_line(make):
-    with pytest.raises(RuntimeError, match=r"torch.jit.script cannot compile fastp2p\.\w+ .*"
-                                           r"torch.jit.trace"):
+def test_jit_script_is_refused_in_one_line_naming_torch_export_first(make):
+    with pytest.raises(RuntimeError, match=r"^torch.jit.script cannot compile fastp2p\.\w+ "
+                                           r"[^;]*; use torch.export or torch.compile[^\n]*"
+                                           r"torch.jit.trace it[^\n]*$"):
         torch.jit.script(make())
 
 

@@ -34,11 +34,15 @@ def compiler_tracing() -> bool:
 
 class RefusesScripting:
     """``torch.jit.script`` of a drop-in network raises one clear error instead of failing deep
-    inside (the forward dispatches to fused kernels, which TorchScript cannot compile)."""
+    inside (the forward dispatches to fused kernels, which TorchScript cannot compile). It names
+    torch.export first, then the TorchScript routes: torch deprecates TorchScript, and its
+    ``torch.jit.trace`` warns so (a DeprecationWarning in 2.13, a FutureWarning in 2.14)."""
 
     def __prepare_scriptable__(self):
         name = type(self).__name__
         raise RuntimeError(f"torch.jit.script cannot compile fastp2p.{name} (its forward calls "
-                           "fused kernels); use torch.jit.trace, torch.compile or "
-                           "torch.export, or script the reference module "
-                           f"(fastp2p.reference) loaded with this {name}'s state_dict")
+                           "fused kernels); use torch.export or torch.compile, which torch "
+                           "advises in place of TorchScript (it deprecates it); for a "
+                           "TorchScript module all the same, torch.jit.trace it, or script "
+                           f"the reference module (fastp2p.reference) loaded with this {name}'s "
+                           "state_dict")
