@@ -12,6 +12,7 @@ import sys
 from fastp2p.command_errors import UsageError, error_line
 from fastp2p.import_memory import not_enough_memory, out_of_memory
 from fastp2p.stops_deferred import TorchNotImported
+from fastp2p.torchrun_variables import TorchrunVariableError, check_launch_variables
 
 COMMAND_MODULES = (
     "fastp2p.info",
@@ -157,6 +158,9 @@ def _main(argv, args: argparse.Namespace) -> int:
         except (TorchNotImported, BlasThreadsNotStarted) as err:
             print(error_line(args.command, err), file=sys.stderr)
             return 1
+        except TorchrunVariableError as err:
+            print(f"{_said_as(args)}: error: {err}", file=sys.stderr)
+            return 2
         except KeyboardInterrupt as stop:  # where a command has no stop of its own to report
             print(f"{_said_as(args)}: stopped ({str(stop) or 'Ctrl-C'})", file=sys.stderr)
             # 128 + the signal (a second stop request, stop_requests.SecondStopRequest, says which)
@@ -172,6 +176,7 @@ def _parse_and_run(argv, args: argparse.Namespace) -> int:
 
     parser = build_parser()
     args, unknown = parser.parse_known_args(argv, namespace=args)
+    check_launch_variables()   # before any refusal, which asks LOCAL_RANK who says it
     words = list(sys.argv[1:] if argv is None else argv)   # the command's own words
     words = words[words.index(args.command) + 1:] if args.command else []
     if unknown and args.command:
