@@ -346,6 +346,34 @@ def test_samples_whose_set_aside_failed_are_never_deleted_and_are_set_aside_agai
         f"epoch002_step0000001_{label}.png" for label in ("fake_B", "real_A", "real_B")]
 
 
+def test_staged_samples_a_saved_state_records_take_their_names_after_the_next_save(
+        tmp_path, monkeypatch):
+    """A set-aside that failed at the first save left its state recording this run's samples
+    as staged and the move as owed; the next save's set-aside renamed them into place before
+    that save was on disk: a kill in between left them under their own names beside the state
+    owing the move, and the next --continue_train filed them into images.N/ as the earlier
+    run's. They are renamed once the save that records the move is on disk."""
+    from fastp2p.train.reports import TrainingPage
+
+    page = TrainingPage(tmp_path / "web", "run", set_aside=True, say=lambda line: None)
+    (page.images / "epoch002_step0000001_real_A.png").write_bytes(b"the earlier run's")
+    page.add_sample(2, 1, [torch.zeros(1, 3, 4, 4)] * 3)
+    staged = sorted(path.name for path in page.images.iterdir()
+                    if path.name.startswith(TrainingPage.STAGED))
+    with monkeypatch.context() as patch:
+        _failing_at_call(patch, "mkdir", 1)
+        with pytest.raises(OSError):
+            page.set_aside_before_save()   # the first save's
+    assert page.staged_record() == {"set_aside_owed": True, "kept_number": None}
+    page.delete_discarded_samples()        # after it
+    page.set_aside_before_save()           # the next save's: a kill after it leaves them staged
+    assert sorted(path.name for path in page.images.iterdir()) == staged
+    assert page.staged_record() == {"set_aside_owed": False, "kept_number": 1}
+    page.delete_discarded_samples()        # after it
+    assert sorted(path.name for path in page.images.iterdir()) == [
+        name.removeprefix(TrainingPage.STAGED) for name in staged]
+
+
 def _failing_at_call(monkeypatch, name, failing_call):
     """os.``name`` failing (ENOSPC) at its ``failing_call``-th call, once."""
     real, calls = getattr(os, name), []

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from fastp2p.cli import main
-from fastp2p.train.checkpoints import CheckpointFolder
+from fastp2p.train.checkpoints import CheckpointFolder, CheckpointWriteError
 from fastp2p.train.reports import LOG_FIELDS, LossLog, TrainingPage
 from helpers.train_helpers import one_line, tiny_networks, train_argv, write_aligned_dataset
 
@@ -266,6 +266,26 @@ def test_samples_of_a_run_whose_move_failed_at_each_save_survive_its_resume(
     if move_works_again:
         assert {path.read_bytes() for path in web.glob("images.1/*.png")} == unsaved_runs
         assert (web.parent / "loss_log.1.csv").is_file()
+
+
+def test_a_resume_killed_in_its_first_save_keeps_the_saved_runs_samples_its_own(
+        data, tmp_path, monkeypatch):
+    """The first save of a resume whose state still owed the move moved the kept run's samples
+    into images.1/ and renamed the saved run's staged ones into place, then the checkpoint was
+    written: a kill (here: a failed write) in between left them under their own names beside
+    the state that still owed the move, and the next resume filed them into images.2/ as the
+    kept run's, listing none. They are renamed once the save is on disk."""
+    web, unsaved_runs, saved_runs = _run_whose_moves_failed(data, tmp_path, monkeypatch)
+
+    def killed(*args, **kwargs):
+        raise CheckpointWriteError("could not write the checkpoint: killed")
+    with monkeypatch.context() as patch:
+        patch.setattr(CheckpointFolder, "write", killed)
+        assert main(train_argv(data, tmp_path, "--continue_train", "--n_epochs", "2")) == 1
+    assert main(train_argv(data, tmp_path, "--continue_train", "--n_epochs", "2")) == 0
+    assert sorted(path.name for path in web.glob("images.*")) == ["images.1"]
+    assert {path.read_bytes() for path in web.glob("images.1/*.png")} == unsaved_runs
+    _assert_both_runs_samples_kept(web, unsaved_runs, saved_runs)
 
 
 def test_a_resume_without_the_page_carries_the_record_of_the_staged_samples(data, tmp_path,

@@ -61,6 +61,7 @@ class FailingPage:
     """A TrainingPage whose every write fails with ``error``."""
     discarded_after = None   # not a resume: no samples of a discarded run to delete
     waiting_before_save = False   # nor of a run before networks without a training state
+    waiting_after_save = False    # nor staged samples to rename into place
 
     def staged_record(self):
         return None   # nothing staged

@@ -537,8 +537,10 @@ class TrainingPage:
         ``staged`` the staged files are the resumed run's: kept, those up to ``resume_step``
         listed; the plain ones, where the record says so, are still the other run's, moved at
         a save; the staged ones are renamed into place once nothing of another run holds
-        their names. Until then this run writes no sample (it would replace the resumed run's
-        of its steps: those past ``resume_step``, which its first save discards).
+        their names and a save whose state records that is on disk (a kill before it leaves
+        them staged, as that state says). Until then this run writes no sample (it would
+        replace the resumed run's of its steps: those past ``resume_step``, which its first
+        save discards).
 
         So no kill or failure loses a sample of either run: a file under a plain name is
         deleted only as a discarded run's, once this run's save is on disk, and never while
@@ -564,6 +566,9 @@ class TrainingPage:
         self.discarded_after = resume_step
         # the staged files there may take their own names once nothing is set aside
         self._unstaging = staged is not None
+        # whether the training state on disk records the staged files (the next start keeps
+        # them), and whether the save being written does (staged_record): until then
+        self._staged_saved, self._staged_in_save = staged is not None, None
         # the resumed run's staged files past this step are discarded: none is written meanwhile
         self._held_after = resume_step if staged is not None else None
         self._kept_line = self.KEPT_SET_ASIDE if set_aside else self.KEPT_UNSAVED
@@ -622,7 +627,12 @@ class TrainingPage:
     @property
     def waiting_before_save(self) -> bool:
         """Whether ``set_aside_before_save`` has something to do."""
-        return self.setting_aside or self._unstaging
+        return self.setting_aside or (self._unstaging and not self._staged_saved)
+
+    @property
+    def waiting_after_save(self) -> bool:
+        """Whether ``delete_discarded_samples`` has something to do."""
+        return self.discarded_after is not None or self.setting_aside or self._unstaging
 
     def staged_record(self):
         """What a save records of the staged files there (``staged`` of the resume): None
@@ -633,6 +643,7 @@ class TrainingPage:
             staged = any(self._sample_files(staged=True))
         except OSError:   # unread, they may be there: kept, not deleted
             staged = True
+        self._staged_in_save = staged
         if not staged:
             return None
         # the N its loss log took, if any, which the other run's samples are to pair with
@@ -641,17 +652,24 @@ class TrainingPage:
     def set_aside_before_save(self) -> None:
         """With ``set_aside`` (or a new run's move that failed, or a resumed run's that failed),
         just before this run's checkpoint is written (as LossLog's ``set_aside_before_save``):
-        the samples there moved into ``images.N/``, then the staged ones renamed into their
-        place (refresh the page after). Before the save, not after: a kill between the two left
-        them in images/ beside this run's training state, and the next --continue_train,
-        resuming it, deleted those of the steps past its own as a discarded run's. One that
+        the samples there moved into ``images.N/``, then, where no training state on disk
+        records the staged ones, those renamed into their place (refresh the page after).
+        The move before the save, not after: a kill between the two left them in images/ beside
+        this run's training state, and the next --continue_train, resuming it, deleted those of
+        the steps past its own as a discarded run's. The renames before it only where no state
+        records the staged files: the next start would delete them (under their own names it
+        keeps them, as a run's that saved nothing); where a state records them, and that the
+        move is owed, a kill before this save is on disk left them under their own names beside
+        that state, and the next --continue_train filed them into ``images.N/`` as the other
+        run's: they are renamed once it is on disk (``delete_discarded_samples``). One that
         fails midway leaves each whole, in images/ or images.N/, and is tried again at the next
         save, as the renames are. Call it on the thread that writes the samples."""
         if self.setting_aside:
             self._keep_samples()
             self.setting_aside = False
             self._unstaging = True
-        self._unstage()
+        if not self._staged_saved:
+            self._unstage()
 
     def _sample_files(self, staged: bool = False):
         """(path, epoch, step, label) of each file in images/ that add_sample names so (with
@@ -672,13 +690,16 @@ class TrainingPage:
         return self._held_after is not None and step > self._held_after
 
     def delete_discarded_samples(self) -> None:
-        """The discarded run's samples (``_discarded``; the resumed run's staged ones past its
-        step, ``_held``), once this run's first save is on disk, and the staged ones renamed
-        into their place (refresh the page after). Deleted,
+        """Once a save of this run is on disk (``waiting_after_save``): after the first, the
+        discarded run's samples (``_discarded``; the resumed run's staged ones past its step,
+        ``_held``), and after each, the staged ones renamed into their place (refresh the page
+        after). Deleted,
         not moved aside: the loss log's rows of those steps are gone too (and the checkpoints
         are overwritten), and a folder set aside at each such resume would pile up and clash
         in names. Call it on the thread that writes the samples, so that none is written
         meanwhile. Never those ``set_aside_before_save`` is to keep (where it failed)."""
+        if self._staged_in_save is not None:   # that save's state records them, or not
+            self._staged_saved, self._staged_in_save = self._staged_in_save, None
         if self.discarded_after is not None:
             plain = [] if self.setting_aside else self._sample_files()
             staged = self._sample_files(staged=True) if self._held_after is not None else []

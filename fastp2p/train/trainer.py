@@ -283,12 +283,13 @@ class Trainer:
 
     def _discarded_reports_job(self):
         """While the loss rows and samples of the run a resume discards are still on disk
-        (until this run's first save is): the job that drops them (and refreshes the page), to
-        run once the save is on disk, on the writer thread (which writes this run's samples, so
-        none is written meanwhile); None otherwise."""
+        (until this run's first save is), or staged samples wait to be renamed into place
+        (``TrainingPage.waiting_after_save``): the job that drops or renames them (and
+        refreshes the page), to run once the save is on disk, on the writer thread (which
+        writes this run's samples, so none is written meanwhile); None otherwise."""
         page, loss_log = self.page, self.loss_log
         held_rows = loss_log is not None and loss_log.holding
-        held_samples = page is not None and page.discarded_after is not None
+        held_samples = page is not None and page.waiting_after_save
         if not (held_rows or held_samples):
             return None
         plotted = loss_log.frozen() if loss_log is not None else None
