@@ -110,6 +110,14 @@ def open_plain_file(path, flags: int, mode: int = 0o666) -> int:
     return fd
 
 
+def create_empty_file(path, *, exclusive: bool) -> None:
+    """An empty file at ``path`` that its owner alone may read and write (0o600; a name claimed,
+    a mark left): with ``exclusive``, FileExistsError where anything is there (a symbolic link
+    too, never followed); without, a file there is kept as it is (opened, not truncated)."""
+    flags = os.O_WRONLY | os.O_CREAT | (os.O_EXCL if exclusive else 0)
+    os.close(os.open(path, flags, 0o600))
+
+
 def temporary_sibling(path: Path) -> Path:
     """``.NAME.tmp-PID.SUFFIX`` beside ``path``: hidden, unique per process, and ending in the
     target's suffix so writers that pick a format by extension (Pillow, matplotlib) still do."""

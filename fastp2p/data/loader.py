@@ -42,6 +42,7 @@ from torch.utils.data import BatchSampler, DataLoader, DistributedSampler, defau
 from torch.utils.data.dataloader import _MultiProcessingDataLoaderIter
 
 from fastp2p import cpu_info
+from fastp2p.atomic_files import create_empty_file
 from fastp2p.data.errors import (THREAD_NOT_STARTED_EXIT, DataError, is_thread_not_started,
                                  said_thread_not_started, shown_path,
                                  thread_not_started_marker)
@@ -150,17 +151,16 @@ _WORKER_PLUMBING_MODULES = ("multiprocessing.queues", "multiprocessing.resource_
 
 
 def _exit_where_a_thread_cannot_start() -> None:
-    """In a worker: a thread it sends its batches with (``_is_worker_plumbing``) that cannot
-    start ends the worker at once, silently, with
-    ``THREAD_NOT_STARTED_EXIT``, once it has left its marker
+    """In a worker: a thread it sends its batches with (``_is_worker_plumbing``) that cannot start
+    ends the worker at once, silently, with ``THREAD_NOT_STARTED_EXIT``, once it has left its marker
     (``thread_not_started_marker``); the main process says that as the limit on processes and
     threads (``_raise_failures``; ``loader_failures`` where torch reports it elsewhere). torch's
     worker loop let its queue's feeder thread's RuntimeError end it with a traceback, said as a
-    worker death "probably out of memory"; the thread that shares a batch's file descriptors
-    failed inside the feeder, which printed it and went on, and the main process waited for
-    that batch forever. ``threading.Thread.start`` is replaced in the worker only, since those
-    threads are started deep inside the stdlib; any other thread's error is raised as it was,
-    so that a dataset's own code may catch it and go on without its thread."""
+    worker death "probably out of memory"; the thread that shares a batch's file descriptors failed
+    inside the feeder, which printed it and went on, and the main process waited for that batch
+    forever. ``threading.Thread.start`` is replaced in the worker only, since those threads are
+    started deep inside the stdlib; any other thread's error is raised as it was, so that a
+    dataset's own code may catch it and go on without its thread."""
     start = threading.Thread.start
 
     def start_or_exit(thread: threading.Thread) -> None:
@@ -182,12 +182,11 @@ def _is_worker_plumbing(thread: threading.Thread) -> bool:
 
 
 def _leave_thread_not_started_marker() -> None:
-    """Make this worker's ``thread_not_started_marker``: a file, which needs no
-    thread. One that cannot be made (the limit on open files reached too) leaves the exit
-    said as any worker's unexpected exit."""
+    """Make this worker's ``thread_not_started_marker``: a file, which needs no thread. One that
+    cannot be made (the limit on open files reached too) leaves the exit said as any worker's
+    unexpected exit."""
     with contextlib.suppress(OSError):
-        os.close(os.open(thread_not_started_marker(os.getpid()),
-                         os.O_CREAT | os.O_WRONLY, 0o600))
+        create_empty_file(thread_not_started_marker(os.getpid()), exclusive=False)
 
 
 def _collate(items: list):

@@ -15,14 +15,16 @@ import os
 import re
 import threading
 import warnings
+from functools import partial
 from pathlib import Path
 from urllib.parse import quote
 
 import numpy as np
 import torch
 
-from fastp2p.atomic_files import (naming_the_file, open_plain_file, refuse_linked_folder,
-                                  refuse_unless_plain_file, replace_text, replacing)
+from fastp2p.atomic_files import (create_empty_file, naming_the_file, open_plain_file,
+                                  refuse_linked_folder, refuse_unless_plain_file, replace_text,
+                                  replacing)
 from fastp2p.file_reads import open_to_read
 from fastp2p.train.engine import LOSS_NAMES
 from fastp2p.train.image_sizes import aspect_ratio_size
@@ -294,7 +296,7 @@ class KeptNumber:
         makes there is never overwritten (a check, then a rename, overwrote one made in
         between), on any file system (a hard link, which also refuses a name taken, is not on
         all)."""
-        aside = self.claim(path, _create_empty_file)
+        aside = self.claim(path, partial(create_empty_file, exclusive=True))
         try:
             os.rename(path, aside)
         except BaseException:
@@ -318,10 +320,6 @@ def _numbered(path: Path, number: int) -> Path:
 def _claimed(path: Path, claim) -> Path:
     claim(path)
     return path
-
-
-def _create_empty_file(path: Path) -> None:
-    os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
 
 
 def _is_numbered(path: Path, numbered_from: Path) -> bool:
