@@ -408,6 +408,82 @@ def test_a_set_aside_that_failed_part_way_goes_on_into_the_same_folder(tmp_path,
     assert len(said) == 1 and "the 2 sample image(s)" in said[0], said
 
 
+class _Killed(BaseException):
+    """A kill: nothing of the process runs after it."""
+
+
+# the pages whose move a kill may cut: a new run's (at its start), a set-aside's and a resume's
+# whose state owes the move (each at its first save)
+_MOVING_PAGES = {"new run": {}, "set-aside": {"set_aside": True},
+                 "resume owing the move": {"resume_step": 9, "staged": {
+                     "set_aside_owed": True, "kept_number": None}}}
+
+
+def _moved_by_a_page(web, options, say=lambda line: None):
+    """A process's page made in ``web`` (``_MOVING_PAGES``' ``options``), which moves the samples
+    in web/images into web/images.N/."""
+    from fastp2p.train.reports import TrainingPage
+
+    page = TrainingPage(web, "run", say=say, **options)
+    if options:
+        page.set_aside_before_save()
+
+
+def _killed_after_rename(monkeypatch, count):
+    """os.rename killing the process (``_Killed``) once its ``count``-th call is done."""
+    real, calls = os.rename, []
+
+    def rename_then_killed(*args, **kwargs):
+        real(*args, **kwargs)
+        calls.append(args)
+        if len(calls) == count:
+            raise _Killed
+    monkeypatch.setattr(os, "rename", rename_then_killed)
+
+
+@pytest.mark.parametrize("moved", [1, 2, 3])
+@pytest.mark.parametrize("kind", _MOVING_PAGES)
+def test_a_move_killed_part_way_goes_on_into_the_same_folder_in_the_next_process(
+        tmp_path, monkeypatch, kind, moved):
+    """The next process's page took images.2/ for the rest (images.1/ was there, holding those
+    moved before the kill): one run's samples split over two numbers."""
+    web = tmp_path / "web"
+    (web / "images").mkdir(parents=True)
+    earlier = {f"epoch002_step000000{step}_real_A.png": f"{step}".encode() for step in (1, 2, 3)}
+    for name, data in earlier.items():
+        (web / "images" / name).write_bytes(data)
+    with monkeypatch.context() as patch:
+        _killed_after_rename(patch, moved)
+        with pytest.raises(_Killed):
+            _moved_by_a_page(web, _MOVING_PAGES[kind])
+    said = []
+    _moved_by_a_page(web, _MOVING_PAGES[kind], said.append)
+    assert sorted(path.name for path in web.iterdir()) == ["images", "images.1"]
+    assert {path.name: path.read_bytes() for path in (web / "images.1").iterdir()} == earlier
+    assert list((web / "images").iterdir()) == []
+    assert [line for line in said if "the 3 sample image(s)" in line and "images.1/" in line]
+    _moved_by_a_page(web, _MOVING_PAGES[kind])   # one more: its samples were all moved
+    (web / "images" / "epoch001_step0000001_real_A.png").write_bytes(b"another run's")
+    _moved_by_a_page(web, _MOVING_PAGES[kind])   # never into a folder whose move is done
+    assert sorted(path.name for path in web.iterdir()) == ["images", "images.1", "images.2"]
+
+
+def test_a_killed_moves_folder_is_removed_by_overwrite(tmp_path, monkeypatch):
+    """--overwrite removes the samples kept in images.N/ and the folder, left empty."""
+    from fastp2p.train.reports import remove_reports
+
+    web = tmp_path / "web"
+    (web / "images").mkdir(parents=True)
+    for step in (1, 2):
+        (web / "images" / f"epoch002_step000000{step}_real_A.png").write_bytes(b"earlier")
+    with monkeypatch.context() as patch:
+        _killed_after_rename(patch, 1)
+        with pytest.raises(_Killed):
+            _moved_by_a_page(web, {})
+    remove_reports(tmp_path)
+    assert sorted(path.name for path in web.iterdir()) == ["images"]
+
+
 def test_staged_samples_whose_renames_failed_part_way_are_never_deleted(tmp_path, monkeypatch):
     """The set-aside had moved the earlier run's samples and renamed one of this run's into
     place when the next rename failed: the discarded samples' deletion after the save took the

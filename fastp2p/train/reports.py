@@ -290,6 +290,18 @@ class KeptNumber:
             self.number = number
             return aside
 
+    def unfinished(self, path: Path, mark: str) -> Path | None:
+        """The numbered folder of ``path`` beside it that holds ``mark`` (a move into it that an
+        earlier process began and did not finish), its N taken; None where none does."""
+        numbers = sorted(number for name in path.parent.iterdir()
+                         if (number := _number(name, path)) is not None)
+        for number in numbers:
+            folder = _numbered(path, number)
+            if not folder.is_symlink() and os.path.lexists(folder / mark):
+                self.number = number
+                return folder
+        return None
+
     def move(self, path: Path) -> Path:
         """``path`` (a file) renamed to its claimed numbered name (``claim``): that name. The
         rename replaces only the claim, an empty file made exclusively: a file something else
@@ -324,8 +336,14 @@ def _claimed(path: Path, claim) -> Path:
 
 def _is_numbered(path: Path, numbered_from: Path) -> bool:
     """Whether ``path`` is a name ``KeptNumber.claim(numbered_from, ...)`` gives."""
-    return re.fullmatch(rf"{re.escape(numbered_from.stem)}\.[1-9][0-9]*"
-                        rf"{re.escape(numbered_from.suffix)}", path.name) is not None
+    return _number(path, numbered_from) is not None
+
+
+def _number(path: Path, numbered_from: Path) -> int | None:
+    """The N of ``path`` where it is a name ``KeptNumber.claim(numbered_from, ...)`` gives."""
+    match = re.fullmatch(rf"{re.escape(numbered_from.stem)}\.([1-9][0-9]*)"
+                         rf"{re.escape(numbered_from.suffix)}", path.name)
+    return None if match is None else int(match[1])
 
 
 def _readable_text(text: str) -> str:
@@ -492,6 +510,8 @@ class TrainingPage:
     # a resumed run's samples until its first save (hidden: no SAMPLE name, so never the kept
     # run's; see __init__)
     STAGED = ".staged-"
+    # in an images.N/ while _keep_samples moves samples into it: a kill's retry goes on there
+    UNFINISHED = ".unfinished-move"
     # _keep_samples' lines: a new run's (at once), a --continue_train's set_aside (at its save)
     KEPT_UNSAVED = ("{images}: the {count} sample image(s) of a run that saved no checkpoint "
                     "(stopped before its first save) kept in {kept}; this run's samples go to "
@@ -602,19 +622,30 @@ class TrainingPage:
         of that name is never written into) beside it, or beside the folder it links to
         (``samples_folder``), and ``_kept_line`` said, formatted with ``images`` (images/),
         ``count`` and ``kept`` (where they went); the user's other files stay. A move that
-        failed part-way is taken up again into the same ``images.N/`` (a new one split them)."""
-        samples = [path for path, *_ in self._sample_files()]
-        if not samples:
-            return
+        failed or was killed part-way is taken up again into the same ``images.N/`` (a new one
+        split one run's samples over two numbers): by this process, or by the next from the mark
+        (``UNFINISHED``) the folder holds from its making to the move's end (its N taken for
+        the loss log too)."""
         linked = samples_folder(self.images)
         if self._kept is None:
-            self._kept = self._kept_number.claim(linked, os.mkdir)
+            self._kept = self._kept_number.unfinished(linked, self.UNFINISHED)
+            self._kept_count = 0 if self._kept is None else sum(
+                1 for path in self._kept.iterdir() if self.SAMPLE.match(path.name))
+        samples = [path for path, *_ in self._sample_files()]
+        if self._kept is None:
+            if not samples:
+                return
+            self._kept = self._kept_number.claim(linked, _make_marked_folder)
         try:
             for path in samples:
                 os.rename(path, self._kept / path.name)
                 self._kept_count += 1
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self._kept / self.UNFINISHED)
         except OSError:
             if not self._kept_count:   # none moved: its N stays the loss log's to pair
+                with contextlib.suppress(OSError):
+                    os.unlink(self._kept / self.UNFINISHED)
                 _remove_if_empty(self._kept)
                 self._kept = None
             raise
@@ -762,6 +793,17 @@ class TrainingPage:
             raise plot_error
 
 
+def _make_marked_folder(folder: Path) -> None:
+    """``folder`` made (FileExistsError where anything is there) holding the mark of a move
+    into it (``TrainingPage.UNFINISHED``), or not at all."""
+    os.mkdir(folder)
+    try:
+        create_empty_file(folder / TrainingPage.UNFINISHED, exclusive=True)
+    except BaseException:
+        os.rmdir(folder)
+        raise
+
+
 def _unlink_file(path: Path) -> None:
     """Remove ``path`` if it is a file or a symbolic link (a folder of that name is someone's
     own: fastp2p writes none)."""
@@ -811,7 +853,8 @@ def remove_reports(run_folder: Path) -> None:
         for folder in [images, *kept]:
             if folder.is_dir() and _written_in(folder):
                 paths += [path for path in folder.iterdir() if TrainingPage.SAMPLE.match(
-                    path.name.removeprefix(TrainingPage.STAGED))]
+                    path.name.removeprefix(TrainingPage.STAGED))
+                    or path.name == TrainingPage.UNFINISHED]
     for path in paths:
         _unlink_file(path)
     for folder in kept:
