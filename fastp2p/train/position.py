@@ -1,7 +1,8 @@
 """Where training is: the position a training state saves and ``--continue_train`` resumes from.
 
 Its own module because both the epoch loop (``trainer``) and the check of a loaded training
-state (``train_state_check``) read its fields."""
+state (``train_state_check``) read its fields; ``epoch_reached`` says in epochs where a saved
+position is, for the trainer and for ``fastp2p test``'s end line."""
 from dataclasses import dataclass
 
 
@@ -27,3 +28,13 @@ class Progress:
     # the pairs the dataset held when that epoch was trained: its order is drawn from this
     # count, so a resume on another count cannot continue the same order
     dataset_pairs: int | None = None
+
+
+def epoch_reached(epoch: int, epoch_batches: int, epoch_complete: bool) -> tuple[int, bool]:
+    """Where a saved position (a Progress's ``epoch``, ``epoch_batches``, ``epoch_complete``)
+    is in epochs: (E, False) within epoch E, some of its batches done; (E, True) at the end of
+    epoch E, its last batch done (``epoch_complete``: saved at its last step) or the epoch's
+    end having moved the position on to epoch E + 1, none of whose batches are done yet."""
+    if epoch_complete or epoch_batches == 0:
+        return (epoch if epoch_complete else epoch - 1), True
+    return epoch, False

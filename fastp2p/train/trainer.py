@@ -45,7 +45,7 @@ from fastp2p.train.distributed import average_over_processes, is_peer_process_en
 from fastp2p.train.loader_failures import (is_loader_worker_death, loader_worker_death,
                                            loader_workers_failed)
 from fastp2p.train.memory_errors import first_line, is_out_of_memory
-from fastp2p.train.position import Progress
+from fastp2p.train.position import Progress, epoch_reached
 from fastp2p.train.progress import TimeLeftEstimate, time_left
 from fastp2p.train.reports import LOSS_LOG, STAGED_RECORD, TRIPLET
 from fastp2p.train.stage_times import StageTimes
@@ -199,10 +199,10 @@ class Trainer:
         trained on another number of pairs than this run's ``pairs`` (a dataset re-packed or
         changed since); None otherwise, or when the state does not record the count."""
         saved = self.progress
-        if saved.dataset_pairs in (None, pairs) or not saved.epoch_images \
-                or saved.epoch_complete:
+        epoch, ended = epoch_reached(saved.epoch, saved.epoch_batches, saved.epoch_complete)
+        if saved.dataset_pairs in (None, pairs) or ended:
             return None
-        return (f"--continue_train: epoch {saved.epoch} was begun on {saved.dataset_pairs} "
+        return (f"--continue_train: epoch {epoch} was begun on {saved.dataset_pairs} "
                 f"pairs and the dataset now holds {pairs}: its order is drawn from the pair "
                 "count, so the rest of this epoch may repeat pairs it trained on and skip others "
                 "(later epochs take each pair once); to finish it as begun, resume with the "

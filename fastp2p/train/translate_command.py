@@ -555,6 +555,7 @@ def _saved_at(folder, label, manifest: dict | None) -> _SavedPoint | None:
     import torch
 
     from fastp2p.checkpoint_names import TRAIN_STATE_SUFFIX
+    from fastp2p.train.position import epoch_reached
 
     if manifest is None:
         return None
@@ -577,9 +578,7 @@ def _saved_at(folder, label, manifest: dict | None) -> _SavedPoint | None:
         return step_only
     if not (type(epoch) is int and type(batches) is int and type(complete) is bool):
         return step_only
-    if complete or batches == 0:   # at an epoch's end the state has moved on to the next
-        return _SavedPoint(step_only.step, epoch if complete else epoch - 1, True)
-    return _SavedPoint(step_only.step, epoch, False)
+    return _SavedPoint(step_only.step, *epoch_reached(epoch, batches, complete))
 
 
 def _how_many(translated) -> str:
