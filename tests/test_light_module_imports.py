@@ -22,6 +22,7 @@ LIGHT = {
     "fastp2p.train.loader_failures": ("numpy", "torch", "fastp2p.train.trainer"),
     "fastp2p.data.packed_index": ("numpy", "torch", "fastp2p.data.packed"),
     "fastp2p.train.train_before_torch": ("numpy", "torch"),
+    "fastp2p.train.translate_before_torch": ("numpy", "torch"),
     "fastp2p.torchrun_variables": ("numpy", "torch"),
 }
 
@@ -45,10 +46,13 @@ def _run_python(code: str, folder: Path, timeout: int) -> subprocess.CompletedPr
 
 
 def test_fastp2p_test_does_not_import_the_training_loop():
-    # translate_command and the modules it keeps its run folder lookup and output names in
+    # translate_command and the modules it keeps its parts in (its run folder lookup, output
+    # names, checks before torch, data notes, results folder, triplets, checkpoint's point)
     imported = set().union(*(_imported(CHECKOUT / "fastp2p" / "train" / f"{name}.py")
                              for name in ("translate_command", "run_folder_lookup",
-                                          "result_names")))
+                                          "result_names", "translate_before_torch",
+                                          "translate_data_notes", "results_folder",
+                                          "triplet_writing", "saved_point")))
     assert "fastp2p.train.trainer" not in imported
     assert {"fastp2p.train.stop_requests", "fastp2p.train.loader_failures"} <= imported
 

@@ -118,7 +118,7 @@ def test_a_pack_write_on_a_disk_out_of_inodes_says_inodes(tmp_path, monkeypatch,
 
 
 def test_a_test_image_on_a_disk_out_of_inodes_says_inodes(tmp_path, monkeypatch):
-    from fastp2p.train.translate_command import _why_the_images_stopped
+    from fastp2p.train.triplet_writing import _why_the_images_stopped
 
     _file_system(monkeypatch, inodes_free=0, bytes_free=9_000)
     image = tmp_path / "images" / "0000002_fake_B.png"

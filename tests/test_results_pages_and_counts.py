@@ -21,7 +21,8 @@ from fastp2p.cli import main
 from fastp2p.train.reports import (LossLog, TrainingPage, remove_reports, tensor_to_image,
                                    write_html)
 from fastp2p.train.result_names import fit_file_name
-from fastp2p.train.translate_command import _page_title, _report, _Translated
+from fastp2p.train.translate_command import _report
+from fastp2p.train.triplet_writing import Translated, _page_title
 from helpers.train_helpers import (TEST_PAIRS, tiny_test_argv, tiny_test_results, train_argv,
                                    trained, write_aligned_dataset)  # noqa: F401 (fixture)
 from helpers.link_helpers import as_another_user
@@ -42,7 +43,7 @@ def test_the_page_title_names_eval_mode_and_a_partial_run():
 def test_a_stopped_run_reports_the_images_it_wrote(tmp_path, capsys):
     """The stop's line was on stdout, the results' stream (train's and bench's: stderr)."""
     weights = tmp_path / "latest_net_G.pth"
-    translated = _Translated(count=2, total=9, scores=None, stopped_by=int(signal.SIGINT))
+    translated = Translated(count=2, total=9, scores=None, stopped_by=int(signal.SIGINT))
     assert _report(translated, weights, tmp_path) == 128 + signal.SIGINT
     out, err = capsys.readouterr()
     assert out.splitlines() == [f"translated 2 image(s) with {weights}",
@@ -50,7 +51,7 @@ def test_a_stopped_run_reports_the_images_it_wrote(tmp_path, capsys):
                                 f"scores: {(Path(tmp_path) / 'scores.json').resolve()}"]
     assert err.splitlines() == ["SIGINT received: stopped after 2 of 9 images; the results are "
                                 "partial, and index.html says so"]
-    whole = _Translated(count=9, total=9, scores=None, stopped_by=None)
+    whole = Translated(count=9, total=9, scores=None, stopped_by=None)
     assert _report(whole, weights, tmp_path) == 0
     assert capsys.readouterr().out.splitlines()[0] == f"translated 9 image(s) with {weights}"
 

@@ -40,7 +40,7 @@ SCORED_OPTIONS = ("dataroot", "direction", "dataset_mode", "preprocess", "load_s
 
 
 def scores_record(args, translated, weights, saved_point: dict) -> dict:
-    """The content of scores.json for ``translated`` (translate_command's ``_Translated``) of
+    """The content of scores.json for ``translated`` (``triplet_writing.Translated``) of
     the generator's file ``weights``, saved at ``saved_point`` ({"saved_at", "run_training"})
     of its run, with options ``args``."""
     record = {"format": FORMAT, "name": args.name, "phase": args.phase, "epoch": args.epoch,

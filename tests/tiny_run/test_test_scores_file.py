@@ -9,7 +9,7 @@ import re
 
 from fastp2p.cli import main
 from fastp2p.train.score_file import SCORED_OPTIONS, scores_record
-from fastp2p.train.translate_command import _Translated
+from fastp2p.train.triplet_writing import Translated
 from helpers.train_helpers import tiny_test_argv, tiny_test_results
 
 
@@ -104,7 +104,7 @@ def test_the_dataset_is_recorded_as_an_absolute_path_or_as_the_embedded_one(tmp_
     dataset's null read as "no dataset": each is recorded so that a sweep tells them apart."""
     monkeypatch.chdir(tmp_path)
     def recorded(dataroot):
-        translated = _Translated(count=1, total=1, scores=None, stopped_by=None)
+        translated = Translated(count=1, total=1, scores=None, stopped_by=None)
         point = {"saved_at": None, "run_training": False}
         return scores_record(_scored_args(dataroot), translated, "w.pth", point)["options"]
 
