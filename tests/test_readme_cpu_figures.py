@@ -8,7 +8,9 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 NEWEST = "cpu-inference-2core-xeon-20261204-06a0828a-stop35-batch1.json"
 
-pytestmark = pytest.mark.skipif(not (ROOT / "benchmarks" / "results" / NEWEST).is_file(),
+# Skipped outside a checkout only: skipping when NEWEST is missing hid exactly the missing file
+# that test_results_files_named_exist is there to report.
+pytestmark = pytest.mark.skipif(not (ROOT / "setup.py").is_file(),
                                 reason="needs the source checkout")
 
 
