@@ -116,6 +116,8 @@ def test_reader_threads_share_a_small_set_of_open_shards(phase, monkeypatch):
         thread.start()
     for thread in threads:
         thread.join(120)
+    # a reader stuck past its join would report nothing: not a pass
+    assert not [thread for thread in threads if thread.is_alive()], "a reader thread hung"
     assert failures == []
 
 

@@ -320,6 +320,8 @@ def test_reader_threads_read_on_while_shards_are_touched(phase):
         stop.set()
         for thread in threads:
             thread.join(30)
+    # a reader stuck past its join would report nothing: not a pass
+    assert not [thread for thread in threads if thread.is_alive()], "a reader thread hung"
     assert outcomes == []
 
 
