@@ -2,7 +2,8 @@
 
 Its own module because both the epoch loop (``trainer``) and the check of a loaded training
 state (``train_state_check``) read its fields; ``epoch_reached`` says in epochs where a saved
-position is, for the trainer and for ``fastp2p test``'s end line (``saved_point``)."""
+position is, for the trainer, a resume's "done up to" line (``resuming``) and ``fastp2p test``'s
+end line (``saved_point``)."""
 from dataclasses import dataclass
 
 

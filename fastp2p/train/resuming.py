@@ -140,7 +140,7 @@ def say_resumed(args, trainer, pairs: int, say) -> bool:
             f"{trainer.schedule.epoch_count}, as the run that saved it did (not from "
             f"--epoch_count {args.epoch_count})")
     if trainer.progress.epoch > trainer.last_epoch:
-        say(f"{trainer.checkpoints.path} is done up to epoch {trainer.progress.epoch - 1}, "
+        say(f"{trainer.checkpoints.path} is done up to epoch {_epochs_done(trainer.progress)}, "
             f"and this run would end at epoch {trainer.last_epoch} (--n_epochs {args.n_epochs} "
             f"+ --n_epochs_decay {args.n_epochs_decay}): nothing to train, nothing changed; "
             "raise --n_epochs or --n_epochs_decay to train on")
@@ -151,3 +151,11 @@ def say_resumed(args, trainer, pairs: int, say) -> bool:
             say(changes_line)
         return False
     return True
+
+
+def _epochs_done(progress) -> int:
+    """The last epoch whose batches are all done: the saved one itself where a stop saved it
+    at its last step (``epoch_complete``: its end not made yet), the one before it otherwise."""
+    from fastp2p.train.position import epoch_reached
+    epoch, ended = epoch_reached(progress.epoch, progress.epoch_batches, progress.epoch_complete)
+    return epoch if ended else epoch - 1
