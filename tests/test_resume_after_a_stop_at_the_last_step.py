@@ -4,18 +4,25 @@ resume counts that epoch as done."""
 import signal
 
 import pytest
+import torch
 
 from fastp2p.cli import main
+from fastp2p.train.saved_options import OPTIONS_FILE, read_options
 from helpers.train_helpers import signal_after_step, train_argv, write_aligned_dataset
+
+
+def stop_at_the_last_step(data, checkpoints, monkeypatch, *extra):
+    """A 2-epoch run of 4 steps each (``extra``: more of its options) stopped after step 8."""
+    with monkeypatch.context() as patch:
+        signal_after_step(patch, 8, signal.SIGTERM)
+        assert main(train_argv(data, checkpoints, *extra)) == 128 + signal.SIGTERM
 
 
 @pytest.fixture
 def stopped_at_the_last_step(tmp_path, monkeypatch):
-    """(dataset, checkpoints folder) of a 2-epoch run of 4 steps each stopped after step 8."""
+    """(dataset, checkpoints folder) of ``stop_at_the_last_step``'s run."""
     data = write_aligned_dataset(tmp_path / "data")
-    with monkeypatch.context() as patch:
-        signal_after_step(patch, 8, signal.SIGTERM)
-        assert main(train_argv(data, tmp_path / "ck")) == 128 + signal.SIGTERM
+    stop_at_the_last_step(data, tmp_path / "ck", monkeypatch)
     return data, tmp_path / "ck"
 
 
@@ -46,3 +53,43 @@ def test_a_resume_to_its_own_end_saves_that_end_and_trains_no_step(stopped_at_th
     out = capsys.readouterr().out
     assert f"{checkpoints / 'tiny'} is done up to epoch 2, and this run would end at epoch 2" \
         in out, out
+
+
+def test_a_resume_to_its_own_end_names_its_changed_options_as_not_applied(
+        stopped_at_the_last_step, capsys):
+    """It trains no step, so an option given otherwise is not the run's: named as not applied
+    (as a resume with nothing to train does), the options file keeping the run's value, and its
+    start line says what it does instead of "training"."""
+    data, checkpoints = stopped_at_the_last_step
+    capsys.readouterr()
+    argv = train_argv(data, checkpoints, "--continue_train", "--lr", "0.01")
+    assert main(argv) == 0, capsys.readouterr().err
+    out = capsys.readouterr().out
+    assert ("--continue_train: not applied, as nothing is trained (give them again with a later "
+            "--n_epochs or --n_epochs_decay): options the run did not use so far "
+            f"(its {OPTIONS_FILE}): --lr 0.0002 -> 0.01") in out, out
+    assert "trains on with" not in out and "training tiny:" not in out, out
+    assert "tiny: saving the end of epoch 2, the last, with no step to train" in out, out
+    assert read_options(checkpoints / "tiny" / OPTIONS_FILE)["lr"] == "0.0002"
+
+
+def test_a_resume_to_its_own_end_ends_the_epoch_as_an_unstopped_run(tmp_path, monkeypatch,
+                                                                    capsys):
+    """The epoch's end line, lr and schedule state are those of the run's options (an unstopped
+    run's), not of the options given otherwise: with --lr_policy plateau, the epoch's loss
+    is observed, which --lr_policy linear would skip."""
+    data = write_aligned_dataset(tmp_path / "data")
+    plateau = ("--lr_policy", "plateau")
+    assert main(train_argv(data, tmp_path / "whole", *plateau)) == 0, capsys.readouterr().err
+    whole_end = next(line for line in capsys.readouterr().out.splitlines()
+                     if line.startswith("epoch 2 done"))
+    stop_at_the_last_step(data, tmp_path / "ck", monkeypatch, *plateau)
+    capsys.readouterr()
+    argv = train_argv(data, tmp_path / "ck", "--continue_train", "--lr_policy", "linear",
+                      "--lr", "0.01")
+    assert main(argv) == 0, capsys.readouterr().err
+    assert whole_end in capsys.readouterr().out.splitlines()
+    whole, resumed = (torch.load(folder / "tiny" / "latest_train_state.pth", weights_only=True)
+                      for folder in (tmp_path / "whole", tmp_path / "ck"))
+    assert resumed["schedule"] == whole["schedule"]
+    assert resumed["engine"]["lr"] == whole["engine"]["lr"]

@@ -153,6 +153,15 @@ def say_resumed(args, trainer, pairs: int, say) -> bool:
     return True
 
 
+def no_step_left(trainer, loader) -> bool:
+    """Whether ``trainer``, resumed and let go on by ``say_resumed``, is at its last epoch with
+    all of that epoch's batches in ``loader`` done (a run stopped right after its last step,
+    before its end's save): it then saves that end, trains no step and applies none of the
+    options the command line changes, as a resume with nothing to train."""
+    progress = trainer.progress
+    return progress.epoch == trainer.last_epoch and progress.epoch_batches >= len(loader)
+
+
 def _epochs_done(progress) -> int:
     """The last epoch whose batches are all done: the saved one itself where a stop saved it
     at its last step (``epoch_complete``: its end not made yet), the one before it otherwise."""

@@ -388,6 +388,19 @@ def take_saved_options(args, parser: argparse.ArgumentParser, given, path: Path,
     return result
 
 
+def run_values(args, parser: argparse.ArgumentParser, path: Path, dests) -> argparse.Namespace:
+    """A copy of ``args`` with the options ``dests`` (of ``parser``) as the run's options file
+    at ``path`` records them, given on the command line or not: what the run trained with. Each
+    one the file cannot give (unreadable, cut short, a value this fastp2p does not read) keeps
+    ``args``' value, which the resume took in its place and said so."""
+    values = argparse.Namespace(**vars(args))
+    try:
+        take_saved_options(values, parser, frozenset(), path, dests)
+    except (OSError, ValueError):   # said as the resume took its options
+        pass
+    return values
+
+
 def _default_value(default, without_dataroot: bool):
     """The value a default of this command line stands for (a QuickDefault's, once
     ``--dataroot`` is known)."""

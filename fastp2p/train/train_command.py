@@ -14,7 +14,7 @@ from fastp2p.train.options import (QuickDefault, add_model_arguments, add_train_
                                    describe_defaults)
 from fastp2p.train.reference_options import add_reference_arguments
 from fastp2p.train.resuming import (check_dataroot_from_here, check_fresh_run, holds_checkpoint,
-                                    load_resume_point, say_resumed)
+                                    load_resume_point, no_step_left, say_resumed)
 from fastp2p.train.trackers import add_tracker_arguments
 from fastp2p.train.train_before_torch import (print_refusal, refuse_before_options,
                                               refuse_cuda_only_options, refuse_missing_inputs,
@@ -52,6 +52,11 @@ refused, {EXIT_IN_USE} NAME in use by another fastp2p train run, or DATAROOT/PHA
 written by fastp2p pack (try again later), 128+N stopped by signal N (130 Ctrl-C, 143
 SIGTERM, 152 SIGXCPU): latest_* saved once training has begun, nothing before (one line says
 which); --resume_or_start resumes or starts either way."""
+
+
+# the options an LRSchedule is built from (and --epoch_count, which a training state replaces)
+SCHEDULE_OPTIONS = ("lr", "lr_policy", "n_epochs", "n_epochs_decay", "lr_decay_iters",
+                    "lr_step_at")
 
 
 def register(commands) -> None:
@@ -228,18 +233,23 @@ def run(args: argparse.Namespace, times=None, name_files: bool = True) -> int:
         # loss log and page as they are (its next resume takes its options from that file)
         if state is not None and not say_resumed(args, trainer, len(dataset), say):
             return 0
+        trains = state is None or not no_step_left(trainer, loader)
+        if not trains:   # its epoch's end, then, as the run's schedule makes it
+            _take_run_schedule(args, trainer)
         page = loss_log = None
         if info.is_main:
             try:
                 page, loss_log = _open_run_files(args, checkpoints, state, (say, say_error),
                                                  trainer, dataroot_from_here,
-                                                 info.device.type == "cpu")
+                                                 info.device.type == "cpu", trains)
             except OSError as err:   # a full disk: said as a failed write in training is
                 _print_failure(trainer.write_failure(err), training)
                 return 1
             trackers = open_trackers(args, checkpoints.path, "train")
             trainer.report_to(page, loss_log, trackers)
-        say(_start_line(args, len(dataset), info, graphs, trainer))
+        say(_start_line(args, len(dataset), info, graphs, trainer) if trains
+            else f"{args.name}: saving the end of epoch {trainer.last_epoch}, the last, with no "
+                 "step to train (the run stopped right after its last step)")
         training = True
         code = trainer.fit(loader, progress_bar=(lambda **kw: progress_bar(unit="step", **kw))
                            if info.is_main else None)
@@ -389,7 +399,6 @@ def _build_trainer(args, info, netG, netD, checkpoints, replaced_run, times, gra
 
     from fastp2p.train.distributed import wrap_for_data_parallel
     from fastp2p.train.engine import Pix2PixEngine
-    from fastp2p.train.schedulers import LRSchedule
     from fastp2p.train.stage_times import StageTimes
     from fastp2p.train.trainer import Trainer
 
@@ -398,9 +407,7 @@ def _build_trainer(args, info, netG, netD, checkpoints, replaced_run, times, gra
         wrap_for_data_parallel(netG, info, sync), wrap_for_data_parallel(netD, info, sync),
         gan_mode=args.gan_mode, lambda_L1=args.lambda_L1, lr=args.lr, beta1=args.beta1,
         precision=args.precision, channels_last=args.channels_last, cuda_graph=graphs)
-    schedule = LRSchedule(args.lr_policy, args.lr, n_epochs=args.n_epochs,
-                          n_epochs_decay=args.n_epochs_decay, epoch_count=args.epoch_count,
-                          lr_decay_iters=args.lr_decay_iters, step_at=args.lr_step_at)
+    schedule = _lr_schedule(args)
     if times is None:
         times = StageTimes()
     if info.device.type == "cuda":
@@ -408,6 +415,27 @@ def _build_trainer(args, info, netG, netD, checkpoints, replaced_run, times, gra
     return Trainer(args, engine, netG, netD, schedule, checkpoints, is_main=info.is_main,
                    world_size=info.world_size, say=say, say_error=say_error, times=times,
                    replaced_run=replaced_run)
+
+
+def _lr_schedule(args):
+    """The LRSchedule of ``args``' options (SCHEDULE_OPTIONS and --epoch_count)."""
+    from fastp2p.train.schedulers import LRSchedule
+    return LRSchedule(args.lr_policy, args.lr, n_epochs=args.n_epochs,
+                      n_epochs_decay=args.n_epochs_decay, epoch_count=args.epoch_count,
+                      lr_decay_iters=args.lr_decay_iters, step_at=args.lr_step_at)
+
+
+def _take_run_schedule(args, trainer) -> None:
+    """Give resumed ``trainer`` the lr schedule of the run's options file, with the state it
+    loaded, for a resume that trains no step (``no_step_left``): its epoch's end line and saved
+    lr are then the lr that epoch trained at, and its schedule's state (the plateau policy's)
+    an unstopped run's, whatever schedule options the command line changes."""
+    from fastp2p.train.saved_options import OPTIONS_FILE, command_parser, run_values
+    run_args = run_values(args, command_parser(register), trainer.checkpoints.path / OPTIONS_FILE,
+                          SCHEDULE_OPTIONS)
+    schedule = _lr_schedule(run_args)
+    schedule.load_state_dict(trainer.schedule.state_dict(), epoch=trainer.progress.epoch)
+    trainer.schedule = schedule
 
 
 def _resume(trainer, state, state_path, loader, dataroot_from_here=None) -> int | None:
@@ -433,14 +461,16 @@ def _resume(trainer, state, state_path, loader, dataroot_from_here=None) -> int 
 
 
 def _open_run_files(args, checkpoints, state, messengers, trainer, dataroot_from_here,
-                    on_cpu: bool):
+                    on_cpu: bool, trains: bool):
     """Rank 0's (page or None, loss log) in the run folder, after the options file is written
     with this run's compute threads, or its write is left to ``trainer``'s first save
     (``_write_run_options``); on resuming, the options changed since are said, and ``on_cpu``
     another count of threads (``messengers``: ``_messengers``' pair; the loss log's damaged
-    rows are a warning, on stderr). ``dataroot_from_here``: see ``_resume_notes``. An OSError
-    is a failed write of the run's own files (the trackers, opened apart, may raise one of
-    their own: a network error)."""
+    rows are a warning, on stderr); ``trains`` False (a resume with no step left,
+    ``no_step_left``): the changed options said as not applied and the options file left as
+    the run's. ``dataroot_from_here``: see ``_resume_notes``. An OSError is a failed write of
+    the run's own files (the trackers, opened apart, may raise one of their own: a network
+    error)."""
     import torch
 
     from fastp2p.train.reports import (LOSS_LOG, STAGED_RECORD, WEB, KeptNumber, LossLog,
@@ -450,16 +480,17 @@ def _open_run_files(args, checkpoints, state, messengers, trainer, dataroot_from
     say, say_error = messengers
     options_file, threads = checkpoints.path / OPTIONS_FILE, torch.get_num_threads()
     if state is not None:
-        changes_line = resume_changes_line(args, options_file, trains=True)
+        changes_line = resume_changes_line(args, options_file, trains=trains)
         if changes_line:
             say(changes_line)
-        # on a GPU the CPU's threads compute none of the step's sums
-        threads_line = threads_change(options_file, threads) if on_cpu else ""
+        # on a GPU the CPU's threads compute none of the step's sums; with no step, nothing
+        threads_line = threads_change(options_file, threads) if on_cpu and trains else ""
         if threads_line:
             say(threads_line)
-    # a folder the run may not have started in is not recorded as the run's
-    _write_run_options(args, trainer, options_file, started_here=not dataroot_from_here,
-                       compute_threads=threads)
+    if trains:   # a resume that trains no step leaves the file recording what the run used
+        # a folder the run may not have started in is not recorded as the run's
+        _write_run_options(args, trainer, options_file, started_here=not dataroot_from_here,
+                           compute_threads=threads)
     resume_step = state["engine"]["steps"] if state else None
     # a resume without a training state counts its steps from 0, after another run's rows
     set_aside = args.continue_train and state is None
