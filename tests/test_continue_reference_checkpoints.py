@@ -10,12 +10,12 @@ import os
 import pytest
 import torch
 
-import fastp2p.train.reports as reports_module
+import fastp2p.train.loss_log as loss_log_module
 import fastp2p.train.trainer as trainer_module
 from fastp2p.cli import main
 from fastp2p.reference import NLayerDiscriminator, UnetGenerator, get_norm_layer
 from fastp2p.train.engine import unwrap
-from fastp2p.train.reports import LOG_FIELDS, LossLog
+from fastp2p.train.loss_log import LOG_FIELDS, LossLog
 from helpers.train_helpers import train_argv, write_aligned_dataset
 
 
@@ -202,12 +202,12 @@ def test_a_set_aside_log_whose_new_file_failed_is_written_at_the_next_save(tmp_p
     path.write_text(OLD_LOG)
     loss_log = LossLog(path, say=lambda line: None, set_aside=True)
     loss_log.append(dict.fromkeys(LOG_FIELDS, 1))
-    replace_text = reports_module.replace_text
+    replace_text = loss_log_module.replace_text
 
     def disk_full_once(*args):
-        monkeypatch.setattr(reports_module, "replace_text", replace_text)
+        monkeypatch.setattr(loss_log_module, "replace_text", replace_text)
         raise OSError(errno.ENOSPC, "No space left on device")
-    monkeypatch.setattr(reports_module, "replace_text", disk_full_once)
+    monkeypatch.setattr(loss_log_module, "replace_text", disk_full_once)
     with pytest.raises(OSError):
         loss_log.discard_held()   # the first save (its reports job says the failure)
     loss_log.discard_held()   # the next save
@@ -269,7 +269,7 @@ def test_the_samples_there_are_kept_whole_beside_the_new_ones(tmp_path, monkeypa
     log is set aside (under its N), with one line on stderr; until then this run's samples are
     staged: a kill at any point leaves each of theirs whole, under images/ or images.1/."""
     from fastp2p.train.checkpoints import CheckpointFolder, CheckpointWriteError
-    from fastp2p.train.reports import TrainingPage
+    from fastp2p.train.training_page import TrainingPage
 
     data = write_aligned_dataset(tmp_path / "data", pairs=2, phases=("train",))
     run = tmp_path / "ckpt" / "tiny"
@@ -324,7 +324,7 @@ def test_samples_whose_set_aside_failed_are_never_deleted_and_are_set_aside_agai
     samples stay in images/, which the discarded samples' deletion after the save must not
     take for a discarded run's; the next save sets them aside, and this run's come out of
     staging."""
-    from fastp2p.train.reports import TrainingPage
+    from fastp2p.train.training_page import TrainingPage
 
     page = TrainingPage(tmp_path / "web", "run", set_aside=True, say=lambda line: None)
     earlier = page.images / "epoch002_step0000001_real_A.png"
@@ -353,7 +353,7 @@ def test_staged_samples_a_saved_state_records_take_their_names_after_the_next_sa
     that save was on disk: a kill in between left them under their own names beside the state
     owing the move, and the next --continue_train filed them into images.N/ as the earlier
     run's. They are renamed once the save that records the move is on disk."""
-    from fastp2p.train.reports import TrainingPage
+    from fastp2p.train.training_page import TrainingPage
 
     page = TrainingPage(tmp_path / "web", "run", set_aside=True, say=lambda line: None)
     (page.images / "epoch002_step0000001_real_A.png").write_bytes(b"the earlier run's")
@@ -389,7 +389,7 @@ def _failing_at_call(monkeypatch, name, failing_call):
 def test_a_set_aside_that_failed_part_way_goes_on_into_the_same_folder(tmp_path, monkeypatch):
     """Its retry took images.2/ (images.1/ was there, holding the first samples moved), split
     the run's samples in two and named only the second part in its line."""
-    from fastp2p.train.reports import TrainingPage
+    from fastp2p.train.training_page import TrainingPage
 
     said = []
     page = TrainingPage(tmp_path / "web", "run", set_aside=True, say=said.append)
@@ -422,7 +422,7 @@ _MOVING_PAGES = {"new run": {}, "set-aside": {"set_aside": True},
 def _moved_by_a_page(web, options, say=lambda line: None):
     """A process's page made in ``web`` (``_MOVING_PAGES``' ``options``), which moves the samples
     in web/images into web/images.N/."""
-    from fastp2p.train.reports import TrainingPage
+    from fastp2p.train.training_page import TrainingPage
 
     page = TrainingPage(web, "run", say=say, **options)
     if options:
@@ -470,7 +470,7 @@ def test_a_move_killed_part_way_goes_on_into_the_same_folder_in_the_next_process
 
 def test_a_killed_moves_folder_is_removed_by_overwrite(tmp_path, monkeypatch):
     """--overwrite removes the samples kept in images.N/ and the folder, left empty."""
-    from fastp2p.train.reports import remove_reports
+    from fastp2p.train.report_removal import remove_reports
 
     web = tmp_path / "web"
     (web / "images").mkdir(parents=True)
@@ -488,7 +488,7 @@ def test_staged_samples_whose_renames_failed_part_way_are_never_deleted(tmp_path
     """The set-aside had moved the earlier run's samples and renamed one of this run's into
     place when the next rename failed: the discarded samples' deletion after the save took the
     renamed one for a discarded run's. Each stays, and the renames go on at the next save."""
-    from fastp2p.train.reports import TrainingPage
+    from fastp2p.train.training_page import TrainingPage
 
     page = TrainingPage(tmp_path / "web", "run", set_aside=True, say=lambda line: None)
     (page.images / "epoch002_step0000001_real_A.png").write_bytes(b"the earlier run's")

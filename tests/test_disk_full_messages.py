@@ -136,10 +136,10 @@ def test_a_packing_error_without_a_file_name_names_the_output_folder(tmp_path, m
 def test_a_full_disk_on_the_loss_log_names_the_log(tmp_path, monkeypatch):
     """The loss log's append fails at the buffered write on close, with an OSError naming no
     file: the error the trainer reports names the log ("?" before)."""
-    from fastp2p.train import reports
-    log = reports.LossLog(tmp_path / "loss_log.csv")
-    fill_the_disk_of(reports, monkeypatch, 0)
-    row = dict.fromkeys(reports.LOG_FIELDS, 0)
+    from fastp2p.train import loss_log
+    log = loss_log.LossLog(tmp_path / "loss_log.csv")
+    fill_the_disk_of(loss_log, monkeypatch, 0)
+    row = dict.fromkeys(loss_log.LOG_FIELDS, 0)
     with pytest.raises(OSError) as raised:
         log.append(row)
     assert raised.value.filename == str(tmp_path / "loss_log.csv")
@@ -151,16 +151,16 @@ def test_a_full_disk_while_the_held_rows_are_dropped_leaves_the_log_whole(tmp_pa
     """discard_held rewrites the log mid-training (after a resume's first save), where its
     error is only a warning: a rewrite in place truncated the log, which stayed so unless a
     later save redid it. Now the old file stays whole, and the rows stay held."""
-    from fastp2p.train import reports
+    from fastp2p.train import loss_log
     path = tmp_path / "loss_log.csv"
-    log = reports.LossLog(path)
+    log = loss_log.LossLog(path)
     for step in range(1, 5):
-        log.append({**dict.fromkeys(reports.LOG_FIELDS, 0.5), "epoch": 1, "step": step,
+        log.append({**dict.fromkeys(loss_log.LOG_FIELDS, 0.5), "epoch": 1, "step": step,
                     "images": step})
     written = path.read_bytes()
-    resumed = reports.LossLog(path, resume_step=2)
+    resumed = loss_log.LossLog(path, resume_step=2)
     assert resumed.holding
-    fill_the_disk_of(reports, monkeypatch, 0)
+    fill_the_disk_of(loss_log, monkeypatch, 0)
     fill_temporary_files(monkeypatch, 0)
     with pytest.raises(OSError) as raised:
         resumed.discard_held()

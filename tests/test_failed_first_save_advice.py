@@ -53,7 +53,7 @@ def test_a_failed_save_over_an_earlier_checkpoint_advises_resuming(tmp_path, mon
 
 def test_a_failed_loss_log_write_before_any_save_advises_running_again(tmp_path, monkeypatch,
                                                                        capsys):
-    from fastp2p.train.reports import LossLog
+    from fastp2p.train.loss_log import LossLog
     data = write_aligned_dataset(tmp_path / "data", pairs=2, phases=("train",))
     argv = train_argv(data, tmp_path / "ckpt", "--no_html")
 

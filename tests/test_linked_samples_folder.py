@@ -14,7 +14,10 @@ import torch
 
 from fastp2p.cli import main
 from fastp2p.train.checkpoints import CheckpointFolder
-from fastp2p.train.reports import LOSS_LOG, KeptNumber, TrainingPage, remove_reports
+from fastp2p.train.kept_runs import KeptNumber
+from fastp2p.train.report_names import LOSS_LOG
+from fastp2p.train.report_removal import remove_reports
+from fastp2p.train.training_page import TrainingPage
 from helpers.train_helpers import train_argv, write_aligned_dataset
 
 SAMPLE = "epoch002_step0000003_real_A.png"

@@ -20,7 +20,7 @@ from fastp2p.atomic_files import ReplacedWhileWritten, replacing
 from fastp2p.bench.results_files import write_json
 from fastp2p.data.pack import pack_phase
 from fastp2p.train.checkpoints import CheckpointFolder, CheckpointWriteError
-from fastp2p.train.reports import save_image
+from fastp2p.train.sample_images import save_image
 from fastp2p.train.saved_options import write_options
 from helpers.data_helpers import make_aligned
 

@@ -117,7 +117,7 @@ def test_train_names_the_open_file_limit_where_batches_cannot_be_received(tmp_pa
      "or use fewer --num_threads"),
     ((_MultiProcessingDataLoaderIter, "_try_get_data", _batch_not_received), "1",
      "or use fewer --num_threads"),
-    (("fastp2p.train.reports.save_image", _out_of_files), "0", ", then run it again")],
+    (("fastp2p.train.sample_images.save_image", _out_of_files), "0", ", then run it again")],
     ids=["loader-workers", "loader-batches", "an-image-write"])
 def test_test_names_the_open_file_limit_and_what_to_do(tmp_path, monkeypatch, capsys, where,
                                                        num_threads, advice):

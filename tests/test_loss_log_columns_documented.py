@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from fastp2p.train.reports import LOG_FIELDS
+from fastp2p.train.loss_log import LOG_FIELDS
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 

@@ -7,7 +7,7 @@ import tracemalloc
 
 import pytest
 
-from fastp2p.train.reports import LOG_FIELDS, LossLog
+from fastp2p.train.loss_log import LOG_FIELDS, LossLog
 
 GOOD = "1,2,2,0.0002,0.5,30.0,0.6,0.7,12.5"
 

@@ -9,7 +9,7 @@ import warnings
 import matplotlib.pyplot as plt
 import pytest
 
-from fastp2p.train.reports import LOG_FIELDS, LossLog
+from fastp2p.train.loss_log import LOG_FIELDS, LossLog
 
 
 def _loss_log(tmp_path) -> LossLog:

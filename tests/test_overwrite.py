@@ -13,7 +13,8 @@ import pytest
 
 from fastp2p.cli import main
 from fastp2p.train.checkpoints import CheckpointFolder, CheckpointWriteError
-from fastp2p.train.reports import LOG_FIELDS, LossLog, TrainingPage
+from fastp2p.train.loss_log import LOG_FIELDS, LossLog
+from fastp2p.train.training_page import TrainingPage
 from helpers.train_helpers import one_line, tiny_networks, train_argv, write_aligned_dataset
 
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from fastp2p.cli import main
-from fastp2p.train.reports import save_image, tensor_to_image
+from fastp2p.train.sample_images import save_image, tensor_to_image
 
 Image = pytest.importorskip("PIL.Image", reason="saving images needs Pillow (.[data])")
 

@@ -18,8 +18,11 @@ from PIL import Image
 
 import fastp2p.nn
 from fastp2p.cli import main
-from fastp2p.train.reports import (LossLog, TrainingPage, remove_reports, tensor_to_image,
-                                   write_html)
+from fastp2p.train.html_page import write_html
+from fastp2p.train.loss_log import LossLog
+from fastp2p.train.report_removal import remove_reports
+from fastp2p.train.sample_images import tensor_to_image
+from fastp2p.train.training_page import TrainingPage
 from fastp2p.train.result_names import fit_file_name
 from fastp2p.train.translate_command import _report
 from fastp2p.train.triplet_writing import Translated, _page_title

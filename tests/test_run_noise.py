@@ -11,7 +11,7 @@ from fastp2p.cli import main
 from fastp2p.train.cpu_threads import choose_threads
 from fastp2p.train.progress import (PlainProgress, TerminalProgress, TimeLeftEstimate,
                                      progress_bar, time_left)
-from fastp2p.train.reports import LossLog
+from fastp2p.train.loss_log import LossLog
 from helpers.train_helpers import train_argv, write_aligned_dataset
 
 

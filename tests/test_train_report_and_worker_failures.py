@@ -8,10 +8,11 @@ import signal
 import torch
 
 import fastp2p.data.datasets as datasets_module
-import fastp2p.train.reports as reports_module
+import fastp2p.train.training_page as training_page_module
 from fastp2p.cli import main
 from fastp2p.train.checkpoints import CheckpointFolder
-from fastp2p.train.reports import LOG_FIELDS, LossLog
+from fastp2p.train.loss_log import LOG_FIELDS, LossLog
+from fastp2p.train.training_page import TrainingPage
 from helpers.train_helpers import train_argv, write_aligned_dataset
 
 
@@ -69,8 +70,8 @@ def test_a_failing_training_page_is_a_warning_and_every_checkpoint_is_written(tm
                                                                              monkeypatch,
                                                                              capsys):
     data = write_aligned_dataset(tmp_path / "data")
-    monkeypatch.setattr(reports_module.TrainingPage, "refresh", _refresh_fails)
-    monkeypatch.setattr(reports_module, "save_image", _disk_full)
+    monkeypatch.setattr(TrainingPage, "refresh", _refresh_fails)
+    monkeypatch.setattr(training_page_module, "save_image", _disk_full)
     checkpoints = tmp_path / "ckpt"
     # samples at images 3 and 6 and the final one; page refreshes after each epoch
     assert main(train_argv(data, checkpoints, "--save_epoch_freq", "1")) == 0

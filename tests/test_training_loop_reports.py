@@ -364,19 +364,20 @@ def test_a_failing_loss_log_rewrite_is_said_as_the_loss_log(tmp_path, monkeypatc
     as "a sample image or the training page ... was not written"."""
     import errno
 
-    from fastp2p.train import reports
+    from fastp2p.train import loss_log as loss_log_module
+    from fastp2p.train.report_names import LOSS_LOG
 
     trainer, _, lines = _trainer(tmp_path, n_epochs=1, n_epochs_decay=0)
-    log_path = trainer.checkpoints.path / reports.LOSS_LOG
+    log_path = trainer.checkpoints.path / LOSS_LOG
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    log_path.write_text(",".join(reports.LOG_FIELDS) + "\n"
-                        + ",".join(["9"] * len(reports.LOG_FIELDS)) + "\n")
-    loss_log = reports.LossLog(log_path, resume_step=0, say=lines.append)
+    log_path.write_text(",".join(loss_log_module.LOG_FIELDS) + "\n"
+                        + ",".join(["9"] * len(loss_log_module.LOG_FIELDS)) + "\n")
+    loss_log = loss_log_module.LossLog(log_path, resume_step=0, say=lines.append)
     assert loss_log.holding   # the row of step 9, past the resumed step
 
     def disk_full(*args):
         raise OSError(errno.ENOSPC, "No space left on device", str(log_path))
-    monkeypatch.setattr(reports, "replace_text", disk_full)
+    monkeypatch.setattr(loss_log_module, "replace_text", disk_full)
     trainer.report_to(loss_log=loss_log)
     assert trainer.fit(ListLoader(random_batches(3))) == 0
     warnings = [line for line in lines if line.startswith("warning: ")]

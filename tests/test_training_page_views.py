@@ -7,10 +7,12 @@ import re
 import pytest
 import torch
 
-import fastp2p.train.reports as reports_module
+import fastp2p.train.training_page as training_page_module
 from fastp2p.cli import main
 from fastp2p.train.engine import Pix2PixEngine
-from fastp2p.train.reports import TrainingPage
+from fastp2p.train.loss_log import LOG_FIELDS, LossLog
+from fastp2p.train.sample_images import TRIPLET
+from fastp2p.train.training_page import TrainingPage
 from helpers.train_helpers import train_argv, write_aligned_dataset
 
 
@@ -148,7 +150,7 @@ def _plot_fails(self, path, title):
 
 def test_a_plot_that_cannot_be_drawn_leaves_the_page_and_is_said_so(tmp_path, capsys,
                                                                      monkeypatch):
-    monkeypatch.setattr(reports_module.LossLog, "plot", _plot_fails)
+    monkeypatch.setattr(LossLog, "plot", _plot_fails)
     data = write_aligned_dataset(tmp_path / "data", phases=("train",))
     assert main(train_argv(data, tmp_path / "ckpt")) == 0
     out, err = capsys.readouterr()
@@ -165,7 +167,7 @@ def _page_fails(*args, **kwargs):
 
 
 def test_no_open_line_for_a_page_that_could_not_be_written(tmp_path, capsys, monkeypatch):
-    monkeypatch.setattr(reports_module, "write_html", _page_fails)
+    monkeypatch.setattr(training_page_module, "write_html", _page_fails)
     data = write_aligned_dataset(tmp_path / "data", phases=("train",))
     assert main(train_argv(data, tmp_path / "ckpt")) == 0
     out, err = capsys.readouterr()
@@ -174,21 +176,21 @@ def test_no_open_line_for_a_page_that_could_not_be_written(tmp_path, capsys, mon
 
 
 def test_samples_are_listed_newest_first_by_epoch_and_step_numbers(tmp_path):
-    page = reports_module.TrainingPage(tmp_path / "web", "run")
+    page = TrainingPage(tmp_path / "web", "run")
     # the names add_sample writes from epoch 1000 and step 10**7 on, and below
     stems = ["epoch999_step9999999", "epoch1000_step10000000", "epoch1001_step10000008",
              "epoch998_step0000001"]
     for stem in stems:
-        for label in reports_module.TRIPLET:
+        for label in TRIPLET:
             (page.images / f"{stem}_{label}.png").write_bytes(b"")
-    page.refresh(reports_module.LossLog(tmp_path / "loss_log.csv"))
+    page.refresh(LossLog(tmp_path / "loss_log.csv"))
     assert _page_steps(tmp_path) == [10000008, 10000000, 9999999, 1]
 
 
 def _loss_log(tmp_path, steps):
-    log = reports_module.LossLog(tmp_path / "loss_log.csv")
+    log = LossLog(tmp_path / "loss_log.csv")
     for step in steps:
-        log.append({**dict.fromkeys(reports_module.LOG_FIELDS, 0.5), "step": step})
+        log.append({**dict.fromkeys(LOG_FIELDS, 0.5), "step": step})
     return log
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-import fastp2p.train.reports as reports
+import fastp2p.train.sample_images as sample_images
 from fastp2p.cli import main
 from helpers.data_helpers import dead_pid
 from helpers.train_helpers import (TEST_PAIRS, one_line, tiny_networks, tiny_test_argv,
@@ -34,7 +34,7 @@ def test_an_earlier_runs_page_is_removed_before_the_first_image(tmp_path, traine
     page = tiny_test_results(tmp_path) / "index.html"
     assert page.is_file()
     saved, pages_seen = [], []
-    original = reports.save_image
+    original = sample_images.save_image
 
     def save_then_fail(image, path, aspect_ratio=1.0):
         pages_seen.append(page.exists())
@@ -42,7 +42,7 @@ def test_an_earlier_runs_page_is_removed_before_the_first_image(tmp_path, traine
             raise OSError(errno.ENOSPC, NO_SPACE, str(path))
         original(image, path, aspect_ratio)
         saved.append(path)
-    monkeypatch.setattr(reports, "save_image", save_then_fail)
+    monkeypatch.setattr(sample_images, "save_image", save_then_fail)
     capsys.readouterr()
     assert main(tiny_test_argv(data, checkpoints, tmp_path)) == 1
     assert pages_seen[0] is False and not page.exists()
@@ -82,7 +82,7 @@ def test_sigterm_stops_between_images_as_ctrl_c_does(tmp_path, trained):
     results = tiny_test_results(tmp_path)
     assert _temporary_files(results) == []
     assert sorted(os.listdir(results / "images")) == [f"000_{label}.png" for label in
-                                                      sorted(reports.TRIPLET)]
+                                                      sorted(sample_images.TRIPLET)]
     page = (results / "index.html").read_text(encoding="utf-8")
     assert f"(partial: stopped by SIGTERM after 1 of {TEST_PAIRS} images)" in page
     assert "images/000_fake_B.png" in page and "001" not in page

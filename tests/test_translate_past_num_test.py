@@ -8,7 +8,7 @@ import signal
 import time
 
 import fastp2p.data.datasets as datasets_module
-import fastp2p.train.reports as reports
+import fastp2p.train.sample_images as sample_images
 from fastp2p.cli import main
 from helpers.train_helpers import (TEST_PAIRS, tiny_test_argv, tiny_test_results,
                                    write_aligned_dataset)
@@ -43,7 +43,7 @@ def test_a_loader_worker_killed_after_the_last_image_leaves_the_run_complete(
     first image is whole: the run waited for that pair, then failed in one line, exit 1."""
     data, checkpoints = trained
     command, image_whole = os.getpid(), tmp_path / "image-whole"
-    original_load, original_save = datasets_module.PairDataset.load, reports.save_image
+    original_load, original_save = datasets_module.PairDataset.load, sample_images.save_image
     saved = []
 
     def load_or_get_killed(self, index, rng):
@@ -60,10 +60,10 @@ def test_a_loader_worker_killed_after_the_last_image_leaves_the_run_complete(
     def save_and_count(image, path, aspect_ratio=1.0):
         original_save(image, path, aspect_ratio)
         saved.append(path)
-        if len(saved) == len(reports.TRIPLET):
+        if len(saved) == len(sample_images.TRIPLET):
             image_whole.touch()
     monkeypatch.setattr(datasets_module.PairDataset, "load", load_or_get_killed)
-    monkeypatch.setattr(reports, "save_image", save_and_count)
+    monkeypatch.setattr(sample_images, "save_image", save_and_count)
     argv = tiny_test_argv(data, checkpoints, tmp_path / "results", "--num_test", "1")
     argv[argv.index("--num_threads") + 1] = "1"   # one loader worker process
     assert main(argv) == 0

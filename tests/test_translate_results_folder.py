@@ -91,7 +91,7 @@ def test_the_end_line_counts_an_earlier_runs_images_it_leaves(tmp_path, capsys):
 
 def test_the_pages_images_load_lazily(tmp_path):
     """A page of 300 triplets asked the browser for 900 images at once."""
-    from fastp2p.train.reports import write_html
+    from fastp2p.train.html_page import write_html
 
     write_html(tmp_path / "index.html", "t", [("a", [("real", "images/a_real.png"),
                                                      ("fake", "images/a_fake.png")])])

@@ -14,7 +14,8 @@ import threading
 import time
 
 import fastp2p.data.datasets as datasets_module
-import fastp2p.train.reports as reports
+import fastp2p.train.html_page as html_page
+import fastp2p.train.sample_images as sample_images
 from fastp2p.cli import main
 from helpers.data_helpers import dead_pid
 from helpers.train_helpers import (TEST_PAIRS, one_line, tiny_test_argv, tiny_test_results,
@@ -44,7 +45,7 @@ def test_a_killed_loader_worker_is_one_line_and_the_results_partial(tmp_path, tr
     """It was torch's traceback, rc 1, and nothing said the results were partial."""
     data, checkpoints = trained
     command, image_saved = os.getpid(), tmp_path / "image-saved"
-    original_load, original_save = datasets_module.PairDataset.load, reports.save_image
+    original_load, original_save = datasets_module.PairDataset.load, sample_images.save_image
 
     def load_or_oom_kill(self, index, rng):
         if index == 1 and os.getpid() != command:   # the worker, at the second pair
@@ -59,7 +60,7 @@ def test_a_killed_loader_worker_is_one_line_and_the_results_partial(tmp_path, tr
         original_save(image, path, aspect_ratio)
         image_saved.touch()
     monkeypatch.setattr(datasets_module.PairDataset, "load", load_or_oom_kill)
-    monkeypatch.setattr(reports, "save_image", save_and_say)
+    monkeypatch.setattr(sample_images, "save_image", save_and_say)
     argv = tiny_test_argv(data, checkpoints, tmp_path)
     argv[argv.index("--num_threads") + 1] = "1"   # one loader worker process
     assert main(argv) == 1
@@ -80,7 +81,7 @@ def test_a_page_that_cannot_be_written_says_the_images_are_whole(tmp_path, train
 
     def disk_full(path, *args, **kwargs):
         raise OSError(errno.ENOSPC, NO_SPACE, str(path))
-    monkeypatch.setattr(reports, "write_html", disk_full)
+    monkeypatch.setattr(html_page, "write_html", disk_full)
     assert main(tiny_test_argv(data, checkpoints, tmp_path)) == 1
     error = one_line(capsys.readouterr().err)
     images = tiny_test_results(tmp_path) / "images"
@@ -99,7 +100,7 @@ def test_a_page_that_cannot_be_written_says_the_images_are_whole(tmp_path, train
 _SIGNALS_AT = """
 import json, os, signal, sys
 import PIL.Image
-import fastp2p.train.reports as reports
+import fastp2p.train.html_page as html_page
 from fastp2p.cli import main
 from fastp2p.data.loader import PairLoader
 plan, argv = json.loads(sys.argv[1]), json.loads(sys.argv[2])
@@ -111,7 +112,7 @@ def save_then_send(self, *args, **kwargs):
     original_save(self, *args, **kwargs)
     saves.append(1)
     send(f"save {len(saves)}")
-original_page, original_close = reports.write_html, PairLoader.close
+original_page, original_close = html_page.write_html, PairLoader.close
 def send_then_write_html(*args, **kwargs):
     send("page")
     original_page(*args, **kwargs)
@@ -119,7 +120,7 @@ def send_then_close(self):
     send("close")
     original_close(self)
 PIL.Image.Image.save = save_then_send
-reports.write_html, PairLoader.close = send_then_write_html, send_then_close
+html_page.write_html, PairLoader.close = send_then_write_html, send_then_close
 sys.argv = ["fastp2p", *argv]
 code = main(None if plan.get("entry") else argv)
 send("exit")

@@ -118,7 +118,7 @@ class TensorBoardTracker:
             self.writer.add_scalar(name, value, step)
 
     def log_images(self, step: int, images: dict) -> None:
-        from fastp2p.train.reports import tensor_to_image
+        from fastp2p.train.sample_images import tensor_to_image
         for label, image in images.items():
             self.writer.add_image(label, tensor_to_image(image), step, dataformats="HWC")
 
@@ -137,7 +137,7 @@ class WandbTracker:
         self.run.log(dict(values), step=step)
 
     def log_images(self, step: int, images: dict) -> None:
-        from fastp2p.train.reports import tensor_to_image
+        from fastp2p.train.sample_images import tensor_to_image
         self.run.log({label: self.wandb.Image(tensor_to_image(image), caption=label)
                       for label, image in images.items()}, step=step)
 

@@ -376,7 +376,7 @@ def _prepare_run_folder(args, info):
     """(the CheckpointFolder, the checkpoint sets --overwrite replaces or None); rank 0 makes
     the folder ready and, with --overwrite, removes the replaced run's reports."""
     from fastp2p.train.checkpoints import CheckpointFolder
-    from fastp2p.train.reports import refuse_planted_links, remove_reports
+    from fastp2p.train.report_removal import refuse_planted_links, remove_reports
     from fastp2p.train.trackers import refuse_linked_tracker_folders
 
     checkpoints = CheckpointFolder(args.checkpoints_dir, args.name)
@@ -473,8 +473,10 @@ def _open_run_files(args, checkpoints, state, messengers, trainer, dataroot_from
     error)."""
     import torch
 
-    from fastp2p.train.reports import (LOSS_LOG, STAGED_RECORD, WEB, KeptNumber, LossLog,
-                                       TrainingPage)
+    from fastp2p.train.kept_runs import KeptNumber
+    from fastp2p.train.loss_log import LossLog
+    from fastp2p.train.report_names import LOSS_LOG, WEB
+    from fastp2p.train.training_page import STAGED_RECORD, TrainingPage
     from fastp2p.train.saved_options import OPTIONS_FILE, resume_changes_line, threads_change
 
     say, say_error = messengers

@@ -17,7 +17,7 @@ import torch
 from fastp2p.train.engine_state import ENGINE_COUNTERS, REQUIRED_ENGINE_KEYS
 from fastp2p.train.finite import first_nonfinite
 from fastp2p.train.position import Progress
-from fastp2p.train.reports import STAGED_RECORD
+from fastp2p.train.training_page import STAGED_RECORD
 
 _INT, _NUMBER, _FLAG = (int,), (int, float), (bool,)
 # No count fastp2p keeps comes near an int64's largest value; a crafted Python int past it can

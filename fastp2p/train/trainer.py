@@ -47,10 +47,12 @@ from fastp2p.train.loader_failures import (is_loader_worker_death, loader_worker
 from fastp2p.train.memory_errors import first_line, is_out_of_memory
 from fastp2p.train.position import Progress, epoch_reached
 from fastp2p.train.progress import TimeLeftEstimate, time_left
-from fastp2p.train.reports import LOSS_LOG, STAGED_RECORD, TRIPLET
+from fastp2p.train.report_names import LOSS_LOG
+from fastp2p.train.sample_images import TRIPLET
 from fastp2p.train.stage_times import StageTimes
 from fastp2p.train.stop_requests import StopRequests, StopWhileWaiting, TrainingStopped
 from fastp2p.train.train_state_check import train_state_problem
+from fastp2p.train.training_page import STAGED_RECORD
 
 EXIT_OK, EXIT_FAILED = 0, 1
 

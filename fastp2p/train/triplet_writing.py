@@ -42,7 +42,7 @@ def write_triplets_and_page(args, netG, loader, device, out_dir, trackers, stops
     import torch
 
     from fastp2p.train.checkpoints import describe_os_error
-    from fastp2p.train.reports import write_html
+    from fastp2p.train.html_page import write_html
 
     images_dir = begin_results(out_dir)
     total = min(len(loader), args.num_test)
@@ -107,7 +107,7 @@ def _write_triplets(args, netG, loader, device, images_dir, trackers, total, sec
     from fastp2p.nn import graphed
     from fastp2p.terminal import stderr_bar
     from fastp2p.train.evaluation import L1Scores, train_mean_image
-    from fastp2p.train.reports import TRIPLET, save_image
+    from fastp2p.train.sample_images import TRIPLET, save_image
 
     layout = torch.channels_last if args.channels_last else torch.contiguous_format
     netG.to(memory_format=layout)

@@ -1,4 +1,4 @@
-"""The image links of the HTML pages (fastp2p.train.reports.write_html, and the page of
+"""The image links of the HTML pages (fastp2p.train.html_page.write_html, and the page of
 `fastp2p test`) find their files when the names hold characters URLs treat specially (#, ?, %,
 quotes, non-ASCII)."""
 import html
@@ -7,7 +7,7 @@ from pathlib import Path
 from urllib.parse import unquote, urljoin, urlsplit
 
 from fastp2p.cli import main
-from fastp2p.train.reports import write_html
+from fastp2p.train.html_page import write_html
 from helpers.train_helpers import tiny_test_argv, write_aligned_dataset
 
 NAMES = ("a#1", "c%20d", "k?", "é ü", "it's")

@@ -42,7 +42,7 @@ def test_a_failed_run_leaves_no_earlier_runs_scores(data, trained, tmp_path, cap
                                                     monkeypatch):
     """A full disk stops the run (exit 1) after the earlier run's file is removed, so the
     folder does not show that run's scores as this one's."""
-    from fastp2p.train import reports
+    from fastp2p.train import sample_images
 
     argv = tiny_test_argv(data, trained, tmp_path)
     assert main(argv) == 0
@@ -52,7 +52,7 @@ def test_a_failed_run_leaves_no_earlier_runs_scores(data, trained, tmp_path, cap
     def disk_full(image, path, *args):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
 
-    monkeypatch.setattr(reports, "save_image", disk_full)
+    monkeypatch.setattr(sample_images, "save_image", disk_full)
     capsys.readouterr()
     assert main(argv) == 1
     assert "no index.html" in capsys.readouterr().err
