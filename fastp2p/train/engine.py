@@ -370,6 +370,9 @@ class Pix2PixEngine:
                            {name: getattr(self, "_" + name) for name in ENGINE_COUNTERS}, owners)
         self.optimizer_G.load_state_dict(state["optimizer_G"])
         self.optimizer_D.load_state_dict(state["optimizer_D"])
+        for optimizer in (self.optimizer_G, self.optimizer_D):
+            if isinstance(optimizer, torch.optim.Optimizer):   # MasterWeightsAdam lays out its own
+                _moments_laid_out_as_parameters(optimizer)
         if self._lr is not None:
             # load_state_dict put the saved lr tensors into the groups; share ours again.
             for optimizer in (self.optimizer_G, self.optimizer_D):
@@ -633,3 +636,16 @@ class Pix2PixEngine:
         self._graph = graph
         self._last_batch = (static_A, fake_B, static_B)
         graph.replay()  # capture only records: this replay is the step itself
+
+
+def _moments_laid_out_as_parameters(optimizer: torch.optim.Optimizer) -> None:
+    """Each state tensor of a parameter's shape given that parameter's strides, values kept: a
+    checkpoint holds them contiguous (``host_copy``) and ``load_state_dict`` keeps that, so a
+    --channels-last run's moments came back NCHW beside channels-last weights, which fused Adam
+    on CUDA refuses at the first step ("... must have same dtype, device, and layout")."""
+    for param, state in optimizer.state.items():
+        for name, value in state.items():
+            if (isinstance(value, torch.Tensor) and value.shape == param.shape
+                    and value.stride() != param.stride()):
+                state[name] = torch.empty_like(param, dtype=value.dtype).copy_(value)
+
