@@ -468,6 +468,34 @@ def test_a_move_killed_part_way_goes_on_into_the_same_folder_in_the_next_process
     assert sorted(path.name for path in web.iterdir()) == ["images", "images.1", "images.2"]
 
 
+def test_a_set_aside_log_pairs_with_the_samples_a_killed_move_left(tmp_path, monkeypatch):
+    """A new run killed while it moved the earlier run's samples (into images.1/), then a
+    --continue_train (no training state: its first save sets the log, then the samples, aside):
+    the log took loss_log.2.csv, images.1/ being there, and the samples went on into images.1/,
+    so the run's log and samples no longer paired."""
+    from fastp2p.train.kept_runs import KeptNumber
+    from fastp2p.train.training_page import TrainingPage
+
+    web = tmp_path / "web"
+    (web / "images").mkdir(parents=True)
+    for step in (1, 2):
+        (web / "images" / f"epoch002_step000000{step}_real_A.png").write_bytes(b"earlier")
+    (tmp_path / "loss_log.csv").write_text(OLD_LOG)
+    with monkeypatch.context() as patch:
+        _killed_after_rename(patch, 1)
+        with pytest.raises(_Killed):
+            _moved_by_a_page(web, {})
+    kept_number = KeptNumber(tmp_path)
+    page = TrainingPage(web, "run", set_aside=True, say=lambda line: None,
+                        kept_number=kept_number)
+    log = LossLog(tmp_path / "loss_log.csv", set_aside=True, say=lambda line: None,
+                  kept_number=kept_number)
+    log.set_aside_before_save()   # the trainer's order: the log's, then the samples'
+    page.set_aside_before_save()
+    assert sorted(path.name for path in tmp_path.glob("loss_log.*.csv")) == ["loss_log.1.csv"]
+    assert sorted(path.name for path in web.iterdir()) == ["images", "images.1"]
+
+
 def test_a_killed_moves_folder_is_removed_by_overwrite(tmp_path, monkeypatch):
     """--overwrite removes the samples kept in images.N/ and the folder, left empty."""
     from fastp2p.train.report_removal import remove_reports

@@ -219,9 +219,10 @@ def _never_across(rename):
     return never_across
 
 
-def _run_whose_moves_failed(data, tmp_path, monkeypatch):
-    """A run that saved (2 epochs) after one that saved none, whose samples it could never
-    move aside: (web/, the unsaved run's sample bytes, {name: bytes} of the saved run's)."""
+def _run_whose_moves_failed(data, tmp_path, monkeypatch, *extra):
+    """A run that saved (2 epochs; ``extra`` options) after one that saved none, whose samples
+    it could never move aside: (web/, the unsaved run's sample bytes, {name: bytes} of the
+    saved run's)."""
     assert main(train_argv(data, tmp_path)) == 0
     folder = CheckpointFolder(tmp_path, "tiny")
     folder.remove_sets(folder.saved_sets())   # as if killed before its first save
@@ -231,7 +232,7 @@ def _run_whose_moves_failed(data, tmp_path, monkeypatch):
     unsaved_runs = {path.read_bytes() for path in (web / "images").iterdir()}
     with monkeypatch.context() as patch:
         patch.setattr(os, "rename", _never_across(os.rename))
-        assert main(train_argv(data, tmp_path, "--seed", "5")) == 0
+        assert main(train_argv(data, tmp_path, "--seed", "5", *extra)) == 0
     saved_runs = _staged_samples(web)
     assert saved_runs and unsaved_runs == {path.read_bytes() for path in
                                            (web / "images").glob("epoch*.png")}
@@ -287,6 +288,27 @@ def test_a_resume_killed_in_its_first_save_keeps_the_saved_runs_samples_its_own(
     assert sorted(path.name for path in web.glob("images.*")) == ["images.1"]
     assert {path.read_bytes() for path in web.glob("images.1/*.png")} == unsaved_runs
     _assert_both_runs_samples_kept(web, unsaved_runs, saved_runs)
+
+
+def test_a_resume_of_a_set_saved_before_the_move_keeps_the_saved_runs_samples_its_own(
+        data, tmp_path, monkeypatch, capsys):
+    """The epoch 1 set of a run whose move failed records that the move is owed; a later
+    resume did the move and renamed the run's staged samples into place. A resume of that
+    epoch 1 set moved the run's own samples into images.2/ at its first save, as "a run that
+    saved no checkpoint", and listed none. Its images.1/, whole, says the move is done."""
+    web, unsaved_runs, saved_runs = _run_whose_moves_failed(data, tmp_path, monkeypatch,
+                                                            "--save_epoch_freq", "1")
+    assert main(train_argv(data, tmp_path, "--continue_train", "--n_epochs", "2")) == 0
+    assert {path.read_bytes() for path in web.glob("images.1/*.png")} == unsaved_runs
+    capsys.readouterr()
+    assert main(train_argv(data, tmp_path, "--continue_train", "--epoch", "1")) == 0
+    assert "saved no checkpoint" not in capsys.readouterr().err
+    assert sorted(path.name for path in web.glob("images.*")) == ["images.1"]
+    epoch_1 = {name: data for name, data in saved_runs.items() if name.startswith("epoch001_")}
+    assert epoch_1 and all((web / "images" / name).read_bytes() == data
+                           for name, data in epoch_1.items())
+    listed = re.findall(r"<img src='images/([^']+)'", (web / "index.html").read_text())
+    assert set(epoch_1) <= set(listed)
 
 
 def test_a_resume_without_the_page_carries_the_record_of_the_staged_samples(data, tmp_path,

@@ -9,7 +9,7 @@ from functools import partial
 from pathlib import Path
 
 from fastp2p.atomic_files import create_empty_file
-from fastp2p.train.report_names import IMAGES, LOSS_LOG, WEB
+from fastp2p.train.report_names import IMAGES, LOSS_LOG, UNFINISHED_MOVE, WEB
 
 
 class KeptNumber:
@@ -36,12 +36,12 @@ class KeptNumber:
         nothing under either name (a check of each: only this one is claimed)."""
         if self.number is not None:
             with contextlib.suppress(FileExistsError):
-                return _claimed(_numbered(path, self.number), claim)
+                return _claimed(numbered(path, self.number), claim)
         for number in itertools.count(1):
-            if any(os.path.lexists(_numbered(name, number)) for name in self._names()):
+            if any(os.path.lexists(numbered(name, number)) for name in self._names()):
                 continue
             try:
-                aside = _claimed(_numbered(path, number), claim)
+                aside = _claimed(numbered(path, number), claim)
             except FileExistsError:
                 continue
             self.number = number
@@ -53,7 +53,7 @@ class KeptNumber:
         numbers = sorted(number for name in path.parent.iterdir()
                          if (number := _number(name, path)) is not None)
         for number in numbers:
-            folder = _numbered(path, number)
+            folder = numbered(path, number)
             if not folder.is_symlink() and os.path.lexists(folder / mark):
                 self.number = number
                 return folder
@@ -64,7 +64,11 @@ class KeptNumber:
         rename replaces only the claim, an empty file made exclusively: a file something else
         makes there is never overwritten (a check, then a rename, overwrote one made in
         between), on any file system (a hard link, which also refuses a name taken, is not on
-        all)."""
+        all). Where no N is claimed yet, a move of samples an earlier process began and did not
+        finish gives its N (the log a set-aside keeps before the samples pairs with them)."""
+        samples = self._names()[2]
+        if self.number is None and samples.parent.is_dir():
+            self.unfinished(samples, UNFINISHED_MOVE)
         aside = self.claim(path, partial(create_empty_file, exclusive=True))
         try:
             os.rename(path, aside)
@@ -82,7 +86,8 @@ def samples_folder(images: Path) -> Path:
     return Path(os.path.realpath(images)) if images.is_symlink() else images
 
 
-def _numbered(path: Path, number: int) -> Path:
+def numbered(path: Path, number: int) -> Path:
+    """``path``'s name numbered N: ``NAME.N.SUFFIX`` beside it."""
     return path.with_name(f"{path.stem}.{number}{path.suffix}")
 
 

@@ -5,3 +5,5 @@ page (``training_page``), the numbering of an earlier run's kept reports (``kept
 LOSS_LOG = "loss_log.csv"  # in the run folder
 WEB = "web"                # the run folder's TrainingPage
 IMAGES = "images"          # in WEB: the TrainingPage's sample images
+# in WEB/images.N/ (or beside the folder IMAGES links to) while a move into it is unfinished
+UNFINISHED_MOVE = ".unfinished-move"

@@ -9,10 +9,10 @@ from pathlib import Path
 
 from fastp2p.atomic_files import create_empty_file, refuse_linked_folder
 from fastp2p.train.html_page import write_html
-from fastp2p.train.kept_runs import KeptNumber, samples_folder
+from fastp2p.train.kept_runs import KeptNumber, numbered, samples_folder
 from fastp2p.train.loss_log import LossLog
 from fastp2p.train.report_files import remove_if_empty, unlink_file
-from fastp2p.train.report_names import IMAGES
+from fastp2p.train.report_names import IMAGES, UNFINISHED_MOVE
 from fastp2p.train.sample_images import TRIPLET, save_image
 
 # the training state's key for TrainingPage.staged_record: that save's run's samples are staged
@@ -28,7 +28,7 @@ class TrainingPage:
     # run's; see __init__)
     STAGED = ".staged-"
     # in an images.N/ while _keep_samples moves samples into it: a kill's retry goes on there
-    UNFINISHED = ".unfinished-move"
+    UNFINISHED = UNFINISHED_MOVE
     # _keep_samples' lines: a new run's (at once), a --continue_train's set_aside (at its save)
     KEPT_UNSAVED = ("{images}: the {count} sample image(s) of a run that saved no checkpoint "
                     "(stopped before its first save) kept in {kept}; this run's samples go to "
@@ -71,9 +71,11 @@ class TrainingPage:
         --continue_train deleted them at its start, then the other run's past its step. With
         ``staged`` the staged files are the resumed run's: kept, those up to ``resume_step``
         listed; the plain ones, where the record says so, are still the other run's, moved at
-        a save; the staged ones are renamed into place once nothing of another run holds
-        their names and a save whose state records that is on disk (a kill before it leaves
-        them staged, as that state says). Until then this run writes no sample (it would
+        a save (unless the record's ``images.N/`` holds a later save's whole move: ``_moved``,
+        and the plain ones are the resumed run's, renamed into place since); the staged ones
+        are renamed into place once nothing of another run holds their names and a save whose
+        state records that is on disk (a kill before it leaves them staged, as that state
+        says). Until then this run writes no sample (it would
         replace the resumed run's of its steps: those past ``resume_step``, which its first
         save discards).
 
@@ -96,7 +98,8 @@ class TrainingPage:
         self._say = say
         self._kept, self._kept_count = None, 0   # _keep_samples' folder and how many it holds
         # the plain samples there are another run's until set_aside_before_save moved them
-        self.setting_aside = set_aside or bool(staged and staged["set_aside_owed"])
+        self.setting_aside = set_aside or bool(staged and staged["set_aside_owed"]
+                                               and not self._moved(staged["kept_number"]))
         # None once the discarded run's samples are gone (plain ones; with _held_after, staged)
         self.discarded_after = resume_step
         # the staged files there may take their own names once nothing is set aside
@@ -119,6 +122,19 @@ class TrainingPage:
                       "then")
         if resume_step is None and not set_aside:
             self._keep_unsaved_runs_samples()
+
+    def _moved(self, number) -> bool:
+        """Whether ``images.N/`` of ``number`` (a record's ``kept_number``) holds a whole move:
+        a later save of the recorded run did the move that the record owes, then renamed that
+        run's staged samples into place (a resume of an older set moved them as the other
+        run's). N named nothing when it was claimed, so only that move made the folder; one
+        without a sample (a kill between its mkdir and its mark) holds none."""
+        if number is None:
+            return False
+        kept = numbered(samples_folder(self.images), number)
+        if not kept.is_dir() or kept.is_symlink() or os.path.lexists(kept / self.UNFINISHED):
+            return False
+        return any(self.SAMPLE.match(path.name) for path in kept.iterdir())
 
     def _keep_unsaved_runs_samples(self) -> None:
         """A new run's ``_keep_samples``; where it fails, said in one line, and tried again
