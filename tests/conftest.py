@@ -27,6 +27,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from helpers.forced_backend import force_backend
 from helpers.triton_interpreter import CPU_BACKEND_PARAMS, REGISTRY_DEFAULT
 
 # The CPU transposed convolutions' forms are measured in each test process, never read from or
@@ -88,13 +89,6 @@ def deterministic_cudnn():
      torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32) = saved
 
 
-# The launchers each forced backend runs through the reference's (it has no own). A launcher a
-# backend loses falls back with one warning per process, so without this check every test run
-# "on" that backend would run the reference's code instead, and pass.
-REFERENCE_FALLBACKS = {"reference": (), "triton": (),
-                       "cpp": ("d_step_losses_fwd", "g_step_losses_fwd")}
-
-
 @pytest.fixture(params=CPU_BACKEND_PARAMS)
 def backend(request, monkeypatch):
     """The name of the backend this run of the test forces (FASTP2P_BACKEND); for
@@ -103,12 +97,7 @@ def backend(request, monkeypatch):
         monkeypatch.delenv("FASTP2P_BACKEND", raising=False)
         monkeypatch.delenv("TRITON_INTERPRET", raising=False)
     else:
-        from fastp2p.ops.backends import backend_named
-        fallbacks = backend_named(request.param).reference_fallbacks()
-        assert fallbacks == REFERENCE_FALLBACKS[request.param], (
-            f"the {request.param} backend runs the reference's {fallbacks}, expected "
-            f"{REFERENCE_FALLBACKS[request.param]}: its tests would test the reference")
-        monkeypatch.setenv("FASTP2P_BACKEND", request.param)
+        force_backend(monkeypatch, request.param)
     return request.param
 
 

@@ -16,6 +16,7 @@ import torch
 import fastp2p
 from fastp2p import reference
 from helpers.double_backward import assert_gradients_match, gradient_penalty, randomize_norms
+from helpers.forced_backend import force_backend
 from helpers.network_checks import analytically_zero, with_same_masks
 from helpers.tolerances import (BF16_NETWORK, FP32_NETWORK, FP64_SAME_MATH, assert_close,
                                 relative_error)
@@ -134,7 +135,7 @@ def test_unet_gradient_penalty_float64(monkeypatch, norm, train):
 def test_gradient_penalty_through_the_triton_kernels(monkeypatch, norm):
     """Tiny networks (the interpreter is slow): a PatchGAN with one norm layer, and a U-Net
     with dropout, in train mode."""
-    monkeypatch.setenv("FASTP2P_BACKEND", "triton")
+    force_backend(monkeypatch, "triton")
     ours, theirs = _patch_pair(norm, 1)
     _compare(ours, theirs, _images(6, 16), True, torch.float32, FP32_NETWORK,
              f"triton-patch-{norm}")

@@ -15,6 +15,7 @@ from fastp2p.train.engine import WARMUP_STEPS, Pix2PixEngine
 from helpers.engine_option_checks import (assert_peer_runs, assert_same_networks,
                                          cuda_batches, kernels_of_an_eager_bf16_step,
                                          twin_cuda_networks)
+from helpers.forced_backend import force_backend
 from helpers.train_helpers import loss_curve
 
 pytestmark = [pytest.mark.cuda, pytest.mark.usefixtures("deterministic_cudnn")]
@@ -42,7 +43,7 @@ def _moments(engine):
                                         ("bf16-graph-side-streams-fused-losses", "batch"),
                                         ("fp32-eager", "batch")])
 def test_overlapped_updates_train_exactly_as_the_serial_step(monkeypatch, case, norm):
-    monkeypatch.setenv("FASTP2P_BACKEND", "triton")
+    force_backend(monkeypatch, "triton")
     assert STEPS > WARMUP_STEPS + 1  # eager warm-up steps, the capture, then replays
     (netG, netD), (overG, overD) = twin_cuda_networks(norm)
     batches = cuda_batches(STEPS)

@@ -16,6 +16,7 @@ from fastp2p.train.engine import WARMUP_STEPS, Pix2PixEngine
 from helpers.engine_option_checks import (assert_peer_runs, assert_same_networks,
                                          cuda_batches, kernels_of_an_eager_bf16_step,
                                          twin_cuda_networks)
+from helpers.forced_backend import force_backend
 from helpers.train_helpers import loss_curve
 
 pytestmark = [pytest.mark.cuda, pytest.mark.usefixtures("deterministic_cudnn")]
@@ -45,7 +46,7 @@ CASES = {
     ("bf16-graph", "batch"), ("bf16-graph", "instance"), ("fp32-eager", "batch"),
     ("fp32-eager", "instance"), ("bf16-graph-master-fused-losses", "batch")])
 def test_side_streams_train_exactly_as_the_serial_step(monkeypatch, case, norm):
-    monkeypatch.setenv("FASTP2P_BACKEND", "triton")
+    force_backend(monkeypatch, "triton")
     assert STEPS > WARMUP_STEPS + 1  # eager warm-up steps, the capture, then replays
     (netG, netD), (sideG, sideD) = twin_cuda_networks(norm)
     batches = cuda_batches(STEPS)

@@ -17,6 +17,7 @@ from fastp2p.train.engine import WARMUP_STEPS, Pix2PixEngine
 from helpers.engine_option_checks import (assert_peer_runs, assert_same_networks,
                                          cuda_batches, kernels_of_an_eager_bf16_step,
                                          twin_cuda_networks)
+from helpers.forced_backend import force_backend
 from helpers.train_helpers import loss_curve
 
 pytestmark = [pytest.mark.cuda, pytest.mark.usefixtures("deterministic_cudnn")]
@@ -59,7 +60,7 @@ def _optimizer_tensors(optimizer):
     ("bf16-graph", "batch"), ("bf16-graph", "instance"), ("fp32-eager", "batch"),
     ("bf16-eager-master", "batch"), ("bf16-graph-all-options", "batch")])
 def test_split_conv_backward_trains_exactly_as_the_plain_step(monkeypatch, case, norm):
-    monkeypatch.setenv("FASTP2P_BACKEND", "triton")
+    force_backend(monkeypatch, "triton")
     assert STEPS > WARMUP_STEPS + 1  # eager warm-up steps, the capture, then replays
     (netG, netD), (splitG, splitD) = twin_cuda_networks(norm)
     batches = cuda_batches(STEPS)

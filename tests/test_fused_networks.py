@@ -15,6 +15,7 @@ import torch.nn as nn
 import fastp2p
 from fastp2p import reference
 from fastp2p.nn import fused
+from helpers.forced_backend import force_backend
 from helpers.network_checks import (compare_networks, discriminator_pairs, network_pair,
                                     random_images, unet_pair, with_same_masks)
 from helpers.tolerances import (BF16_NETWORK, BF16_VS_AUTOCAST, FP32_NETWORK, assert_close,
@@ -163,7 +164,7 @@ def test_triton_kernels_reproduce_the_golden_files(golden, monkeypatch, case):
     """The reference implementation's own outputs, gradients and buffer updates at 256x256,
     through the Triton kernels (interpreted): test_golden.py's checks, backend forced."""
     from test_golden import UNET_CASES, _check_against_golden
-    monkeypatch.setenv("FASTP2P_BACKEND", "triton")
+    force_backend(monkeypatch, "triton")
     if case == "patchgan":
         net, name = fastp2p.PatchDiscriminator(6, ndf=8, n_layers=3, norm="batch"), \
             "golden_patchgan_ndf8.pt"
@@ -180,7 +181,7 @@ def test_gpu_unet256_bf16_within_autocast_error(monkeypatch, batch):
     PyTorch's own bf16 autocast error on the same inputs (forward output). The + 1e-3 is not
     DESIGN's: its one run (an H200) passed without recording the errors, so whether the bound
     holds without it is unknown; the CPU test above, which measured no need for it, has none."""
-    monkeypatch.setenv("FASTP2P_BACKEND", "triton")
+    force_backend(monkeypatch, "triton")
     torch.manual_seed(0)
     theirs = reference.init_weights(reference.UnetGenerator(
         3, 3, 8, 64, reference.get_norm_layer("batch"))).cuda()
@@ -205,7 +206,7 @@ def test_gpu_unet256_bf16_within_autocast_error(monkeypatch, batch):
     ids=["fp32", "fp16", "fp32-other"])
 def test_gpu_unet256_forward_and_grads(monkeypatch, dtype, settings):
     """Training mode; also with OTHER_NORMS' eps and momentum and OTHER_SLOPES."""
-    monkeypatch.setenv("FASTP2P_BACKEND", "triton")
+    force_backend(monkeypatch, "triton")
     torch.backends.cudnn.allow_tf32 = False
     torch.backends.cuda.matmul.allow_tf32 = False
     if settings == "defaults":
@@ -224,7 +225,7 @@ def test_gpu_unet256_forward_and_grads(monkeypatch, dtype, settings):
 
 @pytest.mark.cuda
 def test_gpu_unet_cuda_graph_and_compile(monkeypatch):
-    monkeypatch.setenv("FASTP2P_BACKEND", "triton")
+    force_backend(monkeypatch, "triton")
     ours = fastp2p.UNet(3, 3, 8, 16, norm="batch", use_dropout=True).cuda().eval()
     x = torch.rand(2, 3, 256, 256, device="cuda")
     expected = ours(x)
@@ -269,7 +270,7 @@ def test_gpu_train_step_graph_replays_fresh_dropout_masks(monkeypatch):
     """Forward + backward captured once; each replay reads the current dropout offset and
     advances it, so replays equal successive eager steps."""
     from fastp2p.ops import l1_loss
-    monkeypatch.setenv("FASTP2P_BACKEND", "triton")
+    force_backend(monkeypatch, "triton")
     torch.manual_seed(0)
     net = fastp2p.UNet(3, 3, 8, 16, norm="instance", use_dropout=True).cuda()
     eager = copy.deepcopy(net)

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from fastp2p.bench.peer_specs import environment, peer_by_name, peer_environment
+from helpers.forced_backend import force_backend
 from helpers.triton_interpreter import KERNELS
 
 needs_triton = pytest.mark.skipif(
@@ -136,7 +137,7 @@ def test_captured_bf16_step_with_pdl_trains_bit_for_bit_as_without(monkeypatch, 
     from fastp2p.train.engine import LOSS_NAMES, Pix2PixEngine
     from helpers.train_helpers import parameters_and_buffers, random_batches, tiny_networks
 
-    monkeypatch.setenv("FASTP2P_BACKEND", "triton")
+    force_backend(monkeypatch, "triton")
     monkeypatch.delenv("FASTP2P_PDL", raising=False)
     monkeypatch.setattr(torch.backends.cudnn, "benchmark", False)
     monkeypatch.setattr(torch.backends.cudnn, "deterministic", True)

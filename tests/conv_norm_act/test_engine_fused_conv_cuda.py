@@ -13,6 +13,7 @@ import torch
 
 from fastp2p.ops.backends import conv_fused_backend
 from fastp2p.train.engine import LOSS_NAMES, WARMUP_STEPS, Pix2PixEngine
+from helpers.forced_backend import force_backend
 from helpers.train_helpers import loss_curve, random_batches, tiny_networks
 from helpers.training_moved import assert_moved_like_the_peer, snapshot
 
@@ -31,7 +32,7 @@ def _train(monkeypatch, choice, netG, netD, batches, master_weights):
 
 @pytest.mark.parametrize("master_weights", [False, True], ids=["fp32-weights", "master"])
 def test_bf16_graph_step_with_fused_convs_tracks_todays_path(monkeypatch, master_weights):
-    monkeypatch.setenv("FASTP2P_BACKEND", "triton")
+    force_backend(monkeypatch, "triton")
     netG, netD = (net.cuda() for net in tiny_networks(norm="batch", num_downs=6, ngf=8, ndf=8))
     fusedG, fusedD = copy.deepcopy(netG), copy.deepcopy(netD)
     batches = [(a.cuda(), b.cuda()) for a, b in random_batches(STEPS, batch_size=2, size=64)]

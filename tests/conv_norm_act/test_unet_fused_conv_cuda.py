@@ -13,6 +13,7 @@ import torch
 
 import fastp2p
 from fastp2p import reference
+from helpers.forced_backend import force_backend
 from helpers.network_checks import compare_networks, with_same_masks
 from helpers.tolerances import BF16_NETWORK, BF16_VS_AUTOCAST, relative_error
 
@@ -35,7 +36,7 @@ def _input(batch=2):
 
 
 def test_gpu_fused_unet_fp32_with_dropout_matches_reference(monkeypatch):
-    monkeypatch.setenv("FASTP2P_BACKEND", "triton")
+    force_backend(monkeypatch, "triton")
     monkeypatch.setenv("FASTP2P_CONV", "fused")
     ours, theirs = _nets("batch", 8, use_dropout=True)
     ours.set_dropout_rng(11, 0)
@@ -58,7 +59,7 @@ def test_gpu_fused_unet_bf16_within_autocast_error(monkeypatch, norm):
     autocast's error on the same quantity, plus what storing it in bf16 costs by itself (the
     expected value rounded to bf16: autocast keeps float32 parameters and gradients) and 1e-3;
     the output also within 2e-2."""
-    monkeypatch.setenv("FASTP2P_BACKEND", "triton")
+    force_backend(monkeypatch, "triton")
     ours, theirs = _nets(norm, 32)
     x = _input()
     theirs64 = copy.deepcopy(theirs).double()

@@ -8,6 +8,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from helpers.cpp_backend_helpers import LAYOUTS, requires_extension
+from helpers.forced_backend import force_backend
 from helpers.network_checks import unet_pair
 from fastp2p.ops import conv_transpose
 from fastp2p.ops.backends import cpp as cpp_backend
@@ -134,7 +135,7 @@ def test_unet_routes_only_cpu_float32_inference_through_it(monkeypatch, gemm_cal
 @pytest.mark.parametrize("norm", ["batch", "instance"])
 def test_unet_inference_matches_float64_reference(monkeypatch, gemm_calls, norm, layout,
                                                   model_layout):
-    monkeypatch.setenv("FASTP2P_BACKEND", "cpp")
+    force_backend(monkeypatch, "cpp")
     monkeypatch.setenv(conv_transpose.FORM_ENV_VAR, "gemm")
     ours, theirs64 = _unet_pair(norm)
     with torch.no_grad():  # one train step first, so the running statistics are not defaults

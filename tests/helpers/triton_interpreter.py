@@ -6,7 +6,7 @@ again later). Because the dispatcher would then route every CPU op in the sessio
 plain-PyTorch reference backend (not the registry's default without TRITON_INTERPRET: the C++
 kernels, and PyTorch's own ops in float32 training; the ``backend`` fixture's REGISTRY_DEFAULT
 runs that), and kernel tests opt in with the ``triton_backend`` fixture
-(``monkeypatch.setenv("FASTP2P_BACKEND", "triton")``).
+(``force_backend(monkeypatch, "triton")``, helpers/forced_backend.py).
 """
 import importlib
 import os

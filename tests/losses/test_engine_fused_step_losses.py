@@ -9,6 +9,7 @@ import torch
 
 import fastp2p.ops.backends.reference as reference_backend
 from fastp2p.train.engine import LOSS_NAMES, WARMUP_STEPS, Pix2PixEngine
+from helpers.forced_backend import force_backend
 from helpers.tolerances import BF16_NETWORK, TRAINING_200_STEPS, assert_close, relative_error
 from helpers.train_helpers import (gradients, loss_curve, parameters_and_buffers,
                                    random_batches, tiny_networks)
@@ -131,7 +132,7 @@ def test_captured_fused_step_tracks_the_captured_unfused_step(monkeypatch, preci
     against the same capture without them, 20 steps; and fewer kernels per step."""
     from fastp2p.bench.launches import device_work_per_step
 
-    monkeypatch.setenv("FASTP2P_BACKEND", "triton")
+    force_backend(monkeypatch, "triton")
     saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
     torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
     try:

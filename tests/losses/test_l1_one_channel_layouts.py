@@ -8,6 +8,7 @@ import torch.nn.functional as F
 
 from fastp2p.ops.losses import l1_loss
 from helpers.cpp_backend_helpers import requires_extension
+from helpers.forced_backend import force_backend
 from helpers.tolerances import FP32_SINGLE_OP, assert_close
 
 pytestmark = requires_extension
@@ -28,7 +29,7 @@ def in_layout(t, layout):
 @pytest.mark.parametrize("fake_layout", LAYOUTS)
 @pytest.mark.parametrize("real_layout", [*LAYOUTS, "strided"])
 def test_l1_loss_across_layouts_with_size_one_dims(monkeypatch, shape, fake_layout, real_layout):
-    monkeypatch.setenv("FASTP2P_BACKEND", "cpp")
+    force_backend(monkeypatch, "cpp")
     gen = torch.Generator().manual_seed(0)
     fake = in_layout(torch.randn(shape, generator=gen), fake_layout)
     real = torch.randn(shape, generator=gen)

@@ -9,6 +9,7 @@ import torch.nn.functional as F
 import fastp2p
 from fastp2p.ops import gan_loss, l1_loss
 from fastp2p.reference import GANLoss as ReferenceGANLoss
+from helpers.forced_backend import force_backend
 from helpers.loss_checks import assert_l1_loss_matches_float64
 from helpers.tolerances import FP32_SINGLE_OP, GOLDEN_OUTPUT, assert_close
 MODES = ["vanilla", "lsgan", "wgangp"]
@@ -117,7 +118,7 @@ def test_l1_loss_of_two_dtypes_names_the_cast_f_l1_loss_would_make():
                          ids=["fp32", "bf16", "fp16"])
 @pytest.mark.parametrize("batch", [1, 64])
 def test_gpu_patchgan_logits(monkeypatch, dtype, batch):
-    monkeypatch.setenv("FASTP2P_BACKEND", "triton")
+    force_backend(monkeypatch, "triton")
     x64 = torch.randn(batch, 1, 30, 30, device="cuda", dtype=torch.float64) * 2
     y64 = torch.rand(batch, 3, 256, 256, device="cuda", dtype=torch.float64)
     bound = FP32_SINGLE_OP if dtype == torch.float32 else 1e-2
@@ -137,7 +138,7 @@ def test_gpu_patchgan_logits(monkeypatch, dtype, batch):
 
 @pytest.mark.cuda
 def test_gpu_opcheck_and_compile(monkeypatch):
-    monkeypatch.setenv("FASTP2P_BACKEND", "triton")
+    force_backend(monkeypatch, "triton")
     x = torch.randn(2, 1, 30, 30, device="cuda", requires_grad=True)
     y = torch.randn(2, 1, 30, 30, device="cuda", requires_grad=True)
     for mode in MODES:

@@ -6,6 +6,7 @@ import torch
 
 from fastp2p.kernels.dropout_rng import LOW32, dropout_threshold, mix32
 from fastp2p.ops import norm_act
+from helpers.forced_backend import force_backend
 
 
 def _python_keep(shape, p, seed, offset):
@@ -40,7 +41,7 @@ def test_gpu_kernels_drop_what_the_python_hash_says(monkeypatch, name):
     from fastp2p.ops.backends import cpp
     if name == "cpp" and not cpp.cuda_available():
         pytest.skip(cpp.cuda_unavailable_reason())
-    monkeypatch.setenv("FASTP2P_BACKEND", name)
+    force_backend(monkeypatch, name)
     shape = (2, 3, 4, 5)
     out = norm_act(torch.ones(shape, device="cuda"), norm="none", activation="none",
                    dropout_p=0.5, seed=1234, offset=99)

@@ -9,6 +9,7 @@ import torch
 from fastp2p.ops import backend_name_for, norm_act, norm_act_concat, norm_act_into
 from fastp2p.ops.backends import cpp as cpp_backend
 from fastp2p.ops.norm_act_reference import norm_act_math
+from helpers.forced_backend import force_backend
 from helpers.tolerances import FP32_SINGLE_OP, assert_close
 
 norm_act_module = importlib.import_module("fastp2p.ops.norm_act")  # the package exports a function
@@ -130,7 +131,7 @@ def test_the_backend_choice_follows_the_environment_between_calls(monkeypatch):
     (torch.contiguous_format, torch.channels_last),      # staged, then copied into the slice
     (torch.channels_last, torch.contiguous_format)])     # staged (x's C > W here)
 def test_cpp_launcher_writes_exactly_its_slice(x_format, out_format, monkeypatch):
-    monkeypatch.setenv("FASTP2P_BACKEND", "cpp")
+    force_backend(monkeypatch, "cpp")
     gen = torch.Generator().manual_seed(8)
     x = torch.randn(2, 5, 3, 4, generator=gen).contiguous(memory_format=x_format)
     out = torch.full((2, 13, 3, 4), float("nan")).contiguous(memory_format=out_format)

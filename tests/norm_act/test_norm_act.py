@@ -10,6 +10,7 @@ import torch
 from fastp2p.ops import backend_name_for, norm_act, norm_act_concat, norm_act_into
 from fastp2p.ops.dropout_rng import dropout_keep_mask
 from fastp2p.ops.norm_act_reference import norm_act_math
+from helpers.forced_backend import force_backend
 from helpers.norm_act_cases import (CASES, DEFAULTS, OTHERS, case_id, check_against_reference,
                                     make_case, op_run, reference_run)
 from helpers.tolerances import (BF16_VS_AUTOCAST, FP32_SINGLE_OP, assert_close,
@@ -29,7 +30,7 @@ def _kernels_norm_act():
 @pytest.fixture
 def triton_backend(monkeypatch):
     """Force the Triton backend (interpreted kernels on CPU tensors) for one test."""
-    monkeypatch.setenv("FASTP2P_BACKEND", "triton")
+    force_backend(monkeypatch, "triton")
     assert backend_name_for(torch.device("cpu")) == "triton"
 
 
@@ -197,7 +198,7 @@ def test_gpu_real_shapes(batch, dtype, norm, monkeypatch):
     storing the exact result in the dtype where PyTorch's is below that). Every other shape runs
     LeakyReLU at OTHERS' momentum, eps and slope (one-pass and split reductions both ways), the
     rest ReLU at torch's defaults."""
-    monkeypatch.setenv("FASTP2P_BACKEND", "triton")
+    force_backend(monkeypatch, "triton")
     torch.manual_seed(0)
     for index, (channels, size) in enumerate(U_NET_256_NORM_SHAPES):
         activation, settings = ("leaky_relu", OTHERS) if index % 2 else ("relu", DEFAULTS)
@@ -246,7 +247,7 @@ def test_gpu_real_shapes(batch, dtype, norm, monkeypatch):
 
 @pytest.mark.cuda
 def test_gpu_backward_fp32(monkeypatch):
-    monkeypatch.setenv("FASTP2P_BACKEND", "triton")
+    force_backend(monkeypatch, "triton")
     for case in CASES:
         data = [_to_cuda(t) for t in make_case(case, torch.float32)]
         expected, expected_grads, expected_running = reference_run(*data[:-1])
@@ -271,7 +272,7 @@ def _to_cuda(t):
 
 @pytest.mark.cuda
 def test_gpu_cuda_graph_replay_reads_the_current_offset(monkeypatch):
-    monkeypatch.setenv("FASTP2P_BACKEND", "triton")
+    force_backend(monkeypatch, "triton")
     x = torch.randn(4, 64, 16, 16, device="cuda").contiguous(memory_format=torch.channels_last)
     rng = torch.tensor([7, 0], device="cuda", dtype=torch.int64)
     out = torch.empty_like(x)
@@ -297,7 +298,7 @@ def test_gpu_cuda_graph_replay_reads_the_current_offset(monkeypatch):
 
 @pytest.mark.cuda
 def test_gpu_torch_compile_has_no_graph_break(monkeypatch):
-    monkeypatch.setenv("FASTP2P_BACKEND", "triton")
+    force_backend(monkeypatch, "triton")
     from fastp2p.ops import norm_act
 
     def block(x, w, b):

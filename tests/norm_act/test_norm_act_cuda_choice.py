@@ -11,6 +11,7 @@ import torch
 
 from fastp2p.ops import norm_act
 from fastp2p.ops.backends import choice_tables, cpp as cpp_backend, cuda_choice
+from helpers.forced_backend import force_backend
 from helpers.tolerances import FP32_SINGLE_OP, assert_close
 
 CHECKOUT = Path(__file__).resolve().parents[2]
@@ -119,7 +120,7 @@ def test_cuda_dispatch_follows_the_table(tmp_path, monkeypatch):
         x = torch.randn(shape, device="cuda").to(memory_format=torch.channels_last)
         weight, bias = torch.rand(64, device="cuda") + 0.5, torch.randn(64, device="cuda")
         out = norm_act(x, weight, bias, norm="batch", activation="leaky_relu")
-        monkeypatch.setenv("FASTP2P_BACKEND", "triton")
+        force_backend(monkeypatch, "triton")
         expected = norm_act(x, weight, bias, norm="batch", activation="leaky_relu")
         monkeypatch.delenv("FASTP2P_BACKEND")
         assert_close(out, expected.double(), FP32_SINGLE_OP, f"shape {shape}")

@@ -4,6 +4,7 @@ import pytest
 import torch
 
 import fastp2p.ops  # noqa: F401  (registers torch.ops.fastp2p.*)
+from helpers.forced_backend import force_backend
 
 
 @pytest.mark.parametrize("norm,training", [("instance", True), ("batch", True),
@@ -16,7 +17,7 @@ def test_opcheck_norm_act_ops(backend, norm, training):
 @pytest.mark.parametrize("norm,training", [("instance", True), ("batch", True),
                                            ("batch", False), ("none", True)])
 def test_gpu_opcheck_norm_act_ops(monkeypatch, norm, training):
-    monkeypatch.setenv("FASTP2P_BACKEND", "triton")
+    force_backend(monkeypatch, "triton")
     _opcheck_norm_act(norm, training, "cuda")
 
 

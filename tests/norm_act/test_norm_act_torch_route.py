@@ -10,6 +10,7 @@ import torch
 import fastp2p
 from fastp2p.ops import norm_act_concat
 from fastp2p.ops.backends import backend_named
+from helpers.forced_backend import force_backend
 from helpers.norm_act_cases import CASES, case_id, check_against_reference
 from helpers.tolerances import FP32_NETWORK, FP32_SINGLE_OP, relative_error
 
@@ -115,7 +116,7 @@ def test_a_network_step_equals_the_kernels_step(monkeypatch, norm):
     a, b = torch.randn(2, 3, 64, 64), torch.randn(2, 3, 64, 64)
     states = [{k: v.clone() for k, v in net.state_dict().items()} for net in (netG, netD)]
     dropout_rng = netG.dropout_rng.tolist()
-    monkeypatch.setenv("FASTP2P_BACKEND", "cpp")
+    force_backend(monkeypatch, "cpp")
     kernels = _train_step(netG, netD, a, b)
     kernel_stats = {k: v.clone() for k, v in netG.state_dict().items()}
     for net, state in zip((netG, netD), states):

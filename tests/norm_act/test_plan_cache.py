@@ -11,6 +11,7 @@ import torch
 from fastp2p.ops import norm_act, norm_act_concat
 from fastp2p.ops.backends import cpp as cpp_backend
 from fastp2p.ops.norm_act_reference import norm_act_math
+from helpers.forced_backend import force_backend
 from helpers.tolerances import FP32_SINGLE_OP, assert_close
 
 norm_act_module = importlib.import_module("fastp2p.ops.norm_act")
@@ -120,7 +121,7 @@ def test_the_cache_is_bounded(backend, plan_builds, monkeypatch):
 
 @needs_cpp
 def test_inference_calls_ask_the_cpp_plan_for_no_statistics(monkeypatch, plan_builds):
-    monkeypatch.setenv("FASTP2P_BACKEND", "cpp")
+    force_backend(monkeypatch, "cpp")
     asked = []
     original = cpp_backend.norm_act_fwd_plan
 
