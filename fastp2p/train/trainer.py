@@ -32,6 +32,7 @@ import signal
 import sys
 import time
 from dataclasses import asdict
+from functools import partial
 
 import numpy as np
 import torch
@@ -260,12 +261,16 @@ class Trainer:
         the save; None otherwise. Each that fails is said and tried again at the next save."""
         loss_log, page = self.loss_log, self.page
         jobs = []
+        moves_samples = page is not None and page.waiting_before_save
+        set_aside_samples = partial(self._reporting, what="the samples' set-aside",
+                                    warning=_SAMPLES_NOT_SET_ASIDE)
+        if moves_samples:   # their images.N/ marked first, so a kill leaves the log's N there
+            jobs.append(set_aside_samples(page.claim_before_save))
         if loss_log is not None and loss_log.holding:
             jobs.append(self._reporting(loss_log.set_aside_before_save, LOSS_LOG))
-        if page is not None and page.waiting_before_save:
+        if moves_samples:
             plotted = loss_log.frozen() if loss_log is not None else None
-            jobs.append(self._reporting(page.set_aside_before_save, "the samples' set-aside",
-                                        warning=_SAMPLES_NOT_SET_ASIDE))
+            jobs.append(set_aside_samples(page.set_aside_before_save))
             # it listed this run's samples by their staged names
             jobs.append(self._reporting(lambda: page.refresh(plotted)))
 

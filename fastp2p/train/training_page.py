@@ -62,7 +62,8 @@ class TrainingPage:
         With ``set_aside`` (a resume without a training state, LossLog's: its steps count from
         0 again, after another run's) the samples there are that run's: unlisted, and moved
         into ``images.N/`` just before this run's first save (``set_aside_before_save``), as
-        the loss log is set aside; this run's are staged until then, so a kill at any point
+        the loss log is set aside, under the N of the folder claimed before it
+        (``claim_before_save``); this run's are staged until then, so a kill at any point
         leaves each of theirs whole. ``kept_number``: LossLog's.
 
         The run that saves owns its staged files: each save records them (``staged_record``,
@@ -159,16 +160,9 @@ class TrainingPage:
         split one run's samples over two numbers): by this process, or by the next from the mark
         (``UNFINISHED``) the folder holds from its making to the move's end (its N taken for
         the loss log too)."""
-        linked = samples_folder(self.images)
+        samples = self._claim_kept()
         if self._kept is None:
-            self._kept = self._kept_number.unfinished(linked, self.UNFINISHED)
-            self._kept_count = 0 if self._kept is None else sum(
-                1 for path in self._kept.iterdir() if self.SAMPLE.match(path.name))
-        samples = [path for path, *_ in self._sample_files()]
-        if self._kept is None:
-            if not samples:
-                return
-            self._kept = self._kept_number.claim(linked, _make_marked_folder)
+            return
         try:
             for path in samples:
                 os.rename(path, self._kept / path.name)
@@ -182,9 +176,36 @@ class TrainingPage:
                 remove_if_empty(self._kept)
                 self._kept = None
             raise
+        linked = samples_folder(self.images)
         where = (f"{self._kept.name}/ beside it" if linked == self.images
                  else f"{self._kept}/ beside {linked}, the folder it links to")
         self._say(self._kept_line.format(images=self.images, count=self._kept_count, kept=where))
+
+    def _claim_kept(self) -> list:
+        """The samples in images/ (paths), once ``_kept`` is the folder ``_keep_samples`` moves
+        them into: the one a move left unfinished (``UNFINISHED``; its N taken), else one
+        claimed where there are samples, else None."""
+        linked = samples_folder(self.images)
+        if self._kept is None:
+            self._kept = self._kept_number.unfinished(linked, self.UNFINISHED)
+            self._kept_count = 0 if self._kept is None else sum(
+                1 for path in self._kept.iterdir() if self.SAMPLE.match(path.name))
+        samples = [path for path, *_ in self._sample_files()]
+        if self._kept is None and samples:
+            self._kept = self._kept_number.claim(linked, _make_marked_folder)
+        return samples
+
+    def claim_before_save(self) -> None:
+        """With samples to set aside (``setting_aside``): the ``images.N/`` they go to claimed,
+        marked as a move unfinished (``_claim_kept``), just before LossLog's
+        ``set_aside_before_save`` renames the log to ``loss_log.N.csv``, this N (``KeptNumber``).
+        A kill after the log's rename and before ``set_aside_before_save`` moved the samples
+        left no trace of that N: the next start kept the killed run's new log under the next
+        N and moved the samples into ``images.N+1/`` beside it, not into the N of their own
+        run's log; the mark takes them into ``images.N/``. Call it on the thread that writes
+        the samples."""
+        if self.setting_aside:
+            self._claim_kept()
 
     @property
     def waiting_before_save(self) -> bool:

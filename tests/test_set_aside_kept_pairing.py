@@ -1,0 +1,64 @@
+"""One N names one run's kept log and samples, whatever point of a --continue_train set-aside
+(networks without a training state) a kill cuts: loss_log.N.csv and web/images.N/ of one run.
+A kill after the log was renamed aside and before the samples were moved left no trace of the
+log's N: the next start kept the killed run's new log under the next N and moved the earlier
+run's samples under that N too, beside the other run's rows (the earlier run's log alone
+under the first)."""
+from types import SimpleNamespace
+
+import pytest
+
+from fastp2p.train.kept_runs import KeptNumber
+from fastp2p.train.loss_log import LOG_FIELDS, LossLog
+from fastp2p.train.report_names import IMAGES, LOSS_LOG, WEB
+from fastp2p.train.trainer import Trainer
+from fastp2p.train.training_page import TrainingPage
+
+EARLIER_LOG = "epoch,step\nthe earlier run's row\n"
+EARLIER_SAMPLES = {f"epoch002_step000000{step}_real_A.png": b"the earlier run's"
+                   for step in (1, 2)}
+
+
+class _Killed(BaseException):
+    """A kill: nothing of the process runs after it."""
+
+
+def _started(run):
+    """What a --continue_train of networks without a training state holds at its first save:
+    its page and loss log (one N between them), in a Trainer that runs only the set-aside."""
+    kept_number = KeptNumber(run)
+    trainer = Trainer.__new__(Trainer)
+    trainer.page = TrainingPage(run / WEB, "run", set_aside=True, kept_number=kept_number,
+                                say=lambda line: None)
+    trainer.loss_log = LossLog(run / LOSS_LOG, set_aside=True, kept_number=kept_number,
+                               say=lambda line: None)
+    trainer.loss_log.append(dict.fromkeys(LOG_FIELDS, 1))   # this run's first row
+    # what _reporting reads: a failure would be said, none is expected
+    trainer._report_warnings, trainer._leaving = set(), False
+    trainer.writer, trainer.checkpoints = SimpleNamespace(failed=False), SimpleNamespace(path=run)
+    trainer.say_error = pytest.fail
+    return trainer
+
+
+def test_a_kill_between_the_log_and_the_samples_set_aside_keeps_them_under_one_n(
+        tmp_path, monkeypatch):
+    run = tmp_path / "tiny"
+    (run / WEB / IMAGES).mkdir(parents=True)
+    (run / LOSS_LOG).write_text(EARLIER_LOG)
+    for name, data in EARLIER_SAMPLES.items():
+        (run / WEB / IMAGES / name).write_bytes(data)
+    killed = _started(run)
+    with monkeypatch.context() as patch:
+        def killed_before_moving(page):
+            raise _Killed
+        patch.setattr(TrainingPage, "set_aside_before_save", killed_before_moving)
+        with pytest.raises(_Killed):
+            killed._set_aside_job()()
+    assert (run / "loss_log.1.csv").read_text() == EARLIER_LOG   # the log was set aside
+    _started(run)._set_aside_job()()   # the next start's first save
+    assert (run / "loss_log.1.csv").read_text() == EARLIER_LOG
+    assert {path.name: path.read_bytes()
+            for path in (run / WEB / "images.1").iterdir()} == EARLIER_SAMPLES
+    # the killed run's log, kept alone (its staged samples were deleted as a failed resume's)
+    assert (run / "loss_log.2.csv").read_text().splitlines()[1] == ",".join("1" * len(LOG_FIELDS))
+    assert sorted(path.name for path in (run / WEB).glob("images*")) == [IMAGES, "images.1"]
