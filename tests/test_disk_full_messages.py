@@ -3,6 +3,7 @@ checkpoint written through torch.save (whose zip writer hides the error behind i
 `fastp2p pack`'s shards (a write's OSError names no file)."""
 import builtins
 import errno
+import io
 import os
 
 import pytest
@@ -47,6 +48,22 @@ def fill_the_disk_of(module, monkeypatch, room):
         handle = builtins.open(path, mode, *args, **kwargs)
         return FillingFile(handle, room) if "w" in mode or "a" in mode else handle
     monkeypatch.setattr(module, "open", filling_open, raising=False)
+
+
+def fill_the_disk_for(path, monkeypatch, room):
+    """Each write of ``path`` fills up after ``room`` bytes, however it is written: in place,
+    opened by any module (builtins.open, io.open: Path.write_text's too), or through its
+    temporary sibling (``fill_temporary_files``' ``named``)."""
+    real_open = builtins.open
+
+    def filling_open(file, mode="r", *args, **kwargs):
+        handle = real_open(file, mode, *args, **kwargs)
+        of_path = isinstance(file, (str, os.PathLike)) and os.fspath(file) == os.fspath(path)
+        writes = any(flag in mode for flag in "wax+")
+        return FillingFile(handle, room) if of_path and writes else handle
+    for module in (builtins, io):
+        monkeypatch.setattr(module, "open", filling_open)
+    fill_temporary_files(monkeypatch, room, named=os.path.basename(path))
 
 
 def fill_temporary_files(monkeypatch, room, *, which=lambda number: True, named=None,
@@ -160,8 +177,7 @@ def test_a_full_disk_while_the_held_rows_are_dropped_leaves_the_log_whole(tmp_pa
     written = path.read_bytes()
     resumed = loss_log.LossLog(path, resume_step=2)
     assert resumed.holding
-    fill_the_disk_of(loss_log, monkeypatch, 0)
-    fill_temporary_files(monkeypatch, 0)
+    fill_the_disk_for(path, monkeypatch, 0)   # a rewrite in place, or through a temporary
     with pytest.raises(OSError) as raised:
         resumed.discard_held()
     assert raised.value.errno == errno.ENOSPC
