@@ -93,3 +93,20 @@ def test_a_resume_to_its_own_end_ends_the_epoch_as_an_unstopped_run(tmp_path, mo
                       for folder in (tmp_path / "whole", tmp_path / "ck"))
     assert resumed["schedule"] == whole["schedule"]
     assert resumed["engine"]["lr"] == whole["engine"]["lr"]
+
+
+def test_a_resume_ending_the_run_at_the_stopped_epoch_applies_that_end(tmp_path, monkeypatch,
+                                                                      capsys):
+    """A 3-epoch run stopped right after epoch 2's last step, resumed to end at epoch 2: its
+    end is changed (as a stop one step sooner, whose resume trains that step, changes it), so
+    the options are applied and recorded (a later resume finds the run finished); its epoch's
+    end line keeps the lr that epoch trained at (--n_epochs_decay 2: 2/3 of --lr)."""
+    data, checkpoints = write_aligned_dataset(tmp_path / "data"), tmp_path / "ck"
+    stop_at_the_last_step(data, checkpoints, monkeypatch, "--n_epochs_decay", "2")
+    capsys.readouterr()
+    assert main(train_argv(data, checkpoints, "--continue_train")) == 0, capsys.readouterr().err
+    out = capsys.readouterr().out
+    assert "trains on with options the run did not use so far" in out, out
+    assert "epoch 2 done: 8 images, lr 0.000133, saving latest_* and 2_*" in out, out
+    # what a later resume takes where its command line leaves --n_epochs_decay out
+    assert read_options(checkpoints / "tiny" / OPTIONS_FILE)["n_epochs_decay"] == "1"

@@ -156,8 +156,9 @@ def say_resumed(args, trainer, pairs: int, say) -> bool:
 def no_step_left(trainer, loader) -> bool:
     """Whether ``trainer``, resumed and let go on by ``say_resumed``, is at its last epoch with
     all of that epoch's batches in ``loader`` done (a run stopped right after its last step,
-    before its end's save): it then saves that end, trains no step and applies none of the
-    options the command line changes, as a resume with nothing to train."""
+    before its end's save): it then saves that end and trains no step; where that end is the
+    run's own, it applies none of the options the command line changes, as a resume with nothing
+    to train (one ending the run there sooner applies them, as a resume that trains)."""
     progress = trainer.progress
     return progress.epoch == trainer.last_epoch and progress.epoch_batches >= len(loader)
 

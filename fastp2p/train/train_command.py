@@ -233,9 +233,10 @@ def run(args: argparse.Namespace, times=None, name_files: bool = True) -> int:
         # loss log and page as they are (its next resume takes its options from that file)
         if state is not None and not say_resumed(args, trainer, len(dataset), say):
             return 0
-        trains = state is None or not no_step_left(trainer, loader)
-        if not trains:   # its epoch's end, then, as the run's schedule makes it
-            _take_run_schedule(args, trainer)
+        no_step = state is not None and no_step_left(trainer, loader)
+        # its epoch's end, then, as the run's schedule makes it; the changed options are applied
+        # only where they end the run sooner (as they are after a stop one step earlier)
+        trains = not no_step or _take_run_schedule(args, trainer) != trainer.last_epoch
         page = loss_log = None
         if info.is_main:
             try:
@@ -425,17 +426,19 @@ def _lr_schedule(args):
                       lr_decay_iters=args.lr_decay_iters, step_at=args.lr_step_at)
 
 
-def _take_run_schedule(args, trainer) -> None:
+def _take_run_schedule(args, trainer) -> int:
     """Give resumed ``trainer`` the lr schedule of the run's options file, with the state it
     loaded, for a resume that trains no step (``no_step_left``): its epoch's end line and saved
     lr are then the lr that epoch trained at, and its schedule's state (the plateau policy's)
-    an unstopped run's, whatever schedule options the command line changes."""
+    an unstopped run's, whatever schedule options the command line changes. Returns the run's
+    own last epoch (its file's --n_epochs + --n_epochs_decay)."""
     from fastp2p.train.saved_options import OPTIONS_FILE, command_parser, run_values
     run_args = run_values(args, command_parser(register), trainer.checkpoints.path / OPTIONS_FILE,
                           SCHEDULE_OPTIONS)
     schedule = _lr_schedule(run_args)
     schedule.load_state_dict(trainer.schedule.state_dict(), epoch=trainer.progress.epoch)
     trainer.schedule = schedule
+    return run_args.n_epochs + run_args.n_epochs_decay
 
 
 def _resume(trainer, state, state_path, loader, dataroot_from_here=None) -> int | None:
@@ -466,11 +469,11 @@ def _open_run_files(args, checkpoints, state, messengers, trainer, dataroot_from
     with this run's compute threads, or its write is left to ``trainer``'s first save
     (``_write_run_options``); on resuming, the options changed since are said, and ``on_cpu``
     another count of threads (``messengers``: ``_messengers``' pair; the loss log's damaged
-    rows are a warning, on stderr); ``trains`` False (a resume with no step left,
-    ``no_step_left``): the changed options said as not applied and the options file left as
-    the run's. ``dataroot_from_here``: see ``_resume_notes``. An OSError is a failed write of
-    the run's own files (the trackers, opened apart, may raise one of their own: a network
-    error)."""
+    rows are a warning, on stderr); ``trains`` False (a resume with no step left at the run's
+    own end, ``no_step_left``): the changed options said as not applied and the options file
+    left as the run's. ``dataroot_from_here``: see ``_resume_notes``. An OSError is a failed
+    write of the run's own files (the trackers, opened apart, may raise one of their own: a
+    network error)."""
     import torch
 
     from fastp2p.train.kept_runs import KeptNumber
