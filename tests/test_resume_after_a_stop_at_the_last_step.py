@@ -8,7 +8,8 @@ import torch
 
 from fastp2p.cli import main
 from fastp2p.train.saved_options import OPTIONS_FILE, read_options
-from helpers.train_helpers import signal_after_step, train_argv, write_aligned_dataset
+from helpers.train_helpers import (signal_after_step, train_argv, write_aligned_dataset,
+                                   write_train_state_with_manifest)
 
 
 def stop_at_the_last_step(data, checkpoints, monkeypatch, *extra):
@@ -110,3 +111,20 @@ def test_a_resume_ending_the_run_at_the_stopped_epoch_applies_that_end(tmp_path,
     assert "epoch 2 done: 8 images, lr 0.000133, saving latest_* and 2_*" in out, out
     # what a later resume takes where its command line leaves --n_epochs_decay out
     assert read_options(checkpoints / "tiny" / OPTIONS_FILE)["n_epochs_decay"] == "1"
+
+
+def test_an_older_state_stopped_at_the_last_step_says_its_epoch_is_done(stopped_at_the_last_step,
+                                                                        capsys):
+    """A state of a fastp2p before ``epoch_complete`` records the epoch's images, all the
+    dataset's where it stopped at the epoch's last step: that epoch is done, as the resume
+    that goes on takes it (it trains no step of it)."""
+    data, checkpoints = stopped_at_the_last_step
+    folder = checkpoints / "tiny"
+    state = torch.load(folder / "latest_train_state.pth", weights_only=True)
+    del state["progress"]["epoch_complete"], state["progress"]["dataset_pairs"]
+    write_train_state_with_manifest(folder, state)
+    capsys.readouterr()
+    argv = train_argv(data, checkpoints, "--continue_train", "--n_epochs_decay", "0")
+    assert main(argv) == 0, capsys.readouterr().err
+    out = capsys.readouterr().out
+    assert f"{folder} is done up to epoch 2, and this run would end at epoch 1" in out, out

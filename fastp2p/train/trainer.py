@@ -161,6 +161,10 @@ class Trainer:
                                      * self.world_size)
         elif loader is not None:
             progress.epoch_batches = self._batches_done(loader, progress)
+            # all its batches done: as complete as a state with epoch_complete says, for an
+            # older state too (its images reached the dataset's length), so the resume's lines
+            # (epoch_reached) count that epoch as done, as this loop does
+            progress.epoch_complete = progress.epoch_batches >= len(loader)
         # the schedule's refusal first, its loading after the engine's, which can still refuse
         schedule_problem = self.schedule.state_problem(state["schedule"], epoch=progress.epoch)
         if schedule_problem:
