@@ -128,3 +128,18 @@ def test_an_older_state_stopped_at_the_last_step_says_its_epoch_is_done(stopped_
     assert main(argv) == 0, capsys.readouterr().err
     out = capsys.readouterr().out
     assert f"{folder} is done up to epoch 2, and this run would end at epoch 1" in out, out
+
+
+def test_the_end_of_a_run_whose_options_file_predates_an_option_is_made_at_its_default(
+        stopped_at_the_last_step, capsys):
+    """A whole options file without --lr_step_at (an older fastp2p's) is of a run that trained
+    at the default, epoch_end: its epoch 2 at half --lr, not at the lr 0 epoch_start gives."""
+    data, checkpoints = stopped_at_the_last_step
+    options = checkpoints / "tiny" / OPTIONS_FILE
+    options.write_text("".join(line for line in options.read_text().splitlines(True)
+                               if not line.startswith("lr_step_at: ")))
+    capsys.readouterr()
+    argv = train_argv(data, checkpoints, "--continue_train", "--lr_step_at", "epoch_start")
+    assert main(argv) == 0, capsys.readouterr().err
+    out = capsys.readouterr().out
+    assert "epoch 2 done: 8 images, lr 0.0001, saving latest_* and 2_*" in out, out

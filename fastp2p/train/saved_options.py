@@ -288,13 +288,14 @@ class TakenOptions:
     values this fastp2p's options do not read (a reference run's, or an older fastp2p's);
     ``options``, dest -> the option as a command line writes it (``--skip-bad``);
     ``missing``, the dests it would have taken from a file cut short (not ``_complete``) that
-    lacks them, left at this command line's; ``dataroot_from_here``, the DatarootFromHere
+    lacks them, left at this command line's; ``absent``, those a whole file lacks (an older
+    fastp2p's, which had no such option), left so too; ``dataroot_from_here``, the DatarootFromHere
     of a relative --dataroot taken from a file without WORKING_DIR (an older fastp2p's, the
     reference's, or one cut short), or None."""
 
     def __init__(self, path: Path):
         self.path, self.taken, self.refused, self.options = path, [], [], {}
-        self.missing, self.dataroot_from_here = [], None
+        self.missing, self.absent, self.dataroot_from_here = [], [], None
 
     def summary(self) -> str:
         """How many were taken, and those that differ from the defaults, as a command line
@@ -364,8 +365,7 @@ def take_saved_options(args, parser: argparse.ArgumentParser, given, path: Path,
                 or (dest in NOT_INHERITED if dests is None else dest not in dests)):
             continue
         if dest not in saved:
-            if not complete:
-                result.missing.append(dest)
+            (result.absent if complete else result.missing).append(dest)
             continue
         try:
             value = _read_value(action, saved[dest])
@@ -392,12 +392,17 @@ def run_values(args, parser: argparse.ArgumentParser, path: Path, dests) -> argp
     """A copy of ``args`` with the options ``dests`` (of ``parser``) as the run's options file
     at ``path`` records them, given on the command line or not: what the run trained with. Each
     one the file cannot give (unreadable, cut short, a value this fastp2p does not read) keeps
-    ``args``' value, which the resume took in its place and said so."""
+    ``args``' value, which the resume took in its place and said so; one a whole file lacks
+    (an older fastp2p's) is its default, as that run had it (an option added since keeps the
+    earlier behaviour as its default)."""
     values = argparse.Namespace(**vars(args))
     try:
-        take_saved_options(values, parser, frozenset(), path, dests)
+        taken = take_saved_options(values, parser, frozenset(), path, dests)
     except (OSError, ValueError):   # said as the resume took its options
-        pass
+        return values
+    without_dataroot = getattr(values, "dataroot", None) is None
+    for dest in taken.absent:
+        setattr(values, dest, _default_value(parser.get_default(dest), without_dataroot))
     return values
 
 
