@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from fastp2p.cli import main
-from fastp2p.train.saved_options import OPTIONS_FILE, read_options
+from fastp2p.train.saved_options import (COMPUTE_THREADS, MAX_OPTIONS_BYTES, OPTIONS_FILE,
+                                         read_options)
 from helpers.train_helpers import (signal_after_step, train_argv, write_aligned_dataset,
                                    write_train_state_with_manifest)
 
@@ -143,3 +144,48 @@ def test_the_end_of_a_run_whose_options_file_predates_an_option_is_made_at_its_d
     assert main(argv) == 0, capsys.readouterr().err
     out = capsys.readouterr().out
     assert "epoch 2 done: 8 images, lr 0.0001, saving latest_* and 2_*" in out, out
+
+
+def test_a_resume_stopped_at_an_earlier_epochs_last_step_trains_on(tmp_path, monkeypatch,
+                                                                   capsys):
+    """Stopped after epoch 1's last step of 2 epochs, a resume has epoch 2 to train: its start
+    line is the training one and a changed option is applied, not said to be left unapplied."""
+    data = write_aligned_dataset(tmp_path / "data")
+    with monkeypatch.context() as patch:
+        signal_after_step(patch, 4, signal.SIGTERM)
+        assert main(train_argv(data, tmp_path / "ck")) == 128 + signal.SIGTERM
+    capsys.readouterr()
+    argv = train_argv(data, tmp_path / "ck", "--continue_train", "--lr", "0.01")
+    assert main(argv) == 0, capsys.readouterr().err
+    out = capsys.readouterr().out
+    assert "training tiny:" in out and "no step to train" not in out, out
+    assert "not applied" not in out, out
+    assert read_options(tmp_path / "ck" / "tiny" / OPTIONS_FILE)["lr"] == "0.01"
+
+
+def test_a_resume_to_its_own_end_says_no_change_of_threads(stopped_at_the_last_step, capsys):
+    """A run that computes no step says nothing of the threads it would compute with."""
+    data, checkpoints = stopped_at_the_last_step
+    options = checkpoints / "tiny" / OPTIONS_FILE
+    threads = read_options(options)[COMPUTE_THREADS]
+    text = options.read_text()
+    options.write_text(text.replace(f"{COMPUTE_THREADS}: {threads}\n",
+                                    f"{COMPUTE_THREADS}: {int(threads) + 1}\n"))
+    assert read_options(options)[COMPUTE_THREADS] == str(int(threads) + 1)
+    capsys.readouterr()
+    assert main(train_argv(data, checkpoints, "--continue_train")) == 0, capsys.readouterr().err
+    out = capsys.readouterr().out
+    assert "tiny: saving the end of epoch 2" in out and "torch computes with" not in out, out
+
+
+def test_a_resume_to_its_own_end_with_an_unreadable_options_file_saves_that_end(
+        stopped_at_the_last_step, capsys):
+    """An options file too large to read (the resume takes the command line's values, and
+    says so) leaves the run's schedule to those values: the end is saved, no traceback."""
+    data, checkpoints = stopped_at_the_last_step
+    options = checkpoints / "tiny" / OPTIONS_FILE
+    options.write_text(options.read_text() + "#" * MAX_OPTIONS_BYTES)
+    capsys.readouterr()
+    assert main(train_argv(data, checkpoints, "--continue_train")) == 0, capsys.readouterr().err
+    assert "epoch 2 done: 8 images" in capsys.readouterr().out
+    assert (checkpoints / "tiny" / "2_net_G.pth").exists()
