@@ -421,12 +421,14 @@ _MOVING_PAGES = {"new run": {}, "set-aside": {"set_aside": True},
 
 def _moved_by_a_page(web, options, say=lambda line: None):
     """A process's page made in ``web`` (``_MOVING_PAGES``' ``options``), which moves the samples
-    in web/images into web/images.N/."""
+    in web/images into web/images.N/ (a new run's, once the loss log is kept: ``log_kept``)."""
     from fastp2p.train.training_page import TrainingPage
 
     page = TrainingPage(web, "run", say=say, **options)
     if options:
         page.set_aside_before_save()
+    else:
+        page.log_kept()
 
 
 def _killed_after_rename(monkeypatch, count):

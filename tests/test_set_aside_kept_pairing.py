@@ -1,5 +1,6 @@
 """One N names one run's kept log and samples, whatever point of a --continue_train set-aside
-(networks without a training state) a kill cuts: loss_log.N.csv and web/images.N/ of one run.
+(networks without a training state) or of a new run's start (in a folder whose run saved no
+checkpoint) a kill cuts: loss_log.N.csv and web/images.N/ of one run.
 A kill after the log was renamed aside and before the samples were moved left no trace of the
 log's N: the next start kept the killed run's new log under the next N and moved the earlier
 run's samples under that N too, beside the other run's rows (the earlier run's log alone
@@ -10,7 +11,8 @@ import pytest
 
 from fastp2p.train.kept_runs import KeptNumber
 from fastp2p.train.loss_log import LOG_FIELDS, LossLog
-from fastp2p.train.report_names import IMAGES, LOSS_LOG, WEB
+from fastp2p.train.report_names import IMAGES, LOSS_LOG, UNFINISHED_MOVE, WEB
+from fastp2p.train.train_command import _open_run_files
 from fastp2p.train.trainer import Trainer
 from fastp2p.train.training_page import TrainingPage
 
@@ -62,3 +64,36 @@ def test_a_kill_between_the_log_and_the_samples_set_aside_keeps_them_under_one_n
     # the killed run's log, kept alone (its staged samples were deleted as a failed resume's)
     assert (run / "loss_log.2.csv").read_text().splitlines()[1] == ",".join("1" * len(LOG_FIELDS))
     assert sorted(path.name for path in (run / WEB).glob("images*")) == [IMAGES, "images.1"]
+
+
+def _new_runs_files(run):
+    """A new run's start in ``run`` (no training state, no --continue_train): its page, which
+    moves the earlier run's samples aside, then its loss log, which keeps the earlier log."""
+    args = SimpleNamespace(continue_train=False, no_html=False, name="run")
+    quiet = (lambda line: None,) * 2
+    return _open_run_files(args, SimpleNamespace(path=run), None, quiet, None, None,
+                           on_cpu=True, trains=False)
+
+
+def test_a_kill_between_a_new_runs_samples_and_log_moves_keeps_them_under_one_n(
+        tmp_path, monkeypatch):
+    """The page moved the samples into images.1/ and removed its mark before the log was
+    kept: the next start kept the log as loss_log.2.csv, beside no samples of its run."""
+    run = tmp_path / "tiny"
+    (run / WEB / IMAGES).mkdir(parents=True)
+    earlier_log = ",".join(LOG_FIELDS) + "\n" + ",".join("1" * len(LOG_FIELDS)) + "\n"
+    (run / LOSS_LOG).write_text(earlier_log)
+    for name, data in EARLIER_SAMPLES.items():
+        (run / WEB / IMAGES / name).write_bytes(data)
+    with monkeypatch.context() as patch:
+        def killed_before_keeping_the_log(kept_number, path):
+            raise _Killed
+        patch.setattr(KeptNumber, "move", killed_before_keeping_the_log)
+        with pytest.raises(_Killed):
+            _new_runs_files(run)
+    _new_runs_files(run)
+    assert sorted(path.name for path in run.glob("loss_log*")) == ["loss_log.1.csv", LOSS_LOG]
+    assert (run / "loss_log.1.csv").read_text() == earlier_log
+    assert {path.name: path.read_bytes()
+            for path in (run / WEB / "images.1").iterdir()} == EARLIER_SAMPLES
+    assert not (run / WEB / "images.1" / UNFINISHED_MOVE).exists()   # its move is done

@@ -507,6 +507,8 @@ def _open_run_files(args, checkpoints, state, messengers, trainer, dataroot_from
                               staged=state.get(STAGED_RECORD) if state else None))
     loss_log = LossLog(checkpoints.path / LOSS_LOG, resume_step=resume_step, say=say_error,
                        set_aside=set_aside, kept_number=kept_number)
+    if page is not None:
+        page.log_kept()
     return page, loss_log
 
 

@@ -53,7 +53,8 @@ class TrainingPage:
         is refused without --overwrite, which removes the samples): they are moved at once
         into ``images.N/`` beside ``images/`` or the folder it links to (``_keep_samples``,
         ``samples_folder``), as its loss log
-        is kept as ``loss_log.N.csv``, the same N (``KeptNumber``); this run's steps count
+        is kept as ``loss_log.N.csv``, the same N (``KeptNumber``; the folder's mark stays
+        until ``log_kept``); this run's steps count
         from 0 again, and its samples replaced theirs of the same names. Said on ``say``. A
         move that fails (OSError) is one warning line on ``say``, and the page goes on as with
         ``set_aside``: their samples stay, unlisted, and are moved before each save until one
@@ -138,10 +139,11 @@ class TrainingPage:
         return any(self.SAMPLE.match(path.name) for path in kept.iterdir())
 
     def _keep_unsaved_runs_samples(self) -> None:
-        """A new run's ``_keep_samples``; where it fails, said in one line, and tried again
-        before each save as a set-aside's (the samples left in images/ are another run's)."""
+        """A new run's ``_keep_samples``, its mark left to ``log_kept``; where it fails, said in
+        one line, and tried again before each save as a set-aside's (the samples left in images/
+        are another run's)."""
         try:
-            self._keep_samples()
+            self._keep_samples(log_kept=False)
         except OSError as err:
             from fastp2p.train.checkpoints import describe_os_error
 
@@ -151,7 +153,7 @@ class TrainingPage:
                       f"written as {self.STAGED}* until then")
             self.setting_aside = True
 
-    def _keep_samples(self) -> None:
+    def _keep_samples(self, log_kept: bool = True) -> None:
         """The samples in images/ moved into ``images.N/`` (``KeptNumber``; made here: a folder
         of that name is never written into) beside it, or beside the folder it links to
         (``samples_folder``), and ``_kept_line`` said, formatted with ``images`` (images/),
@@ -159,7 +161,8 @@ class TrainingPage:
         failed or was killed part-way is taken up again into the same ``images.N/`` (a new one
         split one run's samples over two numbers): by this process, or by the next from the mark
         (``UNFINISHED``) the folder holds from its making to the move's end (its N taken for
-        the loss log too)."""
+        the loss log too), or, where the loss log is not kept yet (``log_kept`` False), to
+        ``log_kept``."""
         samples = self._claim_kept()
         if self._kept is None:
             return
@@ -167,8 +170,8 @@ class TrainingPage:
             for path in samples:
                 os.rename(path, self._kept / path.name)
                 self._kept_count += 1
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(self._kept / self.UNFINISHED)
+            if log_kept:
+                self._unmark()
         except OSError:
             if not self._kept_count:   # none moved: its N stays the loss log's to pair
                 with contextlib.suppress(OSError):
@@ -180,6 +183,21 @@ class TrainingPage:
         where = (f"{self._kept.name}/ beside it" if linked == self.images
                  else f"{self._kept}/ beside {linked}, the folder it links to")
         self._say(self._kept_line.format(images=self.images, count=self._kept_count, kept=where))
+
+    def log_kept(self) -> None:
+        """A new run's page, once the loss log of the run whose samples it moved aside is kept
+        too (LossLog, made after the page with its ``KeptNumber``), or found nothing to keep: the
+        mark of that move removed from ``images.N/``, where the move is done (one that failed
+        keeps it until a save's move is). Removed with the move, a kill between it and the log's
+        left no trace of N: the next start kept the log as ``loss_log.N+1.csv``, beside no
+        samples of its run; the mark gives the next start this N."""
+        if self._kept is not None and not self.setting_aside:
+            self._unmark()
+
+    def _unmark(self) -> None:
+        """The mark (``UNFINISHED``) removed from ``_kept``: its move is done."""
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self._kept / self.UNFINISHED)
 
     def _claim_kept(self) -> list:
         """The samples in images/ (paths), once ``_kept`` is the folder ``_keep_samples`` moves
