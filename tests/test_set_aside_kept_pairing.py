@@ -5,6 +5,7 @@ A kill after the log was renamed aside and before the samples were moved left no
 log's N: the next start kept the killed run's new log under the next N and moved the earlier
 run's samples under that N too, beside the other run's rows (the earlier run's log alone
 under the first)."""
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -63,6 +64,35 @@ def test_a_kill_between_the_log_and_the_samples_set_aside_keeps_them_under_one_n
             for path in (run / WEB / "images.1").iterdir()} == EARLIER_SAMPLES
     # the killed run's log, kept alone (its staged samples were deleted as a failed resume's)
     assert (run / "loss_log.2.csv").read_text().splitlines()[1] == ",".join("1" * len(LOG_FIELDS))
+    assert sorted(path.name for path in (run / WEB).glob("images*")) == [IMAGES, "images.1"]
+
+
+def test_a_kill_after_the_samples_failed_to_follow_the_set_aside_log_keeps_them_under_its_n(
+        tmp_path, monkeypatch):
+    """The log went to loss_log.1.csv and the first sample's rename failed: the page removed its
+    empty marked images.1/, and the next start (killed before this run's next save) moved the
+    samples into images.2/, beside the killed run's log."""
+    import os
+
+    run = tmp_path / "tiny"
+    (run / WEB / IMAGES).mkdir(parents=True)
+    (run / LOSS_LOG).write_text(EARLIER_LOG)
+    for name, data in EARLIER_SAMPLES.items():
+        (run / WEB / IMAGES / name).write_bytes(data)
+    failing = _started(run)
+    failing.say_error = lambda line: None   # the samples' warning, expected
+    real_rename = os.rename
+    with monkeypatch.context() as patch:
+        def rename_no_sample(source, target):
+            if Path(source).parent.name == IMAGES:
+                raise PermissionError(13, "Permission denied", str(source))
+            real_rename(source, target)
+        patch.setattr(os, "rename", rename_no_sample)
+        failing._set_aside_job()()
+    assert (run / "loss_log.1.csv").read_text() == EARLIER_LOG   # the log was set aside
+    _started(run)._set_aside_job()()   # the next start's first save (this one was killed)
+    assert {path.name: path.read_bytes()
+            for path in (run / WEB / "images.1").iterdir()} == EARLIER_SAMPLES
     assert sorted(path.name for path in (run / WEB).glob("images*")) == [IMAGES, "images.1"]
 
 

@@ -11,7 +11,7 @@ from fastp2p.atomic_files import create_empty_file, refuse_linked_folder
 from fastp2p.train.html_page import write_html
 from fastp2p.train.kept_runs import KeptNumber, numbered, samples_folder
 from fastp2p.train.loss_log import LossLog
-from fastp2p.train.report_files import remove_if_empty, unlink_file
+from fastp2p.train.report_files import unlink_file
 from fastp2p.train.report_names import IMAGES, UNFINISHED_MOVE
 from fastp2p.train.sample_images import TRIPLET, save_image
 
@@ -166,19 +166,14 @@ class TrainingPage:
         samples = self._claim_kept()
         if self._kept is None:
             return
-        try:
-            for path in samples:
-                os.rename(path, self._kept / path.name)
-                self._kept_count += 1
-            if log_kept:
-                self._unmark()
-        except OSError:
-            if not self._kept_count:   # none moved: its N stays the loss log's to pair
-                with contextlib.suppress(OSError):
-                    os.unlink(self._kept / self.UNFINISHED)
-                remove_if_empty(self._kept)
-                self._kept = None
-            raise
+        # one that fails keeps the folder and its mark, even with none moved: the loss log took
+        # or takes its N (KeptNumber), and a kill before the retry left images.N/ free and the
+        # next start claimed N+1 beside loss_log.N.csv
+        for path in samples:
+            os.rename(path, self._kept / path.name)
+            self._kept_count += 1
+        if log_kept:
+            self._unmark()
         linked = samples_folder(self.images)
         where = (f"{self._kept.name}/ beside it" if linked == self.images
                  else f"{self._kept}/ beside {linked}, the folder it links to")
