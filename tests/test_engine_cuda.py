@@ -5,6 +5,7 @@ import contextlib
 import pytest
 import torch
 
+from fastp2p.train.background_writer import host_copy
 from fastp2p.train.engine import LOSS_NAMES, WARMUP_STEPS, Pix2PixEngine
 from helpers.tolerances import TRAINING_200_STEPS, relative_error
 from helpers.train_helpers import random_batches, tiny_networks
@@ -127,6 +128,36 @@ def test_fast_engine_state_round_trip_resumes_the_same_run():
     assert resumed.steps == straight.steps == 10
     for ours, theirs in zip(resumed_G.parameters(), straight_G.parameters()):
         assert relative_error(ours, theirs) <= TRAINING_200_STEPS
+
+
+def test_a_cpu_runs_state_resumes_on_cuda_into_a_captured_channels_last_step():
+    """--device and --channels-last are not inherited: a CPU run's checkpoint (contiguous, on
+    the host, plain Adam's settings) resumed by the CUDA engine keeps its fused capturable Adam,
+    its step counts on the device and its moments laid out as the weights, so the graph
+    captures (test_engine_resume_devices and test_engine_resume_layouts check it on a CPU)."""
+    cpu = Pix2PixEngine(*tiny_networks(norm="batch", num_downs=6))
+    for batch in random_batches(2, 2, size=64):
+        cpu.step(*batch)
+    resumed, _, _ = cuda_engine(cuda_graph=True, channels_last=True)
+    resumed.load_state_dict(host_copy(cpu.state_dict()))
+    run(resumed, cuda_batches(WARMUP_STEPS + 2))
+    assert resumed._graph is not None
+    for optimizer in (resumed.optimizer_G, resumed.optimizer_D):
+        assert all(group["fused"] and group["capturable"] for group in optimizer.param_groups)
+        for param, state in optimizer.state.items():
+            assert state["step"].device == param.device and state["step"].dtype == torch.float32
+            assert state["exp_avg"].stride() == param.stride()
+
+
+def test_a_cuda_runs_state_resumes_on_a_cpu_with_the_plain_adam():
+    engine, _, _ = cuda_engine(cuda_graph=True)
+    run(engine, cuda_batches(WARMUP_STEPS + 2))
+    cpu = Pix2PixEngine(*tiny_networks(norm="batch", num_downs=6))
+    cpu.load_state_dict(host_copy(engine.state_dict()))
+    for batch in random_batches(1, 2, size=64):
+        cpu.step(*batch)
+    for optimizer in (cpu.optimizer_G, cpu.optimizer_D):
+        assert not any(group["fused"] or group["capturable"] for group in optimizer.param_groups)
 
 
 def test_channels_last_engine_keeps_weights_channels_last():

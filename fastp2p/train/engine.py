@@ -368,8 +368,9 @@ class Pix2PixEngine:
         check_engine_state(state, {"optimizer_G": self.optimizer_G,
                                    "optimizer_D": self.optimizer_D},
                            {name: getattr(self, "_" + name) for name in ENGINE_COUNTERS}, owners)
-        self.optimizer_G.load_state_dict(state["optimizer_G"])
-        self.optimizer_D.load_state_dict(state["optimizer_D"])
+        for name, optimizer in (("optimizer_G", self.optimizer_G),
+                                ("optimizer_D", self.optimizer_D)):
+            optimizer.load_state_dict(_with_own_device_settings(state[name], optimizer))
         for optimizer in (self.optimizer_G, self.optimizer_D):
             if isinstance(optimizer, torch.optim.Optimizer):   # MasterWeightsAdam lays out its own
                 _moments_laid_out_as_parameters(optimizer)
@@ -636,6 +637,26 @@ class Pix2PixEngine:
         self._graph = graph
         self._last_batch = (static_A, fake_B, static_B)
         graph.replay()  # capture only records: this replay is the step itself
+
+
+# Adam's settings the engine chooses by its device (fused capturable on CUDA, plain on a CPU)
+_DEVICE_ADAM_SETTINGS = ("fused", "capturable", "foreach", "differentiable")
+
+
+def _with_own_device_settings(saved: dict, optimizer) -> dict:
+    """``saved`` (an optimizer's state_dict) with ``optimizer``'s own device settings in its
+    groups: ``load_state_dict`` takes a group's settings from the state, and --device is not
+    inherited, so a CPU run's state resumed on CUDA gave the fused Adam capturable=False (a CUDA
+    graph's capture then raised) and left its step counts on the CPU, and a CUDA run's state
+    resumed on a CPU ran fused capturable Adam there. torch places each step as these say."""
+    saved_groups = saved.get("param_groups")
+    if not (isinstance(optimizer, torch.optim.Optimizer)   # MasterWeightsAdam keeps its own
+            and isinstance(saved_groups, list) and len(saved_groups) == len(
+                optimizer.param_groups) and all(isinstance(g, dict) for g in saved_groups)):
+        return saved   # what torch's load_state_dict refuses, as it says it
+    groups = [{**saved_group, **{key: group[key] for key in _DEVICE_ADAM_SETTINGS}}
+              for saved_group, group in zip(saved_groups, optimizer.param_groups)]
+    return {**saved, "param_groups": groups}
 
 
 def _moments_laid_out_as_parameters(optimizer: torch.optim.Optimizer) -> None:
