@@ -69,6 +69,15 @@ def _view_into(flat: torch.Tensor, offset: int, like: torch.Tensor) -> torch.Ten
     return flat.as_strided(like.shape, like.stride(), flat.storage_offset() + offset)
 
 
+def _is_dense_layout(shape: torch.Size, stride) -> bool:
+    """Whether ``stride`` (a saved list) lays out a tensor of ``shape`` as ``_dense_strides``
+    accepts a parameter's."""
+    if not (isinstance(stride, (list, tuple)) and len(stride) == len(shape) and all(
+            isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in stride)):
+        return False
+    return _dense_strides(torch.empty_strided(shape, stride, device="meta"))
+
+
 def _aligned(offset: int) -> int:
     return -(-offset // BUCKET_ALIGN) * BUCKET_ALIGN
 
@@ -262,7 +271,9 @@ class MasterWeightsAdam:
                               "betas": list(group["betas"]), "eps": group["eps"],
                               "weight_decay": group["weight_decay"],
                               "params": [self._names[k] for k in order],
-                              "numels": [self._numels[k] for k in order]}],
+                              "numels": [self._numels[k] for k in order],
+                              # each parameter's moments are in its memory order
+                              "strides": [list(self._params[k].stride()) for k in order]}],
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -278,9 +289,12 @@ class MasterWeightsAdam:
             raise ValueError("MasterWeightsAdam state_dict is for different parameters: saved "
                              f"{len(layout[0])} named {layout[0][:3]}..., this module has "
                              f"{len(ours[0])} named {ours[0][:3]}...")
+        # absent: a state of an older fastp2p, laid out as the parameters it loads into
+        strides = group.get("strides", [self._params[k].stride() for k in self._saved_order])
+        self._check_saved_strides(strides)
         with torch.no_grad():
-            self._unpack(saved["exp_avg"], self.exp_avg)
-            self._unpack(saved["exp_avg_sq"], self.exp_avg_sq)
+            self._unpack(saved["exp_avg"], "exp_avg", strides)
+            self._unpack(saved["exp_avg_sq"], "exp_avg_sq", strides)
             self._tickets.copy_(torch.tensor(self._num_programs, dtype=torch.int64)
                                 * int(saved["step"]))
         ours = self.param_groups[0]
@@ -306,14 +320,33 @@ class MasterWeightsAdam:
             return flat
         return torch.cat(self._parameter_slices(flat))
 
-    def _unpack(self, packed: torch.Tensor, flat: torch.Tensor) -> None:
-        if len(self._bucket_slices) == 1:
-            flat.copy_(packed)
-            return
-        start = 0
-        for part in self._parameter_slices(flat):
-            part.copy_(packed[start:start + part.numel()])
-            start += part.numel()
+    def _check_saved_strides(self, strides) -> None:
+        """A ValueError unless ``strides`` (a state_dict's, in its order) give every parameter
+        a dense layout of its shape, as the moments were saved in."""
+        order = self._saved_order
+        if not isinstance(strides, (list, tuple)) or len(strides) != len(order):
+            raise ValueError("MasterWeightsAdam state_dict's strides do not list one layout per "
+                             "parameter: not a state MasterWeightsAdam wrote")
+        for k, stride in zip(order, strides):
+            name, param = self._names[k], self._params[k]
+            if not _is_dense_layout(param.shape, stride):
+                raise ValueError(f"MasterWeightsAdam state_dict's strides of {name} are "
+                                 f"{stride!r}, no dense layout of its shape "
+                                 f"{tuple(param.shape)}: not a state MasterWeightsAdam wrote")
+
+    def _unpack(self, packed: torch.Tensor, key: str, strides) -> None:
+        """Each parameter's part of ``packed`` (state_dict's order, each part in the memory
+        order of ``strides``) into its ``key`` moment, element by element: a channels-last
+        run's state loads into NCHW weights and the reverse (--channels-last is not
+        inherited)."""
+        if not isinstance(packed, torch.Tensor) or packed.shape != (sum(self._numels),):
+            raise ValueError(f"MasterWeightsAdam state_dict's {key} is not a flat tensor of "
+                             f"its {sum(self._numels)} parameter elements")
+        packed, start = packed.contiguous(), 0
+        for k, stride in zip(self._saved_order, strides):
+            ours = self.state[self._params[k]][key]
+            ours.copy_(packed[start:start + ours.numel()].as_strided(ours.shape, stride))
+            start += ours.numel()
 
     def _write_hyper(self) -> None:
         group = self.param_groups[0]
