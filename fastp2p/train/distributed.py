@@ -59,10 +59,13 @@ def init_processes(device_name: str) -> ProcessInfo:
 
 
 def wrap_for_data_parallel(net: torch.nn.Module, info: ProcessInfo,
-                           sync_batchnorm: bool) -> torch.nn.Module:
-    """DDP-wrap ``net`` in a multi-process job (SyncBatchNorm first if asked); else unchanged."""
+                           sync_batchnorm: bool, channels_last: bool = False) -> torch.nn.Module:
+    """DDP-wrap ``net`` in a multi-process job (SyncBatchNorm first if asked; converted to
+    channels-last first if asked); else unchanged."""
     if info.world_size == 1:
         return net
+    if channels_last:   # DDP's gradient buckets keep the strides the weights have when wrapped
+        net.to(memory_format=torch.channels_last)
     if sync_batchnorm:
         if info.device.type != "cuda":
             raise ValueError("--norm syncbatch needs CUDA devices (PyTorch's SyncBatchNorm has "

@@ -136,6 +136,21 @@ def _check_single_process(option: str, off_hint: str, *nets: torch.nn.Module) ->
                          f"use {option}=False{off_hint} for multi-process training")
 
 
+def _check_wrapped_channels_last(*nets: torch.nn.Module) -> None:
+    """A one-line ValueError for channels_last=True with a DistributedDataParallel network whose
+    convolution weights are not channels-last yet: DDP's gradient buckets keep the strides the
+    weights had when it wrapped them, so converting them here would copy every gradient across
+    layouts into its bucket at every step ("Grad strides do not match bucket view strides")."""
+    for net in nets:
+        if isinstance(net, DistributedDataParallel) and any(
+                p.dim() == 4 and not p.is_contiguous(memory_format=torch.channels_last)
+                for p in net.parameters()):
+            raise ValueError("channels_last=True: convert the networks with "
+                             ".to(memory_format=torch.channels_last) before wrapping them in "
+                             "DistributedDataParallel (its gradient buckets keep the layout "
+                             "the weights had then)")
+
+
 class Pix2PixEngine:
     """Owns the optimizers and runs pix2pix updates of ``netG`` and ``netD``.
 
@@ -169,6 +184,8 @@ class Pix2PixEngine:
                                      ("split_conv_backward", split_conv_backward, "")):
             if on:
                 _check_single_process(option, off_hint, netG, netD)
+        if channels_last:
+            _check_wrapped_channels_last(netG, netD)
         if optimizer_overlap:  # before master_weights' own checks: it names both options
             overlap_streams = overlap.overlap_streams(self.device, master_weights, netG, netD)
         if master_weights:

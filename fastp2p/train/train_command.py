@@ -405,7 +405,7 @@ def _build_trainer(args, info, netG, netD, checkpoints, replaced_run, times, gra
 
     sync = args.norm == "syncbatch"
     engine = Pix2PixEngine(
-        wrap_for_data_parallel(netG, info, sync), wrap_for_data_parallel(netD, info, sync),
+        *(wrap_for_data_parallel(net, info, sync, args.channels_last) for net in (netG, netD)),
         gan_mode=args.gan_mode, lambda_L1=args.lambda_L1, lr=args.lr, beta1=args.beta1,
         precision=args.precision, channels_last=args.channels_last, cuda_graph=graphs)
     schedule = _lr_schedule(args)
