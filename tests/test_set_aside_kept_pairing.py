@@ -96,23 +96,22 @@ def test_a_kill_after_the_samples_failed_to_follow_the_set_aside_log_keeps_them_
     assert sorted(path.name for path in (run / WEB).glob("images*")) == [IMAGES, "images.1"]
 
 
-def _new_runs_files(run):
+def _new_runs_files(run, no_html=False, say=lambda line: None):
     """A new run's start in ``run`` (no training state, no --continue_train): its page, which
     moves the earlier run's samples aside, then its loss log, which keeps the earlier log."""
-    args = SimpleNamespace(continue_train=False, no_html=False, name="run")
-    quiet = (lambda line: None,) * 2
-    return _open_run_files(args, SimpleNamespace(path=run), None, quiet, None, None,
+    args = SimpleNamespace(continue_train=False, no_html=no_html, name="run")
+    return _open_run_files(args, SimpleNamespace(path=run), None, (say, say), None, None,
                            on_cpu=True, trains=False)
 
 
-def test_a_kill_between_a_new_runs_samples_and_log_moves_keeps_them_under_one_n(
-        tmp_path, monkeypatch):
-    """The page moved the samples into images.1/ and removed its mark before the log was
-    kept: the next start kept the log as loss_log.2.csv, beside no samples of its run."""
-    run = tmp_path / "tiny"
+EARLIER_RUNS_LOG = ",".join(LOG_FIELDS) + "\n" + ",".join("1" * len(LOG_FIELDS)) + "\n"
+
+
+def _killed_between_a_new_runs_samples_and_log(run, monkeypatch):
+    """A run that saved no checkpoint left its log and samples in ``run``; the next new run
+    moved the samples into images.1/ and was killed before it kept the log."""
     (run / WEB / IMAGES).mkdir(parents=True)
-    earlier_log = ",".join(LOG_FIELDS) + "\n" + ",".join("1" * len(LOG_FIELDS)) + "\n"
-    (run / LOSS_LOG).write_text(earlier_log)
+    (run / LOSS_LOG).write_text(EARLIER_RUNS_LOG)
     for name, data in EARLIER_SAMPLES.items():
         (run / WEB / IMAGES / name).write_bytes(data)
     with monkeypatch.context() as patch:
@@ -121,9 +120,49 @@ def test_a_kill_between_a_new_runs_samples_and_log_moves_keeps_them_under_one_n(
         patch.setattr(KeptNumber, "move", killed_before_keeping_the_log)
         with pytest.raises(_Killed):
             _new_runs_files(run)
+
+
+def test_a_kill_between_a_new_runs_samples_and_log_moves_keeps_them_under_one_n(
+        tmp_path, monkeypatch):
+    """The page moved the samples into images.1/ and removed its mark before the log was
+    kept: the next start kept the log as loss_log.2.csv, beside no samples of its run."""
+    run = tmp_path / "tiny"
+    earlier_log = EARLIER_RUNS_LOG
+    _killed_between_a_new_runs_samples_and_log(run, monkeypatch)
     _new_runs_files(run)
     assert sorted(path.name for path in run.glob("loss_log*")) == ["loss_log.1.csv", LOSS_LOG]
     assert (run / "loss_log.1.csv").read_text() == earlier_log
     assert {path.name: path.read_bytes()
             for path in (run / WEB / "images.1").iterdir()} == EARLIER_SAMPLES
     assert not (run / WEB / "images.1" / UNFINISHED_MOVE).exists()   # its move is done
+
+
+def test_a_no_html_run_that_keeps_the_log_after_the_samples_move_ends_the_mark(
+        tmp_path, monkeypatch):
+    """A --no_html run kept the log under the mark's N and, with no page, left the mark: the
+    next run with a page said the samples moved earlier were kept a second time."""
+    run = tmp_path / "tiny"
+    _killed_between_a_new_runs_samples_and_log(run, monkeypatch)
+    _new_runs_files(run, no_html=True)
+    assert (run / "loss_log.1.csv").read_text() == EARLIER_RUNS_LOG
+    assert not (run / WEB / "images.1" / UNFINISHED_MOVE).exists()   # its move is done
+    said = []
+    _new_runs_files(run, say=said.append)
+    assert not any("sample image(s)" in line for line in said)
+
+
+def test_a_no_html_run_leaves_the_mark_of_a_move_cut_short_to_the_next_page(
+        tmp_path, monkeypatch):
+    """Samples still in web/images are the mark's to move: the next page's move goes on into
+    images.1/, beside the log the --no_html run kept there."""
+    run = tmp_path / "tiny"
+    _killed_between_a_new_runs_samples_and_log(run, monkeypatch)
+    left = next(iter(EARLIER_SAMPLES))   # a kill cut the move short before this one
+    (run / WEB / "images.1" / left).rename(run / WEB / IMAGES / left)
+    _new_runs_files(run, no_html=True)
+    assert (run / "loss_log.1.csv").read_text() == EARLIER_RUNS_LOG
+    said = []
+    _new_runs_files(run, say=said.append)
+    assert {path.name: path.read_bytes()
+            for path in (run / WEB / "images.1").iterdir()} == EARLIER_SAMPLES
+    assert [line for line in said if "the 2 sample image(s)" in line]

@@ -65,17 +65,32 @@ class KeptNumber:
         makes there is never overwritten (a check, then a rename, overwrote one made in
         between), on any file system (a hard link, which also refuses a name taken, is not on
         all). Where no N is claimed yet, a move of samples an earlier process began and did not
-        finish gives its N (the log a set-aside keeps before the samples pairs with them)."""
-        samples = self._names()[2]
-        if self.number is None and samples.parent.is_dir():
-            self.unfinished(samples, UNFINISHED_MOVE)
+        finish gives its N (the log a set-aside keeps before the samples pairs with them); its
+        mark is removed once the log is kept where no sample is left in web/images to move."""
+        _, images, samples = self._names()
+        unfinished = (self.unfinished(samples, UNFINISHED_MOVE)
+                      if self.number is None and samples.parent.is_dir() else None)
         aside = self.claim(path, partial(create_empty_file, exclusive=True))
         try:
             os.rename(path, aside)
         except BaseException:
             os.unlink(aside)   # the claim, empty: no name left behind
             raise
+        if unfinished is not None and not _holds_sample(images):
+            # the move's end: no page (--no_html) does it, and the next page's took the mark
+            # for a move still to do and said the samples moved earlier were kept again
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(unfinished / UNFINISHED_MOVE)
         return aside
+
+
+def _holds_sample(images: Path) -> bool:
+    """Whether ``images`` (web/images) holds a sample image under its own name."""
+    # imported here: training_page imports this module
+    from fastp2p.train.training_page import TrainingPage
+
+    return images.is_dir() and any(TrainingPage.SAMPLE.match(path.name)
+                                   for path in images.iterdir())
 
 
 def samples_folder(images: Path) -> Path:
