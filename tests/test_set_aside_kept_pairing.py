@@ -43,13 +43,19 @@ def _started(run):
     return trainer
 
 
-def test_a_kill_between_the_log_and_the_samples_set_aside_keeps_them_under_one_n(
-        tmp_path, monkeypatch):
+def _earlier_runs_folder(tmp_path):
+    """A run folder holding an earlier run's loss log and samples, and no training state."""
     run = tmp_path / "tiny"
     (run / WEB / IMAGES).mkdir(parents=True)
     (run / LOSS_LOG).write_text(EARLIER_LOG)
     for name, data in EARLIER_SAMPLES.items():
         (run / WEB / IMAGES / name).write_bytes(data)
+    return run
+
+
+def test_a_kill_between_the_log_and_the_samples_set_aside_keeps_them_under_one_n(
+        tmp_path, monkeypatch):
+    run = _earlier_runs_folder(tmp_path)
     killed = _started(run)
     with monkeypatch.context() as patch:
         def killed_before_moving(page):
@@ -74,11 +80,7 @@ def test_a_kill_after_the_samples_failed_to_follow_the_set_aside_log_keeps_them_
     samples into images.2/, beside the killed run's log."""
     import os
 
-    run = tmp_path / "tiny"
-    (run / WEB / IMAGES).mkdir(parents=True)
-    (run / LOSS_LOG).write_text(EARLIER_LOG)
-    for name, data in EARLIER_SAMPLES.items():
-        (run / WEB / IMAGES / name).write_bytes(data)
+    run = _earlier_runs_folder(tmp_path)
     failing = _started(run)
     failing.say_error = lambda line: None   # the samples' warning, expected
     real_rename = os.rename
