@@ -10,6 +10,7 @@ from pathlib import Path
 
 from fastp2p.atomic_files import create_empty_file
 from fastp2p.train.report_names import IMAGES, LOSS_LOG, UNFINISHED_MOVE, WEB
+from fastp2p.train.sample_images import SAMPLE_NAME
 
 
 class KeptNumber:
@@ -86,11 +87,7 @@ class KeptNumber:
 
 def _holds_sample(images: Path) -> bool:
     """Whether ``images`` (web/images) holds a sample image under its own name."""
-    # imported here: training_page imports this module
-    from fastp2p.train.training_page import TrainingPage
-
-    return images.is_dir() and any(TrainingPage.SAMPLE.match(path.name)
-                                   for path in images.iterdir())
+    return images.is_dir() and any(SAMPLE_NAME.match(path.name) for path in images.iterdir())
 
 
 def samples_folder(images: Path) -> Path:

@@ -1,6 +1,7 @@
 """Sample images as PNG files: one C x H x W tensor in [-1, 1] written as the reference's
 ``tensor2im`` does it (x in [-1, 1] -> (x + 1) / 2 * 255, truncated to uint8; one channel
 repeated to three), replaced atomically (``report_files``)."""
+import re
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +12,8 @@ from fastp2p.train.report_files import replace_atomically
 
 # the three images of a sample (input, output, target), as its files and the pages name them
 TRIPLET = ("real_A", "fake_B", "real_B")
+# a sample image's file name as the training page writes it: epoch, step, label
+SAMPLE_NAME = re.compile(rf"^epoch(\d+)_step(\d+)_({'|'.join(TRIPLET)})\.png$")
 
 
 def tensor_to_image(image: torch.Tensor) -> np.ndarray:

@@ -4,7 +4,6 @@ samples kept apart (``kept_runs``), staged or deleted so that no kill or failure
 import contextlib
 import itertools
 import os
-import re
 from pathlib import Path
 
 from fastp2p.atomic_files import create_empty_file, refuse_linked_folder
@@ -13,7 +12,7 @@ from fastp2p.train.kept_runs import KeptNumber, numbered, samples_folder
 from fastp2p.train.loss_log import LossLog
 from fastp2p.train.report_files import unlink_file
 from fastp2p.train.report_names import IMAGES, UNFINISHED_MOVE
-from fastp2p.train.sample_images import TRIPLET, save_image
+from fastp2p.train.sample_images import SAMPLE_NAME, TRIPLET, save_image
 
 # the training state's key for TrainingPage.staged_record: that save's run's samples are staged
 STAGED_RECORD = "staged_samples"
@@ -23,7 +22,7 @@ class TrainingPage:
     """``CHECKPOINTS/NAME/web``: sample triplets, the loss plot and index.html, newest first."""
     INDEX, PLOT = "index.html", "loss.png"
     # add_sample's names: epoch, step, label
-    SAMPLE = re.compile(rf"^epoch(\d+)_step(\d+)_({'|'.join(TRIPLET)})\.png$")
+    SAMPLE = SAMPLE_NAME
     # a resumed run's samples until its first save (hidden: no SAMPLE name, so never the kept
     # run's; see __init__)
     STAGED = ".staged-"
