@@ -48,14 +48,15 @@ class KeptNumber:
             self.number = number
             return aside
 
-    def unfinished(self, path: Path, mark: str) -> Path | None:
-        """The numbered folder of ``path`` beside it that holds ``mark`` (a move into it that an
-        earlier process began and did not finish), its N taken; None where none does."""
+    def unfinished(self, path: Path) -> Path | None:
+        """The numbered folder of ``path`` beside it that holds the mark ``UNFINISHED_MOVE`` (a
+        move into it that an earlier process began and did not finish), its N taken; None where
+        none does."""
         numbers = sorted(number for name in path.parent.iterdir()
                          if (number := _number(name, path)) is not None)
         for number in numbers:
             folder = numbered(path, number)
-            if not folder.is_symlink() and os.path.lexists(folder / mark):
+            if not folder.is_symlink() and os.path.lexists(folder / UNFINISHED_MOVE):
                 self.number = number
                 return folder
         return None
@@ -69,7 +70,7 @@ class KeptNumber:
         finish gives its N (the log a set-aside keeps before the samples pairs with them); its
         mark is removed once the log is kept where no sample is left in web/images to move."""
         _, images, samples = self._names()
-        unfinished = (self.unfinished(samples, UNFINISHED_MOVE)
+        unfinished = (self.unfinished(samples)
                       if self.number is None and samples.parent.is_dir() else None)
         aside = self.claim(path, partial(create_empty_file, exclusive=True))
         try:
@@ -80,9 +81,15 @@ class KeptNumber:
         if unfinished is not None and not _holds_sample(images):
             # the move's end: no page (--no_html) does it, and the next page's took the mark
             # for a move still to do and said the samples moved earlier were kept again
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(unfinished / UNFINISHED_MOVE)
+            unmark(unfinished)
         return aside
+
+
+def unmark(folder: Path) -> None:
+    """The mark ``UNFINISHED_MOVE`` removed from ``folder`` (an ``images.N/``): its move is
+    done."""
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(folder / UNFINISHED_MOVE)
 
 
 def _holds_sample(images: Path) -> bool:

@@ -1,14 +1,13 @@
 """The training page, ``CHECKPOINTS/NAME/web``: the sample triplets written as training goes,
 the loss plot and index.html; on a resume or a new run in a used folder, the earlier run's
 samples kept apart (``kept_runs``), staged or deleted so that no kill or failure loses one."""
-import contextlib
 import itertools
 import os
 from pathlib import Path
 
 from fastp2p.atomic_files import create_empty_file, refuse_linked_folder
 from fastp2p.train.html_page import write_html
-from fastp2p.train.kept_runs import KeptNumber, numbered, samples_folder
+from fastp2p.train.kept_runs import KeptNumber, numbered, samples_folder, unmark
 from fastp2p.train.loss_log import LossLog
 from fastp2p.train.report_files import unlink_file
 from fastp2p.train.report_names import IMAGES, UNFINISHED_MOVE
@@ -172,7 +171,7 @@ class TrainingPage:
             os.rename(path, self._kept / path.name)
             self._kept_count += 1
         if log_kept:
-            self._unmark()
+            unmark(self._kept)
         linked = samples_folder(self.images)
         where = (f"{self._kept.name}/ beside it" if linked == self.images
                  else f"{self._kept}/ beside {linked}, the folder it links to")
@@ -186,12 +185,7 @@ class TrainingPage:
         left no trace of N: the next start kept the log as ``loss_log.N+1.csv``, beside no
         samples of its run; the mark gives the next start this N."""
         if self._kept is not None and not self.setting_aside:
-            self._unmark()
-
-    def _unmark(self) -> None:
-        """The mark (``UNFINISHED``) removed from ``_kept``: its move is done."""
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(self._kept / self.UNFINISHED)
+            unmark(self._kept)
 
     def _claim_kept(self) -> list:
         """The samples in images/ (paths), once ``_kept`` is the folder ``_keep_samples`` moves
@@ -199,7 +193,7 @@ class TrainingPage:
         claimed where there are samples, else None."""
         linked = samples_folder(self.images)
         if self._kept is None:
-            self._kept = self._kept_number.unfinished(linked, self.UNFINISHED)
+            self._kept = self._kept_number.unfinished(linked)
             self._kept_count = 0 if self._kept is None else sum(
                 1 for path in self._kept.iterdir() if self.SAMPLE.match(path.name))
         samples = [path for path, *_ in self._sample_files()]
