@@ -388,7 +388,6 @@ class Pix2PixEngine:
         for name, optimizer in (("optimizer_G", self.optimizer_G),
                                 ("optimizer_D", self.optimizer_D)):
             optimizer.load_state_dict(_with_own_device_settings(state[name], optimizer))
-        for optimizer in (self.optimizer_G, self.optimizer_D):
             if isinstance(optimizer, torch.optim.Optimizer):   # MasterWeightsAdam lays out its own
                 _moments_laid_out_as_parameters(optimizer)
         if self._lr is not None:
@@ -686,4 +685,3 @@ def _moments_laid_out_as_parameters(optimizer: torch.optim.Optimizer) -> None:
             if (isinstance(value, torch.Tensor) and value.shape == param.shape
                     and value.stride() != param.stride()):
                 state[name] = torch.empty_like(param, dtype=value.dtype).copy_(value)
-
