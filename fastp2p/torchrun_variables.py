@@ -23,7 +23,7 @@ class TorchrunVariableError(ValueError):
     """A torchrun variable in the environment that is not a whole number in its range."""
 
 
-# each variable's smallest value: a LOCAL_RANK of -1 (some launchers' "not distributed") would
+# each variable's smallest value: a LOCAL_RANK of -1 (some scripts' "not distributed") would
 # leave every process of a node silent about its refusals (``says_for_its_node``)
 _SMALLEST = {"WORLD_SIZE": 1, "LOCAL_RANK": 0, "RANK": 0}
 
